@@ -1,0 +1,50 @@
+"""Exceptions raised for user errors, each with a stable machine-readable ``code``.
+
+Every user-facing problem (bad recipe, bad data, an incompatible model) is one of these. The CLI
+turns any :class:`TrainkitError` into a single line on stderr and exit code 2; Python callers can
+branch on ``err.code``, which never changes between releases for the same problem.
+"""
+
+from __future__ import annotations
+
+
+class TrainkitError(Exception):
+    """Base class of all trainkit user errors.
+
+    Attributes:
+        code: Stable identifier of the problem, e.g. ``"double-activation"``.
+        message: What was found, why it cannot work and how to fix it.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+
+
+class RecipeError(TrainkitError, ValueError):
+    """A recipe file, a ``--set`` override or a name inside a recipe is invalid."""
+
+
+class CompatibilityError(TrainkitError, ValueError):
+    """The loss, output activation and task can never train well together."""
+
+
+class DataError(TrainkitError, ValueError):
+    """The data does not fit the task, the loss or the model."""
+
+
+class RunDirError(TrainkitError, OSError):
+    """The run directory cannot be created or written."""
+
+
+class TrainingInterrupted(TrainkitError):
+    """Training was stopped by a signal; the run was saved and can be resumed."""
+
+
+class NonFiniteLossError(TrainkitError, ArithmeticError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+class UnknownNameError(TrainkitError, ValueError):
+    """A loss, optimizer, metric, layer, activation or initializer name is not known."""

@@ -1,0 +1,78 @@
+"""The :class:`Finding` record: one thing trainkit noticed about a model, its data or its run.
+
+Checks (before training) and diagnosis rules (during and after training) both produce findings, so
+reports, the console and TensorBoard render them the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "error"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """A diagnosed problem with its evidence and concrete advice.
+
+    Attributes:
+        code: Stable identifier, e.g. ``"dead-relu"``; never reworded between releases.
+        severity: ``"info"``, ``"warning"`` or ``"error"``.
+        message: What was observed, in one or two sentences.
+        advice: What to change in the recipe or the code.
+        evidence: The numbers behind the finding (name -> value).
+        step: Global training step the finding refers to, when it refers to one.
+        epoch: Epoch (0-based) the finding refers to, when it refers to one.
+        layer: Layer or variable name the finding refers to, when it refers to one.
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    advice: str
+    evidence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    step: int | None = None
+    epoch: int | None = None
+    layer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable dict."""
+        data = dataclasses.asdict(self)
+        data["evidence"] = {k: _jsonable(v) for k, v in self.evidence.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """Rebuilds a finding written by :meth:`to_dict`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def format(self) -> str:
+        """One human-readable block: severity, code, where, message and advice."""
+        where = []
+        if self.layer:
+            where.append(f"layer {self.layer}")
+        if self.epoch is not None:
+            where.append(f"epoch {self.epoch + 1}")
+        if self.step is not None:
+            where.append(f"step {self.step}")
+        location = f" ({', '.join(where)})" if where else ""
+        return f"{self.severity.upper()} [{self.code}]{location}: {self.message}\n    fix: {self.advice}"
+
+
+def _jsonable(value: Any) -> Any:
+    """Converts numpy scalars and arrays to plain Python values for JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)

@@ -1,0 +1,155 @@
+"""Turns the names users write ("adam", "binary_crossentropy", {"name": "sgd", ...}) into Keras objects.
+
+One place resolves names for the Python API and for recipes, so both accept the same spellings and
+fail with the same :class:`~trainkit.errors.UnknownNameError`, which names the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import keras
+
+from trainkit.errors import UnknownNameError
+
+Spec = str | Mapping[str, Any] | Any
+
+LOSS_ALIASES: dict[str, str] = {
+    "bce": "binary_crossentropy",
+    "cce": "categorical_crossentropy",
+    "scce": "sparse_categorical_crossentropy",
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "huber_loss": "huber",
+}
+LOSS_CLASSES: dict[str, type[keras.losses.Loss]] = {
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+    "binary_focal_crossentropy": keras.losses.BinaryFocalCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy,
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "mean_squared_error": keras.losses.MeanSquaredError,
+    "mean_absolute_error": keras.losses.MeanAbsoluteError,
+    "mean_absolute_percentage_error": keras.losses.MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": keras.losses.MeanSquaredLogarithmicError,
+    "huber": keras.losses.Huber,
+    "log_cosh": keras.losses.LogCosh,
+    "hinge": keras.losses.Hinge,
+    "squared_hinge": keras.losses.SquaredHinge,
+    "categorical_hinge": keras.losses.CategoricalHinge,
+    "kl_divergence": keras.losses.KLDivergence,
+    "poisson": keras.losses.Poisson,
+}
+OPTIMIZER_CLASSES: dict[str, type[keras.optimizers.Optimizer]] = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adagrad": keras.optimizers.Adagrad,
+    "adadelta": keras.optimizers.Adadelta,
+    "adamax": keras.optimizers.Adamax,
+    "nadam": keras.optimizers.Nadam,
+    "ftrl": keras.optimizers.Ftrl,
+    "lion": keras.optimizers.Lion,
+}
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """Returns ' Did you mean "x"?' for the closest choice, or '' when none is close."""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f' Did you mean "{match[0]}"?' if match else ""
+
+
+def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, Mapping):
+        params = dict(spec)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise UnknownNameError(f"unknown-{kind}", f"A {kind} given as a mapping needs a 'name' key, got {dict(spec)!r}.")
+        return name, params
+    raise TypeError(spec)
+
+
+def get_loss(spec: Spec) -> keras.losses.Loss:
+    """Resolves a loss name, ``{"name": ..., **kwargs}`` mapping or Keras loss object.
+
+    Plain functions (e.g. ``keras.losses.mean_squared_error``) are wrapped so that every resolved
+    loss has a ``get_config()`` that the compatibility checks can read.
+    """
+    if isinstance(spec, keras.losses.Loss):
+        return spec
+    if callable(spec) and not isinstance(spec, str | Mapping):
+        fn_name = getattr(spec, "__name__", "")
+        key = LOSS_ALIASES.get(fn_name, fn_name)
+        if key in LOSS_CLASSES:
+            return LOSS_CLASSES[key]()
+        return keras.losses.LossFunctionWrapper(spec, name=fn_name or "custom_loss")
+    name, params = _split_spec(spec, "loss")
+    key = LOSS_ALIASES.get(name.lower(), name.lower())
+    if key not in LOSS_CLASSES:
+        raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, LOSS_CLASSES)} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
+    try:
+        return LOSS_CLASSES[key](**params)
+    except TypeError as err:
+        raise UnknownNameError("unknown-loss", f'Loss "{name}" does not take these arguments: {err}.') from None
+
+
+def get_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
+    """Resolves an optimizer name, ``{"name": ..., **kwargs}`` mapping or Keras optimizer object."""
+    if isinstance(spec, keras.optimizers.Optimizer):
+        return spec
+    name, params = _split_spec(spec, "optimizer")
+    key = name.lower()
+    if key not in OPTIMIZER_CLASSES:
+        raise UnknownNameError("unknown-optimizer", f'Unknown optimizer "{name}".{closest(key, OPTIMIZER_CLASSES)} Known optimizers: {", ".join(sorted(OPTIMIZER_CLASSES))}.')
+    try:
+        return OPTIMIZER_CLASSES[key](**params)
+    except (TypeError, ValueError) as err:
+        raise UnknownNameError("unknown-optimizer", f'Optimizer "{name}" does not take these arguments: {err}.') from None
+
+
+def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> keras.metrics.Metric:
+    """Resolves a metric, choosing the accuracy variant that fits the task (as ``compile`` does).
+
+    Args:
+        spec: A metric name, mapping or Keras metric object.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        loss: The resolved loss; tells sparse from one-hot labels and logits from probabilities.
+    """
+    if isinstance(spec, keras.metrics.Metric):
+        return spec
+    name, params = _split_spec(spec, "metric")
+    key = name.lower()
+    from_logits = bool(getattr(loss, "get_config", dict)().get("from_logits", False)) if loss else False
+    if key in ("accuracy", "acc"):
+        if task in ("binary", "multilabel"):
+            threshold = 0.0 if from_logits else 0.5
+            return keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold, **params)
+        if task == "multiclass":
+            if isinstance(loss, keras.losses.SparseCategoricalCrossentropy):
+                return keras.metrics.SparseCategoricalAccuracy(name="accuracy", **params)
+            return keras.metrics.CategoricalAccuracy(name="accuracy", **params)
+        raise UnknownNameError("unknown-metric", 'The metric "accuracy" means nothing for a regression task. Use "mae" or "mse" instead.')
+    if key == "auc" and from_logits:
+        params.setdefault("from_logits", True)
+    try:
+        metric = keras.metrics.get(key if not params else {"class_name": key, "config": params})
+    except (ValueError, TypeError):
+        raise UnknownNameError("unknown-metric", f'Unknown metric "{name}". Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".') from None
+    if not isinstance(metric, keras.metrics.Metric):
+        metric = keras.metrics.MeanMetricWrapper(metric, name=key)
+    return metric
+
+
+def get_metrics(specs: Sequence[Spec], task: str, loss: keras.losses.Loss | None = None) -> list[keras.metrics.Metric]:
+    """Resolves each metric of ``specs`` with :func:`get_metric`."""
+    return [get_metric(spec, task, loss) for spec in specs]
+
+
+def clone_metric(metric: keras.metrics.Metric) -> keras.metrics.Metric:
+    """A fresh metric of the same class and config (validation needs its own state)."""
+    return metric.__class__.from_config(metric.get_config())
