@@ -153,3 +153,96 @@ def get_metrics(specs: Sequence[Spec], task: str, loss: keras.losses.Loss | None
 def clone_metric(metric: keras.metrics.Metric) -> keras.metrics.Metric:
     """A fresh metric of the same class and config (validation needs its own state)."""
     return metric.__class__.from_config(metric.get_config())
+
+
+def _public_names(module: Any, exclude: Iterable[str] = ("get", "serialize", "deserialize")) -> tuple[str, ...]:
+    """The snake_case names a Keras module exports (its string aliases), minus the helpers."""
+    skip = set(exclude)
+    return tuple(sorted(n for n in dir(module) if n[:1].islower() and n not in skip))
+
+
+# Read from Keras rather than typed out, so a Keras upgrade that adds a name needs no change here.
+ACTIVATION_NAMES: tuple[str, ...] = _public_names(keras.activations)
+INITIALIZER_NAMES: tuple[str, ...] = _public_names(keras.initializers)
+REGULARIZER_NAMES: tuple[str, ...] = _public_names(keras.regularizers)
+# Shorthand mappings such as {"l2": 0.01} name the penalty strengths directly.
+_PENALTY_KEYS: tuple[str, ...] = ("l1", "l2")
+
+
+def get_activation(name: str | None) -> str:
+    """Checks an activation name and returns its canonical lower-case spelling.
+
+    Args:
+        name: An activation name such as ``"relu"``; ``None`` means ``"linear"``.
+
+    Raises:
+        UnknownNameError: ``unknown-activation`` with the closest known name.
+    """
+    if name is None:
+        return "linear"
+    key = str(name).lower()
+    if key not in ACTIVATION_NAMES:
+        raise UnknownNameError("unknown-activation", f'Unknown activation "{name}".{closest(key, ACTIVATION_NAMES)} Known activations: {", ".join(ACTIVATION_NAMES)}.')
+    return key
+
+
+def get_initializer(spec: Spec) -> keras.initializers.Initializer:
+    """Resolves an initializer name, ``{"name": ..., **kwargs}`` mapping or Keras initializer.
+
+    Args:
+        spec: e.g. ``"he_normal"`` or ``{"name": "random_normal", "stddev": 0.05}``.
+        The extra keys are passed to the initializer class (``seed`` included).
+
+    Raises:
+        UnknownNameError: ``unknown-initializer`` for an unknown name or bad arguments.
+    """
+    if isinstance(spec, keras.initializers.Initializer):
+        return spec
+    name, params = _split_spec(spec, "initializer") if isinstance(spec, str | Mapping) else (str(spec), {})
+    key = name.lower()
+    if key not in INITIALIZER_NAMES:
+        raise UnknownNameError("unknown-initializer", f'Unknown initializer "{name}".{closest(key, INITIALIZER_NAMES)} Known initializers: {", ".join(INITIALIZER_NAMES)}.')
+    try:
+        return getattr(keras.initializers, key)(**params)
+    except (TypeError, ValueError) as err:
+        raise UnknownNameError("unknown-initializer", f'Initializer "{name}" does not take these arguments: {err}.') from None
+
+
+def get_regularizer(spec: Spec) -> keras.regularizers.Regularizer | None:
+    """Resolves a regularizer name, a ``{"l1": a, "l2": b}`` shorthand or a ``{"name": ...}`` mapping.
+
+    Args:
+        spec: ``"l2"`` (Keras default strength), ``{"l2": 0.01}``, ``{"l1": 1e-5, "l2": 1e-4}``,
+            ``{"name": "orthogonal_regularizer", "factor": 0.01}``, a Keras regularizer or ``None``.
+
+    Raises:
+        UnknownNameError: ``unknown-regularizer`` for an unknown name, key or bad arguments.
+    """
+    if spec is None or isinstance(spec, keras.regularizers.Regularizer):
+        return spec
+    if isinstance(spec, Mapping) and "name" not in spec:
+        return _penalty_regularizer(spec)
+    name, params = _split_spec(spec, "regularizer") if isinstance(spec, str | Mapping) else (str(spec), {})
+    key = name.lower()
+    if key not in REGULARIZER_NAMES:
+        raise UnknownNameError("unknown-regularizer", f'Unknown regularizer "{name}".{closest(key, REGULARIZER_NAMES)} Known regularizers: {", ".join(REGULARIZER_NAMES)}, or a mapping such as {{l2: 0.01}}.')
+    try:
+        return getattr(keras.regularizers, key)(**params)
+    except (TypeError, ValueError) as err:
+        raise UnknownNameError("unknown-regularizer", f'Regularizer "{name}" does not take these arguments: {err}.') from None
+
+
+def _penalty_regularizer(spec: Mapping[str, Any]) -> keras.regularizers.Regularizer:
+    """Builds L1, L2 or L1L2 from ``{"l1": a, "l2": b}`` (either key may be missing)."""
+    for key in spec:
+        if key not in _PENALTY_KEYS:
+            raise UnknownNameError("unknown-regularizer", f'Unknown regularizer key "{key}" in {dict(spec)!r}.{closest(str(key), _PENALTY_KEYS)} Use {{l1: 0.001}}, {{l2: 0.01}} or both.')
+    try:
+        strengths = {k: float(v) for k, v in spec.items()}
+        if set(strengths) == {"l2"}:
+            return keras.regularizers.L2(strengths["l2"])
+        if set(strengths) == {"l1"}:
+            return keras.regularizers.L1(strengths["l1"])
+        return keras.regularizers.L1L2(l1=strengths.get("l1", 0.0), l2=strengths.get("l2", 0.0))
+    except (TypeError, ValueError) as err:
+        raise UnknownNameError("unknown-regularizer", f"Regularizer {dict(spec)!r} needs non-negative numbers: {err}.") from None

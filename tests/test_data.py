@@ -1,0 +1,343 @@
+"""Tests of trainkit.data: generators, files, splits and standardisation fitted on train only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trainkit.data import (
+    DataSplits,
+    Standardizer,
+    load_arrays,
+    per_batch_max_normalize,
+    prepare_data,
+    split,
+)
+from trainkit.errors import DataError, RecipeError
+from trainkit.recipe import DataConfig, Recipe
+
+ROWS = 120
+
+
+def cfg(**kwargs: Any) -> DataConfig:
+    kwargs.setdefault("rows", ROWS)
+    kwargs.setdefault("features", 5)
+    return DataConfig(**kwargs)
+
+
+def recipe(tmp_path: Path | None = None, task: str = "binary", data: dict | None = None, **sections: Any) -> Recipe:
+    raw = {
+        "task": task,
+        "data": {"rows": ROWS, "features": 4, **(data or {})},
+        "model": {"layers": [{"type": "dense", "units": 1}]},
+        "loss": "mse",
+        **sections,
+    }
+    return Recipe.from_dict(raw, source_path=tmp_path / "r.yaml" if tmp_path else None)
+
+
+def data_error(fn: Any, *args: Any, **kwargs: Any) -> DataError:
+    with pytest.raises(DataError) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in info.value.message
+    return info.value
+
+
+# ----------------------------------------------------------------------------------- generators
+
+
+@pytest.mark.parametrize(
+    ("generator", "task", "extra", "y_shape", "y_dtype"),
+    [
+        ("learnable_binary", "binary", {}, (ROWS, 1), np.float32),
+        ("learnable_multiclass", "multiclass", {"classes": 3}, (ROWS,), np.int32),
+        ("learnable_regression", "regression", {}, (ROWS, 1), np.float32),
+        ("random_labels", "binary", {}, (ROWS, 1), np.float32),
+        ("random_labels", "multiclass", {"classes": 4}, (ROWS,), np.int32),
+        ("random_labels", "multilabel", {"classes": 3}, (ROWS, 3), np.float32),
+        ("random_labels", "multiclass", {"classes": 4, "one_hot": True}, (ROWS, 4), np.float32),
+        ("learnable_binary", "binary", {"one_hot": True}, (ROWS, 2), np.float32),
+    ],
+)
+def test_generator_shapes_dtypes_and_determinism(generator: str, task: str, extra: dict, y_shape: tuple, y_dtype: type) -> None:
+    config = cfg(generator=generator, seed=3, **extra)
+    x, y = load_arrays(config, ".", task=task)
+    assert x.shape == (ROWS, 5) and x.dtype == np.float32
+    assert y.shape == y_shape and y.dtype == y_dtype
+    x2, y2 = load_arrays(config, ".", task=task)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)  # same seed, same data
+    x3, _ = load_arrays(cfg(generator=generator, seed=4, **extra), ".", task=task)
+    assert not np.array_equal(x, x3)
+
+
+def test_uniform_and_normal_features() -> None:
+    uniform, _ = load_arrays(cfg(rows=200, feature_distribution="uniform"), ".")
+    normal, _ = load_arrays(cfg(rows=200, feature_distribution="normal"), ".")
+    assert uniform.min() >= 0.0 and uniform.max() < 1.0
+    assert normal.min() < 0.0 and abs(normal.mean()) < 0.2 and 0.8 < normal.std() < 1.2
+
+
+def test_learnable_binary_is_balanced_and_depends_on_x() -> None:
+    x, y = load_arrays(cfg(rows=200, generator="learnable_binary"), ".")
+    assert set(np.unique(y)) == {0.0, 1.0}
+    assert 0.4 <= y.mean() <= 0.6
+    # Labels are a function of x: a least-squares linear fit already beats chance clearly.
+    design = np.c_[x, np.ones(len(x))]
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    assert ((design @ coef > 0.5) == (y > 0.5)).mean() > 0.7
+
+
+def test_random_labels_ignore_x() -> None:
+    x, y = load_arrays(cfg(rows=200, generator="random_labels"), ".")
+    design = np.c_[x, np.ones(len(x))]
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    assert ((design @ coef > 0.5) == (y > 0.5)).mean() < 0.7
+
+
+def test_learnable_multiclass_uses_every_class() -> None:
+    _, y = load_arrays(cfg(rows=200, generator="learnable_multiclass", classes=4), ".", task="multiclass")
+    counts = np.bincount(y, minlength=4)
+    assert counts.min() >= 30, counts
+
+
+def test_regression_targets_scale_and_offset() -> None:
+    _, base = load_arrays(cfg(generator="learnable_regression"), ".")
+    _, y = load_arrays(cfg(generator="learnable_regression", target_scale=100.0, target_offset=3.0), ".")
+    assert base.min() == pytest.approx(0.0) and base.max() == pytest.approx(1.0)
+    assert y.min() == pytest.approx(3.0) and y.max() == pytest.approx(103.0)
+    assert np.allclose(y, base * 100 + 3, atol=1e-4)
+
+
+def test_feature_scale_and_offset() -> None:
+    base, _ = load_arrays(cfg(), ".")
+    scaled, _ = load_arrays(cfg(feature_scale=100.0, feature_offset=5.0), ".")
+    assert np.allclose(scaled, base * 100 + 5, atol=1e-3)
+
+
+def test_label_noise_replaces_some_labels() -> None:
+    _, clean = load_arrays(cfg(rows=200), ".")
+    _, noisy = load_arrays(cfg(rows=200, noise=0.5), ".")
+    changed = (clean != noisy).mean()
+    assert 0.1 < changed < 0.45  # half replaced at random, about half of those keep their label
+
+
+def test_random_images() -> None:
+    config = DataConfig(generator="random_images", rows=20, image_shape=[8, 8, 3], classes=10, one_hot=True)
+    x, y = load_arrays(config, ".", task="multiclass")
+    assert x.shape == (20, 8, 8, 3) and x.dtype == np.float32
+    assert y.shape == (20, 10) and np.all(y.sum(axis=1) == 1)
+    default = DataConfig(generator="random_images", rows=4)
+    assert load_arrays(default, ".")[0].shape == (4, 32, 32, 3)
+
+
+def test_leak_label_appends_the_label() -> None:
+    x, y = load_arrays(cfg(leak_label=True), ".")
+    assert x.shape == (ROWS, 6)
+    assert np.array_equal(x[:, -1:], y)
+
+
+def test_per_batch_max_normalisation_reproduces_the_bug() -> None:
+    raw, _ = load_arrays(cfg(rows=100, feature_scale=10.0), ".")
+    x, _ = load_arrays(cfg(rows=100, feature_scale=10.0, per_batch_max_normalize=32), ".")
+    chunks = [slice(s, s + 32) for s in range(0, 100, 32)]
+    for chunk in chunks:
+        assert x[chunk].max() == pytest.approx(1.0)
+        # Each chunk is divided by ITS OWN max...
+        assert np.allclose(x[chunk], raw[chunk] / raw[chunk].max())
+    # ... and those maxima differ, so the same raw value is scaled differently in different chunks.
+    assert len({float(raw[chunk].max()) for chunk in chunks}) == len(chunks)
+    assert not np.allclose(x, raw / raw.max())
+
+
+def test_per_batch_max_normalize_leaves_all_zero_chunks_alone() -> None:
+    out = per_batch_max_normalize(np.zeros((4, 2), dtype=np.float32), 2)
+    assert np.all(out == 0) and not np.isnan(out).any()
+
+
+# ---------------------------------------------------------------------------------------- split
+
+
+def test_split_holds_out_the_tail_after_a_seeded_shuffle() -> None:
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    y = x.copy()
+    x_tr, _, x_val, _ = split(x, y, 0.2, seed=None)
+    assert np.array_equal(x_val, x[80:]) and np.array_equal(x_tr, x[:80])  # Keras: the last 20%
+    a = split(x, y, 0.2, seed=1)
+    b = split(x, y, 0.2, seed=1)
+    c = split(x, y, 0.2, seed=2)
+    assert a[0].shape == (80, 1) and a[2].shape == (20, 1)
+    assert np.array_equal(a[2], b[2]) and not np.array_equal(a[2], c[2])
+    assert np.array_equal(a[0], a[1]) and np.array_equal(a[2], a[3])  # rows stay paired
+    assert sorted(np.r_[a[0].ravel(), a[2].ravel()]) == list(range(100))
+
+
+def test_split_without_validation_and_with_too_few_rows() -> None:
+    x = np.ones((10, 2), dtype=np.float32)
+    x_tr, _, x_val, y_val = split(x, x, 0.0, seed=0)
+    assert len(x_tr) == 10 and x_val is None and y_val is None
+    assert data_error(split, x[:1], x[:1], 0.5, 0).code == "data-empty"
+
+
+# ------------------------------------------------------------------------------- standardizer
+
+
+def test_standardizer_fit_transform_inverse() -> None:
+    a = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]], dtype=np.float32)
+    s = Standardizer().fit(a)
+    assert np.allclose(s.mean, [3.0, 5.0]) and np.allclose(s.std, [np.sqrt(8 / 3), 1.0])  # std 0 -> 1
+    t = s.transform(a)
+    assert np.allclose(t[:, 0].mean(), 0) and np.allclose(t[:, 1], 0) and not np.isnan(t).any()
+    assert np.allclose(s.inverse_transform(t), a)
+    assert np.allclose(Standardizer.from_dict(s.to_dict()).transform(a), t)
+    with pytest.raises(ValueError):
+        Standardizer().transform(a)
+
+
+def test_standardisation_is_fitted_on_the_training_split_only() -> None:
+    r = recipe(data={"feature_scale": 10.0, "feature_offset": 50.0}, preprocessing={"standardize_inputs": True})
+    splits = prepare_data(r)
+    raw_x, raw_y = load_arrays(r.data, r.base_dir, task=r.task)
+    raw_train, _, raw_val, _ = split(raw_x, raw_y, r.training.validation_split, r.training.seed)
+    std = splits.input_standardizer
+    assert isinstance(splits, DataSplits) and std is not None
+    assert np.allclose(std.mean, raw_train.mean(axis=0), atol=1e-4)  # training rows only
+    assert np.allclose(splits.x_train.mean(axis=0), 0, atol=1e-5)
+    assert np.allclose(splits.x_val, (raw_val - std.mean) / std.std, atol=1e-5)  # applied unchanged
+    # The validation split is NOT forced to mean 0 / std 1: that would mean fitting on it.
+    assert np.abs(splits.x_val.mean(axis=0)).max() > 1e-3
+    assert not np.allclose(splits.x_val, Standardizer().fit(raw_val).transform(raw_val))
+
+
+def test_prepare_data_without_preprocessing() -> None:
+    splits = prepare_data(recipe(training={"validation_split": 0.25}))
+    assert splits.x_train.shape == (90, 4) and splits.x_val.shape == (30, 4)
+    assert splits.input_standardizer is None and splits.target_standardizer is None
+    assert splits.feature_names is None
+
+
+def test_target_standardisation_for_regression() -> None:
+    r = recipe(task="regression", data={"generator": "learnable_regression", "target_scale": 100.0, "target_offset": 3.0}, preprocessing={"standardize_targets": True})
+    splits = prepare_data(r)
+    assert splits.target_standardizer is not None
+    assert abs(float(splits.y_train.mean())) < 1e-5 and splits.y_train.std() == pytest.approx(1.0, abs=1e-4)
+    original = splits.target_standardizer.inverse_transform(splits.y_train)
+    assert original.min() >= 3.0 - 1e-3 and original.max() <= 103.0 + 1e-3
+
+
+# ------------------------------------------------------------------------------------------ csv
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def csv_cfg(path: Path | str, target: str = "label") -> DataConfig:
+    return DataConfig(source="csv", path=str(path), target=target)
+
+
+def test_csv_reads_features_and_target(tmp_path: Path) -> None:
+    write_csv(tmp_path, "\ufeffa,label,b\n1,0,2\n\n3,1,4.5\n5,1,-6e-1\n")
+    x, y = load_arrays(csv_cfg("data.csv"), tmp_path, task="binary")  # relative to base_dir
+    assert x.dtype == np.float32 and np.allclose(x, [[1, 2], [3, 4.5], [5, -0.6]])
+    assert y.shape == (3, 1) and np.array_equal(y.ravel(), [0, 1, 1])
+    _, ids = load_arrays(csv_cfg("data.csv"), tmp_path, task="multiclass")
+    assert ids.dtype == np.int32 and ids.shape == (3,)
+
+
+def test_csv_path_resolves_against_the_recipe_directory(tmp_path: Path) -> None:
+    write_csv(tmp_path, "f1,f2,y\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(10)))
+    splits = prepare_data(recipe(tmp_path, data={"source": "csv", "path": "data.csv", "target": "y"}, training={"validation_split": 0.0}))
+    assert splits.feature_names == ["f1", "f2"]
+    assert splits.x_train.shape == (10, 2) and splits.y_train.shape == (10, 1)
+
+
+def test_csv_missing_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a,b\n1,2\n")
+    err = data_error(load_arrays, csv_cfg(path, "label"), tmp_path)
+    assert err.code == "data-missing-column"
+    assert "'label'" in err.message and "a, b" in err.message
+
+
+def test_csv_ragged_row(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6\n")
+    err = data_error(load_arrays, csv_cfg(path), tmp_path)
+    assert err.code == "data-ragged" and "line 4" in err.message and "2 fields" in err.message
+
+
+def test_csv_non_numeric_value(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,abc,1\n")
+    err = data_error(load_arrays, csv_cfg(path), tmp_path)
+    assert err.code == "data-non-numeric"
+    assert "Line 3" in err.message and "'b'" in err.message and "'abc'" in err.message
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "a,b,label\n"])
+def test_csv_empty(tmp_path: Path, text: str) -> None:
+    assert data_error(load_arrays, csv_cfg(write_csv(tmp_path, text)), tmp_path).code == "data-empty"
+
+
+def test_csv_not_found(tmp_path: Path) -> None:
+    err = data_error(load_arrays, csv_cfg("nope.csv"), tmp_path)
+    assert err.code == "data-not-found" and "nope.csv" in err.message
+
+
+def test_csv_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "bin.csv").write_bytes(b"a,label\n\xff\xfe,1\n")
+    assert data_error(load_arrays, csv_cfg("bin.csv"), tmp_path).code == "data-unreadable"
+
+
+# ------------------------------------------------------------------------------------------ npz
+
+
+def npz_cfg(**kwargs: Any) -> DataConfig:
+    return DataConfig(source="npz", path="d.npz", **kwargs)
+
+
+def test_npz_reads_arrays_with_custom_keys(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", feats=np.arange(12).reshape(6, 2), labels=np.array([0, 1, 2, 0, 1, 2]))
+    x, y = load_arrays(npz_cfg(x_key="feats", y_key="labels"), tmp_path, task="multiclass")
+    assert x.dtype == np.float32 and x.shape == (6, 2)
+    assert y.dtype == np.int32 and list(y) == [0, 1, 2, 0, 1, 2]
+
+
+def test_npz_missing_key(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), target=np.ones(3))
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-missing-key" and "'y'" in err.message and "x, target" in err.message
+
+
+def test_npz_errors(tmp_path: Path) -> None:
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-not-found"
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), y=np.ones(4))
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-ragged"
+    np.savez(tmp_path / "d.npz", x=np.array([["a", "b"]] * 3), y=np.ones(3))
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-non-numeric"
+    np.savez(tmp_path / "d.npz", x=np.ones((0, 2)), y=np.ones(0))
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-empty"
+    (tmp_path / "d.npz").write_text("not a zip")
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-unreadable"
+
+
+# -------------------------------------------------------------------------------------- sklearn
+
+
+def test_sklearn_bundled_dataset() -> None:
+    pytest.importorskip("sklearn")
+    x, y = load_arrays(DataConfig(source="sklearn", name="breast_cancer"), ".", task="binary")
+    assert x.shape == (569, 30) and x.dtype == np.float32
+    assert y.shape == (569, 1) and set(np.unique(y)) == {0.0, 1.0}
+    splits = prepare_data(recipe(data={"source": "sklearn", "name": "diabetes"}, task="regression"))
+    assert splits.feature_names is not None and "bmi" in splits.feature_names
+
+
+def test_missing_sklearn_is_a_recipe_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn` fail
+    with pytest.raises(RecipeError) as info:
+        load_arrays(DataConfig(source="sklearn", name="digits"), ".")
+    assert info.value.code == "missing-extra" and 'pip install "trainkit[datasets]"' in info.value.message

@@ -1,0 +1,365 @@
+"""Tests of trainkit.recipe: schema, loader, overrides and one-line RecipeErrors."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trainkit.errors import RecipeError
+from trainkit.recipe import Recipe, apply_overrides, list_recipes, load_recipe, parse_yaml
+
+TINY = """\
+description: "tiny MLP on learnable data"
+task: binary
+data: {source: generator, generator: learnable_binary, rows: 100, features: 4, seed: 1}
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu, kernel_initializer: he_normal, kernel_regularizer: {l2: 0.01}}
+    - {type: dropout, rate: 0.25}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+optimizer: {name: adam, learning_rate: 1e-3}
+metrics: [accuracy]
+training: {epochs: 3, batch_size: 16}
+"""
+
+
+def write(directory: Path, text: str, name: str = "tiny.yaml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return write(tmp_path, TINY)
+
+
+def error_of(fn, *args, **kwargs) -> RecipeError:
+    with pytest.raises(RecipeError) as info:
+        fn(*args, **kwargs)
+    err = info.value
+    assert "\n" not in err.message and "Traceback" not in err.message, err.message
+    return err
+
+
+def tiny_with(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in TINY
+    return write(tmp_path, TINY.replace(old, new), "edited.yaml")
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def test_tiny_recipe_loads_with_defaults_and_source(tiny: Path) -> None:
+    recipe = load_recipe(tiny)
+    assert recipe.name == "tiny"  # the file stem
+    assert recipe.description == "tiny MLP on learnable data"
+    assert recipe.source_path == tiny.resolve()
+    assert recipe.base_dir == tiny.parent.resolve()
+    assert recipe.training.validation_split == 0.2 and recipe.training.steps_per_execution == "auto"
+    assert recipe.model.layers is not None and recipe.model.layers[1].type == "dropout"
+    assert recipe.loss_name == "binary_crossentropy" and recipe.optimizer_name == "adam"
+
+
+def test_yaml_1e_minus_3_in_file_is_a_float(tiny: Path) -> None:
+    # Plain PyYAML (YAML 1.1) would read 1e-3 as the string "1e-3".
+    assert load_recipe(tiny).optimizer == {"name": "adam", "learning_rate": 0.001}
+    assert parse_yaml("a: 1e-3\nb: '1e-3'\nc: 2E5") == {"a": 0.001, "b": "1e-3", "c": 200000.0}
+
+
+def test_explicit_name_wins_over_file_stem(tmp_path: Path) -> None:
+    assert load_recipe(write(tmp_path, "name: custom\n" + TINY)).name == "custom"
+
+
+def test_to_yaml_round_trips(tiny: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(tiny, ["training.early_stopping.patience=2"])
+    again = load_recipe(write(tmp_path, recipe.to_yaml(), "again.yaml"))
+    assert again.model_dump() == recipe.model_dump()
+    assert "early_stopping" in recipe.to_yaml()
+
+
+def test_hparams_are_flat_scalars(tiny: Path) -> None:
+    hp = load_recipe(tiny).hparams()
+    assert all(isinstance(v, str | int | float | bool) for v in hp.values())
+    assert hp["layers"] == "8-1"
+    assert hp["activations"] == "relu-sigmoid"
+    assert hp["kernel_initializer"] == "he_normal-glorot_uniform"
+    assert hp["learning_rate"] == pytest.approx(0.001)
+    assert hp["optimizer"] == "adam" and hp["loss"] == "binary_crossentropy"
+    assert hp["dropout"] == 0.25 and hp["l2"] == 0.01
+    assert hp["batch_size"] == 16 and hp["epochs"] == 3
+    assert hp["standardize_inputs"] is False
+
+
+def test_hparams_learning_rate_defaults_to_keras_default(tiny: Path) -> None:
+    assert load_recipe(tiny, ["optimizer=sgd"]).hparams()["learning_rate"] == pytest.approx(0.01)
+    assert load_recipe(tiny, ["optimizer=rmsprop"]).hparams()["learning_rate"] == pytest.approx(0.001)
+
+
+def test_builder_recipe_hparams(tmp_path: Path) -> None:
+    path = tiny_with(tmp_path, TINY[TINY.index("model:") : TINY.index("loss:")], "model: {builder: 'pkg.mod:make', builder_args: {width: 3}}\n")
+    recipe = load_recipe(path)
+    assert recipe.model.builder == "pkg.mod:make" and recipe.model.builder_args == {"width": 3}
+    assert recipe.hparams()["layers"] == "builder:pkg.mod:make"
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+def test_recipe_not_found(tmp_path: Path) -> None:
+    err = error_of(load_recipe, tmp_path / "missing.yaml")
+    assert err.code == "recipe-not-found" and "missing.yaml" in err.message
+    assert error_of(load_recipe, tmp_path).code == "recipe-not-found"  # a directory
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
+    err = error_of(load_recipe, write(tmp_path, "task: binary\nmodel: [unclosed\n"))
+    assert err.code == "recipe-yaml"
+    assert "line 3" in err.message and "column" in err.message
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n", "{}\n", "null\n"])
+def test_empty_recipe(tmp_path: Path, text: str) -> None:
+    assert error_of(load_recipe, write(tmp_path, text)).code == "recipe-empty"
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
+def test_non_mapping_top_level(tmp_path: Path, text: str) -> None:
+    err = error_of(load_recipe, write(tmp_path, text))
+    assert err.code == "recipe-invalid-value" and "mapping" in err.message
+
+
+def test_unknown_key_names_dotted_path_and_closest(tmp_path: Path) -> None:
+    err = error_of(load_recipe, tiny_with(tmp_path, "epochs: 3", "epoch: 3"))
+    assert err.code == "recipe-unknown-key"
+    assert "training.epoch" in err.message and "Did you mean training.epochs?" in err.message
+
+
+def test_unknown_key_inside_a_layer(tmp_path: Path) -> None:
+    err = error_of(load_recipe, tiny_with(tmp_path, "units: 8,", "unit: 8,"))
+    assert err.code == "recipe-unknown-key"
+    assert "model.layers.0.unit" in err.message and "model.layers.0.units" in err.message
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    err = error_of(load_recipe, write(tmp_path, TINY + "trainign: {}\n"))
+    assert err.code == "recipe-unknown-key" and "Did you mean training?" in err.message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("epochs: 3", "epochs: abc", ["training.epochs", "'abc'", "integer"]),
+        ("epochs: 3", "epochs: -1", ["training.epochs", "-1", "greater than or equal to 1"]),
+        ("rate: 0.25", "rate: 1.5", ["model.layers.1.rate", "1.5"]),
+        ("task: binary", "task: binry", ["task", "'binry'", "'binary'"]),
+        ("type: dropout", "type: dropuot", ["model.layers.1.type", "Did you mean dropout?"]),
+        ("rows: 100", "rows: 1000000000000000000000000000000", ["data.rows"]),
+        ("rows: 100", "rows: 1e400", ["data.rows", "finite"]),
+        ("batch_size: 16", "batch_size: [1, 2]", ["training.batch_size", "[1, 2]"]),
+        ("loss: binary_crossentropy", "loss: {from_logits: true}", ["loss", "'name'"]),
+        ("source: generator,", "source: csv,", ["data", "path", "target"]),
+        ("source: generator,", "source: sklearn,", ["data", "breast_cancer"]),
+        ("task: binary", "task: binary\npreprocessing: {standardize_targets: true}", ["standardize_targets", "regression"]),
+    ],
+)
+def test_invalid_values(tmp_path: Path, old: str, new: str, expected: list[str]) -> None:
+    err = error_of(load_recipe, tiny_with(tmp_path, old, new))
+    assert err.code == "recipe-invalid-value"
+    for fragment in expected:
+        assert fragment in err.message
+
+
+def test_layers_and_builder_are_exclusive(tmp_path: Path) -> None:
+    err = error_of(load_recipe, tiny_with(tmp_path, "model:\n", "model:\n  builder: 'a.b:c'\n"))
+    assert err.code == "recipe-invalid-value" and "exactly one" in err.message
+    no_model = TINY[: TINY.index("model:")] + "model: {}\n" + TINY[TINY.index("loss:") :]
+    assert "exactly one" in error_of(load_recipe, write(tmp_path, no_model)).message
+
+
+def test_bad_builder_format(tmp_path: Path) -> None:
+    err = error_of(load_recipe, tiny_with(tmp_path, "model:\n  layers:", "model:\n  builder: not-a-path\n  layers:"))
+    assert err.code == "recipe-invalid-value"
+    assert "package.module:function" in err.message
+
+
+def test_duplicate_layer_names(tmp_path: Path) -> None:
+    text = TINY.replace("units: 8,", "units: 8, name: a,").replace("units: 1,", "units: 1, name: a,")
+    err = error_of(load_recipe, write(tmp_path, text))
+    assert err.code == "recipe-invalid-value" and "unique" in err.message
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    err = error_of(load_recipe, write(tmp_path, TINY.replace("task: binary\n", "")))
+    assert err.code == "recipe-invalid-value" and "Missing required key task" in err.message
+
+
+def test_several_problems_in_one_line(tmp_path: Path) -> None:
+    text = TINY.replace("epochs: 3", "epochs: x").replace("batch_size: 16", "batch_size: y").replace("task: binary", "task: z")
+    err = error_of(load_recipe, write(tmp_path, text))
+    assert "training.epochs" in err.message and "training.batch_size" in err.message and "task" in err.message
+
+
+def test_yaml_that_cannot_be_constructed(tmp_path: Path) -> None:
+    for text in ["a: 2024-13-45\n", "a: !!python/object:os.system x\n", "a: " + "9" * 5000 + "\n", "[" * 5000]:
+        assert error_of(load_recipe, write(tmp_path, text)).code == "recipe-yaml"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("allow: &loop [a, *loop]\n", "refers to itself"),
+        ("allow: " + "[" * 40 + "]" * 40 + "\n", "levels deep"),
+        ("allow: &a [x, x, x, x, x, x, x, x, x, x]\ndescription: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+         "logging: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nmetrics: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+         "preprocessing: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "expands to more than"),
+    ],
+)
+def test_cyclic_deep_or_exploding_yaml(tmp_path: Path, extra: str, fragment: str) -> None:
+    path = write(tmp_path, TINY.replace("metrics: [accuracy]\n", "") + extra)
+    for overrides in ([], ["training.epochs=2"]):
+        err = error_of(load_recipe, path, overrides)
+        assert err.code == "recipe-invalid-value" and fragment in err.message
+
+
+def test_odd_builder_args_still_dump(tmp_path: Path) -> None:
+    text = "task: binary\nloss: bce\nmodel: {builder: 'a.b:c', builder_args: {raw: !!binary '/w==', day: 2024-01-31, x: .nan}}\n"
+    dumped = yaml.safe_load(load_recipe(write(tmp_path, text)).to_yaml())
+    assert set(dumped["model"]["builder_args"]) == {"raw", "day", "x"}
+
+
+def test_unicode_keys_and_values(tmp_path: Path) -> None:
+    err = error_of(load_recipe, write(tmp_path, TINY + "ünïcødé: ✓\n"))
+    assert err.code == "recipe-unknown-key" and "ünïcødé" in err.message
+    assert load_recipe(write(tmp_path, TINY.replace("tiny MLP", "tiny MLP ✓ 日本"))).description.endswith("日本 on learnable data")
+
+
+# ----------------------------------------------------------------------------------- overrides
+
+
+def test_overrides_nested_list_index_and_types(tiny: Path) -> None:
+    recipe = load_recipe(tiny, ["training.epochs=7", "model.layers.0.units=64", "optimizer.learning_rate=1e-2", "training.jit_compile=false", "description=changed"])
+    assert recipe.training.epochs == 7
+    assert recipe.model.layers[0].units == 64
+    assert recipe.optimizer["learning_rate"] == 0.01 and isinstance(recipe.optimizer["learning_rate"], float)
+    assert recipe.training.jit_compile is False
+    assert recipe.description == "changed"
+
+
+def test_override_float_parsing() -> None:
+    raw = {"optimizer": {"name": "adam"}}
+    out = apply_overrides(raw, ["optimizer.learning_rate=1e-3", "optimizer.beta_1=.9", "optimizer.epsilon=-2.5E-7"])
+    assert out["optimizer"] == {"name": "adam", "learning_rate": 0.001, "beta_1": 0.9, "epsilon": -2.5e-7}
+    assert apply_overrides(raw, ["optimizer.name='1e-3'"])["optimizer"]["name"] == "1e-3"  # quoted stays text
+
+
+def test_override_does_not_mutate_input_and_creates_null_sections() -> None:
+    raw = {"training": {"early_stopping": None}}
+    out = apply_overrides(raw, ["training.early_stopping.patience=3", "data.rows=50"])
+    assert raw == {"training": {"early_stopping": None}}
+    assert out["training"]["early_stopping"] == {"patience": 3} and out["data"] == {"rows": 50}
+
+
+def test_override_accepts_a_single_string_and_an_empty_recipe() -> None:
+    assert apply_overrides({}, "training.epochs=4") == {"training": {"epochs": 4}}
+    assert apply_overrides(None, ["task=binary"]) == {"task": "binary"}
+    assert error_of(apply_overrides, [1, 2], ["task=binary"]).code == "recipe-invalid-value"
+
+
+def test_override_replaces_whole_values(tiny: Path) -> None:
+    recipe = load_recipe(tiny, ["loss={name: binary_crossentropy, from_logits: true}", "metrics=[accuracy, auc]"])
+    assert recipe.loss == {"name": "binary_crossentropy", "from_logits": True}
+    assert recipe.metrics == ["accuracy", "auc"]
+
+
+def test_override_into_free_mapping(tiny: Path) -> None:
+    recipe = load_recipe(tiny, ["model.layers.0.kernel_regularizer.l1=0.5"])
+    assert recipe.model.layers[0].kernel_regularizer == {"l2": 0.01, "l1": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("training.epochs", "key.path=value"),
+        ("=3", "empty key"),
+        ("training..epochs=3", "empty key"),
+        (" =3", "empty key"),
+        ("training.epochs.deep=3", "training.epochs holds int"),
+        ("loss.from_logits=true", "loss holds str"),
+        ("training.epoch=3", "Did you mean training.epochs?"),
+        ("nonsense.key=1", "unknown key nonsense"),
+        ("model.layers.9.units=3", "model.layers.9"),
+        ("model.layers.x.units=3", "model.layers.x"),
+        ("model.layers.1.units=3", "Valid keys of model.layers.1"),
+        ("training.epochs=[1,", "not valid YAML"),
+    ],
+)
+def test_bad_overrides(tiny: Path, override: str, fragment: str) -> None:
+    err = error_of(load_recipe, tiny, [override])
+    assert err.code == "bad-override"
+    assert fragment in err.message
+
+
+def test_override_value_is_validated_afterwards(tiny: Path) -> None:
+    err = error_of(load_recipe, tiny, ["training.epochs=-5"])
+    assert err.code == "recipe-invalid-value" and "training.epochs" in err.message
+
+
+# ----------------------------------------------------------------------------------- listing
+
+
+def test_list_recipes_shows_broken_files_as_errors(tmp_path: Path) -> None:
+    write(tmp_path, TINY, "a_good.yaml")
+    write(tmp_path, "task: [", "b_broken.yaml")
+    write(tmp_path, TINY.replace("epochs: 3", "epoch: 3"), "c_typo.yml")
+    (tmp_path / "notes.txt").write_text("ignored")
+    listing = list_recipes(tmp_path)
+    assert [name for name, _ in listing] == ["a_good", "b_broken", "c_typo"]
+    assert listing[0][1] == "tiny MLP on learnable data"
+    assert listing[1][1].startswith("error: [recipe-yaml]")
+    assert listing[2][1].startswith("error: [recipe-unknown-key]")
+
+
+# -------------------------------------------------------------------------------------- fuzz
+
+_KEYS = ["task", "data", "rows", "model", "layers", "0", "1", "units", "training", "epochs", "loss", "name", "x", "", " ", "é"]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(st.text(max_size=200), st.text(alphabet=":-[]{}#&*!|>'\"%@`,? \n\t0123456789abcdeé", max_size=120)))
+def test_fuzz_yaml_text_only_raises_recipe_error(text: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            load_recipe(path)
+        except RecipeError as err:
+            assert "\n" not in err.message
+
+
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_override = st.one_of(
+    st.text(max_size=60),
+    st.builds(lambda keys, value: ".".join(keys) + "=" + value, st.lists(st.sampled_from(_KEYS), min_size=1, max_size=5), st.text(max_size=20)),
+    st.builds(lambda keys, value: ".".join(keys) + "=" + yaml.safe_dump(value, default_flow_style=True).strip(), st.lists(st.sampled_from(_KEYS), min_size=1, max_size=4), _yaml_values),
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides=st.lists(_override, min_size=1, max_size=3))
+def test_fuzz_overrides_only_raise_recipe_error(overrides: list[str]) -> None:
+    raw = parse_yaml(TINY)
+    try:
+        Recipe.from_dict(apply_overrides(raw, overrides), source_path="fuzz.yaml")
+    except RecipeError as err:
+        assert "\n" not in err.message

@@ -1,0 +1,467 @@
+"""Data for a recipe: built-in generators, csv / npz / scikit-learn sources, splits, standardisation.
+
+Conventions of the arrays returned here:
+
+* ``x`` is float32, shaped ``(n, features)`` (or ``(n, *image_shape)`` for images).
+* ``y`` depends on the task: binary and regression labels are float32 ``(n, 1)`` (like
+  ``np.random.randint(0, 2, (n, 1))``); multiclass labels are int32 class ids ``(n,)``; with
+  ``one_hot`` any class labels are float32 ``(n, classes)``; multilabel labels are float32 multi-hot.
+* Standardisation is fitted on the training split only and applied unchanged to the validation
+  split, so the validation mean is *not* forced to zero (that would leak validation statistics).
+
+User errors raise :class:`~trainkit.errors.DataError` with one of these codes: ``data-not-found``,
+``data-unreadable`` (cannot be decoded / not an npz archive), ``data-empty``,
+``data-missing-column``, ``data-missing-key``, ``data-ragged`` (wrong field count, or x and y of
+different lengths) and ``data-non-numeric``. A missing scikit-learn raises
+:class:`~trainkit.errors.RecipeError` ``missing-extra``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainkit.errors import DataError, RecipeError
+
+if TYPE_CHECKING:
+    from trainkit.recipe import DataConfig, Recipe
+
+# Standard deviation of U[0, 1): used to centre uniform features before computing learnable labels.
+_UNIFORM_STD = math.sqrt(1.0 / 12.0)
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """Training and validation arrays, ready for the trainer.
+
+    Attributes:
+        x_train: Training features (standardised if the recipe asks for it).
+        y_train: Training labels or targets.
+        x_val: Validation features, or ``None`` when ``validation_split`` is 0.
+        y_val: Validation labels, or ``None``.
+        feature_names: Column names (csv, scikit-learn), or ``None`` for generated data.
+        input_standardizer: The fitted input :class:`Standardizer`, or ``None``.
+        target_standardizer: The fitted target :class:`Standardizer` (regression), or ``None``.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    feature_names: list[str] | None = None
+    input_standardizer: Standardizer | None = None
+    target_standardizer: Standardizer | None = None
+
+
+# ----------------------------------------------------------------------------- standardisation
+
+
+class Standardizer:
+    """Per-feature ``(a - mean) / std``, fitted once (on the training split) and then frozen.
+
+    Attributes:
+        mean: Per-feature mean (float32), ``None`` before :meth:`fit`.
+        std: Per-feature standard deviation (float32); constant features get 1, not 0, so they
+            map to 0 instead of NaN.
+    """
+
+    def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
+        self.std = None if std is None else np.asarray(std, dtype=np.float32)
+
+    def fit(self, a: np.ndarray) -> Standardizer:
+        """Computes mean and std over the first axis of ``a`` and returns ``self``."""
+        a = np.asarray(a, dtype=np.float64)  # float64: sums of large float32 features lose digits
+        if a.ndim == 0 or a.shape[0] == 0:
+            raise DataError("data-empty", "Cannot fit a standardizer on an empty array.")
+        std = a.std(axis=0)
+        std = np.where((std > 0) & np.isfinite(std), std, 1.0)
+        self.mean = a.mean(axis=0).astype(np.float32)
+        self.std = std.astype(np.float32)
+        return self
+
+    def transform(self, a: np.ndarray) -> np.ndarray:
+        """Standardises ``a`` with the fitted statistics."""
+        mean, std = self._fitted()
+        return ((np.asarray(a, dtype=np.float32) - mean) / std).astype(np.float32)
+
+    def inverse_transform(self, a: np.ndarray) -> np.ndarray:
+        """Maps standardised values back to the original scale."""
+        mean, std = self._fitted()
+        return (np.asarray(a, dtype=np.float32) * std + mean).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (to save next to a checkpoint)."""
+        mean, std = self._fitted()
+        return {"mean": mean.tolist(), "std": std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Standardizer:
+        """Rebuilds a standardizer written by :meth:`to_dict`."""
+        return cls(np.asarray(data["mean"]), np.asarray(data["std"]))
+
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.mean is None or self.std is None:
+            raise ValueError("Standardizer.fit() must be called before transform().")
+        return self.mean, self.std
+
+    def __repr__(self) -> str:
+        shape = None if self.mean is None else self.mean.shape
+        return f"Standardizer(fitted={self.mean is not None}, shape={shape})"
+
+
+# --------------------------------------------------------------------------------- entry points
+
+
+def prepare_data(recipe: Recipe) -> DataSplits:
+    """Loads the recipe's data, splits off validation rows and standardises as asked.
+
+    Args:
+        recipe: A validated recipe; relative data paths resolve against ``recipe.base_dir``.
+
+    Returns:
+        The :class:`DataSplits`; standardizers are fitted on the training split only.
+    """
+    x, y, names = _load(recipe.data, recipe.base_dir, recipe.task)
+    x_train, y_train, x_val, y_val = split(x, y, recipe.training.validation_split, recipe.training.seed)
+    x_std = y_std = None
+    if recipe.preprocessing.standardize_inputs:
+        x_std = Standardizer().fit(x_train)
+        x_train, x_val = x_std.transform(x_train), _maybe(x_std.transform, x_val)
+    if recipe.preprocessing.standardize_targets:
+        y_std = Standardizer().fit(y_train)
+        y_train, y_val = y_std.transform(y_train), _maybe(y_std.transform, y_val)
+    return DataSplits(x_train, y_train, x_val, y_val, names, x_std, y_std)
+
+
+def load_arrays(cfg: DataConfig, base_dir: str | Path, *, task: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Loads or generates the full data set described by a recipe's ``data`` section.
+
+    Args:
+        cfg: The recipe's data section.
+        base_dir: Directory that relative ``path`` values resolve against.
+        task: The recipe's task; decides the label layout (see the module docstring). ``None``
+            takes the generator's natural task (binary for two classes, else multiclass;
+            regression for ``learnable_regression``) and binary/regression layout for files.
+
+    Returns:
+        ``(x, y)``: float32 features and labels in the layout of the task.
+    """
+    x, y, _ = _load(cfg, Path(base_dir), task)
+    return x, y
+
+
+def split(
+    x: np.ndarray, y: np.ndarray, validation_split: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Shuffles rows with ``seed``, then holds out the LAST ``validation_split`` fraction.
+
+    The tail is held out exactly as Keras' ``fit(validation_split=...)`` does (``split_at =
+    int(n * (1 - validation_split))``), but after a seeded shuffle, so that sorted files do not
+    put one class only in validation. ``seed=None`` skips the shuffle (pure Keras behaviour).
+
+    Returns:
+        ``(x_train, y_train, x_val, y_val)``; the validation arrays are ``None`` when no row is
+        held out.
+
+    Raises:
+        DataError: ``data-empty`` when the split leaves no training rows.
+    """
+    n = len(x)
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(n)
+        x, y = x[order], y[order]
+    split_at = int(n * (1.0 - validation_split))
+    if split_at <= 0:
+        raise DataError("data-empty", f"validation_split={validation_split} of {n} rows leaves no training rows; use more rows or a smaller split.")
+    if split_at >= n:
+        return x, y, None, None
+    return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
+
+
+def per_batch_max_normalize(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Divides each chunk of ``batch_size`` rows by that chunk's own maximum: a deliberate BUG.
+
+    This reproduces the "normalise by ``X.max()`` of the batch at hand" mistake (seed 000,
+    example 1): every chunk ends up with max 1 but on a different scale from its neighbours, so
+    the same raw value means different things in different batches. Chunks whose max is 0 or not
+    finite are left unchanged rather than turned into NaN.
+    """
+    out = np.array(x, dtype=np.float32, copy=True)
+    for start in range(0, len(out), batch_size):
+        chunk = out[start : start + batch_size]  # a view: dividing it edits `out`
+        peak = float(chunk.max()) if chunk.size else 0.0
+        if peak != 0.0 and math.isfinite(peak):
+            chunk /= peak
+    return out
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def _load(cfg: DataConfig, base_dir: Path, task: str | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Reads the source, lays out labels for the task and applies the scenario distortions."""
+    task = task or _natural_task(cfg)
+    if cfg.source == "generator":
+        x, y = _generate(cfg, task)
+        names = None
+    else:
+        x, y, names = _read_source(cfg, base_dir)
+        y = _layout_file_labels(y, task, cfg.one_hot)
+    if task == "regression":
+        y = (y * np.float32(cfg.target_scale) + np.float32(cfg.target_offset)).astype(np.float32)
+    if cfg.feature_scale != 1.0 or cfg.feature_offset != 0.0:
+        x = (x * np.float32(cfg.feature_scale) + np.float32(cfg.feature_offset)).astype(np.float32)
+    if cfg.leak_label:
+        # The label itself becomes the last feature: the "label leakage" scenario.
+        x = np.concatenate([x.reshape(len(x), -1), y.reshape(len(y), -1).astype(np.float32)], axis=1)
+        names = [*names, "__label__"] if names is not None else None
+    if cfg.per_batch_max_normalize:
+        x = per_batch_max_normalize(x, cfg.per_batch_max_normalize)
+    return x.astype(np.float32, copy=False), y, names
+
+
+def _natural_task(cfg: DataConfig) -> str:
+    if cfg.source == "generator":
+        if cfg.generator == "learnable_regression":
+            return "regression"
+        if cfg.generator == "learnable_multiclass" or cfg.classes > 2:
+            return "multiclass"
+        return "binary"
+    if cfg.source == "sklearn":
+        return {"breast_cancer": "binary", "digits": "multiclass"}.get(cfg.name or "", "regression")
+    return "binary"
+
+
+def _read_source(cfg: DataConfig, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    if cfg.source == "sklearn":
+        return _read_sklearn(cfg.name or "")
+    path = Path(cfg.path or "")
+    path = path if path.is_absolute() else base_dir / path
+    if cfg.source == "csv":
+        return _read_csv(path, cfg.target or "")
+    x, y = _read_npz(path, cfg.x_key, cfg.y_key)
+    return x, y, None
+
+
+def _layout_file_labels(y: np.ndarray, task: str, one_hot: bool) -> np.ndarray:
+    """Lays out labels read from a file in the shape the task expects (see the module docstring)."""
+    y = np.asarray(y)
+    flat = y.reshape(len(y)) if y.ndim > 1 and y.shape[1:] == (1,) else y
+    integral = flat.ndim == 1 and np.issubdtype(flat.dtype, np.number) and bool(np.all(np.mod(flat, 1) == 0))
+    if task in ("binary", "multiclass") and one_hot and integral and flat.size and flat.min() >= 0:
+        return _one_hot(flat.astype(np.int64), int(flat.max()) + 1)
+    if task == "multiclass" and integral:
+        return flat.astype(np.int32)
+    # Non-integer "class ids" stay as floats so that the data checks can report them.
+    return y.astype(np.float32).reshape(len(y), -1)
+
+
+# ------------------------------------------------------------------------------------ generators
+
+
+def _generate(cfg: DataConfig, task: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    x = _draw_features(rng, (cfg.rows, *cfg.feature_shape), cfg.feature_distribution)
+    if cfg.generator == "learnable_regression":
+        return x, _regression_targets(rng, _centred(x, cfg.feature_distribution), cfg.noise)
+    if cfg.generator in ("random_labels", "random_images") and task == "multilabel":
+        return x, rng.integers(0, 2, (cfg.rows, cfg.classes)).astype(np.float32)
+    ids = _class_ids(rng, cfg, x)
+    ids = _label_noise(rng, ids, cfg.noise, cfg.classes if cfg.generator != "learnable_binary" else 2)
+    return x, _layout_class_ids(ids, task, cfg.classes, cfg.one_hot)
+
+
+def _draw_features(rng: np.random.Generator, shape: tuple[int, ...], distribution: str) -> np.ndarray:
+    if distribution == "normal":
+        return rng.standard_normal(shape, dtype=np.float32)
+    return rng.random(shape, dtype=np.float32)  # [0, 1) like np.random.rand
+
+
+def _centred(x: np.ndarray, distribution: str) -> np.ndarray:
+    """Features with mean 0 and std 1 under their known distribution (not fitted on the data)."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    return x if distribution == "normal" else (x - 0.5) / _UNIFORM_STD
+
+
+def _class_ids(rng: np.random.Generator, cfg: DataConfig, x: np.ndarray) -> np.ndarray:
+    if cfg.generator in ("random_labels", "random_images"):
+        return rng.integers(0, cfg.classes, cfg.rows)  # independent of x: nothing to learn
+    z = _centred(x, cfg.feature_distribution)
+    if cfg.generator == "learnable_binary":
+        return _binary_ids(rng, z)
+    return _multiclass_ids(rng, z, cfg.classes)
+
+
+def _binary_ids(rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
+    """A random projection plus a quadratic term, thresholded at its median (exactly balanced)."""
+    f = z.shape[1]
+    w = rng.standard_normal(f) / math.sqrt(f)
+    u = rng.standard_normal(f) / math.sqrt(f)
+    score = z @ w + 0.5 * ((z @ u) ** 2 - 1.0)
+    return (score > np.median(score)).astype(np.int64)
+
+
+def _multiclass_ids(rng: np.random.Generator, z: np.ndarray, classes: int) -> np.ndarray:
+    """Argmax of random projections, with biases nudged so that every class gets rows."""
+    f = z.shape[1]
+    logits = z @ (rng.standard_normal((f, classes)) / math.sqrt(f))
+    bias = np.zeros(classes)
+    # A few multiplicative-weights steps: lower the bias of over-represented classes. Without it
+    # two nearly parallel projections can leave a class with almost no rows.
+    for _ in range(50):
+        counts = np.bincount(np.argmax(logits + bias, axis=1), minlength=classes)
+        bias -= 0.1 * np.log((counts + 1.0) * classes / (len(z) + classes))
+    return np.argmax(logits + bias, axis=1)
+
+
+def _label_noise(rng: np.random.Generator, ids: np.ndarray, noise: float, classes: int) -> np.ndarray:
+    """Replaces a ``noise`` fraction of the labels with uniformly random classes."""
+    if noise <= 0:
+        return ids
+    replace = rng.random(len(ids)) < noise
+    ids = ids.copy()
+    ids[replace] = rng.integers(0, classes, int(replace.sum()))
+    return ids
+
+
+def _regression_targets(rng: np.random.Generator, z: np.ndarray, noise: float) -> np.ndarray:
+    """A smooth nonlinear function of the features plus noise, min-max scaled to [0, 1].
+
+    Scaling to [0, 1] makes ``target_scale``/``target_offset`` exact: 100 and 3 give 3..103.
+    """
+    f = z.shape[1]
+    w1 = rng.standard_normal(f) / math.sqrt(f)
+    w2 = rng.standard_normal(f) / math.sqrt(f)
+    t = np.sin(1.5 * (z @ w1)) + 0.5 * (z @ w2)
+    t = t + noise * rng.standard_normal(len(z))
+    span = float(t.max() - t.min())
+    t = (t - t.min()) / span if span > 0 else np.zeros_like(t)
+    return t.astype(np.float32).reshape(-1, 1)
+
+
+def _layout_class_ids(ids: np.ndarray, task: str, classes: int, one_hot: bool) -> np.ndarray:
+    if one_hot:
+        return _one_hot(ids, classes)
+    if task == "multiclass":
+        return ids.astype(np.int32)
+    return ids.astype(np.float32).reshape(-1, 1)
+
+
+def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(max(classes, int(ids.max()) + 1 if ids.size else classes), dtype=np.float32)[ids]
+
+
+# ------------------------------------------------------------------------------------------ csv
+
+
+def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Reads a numeric csv file with a header row; ``target`` names the label column."""
+    rows = list(_csv_rows(path))
+    if not rows:
+        raise DataError("data-empty", f"{path} is empty; it needs a header row and data rows.")
+    header = [name.strip() for name in rows[0][1]]
+    if len(rows) == 1:
+        raise DataError("data-empty", f"{path} has a header but no data rows.")
+    if target not in header:
+        raise DataError("data-missing-column", f"Column '{target}' is not in {path}. Available columns: {', '.join(header)}.")
+    if len(header) == 1:
+        raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}'.")
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float32)
+    for i, (line, fields) in enumerate(rows[1:]):
+        if len(fields) != len(header):
+            raise DataError("data-ragged", f"Row at line {line} of {path} has {len(fields)} fields; the header has {len(header)}.")
+        values[i] = [_number(v, line, header[j], path) for j, v in enumerate(fields)]
+    column = header.index(target)
+    names = [name for j, name in enumerate(header) if j != column]
+    return np.delete(values, column, axis=1), values[:, column : column + 1], names
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yields ``(line number, fields)`` for each non-blank row."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for fields in reader:
+                if fields and any(f.strip() for f in fields):
+                    yield reader.line_num, fields
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError("data-unreadable", f"Data file {path} cannot be read as UTF-8 csv: {err}.") from None
+
+
+def _number(text: str, line: int, column: str, path: Path) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        shown = repr(text) if text.strip() else "an empty field"
+        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {shown} is not a number.") from None
+
+
+# ------------------------------------------------------------------------------------------ npz
+
+
+def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        archive = np.load(path, allow_pickle=False)  # no pickles: a data file must not run code
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError("data-unreadable", f"Data file {path} is not a readable .npz archive: {err}.") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError("data-unreadable", f"Data file {path} holds a single array; save x and y with np.savez(path, x=..., y=...).")
+    with archive:
+        arrays = [_npz_array(archive, key, path) for key in (x_key, y_key)]
+    x, y = arrays
+    if len(x) == 0:
+        raise DataError("data-empty", f"Array '{x_key}' in {path} has no rows.")
+    if len(x) != len(y):
+        raise DataError("data-ragged", f"In {path}, '{x_key}' has {len(x)} rows but '{y_key}' has {len(y)}.")
+    x = _as_float32(x, f"'{x_key}' in {path}")
+    return (x.reshape(-1, 1) if x.ndim == 1 else x), y
+
+
+def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
+    if key not in archive.files:
+        raise DataError("data-missing-key", f"Key '{key}' is not in {path}. Available keys: {', '.join(archive.files) or 'none'}.")
+    try:
+        array = archive[key]
+    except ValueError as err:  # object arrays need pickle, which is refused
+        raise DataError("data-unreadable", f"Array '{key}' in {path} cannot be loaded without pickle: {err}.") from None
+    if array.ndim == 0:
+        raise DataError("data-empty", f"Array '{key}' in {path} is a single value, not one row per example.")
+    _as_float32(array, f"'{key}' in {path}")  # fail early on strings, whatever the task
+    return array
+
+
+def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError("data-non-numeric", f"{what} holds {array.dtype} values, not numbers.") from None
+
+
+# -------------------------------------------------------------------------------------- sklearn
+
+
+def _read_sklearn(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One of scikit-learn's bundled data sets (read from files shipped with it, no download)."""
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise RecipeError("missing-extra", f'The sklearn data source ("{name}") needs scikit-learn: pip install "trainkit[datasets]".') from None
+    loaders = {"breast_cancer": datasets.load_breast_cancer, "digits": datasets.load_digits, "diabetes": datasets.load_diabetes}
+    bunch = loaders[name]()
+    names = [str(n) for n in getattr(bunch, "feature_names", [])] or None
+    return np.asarray(bunch.data, dtype=np.float32), np.asarray(bunch.target), names
+
+
+def _maybe(fn: Any, a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None else fn(a)

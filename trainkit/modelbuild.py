@@ -1,0 +1,245 @@
+"""Builds the Keras model that a recipe's ``model`` section describes.
+
+Either a ``keras.Sequential`` from the layer list, or whatever a ``"package.module:function"``
+builder returns. Names inside layer specs (activations, initializers, regularizers) are resolved by
+:mod:`trainkit.resolve`, so a typo fails with an :class:`~trainkit.errors.UnknownNameError` naming
+the closest valid name. Builder problems raise :class:`~trainkit.errors.RecipeError` ``bad-builder``;
+a layer list Keras cannot assemble (e.g. ``conv2d`` on a feature table) raises ``bad-model``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+from pydantic import ValidationError
+
+from trainkit import resolve
+from trainkit.errors import RecipeError
+from trainkit.recipe import (
+    ActivationLayer,
+    BatchNormLayer,
+    Conv2DLayer,
+    DenseLayer,
+    DropoutLayer,
+    FlattenLayer,
+    LayerSpec,
+    MaxPool2DLayer,
+    ModelSection,
+    Recipe,
+)
+
+# The names Keras gives these layers by default: auto-naming per model with the same prefixes
+# ("dense", "dense_1", ...) keeps names identical between runs of one process, where Keras' own
+# global counter would go on to "dense_7" for the second model built.
+_DEFAULT_PREFIX: dict[type, str] = {
+    DenseLayer: "dense",
+    DropoutLayer: "dropout",
+    Conv2DLayer: "conv2d",
+    MaxPool2DLayer: "max_pooling2d",
+    FlattenLayer: "flatten",
+    BatchNormLayer: "batch_normalization",
+    ActivationLayer: "activation",
+}
+
+
+def build_model(
+    model_cfg: ModelSection | Mapping[str, Any],
+    input_shape: Sequence[int],
+    *,
+    seed: int | None = None,
+    base_dir: str | Path | None = None,
+) -> keras.Model:
+    """Builds the model of a recipe's ``model`` section.
+
+    Args:
+        model_cfg: The validated section, or a plain mapping (validated here).
+        input_shape: Shape of one example, without the batch dimension, e.g. ``(10,)``.
+        seed: Makes the initial weights reproducible (``keras.utils.set_random_seed``).
+        base_dir: Directory searched first when importing a ``builder`` module (the recipe's).
+
+    Returns:
+        A built ``keras.Model`` (Sequential for a layer list), not compiled.
+
+    Raises:
+        UnknownNameError: ``unknown-activation``, ``unknown-initializer`` or ``unknown-regularizer``.
+        RecipeError: ``bad-builder``, ``bad-model`` or ``recipe-invalid-value`` for a bad mapping.
+    """
+    section = _validated(model_cfg)
+    shape = tuple(int(d) for d in input_shape)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    if section.builder is not None:
+        return _call_builder(section.builder, shape, section.builder_args, base_dir)
+    return _sequential(section.layers or [], shape)
+
+
+def build_from_recipe(recipe: Recipe, input_shape: Sequence[int]) -> keras.Model:
+    """Builds the recipe's model, seeded with ``training.seed``, builders imported from its folder."""
+    return build_model(recipe.model, input_shape, seed=recipe.training.seed, base_dir=recipe.base_dir)
+
+
+def _validated(model_cfg: ModelSection | Mapping[str, Any]) -> ModelSection:
+    if isinstance(model_cfg, ModelSection):
+        return model_cfg
+    try:
+        return ModelSection.model_validate(dict(model_cfg))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "model"
+        raise RecipeError("recipe-invalid-value", f"Invalid model section at {where}: {first['msg']}.") from None
+
+
+# ---------------------------------------------------------------------------------- sequential
+
+
+def _sequential(layers: Sequence[LayerSpec], input_shape: tuple[int, ...]) -> keras.Model:
+    names = _layer_names(layers)
+    model = keras.Sequential()
+    model.add(keras.Input(shape=input_shape))
+    shape: tuple[int | None, ...] = (None, *input_shape)
+    for index, (spec, name) in enumerate(zip(layers, names, strict=True)):
+        layer = _make_layer(spec, name)
+        try:
+            model.add(layer)
+        except (ValueError, TypeError) as err:
+            # Keras explains shape problems well but over several lines; keep the first one.
+            raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') cannot take input of shape {shape}: {_first_line(err)}") from err
+        shape = tuple(layer.output.shape)
+    return model
+
+
+def _layer_names(layers: Sequence[LayerSpec]) -> list[str]:
+    """Given names, else Keras-style ``dense``, ``dense_1`` ... that skip the names already given."""
+    taken = {spec.name for spec in layers if spec.name}
+    counts: dict[str, int] = {}
+    names = []
+    for spec in layers:
+        if spec.name:
+            names.append(spec.name)
+            continue
+        prefix = _DEFAULT_PREFIX[type(spec)]
+        while True:
+            n = counts.get(prefix, 0)
+            counts[prefix] = n + 1
+            candidate = prefix if n == 0 else f"{prefix}_{n}"
+            if candidate not in taken:
+                break
+        taken.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def _make_layer(spec: LayerSpec, name: str) -> keras.layers.Layer:
+    maker = _MAKERS[type(spec)]
+    return maker(spec, name)
+
+
+def _dense(spec: DenseLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.Dense(spec.units, use_bias=spec.use_bias, name=name, **_weights(spec))
+
+
+def _conv2d(spec: Conv2DLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.Conv2D(spec.filters, spec.kernel_size, strides=spec.strides, padding=spec.padding, use_bias=spec.use_bias, name=name, **_weights(spec))
+
+
+def _weights(spec: DenseLayer | Conv2DLayer) -> dict[str, Any]:
+    """Activation, initializers and regularizers of a layer with a kernel, resolved by name."""
+    return {
+        "activation": resolve.get_activation(spec.activation),
+        "kernel_initializer": resolve.get_initializer(spec.kernel_initializer),
+        "bias_initializer": resolve.get_initializer(spec.bias_initializer),
+        "kernel_regularizer": resolve.get_regularizer(spec.kernel_regularizer),
+        "bias_regularizer": resolve.get_regularizer(spec.bias_regularizer),
+    }
+
+
+def _dropout(spec: DropoutLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.Dropout(spec.rate, name=name)
+
+
+def _maxpool2d(spec: MaxPool2DLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.MaxPooling2D(spec.pool_size, strides=spec.strides, padding=spec.padding, name=name)
+
+
+def _flatten(spec: FlattenLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.Flatten(name=name)
+
+
+def _batchnorm(spec: BatchNormLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, name=name)
+
+
+def _activation(spec: ActivationLayer, name: str) -> keras.layers.Layer:
+    return keras.layers.Activation(resolve.get_activation(spec.activation), name=name)
+
+
+_MAKERS: dict[type, Callable[[Any, str], keras.layers.Layer]] = {
+    DenseLayer: _dense,
+    DropoutLayer: _dropout,
+    Conv2DLayer: _conv2d,
+    MaxPool2DLayer: _maxpool2d,
+    FlattenLayer: _flatten,
+    BatchNormLayer: _batchnorm,
+    ActivationLayer: _activation,
+}
+
+
+# -------------------------------------------------------------------------------------- builder
+
+
+def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, Any], base_dir: str | Path | None) -> keras.Model:
+    fn = _import_builder(target, base_dir)
+    try:
+        model = fn(input_shape, **dict(args))
+    except Exception as err:
+        # Chained (from err) so that `--debug` style tracebacks still reach the user's code.
+        raise RecipeError("bad-builder", f'Builder "{target}" failed: {type(err).__name__}: {_first_line(err)}') from err
+    if not isinstance(model, keras.Model):
+        raise RecipeError("bad-builder", f'Builder "{target}" returned {type(model).__name__}, not a keras.Model; it must return the model it builds.')
+    return model
+
+
+def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise RecipeError("bad-builder", f'Builder "{target}" must look like "package.module:function".')
+    try:
+        with _search_first(base_dir):
+            module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise RecipeError("bad-builder", f'Builder module "{module_name}" cannot be imported: {_first_line(err)}. Is it installed, or next to the recipe?') from err
+    except Exception as err:
+        raise RecipeError("bad-builder", f'Importing builder module "{module_name}" failed: {type(err).__name__}: {_first_line(err)}') from err
+    fn = getattr(module, attr, None)
+    if fn is None:
+        hint = resolve.closest(attr, [n for n in dir(module) if not n.startswith("_")])
+        raise RecipeError("bad-builder", f'Module "{module_name}" has no "{attr}".{hint}')
+    if not callable(fn):
+        raise RecipeError("bad-builder", f'Builder "{target}" is a {type(fn).__name__}, not a function.')
+    return fn
+
+
+@contextlib.contextmanager
+def _search_first(directory: str | Path | None) -> Iterator[None]:
+    """Temporarily puts ``directory`` first on ``sys.path`` (builders living next to the recipe)."""
+    if directory is None:
+        yield
+        return
+    entry = str(Path(directory).resolve())
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
