@@ -1,5 +1,6 @@
 """trainkit: a compiled GradientTape training loop that tells you why your loss looks wrong."""
 
+from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.errors import (
     CompatibilityError,
     DataError,
@@ -11,14 +12,20 @@ from trainkit.errors import (
     UnknownNameError,
 )
 from trainkit.findings import Finding
+from trainkit.history import History
+from trainkit.trainer import Trainer
 
 __all__ = [
+    "Callback",
     "CompatibilityError",
     "DataError",
+    "EarlyStopping",
     "Finding",
+    "History",
     "NonFiniteLossError",
     "RecipeError",
     "RunDirError",
+    "Trainer",
     "TrainingInterrupted",
     "TrainkitError",
     "UnknownNameError",

@@ -1,0 +1,6 @@
+"""Callbacks: small classes with Keras-like hooks, called between compiled calls."""
+
+from trainkit.callbacks.base import EVENTS, Callback, CallbackList
+from trainkit.callbacks.early_stopping import EarlyStopping
+
+__all__ = ["EVENTS", "Callback", "CallbackList", "EarlyStopping"]

@@ -1,0 +1,219 @@
+"""Core Trainer behaviour: exact epoch metrics, compiled subclass hooks, paths that must agree."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer
+from trainkit.callbacks import Callback, EarlyStopping
+from trainkit.errors import DataError
+
+
+def make_data(rows: int = 1001, features: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features)).astype("float32")
+    y = (x[:, :1] - 0.5 * x[:, 1:2] > 0).astype("float32")
+    return x, y
+
+
+def make_model(features: int = 10, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((features,)),
+        keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+
+
+def make_trainer(model: keras.Model | None = None, **kwargs) -> Trainer:
+    kwargs.setdefault("loss", "binary_crossentropy")
+    kwargs.setdefault("optimizer", keras.optimizers.SGD(0.1))
+    kwargs.setdefault("task", "binary")
+    kwargs.setdefault("seed", 3)
+    kwargs.setdefault("jit_compile", False)
+    return Trainer(model or make_model(), **kwargs)
+
+
+def test_epoch_loss_is_exact_mean_over_all_rows_including_partial_batch():
+    x, y = make_data(1001)
+    model = make_model()
+    trainer = make_trainer(model, optimizer=keras.optimizers.SGD(0.0), metrics=["accuracy"], report_last_batch_loss=True)
+    history = trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
+
+    whole = float(keras.losses.BinaryCrossentropy()(y, model(x)))
+    epoch_loss = history.history["loss"][0]
+    assert epoch_loss == pytest.approx(whole, rel=1e-5)
+    assert trainer.evaluate(x, y, batch_size=32)["loss"] == pytest.approx(whole, rel=1e-5)
+    # The classic mistake -- reporting the last batch -- gives a visibly different number here,
+    # so this test would catch a loop that averaged only part of the epoch.
+    assert abs(history.history["last_batch_loss"][0] - whole) > 1e-3
+    accuracy = float(np.mean((model(x).numpy() > 0.5) == (y > 0.5)))
+    assert history.history["accuracy"][0] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_history_has_keras_keys_and_validation_covers_whole_split():
+    x, y = make_data(300)
+    trainer = make_trainer(metrics=["accuracy"])
+    history = trainer.fit(x, y, epochs=3, batch_size=32, validation_split=0.25, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in history.history.values())
+    x_val, y_val = x[225:], y[225:]
+    whole = float(keras.losses.BinaryCrossentropy()(y_val, trainer.model(x_val)))
+    assert history.history["val_loss"][-1] == pytest.approx(whole, rel=1e-5)
+
+
+def test_training_reduces_loss():
+    x, y = make_data(512)
+    history = make_trainer(optimizer={"name": "adam", "learning_rate": 0.01}).fit(x, y, epochs=8, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+
+
+class PenaltyTrainer(Trainer):
+    """Adds an L2 penalty on the output and logs it: the subclassing example of the README."""
+
+    def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        penalty = 0.1 * tf.reduce_mean(tf.square(y_pred))
+        self.log_scalar("penalty", penalty)
+        return loss + penalty
+
+
+def test_subclass_compute_loss_adds_a_logged_penalty_and_trains():
+    x, y = make_data(256)
+    trainer = PenaltyTrainer(make_model(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    assert "penalty" in history.history
+    assert all(p > 0 for p in history.history["penalty"])
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    steps = [row for row in trainer.step_table() if row[1] == "penalty"]
+    assert len(steps) == 4 * 8  # one value per step
+
+
+def test_subclass_train_step_override_is_compiled():
+    seen: list[bool] = []
+
+    class Custom(Trainer):
+        def train_step(self, batch):
+            seen.append(tf.inside_function())
+            logs = super().train_step(batch)
+            return {**logs, "double_loss": 2.0 * logs["loss"]}
+
+    x, y = make_data(128)
+    trainer = Custom(make_model(), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert seen and all(seen)  # only ever called while tracing, never eagerly per step
+    assert len(seen) <= 3  # traced a handful of times, not once per step (8 steps ran)
+    assert history.history["double_loss"][0] == pytest.approx(2 * history.history["loss"][0], rel=1e-5)
+
+
+def test_callbacks_receive_hooks_in_order_with_per_call_statistics():
+    events: list[str] = []
+    steps_seen: list[int] = []
+
+    class Recorder(Callback):
+        def on_train_begin(self, logs=None):
+            events.append("train_begin")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            events.append(f"epoch_begin{epoch}")
+
+        def on_execution_end(self, first_step, outputs):
+            steps_seen.extend(range(first_step, first_step + outputs.steps))
+            assert outputs.as_dict()["loss"].shape == (outputs.steps,)
+
+        def on_epoch_end(self, epoch, logs):
+            events.append(f"epoch_end{epoch}")
+
+        def on_train_end(self, logs=None):
+            events.append("train_end")
+
+    x, y = make_data(100)
+    make_trainer(steps_per_execution=2).fit(x, y, epochs=2, batch_size=32, callbacks=[Recorder()], verbose=0)
+    assert events == ["train_begin", "epoch_begin0", "epoch_end0", "epoch_begin1", "epoch_end1", "train_end"]
+    assert steps_seen == list(range(8))  # 4 batches per epoch (3 full + 1 partial), each step once
+
+
+def test_misspelt_callback_hook_is_refused():
+    class Typo(Callback):
+        def on_epoch_ended(self, epoch, logs):
+            pass
+
+    x, y = make_data(64)
+    with pytest.raises(TypeError, match="on_epoch_ended"):
+        make_trainer().fit(x, y, epochs=1, callbacks=[Typo()], verbose=0)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 5, "auto"])
+def test_steps_per_execution_does_not_change_results(steps_per_execution):
+    x, y = make_data(300)
+    reference = make_trainer(make_model(seed=1), steps_per_execution=32).fit(x, y, epochs=2, verbose=0).history["loss"]
+    losses = make_trainer(make_model(seed=1), steps_per_execution=steps_per_execution).fit(x, y, epochs=2, verbose=0).history["loss"]
+    np.testing.assert_allclose(losses, reference, rtol=1e-6)
+
+
+def test_xla_and_streaming_paths_match_the_plain_path():
+    x, y = make_data(300)
+    plain = make_trainer(make_model(seed=2)).fit(x, y, epochs=2, shuffle=False, verbose=0).history["loss"]
+    xla = make_trainer(make_model(seed=2), jit_compile=True).fit(x, y, epochs=2, shuffle=False, verbose=0).history["loss"]
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    streamed = make_trainer(make_model(seed=2)).fit(dataset, epochs=2, verbose=0).history["loss"]
+    np.testing.assert_allclose(xla, plain, rtol=1e-5)
+    np.testing.assert_allclose(streamed, plain, rtol=1e-5)
+
+
+def test_same_seed_gives_bit_identical_losses():
+    x, y = make_data(200)
+
+    def run() -> list[float]:
+        keras.utils.set_random_seed(4)
+        model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dropout(0.3), keras.layers.Dense(1, activation="sigmoid")])
+        return make_trainer(model, optimizer="adam").fit(x, y, epochs=2, verbose=0).history["loss"]
+
+    first, second = run(), run()
+    assert first == second
+
+
+def test_early_stopping_stops_and_restores_best_weights():
+    x, y = make_data(200)
+    stopper = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    # lr so high the validation loss gets worse quickly
+    trainer = make_trainer(optimizer=keras.optimizers.SGD(50.0))
+    history = trainer.fit(x, y, epochs=30, validation_split=0.3, callbacks=[stopper], verbose=0)
+    assert len(history.epoch) < 30
+    assert stopper.best == min(history.history["val_loss"])
+
+
+def test_predict_returns_one_row_per_input():
+    x, _ = make_data(70)
+    out = make_trainer().predict(x, batch_size=32)
+    assert out.shape == (70, 1)
+    np.testing.assert_allclose(out, make_model()(x).numpy(), rtol=1e-5)
+
+
+def test_mismatched_rows_raise_data_error_with_code():
+    x, y = make_data(50)
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(x, y[:40], epochs=1, verbose=0)
+    assert info.value.code == "shape-mismatch"
+
+
+def test_event_files_hold_the_history_and_one_value_per_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(100)
+    trainer = make_trainer(logdir=tmp_path, metrics=["accuracy"])
+    trainer.log_text("recipe", "name: test")
+    history = trainer.fit(x, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0)
+
+    train = EventAccumulator(str(tmp_path / "train")).Reload()
+    validation = EventAccumulator(str(tmp_path / "validation")).Reload()
+    epoch_loss = [e.value for e in train.Scalars("epoch/loss")]
+    np.testing.assert_allclose(epoch_loss, history.history["loss"], rtol=1e-6)
+    val_loss = [e.value for e in validation.Scalars("epoch/loss")]
+    np.testing.assert_allclose(val_loss, history.history["val_loss"], rtol=1e-6)
+    step_loss = train.Scalars("step/loss")
+    assert [e.step for e in step_loss] == list(range(2 * 3))  # 80 rows: 2 full + 1 partial per epoch
+    assert "recipe/text_summary" in train.Tags()["tensors"]

@@ -1,0 +1,105 @@
+"""Callback protocol: Keras-like hooks called between compiled calls, never inside them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from trainkit.loop import StepOutputs
+    from trainkit.trainer import Trainer
+
+# The one list of hook names: a misspelt override in a subclass is caught at registration.
+EVENTS: tuple[str, ...] = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_execution_end",
+)
+
+
+class Callback:
+    """Base class; override any hook of :data:`EVENTS`. Every hook is a no-op by default.
+
+    ``self.trainer`` is set before ``on_train_begin``. Set ``self.trainer.stop_training = True``
+    to stop after the current epoch.
+    """
+
+    trainer: Trainer
+
+    def set_trainer(self, trainer: Trainer) -> None:
+        """Called once by the trainer before training starts."""
+        self.trainer = trainer
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        """Before the first epoch."""
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        """After the last epoch, also when training stopped early or failed."""
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Before the first compiled call of ``epoch`` (0-based)."""
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """After validation of ``epoch``; ``logs`` holds its exact loss and metrics."""
+
+    def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
+        """After each compiled call, with every step's scalars as numpy arrays ``[steps]``.
+
+        Args:
+            first_step: Global index (0-based) of the first step the call ran.
+            outputs: The per-step values; ``outputs.as_dict()`` maps names to arrays.
+        """
+
+
+def _overrides(callback: Callback, hook: str) -> bool:
+    return getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Dispatches hooks to several callbacks in order."""
+
+    def __init__(self, callbacks: Iterable[Callback], trainer: Trainer) -> None:
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}.")
+            unknown = [n for n in vars(type(cb)) if n.startswith("on_") and n not in EVENTS]
+            if unknown:
+                raise TypeError(f"{type(cb).__name__} defines {unknown}, which trainkit never calls. Hooks are: {', '.join(EVENTS)}.")
+            cb.set_trainer(trainer)
+        self._listeners = {e: [cb for cb in self.callbacks if _overrides(cb, e)] for e in EVENTS}
+
+    def wants(self, event: str) -> bool:
+        """True when any callback overrides ``event`` (so the trainer can skip unneeded work)."""
+        return bool(self._listeners[event])
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        for cb in self._listeners["on_train_begin"]:
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        for cb in self._listeners["on_train_end"]:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        for cb in self._listeners["on_epoch_begin"]:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        for cb in self._listeners["on_epoch_end"]:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
+        for cb in self._listeners["on_execution_end"]:
+            cb.on_execution_end(first_step, outputs)
+
+
+def is_better(value: float, best: float, mode: str, min_delta: float = 0.0) -> bool:
+    """True when ``value`` improves on ``best`` by more than ``min_delta`` in direction ``mode``."""
+    if not np.isfinite(value):
+        return False
+    return value < best - min_delta if mode == "min" else value > best + min_delta

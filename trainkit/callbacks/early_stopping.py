@@ -1,0 +1,57 @@
+"""Stop training when a monitored epoch value stops improving."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from trainkit.callbacks.base import Callback, is_better
+from trainkit.errors import RecipeError
+
+
+class EarlyStopping(Callback):
+    """Stops after ``patience`` epochs without improvement of ``monitor``.
+
+    Args:
+        monitor: Epoch log to watch, e.g. ``"val_loss"``.
+        patience: Epochs without improvement before stopping.
+        min_delta: Smallest change that counts as an improvement.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like names).
+        restore_best_weights: Put back the weights of the best epoch when stopping.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0, mode: str = "auto", restore_best_weights: bool = True) -> None:
+        if mode == "auto":
+            mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode
+        self.restore_best_weights = restore_best_weights
+        self.best = np.inf if mode == "min" else -np.inf
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.wait = 0
+        self._best_weights: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.wait = 0
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        if self.monitor not in logs:
+            raise RecipeError("bad-monitor", f'EarlyStopping monitors "{self.monitor}", but the epoch logs only have {sorted(logs)}. Monitor one of those (val_* needs validation data).')
+        value = float(logs[self.monitor])
+        if is_better(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = self.trainer.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
+            if self.restore_best_weights and self._best_weights is not None:
+                self.trainer.model.set_weights(self._best_weights)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume this callback exactly."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}

@@ -1,0 +1,25 @@
+"""The record ``Trainer.fit`` returns, shaped like Keras's ``History``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch values of a run.
+
+    Attributes:
+        history: ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}``, one entry per epoch.
+        epoch: The epoch indices (0-based) that ran.
+    """
+
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    epoch: list[int] = dataclasses.field(default_factory=list)
+
+    def append(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """Adds one epoch's logs."""
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))

@@ -1,0 +1,194 @@
+"""Builds the compiled functions that repeat a step many times per call.
+
+A *step* is any function ``step(batch) -> dict[str, scalar tensor]`` (the trainer's ``train_step``
+or ``test_step``). This module repeats it inside one ``tf.function`` so no Python runs per step, and
+packs what each step returns into one ``[steps, 1 + n]`` float32 buffer: column 0 holds the batch's
+row count, the other columns the step's scalars in the order of :attr:`CompiledLoop.names`. The
+outer Python loop reads that buffer once per call; nothing here formats strings or touches numpy.
+
+Two paths:
+
+* **in-memory** (numpy data): the data tensors and the epoch's ``[batches, B]`` matrix of row
+  indices are arguments; a ``tf.while_loop`` runs ``num_steps`` batches from ``start`` into a
+  buffer of fixed ``capacity``, so calls of any length reuse one trace (unwritten buffer rows read
+  as zeros). The partial last batch of an epoch is its own ``[1, r]`` index matrix: one extra trace
+  per fit, so every row is seen exactly once.
+* **streaming** (``tf.data``): up to ``K`` batches are pulled from an iterator inside the call,
+  stopping early when the iterator runs dry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
+BATCH_SIZE_COLUMN = "_batch_size"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOutputs:
+    """What one compiled call returns, already on the host.
+
+    Attributes:
+        names: The names of the step's scalars, one per column of ``values``.
+        values: ``[steps, len(names)]`` float array of what each step returned.
+        batch_sizes: ``[steps]`` number of rows in each step's batch.
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    batch_sizes: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        """Number of steps this call ran."""
+        return int(self.values.shape[0])
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """Per-step values keyed by name, each shaped ``[steps]``."""
+        return {name: self.values[:, i] for i, name in enumerate(self.names)}
+
+
+def _flatten_logs(logs: Mapping[str, tf.Tensor], names: tuple[str, ...], batch: Any) -> tf.Tensor:
+    """Packs a step's scalars (and its batch size) into one float32 row."""
+    first = tf.nest.flatten(batch)[0]
+    row = [tf.cast(tf.shape(first)[0], tf.float32)]
+    row += [tf.reshape(tf.cast(logs[name], tf.float32), []) for name in names]
+    return tf.stack(row)
+
+
+def gather_batch(data: Any, rows: tf.Tensor) -> Any:
+    """Selects ``rows`` of every tensor in the ``data`` structure."""
+    return tf.nest.map_structure(lambda t: tf.gather(t, rows), data)
+
+
+class CompiledLoop:
+    """Compiles ``step`` into multi-step functions for in-memory and streaming data.
+
+    Args:
+        step: The step to repeat; must return a flat dict of scalar tensors.
+        jit_compile: Compile the in-memory loop (and the streaming step) with XLA.
+    """
+
+    def __init__(self, step: StepFn, *, jit_compile: bool = False) -> None:
+        self._step = step
+        self.jit_compile = jit_compile
+        self.names: tuple[str, ...] | None = None
+        self._in_memory_fns: dict[int, Callable[..., tf.Tensor]] = {}
+        self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
+
+    def discover_names(self, batch_spec: Any) -> tuple[str, ...]:
+        """Traces the step once, without running it, to learn the names of its scalars.
+
+        The buffer of a compiled call is allocated before its loop runs, so its width must be known
+        before the loop is traced.
+        """
+        if self.names is None:
+            concrete = tf.function(self._step).get_concrete_function(batch_spec)
+            outputs = concrete.structured_outputs
+            if not isinstance(outputs, Mapping):
+                raise TypeError(f"train_step/test_step must return a dict of scalar tensors, got {type(outputs).__name__}.")
+            for name, value in outputs.items():
+                if value.shape.rank not in (0, None) and value.shape.num_elements() != 1:
+                    raise TypeError(f"Step output {name!r} has shape {value.shape}; steps must return scalars (reduce it first).")
+            self.names = tuple(outputs)
+        return self.names
+
+    # -- in-memory ---------------------------------------------------------------------------------
+    def _build_in_memory(self, capacity: int) -> Callable[..., tf.Tensor]:
+        names = self.names
+        assert names is not None
+        width = len(names) + 1
+        step = self._step
+
+        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor) -> tf.Tensor:
+            buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
+
+            def body(i: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+                # tf.gather, not indices[start + i]: XLA would take a slice's begin as a
+                # compile-time constant and recompile for every new start.
+                batch = gather_batch(data, tf.gather(indices, start + i))
+                logs = step(batch)
+                return i + 1, buffer.write(i, _flatten_logs(logs, names, batch))
+
+            _, buffer = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), buffer))
+            return buffer.stack()
+
+        return tf.function(run, jit_compile=self.jit_compile, reduce_retracing=False)
+
+    def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int) -> StepOutputs:
+        """Runs the batches ``indices[start : start + num_steps]``.
+
+        Args:
+            data: Structure of tensors holding the whole dataset (e.g. ``(x, y)``).
+            indices: ``[batches, B]`` int32 row indices, one row per batch.
+            start: First batch to run.
+            num_steps: Batches to run; at most ``capacity``.
+            capacity: Size of the call's output buffer. Keep it fixed for a fit: a new value
+                compiles a new function, while any ``num_steps <= capacity`` reuses it.
+        """
+        if num_steps > capacity:
+            raise ValueError(f"num_steps={num_steps} exceeds capacity={capacity}")
+        fn = self._in_memory_fns.get(capacity)
+        if fn is None:
+            fn = self._in_memory_fns[capacity] = self._build_in_memory(capacity)
+        buffer = fn(data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32))
+        return self._unpack(buffer.numpy()[:num_steps])
+
+    # -- streaming ---------------------------------------------------------------------------------
+    def _build_streaming(self) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+        names = self.names
+        assert names is not None
+        width = len(names) + 1
+        step = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
+
+        def run(iterator: Any, capacity: int) -> tuple[tf.Tensor, tf.Tensor]:
+            buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
+            count = tf.constant(0)
+            for i in tf.range(capacity):
+                optional = iterator.get_next_as_optional()
+                if not optional.has_value():
+                    break
+                batch = optional.get_value()
+                buffer = buffer.write(i, _flatten_logs(step(batch), names, batch))
+                count += 1
+            return buffer.stack(), count
+
+        return tf.function(run, reduce_retracing=False)
+
+    def run_streaming(self, iterator: Any, capacity: int) -> StepOutputs:
+        """Runs up to ``capacity`` steps on batches pulled from ``iterator``.
+
+        Returns fewer steps (possibly none) when the iterator is exhausted.
+        """
+        if self._streaming_fn is None:
+            self._streaming_fn = self._build_streaming()
+        buffer, count = self._streaming_fn(iterator, capacity)
+        return self._unpack(buffer.numpy()[: int(count)])
+
+    def _unpack(self, buffer: np.ndarray) -> StepOutputs:
+        assert self.names is not None
+        return StepOutputs(names=self.names, values=buffer[:, 1:], batch_sizes=buffer[:, 0].astype(np.int64))
+
+
+def epoch_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Splits an epoch's row order into full batches and the partial last batch.
+
+    Args:
+        order: The epoch's row order (a permutation when shuffling).
+        batch_size: Rows per batch.
+
+    Returns:
+        ``([full, B] indices of the full batches, [1, r] indices of the partial last batch or
+        None)``. The partial batch runs as its own call (its own trace), so every row is seen
+        exactly once and no padding distorts the loss.
+    """
+    full = len(order) // batch_size
+    full_batches = order[: full * batch_size].reshape(full, batch_size).astype(np.int32)
+    remainder = order[full * batch_size :]
+    return full_batches, (remainder.reshape(1, -1).astype(np.int32) if remainder.size else None)

@@ -1,0 +1,539 @@
+"""The :class:`Trainer`: a compiled ``tf.GradientTape`` loop that replaces ``model.fit``.
+
+Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss` or
+:meth:`Trainer.test_step`; overrides are compiled exactly like the defaults, several steps per call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit.callbacks.base import Callback, CallbackList
+from trainkit.errors import DataError, RunDirError
+from trainkit.findings import Finding
+from trainkit.history import History
+from trainkit.loop import CompiledLoop, StepOutputs, epoch_batches
+from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
+from trainkit.writers.console import ConsoleLogger
+from trainkit.writers.tensorboard import RunWriter
+
+TASKS = ("binary", "multiclass", "multilabel", "regression")
+Task = Literal["binary", "multiclass", "multilabel", "regression"]
+
+# Layers XLA compiles well on CPU. XLA made a small Conv2D model ~30x slower on CPU, so `auto`
+# enables it only for models made of these (or on a GPU).
+_XLA_FRIENDLY_LAYERS = frozenset(
+    {"InputLayer", "Dense", "Dropout", "Activation", "BatchNormalization", "LayerNormalization",
+     "Flatten", "Reshape", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU", "GaussianNoise",
+     "AlphaDropout", "Identity", "Add", "Concatenate", "Multiply", "Rescaling", "Normalization"}
+)
+# Target wall time of one compiled call with steps_per_execution="auto": long enough that the
+# per-call overhead vanishes, short enough for a live progress bar and live diagnosis.
+_TARGET_CALL_SECONDS = 0.5
+_MAX_STEPS_PER_CALL = 1024
+_STREAMING_STEPS_PER_CALL = 32
+
+
+def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
+    """Splits a batch into ``(x, y, sample_weight)``; missing parts are ``None``."""
+    if isinstance(batch, tuple | list):
+        if len(batch) == 1:
+            return batch[0], None, None
+        if len(batch) == 2:
+            return batch[0], batch[1], None
+        if len(batch) == 3:
+            return batch[0], batch[1], batch[2]
+    return batch, None, None
+
+
+def _as_tensor(array: Any) -> tf.Tensor:
+    """Numpy -> tensor, with float64 narrowed to float32 as Keras does."""
+    array = np.asarray(array)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return tf.convert_to_tensor(array)
+
+
+def choose_jit_compile(model: keras.Model) -> bool:
+    """The ``jit_compile="auto"`` rule: XLA on a GPU, or on a CPU for dense-only models."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
+    return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
+
+
+class _ArraySource:
+    """Training data held in memory: tensors plus the row count."""
+
+    def __init__(self, arrays: Sequence[Any]) -> None:
+        self.data = tuple(_as_tensor(a) for a in arrays)
+        self.rows = int(self.data[0].shape[0])
+        for tensor in self.data[1:]:
+            if int(tensor.shape[0]) != self.rows:
+                shapes = ", ".join(str(tuple(t.shape)) for t in self.data)
+                raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
+
+    def batch_spec(self) -> tuple[tf.TensorSpec, ...]:
+        return tuple(tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in self.data)
+
+    def numpy(self) -> tuple[np.ndarray, ...]:
+        return tuple(t.numpy() for t in self.data)
+
+
+class _DatasetSource:
+    """Training data streamed from a batched ``tf.data.Dataset``."""
+
+    def __init__(self, dataset: tf.data.Dataset) -> None:
+        self.dataset = dataset
+        cardinality = int(dataset.cardinality())
+        self.batches = cardinality if cardinality >= 0 else None
+
+    def batch_spec(self) -> Any:
+        return self.dataset.element_spec
+
+
+class Trainer:
+    """Trains a Keras model with a compiled GradientTape loop, measuring every step.
+
+    Args:
+        model: A Keras model (Sequential, Functional or subclassed).
+        loss: A Keras loss object or name (``"binary_crossentropy"``, ``{"name": ..., ...}``).
+        optimizer: A Keras optimizer object or name (``"adam"``, ``{"name": "sgd", ...}``).
+        task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
+        metrics: Metric objects or names; ``"accuracy"`` picks the variant the task needs.
+        logdir: Directory for this run's TensorBoard events (``train/``, ``validation/``); none
+            are written when ``None``.
+        seed: Seeds shuffling and dropout; the same seed gives the same losses on one machine.
+        allow: Compatibility-check codes to downgrade from errors to recorded warnings.
+        num_classes: Number of classes, when known, for the compatibility checks.
+        steps_per_execution: Steps per compiled call: an int, or ``"auto"`` to size calls to
+            about half a second each (a whole epoch for small in-memory data).
+        jit_compile: ``True``/``False`` or ``"auto"`` (XLA where it is known to be faster).
+        scalars_every: Write per-step scalars to TensorBoard every this many steps.
+        report_last_batch_loss: Also record the last batch's loss of each epoch as
+            ``last_batch_loss`` (to show how misleading that number is).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        loss: Spec,
+        optimizer: Spec,
+        task: Task,
+        metrics: Iterable[Spec] = (),
+        logdir: str | Path | None = None,
+        seed: int | None = None,
+        allow: Collection[str] = (),
+        num_classes: int | None = None,
+        steps_per_execution: int | Literal["auto"] = "auto",
+        jit_compile: bool | Literal["auto"] = "auto",
+        scalars_every: int = 1,
+        report_last_batch_loss: bool = False,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+        if steps_per_execution != "auto" and (not isinstance(steps_per_execution, int) or steps_per_execution < 1):
+            raise ValueError(f'steps_per_execution must be a positive int or "auto", got {steps_per_execution!r}.')
+        self.model = model
+        self.task: Task = task
+        self.loss = get_loss(loss)
+        self.optimizer = get_optimizer(optimizer)
+        self.metrics = get_metrics(list(metrics), task, self.loss)
+        self.logdir = Path(logdir) if logdir is not None else None
+        self.seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
+        self.allow = frozenset(allow)
+        self.num_classes = num_classes
+        self.steps_per_execution = steps_per_execution
+        self.jit_compile = jit_compile
+        self.scalars_every = scalars_every
+        self.report_last_batch_loss = report_last_batch_loss
+
+        self.findings: list[Finding] = []
+        self.history = History()
+        self.stop_training = False
+        self.epochs = 0
+        self.steps_per_epoch: int | None = None
+        self.writer: RunWriter | None = None
+        self._pending_texts: dict[str, str] = {}
+        self._step_table: list[tuple[int, StepOutputs]] = []
+        self.keep_step_table = True
+
+        self._loss_tracker = keras.metrics.Mean(name="loss")
+        self._eval_loss_tracker = keras.metrics.Mean(name="loss")
+        self._eval_metrics = [clone_metric(m) for m in self.metrics]
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self._extra_logs: dict[str, tf.Tensor] = {}
+        self._train_loop: CompiledLoop | None = None
+        self._eval_loop: CompiledLoop | None = None
+        self._predict_fn: Any = None
+        self.findings.extend(self.check_model())
+
+    # -- hooks users override (all run inside the compiled loop) ----------------------------------
+    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
+        """The scalar loss of a batch: the loss function plus the model's regularization losses."""
+        loss = self.loss(y, y_pred, sample_weight=sample_weight)
+        if self.model.losses:
+            loss = loss + tf.add_n(self.model.losses)
+        return loss
+
+    def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        """One optimisation step; returns the step's scalars (at least ``"loss"``).
+
+        Runs inside ``tf.function``: no numpy, no host syncs. Anything logged with
+        :meth:`log_scalar` while it runs is added to the returned dict.
+        """
+        x, y, sample_weight = unpack_batch(batch)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            y_pred = self.model(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply(gradients, variables)
+        self.update_metrics(y, y_pred, sample_weight, loss)
+        return {"loss": loss, **self.pop_logged_scalars()}
+
+    def test_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        """One evaluation step: updates the evaluation loss and metrics."""
+        x, y, sample_weight = unpack_batch(batch)
+        y_pred = self.model(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self._eval_loss_tracker.update_state(loss, sample_weight=tf.cast(tf.shape(y_pred)[0], tf.float32))
+        for metric in self._eval_metrics:
+            metric.update_state(y, y_pred, sample_weight=sample_weight)
+        return {"loss": loss, **self.pop_logged_scalars()}
+
+    def update_metrics(self, y: Any, y_pred: Any, sample_weight: Any, loss: tf.Tensor) -> None:
+        """Adds one training batch to the epoch's loss mean and metrics.
+
+        The batch mean is weighted by the batch's row count, so the epoch value is the exact mean
+        over every row, the partial last batch included.
+        """
+        self._loss_tracker.update_state(loss, sample_weight=tf.cast(tf.shape(y_pred)[0], tf.float32))
+        for metric in self.metrics:
+            metric.update_state(y, y_pred, sample_weight=sample_weight)
+
+    def log_scalar(self, name: str, value: tf.Tensor) -> None:
+        """Records an extra per-step scalar from inside a step (e.g. a penalty term).
+
+        It is written to TensorBoard every step and its epoch mean goes into the History.
+        """
+        self._extra_logs[name] = tf.reduce_mean(tf.cast(value, tf.float32))
+
+    def pop_logged_scalars(self) -> dict[str, tf.Tensor]:
+        """Returns and clears the scalars logged with :meth:`log_scalar` during this trace."""
+        logs, self._extra_logs = self._extra_logs, {}
+        return logs
+
+    # -- checks -----------------------------------------------------------------------------------
+    def check_model(self) -> list[Finding]:
+        """Compatibility checks of model, loss and task; raises CompatibilityError on errors."""
+        try:
+            from trainkit.checks import check_compatibility
+        except ImportError:  # checks are optional until that module lands
+            return []
+        return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes)
+
+    def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> list[Finding]:
+        """Data checks against the task and the model; raises DataError on errors."""
+        try:
+            from trainkit.checks import check_data
+        except ImportError:
+            return []
+        return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val)
+
+    def log_text(self, name: str, markdown: str) -> None:
+        """Adds a text to the run's TensorBoard events (written when training starts)."""
+        self._pending_texts[name] = markdown
+        if self.writer is not None:
+            self.writer.text("train", 0, name, markdown)
+
+    # -- fit --------------------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int,
+        batch_size: int = 32,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        sample_weight: Any = None,
+        callbacks: Iterable[Callback] = (),
+        verbose: int = 1,
+        initial_epoch: int = 0,
+    ) -> History:
+        """Trains for ``epochs`` epochs and returns the History of exact epoch values.
+
+        Args:
+            x: Inputs as a numpy array, or a batched ``tf.data.Dataset`` of ``(x, y[, w])``.
+            y: Targets (numpy); ``None`` when ``x`` is a dataset.
+            epochs: Index of the last epoch (exclusive), as in Keras.
+            batch_size: Rows per batch for numpy inputs.
+            validation_data: ``(x_val, y_val)`` or a batched dataset, evaluated after each epoch.
+            validation_split: Fraction of the numpy rows (taken from the end, before shuffling)
+                held out for validation.
+            shuffle: Reshuffle numpy rows every epoch (in the graph, seeded by seed and epoch).
+            sample_weight: Optional per-row weights for numpy inputs.
+            callbacks: :class:`~trainkit.callbacks.Callback` instances.
+            verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
+            initial_epoch: Epoch to start from (when resuming).
+
+        Returns:
+            The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split)
+        self._check_sources(train, validation)
+        self._ensure_built(train)
+        self.epochs = epochs
+        self.stop_training = False
+        callback_list = CallbackList([*([ConsoleLogger()] if verbose else []), *callbacks], self)
+        self._open_writer()
+        self._build_train_loop(train)
+        try:
+            callback_list.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                logs = self._run_epoch(epoch, train, batch_size, shuffle, callback_list)
+                if validation is not None:
+                    logs.update({f"val_{k}": v for k, v in self._evaluate(validation, batch_size).items()})
+                self.history.append(epoch, logs)
+                self._write_epoch(epoch, logs)
+                callback_list.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            callback_list.on_train_end({"epochs_run": len(self.history.epoch)})
+            self._close_writer()
+        return self.history
+
+    def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float) -> tuple[Any, Any]:
+        if isinstance(x, tf.data.Dataset):
+            if validation_split:
+                raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
+            train: Any = _DatasetSource(x)
+        else:
+            if y is None:
+                raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
+            arrays = [np.asarray(x), np.asarray(y)] + ([np.asarray(sample_weight)] if sample_weight is not None else [])
+            if not 0.0 <= validation_split < 1.0:
+                raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
+            if validation_split and validation_data is None:
+                # Like Keras: the last rows, taken before any shuffling.
+                cut = int(len(arrays[0]) * (1.0 - validation_split))
+                validation_data = tuple(a[cut:] for a in arrays)
+                arrays = [a[:cut] for a in arrays]
+            train = _ArraySource(arrays)
+        validation = None
+        if validation_data is not None:
+            if isinstance(validation_data, tf.data.Dataset):
+                validation = _DatasetSource(validation_data)
+            else:
+                validation = _ArraySource(list(validation_data))
+        return train, validation
+
+    def _check_sources(self, train: Any, validation: Any) -> None:
+        if isinstance(train, _ArraySource):
+            x, y = train.numpy()[:2]
+            x_val = y_val = None
+            if isinstance(validation, _ArraySource):
+                x_val, y_val = validation.numpy()[:2]
+            self.findings.extend(self.check_data(x, y, x_val, y_val))
+        else:
+            self.findings.extend(self.check_data(train.dataset, None))
+
+    def _ensure_built(self, train: Any) -> None:
+        """Builds the model and the optimizer's slots before anything is traced.
+
+        Building the optimizer up front also avoids "You must feed a value for placeholder"
+        under tf.distribute (keras-team/keras#19246).
+        """
+        if not self.model.built:
+            spec = tf.nest.flatten(train.batch_spec())[0]
+            self.model.build((None, *spec.shape[1:]))
+        if not self.optimizer.built:
+            self.optimizer.build(self.model.trainable_variables)
+
+    def _resolve_jit(self) -> bool:
+        return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
+
+    def _counted_train_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        logs = self.train_step(batch)
+        self.global_step.assign_add(1)
+        return logs
+
+    def _build_train_loop(self, train: Any) -> None:
+        if self._train_loop is None:
+            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._resolve_jit())
+            self._train_loop.discover_names(train.batch_spec())
+
+    # -- one epoch --------------------------------------------------------------------------------
+    def _run_epoch(self, epoch: int, train: Any, batch_size: int, shuffle: bool, callbacks: CallbackList) -> dict[str, float]:
+        self._loss_tracker.reset_state()
+        for metric in self.metrics:
+            metric.reset_state()
+        if isinstance(train, _ArraySource):
+            self.steps_per_epoch = math.ceil(train.rows / batch_size)
+        else:
+            self.steps_per_epoch = train.batches
+        callbacks.on_epoch_begin(epoch)
+        calls = self._in_memory_calls(train, batch_size, shuffle, epoch) if isinstance(train, _ArraySource) else self._streaming_calls(train)
+        extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        last: StepOutputs | None = None
+        for outputs in calls:
+            if outputs.steps == 0:
+                continue
+            first_step = int(self.global_step.numpy()) - outputs.steps
+            if self.writer is not None:
+                self.writer.step_scalars(first_step, outputs.names, outputs.values)
+            if self.keep_step_table:
+                self._step_table.append((first_step, outputs))
+            callbacks.on_execution_end(first_step, outputs)
+            for name, values in outputs.as_dict().items():
+                if name != "loss":
+                    extras.setdefault(name, []).append((values, outputs.batch_sizes))
+            last = outputs
+        logs = {"loss": float(self._loss_tracker.result())}
+        logs.update({m.name: float(m.result()) for m in self.metrics})
+        for name, parts in extras.items():
+            values = np.concatenate([v for v, _ in parts])
+            weights = np.concatenate([w for _, w in parts]).astype(np.float64)
+            logs[name] = float(np.sum(values * weights) / np.sum(weights))
+        if self.report_last_batch_loss and last is not None:
+            logs["last_batch_loss"] = float(last.as_dict()["loss"][-1])
+        return logs
+
+    def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int) -> Iterable[StepOutputs]:
+        """Yields the outputs of each compiled call of one in-memory epoch."""
+        assert self._train_loop is not None
+        if shuffle:
+            # Stateless: the order depends only on (seed, epoch), so a resumed run sees the same.
+            order = tf.random.experimental.stateless_shuffle(tf.range(train.rows), seed=[self.seed, epoch]).numpy()
+        else:
+            order = np.arange(train.rows)
+        full, partial = epoch_batches(order, batch_size)
+        batches = full.shape[0]
+        if batches:
+            indices = tf.constant(full)
+            fixed = self.steps_per_execution != "auto"
+            capacity = min(batches, int(self.steps_per_execution) if fixed else _MAX_STEPS_PER_CALL)
+            steps = capacity if fixed else min(capacity, 8)
+            start = 0
+            while start < batches:
+                steps = min(steps, batches - start)
+                began = time.perf_counter()
+                yield self._train_loop.run_in_memory(train.data, indices, start, steps, capacity)
+                start += steps
+                if not fixed:
+                    steps = _next_call_steps(steps, time.perf_counter() - began, capacity)
+        if partial is not None:
+            yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
+
+    def _streaming_calls(self, train: _DatasetSource) -> Iterable[StepOutputs]:
+        assert self._train_loop is not None
+        capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
+        iterator = iter(train.dataset)
+        while True:
+            outputs = self._train_loop.run_streaming(iterator, capacity)
+            yield outputs
+            if outputs.steps < capacity:
+                return
+
+    # -- evaluate / predict -----------------------------------------------------------------------
+    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None) -> dict[str, float]:
+        """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly."""
+        if isinstance(x, tf.data.Dataset):
+            source: Any = _DatasetSource(x)
+        else:
+            arrays = [x, y] + ([sample_weight] if sample_weight is not None else [])
+            source = _ArraySource(arrays)
+        self._ensure_built(source)
+        return self._evaluate(source, batch_size)
+
+    def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
+        if self._eval_loop is None:
+            self._eval_loop = CompiledLoop(self.test_step, jit_compile=False)
+            self._eval_loop.discover_names(source.batch_spec())
+        self._eval_loss_tracker.reset_state()
+        for metric in self._eval_metrics:
+            metric.reset_state()
+        if isinstance(source, _ArraySource):
+            full, partial = epoch_batches(np.arange(source.rows), batch_size)
+            if full.shape[0]:
+                self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0])
+            if partial is not None:
+                self._eval_loop.run_in_memory(source.data, tf.constant(partial), 0, 1, 1)
+        else:
+            iterator = iter(source.dataset)
+            while self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL).steps == _STREAMING_STEPS_PER_CALL:
+                pass
+        logs = {"loss": float(self._eval_loss_tracker.result())}
+        logs.update({m.name: float(m.result()) for m in self._eval_metrics})
+        return logs
+
+    def predict(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
+        """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated."""
+        if self._predict_fn is None:
+            self._predict_fn = tf.function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
+        if isinstance(x, tf.data.Dataset):
+            parts = [self._predict_fn(unpack_batch(batch)[0]).numpy() for batch in x]
+        else:
+            data = _as_tensor(x)
+            parts = [self._predict_fn(data[i : i + batch_size]).numpy() for i in range(0, int(data.shape[0]), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0,))
+
+    # -- per-step statistics ----------------------------------------------------------------------
+    def step_table(self) -> list[tuple[int, str, float]]:
+        """Every recorded per-step scalar as tidy ``(step, name, value)`` rows."""
+        rows: list[tuple[int, str, float]] = []
+        for first_step, outputs in self._step_table:
+            for i in range(outputs.steps):
+                rows.extend((first_step + i, name, float(outputs.values[i, j])) for j, name in enumerate(outputs.names))
+        return rows
+
+    # -- TensorBoard ------------------------------------------------------------------------------
+    def _open_writer(self) -> None:
+        if self.logdir is None or self.writer is not None:
+            return
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            probe = self.logdir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable --logdir.") from None
+        self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
+        for name, markdown in self._pending_texts.items():
+            self.writer.text("train", 0, name, markdown)
+
+    def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
+        if self.writer is None:
+            return
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        train["learning_rate"] = float(np.asarray(self.optimizer.learning_rate))
+        self.writer.scalars("train", epoch, train)
+        validation = {k: v for k, v in logs.items() if k.startswith("val_")}
+        if validation:
+            self.writer.scalars("validation", epoch, validation)
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
+
+
+def _next_call_steps(steps: int, seconds: float, capacity: int) -> int:
+    """Steps for the next call so it takes about ``_TARGET_CALL_SECONDS`` (growing at most 8x)."""
+    if seconds <= 0:
+        return capacity
+    return max(1, min(capacity, steps * 8, int(steps * _TARGET_CALL_SECONDS / seconds)))

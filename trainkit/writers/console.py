@@ -1,0 +1,74 @@
+"""The terminal: a progress bar per epoch, one line per epoch, the final summary.
+
+The only module that prints during training. Uses ``rich`` (already installed with ``typer``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from trainkit.callbacks.base import Callback
+from trainkit.loop import StepOutputs
+
+
+def format_logs(logs: Mapping[str, float]) -> str:
+    """``loss 0.4321  accuracy 0.8125  val_loss ...`` with 4 significant digits."""
+    return "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
+
+
+class ConsoleLogger(Callback):
+    """Shows a progress bar while an epoch runs and prints one summary line per epoch.
+
+    Args:
+        console: Where to print; defaults to stderr so stdout stays clean for reports.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._seen_rows = 0
+        self._loss_sum = 0.0
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._seen_rows, self._loss_sum, self._started = 0, 0.0, time.perf_counter()
+        if not self.console.is_terminal:  # a bar in a log file is noise: keep the epoch lines only
+            return
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.trainer.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("train", total=self.trainer.steps_per_epoch, loss="")
+        self._progress.start()
+
+    def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
+        if self._progress is None or "loss" not in outputs.names:
+            return
+        losses = outputs.as_dict()["loss"]
+        self._seen_rows += int(outputs.batch_sizes.sum())
+        self._loss_sum += float((losses * outputs.batch_sizes).sum())
+        running = self._loss_sum / max(self._seen_rows, 1)
+        self._progress.update(self._task, advance=outputs.steps, loss=f"loss {running:.4g}")
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        seconds = time.perf_counter() - self._started
+        self.console.print(f"epoch {epoch + 1}/{self.trainer.epochs}  {format_logs(logs)}  ({seconds:.1f}s)", soft_wrap=True)
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

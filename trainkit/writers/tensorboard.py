@@ -1,0 +1,165 @@
+"""TensorBoard event files, written off the training thread.
+
+The training thread only enqueues numpy arrays; a background thread turns them into ``Event``
+protobufs and hands them to tensorboard's own ``EventFileWriter`` (which appends them with its own
+writer thread). Per-step statistics go out as one ``Event`` per step holding every scalar of that
+step, which is what keeps per-step logging cheap: building a tensor-based summary per scalar, or
+calling eager ``tf.summary.scalar``, costs ~0.5 ms a value.
+
+This is the only module that knows the TensorBoard file format.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.histogram import summary as histogram_summary
+from tensorboard.plugins.text import summary as text_summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+SPLITS = ("train", "validation")
+
+
+def step_tag(name: str) -> str:
+    """TensorBoard tag of a per-step scalar: grouped names keep their group, others go under step/."""
+    return name if "/" in name else f"step/{name}"
+
+
+def _own_summary(proto: Any) -> summary_pb2.Summary:
+    """Re-reads a Summary built with TensorFlow's proto classes as tensorboard's own.
+
+    tensorboard's ``pb()`` helpers return TensorFlow's classes when TensorFlow is installed; the
+    two are wire-compatible but not interchangeable as Python objects.
+    """
+    if isinstance(proto, summary_pb2.Summary):
+        return proto
+    return summary_pb2.Summary.FromString(proto.SerializeToString())
+
+
+def epoch_tag(name: str) -> str:
+    """TensorBoard tag of an epoch value; train and validation share it so their curves overlay."""
+    return f"epoch/{name.removeprefix('val_')}"
+
+
+class RunWriter:
+    """Writes one run's ``train/`` and ``validation/`` event files from a background thread.
+
+    Args:
+        run_dir: The run directory; ``train/`` and ``validation/`` are created under it.
+        scalars_every: Write per-step scalars every this many steps.
+    """
+
+    def __init__(self, run_dir: str | Path, *, scalars_every: int = 1) -> None:
+        self.run_dir = Path(run_dir)
+        self.scalars_every = max(1, int(scalars_every))
+        self._writers = {split: EventFileWriter(str(self.run_dir / split), max_queue_size=4096, flush_secs=10) for split in SPLITS}
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=256)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="trainkit-tensorboard", daemon=True)
+        self._thread.start()
+
+    # -- public API (training thread) -------------------------------------------------------------
+    def step_scalars(self, first_step: int, names: Sequence[str], values: np.ndarray) -> None:
+        """Queues per-step scalars: ``values[i, j]`` is scalar ``names[j]`` at step ``first_step + i``."""
+        self._put(lambda: self._write_step_scalars(first_step, tuple(names), np.asarray(values)))
+
+    def scalars(self, split: str, step: int, values: Mapping[str, float], *, tag: Callable[[str], str] = epoch_tag) -> None:
+        """Queues a group of scalars at one step (epoch values by default)."""
+        items = {tag(k): float(v) for k, v in values.items()}
+        self._put(lambda: self._add(split, step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in items.items()]))
+
+    def histograms(self, split: str, step: int, arrays: Mapping[str, np.ndarray], bucket_count: int = 30) -> None:
+        """Queues histograms of several arrays at one step."""
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+
+        def write() -> None:
+            values = []
+            for name, data in arrays.items():
+                finite = data[np.isfinite(data)] if data.size else data
+                values.extend(_own_summary(histogram_summary.pb(name, finite.astype(np.float64), bucket_count=bucket_count)).value)
+            self._add(split, step, values)
+
+        self._put(write)
+
+    def text(self, split: str, step: int, name: str, markdown: str) -> None:
+        """Queues a text summary (rendered as markdown by TensorBoard)."""
+        self._put(lambda: self._add(split, step, list(_own_summary(text_summary.pb(name, markdown)).value)))
+
+    def summary(self, split: str, step: int, proto: Any) -> None:
+        """Queues a ready-made ``Summary`` protobuf (HParams, custom-scalar layouts, ...)."""
+        self._put(lambda: self._add(split, step, list(_own_summary(proto).value)))
+
+    def flush(self) -> None:
+        """Blocks until everything queued so far is on disk."""
+        done = threading.Event()
+
+        def flush_all() -> None:
+            for writer in self._writers.values():
+                writer.flush()
+            done.set()
+
+        self._put(flush_all)
+        while not done.wait(0.05):
+            self._raise_if_failed()
+            if not self._thread.is_alive():
+                break
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Writes everything still queued, closes the files and stops the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        for writer in self._writers.values():
+            writer.close()
+        self._raise_if_failed()
+
+    # -- background thread ------------------------------------------------------------------------
+    def _put(self, job: Callable[[], None]) -> None:
+        self._raise_if_failed()
+        if self._closed:
+            raise RuntimeError("RunWriter is closed.")
+        self._queue.put(job)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"Writing TensorBoard events failed: {error}") from error
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                job()
+            except BaseException as err:  # surfaced on the training thread at the next call
+                self._error = err
+
+    def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
+        self._writers[split].add_event(event)
+
+    def _write_step_scalars(self, first_step: int, names: tuple[str, ...], values: np.ndarray) -> None:
+        tags = [step_tag(n) for n in names]
+        now = time.time()
+        writer = self._writers["train"]
+        for i in range(values.shape[0]):
+            step = first_step + i
+            if step % self.scalars_every:
+                continue
+            row = values[i].tolist()
+            summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in zip(tags, row, strict=True)])
+            writer.add_event(event_pb2.Event(wall_time=now, step=step, summary=summary))
