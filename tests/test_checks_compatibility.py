@@ -1,0 +1,319 @@
+"""Construction-time compatibility checks: one golden table every rule runs against."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import pytest
+
+from trainkit import CompatibilityError
+from trainkit.checks import (
+    COMPATIBILITY_CODES,
+    COMPATIBILITY_ERROR_CODES,
+    COMPATIBILITY_RULES,
+    COMPATIBILITY_WARNING_CODES,
+    check_compatibility,
+    describe_loss,
+    find_outputs,
+    hidden_layers,
+)
+from trainkit.resolve import get_loss
+
+OK = "ok"
+
+
+class CustomLoss(keras.losses.Loss):
+    """A loss the rules do not know: loss-based rules must be skipped, not refuse it."""
+
+    def call(self, y_true, y_pred):
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1)
+
+
+@functools.cache
+def build(arch: str, units: int, act: str | None = None) -> keras.Model:
+    """One small model per distinct architecture, built once (never fitted)."""
+    L = keras.layers
+    if arch == "dense":  # Dense(units, activation=act)
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(units, activation=act)])
+    if arch == "act_layer":  # Dense(units) followed by a separate Activation layer
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(units),
+                                 L.Dropout(0.1), L.Activation(act)])
+    if arch == "softmax_layer":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(units), L.Softmax()])
+    if arch == "relu_layer":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(units), L.ReLU()])
+    if arch == "functional":
+        inp = keras.Input((4,))
+        h = L.Dropout(0.2)(L.Dense(8, activation="tanh")(inp))
+        return keras.Model(inp, L.Dense(units, activation=act, name="head")(h))
+    if arch == "unbuilt":  # Sequential without an Input: not built yet
+        return keras.Sequential([L.Dense(8, activation="relu"), L.Dense(units, activation=act)])
+    if arch == "linear_hidden":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8), L.Dense(8), L.Dense(units, activation=act)])
+    if arch == "no_hidden":  # logistic / linear regression: linear on purpose
+        return keras.Sequential([keras.Input((4,)), L.Dense(units, activation=act)])
+    if arch == "rescaled":  # sigmoid scaled to [0, 100] on purpose
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"),
+                                 L.Dense(units, activation=act), L.Rescaling(100.0)])
+    raise ValueError(arch)
+
+
+def loss_of(spec):
+    return CustomLoss() if spec == "custom" else get_loss(spec)
+
+
+BCE_LOGITS = {"name": "bce", "from_logits": True}
+CCE_LOGITS = {"name": "categorical_crossentropy", "from_logits": True}
+SCCE_LOGITS = {"name": "scce", "from_logits": True}
+
+# (task, (architecture, units, activation), loss, expected code or OK, num_classes)
+GOLDEN = [
+    # --- binary ------------------------------------------------------------------------------
+    ("binary", ("dense", 1, "sigmoid"), "bce", OK, None),
+    ("binary", ("dense", 1, None), BCE_LOGITS, OK, None),
+    ("binary", ("dense", 2, "softmax"), "scce", OK, None),
+    ("binary", ("dense", 2, None), SCCE_LOGITS, OK, None),
+    ("binary", ("dense", 2, "softmax"), "categorical_crossentropy", OK, None),
+    ("binary", ("dense", 1, "sigmoid"), "binary_focal_crossentropy", OK, None),
+    ("binary", ("dense", 1, None), "hinge", OK, None),
+    ("binary", ("functional", 1, "sigmoid"), "bce", OK, None),
+    ("binary", ("unbuilt", 1, "sigmoid"), "bce", OK, None),
+    ("binary", ("unbuilt", 1, None), BCE_LOGITS, OK, None),
+    ("binary", ("no_hidden", 1, None), BCE_LOGITS, OK, None),
+    ("binary", ("dense", 1, "sigmoid"), "custom", OK, None),
+    ("binary", ("dense", 1, "sigmoid"), BCE_LOGITS, "double-activation", None),
+    ("binary", ("act_layer", 1, "sigmoid"), BCE_LOGITS, "double-activation", None),
+    ("binary", ("unbuilt", 1, "sigmoid"), BCE_LOGITS, "double-activation", None),
+    ("binary", ("dense", 1, None), "bce", "missing-output-activation", None),
+    ("binary", ("functional", 1, None), "bce", "missing-output-activation", None),
+    ("binary", ("dense", 1, "softmax"), "bce", "softmax-single-unit", None),
+    ("binary", ("softmax_layer", 1, None), "bce", "softmax-single-unit", None),
+    ("binary", ("dense", 1, "softmax"), "custom", "softmax-single-unit", None),
+    ("binary", ("dense", 1, "sigmoid"), "mse", "regression-loss-for-classification", None),
+    ("binary", ("dense", 1, "sigmoid"), "mae", "regression-loss-for-classification", None),
+    ("binary", ("dense", 1, "sigmoid"), "huber", "regression-loss-for-classification", None),
+    ("binary", ("dense", 2, "softmax"), "bce", "units-mismatch", None),
+    ("binary", ("dense", 1, "sigmoid"), "scce", "units-mismatch", None),
+    ("binary", ("dense", 1, "relu"), "bce", "wrong-output-activation", None),
+    ("binary", ("dense", 1, "tanh"), "bce", "wrong-output-activation", None),
+    ("binary", ("dense", 1, "tanh"), BCE_LOGITS, "wrong-output-activation", None),
+    ("binary", ("relu_layer", 1, None), "bce", "wrong-output-activation", None),
+    ("binary", ("dense", 1, "sigmoid"), "hinge", "wrong-output-activation", None),
+    ("binary", ("linear_hidden", 1, "sigmoid"), "bce", "linear-hidden-layers", None),
+    # --- multiclass --------------------------------------------------------------------------
+    ("multiclass", ("dense", 3, "softmax"), "scce", OK, 3),
+    ("multiclass", ("dense", 3, None), SCCE_LOGITS, OK, 3),
+    ("multiclass", ("dense", 3, "softmax"), "categorical_crossentropy", OK, None),
+    ("multiclass", ("softmax_layer", 3, None), "categorical_crossentropy", OK, 3),
+    ("multiclass", ("act_layer", 3, "softmax"), "scce", OK, None),
+    ("multiclass", ("dense", 3, None), CCE_LOGITS, OK, None),
+    ("multiclass", ("functional", 3, "softmax"), "kl_divergence", OK, None),
+    ("multiclass", ("dense", 3, None), "categorical_hinge", OK, None),
+    ("multiclass", ("act_layer", 3, "softmax"), CCE_LOGITS, "double-activation", None),
+    ("multiclass", ("softmax_layer", 3, None), SCCE_LOGITS, "double-activation", None),
+    ("multiclass", ("dense", 3, None), "categorical_crossentropy", "missing-output-activation", None),
+    ("multiclass", ("dense", 3, None), "kl_divergence", "missing-output-activation", None),
+    ("multiclass", ("dense", 3, "softmax"), "mse", "regression-loss-for-classification", None),
+    ("multiclass", ("dense", 1, "softmax"), "scce", "softmax-single-unit", None),
+    ("multiclass", ("dense", 3, "softmax"), "scce", "units-mismatch", 5),
+    ("multiclass", ("dense", 1, None), SCCE_LOGITS, "units-mismatch", None),
+    ("multiclass", ("dense", 3, "sigmoid"), "categorical_crossentropy", "wrong-output-activation", None),
+    ("multiclass", ("dense", 3, "relu"), "scce", "wrong-output-activation", None),
+    ("multiclass", ("dense", 3, "relu"), SCCE_LOGITS, "wrong-output-activation", None),
+    ("multiclass", ("dense", 3, "softmax"), "bce", "loss-task-mismatch", None),
+    # --- multilabel --------------------------------------------------------------------------
+    ("multilabel", ("dense", 3, "sigmoid"), "bce", OK, 3),
+    ("multilabel", ("dense", 3, None), BCE_LOGITS, OK, None),
+    ("multilabel", ("dense", 3, "softmax"), "bce", "wrong-output-activation", None),
+    ("multilabel", ("softmax_layer", 3, None), BCE_LOGITS, "double-activation", None),
+    ("multilabel", ("dense", 3, "softmax"), "categorical_crossentropy", "loss-task-mismatch", None),
+    ("multilabel", ("dense", 3, "sigmoid"), "bce", "units-mismatch", 4),
+    ("multilabel", ("dense", 3, "sigmoid"), "mse", "regression-loss-for-classification", None),
+    # --- regression --------------------------------------------------------------------------
+    ("regression", ("dense", 1, None), "mse", OK, None),
+    ("regression", ("dense", 1, None), "mae", OK, None),
+    ("regression", ("dense", 1, None), "huber", OK, None),
+    ("regression", ("dense", 3, None), "log_cosh", OK, None),
+    ("regression", ("functional", 1, None), "mse", OK, None),
+    ("regression", ("no_hidden", 1, None), "mse", OK, None),
+    ("regression", ("dense", 1, "exponential"), "poisson", OK, None),
+    ("regression", ("rescaled", 1, "sigmoid"), "mse", OK, None),
+    ("regression", ("dense", 1, None), "custom", OK, None),
+    ("regression", ("dense", 1, None), "bce", "classification-loss-for-regression", None),
+    ("regression", ("dense", 3, "softmax"), "scce", "classification-loss-for-regression", None),
+    ("regression", ("dense", 1, "softmax"), "mse", "softmax-single-unit", None),
+    ("regression", ("dense", 1, None), "poisson", "wrong-output-activation", None),
+    ("regression", ("dense", 1, "sigmoid"), "mse", "bounded-output-for-regression", None),
+    ("regression", ("dense", 1, "relu"), "mse", "bounded-output-for-regression", None),
+    ("regression", ("act_layer", 1, "tanh"), "mae", "bounded-output-for-regression", None),
+    ("regression", ("linear_hidden", 1, None), "mse", "linear-hidden-layers", None),
+]
+
+
+def _case_id(case) -> str:
+    task, (arch, units, act), loss, expected, classes = case
+    loss_name = loss if isinstance(loss, str) else f"{loss['name']}-logits"
+    return f"{task}-{arch}{units}-{act or 'linear'}-{loss_name}{'-k' + str(classes) if classes else ''}->{expected}"
+
+
+@pytest.mark.parametrize("case", GOLDEN, ids=[_case_id(c) for c in GOLDEN])
+def test_golden_table(case):
+    task, arch, loss_spec, expected, num_classes = case
+    model, loss = build(*arch), loss_of(loss_spec)
+    if expected in COMPATIBILITY_ERROR_CODES:
+        with pytest.raises(CompatibilityError) as info:
+            check_compatibility(model, loss, task, num_classes=num_classes)
+        assert info.value.code == expected
+        # What was found, why, and the fix: every error ends with a concrete instruction.
+        assert any(word in info.value.message for word in ("Use ", "Remove ", "Add ", "Give "))
+        # Allowing the code turns it into a recorded warning (other rules keep running).
+        try:
+            findings = check_compatibility(model, loss, task, num_classes=num_classes, allow={expected})
+        except CompatibilityError as err:
+            assert err.code != expected
+        else:
+            allowed = [f for f in findings if f.code == expected]
+            assert allowed and allowed[0].severity == "warning" and allowed[0].evidence["allowed"]
+    else:
+        findings = check_compatibility(model, loss, task, num_classes=num_classes)
+        codes = [f.code for f in findings]
+        assert codes == ([] if expected == OK else [expected])
+        assert all(f.severity == "warning" and f.advice for f in findings)
+
+
+def test_golden_table_covers_every_rule_and_correct_combinations():
+    assert len(GOLDEN) >= 40
+    expected = {case[3] for case in GOLDEN}
+    assert {rule.code for rule in COMPATIBILITY_RULES} <= expected
+    assert sum(case[3] == OK for case in GOLDEN) >= 20
+
+
+def test_codes_listed_in_one_place():
+    required = {
+        "regression-loss-for-classification", "classification-loss-for-regression",
+        "softmax-single-unit", "double-activation", "missing-output-activation", "units-mismatch",
+        "wrong-output-activation", "bounded-output-for-regression", "linear-hidden-layers",
+    }
+    assert required <= set(COMPATIBILITY_CODES)
+    assert set(COMPATIBILITY_WARNING_CODES) == {"bounded-output-for-regression", "linear-hidden-layers"}
+    assert len(set(COMPATIBILITY_CODES)) == len(COMPATIBILITY_CODES)
+
+
+def test_double_activation_message_names_layer_loss_and_fix():
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid", name="dense_2")(inp))
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(model, get_loss(BCE_LOGITS), "binary")
+    text = str(info.value)
+    assert text.startswith("[double-activation] The output layer 'dense_2' applies sigmoid")
+    assert "BinaryCrossentropy(from_logits=True) applies it again" in text
+    assert "Use BinaryCrossentropy(from_logits=False), or remove the activation" in text
+    assert isinstance(info.value, ValueError)
+
+
+def test_allowed_error_becomes_warning_that_says_so():
+    findings = check_compatibility(build("dense", 1, "sigmoid"), get_loss("mse"), "binary",
+                                   allow={"regression-loss-for-classification"})
+    assert [f.code for f in findings] == ["regression-loss-for-classification"]
+    assert findings[0].severity == "warning"
+    assert findings[0].message.startswith("Allowed by allow=")
+    assert "BinaryCrossentropy" in findings[0].advice
+
+
+def test_allow_with_a_typo_fails_loudly():
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binary",
+                            allow={"regresion-loss-for-classification"})
+    assert info.value.code == "unknown-allow-code"
+    assert 'Did you mean "regression-loss-for-classification"' in str(info.value)
+
+
+def test_unknown_task_is_refused_with_suggestion():
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binar")
+    assert info.value.code == "unknown-task"
+    assert '"binary"' in str(info.value)
+
+
+def test_several_outputs_each_checked_with_its_own_loss():
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    a = keras.layers.Dense(1, activation="sigmoid", name="a")(h)
+    b = keras.layers.Activation("sigmoid", name="b_act")(keras.layers.Dense(1, name="b")(h))
+    model = keras.Model(inp, [a, b])
+    assert check_compatibility(model, get_loss("bce"), "binary") == []
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(model, [get_loss("bce"), get_loss(BCE_LOGITS)], "binary")
+    assert info.value.code == "double-activation" and "'b_act'" in info.value.message
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(model, {"a": get_loss(BCE_LOGITS), "b_act": get_loss("bce")}, "binary")
+    assert info.value.code == "double-activation" and "'a'" in info.value.message
+
+
+def test_subclassed_model_is_skipped_with_an_info_finding():
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.out = keras.layers.Dense(1, activation="softmax")
+
+        def call(self, x):
+            return self.out(x)
+
+    findings = check_compatibility(Sub(), get_loss("bce"), "binary")
+    assert [(f.code, f.severity) for f in findings] == [("uninspectable-model", "info")]
+
+
+def test_linear_hidden_layers_respects_separate_activation_layers():
+    L = keras.layers
+    with_act = keras.Sequential([keras.Input((4,)), L.Dense(8), L.Activation("relu"), L.Dense(1)])
+    assert check_compatibility(with_act, get_loss("mse"), "regression") == []
+    with_pool = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3), L.MaxPooling2D(), L.Flatten(), L.Dense(1)])
+    assert check_compatibility(with_pool, get_loss("mse"), "regression") == []
+    linear_conv = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3), L.BatchNormalization(), L.Flatten(), L.Dense(1)])
+    findings = check_compatibility(linear_conv, get_loss("mse"), "regression")
+    assert [f.code for f in findings] == ["linear-hidden-layers"]
+    assert findings[0].layer == linear_conv.layers[0].name
+
+
+# --- model inspection ------------------------------------------------------------------------
+
+def test_find_outputs_reads_trailing_activation_layers_and_ranges():
+    L = keras.layers
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, name="logits"), L.Dropout(0.5), L.Softmax(name="sm")])
+    (out,) = find_outputs(model)
+    assert (out.layer, out.activation_layer, out.activation, out.units) == ("logits", "sm", "softmax", 3)
+    relu6 = keras.Sequential([keras.Input((4,)), L.Dense(1), L.ReLU(max_value=6)])
+    assert find_outputs(relu6)[0].activation == "relu6"
+    assert find_outputs(relu6)[0].output_range == (0.0, 6.0)
+    fn = keras.Sequential([keras.Input((4,)), L.Dense(1, activation=keras.activations.sigmoid)])
+    assert find_outputs(fn)[0].activation == "sigmoid"
+    scaled = build("rescaled", 1, "sigmoid")
+    out = find_outputs(scaled)[0]
+    assert out.rescaled and out.output_range == (0.0, 100.0) and not out.is_probability
+    custom = keras.Sequential([keras.Input((4,)), L.Dense(1, activation=lambda t: t * 2)])
+    assert find_outputs(custom)[0].activation == "unknown"
+
+
+def test_find_outputs_handles_nested_and_unbuilt_models():
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax", name="inner_out")])
+    inp = keras.Input((4,))
+    outer = keras.Model(inp, inner(inp))
+    (out,) = find_outputs(outer)
+    assert (out.layer, out.activation, out.units) == ("inner_out", "softmax", 2)
+    (unbuilt,) = find_outputs(build("unbuilt", 3, "softmax"))
+    assert (unbuilt.activation, unbuilt.units, unbuilt.shape) == ("softmax", 3, None)
+
+
+def test_hidden_layers_lists_activations():
+    layers = hidden_layers(build("functional", 1, "sigmoid"))
+    assert [(h.class_name, h.activation, h.linear) for h in layers] == [
+        ("Dense", "tanh", False), ("Dropout", None, True)]
+
+
+def test_describe_loss_reads_kind_and_from_logits():
+    assert describe_loss(get_loss(BCE_LOGITS)).describe() == "BinaryCrossentropy(from_logits=True)"
+    assert describe_loss("mse").kind == "regression"
+    assert describe_loss(keras.losses.sparse_categorical_crossentropy).kind == "sparse"
+    assert describe_loss(CustomLoss()).kind is None

@@ -1,0 +1,345 @@
+"""Fit-time data checks: each with a bad and a good case; every error message carries its fix."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import DataError
+from trainkit.checks import DATA_ERROR_CODES, DATA_RULES, DATA_WARNING_CODES, check_data
+from trainkit.resolve import get_loss
+
+L = keras.layers
+
+
+@functools.cache
+def model(kind: str) -> keras.Model:
+    """Tiny models, built once, never fitted."""
+    if kind == "binary":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
+    if kind == "binary_logits":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1)])
+    if kind == "multiclass":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")])
+    if kind == "multilabel":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(3, activation="sigmoid")])
+    if kind == "regression":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1)])
+    if kind == "regression_sigmoid":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid", name="out")])
+    if kind == "regression_relu":
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="relu")])
+    if kind == "normalized":
+        return keras.Sequential([keras.Input((4,)), L.Normalization(mean=0.0, variance=1.0), L.Dense(8, activation="relu"), L.Dense(1)])
+    if kind == "image":
+        return keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
+    raise ValueError(kind)
+
+
+TASK = {"binary": "binary", "binary_logits": "binary", "multiclass": "multiclass", "multilabel": "multilabel",
+        "regression": "regression", "regression_sigmoid": "regression", "regression_relu": "regression",
+        "normalized": "regression", "image": "binary"}
+LOSS = {"binary": "bce", "binary_logits": {"name": "bce", "from_logits": True}, "multiclass": "scce",
+        "multilabel": "bce", "regression": "mse", "regression_sigmoid": "mse", "regression_relu": "mse",
+        "normalized": "mse", "image": "bce"}
+
+
+def run(kind, x, y, loss=None, **kw):
+    return check_data(x, y, model=model(kind), loss=get_loss(loss or LOSS[kind]), task=kw.pop("task", TASK[kind]), **kw)
+
+
+def std_x(n=600, d=4, seed=0):
+    """Standardised uniform random features (the calibration baseline)."""
+    x = np.random.default_rng(seed).uniform(-1, 1, (n, d))
+    return ((x - x.mean(0)) / x.std(0)).astype("float32")
+
+
+def binary_y(x, seed=0):
+    """Learnable, balanced binary labels from two features."""
+    return (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64")
+
+
+def codes(findings):
+    return [f.code for f in findings]
+
+
+# --- one table of bad cases: every data error, its code and a piece of its fix ----------------
+
+X = std_x()
+YB = binary_y(X)
+YM = np.digitize(X[:, 0], [-0.5, 0.5]).astype("int64")  # classes 0, 1, 2
+YR = (X @ np.array([1.0, -0.5, 0.25, 0.0])).astype("float32")
+ONE_HOT = np.eye(3, dtype="float32")[YM]
+
+
+def _nan_x():
+    x = X.copy()
+    x[7, 2] = np.nan
+    x[9, 0] = np.inf
+    return x
+
+
+def _nan_y():
+    y = YR.copy()
+    y[11] = np.inf
+    return y
+
+
+BAD = [
+    # (id, model kind, x, y, loss, kwargs, code, piece of the fix)
+    ("x-columns", "binary", X[:, :3], YB, None, {}, "shape-mismatch", "keras.Input(shape=(3,))"),
+    ("x-rank", "binary", X.reshape(-1, 2, 2), YB, None, {}, "shape-mismatch", "reshape(len(x), 4)"),
+    ("rows", "binary", X, YB[:-1], None, {}, "shape-mismatch", "same first dimension"),
+    ("y-columns", "regression", X, np.stack([YR, YR, YR], 1), None, {}, "shape-mismatch", "Dense(3)"),
+    ("nan-x", "binary", _nan_x(), YB, None, {}, "non-finite-data", "np.isfinite(x)"),
+    ("inf-y", "regression", X, _nan_y(), None, {}, "non-finite-data", "impute"),
+    ("nan-x-val", "binary", X, YB, None, {"x_val": _nan_x(), "y_val": YB}, "non-finite-data", "np.isfinite(x_val)"),
+    ("int-labels-cce", "multiclass", X, YM, "categorical_crossentropy", {}, "label-format", "SparseCategoricalCrossentropy"),
+    ("one-hot-sparse", "multiclass", X, ONE_HOT, "scce", {}, "label-format", "y.argmax(axis=-1)"),
+    ("binary-1-2", "binary", X, YB + 1, None, {}, "label-format", "y - 1"),
+    ("binary-pm1", "binary", X, 2 * YB - 1, None, {}, "label-format", "(y + 1) / 2"),
+    ("binary-3-classes", "binary", X, YM, None, {}, "label-format", "task='multiclass'"),
+    ("binary-div-255", "binary", X, YB / 255.0, None, {}, "label-format", "(y > 0)"),
+    ("class-id-too-big", "multiclass", X, np.where(YM == 2, 3, YM), None, {}, "label-format", "Dense(4)"),
+    ("one-based", "multiclass", X, YM + 1, None, {}, "label-format", "y - 1"),
+    ("labels-div-255", "multiclass", X, YM / 255.0, None, {}, "label-format", "np.rint(y * 255)"),
+    ("multi-hot-cce", "multiclass", X, np.clip(ONE_HOT + np.eye(3)[0], 0, 1), "categorical_crossentropy", {}, "label-format", "task='multilabel'"),
+    ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
+    ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
+]
+
+
+@pytest.mark.parametrize(("kind", "x", "y", "loss", "kw", "code", "fix"),
+                         [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_each_data_error_has_its_code_and_fix(kind, x, y, loss, kw, code, fix):
+    with pytest.raises(DataError) as info:
+        run(kind, x, y, loss, **kw)
+    assert info.value.code == code
+    assert fix in info.value.message
+    assert isinstance(info.value, ValueError)
+
+
+def test_bad_table_covers_every_data_error():
+    assert {case[6] for case in BAD} == set(DATA_ERROR_CODES)
+    assert {r.code for r in DATA_RULES} == set(DATA_ERROR_CODES) | set(DATA_WARNING_CODES)
+
+
+GOOD = [
+    ("binary", X, YB, None),
+    ("binary_logits", X, YB.astype("float32").reshape(-1, 1), None),
+    ("binary", X, YB.astype(bool), None),
+    ("binary", X, np.clip(0.1 + 0.8 * YB, 0, 1), None),  # soft labels
+    ("multiclass", X, YM, None),
+    ("multiclass", X, YM.reshape(-1, 1), None),
+    ("multiclass", X, ONE_HOT, "categorical_crossentropy"),
+    ("multilabel", X, (X[:, :3] > 0).astype("float32"), None),
+    ("regression", X, YR, None),
+    ("regression", X, YR.reshape(-1, 1), None),
+    ("regression_sigmoid", X, 1 / (1 + np.exp(-YR)), None),
+    ("regression_relu", X, np.abs(YR), None),
+]
+
+
+@pytest.mark.parametrize(("kind", "x", "y", "loss"), GOOD)
+def test_good_data_passes_without_findings(kind, x, y, loss):
+    assert run(kind, x, y, loss, x_val=std_x(seed=1), y_val=None) == []
+
+
+def test_non_finite_message_counts_rows_and_names_the_first():
+    with pytest.raises(DataError) as info:
+        run("binary", _nan_x(), YB)
+    assert "x has 2 rows of 600 with NaN or Inf" in info.value.message
+    assert "1 NaN, 1 Inf" in info.value.message and "first at row 7, column 2" in info.value.message
+
+
+def test_labels_out_of_range_states_both_ranges():
+    with pytest.raises(DataError) as info:
+        run("regression_sigmoid", X, np.linspace(3, 103, len(X)))
+    msg = info.value.message
+    assert "range from 3 to 103" in msg and "applies sigmoid, whose outputs lie in [0, 1]" in msg
+    assert "100.0% of the targets" in msg and "y_scaled = (y - 3) / 100" in msg
+
+
+def test_allowed_data_error_becomes_warning():
+    findings = run("regression_sigmoid", X, np.linspace(3, 103, len(X)), allow={"labels-out-of-range"})
+    assert codes(findings)[0] == "labels-out-of-range" and findings[0].severity == "warning"
+
+
+# --- warnings: each with a bad and a good case -----------------------------------------------
+
+def test_unscaled_inputs_fires_on_rand_times_100_and_names_features():
+    rng = np.random.default_rng(0)
+    x = rng.random((500, 4)) * 100
+    x[:, 1] = rng.random(500)
+    (finding,) = [f for f in run("binary", x, (x[:, 0] > 50).astype(int)) if f.code == "unscaled-inputs"]
+    assert finding.severity == "warning"
+    assert finding.evidence["features"][0] in (0, 2, 3) and 1 not in finding.evidence["features"][:3]
+    assert 40 < finding.evidence["mean"][0] < 60 and "mean" in finding.message
+    assert "Normalization" in finding.advice
+
+
+def test_unscaled_inputs_fires_on_scales_spanning_orders_of_magnitude():
+    x = std_x()
+    x[:, 3] *= 1e-3
+    assert "unscaled-inputs" in codes(run("binary", x, YB))
+
+
+@pytest.mark.parametrize("features", ["standardised", "unit_interval", "one_hot_mix"])
+def test_unscaled_inputs_silent_on_scaled_data(features):
+    rng = np.random.default_rng(1)
+    if features == "standardised":
+        x = rng.standard_normal((800, 4))
+    elif features == "unit_interval":
+        x = rng.random((800, 4))
+    else:
+        x = np.concatenate([rng.standard_normal((800, 2)), np.eye(2)[rng.integers(0, 2, 800)]], axis=1)
+    y = (x[:, 0] + x[:, 1] > np.median(x[:, 0] + x[:, 1])).astype(int)
+    assert "unscaled-inputs" not in codes(run("binary", x, y))
+
+
+def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_255():
+    rng = np.random.default_rng(2)
+    x = rng.random((300, 4)) * 1000
+    assert "unscaled-inputs" not in codes(run("normalized", x, rng.standard_normal(300)))
+    images = rng.integers(0, 256, (64, 8, 8, 1)).astype("uint8")
+    (finding,) = [f for f in run("image", images, rng.integers(0, 2, 64)) if f.code == "unscaled-inputs"]
+    assert "/ 255.0" in finding.advice
+
+
+def test_unscaled_targets_bad_and_good():
+    y = np.linspace(3, 103, len(X)).astype("float32")
+    (finding,) = run("regression", X, y)
+    assert finding.code == "unscaled-targets" and finding.evidence["mean"] == pytest.approx(53, abs=0.1)
+    assert "y_std" in finding.advice
+    assert run("regression", X, (y - y.mean()) / y.std()) == []
+
+
+def test_train_validation_overlap_bad_and_good():
+    (finding,) = run("binary", X, YB, x_val=X[:100], y_val=YB[:100])
+    assert finding.code == "train-validation-overlap"
+    assert finding.evidence["rows_found"] == 100 and finding.evidence["first_val_row"] == 0
+    assert run("binary", X, YB, x_val=std_x(seed=5), y_val=YB) == []
+
+
+def test_overlap_silent_when_discrete_rows_repeat_by_nature():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, (600, 4)).astype("float32")
+    x_val = rng.integers(0, 2, (200, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] + rng.random(600) > 1.5).astype(int)
+    assert "train-validation-overlap" not in codes(run("binary", x, y, x_val=x_val))
+
+
+def test_label_leakage_feature_equal_to_label():
+    x = X.copy()
+    x[:, 2] = YB
+    (finding,) = [f for f in run("binary", x, YB) if f.code == "label-leakage"]
+    assert finding.evidence["feature"] == 2 and "np.delete(x, 2, axis=1)" in finding.advice
+
+
+def test_label_leakage_categorical_feature_mapping_to_single_class():
+    x = X.copy()
+    x[:, 3] = YM * 7.0 + 2.0  # three values, each with one class
+    findings = run("multiclass", x, YM)
+    assert codes(findings) == ["label-leakage"] and findings[0].evidence["distinct_values"] == 3
+
+
+def test_label_leakage_regression_copy_of_target():
+    x = X.copy()
+    x[:, 1] = 3.0 * YR + 1.0
+    assert "label-leakage" in codes(run("regression", x, YR))
+
+
+def test_label_leakage_silent_for_continuous_features_even_if_one_decides_the_label():
+    x = std_x(seed=4)
+    assert run("binary", x, (x[:, 0] > 0).astype(int)) == []
+
+
+def test_class_imbalance_bad_and_good():
+    y = np.zeros(len(X), dtype=int)
+    y[:30] = 1  # 5%
+    findings = run("binary", X, y)
+    assert codes(findings) == ["class-imbalance"]
+    assert findings[0].evidence["minority_share"] == pytest.approx(0.05)
+    assert "class_weight={0: 0.53, 1: 10.0}" in findings[0].advice
+    assert run("binary", X, YB) == []
+    ym = YM.copy()
+    ym[np.flatnonzero(ym == 2)[5:]] = 1  # class 2 keeps 5 rows
+    assert codes(run("multiclass", X, ym)) == ["class-imbalance"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("labels", ["random", "learnable"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_calibration_no_warning_on_healthy_data(seed, labels, kind):
+    rng = np.random.default_rng(100 + seed)
+    x, x_val = std_x(2000, 4, seed), std_x(500, 4, seed + 50)
+    if kind == "regression":
+        y = rng.standard_normal(2000) if labels == "random" else x @ np.array([0.8, -0.5, 0.3, 0.1]) + 0.1 * rng.standard_normal(2000)
+    elif kind == "binary":
+        y = rng.integers(0, 2, 2000) if labels == "random" else binary_y(x)
+    else:
+        y = rng.integers(0, 3, 2000) if labels == "random" else np.digitize(x[:, 0] - x[:, 1], [-0.6, 0.6])
+    assert run(kind, x, y, x_val=x_val) == []
+
+
+# --- tf.data and other sources ---------------------------------------------------------------
+
+def test_dataset_sample_is_checked_and_bounded():
+    x = _nan_x()
+    ds = tf.data.Dataset.from_tensor_slices((x, YB)).batch(32)
+    with pytest.raises(DataError) as info:
+        run("binary", ds, None)
+    assert info.value.code == "non-finite-data" and "in the first 8 batches" in info.value.message
+    late = X.copy()
+    late[500, 0] = np.nan  # batch 15: beyond the 8 sampled batches
+    ds_late = tf.data.Dataset.from_tensor_slices((late, YB)).batch(32)
+    assert run("binary", ds_late, None) == []
+    with pytest.raises(DataError):
+        run("binary", ds_late, None, sample_batches=16)
+
+
+def test_dataset_is_not_consumed_and_weights_are_accepted():
+    calls = []
+
+    def gen():
+        for i in range(0, len(X), 100):
+            calls.append(i)
+            yield X[i:i + 100], YB[i:i + 100], np.ones(len(YB[i:i + 100]), "float32")
+
+    sig = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32))
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    it = iter(ds)
+    first = next(it)
+    assert run("binary", ds, None, sample_batches=2) == []
+    second = next(it)  # the user's iterator goes on where it was
+    np.testing.assert_array_equal(first[0].numpy(), X[:100])
+    np.testing.assert_array_equal(second[0].numpy(), X[100:200])
+    with pytest.raises(DataError) as info:
+        run("binary", ds.map(lambda a, b, w: (a, b + 1, w)), None)
+    assert info.value.code == "label-format"
+
+
+def test_unbatched_dataset_and_python_iterator():
+    ds = tf.data.Dataset.from_tensor_slices((X, YB + 1))
+    with pytest.raises(DataError) as info:
+        run("binary", ds, None)
+    assert info.value.code == "label-format"
+    it = iter([(X[:10], YB[:10])])
+    (finding,) = run("binary", it, None)
+    assert finding.code == "data-not-inspectable" and finding.severity == "info"
+    assert next(it)[0].shape == (10, 4)
+
+
+def test_several_outputs_take_labels_by_name():
+    inp = keras.Input((4,))
+    h = L.Dense(8, activation="relu")(inp)
+    net = keras.Model(inp, {"cls": L.Dense(3, activation="softmax", name="cls")(h), "reg": L.Dense(1, name="reg")(h)})
+    losses = {"cls": get_loss("scce"), "reg": get_loss("mse")}
+    assert check_data(X, {"cls": YM, "reg": YR}, model=net, loss=losses, task="multiclass") == []
+    with pytest.raises(DataError) as info:
+        check_data(X, {"cls": YM + 1, "reg": YR}, model=net, loss=losses, task="multiclass")
+    assert info.value.code == "label-format" and "y['cls']" in info.value.message

@@ -1,0 +1,51 @@
+"""Checks run before training: model/loss/task compatibility (construction) and data (fit start).
+
+``check_compatibility`` raises :class:`~trainkit.errors.CompatibilityError` and ``check_data``
+raises :class:`~trainkit.errors.DataError`, each with a stable ``.code``; both return the warnings as
+:class:`~trainkit.findings.Finding` records. The codes are listed in one place each:
+:data:`COMPATIBILITY_CODES`, :data:`DATA_ERROR_CODES` and :data:`DATA_WARNING_CODES`.
+"""
+
+from trainkit.checks.compatibility import (
+    COMPATIBILITY_CODES,
+    COMPATIBILITY_ERROR_CODES,
+    COMPATIBILITY_RULES,
+    COMPATIBILITY_WARNING_CODES,
+    TASKS,
+    LossInfo,
+    check_compatibility,
+    describe_loss,
+)
+from trainkit.checks.data_checks import (
+    DATA_ERROR_CODES,
+    DATA_RULES,
+    DATA_WARNING_CODES,
+    check_data,
+)
+from trainkit.checks.model_inspect import (
+    ACTIVATION_RANGES,
+    HiddenLayerInfo,
+    OutputInfo,
+    find_outputs,
+    hidden_layers,
+)
+
+__all__ = [
+    "ACTIVATION_RANGES",
+    "COMPATIBILITY_CODES",
+    "COMPATIBILITY_ERROR_CODES",
+    "COMPATIBILITY_RULES",
+    "COMPATIBILITY_WARNING_CODES",
+    "DATA_ERROR_CODES",
+    "DATA_RULES",
+    "DATA_WARNING_CODES",
+    "TASKS",
+    "HiddenLayerInfo",
+    "LossInfo",
+    "OutputInfo",
+    "check_compatibility",
+    "check_data",
+    "describe_loss",
+    "find_outputs",
+    "hidden_layers",
+]

@@ -1,0 +1,556 @@
+"""Construction-time checks: output layer x loss x task combinations that can never train well.
+
+Each rule is a small named function over one :class:`Case` (one model output with its loss, the
+task and the number of classes) that returns an :class:`Issue` or ``None``. The rules are
+registered, in the order they are tried, in :data:`COMPATIBILITY_RULES`;
+:data:`COMPATIBILITY_CODES` lists every code this module can raise or report.
+
+:func:`check_compatibility` raises :class:`~trainkit.errors.CompatibilityError` for the first
+error whose code is not in ``allow`` and returns the warnings as :class:`~trainkit.findings.Finding`
+records (allowed errors become warnings that say they were allowed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Literal
+
+import keras
+from keras.src.losses.losses import LossFunctionWrapper
+
+from trainkit.checks.model_inspect import (
+    PROBABILITY_ACTIVATIONS,
+    UNKNOWN,
+    OutputInfo,
+    find_outputs,
+    hidden_layers,
+)
+from trainkit.errors import CompatibilityError, UnknownNameError
+from trainkit.findings import Finding, Severity
+from trainkit.resolve import closest, get_loss
+
+TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression")
+CLASSIFICATION_TASKS = frozenset({"binary", "multiclass", "multilabel"})
+
+LossKind = Literal["binary", "categorical", "sparse", "regression", "poisson", "hinge",
+                   "categorical_hinge", "kl"]
+#: Losses that read probabilities (or logits with ``from_logits=True``).
+PROBABILITY_LOSSES = frozenset({"binary", "categorical", "sparse", "kl"})
+#: Losses that have a ``from_logits`` argument.
+LOGIT_LOSSES = frozenset({"binary", "categorical", "sparse"})
+CLASSIFICATION_LOSSES = frozenset({"binary", "categorical", "sparse", "hinge", "categorical_hinge", "kl"})
+REGRESSION_LOSSES = frozenset({"regression", "poisson"})
+
+_LOSS_CLASS_KINDS: tuple[tuple[type, LossKind], ...] = (
+    (keras.losses.BinaryFocalCrossentropy, "binary"),
+    (keras.losses.BinaryCrossentropy, "binary"),
+    (keras.losses.CategoricalFocalCrossentropy, "categorical"),
+    (keras.losses.SparseCategoricalCrossentropy, "sparse"),
+    (keras.losses.CategoricalCrossentropy, "categorical"),
+    (keras.losses.MeanSquaredError, "regression"),
+    (keras.losses.MeanAbsoluteError, "regression"),
+    (keras.losses.MeanAbsolutePercentageError, "regression"),
+    (keras.losses.MeanSquaredLogarithmicError, "regression"),
+    (keras.losses.Huber, "regression"),
+    (keras.losses.LogCosh, "regression"),
+    (keras.losses.Poisson, "poisson"),
+    (keras.losses.CategoricalHinge, "categorical_hinge"),
+    (keras.losses.SquaredHinge, "hinge"),
+    (keras.losses.Hinge, "hinge"),
+    (keras.losses.KLDivergence, "kl"),
+)
+_LOSS_FN_KINDS: dict[str, LossKind] = {
+    "binary_crossentropy": "binary",
+    "binary_focal_crossentropy": "binary",
+    "categorical_crossentropy": "categorical",
+    "categorical_focal_crossentropy": "categorical",
+    "sparse_categorical_crossentropy": "sparse",
+    "mean_squared_error": "regression",
+    "mean_absolute_error": "regression",
+    "mean_absolute_percentage_error": "regression",
+    "mean_squared_logarithmic_error": "regression",
+    "huber": "regression",
+    "log_cosh": "regression",
+    "poisson": "poisson",
+    "hinge": "hinge",
+    "squared_hinge": "hinge",
+    "categorical_hinge": "categorical_hinge",
+    "kl_divergence": "kl",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LossInfo:
+    """What the rules need to know about a loss.
+
+    Attributes:
+        name: Class name, e.g. ``"BinaryCrossentropy"`` (the function name for wrapped functions).
+        kind: Family of the loss, or ``None`` for a custom loss the rules do not know.
+        from_logits: The loss's ``from_logits`` argument (``False`` when it has none).
+    """
+
+    name: str
+    kind: LossKind | None
+    from_logits: bool = False
+
+    def describe(self) -> str:
+        """``BinaryCrossentropy(from_logits=True)``-style name for messages."""
+        if self.kind in LOGIT_LOSSES:
+            return f"{self.name}(from_logits={self.from_logits})"
+        return f"{self.name}()" if self.kind else self.name
+
+    def with_logits(self, from_logits: bool) -> str:
+        """The same loss written with another ``from_logits`` value."""
+        return f"{self.name}(from_logits={from_logits})"
+
+
+def describe_loss(loss: Any) -> LossInfo:
+    """Reads the family and ``from_logits`` of a resolved loss (names and functions are resolved)."""
+    if loss is None:
+        return LossInfo("None", None)
+    if not isinstance(loss, keras.losses.Loss):
+        try:
+            loss = get_loss(loss)
+        except (UnknownNameError, TypeError, AttributeError):
+            return LossInfo(getattr(loss, "__name__", type(loss).__name__), None)
+    try:
+        config = loss.get_config() or {}
+    except (NotImplementedError, TypeError, AttributeError):
+        config = {}
+    from_logits = bool(config.get("from_logits", False))
+    for cls, kind in _LOSS_CLASS_KINDS:
+        if isinstance(loss, cls):
+            return LossInfo(cls.__name__, kind, from_logits)
+    if isinstance(loss, LossFunctionWrapper):
+        fn_name = getattr(getattr(loss, "fn", None), "__name__", "")
+        if fn_name in _LOSS_FN_KINDS:
+            return LossInfo(fn_name, _LOSS_FN_KINDS[fn_name], from_logits)
+    return LossInfo(type(loss).__name__, None, from_logits)
+
+
+def losses_per_output(outputs: Sequence[OutputInfo], loss: Any) -> list[LossInfo]:
+    """One :class:`LossInfo` per output: a list/tuple is matched by position, a dict by output
+    key or name, a single loss applies to every output (as ``model.compile`` does)."""
+    if isinstance(loss, Mapping) and not {"name"} <= set(loss):
+        found = []
+        for out in outputs:
+            value = loss.get(out.key) if out.key is not None and out.key in loss else loss.get(out.name)
+            found.append(describe_loss(value) if value is not None else LossInfo("None", None))
+        return found
+    if isinstance(loss, list | tuple):
+        return [describe_loss(loss[i]) if i < len(loss) else LossInfo("None", None) for i in range(len(outputs))]
+    info = describe_loss(loss)
+    return [info] * len(outputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One model output with its loss, as the rules see it.
+
+    Attributes:
+        output: The inspected output.
+        loss: The loss applied to it.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        num_classes: Number of classes when known (multiclass/multilabel).
+        model: The whole model (for model-level rules).
+    """
+
+    output: OutputInfo
+    loss: LossInfo
+    task: str
+    num_classes: int | None
+    model: Any = None
+
+    @property
+    def act(self) -> str:
+        """Effective output activation; ``unknown`` when the output is rescaled."""
+        return UNKNOWN if self.output.rescaled else self.output.activation
+
+    @property
+    def units(self) -> int | None:
+        return self.output.units
+
+
+@dataclasses.dataclass(frozen=True)
+class Issue:
+    """What a rule found: message (what and why), advice (the exact fix), evidence, layer."""
+
+    message: str
+    advice: str
+    evidence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    layer: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A registered rule: its stable code, severity, function and scope (per output or model)."""
+
+    code: str
+    severity: Severity
+    check: Callable[[Case], Issue | None]
+    scope: Literal["output", "model"] = "output"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixes, written once and reused by the rules.
+
+def _classification_fix(task: str, num_classes: int | None) -> str:
+    k = num_classes if num_classes else "K"
+    if task == "binary":
+        return ("Use loss=BinaryCrossentropy(from_logits=True) with a linear output Dense(1), or "
+                "BinaryCrossentropy() with Dense(1, activation='sigmoid').")
+    if task == "multiclass":
+        return (f"Use loss=SparseCategoricalCrossentropy(from_logits=True) for integer labels (or "
+                f"CategoricalCrossentropy(from_logits=True) for one-hot labels) with a linear output "
+                f"Dense({k}); or from_logits=False with Dense({k}, activation='softmax').")
+    return (f"Use loss=BinaryCrossentropy(from_logits=True) with a linear output Dense({k}), or "
+            f"BinaryCrossentropy() with Dense({k}, activation='sigmoid').")
+
+
+def _output_fix(case: Case) -> str:
+    """The output layer a task and loss need, as code."""
+    k = case.num_classes or (case.units if case.units and case.units > 1 else "K")
+    logits = case.loss.from_logits
+    if case.task == "binary" and case.loss.kind in ("categorical", "sparse"):
+        return "Dense(2)" if logits else "Dense(2, activation='softmax')"
+    if case.task == "binary":
+        return "Dense(1)" if logits else "Dense(1, activation='sigmoid')"
+    if case.task == "multiclass":
+        return f"Dense({k})" if logits else f"Dense({k}, activation='softmax')"
+    if case.task == "multilabel":
+        return f"Dense({k})" if logits else f"Dense({k}, activation='sigmoid')"
+    return f"Dense({case.units or 1})"
+
+
+def _fmt_range(lo: float, hi: float) -> str:
+    def one(v: float) -> str:
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:g}"
+    return f"[{one(lo)}, {one(hi)}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules, one small function each.
+
+def softmax_single_unit(case: Case) -> Issue | None:
+    """Softmax over one unit always outputs 1.0: the loss is constant and nothing learns."""
+    if case.act != "softmax" or case.units != 1:
+        return None
+    if case.task == "binary":
+        fix = ("Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or Dense(2, "
+               "activation='softmax') with SparseCategoricalCrossentropy().")
+    elif case.task == "regression":
+        fix = "Use a linear output: Dense(1) with no activation."
+    else:
+        fix = f"Use {_output_fix(dataclasses.replace(case, loss=LossInfo('', None)))} with one unit per class."
+    return Issue(
+        f"The output layer '{case.output.activation_layer}' applies softmax to a single unit. Softmax "
+        f"normalises over the units, so one unit always outputs exactly 1.0: the loss is constant "
+        f"and its gradient is zero.", fix, {"units": 1}, case.output.activation_layer)
+
+
+def regression_loss_for_classification(case: Case) -> Issue | None:
+    """MSE/MAE/Huber/... on class labels: weak, saturating gradients through a sigmoid/softmax."""
+    if case.task not in CLASSIFICATION_TASKS or case.loss.kind not in REGRESSION_LOSSES:
+        return None
+    return Issue(
+        f"The loss {case.loss.describe()} is a regression loss but the task is {case.task} "
+        f"classification. Squared/absolute errors on 0/1 labels give vanishing gradients through "
+        f"a sigmoid or softmax and do not estimate class probabilities.",
+        _classification_fix(case.task, case.num_classes), {}, case.output.layer)
+
+
+def classification_loss_for_regression(case: Case) -> Issue | None:
+    """A cross-entropy/hinge loss on real-valued regression targets."""
+    if case.task != "regression" or case.loss.kind not in CLASSIFICATION_LOSSES:
+        return None
+    return Issue(
+        f"The loss {case.loss.describe()} is a classification loss but the task is regression: "
+        f"it expects class labels or probabilities, not real-valued targets.",
+        f"Use loss='mse' (or 'mae', 'huber') with a linear output {_output_fix(case)}; if the "
+        f"targets are really classes, declare task='binary' or task='multiclass'.",
+        {}, case.output.layer)
+
+
+def loss_task_mismatch(case: Case) -> Issue | None:
+    """A classification loss for the wrong kind of classification (e.g. CCE for multilabel)."""
+    kind = case.loss.kind
+    if case.task == "multilabel" and kind in ("categorical", "sparse", "categorical_hinge", "kl"):
+        return Issue(
+            f"The loss {case.loss.describe()} treats the classes as mutually exclusive (one label "
+            f"per sample) but the task is multilabel, where each label is an independent yes/no.",
+            _classification_fix("multilabel", case.num_classes or case.units), {}, case.output.layer)
+    if case.task == "multiclass" and kind in ("binary", "hinge") and (case.units or 0) > 1:
+        return Issue(
+            f"The loss {case.loss.describe()} scores each unit as an independent yes/no, but the "
+            f"task is multiclass (exactly one class per sample); accuracy computed with it is "
+            f"the per-unit binary accuracy and looks far better than it is.",
+            _classification_fix("multiclass", case.num_classes or case.units), {}, case.output.layer)
+    return None
+
+
+def double_activation(case: Case) -> Issue | None:
+    """A sigmoid/softmax output followed by a loss that applies sigmoid/softmax again."""
+    if case.loss.kind not in LOGIT_LOSSES or not case.loss.from_logits:
+        return None
+    if case.act not in PROBABILITY_ACTIVATIONS:
+        return None
+    return Issue(
+        f"The output layer '{case.output.activation_layer}' applies {case.act} and the loss "
+        f"{case.loss.describe()} applies it again: the loss reads probabilities in [0, 1] as "
+        f"logits, so predictions cannot leave the middle of the range and gradients stay tiny.",
+        f"Use {case.loss.with_logits(False)}, or remove the activation (a linear output "
+        f"{_output_fix(case)}) and keep from_logits=True.",
+        {"from_logits": True}, case.output.activation_layer)
+
+
+def missing_output_activation(case: Case) -> Issue | None:
+    """A linear output fed to a loss that expects probabilities."""
+    if case.loss.kind not in PROBABILITY_LOSSES or case.loss.from_logits or case.act != "linear":
+        return None
+    squash = "sigmoid" if case.loss.kind == "binary" else "softmax"
+    if case.loss.kind == "kl":
+        fix = f"Add activation='softmax' to the output layer '{case.output.layer}'."
+    else:
+        fix = (f"Use {case.loss.with_logits(True)} (numerically stable), or add "
+               f"activation='{squash}' to the output layer '{case.output.layer}'.")
+    return Issue(
+        f"The output layer '{case.output.layer}' has no activation (linear) but the loss "
+        f"{case.loss.describe()} expects probabilities in [0, 1]: raw outputs are clipped to "
+        f"[1e-7, 1 - 1e-7], so the loss saturates and gradients vanish for every output outside it.",
+        fix, {"from_logits": False}, case.output.layer)
+
+
+def units_mismatch(case: Case) -> Issue | None:
+    """The number of output units does not fit the task and loss."""
+    units, kind, task = case.units, case.loss.kind, case.task
+    if units is None or kind is None:
+        return None
+    layer = case.output.layer
+    where = f"'{layer}' ({case.output.activation})"
+    if task == "binary" and kind in ("binary", "hinge") and units != 1:
+        return Issue(
+            f"The output layer {where} has {units} units but {case.loss.describe()} "
+            f"on a binary task compares one score per sample with a 0/1 label.",
+            "Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or keep 2 units with "
+            "softmax and SparseCategoricalCrossentropy().", {"units": units, "expected": 1}, layer)
+    if task == "binary" and kind in ("categorical", "sparse", "categorical_hinge") and units != 2:
+        return Issue(
+            f"The output layer {where} has {units} unit{'s' if units != 1 else ''} but "
+            f"{case.loss.describe()} on a binary task needs one unit per class (2): with a single "
+            f"unit there is only class 0, so the loss is constant.",
+            "Use Dense(2, activation='softmax') with this loss, or Dense(1, activation='sigmoid') "
+            "with BinaryCrossentropy().", {"units": units, "expected": 2}, layer)
+    if task in ("multiclass", "multilabel"):
+        if case.num_classes is not None and units != case.num_classes:
+            return Issue(
+                f"The output layer {where} has {units} units but there are "
+                f"{case.num_classes} classes: each class needs exactly one output unit.",
+                f"Use {_output_fix(dataclasses.replace(case, num_classes=case.num_classes))}.",
+                {"units": units, "expected": case.num_classes}, layer)
+        if task == "multiclass" and units == 1:
+            return Issue(
+                f"The output layer {where} has 1 unit but a multiclass task needs "
+                f"one unit per class.", f"Use {_output_fix(case)}.", {"units": 1}, layer)
+    return None
+
+
+def wrong_output_activation(case: Case) -> Issue | None:
+    """An output activation that cannot produce what the loss reads (relu/tanh for BCE, ...)."""
+    act, kind, layer = case.act, case.loss.kind, case.output.activation_layer
+    if act == UNKNOWN:
+        return None
+    if case.task == "multilabel" and act == "softmax":
+        return Issue(
+            f"The output layer '{layer}' applies softmax but the task is multilabel: softmax makes "
+            f"the labels compete (outputs sum to 1), so two labels can never both be predicted.",
+            f"Use activation='sigmoid' (or no activation with BinaryCrossentropy(from_logits=True)) "
+            f"on '{case.output.layer}'.", {}, layer)
+    if kind in PROBABILITY_LOSSES and not case.loss.from_logits and act != "linear":
+        if kind != "binary" and act in ("sigmoid", "hard_sigmoid") and (case.units or 0) > 1:
+            return Issue(
+                f"The output layer '{layer}' applies {act} but {case.loss.describe()} expects a "
+                f"softmax distribution over the classes: independent sigmoids do not sum to 1.",
+                f"Use activation='softmax' on '{case.output.layer}'.", {}, layer)
+        if act not in PROBABILITY_ACTIVATIONS:
+            squash = "sigmoid" if kind == "binary" else "softmax"
+            lo, hi = case.output.output_range
+            return Issue(
+                f"The output layer '{layer}' applies {act} (outputs in {_fmt_range(lo, hi)}) but "
+                f"{case.loss.describe()} expects probabilities in [0, 1]; values outside are clipped, "
+                f"so the loss saturates and gradients vanish.",
+                f"Use activation='{squash}', or remove the activation and use "
+                f"{case.loss.with_logits(True)}." if kind in LOGIT_LOSSES else
+                f"Use activation='{squash}'.", {}, layer)
+    if kind in LOGIT_LOSSES and case.loss.from_logits and act not in ("linear", "log_softmax"):
+        if act in PROBABILITY_ACTIVATIONS:
+            return None  # double-activation
+        lo, hi = case.output.output_range
+        return Issue(
+            f"The output layer '{layer}' applies {act}, so the logits read by "
+            f"{case.loss.describe()} are confined to {_fmt_range(lo, hi)}: the predicted "
+            f"probabilities cannot reach 0 or 1 (or one side at all).",
+            f"Remove the activation from '{case.output.layer}' (logits must be unbounded).",
+            {}, layer)
+    if kind == "hinge" and act in PROBABILITY_ACTIVATIONS:
+        return Issue(
+            f"The output layer '{layer}' applies {act} but {case.loss.describe()} expects a signed "
+            f"score (positive for class 1, negative for class 0); {act} outputs are never negative.",
+            f"Remove the activation from '{case.output.layer}' (or use 'tanh'), or use "
+            f"BinaryCrossentropy() with the {act} output.", {}, layer)
+    if kind == "poisson" and case.output.output_range[0] < 0:
+        return Issue(
+            f"The output layer '{layer}' ({act}) can output negative values, but "
+            f"Poisson() takes the log of the prediction: negative rates give NaN losses.",
+            f"Use activation='exponential' or 'softplus' on '{case.output.layer}'.", {}, layer)
+    return None
+
+
+def bounded_output_for_regression(case: Case) -> Issue | None:
+    """A sigmoid/tanh/softmax/relu output on a regression task (a warning; errors at fit)."""
+    if case.task != "regression" or case.act in ("linear", UNKNOWN) or case.loss.kind == "poisson":
+        return None
+    lo, hi = case.output.output_range
+    if math.isinf(lo) and math.isinf(hi):
+        return None
+    return Issue(
+        f"The output layer '{case.output.activation_layer}' applies {case.act}, so predictions stay "
+        f"in {_fmt_range(lo, hi)}; regression targets outside that range can never be reached "
+        f"(checked again against the targets at fit).",
+        f"Use a linear output ({_output_fix(case)} with no activation) and standardise the targets, "
+        f"unless every target lies in {_fmt_range(lo, hi)}.",
+        {"output_min": lo, "output_max": hi}, case.output.activation_layer)
+
+
+def linear_hidden_layers(case: Case) -> Issue | None:
+    """Every hidden layer is linear: the whole model is a linear function of its input."""
+    if case.model is None:
+        return None
+    layers = hidden_layers(case.model)
+    weighted = [h for h in layers if h.has_weights]
+    if not weighted or not all(h.linear for h in layers):
+        return None
+    names = ", ".join(f"'{h.name}'" for h in weighted[:5]) + (", ..." if len(weighted) > 5 else "")
+    return Issue(
+        f"None of the {len(weighted)} hidden layer{'s' if len(weighted) != 1 else ''} ({names}) has "
+        f"an activation, so the model is linear: stacked linear layers compute nothing a single "
+        f"Dense layer could not.",
+        "Add a non-linearity to the hidden layers, e.g. Dense(64, activation='relu').",
+        {"hidden_layers": len(weighted)}, weighted[0].name)
+
+
+#: Every rule, in the order they are tried; the first error wins.
+COMPATIBILITY_RULES: tuple[Rule, ...] = (
+    Rule("softmax-single-unit", "error", softmax_single_unit),
+    Rule("regression-loss-for-classification", "error", regression_loss_for_classification),
+    Rule("classification-loss-for-regression", "error", classification_loss_for_regression),
+    Rule("loss-task-mismatch", "error", loss_task_mismatch),
+    Rule("double-activation", "error", double_activation),
+    Rule("missing-output-activation", "error", missing_output_activation),
+    Rule("units-mismatch", "error", units_mismatch),
+    Rule("wrong-output-activation", "error", wrong_output_activation),
+    Rule("bounded-output-for-regression", "warning", bounded_output_for_regression),
+    Rule("linear-hidden-layers", "warning", linear_hidden_layers, scope="model"),
+)
+#: Code of the info finding returned when the model's outputs cannot be inspected.
+UNINSPECTABLE_MODEL = "uninspectable-model"
+#: Code raised for a task name that is not one of :data:`TASKS`.
+UNKNOWN_TASK = "unknown-task"
+#: Code raised for an ``allow`` entry that names no known check.
+UNKNOWN_ALLOW_CODE = "unknown-allow-code"
+#: Every code :func:`check_compatibility` can raise or report.
+COMPATIBILITY_CODES: tuple[str, ...] = (
+    *(rule.code for rule in COMPATIBILITY_RULES), UNINSPECTABLE_MODEL, UNKNOWN_TASK, UNKNOWN_ALLOW_CODE,
+)
+COMPATIBILITY_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILITY_RULES if r.severity == "error")
+COMPATIBILITY_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILITY_RULES if r.severity == "warning")
+
+
+def validate_task(task: str) -> None:
+    """Raises CompatibilityError(unknown-task) unless ``task`` is one of :data:`TASKS`."""
+    if task not in TASKS:
+        raise CompatibilityError(
+            UNKNOWN_TASK,
+            f"Unknown task {task!r}.{closest(str(task), TASKS)} Use one of: {', '.join(TASKS)}.")
+
+
+def validate_allow(allow: Collection[str]) -> frozenset[str]:
+    """Checks that every ``allow`` entry is a known check code (a typo must not pass silently)."""
+    from trainkit.checks.data_checks import DATA_ERROR_CODES, DATA_WARNING_CODES
+
+    known = set(COMPATIBILITY_CODES) | set(DATA_ERROR_CODES) | set(DATA_WARNING_CODES)
+    allow = frozenset([allow] if isinstance(allow, str) else allow)
+    for code in allow:
+        if code not in known:
+            raise CompatibilityError(
+                UNKNOWN_ALLOW_CODE,
+                f"allow contains {code!r}, which is not a check code.{closest(code, known)} "
+                f"Known codes: {', '.join(sorted(known))}.")
+    return allow
+
+
+def to_finding(code: str, severity: Severity, issue: Issue, allow: Collection[str]) -> Finding:
+    """A finding for ``issue``; an allowed error becomes a warning that says it was allowed."""
+    message = issue.message
+    evidence = dict(issue.evidence)
+    if severity == "error":
+        severity = "warning"
+        message = f"Allowed by allow={{{code!r}}}: {message}"
+        evidence["allowed"] = True
+    return Finding(code=code, severity=severity, message=message, advice=issue.advice,
+                   evidence=evidence, layer=issue.layer)
+
+
+def check_compatibility(
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    task: str,
+    *,
+    allow: Collection[str] = (),
+    num_classes: int | None = None,
+) -> list[Finding]:
+    """Checks the output layer(s), the loss and the task against each other.
+
+    Args:
+        model: A built or unbuilt Sequential or functional model (subclassed models are skipped).
+        loss: The resolved loss; a list or dict gives one loss per output. Custom losses skip the
+            loss-based rules.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        allow: Error codes to downgrade to warnings (a deliberate exception).
+        num_classes: Number of classes, when known (checked against the output units).
+
+    Returns:
+        The warning findings (allowed errors included, as warnings); an info finding when the
+        model's outputs cannot be inspected.
+
+    Raises:
+        CompatibilityError: for the first error whose code is not in ``allow``.
+    """
+    validate_task(task)
+    allowed = validate_allow(allow)
+    outputs = find_outputs(model)
+    if not outputs:
+        return [Finding(
+            code=UNINSPECTABLE_MODEL, severity="info",
+            message=f"The outputs of {type(model).__name__} '{getattr(model, 'name', '?')}' cannot be "
+                    f"read without calling it (a subclassed model), so the output/loss/task "
+                    f"compatibility checks were skipped.",
+            advice="Build the model with the Sequential or functional API to have it checked.")]
+    losses = losses_per_output(outputs, loss)
+    findings: list[Finding] = []
+    classes = num_classes if len(outputs) == 1 else None
+    for i, (output, loss_info) in enumerate(zip(outputs, losses, strict=True)):
+        case = Case(output, loss_info, task, classes, model)
+        for rule in COMPATIBILITY_RULES:
+            if rule.scope == "model" and i > 0:
+                continue
+            issue = rule.check(case)
+            if issue is None:
+                continue
+            if rule.severity == "error" and rule.code not in allowed:
+                raise CompatibilityError(rule.code, f"{issue.message} {issue.advice}")
+            findings.append(to_finding(rule.code, rule.severity, issue, allowed))
+    return findings

@@ -1,0 +1,901 @@
+"""Fit-time data checks: labels vs task and loss, scales, NaN/Inf, shapes, overlap, leakage.
+
+Each rule is a small named function over a :class:`DataContext` returning an
+:class:`~trainkit.checks.compatibility.Issue` or ``None``, registered in :data:`DATA_RULES` in the
+order they are tried. :data:`DATA_ERROR_CODES` and :data:`DATA_WARNING_CODES` list the codes.
+
+Cost: numpy arrays are checked fully where the check is linear and cheap (NaN/Inf, label values,
+ranges); the scale statistics, train/validation overlap and leakage read a strided sample of at
+most ``sample_rows`` rows (fewer for wide rows). A ``tf.data.Dataset`` (or a ``keras.utils.PyDataset``)
+is read through a fresh iterator over its first ``sample_batches`` batches, so the iterator the
+training loop uses later is untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainkit.checks.compatibility import (
+    CLASSIFICATION_LOSSES,
+    CLASSIFICATION_TASKS,
+    Issue,
+    LossInfo,
+    describe_loss,
+    losses_per_output,
+    to_finding,
+    validate_allow,
+    validate_task,
+)
+from trainkit.checks.model_inspect import (
+    UNKNOWN,
+    OutputInfo,
+    find_outputs,
+    input_names,
+    input_shapes,
+    scales_own_inputs,
+)
+from trainkit.errors import DataError
+from trainkit.findings import Finding, Severity
+
+#: Rows read by the sampled checks (scale statistics, overlap, leakage).
+DEFAULT_SAMPLE_ROWS = 100_000
+#: Values (rows x features) read by the sampled checks on wide inputs such as images.
+_SAMPLE_VALUES = 5_000_000
+#: Train rows x features hashed fully for the overlap check before it samples.
+_HASH_VALUES = 20_000_000
+#: Rows and values read by the leakage check.
+_LEAK_ROWS, _LEAK_VALUES, _LEAK_MAX_FEATURES = 20_000, 2_000_000, 4096
+
+UNSCALED_MEAN = 10.0
+UNSCALED_STD = 10.0
+UNSCALED_STD_RATIO = 100.0
+UNSCALED_TARGET = 10.0
+OVERLAP_SHARE = 0.01
+LEAK_CORRELATION = 0.9999
+IMBALANCE_BINARY_SHARE = 0.10
+IMBALANCE_MULTICLASS_RATIO = 0.10
+IMBALANCE_MIN_ROWS = 50
+
+
+@dataclasses.dataclass
+class Target:
+    """One model output with its loss and labels (``y`` is ``None`` when there are no labels)."""
+
+    output: OutputInfo | None
+    loss: LossInfo
+    y: np.ndarray | None
+    y_val: np.ndarray | None = None
+    name: str = "y"
+
+    @property
+    def units(self) -> int | None:
+        return None if self.output is None else self.output.units
+
+
+@dataclasses.dataclass
+class DataContext:
+    """The data, the model facts and the task, as every data rule sees them.
+
+    Attributes:
+        xs: The inputs, one array per model input (sampled batches for a dataset).
+        x_val: The validation inputs, or ``None``.
+        targets: One :class:`Target` per model output.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        input_shapes: The model's input shapes, when known.
+        scales_inputs: Whether the model standardises its own inputs (Normalization first).
+        where: ``""`` for arrays, ``" in the first N batches"`` for a sampled dataset.
+        sample_rows: Row budget for the sampled checks.
+    """
+
+    xs: list[np.ndarray]
+    x_val: list[np.ndarray] | None
+    targets: list[Target]
+    task: str
+    input_shapes: list[tuple[int | None, ...]] | None = None
+    scales_inputs: bool = False
+    where: str = ""
+    sample_rows: int = DEFAULT_SAMPLE_ROWS
+
+
+@dataclasses.dataclass(frozen=True)
+class DataRule:
+    """A registered data rule: stable code, severity and function."""
+
+    code: str
+    severity: Severity
+    check: Callable[[DataContext], Issue | None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Small numpy helpers.
+
+def _stride(a: np.ndarray, rows: int) -> np.ndarray:
+    """An evenly strided view of at most ``rows`` rows (representative even for sorted data)."""
+    step = max(1, math.ceil(len(a) / max(1, rows)))
+    return a[::step]
+
+
+def _row_budget(a: np.ndarray, rows: int, values: int = _SAMPLE_VALUES) -> int:
+    width = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
+    return max(100, min(rows, values // max(1, width)))
+
+
+def _is_numeric(a: np.ndarray) -> bool:
+    return a.dtype.kind in "biuf"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _shape(shape: Sequence[int | None]) -> str:
+    dims = ["None" if d is None else str(d) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+
+def _fits(got: Sequence[int], expected: Sequence[int | None]) -> bool:
+    return len(got) == len(expected) and all(e is None or e == g for g, e in zip(got, expected, strict=True))
+
+
+def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
+    """Sorted distinct values of (a sample of) ``y``."""
+    return np.unique(_stride(y.reshape(-1), 200_000))[: limit + 1]
+
+
+def _fmt_values(values: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(_fmt(float(v)) for v in values[:limit])
+    return "{" + shown + (", ..." if len(values) > limit else "") + "}"
+
+
+def _minus(name: str, value: float) -> str:
+    """``(y - 3)`` / ``(y + 2.5)`` / ``y`` for code in messages."""
+    if value == 0:
+        return name if name else "()"
+    return f"({name} {'-' if value > 0 else '+'} {_fmt(abs(value))})"
+
+
+def _is_integral(y: np.ndarray) -> bool:
+    if y.dtype.kind in "biu":
+        return True
+    return bool(np.all(np.equal(np.mod(y, 1), 0)))
+
+
+def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
+    """(rows with NaN/Inf, first such row, NaN count, Inf count); cheap when all are finite."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return 0, -1, 0, 0
+    flat = a.reshape(len(a), -1)
+    acc = np.float64 if a.dtype.itemsize < 8 else None
+    if np.isfinite(flat.sum(dtype=acc)):
+        return 0, -1, 0, 0
+    finite = np.isfinite(flat)
+    bad_rows = ~finite.all(axis=1)
+    count = int(bad_rows.sum())
+    if count == 0:
+        return 0, -1, 0, 0
+    nan = int(np.isnan(flat).sum())
+    inf = int((~finite).sum()) - nan
+    return count, int(np.argmax(bad_rows)), nan, inf
+
+
+def _class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
+    """One integer class id per row, or ``None`` when the labels are not single-label classes."""
+    kind = target.loss.kind
+    if y.dtype.kind not in "biuf":
+        return None
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        if kind in ("categorical", "kl", "categorical_hinge") and y.ndim == 2:
+            return np.argmax(y, axis=1)
+        return None
+    flat = y.reshape(len(y))
+    if not _is_integral(flat):
+        return None
+    if kind == "hinge":
+        flat = (flat > 0).astype(np.int64)
+    return flat.astype(np.int64, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors.
+
+def shape_mismatch(ctx: DataContext) -> Issue | None:
+    """Row counts that differ, x that does not fit the model input, y that does not fit the output."""
+    rows = {f"x[{i}]" if len(ctx.xs) > 1 else "x": len(a) for i, a in enumerate(ctx.xs)}
+    rows.update({t.name: len(t.y) for t in ctx.targets if t.y is not None})
+    if len(set(rows.values())) > 1:
+        listing = ", ".join(f"{k} has {v}" for k, v in rows.items())
+        return Issue(f"The inputs and labels have different numbers of rows{ctx.where}: {listing}; "
+                     f"each row of x needs exactly one row of y.",
+                     "Pass x and y with the same first dimension (check the split or a dropped "
+                     "header row).", {"rows": list(rows.values())})
+    if ctx.input_shapes and len(ctx.input_shapes) == len(ctx.xs):
+        for i, (a, shape) in enumerate(zip(ctx.xs, ctx.input_shapes, strict=True)):
+            expected = shape[1:]
+            if _fits(a.shape[1:], expected):
+                continue
+            name = f"x[{i}]" if len(ctx.xs) > 1 else "x"
+            want = _shape(expected) if expected else "()"
+            if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
+                fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
+            else:
+                fix = f"Give each sample the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
+            return Issue(f"{name} has shape {_shape(a.shape)} but the model's input expects "
+                         f"{_shape(shape)}: each sample must have shape {want}.", fix,
+                         {"x_shape": list(a.shape), "input_shape": list(shape)})
+    for t in ctx.targets:
+        issue = _label_shape_issue(t)
+        if issue is not None:
+            return issue
+    return None
+
+
+def _label_shape_issue(t: Target) -> Issue | None:
+    if t.y is None or t.output is None or t.output.shape is None or t.loss.kind is None:
+        return None
+    out = t.output.shape[1:]
+    got = t.y.shape[1:]
+    kind = t.loss.kind
+    if not out:
+        ok = got in ((), (1,))
+    elif kind == "sparse":
+        label = out[:-1]
+        ok = _fits(got, label) or _fits(got, (*label, 1)) or _fits(got, out)  # one-hot: label-format
+    elif kind in ("categorical", "categorical_hinge", "kl") and (out[-1] or 0) > 1 and got in ((), (1,)):
+        ok = True  # integer labels with a one-hot loss: reported as label-format
+    else:
+        ok = _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
+    if ok:
+        return None
+    layer = t.output.layer
+    want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
+    return Issue(
+        f"{t.name} has shape {_shape(t.y.shape)} but the output layer '{layer}' produces "
+        f"{_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
+        f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
+        f"to predict {got[-1] if got else 1} value(s) per sample.",
+        {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+
+
+def non_finite_data(ctx: DataContext) -> Issue | None:
+    """NaN or Inf anywhere in x, y or the validation data."""
+    arrays: list[tuple[str, np.ndarray]] = [
+        (f"x[{i}]" if len(ctx.xs) > 1 else "x", a) for i, a in enumerate(ctx.xs)]
+    arrays += [(t.name, t.y) for t in ctx.targets if t.y is not None]
+    if ctx.x_val:
+        arrays += [(f"x_val[{i}]" if len(ctx.x_val) > 1 else "x_val", a) for i, a in enumerate(ctx.x_val)]
+    arrays += [(t.name.replace("y", "y_val", 1), t.y_val) for t in ctx.targets if t.y_val is not None]
+    for name, a in arrays:
+        count, first, nan, inf = _non_finite(a)
+        if not count:
+            continue
+        col = ""
+        if a.ndim == 2:
+            col = f", column {int(np.argmax(~np.isfinite(a[first])))}"
+        return Issue(
+            f"{name} has {count} row{'s' if count != 1 else ''} of {len(a)} with NaN or Inf values"
+            f"{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first}{col}). One such value makes "
+            f"the loss NaN at the first step that sees it, and from then on every weight.",
+            f"Drop or impute those rows before fit, e.g. keep = np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim))) "
+            f"and index x and y with it, or fill the gaps with the training-split mean.",
+            {"array": name, "rows": count, "first_row": first, "nan": nan, "inf": inf, "total_rows": len(a)})
+    return None
+
+
+def label_format(ctx: DataContext) -> Issue | None:
+    """Labels that do not fit the loss: integer vs one-hot, outside {0, 1}, ids >= units, y/255."""
+    if ctx.task not in CLASSIFICATION_TASKS:
+        return None
+    for t in ctx.targets:
+        if t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
+            continue
+        issue = _label_issue(t, t.y)
+        if issue is not None:
+            return issue
+    return None
+
+
+def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
+    kind, loss = t.loss.kind, t.loss.describe()
+    layer = t.output.layer if t.output else None
+    units = t.units
+    if y.dtype.kind not in "biuf":
+        return Issue(f"{t.name} holds {y.dtype} values, not numbers; {loss} needs numeric labels.",
+                     "Encode the classes as integers 0..K-1: classes, y = np.unique(y, return_inverse=True).",
+                     {"dtype": str(y.dtype)}, layer)
+    if y.size == 0:
+        return None
+    lo, hi = float(np.min(y)), float(np.max(y))
+    logits = t.loss.from_logits
+    one_col = y.ndim == 1 or y.shape[-1] == 1
+    if kind in ("categorical", "kl", "categorical_hinge") and units and units > 1:
+        if one_col:
+            return Issue(
+                f"{t.name} holds one class id per sample (shape {_shape(y.shape)}, values {_fmt(lo)}..{_fmt(hi)}) "
+                f"but {loss} expects one-hot rows of length {units}.",
+                f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot "
+                f"encode them: y = keras.utils.to_categorical(y, {units}).",
+                {"y_min": lo, "y_max": hi, "units": units}, layer)
+        if lo < 0 or hi > 1:
+            return Issue(f"{t.name} has values from {_fmt(lo)} to {_fmt(hi)} but {loss} expects one-hot "
+                         f"(or probability) rows with values in [0, 1].",
+                         "One-hot encode the class ids: y = keras.utils.to_categorical(ids, K).",
+                         {"y_min": lo, "y_max": hi}, layer)
+        sums = y.reshape(-1, y.shape[-1]).sum(axis=1, dtype=np.float64)
+        bad = np.abs(sums - 1.0) > 1e-3
+        if bad.any():
+            count, first = int(bad.sum()), int(np.argmax(bad))
+            multi = float(sums.max()) > 1.001
+            why = ("several 1s (multi-hot)" if multi else "no 1 (all zeros)")
+            fix = ("If a sample can have several labels, use task='multilabel' with sigmoid outputs and "
+                   "BinaryCrossentropy; otherwise make each row contain exactly one 1."
+                   if multi else "Make each row contain exactly one 1 (drop unlabelled rows).")
+            return Issue(f"{count} rows of {t.name} do not sum to 1 (the first, row {first}, sums to "
+                         f"{_fmt(float(sums[first]))}: {why}); {loss} expects exactly one class per row.",
+                         fix, {"rows": count, "first_row": first}, layer)
+        return None
+    if kind == "sparse" and units:
+        if y.ndim >= 2 and y.shape[-1] == units and units > 1:
+            return Issue(
+                f"{t.name} holds one-hot rows (shape {_shape(y.shape)}) but {loss} expects one integer "
+                f"class id per sample.",
+                f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
+                f"y = y.argmax(axis=-1).", {"y_shape": list(y.shape)}, layer)
+        if not _is_integral(y):
+            values = _distinct(y)
+            if hi <= 1.0 and _is_integral(np.round(y * 255.0, 3)):
+                return Issue(
+                    f"{t.name} holds non-integer class labels {_fmt_values(values)}: they look like class "
+                    f"ids divided by 255. {loss} needs the integer ids 0..{units - 1}.",
+                    "Undo the division (y = np.rint(y * 255).astype('int64')); scale x, not y.",
+                    {"y_min": lo, "y_max": hi}, layer)
+            return Issue(
+                f"{t.name} holds non-integer class labels {_fmt_values(values)}; {loss} needs the "
+                f"integer class ids 0..{units - 1}.",
+                "Encode the classes as integers: classes, y = np.unique(y, return_inverse=True).",
+                {"y_min": lo, "y_max": hi}, layer)
+        if lo < 0 or hi >= units:
+            if lo >= 1 and hi == units:
+                fix = "The labels look 1-based: use y - 1."
+            else:
+                fix = (f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or map the labels to "
+                       f"0..{units - 1}: classes, y = np.unique(y, return_inverse=True).")
+            return Issue(
+                f"{t.name} holds class ids {_fmt(lo)}..{_fmt(hi)} but the output layer '{layer}' has "
+                f"{units} unit{'s' if units != 1 else ''} (ids 0..{units - 1}): an id outside that range "
+                f"has no unit, and {loss} returns NaN or garbage for it.", fix,
+                {"y_min": lo, "y_max": hi, "units": units}, layer)
+        return None
+    if kind == "binary":
+        values = _distinct(y)
+        if lo < 0 or hi > 1:
+            vals = {float(v) for v in values}
+            if vals <= {-1.0, 1.0}:
+                fix = "Map -1/+1 to 0/1: y = (y + 1) / 2."
+            elif vals <= {1.0, 2.0}:
+                fix = "The labels look 1-based: use y - 1."
+            elif _is_integral(y) and len(values) > 2:
+                fix = (f"These look like {len(values) if len(values) <= 8 else 'many'} classes: use "
+                       f"task='multiclass' with SparseCategoricalCrossentropy and a softmax output.")
+            elif hi == 255:
+                fix = "These look like 0/255 masks: use y = y / 255."
+            else:
+                fix = "Map the labels to 0/1, e.g. y = (y == positive_class).astype('float32')."
+            return Issue(
+                f"{t.name} holds {_fmt_values(values)} but {loss} needs 0/1 labels (or probabilities "
+                f"in [0, 1]); with other values the loss is unbounded or meaningless.", fix,
+                {"y_min": lo, "y_max": hi, "distinct": [float(v) for v in values[:8]]}, layer)
+        if len(values) <= 2 and not {float(v) for v in values} <= {0.0, 1.0} and hi < 0.5:
+            return Issue(
+                f"{t.name} holds {_fmt_values(values)}: the positive label is {_fmt(hi)}, not 1 "
+                f"(labels divided by 255?), so the model is trained to predict {_fmt(hi)} for positives.",
+                "Use 0/1 labels: y = (y > 0).astype('float32').",
+                {"y_min": lo, "y_max": hi}, layer)
+        return None
+    if kind == "hinge":
+        values = _distinct(y)
+        if not {float(v) for v in values} <= {-1.0, 0.0, 1.0}:
+            return Issue(f"{t.name} holds {_fmt_values(values)} but {loss} needs labels -1/+1 (or 0/1).",
+                         "Map the labels to -1/+1, e.g. y = np.where(y == positive_class, 1, -1).",
+                         {"y_min": lo, "y_max": hi}, layer)
+    return None
+
+
+def labels_out_of_range(ctx: DataContext) -> Issue | None:
+    """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce."""
+    if ctx.task != "regression":
+        return None
+    for t in ctx.targets:
+        if t.y is None or t.output is None or not _is_numeric(t.y) or t.y.size == 0:
+            continue
+        lo, hi = t.output.output_range
+        what = f"applies {t.output.activation}, whose outputs lie"
+        if t.loss.kind == "poisson":
+            lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose rates lie"
+        if t.output.activation == UNKNOWN or (math.isinf(lo) and math.isinf(hi)):
+            continue
+        y_lo, y_hi = float(np.min(t.y)), float(np.max(t.y))
+        tol = 1e-6 * max(1.0, abs(lo) if math.isfinite(lo) else 0.0, abs(hi) if math.isfinite(hi) else 0.0)
+        if y_lo >= lo - tol and y_hi <= hi + tol:
+            continue
+        share = float(np.mean((t.y < lo - tol) | (t.y > hi + tol)))
+        rng = f"[{'-inf' if math.isinf(lo) else _fmt(lo)}, {'inf' if math.isinf(hi) else _fmt(hi)}]"
+        if math.isfinite(lo) and math.isfinite(hi):
+            span = y_hi - y_lo or 1.0
+            rescale = (f"or rescale the targets into {rng}: y_scaled = {_minus('y', y_lo)} / {_fmt(span)}"
+                       + (f" * {_fmt(hi - lo)}{_minus('', -lo)[1:-1]}" if (lo, hi) != (0.0, 1.0) else "")
+                       + " (and invert the predictions)")
+        else:
+            rescale = "or shift the targets into the output's range"
+        fix = (f"Remove the activation from '{t.output.activation_layer}' (a linear output) and "
+               f"standardise the targets, {rescale}.")
+        if t.loss.kind == "poisson":
+            fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
+        return Issue(
+            f"The targets of {t.name} range from {_fmt(y_lo)} to {_fmt(y_hi)} but the output layer "
+            f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets can never be "
+            f"reached, so the loss cannot fall below a floor and the output saturates.", fix,
+            {"y_min": y_lo, "y_max": y_hi, "output_min": lo, "output_max": hi, "share_outside": share},
+            t.output.activation_layer)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings.
+
+def unscaled_inputs(ctx: DataContext) -> Issue | None:
+    """Features far from zero or whose scales differ by orders of magnitude."""
+    if ctx.scales_inputs:
+        return None
+    for i, a in enumerate(ctx.xs):
+        if not _is_numeric(a) or a.dtype == bool or len(a) == 0:
+            continue
+        s = _stride(a, _row_budget(a, ctx.sample_rows))
+        unit = "channel" if a.ndim > 3 else "feature"
+        f = s.reshape(-1, s.shape[-1]) if a.ndim > 2 else s.reshape(len(s), -1)
+        f = f.astype(np.float64)
+        if not np.isfinite(f).all():
+            f = np.where(np.isfinite(f), f, np.nan)
+            mean, std = np.nanmean(f, axis=0), np.nanstd(f, axis=0)
+            ptp = np.nanmax(f, axis=0) - np.nanmin(f, axis=0)
+        else:
+            mean, std = f.mean(axis=0), f.std(axis=0)
+            ptp = f.max(axis=0) - f.min(axis=0)
+        mean, std, ptp = (np.nan_to_num(v) for v in (mean, std, ptp))
+        scale = np.maximum(std, ptp / 6.0)
+        varying = np.flatnonzero(scale > 1e-12)
+        ratio = float(scale[varying].max() / scale[varying].min()) if len(varying) >= 2 else 1.0
+        max_mean, max_std = float(np.abs(mean).max()), float(std.max())
+        if max_mean < UNSCALED_MEAN and max_std < UNSCALED_STD and ratio < UNSCALED_STD_RATIO:
+            continue
+        size = np.maximum(np.abs(mean), std)
+        worst = [int(j) for j in np.argsort(-size, kind="stable")[:3]]
+        if ratio >= UNSCALED_STD_RATIO:
+            smallest = int(varying[np.argmin(scale[varying])])
+            if smallest not in worst:
+                worst.append(smallest)
+        described = "; ".join(f"{unit} {j}: mean {_fmt(mean[j])}, std {_fmt(std[j])}" for j in worst)
+        reasons = []
+        if max_mean >= UNSCALED_MEAN or max_std >= UNSCALED_STD:
+            reasons.append(f"values reach |mean| {_fmt(max_mean)} / std {_fmt(max_std)}")
+        if ratio >= UNSCALED_STD_RATIO:
+            reasons.append(f"feature scales span {math.log10(ratio):.1f} orders of magnitude")
+        name = f"x[{i}]" if len(ctx.xs) > 1 else "x"
+        lo_all, hi_all = float(f.min()) if f.size else 0.0, float(f.max()) if f.size else 0.0
+        if lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
+            fix = f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first)."
+        else:
+            fix = (f"Standardise each feature with statistics of the training split: mean = {name}_train.mean(axis=0); "
+                   f"std = {name}_train.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
+                   f"keras.layers.Normalization() (adapted on {name}_train) first in the model.")
+        return Issue(
+            f"The inputs {name} are not scaled{ctx.where} ({'; '.join(reasons)}): {described}. Large or "
+            f"uneven scales make the loss badly conditioned: one learning rate is too large for some "
+            f"weights and too small for others, and big inputs saturate activations.", fix,
+            {"input": i, "features": worst, "mean": [float(mean[j]) for j in worst],
+             "std": [float(std[j]) for j in worst], "max_abs_mean": max_mean, "max_std": max_std,
+             "scale_ratio": ratio, "rows_sampled": len(s)})
+    return None
+
+
+def unscaled_targets(ctx: DataContext) -> Issue | None:
+    """Regression targets with std or |mean| far above 1 for a linear output."""
+    if ctx.task != "regression":
+        return None
+    for t in ctx.targets:
+        if t.y is None or not _is_numeric(t.y) or t.y.size == 0:
+            continue
+        if t.loss.kind not in ("regression", None) or (t.output is not None and (t.output.activation != "linear" or t.output.rescaled)):
+            continue
+        y = _stride(t.y, ctx.sample_rows).astype(np.float64)
+        y = y.reshape(len(y), -1)
+        mean, std = y.mean(axis=0), y.std(axis=0)
+        j = int(np.argmax(np.maximum(np.abs(mean), std)))
+        m, s = float(mean[j]), float(std[j])
+        if abs(m) < UNSCALED_TARGET and s < UNSCALED_TARGET:
+            continue
+        return Issue(
+            f"The regression targets {t.name} have mean {_fmt(m)} and std {_fmt(s)}{ctx.where} (range "
+            f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output predicts "
+            f"values near 0, so the first losses are ~{_fmt(m * m + s * s)} and the first gradients huge, "
+            f"and the output bias has to travel {_fmt(abs(m))} units.",
+            "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
+            "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean.",
+            {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
+            t.output.layer if t.output else None)
+    return None
+
+
+def _row_hashes(a: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One float64 per row: a random projection, equal for identical rows (chunked)."""
+    flat = a.reshape(len(a), -1)
+    out = np.empty(len(flat), dtype=np.float64)
+    step = max(1, 4_000_000 // max(1, flat.shape[1]))
+    for start in range(0, len(flat), step):
+        out[start:start + step] = flat[start:start + step].astype(np.float64) @ weights
+    return out
+
+
+def train_validation_overlap(ctx: DataContext) -> Issue | None:
+    """Identical rows in the training and validation inputs."""
+    if not ctx.x_val or len(ctx.xs) != 1 or len(ctx.x_val) != 1:
+        return None
+    train, val = ctx.xs[0], ctx.x_val[0]
+    if not (_is_numeric(train) and _is_numeric(val)) or train.shape[1:] != val.shape[1:] or not len(train) or not len(val):
+        return None
+    width = int(np.prod(train.shape[1:])) if train.ndim > 1 else 1
+    weights = np.random.default_rng(4).standard_normal(width)
+    train_rows = _stride(train, max(1, _HASH_VALUES // width))
+    val_rows = _stride(val, _row_budget(val, ctx.sample_rows))
+    h_train = _row_hashes(train_rows, weights)
+    h_val = _row_hashes(val_rows, weights)
+    found = np.isin(h_val, h_train)
+    hits = int(found.sum())
+    if hits == 0:
+        return None
+    share = hits / len(h_val) * (len(train) / len(train_rows))
+    if share < OVERLAP_SHARE or hits < 2:
+        return None
+    # Discrete data repeats rows by nature: compare with how often training rows repeat themselves.
+    dup_rate = 1.0 - np.unique(h_train).size / h_train.size
+    if share <= 2.0 * dup_rate:
+        return None
+    first = int(np.argmax(found)) * max(1, math.ceil(len(val) / max(1, len(val_rows))))
+    share = min(share, 1.0)
+    return Issue(
+        f"About {share:.1%} of the validation rows{ctx.where} also appear in the training inputs "
+        f"({hits} of {len(h_val)} checked; the first at x_val row {first}), while training rows "
+        f"repeat themselves only {dup_rate:.1%} of the time. Validation then measures memory, not "
+        f"generalisation, and early stopping and model choice are biased.",
+        "Split before any augmentation or oversampling, and drop duplicates across the split, e.g. "
+        "with np.unique(x, axis=0, return_index=True) before splitting.",
+        {"overlap_share": share, "rows_found": hits, "rows_checked": len(h_val), "first_val_row": first,
+         "train_duplicate_rate": dup_rate})
+
+
+def label_leakage(ctx: DataContext) -> Issue | None:
+    """A feature equal to the label, or one whose few values each map to a single class."""
+    if len(ctx.xs) != 1 or len(ctx.targets) != 1 or ctx.targets[0].y is None:
+        return None
+    x, t = ctx.xs[0], ctx.targets[0]
+    if x.ndim != 2 or not _is_numeric(x) or x.shape[1] > _LEAK_MAX_FEATURES or len(x) < 20:
+        return None
+    rows = max(200, min(_LEAK_ROWS, _LEAK_VALUES // max(1, x.shape[1])))
+    xs = _stride(x, rows).astype(np.float64)
+    y = _stride(t.y, rows)
+    if not np.isfinite(xs).all() or not _is_numeric(y):
+        return None
+    if ctx.task == "regression":
+        return _regression_leak(xs, y, t)
+    if ctx.task == "multilabel":
+        return None
+    ids = _class_ids(t, y)
+    if ids is None or np.unique(ids).size < 2:
+        return None
+    n = len(xs)
+    equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
+    if len(equal):
+        j = int(equal[0])
+        return _leak_issue(t, j, f"Feature {j} is identical to the class label in all {n} sampled rows",
+                           {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)})
+    sorted_cols = np.sort(xs, axis=0)
+    distinct = 1 + (np.diff(sorted_cols, axis=0) != 0).sum(axis=0)
+    limit = max(2, min(32, n // 20))
+    for j in np.flatnonzero((distinct >= 2) & (distinct <= limit))[:256]:
+        col = xs[:, j]
+        order = np.argsort(col, kind="stable")
+        c, lab = col[order], ids[order]
+        if np.all((lab[1:] == lab[:-1]) | (c[1:] != c[:-1])):
+            return _leak_issue(
+                t, int(j), f"Each of the {int(distinct[j])} values of feature {int(j)} maps to a single "
+                f"class in all {n} sampled rows, so it predicts the label perfectly",
+                {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])})
+    return None
+
+
+def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target) -> Issue | None:
+    if xs.shape[1] < 2 or y.reshape(len(y), -1).shape[1] != 1:
+        return None
+    target = y.reshape(-1).astype(np.float64)
+    if not np.isfinite(target).all():
+        return None
+    xc, yc = xs - xs.mean(axis=0), target - target.mean()
+    denom = np.sqrt((xc * xc).sum(axis=0) * (yc * yc).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(denom > 0, (xc * yc[:, None]).sum(axis=0) / np.where(denom > 0, denom, 1.0), 0.0)
+    j = int(np.argmax(np.abs(corr)))
+    if abs(corr[j]) < LEAK_CORRELATION:
+        return None
+    return _leak_issue(t, j, f"Feature {j} is a linear copy of the target (correlation {corr[j]:.5f} "
+                             f"in {len(xs)} sampled rows)",
+                       {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)})
+
+
+def _leak_issue(t: Target, j: int, found: str, evidence: dict[str, Any]) -> Issue:
+    return Issue(
+        f"{found}: it is probably the label, or something computed from it, leaking into the inputs. "
+        f"The model will learn this shortcut and fail on data where the label is unknown.",
+        f"Remove column {j} from x (x = np.delete(x, {j}, axis=1)) unless it is really available at "
+        f"prediction time, and check how the features were built.", evidence)
+
+
+def class_imbalance(ctx: DataContext) -> Issue | None:
+    """A minority class under 10% (binary) or a class 10x rarer than the largest (multiclass)."""
+    if ctx.task not in ("binary", "multiclass"):
+        return None
+    for t in ctx.targets:
+        if t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
+            continue
+        ids = _class_ids(t, t.y)
+        if ids is None or ids.size == 0 or ids.min() < 0:
+            continue
+        k = max(int(ids.max()) + 1, 2 if ctx.task == "binary" else 1)
+        if ctx.task == "multiclass" and t.units and t.units > 1 and len(ids) >= 10 * t.units:
+            k = max(k, t.units)
+        counts = np.bincount(ids, minlength=k)
+        if ctx.task == "binary" or k == 2:
+            minority = int(np.argmin(counts[:2]))
+            share = counts[minority] / counts[:2].sum()
+            if share >= IMBALANCE_BINARY_SHARE:
+                continue
+            n = int(counts[:2].sum())
+            weights = {c: round(n / (2 * max(1, int(counts[c]))), 2) for c in (0, 1)}
+            p = max(float(counts[1]) / n, 1e-6)
+            bias = math.log(p / max(1 - p, 1e-6))
+            return Issue(
+                f"Class {minority} is {share:.1%} of the labels{ctx.where} ({int(counts[minority])} of {n}): "
+                f"always predicting class {1 - minority} already scores {1 - share:.1%} accuracy, and "
+                f"the gradient is dominated by the majority class.",
+                f"Pass class_weight={weights} to fit (or oversample class {minority}), judge the model by "
+                f"AUC, precision and recall rather than accuracy, and initialise the output bias to "
+                f"log(p / (1 - p)) = {bias:.2f}.",
+                {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
+                t.output.layer if t.output else None)
+        ratio = counts.min() / max(1, counts.max())
+        if ratio >= IMBALANCE_MULTICLASS_RATIO:
+            continue
+        rare = [int(c) for c in np.argsort(counts, kind="stable")[:3]]
+        listing = ", ".join(f"class {c}: {int(counts[c])}" for c in rare)
+        return Issue(
+            f"The classes are imbalanced{ctx.where}: the rarest have {listing}, against "
+            f"{int(counts.max())} for class {int(np.argmax(counts))} ({ratio:.1%} of it). Rare classes "
+            f"contribute little to the loss and are easily never predicted.",
+            "Pass class_weight={c: n / (K * count_c)} to fit, or resample the rare classes, and track "
+            "per-class recall or macro-F1 rather than accuracy.",
+            {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
+            t.output.layer if t.output else None)
+    return None
+
+
+#: Every data rule, in the order they are tried; the first error wins.
+DATA_RULES: tuple[DataRule, ...] = (
+    DataRule("shape-mismatch", "error", shape_mismatch),
+    DataRule("non-finite-data", "error", non_finite_data),
+    DataRule("label-format", "error", label_format),
+    DataRule("labels-out-of-range", "error", labels_out_of_range),
+    DataRule("unscaled-inputs", "warning", unscaled_inputs),
+    DataRule("unscaled-targets", "warning", unscaled_targets),
+    DataRule("train-validation-overlap", "warning", train_validation_overlap),
+    DataRule("label-leakage", "warning", label_leakage),
+    DataRule("class-imbalance", "warning", class_imbalance),
+)
+DATA_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "error")
+DATA_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "warning")
+#: Code of the info finding returned when the data cannot be read without consuming it.
+DATA_NOT_INSPECTABLE = "data-not-inspectable"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the data.
+
+def _is_dataset(obj: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(obj, tf.data.Dataset)
+
+
+def _to_numpy(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_numpy(v) for v in value]
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Concatenates a list of same-structured batches (arrays, lists or dicts of arrays)."""
+    first = parts[0]
+    if first is None:
+        return None
+    if isinstance(first, Mapping):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, list):
+        return [_concat([p[i] for p in parts]) for i in range(len(first))]
+    if first.ndim == 0:
+        return np.stack(parts)
+    return np.concatenate(parts, axis=0)
+
+
+def _split_element(element: Any) -> tuple[Any, Any]:
+    if isinstance(element, tuple | list) and 2 <= len(element) <= 3:
+        return element[0], element[1]
+    return element, None
+
+
+def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, int] | None:
+    """(x, y, batches read) from the first batches of a dataset, or ``None`` if it cannot be read."""
+    if _is_dataset(data):
+        import tensorflow as tf
+
+        spec = data.element_spec
+        x_spec = spec[0] if isinstance(spec, tuple) and 2 <= len(spec) <= 3 else spec
+        first_spec = tf.nest.flatten(x_spec)[0]
+        unbatched = bool(model_input_ranks) and first_spec.shape.rank == model_input_ranks[0] - 1
+        take = sample_batches * 64 if unbatched else sample_batches
+        elements = [_split_element(_to_numpy(e)) for e in data.take(take)]
+        if unbatched:
+            elements = [(_expand(x), _expand(y)) for x, y in elements]
+    elif isinstance(data, keras.utils.PyDataset):
+        try:
+            count = min(len(data), sample_batches)
+        except TypeError:
+            count = sample_batches
+        elements = []
+        for i in range(count):
+            try:
+                elements.append(_split_element(_to_numpy(data[i])))
+            except IndexError:
+                break
+    else:
+        return None
+    if not elements:
+        return None
+    xs = _concat([e[0] for e in elements])
+    ys = _concat([e[1] for e in elements]) if elements[0][1] is not None else None
+    return xs, ys, len(elements)
+
+
+def _expand(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value[None, ...]
+
+
+def _input_list(x: Any, names: list[str]) -> list[np.ndarray]:
+    if isinstance(x, Mapping):
+        keys = names if names and all(n in x for n in names) else list(x)
+        return [np.asarray(x[k]) for k in keys]
+    if isinstance(x, list | tuple):
+        return [np.asarray(v) for v in x]
+    return [np.asarray(x)]
+
+
+def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
+    if y is None:
+        return [None] * max(1, len(outputs))
+    if len(outputs) > 1:
+        if isinstance(y, Mapping):
+            return [_bool_to_int(np.asarray(y[o.key])) if o.key in y else
+                    _bool_to_int(np.asarray(y[o.name])) if o.name in y else None for o in outputs]
+        if isinstance(y, list | tuple) and len(y) == len(outputs):
+            return [_bool_to_int(np.asarray(v)) for v in y]
+        return [None] * len(outputs)
+    if isinstance(y, Mapping) and len(y) == 1:
+        y = next(iter(y.values()))
+    if isinstance(y, list | tuple) and len(y) == 1 and not np.isscalar(y[0]):
+        y = y[0]
+    return [_bool_to_int(np.asarray(y))]
+
+
+def _bool_to_int(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.int8) if a.dtype == bool else a
+
+
+def check_data(
+    x: Any,
+    y: Any = None,
+    *,
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    task: str,
+    x_val: Any = None,
+    y_val: Any = None,
+    sample_batches: int = 8,
+    allow: Collection[str] = (),
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+) -> list[Finding]:
+    """Checks the data against the task, the loss and the model before the first step.
+
+    Args:
+        x: Inputs: a numpy array (or list/dict of arrays for several inputs), or a
+            ``tf.data.Dataset``/``keras.utils.PyDataset`` yielding ``(x, y)`` or ``(x, y, w)``.
+        y: Labels for array inputs (a list/dict for several outputs); ``None`` with a dataset.
+        model: The model (its inputs, outputs and output activations are read, never called).
+        loss: The resolved loss (a list/dict gives one per output).
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        x_val, y_val: Validation data, in the same forms (checked for NaN and overlap).
+        sample_batches: Batches read from a dataset (through a fresh iterator).
+        allow: Error codes to downgrade to warnings.
+        sample_rows: Row budget of the sampled checks (scales, overlap, leakage).
+
+    Returns:
+        Warning findings (allowed errors included, as warnings).
+
+    Raises:
+        DataError: for the first error whose code is not in ``allow``.
+    """
+    validate_task(task)
+    allowed = validate_allow(allow)
+    outputs = find_outputs(model)
+    shapes = input_shapes(model)
+    ranks = [len(s) for s in shapes] if shapes else None
+    where = ""
+    if _is_dataset(x) or isinstance(x, keras.utils.PyDataset):
+        sampled = _sample_batches(x, sample_batches, ranks)
+        if sampled is None:
+            return []
+        x, y, batches = sampled
+        where = f" in the first {batches} batch{'es' if batches != 1 else ''}"
+    elif not isinstance(x, np.ndarray | Mapping | list | tuple) and hasattr(x, "__next__"):
+        return [Finding(code=DATA_NOT_INSPECTABLE, severity="info",
+                        message="x is an iterator: it cannot be sampled without consuming it, so the data checks were skipped.",
+                        advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
+    if _is_dataset(x_val) or isinstance(x_val, keras.utils.PyDataset):
+        sampled = _sample_batches(x_val, sample_batches, ranks)
+        x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
+    names = input_names(model)
+    xs = _input_list(x, names)
+    xv = _input_list(x_val, names) if x_val is not None else None
+    if outputs:
+        losses = losses_per_output(outputs, loss)
+    else:
+        losses = [describe_loss(None if isinstance(loss, Mapping | list | tuple) else loss)]
+    ys = _label_list(y, outputs)
+    yvs = _label_list(y_val, outputs) if y_val is not None else [None] * len(ys)
+    outs: list[OutputInfo | None] = list(outputs) if outputs else [None]
+    label_names = ["y"] if len(outs) == 1 else [f"y[{o.key or o.name!r}]" for o in outputs]
+    targets = [Target(o, lo, yy, yv, nm) for o, lo, yy, yv, nm in zip(outs, losses, ys, yvs, label_names, strict=False)]
+    ctx = DataContext(xs=xs, x_val=xv, targets=targets, task=task, input_shapes=shapes,
+                      scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows)
+    findings: list[Finding] = []
+    for rule in DATA_RULES:
+        issue = rule.check(ctx)
+        if issue is None:
+            continue
+        if rule.severity == "error" and rule.code not in allowed:
+            raise DataError(rule.code, f"{issue.message} {issue.advice}")
+        findings.append(to_finding(rule.code, rule.severity, issue, allowed))
+    return findings

@@ -1,0 +1,422 @@
+"""Reads what the compatibility and data checks need from a Keras model, without running it.
+
+For every model output this finds the layer that produces the units (a ``Dense``, ``Conv``, ``RNN``
+or ``EinsumDense`` layer) and the *effective* output activation: the last non-linearity applied on
+the way to the output, whether it is the ``activation=`` of that layer or a separate ``Activation``,
+``Softmax``, ``ReLU``, ... layer after it (with ``Dropout``, ``Flatten``, ``Reshape`` and the like in
+between). ``Rescaling`` layers after the activation move the output's range and are recorded.
+
+Works for ``Sequential`` models (built or not), functional models with one or several outputs, and
+models nested inside them. Subclassed models cannot be inspected without calling them: for those
+:func:`find_outputs` returns an empty list and the checks that need the output are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+
+INF = math.inf
+
+#: Range of each known activation's outputs (closed or open ends alike).
+ACTIVATION_RANGES: dict[str, tuple[float, float]] = {
+    "linear": (-INF, INF),
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "sparse_sigmoid": (0.0, 1.0),
+    "softmax": (0.0, 1.0),
+    "sparsemax": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "hard_tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+    "relu": (0.0, INF),
+    "relu6": (0.0, 6.0),
+    "softplus": (0.0, INF),
+    "sparse_plus": (0.0, INF),
+    "squareplus": (0.0, INF),
+    "exponential": (0.0, INF),
+    "elu": (-1.0, INF),
+    "celu": (-1.0, INF),
+    "selu": (-1.7580993408473766, INF),
+    "gelu": (-0.17, INF),
+    "silu": (-0.2785, INF),
+    "swish": (-0.2785, INF),
+    "hard_silu": (-0.375, INF),
+    "hard_swish": (-0.375, INF),
+    "mish": (-0.3089, INF),
+    "leaky_relu": (-INF, INF),
+    "prelu": (-INF, INF),
+    "log_softmax": (-INF, 0.0),
+    "log_sigmoid": (-INF, 0.0),
+    "tanh_shrink": (-INF, INF),
+    "hard_shrink": (-INF, INF),
+    "soft_shrink": (-INF, INF),
+    "threshold": (-INF, INF),
+    "glu": (-INF, INF),
+}
+#: Activations whose outputs are probabilities in [0, 1].
+PROBABILITY_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "sparse_sigmoid", "softmax", "sparsemax"})
+#: Name used for an activation trainkit does not know (a custom function, a Lambda layer, ...).
+UNKNOWN = "unknown"
+
+# Layers that only move or drop values (identity at inference): the output chain passes through them.
+_PASSTHROUGH = frozenset({
+    "Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
+    "SpatialDropout2D", "SpatialDropout3D", "Flatten", "Reshape", "Identity", "Permute",
+    "ActivityRegularization", "InputLayer", "Masking",
+})
+# Layers whose effect is linear: a model made only of these (and linear Dense/Conv) is linear.
+_LINEAR_LAYERS = _PASSTHROUGH | {
+    "BatchNormalization", "Rescaling", "Normalization", "Add", "Subtract", "Average",
+    "Concatenate", "RepeatVector", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Embedding",
+}
+#: Layers that, placed first, make the model standardise its own inputs.
+INPUT_SCALING_LAYERS = frozenset({
+    "Normalization", "Rescaling", "BatchNormalization", "Discretization", "CategoryEncoding",
+    "StringLookup", "IntegerLookup", "Hashing", "TextVectorization",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputInfo:
+    """One model output as the checks see it.
+
+    Attributes:
+        name: The output's name (``model.output_names``), used to match per-output losses.
+        key: The key of a dict-structured output, when the model returns a dict.
+        layer: Name of the layer that produces the units (``Dense``, ``Conv``, ...), or of the
+            last layer when none was found.
+        activation_layer: Name of the layer applying the effective activation.
+        activation: Canonical activation name (``"linear"``, ``"sigmoid"``, ...) or ``"unknown"``.
+        units: Size of the output's last axis (1 for a rank-1 output), when known.
+        shape: The output's shape including the batch axis, when known.
+        output_range: Range of the output values, after any ``Rescaling`` that follows the
+            activation.
+        rescaled: Whether a ``Rescaling`` layer follows the activation.
+        index: Position among the model's outputs.
+    """
+
+    name: str
+    layer: str
+    activation_layer: str
+    activation: str
+    units: int | None
+    shape: tuple[int | None, ...] | None
+    output_range: tuple[float, float]
+    rescaled: bool = False
+    key: str | None = None
+    index: int = 0
+
+    @property
+    def is_probability(self) -> bool:
+        """Whether the output holds probabilities (sigmoid/softmax and not rescaled)."""
+        return self.activation in PROBABILITY_ACTIVATIONS and not self.rescaled
+
+    def describe(self) -> str:
+        """``"dense_2" (Dense, 1 unit, sigmoid)``-style description for messages."""
+        units = "? units" if self.units is None else f"{self.units} unit{'s' if self.units != 1 else ''}"
+        via = "" if self.activation_layer == self.layer else f" from layer '{self.activation_layer}'"
+        return f"'{self.layer}' ({units}, {self.activation}{via})"
+
+
+@dataclasses.dataclass(frozen=True)
+class HiddenLayerInfo:
+    """A layer that is not part of an output chain.
+
+    Attributes:
+        name: Layer name.
+        class_name: Layer class name, e.g. ``"Dense"``.
+        activation: Canonical activation name when the layer has one, else ``None``.
+        has_weights: Whether it is a Dense/Conv/RNN-style layer with a kernel.
+        linear: Whether the layer computes a linear function of its input.
+    """
+
+    name: str
+    class_name: str
+    activation: str | None
+    has_weights: bool
+    linear: bool
+
+
+def activation_name(fn: Any) -> str:
+    """Canonical name of an activation function, string or ``None`` (``None`` is ``"linear"``)."""
+    if fn is None:
+        return "linear"
+    if isinstance(fn, str):
+        name = fn.lower()
+    else:
+        name = getattr(fn, "__name__", None) or type(fn).__name__
+        name = name.lower()
+    name = {"identity": "linear", "swish": "silu", "hard_swish": "hard_silu", "softsign": "softsign"}.get(name, name)
+    return name if name in ACTIVATION_RANGES else UNKNOWN
+
+
+def _is_unit_layer(layer: Any) -> bool:
+    """Dense, EinsumDense, Conv*, RNN-style layers: they hold a kernel and produce the units."""
+    if isinstance(layer, keras.Model):
+        return False
+    return hasattr(layer, "activation") and (
+        hasattr(layer, "units") or hasattr(layer, "filters") or type(layer).__name__ == "EinsumDense"
+    )
+
+
+def _layer_activation(layer: Any) -> str | None:
+    """The activation a single layer applies, or ``None`` when it applies none of its own.
+
+    ``"linear"`` for unit layers without an activation; ``None`` for passthrough layers; ``UNKNOWN``
+    for layers trainkit does not know (Lambda, custom layers, ...).
+    """
+    cls = type(layer).__name__
+    if _is_unit_layer(layer):
+        return activation_name(getattr(layer, "activation", None))
+    if cls == "Activation":
+        return activation_name(layer.activation)
+    if cls == "Softmax":
+        return "softmax"
+    if cls == "ReLU":
+        cfg = layer.get_config()
+        if cfg.get("negative_slope"):
+            return "leaky_relu"
+        if cfg.get("max_value") == 6:
+            return "relu6"
+        return "relu"
+    if cls in ("LeakyReLU", "PReLU", "ELU"):
+        return {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu"}[cls]
+    if cls in _PASSTHROUGH or cls == "Rescaling":
+        return None
+    return UNKNOWN
+
+
+def _unit_count(layer: Any) -> int | None:
+    for attr in ("units", "filters"):
+        value = getattr(layer, attr, None)
+        if isinstance(value, int):
+            return value
+    shape = getattr(layer, "partial_output_shape", None) or getattr(layer, "full_output_shape", None)
+    if shape and isinstance(shape[-1], int):
+        return shape[-1]
+    return None
+
+
+def _trace_tensor(tensor: Any) -> list[Any]:
+    """Layers from ``tensor`` back to (and including) the layer that produces the units."""
+    chain: list[Any] = []
+    for _ in range(1000):
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            break
+        op = history.operation
+        if isinstance(op, keras.Model):
+            inner = _model_output_tensors(op)
+            if inner is not None and history.tensor_index < len(inner):
+                inner_chain = _trace_tensor(inner[history.tensor_index])
+            else:
+                inner_chain = _trace_layer_list(op)
+            chain.extend(inner_chain)
+            if inner_chain and (_is_unit_layer(inner_chain[-1]) or _layer_activation(inner_chain[-1]) == UNKNOWN):
+                break
+            node = op._inbound_nodes[history.node_index]
+        else:
+            chain.append(op)
+            if _is_unit_layer(op) or _layer_activation(op) == UNKNOWN or type(op).__name__ == "InputLayer":
+                break
+            node = op._inbound_nodes[history.node_index]
+        inputs = list(node.input_tensors)
+        if len(inputs) != 1:
+            break
+        tensor = inputs[0]
+    return chain
+
+
+def _trace_layer_list(model: Any) -> list[Any]:
+    """The output chain of a Sequential model read from its layer list (works before it is built)."""
+    chain: list[Any] = []
+    for layer in reversed(list(getattr(model, "layers", []))):
+        if isinstance(layer, keras.Model):
+            inner = _model_output_tensors(layer)
+            inner_chain = _trace_tensor(inner[0]) if inner else _trace_layer_list(layer)
+            chain.extend(inner_chain)
+            if inner_chain and (_is_unit_layer(inner_chain[-1]) or _layer_activation(inner_chain[-1]) == UNKNOWN):
+                break
+            continue
+        chain.append(layer)
+        if _is_unit_layer(layer) or _layer_activation(layer) == UNKNOWN:
+            break
+    return chain
+
+
+def _model_output_tensors(model: Any) -> list[Any] | None:
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if outputs is None:
+        return None
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+
+
+def _chain_info(chain: list[Any]) -> tuple[str, str, str, tuple[float, float], bool, int | None]:
+    """(unit layer name, activation layer name, activation, range, rescaled, units) of a chain.
+
+    ``chain`` runs from the output backwards; the first non-linear activation met is the
+    effective one, and ``Rescaling`` layers met before it move its range.
+    """
+    scale, offset = 1.0, 0.0
+    activation, act_layer = None, None
+    unit_layer = chain[-1] if chain else None
+    units = None
+    for layer in chain:
+        if _is_unit_layer(layer):
+            unit_layer = layer
+            units = _unit_count(layer)
+        act = _layer_activation(layer)
+        if activation is None:
+            if type(layer).__name__ == "Rescaling":
+                cfg = layer.get_config()
+                layer_scale = cfg.get("scale", 1.0)
+                layer_offset = cfg.get("offset", 0.0)
+                if isinstance(layer_scale, int | float) and isinstance(layer_offset, int | float):
+                    # y = x * s + o applied after the rescalings already seen (closer to the output).
+                    offset = offset + scale * float(layer_offset)
+                    scale = scale * float(layer_scale)
+                else:
+                    activation, act_layer = UNKNOWN, layer
+            elif act is not None and act != "linear":
+                activation, act_layer = act, layer
+    if unit_layer is not None and activation is None:
+        activation = _layer_activation(unit_layer) or "linear"
+        act_layer = unit_layer
+    if activation is None:
+        activation = UNKNOWN if not chain else "linear"
+    lo, hi = ACTIVATION_RANGES.get(activation, (-INF, INF))
+    rescaled = (scale, offset) != (1.0, 0.0)
+    if rescaled:
+        ends = sorted(_affine(v, scale, offset) for v in (lo, hi))
+        lo, hi = ends[0], ends[1]
+    unit_name = getattr(unit_layer, "name", "?")
+    return unit_name, getattr(act_layer, "name", unit_name), activation, (lo, hi), rescaled, units
+
+
+def _affine(value: float, scale: float, offset: float) -> float:
+    if math.isinf(value):
+        return value * (1 if scale > 0 else -1) if scale != 0 else offset
+    return value * scale + offset
+
+
+def _shape_tuple(tensor: Any) -> tuple[int | None, ...] | None:
+    shape = getattr(tensor, "shape", None)
+    if shape is None:
+        return None
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def find_outputs(model: keras.Model) -> list[OutputInfo]:
+    """The model's outputs with their effective activation, units and range.
+
+    Returns an empty list when the model cannot be inspected (a subclassed model).
+    """
+    tensors = _model_output_tensors(model)
+    names = list(getattr(model, "output_names", None) or [])
+    keys: list[str | None] = []
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict):
+        keys = [str(k) for k in struct]
+    if tensors is None:
+        if not isinstance(model, keras.Sequential):
+            return []
+        chain = _trace_layer_list(model)
+        if not chain:
+            return []
+        unit, act_layer, act, rng, rescaled, units = _chain_info(chain)
+        return [OutputInfo(name=chain[0].name, layer=unit, activation_layer=act_layer, activation=act,
+                           units=units, shape=None, output_range=rng, rescaled=rescaled)]
+    infos = []
+    for i, tensor in enumerate(tensors):
+        chain = _trace_tensor(tensor)
+        unit, act_layer, act, rng, rescaled, units = _chain_info(chain)
+        shape = _shape_tuple(tensor)
+        if shape is not None:
+            units = shape[-1] if len(shape) >= 2 else 1
+        name = names[i] if i < len(names) else (chain[0].name if chain else f"output_{i}")
+        infos.append(OutputInfo(name=name, key=keys[i] if i < len(keys) else None, layer=unit,
+                                activation_layer=act_layer, activation=act, units=units, shape=shape,
+                                output_range=rng, rescaled=rescaled, index=i))
+    return infos
+
+
+def iter_layers(model: Any) -> Iterator[Any]:
+    """Every layer of the model, nested models expanded (the models themselves left out)."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            yield from iter_layers(layer)
+        else:
+            yield layer
+
+
+def _output_chain_ids(model: keras.Model) -> set[int]:
+    tensors = _model_output_tensors(model)
+    chains = [_trace_tensor(t) for t in tensors] if tensors is not None else [_trace_layer_list(model)]
+    return {id(layer) for chain in chains for layer in chain}
+
+
+def hidden_layers(model: keras.Model) -> list[HiddenLayerInfo]:
+    """Every layer outside the output chains (input layers left out), in model order."""
+    in_chain = _output_chain_ids(model)
+    infos = []
+    for layer in iter_layers(model):
+        cls = type(layer).__name__
+        if id(layer) in in_chain or cls == "InputLayer":
+            continue
+        act = _layer_activation(layer)
+        has_weights = _is_unit_layer(layer)
+        if has_weights:
+            linear = act == "linear" and not hasattr(layer, "recurrent_activation")
+        elif cls == "Activation":
+            linear = act == "linear"
+        else:
+            linear = cls in _LINEAR_LAYERS
+        infos.append(HiddenLayerInfo(name=layer.name, class_name=cls, activation=act,
+                                     has_weights=has_weights, linear=linear))
+    return infos
+
+
+def input_shapes(model: keras.Model) -> list[tuple[int | None, ...]] | None:
+    """Shapes (batch axis included) of the model's inputs, or ``None`` when not known yet."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs:
+        return None
+    shapes = [_shape_tuple(t) for t in inputs]
+    return None if any(s is None for s in shapes) else shapes  # type: ignore[return-value]
+
+
+def input_names(model: keras.Model) -> list[str]:
+    """Names of the model's inputs (for matching dict inputs), empty when unknown."""
+    try:
+        inputs = model.inputs or []
+    except (AttributeError, ValueError):
+        return []
+    names = []
+    for tensor in inputs:
+        history = getattr(tensor, "_keras_history", None)
+        names.append(getattr(history.operation, "name", "") if history else "")
+    return names
+
+
+def scales_own_inputs(model: keras.Model) -> bool:
+    """Whether the first layer after the input is a Normalization/Rescaling-style layer."""
+    for layer in iter_layers(model):
+        cls = type(layer).__name__
+        if cls == "InputLayer":
+            continue
+        return cls in INPUT_SCALING_LAYERS
+    return False
