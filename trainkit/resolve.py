@@ -56,6 +56,17 @@ OPTIMIZER_CLASSES: dict[str, type[keras.optimizers.Optimizer]] = {
 }
 
 
+class _FunctionLoss(keras.losses.Loss):
+    """Wraps a plain ``loss(y_true, y_pred) -> per-example losses`` function as a Keras Loss."""
+
+    def __init__(self, fn: Any, name: str) -> None:
+        super().__init__(name=name)
+        self.fn = fn
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self.fn(y_true, y_pred)
+
+
 def closest(name: str, choices: Iterable[str]) -> str:
     """Returns ' Did you mean "x"?' for the closest choice, or '' when none is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
@@ -87,7 +98,7 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
         key = LOSS_ALIASES.get(fn_name, fn_name)
         if key in LOSS_CLASSES:
             return LOSS_CLASSES[key]()
-        return keras.losses.LossFunctionWrapper(spec, name=fn_name or "custom_loss")
+        return _FunctionLoss(spec, name=fn_name or "custom_loss")
     name, params = _split_spec(spec, "loss")
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:

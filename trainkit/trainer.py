@@ -248,7 +248,7 @@ class Trainer:
             from trainkit.checks import check_data
         except ImportError:
             return []
-        return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val)
+        return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow)
 
     def log_text(self, name: str, markdown: str) -> None:
         """Adds a text to the run's TensorBoard events (written when training starts)."""
@@ -271,6 +271,7 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         verbose: int = 1,
         initial_epoch: int = 0,
+        check_data: bool = True,
     ) -> History:
         """Trains for ``epochs`` epochs and returns the History of exact epoch values.
 
@@ -287,6 +288,7 @@ class Trainer:
             callbacks: :class:`~trainkit.callbacks.Callback` instances.
             verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
             initial_epoch: Epoch to start from (when resuming).
+            check_data: Run the data checks first (skip only when already run on this data).
 
         Returns:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
@@ -294,7 +296,8 @@ class Trainer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split)
-        self._check_sources(train, validation)
+        if check_data:
+            self._check_sources(train, validation)
         self._ensure_built(train)
         self.epochs = epochs
         self.stop_training = False

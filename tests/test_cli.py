@@ -1,0 +1,142 @@
+"""The command line: the main job, and one clear line with exit code 2 for every user error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainkit.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = """
+name: tiny
+task: binary
+data: {source: generator, generator: learnable_binary, rows: 120, features: 4, seed: 0}
+preprocessing: {standardize_inputs: true}
+model:
+  layers:
+    - {type: dense, units: 4, activation: relu}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+optimizer: {name: adam, learning_rate: 0.01}
+metrics: [accuracy]
+training: {epochs: 2, batch_size: 32, jit_compile: false}
+"""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def run_dirs(logdir: Path) -> list[Path]:
+    return [p for p in logdir.glob("*/*") if p.is_dir()] if logdir.exists() else []
+
+
+def test_train_writes_run_directory_with_report_and_events(runner, tiny_recipe, tmp_path):
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "--set", "training.epochs=3"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(logdir)
+    assert run_dir.parent.name == "tiny"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs_run"] == 3 and len(report["history"]["loss"]) == 3
+    assert "epochs: 3" in (run_dir / "recipe.yaml").read_text()
+    assert list((run_dir / "train").glob("events.out.tfevents.*"))
+    assert list((run_dir / "validation").glob("events.out.tfevents.*"))
+    assert str(run_dir) in result.output
+
+
+def test_two_runs_in_the_same_second_get_distinct_directories(runner, tiny_recipe, tmp_path):
+    logdir = tmp_path / "runs"
+    for _ in range(2):
+        assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.epochs=1"]).exit_code == 0
+    assert len(run_dirs(logdir)) == 2
+
+
+def test_check_reports_ok_without_training_or_writing(runner, tiny_recipe, tmp_path):
+    result = runner.invoke(app, ["check", str(tiny_recipe)])
+    assert result.exit_code == 0, result.output
+    assert "ok: no compatibility or data problems" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_recipes_lists_the_shipped_recipes(runner):
+    result = runner.invoke(app, ["recipes", str(REPO / "recipes")])
+    assert result.exit_code == 0
+    assert "mlp_binary" in result.output and "he_normal" in result.output
+
+
+BAD_INPUTS = [
+    ("unknown-key-override", ["--set", "training.epoch=3"], "bad-override", "training.epochs"),
+    ("wrong-type", ["--set", "training.epochs=many"], "recipe-invalid-value", "training.epochs"),
+    ("bad-set-syntax", ["--set", "training.epochs"], "bad-override", "training.epochs"),
+    ("unknown-activation", ["--set", "model.layers.0.activation=relux"], "unknown-activation", "relu"),
+    ("unknown-loss", ["--set", "loss=binary_crossentropyy"], "unknown-loss", "binary_crossentropy"),
+    ("unknown-optimizer", ["--set", "optimizer.name=adamm"], "unknown-optimizer", "adam"),
+    ("unknown-layer", ["--set", "model.layers.0.type=dense2"], "recipe-invalid-value", "dense"),
+    ("incompatible", ["--set", "loss=mse"], "regression-loss-for-classification", "BinaryCrossentropy"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "code", "hint"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_no_run_dir(runner, tiny_recipe, tmp_path, case, args, code, hint):
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: [{code}]"), result.output
+    assert hint in lines[0]
+    assert "Traceback" not in result.output
+    assert run_dirs(logdir) == []
+
+
+def test_unknown_key_in_file_names_its_path_and_the_closest_key(runner, tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text(TINY.replace("training: {epochs: 2", "training: {epoch: 2"))
+    result = runner.invoke(app, ["train", str(path), "--logdir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [recipe-unknown-key]")
+    assert "training.epoch" in result.output and "training.epochs" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_recipe_file(runner, tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [recipe-not-found]")
+
+
+def test_unwritable_logdir_fails_before_training(runner, tiny_recipe, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(blocker / "runs")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [logdir-unwritable]")
+    assert "epoch" not in result.output
+
+
+def test_console_script_runs_without_tensorflow_startup_noise(tiny_recipe, tmp_path):
+    """A real process: the installed entry point, stderr free of TF's C++ start-up lines."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainkit.cli", "train", str(tiny_recipe), "--logdir", str(tmp_path / "runs")],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 2/2" in proc.stderr
+    assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr
+    assert "run written to" in proc.stdout

@@ -1,0 +1,56 @@
+"""Imports TensorFlow without its C++ start-up chatter, keeping every real warning.
+
+TensorFlow 2.21 prints several lines from C++ before its logging is configured ("Could not find
+cuda drivers", "failed call to cuInit", ...); ``TF_CPP_MIN_LOG_LEVEL`` cannot reach them. The CLI
+imports TensorFlow here with file descriptor 2 captured, drops only lines matching the known
+start-up messages below, and replays everything else to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+
+STARTUP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called"
+    r"|cudart_stub\.cc.*Could not find cuda drivers"
+    r"|failed call to cuInit"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|oneDNN custom operations are on"
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|To enable the following instructions.*rebuild TensorFlow"
+    r"|computation placer already registered"
+    r"|TF-TRT Warning: Could not find TensorRT"
+)
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise: re.Pattern[str] = STARTUP_NOISE) -> Iterator[None]:
+    """Captures fd 2 (C++ and Python writes alike) and replays the lines ``noise`` does not match."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines() if not noise.search(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and initialises its devices with the start-up noise filtered out."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device initialisation prints the cuInit line

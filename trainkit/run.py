@@ -1,0 +1,173 @@
+"""From a recipe to a finished run: data, model, checks, run directory, training, report.
+
+The CLI is a thin shell around :func:`prepare_run` and :func:`train_recipe`; tests and notebooks
+call them directly. Everything that can be refused (recipe, names, compatibility, data) is refused
+in :func:`prepare_run`, before a run directory exists, so bad input never leaves one behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from trainkit.callbacks import Callback, EarlyStopping
+from trainkit.data import DataSplits, prepare_data
+from trainkit.findings import Finding
+from trainkit.history import History
+from trainkit.modelbuild import build_from_recipe
+from trainkit.recipe import Recipe
+from trainkit.runs import check_writable, create_run_dir, write_atomic
+from trainkit.trainer import Trainer
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """A recipe turned into data and a checked trainer, with nothing written to disk yet."""
+
+    recipe: Recipe
+    splits: DataSplits
+    trainer: Trainer
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Warnings the compatibility and data checks recorded."""
+        return self.trainer.findings
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished (or stopped) run produced."""
+
+    run_dir: Path
+    history: History
+    trainer: Trainer
+    seconds: float
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Everything the checks and the diagnosis found."""
+        return self.trainer.findings
+
+
+def _num_classes(recipe: Recipe) -> int | None:
+    if recipe.task == "multiclass" and recipe.data.source == "generator":
+        return recipe.data.classes
+    return None
+
+
+def prepare_run(recipe: Recipe) -> PreparedRun:
+    """Loads the data, builds the model and trainer, and runs every pre-training check.
+
+    Raises:
+        TrainkitError: Any user error (unknown names, incompatible model, bad data).
+    """
+    splits = prepare_data(recipe)
+    model = build_from_recipe(recipe, splits.x_train.shape[1:])
+    trainer = Trainer(
+        model,
+        loss=recipe.loss,
+        optimizer=recipe.optimizer,
+        task=recipe.task,
+        metrics=recipe.metrics,
+        seed=recipe.training.seed,
+        allow=recipe.allow,
+        num_classes=_num_classes(recipe),
+        steps_per_execution=recipe.training.steps_per_execution,
+        jit_compile=recipe.training.jit_compile,
+        scalars_every=recipe.logging.scalars_every,
+        report_last_batch_loss=recipe.training.report_last_batch_loss,
+    )
+    trainer.findings.extend(trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val))
+    return PreparedRun(recipe, splits, trainer)
+
+
+def recipe_callbacks(recipe: Recipe) -> list[Callback]:
+    """The callbacks a recipe asks for (early stopping, ...)."""
+    callbacks: list[Callback] = []
+    stopping = recipe.training.early_stopping
+    if stopping is not None:
+        callbacks.append(EarlyStopping(monitor=stopping.monitor, patience=stopping.patience, min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights))
+    return callbacks
+
+
+def train_recipe(
+    recipe: Recipe,
+    *,
+    logdir: str | Path | None = None,
+    verbose: int = 1,
+    callbacks: Iterable[Callback] = (),
+    prepared: PreparedRun | None = None,
+) -> RunResult:
+    """Trains a recipe and writes its run directory ``<logdir>/<name>/<timestamp>/``.
+
+    Args:
+        recipe: A validated recipe.
+        logdir: Root of the run directories; defaults to the recipe's ``logging.logdir``.
+        verbose: 1 for a progress bar and epoch lines on stderr, 0 for silence.
+        callbacks: Extra callbacks.
+        prepared: A :class:`PreparedRun` of this recipe, to skip preparing it again.
+    """
+    root = Path(logdir if logdir is not None else recipe.logging.logdir)
+    check_writable(root)
+    prepared = prepared or prepare_run(recipe)
+    trainer, splits = prepared.trainer, prepared.splits
+    run_dir = create_run_dir(root, recipe.name or "recipe")
+    write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
+    trainer.logdir = run_dir
+    trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
+    validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
+    started = time.perf_counter()
+    history = trainer.fit(
+        splits.x_train,
+        splits.y_train,
+        epochs=recipe.training.epochs,
+        batch_size=recipe.training.batch_size,
+        validation_data=validation,
+        shuffle=recipe.training.shuffle,
+        callbacks=[*recipe_callbacks(recipe), *callbacks],
+        verbose=verbose,
+        check_data=False,
+    )
+    result = RunResult(run_dir, history, trainer, time.perf_counter() - started)
+    write_report(result, recipe)
+    return result
+
+
+def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:
+    """The JSON report of a run: where, what, the exact epoch values, the findings."""
+    history = result.history.history
+    return {
+        "recipe": recipe.name,
+        "task": recipe.task,
+        "run_dir": str(result.run_dir),
+        "epochs_run": len(result.history.epoch),
+        "seconds": round(result.seconds, 3),
+        "final": {k: v[-1] for k, v in history.items() if v},
+        "history": history,
+        "findings": [f.to_dict() for f in result.findings],
+    }
+
+
+def write_report(result: RunResult, recipe: Recipe) -> Path:
+    """Writes ``report.json`` atomically into the run directory and returns its path."""
+    path = result.run_dir / "report.json"
+    write_atomic(path, json.dumps(report_dict(result, recipe), indent=2, allow_nan=True) + "\n")
+    return path
+
+
+def summary_lines(result: RunResult) -> Sequence[str]:
+    """The final summary the CLI prints: final values, findings, where the run was written."""
+    final = {k: v[-1] for k, v in result.history.history.items() if v}
+    lines = [f"trained {len(result.history.epoch)} epochs in {result.seconds:.1f}s: " + "  ".join(f"{k} {v:.4g}" for k, v in final.items())]
+    problems = [f for f in result.findings if f.severity in ("warning", "error")]
+    if problems:
+        lines.append(f"{len(problems)} finding(s):")
+        lines.extend(f.format() for f in problems)
+    else:
+        lines.append("no findings of severity warning or error")
+    lines.append(f"run written to {result.run_dir}  (tensorboard --logdir {result.run_dir.parent.parent})")
+    return lines

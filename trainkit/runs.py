@@ -1,0 +1,64 @@
+"""Run directories: unique names, writability checks, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+from trainkit.errors import RunDirError
+
+
+def check_writable(logdir: str | Path) -> Path:
+    """Creates ``logdir`` if needed and proves a file can be written there.
+
+    Raises:
+        RunDirError: ``logdir-unwritable``, before any training starts.
+    """
+    path = Path(logdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".trainkit-write-test-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {reason}. Pass a writable directory with --logdir.") from None
+    return path
+
+
+def create_run_dir(logdir: str | Path, name: str) -> Path:
+    """Creates ``<logdir>/<name>/<timestamp>`` and returns it; never reuses an existing directory.
+
+    Two runs started in the same second get ``<timestamp>``, ``<timestamp>-1``, ...: the directory
+    is claimed with an exclusive ``mkdir``, so concurrent processes cannot both get one name.
+    """
+    parent = check_writable(Path(logdir) / name)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for suffix in range(10_000):
+        candidate = parent / (stamp if suffix == 0 else f"{stamp}-{suffix}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise RunDirError("logdir-unwritable", f"Cannot create the run directory {candidate}: {err.strerror or err}.") from None
+        return candidate
+    raise RunDirError("logdir-unwritable", f"Could not find a free run directory name under {parent}.")
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Writes ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
