@@ -73,13 +73,16 @@ class CompiledLoop:
     Args:
         step: The step to repeat; must return a flat dict of scalar tensors.
         jit_compile: Compile the in-memory loop (and the streaming step) with XLA.
+        stop_on_nonfinite: End a call right after the first step whose ``loss`` is NaN or
+            infinite, so training stops at that step rather than at the end of the call.
     """
 
-    def __init__(self, step: StepFn, *, jit_compile: bool = False) -> None:
+    def __init__(self, step: StepFn, *, jit_compile: bool = False, stop_on_nonfinite: bool = False) -> None:
         self._step = step
         self.jit_compile = jit_compile
+        self.stop_on_nonfinite = stop_on_nonfinite
         self.names: tuple[str, ...] | None = None
-        self._in_memory_fns: dict[int, Callable[..., tf.Tensor]] = {}
+        self._in_memory_fns: dict[int, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
         self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
 
     def discover_names(self, batch_spec: Any) -> tuple[str, ...]:
@@ -100,29 +103,39 @@ class CompiledLoop:
         return self.names
 
     # -- in-memory ---------------------------------------------------------------------------------
-    def _build_in_memory(self, capacity: int) -> Callable[..., tf.Tensor]:
+    def _loss_column(self) -> int | None:
+        """Column of ``loss`` in a buffer row, when calls should stop on a non-finite loss."""
+        if not self.stop_on_nonfinite or self.names is None or "loss" not in self.names:
+            return None
+        return 1 + self.names.index("loss")
+
+    def _build_in_memory(self, capacity: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
         names = self.names
         assert names is not None
         width = len(names) + 1
         step = self._step
 
-        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor) -> tf.Tensor:
+        loss_column = self._loss_column()
+
+        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
 
-            def body(i: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+            def body(i: tf.Tensor, finite: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
                 # tf.gather, not indices[start + i]: XLA would take a slice's begin as a
                 # compile-time constant and recompile for every new start.
                 batch = gather_batch(data, tf.gather(indices, start + i))
-                logs = step(batch)
-                return i + 1, buffer.write(i, _flatten_logs(logs, names, batch))
+                row = _flatten_logs(step(batch), names, batch)
+                if loss_column is not None:
+                    finite = tf.math.is_finite(row[loss_column])
+                return i + 1, finite, buffer.write(i, row)
 
-            _, buffer = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), buffer))
-            return buffer.stack()
+            count, _, buffer = tf.while_loop(lambda i, finite, _: (i < num_steps) & finite, body, (tf.constant(0), tf.constant(True), buffer))
+            return buffer.stack(), count
 
         return tf.function(run, jit_compile=self.jit_compile, reduce_retracing=False)
 
     def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int) -> StepOutputs:
-        """Runs the batches ``indices[start : start + num_steps]``.
+        """Runs the batches ``indices[start : start + num_steps]`` (fewer if a loss goes non-finite).
 
         Args:
             data: Structure of tensors holding the whole dataset (e.g. ``(x, y)``).
@@ -137,8 +150,8 @@ class CompiledLoop:
         fn = self._in_memory_fns.get(capacity)
         if fn is None:
             fn = self._in_memory_fns[capacity] = self._build_in_memory(capacity)
-        buffer = fn(data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32))
-        return self._unpack(buffer.numpy()[:num_steps])
+        buffer, count = fn(data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32))
+        return self._unpack(buffer.numpy()[: int(count)])
 
     # -- streaming ---------------------------------------------------------------------------------
     def _build_streaming(self) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
@@ -146,6 +159,7 @@ class CompiledLoop:
         assert names is not None
         width = len(names) + 1
         step = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
+        loss_column = self._loss_column()
 
         def run(iterator: Any, capacity: int) -> tuple[tf.Tensor, tf.Tensor]:
             buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
@@ -155,8 +169,11 @@ class CompiledLoop:
                 if not optional.has_value():
                     break
                 batch = optional.get_value()
-                buffer = buffer.write(i, _flatten_logs(step(batch), names, batch))
+                row = _flatten_logs(step(batch), names, batch)
+                buffer = buffer.write(i, row)
                 count += 1
+                if loss_column is not None and not tf.math.is_finite(row[loss_column]):
+                    break
             return buffer.stack(), count
 
         return tf.function(run, reduce_retracing=False)

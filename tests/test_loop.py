@@ -1,0 +1,67 @@
+"""CompiledLoop on its own: buffers, partial calls, early stop on a non-finite loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit.loop import CompiledLoop, epoch_batches
+
+
+def mean_step(batch):
+    x, _ = batch
+    return {"loss": tf.reduce_mean(x), "max": tf.reduce_max(x)}
+
+
+def data_with_nan_in_batch(bad_batch: int | None, rows: int = 40, batch: int = 4):
+    x = np.arange(rows, dtype=np.float32).reshape(rows, 1)
+    if bad_batch is not None:
+        x[bad_batch * batch, 0] = np.nan
+    return (tf.constant(x), tf.zeros((rows, 1))), x
+
+
+def test_epoch_batches_cover_every_row_once_with_partial_last_batch():
+    order = np.random.default_rng(0).permutation(10)
+    full, partial = epoch_batches(order, 4)
+    assert full.shape == (2, 4) and partial.shape == (1, 2)
+    assert sorted(np.concatenate([full.ravel(), partial.ravel()]).tolist()) == list(range(10))
+    assert epoch_batches(np.arange(8), 4)[1] is None
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_in_memory_call_returns_one_row_per_step_with_batch_sizes(jit):
+    data, x = data_with_nan_in_batch(None)
+    loop = CompiledLoop(mean_step, jit_compile=jit)
+    loop.discover_names((tf.TensorSpec((None, 1)), tf.TensorSpec((None, 1))))
+    indices = tf.constant(np.arange(40, dtype=np.int32).reshape(10, 4))
+    out = loop.run_in_memory(data, indices, start=3, num_steps=5, capacity=8)
+    assert out.steps == 5 and out.names == ("loss", "max")
+    expected = [x[i * 4 : i * 4 + 4].mean() for i in range(3, 8)]
+    np.testing.assert_allclose(out.as_dict()["loss"], expected)
+    assert out.batch_sizes.tolist() == [4] * 5
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_call_stops_right_after_the_first_nonfinite_loss_only_when_asked(stop):
+    data, _ = data_with_nan_in_batch(bad_batch=2)
+    loop = CompiledLoop(mean_step, stop_on_nonfinite=stop)
+    loop.discover_names((tf.TensorSpec((None, 1)), tf.TensorSpec((None, 1))))
+    indices = tf.constant(np.arange(40, dtype=np.int32).reshape(10, 4))
+    out = loop.run_in_memory(data, indices, start=0, num_steps=10, capacity=10)
+    losses = out.as_dict()["loss"]
+    if stop:
+        assert out.steps == 3 and np.isnan(losses[-1]) and np.isfinite(losses[:-1]).all()
+    else:
+        assert out.steps == 10 and np.isnan(losses[2])
+
+
+def test_streaming_call_stops_on_nonfinite_and_on_exhaustion():
+    _, x = data_with_nan_in_batch(bad_batch=1, rows=12, batch=4)
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros_like(x))).batch(4)
+    loop = CompiledLoop(mean_step, stop_on_nonfinite=True)
+    loop.discover_names(dataset.element_spec)
+    assert loop.run_streaming(iter(dataset), 8).steps == 2
+    clean = tf.data.Dataset.from_tensor_slices((np.ones((10, 1), np.float32), np.zeros((10, 1), np.float32))).batch(4)
+    out = loop.run_streaming(iter(clean), 8)
+    assert out.steps == 3 and out.batch_sizes.tolist() == [4, 4, 2]
