@@ -80,6 +80,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
         jit_compile=recipe.training.jit_compile,
         scalars_every=recipe.logging.scalars_every,
         report_last_batch_loss=recipe.training.report_last_batch_loss,
+        hparams=recipe.hparams(),
     )
     trainer.findings.extend(trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val))
     return PreparedRun(recipe, splits, trainer)

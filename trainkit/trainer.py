@@ -23,6 +23,7 @@ from trainkit.history import History
 from trainkit.loop import CompiledLoop, StepOutputs, epoch_batches
 from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
+from trainkit.writers.hparams import clean_hparams, write_hparams
 from trainkit.writers.tensorboard import RunWriter
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
@@ -120,6 +121,9 @@ class Trainer:
         scalars_every: Write per-step scalars to TensorBoard every this many steps.
         report_last_batch_loss: Also record the last batch's loss of each epoch as
             ``last_batch_loss`` (to show how misleading that number is).
+        hparams: Hyperparameters (name -> str, float, int or bool) to record for TensorBoard's
+            HParams dashboard when the writer opens, with the epoch loss and metrics as
+            its metric columns; ``None`` records none.
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class Trainer:
         jit_compile: bool | Literal["auto"] = "auto",
         scalars_every: int = 1,
         report_last_batch_loss: bool = False,
+        hparams: Mapping[str, Any] | None = None,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
@@ -156,6 +161,8 @@ class Trainer:
         self.jit_compile = jit_compile
         self.scalars_every = scalars_every
         self.report_last_batch_loss = report_last_batch_loss
+        # Checked here: a bad value would otherwise fail only when the writer opens.
+        self.hparams = clean_hparams(hparams) if hparams is not None else None
 
         self.findings: list[Finding] = []
         self.history = History()
@@ -518,6 +525,8 @@ class Trainer:
         self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
         for name, markdown in self._pending_texts.items():
             self.writer.text("train", 0, name, markdown)
+        if self.hparams:
+            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in self.metrics)])
 
     def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self.writer is None:
