@@ -8,10 +8,12 @@ filtered (:mod:`trainkit.quiet`), so ``trainkit recipes`` answers instantly.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
@@ -103,6 +105,116 @@ def list_recipes_command(directory: Annotated[Path, typer.Argument(help="Directo
     width = max((len(name) for name, _ in entries), default=0)
     for name, description in entries:
         typer.echo(f"{name:<{width}}  {description}")
+
+
+def _check_output_file(path: Path) -> None:
+    """Refuses an output file that cannot be written, before hours of training go to waste."""
+    import tempfile
+
+    from trainkit.errors import RunDirError
+
+    if path.is_dir():
+        raise RunDirError("output-unwritable", f"--json {path} is a directory; give a file name such as {path / 'compare.json'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".trainkit-write-test-"):
+            pass
+    except OSError as err:
+        raise RunDirError("output-unwritable", f"Cannot write --json {path}: {err.strerror or err}. Pass a file in a writable directory.") from None
+
+
+@app.command("compare")
+def compare_command(
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files; one with a sweep: section stands for every combination of its values.", show_default=False)],
+    set_: SetOption = [],  # noqa: B006
+    logdir: Annotated[Path | None, typer.Option(help="Root directory of the runs (default: each recipe's logging.logdir).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON to this file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the table.")] = False,
+) -> None:
+    """Train several recipes, or every variant of a recipe's sweep:, and print their results side by side.
+
+    Each run gets its own run directory (<logdir>/<recipe>-<key>=<value>/<time>/). The table shows
+    the hyperparameters that differ, the final train and validation loss and metrics, the best
+    epoch and the findings' codes. --set applies to every recipe.
+    """
+    from trainkit.compare import expand_all, format_table, iter_compare, write_json
+    from trainkit.errors import TrainingInterrupted
+
+    rows = []
+    with user_errors():
+        loaded = [_load(path, set_) for path in recipes]
+        variants = expand_all(loaded)  # type: ignore[arg-type]
+        if json_path is not None:
+            _check_output_file(json_path)
+        _import_tensorflow()
+        try:
+            for row in iter_compare(variants, logdir=logdir, progress=None if quiet else _err):
+                rows.append(row)
+        except (TrainingInterrupted, KeyboardInterrupt):
+            # The runs that finished are results: show them before leaving.
+            if rows:
+                typer.echo(format_table(rows))
+            _err(f"interrupted after {len(rows)} of {len(variants)} runs")
+            raise typer.Exit(130) from None
+    typer.echo(format_table(rows))
+    if json_path is not None:
+        write_json(rows, json_path)
+        if not quiet:
+            _err(f"comparison written to {json_path}")
+
+
+@app.command("tensorboard")
+def tensorboard_command(
+    logdir: Annotated[Path, typer.Argument(help="Directory of runs (default: runs, the recipes' default logdir).")] = Path("runs"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+) -> None:
+    """Start TensorBoard on the runs of LOGDIR, on 127.0.0.1, print its URL, and serve until Ctrl-C."""
+    from trainkit.board import TensorBoardError, TensorBoardServer, port_is_free
+
+    if not logdir.is_dir():
+        _err(f"error: [logdir-not-found] No run directory at {logdir}. Train something first (trainkit train RECIPE) or pass the directory: trainkit tensorboard PATH.")
+        raise typer.Exit(EXIT_USER_ERROR)
+    if not 0 <= port <= 65535:
+        _err(f"error: [bad-port] --port {port} is not a TCP port; give 1 to 65535, or 0 for a free one.")
+        raise typer.Exit(EXIT_USER_ERROR)
+    if port and not port_is_free(port):
+        _err(f"error: [port-in-use] Port {port} on 127.0.0.1 cannot be bound (in use, or reserved). Pick another with --port, or --port 0 for a free one.")
+        raise typer.Exit(EXIT_USER_ERROR)
+    server = TensorBoardServer(logdir, port=port)
+    previous = _stop_on_sigterm()
+    try:
+        server.start()
+        server.wait_ready(timeout=120)
+        typer.echo(f"TensorBoard at {server.url} serving {logdir} (Ctrl-C to stop)")
+        assert server.process is not None
+        server.process.wait()
+        # Only reached when TensorBoard exits by itself.
+        _err(f"error: TensorBoard stopped with code {server.process.returncode}: " + " | ".join(server.output_tail(3)))
+        raise typer.Exit(1)
+    except TensorBoardError as err:
+        _err(f"error: {err}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _err("stopping TensorBoard")
+    finally:
+        server.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> Any:
+    """Makes SIGTERM stop like Ctrl-C, so `kill` never leaves the TensorBoard child behind.
+
+    Returns the previous handler, or None where handlers cannot be set (not the main thread).
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ Every problem a user can make in a recipe file or an override ends in a
 ``recipe-unknown-key``    a key the schema does not know (with the closest valid key)
 ``recipe-invalid-value``  a value of the wrong type or out of range, or a non-mapping file
 ``bad-override``          a ``--set`` string that cannot be applied
+``sweep-needs-compare``   ``train_recipe`` was given a recipe with a ``sweep:`` section
 ========================  =================================================================
 
 This module deliberately does not import Keras, so listing and validating recipes stays fast; names
@@ -61,6 +62,9 @@ DEFAULT_IMAGE_SHAPE = (32, 32, 3)
 # and Python's recursion limit give up at a few hundred levels, with exceptions of their own.
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+# A sweep trains every combination of its values: more than this is a typo or a job for a real
+# hyperparameter search, not a side-by-side table.
+MAX_VARIANTS = 256
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -321,6 +325,8 @@ class Recipe(_Section):
     metrics: list[NamedSpec] = Field(default_factory=list)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # Dotted path -> values; `trainkit compare` trains every combination (see trainkit.compare).
+    sweep: dict[str, list[Any]] | None = None
 
     # The file the recipe came from; relative data paths resolve against its directory.
     _source_path: Path | None = PrivateAttr(default=None)
@@ -334,6 +340,39 @@ class Recipe(_Section):
     @classmethod
     def _named_metrics(cls, value: list[NamedSpec]) -> list[NamedSpec]:
         return [_check_named(v) for v in value]
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _flat_sweep(cls, value: Any) -> Any:
+        # `--set sweep.optimizer.learning_rate=[...]` nests mappings; both spellings mean one path.
+        return _flatten_sweep(value) if isinstance(value, Mapping) else value
+
+    @model_validator(mode="after")
+    def _sweep_paths(self) -> Recipe:
+        if not self.sweep:
+            return self
+        variants = 1
+        for path, values in self.sweep.items():
+            if not values:
+                raise ValueError(f"sweep {path} lists no values; give at least one, e.g. {path}: [0.1, 0.01]")
+            if path.split(".")[0] == "sweep":
+                raise ValueError(f"sweep {path}: a sweep cannot change the sweep itself")
+            variants *= len(values)
+        if variants > MAX_VARIANTS:
+            raise ValueError(f"the sweep has {variants} combinations; at most {MAX_VARIANTS} can be compared")
+        # The same path walk as --set, on the resolved recipe, so a misspelt path is named with its
+        # closest valid key before anything trains.
+        resolved = self.model_dump(exclude={"sweep"})
+        for path, values in self.sweep.items():
+            try:
+                _named_as_mapping(resolved, path.split("."))
+                _set_path(resolved, path.split("."), values[0], f"sweep {path}")
+            except RecipeError as err:
+                reason = err.message.replace(f"Override {_short(f'sweep {path}')}: ", "").rstrip(".")
+                # The error line ends with its own period: keep the hint inside the sentence.
+                reason = reason.replace(". Did you mean ", " (did you mean ").replace("?", ")") if ". Did you mean " in reason else reason
+                raise ValueError(f"sweep path {path}: {reason}") from None
+        return self
 
     @model_validator(mode="after")
     def _targets_continuous(self) -> Recipe:
@@ -430,6 +469,18 @@ class Recipe(_Section):
             except (TypeError, ValueError):  # a schedule mapping: no single number
                 return -1.0
         return _default_learning_rate(self.optimizer_name)
+
+
+def _flatten_sweep(node: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """``{optimizer: {learning_rate: [..]}}`` and ``{optimizer.learning_rate: [..]}`` -> dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten_sweep(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
 
 
 def _check_named(value: NamedSpec) -> NamedSpec:
@@ -621,6 +672,32 @@ def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> 
         keys, value = _parse_override(override)
         _set_path(result, keys, value, override)
     return result
+
+
+def apply_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Sets already-parsed values at dotted paths (a sweep variant), returning a new mapping.
+
+    The same path rules as :func:`apply_overrides`, without reading the values as YAML text, except
+    that an optimizer or loss given by name takes keyword paths (``optimizer.learning_rate``).
+
+    Raises:
+        RecipeError: ``bad-override`` for a path the recipe cannot hold.
+    """
+    result = copy.deepcopy(dict(raw))
+    for path, value in values.items():
+        _named_as_mapping(result, path.split("."))
+        _set_path(result, path.split("."), value, f"{path}={_short(value)}")
+    return result
+
+
+def _named_as_mapping(raw: dict[str, Any], keys: list[str]) -> None:
+    """``optimizer: adam`` swept at ``optimizer.learning_rate`` becomes ``{name: adam}`` first.
+
+    Sweeping the learning rate of a recipe that names its optimizer by a bare string is the most
+    common comparison there is; the spelling of the optimizer should not stand in its way.
+    """
+    if len(keys) > 1 and keys[0] in ("optimizer", "loss") and isinstance(raw.get(keys[0]), str):
+        raw[keys[0]] = {"name": raw[keys[0]]}
 
 
 def _parse_override(override: Any) -> tuple[list[str], Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.data import DataSplits, prepare_data
+from trainkit.errors import RecipeError
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.modelbuild import build_from_recipe
@@ -112,6 +113,8 @@ def train_recipe(
         callbacks: Extra callbacks.
         prepared: A :class:`PreparedRun` of this recipe, to skip preparing it again.
     """
+    if recipe.sweep:
+        raise RecipeError("sweep-needs-compare", sweep_message(recipe))
     root = Path(logdir if logdir is not None else recipe.logging.logdir)
     check_writable(root)
     prepared = prepared or prepare_run(recipe)
@@ -136,6 +139,20 @@ def train_recipe(
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started)
     write_report(result, recipe)
     return result
+
+
+def sweep_message(recipe: Recipe) -> str:
+    """Why a recipe with a ``sweep:`` section is not one run, and the two ways forward."""
+    sweep = recipe.sweep or {}
+    count = 1
+    for values in sweep.values():
+        count *= len(values)
+    where = str(recipe.source_path) if recipe.source_path else "RECIPE"
+    return (
+        f"Recipe {recipe.name} sweeps {', '.join(sweep)} ({count} runs), and train runs one. "
+        f"Train and compare them all with: trainkit compare {where}. "
+        "Or train one: add --set sweep=null and --set the values you want."
+    )
 
 
 def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:

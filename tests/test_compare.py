@@ -1,0 +1,347 @@
+"""Comparing runs: sweep expansion and validation, the table, `trainkit compare`, HParams records."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from trainkit.cli import app
+from trainkit.compare import (
+    CompareRow,
+    best_epoch,
+    expand,
+    expand_all,
+    format_table,
+    format_value,
+    variant_label,
+)
+from trainkit.errors import RecipeError
+from trainkit.recipe import MAX_VARIANTS, Recipe, load_recipe
+
+TINY = """
+name: tiny
+task: binary
+data: {source: generator, generator: learnable_binary, rows: 120, features: 4, seed: 0}
+preprocessing: {standardize_inputs: true}
+model:
+  layers:
+    - {type: dense, units: 4, activation: relu}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+optimizer: {name: adam, learning_rate: 0.01}
+metrics: [accuracy]
+training: {epochs: 2, batch_size: 32, jit_compile: false}
+"""
+
+
+def recipe_with(tmp_path: Path, sweep: object = None, name: str = "tiny", **changes: object) -> Path:
+    raw = yaml.safe_load(TINY)
+    raw["name"] = name
+    raw.update(changes)
+    if sweep is not None:
+        raw["sweep"] = sweep
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run_dirs(logdir: Path) -> list[Path]:
+    return sorted(p for p in logdir.glob("*/*") if p.is_dir()) if logdir.exists() else []
+
+
+# ------------------------------------------------------------------------------ sweep expansion
+
+
+def test_a_recipe_without_sweep_is_one_variant(tmp_path):
+    (variant,) = expand(load_recipe(recipe_with(tmp_path)))
+    assert variant.name == "tiny" and variant.values == {}
+
+
+def test_sweep_expands_to_the_cartesian_product_with_values_applied(tmp_path):
+    sweep = {"optimizer.learning_rate": [1.0, 1e-3, 1e-4], "preprocessing.standardize_inputs": [False, True]}
+    recipe = load_recipe(recipe_with(tmp_path, sweep))
+    variants = expand(recipe)
+    assert len(variants) == 6
+    assert [v.name for v in variants[:2]] == ["tiny-learning_rate=1,standardize_inputs=false", "tiny-learning_rate=1,standardize_inputs=true"]
+    last = variants[-1].recipe
+    assert last.optimizer == {"name": "adam", "learning_rate": 1e-4}
+    assert last.preprocessing.standardize_inputs is True
+    assert last.sweep is None  # a variant is one run
+    assert last.source_path == recipe.source_path  # relative data paths still resolve
+    assert recipe.optimizer["learning_rate"] == 0.01  # the base recipe is untouched
+
+
+def test_nested_sweep_and_set_override_mean_the_same_paths(tmp_path):
+    nested = load_recipe(recipe_with(tmp_path, {"optimizer": {"learning_rate": [0.1, 0.01]}}))
+    by_set = load_recipe(recipe_with(tmp_path, name="plain"), ["sweep.optimizer.learning_rate=[0.1, 1e-2]"])
+    assert nested.sweep == by_set.sweep == {"optimizer.learning_rate": [0.1, 0.01]}
+
+
+def test_a_sweep_into_an_optimizer_given_by_name_takes_its_keywords(tmp_path):
+    recipe = load_recipe(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1]}, optimizer="sgd"))
+    (variant,) = expand(recipe)
+    assert variant.recipe.optimizer == {"name": "sgd", "learning_rate": 0.1}
+    assert recipe.optimizer == "sgd"
+
+
+def test_clashing_key_names_use_the_whole_path(tmp_path):
+    recipe = load_recipe(recipe_with(tmp_path, {"model.layers.0.units": [8], "model.layers.1.units": [1]}))
+    (variant,) = expand(recipe)
+    assert variant.name == "tiny-model.layers.0.units=8,model.layers.1.units=1"
+
+
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        ({"optimizer.learning_rat": [0.1]}, None),  # free optimizer kwargs: Keras judges the name
+        ({"training.epoch": [1, 2]}, "did you mean training.epochs"),
+        ({"model.layers.5.units": [3]}, "use an index from 0 to 1"),
+        ({"training.epochs": []}, "lists no values"),
+        ({"training.epochs": 3}, "expected a valid list"),
+        ({"sweep.x": [1]}, "cannot change the sweep itself"),
+        ({"training.epochs": list(range(1, 20)), "training.batch_size": list(range(1, 20))}, f"at most {MAX_VARIANTS}"),
+    ],
+)
+def test_sweep_paths_and_sizes_are_checked_when_the_recipe_loads(tmp_path, sweep, expected):
+    path = recipe_with(tmp_path, sweep)
+    if expected is None:
+        assert load_recipe(path).sweep == sweep
+        return
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert err.value.code == "recipe-invalid-value"
+    assert expected in err.value.message
+    assert "\n" not in str(err.value)
+
+
+def test_a_bad_value_names_its_variant_before_anything_runs(tmp_path):
+    recipe = load_recipe(recipe_with(tmp_path, {"training.epochs": [1, "many"]}))
+    with pytest.raises(RecipeError) as err:
+        expand_all([recipe])
+    assert "sweep variant epochs=many" in err.value.message and "training.epochs" in err.value.message
+
+
+def test_train_recipe_refuses_a_sweep_and_points_to_compare(tmp_path):
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01]}))
+    with pytest.raises(RecipeError) as err:
+        train_recipe(recipe, logdir=tmp_path / "runs")
+    assert err.value.code == "sweep-needs-compare"
+    assert "trainkit compare" in err.value.message and "--set sweep=null" in err.value.message
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1e-3, "0.001"), (1e-5, "1e-05"), (1.0, "1"), (True, "true"), (64, "64"), ("he normal/x", "he_normal_x"), ({"name": "sgd"}, "sgd")],
+)
+def test_format_value_is_short_and_path_safe(value, text):
+    assert format_value(value) == text
+    assert "/" not in format_value(value)
+
+
+def test_variant_label_joins_the_values():
+    assert variant_label({"optimizer.learning_rate": 0.001, "training.batch_size": 64}) == "learning_rate=0.001,batch_size=64"
+
+
+# ----------------------------------------------------------------------------------- the table
+
+
+def test_best_epoch_is_one_based_lowest_val_loss_ignoring_nan():
+    assert best_epoch({"loss": [3.0, 2.0, 1.0], "val_loss": [2.0, math.nan, 2.5]}) == (1, "val_loss")
+    assert best_epoch({"loss": [3.0, 1.0, 2.0]}) == (2, "loss")
+    assert best_epoch({"loss": [math.nan]}) == (None, "loss")
+
+
+def _row(name: str, lr: float, **kw: object) -> CompareRow:
+    hparams = {"learning_rate": lr, "optimizer": "adam", "layers": "4-1"}
+    return CompareRow(name=name, recipe="tiny", sweep={"optimizer.learning_rate": lr}, hparams=hparams, **kw)  # type: ignore[arg-type]
+
+
+def test_table_shows_differing_hparams_metrics_best_epoch_and_findings():
+    rows = [
+        _row("tiny-learning_rate=1", 1.0, epochs_run=2, final={"loss": 0.7, "accuracy": 0.5, "val_loss": math.nan, "val_accuracy": 0.5},
+             best_epoch=None, findings=[{"code": "loss-diverged", "severity": "error"}, {"code": "note", "severity": "info"}]),
+        _row("tiny-learning_rate=0.001", 0.001, epochs_run=2, final={"loss": 0.123456, "accuracy": 0.9, "val_loss": 0.2, "val_accuracy": 0.85},
+             best_epoch=2, best_monitor="val_loss"),
+        _row("tiny-learning_rate=0.1", 0.1, error="[non-finite-loss] The loss became NaN at step 3."),
+    ]
+    lines = format_table(rows).splitlines()
+    header = lines[0].split()
+    assert header[:2] == ["run", "learning_rate"]  # optimizer and layers are equal: not shown
+    assert "optimizer" not in lines[0] and "layers" not in lines[0]
+    assert lines[0].index("loss") < lines[0].index("val_loss") < lines[0].index("accuracy") < lines[0].index("val_accuracy")
+    assert set(lines[1]) <= {"-", " "}
+    assert "loss-diverged" in lines[2] and "note" not in lines[2]  # info findings stay in the JSON
+    assert "0.1235" in lines[3] and "2 (val_loss)" in lines[3]
+    assert "stopped: non-finite-loss" in lines[4]
+    # Aligned: each column's title and cells sit inside its rule of dashes.
+    spans = [(m.start(), m.end()) for m in re.finditer("-+", lines[1])]
+    titles = [lines[0][a:b].strip() for a, b in spans]
+    assert titles == ["run", "learning_rate", "epochs", "loss", "val_loss", "accuracy", "val_accuracy", "best epoch", "findings"]
+    assert [lines[3][a:b].strip() for a, b in spans][3:5] == ["0.1235", "0.2"]
+    assert lines[3][spans[3][1] - 1] == "5"  # numbers are right-aligned
+    # Numbers are right-aligned: the loss column ends at the same position on every row.
+    end = lines[0].index("loss") + len("loss")
+    assert lines[3][end - len("0.1235"):end] == "0.1235"
+
+
+# ----------------------------------------------------------------------------- HParams records
+
+
+def test_write_hparams_records_session_and_experiment_with_both_groups(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from trainkit.writers.hparams import write_hparams
+
+    run_dir = tmp_path / "tiny" / "20250101-000000"
+    run_dir.mkdir(parents=True)
+    path = write_hparams(run_dir, {"learning_rate": np.float32(0.5), "optimizer": "adam", "batchnorm": False}, ["loss", "accuracy"])
+    assert path.parent == run_dir and path.exists()
+    values = {v.tag: v for event in EventFileLoader(str(path)).Load() for v in event.summary.value}
+    start = metadata.parse_session_start_info_plugin_data(values[metadata.SESSION_START_INFO_TAG].metadata.plugin_data.content)
+    assert start.group_name == "tiny/20250101-000000"
+    assert start.hparams["learning_rate"].number_value == 0.5 and start.hparams["optimizer"].string_value == "adam"
+    experiment = metadata.parse_experiment_plugin_data(values[metadata.EXPERIMENT_TAG].metadata.plugin_data.content)
+    types = {info.name: info.type for info in experiment.hparam_infos}
+    assert types == {"learning_rate": api_pb2.DATA_TYPE_FLOAT64, "optimizer": api_pb2.DATA_TYPE_STRING, "batchnorm": api_pb2.DATA_TYPE_BOOL}
+    metrics = {(m.name.group, m.name.tag) for m in experiment.metric_infos}
+    assert metrics == {(g, f"epoch/{n}") for g in ("train", "validation") for n in ("loss", "accuracy")}
+
+
+@pytest.mark.parametrize("bad", [{"x": None}, {"x": [1, 2]}, {"": 1}])
+def test_hparams_of_unsupported_types_are_refused_when_the_trainer_is_built(bad):
+    import keras
+
+    from trainkit import Trainer
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(TypeError):
+        Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", hparams=bad)
+
+
+# ---------------------------------------------------------------------------- trainkit compare
+
+
+def test_compare_sweep_trains_each_variant_and_prints_the_table(runner, tmp_path):
+    recipe = recipe_with(tmp_path, {"optimizer.learning_rate": [0.05, 0.001]})
+    logdir, out = tmp_path / "runs", tmp_path / "out" / "compare.json"
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(logdir), "--json", str(out), "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    dirs = run_dirs(logdir)
+    assert [d.parent.name for d in dirs] == ["tiny-learning_rate=0.001", "tiny-learning_rate=0.05"]
+    for run_dir in dirs:
+        assert list(run_dir.glob("events.out.tfevents.*.hparams")), "HParams records at the run root"
+        assert "sweep: null" in (run_dir / "recipe.yaml").read_text()
+    table = [line for line in result.stdout.splitlines() if line.startswith("tiny-")]
+    assert [line.split()[0] for line in table] == ["tiny-learning_rate=0.05", "tiny-learning_rate=0.001"]
+    assert "learning_rate" in result.stdout.splitlines()[0] and "val_accuracy" in result.stdout
+    assert "[2/2] tiny-learning_rate=0.001: 1 epochs" in result.stderr
+    data = json.loads(out.read_text())
+    assert data["differing_hparams"] == ["learning_rate"]
+    first = data["runs"][0]
+    assert first["sweep"] == {"optimizer.learning_rate": 0.05} and first["hparams"]["learning_rate"] == 0.05
+    report = json.loads((Path(first["run_dir"]) / "report.json").read_text())
+    assert first["final"] == report["final"] and first["epochs_run"] == 1 and first["best_epoch"] == 1
+
+
+def test_compare_two_recipes_shows_what_differs(runner, tmp_path):
+    simple = recipe_with(tmp_path, name="simple")
+    raw = yaml.safe_load(TINY)
+    raw["model"]["layers"].insert(0, {"type": "dense", "units": 16, "activation": "relu"})
+    complex_ = recipe_with(tmp_path, name="complex", model=raw["model"])
+    result = runner.invoke(app, ["compare", str(simple), str(complex_), "--logdir", str(tmp_path / "runs"), "-q", "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["run", "layers", "activations"]
+    assert lines[2].split()[:2] == ["simple", "4-1"] and lines[3].split()[:2] == ["complex", "16-4-1"]
+    assert not any(line.startswith("[") for line in lines)  # -q: the table only
+
+
+@pytest.mark.parametrize(
+    ("sweep", "code"),
+    [
+        ({"training.epoch": [1]}, "recipe-invalid-value"),
+        ({"loss": ["binary_crossentropy", "mse"]}, "regression-loss-for-classification"),  # 2nd variant, found before the 1st trains
+    ],
+)
+def test_compare_user_errors_are_one_line_exit_2_and_train_nothing(runner, tmp_path, sweep, code):
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["compare", str(recipe_with(tmp_path, sweep)), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: [{code}]"), result.output
+    assert run_dirs(logdir) == []
+
+
+def test_compare_refuses_an_unwritable_json_path_before_training(runner, tmp_path):
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["compare", str(recipe_with(tmp_path)), "--logdir", str(logdir), "--json", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [output-unwritable]")
+    assert run_dirs(logdir) == []
+
+
+def test_train_on_a_sweep_recipe_is_a_user_error(runner, tmp_path):
+    result = runner.invoke(app, ["train", str(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01]})), "--logdir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [sweep-needs-compare]") and len(result.output.strip().splitlines()) == 1
+
+
+def test_train_writes_hparams_of_the_recipe(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import metadata
+
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(recipe_with(tmp_path), ["training.epochs=1"])
+    result = train_recipe(recipe, logdir=tmp_path / "runs", verbose=0)
+    (path,) = result.run_dir.glob("events.out.tfevents.*.hparams")
+    values = {v.tag: v for event in EventFileLoader(str(path)).Load() for v in event.summary.value}
+    start = metadata.parse_session_start_info_plugin_data(values[metadata.SESSION_START_INFO_TAG].metadata.plugin_data.content)
+    expected = Recipe.hparams(recipe)
+    assert set(start.hparams) == set(expected)
+    assert start.hparams["learning_rate"].number_value == pytest.approx(0.01)
+    assert start.hparams["standardize_inputs"].bool_value is True
+    assert start.hparams["layers"].string_value == "4-1"
+
+
+# ------------------------------------------------------------------------ trainkit tensorboard
+
+
+def test_tensorboard_missing_logdir_is_one_line_exit_2(runner, tmp_path):
+    result = runner.invoke(app, ["tensorboard", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [logdir-not-found]") and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_tensorboard_bad_port_is_one_line_exit_2(runner, tmp_path, port):
+    result = runner.invoke(app, ["tensorboard", str(tmp_path), f"--port={port}"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [bad-port]")
+
+
+def test_tensorboard_taken_port_is_one_line_exit_2(runner, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        result = runner.invoke(app, ["tensorboard", str(tmp_path), "--port", str(sock.getsockname()[1])])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: [port-in-use]")

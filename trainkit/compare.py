@@ -1,0 +1,356 @@
+"""Train several recipes, or every variant of a recipe's ``sweep:``, and compare them side by side.
+
+The scenarios come in families (learning rate 1.0 vs 1e-4, a simple vs a complex model, raw vs
+standardised inputs); :func:`compare` trains each member as its own run directory and returns one
+:class:`CompareRow` per run, which :func:`format_table` turns into a plain aligned table and
+:func:`rows_json` into JSON. A sweep
+
+.. code-block:: yaml
+
+    sweep:
+      optimizer.learning_rate: [1.0, 1.0e-3, 1.0e-4]
+      preprocessing.standardize_inputs: [false, true]
+
+trains the cartesian product (6 runs here), each named ``<recipe>-<key>=<value>,...``
+(``mlp_binary-learning_rate=0.001,standardize_inputs=true``) under ``<logdir>/<that name>/``.
+
+Every variant is validated and prepared (data, model, compatibility and data checks) before the
+first one trains, so a bad value in the fourth variant fails at once, with nothing trained and no
+run directory written. A run that fails *while* training (a diverging learning rate is often the
+point of the comparison) is recorded in its row and the others still run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainkit.errors import RecipeError, TrainingInterrupted, TrainkitError
+from trainkit.recipe import Recipe, apply_values
+from trainkit.runs import write_atomic
+
+if TYPE_CHECKING:
+    from trainkit.run import PreparedRun
+
+# Findings of these severities appear in the table; every finding is in the JSON.
+TABLE_SEVERITIES = ("warning", "error")
+_UNSAFE_NAME = re.compile(r"[^\w.=,+-]+")
+
+
+@dataclasses.dataclass
+class Variant:
+    """One run of a comparison: a recipe without a sweep, and the sweep values that made it.
+
+    Attributes:
+        recipe: The validated recipe to train (``sweep`` cleared, ``name`` suffixed).
+        base: The name of the recipe it came from.
+        values: Sweep path -> value of this variant (empty for a recipe without a sweep).
+    """
+
+    recipe: Recipe
+    base: str
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The run's name: the recipe's name with the sweep values appended."""
+        return self.recipe.name or self.base
+
+
+@dataclasses.dataclass
+class CompareRow:
+    """What one run of a comparison produced (or why it stopped).
+
+    Attributes:
+        name: The run's name (``<recipe>-<key>=<value>``).
+        recipe: The name of the recipe it came from.
+        sweep: Sweep path -> value of this run.
+        hparams: The recipe's hyperparameters (``Recipe.hparams()``).
+        run_dir: The run directory, once created.
+        epochs_run: Epochs that finished.
+        seconds: Training time.
+        final: Last epoch's value of each history key (``loss``, ``val_loss``, ``accuracy``...).
+        best_epoch: 1-based epoch (as in the console's ``epoch N/M`` lines) with the lowest
+            ``best_monitor`` value; ``None`` when no epoch has a finite value.
+        best_monitor: ``val_loss`` when the run has validation data, else ``loss``.
+        findings: Every finding of the checks and the diagnosis, as dicts.
+        error: ``"[code] message"`` when training stopped with an error, else ``None``.
+    """
+
+    name: str
+    recipe: str
+    sweep: dict[str, Any]
+    hparams: dict[str, Any]
+    run_dir: str | None = None
+    epochs_run: int = 0
+    seconds: float = 0.0
+    final: dict[str, float] = dataclasses.field(default_factory=dict)
+    best_epoch: int | None = None
+    best_monitor: str = "loss"
+    findings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    def finding_codes(self, severities: Sequence[str] = TABLE_SEVERITIES) -> list[str]:
+        """The distinct codes of the findings of the given severities, in order of appearance."""
+        return list(dict.fromkeys(f["code"] for f in self.findings if f.get("severity") in severities))
+
+
+# ------------------------------------------------------------------------------------ variants
+
+
+def format_value(value: Any) -> str:
+    """A short, path-safe spelling of a sweep value (``0.001``, ``1e-05``, ``true``, ``sgd``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str) and len(value) == 1:
+        return value["name"]
+    if isinstance(value, Mapping | list | tuple):
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return _UNSAFE_NAME.sub("_", str(value)).strip("_") or "_"
+
+
+def _short_keys(paths: Sequence[str]) -> dict[str, str]:
+    """The last part of each path (``learning_rate``), or the whole path where two would clash."""
+    last = [p.rsplit(".", 1)[-1] for p in paths]
+    return {p: (short if last.count(short) == 1 else p) for p, short in zip(paths, last, strict=True)}
+
+
+def variant_label(values: Mapping[str, Any]) -> str:
+    """``learning_rate=0.001,standardize_inputs=true`` for a variant's sweep values."""
+    short = _short_keys(list(values))
+    return ",".join(f"{short[path]}={format_value(value)}" for path, value in values.items())
+
+
+def expand(recipe: Recipe) -> list[Variant]:
+    """The runs a recipe stands for: itself, or one per combination of its sweep values.
+
+    Raises:
+        RecipeError: A combination that is not a valid recipe (``recipe-invalid-value``, ...),
+            with the variant named in the message.
+    """
+    base = recipe.name or "recipe"
+    if not recipe.sweep:
+        return [Variant(recipe, base)]
+    raw = recipe.model_dump(mode="json", exclude={"sweep"})
+    paths = list(recipe.sweep)
+    variants = []
+    for combination in itertools.product(*(recipe.sweep[p] for p in paths)):
+        values = dict(zip(paths, combination, strict=True))
+        label = variant_label(values)
+        changed = apply_values(raw, values)
+        changed["name"] = f"{base}-{label}"
+        try:
+            variant = Recipe.from_dict(changed)
+        except RecipeError as err:
+            raise RecipeError(err.code, f"{recipe.source_path or base}: sweep variant {label}: {err.message}") from None
+        variant._source_path = recipe.source_path  # relative data paths stay relative to the file
+        variants.append(Variant(variant, base, values))
+    return variants
+
+
+def expand_all(recipes: Sequence[Recipe]) -> list[Variant]:
+    """Every variant of every recipe, in order."""
+    return [variant for recipe in recipes for variant in expand(recipe)]
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+def best_epoch(history: Mapping[str, Sequence[float]]) -> tuple[int | None, str]:
+    """The 1-based epoch with the lowest ``val_loss`` (or ``loss`` without validation data).
+
+    Returns:
+        ``(epoch or None, monitored key)``; ``None`` when no epoch has a finite value.
+    """
+    monitor = "val_loss" if history.get("val_loss") else "loss"
+    values = [(v, i) for i, v in enumerate(history.get(monitor, [])) if math.isfinite(v)]
+    return (min(values)[1] + 1 if values else None), monitor
+
+
+def iter_compare(
+    variants: Sequence[Variant],
+    *,
+    logdir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[CompareRow]:
+    """Prepares every variant, then trains them one after the other, yielding each row when done.
+
+    A generator, so a caller interrupted half-way still holds the rows that finished.
+
+    Args:
+        variants: The runs, from :func:`expand_all`.
+        logdir: Root of the run directories; default: each recipe's ``logging.logdir``.
+        progress: Called with one line per run and phase (``None``: silent).
+
+    Yields:
+        One row per variant, in order.
+
+    Raises:
+        TrainkitError: A user error found while preparing (bad data, an incompatible model, an
+            unwritable logdir), raised before anything trains.
+        TrainingInterrupted: Ctrl-C during a run; the rows yielded so far are complete.
+    """
+    say = progress or (lambda _line: None)
+    retracing = _RetracingFilter()
+    logging.getLogger("tensorflow").addFilter(retracing)
+    try:
+        yield from _train_all(variants, logdir, say)
+    finally:
+        logging.getLogger("tensorflow").removeFilter(retracing)
+
+
+class _RetracingFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing".
+
+    Each variant builds its own model and compiled functions, which TensorFlow's process-wide
+    heuristic mistakes for a retracing problem after a few runs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None]) -> Iterator[CompareRow]:
+    # Imported here: preparing builds Keras models, and `trainkit compare --help` should not wait.
+    from trainkit.run import prepare_run, train_recipe
+    from trainkit.runs import check_writable
+
+    total = len(variants)
+    for root in dict.fromkeys(Path(logdir if logdir is not None else v.recipe.logging.logdir) for v in variants):
+        check_writable(root)
+    prepared: list[PreparedRun | None] = []
+    for i, variant in enumerate(variants, 1):
+        say(f"[{i}/{total}] checking {variant.name}")
+        try:
+            prepared.append(prepare_run(variant.recipe))
+        except TrainkitError as err:
+            if total == 1:
+                raise
+            raise type(err)(err.code, f"{variant.name}: {err.message}") from None  # which variant
+    for i, variant in enumerate(variants, 1):
+        row = CompareRow(variant.name, variant.base, dict(variant.values), variant.recipe.hparams())
+        ready, prepared[i - 1] = prepared[i - 1], None  # let each model go once it has trained
+        assert ready is not None
+        say(f"[{i}/{total}] training {variant.name} ({variant.recipe.training.epochs} epochs)")
+        started = time.perf_counter()
+        try:
+            result = train_recipe(variant.recipe, logdir=logdir, verbose=0, prepared=ready)
+        except TrainingInterrupted:
+            raise
+        except TrainkitError as err:  # e.g. a diverging run stopped on a NaN loss: a result too
+            row.error = str(err)
+            row.findings = [f.to_dict() for f in ready.findings]
+            row.seconds = time.perf_counter() - started
+            say(f"[{i}/{total}] {variant.name} stopped: error: {err}")
+            yield row
+            continue
+        history = result.history.history
+        row.run_dir = str(result.run_dir)
+        row.epochs_run = len(result.history.epoch)
+        row.seconds = result.seconds
+        row.final = {k: v[-1] for k, v in history.items() if v}
+        row.best_epoch, row.best_monitor = best_epoch(history)
+        row.findings = [f.to_dict() for f in result.findings]
+        losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
+        say(f"[{i}/{total}] {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}")
+        yield row
+
+
+def compare(variants: Sequence[Variant], *, logdir: str | Path | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
+    """Trains every variant (see :func:`iter_compare`) and returns all the rows."""
+    return list(iter_compare(variants, logdir=logdir, progress=progress))
+
+
+# ------------------------------------------------------------------------------------- output
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
+def differing_hparams(rows: Sequence[CompareRow]) -> list[str]:
+    """The hyperparameters whose values differ between the rows (what the comparison is about)."""
+    if len(rows) < 2:
+        return []
+    keys = list(dict.fromkeys(k for row in rows for k in row.hparams))
+    return [k for k in keys if len({json.dumps(row.hparams.get(k), sort_keys=True, default=str) for row in rows}) > 1]
+
+
+def _metric_columns(rows: Sequence[CompareRow]) -> list[str]:
+    """History keys in a stable order: loss, val_loss, then each metric beside its val_ twin."""
+    keys = list(dict.fromkeys(k for row in rows for k in row.final))
+    base = list(dict.fromkeys(k.removeprefix("val_") for k in keys))
+    base.sort(key=lambda k: k != "loss")  # loss first, the others as they came
+    return [k for name in base for k in (name, f"val_{name}") if k in keys]
+
+
+def table_rows(rows: Sequence[CompareRow]) -> tuple[list[str], list[list[str]]]:
+    """The header and the cells of the comparison table (all strings)."""
+    hparams = differing_hparams(rows)
+    metrics = _metric_columns(rows)
+    header = ["run", *hparams, "epochs", *metrics, "best epoch", "findings"]
+    cells = []
+    for row in rows:
+        best = f"{row.best_epoch} ({row.best_monitor})" if row.best_epoch is not None else "-"
+        codes = row.finding_codes()
+        if row.error:
+            codes.insert(0, f"stopped: {row.error.split(']')[0].lstrip('[')}")
+        cells.append([row.name, *(_cell(row.hparams.get(k)) for k in hparams), str(row.epochs_run), *(_cell(row.final.get(k)) for k in metrics), best, ", ".join(codes) or "-"])
+    return header, cells
+
+
+def format_table(rows: Sequence[CompareRow]) -> str:
+    """A plain aligned text table: names left-aligned, numbers right-aligned, no colour.
+
+    Plain text (not a terminal widget) so that it reads the same in a terminal, a pipe, a CI log
+    or a file, at any width.
+    """
+    header, cells = table_rows(rows)
+    widths = [max(len(line[j]) for line in [header, *cells]) for j in range(len(header))]
+    numeric = [j for j in range(len(header)) if cells and all(_is_number(line[j]) for line in cells)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if j in numeric else v.ljust(w) for j, (v, w) in enumerate(zip(values, widths, strict=True))]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(c) for c in cells)])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == "-"
+    return True
+
+
+def rows_json(rows: Sequence[CompareRow]) -> dict[str, Any]:
+    """The comparison as a JSON-serialisable dict: ``{"differing_hparams": [...], "runs": [...]}``."""
+    return {"differing_hparams": differing_hparams(rows), "runs": [dataclasses.asdict(row) for row in rows]}
+
+
+def write_json(rows: Sequence[CompareRow], path: str | Path) -> Path:
+    """Writes :func:`rows_json` to ``path`` atomically (NaN written as ``NaN``, as in report.json)."""
+    path = Path(path)
+    write_atomic(path, json.dumps(rows_json(rows), indent=2, allow_nan=True, default=str) + "\n")
+    return path
