@@ -291,7 +291,7 @@ def test_override_into_free_mapping(tiny: Path) -> None:
         ("training..epochs=3", "empty key"),
         (" =3", "empty key"),
         ("training.epochs.deep=3", "training.epochs holds int"),
-        ("loss.from_logits=true", "loss holds str"),
+        ("task.name=x", "task holds str"),
         ("training.epoch=3", "Did you mean training.epochs?"),
         ("nonsense.key=1", "unknown key nonsense"),
         ("model.layers.9.units=3", "model.layers.9"),
@@ -363,3 +363,10 @@ def test_fuzz_overrides_only_raise_recipe_error(overrides: list[str]) -> None:
         Recipe.from_dict(apply_overrides(raw, overrides), source_path="fuzz.yaml")
     except RecipeError as err:
         assert "\n" not in err.message
+
+
+def test_keyword_override_on_a_loss_or_optimizer_given_by_name(tiny: Path):
+    """`loss: binary_crossentropy` takes `--set loss.from_logits=true`: the name becomes {name: ...}."""
+    recipe = load_recipe(tiny, ["loss.from_logits=true", "optimizer.learning_rate=0.05"])
+    assert recipe.loss == {"name": "binary_crossentropy", "from_logits": True}
+    assert recipe.optimizer == {"name": "adam", "learning_rate": 0.05}

@@ -42,8 +42,13 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TrainkitError as err:
-        _err(f"error: {err}")
+        _err(f"error: {one_line(str(err))}")
         raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def one_line(message: str) -> str:
+    """Escapes control characters (a key typed with a newline in it, say) so an error stays one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in message)
 
 
 def _load(recipe: Path, overrides: list[str]) -> object:
@@ -192,7 +197,7 @@ def tensorboard_command(
         _err(f"error: TensorBoard stopped with code {server.process.returncode}: " + " | ".join(server.output_tail(3)))
         raise typer.Exit(1)
     except TensorBoardError as err:
-        _err(f"error: {err}")
+        _err(f"error: {one_line(str(err))}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         _err("stopping TensorBoard")

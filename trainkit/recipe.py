@@ -647,8 +647,9 @@ def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> 
     """Applies ``--set`` overrides to a parsed recipe mapping, returning a new mapping.
 
     Each override is ``dotted.path=value``; the value is read as YAML (``1e-3`` included, as a
-    float), list items are addressed by index (``model.layers.0.units=64``) and missing or null
-    sections are created (``training.early_stopping.patience=3``).
+    float), list items are addressed by index (``model.layers.0.units=64``), missing or null
+    sections are created (``training.early_stopping.patience=3``), and an optimizer or loss given
+    by name takes keyword paths (``optimizer.learning_rate=0.01`` on ``optimizer: adam``).
 
     Args:
         raw: The recipe mapping (not modified).
@@ -670,6 +671,7 @@ def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> 
         raise RecipeError("recipe-invalid-value", "The recipe is nested too deeply to override.") from None
     for override in overrides:
         keys, value = _parse_override(override)
+        _named_as_mapping(result, keys)
         _set_path(result, keys, value, override)
     return result
 
@@ -677,8 +679,7 @@ def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> 
 def apply_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """Sets already-parsed values at dotted paths (a sweep variant), returning a new mapping.
 
-    The same path rules as :func:`apply_overrides`, without reading the values as YAML text, except
-    that an optimizer or loss given by name takes keyword paths (``optimizer.learning_rate``).
+    The same path rules as :func:`apply_overrides`, without reading the values as YAML text.
 
     Raises:
         RecipeError: ``bad-override`` for a path the recipe cannot hold.
@@ -691,10 +692,10 @@ def apply_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str,
 
 
 def _named_as_mapping(raw: dict[str, Any], keys: list[str]) -> None:
-    """``optimizer: adam`` swept at ``optimizer.learning_rate`` becomes ``{name: adam}`` first.
+    """``optimizer: adam`` set or swept at ``optimizer.learning_rate`` becomes ``{name: adam}`` first.
 
-    Sweeping the learning rate of a recipe that names its optimizer by a bare string is the most
-    common comparison there is; the spelling of the optimizer should not stand in its way.
+    Changing the learning rate of a recipe that names its optimizer by a bare string is the most
+    common override there is; the spelling of the optimizer should not stand in its way.
     """
     if len(keys) > 1 and keys[0] in ("optimizer", "loss") and isinstance(raw.get(keys[0]), str):
         raw[keys[0]] = {"name": raw[keys[0]]}
