@@ -39,7 +39,15 @@ class RunDirError(TrainkitError, OSError):
 
 
 class TrainingInterrupted(TrainkitError):
-    """Training was stopped by a signal; the run was saved and can be resumed."""
+    """Training was stopped by a signal; the run was saved and can be resumed.
+
+    Attributes:
+        exit_code: What the process should exit with: 130 after SIGINT, 143 after SIGTERM.
+    """
+
+    def __init__(self, code: str, message: str, *, exit_code: int = 130) -> None:
+        super().__init__(code, message)
+        self.exit_code = exit_code
 
 
 class NonFiniteLossError(TrainkitError, ArithmeticError):

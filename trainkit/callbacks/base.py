@@ -54,6 +54,13 @@ class Callback:
             outputs: The per-step values; ``outputs.as_dict()`` maps names to arrays.
         """
 
+    def get_state(self) -> dict[str, Any] | None:
+        """JSON-serialisable state a checkpoint must keep to resume this callback exactly."""
+        return None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores what :meth:`get_state` returned (when resuming from a checkpoint)."""
+
 
 def _overrides(callback: Callback, hook: str) -> bool:
     return getattr(type(callback), hook) is not getattr(Callback, hook)

@@ -34,7 +34,8 @@ class EarlyStopping(Callback):
         self._best_weights: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        self.wait = 0
+        if not getattr(self, "_resumed", False):
+            self.wait = 0
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self.monitor not in logs:
@@ -52,6 +53,13 @@ class EarlyStopping(Callback):
             if self.restore_best_weights and self._best_weights is not None:
                 self.trainer.model.set_weights(self._best_weights)
 
-    def state(self) -> dict[str, Any]:
-        """What a checkpoint needs to resume this callback exactly."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+    def get_state(self) -> dict[str, Any]:
+        """Best value, its epoch, epochs waited, and the best weights when they are restored."""
+        weights = [w.tolist() for w in self._best_weights] if self._best_weights is not None else None
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": weights}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.wait = float(state["best"]), state["best_epoch"], int(state["wait"])
+        weights = state.get("best_weights")
+        self._best_weights = [np.asarray(w, dtype=np.float32) for w in weights] if weights is not None else None
+        self._resumed = True

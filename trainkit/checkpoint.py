@@ -1,0 +1,90 @@
+"""Checkpoints that resume a run exactly: weights, optimizer, RNG and metric state, progress.
+
+Keras 3 metrics are not ``Trackable`` and a model's dropout ``SeedGenerator`` state is not restored
+through ``tf.train.Checkpoint(model=...)`` (measured on Keras 3.15), so the checkpoint holds plain
+lists of the underlying ``tf.Variable``s: every model variable (weights, batch-norm statistics,
+seed-generator states), every optimizer variable, the trainer's metric accumulators and its global
+step. Everything that is not a tensor (epoch, batches done within the epoch, History, callback
+state) goes to a JSON file beside each checkpoint, written atomically after the checkpoint itself:
+a checkpoint without its JSON (a process killed in between) is never restored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from trainkit.runs import write_atomic
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def _tf_variables(variables: Sequence[Any]) -> list[tf.Variable]:
+    """The ``tf.Variable`` behind each Keras variable (Keras 3 wraps them)."""
+    return [getattr(v, "value", v) for v in variables]
+
+
+class TrainingCheckpoint:
+    """Saves and restores the complete state of a training run.
+
+    Args:
+        directory: Where checkpoints go (``<run_dir>/checkpoints``).
+        model_variables: Every variable of the model (``model.variables``).
+        optimizer_variables: Every variable of the optimizer (built before this is created).
+        metric_variables: The accumulators of the epoch's running loss and metrics.
+        global_step: The trainer's step counter.
+        max_to_keep: How many checkpoints to keep.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        model_variables: Sequence[Any],
+        optimizer_variables: Sequence[Any],
+        metric_variables: Sequence[Any],
+        global_step: tf.Variable,
+        max_to_keep: int = 3,
+    ) -> None:
+        self.directory = Path(directory)
+        self._checkpoint = tf.train.Checkpoint(
+            model=_tf_variables(model_variables),
+            optimizer=_tf_variables(optimizer_variables),
+            metrics=_tf_variables(metric_variables),
+            global_step=global_step,
+        )
+        self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
+
+    def save(self, progress: Mapping[str, Any]) -> Path:
+        """Writes a checkpoint and its progress record; returns the checkpoint prefix.
+
+        Args:
+            progress: JSON-serialisable state: ``epoch``, ``batches_done``, ``history``, ...
+        """
+        prefix = Path(self._manager.save(checkpoint_number=int(self._checkpoint.global_step.numpy())))
+        write_atomic(prefix.with_name(prefix.name + ".json"), json.dumps(dict(progress), allow_nan=True))
+        return prefix
+
+    def latest(self) -> tuple[str, dict[str, Any]] | None:
+        """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
+        for prefix in reversed(self._manager.checkpoints):
+            sidecar = Path(prefix + ".json")
+            if sidecar.exists():
+                try:
+                    return prefix, json.loads(sidecar.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+        return None
+
+    def restore_latest(self) -> dict[str, Any] | None:
+        """Restores the newest complete checkpoint; returns its progress record, or ``None``."""
+        found = self.latest()
+        if found is None:
+            return None
+        prefix, progress = found
+        self._checkpoint.restore(prefix).assert_existing_objects_matched()
+        return progress

@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM become a request to stop cleanly between compiled calls.
+
+The first signal only sets a flag; the trainer checks it after each compiled call, writes a
+checkpoint, flushes TensorBoard and the report, and raises
+:class:`~trainkit.errors.TrainingInterrupted`. A second Ctrl-C while that is under way raises
+``KeyboardInterrupt`` at once, for a user who really wants out.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+# Shell convention: 128 + signal number.
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopRequest:
+    """Records the first stop signal received while training."""
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+
+    @property
+    def requested(self) -> bool:
+        """True once SIGINT or SIGTERM arrived."""
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM."""
+        return EXIT_CODES.get(self.signal, 130) if self.signal is not None else 0
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turns SIGINT/SIGTERM into a :class:`StopRequest` for the duration of the block.
+
+    Outside the main thread (where Python cannot install handlers) the request simply never fires.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if request.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.signal = signal.Signals(signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in EXIT_CODES}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
