@@ -98,6 +98,28 @@ def check(recipe: RecipeArg, set_: SetOption = []) -> None:  # noqa: B006
         typer.echo("ok: no compatibility or data problems found")
 
 
+@app.command("diagnose")
+def diagnose_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (<logdir>/<recipe>/<time>), or a recipe's directory for its newest run.", show_default=False)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON instead of text.")] = False,
+) -> None:
+    """Rebuild a finished run's findings from its TensorBoard logs alone and print the report."""
+    import json
+
+    with user_errors():
+        _import_tensorflow()
+        from trainkit.diagnosis.readback import diagnose_run_dir, find_run_dir
+        from trainkit.diagnosis.report import render_text
+
+        found = find_run_dir(run_dir)
+        findings = diagnose_run_dir(found)
+    if json_output:
+        typer.echo(json.dumps({"run_dir": str(found), "findings": [f.to_dict() for f in findings]}, indent=2, allow_nan=True))
+        return
+    typer.echo(f"run {found}")
+    typer.echo(render_text(findings))
+
+
 @app.command("recipes")
 def list_recipes_command(directory: Annotated[Path, typer.Argument(help="Directory of recipe files.")] = Path("recipes")) -> None:
     """List the recipes of a directory with their one-line descriptions."""

@@ -181,11 +181,11 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     """The final summary the CLI prints: final values, findings, where the run was written."""
     final = {k: v[-1] for k, v in result.history.history.items() if v}
     lines = [f"trained {len(result.history.epoch)} epochs in {result.seconds:.1f}s: " + "  ".join(f"{k} {v:.4g}" for k, v in final.items())]
-    problems = [f for f in result.findings if f.severity in ("warning", "error")]
-    if problems:
-        lines.append(f"{len(problems)} finding(s):")
-        lines.extend(f.format() for f in problems)
-    else:
+    # The report: checks' and diagnosis findings grouped by severity (errors first), each with its fix.
+    from trainkit.diagnosis.report import render_text
+
+    lines.append(render_text(result.findings))
+    if not [f for f in result.findings if f.severity in ("warning", "error")]:
         lines.append("no findings of severity warning or error")
     lines.append(f"run written to {result.run_dir}  (tensorboard --logdir {result.run_dir.parent.parent})")
     return lines

@@ -124,6 +124,10 @@ class Trainer:
         hparams: Hyperparameters (name -> str, float, int or bool) to record for TensorBoard's
             HParams dashboard when the writer opens, with the epoch loss and metrics as
             its metric columns; ``None`` records none.
+        diagnose: Run the diagnosis rules live (:mod:`trainkit.diagnosis`): new warnings are
+            printed once when ``verbose`` and findings go to :attr:`findings` (a NaN loss with
+            its step and the first layer that broke). ``False`` turns it off; a
+            :class:`~trainkit.diagnosis.DiagnosisCallback` instance customises it.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class Trainer:
         scalars_every: int = 1,
         report_last_batch_loss: bool = False,
         hparams: Mapping[str, Any] | None = None,
+        diagnose: bool | Callback = True,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
@@ -150,6 +155,7 @@ class Trainer:
             raise ValueError(f'steps_per_execution must be a positive int or "auto", got {steps_per_execution!r}.')
         self.model = model
         self.task: Task = task
+        self.diagnose = diagnose
         self.loss = get_loss(loss)
         self.optimizer = get_optimizer(optimizer)
         self.metrics = get_metrics(list(metrics), task, self.loss)
@@ -308,7 +314,10 @@ class Trainer:
         self._ensure_built(train)
         self.epochs = epochs
         self.stop_training = False
-        callback_list = CallbackList([*([ConsoleLogger()] if verbose else []), *callbacks], self)
+        callbacks = list(callbacks)
+        console = [ConsoleLogger()] if verbose else []
+        diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
+        callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
         self._open_writer()
         self._build_train_loop(train)
         try:
@@ -326,6 +335,19 @@ class Trainer:
             callback_list.on_train_end({"epochs_run": len(self.history.epoch)})
             self._close_writer()
         return self.history
+
+    def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int) -> list[Callback]:
+        """The live diagnosis callback (``diagnose``), told what only ``fit`` knows."""
+        if not self.diagnose:
+            return []
+        from trainkit.diagnosis.callback import DiagnosisCallback, source_targets
+
+        callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
+        in_memory = isinstance(train, _ArraySource)
+        callback.prepare(targets=source_targets(train), callbacks=callbacks, console=console[0].console if console else None,
+                         initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
+                         train_rows=train.rows if in_memory else None, has_validation=validation is not None)
+        return [callback]
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float) -> tuple[Any, Any]:
         if isinstance(x, tf.data.Dataset):

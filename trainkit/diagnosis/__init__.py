@@ -1,0 +1,30 @@
+"""Diagnosis: per-step statistics and epoch values -> findings with stable codes and advice.
+
+* :mod:`~trainkit.diagnosis.rules` — one named rule per code; :data:`RULES` lists them all.
+* :mod:`~trainkit.diagnosis.engine` — the :class:`Diagnoser`, which keeps bounded summaries of the
+  statistics stream and runs the rules.
+* :mod:`~trainkit.diagnosis.callback` — :class:`DiagnosisCallback`, added by the Trainer (live).
+* :mod:`~trainkit.diagnosis.readback` — :func:`diagnose_run_dir`, the same rules on a finished
+  run's TensorBoard events (``trainkit diagnose RUN_DIR``).
+* :mod:`~trainkit.diagnosis.report` — text, markdown and JSON renderings.
+"""
+
+from trainkit.diagnosis.baseline import Baseline, chance_loss
+from trainkit.diagnosis.callback import DiagnosisCallback
+from trainkit.diagnosis.engine import Context, Diagnoser
+from trainkit.diagnosis.report import render_markdown, render_text
+from trainkit.diagnosis.rules import DIAGNOSIS_CODES, RULES, Rule, Thresholds
+
+__all__ = [
+    "DIAGNOSIS_CODES",
+    "RULES",
+    "Baseline",
+    "Context",
+    "Diagnoser",
+    "DiagnosisCallback",
+    "Rule",
+    "Thresholds",
+    "chance_loss",
+    "render_markdown",
+    "render_text",
+]

@@ -1,0 +1,526 @@
+"""The :class:`Diagnoser`: bounded summaries of a run's statistics stream, and the rules over them.
+
+The diagnoser is fed what the training loop already has on the host, between compiled calls:
+
+* :meth:`Diagnoser.add_steps` — one compiled call's per-step scalars (``loss``, ``grad_norm/...``,
+  ``activation/...``; names in :mod:`trainkit.stats`), as a ``[steps, names]`` array;
+* :meth:`Diagnoser.end_epoch` — the epoch's exact logs (``loss``, metrics, ``val_*``);
+* :meth:`Diagnoser.finish` — the end of training.
+
+It never keeps every step. Memory is bounded by the number of epochs, not steps: per epoch it keeps
+one :class:`EpochRecord` (finite mean, min, max, last value and non-finite count of every statistic),
+plus the first :data:`FIRST_STEPS` raw rows of the run and a few streaming detectors (first
+non-finite step, first gradient explosion). Everything it keeps depends only on the sequence of
+steps, never on how the steps were split into compiled calls, so replaying a run's TensorBoard
+events epoch by epoch (:mod:`trainkit.diagnosis.readback`) reaches the same findings as the live run.
+
+Rules (:mod:`trainkit.diagnosis.rules`) read this state through the :class:`Diagnoser` itself and
+are evaluated at three moments, as each rule declares: after every compiled call (``"call"``:
+non-finite loss, exploding gradients, the first losses), after every epoch (``"epoch"``: curves that
+are judged as they grow) and at the end (``"end"``: verdicts that need the whole run). A finding is
+kept the first time it is detected (one per code and layer) and reported once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from trainkit.findings import Finding
+
+_RANK = {"info": 0, "warning": 1, "error": 2}
+#: Raw rows kept from the start of the run (initial-loss rules, gradient baselines).
+FIRST_STEPS = 32
+#: Steps whose global gradient norm forms the baseline of the explosion detector.
+BASELINE_STEPS = 8
+LOSS = "loss"
+GLOBAL_GRAD_NORM = "grad_norm/global"
+
+
+@dataclasses.dataclass
+class Context:
+    """What the rules need to know about the run besides its statistics.
+
+    Attributes:
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        loss: The loss as written in messages, e.g. ``BinaryCrossentropy(from_logits=False)``.
+        chance_loss: The loss of the best constant prediction (label prior / target mean), or
+            ``None`` when it cannot be computed (custom loss, unknown targets).
+        chance_detail: How the chance level was computed, for messages.
+        regularization: The regularization penalty (``sum(model.losses)``) at the start, which
+            the training loss includes on top of the data loss.
+        layers: Layer names in model order (to name the first layer that went non-finite and the
+            first and last weight layers).
+        output_layers: Names of the layers that produce the model's outputs (their saturation is
+            a confident prediction, not a problem).
+        epochs: Epoch index training was asked to run up to (exclusive), when known.
+        initial_epoch: First epoch of this fit.
+        learning_rate: The optimizer's learning rate at the start, when it is a number.
+        optimizer: The optimizer's class name.
+        batch_size: Rows per batch, when known.
+        train_rows: Training rows, when known.
+        has_validation: Whether validation values are computed each epoch.
+        early_stopping: ``{"monitor", "patience", "restore_best_weights"}`` of an EarlyStopping
+            callback, when one is used.
+    """
+
+    task: str | None = None
+    loss: str | None = None
+    chance_loss: float | None = None
+    chance_detail: str = ""
+    regularization: float = 0.0
+    layers: tuple[str, ...] = ()
+    output_layers: tuple[str, ...] = ()
+    epochs: int | None = None
+    initial_epoch: int = 0
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    batch_size: int | None = None
+    train_rows: int | None = None
+    has_validation: bool = False
+    early_stopping: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
+        data = dataclasses.asdict(self)
+        data["layers"] = list(self.layers)
+        data["output_layers"] = list(self.output_layers)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Context:
+        """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        for key in ("layers", "output_layers"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    """Everything kept about one epoch.
+
+    Attributes:
+        epoch: Epoch index (0-based).
+        first_step: Global index of the epoch's first step.
+        steps: Steps the epoch ran.
+        mean, minimum, maximum, last: Per statistic (columns of :attr:`Diagnoser.names`), over
+            the epoch's finite values (NaN when none was finite).
+        nonfinite: Per statistic, how many steps had a NaN/inf value.
+        loss_sign_changes: How often the step loss changed direction within the epoch.
+        logs: The exact epoch values (``loss``, metrics, ``val_*``), as float32 like TensorBoard.
+        regularization: The regularization penalty (``sum(model.losses)``) at the epoch's end,
+            which both the training and the validation loss include.
+    """
+
+    epoch: int
+    first_step: int
+    steps: int = 0
+    mean: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    minimum: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    maximum: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    last: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    nonfinite: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    loss_sign_changes: int = 0
+    logs: dict[str, float] = dataclasses.field(default_factory=dict)
+    regularization: float = 0.0
+
+
+class _EpochAccumulator:
+    """Column-wise running sums of one epoch's steps (finite values only)."""
+
+    def __init__(self, epoch: int, first_step: int) -> None:
+        self.epoch, self.first_step, self.steps = epoch, first_step, 0
+        self.sum = np.zeros(0)
+        self.count = np.zeros(0)
+        self.min = np.zeros(0)
+        self.max = np.zeros(0)
+        self.last = np.zeros(0)
+        self.nonfinite = np.zeros(0)
+        self.sign_changes = 0
+        self._last_loss: float | None = None
+        self._last_direction = 0
+
+    def grow(self, width: int) -> None:
+        extra = width - len(self.sum)
+        if extra > 0:
+            self.sum = np.concatenate([self.sum, np.zeros(extra)])
+            self.count = np.concatenate([self.count, np.zeros(extra)])
+            self.min = np.concatenate([self.min, np.full(extra, np.inf)])
+            self.max = np.concatenate([self.max, np.full(extra, -np.inf)])
+            self.last = np.concatenate([self.last, np.full(extra, np.nan)])
+            self.nonfinite = np.concatenate([self.nonfinite, np.zeros(extra)])
+
+    def add(self, columns: np.ndarray, values: np.ndarray, loss_column: int | None) -> None:
+        """Adds ``values[steps, len(columns)]`` (float64) to the sums of ``columns``."""
+        finite = np.isfinite(values)
+        self.steps += values.shape[0]
+        self.sum[columns] += np.where(finite, values, 0.0).sum(axis=0)
+        self.count[columns] += finite.sum(axis=0)
+        self.nonfinite[columns] += (~finite).sum(axis=0)
+        self.min[columns] = np.minimum(self.min[columns], np.where(finite, values, np.inf).min(axis=0))
+        self.max[columns] = np.maximum(self.max[columns], np.where(finite, values, -np.inf).max(axis=0))
+        # The last finite value of each column: the row of its last finite entry.
+        rows = values.shape[0] - 1 - np.argmax(finite[::-1], axis=0)
+        has = finite.any(axis=0)
+        self.last[columns[has]] = values[rows[has], np.flatnonzero(has)]
+        if loss_column is not None:
+            self._count_sign_changes(values[:, loss_column])
+
+    def _count_sign_changes(self, losses: np.ndarray) -> None:
+        for value in losses[np.isfinite(losses)]:
+            if self._last_loss is not None and value != self._last_loss:
+                direction = 1 if value > self._last_loss else -1
+                if self._last_direction and direction != self._last_direction:
+                    self.sign_changes += 1
+                self._last_direction = direction
+            self._last_loss = float(value)
+
+    def record(self, width: int) -> EpochRecord:
+        self.grow(width)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(self.count > 0, self.sum / np.maximum(self.count, 1), np.nan)
+        return EpochRecord(
+            epoch=self.epoch,
+            first_step=self.first_step,
+            steps=self.steps,
+            mean=mean,
+            minimum=np.where(np.isfinite(self.min), self.min, np.nan),
+            maximum=np.where(np.isfinite(self.max), self.max, np.nan),
+            last=self.last.copy(),
+            nonfinite=self.nonfinite.copy(),
+            loss_sign_changes=self.sign_changes,
+        )
+
+
+@dataclasses.dataclass
+class NonFinite:
+    """The first step at which anything went NaN or infinite.
+
+    Attributes:
+        step: Global step of the first non-finite value (loss, gradient, activation or weight).
+        loss_step: Global step of the first non-finite loss, or ``None`` while the loss is finite.
+        row: Every statistic at ``step`` (name -> value).
+        last_finite_loss: The last finite loss before ``loss_step``.
+    """
+
+    step: int
+    loss_step: int | None
+    row: dict[str, float]
+    last_finite_loss: float | None
+
+
+@dataclasses.dataclass
+class Explosion:
+    """The first step whose global gradient norm exceeded the explosion threshold."""
+
+    step: int
+    norm: float
+    baseline: float
+    loss: float | None
+
+
+class Diagnoser:
+    """Keeps bounded summaries of a run and turns them into findings with the rules.
+
+    Args:
+        context: What the rules need to know about the task, loss, model and schedule.
+        rules: The rules to run (default: :data:`trainkit.diagnosis.rules.RULES`).
+        thresholds: Rule thresholds (default: :class:`trainkit.diagnosis.rules.Thresholds`).
+    """
+
+    def __init__(self, context: Context | None = None, rules: Sequence[Any] | None = None, thresholds: Any = None) -> None:
+        from trainkit.diagnosis import rules as rules_module
+
+        self.context = context or Context()
+        self.rules = tuple(rules) if rules is not None else rules_module.RULES
+        self.t = thresholds or rules_module.Thresholds()
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        self.epochs: list[EpochRecord] = []
+        self.first_rows: np.ndarray = np.zeros((0, 0))
+        self.first_step: int | None = None
+        self.steps = 0
+        self.last_step: int | None = None
+        self.nonfinite: NonFinite | None = None
+        self.explosion: Explosion | None = None
+        self.max_loss: tuple[int, float] | None = None
+        self.finished = False
+        self.notes: dict[str, Any] = {}
+        self._current: _EpochAccumulator | None = None
+        self._tables: dict[str, np.ndarray] = {}
+        self._baseline: list[float] = []
+        self._last_finite_loss: float | None = None
+        self._findings: dict[tuple[str, str | None], Finding] = {}
+        self._order: list[tuple[str, str | None]] = []
+        self._reported = 0
+
+    # -- feeding ----------------------------------------------------------------------------------
+    def begin_epoch(self, epoch: int, first_step: int | None = None) -> None:
+        """Starts collecting ``epoch`` (called implicitly by :meth:`add_steps` when needed)."""
+        start = first_step if first_step is not None else (self.last_step + 1 if self.last_step is not None else 0)
+        self._current = _EpochAccumulator(epoch, start)
+
+    def add_steps(self, first_step: int, names: Sequence[str], values: np.ndarray) -> list[Finding]:
+        """Adds one compiled call's per-step values and runs the ``"call"`` rules.
+
+        Args:
+            first_step: Global index of the first row's step.
+            names: Name of each column of ``values``.
+            values: ``[steps, len(names)]`` per-step scalars.
+
+        Returns:
+            Findings detected for the first time by this call.
+        """
+        values = np.asarray(values, dtype=np.float64).reshape(-1, len(names))
+        if values.shape[0] == 0:
+            return []
+        columns = np.array([self._column(n) for n in names], dtype=np.int64)
+        if self._current is None:
+            self.begin_epoch(self.epochs[-1].epoch + 1 if self.epochs else self.context.initial_epoch, first_step)
+        assert self._current is not None
+        self._current.grow(len(self.names))
+        loss_col = list(names).index(LOSS) if LOSS in names else None
+        self._current.add(columns, values, loss_col)
+        self._keep_first_rows(first_step, columns, values)
+        self._detect(first_step, list(names), values)
+        if self.first_step is None:
+            self.first_step = first_step
+        self.steps += values.shape[0]
+        self.last_step = first_step + values.shape[0] - 1
+        return self._run_rules(("call",))
+
+    def end_epoch(self, epoch: int, logs: Mapping[str, float], regularization: float | None = None) -> list[Finding]:
+        """Closes ``epoch`` and runs the ``"call"`` and ``"epoch"`` rules.
+
+        Args:
+            epoch: The epoch index.
+            logs: Its exact values (``loss``, metrics, ``val_*``).
+            regularization: The regularization penalty at the epoch's end (included in both
+                losses); ``None`` keeps the previous epoch's (or the context's initial) value.
+        """
+        if self._current is None or self._current.epoch != epoch:
+            self.begin_epoch(epoch)
+        assert self._current is not None
+        record = self._current.record(len(self.names))
+        # float32, as TensorBoard stores them: the same numbers live and when read back.
+        record.logs = {str(k): float(np.float32(v)) for k, v in logs.items() if _is_number(v)}
+        if regularization is None:
+            regularization = self.epochs[-1].regularization if self.epochs else self.context.regularization
+        record.regularization = float(np.float32(regularization))
+        self.epochs.append(record)
+        self._current = None
+        return self._run_rules(("call", "epoch"))
+
+    def finish(self, notes: Mapping[str, Any] | None = None) -> list[Finding]:
+        """Ends the run (``notes``: e.g. early stopping's outcome) and runs every rule."""
+        if notes:
+            self.notes.update(notes)
+        self.finished = True
+        return self._run_rules(("call", "epoch", "end"))
+
+    # -- results ----------------------------------------------------------------------------------
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding so far, in the order it was first detected."""
+        return [self._findings[key] for key in self._order]
+
+    def replace(self, finding: Finding) -> None:
+        """Replaces the kept finding of the same code and layer (to add what was done about it)."""
+        key = (finding.code, finding.layer)
+        if key not in self._findings:
+            self._order.append(key)
+        self._findings[key] = finding
+
+    # -- what rules read ----------------------------------------------------------------------------
+    def column(self, name: str) -> int | None:
+        """Column of ``name`` in the epoch records, or ``None`` when it was never seen."""
+        return self._index.get(name)
+
+    def epoch_values(self, name: str, field: str = "mean") -> np.ndarray:
+        """``[epochs]`` series of one statistic's per-epoch ``mean``/``minimum``/``maximum``/``last``."""
+        col = self._index.get(name)
+        if col is None:
+            return np.full(len(self.epochs), np.nan)
+        return self._table(field)[:, col].copy()
+
+    def _table(self, field: str) -> np.ndarray:
+        """``[epochs, names]`` matrix of one per-epoch field, grown one row per epoch.
+
+        Rules read many series every epoch; stacking the records once per epoch keeps that linear
+        in the number of epochs instead of quadratic.
+        """
+        cached = self._tables.get(field)
+        rows, width = len(self.epochs), len(self.names)
+        if cached is None or cached.shape[1] != width or cached.shape[0] > rows:
+            cached = np.full((0, width), np.nan)
+        if cached.shape[0] < rows:
+            extra = np.full((rows - cached.shape[0], width), np.nan)
+            for i, record in enumerate(self.epochs[cached.shape[0] :]):
+                array = getattr(record, field)
+                extra[i, : len(array)] = array
+            cached = np.concatenate([cached, extra])
+        self._tables[field] = cached
+        return cached
+
+    def log_values(self, key: str) -> np.ndarray:
+        """``[epochs]`` series of an exact epoch value (``loss``, ``val_loss``...); NaN where absent."""
+        return np.asarray([r.logs.get(key, np.nan) for r in self.epochs], dtype=np.float64)
+
+    def epoch_losses(self, data_only: bool = False) -> np.ndarray:
+        """Training loss per epoch: the exact epoch value, else the mean of the step losses.
+
+        Args:
+            data_only: Subtract the regularization penalty, leaving the loss on the data (what
+                compares with the chance level).
+        """
+        exact = self.log_values(LOSS)
+        steps = self.epoch_values(LOSS)
+        losses = np.where(np.isnan(exact), steps, exact)
+        return losses - self.regularization_values() if data_only else losses
+
+    def val_losses(self, data_only: bool = False) -> np.ndarray:
+        """Validation loss per epoch (NaN without validation), optionally without the penalty."""
+        values = self.log_values("val_loss")
+        return values - self.regularization_values() if data_only else values
+
+    def regularization_values(self) -> np.ndarray:
+        """The regularization penalty at the end of each epoch."""
+        return np.asarray([r.regularization for r in self.epochs], dtype=np.float64)
+
+    def first_values(self, name: str) -> np.ndarray:
+        """The first (up to :data:`FIRST_STEPS`) per-step values of ``name``."""
+        col = self._index.get(name)
+        if col is None or col >= self.first_rows.shape[1]:
+            return np.zeros(0)
+        return self.first_rows[:, col]
+
+    def names_like(self, prefix: str, suffix: str = "") -> list[str]:
+        """Every statistic name starting with ``prefix`` and ending with ``suffix``, in order seen."""
+        return [n for n in self.names if n.startswith(prefix) and n.endswith(suffix)]
+
+    @property
+    def epochs_run(self) -> int:
+        """Number of epochs closed so far."""
+        return len(self.epochs)
+
+    @property
+    def planned_epochs(self) -> int:
+        """Epochs this fit was asked to run (the epochs run, when unknown)."""
+        if self.context.epochs is not None:
+            return max(1, self.context.epochs - self.context.initial_epoch)
+        return max(1, self.epochs_run)
+
+    def layer_order(self, layers: Iterable[str]) -> list[str]:
+        """``layers`` sorted in model order (unknown layers last, in the order given)."""
+        position = {name: i for i, name in enumerate(self.context.layers)}
+        layers = list(dict.fromkeys(layers))
+        return sorted(layers, key=lambda n: (position.get(n, len(position)), layers.index(n)))
+
+    # -- internals --------------------------------------------------------------------------------
+    def _column(self, name: str) -> int:
+        col = self._index.get(name)
+        if col is None:
+            col = self._index[name] = len(self.names)
+            self.names.append(name)
+        return col
+
+    def _keep_first_rows(self, first_step: int, columns: np.ndarray, values: np.ndarray) -> None:
+        have = self.first_rows.shape[0]
+        if have >= FIRST_STEPS:
+            return
+        take = values[: FIRST_STEPS - have]
+        width = len(self.names)
+        rows = np.full((take.shape[0], width), np.nan)
+        rows[:, columns] = take
+        old = np.full((have, width), np.nan)
+        old[:, : self.first_rows.shape[1]] = self.first_rows
+        self.first_rows = np.concatenate([old, rows])
+
+    def _detect(self, first_step: int, names: list[str], values: np.ndarray) -> None:
+        """Streaming detectors: first non-finite step, first gradient explosion, largest loss."""
+        loss = values[:, names.index(LOSS)] if LOSS in names else None
+        if self.nonfinite is None:
+            watched = [j for j, n in enumerate(names) if _watch_nonfinite(n)]
+            bad = ~np.isfinite(values[:, watched]).all(axis=1) if watched else np.zeros(values.shape[0], bool)
+            counts = [j for j, n in enumerate(names) if _counts_nonfinite(n)]
+            if counts:
+                bad |= (np.nan_to_num(values[:, counts], nan=1.0) > 0).any(axis=1)
+            if bad.any():
+                i = int(np.argmax(bad))
+                self.nonfinite = NonFinite(first_step + i, None, dict(zip(names, values[i].tolist(), strict=True)), None)
+        if loss is not None and (self.nonfinite is None or self.nonfinite.loss_step is None):
+            bad_loss = ~np.isfinite(loss)
+            j = int(np.argmax(bad_loss)) if bad_loss.any() else len(loss)
+            if j:
+                self._last_finite_loss = float(loss[j - 1])
+            if j < len(loss) and self.nonfinite is not None:
+                self.nonfinite.loss_step = first_step + j
+                self.nonfinite.last_finite_loss = self._last_finite_loss
+        if loss is not None:
+            masked = np.where(np.isfinite(loss), loss, -np.inf)
+            i = int(np.argmax(masked))
+            if np.isfinite(masked[i]) and (self.max_loss is None or masked[i] > self.max_loss[1]):
+                self.max_loss = (first_step + i, float(masked[i]))
+        if GLOBAL_GRAD_NORM in names and self.explosion is None:
+            self._detect_explosion(first_step, values[:, names.index(GLOBAL_GRAD_NORM)], loss)
+
+    def _detect_explosion(self, first_step: int, norms: np.ndarray, loss: np.ndarray | None) -> None:
+        for i, norm in enumerate(norms):
+            if len(self._baseline) < BASELINE_STEPS:
+                if np.isfinite(norm):
+                    self._baseline.append(float(norm))
+                continue
+            baseline = float(np.median(self._baseline))
+            limit = max(self.t.explode_factor * baseline, self.t.explode_min_norm)
+            if not np.isfinite(norm) or norm > limit:
+                if not np.isfinite(norm):
+                    return  # non-finite gradients are the nan-loss rule's business
+                value = float(loss[i]) if loss is not None else None
+                self.explosion = Explosion(first_step + i, float(norm), baseline, value)
+                return
+
+    def _run_rules(self, moments: tuple[str, ...]) -> list[Finding]:
+        new: list[Finding] = []
+        for rule in self.rules:
+            if rule.when not in moments:
+                continue
+            for finding in rule.evaluate(self):
+                key = (finding.code, finding.layer)
+                old = self._findings.get(key)
+                if old is not None and _RANK[finding.severity] <= _RANK[old.severity]:
+                    continue  # found before: the first detection stands
+                if old is None:
+                    self._order.append(key)
+                self._findings[key] = finding  # new, or grown more severe (info -> warning)
+                new.append(finding)
+        return new
+
+
+def _watch_nonfinite(name: str) -> bool:
+    """Statistics whose non-finite value means the run broke (not ratios of zero by zero)."""
+    return name == LOSS or name.startswith(("grad_norm/", "weight_norm/")) or name.endswith(("/mean", "/std"))
+
+
+def _counts_nonfinite(name: str) -> bool:
+    """Statistics that count NaN/inf entries (any count above zero means the run broke)."""
+    return name.startswith("grad_nonfinite/") or (name.startswith("activation/") and name.endswith("/nonfinite"))
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value`` as a float, or ``None`` when it is NaN/inf (for JSON evidence)."""
+    return float(value) if value is not None and math.isfinite(value) else None

@@ -1,0 +1,233 @@
+"""Diagnosing a finished run from its TensorBoard event files alone (``trainkit diagnose RUN_DIR``).
+
+The live :class:`~trainkit.diagnosis.callback.DiagnosisCallback` writes everything the rules need
+into the run's events: the per-step statistics (``step/loss``, ``grad_norm/...``, ...), the epoch
+values (``epoch/*`` in ``train/`` and ``validation/``), the step at which each epoch ended and the
+regularization penalty (``diagnosis/*``), the context (task, chance level, layer order, schedule)
+and the checks' findings (text ``diagnosis_context``), and what happened at the end (early
+stopping, NaN recovery; text ``diagnosis_end``). :func:`diagnose_run_dir` reads them back with
+tensorboard's ``EventAccumulator`` (every scalar kept), replays the steps epoch by epoch through a
+fresh :class:`~trainkit.diagnosis.engine.Diagnoser` and so reaches the findings of the live run.
+(With ``logging.scalars_every`` > 1 only every n-th step was written, and the per-step detectors
+see only those.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainkit.diagnosis.engine import Context, Diagnoser
+from trainkit.errors import TrainkitError
+from trainkit.findings import Finding
+
+_CONTEXT = "diagnosis_context/text_summary"
+_END = "diagnosis_end/text_summary"
+_EPOCH_END = "diagnosis/epoch_end_step"
+_REGULARIZATION = "diagnosis/regularization"
+_JSON_BLOCK = re.compile(r"```json\s*(.*?)\s*```", re.S)
+
+
+class RunNotFoundError(TrainkitError, FileNotFoundError):
+    """The directory holds no trainkit run (no ``train/`` TensorBoard events)."""
+
+
+@dataclasses.dataclass
+class RunEvents:
+    """What a run directory's event files hold, as the diagnosis needs it.
+
+    Attributes:
+        run_dir: The run directory.
+        context: The diagnosis context written at the start (a bare one for older runs).
+        checks: The findings of the compatibility and data checks, from the same text.
+        notes: What happened at the end (early stopping, NaN recovery), when written.
+        steps: ``[S]`` global steps that have per-step scalars, ascending.
+        names: Names of the per-step scalars (``loss``, ``grad_norm/dense/kernel``, ...).
+        values: ``[S, len(names)]`` their values (NaN where a step lacks one).
+        epoch_logs: Epoch -> its values (``loss``, metrics, ``val_*``).
+        epoch_end_steps: Epoch -> global step count when it ended.
+        regularization: Epoch -> regularization penalty at its end.
+    """
+
+    run_dir: Path
+    context: Context
+    checks: list[Finding]
+    notes: dict[str, Any]
+    steps: np.ndarray
+    names: list[str]
+    values: np.ndarray
+    epoch_logs: dict[int, dict[str, float]]
+    epoch_end_steps: dict[int, int]
+    regularization: dict[int, float]
+
+
+def find_run_dir(path: str | Path) -> Path:
+    """The run directory at ``path``: itself, or its newest run (``<recipe>/<timestamp>/``).
+
+    Raises:
+        RunNotFoundError: ``run-not-found`` when neither holds ``train/`` event files.
+    """
+    path = Path(path)
+    if _has_events(path):
+        return path
+    if path.is_dir():
+        runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=lambda p: p.name)
+        if runs:
+            return runs[-1]
+    what = "does not exist" if not path.exists() else "holds no TensorBoard events of a trainkit run (train/events.out.tfevents.*)"
+    raise RunNotFoundError("run-not-found", f"{path} {what}. Pass a run directory written by trainkit train, e.g. runs/mlp_binary/20250101-120000 (or runs/mlp_binary for its newest run).")
+
+
+def _has_events(path: Path) -> bool:
+    return path.is_dir() and any((path / "train").glob("events.out.tfevents.*"))
+
+
+def read_run(path: str | Path) -> RunEvents:
+    """Reads a run directory's event files (every scalar and text, nothing sampled away)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = find_run_dir(path)
+    guidance = {"scalars": 0, "tensors": 0, "histograms": 1, "images": 1, "audio": 1, "compressedHistograms": 1}
+    train = EventAccumulator(str(run_dir / "train"), size_guidance=guidance)
+    train.Reload()
+    validation = None
+    if any((run_dir / "validation").glob("events.out.tfevents.*")):
+        validation = EventAccumulator(str(run_dir / "validation"), size_guidance=guidance)
+        validation.Reload()
+
+    payload = _json_text(train, _CONTEXT) or {}
+    context = Context.from_dict(payload.get("context", {}))
+    checks = [Finding.from_dict(f) for f in payload.get("checks", [])]
+    notes = _json_text(train, _END) or {}
+
+    scalar_tags = train.Tags().get("scalars", [])
+    step_tags = [t for t in scalar_tags if not t.startswith(("epoch/", "diagnosis/"))]
+    series = {_step_name(t): train.Scalars(t) for t in step_tags}
+    steps = np.array(sorted({e.step for events in series.values() for e in events}), dtype=np.int64)
+    names = list(series)
+    values = np.full((len(steps), len(names)), np.nan)
+    position = {int(s): i for i, s in enumerate(steps)}
+    for j, name in enumerate(names):
+        for event in series[name]:
+            values[position[event.step], j] = event.value
+
+    epoch_logs: dict[int, dict[str, float]] = {}
+    for tag in scalar_tags:
+        if tag.startswith("epoch/") and tag != "epoch/learning_rate":
+            for event in train.Scalars(tag):
+                epoch_logs.setdefault(event.step, {})[tag.removeprefix("epoch/")] = event.value
+    if validation is not None:
+        for tag in validation.Tags().get("scalars", []):
+            if tag.startswith("epoch/"):
+                for event in validation.Scalars(tag):
+                    epoch_logs.setdefault(event.step, {})["val_" + tag.removeprefix("epoch/")] = event.value
+    ends = {e.step: round(e.value) for e in train.Scalars(_EPOCH_END)} if _EPOCH_END in scalar_tags else {}
+    penalty = {e.step: float(e.value) for e in train.Scalars(_REGULARIZATION)} if _REGULARIZATION in scalar_tags else {}
+    return RunEvents(run_dir, context, checks, notes, steps, names, values, epoch_logs, ends, penalty)
+
+
+def _step_name(tag: str) -> str:
+    """``step/loss`` -> ``loss`` (names without a group get ``step/`` as their tag)."""
+    return tag.removeprefix("step/")
+
+
+def _json_text(accumulator: Any, tag: str) -> dict[str, Any] | None:
+    """The JSON block of the last text summary written under ``tag``, if any."""
+    if tag not in accumulator.Tags().get("tensors", []):
+        return None
+    events = accumulator.Tensors(tag)
+    if not events:
+        return None
+    raw = events[-1].tensor_proto.string_val
+    text = raw[0].decode("utf-8", "replace") if raw else ""
+    match = _JSON_BLOCK.search(text)
+    try:
+        return json.loads(match.group(1) if match else text)
+    except json.JSONDecodeError:
+        return None
+
+
+def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
+    """Feeds a run's events through a fresh :class:`Diagnoser`, epoch by epoch, and finishes it."""
+    diagnoser = Diagnoser(events.context, thresholds=thresholds)
+    epochs = sorted(set(events.epoch_logs) | set(events.epoch_end_steps))
+    bounds = _epoch_bounds(events, epochs)
+    for epoch, (start, end) in zip(epochs, bounds, strict=True):
+        diagnoser.begin_epoch(epoch, start)
+        rows = np.flatnonzero((events.steps >= start) & (events.steps < end))
+        for block in _contiguous(events.steps[rows]):
+            first = int(events.steps[rows[block[0]]])
+            diagnoser.add_steps(first, events.names, events.values[rows[block]])
+        diagnoser.end_epoch(epoch, events.epoch_logs.get(epoch, {}), regularization=events.regularization.get(epoch))
+    # Steps after the last closed epoch: an epoch abandoned at a non-finite loss (the live run never
+    # closed it either).
+    start = bounds[-1][1] if bounds else (int(events.steps[0]) if len(events.steps) else 0)
+    rows = np.flatnonzero(events.steps >= start)
+    if len(rows):
+        diagnoser.begin_epoch(epochs[-1] + 1 if epochs else events.context.initial_epoch, start)
+        for block in _contiguous(events.steps[rows]):
+            diagnoser.add_steps(int(events.steps[rows[block[0]]]), events.names, events.values[rows[block]])
+    diagnoser.finish(events.notes)
+    return diagnoser
+
+
+def _epoch_bounds(events: RunEvents, epochs: list[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` global steps of each epoch: the written epoch ends, else an even split."""
+    first = int(events.steps[0]) if len(events.steps) else 0
+    last = int(events.steps[-1]) + 1 if len(events.steps) else 0
+    bounds = []
+    start = first
+    per_epoch = None
+    ctx = events.context
+    if ctx.train_rows and ctx.batch_size:
+        per_epoch = math.ceil(ctx.train_rows / ctx.batch_size)
+    elif epochs:
+        per_epoch = max(1, math.ceil((last - first) / len(epochs)))
+    for i, epoch in enumerate(epochs):
+        if epoch in events.epoch_end_steps:
+            end = events.epoch_end_steps[epoch]
+        else:
+            end = last if i == len(epochs) - 1 else start + (per_epoch or 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def _contiguous(steps: np.ndarray) -> list[np.ndarray]:
+    """Index blocks of consecutive steps (more than one only with ``scalars_every`` > 1)."""
+    if len(steps) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(steps) != 1) + 1
+    return np.split(np.arange(len(steps)), breaks)
+
+
+def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
+    """The findings of a finished run, rebuilt from its TensorBoard events alone.
+
+    Args:
+        path: A run directory (or a recipe directory, for its newest run).
+        thresholds: Rule thresholds (:class:`~trainkit.diagnosis.rules.Thresholds`).
+
+    Returns:
+        The checks' findings recorded at the start, then the diagnosis findings, as the live run
+        reported them.
+
+    Raises:
+        RunNotFoundError: ``run-not-found`` when there is no run at ``path``.
+    """
+    from trainkit.diagnosis.callback import annotate_nan_recovery
+
+    events = read_run(path)
+    diagnoser = replay(events, thresholds)
+    findings = list(diagnoser.findings)
+    note = events.notes.get("nan_recovery")
+    if note:
+        findings = [annotate_nan_recovery(f, note) if f.code == "nan-loss" else f for f in findings]
+    return [*events.checks, *findings]
+

@@ -1,0 +1,76 @@
+"""Rendering findings: plain text for the terminal, markdown for TensorBoard, dicts for JSON.
+
+Findings are grouped by severity (errors, then warnings, then info), each with where it happened,
+what was seen and the fix, so the report reads top-down from what must change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from trainkit.findings import SEVERITIES, Finding
+
+_ORDER = tuple(reversed(SEVERITIES))  # error, warning, info
+_TITLES = {"error": "errors", "warning": "warnings", "info": "notes"}
+
+
+def group(findings: Iterable[Finding]) -> dict[str, list[Finding]]:
+    """Findings by severity, errors first, keeping their order within a severity."""
+    groups: dict[str, list[Finding]] = {s: [] for s in _ORDER}
+    for finding in findings:
+        groups[finding.severity].append(finding)
+    return groups
+
+
+def render_text(findings: Sequence[Finding]) -> str:
+    """The report for the terminal: a heading per severity, then each finding with its fix."""
+    if not findings:
+        return "diagnosis: no findings"
+    groups = group(findings)
+    counts = ", ".join(f"{len(groups[s])} {_TITLES[s] if len(groups[s]) != 1 else s}" for s in _ORDER if groups[s])
+    lines = [f"diagnosis: {counts}"]
+    for severity in _ORDER:
+        for finding in groups[severity]:
+            lines.append(finding.format())
+    return "\n".join(lines)
+
+
+def _where(finding: Finding) -> str:
+    parts = []
+    if finding.layer:
+        parts.append(f"layer `{finding.layer}`")
+    if finding.epoch is not None:
+        parts.append(f"epoch {finding.epoch + 1}")
+    if finding.step is not None:
+        parts.append(f"step {finding.step}")
+    return ", ".join(parts)
+
+
+def render_markdown(findings: Sequence[Finding]) -> str:
+    """The report as markdown (TensorBoard's text dashboard): sections by severity."""
+    if not findings:
+        return "**No findings**: nothing in the checks or the training statistics looks wrong."
+    lines: list[str] = []
+    groups = group(findings)
+    for severity in _ORDER:
+        if not groups[severity]:
+            continue
+        lines.append(f"### {_TITLES[severity].capitalize()} ({len(groups[severity])})")
+        for finding in groups[severity]:
+            where = _where(finding)
+            lines.append(f"- **`{finding.code}`**{' (' + where + ')' if where else ''}: {finding.message}")
+            lines.append(f"  - *fix*: {finding.advice}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def findings_to_json(findings: Iterable[Finding]) -> list[dict[str, Any]]:
+    """JSON-serialisable findings (the ``findings`` list of report.json)."""
+    return [f.to_dict() for f in findings]
+
+
+def codes(findings: Iterable[Finding], severities: Iterable[str] = SEVERITIES) -> list[str]:
+    """The codes of the findings of the given severities, in order, without repeats."""
+    wanted = set(severities)
+    return list(dict.fromkeys(f.code for f in findings if f.severity in wanted))

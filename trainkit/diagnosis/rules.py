@@ -1,0 +1,817 @@
+"""Diagnosis rules: one small named function per finding code, and the registry :data:`RULES`.
+
+Each rule reads a :class:`~trainkit.diagnosis.engine.Diagnoser` (the bounded summaries of a run) and
+returns :class:`Issue` records, or nothing. The thresholds live in :class:`Thresholds`; their
+defaults start from the published detectors (``shared/DIAGNOSIS.md``: TheDeepChecker, AUTOTRAINER,
+DeepDiagnosis, UMLAUT, SageMaker Debugger) and were calibrated on trainkit's scenario recipes and
+on clean runs (``tests/test_scenarios.py``); the comment next to each says where it comes from.
+
+Rules never fire on curve shapes before a run has had time to show them: loss-curve verdicts wait
+for :attr:`Thresholds.curve_fraction` of the planned epochs (AUTOTRAINER's false alarms in the first
+epochs of healthy models), and activation verdicts need a condition that lasts several epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from trainkit.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from trainkit.diagnosis.engine import Diagnoser
+
+When = Literal["call", "epoch", "end"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Every number the rules compare against (see each rule for its use).
+
+    The defaults were calibrated so that every broken scenario recipe shows its finding and no
+    fixed recipe or clean run gets a warning; change them with care (and rerun the scenarios).
+    """
+
+    # Initial loss: first steps before the weights moved much (min/max of the first 3 losses).
+    initial_steps: int = 3
+    # TheDeepChecker flags |L0 - log K| >= log K; far *below* chance is the suspicious direction.
+    initial_low_factor: float = 0.5
+    # Above 3x chance for classification (2x, TheDeepChecker, fired on healthy he_normal MLPs whose
+    # first batch loss is ~1.6x chance); regression's chance (the target variance) is often
+    # doubled by the random output at initialisation, so it gets more room.
+    initial_high_factor: float = 3.0
+    initial_high_factor_regression: float = 10.0
+    # Loss-curve rules wait for this fraction of the planned epochs (AUTOTRAINER waits for 30%).
+    curve_fraction: float = 0.3
+    curve_min_epochs: int = 3
+    curve_min_steps: int = 20
+    # Loss at chance: the training loss has not fallen 10% below chance, or the best validation
+    # loss never went 5% below it.
+    at_chance_train: float = 0.9
+    at_chance_validation: float = 0.95
+    # Loss collapsed: within the first 2 epochs the loss is under 5% of chance (1e-3 without one).
+    # Healthy runs measured >= 27% of chance in their first 3 epochs (a smooth regression), MNIST-like
+    # tasks ~10% after one long epoch; a label copied into the inputs 1% after the second.
+    collapse_fraction: float = 0.05
+    collapse_absolute: float = 1e-3
+    collapse_epochs: int = 2
+    # Diverging: an epoch loss twice the best so far and above the first epoch's, still rising;
+    # or a single step loss 100x the initial loss.
+    diverge_factor: float = 2.0
+    diverge_step_factor: float = 100.0
+    # Oscillating (TheDeepChecker: > 50% sign changes): over the last 10 epochs at least half of the
+    # moves change direction, with moves of at least 10% of the loss scale (the larger of the loss
+    # and chance: dropout noise on a loss near zero is no oscillation).
+    oscillation_window: int = 10
+    oscillation_min_epochs: int = 6
+    oscillation_sign_fraction: float = 0.5
+    oscillation_amplitude: float = 0.1
+    # ... and the moves mostly cancel out: the net change is under 30% of the total movement.
+    oscillation_max_trend: float = 0.3
+    # Plateau: over the last half of the epochs the loss improved by < 1%, after a total
+    # improvement of < 25%, while below chance (at chance it is loss-at-chance).
+    plateau_improvement: float = 0.01
+    plateau_total_improvement: float = 0.25
+    # Learning rate: update/weight ratio of the weight matrices (DeepDiagnosis: outside
+    # [1e-5, 1e-1]; CS231n: ~1e-3 healthy). Too high (> 0.1 over the first steps or in an epoch)
+    # needs a bad loss trend as well. Too low is judged on the first 32 steps, before updates
+    # shrink with convergence: healthy Adam(1e-3) runs measured 1.4e-3..6e-3 there, Adam(1e-4)
+    # 4e-4; later in a healthy run the ratio falls to ~3e-4, so the whole-run median cannot tell.
+    lr_high_ratio: float = 0.1
+    lr_high_spike: float = 3.0
+    lr_low_ratio: float = 7e-4
+    # Too low: the loss still falls steadily at the end but has fallen less than this fraction.
+    lr_low_max_improvement: float = 0.5
+    # Vanishing gradients (AUTOTRAINER: |g_first| / |g_last| < 1e-3; DeepDiagnosis: < 1e-7).
+    vanish_ratio: float = 1e-3
+    vanish_absolute: float = 1e-7
+    # Exploding gradients (TheDeepChecker > 1e6 or growth; AUTOTRAINER ratio > 70): the global
+    # gradient norm 100x its baseline of the first steps (and above 1.0).
+    explode_factor: float = 100.0
+    explode_min_norm: float = 1.0
+    # Dead ReLU (AUTOTRAINER/DeepDiagnosis >= 70% of outputs <= 0; SageMaker: > 50% of a layer
+    # inactive): half of the layer's units never active in a batch, for 2 epochs running.
+    dead_fraction: float = 0.5
+    # Saturation (DeepDiagnosis > 50% beyond +-5; here post-activation |tanh| > 0.99): a warning
+    # from 50% of the outputs, an info note from 25% (a healthy, converged tanh MLP measured 14%).
+    saturated_fraction: float = 0.5
+    saturated_info_fraction: float = 0.25
+    sustained_epochs: int = 2
+    # Overfitting (UMLAUT: validation loss rising while training loss falls): the validation loss
+    # 10% above its minimum for 3 epochs (or 10% of the epochs) while the training loss fell.
+    overfit_rise: float = 0.1
+    overfit_min_epochs: int = 3
+    overfit_epoch_fraction: float = 0.1
+    # Underfitting: training stopped while the loss was still falling fast: more than 5% over
+    # the last quarter of the epochs, with the validation loss falling too.
+    underfit_tail_fraction: float = 0.25
+    underfit_tail_improvement: float = 0.05
+    # ... while the training loss on the data is still above half the chance level.
+    underfit_level: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Issue:
+    """What a rule found; the registry turns it into a :class:`~trainkit.findings.Finding`."""
+
+    message: str
+    advice: str
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+    step: int | None = None
+    epoch: int | None = None
+    layer: str | None = None
+    severity: Severity | None = None  # overrides the rule's severity (e.g. handled -> info)
+
+
+RuleFn = Callable[["Diagnoser"], "Issue | Iterable[Issue] | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A registered rule: stable code, default severity, when it runs, and what it detects."""
+
+    code: str
+    severity: Severity
+    when: When
+    check: RuleFn
+    summary: str
+
+    def evaluate(self, view: Diagnoser) -> list[Finding]:
+        """Runs the check and wraps its issues into findings."""
+        result = self.check(view)
+        if result is None:
+            return []
+        issues = [result] if isinstance(result, Issue) else list(result)
+        return [
+            Finding(code=self.code, severity=i.severity or self.severity, message=i.message, advice=i.advice,
+                    evidence={k: _plain(v) for k, v in i.evidence.items()}, step=i.step, epoch=i.epoch, layer=i.layer)
+            for i in issues
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers.
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) and abs(value) >= 1e-4 else (float(f"{value:.4g}") if math.isfinite(value) else None)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def _chance(view: Diagnoser) -> float | None:
+    c = view.context.chance_loss
+    return c if c is not None and math.isfinite(c) and c > 1e-8 else None
+
+
+def _chance_text(view: Diagnoser) -> str:
+    detail = f" ({view.context.chance_detail})" if view.context.chance_detail else ""
+    return f"the chance level {_fmt(view.context.chance_loss)}{detail}"
+
+
+def _lr(view: Diagnoser) -> float | None:
+    lr = view.context.learning_rate
+    if lr is None:
+        values = view.first_values("learning_rate")
+        values = values[np.isfinite(values)]
+        lr = float(values[0]) if values.size else None
+    return lr
+
+
+def _lr_text(view: Diagnoser, factor: float) -> str:
+    lr = _lr(view)
+    if lr is None:
+        return f"multiply the learning rate by {factor:g}"
+    return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {lr * factor:.3g}}} (now {lr:.3g})"
+
+
+def _lr_to(view: Diagnoser, value: float) -> str:
+    lr = _lr(view)
+    now = f" (now {lr:.3g})" if lr is not None else ""
+    return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
+
+
+def _optimizer_name(view: Diagnoser) -> str:
+    return (view.context.optimizer or "adam").lower()
+
+
+def _initial(view: Diagnoser) -> np.ndarray:
+    losses = view.first_values("loss")[: view.t.initial_steps]
+    return losses[np.isfinite(losses)]
+
+
+def _curves_ready(view: Diagnoser) -> bool:
+    """Loss-curve rules judge only after a fair share of the run (or at its end)."""
+    needed = max(view.t.curve_min_epochs, math.ceil(view.t.curve_fraction * view.planned_epochs))
+    if view.epochs_run < (view.t.curve_min_epochs if view.finished else needed):
+        return False
+    return view.steps >= view.t.curve_min_steps
+
+
+def _kernels(view: Diagnoser, kind: str) -> list[str]:
+    """``kind/VAR`` names of the weight matrices (``.../kernel``), in model order."""
+    names = view.names_like(f"{kind}/", "/kernel") or [n for n in view.names_like(f"{kind}/") if not n.endswith(("/bias", "/global"))]
+    by_layer = {n[len(kind) + 1 :].rsplit("/", 1)[0]: n for n in names}
+    return [by_layer[layer] for layer in view.layer_order(by_layer)]
+
+
+def _layer_of(name: str) -> str:
+    """``dense_1`` for ``grad_norm/dense_1/kernel`` or ``activation/dense_1/dead_fraction``."""
+    parts = name.split("/")
+    return "/".join(parts[1:-1]) if len(parts) > 2 else parts[-1]
+
+
+def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
+    """``activation/L/stat`` of the hidden layers (not the model output), in model order."""
+    names = [n for n in view.names_like("activation/", f"/{stat}")]
+    outputs = set(view.context.output_layers)
+    keep = {_layer_of(n): n for n in names if _layer_of(n) != "output" and not _layer_of(n).startswith("output_") and _layer_of(n) not in outputs}
+    return [keep[layer] for layer in view.layer_order(keep)]
+
+
+def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int | None:
+    """Index where a run of values >= threshold started, when it lasts to the end for ``epochs``."""
+    if len(values) < epochs:
+        return None
+    above = np.nan_to_num(values, nan=-np.inf) >= threshold
+    if not above[-epochs:].all():
+        return None
+    start = len(values) - 1
+    while start > 0 and above[start - 1]:
+        start -= 1
+    return start
+
+
+def _update_ratio_median(view: Diagnoser, epochs: slice | None = None) -> tuple[float | None, dict[str, float]]:
+    """Median over the weight matrices of their mean update/weight ratio (and each layer's)."""
+    per_layer: dict[str, float] = {}
+    for name in _kernels(view, "update_ratio"):
+        series = view.epoch_values(name)
+        if epochs is not None:
+            series = series[epochs]
+        series = series[np.isfinite(series)]
+        if series.size:
+            per_layer[name.removeprefix("update_ratio/")] = float(np.median(series))
+    if not per_layer:
+        return None, {}
+    return float(np.median(list(per_layer.values()))), per_layer
+
+
+def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
+    """The epoch with the largest median (over weight matrices) mean update/weight ratio."""
+    names = _kernels(view, "update_ratio")
+    if not names or not view.epochs:
+        return None, {}, None
+    matrix = np.column_stack([view.epoch_values(n) for n in names])
+    with np.errstate(all="ignore"):
+        medians = np.nanmedian(np.where(np.isfinite(matrix), matrix, np.nan), axis=1)
+    if not np.isfinite(medians).any():
+        return None, {}, None
+    i = int(np.nanargmax(medians))
+    per = {n.removeprefix("update_ratio/"): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
+    return float(medians[i]), per, view.epochs[i].epoch
+
+
+def _epoch_of(view: Diagnoser, step: int) -> int | None:
+    for record in view.epochs:
+        if record.first_step <= step < record.first_step + record.steps:
+            return record.epoch
+    return view.epochs[-1].epoch + 1 if view.epochs else view.context.initial_epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# Initial loss.
+
+def initial_loss_too_low(view: Diagnoser) -> Issue | None:
+    """First losses far below chance: leakage, a wrong target encoding or a wrong loss."""
+    chance, first = _chance(view), _initial(view)
+    if chance is None or first.size == 0:
+        return None
+    loss = float(first.max()) - view.context.regularization
+    if loss >= view.t.initial_low_factor * chance:
+        return None
+    return Issue(
+        f"The loss of the first steps was {_fmt(loss)}, far below {_chance_text(view)}, before the model "
+        f"had learned anything. A random model cannot beat chance: the targets are probably easy to "
+        f"read off the inputs (a label leaking into the features), encoded wrongly (e.g. almost all "
+        f"the same), or the loss does not match the task.",
+        "Look for label leakage — a feature equal to or computed from the label (drop it) —, check the label encoding "
+        "(class ids 0..K-1 for sparse_categorical_crossentropy, 0/1 for binary_crossentropy, one-hot "
+        "for categorical_crossentropy), and use the loss of the task: binary_crossentropy for binary, "
+        "categorical/sparse_categorical_crossentropy for multiclass, mse on standardised targets for "
+        "regression.",
+        {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
+        epoch=view.context.initial_epoch)
+
+
+def initial_loss_too_high(view: Diagnoser) -> Issue | None:
+    """First losses far above chance: unscaled inputs/targets, a bad initialisation or output bias."""
+    chance, first = _chance(view), _initial(view)
+    if chance is None or first.size == 0:
+        return None
+    loss = float(first.min()) - view.context.regularization
+    factor = view.t.initial_high_factor_regression if view.context.task == "regression" else view.t.initial_high_factor
+    if loss <= factor * chance:
+        return None
+    if view.context.task == "regression":
+        advice = ("Standardise the targets with training-split statistics (preprocessing: "
+                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs "
+                  "(standardize_inputs: true); or initialise the output bias at the target mean "
+                  "(bias_initializer: {name: constant, value: MEAN}).")
+    else:
+        advice = ("Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits "
+                  "are small, use the initialiser of the activation (he_normal for relu, glorot_uniform "
+                  "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
+                  "classes are imbalanced.")
+    return Issue(
+        f"The loss of the first steps was {_fmt(loss)}, {loss / chance:.1f}x {_chance_text(view)} that a "
+        f"model predicting the label prior / the target mean would get. The model starts far from a "
+        f"sensible prediction, so its first updates are large and spent on undoing the start.",
+        advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
+        epoch=view.context.initial_epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss level and curve.
+
+def loss_at_chance(view: Diagnoser) -> Issue | None:
+    """The training loss (or the validation loss) never leaves the chance level."""
+    chance = _chance(view)
+    if chance is None or not view.finished or not _curves_ready(view):
+        return None
+    train = view.epoch_losses(data_only=True)
+    train = train[np.isfinite(train)]
+    if train.size == 0:
+        return None
+    tail = train[-max(1, len(train) // 3):]
+    final = float(np.min(tail))
+    val = view.val_losses(data_only=True)
+    val = val[np.isfinite(val)]
+    best_val = float(np.min(val)) if val.size else None
+    evidence = {"final_train_loss": float(train[-1]), "chance_loss": chance, "best_val_loss": best_val}
+    advice = ("Check that the labels can be predicted from the inputs: that x and y rows are aligned "
+              "(shuffled together), that the labels are not random or shuffled, and that the model can "
+              "learn at all — train on 20 examples until the loss is near 0 (a model that cannot overfit "
+              "a tiny set has a bug: a frozen or dead layer, a too small learning rate, a wrong loss).")
+    if final >= view.t.at_chance_train * chance:
+        return Issue(
+            f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
+            f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
+            f"than the label prior / the target mean: the labels are unpredictable from the inputs, or "
+            f"the model cannot learn.", advice, evidence, epoch=view.epochs[-1].epoch)
+    if best_val is not None and best_val >= view.t.at_chance_validation * chance:
+        return Issue(
+            f"The validation loss never went below {_chance_text(view)}: its best was {_fmt(best_val)} "
+            f"({best_val / chance:.0%} of chance) while the training loss fell to {_fmt(float(train[-1]))}. "
+            f"Nothing the model learned carries over to new rows: it memorises the training rows, "
+            f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
+            advice, evidence, epoch=view.epochs[-1].epoch)
+    return None
+
+
+def loss_collapsed(view: Diagnoser) -> Issue | None:
+    """The loss is near zero right after the first epoch."""
+    if not view.epochs or view.epochs_run > view.t.collapse_epochs:
+        return None
+    chance = _chance(view)
+    loss = float(view.epoch_losses(data_only=True)[-1])
+    limit = view.t.collapse_fraction * chance if chance is not None else view.t.collapse_absolute
+    if not math.isfinite(loss) or loss >= limit:
+        return None
+    return Issue(
+        f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
+        f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. Real tasks are not solved in one epoch: "
+        f"the inputs almost certainly contain the answer (a label column or something derived from it, "
+        f"or rows repeated across the split), or the targets are trivial.",
+        "Check x for a column equal to or computed from y (trainkit's label-leakage check lists it) and "
+        "drop it; make sure the validation rows are not copies of training rows; check that y is not "
+        "constant. Trust the validation loss, not the training loss.",
+        {"epoch_loss": loss, "chance_loss": chance}, epoch=view.epochs[-1].epoch)
+
+
+def nan_loss(view: Diagnoser) -> Issue | None:
+    """A non-finite loss: the step, and the first layer whose activations or gradients broke."""
+    nf = view.nonfinite
+    if nf is None or nf.loss_step is None:
+        return None
+    layer, where = _first_nonfinite_layer(view, nf.row)
+    if layer:
+        origin = f" The first non-finite values appeared at step {nf.step} in {where}."
+    elif any(n.startswith(("grad_norm/", "activation/")) for n in nf.row):
+        origin = (" Every layer's activations and gradients were still finite: the loss computation itself "
+                  "produced it (log(0), a division by zero, an overflow in a custom loss).")
+    else:
+        origin = ""
+    evidence = {"step": nf.loss_step, "first_nonfinite_step": nf.step, "last_finite_loss": nf.last_finite_loss,
+                "grad_norm_global_before": view.notes.get("grad_norm_before_nan")}
+    return Issue(
+        f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
+        f"{_fmt(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
+        f"Lower the learning rate ({_lr_text(view, 0.1)}), clip gradients "
+        f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), standardise inputs and targets, and "
+        f"guard custom losses against log(0) and division by zero (add an epsilon).",
+        {k: v for k, v in evidence.items() if v is not None}, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step),
+        layer=layer)
+
+
+def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str | None, str]:
+    """First layer (model order) with non-finite activations, else the last with bad gradients."""
+    activations = [n for n, v in row.items() if n.startswith("activation/") and (
+        (n.endswith("/nonfinite") and v > 0) or (n.endswith(("/mean", "/std")) and not math.isfinite(v)))]
+    layers = [layer for layer in view.layer_order(_layer_of(n) for n in activations) if layer != "output"]
+    if layers:
+        return layers[0], f"the activations of layer '{layers[0]}'"
+    grads = [n for n, v in row.items() if (n.startswith("grad_nonfinite/") and v > 0) or (
+        n.startswith(("grad_norm/", "weight_norm/")) and n != "grad_norm/global" and not math.isfinite(v))]
+    layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in grads)
+    if layers:
+        # Back-propagation reaches the last layer first: the origin is the last one in model order.
+        return layers[-1], f"the gradients of layer '{layers[-1]}'"
+    return None, ""
+
+
+def diverging_loss(view: Diagnoser) -> Issue | None:
+    """The loss grows: an epoch loss 2x the best so far and still rising, or a 100x step spike."""
+    first = _initial(view)
+    if view.max_loss is not None and first.size:
+        step, peak = view.max_loss
+        start = float(first[0])
+        if start > 0 and peak > view.t.diverge_step_factor * start:
+            return Issue(
+                f"The loss jumped to {_fmt(peak)} at step {step}, {peak / start:.0f}x the first loss "
+                f"({_fmt(start)}): the updates overshoot and the model is being thrown away.",
+                f"Lower the learning rate ({_lr_text(view, 0.1)}) and clip gradients (clipnorm: 1.0).",
+                {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=_epoch_of(view, step))
+    losses = view.epoch_losses()
+    if len(losses) < 3 or not np.isfinite(losses).all():
+        return None
+    best = float(np.min(losses[:-1]))
+    last = float(losses[-1])
+    rising = losses[-1] > losses[-2] > losses[-3]
+    if rising and last > view.t.diverge_factor * best and last > losses[0]:
+        return Issue(
+            f"The training loss is rising: {_fmt(last)} in epoch {view.epochs[-1].epoch + 1}, "
+            f"{last / best:.1f}x its best ({_fmt(best)}) and above the first epoch's ({_fmt(float(losses[0]))}).",
+            f"Lower the learning rate ({_lr_text(view, 0.1)}), add gradient clipping (clipnorm: 1.0), or "
+            f"use a decaying schedule.",
+            {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
+    return None
+
+
+def oscillating_loss(view: Diagnoser) -> Issue | None:
+    """The epoch loss jumps up and down by large amounts instead of falling."""
+    losses = view.epoch_losses()
+    if len(losses) < view.t.oscillation_min_epochs or not _curves_ready(view):
+        return None
+    window = losses[-view.t.oscillation_window:]
+    if not np.isfinite(window).all():
+        return None
+    moves = np.diff(window)
+    signs = np.sign(moves[moves != 0])
+    if len(signs) < 3:
+        return None
+    changes = float(np.mean(signs[1:] != signs[:-1]))
+    # Relative to the loss scale of the task (chance, or the first epoch's loss), not to the current
+    # level: dropout noise of 0.01 on a loss of 0.05 is no oscillation.
+    scale = max(float(np.mean(window)), _chance(view) or float(losses[0]))
+    amplitude = float(np.mean(np.abs(moves)) / max(scale, 1e-12))
+    # A zig-zag that still makes progress (a falling trend) is not an oscillation.
+    trend = abs(float(window[-1] - window[0])) / max(float(np.sum(np.abs(moves))), 1e-12)
+    if changes < view.t.oscillation_sign_fraction or amplitude < view.t.oscillation_amplitude or trend > view.t.oscillation_max_trend:
+        return None
+    return Issue(
+        f"Over the last {len(window)} epochs the training loss changed direction in {changes:.0%} of the "
+        f"epochs, moving by {amplitude:.0%} of the loss scale each time ({_fmt(float(window.min()))} to "
+        f"{_fmt(float(window.max()))}): the updates overshoot the minimum back and forth.",
+        f"Lower the learning rate ({_lr_text(view, 0.1)}) or use a decaying schedule; larger batches "
+        f"(training.batch_size) also smooth the updates.",
+        {"sign_change_fraction": changes, "relative_amplitude": amplitude, "net_trend": trend, "window_epochs": len(window)},
+        epoch=view.epochs[-1].epoch)
+
+
+def plateau(view: Diagnoser) -> Issue | None:
+    """The loss stopped improving early, at a level far above where it started to fall."""
+    if not view.finished or not _curves_ready(view) or view.epochs_run < 6:
+        return None
+    losses = view.epoch_losses(data_only=True)
+    if not np.isfinite(losses).all():
+        return None
+    chance = _chance(view)
+    half = len(losses) // 2
+    start, middle, last = float(losses[0]), float(losses[half]), float(losses[-1])
+    if start <= 0 or chance is None or last >= view.t.at_chance_train * chance:
+        return None
+    recent = (middle - last) / max(abs(middle), 1e-12)
+    total = (start - last) / start
+    if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
+        return None
+    return Issue(
+        f"The training loss has been flat at {_fmt(last)} since about epoch {view.epochs[half].epoch + 1} "
+        f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
+        f"stuck, typically behind dead or saturated units or a learning rate that is too small.",
+        f"Look at the dead-relu / saturated-activations findings; try a larger learning rate "
+        f"({_lr_text(view, 10.0)}), he_normal initialisation with relu, or a learning-rate schedule "
+        f"that restarts.",
+        {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent},
+        epoch=view.epochs[half].epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rate (update/weight ratio + loss trend).
+
+def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
+    """Median update/weight ratio of the weight matrices over the first steps of the run.
+
+    The first steps measure the step size the learning rate gives relative to the weights (Adam's
+    first updates are ~learning_rate per weight), before the updates shrink as training converges.
+    """
+    per_layer: dict[str, float] = {}
+    for name in _kernels(view, "update_ratio"):
+        values = view.first_values(name)
+        values = values[np.isfinite(values)]
+        if values.size:
+            per_layer[name.removeprefix("update_ratio/")] = float(np.median(values))
+    if not per_layer:
+        return None, {}
+    return float(np.median(list(per_layer.values()))), per_layer
+
+
+def lr_too_high(view: Diagnoser) -> Issue | None:
+    """Updates larger than 10% of the weights, with a loss that does not fall."""
+    if not view.epochs:
+        return None
+    early, per_early = _early_update_ratio(view)
+    peak, per_peak, peak_epoch = _peak_epoch_update_ratio(view)
+    ratio, per_layer = (early, per_early) if (early or 0.0) >= (peak or 0.0) else (peak, per_peak)
+    if ratio is None or ratio < view.t.lr_high_ratio:
+        return None
+    losses = view.epoch_losses()
+    finite = losses[np.isfinite(losses)]
+    nonfinite = view.nonfinite is not None and view.nonfinite.loss_step is not None
+    if finite.size == 0 and not nonfinite:
+        return None
+    first = _initial(view)
+    start = float(first[0]) if first.size else float(finite[0])
+    # The loss trend that makes large steps a problem: a spike (3x the first loss), no progress
+    # (the best of the last third of the epochs no better than the start, judged like the curves),
+    # exploding gradients or a non-finite loss.
+    peak = view.max_loss[1] if view.max_loss is not None else start
+    spiked = start > 0 and peak >= view.t.lr_high_spike * start
+    not_learning = finite.size == 0 or (
+        _curves_ready(view) and float(np.min(finite[-max(1, len(finite) // 3):])) >= 0.9 * start)
+    if not (nonfinite or spiked or not_learning or view.explosion is not None):
+        return None
+    worst = max(per_layer, key=lambda k: per_layer[k])
+    if nonfinite:
+        trend = "the loss went NaN"
+    elif spiked:
+        trend = f"the loss jumped to {_fmt(peak)}, {peak / start:.1f}x the first loss ({_fmt(start)})"
+    else:
+        now = _fmt(float(finite[-1])) if finite.size else "NaN"
+        trend = f"the loss is not falling ({_fmt(start)} at the first step, {now} in epoch {view.epochs[-1].epoch + 1})"
+    return Issue(
+        f"Steps change the weights by {ratio:.0%} of their size (median over the weight matrices; "
+        f"{worst}: {per_layer[worst]:.0%}), where ~0.1-1% is healthy, and {trend}: the learning rate "
+        f"is too high.",
+        f"Lower the learning rate 10-1000x ({_lr_to(view, min((_lr(view) or 0.1) / 100, 1e-3))}; 0.001 is "
+        f"Adam's default), and clip gradients (clipnorm: 1.0).",
+        {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": _lr(view),
+         "initial_loss": start, "peak_loss": peak, "peak_epoch": peak_epoch}, layer=worst.rsplit("/", 1)[0], epoch=view.epochs[-1].epoch)
+
+
+def lr_too_low(view: Diagnoser) -> Issue | None:
+    """Tiny first updates and a loss that is still falling steadily when training ends."""
+    if not view.finished or not _curves_ready(view) or view.epochs_run < 4:
+        return None
+    ratio, per_layer = _early_update_ratio(view)
+    if ratio is None or ratio >= view.t.lr_low_ratio:
+        return None
+    losses = view.epoch_losses()
+    if not np.isfinite(losses).all():
+        return None
+    tail = losses[-max(3, len(losses) // 3):]
+    falling = float(np.mean(np.diff(tail) < 0)) >= 0.75 and tail[-1] < tail[0]
+    improvement = (float(losses[0]) - float(losses[-1])) / max(float(losses[0]), 1e-12)
+    if not falling or improvement >= view.t.lr_low_max_improvement:
+        return None
+    return Issue(
+        f"The first steps changed the weights by only {ratio:.2%} of their size (median over the "
+        f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
+        f"only {improvement:.0%} ({_fmt(float(losses[0]))} to {_fmt(float(losses[-1]))}): the learning "
+        f"rate is too low for the number of epochs.",
+        f"Raise the learning rate ({_lr_text(view, 10.0)}), or train for more epochs "
+        f"(training.epochs).",
+        {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": _lr(view),
+         "loss_improvement": improvement}, epoch=view.epochs[-1].epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients.
+
+def vanishing_gradients(view: Diagnoser) -> Issue | None:
+    """The first weight layer gets a gradient 1000x smaller (relative to its weights) than the last."""
+    kernels = _kernels(view, "grad_norm")
+    if len(kernels) < 2 or view.epochs_run < view.t.sustained_epochs:
+        return None
+    chance = _chance(view)
+    losses = view.epoch_losses(data_only=True)
+    if chance is not None and np.isfinite(losses[-1]) and losses[-1] < view.t.collapse_fraction * chance:
+        return None  # a solved task has tiny gradients everywhere
+    first, last = kernels[0], kernels[-1]
+    g_first, g_last = view.epoch_values(first), view.epoch_values(last)
+    w_first = view.epoch_values("weight_norm/" + first.removeprefix("grad_norm/"))
+    w_last = view.epoch_values("weight_norm/" + last.removeprefix("grad_norm/"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (g_first / w_first) / (g_last / w_last)
+    n = view.t.sustained_epochs
+    small_ratio = np.nan_to_num(ratio[-n:], nan=np.inf) < view.t.vanish_ratio
+    tiny = np.nan_to_num(g_first[-n:], nan=np.inf) < view.t.vanish_absolute
+    if not (small_ratio.all() or tiny.all()):
+        return None
+    layer = first.removeprefix("grad_norm/").rsplit("/", 1)[0]
+    return Issue(
+        f"The gradient of the first weight layer '{layer}' is {_fmt(float(g_first[-1]))}, "
+        f"{_fmt(float(ratio[-1]))}x the last layer's relative to their weights, for {n} epochs: the "
+        f"signal vanishes on the way back and the early layers stop learning.",
+        "Use relu (or leaky_relu) with he_normal initialisation instead of saturating tanh/sigmoid "
+        "stacks, standardise the inputs, add batchnorm layers between the dense layers, or use fewer "
+        "layers.",
+        {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "relative_ratio": float(ratio[-1]),
+         "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
+
+
+def exploding_gradients(view: Diagnoser) -> Issue | None:
+    """The global gradient norm grew 100x above its level in the first steps."""
+    e = view.explosion
+    if e is None:
+        return None
+    return Issue(
+        f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {e.norm / max(e.baseline, 1e-12):.0f}x "
+        f"its level in the first steps ({_fmt(e.baseline)}): the updates feed on themselves.",
+        f"Clip gradients (optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
+        f"rate ({_lr_text(view, 0.1)}), and standardise inputs and targets.",
+        {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
+        epoch=_epoch_of(view, e.step))
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations.
+
+def dead_relu(view: Diagnoser) -> list[Issue]:
+    """A ReLU layer with most units never active in a batch, for several epochs."""
+    issues = []
+    for name in _hidden_activation_stats(view, "dead_fraction"):
+        values = view.epoch_values(name)
+        since = _sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
+        if since is None:
+            continue
+        layer = _layer_of(name)
+        fraction = float(values[-1])
+        issues.append(Issue(
+            f"{fraction:.0%} of the units of layer '{layer}' output 0 for every example of a batch "
+            f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}: "
+            f"dead ReLUs pass no gradient and never recover.",
+            f"Lower the learning rate ({_lr_text(view, 0.1)}) — one big update is the usual killer —, use "
+            f"kernel_initializer: he_normal for this layer, standardise the inputs, or use "
+            f"activation: leaky_relu (or elu).",
+            {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
+             "first_epoch_dead_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch))
+    return issues
+
+
+def saturated_activations(view: Diagnoser) -> list[Issue]:
+    """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs."""
+    issues = []
+    for name in _hidden_activation_stats(view, "saturated_fraction"):
+        values = view.epoch_values(name)
+        since = _sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
+        if since is None:
+            continue
+        severe = _sustained_since(values, view.t.saturated_fraction, view.t.sustained_epochs) is not None
+        layer = _layer_of(name)
+        fraction = float(values[-1])
+        effect = ("their derivative is ~0, so this layer and the layers below it stop learning" if severe else
+                  "not yet enough to stall training, but those units pass almost no gradient")
+        issues.append(Issue(
+            f"{fraction:.0%} of the outputs of layer '{layer}' sit in the flat tails of its activation "
+            f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
+            f"{effect}.",
+            "Standardise the inputs, lower the learning rate, initialise with glorot_uniform/"
+            "glorot_normal, add a batchnorm layer before the activation, or switch the hidden layers to "
+            "relu with he_normal.",
+            {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
+             "first_epoch_saturated_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch,
+            severity=None if severe else "info"))
+    return issues
+
+
+# ---------------------------------------------------------------------------------------------
+# Generalisation.
+
+def overfitting(view: Diagnoser) -> Issue | None:
+    """The validation loss rises while the training loss keeps falling."""
+    # Without the penalty: a shrinking L2 term would hide a rising data loss.
+    val = view.val_losses(data_only=True)
+    train = view.epoch_losses(data_only=True)
+    if len(val) < view.t.overfit_min_epochs + 2 or not np.isfinite(val).any():
+        return None
+    # With early stopping configured, wait for the end: it may stop the run and restore the best
+    # epoch's weights, which turns the rise into a handled note.
+    if not view.finished and (view.context.early_stopping or not _curves_ready(view)):
+        return None
+    best = int(np.nanargmin(val))
+    rise_epochs = max(view.t.overfit_min_epochs, math.ceil(view.t.overfit_epoch_fraction * view.planned_epochs))
+    after = val[best + 1 :]
+    if len(after) < rise_epochs:
+        return None
+    limit = val[best] * (1 + view.t.overfit_rise) + 1e-12
+    if not (after[-rise_epochs:] > limit).all():
+        return None
+    if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
+        return None
+    start = view.epochs[best].epoch
+    evidence = {"best_epoch": start, "best_val_loss": float(val[best]), "final_val_loss": float(val[-1]),
+                "train_loss_at_best": float(train[best]), "final_train_loss": float(train[-1])}
+    stopping = view.notes.get("early_stopping")
+    if stopping and stopping.get("restored_epoch") is not None:
+        return Issue(
+            f"The validation loss rose from {_fmt(float(val[best]))} (epoch {start + 1}) to "
+            f"{_fmt(float(val[-1]))} while the training loss kept falling; early stopping stopped the run "
+            f"and restored the weights of epoch {stopping['restored_epoch'] + 1}.",
+            "Nothing to do: early stopping handled it. Regularisation (dropout, kernel_regularizer: "
+            "{l2: 0.01}) may lower the best validation loss further.",
+            {**evidence, "restored_epoch": stopping["restored_epoch"]}, epoch=start, severity="info")
+    return Issue(
+        f"The model overfits from epoch {start + 1}: the validation loss rose from {_fmt(float(val[best]))} "
+        f"to {_fmt(float(val[-1]))} while the training loss fell from {_fmt(float(train[best]))} to "
+        f"{_fmt(float(train[-1]))}.",
+        f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
+        f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
+        f"regularise: add dropout layers ({{type: dropout, rate: 0.2}}..0.5) and kernel_regularizer: "
+        f"{{l2: 0.01}}, use a smaller model, or get more training rows.",
+        evidence, epoch=start)
+
+
+def underfitting(view: Diagnoser) -> Issue | None:
+    """Training ended while both losses were still falling fast: the model was not trained enough."""
+    if not view.finished or not _curves_ready(view) or view.epochs_run < 4:
+        return None
+    train = view.epoch_losses(data_only=True)
+    chance = _chance(view)
+    if not np.isfinite(train).all() or chance is None or train[-1] < view.t.underfit_level * chance:
+        return None
+    n = max(2, math.ceil(view.t.underfit_tail_fraction * len(train)))
+    tail = train[-n:]
+    drop = (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12)
+    if drop < view.t.underfit_tail_improvement:
+        return None
+    val = view.val_losses(data_only=True)
+    if np.isfinite(val).all() and len(val) == len(train):
+        vtail = val[-n:]
+        if not vtail[-1] < vtail[0]:
+            return None
+    return Issue(
+        f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
+        f"epochs (to {_fmt(float(tail[-1]))}"
+        + f", {float(tail[-1]) / chance:.0%} of chance"
+        + "), with the validation loss falling too: the model is undertrained.",
+        f"Train for more epochs (training.epochs: {2 * view.planned_epochs}) or raise the learning rate "
+        f"({_lr_text(view, 3.0)}); if the loss then flattens high, give the model more capacity (more units).",
+        {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
+        epoch=view.epochs[-1].epoch)
+
+
+#: Every diagnosis rule, in the order findings are reported when found at the same moment.
+RULES: tuple[Rule, ...] = (
+    Rule("nan-loss", "error", "call", nan_loss, "the loss became NaN/inf: the step and the first layer that broke"),
+    Rule("exploding-gradients", "warning", "call", exploding_gradients, "global gradient norm 100x its starting level"),
+    Rule("initial-loss-too-low", "warning", "call", initial_loss_too_low, "first losses far below chance: leakage, wrong targets or loss"),
+    Rule("initial-loss-too-high", "warning", "call", initial_loss_too_high, "first losses far above chance: unscaled data, bad init"),
+    Rule("diverging-loss", "error", "epoch", diverging_loss, "the loss grows instead of falling"),
+    Rule("loss-collapsed", "warning", "epoch", loss_collapsed, "loss near zero right after the first epoch"),
+    Rule("lr-too-high", "warning", "epoch", lr_too_high, "updates > 10% of the weights and no progress"),
+    Rule("vanishing-gradients", "warning", "epoch", vanishing_gradients, "first layer's gradient 1000x smaller than the last's"),
+    Rule("dead-relu", "warning", "epoch", dead_relu, "most units of a ReLU layer never active"),
+    Rule("saturated-activations", "warning", "epoch", saturated_activations, "tanh/sigmoid outputs in the flat tails (info from 25%, warning from 50%)"),
+    Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down"),
+    Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls"),
+    Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
+    Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
+    Rule("lr-too-low", "warning", "end", lr_too_low, "tiny updates and a loss still falling steadily"),
+    Rule("underfitting", "warning", "end", underfitting, "training ended while the loss was still falling fast"),
+)
+#: Every code the diagnosis can report, in one place.
+DIAGNOSIS_CODES: tuple[str, ...] = tuple(rule.code for rule in RULES)
