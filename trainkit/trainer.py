@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainkit import probes, stats
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.errors import DataError, RunDirError
 from trainkit.findings import Finding
@@ -24,7 +26,7 @@ from trainkit.loop import CompiledLoop, StepOutputs, epoch_batches
 from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
-from trainkit.writers.tensorboard import RunWriter
+from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout, histogram_tag
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
@@ -41,6 +43,9 @@ _XLA_FRIENDLY_LAYERS = frozenset(
 _TARGET_CALL_SECONDS = 0.5
 _MAX_STEPS_PER_CALL = 1024
 _STREAMING_STEPS_PER_CALL = 32
+# Steps Trainer.step_table() keeps by default: ~45 statistics x 4 bytes x 10k steps is ~2 MB for a
+# small MLP, and stays that size however long the run.
+_STEP_TABLE_STEPS = 10_000
 
 
 def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
@@ -121,6 +126,16 @@ class Trainer:
         scalars_every: Write per-step scalars to TensorBoard every this many steps.
         report_last_batch_loss: Also record the last batch's loss of each epoch as
             ``last_batch_loss`` (to show how misleading that number is).
+        statistics: Compute the per-step gradient, update and activation statistics of
+            :mod:`trainkit.stats` inside the default :meth:`train_step` (``learning_rate``,
+            ``grad_norm/...``, ``weight_norm/...``, ``update_ratio/...``, ``grad_nonfinite/...``,
+            ``activation/...``). ``False`` leaves them out of the graph: the step returns
+            ``loss`` and the scalars logged with :meth:`log_scalar` only.
+        histograms_every: Write histograms of weights, gradients and activations (computed on a
+            fixed probe batch, the first training batch, without updating anything) every this
+            many steps, ``"epoch"`` for once per epoch, ``None`` for never. Needs ``logdir``.
+        step_table_steps: Steps of per-step scalars :meth:`step_table` keeps (the most recent
+            ones), so memory stays bounded in long runs; ``None`` keeps every step, ``0`` none.
         hparams: Hyperparameters (name -> str, float, int or bool) to record for TensorBoard's
             HParams dashboard when the writer opens, with the epoch loss and metrics as
             its metric columns; ``None`` records none.
@@ -146,6 +161,9 @@ class Trainer:
         jit_compile: bool | Literal["auto"] = "auto",
         scalars_every: int = 1,
         report_last_batch_loss: bool = False,
+        statistics: bool = True,
+        histograms_every: int | Literal["epoch"] | None = "epoch",
+        step_table_steps: int | None = _STEP_TABLE_STEPS,
         hparams: Mapping[str, Any] | None = None,
         diagnose: bool | Callback = True,
     ) -> None:
@@ -169,6 +187,13 @@ class Trainer:
         self.report_last_batch_loss = report_last_batch_loss
         # Checked here: a bad value would otherwise fail only when the writer opens.
         self.hparams = clean_hparams(hparams) if hparams is not None else None
+        if histograms_every not in (None, "epoch") and (not isinstance(histograms_every, int) or histograms_every < 1):
+            raise ValueError(f'histograms_every must be a positive int, "epoch" or None, got {histograms_every!r}.')
+        if step_table_steps is not None and (not isinstance(step_table_steps, int) or step_table_steps < 0):
+            raise ValueError(f"step_table_steps must be a non-negative int or None, got {step_table_steps!r}.")
+        self.statistics = bool(statistics)
+        self.histograms_every = histograms_every
+        self.step_table_steps = step_table_steps
 
         self.findings: list[Finding] = []
         self.history = History()
@@ -177,8 +202,13 @@ class Trainer:
         self.steps_per_epoch: int | None = None
         self.writer: RunWriter | None = None
         self._pending_texts: dict[str, str] = {}
-        self._step_table: list[tuple[int, StepOutputs]] = []
-        self.keep_step_table = True
+        self._step_table: deque[tuple[int, StepOutputs]] = deque()
+        self._step_table_rows = 0
+        self.keep_step_table = step_table_steps != 0
+        self._probe: probes.Probe | None = None
+        self._probe_batch: Any = None
+        self._histogram_fn: Any = None
+        self._step_xla = False
 
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._eval_loss_tracker = keras.metrics.Mean(name="loss")
@@ -201,18 +231,52 @@ class Trainer:
     def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         """One optimisation step; returns the step's scalars (at least ``"loss"``).
 
-        Runs inside ``tf.function``: no numpy, no host syncs. Anything logged with
-        :meth:`log_scalar` while it runs is added to the returned dict.
+        Runs inside ``tf.function``: no numpy, no host syncs. With ``statistics=True`` the dict
+        also holds the statistics of :mod:`trainkit.stats` (names in that module's docstring).
+        Anything logged with :meth:`log_scalar` while it runs is added to the returned dict.
         """
         x, y, sample_weight = unpack_batch(batch)
         variables = self.model.trainable_variables
+        if not self.statistics:
+            with tf.GradientTape() as tape:
+                y_pred = self.model(x, training=True)
+                loss = self.compute_loss(x, y, y_pred, sample_weight)
+            gradients = tape.gradient(loss, variables)
+            self.optimizer.apply(gradients, variables)
+            self.update_metrics(y, y_pred, sample_weight, loss)
+            return {"loss": loss, **self.pop_logged_scalars()}
+
         with tf.GradientTape() as tape:
-            y_pred = self.model(x, training=True)
+            # The probe shares the model's layers: same y_pred, same gradients, plus activations.
+            y_pred, taps = self.probe(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
         gradients = tape.gradient(loss, variables)
+        names = stats.variable_names(variables, self.model.name)
+        logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
+        xla = self._step_xla  # same values either way; picks the faster reductions
+        logs.update(stats.gradient_stats(gradients, variables, names, xla=xla))
+        before = stats.snapshot(variables)
         self.optimizer.apply(gradients, variables)
+        logs.update(stats.update_stats(before, variables, names, xla=xla))
+        logs.update(probes.tap_stats(taps, xla=xla))
         self.update_metrics(y, y_pred, sample_weight, loss)
-        return {"loss": loss, **self.pop_logged_scalars()}
+        return {**logs, **self.pop_logged_scalars()}
+
+    def current_learning_rate(self) -> tf.Tensor:
+        """The learning rate the next optimizer update uses, as a float32 scalar tensor.
+
+        Read it before ``optimizer.apply``: a schedule is evaluated at the optimizer's iteration
+        count, which the update increments.
+        """
+        rate = self.optimizer.learning_rate
+        rate = tf.convert_to_tensor(getattr(rate, "value", rate))
+        return rate if rate.dtype == tf.float32 else tf.cast(rate, tf.float32)
+
+    def probe(self, x: Any, training: bool = True) -> tuple[Any, list[probes.Tap]]:
+        """The model's output for ``x`` and its tapped activations (see :mod:`trainkit.probes`)."""
+        if self._probe is None:
+            self._probe = probes.build_probe(self.model)
+        return self._probe(x, training=training)
 
     def test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         """One evaluation step: updates the evaluation loss and metrics."""
@@ -320,6 +384,8 @@ class Trainer:
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
         self._open_writer()
         self._build_train_loop(train)
+        self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
+        self._write_layout()
         try:
             callback_list.on_train_begin()
             for epoch in range(initial_epoch, epochs):
@@ -328,6 +394,8 @@ class Trainer:
                     logs.update({f"val_{k}": v for k, v in self._evaluate(validation, batch_size).items()})
                 self.history.append(epoch, logs)
                 self._write_epoch(epoch, logs)
+                if self.histograms_every == "epoch":
+                    self._write_histograms(int(self.global_step.numpy()))
                 callback_list.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
@@ -405,8 +473,11 @@ class Trainer:
         return logs
 
     def _build_train_loop(self, train: Any) -> None:
+        if (self.statistics or self.histograms_every is not None) and self._probe is None:
+            self._probe = probes.build_probe(self.model)  # eagerly here, never while a step traces
         if self._train_loop is None:
-            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._resolve_jit())
+            self._step_xla = self._resolve_jit()
+            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla)
             self._train_loop.discover_names(train.batch_spec())
 
     # -- one epoch --------------------------------------------------------------------------------
@@ -425,15 +496,20 @@ class Trainer:
         for outputs in calls:
             if outputs.steps == 0:
                 continue
-            first_step = int(self.global_step.numpy()) - outputs.steps
+            last_step = int(self.global_step.numpy())
+            first_step = last_step - outputs.steps
             if self.writer is not None:
                 self.writer.step_scalars(first_step, outputs.names, outputs.values)
-            if self.keep_step_table:
-                self._step_table.append((first_step, outputs))
+            self._keep_steps(first_step, outputs)
             callbacks.on_execution_end(first_step, outputs)
             for name, values in outputs.as_dict().items():
-                if name != "loss":
+                # Statistics are per-step signals (in TensorBoard and the step table), not epoch
+                # metrics: only user scalars (log_scalar) get an epoch mean in the History.
+                if name != "loss" and not stats.is_statistic(name):
                     extras.setdefault(name, []).append((values, outputs.batch_sizes))
+            every = self.histograms_every
+            if isinstance(every, int) and last_step // every > first_step // every:
+                self._write_histograms(last_step)
             last = outputs
         logs = {"loss": float(self._loss_tracker.result())}
         logs.update({m.name: float(m.result()) for m in self.metrics})
@@ -525,8 +601,23 @@ class Trainer:
         return np.concatenate(parts) if parts else np.zeros((0,))
 
     # -- per-step statistics ----------------------------------------------------------------------
+    def _keep_steps(self, first_step: int, outputs: StepOutputs) -> None:
+        """Adds a call's outputs to the step table, dropping whole calls beyond the bound."""
+        if not self.keep_step_table or self.step_table_steps == 0:
+            return
+        self._step_table.append((first_step, outputs))
+        self._step_table_rows += outputs.steps
+        limit = self.step_table_steps
+        while limit is not None and self._step_table and self._step_table_rows - self._step_table[0][1].steps >= limit:
+            self._step_table_rows -= self._step_table.popleft()[1].steps
+
     def step_table(self) -> list[tuple[int, str, float]]:
-        """Every recorded per-step scalar as tidy ``(step, name, value)`` rows."""
+        """The recorded per-step scalars (loss, statistics, logged scalars) as ``(step, name, value)``.
+
+        Holds the most recent ``step_table_steps`` steps (at least; whole compiled calls are kept
+        or dropped); for complete per-step records of long runs read the TensorBoard events, or
+        consume :meth:`~trainkit.callbacks.Callback.on_execution_end`.
+        """
         rows: list[tuple[int, str, float]] = []
         for first_step, outputs in self._step_table:
             for i in range(outputs.steps):
@@ -549,6 +640,59 @@ class Trainer:
             self.writer.text("train", 0, name, markdown)
         if self.hparams:
             write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in self.metrics)])
+
+    def _write_layout(self) -> None:
+        """Writes the custom-scalars layout (one category per layer) once per run."""
+        if self.writer is None or not self.statistics or self._train_loop is None or self._train_loop.names is None:
+            return
+        self.writer.summary("train", 0, custom_scalars_layout(self._train_loop.names))
+
+    def _wants_histograms(self) -> bool:
+        return self.histograms_every is not None and self.logdir is not None
+
+    def _first_batch(self, train: Any, batch_size: int) -> Any:
+        """The fixed probe batch histograms are computed on: the first training batch."""
+        if isinstance(train, _ArraySource):
+            return tuple(t[:batch_size] for t in train.data)
+        return next(iter(train.dataset), None)
+
+    def _build_histogram_fn(self) -> Any:
+        """Compiles gradients and activations of one batch, without updating any state.
+
+        ``training=False``: no dropout draws, no BatchNormalization statistics updates, so writing
+        histograms never changes the training run.
+        """
+        variables = self.model.trainable_variables
+        names = stats.variable_names(variables, self.model.name)
+
+        def histogram_step(batch: Any) -> dict[str, tf.Tensor]:
+            x, y, sample_weight = unpack_batch(batch)
+            with tf.GradientTape() as tape:
+                y_pred, taps = self.probe(x, training=False)
+                loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+            self.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
+            gradients = tape.gradient(loss, variables)
+            out: dict[str, tf.Tensor] = {}
+            for name, gradient in zip(names, gradients, strict=True):
+                if gradient is not None:
+                    out[histogram_tag("gradients", name)] = tf.convert_to_tensor(gradient)
+            for tap in taps:
+                out[histogram_tag("activations", tap.name)] = tf.convert_to_tensor(tap.tensor)
+            return out
+
+        return tf.function(histogram_step, reduce_retracing=True)
+
+    def _write_histograms(self, step: int) -> None:
+        """Queues histograms of weights, gradients and activations at ``step``."""
+        if self.writer is None or self._probe_batch is None:
+            return
+        if self._histogram_fn is None:
+            self._histogram_fn = self._build_histogram_fn()
+        arrays = {tag: value.numpy() for tag, value in self._histogram_fn(self._probe_batch).items()}
+        names = stats.variable_names(self.model.trainable_variables, self.model.name)
+        for name, variable in zip(names, self.model.trainable_variables, strict=True):
+            arrays[histogram_tag("weights", name)] = np.asarray(variable.numpy())
+        self.writer.tagged_histograms("train", step, arrays)
 
     def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self.writer is None:

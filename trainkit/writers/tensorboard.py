@@ -12,6 +12,7 @@ This is the only module that knows the TensorBoard file format.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,9 +21,13 @@ from typing import Any
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.histogram import summary as histogram_summary
 from tensorboard.plugins.text import summary as text_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from trainkit import stats
 
 SPLITS = ("train", "validation")
 
@@ -41,6 +46,69 @@ def _own_summary(proto: Any) -> summary_pb2.Summary:
     if isinstance(proto, summary_pb2.Summary):
         return proto
     return summary_pb2.Summary.FromString(proto.SerializeToString())
+
+
+def histogram_tag(kind: str, name: str) -> str:
+    """``histograms/KIND/NAME``: ``histograms/weights/VAR``, ``.../gradients/VAR``, ``.../activations/L``."""
+    return f"histograms/{kind}/{name}"
+
+
+#: Charts of a layer's category in the custom-scalars layout: (title, statistic kind) for the
+#: per-variable statistics (one line per variable), (title, statistics) for the activation ones.
+_VARIABLE_CHARTS = (
+    ("gradient norm", stats.GRAD_NORM),
+    ("weight norm", stats.WEIGHT_NORM),
+    ("update / weight ratio", stats.UPDATE_RATIO),
+    ("non-finite gradient entries", stats.GRAD_NONFINITE),
+)
+_ACTIVATION_CHARTS = (
+    ("activation mean and std", (stats.MEAN, stats.STD)),
+    ("dead units and outputs <= 0", (stats.DEAD_FRACTION, stats.NONPOSITIVE_FRACTION)),
+    ("saturated outputs", (stats.SATURATED_FRACTION,)),
+    ("non-finite activations", (stats.NONFINITE,)),
+)
+
+
+def _exact(tag: str) -> str:
+    # Chart tags are regular expressions: anchor them so dense/kernel never matches dense_1/kernel.
+    return f"^{re.escape(tag)}$"
+
+
+def _chart(title: str, tags: Sequence[str]) -> layout_pb2.Chart:
+    return layout_pb2.Chart(title=title, multiline=layout_pb2.MultilineChartContent(tag=[_exact(t) for t in tags]))
+
+
+def stats_layout(names: Sequence[str]) -> layout_pb2.Layout:
+    """Custom-scalars layout for a step's scalar names: an overview, then one category per layer.
+
+    A layer's category puts its charts side by side: gradient norm, weight norm, update/weight
+    ratio and non-finite gradients (one line per variable), then its activation statistics.
+    """
+    overview = [_chart(title, [step_tag(n)]) for title, n in (("loss", stats.LOSS), ("learning rate", stats.LEARNING_RATE), ("global gradient norm", stats.GLOBAL_GRAD_NORM)) if n in names]
+    by_layer: dict[str, list[stats.StatName]] = {}
+    for name in names:
+        parsed = stats.parse_stat_name(name)
+        if parsed is None or name == stats.GLOBAL_GRAD_NORM:
+            continue
+        by_layer.setdefault(parsed.layer, []).append(parsed)
+    categories = [layout_pb2.Category(title="overview", chart=overview)] if overview else []
+    for layer, parsed_names in by_layer.items():
+        charts = []
+        for title, kind in _VARIABLE_CHARTS:
+            tags = [f"{p.kind}/{p.target}" for p in parsed_names if p.kind == kind]
+            if tags:
+                charts.append(_chart(title, tags))
+        for title, wanted in _ACTIVATION_CHARTS:
+            tags = [stats.activation_stat_name(p.target, p.stat) for p in parsed_names if p.kind == stats.ACTIVATION and p.stat in wanted]
+            if tags:
+                charts.append(_chart(title, tags))
+        categories.append(layout_pb2.Category(title=f"layer {layer}", chart=charts))
+    return layout_pb2.Layout(category=categories)
+
+
+def custom_scalars_layout(names: Sequence[str]) -> Any:
+    """The :func:`stats_layout` of ``names`` as a ``Summary`` for :meth:`RunWriter.summary`."""
+    return custom_scalar_summary.pb(stats_layout(names))
 
 
 def epoch_tag(name: str) -> str:
@@ -85,6 +153,25 @@ class RunWriter:
             for name, data in arrays.items():
                 finite = data[np.isfinite(data)] if data.size else data
                 values.extend(_own_summary(histogram_summary.pb(name, finite.astype(np.float64), bucket_count=bucket_count)).value)
+            self._add(split, step, values)
+
+        self._put(write)
+
+    def tagged_histograms(self, split: str, step: int, arrays: Mapping[str, np.ndarray], bucket_count: int = 30) -> None:
+        """Queues histograms of several arrays at one step, each under exactly its name as tag.
+
+        Unlike :meth:`histograms` (whose legacy format appends ``/histogram_summary`` to every
+        tag), this writes TensorBoard 2's tensor format, so ``histograms/weights/dense/kernel``
+        appears as such. Non-finite values are left out of the buckets (the per-step
+        ``.../nonfinite`` statistics count them). Building the buckets happens on the writer thread.
+        """
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+
+        def write() -> None:
+            values = []
+            for name, data in arrays.items():
+                finite = data[np.isfinite(data)] if data.size else data.reshape(-1)
+                values.extend(_own_summary(histogram_summary.histogram_pb(name, finite.astype(np.float64), buckets=bucket_count)).value)
             self._add(split, step, values)
 
         self._put(write)

@@ -1,0 +1,171 @@
+"""Probes: the tapped forward pass equals the model's, and every kind of model reports activations."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer, probes, stats
+
+
+def rows(n: int = 16, features: int = 5, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, features)).astype("float32")
+
+
+def sequential() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((5,)),
+        keras.layers.Dense(8, activation="relu", name="hidden", activity_regularizer=keras.regularizers.L2(0.01)),
+        keras.layers.Dropout(0.5, name="drop"),
+        keras.layers.Dense(6, name="linear"),
+        keras.layers.LeakyReLU(negative_slope=0.1, name="leaky"),
+        keras.layers.Dense(4, name="pre"),
+        keras.layers.Activation("tanh", name="squash"),
+        keras.layers.Dense(3, activation="softmax", name="head"),
+    ])
+
+
+def test_tapped_forward_pass_gives_the_same_output_loss_and_gradients():
+    model = sequential()
+    probe = probes.build_probe(model)
+    assert probe.tapped == [("hidden", "relu"), ("leaky", "leaky_relu"), ("squash", "tanh"), ("head", "softmax")]
+    assert probe.output_activations == ["softmax"]
+    x = tf.constant(rows())
+    y = tf.one_hot(np.arange(16) % 3, 3)
+    loss_fn = keras.losses.CategoricalCrossentropy()
+
+    seed_state = model.get_layer("drop").seed_generator.state
+    saved = seed_state.numpy()
+
+    def grads(forward):
+        seed_state.assign(saved)  # the same dropout mask on both paths
+        with tf.GradientTape() as tape:
+            y_pred = forward()
+            loss = loss_fn(y, y_pred) + tf.add_n(model.losses)
+        return y_pred, loss, tape.gradient(loss, model.trainable_variables)
+
+    reference = grads(lambda: model(x, training=True))
+    tapped = grads(lambda: probe(x, training=True)[0])
+    np.testing.assert_array_equal(tapped[0].numpy(), reference[0].numpy())
+    assert float(tapped[1]) == float(reference[1])  # activity regularizer loss included alike
+    for got, want in zip(tapped[2], reference[2], strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+    _, taps = probe(x, training=False)
+    by_name = {t.name: t for t in taps}
+    assert list(by_name) == ["hidden", "leaky", "squash", "head", "output"]
+    assert by_name["head"].tensor is by_name["output"].tensor  # the output layer is the output
+    np.testing.assert_allclose(by_name["hidden"].tensor.numpy(), model.get_layer("hidden")(x).numpy(), rtol=1e-6)
+
+
+def test_functional_model_with_dict_inputs_and_two_outputs():
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    shared = keras.layers.Dense(4, activation="elu", name="trunk")(keras.layers.Concatenate()([a, b]))
+    relu = keras.layers.ReLU(max_value=6.0, name="clip")(shared)
+    model = keras.Model({"a": a, "b": b}, {"score": keras.layers.Dense(1, name="score")(relu), "prob": keras.layers.Dense(2, activation="sigmoid", name="prob")(relu)})
+    probe = probes.build_probe(model)
+    assert probe.tapped == [("trunk", "elu"), ("clip", "relu6"), ("prob", "sigmoid")]
+    x = {"a": tf.constant(rows(8, 3)), "b": tf.constant(rows(8, 2, seed=1))}
+    y_pred, taps = probe(x)
+    reference = model(x)
+    assert set(y_pred) == {"score", "prob"}
+    for key in y_pred:
+        np.testing.assert_array_equal(y_pred[key].numpy(), reference[key].numpy())
+    outputs = {t.name: t.activation for t in taps if t.name.startswith("output")}
+    assert sorted(outputs.items()) == [("output_0", "sigmoid"), ("output_1", "linear")]  # flattened dict order: prob, score
+    got = {k: float(v) for k, v in probes.tap_stats(taps).items()}
+    assert got["activation/output_0/saturated_fraction"] == got["activation/prob/saturated_fraction"]
+    assert "activation/output_1/mean" in got and "activation/output_1/saturated_fraction" not in got
+    assert "activation/clip/dead_fraction" in got
+
+
+class Recorded(keras.Model):
+    """A subclassed model reporting its activations with trainkit.probes.record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-50.0), name="hidden")
+        self.out = keras.layers.Dense(1, name="out")
+
+    def call(self, x):
+        h = probes.record("hidden", self.hidden(x), activation="relu")
+        return probes.record("output", tf.sigmoid(self.out(h)), activation="sigmoid")
+
+
+class Plain(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu", name="hidden")
+        self.out = keras.layers.Dense(1, activation="sigmoid", name="out")
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_subclassed_models_get_gradient_stats_automatically_and_activations_via_record():
+    x = rows(32)
+    y = (x[:, :1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = Recorded()
+    model(x[:1])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    names = set(trainer._train_loop.names)
+    assert {"grad_norm/hidden/kernel", "weight_norm/out/kernel", "update_ratio/out/bias", "grad_nonfinite/hidden/bias", "grad_norm/global"} <= names
+    last = {name: value for step, name, value in trainer.step_table() if step == 0}
+    assert last["activation/hidden/dead_fraction"] == 1.0  # the bias of -50 kills every unit
+    assert "activation/output/saturated_fraction" in last  # declared sigmoid by record("output", ...)
+    # outside a trainkit step record() is a no-op returning its input
+    out = model(x)
+    assert out.shape == (32, 1)
+
+    keras.utils.set_random_seed(0)
+    plain = Plain()
+    plain(x[:1])
+    probe = probes.build_probe(plain)
+    assert probe.reason is not None and probe.tapped == []
+    trainer = Trainer(plain, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    names = trainer._train_loop.names
+    assert [n for n in names if n.startswith("grad_norm/")] == ["grad_norm/global", "grad_norm/hidden/kernel", "grad_norm/hidden/bias", "grad_norm/out/kernel", "grad_norm/out/bias"]
+    assert [n for n in names if n.startswith("activation/")] == ["activation/output/mean", "activation/output/std", "activation/output/nonfinite"]
+
+
+def test_record_suffixes_repeated_names_and_ignores_symbolic_tensors():
+    with probes.collect() as taps:
+        probes.record("block", tf.ones((2, 3)), activation="relu")
+        probes.record("block", tf.zeros((2, 3)), activation="relu")
+        probes.record("symbolic", keras.Input((3,)))
+    assert [t.name for t in taps] == ["block", "block"]  # suffixed when the probe merges them
+    assert [t.name for t in probes._unique(taps)] == ["block", "block_1"]
+    assert probes.record("free", tf.ones(1)) is not None  # no collector: a no-op
+
+
+@pytest.mark.parametrize(("layer", "expected"), [
+    (keras.layers.Dense(2), None),
+    (keras.layers.Dense(2, activation="gelu"), "gelu"),
+    (keras.layers.Conv2D(2, 3, activation="relu"), "relu"),
+    (keras.layers.Activation("sigmoid"), "sigmoid"),
+    (keras.layers.ReLU(), "relu"),
+    (keras.layers.ReLU(negative_slope=0.2), "leaky_relu"),
+    (keras.layers.Softmax(), "softmax"),
+    (keras.layers.Dropout(0.1), None),
+    (keras.layers.LSTM(2), None),
+])
+def test_layer_activation_rules(layer, expected):
+    assert probes.layer_activation(layer) == expected
+
+
+def test_nested_model_layers_are_not_tapped_but_the_whole_model_still_trains():
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="inner_dense")], name="inner")
+    x_in = keras.Input((5,))
+    model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid", name="top")(inner(x_in)))
+    probe = probes.build_probe(model)
+    assert probe.tapped == [("top", "sigmoid")]
+    names = stats.variable_names(model.trainable_variables, model.name)
+    assert names == ["inner/inner_dense/kernel", "inner/inner_dense/bias", "top/kernel", "top/bias"]

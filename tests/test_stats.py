@@ -1,0 +1,278 @@
+"""Per-step statistics: values against hand-written references, names, writing, memory bounds."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer, stats
+from trainkit.callbacks import Callback
+
+FEATURES = 6
+
+
+def make_data(rows: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, FEATURES)).astype("float32")
+    y = (x[:, :1] + 0.3 * x[:, 1:2] > 0).astype("float32")
+    return x, y
+
+
+def make_model(hidden: keras.layers.Layer | None = None, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((FEATURES,)),
+        hidden or keras.layers.Dense(8, activation="relu", name="dense"),
+        keras.layers.Dense(4, name="linear"),
+        keras.layers.Activation("tanh", name="squash"),
+        keras.layers.Dense(1, activation="sigmoid", name="head"),
+    ])
+
+
+def make_trainer(model: keras.Model | None = None, **kwargs) -> Trainer:
+    kwargs.setdefault("loss", "binary_crossentropy")
+    kwargs.setdefault("optimizer", keras.optimizers.SGD(0.1))
+    kwargs.setdefault("task", "binary")
+    kwargs.setdefault("seed", 0)
+    kwargs.setdefault("jit_compile", False)
+    # The live diagnosis is another consumer of these statistics; these tests look at the values.
+    kwargs.setdefault("diagnose", False)
+    return Trainer(model or make_model(), **kwargs)
+
+
+def one_step(trainer: Trainer, x: np.ndarray, y: np.ndarray, jit_compile: bool = False) -> dict[str, float]:
+    """Runs the trainer's train_step once, compiled, on one batch; bypasses fit's data checks."""
+    trainer.model.build((None, x.shape[1]))
+    trainer.optimizer.build(trainer.model.trainable_variables)
+    trainer._step_xla = jit_compile
+    step = tf.function(trainer.train_step, jit_compile=jit_compile)
+    return {k: float(v) for k, v in step((tf.constant(x), tf.constant(y))).items()}
+
+
+def first_step_stats(trainer: Trainer, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The statistics of step 0 of a one-batch fit (batch = all rows, no shuffling)."""
+    trainer.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0)
+    return {name: value for step, name, value in trainer.step_table() if step == 0}
+
+
+def test_gradient_norms_equal_a_hand_written_tape():
+    x, y = make_data(32)
+    model = make_model()
+    with tf.GradientTape() as tape:
+        loss = keras.losses.BinaryCrossentropy()(y, model(x, training=True))
+    expected = {v.path.removeprefix(model.name + "/"): float(tf.norm(g)) for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)}
+
+    got = first_step_stats(make_trainer(model), x, y)
+    assert got["loss"] == pytest.approx(float(loss), rel=1e-6)
+    for var, norm in expected.items():
+        assert got[stats.grad_norm_name(var)] == pytest.approx(norm, rel=1e-5), var
+    assert got[stats.GLOBAL_GRAD_NORM] == pytest.approx(float(np.sqrt(sum(n**2 for n in expected.values()))), rel=1e-5)
+    assert set(expected) == {"dense/kernel", "dense/bias", "linear/kernel", "linear/bias", "head/kernel", "head/bias"}
+
+
+def test_update_ratio_and_weight_norm_equal_the_change_measured_outside():
+    x, y = make_data(32)
+    model = make_model()
+    before = {v.path.removeprefix(model.name + "/"): v.numpy().copy() for v in model.trainable_variables}
+    got = first_step_stats(make_trainer(model, optimizer=keras.optimizers.Adam(0.05)), x, y)
+    assert got[stats.LEARNING_RATE] == pytest.approx(0.05)
+    for variable in model.trainable_variables:
+        var = variable.path.removeprefix(model.name + "/")
+        after = variable.numpy()
+        ratio = np.linalg.norm(after - before[var]) / np.linalg.norm(after)
+        assert got[stats.weight_norm_name(var)] == pytest.approx(float(np.linalg.norm(after)), rel=1e-5), var
+        assert got[stats.update_ratio_name(var)] == pytest.approx(float(ratio), rel=1e-4), var
+        assert ratio > 0  # the update was applied, so a ratio of 0 would be a read after the fact
+
+
+@pytest.mark.parametrize(("bias", "dead"), [(-100.0, 1.0), (100.0, 0.0)])
+def test_dead_fraction_of_a_relu_layer_follows_its_bias(bias, dead):
+    x, y = make_data(32)
+    hidden = keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(bias), name="hidden")
+    got = first_step_stats(make_trainer(make_model(hidden)), x, y)
+    assert got[stats.activation_stat_name("hidden", stats.DEAD_FRACTION)] == pytest.approx(dead)
+    assert got[stats.activation_stat_name("hidden", stats.NONPOSITIVE_FRACTION)] == pytest.approx(dead)
+
+
+def test_saturation_is_near_one_for_tanh_and_sigmoid_with_huge_weights():
+    x, y = make_data(32)
+    huge = keras.initializers.RandomNormal(stddev=100.0, seed=1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((FEATURES,)),
+        keras.layers.Dense(16, activation="tanh", kernel_initializer=huge, name="squash"),
+        keras.layers.Dense(1, activation="sigmoid", kernel_initializer=huge, name="head"),
+    ])
+    got = first_step_stats(make_trainer(model), x, y)
+    assert got[stats.activation_stat_name("squash", stats.SATURATED_FRACTION)] > 0.95
+    assert got[stats.activation_stat_name("head", stats.SATURATED_FRACTION)] > 0.9
+    # ...and ~0 for the same layers with small weights.
+    got = first_step_stats(make_trainer(make_model()), x, y)
+    assert got[stats.activation_stat_name("squash", stats.SATURATED_FRACTION)] < 0.2
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_nonfinite_counts_when_an_input_row_holds_nan(jit_compile):
+    x, y = make_data(16)
+    clean = one_step(make_trainer(), x, y, jit_compile)
+    assert all(v == 0 for k, v in clean.items() if k.endswith("nonfinite") or k.startswith("grad_nonfinite/"))
+    x[3, 2] = np.nan
+    got = one_step(make_trainer(), x, y, jit_compile)
+    assert got[stats.grad_nonfinite_name("dense/kernel")] > 0
+    # one NaN input reaches every unit of the first layer for that row (8 units), and the output
+    assert got[stats.activation_stat_name("dense", stats.NONFINITE)] == 8
+    assert got[stats.activation_stat_name("output", stats.NONFINITE)] == 1
+    assert np.isnan(got[stats.GLOBAL_GRAD_NORM])
+
+
+def test_xla_and_plain_steps_give_the_same_statistics():
+    x, y = make_data(48)
+    plain = one_step(make_trainer(make_model(seed=3)), x, y, jit_compile=False)
+    xla = one_step(make_trainer(make_model(seed=3)), x, y, jit_compile=True)
+    assert plain.keys() == xla.keys()
+    for name in plain:
+        assert xla[name] == pytest.approx(plain[name], rel=1e-4, abs=1e-6), name
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_activation_stats_match_numpy_in_both_reduction_modes(xla):
+    rng = np.random.default_rng(0)
+    relu = np.maximum(rng.normal(size=(32, 16)), 0).astype("float32")
+    relu[:, 3] = 0.0  # a dead unit
+    conv = np.maximum(rng.normal(size=(4, 5, 5, 3)), 0).astype("float32")
+    tanh = np.tanh(3 * rng.normal(size=(32, 8))).astype("float32")
+    soft = tf.nn.softmax(10 * rng.normal(size=(32, 5)).astype("float32")).numpy()
+    items = [("relu", relu, "relu"), ("conv", conv, "relu"), ("tanh", tanh, "tanh"), ("soft", soft, "softmax")]
+    got = {k: float(v) for k, v in tf.function(lambda: stats.layers_activation_stats(items, xla=xla), jit_compile=xla)().items()}
+    for name, value, _ in items:
+        assert got[f"activation/{name}/mean"] == pytest.approx(value.mean(), abs=1e-5)
+        assert got[f"activation/{name}/std"] == pytest.approx(value.std(), rel=1e-3)
+        assert got[f"activation/{name}/nonfinite"] == 0
+    assert got["activation/relu/dead_fraction"] == pytest.approx(1 / 16)
+    assert got["activation/relu/nonpositive_fraction"] == pytest.approx(float((relu <= 0).mean()))
+    assert got["activation/conv/dead_fraction"] == 0.0
+    assert got["activation/tanh/saturated_fraction"] == pytest.approx(float((np.abs(tanh) > 0.99).mean()))
+    assert got["activation/soft/saturated_fraction"] == pytest.approx(float((soft.max(-1) > 0.99).mean()))
+    assert "activation/tanh/dead_fraction" not in got and "activation/relu/saturated_fraction" not in got
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_large_tensors_get_the_same_norms_in_both_modes(xla):
+    rng = np.random.default_rng(1)
+    tensors = [tf.constant(rng.normal(size=shape).astype("float32")) for shape in [(300, 70), (5000,), (3,)]]
+    expected = [float(np.sum(t.numpy().astype(np.float64) ** 2)) for t in tensors]
+    got = tf.function(lambda: stats._sums_of_squares(tensors, xla), jit_compile=xla)().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_statistics_off_leaves_only_loss_and_user_scalars_and_no_stats_ops():
+    class Penalty(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            self.log_scalar("penalty", tf.reduce_mean(y_pred))
+            return loss
+
+    x, y = make_data(64)
+    trainer = Penalty(make_model(), loss="binary_crossentropy", optimizer="sgd", task="binary", statistics=False, jit_compile=False, diagnose=False)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert trainer._train_loop.names == ("loss", "penalty")
+    graph = tf.function(trainer.train_step).get_concrete_function((tf.TensorSpec((None, FEATURES)), tf.TensorSpec((None, 1)))).graph
+    off_ops = [op.type for op in graph.get_operations()]
+    on = make_trainer()
+    graph = tf.function(on.train_step).get_concrete_function((tf.TensorSpec((None, FEATURES)), tf.TensorSpec((None, 1)))).graph
+    on_ops = [op.type for op in graph.get_operations()]
+    assert "L2Loss" in on_ops and "L2Loss" not in off_ops  # the norms' kernel
+    assert on_ops.count("StatelessIf") == 2 and "StatelessIf" not in off_ops  # non-finite counts' guards
+
+
+def test_statistics_stay_out_of_the_epoch_history_and_user_scalars_stay_in():
+    x, y = make_data(64)
+    trainer = make_trainer()
+    history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert set(history.history) == {"loss"}
+    assert stats.GLOBAL_GRAD_NORM in trainer._train_loop.names
+
+
+def test_callback_receives_each_calls_statistics_as_step_arrays():
+    seen: list[dict[str, np.ndarray]] = []
+
+    class Grab(Callback):
+        def on_execution_end(self, first_step, outputs):
+            seen.append(outputs.as_dict())
+
+    x, y = make_data(96)
+    make_trainer(steps_per_execution=2).fit(x, y, epochs=1, batch_size=32, callbacks=[Grab()], verbose=0)
+    assert [len(d["loss"]) for d in seen] == [2, 1]
+    for name in (stats.grad_norm_name("dense/kernel"), stats.activation_stat_name("dense", stats.DEAD_FRACTION), stats.update_ratio_name("head/bias")):
+        assert all(d[name].shape == (len(d["loss"]),) and np.isfinite(d[name]).all() for d in seen), name
+
+
+def test_step_table_is_bounded_and_tidy():
+    x, y = make_data(320)
+    trainer = make_trainer(step_table_steps=5, steps_per_execution=2)
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)  # 20 steps
+    rows = trainer.step_table()
+    steps = sorted({step for step, _, _ in rows})
+    assert steps == list(range(14, 20))  # at least the last 5, kept by whole calls of 2 steps
+    names = trainer._train_loop.names
+    assert len(rows) == len(steps) * len(names)
+    assert [(step, name) for step, name, _ in rows[-len(names):]] == [(19, name) for name in names]
+    unbounded = make_trainer(step_table_steps=None, steps_per_execution=2)
+    unbounded.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert sorted({s for s, _, _ in unbounded.step_table()}) == list(range(20))
+    none = make_trainer(step_table_steps=0)
+    none.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert none.step_table() == []
+
+
+def test_names_are_built_and_parsed_by_the_helpers():
+    assert stats.grad_norm_name("dense/kernel") == "grad_norm/dense/kernel"
+    assert stats.variable_stat_names("d/b") == ("grad_norm/d/b", "weight_norm/d/b", "update_ratio/d/b", "grad_nonfinite/d/b")
+    assert stats.activation_stat_names("dense", "relu") == tuple(f"activation/dense/{s}" for s in ("mean", "std", "nonfinite", "nonpositive_fraction", "dead_fraction"))
+    assert stats.activation_stat_names("h", "gelu") == ("activation/h/mean", "activation/h/std", "activation/h/nonfinite")
+    assert "saturated_fraction" in stats.ACTIVATION_KINDS["sigmoid"]
+    parsed = stats.parse_stat_name("grad_norm/block/dense/kernel")
+    assert parsed == stats.StatName("grad_norm", "block/dense/kernel") and parsed.layer == "block/dense"
+    assert stats.parse_stat_name("activation/output/dead_fraction") == stats.StatName("activation", "output", "dead_fraction")
+    assert stats.parse_stat_name("penalty") is None and stats.parse_stat_name("activation/x/bogus") is None
+    assert stats.is_statistic("learning_rate") and not stats.is_statistic("loss")
+
+
+def test_event_files_hold_one_value_per_step_histograms_and_the_layout(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    x, y = make_data(96)
+    trainer = make_trainer(logdir=tmp_path)
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)  # 3 steps an epoch
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    for tag in (stats.grad_norm_name("dense/kernel"), stats.activation_stat_name("dense", stats.DEAD_FRACTION), "step/learning_rate"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(6)), tag
+    histograms = {"histograms/weights/dense/kernel", "histograms/gradients/dense/kernel", "histograms/activations/dense", "histograms/activations/output"}
+    assert histograms <= set(tags["tensors"])
+    assert {events.SummaryMetadata(tag).plugin_data.plugin_name for tag in histograms} == {"histograms"}
+    weights = events.Tensors("histograms/weights/dense/kernel")
+    assert [e.step for e in weights] == [3, 6]  # once an epoch
+    buckets = tf.make_ndarray(weights[-1].tensor_proto)  # [buckets, (left, right, count)]
+    assert buckets[:, 2].sum() == FEATURES * 8
+    (layout_event,) = events.Tensors(metadata.CONFIG_SUMMARY_TAG)
+    layout = layout_pb2.Layout.FromString(tf.make_ndarray(layout_event.tensor_proto).item())
+    categories = {c.title: c for c in layout.category}
+    assert {"overview", "layer dense", "layer linear", "layer squash", "layer head", "layer output"} <= set(categories)
+    charts = {chart.title: list(chart.multiline.tag) for chart in categories["layer dense"].chart}
+    assert charts["gradient norm"] == ["^grad_norm/dense/kernel$", "^grad_norm/dense/bias$"]
+    assert "dead units and outputs <= 0" in charts and "update / weight ratio" in charts
+
+
+def test_histograms_every_n_steps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(160)
+    make_trainer(logdir=tmp_path, histograms_every=2, steps_per_execution=1).fit(x, y, epochs=1, batch_size=32, verbose=0)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
+    assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == [2, 4]
+    with pytest.raises(ValueError, match="histograms_every"):
+        make_trainer(histograms_every=0)

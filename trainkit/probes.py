@@ -1,0 +1,295 @@
+"""Exposes intermediate layer outputs (activations) to the training step.
+
+Sequential and Functional models are tapped automatically: :func:`build_probe` builds, once, a
+Functional model that shares the model's layers and weights and whose outputs are every activated
+layer's output followed by the model's own outputs. The step calls it instead of the model, so the
+forward pass is the same computation (same ``y_pred``, same gradients) and the activations come out
+of it for free; nothing is stored once the step ends.
+
+A layer is *activated* when it applies a non-linear activation of its own: ``Dense``/``Conv*``
+with ``activation=`` other than linear (the activation runs inside the layer, so the layer's output
+*is* the activation output), or an ``Activation``, ``ReLU``, ``LeakyReLU``, ``PReLU``, ``ELU`` or
+``Softmax`` layer. Layers inside nested models and layers called more than once (shared layers)
+are not tapped automatically; record them as below.
+
+Subclassed models (and custom layers anywhere) report activations with :func:`record`, called in
+``call``; it returns its input unchanged and does nothing outside a trainkit step::
+
+    from trainkit.probes import record
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(64, activation="relu")
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x):
+            h = record("hidden", self.hidden(x), activation="relu")
+            return self.out(h)
+
+The model output is always reported, under ``output`` (``output_0``, ``output_1``... for several
+outputs). Its activation is read from the layer producing it; a subclassed model's output counts as
+linear unless ``call`` records it: ``return record("output", y, activation="sigmoid")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from trainkit import stats
+
+#: Layer classes that are nothing but an activation, and the activation each applies.
+_ACTIVATION_LAYERS = {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu", "Softmax": "softmax"}
+_RENAMED = {"identity": "linear", "swish": "silu", "hard_swish": "hard_silu"}
+
+
+def activation_name(fn: Any) -> str:
+    """Canonical name of an activation (a Keras activation function, its name, or ``None``)."""
+    if fn is None:
+        return "linear"
+    name = fn if isinstance(fn, str) else getattr(fn, "__name__", None) or type(fn).__name__
+    name = name.lower()
+    return _RENAMED.get(name, name)
+
+
+def layer_activation(layer: Any) -> str | None:
+    """The non-linear activation ``layer`` applies to its own output, or ``None``.
+
+    ``None`` for linear layers, layers without an activation, nested models and recurrent layers
+    (whose output is not simply ``activation(...)``).
+    """
+    if isinstance(layer, keras.Model) or hasattr(layer, "recurrent_activation"):
+        return None
+    cls = type(layer).__name__
+    if cls == "ReLU":
+        config = layer.get_config()
+        if config.get("negative_slope"):
+            name = "leaky_relu"
+        elif config.get("max_value") == 6:
+            name = "relu6"
+        else:
+            name = "relu"
+    elif cls in _ACTIVATION_LAYERS:
+        name = _ACTIVATION_LAYERS[cls]
+    elif hasattr(layer, "activation"):
+        name = activation_name(layer.activation)
+    else:
+        return None
+    return None if name == "linear" else name
+
+
+@dataclasses.dataclass(frozen=True)
+class Tap:
+    """One tapped tensor of a step.
+
+    Attributes:
+        name: ``L`` in ``activation/L/...``: a layer name, a recorded name, or ``output``.
+        tensor: The tensor (symbolic, inside the traced step).
+        activation: Canonical activation name; picks the statistics (see
+            :data:`trainkit.stats.ACTIVATION_KINDS`).
+    """
+
+    name: str
+    tensor: Any
+    activation: str
+
+
+# -- record(): the mechanism for subclassed models -------------------------------------------------
+_local = threading.local()
+
+
+def _collectors() -> list[list[Tap]]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def record(name: str, tensor: Any, activation: str = "linear") -> Any:
+    """Reports ``tensor`` as the activation of ``name`` to the trainkit step tracing the model.
+
+    Call it in a layer's or model's ``call``. Outside a trainkit training step (plain
+    ``model(x)``, ``model.fit``, Keras's symbolic build) it does nothing. A name recorded twice in
+    one step gets ``_1``, ``_2``... suffixes.
+
+    Args:
+        name: Name ``L`` of the statistics (``activation/L/mean``...); ``"output"`` declares the
+            model output's activation.
+        tensor: The activation output, batch first, units last.
+        activation: Canonical activation name (``"relu"``, ``"tanh"``, ``"sigmoid"``...).
+
+    Returns:
+        ``tensor``, unchanged, so it can wrap an expression.
+    """
+    stack = _collectors()
+    if stack and not isinstance(tensor, keras.KerasTensor):
+        stack[-1].append(Tap(name, tensor, activation_name(activation)))
+    return tensor
+
+
+@contextmanager
+def collect() -> Iterator[list[Tap]]:
+    """Collects the :func:`record` calls made while the block runs (traces)."""
+    taps: list[Tap] = []
+    _collectors().append(taps)
+    try:
+        yield taps
+    finally:
+        _collectors().pop()
+
+
+# -- probes ---------------------------------------------------------------------------------------
+def _unpack_singleton(value: Any) -> Any:
+    # What Functional.call does: a model with one output in a list returns the tensor itself.
+    if isinstance(value, list | tuple) and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _produced_by(tensor: Any) -> Any:
+    history = getattr(tensor, "_keras_history", None)
+    return history[0] if history else None
+
+
+class Probe:
+    """Runs a model's forward pass and returns its output with the tapped activations.
+
+    Build it with :func:`build_probe`. Call it inside the ``GradientTape`` instead of the model.
+
+    Attributes:
+        model: The model.
+        tapped: ``(name, activation)`` of each layer tapped automatically, in model order.
+        output_activations: Activation of each flat model output.
+        reason: Why layers are not tapped automatically (subclassed model...), or ``None``.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
+        self.tapped: list[tuple[str, str]] = []
+        self.output_activations: list[str] = []
+        self.reason: str | None = None
+        self._tap_model: keras.Model | None = None
+        self._output_struct: Any = None
+        self._output_layers: list[str | None] = []
+        self._num_taps = 0
+        self._build()
+
+    def _build(self) -> None:
+        model = self.model
+        base = model._functional if isinstance(model, keras.Sequential) else model
+        if base is None or not isinstance(base, keras.Model) or not hasattr(base, "_outputs_struct"):
+            self.reason = "subclassed model: report activations with trainkit.probes.record()"
+            return
+        flat_outputs = keras.tree.flatten(base.output)
+        output_ids = {id(t) for t in flat_outputs}
+        taps: list[Any] = []
+        for layer in base.layers:
+            activation = layer_activation(layer)
+            if activation is None:
+                continue
+            try:
+                tensor = layer.output
+            except (AttributeError, ValueError, RuntimeError):
+                continue  # shared layer (several outputs) or never called in this graph
+            if isinstance(tensor, keras.KerasTensor) and id(tensor) not in output_ids:
+                taps.append(tensor)
+                self.tapped.append((layer.name, activation))
+            elif isinstance(tensor, keras.KerasTensor):
+                self.tapped.append((layer.name, activation))  # the output itself: aliased below
+        self.output_activations = [layer_activation(_produced_by(t)) or "linear" for t in flat_outputs]
+        self._output_layers = [getattr(_produced_by(t), "name", None) for t in flat_outputs]
+        self._output_struct = base.output
+        try:
+            self._tap_model = keras.Model(inputs=base.input, outputs=[*taps, *flat_outputs], name=f"{model.name}_trainkit_probe")
+        except Exception as err:  # a graph Keras cannot re-wrap: fall back to record() only
+            self.reason = f"could not tap the model's layers ({err})"
+            self.tapped = []
+            self._tap_model = None
+        self._num_taps = len(taps)
+
+    @tf.autograph.experimental.do_not_convert  # plain Python over layers; nothing to convert
+    def __call__(self, x: Any, training: bool = True) -> tuple[Any, list[Tap]]:
+        """The model's output for ``x`` and the step's taps (layers, recorded, output).
+
+        Must run inside a ``tf.function`` being traced (or eagerly): taps are tensors of this call.
+        """
+        with collect() as recorded:
+            if self._tap_model is None:
+                y_pred = self.model(x, training=training)
+                tapped: list[Tap] = []
+            else:
+                flat = keras.tree.flatten(self._tap_model(x, training=training))
+                layer_tensors, outputs = flat[: self._num_taps], flat[self._num_taps :]
+                y_pred = _unpack_singleton(keras.tree.pack_sequence_as(self._output_struct, outputs))
+                tensors = iter(layer_tensors)
+                tapped = []
+                for name, activation in self.tapped:
+                    if name in self._output_layers:
+                        tensor = outputs[self._output_layers.index(name)]
+                    else:
+                        tensor = next(tensors)
+                    tapped.append(Tap(name, tensor, activation))
+        return y_pred, _with_outputs(_unique(tapped + recorded), y_pred, self)
+
+
+def _unique(taps: Sequence[Tap]) -> list[Tap]:
+    """Suffixes repeated names (a recording layer called twice) with ``_1``, ``_2``..."""
+    seen: set[str] = set()
+    out = []
+    for tap in taps:
+        name, index = tap.name, 0
+        while name in seen:
+            index += 1
+            name = f"{tap.name}_{index}"
+        seen.add(name)
+        out.append(dataclasses.replace(tap, name=name))
+    return out
+
+
+def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe) -> list[Tap]:
+    """Appends the model output(s); a recorded ``output`` overrides the inferred activation."""
+    flat = keras.tree.flatten(y_pred)
+    names = [stats.OUTPUT] if len(flat) == 1 else [f"{stats.OUTPUT}_{i}" for i in range(len(flat))]
+    declared = {t.name: t.activation for t in taps if t.name in names}
+    taps = [t for t in taps if t.name not in declared]
+    inferred = probe.output_activations if len(probe.output_activations) == len(flat) else ["linear"] * len(flat)
+    for name, tensor, activation in zip(names, flat, inferred, strict=True):
+        taps.append(Tap(name, tensor, declared.get(name, activation)))
+    return taps
+
+
+def build_probe(model: keras.Model) -> Probe:
+    """A :class:`Probe` for ``model`` (built, so its layers have outputs)."""
+    return Probe(model)
+
+
+def tap_stats(taps: Sequence[Tap], *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """:func:`trainkit.stats.layers_activation_stats` of every tap, once per distinct tensor.
+
+    The output layer's activation and the model output are usually the same tensor: its
+    statistics are computed once and reported under both names.
+
+    Args:
+        taps: The step's taps (from a :class:`Probe`).
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+    """
+    items: list[tuple[str, Any, str]] = []
+    aliases: list[tuple[Tap, str]] = []
+    for tap in taps:
+        same = next((name for name, tensor, act in items if tensor is tap.tensor and act == tap.activation), None)
+        if same is None:
+            items.append((tap.name, tap.tensor, tap.activation))
+        else:
+            aliases.append((tap, same))
+    out = stats.layers_activation_stats(items, xla=xla)
+    for tap, same in aliases:
+        for stat in stats.activation_kind(tap.activation):
+            out[stats.activation_stat_name(tap.name, stat)] = out[stats.activation_stat_name(same, stat)]
+    return out

@@ -1,0 +1,520 @@
+"""Per-step training statistics, computed in the graph, and the one place their names are made.
+
+Every function here is pure TensorFlow (optax style): it takes tensors and returns a flat
+``dict[str, tf.Tensor]`` of float32 scalars, and never syncs with the host or formats strings from
+tensor values, so it can run inside the compiled, possibly XLA-compiled, training step. Names are
+built from Python strings once, while the step is traced. Logging the values is somebody else's
+job (:mod:`trainkit.writers.tensorboard`, callbacks, the diagnosis rules).
+
+Naming contract (each name is also the TensorBoard tag):
+
+==========================================  ================================================
+``loss``, ``learning_rate``                 the batch loss; the learning rate used by the step
+``grad_norm/global``                        L2 norm of all gradients together
+``grad_norm/VAR``                           L2 norm of one variable's gradient
+``weight_norm/VAR``                         L2 norm of the variable after the update
+``update_ratio/VAR``                        ``||w_after - w_before|| / ||w_after||``
+``grad_nonfinite/VAR``                      number of NaN/inf gradient entries
+``activation/L/mean``, ``.../std``          over every output value of layer ``L`` in the batch
+``activation/L/nonfinite``                  number of NaN/inf output values
+``activation/L/nonpositive_fraction``       ReLU family: fraction of outputs <= 0
+``activation/L/dead_fraction``              ReLU family: fraction of units never > 0 in the batch
+``activation/L/saturated_fraction``         tanh: ``|a| > 0.99``; sigmoid: ``a < 0.01 or a > 0.99``;
+                                            softmax: rows whose top probability is > 0.99
+==========================================  ================================================
+
+``VAR`` is a variable's path with the layer name first (``dense/kernel``, ``dense_1/bias``), ``L``
+a layer name, or ``output`` for the model's output (``output_0``, ``output_1``... when the model
+has several). Code that reads statistics should build names with the helpers below
+(:func:`grad_norm_name`, :func:`activation_stat_name`, ...) and look activations up in
+:data:`ACTIVATION_KINDS` instead of hard-coding strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+# -- names ----------------------------------------------------------------------------------------
+LOSS = "loss"
+LEARNING_RATE = "learning_rate"
+GLOBAL = "global"
+GLOBAL_GRAD_NORM = "grad_norm/global"
+OUTPUT = "output"
+
+GRAD_NORM = "grad_norm"
+WEIGHT_NORM = "weight_norm"
+UPDATE_RATIO = "update_ratio"
+GRAD_NONFINITE = "grad_nonfinite"
+ACTIVATION = "activation"
+#: The per-variable statistics, in the order the step returns them.
+VARIABLE_STATS: tuple[str, ...] = (GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO, GRAD_NONFINITE)
+
+MEAN = "mean"
+STD = "std"
+NONFINITE = "nonfinite"
+NONPOSITIVE_FRACTION = "nonpositive_fraction"
+DEAD_FRACTION = "dead_fraction"
+SATURATED_FRACTION = "saturated_fraction"
+#: Statistics every tapped activation gets.
+BASE_ACTIVATION_STATS: tuple[str, ...] = (MEAN, STD, NONFINITE)
+#: Every activation statistic trainkit knows, in the order the step returns them.
+ACTIVATION_STATS: tuple[str, ...] = (MEAN, STD, NONFINITE, NONPOSITIVE_FRACTION, DEAD_FRACTION, SATURATED_FRACTION)
+
+_RELU_EXTRAS = (NONPOSITIVE_FRACTION, DEAD_FRACTION)
+_SATURATING_EXTRAS = (SATURATED_FRACTION,)
+#: Statistics computed for each activation, by canonical activation name (Keras's function names,
+#: ``"leaky_relu"`` / ``"prelu"`` for those layers). An activation not listed here (gelu, silu,
+#: softplus, a custom function...) gets :data:`BASE_ACTIVATION_STATS` only.
+ACTIVATION_KINDS: dict[str, tuple[str, ...]] = {
+    "linear": BASE_ACTIVATION_STATS,
+    # ReLU family: a unit whose output is never > 0 passes no gradient (exactly zero for
+    # relu/relu6, nearly so for elu/selu's flat negative tail, slope-scaled for leaky/prelu).
+    "relu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    "relu6": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    "leaky_relu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    "prelu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    "elu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    "selu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    # Saturating: the derivative vanishes in the flat tails.
+    "tanh": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
+    "sigmoid": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
+    "hard_sigmoid": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
+    "softmax": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
+}
+#: Activations whose saturation test is ``|a| > 0.99`` (odd, range [-1, 1]).
+_SYMMETRIC_SATURATING = frozenset({"tanh"})
+#: Activations whose saturation test is ``a < 0.01 or a > 0.99`` (range [0, 1]).
+_UNIT_SATURATING = frozenset({"sigmoid", "hard_sigmoid"})
+SATURATION_THRESHOLD = 0.99
+
+_KINDS = frozenset({GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO, GRAD_NONFINITE, ACTIVATION})
+
+
+def grad_norm_name(var: str) -> str:
+    """``grad_norm/VAR``: L2 norm of the gradient of variable ``var`` (e.g. ``dense/kernel``)."""
+    return f"{GRAD_NORM}/{var}"
+
+
+def weight_norm_name(var: str) -> str:
+    """``weight_norm/VAR``: L2 norm of variable ``var`` after the step's update."""
+    return f"{WEIGHT_NORM}/{var}"
+
+
+def update_ratio_name(var: str) -> str:
+    """``update_ratio/VAR``: norm of the update applied to ``var`` over its norm after the update."""
+    return f"{UPDATE_RATIO}/{var}"
+
+
+def grad_nonfinite_name(var: str) -> str:
+    """``grad_nonfinite/VAR``: number of NaN/inf entries in the gradient of ``var``."""
+    return f"{GRAD_NONFINITE}/{var}"
+
+
+def activation_stat_name(layer: str, stat: str) -> str:
+    """``activation/L/STAT`` for layer ``layer`` (``"output"`` for the model output)."""
+    return f"{ACTIVATION}/{layer}/{stat}"
+
+
+def activation_kind(activation: str) -> tuple[str, ...]:
+    """The statistics computed for ``activation`` (see :data:`ACTIVATION_KINDS`)."""
+    return ACTIVATION_KINDS.get(activation, BASE_ACTIVATION_STATS)
+
+
+def activation_stat_names(layer: str, activation: str) -> tuple[str, ...]:
+    """Every statistic name :func:`activation_stats` returns for ``layer`` with ``activation``."""
+    return tuple(activation_stat_name(layer, stat) for stat in activation_kind(activation))
+
+
+def variable_stat_names(var: str) -> tuple[str, ...]:
+    """The four per-variable statistic names of ``var``, in :data:`VARIABLE_STATS` order."""
+    return (grad_norm_name(var), weight_norm_name(var), update_ratio_name(var), grad_nonfinite_name(var))
+
+
+@dataclasses.dataclass(frozen=True)
+class StatName:
+    """A statistic name split into its parts.
+
+    Attributes:
+        kind: ``grad_norm``, ``weight_norm``, ``update_ratio``, ``grad_nonfinite`` or
+            ``activation``.
+        target: The variable (``dense/kernel``, or ``global``) or layer (``dense``, ``output``).
+        stat: The activation statistic (``mean``, ``dead_fraction``...); ``None`` for the others.
+    """
+
+    kind: str
+    target: str
+    stat: str | None = None
+
+    @property
+    def layer(self) -> str:
+        """The layer the statistic belongs to (``dense`` for ``dense/kernel``)."""
+        if self.kind == ACTIVATION:
+            return self.target
+        return self.target.rsplit("/", 1)[0] if "/" in self.target else self.target
+
+
+def parse_stat_name(name: str) -> StatName | None:
+    """Splits a statistic name; ``None`` for names that are not statistics (``loss``, ``penalty``).
+
+    Examples:
+        ``parse_stat_name("grad_norm/dense/kernel") == StatName("grad_norm", "dense/kernel")``;
+        ``parse_stat_name("activation/dense/dead_fraction") == StatName("activation", "dense",
+        "dead_fraction")``.
+    """
+    kind, _, rest = name.partition("/")
+    if kind not in _KINDS or not rest:
+        return None
+    if kind == ACTIVATION:
+        layer, _, stat = rest.rpartition("/")
+        if not layer or stat not in ACTIVATION_STATS:
+            return None
+        return StatName(kind, layer, stat)
+    return StatName(kind, rest)
+
+
+def is_statistic(name: str) -> bool:
+    """True for the names the statistics add to a step (everything but ``loss`` and user scalars).
+
+    The trainer keeps these out of the epoch logs: they are per-step signals, not epoch metrics.
+    """
+    return name == LEARNING_RATE or parse_stat_name(name) is not None
+
+
+def variable_name(variable: Any, model_name: str | None = None) -> str:
+    """``VAR`` of a Keras variable: its path with the model's own name removed.
+
+    Keras 3 paths are ``sequential/dense/kernel`` for Sequential and subclassed models but
+    ``dense/kernel`` for Functional ones; stripping the model's name makes both ``dense/kernel``.
+    """
+    path = getattr(variable, "path", None) or getattr(variable, "name", "variable")
+    path = path.split(":")[0]  # tf.Variable names end in ":0"
+    if model_name and path.startswith(model_name + "/"):
+        path = path[len(model_name) + 1 :]
+    return path
+
+
+def variable_names(variables: Sequence[Any], model_name: str | None = None) -> list[str]:
+    """:func:`variable_name` of each variable, made unique with ``_1``, ``_2``... suffixes."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for variable in variables:
+        base = name = variable_name(variable, model_name)
+        index = 0
+        while name in seen:
+            index += 1
+            name = f"{base}_{index}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+# -- in-graph statistics --------------------------------------------------------------------------
+# How tensors are reduced depends on who runs the step (``xla``), measured on CPU:
+# * TensorFlow kernels (``xla=False``): each op is dispatched on its own (~1-3 us) and writes its
+#   whole output, so each tensor is reduced by single kernels that make no temporaries
+#   (``l2_loss``, ``reduce_sum``), and the per-tensor scalars are stacked into vectors so the
+#   remaining arithmetic is a handful of ops whatever the number of variables or layers.
+# * XLA (``xla=True``): ops fuse, but the CPU backend emits scalar, non-vectorised loops for full
+#   reductions (~0.4 ns an element, 20-40x slower than TensorFlow's kernel). So tensors of more
+#   than _SMALL_ELEMENTS entries are summed by a matrix-vector product, which XLA vectorises (4x
+#   faster than its reduction on 64k elements); smaller ones keep one small reduction each (zero-
+#   padding them into one matrix to reduce in one loop measured slower).
+_SMALL_ELEMENTS = 4096
+_MATVEC_COLUMNS = (256, 128, 64, 32, 16, 8)
+
+
+def _float32(tensor: Any) -> tf.Tensor:
+    tensor = tf.convert_to_tensor(tensor)
+    return tensor if tensor.dtype == tf.float32 else tf.cast(tensor, tf.float32)
+
+
+def _dense_values(gradient: Any) -> tf.Tensor:
+    # Sparse (embedding) gradients: the norm of the gathered rows. Rows repeated in the batch count
+    # once per occurrence, which slightly overstates the norm but avoids densifying the table.
+    if isinstance(gradient, tf.IndexedSlices):
+        return _float32(gradient.values)
+    return _float32(gradient)
+
+
+def sum_of_squares(tensor: tf.Tensor) -> tf.Tensor:
+    """``sum(tensor ** 2)`` as one kernel (``l2_loss`` is ``sum(t ** 2) / 2``)."""
+    return 2.0 * tf.nn.l2_loss(tensor)
+
+
+def nonfinite_count(tensor: tf.Tensor) -> tf.Tensor:
+    """Number of NaN/inf entries, as float32."""
+    return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(tensor)), tf.float32))
+
+
+def _matvec_total(tensor: tf.Tensor) -> tf.Tensor:
+    """Sum of all entries as ``reshape(t, [-1, c]) @ ones([c, 1])``, vectorised by XLA."""
+    shape = tensor.shape
+    size = shape.num_elements()
+    if size is None and shape.rank is not None and shape.rank >= 2:
+        size = shape[1:].num_elements()  # dynamic batch: the row size must divide by c
+    columns = next((c for c in _MATVEC_COLUMNS if size and size % c == 0 and size > c), None)
+    if columns is None:
+        return tf.reduce_sum(tensor)
+    return tf.reduce_sum(tf.matmul(tf.reshape(tensor, [-1, columns]), tf.ones([columns, 1], tensor.dtype)))
+
+
+def _sums_of_squares(tensors: Sequence[tf.Tensor], xla: bool) -> tf.Tensor:
+    """``[k]``: the sum of squares of each tensor, each in one kernel (see the note above)."""
+    halves = []  # sum / 2, what l2_loss returns; one multiply for the whole vector
+    for tensor in tensors:
+        size = tensor.shape.num_elements()
+        if xla and (size is None or size > _SMALL_ELEMENTS):
+            halves.append(0.5 * _matvec_total(tf.square(tensor)))
+        else:
+            halves.append(tf.nn.l2_loss(tensor))
+    return 2.0 * tf.stack(halves)
+
+
+def _nonfinite_counts(tensors: Sequence[tf.Tensor], finite_if: tf.Tensor) -> tf.Tensor:
+    """``[k]`` NaN/inf counts, computed only when the scalar ``finite_if`` is not finite.
+
+    ``finite_if`` is a sum over every entry (of squares, say): finite only when every entry is
+    finite, or when finite entries overflowed, where the counts are computed and come out 0. So
+    the counting passes run only on the rare steps that need them.
+    """
+    k = len(tensors)
+    return tf.cond(
+        tf.math.is_finite(finite_if),
+        lambda: tf.zeros([k], tf.float32),
+        lambda: tf.stack([nonfinite_count(t) for t in tensors]),
+    )
+
+
+def gradient_stats(
+    grads: Sequence[Any], variables: Sequence[Any], names: Sequence[str] | None = None, *, xla: bool = False
+) -> dict[str, tf.Tensor]:
+    """Global and per-variable gradient norms and non-finite counts.
+
+    Args:
+        grads: One gradient per variable (a tensor, ``tf.IndexedSlices`` or ``None`` for a
+            variable the loss does not depend on, which counts as a zero gradient).
+        variables: The variables, used for their names when ``names`` is not given.
+        names: ``VAR`` names, one per variable (see :func:`variable_names`).
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+
+    Returns:
+        ``grad_norm/global``, every ``grad_norm/VAR``, then every ``grad_nonfinite/VAR``.
+    """
+    names = list(names) if names is not None else variable_names(variables)
+    if len(names) != len(grads):
+        raise ValueError(f"gradient_stats got {len(grads)} gradients for {len(names)} names.")
+    if not names:
+        return {GLOBAL_GRAD_NORM: tf.constant(0.0)}
+    values = [tf.zeros([]) if g is None else _dense_values(g) for g in grads]
+    squares = _sums_of_squares(values, xla)
+    total = tf.reduce_sum(squares)
+    nonfinite = _nonfinite_counts(values, total)
+    out: dict[str, tf.Tensor] = {GLOBAL_GRAD_NORM: tf.sqrt(total)}
+    # Grouped by statistic, not by variable: each vector's entries stay contiguous in the step's
+    # output row, which XLA packs as one slice (interleaving them cost ~5 us a step).
+    out.update(zip(map(grad_norm_name, names), tf.unstack(tf.sqrt(squares), num=len(names)), strict=True))
+    out.update(zip(map(grad_nonfinite_name, names), tf.unstack(nonfinite, num=len(names)), strict=True))
+    return out
+
+
+def snapshot(variables: Iterable[Any]) -> list[tf.Tensor]:
+    """Reads every variable's value now, for :func:`update_stats` after the update.
+
+    ``tf.identity`` forces a read op: inside ``tf.function`` automatic control dependencies order
+    it before any later assignment to the same variable, so it sees the pre-update value.
+    """
+    return [tf.identity(_variable_value(v)) for v in variables]
+
+
+def _variable_value(variable: Any) -> tf.Tensor:
+    value = getattr(variable, "value", variable)  # Keras 3 variables wrap a tf.Variable
+    return tf.convert_to_tensor(value)
+
+
+def update_stats(before: Sequence[Any], after: Sequence[Any], names: Sequence[str], *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """Weight norms and update/weight ratios from the values before and after an update.
+
+    Args:
+        before: Variable values read before the optimizer step (see :func:`snapshot`).
+        after: The values after it (variables, read here, or tensors read after the update).
+        names: ``VAR`` names, one per variable.
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+
+    Returns:
+        ``weight_norm/VAR`` (of the updated weights) and ``update_ratio/VAR`` =
+        ``||after - before|| / ||after||`` (0 where the weights are all zero).
+    """
+    if not len(before) == len(after) == len(names):
+        raise ValueError(f"update_stats got {len(before)} old values, {len(after)} new values and {len(names)} names.")
+    if not names:
+        return {}
+    new = [_float32(_variable_value(a)) for a in after]
+    updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
+    weights = tf.sqrt(_sums_of_squares(new, xla))
+    ratios = tf.math.divide_no_nan(tf.sqrt(_sums_of_squares(updates, xla)), weights)
+    out = dict(zip(map(weight_norm_name, names), tf.unstack(weights, num=len(names)), strict=True))
+    out.update(zip(map(update_ratio_name, names), tf.unstack(ratios, num=len(names)), strict=True))
+    return out
+
+
+def activation_stats(name: str, outputs: Any, activation: str = "linear", *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """Statistics of one layer's outputs over a batch.
+
+    Args:
+        name: The layer name ``L`` (``"output"`` for the model output).
+        outputs: The layer's output tensor, batch first, units (features/channels) last.
+        activation: The canonical activation the layer applies; picks the extra statistics
+            (see :data:`ACTIVATION_KINDS`).
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+
+    Returns:
+        ``activation/L/STAT`` for each statistic of :func:`activation_kind`.
+    """
+    return layers_activation_stats([(name, outputs, activation)], xla=xla)
+
+
+# Raw per-layer quantities, each a vector over layers, from which every statistic is computed.
+_QUANTITIES = ("count", "sum", "sumsq", "positive", "dead", "units", "saturated", "saturated_of")
+
+
+def _units(x: tf.Tensor) -> tuple[tf.Tensor, int]:
+    """``x`` as ``[positions, units]`` (units = last axis; one unit for rank < 2) and the units."""
+    if x.shape.rank is not None and x.shape.rank >= 2 and x.shape[-1] is not None:
+        return tf.reshape(x, [-1, x.shape[-1]]), int(x.shape[-1])
+    return tf.reshape(x, [-1, 1]), 1
+
+
+def _saturation_band(activation: str) -> tuple[float, float]:
+    """``(center, half_width)``: an output is saturated when ``|a - center| > half_width``."""
+    if activation in _SYMMETRIC_SATURATING:
+        return 0.0, SATURATION_THRESHOLD
+    if activation in _UNIT_SATURATING:
+        return 0.5, SATURATION_THRESHOLD - 0.5
+    return 0.0, float("inf")  # never saturated (softmax is handled per row)
+
+
+def _layer_quantities(x: tf.Tensor, activation: str) -> dict[str, tf.Tensor]:
+    """Raw quantities of one layer, each reduced by single kernels without temporaries where it can."""
+    kinds = activation_kind(activation)
+    count = tf.cast(tf.size(x), tf.float32)
+    out = {"count": count, "sum": tf.reduce_sum(x), "sumsq": 2.0 * tf.nn.l2_loss(x)}
+    if DEAD_FRACTION in kinds:
+        grid, units = _units(x)
+        # relu/relu6 outputs are >= 0, so sign() is the 0/1 "active" indicator in one op.
+        active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
+        per_unit = tf.reduce_sum(active, axis=0)
+        out["positive"] = tf.reduce_sum(per_unit)
+        # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
+        out["dead"] = tf.reduce_sum(tf.cast(per_unit <= 0.0, tf.float32))
+        out["units"] = tf.constant(float(units))
+    if SATURATED_FRACTION in kinds:
+        if activation == "softmax":
+            top = tf.reduce_max(x, axis=-1)
+            out["saturated"] = tf.reduce_sum(tf.cast(top > SATURATION_THRESHOLD, tf.float32))
+            out["saturated_of"] = tf.cast(tf.size(top), tf.float32)
+        else:
+            center, half_width = _saturation_band(activation)
+            out["saturated"] = tf.reduce_sum(tf.cast(tf.abs(x - center) > half_width, tf.float32))
+            out["saturated_of"] = count
+    return out
+
+
+def _grouped_quantities(xs: Sequence[tf.Tensor], activations: Sequence[str], xla: bool) -> dict[str, tf.Tensor]:
+    """Raw quantities of several ``[batch, units]`` layers of one forward pass, all at once.
+
+    The layers are concatenated along the units (they share the batch), reduced per unit in one
+    pass, and summed per layer by one small matrix product with a constant unit -> layer
+    indicator: a fixed handful of kernels however many layers (per layer, a dozen; under XLA
+    each is a separate loop with ~1 us of overhead, more than a small layer's arithmetic).
+    """
+    widths = [int(x.shape[-1]) for x in xs]
+    grid = tf.concat(list(xs), axis=1)  # [batch, units of all layers]
+    bands = [_saturation_band(a) for a in activations]
+    center = tf.constant([c for (c, _), w in zip(bands, widths, strict=True) for _ in range(w)], tf.float32)
+    half_width = tf.constant([h for (_, h), w in zip(bands, widths, strict=True) for _ in range(w)], tf.float32)
+    features = [grid, tf.square(grid), tf.cast(grid > 0.0, tf.float32), tf.cast(tf.abs(grid - center) > half_width, tf.float32)]
+    if xla:
+        per_unit = tf.reduce_sum(tf.stack(features), axis=1)  # one fused loop: [4, units]
+    else:
+        per_unit = tf.stack([tf.reduce_sum(f, axis=0) for f in features])  # no [4, B, U] temporary
+    dead = tf.cast(per_unit[2:3] <= 0.0, tf.float32)
+    indicator = np.zeros((sum(widths), len(widths)), np.float32)
+    indicator[np.arange(sum(widths)), np.repeat(np.arange(len(widths)), widths)] = 1.0
+    per_layer = tf.matmul(tf.concat([per_unit, dead], axis=0), tf.constant(indicator))  # [5, layers]
+    rows = tf.cast(tf.shape(grid)[0], tf.float32)
+    units = tf.constant(widths, tf.float32)
+    total, squares, positive, saturated, dead_units = tf.unstack(per_layer, num=5)
+    return {"count": rows * units, "sum": total, "sumsq": squares, "positive": positive, "dead": dead_units,
+            "units": units, "saturated": saturated, "saturated_of": rows * units}
+
+
+def _groupable(x: tf.Tensor, activation: str) -> bool:
+    return x.shape.rank == 2 and x.shape[-1] is not None and activation != "softmax"
+
+
+def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """:func:`activation_stats` of several layers of one forward pass, vectorised across layers.
+
+    Args:
+        items: ``(name, outputs, activation)`` per layer; every output has the batch first.
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+
+    Returns:
+        ``activation/L/STAT`` for every layer and statistic. ``mean`` and ``std`` come from the
+        sums of the values and of their squares (one pass each, no temporaries); ``std`` loses
+        precision only when it is below ~1e-3 of ``|mean|``.
+    """
+    if not items:
+        return {}
+    tensors = [_float32(outputs) for _, outputs, _ in items]
+    activations = [activation for _, _, activation in items]
+    # [batch, units] layers (Dense and friends) are computed together; the rest one by one.
+    grouped = [i for i, x in enumerate(tensors) if _groupable(x, activations[i])]
+    if len(grouped) < 2:
+        grouped = []
+    single = [i for i in range(len(items)) if i not in grouped]
+    parts: list[dict[str, tf.Tensor]] = []
+    if grouped:
+        parts.append(_grouped_quantities([tensors[i] for i in grouped], [activations[i] for i in grouped], xla))
+    if single:
+        layers = [_layer_quantities(tensors[i], activations[i]) for i in single]
+        fills = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}
+        parts.append({q: tf.stack([layer.get(q, tf.constant(fills.get(q, 0.0))) for layer in layers]) for q in _QUANTITIES})
+    vectors = {q: tf.concat([p[q] for p in parts], axis=0) if len(parts) > 1 else parts[0][q] for q in _QUANTITIES}
+    order = grouped + single  # the layers' positions in the vectors
+
+    count = vectors["count"]
+    mean = vectors["sum"] / count
+    columns = {
+        MEAN: mean,
+        STD: tf.sqrt(tf.maximum(vectors["sumsq"] / count - tf.square(mean), 0.0)),
+        NONFINITE: _nonfinite_counts([tensors[i] for i in order], tf.reduce_sum(vectors["sumsq"])),
+    }
+    kinds = [activation_kind(activations[i]) for i in order]
+    if any(DEAD_FRACTION in k for k in kinds):
+        columns[NONPOSITIVE_FRACTION] = 1.0 - vectors["positive"] / count
+        columns[DEAD_FRACTION] = vectors["dead"] / vectors["units"]
+    if any(SATURATED_FRACTION in k for k in kinds):
+        columns[SATURATED_FRACTION] = vectors["saturated"] / vectors["saturated_of"]
+    out: dict[str, tf.Tensor] = {}
+    for stat, vector in columns.items():  # grouped by statistic: contiguous slices (see above)
+        for index, value, kind in zip(order, tf.unstack(vector, num=len(order)), kinds, strict=True):
+            if stat in kind:
+                out[activation_stat_name(items[index][0], stat)] = value
+    return out
+
+
+def merge(*parts: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Merges statistic dicts, refusing duplicate names (two layers reporting under one name)."""
+    out: dict[str, tf.Tensor] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in out:
+                raise ValueError(f"Statistic {key!r} computed twice.")
+            out[key] = value
+    return out
