@@ -8,6 +8,7 @@ filtered (:mod:`trainkit.quiet`), so ``trainkit recipes`` answers instantly.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trainkit.errors import TrainkitError
+from trainkit.errors import TrainingInterrupted, TrainkitError
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 
 EXIT_USER_ERROR = 2
+EXIT_NONFINITE_LOSS = 3
 
 SetOption = Annotated[list[str], typer.Option("--set", help="Override a recipe field, e.g. --set training.epochs=3 (repeatable).")]
 RecipeArg = Annotated[Path, typer.Argument(help="Path of a recipe YAML file.", show_default=False)]
@@ -41,6 +43,8 @@ def user_errors() -> Iterator[None]:
     """Turns trainkit's user errors into one line on stderr and exit code 2."""
     try:
         yield
+    except TrainingInterrupted:
+        raise  # not a user error: the command says how to resume and exits 130/143
     except TrainkitError as err:
         _err(f"error: {one_line(str(err))}")
         raise typer.Exit(EXIT_USER_ERROR) from None
@@ -69,16 +73,29 @@ def train(
     set_: SetOption = [],  # noqa: B006  (typer needs a literal default)
     logdir: Annotated[Path | None, typer.Option(help="Root directory of the runs (default: the recipe's logging.logdir).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or epoch lines.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run directory from its newest checkpoint.")] = None,
 ) -> None:
-    """Train a recipe: checks, training, TensorBoard logs and a report under <logdir>/<name>/<time>/."""
-    with user_errors():
-        loaded = _load(recipe, set_)
-        _import_tensorflow()
-        from trainkit.run import summary_lines, train_recipe
+    """Train a recipe: checks, training, TensorBoard logs and a report under <logdir>/<name>/<time>/.
 
-        result = train_recipe(loaded, logdir=logdir, verbose=0 if quiet else 1)  # type: ignore[arg-type]
+    Exit codes: 0 trained, 2 bad input, 3 stopped on a NaN/infinite loss, 130/143 interrupted by
+    Ctrl-C/SIGTERM (a checkpoint is written; the message says how to resume).
+    """
+    try:
+        with user_errors():
+            loaded = _load(recipe, set_)
+            _import_tensorflow()
+            from trainkit.run import summary_lines, train_recipe
+
+            result = train_recipe(loaded, logdir=logdir, verbose=0 if quiet else 1, resume=resume)  # type: ignore[arg-type]
+    except TrainingInterrupted as err:
+        run_dir = getattr(err, "run_dir", None)
+        options = "".join(f" --set {shlex.quote(o)}" for o in set_)
+        _err(f"interrupted: {err.message} Resume with: trainkit train {shlex.quote(str(recipe))}{options} --resume {run_dir}")
+        raise typer.Exit(err.exit_code) from None
     for line in summary_lines(result):
         typer.echo(line)
+    if result.status == "nan-loss":
+        raise typer.Exit(EXIT_NONFINITE_LOSS)
 
 
 @app.command()

@@ -16,7 +16,7 @@ from typing import Any
 
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.data import DataSplits, prepare_data
-from trainkit.errors import RecipeError
+from trainkit.errors import RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.modelbuild import build_from_recipe
@@ -47,6 +47,7 @@ class RunResult:
     history: History
     trainer: Trainer
     seconds: float
+    status: str = "completed"  # or "interrupted", "nan-loss", "stopped" (early stopping)
 
     @property
     def findings(self) -> list[Finding]:
@@ -103,6 +104,7 @@ def train_recipe(
     verbose: int = 1,
     callbacks: Iterable[Callback] = (),
     prepared: PreparedRun | None = None,
+    resume: str | Path | None = None,
 ) -> RunResult:
     """Trains a recipe and writes its run directory ``<logdir>/<name>/<timestamp>/``.
 
@@ -112,33 +114,61 @@ def train_recipe(
         verbose: 1 for a progress bar and epoch lines on stderr, 0 for silence.
         callbacks: Extra callbacks.
         prepared: A :class:`PreparedRun` of this recipe, to skip preparing it again.
+        resume: A run directory of this recipe to continue from its newest checkpoint, instead
+            of starting a new run directory.
+
+    Raises:
+        TrainingInterrupted: After SIGINT/SIGTERM, with the checkpoint and report written;
+            ``err.run_dir`` says which run to resume.
     """
+    resume_dir = _resumable(resume, recipe) if resume is not None else None
     if recipe.sweep:
         raise RecipeError("sweep-needs-compare", sweep_message(recipe))
     root = Path(logdir if logdir is not None else recipe.logging.logdir)
-    check_writable(root)
+    if resume_dir is None:
+        check_writable(root)
     prepared = prepared or prepare_run(recipe)
     trainer, splits = prepared.trainer, prepared.splits
-    run_dir = create_run_dir(root, recipe.name or "recipe")
-    write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
+    if resume_dir is None:
+        run_dir = create_run_dir(root, recipe.name or "recipe")
+        write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
+        trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
+    else:
+        run_dir = resume_dir
     trainer.logdir = run_dir
-    trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     started = time.perf_counter()
-    history = trainer.fit(
-        splits.x_train,
-        splits.y_train,
-        epochs=recipe.training.epochs,
-        batch_size=recipe.training.batch_size,
-        validation_data=validation,
-        shuffle=recipe.training.shuffle,
-        callbacks=[*recipe_callbacks(recipe), *callbacks],
-        verbose=verbose,
-        check_data=False,
-    )
-    result = RunResult(run_dir, history, trainer, time.perf_counter() - started)
+    try:
+        history = trainer.fit(
+            splits.x_train,
+            splits.y_train,
+            epochs=recipe.training.epochs,
+            batch_size=recipe.training.batch_size,
+            validation_data=validation,
+            shuffle=recipe.training.shuffle,
+            callbacks=[*recipe_callbacks(recipe), *callbacks],
+            verbose=verbose,
+            check_data=False,
+            resume=resume_dir is not None,
+        )
+    except TrainingInterrupted as err:
+        write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
+        err.run_dir = run_dir  # type: ignore[attr-defined]
+        raise
+    result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed")
     write_report(result, recipe)
     return result
+
+
+def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
+    """Checks that ``run_dir`` holds checkpoints of this very recipe before anything is built."""
+    path = Path(run_dir)
+    if not (path / "checkpoints").is_dir():
+        raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: it has no checkpoints/ directory. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
+    saved = path / "recipe.yaml"
+    if saved.exists() and saved.read_text(encoding="utf-8") != recipe.to_yaml():
+        raise RecipeError("resume-mismatch", f"{path} was trained with a different recipe (see {saved}). Resume with the same recipe and --set options, or start a new run.")
+    return path
 
 
 def sweep_message(recipe: Recipe) -> str:
@@ -162,6 +192,7 @@ def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:
         "recipe": recipe.name,
         "task": recipe.task,
         "run_dir": str(result.run_dir),
+        "status": result.status,
         "epochs_run": len(result.history.epoch),
         "seconds": round(result.seconds, 3),
         "final": {k: v[-1] for k, v in history.items() if v},

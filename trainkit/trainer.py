@@ -19,9 +19,11 @@ import tensorflow as tf
 
 from trainkit import probes, stats
 from trainkit.callbacks.base import Callback, CallbackList
-from trainkit.errors import DataError, RunDirError
+from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
+from trainkit.errors import DataError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
+from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, epoch_batches
 from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
@@ -143,6 +145,15 @@ class Trainer:
             printed once when ``verbose`` and findings go to :attr:`findings` (a NaN loss with
             its step and the first layer that broke). ``False`` turns it off; a
             :class:`~trainkit.diagnosis.DiagnosisCallback` instance customises it.
+        checkpoint_every: Write a checkpoint (weights, optimizer, RNG and metric state,
+            progress) to ``<logdir>/checkpoints`` every this many epochs; 0 never. An interrupted
+            run (Ctrl-C, SIGTERM) also writes one, mid-epoch, so ``fit(..., resume=True)``
+            continues exactly where it stopped. Needs ``logdir``.
+        keep_checkpoints: How many checkpoints to keep.
+        on_nan: ``"stop"``: end training right after the first step whose loss is NaN or
+            infinite, keeping the weights from before that step (the default train step skips a
+            non-finite update) and setting :attr:`stop_reason` to ``"nan-loss"``; ``"warn"``:
+            record it and go on.
     """
 
     def __init__(
@@ -166,6 +177,9 @@ class Trainer:
         step_table_steps: int | None = _STEP_TABLE_STEPS,
         hparams: Mapping[str, Any] | None = None,
         diagnose: bool | Callback = True,
+        checkpoint_every: int = 1,
+        keep_checkpoints: int = 3,
+        on_nan: Literal["stop", "warn"] = "stop",
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
@@ -192,6 +206,16 @@ class Trainer:
         if step_table_steps is not None and (not isinstance(step_table_steps, int) or step_table_steps < 0):
             raise ValueError(f"step_table_steps must be a non-negative int or None, got {step_table_steps!r}.")
         self.statistics = bool(statistics)
+        if on_nan not in ("stop", "warn"):
+            raise ValueError(f'on_nan must be "stop" or "warn", got {on_nan!r}.')
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be a non-negative int, got {checkpoint_every!r}.")
+        self.on_nan = on_nan
+        self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.stop_reason: str | None = None
+        self._checkpoint: TrainingCheckpoint | None = None
+        self._batches_done = 0
         self.histograms_every = histograms_every
         self.step_table_steps = step_table_steps
 
@@ -242,7 +266,7 @@ class Trainer:
                 y_pred = self.model(x, training=True)
                 loss = self.compute_loss(x, y, y_pred, sample_weight)
             gradients = tape.gradient(loss, variables)
-            self.optimizer.apply(gradients, variables)
+            self.apply_gradients(gradients, variables, loss)
             self.update_metrics(y, y_pred, sample_weight, loss)
             return {"loss": loss, **self.pop_logged_scalars()}
 
@@ -256,11 +280,27 @@ class Trainer:
         xla = self._step_xla  # same values either way; picks the faster reductions
         logs.update(stats.gradient_stats(gradients, variables, names, xla=xla))
         before = stats.snapshot(variables)
-        self.optimizer.apply(gradients, variables)
+        self.apply_gradients(gradients, variables, loss)
         logs.update(stats.update_stats(before, variables, names, xla=xla))
         logs.update(probes.tap_stats(taps, xla=xla))
         self.update_metrics(y, y_pred, sample_weight, loss)
         return {**logs, **self.pop_logged_scalars()}
+
+    def apply_gradients(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor) -> None:
+        """Applies one optimizer update; with ``on_nan="stop"`` skips it when ``loss`` is not finite.
+
+        Skipping (in the graph, with ``tf.cond``) is what keeps the last good weights exactly when
+        the loop stops after a non-finite step, without copying weights every step.
+        """
+        if self.on_nan != "stop":
+            self.optimizer.apply(gradients, variables)
+            return
+
+        def update() -> tf.Tensor:
+            self.optimizer.apply(gradients, variables)
+            return tf.constant(True)
+
+        tf.cond(tf.math.is_finite(loss), update, lambda: tf.constant(False))
 
     def current_learning_rate(self) -> tf.Tensor:
         """The learning rate the next optimizer update uses, as a float32 scalar tensor.
@@ -349,6 +389,7 @@ class Trainer:
         verbose: int = 1,
         initial_epoch: int = 0,
         check_data: bool = True,
+        resume: bool = False,
     ) -> History:
         """Trains for ``epochs`` epochs and returns the History of exact epoch values.
 
@@ -366,6 +407,12 @@ class Trainer:
             verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
             initial_epoch: Epoch to start from (when resuming).
             check_data: Run the data checks first (skip only when already run on this data).
+            resume: Continue from the newest checkpoint under ``<logdir>/checkpoints``: weights,
+                optimizer, RNG and metric state, History, position within the epoch.
+
+        Raises:
+            TrainingInterrupted: after SIGINT/SIGTERM, once a checkpoint is written and the
+                TensorBoard events are flushed (``err.exit_code`` is 130 or 143).
 
         Returns:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
@@ -378,7 +425,11 @@ class Trainer:
         self._ensure_built(train)
         self.epochs = epochs
         self.stop_training = False
+        self.stop_reason = None
         callbacks = list(callbacks)
+        start_batch = 0
+        if resume:
+            initial_epoch, start_batch = self._resume(callbacks)
         console = [ConsoleLogger()] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
@@ -386,23 +437,83 @@ class Trainer:
         self._build_train_loop(train)
         self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
         self._write_layout()
+        self._checkpoint = self._make_checkpoint()
         try:
-            callback_list.on_train_begin()
-            for epoch in range(initial_epoch, epochs):
-                logs = self._run_epoch(epoch, train, batch_size, shuffle, callback_list)
-                if validation is not None:
-                    logs.update({f"val_{k}": v for k, v in self._evaluate(validation, batch_size).items()})
-                self.history.append(epoch, logs)
-                self._write_epoch(epoch, logs)
-                if self.histograms_every == "epoch":
-                    self._write_histograms(int(self.global_step.numpy()))
-                callback_list.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with stop_on_signals() as stop_request:
+                callback_list.on_train_begin()
+                for epoch in range(initial_epoch, epochs):
+                    first_batch, start_batch = start_batch, 0
+                    logs = self._run_epoch(epoch, train, batch_size, shuffle, callback_list, first_batch, stop_request, callbacks)
+                    if self.stop_reason == "nan-loss":
+                        break  # the epoch was abandoned at the bad step: no epoch values to log
+                    if validation is not None:
+                        logs.update({f"val_{k}": v for k, v in self._evaluate(validation, batch_size).items()})
+                    self.history.append(epoch, logs)
+                    self._write_epoch(epoch, logs)
+                    if self.histograms_every == "epoch":
+                        self._write_histograms(int(self.global_step.numpy()))
+                    callback_list.on_epoch_end(epoch, logs)
+                    if (self.checkpoint_every and (epoch + 1) % self.checkpoint_every == 0) or epoch + 1 == epochs or self.stop_training:
+                        self._save_checkpoint(epoch + 1, 0, callbacks)
+                    if self.stop_training:
+                        self.stop_reason = self.stop_reason or "stopped"
+                        break
         finally:
-            callback_list.on_train_end({"epochs_run": len(self.history.epoch)})
+            callback_list.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": self.stop_reason})
             self._close_writer()
         return self.history
+
+    # -- checkpoints and resuming -----------------------------------------------------------------
+    def _make_checkpoint(self) -> TrainingCheckpoint | None:
+        """The run's checkpoint writer (``<logdir>/checkpoints``), or ``None`` without a logdir."""
+        if self.logdir is None:
+            return None
+        if self._checkpoint is None:
+            metric_variables = [v for m in (self._loss_tracker, *self.metrics) for v in m.variables]
+            self._checkpoint = TrainingCheckpoint(
+                self.logdir / CHECKPOINT_SUBDIR,
+                model_variables=self.model.variables,
+                optimizer_variables=self.optimizer.variables,
+                metric_variables=metric_variables,
+                global_step=self.global_step,
+                max_to_keep=self.keep_checkpoints,
+            )
+        return self._checkpoint
+
+    def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> None:
+        """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start)."""
+        if self.checkpoint_every == 0 and self.stop_reason != "interrupted":
+            return
+        checkpoint = self._make_checkpoint()
+        if checkpoint is None:
+            return
+        states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
+        checkpoint.save({
+            "epoch": epoch,
+            "batches_done": batches_done,
+            "seed": self.seed,
+            "history": self.history.history,
+            "epochs": self.history.epoch,
+            "callbacks": {k: v for k, v in states.items() if v is not None},
+            "findings": [f.to_dict() for f in self.findings],
+        })
+
+    def _resume(self, callbacks: Sequence[Callback]) -> tuple[int, int]:
+        """Restores the newest checkpoint; returns ``(epoch, batches done within it)``."""
+        checkpoint = self._make_checkpoint()
+        progress = checkpoint.restore_latest() if checkpoint is not None else None
+        if progress is None:
+            where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
+            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
+        self.seed = int(progress["seed"])
+        self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
+        self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
+        states = progress.get("callbacks", {})
+        for i, callback in enumerate(callbacks):
+            state = states.get(f"{i}:{type(callback).__name__}")
+            if state is not None:
+                callback.set_state(state)
+        return int(progress["epoch"]), int(progress["batches_done"])
 
     def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int) -> list[Callback]:
         """The live diagnosis callback (``diagnose``), told what only ``fit`` knows."""
@@ -477,20 +588,32 @@ class Trainer:
             self._probe = probes.build_probe(self.model)  # eagerly here, never while a step traces
         if self._train_loop is None:
             self._step_xla = self._resolve_jit()
-            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla)
+            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop")
             self._train_loop.discover_names(train.batch_spec())
 
     # -- one epoch --------------------------------------------------------------------------------
-    def _run_epoch(self, epoch: int, train: Any, batch_size: int, shuffle: bool, callbacks: CallbackList) -> dict[str, float]:
-        self._loss_tracker.reset_state()
-        for metric in self.metrics:
-            metric.reset_state()
+    def _run_epoch(
+        self,
+        epoch: int,
+        train: Any,
+        batch_size: int,
+        shuffle: bool,
+        callbacks: CallbackList,
+        start_batch: int = 0,
+        stop_request: StopRequest | None = None,
+        user_callbacks: Sequence[Callback] = (),
+    ) -> dict[str, float]:
+        if start_batch == 0:  # a resumed epoch continues with its restored running means
+            self._loss_tracker.reset_state()
+            for metric in self.metrics:
+                metric.reset_state()
+        self._batches_done = start_batch
         if isinstance(train, _ArraySource):
             self.steps_per_epoch = math.ceil(train.rows / batch_size)
         else:
             self.steps_per_epoch = train.batches
         callbacks.on_epoch_begin(epoch)
-        calls = self._in_memory_calls(train, batch_size, shuffle, epoch) if isinstance(train, _ArraySource) else self._streaming_calls(train)
+        calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch) if isinstance(train, _ArraySource) else self._streaming_calls(train, start_batch)
         extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         last: StepOutputs | None = None
         for outputs in calls:
@@ -511,6 +634,15 @@ class Trainer:
             if isinstance(every, int) and last_step // every > first_step // every:
                 self._write_histograms(last_step)
             last = outputs
+            self._batches_done += outputs.steps
+            if self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.as_dict()["loss"][-1]):
+                self._stop_on_nonfinite_loss(last_step - 1)
+                break
+            if stop_request is not None and stop_request.requested:
+                self.stop_reason = "interrupted"
+                self._save_checkpoint(epoch, self._batches_done, user_callbacks)
+                name = stop_request.signal.name if stop_request.signal else "a signal"
+                raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; a checkpoint was written.", exit_code=stop_request.exit_code)
         logs = {"loss": float(self._loss_tracker.result())}
         logs.update({m.name: float(m.result()) for m in self.metrics})
         for name, parts in extras.items():
@@ -521,7 +653,7 @@ class Trainer:
             logs["last_batch_loss"] = float(last.as_dict()["loss"][-1])
         return logs
 
-    def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int) -> Iterable[StepOutputs]:
+    def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
         assert self._train_loop is not None
         if shuffle:
@@ -536,7 +668,7 @@ class Trainer:
             fixed = self.steps_per_execution != "auto"
             capacity = min(batches, int(self.steps_per_execution) if fixed else _MAX_STEPS_PER_CALL)
             steps = capacity if fixed else min(capacity, 8)
-            start = 0
+            start = start_batch
             while start < batches:
                 steps = min(steps, batches - start)
                 began = time.perf_counter()
@@ -544,20 +676,40 @@ class Trainer:
                 start += steps
                 if not fixed:
                     steps = _next_call_steps(steps, time.perf_counter() - began, capacity)
-        if partial is not None:
+        if partial is not None and start_batch <= batches:
             yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
-    def _streaming_calls(self, train: _DatasetSource) -> Iterable[StepOutputs]:
+    def _streaming_calls(self, train: _DatasetSource, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
         capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
-        iterator = iter(train.dataset)
+        iterator = iter(train.dataset.skip(start_batch) if start_batch else train.dataset)
         while True:
             outputs = self._train_loop.run_streaming(iterator, capacity)
             yield outputs
             if outputs.steps < capacity:
                 return
 
+    def _stop_on_nonfinite_loss(self, step: int) -> None:
+        """Ends training right after ``step``, whose loss went non-finite, and records why."""
+        self.stop_training = True
+        self.stop_reason = "nan-loss"
+        if not any(f.code == "nan-loss" for f in self.findings):  # the diagnosis also names the layer
+            self.findings.append(Finding(
+                code="nan-loss",
+                severity="error",
+                message=f"The loss became NaN or infinite at step {step}; training stopped there.",
+                advice="Lower the learning rate (e.g. 10x), standardise inputs and targets, or clip gradients (optimizer clipnorm: 1.0).",
+                evidence={"step": step},
+                step=step,
+            ))
+        if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            # A custom train_step applied the non-finite update: fall back to the last checkpoint.
+            checkpoint = self._make_checkpoint()
+            if checkpoint is not None:
+                checkpoint.restore_latest()
+
     # -- evaluate / predict -----------------------------------------------------------------------
+
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None) -> dict[str, float]:
         """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly."""
         if isinstance(x, tf.data.Dataset):

@@ -1,0 +1,193 @@
+"""Reliability with real `trainkit train` processes: kill, resume, signals, non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer
+
+RECIPE = """
+name: resumable
+task: binary
+data: {source: generator, generator: learnable_binary, rows: 3000, features: 6, seed: 0}
+preprocessing: {standardize_inputs: true}
+model:
+  layers:
+    - {type: dense, units: 16, activation: relu}
+    - {type: dropout, rate: 0.3}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+optimizer: {name: adam, learning_rate: 0.01}
+metrics: [accuracy]
+training: {epochs: 6, batch_size: 32, steps_per_execution: 1, jit_compile: false, seed: 5}
+"""
+
+
+def start(recipe: Path, logdir: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainkit.cli", "train", str(recipe), "--logdir", str(logdir), "-q", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def run_dir_of(logdir: Path) -> Path:
+    (run_dir,) = [p for p in (logdir / "resumable").iterdir() if p.is_dir()]
+    return run_dir
+
+
+def wait_for_checkpoints(logdir: Path, count: int, proc: subprocess.Popen[str], timeout: float = 240) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sidecars = list(logdir.glob("resumable/*/checkpoints/*.json"))
+        if len(sidecars) >= count:
+            return sidecars[0].parents[1]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("no checkpoint appeared in time")
+
+
+def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
+    prefix = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    reader = tf.train.load_checkpoint(prefix)
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map() if key.startswith("model/")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("reliability")
+    recipe = root / "resumable.yaml"
+    recipe.write_text(RECIPE)
+    proc = start(recipe, root / "straight")
+    _out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(root / "straight")
+    return recipe, {"run_dir": run_dir, "report": json.loads((run_dir / "report.json").read_text()), "weights": final_weights(run_dir)}
+
+
+def assert_same_run(run_dir: Path, reference: dict) -> None:
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs_run"] == reference["report"]["epochs_run"]
+    for key, values in reference["report"]["history"].items():
+        np.testing.assert_allclose(report["history"][key], values, rtol=1e-6, atol=1e-7, err_msg=key)
+    weights = final_weights(run_dir)
+    assert weights.keys() == reference["weights"].keys()
+    for key, value in reference["weights"].items():
+        np.testing.assert_allclose(weights[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
+    recipe, reference = uninterrupted
+    proc = start(recipe, tmp_path)
+    wait_for_checkpoints(tmp_path, 2, proc)
+    proc.send_signal(signal.SIGKILL)  # no chance to save anything: resume from the last checkpoint
+    proc.wait(timeout=30)
+    run_dir = run_dir_of(tmp_path)
+    assert not (run_dir / "report.json").exists() or json.loads((run_dir / "report.json").read_text())["epochs_run"] < 6
+
+    resumed = start(recipe, tmp_path, "--resume", str(run_dir))
+    _out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert_same_run(run_dir, reference)
+
+
+def test_sigterm_saves_flushes_and_says_how_to_resume(uninterrupted, tmp_path):
+    recipe, reference = uninterrupted
+    proc = start(recipe, tmp_path)
+    wait_for_checkpoints(tmp_path, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    run_dir = run_dir_of(tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--resume" in lines[0] and str(run_dir) in lines[0], err
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    assert list((run_dir / "train").glob("events.out.tfevents.*"))
+
+    resumed = start(recipe, tmp_path, "--resume", str(run_dir))
+    _out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert_same_run(run_dir, reference)
+
+
+def test_resume_of_a_directory_without_checkpoints_is_a_clear_error(uninterrupted, tmp_path):
+    recipe, _ = uninterrupted
+    proc = start(recipe, tmp_path, "--resume", str(tmp_path / "nothing-here"))
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert err.startswith("error: [no-checkpoint]")
+
+
+def test_nonfinite_loss_stops_at_that_step_with_the_last_good_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    x[200, 0] = np.nan  # batch 6 of epoch 1 (no shuffle): steps 0-5 are clean
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, check_data=False)
+    assert trainer.stop_reason == "nan-loss"
+    assert int(trainer.global_step.numpy()) == 7  # stopped right after the bad step, not at epoch end
+    assert history.epoch == []  # the abandoned epoch logs nothing
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    finding = next(f for f in trainer.findings if f.code == "nan-loss")
+    assert finding.step == 6 and finding.severity == "error"
+
+    # The weights are exactly those after step 5: replay the six clean steps on a fresh copy.
+    keras.utils.set_random_seed(0)
+    replay = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    clean = Trainer(replay, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False, diagnose=False)
+    clean.fit(x[:192], y[:192], epochs=1, batch_size=32, shuffle=False, verbose=0, check_data=False)
+    for got, want in zip(model.get_weights(), replay.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_on_nan_warn_keeps_training():
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    x[40, 0] = np.inf
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False, on_nan="warn", diagnose=False)
+    history = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, check_data=False)
+    assert trainer.stop_reason is None and len(history.epoch) == 2
+
+
+DIVERGING = """
+name: diverging
+task: regression
+data: {source: generator, generator: learnable_regression, rows: 256, features: 4, feature_scale: 1000, target_scale: 1000, seed: 0}
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu}
+    - {type: dense, units: 1}
+loss: mse
+optimizer: {name: sgd, learning_rate: 10.0}
+training: {epochs: 5, jit_compile: false}
+"""
+
+
+def test_cli_exits_with_its_own_code_when_the_loss_goes_nonfinite(tmp_path):
+    recipe = tmp_path / "diverging.yaml"
+    recipe.write_text(DIVERGING)
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "train", str(recipe), "--logdir", str(tmp_path), "-q"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "nan-loss" in proc.stdout
+    (run_dir,) = [p for p in (tmp_path / "diverging").iterdir() if p.is_dir()]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "nan-loss"
+    assert any(f["code"] == "nan-loss" for f in report["findings"])
