@@ -88,6 +88,14 @@ def assert_same_run(run_dir: Path, reference: dict) -> None:
         np.testing.assert_allclose(weights[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
 
 
+def resume_to_the_end(recipe: Path, logdir: Path, run_dir: Path, reference: dict) -> None:
+    """Resumes ``run_dir`` in a new process and checks it ends exactly like the reference run."""
+    resumed = start(recipe, logdir, "--resume", str(run_dir))
+    _out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert_same_run(run_dir, reference)
+
+
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
     recipe, reference = uninterrupted
     proc = start(recipe, tmp_path)
@@ -97,10 +105,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(uninterrupted, tm
     run_dir = run_dir_of(tmp_path)
     assert not (run_dir / "report.json").exists() or json.loads((run_dir / "report.json").read_text())["epochs_run"] < 6
 
-    resumed = start(recipe, tmp_path, "--resume", str(run_dir))
-    _out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    assert_same_run(run_dir, reference)
+    resume_to_the_end(recipe, tmp_path, run_dir, reference)
 
 
 def test_sigterm_saves_flushes_and_says_how_to_resume(uninterrupted, tmp_path):
@@ -117,10 +122,7 @@ def test_sigterm_saves_flushes_and_says_how_to_resume(uninterrupted, tmp_path):
     assert report["status"] == "interrupted"
     assert list((run_dir / "train").glob("events.out.tfevents.*"))
 
-    resumed = start(recipe, tmp_path, "--resume", str(run_dir))
-    _out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    assert_same_run(run_dir, reference)
+    resume_to_the_end(recipe, tmp_path, run_dir, reference)
 
 
 def test_resume_of_a_directory_without_checkpoints_is_a_clear_error(uninterrupted, tmp_path):
