@@ -296,6 +296,9 @@ class TrainingConfig(_Section):
     checkpoint_every: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 1  # epochs; 0 = never
     on_nan: Literal["stop", "warn"] = "stop"
     report_last_batch_loss: bool = False
+    # none: one device; mirrored: every local GPU (MirroredStrategy); multi_worker: the cluster in
+    # TF_CONFIG (MultiWorkerMirroredStrategy). See trainkit.distribute.
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
 
 
 class LoggingConfig(_Section):

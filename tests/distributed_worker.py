@@ -1,0 +1,66 @@
+"""Helper process for tests/test_distribute.py (devices must be configured before TF starts).
+
+``python tests/distributed_worker.py mirrored OUT.json``: trains a deterministic MLP on one device
+and under a MirroredStrategy over two logical CPU devices, writes both runs' epoch values and
+per-step statistics.
+
+``python tests/distributed_worker.py recipe RECIPE LOGDIR OUT.json``: trains a recipe (with
+``TF_CONFIG`` set by the test for multi-worker runs) and writes its history and run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _mirrored(out: str) -> None:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainkit import Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(203, 6)).astype("float32")  # 203 rows: a partial last batch of 11
+    y = (x[:, :1] - 0.5 * x[:, 1:2] > 0).astype("float32")
+
+    def run(strategy: tf.distribute.Strategy | None) -> dict:
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "adam", "learning_rate": 0.01}, task="binary",
+                          metrics=["accuracy"], seed=1, jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
+        history = trainer.fit(x, y, epochs=4, batch_size=32, validation_data=(x[:50], y[:50]), verbose=0)
+        table: dict[str, list[float]] = {}
+        for _step, name, value in trainer.step_table():
+            table.setdefault(name, []).append(value)
+        return {"history": history.history, "steps": table, "global_step": int(trainer.global_step.numpy()),
+                "weights": [w.tolist() for w in model.get_weights()]}
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    result = {"replicas": strategy.num_replicas_in_sync, "single": run(None), "mirrored": run(strategy)}
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
+def _recipe(recipe_path: str, logdir: str, out: str) -> None:
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(recipe_path)
+    result = train_recipe(recipe, logdir=logdir, verbose=0)
+    with open(out, "w") as f:
+        json.dump({"history": result.history.history, "run_dir": str(result.run_dir), "chief": result.trainer.is_chief}, f)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "mirrored":
+        _mirrored(sys.argv[2])
+    else:
+        _recipe(sys.argv[2], sys.argv[3], sys.argv[4])

@@ -1,0 +1,152 @@
+"""tf.distribute: MirroredStrategy over two logical CPUs and two MultiWorkerMirrored processes.
+
+Logical devices and the multi-worker cluster must be set up before TensorFlow initialises, which
+this test process has already done, so each run happens in a subprocess
+(tests/distributed_worker.py), bounded by a timeout and killed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainkit import distribute
+from trainkit.recipe import Recipe
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+ROOT = WORKER.parent.parent
+
+RECIPE = """
+name: dist
+task: binary
+data: {source: generator, generator: learnable_binary, rows: 403, features: 6, seed: 0}
+preprocessing: {standardize_inputs: true}
+model:
+  layers:
+    - {type: dense, units: 16, activation: relu}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+optimizer: {name: adam, learning_rate: 0.01}
+metrics: [accuracy]
+training: {epochs: 3, batch_size: 32, validation_split: 0.2, seed: 0, distribute: DIST}
+logging: {histograms_every: epoch}
+"""
+# Two workers reduce float sums in a different order than one device: allow float32 rounding.
+MULTI_WORKER_TOLERANCE = 1e-5
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}, **extra)
+    return env
+
+
+def _run(args: list[str], timeout: float, **env: str) -> None:
+    proc = subprocess.Popen([sys.executable, str(WORKER), *args], env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_recipe_accepts_distribute_and_refuses_unknown_names():
+    base = {"task": "binary", "model": {"layers": [{"type": "dense", "units": 1, "activation": "sigmoid"}]}, "loss": "binary_crossentropy"}
+    assert Recipe.from_dict(base).training.distribute == "none"
+    assert Recipe.from_dict({**base, "training": {"distribute": "mirrored"}}).training.distribute == "mirrored"
+    with pytest.raises(Exception, match="distribute"):
+        Recipe.from_dict({**base, "training": {"distribute": "tpu"}})
+    assert distribute.strategy_from_name("none") is None
+    assert not distribute.is_distributed(None)
+
+
+def test_is_chief_from_tf_config(monkeypatch):
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert not distribute.is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert distribute.is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {**cluster, "chief": ["127.0.0.1:3"]}, "task": {"type": "worker", "index": 0}}))
+    assert not distribute.is_chief()
+    monkeypatch.delenv("TF_CONFIG")
+    assert distribute.is_chief()
+
+
+def test_mirrored_two_cpus_matches_one_device(tmp_path):
+    out = tmp_path / "mirrored.json"
+    _run(["mirrored", str(out)], timeout=240)
+    result = json.loads(out.read_text())
+    assert result["replicas"] == 2
+    single, mirrored = result["single"], result["mirrored"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(mirrored["history"][key], single["history"][key], rtol=0, atol=1e-5, err_msg=key)
+    assert single["history"]["loss"][0] - single["history"]["loss"][-1] > 0.05  # it trained
+    assert mirrored["global_step"] == single["global_step"] == 4 * 7
+    for a, b in zip(single["weights"], mirrored["weights"], strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    # Statistics of the all-reduced gradient / global batch equal one device's (layer names differ
+    # only by the Keras auto-numbering of the second model).
+    renamed = {k.replace("dense_2", "dense").replace("dense_3", "dense_1"): v for k, v in mirrored["steps"].items()}
+    for name in ("loss", "grad_norm/global", "grad_norm/dense/kernel", "update_ratio/dense/kernel", "activation/dense/mean", "activation/dense/std", "activation/output/mean"):
+        np.testing.assert_allclose(renamed[name], single["steps"][name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_path):
+    recipe_one = tmp_path / "one.yaml"
+    recipe_one.write_text(RECIPE.replace("DIST", "none"))
+    recipe_multi = tmp_path / "multi.yaml"
+    recipe_multi.write_text(RECIPE.replace("DIST", "multi_worker"))
+    _run(["recipe", str(recipe_one), str(tmp_path / "one"), str(tmp_path / "one.json")], timeout=120)
+
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    try:
+        for index in range(2):
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            logdir, out = tmp_path / f"w{index}", tmp_path / f"w{index}.json"
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), "recipe", str(recipe_multi), str(logdir), str(out)],
+                                          env=_env(TF_CONFIG=config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for proc in procs:
+            _out, err = proc.communicate(timeout=150)
+            assert proc.returncode == 0, err[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    one = json.loads((tmp_path / "one.json").read_text())
+    chief, other = (json.loads((tmp_path / f"w{i}.json").read_text()) for i in range(2))
+    assert chief["chief"] and not other["chief"]
+    for key in ("loss", "val_loss", "accuracy"):
+        np.testing.assert_allclose(chief["history"][key], one["history"][key], rtol=0, atol=MULTI_WORKER_TOLERANCE, err_msg=key)
+        np.testing.assert_allclose(other["history"][key], chief["history"][key], rtol=0, atol=1e-7, err_msg=key)
+    run_dir = Path(chief["run_dir"])
+    assert (run_dir / "report.json").exists() and list((run_dir / "train").glob("events.out.tfevents.*"))
+    assert list((run_dir / "checkpoints").glob("*.index"))
+    # The other worker wrote nothing: no run directory under its logdir, an empty scratch dir.
+    assert not [p for p in (tmp_path / "w1").rglob("*")]  # check_writable may create the root itself
+    assert not any(Path(other["run_dir"]).iterdir())

@@ -1,0 +1,268 @@
+"""Training under ``tf.distribute``: strategies by name, data split across replicas, reduced steps.
+
+Everything specific to replication lives here, so the single-device path of
+:class:`~trainkit.trainer.Trainer` and :class:`~trainkit.loop.CompiledLoop` stays exactly what it
+was (no strategy, or the default strategy, never reaches this module's graph code).
+
+How a replicated step works:
+
+* Numpy data runs through a ``tf.data`` pipeline built from the very row order the in-memory path
+  uses (stateless shuffle of ``(seed, epoch)``, batches of ``batch_size``, partial last batch
+  included), distributed with ``strategy.experimental_distribute_dataset``: each global batch is
+  split across the replicas.
+* Each replica's loss is the mean over its own rows; its gradients are scaled by
+  ``local_rows / global_rows`` (:func:`scale_gradients`) so that the optimizer's all-reduce, which
+  *sums* gradients across replicas (Keras 3's TF optimizer does exactly that), yields the gradient
+  of the global-batch mean, the same gradient one device computes.
+* Each step's scalars are reduced across replicas with ``strategy.reduce``
+  (:func:`reduce_step_outputs`):
+
+  ========================================  ===================================================
+  ``loss``, user scalars (``log_scalar``)   row-weighted mean over replicas: exactly the value
+                                            over the global batch
+  ``grad_norm/*``, ``grad_nonfinite/*``     computed on the all-reduced (summed, scaled)
+                                            gradient, identical on every replica: MEAN
+  ``weight_norm/*``, ``update_ratio/*``,    mirrored variables, identical on every replica: MEAN
+  ``learning_rate``
+  ``activation/*/mean``, ``.../*_fraction``  row-weighted mean: exactly the global-batch value
+  (except ``dead_fraction``)
+  ``activation/*/std``                      pooled from per-replica means and stds: exactly the
+                                            global-batch value
+  ``activation/*/nonfinite``                SUM of the per-replica counts
+  ``activation/*/dead_fraction``            MEAN over replicas: a unit dead on the global batch
+                                            is dead on every replica, so each replica's value,
+                                            and their mean, is an upper bound on the global
+                                            value (exact when replicas agree)
+  ========================================  ===================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import tensorflow as tf
+
+from trainkit import stats
+
+DistributeName = Literal["none", "mirrored", "multi_worker"]
+DISTRIBUTE_NAMES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
+# Name of the per-replica row count a replicated step adds to its outputs (removed by the reduce).
+_ROWS = "_replica_rows"
+
+
+def strategy_from_name(name: str) -> tf.distribute.Strategy | None:
+    """The strategy a recipe's ``training.distribute`` names; ``None`` for ``"none"``.
+
+    ``"multi_worker"`` reads the cluster from the ``TF_CONFIG`` environment variable (see the
+    README); it must be created before any other TensorFlow op runs in the process.
+    """
+    if name == "none":
+        return None
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"distribute must be one of {DISTRIBUTE_NAMES}, got {name!r}.")
+
+
+def is_distributed(strategy: tf.distribute.Strategy | None) -> bool:
+    """True for a real strategy; ``None`` and the default strategy keep the single-device path."""
+    # The default strategy's class is private; its name is the stable way to recognise it.
+    return strategy is not None and type(strategy).__name__ != "_DefaultDistributionStrategy"
+
+
+def scope(strategy: tf.distribute.Strategy | None) -> contextlib.AbstractContextManager[Any]:
+    """``strategy.scope()``, or a no-op context without a strategy."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process writes the run's files (events, reports, checkpoints).
+
+    One process per run writes: the ``chief`` task, or worker 0 when the cluster has no chief,
+    or the only process when there is no multi-worker cluster.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
+    if resolver is not None and getattr(resolver, "task_type", None) is not None:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        cluster = resolver.cluster_spec().as_dict()
+    else:
+        config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+        task = config.get("task") or {}
+        task_type, task_id, cluster = task.get("type"), task.get("index", 0), config.get("cluster", {})
+    if task_type is None or task_type == "chief":
+        return True
+    return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
+
+
+def check_variables_in_scope(strategy: tf.distribute.Strategy, variables: Sequence[Any]) -> None:
+    """Refuses a model whose variables were created outside ``strategy.scope()``.
+
+    Raises:
+        ValueError: With the fix (build the model inside the scope).
+    """
+    outside = [v for v in variables if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
+    if outside:
+        name = getattr(outside[0], "path", getattr(outside[0], "name", "?"))
+        raise ValueError(
+            f"The model's variable {name!r} was created outside the strategy's scope, so it is not "
+            "replicated. Build the model inside `with strategy.scope():` (or trainkit.distribute.scope(strategy))."
+        )
+
+
+# -- data -----------------------------------------------------------------------------------------
+def array_dataset(data: Sequence[tf.Tensor], order: np.ndarray, batch_size: int, skip_batches: int = 0) -> tf.data.Dataset:
+    """Batches of ``data`` in ``order``: the same batches, in the same order, as the in-memory path.
+
+    The last batch is the partial one (``drop_remainder=False``), so every row is seen once.
+    """
+    rows = tf.constant(np.asarray(order, dtype=np.int32))
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(tf.gather(t, rows) for t in data)).batch(batch_size)
+    if skip_batches:
+        dataset = dataset.skip(skip_batches)
+    return dataset
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> Any:
+    """Splits each global batch of ``dataset`` across the strategy's replicas.
+
+    In-memory data is sharded by DATA (each worker keeps its part of every global batch): there
+    are no files to shard, and every worker builds the same dataset.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+# -- inside a replica -----------------------------------------------------------------------------
+def in_replica() -> bool:
+    """True while tracing a replica's step under a real strategy (``strategy.run``)."""
+    return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+
+
+def replica_rows(y_pred: Any) -> tf.Tensor:
+    """This replica's number of rows in the batch, as float32."""
+    return tf.cast(tf.shape(tf.nest.flatten(y_pred)[0])[0], tf.float32)
+
+
+def _global_rows(rows: tf.Tensor) -> tf.Tensor:
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, rows)
+
+
+def unscale_keras_loss(loss_fn: Any, value: tf.Tensor) -> tf.Tensor:
+    """Undoes the ``1 / num_replicas`` a Keras loss object applies to its mean in a replica.
+
+    Keras 3 losses with a mean reduction divide by the replica count inside ``strategy.run``
+    (assuming equal local batches); trainkit scales gradients by the exact row fraction instead
+    (:func:`scale_gradients`), and reports the replica's true mean loss.
+    """
+    reduction = getattr(loss_fn, "reduction", None)
+    if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            return value * tf.cast(replicas, value.dtype)
+    return value
+
+
+def scale_gradients(gradients: Sequence[Any], rows: tf.Tensor) -> list[Any]:
+    """Scales a replica's gradients by ``local_rows / global_rows``.
+
+    The optimizer sums the gradients of all replicas; summing these gives the gradient of the
+    mean loss over the global batch. ``multiply_no_nan``: a replica handed no rows (a last batch
+    smaller than the replica count) has NaN gradients and contributes zero.
+    """
+    fraction = rows / _global_rows(rows)
+    return [None if g is None else tf.math.multiply_no_nan(g, tf.cast(fraction, g.dtype)) for g in gradients]
+
+
+def all_reduce_gradients(gradients: Sequence[Any]) -> list[Any]:
+    """The summed (global) gradients of scaled per-replica gradients, for the statistics only."""
+    present = [g for g in gradients if g is not None]
+    reduced = iter(tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, present)) if present else iter(())
+    return [None if g is None else next(reduced) for g in gradients]
+
+
+def global_mean(value: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """The row-weighted mean of a per-replica batch mean over the global batch."""
+    total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([tf.math.multiply_no_nan(tf.cast(value, tf.float32), rows), rows]))
+    return total[0] / total[1]
+
+
+def tag_rows(logs: Mapping[str, tf.Tensor], rows: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Adds the replica's row count to a step's outputs, for :func:`reduce_step_outputs`."""
+    return {**logs, _ROWS: rows}
+
+
+# -- across replicas ------------------------------------------------------------------------------
+def reduce_step_outputs(strategy: tf.distribute.Strategy, per_replica: Mapping[str, Any]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Reduces a replicated step's outputs (see the module docstring for which reduction each gets).
+
+    Args:
+        strategy: The strategy the step ran under.
+        per_replica: What ``strategy.run(step)`` returned, including the row count of
+            :func:`tag_rows`.
+
+    Returns:
+        ``(scalars, global_rows)``: one value per name, and the global batch's row count.
+    """
+    rows = per_replica[_ROWS]
+
+    def total(value: Any) -> tf.Tensor:
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+    global_rows = total(rows)
+
+    def weighted(value: Any) -> tf.Tensor:
+        product = strategy.run(lambda v, r: tf.math.multiply_no_nan(tf.cast(v, tf.float32), r), (value, rows))
+        return total(product) / global_rows
+
+    out: dict[str, tf.Tensor] = {}
+    for name, value in per_replica.items():
+        if name == _ROWS:
+            continue
+        parsed = stats.parse_stat_name(name)
+        if name == stats.LEARNING_RATE or (parsed is not None and parsed.kind != stats.ACTIVATION):
+            out[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+        elif parsed is None:  # loss and user scalars: batch means
+            out[name] = weighted(value)
+        elif parsed.stat == stats.NONFINITE:
+            out[name] = total(value)
+        elif parsed.stat == stats.DEAD_FRACTION:
+            out[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+        elif parsed.stat == stats.STD:
+            mean = per_replica.get(stats.activation_stat_name(parsed.target, stats.MEAN))
+            if mean is None:
+                out[name] = weighted(value)
+                continue
+            second = strategy.run(lambda s, m: tf.square(tf.cast(s, tf.float32)) + tf.square(tf.cast(m, tf.float32)), (value, mean))
+            variance = weighted(second) - tf.square(weighted(mean))
+            out[name] = tf.sqrt(tf.maximum(variance, 0.0))
+        else:
+            out[name] = weighted(value)
+    return out, global_rows
+
+
+def replicated_step(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapping[str, tf.Tensor]]) -> Callable[[Any], tuple[dict[str, tf.Tensor], tf.Tensor]]:
+    """Wraps ``step`` to run on every replica of a distributed batch and reduce its outputs."""
+
+    def run(batch: Any) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        def replica_step(local_batch: Any) -> dict[str, tf.Tensor]:
+            logs = dict(step(local_batch))
+            first = tf.nest.flatten(local_batch)[0]
+            return tag_rows(logs, tf.cast(tf.shape(first)[0], tf.float32))
+
+        return reduce_step_outputs(strategy, strategy.run(replica_step, args=(batch,)))
+
+    return run
+
+
+def discover_names(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapping[str, tf.Tensor]], iterator: Iterator[Any]) -> tuple[str, ...]:
+    """Traces (without running) the replicated step on ``iterator`` to learn its output names."""
+    replicated = replicated_step(strategy, step)
+    concrete = tf.function(lambda it: replicated(next(it))[0]).get_concrete_function(iterator)
+    return tuple(concrete.structured_outputs)
