@@ -1,0 +1,551 @@
+"""Diagnosis rules on synthetic statistics streams, the chance level, the report, live NaN handling.
+
+Every rule gets a stream built to show its problem (it must fire, with its evidence) and the same
+healthy stream (no rule may fire on it). The streams use the statistic names of trainkit.stats.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer
+from trainkit.callbacks import Callback
+from trainkit.diagnosis import (
+    DIAGNOSIS_CODES,
+    RULES,
+    Context,
+    Diagnoser,
+    chance_loss,
+    render_markdown,
+    render_text,
+)
+from trainkit.diagnosis.engine import FIRST_STEPS
+from trainkit.findings import Finding
+
+LN2 = math.log(2)
+STEPS = 10  # steps per synthetic epoch
+LAYERS = ("dense", "dense_1", "dense_2")
+
+
+def curve(start: float, end: float, epochs: int) -> list[float]:
+    """An exponential decay from start to end over the epochs (a healthy loss curve)."""
+    return [end + (start - end) * math.exp(-4 * e / max(1, epochs - 1)) for e in range(epochs)]
+
+
+class Stream:
+    """A synthetic run: per-epoch targets for every statistic, expanded to per-step values.
+
+    ``values[name]`` is a function ``(epoch, step_in_epoch) -> value``; the defaults describe a
+    healthy 3-layer ReLU MLP on a balanced binary task (chance ln 2) whose loss falls to 0.15.
+    """
+
+    def __init__(self, epochs: int = 20, task: str = "binary", chance: float | None = LN2) -> None:
+        self.epochs = epochs
+        self.context = Context(task=task, loss="BinaryCrossentropy(from_logits=False)", chance_loss=chance,
+                               layers=("input_layer", *LAYERS), output_layers=("dense_2",), epochs=epochs,
+                               learning_rate=1e-3, optimizer="Adam", has_validation=True)
+        train = curve(0.72, 0.15, epochs)
+        val = curve(0.72, 0.2, epochs)
+        self.train_loss: Callable[[int, int], float] = lambda e, s: train[e] * (1 + 0.05 * math.sin(7 * s + e))
+        self.val_loss: Callable[[int], float] | None = lambda e: val[e]
+        self.values: dict[str, Callable[[int, int], float]] = {
+            "learning_rate": lambda e, s: 1e-3,
+            "grad_norm/global": lambda e, s: 1.0 + 0.1 * math.sin(s),
+        }
+        for i, layer in enumerate(LAYERS):
+            self.values[f"grad_norm/{layer}/kernel"] = lambda e, s, i=i: 0.3 + 0.1 * i
+            self.values[f"weight_norm/{layer}/kernel"] = lambda e, s: 2.0
+            self.values[f"update_ratio/{layer}/kernel"] = lambda e, s: 3e-3 * math.exp(-e / 10)
+            self.values[f"update_ratio/{layer}/bias"] = lambda e, s: 1.0 if e == s == 0 else 1e-2
+            self.values[f"grad_nonfinite/{layer}/kernel"] = lambda e, s: 0.0
+            self.values[f"activation/{layer}/mean"] = lambda e, s: 0.5
+            self.values[f"activation/{layer}/std"] = lambda e, s: 0.7
+            self.values[f"activation/{layer}/nonfinite"] = lambda e, s: 0.0
+        for layer in LAYERS[:2]:
+            self.values[f"activation/{layer}/dead_fraction"] = lambda e, s: 0.05
+            self.values[f"activation/{layer}/nonpositive_fraction"] = lambda e, s: 0.5
+        # A sigmoid output: confidently saturated late in training, which is no problem.
+        self.values["activation/dense_2/saturated_fraction"] = lambda e, s: min(0.9, 0.05 * e)
+        self.values["activation/output/saturated_fraction"] = self.values["activation/dense_2/saturated_fraction"]
+        self.notes: dict[str, object] = {}
+
+    def rows(self, epoch: int) -> tuple[list[str], np.ndarray]:
+        names = ["loss", *self.values]
+        values = np.array([[self.train_loss(epoch, s), *(f(epoch, s) for f in self.values.values())] for s in range(STEPS)])
+        return names, values
+
+    def run(self, chunk: int = STEPS, diagnoser: Diagnoser | None = None) -> Diagnoser:
+        """Feeds the stream through a Diagnoser in calls of ``chunk`` steps, then finishes it."""
+        d = diagnoser or Diagnoser(self.context)
+        for epoch in range(self.epochs):
+            names, values = self.rows(epoch)
+            d.begin_epoch(epoch, epoch * STEPS)
+            for start in range(0, STEPS, chunk):
+                d.add_steps(epoch * STEPS + start, names, values[start : start + chunk])
+            logs = {"loss": float(np.mean(values[:, 0]))}
+            if self.val_loss is not None:
+                logs["val_loss"] = self.val_loss(epoch)
+            d.end_epoch(epoch, logs)
+        d.finish(self.notes)
+        return d
+
+
+def codes(d: Diagnoser) -> list[str]:
+    return [f.code for f in d.findings]
+
+
+def finding(d: Diagnoser, code: str) -> Finding:
+    matches = [f for f in d.findings if f.code == code]
+    assert matches, f"{code} not found; got {codes(d)}"
+    return matches[0]
+
+
+# -- the registry and the healthy stream ------------------------------------------------------------
+
+def test_registry_lists_every_issue_code_once_with_valid_severity_and_moment():
+    required = {"initial-loss-too-low", "initial-loss-too-high", "loss-at-chance", "loss-collapsed", "nan-loss",
+                "diverging-loss", "oscillating-loss", "plateau", "lr-too-high", "lr-too-low", "vanishing-gradients",
+                "exploding-gradients", "dead-relu", "saturated-activations", "overfitting", "underfitting"}
+    assert required <= set(DIAGNOSIS_CODES)
+    assert len(DIAGNOSIS_CODES) == len(set(DIAGNOSIS_CODES))
+    for rule in RULES:
+        assert rule.severity in ("info", "warning", "error") and rule.when in ("call", "epoch", "end") and rule.summary
+
+
+def test_healthy_stream_has_no_findings():
+    assert Stream().run().findings == []
+
+
+def test_healthy_regression_and_multiclass_streams_have_no_findings():
+    regression = Stream(task="regression", chance=1.0)
+    train, val = curve(1.3, 0.1, 20), curve(1.2, 0.15, 20)
+    regression.train_loss = lambda e, s: train[e]
+    regression.val_loss = lambda e: val[e]
+    assert regression.run().findings == []
+    multiclass = Stream(chance=math.log(10))
+    train, val = curve(2.4, 0.2, 20), curve(2.3, 0.3, 20)
+    multiclass.train_loss = lambda e, s: train[e]
+    multiclass.val_loss = lambda e: val[e]
+    assert multiclass.run().findings == []
+
+
+# -- initial loss -------------------------------------------------------------------------------------
+
+def test_initial_loss_far_below_chance():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.05 if e == 0 and st < 3 else 0.04
+    f = finding(s.run(), "initial-loss-too-low")
+    assert f.step == 0 and f.evidence["ratio"] < 0.1 and "leak" in f.advice
+
+
+def test_initial_loss_far_above_chance_and_regression_gets_more_room():
+    s = Stream()
+    base = s.train_loss
+    s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
+    f = finding(s.run(), "initial-loss-too-high")
+    assert f.evidence["initial_loss"] == pytest.approx(9.0) and "standardize_inputs" in f.advice
+    # 4x chance is suspicious for a classifier, ordinary for a freshly initialised regression.
+    reg = Stream(task="regression", chance=1.0)
+    base = reg.train_loss
+    reg.train_loss = lambda e, st: 4.0 if e == 0 and st < 3 else base(e, st)
+    assert "initial-loss-too-high" not in codes(reg.run())
+    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else base(e, st)
+    assert "standardize_targets" in finding(reg.run(), "initial-loss-too-high").advice
+
+
+def test_initial_loss_discounts_the_regularization_penalty():
+    s = Stream()
+    s.context.regularization = 5.0
+    base = s.train_loss
+    s.train_loss = lambda e, st: base(e, st) + 5.0
+    assert "initial-loss-too-high" not in codes(s.run())
+
+
+# -- loss level and curve ---------------------------------------------------------------------------
+
+def test_loss_at_chance_on_flat_training_loss_but_only_at_the_end():
+    s = Stream()
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st))
+    s.val_loss = lambda e: LN2 + 0.01
+    d = Diagnoser(s.context)
+    s.epochs = 10
+    s.context.epochs = 20
+    for epoch in range(10):  # half the run: no verdict yet
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(values[:, 0].mean()), "val_loss": LN2})
+    assert "loss-at-chance" not in codes(d)
+    d.finish()
+    f = finding(d, "loss-at-chance")
+    assert f.evidence["chance_loss"] == pytest.approx(LN2)
+
+
+def test_loss_at_chance_when_only_the_validation_loss_stays_there():
+    s = Stream()
+    train = curve(0.7, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert "memorises" in f.message
+
+
+def test_loss_collapsed_right_after_the_first_epoch():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
+    f = finding(s.run(), "loss-collapsed")
+    assert f.epoch == 1 and f.evidence["epoch_loss"] == pytest.approx(0.004) and "leak" in f.advice
+
+
+def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
+    s = Stream()
+    bad = 3 * STEPS + 4
+    s.train_loss = lambda e, st: math.nan if e * STEPS + st >= bad else 0.5
+    s.values["activation/dense_1/nonfinite"] = lambda e, st: 7.0 if e * STEPS + st >= bad - 1 else 0.0
+    s.values["activation/dense_2/nonfinite"] = lambda e, st: 1.0 if e * STEPS + st >= bad - 1 else 0.0
+    f = finding(s.run(), "nan-loss")
+    assert f.severity == "error" and f.step == bad and f.epoch == 3
+    assert f.layer == "dense_1" and f.evidence["first_nonfinite_step"] == bad - 1
+    assert f.evidence["last_finite_loss"] == pytest.approx(0.5)
+
+
+def test_nan_loss_from_gradients_names_the_layer_back_propagation_reaches_first():
+    s = Stream()
+    s.train_loss = lambda e, st: math.inf if e * STEPS + st >= 12 else 0.5
+    for layer in LAYERS:
+        s.values[f"grad_nonfinite/{layer}/kernel"] = lambda e, st: 3.0 if e * STEPS + st >= 12 else 0.0
+    assert finding(s.run(), "nan-loss").layer == "dense_2"
+
+
+def test_diverging_loss():
+    s = Stream()
+    losses = [0.7, 0.6, 0.55, 0.7, 1.2, 2.0, 3.5, 6.0] + [8.0] * 12
+    s.train_loss = lambda e, st: losses[e]
+    f = finding(s.run(), "diverging-loss")
+    assert f.severity == "error" and "learning rate" in f.advice
+
+
+def test_oscillating_loss_but_not_dropout_noise_at_a_low_loss():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.3 if e % 2 else 0.9
+    f = finding(s.run(), "oscillating-loss")
+    assert f.evidence["sign_change_fraction"] >= 0.5
+    quiet = Stream()
+    train = curve(0.7, 0.05, 20)
+    quiet.train_loss = lambda e, st: train[e] * (1.15 if e % 2 else 0.85)
+    assert "oscillating-loss" not in codes(quiet.run())
+
+
+def test_plateau_after_a_little_learning():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    f = finding(s.run(), "plateau")
+    assert f.evidence["final_loss"] == pytest.approx(0.6)
+
+
+def test_underfitting_when_training_ends_while_the_loss_falls_fast():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    f = finding(s.run(), "underfitting")
+    assert "epochs" in f.advice
+
+
+# -- learning rate ----------------------------------------------------------------------------------
+
+def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.8
+    base = s.train_loss
+    s.train_loss = lambda e, st: 5.0 if (e, st) == (0, 2) else base(e, st)
+    f = finding(s.run(), "lr-too-high")
+    assert f.evidence["update_ratio_median"] == pytest.approx(0.8) and "learning_rate: 1e-05} (now 0.001)" in f.advice
+    # The same update sizes while the loss falls smoothly: no verdict.
+    calm = Stream()
+    for layer in LAYERS:
+        calm.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.8
+    assert "lr-too-high" not in codes(calm.run())
+
+
+def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    s.train_loss = lambda e, st: 0.70 - 0.005 * e
+    s.val_loss = lambda e: 0.71 - 0.005 * e
+    f = finding(s.run(), "lr-too-low")
+    assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
+
+
+# -- gradients -------------------------------------------------------------------------------------
+
+def test_vanishing_gradients_first_layer_vs_last():
+    s = Stream()
+    s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-6
+    f = finding(s.run(), "vanishing-gradients")
+    assert f.layer == "dense" and f.evidence["relative_ratio"] < 1e-3
+
+
+def test_exploding_gradients_at_the_first_step_over_100x_the_baseline():
+    s = Stream()
+    s.values["grad_norm/global"] = lambda e, st: 1.0 if e * STEPS + st < 25 else 5e3
+    f = finding(s.run(), "exploding-gradients")
+    assert f.step == 25 and f.epoch == 2 and "clipnorm" in f.advice
+
+
+def test_call_level_findings_do_not_depend_on_how_steps_are_split_into_calls():
+    s = Stream()
+    s.values["grad_norm/global"] = lambda e, st: 1.0 if e * STEPS + st < 25 else 5e3
+    s.train_loss = lambda e, st: math.nan if e * STEPS + st >= 47 else 0.5
+    whole, split = s.run(chunk=STEPS), s.run(chunk=3)
+    assert [f.to_dict() for f in whole.findings] == [f.to_dict() for f in split.findings]
+
+
+# -- activations -----------------------------------------------------------------------------------
+
+def test_dead_relu_names_the_layer_the_fraction_and_since_when():
+    s = Stream()
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e >= 6 else 0.05
+    f = finding(s.run(), "dead-relu")
+    assert f.layer == "dense_1" and f.evidence["since_epoch"] == 6 and f.evidence["dead_fraction"] == pytest.approx(0.8)
+
+
+def test_a_transient_dead_spell_is_not_reported():
+    s = Stream()
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e == 6 else 0.05
+    assert "dead-relu" not in codes(s.run())
+
+
+def test_saturated_hidden_layer_warns_partial_saturation_is_info_and_outputs_are_exempt():
+    s = Stream()
+    s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.7 if e >= 4 else 0.0
+    f = finding(s.run(), "saturated-activations")
+    assert f.severity == "warning" and f.layer == "dense" and f.evidence["since_epoch"] == 4
+    partial = Stream()
+    partial.values["activation/dense/saturated_fraction"] = lambda e, st: 0.3 if e >= 4 else 0.0
+    assert finding(partial.run(), "saturated-activations").severity == "info"
+    # Growing from info to warning replaces the note with the warning.
+    growing = Stream()
+    growing.values["activation/dense/saturated_fraction"] = lambda e, st: 0.3 if e < 12 else 0.8
+    found = [f for f in growing.run().findings if f.code == "saturated-activations"]
+    assert len(found) == 1 and found[0].severity == "warning"
+
+
+# -- generalisation --------------------------------------------------------------------------------
+
+def overfitting_stream() -> Stream:
+    s = Stream()
+    train = curve(0.7, 0.02, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: 0.4 + (0.0 if e <= 6 else 0.05 * (e - 6)) + (0.3 - 0.05 * e if e < 6 else 0.0)
+    return s
+
+
+def test_overfitting_from_the_epoch_of_the_best_validation_loss():
+    f = finding(overfitting_stream().run(), "overfitting")
+    assert f.severity == "warning" and f.epoch == 6 and "early_stopping" in f.advice
+
+
+def test_overfitting_handled_by_early_stopping_is_a_note():
+    s = overfitting_stream()
+    s.context.early_stopping = {"monitor": "val_loss", "patience": 5, "restore_best_weights": True}
+    s.notes = {"early_stopping": {"stopped_epoch": 19, "best_epoch": 6, "restored_epoch": 6}}
+    f = finding(s.run(), "overfitting")
+    assert f.severity == "info" and f.evidence["restored_epoch"] == 6
+
+
+def test_overfitting_ignores_a_rise_in_the_regularization_free_loss_only_when_there_is_none():
+    # The L2 penalty shrinks while the data loss is flat: the total validation loss falls, and there
+    # is nothing to report; a data loss that rises under a shrinking penalty is overfitting.
+    s = Stream()
+    train, val = curve(0.7, 0.15, 20), curve(0.7, 0.2, 20)
+
+    def run(val_data: Callable[[int], float]) -> Diagnoser:
+        d = Diagnoser(s.context)
+        for epoch in range(20):
+            names, values = s.rows(epoch)
+            d.add_steps(epoch * STEPS, names, values)
+            penalty = 1.0 - 0.04 * epoch
+            d.end_epoch(epoch, {"loss": train[epoch] + penalty, "val_loss": val_data(epoch) + penalty}, regularization=penalty)
+        d.finish()
+        return d
+
+    assert run(lambda e: val[e]).findings == []
+    rising = run(lambda e: val[min(e, 8)] + 0.03 * max(0, e - 8))  # total val loss still falls
+    assert codes(rising) == ["overfitting"] and finding(rising, "overfitting").epoch == 8
+
+
+# -- the engine's memory and the chance level ------------------------------------------------------
+
+def test_memory_is_bounded_by_epochs_not_steps():
+    d = Diagnoser(Context(task="binary", chance_loss=LN2, epochs=3))
+    names = ["loss", "grad_norm/global"]
+    for epoch in range(3):
+        for call in range(100):
+            first = epoch * 10_000 + call * 100
+            d.add_steps(first, names, np.column_stack([np.full(100, 0.5), np.ones(100)]))
+        d.end_epoch(epoch, {"loss": 0.5})
+    assert d.first_rows.shape[0] == FIRST_STEPS and len(d.epochs) == 3 and d.steps == 30_000
+    assert d.epochs[1].steps == 10_000 and d.epochs[1].mean[0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("task", "loss", "y", "expected"), [
+    ("binary", "binary_crossentropy", np.array([[0.0], [1.0]] * 50), LN2),
+    ("binary", {"name": "binary_crossentropy", "from_logits": True}, np.array([[0.0]] * 75 + [[1.0]] * 25),
+     -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))),
+    ("multiclass", "sparse_categorical_crossentropy", np.arange(100) % 10, math.log(10)),
+    ("multiclass", "categorical_crossentropy", np.eye(4)[np.arange(100) % 4], math.log(4)),
+    ("regression", "mse", np.arange(10, dtype=float).reshape(-1, 1), np.var(np.arange(10))),
+    ("binary", "mse", np.array([[0.0], [1.0]] * 50), 0.25),
+])
+def test_chance_loss_is_the_loss_of_the_best_constant_prediction(task, loss, y, expected):
+    baseline = chance_loss(task, loss, y)
+    assert baseline is not None and baseline.loss == pytest.approx(expected, rel=1e-3)
+
+
+def test_chance_loss_is_unknown_for_losses_without_a_constant_baseline():
+    assert chance_loss("binary", "hinge", np.array([[0.0], [1.0]])) is None
+    assert chance_loss("binary", "binary_crossentropy", np.array(["a", "b"])) is None
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+def test_report_groups_by_severity_with_advice():
+    findings = [
+        Finding("dead-relu", "warning", "most units dead", "use he_normal", {"dead_fraction": 0.8}, epoch=3, layer="dense"),
+        Finding("nan-loss", "error", "the loss went NaN", "lower the learning rate", step=40),
+        Finding("overfitting", "info", "handled", "nothing to do"),
+    ]
+    text = render_text(findings)
+    assert text.index("ERROR [nan-loss]") < text.index("WARNING [dead-relu]") < text.index("INFO [overfitting]")
+    assert "fix: use he_normal" in text and "1 error, 1 warning" in text
+    markdown = render_markdown(findings)
+    assert "### Errors (1)" in markdown and "**`dead-relu`** (layer `dense`, epoch 4)" in markdown
+    assert render_text([]) == "diagnosis: no findings"
+
+
+# -- live: the callback in a real Trainer ----------------------------------------------------------
+
+def tiny_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+
+
+class NanAfter(Trainer):
+    """Makes the loss NaN from global step ``bad`` on (a deterministic broken step)."""
+
+    bad = 25
+
+    def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        return tf.where(self.global_step >= self.bad, tf.constant(math.nan), loss) if training else loss
+
+
+class WeightsAtEpochEnd(Callback):
+    def __init__(self) -> None:
+        self.weights: dict[int, list[np.ndarray]] = {}
+
+    def on_epoch_end(self, epoch, logs):
+        self.weights[epoch] = [np.array(w) for w in self.trainer.model.get_weights()]
+
+
+def regression_data(rows: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 4)).astype(np.float32)
+    return x, (x @ np.array([1.0, -2.0, 0.5, 0.0], dtype=np.float32)).reshape(-1, 1)
+
+
+def nan_findings(trainer: Trainer) -> list[Finding]:
+    return [f for f in trainer.findings if f.code == "nan-loss"]
+
+
+# Stopping on a NaN is the trainer's job where it has Trainer(on_nan=...) (issue 6); the diagnosis
+# callback stops by itself only without it, or when asked to.
+HAS_ON_NAN = "on_nan" in inspect.signature(Trainer).parameters
+needs_on_nan = pytest.mark.skipif(not HAS_ON_NAN, reason="needs Trainer(on_nan=...)")
+WARN_ONLY = {"on_nan": "warn"} if HAS_ON_NAN else {}
+
+
+@needs_on_nan
+def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights():
+    x, y = regression_data()
+    trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    history = trainer.fit(x, y, epochs=10, batch_size=10, verbose=0)
+    assert len(history.epoch) == 2  # the epoch of step 25 is abandoned at that step
+    (f,) = nan_findings(trainer)  # one finding: the diagnosis's, with its evidence
+    assert f.step == 25 and f.epoch == 2 and f.severity == "error" and f.evidence["first_nonfinite_step"] == 25
+    # The NaN comes from the loss function (every gradient and activation finite): no layer is blamed.
+    assert f.layer is None and "loss computation itself" in f.message
+    assert "update was skipped" in f.message
+    assert all(np.isfinite(w).all() for w in trainer.model.get_weights())
+
+
+def test_readback_of_a_run_stopped_by_nan_equals_the_live_findings(tmp_path):
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    x, y = regression_data()
+    trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False, logdir=tmp_path)
+    trainer.fit(x, y, epochs=10, batch_size=10, verbose=0)
+    live = [f.to_dict() for f in trainer.findings]
+    assert "nan-loss" in [f["code"] for f in live]
+    # The abandoned epoch has no epoch values in TensorBoard: its steps are replayed all the same.
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
+
+
+def test_the_callbacks_own_recovery_restores_the_last_good_epoch():
+    from trainkit.diagnosis import DiagnosisCallback
+
+    x, y = regression_data()
+    trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False,
+                       diagnose=DiagnosisCallback(stop_on_nan=True), **WARN_ONLY)
+    spy = WeightsAtEpochEnd()
+    history = trainer.fit(x, y, epochs=10, batch_size=10, callbacks=[spy], verbose=0)
+    assert len(history.epoch) == 3  # steps 0-9, 10-19, 20-29: stops after the epoch of step 25
+    (f,) = nan_findings(trainer)
+    assert f.step == 25 and "weights from the end of epoch 2 were restored" in f.message
+    for restored, good in zip(trainer.model.get_weights(), spy.weights[1], strict=True):
+        np.testing.assert_array_equal(restored, good)
+
+
+@needs_on_nan
+def test_nan_loss_with_on_nan_warn_records_the_finding_and_trains_on():
+    x, y = regression_data()
+    trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False, on_nan="warn")
+    history = trainer.fit(x, y, epochs=4, batch_size=10, verbose=0)
+    assert len(history.epoch) == 4 and len(nan_findings(trainer)) == 1
+
+
+def test_warnings_print_once_when_verbose_and_never_when_quiet(capsys):
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 4)).astype(np.float32) * 100.0
+    y = rng.integers(0, 2, (200, 1)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=3, batch_size=20, verbose=1)
+    err = capsys.readouterr().err
+    assert err.count("[initial-loss-too-high]") == 1
+    assert "initial-loss-too-high" in [f.code for f in trainer.findings]
+    quiet = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    quiet.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    assert "[initial-loss-too-high]" not in capsys.readouterr().err
+
+
+def test_diagnose_false_adds_no_diagnosis():
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 4)).astype(np.float32) * 100.0
+    y = rng.integers(0, 2, (200, 1)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    on = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    on.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    off = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False, diagnose=False)
+    off.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    assert "initial-loss-too-high" in [f.code for f in on.findings]
+    assert not [f for f in off.findings if f.code in DIAGNOSIS_CODES]
