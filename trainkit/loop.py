@@ -15,6 +15,10 @@ Two paths:
   per fit, so every row is seen exactly once.
 * **streaming** (``tf.data``): up to ``K`` batches are pulled from an iterator inside the call,
   stopping early when the iterator runs dry.
+
+Under a ``tf.distribute`` strategy only the streaming path runs: the iterator yields distributed
+batches, each step runs on every replica with ``strategy.run``, and its scalars are reduced across
+replicas (:mod:`trainkit.distribute`) before they are packed into the buffer.
 """
 
 from __future__ import annotations
@@ -62,6 +66,11 @@ def _flatten_logs(logs: Mapping[str, tf.Tensor], names: tuple[str, ...], batch: 
     return tf.stack(row)
 
 
+def _pack_row(logs: Mapping[str, tf.Tensor], names: tuple[str, ...], rows: tf.Tensor) -> tf.Tensor:
+    """Packs reduced scalars and the global batch's row count into one float32 row."""
+    return tf.stack([tf.cast(rows, tf.float32)] + [tf.reshape(tf.cast(logs[name], tf.float32), []) for name in names])
+
+
 def gather_batch(data: Any, rows: tf.Tensor) -> Any:
     """Selects ``rows`` of every tensor in the ``data`` structure."""
     return tf.nest.map_structure(lambda t: tf.gather(t, rows), data)
@@ -75,11 +84,26 @@ class CompiledLoop:
         jit_compile: Compile the in-memory loop (and the streaming step) with XLA.
         stop_on_nonfinite: End a call right after the first step whose ``loss`` is NaN or
             infinite, so training stops at that step rather than at the end of the call.
+        strategy: Run each streaming step on every replica of this strategy (``None``: one
+            device). Use :meth:`discover_distributed_names` and :meth:`run_streaming` with it.
+        xla_fallback: When XLA cannot compile the step, compile it without XLA instead of
+            failing (``jit_compile="auto"``); :attr:`xla_failure` then says why.
     """
 
-    def __init__(self, step: StepFn, *, jit_compile: bool = False, stop_on_nonfinite: bool = False) -> None:
+    def __init__(
+        self,
+        step: StepFn,
+        *,
+        jit_compile: bool = False,
+        stop_on_nonfinite: bool = False,
+        strategy: tf.distribute.Strategy | None = None,
+        xla_fallback: bool = False,
+    ) -> None:
         self._step = step
+        self._strategy = strategy
         self.jit_compile = jit_compile
+        self.xla_fallback = xla_fallback
+        self.xla_failure: str | None = None
         self.stop_on_nonfinite = stop_on_nonfinite
         self.names: tuple[str, ...] | None = None
         self._in_memory_fns: dict[int, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
@@ -100,6 +124,15 @@ class CompiledLoop:
                 if value.shape.rank not in (0, None) and value.shape.num_elements() != 1:
                     raise TypeError(f"Step output {name!r} has shape {value.shape}; steps must return scalars (reduce it first).")
             self.names = tuple(outputs)
+        return self.names
+
+    def discover_distributed_names(self, iterator: Any) -> tuple[str, ...]:
+        """Like :meth:`discover_names`, for a strategy: traces the replicated step on ``iterator``."""
+        if self.names is None:
+            from trainkit import distribute
+
+            assert self._strategy is not None
+            self.names = distribute.discover_names(self._strategy, self._step, iterator)
         return self.names
 
     # -- in-memory ---------------------------------------------------------------------------------
@@ -150,8 +183,28 @@ class CompiledLoop:
         fn = self._in_memory_fns.get(capacity)
         if fn is None:
             fn = self._in_memory_fns[capacity] = self._build_in_memory(capacity)
-        buffer, count = fn(data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32))
+        try:
+            buffer, count = fn(data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32))
+        except tf.errors.InvalidArgumentError as err:
+            if not self._fall_back_from_xla(err):
+                raise
+            return self.run_in_memory(data, indices, start, num_steps, capacity)
         return self._unpack(buffer.numpy()[: int(count)])
+
+    def _fall_back_from_xla(self, err: Exception) -> bool:
+        """Turns XLA off after a compile failure, when allowed; True if the call should be retried.
+
+        XLA compiles the whole function before running any of it, so nothing ran and a retry
+        without XLA starts from the same state.
+        """
+        message = str(err)
+        if not (self.jit_compile and self.xla_fallback and "XLA" in message and "compile" in message):
+            return False
+        self.jit_compile = False
+        self.xla_failure = message.splitlines()[0]
+        self._in_memory_fns.clear()
+        self._streaming_fn = None
+        return True
 
     # -- streaming ---------------------------------------------------------------------------------
     def _build_streaming(self) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
@@ -160,6 +213,11 @@ class CompiledLoop:
         width = len(names) + 1
         step = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
         loss_column = self._loss_column()
+        replicated = None
+        if self._strategy is not None:
+            from trainkit import distribute
+
+            replicated = distribute.replicated_step(self._strategy, self._step)
 
         def run(iterator: Any, capacity: int) -> tuple[tf.Tensor, tf.Tensor]:
             buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
@@ -169,7 +227,11 @@ class CompiledLoop:
                 if not optional.has_value():
                     break
                 batch = optional.get_value()
-                row = _flatten_logs(step(batch), names, batch)
+                if replicated is None:
+                    row = _flatten_logs(step(batch), names, batch)
+                else:
+                    logs, rows = replicated(batch)
+                    row = _pack_row(logs, names, rows)
                 buffer = buffer.write(i, row)
                 count += 1
                 if loss_column is not None and not tf.math.is_finite(row[loss_column]):

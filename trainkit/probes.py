@@ -270,15 +270,11 @@ def build_probe(model: keras.Model) -> Probe:
     return Probe(model)
 
 
-def tap_stats(taps: Sequence[Tap], *, xla: bool = False) -> dict[str, tf.Tensor]:
-    """:func:`trainkit.stats.layers_activation_stats` of every tap, once per distinct tensor.
+def distinct_taps(taps: Sequence[Tap]) -> tuple[list[tuple[str, Any, str]], list[tuple[Tap, str]]]:
+    """Splits taps into ``(name, tensor, activation)`` items to compute and aliases of them.
 
-    The output layer's activation and the model output are usually the same tensor: its
-    statistics are computed once and reported under both names.
-
-    Args:
-        taps: The step's taps (from a :class:`Probe`).
-        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+    The output layer's activation and the model output are usually the same tensor: it is
+    computed once and reported under both names. Returns ``(items, [(tap, same_as_name), ...])``.
     """
     items: list[tuple[str, Any, str]] = []
     aliases: list[tuple[Tap, str]] = []
@@ -288,8 +284,30 @@ def tap_stats(taps: Sequence[Tap], *, xla: bool = False) -> dict[str, tf.Tensor]
             items.append((tap.name, tap.tensor, tap.activation))
         else:
             aliases.append((tap, same))
-    out = stats.layers_activation_stats(items, xla=xla)
+    return items, aliases
+
+
+def _fill_aliases(out: dict[str, tf.Tensor], aliases: Sequence[tuple[Tap, str]]) -> dict[str, tf.Tensor]:
     for tap, same in aliases:
         for stat in stats.activation_kind(tap.activation):
             out[stats.activation_stat_name(tap.name, stat)] = out[stats.activation_stat_name(same, stat)]
     return out
+
+
+def tap_stats(taps: Sequence[Tap], *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """:func:`trainkit.stats.layers_activation_stats` of every tap, once per distinct tensor.
+
+    Args:
+        taps: The step's taps (from a :class:`Probe`).
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+    """
+    items, aliases = distinct_taps(taps)
+    return _fill_aliases(stats.layers_activation_stats(items, xla=xla), aliases)
+
+
+def step_stats(
+    taps: Sequence[Tap], grads: Sequence[Any], before: Sequence[Any], after: Sequence[Any], names: Sequence[str], *, xla: bool = False
+) -> dict[str, tf.Tensor]:
+    """:func:`trainkit.stats.step_stats` of a step: variables' statistics and every tap's."""
+    items, aliases = distinct_taps(taps)
+    return _fill_aliases(stats.step_stats(grads, before, after, names, items, xla=xla), aliases)

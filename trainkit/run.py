@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.data import DataSplits, prepare_data
+from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
@@ -67,8 +69,12 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     Raises:
         TrainkitError: Any user error (unknown names, incompatible model, bad data).
     """
+    # The strategy comes first (MultiWorkerMirroredStrategy must exist before other TF ops run);
+    # the model is built in its scope so that its variables are replicated.
+    strategy = strategy_from_name(recipe.training.distribute)
     splits = prepare_data(recipe)
-    model = build_from_recipe(recipe, splits.x_train.shape[1:])
+    with scope(strategy):
+        model = build_from_recipe(recipe, splits.x_train.shape[1:])
     trainer = Trainer(
         model,
         loss=recipe.loss,
@@ -83,6 +89,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
         scalars_every=recipe.logging.scalars_every,
         report_last_batch_loss=recipe.training.report_last_batch_loss,
         hparams=recipe.hparams(),
+        strategy=strategy,
     )
     trainer.findings.extend(trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val))
     return PreparedRun(recipe, splits, trainer)
@@ -129,7 +136,12 @@ def train_recipe(
         check_writable(root)
     prepared = prepared or prepare_run(recipe)
     trainer, splits = prepared.trainer, prepared.splits
-    if resume_dir is None:
+    chief = is_chief(trainer.strategy)
+    if not chief:
+        # A non-chief worker of a multi-worker run writes no run directory: an empty scratch
+        # directory stands in for it (no events; its checkpoint copies go to their own scratch).
+        run_dir = Path(tempfile.mkdtemp(prefix="trainkit-worker-"))
+    elif resume_dir is None:
         run_dir = create_run_dir(root, recipe.name or "recipe")
         write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
         trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
@@ -152,11 +164,13 @@ def train_recipe(
             resume=resume_dir is not None,
         )
     except TrainingInterrupted as err:
-        write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
+        if chief:
+            write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
         err.run_dir = run_dir  # type: ignore[attr-defined]
         raise
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed")
-    write_report(result, recipe)
+    if chief:
+        write_report(result, recipe)
     return result
 
 

@@ -36,7 +36,6 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 # -- names ----------------------------------------------------------------------------------------
@@ -225,6 +224,7 @@ def variable_names(variables: Sequence[Any], model_name: str | None = None) -> l
 #   faster than its reduction on 64k elements); smaller ones keep one small reduction each (zero-
 #   padding them into one matrix to reduce in one loop measured slower).
 _SMALL_ELEMENTS = 4096
+_SMALL_ROW = 1024
 _MATVEC_COLUMNS = (256, 128, 64, 32, 16, 8)
 
 
@@ -264,15 +264,28 @@ def _matvec_total(tensor: tf.Tensor) -> tf.Tensor:
 
 
 def _sums_of_squares(tensors: Sequence[tf.Tensor], xla: bool) -> tf.Tensor:
-    """``[k]``: the sum of squares of each tensor, each in one kernel (see the note above)."""
-    halves = []  # sum / 2, what l2_loss returns; one multiply for the whole vector
-    for tensor in tensors:
-        size = tensor.shape.num_elements()
-        if xla and (size is None or size > _SMALL_ELEMENTS):
-            halves.append(0.5 * _matvec_total(tf.square(tensor)))
-        else:
-            halves.append(tf.nn.l2_loss(tensor))
-    return 2.0 * tf.stack(halves)
+    """``[k]``: the sum of squares of each tensor (see the note above)."""
+    return _feature_sums_of_squares([tensors], xla)[0]
+
+
+def _feature_sums_of_squares(features: Sequence[Sequence[tf.Tensor]], xla: bool) -> tf.Tensor:
+    """``[F, k]``: sums of squares of ``features[f][i]``, for F lists of k same-shaped tensors.
+
+    One kernel a tensor: ``l2_loss``, or under XLA for large tensors a matrix-vector product.
+    (Packing the small tensors into one matrix summed by one product with a constant indicator
+    measured faster alone but slower inside the training step: XLA's CPU runtime runs the product
+    on Eigen's thread pool, and handing work between threads costs more than these sums.)
+    """
+    rows = []
+    for tensors in features:
+        halves = []  # sum / 2, what l2_loss returns; one multiply for the whole matrix
+        for tensor in tensors:
+            if xla and _is_large(tensor):
+                halves.append(0.5 * _matvec_total(tf.square(tensor)))
+            else:
+                halves.append(tf.nn.l2_loss(tensor))
+        rows.append(tf.stack(halves))
+    return 2.0 * tf.stack(rows)
 
 
 def _nonfinite_counts(tensors: Sequence[tf.Tensor], finite_if: tf.Tensor) -> tf.Tensor:
@@ -355,8 +368,8 @@ def update_stats(before: Sequence[Any], after: Sequence[Any], names: Sequence[st
         return {}
     new = [_float32(_variable_value(a)) for a in after]
     updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
-    weights = tf.sqrt(_sums_of_squares(new, xla))
-    ratios = tf.math.divide_no_nan(tf.sqrt(_sums_of_squares(updates, xla)), weights)
+    weights, changes = tf.unstack(tf.sqrt(_feature_sums_of_squares([new, updates], xla)), num=2)
+    ratios = tf.math.divide_no_nan(changes, weights)
     out = dict(zip(map(weight_norm_name, names), tf.unstack(weights, num=len(names)), strict=True))
     out.update(zip(map(update_ratio_name, names), tf.unstack(ratios, num=len(names)), strict=True))
     return out
@@ -398,11 +411,29 @@ def _saturation_band(activation: str) -> tuple[float, float]:
     return 0.0, float("inf")  # never saturated (softmax is handled per row)
 
 
-def _layer_quantities(x: tf.Tensor, activation: str) -> dict[str, tf.Tensor]:
+def _is_large(tensor: tf.Tensor) -> bool:
+    """More than _SMALL_ELEMENTS entries; with a dynamic batch, more than _SMALL_ROW entries a row."""
+    size = tensor.shape.num_elements()
+    if size is not None:
+        return size > _SMALL_ELEMENTS
+    row = tensor.shape[1:].num_elements() if tensor.shape.rank else None
+    return row is None or row > _SMALL_ROW
+
+
+def _total(tensor: tf.Tensor, xla: bool) -> tf.Tensor:
+    """Sum of all entries: one reduction, or under XLA for large tensors a matrix-vector product.
+
+    (The product runs on Eigen's thread pool, a hand-off that costs more than a small reduction.)
+    """
+    return _matvec_total(tensor) if xla and _is_large(tensor) else tf.reduce_sum(tensor)
+
+
+def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.Tensor]:
     """Raw quantities of one layer, each reduced by single kernels without temporaries where it can."""
     kinds = activation_kind(activation)
     count = tf.cast(tf.size(x), tf.float32)
-    out = {"count": count, "sum": tf.reduce_sum(x), "sumsq": 2.0 * tf.nn.l2_loss(x)}
+    sumsq = _total(tf.square(x), xla) if xla else 2.0 * tf.nn.l2_loss(x)
+    out = {"count": count, "sum": _total(x, xla), "sumsq": sumsq}
     if DEAD_FRACTION in kinds:
         grid, units = _units(x)
         # relu/relu6 outputs are >= 0, so sign() is the 0/1 "active" indicator in one op.
@@ -419,42 +450,9 @@ def _layer_quantities(x: tf.Tensor, activation: str) -> dict[str, tf.Tensor]:
             out["saturated_of"] = tf.cast(tf.size(top), tf.float32)
         else:
             center, half_width = _saturation_band(activation)
-            out["saturated"] = tf.reduce_sum(tf.cast(tf.abs(x - center) > half_width, tf.float32))
+            out["saturated"] = _total(tf.cast(tf.abs(x - center) > half_width, tf.float32), xla)
             out["saturated_of"] = count
     return out
-
-
-def _grouped_quantities(xs: Sequence[tf.Tensor], activations: Sequence[str], xla: bool) -> dict[str, tf.Tensor]:
-    """Raw quantities of several ``[batch, units]`` layers of one forward pass, all at once.
-
-    The layers are concatenated along the units (they share the batch), reduced per unit in one
-    pass, and summed per layer by one small matrix product with a constant unit -> layer
-    indicator: a fixed handful of kernels however many layers (per layer, a dozen; under XLA
-    each is a separate loop with ~1 us of overhead, more than a small layer's arithmetic).
-    """
-    widths = [int(x.shape[-1]) for x in xs]
-    grid = tf.concat(list(xs), axis=1)  # [batch, units of all layers]
-    bands = [_saturation_band(a) for a in activations]
-    center = tf.constant([c for (c, _), w in zip(bands, widths, strict=True) for _ in range(w)], tf.float32)
-    half_width = tf.constant([h for (_, h), w in zip(bands, widths, strict=True) for _ in range(w)], tf.float32)
-    features = [grid, tf.square(grid), tf.cast(grid > 0.0, tf.float32), tf.cast(tf.abs(grid - center) > half_width, tf.float32)]
-    if xla:
-        per_unit = tf.reduce_sum(tf.stack(features), axis=1)  # one fused loop: [4, units]
-    else:
-        per_unit = tf.stack([tf.reduce_sum(f, axis=0) for f in features])  # no [4, B, U] temporary
-    dead = tf.cast(per_unit[2:3] <= 0.0, tf.float32)
-    indicator = np.zeros((sum(widths), len(widths)), np.float32)
-    indicator[np.arange(sum(widths)), np.repeat(np.arange(len(widths)), widths)] = 1.0
-    per_layer = tf.matmul(tf.concat([per_unit, dead], axis=0), tf.constant(indicator))  # [5, layers]
-    rows = tf.cast(tf.shape(grid)[0], tf.float32)
-    units = tf.constant(widths, tf.float32)
-    total, squares, positive, saturated, dead_units = tf.unstack(per_layer, num=5)
-    return {"count": rows * units, "sum": total, "sumsq": squares, "positive": positive, "dead": dead_units,
-            "units": units, "saturated": saturated, "saturated_of": rows * units}
-
-
-def _groupable(x: tf.Tensor, activation: str) -> bool:
-    return x.shape.rank == 2 and x.shape[-1] is not None and activation != "softmax"
 
 
 def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool = False) -> dict[str, tf.Tensor]:
@@ -472,30 +470,154 @@ def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool 
     if not items:
         return {}
     tensors = [_float32(outputs) for _, outputs, _ in items]
-    activations = [activation for _, _, activation in items]
-    # [batch, units] layers (Dense and friends) are computed together; the rest one by one.
-    grouped = [i for i, x in enumerate(tensors) if _groupable(x, activations[i])]
-    if len(grouped) < 2:
-        grouped = []
-    single = [i for i in range(len(items)) if i not in grouped]
-    parts: list[dict[str, tf.Tensor]] = []
-    if grouped:
-        parts.append(_grouped_quantities([tensors[i] for i in grouped], [activations[i] for i in grouped], xla))
-    if single:
-        layers = [_layer_quantities(tensors[i], activations[i]) for i in single]
-        fills = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}
-        parts.append({q: tf.stack([layer.get(q, tf.constant(fills.get(q, 0.0))) for layer in layers]) for q in _QUANTITIES})
-    vectors = {q: tf.concat([p[q] for p in parts], axis=0) if len(parts) > 1 else parts[0][q] for q in _QUANTITIES}
-    order = grouped + single  # the layers' positions in the vectors
+    kinds = [activation_kind(activation) for _, _, activation in items]
+    # Layer by layer. (Concatenating [batch, units] layers to reduce them together, with one
+    # product by a unit -> layer indicator, measured slower in the XLA-compiled step: XLA's CPU
+    # runtime runs the product on Eigen's thread pool, and the hand-offs cost more than the sums.)
+    layers = [_layer_quantities(x, activation, xla) for x, (_, _, activation) in zip(tensors, items, strict=True)]
+    fills = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}
+    vectors = {q: tf.stack([layer.get(q, tf.constant(fills.get(q, 0.0))) for layer in layers]) for q in _QUANTITIES}
 
+    return _activation_columns(items, kinds, vectors, _nonfinite_counts(tensors, tf.reduce_sum(vectors["sumsq"])))
+
+
+def _stacked_totals(tensors: Sequence[tf.Tensor], xla: bool) -> tf.Tensor:
+    """``[len(tensors)]``: the sum of each of several same-shaped tensors.
+
+    Under XLA, one matrix-vector product ``[F, N] @ ones([N, 1])``: XLA emits it as one
+    vectorised kernel with the stacking and the element-wise work fused in, where ``reduce_sum``
+    becomes a kernel per tensor, each split into two (XLA's CPU tree-reduction rewrite) and run as
+    a scalar loop.
+    """
+    if not xla:
+        return tf.stack([tf.reduce_sum(t) for t in tensors])
+    return _dot_sums(tf.reshape(tf.stack(list(tensors)), [len(tensors), -1]))
+
+
+def _dot_sums(rows: tf.Tensor) -> tf.Tensor:
+    """Row sums of a ``[F, N]`` matrix as matrix-vector products (``N`` may be dynamic).
+
+    A long row is first cut into ``c``-wide pieces (``[F * N / c, c] @ ones([c, 1])``, then a
+    short reduction of the pieces): XLA vectorises a product with many short rows far better than
+    one with a few long ones (measured 31 vs 73 us for three rows of 64k entries; 200 us as
+    ``reduce_sum``).
+    """
+    width = rows.shape[1]
+    if width is None:
+        ones = tf.ones(tf.stack([tf.shape(rows)[1], 1]), rows.dtype)
+        return tf.reshape(tf.matmul(rows, ones), [-1])
+    columns = next((c for c in _MATVEC_COLUMNS if width % c == 0), None) if width > _SMALL_ELEMENTS else None
+    if columns is not None:
+        pieces = tf.matmul(tf.reshape(rows, [-1, columns]), tf.ones([columns, 1], rows.dtype))
+        return tf.reduce_sum(tf.reshape(pieces, [-1, width // columns]), axis=1)
+    return tf.reshape(tf.matmul(rows, tf.ones([width, 1], rows.dtype)), [-1])
+
+
+def step_stats(
+    grads: Sequence[Any],
+    before: Sequence[Any],
+    after: Sequence[Any],
+    names: Sequence[str],
+    activations: Sequence[tuple[str, Any, str]] = (),
+    *,
+    xla: bool = False,
+) -> dict[str, tf.Tensor]:
+    """:func:`gradient_stats`, :func:`update_stats` and :func:`layers_activation_stats` of a step.
+
+    The same values and names as the three functions, computed with fewer kernels: under XLA a
+    variable's gradient, new value and update are squared and summed in one fused reduction,
+    a layer's sums likewise, and one guarded branch counts every non-finite entry.
+
+    Args:
+        grads: One gradient per variable (``None`` counts as zero).
+        before: The variables' values before the update (see :func:`snapshot`).
+        after: The variables (read here, after the update) or their new values.
+        names: ``VAR`` names, one per variable.
+        activations: ``(name, outputs, activation)`` per tapped layer.
+        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+
+    Returns:
+        ``grad_norm/global``, then per variable ``grad_norm``, ``grad_nonfinite``, ``weight_norm``,
+        ``update_ratio``, then ``activation/L/STAT`` for every layer.
+    """
+    if not len(grads) == len(before) == len(after) == len(names):
+        raise ValueError(f"step_stats got {len(grads)} gradients, {len(before)} old values, {len(after)} new values and {len(names)} names.")
+    k = len(names)
+    new = [_float32(_variable_value(a)) for a in after]
+    values = [tf.zeros_like(n) if g is None else _dense_values(g) for g, n in zip(grads, new, strict=True)]
+    rows = []  # per variable: [sum g^2, sum w^2, sum (w - w_old)^2]
+    for gradient, weight, old in zip(values, new, before, strict=True):
+        update = weight - _float32(old)
+        if xla and gradient.shape == weight.shape:
+            rows.append(_stacked_totals([tf.square(gradient), tf.square(weight), tf.square(update)], xla))
+        else:
+            rows.append(2.0 * tf.stack([tf.nn.l2_loss(gradient), tf.nn.l2_loss(weight), tf.nn.l2_loss(update)]))
+    grad_sq, weight_sq, update_sq = tf.unstack(tf.stack(rows), num=3, axis=1) if k else (tf.zeros([0]),) * 3
+
+    tensors = [_float32(outputs) for _, outputs, _ in activations]
+    kinds = [activation_kind(activation) for _, _, activation in activations]
+    layers = [_fused_layer_quantities(x, activation, xla) for x, (_, _, activation) in zip(tensors, activations, strict=True)]
+    fills = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}
+    vectors = {q: tf.stack([layer.get(q, tf.constant(fills.get(q, 0.0))) for layer in layers]) if layers else tf.zeros([0]) for q in _QUANTITIES}
+
+    # One guard for every count: the sums of squares are finite only when every entry is.
+    nonfinite = _nonfinite_counts([*values, *tensors], tf.reduce_sum(grad_sq) + tf.reduce_sum(vectors["sumsq"]))
+    grad_nonfinite, activation_nonfinite = nonfinite[:k], nonfinite[k:]
+
+    grad_total = tf.reduce_sum(grad_sq)
+    weights = tf.sqrt(weight_sq)
+    out: dict[str, tf.Tensor] = {GLOBAL_GRAD_NORM: tf.sqrt(grad_total)}
+    if k:
+        out.update(zip(map(grad_norm_name, names), tf.unstack(tf.sqrt(grad_sq), num=k), strict=True))
+        out.update(zip(map(grad_nonfinite_name, names), tf.unstack(grad_nonfinite, num=k), strict=True))
+        out.update(zip(map(weight_norm_name, names), tf.unstack(weights, num=k), strict=True))
+        ratios = tf.math.divide_no_nan(tf.sqrt(update_sq), weights)
+        out.update(zip(map(update_ratio_name, names), tf.unstack(ratios, num=k), strict=True))
+    if activations:
+        out.update(_activation_columns(activations, kinds, vectors, activation_nonfinite))
+    return out
+
+
+def _fused_layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.Tensor]:
+    """:func:`_layer_quantities`, with the whole-tensor sums fused into one reduction under XLA."""
+    if not xla:
+        return _layer_quantities(x, activation, xla)
+    kinds = activation_kind(activation)
+    features = [x, tf.square(x)]
+    band = SATURATED_FRACTION in kinds and activation != "softmax"
+    if band:
+        center, half_width = _saturation_band(activation)
+        features.append(tf.cast(tf.abs(x - center) > half_width, tf.float32))
+    totals = tf.unstack(_stacked_totals(features, xla), num=len(features))
+    count = tf.cast(tf.size(x), tf.float32)
+    out = {"count": count, "sum": totals[0], "sumsq": totals[1]}
+    if band:
+        out["saturated"], out["saturated_of"] = totals[2], count
+    if DEAD_FRACTION in kinds:
+        grid, units = _units(x)
+        active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
+        per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
+        # positive count and dead units (never > 0; a NaN count is not dead) in one product
+        out["positive"], out["dead"] = tf.unstack(_dot_sums(tf.stack([per_unit, tf.cast(per_unit <= 0.0, tf.float32)])), num=2)
+        out["units"] = tf.constant(float(units))
+    if activation == "softmax":
+        top = tf.reduce_max(x, axis=-1)
+        out["saturated"] = tf.reduce_sum(tf.cast(top > SATURATION_THRESHOLD, tf.float32))
+        out["saturated_of"] = tf.cast(tf.size(top), tf.float32)
+    return out
+
+
+def _activation_columns(
+    items: Sequence[tuple[str, Any, str]], kinds: Sequence[tuple[str, ...]], vectors: Mapping[str, tf.Tensor], nonfinite: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """Every ``activation/L/STAT`` from the per-layer quantity vectors, in vector arithmetic."""
     count = vectors["count"]
     mean = vectors["sum"] / count
     columns = {
         MEAN: mean,
         STD: tf.sqrt(tf.maximum(vectors["sumsq"] / count - tf.square(mean), 0.0)),
-        NONFINITE: _nonfinite_counts([tensors[i] for i in order], tf.reduce_sum(vectors["sumsq"])),
+        NONFINITE: nonfinite,
     }
-    kinds = [activation_kind(activations[i]) for i in order]
     if any(DEAD_FRACTION in k for k in kinds):
         columns[NONPOSITIVE_FRACTION] = 1.0 - vectors["positive"] / count
         columns[DEAD_FRACTION] = vectors["dead"] / vectors["units"]
@@ -503,9 +625,9 @@ def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool 
         columns[SATURATED_FRACTION] = vectors["saturated"] / vectors["saturated_of"]
     out: dict[str, tf.Tensor] = {}
     for stat, vector in columns.items():  # grouped by statistic: contiguous slices (see above)
-        for index, value, kind in zip(order, tf.unstack(vector, num=len(order)), kinds, strict=True):
+        for (name, _, _), value, kind in zip(items, tf.unstack(vector, num=len(items)), kinds, strict=True):
             if stat in kind:
-                out[activation_stat_name(items[index][0], stat)] = value
+                out[activation_stat_name(name, stat)] = value
     return out
 
 

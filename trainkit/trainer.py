@@ -7,6 +7,7 @@ Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import probes, stats
+from trainkit import distribute, probes, stats
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
 from trainkit.errors import DataError, RunDirError, TrainingInterrupted
@@ -154,6 +155,12 @@ class Trainer:
             infinite, keeping the weights from before that step (the default train step skips a
             non-finite update) and setting :attr:`stop_reason` to ``"nan-loss"``; ``"warn"``:
             record it and go on.
+        strategy: A ``tf.distribute.Strategy`` (``MirroredStrategy``,
+            ``MultiWorkerMirroredStrategy``, ...) to replicate training over; build the model
+            inside its ``scope()``. Each global batch of ``batch_size`` rows is split across the
+            replicas; the loss, metrics and statistics are reduced across them (see
+            :mod:`trainkit.distribute`). Only the chief writes events, checkpoints and reports.
+            ``None`` or the default strategy: one device, the unchanged single-device loop.
     """
 
     def __init__(
@@ -180,6 +187,7 @@ class Trainer:
         checkpoint_every: int = 1,
         keep_checkpoints: int = 3,
         on_nan: Literal["stop", "warn"] = "stop",
+        strategy: tf.distribute.Strategy | None = None,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
@@ -188,10 +196,16 @@ class Trainer:
         self.model = model
         self.task: Task = task
         self.diagnose = diagnose
-        self.loss = get_loss(loss)
-        self.optimizer = get_optimizer(optimizer)
-        self.metrics = get_metrics(list(metrics), task, self.loss)
+        # Only a real strategy changes anything; the default strategy is the single-device path.
+        self.strategy = strategy if distribute.is_distributed(strategy) else None
+        if self.strategy is not None:
+            distribute.check_variables_in_scope(self.strategy, model.variables)
+        # Optimizer, metric and step-counter variables are replicated: created in the scope.
+        with distribute.scope(self.strategy):
+            self._create_state(loss, optimizer, metrics, task)
         self.logdir = Path(logdir) if logdir is not None else None
+        # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
+        self.is_chief = distribute.is_chief(self.strategy)
         self.seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
         self.allow = frozenset(allow)
         self.num_classes = num_classes
@@ -234,20 +248,29 @@ class Trainer:
         self._histogram_fn: Any = None
         self._step_xla = False
 
-        self._loss_tracker = keras.metrics.Mean(name="loss")
-        self._eval_loss_tracker = keras.metrics.Mean(name="loss")
-        self._eval_metrics = [clone_metric(m) for m in self.metrics]
-        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self._extra_logs: dict[str, tf.Tensor] = {}
         self._train_loop: CompiledLoop | None = None
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
         self.findings.extend(self.check_model())
 
+    def _create_state(self, loss: Spec, optimizer: Spec, metrics: Iterable[Spec], task: Task) -> None:
+        """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
+        self.loss = get_loss(loss)
+        self.optimizer = get_optimizer(optimizer)
+        self.metrics = get_metrics(list(metrics), task, self.loss)
+        self._loss_tracker = keras.metrics.Mean(name="loss")
+        self._eval_loss_tracker = keras.metrics.Mean(name="loss")
+        self._eval_metrics = [clone_metric(m) for m in self.metrics]
+        # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
         """The scalar loss of a batch: the loss function plus the model's regularization losses."""
         loss = self.loss(y, y_pred, sample_weight=sample_weight)
+        if distribute.in_replica():
+            loss = distribute.unscale_keras_loss(self.loss, loss)
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         return loss
@@ -266,7 +289,8 @@ class Trainer:
                 y_pred = self.model(x, training=True)
                 loss = self.compute_loss(x, y, y_pred, sample_weight)
             gradients = tape.gradient(loss, variables)
-            self.apply_gradients(gradients, variables, loss)
+            gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
+            self.apply_gradients(gradients, variables, step_loss)
             self.update_metrics(y, y_pred, sample_weight, loss)
             return {"loss": loss, **self.pop_logged_scalars()}
 
@@ -275,16 +299,32 @@ class Trainer:
             y_pred, taps = self.probe(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
         gradients = tape.gradient(loss, variables)
+        gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
+        # Under a strategy the statistics describe the all-reduced gradient, as one device would.
+        global_gradients = distribute.all_reduce_gradients(gradients) if distribute.in_replica() else gradients
         names = stats.variable_names(variables, self.model.name)
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
         xla = self._step_xla  # same values either way; picks the faster reductions
-        logs.update(stats.gradient_stats(gradients, variables, names, xla=xla))
         before = stats.snapshot(variables)
-        self.apply_gradients(gradients, variables, loss)
-        logs.update(stats.update_stats(before, variables, names, xla=xla))
-        logs.update(probes.tap_stats(taps, xla=xla))
+        self.apply_gradients(gradients, variables, step_loss)
+        # Gradient, update and activation statistics together: fewer kernels than one by one.
+        logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla))
         self.update_metrics(y, y_pred, sample_weight, loss)
         return {**logs, **self.pop_logged_scalars()}
+
+    def replica_gradients(self, gradients: Sequence[Any], loss: tf.Tensor, y_pred: Any) -> tuple[Sequence[Any], tf.Tensor]:
+        """Off a strategy, ``(gradients, loss)`` unchanged (no ops added).
+
+        Inside ``strategy.run``: the gradients scaled by ``local_rows / global_rows`` (the
+        optimizer sums them across replicas into the gradient of the global-batch mean) and the
+        global-batch loss, so that every replica takes the same ``on_nan`` decision (replicas that
+        disagreed would wait forever for each other's all-reduce). A custom :meth:`train_step`
+        that runs under a strategy calls this between ``tape.gradient`` and ``apply_gradients``.
+        """
+        if not distribute.in_replica():
+            return gradients, loss
+        rows = distribute.replica_rows(y_pred)
+        return distribute.scale_gradients(gradients, rows), distribute.global_mean(loss, rows)
 
     def apply_gradients(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor) -> None:
         """Applies one optimizer update; with ``on_nan="stop"`` skips it when ``loss`` is not finite.
@@ -294,6 +334,13 @@ class Trainer:
         """
         if self.on_nan != "stop":
             self.optimizer.apply(gradients, variables)
+            return
+        if distribute.in_replica():
+            # A tf.cond around the optimizer's cross-replica all-reduce cannot be traced in a
+            # replica (merge_call in control flow): the update runs with zero gradients instead,
+            # which keeps the weights finite (momentum-style optimizers may still move them).
+            finite = tf.math.is_finite(loss)
+            self.optimizer.apply([None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients], variables)
             return
 
         def update() -> tf.Tensor:
@@ -470,8 +517,11 @@ class Trainer:
             return None
         if self._checkpoint is None:
             metric_variables = [v for m in (self._loss_tracker, *self.metrics) for v in m.variables]
+            # Saving replicated variables runs collectives, so under a multi-worker strategy every
+            # worker saves; the others into a scratch directory that nobody reads.
+            directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
             self._checkpoint = TrainingCheckpoint(
-                self.logdir / CHECKPOINT_SUBDIR,
+                directory,
                 model_variables=self.model.variables,
                 optimizer_variables=self.optimizer.variables,
                 metric_variables=metric_variables,
@@ -569,11 +619,12 @@ class Trainer:
         Building the optimizer up front also avoids "You must feed a value for placeholder"
         under tf.distribute (keras-team/keras#19246).
         """
-        if not self.model.built:
-            spec = tf.nest.flatten(train.batch_spec())[0]
-            self.model.build((None, *spec.shape[1:]))
-        if not self.optimizer.built:
-            self.optimizer.build(self.model.trainable_variables)
+        with distribute.scope(self.strategy):
+            if not self.model.built:
+                spec = tf.nest.flatten(train.batch_spec())[0]
+                self.model.build((None, *spec.shape[1:]))
+            if not self.optimizer.built:
+                self.optimizer.build(self.model.trainable_variables)
 
     def _resolve_jit(self) -> bool:
         return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
@@ -588,7 +639,13 @@ class Trainer:
             self._probe = probes.build_probe(self.model)  # eagerly here, never while a step traces
         if self._train_loop is None:
             self._step_xla = self._resolve_jit()
-            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop")
+            if self.strategy is not None:
+                # XLA stays off under a strategy: replicas run the plain step in strategy.run.
+                self._step_xla = False
+                self._train_loop = CompiledLoop(self._counted_train_step, stop_on_nonfinite=self.on_nan == "stop", strategy=self.strategy)
+                self._train_loop.discover_distributed_names(self._distributed_iterator(train, 32, None))
+                return
+            self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
             self._train_loop.discover_names(train.batch_spec())
 
     # -- one epoch --------------------------------------------------------------------------------
@@ -613,7 +670,12 @@ class Trainer:
         else:
             self.steps_per_epoch = train.batches
         callbacks.on_epoch_begin(epoch)
-        calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch) if isinstance(train, _ArraySource) else self._streaming_calls(train, start_batch)
+        if self.strategy is not None:
+            calls = self._distributed_calls(train, batch_size, shuffle, epoch, start_batch)
+        elif isinstance(train, _ArraySource):
+            calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch)
+        else:
+            calls = self._streaming_calls(train, start_batch)
         extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         last: StepOutputs | None = None
         for outputs in calls:
@@ -679,6 +741,37 @@ class Trainer:
         if partial is not None and start_batch <= batches:
             yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
+    def _epoch_order(self, rows: int, shuffle: bool, epoch: int) -> np.ndarray:
+        if shuffle:
+            # Stateless: the order depends only on (seed, epoch), so a resumed run sees the same.
+            return tf.random.experimental.stateless_shuffle(tf.range(rows), seed=[self.seed, epoch]).numpy()
+        return np.arange(rows)
+
+    def _distributed_iterator(self, source: Any, batch_size: int, order: np.ndarray | None, start_batch: int = 0) -> Any:
+        """An iterator over global batches split across the strategy's replicas.
+
+        Numpy data is batched in ``order`` exactly as the in-memory path batches it (partial last
+        batch included), so the epoch's batches, and so its losses, match one device.
+        """
+        assert self.strategy is not None
+        if isinstance(source, _ArraySource):
+            dataset = distribute.array_dataset(source.data, np.arange(source.rows) if order is None else order, batch_size, start_batch)
+        else:
+            dataset = source.dataset.skip(start_batch) if start_batch else source.dataset
+        return iter(distribute.distribute_dataset(self.strategy, dataset))
+
+    def _distributed_calls(self, train: Any, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
+        """Yields the outputs of each compiled call of one epoch under a strategy."""
+        assert self._train_loop is not None
+        order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, _ArraySource) else None
+        iterator = self._distributed_iterator(train, batch_size, order, start_batch)
+        capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
+        while True:
+            outputs = self._train_loop.run_streaming(iterator, capacity)
+            yield outputs
+            if outputs.steps < capacity:
+                return
+
     def _streaming_calls(self, train: _DatasetSource, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
         capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
@@ -722,12 +815,19 @@ class Trainer:
 
     def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
         if self._eval_loop is None:
-            self._eval_loop = CompiledLoop(self.test_step, jit_compile=False)
-            self._eval_loop.discover_names(source.batch_spec())
+            self._eval_loop = CompiledLoop(self.test_step, jit_compile=False, strategy=self.strategy)
+            if self.strategy is not None:
+                self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
+            else:
+                self._eval_loop.discover_names(source.batch_spec())
         self._eval_loss_tracker.reset_state()
         for metric in self._eval_metrics:
             metric.reset_state()
-        if isinstance(source, _ArraySource):
+        if self.strategy is not None:
+            iterator = self._distributed_iterator(source, batch_size, None)
+            while self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL).steps == _STREAMING_STEPS_PER_CALL:
+                pass
+        elif isinstance(source, _ArraySource):
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
             if full.shape[0]:
                 self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0])
@@ -778,7 +878,7 @@ class Trainer:
 
     # -- TensorBoard ------------------------------------------------------------------------------
     def _open_writer(self) -> None:
-        if self.logdir is None or self.writer is not None:
+        if self.logdir is None or self.writer is not None or not self.is_chief:
             return
         try:
             self.logdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,70 @@
+"""Every execution path gives the same numbers: plain graph, XLA, streaming; and XLA falls back."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit import Trainer
+
+
+def data(rows: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(rows, 6)).astype("float32")
+    return x, (x[:, :1] * x[:, 1:2] > 0).astype("float32")
+
+
+def model(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(8, activation="relu", name="hidden"),
+        keras.layers.Dense(4, activation="tanh", name="squash"),
+        keras.layers.Dense(1, activation="sigmoid", name="out"),
+    ])
+
+
+def run(x_or_dataset, y=None, **options) -> tuple[list[float], dict[str, np.ndarray]]:
+    trainer = Trainer(model(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, diagnose=False, **options)
+    history = trainer.fit(x_or_dataset, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    table: dict[str, list[float]] = {}
+    for _, name, value in trainer.step_table():
+        table.setdefault(name, []).append(value)
+    return history.history["loss"], {k: np.asarray(v) for k, v in table.items()}
+
+
+def test_plain_xla_and_streaming_paths_agree_on_losses_and_statistics():
+    x, y = data()
+    plain_loss, plain_stats = run(x, y, jit_compile=False)
+    xla_loss, xla_stats = run(x, y, jit_compile=True)
+    stream_loss, stream_stats = run(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), jit_compile=False)
+    assert len(plain_stats["loss"]) == 2 * 7  # 6 full batches + the partial one, per epoch
+    assert {k for k in plain_stats if k.startswith("activation/")}, "statistics are on by default"
+    for losses, stats in ((xla_loss, xla_stats), (stream_loss, stream_stats)):
+        np.testing.assert_allclose(losses, plain_loss, rtol=1e-5)
+        assert stats.keys() == plain_stats.keys()
+        for name, values in plain_stats.items():
+            np.testing.assert_allclose(stats[name], values, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+class Dense(keras.layers.Dense):
+    """Looks XLA-friendly to the `auto` rule (same class name) but runs an op XLA cannot compile."""
+
+    def call(self, inputs):
+        outputs = super().call(inputs)
+        copied = tf.py_function(lambda t: t, [outputs], tf.float32)
+        copied.set_shape(outputs.shape)
+        return copied
+
+
+def test_auto_jit_falls_back_without_error_when_xla_cannot_compile():
+    x, y = data(64)
+    keras.utils.set_random_seed(0)
+    layer = Dense(1, activation="sigmoid")
+    net = keras.Sequential([keras.Input((6,)), layer])
+    trainer = Trainer(net, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False, jit_compile="auto")
+    history = trainer.fit(x, y[:, :], epochs=2, batch_size=32, verbose=0, check_data=False)
+    assert len(history.history["loss"]) == 2
+    assert trainer._train_loop.jit_compile is False
+    assert "XLA" in trainer._train_loop.xla_failure
