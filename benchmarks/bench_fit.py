@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainkit.quiet import import_tensorflow_quietly  # noqa: E402
+from trainkit.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
