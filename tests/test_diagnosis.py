@@ -549,3 +549,27 @@ def test_diagnose_false_adds_no_diagnosis():
     off.fit(x, y, epochs=1, batch_size=20, verbose=0)
     assert "initial-loss-too-high" in [f.code for f in on.findings]
     assert not [f for f in off.findings if f.code in DIAGNOSIS_CODES]
+
+
+def test_loss_direction_changes_count_the_same_however_the_steps_are_split():
+    from trainkit.diagnosis.engine import _EpochAccumulator
+
+    rng = np.random.default_rng(0)
+    losses = np.round(rng.normal(size=200), 0)  # rounding makes equal neighbours (no direction)
+    losses[rng.integers(0, 200, 20)] = np.nan
+    finite = losses[np.isfinite(losses)]
+    steps = np.sign(np.diff(finite))
+    steps = steps[steps != 0]
+    expected = int(np.count_nonzero(steps[1:] != steps[:-1]))
+    for pieces in (1, 3, 17, 200):
+        accumulator = _EpochAccumulator(0, 0)
+        for chunk in np.array_split(losses, pieces):
+            accumulator._count_sign_changes(chunk)
+        assert accumulator.sign_changes == expected
+
+
+def test_row_medians_ignore_non_finite_entries():
+    from trainkit.diagnosis.rules import _row_medians_of_finite
+
+    matrix = np.array([[1.0, np.nan, 3.0, 10.0], [np.inf, 2.0, np.nan, np.nan], [np.nan, np.nan, np.nan, np.nan], [4.0, 1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(_row_medians_of_finite(matrix), [3.0, 2.0, np.nan, 2.5])

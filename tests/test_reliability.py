@@ -30,7 +30,7 @@ model:
 loss: binary_crossentropy
 optimizer: {name: adam, learning_rate: 0.01}
 metrics: [accuracy]
-training: {epochs: 6, batch_size: 32, steps_per_execution: 1, jit_compile: false, seed: 5}
+training: {epochs: 6, batch_size: 32, steps_per_execution: 1, jit_compile: false, seed: 5, checkpoint_every: 1}
 """
 
 
@@ -193,3 +193,39 @@ def test_cli_exits_with_its_own_code_when_the_loss_goes_nonfinite(tmp_path):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["status"] == "nan-loss"
     assert any(f["code"] == "nan-loss" for f in report["findings"])
+
+
+def checkpoint_records(logdir: Path) -> list[int]:
+    """The epoch of every checkpoint record under ``logdir/checkpoints``."""
+    return sorted(json.loads(p.read_text())["epoch"] for p in (logdir / "checkpoints").glob("*.json"))
+
+
+@pytest.mark.parametrize(("checkpoint_every", "min_seconds", "expected"), [
+    ("auto", 1e9, [4]),  # short epochs: only the final checkpoint
+    ("auto", 0.0, [2, 3, 4]),  # every epoch once the interval has passed (the last 3 kept)
+    (2, 1e9, [2, 4]),
+    (0, 0.0, []),
+])
+def test_checkpoint_every(checkpoint_every, min_seconds, expected, tmp_path, monkeypatch):
+    monkeypatch.setattr("trainkit.trainer.AUTO_CHECKPOINT_SECONDS", min_seconds)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False,
+                      diagnose=False, statistics=False, histograms_every=None, logdir=tmp_path, checkpoint_every=checkpoint_every)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    assert (checkpoint_records(tmp_path) if (tmp_path / "checkpoints").exists() else []) == expected
+
+
+def test_recipe_training_options_reach_the_trainer(tmp_path):
+    import yaml
+
+    from trainkit.recipe import Recipe
+    from trainkit.run import prepare_run
+
+    def trainer_of(text: str) -> Trainer:
+        return prepare_run(Recipe.from_dict(yaml.safe_load(text))).trainer
+
+    trainer = trainer_of(RECIPE.replace("checkpoint_every: 1", "checkpoint_every: 3, on_nan: warn"))
+    assert trainer.checkpoint_every == 3 and trainer.on_nan == "warn"
+    assert trainer_of(RECIPE.replace(", checkpoint_every: 1", "")).checkpoint_every == "auto"

@@ -163,7 +163,7 @@ def test_large_tensors_get_the_same_norms_in_both_modes(xla):
     rng = np.random.default_rng(1)
     tensors = [tf.constant(rng.normal(size=shape).astype("float32")) for shape in [(300, 70), (5000,), (3,)]]
     expected = [float(np.sum(t.numpy().astype(np.float64) ** 2)) for t in tensors]
-    got = tf.function(lambda: stats._sums_of_squares(tensors, xla), jit_compile=xla)().numpy()
+    got = tf.function(lambda: stats._squares_per_variable([tensors], xla)[0], jit_compile=xla)().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -276,3 +276,28 @@ def test_histograms_every_n_steps(tmp_path):
     assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == [2, 4]
     with pytest.raises(ValueError, match="histograms_every"):
         make_trainer(histograms_every=0)
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_step_stats_equal_the_separate_functions(xla):
+    rng = np.random.default_rng(2)
+    weights = [tf.Variable(rng.normal(size=shape).astype("float32")) for shape in [(70, 80), (80,), (3,)]]
+    before = [w.numpy() for w in weights]
+    grads = [tf.constant(rng.normal(size=w.shape).astype("float32")) for w in weights[:2]] + [None]  # unused variable
+    for w, g in zip(weights, grads, strict=True):
+        w.assign_sub(0.1 * (g if g is not None else tf.zeros_like(w)))
+    names = ["a/kernel", "a/bias", "b/unused"]
+    layers = [("relu", tf.constant(np.maximum(rng.normal(size=(16, 8)), 0).astype("float32")), "relu"),
+              ("sig", tf.constant(rng.uniform(size=(16, 2)).astype("float32")), "sigmoid")]
+
+    def both():
+        fused = stats.step_stats(grads, before, weights, names, layers, xla=xla)
+        separate = {**stats.gradient_stats(grads, weights, names, xla=xla), **stats.update_stats(before, weights, names, xla=xla), **stats.layers_activation_stats(layers, xla=xla)}
+        return fused, separate
+
+    fused, separate = tf.function(both, jit_compile=xla)()
+    assert list(fused) == list(separate)
+    for name in fused:
+        assert float(fused[name]) == pytest.approx(float(separate[name]), rel=1e-5, abs=1e-7), name
+    assert float(fused["grad_norm/b/unused"]) == 0.0 and float(fused["update_ratio/b/unused"]) == 0.0
+    assert float(fused["update_ratio/a/bias"]) == pytest.approx(np.linalg.norm(weights[1].numpy() - before[1]) / np.linalg.norm(weights[1].numpy()), rel=1e-5)

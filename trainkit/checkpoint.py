@@ -67,7 +67,15 @@ class TrainingCheckpoint:
         """
         prefix = Path(self._manager.save(checkpoint_number=int(self._checkpoint.global_step.numpy())))
         write_atomic(prefix.with_name(prefix.name + ".json"), json.dumps(dict(progress), allow_nan=True))
+        self._remove_orphan_records()
         return prefix
+
+    def _remove_orphan_records(self) -> None:
+        # The manager deletes checkpoints beyond max_to_keep but knows nothing of their records.
+        kept = {Path(p + ".json").name for p in self._manager.checkpoints}
+        for record in self.directory.glob("*.json"):
+            if record.name not in kept:
+                record.unlink(missing_ok=True)
 
     def latest(self) -> tuple[str, dict[str, Any]] | None:
         """The newest checkpoint that has a progress record, with that record; ``None`` if none."""

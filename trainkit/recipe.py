@@ -293,7 +293,8 @@ class TrainingConfig(_Section):
     early_stopping: EarlyStoppingConfig | None = None
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH)] = "auto"
     jit_compile: Literal["auto"] | bool = "auto"
-    checkpoint_every: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 1  # epochs; 0 = never
+    # epochs; 0 = never; auto = after an epoch once 30 s have passed since the last one
+    checkpoint_every: Literal["auto"] | Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = "auto"
     on_nan: Literal["stop", "warn"] = "stop"
     report_last_batch_loss: bool = False
     # none: one device; mirrored: every local GPU (MirroredStrategy); multi_worker: the cluster in

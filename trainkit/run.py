@@ -88,6 +88,8 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
         jit_compile=recipe.training.jit_compile,
         scalars_every=recipe.logging.scalars_every,
         report_last_batch_loss=recipe.training.report_last_batch_loss,
+        checkpoint_every=recipe.training.checkpoint_every,
+        on_nan=recipe.training.on_nan,
         hparams=recipe.hparams(),
         strategy=strategy,
     )

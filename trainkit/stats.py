@@ -213,19 +213,21 @@ def variable_names(variables: Sequence[Any], model_name: str | None = None) -> l
 
 
 # -- in-graph statistics --------------------------------------------------------------------------
-# How tensors are reduced depends on who runs the step (``xla``), measured on CPU:
-# * TensorFlow kernels (``xla=False``): each op is dispatched on its own (~1-3 us) and writes its
-#   whole output, so each tensor is reduced by single kernels that make no temporaries
-#   (``l2_loss``, ``reduce_sum``), and the per-tensor scalars are stacked into vectors so the
-#   remaining arithmetic is a handful of ops whatever the number of variables or layers.
-# * XLA (``xla=True``): ops fuse, but the CPU backend emits scalar, non-vectorised loops for full
-#   reductions (~0.4 ns an element, 20-40x slower than TensorFlow's kernel). So tensors of more
-#   than _SMALL_ELEMENTS entries are summed by a matrix-vector product, which XLA vectorises (4x
-#   faster than its reduction on 64k elements); smaller ones keep one small reduction each (zero-
-#   padding them into one matrix to reduce in one loop measured slower).
-_SMALL_ELEMENTS = 4096
-_SMALL_ROW = 1024
+# How tensors are summed depends on who runs the step (``xla``); measured on CPU:
+# * TensorFlow kernels (``xla=False``): every op is dispatched on its own and writes its whole
+#   output, so each tensor is reduced by single kernels that make no temporaries (``l2_loss``,
+#   ``reduce_sum``), and the per-tensor scalars are stacked into vectors so that the remaining
+#   arithmetic is a handful of ops whatever the number of variables or layers.
+# * XLA (``xla=True``): every reduction becomes its own kernel, split in two by the CPU backend's
+#   tree-reduction rewrite and run as a scalar loop (~0.4 ns an element, 20-40x slower than
+#   TensorFlow's kernel). A matrix-vector product with a vector of ones is emitted as one
+#   vectorised kernel into which the stacking and element-wise work fuse, so all of a tensor's
+#   sums (a variable's gradient, weight and update; a layer's values and squares) are one product.
+#   (Also tried and measured slower in the step: packing small tensors into one matrix summed by
+#   a product with a constant indicator, run on Eigen's thread pool; reductions per tensor.)
+# Either way one guarded branch counts the NaN/inf entries, only on steps that have some.
 _MATVEC_COLUMNS = (256, 128, 64, 32, 16, 8)
+_LONG_ROW = 4096  # entries; longer rows are summed in c-wide pieces first (see _dot_sums)
 
 
 def _float32(tensor: Any) -> tf.Tensor:
@@ -241,257 +243,17 @@ def _dense_values(gradient: Any) -> tf.Tensor:
     return _float32(gradient)
 
 
-def sum_of_squares(tensor: tf.Tensor) -> tf.Tensor:
-    """``sum(tensor ** 2)`` as one kernel (``l2_loss`` is ``sum(t ** 2) / 2``)."""
-    return 2.0 * tf.nn.l2_loss(tensor)
+def read_variable(variable: Any) -> tf.Tensor:
+    """The value of a Keras 3 variable or ``tf.Variable`` (or a tensor) as a tensor.
+
+    Inside ``tf.function`` the read is ordered after earlier assignments to the variable.
+    """
+    return tf.convert_to_tensor(variable)
 
 
 def nonfinite_count(tensor: tf.Tensor) -> tf.Tensor:
     """Number of NaN/inf entries, as float32."""
     return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(tensor)), tf.float32))
-
-
-def _matvec_total(tensor: tf.Tensor) -> tf.Tensor:
-    """Sum of all entries as ``reshape(t, [-1, c]) @ ones([c, 1])``, vectorised by XLA."""
-    shape = tensor.shape
-    size = shape.num_elements()
-    if size is None and shape.rank is not None and shape.rank >= 2:
-        size = shape[1:].num_elements()  # dynamic batch: the row size must divide by c
-    columns = next((c for c in _MATVEC_COLUMNS if size and size % c == 0 and size > c), None)
-    if columns is None:
-        return tf.reduce_sum(tensor)
-    return tf.reduce_sum(tf.matmul(tf.reshape(tensor, [-1, columns]), tf.ones([columns, 1], tensor.dtype)))
-
-
-def _sums_of_squares(tensors: Sequence[tf.Tensor], xla: bool) -> tf.Tensor:
-    """``[k]``: the sum of squares of each tensor (see the note above)."""
-    return _feature_sums_of_squares([tensors], xla)[0]
-
-
-def _feature_sums_of_squares(features: Sequence[Sequence[tf.Tensor]], xla: bool) -> tf.Tensor:
-    """``[F, k]``: sums of squares of ``features[f][i]``, for F lists of k same-shaped tensors.
-
-    One kernel a tensor: ``l2_loss``, or under XLA for large tensors a matrix-vector product.
-    (Packing the small tensors into one matrix summed by one product with a constant indicator
-    measured faster alone but slower inside the training step: XLA's CPU runtime runs the product
-    on Eigen's thread pool, and handing work between threads costs more than these sums.)
-    """
-    rows = []
-    for tensors in features:
-        halves = []  # sum / 2, what l2_loss returns; one multiply for the whole matrix
-        for tensor in tensors:
-            if xla and _is_large(tensor):
-                halves.append(0.5 * _matvec_total(tf.square(tensor)))
-            else:
-                halves.append(tf.nn.l2_loss(tensor))
-        rows.append(tf.stack(halves))
-    return 2.0 * tf.stack(rows)
-
-
-def _nonfinite_counts(tensors: Sequence[tf.Tensor], finite_if: tf.Tensor) -> tf.Tensor:
-    """``[k]`` NaN/inf counts, computed only when the scalar ``finite_if`` is not finite.
-
-    ``finite_if`` is a sum over every entry (of squares, say): finite only when every entry is
-    finite, or when finite entries overflowed, where the counts are computed and come out 0. So
-    the counting passes run only on the rare steps that need them.
-    """
-    k = len(tensors)
-    return tf.cond(
-        tf.math.is_finite(finite_if),
-        lambda: tf.zeros([k], tf.float32),
-        lambda: tf.stack([nonfinite_count(t) for t in tensors]),
-    )
-
-
-def gradient_stats(
-    grads: Sequence[Any], variables: Sequence[Any], names: Sequence[str] | None = None, *, xla: bool = False
-) -> dict[str, tf.Tensor]:
-    """Global and per-variable gradient norms and non-finite counts.
-
-    Args:
-        grads: One gradient per variable (a tensor, ``tf.IndexedSlices`` or ``None`` for a
-            variable the loss does not depend on, which counts as a zero gradient).
-        variables: The variables, used for their names when ``names`` is not given.
-        names: ``VAR`` names, one per variable (see :func:`variable_names`).
-        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
-
-    Returns:
-        ``grad_norm/global``, every ``grad_norm/VAR``, then every ``grad_nonfinite/VAR``.
-    """
-    names = list(names) if names is not None else variable_names(variables)
-    if len(names) != len(grads):
-        raise ValueError(f"gradient_stats got {len(grads)} gradients for {len(names)} names.")
-    if not names:
-        return {GLOBAL_GRAD_NORM: tf.constant(0.0)}
-    values = [tf.zeros([]) if g is None else _dense_values(g) for g in grads]
-    squares = _sums_of_squares(values, xla)
-    total = tf.reduce_sum(squares)
-    nonfinite = _nonfinite_counts(values, total)
-    out: dict[str, tf.Tensor] = {GLOBAL_GRAD_NORM: tf.sqrt(total)}
-    # Grouped by statistic, not by variable: each vector's entries stay contiguous in the step's
-    # output row, which XLA packs as one slice (interleaving them cost ~5 us a step).
-    out.update(zip(map(grad_norm_name, names), tf.unstack(tf.sqrt(squares), num=len(names)), strict=True))
-    out.update(zip(map(grad_nonfinite_name, names), tf.unstack(nonfinite, num=len(names)), strict=True))
-    return out
-
-
-def snapshot(variables: Iterable[Any]) -> list[tf.Tensor]:
-    """Reads every variable's value now, for :func:`update_stats` after the update.
-
-    ``tf.identity`` forces a read op: inside ``tf.function`` automatic control dependencies order
-    it before any later assignment to the same variable, so it sees the pre-update value.
-    """
-    return [tf.identity(_variable_value(v)) for v in variables]
-
-
-def _variable_value(variable: Any) -> tf.Tensor:
-    value = getattr(variable, "value", variable)  # Keras 3 variables wrap a tf.Variable
-    return tf.convert_to_tensor(value)
-
-
-def update_stats(before: Sequence[Any], after: Sequence[Any], names: Sequence[str], *, xla: bool = False) -> dict[str, tf.Tensor]:
-    """Weight norms and update/weight ratios from the values before and after an update.
-
-    Args:
-        before: Variable values read before the optimizer step (see :func:`snapshot`).
-        after: The values after it (variables, read here, or tensors read after the update).
-        names: ``VAR`` names, one per variable.
-        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
-
-    Returns:
-        ``weight_norm/VAR`` (of the updated weights) and ``update_ratio/VAR`` =
-        ``||after - before|| / ||after||`` (0 where the weights are all zero).
-    """
-    if not len(before) == len(after) == len(names):
-        raise ValueError(f"update_stats got {len(before)} old values, {len(after)} new values and {len(names)} names.")
-    if not names:
-        return {}
-    new = [_float32(_variable_value(a)) for a in after]
-    updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
-    weights, changes = tf.unstack(tf.sqrt(_feature_sums_of_squares([new, updates], xla)), num=2)
-    ratios = tf.math.divide_no_nan(changes, weights)
-    out = dict(zip(map(weight_norm_name, names), tf.unstack(weights, num=len(names)), strict=True))
-    out.update(zip(map(update_ratio_name, names), tf.unstack(ratios, num=len(names)), strict=True))
-    return out
-
-
-def activation_stats(name: str, outputs: Any, activation: str = "linear", *, xla: bool = False) -> dict[str, tf.Tensor]:
-    """Statistics of one layer's outputs over a batch.
-
-    Args:
-        name: The layer name ``L`` (``"output"`` for the model output).
-        outputs: The layer's output tensor, batch first, units (features/channels) last.
-        activation: The canonical activation the layer applies; picks the extra statistics
-            (see :data:`ACTIVATION_KINDS`).
-        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
-
-    Returns:
-        ``activation/L/STAT`` for each statistic of :func:`activation_kind`.
-    """
-    return layers_activation_stats([(name, outputs, activation)], xla=xla)
-
-
-# Raw per-layer quantities, each a vector over layers, from which every statistic is computed.
-_QUANTITIES = ("count", "sum", "sumsq", "positive", "dead", "units", "saturated", "saturated_of")
-
-
-def _units(x: tf.Tensor) -> tuple[tf.Tensor, int]:
-    """``x`` as ``[positions, units]`` (units = last axis; one unit for rank < 2) and the units."""
-    if x.shape.rank is not None and x.shape.rank >= 2 and x.shape[-1] is not None:
-        return tf.reshape(x, [-1, x.shape[-1]]), int(x.shape[-1])
-    return tf.reshape(x, [-1, 1]), 1
-
-
-def _saturation_band(activation: str) -> tuple[float, float]:
-    """``(center, half_width)``: an output is saturated when ``|a - center| > half_width``."""
-    if activation in _SYMMETRIC_SATURATING:
-        return 0.0, SATURATION_THRESHOLD
-    if activation in _UNIT_SATURATING:
-        return 0.5, SATURATION_THRESHOLD - 0.5
-    return 0.0, float("inf")  # never saturated (softmax is handled per row)
-
-
-def _is_large(tensor: tf.Tensor) -> bool:
-    """More than _SMALL_ELEMENTS entries; with a dynamic batch, more than _SMALL_ROW entries a row."""
-    size = tensor.shape.num_elements()
-    if size is not None:
-        return size > _SMALL_ELEMENTS
-    row = tensor.shape[1:].num_elements() if tensor.shape.rank else None
-    return row is None or row > _SMALL_ROW
-
-
-def _total(tensor: tf.Tensor, xla: bool) -> tf.Tensor:
-    """Sum of all entries: one reduction, or under XLA for large tensors a matrix-vector product.
-
-    (The product runs on Eigen's thread pool, a hand-off that costs more than a small reduction.)
-    """
-    return _matvec_total(tensor) if xla and _is_large(tensor) else tf.reduce_sum(tensor)
-
-
-def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.Tensor]:
-    """Raw quantities of one layer, each reduced by single kernels without temporaries where it can."""
-    kinds = activation_kind(activation)
-    count = tf.cast(tf.size(x), tf.float32)
-    sumsq = _total(tf.square(x), xla) if xla else 2.0 * tf.nn.l2_loss(x)
-    out = {"count": count, "sum": _total(x, xla), "sumsq": sumsq}
-    if DEAD_FRACTION in kinds:
-        grid, units = _units(x)
-        # relu/relu6 outputs are >= 0, so sign() is the 0/1 "active" indicator in one op.
-        active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
-        per_unit = tf.reduce_sum(active, axis=0)
-        out["positive"] = tf.reduce_sum(per_unit)
-        # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
-        out["dead"] = tf.reduce_sum(tf.cast(per_unit <= 0.0, tf.float32))
-        out["units"] = tf.constant(float(units))
-    if SATURATED_FRACTION in kinds:
-        if activation == "softmax":
-            top = tf.reduce_max(x, axis=-1)
-            out["saturated"] = tf.reduce_sum(tf.cast(top > SATURATION_THRESHOLD, tf.float32))
-            out["saturated_of"] = tf.cast(tf.size(top), tf.float32)
-        else:
-            center, half_width = _saturation_band(activation)
-            out["saturated"] = _total(tf.cast(tf.abs(x - center) > half_width, tf.float32), xla)
-            out["saturated_of"] = count
-    return out
-
-
-def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool = False) -> dict[str, tf.Tensor]:
-    """:func:`activation_stats` of several layers of one forward pass, vectorised across layers.
-
-    Args:
-        items: ``(name, outputs, activation)`` per layer; every output has the batch first.
-        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
-
-    Returns:
-        ``activation/L/STAT`` for every layer and statistic. ``mean`` and ``std`` come from the
-        sums of the values and of their squares (one pass each, no temporaries); ``std`` loses
-        precision only when it is below ~1e-3 of ``|mean|``.
-    """
-    if not items:
-        return {}
-    tensors = [_float32(outputs) for _, outputs, _ in items]
-    kinds = [activation_kind(activation) for _, _, activation in items]
-    # Layer by layer. (Concatenating [batch, units] layers to reduce them together, with one
-    # product by a unit -> layer indicator, measured slower in the XLA-compiled step: XLA's CPU
-    # runtime runs the product on Eigen's thread pool, and the hand-offs cost more than the sums.)
-    layers = [_layer_quantities(x, activation, xla) for x, (_, _, activation) in zip(tensors, items, strict=True)]
-    fills = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}
-    vectors = {q: tf.stack([layer.get(q, tf.constant(fills.get(q, 0.0))) for layer in layers]) for q in _QUANTITIES}
-
-    return _activation_columns(items, kinds, vectors, _nonfinite_counts(tensors, tf.reduce_sum(vectors["sumsq"])))
-
-
-def _stacked_totals(tensors: Sequence[tf.Tensor], xla: bool) -> tf.Tensor:
-    """``[len(tensors)]``: the sum of each of several same-shaped tensors.
-
-    Under XLA, one matrix-vector product ``[F, N] @ ones([N, 1])``: XLA emits it as one
-    vectorised kernel with the stacking and the element-wise work fused in, where ``reduce_sum``
-    becomes a kernel per tensor, each split into two (XLA's CPU tree-reduction rewrite) and run as
-    a scalar loop.
-    """
-    if not xla:
-        return tf.stack([tf.reduce_sum(t) for t in tensors])
-    return _dot_sums(tf.reshape(tf.stack(list(tensors)), [len(tensors), -1]))
 
 
 def _dot_sums(rows: tf.Tensor) -> tf.Tensor:
@@ -506,11 +268,165 @@ def _dot_sums(rows: tf.Tensor) -> tf.Tensor:
     if width is None:
         ones = tf.ones(tf.stack([tf.shape(rows)[1], 1]), rows.dtype)
         return tf.reshape(tf.matmul(rows, ones), [-1])
-    columns = next((c for c in _MATVEC_COLUMNS if width % c == 0), None) if width > _SMALL_ELEMENTS else None
+    columns = next((c for c in _MATVEC_COLUMNS if width % c == 0), None) if width > _LONG_ROW else None
     if columns is not None:
         pieces = tf.matmul(tf.reshape(rows, [-1, columns]), tf.ones([columns, 1], rows.dtype))
         return tf.reduce_sum(tf.reshape(pieces, [-1, width // columns]), axis=1)
     return tf.reshape(tf.matmul(rows, tf.ones([width, 1], rows.dtype)), [-1])
+
+
+def _totals(tensors: Sequence[tf.Tensor], xla: bool) -> tf.Tensor:
+    """``[len(tensors)]``: the sum of each of several same-shaped tensors (see the note above)."""
+    if not xla:
+        return tf.stack([tf.reduce_sum(t) for t in tensors])
+    return _dot_sums(tf.reshape(tf.stack(list(tensors)), [len(tensors), -1]))
+
+
+def _squares_per_variable(features: Sequence[Sequence[tf.Tensor]], xla: bool) -> tf.Tensor:
+    """``[F, k]``: ``sum(features[f][i] ** 2)`` for F lists of k tensors (same shape per i)."""
+    if not xla:
+        return 2.0 * tf.stack([tf.stack([tf.nn.l2_loss(t) for t in tensors]) for tensors in features])
+    columns = []
+    for same_variable in zip(*features, strict=True):
+        if all(t.shape == same_variable[0].shape for t in same_variable):
+            columns.append(_totals([tf.square(t) for t in same_variable], xla))
+        else:  # e.g. a sparse gradient's rows next to the whole table
+            columns.append(tf.stack([_totals([tf.square(t)], xla)[0] for t in same_variable]))
+    return tf.stack(columns, axis=1)
+
+
+def _nonfinite_counts(tensors: Sequence[tf.Tensor], finite_if: tf.Tensor) -> tf.Tensor:
+    """``[k]`` NaN/inf counts, computed only when the scalar ``finite_if`` is not finite.
+
+    ``finite_if`` is a sum over every entry (of squares): finite only when every entry is finite,
+    or when finite entries overflowed, where the counts are computed and come out 0. So the
+    counting passes run only on the rare steps that need them.
+    """
+    k = len(tensors)
+    return tf.cond(
+        tf.math.is_finite(finite_if),
+        lambda: tf.zeros([k], tf.float32),
+        lambda: tf.stack([nonfinite_count(t) for t in tensors]),
+    )
+
+
+def snapshot(variables: Iterable[Any]) -> list[tf.Tensor]:
+    """Reads every variable's value now, for :func:`update_stats` after the update.
+
+    ``tf.identity`` forces a read op: inside ``tf.function`` automatic control dependencies order
+    it before any later assignment to the same variable, so it sees the pre-update value.
+    """
+    return [tf.identity(read_variable(v)) for v in variables]
+
+
+def _gradient_values(grads: Sequence[Any], like: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    return [tf.zeros_like(v) if g is None else _dense_values(g) for g, v in zip(grads, like, strict=True)]
+
+
+def _variable_columns(
+    names: Sequence[str], grad_sq: tf.Tensor | None, nonfinite: tf.Tensor | None, weight_sq: tf.Tensor | None, update_sq: tf.Tensor | None
+) -> dict[str, tf.Tensor]:
+    """Per-variable statistics from ``[k]`` vectors, grouped by statistic.
+
+    Grouped by statistic, not by variable: each vector's entries stay contiguous in the step's
+    output row, which XLA packs as one slice (interleaving them cost ~5 us a step).
+    """
+    k = len(names)
+    out: dict[str, tf.Tensor] = {}
+    if grad_sq is not None:
+        out[GLOBAL_GRAD_NORM] = tf.sqrt(tf.reduce_sum(grad_sq))
+        out.update(zip(map(grad_norm_name, names), tf.unstack(tf.sqrt(grad_sq), num=k), strict=True))
+    if nonfinite is not None:
+        out.update(zip(map(grad_nonfinite_name, names), tf.unstack(nonfinite, num=k), strict=True))
+    if weight_sq is not None and update_sq is not None:
+        weights = tf.sqrt(weight_sq)
+        out.update(zip(map(weight_norm_name, names), tf.unstack(weights, num=k), strict=True))
+        ratios = tf.math.divide_no_nan(tf.sqrt(update_sq), weights)
+        out.update(zip(map(update_ratio_name, names), tf.unstack(ratios, num=k), strict=True))
+    return out
+
+
+def gradient_stats(
+    grads: Sequence[Any], variables: Sequence[Any], names: Sequence[str] | None = None, *, xla: bool = False
+) -> dict[str, tf.Tensor]:
+    """Global and per-variable gradient norms and non-finite counts.
+
+    Args:
+        grads: One gradient per variable (a tensor, ``tf.IndexedSlices`` or ``None`` for a
+            variable the loss does not depend on, which counts as a zero gradient).
+        variables: The variables (their names when ``names`` is not given; their shapes).
+        names: ``VAR`` names, one per variable (see :func:`variable_names`).
+        xla: Whether the step is XLA-compiled (picks the faster way to sum; same values).
+
+    Returns:
+        ``grad_norm/global``, every ``grad_norm/VAR``, then every ``grad_nonfinite/VAR``.
+    """
+    names = list(names) if names is not None else variable_names(variables)
+    if len(names) != len(grads):
+        raise ValueError(f"gradient_stats got {len(grads)} gradients for {len(names)} names.")
+    if not names:
+        return {GLOBAL_GRAD_NORM: tf.constant(0.0)}
+    values = [tf.zeros([]) if g is None else _dense_values(g) for g in grads]
+    (grad_sq,) = tf.unstack(_squares_per_variable([values], xla), num=1)
+    return _variable_columns(names, grad_sq, _nonfinite_counts(values, tf.reduce_sum(grad_sq)), None, None)
+
+
+def update_stats(before: Sequence[Any], after: Sequence[Any], names: Sequence[str], *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """Weight norms and update/weight ratios from the values before and after an update.
+
+    Args:
+        before: Variable values read before the optimizer step (see :func:`snapshot`).
+        after: The values after it (variables, read here, or tensors read after the update).
+        names: ``VAR`` names, one per variable.
+        xla: Whether the step is XLA-compiled (picks the faster way to sum; same values).
+
+    Returns:
+        ``weight_norm/VAR`` (of the updated weights) and ``update_ratio/VAR`` =
+        ``||after - before|| / ||after||`` (0 where the weights are all zero).
+    """
+    if not len(before) == len(after) == len(names):
+        raise ValueError(f"update_stats got {len(before)} old values, {len(after)} new values and {len(names)} names.")
+    if not names:
+        return {}
+    new = [_float32(read_variable(a)) for a in after]
+    updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
+    weight_sq, update_sq = tf.unstack(_squares_per_variable([new, updates], xla), num=2)
+    return _variable_columns(names, None, None, weight_sq, update_sq)
+
+
+def activation_stats(name: str, outputs: Any, activation: str = "linear", *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """Statistics of one layer's outputs over a batch.
+
+    Args:
+        name: The layer name ``L`` (``"output"`` for the model output).
+        outputs: The layer's output tensor, batch first, units (features/channels) last.
+        activation: The canonical activation the layer applies; picks the extra statistics
+            (see :data:`ACTIVATION_KINDS`).
+        xla: Whether the step is XLA-compiled (picks the faster way to sum; same values).
+
+    Returns:
+        ``activation/L/STAT`` for each statistic of :func:`activation_kind`.
+    """
+    return layers_activation_stats([(name, outputs, activation)], xla=xla)
+
+
+def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool = False) -> dict[str, tf.Tensor]:
+    """:func:`activation_stats` of several layers, with the arithmetic vectorised across layers.
+
+    Args:
+        items: ``(name, outputs, activation)`` per layer; every output has the batch first.
+        xla: Whether the step is XLA-compiled (picks the faster way to sum; same values).
+
+    Returns:
+        ``activation/L/STAT`` for every layer and statistic. ``mean`` and ``std`` come from the
+        sums of the values and of their squares (one pass, no temporaries); ``std`` loses
+        precision only when it is below ~1e-3 of ``|mean|``.
+    """
+    if not items:
+        return {}
+    tensors = [_float32(outputs) for _, outputs, _ in items]
+    vectors = _layer_vectors(tensors, [a for _, _, a in items], xla)
+    return _activation_columns(items, vectors, _nonfinite_counts(tensors, tf.reduce_sum(vectors["sumsq"])))
 
 
 def step_stats(
@@ -522,11 +438,10 @@ def step_stats(
     *,
     xla: bool = False,
 ) -> dict[str, tf.Tensor]:
-    """:func:`gradient_stats`, :func:`update_stats` and :func:`layers_activation_stats` of a step.
+    """:func:`gradient_stats`, :func:`update_stats` and :func:`layers_activation_stats` in one.
 
-    The same values and names as the three functions, computed with fewer kernels: under XLA a
-    variable's gradient, new value and update are squared and summed in one fused reduction,
-    a layer's sums likewise, and one guarded branch counts every non-finite entry.
+    The same names and values, with fewer kernels: under XLA a variable's gradient, new value
+    and update are summed by one product, and one guarded branch counts every non-finite entry.
 
     Args:
         grads: One gradient per variable (``None`` counts as zero).
@@ -534,83 +449,90 @@ def step_stats(
         after: The variables (read here, after the update) or their new values.
         names: ``VAR`` names, one per variable.
         activations: ``(name, outputs, activation)`` per tapped layer.
-        xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
+        xla: Whether the step is XLA-compiled (picks the faster way to sum; same values).
 
     Returns:
-        ``grad_norm/global``, then per variable ``grad_norm``, ``grad_nonfinite``, ``weight_norm``,
-        ``update_ratio``, then ``activation/L/STAT`` for every layer.
+        ``grad_norm/global``; per variable ``grad_norm``, ``grad_nonfinite``, ``weight_norm``,
+        ``update_ratio``; then ``activation/L/STAT`` for every layer.
     """
     if not len(grads) == len(before) == len(after) == len(names):
         raise ValueError(f"step_stats got {len(grads)} gradients, {len(before)} old values, {len(after)} new values and {len(names)} names.")
     k = len(names)
-    new = [_float32(_variable_value(a)) for a in after]
-    values = [tf.zeros_like(n) if g is None else _dense_values(g) for g, n in zip(grads, new, strict=True)]
-    rows = []  # per variable: [sum g^2, sum w^2, sum (w - w_old)^2]
-    for gradient, weight, old in zip(values, new, before, strict=True):
-        update = weight - _float32(old)
-        if xla and gradient.shape == weight.shape:
-            rows.append(_stacked_totals([tf.square(gradient), tf.square(weight), tf.square(update)], xla))
-        else:
-            rows.append(2.0 * tf.stack([tf.nn.l2_loss(gradient), tf.nn.l2_loss(weight), tf.nn.l2_loss(update)]))
-    grad_sq, weight_sq, update_sq = tf.unstack(tf.stack(rows), num=3, axis=1) if k else (tf.zeros([0]),) * 3
-
+    new = [_float32(read_variable(a)) for a in after]
+    values = _gradient_values(grads, new)
+    updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
+    grad_sq, weight_sq, update_sq = tf.unstack(_squares_per_variable([values, new, updates], xla), num=3) if k else (tf.zeros([0]),) * 3
     tensors = [_float32(outputs) for _, outputs, _ in activations]
-    kinds = [activation_kind(activation) for _, _, activation in activations]
-    layers = [_fused_layer_quantities(x, activation, xla) for x, (_, _, activation) in zip(tensors, activations, strict=True)]
-    fills = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}
-    vectors = {q: tf.stack([layer.get(q, tf.constant(fills.get(q, 0.0))) for layer in layers]) if layers else tf.zeros([0]) for q in _QUANTITIES}
-
+    vectors = _layer_vectors(tensors, [a for _, _, a in activations], xla)
     # One guard for every count: the sums of squares are finite only when every entry is.
     nonfinite = _nonfinite_counts([*values, *tensors], tf.reduce_sum(grad_sq) + tf.reduce_sum(vectors["sumsq"]))
-    grad_nonfinite, activation_nonfinite = nonfinite[:k], nonfinite[k:]
-
-    grad_total = tf.reduce_sum(grad_sq)
-    weights = tf.sqrt(weight_sq)
-    out: dict[str, tf.Tensor] = {GLOBAL_GRAD_NORM: tf.sqrt(grad_total)}
-    if k:
-        out.update(zip(map(grad_norm_name, names), tf.unstack(tf.sqrt(grad_sq), num=k), strict=True))
-        out.update(zip(map(grad_nonfinite_name, names), tf.unstack(grad_nonfinite, num=k), strict=True))
-        out.update(zip(map(weight_norm_name, names), tf.unstack(weights, num=k), strict=True))
-        ratios = tf.math.divide_no_nan(tf.sqrt(update_sq), weights)
-        out.update(zip(map(update_ratio_name, names), tf.unstack(ratios, num=k), strict=True))
+    out = _variable_columns(names, grad_sq, nonfinite[:k], weight_sq, update_sq) if k else {GLOBAL_GRAD_NORM: tf.constant(0.0)}
     if activations:
-        out.update(_activation_columns(activations, kinds, vectors, activation_nonfinite))
+        out.update(_activation_columns(activations, vectors, nonfinite[k:]))
     return out
 
 
-def _fused_layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.Tensor]:
-    """:func:`_layer_quantities`, with the whole-tensor sums fused into one reduction under XLA."""
-    if not xla:
-        return _layer_quantities(x, activation, xla)
+# Raw per-layer quantities, each a vector over layers, from which every statistic is computed.
+_QUANTITIES = ("count", "sum", "sumsq", "positive", "dead", "units", "saturated", "saturated_of")
+_FILLS = {"count": 1.0, "units": 1.0, "saturated_of": 1.0}  # for layers without the quantity
+
+
+def _units(x: tf.Tensor) -> tuple[tf.Tensor, int]:
+    """``x`` as ``[positions, units]`` (units = last axis; one unit for rank < 2) and the units."""
+    if x.shape.rank is not None and x.shape.rank >= 2 and x.shape[-1] is not None:
+        return tf.reshape(x, [-1, x.shape[-1]]), int(x.shape[-1])
+    return tf.reshape(x, [-1, 1]), 1
+
+
+def _saturated(x: tf.Tensor, activation: str) -> tf.Tensor:
+    """1.0 where an output is saturated: tanh ``|a| > 0.99``; sigmoid ``|a - 0.5| > 0.49``."""
+    if activation in _SYMMETRIC_SATURATING:
+        return tf.cast(tf.abs(x) > SATURATION_THRESHOLD, tf.float32)
+    return tf.cast(tf.abs(x - 0.5) > SATURATION_THRESHOLD - 0.5, tf.float32)
+
+
+def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.Tensor]:
+    """Raw sums of one layer's outputs (see the note on summing above)."""
     kinds = activation_kind(activation)
-    features = [x, tf.square(x)]
-    band = SATURATED_FRACTION in kinds and activation != "softmax"
-    if band:
-        center, half_width = _saturation_band(activation)
-        features.append(tf.cast(tf.abs(x - center) > half_width, tf.float32))
-    totals = tf.unstack(_stacked_totals(features, xla), num=len(features))
     count = tf.cast(tf.size(x), tf.float32)
+    band = SATURATED_FRACTION in kinds and activation != "softmax"
+    if xla:
+        features = [x, tf.square(x)] + ([_saturated(x, activation)] if band else [])
+        totals = tf.unstack(_totals(features, xla), num=len(features))
+    else:
+        totals = [tf.reduce_sum(x), 2.0 * tf.nn.l2_loss(x)] + ([tf.reduce_sum(_saturated(x, activation))] if band else [])
     out = {"count": count, "sum": totals[0], "sumsq": totals[1]}
     if band:
         out["saturated"], out["saturated_of"] = totals[2], count
-    if DEAD_FRACTION in kinds:
-        grid, units = _units(x)
-        active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
-        per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
-        # positive count and dead units (never > 0; a NaN count is not dead) in one product
-        out["positive"], out["dead"] = tf.unstack(_dot_sums(tf.stack([per_unit, tf.cast(per_unit <= 0.0, tf.float32)])), num=2)
-        out["units"] = tf.constant(float(units))
     if activation == "softmax":
         top = tf.reduce_max(x, axis=-1)
         out["saturated"] = tf.reduce_sum(tf.cast(top > SATURATION_THRESHOLD, tf.float32))
         out["saturated_of"] = tf.cast(tf.size(top), tf.float32)
+    if DEAD_FRACTION in kinds:
+        grid, units = _units(x)
+        # relu/relu6 outputs are >= 0, so sign() is the 0/1 "active" indicator in one op.
+        active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
+        per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
+        # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
+        dead = tf.cast(per_unit <= 0.0, tf.float32)
+        out["positive"], out["dead"] = tf.unstack(_totals([per_unit, dead], xla), num=2)
+        out["units"] = tf.constant(float(units))
     return out
 
 
-def _activation_columns(
-    items: Sequence[tuple[str, Any, str]], kinds: Sequence[tuple[str, ...]], vectors: Mapping[str, tf.Tensor], nonfinite: tf.Tensor
-) -> dict[str, tf.Tensor]:
+def _layer_vectors(tensors: Sequence[tf.Tensor], activations: Sequence[str], xla: bool) -> dict[str, tf.Tensor]:
+    """Each raw quantity as a vector over the layers."""
+    if not tensors:
+        return {q: tf.zeros([0]) for q in _QUANTITIES}
+    # Layer by layer. (Concatenating [batch, units] layers to sum them together, with one product
+    # by a unit -> layer indicator, measured slower in the XLA-compiled step.)
+    layers = [_layer_quantities(x, a, xla) for x, a in zip(tensors, activations, strict=True)]
+    return {q: tf.stack([layer.get(q, tf.constant(_FILLS.get(q, 0.0))) for layer in layers]) for q in _QUANTITIES}
+
+
+def _activation_columns(items: Sequence[tuple[str, Any, str]], vectors: Mapping[str, tf.Tensor], nonfinite: tf.Tensor) -> dict[str, tf.Tensor]:
     """Every ``activation/L/STAT`` from the per-layer quantity vectors, in vector arithmetic."""
+    kinds = [activation_kind(activation) for _, _, activation in items]
     count = vectors["count"]
     mean = vectors["sum"] / count
     columns = {
@@ -628,15 +550,4 @@ def _activation_columns(
         for (name, _, _), value, kind in zip(items, tf.unstack(vector, num=len(items)), kinds, strict=True):
             if stat in kind:
                 out[activation_stat_name(name, stat)] = value
-    return out
-
-
-def merge(*parts: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Merges statistic dicts, refusing duplicate names (two layers reporting under one name)."""
-    out: dict[str, tf.Tensor] = {}
-    for part in parts:
-        for key, value in part.items():
-            if key in out:
-                raise ValueError(f"Statistic {key!r} computed twice.")
-            out[key] = value
     return out

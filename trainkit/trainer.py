@@ -6,6 +6,7 @@ Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -49,6 +50,10 @@ _STREAMING_STEPS_PER_CALL = 32
 # Steps Trainer.step_table() keeps by default: ~45 statistics x 4 bytes x 10k steps is ~2 MB for a
 # small MLP, and stays that size however long the run.
 _STEP_TABLE_STEPS = 10_000
+#: ``checkpoint_every="auto"``: the least time between two end-of-epoch checkpoints. A checkpoint
+#: of a small model takes ~30 ms, longer than a 10k-row epoch of it, so saving every epoch would
+#: more than double such runs; a crash still loses at most this long plus one epoch.
+AUTO_CHECKPOINT_SECONDS = 30.0
 
 
 def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
@@ -147,9 +152,12 @@ class Trainer:
             its step and the first layer that broke). ``False`` turns it off; a
             :class:`~trainkit.diagnosis.DiagnosisCallback` instance customises it.
         checkpoint_every: Write a checkpoint (weights, optimizer, RNG and metric state,
-            progress) to ``<logdir>/checkpoints`` every this many epochs; 0 never. An interrupted
-            run (Ctrl-C, SIGTERM) also writes one, mid-epoch, so ``fit(..., resume=True)``
-            continues exactly where it stopped. Needs ``logdir``.
+            progress) to ``<logdir>/checkpoints`` every this many epochs; 0 never; ``"auto"``
+            after the first epoch that ends at least :data:`AUTO_CHECKPOINT_SECONDS` after the
+            last checkpoint (or the start), so short epochs do not spend their time saving and a
+            crash loses at most that long plus one epoch. Every setting but 0 also checkpoints
+            at the end. An interrupted run (Ctrl-C, SIGTERM) writes one too, mid-epoch, so
+            ``fit(..., resume=True)`` continues exactly where it stopped. Needs ``logdir``.
         keep_checkpoints: How many checkpoints to keep.
         on_nan: ``"stop"``: end training right after the first step whose loss is NaN or
             infinite, keeping the weights from before that step (the default train step skips a
@@ -184,7 +192,7 @@ class Trainer:
         step_table_steps: int | None = _STEP_TABLE_STEPS,
         hparams: Mapping[str, Any] | None = None,
         diagnose: bool | Callback = True,
-        checkpoint_every: int = 1,
+        checkpoint_every: int | Literal["auto"] = "auto",
         keep_checkpoints: int = 3,
         on_nan: Literal["stop", "warn"] = "stop",
         strategy: tf.distribute.Strategy | None = None,
@@ -222,13 +230,15 @@ class Trainer:
         self.statistics = bool(statistics)
         if on_nan not in ("stop", "warn"):
             raise ValueError(f'on_nan must be "stop" or "warn", got {on_nan!r}.')
-        if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be a non-negative int, got {checkpoint_every!r}.")
+        if checkpoint_every != "auto" and (not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 0):
+            raise ValueError(f'checkpoint_every must be a non-negative int or "auto", got {checkpoint_every!r}.')
         self.on_nan = on_nan
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.stop_reason: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
+        self._last_checkpoint_time = 0.0
+        self._auto_call_steps = 8  # steps_per_execution="auto": the size of the next call
         self._batches_done = 0
         self.histograms_every = histograms_every
         self.step_table_steps = step_table_steps
@@ -485,6 +495,7 @@ class Trainer:
         self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
         self._write_layout()
         self._checkpoint = self._make_checkpoint()
+        self._last_checkpoint_time = time.monotonic()
         try:
             with stop_on_signals() as stop_request:
                 callback_list.on_train_begin()
@@ -500,7 +511,7 @@ class Trainer:
                     if self.histograms_every == "epoch":
                         self._write_histograms(int(self.global_step.numpy()))
                     callback_list.on_epoch_end(epoch, logs)
-                    if (self.checkpoint_every and (epoch + 1) % self.checkpoint_every == 0) or epoch + 1 == epochs or self.stop_training:
+                    if self._checkpoint_due(epoch) or epoch + 1 == epochs or self.stop_training:
                         self._save_checkpoint(epoch + 1, 0, callbacks)
                     if self.stop_training:
                         self.stop_reason = self.stop_reason or "stopped"
@@ -530,6 +541,12 @@ class Trainer:
             )
         return self._checkpoint
 
+    def _checkpoint_due(self, epoch: int) -> bool:
+        """Whether the end of ``epoch`` is a checkpoint by ``checkpoint_every`` (the end aside)."""
+        if self.checkpoint_every == "auto":
+            return time.monotonic() - self._last_checkpoint_time >= AUTO_CHECKPOINT_SECONDS
+        return bool(self.checkpoint_every) and (epoch + 1) % self.checkpoint_every == 0
+
     def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> None:
         """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start)."""
         if self.checkpoint_every == 0 and self.stop_reason != "interrupted":
@@ -537,6 +554,7 @@ class Trainer:
         checkpoint = self._make_checkpoint()
         if checkpoint is None:
             return
+        self._last_checkpoint_time = time.monotonic()
         states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
         checkpoint.save({
             "epoch": epoch,
@@ -678,26 +696,27 @@ class Trainer:
             calls = self._streaming_calls(train, start_batch)
         extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         last: StepOutputs | None = None
+        # The step counter mirrored on the host: reading the variable after every call would
+        # cost a device sync each time.
+        last_step = int(self.global_step.numpy())
         for outputs in calls:
             if outputs.steps == 0:
                 continue
-            last_step = int(self.global_step.numpy())
-            first_step = last_step - outputs.steps
+            first_step, last_step = last_step, last_step + outputs.steps
             if self.writer is not None:
                 self.writer.step_scalars(first_step, outputs.names, outputs.values)
             self._keep_steps(first_step, outputs)
             callbacks.on_execution_end(first_step, outputs)
-            for name, values in outputs.as_dict().items():
-                # Statistics are per-step signals (in TensorBoard and the step table), not epoch
-                # metrics: only user scalars (log_scalar) get an epoch mean in the History.
-                if name != "loss" and not stats.is_statistic(name):
-                    extras.setdefault(name, []).append((values, outputs.batch_sizes))
+            # Statistics are per-step signals (in TensorBoard and the step table), not epoch
+            # metrics: only user scalars (log_scalar) get an epoch mean in the History.
+            for column, name in _user_scalar_columns(outputs.names):
+                extras.setdefault(name, []).append((outputs.values[:, column], outputs.batch_sizes))
             every = self.histograms_every
             if isinstance(every, int) and last_step // every > first_step // every:
                 self._write_histograms(last_step)
             last = outputs
             self._batches_done += outputs.steps
-            if self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.as_dict()["loss"][-1]):
+            if self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.values[-1, outputs.names.index("loss")]):
                 self._stop_on_nonfinite_loss(last_step - 1)
                 break
             if stop_request is not None and stop_request.requested:
@@ -712,7 +731,7 @@ class Trainer:
             weights = np.concatenate([w for _, w in parts]).astype(np.float64)
             logs[name] = float(np.sum(values * weights) / np.sum(weights))
         if self.report_last_batch_loss and last is not None:
-            logs["last_batch_loss"] = float(last.as_dict()["loss"][-1])
+            logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
 
     def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
@@ -729,15 +748,23 @@ class Trainer:
             indices = tf.constant(full)
             fixed = self.steps_per_execution != "auto"
             capacity = min(batches, int(self.steps_per_execution) if fixed else _MAX_STEPS_PER_CALL)
-            steps = capacity if fixed else min(capacity, 8)
+            # "auto" starts small (the first call also compiles) and keeps what it learnt
+            # across epochs, so later epochs run in as few calls as the target allows.
+            steps = capacity if fixed else min(capacity, self._auto_call_steps)
             start = start_batch
             while start < batches:
-                steps = min(steps, batches - start)
+                requested, steps = steps, min(steps, batches - start)
                 began = time.perf_counter()
-                yield self._train_loop.run_in_memory(train.data, indices, start, steps, capacity)
+                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity)
+                seconds = time.perf_counter() - began  # the call alone, not the callbacks after it
+                yield outputs
                 start += steps
                 if not fixed:
-                    steps = _next_call_steps(steps, time.perf_counter() - began, capacity)
+                    estimate = _next_call_steps(steps, seconds, capacity)
+                    # A call cut short by the epoch's end can grow the estimate only 8x its own
+                    # size: keep the larger of the two then.
+                    self._auto_call_steps = estimate if steps == requested else max(self._auto_call_steps, estimate)
+                    steps = self._auto_call_steps
         if partial is not None and start_batch <= batches:
             yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
@@ -930,6 +957,9 @@ class Trainer:
                     out[histogram_tag("gradients", name)] = tf.convert_to_tensor(gradient)
             for tap in taps:
                 out[histogram_tag("activations", tap.name)] = tf.convert_to_tensor(tap.tensor)
+            # The weights too: read in the same call rather than one eager read each.
+            for name, variable in zip(names, variables, strict=True):
+                out[histogram_tag("weights", name)] = tf.identity(stats.read_variable(variable))
             return out
 
         return tf.function(histogram_step, reduce_retracing=True)
@@ -941,9 +971,6 @@ class Trainer:
         if self._histogram_fn is None:
             self._histogram_fn = self._build_histogram_fn()
         arrays = {tag: value.numpy() for tag, value in self._histogram_fn(self._probe_batch).items()}
-        names = stats.variable_names(self.model.trainable_variables, self.model.name)
-        for name, variable in zip(names, self.model.trainable_variables, strict=True):
-            arrays[histogram_tag("weights", name)] = np.asarray(variable.numpy())
         self.writer.tagged_histograms("train", step, arrays)
 
     def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
@@ -960,6 +987,12 @@ class Trainer:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _user_scalar_columns(names: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """``(column, name)`` of the scalars a step logged besides ``loss`` and the statistics."""
+    return tuple((i, name) for i, name in enumerate(names) if name != "loss" and not stats.is_statistic(name))
 
 
 def _next_call_steps(steps: int, seconds: float, capacity: int) -> int:

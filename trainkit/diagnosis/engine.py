@@ -174,13 +174,20 @@ class _EpochAccumulator:
             self._count_sign_changes(values[:, loss_column])
 
     def _count_sign_changes(self, losses: np.ndarray) -> None:
-        for value in losses[np.isfinite(losses)]:
-            if self._last_loss is not None and value != self._last_loss:
-                direction = 1 if value > self._last_loss else -1
-                if self._last_direction and direction != self._last_direction:
-                    self.sign_changes += 1
-                self._last_direction = direction
-            self._last_loss = float(value)
+        # Directions of the changes between consecutive finite losses (equal ones carry none),
+        # continuing from the previous call's last loss and direction.
+        finite = losses[np.isfinite(losses)]
+        if finite.size == 0:
+            return
+        chain = finite if self._last_loss is None else np.concatenate([[self._last_loss], finite])
+        directions = np.sign(np.diff(chain))
+        directions = directions[directions != 0]
+        if directions.size:
+            if self._last_direction:
+                directions = np.concatenate([[self._last_direction], directions])
+            self.sign_changes += int(np.count_nonzero(directions[1:] != directions[:-1]))
+            self._last_direction = int(directions[-1])
+        self._last_loss = float(finite[-1])
 
     def record(self, width: int) -> EpochRecord:
         self.grow(width)
@@ -256,6 +263,7 @@ class Diagnoser:
         self._current: _EpochAccumulator | None = None
         self._tables: dict[str, np.ndarray] = {}
         self._baseline: list[float] = []
+        self._baseline_median: float | None = None
         self._last_finite_loss: float | None = None
         self._findings: dict[tuple[str, str | None], Finding] = {}
         self._order: list[tuple[str, str | None]] = []
@@ -472,19 +480,30 @@ class Diagnoser:
             self._detect_explosion(first_step, values[:, names.index(GLOBAL_GRAD_NORM)], loss)
 
     def _detect_explosion(self, first_step: int, norms: np.ndarray, loss: np.ndarray | None) -> None:
-        for i, norm in enumerate(norms):
-            if len(self._baseline) < BASELINE_STEPS:
-                if np.isfinite(norm):
-                    self._baseline.append(float(norm))
-                continue
-            baseline = float(np.median(self._baseline))
-            limit = max(self.t.explode_factor * baseline, self.t.explode_min_norm)
-            if not np.isfinite(norm) or norm > limit:
-                if not np.isfinite(norm):
-                    return  # non-finite gradients are the nan-loss rule's business
-                value = float(loss[i]) if loss is not None else None
-                self.explosion = Explosion(first_step + i, float(norm), baseline, value)
-                return
+        # The baseline is the median of the first BASELINE_STEPS finite norms; it is fixed once
+        # full, so the rest of a call is one vectorised comparison (this runs after every call).
+        start = 0
+        while len(self._baseline) < BASELINE_STEPS and start < len(norms):
+            if np.isfinite(norms[start]):
+                self._baseline.append(float(norms[start]))
+            start += 1
+        if len(self._baseline) < BASELINE_STEPS or start == len(norms):
+            return
+        if self._baseline_median is None:
+            self._baseline_median = float(np.median(self._baseline))
+        baseline = self._baseline_median
+        limit = max(self.t.explode_factor * baseline, self.t.explode_min_norm)
+        rest = norms[start:]
+        # The first step that is non-finite or above the limit; non-finite gradients are the
+        # nan-loss rule's business, so a non-finite one first ends the search without a finding.
+        flagged = ~np.isfinite(rest) | (rest > limit)
+        if not flagged.any():
+            return
+        i = start + int(np.argmax(flagged))
+        if not np.isfinite(norms[i]):
+            return
+        value = float(loss[i]) if loss is not None else None
+        self.explosion = Explosion(first_step + i, float(norms[i]), baseline, value)
 
     def _run_rules(self, moments: tuple[str, ...]) -> list[Finding]:
         new: list[Finding] = []

@@ -257,14 +257,29 @@ def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int |
     return start
 
 
+def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
+    """Median of each row's finite entries (NaN for a row without any).
+
+    ``np.nanmedian(..., axis=1)`` computes the same through masked arrays, ~0.5 ms a call; this
+    runs after every epoch, over every epoch so far.
+    """
+    finite = np.isfinite(matrix)
+    ordered = np.sort(np.where(finite, matrix, np.inf), axis=1)  # the finite entries first
+    counts = finite.sum(axis=1)
+    rows = np.arange(len(matrix))
+    low, high = np.maximum((counts - 1) // 2, 0), np.maximum(counts // 2, 0)
+    with np.errstate(invalid="ignore"):
+        medians = (ordered[rows, np.minimum(low, matrix.shape[1] - 1)] + ordered[rows, np.minimum(high, matrix.shape[1] - 1)]) / 2
+    return np.where(counts > 0, medians, np.nan)
+
+
 def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
     """The epoch with the largest median (over weight matrices) mean update/weight ratio."""
     names = _kernels(view, "update_ratio")
     if not names or not view.epochs:
         return None, {}, None
     matrix = np.column_stack([view.epoch_values(n) for n in names])
-    with np.errstate(all="ignore"):
-        medians = np.nanmedian(np.where(np.isfinite(matrix), matrix, np.nan), axis=1)
+    medians = _row_medians_of_finite(matrix)
     if not np.isfinite(medians).any():
         return None, {}, None
     i = int(np.nanargmax(medians))

@@ -11,8 +11,12 @@ This is the only module that knows the TensorBoard file format.
 
 from __future__ import annotations
 
+import itertools
+import os
 import queue
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +29,6 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.histogram import summary as histogram_summary
 from tensorboard.plugins.text import summary as text_summary
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from trainkit import stats
 
@@ -116,6 +119,95 @@ def epoch_tag(name: str) -> str:
     return f"epoch/{name.removeprefix('val_')}"
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class StepScalarEncoder:
+    """Encodes rows of per-step scalars straight into ``Event`` protobuf bytes, vectorised.
+
+    Every step of a run carries the same tags, so the bytes of a step's ``Summary`` are a fixed
+    template with the float32 values at fixed offsets: numpy fills a whole compiled call's rows
+    at once. ~1 us a step (45 scalars), where building ``Summary.Value`` objects costs ~30 us.
+
+    Args:
+        tags: The tags, one per column of the rows to encode.
+    """
+
+    def __init__(self, tags: Sequence[str]) -> None:
+        template, offsets = bytearray(), []
+        for tag in tags:
+            name = tag.encode()
+            value = b"\x0a" + _varint(len(name)) + name + b"\x15"  # Value.tag, Value.simple_value
+            template += b"\x0a" + _varint(len(value) + 4) + value  # Summary.value
+            offsets.append(len(template))
+            template += b"\x00\x00\x00\x00"
+        self.tags = tuple(tags)
+        self._template = np.frombuffer(bytes(template), np.uint8)
+        self._float_bytes = (np.asarray(offsets)[:, None] + np.arange(4)).ravel()
+        self._summary_header = b"\x2a" + _varint(len(template))  # Event.summary
+
+    def encode(self, first_step: int, values: np.ndarray, every: int = 1, wall_time: float | None = None) -> list[bytes]:
+        """One serialized ``Event`` per step ``first_step + i`` that is a multiple of ``every``."""
+        values = np.asarray(values, np.float32).reshape(-1, len(self.tags))
+        steps = first_step + np.arange(values.shape[0])
+        keep = steps % every == 0
+        steps, values = steps[keep], values[keep]
+        rows = np.tile(self._template, (len(steps), 1))
+        rows[:, self._float_bytes] = values.astype("<f4").view(np.uint8).reshape(len(steps), -1)
+        head = b"\x09" + struct.pack("<d", time.time() if wall_time is None else wall_time) + b"\x10"
+        return [head + _varint(int(step)) + self._summary_header + row.tobytes() for step, row in zip(steps, rows, strict=True)]
+
+
+_file_ids = itertools.count()
+
+
+class RecordEventWriter:
+    """An events file written by TensorFlow's C++ TFRecord writer.
+
+    The same file (name pattern, records, first ``file_version`` event) as tensorboard's
+    ``EventFileWriter``, whose pure-Python CRC32C costs ~0.45 us a byte (~1 ms for one step's 45
+    scalars) and would bound per-step logging at ~1000 steps/s. Used from one thread; flushed after
+    every batch of events so TensorBoard sees them while training runs.
+
+    Args:
+        logdir: The directory of the file (created if missing).
+    """
+
+    def __init__(self, logdir: str | Path) -> None:
+        import tensorflow as tf  # only for the C++ record writer
+
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_file_ids)}"
+        self.path = Path(logdir) / name
+        self._writer = tf.io.TFRecordWriter(str(self.path))
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        """Writes one event and flushes."""
+        self._writer.write(event.SerializeToString())
+        self._writer.flush()
+
+    def write_records(self, records: Sequence[bytes]) -> None:
+        """Writes already serialized events and flushes once."""
+        for record in records:
+            self._writer.write(record)
+        self._writer.flush()
+
+    def flush(self) -> None:
+        """Flushes buffered events to the file."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the file."""
+        self._writer.close()
+
+
 class RunWriter:
     """Writes one run's ``train/`` and ``validation/`` event files from a background thread.
 
@@ -127,7 +219,8 @@ class RunWriter:
     def __init__(self, run_dir: str | Path, *, scalars_every: int = 1) -> None:
         self.run_dir = Path(run_dir)
         self.scalars_every = max(1, int(scalars_every))
-        self._writers = {split: EventFileWriter(str(self.run_dir / split), max_queue_size=4096, flush_secs=10) for split in SPLITS}
+        self._writers = {split: RecordEventWriter(self.run_dir / split) for split in SPLITS}
+        self._encoders: dict[tuple[str, ...], StepScalarEncoder] = {}
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=256)
         self._error: BaseException | None = None
         self._closed = False
@@ -240,13 +333,8 @@ class RunWriter:
         self._writers[split].add_event(event)
 
     def _write_step_scalars(self, first_step: int, names: tuple[str, ...], values: np.ndarray) -> None:
-        tags = [step_tag(n) for n in names]
-        now = time.time()
-        writer = self._writers["train"]
-        for i in range(values.shape[0]):
-            step = first_step + i
-            if step % self.scalars_every:
-                continue
-            row = values[i].tolist()
-            summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in zip(tags, row, strict=True)])
-            writer.add_event(event_pb2.Event(wall_time=now, step=step, summary=summary))
+        # One Event per step holding every scalar of the step, encoded for a whole call at once.
+        encoder = self._encoders.get(names)
+        if encoder is None:
+            encoder = self._encoders[names] = StepScalarEncoder([step_tag(n) for n in names])
+        self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every))
