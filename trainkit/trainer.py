@@ -737,12 +737,7 @@ class Trainer:
     def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
         assert self._train_loop is not None
-        if shuffle:
-            # Stateless: the order depends only on (seed, epoch), so a resumed run sees the same.
-            order = tf.random.experimental.stateless_shuffle(tf.range(train.rows), seed=[self.seed, epoch]).numpy()
-        else:
-            order = np.arange(train.rows)
-        full, partial = epoch_batches(order, batch_size)
+        full, partial = epoch_batches(self._epoch_order(train.rows, shuffle, epoch), batch_size)
         batches = full.shape[0]
         if batches:
             indices = tf.constant(full)
