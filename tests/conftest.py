@@ -1,5 +1,7 @@
-import os
+# One process-wide TensorFlow import per test process, before any test module's, through the same
+# filter the CLI uses: TensorFlow's C++ start-up lines go, any other stderr line is replayed.
+from trainkit.quiet import import_tensorflow_quietly
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow_quietly()
 
-import keras  # noqa: F401  (one process-wide TensorFlow/Keras import, after the log level)
+import keras  # noqa: E402, F401
