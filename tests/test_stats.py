@@ -301,3 +301,20 @@ def test_step_stats_equal_the_separate_functions(xla):
         assert float(fused[name]) == pytest.approx(float(separate[name]), rel=1e-5, abs=1e-7), name
     assert float(fused["grad_norm/b/unused"]) == 0.0 and float(fused["update_ratio/b/unused"]) == 0.0
     assert float(fused["update_ratio/a/bias"]) == pytest.approx(np.linalg.norm(weights[1].numpy() - before[1]) / np.linalg.norm(weights[1].numpy()), rel=1e-5)
+
+
+def test_step_scalar_encoder_writes_the_events_protobuf_would():
+    from tensorboard.compat.proto import event_pb2
+
+    from trainkit.writers.tensorboard import StepScalarEncoder
+
+    tags = ["loss", "grad_norm/dense/kernel", "activation/" + "x" * 150 + "/mean"]  # a tag over 127 bytes
+    values = np.array([[0.5, 1.0, -2.0], [np.nan, 3.0, 1e30], [7.0, 8.0, 9.0]], np.float32)
+    records = StepScalarEncoder(tags).encode(299, values, every=2, wall_time=12.5)
+    events = [event_pb2.Event.FromString(r) for r in records]
+    assert [e.step for e in events] == [300]  # steps 299..301, every 2nd
+    (event,) = events
+    assert event.wall_time == 12.5
+    assert [v.tag for v in event.summary.value] == tags
+    got = [v.simple_value for v in event.summary.value]
+    assert np.isnan(got[0]) and got[1:] == [3.0, np.float32(1e30)]

@@ -1,10 +1,11 @@
 """TensorBoard event files, written off the training thread.
 
-The training thread only enqueues numpy arrays; a background thread turns them into ``Event``
-protobufs and hands them to tensorboard's own ``EventFileWriter`` (which appends them with its own
-writer thread). Per-step statistics go out as one ``Event`` per step holding every scalar of that
-step, which is what keeps per-step logging cheap: building a tensor-based summary per scalar, or
-calling eager ``tf.summary.scalar``, costs ~0.5 ms a value.
+The training thread only enqueues numpy arrays; a background thread turns them into serialized
+``Event`` protobufs and appends them with TensorFlow's C++ record writer (:class:`RecordEventWriter`,
+the same file format as tensorboard's ``EventFileWriter``). Per-step statistics go out as one
+``Event`` per step holding every scalar of that step, encoded for a whole compiled call at once by
+:class:`StepScalarEncoder`: building a tensor-based summary per scalar, or calling eager
+``tf.summary.scalar``, costs ~0.5 ms a value.
 
 This is the only module that knows the TensorBoard file format.
 """
