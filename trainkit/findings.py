@@ -54,16 +54,24 @@ class Finding:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 
-    def format(self) -> str:
-        """One human-readable block: severity, code, where, message and advice."""
+    def location(self, quote: str = "") -> str:
+        """Where it was found: ``"layer dense, epoch 3, step 120"`` (empty when nowhere).
+
+        Args:
+            quote: Put around the layer name (``"`"`` for Markdown).
+        """
         where = []
         if self.layer:
-            where.append(f"layer {self.layer}")
+            where.append(f"layer {quote}{self.layer}{quote}")
         if self.epoch is not None:
             where.append(f"epoch {self.epoch + 1}")
         if self.step is not None:
             where.append(f"step {self.step}")
-        location = f" ({', '.join(where)})" if where else ""
+        return ", ".join(where)
+
+    def format(self) -> str:
+        """One human-readable block: severity, code, where, message and advice."""
+        location = f" ({self.location()})" if self.location() else ""
         return f"{self.severity.upper()} [{self.code}]{location}: {self.message}\n    fix: {self.advice}"
 
 

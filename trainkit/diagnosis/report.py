@@ -37,14 +37,7 @@ def render_text(findings: Sequence[Finding]) -> str:
 
 
 def _where(finding: Finding) -> str:
-    parts = []
-    if finding.layer:
-        parts.append(f"layer `{finding.layer}`")
-    if finding.epoch is not None:
-        parts.append(f"epoch {finding.epoch + 1}")
-    if finding.step is not None:
-        parts.append(f"step {finding.step}")
-    return ", ".join(parts)
+    return finding.location(quote="`")
 
 
 def render_markdown(findings: Sequence[Finding]) -> str:
