@@ -139,7 +139,8 @@ def test_nonfinite_loss_stops_at_that_step_with_the_last_good_weights():
     y = (x[:, :1] > 0).astype("float32")
     x[200, 0] = np.nan  # batch 6 of epoch 1 (no shuffle): steps 0-5 are clean
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    # tanh, not relu: oneDNN's ReLU kernel (TensorFlow on recent x86 CPUs) maps NaN to 0.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1, activation="sigmoid")])
     trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False)
     history = trainer.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, check_data=False)
     assert trainer.stop_reason == "nan-loss"
@@ -151,7 +152,7 @@ def test_nonfinite_loss_stops_at_that_step_with_the_last_good_weights():
 
     # The weights are exactly those after step 5: replay the six clean steps on a fresh copy.
     keras.utils.set_random_seed(0)
-    replay = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    replay = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1, activation="sigmoid")])
     clean = Trainer(replay, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False, diagnose=False)
     clean.fit(x[:192], y[:192], epochs=1, batch_size=32, shuffle=False, verbose=0, check_data=False)
     for got, want in zip(model.get_weights(), replay.get_weights(), strict=True):

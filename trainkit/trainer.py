@@ -240,6 +240,8 @@ class Trainer:
         self._last_checkpoint_time = 0.0
         self._auto_call_steps = 8  # steps_per_execution="auto": the size of the next call
         self._batches_done = 0
+        self._step: int | None = None  # global_step mirrored on the host (see `step`)
+        self._reset_metrics_fns: dict[str, Any] = {}
         self.histograms_every = histograms_every
         self.step_table_steps = step_table_steps
 
@@ -431,6 +433,17 @@ class Trainer:
             self.writer.text("train", 0, name, markdown)
 
     # -- fit --------------------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """Steps trained so far (the global step), read without a device sync during ``fit``.
+
+        The trainer counts the steps each compiled call ran; reading the ``global_step``
+        variable instead would wait for the device at every call.
+        """
+        if self._step is None:
+            self._step = int(self.global_step.numpy())
+        return self._step
+
     def fit(
         self,
         x: Any,
@@ -487,6 +500,7 @@ class Trainer:
         start_batch = 0
         if resume:
             initial_epoch, start_batch = self._resume(callbacks)
+        self._step = None  # a restored checkpoint or a custom loop may have moved global_step
         console = [ConsoleLogger()] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
@@ -509,7 +523,7 @@ class Trainer:
                     self.history.append(epoch, logs)
                     self._write_epoch(epoch, logs)
                     if self.histograms_every == "epoch":
-                        self._write_histograms(int(self.global_step.numpy()))
+                        self._write_histograms(self.step)
                     callback_list.on_epoch_end(epoch, logs)
                     if self._checkpoint_due(epoch) or epoch + 1 == epochs or self.stop_training:
                         self._save_checkpoint(epoch + 1, 0, callbacks)
@@ -679,9 +693,7 @@ class Trainer:
         user_callbacks: Sequence[Callback] = (),
     ) -> dict[str, float]:
         if start_batch == 0:  # a resumed epoch continues with its restored running means
-            self._loss_tracker.reset_state()
-            for metric in self.metrics:
-                metric.reset_state()
+            self._reset_metrics()
         self._batches_done = start_batch
         if isinstance(train, _ArraySource):
             self.steps_per_epoch = math.ceil(train.rows / batch_size)
@@ -696,13 +708,12 @@ class Trainer:
             calls = self._streaming_calls(train, start_batch)
         extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         last: StepOutputs | None = None
-        # The step counter mirrored on the host: reading the variable after every call would
-        # cost a device sync each time.
-        last_step = int(self.global_step.numpy())
+        last_step = self.step
         for outputs in calls:
             if outputs.steps == 0:
                 continue
             first_step, last_step = last_step, last_step + outputs.steps
+            self._step = last_step
             if self.writer is not None:
                 self.writer.step_scalars(first_step, outputs.names, outputs.values)
             self._keep_steps(first_step, outputs)
@@ -733,6 +744,27 @@ class Trainer:
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
+
+    def _reset_metrics(self, split: str = "train") -> None:
+        """Zeroes the loss and metric accumulators of ``split`` (``train``/``eval``) in one call.
+
+        Eagerly, every metric variable is its own assign op (~1 ms an epoch for a loss and two
+        metrics); a strategy's replicated variables keep the eager path.
+        """
+        metrics = [self._loss_tracker, *self.metrics] if split == "train" else [self._eval_loss_tracker, *self._eval_metrics]
+        if self.strategy is not None:
+            for metric in metrics:
+                metric.reset_state()
+            return
+        reset = self._reset_metrics_fns.get(split)
+        if reset is None:
+
+            def reset_all() -> None:
+                for metric in metrics:
+                    metric.reset_state()
+
+            reset = self._reset_metrics_fns[split] = tf.function(reset_all)
+        reset()
 
     def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
@@ -822,6 +854,7 @@ class Trainer:
             checkpoint = self._make_checkpoint()
             if checkpoint is not None:
                 checkpoint.restore_latest()
+                self._step = None  # global_step went back with the weights
 
     # -- evaluate / predict -----------------------------------------------------------------------
 
@@ -842,9 +875,7 @@ class Trainer:
                 self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
             else:
                 self._eval_loop.discover_names(source.batch_spec())
-        self._eval_loss_tracker.reset_state()
-        for metric in self._eval_metrics:
-            metric.reset_state()
+        self._reset_metrics("eval")
         if self.strategy is not None:
             iterator = self._distributed_iterator(source, batch_size, None)
             while self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL).steps == _STREAMING_STEPS_PER_CALL:

@@ -124,11 +124,11 @@ class DiagnosisCallback(Callback):
         if trainer.writer is not None:
             checks = [f.to_dict() for f in trainer.findings]
             payload = json.dumps({"context": context.to_dict(), "checks": checks}, allow_nan=True)
-            trainer.writer.text("train", int(trainer.global_step.numpy()), CONTEXT_TAG, f"```json\n{payload}\n```")
+            trainer.writer.text("train", trainer.step, CONTEXT_TAG, f"```json\n{payload}\n```")
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.diagnoser is not None:
-            self.diagnoser.begin_epoch(epoch, int(self.trainer.global_step.numpy()))
+            self.diagnoser.begin_epoch(epoch, self.trainer.step)
 
     def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
         if self.diagnoser is None:
@@ -146,7 +146,7 @@ class DiagnosisCallback(Callback):
         trainer = self.trainer
         penalty = _regularization(trainer.model)
         if trainer.writer is not None:
-            marks = {EPOCH_END_TAG: float(trainer.global_step.numpy()), REGULARIZATION_TAG: penalty}
+            marks = {EPOCH_END_TAG: float(trainer.step), REGULARIZATION_TAG: penalty}
             trainer.writer.scalars("train", epoch, marks, tag=str)
         new = self.diagnoser.end_epoch(epoch, logs, regularization=penalty)
         if self._nan_pending:
@@ -165,10 +165,10 @@ class DiagnosisCallback(Callback):
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
                  "epochs_run": self.diagnoser.epochs_run}
         if trainer.writer is not None:
-            trainer.writer.text("train", int(trainer.global_step.numpy()), END_TAG, f"```json\n{json.dumps(notes)}\n```")
+            trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))
         if trainer.writer is not None:
-            trainer.writer.text("train", int(trainer.global_step.numpy()), REPORT_TAG, render_markdown(trainer.findings))
+            trainer.writer.text("train", trainer.step, REPORT_TAG, render_markdown(trainer.findings))
 
     # -- non-finite loss ---------------------------------------------------------------------------
     def recover_from_nan(self, epoch: int) -> None:
