@@ -322,3 +322,33 @@ def test_step_scalar_encoder_writes_the_events_protobuf_would():
     assert [v.tag for v in event.summary.value] == tags
     got = [v.simple_value for v in event.summary.value]
     assert np.isnan(got[0]) and got[1:] == [3.0, np.float32(1e30)]
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["counted together", "counted alone"])
+@pytest.mark.parametrize("case", ["spread", "one value", "no finite value", "with nan and inf"])
+def test_histogram_buckets_match_tensorboards_own(case, large, monkeypatch):
+    if large:  # every tensor takes the path of large ones
+        monkeypatch.setattr(stats, "_LARGE_HISTOGRAM", 0)
+    from tensorboard.plugins.histogram import summary_v2
+
+    values = {
+        "spread": np.random.default_rng(3).normal(size=(40, 30)).astype("float32"),
+        "one value": np.full((7, 3), 2.5, "float32"),
+        "no finite value": np.array([np.nan, np.inf], "float32"),
+        "with nan and inf": np.array([1.0, np.nan, -3.0, np.inf, 0.5, 2.0], "float32"),
+    }[case]
+    # with other tensors in the same call: each is counted on its own
+    together = tf.function(stats.histograms)([tf.constant(values), tf.range(5.0), tf.zeros([0])]).numpy()
+    np.testing.assert_array_equal(together[1, :, 2].sum(), 5)
+    assert not together[2].any()
+    got = tf.function(stats.histogram_buckets)(tf.constant(values)).numpy()
+    np.testing.assert_array_equal(got, together[0])
+    finite = values[np.isfinite(values)].astype(np.float64)
+    want = tf.make_ndarray(summary_v2.histogram_pb("t", finite, buckets=30).value[0].tensor)
+    assert got.shape == want.shape == (30, 3)
+    np.testing.assert_allclose(got[:, :2], want[:, :2], rtol=1e-6, atol=1e-6)
+    assert got[:, 2].sum() == finite.size
+    # float32 against float64 arithmetic may move a value sitting on an edge by one bucket, never
+    # more: each cumulative count lies between TensorBoard's one bucket either side.
+    got_cum, want_cum = np.cumsum(got[:, 2]), np.cumsum(want[:, 2])
+    assert np.all(got_cum >= np.concatenate([[0], want_cum[:-1]])) and np.all(got_cum <= np.concatenate([want_cum[1:], [finite.size]]))

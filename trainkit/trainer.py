@@ -258,6 +258,7 @@ class Trainer:
         self._probe: probes.Probe | None = None
         self._probe_batch: Any = None
         self._histogram_fn: Any = None
+        self._histogram_tags: list[str] = []  # the rows of what _histogram_fn returns
         self._step_xla = False
 
         self._extra_logs: dict[str, tf.Tensor] = {}
@@ -970,23 +971,25 @@ class Trainer:
         variables = self.model.trainable_variables
         names = stats.variable_names(variables, self.model.name)
 
-        def histogram_step(batch: Any) -> dict[str, tf.Tensor]:
+        def histogram_step(batch: Any) -> tf.Tensor:
             x, y, sample_weight = unpack_batch(batch)
             with tf.GradientTape() as tape:
                 y_pred, taps = self.probe(x, training=False)
                 loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
             self.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
             gradients = tape.gradient(loss, variables)
-            out: dict[str, tf.Tensor] = {}
+            tensors: dict[str, Any] = {}
             for name, gradient in zip(names, gradients, strict=True):
                 if gradient is not None:
-                    out[histogram_tag("gradients", name)] = tf.convert_to_tensor(gradient)
+                    tensors[histogram_tag("gradients", name)] = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
             for tap in taps:
-                out[histogram_tag("activations", tap.name)] = tf.convert_to_tensor(tap.tensor)
+                tensors[histogram_tag("activations", tap.name)] = tap.tensor
             # The weights too: read in the same call rather than one eager read each.
             for name, variable in zip(names, variables, strict=True):
-                out[histogram_tag("weights", name)] = tf.identity(stats.read_variable(variable))
-            return out
+                tensors[histogram_tag("weights", name)] = stats.read_variable(variable)
+            # Counted here: only 30 buckets a tensor come back to the host, as one array.
+            self._histogram_tags = list(tensors)
+            return stats.histograms(list(tensors.values()))
 
         return tf.function(histogram_step, reduce_retracing=True)
 
@@ -996,8 +999,8 @@ class Trainer:
             return
         if self._histogram_fn is None:
             self._histogram_fn = self._build_histogram_fn()
-        arrays = {tag: value.numpy() for tag, value in self._histogram_fn(self._probe_batch).items()}
-        self.writer.tagged_histograms("train", step, arrays)
+        buckets = self._histogram_fn(self._probe_batch).numpy()
+        self.writer.bucketed_histograms("train", step, dict(zip(self._histogram_tags, buckets, strict=True)))
 
     def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self.writer is None:

@@ -28,8 +28,9 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
-from tensorboard.plugins.histogram import summary as histogram_summary
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.text import summary as text_summary
+from tensorboard.util import tensor_util
 
 from trainkit import stats
 
@@ -238,34 +239,20 @@ class RunWriter:
         items = {tag(k): float(v) for k, v in values.items()}
         self._put(lambda: self._add(split, step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in items.items()]))
 
-    def histograms(self, split: str, step: int, arrays: Mapping[str, np.ndarray], bucket_count: int = 30) -> None:
-        """Queues histograms of several arrays at one step."""
-        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    def bucketed_histograms(self, split: str, step: int, buckets: Mapping[str, np.ndarray]) -> None:
+        """Queues histograms already counted into ``[k, 3]`` ``(left, right, count)`` buckets.
 
-        def write() -> None:
-            values = []
-            for name, data in arrays.items():
-                finite = data[np.isfinite(data)] if data.size else data
-                values.extend(_own_summary(histogram_summary.pb(name, finite.astype(np.float64), bucket_count=bucket_count)).value)
-            self._add(split, step, values)
-
-        self._put(write)
-
-    def tagged_histograms(self, split: str, step: int, arrays: Mapping[str, np.ndarray], bucket_count: int = 30) -> None:
-        """Queues histograms of several arrays at one step, each under exactly its name as tag.
-
-        Unlike :meth:`histograms` (whose legacy format appends ``/histogram_summary`` to every
-        tag), this writes TensorBoard 2's tensor format, so ``histograms/weights/dense/kernel``
-        appears as such. Non-finite values are left out of the buckets (the per-step
-        ``.../nonfinite`` statistics count them). Building the buckets happens on the writer thread.
+        TensorBoard 2's tensor format, each under exactly its name as tag (the legacy format
+        appends ``/histogram_summary`` to every tag). The buckets are counted in the graph
+        (:func:`trainkit.stats.histogram_buckets`), so the writer only encodes them.
         """
-        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        buckets = {k: np.asarray(v, dtype=np.float64) for k, v in buckets.items()}
 
         def write() -> None:
             values = []
-            for name, data in arrays.items():
-                finite = data[np.isfinite(data)] if data.size else data.reshape(-1)
-                values.extend(_own_summary(histogram_summary.histogram_pb(name, finite.astype(np.float64), buckets=bucket_count)).value)
+            for name, table in buckets.items():
+                tensor = tensor_util.make_tensor_proto(table, dtype=np.float64)
+                values.append(summary_pb2.Summary.Value(tag=name, metadata=histogram_metadata.create_summary_metadata(display_name=None, description=None), tensor=tensor))
             self._add(split, step, values)
 
         self._put(write)
