@@ -513,7 +513,10 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.
         grid, units = _units(x)
         # relu/relu6 outputs are >= 0, so sign() is the 0/1 "active" indicator in one op.
         active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
-        per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
+        if xla:
+            per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
+        else:  # a product with ones: oneDNN's GEMV beats the column reduction (112 vs 180 us, 28800x32)
+            per_unit = tf.reshape(tf.matmul(tf.ones(tf.stack([1, tf.shape(grid)[0]]), grid.dtype), active), [units])
         # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
         dead = tf.cast(per_unit <= 0.0, tf.float32)
         out["positive"], out["dead"] = tf.unstack(_totals([per_unit, dead], xla), num=2)
