@@ -217,3 +217,19 @@ def test_event_files_hold_the_history_and_one_value_per_step(tmp_path):
     step_loss = train.Scalars("step/loss")
     assert [e.step for e in step_loss] == list(range(2 * 3))  # 80 rows: 2 full + 1 partial per epoch
     assert "recipe/text_summary" in train.Tags()["tensors"]
+
+
+def test_each_compiled_function_is_traced_once_and_many_trainers_raise_no_retracing_warning(tmp_path, caplog):
+    x, y = make_data(100)
+    trainers = []
+    for i in range(7):  # more trainers than TensorFlow's warning threshold (5)
+        trainer = make_trainer(make_model(seed=i), optimizer="adam", logdir=tmp_path / str(i), diagnose=False)
+        for _ in range(3):
+            trainer.fit(x, y, epochs=2, batch_size=32, verbose=0, validation_data=(x[:40], y[:40]))
+        trainers.append(trainer)
+    for trainer in trainers:
+        counts = [f.experimental_get_tracing_count() for f in trainer._train_loop._in_memory_fns.values()]
+        counts += [trainer._histogram_fn.experimental_get_tracing_count()]
+        counts += [f.experimental_get_tracing_count() for f in trainer._reset_metrics_fns.values()]
+        assert counts and all(c == 1 for c in counts), counts
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

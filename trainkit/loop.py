@@ -71,6 +71,20 @@ def _pack_row(logs: Mapping[str, tf.Tensor], names: tuple[str, ...], rows: tf.Te
     return tf.stack([tf.cast(rows, tf.float32)] + [tf.reshape(tf.cast(logs[name], tf.float32), []) for name in names])
 
 
+def compile_function(fn: Callable[..., Any], **options: Any) -> Any:
+    """``tf.function(fn, **options)`` for a function built once per trainer.
+
+    TensorFlow's frequent-retracing warning keys functions by their code object, so the first
+    trace of every new trainer's loop in a process (a sweep, a test suite, a benchmark) counts as
+    a retrace of the previous trainer's and after five it warns of "excessive retracing" that is
+    not happening: each of these functions is traced once per input signature (the tests check
+    ``experimental_get_tracing_count``). The warning is turned off for these functions only.
+    """
+    function = tf.function(fn, **options)
+    function._omit_frequent_tracing_warning = True  # see above; no public switch exists
+    return function
+
+
 def gather_batch(data: Any, rows: tf.Tensor) -> Any:
     """Selects ``rows`` of every tensor in the ``data`` structure."""
     return tf.nest.map_structure(lambda t: tf.gather(t, rows), data)
@@ -116,7 +130,7 @@ class CompiledLoop:
         before the loop is traced.
         """
         if self.names is None:
-            concrete = tf.function(self._step).get_concrete_function(batch_spec)
+            concrete = compile_function(self._step).get_concrete_function(batch_spec)
             outputs = concrete.structured_outputs
             if not isinstance(outputs, Mapping):
                 raise TypeError(f"train_step/test_step must return a dict of scalar tensors, got {type(outputs).__name__}.")
@@ -165,7 +179,7 @@ class CompiledLoop:
             count, _, buffer = tf.while_loop(lambda i, finite, _: (i < num_steps) & finite, body, (tf.constant(0), tf.constant(True), buffer))
             return buffer.stack(), count
 
-        return tf.function(run, jit_compile=self.jit_compile, reduce_retracing=False)
+        return compile_function(run, jit_compile=self.jit_compile, reduce_retracing=False)
 
     def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int) -> StepOutputs:
         """Runs the batches ``indices[start : start + num_steps]`` (fewer if a loss goes non-finite).
@@ -211,7 +225,7 @@ class CompiledLoop:
         names = self.names
         assert names is not None
         width = len(names) + 1
-        step = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
+        step = compile_function(self._step, jit_compile=True) if self.jit_compile else self._step
         loss_column = self._loss_column()
         replicated = None
         if self._strategy is not None:
@@ -238,7 +252,7 @@ class CompiledLoop:
                     break
             return buffer.stack(), count
 
-        return tf.function(run, reduce_retracing=False)
+        return compile_function(run, reduce_retracing=False)
 
     def run_streaming(self, iterator: Any, capacity: int) -> StepOutputs:
         """Runs up to ``capacity`` steps on batches pulled from ``iterator``.

@@ -306,8 +306,15 @@ def tap_stats(taps: Sequence[Tap], *, xla: bool = False) -> dict[str, tf.Tensor]
 
 
 def step_stats(
-    taps: Sequence[Tap], grads: Sequence[Any], before: Sequence[Any], after: Sequence[Any], names: Sequence[str], *, xla: bool = False
+    taps: Sequence[Tap],
+    grads: Sequence[Any],
+    before: Sequence[Any] | None,
+    after: Sequence[Any],
+    names: Sequence[str],
+    *,
+    xla: bool = False,
+    updates: Sequence[Any] | None = None,
 ) -> dict[str, tf.Tensor]:
     """:func:`trainkit.stats.step_stats` of a step: variables' statistics and every tap's."""
     items, aliases = distinct_taps(taps)
-    return _fill_aliases(stats.step_stats(grads, before, after, names, items, xla=xla), aliases)
+    return _fill_aliases(stats.step_stats(grads, before, after, names, items, xla=xla, updates=updates), aliases)

@@ -432,12 +432,13 @@ def layers_activation_stats(items: Sequence[tuple[str, Any, str]], *, xla: bool 
 
 def step_stats(
     grads: Sequence[Any],
-    before: Sequence[Any],
+    before: Sequence[Any] | None,
     after: Sequence[Any],
     names: Sequence[str],
     activations: Sequence[tuple[str, Any, str]] = (),
     *,
     xla: bool = False,
+    updates: Sequence[Any] | None = None,
 ) -> dict[str, tf.Tensor]:
     """:func:`gradient_stats`, :func:`update_stats` and :func:`layers_activation_stats` in one.
 
@@ -446,22 +447,32 @@ def step_stats(
 
     Args:
         grads: One gradient per variable (``None`` counts as zero).
-        before: The variables' values before the update (see :func:`snapshot`).
+        before: The variables' values before the update (see :func:`snapshot`); ``None`` when
+            ``updates`` is given.
         after: The variables (read here, after the update) or their new values.
         names: ``VAR`` names, one per variable.
         activations: ``(name, outputs, activation)`` per tapped layer.
         xla: Whether the step is XLA-compiled (picks the faster way to sum; same values).
+        updates: Each variable's update as the optimizer applied it (see
+            :mod:`trainkit.updates`), instead of ``after - before``: no copy of the weights.
 
     Returns:
         ``grad_norm/global``; per variable ``grad_norm``, ``grad_nonfinite``, ``weight_norm``,
         ``update_ratio``; then ``activation/L/STAT`` for every layer.
     """
-    if not len(grads) == len(before) == len(after) == len(names):
-        raise ValueError(f"step_stats got {len(grads)} gradients, {len(before)} old values, {len(after)} new values and {len(names)} names.")
+    if (before is None) == (updates is None):
+        raise ValueError("step_stats needs either the values before the update or the updates.")
+    changes = updates if updates is not None else before
+    assert changes is not None
+    if not len(grads) == len(changes) == len(after) == len(names):
+        raise ValueError(f"step_stats got {len(grads)} gradients, {len(changes)} old values or updates, {len(after)} new values and {len(names)} names.")
     k = len(names)
     new = [_float32(read_variable(a)) for a in after]
     values = _gradient_values(grads, new)
-    updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
+    if updates is not None:
+        updates = [_float32(u) for u in updates]
+    else:
+        updates = [n - _float32(b) for n, b in zip(new, changes, strict=True)]
     grad_sq, weight_sq, update_sq = tf.unstack(_squares_per_variable([values, new, updates], xla), num=3) if k else (tf.zeros([0]),) * 3
     tensors = [_float32(outputs) for _, outputs, _ in activations]
     vectors = _layer_vectors(tensors, [a for _, _, a in activations], xla)

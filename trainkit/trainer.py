@@ -19,14 +19,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import distribute, probes, stats
+from trainkit import distribute, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
 from trainkit.errors import DataError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.interrupt import StopRequest, stop_on_signals
-from trainkit.loop import CompiledLoop, StepOutputs, epoch_batches
+from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
@@ -260,6 +260,9 @@ class Trainer:
         self._histogram_fn: Any = None
         self._histogram_tags: list[str] = []  # the rows of what _histogram_fn returns
         self._step_xla = False
+        # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
+        # None until the first traced step shows it.
+        self._updates_recorded: bool | None = None
 
         self._extra_logs: dict[str, tf.Tensor] = {}
         self._train_loop: CompiledLoop | None = None
@@ -318,10 +321,18 @@ class Trainer:
         names = stats.variable_names(variables, self.model.name)
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
         xla = self._step_xla  # same values either way; picks the faster reductions
-        before = stats.snapshot(variables)
-        self.apply_gradients(gradients, variables, step_loss)
+        # The updates as the optimizer applies them, when it can tell (see trainkit.updates):
+        # a snapshot of the weights costs a copy of every weight a step. Until a trace has
+        # shown that every update is recorded, the snapshot is taken too and is what counts.
+        capture = self.strategy is None and updates.can_capture(self.optimizer) and self._updates_recorded is not False
+        before = None if capture and self._updates_recorded else stats.snapshot(variables)
+        recorded = self.apply_gradients(gradients, variables, step_loss, record_updates=capture)
+        if capture and self._updates_recorded is None:
+            self._updates_recorded = recorded is not None
+        if before is None and recorded is None:
+            raise RuntimeError("The optimizer's updates were recorded when the step was first traced but not now; pass statistics=False or report this.")
         # Gradient, update and activation statistics together: fewer kernels than one by one.
-        logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla))
+        logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla, updates=recorded if before is None else None))
         self.update_metrics(y, y_pred, sample_weight, loss)
         return {**logs, **self.pop_logged_scalars()}
 
@@ -339,28 +350,68 @@ class Trainer:
         rows = distribute.replica_rows(y_pred)
         return distribute.scale_gradients(gradients, rows), distribute.global_mean(loss, rows)
 
-    def apply_gradients(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor) -> None:
+    def apply_gradients(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor, *, record_updates: bool = False) -> list[tf.Tensor] | None:
         """Applies one optimizer update; with ``on_nan="stop"`` skips it when ``loss`` is not finite.
 
         Skipping (in the graph, with ``tf.cond``) is what keeps the last good weights exactly when
         the loop stops after a non-finite step, without copying weights every step.
+
+        Args:
+            gradients: One gradient per variable.
+            variables: The variables to update.
+            loss: The step's loss (decides the skip).
+            record_updates: Also return the update applied to each variable, recorded as the
+                optimizer applies it (:mod:`trainkit.updates`; zeros for a skipped step).
+
+        Returns:
+            With ``record_updates``, the updates, or ``None`` when the optimizer changed a
+            variable other than through its assigns; otherwise ``None``.
         """
         if self.on_nan != "stop":
-            self.optimizer.apply(gradients, variables)
-            return
+            return self._apply(gradients, variables, record_updates)
         if distribute.in_replica():
             # A tf.cond around the optimizer's cross-replica all-reduce cannot be traced in a
             # replica (merge_call in control flow): the update runs with zero gradients instead,
             # which keeps the weights finite (momentum-style optimizers may still move them).
             finite = tf.math.is_finite(loss)
             self.optimizer.apply([None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients], variables)
-            return
+            return None
+        if updates.can_guard(self.optimizer, variables) and not any(isinstance(g, tf.IndexedSlices) for g in gradients):
+            # A select inside the update rather than a tf.cond around it (see trainkit.updates).
+            keep = tf.math.is_finite(loss)
+            recorded = self._apply(gradients, variables, record_updates, keep=keep)
+            updates.undo_iteration(self.optimizer, keep)
+            return recorded
+        if not record_updates:
 
-        def update() -> tf.Tensor:
+            def update() -> tf.Tensor:
+                self.optimizer.apply(gradients, variables)
+                return tf.constant(True)
+
+            tf.cond(tf.math.is_finite(loss), update, lambda: tf.constant(False))
+            return None
+        # The branch returns the updates it recorded (zeros where it could not: then None below).
+        outcome = {}
+
+        def update_recorded() -> list[tf.Tensor]:
+            recorded = self._apply(gradients, variables, True)
+            outcome["complete"] = recorded is not None
+            return recorded if recorded is not None else [tf.zeros(v.shape, tf.float32) for v in variables]
+
+        recorded = tf.cond(tf.math.is_finite(loss), update_recorded, lambda: [tf.zeros(v.shape, tf.float32) for v in variables])
+        return list(recorded) if outcome.get("complete") else None
+
+    def _apply(self, gradients: Sequence[Any], variables: Sequence[Any], record_updates: bool, keep: tf.Tensor | None = None) -> list[tf.Tensor] | None:
+        """``optimizer.apply``, recording the updates when asked (``None`` if not all were).
+
+        With ``keep`` (a scalar bool), a step where it is false changes no variable.
+        """
+        if not record_updates and keep is None:
             self.optimizer.apply(gradients, variables)
-            return tf.constant(True)
-
-        tf.cond(tf.math.is_finite(loss), update, lambda: tf.constant(False))
+            return None
+        with updates.capture_updates(self.optimizer, variables, keep=keep) as capture:
+            self.optimizer.apply(gradients, variables)
+        return capture.updates if record_updates and capture.complete else None
 
     def current_learning_rate(self) -> tf.Tensor:
         """The learning rate the next optimizer update uses, as a float32 scalar tensor.
@@ -764,7 +815,7 @@ class Trainer:
                 for metric in metrics:
                     metric.reset_state()
 
-            reset = self._reset_metrics_fns[split] = tf.function(reset_all)
+            reset = self._reset_metrics_fns[split] = compile_function(reset_all)
         reset()
 
     def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
@@ -898,7 +949,7 @@ class Trainer:
     def predict(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated."""
         if self._predict_fn is None:
-            self._predict_fn = tf.function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
+            self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if isinstance(x, tf.data.Dataset):
             parts = [self._predict_fn(unpack_batch(batch)[0]).numpy() for batch in x]
         else:
@@ -991,7 +1042,7 @@ class Trainer:
             self._histogram_tags = list(tensors)
             return stats.histograms(list(tensors.values()))
 
-        return tf.function(histogram_step, reduce_retracing=True)
+        return compile_function(histogram_step, reduce_retracing=True)
 
     def _write_histograms(self, step: int) -> None:
         """Queues histograms of weights, gradients and activations at ``step``."""

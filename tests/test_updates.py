@@ -1,0 +1,118 @@
+"""Recording the updates an optimizer applies, instead of copying the weights before it."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer, stats, updates
+
+
+def variables_and_gradients(seed: int = 0) -> tuple[list[keras.Variable], list[tf.Tensor]]:
+    rng = np.random.default_rng(seed)
+    variables = [keras.Variable(rng.normal(size=shape).astype("float32"), name=f"v{i}") for i, shape in enumerate([(5, 3), (3,)])]
+    gradients = [tf.constant(rng.normal(size=v.shape).astype("float32")) for v in variables]
+    return variables, gradients
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(0.05),
+    lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+    lambda: keras.optimizers.SGD(0.1),
+    lambda: keras.optimizers.RMSprop(0.01),
+    lambda: keras.optimizers.Adagrad(0.1),
+], ids=["adam", "sgd-momentum", "sgd", "rmsprop", "adagrad"])
+def test_recorded_updates_equal_the_change_of_the_weights(optimizer):
+    optimizer = optimizer()
+    variables, gradients = variables_and_gradients()
+    optimizer.build(variables)
+    assert updates.can_capture(optimizer)
+
+    @tf.function
+    def step():
+        with updates.capture_updates(optimizer, variables) as capture:
+            optimizer.apply(gradients, variables)
+        assert capture.complete
+        return capture.updates
+
+    for _ in range(2):  # the second step has momentum/velocity from the first
+        before = [v.numpy().copy() for v in variables]
+        recorded = step()
+        for variable, old, update in zip(variables, before, recorded, strict=True):
+            np.testing.assert_allclose(update.numpy(), variable.numpy() - old, rtol=1e-5, atol=1e-7)
+    # the optimizer's own methods are back once the block ends
+    assert "assign_sub" not in vars(optimizer) and "assign" not in vars(optimizer)
+
+
+def test_methods_are_restored_when_the_block_raises():
+    optimizer = keras.optimizers.SGD(0.1)
+    variables, _ = variables_and_gradients()
+    with pytest.raises(ZeroDivisionError), updates.capture_updates(optimizer, variables):
+        _ = 1 / 0
+    assert "assign_sub" not in vars(optimizer)
+
+
+def test_optimizers_that_change_weights_elsewhere_are_not_recorded():
+    assert not updates.can_capture(keras.optimizers.AdamW(0.01, weight_decay=0.1))
+    assert not updates.can_capture(keras.optimizers.Adam(0.01, gradient_accumulation_steps=2))
+    assert not updates.can_capture(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
+
+
+class DirectWrites(keras.optimizers.SGD):
+    """An optimizer that writes the variables itself, bypassing its assign methods."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        variable.assign(variable - tf.cast(learning_rate, variable.dtype) * gradient)
+
+
+@pytest.mark.parametrize("optimizer", [lambda: keras.optimizers.Adam(0.05), lambda: DirectWrites(0.5), lambda: keras.optimizers.AdamW(0.05, weight_decay=0.5)],
+                         ids=["recorded", "direct writes: snapshot", "weight decay: snapshot"])
+@pytest.mark.parametrize("on_nan", ["stop", "warn"])
+def test_update_ratios_are_right_whichever_way_the_update_is_known(optimizer, on_nan):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", name="hidden"), keras.layers.Dense(1, activation="sigmoid", name="head")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=optimizer(), task="binary", seed=0, diagnose=False, on_nan=on_nan)
+    trainer.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)  # two steps: compiles
+    before = {v.path.removeprefix(model.name + "/"): v.numpy().copy() for v in model.trainable_variables}
+    trainer.fit(x[:32], y[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)  # one more step
+    last = {name: value for step, name, value in trainer.step_table() if step == 2}
+    for variable in model.trainable_variables:
+        name = variable.path.removeprefix(model.name + "/")
+        after = variable.numpy()
+        want = np.linalg.norm(after - before[name]) / np.linalg.norm(after)
+        assert want > 0
+        assert last[stats.update_ratio_name(name)] == pytest.approx(float(want), rel=1e-4), name
+    assert (trainer._updates_recorded is True) == (type(optimizer()) is keras.optimizers.Adam)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("constraint", [None, "non_neg"], ids=["select in the update", "constrained: tf.cond"])
+def test_a_nonfinite_step_leaves_weights_and_optimizer_state_as_after_the_last_good_step(jit_compile, constraint):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    x[100, 0] = np.nan  # batch 3 (no shuffle): steps 0-2 are clean
+
+    def trainer_and_model() -> tuple[Trainer, keras.Model]:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", kernel_constraint=constraint),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        return Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
+                       diagnose=False, jit_compile=jit_compile), model
+
+    trainer, model = trainer_and_model()
+    trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, check_data=False)
+    assert updates.can_guard(trainer.optimizer, model.trainable_variables) is (constraint is None)
+    assert trainer.stop_reason == "nan-loss" and int(trainer.global_step.numpy()) == 4
+    replayer, replay = trainer_and_model()  # the three clean steps only
+    replayer.fit(x[:96], y[:96], epochs=1, batch_size=32, shuffle=False, verbose=0, check_data=False)
+    for got, want in zip(model.get_weights(), replay.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    for got, want in zip(trainer.optimizer.variables, replayer.optimizer.variables, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, err_msg=got.path)
+    assert int(trainer.optimizer.iterations.numpy()) == 3
