@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 from collections.abc import Callable
 
 import keras
@@ -573,3 +574,35 @@ def test_row_medians_ignore_non_finite_entries():
 
     matrix = np.array([[1.0, np.nan, 3.0, 10.0], [np.inf, 2.0, np.nan, np.nan], [np.nan, np.nan, np.nan, np.nan], [4.0, 1.0, 2.0, 3.0]])
     np.testing.assert_array_equal(_row_medians_of_finite(matrix), [3.0, 2.0, np.nan, 2.5])
+
+
+def _unscaled_run(background: bool, rules=None) -> Trainer:
+    from trainkit.diagnosis.callback import DiagnosisCallback
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(300, 5)) * 100).astype("float32")  # unscaled: the loss starts high
+    y = (x[:, :1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(1, activation="sigmoid", name="head")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5), task="binary", seed=0,
+                      diagnose=DiagnosisCallback(background=background, rules=rules), steps_per_execution=3)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    return trainer
+
+
+def test_diagnosis_on_its_worker_thread_finds_exactly_what_it_finds_between_calls():
+    between_calls = _unscaled_run(background=False)
+    in_background = _unscaled_run(background=True)
+    assert between_calls.findings, "the unscaled run should give findings to compare"
+    assert [f.to_dict() for f in in_background.findings] == [f.to_dict() for f in between_calls.findings]
+    assert not [t for t in threading.enumerate() if t.name == "trainkit-diagnosis"]  # the worker ended with fit
+
+
+def test_a_failing_rule_on_the_worker_thread_fails_fit_on_the_training_thread():
+    from trainkit.diagnosis.rules import Rule
+
+    def broken(view):
+        raise ZeroDivisionError("rule bug")
+
+    with pytest.raises(ZeroDivisionError, match="rule bug"):
+        _unscaled_run(background=True, rules=[*RULES, Rule("broken", "warning", "call", broken, "always fails")])

@@ -263,6 +263,7 @@ class Trainer:
         # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
         # None until the first traced step shows it.
         self._updates_recorded: bool | None = None
+        self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
 
         self._extra_logs: dict[str, tf.Tensor] = {}
         self._train_loop: CompiledLoop | None = None
@@ -620,6 +621,7 @@ class Trainer:
         checkpoint = self._make_checkpoint()
         if checkpoint is None:
             return
+        self._wait_for_diagnosis()  # the checkpoint records the findings so far
         self._last_checkpoint_time = time.monotonic()
         states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
         checkpoint.save({
@@ -651,16 +653,23 @@ class Trainer:
 
     def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int) -> list[Callback]:
         """The live diagnosis callback (``diagnose``), told what only ``fit`` knows."""
+        self._live_diagnosis = None
         if not self.diagnose:
             return []
         from trainkit.diagnosis.callback import DiagnosisCallback, source_targets
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
+        self._live_diagnosis = callback
         in_memory = isinstance(train, _ArraySource)
         callback.prepare(targets=source_targets(train), callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None)
         return [callback]
+
+    def _wait_for_diagnosis(self) -> None:
+        """Lets the live diagnosis (possibly on its worker thread) catch up with training."""
+        if self._live_diagnosis is not None:
+            self._live_diagnosis.wait()
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float) -> tuple[Any, Any]:
         if isinstance(x, tf.data.Dataset):
@@ -892,6 +901,7 @@ class Trainer:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
         self.stop_training = True
         self.stop_reason = "nan-loss"
+        self._wait_for_diagnosis()
         if not any(f.code == "nan-loss" for f in self.findings):  # the diagnosis also names the layer
             self.findings.append(Finding(
                 code="nan-loss",

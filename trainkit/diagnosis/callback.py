@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainkit.background import SerialWorker
 from trainkit.callbacks.base import Callback
 from trainkit.diagnosis.baseline import chance_loss
 from trainkit.diagnosis.engine import Context, Diagnoser
@@ -59,10 +60,17 @@ class DiagnosisCallback(Callback):
             else do it here. ``False``: only record the finding.
         thresholds: Rule thresholds (:class:`~trainkit.diagnosis.rules.Thresholds`).
         rules: Rules to run instead of :data:`~trainkit.diagnosis.rules.RULES`.
+        background: Run the rules on a worker thread, overlapping the next compiled call, rather
+            than between calls (~1.8 ms of a 19 ms epoch for the 10-64-32-1 MLP). Findings then
+            reach ``trainer.findings`` a call or so later, and all of them by the time ``fit``
+            returns, a checkpoint is written or :meth:`wait` returns. Off when this callback
+            restores weights after a NaN itself, which has to stop training at once.
     """
 
-    def __init__(self, *, stop_on_nan: bool | None = None, thresholds: Any = None, rules: Sequence[Any] | None = None) -> None:
+    def __init__(self, *, stop_on_nan: bool | None = None, thresholds: Any = None, rules: Sequence[Any] | None = None, background: bool = True) -> None:
         self.stop_on_nan = stop_on_nan
+        self.background = background
+        self._worker: SerialWorker | None = None
         self.thresholds = thresholds
         self.rules = rules
         self.console: Console | None = None
@@ -121,6 +129,8 @@ class DiagnosisCallback(Callback):
         # The callback's own NaN recovery, only where the trainer does not stop on NaN itself.
         self._recovers = self.stop_on_nan if self.stop_on_nan is not None else not hasattr(trainer, "on_nan")
         self._take_snapshot(self._initial_epoch - 1)
+        if self.background and not self._recovers:
+            self._worker = SerialWorker("trainkit-diagnosis")
         if trainer.writer is not None:
             checks = [f.to_dict() for f in trainer.findings]
             payload = json.dumps({"context": context.to_dict(), "checks": checks}, allow_nan=True)
@@ -133,8 +143,14 @@ class DiagnosisCallback(Callback):
     def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
         if self.diagnoser is None:
             return
-        new = self.diagnoser.add_steps(first_step, outputs.names, outputs.values)
-        self._record(new)
+        if self._worker is not None:  # the outputs are the call's own arrays: nothing reuses them
+            self._worker.submit(lambda: self._add_steps(first_step, outputs))
+            return
+        self._add_steps(first_step, outputs)
+
+    def _add_steps(self, first_step: int, outputs: StepOutputs) -> None:
+        assert self.diagnoser is not None
+        self._record(self.diagnoser.add_steps(first_step, outputs.names, outputs.values))
         nonfinite = self.diagnoser.nonfinite
         if nonfinite is not None and nonfinite.loss_step is not None and not self._nan_pending and self._recovers:
             self._nan_pending = True
@@ -148,6 +164,14 @@ class DiagnosisCallback(Callback):
         if trainer.writer is not None:
             marks = {EPOCH_END_TAG: float(trainer.step), REGULARIZATION_TAG: penalty}
             trainer.writer.scalars("train", epoch, marks, tag=str)
+        if self._worker is not None:
+            logs = dict(logs)
+            self._worker.submit(lambda: self._end_epoch(epoch, logs, penalty))
+            return
+        self._end_epoch(epoch, logs, penalty)
+
+    def _end_epoch(self, epoch: int, logs: Mapping[str, float], penalty: float) -> None:
+        assert self.diagnoser is not None
         new = self.diagnoser.end_epoch(epoch, logs, regularization=penalty)
         if self._nan_pending:
             self.recover_from_nan(epoch)
@@ -158,6 +182,9 @@ class DiagnosisCallback(Callback):
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.diagnoser is None:
             return
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.close()
         trainer = self.trainer
         if self._nan_note is None and (logs or {}).get("stop_reason") == "nan-loss":
             self._nan_note = "Training stopped at that step; its update was skipped, so the weights are those of the step before."
@@ -169,6 +196,11 @@ class DiagnosisCallback(Callback):
         self._record(self.diagnoser.finish(notes))
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, REPORT_TAG, render_markdown(trainer.findings))
+
+    def wait(self) -> None:
+        """Blocks until the calls and epochs handed to the worker are diagnosed (see ``background``)."""
+        if self._worker is not None:
+            self._worker.wait()
 
     # -- non-finite loss ---------------------------------------------------------------------------
     def recover_from_nan(self, epoch: int) -> None:

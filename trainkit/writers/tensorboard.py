@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import re
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ from tensorboard.plugins.text import summary as text_summary
 from tensorboard.util import tensor_util
 
 from trainkit import stats
+from trainkit.background import SerialWorker, WorkerClosedError
 
 SPLITS = ("train", "validation")
 
@@ -223,11 +222,7 @@ class RunWriter:
         self.scalars_every = max(1, int(scalars_every))
         self._writers = {split: RecordEventWriter(self.run_dir / split) for split in SPLITS}
         self._encoders: dict[tuple[str, ...], StepScalarEncoder] = {}
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=256)
-        self._error: BaseException | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._work, name="trainkit-tensorboard", daemon=True)
-        self._thread.start()
+        self._worker = SerialWorker("trainkit-tensorboard")
 
     # -- public API (training thread) -------------------------------------------------------------
     def step_scalars(self, first_step: int, names: Sequence[str], values: np.ndarray) -> None:
@@ -267,54 +262,35 @@ class RunWriter:
 
     def flush(self) -> None:
         """Blocks until everything queued so far is on disk."""
-        done = threading.Event()
 
         def flush_all() -> None:
             for writer in self._writers.values():
                 writer.flush()
-            done.set()
 
         self._put(flush_all)
-        while not done.wait(0.05):
-            self._raise_if_failed()
-            if not self._thread.is_alive():
-                break
-        self._raise_if_failed()
+        self._surface(self._worker.wait)
 
     def close(self) -> None:
         """Writes everything still queued, closes the files and stops the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join()
-        for writer in self._writers.values():
-            writer.close()
-        self._raise_if_failed()
+        try:
+            self._surface(self._worker.close)
+        finally:
+            for writer in self._writers.values():
+                writer.close()
 
     # -- background thread ------------------------------------------------------------------------
     def _put(self, job: Callable[[], None]) -> None:
-        self._raise_if_failed()
-        if self._closed:
-            raise RuntimeError("RunWriter is closed.")
-        self._queue.put(job)
+        self._surface(lambda: self._worker.submit(job))
 
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"Writing TensorBoard events failed: {error}") from error
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            if self._error is not None:
-                continue
-            try:
-                job()
-            except BaseException as err:  # surfaced on the training thread at the next call
-                self._error = err
+    @staticmethod
+    def _surface(call: Callable[[], None]) -> None:
+        """Runs ``call``, reporting a failed write as what it is."""
+        try:
+            call()
+        except WorkerClosedError:
+            raise RuntimeError("RunWriter is closed.") from None
+        except Exception as err:
+            raise RuntimeError(f"Writing TensorBoard events failed: {err}") from err
 
     def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
         event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
