@@ -324,11 +324,12 @@ def test_step_scalar_encoder_writes_the_events_protobuf_would():
     assert np.isnan(got[0]) and got[1:] == [3.0, np.float32(1e30)]
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["counted together", "counted alone"])
+@pytest.mark.parametrize("path", ["counted together", "counted alone", "xla"])
 @pytest.mark.parametrize("case", ["spread", "one value", "no finite value", "with nan and inf"])
-def test_histogram_buckets_match_tensorboards_own(case, large, monkeypatch):
-    if large:  # every tensor takes the path of large ones
+def test_histogram_buckets_match_tensorboards_own(case, path, monkeypatch):
+    if path == "counted alone":  # every tensor takes the path of large ones
         monkeypatch.setattr(stats, "_LARGE_HISTOGRAM", 0)
+    xla = path == "xla"
     from tensorboard.plugins.histogram import summary_v2
 
     values = {
@@ -338,10 +339,10 @@ def test_histogram_buckets_match_tensorboards_own(case, large, monkeypatch):
         "with nan and inf": np.array([1.0, np.nan, -3.0, np.inf, 0.5, 2.0], "float32"),
     }[case]
     # with other tensors in the same call: each is counted on its own
-    together = tf.function(stats.histograms)([tf.constant(values), tf.range(5.0), tf.zeros([0])]).numpy()
+    together = tf.function(lambda ts: stats.histograms(ts, xla=xla), jit_compile=xla)([tf.constant(values), tf.range(5.0), tf.zeros([0])]).numpy()
     np.testing.assert_array_equal(together[1, :, 2].sum(), 5)
     assert not together[2].any()
-    got = tf.function(stats.histogram_buckets)(tf.constant(values)).numpy()
+    got = tf.function(lambda t: stats.histograms([t], xla=xla)[0], jit_compile=xla)(tf.constant(values)).numpy()
     np.testing.assert_array_equal(got, together[0])
     finite = values[np.isfinite(values)].astype(np.float64)
     want = tf.make_ndarray(summary_v2.histogram_pb("t", finite, buckets=30).value[0].tensor)
@@ -352,3 +353,13 @@ def test_histogram_buckets_match_tensorboards_own(case, large, monkeypatch):
     # more: each cumulative count lies between TensorBoard's one bucket either side.
     got_cum, want_cum = np.cumsum(got[:, 2]), np.cumsum(want[:, 2])
     assert np.all(got_cum >= np.concatenate([[0], want_cum[:-1]])) and np.all(got_cum <= np.concatenate([want_cum[1:], [finite.size]]))
+
+
+def test_histograms_of_large_tensors_under_xla_count_every_entry():
+    rng = np.random.default_rng(4)
+    tensors = [tf.constant(rng.normal(size=shape).astype("float32")) for shape in [(300, 300), (1000,), (256, 256)]]
+    got = tf.function(lambda ts: stats.histograms(ts, xla=True), jit_compile=True)(tensors).numpy()
+    plain = tf.function(stats.histograms)(tensors).numpy()
+    assert got[:, :, 2].sum(axis=1).tolist() == [90000, 1000, 65536]
+    np.testing.assert_allclose(got[:, :, :2], plain[:, :, :2], rtol=1e-6)
+    assert np.abs(got[:, :, 2] - plain[:, :, 2]).sum() <= 4  # float rounding at bucket edges, at most

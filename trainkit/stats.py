@@ -591,28 +591,24 @@ def _activation_columns(items: Sequence[tuple[str, Any, str]], vectors: Mapping[
 HISTOGRAM_BUCKETS = 30
 
 
-def histogram_buckets(values: Any, bucket_count: int = HISTOGRAM_BUCKETS) -> tf.Tensor:
-    """``[bucket_count, 3]`` float64 rows ``(left edge, right edge, count)`` of the finite entries.
+def histograms(tensors: Sequence[Any], bucket_count: int = HISTOGRAM_BUCKETS, *, xla: bool = False) -> tf.Tensor:
+    """Histograms of the finite entries of several tensors, ``[len(tensors), bucket_count, 3]``.
 
-    The layout and bucket edges of TensorBoard's histogram plugin: ``bucket_count`` equal-width
+    Each tensor's ``[bucket_count, 3]`` rows are ``(left edge, right edge, count)``, with the
+    layout and bucket edges of TensorBoard's histogram plugin: ``bucket_count`` equal-width
     buckets from the minimum to the maximum; one value repeated: every edge at it, all in the last
-    bucket; no finite entry: all zeros. See :func:`histograms` for several tensors at once.
-    """
-    return histograms([values], bucket_count)[0]
-
-
-def histograms(tensors: Sequence[Any], bucket_count: int = HISTOGRAM_BUCKETS) -> tf.Tensor:
-    """:func:`histogram_buckets` of several tensors, ``[len(tensors), bucket_count, 3]``.
+    bucket; no finite entry: all zeros.
 
     Counted in the graph, small tensors all together: one concatenation, segment minima and
-    maxima, and one ``bincount`` over (tensor, bucket) pairs, a dozen kernels however many
+    maxima, and one segment sum over (tensor, bucket) pairs, a dozen kernels however many
     tensors there are; large ones each by ``histogram_fixed_width``. Only the buckets then leave
     the device. (Counting on the host with the plugin's numpy code builds an ``[entries,
-    buckets]`` one-hot matrix: ~30 ms for one 32x30x30x32 convolution output.) Not for XLA: the
-    sizes may be dynamic.
+    buckets]`` one-hot matrix: ~30 ms for one 32x30x30x32 convolution output.) With ``xla``
+    every tensor is counted together (shapes must then be static): XLA compiles segment sums,
+    not ``histogram_fixed_width``.
     """
     flats = [tf.reshape(_float32(t), [-1]) for t in tensors]
-    large = [i for i, f in enumerate(flats) if f.shape[0] is not None and f.shape[0] > _LARGE_HISTOGRAM]
+    large = [] if xla else [i for i, f in enumerate(flats) if f.shape[0] is not None and f.shape[0] > _LARGE_HISTOGRAM]
     if not large:
         return _histograms_together(flats, bucket_count)
     small = [i for i in range(len(flats)) if i not in large]
@@ -649,7 +645,8 @@ def _histograms_together(flats: Sequence[tf.Tensor], bucket_count: int) -> tf.Te
     k = bucket_count
     n = len(flats)
     values = tf.concat(flats, 0)
-    segment = tf.repeat(tf.range(n), tf.stack([tf.size(f) for f in flats]))
+    # Which tensor each entry comes from (tf.repeat miscounts large inputs under XLA).
+    segment = tf.concat([tf.fill(tf.shape(f), i) for i, f in enumerate(flats)], 0)
     finite = tf.math.is_finite(values)
     low = tf.math.unsorted_segment_min(tf.where(finite, values, np.inf), segment, n)
     high = tf.math.unsorted_segment_max(tf.where(finite, values, -np.inf), segment, n)
@@ -660,7 +657,7 @@ def _histograms_together(flats: Sequence[tf.Tensor], bucket_count: int) -> tf.Te
     offset = tf.math.divide_no_nan(values - tf.gather(low, segment), tf.gather(width, segment))
     bucket = tf.where(tf.gather(spread, segment), tf.clip_by_value(tf.floor(offset), 0.0, k - 1.0), k - 1.0)
     pair = segment * k + tf.cast(tf.where(finite, bucket, 0.0), tf.int32)
-    counts = tf.math.bincount(pair, weights=tf.cast(finite, tf.float64), minlength=n * k, maxlength=n * k, dtype=tf.float64)
+    counts = tf.math.unsorted_segment_sum(tf.cast(finite, tf.float64), pair, n * k)  # XLA has no dynamic bincount
     counts = tf.reshape(counts, [n, k])
     low64, high64 = tf.cast(low, tf.float64), tf.cast(high, tf.float64)
     fractions = tf.constant(np.arange(k + 1) / k, tf.float64)

@@ -1050,9 +1050,12 @@ class Trainer:
                 tensors[histogram_tag("weights", name)] = stats.read_variable(variable)
             # Counted here: only 30 buckets a tensor come back to the host, as one array.
             self._histogram_tags = list(tensors)
-            return stats.histograms(list(tensors.values()))
+            return stats.histograms(list(tensors.values()), xla=xla)
 
-        return compile_function(histogram_step, reduce_retracing=True)
+        # XLA where the training step compiled with it (the probe batch's shapes are fixed): one
+        # fused call instead of ~100 TensorFlow kernels (the 10-64-32-1 MLP: ~0.3 vs ~0.6 ms).
+        xla = self._train_loop is not None and self._train_loop.jit_compile
+        return compile_function(histogram_step, jit_compile=xla, reduce_retracing=not xla)
 
     def _write_histograms(self, step: int) -> None:
         """Queues histograms of weights, gradients and activations at ``step``."""

@@ -239,7 +239,7 @@ class RunWriter:
 
         TensorBoard 2's tensor format, each under exactly its name as tag (the legacy format
         appends ``/histogram_summary`` to every tag). The buckets are counted in the graph
-        (:func:`trainkit.stats.histogram_buckets`), so the writer only encodes them.
+        (:func:`trainkit.stats.histograms`), so the writer only encodes them.
         """
         buckets = {k: np.asarray(v, dtype=np.float64) for k, v in buckets.items()}
 
