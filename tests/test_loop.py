@@ -65,3 +65,21 @@ def test_streaming_call_stops_on_nonfinite_and_on_exhaustion():
     clean = tf.data.Dataset.from_tensor_slices((np.ones((10, 1), np.float32), np.zeros((10, 1), np.float32))).batch(4)
     out = loop.run_streaming(iter(clean), 8)
     assert out.steps == 3 and out.batch_sizes.tolist() == [4, 4, 2]
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("bad_batch", [None, 2], ids=["clean", "nan in a full batch"])
+def test_the_partial_last_batch_runs_in_the_call_that_ends_the_epoch(jit, bad_batch):
+    data, x = data_with_nan_in_batch(bad_batch, rows=42)  # 10 batches of 4 and a partial one of 2
+    loop = CompiledLoop(mean_step, jit_compile=jit, stop_on_nonfinite=True)
+    loop.discover_names((tf.TensorSpec((None, 1)), tf.TensorSpec((None, 1))))
+    full, partial = epoch_batches(np.arange(42), 4)
+    out = loop.run_in_memory(data, tf.constant(full), start=6, num_steps=4, capacity=8, tail=tf.constant(partial))
+    if bad_batch is None:
+        assert out.steps == 5 and out.batch_sizes.tolist() == [4, 4, 4, 4, 2]
+        np.testing.assert_allclose(out.as_dict()["loss"][-1], x[40:].mean())
+    out = loop.run_in_memory(data, tf.constant(full), start=0, num_steps=8, capacity=8, tail=tf.constant(partial))
+    if bad_batch is None:
+        assert out.steps == 9 and out.batch_sizes[-1] == 2
+    else:  # stopped at the bad batch: the partial one does not run after it
+        assert out.steps == 3 and np.isnan(out.as_dict()["loss"][-1])

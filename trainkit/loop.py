@@ -120,7 +120,7 @@ class CompiledLoop:
         self.xla_failure: str | None = None
         self.stop_on_nonfinite = stop_on_nonfinite
         self.names: tuple[str, ...] | None = None
-        self._in_memory_fns: dict[int, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
+        self._in_memory_fns: dict[tuple[int, bool], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
         self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
 
     def discover_names(self, batch_spec: Any) -> tuple[str, ...]:
@@ -156,7 +156,7 @@ class CompiledLoop:
             return None
         return 1 + self.names.index("loss")
 
-    def _build_in_memory(self, capacity: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+    def _build_in_memory(self, capacity: int, tail: bool) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
         names = self.names
         assert names is not None
         width = len(names) + 1
@@ -164,8 +164,8 @@ class CompiledLoop:
 
         loss_column = self._loss_column()
 
-        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
+        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor, tail_indices: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+            buffer = tf.TensorArray(tf.float32, size=capacity + int(tail), element_shape=[width])
 
             def body(i: tf.Tensor, finite: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
                 # tf.gather, not indices[start + i]: XLA would take a slice's begin as a
@@ -176,12 +176,20 @@ class CompiledLoop:
                     finite = tf.math.is_finite(row[loss_column])
                 return i + 1, finite, buffer.write(i, row)
 
-            count, _, buffer = tf.while_loop(lambda i, finite, _: (i < num_steps) & finite, body, (tf.constant(0), tf.constant(True), buffer))
+            count, finite, buffer = tf.while_loop(lambda i, finite, _: (i < num_steps) & finite, body, (tf.constant(0), tf.constant(True), buffer))
+            if tail_indices is not None:
+                # The epoch's partial last batch (its own shape), after the full ones: a loop of
+                # at most one step, skipped when a non-finite loss ended the loop above.
+                def tail_body(i: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+                    batch = gather_batch(data, tail_indices[0])
+                    return i + 1, buffer.write(i, _flatten_logs(step(batch), names, batch))
+
+                count, buffer = tf.while_loop(lambda i, _: (i == num_steps) & finite, tail_body, (count, buffer), maximum_iterations=1)
             return buffer.stack(), count
 
         return compile_function(run, jit_compile=self.jit_compile, reduce_retracing=False)
 
-    def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int) -> StepOutputs:
+    def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int, tail: tf.Tensor | None = None) -> StepOutputs:
         """Runs the batches ``indices[start : start + num_steps]`` (fewer if a loss goes non-finite).
 
         Args:
@@ -191,18 +199,22 @@ class CompiledLoop:
             num_steps: Batches to run; at most ``capacity``.
             capacity: Size of the call's output buffer. Keep it fixed for a fit: a new value
                 compiles a new function, while any ``num_steps <= capacity`` reuses it.
+            tail: ``[1, r]`` row indices of one more, smaller batch to run after the others in
+                the same call (the epoch's partial last batch): one call an epoch instead of two.
         """
         if num_steps > capacity:
             raise ValueError(f"num_steps={num_steps} exceeds capacity={capacity}")
-        fn = self._in_memory_fns.get(capacity)
+        key = (capacity, tail is not None)
+        fn = self._in_memory_fns.get(key)
         if fn is None:
-            fn = self._in_memory_fns[capacity] = self._build_in_memory(capacity)
+            fn = self._in_memory_fns[key] = self._build_in_memory(capacity, tail is not None)
+        args = (data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32)) + ((tail,) if tail is not None else ())
         try:
-            buffer, count = fn(data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32))
+            buffer, count = fn(*args)
         except tf.errors.InvalidArgumentError as err:
             if not self._fall_back_from_xla(err):
                 raise
-            return self.run_in_memory(data, indices, start, num_steps, capacity)
+            return self.run_in_memory(data, indices, start, num_steps, capacity, tail)
         return self._unpack(buffer.numpy()[: int(count)])
 
     def _fall_back_from_xla(self, err: Exception) -> bool:

@@ -840,10 +840,13 @@ class Trainer:
             # across epochs, so later epochs run in as few calls as the target allows.
             steps = capacity if fixed else min(capacity, self._auto_call_steps)
             start = start_batch
+            # The partial last batch rides along with the call that ends the epoch.
+            tail = tf.constant(partial) if partial is not None else None
             while start < batches:
                 requested, steps = steps, min(steps, batches - start)
+                last_call = start + steps == batches
                 began = time.perf_counter()
-                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity)
+                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail if last_call else None)
                 seconds = time.perf_counter() - began  # the call alone, not the callbacks after it
                 yield outputs
                 start += steps
@@ -853,7 +856,8 @@ class Trainer:
                     # size: keep the larger of the two then.
                     self._auto_call_steps = estimate if steps == requested else max(self._auto_call_steps, estimate)
                     steps = self._auto_call_steps
-        if partial is not None and start_batch <= batches:
+        if partial is not None and start_batch <= batches and (not batches or start_batch == batches):
+            # No full batch to ride along with (fewer rows than a batch, or resumed right here).
             yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
     def _epoch_order(self, rows: int, shuffle: bool, epoch: int) -> np.ndarray:
@@ -944,10 +948,11 @@ class Trainer:
                 pass
         elif isinstance(source, _ArraySource):
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
+            tail = tf.constant(partial) if partial is not None else None
             if full.shape[0]:
-                self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0])
-            if partial is not None:
-                self._eval_loop.run_in_memory(source.data, tf.constant(partial), 0, 1, 1)
+                self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0], tail)
+            elif tail is not None:
+                self._eval_loop.run_in_memory(source.data, tail, 0, 1, 1)
         else:
             iterator = iter(source.dataset)
             while self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL).steps == _STREAMING_STEPS_PER_CALL:
