@@ -322,20 +322,31 @@ class Trainer:
         names = stats.variable_names(variables, self.model.name)
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
         xla = self._step_xla  # same values either way; picks the faster reductions
-        # The updates as the optimizer applies them, when it can tell (see trainkit.updates):
-        # a snapshot of the weights costs a copy of every weight a step. Until a trace has
-        # shown that every update is recorded, the snapshot is taken too and is what counts.
-        capture = self.strategy is None and updates.can_capture(self.optimizer) and self._updates_recorded is not False
-        before = None if capture and self._updates_recorded else stats.snapshot(variables)
-        recorded = self.apply_gradients(gradients, variables, step_loss, record_updates=capture)
-        if capture and self._updates_recorded is None:
-            self._updates_recorded = recorded is not None
-        if before is None and recorded is None:
-            raise RuntimeError("The optimizer's updates were recorded when the step was first traced but not now; pass statistics=False or report this.")
+        before, recorded = self._apply_measuring_updates(gradients, variables, step_loss)
         # Gradient, update and activation statistics together: fewer kernels than one by one.
-        logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla, updates=recorded if before is None else None))
+        logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla, updates=recorded))
         self.update_metrics(y, y_pred, sample_weight, loss)
         return {**logs, **self.pop_logged_scalars()}
+
+    def _apply_measuring_updates(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor) -> tuple[list[tf.Tensor] | None, list[tf.Tensor] | None]:
+        """Applies the update; returns ``(values before it, None)`` or ``(None, the updates)``.
+
+        The updates are recorded as the optimizer applies them when it can tell (see
+        :mod:`trainkit.updates`): a snapshot of the weights costs a copy of every weight a step.
+        The first trace takes the snapshot as well and learns whether recording works for this
+        optimizer; later traces record only.
+        """
+        record = self.strategy is None and updates.can_capture(self.optimizer) and self._updates_recorded is not False
+        if record and self._updates_recorded:
+            recorded = self.apply_gradients(gradients, variables, loss, record_updates=True)
+            if recorded is None:
+                raise RuntimeError("The optimizer's updates were recorded when the step was first traced but not now; pass statistics=False or report this.")
+            return None, recorded
+        before = stats.snapshot(variables)
+        recorded = self.apply_gradients(gradients, variables, loss, record_updates=record)
+        if record:
+            self._updates_recorded = recorded is not None
+        return before, None
 
     def replica_gradients(self, gradients: Sequence[Any], loss: tf.Tensor, y_pred: Any) -> tuple[Sequence[Any], tf.Tensor]:
         """Off a strategy, ``(gradients, loss)`` unchanged (no ops added).
