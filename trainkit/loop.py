@@ -11,8 +11,9 @@ Two paths:
 * **in-memory** (numpy data): the data tensors and the epoch's ``[batches, B]`` matrix of row
   indices are arguments; a ``tf.while_loop`` runs ``num_steps`` batches from ``start`` into a
   buffer of fixed ``capacity``, so calls of any length reuse one trace (unwritten buffer rows read
-  as zeros). The partial last batch of an epoch is its own ``[1, r]`` index matrix: one extra trace
-  per fit, so every row is seen exactly once.
+  as zeros). The partial last batch of an epoch (its own ``[1, r]`` index matrix, so every row is
+  seen exactly once and nothing is padded) runs after the full ones in the call that ends the
+  epoch: a second trace per fit, not a second call per epoch.
 * **streaming** (``tf.data``): up to ``K`` batches are pulled from an iterator inside the call,
   stopping early when the iterator runs dry.
 

@@ -462,17 +462,18 @@ def step_stats(
     """
     if (before is None) == (updates is None):
         raise ValueError("step_stats needs either the values before the update or the updates.")
-    changes = updates if updates is not None else before
-    assert changes is not None
-    if not len(grads) == len(changes) == len(after) == len(names):
-        raise ValueError(f"step_stats got {len(grads)} gradients, {len(changes)} old values or updates, {len(after)} new values and {len(names)} names.")
-    k = len(names)
     new = [_float32(read_variable(a)) for a in after]
-    values = _gradient_values(grads, new)
-    if updates is not None:
-        updates = [_float32(u) for u in updates]
+    if updates is None:
+        assert before is not None
+        if len(before) != len(new):
+            raise ValueError(f"step_stats got {len(before)} old values for {len(new)} new values.")
+        updates = [n - _float32(b) for n, b in zip(new, before, strict=True)]
     else:
-        updates = [n - _float32(b) for n, b in zip(new, changes, strict=True)]
+        updates = [_float32(u) for u in updates]
+    if not len(grads) == len(updates) == len(new) == len(names):
+        raise ValueError(f"step_stats got {len(grads)} gradients, {len(updates)} updates, {len(new)} new values and {len(names)} names.")
+    k = len(names)
+    values = _gradient_values(grads, new)
     grad_sq, weight_sq, update_sq = tf.unstack(_squares_per_variable([values, new, updates], xla), num=3) if k else (tf.zeros([0]),) * 3
     tensors = [_float32(outputs) for _, outputs, _ in activations]
     vectors = _layer_vectors(tensors, [a for _, _, a in activations], xla)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -268,9 +268,6 @@ class Diagnoser:
         self._findings: dict[tuple[str, str | None], Finding] = {}
         self._order: list[tuple[str, str | None]] = []
         self._reported = 0
-        #: Results the rules compute from :meth:`first_values` alone, by ``(what, rows' shape)``:
-        #: once the first steps are all in they no longer change (see :meth:`first_values_memo`).
-        self._first_memo: dict[tuple[str, tuple[int, ...]], Any] = {}
 
     # -- feeding ----------------------------------------------------------------------------------
     def begin_epoch(self, epoch: int, first_step: int | None = None) -> None:
@@ -411,18 +408,6 @@ class Diagnoser:
         if col is None or col >= self.first_rows.shape[1]:
             return np.zeros(0)
         return self.first_rows[:, col]
-
-    def first_values_memo(self, what: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, a function of :meth:`first_values` only, computed once per rows' shape.
-
-        The first steps stop growing at :data:`FIRST_STEPS`, so rules that run after every call
-        need not recompute medians of them each time (~1 ms an epoch for a small MLP).
-        """
-        key = (what, self.first_rows.shape)
-        if key not in self._first_memo:
-            self._first_memo = {k: v for k, v in self._first_memo.items() if k[0] != what}
-            self._first_memo[key] = compute()
-        return self._first_memo[key]
 
     def names_like(self, prefix: str, suffix: str = "") -> list[str]:
         """Every statistic name starting with ``prefix`` and ending with ``suffix``, in order seen."""

@@ -544,19 +544,15 @@ def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]
     The first steps measure the step size the learning rate gives relative to the weights (Adam's
     first updates are ~learning_rate per weight), before the updates shrink as training converges.
     """
-    def compute() -> tuple[float | None, dict[str, float]]:
-        per_layer: dict[str, float] = {}
-        for name in _kernels(view, "update_ratio"):
-            values = view.first_values(name)
-            values = values[np.isfinite(values)]
-            if values.size:
-                per_layer[name.removeprefix("update_ratio/")] = float(np.median(values))
-        if not per_layer:
-            return None, {}
-        return float(np.median(list(per_layer.values()))), per_layer
-
-    ratio, per_layer = view.first_values_memo("early_update_ratio", compute)
-    return ratio, dict(per_layer)
+    per_layer: dict[str, float] = {}
+    for name in _kernels(view, "update_ratio"):
+        values = view.first_values(name)
+        values = values[np.isfinite(values)]
+        if values.size:
+            per_layer[name.removeprefix("update_ratio/")] = float(np.median(values))
+    if not per_layer:
+        return None, {}
+    return float(np.median(list(per_layer.values()))), per_layer
 
 
 def lr_too_high(view: Diagnoser) -> Issue | None:
