@@ -581,20 +581,29 @@ def _unscaled_run(background: bool, rules=None) -> Trainer:
 
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(300, 5)) * 100).astype("float32")  # unscaled: the loss starts high
-    y = (x[:, :1] > 0).astype("float32")
+    y = (rng.random((300, 1)) > 0.5).astype("float32")  # random labels: the loss stays at chance
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(1, activation="sigmoid", name="head")])
-    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5), task="binary", seed=0,
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.01), task="binary", seed=0,
                       diagnose=DiagnosisCallback(background=background, rules=rules), steps_per_execution=3)
-    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    trainer.fit(x, y, epochs=8, batch_size=32, verbose=0)
     return trainer
+
+
+def _numbers(evidence: dict) -> dict:
+    return {k: v for k, v in evidence.items() if isinstance(v, int | float)}
 
 
 def test_diagnosis_on_its_worker_thread_finds_exactly_what_it_finds_between_calls():
     between_calls = _unscaled_run(background=False)
     in_background = _unscaled_run(background=True)
-    assert between_calls.findings, "the unscaled run should give findings to compare"
-    assert [f.to_dict() for f in in_background.findings] == [f.to_dict() for f in between_calls.findings]
+    where = [(f.code, f.severity, f.step, f.epoch, f.layer) for f in between_calls.findings]
+    # a rule after each call (initial-loss-too-high) and rules at the end (loss-at-chance...)
+    assert {"initial-loss-too-high", "loss-at-chance"} <= {code for code, *_ in where}
+    assert [(f.code, f.severity, f.step, f.epoch, f.layer) for f in in_background.findings] == where
+    for got, want in zip(in_background.findings, between_calls.findings, strict=True):
+        # two trainings of one seed may differ in the last bits on a loaded multi-core CPU
+        assert _numbers(got.evidence) == pytest.approx(_numbers(want.evidence), rel=1e-4), got.code
     assert not [t for t in threading.enumerate() if t.name == "trainkit-diagnosis"]  # the worker ended with fit
 
 
