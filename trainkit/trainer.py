@@ -365,8 +365,10 @@ class Trainer:
     def apply_gradients(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor, *, record_updates: bool = False) -> list[tf.Tensor] | None:
         """Applies one optimizer update; with ``on_nan="stop"`` skips it when ``loss`` is not finite.
 
-        Skipping (in the graph, with ``tf.cond``) is what keeps the last good weights exactly when
-        the loop stops after a non-finite step, without copying weights every step.
+        Skipping in the graph (a select inside each assign of the update, see
+        :mod:`trainkit.updates`, or a ``tf.cond`` around it for optimizers that write variables
+        otherwise) is what keeps the last good weights exactly when the loop stops after a
+        non-finite step, without copying weights every step.
 
         Args:
             gradients: One gradient per variable.
