@@ -116,3 +116,30 @@ def test_a_nonfinite_step_leaves_weights_and_optimizer_state_as_after_the_last_g
     for got, want in zip(trainer.optimizer.variables, replayer.optimizer.variables, strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, err_msg=got.path)
     assert int(trainer.optimizer.iterations.numpy()) == 3
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["plain", "xla"])
+def test_select_whole_picks_one_whole_tensor_by_a_scalar_condition(jit_compile):
+    then = tf.constant([[1.0, np.nan], [3.0, 4.0]])
+    otherwise = tf.zeros([2, 2])
+    select = tf.function(updates.select_whole, jit_compile=jit_compile)
+    np.testing.assert_array_equal(select(tf.constant(True), then, otherwise).numpy(), then.numpy())
+    np.testing.assert_array_equal(select(tf.constant(False), then, otherwise).numpy(), otherwise.numpy())
+
+
+def test_the_skip_of_a_nonfinite_step_broadcasts_no_scalar_condition():
+    # tf.where with a scalar condition (SelectV2) broadcasts it element by element on CPU; the
+    # select of the whole update must be the v1 Select, which copies one input whole.
+    optimizer = keras.optimizers.Adam(0.05)
+    variables, gradients = variables_and_gradients()
+    optimizer.build(variables)
+
+    @tf.function
+    def step(keep):
+        with updates.capture_updates(optimizer, variables, keep=keep):
+            optimizer.apply(gradients, variables)
+
+    graph = step.get_concrete_function(tf.TensorSpec([], tf.bool)).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert "Select" in op_types
+    assert "SelectV2" not in op_types
