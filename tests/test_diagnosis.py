@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+import time
 from collections.abc import Callable
 
 import keras
@@ -576,7 +577,7 @@ def test_row_medians_ignore_non_finite_entries():
     np.testing.assert_array_equal(_row_medians_of_finite(matrix), [3.0, 2.0, np.nan, 2.5])
 
 
-def _unscaled_run(background: bool, rules=None) -> Trainer:
+def _unscaled_run(background: bool, rules=None, callback=None) -> Trainer:
     from trainkit.diagnosis.callback import DiagnosisCallback
 
     rng = np.random.default_rng(0)
@@ -585,7 +586,7 @@ def _unscaled_run(background: bool, rules=None) -> Trainer:
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(1, activation="sigmoid", name="head")])
     trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.01), task="binary", seed=0,
-                      diagnose=DiagnosisCallback(background=background, rules=rules), steps_per_execution=3)
+                      diagnose=callback or DiagnosisCallback(background=background, rules=rules), steps_per_execution=3)
     trainer.fit(x, y, epochs=8, batch_size=32, verbose=0)
     return trainer
 
@@ -605,6 +606,26 @@ def test_diagnosis_on_its_worker_thread_finds_exactly_what_it_finds_between_call
         # two trainings of one seed may differ in the last bits on a loaded multi-core CPU
         assert _numbers(got.evidence) == pytest.approx(_numbers(want.evidence), rel=1e-4), got.code
     assert not [t for t in threading.enumerate() if t.name == "trainkit-diagnosis"]  # the worker ended with fit
+
+
+def test_a_worker_that_lags_behind_training_still_files_every_step_under_its_epoch():
+    from trainkit.diagnosis.callback import DiagnosisCallback
+
+    class Lagging(DiagnosisCallback):
+        """Diagnoses each call only after the training thread has moved on (a loaded machine)."""
+
+        def _add_steps(self, first_step, outputs):
+            time.sleep(0.05)
+            super()._add_steps(first_step, outputs)
+
+    plain, lagging = DiagnosisCallback(background=False), Lagging(background=True)
+    between_calls = _unscaled_run(background=False, callback=plain)
+    in_background = _unscaled_run(background=True, callback=lagging)
+    epochs = [(r.epoch, r.first_step, r.steps) for r in plain.diagnoser.epochs]
+    assert epochs == [(e, 10 * e, 10) for e in range(8)]  # 300 rows, batch 32: 10 steps an epoch
+    assert [(r.epoch, r.first_step, r.steps) for r in lagging.diagnoser.epochs] == epochs
+    where = [(f.code, f.severity, f.step, f.epoch, f.layer) for f in between_calls.findings]
+    assert [(f.code, f.severity, f.step, f.epoch, f.layer) for f in in_background.findings] == where
 
 
 def test_a_failing_rule_on_the_worker_thread_fails_fit_on_the_training_thread():

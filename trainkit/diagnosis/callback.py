@@ -137,8 +137,15 @@ class DiagnosisCallback(Callback):
             trainer.writer.text("train", trainer.step, CONTEXT_TAG, f"```json\n{payload}\n```")
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if self.diagnoser is not None:
-            self.diagnoser.begin_epoch(epoch, self.trainer.step)
+        if self.diagnoser is None:
+            return
+        first_step = self.trainer.step
+        if self._worker is not None:
+            # In order with the previous epoch's calls and end, which the worker may not have
+            # reached yet: starting the new epoch now would put them into it.
+            self._worker.submit(lambda: self.diagnoser.begin_epoch(epoch, first_step))  # type: ignore[union-attr]
+            return
+        self.diagnoser.begin_epoch(epoch, first_step)
 
     def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
         if self.diagnoser is None:
