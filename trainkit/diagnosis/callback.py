@@ -137,15 +137,16 @@ class DiagnosisCallback(Callback):
             trainer.writer.text("train", trainer.step, CONTEXT_TAG, f"```json\n{payload}\n```")
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if self.diagnoser is None:
+        diagnoser = self.diagnoser
+        if diagnoser is None:
             return
         first_step = self.trainer.step
         if self._worker is not None:
             # In order with the previous epoch's calls and end, which the worker may not have
             # reached yet: starting the new epoch now would put them into it.
-            self._worker.submit(lambda: self.diagnoser.begin_epoch(epoch, first_step))  # type: ignore[union-attr]
+            self._worker.submit(lambda: diagnoser.begin_epoch(epoch, first_step))
             return
-        self.diagnoser.begin_epoch(epoch, first_step)
+        diagnoser.begin_epoch(epoch, first_step)
 
     def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
         if self.diagnoser is None:
