@@ -291,8 +291,9 @@ def epoch_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nd
 
     Returns:
         ``([full, B] indices of the full batches, [1, r] indices of the partial last batch or
-        None)``. The partial batch runs as its own call (its own trace), so every row is seen
-        exactly once and no padding distorts the loss.
+        None)``. The partial batch runs as a batch of its own (its own trace of the step, in the
+        call that ends the epoch: see ``tail`` of :meth:`CompiledLoop.run_in_memory`), so every
+        row is seen exactly once and no padding distorts the loss.
     """
     full = len(order) // batch_size
     full_batches = order[: full * batch_size].reshape(full, batch_size).astype(np.int32)
