@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from trainkit.background import workers_turn
+
 StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
 BATCH_SIZE_COLUMN = "_batch_size"
 
@@ -211,7 +213,8 @@ class CompiledLoop:
             fn = self._in_memory_fns[key] = self._build_in_memory(capacity, tail is not None)
         args = (data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32)) + ((tail,) if tail is not None else ())
         try:
-            buffer, count = fn(*args)
+            with workers_turn():  # the call releases the GIL: background work runs meanwhile
+                buffer, count = fn(*args)
         except tf.errors.InvalidArgumentError as err:
             if not self._fall_back_from_xla(err):
                 raise
@@ -274,7 +277,8 @@ class CompiledLoop:
         """
         if self._streaming_fn is None:
             self._streaming_fn = self._build_streaming()
-        buffer, count = self._streaming_fn(iterator, capacity)
+        with workers_turn():
+            buffer, count = self._streaming_fn(iterator, capacity)
         return self._unpack(buffer.numpy()[: int(count)])
 
     def _unpack(self, buffer: np.ndarray) -> StepOutputs:

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import distribute, probes, stats, updates
+from trainkit import background, distribute, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
 from trainkit.errors import DataError, RunDirError, TrainingInterrupted
@@ -577,7 +577,7 @@ class Trainer:
         self._checkpoint = self._make_checkpoint()
         self._last_checkpoint_time = time.monotonic()
         try:
-            with stop_on_signals() as stop_request:
+            with stop_on_signals() as stop_request, background.training():
                 callback_list.on_train_begin()
                 for epoch in range(initial_epoch, epochs):
                     first_batch, start_batch = start_batch, 0
