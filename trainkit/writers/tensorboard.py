@@ -12,6 +12,7 @@ This is the only module that knows the TensorBoard file format.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -23,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.text import summary as text_summary
-from tensorboard.util import tensor_util
 
 from trainkit import stats
 from trainkit.background import SerialWorker, WorkerClosedError
@@ -165,6 +165,19 @@ class StepScalarEncoder:
         return [head + _varint(int(step)) + self._summary_header + row.tobytes() for step, row in zip(steps, rows, strict=True)]
 
 
+@functools.cache
+def _histogram_metadata() -> summary_pb2.SummaryMetadata:
+    """The histogram plugin's metadata, the same for every histogram (built once)."""
+    return histogram_metadata.create_summary_metadata(display_name=None, description=None)
+
+
+def _float64_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """``array`` as a float64 ``TensorProto`` (what ``tensor_util.make_tensor_proto`` builds,
+    without its ~50 us a call of type checks: 16 histograms an epoch were ~1 ms of worker time)."""
+    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape]
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims), tensor_content=np.ascontiguousarray(array, "<f8").tobytes())
+
+
 _file_ids = itertools.count()
 
 
@@ -244,10 +257,8 @@ class RunWriter:
         buckets = {k: np.asarray(v, dtype=np.float64) for k, v in buckets.items()}
 
         def write() -> None:
-            values = []
-            for name, table in buckets.items():
-                tensor = tensor_util.make_tensor_proto(table, dtype=np.float64)
-                values.append(summary_pb2.Summary.Value(tag=name, metadata=histogram_metadata.create_summary_metadata(display_name=None, description=None), tensor=tensor))
+            metadata = _histogram_metadata()
+            values = [summary_pb2.Summary.Value(tag=name, metadata=metadata, tensor=_float64_tensor(table)) for name, table in buckets.items()]
             self._add(split, step, values)
 
         self._put(write)
