@@ -355,6 +355,18 @@ def test_histogram_buckets_match_tensorboards_own(case, path, monkeypatch):
     assert np.all(got_cum >= np.concatenate([[0], want_cum[:-1]])) and np.all(got_cum <= np.concatenate([want_cum[1:], [finite.size]]))
 
 
+@pytest.mark.parametrize("shape", [(30, 3), (0, 3), (1, 3)])
+def test_histogram_tables_encode_as_tensorboards_own_tensor_proto(shape):
+    from tensorboard.util import tensor_util
+
+    from trainkit.writers.tensorboard import _float64_tensor
+
+    table = np.random.default_rng(5).normal(size=shape)
+    got = _float64_tensor(table)
+    assert got == tensor_util.make_tensor_proto(table, dtype=np.float64)
+    np.testing.assert_array_equal(tensor_util.make_ndarray(got), table)
+
+
 def test_histograms_of_large_tensors_under_xla_count_every_entry():
     rng = np.random.default_rng(4)
     tensors = [tf.constant(rng.normal(size=shape).astype("float32")) for shape in [(300, 300), (1000,), (256, 256)]]
