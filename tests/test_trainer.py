@@ -200,6 +200,40 @@ def test_mismatched_rows_raise_data_error_with_code():
     assert info.value.code == "shape-mismatch"
 
 
+def test_evaluate_without_targets_raises_data_error_with_code():
+    x, _ = make_data(50)
+    with pytest.raises(DataError) as info:
+        make_trainer().evaluate(x)
+    assert info.value.code == "missing-targets" and "evaluate(x, y)" in info.value.message
+
+
+@pytest.mark.parametrize("labels", ["scalar", "vector"])
+@pytest.mark.parametrize("where", ["fit", "validation", "evaluate"])
+def test_an_unbatched_dataset_is_refused_before_anything_is_traced(labels, where):
+    x, y = make_data(40)
+    if labels == "scalar":
+        y = y.reshape(-1)
+    single = tf.data.Dataset.from_tensor_slices((x, y))
+    batched = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    trainer = make_trainer()
+    with pytest.raises(DataError) as info:
+        if where == "fit":
+            trainer.fit(single, epochs=1, verbose=0)
+        elif where == "validation":
+            trainer.fit(batched, validation_data=single, epochs=1, verbose=0)
+        else:
+            trainer.evaluate(single)
+    assert info.value.code == "dataset-unbatched" and ".batch(" in info.value.message
+    assert trainer.global_step.numpy() == 0
+
+
+def test_a_batched_dataset_with_a_fixed_batch_size_is_not_taken_for_single_examples():
+    x, y = make_data(40)
+    trainer = make_trainer()
+    history = trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True), epochs=1, verbose=0)
+    assert trainer.global_step.numpy() == 5 and len(history.history["loss"]) == 1
+
+
 def test_event_files_hold_the_history_and_one_value_per_step(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -102,10 +102,29 @@ class _ArraySource:
         return tuple(t.numpy() for t in self.data)
 
 
+def _looks_unbatched(spec: Any) -> bool:
+    """Whether a dataset's elements lack the batch dimension every batched tensor starts with.
+
+    A batched element's tensors all have rank >= 1 and share their first dimension; single
+    examples usually have a scalar label, or an input and a label of different first sizes.
+    """
+    tensors = [s for s in tf.nest.flatten(spec) if isinstance(s, tf.TensorSpec)]
+    if any(s.shape.rank == 0 for s in tensors):
+        return True
+    leading = {s.shape[0] for s in tensors if s.shape.rank and s.shape[0] is not None}
+    return len(leading) > 1
+
+
 class _DatasetSource:
     """Training data streamed from a batched ``tf.data.Dataset``."""
 
     def __init__(self, dataset: tf.data.Dataset) -> None:
+        if _looks_unbatched(dataset.element_spec):
+            shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
+            raise DataError(
+                "dataset-unbatched",
+                f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).",
+            )
         self.dataset = dataset
         cardinality = int(dataset.cardinality())
         self.batches = cardinality if cardinality >= 0 else None
@@ -942,6 +961,8 @@ class Trainer:
         if isinstance(x, tf.data.Dataset):
             source: Any = _DatasetSource(x)
         else:
+            if y is None:
+                raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             arrays = [x, y] + ([sample_weight] if sample_weight is not None else [])
             source = _ArraySource(arrays)
         self._ensure_built(source)
