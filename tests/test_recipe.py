@@ -167,6 +167,9 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         ("source: generator,", "source: csv,", ["data", "path", "target"]),
         ("source: generator,", "source: sklearn,", ["data", "breast_cancer"]),
         ("task: binary", "task: binary\npreprocessing: {standardize_targets: true}", ["standardize_targets", "regression"]),
+        ("task: binary", "task: binary\nname: ../../escape", ["name", "'../../escape'", "one plain folder name"]),
+        ("task: binary", "task: binary\nname: runs/nested", ["name", "'runs/nested'"]),
+        ("task: binary", "task: binary\nname: '..'", ["name", "'..'"]),
     ],
 )
 def test_invalid_values(tmp_path: Path, old: str, new: str, expected: list[str]) -> None:
@@ -206,6 +209,26 @@ def test_several_problems_in_one_line(tmp_path: Path) -> None:
     assert "training.epochs" in err.message and "training.batch_size" in err.message and "task" in err.message
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "key", "line"),
+    [
+        ("loss: binary_crossentropy", "loss: binary_crossentropy\noptimizer: sgd", "optimizer", 11),
+        ("epochs: 3,", "epochs: 3, epochs: 5,", "epochs", 12),
+    ],
+)
+def test_a_key_repeated_in_one_mapping_is_an_error_not_a_silent_override(tmp_path: Path, old: str, new: str, key: str, line: int) -> None:
+    err = error_of(load_recipe, tiny_with(tmp_path, old, new))
+    assert err.code == "recipe-yaml"
+    assert f"duplicate key '{key}'" in err.message and f"at line {line}," in err.message
+
+
+def test_a_merged_mapping_may_still_be_overridden(tmp_path: Path) -> None:
+    text = TINY.replace("training: {epochs: 3, batch_size: 16}", "base: &base {epochs: 3, batch_size: 16}\ntraining: {<<: *base, epochs: 5}")
+    text = text.replace("base: &base", "x-base: &base")
+    data = parse_yaml(text)
+    assert data["training"] == {"epochs": 5, "batch_size": 16}
+
+
 def test_yaml_that_cannot_be_constructed(tmp_path: Path) -> None:
     for text in ["a: 2024-13-45\n", "a: !!python/object:os.system x\n", "a: " + "9" * 5000 + "\n", "[" * 5000]:
         assert error_of(load_recipe, write(tmp_path, text)).code == "recipe-yaml"
@@ -222,7 +245,8 @@ def test_yaml_that_cannot_be_constructed(tmp_path: Path) -> None:
     ],
 )
 def test_cyclic_deep_or_exploding_yaml(tmp_path: Path, extra: str, fragment: str) -> None:
-    path = write(tmp_path, TINY.replace("metrics: [accuracy]\n", "") + extra)
+    # (the extra keys replace the recipe's own: a repeated key is an error of its own)
+    path = write(tmp_path, TINY.replace("metrics: [accuracy]\n", "").replace('description: "tiny MLP on learnable data"\n', "") + extra)
     for overrides in ([], ["training.epochs=2"]):
         err = error_of(load_recipe, path, overrides)
         assert err.code == "recipe-invalid-value" and fragment in err.message

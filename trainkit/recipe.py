@@ -335,6 +335,14 @@ class Recipe(_Section):
     # The file the recipe came from; relative data paths resolve against its directory.
     _source_path: Path | None = PrivateAttr(default=None)
 
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, value: str | None) -> str | None:
+        # The name is a directory under the logdir: it must not climb out of it or nest.
+        if value is not None and (not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")):
+            raise ValueError(f"name becomes a directory under the logdir, so it must be one plain folder name (no '/', '\\' or '..'); got {value!r}")
+        return value
+
     @field_validator("loss", "optimizer")
     @classmethod
     def _named(cls, value: NamedSpec) -> NamedSpec:
@@ -550,8 +558,23 @@ class _Loader(yaml.SafeLoader):
 
     YAML 1.1 (PyYAML) only accepts floats with a dot (``1.0e-3``), so a learning rate written
     ``1e-3`` would arrive as the string "1e-3". This adds the YAML 1.2 spelling on a subclass, so
-    the global SafeLoader is left untouched.
+    the global SafeLoader is left untouched. A key repeated in one mapping is an error (PyYAML
+    keeps the last one silently, so ``optimizer: adam`` ... ``optimizer: sgd`` trained with SGD).
     """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key_node, _ in node.value:
+                # Merged keys (<<) may be overridden by design; only keys written here count.
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in first:
+                    line = first[key].start_mark.line + 1
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r} (first at line {line}); keep one", key_node.start_mark)
+                first[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
