@@ -101,6 +101,8 @@ BAD = [
     ("int-labels-cce", "multiclass", X, YM, "categorical_crossentropy", {}, "label-format", "SparseCategoricalCrossentropy"),
     ("one-hot-sparse", "multiclass", X, ONE_HOT, "scce", {}, "label-format", "y.argmax(axis=-1)"),
     ("binary-1-2", "binary", X, YB + 1, None, {}, "label-format", "y - 1"),
+    ("binary-val-label-7", "binary", X, YB, None, {"x_val": X[:20], "y_val": np.where(np.arange(20) == 13, 7, YB[:20])}, "label-format", "y_val"),
+    ("class-id-too-big-val", "multiclass", X, YM, None, {"x_val": X[:20], "y_val": np.where(YM[:20] == 2, 3, YM[:20])}, "label-format", "Dense(4)"),
     ("binary-pm1", "binary", X, 2 * YB - 1, None, {}, "label-format", "(y + 1) / 2"),
     ("binary-3-classes", "binary", X, YM, None, {}, "label-format", "task='multiclass'"),
     ("binary-div-255", "binary", X, YB / 255.0, None, {}, "label-format", "(y > 0)"),

@@ -271,7 +271,7 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
     arrays += [(t.name, t.y) for t in ctx.targets if t.y is not None]
     if ctx.x_val:
         arrays += [(f"x_val[{i}]" if len(ctx.x_val) > 1 else "x_val", a) for i, a in enumerate(ctx.x_val)]
-    arrays += [(t.name.replace("y", "y_val", 1), t.y_val) for t in ctx.targets if t.y_val is not None]
+    arrays += [(_validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
     for name, a in arrays:
         count, first, nan, inf = _non_finite(a)
         if not count:
@@ -294,20 +294,27 @@ def label_format(ctx: DataContext) -> Issue | None:
     if ctx.task not in CLASSIFICATION_TASKS:
         return None
     for t in ctx.targets:
-        if t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
+        if t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
-        issue = _label_issue(t, t.y)
-        if issue is not None:
-            return issue
+        # The validation labels too: a bad label there corrupts val_loss without a sound.
+        for name, y in ((t.name, t.y), (_validation_name(t.name), t.y_val)):
+            issue = _label_issue(t, y, name) if y is not None else None
+            if issue is not None:
+                return issue
     return None
 
 
-def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
+def _validation_name(name: str) -> str:
+    """``y_val`` for ``y``, ``y_val[1]`` for ``y[1]``."""
+    return name.replace("y", "y_val", 1)
+
+
+def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
     kind, loss = t.loss.kind, t.loss.describe()
     layer = t.output.layer if t.output else None
     units = t.units
     if y.dtype.kind not in "biuf":
-        return Issue(f"{t.name} holds {y.dtype} values, not numbers; {loss} needs numeric labels.",
+        return Issue(f"{name} holds {y.dtype} values, not numbers; {loss} needs numeric labels.",
                      "Encode the classes as integers 0..K-1: classes, y = np.unique(y, return_inverse=True).",
                      {"dtype": str(y.dtype)}, layer)
     if y.size == 0:
@@ -318,13 +325,13 @@ def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
     if kind in ("categorical", "kl", "categorical_hinge") and units and units > 1:
         if one_col:
             return Issue(
-                f"{t.name} holds one class id per sample (shape {_shape(y.shape)}, values {_fmt(lo)}..{_fmt(hi)}) "
+                f"{name} holds one class id per sample (shape {_shape(y.shape)}, values {_fmt(lo)}..{_fmt(hi)}) "
                 f"but {loss} expects one-hot rows of length {units}.",
                 f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot "
                 f"encode them: y = keras.utils.to_categorical(y, {units}).",
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
         if lo < 0 or hi > 1:
-            return Issue(f"{t.name} has values from {_fmt(lo)} to {_fmt(hi)} but {loss} expects one-hot "
+            return Issue(f"{name} has values from {_fmt(lo)} to {_fmt(hi)} but {loss} expects one-hot "
                          f"(or probability) rows with values in [0, 1].",
                          "One-hot encode the class ids: y = keras.utils.to_categorical(ids, K).",
                          {"y_min": lo, "y_max": hi}, layer)
@@ -337,14 +344,14 @@ def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
             fix = ("If a sample can have several labels, use task='multilabel' with sigmoid outputs and "
                    "BinaryCrossentropy; otherwise make each row contain exactly one 1."
                    if multi else "Make each row contain exactly one 1 (drop unlabelled rows).")
-            return Issue(f"{count} rows of {t.name} do not sum to 1 (the first, row {first}, sums to "
+            return Issue(f"{count} rows of {name} do not sum to 1 (the first, row {first}, sums to "
                          f"{_fmt(float(sums[first]))}: {why}); {loss} expects exactly one class per row.",
                          fix, {"rows": count, "first_row": first}, layer)
         return None
     if kind == "sparse" and units:
         if y.ndim >= 2 and y.shape[-1] == units and units > 1:
             return Issue(
-                f"{t.name} holds one-hot rows (shape {_shape(y.shape)}) but {loss} expects one integer "
+                f"{name} holds one-hot rows (shape {_shape(y.shape)}) but {loss} expects one integer "
                 f"class id per sample.",
                 f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
                 f"y = y.argmax(axis=-1).", {"y_shape": list(y.shape)}, layer)
@@ -352,12 +359,12 @@ def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
             values = _distinct(y)
             if hi <= 1.0 and _is_integral(np.round(y * 255.0, 3)):
                 return Issue(
-                    f"{t.name} holds non-integer class labels {_fmt_values(values)}: they look like class "
+                    f"{name} holds non-integer class labels {_fmt_values(values)}: they look like class "
                     f"ids divided by 255. {loss} needs the integer ids 0..{units - 1}.",
                     "Undo the division (y = np.rint(y * 255).astype('int64')); scale x, not y.",
                     {"y_min": lo, "y_max": hi}, layer)
             return Issue(
-                f"{t.name} holds non-integer class labels {_fmt_values(values)}; {loss} needs the "
+                f"{name} holds non-integer class labels {_fmt_values(values)}; {loss} needs the "
                 f"integer class ids 0..{units - 1}.",
                 "Encode the classes as integers: classes, y = np.unique(y, return_inverse=True).",
                 {"y_min": lo, "y_max": hi}, layer)
@@ -368,7 +375,7 @@ def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
                 fix = (f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or map the labels to "
                        f"0..{units - 1}: classes, y = np.unique(y, return_inverse=True).")
             return Issue(
-                f"{t.name} holds class ids {_fmt(lo)}..{_fmt(hi)} but the output layer '{layer}' has "
+                f"{name} holds class ids {_fmt(lo)}..{_fmt(hi)} but the output layer '{layer}' has "
                 f"{units} unit{'s' if units != 1 else ''} (ids 0..{units - 1}): an id outside that range "
                 f"has no unit, and {loss} returns NaN or garbage for it.", fix,
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
@@ -389,12 +396,12 @@ def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
             else:
                 fix = "Map the labels to 0/1, e.g. y = (y == positive_class).astype('float32')."
             return Issue(
-                f"{t.name} holds {_fmt_values(values)} but {loss} needs 0/1 labels (or probabilities "
+                f"{name} holds {_fmt_values(values)} but {loss} needs 0/1 labels (or probabilities "
                 f"in [0, 1]); with other values the loss is unbounded or meaningless.", fix,
                 {"y_min": lo, "y_max": hi, "distinct": [float(v) for v in values[:8]]}, layer)
         if len(values) <= 2 and not {float(v) for v in values} <= {0.0, 1.0} and hi < 0.5:
             return Issue(
-                f"{t.name} holds {_fmt_values(values)}: the positive label is {_fmt(hi)}, not 1 "
+                f"{name} holds {_fmt_values(values)}: the positive label is {_fmt(hi)}, not 1 "
                 f"(labels divided by 255?), so the model is trained to predict {_fmt(hi)} for positives.",
                 "Use 0/1 labels: y = (y > 0).astype('float32').",
                 {"y_min": lo, "y_max": hi}, layer)
@@ -402,7 +409,7 @@ def _label_issue(t: Target, y: np.ndarray) -> Issue | None:
     if kind == "hinge":
         values = _distinct(y)
         if not {float(v) for v in values} <= {-1.0, 0.0, 1.0}:
-            return Issue(f"{t.name} holds {_fmt_values(values)} but {loss} needs labels -1/+1 (or 0/1).",
+            return Issue(f"{name} holds {_fmt_values(values)} but {loss} needs labels -1/+1 (or 0/1).",
                          "Map the labels to -1/+1, e.g. y = np.where(y == positive_class, 1, -1).",
                          {"y_min": lo, "y_max": hi}, layer)
     return None
@@ -848,7 +855,7 @@ def check_data(
         model: The model (its inputs, outputs and output activations are read, never called).
         loss: The resolved loss (a list/dict gives one per output).
         task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
-        x_val, y_val: Validation data, in the same forms (checked for NaN and overlap).
+        x_val, y_val: Validation data, in the same forms (checked for NaN, label format and overlap).
         sample_batches: Batches read from a dataset (through a fresh iterator).
         allow: Error codes to downgrade to warnings.
         sample_rows: Row budget of the sampled checks (scales, overlap, leakage).
