@@ -200,6 +200,13 @@ def test_mismatched_rows_raise_data_error_with_code():
     assert info.value.code == "shape-mismatch"
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_a_whole_number_learning_rate_is_taken_as_a_float(optimizer):
+    # Keras itself refuses learning_rate=1 ("should be float"), though 1.0 is fine.
+    trainer = make_trainer(optimizer={"name": optimizer, "learning_rate": 1})
+    assert float(trainer.optimizer.learning_rate) == 1.0
+
+
 def test_evaluate_without_targets_raises_data_error_with_code():
     x, _ = make_data(50)
     with pytest.raises(DataError) as info:

@@ -7,6 +7,8 @@ fail with the same :class:`~trainkit.errors.UnknownNameError`, which names the c
 from __future__ import annotations
 
 import difflib
+import inspect
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -117,10 +119,37 @@ def get_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
     key = name.lower()
     if key not in OPTIMIZER_CLASSES:
         raise UnknownNameError("unknown-optimizer", f'Unknown optimizer "{name}".{closest(key, OPTIMIZER_CLASSES)} Known optimizers: {", ".join(sorted(OPTIMIZER_CLASSES))}.')
+    cls = OPTIMIZER_CLASSES[key]
+    params = _optimizer_params(name, cls, params)
     try:
-        return OPTIMIZER_CLASSES[key](**params)
+        return cls(**params)
     except (TypeError, ValueError) as err:
-        raise UnknownNameError("unknown-optimizer", f'Optimizer "{name}" does not take these arguments: {err}.') from None
+        raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" does not take these arguments: {err}.') from None
+
+
+def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked against the optimizer's signature, with whole numbers where it wants floats.
+
+    Keras refuses ``learning_rate=1`` ("should be float") yet takes ``-1.0`` or NaN and trains
+    with it; a misspelt argument would only surface as a TypeError without a suggestion.
+    """
+    # Keras optimizers pass **kwargs up to their base classes: their arguments count too.
+    accepted: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    accepted.setdefault(p.name, p.default)
+    out = dict(params)
+    for arg, value in params.items():
+        if arg not in accepted:
+            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{closest(arg, accepted)} Its arguments: {", ".join(accepted)}.')
+        default = accepted[arg]
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            out[arg] = value = float(value)
+        if arg == "learning_rate" and isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
+            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r}. Adam\'s default is 0.001.')
+    return out
 
 
 def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> keras.metrics.Metric:
