@@ -143,3 +143,21 @@ def test_console_script_runs_without_tensorflow_startup_noise(tiny_recipe, tmp_p
     assert "epoch 2/2" in proc.stderr
     assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr
     assert "run written to" in proc.stdout
+
+
+@pytest.mark.parametrize(("logs", "first_line"), [
+    ([], "trained 0 complete epochs in 1.5s (no epoch values)"),
+    ([{"loss": 0.5}], "trained 1 epoch in 1.5s: loss 0.5"),
+    ([{"loss": 0.5}, {"loss": 0.25}], "trained 2 epochs in 1.5s: loss 0.25"),
+])
+def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, first_line):
+    from types import SimpleNamespace
+
+    from trainkit.history import History
+    from trainkit.run import RunResult, summary_lines
+
+    history = History()
+    for epoch, values in enumerate(logs):
+        history.append(epoch, values)
+    result = RunResult(run_dir=tmp_path / "r" / "t", history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5)
+    assert summary_lines(result)[0] == first_line

@@ -227,7 +227,10 @@ def write_report(result: RunResult, recipe: Recipe) -> Path:
 def summary_lines(result: RunResult) -> Sequence[str]:
     """The final summary the CLI prints: final values, findings, where the run was written."""
     final = {k: v[-1] for k, v in result.history.history.items() if v}
-    lines = [f"trained {len(result.history.epoch)} epochs in {result.seconds:.1f}s: " + "  ".join(f"{k} {v:.4g}" for k, v in final.items())]
+    epochs = len(result.history.epoch)
+    values = "  ".join(f"{k} {v:.4g}" for k, v in final.items())
+    # An epoch abandoned at a NaN loss logs no values: say so rather than end on a colon.
+    lines = [f"trained {epochs} epoch{'' if epochs == 1 else 's'} in {result.seconds:.1f}s: {values}" if values else f"trained {epochs} complete epochs in {result.seconds:.1f}s (no epoch values)"]
     # The report: checks' and diagnosis findings grouped by severity (errors first), each with its fix.
     from trainkit.diagnosis.report import render_text
 
