@@ -277,6 +277,25 @@ def test_csv_non_numeric_value(tmp_path: Path) -> None:
     assert "Line 3" in err.message and "'b'" in err.message and "'abc'" in err.message
 
 
+def test_csv_nan_or_inf_is_refused_at_its_file_line_not_a_shuffled_row(tmp_path: Path) -> None:
+    rows = [f"{i},{i * 2},{i % 2}" for i in range(20)]
+    rows[4] = "4,nan,0"  # data row 5: line 6 (a header and a blank line come first)
+    rows[12] = "12,24,inf"
+    path = write_csv(tmp_path, "a,b,label\n\n" + "\n".join(rows) + "\n")
+    err = data_error(prepare_data, recipe(tmp_path, data={"source": "csv", "path": str(path), "target": "label"}))
+    assert err.code == "non-finite-data"
+    assert "2 NaN/inf values in 2 of 20 rows" in err.message and "line 7, column 'b' (nan)" in err.message
+
+
+@pytest.mark.parametrize("key", ["x", "y"])
+def test_npz_nan_is_refused_at_its_array_row(tmp_path: Path, key: str) -> None:
+    arrays = {"x": np.ones((6, 2)), "y": np.ones(6)}
+    arrays[key].reshape(6, -1)[3, 0] = np.nan  # one entry of row 3
+    np.savez(tmp_path / "d.npz", **arrays)
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "non-finite-data" and f"row 3 of '{key}'" in err.message and "1 NaN/inf value in 1 of 6 rows" in err.message
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "a,b,label\n"])
 def test_csv_empty(tmp_path: Path, text: str) -> None:
     assert data_error(load_arrays, csv_cfg(write_csv(tmp_path, text)), tmp_path).code == "data-empty"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -378,9 +378,30 @@ def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str
         if len(fields) != len(header):
             raise DataError("data-ragged", f"Row at line {line} of {path} has {len(fields)} fields; the header has {len(header)}.")
         values[i] = [_number(v, line, header[j], path) for j, v in enumerate(fields)]
+    _refuse_non_finite(values, path, lambda row, col: f"line {rows[1 + row][0]}, column '{header[col]}'")
     column = header.index(target)
     names = [name for j, name in enumerate(header) if j != column]
     return np.delete(values, column, axis=1), values[:, column : column + 1], names
+
+
+def _refuse_non_finite(values: np.ndarray, path: Path, place: Callable[[int, int], str]) -> None:
+    """Refuses NaN/inf in a data file (``nan``, ``inf`` parse as numbers), naming the first.
+
+    The data checks would find them too, but in the shuffled training or validation split,
+    where a row number does not lead back to the file. ``place(row, column)`` says where an
+    entry is in the file's own terms.
+    """
+    bad = ~np.isfinite(values.reshape(len(values), -1))
+    if not bad.any():
+        return
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    count, rows = int(bad.sum()), int(bad.any(axis=1).sum())
+    raise DataError(
+        "non-finite-data",
+        f"{path} has {count} NaN/inf value{'s' if count > 1 else ''} in {rows} of {len(values)} rows; the first at "
+        f"{place(row, col)} ({values.reshape(len(values), -1)[row, col]}). Drop those rows from the file or fill the gaps "
+        f"(e.g. with the column's mean).",
+    )
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -425,6 +446,8 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
     if len(x) != len(y):
         raise DataError("data-ragged", f"In {path}, '{x_key}' has {len(x)} rows but '{y_key}' has {len(y)}.")
     x = _as_float32(x, f"'{x_key}' in {path}")
+    _refuse_non_finite(x, path, lambda row, col: f"row {row} of '{x_key}'")
+    _refuse_non_finite(_as_float32(y, f"'{y_key}' in {path}"), path, lambda row, col: f"row {row} of '{y_key}'")
     return (x.reshape(-1, 1) if x.ndim == 1 else x), y
 
 
