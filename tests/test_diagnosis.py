@@ -490,6 +490,19 @@ def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights()
     assert all(np.isfinite(w).all() for w in trainer.model.get_weights())
 
 
+@needs_on_nan
+def test_weights_broken_by_the_update_itself_are_named_as_weights_not_gradients():
+    # A NaN learning rate: step 0's gradients are finite, its update turns every weight NaN, and
+    # step 1's loss is NaN. The skipped update cannot help: the weights before it are NaN too.
+    x, y = regression_data()
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(float("nan")), task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=2, batch_size=10, verbose=0)
+    (f,) = nan_findings(trainer)
+    assert f.step == 1 and f.evidence["first_nonfinite_step"] == 0
+    assert "the weights of layer" in f.message and "from finite gradients" in f.message and "gradients of layer" not in f.message
+    assert "already hold NaN/inf values (since step 0)" in f.message
+
+
 def test_readback_of_a_run_stopped_by_nan_equals_the_live_findings(tmp_path):
     from trainkit.diagnosis.readback import diagnose_run_dir
 

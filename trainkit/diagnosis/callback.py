@@ -196,6 +196,9 @@ class DiagnosisCallback(Callback):
         trainer = self.trainer
         if self._nan_note is None and (logs or {}).get("stop_reason") == "nan-loss":
             self._nan_note = "Training stopped at that step; its update was skipped, so the weights are those of the step before."
+            broken = self.diagnoser.nonfinite
+            if broken is not None and any(n.startswith("weight_norm/") and not math.isfinite(v) for n, v in broken.row.items()):
+                self._nan_note += f" Those already hold NaN/inf values (since step {broken.step}): restart from a checkpoint with a lower learning rate."
             self._annotate_nan()
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
                  "epochs_run": self.diagnoser.epochs_run}

@@ -441,11 +441,16 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
     if layers:
         return layers[0], f"the activations of layer '{layers[0]}'"
     grads = [n for n, v in row.items() if (n.startswith("grad_nonfinite/") and v > 0) or (
-        n.startswith(("grad_norm/", "weight_norm/")) and n != "grad_norm/global" and not math.isfinite(v))]
+        n.startswith("grad_norm/") and n != "grad_norm/global" and not math.isfinite(v))]
     layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in grads)
     if layers:
         # Back-propagation reaches the last layer first: the origin is the last one in model order.
         return layers[-1], f"the gradients of layer '{layers[-1]}'"
+    weights = [n for n, v in row.items() if n.startswith("weight_norm/") and not math.isfinite(v)]
+    layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in weights)
+    if layers:
+        # Finite gradients, non-finite weights after the update: the update itself overflowed.
+        return layers[0], f"the weights of layer '{layers[0]}' after the update, from finite gradients (an update too large to represent, or a NaN/inf learning rate)"
     return None, ""
 
 
