@@ -74,6 +74,20 @@ def test_check_reports_ok_without_training_or_writing(runner, tiny_recipe, tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+def test_check_checks_every_variant_of_a_sweep(runner, tiny_recipe):
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", "sweep={optimizer.learning_rate: [0.1, 0.01]}"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok: no compatibility or data problems") == 2
+    assert "tiny-learning_rate=0.1:" in result.output and "tiny-learning_rate=0.01:" in result.output
+
+
+def test_check_refuses_a_sweep_variant_that_would_fail_naming_it(runner, tiny_recipe):
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", "sweep={optimizer.learning_rat: [0.1, 0.01]}"])
+    assert result.exit_code == 2
+    assert "bad-optimizer-argument" in result.output and 'Did you mean "learning_rate"' in result.output
+    assert "Traceback" not in result.output
+
+
 def test_recipes_lists_the_shipped_recipes(runner):
     result = runner.invoke(app, ["recipes", str(REPO / "recipes")])
     assert result.exit_code == 0

@@ -100,13 +100,29 @@ def train(
 
 @app.command()
 def check(recipe: RecipeArg, set_: SetOption = []) -> None:  # noqa: B006
-    """Validate a recipe, build its data and model, and run every check without training."""
+    """Validate a recipe, build its data and model, and run every check without training.
+
+    A recipe with a ``sweep:`` is checked variant by variant, as ``compare`` would train them.
+    """
     with user_errors():
         loaded = _load(recipe, set_)
         _import_tensorflow()
+        from trainkit.compare import expand
+        from trainkit.errors import TrainkitError
         from trainkit.run import prepare_run
 
-        prepared = prepare_run(loaded)  # type: ignore[arg-type]
+        variants = expand(loaded)  # type: ignore[arg-type]
+        for variant in variants:
+            try:
+                prepared = prepare_run(variant.recipe)
+            except TrainkitError as err:
+                if len(variants) == 1:
+                    raise
+                raise type(err)(err.code, f"{variant.name}: {err.message}") from None
+            _print_check(prepared)
+
+
+def _print_check(prepared: Any) -> None:
     splits = prepared.splits
     typer.echo(f"{prepared.recipe.name}: task {prepared.recipe.task}, {len(splits.x_train)} training rows, {0 if splits.x_val is None else len(splits.x_val)} validation rows, {prepared.trainer.model.count_params()} parameters")
     for finding in prepared.findings:
