@@ -271,6 +271,6 @@ def test_each_compiled_function_is_traced_once_and_many_trainers_raise_no_retrac
     for trainer in trainers:
         counts = [f.experimental_get_tracing_count() for f in trainer._train_loop._in_memory_fns.values()]
         counts += [trainer._histogram_fn.experimental_get_tracing_count()]
-        counts += [f.experimental_get_tracing_count() for f in trainer._reset_metrics_fns.values()]
+        counts += [f.experimental_get_tracing_count() for f in trainer._metric_fns.values()]
         assert counts and all(c == 1 for c in counts), counts
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
