@@ -207,6 +207,26 @@ def test_a_whole_number_learning_rate_is_taken_as_a_float(optimizer):
     assert float(trainer.optimizer.learning_rate) == 1.0
 
 
+def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
+    # Rows were counted as tf.shape(y_pred)[0]: for a tuple of outputs, the number of outputs.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(70, 4)).astype("float32")
+    y1, y2 = (rng.normal(size=(70, 1)).astype("float32") for _ in range(2))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, (keras.layers.Dense(1, name="a")(hidden), keras.layers.Dense(1, name="b")(hidden)))
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.SGD(0.0), task="regression", seed=0, diagnose=False)
+    data = tf.data.Dataset.from_tensor_slices((x, (y1, y2))).batch(32)  # 32 + 32 + 6 rows
+    history = trainer.fit(data, epochs=1, verbose=0, validation_data=data)
+    p1, p2 = model(x)
+    mse = keras.losses.MeanSquaredError()
+    batches = [slice(i, i + 32) for i in range(0, 70, 32)]
+    exact = sum(float(mse([y1[b], y2[b]], [p1[b], p2[b]])) * len(x[b]) for b in batches) / 70
+    np.testing.assert_allclose(history.history["loss"][0], exact, rtol=1e-6)
+    np.testing.assert_allclose(history.history["val_loss"][0], exact, rtol=1e-6)
+
+
 def test_evaluate_without_targets_raises_data_error_with_code():
     x, _ = make_data(50)
     with pytest.raises(DataError) as info:

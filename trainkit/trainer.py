@@ -467,7 +467,7 @@ class Trainer:
         x, y, sample_weight = unpack_batch(batch)
         y_pred = self.model(x, training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-        self._eval_loss_tracker.update_state(loss, sample_weight=tf.cast(tf.shape(y_pred)[0], tf.float32))
+        self._eval_loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
         for metric in self._eval_metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
         return {"loss": loss, **self.pop_logged_scalars()}
@@ -478,7 +478,7 @@ class Trainer:
         The batch mean is weighted by the batch's row count, so the epoch value is the exact mean
         over every row, the partial last batch included.
         """
-        self._loss_tracker.update_state(loss, sample_weight=tf.cast(tf.shape(y_pred)[0], tf.float32))
+        self._loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 
