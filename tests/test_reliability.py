@@ -230,3 +230,102 @@ def test_recipe_training_options_reach_the_trainer(tmp_path):
     trainer = trainer_of(RECIPE.replace("checkpoint_every: 1", "checkpoint_every: 3, on_nan: warn"))
     assert trainer.checkpoint_every == 3 and trainer.on_nan == "warn"
     assert trainer_of(RECIPE.replace(", checkpoint_every: 1", "")).checkpoint_every == "auto"
+
+
+# -- ending a fit that failed ------------------------------------------------------------------------
+
+
+def _tiny_trainer(tmp_path: Path, cls: type = Trainer, **kwargs) -> Trainer:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    return cls(model, loss="mse", optimizer="sgd", task="regression", seed=0, logdir=tmp_path, diagnose=False, **kwargs)
+
+
+def _xy(rows: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(rows, 3)).astype("float32"), rng.normal(size=(rows, 1)).astype("float32")
+
+
+def _writer_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "trainkit-tensorboard" and t.is_alive()]
+
+
+def test_a_fit_that_fails_while_setting_up_closes_its_tensorboard_writer(tmp_path):
+    class NoDict(Trainer):
+        def train_step(self, batch):
+            super().train_step(batch)
+            return 1.0  # not a dict of scalars
+
+    before = _writer_threads()
+    trainer = _tiny_trainer(tmp_path, NoDict)
+    with pytest.raises(TypeError, match="dict of scalar tensors"):
+        trainer.fit(*_xy(), epochs=1, verbose=0)
+    assert trainer.writer is None and _writer_threads() == before
+
+
+def test_an_error_while_ending_the_run_does_not_replace_the_error_in_flight(tmp_path, capsys):
+    from trainkit.callbacks import Callback
+
+    class FailsTwice(Callback):
+        def on_epoch_end(self, epoch, logs):
+            raise ValueError("the real problem")
+
+        def on_train_end(self, logs=None):
+            raise RuntimeError("cleanup broke too")
+
+    trainer = _tiny_trainer(tmp_path)
+    with pytest.raises(ValueError, match="the real problem"):
+        trainer.fit(*_xy(), epochs=2, verbose=0, callbacks=[FailsTwice()])
+    assert "cleanup broke too" in capsys.readouterr().err
+    assert trainer.writer is None
+
+
+def test_an_error_while_ending_a_good_run_is_raised_after_the_writer_is_closed(tmp_path):
+    from trainkit.callbacks import Callback
+
+    class FailsAtEnd(Callback):
+        def on_train_end(self, logs=None):
+            raise RuntimeError("cleanup broke")
+
+    trainer = _tiny_trainer(tmp_path)
+    with pytest.raises(RuntimeError, match="cleanup broke"):
+        trainer.fit(*_xy(), epochs=1, verbose=0, callbacks=[FailsAtEnd()])
+    assert trainer.writer is None and list((tmp_path / "train").glob("events.out.tfevents.*"))
+
+
+def test_signal_handlers_installed_outside_python_are_replaced_by_pythons_defaults(monkeypatch):
+    from trainkit import interrupt
+
+    installed = {}
+
+    def fake_signal(sig, handler):
+        previous = installed.get(sig)  # None: what Python reports for a C-level handler
+        installed[sig] = handler
+        return previous
+
+    monkeypatch.setattr(interrupt.signal, "signal", fake_signal)
+    with interrupt.stop_on_signals():
+        pass
+    assert installed[signal.SIGINT] is signal.default_int_handler and installed[signal.SIGTERM] is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("with_logdir", [True, False])
+def test_an_interrupted_fit_says_whether_it_wrote_a_checkpoint(tmp_path, with_logdir):
+    from trainkit.callbacks import Callback
+    from trainkit.errors import TrainingInterrupted
+
+    class Terminate(Callback):
+        def on_epoch_end(self, epoch, logs):
+            os.kill(os.getpid(), signal.SIGTERM)  # caught by fit: stops after the next call
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False, logdir=tmp_path if with_logdir else None)
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit(*_xy(), epochs=5, verbose=0, callbacks=[Terminate()])
+    assert info.value.exit_code == 143
+    expected = "a checkpoint was written" if with_logdir else "no checkpoint was written (no logdir)"
+    assert expected in info.value.message
+    assert (tmp_path / "checkpoints").exists() == with_logdir

@@ -56,4 +56,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
         yield request
     finally:
         for sig, handler in previous.items():
+            # None: the handler was installed outside Python and cannot be put back; Python's
+            # own default beats leaving ours, which would ignore the signal from now on.
+            if handler is None:
+                handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, handler)

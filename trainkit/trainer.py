@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import tempfile
 import time
 from collections import deque
@@ -589,14 +590,18 @@ class Trainer:
         console = [ConsoleLogger()] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
-        self._open_writer()
-        self._build_train_loop(train)
-        self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
-        self._write_layout()
-        self._checkpoint = self._make_checkpoint()
-        self._last_checkpoint_time = time.monotonic()
+        began = False
         try:
+            # Inside the try: a failure here (a train_step that returns no dict, say) still
+            # closes the TensorBoard writer opened first.
+            self._open_writer()
+            self._build_train_loop(train)
+            self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
+            self._write_layout()
+            self._checkpoint = self._make_checkpoint()
+            self._last_checkpoint_time = time.monotonic()
             with stop_on_signals() as stop_request, background.training():
+                began = True
                 callback_list.on_train_begin()
                 for epoch in range(initial_epoch, epochs):
                     first_batch, start_batch = start_batch, 0
@@ -615,10 +620,30 @@ class Trainer:
                     if self.stop_training:
                         self.stop_reason = self.stop_reason or "stopped"
                         break
-        finally:
-            callback_list.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": self.stop_reason})
-            self._close_writer()
+        except BaseException:
+            # The error in flight (an interruption, a NaN stop, a user error) is what the caller
+            # must see: a failure while ending the run is only reported beside it.
+            self._end_training(callback_list, began, in_flight=True)
+            raise
+        self._end_training(callback_list, began)
         return self.history
+
+    def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: bool = False) -> None:
+        """``on_train_end`` (if training began), then closes the TensorBoard writer in any case.
+
+        With an exception already in flight, a failure here is printed to stderr instead of
+        replacing it.
+        """
+        try:
+            try:
+                if began:
+                    callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": self.stop_reason})
+            finally:
+                self._close_writer()
+        except Exception as err:
+            if not in_flight:
+                raise
+            print(f"trainkit: while ending the interrupted run: {type(err).__name__}: {err}", file=sys.stderr)
 
     # -- checkpoints and resuming -----------------------------------------------------------------
     def _make_checkpoint(self) -> TrainingCheckpoint | None:
@@ -827,7 +852,8 @@ class Trainer:
                 self.stop_reason = "interrupted"
                 self._save_checkpoint(epoch, self._batches_done, user_callbacks)
                 name = stop_request.signal.name if stop_request.signal else "a signal"
-                raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; a checkpoint was written.", exit_code=stop_request.exit_code)
+                saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
+                raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
         logs = self._metric_results()
         for name, parts in extras.items():
             values = np.concatenate([v for v, _ in parts])
