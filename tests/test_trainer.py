@@ -227,6 +227,18 @@ def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
     np.testing.assert_allclose(history.history["val_loss"][0], exact, rtol=1e-6)
 
 
+@pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5])
+def test_a_bad_batch_size_is_refused_by_every_entry_point(call, batch_size):
+    x, y = make_data(20)
+    trainer = make_trainer()
+    run = {"fit": lambda: trainer.fit(x, y, epochs=1, batch_size=batch_size, verbose=0),
+           "evaluate": lambda: trainer.evaluate(x, y, batch_size=batch_size),
+           "predict": lambda: trainer.predict(x, batch_size=batch_size)}[call]
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        run()
+
+
 def test_evaluate_without_targets_raises_data_error_with_code():
     x, _ = make_data(50)
     with pytest.raises(DataError) as info:
@@ -294,3 +306,17 @@ def test_each_compiled_function_is_traced_once_and_many_trainers_raise_no_retrac
         counts += [f.experimental_get_tracing_count() for f in trainer._metric_fns.values()]
         assert counts and all(c == 1 for c in counts), counts
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_history_lists_stay_aligned_with_the_epochs_when_a_key_comes_and_goes():
+    import math
+
+    from trainkit.history import History
+
+    history = History()
+    history.append(0, {"loss": 1.0})
+    history.append(1, {"loss": 0.5, "penalty": 0.1})
+    history.append(2, {"loss": 0.25})
+    assert history.epoch == [0, 1, 2]
+    assert history.history["loss"] == [1.0, 0.5, 0.25]
+    assert math.isnan(history.history["penalty"][0]) and history.history["penalty"][1] == 0.1 and math.isnan(history.history["penalty"][2])

@@ -11,8 +11,9 @@ thread is inside a compiled call (:func:`workers_turn`). A worker's Python holds
 training thread that comes back from a call to its own Python (callbacks, the next call's
 dispatch) waits for the GIL up to the interpreter's 5 ms switch interval each time: with the
 10-64-32-1 MLP that contention made the host work between calls 2-3x slower. A worker that found
-no call in flight for :data:`MAX_HOLD_SECONDS` runs anyway, so a training thread busy in Python
-for long (a slow callback) delays the workers by at most that.
+no call in flight for :data:`MAX_HOLD_SECONDS` runs that job anyway, so a training thread busy in
+Python for long (a slow callback) slows the workers to a job per :data:`MAX_HOLD_SECONDS` and no
+further; its next call or wait lets them catch up.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 
@@ -19,7 +20,15 @@ class History:
     epoch: list[int] = dataclasses.field(default_factory=list)
 
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
-        """Adds one epoch's logs."""
+        """Adds one epoch's logs; ``history[key][i]`` always belongs to ``epoch[i]``.
+
+        A key missing from some epochs (a scalar logged only sometimes, a resumed epoch that
+        ran no step) holds NaN there, so the lists stay aligned with ``epoch``.
+        """
+        done = len(self.epoch)
         self.epoch.append(epoch)
         for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
+            self.history.setdefault(key, [math.nan] * done).append(float(value))
+        for values in self.history.values():
+            if len(values) == done:
+                values.append(math.nan)

@@ -145,7 +145,10 @@ class Trainer:
         metrics: Metric objects or names; ``"accuracy"`` picks the variant the task needs.
         logdir: Directory for this run's TensorBoard events (``train/``, ``validation/``); none
             are written when ``None``.
-        seed: Seeds shuffling and dropout; the same seed gives the same losses on one machine.
+        seed: Seeds the per-epoch shuffle (stateless in ``(seed, epoch)``, so a resumed run sees
+            the same order). Initial weights and dropout masks come from Keras's own seed
+            generators: call ``keras.utils.set_random_seed(seed)`` before building the model for
+            a run that repeats exactly (recipes do).
         allow: Compatibility-check codes to downgrade from errors to recorded warnings.
         num_classes: Number of classes, when known, for the compatibility checks.
         steps_per_execution: Steps per compiled call: an int, or ``"auto"`` to size calls to
@@ -573,8 +576,7 @@ class Trainer:
         Returns:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        _check_batch_size(batch_size)
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split)
         if check_data:
             self._check_sources(train, validation)
@@ -932,7 +934,7 @@ class Trainer:
                     # size: keep the larger of the two then.
                     self._auto_call_steps = estimate if steps == requested else max(self._auto_call_steps, estimate)
                     steps = self._auto_call_steps
-        if partial is not None and start_batch <= batches and (not batches or start_batch == batches):
+        if partial is not None and start_batch == batches:
             # No full batch to ride along with (fewer rows than a batch, or resumed right here).
             yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
@@ -1002,6 +1004,7 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None) -> dict[str, float]:
         """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly."""
+        _check_batch_size(batch_size)
         if isinstance(x, tf.data.Dataset):
             source: Any = _DatasetSource(x)
         else:
@@ -1039,6 +1042,7 @@ class Trainer:
 
     def predict(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated."""
+        _check_batch_size(batch_size)
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if isinstance(x, tf.data.Dataset):
@@ -1161,6 +1165,11 @@ class Trainer:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
 @functools.lru_cache(maxsize=64)
