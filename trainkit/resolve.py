@@ -148,7 +148,7 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             out[arg] = value = float(value)
         if arg == "learning_rate" and isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
-            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r}. Adam\'s default is 0.001.')
+            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r} (its default is {default}).')
     return out
 
 

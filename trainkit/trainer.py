@@ -645,7 +645,7 @@ class Trainer:
         except Exception as err:
             if not in_flight:
                 raise
-            print(f"trainkit: while ending the interrupted run: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"trainkit: a second error while ending a run that had already failed: {type(err).__name__}: {err}", file=sys.stderr)
 
     # -- checkpoints and resuming -----------------------------------------------------------------
     def _make_checkpoint(self) -> TrainingCheckpoint | None:
