@@ -530,9 +530,9 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             continue
         return Issue(
             f"The regression targets {t.name} have mean {_fmt(m)} and std {_fmt(s)}{ctx.where} (range "
-            f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output predicts "
-            f"values near 0, so the first losses are ~{_fmt(m * m + s * s)} and the first gradients huge, "
-            f"and the output bias has to travel {_fmt(abs(m))} units.",
+            f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output starts "
+            f"far from them (near 0 on scaled inputs: a first loss of ~{_fmt(m * m + s * s)}, the mean of y squared), "
+            f"so the first gradients are huge and the output bias has to travel {_fmt(abs(m))} units.",
             "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
             "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean.",
             {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
