@@ -32,6 +32,7 @@ from trainkit.callbacks.base import Callback
 from trainkit.diagnosis.baseline import chance_loss
 from trainkit.diagnosis.engine import Context, Diagnoser
 from trainkit.diagnosis.report import render_markdown
+from trainkit.diagnosis.rules import nonfinite_weights
 from trainkit.findings import Finding
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ class DiagnosisCallback(Callback):
         if self._nan_note is None and (logs or {}).get("stop_reason") == "nan-loss":
             self._nan_note = "Training stopped at that step; its update was skipped, so the weights are those of the step before."
             broken = self.diagnoser.nonfinite
-            if broken is not None and any(n.startswith("weight_norm/") and not math.isfinite(v) for n, v in broken.row.items()):
+            if broken is not None and nonfinite_weights(broken.row):
                 self._nan_note += f" Those already hold NaN/inf values (since step {broken.step}): restart from a checkpoint with a lower learning rate."
             self._annotate_nan()
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,

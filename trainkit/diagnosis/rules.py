@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -433,6 +433,11 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         layer=layer)
 
 
+def nonfinite_weights(row: Mapping[str, float]) -> list[str]:
+    """The ``weight_norm/VAR`` statistics of ``row`` that are NaN or infinite."""
+    return [n for n, v in row.items() if n.startswith("weight_norm/") and not math.isfinite(v)]
+
+
 def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str | None, str]:
     """First layer (model order) with non-finite activations, else the last with bad gradients."""
     activations = [n for n, v in row.items() if n.startswith("activation/") and (
@@ -446,7 +451,7 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
     if layers:
         # Back-propagation reaches the last layer first: the origin is the last one in model order.
         return layers[-1], f"the gradients of layer '{layers[-1]}'"
-    weights = [n for n, v in row.items() if n.startswith("weight_norm/") and not math.isfinite(v)]
+    weights = nonfinite_weights(row)
     layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in weights)
     if layers:
         # Finite gradients, non-finite weights after the update: the update itself overflowed.
