@@ -307,6 +307,28 @@ def test_step_stats_equal_the_separate_functions(xla):
     assert float(fused["update_ratio/a/bias"]) == pytest.approx(np.linalg.norm(weights[1].numpy() - before[1]) / np.linalg.norm(weights[1].numpy()), rel=1e-5)
 
 
+def test_activation_passes_wait_for_every_gradient_without_xla():
+    # Without XLA the executor would run them beside the backward pass's convolutions (slower).
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            hidden = tf.nn.relu(x * 2.0)
+            loss = tf.reduce_sum(hidden * 3.0)
+        first, second = tape.gradient(loss, [x, hidden])
+        gradient_ops.update({first.op.name, second.op.name})
+        return stats.step_stats([first, second], [x, hidden], [x, hidden], ["x", "hidden"], [("hidden", hidden, "relu")])
+
+    gradient_ops: set[str] = set()
+    x = tf.constant([[1.0, -1.0], [2.0, 0.5]])
+    graph = tf.function(step).get_concrete_function(x).graph
+    waiting = [op for op in graph.get_operations() if op.type == "Identity" and op.control_inputs]
+    assert waiting, "no activation tensor waits for the gradients"
+    for op in waiting:
+        assert {c.name for c in op.control_inputs} == gradient_ops, op.name
+    values = tf.function(step)(x)
+    assert float(values["activation/hidden/mean"]) == pytest.approx(np.maximum(2 * x.numpy(), 0).mean())
+
+
 def test_step_scalar_encoder_writes_the_events_protobuf_would():
     from tensorboard.compat.proto import event_pb2
 

@@ -476,6 +476,8 @@ def step_stats(
     values = _gradient_values(grads, new)
     grad_sq, weight_sq, update_sq = tf.unstack(_squares_per_variable([values, new, updates], xla), num=3) if k else (tf.zeros([0]),) * 3
     tensors = [_float32(outputs) for _, outputs, _ in activations]
+    if not xla and tensors:
+        tensors = _after_backward(tensors, values)
     vectors = _layer_vectors(tensors, [a for _, _, a in activations], xla)
     # One guard for every count: the sums of squares are finite only when every entry is.
     nonfinite = _nonfinite_counts([*values, *tensors], tf.reduce_sum(grad_sq) + tf.reduce_sum(vectors["sumsq"]))
@@ -502,6 +504,19 @@ def _saturated(x: tf.Tensor, activation: str) -> tf.Tensor:
     if activation in _SYMMETRIC_SATURATING:
         return tf.cast(tf.abs(x) > SATURATION_THRESHOLD, tf.float32)
     return tf.cast(tf.abs(x - 0.5) > SATURATION_THRESHOLD - 0.5, tf.float32)
+
+
+def _after_backward(tensors: Sequence[tf.Tensor], gradients: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """``tensors``, read only once every gradient is computed (for TensorFlow kernels, not XLA).
+
+    TensorFlow's executor runs an op as soon as its inputs are ready, so the passes over a large
+    activation would otherwise run beside the backward pass's convolutions, whose oneDNN kernels
+    split their work over both cores and wait for the slower thread. The CNN's in-graph
+    statistics, A/B in one process: 1.23x -> 1.15x, 1.17x -> 1.13x, 1.16x -> 1.11x its
+    statistics-off epoch. (Waiting for the optimizer's update too measured the same.)
+    """
+    with tf.control_dependencies(list(gradients)):
+        return [tf.identity(t) for t in tensors]
 
 
 def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.Tensor]:
