@@ -69,13 +69,7 @@ def layer_activation(layer: Any) -> str | None:
         return None
     cls = type(layer).__name__
     if cls == "ReLU":
-        config = layer.get_config()
-        if config.get("negative_slope"):
-            name = "leaky_relu"
-        elif config.get("max_value") == 6:
-            name = "relu6"
-        else:
-            name = "relu"
+        name = stats.relu_layer_activation(layer.get_config())
     elif cls in _ACTIVATION_LAYERS:
         name = _ACTIVATION_LAYERS[cls]
     elif hasattr(layer, "activation"):

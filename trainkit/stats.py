@@ -120,6 +120,17 @@ def activation_stat_name(layer: str, stat: str) -> str:
     return f"{ACTIVATION}/{layer}/{stat}"
 
 
+def relu_layer_activation(config: Mapping[str, Any]) -> str:
+    """The canonical activation of a Keras ``ReLU`` layer, from its ``get_config()``.
+
+    ``leaky_relu`` with a negative slope (its outputs can then be negative: the ``relu``
+    statistics take them to be >= 0; Keras refuses a negative threshold).
+    """
+    if config.get("negative_slope"):
+        return "leaky_relu"
+    return "relu6" if config.get("max_value") == 6 else "relu"
+
+
 def activation_kind(activation: str) -> tuple[str, ...]:
     """The statistics computed for ``activation`` (see :data:`ACTIVATION_KINDS`)."""
     return ACTIVATION_KINDS.get(activation, BASE_ACTIVATION_STATS)

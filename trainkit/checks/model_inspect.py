@@ -20,6 +20,8 @@ from typing import Any
 
 import keras
 
+from trainkit.stats import relu_layer_activation
+
 INF = math.inf
 
 #: Range of each known activation's outputs (closed or open ends alike).
@@ -181,12 +183,7 @@ def _layer_activation(layer: Any) -> str | None:
     if cls == "Softmax":
         return "softmax"
     if cls == "ReLU":
-        cfg = layer.get_config()
-        if cfg.get("negative_slope"):
-            return "leaky_relu"
-        if cfg.get("max_value") == 6:
-            return "relu6"
-        return "relu"
+        return relu_layer_activation(layer.get_config())
     if cls in ("LeakyReLU", "PReLU", "ELU"):
         return {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu"}[cls]
     if cls in _PASSTHROUGH or cls == "Rescaling":
