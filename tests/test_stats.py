@@ -329,6 +329,23 @@ def test_activation_passes_wait_for_every_gradient_without_xla():
     assert float(values["activation/hidden/mean"]) == pytest.approx(np.maximum(2 * x.numpy(), 0).mean())
 
 
+def test_softmax_statistics_come_from_the_logits_without_xla():
+    # oneDNN's softmax kernel costs more than the statistics; the loss never needs its output.
+    logits = tf.constant(np.random.default_rng(3).normal(scale=4.0, size=(16, 5)).astype("float32"))
+
+    def step(logits):
+        return stats.step_stats([], [], [], [], [("head", tf.nn.softmax(logits), "softmax")])
+
+    graph = tf.function(step).get_concrete_function(logits).graph
+    (softmax,) = [op for op in graph.get_operations() if op.type == "Softmax"]
+    assert softmax.outputs[0].consumers() == []
+    got = {name: float(value) for name, value in tf.function(step)(logits).items()}
+    probs = tf.nn.softmax(logits).numpy()
+    assert got["activation/head/mean"] == pytest.approx(probs.mean(), rel=1e-6)
+    assert got["activation/head/std"] == pytest.approx(probs.std(), rel=1e-5)
+    assert got["activation/head/saturated_fraction"] == pytest.approx((probs.max(axis=1) > 0.99).mean())
+
+
 def test_step_scalar_encoder_writes_the_events_protobuf_would():
     from tensorboard.compat.proto import event_pb2
 
