@@ -339,6 +339,13 @@ def test_softmax_statistics_come_from_the_logits_without_xla():
     graph = tf.function(step).get_concrete_function(logits).graph
     (softmax,) = [op for op in graph.get_operations() if op.type == "Softmax"]
     assert softmax.outputs[0].consumers() == []
+    def used_downstream(logits):
+        probs = tf.nn.softmax(logits)
+        total = tf.reduce_sum(probs)
+        return stats.step_stats([], [], [], [], [("head", probs, "softmax")]), total
+
+    graph = tf.function(used_downstream).get_concrete_function(logits).graph
+    assert not [op for op in graph.get_operations() if op.type == "LogSoftmax"]  # runs anyway: not twice
     got = {name: float(value) for name, value in tf.function(step)(logits).items()}
     probs = tf.nn.softmax(logits).numpy()
     assert got["activation/head/mean"] == pytest.approx(probs.mean(), rel=1e-6)
