@@ -129,6 +129,12 @@ def mlp(input_shape, width=4):
 def returns_none(input_shape):
     return None
 
+def without_input(input_shape):
+    return keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(1)])
+
+def expects_images(input_shape):
+    return keras.Sequential([keras.layers.Conv2D(2, 3)])
+
 def explodes(input_shape):
     raise ValueError("boom\\nsecond line")
 """
@@ -153,9 +159,16 @@ def test_builder_is_imported_and_called(builder_module: tuple[str, Path]) -> Non
     assert model.layers[0].units == 6 and model.input_shape == (None, 3)
 
 
+def test_a_builders_model_without_an_input_is_built_for_the_data(builder_module: tuple[str, Path]) -> None:
+    # The checks read its layers' shapes, and `trainkit check` counts its parameters.
+    name, directory = builder_module
+    model = build_model(builder(f"{name}:without_input"), (3,), base_dir=directory)
+    assert model.count_params() == 3 * 4 + 4 + 4 + 1
+
+
 @pytest.mark.parametrize(
     ("function", "fragment"),
-    [("returns_none", "returned NoneType"), ("explodes", "ValueError: boom"), ("NOT_A_FUNCTION", "not a function"), ("mpl", 'Did you mean "mlp"?')],
+    [("expects_images", "does not accept inputs of shape (3,)"), ("returns_none", "returned NoneType"), ("explodes", "ValueError: boom"), ("NOT_A_FUNCTION", "not a function"), ("mpl", 'Did you mean "mlp"?')],
 )
 def test_bad_builders(builder_module: tuple[str, Path], function: str, fragment: str) -> None:
     name, directory = builder_module

@@ -239,6 +239,78 @@ def test_a_bad_batch_size_is_refused_by_every_entry_point(call, batch_size):
         run()
 
 
+def two_output_model(features: int = 4) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((features,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    # A list of outputs, as most Functional models return them (tf.data yields tuples).
+    return keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="a")(hidden), keras.layers.Dense(1, activation="sigmoid", name="b")(hidden)])
+
+
+def test_a_two_output_model_trains_from_numpy_lists_as_from_a_dataset():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(70, 4)).astype("float32")
+    y1, y2 = (x[:, :1] > 0).astype("float32"), (x[:, 1:2] > 0).astype("float32")
+    from_numpy = Trainer(two_output_model(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, metrics=["accuracy"], diagnose=False)
+    numpy_history = from_numpy.fit(x, [y1, y2], epochs=2, batch_size=32, validation_split=0.2, shuffle=False, verbose=0).history
+    from_dataset = Trainer(two_output_model(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, metrics=["accuracy"], diagnose=False)
+    train = tf.data.Dataset.from_tensor_slices((x[:56], (y1[:56], y2[:56]))).batch(32)
+    validation = tf.data.Dataset.from_tensor_slices((x[56:], (y1[56:], y2[56:]))).batch(32)
+    dataset_history = from_dataset.fit(train, epochs=2, validation_data=validation, verbose=0).history
+    assert set(numpy_history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key, values in numpy_history.items():
+        np.testing.assert_allclose(values, dataset_history[key], rtol=1e-6, err_msg=key)
+    assert from_numpy.evaluate(x[56:], [y1[56:], y2[56:]])["loss"] == pytest.approx(numpy_history["val_loss"][-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("form", ["numpy", "dataset"])
+def test_one_target_for_two_outputs_is_refused_before_training(form):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    trainer = Trainer(two_output_model(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0)
+    data = (x, y) if form == "numpy" else (tf.data.Dataset.from_tensor_slices((x, y)).batch(16), None)
+    with pytest.raises(DataError) as info:
+        trainer.fit(*data, epochs=1, verbose=0)
+    assert info.value.code == "shape-mismatch"
+    assert "2 outputs (a, b)" in info.value.message and "one array of shape (64, 1)" in info.value.message
+    assert trainer.step == 0
+
+
+def test_an_unbuilt_subclassed_model_trains_with_statistics_of_its_variables():
+    class TwoLayers(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.head = keras.layers.Dense(1, activation="sigmoid")
+
+        def call(self, x, training=False):
+            return self.head(self.hidden(x))
+
+    x, y = make_data(64, features=4)
+    keras.utils.set_random_seed(0)
+    trainer = make_trainer(TwoLayers())
+    seen = {}
+
+    class Record(Callback):
+        def on_execution_end(self, first_step, outputs):
+            seen.update(outputs.as_dict())
+
+    history = trainer.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[Record()])
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    assert len(trainer.model.trainable_variables) == 4
+    assert len([name for name in seen if name.startswith("grad_norm/") and name != "grad_norm/global"]) == 4
+
+
+def test_a_validation_dataset_is_checked_like_validation_arrays():
+    x, y = make_data(64)
+    bad = tf.data.Dataset.from_tensor_slices((x[:32], y[:32] * 255)).batch(16)  # labels 0/255
+    trainer = make_trainer()
+    with pytest.raises(DataError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0, validation_data=bad)
+    assert info.value.code == "label-format" and "y_val" in info.value.message
+
+
 def test_evaluate_without_targets_raises_data_error_with_code():
     x, _ = make_data(50)
     with pytest.raises(DataError) as info:

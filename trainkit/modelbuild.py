@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 from pydantic import ValidationError
 
 from trainkit import resolve
@@ -77,6 +78,27 @@ def build_model(
     if section.builder is not None:
         return _call_builder(section.builder, shape, section.builder_args, base_dir)
     return _sequential(section.layers or [], shape)
+
+
+def ensure_built(model: keras.Model, input_spec: Any) -> None:
+    """Creates every variable of ``model``, if it has none yet, by calling it on one row of zeros.
+
+    ``model.build()`` alone marks a subclassed model built without creating its layers'
+    variables (an optimizer built then knows none of them), and a builder may return a model
+    that was never called; Sequential and Functional models with an ``Input`` are left as they are.
+
+    Args:
+        model: The model.
+        input_spec: A ``tf.TensorSpec`` (batch dimension first), a shape tuple without the
+            batch dimension, or a structure of specs for several inputs.
+    """
+    if model.built and model.variables:
+        return
+    if isinstance(input_spec, tuple) and all(isinstance(d, int | None) for d in input_spec):
+        input_spec = tf.TensorSpec((None, *input_spec), tf.float32)
+    # Unknown sizes (a sequence length) as 1.
+    zeros = tf.nest.map_structure(lambda s: tf.zeros([1, *(1 if d is None else d for d in s.shape[1:])], s.dtype), input_spec)
+    model(zeros, training=False)
 
 
 def build_from_recipe(recipe: Recipe, input_shape: Sequence[int]) -> keras.Model:
@@ -202,6 +224,10 @@ def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, 
         raise RecipeError("bad-builder", f'Builder "{target}" failed: {type(err).__name__}: {_first_line(err)}') from err
     if not isinstance(model, keras.Model):
         raise RecipeError("bad-builder", f'Builder "{target}" returned {type(model).__name__}, not a keras.Model; it must return the model it builds.')
+    try:
+        ensure_built(model, input_shape)  # the checks read its layers' shapes
+    except Exception as err:
+        raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}: {type(err).__name__}: {_first_line(err)}') from err
     return model
 
 

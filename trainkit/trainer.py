@@ -28,6 +28,7 @@ from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
+from trainkit.modelbuild import ensure_built
 from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
@@ -85,22 +86,76 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
+def _like_outputs(y: Any, y_pred: Any) -> Any:
+    """Several targets as the same kind of sequence as the outputs they go with.
+
+    ``tf.data`` and :func:`in_memory_parts` give tuples, Functional models return lists, and
+    Keras losses and metrics refuse to pair a tuple with a list.
+    """
+    if isinstance(y_pred, list) and isinstance(y, tuple):
+        return list(y)
+    if isinstance(y_pred, tuple) and isinstance(y, list):
+        return tuple(y)
+    return y
+
+
+def _io_count(model: keras.Model, kind: str) -> int:
+    """How many inputs (``kind="inputs"``) or outputs a model has; 1 when it cannot tell yet."""
+    try:
+        tensors = getattr(model, kind)
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return 1
+    return len(tf.nest.flatten(tensors)) if tensors else 1
+
+
+def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+    """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
+
+    A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
+    (``y``), one array each, as with ``model.fit``; otherwise it is one array (rows of values). A
+    dict is always a structure (arrays by input or output name).
+    """
+
+    def part(value: Any, several: bool) -> Any:
+        if isinstance(value, Mapping):
+            return {k: np.asarray(v) for k, v in value.items()}
+        if several and isinstance(value, list | tuple):
+            return tuple(np.asarray(v) for v in value)
+        return np.asarray(value)
+
+    parts = [part(x, _io_count(model, "inputs") > 1)]
+    if y is not None:
+        parts.append(part(y, _io_count(model, "outputs") > 1))
+    if sample_weight is not None:
+        parts.append(np.asarray(sample_weight))
+    return parts
+
+
 class _ArraySource:
-    """Training data held in memory: tensors plus the row count."""
+    """Training data held in memory: tensors (or structures of them) plus the row count.
 
-    def __init__(self, arrays: Sequence[Any]) -> None:
-        self.data = tuple(_as_tensor(a) for a in arrays)
-        self.rows = int(self.data[0].shape[0])
-        for tensor in self.data[1:]:
-            if int(tensor.shape[0]) != self.rows:
-                shapes = ", ".join(str(tuple(t.shape)) for t in self.data)
-                raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
+    Args:
+        parts: ``[x, y, sample_weight]`` (the given ones), each an array or a structure of
+            arrays (see :func:`in_memory_parts`).
+    """
 
-    def batch_spec(self) -> tuple[tf.TensorSpec, ...]:
-        return tuple(tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in self.data)
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self.data = tuple(tf.nest.map_structure(_as_tensor, part) for part in parts)
+        tensors = tf.nest.flatten(self.data)
+        self.rows = int(tensors[0].shape[0])
+        if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
+            shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
+            raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
 
-    def numpy(self) -> tuple[np.ndarray, ...]:
-        return tuple(t.numpy() for t in self.data)
+    def batch_spec(self) -> tuple[Any, ...]:
+        return tf.nest.map_structure(lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), self.data)
+
+    def numpy(self) -> tuple[Any, ...]:
+        return tf.nest.map_structure(lambda t: t.numpy(), self.data)
+
+    def head(self, rows: int) -> tuple[Any, ...]:
+        """The first ``rows`` rows of every tensor."""
+        return tf.nest.map_structure(lambda t: t[:rows], self.data)
 
 
 def _looks_unbatched(spec: Any) -> bool:
@@ -308,7 +363,7 @@ class Trainer:
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
         """The scalar loss of a batch: the loss function plus the model's regularization losses."""
-        loss = self.loss(y, y_pred, sample_weight=sample_weight)
+        loss = self.loss(_like_outputs(y, y_pred), y_pred, sample_weight=sample_weight)
         if distribute.in_replica():
             loss = distribute.unscale_keras_loss(self.loss, loss)
         if self.model.losses:
@@ -485,6 +540,7 @@ class Trainer:
         over every row, the partial last batch included.
         """
         self._loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
+        y = _like_outputs(y, y_pred)
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 
@@ -740,32 +796,30 @@ class Trainer:
         else:
             if y is None:
                 raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            arrays = [np.asarray(x), np.asarray(y)] + ([np.asarray(sample_weight)] if sample_weight is not None else [])
             if not 0.0 <= validation_split < 1.0:
                 raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
+            train = _ArraySource(in_memory_parts(self.model, x, y, sample_weight))
             if validation_split and validation_data is None:
                 # Like Keras: the last rows, taken before any shuffling.
-                cut = int(len(arrays[0]) * (1.0 - validation_split))
-                validation_data = tuple(a[cut:] for a in arrays)
-                arrays = [a[:cut] for a in arrays]
-            train = _ArraySource(arrays)
+                cut = int(train.rows * (1.0 - validation_split))
+                validation_data = tf.nest.map_structure(lambda t: t[cut:], train.data)
+                train = _ArraySource(tf.nest.map_structure(lambda t: t[:cut], train.data))
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
                 validation = _DatasetSource(validation_data)
             else:
-                validation = _ArraySource(list(validation_data))
+                validation = _ArraySource(in_memory_parts(self.model, *validation_data))
         return train, validation
 
     def _check_sources(self, train: Any, validation: Any) -> None:
-        if isinstance(train, _ArraySource):
-            x, y = train.numpy()[:2]
-            x_val = y_val = None
-            if isinstance(validation, _ArraySource):
-                x_val, y_val = validation.numpy()[:2]
-            self.findings.extend(self.check_data(x, y, x_val, y_val))
-        else:
-            self.findings.extend(self.check_data(train.dataset, None))
+        x, y = train.numpy()[:2] if isinstance(train, _ArraySource) else (train.dataset, None)
+        x_val = y_val = None
+        if isinstance(validation, _ArraySource):
+            x_val, y_val = validation.numpy()[:2]
+        elif validation is not None:
+            x_val = validation.dataset  # its first batches are sampled, like a training dataset's
+        self.findings.extend(self.check_data(x, y, x_val, y_val))
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.
@@ -774,9 +828,7 @@ class Trainer:
         under tf.distribute (keras-team/keras#19246).
         """
         with distribute.scope(self.strategy):
-            if not self.model.built:
-                spec = tf.nest.flatten(train.batch_spec())[0]
-                self.model.build((None, *spec.shape[1:]))
+            ensure_built(self.model, unpack_batch(train.batch_spec())[0])
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
 
@@ -1012,8 +1064,7 @@ class Trainer:
         else:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            arrays = [x, y] + ([sample_weight] if sample_weight is not None else [])
-            source = _ArraySource(arrays)
+            source = _ArraySource(in_memory_parts(self.model, x, y, sample_weight))
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
 
@@ -1107,7 +1158,7 @@ class Trainer:
     def _first_batch(self, train: Any, batch_size: int) -> Any:
         """The fixed probe batch histograms are computed on: the first training batch."""
         if isinstance(train, _ArraySource):
-            return tuple(t[:batch_size] for t in train.data)
+            return train.head(batch_size)
         return next(iter(train.dataset), None)
 
     def _build_histogram_fn(self) -> Any:

@@ -93,6 +93,8 @@ class DataContext:
         scales_inputs: Whether the model standardises its own inputs (Normalization first).
         where: ``""`` for arrays, ``" in the first N batches"`` for a sampled dataset.
         sample_rows: Row budget for the sampled checks.
+        unmatched_targets: How ``y`` fails to give one target per output of a model with several
+            (``"one array of shape (64, 1)"``), or ``None`` when it does.
     """
 
     xs: list[np.ndarray]
@@ -103,6 +105,7 @@ class DataContext:
     scales_inputs: bool = False
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS
+    unmatched_targets: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +211,13 @@ def _class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
 
 def shape_mismatch(ctx: DataContext) -> Issue | None:
     """Row counts that differ, x that does not fit the model input, y that does not fit the output."""
+    if ctx.unmatched_targets is not None:
+        names = [t.output.key or t.output.name for t in ctx.targets if t.output is not None]
+        return Issue(f"The model has {len(names)} outputs ({', '.join(names)}) but y{ctx.where} is "
+                     f"{ctx.unmatched_targets}: each output needs its own target.",
+                     f"Pass one target per output, in the outputs' order: fit(x, [y_{names[0]}, "
+                     f"y_{names[1]}, ...]) with numpy arrays, or a tf.data.Dataset yielding "
+                     f"(x, (y_{names[0]}, y_{names[1]}, ...)).", {"outputs": names})
     rows = {f"x[{i}]" if len(ctx.xs) > 1 else "x": len(a) for i, a in enumerate(ctx.xs)}
     rows.update({t.name: len(t.y) for t in ctx.targets if t.y is not None})
     if len(set(rows.values())) > 1:
@@ -829,6 +839,17 @@ def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
     return [_bool_to_int(np.asarray(y))]
 
 
+def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
+    """How ``y`` fails to give each of several outputs a target (see :func:`_label_list`)."""
+    if y is None or len(outputs) < 2 or any(v is not None for v in ys):
+        return None
+    if isinstance(y, Mapping):
+        return f"a dict with keys {sorted(map(str, y))}, none an output's name"
+    if isinstance(y, list | tuple):
+        return f"a {type(y).__name__} of {len(y)}"
+    return f"one array of shape {_shape(np.shape(y))}"
+
+
 def _bool_to_int(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int8) if a.dtype == bool else a
 
@@ -893,12 +914,14 @@ def check_data(
     else:
         losses = [describe_loss(None if isinstance(loss, Mapping | list | tuple) else loss)]
     ys = _label_list(y, outputs)
+    unmatched = _unmatched_targets(y, outputs, ys)
     yvs = _label_list(y_val, outputs) if y_val is not None else [None] * len(ys)
     outs: list[OutputInfo | None] = list(outputs) if outputs else [None]
     label_names = ["y"] if len(outs) == 1 else [f"y[{o.key or o.name!r}]" for o in outputs]
     targets = [Target(o, lo, yy, yv, nm) for o, lo, yy, yv, nm in zip(outs, losses, ys, yvs, label_names, strict=False)]
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, task=task, input_shapes=shapes,
-                      scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows)
+                      scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
+                      unmatched_targets=unmatched)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         issue = rule.check(ctx)

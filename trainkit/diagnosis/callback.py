@@ -277,18 +277,19 @@ def source_targets(source: Any) -> Any:
     """The training targets of a trainer's data source, for the chance level (``None`` if unknown).
 
     In-memory data gives its target tensor; a ``tf.data`` source gives the targets of its first
-    few batches (datasets are re-iterable, so this does not consume the training data).
+    few batches (datasets are re-iterable, so this does not consume the training data). ``None``
+    for a model with several outputs, whose chance level is not one number.
     """
     data = getattr(source, "data", None)
     if isinstance(data, tuple) and len(data) > 1:
-        return np.asarray(data[1])
+        return None if isinstance(data[1], tuple | list | Mapping) else np.asarray(data[1])
     dataset = getattr(source, "dataset", None)
     if dataset is None:
         return None
     parts = []
     try:
         for batch in dataset.take(_TARGET_BATCHES):
-            if not isinstance(batch, tuple | list) or len(batch) < 2:
+            if not isinstance(batch, tuple | list) or len(batch) < 2 or isinstance(batch[1], tuple | list | Mapping):
                 return None
             parts.append(np.asarray(batch[1]))
     except (TypeError, ValueError):
