@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -329,3 +330,36 @@ def test_an_interrupted_fit_says_whether_it_wrote_a_checkpoint(tmp_path, with_lo
     expected = "a checkpoint was written" if with_logdir else "no checkpoint was written (no logdir)"
     assert expected in info.value.message
     assert (tmp_path / "checkpoints").exists() == with_logdir
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "none"])
+def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_path, strategy):
+    # SIGTERM lands while an epoch's one call runs: the checkpoint holds all its batches done.
+    # The resumed epoch then has nothing left, and must not trace the streaming loop on an empty
+    # iterator (under a strategy that trace ran 0 steps in every later epoch).
+    from trainkit.callbacks import Callback
+    from trainkit.errors import TrainingInterrupted
+
+    class Terminate(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+
+    def fit(logdir, **kwargs):
+        distributed = tf.distribute.MirroredStrategy(["/cpu:0"]) if strategy == "mirrored" else None
+        with distributed.scope() if distributed else contextlib.nullcontext():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, diagnose=False, logdir=logdir, strategy=distributed)
+        return trainer.fit(x, y, epochs=3, batch_size=32, verbose=0, validation_split=0.2, **kwargs).history
+
+    expected = fit(tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path / "cut", callbacks=[Terminate()])
+    resumed = fit(tmp_path / "cut", resume=True)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)

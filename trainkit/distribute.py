@@ -122,7 +122,7 @@ def array_dataset(data: Sequence[tf.Tensor], order: np.ndarray, batch_size: int,
     The last batch is the partial one (``drop_remainder=False``), so every row is seen once.
     """
     rows = tf.constant(np.asarray(order, dtype=np.int32))
-    dataset = tf.data.Dataset.from_tensor_slices(tuple(tf.gather(t, rows) for t in data)).batch(batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda t: tf.gather(t, rows), tuple(data))).batch(batch_size)
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     return dataset

@@ -86,6 +86,19 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
+def _nothing_left(source: Any, batch_size: int, start_batch: int) -> bool:
+    """Whether an epoch resumed after ``start_batch`` batches has none left to run.
+
+    Such an epoch must make no call: an iterator over a dataset known to be empty can trace the
+    streaming loop as one that never gets a batch, and that trace then served every later epoch
+    (under a strategy, resumed exactly at an epoch's end: every later epoch ran 0 steps).
+    """
+    if not start_batch:
+        return False
+    total = math.ceil(source.rows / batch_size) if isinstance(source, _ArraySource) else source.batches
+    return total is not None and start_batch >= total
+
+
 def _like_outputs(y: Any, y_pred: Any) -> Any:
     """Several targets as the same kind of sequence as the outputs they go with.
 
@@ -1014,6 +1027,8 @@ class Trainer:
     def _distributed_calls(self, train: Any, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one epoch under a strategy."""
         assert self._train_loop is not None
+        if _nothing_left(train, batch_size, start_batch):
+            return
         order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, _ArraySource) else None
         iterator = self._distributed_iterator(train, batch_size, order, start_batch)
         capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
@@ -1025,6 +1040,8 @@ class Trainer:
 
     def _streaming_calls(self, train: _DatasetSource, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
+        if _nothing_left(train, 0, start_batch):
+            return
         capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
         iterator = iter(train.dataset.skip(start_batch) if start_batch else train.dataset)
         while True:
