@@ -147,6 +147,19 @@ def test_initial_loss_far_below_chance():
     assert f.step == 0 and f.evidence["ratio"] < 0.1 and "leak" in f.advice
 
 
+@pytest.mark.parametrize("first_step", [0, 30])
+def test_initial_loss_is_judged_only_from_the_runs_first_step(first_step):
+    # A resumed run (or a second fit) starts with a trained model: its first losses are no
+    # evidence of leakage, and every resumed run got initial-loss-too-low.
+    s = Stream()
+    s.train_loss = lambda e, st: 0.04
+    d = Diagnoser(s.context)
+    names, values = s.rows(0)
+    d.begin_epoch(first_step // STEPS, first_step)
+    d.add_steps(first_step, names, values)
+    assert ("initial-loss-too-low" in codes(d)) == (first_step == 0)
+
+
 def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s = Stream()
     base = s.train_loss
@@ -649,3 +662,21 @@ def test_a_failing_rule_on_the_worker_thread_fails_fit_on_the_training_thread():
 
     with pytest.raises(ZeroDivisionError, match="rule bug"):
         _unscaled_run(background=True, rules=[*RULES, Rule("broken", "warning", "call", broken, "always fails")])
+
+
+def test_the_runs_recorded_checks_leave_out_the_diagnosis_own_findings(tmp_path):
+    # A resumed trainer holds the diagnosis findings of its checkpoint; `trainkit diagnose`
+    # replays those from the steps, so recording them as checks listed them twice.
+    from trainkit.diagnosis.readback import read_run
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = x[:, :1]
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), loss="mse", optimizer="sgd", task="regression", seed=0, logdir=tmp_path)
+    restored = Finding(code="overfitting", severity="warning", message="m", advice="a", epoch=3)
+    check = Finding(code="class-imbalance", severity="warning", message="m", advice="a")
+    trainer.findings.extend([check, restored])
+    trainer.fit(x, y, epochs=1, verbose=0)
+    recorded = [f.code for f in read_run(tmp_path).checks]
+    assert "class-imbalance" in recorded and "overfitting" not in recorded

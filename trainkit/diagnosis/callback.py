@@ -32,7 +32,7 @@ from trainkit.callbacks.base import Callback
 from trainkit.diagnosis.baseline import chance_loss
 from trainkit.diagnosis.engine import Context, Diagnoser
 from trainkit.diagnosis.report import render_markdown
-from trainkit.diagnosis.rules import nonfinite_weights
+from trainkit.diagnosis.rules import DIAGNOSIS_CODES, nonfinite_weights
 from trainkit.findings import Finding
 
 if TYPE_CHECKING:
@@ -133,7 +133,9 @@ class DiagnosisCallback(Callback):
         if self.background and not self._recovers:
             self._worker = SerialWorker("trainkit-diagnosis")
         if trainer.writer is not None:
-            checks = [f.to_dict() for f in trainer.findings]
+            # The checks' findings only: a resumed trainer also holds the diagnosis's own, which
+            # `trainkit diagnose` replays from the steps (they were listed twice).
+            checks = [f.to_dict() for f in trainer.findings if f.code not in DIAGNOSIS_CODES]
             payload = json.dumps({"context": context.to_dict(), "checks": checks}, allow_nan=True)
             trainer.writer.text("train", trainer.step, CONTEXT_TAG, f"```json\n{payload}\n```")
 

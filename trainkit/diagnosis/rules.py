@@ -211,6 +211,13 @@ def _optimizer_name(view: Diagnoser) -> str:
 
 
 def _initial(view: Diagnoser) -> np.ndarray:
+    """The finite losses of the run's first steps; none when this diagnosis began later.
+
+    A resumed run (or a second ``fit``) starts where training left off: its first steps are
+    not a fresh model's, and judging them against chance flagged every resumed run.
+    """
+    if view.first_step != 0:
+        return np.zeros(0)
     losses = view.first_values("loss")[: view.t.initial_steps]
     return losses[np.isfinite(losses)]
 
