@@ -202,6 +202,15 @@ def test_loss_at_chance_on_flat_training_loss_but_only_at_the_end():
     assert f.evidence["chance_loss"] == pytest.approx(LN2)
 
 
+def test_a_training_loss_far_above_chance_is_not_at_chance():
+    # A learning rate of 1 on a binary task: loss 2.8x chance, 87% accuracy; "predicts no better
+    # than the label prior" would be false (the loss-curve and learning-rate findings cover it).
+    s = Stream()
+    s.train_loss = lambda e, st: 2.8 * LN2 * (1 + 0.01 * math.sin(st))
+    s.val_loss = lambda e: 2.4 * LN2
+    assert "loss-at-chance" not in codes(s.run())
+
+
 def test_loss_at_chance_when_only_the_validation_loss_stays_there():
     s = Stream()
     train = curve(0.7, 0.05, 20)

@@ -52,6 +52,9 @@ class Thresholds:
     # Loss at chance: the training loss has not fallen 10% below chance (nor the validation loss),
     # or the best validation loss never went 5% below it.
     at_chance_train: float = 0.9
+    #: Above this multiple of chance the loss is not "at chance" but worse than a constant
+    #: prediction (diverging, a learning rate too high: other findings).
+    at_chance_ceiling: float = 1.25
     at_chance_validation: float = 0.95
     # Loss collapsed: within the first 2 epochs the loss is under 5% of chance (1e-3 without one).
     # Healthy runs measured >= 27% of chance in their first 3 epochs (a smooth regression), MNIST-like
@@ -210,16 +213,19 @@ def _optimizer_name(view: Diagnoser) -> str:
     return (view.context.optimizer or "adam").lower()
 
 
+def _first_losses(view: Diagnoser) -> np.ndarray:
+    """The finite losses of the first steps this diagnosis saw (the reference for spikes)."""
+    losses = view.first_values("loss")[: view.t.initial_steps]
+    return losses[np.isfinite(losses)]
+
+
 def _initial(view: Diagnoser) -> np.ndarray:
     """The finite losses of the run's first steps; none when this diagnosis began later.
 
     A resumed run (or a second ``fit``) starts where training left off: its first steps are
     not a fresh model's, and judging them against chance flagged every resumed run.
     """
-    if view.first_step != 0:
-        return np.zeros(0)
-    losses = view.first_values("loss")[: view.t.initial_steps]
-    return losses[np.isfinite(losses)]
+    return _first_losses(view) if view.first_step == 0 else np.zeros(0)
 
 
 def _curves_ready(view: Diagnoser) -> bool:
@@ -378,6 +384,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # A validation loss clearly below chance means something generalisable was learned, however
     # slowly: that is not "at chance" (see lr-too-low / underfitting).
     val_learned = best_val is not None and best_val < view.t.at_chance_train * chance
+    if final > view.t.at_chance_ceiling * chance:
+        return None  # worse than a constant prediction: not "at chance" (diverging, lr-too-high)
     if final >= view.t.at_chance_train * chance and not val_learned:
         return Issue(
             f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
@@ -468,7 +476,7 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
 
 def diverging_loss(view: Diagnoser) -> Issue | None:
     """The loss grows: an epoch loss 2x the best so far and still rising, or a 100x step spike."""
-    first = _initial(view)
+    first = _first_losses(view)
     if view.max_loss is not None and first.size:
         step, peak = view.max_loss
         start = float(first[0])
@@ -586,7 +594,7 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     nonfinite = view.nonfinite is not None and view.nonfinite.loss_step is not None
     if finite.size == 0 and not nonfinite:
         return None
-    first = _initial(view)
+    first = _first_losses(view)
     start = float(first[0]) if first.size else float(finite[0])
     # The loss trend that makes large steps a problem: a spike (3x the first loss), no progress
     # (the best of the last third of the epochs no better than the start, judged like the curves),
