@@ -175,3 +175,24 @@ def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, 
         history.append(epoch, values)
     result = RunResult(run_dir=tmp_path / "r" / "t", history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5)
     assert summary_lines(result)[0] == first_line
+
+
+@pytest.mark.parametrize("where", ["preparing", "setting up fit"])
+def test_ctrl_c_before_training_is_one_line_exit_130_and_leaves_no_run_dir(runner, tiny_recipe, tmp_path, monkeypatch, where):
+    # Before fit takes over the signals, Ctrl-C is a KeyboardInterrupt, which typer turned into a
+    # silent exit 130, leaving a run directory with nothing to resume in it.
+    import trainkit.run
+    from trainkit.trainer import Trainer
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "preparing":
+        monkeypatch.setattr(trainkit.run, "prepare_run", interrupt)
+    else:
+        monkeypatch.setattr(Trainer, "_open_writer", interrupt)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir)])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted: Stopped before training began; nothing was trained or kept."
+    assert run_dirs(logdir) == []

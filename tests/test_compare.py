@@ -259,6 +259,16 @@ def test_compare_sweep_trains_each_variant_and_prints_the_table(runner, tmp_path
     assert first["final"] == report["final"] and first["epochs_run"] == 1 and first["best_epoch"] == 1
 
 
+def test_a_run_stopped_on_a_nan_loss_is_marked_stopped_in_the_table(runner, tmp_path):
+    recipe = recipe_with(tmp_path, {"optimizer.learning_rate": [1e30, 0.01]}, optimizer={"name": "sgd", "learning_rate": 0.01})
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--set", "training.epochs=2"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("tiny-")}
+    assert "stopped: nan-loss" in rows["tiny-learning_rate=1e+30"]
+    assert "stopped" not in rows["tiny-learning_rate=0.01"]
+    assert "tiny-learning_rate=1e+30 stopped: error: [nan-loss]" in result.stderr
+
+
 def test_compare_two_recipes_shows_what_differs(runner, tmp_path):
     simple = recipe_with(tmp_path, name="simple")
     raw = yaml.safe_load(TINY)

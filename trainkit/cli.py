@@ -45,6 +45,11 @@ def user_errors() -> Iterator[None]:
         yield
     except TrainingInterrupted:
         raise  # not a user error: the command says how to resume and exits 130/143
+    except KeyboardInterrupt:
+        # Ctrl-C outside training (loading data, importing TensorFlow, building the model):
+        # typer would otherwise exit 130 without a word.
+        _err("interrupted: Stopped before training began; nothing was trained or kept.")
+        raise typer.Exit(130) from None
     except TrainkitError as err:
         _err(f"error: {one_line(str(err))}")
         raise typer.Exit(EXIT_USER_ERROR) from None
@@ -90,7 +95,8 @@ def train(
     except TrainingInterrupted as err:
         run_dir = getattr(err, "run_dir", None)
         options = "".join(f" --set {shlex.quote(o)}" for o in set_)
-        _err(f"interrupted: {err.message} Resume with: trainkit train {shlex.quote(str(recipe))}{options} --resume {run_dir}")
+        resume_with = f" Resume with: trainkit train {shlex.quote(str(recipe))}{options} --resume {run_dir}" if run_dir is not None else ""
+        _err(f"interrupted: {err.message}{resume_with}")
         raise typer.Exit(err.exit_code) from None
     for line in summary_lines(result):
         typer.echo(line)

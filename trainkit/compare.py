@@ -261,6 +261,12 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
         row.final = {k: v[-1] for k, v in history.items() if v}
         row.best_epoch, row.best_monitor = best_epoch(history)
         row.findings = [f.to_dict() for f in result.findings]
+        if result.status == "nan-loss":  # train_recipe returns this stop instead of raising it
+            stop = next((f for f in result.findings if f.code == "nan-loss"), None)
+            row.error = f"[nan-loss] {stop.message if stop else 'the loss became NaN/inf'}"
+            say(f"[{i}/{total}] {variant.name} stopped: error: {row.error}")
+            yield row
+            continue
         losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
         say(f"[{i}/{total}] {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}")
         yield row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainkit.callbacks import Callback, EarlyStopping
+from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data
 from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import RecipeError, RunDirError, TrainingInterrupted
@@ -170,6 +172,12 @@ def train_recipe(
             write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
         err.run_dir = run_dir  # type: ignore[attr-defined]
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C while fit set up (before it took over the signals): nothing was trained. A new
+        # run directory without a checkpoint holds nothing to resume: it is not left behind.
+        if chief and resume_dir is None and not any((run_dir / CHECKPOINT_SUBDIR).glob("*")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise TrainingInterrupted("interrupted", "Stopped before training began; nothing was trained or kept.") from None
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed")
     if chief:
         write_report(result, recipe)
