@@ -201,7 +201,8 @@ class DiagnosisCallback(Callback):
             self._nan_note = "Training stopped at that step; its update was skipped, so the weights are those of the step before."
             broken = self.diagnoser.nonfinite
             if broken is not None and nonfinite_weights(broken.row):
-                self._nan_note += f" Those already hold NaN/inf values (since step {broken.step}): restart from a checkpoint with a lower learning rate."
+                self._nan_note += (f" Those already hold NaN/inf values, or values too large for float32 to square (a weight "
+                                   f"norm over ~1e19 reads inf), since step {broken.step}: restart from a checkpoint with a lower learning rate.")
             self._annotate_nan()
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
                  "epochs_run": self.diagnoser.epochs_run}

@@ -449,7 +449,11 @@ def nan_loss(view: Diagnoser) -> Issue | None:
 
 
 def nonfinite_weights(row: Mapping[str, float]) -> list[str]:
-    """The ``weight_norm/VAR`` statistics of ``row`` that are NaN or infinite."""
+    """The ``weight_norm/VAR`` statistics of ``row`` that are NaN or infinite.
+
+    An infinite norm may also come from finite weights too large to square in float32 (over
+    ~1e19): no better than NaN for training, but not NaN, and the messages say so.
+    """
     return [n for n, v in row.items() if n.startswith("weight_norm/") and not math.isfinite(v)]
 
 
@@ -460,17 +464,24 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
     layers = [layer for layer in view.layer_order(_layer_of(n) for n in activations) if layer != "output"]
     if layers:
         return layers[0], f"the activations of layer '{layers[0]}'"
+    # The counts of NaN/inf entries when the step has them; an infinite norm alone may be finite
+    # gradients too large to square in float32.
+    counted = any(n.startswith("grad_nonfinite/") for n in row)
     grads = [n for n, v in row.items() if (n.startswith("grad_nonfinite/") and v > 0) or (
-        n.startswith("grad_norm/") and n != "grad_norm/global" and not math.isfinite(v))]
+        not counted and n.startswith("grad_norm/") and n != "grad_norm/global" and not math.isfinite(v))]
     layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in grads)
     if layers:
         # Back-propagation reaches the last layer first: the origin is the last one in model order.
         return layers[-1], f"the gradients of layer '{layers[-1]}'"
+    huge = [n for n, v in row.items() if n.startswith("grad_norm/") and n != "grad_norm/global" and not math.isfinite(v)]
+    layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in huge)
+    if layers:
+        return layers[-1], f"the gradients of layer '{layers[-1]}', finite but too large for float32 to square (norm inf)"
     weights = nonfinite_weights(row)
     layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in weights)
     if layers:
         # Finite gradients, non-finite weights after the update: the update itself overflowed.
-        return layers[0], f"the weights of layer '{layers[0]}' after the update, from finite gradients (an update too large to represent, or a NaN/inf learning rate)"
+        return layers[0], f"the weights of layer '{layers[0]}' after the update, from finite gradients (an update too large to represent or to square, or a NaN/inf learning rate)"
     return None, ""
 
 
