@@ -392,3 +392,22 @@ def test_history_lists_stay_aligned_with_the_epochs_when_a_key_comes_and_goes():
     assert history.epoch == [0, 1, 2]
     assert history.history["loss"] == [1.0, 0.5, 0.25]
     assert math.isnan(history.history["penalty"][0]) and history.history["penalty"][1] == 0.1 and math.isnan(history.history["penalty"][2])
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "fragment"),
+    [
+        (lambda x, y: make_trainer(task="binar"), "unknown-task", 'Did you mean "binary"?'),
+        (lambda x, y: make_trainer(on_nan="skip"), "bad-argument", "on_nan"),
+        (lambda x, y: make_trainer().fit(x, y, epochs=1, batch_size=0, verbose=0), "bad-argument", "batch_size"),
+        (lambda x, y: make_trainer().fit(x, y, epochs=1, validation_split=1.5, verbose=0), "bad-argument", "validation_split"),
+    ],
+)
+def test_bad_arguments_raise_trainkit_errors_with_codes(make, code, fragment):
+    from trainkit import TrainkitError
+
+    x, y = make_data(40)
+    with pytest.raises(TrainkitError) as info:
+        make(x, y)
+    assert info.value.code == code and fragment in info.value.message
+    assert isinstance(info.value, ValueError)  # as before, for code that caught ValueError

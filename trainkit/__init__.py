@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
+    "ArgumentError": "trainkit.errors",
     "Callback": "trainkit.callbacks",
     "EarlyStopping": "trainkit.callbacks",
     "CompatibilityError": "trainkit.errors",
@@ -29,6 +30,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "ArgumentError",
     "Callback",
     "CompatibilityError",
     "DataError",
@@ -50,6 +52,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from trainkit.callbacks import Callback, EarlyStopping
     from trainkit.errors import (
+        ArgumentError,
         CompatibilityError,
         DataError,
         NonFiniteLossError,

@@ -54,5 +54,9 @@ class NonFiniteLossError(TrainkitError, ArithmeticError):
     """Training stopped because the loss became NaN or infinite."""
 
 
+class ArgumentError(TrainkitError, ValueError):
+    """An argument of a trainkit class or function out of its range (``batch_size=0``, say)."""
+
+
 class UnknownNameError(TrainkitError, ValueError):
     """A loss, optimizer, metric, layer, activation or initializer name is not known."""

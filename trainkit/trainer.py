@@ -23,13 +23,19 @@ import tensorflow as tf
 from trainkit import background, distribute, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
-from trainkit.errors import DataError, RunDirError, TrainingInterrupted
+from trainkit.errors import (
+    ArgumentError,
+    DataError,
+    RunDirError,
+    TrainingInterrupted,
+    UnknownNameError,
+)
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.modelbuild import ensure_built
-from trainkit.resolve import Spec, clone_metric, get_loss, get_metrics, get_optimizer
+from trainkit.resolve import Spec, clone_metric, closest, get_loss, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
 from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout, histogram_tag
@@ -289,9 +295,9 @@ class Trainer:
         strategy: tf.distribute.Strategy | None = None,
     ) -> None:
         if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+            raise UnknownNameError("unknown-task", f"Unknown task {task!r}.{closest(str(task), TASKS)} Tasks: {', '.join(TASKS)}.")
         if steps_per_execution != "auto" and (not isinstance(steps_per_execution, int) or steps_per_execution < 1):
-            raise ValueError(f'steps_per_execution must be a positive int or "auto", got {steps_per_execution!r}.')
+            raise ArgumentError("bad-argument", f'steps_per_execution must be a positive int or "auto", got {steps_per_execution!r}.')
         self.model = model
         self.task: Task = task
         self.diagnose = diagnose
@@ -315,14 +321,14 @@ class Trainer:
         # Checked here: a bad value would otherwise fail only when the writer opens.
         self.hparams = clean_hparams(hparams) if hparams is not None else None
         if histograms_every not in (None, "epoch") and (not isinstance(histograms_every, int) or histograms_every < 1):
-            raise ValueError(f'histograms_every must be a positive int, "epoch" or None, got {histograms_every!r}.')
+            raise ArgumentError("bad-argument", f'histograms_every must be a positive int, "epoch" or None, got {histograms_every!r}.')
         if step_table_steps is not None and (not isinstance(step_table_steps, int) or step_table_steps < 0):
-            raise ValueError(f"step_table_steps must be a non-negative int or None, got {step_table_steps!r}.")
+            raise ArgumentError("bad-argument", f"step_table_steps must be a non-negative int or None, got {step_table_steps!r}.")
         self.statistics = bool(statistics)
         if on_nan not in ("stop", "warn"):
-            raise ValueError(f'on_nan must be "stop" or "warn", got {on_nan!r}.')
+            raise ArgumentError("bad-argument", f'on_nan must be "stop" or "warn", got {on_nan!r}.')
         if checkpoint_every != "auto" and (not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 0):
-            raise ValueError(f'checkpoint_every must be a non-negative int or "auto", got {checkpoint_every!r}.')
+            raise ArgumentError("bad-argument", f'checkpoint_every must be a non-negative int or "auto", got {checkpoint_every!r}.')
         self.on_nan = on_nan
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
@@ -810,7 +816,7 @@ class Trainer:
             if y is None:
                 raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             if not 0.0 <= validation_split < 1.0:
-                raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
+                raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
             train = _ArraySource(in_memory_parts(self.model, x, y, sample_weight))
             if validation_split and validation_data is None:
                 # Like Keras: the last rows, taken before any shuffling.
@@ -1239,7 +1245,7 @@ class Trainer:
 
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
 @functools.lru_cache(maxsize=64)
