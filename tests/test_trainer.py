@@ -411,3 +411,13 @@ def test_bad_arguments_raise_trainkit_errors_with_codes(make, code, fragment):
         make(x, y)
     assert info.value.code == code and fragment in info.value.message
     assert isinstance(info.value, ValueError)  # as before, for code that caught ValueError
+
+
+def test_each_fit_returns_a_history_of_its_own_epochs_like_model_fit():
+    x, y = make_data(64)
+    trainer = make_trainer()
+    first = trainer.fit(x, y, epochs=2, verbose=0)
+    second = trainer.fit(x, y, epochs=4, initial_epoch=2, verbose=0, validation_data=(x, y))
+    assert first is not second and trainer.history is second
+    assert first.epoch == [0, 1] and set(first.history) == {"loss"}
+    assert second.epoch == [2, 3] and len(second.history["val_loss"]) == 2 and np.isfinite(second.history["val_loss"]).all()

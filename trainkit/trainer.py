@@ -663,8 +663,10 @@ class Trainer:
         self.stop_reason = None
         callbacks = list(callbacks)
         start_batch = 0
-        if resume:
+        if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch = self._resume(callbacks)
+        else:  # like model.fit: each call returns a History of its own epochs
+            self.history = History()
         self._step = None  # a restored checkpoint or a custom loop may have moved global_step
         console = [ConsoleLogger()] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
