@@ -7,6 +7,7 @@ healthy stream (no rule may fire on it). The streams use the statistic names of 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import threading
 import time
@@ -699,3 +700,9 @@ def test_the_runs_recorded_checks_leave_out_the_diagnosis_own_findings(tmp_path)
     trainer.fit(x, y, epochs=1, verbose=0)
     recorded = [f.code for f in read_run(tmp_path).checks]
     assert "class-imbalance" in recorded and "overfitting" not in recorded
+
+
+def test_evidence_keeps_numbers_by_layer_as_numbers_through_json():
+    finding = Finding("lr-too-high", "warning", "m", "a", evidence={"update_ratio_by_layer": {"dense": np.float32(0.5), "dense_1": 0.25}})
+    again = Finding.from_dict(json.loads(json.dumps(finding.to_dict())))
+    assert again.evidence["update_ratio_by_layer"] == {"dense": 0.5, "dense_1": 0.25}

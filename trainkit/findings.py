@@ -83,4 +83,6 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):  # numbers by layer, say: kept as numbers, not one string
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
