@@ -108,7 +108,7 @@ def _nothing_left(source: Any, batch_size: int, start_batch: int) -> bool:
 def _like_outputs(y: Any, y_pred: Any) -> Any:
     """Several targets as the same kind of sequence as the outputs they go with.
 
-    ``tf.data`` and :func:`in_memory_parts` give tuples, Functional models return lists, and
+    ``tf.data`` and :func:`_in_memory_parts` give tuples, Functional models return lists, and
     Keras losses and metrics refuse to pair a tuple with a list.
     """
     if isinstance(y_pred, list) and isinstance(y, tuple):
@@ -127,7 +127,7 @@ def _io_count(model: keras.Model, kind: str) -> int:
     return len(tf.nest.flatten(tensors)) if tensors else 1
 
 
-def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+def _in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
     """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
 
     A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
@@ -155,7 +155,7 @@ class _ArraySource:
 
     Args:
         parts: ``[x, y, sample_weight]`` (the given ones), each an array or a structure of
-            arrays (see :func:`in_memory_parts`).
+            arrays (see :func:`_in_memory_parts`).
     """
 
     def __init__(self, parts: Sequence[Any]) -> None:
@@ -819,18 +819,19 @@ class Trainer:
                 raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             if not 0.0 <= validation_split < 1.0:
                 raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
-            train = _ArraySource(in_memory_parts(self.model, x, y, sample_weight))
+            parts = _in_memory_parts(self.model, x, y, sample_weight)
             if validation_split and validation_data is None:
-                # Like Keras: the last rows, taken before any shuffling.
-                cut = int(train.rows * (1.0 - validation_split))
-                validation_data = tf.nest.map_structure(lambda t: t[cut:], train.data)
-                train = _ArraySource(tf.nest.map_structure(lambda t: t[:cut], train.data))
+                # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
+                cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
+                validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
+                parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
+            train = _ArraySource(parts)
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
                 validation = _DatasetSource(validation_data)
             else:
-                validation = _ArraySource(in_memory_parts(self.model, *validation_data))
+                validation = _ArraySource(_in_memory_parts(self.model, *validation_data))
         return train, validation
 
     def _check_sources(self, train: Any, validation: Any) -> None:
@@ -1089,7 +1090,7 @@ class Trainer:
         else:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            source = _ArraySource(in_memory_parts(self.model, x, y, sample_weight))
+            source = _ArraySource(_in_memory_parts(self.model, x, y, sample_weight))
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
 
