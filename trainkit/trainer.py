@@ -420,11 +420,11 @@ class Trainer:
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
         xla = self._step_xla  # same values either way; picks the faster reductions
         before, recorded = self._apply_measuring_updates(gradients, variables, step_loss)
-        # Metrics before statistics: a softmax output the metrics read is not computed again for
-        # the statistics (see stats._softmax_again).
-        self.update_metrics(y, y_pred, sample_weight, loss)
         # Gradient, update and activation statistics together: fewer kernels than one by one.
+        # (Before the metrics: tf.shape(y_pred) in the loss mean would otherwise be a reader of a
+        # softmax output, which stats._softmax_again then leaves to oneDNN's kernel.)
         logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla, updates=recorded))
+        self.update_metrics(y, y_pred, sample_weight, loss)
         return {**logs, **self.pop_logged_scalars()}
 
     def _apply_measuring_updates(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor) -> tuple[list[tf.Tensor] | None, list[tf.Tensor] | None]:
