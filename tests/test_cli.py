@@ -196,3 +196,20 @@ def test_ctrl_c_before_training_is_one_line_exit_130_and_leaves_no_run_dir(runne
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted: Stopped before training began; nothing was trained or kept."
     assert run_dirs(logdir) == []
+
+
+def test_a_second_ctrl_c_while_training_keeps_the_run_directory(runner, tiny_recipe, tmp_path, monkeypatch):
+    # Steps ran, no checkpoint yet: what was written (events, recipe) stays, and no message
+    # claims nothing was trained.
+    from trainkit.trainer import Trainer
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_write_epoch", interrupt)  # after the first epoch's steps
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir)])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted: Stopped by a second Ctrl-C before any checkpoint was written."
+    (run_dir,) = run_dirs(logdir)
+    assert (run_dir / "recipe.yaml").exists() and list((run_dir / "train").glob("events.out.tfevents.*"))

@@ -261,6 +261,13 @@ def test_a_two_output_model_trains_from_numpy_lists_as_from_a_dataset():
     for key, values in numpy_history.items():
         np.testing.assert_allclose(values, dataset_history[key], rtol=1e-6, err_msg=key)
     assert from_numpy.evaluate(x[56:], [y1[56:], y2[56:]])["loss"] == pytest.approx(numpy_history["val_loss"][-1], rel=1e-6)
+    # Targets by output name, as model.fit reads them; predictions per output.
+    assert from_numpy.evaluate(x[56:], {"b": y2[56:], "a": y1[56:]})["loss"] == pytest.approx(numpy_history["val_loss"][-1], rel=1e-6)
+    predicted = from_numpy.predict(x, batch_size=32)
+    expected = from_numpy.model(x)
+    assert isinstance(predicted, list) and len(predicted) == 2
+    for got, want in zip(predicted, expected, strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("form", ["numpy", "dataset"])
@@ -421,3 +428,19 @@ def test_each_fit_returns_a_history_of_its_own_epochs_like_model_fit():
     assert first is not second and trainer.history is second
     assert first.epoch == [0, 1] and set(first.history) == {"loss"}
     assert second.epoch == [2, 3] and len(second.history["val_loss"]) == 2 and np.isfinite(second.history["val_loss"]).all()
+
+
+def test_an_unbuilt_sequential_model_trains_on_sequences_of_any_length():
+    # Built from the dataset's spec (length unknown), not called on a row of length-1 zeros.
+    rng = np.random.default_rng(0)
+
+    def sequences():
+        for length in (5, 9, 7, 6):
+            x = rng.normal(size=(8, length, 3)).astype("float32")
+            yield x, (x[:, :1, :1].reshape(8, 1) > 0).astype("float32")
+
+    data = tf.data.Dataset.from_generator(sequences, output_signature=(tf.TensorSpec((None, None, 3)), tf.TensorSpec((None, 1))))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Conv1D(4, 3), keras.layers.GlobalMaxPooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    history = make_trainer(model).fit(data, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

@@ -80,25 +80,40 @@ def build_model(
     return _sequential(section.layers or [], shape)
 
 
-def ensure_built(model: keras.Model, input_spec: Any) -> None:
-    """Creates every variable of ``model``, if it has none yet, by calling it on one row of zeros.
+def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[], Any] | None = None) -> None:
+    """Creates every variable of ``model`` if it has none yet.
 
-    ``model.build()`` alone marks a subclassed model built without creating its layers'
-    variables (an optimizer built then knows none of them), and a builder may return a model
-    that was never called; Sequential and Functional models with an ``Input`` are left as they are.
+    A Sequential model is built from the spec (unknown sizes, such as a sequence length, stay
+    unknown). Any other model is called once, on ``first_inputs()`` (a batch of real inputs) or
+    else on one row of zeros: ``model.build()`` alone marks a subclassed model built without
+    creating its layers' variables, and an optimizer built then knows none of them.
 
     Args:
         model: The model.
         input_spec: A ``tf.TensorSpec`` (batch dimension first), a shape tuple without the
             batch dimension, or a structure of specs for several inputs.
+        first_inputs: Returns a batch of the real inputs, for models that must be called.
+
+    Raises:
+        RecipeError: ``unbuilt-model``, when the model cannot take those inputs.
     """
     if model.built and model.variables:
         return
     if isinstance(input_spec, tuple) and all(isinstance(d, int | None) for d in input_spec):
         input_spec = tf.TensorSpec((None, *input_spec), tf.float32)
-    # Unknown sizes (a sequence length) as 1.
-    zeros = tf.nest.map_structure(lambda s: tf.zeros([1, *(1 if d is None else d for d in s.shape[1:])], s.dtype), input_spec)
-    model(zeros, training=False)
+    try:
+        if isinstance(model, keras.Sequential) and isinstance(input_spec, tf.TensorSpec):
+            model.build(input_spec.shape)
+            if model.variables:
+                return
+        if first_inputs is not None:
+            inputs = first_inputs()
+        else:  # unknown sizes as 1
+            inputs = tf.nest.map_structure(lambda s: tf.zeros([1, *(1 if d is None else d for d in s.shape[1:])], s.dtype), input_spec)
+        model(inputs, training=False)
+    except Exception as err:
+        raise RecipeError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {_first_line(err)} "
+                          "Give it an input shape (keras.Input(shape=...) first), or call it once on a batch before training.") from err
 
 
 def build_from_recipe(recipe: Recipe, input_shape: Sequence[int]) -> keras.Model:
@@ -226,8 +241,8 @@ def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, 
         raise RecipeError("bad-builder", f'Builder "{target}" returned {type(model).__name__}, not a keras.Model; it must return the model it builds.')
     try:
         ensure_built(model, input_shape)  # the checks read its layers' shapes
-    except Exception as err:
-        raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}: {type(err).__name__}: {_first_line(err)}') from err
+    except RecipeError as err:
+        raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}: {err.message}') from err
     return model
 
 

@@ -173,9 +173,15 @@ def train_recipe(
         err.run_dir = run_dir  # type: ignore[attr-defined]
         raise
     except KeyboardInterrupt:
-        # Ctrl-C while fit set up (before it took over the signals): nothing was trained. A new
-        # run directory without a checkpoint holds nothing to resume: it is not left behind.
-        if chief and resume_dir is None and not any((run_dir / CHECKPOINT_SUBDIR).glob("*")):
+        # Ctrl-C while fit set up (before it took over the signals), or a second Ctrl-C while it
+        # was stopping. Only a new run that trained no step is removed: nothing in it to resume.
+        checkpointed = any((run_dir / CHECKPOINT_SUBDIR).glob("*"))
+        if trainer.step > 0 or resume_dir is not None or checkpointed:
+            err = TrainingInterrupted("interrupted", "Stopped by a second Ctrl-C" + ("; a checkpoint was written earlier." if checkpointed else " before any checkpoint was written."))
+            if chief and checkpointed:
+                err.run_dir = run_dir  # type: ignore[attr-defined]
+            raise err from None
+        if chief:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise TrainingInterrupted("interrupted", "Stopped before training began; nothing was trained or kept.") from None
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed")

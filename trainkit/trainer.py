@@ -105,12 +105,22 @@ def _nothing_left(source: Any, batch_size: int, start_batch: int) -> bool:
     return total is not None and start_batch >= total
 
 
-def _like_outputs(y: Any, y_pred: Any) -> Any:
-    """Several targets as the same kind of sequence as the outputs they go with.
+def _first_inputs(source: Any) -> Any:
+    """The inputs of a data source's first batch (a fresh iterator: training data is not consumed)."""
+    if isinstance(source, _ArraySource):
+        return unpack_batch(source.head(32))[0]
+    return unpack_batch(next(iter(source.dataset)))[0]
+
+
+def _like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
+    """Several targets as the same kind of structure as the outputs they go with.
 
     ``tf.data`` and :func:`_in_memory_parts` give tuples, Functional models return lists, and
-    Keras losses and metrics refuse to pair a tuple with a list.
+    Keras losses and metrics refuse to pair a tuple with a list; a dict of targets by output
+    name becomes a sequence in the outputs' order (as ``model.fit`` reads it).
     """
+    if isinstance(y, Mapping) and isinstance(y_pred, list | tuple) and output_names and all(n in y for n in output_names):
+        y = tuple(y[name] for name in output_names)
     if isinstance(y_pred, list) and isinstance(y, tuple):
         return list(y)
     if isinstance(y_pred, tuple) and isinstance(y, list):
@@ -344,6 +354,7 @@ class Trainer:
 
         self.findings: list[Finding] = []
         self.history = History()
+        self._output_names = tuple(getattr(model, "output_names", None) or ())
         self.stop_training = False
         self.epochs = 0
         self.steps_per_epoch: int | None = None
@@ -382,7 +393,7 @@ class Trainer:
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
         """The scalar loss of a batch: the loss function plus the model's regularization losses."""
-        loss = self.loss(_like_outputs(y, y_pred), y_pred, sample_weight=sample_weight)
+        loss = self.loss(_like_outputs(y, y_pred, self._output_names), y_pred, sample_weight=sample_weight)
         if distribute.in_replica():
             loss = distribute.unscale_keras_loss(self.loss, loss)
         if self.model.losses:
@@ -548,6 +559,7 @@ class Trainer:
         y_pred = self.model(x, training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
         self._eval_loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
+        y = _like_outputs(y, y_pred, self._output_names)
         for metric in self._eval_metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
         return {"loss": loss, **self.pop_logged_scalars()}
@@ -559,7 +571,7 @@ class Trainer:
         over every row, the partial last batch included.
         """
         self._loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
-        y = _like_outputs(y, y_pred)
+        y = _like_outputs(y, y_pred, self._output_names)
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 
@@ -850,7 +862,7 @@ class Trainer:
         under tf.distribute (keras-team/keras#19246).
         """
         with distribute.scope(self.strategy):
-            ensure_built(self.model, unpack_batch(train.batch_spec())[0])
+            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: _first_inputs(train))
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
 
@@ -1119,17 +1131,23 @@ class Trainer:
                 pass
         return self._metric_results("eval")
 
-    def predict(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
-        """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated."""
+    def predict(self, x: Any, *, batch_size: int = 256) -> Any:
+        """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
+
+        One array, or for a model with several outputs their structure (a list...) of arrays.
+        """
         _check_batch_size(batch_size)
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if isinstance(x, tf.data.Dataset):
-            parts = [self._predict_fn(unpack_batch(batch)[0]).numpy() for batch in x]
+            batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in x]
         else:
-            data = _as_tensor(x)
-            parts = [self._predict_fn(data[i : i + batch_size]).numpy() for i in range(0, int(data.shape[0]), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0,))
+            source = _ArraySource(_in_memory_parts(self.model, x))
+            (data,) = source.data
+            batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
+        if not batches:
+            return np.zeros((0,))
+        return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
 
     # -- per-step statistics ----------------------------------------------------------------------
     def _keep_steps(self, first_step: int, outputs: StepOutputs) -> None:

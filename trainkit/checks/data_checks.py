@@ -764,6 +764,17 @@ def _concat(parts: list[Any]) -> Any:
     return np.concatenate(parts, axis=0)
 
 
+def _trailing_shapes(value: Any) -> list[tuple[int, ...]]:
+    """The shapes without their first axis of every array in a (nested) batch."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [s for k in sorted(value, key=str) for s in _trailing_shapes(value[k])]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _trailing_shapes(v)]
+    return [tuple(np.shape(value)[1:])]
+
+
 def _split_element(element: Any) -> tuple[Any, Any]:
     if isinstance(element, tuple | list) and 2 <= len(element) <= 3:
         return element[0], element[1]
@@ -798,6 +809,10 @@ def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int]
         return None
     if not elements:
         return None
+    # Batches of another shape (sequences padded per batch to their own length) cannot be
+    # concatenated: the checks read those shaped like the first.
+    first = _trailing_shapes(elements[0])
+    elements = [e for e in elements if _trailing_shapes(e) == first]
     xs = _concat([e[0] for e in elements])
     ys = _concat([e[1] for e in elements]) if elements[0][1] is not None else None
     return xs, ys, len(elements)
