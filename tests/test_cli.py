@@ -213,3 +213,14 @@ def test_a_second_ctrl_c_while_training_keeps_the_run_directory(runner, tiny_rec
     assert result.stderr.strip() == "interrupted: Stopped by a second Ctrl-C before any checkpoint was written."
     (run_dir,) = run_dirs(logdir)
     assert (run_dir / "recipe.yaml").exists() and list((run_dir / "train").glob("events.out.tfevents.*"))
+
+
+def test_ctrl_c_during_check_says_it_stopped_without_mentioning_training(runner, tiny_recipe, monkeypatch):
+    import trainkit.run
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainkit.run, "prepare_run", interrupt)
+    result = runner.invoke(app, ["check", str(tiny_recipe)])
+    assert result.exit_code == 130 and result.stderr.strip() == "interrupted: Stopped."

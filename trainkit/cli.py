@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trainkit.errors import TrainingInterrupted, TrainkitError
+from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
 
 app = typer.Typer(
     add_completion=False,
@@ -39,16 +39,18 @@ def _err(message: str) -> None:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turns trainkit's user errors into one line on stderr and exit code 2."""
+def user_errors(interrupted: str = "Stopped.") -> Iterator[None]:
+    """Turns trainkit's user errors into one line on stderr and exit code 2.
+
+    Args:
+        interrupted: What a Ctrl-C here means (typer would exit 130 without a word).
+    """
     try:
         yield
     except TrainingInterrupted:
         raise  # not a user error: the command says how to resume and exits 130/143
     except KeyboardInterrupt:
-        # Ctrl-C outside training (loading data, importing TensorFlow, building the model):
-        # typer would otherwise exit 130 without a word.
-        _err("interrupted: Stopped before training began; nothing was trained or kept.")
+        _err(f"interrupted: {interrupted}")
         raise typer.Exit(130) from None
     except TrainkitError as err:
         _err(f"error: {one_line(str(err))}")
@@ -86,7 +88,8 @@ def train(
     Ctrl-C/SIGTERM (a checkpoint is written; the message says how to resume).
     """
     try:
-        with user_errors():
+        # Ctrl-C outside fit's own handling: loading the data, importing TensorFlow, building.
+        with user_errors(interrupted=NOTHING_TRAINED):
             loaded = _load(recipe, set_)
             _import_tensorflow()
             from trainkit.run import summary_lines, train_recipe

@@ -38,6 +38,10 @@ class RunDirError(TrainkitError, OSError):
     """The run directory cannot be created or written."""
 
 
+#: What an interruption says when it came before training's first step.
+NOTHING_TRAINED = "Stopped before training began; nothing was trained or kept."
+
+
 class TrainingInterrupted(TrainkitError):
     """Training was stopped by a signal; the run was saved and can be resumed.
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from pydantic import ValidationError
 
 from trainkit import resolve
-from trainkit.errors import RecipeError
+from trainkit.errors import DataError, RecipeError
 from trainkit.recipe import (
     ActivationLayer,
     BatchNormLayer,
@@ -95,7 +95,7 @@ def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[],
         first_inputs: Returns a batch of the real inputs, for models that must be called.
 
     Raises:
-        RecipeError: ``unbuilt-model``, when the model cannot take those inputs.
+        DataError: ``unbuilt-model``, when the model cannot take those inputs.
     """
     if model.built and model.variables:
         return
@@ -112,7 +112,7 @@ def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[],
             inputs = tf.nest.map_structure(lambda s: tf.zeros([1, *(1 if d is None else d for d in s.shape[1:])], s.dtype), input_spec)
         model(inputs, training=False)
     except Exception as err:
-        raise RecipeError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {_first_line(err)} "
+        raise DataError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {_first_line(err)} "
                           "Give it an input shape (keras.Input(shape=...) first), or call it once on a batch before training.") from err
 
 
@@ -241,7 +241,7 @@ def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, 
         raise RecipeError("bad-builder", f'Builder "{target}" returned {type(model).__name__}, not a keras.Model; it must return the model it builds.')
     try:
         ensure_built(model, input_shape)  # the checks read its layers' shapes
-    except RecipeError as err:
+    except DataError as err:
         raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}: {err.message}') from err
     return model
 

@@ -20,7 +20,7 @@ from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data
 from trainkit.distribute import is_chief, scope, strategy_from_name
-from trainkit.errors import RecipeError, RunDirError, TrainingInterrupted
+from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.modelbuild import build_from_recipe
@@ -183,7 +183,7 @@ def train_recipe(
             raise err from None
         if chief:
             shutil.rmtree(run_dir, ignore_errors=True)
-        raise TrainingInterrupted("interrupted", "Stopped before training began; nothing was trained or kept.") from None
+        raise TrainingInterrupted("interrupted", NOTHING_TRAINED) from None
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed")
     if chief:
         write_report(result, recipe)
