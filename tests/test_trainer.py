@@ -222,7 +222,8 @@ def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
     p1, p2 = model(x)
     mse = keras.losses.MeanSquaredError()
     batches = [slice(i, i + 32) for i in range(0, 70, 32)]
-    exact = sum(float(mse([y1[b], y2[b]], [p1[b], p2[b]])) * len(x[b]) for b in batches) / 70
+    # As model.compile: the sum of the outputs' losses.
+    exact = sum((float(mse(y1[b], p1[b])) + float(mse(y2[b], p2[b]))) * len(x[b]) for b in batches) / 70
     np.testing.assert_allclose(history.history["loss"][0], exact, rtol=1e-6)
     np.testing.assert_allclose(history.history["val_loss"][0], exact, rtol=1e-6)
 
@@ -257,7 +258,8 @@ def test_a_two_output_model_trains_from_numpy_lists_as_from_a_dataset():
     train = tf.data.Dataset.from_tensor_slices((x[:56], (y1[:56], y2[:56]))).batch(32)
     validation = tf.data.Dataset.from_tensor_slices((x[56:], (y1[56:], y2[56:]))).batch(32)
     dataset_history = from_dataset.fit(train, epochs=2, validation_data=validation, verbose=0).history
-    assert set(numpy_history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    per_output = {f"{o}_{k}" for o in ("a", "b") for k in ("loss", "accuracy")}
+    assert set(numpy_history) == {"loss", "val_loss", *per_output, *(f"val_{k}" for k in per_output)}
     for key, values in numpy_history.items():
         np.testing.assert_allclose(values, dataset_history[key], rtol=1e-6, err_msg=key)
     assert from_numpy.evaluate(x[56:], [y1[56:], y2[56:]])["loss"] == pytest.approx(numpy_history["val_loss"][-1], rel=1e-6)

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import background, distribute, probes, stats, updates
+from trainkit import background, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
 from trainkit.errors import (
@@ -35,7 +35,7 @@ from trainkit.history import History
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.modelbuild import ensure_built
-from trainkit.resolve import Spec, clone_metric, closest, get_loss, get_metrics, get_optimizer
+from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
 from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout, histogram_tag
@@ -128,12 +128,38 @@ def _like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
     return y
 
 
-def _io_count(model: keras.Model, kind: str) -> int:
-    """How many inputs (``kind="inputs"``) or outputs a model has; 1 when it cannot tell yet."""
+def _known_output_count(model: keras.Model) -> int | None:
+    """How many outputs a model has when its structure says (``None`` for a subclassed model)."""
+    if isinstance(model, keras.Sequential):
+        return 1
+    try:
+        tensors = model.outputs
+    except (AttributeError, ValueError):
+        return None
+    return len(tf.nest.flatten(tensors)) if tensors else None
+
+
+def _listed_outputs(*specs: Any) -> int:
+    """How many outputs the first per-output argument (a list, or a dict by name) lists; 1 if none."""
+    return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
+
+
+def _io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
+    """How many inputs (``kind="inputs"``) or outputs a model has; 1 when it cannot tell.
+
+    A subclassed model has no inputs or outputs to read before (or after) it is called: its
+    outputs are counted by calling it on the first row of ``inputs`` when they are given.
+    """
     try:
         tensors = getattr(model, kind)
-    except (AttributeError, ValueError):  # a subclassed model that was never called
-        return 1
+    except (AttributeError, ValueError):
+        if kind != "outputs" or inputs is None:
+            return 1
+        try:
+            first_row = tf.nest.map_structure(lambda a: a[:1], inputs)
+            return len(tf.nest.flatten(model(first_row, training=False)))
+        except Exception:  # inputs that do not fit are reported by the checks and the build
+            return 1
     return len(tf.nest.flatten(tensors)) if tensors else 1
 
 
@@ -154,7 +180,8 @@ def _in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: A
 
     parts = [part(x, _io_count(model, "inputs") > 1)]
     if y is not None:
-        parts.append(part(y, _io_count(model, "outputs") > 1))
+        several = isinstance(y, list | tuple) and _io_count(model, "outputs", parts[0]) > 1
+        parts.append(part(y, several))
     if sample_weight is not None:
         parts.append(np.asarray(sample_weight))
     return parts
@@ -224,9 +251,16 @@ class Trainer:
     Args:
         model: A Keras model (Sequential, Functional or subclassed).
         loss: A Keras loss object or name (``"binary_crossentropy"``, ``{"name": ..., ...}``).
+            For a model with several outputs, one loss for all of them or, as with
+            ``model.compile``, a list (by position) or dict (by output name) of losses; the
+            total is their weighted sum (see :mod:`trainkit.multioutput`).
         optimizer: A Keras optimizer object or name (``"adam"``, ``{"name": "sgd", ...}``).
-        task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
+        task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``; for a model
+            with several outputs of different kinds, a list (by position) or dict (by output
+            name) of them.
         metrics: Metric objects or names; ``"accuracy"`` picks the variant the task needs.
+            With several outputs, each metric of a flat list is computed for every output
+            (``<output>_accuracy``); a list of lists or a dict by output name picks per output.
         logdir: Directory for this run's TensorBoard events (``train/``, ``validation/``); none
             are written when ``None``.
         seed: Seeds the per-epoch shuffle (stateless in ``(seed, epoch)``, so a resumed run sees
@@ -270,6 +304,8 @@ class Trainer:
             infinite, keeping the weights from before that step (the default train step skips a
             non-finite update) and setting :attr:`stop_reason` to ``"nan-loss"``; ``"warn"``:
             record it and go on.
+        loss_weights: With several outputs, the weight of each output's loss in the total, a
+            list or dict by output name (1.0 where not given), as with ``model.compile``.
         strategy: A ``tf.distribute.Strategy`` (``MirroredStrategy``,
             ``MultiWorkerMirroredStrategy``, ...) to replicate training over; build the model
             inside its ``scope()``. Each global batch of ``batch_size`` rows is split across the
@@ -284,8 +320,8 @@ class Trainer:
         *,
         loss: Spec,
         optimizer: Spec,
-        task: Task,
-        metrics: Iterable[Spec] = (),
+        task: Task | Sequence[Task] | Mapping[str, Task],
+        metrics: Iterable[Spec] | Mapping[str, Any] = (),
         logdir: str | Path | None = None,
         seed: int | None = None,
         allow: Collection[str] = (),
@@ -303,13 +339,15 @@ class Trainer:
         keep_checkpoints: int = 3,
         on_nan: Literal["stop", "warn"] = "stop",
         strategy: tf.distribute.Strategy | None = None,
+        loss_weights: Sequence[float] | Mapping[str, float] | None = None,
     ) -> None:
-        if task not in TASKS:
-            raise UnknownNameError("unknown-task", f"Unknown task {task!r}.{closest(str(task), TASKS)} Tasks: {', '.join(TASKS)}.")
+        for one in task.values() if isinstance(task, Mapping) else task if isinstance(task, list | tuple) else [task]:
+            if one not in TASKS:
+                raise UnknownNameError("unknown-task", f"Unknown task {one!r}.{closest(str(one), TASKS)} Tasks: {', '.join(TASKS)}.")
         if steps_per_execution != "auto" and (not isinstance(steps_per_execution, int) or steps_per_execution < 1):
             raise ArgumentError("bad-argument", f'steps_per_execution must be a positive int or "auto", got {steps_per_execution!r}.')
         self.model = model
-        self.task: Task = task
+        self.task = task
         self.diagnose = diagnose
         # Only a real strategy changes anything; the default strategy is the single-device path.
         self.strategy = strategy if distribute.is_distributed(strategy) else None
@@ -317,7 +355,7 @@ class Trainer:
             distribute.check_variables_in_scope(self.strategy, model.variables)
         # Optimizer, metric and step-counter variables are replicated: created in the scope.
         with distribute.scope(self.strategy):
-            self._create_state(loss, optimizer, metrics, task)
+            self._create_state(loss, optimizer, metrics, task, loss_weights)
         self.logdir = Path(logdir) if logdir is not None else None
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
@@ -379,26 +417,84 @@ class Trainer:
         self._predict_fn: Any = None
         self.findings.extend(self.check_model())
 
-    def _create_state(self, loss: Spec, optimizer: Spec, metrics: Iterable[Spec], task: Task) -> None:
+    def _create_state(self, loss: Spec, optimizer: Spec, metrics: Any, task: Task, loss_weights: Any) -> None:
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
-        self.loss = get_loss(loss)
+        self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
-        self.metrics = get_metrics(list(metrics), task, self.loss)
+        self._metric_specs = metrics if isinstance(metrics, Mapping) else list(metrics)
+        self._loss_weight_spec = loss_weights
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._eval_loss_tracker = keras.metrics.Mean(name="loss")
-        self._eval_metrics = [clone_metric(m) for m in self.metrics]
+        count = _known_output_count(self.model)
+        # A subclassed model's outputs are counted when it first sees data (_ensure_built); until
+        # then, as many as the per-output arguments list.
+        self._outputs_counted = count is not None
+        self._pair_outputs(count or _listed_outputs(loss, task, loss_weights))
         # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
+    def _pair_outputs(self, count: int) -> None:
+        """Pairs the losses, tasks, loss weights and metrics with the model's ``count`` outputs.
+
+        Raises:
+            ArgumentError: ``bad-argument`` for per-output specs that do not match the outputs.
+        """
+        self.heads = multioutput.heads(multioutput.output_names(self.model, count), self.loss, self.task, self._loss_weight_spec)
+        specs = self._metric_specs
+        if count > 1 or isinstance(specs, Mapping) or (specs and all(isinstance(s, list | tuple) for s in specs)):
+            paired = multioutput.output_metrics(specs, self.heads)
+            if count == 1:  # a single output's metrics keep their own names
+                paired = [(i, type(m).from_config({**m.get_config(), "name": m.name[len(self.heads[0].name) + 1 :]})) for i, m in paired]
+        else:
+            paired = [(None, m) for m in get_metrics(specs, self.heads[0].task, self.heads[0].loss)]
+        self.metrics = [m for _, m in paired]
+        self._metric_outputs = [None if count == 1 else i for i, _ in paired]
+        self._eval_metrics = [clone_metric(m) for m in self.metrics]
+        trained = [h for h in self.heads if h.loss is not None] if count > 1 else []
+        self._output_loss_trackers = [keras.metrics.Mean(name=f"{h.name}_loss") for h in trained]
+        self._eval_output_loss_trackers = [clone_metric(m) for m in self._output_loss_trackers]
+        self._output_losses_seen: set[str] = set()  # splits whose steps gave per-output losses
+        self._pending_output_losses: list[tf.Tensor] | None = None
+        self._metric_fns = {}
+
+    def _count_outputs(self, inputs: Callable[[], Any]) -> None:
+        """Pairs a subclassed model's outputs once it can be called (``inputs()``: a batch)."""
+        if self._outputs_counted:
+            return
+        self._outputs_counted = True
+        count = _io_count(self.model, "outputs", inputs())
+        if count != len(self.heads):
+            with distribute.scope(self.strategy):
+                self._pair_outputs(count)
+
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
-        """The scalar loss of a batch: the loss function plus the model's regularization losses."""
-        loss = self.loss(_like_outputs(y, y_pred, self._output_names), y_pred, sample_weight=sample_weight)
-        if distribute.in_replica():
-            loss = distribute.unscale_keras_loss(self.loss, loss)
+        """The scalar loss of a batch: the loss function plus the model's regularization losses.
+
+        For a model with several outputs, the weighted sum of each output's loss (each one is
+        also reported as ``<output>_loss``).
+        """
+        predictions = multioutput.flat_outputs(y_pred)
+        if len(predictions) == 1:
+            loss = self._output_loss(self.heads[0].loss, _like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
+        else:
+            if len(predictions) != len(self.heads):
+                self._pair_outputs(len(predictions))  # not counted yet (compute_loss called directly)
+            names = [h.name for h in self.heads]
+            targets = multioutput.targets_per_output(y, y_pred, names)
+            if len(targets) != len(predictions):
+                raise DataError("shape-mismatch", f"The model has {len(predictions)} outputs ({', '.join(names)}) but a batch has {len(targets)} targets: give one target per output.")
+            values = [None if h.loss is None else self._output_loss(h.loss, target, prediction, sample_weight)
+                      for h, target, prediction in zip(self.heads, targets, predictions, strict=True)]
+            self._pending_output_losses = [v for v in values if v is not None]
+            loss = tf.add_n([v if h.weight == 1.0 else h.weight * v for v, h in zip(values, self.heads, strict=True) if v is not None])
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         return loss
+
+    def _output_loss(self, loss_fn: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
+        loss = loss_fn(y, y_pred, sample_weight=sample_weight)
+        return distribute.unscale_keras_loss(loss_fn, loss) if distribute.in_replica() else loss
 
     def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         """One optimisation step; returns the step's scalars (at least ``"loss"``).
@@ -558,10 +654,10 @@ class Trainer:
         x, y, sample_weight = unpack_batch(batch)
         y_pred = self.model(x, training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-        self._eval_loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
-        y = _like_outputs(y, y_pred, self._output_names)
-        for metric in self._eval_metrics:
-            metric.update_state(y, y_pred, sample_weight=sample_weight)
+        rows = distribute.replica_rows(y_pred)
+        self._eval_loss_tracker.update_state(loss, sample_weight=rows)
+        self._update_output_losses("eval", self._eval_output_loss_trackers, rows)
+        self._update_metrics(self._eval_metrics, y, y_pred, sample_weight)
         return {"loss": loss, **self.pop_logged_scalars()}
 
     def update_metrics(self, y: Any, y_pred: Any, sample_weight: Any, loss: tf.Tensor) -> None:
@@ -570,9 +666,31 @@ class Trainer:
         The batch mean is weighted by the batch's row count, so the epoch value is the exact mean
         over every row, the partial last batch included.
         """
-        self._loss_tracker.update_state(loss, sample_weight=distribute.replica_rows(y_pred))
+        rows = distribute.replica_rows(y_pred)
+        self._loss_tracker.update_state(loss, sample_weight=rows)
+        self._update_output_losses("train", self._output_loss_trackers, rows)
+        self._update_metrics(self.metrics, y, y_pred, sample_weight)
+
+    def _update_output_losses(self, split: str, trackers: Sequence[keras.metrics.Metric], rows: tf.Tensor) -> None:
+        """Adds the per-output losses :meth:`compute_loss` just computed to their epoch means."""
+        values, self._pending_output_losses = self._pending_output_losses, None
+        if values is None or not trackers:
+            return  # an overridden compute_loss that did not call the default one
+        self._output_losses_seen.add(split)
+        for tracker, value in zip(trackers, values, strict=True):
+            tracker.update_state(value, sample_weight=rows)
+
+    def _update_metrics(self, metrics: Sequence[keras.metrics.Metric], y: Any, y_pred: Any, sample_weight: Any) -> None:
+        if not metrics:
+            return
+        if len(self.heads) > 1:
+            targets = multioutput.targets_per_output(y, y_pred, [h.name for h in self.heads])
+            predictions = multioutput.flat_outputs(y_pred)
+            for metric, index in zip(metrics, self._metric_outputs, strict=True):
+                metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
+            return
         y = _like_outputs(y, y_pred, self._output_names)
-        for metric in self.metrics:
+        for metric in metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
@@ -744,7 +862,7 @@ class Trainer:
         if self.logdir is None:
             return None
         if self._checkpoint is None:
-            metric_variables = [v for m in (self._loss_tracker, *self.metrics) for v in m.variables]
+            metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self.metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
             # worker saves; the others into a scratch directory that nobody reads.
             directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
@@ -863,6 +981,7 @@ class Trainer:
         """
         with distribute.scope(self.strategy):
             ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: _first_inputs(train))
+            self._count_outputs(lambda: _first_inputs(train))
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
 
@@ -959,7 +1078,7 @@ class Trainer:
         Eagerly, every metric variable is its own assign op (~1 ms an epoch for a loss and two
         metrics); a strategy's replicated variables keep the eager path.
         """
-        metrics = [self._loss_tracker, *self.metrics] if split == "train" else [self._eval_loss_tracker, *self._eval_metrics]
+        metrics = self._split_metrics(split)
         if self.strategy is not None:
             for metric in metrics:
                 metric.reset_state()
@@ -974,15 +1093,25 @@ class Trainer:
             reset = self._metric_fns[split] = compile_function(reset_all)
         reset()
 
+    def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
+        """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
+        if split == "train":
+            return [self._loss_tracker, *self._output_loss_trackers, *self.metrics]
+        return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics]
+
     def _metric_results(self, split: str = "train") -> dict[str, float]:
         """The loss and metric values of ``split`` (``train``/``eval``), read in one call.
 
         Eagerly, each ``result()`` is a few ops (~0.1 ms each); a strategy's replicated
         variables keep the eager path.
         """
-        metrics = [self._loss_tracker, *self.metrics] if split == "train" else [self._eval_loss_tracker, *self._eval_metrics]
+        metrics = self._split_metrics(split)
         if self.strategy is not None:
-            return {m.name: float(m.result()) for m in metrics}
+            values = {m.name: float(m.result()) for m in metrics}
+            if split not in self._output_losses_seen:
+                for tracker in self._output_loss_trackers:
+                    values.pop(tracker.name)
+            return values
         key = f"results/{split}"
         results = self._metric_fns.get(key)
         if results is None:
@@ -991,7 +1120,11 @@ class Trainer:
                 return tf.stack([tf.cast(tf.reshape(m.result(), []), tf.float32) for m in metrics])
 
             results = self._metric_fns[key] = compile_function(read_all)
-        return {m.name: float(v) for m, v in zip(metrics, results().numpy(), strict=True)}
+        values = {m.name: float(v) for m, v in zip(metrics, results().numpy(), strict=True)}
+        if split not in self._output_losses_seen:  # never computed: an overridden compute_loss
+            for tracker in self._output_loss_trackers:
+                values.pop(tracker.name)
+        return values
 
     def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
@@ -1188,7 +1321,7 @@ class Trainer:
         for name, markdown in self._pending_texts.items():
             self.writer.text("train", 0, name, markdown)
         if self.hparams:
-            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in self.metrics)])
+            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
 
     def _write_layout(self) -> None:
         """Writes the custom-scalars layout (one category per layer) once per run."""
@@ -1220,6 +1353,7 @@ class Trainer:
                 y_pred, taps = self.probe(x, training=False)
                 loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
             self.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
+            self._pending_output_losses = None
             gradients = tape.gradient(loss, variables)
             tensors: dict[str, Any] = {}
             for name, gradient in zip(names, gradients, strict=True):

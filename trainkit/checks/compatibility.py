@@ -145,6 +145,16 @@ def losses_per_output(outputs: Sequence[OutputInfo], loss: Any) -> list[LossInfo
     return [info] * len(outputs)
 
 
+def tasks_per_output(outputs: Sequence[OutputInfo], task: Any) -> list[str | None]:
+    """One task per output: a list/tuple by position, a dict by output key or name (``None`` for
+    an output it leaves out), a single task for every output."""
+    if isinstance(task, Mapping):
+        return [task[o.key] if o.key is not None and o.key in task else task.get(o.name) for o in outputs]
+    if isinstance(task, list | tuple):
+        return [task[i] if i < len(task) else None for i in range(len(outputs))]
+    return [task] * len(outputs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One model output with its loss, as the rules see it.
@@ -469,8 +479,13 @@ COMPATIBILITY_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILITY
 COMPATIBILITY_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILITY_RULES if r.severity == "warning")
 
 
-def validate_task(task: str) -> None:
-    """Raises CompatibilityError(unknown-task) unless ``task`` is one of :data:`TASKS`."""
+def validate_task(task: Any) -> None:
+    """Raises CompatibilityError(unknown-task) unless ``task`` is one of :data:`TASKS` (or a list
+    or dict of them, one per output)."""
+    if isinstance(task, list | tuple | Mapping):
+        for one in task.values() if isinstance(task, Mapping) else task:
+            validate_task(one)
+        return
     if task not in TASKS:
         raise CompatibilityError(
             UNKNOWN_TASK,
@@ -507,7 +522,7 @@ def to_finding(code: str, severity: Severity, issue: Issue, allow: Collection[st
 def check_compatibility(
     model: keras.Model,
     loss: keras.losses.Loss,
-    task: str,
+    task: Any,
     *,
     allow: Collection[str] = (),
     num_classes: int | None = None,
@@ -518,7 +533,8 @@ def check_compatibility(
         model: A built or unbuilt Sequential or functional model (subclassed models are skipped).
         loss: The resolved loss; a list or dict gives one loss per output. Custom losses skip the
             loss-based rules.
-        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``; a list or dict gives
+            one task per output (an output without one is not checked).
         allow: Error codes to downgrade to warnings (a deliberate exception).
         num_classes: Number of classes, when known (checked against the output units).
 
@@ -542,8 +558,11 @@ def check_compatibility(
     losses = losses_per_output(outputs, loss)
     findings: list[Finding] = []
     classes = num_classes if len(outputs) == 1 else None
-    for i, (output, loss_info) in enumerate(zip(outputs, losses, strict=True)):
-        case = Case(output, loss_info, task, classes, model)
+    tasks = tasks_per_output(outputs, task)
+    for i, (output, loss_info, output_task) in enumerate(zip(outputs, losses, tasks, strict=True)):
+        if output_task is None:
+            continue
+        case = Case(output, loss_info, output_task, classes, model)
         for rule in COMPATIBILITY_RULES:
             if rule.scope == "model" and i > 0:
                 continue

@@ -28,6 +28,7 @@ from trainkit.checks.compatibility import (
     LossInfo,
     describe_loss,
     losses_per_output,
+    tasks_per_output,
     to_finding,
     validate_allow,
     validate_task,
@@ -74,6 +75,7 @@ class Target:
     y: np.ndarray | None
     y_val: np.ndarray | None = None
     name: str = "y"
+    task: str | None = None  # None: an output without a task is not checked
 
     @property
     def units(self) -> int | None:
@@ -87,8 +89,7 @@ class DataContext:
     Attributes:
         xs: The inputs, one array per model input (sampled batches for a dataset).
         x_val: The validation inputs, or ``None``.
-        targets: One :class:`Target` per model output.
-        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        targets: One :class:`Target` per model output (each with its task).
         input_shapes: The model's input shapes, when known.
         scales_inputs: Whether the model standardises its own inputs (Normalization first).
         where: ``""`` for arrays, ``" in the first N batches"`` for a sampled dataset.
@@ -100,7 +101,6 @@ class DataContext:
     xs: list[np.ndarray]
     x_val: list[np.ndarray] | None
     targets: list[Target]
-    task: str
     input_shapes: list[tuple[int | None, ...]] | None = None
     scales_inputs: bool = False
     where: str = ""
@@ -301,10 +301,8 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
 
 def label_format(ctx: DataContext) -> Issue | None:
     """Labels that do not fit the loss: integer vs one-hot, outside {0, 1}, ids >= units, y/255."""
-    if ctx.task not in CLASSIFICATION_TASKS:
-        return None
     for t in ctx.targets:
-        if t.loss.kind not in CLASSIFICATION_LOSSES:
+        if t.task not in CLASSIFICATION_TASKS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         # The validation labels too: a bad label there corrupts val_loss without a sound.
         for name, y in ((t.name, t.y), (_validation_name(t.name), t.y_val)):
@@ -427,10 +425,8 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
 
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
     """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce."""
-    if ctx.task != "regression":
-        return None
     for t in ctx.targets:
-        if t.y is None or t.output is None or not _is_numeric(t.y) or t.y.size == 0:
+        if t.task != "regression" or t.y is None or t.output is None or not _is_numeric(t.y) or t.y.size == 0:
             continue
         lo, hi = t.output.output_range
         what = f"applies {t.output.activation}, whose outputs lie"
@@ -524,10 +520,8 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
 
 def unscaled_targets(ctx: DataContext) -> Issue | None:
     """Regression targets with std or |mean| far above 1 for a linear output."""
-    if ctx.task != "regression":
-        return None
     for t in ctx.targets:
-        if t.y is None or not _is_numeric(t.y) or t.y.size == 0:
+        if t.task != "regression" or t.y is None or not _is_numeric(t.y) or t.y.size == 0:
             continue
         if t.loss.kind not in ("regression", None) or (t.output is not None and (t.output.activation != "linear" or t.output.rescaled)):
             continue
@@ -609,9 +603,9 @@ def label_leakage(ctx: DataContext) -> Issue | None:
     y = _stride(t.y, rows)
     if not np.isfinite(xs).all() or not _is_numeric(y):
         return None
-    if ctx.task == "regression":
+    if t.task == "regression":
         return _regression_leak(xs, y, t)
-    if ctx.task == "multilabel":
+    if t.task != "binary" and t.task != "multiclass":
         return None
     ids = _class_ids(t, y)
     if ids is None or np.unique(ids).size < 2:
@@ -665,19 +659,17 @@ def _leak_issue(t: Target, j: int, found: str, evidence: dict[str, Any]) -> Issu
 
 def class_imbalance(ctx: DataContext) -> Issue | None:
     """A minority class under 10% (binary) or a class 10x rarer than the largest (multiclass)."""
-    if ctx.task not in ("binary", "multiclass"):
-        return None
     for t in ctx.targets:
-        if t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
+        if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = _class_ids(t, t.y)
         if ids is None or ids.size == 0 or ids.min() < 0:
             continue
-        k = max(int(ids.max()) + 1, 2 if ctx.task == "binary" else 1)
-        if ctx.task == "multiclass" and t.units and t.units > 1 and len(ids) >= 10 * t.units:
+        k = max(int(ids.max()) + 1, 2 if t.task == "binary" else 1)
+        if t.task == "multiclass" and t.units and t.units > 1 and len(ids) >= 10 * t.units:
             k = max(k, t.units)
         counts = np.bincount(ids, minlength=k)
-        if ctx.task == "binary" or k == 2:
+        if t.task == "binary" or k == 2:
             minority = int(np.argmin(counts[:2]))
             share = counts[minority] / counts[:2].sum()
             if share >= IMBALANCE_BINARY_SHARE:
@@ -847,11 +839,28 @@ def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
         if isinstance(y, list | tuple) and len(y) == len(outputs):
             return [_bool_to_int(np.asarray(v)) for v in y]
         return [None] * len(outputs)
+    if not outputs and _several_arrays(y):  # a subclassed model's outputs: one array each
+        return [_bool_to_int(np.asarray(v)) for v in y]
     if isinstance(y, Mapping) and len(y) == 1:
         y = next(iter(y.values()))
     if isinstance(y, list | tuple) and len(y) == 1 and not np.isscalar(y[0]):
         y = y[0]
     return [_bool_to_int(np.asarray(y))]
+
+
+def _unnamed_per_output(spec: Any, count: int) -> list[Any]:
+    """A loss or task spec as one entry per output of a model whose outputs have no names yet:
+    a list by position, a dict by ``output_<i>``, anything else the same for every output."""
+    if isinstance(spec, list | tuple):
+        return [spec[i] if i < len(spec) else None for i in range(count)]
+    if isinstance(spec, Mapping) and "name" not in spec:
+        return [spec.get(f"output_{i}") for i in range(count)]
+    return [spec] * count
+
+
+def _several_arrays(y: Any) -> bool:
+    """A list/tuple of several arrays (one per output), not a list of rows of numbers."""
+    return isinstance(y, list | tuple) and len(y) > 1 and all(isinstance(v, np.ndarray) for v in y)
 
 
 def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
@@ -875,7 +884,7 @@ def check_data(
     *,
     model: keras.Model,
     loss: keras.losses.Loss,
-    task: str,
+    task: Any,
     x_val: Any = None,
     y_val: Any = None,
     sample_batches: int = 8,
@@ -890,7 +899,8 @@ def check_data(
         y: Labels for array inputs (a list/dict for several outputs); ``None`` with a dataset.
         model: The model (its inputs, outputs and output activations are read, never called).
         loss: The resolved loss (a list/dict gives one per output).
-        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``; a list or dict gives
+            one per output.
         x_val, y_val: Validation data, in the same forms (checked for NaN, label format and overlap).
         sample_batches: Batches read from a dataset (through a fresh iterator).
         allow: Error codes to downgrade to warnings.
@@ -924,17 +934,21 @@ def check_data(
     names = input_names(model)
     xs = _input_list(x, names)
     xv = _input_list(x_val, names) if x_val is not None else None
-    if outputs:
-        losses = losses_per_output(outputs, loss)
-    else:
-        losses = [describe_loss(None if isinstance(loss, Mapping | list | tuple) else loss)]
     ys = _label_list(y, outputs)
     unmatched = _unmatched_targets(y, outputs, ys)
     yvs = _label_list(y_val, outputs) if y_val is not None else [None] * len(ys)
-    outs: list[OutputInfo | None] = list(outputs) if outputs else [None]
-    label_names = ["y"] if len(outs) == 1 else [f"y[{o.key or o.name!r}]" for o in outputs]
-    targets = [Target(o, lo, yy, yv, nm) for o, lo, yy, yv, nm in zip(outs, losses, ys, yvs, label_names, strict=False)]
-    ctx = DataContext(xs=xs, x_val=xv, targets=targets, task=task, input_shapes=shapes,
+    if outputs:
+        losses, tasks = losses_per_output(outputs, loss), tasks_per_output(outputs, task)
+    else:  # outputs unknown before a call (subclassed): by position, as many as the targets
+        losses = [describe_loss(one) for one in _unnamed_per_output(loss, len(ys))]
+        tasks = _unnamed_per_output(task, len(ys))
+    outs: list[OutputInfo | None] = list(outputs) if outputs else [None] * len(ys)
+    if len(outs) == 1:
+        label_names = ["y"]
+    else:
+        label_names = [f"y[{o.key or o.name!r}]" if o is not None else f"y[{i}]" for i, o in enumerate(outs)]
+    targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
+    ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       unmatched_targets=unmatched)
     findings: list[Finding] = []

@@ -29,7 +29,7 @@ import numpy as np
 
 from trainkit.background import SerialWorker
 from trainkit.callbacks.base import Callback
-from trainkit.diagnosis.baseline import chance_loss
+from trainkit.diagnosis.baseline import Baseline, chance_loss
 from trainkit.diagnosis.engine import Context, Diagnoser
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES, nonfinite_weights
@@ -280,24 +280,73 @@ def source_targets(source: Any) -> Any:
     """The training targets of a trainer's data source, for the chance level (``None`` if unknown).
 
     In-memory data gives its target tensor; a ``tf.data`` source gives the targets of its first
-    few batches (datasets are re-iterable, so this does not consume the training data). ``None``
-    for a model with several outputs, whose chance level is not one number.
+    few batches (datasets are re-iterable, so this does not consume the training data). For a
+    model with several outputs, the same structure (tuple, list or dict) of arrays.
     """
     data = getattr(source, "data", None)
     if isinstance(data, tuple) and len(data) > 1:
-        return None if isinstance(data[1], tuple | list | Mapping) else np.asarray(data[1])
+        return _map_targets(np.asarray, data[1])
     dataset = getattr(source, "dataset", None)
     if dataset is None:
         return None
     parts = []
     try:
         for batch in dataset.take(_TARGET_BATCHES):
-            if not isinstance(batch, tuple | list) or len(batch) < 2 or isinstance(batch[1], tuple | list | Mapping):
+            if not isinstance(batch, tuple | list) or len(batch) < 2:
                 return None
-            parts.append(np.asarray(batch[1]))
+            parts.append(_map_targets(np.asarray, batch[1]))
     except (TypeError, ValueError):
         return None
-    return np.concatenate(parts) if parts else None
+    if not parts:
+        return None
+    first = parts[0]
+    if isinstance(first, Mapping):
+        return {k: np.concatenate([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple | list):
+        return type(first)(np.concatenate([p[i] for p in parts]) for i in range(len(first)))
+    return np.concatenate(parts)
+
+
+def _map_targets(fn: Any, targets: Any) -> Any:
+    """``fn`` applied to one target array, or to each of a tuple, list or dict of them."""
+    if isinstance(targets, Mapping):
+        return {k: fn(v) for k, v in targets.items()}
+    if isinstance(targets, tuple | list):
+        return type(targets)(fn(v) for v in targets)
+    return fn(targets)
+
+
+def _chance_level(trainer: Any, targets: Any) -> Baseline | None:
+    """The chance level of the trainer's loss: for several outputs the weighted sum of theirs."""
+    heads = getattr(trainer, "heads", None)
+    if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
+        return chance_loss(trainer.task, trainer.loss, targets)
+    per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
+    if len(per_output) != len(heads):
+        return None
+    total, details = 0.0, []
+    for head, y in zip(heads, per_output, strict=True):
+        if head.loss is None:
+            continue
+        baseline = chance_loss(head.task, head.loss, y) if y is not None else None
+        if baseline is None:
+            return None
+        total += head.weight * baseline.loss
+        details.append(f"{head.name}: {baseline.detail}")
+    return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
+
+
+def _loss_text(trainer: Any, describe_loss: Any) -> str:
+    heads = getattr(trainer, "heads", ())
+    if len(heads) > 1:
+        return ", ".join(f"{h.name}: {describe_loss(h.loss).describe()}" for h in heads if h.loss is not None)
+    return describe_loss(heads[0].loss if heads else trainer.loss).describe()
+
+
+def _one_task(trainer: Any) -> str:
+    """The trainer's task, ``mixed`` when its outputs have different ones."""
+    tasks = {h.task for h in getattr(trainer, "heads", ()) if h.loss is not None}
+    return tasks.pop() if len(tasks) == 1 else trainer.task if isinstance(trainer.task, str) else "mixed"
 
 
 def build_context(
@@ -313,11 +362,11 @@ def build_context(
     """The :class:`Context` of a trainer about to fit (chance level from ``targets``)."""
     from trainkit.checks.compatibility import describe_loss
 
-    baseline = chance_loss(trainer.task, trainer.loss, targets) if targets is not None else None
+    baseline = _chance_level(trainer, targets) if targets is not None else None
     model = trainer.model
     return Context(
-        task=trainer.task,
-        loss=describe_loss(trainer.loss).describe(),
+        task=_one_task(trainer),
+        loss=_loss_text(trainer, describe_loss),
         chance_loss=baseline.loss if baseline else None,
         chance_detail=baseline.detail if baseline else "",
         regularization=_regularization(model),

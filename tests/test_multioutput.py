@@ -1,0 +1,153 @@
+"""Models with several outputs: per-output losses, weights, tasks and metrics, as model.compile."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainkit import Trainer
+from trainkit.diagnosis.baseline import chance_loss
+from trainkit.diagnosis.callback import build_context
+from trainkit.errors import ArgumentError, CompatibilityError, DataError, UnknownNameError
+
+
+def data(rows: int = 70) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 4)).astype("float32")
+    return x, (x[:, :1] > 0).astype("float32"), 2.0 * x[:, :3]
+
+
+def two_heads() -> keras.Model:
+    """A binary head ``a`` (1 unit) and a regression head ``b`` (3 units): different shapes."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    return keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="a")(hidden), keras.layers.Dense(3, name="b")(hidden)])
+
+
+def heads_trainer(**kwargs) -> Trainer:
+    kwargs.setdefault("loss", ["binary_crossentropy", "mse"])
+    kwargs.setdefault("task", ["binary", "regression"])
+    kwargs.setdefault("optimizer", keras.optimizers.SGD(0.05))
+    return Trainer(kwargs.pop("model", None) or two_heads(), seed=0, jit_compile=False, diagnose=False, **kwargs)
+
+
+def test_per_output_losses_weights_and_metrics_match_model_fit():
+    x, ya, yb = data()
+    keras_model = two_heads()
+    keras_model.compile(loss=["binary_crossentropy", "mse"], loss_weights=[1.0, 0.5], optimizer=keras.optimizers.SGD(0.05),
+                        metrics={"a": ["accuracy"], "b": ["mae"]})
+    expected = keras_model.fit(x, [ya, yb], batch_size=32, epochs=2, shuffle=False, validation_split=0.2, verbose=0).history
+    trainer = heads_trainer(loss_weights=[1.0, 0.5], metrics={"a": ["accuracy"], "b": ["mae"]})
+    got = trainer.fit(x, [ya, yb], batch_size=32, epochs=2, shuffle=False, validation_split=0.2, verbose=0).history
+    assert set(got) == {"loss", "a_loss", "b_loss", "a_accuracy", "b_mean_absolute_error",
+                        "val_loss", "val_a_loss", "val_b_loss", "val_a_accuracy", "val_b_mean_absolute_error"}
+    for key in ("loss", "a_accuracy", "val_loss", "val_a_loss", "val_b_loss", "val_a_accuracy"):
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(got["val_b_mean_absolute_error"], expected["val_b_mae"], rtol=1e-5)
+    # The per-output training losses are row-weighted over the epoch, like the total, so they add
+    # up to it (Keras averages their batch values: its a_loss weights the 24-row last batch as
+    # much as the 32-row first one).
+    np.testing.assert_allclose(got["loss"], np.add(got["a_loss"], 0.5 * np.asarray(got["b_loss"])), rtol=1e-5)
+
+
+def test_with_sample_weights_the_per_output_losses_still_add_up_to_the_loss():
+    x, ya, yb = data()
+    weights = np.random.default_rng(1).random(len(x)).astype("float32")
+    keras_model = two_heads()
+    keras_model.compile(loss=["binary_crossentropy", "mse"], optimizer=keras.optimizers.SGD(0.05))
+    expected = keras_model.fit(x, [ya, yb], sample_weight=weights, batch_size=32, epochs=2, shuffle=False, verbose=0).history
+    got = heads_trainer().fit(x, [ya, yb], sample_weight=weights, batch_size=32, epochs=2, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(got["loss"], np.add(got["a_loss"], got["b_loss"]), rtol=1e-5)
+
+
+def test_one_loss_for_every_output_is_summed_over_the_outputs():
+    x, ya, _ = data()
+    yb = (x[:, 1:2] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="a")(hidden), keras.layers.Dense(1, activation="sigmoid", name="b")(hidden)])
+    trainer = Trainer(model, loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.0), metrics=["accuracy"], seed=0, diagnose=False)
+    result = trainer.evaluate(x, [ya, yb], batch_size=70)
+    pa, pb = model(x)
+    bce = keras.losses.BinaryCrossentropy()
+    assert result["loss"] == pytest.approx(float(bce(ya, pa)) + float(bce(yb, pb)), rel=1e-6)
+    assert result["a_accuracy"] == pytest.approx(float(np.mean((pa.numpy() > 0.5) == ya)), rel=1e-6)
+    assert result["b_accuracy"] == pytest.approx(float(np.mean((pb.numpy() > 0.5) == yb)), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # Keras warns of the untrained head, as model.fit does
+def test_losses_and_targets_by_output_name_and_an_output_without_a_loss_is_not_trained():
+    x, ya, yb = data()
+    trainer = heads_trainer(loss={"a": "binary_crossentropy"}, task={"a": "binary"})
+    head_b = trainer.model.get_layer("b").kernel.numpy().copy()
+    head_a = trainer.model.get_layer("a").kernel.numpy().copy()
+    history = trainer.fit(x, {"b": yb, "a": ya}, batch_size=32, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "a_loss"}
+    assert history["loss"][0] == pytest.approx(history["a_loss"][0], rel=1e-6)
+    np.testing.assert_array_equal(trainer.model.get_layer("b").kernel.numpy(), head_b)
+    assert not np.array_equal(trainer.model.get_layer("a").kernel.numpy(), head_a)
+
+
+def test_a_subclassed_model_with_two_outputs_trains_from_numpy_as_from_a_dataset():
+    class TwoHeads(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.a = keras.layers.Dense(1, activation="sigmoid")
+            self.b = keras.layers.Dense(3)
+
+        def call(self, x, training=False):
+            hidden = self.hidden(x)
+            return self.a(hidden), self.b(hidden)
+
+    x, ya, yb = data()
+    histories = []
+    for form in ("numpy", "dataset"):
+        keras.utils.set_random_seed(0)
+        trainer = heads_trainer(model=TwoHeads())
+        if form == "numpy":
+            history = trainer.fit(x, [ya, yb], batch_size=32, epochs=2, shuffle=False, verbose=0)
+        else:
+            history = trainer.fit(tf.data.Dataset.from_tensor_slices((x, (ya, yb))).batch(32), epochs=2, verbose=0)
+        histories.append(history.history)
+    assert set(histories[0]) == {"loss", "output_0_loss", "output_1_loss"}
+    for key, values in histories[0].items():
+        np.testing.assert_allclose(values, histories[1][key], rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize(("kwargs", "code", "words"), [
+    ({"loss": ["binary_crossentropy"]}, "bad-argument", "loss is a list of 1 but the model has 2 outputs (a, b)"),
+    ({"loss": {"a": "binary_crossentropy", "c": "mse"}}, "bad-argument", 'names "c", which is not an output'),
+    ({"loss": {"a": "binary_crossentropy", "b": "mse"}, "task": {"a": "binary"}}, "bad-argument", "Output b has a loss but no task"),
+    ({"loss_weights": [1.0, "x"]}, "bad-argument", "loss_weights: the weight of output b must be a number"),
+    ({"task": ["binary", "regresion"]}, "unknown-task", 'Did you mean "regression"'),
+    ({"loss": ["binary_crossentropy", "mse_typo"]}, "unknown-loss", "Unknown loss"),
+])
+def test_per_output_arguments_that_do_not_fit_the_outputs_are_refused(kwargs, code, words):
+    with pytest.raises((ArgumentError, UnknownNameError)) as info:
+        heads_trainer(**kwargs)
+    assert info.value.code == code and words in info.value.message
+
+
+def test_each_output_is_checked_against_its_own_task():
+    with pytest.raises(CompatibilityError) as info:
+        heads_trainer(task="binary")  # the mse head b is not a binary classifier
+    assert info.value.code == "regression-loss-for-classification"
+    x, ya, yb = data()
+    with pytest.raises(DataError) as info:
+        heads_trainer().fit(x, [ya * 255, yb], epochs=1, verbose=0)
+    assert info.value.code == "label-format" and "y['a']" in info.value.message
+
+
+def test_the_chance_level_of_several_outputs_is_the_weighted_sum_of_theirs():
+    _, ya, yb = data()
+    trainer = heads_trainer(loss_weights={"b": 0.5})
+    context = build_context(trainer, (ya, yb))
+    expected = chance_loss("binary", trainer.heads[0].loss, ya).loss + 0.5 * chance_loss("regression", trainer.heads[1].loss, yb).loss
+    assert context.chance_loss == pytest.approx(expected, rel=1e-9)
+    assert context.task == "mixed"

@@ -1,0 +1,172 @@
+"""Models with several outputs: a loss, a loss weight and metrics per output, paired as
+``model.compile`` pairs them.
+
+A model's outputs are named by ``model.output_names`` (Functional models) or ``output_0``,
+``output_1``... (subclassed models, whose outputs have no names). Like ``model.compile``:
+
+* ``loss`` is one loss for every output, a list (by position) or a dict (by output name; an
+  output left out is not trained on); the total is the weighted sum of the per-output losses,
+  each reported as ``<output>_loss``;
+* ``loss_weights`` is a list or dict of floats (1.0 where not given).
+
+Unlike ``model.compile``, a flat list of metrics applies each metric to every output (``compile``
+wants one entry per output there); a list of lists (by position) or a dict (by output name)
+picks metrics per output. Every metric of a model with several outputs is named
+``<output>_<metric>`` (``a_accuracy``).
+
+Nothing here runs in the graph but :func:`targets_per_output` and :func:`flat_outputs`, which
+only rearrange structures while a step is traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+
+from trainkit.errors import ArgumentError
+from trainkit.resolve import closest, get_loss, get_metric
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """One output of a model as training sees it.
+
+    Attributes:
+        name: The output's name (see :func:`output_names`).
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        loss: Its resolved loss, ``None`` for an output that is not trained on.
+        weight: Its weight in the total loss.
+    """
+
+    name: str
+    task: str | None
+    loss: Any
+    weight: float = 1.0
+
+
+def heads(names: Sequence[str], loss: Any, task: Any, weights: Any = None) -> list[Head]:
+    """Pairs a resolved loss spec, a task spec and loss weights with the outputs ``names``.
+
+    Raises:
+        ArgumentError: ``bad-argument`` for lists of another length, keys that name no output,
+            no output with a loss, or an output with a loss but no task.
+    """
+    losses = per_output(loss, names, "loss")
+    tasks = per_output(task, names, "task")
+    out = [Head(n, t, fn, w) for n, t, fn, w in zip(names, tasks, losses, loss_weights(weights, names), strict=True)]
+    if not any(h.loss is not None for h in out):
+        raise ArgumentError("bad-argument", f"No output of the model has a loss (outputs: {', '.join(names)}). Give at least one output a loss.")
+    missing = [h.name for h in out if h.loss is not None and h.task is None]
+    if missing:
+        raise ArgumentError("bad-argument", f"Output {missing[0]} has a loss but no task: give task a value for every output that is trained on.")
+    return out
+
+
+def is_per_output(spec: Any) -> bool:
+    """Whether a loss (or loss-weight) spec gives one entry per output: a list or a dict by name.
+
+    A ``{"name": ..., ...}`` mapping is one loss with its arguments, not a dict by output.
+    """
+    return isinstance(spec, list | tuple) or (isinstance(spec, Mapping) and "name" not in spec)
+
+
+def resolve_losses(spec: Any) -> Any:
+    """The loss spec with every loss resolved (:func:`trainkit.resolve.get_loss`), same structure.
+
+    ``None`` entries (outputs not trained on) stay ``None``.
+    """
+    if isinstance(spec, list | tuple):
+        return [None if s is None else get_loss(s) for s in spec]
+    if is_per_output(spec):
+        return {str(k): None if s is None else get_loss(s) for k, s in spec.items()}
+    return get_loss(spec)
+
+
+def output_names(model: keras.Model, count: int) -> tuple[str, ...]:
+    """Names of a model's ``count`` outputs, in the order of :func:`flat_outputs`.
+
+    The keys of a model whose outputs are a dict (sorted, as Keras flattens a dict), else
+    ``model.output_names``, else ``output_<i>`` (a subclassed model).
+    """
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, Mapping) and len(struct) == count:
+        return tuple(sorted(str(k) for k in struct))
+    names = tuple(getattr(model, "output_names", None) or ())
+    return names if len(names) == count else tuple(f"output_{i}" for i in range(count))
+
+
+def per_output(spec: Any, names: Sequence[str], what: str, default: Any = None) -> list[Any]:
+    """``spec`` (one value, a list by position or a dict by output name) as one value per output.
+
+    Raises:
+        ArgumentError: ``bad-argument`` for a list of another length or a key that names no
+            output.
+    """
+    if isinstance(spec, list | tuple):
+        if len(spec) != len(names):
+            raise ArgumentError("bad-argument", f"{what} is a list of {len(spec)} but the model has {len(names)} outputs ({', '.join(names)}): "
+                                f"give one per output, in order, or a dict by output name.")
+        return list(spec)
+    if is_per_output(spec):
+        unknown = [str(k) for k in spec if k not in names]
+        if unknown:
+            raise ArgumentError("bad-argument", f'{what} names "{unknown[0]}", which is not an output of the model.{closest(unknown[0], names)} '
+                                f"Its outputs: {', '.join(names)}.")
+        return [spec.get(name, default) for name in names]
+    return [spec] * len(names)
+
+
+def loss_weights(spec: Any, names: Sequence[str]) -> list[float]:
+    """One float weight per output (1.0 where not given)."""
+    if spec is None:
+        return [1.0] * len(names)
+    weights = per_output(spec, names, "loss_weights", 1.0)
+    for name, weight in zip(names, weights, strict=True):
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ArgumentError("bad-argument", f"loss_weights: the weight of output {name} must be a number, got {weight!r}.")
+    return [float(w) for w in weights]
+
+
+def output_metrics(specs: Any, outputs: Sequence[Head]) -> list[tuple[int, keras.metrics.Metric]]:
+    """``(output index, metric)`` for each metric of each output, named ``<output>_<metric>``.
+
+    Args:
+        specs: A flat list (every output with a task), a list of lists (by position) or a dict
+            by output name whose values are a spec or a list of specs.
+        outputs: The outputs; each one's task and loss pick the accuracy variant.
+    """
+    names = [h.name for h in outputs]
+    if isinstance(specs, Mapping):
+        chosen = per_output(specs, names, "metrics", ())
+    elif isinstance(specs, list | tuple) and specs and all(isinstance(s, list | tuple) for s in specs):
+        chosen = per_output(specs, names, "metrics")
+    else:
+        chosen = [list(specs) if h.task is not None else [] for h in outputs]
+    out = []
+    for index, (head, output_specs) in enumerate(zip(outputs, chosen, strict=True)):
+        one = isinstance(output_specs, str | Mapping | keras.metrics.Metric)
+        for spec in [output_specs] if one else list(output_specs):
+            metric = get_metric(spec, head.task or "regression", head.loss)
+            # A fresh metric per output, even from a metric object: each keeps its own totals.
+            out.append((index, type(metric).from_config({**metric.get_config(), "name": f"{head.name}_{metric.name}"})))
+    return out
+
+
+def flat_outputs(y_pred: Any) -> list[Any]:
+    """The outputs of a step as a list, in the order of :func:`output_names`."""
+    return keras.tree.flatten(y_pred)
+
+
+def targets_per_output(y: Any, y_pred: Any, names: Sequence[str]) -> list[Any]:
+    """The targets of a batch as a list lined up with :func:`flat_outputs` of ``y_pred``.
+
+    ``y`` may be a list or tuple (by position) or a dict (by output name, or by the keys of a
+    model whose outputs are a dict).
+    """
+    if isinstance(y, Mapping):
+        keys = sorted(y_pred) if isinstance(y_pred, Mapping) and all(k in y for k in y_pred) else names
+        return [y[key] for key in keys]
+    return list(y) if isinstance(y, list | tuple) else [y]
