@@ -446,3 +446,33 @@ def test_an_unbuilt_sequential_model_trains_on_sequences_of_any_length():
     model = keras.Sequential([keras.layers.Conv1D(4, 3), keras.layers.GlobalMaxPooling1D(), keras.layers.Dense(1, activation="sigmoid")])
     history = make_trainer(model).fit(data, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_a_train_and_test_step_written_like_keras_report_the_losses_they_return():
+    # Overrides that never call update_metrics: the epoch loss was the empty tracker's 0.0 (and
+    # the diagnosis then saw a collapse). It is now the row-weighted mean of each step's "loss".
+    from trainkit.trainer import unpack_batch
+
+    class KerasStyle(Trainer):
+        def train_step(self, batch):
+            x, y, w = unpack_batch(batch)
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x, y, self.model(x, training=True), w)
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            return {"loss": loss}
+
+        def test_step(self, batch):
+            x, y, w = unpack_batch(batch)
+            return {"loss": self.compute_loss(x, y, self.model(x), w)}
+
+    x, y = make_data(40, features=4)
+    trainer = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", metrics=["accuracy"], seed=0)
+    history = trainer.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x, y)).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x, y)).history
+    assert set(history) == {"loss", "val_loss"}  # no accuracy: the step never updated it
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], expected["val_loss"], rtol=1e-5)
+    assert "loss-collapsed" not in {f.code for f in trainer.findings}
+    assert trainer.evaluate(x, y, batch_size=16)["loss"] == pytest.approx(expected["val_loss"][-1], rel=1e-5)

@@ -412,6 +412,9 @@ class Trainer:
         self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
 
         self._extra_logs: dict[str, tf.Tensor] = {}
+        # Whether the traced train/test step feeds the loss and metric trackers (an overridden
+        # step may not, and then the epoch loss comes from the "loss" each step returns).
+        self._tracked: dict[str, bool] = {}
         self._train_loop: CompiledLoop | None = None
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
@@ -655,6 +658,7 @@ class Trainer:
         y_pred = self.model(x, training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
         rows = distribute.replica_rows(y_pred)
+        self._tracked["eval"] = True
         self._eval_loss_tracker.update_state(loss, sample_weight=rows)
         self._update_output_losses("eval", self._eval_output_loss_trackers, rows)
         self._update_metrics(self._eval_metrics, y, y_pred, sample_weight)
@@ -667,6 +671,7 @@ class Trainer:
         over every row, the partial last batch included.
         """
         rows = distribute.replica_rows(y_pred)
+        self._tracked["train"] = True
         self._loss_tracker.update_state(loss, sample_weight=rows)
         self._update_output_losses("train", self._output_loss_trackers, rows)
         self._update_metrics(self.metrics, y, y_pred, sample_weight)
@@ -985,10 +990,15 @@ class Trainer:
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
 
+    def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
+        return self.test_step(batch)
+
     def _resolve_jit(self) -> bool:
         return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
 
     def _counted_train_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
         logs = self.train_step(batch)
         self.global_step.assign_add(1)
         return logs
@@ -1047,7 +1057,7 @@ class Trainer:
             callbacks.on_execution_end(first_step, outputs)
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
             # metrics: only user scalars (log_scalar) get an epoch mean in the History.
-            for column, name in _user_scalar_columns(outputs.names):
+            for column, name in _user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
                 extras.setdefault(name, []).append((outputs.values[:, column], outputs.batch_sizes))
             every = self.histograms_every
             if isinstance(every, int) and last_step // every > first_step // every:
@@ -1065,9 +1075,7 @@ class Trainer:
                 raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
         logs = self._metric_results()
         for name, parts in extras.items():
-            values = np.concatenate([v for v, _ in parts])
-            weights = np.concatenate([w for _, w in parts]).astype(np.float64)
-            logs[name] = float(np.sum(values * weights) / np.sum(weights))
+            logs[name] = _row_mean(parts)
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
@@ -1105,6 +1113,8 @@ class Trainer:
         Eagerly, each ``result()`` is a few ops (~0.1 ms each); a strategy's replicated
         variables keep the eager path.
         """
+        if self._tracked.get(split) is False:
+            return {}  # the step never fed the trackers: they hold nothing
         metrics = self._split_metrics(split)
         if self.strategy is not None:
             values = {m.name: float(m.result()) for m in metrics}
@@ -1241,28 +1251,29 @@ class Trainer:
 
     def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
         if self._eval_loop is None:
-            self._eval_loop = CompiledLoop(self.test_step, jit_compile=False, strategy=self.strategy)
+            self._eval_loop = CompiledLoop(self._traced_test_step, jit_compile=False, strategy=self.strategy)
             if self.strategy is not None:
                 self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
             else:
                 self._eval_loop.discover_names(source.batch_spec())
         self._reset_metrics("eval")
-        if self.strategy is not None:
-            iterator = self._distributed_iterator(source, batch_size, None)
-            while self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL).steps == _STREAMING_STEPS_PER_CALL:
-                pass
-        elif isinstance(source, _ArraySource):
+        calls: list[StepOutputs] = []
+        if self.strategy is not None or not isinstance(source, _ArraySource):
+            iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else iter(source.dataset)
+            calls.append(self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL))
+            while calls[-1].steps == _STREAMING_STEPS_PER_CALL:
+                calls.append(self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL))
+        else:
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
             tail = tf.constant(partial) if partial is not None else None
             if full.shape[0]:
-                self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0], tail)
+                calls.append(self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0], tail))
             elif tail is not None:
-                self._eval_loop.run_in_memory(source.data, tail, 0, 1, 1)
-        else:
-            iterator = iter(source.dataset)
-            while self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL).steps == _STREAMING_STEPS_PER_CALL:
-                pass
-        return self._metric_results("eval")
+                calls.append(self._eval_loop.run_in_memory(source.data, tail, 0, 1, 1))
+        results = self._metric_results("eval")
+        if self._tracked.get("eval") is False:  # an overridden test_step: the mean of its losses
+            results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
+        return results
 
     def predict(self, x: Any, *, batch_size: int = 256) -> Any:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
@@ -1403,10 +1414,25 @@ def _check_batch_size(batch_size: int) -> None:
         raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
+def _row_mean(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The mean of per-step values weighted by their batches' rows: ``(values, rows)`` pairs."""
+    values = np.concatenate([v for v, _ in parts])
+    weights = np.concatenate([w for _, w in parts]).astype(np.float64)
+    return float(np.sum(values * weights) / np.sum(weights))
+
+
+def _row_means(calls: Sequence[StepOutputs], names: Sequence[str]) -> dict[str, float]:
+    """:func:`_row_mean` of each of ``names`` over the steps of ``calls``."""
+    if not calls:
+        return {}
+    return {name: _row_mean([(c.values[:, c.names.index(name)], c.batch_sizes) for c in calls]) for name in names}
+
+
 @functools.lru_cache(maxsize=64)
-def _user_scalar_columns(names: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
-    """``(column, name)`` of the scalars a step logged besides ``loss`` and the statistics."""
-    return tuple((i, name) for i, name in enumerate(names) if name != "loss" and not stats.is_statistic(name))
+def _user_scalar_columns(names: tuple[str, ...], untracked_loss: bool = False) -> tuple[tuple[int, str], ...]:
+    """``(column, name)`` of the scalars a step logged besides the statistics, whose epoch means
+    come from the steps' values: not ``loss`` unless the step did not feed the loss tracker."""
+    return tuple((i, name) for i, name in enumerate(names) if (name != "loss" or untracked_loss) and not stats.is_statistic(name))
 
 
 def _next_call_steps(steps: int, seconds: float, capacity: int) -> int:
