@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from trainkit import Trainer
 from trainkit.callbacks import Callback, EarlyStopping
-from trainkit.errors import DataError
+from trainkit.errors import ArgumentError, DataError
 
 
 def make_data(rows: int = 1001, features: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -476,3 +476,34 @@ def test_a_train_and_test_step_written_like_keras_report_the_losses_they_return(
     np.testing.assert_allclose(history["val_loss"], expected["val_loss"], rtol=1e-5)
     assert "loss-collapsed" not in {f.code for f in trainer.findings}
     assert trainer.evaluate(x, y, batch_size=16)["loss"] == pytest.approx(expected["val_loss"][-1], rel=1e-5)
+
+
+def test_a_dataset_that_repeats_forever_needs_steps_and_then_trains_like_model_fit():
+    x, y = make_data(40, features=4)
+    endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()  # 16, 16, 8, 16, ...
+    trainer = make_trainer(make_model(features=4), seed=0)
+    for run in (lambda: trainer.fit(endless, epochs=1, verbose=0),
+                lambda: trainer.fit(endless, epochs=1, steps_per_epoch=2, verbose=0, validation_data=endless),
+                lambda: trainer.evaluate(endless)):
+        with pytest.raises(DataError) as info:
+            run()
+        assert info.value.code == "dataset-infinite" and "steps" in info.value.message
+    assert trainer.step == 0
+    # Each epoch takes 4 batches, going on where the last one stopped (crossing the data's end);
+    # each validation takes the first 3.
+    history = trainer.fit(endless, epochs=3, steps_per_epoch=4, validation_data=endless, validation_steps=3, verbose=0).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(endless, epochs=3, steps_per_epoch=4, validation_data=endless, validation_steps=3, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], expected["val_loss"], rtol=1e-5)
+    assert trainer.step == 12
+    assert trainer.evaluate(endless, steps=2)["loss"] == pytest.approx(reference.evaluate(endless, steps=2, verbose=0), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 2.5}, {"epochs": -1}, {"epochs": 2, "initial_epoch": "1"}, {"epochs": 2, "steps_per_epoch": 3}])
+def test_bad_epoch_arguments_are_refused(kwargs):
+    x, y = make_data(40, features=4)
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, verbose=0, **kwargs)
+    assert info.value.code == "bad-argument"

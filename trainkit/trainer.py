@@ -92,6 +92,26 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
+def _streamed(loop: CompiledLoop, iterator: Any, capacity: int, source: Any, start_batch: int = 0) -> Iterable[StepOutputs]:
+    """The outputs of the compiled calls that run one epoch of ``source`` from ``iterator``.
+
+    Calls of up to ``capacity`` steps until the iterator runs dry or, for a source with a number
+    of steps per epoch, that many steps have run.
+    """
+    steps = getattr(source, "steps", None)
+    remaining = None if steps is None else steps - start_batch
+    while remaining is None or remaining > 0:
+        wanted = capacity if remaining is None else min(capacity, remaining)
+        outputs = loop.run_streaming(iterator, wanted)
+        yield outputs
+        if outputs.steps < wanted:
+            if steps is not None:
+                source.ran_dry()
+            return
+        if remaining is not None:
+            remaining -= outputs.steps
+
+
 def _nothing_left(source: Any, batch_size: int, start_batch: int) -> bool:
     """Whether an epoch resumed after ``start_batch`` batches has none left to run.
 
@@ -228,18 +248,53 @@ def _looks_unbatched(spec: Any) -> bool:
 
 
 class _DatasetSource:
-    """Training data streamed from a batched ``tf.data.Dataset``."""
+    """Data streamed from a batched ``tf.data.Dataset``.
 
-    def __init__(self, dataset: tf.data.Dataset) -> None:
+    Args:
+        dataset: The dataset.
+        steps: Batches per epoch (``steps_per_epoch``...); ``None`` runs the dataset to its end.
+        steps_argument: The argument that sets ``steps``, for the message about an endless
+            dataset.
+        carry_on: With ``steps``, whether each epoch goes on from where the last one stopped
+            (training, as ``model.fit``) instead of starting again (evaluation).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None, steps_argument: str = "steps_per_epoch", carry_on: bool = False) -> None:
         if _looks_unbatched(dataset.element_spec):
             shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
             raise DataError(
                 "dataset-unbatched",
                 f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).",
             )
-        self.dataset = dataset
         cardinality = int(dataset.cardinality())
-        self.batches = cardinality if cardinality >= 0 else None
+        if cardinality == tf.data.INFINITE_CARDINALITY and steps is None:
+            raise DataError("dataset-infinite", f"The tf.data.Dataset repeats forever (.repeat() without a count), so an epoch would never end. "
+                            f"Pass {steps_argument}=N (batches an epoch), or repeat it a fixed number of times.")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
+            raise ArgumentError("bad-argument", f"{steps_argument} must be a positive integer or None, got {steps!r}.")
+        self.dataset = dataset
+        self.steps = None if steps is None else int(steps)
+        self.batches = self.steps if self.steps is not None else (cardinality if cardinality >= 0 else None)
+        self._carry_on = carry_on and self.steps is not None
+        self._iterator: Any = None
+
+    def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
+        """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
+
+        Carrying on, one iterator serves every epoch of a fit, each taking ``steps`` batches; it
+        starts ``epoch * steps + start_batch`` batches in (a resumed fit). Otherwise each epoch
+        starts at the dataset's beginning (plus ``start_batch``).
+        """
+        if self._carry_on:
+            if self._iterator is None:
+                skip = epoch * self.steps + start_batch
+                self._iterator = make(self.dataset.skip(skip) if skip else self.dataset)
+            return self._iterator
+        return make(self.dataset.skip(start_batch) if start_batch else self.dataset)
+
+    def ran_dry(self) -> None:
+        """The iterator ended before the epoch's steps: the next epoch starts the dataset again."""
+        self._iterator = None
 
     def batch_spec(self) -> Any:
         return self.dataset.element_spec
@@ -415,6 +470,7 @@ class Trainer:
         # Whether the traced train/test step feeds the loss and metric trackers (an overridden
         # step may not, and then the epoch loss comes from the "loss" each step returns).
         self._tracked: dict[str, bool] = {}
+        self._epochs_skipped = 0
         self._train_loop: CompiledLoop | None = None
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
@@ -761,6 +817,8 @@ class Trainer:
         initial_epoch: int = 0,
         check_data: bool = True,
         resume: bool = False,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> History:
         """Trains for ``epochs`` epochs and returns the History of exact epoch values.
 
@@ -780,6 +838,10 @@ class Trainer:
             check_data: Run the data checks first (skip only when already run on this data).
             resume: Continue from the newest checkpoint under ``<logdir>/checkpoints``: weights,
                 optimizer, RNG and metric state, History, position within the epoch.
+            steps_per_epoch: Batches an epoch takes from a dataset, each epoch going on where
+                the last stopped (needed for one that repeats forever); ``None``: all of it.
+            validation_steps: Batches each validation takes from the start of a validation
+                dataset; ``None``: all of it.
 
         Raises:
             TrainingInterrupted: after SIGINT/SIGTERM, once a checkpoint is written and the
@@ -789,7 +851,8 @@ class Trainer:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
         """
         _check_batch_size(batch_size)
-        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split)
+        _check_epochs(epochs, initial_epoch)
+        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps)
         if check_data:
             self._check_sources(train, validation)
         self._ensure_built(train)
@@ -802,6 +865,9 @@ class Trainer:
             initial_epoch, start_batch = self._resume(callbacks)
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
+        # With steps_per_epoch a dataset's iterator goes on across epochs: a resumed fit starts it
+        # where the interrupted one was, a new fit (whatever its initial_epoch) at the beginning.
+        self._epochs_skipped = initial_epoch if not resume else 0
         self._step = None  # a restored checkpoint or a custom loop may have moved global_step
         console = [ConsoleLogger()] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
@@ -944,12 +1010,15 @@ class Trainer:
         if self._live_diagnosis is not None:
             self._live_diagnosis.wait()
 
-    def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float) -> tuple[Any, Any]:
+    def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
+                 steps_per_epoch: int | None = None, validation_steps: int | None = None) -> tuple[Any, Any]:
         if isinstance(x, tf.data.Dataset):
             if validation_split:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
-            train: Any = _DatasetSource(x)
+            train: Any = _DatasetSource(x, steps_per_epoch, carry_on=True)
         else:
+            if steps_per_epoch is not None:
+                raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
             if y is None:
                 raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             if not 0.0 <= validation_split < 1.0:
@@ -964,7 +1033,7 @@ class Trainer:
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
-                validation = _DatasetSource(validation_data)
+                validation = _DatasetSource(validation_data, validation_steps, "validation_steps")
             else:
                 validation = _ArraySource(_in_memory_parts(self.model, *validation_data))
         return train, validation
@@ -1042,7 +1111,7 @@ class Trainer:
         elif isinstance(train, _ArraySource):
             calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch)
         else:
-            calls = self._streaming_calls(train, start_batch)
+            calls = self._streaming_calls(train, epoch - self._epochs_skipped, start_batch)
         extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         last: StepOutputs | None = None
         last_step = self.step
@@ -1175,7 +1244,7 @@ class Trainer:
             return tf.random.experimental.stateless_shuffle(tf.range(rows), seed=[self.seed, epoch]).numpy()
         return np.arange(rows)
 
-    def _distributed_iterator(self, source: Any, batch_size: int, order: np.ndarray | None, start_batch: int = 0) -> Any:
+    def _distributed_iterator(self, source: Any, batch_size: int, order: np.ndarray | None, start_batch: int = 0, epoch: int = 0) -> Any:
         """An iterator over global batches split across the strategy's replicas.
 
         Numpy data is batched in ``order`` exactly as the in-memory path batches it (partial last
@@ -1184,9 +1253,8 @@ class Trainer:
         assert self.strategy is not None
         if isinstance(source, _ArraySource):
             dataset = distribute.array_dataset(source.data, np.arange(source.rows) if order is None else order, batch_size, start_batch)
-        else:
-            dataset = source.dataset.skip(start_batch) if start_batch else source.dataset
-        return iter(distribute.distribute_dataset(self.strategy, dataset))
+            return iter(distribute.distribute_dataset(self.strategy, dataset))
+        return source.epoch_iterator(lambda dataset: iter(distribute.distribute_dataset(self.strategy, dataset)), epoch, start_batch)
 
     def _distributed_calls(self, train: Any, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one epoch under a strategy."""
@@ -1194,25 +1262,17 @@ class Trainer:
         if _nothing_left(train, batch_size, start_batch):
             return
         order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, _ArraySource) else None
-        iterator = self._distributed_iterator(train, batch_size, order, start_batch)
-        capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
-        while True:
-            outputs = self._train_loop.run_streaming(iterator, capacity)
-            yield outputs
-            if outputs.steps < capacity:
-                return
+        iterator = self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
+        yield from _streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch)
 
-    def _streaming_calls(self, train: _DatasetSource, start_batch: int = 0) -> Iterable[StepOutputs]:
+    def _streaming_calls(self, train: _DatasetSource, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
         if _nothing_left(train, 0, start_batch):
             return
-        capacity = _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
-        iterator = iter(train.dataset.skip(start_batch) if start_batch else train.dataset)
-        while True:
-            outputs = self._train_loop.run_streaming(iterator, capacity)
-            yield outputs
-            if outputs.steps < capacity:
-                return
+        yield from _streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch)
+
+    def _call_capacity(self) -> int:
+        return _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
 
     def _stop_on_nonfinite_loss(self, step: int) -> None:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
@@ -1237,11 +1297,14 @@ class Trainer:
 
     # -- evaluate / predict -----------------------------------------------------------------------
 
-    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None) -> dict[str, float]:
-        """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly."""
+    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None) -> dict[str, float]:
+        """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly.
+
+        ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
+        """
         _check_batch_size(batch_size)
         if isinstance(x, tf.data.Dataset):
-            source: Any = _DatasetSource(x)
+            source: Any = _DatasetSource(x, steps, "steps")
         else:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
@@ -1259,10 +1322,8 @@ class Trainer:
         self._reset_metrics("eval")
         calls: list[StepOutputs] = []
         if self.strategy is not None or not isinstance(source, _ArraySource):
-            iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else iter(source.dataset)
-            calls.append(self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL))
-            while calls[-1].steps == _STREAMING_STEPS_PER_CALL:
-                calls.append(self._eval_loop.run_streaming(iterator, _STREAMING_STEPS_PER_CALL))
+            iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else source.epoch_iterator(iter, 0, 0)
+            calls.extend(_streamed(self._eval_loop, iterator, _STREAMING_STEPS_PER_CALL, source))
         else:
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
             tail = tf.constant(partial) if partial is not None else None
@@ -1407,6 +1468,12 @@ class Trainer:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
+
+
+def _check_epochs(epochs: int, initial_epoch: int) -> None:
+    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
 
 
 def _check_batch_size(batch_size: int) -> None:
