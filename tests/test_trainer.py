@@ -186,6 +186,19 @@ def test_early_stopping_stops_and_restores_best_weights():
     assert stopper.best == min(history.history["val_loss"])
 
 
+def test_early_stopping_starts_afresh_in_each_fit():
+    # Its best value and weights were kept from the previous fit: a second fit stopped after
+    # one epoch and put back the first fit's weights.
+    x, y = make_data(200)
+    stopper = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    trainer = make_trainer(optimizer=keras.optimizers.SGD(0.5))
+    trainer.fit(x, y, epochs=6, validation_split=0.3, callbacks=[stopper], verbose=0)
+    trainer.model.set_weights([w * 50.0 for w in trainer.model.get_weights()])  # far worse now
+    history = trainer.fit(x, y, epochs=3, validation_split=0.3, callbacks=[stopper], verbose=0).history
+    assert len(history["val_loss"]) == 3  # improving from its own start, not stopped early
+    assert stopper.best == min(history["val_loss"]) and stopper.stopped_epoch is None
+
+
 def test_predict_returns_one_row_per_input():
     x, _ = make_data(70)
     out = make_trainer().predict(x, batch_size=32)

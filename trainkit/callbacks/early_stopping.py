@@ -34,8 +34,16 @@ class EarlyStopping(Callback):
         self._best_weights: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        if not getattr(self, "_resumed", False):
-            self.wait = 0
+        # A fit starts from nothing, as Keras's EarlyStopping does (a best value or weights kept
+        # from an earlier fit stopped the next one after an epoch and put back old weights);
+        # only a resumed fit continues the state its checkpoint restored.
+        if getattr(self, "_resumed", False):
+            self._resumed = False
+            return
+        self.best = np.inf if self.mode == "min" else -np.inf
+        self.best_epoch = self.stopped_epoch = None
+        self.wait = 0
+        self._best_weights = None
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self.monitor not in logs:
