@@ -520,3 +520,17 @@ def test_bad_epoch_arguments_are_refused(kwargs):
     with pytest.raises(ArgumentError) as info:
         make_trainer(make_model(features=4)).fit(x, y, verbose=0, **kwargs)
     assert info.value.code == "bad-argument"
+
+
+def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
+    def within_half(y_true, y_pred):
+        return tf.cast(tf.abs(y_true - y_pred) < 0.5, tf.float32)
+
+    keras.metrics.AUC()  # a Keras AUC made earlier in the process names the next one "auc_1"
+    x, y = make_data(64, features=4)
+    trainer = make_trainer(make_model(features=4), metrics=["mae", "auc", within_half])
+    history = trainer.fit(x, y, epochs=1, batch_size=16, verbose=0, validation_split=0.25).history
+    assert set(history) == {"loss", "mae", "auc", "within_half", "val_loss", "val_mae", "val_auc", "val_within_half"}
+    predictions = trainer.predict(x[48:])
+    assert history["val_within_half"][0] == pytest.approx(float(np.mean(np.abs(y[48:] - predictions) < 0.5)), rel=1e-6)
+    assert set(make_trainer(make_model(features=4), metrics="accuracy").fit(x, y, epochs=1, verbose=0).history) == {"loss", "accuracy"}

@@ -27,7 +27,7 @@ from typing import Any
 import keras
 
 from trainkit.errors import ArgumentError
-from trainkit.resolve import closest, get_loss, get_metric
+from trainkit.resolve import clone_metric, closest, get_loss, get_metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +151,7 @@ def output_metrics(specs: Any, outputs: Sequence[Head]) -> list[tuple[int, keras
         for spec in [output_specs] if one else list(output_specs):
             metric = get_metric(spec, head.task or "regression", head.loss)
             # A fresh metric per output, even from a metric object: each keeps its own totals.
-            out.append((index, type(metric).from_config({**metric.get_config(), "name": f"{head.name}_{metric.name}"})))
+            out.append((index, clone_metric(metric, f"{head.name}_{metric.name}")))
     return out
 
 

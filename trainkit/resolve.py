@@ -162,6 +162,10 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     """
     if isinstance(spec, keras.metrics.Metric):
         return spec
+    if callable(spec) and not isinstance(spec, str | Mapping):  # fn(y_true, y_pred), as compile takes
+        return keras.metrics.MeanMetricWrapper(spec, name=getattr(spec, "__name__", "metric"))
+    if not isinstance(spec, str | Mapping):
+        raise UnknownNameError("unknown-metric", f"A metric is a name, a {{'name': ...}} mapping, a keras.metrics.Metric or a function; got {spec!r}.")
     name, params = _split_spec(spec, "metric")
     key = name.lower()
     from_logits = bool(getattr(loss, "get_config", dict)().get("from_logits", False)) if loss else False
@@ -182,6 +186,9 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         raise UnknownNameError("unknown-metric", f'Unknown metric "{name}". Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".') from None
     if not isinstance(metric, keras.metrics.Metric):
         metric = keras.metrics.MeanMetricWrapper(metric, name=key)
+    # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
+    # even when the process already made one (Keras numbers its instances: "auc_1").
+    metric.name = name
     return metric
 
 
@@ -190,9 +197,17 @@ def get_metrics(specs: Sequence[Spec], task: str, loss: keras.losses.Loss | None
     return [get_metric(spec, task, loss) for spec in specs]
 
 
-def clone_metric(metric: keras.metrics.Metric) -> keras.metrics.Metric:
-    """A fresh metric of the same class and config (validation needs its own state)."""
-    return metric.__class__.from_config(metric.get_config())
+def clone_metric(metric: keras.metrics.Metric, name: str | None = None) -> keras.metrics.Metric:
+    """A fresh metric of the same class and config (validation needs its own state), renamed
+    ``name`` when given.
+
+    A metric wrapping a plain function is rebuilt around the same function: its config names
+    the function, which ``from_config`` finds only when it is registered with Keras.
+    """
+    if type(metric) is keras.metrics.MeanMetricWrapper:
+        return keras.metrics.MeanMetricWrapper(metric._fn, name=name or metric.name, dtype=metric.dtype, **metric._fn_kwargs)
+    config = metric.get_config()
+    return metric.__class__.from_config({**config, "name": name} if name else config)
 
 
 def _public_names(module: Any, exclude: Iterable[str] = ("get", "serialize", "deserialize")) -> tuple[str, ...]:

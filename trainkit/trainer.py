@@ -480,6 +480,8 @@ class Trainer:
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
         self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
+        if isinstance(metrics, str | keras.metrics.Metric) or callable(metrics):
+            metrics = [metrics]  # one metric given alone (list("accuracy") would be its letters)
         self._metric_specs = metrics if isinstance(metrics, Mapping) else list(metrics)
         self._loss_weight_spec = loss_weights
         self._loss_tracker = keras.metrics.Mean(name="loss")
@@ -503,7 +505,7 @@ class Trainer:
         if count > 1 or isinstance(specs, Mapping) or (specs and all(isinstance(s, list | tuple) for s in specs)):
             paired = multioutput.output_metrics(specs, self.heads)
             if count == 1:  # a single output's metrics keep their own names
-                paired = [(i, type(m).from_config({**m.get_config(), "name": m.name[len(self.heads[0].name) + 1 :]})) for i, m in paired]
+                paired = [(i, clone_metric(m, m.name[len(self.heads[0].name) + 1 :])) for i, m in paired]
         else:
             paired = [(None, m) for m in get_metrics(specs, self.heads[0].task, self.heads[0].loss)]
         self.metrics = [m for _, m in paired]
