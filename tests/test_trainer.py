@@ -534,3 +534,40 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     predictions = trainer.predict(x[48:])
     assert history["val_within_half"][0] == pytest.approx(float(np.mean(np.abs(y[48:] - predictions) < 0.5)), rel=1e-6)
     assert set(make_trainer(make_model(features=4), metrics="accuracy").fit(x, y, epochs=1, verbose=0).history) == {"loss", "accuracy"}
+
+
+@pytest.mark.parametrize(("call", "code"), [
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x[:, :3], y)), "shape-mismatch"),
+    (lambda t, x, y: t.evaluate(x[:, :3], y), "shape-mismatch"),
+    (lambda t, x, y: t.predict(x[:, :3]), "shape-mismatch"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=x), "bad-argument"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x,)), "bad-argument"),
+    (lambda t, x, y: t.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=1, verbose=0), "missing-targets"),
+    (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices(x).batch(8)), "missing-targets"),
+    (lambda t, x, y: t.predict(tf.data.Dataset.from_tensor_slices(x).batch(8).repeat()), "dataset-infinite"),
+    (lambda t, x, y: t.fit(x[:0], y[:0], epochs=1, verbose=0), "empty-data"),
+    (lambda t, x, y: t.fit(x[:1], y[:1], epochs=1, verbose=0, validation_split=0.5), "empty-data"),
+    (lambda t, x, y: t.evaluate(x[:0], y[:0]), "empty-data"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.EarlyStopping()]), "bad-callback"),
+])
+def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_step(call, code):
+    # Each raised a raw TensorFlow, numpy or Python error (some after a whole epoch), or trained
+    # on nothing and reported a loss of 0.0.
+    x, y = make_data(40, features=4)
+    trainer = make_trainer(make_model(features=4))
+    with pytest.raises((DataError, ArgumentError)) as info:
+        call(trainer, x, y)
+    assert info.value.code == code
+    assert trainer.step == 0
+
+
+@pytest.mark.parametrize(("kwargs", "code"), [({"loss": None}, "unknown-loss"), ({"optimizer": keras.optimizers.Adam}, "unknown-optimizer")])
+def test_a_loss_or_optimizer_of_the_wrong_kind_is_named(kwargs, code):
+    with pytest.raises(ValueError) as info:
+        make_trainer(**kwargs)
+    assert info.value.code == code
+
+
+def test_predict_of_no_rows_keeps_the_output_shape():
+    x, _ = make_data(10, features=4)
+    assert make_trainer(make_model(features=4)).predict(x[:0]).shape == (0, 1)

@@ -58,8 +58,10 @@ class NonFiniteLossError(TrainkitError, ArithmeticError):
     """Training stopped because the loss became NaN or infinite."""
 
 
-class ArgumentError(TrainkitError, ValueError):
-    """An argument of a trainkit class or function out of its range (``batch_size=0``, say)."""
+class ArgumentError(TrainkitError, ValueError, TypeError):
+    """An argument of a trainkit class or function out of its range (``batch_size=0``, say) or
+    of the wrong kind (a Keras callback where a trainkit one goes): a ``ValueError`` and a
+    ``TypeError`` both, so code catching either built-in sees it."""
 
 
 class UnknownNameError(TrainkitError, ValueError):

@@ -84,7 +84,13 @@ def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
         if not isinstance(name, str):
             raise UnknownNameError(f"unknown-{kind}", f"A {kind} given as a mapping needs a 'name' key, got {dict(spec)!r}.")
         return name, params
-    raise TypeError(spec)
+    if isinstance(spec, type):
+        raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} must be an instance, not the class {spec.__name__}: pass {spec.__name__}() or its name.")
+    raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} is a name, a {{'name': ...}} mapping or a Keras {kind} object; got {spec!r}.")
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1] in "aeiou" else "A"
 
 
 def get_loss(spec: Spec) -> keras.losses.Loss:

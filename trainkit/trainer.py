@@ -125,6 +125,12 @@ def _nothing_left(source: Any, batch_size: int, start_batch: int) -> bool:
     return total is not None and start_batch >= total
 
 
+def _check_input_shapes(x: Any, model: keras.Model) -> None:
+    from trainkit.checks.data_checks import check_input_shapes
+
+    check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
+
+
 def _first_inputs(source: Any) -> Any:
     """The inputs of a data source's first batch (a fresh iterator: training data is not consumed)."""
     if isinstance(source, _ArraySource):
@@ -215,13 +221,16 @@ class _ArraySource:
             arrays (see :func:`_in_memory_parts`).
     """
 
-    def __init__(self, parts: Sequence[Any]) -> None:
+    def __init__(self, parts: Sequence[Any], empty_is: str | None = None) -> None:
         self.data = tuple(tf.nest.map_structure(_as_tensor, part) for part in parts)
         tensors = tf.nest.flatten(self.data)
         self.rows = int(tensors[0].shape[0])
         if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
             shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
             raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
+        if empty_is is not None and self.rows == 0:
+            # An empty epoch's loss would read 0.0: a perfect model, not a missing one.
+            raise DataError("empty-data", f"{empty_is} has no rows. Pass at least one example (check the split or the filter that made it).")
 
     def batch_spec(self) -> tuple[Any, ...]:
         return tf.nest.map_structure(lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), self.data)
@@ -266,6 +275,10 @@ class _DatasetSource:
                 "dataset-unbatched",
                 f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).",
             )
+        spec = dataset.element_spec
+        if not isinstance(spec, tuple | list) or len(spec) < 2:
+            raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "
+                            "batches: zip the inputs with their targets, tf.data.Dataset.zip((x_dataset, y_dataset)).")
         cardinality = int(dataset.cardinality())
         if cardinality == tf.data.INFINITE_CARDINALITY and steps is None:
             raise DataError("dataset-infinite", f"The tf.data.Dataset repeats forever (.repeat() without a count), so an epoch would never end. "
@@ -1031,13 +1044,16 @@ class Trainer:
                 cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
                 validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
                 parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
-            train = _ArraySource(parts)
+            train = _ArraySource(parts, "the training data" if validation_split else "x")
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
                 validation = _DatasetSource(validation_data, validation_steps, "validation_steps")
             else:
-                validation = _ArraySource(_in_memory_parts(self.model, *validation_data))
+                if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                    got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
+                    raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
+                validation = _ArraySource(_in_memory_parts(self.model, *validation_data), "validation_data")
         return train, validation
 
     def _check_sources(self, train: Any, validation: Any) -> None:
@@ -1310,7 +1326,9 @@ class Trainer:
         else:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            source = _ArraySource(_in_memory_parts(self.model, x, y, sample_weight))
+            parts = _in_memory_parts(self.model, x, y, sample_weight)
+            _check_input_shapes(parts[0], self.model)
+            source = _ArraySource(parts, "x")
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
 
@@ -1338,22 +1356,27 @@ class Trainer:
             results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
         return results
 
-    def predict(self, x: Any, *, batch_size: int = 256) -> Any:
+    def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None) -> Any:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
 
         One array, or for a model with several outputs their structure (a list...) of arrays.
+        ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
         _check_batch_size(batch_size)
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if isinstance(x, tf.data.Dataset):
-            batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in x]
+            if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
+                raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
+            batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in (x.take(steps) if steps is not None else x)]
         else:
-            source = _ArraySource(_in_memory_parts(self.model, x))
+            parts = _in_memory_parts(self.model, x)
+            _check_input_shapes(parts[0], self.model)
+            source = _ArraySource(parts)
             (data,) = source.data
             batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
-        if not batches:
-            return np.zeros((0,))
+        if not batches:  # no rows: the outputs' shapes, with none
+            return tf.nest.map_structure(lambda t: t.numpy(), self._predict_fn(data)) if not isinstance(x, tf.data.Dataset) else np.zeros((0,))
         return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
 
     # -- per-step statistics ----------------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import keras
 import numpy as np
+
+from trainkit.errors import ArgumentError
 
 if TYPE_CHECKING:
     from trainkit.loop import StepOutputs
@@ -73,10 +76,11 @@ class CallbackList:
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}.")
+                hint = " (a Keras callback: use trainkit's EarlyStopping, or subclass trainkit.Callback)" if isinstance(cb, keras.callbacks.Callback) else ""
+                raise ArgumentError("bad-callback", f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}{hint}.")
             unknown = [n for n in vars(type(cb)) if n.startswith("on_") and n not in EVENTS]
             if unknown:
-                raise TypeError(f"{type(cb).__name__} defines {unknown}, which trainkit never calls. Hooks are: {', '.join(EVENTS)}.")
+                raise ArgumentError("bad-callback", f"{type(cb).__name__} defines {unknown}, which trainkit never calls. Hooks are: {', '.join(EVENTS)}.")
             cb.set_trainer(trainer)
         self._listeners = {e: [cb for cb in self.callbacks if _overrides(cb, e)] for e in EVENTS}
 

@@ -226,25 +226,45 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                      f"each row of x needs exactly one row of y.",
                      "Pass x and y with the same first dimension (check the split or a dropped "
                      "header row).", {"rows": list(rows.values())})
-    if ctx.input_shapes and len(ctx.input_shapes) == len(ctx.xs):
-        for i, (a, shape) in enumerate(zip(ctx.xs, ctx.input_shapes, strict=True)):
-            expected = shape[1:]
-            if _fits(a.shape[1:], expected):
-                continue
-            name = f"x[{i}]" if len(ctx.xs) > 1 else "x"
-            want = _shape(expected) if expected else "()"
-            if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
-                fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
-            else:
-                fix = f"Give each sample the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
-            return Issue(f"{name} has shape {_shape(a.shape)} but the model's input expects "
-                         f"{_shape(shape)}: each sample must have shape {want}.", fix,
-                         {"x_shape": list(a.shape), "input_shape": list(shape)})
+    for xs, label in ((ctx.xs, "x"), (ctx.x_val or [], "x_val")):
+        issue = input_shape_issue(xs, ctx.input_shapes, label)
+        if issue is not None:
+            return issue
     for t in ctx.targets:
         issue = _label_shape_issue(t)
         if issue is not None:
             return issue
     return None
+
+
+def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int | None, ...]] | None, label: str = "x") -> Issue | None:
+    """Inputs whose samples do not have the shape the model's inputs expect (``None`` if fine)."""
+    if not input_shapes or len(input_shapes) != len(xs):
+        return None
+    for i, (a, shape) in enumerate(zip(xs, input_shapes, strict=True)):
+        expected = shape[1:]
+        if _fits(a.shape[1:], expected):
+            continue
+        name = f"{label}[{i}]" if len(xs) > 1 else label
+        want = _shape(expected) if expected else "()"
+        if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
+            fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
+        else:
+            fix = f"Give each sample the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
+        return Issue(f"{name} has shape {_shape(a.shape)} but the model's input expects "
+                     f"{_shape(shape)}: each sample must have shape {want}.", fix,
+                     {"x_shape": list(a.shape), "input_shape": list(shape)})
+    return None
+
+
+def check_input_shapes(x: Any, model: keras.Model) -> None:
+    """Raises ``DataError(shape-mismatch)`` when array inputs do not fit the model's inputs.
+
+    For :meth:`Trainer.evaluate` and :meth:`Trainer.predict`, which run no other data check.
+    """
+    issue = input_shape_issue(_input_list(x, input_names(model)), input_shapes(model))
+    if issue is not None:
+        raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
 
 def _label_shape_issue(t: Target) -> Issue | None:
