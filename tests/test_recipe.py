@@ -394,3 +394,30 @@ def test_keyword_override_on_a_loss_or_optimizer_given_by_name(tiny: Path):
     recipe = load_recipe(tiny, ["loss.from_logits=true", "optimizer.learning_rate=0.05"])
     assert recipe.loss == {"name": "binary_crossentropy", "from_logits": True}
     assert recipe.optimizer == {"name": "adam", "learning_rate": 0.05}
+
+
+@pytest.mark.parametrize("override", ["training.epochs=true", "model.layers.0.units=true", "data.seed=false"])
+def test_a_boolean_where_a_number_goes_is_refused(tiny: Path, override: str) -> None:
+    # Pydantic read true as 1: `units: true` built a one-unit layer.
+    err = error_of(load_recipe, tiny, [override])
+    assert err.code == "recipe-invalid-value" and "must be a number, got" in err.message
+
+
+def test_booleans_still_fill_boolean_fields(tiny: Path) -> None:
+    recipe = load_recipe(tiny, ["training.jit_compile=true", "training.shuffle=false"])
+    assert recipe.training.jit_compile is True and recipe.training.shuffle is False
+
+
+def test_the_learning_rate_of_the_default_optimizer_can_be_set(tmp_path: Path) -> None:
+    text = "\n".join(line for line in TINY.splitlines() if not line.startswith("optimizer"))
+    recipe = load_recipe(write(tmp_path, text), ["optimizer.learning_rate=1e-3"])
+    assert recipe.optimizer == {"name": "adam", "learning_rate": 0.001}
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["training.early_stopping={monitor: val_los}"], "did you mean 'val_loss'"),
+    (["training.validation_split=0", "training.early_stopping.patience=2"], "val_* needs training.validation_split > 0"),
+])
+def test_an_early_stopping_monitor_that_is_never_logged_is_refused_before_training(tiny: Path, overrides: list[str], words: str) -> None:
+    err = error_of(load_recipe, tiny, overrides)
+    assert err.code == "recipe-invalid-value" and words in err.message

@@ -571,3 +571,13 @@ def test_a_loss_or_optimizer_of_the_wrong_kind_is_named(kwargs, code):
 def test_predict_of_no_rows_keeps_the_output_shape():
     x, _ = make_data(10, features=4)
     assert make_trainer(make_model(features=4)).predict(x[:0]).shape == (0, 1)
+
+
+def test_an_early_stopping_monitor_the_logs_never_hold_is_refused_before_the_first_epoch():
+    x, y = make_data(40, features=4)
+    trainer = make_trainer(make_model(features=4), metrics=["accuracy"])
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping(monitor="val_acuracy")])
+    assert info.value.code == "bad-monitor" and "['accuracy', 'loss']" in info.value.message
+    assert trainer.step == 0
+    assert trainer.epoch_log_names(validation=True) == ["loss", "accuracy", "val_loss", "val_accuracy"]

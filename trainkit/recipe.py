@@ -80,6 +80,30 @@ class _Section(BaseModel):
     # ser_json_bytes: a `!!binary` value in builder_args must not break to_yaml().
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, ser_json_bytes="base64")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        # Pydantic reads true/false as 1/0 for a number: `units: true` built a 1-unit layer and
+        # `epochs: true` trained one epoch. A boolean where only a number fits is a typo.
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and field is not None and not _takes_booleans(field.annotation):
+                    raise ValueError(f"{key} must be a number, got {str(value).lower()}")
+        return data
+
+
+def _takes_booleans(annotation: Any) -> bool:
+    """Whether a field's type accepts ``true``/``false`` as themselves (not only as 1/0)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _takes_booleans(typing.get_args(annotation)[0])
+    if origin is Union or isinstance(annotation, types.UnionType):
+        return any(_takes_booleans(arg) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return any(isinstance(arg, bool) for arg in typing.get_args(annotation))
+    return annotation not in (int, float, type(None))
+
 
 # --------------------------------------------------------------------------------------- data
 
@@ -387,6 +411,23 @@ class Recipe(_Section):
         return self
 
     @model_validator(mode="after")
+    def _monitor_is_logged(self) -> Recipe:
+        # Checked here, not after the first epoch: `trainkit check` and compare's validation of
+        # every variant catch a misspelt monitor before anything trains.
+        stopping = self.training.early_stopping
+        if stopping is None:
+            return self
+        logged = ["loss", *(_metric_log_name(m) for m in self.metrics)]
+        validated = self.training.validation_split > 0
+        logged += [f"val_{name}" for name in logged] if validated else []
+        logged += ["last_batch_loss"] if self.training.report_last_batch_loss else []
+        if stopping.monitor not in logged:
+            why = " (val_* needs training.validation_split > 0)" if stopping.monitor.startswith("val_") and not validated else ""
+            hint = f", did you mean {match[0]!r}" if (match := difflib.get_close_matches(stopping.monitor, logged, n=1)) else ""
+            raise ValueError(f"early_stopping.monitor {stopping.monitor!r} is not logged{why}{hint}; the epoch logs are {', '.join(logged)}")
+        return self
+
+    @model_validator(mode="after")
     def _targets_continuous(self) -> Recipe:
         if self.preprocessing.standardize_targets and self.task != "regression":
             raise ValueError(f"standardize_targets would turn {self.task} class labels into fractions; it only applies to task: regression")
@@ -499,6 +540,12 @@ def _check_named(value: NamedSpec) -> NamedSpec:
     if isinstance(value, dict) and not isinstance(value.get("name"), str):
         raise ValueError(f"a mapping here needs a 'name' key with a string, such as {{name: adam, learning_rate: 0.001}}; got {_short(value)}")
     return value
+
+
+def _metric_log_name(spec: NamedSpec) -> str:
+    """The key a metric has in the epoch logs: its name as written, ``accuracy`` for ``acc``."""
+    name = str(spec["name"] if isinstance(spec, dict) else spec)
+    return "accuracy" if name.lower() in ("accuracy", "acc") else name
 
 
 def _spec_name(spec: NamedSpec) -> str:
@@ -724,6 +771,8 @@ def _named_as_mapping(raw: dict[str, Any], keys: list[str]) -> None:
     Changing the learning rate of a recipe that names its optimizer by a bare string is the most
     common override there is; the spelling of the optimizer should not stand in its way.
     """
+    if len(keys) > 1 and keys[0] == "optimizer" and keys[0] not in raw:  # the default optimizer
+        raw["optimizer"] = {"name": Recipe.model_fields["optimizer"].default}
     if len(keys) > 1 and keys[0] in ("optimizer", "loss") and isinstance(raw.get(keys[0]), str):
         raw[keys[0]] = {"name": raw[keys[0]]}
 

@@ -893,6 +893,10 @@ class Trainer:
             # closes the TensorBoard writer opened first.
             self._open_writer()
             self._build_train_loop(train)
+            logged = self.epoch_log_names(validation is not None)
+            for callback in callbacks:
+                if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
+                    callback.check_monitor(logged)
             self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
             self._write_layout()
             self._checkpoint = self._make_checkpoint()
@@ -1187,6 +1191,22 @@ class Trainer:
 
             reset = self._metric_fns[split] = compile_function(reset_all)
         reset()
+
+    def epoch_log_names(self, validation: bool) -> list[str]:
+        """The names each epoch's logs (and the History) will hold.
+
+        The loss, each output's loss, the metrics, the scalars the step logs with
+        :meth:`log_scalar` (known once the loop is built), with ``val_`` twins when there is
+        validation data.
+        """
+        names = [m.name for m in self._split_metrics("train")]
+        if self._train_loop is not None and self._train_loop.names is not None:
+            names += [name for _, name in _user_scalar_columns(self._train_loop.names) if name not in names]
+        if validation:
+            names += [f"val_{m.name}" for m in self._split_metrics("eval")]
+        if self.report_last_batch_loss:
+            names.append("last_batch_loss")
+        return names
 
     def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
         """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 
 from trainkit.callbacks.base import Callback, is_better
-from trainkit.errors import RecipeError
+from trainkit.errors import ArgumentError
+from trainkit.resolve import closest
 
 
 class EarlyStopping(Callback):
@@ -45,9 +46,17 @@ class EarlyStopping(Callback):
         self.wait = 0
         self._best_weights = None
 
+    def check_monitor(self, logged: Collection[str]) -> None:
+        """Raises ``ArgumentError(bad-monitor)`` unless the epoch logs will hold the monitor.
+
+        Run before training, so a typo costs no epoch and leaves no half-written run.
+        """
+        if self.monitor not in logged:
+            raise ArgumentError("bad-monitor", f'EarlyStopping monitors "{self.monitor}", but the epoch logs only have {sorted(logged)}.{closest(self.monitor, logged)} '
+                                "Monitor one of those (val_* needs validation data).")
+
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
-        if self.monitor not in logs:
-            raise RecipeError("bad-monitor", f'EarlyStopping monitors "{self.monitor}", but the epoch logs only have {sorted(logs)}. Monitor one of those (val_* needs validation data).')
+        self.check_monitor(logs)
         value = float(logs[self.monitor])
         if is_better(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0
