@@ -421,3 +421,9 @@ def test_the_learning_rate_of_the_default_optimizer_can_be_set(tmp_path: Path) -
 def test_an_early_stopping_monitor_that_is_never_logged_is_refused_before_training(tiny: Path, overrides: list[str], words: str) -> None:
     err = error_of(load_recipe, tiny, overrides)
     assert err.code == "recipe-invalid-value" and words in err.message
+
+
+def test_class_weight_is_read_with_integer_class_ids(tiny: Path) -> None:
+    assert load_recipe(tiny, ["training.class_weight={0: 1, 1: 4.5}"]).training.class_weight == {0: 1.0, 1: 4.5}
+    err = error_of(load_recipe, tiny, ["training.class_weight={0: -1}"])
+    assert err.code == "recipe-invalid-value" and "class_weight" in err.message

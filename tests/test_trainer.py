@@ -581,3 +581,42 @@ def test_an_early_stopping_monitor_the_logs_never_hold_is_refused_before_the_fir
     assert info.value.code == "bad-monitor" and "['accuracy', 'loss']" in info.value.message
     assert trainer.step == 0
     assert trainer.epoch_log_names(validation=True) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+@pytest.mark.parametrize("form", ["numpy", "dataset", "one-hot"])
+def test_class_weight_weights_the_training_rows_as_model_fit_does(form):
+    x, y = make_data(70, features=4)
+    class_weight = {0: 0.5, 1: 3.0}
+    if form == "one-hot":
+        y = keras.utils.to_categorical(y[:, 0], 2)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2 if form == "one-hot" else 1, activation="softmax" if form == "one-hot" else "sigmoid")])
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    loss = "categorical_crossentropy" if form == "one-hot" else "binary_crossentropy"
+    trainer = Trainer(model, loss=loss, optimizer=keras.optimizers.SGD(0.1), task="multiclass" if form == "one-hot" else "binary", seed=0)
+    reference.compile(loss=loss, optimizer=keras.optimizers.SGD(0.1))
+    if form == "dataset":
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+        got = trainer.fit(data, epochs=2, verbose=0, class_weight=class_weight).history
+        expected = reference.fit(data, epochs=2, verbose=0, class_weight=class_weight, shuffle=False).history
+    else:
+        got = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, class_weight=class_weight, validation_split=0.2).history
+        expected = reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, class_weight=class_weight, validation_split=0.2).history
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("class_weight", [{0: 1.0, "1": 2.0}, {0: -1.0}, {}, [1.0, 2.0]])
+def test_a_bad_class_weight_is_refused(class_weight):
+    x, y = make_data(40, features=4)
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, epochs=1, verbose=0, class_weight=class_weight)
+    assert info.value.code == "bad-argument" and "class_weight" in info.value.message
+
+
+def test_targets_beside_a_dataset_are_refused():
+    x, y = make_data(40, features=4)
+    with pytest.raises(ArgumentError, match="do not pass them"):
+        make_trainer(make_model(features=4)).fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), y, epochs=1, verbose=0)

@@ -315,6 +315,9 @@ class TrainingConfig(_Section):
     seed: Seed = 0
     validation_split: Fraction = 0.2
     early_stopping: EarlyStoppingConfig | None = None
+    # class id -> weight of its training rows (fit's class_weight); the class-imbalance check
+    # suggests one
+    class_weight: dict[Annotated[int, Field(ge=0)], Annotated[FiniteFloat, Field(ge=0.0)]] | None = None
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH)] = "auto"
     jit_compile: Literal["auto"] | bool = "auto"
     # epochs; 0 = never; auto = after an epoch once 30 s have passed since the last one

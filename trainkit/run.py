@@ -166,6 +166,7 @@ def train_recipe(
             verbose=verbose,
             check_data=False,
             resume=resume_dir is not None,
+            class_weight=recipe.training.class_weight,
         )
     except TrainingInterrupted as err:
         if chief:

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import background, distribute, multioutput, probes, stats, updates
+from trainkit import background, class_weights, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
 from trainkit.errors import (
@@ -834,6 +834,7 @@ class Trainer:
         resume: bool = False,
         steps_per_epoch: int | None = None,
         validation_steps: int | None = None,
+        class_weight: Mapping[int, float] | None = None,
     ) -> History:
         """Trains for ``epochs`` epochs and returns the History of exact epoch values.
 
@@ -857,6 +858,8 @@ class Trainer:
                 the last stopped (needed for one that repeats forever); ``None``: all of it.
             validation_steps: Batches each validation takes from the start of a validation
                 dataset; ``None``: all of it.
+            class_weight: Class id -> weight of its training rows (times any
+                ``sample_weight``), as with ``model.fit`` (see :mod:`trainkit.class_weights`).
 
         Raises:
             TrainingInterrupted: after SIGINT/SIGTERM, once a checkpoint is written and the
@@ -867,7 +870,7 @@ class Trainer:
         """
         _check_batch_size(batch_size)
         _check_epochs(epochs, initial_epoch)
-        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps)
+        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight)
         if check_data:
             self._check_sources(train, validation)
         self._ensure_built(train)
@@ -1030,11 +1033,17 @@ class Trainer:
             self._live_diagnosis.wait()
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
-                 steps_per_epoch: int | None = None, validation_steps: int | None = None) -> tuple[Any, Any]:
+                 steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None) -> tuple[Any, Any]:
+        if class_weight is not None and len(self.heads) > 1:
+            raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); weight the rows of each output with sample_weight instead.")
         if isinstance(x, tf.data.Dataset):
             if validation_split:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
+            if y is not None or sample_weight is not None:
+                raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
             train: Any = _DatasetSource(x, steps_per_epoch, carry_on=True)
+            if class_weight is not None:
+                train = _DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
         else:
             if steps_per_epoch is not None:
                 raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
@@ -1048,6 +1057,8 @@ class Trainer:
                 cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
                 validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
                 parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
+            if class_weight is not None:  # the training rows only, as model.fit weights them
+                parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
             train = _ArraySource(parts, "the training data" if validation_split else "x")
         validation = None
         if validation_data is not None:

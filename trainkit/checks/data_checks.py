@@ -702,7 +702,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 f"Class {minority} is {share:.1%} of the labels{ctx.where} ({int(counts[minority])} of {n}): "
                 f"always predicting class {1 - minority} already scores {1 - share:.1%} accuracy, and "
                 f"the gradient is dominated by the majority class.",
-                f"Pass class_weight={weights} to fit (or oversample class {minority}), judge the model by "
+                f"Pass class_weight={weights} to fit (training.class_weight in a recipe), or oversample class {minority}; judge the model by "
                 f"AUC, precision and recall rather than accuracy, and initialise the output bias to "
                 f"log(p / (1 - p)) = {bias:.2f}.",
                 {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
@@ -716,7 +716,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             f"The classes are imbalanced{ctx.where}: the rarest have {listing}, against "
             f"{int(counts.max())} for class {int(np.argmax(counts))} ({ratio:.1%} of it). Rare classes "
             f"contribute little to the loss and are easily never predicted.",
-            "Pass class_weight={c: n / (K * count_c)} to fit, or resample the rare classes, and track "
+            "Pass class_weight={c: n / (K * count_c)} to fit (training.class_weight in a recipe), or resample the rare classes, and track "
             "per-class recall or macro-F1 rather than accuracy.",
             {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
             t.output.layer if t.output else None)

@@ -1,0 +1,75 @@
+"""``fit(class_weight=...)``: per-class weights turned into per-row sample weights, as ``model.fit``
+turns them.
+
+A row's class is its integer label, or the index of the largest entry of a one-hot (or
+probability) label; a class the mapping leaves out weighs 1. The weights multiply any
+``sample_weight`` given with the rows, and apply to the training data only (not to validation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainkit.errors import ArgumentError
+
+
+def weights_table(class_weight: Mapping[Any, Any]) -> np.ndarray:
+    """The weight of each class id ``0..max id`` (1.0 for ids the mapping leaves out).
+
+    Raises:
+        ArgumentError: ``bad-argument`` for keys that are not class ids or weights that are not
+            finite non-negative numbers.
+    """
+    if not isinstance(class_weight, Mapping) or not class_weight:
+        raise ArgumentError("bad-argument", f"class_weight must be a non-empty dict of class id -> weight, such as {{0: 1.0, 1: 5.0}}; got {class_weight!r}.")
+    for key, weight in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, int | np.integer) or key < 0:
+            raise ArgumentError("bad-argument", f"class_weight keys are class ids (integers >= 0); got {key!r}.")
+        if isinstance(weight, bool) or not isinstance(weight, int | float | np.number) or not math.isfinite(float(weight)) or weight < 0:
+            raise ArgumentError("bad-argument", f"class_weight[{key}] must be a finite number >= 0; got {weight!r}.")
+    table = np.ones(int(max(class_weight)) + 1, np.float32)
+    for key, weight in class_weight.items():
+        table[int(key)] = float(weight)
+    return table
+
+
+def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """The weight of each row of ``y``: its class's weight times its ``sample_weight``."""
+    table = weights_table(class_weight)
+    ids = _class_ids(np.asarray(y))
+    weights = np.where(ids < len(table), table[np.minimum(ids, len(table) - 1)], np.float32(1.0)).astype(np.float32)
+    if sample_weight is not None:
+        weights = weights * np.asarray(sample_weight, np.float32).reshape(len(weights))
+    return weights
+
+
+def weighted_dataset(dataset: tf.data.Dataset, class_weight: Mapping[Any, Any]) -> tf.data.Dataset:
+    """``dataset`` with each batch's rows weighted by their class (``(x, y, weight)`` batches)."""
+    table = tf.constant(weights_table(class_weight))
+
+    def add_weights(x: Any, y: Any, sample_weight: Any = None) -> tuple[Any, Any, tf.Tensor]:
+        ids = _class_ids_in_graph(y)
+        known = ids < tf.size(table, out_type=ids.dtype)
+        weights = tf.where(known, tf.gather(table, tf.minimum(ids, tf.size(table, out_type=ids.dtype) - 1)), 1.0)
+        if sample_weight is not None:
+            weights = weights * tf.reshape(tf.cast(sample_weight, tf.float32), tf.shape(weights))
+        return x, y, weights
+
+    return dataset.map(add_weights, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _class_ids(y: np.ndarray) -> np.ndarray:
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return np.argmax(y.reshape(len(y), -1), axis=1).astype(np.int64)
+    return np.rint(y.reshape(len(y))).astype(np.int64)
+
+
+def _class_ids_in_graph(y: tf.Tensor) -> tf.Tensor:
+    if y.shape.rank is not None and y.shape.rank >= 2 and (y.shape[-1] or 1) > 1:
+        return tf.argmax(y, axis=-1, output_type=tf.int64)
+    return tf.cast(tf.round(tf.reshape(tf.cast(y, tf.float32), [-1])), tf.int64)
