@@ -106,6 +106,11 @@ BAD_INPUTS = [
     ("nan-learning-rate", ["--set", "optimizer.learning_rate=.nan"], "bad-optimizer-argument", "finite number > 0"),
     ("unknown-layer", ["--set", "model.layers.0.type=dense2"], "recipe-invalid-value", "dense"),
     ("incompatible", ["--set", "loss=mse"], "regression-loss-for-classification", "BinaryCrossentropy"),
+    ("misspelt-loss-argument", ["--set", "loss={name: binary_crossentropy, from_logit: true}"], "unknown-loss", 'Did you mean "from_logits"'),
+    ("misspelt-metric", ["--set", "metrics=[percision]"], "unknown-metric", 'Did you mean "precision"'),
+    ("loss-without-name", ["--set", "loss={from_logits: true}"], "recipe-invalid-value", "such as {name: binary_crossentropy"),
+    ("boolean-for-a-number", ["--set", "training.epochs=true"], "recipe-invalid-value", "epochs must be a number"),
+    ("misspelt-monitor", ["--set", "training.early_stopping={monitor: val_los}"], "recipe-invalid-value", "did you mean 'val_loss'"),
 ]
 
 
@@ -224,3 +229,12 @@ def test_ctrl_c_during_check_says_it_stopped_without_mentioning_training(runner,
     monkeypatch.setattr(trainkit.run, "prepare_run", interrupt)
     result = runner.invoke(app, ["check", str(tiny_recipe)])
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted: Stopped."
+
+
+def test_a_file_in_the_way_of_a_directory_is_named(runner, tiny_recipe, tmp_path):
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("")
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(in_the_way), "-q"])
+    assert result.exit_code == 2 and f"{in_the_way} is a file, not a directory" in result.output
+    result = runner.invoke(app, ["recipes", str(tiny_recipe)])
+    assert result.exit_code == 2 and "is a file: trainkit recipes lists a directory" in result.output

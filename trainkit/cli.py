@@ -168,9 +168,12 @@ def list_recipes_command(directory: Annotated[Path, typer.Argument(help="Directo
     from trainkit.recipe import list_recipes
 
     if not directory.is_dir():
-        _err(f"error: [recipes-not-found] No recipe directory at {directory}. Pass one: trainkit recipes PATH.")
+        what = f"{directory} is a file: trainkit recipes lists a directory (trainkit check {directory} checks one recipe)" if directory.is_file() else f"No recipe directory at {directory}"
+        _err(f"error: [recipes-not-found] {what}. Pass one: trainkit recipes PATH.")
         raise typer.Exit(EXIT_USER_ERROR)
     entries = list_recipes(directory)
+    if not entries:
+        _err(f"No recipes (*.yaml) in {directory}.")
     width = max((len(name) for name, _ in entries), default=0)
     for name, description in entries:
         typer.echo(f"{name:<{width}}  {description}")
@@ -181,6 +184,7 @@ def _check_output_file(path: Path) -> None:
     import tempfile
 
     from trainkit.errors import RunDirError
+    from trainkit.runs import os_error_reason
 
     if path.is_dir():
         raise RunDirError("output-unwritable", f"--json {path} is a directory; give a file name such as {path / 'compare.json'}.")
@@ -189,7 +193,7 @@ def _check_output_file(path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".trainkit-write-test-"):
             pass
     except OSError as err:
-        raise RunDirError("output-unwritable", f"Cannot write --json {path}: {err.strerror or err}. Pass a file in a writable directory.") from None
+        raise RunDirError("output-unwritable", f"Cannot write --json {path}: {os_error_reason(err, path.parent)}. Pass a file in a writable directory.") from None
 
 
 @app.command("compare")

@@ -372,13 +372,13 @@ class Recipe(_Section):
 
     @field_validator("loss", "optimizer")
     @classmethod
-    def _named(cls, value: NamedSpec) -> NamedSpec:
-        return _check_named(value)
+    def _named(cls, value: NamedSpec, info: Any) -> NamedSpec:
+        return _check_named(value, info.field_name)
 
     @field_validator("metrics")
     @classmethod
     def _named_metrics(cls, value: list[NamedSpec]) -> list[NamedSpec]:
-        return [_check_named(v) for v in value]
+        return [_check_named(v, "metrics") for v in value]
 
     @field_validator("sweep", mode="before")
     @classmethod
@@ -539,9 +539,16 @@ def _flatten_sweep(node: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _check_named(value: NamedSpec) -> NamedSpec:
+_NAMED_EXAMPLES = {
+    "loss": "{name: binary_crossentropy, from_logits: true}",
+    "optimizer": "{name: adam, learning_rate: 0.001}",
+    "metrics": "{name: auc, curve: PR}",
+}
+
+
+def _check_named(value: NamedSpec, field: str) -> NamedSpec:
     if isinstance(value, dict) and not isinstance(value.get("name"), str):
-        raise ValueError(f"a mapping here needs a 'name' key with a string, such as {{name: adam, learning_rate: 0.001}}; got {_short(value)}")
+        raise ValueError(f"a mapping here needs a 'name' key with a string, such as {_NAMED_EXAMPLES[field]}; got {_short(value)}")
     return value
 
 

@@ -111,6 +111,10 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:
         raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, LOSS_CLASSES)} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
+    accepted = [p for p in inspect.signature(LOSS_CLASSES[key].__init__).parameters if p != "self"]
+    unknown = [arg for arg in params if arg not in accepted]
+    if unknown:
+        raise UnknownNameError("unknown-loss", f'Loss "{name}" has no argument "{unknown[0]}".{closest(unknown[0], accepted)} Its arguments: {", ".join(accepted)}.')
     try:
         return LOSS_CLASSES[key](**params)
     except TypeError as err:
@@ -189,7 +193,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     try:
         metric = keras.metrics.get(key if not params else {"class_name": key, "config": params})
     except (ValueError, TypeError):
-        raise UnknownNameError("unknown-metric", f'Unknown metric "{name}". Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".') from None
+        raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".') from None
     if not isinstance(metric, keras.metrics.Metric):
         metric = keras.metrics.MeanMetricWrapper(metric, name=key)
     # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
@@ -225,6 +229,8 @@ def _public_names(module: Any, exclude: Iterable[str] = ("get", "serialize", "de
 # Read from Keras rather than typed out, so a Keras upgrade that adds a name needs no change here.
 ACTIVATION_NAMES: tuple[str, ...] = _public_names(keras.activations)
 INITIALIZER_NAMES: tuple[str, ...] = _public_names(keras.initializers)
+# The metric classes (Precision, AUC...) are named in snake case too; dir() lists them capitalised.
+METRIC_NAMES: tuple[str, ...] = (*_public_names(keras.metrics), "auc", "precision", "recall", "f1_score", "r2_score")
 REGULARIZER_NAMES: tuple[str, ...] = _public_names(keras.regularizers)
 # Shorthand mappings such as {"l2": 0.01} name the penalty strengths directly.
 _PENALTY_KEYS: tuple[str, ...] = ("l1", "l2")

@@ -23,9 +23,22 @@ def check_writable(logdir: str | Path) -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".trainkit-write-test-"):
             pass
     except OSError as err:
-        reason = err.strerror or str(err)
+        reason = os_error_reason(err, path)
         raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {reason}. Pass a writable directory with --logdir.") from None
     return path
+
+
+def os_error_reason(err: OSError, path: str | Path) -> str:
+    """Why ``path`` could not be made or written: the OS's words, or the file in its way.
+
+    Creating ``a/b`` where ``a`` is a file fails with "File exists" (or "Not a directory"),
+    which names neither the culprit nor the problem.
+    """
+    if isinstance(err, FileExistsError | NotADirectoryError):
+        for ancestor in [Path(path), *Path(path).parents]:
+            if ancestor.exists() and not ancestor.is_dir():
+                return f"{ancestor} is a file, not a directory"
+    return err.strerror or str(err)
 
 
 def create_run_dir(logdir: str | Path, name: str) -> Path:
@@ -43,7 +56,7 @@ def create_run_dir(logdir: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise RunDirError("logdir-unwritable", f"Cannot create the run directory {candidate}: {err.strerror or err}.") from None
+            raise RunDirError("logdir-unwritable", f"Cannot create the run directory {candidate}: {os_error_reason(err, candidate)}.") from None
         return candidate
     raise RunDirError("logdir-unwritable", f"Could not find a free run directory name under {parent}.")
 
