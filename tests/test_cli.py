@@ -111,6 +111,8 @@ BAD_INPUTS = [
     ("loss-without-name", ["--set", "loss={from_logits: true}"], "recipe-invalid-value", "such as {name: binary_crossentropy"),
     ("boolean-for-a-number", ["--set", "training.epochs=true"], "recipe-invalid-value", "epochs must be a number"),
     ("misspelt-monitor", ["--set", "training.early_stopping={monitor: val_los}"], "recipe-invalid-value", "did you mean 'val_loss'"),
+    ("sweep-in-train", ["--set", "sweep.optimizer.learning_rate=[0.1, 0.01]"], "sweep-needs-compare", "--set 'sweep.optimizer.learning_rate=[0.1, 0.01]'"),
+    ("duplicate-sweep-value", ["--set", "sweep.training.epochs=[1, 1]"], "recipe-invalid-value", "lists 1 twice"),
 ]
 
 

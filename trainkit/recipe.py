@@ -361,6 +361,7 @@ class Recipe(_Section):
 
     # The file the recipe came from; relative data paths resolve against its directory.
     _source_path: Path | None = PrivateAttr(default=None)
+    _overrides: tuple[str, ...] = PrivateAttr(default=())  # the --set values it was loaded with
 
     @field_validator("name")
     @classmethod
@@ -397,6 +398,11 @@ class Recipe(_Section):
             if path.split(".")[0] == "sweep":
                 raise ValueError(f"sweep {path}: a sweep cannot change the sweep itself")
             variants *= len(values)
+            seen: list[str] = []
+            for value in values:
+                if repr(value) in seen:  # two runs of the same variant, under one name
+                    raise ValueError(f"sweep {path} lists {_short(value)} twice; give each value once")
+                seen.append(repr(value))
         if variants > MAX_VARIANTS:
             raise ValueError(f"the sweep has {variants} combinations; at most {MAX_VARIANTS} can be compared")
         # The same path walk as --set, on the resolved recipe, so a misspelt path is named with its
@@ -435,6 +441,11 @@ class Recipe(_Section):
         if self.preprocessing.standardize_targets and self.task != "regression":
             raise ValueError(f"standardize_targets would turn {self.task} class labels into fractions; it only applies to task: regression")
         return self
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The ``key.path=value`` overrides the recipe was loaded with (``--set``)."""
+        return self._overrides
 
     @property
     def source_path(self) -> Path | None:
@@ -701,7 +712,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         if raw is not None and not isinstance(raw, Mapping):
             raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {_describe(raw)}.")
         raw = apply_overrides(raw, overrides)
-    return Recipe.from_dict(raw, source_path=path)
+    recipe = Recipe.from_dict(raw, source_path=path)
+    recipe._overrides = tuple(overrides or ())
+    return recipe
 
 
 def list_recipes(directory: str | Path) -> list[tuple[str, str]]:

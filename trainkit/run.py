@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -208,7 +209,7 @@ def sweep_message(recipe: Recipe) -> str:
     count = 1
     for values in sweep.values():
         count *= len(values)
-    where = str(recipe.source_path) if recipe.source_path else "RECIPE"
+    where = shlex.join([str(recipe.source_path) if recipe.source_path else "RECIPE", *(arg for o in recipe.overrides for arg in ("--set", o))])
     return (
         f"Recipe {recipe.name} sweeps {', '.join(sweep)} ({count} runs), and train runs one. "
         f"Train and compare them all with: trainkit compare {where}. "
