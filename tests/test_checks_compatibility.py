@@ -51,6 +51,8 @@ def build(arch: str, units: int, act: str | None = None) -> keras.Model:
         return keras.Sequential([L.Dense(8, activation="relu"), L.Dense(units, activation=act)])
     if arch == "linear_hidden":
         return keras.Sequential([keras.Input((4,)), L.Dense(8), L.Dense(8), L.Dense(units, activation=act)])
+    if arch == "float16":  # mixed precision, as keras.mixed_precision.set_global_policy sets it
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu", dtype="mixed_float16"), L.Dense(units, activation=act, dtype="float32")])
     if arch == "no_hidden":  # logistic / linear regression: linear on purpose
         return keras.Sequential([keras.Input((4,)), L.Dense(units, activation=act)])
     if arch == "rescaled":  # sigmoid scaled to [0, 100] on purpose
@@ -101,6 +103,7 @@ GOLDEN = [
     ("binary", ("relu_layer", 1, None), "bce", "wrong-output-activation", None),
     ("binary", ("dense", 1, "sigmoid"), "hinge", "wrong-output-activation", None),
     ("binary", ("linear_hidden", 1, "sigmoid"), "bce", "linear-hidden-layers", None),
+    ("binary", ("float16", 1, "sigmoid"), "bce", "float16-without-loss-scaling", None),
     # --- multiclass --------------------------------------------------------------------------
     ("multiclass", ("dense", 3, "softmax"), "scce", OK, 3),
     ("multiclass", ("dense", 3, None), SCCE_LOGITS, OK, 3),
@@ -196,7 +199,7 @@ def test_codes_listed_in_one_place():
         "wrong-output-activation", "bounded-output-for-regression", "linear-hidden-layers",
     }
     assert required <= set(COMPATIBILITY_CODES)
-    assert set(COMPATIBILITY_WARNING_CODES) == {"bounded-output-for-regression", "linear-hidden-layers"}
+    assert set(COMPATIBILITY_WARNING_CODES) == {"bounded-output-for-regression", "linear-hidden-layers", "float16-without-loss-scaling"}
     assert len(set(COMPATIBILITY_CODES)) == len(COMPATIBILITY_CODES)
 
 

@@ -26,6 +26,7 @@ from trainkit.checks.model_inspect import (
     OutputInfo,
     find_outputs,
     hidden_layers,
+    iter_layers,
 )
 from trainkit.errors import CompatibilityError, UnknownNameError
 from trainkit.findings import Finding, Severity
@@ -452,6 +453,21 @@ def linear_hidden_layers(case: Case) -> Issue | None:
         {"hidden_layers": len(weighted)}, weighted[0].name)
 
 
+def float16_without_loss_scaling(case: Case) -> Issue | None:
+    """Layers computing in float16 (``mixed_float16``), which trains without loss scaling."""
+    if case.model is None:
+        return None
+    half = [layer.name for layer in iter_layers(case.model) if getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16"]
+    if not half:
+        return None
+    return Issue(
+        f"{len(half)} layer{'s' if len(half) != 1 else ''} compute in float16 (the mixed_float16 policy), and "
+        f"trainkit applies the optimizer's updates without loss scaling (model.compile wraps the optimizer in "
+        f"a LossScaleOptimizer): float16 gradients below ~6e-8 become 0, and the layers they belong to stop learning.",
+        "Use keras.mixed_precision.set_global_policy('mixed_bfloat16') (float32's range: no scaling needed) or float32.",
+        {"float16_layers": len(half)}, half[0])
+
+
 #: Every rule, in the order they are tried; the first error wins.
 COMPATIBILITY_RULES: tuple[Rule, ...] = (
     Rule("softmax-single-unit", "error", softmax_single_unit),
@@ -464,6 +480,7 @@ COMPATIBILITY_RULES: tuple[Rule, ...] = (
     Rule("wrong-output-activation", "error", wrong_output_activation),
     Rule("bounded-output-for-regression", "warning", bounded_output_for_regression),
     Rule("linear-hidden-layers", "warning", linear_hidden_layers, scope="model"),
+    Rule("float16-without-loss-scaling", "warning", float16_without_loss_scaling, scope="model"),
 )
 #: Code of the info finding returned when the model's outputs cannot be inspected.
 UNINSPECTABLE_MODEL = "uninspectable-model"
