@@ -240,3 +240,17 @@ def test_a_file_in_the_way_of_a_directory_is_named(runner, tiny_recipe, tmp_path
     assert result.exit_code == 2 and f"{in_the_way} is a file, not a directory" in result.output
     result = runner.invoke(app, ["recipes", str(tiny_recipe)])
     assert result.exit_code == 2 and "is a file: trainkit recipes lists a directory" in result.output
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["train"], "Missing argument 'recipe'. See trainkit train --help."),
+    (["tensorboard", "--port", "abc"], "Invalid value for '--port'"),
+    (["trian"], "Did you mean 'train'?"),
+])
+def test_a_usage_mistake_is_one_error_line_and_exit_2(args, words):
+    # Through the console script's main(): typer's own boxed panel used to stand in for the
+    # one-line errors every other user error gets.
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", *args], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: [usage] ") and words in lines[0], proc.stderr

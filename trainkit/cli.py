@@ -290,13 +290,43 @@ def _stop_on_sigterm() -> Any:
         return None
 
 
+def _command_name(context: Any) -> str:
+    """``trainkit train`` for a subcommand's context, however the program was started."""
+    names = []
+    while context is not None and context.parent is not None:
+        names.append(context.info_name)
+        context = context.parent
+    return " ".join(["trainkit", *reversed(names)])
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A usage mistake (a missing argument, an unknown option, ``--port abc``) ends like every other
+    user error: one ``error: [usage] ...`` line and exit code 2, not a boxed panel.
+    """
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)
+    except Exception as err:
+        # Click's exceptions, which typer either depends on or vendors: matched by class name.
+        kinds = {cls.__name__ for cls in type(err).__mro__}
+        context = getattr(err, "ctx", None)
+        if "NoArgsIsHelpError" in kinds:  # bare `trainkit`: the help, as before
+            _err(context.get_help() if context is not None else str(err))
+        elif "UsageError" in kinds:
+            message = err.format_message().strip()  # type: ignore[attr-defined]
+            ending = "" if message.endswith((".", "?")) else "."
+            _err(f"error: [usage] {message}{ending} See {_command_name(context)} --help.")
+        elif "Abort" in kinds:
+            _err("interrupted")
+            sys.exit(130)
+        else:
+            raise
+        sys.exit(EXIT_USER_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
