@@ -427,3 +427,10 @@ def test_class_weight_is_read_with_integer_class_ids(tiny: Path) -> None:
     assert load_recipe(tiny, ["training.class_weight={0: 1, 1: 4.5}"]).training.class_weight == {0: 1.0, 1: 4.5}
     err = error_of(load_recipe, tiny, ["training.class_weight={0: -1}"])
     assert err.code == "recipe-invalid-value" and "class_weight" in err.message
+
+
+def test_a_bad_value_from_the_command_line_is_blamed_on_its_override(tiny: Path) -> None:
+    err = error_of(load_recipe, tiny, ["training.batch_size=8", "training.epochs=abc"])
+    assert err.message.startswith("--set training.epochs=abc: ") and str(tiny) not in err.message
+    err = error_of(load_recipe, tiny, ["model.layers.0.units=0"])
+    assert err.message.startswith("--set model.layers.0.units=0: ")

@@ -712,9 +712,26 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         if raw is not None and not isinstance(raw, Mapping):
             raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {_describe(raw)}.")
         raw = apply_overrides(raw, overrides)
-    recipe = Recipe.from_dict(raw, source_path=path)
+    try:
+        recipe = Recipe.from_dict(raw, source_path=path)
+    except RecipeError as err:
+        culprit = _override_at_fault(err.message, overrides or ())
+        if culprit is None:
+            raise
+        # The value came from the command line: blame the --set, not the file.
+        raise RecipeError(err.code, f"--set {culprit}: " + err.message.removeprefix(where)) from None
     recipe._overrides = tuple(overrides or ())
     return recipe
+
+
+def _override_at_fault(message: str, overrides: Sequence[str]) -> str | None:
+    """The override whose path a validation message names (``training.epochs``), if any."""
+    for override in reversed(overrides):  # the last one set wins
+        key = override.partition("=")[0].strip()
+        section, _, field = key.rpartition(".")
+        if f" {key}:" in message or f" {key} " in message or (section and f"Invalid {section}: {field} " in message):
+            return override
+    return None
 
 
 def list_recipes(directory: str | Path) -> list[tuple[str, str]]:
