@@ -345,3 +345,12 @@ def test_several_outputs_take_labels_by_name():
     with pytest.raises(DataError) as info:
         check_data(X, {"cls": YM + 1, "reg": YR}, model=net, loss=losses, task="multiclass")
     assert info.value.code == "label-format" and "y['cls']" in info.value.message
+
+
+def test_labels_numbered_from_one_are_named_as_such():
+    # Classes 1..2 for a 3-unit softmax: the imbalance message listed "class 0: 0" among the
+    # rarest classes instead of saying why class 0 has no rows.
+    y = np.where(YM == 0, 1, YM)
+    (finding,) = [f for f in run("multiclass", X, y) if f.code == "class-imbalance"]
+    assert "numbered from 1" in finding.message and "y = y - 1" in finding.advice
+    assert finding.evidence["absent"] == [0]

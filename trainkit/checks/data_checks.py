@@ -710,6 +710,15 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         ratio = counts.min() / max(1, counts.max())
         if ratio >= IMBALANCE_MULTICLASS_RATIO:
             continue
+        absent = [int(c) for c in np.flatnonzero(counts == 0)]
+        if absent == [0] and t.units and int(ids.max()) == t.units - 1:
+            return Issue(
+                f"No label{ctx.where} is class 0, and they run 1..{t.units - 1} for the {t.units} units of the "
+                f"output: the labels look numbered from 1, so unit 0 is never the answer and the last class "
+                f"gets a unit that the first should have.",
+                f"Number the classes from 0 (y = y - 1) and give the output one unit per class (Dense({t.units - 1}, "
+                f"activation='softmax')).",
+                {"counts": [int(c) for c in counts], "absent": absent}, t.output.layer if t.output else None)
         rare = [int(c) for c in np.argsort(counts, kind="stable")[:3]]
         listing = ", ".join(f"class {c}: {int(counts[c])}" for c in rare)
         return Issue(
