@@ -320,3 +320,9 @@ def test_describe_loss_reads_kind_and_from_logits():
     assert describe_loss("mse").kind == "regression"
     assert describe_loss(keras.losses.sparse_categorical_crossentropy).kind == "sparse"
     assert describe_loss(CustomLoss()).kind is None
+
+
+def test_allow_suggests_only_codes_that_can_be_allowed():
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binary", allow=["unknown-alow-code"])
+    assert "Did you mean" not in info.value.message and "unknown-task" not in info.value.message

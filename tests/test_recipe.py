@@ -434,3 +434,8 @@ def test_a_bad_value_from_the_command_line_is_blamed_on_its_override(tiny: Path)
     assert err.message.startswith("--set training.epochs=abc: ") and str(tiny) not in err.message
     err = error_of(load_recipe, tiny, ["model.layers.0.units=0"])
     assert err.message.startswith("--set model.layers.0.units=0: ")
+
+
+def test_an_item_of_a_list_the_recipe_does_not_set_is_explained(tiny: Path) -> None:
+    err = error_of(load_recipe, tiny, ["allow.0=label-format"])
+    assert err.code == "bad-override" and "the recipe sets no allow" in err.message and "--set 'allow=[...]'" in err.message

@@ -866,6 +866,8 @@ def _child_container(current: Any, schema: _Schema, dotted: str, override: str) 
         return current
     if current is None and schema.is_mapping():
         return {}
+    if current is None:  # a list the recipe does not set: its items cannot be set one by one
+        raise RecipeError("bad-override", f"Override {_short(override)}: the recipe sets no {dotted}, so it has no items to change; set the whole list: --set '{dotted}=[...]'.")
     raise RecipeError("bad-override", f"Override {_short(override)}: {dotted} holds {_describe(current)}, which has no keys to set.")
 
 

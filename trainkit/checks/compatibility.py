@@ -513,7 +513,8 @@ def validate_allow(allow: Collection[str]) -> frozenset[str]:
     """Checks that every ``allow`` entry is a known check code (a typo must not pass silently)."""
     from trainkit.checks.data_checks import DATA_ERROR_CODES, DATA_WARNING_CODES
 
-    known = set(COMPATIBILITY_CODES) | set(DATA_ERROR_CODES) | set(DATA_WARNING_CODES)
+    # The codes of the rules (not of the checks' own errors: an unknown task cannot be allowed).
+    known = {rule.code for rule in COMPATIBILITY_RULES} | set(DATA_ERROR_CODES) | set(DATA_WARNING_CODES)
     allow = frozenset([allow] if isinstance(allow, str) else allow)
     for code in allow:
         if code not in known:
