@@ -706,3 +706,49 @@ def test_evidence_keeps_numbers_by_layer_as_numbers_through_json():
     finding = Finding("lr-too-high", "warning", "m", "a", evidence={"update_ratio_by_layer": {"dense": np.float32(0.5), "dense_1": 0.25}})
     again = Finding.from_dict(json.loads(json.dumps(finding.to_dict())))
     assert again.evidence["update_ratio_by_layer"] == {"dense": 0.5, "dense_1": 0.25}
+
+
+# -- resumed runs -----------------------------------------------------------------------------------
+
+class TerminateAt(Callback):
+    """Sends SIGTERM to this process after the compiled call that reaches ``step`` (fit stops there)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_execution_end(self, first_step, outputs):
+        if first_step < self.step <= first_step + outputs.steps:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def lr_high_fit(logdir, epochs: int = 8, **kwargs) -> Trainer:
+    """A run with learning rate 1.0: its findings depend on the first steps and on every epoch."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(800, 10)).astype("float32")
+    y = (x[:, :3].sum(axis=1) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(64, activation="relu", name="hidden"),
+                              keras.layers.Dense(1, activation="sigmoid", name="out")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1.0), task="binary", seed=0,
+                      logdir=logdir, steps_per_execution=5, jit_compile=False, checkpoint_every=1)
+    trainer.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0, **kwargs)
+    return trainer
+
+
+@pytest.mark.parametrize("stop_step", [60, 47], ids=["at-an-epoch-end", "mid-epoch"])
+def test_a_resumed_run_is_diagnosed_like_the_uninterrupted_run(tmp_path, stop_step):
+    # The resumed diagnosis judged from where it resumed: the loss there was "244x the first loss",
+    # the gradients "450x their level in the first steps", the ReLUs dead "since epoch 5".
+    from trainkit.diagnosis.readback import diagnose_run_dir
+    from trainkit.errors import TrainingInterrupted
+
+    whole = [f.to_dict() for f in lr_high_fit(tmp_path / "whole").findings]
+    assert {"lr-too-high", "diverging-loss"} <= {f["code"] for f in whole}
+    with pytest.raises(TrainingInterrupted):
+        lr_high_fit(tmp_path / "cut", callbacks=[TerminateAt(stop_step)])  # 20 steps an epoch
+    resumed = lr_high_fit(tmp_path / "cut", resume=True)
+    assert [f.to_dict() for f in resumed.findings] == whole
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path / "cut")] == whole

@@ -478,6 +478,7 @@ class Trainer:
         # None until the first traced step shows it.
         self._updates_recorded: bool | None = None
         self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
+        self._resumed_diagnosis: dict[str, Any] | None = None  # its checkpointed state, for a resumed fit
 
         self._extra_logs: dict[str, tf.Tensor] = {}
         # Whether the traced train/test step feeds the loss and metric trackers (an overridden
@@ -876,6 +877,7 @@ class Trainer:
         self.stop_reason = None
         callbacks = list(callbacks)
         start_batch = 0
+        self._resumed_diagnosis = None
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch = self._resume(callbacks)
         else:  # like model.fit: each call returns a History of its own epochs
@@ -986,6 +988,9 @@ class Trainer:
             "epochs": self.history.epoch,
             "callbacks": {k: v for k, v in states.items() if v is not None},
             "findings": [f.to_dict() for f in self.findings],
+            # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
+            # so that a resumed run is judged as a whole, not from where it resumed.
+            "diagnosis": self._live_diagnosis.get_state() if self._live_diagnosis is not None else None,
         })
 
     def _resume(self, callbacks: Sequence[Callback]) -> tuple[int, int]:
@@ -998,6 +1003,7 @@ class Trainer:
         self.seed = int(progress["seed"])
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
+        self._resumed_diagnosis = progress.get("diagnosis")
         states = progress.get("callbacks", {})
         for i, callback in enumerate(callbacks):
             state = states.get(f"{i}:{type(callback).__name__}")
@@ -1018,6 +1024,9 @@ class Trainer:
         callback.prepare(targets=source_targets(train), callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None)
+        resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
+        if resumed is not None:
+            callback.set_state(resumed)
         return [callback]
 
     def _wait_for_diagnosis(self) -> None:
