@@ -752,3 +752,37 @@ def test_a_resumed_run_is_diagnosed_like_the_uninterrupted_run(tmp_path, stop_st
     resumed = lr_high_fit(tmp_path / "cut", resume=True)
     assert [f.to_dict() for f in resumed.findings] == whole
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path / "cut")] == whole
+
+
+@pytest.mark.parametrize("reason", ["interrupted", "failed"])
+def test_a_run_that_did_not_end_gets_no_end_of_run_verdicts(reason):
+    # Ctrl-C at epoch 5 of 12 got underfitting: "Train for more epochs".
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    s.notes = {"stop_reason": reason}
+    d = s.run()
+    assert "underfitting" not in codes(d) and not d.finished
+    s.notes = {"stop_reason": None}
+    assert "underfitting" in codes(s.run())
+
+
+def test_an_interrupted_fit_is_judged_at_the_end_of_its_resumed_run(tmp_path):
+    from trainkit.diagnosis.readback import diagnose_run_dir
+    from trainkit.errors import TrainingInterrupted
+
+    end_codes = {rule.code for rule in RULES if rule.when == "end"}
+    x, y = regression_data(400)
+
+    def trainer() -> Trainer:  # SGD(1e-3): the loss has barely left chance when stopped
+        return Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-3), task="regression", seed=0,
+                       jit_compile=False, logdir=tmp_path)
+
+    cut = trainer()
+    with pytest.raises(TrainingInterrupted):
+        cut.fit(x, y, epochs=12, batch_size=40, verbose=0, callbacks=[TerminateAt(45)])  # in epoch 5
+    assert not end_codes & {f.code for f in cut.findings}
+    assert not end_codes & {f.code for f in diagnose_run_dir(tmp_path)}
+    resumed = trainer()
+    resumed.fit(x, y, epochs=12, batch_size=40, verbose=0, resume=True)
+    assert end_codes & {f.code for f in resumed.findings}  # judged at its end

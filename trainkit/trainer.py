@@ -936,7 +936,9 @@ class Trainer:
         try:
             try:
                 if began:
-                    callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": self.stop_reason})
+                    # "failed": an error ended the run (an interruption has its own reason).
+                    reason = self.stop_reason or ("failed" if in_flight else None)
+                    callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": reason})
             finally:
                 self._close_writer()
         except Exception as err:

@@ -228,8 +228,9 @@ class DiagnosisCallback(Callback):
                 self._nan_note += (f" Those already hold NaN/inf values, or values too large for float32 to square (a weight "
                                    f"norm over ~1e19 reads inf), since step {broken.step}: restart from a checkpoint with a lower learning rate.")
             self._annotate_nan()
+        # stop_reason: an interrupted or failed run gets no end-of-run verdicts (Diagnoser.finish).
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
-                 "epochs_run": self.diagnoser.epochs_run}
+                 "epochs_run": self.diagnoser.epochs_run, "stop_reason": (logs or {}).get("stop_reason")}
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))

@@ -39,6 +39,8 @@ FIRST_STEPS = 32
 BASELINE_STEPS = 8
 LOSS = "loss"
 GLOBAL_GRAD_NORM = "grad_norm/global"
+#: Stop reasons (``notes["stop_reason"]``) of a run that did not end: no end-of-run verdicts.
+UNFINISHED = ("interrupted", "failed")
 
 
 @dataclasses.dataclass
@@ -346,9 +348,16 @@ class Diagnoser:
         return self._run_rules(("call", "epoch"))
 
     def finish(self, notes: Mapping[str, Any] | None = None) -> list[Finding]:
-        """Ends the run (``notes``: e.g. early stopping's outcome) and runs every rule."""
+        """Ends the run (``notes``: e.g. early stopping's outcome) and runs every rule.
+
+        A run whose ``notes["stop_reason"]`` is ``"interrupted"`` or ``"failed"`` has not ended:
+        only the notes are kept, and the end rules wait for the end of the run that resumes it
+        (an interrupted run was told to "train for more epochs" by ``underfitting``).
+        """
         if notes:
             self.notes.update(notes)
+        if self.notes.get("stop_reason") in UNFINISHED:
+            return []
         self.finished = True
         return self._run_rules(("call", "epoch", "end"))
 
