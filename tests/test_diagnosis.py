@@ -786,3 +786,26 @@ def test_an_interrupted_fit_is_judged_at_the_end_of_its_resumed_run(tmp_path):
     resumed = trainer()
     resumed.fit(x, y, epochs=12, batch_size=40, verbose=0, resume=True)
     assert end_codes & {f.code for f in resumed.findings}  # judged at its end
+
+
+def test_resuming_a_finished_run_keeps_its_end_of_run_findings(tmp_path):
+    # The last checkpoint was written before on_train_end made the end-of-run findings, and a
+    # resume of the finished run rewrote report.json with "findings": [].
+    from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
+
+    end_codes = {rule.code for rule in RULES if rule.when == "end"}
+    x, y = regression_data(400)
+
+    def fit(**kwargs) -> Trainer:  # SGD(1e-3): the loss barely leaves chance (loss-at-chance)
+        trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-3), task="regression", seed=0,
+                          jit_compile=False, logdir=tmp_path)
+        trainer.fit(x, y, epochs=4, batch_size=40, verbose=0, **kwargs)
+        return trainer
+
+    finished = [f.to_dict() for f in fit().findings]
+    assert end_codes & {f["code"] for f in finished}
+    model = tiny_model()
+    latest = TrainingCheckpoint(tmp_path / CHECKPOINT_SUBDIR, model_variables=model.variables, optimizer_variables=[],
+                                metric_variables=[], global_step=tf.Variable(0, dtype=tf.int64)).latest()
+    assert latest is not None and latest[1]["findings"] == finished
+    assert [f.to_dict() for f in fit(resume=True).findings] == finished
