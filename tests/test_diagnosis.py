@@ -290,6 +290,36 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s.val_loss = lambda e: 0.70 - 0.012 * e
     f = finding(s.run(), "underfitting")
     assert "epochs" in f.advice
+    assert "raise the learning rate" in f.advice
+
+
+@pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu"])
+def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(code):
+    # Learning rate 1.0 got lr-too-high ("Lower the learning rate") and underfitting "... or raise
+    # the learning rate (... 3 (now 1))".
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    d = Diagnoser(s.context)
+    d.replace(Finding(code, "warning", "m", "Lower the learning rate."))
+    f = finding(s.run(diagnoser=d), "underfitting")
+    assert "raise the learning rate" not in f.advice and code in f.advice and "epochs" in f.advice
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    d = Diagnoser(s.context)
+    d.replace(Finding(code, "warning", "m", "Lower the learning rate."))
+    f = finding(s.run(diagnoser=d), "plateau")
+    assert "larger learning rate" not in f.advice and code in f.advice
+
+
+def test_dead_relus_found_by_the_run_itself_change_the_underfitting_advice():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.8
+    d = s.run()
+    assert "dead-relu" in codes(d)
+    assert "raise the learning rate" not in finding(d, "underfitting").advice
 
 
 # -- learning rate ----------------------------------------------------------------------------------

@@ -228,6 +228,16 @@ def _initial(view: Diagnoser) -> np.ndarray:
     return _first_losses(view) if view.first_step == 0 else np.zeros(0)
 
 
+#: Findings whose advice is to lower the learning rate: no rule may then advise raising it.
+LR_LOWERING = ("lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu")
+
+
+def _lr_lowering_found(view: Diagnoser) -> list[str]:
+    """The codes of :data:`LR_LOWERING` found so far in the run."""
+    found = {f.code for f in view.findings}
+    return [code for code in LR_LOWERING if code in found]
+
+
 def _curves_ready(view: Diagnoser) -> bool:
     """Loss-curve rules judge only after a fair share of the run (or at its end)."""
     needed = max(view.t.curve_min_epochs, math.ceil(view.t.curve_fraction * view.planned_epochs))
@@ -560,13 +570,15 @@ def plateau(view: Diagnoser) -> Issue | None:
     total = (start - last) / start
     if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
         return None
+    lowering = _lr_lowering_found(view)
+    rate = (f"lower the learning rate (see {', '.join(lowering)})" if lowering
+            else f"try a larger learning rate ({_lr_text(view, 10.0)})")
     return Issue(
         f"The training loss has been flat at {_fmt(last)} since about epoch {view.epochs[half].epoch + 1} "
         f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
         f"stuck, typically behind dead or saturated units or a learning rate that is too small.",
-        f"Look at the dead-relu / saturated-activations findings; try a larger learning rate "
-        f"({_lr_text(view, 10.0)}), he_normal initialisation with relu, or a learning-rate schedule "
-        f"that restarts.",
+        f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
+        f"relu, or a learning-rate schedule that restarts.",
         {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent},
         epoch=view.epochs[half].epoch)
 
@@ -828,13 +840,18 @@ def underfitting(view: Diagnoser) -> Issue | None:
         vtail = val[-n:]
         if not vtail[-1] < vtail[0]:
             return None
+    lowering = _lr_lowering_found(view)
+    if lowering:  # the learning rate is already too high for this run: raising it contradicts those
+        faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
+    else:
+        faster = f" or raise the learning rate ({_lr_text(view, 3.0)})"
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {_fmt(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
         + "), with the validation loss falling too: the model is undertrained.",
-        f"Train for more epochs (training.epochs: {2 * view.planned_epochs}) or raise the learning rate "
-        f"({_lr_text(view, 3.0)}); if the loss then flattens high, give the model more capacity (more units).",
+        f"Train for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
+        f"flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
 
