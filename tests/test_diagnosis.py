@@ -358,6 +358,21 @@ def test_vanishing_gradients_first_layer_vs_last():
     assert f.layer == "dense" and f.evidence["relative_ratio"] < 1e-3
 
 
+def test_vanishing_gradients_is_not_judged_from_a_network_gone_nan():
+    # on_nan: warn trains on with NaN weights: the first layer's gradient read 0 and the message
+    # "The gradient of the first weight layer 'dense' is 0, n/ax the last layer's".
+    s = Stream()
+    broken = 5
+    s.train_loss = lambda e, st, base=s.train_loss: math.nan if e >= broken else base(e, st)
+    for name in list(s.values):
+        if name.startswith(("weight_norm/", "grad_norm/")):
+            s.values[name] = lambda e, st, base=s.values[name]: math.nan if e >= broken else base(e, st)
+    s.values["grad_norm/dense/kernel"] = lambda e, st: 0.0 if e >= broken else 0.3
+    d = s.run()
+    assert "nan-loss" in codes(d) and "vanishing-gradients" not in codes(d)
+    assert not any("n/a" in f.message for f in d.findings)
+
+
 def test_exploding_gradients_at_the_first_step_over_100x_the_baseline():
     s = Stream()
     s.values["grad_norm/global"] = lambda e, st: 1.0 if e * STEPS + st < 25 else 5e3

@@ -455,7 +455,7 @@ class Diagnoser:
         return self._index.get(name)
 
     def epoch_values(self, name: str, field: str = "mean") -> np.ndarray:
-        """``[epochs]`` series of one statistic's per-epoch ``mean``/``minimum``/``maximum``/``last``."""
+        """``[epochs]`` series of one statistic's per-epoch ``mean``/``minimum``/``maximum``/``last``/``nonfinite``."""
         col = self._index.get(name)
         if col is None:
             return np.full(len(self.epochs), np.nan)

@@ -267,6 +267,21 @@ def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     return [keep[layer] for layer in view.layer_order(keep)]
 
 
+def _finite_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
+    """Whether every step of the last ``epochs`` epochs had finite values of each of ``names``.
+
+    Epoch means are over the finite steps only, so a mean alone can hide steps that went NaN.
+    """
+    if view.epochs_run < epochs:
+        return False
+    for name in names:
+        means = view.epoch_values(name)[-epochs:]
+        bad = view.epoch_values(name, "nonfinite")[-epochs:]
+        if not (np.isfinite(means).all() and (bad == 0).all()):
+            return False
+    return True
+
+
 def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int | None:
     """Index where a run of values >= threshold started, when it lasts to the end for ``epochs``."""
     if len(values) < epochs:
@@ -685,12 +700,18 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     if chance is not None and np.isfinite(losses[-1]) and losses[-1] < view.t.collapse_fraction * chance:
         return None  # a solved task has tiny gradients everywhere
     first, last = kernels[0], kernels[-1]
+    weights = ["weight_norm/" + name.removeprefix("grad_norm/") for name in (first, last)]
+    n = view.t.sustained_epochs
+    # A network gone NaN (on_nan: warn trains on) has no gradient ratio to judge: its "0, n/ax
+    # the last layer's" was no finding.
+    if not _finite_epochs(view, [first, last, *weights], n):
+        return None
     g_first, g_last = view.epoch_values(first), view.epoch_values(last)
-    w_first = view.epoch_values("weight_norm/" + first.removeprefix("grad_norm/"))
-    w_last = view.epoch_values("weight_norm/" + last.removeprefix("grad_norm/"))
+    w_first, w_last = view.epoch_values(weights[0]), view.epoch_values(weights[1])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (g_first / w_first) / (g_last / w_last)
-    n = view.t.sustained_epochs
+    if not np.isfinite(ratio[-n:]).all():
+        return None  # the last layer gets no gradient either (or a weight norm is 0): nothing vanishes on the way back
     small_ratio = np.nan_to_num(ratio[-n:], nan=np.inf) < view.t.vanish_ratio
     tiny = np.nan_to_num(g_first[-n:], nan=np.inf) < view.t.vanish_absolute
     if not (small_ratio.all() or tiny.all()):
