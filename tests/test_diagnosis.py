@@ -212,6 +212,20 @@ def test_a_training_loss_far_above_chance_is_not_at_chance():
     assert "loss-at-chance" not in codes(s.run())
 
 
+def test_a_loss_still_falling_fast_towards_chance_has_not_stayed_at_chance():
+    # 3 epochs of mlp_binary: 0.918 -> 0.795 -> 0.710 (chance 0.693) "stayed at the chance level".
+    s = Stream(epochs=3)
+    train, val = [0.918, 0.795, 0.710], [0.85, 0.77, 0.72]
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: val[e]
+    d = s.run()
+    assert "loss-at-chance" not in codes(d)
+    # Flat at chance over the same epochs, it has.
+    s.train_loss = lambda e, st: [0.72, 0.71, 0.705][e]
+    s.val_loss = lambda e: [0.72, 0.72, 0.72][e]
+    assert "loss-at-chance" in codes(s.run())
+
+
 def test_loss_at_chance_when_only_the_validation_loss_stays_there():
     s = Stream()
     train = curve(0.7, 0.05, 20)

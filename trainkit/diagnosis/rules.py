@@ -246,6 +246,22 @@ def _curves_ready(view: Diagnoser) -> bool:
     return view.steps >= view.t.curve_min_steps
 
 
+def _tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
+    """How much the loss fell over the last quarter of the epochs (at least 2), and over how many.
+
+    Above :attr:`Thresholds.underfit_tail_improvement` the loss is "still falling fast": a run
+    that ends so has not shown where its loss settles.
+    """
+    n = max(2, math.ceil(view.t.underfit_tail_fraction * len(losses)))
+    tail = losses[-n:]
+    return (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12), n
+
+
+def _still_falling(view: Diagnoser, losses: np.ndarray) -> bool:
+    """Whether ``losses`` (finite, per epoch) still fall fast at their end (see :func:`_tail_drop`)."""
+    return len(losses) >= 2 and _tail_drop(view, losses)[0] >= view.t.underfit_tail_improvement
+
+
 def _kernels(view: Diagnoser, kind: str) -> list[str]:
     """``kind/VAR`` names of the weight matrices (``.../kernel``), in model order."""
     names = view.names_like(f"{kind}/", "/kernel") or [n for n in view.names_like(f"{kind}/") if not n.endswith(("/bias", "/global"))]
@@ -411,13 +427,15 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     val_learned = best_val is not None and best_val < view.t.at_chance_train * chance
     if final > view.t.at_chance_ceiling * chance:
         return None  # worse than a constant prediction: not "at chance" (diverging, lr-too-high)
-    if final >= view.t.at_chance_train * chance and not val_learned:
+    # A loss still falling fast towards chance from above (0.918, 0.795, 0.710 with chance 0.693)
+    # has not "stayed" there: it has not shown where it settles (underfitting's measure).
+    if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train):
         return Issue(
             f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
             f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
             f"than the label prior / the target mean: the labels are unpredictable from the inputs, or "
             f"the model cannot learn.", advice, evidence, epoch=view.epochs[-1].epoch)
-    if best_val is not None and best_val >= view.t.at_chance_validation * chance:
+    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val):
         return Issue(
             f"The validation loss never went below {_chance_text(view)}: its best was {_fmt(best_val)} "
             f"({best_val / chance:.0%} of chance) while the training loss fell to {_fmt(float(train[-1]))}. "
@@ -851,9 +869,8 @@ def underfitting(view: Diagnoser) -> Issue | None:
     chance = _chance(view)
     if not np.isfinite(train).all() or chance is None or train[-1] < view.t.underfit_level * chance:
         return None
-    n = max(2, math.ceil(view.t.underfit_tail_fraction * len(train)))
+    drop, n = _tail_drop(view, train)
     tail = train[-n:]
-    drop = (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12)
     if drop < view.t.underfit_tail_improvement:
         return None
     val = view.val_losses(data_only=True)
