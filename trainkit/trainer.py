@@ -923,7 +923,8 @@ class Trainer:
                     callback_list.on_epoch_end(epoch, logs)
                     final = epoch + 1 == epochs or self.stop_training
                     if self._checkpoint_due(epoch) or final:
-                        self._final_checkpoint = self._save_checkpoint(epoch + 1, 0, callbacks) if final else None
+                        saved = self._save_checkpoint(epoch + 1, 0, callbacks)
+                        self._final_checkpoint = saved if final else None
                     if self.stop_training:
                         self.stop_reason = self.stop_reason or "stopped"
                         break
