@@ -184,6 +184,25 @@ def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, 
     assert summary_lines(result)[0] == first_line
 
 
+@pytest.mark.parametrize(("resumed", "first_line"), [
+    (2, "nothing left to train: the run had already trained its 2 epochs: loss 0.25"),
+    (1, "trained 1 more epoch (resumed after epoch 1) in 1.5s: loss 0.25"),
+])
+def test_the_summary_line_of_a_resumed_run_counts_only_what_it_trained(tmp_path, resumed, first_line):
+    # Resuming a finished run said "trained 3 epochs" when it trained none.
+    from types import SimpleNamespace
+
+    from trainkit.history import History
+    from trainkit.run import RunResult, summary_lines
+
+    history = History()
+    for epoch, loss in enumerate([0.5, 0.25]):
+        history.append(epoch, {"loss": loss})
+    result = RunResult(run_dir=tmp_path / "r" / "t", history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5,
+                       resumed_epochs=resumed)
+    assert summary_lines(result)[0] == first_line
+
+
 @pytest.mark.parametrize("where", ["preparing", "setting up fit"])
 def test_ctrl_c_before_training_is_one_line_exit_130_and_leaves_no_run_dir(runner, tiny_recipe, tmp_path, monkeypatch, where):
     # Before fit takes over the signals, Ctrl-C is a KeyboardInterrupt, which typer turned into a

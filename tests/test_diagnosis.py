@@ -212,6 +212,20 @@ def test_a_training_loss_far_above_chance_is_not_at_chance():
     assert "loss-at-chance" not in codes(s.run())
 
 
+def test_a_loss_still_falling_fast_towards_chance_has_not_stayed_at_chance():
+    # 3 epochs of mlp_binary: 0.918 -> 0.795 -> 0.710 (chance 0.693) "stayed at the chance level".
+    s = Stream(epochs=3)
+    train, val = [0.918, 0.795, 0.710], [0.85, 0.77, 0.72]
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: val[e]
+    d = s.run()
+    assert "loss-at-chance" not in codes(d)
+    # Flat at chance over the same epochs, it has.
+    s.train_loss = lambda e, st: [0.72, 0.71, 0.705][e]
+    s.val_loss = lambda e: [0.72, 0.72, 0.72][e]
+    assert "loss-at-chance" in codes(s.run())
+
+
 def test_loss_at_chance_when_only_the_validation_loss_stays_there():
     s = Stream()
     train = curve(0.7, 0.05, 20)
@@ -290,6 +304,36 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s.val_loss = lambda e: 0.70 - 0.012 * e
     f = finding(s.run(), "underfitting")
     assert "epochs" in f.advice
+    assert "raise the learning rate" in f.advice
+
+
+@pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu"])
+def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(code):
+    # Learning rate 1.0 got lr-too-high ("Lower the learning rate") and underfitting "... or raise
+    # the learning rate (... 3 (now 1))".
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    d = Diagnoser(s.context)
+    d.replace(Finding(code, "warning", "m", "Lower the learning rate."))
+    f = finding(s.run(diagnoser=d), "underfitting")
+    assert "raise the learning rate" not in f.advice and code in f.advice and "epochs" in f.advice
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    d = Diagnoser(s.context)
+    d.replace(Finding(code, "warning", "m", "Lower the learning rate."))
+    f = finding(s.run(diagnoser=d), "plateau")
+    assert "larger learning rate" not in f.advice and code in f.advice
+
+
+def test_dead_relus_found_by_the_run_itself_change_the_underfitting_advice():
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.8
+    d = s.run()
+    assert "dead-relu" in codes(d)
+    assert "raise the learning rate" not in finding(d, "underfitting").advice
 
 
 # -- learning rate ----------------------------------------------------------------------------------
@@ -326,6 +370,21 @@ def test_vanishing_gradients_first_layer_vs_last():
     s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-6
     f = finding(s.run(), "vanishing-gradients")
     assert f.layer == "dense" and f.evidence["relative_ratio"] < 1e-3
+
+
+def test_vanishing_gradients_is_not_judged_from_a_network_gone_nan():
+    # on_nan: warn trains on with NaN weights: the first layer's gradient read 0 and the message
+    # "The gradient of the first weight layer 'dense' is 0, n/ax the last layer's".
+    s = Stream()
+    broken = 5
+    s.train_loss = lambda e, st, base=s.train_loss: math.nan if e >= broken else base(e, st)
+    for name in list(s.values):
+        if name.startswith(("weight_norm/", "grad_norm/")):
+            s.values[name] = lambda e, st, base=s.values[name]: math.nan if e >= broken else base(e, st)
+    s.values["grad_norm/dense/kernel"] = lambda e, st: 0.0 if e >= broken else 0.3
+    d = s.run()
+    assert "nan-loss" in codes(d) and "vanishing-gradients" not in codes(d)
+    assert not any("n/a" in f.message for f in d.findings)
 
 
 def test_exploding_gradients_at_the_first_step_over_100x_the_baseline():
@@ -706,3 +765,106 @@ def test_evidence_keeps_numbers_by_layer_as_numbers_through_json():
     finding = Finding("lr-too-high", "warning", "m", "a", evidence={"update_ratio_by_layer": {"dense": np.float32(0.5), "dense_1": 0.25}})
     again = Finding.from_dict(json.loads(json.dumps(finding.to_dict())))
     assert again.evidence["update_ratio_by_layer"] == {"dense": 0.5, "dense_1": 0.25}
+
+
+# -- resumed runs -----------------------------------------------------------------------------------
+
+class TerminateAt(Callback):
+    """Sends SIGTERM to this process after the compiled call that reaches ``step`` (fit stops there)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_execution_end(self, first_step, outputs):
+        if first_step < self.step <= first_step + outputs.steps:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def lr_high_fit(logdir, epochs: int = 8, **kwargs) -> Trainer:
+    """A run with learning rate 1.0: its findings depend on the first steps and on every epoch."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(800, 10)).astype("float32")
+    y = (x[:, :3].sum(axis=1) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(64, activation="relu", name="hidden"),
+                              keras.layers.Dense(1, activation="sigmoid", name="out")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1.0), task="binary", seed=0,
+                      logdir=logdir, steps_per_execution=5, jit_compile=False, checkpoint_every=1)
+    trainer.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0, **kwargs)
+    return trainer
+
+
+@pytest.mark.parametrize("stop_step", [60, 47], ids=["at-an-epoch-end", "mid-epoch"])
+def test_a_resumed_run_is_diagnosed_like_the_uninterrupted_run(tmp_path, stop_step):
+    # The resumed diagnosis judged from where it resumed: the loss there was "244x the first loss",
+    # the gradients "450x their level in the first steps", the ReLUs dead "since epoch 5".
+    from trainkit.diagnosis.readback import diagnose_run_dir
+    from trainkit.errors import TrainingInterrupted
+
+    whole = [f.to_dict() for f in lr_high_fit(tmp_path / "whole").findings]
+    assert {"lr-too-high", "diverging-loss"} <= {f["code"] for f in whole}
+    with pytest.raises(TrainingInterrupted):
+        lr_high_fit(tmp_path / "cut", callbacks=[TerminateAt(stop_step)])  # 20 steps an epoch
+    resumed = lr_high_fit(tmp_path / "cut", resume=True)
+    assert [f.to_dict() for f in resumed.findings] == whole
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path / "cut")] == whole
+
+
+@pytest.mark.parametrize("reason", ["interrupted", "failed"])
+def test_a_run_that_did_not_end_gets_no_end_of_run_verdicts(reason):
+    # Ctrl-C at epoch 5 of 12 got underfitting: "Train for more epochs".
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    s.notes = {"stop_reason": reason}
+    d = s.run()
+    assert "underfitting" not in codes(d) and not d.finished
+    s.notes = {"stop_reason": None}
+    assert "underfitting" in codes(s.run())
+
+
+def test_an_interrupted_fit_is_judged_at_the_end_of_its_resumed_run(tmp_path):
+    from trainkit.diagnosis.readback import diagnose_run_dir
+    from trainkit.errors import TrainingInterrupted
+
+    end_codes = {rule.code for rule in RULES if rule.when == "end"}
+    x, y = regression_data(400)
+
+    def trainer() -> Trainer:  # SGD(1e-3): the loss has barely left chance when stopped
+        return Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-3), task="regression", seed=0,
+                       jit_compile=False, logdir=tmp_path)
+
+    cut = trainer()
+    with pytest.raises(TrainingInterrupted):
+        cut.fit(x, y, epochs=12, batch_size=40, verbose=0, callbacks=[TerminateAt(45)])  # in epoch 5
+    assert not end_codes & {f.code for f in cut.findings}
+    assert not end_codes & {f.code for f in diagnose_run_dir(tmp_path)}
+    resumed = trainer()
+    resumed.fit(x, y, epochs=12, batch_size=40, verbose=0, resume=True)
+    assert end_codes & {f.code for f in resumed.findings}  # judged at its end
+
+
+def test_resuming_a_finished_run_keeps_its_end_of_run_findings(tmp_path):
+    # The last checkpoint was written before on_train_end made the end-of-run findings, and a
+    # resume of the finished run rewrote report.json with "findings": [].
+    from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
+
+    end_codes = {rule.code for rule in RULES if rule.when == "end"}
+    x, y = regression_data(400)
+
+    def fit(**kwargs) -> Trainer:  # SGD(1e-3): the loss barely leaves chance (loss-at-chance)
+        trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-3), task="regression", seed=0,
+                          jit_compile=False, logdir=tmp_path)
+        trainer.fit(x, y, epochs=4, batch_size=40, verbose=0, **kwargs)
+        return trainer
+
+    finished = [f.to_dict() for f in fit().findings]
+    assert end_codes & {f["code"] for f in finished}
+    model = tiny_model()
+    latest = TrainingCheckpoint(tmp_path / CHECKPOINT_SUBDIR, model_variables=model.variables, optimizer_variables=[],
+                                metric_variables=[], global_step=tf.Variable(0, dtype=tf.int64)).latest()
+    assert latest is not None and latest[1]["findings"] == finished
+    assert [f.to_dict() for f in fit(resume=True).findings] == finished

@@ -70,6 +70,12 @@ class TrainingCheckpoint:
         self._remove_orphan_records()
         return prefix
 
+    def rewrite_record(self, prefix: Path, progress: Mapping[str, Any]) -> None:
+        """Replaces the progress record of the checkpoint at ``prefix``, if it is still kept."""
+        if str(prefix) not in self._manager.checkpoints:
+            return
+        write_atomic(prefix.with_name(prefix.name + ".json"), json.dumps(dict(progress), allow_nan=True))
+
     def _remove_orphan_records(self) -> None:
         # The manager deletes checkpoints beyond max_to_keep but knows nothing of their records.
         kept = {Path(p + ".json").name for p in self._manager.checkpoints}

@@ -53,6 +53,7 @@ class RunResult:
     trainer: Trainer
     seconds: float
     status: str = "completed"  # or "interrupted", "nan-loss", "stopped" (early stopping)
+    resumed_epochs: int = 0  # epochs the run had trained before this (resumed) process
 
     @property
     def findings(self) -> list[Finding]:
@@ -186,7 +187,8 @@ def train_recipe(
         if chief:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise TrainingInterrupted("interrupted", NOTHING_TRAINED) from None
-    result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed")
+    result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
+                       resumed_epochs=trainer.resumed_epochs)
     if chief:
         write_report(result, recipe)
     return result
@@ -240,13 +242,25 @@ def write_report(result: RunResult, recipe: Recipe) -> Path:
     return path
 
 
+def _trained_line(epochs: int, resumed: int, seconds: float, values: str) -> str:
+    """What this process trained: a resumed run counts only the epochs after its checkpoint."""
+    if resumed and epochs <= resumed:
+        # A finished run resumed: nothing was trained, the values are the run's last.
+        return f"nothing left to train: the run had already trained its {resumed} epoch{'' if resumed == 1 else 's'}" + (f": {values}" if values else "")
+    more = epochs - resumed
+    # An epoch abandoned at a NaN loss logs no values: say so rather than end on a colon.
+    unit = "epoch" if values else "complete epoch"
+    what = f"trained {more}{' more' if resumed else ''} {unit}{'' if more == 1 else 's'}"
+    if resumed:
+        what += f" (resumed after epoch {resumed})"
+    return f"{what} in {seconds:.1f}s: {values}" if values else f"{what} in {seconds:.1f}s (no epoch values)"
+
+
 def summary_lines(result: RunResult) -> Sequence[str]:
     """The final summary the CLI prints: final values, findings, where the run was written."""
     final = {k: v[-1] for k, v in result.history.history.items() if v}
-    epochs = len(result.history.epoch)
     values = "  ".join(f"{k} {v:.4g}" for k, v in final.items())
-    # An epoch abandoned at a NaN loss logs no values: say so rather than end on a colon.
-    lines = [f"trained {epochs} epoch{'' if epochs == 1 else 's'} in {result.seconds:.1f}s: {values}" if values else f"trained {epochs} complete epochs in {result.seconds:.1f}s (no epoch values)"]
+    lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values)]
     # The report: checks' and diagnosis findings grouped by severity (errors first), each with its fix.
     from trainkit.diagnosis.report import render_text
 

@@ -450,6 +450,10 @@ class Trainer:
         self.keep_checkpoints = keep_checkpoints
         self.stop_reason: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
+        # The checkpoint written at the end of this fit's last epoch, and its record, which gets the
+        # findings of the end of the run once on_train_end made them.
+        self._final_checkpoint: tuple[Path, dict[str, Any]] | None = None
+        self.resumed_epochs = 0
         self._last_checkpoint_time = 0.0
         self._auto_call_steps = 8  # steps_per_execution="auto": the size of the next call
         self._batches_done = 0
@@ -478,6 +482,7 @@ class Trainer:
         # None until the first traced step shows it.
         self._updates_recorded: bool | None = None
         self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
+        self._resumed_diagnosis: dict[str, Any] | None = None  # its checkpointed state, for a resumed fit
 
         self._extra_logs: dict[str, tf.Tensor] = {}
         # Whether the traced train/test step feeds the loss and metric trackers (an overridden
@@ -879,8 +884,12 @@ class Trainer:
         self.stop_reason = None
         callbacks = list(callbacks)
         start_batch = 0
+        self._resumed_diagnosis = None
+        self._final_checkpoint = None
+        self.resumed_epochs = 0
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch = self._resume(callbacks)
+            self.resumed_epochs = len(self.history.epoch)
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
         # With steps_per_epoch a dataset's iterator goes on across epochs: a resumed fit starts it
@@ -919,8 +928,10 @@ class Trainer:
                     if self.histograms_every == "epoch":
                         self._write_histograms(self.step)
                     callback_list.on_epoch_end(epoch, logs)
-                    if self._checkpoint_due(epoch) or epoch + 1 == epochs or self.stop_training:
-                        self._save_checkpoint(epoch + 1, 0, callbacks)
+                    final = epoch + 1 == epochs or self.stop_training
+                    if self._checkpoint_due(epoch) or final:
+                        saved = self._save_checkpoint(epoch + 1, 0, callbacks)
+                        self._final_checkpoint = saved if final else None
                     if self.stop_training:
                         self.stop_reason = self.stop_reason or "stopped"
                         break
@@ -941,7 +952,11 @@ class Trainer:
         try:
             try:
                 if began:
-                    callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": self.stop_reason})
+                    # "failed": an error ended the run (an interruption has its own reason).
+                    reason = self.stop_reason or ("failed" if in_flight else None)
+                    callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": reason})
+                    if not in_flight:
+                        self._complete_final_checkpoint()
             finally:
                 self._close_writer()
         except Exception as err:
@@ -975,17 +990,21 @@ class Trainer:
             return time.monotonic() - self._last_checkpoint_time >= AUTO_CHECKPOINT_SECONDS
         return bool(self.checkpoint_every) and (epoch + 1) % self.checkpoint_every == 0
 
-    def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> None:
-        """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start)."""
+    def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> tuple[Path, dict[str, Any]] | None:
+        """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start).
+
+        Returns:
+            The checkpoint's prefix and record, or ``None`` when none was written.
+        """
         if self.checkpoint_every == 0 and self.stop_reason != "interrupted":
-            return
+            return None
         checkpoint = self._make_checkpoint()
         if checkpoint is None:
-            return
+            return None
         self._wait_for_diagnosis()  # the checkpoint records the findings so far
         self._last_checkpoint_time = time.monotonic()
         states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
-        checkpoint.save({
+        progress = {
             "epoch": epoch,
             "batches_done": batches_done,
             "seed": self.seed,
@@ -993,7 +1012,27 @@ class Trainer:
             "epochs": self.history.epoch,
             "callbacks": {k: v for k, v in states.items() if v is not None},
             "findings": [f.to_dict() for f in self.findings],
-        })
+            # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
+            # so that a resumed run is judged as a whole, not from where it resumed.
+            "diagnosis": self._diagnosis_state(),
+        }
+        return checkpoint.save(progress), progress
+
+    def _diagnosis_state(self) -> dict[str, Any] | None:
+        return self._live_diagnosis.get_state() if self._live_diagnosis is not None else None
+
+    def _complete_final_checkpoint(self) -> None:
+        """Adds the end-of-run findings to the record of the checkpoint written at the last epoch.
+
+        That checkpoint is written before on_train_end runs the end rules (loss-at-chance,
+        underfitting, ...): without them, resuming the finished run reported no findings.
+        """
+        if self._final_checkpoint is None or self._checkpoint is None:
+            return
+        prefix, progress = self._final_checkpoint
+        self._final_checkpoint = None
+        progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state()}
+        self._checkpoint.rewrite_record(prefix, progress)
 
     def _resume(self, callbacks: Sequence[Callback]) -> tuple[int, int]:
         """Restores the newest checkpoint; returns ``(epoch, batches done within it)``."""
@@ -1005,6 +1044,7 @@ class Trainer:
         self.seed = int(progress["seed"])
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
+        self._resumed_diagnosis = progress.get("diagnosis")
         states = progress.get("callbacks", {})
         for i, callback in enumerate(callbacks):
             state = states.get(f"{i}:{type(callback).__name__}")
@@ -1025,6 +1065,9 @@ class Trainer:
         callback.prepare(targets=source_targets(train), callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None)
+        resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
+        if resumed is not None:
+            callback.set_state(resumed)
         return [callback]
 
     def _wait_for_diagnosis(self) -> None:

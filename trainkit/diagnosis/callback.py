@@ -86,6 +86,7 @@ class DiagnosisCallback(Callback):
         self._nan_pending = False
         self._recovers = False
         self._nan_note: str | None = None
+        self._resumed_state: dict[str, Any] | None = None
 
     # -- set up by the trainer ---------------------------------------------------------------------
     def prepare(
@@ -118,13 +119,23 @@ class DiagnosisCallback(Callback):
         self._train_rows = train_rows
         self._has_validation = has_validation
 
+    # -- checkpointing -----------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any] | None:
+        """The diagnoser's bounded state, for the trainer's checkpoint (``None`` before training)."""
+        return {"diagnoser": self.diagnoser.state()} if self.diagnoser is not None else None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Goes on from a checkpoint's state at the next ``on_train_begin`` (a resumed fit)."""
+        self._resumed_state = state
+
     # -- hooks -------------------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         trainer = self.trainer
         context = build_context(trainer, self._targets, initial_epoch=self._initial_epoch, batch_size=self._batch_size,
                                 train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others)
         self._targets = None  # the chance level is computed; do not hold on to the data
-        self.diagnoser = Diagnoser(context, rules=self.rules, thresholds=self.thresholds)
+        self.diagnoser = self._new_diagnoser(context)
+        context = self.diagnoser.context
         self._nan_pending = False
         self._nan_note = None
         # The callback's own NaN recovery, only where the trainer does not stop on NaN itself.
@@ -138,6 +149,19 @@ class DiagnosisCallback(Callback):
             checks = [f.to_dict() for f in trainer.findings if f.code not in DIAGNOSIS_CODES]
             payload = json.dumps({"context": context.to_dict(), "checks": checks}, allow_nan=True)
             trainer.writer.text("train", trainer.step, CONTEXT_TAG, f"```json\n{payload}\n```")
+
+    def _new_diagnoser(self, context: Context) -> Diagnoser:
+        """A fresh diagnoser, or for a resumed fit the checkpointed one going on."""
+        state, self._resumed_state = self._resumed_state, None
+        saved = (state or {}).get("diagnoser")
+        if saved is None:
+            return Diagnoser(context, rules=self.rules, thresholds=self.thresholds)
+        diagnoser = Diagnoser.from_state(saved, resumed_context(Context.from_dict(saved["context"]), context),
+                                         rules=self.rules, thresholds=self.thresholds)
+        # A finished run trained further is judged again at its new end.
+        dropped = {(f.code, f.layer) for f in diagnoser.reopen()}
+        self.trainer.findings[:] = [f for f in self.trainer.findings if (f.code, f.layer) not in dropped]
+        return diagnoser
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         diagnoser = self.diagnoser
@@ -204,8 +228,9 @@ class DiagnosisCallback(Callback):
                 self._nan_note += (f" Those already hold NaN/inf values, or values too large for float32 to square (a weight "
                                    f"norm over ~1e19 reads inf), since step {broken.step}: restart from a checkpoint with a lower learning rate.")
             self._annotate_nan()
+        # stop_reason: an interrupted or failed run gets no end-of-run verdicts (Diagnoser.finish).
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
-                 "epochs_run": self.diagnoser.epochs_run}
+                 "epochs_run": self.diagnoser.epochs_run, "stop_reason": (logs or {}).get("stop_reason")}
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))
@@ -381,6 +406,18 @@ def build_context(
         has_validation=has_validation,
         early_stopping=_early_stopping_config(callbacks),
     )
+
+
+def resumed_context(saved: Context, current: Context) -> Context:
+    """The context of a resumed fit: ``current``, with what describes the run's start from ``saved``.
+
+    The first epoch (how many epochs the run plans), the penalty in the first losses, the
+    learning rate at the start and the chance level are the whole run's; the rest (epochs asked
+    for, callbacks, validation) is this fit's.
+    """
+    return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
+                               learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
+                               chance_detail=saved.chance_detail)
 
 
 def layer_names(model: Any) -> list[str]:

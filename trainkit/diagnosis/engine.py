@@ -39,6 +39,8 @@ FIRST_STEPS = 32
 BASELINE_STEPS = 8
 LOSS = "loss"
 GLOBAL_GRAD_NORM = "grad_norm/global"
+#: Stop reasons (``notes["stop_reason"]``) of a run that did not end: no end-of-run verdicts.
+UNFINISHED = ("interrupted", "failed")
 
 
 @dataclasses.dataclass
@@ -189,6 +191,22 @@ class _EpochAccumulator:
             self._last_direction = int(directions[-1])
         self._last_loss = float(finite[-1])
 
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state (a checkpoint written mid-epoch keeps the epoch's sums)."""
+        arrays = {k: _floats(getattr(self, k)) for k in ("sum", "count", "min", "max", "last", "nonfinite")}
+        return {"epoch": self.epoch, "first_step": self.first_step, "steps": self.steps, "sign_changes": self.sign_changes,
+                "last_loss": self._last_loss, "last_direction": self._last_direction, **arrays}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> _EpochAccumulator:
+        """Rebuilds an accumulator written by :meth:`state`."""
+        accumulator = cls(int(state["epoch"]), int(state["first_step"]))
+        accumulator.steps, accumulator.sign_changes = int(state["steps"]), int(state["sign_changes"])
+        accumulator._last_loss, accumulator._last_direction = state["last_loss"], int(state["last_direction"])
+        for key in ("sum", "count", "min", "max", "last", "nonfinite"):
+            setattr(accumulator, key, np.asarray(state[key], dtype=np.float64))
+        return accumulator
+
     def record(self, width: int) -> EpochRecord:
         self.grow(width)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -273,6 +291,9 @@ class Diagnoser:
     def begin_epoch(self, epoch: int, first_step: int | None = None) -> None:
         """Starts collecting ``epoch`` (called implicitly by :meth:`add_steps` when needed)."""
         start = first_step if first_step is not None else (self.last_step + 1 if self.last_step is not None else 0)
+        current = self._current
+        if current is not None and current.epoch == epoch and current.steps and self.last_step is not None and start == self.last_step + 1:
+            return  # resumed mid-epoch (from a checkpoint): the epoch goes on with the sums of its earlier steps
         self._current = _EpochAccumulator(epoch, start)
 
     def add_steps(self, first_step: int, names: Sequence[str], values: np.ndarray) -> list[Finding]:
@@ -327,11 +348,93 @@ class Diagnoser:
         return self._run_rules(("call", "epoch"))
 
     def finish(self, notes: Mapping[str, Any] | None = None) -> list[Finding]:
-        """Ends the run (``notes``: e.g. early stopping's outcome) and runs every rule."""
+        """Ends the run (``notes``: e.g. early stopping's outcome) and runs every rule.
+
+        A run whose ``notes["stop_reason"]`` is ``"interrupted"`` or ``"failed"`` has not ended:
+        only the notes are kept, and the end rules wait for the end of the run that resumes it
+        (an interrupted run was told to "train for more epochs" by ``underfitting``).
+        """
         if notes:
             self.notes.update(notes)
+        if self.notes.get("stop_reason") in UNFINISHED:
+            return []
         self.finished = True
         return self._run_rules(("call", "epoch", "end"))
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything this diagnoser keeps, JSON-serialisable (NaN/inf as JSON's extensions).
+
+        A checkpoint stores it so that a resumed run judges against the run's own references
+        (first losses, the gradient baseline of the first steps, every epoch so far) rather
+        than against where it resumed. Bounded like the diagnoser itself: a record per epoch
+        and the first :data:`FIRST_STEPS` rows.
+        """
+        return {
+            "context": self.context.to_dict(),
+            "names": list(self.names),
+            "epochs": [_record_state(r) for r in self.epochs],
+            "first_rows": [_floats(row) for row in self.first_rows],
+            "first_step": self.first_step,
+            "steps": self.steps,
+            "last_step": self.last_step,
+            "nonfinite": dataclasses.asdict(self.nonfinite) if self.nonfinite is not None else None,
+            "explosion": dataclasses.asdict(self.explosion) if self.explosion is not None else None,
+            "max_loss": list(self.max_loss) if self.max_loss is not None else None,
+            "finished": self.finished,
+            "notes": dict(self.notes),
+            "current": self._current.state() if self._current is not None else None,
+            "baseline": list(self._baseline),
+            "baseline_median": self._baseline_median,
+            "last_finite_loss": self._last_finite_loss,
+            "findings": [self._findings[key].to_dict() for key in self._order],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], context: Context | None = None, rules: Sequence[Any] | None = None,
+                   thresholds: Any = None) -> Diagnoser:
+        """A diagnoser that goes on from :meth:`state`.
+
+        Args:
+            state: What :meth:`state` returned.
+            context: The context to use instead of the saved one.
+            rules: As for the constructor.
+            thresholds: As for the constructor.
+        """
+        diagnoser = cls(context or Context.from_dict(state["context"]), rules=rules, thresholds=thresholds)
+        diagnoser.names = list(state["names"])
+        diagnoser._index = {name: i for i, name in enumerate(diagnoser.names)}
+        diagnoser.epochs = [_record_from_state(r) for r in state["epochs"]]
+        rows = np.asarray(state["first_rows"], dtype=np.float64)
+        diagnoser.first_rows = rows if rows.ndim == 2 else np.zeros((0, 0))
+        diagnoser.first_step, diagnoser.steps, diagnoser.last_step = state["first_step"], int(state["steps"]), state["last_step"]
+        diagnoser.nonfinite = NonFinite(**state["nonfinite"]) if state["nonfinite"] else None
+        diagnoser.explosion = Explosion(**state["explosion"]) if state["explosion"] else None
+        diagnoser.max_loss = (int(state["max_loss"][0]), float(state["max_loss"][1])) if state["max_loss"] else None
+        diagnoser.finished = bool(state["finished"])
+        diagnoser.notes = dict(state["notes"])
+        diagnoser._current = _EpochAccumulator.from_state(state["current"]) if state["current"] else None
+        diagnoser._baseline = [float(v) for v in state["baseline"]]
+        diagnoser._baseline_median = state["baseline_median"]
+        diagnoser._last_finite_loss = state["last_finite_loss"]
+        for data in state["findings"]:
+            diagnoser.replace(Finding.from_dict(data))
+        return diagnoser
+
+    def reopen(self) -> list[Finding]:
+        """Continues a finished run (a resumed fit): forgets the verdicts of its end.
+
+        The end rules judge the whole run when it ends again; their earlier verdicts (say,
+        ``underfitting`` after 3 of now 6 epochs) would otherwise stand for good.
+
+        Returns:
+            The findings forgotten.
+        """
+        self.finished = False
+        end_codes = {rule.code for rule in self.rules if rule.when == "end"}
+        dropped = [self._findings.pop(key) for key in self._order if key[0] in end_codes]
+        self._order = [key for key in self._order if key in self._findings]
+        return dropped
 
     # -- results ----------------------------------------------------------------------------------
     @property
@@ -352,7 +455,7 @@ class Diagnoser:
         return self._index.get(name)
 
     def epoch_values(self, name: str, field: str = "mean") -> np.ndarray:
-        """``[epochs]`` series of one statistic's per-epoch ``mean``/``minimum``/``maximum``/``last``."""
+        """``[epochs]`` series of one statistic's per-epoch ``mean``/``minimum``/``maximum``/``last``/``nonfinite``."""
         col = self._index.get(name)
         if col is None:
             return np.full(len(self.epochs), np.nan)
@@ -543,3 +646,26 @@ def _is_number(value: Any) -> bool:
 def finite_or_none(value: float) -> float | None:
     """``value`` as a float, or ``None`` when it is NaN/inf (for JSON evidence)."""
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _floats(values: Iterable[Any]) -> list[float]:
+    """Plain floats of an array (for JSON; NaN and inf kept as such)."""
+    return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+_RECORD_ARRAYS = ("mean", "minimum", "maximum", "last", "nonfinite")
+
+
+def _record_state(record: EpochRecord) -> dict[str, Any]:
+    """An :class:`EpochRecord` as JSON-serialisable values."""
+    data = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    data.update({key: _floats(getattr(record, key)) for key in _RECORD_ARRAYS})
+    data["logs"] = dict(record.logs)
+    return data
+
+
+def _record_from_state(data: Mapping[str, Any]) -> EpochRecord:
+    """The :class:`EpochRecord` that :func:`_record_state` wrote."""
+    values = dict(data)
+    values.update({key: np.asarray(data[key], dtype=np.float64) for key in _RECORD_ARRAYS})
+    return EpochRecord(**values)

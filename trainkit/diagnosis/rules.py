@@ -228,12 +228,38 @@ def _initial(view: Diagnoser) -> np.ndarray:
     return _first_losses(view) if view.first_step == 0 else np.zeros(0)
 
 
+#: Findings whose advice is to lower the learning rate: no rule may then advise raising it.
+LR_LOWERING = ("lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu")
+
+
+def _lr_lowering_found(view: Diagnoser) -> list[str]:
+    """The codes of :data:`LR_LOWERING` found so far in the run."""
+    found = {f.code for f in view.findings}
+    return [code for code in LR_LOWERING if code in found]
+
+
 def _curves_ready(view: Diagnoser) -> bool:
     """Loss-curve rules judge only after a fair share of the run (or at its end)."""
     needed = max(view.t.curve_min_epochs, math.ceil(view.t.curve_fraction * view.planned_epochs))
     if view.epochs_run < (view.t.curve_min_epochs if view.finished else needed):
         return False
     return view.steps >= view.t.curve_min_steps
+
+
+def _tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
+    """How much the loss fell over the last quarter of the epochs (at least 2), and over how many.
+
+    Above :attr:`Thresholds.underfit_tail_improvement` the loss is "still falling fast": a run
+    that ends so has not shown where its loss settles.
+    """
+    n = max(2, math.ceil(view.t.underfit_tail_fraction * len(losses)))
+    tail = losses[-n:]
+    return (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12), n
+
+
+def _still_falling(view: Diagnoser, losses: np.ndarray) -> bool:
+    """Whether ``losses`` (finite, per epoch) still fall fast at their end (see :func:`_tail_drop`)."""
+    return len(losses) >= 2 and _tail_drop(view, losses)[0] >= view.t.underfit_tail_improvement
 
 
 def _kernels(view: Diagnoser, kind: str) -> list[str]:
@@ -255,6 +281,21 @@ def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     outputs = set(view.context.output_layers)
     keep = {_layer_of(n): n for n in names if _layer_of(n) != "output" and not _layer_of(n).startswith("output_") and _layer_of(n) not in outputs}
     return [keep[layer] for layer in view.layer_order(keep)]
+
+
+def _finite_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
+    """Whether every step of the last ``epochs`` epochs had finite values of each of ``names``.
+
+    Epoch means are over the finite steps only, so a mean alone can hide steps that went NaN.
+    """
+    if view.epochs_run < epochs:
+        return False
+    for name in names:
+        means = view.epoch_values(name)[-epochs:]
+        bad = view.epoch_values(name, "nonfinite")[-epochs:]
+        if not (np.isfinite(means).all() and (bad == 0).all()):
+            return False
+    return True
 
 
 def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int | None:
@@ -386,13 +427,15 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     val_learned = best_val is not None and best_val < view.t.at_chance_train * chance
     if final > view.t.at_chance_ceiling * chance:
         return None  # worse than a constant prediction: not "at chance" (diverging, lr-too-high)
-    if final >= view.t.at_chance_train * chance and not val_learned:
+    # A loss still falling fast towards chance from above (0.918, 0.795, 0.710 with chance 0.693)
+    # has not "stayed" there: it has not shown where it settles (underfitting's measure).
+    if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train):
         return Issue(
             f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
             f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
             f"than the label prior / the target mean: the labels are unpredictable from the inputs, or "
             f"the model cannot learn.", advice, evidence, epoch=view.epochs[-1].epoch)
-    if best_val is not None and best_val >= view.t.at_chance_validation * chance:
+    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val):
         return Issue(
             f"The validation loss never went below {_chance_text(view)}: its best was {_fmt(best_val)} "
             f"({best_val / chance:.0%} of chance) while the training loss fell to {_fmt(float(train[-1]))}. "
@@ -560,13 +603,15 @@ def plateau(view: Diagnoser) -> Issue | None:
     total = (start - last) / start
     if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
         return None
+    lowering = _lr_lowering_found(view)
+    rate = (f"lower the learning rate (see {', '.join(lowering)})" if lowering
+            else f"try a larger learning rate ({_lr_text(view, 10.0)})")
     return Issue(
         f"The training loss has been flat at {_fmt(last)} since about epoch {view.epochs[half].epoch + 1} "
         f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
         f"stuck, typically behind dead or saturated units or a learning rate that is too small.",
-        f"Look at the dead-relu / saturated-activations findings; try a larger learning rate "
-        f"({_lr_text(view, 10.0)}), he_normal initialisation with relu, or a learning-rate schedule "
-        f"that restarts.",
+        f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
+        f"relu, or a learning-rate schedule that restarts.",
         {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent},
         epoch=view.epochs[half].epoch)
 
@@ -673,12 +718,18 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     if chance is not None and np.isfinite(losses[-1]) and losses[-1] < view.t.collapse_fraction * chance:
         return None  # a solved task has tiny gradients everywhere
     first, last = kernels[0], kernels[-1]
+    weights = ["weight_norm/" + name.removeprefix("grad_norm/") for name in (first, last)]
+    n = view.t.sustained_epochs
+    # A network gone NaN (on_nan: warn trains on) has no gradient ratio to judge: its "0, n/ax
+    # the last layer's" was no finding.
+    if not _finite_epochs(view, [first, last, *weights], n):
+        return None
     g_first, g_last = view.epoch_values(first), view.epoch_values(last)
-    w_first = view.epoch_values("weight_norm/" + first.removeprefix("grad_norm/"))
-    w_last = view.epoch_values("weight_norm/" + last.removeprefix("grad_norm/"))
+    w_first, w_last = view.epoch_values(weights[0]), view.epoch_values(weights[1])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (g_first / w_first) / (g_last / w_last)
-    n = view.t.sustained_epochs
+    if not np.isfinite(ratio[-n:]).all():
+        return None  # the last layer gets no gradient either (or a weight norm is 0): nothing vanishes on the way back
     small_ratio = np.nan_to_num(ratio[-n:], nan=np.inf) < view.t.vanish_ratio
     tiny = np.nan_to_num(g_first[-n:], nan=np.inf) < view.t.vanish_absolute
     if not (small_ratio.all() or tiny.all()):
@@ -818,9 +869,8 @@ def underfitting(view: Diagnoser) -> Issue | None:
     chance = _chance(view)
     if not np.isfinite(train).all() or chance is None or train[-1] < view.t.underfit_level * chance:
         return None
-    n = max(2, math.ceil(view.t.underfit_tail_fraction * len(train)))
+    drop, n = _tail_drop(view, train)
     tail = train[-n:]
-    drop = (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12)
     if drop < view.t.underfit_tail_improvement:
         return None
     val = view.val_losses(data_only=True)
@@ -828,13 +878,18 @@ def underfitting(view: Diagnoser) -> Issue | None:
         vtail = val[-n:]
         if not vtail[-1] < vtail[0]:
             return None
+    lowering = _lr_lowering_found(view)
+    if lowering:  # the learning rate is already too high for this run: raising it contradicts those
+        faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
+    else:
+        faster = f" or raise the learning rate ({_lr_text(view, 3.0)})"
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {_fmt(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
         + "), with the validation loss falling too: the model is undertrained.",
-        f"Train for more epochs (training.epochs: {2 * view.planned_epochs}) or raise the learning rate "
-        f"({_lr_text(view, 3.0)}); if the loss then flattens high, give the model more capacity (more units).",
+        f"Train for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
+        f"flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
 
