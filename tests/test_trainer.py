@@ -620,3 +620,19 @@ def test_targets_beside_a_dataset_are_refused():
     x, y = make_data(40, features=4)
     with pytest.raises(ArgumentError, match="do not pass them"):
         make_trainer(make_model(features=4)).fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), y, epochs=1, verbose=0)
+
+
+def test_a_fit_with_steps_per_epoch_resumes_where_its_dataset_iterator_was(tmp_path):
+    # Each epoch takes 3 batches of a 5-batch endless dataset: the resumed fit must start its
+    # iterator 6 batches in, as the uninterrupted one had it.
+    x, y = make_data(80, features=4)
+    endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
+
+    def trainer(logdir):
+        return make_trainer(make_model(features=4), seed=0, logdir=logdir, checkpoint_every=1, diagnose=False)
+
+    whole = trainer(tmp_path / "whole").fit(endless, epochs=3, steps_per_epoch=3, verbose=0).history
+    resumed = trainer(tmp_path / "parts")
+    resumed.fit(endless, epochs=2, steps_per_epoch=3, verbose=0)
+    history = trainer(tmp_path / "parts").fit(endless, epochs=3, steps_per_epoch=3, verbose=0, resume=True).history
+    np.testing.assert_allclose(history["loss"], whole["loss"], rtol=1e-6)
