@@ -4,6 +4,8 @@
 and under a MirroredStrategy over two logical CPU devices, writes both runs' epoch values and
 per-step statistics.
 
+``python tests/distributed_worker.py outputs OUT.json``: models with two outputs, mirrored.
+
 ``python tests/distributed_worker.py recipe RECIPE LOGDIR OUT.json``: trains a recipe (with
 ``TF_CONFIG`` set by the test for multi-worker runs) and writes its history and run directory.
 """
@@ -49,6 +51,47 @@ def _mirrored(out: str) -> None:
         json.dump(result, f)
 
 
+def _outputs(out: str) -> None:
+    """Two outputs under a MirroredStrategy: a Functional model (its per-output losses against
+    one device) and an unbuilt subclassed one, built when fit counts its outputs."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainkit import Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    ya, yb = rng.normal(size=(64, 1)).astype("float32"), 10 * rng.normal(size=(64, 1)).astype("float32")
+
+    class TwoHeads(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = keras.layers.Dense(1), keras.layers.Dense(1)
+
+        def call(self, inputs, training=False):
+            return self.a(inputs), self.b(inputs)
+
+    def functional() -> keras.Model:
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, [keras.layers.Dense(1, name="a")(inputs), keras.layers.Dense(1, name="b")(inputs)])
+
+    def run(build, strategy: tf.distribute.Strategy | None) -> dict:
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            model = build()
+        trainer = Trainer(model, loss="mse", optimizer={"name": "sgd", "learning_rate": 0.01}, task="regression", metrics=["mae"],
+                          seed=1, jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
+        return trainer.fit(x, [ya, yb], epochs=2, batch_size=16, shuffle=False, validation_data=(x, [ya, yb]), verbose=0).history
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    result = {"single": run(functional, None), "mirrored": run(functional, strategy), "subclassed": run(TwoHeads, strategy)}
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
 def _recipe(recipe_path: str, logdir: str, out: str) -> None:
     from trainkit.recipe import load_recipe
     from trainkit.run import train_recipe
@@ -62,5 +105,7 @@ def _recipe(recipe_path: str, logdir: str, out: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "mirrored":
         _mirrored(sys.argv[2])
+    elif sys.argv[1] == "outputs":
+        _outputs(sys.argv[2])
     else:
         _recipe(sys.argv[2], sys.argv[3], sys.argv[4])

@@ -113,6 +113,21 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
         np.testing.assert_allclose(renamed[name], single["steps"][name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
+def test_mirrored_two_outputs_match_one_device_per_output(tmp_path):
+    # Each replica's per-output losses were handed to update_metrics through the trainer, and the
+    # replicas' threads took each other's; an unbuilt subclassed model was built unmirrored.
+    out = tmp_path / "outputs.json"
+    _run(["outputs", str(out)], timeout=240)
+    result = json.loads(out.read_text())
+    single, mirrored = result["single"], result["mirrored"]
+    assert set(mirrored) == set(single) >= {"a_loss", "b_loss", "val_a_loss", "a_mae"}
+    for key in single:
+        np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(np.add(mirrored["a_loss"], mirrored["b_loss"]), mirrored["loss"], rtol=1e-5)
+    subclassed = result["subclassed"]
+    assert {"output_0_loss", "output_1_loss"} <= set(subclassed) and np.isfinite(subclassed["loss"]).all()
+
+
 def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_path):
     recipe_one = tmp_path / "one.yaml"
     recipe_one.write_text(RECIPE.replace("DIST", "none"))

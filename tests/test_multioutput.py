@@ -151,3 +151,53 @@ def test_the_chance_level_of_several_outputs_is_the_weighted_sum_of_theirs():
     expected = chance_loss("binary", trainer.heads[0].loss, ya).loss + 0.5 * chance_loss("regression", trainer.heads[1].loss, yb).loss
     assert context.chance_loss == pytest.approx(expected, rel=1e-9)
     assert context.task == "mixed"
+
+
+def test_dict_outputs_written_out_of_order_pair_each_loss_with_its_output():
+    # The checks read a dict's outputs in written order, Keras flattens them sorted: the mse of
+    # "score" was checked against the sigmoid "flag" output and refused.
+    x, ya, yb = data(64)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, {"score": keras.layers.Dense(3)(hidden), "flag": keras.layers.Dense(1, activation="sigmoid")(hidden)})
+    trainer = Trainer(model, loss={"score": "mse", "flag": "binary_crossentropy"}, task={"score": "regression", "flag": "binary"},
+                      optimizer=keras.optimizers.SGD(0.0), seed=0, diagnose=False)
+    result = trainer.evaluate(x, {"flag": ya, "score": yb})
+    outputs = model(x)
+    assert result["score_loss"] == pytest.approx(float(keras.losses.MeanSquaredError()(yb, outputs["score"])), rel=1e-6)
+    assert result["flag_loss"] == pytest.approx(float(keras.losses.BinaryCrossentropy()(ya, outputs["flag"])), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
+def test_targets_may_leave_out_an_output_without_a_loss_but_not_one_with():
+    x, ya, _ = data()
+    history = heads_trainer(loss={"a": "binary_crossentropy"}, task={"a": "binary"}).fit(x, {"a": ya}, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "a_loss"}
+    with pytest.raises(DataError) as info:
+        heads_trainer().fit(tf.data.Dataset.from_tensor_slices((x, {"a": ya})).batch(16), epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "output b" in info.value.message
+
+
+def test_class_weight_is_refused_for_several_outputs_even_before_they_are_counted():
+    class TwoHeads(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = keras.layers.Dense(1, activation="sigmoid"), keras.layers.Dense(3)
+
+        def call(self, x, training=False):
+            return self.a(x), self.b(x)
+
+    x, ya, yb = data()
+    with pytest.raises(ArgumentError) as info:
+        heads_trainer(model=TwoHeads()).fit(x, [ya, yb], epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0})
+    assert info.value.code == "bad-argument" and "one output" in info.value.message
+
+
+def test_loss_weights_apply_to_a_single_output_too():
+    x, ya, _ = data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    plain = Trainer(model, loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.0), seed=0).evaluate(x, ya)["loss"]
+    weighted = Trainer(model, loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.0), seed=0, loss_weights=[2.0]).evaluate(x, ya)["loss"]
+    assert weighted == pytest.approx(2.0 * plain, rel=1e-6)

@@ -439,3 +439,14 @@ def test_a_bad_value_from_the_command_line_is_blamed_on_its_override(tiny: Path)
 def test_an_item_of_a_list_the_recipe_does_not_set_is_explained(tiny: Path) -> None:
     err = error_of(load_recipe, tiny, ["allow.0=label-format"])
     assert err.code == "bad-override" and "the recipe sets no allow" in err.message and "--set 'allow=[...]'" in err.message
+
+
+@pytest.mark.parametrize("override", ["training.early_stopping.monitor=val_acc", "training.class_weight={0: -1}"])
+def test_nested_values_from_the_command_line_are_blamed_on_their_override(tiny: Path, override: str) -> None:
+    err = error_of(load_recipe, tiny, [override])
+    assert err.message.startswith(f"--set {override}: ")
+
+
+@pytest.mark.parametrize("override", ["training.class_weight={true: 2}", "training.class_weight={0: 1, 1: true}"])
+def test_class_weight_takes_no_booleans(tiny: Path, override: str) -> None:
+    assert "class_weight maps class ids to weights" in error_of(load_recipe, tiny, [override]).message

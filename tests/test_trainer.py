@@ -549,6 +549,11 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.fit(x[:1], y[:1], epochs=1, verbose=0, validation_split=0.5), "empty-data"),
     (lambda t, x, y: t.evaluate(x[:0], y[:0]), "empty-data"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.EarlyStopping()]), "bad-callback"),
+    (lambda t, x, y: t.fit(tf.data.Dataset.from_tensor_slices((x[:0], y[:0])).batch(8), epochs=1, verbose=0), "empty-data"),
+    (lambda t, x, y: t.fit(tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: False).batch(8), epochs=1, verbose=0), "empty-data"),
+    (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: False).batch(8)), "empty-data"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), validation_steps=2), "bad-argument"),
+    (lambda t, x, y: t.evaluate(x, y, steps=2), "bad-argument"),
 ])
 def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_step(call, code):
     # Each raised a raw TensorFlow, numpy or Python error (some after a whole epoch), or trained
@@ -631,8 +636,28 @@ def test_a_fit_with_steps_per_epoch_resumes_where_its_dataset_iterator_was(tmp_p
     def trainer(logdir):
         return make_trainer(make_model(features=4), seed=0, logdir=logdir, checkpoint_every=1, diagnose=False)
 
-    whole = trainer(tmp_path / "whole").fit(endless, epochs=3, steps_per_epoch=3, verbose=0).history
-    resumed = trainer(tmp_path / "parts")
-    resumed.fit(endless, epochs=2, steps_per_epoch=3, verbose=0)
-    history = trainer(tmp_path / "parts").fit(endless, epochs=3, steps_per_epoch=3, verbose=0, resume=True).history
-    np.testing.assert_allclose(history["loss"], whole["loss"], rtol=1e-6)
+    for first in (0, 2):  # a fit started at initial_epoch 2 also starts its iterator at batch 0
+        whole = trainer(tmp_path / f"whole{first}").fit(endless, epochs=first + 3, steps_per_epoch=3, verbose=0, initial_epoch=first).history
+        trainer(tmp_path / f"parts{first}").fit(endless, epochs=first + 2, steps_per_epoch=3, verbose=0, initial_epoch=first)
+        history = trainer(tmp_path / f"parts{first}").fit(endless, epochs=first + 3, steps_per_epoch=3, verbose=0, resume=True).history
+        np.testing.assert_allclose(history["loss"], whole["loss"], rtol=1e-6)
+
+
+def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_none():
+    x, y = make_data(40, features=4)
+    history = make_trainer(make_model(features=4), metrics=["auc", {"name": "auc", "curve": "PR"}]).fit(x, y, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "auc", "auc_1"} and history["auc"] != history["auc_1"]
+    from trainkit.trainer import unpack_batch
+
+    class KerasStyle(Trainer):
+        def train_step(self, batch):
+            x, y, w = unpack_batch(batch)
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x, y, self.model(x, training=True), w)
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            return {"loss": loss}
+
+    trainer = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", metrics=["accuracy"], seed=0)
+    with pytest.raises(ArgumentError) as info:  # before the first epoch, not after it
+        trainer.fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping(monitor="accuracy")])
+    assert info.value.code == "bad-monitor" and trainer.step == 0

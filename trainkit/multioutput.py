@@ -164,9 +164,9 @@ def targets_per_output(y: Any, y_pred: Any, names: Sequence[str]) -> list[Any]:
     """The targets of a batch as a list lined up with :func:`flat_outputs` of ``y_pred``.
 
     ``y`` may be a list or tuple (by position) or a dict (by output name, or by the keys of a
-    model whose outputs are a dict).
+    model whose outputs are a dict; ``None`` for an output it leaves out).
     """
     if isinstance(y, Mapping):
-        keys = sorted(y_pred) if isinstance(y_pred, Mapping) and all(k in y for k in y_pred) else names
-        return [y[key] for key in keys]
+        keys = sorted(y_pred) if isinstance(y_pred, Mapping) and any(k in y for k in y_pred) else names
+        return [y.get(key) for key in keys]
     return list(y) if isinstance(y, list | tuple) else [y]

@@ -318,6 +318,14 @@ class TrainingConfig(_Section):
     # class id -> weight of its training rows (fit's class_weight); the class-imbalance check
     # suggests one
     class_weight: dict[Annotated[int, Field(ge=0)], Annotated[FiniteFloat, Field(ge=0.0)]] | None = None
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _no_boolean_classes(cls, value: Any) -> Any:
+        # true/false would pass as class 1/0 or weight 1.0/0.0 (the Trainer refuses them too).
+        if isinstance(value, Mapping) and any(isinstance(v, bool) for item in value.items() for v in item):
+            raise ValueError(f"class_weight maps class ids to weights, both numbers; got {_short(dict(value))}")
+        return value
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH)] = "auto"
     jit_compile: Literal["auto"] | bool = "auto"
     # epochs; 0 = never; auto = after an epoch once 30 s have passed since the last one
@@ -729,7 +737,10 @@ def _override_at_fault(message: str, overrides: Sequence[str]) -> str | None:
     for override in reversed(overrides):  # the last one set wins
         key = override.partition("=")[0].strip()
         section, _, field = key.rpartition(".")
-        if f" {key}:" in message or f" {key} " in message or (section and f"Invalid {section}: {field} " in message):
+        within = key.partition(".")[2]  # training.early_stopping.monitor -> early_stopping.monitor
+        if (any(f" {key}{end}" in message for end in (":", " ", "."))  # training.class_weight.0
+                or (section and f"Invalid {section}: {field} " in message)
+                or (within and f" {within} " in message)):
             return override
     return None
 

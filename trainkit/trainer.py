@@ -10,6 +10,7 @@ import functools
 import math
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -165,6 +166,27 @@ def _known_output_count(model: keras.Model) -> int | None:
     return len(tf.nest.flatten(tensors)) if tensors else None
 
 
+def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
+    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
+    if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
+        raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); weight the rows of each output with sample_weight instead.")
+
+
+def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
+    """The metrics, a repeated name numbered as Keras numbers it (``auc``, ``auc_1``): two metrics
+    of one name would share one History key, and one would be lost."""
+    seen: set[str] = set()
+    out = []
+    for metric in metrics:
+        name, index = metric.name, 0
+        while name in seen:
+            index += 1
+            name = f"{metric.name}_{index}"
+        seen.add(name)
+        out.append(metric if name == metric.name else clone_metric(metric, name))
+    return out
+
+
 def _listed_outputs(*specs: Any) -> int:
     """How many outputs the first per-output argument (a list, or a dict by name) lists; 1 if none."""
     return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
@@ -280,6 +302,8 @@ class _DatasetSource:
             raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "
                             "batches: zip the inputs with their targets, tf.data.Dataset.zip((x_dataset, y_dataset)).")
         cardinality = int(dataset.cardinality())
+        if cardinality == 0:
+            raise DataError("empty-data", "The tf.data.Dataset has no batches. Pass one with at least one example (check the filter or the take/skip that made it).")
         if cardinality == tf.data.INFINITE_CARDINALITY and steps is None:
             raise DataError("dataset-infinite", f"The tf.data.Dataset repeats forever (.repeat() without a count), so an epoch would never end. "
                             f"Pass {steps_argument}=N (batches an epoch), or repeat it a fixed number of times.")
@@ -484,7 +508,10 @@ class Trainer:
         self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
         self._resumed_diagnosis: dict[str, Any] | None = None  # its checkpointed state, for a resumed fit
 
-        self._extra_logs: dict[str, tf.Tensor] = {}
+        # What a step being traced hands from one hook to the next (log_scalar's values, the
+        # per-output losses), by thread: a strategy traces each replica's step in a thread of its
+        # own, and they take turns at every all-reduce.
+        self._traced: dict[int, dict[str, Any]] = {}
         # Whether the traced train/test step feeds the loss and metric trackers (an overridden
         # step may not, and then the epoch loss comes from the "loss" each step returns).
         self._tracked: dict[str, bool] = {}
@@ -526,14 +553,13 @@ class Trainer:
                 paired = [(i, clone_metric(m, m.name[len(self.heads[0].name) + 1 :])) for i, m in paired]
         else:
             paired = [(None, m) for m in get_metrics(specs, self.heads[0].task, self.heads[0].loss)]
-        self.metrics = [m for _, m in paired]
+        self.metrics = _uniquely_named([m for _, m in paired])
         self._metric_outputs = [None if count == 1 else i for i, _ in paired]
         self._eval_metrics = [clone_metric(m) for m in self.metrics]
         trained = [h for h in self.heads if h.loss is not None] if count > 1 else []
         self._output_loss_trackers = [keras.metrics.Mean(name=f"{h.name}_loss") for h in trained]
         self._eval_output_loss_trackers = [clone_metric(m) for m in self._output_loss_trackers]
         self._output_losses_seen: set[str] = set()  # splits whose steps gave per-output losses
-        self._pending_output_losses: list[tf.Tensor] | None = None
         self._metric_fns = {}
 
     def _count_outputs(self, inputs: Callable[[], Any]) -> None:
@@ -555,7 +581,9 @@ class Trainer:
         """
         predictions = multioutput.flat_outputs(y_pred)
         if len(predictions) == 1:
-            loss = self._output_loss(self.heads[0].loss, _like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
+            head = self.heads[0]
+            loss = self._output_loss(head.loss, _like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
+            loss = loss if head.weight == 1.0 else head.weight * loss
         else:
             if len(predictions) != len(self.heads):
                 self._pair_outputs(len(predictions))  # not counted yet (compute_loss called directly)
@@ -563,9 +591,12 @@ class Trainer:
             targets = multioutput.targets_per_output(y, y_pred, names)
             if len(targets) != len(predictions):
                 raise DataError("shape-mismatch", f"The model has {len(predictions)} outputs ({', '.join(names)}) but a batch has {len(targets)} targets: give one target per output.")
+            missing = [h.name for h, target in zip(self.heads, targets, strict=True) if h.loss is not None and target is None]
+            if missing:
+                raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss: give every trained output its targets.")
             values = [None if h.loss is None else self._output_loss(h.loss, target, prediction, sample_weight)
                       for h, target, prediction in zip(self.heads, targets, predictions, strict=True)]
-            self._pending_output_losses = [v for v in values if v is not None]
+            self._tracing()["output_losses"] = [v for v in values if v is not None]
             loss = tf.add_n([v if h.weight == 1.0 else h.weight * v for v, h in zip(values, self.heads, strict=True) if v is not None])
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
@@ -754,7 +785,7 @@ class Trainer:
 
     def _update_output_losses(self, split: str, trackers: Sequence[keras.metrics.Metric], rows: tf.Tensor) -> None:
         """Adds the per-output losses :meth:`compute_loss` just computed to their epoch means."""
-        values, self._pending_output_losses = self._pending_output_losses, None
+        values = self._tracing().pop("output_losses", None)
         if values is None or not trackers:
             return  # an overridden compute_loss that did not call the default one
         self._output_losses_seen.add(split)
@@ -768,7 +799,8 @@ class Trainer:
             targets = multioutput.targets_per_output(y, y_pred, [h.name for h in self.heads])
             predictions = multioutput.flat_outputs(y_pred)
             for metric, index in zip(metrics, self._metric_outputs, strict=True):
-                metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
+                if targets[index] is not None:  # an output without targets (and loss) is not measured
+                    metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
             return
         y = _like_outputs(y, y_pred, self._output_names)
         for metric in metrics:
@@ -779,11 +811,16 @@ class Trainer:
 
         It is written to TensorBoard every step and its epoch mean goes into the History.
         """
-        self._extra_logs[name] = tf.reduce_mean(tf.cast(value, tf.float32))
+        self._tracing()["logs"][name] = tf.reduce_mean(tf.cast(value, tf.float32))
+
+    def _tracing(self) -> dict[str, Any]:
+        """This thread's hand-over between the hooks of the step it traces."""
+        return self._traced.setdefault(threading.get_ident(), {"logs": {}})
 
     def pop_logged_scalars(self) -> dict[str, tf.Tensor]:
         """Returns and clears the scalars logged with :meth:`log_scalar` during this trace."""
-        logs, self._extra_logs = self._extra_logs, {}
+        # The step's hand-over ends here (per-output losses left unread included).
+        logs = self._traced.pop(threading.get_ident(), {}).get("logs", {})
         return logs
 
     # -- checks -----------------------------------------------------------------------------------
@@ -892,9 +929,11 @@ class Trainer:
             self.resumed_epochs = len(self.history.epoch)
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
-        # With steps_per_epoch a dataset's iterator goes on across epochs: a resumed fit starts it
-        # where the interrupted one was, a new fit (whatever its initial_epoch) at the beginning.
-        self._epochs_skipped = initial_epoch if not resume else 0
+        # With steps_per_epoch a dataset's iterator goes on across epochs: a new fit (whatever its
+        # initial_epoch) starts it at the beginning, a resumed fit where the interrupted one had it
+        # (the epoch that fit started at comes back with the checkpoint).
+        if not resume:
+            self._epochs_skipped = initial_epoch
         self._step = None  # a restored checkpoint or a custom loop may have moved global_step
         console = [ConsoleLogger()] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
@@ -1012,6 +1051,7 @@ class Trainer:
             "epochs": self.history.epoch,
             "callbacks": {k: v for k, v in states.items() if v is not None},
             "findings": [f.to_dict() for f in self.findings],
+            "dataset_first_epoch": self._epochs_skipped,
             # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
             # so that a resumed run is judged as a whole, not from where it resumed.
             "diagnosis": self._diagnosis_state(),
@@ -1045,6 +1085,7 @@ class Trainer:
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
         self._resumed_diagnosis = progress.get("diagnosis")
+        self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
         states = progress.get("callbacks", {})
         for i, callback in enumerate(callbacks):
             state = states.get(f"{i}:{type(callback).__name__}")
@@ -1077,8 +1118,6 @@ class Trainer:
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None) -> tuple[Any, Any]:
-        if class_weight is not None and len(self.heads) > 1:
-            raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); weight the rows of each output with sample_weight instead.")
         if isinstance(x, tf.data.Dataset):
             if validation_split:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
@@ -1086,6 +1125,7 @@ class Trainer:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
             train: Any = _DatasetSource(x, steps_per_epoch, carry_on=True)
             if class_weight is not None:
+                _check_one_target(x.element_spec[1], self.heads)
                 train = _DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
         else:
             if steps_per_epoch is not None:
@@ -1094,25 +1134,34 @@ class Trainer:
                 raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             if not 0.0 <= validation_split < 1.0:
                 raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
-            parts = _in_memory_parts(self.model, x, y, sample_weight)
+            parts = self._in_memory_parts(x, y, sample_weight)
             if validation_split and validation_data is None:
                 # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
                 cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
                 validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
                 parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
             if class_weight is not None:  # the training rows only, as model.fit weights them
+                _check_one_target(parts[1], self.heads)
                 parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
             train = _ArraySource(parts, "the training data" if validation_split else "x")
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
                 validation = _DatasetSource(validation_data, validation_steps, "validation_steps")
+            elif validation_steps is not None:
+                raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")
             else:
                 if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
                     got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
                     raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
-                validation = _ArraySource(_in_memory_parts(self.model, *validation_data), "validation_data")
+                validation = _ArraySource(self._in_memory_parts(*validation_data), "validation_data")
         return train, validation
+
+    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+        # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
+        # and its variables must be mirrored.
+        with distribute.scope(self.strategy):
+            return _in_memory_parts(self.model, x, y, sample_weight)
 
     def _check_sources(self, train: Any, validation: Any) -> None:
         x, y = train.numpy()[:2] if isinstance(train, _ArraySource) else (train.dataset, None)
@@ -1134,10 +1183,21 @@ class Trainer:
             self._count_outputs(lambda: _first_inputs(train))
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
+        self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
 
     def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         return self.test_step(batch)
+
+    def _check_targets_cover_outputs(self, targets: Any) -> None:
+        """Refuses targets by name that leave out an output with a loss (before any trace)."""
+        if len(self.heads) < 2 or not isinstance(targets, Mapping):
+            return
+        given = multioutput.targets_per_output(targets, None, [h.name for h in self.heads])
+        missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
+        if missing:
+            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss: give every trained output its targets "
+                            f"(by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
 
     def _resolve_jit(self) -> bool:
         return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
@@ -1218,6 +1278,8 @@ class Trainer:
                 name = stop_request.signal.name if stop_request.signal else "a signal"
                 saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
                 raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
+        if last is None and not start_batch:  # a dataset of unknown size that had no batch
+            raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
         for name, parts in extras.items():
             logs[name] = _row_mean(parts)
@@ -1253,14 +1315,28 @@ class Trainer:
         :meth:`log_scalar` (known once the loop is built), with ``val_`` twins when there is
         validation data.
         """
-        names = [m.name for m in self._split_metrics("train")]
+        names = self._logged_names("train")
         if self._train_loop is not None and self._train_loop.names is not None:
             names += [name for _, name in _user_scalar_columns(self._train_loop.names) if name not in names]
         if validation:
-            names += [f"val_{m.name}" for m in self._split_metrics("eval")]
+            names += [f"val_{name}" for name in self._logged_names("eval")]
         if self.report_last_batch_loss:
             names.append("last_batch_loss")
         return names
+
+    def _logged_names(self, split: str) -> list[str]:
+        """The names the trackers of ``split`` give the logs, as far as the traced steps show.
+
+        A step that never fed the trackers logs only its loss; per-output losses appear only when
+        the default compute_loss made them.
+        """
+        if self._tracked.get(split) is False:
+            return ["loss"]
+        trackers = self._split_metrics(split)
+        if split in self._tracked and split not in self._output_losses_seen:
+            skipped = {m.name for m in self._output_loss_trackers}
+            trackers = [m for m in trackers if m.name not in skipped]
+        return [m.name for m in trackers]
 
     def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
         """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
@@ -1397,10 +1473,12 @@ class Trainer:
         _check_batch_size(batch_size)
         if isinstance(x, tf.data.Dataset):
             source: Any = _DatasetSource(x, steps, "steps")
+        elif steps is not None:
+            raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset; numpy data is evaluated whole.")
         else:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            parts = _in_memory_parts(self.model, x, y, sample_weight)
+            parts = self._in_memory_parts(x, y, sample_weight)
             _check_input_shapes(parts[0], self.model)
             source = _ArraySource(parts, "x")
         self._ensure_built(source)
@@ -1425,6 +1503,8 @@ class Trainer:
                 calls.append(self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0], tail))
             elif tail is not None:
                 calls.append(self._eval_loop.run_in_memory(source.data, tail, 0, 1, 1))
+        if not any(call.steps for call in calls):  # would read as a loss of 0.0
+            raise DataError("empty-data", "The evaluation data has no batches: the dataset is empty (check the filter or the take/skip that made it).")
         results = self._metric_results("eval")
         if self._tracked.get("eval") is False:  # an overridden test_step: the mean of its losses
             results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
@@ -1444,7 +1524,7 @@ class Trainer:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
             batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in (x.take(steps) if steps is not None else x)]
         else:
-            parts = _in_memory_parts(self.model, x)
+            parts = self._in_memory_parts(x)
             _check_input_shapes(parts[0], self.model)
             source = _ArraySource(parts)
             (data,) = source.data
@@ -1524,7 +1604,6 @@ class Trainer:
                 y_pred, taps = self.probe(x, training=False)
                 loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
             self.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
-            self._pending_output_losses = None
             gradients = tape.gradient(loss, variables)
             tensors: dict[str, Any] = {}
             for name, gradient in zip(names, gradients, strict=True):

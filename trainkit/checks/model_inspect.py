@@ -324,7 +324,8 @@ def find_outputs(model: keras.Model) -> list[OutputInfo]:
     keys: list[str | None] = []
     struct = getattr(model, "_outputs_struct", None)
     if isinstance(struct, dict):
-        keys = [str(k) for k in struct]
+        # model.outputs lists a dict's tensors in sorted-key order (Keras flattens dicts sorted).
+        keys = sorted(str(k) for k in struct)
     if tensors is None:
         if not isinstance(model, keras.Sequential):
             return []
