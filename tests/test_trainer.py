@@ -10,6 +10,7 @@ import tensorflow as tf
 from trainkit import Trainer
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.errors import ArgumentError, DataError
+from trainkit.trainer import unpack_batch
 
 
 def make_data(rows: int = 1001, features: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +27,21 @@ def make_model(features: int = 10, seed: int = 0) -> keras.Model:
         keras.layers.Dense(8, activation="relu"),
         keras.layers.Dense(1, activation="sigmoid"),
     ])
+
+
+class KerasStyle(Trainer):
+    """Steps written as for Keras: they return the loss and never call update_metrics."""
+
+    def train_step(self, batch):
+        x, y, w = unpack_batch(batch)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x, y, self.model(x, training=True), w)
+        self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+        return {"loss": loss}
+
+    def test_step(self, batch):
+        x, y, w = unpack_batch(batch)
+        return {"loss": self.compute_loss(x, y, self.model(x), w)}
 
 
 def make_trainer(model: keras.Model | None = None, **kwargs) -> Trainer:
@@ -464,19 +480,6 @@ def test_an_unbuilt_sequential_model_trains_on_sequences_of_any_length():
 def test_a_train_and_test_step_written_like_keras_report_the_losses_they_return():
     # Overrides that never call update_metrics: the epoch loss was the empty tracker's 0.0 (and
     # the diagnosis then saw a collapse). It is now the row-weighted mean of each step's "loss".
-    from trainkit.trainer import unpack_batch
-
-    class KerasStyle(Trainer):
-        def train_step(self, batch):
-            x, y, w = unpack_batch(batch)
-            with tf.GradientTape() as tape:
-                loss = self.compute_loss(x, y, self.model(x, training=True), w)
-            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
-            return {"loss": loss}
-
-        def test_step(self, batch):
-            x, y, w = unpack_batch(batch)
-            return {"loss": self.compute_loss(x, y, self.model(x), w)}
 
     x, y = make_data(40, features=4)
     trainer = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", metrics=["accuracy"], seed=0)
@@ -647,15 +650,6 @@ def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_n
     x, y = make_data(40, features=4)
     history = make_trainer(make_model(features=4), metrics=["auc", {"name": "auc", "curve": "PR"}]).fit(x, y, epochs=1, verbose=0).history
     assert set(history) == {"loss", "auc", "auc_1"} and history["auc"] != history["auc_1"]
-    from trainkit.trainer import unpack_batch
-
-    class KerasStyle(Trainer):
-        def train_step(self, batch):
-            x, y, w = unpack_batch(batch)
-            with tf.GradientTape() as tape:
-                loss = self.compute_loss(x, y, self.model(x, training=True), w)
-            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
-            return {"loss": loss}
 
     trainer = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", metrics=["accuracy"], seed=0)
     with pytest.raises(ArgumentError) as info:  # before the first epoch, not after it

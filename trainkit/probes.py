@@ -235,16 +235,7 @@ class Probe:
 
 def _unique(taps: Sequence[Tap]) -> list[Tap]:
     """Suffixes repeated names (a recording layer called twice) with ``_1``, ``_2``..."""
-    seen: set[str] = set()
-    out = []
-    for tap in taps:
-        name, index = tap.name, 0
-        while name in seen:
-            index += 1
-            name = f"{tap.name}_{index}"
-        seen.add(name)
-        out.append(dataclasses.replace(tap, name=name))
-    return out
+    return [dataclasses.replace(tap, name=name) for tap, name in zip(taps, stats.numbered(t.name for t in taps), strict=True)]
 
 
 def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe) -> list[Tap]:

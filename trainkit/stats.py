@@ -211,17 +211,21 @@ def variable_name(variable: Any, model_name: str | None = None) -> str:
 
 def variable_names(variables: Sequence[Any], model_name: str | None = None) -> list[str]:
     """:func:`variable_name` of each variable, made unique with ``_1``, ``_2``... suffixes."""
-    names: list[str] = []
+    return numbered(variable_name(variable, model_name) for variable in variables)
+
+
+def numbered(names: Iterable[str]) -> list[str]:
+    """The names, each repeat suffixed ``_1``, ``_2``... as Keras numbers its objects."""
+    out: list[str] = []
     seen: set[str] = set()
-    for variable in variables:
-        base = name = variable_name(variable, model_name)
-        index = 0
+    for base in names:
+        name, index = base, 0
         while name in seen:
             index += 1
             name = f"{base}_{index}"
         seen.add(name)
-        names.append(name)
-    return names
+        out.append(name)
+    return out
 
 
 # -- in-graph statistics --------------------------------------------------------------------------

@@ -175,16 +175,8 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
 def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
     """The metrics, a repeated name numbered as Keras numbers it (``auc``, ``auc_1``): two metrics
     of one name would share one History key, and one would be lost."""
-    seen: set[str] = set()
-    out = []
-    for metric in metrics:
-        name, index = metric.name, 0
-        while name in seen:
-            index += 1
-            name = f"{metric.name}_{index}"
-        seen.add(name)
-        out.append(metric if name == metric.name else clone_metric(metric, name))
-    return out
+    names = stats.numbered(m.name for m in metrics)
+    return [metric if name == metric.name else clone_metric(metric, name) for metric, name in zip(metrics, names, strict=True)]
 
 
 def _listed_outputs(*specs: Any) -> int:
