@@ -201,3 +201,13 @@ def test_loss_weights_apply_to_a_single_output_too():
     plain = Trainer(model, loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.0), seed=0).evaluate(x, ya)["loss"]
     weighted = Trainer(model, loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.0), seed=0, loss_weights=[2.0]).evaluate(x, ya)["loss"]
     assert weighted == pytest.approx(2.0 * plain, rel=1e-6)
+
+
+def test_a_metric_function_can_be_given_for_one_output():
+    def within_one(y_true, y_pred):
+        return tf.cast(tf.abs(y_true - y_pred) < 1.0, tf.float32)
+
+    x, ya, yb = data()
+    result = heads_trainer(metrics={"b": within_one}, optimizer=keras.optimizers.SGD(0.0)).evaluate(x, [ya, yb])
+    expected = float(np.mean(np.abs(yb - two_heads()(x)[1].numpy()) < 1.0))
+    assert result["b_within_one"] == pytest.approx(expected, rel=1e-6)

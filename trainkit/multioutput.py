@@ -147,7 +147,7 @@ def output_metrics(specs: Any, outputs: Sequence[Head]) -> list[tuple[int, keras
         chosen = [list(specs) if h.task is not None else [] for h in outputs]
     out = []
     for index, (head, output_specs) in enumerate(zip(outputs, chosen, strict=True)):
-        one = isinstance(output_specs, str | Mapping | keras.metrics.Metric)
+        one = isinstance(output_specs, str | Mapping | keras.metrics.Metric) or callable(output_specs)
         for spec in [output_specs] if one else list(output_specs):
             metric = get_metric(spec, head.task or "regression", head.loss)
             # A fresh metric per output, even from a metric object: each keeps its own totals.
