@@ -655,3 +655,20 @@ def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_n
     with pytest.raises(ArgumentError) as info:  # before the first epoch, not after it
         trainer.fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping(monitor="accuracy")])
     assert info.value.code == "bad-monitor" and trainer.step == 0
+
+
+def test_a_model_with_data_dependent_penalties_trains_as_with_model_fit():
+    # The diagnosis read model.losses eagerly: an activity regulariser's tensor of the traced
+    # step could not be converted, and fit stopped before its first epoch.
+    x, y = make_data(40, features=4)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu", activity_regularizer=keras.regularizers.l1(0.01)),
+                                 keras.layers.Dense(1, activation="sigmoid")])
+
+    history = make_trainer(build()).fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    reference = build()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)

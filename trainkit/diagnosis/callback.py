@@ -444,11 +444,23 @@ def output_layer_names(model: Any) -> list[str]:
 
 
 def _regularization(model: Any) -> float:
+    """The model's weight penalties now (the part of the loss that is not the data's).
+
+    Penalties that depend on the data (``activity_regularizer``, ``add_loss``) are left out: after
+    a step has been traced, ``model.losses`` holds them as tensors of that graph, which have no
+    value here (converting one raised and stopped ``fit``).
+    """
     try:
         losses = list(model.losses)
-        return float(sum(float(np.asarray(loss)) for loss in losses))
     except (TypeError, ValueError, AttributeError):
         return 0.0
+    total = 0.0
+    for loss in losses:
+        try:
+            total += float(np.asarray(loss))
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            continue  # a symbolic tensor of a traced step
+    return total
 
 
 def _learning_rate(optimizer: Any) -> float | None:
