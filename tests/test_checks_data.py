@@ -354,3 +354,19 @@ def test_labels_numbered_from_one_are_named_as_such():
     (finding,) = [f for f in run("multiclass", X, y) if f.code == "class-imbalance"]
     assert "numbered from 1" in finding.message and "y = y - 1" in finding.advice
     assert finding.evidence["absent"] == [0]
+
+
+def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 50, size=(64, 8)).astype("int32")
+    y = rng.integers(0, 2, size=(64, 1)).astype("float32")
+    text = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(50, 4), keras.layers.GlobalAveragePooling1D(),
+                             keras.layers.Dense(1, activation="sigmoid")])
+    assert "unscaled-inputs" not in codes(check_data(tokens, y, model=text, loss=get_loss("bce"), task="binary"))
+    # Two inputs: the token ids are exempt, the raw amounts beside them are not.
+    tok_in, num_in = keras.Input((8,), dtype="int32", name="tok"), keras.Input((3,), name="num")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4)(tok_in))
+    both = keras.Model([tok_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, num_in])))
+    amounts = rng.normal(1000.0, 300.0, size=(64, 3)).astype("float32")
+    (finding,) = [f for f in check_data({"tok": tokens, "num": amounts}, y, model=both, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert "x[1]" in finding.message

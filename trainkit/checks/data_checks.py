@@ -91,7 +91,8 @@ class DataContext:
         x_val: The validation inputs, or ``None``.
         targets: One :class:`Target` per model output (each with its task).
         input_shapes: The model's input shapes, when known.
-        scales_inputs: Whether the model standardises its own inputs (Normalization first).
+        scales_inputs: For each input, whether the model scales it itself (Normalization first)
+            or reads it as indices (Embedding): its scale is not the data's problem then.
         where: ``""`` for arrays, ``" in the first N batches"`` for a sampled dataset.
         sample_rows: Row budget for the sampled checks.
         unmatched_targets: How ``y`` fails to give one target per output of a model with several
@@ -102,7 +103,7 @@ class DataContext:
     x_val: list[np.ndarray] | None
     targets: list[Target]
     input_shapes: list[tuple[int | None, ...]] | None = None
-    scales_inputs: bool = False
+    scales_inputs: Sequence[bool] = ()
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS
     unmatched_targets: str | None = None
@@ -485,10 +486,9 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
 
 def unscaled_inputs(ctx: DataContext) -> Issue | None:
     """Features far from zero or whose scales differ by orders of magnitude."""
-    if ctx.scales_inputs:
-        return None
     for i, a in enumerate(ctx.xs):
-        if not _is_numeric(a) or a.dtype == bool or len(a) == 0:
+        scaled = ctx.scales_inputs[i] if len(ctx.scales_inputs) == len(ctx.xs) else any(ctx.scales_inputs)
+        if scaled or not _is_numeric(a) or a.dtype == bool or len(a) == 0:
             continue
         s = _stride(a, _row_budget(a, ctx.sample_rows))
         unit = "channel" if a.ndim > 3 else "feature"

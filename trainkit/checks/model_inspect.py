@@ -83,6 +83,8 @@ _LINEAR_LAYERS = _PASSTHROUGH | {
 INPUT_SCALING_LAYERS = frozenset({
     "Normalization", "Rescaling", "BatchNormalization", "Discretization", "CategoryEncoding",
     "StringLookup", "IntegerLookup", "Hashing", "TextVectorization",
+    # Its inputs are indices (token ids), not features to standardise.
+    "Embedding",
 })
 
 
@@ -410,11 +412,27 @@ def input_names(model: keras.Model) -> list[str]:
     return names
 
 
-def scales_own_inputs(model: keras.Model) -> bool:
-    """Whether the first layer after the input is a Normalization/Rescaling-style layer."""
+def scales_own_inputs(model: keras.Model) -> list[bool]:
+    """For each model input, whether the layers it feeds scale it themselves or read it as indices.
+
+    True when every layer that takes the input is a Normalization/Rescaling-style layer or an
+    Embedding/lookup: the data check of the input's scale does not apply then. A Functional
+    model's inputs are followed to the layers they feed; otherwise (Sequential, subclassed) the
+    model's first layer decides for its one input.
+    """
+    inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
+    if inputs and len(inputs) > 1:
+        consumers: list[set[str]] = [set() for _ in inputs]
+        for layer in iter_layers(model):
+            for node in getattr(layer, "_inbound_nodes", []):
+                for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
+                    for i, model_input in enumerate(inputs):
+                        if tensor is model_input:
+                            consumers[i].add(type(layer).__name__)
+        return [bool(names) and names <= INPUT_SCALING_LAYERS for names in consumers]
     for layer in iter_layers(model):
         cls = type(layer).__name__
         if cls == "InputLayer":
             continue
-        return cls in INPUT_SCALING_LAYERS
-    return False
+        return [cls in INPUT_SCALING_LAYERS]
+    return [False]
