@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -273,3 +274,18 @@ def test_a_usage_mistake_is_one_error_line_and_exit_2(args, words):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: [usage] ") and words in lines[0], proc.stderr
+
+
+def test_a_run_whose_best_weights_were_restored_says_which_epoch_it_holds(runner, tiny_recipe, tmp_path):
+    # The summary and report.json ended on the last epoch's values, not the restored model's.
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.epochs=30",
+                                 "--set", "optimizer.learning_rate=0.5", "--set", "training.early_stopping={patience: 1}"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(logdir)
+    report = json.loads((run_dir / "report.json").read_text())
+    history = report["history"]
+    assert report["status"] == "stopped" and len(history["val_loss"]) < 30
+    best = int(np.argmin(history["val_loss"]))
+    assert report["restored"]["epoch"] == best + 1 and report["restored"]["val_loss"] == history["val_loss"][best]
+    assert f"early stopping restored the weights of epoch {best + 1}: " in result.output

@@ -54,6 +54,9 @@ class RunResult:
     seconds: float
     status: str = "completed"  # or "interrupted", "nan-loss", "stopped" (early stopping)
     resumed_epochs: int = 0  # epochs the run had trained before this (resumed) process
+    # Early stopping put back the weights of this epoch (0-based): the model is not the last
+    # epoch's, whose values the History ends with.
+    restored_epoch: int | None = None
 
     @property
     def findings(self) -> list[Finding]:
@@ -156,6 +159,7 @@ def train_recipe(
     trainer.logdir = run_dir
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     started = time.perf_counter()
+    run_callbacks = [*recipe_callbacks(recipe), *callbacks]
     try:
         history = trainer.fit(
             splits.x_train,
@@ -164,7 +168,7 @@ def train_recipe(
             batch_size=recipe.training.batch_size,
             validation_data=validation,
             shuffle=recipe.training.shuffle,
-            callbacks=[*recipe_callbacks(recipe), *callbacks],
+            callbacks=run_callbacks,
             verbose=verbose,
             check_data=False,
             resume=resume_dir is not None,
@@ -188,10 +192,18 @@ def train_recipe(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise TrainingInterrupted("interrupted", NOTHING_TRAINED) from None
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
-                       resumed_epochs=trainer.resumed_epochs)
+                       resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
     if chief:
         write_report(result, recipe)
     return result
+
+
+def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:
+    """The epoch whose weights early stopping put back, if it did."""
+    for callback in callbacks:
+        if isinstance(callback, EarlyStopping) and callback.restore_best_weights and callback.stopped_epoch is not None:
+            return callback.best_epoch
+    return None
 
 
 def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
@@ -230,6 +242,9 @@ def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:
         "epochs_run": len(result.history.epoch),
         "seconds": round(result.seconds, 3),
         "final": {k: v[-1] for k, v in history.items() if v},
+        # With weights restored by early stopping, the values of the epoch the model is at.
+        "restored": ({"epoch": result.restored_epoch + 1, **{k: v[result.restored_epoch] for k, v in history.items() if len(v) > result.restored_epoch}}
+                     if result.restored_epoch is not None else None),
         "history": history,
         "findings": [f.to_dict() for f in result.findings],
     }
@@ -261,6 +276,11 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     final = {k: v[-1] for k, v in result.history.history.items() if v}
     values = "  ".join(f"{k} {v:.4g}" for k, v in final.items())
     lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values)]
+    restored = result.restored_epoch
+    if restored is not None and restored < len(result.history.epoch):
+        # The values above are the last epoch's; the model now holds the best epoch's weights.
+        at_best = "  ".join(f"{k} {v[restored]:.4g}" for k, v in result.history.history.items() if len(v) > restored)
+        lines.append(f"early stopping restored the weights of epoch {restored + 1}: {at_best}")
     # The report: checks' and diagnosis findings grouped by severity (errors first), each with its fix.
     from trainkit.diagnosis.report import render_text
 

@@ -437,7 +437,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             f"the model cannot learn.", advice, evidence, epoch=view.epochs[-1].epoch)
     if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val):
         return Issue(
-            f"The validation loss never went below {_chance_text(view)}: its best was {_fmt(best_val)} "
+            f"The validation loss never got clearly below {_chance_text(view)}: its best was {_fmt(best_val)} "
             f"({best_val / chance:.0%} of chance) while the training loss fell to {_fmt(float(train[-1]))}. "
             f"Nothing the model learned carries over to new rows: it memorises the training rows, "
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
