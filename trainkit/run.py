@@ -59,6 +59,14 @@ class RunResult:
     restored_epoch: int | None = None
 
     @property
+    def restored_values(self) -> dict[str, float] | None:
+        """The epoch values of the weights early stopping restored (``None`` if it did not)."""
+        if self.restored_epoch is None or self.restored_epoch not in self.history.epoch:
+            return None
+        at = self.history.epoch.index(self.restored_epoch)
+        return {k: v[at] for k, v in self.history.history.items() if len(v) > at}
+
+    @property
     def findings(self) -> list[Finding]:
         """Everything the checks and the diagnosis found."""
         return self.trainer.findings
@@ -243,8 +251,7 @@ def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "final": {k: v[-1] for k, v in history.items() if v},
         # With weights restored by early stopping, the values of the epoch the model is at.
-        "restored": ({"epoch": result.restored_epoch + 1, **{k: v[result.restored_epoch] for k, v in history.items() if len(v) > result.restored_epoch}}
-                     if result.restored_epoch is not None else None),
+        "restored": {"epoch": result.restored_epoch + 1, **restored} if (restored := result.restored_values) is not None else None,
         "history": history,
         "findings": [f.to_dict() for f in result.findings],
     }
@@ -276,11 +283,11 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     final = {k: v[-1] for k, v in result.history.history.items() if v}
     values = "  ".join(f"{k} {v:.4g}" for k, v in final.items())
     lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values)]
-    restored = result.restored_epoch
-    if restored is not None and restored < len(result.history.epoch):
+    restored = result.restored_values
+    if restored is not None:
         # The values above are the last epoch's; the model now holds the best epoch's weights.
-        at_best = "  ".join(f"{k} {v[restored]:.4g}" for k, v in result.history.history.items() if len(v) > restored)
-        lines.append(f"early stopping restored the weights of epoch {restored + 1}: {at_best}")
+        at_best = "  ".join(f"{k} {v:.4g}" for k, v in restored.items())
+        lines.append(f"early stopping restored the weights of epoch {result.restored_epoch + 1}: {at_best}")
     # The report: checks' and diagnosis findings grouped by severity (errors first), each with its fix.
     from trainkit.diagnosis.report import render_text
 
