@@ -169,8 +169,8 @@ def test_console_script_runs_without_tensorflow_startup_noise(tiny_recipe, tmp_p
 
 @pytest.mark.parametrize(("logs", "first_line"), [
     ([], "trained 0 complete epochs in 1.5s (no epoch values)"),
-    ([{"loss": 0.5}], "trained 1 epoch in 1.5s: loss 0.5"),
-    ([{"loss": 0.5}, {"loss": 0.25}], "trained 2 epochs in 1.5s: loss 0.25"),
+    ([{"loss": 0.5}], "trained 1 epoch in 1.5s: loss 0.5000"),
+    ([{"loss": 0.5}, {"loss": 0.25}], "trained 2 epochs in 1.5s: loss 0.2500"),
 ])
 def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, first_line):
     from types import SimpleNamespace
@@ -186,8 +186,8 @@ def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, 
 
 
 @pytest.mark.parametrize(("resumed", "first_line"), [
-    (2, "nothing left to train: the run had already trained its 2 epochs: loss 0.25"),
-    (1, "trained 1 more epoch (resumed after epoch 1) in 1.5s: loss 0.25"),
+    (2, "nothing left to train: the run had already trained its 2 epochs: loss 0.2500"),
+    (1, "trained 1 more epoch (resumed after epoch 1) in 1.5s: loss 0.2500"),
 ])
 def test_the_summary_line_of_a_resumed_run_counts_only_what_it_trained(tmp_path, resumed, first_line):
     # Resuming a finished run said "trained 3 epochs" when it trained none.

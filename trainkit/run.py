@@ -28,6 +28,7 @@ from trainkit.modelbuild import build_from_recipe
 from trainkit.recipe import Recipe
 from trainkit.runs import check_writable, create_run_dir, write_atomic
 from trainkit.trainer import Trainer
+from trainkit.writers.console import format_logs
 
 
 @dataclasses.dataclass
@@ -281,12 +282,12 @@ def _trained_line(epochs: int, resumed: int, seconds: float, values: str) -> str
 def summary_lines(result: RunResult) -> Sequence[str]:
     """The final summary the CLI prints: final values, findings, where the run was written."""
     final = {k: v[-1] for k, v in result.history.history.items() if v}
-    values = "  ".join(f"{k} {v:.4g}" for k, v in final.items())
+    values = format_logs(final)
     lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values)]
     restored = result.restored_values
     if restored is not None:
         # The values above are the last epoch's; the model now holds the best epoch's weights.
-        at_best = "  ".join(f"{k} {v:.4g}" for k, v in restored.items())
+        at_best = format_logs(restored)
         lines.append(f"early stopping restored the weights of epoch {result.restored_epoch + 1}: {at_best}")
     # The report: checks' and diagnosis findings grouped by severity (errors first), each with its fix.
     from trainkit.diagnosis.report import render_text

@@ -17,8 +17,11 @@ from trainkit.loop import StepOutputs
 
 
 def format_logs(logs: Mapping[str, float]) -> str:
-    """``loss 0.4321  accuracy 0.8125  val_loss ...`` with 4 significant digits."""
-    return "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
+    """``loss 0.4321  accuracy 0.8125  val_loss ...`` with 4 significant digits.
+
+    Trailing zeros are kept (``0.1000``, not ``0.1``), so the epoch lines stay aligned.
+    """
+    return "  ".join(f"{k} {v:#.4g}" for k, v in logs.items())
 
 
 class ConsoleLogger(Callback):
@@ -59,7 +62,7 @@ class ConsoleLogger(Callback):
         self._seen_rows += int(outputs.batch_sizes.sum())
         self._loss_sum += float((losses * outputs.batch_sizes).sum())
         running = self._loss_sum / max(self._seen_rows, 1)
-        self._progress.update(self._task, advance=outputs.steps, loss=f"loss {running:.4g}")
+        self._progress.update(self._task, advance=outputs.steps, loss=f"loss {running:#.4g}")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self._progress is not None:
