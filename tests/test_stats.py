@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -271,13 +273,26 @@ def test_event_files_hold_one_value_per_step_histograms_and_the_layout(tmp_path)
     assert "dead units and outputs <= 0" in charts and "update / weight ratio" in charts
 
 
-def test_histograms_every_n_steps(tmp_path):
+@pytest.mark.parametrize(("source", "steps_per_execution"), [("numpy", 1), ("numpy", 7), ("numpy", "auto"), ("dataset", 7), ("dataset", "auto")])
+def test_histograms_every_n_steps(tmp_path, source, steps_per_execution):
+    # Calls longer than N wrote one histogram per call (at steps 7 and 14 for every 3 steps).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    x, y = make_data(160)
-    make_trainer(logdir=tmp_path, histograms_every=2, steps_per_execution=1).fit(x, y, epochs=1, batch_size=32, verbose=0)
-    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
-    assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == [2, 4]
+    x, y = make_data(448)  # 14 steps of 32
+    data = (x, y) if source == "numpy" else (tf.data.Dataset.from_tensor_slices((x, y)).batch(32), None)
+    trainer = make_trainer(logdir=tmp_path, histograms_every=3, steps_per_execution=steps_per_execution)
+    trainer.fit(*data, epochs=1, batch_size=32, verbose=0, shuffle=False)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+    assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == [3, 6, 9, 12]
+    step_loss = events.Scalars("step/loss")
+    assert [e.step for e in step_loss] == list(range(14))  # every step still written
+    # Each step has its own wall time (all of a call's steps had the time it was written at).
+    assert all(later.wall_time > earlier.wall_time for earlier, later in itertools.pairwise(step_loss))
+    if source == "dataset":  # calls of every size share one trace
+        assert trainer._train_loop._streaming_fn.experimental_get_tracing_count() == 1
+
+
+def test_histograms_every_rejects_what_is_not_a_positive_int():
     with pytest.raises(ValueError, match="histograms_every"):
         make_trainer(histograms_every=0)
 
@@ -360,14 +375,32 @@ def test_step_scalar_encoder_writes_the_events_protobuf_would():
 
     tags = ["loss", "grad_norm/dense/kernel", "activation/" + "x" * 150 + "/mean"]  # a tag over 127 bytes
     values = np.array([[0.5, 1.0, -2.0], [np.nan, 3.0, 1e30], [7.0, 8.0, 9.0]], np.float32)
-    records = StepScalarEncoder(tags).encode(299, values, every=2, wall_time=12.5)
+    records = StepScalarEncoder(tags).encode(299, values, every=2, wall_times=(12.0, 13.5))
     events = [event_pb2.Event.FromString(r) for r in records]
     assert [e.step for e in events] == [300]  # steps 299..301, every 2nd
     (event,) = events
-    assert event.wall_time == 12.5
+    assert event.wall_time == 13.0  # the second of three steps that ran from 12.0 to 13.5
     assert [v.tag for v in event.summary.value] == tags
     got = [v.simple_value for v in event.summary.value]
     assert np.isnan(got[0]) and got[1:] == [3.0, np.float32(1e30)]
+
+
+def test_step_scalar_encoder_writes_nothing_for_a_call_without_a_kept_step():
+    # scalars_every=7 and a call of steps 1..6 crashed the writer (a reshape of 0 rows).
+    from trainkit.writers.tensorboard import StepScalarEncoder
+
+    encoder = StepScalarEncoder(["loss", "grad_norm/global"])
+    assert encoder.encode(1, np.ones((6, 2), np.float32), every=7) == []
+    assert len(encoder.encode(1, np.ones((7, 2), np.float32), every=7)) == 1
+
+
+def test_step_scalar_encoder_spreads_wall_times_over_the_steps():
+    from tensorboard.compat.proto import event_pb2
+
+    from trainkit.writers.tensorboard import StepScalarEncoder
+
+    records = StepScalarEncoder(["loss"]).encode(0, np.arange(4, dtype=np.float32)[:, None], wall_times=(100.0, 104.0))
+    assert [event_pb2.Event.FromString(r).wall_time for r in records] == [101.0, 102.0, 103.0, 104.0]
 
 
 @pytest.mark.parametrize("path", ["counted together", "counted alone", "xla"])
@@ -421,3 +454,32 @@ def test_histograms_of_large_tensors_under_xla_count_every_entry():
     assert got[:, :, 2].sum(axis=1).tolist() == [90000, 1000, 65536]
     np.testing.assert_allclose(got[:, :, :2], plain[:, :, :2], rtol=1e-6)
     assert np.abs(got[:, :, 2] - plain[:, :, 2]).sum() <= 4  # float rounding at bucket edges, at most
+
+
+def test_epoch_learning_rate_is_the_rate_of_the_epochs_last_step(tmp_path):
+    # With a schedule that changes at an epoch's boundary, epoch/learning_rate was one epoch ahead
+    # of step/learning_rate (read after the last update had moved the schedule on).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(128)  # 4 steps of 32 an epoch
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3], [0.1, 0.01])  # steps 0-3, then 4-
+    trainer = make_trainer(logdir=tmp_path, optimizer=keras.optimizers.SGD(schedule))
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"scalars": 0}).Reload()
+    steps = [round(e.value, 6) for e in events.Scalars("step/learning_rate")]
+    assert steps == [0.1] * 4 + [0.01] * 4
+    assert [round(e.value, 6) for e in events.Scalars("epoch/learning_rate")] == [0.1, 0.01]
+
+
+def test_the_validation_run_exists_only_when_it_has_events(tmp_path):
+    # Every run had a validation/ directory, listed in TensorBoard as an empty run without validation data.
+    from trainkit.writers.tensorboard import RunWriter
+
+    without, with_validation = RunWriter(tmp_path / "a"), RunWriter(tmp_path / "b")
+    for writer in (without, with_validation):
+        writer.scalars("train", 0, {"loss": 1.0})
+    with_validation.scalars("validation", 0, {"val_loss": 2.0})
+    for writer in (without, with_validation):
+        writer.close()
+    assert (tmp_path / "a" / "train").is_dir() and not (tmp_path / "a" / "validation").exists()
+    assert len(list((tmp_path / "b" / "validation").glob("events.out.tfevents.*"))) == 1

@@ -249,7 +249,7 @@ class CompiledLoop:
 
             replicated = distribute.replicated_step(self._strategy, self._step)
 
-        def run(iterator: Any, capacity: int) -> tuple[tf.Tensor, tf.Tensor]:
+        def run(iterator: Any, capacity: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
             count = tf.constant(0)
             for i in tf.range(capacity):
@@ -278,7 +278,9 @@ class CompiledLoop:
         if self._streaming_fn is None:
             self._streaming_fn = self._build_streaming()
         with workers_turn():
-            buffer, count = self._streaming_fn(iterator, capacity)
+            # A tensor, not a Python int: calls of every size (the epoch's remainder, a call cut
+            # short where histograms are due) share one trace.
+            buffer, count = self._streaming_fn(iterator, tf.constant(capacity, tf.int32))
         return self._unpack(buffer.numpy()[: int(count)])
 
     def _unpack(self, buffer: np.ndarray) -> StepOutputs:

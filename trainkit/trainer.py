@@ -93,16 +93,20 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
-def _streamed(loop: CompiledLoop, iterator: Any, capacity: int, source: Any, start_batch: int = 0) -> Iterable[StepOutputs]:
+def _streamed(loop: CompiledLoop, iterator: Any, capacity: int, source: Any, start_batch: int = 0,
+              until_histogram: Callable[[], int] | None = None) -> Iterable[StepOutputs]:
     """The outputs of the compiled calls that run one epoch of ``source`` from ``iterator``.
 
     Calls of up to ``capacity`` steps until the iterator runs dry or, for a source with a number
-    of steps per epoch, that many steps have run.
+    of steps per epoch, that many steps have run. ``until_histogram()``, when given, caps each
+    call at the steps left before the next histogram is due.
     """
     steps = getattr(source, "steps", None)
     remaining = None if steps is None else steps - start_batch
     while remaining is None or remaining > 0:
         wanted = capacity if remaining is None else min(capacity, remaining)
+        if until_histogram is not None:
+            wanted = min(wanted, until_histogram())
         outputs = loop.run_streaming(iterator, wanted)
         yield outputs
         if outputs.steps < wanted:
@@ -366,7 +370,8 @@ class Trainer:
             ``loss`` and the scalars logged with :meth:`log_scalar` only.
         histograms_every: Write histograms of weights, gradients and activations (computed on a
             fixed probe batch, the first training batch, without updating anything) every this
-            many steps, ``"epoch"`` for once per epoch, ``None`` for never. Needs ``logdir``.
+            many steps (compiled calls then end at those steps), ``"epoch"`` for once per
+            epoch, ``None`` for never. Needs ``logdir``.
         step_table_steps: Steps of per-step scalars :meth:`step_table` keeps (the most recent
             ones), so memory stays bounded in long runs; ``None`` keeps every step, ``0`` none.
         hparams: Hyperparameters (name -> str, float, int or bool) to record for TensorBoard's
@@ -1243,13 +1248,15 @@ class Trainer:
         extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         last: StepOutputs | None = None
         last_step = self.step
+        call_began = time.time()  # the next call runs when the loop asks for its outputs
         for outputs in calls:
+            call_ended = time.time()
             if outputs.steps == 0:
                 continue
             first_step, last_step = last_step, last_step + outputs.steps
             self._step = last_step
             if self.writer is not None:
-                self.writer.step_scalars(first_step, outputs.names, outputs.values)
+                self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended))
             self._keep_steps(first_step, outputs)
             callbacks.on_execution_end(first_step, outputs)
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
@@ -1270,6 +1277,7 @@ class Trainer:
                 name = stop_request.signal.name if stop_request.signal else "a signal"
                 saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
                 raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
+            call_began = time.time()
         if last is None and not start_batch:  # a dataset of unknown size that had no batch
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
@@ -1381,7 +1389,7 @@ class Trainer:
             # The partial last batch rides along with the call that ends the epoch.
             tail = tf.constant(partial) if partial is not None else None
             while start < batches:
-                requested, steps = steps, min(steps, batches - start)
+                requested, steps = steps, min(steps, batches - start, self._steps_until_histogram())
                 last_call = start + steps == batches
                 began = time.perf_counter()
                 outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail if last_call else None)
@@ -1423,16 +1431,28 @@ class Trainer:
             return
         order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, _ArraySource) else None
         iterator = self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
-        yield from _streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch)
+        yield from _streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch, self._steps_until_histogram)
 
     def _streaming_calls(self, train: _DatasetSource, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
         if _nothing_left(train, 0, start_batch):
             return
-        yield from _streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch)
+        yield from _streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
+                             self._steps_until_histogram)
 
     def _call_capacity(self) -> int:
         return _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
+
+    def _steps_until_histogram(self) -> int:
+        """Steps left before the next histograms every ``histograms_every`` steps (a large number
+        when they are written per epoch or not at all).
+
+        Histograms are computed between compiled calls, so a call must end where one is due.
+        """
+        every = self.histograms_every
+        if not isinstance(every, int) or self.writer is None:
+            return sys.maxsize
+        return every - self.step % every
 
     def _stop_on_nonfinite_loss(self, step: int) -> None:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
@@ -1628,11 +1648,22 @@ class Trainer:
         if self.writer is None:
             return
         train = {k: v for k, v in logs.items() if not k.startswith("val_")}
-        train["learning_rate"] = float(np.asarray(self.optimizer.learning_rate))
+        train["learning_rate"] = self._last_update_learning_rate()
         self.writer.scalars("train", epoch, train)
         validation = {k: v for k, v in logs.items() if k.startswith("val_")}
         if validation:
             self.writer.scalars("validation", epoch, validation)
+
+    def _last_update_learning_rate(self) -> float:
+        """The learning rate of the last update, as ``step/learning_rate`` shows it.
+
+        ``optimizer.learning_rate`` evaluates a schedule at the optimizer's iteration count, which
+        the last update moved on by one: the epoch's chart was one epoch ahead of its steps'.
+        """
+        schedule = getattr(self.optimizer, "_learning_rate", None)
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return float(schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
+        return float(np.asarray(self.optimizer.learning_rate))
 
     def _close_writer(self) -> None:
         if self.writer is not None:

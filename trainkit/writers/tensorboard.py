@@ -153,16 +153,26 @@ class StepScalarEncoder:
         self._float_bytes = (np.asarray(offsets)[:, None] + np.arange(4)).ravel()
         self._summary_header = b"\x2a" + _varint(len(template))  # Event.summary
 
-    def encode(self, first_step: int, values: np.ndarray, every: int = 1, wall_time: float | None = None) -> list[bytes]:
-        """One serialized ``Event`` per step ``first_step + i`` that is a multiple of ``every``."""
+    def encode(self, first_step: int, values: np.ndarray, every: int = 1, wall_times: tuple[float, float] | None = None) -> list[bytes]:
+        """One serialized ``Event`` per step ``first_step + i`` that is a multiple of ``every``.
+
+        Args:
+            first_step: The global step of ``values[0]``.
+            values: ``[steps, len(tags)]`` scalars.
+            every: Keep only the steps that are multiples of this (none may be: no events).
+            wall_times: When the steps began and ended; each step's wall time is spread evenly
+                in between (a compiled call returns all its steps at once). Now, by default.
+        """
         values = np.asarray(values, np.float32).reshape(-1, len(self.tags))
-        steps = first_step + np.arange(values.shape[0])
-        keep = steps % every == 0
-        steps, values = steps[keep], values[keep]
-        rows = np.tile(self._template, (len(steps), 1))
-        rows[:, self._float_bytes] = values.astype("<f4").view(np.uint8).reshape(len(steps), -1)
-        head = b"\x09" + struct.pack("<d", time.time() if wall_time is None else wall_time) + b"\x10"
-        return [head + _varint(int(step)) + self._summary_header + row.tobytes() for step, row in zip(steps, rows, strict=True)]
+        offsets = np.arange(values.shape[0])
+        keep = (first_step + offsets) % every == 0
+        offsets, values = offsets[keep], values[keep]
+        began, ended = wall_times if wall_times is not None else (time.time(),) * 2
+        times = began + (ended - began) * (offsets + 1) / max(len(keep), 1)
+        rows = np.tile(self._template, (len(offsets), 1))
+        rows[:, self._float_bytes] = values.astype("<f4").view(np.uint8).reshape(len(offsets), len(self._float_bytes))
+        return [b"\x09" + struct.pack("<d", wall) + b"\x10" + _varint(first_step + int(offset)) + self._summary_header + row.tobytes()
+                for offset, wall, row in zip(offsets, times, rows, strict=True)]
 
 
 @functools.cache
@@ -233,14 +243,21 @@ class RunWriter:
     def __init__(self, run_dir: str | Path, *, scalars_every: int = 1) -> None:
         self.run_dir = Path(run_dir)
         self.scalars_every = max(1, int(scalars_every))
-        self._writers = {split: RecordEventWriter(self.run_dir / split) for split in SPLITS}
+        # validation/ is opened with its first event: a run without validation data would
+        # otherwise list an empty "validation" run in TensorBoard.
+        self._writers = {"train": RecordEventWriter(self.run_dir / "train")}
         self._encoders: dict[tuple[str, ...], StepScalarEncoder] = {}
         self._worker = SerialWorker("trainkit-tensorboard")
 
     # -- public API (training thread) -------------------------------------------------------------
-    def step_scalars(self, first_step: int, names: Sequence[str], values: np.ndarray) -> None:
-        """Queues per-step scalars: ``values[i, j]`` is scalar ``names[j]`` at step ``first_step + i``."""
-        self._put(lambda: self._write_step_scalars(first_step, tuple(names), np.asarray(values)))
+    def step_scalars(self, first_step: int, names: Sequence[str], values: np.ndarray, wall_times: tuple[float, float] | None = None) -> None:
+        """Queues per-step scalars: ``values[i, j]`` is scalar ``names[j]`` at step ``first_step + i``.
+
+        ``wall_times``: when the steps began and ended (``time.time()``), spread over the steps
+        for TensorBoard's relative and wall-time axes; the time of queueing by default.
+        """
+        wall_times = wall_times or (time.time(),) * 2
+        self._put(lambda: self._write_step_scalars(first_step, tuple(names), np.asarray(values), wall_times))
 
     def scalars(self, split: str, step: int, values: Mapping[str, float], *, tag: Callable[[str], str] = epoch_tag) -> None:
         """Queues a group of scalars at one step (epoch values by default)."""
@@ -305,11 +322,18 @@ class RunWriter:
 
     def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
         event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
-        self._writers[split].add_event(event)
+        self._split_writer(split).add_event(event)
 
-    def _write_step_scalars(self, first_step: int, names: tuple[str, ...], values: np.ndarray) -> None:
+    def _split_writer(self, split: str) -> RecordEventWriter:
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+        if split not in self._writers:
+            self._writers[split] = RecordEventWriter(self.run_dir / split)
+        return self._writers[split]
+
+    def _write_step_scalars(self, first_step: int, names: tuple[str, ...], values: np.ndarray, wall_times: tuple[float, float]) -> None:
         # One Event per step holding every scalar of the step, encoded for a whole call at once.
         encoder = self._encoders.get(names)
         if encoder is None:
             encoder = self._encoders[names] = StepScalarEncoder([step_tag(n) for n in names])
-        self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every))
+        self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every, wall_times))
