@@ -289,3 +289,20 @@ def test_a_run_whose_best_weights_were_restored_says_which_epoch_it_holds(runner
     best = int(np.argmin(history["val_loss"]))
     assert report["restored"]["epoch"] == best + 1 and report["restored"]["val_loss"] == history["val_loss"][best]
     assert f"early stopping restored the weights of epoch {best + 1}: " in result.output
+
+
+def test_resuming_a_run_early_stopping_ended_has_nothing_left_to_train(runner, tiny_recipe, tmp_path):
+    # The last checkpoint's record said epoch N but not that training had stopped: every resume
+    # trained one more epoch (and early stopping stopped it again).
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.epochs=30",
+            "--set", "optimizer.learning_rate=0.5", "--set", "training.early_stopping={patience: 1}"]
+    assert runner.invoke(app, args).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "stopped" and report["epochs_run"] < 30
+    result = runner.invoke(app, [*args, "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"nothing left to train: the run had already trained its {report['epochs_run']} epochs"), result.output
+    resumed = json.loads((run_dir / "report.json").read_text())
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in report.items() if k != "seconds"}

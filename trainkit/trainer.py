@@ -65,6 +65,11 @@ _STEP_TABLE_STEPS = 10_000
 AUTO_CHECKPOINT_SECONDS = 30.0
 
 
+#: Stop reasons (:attr:`Trainer.stop_reason`) of a run that ended before its last epoch and is
+#: finished: resuming it trains nothing. An interrupted run is not; a NaN stop writes no checkpoint.
+FINISHED_STOP_REASONS = ("stopped",)
+
+
 def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
     """Splits a batch into ``(x, y, sample_weight)``; missing parts are ``None``."""
     if isinstance(batch, tuple | list):
@@ -947,7 +952,10 @@ class Trainer:
             with stop_on_signals() as stop_request, background.training():
                 began = True
                 callback_list.on_train_begin()
-                for epoch in range(initial_epoch, epochs):
+                # A resumed run that a callback ended (early stopping) is finished, like one that
+                # trained all its epochs: nothing is left to train.
+                last_epoch = initial_epoch if self.stop_reason in FINISHED_STOP_REASONS else epochs
+                for epoch in range(initial_epoch, last_epoch):
                     first_batch, start_batch = start_batch, 0
                     logs = self._run_epoch(epoch, train, batch_size, shuffle, callback_list, first_batch, stop_request, callbacks)
                     if self.stop_reason == "nan-loss":
@@ -960,11 +968,14 @@ class Trainer:
                         self._write_histograms(self.step)
                     callback_list.on_epoch_end(epoch, logs)
                     final = epoch + 1 == epochs or self.stop_training
+                    if self.stop_training:
+                        # Before the checkpoint: its record says the run ended here, so resuming
+                        # it trains nothing more (it trained an epoch more on every resume).
+                        self.stop_reason = self.stop_reason or "stopped"
                     if self._checkpoint_due(epoch) or final:
                         saved = self._save_checkpoint(epoch + 1, 0, callbacks)
                         self._final_checkpoint = saved if final else None
                     if self.stop_training:
-                        self.stop_reason = self.stop_reason or "stopped"
                         break
         except BaseException:
             # The error in flight (an interruption, a NaN stop, a user error) is what the caller
@@ -1044,6 +1055,8 @@ class Trainer:
             "callbacks": {k: v for k, v in states.items() if v is not None},
             "findings": [f.to_dict() for f in self.findings],
             "dataset_first_epoch": self._epochs_skipped,
+            # Why training stopped here, if it did ("stopped": a callback ended the run).
+            "stop_reason": self.stop_reason,
             # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
             # so that a resumed run is judged as a whole, not from where it resumed.
             "diagnosis": self._diagnosis_state(),
@@ -1078,6 +1091,8 @@ class Trainer:
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
         self._resumed_diagnosis = progress.get("diagnosis")
         self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
+        if progress.get("stop_reason") in FINISHED_STOP_REASONS:
+            self.stop_reason = progress["stop_reason"]
         states = progress.get("callbacks", {})
         for i, callback in enumerate(callbacks):
             state = states.get(f"{i}:{type(callback).__name__}")
