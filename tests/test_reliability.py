@@ -363,3 +363,33 @@ def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_pa
     resumed = fit(tmp_path / "cut", resume=True)
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
+
+
+def _damage(prefix: Path, how: str) -> None:
+    """Truncates a checkpoint's data file, or deletes its index, as a full disk or a crash might."""
+    if how == "truncated-data":
+        (data,) = prefix.parent.glob(prefix.name + ".data-*")
+        os.truncate(data, 20)
+    else:
+        prefix.with_name(prefix.name + ".index").unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated-data", "missing-index"])
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_next_older_one(tmp_path, capsys, how):
+    # Resuming died with TensorFlow's IndexError / NotFoundError although older checkpoints were intact.
+    whole = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0).history
+    _damage(tmp_path / "checkpoints" / "ckpt-3", how)  # 1 step an epoch: the checkpoint of epoch 3
+    resumed = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history
+    assert resumed == whole  # epoch 3 trained again from the checkpoint of epoch 2
+    assert "warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) ckpt-3 (" in capsys.readouterr().err
+
+
+def test_resuming_when_no_checkpoint_reads_back_is_a_checkpoint_corrupt_error(tmp_path):
+    from trainkit.errors import RunDirError
+
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0)
+    for prefix in ("ckpt-1", "ckpt-2"):
+        _damage(tmp_path / "checkpoints" / prefix, "truncated-data")
+    with pytest.raises(RunDirError) as info:
+        _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert info.value.code == "checkpoint-corrupt" and "ckpt-2 (" in info.value.message and "\n" not in info.value.message

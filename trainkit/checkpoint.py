@@ -12,12 +12,14 @@ a checkpoint without its JSON (a process killed in between) is never restored.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
+from trainkit.errors import RunDirError
 from trainkit.runs import write_atomic
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -83,22 +85,51 @@ class TrainingCheckpoint:
             if record.name not in kept:
                 record.unlink(missing_ok=True)
 
-    def latest(self) -> tuple[str, dict[str, Any]] | None:
-        """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
+    def _records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each checkpoint that has a readable progress record, with that record, newest first."""
         for prefix in reversed(self._manager.checkpoints):
             sidecar = Path(prefix + ".json")
             if sidecar.exists():
                 try:
-                    return prefix, json.loads(sidecar.read_text())
+                    yield prefix, json.loads(sidecar.read_text())
                 except (OSError, json.JSONDecodeError):
                     continue
-        return None
+
+    def latest(self) -> tuple[str, dict[str, Any]] | None:
+        """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
+        return next(self._records(), None)
 
     def restore_latest(self) -> dict[str, Any] | None:
-        """Restores the newest complete checkpoint; returns its progress record, or ``None``."""
-        found = self.latest()
-        if found is None:
-            return None
-        prefix, progress = found
-        self._checkpoint.restore(prefix).assert_existing_objects_matched()
-        return progress
+        """Restores the newest complete checkpoint that reads back; returns its record, or ``None``.
+
+        A damaged checkpoint (a truncated data file, a deleted index) is skipped, with a warning
+        on stderr, for the next older one, as one without its record is.
+
+        Raises:
+            RunDirError: ``checkpoint-corrupt`` when checkpoints exist but none reads back.
+        """
+        damaged: list[str] = []
+        for prefix, progress in self._records():
+            try:
+                self._checkpoint.restore(prefix).assert_existing_objects_matched()
+            except _DAMAGED as err:
+                damaged.append(f"{Path(prefix).name} ({_first_line(err)})")
+                continue
+            if damaged:
+                print(f"warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) {', '.join(damaged)}; resuming from {Path(prefix).name}.", file=sys.stderr)
+            return progress
+        if damaged:
+            raise RunDirError("checkpoint-corrupt", f"No checkpoint in {self.directory} can be read back: {'; '.join(damaged)}. "
+                                                    "Start a new run without --resume.")
+        return None
+
+
+#: What reading a damaged checkpoint raises: a truncated data file reads short (``IndexError``),
+#: a missing or mangled file is a ``NotFoundError`` / ``DataLossError``.
+_DAMAGED = (tf.errors.OpError, IndexError)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (TensorFlow's run to several), with its type."""
+    text = str(err.message if isinstance(err, tf.errors.OpError) else err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
