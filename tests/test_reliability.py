@@ -66,6 +66,17 @@ def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map() if key.startswith("model/")}
 
 
+def _logged_steps(run_dir: Path) -> dict[str, list[int]]:
+    """Every step each tag was logged at, over all event files of ``train/`` and ``validation/``."""
+    steps: dict[str, list[int]] = {}
+    for split in ("train", "validation"):
+        for path in sorted((run_dir / split).glob("events.out.tfevents.*")):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    steps.setdefault(f"{split}/{value.tag}", []).append(event.step)
+    return steps
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("reliability")
@@ -95,6 +106,11 @@ def resume_to_the_end(recipe: Path, logdir: Path, run_dir: Path, reference: dict
     _out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert_same_run(run_dir, reference)
+    # Each step and epoch in TensorBoard once: what the stopped process logged after its
+    # checkpoint was logged again by the resumed one.
+    logged, expected = _logged_steps(run_dir), _logged_steps(reference["run_dir"])
+    for tag in ("train/step/loss", "train/epoch/loss", "validation/epoch/loss"):
+        assert sorted(logged[tag]) == sorted(expected[tag]), tag
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
@@ -393,3 +409,26 @@ def test_resuming_when_no_checkpoint_reads_back_is_a_checkpoint_corrupt_error(tm
     with pytest.raises(RunDirError) as info:
         _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True)
     assert info.value.code == "checkpoint-corrupt" and "ckpt-2 (" in info.value.message and "\n" not in info.value.message
+
+
+def test_a_run_killed_after_its_checkpoint_logs_no_step_twice_when_resumed(tmp_path):
+    # Whatever the killed process logged after its last checkpoint, the resumed run logged again:
+    # TensorBoard showed those steps and epochs twice.
+    import re
+
+    def logged(run_dir: Path) -> dict[str, list[int]]:  # each fit's model has new layer names
+        steps: dict[str, list[int]] = {}
+        for tag, at in _logged_steps(run_dir).items():
+            steps.setdefault(re.sub(r"dense_\d+", "dense", tag), []).extend(at)
+        return {tag: sorted(at) for tag, at in steps.items()}
+
+    fit = dict(epochs=4, batch_size=8, validation_split=0.2, verbose=0)  # 2 steps an epoch
+    _tiny_trainer(tmp_path / "whole", checkpoint_every=2).fit(*_xy(), **fit)
+    _tiny_trainer(tmp_path / "cut", checkpoint_every=2).fit(*_xy(), **fit)
+    # Killed in epoch 4 before its checkpoint, its events written: the newest checkpoint is epoch 2's.
+    (tmp_path / "cut" / "checkpoints" / "ckpt-8.json").unlink()
+    _tiny_trainer(tmp_path / "cut", checkpoint_every=2).fit(*_xy(), **fit, resume=True)
+    resumed = logged(tmp_path / "cut")
+    assert resumed["train/epoch/loss"] == [0, 1, 2, 3] and resumed["validation/epoch/loss"] == [0, 1, 2, 3]
+    assert resumed["train/step/loss"] == list(range(8))
+    assert resumed == logged(tmp_path / "whole")

@@ -39,7 +39,13 @@ from trainkit.modelbuild import ensure_built
 from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
-from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout, histogram_tag
+from trainkit.writers.tensorboard import (
+    RunWriter,
+    custom_scalars_layout,
+    event_file_sizes,
+    histogram_tag,
+    rewind_event_files,
+)
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
@@ -946,7 +952,8 @@ class Trainer:
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
                     callback.check_monitor(logged)
             self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
-            self._write_layout()
+            if not resume:  # a resumed run's event files hold it already
+                self._write_layout()
             self._checkpoint = self._make_checkpoint()
             self._last_checkpoint_time = time.monotonic()
             with stop_on_signals() as stop_request, background.training():
@@ -1044,6 +1051,11 @@ class Trainer:
         if checkpoint is None:
             return None
         self._wait_for_diagnosis()  # the checkpoint records the findings so far
+        event_files = None
+        if self.writer is not None:
+            # What a resumed run must not log twice: everything logged up to here, on disk.
+            self.writer.flush()
+            event_files = event_file_sizes(self.writer.run_dir)
         self._last_checkpoint_time = time.monotonic()
         states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
         progress = {
@@ -1060,6 +1072,8 @@ class Trainer:
             # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
             # so that a resumed run is judged as a whole, not from where it resumed.
             "diagnosis": self._diagnosis_state(),
+            # The event files' sizes: a resume cuts them back to these (None: no events written).
+            "event_files": event_files,
         }
         return checkpoint.save(progress), progress
 
@@ -1086,6 +1100,9 @@ class Trainer:
         if progress is None:
             where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
+        if progress.get("event_files") is not None and self.logdir is not None:
+            # Everything logged after this checkpoint (by a killed process) is logged again from here.
+            rewind_event_files(self.logdir, progress["event_files"])
         self.seed = int(progress["seed"])
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
