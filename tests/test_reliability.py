@@ -432,3 +432,20 @@ def test_a_run_killed_after_its_checkpoint_logs_no_step_twice_when_resumed(tmp_p
     assert resumed["train/epoch/loss"] == [0, 1, 2, 3] and resumed["validation/epoch/loss"] == [0, 1, 2, 3]
     assert resumed["train/step/loss"] == list(range(8))
     assert resumed == logged(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("units", [[5], [4, 4]], ids=["wider", "one-layer-more"])
+def test_resuming_with_another_model_is_a_resume_mismatch_error(tmp_path, units):
+    # Without the run's recipe.yaml to compare, a changed layer width reached the restore: a raw
+    # ValueError (shape mismatch) from TensorFlow.
+    from trainkit.errors import RecipeError
+
+    def trainer(hidden: list[int]) -> Trainer:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), *(keras.layers.Dense(n) for n in hidden), keras.layers.Dense(1)])
+        return Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, logdir=tmp_path, diagnose=False)
+
+    trainer([4]).fit(*_xy(), epochs=1, verbose=0)
+    with pytest.raises(RecipeError) as info:
+        trainer(units).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch" and "\n" not in info.value.message
