@@ -289,3 +289,54 @@ def test_a_run_whose_best_weights_were_restored_says_which_epoch_it_holds(runner
     best = int(np.argmin(history["val_loss"]))
     assert report["restored"]["epoch"] == best + 1 and report["restored"]["val_loss"] == history["val_loss"][best]
     assert f"early stopping restored the weights of epoch {best + 1}: " in result.output
+
+
+def test_resuming_a_run_early_stopping_ended_has_nothing_left_to_train(runner, tiny_recipe, tmp_path):
+    # The last checkpoint's record said epoch N but not that training had stopped: every resume
+    # trained one more epoch (and early stopping stopped it again).
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.epochs=30",
+            "--set", "optimizer.learning_rate=0.5", "--set", "training.early_stopping={patience: 1}"]
+    assert runner.invoke(app, args).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "stopped" and report["epochs_run"] < 30
+    result = runner.invoke(app, [*args, "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"nothing left to train: the run had already trained its {report['epochs_run']} epochs"), result.output
+    resumed = json.loads((run_dir / "report.json").read_text())
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in report.items() if k != "seconds"}
+
+
+def test_a_run_an_error_ends_leaves_a_failed_report_with_its_epochs_so_far(tiny_recipe, tmp_path):
+    # A callback raising mid-run left no report.json (the interrupted path wrote one).
+    from trainkit import Callback
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    class Boom(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("boom")
+
+    logdir = tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="boom"):
+        train_recipe(load_recipe(tiny_recipe, ["training.epochs=4"]), logdir=logdir, verbose=0, callbacks=[Boom()])
+    (run_dir,) = run_dirs(logdir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "failed" and report["epochs_run"] == 2 and len(report["history"]["loss"]) == 2
+
+
+def test_a_resume_that_fails_before_its_checkpoint_came_back_keeps_the_report(tiny_recipe, tmp_path):
+    from trainkit.errors import RunDirError
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe, ["training.checkpoint_every=1"])
+    run_dir = train_recipe(recipe, logdir=tmp_path, verbose=0).run_dir
+    report = (run_dir / "report.json").read_text()
+    for data in (run_dir / "checkpoints").glob("ckpt-*.data-*"):
+        os.truncate(data, 20)
+    with pytest.raises(RunDirError, match="checkpoint-corrupt"):
+        train_recipe(recipe, logdir=tmp_path, verbose=0, resume=run_dir)
+    assert (run_dir / "report.json").read_text() == report

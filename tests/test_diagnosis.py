@@ -868,3 +868,7 @@ def test_resuming_a_finished_run_keeps_its_end_of_run_findings(tmp_path):
                                 metric_variables=[], global_step=tf.Variable(0, dtype=tf.int64)).latest()
     assert latest is not None and latest[1]["findings"] == finished
     assert [f.to_dict() for f in fit(resume=True).findings] == finished
+    # The resume cut the events back to the checkpoint's, end-of-run notes too, and wrote them again.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == finished

@@ -66,6 +66,17 @@ def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map() if key.startswith("model/")}
 
 
+def _logged_steps(run_dir: Path) -> dict[str, list[int]]:
+    """Every step each tag was logged at, over all event files of ``train/`` and ``validation/``."""
+    steps: dict[str, list[int]] = {}
+    for split in ("train", "validation"):
+        for path in sorted((run_dir / split).glob("events.out.tfevents.*")):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    steps.setdefault(f"{split}/{value.tag}", []).append(event.step)
+    return steps
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("reliability")
@@ -95,6 +106,11 @@ def resume_to_the_end(recipe: Path, logdir: Path, run_dir: Path, reference: dict
     _out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert_same_run(run_dir, reference)
+    # Each step and epoch in TensorBoard once: what the stopped process logged after its
+    # checkpoint was logged again by the resumed one.
+    logged, expected = _logged_steps(run_dir), _logged_steps(reference["run_dir"])
+    for tag in ("train/step/loss", "train/epoch/loss", "validation/epoch/loss"):
+        assert sorted(logged[tag]) == sorted(expected[tag]), tag
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
@@ -363,3 +379,73 @@ def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_pa
     resumed = fit(tmp_path / "cut", resume=True)
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
+
+
+def _damage(prefix: Path, how: str) -> None:
+    """Truncates a checkpoint's data file, or deletes its index, as a full disk or a crash might."""
+    if how == "truncated-data":
+        (data,) = prefix.parent.glob(prefix.name + ".data-*")
+        os.truncate(data, 20)
+    else:
+        prefix.with_name(prefix.name + ".index").unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated-data", "missing-index"])
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_next_older_one(tmp_path, capsys, how):
+    # Resuming died with TensorFlow's IndexError / NotFoundError although older checkpoints were intact.
+    whole = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0).history
+    _damage(tmp_path / "checkpoints" / "ckpt-3", how)  # 1 step an epoch: the checkpoint of epoch 3
+    resumed = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history
+    assert resumed == whole  # epoch 3 trained again from the checkpoint of epoch 2
+    assert "warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) ckpt-3 (" in capsys.readouterr().err
+
+
+def test_resuming_when_no_checkpoint_reads_back_is_a_checkpoint_corrupt_error(tmp_path):
+    from trainkit.errors import RunDirError
+
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0)
+    for prefix in ("ckpt-1", "ckpt-2"):
+        _damage(tmp_path / "checkpoints" / prefix, "truncated-data")
+    with pytest.raises(RunDirError) as info:
+        _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert info.value.code == "checkpoint-corrupt" and "ckpt-2 (" in info.value.message and "\n" not in info.value.message
+
+
+def test_a_run_killed_after_its_checkpoint_logs_no_step_twice_when_resumed(tmp_path):
+    # Whatever the killed process logged after its last checkpoint, the resumed run logged again:
+    # TensorBoard showed those steps and epochs twice.
+    import re
+
+    def logged(run_dir: Path) -> dict[str, list[int]]:  # each fit's model has new layer names
+        steps: dict[str, list[int]] = {}
+        for tag, at in _logged_steps(run_dir).items():
+            steps.setdefault(re.sub(r"dense_\d+", "dense", tag), []).extend(at)
+        return {tag: sorted(at) for tag, at in steps.items()}
+
+    fit = dict(epochs=4, batch_size=8, validation_split=0.2, verbose=0)  # 2 steps an epoch
+    _tiny_trainer(tmp_path / "whole", checkpoint_every=2).fit(*_xy(), **fit)
+    _tiny_trainer(tmp_path / "cut", checkpoint_every=2).fit(*_xy(), **fit)
+    # Killed in epoch 4 before its checkpoint, its events written: the newest checkpoint is epoch 2's.
+    (tmp_path / "cut" / "checkpoints" / "ckpt-8.json").unlink()
+    _tiny_trainer(tmp_path / "cut", checkpoint_every=2).fit(*_xy(), **fit, resume=True)
+    resumed = logged(tmp_path / "cut")
+    assert resumed["train/epoch/loss"] == [0, 1, 2, 3] and resumed["validation/epoch/loss"] == [0, 1, 2, 3]
+    assert resumed["train/step/loss"] == list(range(8))
+    assert resumed == logged(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("units", [[5], [4, 4]], ids=["wider", "one-layer-more"])
+def test_resuming_with_another_model_is_a_resume_mismatch_error(tmp_path, units):
+    # Without the run's recipe.yaml to compare, a changed layer width reached the restore: a raw
+    # ValueError (shape mismatch) from TensorFlow.
+    from trainkit.errors import RecipeError
+
+    def trainer(hidden: list[int]) -> Trainer:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), *(keras.layers.Dense(n) for n in hidden), keras.layers.Dense(1)])
+        return Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, logdir=tmp_path, diagnose=False)
+
+    trainer([4]).fit(*_xy(), epochs=1, verbose=0)
+    with pytest.raises(RecipeError) as info:
+        trainer(units).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch" and "\n" not in info.value.message

@@ -12,12 +12,14 @@ a checkpoint without its JSON (a process killed in between) is never restored.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
+from trainkit.errors import RecipeError, RunDirError
 from trainkit.runs import write_atomic
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -51,12 +53,12 @@ class TrainingCheckpoint:
         max_to_keep: int = 3,
     ) -> None:
         self.directory = Path(directory)
-        self._checkpoint = tf.train.Checkpoint(
-            model=_tf_variables(model_variables),
-            optimizer=_tf_variables(optimizer_variables),
-            metrics=_tf_variables(metric_variables),
-            global_step=global_step,
-        )
+        self._groups = {
+            "model": _tf_variables(model_variables),
+            "optimizer": _tf_variables(optimizer_variables),
+            "metrics": _tf_variables(metric_variables),
+        }
+        self._checkpoint = tf.train.Checkpoint(**self._groups, global_step=global_step)
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
 
     def save(self, progress: Mapping[str, Any]) -> Path:
@@ -83,22 +85,76 @@ class TrainingCheckpoint:
             if record.name not in kept:
                 record.unlink(missing_ok=True)
 
-    def latest(self) -> tuple[str, dict[str, Any]] | None:
-        """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
+    def _records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each checkpoint that has a readable progress record, with that record, newest first."""
         for prefix in reversed(self._manager.checkpoints):
             sidecar = Path(prefix + ".json")
             if sidecar.exists():
                 try:
-                    return prefix, json.loads(sidecar.read_text())
+                    yield prefix, json.loads(sidecar.read_text())
                 except (OSError, json.JSONDecodeError):
                     continue
-        return None
+
+    def latest(self) -> tuple[str, dict[str, Any]] | None:
+        """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
+        return next(self._records(), None)
 
     def restore_latest(self) -> dict[str, Any] | None:
-        """Restores the newest complete checkpoint; returns its progress record, or ``None``."""
-        found = self.latest()
-        if found is None:
-            return None
-        prefix, progress = found
-        self._checkpoint.restore(prefix).assert_existing_objects_matched()
-        return progress
+        """Restores the newest complete checkpoint that reads back; returns its record, or ``None``.
+
+        A damaged checkpoint (a truncated data file, a deleted index) is skipped, with a warning
+        on stderr, for the next older one, as one without its record is.
+
+        Raises:
+            RunDirError: ``checkpoint-corrupt`` when checkpoints exist but none reads back.
+            RecipeError: ``resume-mismatch`` when the checkpoint holds variables of another model.
+        """
+        damaged: list[str] = []
+        for prefix, progress in self._records():
+            try:
+                # Compared first: a restore that fails on a shape leaves TensorFlow's warnings
+                # about unrestored values under the error, and restores some variables.
+                mismatch = self._mismatch(prefix)
+                if mismatch is None:
+                    self._checkpoint.restore(prefix).assert_existing_objects_matched()
+            except _DAMAGED as err:
+                damaged.append(f"{Path(prefix).name} ({_first_line(err)})")
+                continue
+            if mismatch is not None:
+                # Another model (a changed layer width, an extra layer): no checkpoint of the run fits.
+                raise RecipeError("resume-mismatch", f"The checkpoint {prefix} was written for another model: {mismatch}. "
+                                                     "Resume with the same recipe (model) and --set options, or start a new run.")
+            if damaged:
+                print(f"warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) {', '.join(damaged)}; resuming from {Path(prefix).name}.", file=sys.stderr)
+            return progress
+        if damaged:
+            raise RunDirError("checkpoint-corrupt", f"No checkpoint in {self.directory} can be read back: {'; '.join(damaged)}. "
+                                                    "Start a new run without --resume.")
+        return None
+
+    def _mismatch(self, prefix: str) -> str | None:
+        """How the variables saved at ``prefix`` differ from this run's (count, shapes); ``None``: they fit."""
+        saved = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+        for group, variables in self._groups.items():
+            count = sum(1 for key in saved if key.startswith(f"{group}/") and key.endswith(_VALUE))
+            if count != len(variables):
+                return f"it holds {count} {group} variables, this run has {len(variables)}"
+            for i, variable in enumerate(variables):
+                shape = list(saved[f"{group}/{i}/{_VALUE}"])
+                if shape != variable.shape.as_list():
+                    return f"{group} variable {variable.name} has shape {shape} there, {variable.shape.as_list()} here"
+        return None
+
+
+#: The key suffix of a variable's value in a checkpoint (``model/0/.ATTRIBUTES/VARIABLE_VALUE``).
+_VALUE = ".ATTRIBUTES/VARIABLE_VALUE"
+
+#: What reading a damaged checkpoint raises: a truncated data file reads short (``IndexError``),
+#: a missing or mangled file is a ``NotFoundError`` / ``DataLossError``.
+_DAMAGED = (tf.errors.OpError, IndexError)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (TensorFlow's run to several), with its type."""
+    text = str(err.message if isinstance(err, tf.errors.OpError) else err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -53,7 +54,7 @@ class RunResult:
     history: History
     trainer: Trainer
     seconds: float
-    status: str = "completed"  # or "interrupted", "nan-loss", "stopped" (early stopping)
+    status: str = "completed"  # or "interrupted", "nan-loss", "stopped" (early stopping), "failed" (an error)
     resumed_epochs: int = 0  # epochs the run had trained before this (resumed) process
     # Early stopping put back the weights of this epoch (0-based): the model is not the last
     # epoch's, whose values the History ends with.
@@ -169,6 +170,7 @@ def train_recipe(
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     started = time.perf_counter()
     run_callbacks = [*recipe_callbacks(recipe), *callbacks]
+    history_before = trainer.history  # fit replaces it (a resume, with the checkpoint's)
     try:
         history = trainer.fit(
             splits.x_train,
@@ -200,11 +202,27 @@ def train_recipe(
         if chief:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise TrainingInterrupted("interrupted", NOTHING_TRAINED) from None
+    except Exception:
+        # An error in training or in user code (a callback, say): the report still says how far
+        # the run got and what was found so far (fit made no end-of-run verdicts for it). A resume
+        # that failed before its checkpoint came back leaves the run's report as it was.
+        if chief and (resume_dir is None or trainer.history is not history_before):
+            _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
+                                           resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks)), recipe)
+        raise
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
                        resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
     if chief:
         write_report(result, recipe)
     return result
+
+
+def _write_failed_report(result: RunResult, recipe: Recipe) -> None:
+    """Writes the report of a run an error ended, without replacing that error if writing fails."""
+    try:
+        write_report(result, recipe)
+    except Exception as err:  # the run directory gone, say: the error in flight is what matters
+        print(f"trainkit: could not write the report of the failed run: {type(err).__name__}: {err}", file=sys.stderr)
 
 
 def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:

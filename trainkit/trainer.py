@@ -39,7 +39,13 @@ from trainkit.modelbuild import ensure_built
 from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
-from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout, histogram_tag
+from trainkit.writers.tensorboard import (
+    RunWriter,
+    custom_scalars_layout,
+    event_file_sizes,
+    histogram_tag,
+    rewind_event_files,
+)
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
@@ -63,6 +69,11 @@ _STEP_TABLE_STEPS = 10_000
 #: of a small model takes ~30 ms, longer than a 10k-row epoch of it, so saving every epoch would
 #: more than double such runs; a crash still loses at most this long plus one epoch.
 AUTO_CHECKPOINT_SECONDS = 30.0
+
+
+#: Stop reasons (:attr:`Trainer.stop_reason`) of a run that ended before its last epoch and is
+#: finished: resuming it trains nothing. An interrupted run is not; a NaN stop writes no checkpoint.
+FINISHED_STOP_REASONS = ("stopped",)
 
 
 def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
@@ -946,13 +957,17 @@ class Trainer:
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
                     callback.check_monitor(logged)
             self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
-            self._write_layout()
+            if not resume:  # a resumed run's event files hold it already
+                self._write_layout()
             self._checkpoint = self._make_checkpoint()
             self._last_checkpoint_time = time.monotonic()
             with stop_on_signals() as stop_request, background.training():
                 began = True
                 callback_list.on_train_begin()
-                for epoch in range(initial_epoch, epochs):
+                # A resumed run that a callback ended (early stopping) is finished, like one that
+                # trained all its epochs: nothing is left to train.
+                last_epoch = initial_epoch if self.stop_reason in FINISHED_STOP_REASONS else epochs
+                for epoch in range(initial_epoch, last_epoch):
                     first_batch, start_batch = start_batch, 0
                     logs = self._run_epoch(epoch, train, batch_size, shuffle, callback_list, first_batch, stop_request, callbacks)
                     if self.stop_reason == "nan-loss":
@@ -965,11 +980,14 @@ class Trainer:
                         self._write_histograms(self.step)
                     callback_list.on_epoch_end(epoch, logs)
                     final = epoch + 1 == epochs or self.stop_training
+                    if self.stop_training:
+                        # Before the checkpoint: its record says the run ended here, so resuming
+                        # it trains nothing more (it trained an epoch more on every resume).
+                        self.stop_reason = self.stop_reason or "stopped"
                     if self._checkpoint_due(epoch) or final:
                         saved = self._save_checkpoint(epoch + 1, 0, callbacks)
                         self._final_checkpoint = saved if final else None
                     if self.stop_training:
-                        self.stop_reason = self.stop_reason or "stopped"
                         break
         except BaseException:
             # The error in flight (an interruption, a NaN stop, a user error) is what the caller
@@ -1038,6 +1056,11 @@ class Trainer:
         if checkpoint is None:
             return None
         self._wait_for_diagnosis()  # the checkpoint records the findings so far
+        event_files = None
+        if self.writer is not None:
+            # What a resumed run must not log twice: everything logged up to here, on disk.
+            self.writer.flush()
+            event_files = event_file_sizes(self.writer.run_dir)
         self._last_checkpoint_time = time.monotonic()
         states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
         progress = {
@@ -1049,9 +1072,13 @@ class Trainer:
             "callbacks": {k: v for k, v in states.items() if v is not None},
             "findings": [f.to_dict() for f in self.findings],
             "dataset_first_epoch": self._epochs_skipped,
+            # Why training stopped here, if it did ("stopped": a callback ended the run).
+            "stop_reason": self.stop_reason,
             # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
             # so that a resumed run is judged as a whole, not from where it resumed.
             "diagnosis": self._diagnosis_state(),
+            # The event files' sizes: a resume cuts them back to these (None: no events written).
+            "event_files": event_files,
         }
         return checkpoint.save(progress), progress
 
@@ -1078,11 +1105,16 @@ class Trainer:
         if progress is None:
             where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
+        if progress.get("event_files") is not None and self.logdir is not None:
+            # Everything logged after this checkpoint (by a killed process) is logged again from here.
+            rewind_event_files(self.logdir, progress["event_files"])
         self.seed = int(progress["seed"])
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
         self._resumed_diagnosis = progress.get("diagnosis")
         self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
+        if progress.get("stop_reason") in FINISHED_STOP_REASONS:
+            self.stop_reason = progress["stop_reason"]
         states = progress.get("callbacks", {})
         for i, callback in enumerate(callbacks):
             state = states.get(f"{i}:{type(callback).__name__}")

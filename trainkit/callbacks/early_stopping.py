@@ -71,12 +71,16 @@ class EarlyStopping(Callback):
                 self.trainer.model.set_weights(self._best_weights)
 
     def get_state(self) -> dict[str, Any]:
-        """Best value, its epoch, epochs waited, and the best weights when they are restored."""
+        """Best value, its epoch, epochs waited, the best weights when they are restored, the epoch it stopped at."""
         weights = [w.tolist() for w in self._best_weights] if self._best_weights is not None else None
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": weights}
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": weights,
+                "stopped_epoch": self.stopped_epoch}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = float(state["best"]), state["best_epoch"], int(state["wait"])
+        # Set only in the checkpoint of the epoch it stopped at: a resume of that finished run
+        # reports the weights it restored, as the run did.
+        self.stopped_epoch = state.get("stopped_epoch")
         weights = state.get("best_weights")
         self._best_weights = [np.asarray(w, dtype=np.float32) for w in weights] if weights is not None else None
         self._resumed = True

@@ -34,6 +34,37 @@ from trainkit import stats
 from trainkit.background import SerialWorker, WorkerClosedError
 
 SPLITS = ("train", "validation")
+EVENT_FILES = "events.out.tfevents.*"
+
+
+def event_file_sizes(run_dir: str | Path) -> dict[str, int]:
+    """The size in bytes of each event file under a run's ``train/`` and ``validation/``.
+
+    A checkpoint records them (after :meth:`RunWriter.flush`), keyed by the path relative to
+    ``run_dir``, so that a resumed run can drop what was logged after it
+    (:func:`rewind_event_files`).
+    """
+    run_dir = Path(run_dir)
+    return {f"{split}/{path.name}": path.stat().st_size for split in SPLITS for path in sorted((run_dir / split).glob(EVENT_FILES))}
+
+
+def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> None:
+    """Puts a run's event files back as :func:`event_file_sizes` found them at a checkpoint.
+
+    Each recorded file is cut back to its recorded size (a record boundary: the sizes were taken
+    after a flush) and event files the record does not list, opened after the checkpoint, are
+    deleted. The run resumed from that checkpoint logs those steps and epochs again: TensorBoard
+    showed them twice, and a ``SessionLog.START`` purge cannot help, as ``train/`` holds both
+    epoch- and step-indexed series.
+    """
+    run_dir = Path(run_dir)
+    for split in SPLITS:
+        for path in (run_dir / split).glob(EVENT_FILES):
+            size = sizes.get(f"{split}/{path.name}")
+            if size is None:
+                path.unlink(missing_ok=True)
+            elif path.stat().st_size > size:
+                os.truncate(path, size)
 
 
 def step_tag(name: str) -> str:
