@@ -449,3 +449,10 @@ def test_resuming_with_another_model_is_a_resume_mismatch_error(tmp_path, units)
     with pytest.raises(RecipeError) as info:
         trainer(units).fit(*_xy(), epochs=2, verbose=0, resume=True)
     assert info.value.code == "resume-mismatch" and "\n" not in info.value.message
+
+
+def test_a_resumed_run_keeps_its_one_hparams_record(tmp_path):
+    # Each resume wrote another HParams file into the run's root.
+    _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.01}).fit(*_xy(), epochs=1, verbose=0)
+    _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.01}).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert len(list(tmp_path.glob("*.hparams"))) == 1

@@ -950,7 +950,7 @@ class Trainer:
         try:
             # Inside the try: a failure here (a train_step that returns no dict, say) still
             # closes the TensorBoard writer opened first.
-            self._open_writer()
+            self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
             self._build_train_loop(train)
             logged = self.epoch_log_names(validation is not None)
             for callback in callbacks:
@@ -1602,7 +1602,7 @@ class Trainer:
         return rows
 
     # -- TensorBoard ------------------------------------------------------------------------------
-    def _open_writer(self) -> None:
+    def _open_writer(self, *, hparams: bool = True) -> None:
         if self.logdir is None or self.writer is not None or not self.is_chief:
             return
         try:
@@ -1615,7 +1615,7 @@ class Trainer:
         self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
         for name, markdown in self._pending_texts.items():
             self.writer.text("train", 0, name, markdown)
-        if self.hparams:
+        if self.hparams and hparams:
             write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
 
     def _write_layout(self) -> None:
