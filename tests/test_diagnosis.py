@@ -504,6 +504,63 @@ def test_chance_loss_is_the_loss_of_the_best_constant_prediction(task, loss, y, 
     assert baseline is not None and baseline.loss == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.parametrize(("task", "loss", "y"), [
+    ("binary", "binary_crossentropy", np.array([[0.0]] * 90 + [[1.0]] * 10)),
+    ("multiclass", "sparse_categorical_crossentropy", np.arange(100) % 3),
+    ("multiclass", "categorical_crossentropy", np.eye(3)[np.arange(100) % 3]),
+    ("regression", "mse", np.arange(100, dtype=float).reshape(-1, 1)),
+    ("regression", "mae", np.arange(100, dtype=float).reshape(-1, 1)),
+])
+def test_weighted_chance_loss_is_the_best_weighted_constant_with_trainings_reduction(task, loss, y):
+    # Sample weights with mean ~5 made a healthy run's first loss "3.7x chance", weights summing
+    # to 1 made it "far below chance": the chance level was unweighted, the training loss weighted.
+    from trainkit.resolve import get_loss
+
+    w = np.random.default_rng(0).uniform(1, 9, len(y))
+    baseline = chance_loss(task, loss, y, sample_weight=w)
+    assert baseline is not None and "weights" in baseline.detail
+    fn = get_loss(loss)
+    rows = len(y)
+    shape = (rows, 3) if loss == "sparse_categorical_crossentropy" else y.shape
+
+    def weighted(constant: np.ndarray) -> float:
+        pred = np.broadcast_to(constant, shape).astype(np.float32)
+        return float(fn(y.astype(np.float32), pred, sample_weight=w.astype(np.float32)))
+
+    # No constant does better, with the loss training reports (sum(w * loss) / rows).
+    if task == "regression":
+        candidates = [np.array([c]) for c in np.linspace(0, 99, 199)]
+    elif task == "binary":
+        candidates = [np.array([p]) for p in np.linspace(0.01, 0.99, 99)]
+    else:
+        candidates = [p / p.sum() for p in np.random.default_rng(1).uniform(0.05, 1, (300, 3))]
+    assert baseline.loss <= min(weighted(c) for c in candidates) + 1e-4
+    # Weights that sum to 1 scale it by 1 / (5 * rows) or so: far below the unweighted level.
+    tiny = chance_loss(task, loss, y, sample_weight=w / w.sum())
+    assert tiny.loss == pytest.approx(baseline.loss / w.sum(), rel=1e-3)
+    # All-ones weights are no weights; unusable ones give no chance level rather than a wrong one.
+    assert chance_loss(task, loss, y, sample_weight=np.ones(rows)) == chance_loss(task, loss, y)
+    assert chance_loss(task, loss, y, sample_weight=np.ones(rows - 1)) is None
+
+
+def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
+    # class_weight {0: 1, 1: 19} gave initial-loss-too-high 4.8x and underfitting at 103% of
+    # chance on a run with validation AUC 0.986.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4)).astype(np.float32)
+    y = (x[:, 0] > 1.2).astype(np.float32).reshape(-1, 1)
+    w = rng.uniform(1, 9, len(y)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    trainer.fit(x, y, epochs=1, batch_size=50, verbose=0, sample_weight=w, class_weight={0: 1.0, 1: 19.0})
+    rows = w * np.where(y[:, 0] == 1, 19.0, 1.0)
+    expected = chance_loss("binary", "binary_crossentropy", y, sample_weight=rows)
+    context = trainer._live_diagnosis.diagnoser.context
+    assert context.chance_loss == pytest.approx(expected.loss, rel=1e-4)
+    assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
+
+
 def test_chance_loss_is_unknown_for_losses_without_a_constant_baseline():
     assert chance_loss("binary", "hinge", np.array([[0.0], [1.0]])) is None
     assert chance_loss("binary", "binary_crossentropy", np.array(["a", "b"])) is None

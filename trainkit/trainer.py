@@ -1095,12 +1095,13 @@ class Trainer:
         self._live_diagnosis = None
         if not self.diagnose:
             return []
-        from trainkit.diagnosis.callback import DiagnosisCallback, source_targets
+        from trainkit.diagnosis.callback import DiagnosisCallback, source_targets_and_weights
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
         self._live_diagnosis = callback
         in_memory = isinstance(train, _ArraySource)
-        callback.prepare(targets=source_targets(train), callbacks=callbacks, console=console[0].console if console else None,
+        targets, weights = source_targets_and_weights(train)
+        callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
