@@ -307,7 +307,7 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     assert "raise the learning rate" in f.advice
 
 
-@pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu"])
+@pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu", "saturated-activations"])
 def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(code):
     # Learning rate 1.0 got lr-too-high ("Lower the learning rate") and underfitting "... or raise
     # the learning rate (... 3 (now 1))".
@@ -361,6 +361,37 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     s.val_loss = lambda e: 0.71 - 0.005 * e
     f = finding(s.run(), "lr-too-low")
     assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
+
+
+def slow_stream(ratio: float) -> Stream:
+    """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: ratio
+    s.train_loss = lambda e, st: 0.70 - 0.005 * e
+    s.val_loss = lambda e: 0.71 - 0.005 * e
+    return s
+
+
+@pytest.mark.parametrize("blocked", ["zero-updates", "dead", "saturated", "vanishing"])
+def test_lr_too_low_defers_when_no_gradient_flows(blocked):
+    # ReLUs dead from a bias of -5 gave dead-relu "lower the learning rate" and lr-too-low (update
+    # ratio exactly 0) "raise it"; a saturated 10-layer tanh stack the same pair.
+    s = slow_stream(0.0 if blocked == "zero-updates" else 1e-4)
+    if blocked == "dead":
+        s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    elif blocked == "saturated":
+        s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.7
+    elif blocked == "vanishing":
+        s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-8
+    d = s.run()
+    assert "lr-too-low" not in codes(d)
+    if blocked != "zero-updates":
+        assert {"dead-relu", "saturated-activations", "vanishing-gradients"} & set(codes(d))
+    # Partial saturation (an info note) stalls nothing: the learning rate is still the verdict.
+    s = slow_stream(1e-4)
+    s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.3
+    assert "lr-too-low" in codes(s.run())
 
 
 # -- gradients -------------------------------------------------------------------------------------

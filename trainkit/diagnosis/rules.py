@@ -87,6 +87,9 @@ class Thresholds:
     lr_high_ratio: float = 0.1
     lr_high_spike: float = 3.0
     lr_low_ratio: float = 7e-4
+    # ... but a ratio of ~0 means no gradient reaches the weights (dead or saturated units): it
+    # says nothing about the learning rate (ReLUs dead from a bias of -5 measured exactly 0).
+    lr_low_min_ratio: float = 1e-8
     # Too low: the loss still falls steadily at the end but has fallen less than this fraction.
     lr_low_max_improvement: float = 0.5
     # Vanishing gradients (AUTOTRAINER: |g_first| / |g_last| < 1e-3; DeepDiagnosis: < 1e-7).
@@ -229,13 +232,21 @@ def _initial(view: Diagnoser) -> np.ndarray:
 
 
 #: Findings whose advice is to lower the learning rate: no rule may then advise raising it.
-LR_LOWERING = ("lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu")
+#: Saturation counts as a warning only (its info note stalls nothing).
+LR_LOWERING = ("lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu", "saturated-activations")
+#: Findings that explain tiny updates by gradients that do not flow, whatever the learning rate.
+GRADIENT_BLOCKED = ("dead-relu", "saturated-activations", "vanishing-gradients")
+
+
+def _found(view: Diagnoser, codes: Iterable[str]) -> list[str]:
+    """Those of ``codes`` found so far in the run (as warnings or errors), in ``codes``' order."""
+    found = {f.code for f in view.findings if f.severity != "info"}
+    return [code for code in codes if code in found]
 
 
 def _lr_lowering_found(view: Diagnoser) -> list[str]:
     """The codes of :data:`LR_LOWERING` found so far in the run."""
-    found = {f.code for f in view.findings}
-    return [code for code in LR_LOWERING if code in found]
+    return _found(view, LR_LOWERING)
 
 
 def _curves_ready(view: Diagnoser) -> bool:
@@ -685,6 +696,11 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         return None
     ratio, per_layer = _early_update_ratio(view)
     if ratio is None or ratio >= view.t.lr_low_ratio:
+        return None
+    # Updates of ~0 (no gradient flows), or units found dead or saturated, or a vanishing
+    # gradient: the steps are small because the gradients are, and a larger learning rate
+    # contradicted those findings' advice (dead-relu: lower it). Those findings carry the fix.
+    if ratio < view.t.lr_low_min_ratio or _found(view, (*LR_LOWERING, *GRADIENT_BLOCKED)):
         return None
     losses = view.epoch_losses()
     if not np.isfinite(losses).all():
