@@ -455,6 +455,20 @@ def test_dead_relu_names_the_layer_the_fraction_and_since_when():
     assert f.layer == "dense_1" and f.evidence["since_epoch"] == 6 and f.evidence["dead_fraction"] == pytest.approx(0.8)
 
 
+def test_relus_dead_before_the_first_update_get_initialisation_advice():
+    # A bias of -5 kills every unit at initialisation; the advice led with "Lower the learning rate".
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    f = finding(s.run(), "dead-relu")
+    assert f.evidence["first_step_dead_fraction"] == 1.0 and "first step" in f.message
+    assert f.advice.startswith("Fix the initialisation") and "bias_initializer" in f.advice
+    assert "Lower the learning rate" not in f.advice
+    # Killed during training (alive at the first step): the learning rate comes first.
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.05 if e == st == 0 else 1.0
+    f = finding(s.run(), "dead-relu")
+    assert "first_step_dead_fraction" not in f.evidence and f.advice.startswith("Lower the learning rate")
+
+
 def test_a_transient_dead_spell_is_not_reported():
     s = Stream()
     s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e == 6 else 0.05

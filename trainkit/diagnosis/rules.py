@@ -796,16 +796,44 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             continue
         layer = _layer_of(name)
         fraction = float(values[-1])
+        at_start = _dead_at_start(view, name)
+        evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
+                    "first_epoch_dead_fraction": float(values[0])}
+        if at_start is not None:
+            evidence["first_step_dead_fraction"] = at_start
         issues.append(Issue(
             f"{fraction:.0%} of the units of layer '{layer}' output 0 for every example of a batch "
-            f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}: "
-            f"dead ReLUs pass no gradient and never recover.",
-            f"Lower the learning rate ({_lr_text(view, 0.1)}) — one big update is the usual killer —, use "
-            f"kernel_initializer: he_normal for this layer, standardise the inputs, or use "
-            f"activation: leaky_relu (or elu).",
-            {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
-             "first_epoch_dead_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch))
+            f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
+            + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
+            + ": dead ReLUs pass no gradient and never recover.",
+            _dead_relu_advice(view, at_start is not None), evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
+
+
+def _dead_at_start(view: Diagnoser, name: str) -> float | None:
+    """The dead fraction of the run's first step when it was already over the threshold, else ``None``.
+
+    The first step's activations come from the initial weights: units dead there were killed by
+    the initialisation (a negative bias, a bad kernel init) or the input scale, not by an update.
+    """
+    if view.first_step != 0:
+        return None
+    first = view.first_values(name)
+    if first.size == 0 or not np.isfinite(first[0]) or first[0] < view.t.dead_fraction:
+        return None
+    return float(first[0])
+
+
+def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
+    """dead-relu's fix: the initialisation first when the units were dead before any update."""
+    if from_init:
+        return ("Fix the initialisation of this layer: bias_initializer: zeros (a negative bias switches "
+                "units off for every input) and kernel_initializer: he_normal; standardise the inputs "
+                "(preprocessing: {standardize_inputs: true}), or use activation: leaky_relu (or elu). "
+                "The learning rate did not kill these units: they were dead before the first update.")
+    return (f"Lower the learning rate ({_lr_text(view, 0.1)}) — one big update is the usual killer —, use "
+            f"kernel_initializer: he_normal for this layer, standardise the inputs, or use "
+            f"activation: leaky_relu (or elu).")
 
 
 def saturated_activations(view: Diagnoser) -> list[Issue]:
