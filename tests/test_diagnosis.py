@@ -212,6 +212,19 @@ def test_a_training_loss_far_above_chance_is_not_at_chance():
     assert "loss-at-chance" not in codes(s.run())
 
 
+def test_a_regression_ending_far_worse_than_the_mean_gets_a_verdict():
+    # Raw diabetes targets: 40 epochs ended at 4.5x the target variance with no finding at all.
+    s = Stream(task="regression", chance=1.0)
+    s.train_loss = lambda e, st: 6.0 - 0.05 * e
+    s.val_loss = lambda e: 6.2 - 0.05 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["ratio"] > 4 and "mean" in f.message and "standardize_targets" in f.advice
+    # A diverging run is diverging-loss's (and lr-too-high's) to explain.
+    d = Diagnoser(s.context)
+    d.replace(Finding("diverging-loss", "error", "m", "Lower the learning rate."))
+    assert "loss-at-chance" not in codes(s.run(diagnoser=d))
+
+
 def test_a_loss_still_falling_fast_towards_chance_has_not_stayed_at_chance():
     # 3 epochs of mlp_binary: 0.918 -> 0.795 -> 0.710 (chance 0.693) "stayed at the chance level".
     s = Stream(epochs=3)
