@@ -6,6 +6,7 @@ healthy stream (no rule may fire on it). The streams use the statistic names of 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -377,6 +378,25 @@ def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
     for layer in LAYERS:
         calm.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.8
     assert "lr-too-high" not in codes(calm.run())
+
+
+def test_lr_too_high_from_the_very_first_steps_before_the_units_die():
+    # Adam lr=1.0: update ratio 0.99 at step 0, then ~0 once the ReLUs died: the median over the
+    # first 32 steps (0.03) missed it; diverging-loss advised lr 0.1, still 100x Adam's default.
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.99 if e == st == 0 else 1e-5
+    base = s.train_loss
+    s.train_loss = lambda e, st: 500.0 if (e, st) == (0, 3) else base(e, st)
+    d = s.run()
+    f = finding(d, "lr-too-high")
+    assert f.evidence["update_ratio_median"] == pytest.approx(0.99)
+    # Diverging's advice: 10x lower, and at most 1e-3 for Adam.
+    assert "learning_rate: 0.0001} (now 0.001)" in finding(d, "diverging-loss").advice
+    s.context = dataclasses.replace(s.context, learning_rate=1.0)
+    assert "learning_rate: 0.001} (now 1)" in finding(s.run(), "diverging-loss").advice
+    # A healthy run's first steps (bias ratios of 1 at their first update included) stay quiet.
+    assert "lr-too-high" not in codes(Stream().run())
 
 
 def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():

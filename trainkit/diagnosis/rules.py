@@ -90,6 +90,10 @@ class Thresholds:
     # shrink with convergence: healthy Adam(1e-3) runs measured 1.4e-3..6e-3 there, Adam(1e-4)
     # 4e-4; later in a healthy run the ratio falls to ~3e-4, so the whole-run median cannot tell.
     lr_high_ratio: float = 0.1
+    # ... also judged on each of the very first steps (median over the weight matrices): Adam at
+    # lr 1.0 measured 0.99 at step 0, but a median of 0.03 over 32 steps once its ReLUs had died;
+    # Adam(1e-3)'s first steps are ~learning_rate per weight, ~2e-3 of a he_normal kernel's size.
+    lr_high_first_steps: int = 3
     lr_high_spike: float = 3.0
     lr_low_ratio: float = 7e-4
     # ... but a ratio of ~0 means no gradient reaches the weights (dead or saturated units): it
@@ -215,6 +219,18 @@ def _lr_to(view: Diagnoser, value: float) -> str:
     lr = _lr(view)
     now = f" (now {lr:.3g})" if lr is not None else ""
     return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
+
+
+#: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling.
+ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion")
+
+
+def _lowered_lr(view: Diagnoser) -> str:
+    """A learning rate 10x lower, and for an adaptive optimizer at most 1e-3 (lr 1.0 -> 0.1 was still 100x Adam's default)."""
+    lr = _lr(view)
+    if lr is None or _optimizer_name(view) not in ADAPTIVE:
+        return _lr_text(view, 0.1)
+    return _lr_to(view, min(lr / 10, 1e-3))
 
 
 def _optimizer_name(view: Diagnoser) -> str:
@@ -588,7 +604,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
             return Issue(
                 f"The loss jumped to {_fmt(peak)} at step {step}, {peak / start:.0f}x the first loss "
                 f"({_fmt(start)}): the updates overshoot and the model is being thrown away.",
-                f"Lower the learning rate ({_lr_text(view, 0.1)}) and clip gradients (clipnorm: 1.0).",
+                f"Lower the learning rate ({_lowered_lr(view)}) and clip gradients (clipnorm: 1.0).",
                 {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=_epoch_of(view, step))
     losses = view.epoch_losses()
     if len(losses) < 3 or not np.isfinite(losses).all():
@@ -600,7 +616,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The training loss is rising: {_fmt(last)} in epoch {view.epochs[-1].epoch + 1}, "
             f"{last / best:.1f}x its best ({_fmt(best)}) and above the first epoch's ({_fmt(float(losses[0]))}).",
-            f"Lower the learning rate ({_lr_text(view, 0.1)}), add gradient clipping (clipnorm: 1.0), or "
+            f"Lower the learning rate ({_lowered_lr(view)}), add gradient clipping (clipnorm: 1.0), or "
             f"use a decaying schedule.",
             {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
     return None
@@ -686,11 +702,38 @@ def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]
     return float(np.median(list(per_layer.values()))), per_layer
 
 
+def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
+    """The largest per-step median update/weight ratio (over the weight matrices) of the run's first steps.
+
+    Kernels only: a bias starting at 0 has a ratio of ~1 at its first update whatever the rate.
+    """
+    if view.first_step != 0:
+        return None, {}
+    names = _kernels(view, "update_ratio")
+    if not names:
+        return None, {}
+    n = view.t.lr_high_first_steps
+    # A statistic first seen after the first rows (a restored run) has fewer values: NaN-padded.
+    columns = [view.first_values(name)[:n] for name in names]
+    matrix = np.full((n, len(names)), np.nan)
+    for j, column in enumerate(columns):
+        matrix[: len(column), j] = column
+    medians = _row_medians_of_finite(matrix)
+    if not np.isfinite(medians).any():
+        return None, {}
+    i = int(np.nanargmax(medians))
+    per = {n.removeprefix("update_ratio/"): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
+    return float(medians[i]), per
+
+
 def lr_too_high(view: Diagnoser) -> Issue | None:
     """Updates larger than 10% of the weights, with a loss that does not fall."""
     if not view.epochs:
         return None
     early, per_early = _early_update_ratio(view)
+    first, per_first = _first_steps_update_ratio(view)
+    if (first or 0.0) > (early or 0.0):
+        early, per_early = first, per_first
     peak, per_peak, peak_epoch = _peak_epoch_update_ratio(view)
     ratio, per_layer = (early, per_early) if (early or 0.0) >= (peak or 0.0) else (peak, per_peak)
     if ratio is None or ratio < view.t.lr_high_ratio:
@@ -863,7 +906,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
                 "units off for every input) and kernel_initializer: he_normal; standardise the inputs "
                 "(preprocessing: {standardize_inputs: true}), or use activation: leaky_relu (or elu). "
                 "The learning rate did not kill these units: they were dead before the first update.")
-    return (f"Lower the learning rate ({_lr_text(view, 0.1)}) — one big update is the usual killer —, use "
+    return (f"Lower the learning rate ({_lowered_lr(view)}) — one big update is the usual killer —, use "
             f"kernel_initializer: he_normal for this layer, standardise the inputs, or use "
             f"activation: leaky_relu (or elu).")
 
