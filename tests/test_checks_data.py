@@ -273,6 +273,19 @@ def test_class_imbalance_bad_and_good():
     assert codes(run("multiclass", X, ym)) == ["class-imbalance"]
 
 
+def test_class_imbalance_is_silent_when_the_row_weights_already_balance_the_classes():
+    # It advised "Pass class_weight={...}" to a run passing exactly that class_weight.
+    y = np.zeros(len(X), dtype=int)
+    y[:30] = 1  # 5%
+    balanced = np.where(y == 1, 10.0, 0.53)
+    assert run("binary", X, y, sample_weight=balanced) == []
+    assert codes(run("binary", X, y, sample_weight=np.ones(len(y)))) == ["class-imbalance"]
+    ym = YM.copy()
+    ym[np.flatnonzero(ym == 2)[5:]] = 1  # class 2 keeps 5 rows
+    counts = np.bincount(ym)
+    assert run("multiclass", X, ym, sample_weight=len(ym) / (len(counts) * counts[ym])) == []
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("labels", ["random", "learnable"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])

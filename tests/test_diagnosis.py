@@ -6,6 +6,7 @@ healthy stream (no rule may fire on it). The streams use the statistic names of 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -212,6 +213,19 @@ def test_a_training_loss_far_above_chance_is_not_at_chance():
     assert "loss-at-chance" not in codes(s.run())
 
 
+def test_a_regression_ending_far_worse_than_the_mean_gets_a_verdict():
+    # Raw diabetes targets: 40 epochs ended at 4.5x the target variance with no finding at all.
+    s = Stream(task="regression", chance=1.0)
+    s.train_loss = lambda e, st: 6.0 - 0.05 * e
+    s.val_loss = lambda e: 6.2 - 0.05 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["ratio"] > 4 and "mean" in f.message and "standardize_targets" in f.advice
+    # A diverging run is diverging-loss's (and lr-too-high's) to explain.
+    d = Diagnoser(s.context)
+    d.replace(Finding("diverging-loss", "error", "m", "Lower the learning rate."))
+    assert "loss-at-chance" not in codes(s.run(diagnoser=d))
+
+
 def test_a_loss_still_falling_fast_towards_chance_has_not_stayed_at_chance():
     # 3 epochs of mlp_binary: 0.918 -> 0.795 -> 0.710 (chance 0.693) "stayed at the chance level".
     s = Stream(epochs=3)
@@ -240,6 +254,19 @@ def test_loss_collapsed_right_after_the_first_epoch():
     s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
     f = finding(s.run(), "loss-collapsed")
     assert f.epoch == 1 and f.evidence["epoch_loss"] == pytest.approx(0.004) and "leak" in f.advice
+
+
+@pytest.mark.parametrize(("fraction", "collapsed"), [(0.012, True), (0.026, False), (0.049, False)])
+def test_loss_collapsed_spares_honest_easy_tasks_and_names_both_causes(fraction, collapsed):
+    # A near-deterministic regression measured 2.6% of chance after epoch 2, separable blobs 4.9%:
+    # both were told "the inputs almost certainly contain the answer". The leak recipe: ~1.2%.
+    s = Stream()
+    s.train_loss = lambda e, st: LN2 if e == 0 else fraction * LN2
+    d = s.run()
+    assert ("loss-collapsed" in codes(d)) is collapsed
+    if collapsed:
+        message = finding(d, "loss-collapsed").message
+        assert "contain the answer" in message and "deterministic" in message and "almost certainly" not in message
 
 
 def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
@@ -307,7 +334,7 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     assert "raise the learning rate" in f.advice
 
 
-@pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu"])
+@pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu", "saturated-activations"])
 def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(code):
     # Learning rate 1.0 got lr-too-high ("Lower the learning rate") and underfitting "... or raise
     # the learning rate (... 3 (now 1))".
@@ -353,6 +380,25 @@ def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
     assert "lr-too-high" not in codes(calm.run())
 
 
+def test_lr_too_high_from_the_very_first_steps_before_the_units_die():
+    # Adam lr=1.0: update ratio 0.99 at step 0, then ~0 once the ReLUs died: the median over the
+    # first 32 steps (0.03) missed it; diverging-loss advised lr 0.1, still 100x Adam's default.
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.99 if e == st == 0 else 1e-5
+    base = s.train_loss
+    s.train_loss = lambda e, st: 500.0 if (e, st) == (0, 3) else base(e, st)
+    d = s.run()
+    f = finding(d, "lr-too-high")
+    assert f.evidence["update_ratio_median"] == pytest.approx(0.99)
+    # Diverging's advice: 10x lower, and at most 1e-3 for Adam.
+    assert "learning_rate: 0.0001} (now 0.001)" in finding(d, "diverging-loss").advice
+    s.context = dataclasses.replace(s.context, learning_rate=1.0)
+    assert "learning_rate: 0.001} (now 1)" in finding(s.run(), "diverging-loss").advice
+    # A healthy run's first steps (bias ratios of 1 at their first update included) stay quiet.
+    assert "lr-too-high" not in codes(Stream().run())
+
+
 def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     s = Stream()
     for layer in LAYERS:
@@ -361,6 +407,37 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     s.val_loss = lambda e: 0.71 - 0.005 * e
     f = finding(s.run(), "lr-too-low")
     assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
+
+
+def slow_stream(ratio: float) -> Stream:
+    """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: ratio
+    s.train_loss = lambda e, st: 0.70 - 0.005 * e
+    s.val_loss = lambda e: 0.71 - 0.005 * e
+    return s
+
+
+@pytest.mark.parametrize("blocked", ["zero-updates", "dead", "saturated", "vanishing"])
+def test_lr_too_low_defers_when_no_gradient_flows(blocked):
+    # ReLUs dead from a bias of -5 gave dead-relu "lower the learning rate" and lr-too-low (update
+    # ratio exactly 0) "raise it"; a saturated 10-layer tanh stack the same pair.
+    s = slow_stream(0.0 if blocked == "zero-updates" else 1e-4)
+    if blocked == "dead":
+        s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    elif blocked == "saturated":
+        s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.7
+    elif blocked == "vanishing":
+        s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-8
+    d = s.run()
+    assert "lr-too-low" not in codes(d)
+    if blocked != "zero-updates":
+        assert {"dead-relu", "saturated-activations", "vanishing-gradients"} & set(codes(d))
+    # Partial saturation (an info note) stalls nothing: the learning rate is still the verdict.
+    s = slow_stream(1e-4)
+    s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.3
+    assert "lr-too-low" in codes(s.run())
 
 
 # -- gradients -------------------------------------------------------------------------------------
@@ -409,6 +486,20 @@ def test_dead_relu_names_the_layer_the_fraction_and_since_when():
     s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e >= 6 else 0.05
     f = finding(s.run(), "dead-relu")
     assert f.layer == "dense_1" and f.evidence["since_epoch"] == 6 and f.evidence["dead_fraction"] == pytest.approx(0.8)
+
+
+def test_relus_dead_before_the_first_update_get_initialisation_advice():
+    # A bias of -5 kills every unit at initialisation; the advice led with "Lower the learning rate".
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    f = finding(s.run(), "dead-relu")
+    assert f.evidence["first_step_dead_fraction"] == 1.0 and "first step" in f.message
+    assert f.advice.startswith("Fix the initialisation") and "bias_initializer" in f.advice
+    assert "Lower the learning rate" not in f.advice
+    # Killed during training (alive at the first step): the learning rate comes first.
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.05 if e == st == 0 else 1.0
+    f = finding(s.run(), "dead-relu")
+    assert "first_step_dead_fraction" not in f.evidence and f.advice.startswith("Lower the learning rate")
 
 
 def test_a_transient_dead_spell_is_not_reported():
@@ -502,6 +593,63 @@ def test_memory_is_bounded_by_epochs_not_steps():
 def test_chance_loss_is_the_loss_of_the_best_constant_prediction(task, loss, y, expected):
     baseline = chance_loss(task, loss, y)
     assert baseline is not None and baseline.loss == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize(("task", "loss", "y"), [
+    ("binary", "binary_crossentropy", np.array([[0.0]] * 90 + [[1.0]] * 10)),
+    ("multiclass", "sparse_categorical_crossentropy", np.arange(100) % 3),
+    ("multiclass", "categorical_crossentropy", np.eye(3)[np.arange(100) % 3]),
+    ("regression", "mse", np.arange(100, dtype=float).reshape(-1, 1)),
+    ("regression", "mae", np.arange(100, dtype=float).reshape(-1, 1)),
+])
+def test_weighted_chance_loss_is_the_best_weighted_constant_with_trainings_reduction(task, loss, y):
+    # Sample weights with mean ~5 made a healthy run's first loss "3.7x chance", weights summing
+    # to 1 made it "far below chance": the chance level was unweighted, the training loss weighted.
+    from trainkit.resolve import get_loss
+
+    w = np.random.default_rng(0).uniform(1, 9, len(y))
+    baseline = chance_loss(task, loss, y, sample_weight=w)
+    assert baseline is not None and "weights" in baseline.detail
+    fn = get_loss(loss)
+    rows = len(y)
+    shape = (rows, 3) if loss == "sparse_categorical_crossentropy" else y.shape
+
+    def weighted(constant: np.ndarray) -> float:
+        pred = np.broadcast_to(constant, shape).astype(np.float32)
+        return float(fn(y.astype(np.float32), pred, sample_weight=w.astype(np.float32)))
+
+    # No constant does better, with the loss training reports (sum(w * loss) / rows).
+    if task == "regression":
+        candidates = [np.array([c]) for c in np.linspace(0, 99, 199)]
+    elif task == "binary":
+        candidates = [np.array([p]) for p in np.linspace(0.01, 0.99, 99)]
+    else:
+        candidates = [p / p.sum() for p in np.random.default_rng(1).uniform(0.05, 1, (300, 3))]
+    assert baseline.loss <= min(weighted(c) for c in candidates) + 1e-4
+    # Weights that sum to 1 scale it by 1 / (5 * rows) or so: far below the unweighted level.
+    tiny = chance_loss(task, loss, y, sample_weight=w / w.sum())
+    assert tiny.loss == pytest.approx(baseline.loss / w.sum(), rel=1e-3)
+    # All-ones weights are no weights; unusable ones give no chance level rather than a wrong one.
+    assert chance_loss(task, loss, y, sample_weight=np.ones(rows)) == chance_loss(task, loss, y)
+    assert chance_loss(task, loss, y, sample_weight=np.ones(rows - 1)) is None
+
+
+def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
+    # class_weight {0: 1, 1: 19} gave initial-loss-too-high 4.8x and underfitting at 103% of
+    # chance on a run with validation AUC 0.986.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4)).astype(np.float32)
+    y = (x[:, 0] > 1.2).astype(np.float32).reshape(-1, 1)
+    w = rng.uniform(1, 9, len(y)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    trainer.fit(x, y, epochs=1, batch_size=50, verbose=0, sample_weight=w, class_weight={0: 1.0, 1: 19.0})
+    rows = w * np.where(y[:, 0] == 1, 19.0, 1.0)
+    expected = chance_loss("binary", "binary_crossentropy", y, sample_weight=rows)
+    context = trainer._live_diagnosis.diagnoser.context
+    assert context.chance_loss == pytest.approx(expected.loss, rel=1e-4)
+    assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
 
 
 def test_chance_loss_is_unknown_for_losses_without_a_constant_baseline():

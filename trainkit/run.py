@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from trainkit import class_weights
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data
@@ -110,7 +111,10 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
         hparams=recipe.hparams(),
         strategy=strategy,
     )
-    trainer.findings.extend(trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val))
+    # The recipe's class weights, as fit will weigh the training rows (class-imbalance then knows).
+    cw = recipe.training.class_weight
+    weights = class_weights.row_weights(cw, splits.y_train) if cw and not isinstance(splits.y_train, dict | list | tuple) else None
+    trainer.findings.extend(trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights))
     return PreparedRun(recipe, splits, trainer)
 
 

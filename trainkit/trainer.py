@@ -840,13 +840,18 @@ class Trainer:
             return []
         return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes)
 
-    def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> list[Finding]:
-        """Data checks against the task and the model; raises DataError on errors."""
+    def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None) -> list[Finding]:
+        """Data checks against the task and the model; raises DataError on errors.
+
+        ``sample_weight``: the training rows' weights (times any class weights), so that the
+        class-imbalance check knows when they already even out the classes.
+        """
         try:
             from trainkit.checks import check_data
         except ImportError:
             return []
-        return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow)
+        return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
+                          sample_weight=sample_weight)
 
     def log_text(self, name: str, markdown: str) -> None:
         """Adds a text to the run's TensorBoard events (written when training starts)."""
@@ -1127,12 +1132,13 @@ class Trainer:
         self._live_diagnosis = None
         if not self.diagnose:
             return []
-        from trainkit.diagnosis.callback import DiagnosisCallback, source_targets
+        from trainkit.diagnosis.callback import DiagnosisCallback, source_targets_and_weights
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
         self._live_diagnosis = callback
         in_memory = isinstance(train, _ArraySource)
-        callback.prepare(targets=source_targets(train), callbacks=callbacks, console=console[0].console if console else None,
+        targets, weights = source_targets_and_weights(train)
+        callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
@@ -1193,13 +1199,15 @@ class Trainer:
             return _in_memory_parts(self.model, x, y, sample_weight)
 
     def _check_sources(self, train: Any, validation: Any) -> None:
-        x, y = train.numpy()[:2] if isinstance(train, _ArraySource) else (train.dataset, None)
+        parts = train.numpy() if isinstance(train, _ArraySource) else (train.dataset, None)
+        x, y = parts[:2]
+        weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
         x_val = y_val = None
         if isinstance(validation, _ArraySource):
             x_val, y_val = validation.numpy()[:2]
         elif validation is not None:
             x_val = validation.dataset  # its first batches are sampled, like a training dataset's
-        self.findings.extend(self.check_data(x, y, x_val, y_val))
+        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights))
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.

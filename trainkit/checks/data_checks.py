@@ -107,6 +107,8 @@ class DataContext:
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS
     unmatched_targets: str | None = None
+    #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
+    sample_weight: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -692,7 +694,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if t.task == "binary" or k == 2:
             minority = int(np.argmin(counts[:2]))
             share = counts[minority] / counts[:2].sum()
-            if share >= IMBALANCE_BINARY_SHARE:
+            if share >= IMBALANCE_BINARY_SHARE or _weights_balance(ctx, ids, k, binary=True):
                 continue
             n = int(counts[:2].sum())
             weights = {c: round(n / (2 * max(1, int(counts[c]))), 2) for c in (0, 1)}
@@ -708,7 +710,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
                 t.output.layer if t.output else None)
         ratio = counts.min() / max(1, counts.max())
-        if ratio >= IMBALANCE_MULTICLASS_RATIO:
+        if ratio >= IMBALANCE_MULTICLASS_RATIO or _weights_balance(ctx, ids, k, binary=False):
             continue
         absent = [int(c) for c in np.flatnonzero(counts == 0)]
         if absent == [0] and t.units and int(ids.max()) == t.units - 1:
@@ -730,6 +732,21 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
             t.output.layer if t.output else None)
     return None
+
+
+def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool) -> bool:
+    """Whether the rows' weights (class_weight or sample_weight) already even out the classes.
+
+    Then the imbalance is handled: advising ``class_weight=...`` to a run that passes it was
+    noise. The weighted class totals must pass the same thresholds as the counts.
+    """
+    w = ctx.sample_weight
+    if w is None or w.shape != (len(ids),):
+        return False
+    totals = np.bincount(ids, weights=w, minlength=k)
+    if binary:
+        return totals[:2].sum() > 0 and float(totals[:2].min() / totals[:2].sum()) >= IMBALANCE_BINARY_SHARE
+    return float(totals.min() / max(float(totals.max()), 1e-12)) >= IMBALANCE_MULTICLASS_RATIO
 
 
 #: Every data rule, in the order they are tried; the first error wins.
@@ -903,6 +920,16 @@ def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | 
     return f"one array of shape {_shape(np.shape(y))}"
 
 
+def _row_weights(sample_weight: Any) -> np.ndarray | None:
+    """One float per row, or ``None`` when absent or not a single array (per-output weights)."""
+    if sample_weight is None or isinstance(sample_weight, Mapping | list | tuple):
+        return None
+    try:
+        return np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+
+
 def _bool_to_int(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int8) if a.dtype == bool else a
 
@@ -919,6 +946,7 @@ def check_data(
     sample_batches: int = 8,
     allow: Collection[str] = (),
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    sample_weight: Any = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -934,6 +962,8 @@ def check_data(
         sample_batches: Batches read from a dataset (through a fresh iterator).
         allow: Error codes to downgrade to warnings.
         sample_rows: Row budget of the sampled checks (scales, overlap, leakage).
+        sample_weight: The training rows' weights for array inputs (sample weight times class
+            weight): ``class-imbalance`` stays silent when they even out the classes.
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -979,7 +1009,7 @@ def check_data(
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
-                      unmatched_targets=unmatched)
+                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         issue = rule.check(ctx)

@@ -6,6 +6,11 @@ mean). The rules compare losses with it: far below it at the first step means le
 loss, staying at it means nothing was learned. It is computed with the run's own loss function on
 the constant prediction, so label smoothing, ``from_logits`` and per-output averaging are handled
 the way training handles them.
+
+Weighted rows (``sample_weight``, and ``class_weight`` which fit turns into row weights) change
+both: the best constant is the weighted one (the weighted label prior, the weighted target mean),
+and its loss is taken with the same weights and the same reduction as training (Keras'
+``sum_over_batch_size``: sum(w * loss) / rows, so weights with mean 5 make every loss 5x larger).
 """
 
 from __future__ import annotations
@@ -34,17 +39,20 @@ class Baseline:
     detail: str
 
 
-def chance_loss(task: str, loss: Any, y: Any) -> Baseline | None:
+def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Baseline | None:
     """The loss a model would get by predicting the label prior / the target mean for every row.
 
     Args:
         task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
         loss: The run's loss (a Keras loss object, or a name Keras resolves).
         y: The training targets (numpy-like), in the layout the loss receives.
+        sample_weight: The training rows' weights (sample weight times class weight), one per
+            row of ``y``, or ``None`` for unweighted rows.
 
     Returns:
         The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss,
-        several outputs, or targets that are not a plain numeric array.
+        several outputs, targets that are not a plain numeric array, or weights that are not one
+        finite, non-negative number per row (a wrong chance level is worse than none).
     """
     from trainkit.checks.compatibility import describe_loss
     from trainkit.resolve import get_loss
@@ -55,24 +63,51 @@ def chance_loss(task: str, loss: Any, y: Any) -> Baseline | None:
         return None
     if y.size == 0 or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
         return None
+    usable, w = _row_weights(sample_weight, len(y))
+    if not usable:
+        return None
     if len(y) > MAX_ROWS:
-        y = y[:: math.ceil(len(y) / MAX_ROWS)]
+        stride = math.ceil(len(y) / MAX_ROWS)
+        y = y[::stride]
+        w = w[::stride] if w is not None else None
     y = y.astype(np.float64)
     if not np.isfinite(y).all():
         return None
     info = describe_loss(loss)
-    constant = _best_constant(task, info.kind, info.from_logits, info.name, y)
+    constant = _best_constant(task, info.kind, info.from_logits, info.name, y, w)
     if constant is None:
         return None
     prediction, detail = constant
     try:
         fn = get_loss(loss) if not callable(loss) else loss
-        value = float(np.asarray(fn(y.astype(np.float32), np.broadcast_to(prediction, _pred_shape(info.kind, y, prediction)).astype(np.float32))))
+        pred = np.broadcast_to(prediction, _pred_shape(info.kind, y, prediction)).astype(np.float32)
+        weights = {} if w is None else {"sample_weight": w.astype(np.float32)}
+        value = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
     except Exception:  # a loss that cannot take numpy arrays gets no chance level
         return None
     if not math.isfinite(value):
         return None
+    if w is not None:
+        detail += f", with the rows' weights (mean {float(np.mean(w)):.3g})"
     return Baseline(value, detail)
+
+
+def _row_weights(sample_weight: Any, rows: int) -> tuple[bool, np.ndarray | None]:
+    """Whether ``sample_weight`` is usable, and it as one float64 per row (``None``: unweighted).
+
+    Weights that are all 1 count as none, so such a run's chance level and its text stay exactly
+    those of an unweighted run.
+    """
+    if sample_weight is None:
+        return True, None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False, None
+    if w.size != rows or w.ndim > 2 or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        return False, None
+    w = w.reshape(rows)
+    return True, (None if np.all(w == 1.0) else w)
 
 
 def _pred_shape(kind: str | None, y: np.ndarray, prediction: np.ndarray) -> tuple[int, ...]:
@@ -81,28 +116,51 @@ def _pred_shape(kind: str | None, y: np.ndarray, prediction: np.ndarray) -> tupl
     return y.shape if y.ndim > 1 else (len(y),)
 
 
-def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y: np.ndarray) -> tuple[np.ndarray, str] | None:
-    """The constant prediction with the lowest loss for this loss family, and its description."""
+def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y: np.ndarray,
+                   w: np.ndarray | None = None) -> tuple[np.ndarray, str] | None:
+    """The constant prediction with the lowest (weighted) loss for this loss family, and its description.
+
+    With row weights ``w`` every minimiser is the weighted one: the weighted class frequencies
+    for cross-entropy, the weighted mean for squared error, the weighted median for absolute error.
+    """
     if kind == "sparse":
         ids = y.reshape(-1).astype(np.int64)
         if ids.min() < 0:
             return None
-        prior = np.bincount(ids) / len(ids)
-        probs = np.clip(prior, _EPS, 1.0)
-        return (np.log(probs) if from_logits else probs), f"entropy of the label prior over {len(prior)} classes"
+        counts = np.bincount(ids, weights=np.repeat(w, len(ids) // len(w)) if w is not None else None)
+        probs = np.clip(counts / counts.sum(), _EPS, 1.0)
+        return (np.log(probs) if from_logits else probs), f"entropy of the label prior over {len(probs)} classes"
     if kind == "categorical":
-        prior = np.clip(y.reshape(len(y), -1).mean(axis=0), _EPS, 1.0)
+        prior = np.clip(_mean(y.reshape(len(y), -1), w), _EPS, 1.0)
         prior = prior / prior.sum()
         return (np.log(prior) if from_logits else prior), f"entropy of the label prior over {len(prior)} classes"
     if kind == "binary":
-        p = np.clip(y.mean(axis=0), _EPS, 1 - _EPS)
+        p = np.clip(_mean(y, w), _EPS, 1 - _EPS)
         shown = f"p(1)={float(np.mean(p)):.2f}"
         return (np.log(p / (1 - p)) if from_logits else p), f"entropy of the label prior, {shown}"
     if kind == "regression":
         if name in ("MeanAbsoluteError", "mean_absolute_error"):
-            return np.median(y, axis=0), "mean absolute deviation of the targets from their median"
+            return _median(y, w), "mean absolute deviation of the targets from their median"
         what = "variance of the targets" if task == "regression" else "variance of the labels (MSE of predicting their mean)"
         if name in ("MeanSquaredError", "mean_squared_error"):
-            return y.mean(axis=0), what
-        return y.mean(axis=0), "loss of predicting the target mean"
+            return _mean(y, w), what
+        return _mean(y, w), "loss of predicting the target mean"
     return None
+
+
+def _mean(y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """The (row-weighted) mean over the rows, per column."""
+    return y.mean(axis=0) if w is None else np.average(y, axis=0, weights=w)
+
+
+def _median(y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """The (row-weighted) median over the rows, per column: the minimiser of the mean absolute error."""
+    if w is None:
+        return np.median(y, axis=0)
+    flat = y.reshape(len(y), -1)
+    columns = []
+    for j in range(flat.shape[1]):
+        order = np.argsort(flat[:, j], kind="stable")
+        cumulative = np.cumsum(w[order])
+        columns.append(flat[order[np.searchsorted(cumulative, cumulative[-1] / 2)], j])
+    return np.asarray(columns).reshape(y.shape[1:])

@@ -77,6 +77,7 @@ class DiagnosisCallback(Callback):
         self.console: Console | None = None
         self.diagnoser: Diagnoser | None = None
         self._targets: Any = None
+        self._sample_weight: Any = None
         self._others: list[Callback] = []
         self._initial_epoch = 0
         self._batch_size: int | None = None
@@ -99,11 +100,15 @@ class DiagnosisCallback(Callback):
         batch_size: int | None = None,
         train_rows: int | None = None,
         has_validation: bool = False,
+        sample_weight: Any = None,
     ) -> None:
         """What the trainer knows at ``fit`` time and a callback cannot see by itself.
 
         Args:
             targets: The training targets (numpy), for the chance level; ``None`` if unknown.
+            sample_weight: The training rows' weights (sample weight times class weight, one per
+                row of ``targets``), or ``None``: the chance level is the loss training reports,
+                weights included.
             callbacks: The other callbacks of this fit (to know about early stopping).
             console: Where to print new warnings; ``None`` prints nothing.
             initial_epoch: First epoch of this fit.
@@ -112,6 +117,7 @@ class DiagnosisCallback(Callback):
             has_validation: Whether validation runs after each epoch.
         """
         self._targets = targets
+        self._sample_weight = sample_weight
         self._others = [cb for cb in callbacks if cb is not self]
         self.console = console
         self._initial_epoch = initial_epoch
@@ -132,8 +138,9 @@ class DiagnosisCallback(Callback):
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         trainer = self.trainer
         context = build_context(trainer, self._targets, initial_epoch=self._initial_epoch, batch_size=self._batch_size,
-                                train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others)
-        self._targets = None  # the chance level is computed; do not hold on to the data
+                                train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
+                                sample_weight=self._sample_weight)
+        self._targets = self._sample_weight = None  # the chance level is computed; do not hold on to the data
         self.diagnoser = self._new_diagnoser(context)
         context = self.diagnoser.context
         self._nan_pending = False
@@ -302,28 +309,45 @@ _TARGET_BATCHES = 16
 
 
 def source_targets(source: Any) -> Any:
-    """The training targets of a trainer's data source, for the chance level (``None`` if unknown).
+    """The training targets of a trainer's data source, for the chance level (``None`` if unknown)."""
+    return source_targets_and_weights(source)[0]
 
-    In-memory data gives its target tensor; a ``tf.data`` source gives the targets of its first
-    few batches (datasets are re-iterable, so this does not consume the training data). For a
-    model with several outputs, the same structure (tuple, list or dict) of arrays.
+
+def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
+    """The training targets and row weights of a trainer's data source, for the chance level.
+
+    In-memory data gives its target tensor and its weights (``sample_weight`` times
+    ``class_weight``: fit folds both into the rows); a ``tf.data`` source gives those of its
+    first few batches (datasets are re-iterable, so this does not consume the training data).
+    For a model with several outputs, the targets are the same structure (tuple, list or dict)
+    of arrays. Each is ``None`` when unknown; the weights are also ``None`` for unweighted rows,
+    and for weights that are not one array (per-output weights: the chance level then comes
+    out unknown rather than unweighted, see :func:`_chance_level`).
     """
     data = getattr(source, "data", None)
-    if isinstance(data, tuple) and len(data) > 1:
-        return _map_targets(np.asarray, data[1])
+    if isinstance(data, tuple | list) and len(data) > 1:
+        weights = _map_targets(np.asarray, data[2]) if len(data) > 2 and data[2] is not None else None
+        return _map_targets(np.asarray, data[1]), weights
     dataset = getattr(source, "dataset", None)
     if dataset is None:
-        return None
-    parts = []
+        return None, None
+    parts, weights = [], []
     try:
         for batch in dataset.take(_TARGET_BATCHES):
             if not isinstance(batch, tuple | list) or len(batch) < 2:
-                return None
+                return None, None
             parts.append(_map_targets(np.asarray, batch[1]))
+            if len(batch) > 2 and batch[2] is not None:
+                weights.append(_map_targets(np.asarray, batch[2]))
     except (TypeError, ValueError):
-        return None
+        return None, None
     if not parts:
-        return None
+        return None, None
+    return _concatenate(parts), (_concatenate(weights) if weights else None)
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    """Batches of arrays (or of tuples, lists or dicts of arrays) joined along the rows."""
     first = parts[0]
     if isinstance(first, Mapping):
         return {k: np.concatenate([p[k] for p in parts]) for k in first}
@@ -341,11 +365,17 @@ def _map_targets(fn: Any, targets: Any) -> Any:
     return fn(targets)
 
 
-def _chance_level(trainer: Any, targets: Any) -> Baseline | None:
-    """The chance level of the trainer's loss: for several outputs the weighted sum of theirs."""
+def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None) -> Baseline | None:
+    """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
+
+    ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
+    training does; weights in a structure (per output) give no chance level, not an unweighted one.
+    """
+    if isinstance(sample_weight, tuple | list | Mapping):
+        return None
     heads = getattr(trainer, "heads", None)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
-        return chance_loss(trainer.task, trainer.loss, targets)
+        return chance_loss(trainer.task, trainer.loss, targets, sample_weight)
     per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
     if len(per_output) != len(heads):
         return None
@@ -353,7 +383,7 @@ def _chance_level(trainer: Any, targets: Any) -> Baseline | None:
     for head, y in zip(heads, per_output, strict=True):
         if head.loss is None:
             continue
-        baseline = chance_loss(head.task, head.loss, y) if y is not None else None
+        baseline = chance_loss(head.task, head.loss, y, sample_weight) if y is not None else None
         if baseline is None:
             return None
         total += head.weight * baseline.loss
@@ -383,11 +413,12 @@ def build_context(
     train_rows: int | None = None,
     has_validation: bool = False,
     callbacks: Iterable[Callback] = (),
+    sample_weight: Any = None,
 ) -> Context:
-    """The :class:`Context` of a trainer about to fit (chance level from ``targets``)."""
+    """The :class:`Context` of a trainer about to fit (chance level from ``targets``, weighted by ``sample_weight``)."""
     from trainkit.checks.compatibility import describe_loss
 
-    baseline = _chance_level(trainer, targets) if targets is not None else None
+    baseline = _chance_level(trainer, targets, sample_weight) if targets is not None else None
     model = trainer.model
     return Context(
         task=_one_task(trainer),
