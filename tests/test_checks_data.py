@@ -260,6 +260,23 @@ def test_label_leakage_silent_for_continuous_features_even_if_one_decides_the_la
     assert run("binary", x, (x[:, 0] > 0).astype(int)) == []
 
 
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_label_leakage_a_feature_that_is_the_label_plus_a_little_noise(kind):
+    # A noisy copy of the label (y + 0.1 N(0, 1)) gave 100% validation accuracy and no finding.
+    y = YB if kind == "binary" else YM
+    x = std_x(seed=5)
+    x[:, 1] = y + 0.1 * np.random.default_rng(5).normal(size=len(y))
+    (finding,) = [f for f in run(kind, x, y) if f.code == "label-leakage"]
+    assert finding.evidence["feature"] == 1 and finding.evidence["gap_in_within_class_stds"] > 1.0
+    assert "an interval of its own" in finding.message
+
+
+def test_label_leakage_silent_for_a_strong_feature_whose_classes_overlap():
+    x = std_x(seed=6)
+    x[:, 1] = YB + 0.3 * np.random.default_rng(6).normal(size=len(YB))  # classes 1 apart, noise 0.3
+    assert run("binary", x, YB) == []
+
+
 def test_class_imbalance_bad_and_good():
     y = np.zeros(len(X), dtype=int)
     y[:30] = 1  # 5%

@@ -61,6 +61,14 @@ UNSCALED_STD_RATIO = 100.0
 UNSCALED_TARGET = 10.0
 OVERLAP_SHARE = 0.01
 LEAK_CORRELATION = 0.9999
+#: A feature whose classes lie in separate intervals at least this many within-class standard
+#: deviations apart is a noisy copy of the label (y + small noise), not an honest predictor: a
+#: feature an honest rule thresholds (y = x0 > 0) has its classes touching at the threshold.
+LEAK_SEPARATION = 1.0
+#: Share of a feature's variance its class means explain (the correlation ratio) from which the
+#: separation is checked; a label copy with noise at a tenth of the classes' spacing explains ~99%.
+_LEAK_SCREEN_SHARE = 0.9
+_LEAK_SCREEN_FEATURES = 8
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
 IMBALANCE_MIN_ROWS = 50
@@ -614,7 +622,8 @@ def train_validation_overlap(ctx: DataContext) -> Issue | None:
 
 
 def label_leakage(ctx: DataContext) -> Issue | None:
-    """A feature equal to the label, or one whose few values each map to a single class."""
+    """A feature equal to the label, one whose few values each map to a single class, or (for
+    classes) one that is the label plus a little noise: each class in its own interval."""
     if len(ctx.xs) != 1 or len(ctx.targets) != 1 or ctx.targets[0].y is None:
         return None
     x, t = ctx.xs[0], ctx.targets[0]
@@ -650,6 +659,45 @@ def label_leakage(ctx: DataContext) -> Issue | None:
                 t, int(j), f"Each of the {int(distinct[j])} values of feature {int(j)} maps to a single "
                 f"class in all {n} sampled rows, so it predicts the label perfectly",
                 {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])})
+    separating = _separating_feature(xs, ids)
+    if separating is not None:
+        j, gap, share = separating
+        return _leak_issue(
+            t, j, f"Feature {j} puts every class in an interval of its own, the closest two {gap:.1f} "
+            f"within-class standard deviations apart, in all {n} sampled rows (its class means explain "
+            f"{share:.1%} of its variance)",
+            {"feature": j, "rows_checked": n, "gap_in_within_class_stds": round(gap, 3), "variance_explained": round(share, 4)})
+    return None
+
+
+def _separating_feature(xs: np.ndarray, ids: np.ndarray) -> tuple[int, float, float] | None:
+    """``(feature, smallest gap in within-class stds, variance share)`` of a feature whose
+    classes occupy disjoint, well-separated intervals, or ``None``.
+
+    Vectorised screen first (the share of each feature's variance the class means explain, from
+    per-class sums), then an exact check, sorting only the few features that pass it.
+    """
+    classes, inverse = np.unique(ids, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    means = np.add.reduceat(xs[order], starts, axis=0) / counts[:, None]
+    centred = xs - xs.mean(axis=0)
+    total = (centred * centred).sum(axis=0)
+    between = (counts[:, None] * (means - xs.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, between / np.where(total > 0, total, 1.0), 0.0)
+    candidates = np.argsort(-share)[:_LEAK_SCREEN_FEATURES]
+    for j in candidates[share[candidates] >= _LEAK_SCREEN_SHARE]:
+        by_value = np.argsort(xs[:, j], kind="stable")
+        column, labels = xs[by_value, j], inverse[by_value]
+        edges = np.flatnonzero(labels[1:] != labels[:-1])
+        if edges.size != classes.size - 1:  # some class is split in two, or two classes mix
+            continue
+        within = math.sqrt(max(total[j] - between[j], 0.0) / len(xs))
+        gap = float((column[edges + 1] - column[edges]).min())
+        if within > 0 and gap >= LEAK_SEPARATION * within:
+            return int(j), gap / within, float(share[j])
     return None
 
 
