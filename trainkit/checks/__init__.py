@@ -3,7 +3,8 @@
 ``check_compatibility`` raises :class:`~trainkit.errors.CompatibilityError` and ``check_data``
 raises :class:`~trainkit.errors.DataError`, each with a stable ``.code``; both return the warnings as
 :class:`~trainkit.findings.Finding` records. The codes are listed in one place each:
-:data:`COMPATIBILITY_CODES`, :data:`DATA_ERROR_CODES` and :data:`DATA_WARNING_CODES`.
+:data:`COMPATIBILITY_CODES`, :data:`DATA_ERROR_CODES`, :data:`DATA_WARNING_CODES` and
+:data:`DATA_INFO_CODES`.
 """
 
 from trainkit.checks.compatibility import (
@@ -18,6 +19,7 @@ from trainkit.checks.compatibility import (
 )
 from trainkit.checks.data_checks import (
     DATA_ERROR_CODES,
+    DATA_INFO_CODES,
     DATA_RULES,
     DATA_WARNING_CODES,
     check_data,
@@ -37,6 +39,7 @@ __all__ = [
     "COMPATIBILITY_RULES",
     "COMPATIBILITY_WARNING_CODES",
     "DATA_ERROR_CODES",
+    "DATA_INFO_CODES",
     "DATA_RULES",
     "DATA_WARNING_CODES",
     "TASKS",
