@@ -310,6 +310,16 @@ def test_class_imbalance_is_silent_when_the_row_weights_already_balance_the_clas
     assert run("multiclass", X, ym, sample_weight=len(ym) / (len(counts) * counts[ym])) == []
 
 
+def test_class_imbalance_reads_the_weights_a_dataset_carries():
+    # A dataset of (x, y, w) (and fit's class_weight, which it folds into the dataset) still got
+    # the advice to pass class_weight: only in-memory weights reached the check.
+    y = np.zeros(len(X), dtype=int)
+    y[::20] = 1  # 5%, spread over every batch
+    balanced = np.where(y == 1, 10.0, 0.53).astype("float32")
+    assert run("binary", tf.data.Dataset.from_tensor_slices((X, y, balanced)).batch(32), None) == []
+    assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == ["class-imbalance"]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("labels", ["random", "learnable"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])

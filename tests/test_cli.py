@@ -340,3 +340,11 @@ def test_a_resume_that_fails_before_its_checkpoint_came_back_keeps_the_report(ti
     with pytest.raises(RunDirError, match="checkpoint-corrupt"):
         train_recipe(recipe, logdir=tmp_path, verbose=0, resume=run_dir)
     assert (run_dir / "report.json").read_text() == report
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.1, "0.1000"), (0.97875, "0.9788"), (1234.5, "1234"), (5000.0, "5000"),
+                                             (3.0, "3.000"), (1e-5, "1.000e-05"), (float("nan"), "nan")])
+def test_epoch_values_keep_four_digits_and_no_bare_point(value, text):
+    from trainkit.writers.console import format_logs
+
+    assert format_logs({"loss": value}) == f"loss {text}"

@@ -483,3 +483,27 @@ def test_the_validation_run_exists_only_when_it_has_events(tmp_path):
         writer.close()
     assert (tmp_path / "a" / "train").is_dir() and not (tmp_path / "a" / "validation").exists()
     assert len(list((tmp_path / "b" / "validation").glob("events.out.tfevents.*"))) == 1
+
+
+@pytest.mark.parametrize(("rows", "spe", "every", "calls", "histogram_steps"), [
+    (640, 4, 7, [4, 3, 4, 3, 4, 2], [7, 14]),  # a call cut short for histograms: the next is 4 again
+    (266, 7, 4, [4, 4, 1], [4, 8]),  # due after the last full batch: before the partial one
+])
+def test_histogram_cuts_leave_later_calls_their_size(tmp_path, rows, spe, every, calls, histogram_steps):
+    # With a fixed steps_per_execution, every call after one the histograms cut short kept its
+    # size (4, 3, 3, 3, 1, 1, ...); a histogram due after the last full batch came after the tail.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class CallSizes(Callback):
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def on_execution_end(self, first_step, outputs) -> None:
+            self.sizes.append(outputs.steps)
+
+    x, y = make_data(rows)
+    sizes = CallSizes()
+    make_trainer(logdir=tmp_path, histograms_every=every, steps_per_execution=spe).fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False, callbacks=[sizes])
+    assert sizes.sizes == calls
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
+    assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == histogram_steps

@@ -1418,32 +1418,36 @@ class Trainer:
         assert self._train_loop is not None
         full, partial = epoch_batches(self._epoch_order(train.rows, shuffle, epoch), batch_size)
         batches = full.shape[0]
+        tail_ran = False
         if batches:
             indices = tf.constant(full)
             fixed = self.steps_per_execution != "auto"
             capacity = min(batches, int(self.steps_per_execution) if fixed else _MAX_STEPS_PER_CALL)
-            # "auto" starts small (the first call also compiles) and keeps what it learnt
-            # across epochs, so later epochs run in as few calls as the target allows.
-            steps = capacity if fixed else min(capacity, self._auto_call_steps)
             start = start_batch
             # The partial last batch rides along with the call that ends the epoch.
             tail = tf.constant(partial) if partial is not None else None
             while start < batches:
-                requested, steps = steps, min(steps, batches - start, self._steps_until_histogram())
-                last_call = start + steps == batches
+                # "auto" starts small (the first call also compiles) and keeps what it learnt
+                # across epochs, so later epochs run in as few calls as the target allows.
+                requested = capacity if fixed else min(capacity, self._auto_call_steps)
+                until_histogram = self._steps_until_histogram()
+                steps = min(requested, batches - start, until_histogram)
+                # Not when histograms are due right after the last full batch: they come first.
+                with_tail = start + steps == batches and steps != until_histogram
                 began = time.perf_counter()
-                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail if last_call else None)
+                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail if with_tail else None)
                 seconds = time.perf_counter() - began  # the call alone, not the callbacks after it
                 yield outputs
                 start += steps
+                tail_ran = with_tail
                 if not fixed:
                     estimate = _next_call_steps(steps, seconds, capacity)
                     # A call cut short by the epoch's end can grow the estimate only 8x its own
                     # size: keep the larger of the two then.
                     self._auto_call_steps = estimate if steps == requested else max(self._auto_call_steps, estimate)
-                    steps = self._auto_call_steps
-        if partial is not None and start_batch == batches:
-            # No full batch to ride along with (fewer rows than a batch, or resumed right here).
+        if partial is not None and not tail_ran and start_batch <= batches:
+            # No full batch to ride along with (fewer rows than a batch, resumed right here, or
+            # histograms were due after the last full batch).
             yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
     def _epoch_order(self, rows: int, shuffle: bool, epoch: int) -> np.ndarray:
@@ -1490,7 +1494,9 @@ class Trainer:
         Histograms are computed between compiled calls, so a call must end where one is due.
         """
         every = self.histograms_every
-        if not isinstance(every, int) or self.writer is None:
+        # Not whether this process writes them: every worker of a multi-worker run ends its calls
+        # at the same steps.
+        if not isinstance(every, int) or not self._wants_histograms():
             return sys.maxsize
         return every - self.step % every
 

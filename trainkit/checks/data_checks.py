@@ -902,14 +902,16 @@ def _trailing_shapes(value: Any) -> list[tuple[int, ...]]:
     return [tuple(np.shape(value)[1:])]
 
 
-def _split_element(element: Any) -> tuple[Any, Any]:
+def _split_element(element: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` of a dataset element (``None`` for the parts it lacks)."""
     if isinstance(element, tuple | list) and 2 <= len(element) <= 3:
-        return element[0], element[1]
-    return element, None
+        return element[0], element[1], (element[2] if len(element) == 3 else None)
+    return element, None, None
 
 
-def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, int] | None:
-    """(x, y, batches read) from the first batches of a dataset, or ``None`` if it cannot be read."""
+def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int] | None:
+    """(x, y, sample weights, batches read) from the first batches of a dataset, or ``None`` if it
+    cannot be read."""
     if _is_dataset(data):
         import tensorflow as tf
 
@@ -920,7 +922,7 @@ def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int]
         take = sample_batches * 64 if unbatched else sample_batches
         elements = [_split_element(_to_numpy(e)) for e in data.take(take)]
         if unbatched:
-            elements = [(_expand(x), _expand(y)) for x, y in elements]
+            elements = [(_expand(x), _expand(y), _expand(w)) for x, y, w in elements]
     elif isinstance(data, keras.utils.PyDataset):
         try:
             count = min(len(data), sample_batches)
@@ -942,7 +944,8 @@ def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int]
     elements = [e for e in elements if _trailing_shapes(e) == first]
     xs = _concat([e[0] for e in elements])
     ys = _concat([e[1] for e in elements]) if elements[0][1] is not None else None
-    return xs, ys, len(elements)
+    ws = _concat([e[2] for e in elements]) if all(e[2] is not None for e in elements) else None
+    return xs, ys, ws, len(elements)
 
 
 def _expand(value: Any) -> Any:
@@ -1070,7 +1073,9 @@ def check_data(
         sampled = _sample_batches(x, sample_batches, ranks)
         if sampled is None:
             return []
-        x, y, batches = sampled
+        x, y, dataset_weights, batches = sampled
+        # Weights the dataset carries (with class_weight folded in by fit) weigh its sampled rows.
+        sample_weight = dataset_weights if sample_weight is None else sample_weight
         where = f" in the first {batches} batch{'es' if batches != 1 else ''}"
     elif not isinstance(x, np.ndarray | Mapping | list | tuple) and hasattr(x, "__next__"):
         return [Finding(code=DATA_NOT_INSPECTABLE, severity="info",

@@ -16,12 +16,16 @@ from trainkit.callbacks.base import Callback
 from trainkit.loop import StepOutputs
 
 
-def format_logs(logs: Mapping[str, float]) -> str:
-    """``loss 0.4321  accuracy 0.8125  val_loss ...`` with 4 significant digits.
+def four_digits(value: float) -> str:
+    """4 significant digits, trailing zeros kept (``0.1000``, not ``0.1``) so that epoch lines stay
+    aligned, and no bare point (``1234``, not ``1234.``)."""
+    text = f"{value:#.4g}"
+    return text[:-1] if text.endswith(".") else text
 
-    Trailing zeros are kept (``0.1000``, not ``0.1``), so the epoch lines stay aligned.
-    """
-    return "  ".join(f"{k} {v:#.4g}" for k, v in logs.items())
+
+def format_logs(logs: Mapping[str, float]) -> str:
+    """``loss 0.4321  accuracy 0.8125  val_loss ...`` (see :func:`four_digits`)."""
+    return "  ".join(f"{k} {four_digits(v)}" for k, v in logs.items())
 
 
 class ConsoleLogger(Callback):
@@ -62,7 +66,7 @@ class ConsoleLogger(Callback):
         self._seen_rows += int(outputs.batch_sizes.sum())
         self._loss_sum += float((losses * outputs.batch_sizes).sum())
         running = self._loss_sum / max(self._seen_rows, 1)
-        self._progress.update(self._task, advance=outputs.steps, loss=f"loss {running:#.4g}")
+        self._progress.update(self._task, advance=outputs.steps, loss=f"loss {four_digits(running)}")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self._progress is not None:
