@@ -20,6 +20,7 @@ from trainkit.compare import (
     expand_all,
     format_table,
     format_value,
+    table_rows,
     variant_label,
 )
 from trainkit.errors import RecipeError
@@ -169,6 +170,18 @@ def test_best_epoch_is_one_based_lowest_val_loss_ignoring_nan():
 def _row(name: str, lr: float, **kw: object) -> CompareRow:
     hparams = {"learning_rate": lr, "optimizer": "adam", "layers": "4-1"}
     return CompareRow(name=name, recipe="tiny", sweep={"optimizer.learning_rate": lr}, hparams=hparams, **kw)  # type: ignore[arg-type]
+
+
+def test_table_names_a_stop_once_and_the_run_epochs_apart_from_planned_ones():
+    # "stopped: nan-loss, nan-loss", and two columns both titled "epochs" when the planned epochs differed.
+    rows = [
+        CompareRow(name="a", recipe="tiny", sweep={}, hparams={"epochs": 200}, epochs_run=20),
+        CompareRow(name="b", recipe="tiny", sweep={}, hparams={"epochs": 5}, epochs_run=2, error="[nan-loss] The loss became NaN.",
+                   findings=[{"code": "nan-loss", "severity": "error"}, {"code": "dead-relu", "severity": "warning"}]),
+    ]
+    header, cells = table_rows(rows)
+    assert header[1:3] == ["epochs", "epochs run"] and cells[0][1:3] == ["200", "20"]
+    assert cells[1][-1] == "stopped: nan-loss, dead-relu"
 
 
 def test_table_shows_differing_hparams_metrics_best_epoch_and_findings():

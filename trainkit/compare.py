@@ -314,13 +314,15 @@ def table_rows(rows: Sequence[CompareRow]) -> tuple[list[str], list[list[str]]]:
     """The header and the cells of the comparison table (all strings)."""
     hparams = differing_hparams(rows)
     metrics = _metric_columns(rows)
-    header = ["run", *hparams, "epochs", *metrics, "best epoch", "findings"]
+    # The planned epochs may be a differing hyperparameter: the column of those run is named apart.
+    header = ["run", *hparams, "epochs run" if "epochs" in hparams else "epochs", *metrics, "best epoch", "findings"]
     cells = []
     for row in rows:
         best = f"{row.best_epoch} ({row.best_monitor})" if row.best_epoch is not None else "-"
         codes = row.finding_codes()
         if row.error:
-            codes.insert(0, f"stopped: {row.error.split(']')[0].lstrip('[')}")
+            stop = row.error.split("]")[0].lstrip("[")
+            codes = [f"stopped: {stop}", *(c for c in codes if c != stop)]  # not "nan-loss" twice
         cells.append([row.name, *(_cell(row.hparams.get(k)) for k in hparams), str(row.epochs_run), *(_cell(row.final.get(k)) for k in metrics), best, ", ".join(codes) or "-"])
     return header, cells
 
