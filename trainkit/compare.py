@@ -227,7 +227,7 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
 
     total = len(variants)
     for root in dict.fromkeys(Path(logdir if logdir is not None else v.recipe.logging.logdir) for v in variants):
-        check_writable(root)
+        check_writable(root, keep=False)  # a variant that fails its checks leaves no empty logdir
     prepared: list[PreparedRun | None] = []
     for i, variant in enumerate(variants, 1):
         say(f"[{i}/{total}] checking {variant.name}")

@@ -156,7 +156,7 @@ def train_recipe(
         raise RecipeError("sweep-needs-compare", sweep_message(recipe))
     root = Path(logdir if logdir is not None else recipe.logging.logdir)
     if resume_dir is None:
-        check_writable(root)
+        check_writable(root, keep=False)  # created with the run directory, once the checks pass
     prepared = prepared or prepare_run(recipe)
     trainer, splits = prepared.trainer, prepared.splits
     chief = is_chief(trainer.strategy)

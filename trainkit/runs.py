@@ -11,13 +11,19 @@ from pathlib import Path
 from trainkit.errors import RunDirError
 
 
-def check_writable(logdir: str | Path) -> Path:
+def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
     """Creates ``logdir`` if needed and proves a file can be written there.
+
+    Args:
+        logdir: The directory.
+        keep: Keep the directories this created. ``False`` for a check made before the run can
+            still fail (a bad recipe, incompatible data): such a run leaves no empty ``runs/``.
 
     Raises:
         RunDirError: ``logdir-unwritable``, before any training starts.
     """
     path = Path(logdir)
+    created = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".trainkit-write-test-"):
@@ -25,6 +31,11 @@ def check_writable(logdir: str | Path) -> Path:
     except OSError as err:
         reason = os_error_reason(err, path)
         raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {reason}. Pass a writable directory with --logdir.") from None
+    finally:
+        if not keep:
+            for directory in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
     return path
 
 
