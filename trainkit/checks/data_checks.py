@@ -64,11 +64,11 @@ LEAK_CORRELATION = 0.9999
 #: A feature whose classes lie in separate intervals at least this many within-class standard
 #: deviations apart separates them alone (a noisy copy of the label, y + 0.1 N(0, 1), measures
 #: ~3; a feature an honest rule thresholds, y = x0 > 0, has its classes touching).
-LEAK_SEPARATION = 1.0
+SEPARATION_GAP = 1.0
 #: Share of a feature's variance its class means explain (the correlation ratio) from which the
 #: separation is checked; a label copy with noise at a tenth of the classes' spacing explains ~99%.
-_LEAK_SCREEN_SHARE = 0.9
-_LEAK_SCREEN_FEATURES = 8
+_SEPARATION_SCREEN_SHARE = 0.9
+_SEPARATION_SCREEN_FEATURES = 8
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
 IMBALANCE_MIN_ROWS = 50
@@ -117,6 +117,8 @@ class DataContext:
     unmatched_targets: str | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
+    #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
+    memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -623,7 +625,13 @@ def train_validation_overlap(ctx: DataContext) -> Issue | None:
 
 def _leak_sample(ctx: DataContext) -> tuple[np.ndarray, np.ndarray, Target] | None:
     """``(x rows, y rows, target)`` the leakage checks read: a strided sample of one 2-D numeric
-    input and its one target, or ``None`` when the data has another form."""
+    input and its one target, or ``None`` when the data has another form (drawn once per context)."""
+    if "leak_sample" not in ctx.memo:
+        ctx.memo["leak_sample"] = _draw_leak_sample(ctx)
+    return ctx.memo["leak_sample"]
+
+
+def _draw_leak_sample(ctx: DataContext) -> tuple[np.ndarray, np.ndarray, Target] | None:
     if len(ctx.xs) != 1 or len(ctx.targets) != 1 or ctx.targets[0].y is None:
         return None
     x, t = ctx.xs[0], ctx.targets[0]
@@ -724,8 +732,8 @@ def _separating_feature(xs: np.ndarray, ids: np.ndarray) -> tuple[int, float, fl
     between = (counts[:, None] * (means - xs.mean(axis=0)) ** 2).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, between / np.where(total > 0, total, 1.0), 0.0)
-    candidates = np.argsort(-share)[:_LEAK_SCREEN_FEATURES]
-    for j in candidates[share[candidates] >= _LEAK_SCREEN_SHARE]:
+    candidates = np.argsort(-share)[:_SEPARATION_SCREEN_FEATURES]
+    for j in candidates[share[candidates] >= _SEPARATION_SCREEN_SHARE]:
         by_value = np.argsort(xs[:, j], kind="stable")
         column, labels = xs[by_value, j], inverse[by_value]
         if 1 + np.count_nonzero(np.diff(column)) <= _few_values(len(xs)):
@@ -735,7 +743,7 @@ def _separating_feature(xs: np.ndarray, ids: np.ndarray) -> tuple[int, float, fl
             continue
         within = math.sqrt(max(total[j] - between[j], 0.0) / len(xs))
         gap = float((column[edges + 1] - column[edges]).min())
-        if within > 0 and gap >= LEAK_SEPARATION * within:
+        if within > 0 and gap >= SEPARATION_GAP * within:
             return int(j), gap / within, float(share[j])
     return None
 
