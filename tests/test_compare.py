@@ -295,6 +295,21 @@ def test_compare_two_recipes_shows_what_differs(runner, tmp_path):
     assert not any(line.startswith("[") for line in lines)  # -q: the table only
 
 
+def test_compare_shows_the_rows_a_file_source_loaded(runner, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 4))
+    rows = ["a,b,c,d,label", *(",".join(f"{v:.4f}" for v in r) + f",{int(r[0] > 0)}" for r in x)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    generated = recipe_with(tmp_path, name="generated")
+    from_file = recipe_with(tmp_path, name="from_file", data={"source": "csv", "path": "data.csv", "target": "label"})
+    result = runner.invoke(app, ["compare", str(generated), str(from_file), "--logdir", str(tmp_path / "runs"), "-q", "--json", str(tmp_path / "c.json"), "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    runs = {run["name"]: run for run in json.loads((tmp_path / "c.json").read_text())["runs"]}
+    assert runs["from_file"]["hparams"]["rows"] == 90 and runs["generated"]["hparams"]["rows"] == 120
+    header, *_, from_file_line = result.output.splitlines()
+    assert from_file_line.split()[header.split().index("rows")] == "90"
+
+
 @pytest.mark.parametrize(
     ("sweep", "code"),
     [

@@ -238,9 +238,9 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
                 raise
             raise type(err)(err.code, f"{variant.name}: {err.message}") from None  # which variant
     for i, variant in enumerate(variants, 1):
-        row = CompareRow(variant.name, variant.base, dict(variant.values), variant.recipe.hparams())
         ready, prepared[i - 1] = prepared[i - 1], None  # let each model go once it has trained
         assert ready is not None
+        row = CompareRow(variant.name, variant.base, dict(variant.values), dict(ready.trainer.hparams or variant.recipe.hparams()))
         say(f"[{i}/{total}] training {variant.name} ({variant.recipe.training.epochs} epochs)")
         started = time.perf_counter()
         try:

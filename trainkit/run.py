@@ -81,6 +81,16 @@ def _num_classes(recipe: Recipe) -> int | None:
     return None
 
 
+def run_hparams(recipe: Recipe, splits: DataSplits) -> dict[str, str | float | int | bool]:
+    """The recipe's hyperparameters, with ``rows`` the number of rows the run loaded.
+
+    ``Recipe.hparams`` knows the rows only of generated data; a file or scikit-learn source has
+    them once loaded, and a comparison of such runs should not show 0.
+    """
+    rows = len(splits.x_train) + (len(splits.x_val) if splits.x_val is not None else 0)
+    return {**recipe.hparams(), "rows": rows}
+
+
 def prepare_run(recipe: Recipe) -> PreparedRun:
     """Loads the data, builds the model and trainer, and runs every pre-training check.
 
@@ -108,7 +118,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
         report_last_batch_loss=recipe.training.report_last_batch_loss,
         checkpoint_every=recipe.training.checkpoint_every,
         on_nan=recipe.training.on_nan,
-        hparams=recipe.hparams(),
+        hparams=run_hparams(recipe, splits),
         strategy=strategy,
     )
     # The recipe's class weights, as fit will weigh the training rows (class-imbalance then knows).
