@@ -263,7 +263,7 @@ def test_a_file_in_the_way_of_a_directory_is_named(runner, tiny_recipe, tmp_path
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["train"], "Missing argument 'recipe'. See trainkit train --help."),
+    (["train"], "Missing argument 'RECIPE'. See trainkit train --help."),
     (["tensorboard", "--port", "abc"], "Invalid value for '--port'"),
     (["trian"], "Did you mean 'train'?"),
 ])
@@ -348,3 +348,12 @@ def test_epoch_values_keep_four_digits_and_no_bare_point(value, text):
     from trainkit.writers.console import format_logs
 
     assert format_logs({"loss": value}) == f"loss {text}"
+
+
+def test_help_reflows_paragraphs_and_keeps_the_run_directory_pattern():
+    # Rich markup kept the docstrings' line breaks (ragged help); Markdown drops <logdir> as HTML
+    # unless it is code.
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "compare", "--help"], capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0
+    assert "<logdir>/<recipe>-<key>=<value>/<time>/" in proc.stdout
+    assert "The table shows the hyperparameters that differ" in proc.stdout  # one line at 200 columns
