@@ -357,3 +357,17 @@ def test_help_reflows_paragraphs_and_keeps_the_run_directory_pattern():
     assert proc.returncode == 0
     assert "<logdir>/<recipe>-<key>=<value>/<time>/" in proc.stdout
     assert "The table shows the hyperparameters that differ" in proc.stdout  # one line at 200 columns
+
+
+def test_the_recipe_logging_section_reaches_the_trainer(tiny_recipe, tmp_path):
+    # logging.statistics and logging.histograms_every were validated and then ignored.
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe, ["logging.statistics=false", "logging.histograms_every=2", "training.epochs=1"])
+    result = train_recipe(recipe, logdir=tmp_path / "runs", verbose=0)
+    assert result.trainer.statistics is False and result.trainer.histograms_every == 2
+    names = {name for _, name, _ in result.trainer.step_table()}
+    assert "loss" in names and not any("grad" in name for name in names)
+    default = train_recipe(load_recipe(tiny_recipe, ["training.epochs=1"]), logdir=tmp_path / "runs", verbose=0)
+    assert any("grad" in name for _, name, _ in default.trainer.step_table())

@@ -115,6 +115,8 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
         steps_per_execution=recipe.training.steps_per_execution,
         jit_compile=recipe.training.jit_compile,
         scalars_every=recipe.logging.scalars_every,
+        statistics=recipe.logging.statistics,
+        histograms_every=recipe.logging.histograms_every,
         report_last_batch_loss=recipe.training.report_last_batch_loss,
         checkpoint_every=recipe.training.checkpoint_every,
         on_nan=recipe.training.on_nan,
