@@ -450,3 +450,32 @@ def test_nested_values_from_the_command_line_are_blamed_on_their_override(tiny: 
 @pytest.mark.parametrize("override", ["training.class_weight={true: 2}", "training.class_weight={0: 1, 1: true}"])
 def test_class_weight_takes_no_booleans(tiny: Path, override: str) -> None:
     assert "class_weight maps class ids to weights" in error_of(load_recipe, tiny, [override]).message
+
+
+def _schema_keys(model: type, prefix: str = "") -> list[str]:
+    """Every dotted key of a section, descending into the sections it holds (not into layers)."""
+    from pydantic import BaseModel
+
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(f"{prefix}{name}")
+        section = next((t for t in (field.annotation, *getattr(field.annotation, "__args__", ())) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if section is not None and section.__name__ != "EarlyStoppingConfig":  # its keys are listed in one cell
+            keys.extend(_schema_keys(section, f"{prefix}{name}."))
+    return keys
+
+
+def test_the_readme_recipe_reference_names_every_key_and_layer_type():
+    from trainkit.recipe import LAYER_TYPES, EarlyStoppingConfig, LayerSpec
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Recipe reference", 1)[1].split("\n## ", 1)[0]
+    missing = [key for key in _schema_keys(Recipe) if f"`{key}`" not in section]
+    assert not missing, f"README's recipe reference lacks {missing}"
+    assert all(f"{key}:" in section for key in EarlyStoppingConfig.model_fields)
+    layers = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if line.startswith("| `") and line.split("|")[1].strip(" `") in LAYER_TYPES}
+    assert set(layers) == set(LAYER_TYPES)
+    for layer in LayerSpec.__origin__.__args__:  # Annotated[Union[...], discriminator]
+        kind = layer.model_fields["type"].annotation.__args__[0]
+        keys = set(layer.model_fields) - {"type", "name"}
+        assert all(f"`{key}`" in layers[kind] for key in keys), (kind, keys)
