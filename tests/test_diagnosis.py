@@ -1015,8 +1015,11 @@ def test_resuming_a_finished_run_keeps_its_end_of_run_findings(tmp_path):
     latest = TrainingCheckpoint(tmp_path / CHECKPOINT_SUBDIR, model_variables=model.variables, optimizer_variables=[],
                                 metric_variables=[], global_step=tf.Variable(0, dtype=tf.int64)).latest()
     assert latest is not None and latest[1]["findings"] == finished
+    events = {path: path.read_bytes() for path in tmp_path.rglob("events.out.tfevents.*")}
     assert [f.to_dict() for f in fit(resume=True).findings] == finished
-    # The resume cut the events back to the checkpoint's, end-of-run notes too, and wrote them again.
+    # The finished run's event files stay as they were: the resume used to cut its end-of-run
+    # notes and write them again (lost if that process was killed in between).
+    assert {path: path.read_bytes() for path in tmp_path.rglob("events.out.tfevents.*")} == events
     from trainkit.diagnosis.readback import diagnose_run_dir
 
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == finished

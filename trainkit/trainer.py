@@ -938,8 +938,12 @@ class Trainer:
         self._final_checkpoint = None
         self.resumed_epochs = 0
         if resume:  # the History of the run so far comes back with the checkpoint
-            initial_epoch, start_batch = self._resume(callbacks)
+            initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
             self.resumed_epochs = len(self.history.epoch)
+            if ended:
+                # Its History and findings are back; its event files are complete as they are
+                # (cutting its end-of-run events to write them again could lose them to a kill).
+                return self.history
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
         # With steps_per_epoch a dataset's iterator goes on across epochs: a new fit (whatever its
@@ -1100,17 +1104,28 @@ class Trainer:
             return
         prefix, progress = self._final_checkpoint
         self._final_checkpoint = None
-        progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state()}
+        if self.writer is not None:
+            self.writer.flush()  # "ended" below promises the end-of-run events are on disk
+        # ended: a resume of this finished run has nothing to train and nothing to log again.
+        progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state(), "ended": True}
         self._checkpoint.rewrite_record(prefix, progress)
 
-    def _resume(self, callbacks: Sequence[Callback]) -> tuple[int, int]:
-        """Restores the newest checkpoint; returns ``(epoch, batches done within it)``."""
+    def _resume(self, callbacks: Sequence[Callback], epochs: int) -> tuple[int, int, bool]:
+        """Restores the newest checkpoint.
+
+        Returns:
+            ``(epoch, batches done within it, ended)``; ``ended``: the run had finished (its
+            epochs trained, or a callback stopped it) and logged its end, so there is nothing
+            left to train or to log.
+        """
         checkpoint = self._make_checkpoint()
         progress = checkpoint.restore_latest() if checkpoint is not None else None
         if progress is None:
             where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
-        if progress.get("event_files") is not None and self.logdir is not None:
+        finished = progress.get("stop_reason") in FINISHED_STOP_REASONS or int(progress["epoch"]) >= epochs
+        ended = finished and bool(progress.get("ended"))
+        if progress.get("event_files") is not None and self.logdir is not None and not ended:
             # Everything logged after this checkpoint (by a killed process) is logged again from here.
             rewind_event_files(self.logdir, progress["event_files"])
         self.seed = int(progress["seed"])
@@ -1125,7 +1140,7 @@ class Trainer:
             state = states.get(f"{i}:{type(callback).__name__}")
             if state is not None:
                 callback.set_state(state)
-        return int(progress["epoch"]), int(progress["batches_done"])
+        return int(progress["epoch"]), int(progress["batches_done"]), ended
 
     def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int) -> list[Callback]:
         """The live diagnosis callback (``diagnose``), told what only ``fit`` knows."""
