@@ -456,3 +456,17 @@ def test_a_resumed_run_keeps_its_one_hparams_record(tmp_path):
     _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.01}).fit(*_xy(), epochs=1, verbose=0)
     _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.01}).fit(*_xy(), epochs=2, verbose=0, resume=True)
     assert len(list(tmp_path.glob("*.hparams"))) == 1
+
+
+def test_resuming_with_other_hyperparameters_is_a_resume_mismatch_error(tmp_path):
+    # Without the run's recipe.yaml to compare, only the model's shapes were checked: a changed
+    # learning rate resumed silently.
+    from trainkit.errors import RecipeError
+
+    _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"learning_rate": 0.01, "batch_size": 8}).fit(*_xy(), epochs=1, verbose=0)
+    with pytest.raises(RecipeError) as info:
+        _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"learning_rate": 0.05, "batch_size": 8}).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch" and "learning_rate = 0.01, not 0.05" in info.value.message
+    same = _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"learning_rate": 0.01, "batch_size": 8})
+    same.fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert same.history.epoch == [0, 1]

@@ -27,6 +27,7 @@ from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
 from trainkit.errors import (
     ArgumentError,
     DataError,
+    RecipeError,
     RunDirError,
     TrainingInterrupted,
     UnknownNameError,
@@ -1088,6 +1089,8 @@ class Trainer:
             "diagnosis": self._diagnosis_state(),
             # The event files' sizes: a resume cuts them back to these (None: no events written).
             "event_files": event_files,
+            # A resume with other hyperparameters (the run's recipe.yaml gone) is refused.
+            "hparams": self.hparams,
         }
         return checkpoint.save(progress), progress
 
@@ -1123,6 +1126,7 @@ class Trainer:
         if progress is None:
             where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
+        _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
         finished = progress.get("stop_reason") in FINISHED_STOP_REASONS or int(progress["epoch"]) >= epochs
         ended = finished and bool(progress.get("ended"))
         if progress.get("event_files") is not None and self.logdir is not None and not ended:
@@ -1730,6 +1734,19 @@ class Trainer:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
+
+
+def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:
+    """Refuses to resume a run with other hyperparameters than it was trained with.
+
+    Raises:
+        RecipeError: ``resume-mismatch``, naming the first hyperparameter that differs.
+    """
+    if saved is None or now is None or dict(saved) == dict(now):
+        return
+    key = next(k for k in dict.fromkeys([*saved, *now]) if saved.get(k, None) != now.get(k, None))
+    raise RecipeError("resume-mismatch", f"{logdir} was trained with {key} = {saved.get(key, '(none)')!r}, not {now.get(key, '(none)')!r}. "
+                                         "Resume with the same recipe and --set options, or start a new run.")
 
 
 def _check_epochs(epochs: int, initial_epoch: int) -> None:
