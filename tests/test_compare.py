@@ -383,3 +383,21 @@ def test_tensorboard_taken_port_is_one_line_exit_2(runner, tmp_path):
         result = runner.invoke(app, ["tensorboard", str(tmp_path), "--port", str(sock.getsockname()[1])])
     assert result.exit_code == 2
     assert result.output.startswith("error: [port-in-use]")
+
+
+def test_the_run_progress_bar_follows_the_epochs_in_a_terminal_only(tmp_path):
+    # compare trains its runs quietly: without a bar a long run showed nothing for minutes.
+    import io
+
+    from rich.console import Console
+
+    from trainkit.run import train_recipe
+    from trainkit.writers.console import RunProgress
+
+    recipe = load_recipe(recipe_with(tmp_path), ["training.epochs=3"])
+    terminal, pipe = io.StringIO(), io.StringIO()
+    bars = [RunProgress("[1/2] tiny", Console(file=terminal, force_terminal=True, width=120)), RunProgress("[1/2] tiny", Console(file=pipe, force_terminal=False))]
+    train_recipe(recipe, logdir=tmp_path / "runs", verbose=0, callbacks=bars)
+    drawn = terminal.getvalue()
+    assert "[1/2] tiny" in drawn and "epoch 3/3" in drawn and "val_loss" in drawn
+    assert pipe.getvalue() == ""

@@ -190,7 +190,8 @@ def iter_compare(
     Args:
         variants: The runs, from :func:`expand_all`.
         logdir: Root of the run directories; default: each recipe's ``logging.logdir``.
-        progress: Called with one line per run and phase (``None``: silent).
+        progress: Called with one line per run and phase, and in a terminal a bar shows each
+            run's epochs (``None``: silent, no bar).
 
     Yields:
         One row per variant, in order.
@@ -204,7 +205,7 @@ def iter_compare(
     retracing = _RetracingFilter()
     logging.getLogger("tensorflow").addFilter(retracing)
     try:
-        yield from _train_all(variants, logdir, say)
+        yield from _train_all(variants, logdir, say, show_bar=progress is not None)
     finally:
         logging.getLogger("tensorflow").removeFilter(retracing)
 
@@ -220,10 +221,11 @@ class _RetracingFilter(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None]) -> Iterator[CompareRow]:
+def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None], show_bar: bool) -> Iterator[CompareRow]:
     # Imported here: preparing builds Keras models, and `trainkit compare --help` should not wait.
     from trainkit.run import prepare_run, train_recipe
     from trainkit.runs import check_writable
+    from trainkit.writers.console import RunProgress
 
     total = len(variants)
     for root in dict.fromkeys(Path(logdir if logdir is not None else v.recipe.logging.logdir) for v in variants):
@@ -244,7 +246,8 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
         say(f"[{i}/{total}] training {variant.name} ({variant.recipe.training.epochs} epochs)")
         started = time.perf_counter()
         try:
-            result = train_recipe(variant.recipe, logdir=logdir, verbose=0, prepared=ready)
+            bar = [RunProgress(f"[{i}/{total}] {variant.name}")] if show_bar else []
+            result = train_recipe(variant.recipe, logdir=logdir, verbose=0, prepared=ready, callbacks=bar)
         except TrainingInterrupted:
             raise
         except TrainkitError as err:  # e.g. a diverging run stopped on a NaN loss: a result too

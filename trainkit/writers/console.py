@@ -79,3 +79,54 @@ class ConsoleLogger(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class RunProgress(Callback):
+    """One transient bar over a whole run's epochs, for runs that print no epoch lines.
+
+    ``trainkit compare`` trains its runs quietly (one line each when it starts and ends); in a
+    terminal this bar shows where the current run is, ``[2/6] lr=0.01  epoch 13/30  loss 0.41``.
+    Outside a terminal it prints nothing.
+
+    Args:
+        label: What the bar is about (the run's name).
+        console: Where to draw; defaults to stderr.
+    """
+
+    def __init__(self, label: str, console: Console | None = None) -> None:
+        self.label = label
+        self.console = console or Console(stderr=True, highlight=False)
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if not self.console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn(self.label),
+            BarColumn(),
+            TextColumn("{task.fields[epoch]}"),
+            TextColumn("{task.fields[values]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        done = len(self.trainer.history.epoch)  # a resumed run starts where it was
+        self._task = self._progress.add_task("run", total=max(self.trainer.epochs, 1), completed=done, epoch=f"epoch {done}/{self.trainer.epochs}", values="")
+        self._progress.start()
+
+    def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
+        steps = self.trainer.steps_per_epoch
+        if self._progress is not None and steps:
+            self._progress.advance(self._task, outputs.steps / steps)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        if self._progress is None:
+            return
+        shown = {k: v for k, v in logs.items() if k in ("loss", "val_loss")}
+        self._progress.update(self._task, completed=epoch + 1, epoch=f"epoch {epoch + 1}/{self.trainer.epochs}", values=format_logs(shown))
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
