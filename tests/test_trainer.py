@@ -10,7 +10,7 @@ import tensorflow as tf
 from trainkit import Trainer
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.errors import ArgumentError, DataError
-from trainkit.trainer import unpack_batch
+from trainkit.sources import unpack_batch
 
 
 def make_data(rows: int = 1001, features: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,16 @@ from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.modelbuild import ensure_built
 from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
+from trainkit.sources import (
+    ArraySource,
+    DatasetSource,
+    first_inputs,
+    in_memory_parts,
+    io_count,
+    nothing_left,
+    streamed,
+    unpack_batch,
+)
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams, write_hparams
 from trainkit.writers.tensorboard import (
@@ -77,26 +87,6 @@ AUTO_CHECKPOINT_SECONDS = 30.0
 FINISHED_STOP_REASONS = ("stopped",)
 
 
-def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
-    """Splits a batch into ``(x, y, sample_weight)``; missing parts are ``None``."""
-    if isinstance(batch, tuple | list):
-        if len(batch) == 1:
-            return batch[0], None, None
-        if len(batch) == 2:
-            return batch[0], batch[1], None
-        if len(batch) == 3:
-            return batch[0], batch[1], batch[2]
-    return batch, None, None
-
-
-def _as_tensor(array: Any) -> tf.Tensor:
-    """Numpy -> tensor, with float64 narrowed to float32 as Keras does."""
-    array = np.asarray(array)
-    if array.dtype == np.float64:
-        array = array.astype(np.float32)
-    return tf.convert_to_tensor(array)
-
-
 def choose_jit_compile(model: keras.Model) -> bool:
     """The ``jit_compile="auto"`` rule: XLA on a GPU, or on a CPU for dense-only models."""
     if tf.config.list_physical_devices("GPU"):
@@ -105,60 +95,16 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
-def _streamed(loop: CompiledLoop, iterator: Any, capacity: int, source: Any, start_batch: int = 0,
-              until_histogram: Callable[[], int] | None = None) -> Iterable[StepOutputs]:
-    """The outputs of the compiled calls that run one epoch of ``source`` from ``iterator``.
-
-    Calls of up to ``capacity`` steps until the iterator runs dry or, for a source with a number
-    of steps per epoch, that many steps have run. ``until_histogram()``, when given, caps each
-    call at the steps left before the next histogram is due.
-    """
-    steps = getattr(source, "steps", None)
-    remaining = None if steps is None else steps - start_batch
-    while remaining is None or remaining > 0:
-        wanted = capacity if remaining is None else min(capacity, remaining)
-        if until_histogram is not None:
-            wanted = min(wanted, until_histogram())
-        outputs = loop.run_streaming(iterator, wanted)
-        yield outputs
-        if outputs.steps < wanted:
-            if steps is not None:
-                source.ran_dry()
-            return
-        if remaining is not None:
-            remaining -= outputs.steps
-
-
-def _nothing_left(source: Any, batch_size: int, start_batch: int) -> bool:
-    """Whether an epoch resumed after ``start_batch`` batches has none left to run.
-
-    Such an epoch must make no call: an iterator over a dataset known to be empty can trace the
-    streaming loop as one that never gets a batch, and that trace then served every later epoch
-    (under a strategy, resumed exactly at an epoch's end: every later epoch ran 0 steps).
-    """
-    if not start_batch:
-        return False
-    total = math.ceil(source.rows / batch_size) if isinstance(source, _ArraySource) else source.batches
-    return total is not None and start_batch >= total
-
-
 def _check_input_shapes(x: Any, model: keras.Model) -> None:
     from trainkit.checks.data_checks import check_input_shapes
 
     check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
 
 
-def _first_inputs(source: Any) -> Any:
-    """The inputs of a data source's first batch (a fresh iterator: training data is not consumed)."""
-    if isinstance(source, _ArraySource):
-        return unpack_batch(source.head(32))[0]
-    return unpack_batch(next(iter(source.dataset)))[0]
-
-
 def _like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
     """Several targets as the same kind of structure as the outputs they go with.
 
-    ``tf.data`` and :func:`_in_memory_parts` give tuples, Functional models return lists, and
+    ``tf.data`` and :func:`~trainkit.sources.in_memory_parts` give tuples, Functional models return lists, and
     Keras losses and metrics refuse to pair a tuple with a list; a dict of targets by output
     name becomes a sequence in the outputs' order (as ``model.fit`` reads it).
     """
@@ -198,151 +144,6 @@ def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metri
 def _listed_outputs(*specs: Any) -> int:
     """How many outputs the first per-output argument (a list, or a dict by name) lists; 1 if none."""
     return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
-
-
-def _io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
-    """How many inputs (``kind="inputs"``) or outputs a model has; 1 when it cannot tell.
-
-    A subclassed model has no inputs or outputs to read before (or after) it is called: its
-    outputs are counted by calling it on the first row of ``inputs`` when they are given.
-    """
-    try:
-        tensors = getattr(model, kind)
-    except (AttributeError, ValueError):
-        if kind != "outputs" or inputs is None:
-            return 1
-        try:
-            first_row = tf.nest.map_structure(lambda a: a[:1], inputs)
-            return len(tf.nest.flatten(model(first_row, training=False)))
-        except Exception:  # inputs that do not fit are reported by the checks and the build
-            return 1
-    return len(tf.nest.flatten(tensors)) if tensors else 1
-
-
-def _in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
-    """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
-
-    A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
-    (``y``), one array each, as with ``model.fit``; otherwise it is one array (rows of values). A
-    dict is always a structure (arrays by input or output name).
-    """
-
-    def part(value: Any, several: bool) -> Any:
-        if isinstance(value, Mapping):
-            return {k: np.asarray(v) for k, v in value.items()}
-        if several and isinstance(value, list | tuple):
-            return tuple(np.asarray(v) for v in value)
-        return np.asarray(value)
-
-    parts = [part(x, _io_count(model, "inputs") > 1)]
-    if y is not None:
-        several = isinstance(y, list | tuple) and _io_count(model, "outputs", parts[0]) > 1
-        parts.append(part(y, several))
-    if sample_weight is not None:
-        parts.append(np.asarray(sample_weight))
-    return parts
-
-
-class _ArraySource:
-    """Training data held in memory: tensors (or structures of them) plus the row count.
-
-    Args:
-        parts: ``[x, y, sample_weight]`` (the given ones), each an array or a structure of
-            arrays (see :func:`_in_memory_parts`).
-    """
-
-    def __init__(self, parts: Sequence[Any], empty_is: str | None = None) -> None:
-        self.data = tuple(tf.nest.map_structure(_as_tensor, part) for part in parts)
-        tensors = tf.nest.flatten(self.data)
-        self.rows = int(tensors[0].shape[0])
-        if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
-            shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
-            raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
-        if empty_is is not None and self.rows == 0:
-            # An empty epoch's loss would read 0.0: a perfect model, not a missing one.
-            raise DataError("empty-data", f"{empty_is} has no rows. Pass at least one example (check the split or the filter that made it).")
-
-    def batch_spec(self) -> tuple[Any, ...]:
-        return tf.nest.map_structure(lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), self.data)
-
-    def numpy(self) -> tuple[Any, ...]:
-        return tf.nest.map_structure(lambda t: t.numpy(), self.data)
-
-    def head(self, rows: int) -> tuple[Any, ...]:
-        """The first ``rows`` rows of every tensor."""
-        return tf.nest.map_structure(lambda t: t[:rows], self.data)
-
-
-def _looks_unbatched(spec: Any) -> bool:
-    """Whether a dataset's elements lack the batch dimension every batched tensor starts with.
-
-    A batched element's tensors all have rank >= 1 and share their first dimension; single
-    examples usually have a scalar label, or an input and a label of different first sizes.
-    """
-    tensors = [s for s in tf.nest.flatten(spec) if isinstance(s, tf.TensorSpec)]
-    if any(s.shape.rank == 0 for s in tensors):
-        return True
-    leading = {s.shape[0] for s in tensors if s.shape.rank and s.shape[0] is not None}
-    return len(leading) > 1
-
-
-class _DatasetSource:
-    """Data streamed from a batched ``tf.data.Dataset``.
-
-    Args:
-        dataset: The dataset.
-        steps: Batches per epoch (``steps_per_epoch``...); ``None`` runs the dataset to its end.
-        steps_argument: The argument that sets ``steps``, for the message about an endless
-            dataset.
-        carry_on: With ``steps``, whether each epoch goes on from where the last one stopped
-            (training, as ``model.fit``) instead of starting again (evaluation).
-    """
-
-    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None, steps_argument: str = "steps_per_epoch", carry_on: bool = False) -> None:
-        if _looks_unbatched(dataset.element_spec):
-            shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
-            raise DataError(
-                "dataset-unbatched",
-                f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).",
-            )
-        spec = dataset.element_spec
-        if not isinstance(spec, tuple | list) or len(spec) < 2:
-            raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "
-                            "batches: zip the inputs with their targets, tf.data.Dataset.zip((x_dataset, y_dataset)).")
-        cardinality = int(dataset.cardinality())
-        if cardinality == 0:
-            raise DataError("empty-data", "The tf.data.Dataset has no batches. Pass one with at least one example (check the filter or the take/skip that made it).")
-        if cardinality == tf.data.INFINITE_CARDINALITY and steps is None:
-            raise DataError("dataset-infinite", f"The tf.data.Dataset repeats forever (.repeat() without a count), so an epoch would never end. "
-                            f"Pass {steps_argument}=N (batches an epoch), or repeat it a fixed number of times.")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
-            raise ArgumentError("bad-argument", f"{steps_argument} must be a positive integer or None, got {steps!r}.")
-        self.dataset = dataset
-        self.steps = None if steps is None else int(steps)
-        self.batches = self.steps if self.steps is not None else (cardinality if cardinality >= 0 else None)
-        self._carry_on = carry_on and self.steps is not None
-        self._iterator: Any = None
-
-    def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
-        """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
-
-        Carrying on, one iterator serves every epoch of a fit, each taking ``steps`` batches; it
-        starts ``epoch * steps + start_batch`` batches in (a resumed fit). Otherwise each epoch
-        starts at the dataset's beginning (plus ``start_batch``).
-        """
-        if self._carry_on:
-            if self._iterator is None:
-                skip = epoch * self.steps + start_batch
-                self._iterator = make(self.dataset.skip(skip) if skip else self.dataset)
-            return self._iterator
-        return make(self.dataset.skip(start_batch) if start_batch else self.dataset)
-
-    def ran_dry(self) -> None:
-        """The iterator ended before the epoch's steps: the next epoch starts the dataset again."""
-        self._iterator = None
-
-    def batch_spec(self) -> Any:
-        return self.dataset.element_spec
 
 
 class Trainer:
@@ -576,7 +377,7 @@ class Trainer:
         if self._outputs_counted:
             return
         self._outputs_counted = True
-        count = _io_count(self.model, "outputs", inputs())
+        count = io_count(self.model, "outputs", inputs())
         if count != len(self.heads):
             with distribute.scope(self.strategy):
                 self._pair_outputs(count)
@@ -1155,7 +956,7 @@ class Trainer:
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
         self._live_diagnosis = callback
-        in_memory = isinstance(train, _ArraySource)
+        in_memory = isinstance(train, ArraySource)
         targets, weights = source_targets_and_weights(train)
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
@@ -1177,10 +978,10 @@ class Trainer:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
-            train: Any = _DatasetSource(x, steps_per_epoch, carry_on=True)
+            train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
             if class_weight is not None:
                 _check_one_target(x.element_spec[1], self.heads)
-                train = _DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
+                train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
         else:
             if steps_per_epoch is not None:
                 raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
@@ -1197,32 +998,32 @@ class Trainer:
             if class_weight is not None:  # the training rows only, as model.fit weights them
                 _check_one_target(parts[1], self.heads)
                 parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
-            train = _ArraySource(parts, "the training data" if validation_split else "x")
+            train = ArraySource(parts, "the training data" if validation_split else "x")
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
-                validation = _DatasetSource(validation_data, validation_steps, "validation_steps")
+                validation = DatasetSource(validation_data, validation_steps, "validation_steps")
             elif validation_steps is not None:
                 raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")
             else:
                 if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
                     got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
                     raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
-                validation = _ArraySource(self._in_memory_parts(*validation_data), "validation_data")
+                validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
         return train, validation
 
     def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
         # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
         # and its variables must be mirrored.
         with distribute.scope(self.strategy):
-            return _in_memory_parts(self.model, x, y, sample_weight)
+            return in_memory_parts(self.model, x, y, sample_weight)
 
     def _check_sources(self, train: Any, validation: Any) -> None:
-        parts = train.numpy() if isinstance(train, _ArraySource) else (train.dataset, None)
+        parts = train.numpy() if isinstance(train, ArraySource) else (train.dataset, None)
         x, y = parts[:2]
         weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
         x_val = y_val = None
-        if isinstance(validation, _ArraySource):
+        if isinstance(validation, ArraySource):
             x_val, y_val = validation.numpy()[:2]
         elif validation is not None:
             x_val = validation.dataset  # its first batches are sampled, like a training dataset's
@@ -1235,8 +1036,8 @@ class Trainer:
         under tf.distribute (keras-team/keras#19246).
         """
         with distribute.scope(self.strategy):
-            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: _first_inputs(train))
-            self._count_outputs(lambda: _first_inputs(train))
+            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train))
+            self._count_outputs(lambda: first_inputs(train))
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
         self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
@@ -1293,14 +1094,14 @@ class Trainer:
         if start_batch == 0:  # a resumed epoch continues with its restored running means
             self._reset_metrics()
         self._batches_done = start_batch
-        if isinstance(train, _ArraySource):
+        if isinstance(train, ArraySource):
             self.steps_per_epoch = math.ceil(train.rows / batch_size)
         else:
             self.steps_per_epoch = train.batches
         callbacks.on_epoch_begin(epoch)
         if self.strategy is not None:
             calls = self._distributed_calls(train, batch_size, shuffle, epoch, start_batch)
-        elif isinstance(train, _ArraySource):
+        elif isinstance(train, ArraySource):
             calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch)
         else:
             calls = self._streaming_calls(train, epoch - self._epochs_skipped, start_batch)
@@ -1432,7 +1233,7 @@ class Trainer:
                 values.pop(tracker.name)
         return values
 
-    def _in_memory_calls(self, train: _ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
+    def _in_memory_calls(self, train: ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
         assert self._train_loop is not None
         full, partial = epoch_batches(self._epoch_order(train.rows, shuffle, epoch), batch_size)
@@ -1482,7 +1283,7 @@ class Trainer:
         batch included), so the epoch's batches, and so its losses, match one device.
         """
         assert self.strategy is not None
-        if isinstance(source, _ArraySource):
+        if isinstance(source, ArraySource):
             dataset = distribute.array_dataset(source.data, np.arange(source.rows) if order is None else order, batch_size, start_batch)
             return iter(distribute.distribute_dataset(self.strategy, dataset))
         return source.epoch_iterator(lambda dataset: iter(distribute.distribute_dataset(self.strategy, dataset)), epoch, start_batch)
@@ -1490,17 +1291,17 @@ class Trainer:
     def _distributed_calls(self, train: Any, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one epoch under a strategy."""
         assert self._train_loop is not None
-        if _nothing_left(train, batch_size, start_batch):
+        if nothing_left(train, batch_size, start_batch):
             return
-        order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, _ArraySource) else None
+        order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, ArraySource) else None
         iterator = self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
-        yield from _streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch, self._steps_until_histogram)
+        yield from streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch, self._steps_until_histogram)
 
-    def _streaming_calls(self, train: _DatasetSource, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
+    def _streaming_calls(self, train: DatasetSource, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
-        if _nothing_left(train, 0, start_batch):
+        if nothing_left(train, 0, start_batch):
             return
-        yield from _streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
+        yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
                              self._steps_until_histogram)
 
     def _call_capacity(self) -> int:
@@ -1549,7 +1350,7 @@ class Trainer:
         """
         _check_batch_size(batch_size)
         if isinstance(x, tf.data.Dataset):
-            source: Any = _DatasetSource(x, steps, "steps")
+            source: Any = DatasetSource(x, steps, "steps")
         elif steps is not None:
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset; numpy data is evaluated whole.")
         else:
@@ -1557,7 +1358,7 @@ class Trainer:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             parts = self._in_memory_parts(x, y, sample_weight)
             _check_input_shapes(parts[0], self.model)
-            source = _ArraySource(parts, "x")
+            source = ArraySource(parts, "x")
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
 
@@ -1570,9 +1371,9 @@ class Trainer:
                 self._eval_loop.discover_names(source.batch_spec())
         self._reset_metrics("eval")
         calls: list[StepOutputs] = []
-        if self.strategy is not None or not isinstance(source, _ArraySource):
+        if self.strategy is not None or not isinstance(source, ArraySource):
             iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else source.epoch_iterator(iter, 0, 0)
-            calls.extend(_streamed(self._eval_loop, iterator, _STREAMING_STEPS_PER_CALL, source))
+            calls.extend(streamed(self._eval_loop, iterator, _STREAMING_STEPS_PER_CALL, source))
         else:
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
             tail = tf.constant(partial) if partial is not None else None
@@ -1603,7 +1404,7 @@ class Trainer:
         else:
             parts = self._in_memory_parts(x)
             _check_input_shapes(parts[0], self.model)
-            source = _ArraySource(parts)
+            source = ArraySource(parts)
             (data,) = source.data
             batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
         if not batches:  # no rows: the outputs' shapes, with none
@@ -1662,7 +1463,7 @@ class Trainer:
 
     def _first_batch(self, train: Any, batch_size: int) -> Any:
         """The fixed probe batch histograms are computed on: the first training batch."""
-        if isinstance(train, _ArraySource):
+        if isinstance(train, ArraySource):
             return train.head(batch_size)
         return next(iter(train.dataset), None)
 

@@ -1,0 +1,236 @@
+"""Data sources: what ``fit``, ``evaluate`` and ``predict`` turn their inputs into.
+
+This module owns the step from user data to batches: splitting a batch into
+``(x, y, sample_weight)`` (:func:`unpack_batch`), numpy inputs held in memory as tensors
+(:func:`in_memory_parts`, :class:`ArraySource`), a batched ``tf.data.Dataset`` streamed epoch by
+epoch (:class:`DatasetSource`), and the compiled calls that run one epoch of a streamed source
+(:func:`streamed`). The :class:`~trainkit.trainer.Trainer` decides which source to build and what
+to do with each step's outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit.errors import ArgumentError, DataError
+from trainkit.loop import CompiledLoop, StepOutputs
+
+
+def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
+    """Splits a batch into ``(x, y, sample_weight)``; missing parts are ``None``."""
+    if isinstance(batch, tuple | list):
+        if len(batch) == 1:
+            return batch[0], None, None
+        if len(batch) == 2:
+            return batch[0], batch[1], None
+        if len(batch) == 3:
+            return batch[0], batch[1], batch[2]
+    return batch, None, None
+
+
+def _as_tensor(array: Any) -> tf.Tensor:
+    """Numpy -> tensor, with float64 narrowed to float32 as Keras does."""
+    array = np.asarray(array)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return tf.convert_to_tensor(array)
+
+
+def io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
+    """How many inputs (``kind="inputs"``) or outputs a model has; 1 when it cannot tell.
+
+    A subclassed model has no inputs or outputs to read before (or after) it is called: its
+    outputs are counted by calling it on the first row of ``inputs`` when they are given.
+    """
+    try:
+        tensors = getattr(model, kind)
+    except (AttributeError, ValueError):
+        if kind != "outputs" or inputs is None:
+            return 1
+        try:
+            first_row = tf.nest.map_structure(lambda a: a[:1], inputs)
+            return len(tf.nest.flatten(model(first_row, training=False)))
+        except Exception:  # inputs that do not fit are reported by the checks and the build
+            return 1
+    return len(tf.nest.flatten(tensors)) if tensors else 1
+
+
+def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+    """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
+
+    A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
+    (``y``), one array each, as with ``model.fit``; otherwise it is one array (rows of values). A
+    dict is always a structure (arrays by input or output name).
+    """
+
+    def part(value: Any, several: bool) -> Any:
+        if isinstance(value, Mapping):
+            return {k: np.asarray(v) for k, v in value.items()}
+        if several and isinstance(value, list | tuple):
+            return tuple(np.asarray(v) for v in value)
+        return np.asarray(value)
+
+    parts = [part(x, io_count(model, "inputs") > 1)]
+    if y is not None:
+        several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
+        parts.append(part(y, several))
+    if sample_weight is not None:
+        parts.append(np.asarray(sample_weight))
+    return parts
+
+
+class ArraySource:
+    """Training data held in memory: tensors (or structures of them) plus the row count.
+
+    Args:
+        parts: ``[x, y, sample_weight]`` (the given ones), each an array or a structure of
+            arrays (see :func:`in_memory_parts`).
+        empty_is: What the data is called in the error raised when it has no rows (``"x"``,
+            ``"validation_data"``...); ``None`` accepts empty data.
+    """
+
+    def __init__(self, parts: Sequence[Any], empty_is: str | None = None) -> None:
+        self.data = tuple(tf.nest.map_structure(_as_tensor, part) for part in parts)
+        tensors = tf.nest.flatten(self.data)
+        self.rows = int(tensors[0].shape[0])
+        if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
+            shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
+            raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
+        if empty_is is not None and self.rows == 0:
+            # An empty epoch's loss would read 0.0: a perfect model, not a missing one.
+            raise DataError("empty-data", f"{empty_is} has no rows. Pass at least one example (check the split or the filter that made it).")
+
+    def batch_spec(self) -> tuple[Any, ...]:
+        """The ``tf.TensorSpec`` structure of one batch (any number of rows)."""
+        return tf.nest.map_structure(lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), self.data)
+
+    def numpy(self) -> tuple[Any, ...]:
+        """The data as numpy arrays, in the structure of :attr:`data`."""
+        return tf.nest.map_structure(lambda t: t.numpy(), self.data)
+
+    def head(self, rows: int) -> tuple[Any, ...]:
+        """The first ``rows`` rows of every tensor."""
+        return tf.nest.map_structure(lambda t: t[:rows], self.data)
+
+
+def _looks_unbatched(spec: Any) -> bool:
+    """Whether a dataset's elements lack the batch dimension every batched tensor starts with.
+
+    A batched element's tensors all have rank >= 1 and share their first dimension; single
+    examples usually have a scalar label, or an input and a label of different first sizes.
+    """
+    tensors = [s for s in tf.nest.flatten(spec) if isinstance(s, tf.TensorSpec)]
+    if any(s.shape.rank == 0 for s in tensors):
+        return True
+    leading = {s.shape[0] for s in tensors if s.shape.rank and s.shape[0] is not None}
+    return len(leading) > 1
+
+
+class DatasetSource:
+    """Data streamed from a batched ``tf.data.Dataset``.
+
+    Args:
+        dataset: The dataset.
+        steps: Batches per epoch (``steps_per_epoch``...); ``None`` runs the dataset to its end.
+        steps_argument: The argument that sets ``steps``, for the message about an endless
+            dataset.
+        carry_on: With ``steps``, whether each epoch goes on from where the last one stopped
+            (training, as ``model.fit``) instead of starting again (evaluation).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None, steps_argument: str = "steps_per_epoch", carry_on: bool = False) -> None:
+        if _looks_unbatched(dataset.element_spec):
+            shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
+            raise DataError(
+                "dataset-unbatched",
+                f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).",
+            )
+        spec = dataset.element_spec
+        if not isinstance(spec, tuple | list) or len(spec) < 2:
+            raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "
+                            "batches: zip the inputs with their targets, tf.data.Dataset.zip((x_dataset, y_dataset)).")
+        cardinality = int(dataset.cardinality())
+        if cardinality == 0:
+            raise DataError("empty-data", "The tf.data.Dataset has no batches. Pass one with at least one example (check the filter or the take/skip that made it).")
+        if cardinality == tf.data.INFINITE_CARDINALITY and steps is None:
+            raise DataError("dataset-infinite", f"The tf.data.Dataset repeats forever (.repeat() without a count), so an epoch would never end. "
+                            f"Pass {steps_argument}=N (batches an epoch), or repeat it a fixed number of times.")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
+            raise ArgumentError("bad-argument", f"{steps_argument} must be a positive integer or None, got {steps!r}.")
+        self.dataset = dataset
+        self.steps = None if steps is None else int(steps)
+        self.batches = self.steps if self.steps is not None else (cardinality if cardinality >= 0 else None)
+        self._carry_on = carry_on and self.steps is not None
+        self._iterator: Any = None
+
+    def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
+        """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
+
+        Carrying on, one iterator serves every epoch of a fit, each taking ``steps`` batches; it
+        starts ``epoch * steps + start_batch`` batches in (a resumed fit). Otherwise each epoch
+        starts at the dataset's beginning (plus ``start_batch``).
+        """
+        if self._carry_on:
+            if self._iterator is None:
+                skip = epoch * self.steps + start_batch
+                self._iterator = make(self.dataset.skip(skip) if skip else self.dataset)
+            return self._iterator
+        return make(self.dataset.skip(start_batch) if start_batch else self.dataset)
+
+    def ran_dry(self) -> None:
+        """The iterator ended before the epoch's steps: the next epoch starts the dataset again."""
+        self._iterator = None
+
+    def batch_spec(self) -> Any:
+        """The ``tf.TensorSpec`` structure of one batch: the dataset's element spec."""
+        return self.dataset.element_spec
+
+
+def first_inputs(source: ArraySource | DatasetSource) -> Any:
+    """The inputs of a data source's first batch (a fresh iterator: training data is not consumed)."""
+    if isinstance(source, ArraySource):
+        return unpack_batch(source.head(32))[0]
+    return unpack_batch(next(iter(source.dataset)))[0]
+
+
+def nothing_left(source: ArraySource | DatasetSource, batch_size: int, start_batch: int) -> bool:
+    """Whether an epoch resumed after ``start_batch`` batches has none left to run.
+
+    Such an epoch must make no call: an iterator over a dataset known to be empty can trace the
+    streaming loop as one that never gets a batch, and that trace then served every later epoch
+    (under a strategy, resumed exactly at an epoch's end: every later epoch ran 0 steps).
+    """
+    if not start_batch:
+        return False
+    total = math.ceil(source.rows / batch_size) if isinstance(source, ArraySource) else source.batches
+    return total is not None and start_batch >= total
+
+
+def streamed(loop: CompiledLoop, iterator: Any, capacity: int, source: ArraySource | DatasetSource, start_batch: int = 0,
+             until_histogram: Callable[[], int] | None = None) -> Iterable[StepOutputs]:
+    """The outputs of the compiled calls that run one epoch of ``source`` from ``iterator``.
+
+    Calls of up to ``capacity`` steps until the iterator runs dry or, for a source with a number
+    of steps per epoch, that many steps have run. ``until_histogram()``, when given, caps each
+    call at the steps left before the next histogram is due.
+    """
+    steps = getattr(source, "steps", None)
+    remaining = None if steps is None else steps - start_batch
+    while remaining is None or remaining > 0:
+        wanted = capacity if remaining is None else min(capacity, remaining)
+        if until_histogram is not None:
+            wanted = min(wanted, until_histogram())
+        outputs = loop.run_streaming(iterator, wanted)
+        yield outputs
+        if outputs.steps < wanted:
+            if steps is not None:
+                source.ran_dry()
+            return
+        if remaining is not None:
+            remaining -= outputs.steps
