@@ -646,6 +646,35 @@ def test_a_fit_with_steps_per_epoch_resumes_where_its_dataset_iterator_was(tmp_p
         np.testing.assert_allclose(history["loss"], whole["loss"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("known_size", [True, False], ids=["cardinality", "unknown-size"])
+def test_a_finite_dataset_with_steps_per_epoch_starts_again_when_it_ends(tmp_path, known_size):
+    # 5 batches, 2 an epoch: epochs of 2, 2 and 1 batches, then from the start again (model.fit
+    # does the same). The third epoch's iterator used to skip past the end: "epoch 4 had no batches".
+    x, y = make_data(80, features=4)
+    finite = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    if not known_size:
+        finite = finite.filter(lambda *_: True)  # cardinality unknown
+
+    class Steps(Callback):
+        def __init__(self):
+            self.per_epoch = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.per_epoch.append(0)
+
+        def on_execution_end(self, first_step, outputs):
+            self.per_epoch[-1] += outputs.steps
+
+    steps = Steps()
+    trainer = make_trainer(make_model(features=4), seed=0, logdir=tmp_path / "whole", checkpoint_every=1, diagnose=False)
+    whole = trainer.fit(finite, epochs=6, steps_per_epoch=2, verbose=0, callbacks=[steps]).history
+    assert steps.per_epoch == [2, 2, 1, 2, 2, 1]
+    if known_size:  # a resume knows where the pass it stopped in was
+        make_trainer(make_model(features=4), seed=0, logdir=tmp_path / "parts", checkpoint_every=1, diagnose=False).fit(finite, epochs=4, steps_per_epoch=2, verbose=0)
+        resumed = make_trainer(make_model(features=4), seed=0, logdir=tmp_path / "parts", checkpoint_every=1, diagnose=False)
+        np.testing.assert_allclose(resumed.fit(finite, epochs=6, steps_per_epoch=2, verbose=0, resume=True).history["loss"], whole["loss"], rtol=1e-6)
+
+
 def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_none():
     x, y = make_data(40, features=4)
     history = make_trainer(make_model(features=4), metrics=["auc", {"name": "auc", "curve": "PR"}]).fit(x, y, epochs=1, verbose=0).history
@@ -672,3 +701,12 @@ def test_a_model_with_data_dependent_penalties_trains_as_with_model_fit():
     reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
     expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("x", [np.float32(1.0), {}], ids=["scalar", "empty-dict"])
+def test_inputs_without_rows_are_a_data_error(x):
+    # A scalar x (or one holding no arrays) raised IndexError reading its first dimension.
+    trainer = make_trainer(make_model(features=4), seed=0, diagnose=False)
+    with pytest.raises(DataError) as info:
+        trainer.fit(x, np.zeros(3), epochs=1, verbose=0, check_data=False)
+    assert info.value.code == "shape-mismatch"

@@ -97,8 +97,10 @@ class ArraySource:
 
     def __init__(self, parts: Sequence[Any], empty_is: str | None = None) -> None:
         self.data = tuple(tf.nest.map_structure(_as_tensor, part) for part in parts)
+        if any(not tf.nest.flatten(part) for part in self.data):
+            raise DataError("shape-mismatch", "x, y or sample_weight holds no arrays (an empty dict or list). Pass an array, or one array per model input or output.")
         tensors = tf.nest.flatten(self.data)
-        self.rows = int(tensors[0].shape[0])
+        self.rows = int(tensors[0].shape[0]) if tensors[0].shape.rank else 0
         if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
             shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
             raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
@@ -166,26 +168,42 @@ class DatasetSource:
         self.dataset = dataset
         self.steps = None if steps is None else int(steps)
         self.batches = self.steps if self.steps is not None else (cardinality if cardinality >= 0 else None)
+        self._cardinality = cardinality  # batches in one pass; < 0 when infinite or unknown
         self._carry_on = carry_on and self.steps is not None
         self._iterator: Any = None
+        self._ran_dry = False
 
     def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
         """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
 
-        Carrying on, one iterator serves every epoch of a fit, each taking ``steps`` batches; it
-        starts ``epoch * steps + start_batch`` batches in (a resumed fit). Otherwise each epoch
+        Carrying on, one iterator serves every epoch of a fit, each taking ``steps`` batches, and
+        a finite dataset starts again once it ends, as with ``model.fit``: 10 batches and
+        ``steps=4`` give epochs of 4, 4 and 2 batches, then 4 from the start again. A resumed
+        fit starts where that pattern puts ``epoch`` (plus ``start_batch``). Otherwise each epoch
         starts at the dataset's beginning (plus ``start_batch``).
         """
-        if self._carry_on:
-            if self._iterator is None:
-                skip = epoch * self.steps + start_batch
-                self._iterator = make(self.dataset.skip(skip) if skip else self.dataset)
-            return self._iterator
-        return make(self.dataset.skip(start_batch) if start_batch else self.dataset)
+        if not self._carry_on:
+            return make(self.dataset.skip(start_batch) if start_batch else self.dataset)
+        first = self._first_batch(epoch)
+        if self._iterator is None or (first == 0 and epoch > 0):
+            skip = first + start_batch
+            self._iterator = make(self.dataset.skip(skip) if skip else self.dataset)
+            self._ran_dry = False
+        return self._iterator
+
+    def _first_batch(self, epoch: int) -> int:
+        """Where in the dataset ``epoch`` starts, carrying on (see :meth:`epoch_iterator`)."""
+        assert self.steps is not None
+        if self._cardinality > 0:  # ceil(cardinality / steps) epochs make one pass
+            return (epoch % -(-self._cardinality // self.steps)) * self.steps
+        # An endless dataset never ends; one of unknown size starts again after it ran dry (a
+        # resumed fit cannot know where such a dataset ended, and counts as if it never did).
+        return 0 if self._ran_dry else epoch * self.steps
 
     def ran_dry(self) -> None:
         """The iterator ended before the epoch's steps: the next epoch starts the dataset again."""
         self._iterator = None
+        self._ran_dry = True
 
     def batch_spec(self) -> Any:
         """The ``tf.TensorSpec`` structure of one batch: the dataset's element spec."""

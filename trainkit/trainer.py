@@ -712,7 +712,8 @@ class Trainer:
             resume: Continue from the newest checkpoint under ``<logdir>/checkpoints``: weights,
                 optimizer, RNG and metric state, History, position within the epoch.
             steps_per_epoch: Batches an epoch takes from a dataset, each epoch going on where
-                the last stopped (needed for one that repeats forever); ``None``: all of it.
+                the last stopped (needed for one that repeats forever; a finite one starts
+                again once it ends, its last epoch of a pass short); ``None``: all of it.
             validation_steps: Batches each validation takes from the start of a validation
                 dataset; ``None``: all of it.
             class_weight: Class id -> weight of its training rows (times any
