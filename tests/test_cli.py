@@ -371,3 +371,13 @@ def test_the_recipe_logging_section_reaches_the_trainer(tiny_recipe, tmp_path):
     assert "loss" in names and not any("grad" in name for name in names)
     default = train_recipe(load_recipe(tiny_recipe, ["training.epochs=1"]), logdir=tmp_path / "runs", verbose=0)
     assert any("grad" in name for _, name, _ in default.trainer.step_table())
+
+
+def test_the_quiet_import_hides_tensorflow_info_lines_but_not_its_warnings():
+    # Level 2 (the earlier default) hid TensorFlow's C++ warnings for the whole run.
+    code = "import os; from trainkit.quiet import import_tensorflow_quietly; import_tensorflow_quietly(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env)
+    assert proc.stdout.strip() == "1"
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert mine.stdout.strip() == "3"  # the user's own setting wins

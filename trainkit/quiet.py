@@ -49,7 +49,9 @@ def filtered_stderr(noise: re.Pattern[str] = STARTUP_NOISE) -> Iterator[None]:
 
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and initialises its devices with the start-up noise filtered out."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 1 hides TensorFlow's C++ INFO lines only: its warnings (an allocation over 10% of free
+    # memory, say) are real ones and stay on for the whole run. A user's own setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     with filtered_stderr():
         import tensorflow as tf
 
