@@ -381,3 +381,16 @@ def test_the_quiet_import_hides_tensorflow_info_lines_but_not_its_warnings():
     assert proc.stdout.strip() == "1"
     mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert mine.stdout.strip() == "3"  # the user's own setting wins
+
+
+def test_reports_and_recipes_are_readable_like_any_file_the_user_writes(runner, tiny_recipe, tmp_path):
+    # write_atomic's temporary file made recipe.yaml, report.json and checkpoint records 0600.
+    import stat
+
+    (tmp_path / "reference.txt").write_text("x")  # what a plain open() makes under this umask
+    expected = stat.S_IMODE((tmp_path / "reference.txt").stat().st_mode)
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    written = [run_dir / "report.json", run_dir / "recipe.yaml", *(run_dir / "checkpoints").glob("*.json")]
+    assert len(written) > 2 and {stat.S_IMODE(path.stat().st_mode) for path in written} == {expected}

@@ -72,11 +72,24 @@ def create_run_dir(logdir: str | Path, name: str) -> Path:
     raise RunDirError("logdir-unwritable", f"Could not find a free run directory name under {parent}.")
 
 
+def _read_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import: os.umask is process-wide, and writer threads run later
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Writes ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; the renamed file should read like any other the user
+        # writes (0644 under the usual umask), for a TensorBoard or colleague on another account.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
