@@ -394,3 +394,30 @@ def test_reports_and_recipes_are_readable_like_any_file_the_user_writes(runner, 
     (run_dir,) = run_dirs(tmp_path / "runs")
     written = [run_dir / "report.json", run_dir / "recipe.yaml", *(run_dir / "checkpoints").glob("*.json")]
     assert len(written) > 2 and {stat.S_IMODE(path.stat().st_mode) for path in written} == {expected}
+
+
+def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny_recipe, tmp_path):
+    # Any change was "a different recipe (see recipe.yaml)", and a finished run could not be
+    # trained further.
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.epochs=2"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    changed = runner.invoke(app, [*args, "--set", "training.epochs=2", "--set", "optimizer.learning_rate=0.05", "--resume", str(run_dir)])
+    assert changed.exit_code == 2
+    assert "optimizer.learning_rate = 0.01, not 0.05" in changed.output and "--set optimizer.learning_rate=0.01" in changed.output
+    more = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
+    assert more.exit_code == 0, more.output
+    assert more.output.startswith("trained 1 more epoch (resumed after epoch 2)")
+    assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 3
+    assert "epochs: 3" in (run_dir / "recipe.yaml").read_text()  # the next resume compares with 3
+
+
+def test_first_difference_walks_mappings_and_lists():
+    from trainkit.run import first_difference
+
+    then = {"model": {"layers": [{"units": 4}, {"units": 1}]}, "training": {"epochs": 2}}
+    assert first_difference(then, {"model": {"layers": [{"units": 8}, {"units": 1}]}, "training": {"epochs": 2}}) == ("model.layers.0.units", 4, 8)
+    assert first_difference(then, {**then, "training": {"epochs": 5}}, ignore=frozenset({"training.epochs"})) is None
+    assert first_difference(then, {**then, "metrics": ["auc"]}) == ("metrics", None, ["auc"])
+    assert first_difference({"a": 1}, {"a": 1.0}) == ("a", 1, 1.0)

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from trainkit import class_weights
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
@@ -182,6 +184,9 @@ def train_recipe(
         trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
     else:
         run_dir = resume_dir
+        saved = run_dir / "recipe.yaml"
+        if chief and (not saved.exists() or saved.read_text(encoding="utf-8") != recipe.to_yaml()):
+            write_atomic(saved, recipe.to_yaml())  # more epochs: the next resume compares with these
     trainer.logdir = run_dir
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     started = time.perf_counter()
@@ -256,8 +261,48 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
         raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: it has no checkpoints/ directory. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
     saved = path / "recipe.yaml"
     if saved.exists() and saved.read_text(encoding="utf-8") != recipe.to_yaml():
-        raise RecipeError("resume-mismatch", f"{path} was trained with a different recipe (see {saved}). Resume with the same recipe and --set options, or start a new run.")
+        difference = first_difference(yaml.safe_load(saved.read_text(encoding="utf-8")), yaml.safe_load(recipe.to_yaml()), ignore=RESUMABLE_CHANGES)
+        if difference is not None:
+            key, then, now = difference
+            raise RecipeError("resume-mismatch", f"{path} was trained with {key} = {_yaml_value(then)}, not {_yaml_value(now)} (see {saved}). "
+                                                 f"Resume with the same recipe and --set options (--set {key}={_yaml_value(then)}), or start a new run.")
     return path
+
+
+# What a resume may change: more epochs is how a finished run is trained further.
+RESUMABLE_CHANGES = frozenset({"training.epochs"})
+_MISSING = object()
+
+
+def first_difference(then: Any, now: Any, *, ignore: frozenset[str] = frozenset(), path: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted path (``model.layers.0.units``) where two parsed recipes differ, with both values.
+
+    Returns:
+        ``(path, value then, value now)`` (a missing key's value is ``None``), or ``None`` when
+        they differ only at the ``ignore`` paths.
+    """
+    if path in ignore:
+        return None
+    if isinstance(then, dict) and isinstance(now, dict):
+        for key in dict.fromkeys([*then, *now]):
+            found = first_difference(then.get(key, _MISSING), now.get(key, _MISSING), ignore=ignore, path=f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(then, list) and isinstance(now, list) and len(then) == len(now):
+        for i, (a, b) in enumerate(zip(then, now, strict=True)):
+            found = first_difference(a, b, ignore=ignore, path=f"{path}.{i}")
+            if found is not None:
+                return found
+        return None
+    if then == now and type(then) is type(now):
+        return None
+    return path or "(the recipe)", None if then is _MISSING else then, None if now is _MISSING else now
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as --set takes it (``0.01``, ``true``, ``{l2: 0.01}``)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
 def sweep_message(recipe: Recipe) -> str:

@@ -1538,15 +1538,20 @@ class Trainer:
             writer.close()
 
 
+# Hyperparameters a resume may change: more epochs is how a finished run is trained further.
+RESUMABLE_HPARAMS = frozenset({"epochs"})
+
+
 def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:
     """Refuses to resume a run with other hyperparameters than it was trained with.
 
     Raises:
         RecipeError: ``resume-mismatch``, naming the first hyperparameter that differs.
     """
-    if saved is None or now is None or dict(saved) == dict(now):
+    differing = [k for k in dict.fromkeys([*(saved or {}), *(now or {})]) if k not in RESUMABLE_HPARAMS and (saved or {}).get(k) != (now or {}).get(k)]
+    if saved is None or now is None or not differing:
         return
-    key = next(k for k in dict.fromkeys([*saved, *now]) if saved.get(k, None) != now.get(k, None))
+    key = differing[0]
     raise RecipeError("resume-mismatch", f"{logdir} was trained with {key} = {saved.get(key, '(none)')!r}, not {now.get(key, '(none)')!r}. "
                                          "Resume with the same recipe and --set options, or start a new run.")
 
