@@ -204,7 +204,7 @@ def test_the_summary_line_of_a_resumed_run_counts_only_what_it_trained(tmp_path,
     assert summary_lines(result)[0] == first_line
 
 
-@pytest.mark.parametrize("where", ["preparing", "setting up fit"])
+@pytest.mark.parametrize("where", ["preparing", "writing the recipe", "setting up fit"])
 def test_ctrl_c_before_training_is_one_line_exit_130_and_leaves_no_run_dir(runner, tiny_recipe, tmp_path, monkeypatch, where):
     # Before fit takes over the signals, Ctrl-C is a KeyboardInterrupt, which typer turned into a
     # silent exit 130, leaving a run directory with nothing to resume in it.
@@ -216,13 +216,15 @@ def test_ctrl_c_before_training_is_one_line_exit_130_and_leaves_no_run_dir(runne
 
     if where == "preparing":
         monkeypatch.setattr(trainkit.run, "prepare_run", interrupt)
+    elif where == "writing the recipe":
+        monkeypatch.setattr(trainkit.run, "write_atomic", interrupt)
     else:
         monkeypatch.setattr(Trainer, "_open_writer", interrupt)
     logdir = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir)])
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted: Stopped before training began; nothing was trained or kept."
-    assert run_dirs(logdir) == []
+    assert not logdir.exists()  # nor the empty <logdir>/<recipe> it made for the run
 
 
 def test_a_second_ctrl_c_while_training_keeps_the_run_directory(runner, tiny_recipe, tmp_path, monkeypatch):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +29,13 @@ from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.modelbuild import build_from_recipe
 from trainkit.recipe import Recipe
-from trainkit.runs import check_writable, create_run_dir, write_atomic
+from trainkit.runs import (
+    check_writable,
+    create_run_dir,
+    new_directories,
+    remove_run_dir,
+    write_atomic,
+)
 from trainkit.trainer import Trainer
 from trainkit.writers.console import format_logs
 
@@ -174,25 +179,29 @@ def train_recipe(
     prepared = prepared or prepare_run(recipe)
     trainer, splits = prepared.trainer, prepared.splits
     chief = is_chief(trainer.strategy)
+    validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
+    run_callbacks = [*recipe_callbacks(recipe), *callbacks]
+    history_before = trainer.history  # fit replaces it (a resume, with the checkpoint's)
+    made: list[Path] = []  # directories a new run creates, removed with it if it trains nothing
     if not chief:
         # A non-chief worker of a multi-worker run writes no run directory: an empty scratch
         # directory stands in for it (no events; its checkpoint copies go to their own scratch).
         run_dir = Path(tempfile.mkdtemp(prefix="trainkit-worker-"))
     elif resume_dir is None:
+        made = new_directories(root / (recipe.name or "recipe"))
         run_dir = create_run_dir(root, recipe.name or "recipe")
-        write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
-        trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
     else:
         run_dir = resume_dir
-        saved = run_dir / "recipe.yaml"
-        if chief and (not saved.exists() or saved.read_text(encoding="utf-8") != recipe.to_yaml()):
-            write_atomic(saved, recipe.to_yaml())  # more epochs: the next resume compares with these
     trainer.logdir = run_dir
-    validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     started = time.perf_counter()
-    run_callbacks = [*recipe_callbacks(recipe), *callbacks]
-    history_before = trainer.history  # fit replaces it (a resume, with the checkpoint's)
     try:
+        if chief and resume_dir is None:
+            write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
+            trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
+        elif chief:
+            saved = run_dir / "recipe.yaml"
+            if not saved.exists() or saved.read_text(encoding="utf-8") != recipe.to_yaml():
+                write_atomic(saved, recipe.to_yaml())  # more epochs: the next resume compares with these
         history = trainer.fit(
             splits.x_train,
             splits.y_train,
@@ -221,7 +230,7 @@ def train_recipe(
                 err.run_dir = run_dir  # type: ignore[attr-defined]
             raise err from None
         if chief:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_run_dir(run_dir, made)
         raise TrainingInterrupted("interrupted", NOTHING_TRAINED) from None
     except Exception:
         # An error in training or in user code (a callback, say): the report still says how far

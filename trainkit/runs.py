@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from trainkit.errors import RunDirError
@@ -23,7 +25,7 @@ def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
         RunDirError: ``logdir-unwritable``, before any training starts.
     """
     path = Path(logdir)
-    created = [p for p in (path, *path.parents) if not p.exists()]
+    created = new_directories(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".trainkit-write-test-"):
@@ -37,6 +39,20 @@ def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
                 with contextlib.suppress(OSError):
                     directory.rmdir()
     return path
+
+
+def new_directories(path: str | Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what creating it adds."""
+    path = Path(path)
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
+def remove_run_dir(run_dir: Path, made: Sequence[Path] = ()) -> None:
+    """Removes a run directory that holds nothing worth keeping, and the ``made`` parents left empty."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for directory in made:  # deepest first; one that holds another run stays
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def os_error_reason(err: OSError, path: str | Path) -> str:
