@@ -352,13 +352,16 @@ def test_epoch_values_keep_four_digits_and_no_bare_point(value, text):
     assert format_logs({"loss": value}) == f"loss {text}"
 
 
-def test_help_reflows_paragraphs_and_keeps_the_run_directory_pattern():
-    # Rich markup kept the docstrings' line breaks (ragged help); Markdown drops <logdir> as HTML
-    # unless it is code.
-    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "compare", "--help"], capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+def test_help_reflows_paragraphs_and_shows_flags_without_a_type():
+    # Rich help kept the docstrings' line breaks (ragged paragraphs) and showed "-q <bool>", as if
+    # the flag took a value.
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "compare", "--help"], capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "COLUMNS": "100"})
     assert proc.returncode == 0
-    assert "<logdir>/<recipe>-<key>=<value>/<time>/" in proc.stdout
-    assert "The table shows the hyperparameters that differ" in proc.stdout  # one line at 200 columns
+    text = " ".join(proc.stdout.split())
+    assert "<logdir>/<recipe>-<key>=<value>/<time>/" in text and "The table shows the hyperparameters that differ" in text
+    assert "<bool>" not in proc.stdout and "--set KEY=VALUE" in proc.stdout and "-q, --quiet" in proc.stdout
+    paragraph = proc.stdout.split("\n\n")[2].splitlines()  # "Each run gets ...": reflowed, not the docstring's lines
+    assert all(len(line) > 50 for line in paragraph[1:-1]), paragraph  # the first breaks before the long path
 
 
 def test_the_recipe_logging_section_reaches_the_trainer(tiny_recipe, tmp_path):

@@ -24,14 +24,14 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
     help="Train Keras models with a measured, compiled loop and find out why the loss looks wrong.",
 )
 
 EXIT_USER_ERROR = 2
 EXIT_NONFINITE_LOSS = 3
 
-SetOption = Annotated[list[str], typer.Option("--set", help="Override a recipe field, e.g. --set training.epochs=3 (repeatable).")]
+SetOption = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a recipe field, e.g. --set training.epochs=3 (repeatable).")]
 RecipeArg = Annotated[Path, typer.Argument(help="Path of a recipe YAML file.", metavar="RECIPE", show_default=False)]
 
 
@@ -79,11 +79,11 @@ def _import_tensorflow() -> None:
 def train(
     recipe: RecipeArg,
     set_: SetOption = [],  # noqa: B006  (typer needs a literal default)
-    logdir: Annotated[Path | None, typer.Option(help="Root directory of the runs (default: the recipe's logging.logdir).")] = None,
+    logdir: Annotated[Path | None, typer.Option(metavar="DIR", help="Root directory of the runs (default: the recipe's logging.logdir).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or epoch lines.")] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run directory from its newest checkpoint.")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue this run directory from its newest checkpoint.")] = None,
 ) -> None:
-    """Train a recipe: checks, training, TensorBoard logs and a report under `<logdir>/<name>/<time>/`.
+    """Train a recipe: checks, training, TensorBoard logs and a report under <logdir>/<name>/<time>/.
 
     Exit codes: 0 trained, 2 bad input, 3 stopped on a NaN/infinite loss, 130/143 interrupted by
     Ctrl-C/SIGTERM (a checkpoint is written; the message says how to resume).
@@ -143,7 +143,7 @@ def _print_check(prepared: Any) -> None:
 
 @app.command("diagnose")
 def diagnose_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (`<logdir>/<recipe>/<time>`), or a recipe's directory for its newest run.", metavar="RUN_DIR", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (<logdir>/<recipe>/<time>), or a recipe's directory for its newest run.", metavar="RUN_DIR", show_default=False)],
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON instead of text.")] = False,
 ) -> None:
     """Rebuild a finished run's findings from its TensorBoard logs alone and print the report."""
@@ -199,15 +199,15 @@ def _check_output_file(path: Path) -> None:
 
 @app.command("compare")
 def compare_command(
-    recipes: Annotated[list[Path], typer.Argument(help="Recipe files; one with a `sweep:` section stands for every combination of its values.", metavar="RECIPE", show_default=False)],
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files; one with a sweep: section stands for every combination of its values.", metavar="RECIPE", show_default=False)],
     set_: SetOption = [],  # noqa: B006
-    logdir: Annotated[Path | None, typer.Option(help="Root directory of the runs (default: each recipe's logging.logdir).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON to this file.")] = None,
+    logdir: Annotated[Path | None, typer.Option(metavar="DIR", help="Root directory of the runs (default: each recipe's logging.logdir).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", metavar="PATH", help="Also write the comparison as JSON to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the table.")] = False,
 ) -> None:
     """Train several recipes, or every variant of a recipe's sweep:, and print their results side by side.
 
-    Each run gets its own run directory (`<logdir>/<recipe>-<key>=<value>/<time>/`). The table shows
+    Each run gets its own run directory (<logdir>/<recipe>-<key>=<value>/<time>/). The table shows
     the hyperparameters that differ, the final train and validation loss and metrics, the best
     epoch and the findings' codes. --set applies to every recipe.
 
@@ -244,7 +244,7 @@ def compare_command(
 @app.command("tensorboard")
 def tensorboard_command(
     logdir: Annotated[Path, typer.Argument(help="Directory of runs (default: runs, the recipes' default logdir).", metavar="LOGDIR")] = Path("runs"),
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    port: Annotated[int, typer.Option(metavar="N", help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
 ) -> None:
     """Start TensorBoard on the runs of LOGDIR, on 127.0.0.1, print its URL, and serve until Ctrl-C."""
     from trainkit.board import TensorBoardError, TensorBoardServer, port_is_free
