@@ -401,3 +401,37 @@ def test_the_run_progress_bar_follows_the_epochs_in_a_terminal_only(tmp_path):
     drawn = terminal.getvalue()
     assert "[1/2] tiny" in drawn and "epoch 3/3" in drawn and "val_loss" in drawn
     assert pipe.getvalue() == ""
+
+
+def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tmp_path, monkeypatch):
+    # It said "interrupted after 1 of 2 runs" only, though the stopped run had a checkpoint.
+    import os
+    import shlex
+    import signal
+
+    import trainkit.run
+
+    real = trainkit.run.train_recipe
+
+    def second_run_interrupted(recipe, **kwargs):
+        if "0.05" in (recipe.name or ""):
+            from trainkit import Callback
+
+            class Terminate(Callback):
+                def on_epoch_end(self, epoch, logs=None):
+                    os.kill(os.getpid(), signal.SIGTERM)  # fit checkpoints and stops
+
+            kwargs["callbacks"] = [*kwargs.get("callbacks", ()), Terminate()]
+        return real(recipe, **kwargs)
+
+    monkeypatch.setattr(trainkit.run, "train_recipe", second_run_interrupted)
+    recipe = recipe_with(tmp_path, {"optimizer.learning_rate": [0.01, 0.05]})
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--set", "training.epochs=3"])
+    assert result.exit_code == 143
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted after 1 of 2 runs. Resume the run it stopped with: trainkit train ")
+    command = shlex.split(line.split("stopped with: ", 1)[1])
+    monkeypatch.undo()
+    resumed = runner.invoke(app, [*command[1:], "-q"])  # the recipe it names is the run's very recipe
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.startswith("trained 2 more epochs (resumed after epoch 1)")

@@ -212,8 +212,8 @@ def compare_command(
     epoch and the findings' codes. --set applies to every recipe.
 
     Exit codes: 0 the table was printed (a run that stopped on a NaN/infinite loss is a result, a
-    row marked "stopped: nan-loss"), 2 bad input (nothing trains), 130 interrupted (the finished
-    runs' table is printed first).
+    row marked "stopped: nan-loss"), 2 bad input (nothing trains), 130/143 interrupted by Ctrl-C/SIGTERM (the
+    finished runs' table is printed, then the command that resumes the run it stopped).
     """
     from trainkit.compare import expand_all, format_table, iter_compare, write_json
     from trainkit.errors import TrainingInterrupted
@@ -228,12 +228,14 @@ def compare_command(
         try:
             for row in iter_compare(variants, logdir=logdir, progress=None if quiet else _err):
                 rows.append(row)
-        except (TrainingInterrupted, KeyboardInterrupt):
+        except (TrainingInterrupted, KeyboardInterrupt) as err:
             # The runs that finished are results: show them before leaving.
             if rows:
                 typer.echo(format_table(rows))
-            _err(f"interrupted after {len(rows)} of {len(variants)} runs")
-            raise typer.Exit(130) from None
+            run_dir = getattr(err, "run_dir", None)
+            resume = f". Resume the run it stopped with: {variants[len(rows)].resume_command(run_dir)}" if run_dir is not None else ""
+            _err(f"interrupted after {len(rows)} of {len(variants)} runs{resume}")
+            raise typer.Exit(getattr(err, "exit_code", 130)) from None
     typer.echo(format_table(rows))
     if json_path is not None:
         write_json(rows, json_path)

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import re
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -58,11 +59,26 @@ class Variant:
     recipe: Recipe
     base: str
     values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    overrides: tuple[str, ...] = ()  # the --set options the base recipe was loaded with
 
     @property
     def name(self) -> str:
         """The run's name: the recipe's name with the sweep values appended."""
         return self.recipe.name or self.base
+
+    def resume_command(self, run_dir: str | Path) -> str:
+        """The ``trainkit train`` command that resumes this variant's run in ``run_dir``.
+
+        A sweep variant is trained as its base recipe with the sweep off and its values and name
+        set, which gives the very recipe its run directory holds.
+        """
+        from trainkit.run import yaml_value
+
+        options = list(self.overrides)
+        if self.values:
+            options += ["sweep=null", f"name={self.name}", *(f"{path}={yaml_value(value)}" for path, value in self.values.items())]
+        source = str(self.recipe.source_path) if self.recipe.source_path else "RECIPE"
+        return shlex.join(["trainkit", "train", source, *(arg for o in options for arg in ("--set", o)), "--resume", str(run_dir)])
 
 
 @dataclasses.dataclass
@@ -140,7 +156,7 @@ def expand(recipe: Recipe) -> list[Variant]:
     """
     base = recipe.name or "recipe"
     if not recipe.sweep:
-        return [Variant(recipe, base)]
+        return [Variant(recipe, base, overrides=recipe.overrides)]
     raw = recipe.model_dump(mode="json", exclude={"sweep"})
     paths = list(recipe.sweep)
     variants = []
@@ -154,7 +170,7 @@ def expand(recipe: Recipe) -> list[Variant]:
         except RecipeError as err:
             raise RecipeError(err.code, f"{recipe.source_path or base}: sweep variant {label}: {err.message}") from None
         variant._source_path = recipe.source_path  # relative data paths stay relative to the file
-        variants.append(Variant(variant, base, values))
+        variants.append(Variant(variant, base, values, recipe.overrides))
     return variants
 
 

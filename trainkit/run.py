@@ -273,8 +273,8 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
         difference = first_difference(yaml.safe_load(saved.read_text(encoding="utf-8")), yaml.safe_load(recipe.to_yaml()), ignore=RESUMABLE_CHANGES)
         if difference is not None:
             key, then, now = difference
-            raise RecipeError("resume-mismatch", f"{path} was trained with {key} = {_yaml_value(then)}, not {_yaml_value(now)} (see {saved}). "
-                                                 f"Resume with the same recipe and --set options (--set {key}={_yaml_value(then)}), or start a new run.")
+            raise RecipeError("resume-mismatch", f"{path} was trained with {key} = {yaml_value(then)}, not {yaml_value(now)} (see {saved}). "
+                                                 f"Resume with the same recipe and --set options (--set {key}={yaml_value(then)}), or start a new run.")
     return path
 
 
@@ -309,7 +309,7 @@ def first_difference(then: Any, now: Any, *, ignore: frozenset[str] = frozenset(
     return path or "(the recipe)", None if then is _MISSING else then, None if now is _MISSING else now
 
 
-def _yaml_value(value: Any) -> str:
+def yaml_value(value: Any) -> str:
     """A value as --set takes it (``0.01``, ``true``, ``{l2: 0.01}``)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
