@@ -435,3 +435,33 @@ def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tm
     resumed = runner.invoke(app, [*command[1:], "-q"])  # the recipe it names is the run's very recipe
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.startswith("trained 2 more epochs (resumed after epoch 1)")
+
+
+def test_runs_that_would_share_a_name_are_refused_before_training(runner, tmp_path):
+    # compare X X trained X twice into two identical rows; two files with one name: likewise.
+    logdir = tmp_path / "runs"
+    once = recipe_with(tmp_path)
+    result = runner.invoke(app, ["compare", str(once), str(once), "--logdir", str(logdir)])
+    assert result.exit_code == 2 and result.output.startswith(f"error: [duplicate-run-name] {once} is given 2 times")
+    other = tmp_path / "other.yaml"
+    other.write_text(once.read_text())  # name: tiny too
+    result = runner.invoke(app, ["compare", str(once), str(other), "--logdir", str(logdir)])
+    assert result.exit_code == 2 and f"{once} and {other} are both named tiny" in result.output
+    assert run_dirs(logdir) == []
+
+
+def test_a_failing_variant_is_named_by_its_file_and_sweep_values(runner, tmp_path):
+    good = recipe_with(tmp_path, name="good")
+    bad = recipe_with(tmp_path, {"loss": ["binary_crossentropy", "mse"]}, name="bad")
+    result = runner.invoke(app, ["compare", str(good), str(bad), "--logdir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: [regression-loss-for-classification] {bad} (sweep variant loss=mse): "), result.output
+
+
+def test_recipes_are_listed_by_file_with_a_differing_name_beside_it(runner, tmp_path):
+    recipe_with(tmp_path, name="tiny")
+    (tmp_path / "copy.yaml").write_text((tmp_path / "tiny.yaml").read_text())
+    result = runner.invoke(app, ["recipes", str(tmp_path)])
+    assert result.exit_code == 0
+    firsts = [line.split("  ")[0].strip() for line in result.output.splitlines()]
+    assert firsts == ["copy (name: tiny)", "tiny"]

@@ -128,7 +128,7 @@ def check(recipe: RecipeArg, set_: SetOption = []) -> None:  # noqa: B006
             except TrainkitError as err:
                 if len(variants) == 1:
                     raise
-                raise type(err)(err.code, f"{variant.name}: {err.message}") from None
+                raise type(err)(err.code, f"{variant.where}: {err.message}") from None
             _print_check(prepared)
 
 

@@ -66,6 +66,12 @@ class Variant:
         """The run's name: the recipe's name with the sweep values appended."""
         return self.recipe.name or self.base
 
+    @property
+    def where(self) -> str:
+        """The variant for a message: its recipe file, and its sweep values if it has some."""
+        where = str(self.recipe.source_path) if self.recipe.source_path else self.name
+        return f"{where} (sweep variant {variant_label(self.values)})" if self.values else where
+
     def resume_command(self, run_dir: str | Path) -> str:
         """The ``trainkit train`` command that resumes this variant's run in ``run_dir``.
 
@@ -175,8 +181,20 @@ def expand(recipe: Recipe) -> list[Variant]:
 
 
 def expand_all(recipes: Sequence[Recipe]) -> list[Variant]:
-    """Every variant of every recipe, in order."""
-    return [variant for recipe in recipes for variant in expand(recipe)]
+    """Every variant of every recipe, in order.
+
+    Raises:
+        RecipeError: ``duplicate-run-name`` when two runs would have one name (a file given
+            twice, or two files with one ``name:``): their rows could not be told apart.
+    """
+    variants = [variant for recipe in recipes for variant in expand(recipe)]
+    names = [variant.name for variant in variants]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        files = [str(v.recipe.source_path or v.base) for v in variants if v.name == twice]
+        what = f"{files[0]} is given {len(files)} times" if len(set(files)) == 1 else f"{' and '.join(files)} are both named {twice}"
+        raise RecipeError("duplicate-run-name", f"{what}: their runs could not be told apart. Pass each recipe once, and give recipes that share a name: a name of their own (--set name=... applies to all).")
+    return variants
 
 
 # ----------------------------------------------------------------------------------- training
@@ -254,7 +272,7 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
         except TrainkitError as err:
             if total == 1:
                 raise
-            raise type(err)(err.code, f"{variant.name}: {err.message}") from None  # which variant
+            raise type(err)(err.code, f"{variant.where}: {err.message}") from None  # which variant
     for i, variant in enumerate(variants, 1):
         ready, prepared[i - 1] = prepared[i - 1], None  # let each model go once it has trained
         assert ready is not None

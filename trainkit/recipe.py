@@ -748,6 +748,9 @@ def _override_at_fault(message: str, overrides: Sequence[str]) -> str | None:
 def list_recipes(directory: str | Path) -> list[tuple[str, str]]:
     """Names and descriptions of the recipes (``*.yaml``, ``*.yml``) in a directory, sorted by file.
 
+    Each is named by its file stem, with its ``name:`` beside it where that differs (files that
+    share a name stay apart).
+
     A file that fails to load is listed under its file stem with its error as the description, so
     one broken recipe never hides the others.
     """
@@ -757,7 +760,9 @@ def list_recipes(directory: str | Path) -> list[tuple[str, str]]:
     for file in files:
         try:
             recipe = load_recipe(file)
-            listing.append((recipe.name or file.stem, recipe.description))
+            # Named by its file (what train takes); a name: of its own is shown beside it.
+            shown = file.stem if recipe.name in (None, file.stem) else f"{file.stem} (name: {recipe.name})"
+            listing.append((shown, recipe.description))
         except RecipeError as err:
             listing.append((file.stem, f"error: [{err.code}] {err.message}"))
         except Exception as err:  # a listing must not crash on one odd file
