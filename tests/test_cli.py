@@ -426,3 +426,19 @@ def test_first_difference_walks_mappings_and_lists():
     assert first_difference(then, {**then, "training": {"epochs": 5}}, ignore=frozenset({"training.epochs"})) is None
     assert first_difference(then, {**then, "metrics": ["auc"]}) == ("metrics", None, ["auc"])
     assert first_difference({"a": 1}, {"a": 1.0}) == ("a", 1, 1.0)
+
+
+def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
+    # An interrupted run's findings were printed as if the run were complete.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    finished = runner.invoke(app, ["diagnose", str(run_dir)])
+    assert finished.exit_code == 0 and "unfinished" not in finished.output
+    report = json.loads((run_dir / "report.json").read_text())
+    (run_dir / "report.json").write_text(json.dumps({**report, "status": "interrupted", "epochs_run": 1}))
+    cut = runner.invoke(app, ["diagnose", str(run_dir)])
+    assert f"unfinished: the run was interrupted after 1 of 2 epochs; resume it with trainkit train RECIPE --resume {run_dir}" in cut.output
+    (run_dir / "report.json").unlink()  # killed: no report at all
+    killed = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
+    assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run has no report.json")

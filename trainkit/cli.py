@@ -151,15 +151,18 @@ def diagnose_command(
 
     with user_errors():
         _import_tensorflow()
-        from trainkit.diagnosis.readback import diagnose_run_dir, find_run_dir
+        from trainkit.diagnosis.readback import diagnose_run_dir, find_run_dir, unfinished_note
         from trainkit.diagnosis.report import render_text
 
         found = find_run_dir(run_dir)
         findings = diagnose_run_dir(found)
+        unfinished = unfinished_note(found)
     if json_output:
-        typer.echo(json.dumps({"run_dir": str(found), "findings": [f.to_dict() for f in findings]}, indent=2, allow_nan=True))
+        typer.echo(json.dumps({"run_dir": str(found), "unfinished": unfinished, "findings": [f.to_dict() for f in findings]}, indent=2, allow_nan=True))
         return
     typer.echo(f"run {found}")
+    if unfinished:
+        typer.echo(unfinished)
     typer.echo(render_text(findings))
 
 

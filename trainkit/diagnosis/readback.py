@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from trainkit.diagnosis.engine import Context, Diagnoser
 from trainkit.errors import TrainkitError
@@ -231,3 +232,33 @@ def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
         findings = [annotate_nan_recovery(f, note) if f.code == "nan-loss" else f for f in findings]
     return [*events.checks, *findings]
 
+
+
+def unfinished_note(run_dir: str | Path) -> str | None:
+    """A line saying that a ``trainkit train`` run did not finish, or ``None`` when it did.
+
+    Its findings are then those of its events so far: the end-of-run verdicts (``loss-at-chance``,
+    ``plateau``, ``lr-too-low``, ``underfitting``) come when it ends. Runs of the Python API
+    write no ``report.json`` (nor ``recipe.yaml``) and get no note.
+    """
+    run_dir = Path(run_dir)
+    recipe = run_dir / "recipe.yaml"
+    if not recipe.exists():
+        return None
+    try:
+        planned = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("training", {}).get("epochs")
+    except (OSError, yaml.YAMLError, AttributeError):
+        planned = None
+    resume = f"; resume it with trainkit train RECIPE --resume {run_dir} (the recipe and --set options it began with)" if any((run_dir / "checkpoints").glob("*.json")) else ""
+    try:
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"unfinished: the run has no report.json (still training, or its process was killed){resume}. The end-of-run verdicts are missing."
+    except (OSError, ValueError):
+        return None
+    status, epochs = report.get("status"), report.get("epochs_run")
+    if status not in ("interrupted", "failed"):
+        return None
+    of = f" of {planned}" if planned else ""
+    why = "interrupted" if status == "interrupted" else "ended by an error"
+    return f"unfinished: the run was {why} after {epochs}{of} epochs{resume}. The end-of-run verdicts are missing."
