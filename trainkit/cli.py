@@ -215,8 +215,9 @@ def compare_command(
     epoch and the findings' codes. --set applies to every recipe.
 
     Exit codes: 0 the table was printed (a run that stopped on a NaN/infinite loss is a result, a
-    row marked "stopped: nan-loss"), 2 bad input (nothing trains), 130/143 interrupted by Ctrl-C/SIGTERM (the
-    finished runs' table is printed, then the command that resumes the run it stopped).
+    row marked "stopped: nan-loss"), 2 bad input (nothing trains), 130/143 interrupted by
+    Ctrl-C/SIGTERM (the finished runs' table is printed, then the command that resumes the run
+    it stopped).
     """
     from trainkit.compare import expand_all, format_table, iter_compare, write_json
     from trainkit.errors import TrainingInterrupted

@@ -516,8 +516,9 @@ class Recipe(_Section):
 
         Every value is a str, float, int or bool (never None), and the keys do not depend on the
         recipe, so runs of different recipes can be compared column by column. Numbers that do not
-        apply are 0 (``rows`` of a file source, which ``run.run_hparams`` fills in once loaded) or -1 (a learning rate that is a schedule or belongs
-        to an optimizer name Keras does not know); an unset learning rate is Keras' default.
+        apply are 0 (``rows`` of a file source, which ``run.run_hparams`` fills in once loaded) or
+        -1 (a learning rate that is a schedule or belongs to an optimizer name Keras does not
+        know); an unset learning rate is Keras' default.
         """
         return {
             "task": self.task,
