@@ -177,6 +177,29 @@ def test_allowed_data_error_becomes_warning():
     assert codes(findings)[0] == "labels-out-of-range" and findings[0].severity == "warning"
 
 
+@pytest.mark.parametrize(("task", "activation", "y", "loss"), [
+    ("binary", "sigmoid", YB.reshape(-1, 1), "bce"),
+    ("multiclass", "softmax", YM, "scce"),
+])
+def test_unflattened_samples_ask_for_a_flatten_not_for_other_labels(task, activation, y, loss):
+    # (n, 4, 4) samples straight into Dense layers: the output keeps an axis, (None, 4, units).
+    units = 1 if task == "binary" else 3
+    dense_only = keras.Sequential([keras.Input((4, 4)), L.Dense(8, activation="relu"), L.Dense(units, activation=activation)])
+    with pytest.raises(DataError) as info:
+        check_data(std_x(d=16).reshape(-1, 4, 4), y, model=dense_only, loss=get_loss(loss), task=task)
+    message = info.value.message
+    assert info.value.code == "shape-mismatch"
+    assert "{type: flatten}" in message and "keras.layers.Flatten()" in message and "(4, 4)" in message
+    assert "Give y the shape" not in message
+
+
+def test_labels_of_the_wrong_shape_still_get_told_their_shape():
+    # A flat input whose output has one unit per sample: the labels are what is wrong.
+    with pytest.raises(DataError) as info:
+        run("regression", X, np.stack([YR, YR], 1))
+    assert "Give y the shape (n, 1)" in info.value.message and "Flatten" not in info.value.message
+
+
 # --- warnings: each with a bad and a good case -----------------------------------------------
 
 def test_unscaled_inputs_fires_on_rand_times_100_and_names_features():

@@ -244,7 +244,7 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         if issue is not None:
             return issue
     for t in ctx.targets:
-        issue = _label_shape_issue(t)
+        issue = _label_shape_issue(t, ctx.xs)
         if issue is not None:
             return issue
     return None
@@ -280,23 +280,16 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
 
-def _label_shape_issue(t: Target) -> Issue | None:
+def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = ()) -> Issue | None:
     if t.y is None or t.output is None or t.output.shape is None or t.loss.kind is None:
         return None
     out = t.output.shape[1:]
     got = t.y.shape[1:]
-    kind = t.loss.kind
-    if not out:
-        ok = got in ((), (1,))
-    elif kind == "sparse":
-        label = out[:-1]
-        ok = _fits(got, label) or _fits(got, (*label, 1)) or _fits(got, out)  # one-hot: label-format
-    elif kind in ("categorical", "categorical_hinge", "kl") and (out[-1] or 0) > 1 and got in ((), (1,)):
-        ok = True  # integer labels with a one-hot loss: reported as label-format
-    else:
-        ok = _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
-    if ok:
+    if _label_fits(t.loss.kind, got, out):
         return None
+    unflattened = _unflattened_issue(t, xs)
+    if unflattened is not None:
+        return unflattened
     layer = t.output.layer
     want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
     return Issue(
@@ -305,6 +298,43 @@ def _label_shape_issue(t: Target) -> Issue | None:
         f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
         f"to predict {got[-1] if got else 1} value(s) per sample.",
         {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+
+
+def _label_fits(kind: str, got: tuple[int, ...], out: tuple[int | None, ...]) -> bool:
+    """Whether labels of per-sample shape ``got`` fit an output of per-sample shape ``out``."""
+    if not out:
+        return got in ((), (1,))
+    if kind == "sparse":
+        label = out[:-1]
+        return _fits(got, label) or _fits(got, (*label, 1)) or _fits(got, out)  # one-hot: label-format
+    if kind in ("categorical", "categorical_hinge", "kl") and (out[-1] or 0) > 1 and got in ((), (1,)):
+        return True  # integer labels with a one-hot loss: reported as label-format
+    return _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
+
+
+def _unflattened_issue(t: Target, xs: Sequence[np.ndarray]) -> Issue | None:
+    """Samples with several feature dimensions that reach the Dense layers unflattened.
+
+    A Dense layer acts on the last axis only, so the output keeps the samples' other axes (one
+    prediction per position). When the labels fit the output without those axes, the labels are
+    right and the model lacks a Flatten: advising to reshape the labels would be wrong.
+    """
+    assert t.y is not None and t.output is not None and t.output.shape is not None and t.loss.kind is not None
+    out = t.output.shape[1:]
+    wide = [a for a in xs if a.ndim > 2]
+    if len(out) < 2 or not wide or not _label_fits(t.loss.kind, t.y.shape[1:], out[-1:]):
+        return None
+    sample = _shape(wide[0].shape[1:])
+    return Issue(
+        f"Each sample of x has shape {sample}, more than one feature dimension, and no Flatten comes "
+        f"before the Dense layers: a Dense layer acts on the last axis only, so the output layer "
+        f"'{t.output.layer}' produces {_shape(t.output.shape)}, a prediction for every position, while "
+        f"{t.name} (shape {_shape(t.y.shape)}) has one per sample.",
+        "Flatten each sample before the first Dense layer: add {type: flatten} as the first of "
+        "model.layers in a recipe (after the conv2d/maxpool2d layers, if any), or "
+        "keras.layers.Flatten() in code. The labels' shape is right as it is.",
+        {"x_sample_shape": list(wide[0].shape[1:]), "y_shape": list(t.y.shape), "output_shape": list(t.output.shape)},
+        t.output.layer)
 
 
 def non_finite_data(ctx: DataContext) -> Issue | None:
