@@ -114,6 +114,8 @@ BAD_INPUTS = [
     ("misspelt-monitor", ["--set", "training.early_stopping={monitor: val_los}"], "recipe-invalid-value", "did you mean 'val_loss'"),
     ("sweep-in-train", ["--set", "sweep.optimizer.learning_rate=[0.1, 0.01]"], "sweep-needs-compare", "--set 'sweep.optimizer.learning_rate=[0.1, 0.01]'"),
     ("duplicate-sweep-value", ["--set", "sweep.training.epochs=[1, 1]"], "recipe-invalid-value", "lists 1 twice"),
+    ("all-class-weights-zero", ["--set", "training.class_weight={0: 0, 1: 0}"], "class-weight-all-zero", "nothing would be learned"),
+    ("class-weight-for-no-label", ["--set", "training.class_weight={5: 1.0}"], "class-weight-unknown-class", "class 5, which is not among the training labels {0, 1}"),
 ]
 
 
