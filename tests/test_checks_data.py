@@ -116,6 +116,7 @@ BAD = [
     ("one-based", "multiclass", X, YM + 1, None, {}, "label-format", "y - 1"),
     ("labels-div-255", "multiclass", X, YM / 255.0, None, {}, "label-format", "np.rint(y * 255)"),
     ("multi-hot-cce", "multiclass", X, np.clip(ONE_HOT + np.eye(3)[0], 0, 1), "categorical_crossentropy", {}, "label-format", "task='multilabel'"),
+    ("single-class", "binary", X, np.zeros(len(X), dtype=int), None, {}, "single-class", "at least two classes"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
 ]
@@ -318,6 +319,41 @@ def test_class_imbalance_bad_and_good():
     ym = YM.copy()
     ym[np.flatnonzero(ym == 2)[5:]] = 1  # class 2 keeps 5 rows
     assert codes(run("multiclass", X, ym)) == ["class-imbalance"]
+
+
+@pytest.mark.parametrize(("kind", "y", "loss", "label"), [
+    ("binary", np.zeros(len(X), dtype=int), None, "class 0"),
+    ("binary", -np.ones(len(X)), "hinge", "class -1"),
+    ("multiclass", np.full(len(X), 2), None, "class 2"),
+    ("multiclass", np.eye(3, dtype="float32")[np.ones(len(X), dtype=int)], "categorical_crossentropy", "class 1"),
+])
+def test_training_labels_of_one_class_are_an_error_naming_the_class_and_rows(kind, y, loss, label):
+    # They got class-imbalance with class_weight={0: 0.5, 1: 300.0} and a bias of -13.82.
+    with pytest.raises(DataError) as info:
+        run(kind, X, y, loss)
+    assert info.value.code == "single-class"
+    assert f"all {len(X)} rows are {label}" in info.value.message and "nothing to learn" in info.value.message
+
+
+def test_single_class_says_when_the_validation_labels_hold_the_other_classes():
+    with pytest.raises(DataError) as info:
+        run("binary", X, np.zeros(len(X), dtype=int), x_val=X[:50], y_val=np.ones(50, dtype=int))
+    assert "The validation labels hold {1}" in info.value.message and "Shuffle" in info.value.message
+
+
+def test_allowed_single_class_is_a_warning_without_class_imbalance_advice():
+    findings = run("binary", X, np.zeros(len(X), dtype=int), allow={"single-class"})
+    assert codes(findings) == ["single-class"] and findings[0].severity == "warning"
+
+
+def test_single_class_leaves_multilabel_and_dataset_samples_alone():
+    # A multilabel column constant over the rows is another matter; a dataset's first batches may
+    # hold one class because the dataset is sorted.
+    constant_column = (X[:, :3] > 0).astype("float32")
+    constant_column[:, 1] = 0.0
+    assert "single-class" not in codes(run("multilabel", X, constant_column))
+    y = np.sort(YB)
+    assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == []
 
 
 def test_class_imbalance_is_silent_when_the_row_weights_already_balance_the_classes():

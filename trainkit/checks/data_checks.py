@@ -486,6 +486,53 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
     return None
 
 
+def single_class(ctx: DataContext) -> Issue | None:
+    """Classification training labels that all hold the same class: there is nothing to learn."""
+    if ctx.where:  # only a dataset's first batches: a dataset sorted by class starts like this
+        return None
+    for t in ctx.targets:
+        ids = _training_class_ids(t)
+        if ids is None or ids.size == 0 or np.any(ids != ids[0]):
+            continue
+        n, label = len(ids), _class_label(t, int(ids[0]))
+        rows = "the only row is" if n == 1 else f"all {n} rows are"
+        elsewhere = _other_validation_classes(t, int(ids[0]))
+        seen = (f" The validation labels hold {elsewhere}: were the rows sorted by label before the split? "
+                f"Shuffle x and y together before splitting." if elsewhere else "")
+        return Issue(
+            f"The training labels {t.name} hold one class only: {rows} class {label}. A classifier has "
+            f"nothing to learn from them: always answering {label} is exact, so the loss falls to 0 "
+            f"and the model never sees another class.{seen}",
+            "Check the label column (data.target of a csv recipe, y in code), the filter that made "
+            "the rows and the split: the training rows need at least two classes.",
+            {"class": label, "rows": n}, t.output.layer if t.output else None)
+    return None
+
+
+def _training_class_ids(t: Target) -> np.ndarray | None:
+    """The class id of each training row of a single-label classification target, or ``None``."""
+    if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
+        return None
+    return _class_ids(t, t.y)
+
+
+def _class_label(t: Target, class_id: int) -> str:
+    """How the labels write a class: its value in a label column (-1 for hinge), else its id."""
+    assert t.y is not None
+    if t.y.ndim >= 2 and t.y.shape[-1] > 1:
+        return str(class_id)
+    return _fmt(float(t.y.reshape(-1)[0]))
+
+
+def _other_validation_classes(t: Target, class_id: int) -> str:
+    """The validation labels' classes other than ``class_id`` (``"{1, 2}"``), or ``""``."""
+    ids = _class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
+    if ids is None:
+        return ""
+    others = np.setdiff1d(np.unique(ids), [class_id])
+    return _fmt_values(others) if others.size else ""
+
+
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
     """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce."""
     for t in ctx.targets:
@@ -810,7 +857,8 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = _class_ids(t, t.y)
-        if ids is None or ids.size == 0 or ids.min() < 0:
+        # One class only is single-class's error (or allowed): no weights can balance it.
+        if ids is None or ids.size == 0 or ids.min() < 0 or np.all(ids == ids[0]):
             continue
         k = max(int(ids.max()) + 1, 2 if t.task == "binary" else 1)
         if t.task == "multiclass" and t.units and t.units > 1 and len(ids) >= 10 * t.units:
@@ -879,6 +927,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("shape-mismatch", "error", shape_mismatch),
     DataRule("non-finite-data", "error", non_finite_data),
     DataRule("label-format", "error", label_format),
+    DataRule("single-class", "error", single_class),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
