@@ -356,6 +356,40 @@ def test_single_class_leaves_multilabel_and_dataset_samples_alone():
     assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == []
 
 
+def test_few_training_rows_warn_from_under_20_rows_and_say_how_many_are_held_out():
+    # 4 or 10 training rows (data.rows=5, validation_split=0.99) were "ok".
+    assert YB[:19].min() == 0 and YB[:19].max() == 1
+    (finding,) = run("binary", X[:19], YB[:19], x_val=X[19:], y_val=YB[19:])
+    assert finding.code == "few-training-rows" and finding.severity == "warning"
+    assert "only 19 rows (581 more rows are held out for validation), fewer than 20" in finding.message
+    assert "validation_split" in finding.advice
+    assert run("binary", X[:20], YB[:20]) == []
+
+
+def test_few_training_rows_asks_for_two_rows_per_class_of_a_wide_classifier():
+    wide = keras.Sequential([keras.Input((4,)), L.Dense(15, activation="softmax")])
+    y = np.arange(25) % 15
+    (finding,) = check_data(X[:25], y, model=wide, loss=get_loss("scce"), task="multiclass")
+    assert finding.code == "few-training-rows" and "fewer than 30 for 15 classes" in finding.message
+    assert check_data(X[:30], np.arange(30) % 15, model=wide, loss=get_loss("scce"), task="multiclass") == []
+
+
+def test_a_batch_size_of_twice_the_training_rows_or_more_warns_that_an_epoch_is_one_step():
+    (finding,) = run("binary", X, YB, batch_size=100_000)
+    assert finding.code == "batch-larger-than-data" and finding.severity == "warning"
+    assert "600 training rows" in finding.message and "single step" in finding.message
+    assert "such as 32" in finding.advice
+    # Full batch over the rows before a 20% validation split (batch 100, 80 training rows) is a
+    # deliberate choice of shipped recipes; a dataset brings its own batches.
+    assert run("binary", X, YB, batch_size=2 * len(X) - 1) == []
+    assert run("binary", X, YB, batch_size=None) == []
+    assert run("binary", tf.data.Dataset.from_tensor_slices((X, YB)).batch(32), None, batch_size=100_000) == []
+
+
+def test_few_rows_with_a_default_batch_size_are_told_to_get_rows_not_a_smaller_batch():
+    assert codes(run("binary", X[:12], YB[:12], batch_size=32)) == ["few-training-rows"]
+
+
 def test_class_imbalance_is_silent_when_the_row_weights_already_balance_the_classes():
     # It advised "Pass class_weight={...}" to a run passing exactly that class_weight.
     y = np.zeros(len(X), dtype=int)

@@ -89,6 +89,17 @@ def test_check_refuses_a_sweep_variant_that_would_fail_naming_it(runner, tiny_re
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("override", "code"), [
+    ("training.batch_size=100000", "batch-larger-than-data"),
+    ("training.validation_split=0.9", "few-training-rows"),
+    ("data.rows=5", "few-training-rows"),
+])
+def test_check_warns_about_doubtful_sizes_instead_of_saying_ok(runner, tiny_recipe, override, code):
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", override])
+    assert result.exit_code == 0, result.output
+    assert f"WARNING [{code}]" in result.output and "ok: no compatibility" not in result.output
+
+
 def test_recipes_lists_the_shipped_recipes(runner):
     result = runner.invoke(app, ["recipes", str(REPO / "recipes")])
     assert result.exit_code == 0

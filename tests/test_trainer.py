@@ -645,6 +645,14 @@ def test_a_zero_weight_for_some_classes_still_trains_the_others():
     assert trainer.step > 0
 
 
+def test_fit_checks_its_batch_size_against_the_training_rows_left_by_the_split():
+    x, y = make_data(100, features=4)
+    trainer = make_trainer(make_model(features=4))
+    trainer.fit(x, y, epochs=1, verbose=0, batch_size=160, validation_split=0.2)
+    assert [f.code for f in trainer.findings if f.code == "batch-larger-than-data"] == ["batch-larger-than-data"]
+    assert "80 training rows" in next(f.message for f in trainer.findings if f.code == "batch-larger-than-data")
+
+
 def test_targets_beside_a_dataset_are_refused():
     x, y = make_data(40, features=4)
     with pytest.raises(ArgumentError, match="do not pass them"):

@@ -72,6 +72,15 @@ _SEPARATION_SCREEN_FEATURES = 8
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
 IMBALANCE_MIN_ROWS = 50
+#: Training rows below which the split is too small to learn from: fewer than this many, or
+#: fewer than ``MIN_ROWS_PER_CLASS`` per class of a classifier. The shipped recipes train on 80
+#: rows at least (100 rows, 20% held out; 10 classes there, 8 rows each).
+MIN_TRAIN_ROWS = 20
+MIN_ROWS_PER_CLASS = 2
+#: A batch_size this many times the training rows cannot have been chosen for them: every batch
+#: is all the rows. Twice, not once: a full batch over the whole set before the validation split
+#: (batch_size 100 for 100 rows, 80 of them training) is a deliberate full-batch run.
+BATCH_OVER_ROWS = 2
 
 
 @dataclasses.dataclass
@@ -117,6 +126,8 @@ class DataContext:
     unmatched_targets: str | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
+    #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
+    batch_size: int | None = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -907,6 +918,64 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
     return None
 
 
+def few_training_rows(ctx: DataContext) -> Issue | None:
+    """A training split too small to learn from: under 20 rows, or under 2 per class."""
+    rows = _training_rows(ctx)
+    needed, classes = _rows_needed(ctx)
+    if rows is None or rows == 0 or rows >= needed:
+        return None
+    per_class = f" for {classes} classes" if MIN_ROWS_PER_CLASS * classes > MIN_TRAIN_ROWS else ""
+    held = len(ctx.x_val[0]) if ctx.x_val else 0
+    held_out = f" ({held} more row{'s are' if held != 1 else ' is'} held out for validation)" if held else ""
+    return Issue(
+        f"The training data has only {rows} row{'s' if rows != 1 else ''}{held_out}, fewer than {needed}"
+        f"{per_class}: a model fitted to so few rows memorises them, and its loss, its metrics and "
+        f"their diagnosis are mostly noise.",
+        "Train on more rows: more data (data.rows for a generated set) or a smaller validation split "
+        "(training.validation_split in a recipe, validation_split in fit); far more than "
+        f"{needed} for a model worth keeping.",
+        {"training_rows": rows, "validation_rows": held, "minimum": needed, "classes": classes})
+
+
+def batch_larger_than_data(ctx: DataContext) -> Issue | None:
+    """A batch_size at least twice the training rows: every epoch is one step of all the rows."""
+    rows = _training_rows(ctx)
+    if rows is None or ctx.batch_size is None or ctx.batch_size < BATCH_OVER_ROWS * rows:
+        return None
+    if rows < _rows_needed(ctx)[0]:  # few-training-rows says it: more rows, not a smaller batch
+        return None
+    smaller = 32 if rows >= 128 else max(1, rows // 4)
+    return Issue(
+        f"batch_size {ctx.batch_size} is {ctx.batch_size / rows:.3g}x the {rows} training rows: every batch "
+        f"is all {rows} rows, so each epoch is a single step, one update of the weights.",
+        f"Use a batch_size well below {rows}, such as {smaller} (training.batch_size in a recipe, "
+        f"batch_size in fit), so that each epoch makes several updates; for full-batch training on "
+        f"purpose, set it to {rows} and give it many more epochs.",
+        {"batch_size": ctx.batch_size, "training_rows": rows})
+
+
+def _rows_needed(ctx: DataContext) -> tuple[int, int]:
+    """``(training rows needed, classes)``: 20 rows, or 2 per class of a classifier if more."""
+    classes = max((_class_count(t) for t in ctx.targets), default=0)
+    return max(MIN_TRAIN_ROWS, MIN_ROWS_PER_CLASS * classes), classes
+
+
+def _training_rows(ctx: DataContext) -> int | None:
+    """The training rows of numpy data, or ``None`` for a dataset (only its first batches are read)."""
+    if ctx.where or not ctx.xs:
+        return None
+    return len(ctx.xs[0])
+
+
+def _class_count(t: Target) -> int:
+    """The classes a single-label classifier tells apart (its units, or 2 for binary); 0 otherwise."""
+    if t.task == "binary":
+        return 2
+    if t.task == "multiclass":
+        return t.units if t.units and t.units > 1 else 0
+    return 0
+
+
 def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool) -> bool:
     """Whether the rows' weights (class_weight or sample_weight) already even out the classes.
 
@@ -934,6 +1003,8 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("train-validation-overlap", "warning", train_validation_overlap),
     DataRule("label-leakage", "warning", label_leakage),
     DataRule("class-imbalance", "warning", class_imbalance),
+    DataRule("few-training-rows", "warning", few_training_rows),
+    DataRule("batch-larger-than-data", "warning", batch_larger_than_data),
     DataRule("one-feature-separates", "info", one_feature_separates),
 )
 DATA_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "error")
@@ -1126,6 +1197,7 @@ def check_data(
     allow: Collection[str] = (),
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     sample_weight: Any = None,
+    batch_size: int | None = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -1143,6 +1215,8 @@ def check_data(
         sample_rows: Row budget of the sampled checks (scales, overlap, leakage).
         sample_weight: The training rows' weights for array inputs (sample weight times class
             weight): ``class-imbalance`` stays silent when they even out the classes.
+        batch_size: Rows per batch of the training to come (numpy data), for
+            ``batch-larger-than-data``; ``None`` skips that check.
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -1190,7 +1264,7 @@ def check_data(
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
-                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight))
+                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         issue = rule.check(ctx)
