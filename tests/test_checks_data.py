@@ -116,6 +116,7 @@ BAD = [
     ("one-based", "multiclass", X, YM + 1, None, {}, "label-format", "y - 1"),
     ("labels-div-255", "multiclass", X, YM / 255.0, None, {}, "label-format", "np.rint(y * 255)"),
     ("multi-hot-cce", "multiclass", X, np.clip(ONE_HOT + np.eye(3)[0], 0, 1), "categorical_crossentropy", {}, "label-format", "task='multilabel'"),
+    ("single-class", "binary", X, np.zeros(len(X), dtype=int), None, {}, "single-class", "at least two classes"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
 ]
@@ -175,6 +176,29 @@ def test_labels_out_of_range_states_both_ranges():
 def test_allowed_data_error_becomes_warning():
     findings = run("regression_sigmoid", X, np.linspace(3, 103, len(X)), allow={"labels-out-of-range"})
     assert codes(findings)[0] == "labels-out-of-range" and findings[0].severity == "warning"
+
+
+@pytest.mark.parametrize(("task", "activation", "y", "loss"), [
+    ("binary", "sigmoid", YB.reshape(-1, 1), "bce"),
+    ("multiclass", "softmax", YM, "scce"),
+])
+def test_unflattened_samples_ask_for_a_flatten_not_for_other_labels(task, activation, y, loss):
+    # (n, 4, 4) samples straight into Dense layers: the output keeps an axis, (None, 4, units).
+    units = 1 if task == "binary" else 3
+    dense_only = keras.Sequential([keras.Input((4, 4)), L.Dense(8, activation="relu"), L.Dense(units, activation=activation)])
+    with pytest.raises(DataError) as info:
+        check_data(std_x(d=16).reshape(-1, 4, 4), y, model=dense_only, loss=get_loss(loss), task=task)
+    message = info.value.message
+    assert info.value.code == "shape-mismatch"
+    assert "{type: flatten}" in message and "keras.layers.Flatten()" in message and "(4, 4)" in message
+    assert "Give y the shape" not in message
+
+
+def test_labels_of_the_wrong_shape_still_get_told_their_shape():
+    # A flat input whose output has one unit per sample: the labels are what is wrong.
+    with pytest.raises(DataError) as info:
+        run("regression", X, np.stack([YR, YR], 1))
+    assert "Give y the shape (n, 1)" in info.value.message and "Flatten" not in info.value.message
 
 
 # --- warnings: each with a bad and a good case -----------------------------------------------
@@ -295,6 +319,75 @@ def test_class_imbalance_bad_and_good():
     ym = YM.copy()
     ym[np.flatnonzero(ym == 2)[5:]] = 1  # class 2 keeps 5 rows
     assert codes(run("multiclass", X, ym)) == ["class-imbalance"]
+
+
+@pytest.mark.parametrize(("kind", "y", "loss", "label"), [
+    ("binary", np.zeros(len(X), dtype=int), None, "class 0"),
+    ("binary", -np.ones(len(X)), "hinge", "class -1"),
+    ("multiclass", np.full(len(X), 2), None, "class 2"),
+    ("multiclass", np.eye(3, dtype="float32")[np.ones(len(X), dtype=int)], "categorical_crossentropy", "class 1"),
+])
+def test_training_labels_of_one_class_are_an_error_naming_the_class_and_rows(kind, y, loss, label):
+    # They got class-imbalance with class_weight={0: 0.5, 1: 300.0} and a bias of -13.82.
+    with pytest.raises(DataError) as info:
+        run(kind, X, y, loss)
+    assert info.value.code == "single-class"
+    assert f"all {len(X)} rows are {label}" in info.value.message and "nothing to learn" in info.value.message
+
+
+def test_single_class_says_when_the_validation_labels_hold_the_other_classes():
+    with pytest.raises(DataError) as info:
+        run("binary", X, np.zeros(len(X), dtype=int), x_val=X[:50], y_val=np.ones(50, dtype=int))
+    assert "The validation labels hold {1}" in info.value.message and "Shuffle" in info.value.message
+
+
+def test_allowed_single_class_is_a_warning_without_class_imbalance_advice():
+    findings = run("binary", X, np.zeros(len(X), dtype=int), allow={"single-class"})
+    assert codes(findings) == ["single-class"] and findings[0].severity == "warning"
+
+
+def test_single_class_leaves_multilabel_and_dataset_samples_alone():
+    # A multilabel column constant over the rows is another matter; a dataset's first batches may
+    # hold one class because the dataset is sorted.
+    constant_column = (X[:, :3] > 0).astype("float32")
+    constant_column[:, 1] = 0.0
+    assert "single-class" not in codes(run("multilabel", X, constant_column))
+    y = np.sort(YB)
+    assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == []
+
+
+def test_few_training_rows_warn_from_under_20_rows_and_say_how_many_are_held_out():
+    # 4 or 10 training rows (data.rows=5, validation_split=0.99) were "ok".
+    assert YB[:19].min() == 0 and YB[:19].max() == 1
+    (finding,) = run("binary", X[:19], YB[:19], x_val=X[19:], y_val=YB[19:])
+    assert finding.code == "few-training-rows" and finding.severity == "warning"
+    assert "only 19 rows (581 more rows are held out for validation), fewer than 20" in finding.message
+    assert "validation_split" in finding.advice
+    assert run("binary", X[:20], YB[:20]) == []
+
+
+def test_few_training_rows_asks_for_two_rows_per_class_of_a_wide_classifier():
+    wide = keras.Sequential([keras.Input((4,)), L.Dense(15, activation="softmax")])
+    y = np.arange(25) % 15
+    (finding,) = check_data(X[:25], y, model=wide, loss=get_loss("scce"), task="multiclass")
+    assert finding.code == "few-training-rows" and "fewer than 30 for 15 classes" in finding.message
+    assert check_data(X[:30], np.arange(30) % 15, model=wide, loss=get_loss("scce"), task="multiclass") == []
+
+
+def test_a_batch_size_of_twice_the_training_rows_or_more_warns_that_an_epoch_is_one_step():
+    (finding,) = run("binary", X, YB, batch_size=100_000)
+    assert finding.code == "batch-larger-than-data" and finding.severity == "warning"
+    assert "600 training rows" in finding.message and "single step" in finding.message
+    assert "such as 32" in finding.advice
+    # Full batch over the rows before a 20% validation split (batch 100, 80 training rows) is a
+    # deliberate choice of shipped recipes; a dataset brings its own batches.
+    assert run("binary", X, YB, batch_size=2 * len(X) - 1) == []
+    assert run("binary", X, YB, batch_size=None) == []
+    assert run("binary", tf.data.Dataset.from_tensor_slices((X, YB)).batch(32), None, batch_size=100_000) == []
+
+
+def test_few_rows_with_a_default_batch_size_are_told_to_get_rows_not_a_smaller_batch():
+    assert codes(run("binary", X[:12], YB[:12], batch_size=32)) == ["few-training-rows"]
 
 
 def test_class_imbalance_is_silent_when_the_row_weights_already_balance_the_classes():

@@ -89,6 +89,17 @@ def test_check_refuses_a_sweep_variant_that_would_fail_naming_it(runner, tiny_re
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("override", "code"), [
+    ("training.batch_size=100000", "batch-larger-than-data"),
+    ("training.validation_split=0.9", "few-training-rows"),
+    ("data.rows=5", "few-training-rows"),
+])
+def test_check_warns_about_doubtful_sizes_instead_of_saying_ok(runner, tiny_recipe, override, code):
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", override])
+    assert result.exit_code == 0, result.output
+    assert f"WARNING [{code}]" in result.output and "ok: no compatibility" not in result.output
+
+
 def test_recipes_lists_the_shipped_recipes(runner):
     result = runner.invoke(app, ["recipes", str(REPO / "recipes")])
     assert result.exit_code == 0
@@ -114,6 +125,8 @@ BAD_INPUTS = [
     ("misspelt-monitor", ["--set", "training.early_stopping={monitor: val_los}"], "recipe-invalid-value", "did you mean 'val_loss'"),
     ("sweep-in-train", ["--set", "sweep.optimizer.learning_rate=[0.1, 0.01]"], "sweep-needs-compare", "--set 'sweep.optimizer.learning_rate=[0.1, 0.01]'"),
     ("duplicate-sweep-value", ["--set", "sweep.training.epochs=[1, 1]"], "recipe-invalid-value", "lists 1 twice"),
+    ("all-class-weights-zero", ["--set", "training.class_weight={0: 0, 1: 0}"], "class-weight-all-zero", "nothing would be learned"),
+    ("class-weight-for-no-label", ["--set", "training.class_weight={5: 1.0}"], "class-weight-unknown-class", "class 5, which is not among the training labels {0, 1}"),
 ]
 
 

@@ -624,6 +624,35 @@ def test_a_bad_class_weight_is_refused(class_weight):
     assert info.value.code == "bad-argument" and "class_weight" in info.value.message
 
 
+@pytest.mark.parametrize(("class_weight", "code", "says"), [
+    ({0: 0.0, 1: 0.0}, "class-weight-all-zero", "every class of the training labels {0, 1} weight 0"),
+    ({0: 1.0, 1: 2.0, 5: 1.0}, "class-weight-unknown-class", "class 5, which is not among the training labels {0, 1}"),
+])
+def test_a_class_weight_that_cannot_mean_what_it_says_is_refused_before_training(class_weight, code, says):
+    # All zero trained to loss 0 (then blamed on the data); a class no label holds passed silently.
+    x, y = make_data(40, features=4)
+    trainer = make_trainer(make_model(features=4))
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0, class_weight=class_weight, validation_split=0.25)
+    assert info.value.code == code and says in info.value.message
+    assert trainer.step == 0
+
+
+def test_a_zero_weight_for_some_classes_still_trains_the_others():
+    x, y = make_data(40, features=4)
+    trainer = make_trainer(make_model(features=4))
+    trainer.fit(x, y, epochs=1, verbose=0, class_weight={0: 0.0})
+    assert trainer.step > 0
+
+
+def test_fit_checks_its_batch_size_against_the_training_rows_left_by_the_split():
+    x, y = make_data(100, features=4)
+    trainer = make_trainer(make_model(features=4))
+    trainer.fit(x, y, epochs=1, verbose=0, batch_size=160, validation_split=0.2)
+    assert [f.code for f in trainer.findings if f.code == "batch-larger-than-data"] == ["batch-larger-than-data"]
+    assert "80 training rows" in next(f.message for f in trainer.findings if f.code == "batch-larger-than-data")
+
+
 def test_targets_beside_a_dataset_are_refused():
     x, y = make_data(40, features=4)
     with pytest.raises(ArgumentError, match="do not pass them"):

@@ -39,13 +39,63 @@ def weights_table(class_weight: Mapping[Any, Any]) -> np.ndarray:
 
 
 def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
-    """The weight of each row of ``y``: its class's weight times its ``sample_weight``."""
+    """The weight of each row of ``y``: its class's weight times its ``sample_weight``.
+
+    Raises:
+        ArgumentError: ``bad-argument`` as :func:`weights_table`; ``class-weight-unknown-class``
+            for a class id none of the labels hold, ``class-weight-all-zero`` when every class
+            of the labels weighs 0 (see :func:`check_against_labels`).
+    """
     table = weights_table(class_weight)
     ids = _class_ids(np.asarray(y))
+    check_against_labels(class_weight, ids)
     weights = np.where(ids < len(table), table[np.minimum(ids, len(table) - 1)], np.float32(1.0)).astype(np.float32)
     if sample_weight is not None:
         weights = weights * np.asarray(sample_weight, np.float32).reshape(len(weights))
     return weights
+
+
+def check_against_labels(class_weight: Mapping[Any, Any], ids: np.ndarray) -> None:
+    """Refuses class weights that cannot mean what was meant, given the rows' class ids.
+
+    A class no label holds weighs no row, so its weight is a typo or a wrong encoding that
+    would otherwise pass in silence; and with every class of the labels at 0 each row weighs 0,
+    the loss is 0 from the first step and nothing is learned (the loss curve then looks like a
+    leak, not like a setting).
+
+    Args:
+        class_weight: Class id -> weight, already validated by :func:`weights_table`.
+        ids: The class id of every training row.
+
+    Raises:
+        ArgumentError: ``class-weight-unknown-class`` or ``class-weight-all-zero``.
+    """
+    if ids.size == 0:  # no rows: the data's own check (empty-data) says so
+        return
+    present = np.unique(ids)
+    labels = _listing(present)
+    held = set(present.tolist())
+    unknown = sorted(int(key) for key in class_weight if int(key) not in held)
+    if unknown:
+        which = f"class {unknown[0]}, which is" if len(unknown) == 1 else f"classes {', '.join(map(str, unknown))}, which are"
+        raise ArgumentError(
+            "class-weight-unknown-class",
+            f"class_weight gives a weight to {which} not among the training labels {labels}: such a weight "
+            f"applies to no row. Weigh the classes the labels hold (training.class_weight in a recipe), "
+            f"or check how the labels are encoded (class ids 0..K-1; one-hot rows count by their 1).")
+    if all(float(class_weight.get(int(c), 1.0)) == 0.0 for c in present):
+        raise ArgumentError(
+            "class-weight-all-zero",
+            f"class_weight gives every class of the training labels {labels} weight 0: every row would "
+            f"weigh 0, the loss would be 0 from the first step and nothing would be learned. Give each "
+            f"class to train on a weight > 0, e.g. {{{', '.join(f'{int(c)}: 1.0' for c in present[:3])}"
+            f"{', ...' if len(present) > 3 else ''}}} (training.class_weight in a recipe); 0 leaves a class out.")
+
+
+def _listing(ids: np.ndarray, limit: int = 10) -> str:
+    """``{0, 1, 2}``, the first ``limit`` ids then ``...``."""
+    shown = ", ".join(str(int(i)) for i in ids[:limit])
+    return "{" + shown + (", ..." if len(ids) > limit else "") + "}"
 
 
 def weighted_dataset(dataset: tf.data.Dataset, class_weight: Mapping[Any, Any]) -> tf.data.Dataset:

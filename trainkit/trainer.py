@@ -642,18 +642,20 @@ class Trainer:
             return []
         return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes)
 
-    def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None) -> list[Finding]:
+    def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
+                   batch_size: int | None = None) -> list[Finding]:
         """Data checks against the task and the model; raises DataError on errors.
 
         ``sample_weight``: the training rows' weights (times any class weights), so that the
-        class-imbalance check knows when they already even out the classes.
+        class-imbalance check knows when they already even out the classes. ``batch_size``: the
+        rows per batch fit will use on numpy data (``batch-larger-than-data``).
         """
         try:
             from trainkit.checks import check_data
         except ImportError:
             return []
         return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
-                          sample_weight=sample_weight)
+                          sample_weight=sample_weight, batch_size=batch_size)
 
     def log_text(self, name: str, markdown: str) -> None:
         """Adds a text to the run's TensorBoard events (written when training starts)."""
@@ -730,7 +732,7 @@ class Trainer:
         _check_epochs(epochs, initial_epoch)
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight)
         if check_data:
-            self._check_sources(train, validation)
+            self._check_sources(train, validation, batch_size)
         self._ensure_built(train)
         self.epochs = epochs
         self.stop_training = False
@@ -1019,7 +1021,7 @@ class Trainer:
         with distribute.scope(self.strategy):
             return in_memory_parts(self.model, x, y, sample_weight)
 
-    def _check_sources(self, train: Any, validation: Any) -> None:
+    def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
         parts = train.numpy() if isinstance(train, ArraySource) else (train.dataset, None)
         x, y = parts[:2]
         weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
@@ -1028,7 +1030,9 @@ class Trainer:
             x_val, y_val = validation.numpy()[:2]
         elif validation is not None:
             x_val = validation.dataset  # its first batches are sampled, like a training dataset's
-        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights))
+        # A dataset brings its own batches: batch_size does not apply to it.
+        rows_per_batch = batch_size if isinstance(train, ArraySource) else None
+        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.

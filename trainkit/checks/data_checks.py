@@ -72,6 +72,15 @@ _SEPARATION_SCREEN_FEATURES = 8
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
 IMBALANCE_MIN_ROWS = 50
+#: Training rows below which the split is too small to learn from: fewer than this many, or
+#: fewer than ``MIN_ROWS_PER_CLASS`` per class of a classifier. The shipped recipes train on 80
+#: rows at least (100 rows, 20% held out; 10 classes there, 8 rows each).
+MIN_TRAIN_ROWS = 20
+MIN_ROWS_PER_CLASS = 2
+#: A batch_size this many times the training rows cannot have been chosen for them: every batch
+#: is all the rows. Twice, not once: a full batch over the whole set before the validation split
+#: (batch_size 100 for 100 rows, 80 of them training) is a deliberate full-batch run.
+BATCH_OVER_ROWS = 2
 
 
 @dataclasses.dataclass
@@ -117,6 +126,8 @@ class DataContext:
     unmatched_targets: str | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
+    #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
+    batch_size: int | None = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -244,7 +255,7 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         if issue is not None:
             return issue
     for t in ctx.targets:
-        issue = _label_shape_issue(t)
+        issue = _label_shape_issue(t, ctx.xs)
         if issue is not None:
             return issue
     return None
@@ -280,23 +291,16 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
 
-def _label_shape_issue(t: Target) -> Issue | None:
+def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = ()) -> Issue | None:
     if t.y is None or t.output is None or t.output.shape is None or t.loss.kind is None:
         return None
     out = t.output.shape[1:]
     got = t.y.shape[1:]
-    kind = t.loss.kind
-    if not out:
-        ok = got in ((), (1,))
-    elif kind == "sparse":
-        label = out[:-1]
-        ok = _fits(got, label) or _fits(got, (*label, 1)) or _fits(got, out)  # one-hot: label-format
-    elif kind in ("categorical", "categorical_hinge", "kl") and (out[-1] or 0) > 1 and got in ((), (1,)):
-        ok = True  # integer labels with a one-hot loss: reported as label-format
-    else:
-        ok = _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
-    if ok:
+    if _label_fits(t.loss.kind, got, out):
         return None
+    unflattened = _unflattened_issue(t, xs)
+    if unflattened is not None:
+        return unflattened
     layer = t.output.layer
     want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
     return Issue(
@@ -305,6 +309,43 @@ def _label_shape_issue(t: Target) -> Issue | None:
         f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
         f"to predict {got[-1] if got else 1} value(s) per sample.",
         {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+
+
+def _label_fits(kind: str, got: tuple[int, ...], out: tuple[int | None, ...]) -> bool:
+    """Whether labels of per-sample shape ``got`` fit an output of per-sample shape ``out``."""
+    if not out:
+        return got in ((), (1,))
+    if kind == "sparse":
+        label = out[:-1]
+        return _fits(got, label) or _fits(got, (*label, 1)) or _fits(got, out)  # one-hot: label-format
+    if kind in ("categorical", "categorical_hinge", "kl") and (out[-1] or 0) > 1 and got in ((), (1,)):
+        return True  # integer labels with a one-hot loss: reported as label-format
+    return _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
+
+
+def _unflattened_issue(t: Target, xs: Sequence[np.ndarray]) -> Issue | None:
+    """Samples with several feature dimensions that reach the Dense layers unflattened.
+
+    A Dense layer acts on the last axis only, so the output keeps the samples' other axes (one
+    prediction per position). When the labels fit the output without those axes, the labels are
+    right and the model lacks a Flatten: advising to reshape the labels would be wrong.
+    """
+    assert t.y is not None and t.output is not None and t.output.shape is not None and t.loss.kind is not None
+    out = t.output.shape[1:]
+    wide = [a for a in xs if a.ndim > 2]
+    if len(out) < 2 or not wide or not _label_fits(t.loss.kind, t.y.shape[1:], out[-1:]):
+        return None
+    sample = _shape(wide[0].shape[1:])
+    return Issue(
+        f"Each sample of x has shape {sample}, more than one feature dimension, and no Flatten comes "
+        f"before the Dense layers: a Dense layer acts on the last axis only, so the output layer "
+        f"'{t.output.layer}' produces {_shape(t.output.shape)}, a prediction for every position, while "
+        f"{t.name} (shape {_shape(t.y.shape)}) has one per sample.",
+        "Flatten each sample before the first Dense layer: add {type: flatten} as the first of "
+        "model.layers in a recipe (after the conv2d/maxpool2d layers, if any), or "
+        "keras.layers.Flatten() in code. The labels' shape is right as it is.",
+        {"x_sample_shape": list(wide[0].shape[1:]), "y_shape": list(t.y.shape), "output_shape": list(t.output.shape)},
+        t.output.layer)
 
 
 def non_finite_data(ctx: DataContext) -> Issue | None:
@@ -454,6 +495,53 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                          "Map the labels to -1/+1, e.g. y = np.where(y == positive_class, 1, -1).",
                          {"y_min": lo, "y_max": hi}, layer)
     return None
+
+
+def single_class(ctx: DataContext) -> Issue | None:
+    """Classification training labels that all hold the same class: there is nothing to learn."""
+    if ctx.where:  # only a dataset's first batches: a dataset sorted by class starts like this
+        return None
+    for t in ctx.targets:
+        ids = _training_class_ids(t)
+        if ids is None or ids.size == 0 or np.any(ids != ids[0]):
+            continue
+        n, label = len(ids), _class_label(t, int(ids[0]))
+        rows = "the only row is" if n == 1 else f"all {n} rows are"
+        elsewhere = _other_validation_classes(t, int(ids[0]))
+        seen = (f" The validation labels hold {elsewhere}: were the rows sorted by label before the split? "
+                f"Shuffle x and y together before splitting." if elsewhere else "")
+        return Issue(
+            f"The training labels {t.name} hold one class only: {rows} class {label}. A classifier has "
+            f"nothing to learn from them: always answering {label} is exact, so the loss falls to 0 "
+            f"and the model never sees another class.{seen}",
+            "Check the label column (data.target of a csv recipe, y in code), the filter that made "
+            "the rows and the split: the training rows need at least two classes.",
+            {"class": label, "rows": n}, t.output.layer if t.output else None)
+    return None
+
+
+def _training_class_ids(t: Target) -> np.ndarray | None:
+    """The class id of each training row of a single-label classification target, or ``None``."""
+    if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
+        return None
+    return _class_ids(t, t.y)
+
+
+def _class_label(t: Target, class_id: int) -> str:
+    """How the labels write a class: its value in a label column (-1 for hinge), else its id."""
+    assert t.y is not None
+    if t.y.ndim >= 2 and t.y.shape[-1] > 1:
+        return str(class_id)
+    return _fmt(float(t.y.reshape(-1)[0]))
+
+
+def _other_validation_classes(t: Target, class_id: int) -> str:
+    """The validation labels' classes other than ``class_id`` (``"{1, 2}"``), or ``""``."""
+    ids = _class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
+    if ids is None:
+        return ""
+    others = np.setdiff1d(np.unique(ids), [class_id])
+    return _fmt_values(others) if others.size else ""
 
 
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
@@ -780,7 +868,8 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = _class_ids(t, t.y)
-        if ids is None or ids.size == 0 or ids.min() < 0:
+        # One class only is single-class's error (or allowed): no weights can balance it.
+        if ids is None or ids.size == 0 or ids.min() < 0 or np.all(ids == ids[0]):
             continue
         k = max(int(ids.max()) + 1, 2 if t.task == "binary" else 1)
         if t.task == "multiclass" and t.units and t.units > 1 and len(ids) >= 10 * t.units:
@@ -829,6 +918,64 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
     return None
 
 
+def few_training_rows(ctx: DataContext) -> Issue | None:
+    """A training split too small to learn from: under 20 rows, or under 2 per class."""
+    rows = _training_rows(ctx)
+    needed, classes = _rows_needed(ctx)
+    if rows is None or rows == 0 or rows >= needed:
+        return None
+    per_class = f" for {classes} classes" if MIN_ROWS_PER_CLASS * classes > MIN_TRAIN_ROWS else ""
+    held = len(ctx.x_val[0]) if ctx.x_val else 0
+    held_out = f" ({held} more row{'s are' if held != 1 else ' is'} held out for validation)" if held else ""
+    return Issue(
+        f"The training data has only {rows} row{'s' if rows != 1 else ''}{held_out}, fewer than {needed}"
+        f"{per_class}: a model fitted to so few rows memorises them, and its loss, its metrics and "
+        f"their diagnosis are mostly noise.",
+        "Train on more rows: more data (data.rows for a generated set) or a smaller validation split "
+        "(training.validation_split in a recipe, validation_split in fit); far more than "
+        f"{needed} for a model worth keeping.",
+        {"training_rows": rows, "validation_rows": held, "minimum": needed, "classes": classes})
+
+
+def batch_larger_than_data(ctx: DataContext) -> Issue | None:
+    """A batch_size at least twice the training rows: every epoch is one step of all the rows."""
+    rows = _training_rows(ctx)
+    if rows is None or ctx.batch_size is None or ctx.batch_size < BATCH_OVER_ROWS * rows:
+        return None
+    if rows < _rows_needed(ctx)[0]:  # few-training-rows says it: more rows, not a smaller batch
+        return None
+    smaller = 32 if rows >= 128 else max(1, rows // 4)
+    return Issue(
+        f"batch_size {ctx.batch_size} is {ctx.batch_size / rows:.3g}x the {rows} training rows: every batch "
+        f"is all {rows} rows, so each epoch is a single step, one update of the weights.",
+        f"Use a batch_size well below {rows}, such as {smaller} (training.batch_size in a recipe, "
+        f"batch_size in fit), so that each epoch makes several updates; for full-batch training on "
+        f"purpose, set it to {rows} and give it many more epochs.",
+        {"batch_size": ctx.batch_size, "training_rows": rows})
+
+
+def _rows_needed(ctx: DataContext) -> tuple[int, int]:
+    """``(training rows needed, classes)``: 20 rows, or 2 per class of a classifier if more."""
+    classes = max((_class_count(t) for t in ctx.targets), default=0)
+    return max(MIN_TRAIN_ROWS, MIN_ROWS_PER_CLASS * classes), classes
+
+
+def _training_rows(ctx: DataContext) -> int | None:
+    """The training rows of numpy data, or ``None`` for a dataset (only its first batches are read)."""
+    if ctx.where or not ctx.xs:
+        return None
+    return len(ctx.xs[0])
+
+
+def _class_count(t: Target) -> int:
+    """The classes a single-label classifier tells apart (its units, or 2 for binary); 0 otherwise."""
+    if t.task == "binary":
+        return 2
+    if t.task == "multiclass":
+        return t.units if t.units and t.units > 1 else 0
+    return 0
+
+
 def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool) -> bool:
     """Whether the rows' weights (class_weight or sample_weight) already even out the classes.
 
@@ -849,12 +996,15 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("shape-mismatch", "error", shape_mismatch),
     DataRule("non-finite-data", "error", non_finite_data),
     DataRule("label-format", "error", label_format),
+    DataRule("single-class", "error", single_class),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
     DataRule("train-validation-overlap", "warning", train_validation_overlap),
     DataRule("label-leakage", "warning", label_leakage),
     DataRule("class-imbalance", "warning", class_imbalance),
+    DataRule("few-training-rows", "warning", few_training_rows),
+    DataRule("batch-larger-than-data", "warning", batch_larger_than_data),
     DataRule("one-feature-separates", "info", one_feature_separates),
 )
 DATA_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "error")
@@ -1047,6 +1197,7 @@ def check_data(
     allow: Collection[str] = (),
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     sample_weight: Any = None,
+    batch_size: int | None = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -1064,6 +1215,8 @@ def check_data(
         sample_rows: Row budget of the sampled checks (scales, overlap, leakage).
         sample_weight: The training rows' weights for array inputs (sample weight times class
             weight): ``class-imbalance`` stays silent when they even out the classes.
+        batch_size: Rows per batch of the training to come (numpy data), for
+            ``batch-larger-than-data``; ``None`` skips that check.
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -1111,7 +1264,7 @@ def check_data(
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
-                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight))
+                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         issue = rule.check(ctx)
