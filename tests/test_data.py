@@ -343,6 +343,40 @@ def test_npz_errors(tmp_path: Path) -> None:
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-unreadable"
 
 
+def _no_pickle_advice(message: str) -> None:
+    assert "allow_pickle" not in message and "pickle.load" not in message and not message.endswith("..")
+
+
+@pytest.mark.parametrize(("name", "content", "csv_hint"), [
+    ("d.csv", b"a,b,label\n1,2,0\n", True),  # a csv given to the npz source
+    ("d.npz", b"not a zip\n", False),  # a text file named .npz
+])
+def test_a_file_that_is_no_npz_archive_says_so_without_numpys_pickle_advice(tmp_path: Path, name: str, content: bytes, csv_hint: bool) -> None:
+    (tmp_path / name).write_bytes(content)
+    err = data_error(load_arrays, DataConfig(source="npz", path=name), tmp_path)
+    assert err.code == "data-unreadable" and "is not an .npz archive" in err.message and "np.savez" in err.message
+    assert ("source: csv" in err.message) == csv_hint
+    _no_pickle_advice(err.message)
+
+
+def test_an_npz_archive_cut_short_or_a_single_array_is_named(tmp_path: Path) -> None:
+    np.savez(tmp_path / "whole.npz", x=np.ones((3, 2)), y=np.ones(3))
+    (tmp_path / "d.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:100])
+    err = data_error(load_arrays, npz_cfg(), tmp_path)  # was zipfile.BadZipFile, uncaught
+    assert err.code == "data-unreadable" and "damaged .npz archive" in err.message
+    with (tmp_path / "d.npz").open("wb") as handle:
+        np.save(handle, np.ones(3))
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-unreadable" and "single array" in err.message
+
+
+def test_an_npz_object_array_is_refused_as_a_pickle_trainkit_will_not_load(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.array([[1, "a"]] * 3, dtype=object), y=np.ones(3))
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-unreadable" and "'x'" in err.message and "dtype=object" in err.message and "loads no pickles" in err.message
+    _no_pickle_advice(err.message)
+
+
 # -------------------------------------------------------------------------------------- sklearn
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -429,16 +430,15 @@ def _number(text: str, line: int, column: str, path: Path) -> float:
 # ------------------------------------------------------------------------------------------ npz
 
 
+# The first bytes of a zip archive (np.savez writes one; an empty one is only its end record)
+# and of a single .npy array (np.save).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_SAVEZ = "np.savez(path, x=..., y=...)"
+
+
 def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        archive = np.load(path, allow_pickle=False)  # no pickles: a data file must not run code
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError("data-unreadable", f"Data file {path} is not a readable .npz archive: {err}.") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError("data-unreadable", f"Data file {path} holds a single array; save x and y with np.savez(path, x=..., y=...).")
-    with archive:
+    with _open_npz(path) as archive:
         arrays = [_npz_array(archive, key, path) for key in (x_key, y_key)]
     x, y = arrays
     if len(x) == 0:
@@ -451,13 +451,53 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
     return (x.reshape(-1, 1) if x.ndim == 1 else x), y
 
 
+def _open_npz(path: Path) -> Any:
+    """The archive at ``path``, checked to be one first.
+
+    ``np.load`` takes any file that is neither a zip nor an .npy array for a pickle, and with
+    pickles refused its error advises loading the file unsafely: a csv or a text file must hear
+    what it is instead.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_NPY_MAGIC))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
+    except OSError as err:
+        raise DataError("data-unreadable", f"Data file {path} cannot be read: {err.strerror or err}.") from None
+    if head.startswith(_NPY_MAGIC):
+        raise DataError("data-unreadable", f"Data file {path} holds a single array (np.save); save x and y with {_SAVEZ}.")
+    if not head.startswith(_ZIP_MAGIC):
+        raise DataError("data-unreadable", _not_npz(path, empty=not head))
+    try:
+        return np.load(path, allow_pickle=False)  # no pickles: a data file must not run code
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # cut short, say
+        raise DataError("data-unreadable", f"Data file {path} is a damaged .npz archive ({_clause(err)}); write it again with {_SAVEZ}.") from None
+
+
+def _not_npz(path: Path, *, empty: bool) -> str:
+    what = "is empty" if empty else "is not an .npz archive"
+    message = f"Data file {path} {what}; the npz source reads a zip of .npy arrays written by {_SAVEZ}."
+    if path.suffix.lower() == ".csv":
+        message += " For a csv file set source: csv and target: its label column."
+    return message
+
+
+def _clause(err: BaseException) -> str:
+    """An exception's text as a clause inside a sentence: one line, no full stop of its own."""
+    return " ".join(str(err).split()).rstrip(".") or type(err).__name__
+
+
 def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
     if key not in archive.files:
         raise DataError("data-missing-key", f"Key '{key}' is not in {path}. Available keys: {', '.join(archive.files) or 'none'}.")
     try:
         array = archive[key]
-    except ValueError as err:  # object arrays need pickle, which is refused
-        raise DataError("data-unreadable", f"Array '{key}' in {path} cannot be loaded without pickle: {err}.") from None
+    except ValueError:  # an object array: numpy stores it as a pickle, which is refused
+        raise DataError("data-unreadable", f"Array '{key}' in {path} holds Python objects (dtype=object), which only a pickle can load, "
+                        f"and trainkit loads no pickles (they can run code). Save it as numbers, e.g. np.asarray({key}, dtype=np.float32).") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:  # a damaged member (bad CRC, cut short)
+        raise DataError("data-unreadable", f"Array '{key}' in {path} is damaged ({_clause(err)}); write the file again with {_SAVEZ}.") from None
     if array.ndim == 0:
         raise DataError("data-empty", f"Array '{key}' in {path} is a single value, not one row per example.")
     _as_float32(array, f"'{key}' in {path}")  # fail early on strings, whatever the task
