@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,34 @@ def test_csv_nan_or_inf_is_refused_at_its_file_line_not_a_shuffled_row(tmp_path:
     err = data_error(prepare_data, recipe(tmp_path, data={"source": "csv", "path": str(path), "target": "label"}))
     assert err.code == "non-finite-data"
     assert "2 NaN/inf values in 2 of 20 rows" in err.message and "line 7, column 'b' (nan)" in err.message
+
+
+@pytest.mark.parametrize("cell", ["1e40", "-3.5e38"])
+def test_a_csv_number_too_large_for_float32_is_named_without_a_numpy_warning(tmp_path: Path, cell: str) -> None:
+    path = write_csv(tmp_path, f"a,b,label\n1,2,0\n3,{cell},1\n5,6,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" would raise here
+        err = data_error(load_arrays, csv_cfg(path), tmp_path)
+    assert err.code == "data-out-of-range"
+    assert f"{float(cell):g} at line 3, column 'b'" in err.message and "too large for float32" in err.message and "3.4e38" in err.message
+    assert "inf" not in err.message
+
+
+def test_an_npz_number_too_large_for_float32_is_named_and_inf_still_is_non_finite(tmp_path: Path) -> None:
+    x = np.ones((4, 2))
+    x[2, 1] = 1e300
+    np.savez(tmp_path / "d.npz", x=x, y=np.ones(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-out-of-range" and "1e+300 at row 2 of 'x'" in err.message
+    x[2, 1] = np.inf  # inf is no number out of range: it stays a NaN/inf error
+    np.savez(tmp_path / "d.npz", x=x, y=np.ones(4))
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "non-finite-data"
+    np.savez(tmp_path / "d.npz", x=x.astype(np.complex128), y=np.ones(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cast to float32 would warn ComplexWarning
+        assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-non-numeric"
 
 
 @pytest.mark.parametrize("key", ["x", "y"])

@@ -12,7 +12,8 @@ Conventions of the arrays returned here:
 User errors raise :class:`~trainkit.errors.DataError` with one of these codes: ``data-not-found``,
 ``data-unreadable`` (cannot be decoded / not an npz archive), ``data-empty``,
 ``data-missing-column``, ``data-missing-key``, ``data-ragged`` (wrong field count, or x and y of
-different lengths) and ``data-non-numeric``. A missing scikit-learn raises
+different lengths), ``data-non-numeric``, ``data-out-of-range`` (a number too large for float32) and
+``non-finite-data`` (NaN or inf in the file). A missing scikit-learn raises
 :class:`~trainkit.errors.RecipeError` ``missing-extra``.
 """
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 # Standard deviation of U[0, 1): used to centre uniform features before computing learnable labels.
 _UNIFORM_STD = math.sqrt(1.0 / 12.0)
+# Numbers beyond this magnitude become inf as float32 (numpy warns "overflow encountered in cast").
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -374,15 +377,45 @@ def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str
         raise DataError("data-missing-column", f"Column '{target}' is not in {path}. Available columns: {', '.join(header)}.")
     if len(header) == 1:
         raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}'.")
-    values = np.empty((len(rows) - 1, len(header)), dtype=np.float32)
+    # float64 first: a number beyond float32's range is refused by name, not cast to inf.
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for i, (line, fields) in enumerate(rows[1:]):
         if len(fields) != len(header):
             raise DataError("data-ragged", f"Row at line {line} of {path} has {len(fields)} fields; the header has {len(header)}.")
         values[i] = [_number(v, line, header[j], path) for j, v in enumerate(fields)]
-    _refuse_non_finite(values, path, lambda row, col: f"line {rows[1 + row][0]}, column '{header[col]}'")
+
+    def place(row: int, col: int) -> str:
+        return f"line {rows[1 + row][0]}, column '{header[col]}'"
+
+    _refuse_too_large(values, path, place)
+    values = values.astype(np.float32)
+    _refuse_non_finite(values, path, place)
     column = header.index(target)
     names = [name for j, name in enumerate(header) if j != column]
     return np.delete(values, column, axis=1), values[:, column : column + 1], names
+
+
+def _refuse_too_large(values: np.ndarray, path: Path, place: Callable[[int, int], str]) -> None:
+    """Refuses finite numbers too large for float32, naming the first.
+
+    Cast to float32 they would become inf, with a numpy RuntimeWarning on stderr and then a
+    NaN/inf error about a value the file does not hold. ``place`` is as for
+    :func:`_refuse_non_finite`.
+    """
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4 or values.size == 0:
+        return  # float32 and integer arrays (int64 reaches ~9.2e18) always fit
+    flat = values.reshape(len(values), -1)
+    big = np.isfinite(flat) & (np.abs(flat) > _FLOAT32_MAX)
+    if not big.any():
+        return
+    row, col = (int(i) for i in np.argwhere(big)[0])
+    count = int(big.sum())
+    others = f" ({count - 1} more such value{'s' if count > 2 else ''} in the file)" if count > 1 else ""
+    raise DataError(
+        "data-out-of-range",
+        f"{path}: {flat[row, col]:g} at {place(row, col)} is too large for float32 (the largest is ~3.4e38){others}. "
+        f"Rescale that column (other units, or its logarithm) or correct the value.",
+    )
 
 
 def _refuse_non_finite(values: np.ndarray, path: Path, place: Callable[[int, int], str]) -> None:
@@ -500,11 +533,14 @@ def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
         raise DataError("data-unreadable", f"Array '{key}' in {path} is damaged ({_clause(err)}); write the file again with {_SAVEZ}.") from None
     if array.ndim == 0:
         raise DataError("data-empty", f"Array '{key}' in {path} is a single value, not one row per example.")
+    _refuse_too_large(array, path, lambda row, col: f"row {row} of '{key}'")
     _as_float32(array, f"'{key}' in {path}")  # fail early on strings, whatever the task
     return array
 
 
 def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind == "c":  # the cast would drop the imaginary parts with a ComplexWarning
+        raise DataError("data-non-numeric", f"{what} holds {array.dtype} values, not real numbers.")
     try:
         return np.asarray(array, dtype=np.float32)
     except (TypeError, ValueError):
