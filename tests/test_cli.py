@@ -103,6 +103,7 @@ BAD_INPUTS = [
     ("unknown-loss", ["--set", "loss=binary_crossentropyy"], "unknown-loss", "binary_crossentropy"),
     ("unknown-optimizer", ["--set", "optimizer.name=adamm"], "unknown-optimizer", "adam"),
     ("misspelt-optimizer-argument", ["--set", "optimizer.learning_rat=0.1"], "bad-optimizer-argument", 'Did you mean "learning_rate"'),
+    ("keras-2-lr", ["--set", "optimizer={name: adam, lr: 0.01}"], "bad-optimizer-argument", 'Did you mean "learning_rate"'),
     ("negative-learning-rate", ["--set", "optimizer.learning_rate=-1.0"], "bad-optimizer-argument", "finite number > 0"),
     ("nan-learning-rate", ["--set", "optimizer.learning_rate=.nan"], "bad-optimizer-argument", "finite number > 0"),
     ("unknown-layer", ["--set", "model.layers.0.type=dense2"], "recipe-invalid-value", "dense"),

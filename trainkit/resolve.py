@@ -58,6 +58,23 @@ OPTIMIZER_CLASSES: dict[str, type[keras.optimizers.Optimizer]] = {
 }
 
 
+# Keras 2 optimizer arguments that Keras 3 renamed or dropped, with what to write instead. The
+# closest spelling would suggest nothing for "lr", and "weight_decay" for "decay", which is another
+# thing (it shrinks the weights, it does not lower the learning rate).
+LEGACY_OPTIMIZER_ARGUMENTS: dict[str, str] = {
+    "lr": ' Did you mean "learning_rate"? (Keras 3\'s name for Keras 2\'s "lr".)',
+    "decay": (
+        " Keras 3 dropped Keras 2's learning-rate decay (learning_rate / (1 + decay * step)): leave it out for a fixed "
+        "learning_rate, or in Python pass learning_rate=keras.optimizers.schedules.InverseTimeDecay(<learning_rate>, "
+        "decay_steps=1, decay_rate=<decay>), which decays the same way. (\"weight_decay\" is another thing: it shrinks the weights.)"
+    ),
+    "jit_compile": (
+        " Keras 3 optimizers take no jit_compile: trainkit compiles the whole training step, optimizer included; "
+        "set training.jit_compile in a recipe, or Trainer(jit_compile=...)."
+    ),
+}
+
+
 class _FunctionLoss(keras.losses.Loss):
     """Wraps a plain ``loss(y_true, y_pred) -> per-example losses`` function as a Keras Loss."""
 
@@ -153,7 +170,8 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
     out = dict(params)
     for arg, value in params.items():
         if arg not in accepted:
-            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{closest(arg, accepted)} Its arguments: {", ".join(accepted)}.')
+            hint = LEGACY_OPTIMIZER_ARGUMENTS.get(arg) or closest(arg, accepted)
+            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{hint} Its arguments: {", ".join(accepted)}.')
         default = accepted[arg]
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             out[arg] = value = float(value)
