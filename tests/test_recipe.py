@@ -179,6 +179,25 @@ def test_invalid_values(tmp_path: Path, old: str, new: str, expected: list[str])
         assert fragment in err.message
 
 
+@pytest.mark.parametrize(("override", "meant"), [
+    ("task=binery", "binary"),
+    ("task=Binary", "binary"),
+    ("data.source=cvs", "csv"),
+    ("data.generator=learnable_binery", "learnable_binary"),
+    ("data.feature_distribution=normall", "normal"),
+    ("training.on_nan=wran", "warn"),
+    ("training.checkpoint_every=autp", "auto"),  # 'auto' or an integer
+    ("model.layers.0={type: conv2d, filters: 2, kernel_size: 2, padding: sme}", "same"),  # inside a layer
+])
+def test_a_misspelt_choice_names_the_closest_valid_one(tiny: Path, override: str, meant: str) -> None:
+    err = error_of(load_recipe, tiny, [override])
+    assert err.code == "recipe-invalid-value" and err.message.endswith(f"Did you mean {meant}?")
+
+
+def test_a_value_far_from_every_choice_gets_no_guess(tiny: Path) -> None:
+    assert "Did you mean" not in error_of(load_recipe, tiny, ["task=xyzzy"]).message
+
+
 def test_layers_and_builder_are_exclusive(tmp_path: Path) -> None:
     err = error_of(load_recipe, tiny_with(tmp_path, "model:\n", "model:\n  builder: 'a.b:c'\n"))
     assert err.code == "recipe-invalid-value" and "exactly one" in err.message

@@ -9,7 +9,8 @@ Every problem a user can make in a recipe file or an override ends in a
 ``recipe-yaml``           YAML syntax error (line and column given)
 ``recipe-empty``          the file holds no keys at all
 ``recipe-unknown-key``    a key the schema does not know (with the closest valid key)
-``recipe-invalid-value``  a value of the wrong type or out of range, or a non-mapping file
+``recipe-invalid-value``  a value of the wrong type or out of range (a misspelt choice with the closest
+                          valid one), or a non-mapping file
 ``bad-override``          a ``--set`` string that cannot be applied
 ``sweep-needs-compare``   ``train_recipe`` was given a recipe with a ``sweep:`` section
 ========================  =================================================================
@@ -1005,7 +1006,22 @@ def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: M
         message = str(first["msg"]).removeprefix("Value error, ")
         return f"Invalid {path or 'recipe'}: {message}." if path else f"Invalid recipe: {message}."
     expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
-    return f"Invalid value at {path or 'recipe'}: received {_short(first.get('input'))}; expected {expected}."
+    hint = _closest_choice(path, errors, raw)
+    return f"Invalid value at {path or 'recipe'}: received {_short(first.get('input'))}; expected {expected}.{hint}"
+
+
+def _closest_choice(path: str, errors: list[dict[str, Any]], raw: Mapping[str, Any]) -> str:
+    """' Did you mean binary?' for a misspelt value of a field with fixed choices (a Literal).
+
+    The choices come from the schema at ``path``, so every such field (task, data.source,
+    training.on_nan, a layer's padding, ...) gets the hint without a rule of its own.
+    """
+    value = errors[0].get("input")
+    if not isinstance(value, str) or not any(e["type"] == "literal_error" for e in errors):
+        return ""
+    schema = _schema_at(path, raw)
+    choices = [v for t in schema.types if typing.get_origin(t) is Literal for v in typing.get_args(t) if isinstance(v, str)] if schema else []
+    return _closest_quoted(value, choices)
 
 
 def _expectation(error: Mapping[str, Any]) -> str:
@@ -1019,6 +1035,15 @@ def _expectation(error: Mapping[str, Any]) -> str:
 
 def _fields_at(dotted: str, raw: Mapping[str, Any]) -> list[str]:
     """The valid keys of the schema model at a dotted path of ``raw`` (for "did you mean")."""
+    schema = _schema_at(dotted, raw)
+    return [name for m in schema.models() for name in m.model_fields] if schema else []
+
+
+def _schema_at(dotted: str, raw: Mapping[str, Any]) -> _Schema | None:
+    """The schema of the position a dotted path of ``raw`` names, or None if it has none.
+
+    Walks ``raw`` along with the schema so that a layer is read as the model of its ``type``.
+    """
     schema = _Schema((Recipe,))
     node: Any = raw
     for key in [k for k in dotted.split(".") if k]:
@@ -1028,11 +1053,10 @@ def _fields_at(dotted: str, raw: Mapping[str, Any]) -> list[str]:
             continue
         fields = {name: f.annotation for m in schema.narrow(node).models() for name, f in m.model_fields.items()}
         if key not in fields:
-            return []
+            return None
         schema = _Schema((fields[key],))
         node = node.get(key) if isinstance(node, Mapping) else None
-    schema = schema.narrow(node)
-    return [name for m in schema.models() for name in m.model_fields]
+    return schema.narrow(node)
 
 
 def _did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: str) -> str:
