@@ -335,6 +335,15 @@ def test_csv_not_found(tmp_path: Path) -> None:
     assert err.code == "data-not-found" and "nope.csv" in err.message
 
 
+@pytest.mark.parametrize("source", ["csv", "npz"])
+def test_a_data_path_that_is_a_directory_says_so(tmp_path: Path, source: str) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / f"train.{source}").write_text("")
+    err = data_error(load_arrays, DataConfig(source=source, path="d", target="label"), tmp_path)
+    assert err.code == "data-not-found" and "is a directory, not a file" in err.message and f"It holds train.{source}." in err.message
+    assert "does not exist" not in err.message
+
+
 def test_csv_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "bin.csv").write_bytes(b"a,label\n\xff\xfe,1\n")
     assert data_error(load_arrays, csv_cfg("bin.csv"), tmp_path).code == "data-unreadable"

@@ -447,9 +447,18 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
                 if fields and any(f.strip() for f in fields):
                     yield reader.line_num, fields
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
+        raise _not_found(path, ".csv") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError("data-unreadable", f"Data file {path} cannot be read as UTF-8 csv: {err}.") from None
+
+
+def _not_found(path: Path, suffix: str) -> DataError:
+    """``data-not-found`` for a path that is no file: a directory is told apart from nothing."""
+    if not path.is_dir():
+        return DataError("data-not-found", f"Data file {path} does not exist.")
+    files = sorted(p.name for p in path.glob(f"*{suffix}") if p.is_file())
+    holds = f" It holds {', '.join(files[:3])}{', ...' if len(files) > 3 else ''}." if files else ""
+    return DataError("data-not-found", f"Data path {path} is a directory, not a file; set data.path to the {suffix} file itself.{holds}")
 
 
 def _number(text: str, line: int, column: str, path: Path) -> float:
@@ -495,7 +504,7 @@ def _open_npz(path: Path) -> Any:
         with path.open("rb") as handle:
             head = handle.read(len(_NPY_MAGIC))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
+        raise _not_found(path, ".npz") from None
     except OSError as err:
         raise DataError("data-unreadable", f"Data file {path} cannot be read: {err.strerror or err}.") from None
     if head.startswith(_NPY_MAGIC):
