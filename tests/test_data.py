@@ -265,6 +265,33 @@ def test_csv_missing_column(tmp_path: Path) -> None:
     assert "'label'" in err.message and "a, b" in err.message
 
 
+@pytest.mark.parametrize(("target", "meant"), [("Label", "label"), ("LABEL", "label"), ("lable", "label")])
+def test_a_missing_target_column_names_the_closest_one_case_first(tmp_path: Path, target: str, meant: str) -> None:
+    path = write_csv(tmp_path, "a,labels_old,label\n1,2,0\n")
+    err = data_error(load_arrays, csv_cfg(path, target), tmp_path)
+    assert err.code == "data-missing-column" and f'Did you mean "{meant}"?' in err.message
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_separated_by_another_character_than_commas_is_read_with_it(tmp_path: Path, sep: str) -> None:
+    rows = ["a,b,c,d,label".replace(",", sep), "1,2,3,4,0", "5,6,7,8.5,1"]
+    path = write_csv(tmp_path, "\n".join(r.replace(",", sep) for r in rows) + "\n")
+    x, y = load_arrays(csv_cfg(path), tmp_path, task="binary")
+    assert x.shape == (2, 4) and np.allclose(x[1], [5, 6, 7, 8.5]) and y.ravel().tolist() == [0, 1]
+
+
+def test_a_semicolon_csv_with_decimal_commas_points_at_the_comma(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a;b;label\n1;2,5;0\n")
+    err = data_error(load_arrays, csv_cfg(path), tmp_path)
+    assert err.code == "data-non-numeric" and "'2,5' is not a number (a decimal comma?" in err.message
+
+
+def test_a_comma_in_the_header_keeps_commas_as_the_separator(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a;x,b,label\n1,2,0\n")  # ';' inside a column name
+    x, _ = load_arrays(csv_cfg(path), tmp_path)
+    assert x.shape == (1, 2)
+
+
 def test_csv_ragged_row(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6\n")
     err = data_error(load_arrays, csv_cfg(path), tmp_path)

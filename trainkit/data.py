@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainkit.errors import DataError, RecipeError
+from trainkit.errors import DataError, RecipeError, closest
 
 if TYPE_CHECKING:
     from trainkit.recipe import DataConfig, Recipe
@@ -365,18 +366,51 @@ def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ csv
 
 
+# Separators other than the comma, tried when the header has no comma at all (a ';'-separated
+# export, say). Such a file read with commas has one column, which trainkit can never use, so
+# reading it with its own separator changes nothing a comma-separated file gives.
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
 def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Reads a numeric csv file with a header row; ``target`` names the label column."""
+    """Reads a numeric csv file with a header row; ``target`` names the label column.
+
+    The fields are comma-separated, or separated by ';', tab or '|' when the header holds no comma.
+    """
+    rows = _csv_table(path)
+    header = _csv_header(rows, path, target)
+    values = _csv_values(rows, header, path)
+    column = header.index(target)
+    names = [name for j, name in enumerate(header) if j != column]
+    return np.delete(values, column, axis=1), values[:, column : column + 1], names
+
+
+def _csv_table(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a csv file, read with commas or else the header's own separator."""
     rows = list(_csv_rows(path))
+    if rows and len(rows[0][1]) == 1:
+        found = [d for d in _OTHER_DELIMITERS if d in rows[0][1][0]]
+        if found:
+            return list(_csv_rows(path, max(found, key=rows[0][1][0].count)))
+    return rows
+
+
+def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> list[str]:
+    """The header's column names, checked to hold ``target``, a feature and data rows below."""
     if not rows:
         raise DataError("data-empty", f"{path} is empty; it needs a header row and data rows.")
     header = [name.strip() for name in rows[0][1]]
     if len(rows) == 1:
         raise DataError("data-empty", f"{path} has a header but no data rows.")
     if target not in header:
-        raise DataError("data-missing-column", f"Column '{target}' is not in {path}. Available columns: {', '.join(header)}.")
+        raise DataError("data-missing-column", f"Column '{target}' is not in {path}.{closest(target, header)} Available columns: {', '.join(header)}.")
     if len(header) == 1:
         raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}'.")
+    return header
+
+
+def _csv_values(rows: list[tuple[int, list[str]]], header: list[str], path: Path) -> np.ndarray:
+    """The data rows as float32, every field a finite number that float32 can hold."""
     # float64 first: a number beyond float32's range is refused by name, not cast to inf.
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for i, (line, fields) in enumerate(rows[1:]):
@@ -390,9 +424,7 @@ def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str
     _refuse_too_large(values, path, place)
     values = values.astype(np.float32)
     _refuse_non_finite(values, path, place)
-    column = header.index(target)
-    names = [name for j, name in enumerate(header) if j != column]
-    return np.delete(values, column, axis=1), values[:, column : column + 1], names
+    return values
 
 
 def _refuse_too_large(values: np.ndarray, path: Path, place: Callable[[int, int], str]) -> None:
@@ -438,11 +470,11 @@ def _refuse_non_finite(values: np.ndarray, path: Path, place: Callable[[int, int
     )
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """Yields ``(line number, fields)`` for each non-blank row."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(handle, delimiter=delimiter)
             for fields in reader:
                 if fields and any(f.strip() for f in fields):
                     yield reader.line_num, fields
@@ -466,7 +498,9 @@ def _number(text: str, line: int, column: str, path: Path) -> float:
         return float(text)
     except ValueError:
         shown = repr(text) if text.strip() else "an empty field"
-        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {shown} is not a number.") from None
+        # ';'-separated exports often write decimal commas too: 1,5 for 1.5
+        comma = " (a decimal comma? write it with a point)" if re.fullmatch(r"\s*[-+]?\d*,\d+\s*", text) else ""
+        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {shown} is not a number{comma}.") from None
 
 
 # ------------------------------------------------------------------------------------------ npz

@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from trainkit.errors import RecipeError
+from trainkit.errors import RecipeError, closest_match
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Source = Literal["generator", "csv", "npz", "sklearn"]
@@ -1071,8 +1071,8 @@ def _did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: st
 
 
 def _closest_quoted(name: str, choices: Sequence[str]) -> str:
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {match[0]}?" if match else ""
+    match = closest_match(name, choices)
+    return f" Did you mean {match}?" if match is not None else ""
 
 
 # ------------------------------------------------------------------------------------ helpers

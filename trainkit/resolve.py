@@ -6,7 +6,6 @@ fail with the same :class:`~trainkit.errors.UnknownNameError`, which names the c
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,7 +13,8 @@ from typing import Any
 
 import keras
 
-from trainkit.errors import UnknownNameError
+# closest is imported from here by other modules too (it lives in errors, free of Keras).
+from trainkit.errors import UnknownNameError, closest
 
 Spec = str | Mapping[str, Any] | Any
 
@@ -84,12 +84,6 @@ class _FunctionLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self.fn(y_true, y_pred)
-
-
-def closest(name: str, choices: Iterable[str]) -> str:
-    """Returns ' Did you mean "x"?' for the closest choice, or '' when none is close."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f' Did you mean "{match[0]}"?' if match else ""
 
 
 def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
