@@ -114,6 +114,7 @@ BAD_INPUTS = [
     ("boolean-for-a-number", ["--set", "training.epochs=true"], "recipe-invalid-value", "epochs must be a number"),
     ("misspelt-monitor", ["--set", "training.early_stopping={monitor: val_los}"], "recipe-invalid-value", "did you mean 'val_loss'"),
     ("sweep-in-train", ["--set", "sweep.optimizer.learning_rate=[0.1, 0.01]"], "sweep-needs-compare", "--set 'sweep.optimizer.learning_rate=[0.1, 0.01]'"),
+    ("sweep-of-one-value", ["--set", "sweep.optimizer.learning_rate=0.1"], "recipe-invalid-value", "--set sweep.optimizer.learning_rate=0.1: Invalid value at sweep.optimizer.learning_rate:"),
     ("duplicate-sweep-value", ["--set", "sweep.training.epochs=[1, 1]"], "recipe-invalid-value", "lists 1 twice"),
 ]
 

@@ -466,6 +466,28 @@ def test_nested_values_from_the_command_line_are_blamed_on_their_override(tiny: 
     assert err.message.startswith(f"--set {override}: ")
 
 
+@pytest.mark.parametrize(("overrides", "blamed", "path"), [
+    (["sweep.optimizer.learning_rate=0.1"], 0, "Invalid value at sweep.optimizer.learning_rate: received 0.1; expected a valid list of the values to try, such as [0.1]"),
+    (["sweep={optimizer: {learning_rate: 0.1}}"], 0, "sweep.optimizer.learning_rate"),
+    (["sweep.training.epoch=[1, 2]"], 0, "sweep.training.epoch: unknown key training.epoch (did you mean training.epochs)"),
+    (["training.early_stopping={monitor: val_los}"], 0, "training.early_stopping.monitor 'val_los' is not logged"),
+    (["training.early_stopping.monitor=val_los"], 0, "training.early_stopping.monitor 'val_los'"),
+    (["training.epochs=4", "metrics=[auc]"], 1, "training.early_stopping.monitor 'val_accuracy'"),  # names no path of an override
+])
+def test_an_error_a_set_value_causes_names_that_set_and_the_full_path(tmp_path: Path, overrides: list[str], blamed: int, path: str) -> None:
+    recipe = write(tmp_path, TINY.replace("training: {epochs: 3,", "training: {early_stopping: {monitor: val_accuracy}, epochs: 3,"))
+    assert load_recipe(recipe).training.early_stopping is not None  # the file alone is fine
+    err = error_of(load_recipe, recipe, overrides)
+    assert err.message.startswith(f"--set {overrides[blamed]}: ") and str(recipe) not in err.message
+    assert path in err.message
+
+
+def test_an_error_of_the_file_itself_is_still_blamed_on_the_file(tmp_path: Path) -> None:
+    recipe = write(tmp_path, TINY.replace("training: {epochs: 3,", "training: {early_stopping: {monitor: val_acc}, epochs: 3,"))
+    err = error_of(load_recipe, recipe, ["training.epochs=4", "data.rows=50"])
+    assert err.message.startswith(f"{recipe}: ") and "--set" not in err.message
+
+
 @pytest.mark.parametrize("override", ["training.class_weight={true: 2}", "training.class_weight={0: 1, 1: true}"])
 def test_class_weight_takes_no_booleans(tiny: Path, override: str) -> None:
     assert "class_weight maps class ids to weights" in error_of(load_recipe, tiny, [override]).message
