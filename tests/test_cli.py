@@ -383,3 +383,26 @@ def test_the_quiet_import_hides_tensorflow_info_lines_but_not_its_warnings():
     assert proc.stdout.strip() == "1"
     mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert mine.stdout.strip() == "3"  # the user's own setting wins
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("nope", "it does not exist"),
+    ("a-file", "it is a file, not a run directory"),
+    ("runs/tiny", "it holds runs, not checkpoints; pass one of them, e.g. the newest, "),
+])
+def test_resume_says_why_a_path_is_no_run_to_resume(runner, tiny_recipe, tmp_path, where, says):
+    (tmp_path / "a-file").write_text("x")
+    for run in ("20250101-000000", "20250102-000000"):
+        (tmp_path / "runs" / "tiny" / run / "checkpoints").mkdir(parents=True)
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(tmp_path / where)])
+    assert result.exit_code == 2 and result.output.startswith("error: [no-checkpoint]"), result.output
+    assert says in result.output and "no checkpoints/ directory" not in result.output
+    if where == "runs/tiny":
+        assert result.output.rstrip().endswith("20250102-000000. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
+
+
+def test_diagnose_of_a_file_says_it_is_no_run_directory(runner, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    result = runner.invoke(app, ["diagnose", str(tmp_path / "a-file")])
+    assert result.exit_code == 2 and result.output.startswith("error: [run-not-found]")
+    assert "is a file, not a run directory" in result.output and "TensorBoard events" not in result.output
