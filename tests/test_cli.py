@@ -114,6 +114,7 @@ BAD_INPUTS = [
     ("unknown-loss", ["--set", "loss=binary_crossentropyy"], "unknown-loss", "binary_crossentropy"),
     ("unknown-optimizer", ["--set", "optimizer.name=adamm"], "unknown-optimizer", "adam"),
     ("misspelt-optimizer-argument", ["--set", "optimizer.learning_rat=0.1"], "bad-optimizer-argument", 'Did you mean "learning_rate"'),
+    ("keras-2-lr", ["--set", "optimizer={name: adam, lr: 0.01}"], "bad-optimizer-argument", 'Did you mean "learning_rate"'),
     ("negative-learning-rate", ["--set", "optimizer.learning_rate=-1.0"], "bad-optimizer-argument", "finite number > 0"),
     ("nan-learning-rate", ["--set", "optimizer.learning_rate=.nan"], "bad-optimizer-argument", "finite number > 0"),
     ("unknown-layer", ["--set", "model.layers.0.type=dense2"], "recipe-invalid-value", "dense"),
@@ -124,6 +125,7 @@ BAD_INPUTS = [
     ("boolean-for-a-number", ["--set", "training.epochs=true"], "recipe-invalid-value", "epochs must be a number"),
     ("misspelt-monitor", ["--set", "training.early_stopping={monitor: val_los}"], "recipe-invalid-value", "did you mean 'val_loss'"),
     ("sweep-in-train", ["--set", "sweep.optimizer.learning_rate=[0.1, 0.01]"], "sweep-needs-compare", "--set 'sweep.optimizer.learning_rate=[0.1, 0.01]'"),
+    ("sweep-of-one-value", ["--set", "sweep.optimizer.learning_rate=0.1"], "recipe-invalid-value", "--set sweep.optimizer.learning_rate=0.1: Invalid value at sweep.optimizer.learning_rate:"),
     ("duplicate-sweep-value", ["--set", "sweep.training.epochs=[1, 1]"], "recipe-invalid-value", "lists 1 twice"),
     ("all-class-weights-zero", ["--set", "training.class_weight={0: 0, 1: 0}"], "class-weight-all-zero", "nothing would be learned"),
     ("class-weight-for-no-label", ["--set", "training.class_weight={5: 1.0}"], "class-weight-unknown-class", "class 5, which is not among the training labels {0, 1}"),
@@ -455,3 +457,26 @@ def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
     (run_dir / "report.json").unlink()  # killed: no report at all
     killed = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
     assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run has no report.json")
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("nope", "it does not exist"),
+    ("a-file", "it is a file, not a run directory"),
+    ("runs/tiny", "it holds runs, not checkpoints; pass one of them, e.g. the newest, "),
+])
+def test_resume_says_why_a_path_is_no_run_to_resume(runner, tiny_recipe, tmp_path, where, says):
+    (tmp_path / "a-file").write_text("x")
+    for run in ("20250101-000000", "20250102-000000"):
+        (tmp_path / "runs" / "tiny" / run / "checkpoints").mkdir(parents=True)
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(tmp_path / where)])
+    assert result.exit_code == 2 and result.output.startswith("error: [no-checkpoint]"), result.output
+    assert says in result.output and "no checkpoints/ directory" not in result.output
+    if where == "runs/tiny":
+        assert result.output.rstrip().endswith("20250102-000000. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
+
+
+def test_diagnose_of_a_file_says_it_is_no_run_directory(runner, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    result = runner.invoke(app, ["diagnose", str(tmp_path / "a-file")])
+    assert result.exit_code == 2 and result.output.startswith("error: [run-not-found]")
+    assert "is a file, not a run directory" in result.output and "TensorBoard events" not in result.output

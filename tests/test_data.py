@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,33 @@ def test_csv_missing_column(tmp_path: Path) -> None:
     assert "'label'" in err.message and "a, b" in err.message
 
 
+@pytest.mark.parametrize(("target", "meant"), [("Label", "label"), ("LABEL", "label"), ("lable", "label")])
+def test_a_missing_target_column_names_the_closest_one_case_first(tmp_path: Path, target: str, meant: str) -> None:
+    path = write_csv(tmp_path, "a,labels_old,label\n1,2,0\n")
+    err = data_error(load_arrays, csv_cfg(path, target), tmp_path)
+    assert err.code == "data-missing-column" and f'Did you mean "{meant}"?' in err.message
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_separated_by_another_character_than_commas_is_read_with_it(tmp_path: Path, sep: str) -> None:
+    rows = ["a,b,c,d,label".replace(",", sep), "1,2,3,4,0", "5,6,7,8.5,1"]
+    path = write_csv(tmp_path, "\n".join(r.replace(",", sep) for r in rows) + "\n")
+    x, y = load_arrays(csv_cfg(path), tmp_path, task="binary")
+    assert x.shape == (2, 4) and np.allclose(x[1], [5, 6, 7, 8.5]) and y.ravel().tolist() == [0, 1]
+
+
+def test_a_semicolon_csv_with_decimal_commas_points_at_the_comma(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a;b;label\n1;2,5;0\n")
+    err = data_error(load_arrays, csv_cfg(path), tmp_path)
+    assert err.code == "data-non-numeric" and "'2,5' is not a number (a decimal comma?" in err.message
+
+
+def test_a_comma_in_the_header_keeps_commas_as_the_separator(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a;x,b,label\n1,2,0\n")  # ';' inside a column name
+    x, _ = load_arrays(csv_cfg(path), tmp_path)
+    assert x.shape == (1, 2)
+
+
 def test_csv_ragged_row(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6\n")
     err = data_error(load_arrays, csv_cfg(path), tmp_path)
@@ -287,6 +315,34 @@ def test_csv_nan_or_inf_is_refused_at_its_file_line_not_a_shuffled_row(tmp_path:
     assert "2 NaN/inf values in 2 of 20 rows" in err.message and "line 7, column 'b' (nan)" in err.message
 
 
+@pytest.mark.parametrize("cell", ["1e40", "-3.5e38"])
+def test_a_csv_number_too_large_for_float32_is_named_without_a_numpy_warning(tmp_path: Path, cell: str) -> None:
+    path = write_csv(tmp_path, f"a,b,label\n1,2,0\n3,{cell},1\n5,6,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" would raise here
+        err = data_error(load_arrays, csv_cfg(path), tmp_path)
+    assert err.code == "data-out-of-range"
+    assert f"{float(cell):g} at line 3, column 'b'" in err.message and "too large for float32" in err.message and "3.4e38" in err.message
+    assert "inf" not in err.message
+
+
+def test_an_npz_number_too_large_for_float32_is_named_and_inf_still_is_non_finite(tmp_path: Path) -> None:
+    x = np.ones((4, 2))
+    x[2, 1] = 1e300
+    np.savez(tmp_path / "d.npz", x=x, y=np.ones(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-out-of-range" and "1e+300 at row 2 of 'x'" in err.message
+    x[2, 1] = np.inf  # inf is no number out of range: it stays a NaN/inf error
+    np.savez(tmp_path / "d.npz", x=x, y=np.ones(4))
+    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "non-finite-data"
+    np.savez(tmp_path / "d.npz", x=x.astype(np.complex128), y=np.ones(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cast to float32 would warn ComplexWarning
+        assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-non-numeric"
+
+
 @pytest.mark.parametrize("key", ["x", "y"])
 def test_npz_nan_is_refused_at_its_array_row(tmp_path: Path, key: str) -> None:
     arrays = {"x": np.ones((6, 2)), "y": np.ones(6)}
@@ -304,6 +360,15 @@ def test_csv_empty(tmp_path: Path, text: str) -> None:
 def test_csv_not_found(tmp_path: Path) -> None:
     err = data_error(load_arrays, csv_cfg("nope.csv"), tmp_path)
     assert err.code == "data-not-found" and "nope.csv" in err.message
+
+
+@pytest.mark.parametrize("source", ["csv", "npz"])
+def test_a_data_path_that_is_a_directory_says_so(tmp_path: Path, source: str) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / f"train.{source}").write_text("")
+    err = data_error(load_arrays, DataConfig(source=source, path="d", target="label"), tmp_path)
+    assert err.code == "data-not-found" and "is a directory, not a file" in err.message and f"It holds train.{source}." in err.message
+    assert "does not exist" not in err.message
 
 
 def test_csv_not_utf8(tmp_path: Path) -> None:
@@ -341,6 +406,40 @@ def test_npz_errors(tmp_path: Path) -> None:
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-empty"
     (tmp_path / "d.npz").write_text("not a zip")
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-unreadable"
+
+
+def _no_pickle_advice(message: str) -> None:
+    assert "allow_pickle" not in message and "pickle.load" not in message and not message.endswith("..")
+
+
+@pytest.mark.parametrize(("name", "content", "csv_hint"), [
+    ("d.csv", b"a,b,label\n1,2,0\n", True),  # a csv given to the npz source
+    ("d.npz", b"not a zip\n", False),  # a text file named .npz
+])
+def test_a_file_that_is_no_npz_archive_says_so_without_numpys_pickle_advice(tmp_path: Path, name: str, content: bytes, csv_hint: bool) -> None:
+    (tmp_path / name).write_bytes(content)
+    err = data_error(load_arrays, DataConfig(source="npz", path=name), tmp_path)
+    assert err.code == "data-unreadable" and "is not an .npz archive" in err.message and "np.savez" in err.message
+    assert ("source: csv" in err.message) == csv_hint
+    _no_pickle_advice(err.message)
+
+
+def test_an_npz_archive_cut_short_or_a_single_array_is_named(tmp_path: Path) -> None:
+    np.savez(tmp_path / "whole.npz", x=np.ones((3, 2)), y=np.ones(3))
+    (tmp_path / "d.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:100])
+    err = data_error(load_arrays, npz_cfg(), tmp_path)  # was zipfile.BadZipFile, uncaught
+    assert err.code == "data-unreadable" and "damaged .npz archive" in err.message
+    with (tmp_path / "d.npz").open("wb") as handle:
+        np.save(handle, np.ones(3))
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-unreadable" and "single array" in err.message
+
+
+def test_an_npz_object_array_is_refused_as_a_pickle_trainkit_will_not_load(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.array([[1, "a"]] * 3, dtype=object), y=np.ones(3))
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-unreadable" and "'x'" in err.message and "dtype=object" in err.message and "loads no pickles" in err.message
+    _no_pickle_advice(err.message)
 
 
 # -------------------------------------------------------------------------------------- sklearn

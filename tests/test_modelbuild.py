@@ -137,6 +137,12 @@ def expects_images(input_shape):
 
 def explodes(input_shape):
     raise ValueError("boom\\nsecond line")
+
+def _dense(units):
+    return keras.layers.Dense(units, activation="no_such_activation")  # Keras raises, deep inside
+
+def fails_in_a_helper(input_shape):
+    return keras.Sequential([keras.Input(shape=input_shape), _dense(2)])
 """
 
 
@@ -178,11 +184,21 @@ def test_bad_builders(builder_module: tuple[str, Path], function: str, fragment:
     assert fragment in info.value.message and "\n" not in info.value.message
 
 
+def test_a_failing_builder_names_the_line_of_its_own_code_that_failed(builder_module: tuple[str, Path]) -> None:
+    name, directory = builder_module
+    line = textwrap.dedent(BUILDERS).splitlines().index('    return keras.layers.Dense(units, activation="no_such_activation")  # Keras raises, deep inside') + 1
+    with pytest.raises(RecipeError) as info:
+        build_model(builder(f"{name}:fails_in_a_helper"), (3,), base_dir=directory)
+    assert info.value.code == "bad-builder" and "\n" not in info.value.message
+    assert f'Builder "{name}:fails_in_a_helper" failed at {directory.resolve() / name}.py:{line} (in _dense): ValueError: ' in info.value.message
+
+
 def test_builder_with_wrong_arguments(builder_module: tuple[str, Path]) -> None:
     name, directory = builder_module
     with pytest.raises(RecipeError) as info:
         build_model(builder(f"{name}:mlp", depth=2), (3,), base_dir=directory)
     assert info.value.code == "bad-builder" and "depth" in info.value.message
+    assert "failed: TypeError" in info.value.message  # the call itself failed: no line of the builder to name
 
 
 def test_builder_module_missing() -> None:

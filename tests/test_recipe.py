@@ -179,6 +179,25 @@ def test_invalid_values(tmp_path: Path, old: str, new: str, expected: list[str])
         assert fragment in err.message
 
 
+@pytest.mark.parametrize(("override", "meant"), [
+    ("task=binery", "binary"),
+    ("task=Binary", "binary"),
+    ("data.source=cvs", "csv"),
+    ("data.generator=learnable_binery", "learnable_binary"),
+    ("data.feature_distribution=normall", "normal"),
+    ("training.on_nan=wran", "warn"),
+    ("training.checkpoint_every=autp", "auto"),  # 'auto' or an integer
+    ("model.layers.0={type: conv2d, filters: 2, kernel_size: 2, padding: sme}", "same"),  # inside a layer
+])
+def test_a_misspelt_choice_names_the_closest_valid_one(tiny: Path, override: str, meant: str) -> None:
+    err = error_of(load_recipe, tiny, [override])
+    assert err.code == "recipe-invalid-value" and err.message.endswith(f"Did you mean {meant}?")
+
+
+def test_a_value_far_from_every_choice_gets_no_guess(tiny: Path) -> None:
+    assert "Did you mean" not in error_of(load_recipe, tiny, ["task=xyzzy"]).message
+
+
 def test_layers_and_builder_are_exclusive(tmp_path: Path) -> None:
     err = error_of(load_recipe, tiny_with(tmp_path, "model:\n", "model:\n  builder: 'a.b:c'\n"))
     assert err.code == "recipe-invalid-value" and "exactly one" in err.message
@@ -445,6 +464,28 @@ def test_an_item_of_a_list_the_recipe_does_not_set_is_explained(tiny: Path) -> N
 def test_nested_values_from_the_command_line_are_blamed_on_their_override(tiny: Path, override: str) -> None:
     err = error_of(load_recipe, tiny, [override])
     assert err.message.startswith(f"--set {override}: ")
+
+
+@pytest.mark.parametrize(("overrides", "blamed", "path"), [
+    (["sweep.optimizer.learning_rate=0.1"], 0, "Invalid value at sweep.optimizer.learning_rate: received 0.1; expected a valid list of the values to try, such as [0.1]"),
+    (["sweep={optimizer: {learning_rate: 0.1}}"], 0, "sweep.optimizer.learning_rate"),
+    (["sweep.training.epoch=[1, 2]"], 0, "sweep.training.epoch: unknown key training.epoch (did you mean training.epochs)"),
+    (["training.early_stopping={monitor: val_los}"], 0, "training.early_stopping.monitor 'val_los' is not logged"),
+    (["training.early_stopping.monitor=val_los"], 0, "training.early_stopping.monitor 'val_los'"),
+    (["training.epochs=4", "metrics=[auc]"], 1, "training.early_stopping.monitor 'val_accuracy'"),  # names no path of an override
+])
+def test_an_error_a_set_value_causes_names_that_set_and_the_full_path(tmp_path: Path, overrides: list[str], blamed: int, path: str) -> None:
+    recipe = write(tmp_path, TINY.replace("training: {epochs: 3,", "training: {early_stopping: {monitor: val_accuracy}, epochs: 3,"))
+    assert load_recipe(recipe).training.early_stopping is not None  # the file alone is fine
+    err = error_of(load_recipe, recipe, overrides)
+    assert err.message.startswith(f"--set {overrides[blamed]}: ") and str(recipe) not in err.message
+    assert path in err.message
+
+
+def test_an_error_of_the_file_itself_is_still_blamed_on_the_file(tmp_path: Path) -> None:
+    recipe = write(tmp_path, TINY.replace("training: {epochs: 3,", "training: {early_stopping: {monitor: val_acc}, epochs: 3,"))
+    err = error_of(load_recipe, recipe, ["training.epochs=4", "data.rows=50"])
+    assert err.message.startswith(f"{recipe}: ") and "--set" not in err.message
 
 
 @pytest.mark.parametrize("override", ["training.class_weight={true: 2}", "training.class_weight={0: 1, 1: true}"])

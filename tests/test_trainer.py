@@ -236,6 +236,21 @@ def test_a_whole_number_learning_rate_is_taken_as_a_float(optimizer):
     assert float(trainer.optimizer.learning_rate) == 1.0
 
 
+@pytest.mark.parametrize(("argument", "says", "not_says"), [
+    ("lr", 'Did you mean "learning_rate"?', None),
+    ("decay", "InverseTimeDecay", 'Did you mean "weight_decay"'),  # another thing: not a hint
+    ("jit_compile", "training.jit_compile", None),
+])
+def test_a_keras_2_optimizer_argument_says_what_keras_3_takes_instead(argument, says, not_says):
+    from trainkit.errors import UnknownNameError
+    from trainkit.resolve import get_optimizer
+
+    with pytest.raises(UnknownNameError) as info:
+        get_optimizer({"name": "adam", argument: 0.01})
+    assert info.value.code == "bad-optimizer-argument" and says in info.value.message
+    assert not_says is None or not_says not in info.value.message
+
+
 def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
     # Rows were counted as tf.shape(y_pred)[0]: for a tuple of outputs, the number of outputs.
     rng = np.random.default_rng(0)

@@ -12,7 +12,8 @@ Conventions of the arrays returned here:
 User errors raise :class:`~trainkit.errors.DataError` with one of these codes: ``data-not-found``,
 ``data-unreadable`` (cannot be decoded / not an npz archive), ``data-empty``,
 ``data-missing-column``, ``data-missing-key``, ``data-ragged`` (wrong field count, or x and y of
-different lengths) and ``data-non-numeric``. A missing scikit-learn raises
+different lengths), ``data-non-numeric``, ``data-out-of-range`` (a number too large for float32) and
+``non-finite-data`` (NaN or inf in the file). A missing scikit-learn raises
 :class:`~trainkit.errors.RecipeError` ``missing-extra``.
 """
 
@@ -21,19 +22,23 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import re
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainkit.errors import DataError, RecipeError
+from trainkit.errors import DataError, RecipeError, closest
 
 if TYPE_CHECKING:
     from trainkit.recipe import DataConfig, Recipe
 
 # Standard deviation of U[0, 1): used to centre uniform features before computing learnable labels.
 _UNIFORM_STD = math.sqrt(1.0 / 12.0)
+# Numbers beyond this magnitude become inf as float32 (numpy warns "overflow encountered in cast").
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -361,27 +366,88 @@ def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ csv
 
 
+# Separators other than the comma, tried when the header has no comma at all (a ';'-separated
+# export, say). Such a file read with commas has one column, which trainkit can never use, so
+# reading it with its own separator changes nothing a comma-separated file gives.
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
 def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Reads a numeric csv file with a header row; ``target`` names the label column."""
+    """Reads a numeric csv file with a header row; ``target`` names the label column.
+
+    The fields are comma-separated, or separated by ';', tab or '|' when the header holds no comma.
+    """
+    rows = _csv_table(path)
+    header = _csv_header(rows, path, target)
+    values = _csv_values(rows, header, path)
+    column = header.index(target)
+    names = [name for j, name in enumerate(header) if j != column]
+    return np.delete(values, column, axis=1), values[:, column : column + 1], names
+
+
+def _csv_table(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a csv file, read with commas or else the header's own separator."""
     rows = list(_csv_rows(path))
+    if rows and len(rows[0][1]) == 1:
+        found = [d for d in _OTHER_DELIMITERS if d in rows[0][1][0]]
+        if found:
+            return list(_csv_rows(path, max(found, key=rows[0][1][0].count)))
+    return rows
+
+
+def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> list[str]:
+    """The header's column names, checked to hold ``target``, a feature and data rows below."""
     if not rows:
         raise DataError("data-empty", f"{path} is empty; it needs a header row and data rows.")
     header = [name.strip() for name in rows[0][1]]
     if len(rows) == 1:
         raise DataError("data-empty", f"{path} has a header but no data rows.")
     if target not in header:
-        raise DataError("data-missing-column", f"Column '{target}' is not in {path}. Available columns: {', '.join(header)}.")
+        raise DataError("data-missing-column", f"Column '{target}' is not in {path}.{closest(target, header)} Available columns: {', '.join(header)}.")
     if len(header) == 1:
         raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}'.")
-    values = np.empty((len(rows) - 1, len(header)), dtype=np.float32)
+    return header
+
+
+def _csv_values(rows: list[tuple[int, list[str]]], header: list[str], path: Path) -> np.ndarray:
+    """The data rows as float32, every field a finite number that float32 can hold."""
+    # float64 first: a number beyond float32's range is refused by name, not cast to inf.
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for i, (line, fields) in enumerate(rows[1:]):
         if len(fields) != len(header):
             raise DataError("data-ragged", f"Row at line {line} of {path} has {len(fields)} fields; the header has {len(header)}.")
         values[i] = [_number(v, line, header[j], path) for j, v in enumerate(fields)]
-    _refuse_non_finite(values, path, lambda row, col: f"line {rows[1 + row][0]}, column '{header[col]}'")
-    column = header.index(target)
-    names = [name for j, name in enumerate(header) if j != column]
-    return np.delete(values, column, axis=1), values[:, column : column + 1], names
+
+    def place(row: int, col: int) -> str:
+        return f"line {rows[1 + row][0]}, column '{header[col]}'"
+
+    _refuse_too_large(values, path, place)
+    values = values.astype(np.float32)
+    _refuse_non_finite(values, path, place)
+    return values
+
+
+def _refuse_too_large(values: np.ndarray, path: Path, place: Callable[[int, int], str]) -> None:
+    """Refuses finite numbers too large for float32, naming the first.
+
+    Cast to float32 they would become inf, with a numpy RuntimeWarning on stderr and then a
+    NaN/inf error about a value the file does not hold. ``place`` is as for
+    :func:`_refuse_non_finite`.
+    """
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4 or values.size == 0:
+        return  # float32 and integer arrays (int64 reaches ~9.2e18) always fit
+    flat = values.reshape(len(values), -1)
+    big = np.isfinite(flat) & (np.abs(flat) > _FLOAT32_MAX)
+    if not big.any():
+        return
+    row, col = (int(i) for i in np.argwhere(big)[0])
+    count = int(big.sum())
+    others = f" ({count - 1} more such value{'s' if count > 2 else ''} in the file)" if count > 1 else ""
+    raise DataError(
+        "data-out-of-range",
+        f"{path}: {flat[row, col]:g} at {place(row, col)} is too large for float32 (the largest is ~3.4e38){others}. "
+        f"Rescale that column (other units, or its logarithm) or correct the value.",
+    )
 
 
 def _refuse_non_finite(values: np.ndarray, path: Path, place: Callable[[int, int], str]) -> None:
@@ -404,18 +470,27 @@ def _refuse_non_finite(values: np.ndarray, path: Path, place: Callable[[int, int
     )
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """Yields ``(line number, fields)`` for each non-blank row."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(handle, delimiter=delimiter)
             for fields in reader:
                 if fields and any(f.strip() for f in fields):
                     yield reader.line_num, fields
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
+        raise _not_found(path, ".csv") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError("data-unreadable", f"Data file {path} cannot be read as UTF-8 csv: {err}.") from None
+
+
+def _not_found(path: Path, suffix: str) -> DataError:
+    """``data-not-found`` for a path that is no file: a directory is told apart from nothing."""
+    if not path.is_dir():
+        return DataError("data-not-found", f"Data file {path} does not exist.")
+    files = sorted(p.name for p in path.glob(f"*{suffix}") if p.is_file())
+    holds = f" It holds {', '.join(files[:3])}{', ...' if len(files) > 3 else ''}." if files else ""
+    return DataError("data-not-found", f"Data path {path} is a directory, not a file; set data.path to the {suffix} file itself.{holds}")
 
 
 def _number(text: str, line: int, column: str, path: Path) -> float:
@@ -423,22 +498,23 @@ def _number(text: str, line: int, column: str, path: Path) -> float:
         return float(text)
     except ValueError:
         shown = repr(text) if text.strip() else "an empty field"
-        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {shown} is not a number.") from None
+        # ';'-separated exports often write decimal commas too: 1,5 for 1.5
+        comma = " (a decimal comma? write it with a point)" if re.fullmatch(r"\s*[-+]?\d*,\d+\s*", text) else ""
+        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {shown} is not a number{comma}.") from None
 
 
 # ------------------------------------------------------------------------------------------ npz
 
 
+# The first bytes of a zip archive (np.savez writes one; an empty one is only its end record)
+# and of a single .npy array (np.save).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_SAVEZ = "np.savez(path, x=..., y=...)"
+
+
 def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        archive = np.load(path, allow_pickle=False)  # no pickles: a data file must not run code
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise DataError("data-not-found", f"Data file {path} does not exist.") from None
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError("data-unreadable", f"Data file {path} is not a readable .npz archive: {err}.") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError("data-unreadable", f"Data file {path} holds a single array; save x and y with np.savez(path, x=..., y=...).")
-    with archive:
+    with _open_npz(path) as archive:
         arrays = [_npz_array(archive, key, path) for key in (x_key, y_key)]
     x, y = arrays
     if len(x) == 0:
@@ -451,20 +527,63 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
     return (x.reshape(-1, 1) if x.ndim == 1 else x), y
 
 
+def _open_npz(path: Path) -> Any:
+    """The archive at ``path``, checked to be one first.
+
+    ``np.load`` takes any file that is neither a zip nor an .npy array for a pickle, and with
+    pickles refused its error advises loading the file unsafely: a csv or a text file must hear
+    what it is instead.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_NPY_MAGIC))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise _not_found(path, ".npz") from None
+    except OSError as err:
+        raise DataError("data-unreadable", f"Data file {path} cannot be read: {err.strerror or err}.") from None
+    if head.startswith(_NPY_MAGIC):
+        raise DataError("data-unreadable", f"Data file {path} holds a single array (np.save); save x and y with {_SAVEZ}.")
+    if not head.startswith(_ZIP_MAGIC):
+        raise DataError("data-unreadable", _not_npz(path, empty=not head))
+    try:
+        return np.load(path, allow_pickle=False)  # no pickles: a data file must not run code
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # cut short, say
+        raise DataError("data-unreadable", f"Data file {path} is a damaged .npz archive ({_clause(err)}); write it again with {_SAVEZ}.") from None
+
+
+def _not_npz(path: Path, *, empty: bool) -> str:
+    what = "is empty" if empty else "is not an .npz archive"
+    message = f"Data file {path} {what}; the npz source reads a zip of .npy arrays written by {_SAVEZ}."
+    if path.suffix.lower() == ".csv":
+        message += " For a csv file set source: csv and target: its label column."
+    return message
+
+
+def _clause(err: BaseException) -> str:
+    """An exception's text as a clause inside a sentence: one line, no full stop of its own."""
+    return " ".join(str(err).split()).rstrip(".") or type(err).__name__
+
+
 def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
     if key not in archive.files:
         raise DataError("data-missing-key", f"Key '{key}' is not in {path}. Available keys: {', '.join(archive.files) or 'none'}.")
     try:
         array = archive[key]
-    except ValueError as err:  # object arrays need pickle, which is refused
-        raise DataError("data-unreadable", f"Array '{key}' in {path} cannot be loaded without pickle: {err}.") from None
+    except ValueError:  # an object array: numpy stores it as a pickle, which is refused
+        raise DataError("data-unreadable", f"Array '{key}' in {path} holds Python objects (dtype=object), which only a pickle can load, "
+                        f"and trainkit loads no pickles (they can run code). Save it as numbers, e.g. np.asarray({key}, dtype=np.float32).") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:  # a damaged member (bad CRC, cut short)
+        raise DataError("data-unreadable", f"Array '{key}' in {path} is damaged ({_clause(err)}); write the file again with {_SAVEZ}.") from None
     if array.ndim == 0:
         raise DataError("data-empty", f"Array '{key}' in {path} is a single value, not one row per example.")
+    _refuse_too_large(array, path, lambda row, col: f"row {row} of '{key}'")
     _as_float32(array, f"'{key}' in {path}")  # fail early on strings, whatever the task
     return array
 
 
 def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind == "c":  # the cast would drop the imaginary parts with a ComplexWarning
+        raise DataError("data-non-numeric", f"{what} holds {array.dtype} values, not real numbers.")
     try:
         return np.asarray(array, dtype=np.float32)
     except (TypeError, ValueError):

@@ -2,10 +2,35 @@
 
 Every user-facing problem (bad recipe, bad data, an incompatible model) is one of these. The CLI
 turns any :class:`TrainkitError` into a single line on stderr and exit code 2; Python callers can
-branch on ``err.code``, which never changes between releases for the same problem.
+branch on ``err.code``, which never changes between releases for the same problem. :func:`closest`
+gives their messages a "did you mean"; it lives here, free of Keras, so that modules which must not
+import Keras (the recipe, the data files) use the same one.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def closest_match(name: str, choices: Iterable[str]) -> str | None:
+    """The choice ``name`` most likely means: one that differs only in case, else the closest
+    spelling (difflib ratio 0.5 or more), else ``None``.
+
+    Case first: difflib compares characters as they are, so ``LABEL`` is nowhere near ``label``.
+    """
+    options = [str(c) for c in choices]
+    same = [c for c in options if c.casefold() == str(name).casefold()]
+    if same:
+        return same[0]
+    match = difflib.get_close_matches(str(name), options, n=1, cutoff=0.5)
+    return match[0] if match else None
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """Returns ' Did you mean "x"?' for the closest choice, or '' when none is close."""
+    match = closest_match(name, choices)
+    return f' Did you mean "{match}"?' if match is not None else ""
 
 
 class TrainkitError(Exception):

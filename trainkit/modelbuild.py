@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -232,18 +234,37 @@ _MAKERS: dict[type, Callable[[Any, str], keras.layers.Layer]] = {
 
 def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, Any], base_dir: str | Path | None) -> keras.Model:
     fn = _import_builder(target, base_dir)
+    module = target.partition(":")[0]
     try:
         model = fn(input_shape, **dict(args))
     except Exception as err:
         # Chained (from err) so that `--debug` style tracebacks still reach the user's code.
-        raise RecipeError("bad-builder", f'Builder "{target}" failed: {type(err).__name__}: {_first_line(err)}') from err
+        raise RecipeError("bad-builder", f'Builder "{target}" failed{_raised_at(err, module)}: {type(err).__name__}: {_first_line(err)}') from err
     if not isinstance(model, keras.Model):
         raise RecipeError("bad-builder", f'Builder "{target}" returned {type(model).__name__}, not a keras.Model; it must return the model it builds.')
     try:
         ensure_built(model, input_shape)  # the checks read its layers' shapes
     except DataError as err:
-        raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}: {err.message}') from err
+        where = _raised_at(err.__cause__, module) if err.__cause__ is not None else ""  # a call() of its own, say
+        raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}{where}: {err.message}') from err
     return model
+
+
+def _raised_at(err: BaseException, module_name: str) -> str:
+    """' at /path/builders.py:12 (in helper)': the innermost line of the builder's module that
+    ``err`` went through, or '' when it went through none (wrong builder_args, say).
+
+    The one-line message shows no traceback, and the exception's own text (a Keras error, often)
+    does not say which line of the user's code led to it.
+    """
+    filename = getattr(sys.modules.get(module_name), "__file__", None)
+    if not filename:
+        return ""
+    target = os.path.realpath(filename)
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if os.path.realpath(f.filename) == target]
+    if not frames:
+        return ""
+    return f" at {frames[-1].filename}:{frames[-1].lineno} (in {frames[-1].name})"
 
 
 def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., Any]:

@@ -9,7 +9,8 @@ Every problem a user can make in a recipe file or an override ends in a
 ``recipe-yaml``           YAML syntax error (line and column given)
 ``recipe-empty``          the file holds no keys at all
 ``recipe-unknown-key``    a key the schema does not know (with the closest valid key)
-``recipe-invalid-value``  a value of the wrong type or out of range, or a non-mapping file
+``recipe-invalid-value``  a value of the wrong type or out of range (a misspelt choice with the closest
+                          valid one), or a non-mapping file
 ``bad-override``          a ``--set`` string that cannot be applied
 ``sweep-needs-compare``   ``train_recipe`` was given a recipe with a ``sweep:`` section
 ========================  =================================================================
@@ -43,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from trainkit.errors import RecipeError
+from trainkit.errors import RecipeError, closest_match
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Source = Literal["generator", "csv", "npz", "sklearn"]
@@ -402,14 +403,14 @@ class Recipe(_Section):
         variants = 1
         for path, values in self.sweep.items():
             if not values:
-                raise ValueError(f"sweep {path} lists no values; give at least one, e.g. {path}: [0.1, 0.01]")
+                raise ValueError(f"sweep.{path} lists no values; give at least one, e.g. {path}: [0.1, 0.01]")
             if path.split(".")[0] == "sweep":
-                raise ValueError(f"sweep {path}: a sweep cannot change the sweep itself")
+                raise ValueError(f"sweep.{path}: a sweep cannot change the sweep itself")
             variants *= len(values)
             seen: list[str] = []
             for value in values:
                 if repr(value) in seen:  # two runs of the same variant, under one name
-                    raise ValueError(f"sweep {path} lists {_short(value)} twice; give each value once")
+                    raise ValueError(f"sweep.{path} lists {_short(value)} twice; give each value once")
                 seen.append(repr(value))
         if variants > MAX_VARIANTS:
             raise ValueError(f"the sweep has {variants} combinations; at most {MAX_VARIANTS} can be compared")
@@ -424,7 +425,7 @@ class Recipe(_Section):
                 reason = err.message.replace(f"Override {_short(f'sweep {path}')}: ", "").rstrip(".")
                 # The error line ends with its own period: keep the hint inside the sentence.
                 reason = reason.replace(". Did you mean ", " (did you mean ").replace("?", ")") if ". Did you mean " in reason else reason
-                raise ValueError(f"sweep path {path}: {reason}") from None
+                raise ValueError(f"sweep.{path}: {reason}") from None
         return self
 
     @model_validator(mode="after")
@@ -441,7 +442,7 @@ class Recipe(_Section):
         if stopping.monitor not in logged:
             why = " (val_* needs training.validation_split > 0)" if stopping.monitor.startswith("val_") and not validated else ""
             hint = f", did you mean {match[0]!r}" if (match := difflib.get_close_matches(stopping.monitor, logged, n=1)) else ""
-            raise ValueError(f"early_stopping.monitor {stopping.monitor!r} is not logged{why}{hint}; the epoch logs are {', '.join(logged)}")
+            raise ValueError(f"training.early_stopping.monitor {stopping.monitor!r} is not logged{why}{hint}; the epoch logs are {', '.join(logged)}")
         return self
 
     @model_validator(mode="after")
@@ -716,7 +717,8 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         raise RecipeError("recipe-yaml", f"Recipe file {path} is not UTF-8 text (byte {err.start}).") from None
     except OSError as err:
         raise RecipeError("recipe-not-found", _one_line(f"Recipe file {path} cannot be read: {err}")) from None
-    raw = parse_yaml(text, where)
+    from_file = parse_yaml(text, where)
+    raw = from_file
     if overrides:
         if raw is not None and not isinstance(raw, Mapping):
             raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {_describe(raw)}.")
@@ -724,7 +726,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     try:
         recipe = Recipe.from_dict(raw, source_path=path)
     except RecipeError as err:
-        culprit = _override_at_fault(err.message, overrides or ())
+        culprit = _override_at_fault(err.message, overrides or ()) or _first_failing_override(from_file, overrides or (), path)
         if culprit is None:
             raise
         # The value came from the command line: blame the --set, not the file.
@@ -734,16 +736,32 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
 
 
 def _override_at_fault(message: str, overrides: Sequence[str]) -> str | None:
-    """The override whose path a validation message names (``training.epochs``), if any."""
+    """The override whose path a validation message names (``training.epochs``), if any.
+
+    Messages name full dotted paths (``training.early_stopping.monitor``, ``sweep.x.y``), so the
+    path of an override, or of a mapping it set, is found as it was written.
+    """
     for override in reversed(overrides):  # the last one set wins
         key = override.partition("=")[0].strip()
         section, _, field = key.rpartition(".")
-        within = key.partition(".")[2]  # training.early_stopping.monitor -> early_stopping.monitor
         if (any(f" {key}{end}" in message for end in (":", " ", "."))  # training.class_weight.0
-                or (section and f"Invalid {section}: {field} " in message)
-                or (within and f" {within} " in message)):
+                or (section and f"Invalid {section}: {field} " in message)):
             return override
     return None
+
+
+def _first_failing_override(from_file: Any, overrides: Sequence[str], path: Path) -> str | None:
+    """The override after which the recipe stops validating; None when the file alone fails.
+
+    For the errors whose message names no override's path: ``--set training.validation_split=0``
+    that leaves the file's early-stopping monitor without its val_ value, say.
+    """
+    for count in range(len(overrides)):
+        try:
+            Recipe.from_dict(apply_overrides(from_file, overrides[:count]), source_path=path)
+        except RecipeError:
+            return overrides[count - 1] if count else None
+    return overrides[-1] if overrides else None
 
 
 def list_recipes(directory: str | Path) -> list[tuple[str, str]]:
@@ -989,9 +1007,21 @@ def _dotted(loc: tuple[Any, ...], raw: Any, include_last: bool) -> str:
         if in_mapping or in_list:
             parts.append(str(step))
             node = node[step]
+        elif isinstance(step, str) and (nested := _nested_value(node, step)) is not None:
+            parts.append(step)  # a sweep path flattened from nested mappings (_flatten_sweep)
+            node = nested
         elif include_last and last:
             parts.append(str(step))
     return ".".join(parts)
+
+
+def _nested_value(node: Any, dotted: str) -> Any:
+    """The value at ``dotted`` through nested mappings (``{a: {b: 1}}`` at ``a.b``), else None."""
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: Mapping[str, Any]) -> str:
@@ -1011,7 +1041,24 @@ def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: M
         message = str(first["msg"]).removeprefix("Value error, ")
         return f"Invalid {path or 'recipe'}: {message}." if path else f"Invalid recipe: {message}."
     expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
-    return f"Invalid value at {path or 'recipe'}: received {_short(first.get('input'))}; expected {expected}."
+    if path.startswith("sweep.") and first["type"] == "list_type":
+        expected += f" of the values to try, such as [{_short(first.get('input'))}]"
+    hint = _closest_choice(path, errors, raw)
+    return f"Invalid value at {path or 'recipe'}: received {_short(first.get('input'))}; expected {expected}.{hint}"
+
+
+def _closest_choice(path: str, errors: list[dict[str, Any]], raw: Mapping[str, Any]) -> str:
+    """' Did you mean binary?' for a misspelt value of a field with fixed choices (a Literal).
+
+    The choices come from the schema at ``path``, so every such field (task, data.source,
+    training.on_nan, a layer's padding, ...) gets the hint without a rule of its own.
+    """
+    value = errors[0].get("input")
+    if not isinstance(value, str) or not any(e["type"] == "literal_error" for e in errors):
+        return ""
+    schema = _schema_at(path, raw)
+    choices = [v for t in schema.types if typing.get_origin(t) is Literal for v in typing.get_args(t) if isinstance(v, str)] if schema else []
+    return _closest_quoted(value, choices)
 
 
 def _expectation(error: Mapping[str, Any]) -> str:
@@ -1025,6 +1072,15 @@ def _expectation(error: Mapping[str, Any]) -> str:
 
 def _fields_at(dotted: str, raw: Mapping[str, Any]) -> list[str]:
     """The valid keys of the schema model at a dotted path of ``raw`` (for "did you mean")."""
+    schema = _schema_at(dotted, raw)
+    return [name for m in schema.models() for name in m.model_fields] if schema else []
+
+
+def _schema_at(dotted: str, raw: Mapping[str, Any]) -> _Schema | None:
+    """The schema of the position a dotted path of ``raw`` names, or None if it has none.
+
+    Walks ``raw`` along with the schema so that a layer is read as the model of its ``type``.
+    """
     schema = _Schema((Recipe,))
     node: Any = raw
     for key in [k for k in dotted.split(".") if k]:
@@ -1034,11 +1090,10 @@ def _fields_at(dotted: str, raw: Mapping[str, Any]) -> list[str]:
             continue
         fields = {name: f.annotation for m in schema.narrow(node).models() for name, f in m.model_fields.items()}
         if key not in fields:
-            return []
+            return None
         schema = _Schema((fields[key],))
         node = node.get(key) if isinstance(node, Mapping) else None
-    schema = schema.narrow(node)
-    return [name for m in schema.models() for name in m.model_fields]
+    return schema.narrow(node)
 
 
 def _did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: str) -> str:
@@ -1053,8 +1108,8 @@ def _did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: st
 
 
 def _closest_quoted(name: str, choices: Sequence[str]) -> str:
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {match[0]}?" if match else ""
+    match = closest_match(name, choices)
+    return f" Did you mean {match}?" if match is not None else ""
 
 
 # ------------------------------------------------------------------------------------ helpers

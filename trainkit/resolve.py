@@ -6,7 +6,6 @@ fail with the same :class:`~trainkit.errors.UnknownNameError`, which names the c
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,7 +13,8 @@ from typing import Any
 
 import keras
 
-from trainkit.errors import UnknownNameError
+# closest is imported from here by other modules too (it lives in errors, free of Keras).
+from trainkit.errors import UnknownNameError, closest
 
 Spec = str | Mapping[str, Any] | Any
 
@@ -58,6 +58,23 @@ OPTIMIZER_CLASSES: dict[str, type[keras.optimizers.Optimizer]] = {
 }
 
 
+# Keras 2 optimizer arguments that Keras 3 renamed or dropped, with what to write instead. The
+# closest spelling would suggest nothing for "lr", and "weight_decay" for "decay", which is another
+# thing (it shrinks the weights, it does not lower the learning rate).
+LEGACY_OPTIMIZER_ARGUMENTS: dict[str, str] = {
+    "lr": ' Did you mean "learning_rate"? (Keras 3\'s name for Keras 2\'s "lr".)',
+    "decay": (
+        " Keras 3 dropped Keras 2's learning-rate decay (learning_rate / (1 + decay * step)): leave it out for a fixed "
+        "learning_rate, or in Python pass learning_rate=keras.optimizers.schedules.InverseTimeDecay(<learning_rate>, "
+        "decay_steps=1, decay_rate=<decay>), which decays the same way. (\"weight_decay\" is another thing: it shrinks the weights.)"
+    ),
+    "jit_compile": (
+        " Keras 3 optimizers take no jit_compile: trainkit compiles the whole training step, optimizer included; "
+        "set training.jit_compile in a recipe, or Trainer(jit_compile=...)."
+    ),
+}
+
+
 class _FunctionLoss(keras.losses.Loss):
     """Wraps a plain ``loss(y_true, y_pred) -> per-example losses`` function as a Keras Loss."""
 
@@ -67,12 +84,6 @@ class _FunctionLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self.fn(y_true, y_pred)
-
-
-def closest(name: str, choices: Iterable[str]) -> str:
-    """Returns ' Did you mean "x"?' for the closest choice, or '' when none is close."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f' Did you mean "{match[0]}"?' if match else ""
 
 
 def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
@@ -153,7 +164,8 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
     out = dict(params)
     for arg, value in params.items():
         if arg not in accepted:
-            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{closest(arg, accepted)} Its arguments: {", ".join(accepted)}.')
+            hint = LEGACY_OPTIMIZER_ARGUMENTS.get(arg) or closest(arg, accepted)
+            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{hint} Its arguments: {", ".join(accepted)}.')
         default = accepted[arg]
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             out[arg] = value = float(value)

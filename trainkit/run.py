@@ -267,8 +267,8 @@ def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:
 def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     """Checks that ``run_dir`` holds checkpoints of this very recipe before anything is built."""
     path = Path(run_dir)
-    if not (path / "checkpoints").is_dir():
-        raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: it has no checkpoints/ directory. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
+    if not (path / CHECKPOINT_SUBDIR).is_dir():
+        raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: {_why_no_checkpoints(path)}. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
     saved = path / "recipe.yaml"
     if saved.exists() and saved.read_text(encoding="utf-8") != recipe.to_yaml():
         difference = first_difference(yaml.safe_load(saved.read_text(encoding="utf-8")), yaml.safe_load(recipe.to_yaml()), ignore=RESUMABLE_CHANGES)
@@ -313,6 +313,19 @@ def first_difference(then: Any, now: Any, *, ignore: frozenset[str] = frozenset(
 def yaml_value(value: Any) -> str:
     """A value as --set takes it (``0.01``, ``true``, ``{l2: 0.01}``)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def _why_no_checkpoints(path: Path) -> str:
+    """Why ``path`` holds no checkpoints/ to resume from, as a clause."""
+    if not path.exists():
+        return "it does not exist"
+    if not path.is_dir():
+        return "it is a file, not a run directory"
+    # A recipe's folder (<logdir>/<recipe>) holds its runs: name the newest, which diagnose would take.
+    runs = sorted(p for p in path.iterdir() if (p / CHECKPOINT_SUBDIR).is_dir())
+    if runs:
+        return f"it holds runs, not checkpoints; pass one of them, e.g. the newest, {runs[-1]}"
+    return f"it has no {CHECKPOINT_SUBDIR}/ directory"
 
 
 def sweep_message(recipe: Recipe) -> str:

@@ -81,7 +81,12 @@ def find_run_dir(path: str | Path) -> Path:
         runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=lambda p: p.name)
         if runs:
             return runs[-1]
-    what = "does not exist" if not path.exists() else "holds no TensorBoard events of a trainkit run (train/events.out.tfevents.*)"
+    if not path.exists():
+        what = "does not exist"
+    elif not path.is_dir():
+        what = "is a file, not a run directory"
+    else:
+        what = "holds no TensorBoard events of a trainkit run (train/events.out.tfevents.*)"
     raise RunNotFoundError("run-not-found", f"{path} {what}. Pass a run directory written by trainkit train, e.g. runs/mlp_binary/20250101-120000 (or runs/mlp_binary for its newest run).")
 
 
