@@ -754,3 +754,21 @@ def test_inputs_without_rows_are_a_data_error(x):
     with pytest.raises(DataError) as info:
         trainer.fit(x, np.zeros(3), epochs=1, verbose=0, check_data=False)
     assert info.value.code == "shape-mismatch"
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_a_loss_scale_optimizer_trains_as_its_inner_optimizer(statistics):
+    # The step differentiated the loss unscaled, and the LossScaleOptimizer divided the gradients
+    # by its scale (32768): the model barely moved, and nothing said so.
+    x, y = make_data(96, features=4)
+
+    def fit(optimizer):
+        trainer = make_trainer(make_model(features=4), optimizer=optimizer, statistics=statistics, diagnose=False)
+        history = trainer.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False).history
+        return history["loss"], [v for _, name, v in trainer.step_table() if name == "grad_norm/global"]
+
+    plain = fit(keras.optimizers.SGD(0.1))
+    scaled = fit(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
+    np.testing.assert_allclose(scaled[0], plain[0], rtol=1e-6)  # a power-of-two scale is exact
+    np.testing.assert_allclose(scaled[1], plain[1], rtol=1e-6)  # statistics of the loss's gradient
+    assert len(plain[1]) == (9 if statistics else 0)

@@ -429,7 +429,8 @@ class Trainer:
             with tf.GradientTape() as tape:
                 y_pred = self.model(x, training=True)
                 loss = self.compute_loss(x, y, y_pred, sample_weight)
-            gradients = tape.gradient(loss, variables)
+                scaled = self.optimizer.scale_loss(loss)  # mixed precision: the optimizer unscales
+            gradients = tape.gradient(scaled, variables)
             gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
             self.apply_gradients(gradients, variables, step_loss)
             self.update_metrics(y, y_pred, sample_weight, loss)
@@ -439,10 +440,13 @@ class Trainer:
             # The probe shares the model's layers: same y_pred, same gradients, plus activations.
             y_pred, taps = self.probe(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
-        gradients = tape.gradient(loss, variables)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
         gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
         # Under a strategy the statistics describe the all-reduced gradient, as one device would.
         global_gradients = distribute.all_reduce_gradients(gradients) if distribute.in_replica() else gradients
+        if scaled is not loss:  # the statistics describe the gradient of the loss itself
+            global_gradients = _unscaled(global_gradients, self.optimizer.scale_loss(tf.ones_like(loss)))
         names = stats.variable_names(variables, self.model.name)
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
         xla = self._step_xla  # same values either way; picks the faster reductions
@@ -1544,6 +1548,18 @@ class Trainer:
 
 # Hyperparameters a resume may change: more epochs is how a finished run is trained further.
 RESUMABLE_HPARAMS = frozenset({"epochs"})
+
+
+def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
+    """Gradients of a scaled loss (a ``LossScaleOptimizer``'s) divided back by the scale."""
+    inverse = 1.0 / scale
+
+    def unscale(g: Any) -> Any:
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(g.values * tf.cast(inverse, g.values.dtype), g.indices, g.dense_shape)
+        return None if g is None else g * tf.cast(inverse, g.dtype)
+
+    return [unscale(g) for g in gradients]
 
 
 def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:
