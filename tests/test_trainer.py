@@ -772,3 +772,23 @@ def test_a_loss_scale_optimizer_trains_as_its_inner_optimizer(statistics):
     np.testing.assert_allclose(scaled[0], plain[0], rtol=1e-6)  # a power-of-two scale is exact
     np.testing.assert_allclose(scaled[1], plain[1], rtol=1e-6)  # statistics of the loss's gradient
     assert len(plain[1]) == (9 if statistics else 0)
+
+
+@pytest.mark.parametrize(("logdir", "weights", "says"), [
+    (False, "nonfinite", "the weights now hold NaN/inf"),
+    (True, "checkpoint", "the weights of the last checkpoint were put back"),
+])
+def test_a_nan_stop_after_a_step_of_its_own_says_what_the_weights_are(tmp_path, logdir, weights, says):
+    # The nan-loss finding said "its update was skipped, so the weights are those of the step
+    # before" while a Keras-style step had applied it: every weight was NaN.
+    x, y = make_data(96, features=4)
+    y[70] = np.nan  # in the second fit's third step (32 rows a step, no shuffle)
+    trainer = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary",
+                         seed=0, jit_compile=False, logdir=tmp_path if logdir else None, checkpoint_every=1)
+    trainer.fit(x[:64], y[:64], epochs=1, verbose=0, shuffle=False)  # a checkpoint (with a logdir)
+    trainer.fit(x, y, epochs=2, verbose=0, shuffle=False, initial_epoch=1, check_data=False)
+    assert trainer.stop_reason == "nan-loss" and trainer.nan_weights == weights
+    finite = all(np.isfinite(w).all() for w in trainer.model.get_weights())
+    assert finite == (weights == "checkpoint")
+    (finding,) = [f for f in trainer.findings if f.code == "nan-loss"]
+    assert says in finding.message + " " + finding.advice and "update was skipped" not in finding.message

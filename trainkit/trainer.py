@@ -283,6 +283,10 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.stop_reason: str | None = None
+        # After a stop on a non-finite loss, what the weights are: "kept" (the step's update was
+        # skipped), "checkpoint" (a step of its own applied it; the last checkpoint came back) or
+        # "nonfinite" (it applied it, and no checkpoint could put the weights back).
+        self.nan_weights: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
         # The checkpoint written at the end of this fit's last epoch, and its record, which gets the
         # findings of the end of the run once on_train_end made them.
@@ -741,6 +745,7 @@ class Trainer:
         self.epochs = epochs
         self.stop_training = False
         self.stop_reason = None
+        self.nan_weights = None
         callbacks = list(callbacks)
         start_batch = 0
         self._resumed_diagnosis = None
@@ -1343,12 +1348,14 @@ class Trainer:
                 evidence={"step": step},
                 step=step,
             ))
+        self.nan_weights = "kept"
         if not all(np.isfinite(w).all() for w in self.model.get_weights()):
             # A custom train_step applied the non-finite update: fall back to the last checkpoint.
             checkpoint = self._make_checkpoint()
-            if checkpoint is not None:
-                checkpoint.restore_latest()
+            restored = checkpoint.restore_latest() if checkpoint is not None else None
+            if restored is not None:
                 self._step = None  # global_step went back with the weights
+            self.nan_weights = "checkpoint" if restored is not None else "nonfinite"
 
     # -- evaluate / predict -----------------------------------------------------------------------
 

@@ -229,9 +229,9 @@ class DiagnosisCallback(Callback):
             worker.close()
         trainer = self.trainer
         if self._nan_note is None and (logs or {}).get("stop_reason") == "nan-loss":
-            self._nan_note = "Training stopped at that step; its update was skipped, so the weights are those of the step before."
+            self._nan_note = _NAN_WEIGHTS_NOTES.get(trainer.nan_weights or "kept", _NAN_WEIGHTS_NOTES["kept"])
             broken = self.diagnoser.nonfinite
-            if broken is not None and nonfinite_weights(broken.row):
+            if trainer.nan_weights in (None, "kept") and broken is not None and nonfinite_weights(broken.row):
                 self._nan_note += (f" Those already hold NaN/inf values, or values too large for float32 to square (a weight "
                                    f"norm over ~1e19 reads inf), since step {broken.step}: restart from a checkpoint with a lower learning rate.")
             self._annotate_nan()
@@ -508,6 +508,18 @@ def _early_stopping_config(callbacks: Iterable[Callback]) -> dict[str, Any] | No
         if isinstance(cb, EarlyStopping):
             return {"monitor": cb.monitor, "patience": cb.patience, "restore_best_weights": cb.restore_best_weights}
     return None
+
+
+#: What the weights are after a stop on a non-finite loss, by :attr:`Trainer.nan_weights`.
+_NAN_WEIGHTS_NOTES = {
+    "kept": "Training stopped at that step; its update was skipped, so the weights are those of the step before.",
+    "checkpoint": ("Training stopped at that step. A train_step of its own applied the non-finite update, so the "
+                   "weights of the last checkpoint were put back."),
+    "nonfinite": ("Training stopped at that step, but a train_step of its own applied the non-finite update: the "
+                  "weights now hold NaN/inf and the model is unusable, with no checkpoint to put back (pass a "
+                  "logdir to keep checkpoints). Retrain with a lower learning rate, or skip non-finite updates "
+                  "in the step (Trainer.apply_gradients does)."),
+}
 
 
 def _early_stopping_outcome(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
