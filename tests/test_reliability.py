@@ -17,6 +17,8 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
+from trainkit.errors import ArgumentError
+from trainkit.sources import unpack_batch
 
 RECIPE = """
 name: resumable
@@ -470,3 +472,42 @@ def test_resuming_with_other_hyperparameters_is_a_resume_mismatch_error(tmp_path
     same = _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"learning_rate": 0.01, "batch_size": 8})
     same.fit(*_xy(), epochs=2, verbose=0, resume=True)
     assert same.history.epoch == [0, 1]
+
+
+class _TwoOptimizers(Trainer):
+    """A GAN-like step: the first layer has an optimizer of its own."""
+
+    def __init__(self, *args, build_second: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.first_layer_optimizer = keras.optimizers.Adam(0.01)
+        if build_second:
+            self.first_layer_optimizer.build(self.model.layers[0].trainable_variables)
+
+    def train_step(self, batch):
+        x, y, _ = unpack_batch(batch)
+        first, rest = self.model.layers[0].trainable_variables, self.model.layers[1].trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            loss = self.compute_loss(x, y, self.model(x, training=True))
+        self.first_layer_optimizer.apply(tape.gradient(loss, first), first)
+        self.optimizer.apply(tape.gradient(loss, rest), rest)
+        return {"loss": loss}
+
+
+def test_a_second_optimizer_of_a_subclass_is_checkpointed_and_resumed(tmp_path):
+    # Only self.optimizer was saved: a resume silently reset the other's moments and iterations.
+    def trainer(**kwargs) -> Trainer:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+        return _TwoOptimizers(model, loss="mse", optimizer="sgd", task="regression", seed=0, logdir=tmp_path / "run", diagnose=False, checkpoint_every=1, **kwargs)
+
+    whole = trainer()
+    whole.logdir = tmp_path / "whole"
+    expected = whole.fit(*_xy(), epochs=3, batch_size=5, verbose=0).history["loss"]
+    trainer().fit(*_xy(), epochs=2, batch_size=5, verbose=0)
+    resumed = trainer()
+    losses = resumed.fit(*_xy(), epochs=3, batch_size=5, verbose=0, resume=True).history["loss"]
+    assert int(resumed.first_layer_optimizer.iterations.numpy()) == 12  # 4 steps an epoch, 3 epochs
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    with pytest.raises(ArgumentError) as info:
+        trainer(build_second=False).fit(*_xy(), epochs=4, batch_size=5, verbose=0, resume=True)
+    assert info.value.code == "optimizer-not-built" and "self.first_layer_optimizer.build(" in info.value.message

@@ -775,7 +775,7 @@ def test_a_loss_scale_optimizer_trains_as_its_inner_optimizer(statistics):
 
 
 @pytest.mark.parametrize(("logdir", "weights", "says"), [
-    (False, "nonfinite", "the weights now hold NaN/inf"),
+    (False, "nonfinite", "the weights already hold NaN/inf values"),
     (True, "checkpoint", "the weights of the last checkpoint were put back"),
 ])
 def test_a_nan_stop_after_a_step_of_its_own_says_what_the_weights_are(tmp_path, logdir, weights, says):
@@ -792,3 +792,30 @@ def test_a_nan_stop_after_a_step_of_its_own_says_what_the_weights_are(tmp_path, 
     assert finite == (weights == "checkpoint")
     (finding,) = [f for f in trainer.findings if f.code == "nan-loss"]
     assert says in finding.message + " " + finding.advice and "update was skipped" not in finding.message
+
+
+def test_a_run_without_the_statistics_it_asked_for_gets_a_note():
+    # A step of its own (or a subclassed model's untapped layers) silently lost the statistics,
+    # and with them every rule that reads them: "no findings" then meant "not judged".
+    x, y = make_data(64, features=4)
+    plain = make_trainer(make_model(features=4), diagnose=False)
+    plain.fit(x, y, epochs=1, verbose=0)
+    assert not [f for f in plain.findings if f.code == "statistics-missing"]
+    own = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    own.fit(x, y, epochs=1, verbose=0)
+    (note,) = [f for f in own.findings if f.code == "statistics-missing"]
+    assert note.severity == "info" and "no gradient or update statistics" in note.message and "super().train_step(batch)" in note.advice
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.out = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")
+
+        def call(self, inputs, training=False):
+            return self.out(self.hidden(inputs))
+
+    keras.utils.set_random_seed(0)
+    sub = make_trainer(Subclassed(), diagnose=False)
+    sub.fit(x, y, epochs=1, verbose=0)
+    (note,) = [f for f in sub.findings if f.code == "statistics-missing"]
+    assert "output only" in note.message and "trainkit.probes.record(" in note.advice

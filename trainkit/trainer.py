@@ -775,6 +775,7 @@ class Trainer:
             # closes the TensorBoard writer opened first.
             self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
             self._build_train_loop(train)
+            self._note_missing_statistics()
             logged = self.epoch_log_names(validation is not None)
             for callback in callbacks:
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
@@ -854,12 +855,30 @@ class Trainer:
             self._checkpoint = TrainingCheckpoint(
                 directory,
                 model_variables=self.model.variables,
-                optimizer_variables=self.optimizer.variables,
+                optimizer_variables=[*self.optimizer.variables, *(v for opt in self._own_optimizers() for v in opt.variables)],
                 metric_variables=metric_variables,
                 global_step=self.global_step,
                 max_to_keep=self.keep_checkpoints,
             )
         return self._checkpoint
+
+    def _own_optimizers(self) -> list[keras.optimizers.Optimizer]:
+        """Optimizers a subclass holds besides :attr:`optimizer` (a GAN's second), by attribute name.
+
+        Checkpoints hold their state too, so each must be built before a resume reads one (a
+        fit's first trace builds it otherwise, before the first checkpoint is written).
+
+        Raises:
+            ArgumentError: ``optimizer-not-built`` for one that is not built yet.
+        """
+        own = [(name, value) for name, value in sorted(vars(self).items())
+               if isinstance(value, keras.optimizers.Optimizer) and value is not self.optimizer]
+        for name, optimizer in own:
+            if not optimizer.built:
+                raise ArgumentError("optimizer-not-built", f"self.{name} is an optimizer of its own, not built before the checkpoint is read (a resume "
+                                                           f"would reset its state). Build it in __init__ with the variables it updates: "
+                                                           f"self.{name}.build(generator.trainable_variables).")
+        return [optimizer for _, optimizer in own]
 
     def _checkpoint_due(self, epoch: int) -> bool:
         """Whether the end of ``epoch`` is a checkpoint by ``checkpoint_every`` (the end aside)."""
@@ -1092,6 +1111,30 @@ class Trainer:
                 return
             self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
             self._train_loop.discover_names(train.batch_spec())
+
+    def _note_missing_statistics(self) -> None:
+        """An info finding when ``statistics=True`` yields fewer statistics than it promises.
+
+        A ``train_step`` of its own returns what it returns, and a subclassed model's layers
+        cannot be tapped: the rules that read the missing statistics then judge nothing, and
+        saying so beats a silent "no findings".
+        """
+        names = (self._train_loop.names if self._train_loop is not None else None) or ()
+        if not self.statistics or not names or any(f.code == STATISTICS_MISSING for f in self.findings):
+            return
+        parsed = [stats.parse_stat_name(name) for name in names]
+        if not any(p is not None and p.kind in ("grad_norm", "update_ratio") for p in parsed):
+            message = ("The train_step returns no gradient or update statistics (a step of its own returns what it returns), so the rules "
+                       "that read them (exploding-gradients, vanishing-gradients, lr-too-high, lr-too-low, dead-relu, "
+                       "saturated-activations) cannot judge this run.")
+            advice = "Override compute_loss instead, or return {**super().train_step(batch), ...} to add values; statistics=False silences this note."
+        elif self._probe is not None and self._probe.reason is not None and not any(
+                p is not None and p.kind == "activation" and p.layer != "output" for p in parsed):
+            message = f"Activation statistics cover the model's output only ({self._probe.reason}): dead-relu and saturated-activations judge no hidden layer."
+            advice = "In the model's call, wrap each hidden activation: x = trainkit.probes.record(\"dense_1\", x, \"relu\")."
+        else:
+            return
+        self.findings.append(Finding(code=STATISTICS_MISSING, severity="info", message=message, advice=advice, evidence={"step_values": len(names)}))
 
     # -- one epoch --------------------------------------------------------------------------------
     def _run_epoch(
@@ -1552,6 +1595,9 @@ class Trainer:
             writer, self.writer = self.writer, None
             writer.close()
 
+
+#: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
+STATISTICS_MISSING = "statistics-missing"
 
 # Hyperparameters a resume may change: more epochs is how a finished run is trained further.
 RESUMABLE_HPARAMS = frozenset({"epochs"})

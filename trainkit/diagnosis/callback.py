@@ -229,11 +229,14 @@ class DiagnosisCallback(Callback):
             worker.close()
         trainer = self.trainer
         if self._nan_note is None and (logs or {}).get("stop_reason") == "nan-loss":
-            self._nan_note = _NAN_WEIGHTS_NOTES.get(trainer.nan_weights or "kept", _NAN_WEIGHTS_NOTES["kept"])
+            outcome = trainer.nan_weights or "kept"
+            self._nan_note = _NAN_WEIGHTS_NOTES.get(outcome, _NAN_WEIGHTS_NOTES["kept"])
             broken = self.diagnoser.nonfinite
-            if trainer.nan_weights in (None, "kept") and broken is not None and nonfinite_weights(broken.row):
-                self._nan_note += (f" Those already hold NaN/inf values, or values too large for float32 to square (a weight "
-                                   f"norm over ~1e19 reads inf), since step {broken.step}: restart from a checkpoint with a lower learning rate.")
+            if outcome == "nonfinite" and broken is not None and nonfinite_weights(broken.row):
+                self._nan_note += (f" They have held NaN/inf values, or values too large for float32 to square (a weight norm over "
+                                   f"~1e19 reads inf), since step {broken.step}.")
+            if outcome == "nonfinite":
+                self._nan_note += " Retrain with a lower learning rate."
             self._annotate_nan()
         # stop_reason: an interrupted or failed run gets no end-of-run verdicts (Diagnoser.finish).
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
@@ -515,10 +518,10 @@ _NAN_WEIGHTS_NOTES = {
     "kept": "Training stopped at that step; its update was skipped, so the weights are those of the step before.",
     "checkpoint": ("Training stopped at that step. A train_step of its own applied the non-finite update, so the "
                    "weights of the last checkpoint were put back."),
-    "nonfinite": ("Training stopped at that step, but a train_step of its own applied the non-finite update: the "
-                  "weights now hold NaN/inf and the model is unusable, with no checkpoint to put back (pass a "
-                  "logdir to keep checkpoints). Retrain with a lower learning rate, or skip non-finite updates "
-                  "in the step (Trainer.apply_gradients does)."),
+    "nonfinite": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
+                  "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
+                  "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
+                  "could put them back (pass a logdir to keep checkpoints)."),
 }
 
 
