@@ -1023,3 +1023,34 @@ def test_resuming_a_finished_run_keeps_its_end_of_run_findings(tmp_path):
     from trainkit.diagnosis.readback import diagnose_run_dir
 
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == finished
+
+
+def test_the_per_epoch_series_grow_in_place_and_match_the_records():
+    # The tables were stacked again each epoch (quadratic in a long run); now buffers grow in
+    # place, through capacity doublings and a statistic that appears mid-run.
+    d = Diagnoser(Context(task="binary", loss="binary_crossentropy"))
+    step = 0
+    for epoch in range(40):
+        names = ["loss", "grad_norm/global"] + (["grad_norm/dense/kernel"] if epoch >= 20 else [])
+        values = np.full((3, len(names)), float(epoch)) + np.arange(3)[:, None]
+        d.begin_epoch(epoch, step)
+        d.add_steps(step, names, values)
+        step += 3
+        d.end_epoch(epoch, {"loss": epoch * 0.5, "val_loss": epoch * 0.25}, regularization=epoch * 0.125)
+        assert d.epoch_values("grad_norm/global").tolist() == [e + 1.0 for e in range(epoch + 1)]  # mean of e, e+1, e+2
+    late = d.epoch_values("grad_norm/dense/kernel", "last")
+    assert np.isnan(late[:20]).all() and late[20:].tolist() == [e + 2.0 for e in range(20, 40)]
+    assert d.log_values("val_loss").tolist() == [e * 0.25 for e in range(40)]
+    assert d.regularization_values().tolist() == [e * 0.125 for e in range(40)]
+    d.log_values("val_loss")[:] = -1  # a copy: the cache stays as it was
+    assert d.log_values("val_loss")[3] == 0.75
+
+
+@pytest.mark.parametrize("losses", [[0.0, 0.2, 0.4, 0.6], [-0.9, -0.8, -0.6, -0.3]], ids=["from-zero", "negative"])
+def test_a_rise_from_a_best_of_zero_or_below_is_no_divergence_by_ratio(losses):
+    # "2x the best" divided by a best of 0 (ZeroDivisionError in the diagnosis) and passed for
+    # every rise of a negative loss (a cosine-similarity loss improving from -0.9 to -0.3, say).
+    s = Stream(epochs=len(losses), task="regression", chance=None)
+    s.train_loss = lambda e, st: losses[e]
+    s.val_loss = None
+    assert "diverging-loss" not in codes(s.run())

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -279,7 +279,9 @@ class Diagnoser:
         self.finished = False
         self.notes: dict[str, Any] = {}
         self._current: _EpochAccumulator | None = None
-        self._tables: dict[str, np.ndarray] = {}
+        # Per-epoch series the rules read every epoch, grown in place (see _table and _series).
+        self._tables: dict[str, tuple[np.ndarray, int]] = {}
+        self._series_cache: dict[str, tuple[np.ndarray, int]] = {}
         self._baseline: list[float] = []
         self._baseline_median: float | None = None
         self._last_finite_loss: float | None = None
@@ -462,27 +464,44 @@ class Diagnoser:
         return self._table(field)[:, col].copy()
 
     def _table(self, field: str) -> np.ndarray:
-        """``[epochs, names]`` matrix of one per-epoch field, grown one row per epoch.
+        """``[epochs, names]`` matrix of one per-epoch field, grown in place one row per epoch.
 
-        Rules read many series every epoch; stacking the records once per epoch keeps that linear
-        in the number of epochs instead of quadratic.
+        Rules read many series every epoch; filling only the new rows of a buffer that doubles
+        when full keeps a run's cost linear in its epochs (stacking the whole table again each
+        epoch made the epochs of a 5000-epoch run twice as slow at its end as at its start).
         """
-        cached = self._tables.get(field)
         rows, width = len(self.epochs), len(self.names)
-        if cached is None or cached.shape[1] != width or cached.shape[0] > rows:
-            cached = np.full((0, width), np.nan)
-        if cached.shape[0] < rows:
-            extra = np.full((rows - cached.shape[0], width), np.nan)
-            for i, record in enumerate(self.epochs[cached.shape[0] :]):
-                array = getattr(record, field)
-                extra[i, : len(array)] = array
-            cached = np.concatenate([cached, extra])
-        self._tables[field] = cached
-        return cached
+        buffer, filled = self._tables.get(field, (np.zeros((0, width)), 0))
+        if buffer.shape[1] != width or filled > rows:  # a statistic seen for the first time
+            buffer, filled = np.zeros((0, width)), 0
+        if rows > buffer.shape[0]:
+            grown = np.full((max(rows, 2 * buffer.shape[0], 16), width), np.nan)
+            grown[:filled] = buffer[:filled]
+            buffer = grown
+        for i in range(filled, rows):
+            array = getattr(self.epochs[i], field)
+            buffer[i, : len(array)] = array
+        self._tables[field] = (buffer, rows)
+        return buffer[:rows]
+
+    def _series(self, key: str, value_of: Callable[[EpochRecord], float]) -> np.ndarray:
+        """``[epochs]``: ``value_of`` each epoch record, grown in place like :meth:`_table` (a copy)."""
+        rows = len(self.epochs)
+        buffer, filled = self._series_cache.get(key, (np.zeros(0), 0))
+        if filled > rows:
+            buffer, filled = np.zeros(0), 0
+        if rows > buffer.shape[0]:
+            grown = np.full(max(rows, 2 * buffer.shape[0], 16), np.nan)
+            grown[:filled] = buffer[:filled]
+            buffer = grown
+        for i in range(filled, rows):
+            buffer[i] = value_of(self.epochs[i])
+        self._series_cache[key] = (buffer, rows)
+        return buffer[:rows].copy()
 
     def log_values(self, key: str) -> np.ndarray:
         """``[epochs]`` series of an exact epoch value (``loss``, ``val_loss``...); NaN where absent."""
-        return np.asarray([r.logs.get(key, np.nan) for r in self.epochs], dtype=np.float64)
+        return self._series(f"logs/{key}", lambda record: record.logs.get(key, np.nan))
 
     def epoch_losses(self, data_only: bool = False) -> np.ndarray:
         """Training loss per epoch: the exact epoch value, else the mean of the step losses.
@@ -503,7 +522,7 @@ class Diagnoser:
 
     def regularization_values(self) -> np.ndarray:
         """The regularization penalty at the end of each epoch."""
-        return np.asarray([r.regularization for r in self.epochs], dtype=np.float64)
+        return self._series("regularization", lambda record: record.regularization)
 
     def first_values(self, name: str) -> np.ndarray:
         """The first (up to :data:`FIRST_STEPS`) per-step values of ``name``."""

@@ -612,7 +612,9 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
     best = float(np.min(losses[:-1]))
     last = float(losses[-1])
     rising = losses[-1] > losses[-2] > losses[-3]
-    if rising and last > view.t.diverge_factor * best and last > losses[0]:
+    # "2x the best" means nothing for a best of 0 or below (a cosine-similarity loss is negative):
+    # every rise would pass, and a best of 0 divided by zero below.
+    if rising and best > 0 and last > view.t.diverge_factor * best and last > losses[0]:
         return Issue(
             f"The training loss is rising: {_fmt(last)} in epoch {view.epochs[-1].epoch + 1}, "
             f"{last / best:.1f}x its best ({_fmt(best)}) and above the first epoch's ({_fmt(float(losses[0]))}).",
