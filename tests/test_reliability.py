@@ -279,7 +279,7 @@ def test_a_fit_that_fails_while_setting_up_closes_its_tensorboard_writer(tmp_pat
 
     before = _writer_threads()
     trainer = _tiny_trainer(tmp_path, NoDict)
-    with pytest.raises(TypeError, match="dict of scalar tensors"):
+    with pytest.raises(ArgumentError, match="dict of scalar tensors"):
         trainer.fit(*_xy(), epochs=1, verbose=0)
     assert trainer.writer is None and _writer_threads() == before
 

@@ -819,3 +819,29 @@ def test_a_run_without_the_statistics_it_asked_for_gets_a_note():
     sub.fit(x, y, epochs=1, verbose=0)
     (note,) = [f for f in sub.findings if f.code == "statistics-missing"]
     assert "output only" in note.message and "trainkit.probes.record(" in note.advice
+
+
+def test_step_mistakes_are_coded_errors_before_training():
+    # A per-example loss reached the optimizer (a Keras ValueError about adam/iteration), a step
+    # without "loss" trained silently, and log_scalar from a callback was dropped and broke the
+    # next trace.
+    x, y = make_data(64, features=4)
+
+    class PerExample(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            return keras.losses.binary_crossentropy(y, y_pred)
+
+    class NoLoss(KerasStyle):
+        def train_step(self, batch):
+            return {"total": super().train_step(batch)["loss"]}
+
+    class LogsFromCallback(Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.trainer.log_scalar("late", 1.0)
+
+    for cls, code, kwargs in [(PerExample, "loss-not-scalar", {}), (NoLoss, "bad-step-output", {}),
+                              (Trainer, "log-scalar-outside-step", {"callbacks": [LogsFromCallback()]})]:
+        trainer = cls(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+        with pytest.raises(ArgumentError) as info:
+            trainer.fit(x, y, epochs=1, verbose=0, **kwargs)
+        assert info.value.code == code, cls

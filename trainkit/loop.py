@@ -24,14 +24,16 @@ replicas (:mod:`trainkit.distribute`) before they are packed into the buffer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from trainkit.background import workers_turn
+from trainkit.errors import ArgumentError, TrainkitError
 
 StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
 BATCH_SIZE_COLUMN = "_batch_size"
@@ -72,6 +74,26 @@ def _flatten_logs(logs: Mapping[str, tf.Tensor], names: tuple[str, ...], batch: 
 def _pack_row(logs: Mapping[str, tf.Tensor], names: tuple[str, ...], rows: tf.Tensor) -> tf.Tensor:
     """Packs reduced scalars and the global batch's row count into one float32 row."""
     return tf.stack([tf.cast(rows, tf.float32)] + [tf.reshape(tf.cast(logs[name], tf.float32), []) for name in names])
+
+
+@contextlib.contextmanager
+def trainkit_errors_unwrapped() -> Iterator[None]:
+    """Re-raises a trainkit error that a step raised while being traced, as itself.
+
+    AutoGraph re-raises an error from converted code as a new exception of its type only when
+    that type takes one message argument; a :class:`TrainkitError` (code and message) comes out as
+    a ``StagingError`` without its ``.code``. The original is the wrapper's ``__context__``.
+    """
+    try:
+        yield
+    except Exception as err:
+        seen, cause = set(), err
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, TrainkitError):
+                raise cause from None
+            seen.add(id(cause))
+            cause = cause.__cause__ or cause.__context__
+        raise
 
 
 def compile_function(fn: Callable[..., Any], **options: Any) -> Any:
@@ -133,13 +155,14 @@ class CompiledLoop:
         before the loop is traced.
         """
         if self.names is None:
-            concrete = compile_function(self._step).get_concrete_function(batch_spec)
+            with trainkit_errors_unwrapped():
+                concrete = compile_function(self._step).get_concrete_function(batch_spec)
             outputs = concrete.structured_outputs
             if not isinstance(outputs, Mapping):
-                raise TypeError(f"train_step/test_step must return a dict of scalar tensors, got {type(outputs).__name__}.")
+                raise ArgumentError("bad-step-output", f"train_step/test_step must return a dict of scalar tensors such as {{'loss': loss}}, got {type(outputs).__name__}.")
             for name, value in outputs.items():
                 if value.shape.rank not in (0, None) and value.shape.num_elements() != 1:
-                    raise TypeError(f"Step output {name!r} has shape {value.shape}; steps must return scalars (reduce it first).")
+                    raise ArgumentError("bad-step-output", f"Step output {name!r} has shape {value.shape}; steps must return scalars (reduce it first, e.g. tf.reduce_mean).")
             self.names = tuple(outputs)
         return self.names
 
@@ -149,7 +172,8 @@ class CompiledLoop:
             from trainkit import distribute
 
             assert self._strategy is not None
-            self.names = distribute.discover_names(self._strategy, self._step, iterator)
+            with trainkit_errors_unwrapped():
+                self.names = distribute.discover_names(self._strategy, self._step, iterator)
         return self.names
 
     # -- in-memory ---------------------------------------------------------------------------------

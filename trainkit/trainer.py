@@ -432,7 +432,7 @@ class Trainer:
         if not self.statistics:
             with tf.GradientTape() as tape:
                 y_pred = self.model(x, training=True)
-                loss = self.compute_loss(x, y, y_pred, sample_weight)
+                loss = _scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
                 scaled = self.optimizer.scale_loss(loss)  # mixed precision: the optimizer unscales
             gradients = tape.gradient(scaled, variables)
             gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
@@ -443,7 +443,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             # The probe shares the model's layers: same y_pred, same gradients, plus activations.
             y_pred, taps = self.probe(x, training=True)
-            loss = self.compute_loss(x, y, y_pred, sample_weight)
+            loss = _scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
@@ -628,7 +628,14 @@ class Trainer:
         """Records an extra per-step scalar from inside a step (e.g. a penalty term).
 
         It is written to TensorBoard every step and its epoch mean goes into the History.
+
+        Raises:
+            ArgumentError: ``log-scalar-outside-step`` when called outside a step being traced
+                (from a callback, say), where there is no step to add it to.
         """
+        if not tf.inside_function():
+            raise ArgumentError("log-scalar-outside-step", f"log_scalar({name!r}, ...) records a value of a training step: call it in train_step, test_step or "
+                                                           "compute_loss. From a callback, write to TensorBoard with trainer.writer or keep the value yourself.")
         self._tracing()["logs"][name] = tf.reduce_mean(tf.cast(value, tf.float32))
 
     def _tracing(self) -> dict[str, Any]:
@@ -775,6 +782,7 @@ class Trainer:
             # closes the TensorBoard writer opened first.
             self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
             self._build_train_loop(train)
+            self._check_step_returns_loss()
             self._note_missing_statistics()
             logged = self.epoch_log_names(validation is not None)
             for callback in callbacks:
@@ -1111,6 +1119,19 @@ class Trainer:
                 return
             self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
             self._train_loop.discover_names(train.batch_spec())
+
+    def _check_step_returns_loss(self) -> None:
+        """Refuses a ``train_step`` whose dict has no ``"loss"``: the epoch loss, the NaN stop and the
+        diagnosis read it.
+
+        Raises:
+            ArgumentError: ``bad-step-output``.
+        """
+        names = (self._train_loop.names if self._train_loop is not None else None) or ()
+        if "loss" not in names:
+            returned = ", ".join(map(repr, names)) or "an empty dict"
+            raise ArgumentError("bad-step-output", f"train_step must return the step's loss under 'loss'; it returned {returned}. "
+                                                   "Add it: return {'loss': loss, ...}.")
 
     def _note_missing_statistics(self) -> None:
         """An info finding when ``statistics=True`` yields fewer statistics than it promises.
@@ -1601,6 +1622,20 @@ STATISTICS_MISSING = "statistics-missing"
 
 # Hyperparameters a resume may change: more epochs is how a finished run is trained further.
 RESUMABLE_HPARAMS = frozenset({"epochs"})
+
+
+def _scalar_loss(loss: Any) -> tf.Tensor:
+    """``compute_loss``'s value, refused unless it is one number (the optimizer needs a scalar).
+
+    Raises:
+        ArgumentError: ``loss-not-scalar`` for a per-example loss (a Keras loss function called
+            directly, ``keras.losses.binary_crossentropy(y, y_pred)``, returns one).
+    """
+    loss = tf.convert_to_tensor(loss)
+    if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
+        raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
+                                               "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
+    return loss
 
 
 def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
