@@ -845,3 +845,21 @@ def test_step_mistakes_are_coded_errors_before_training():
         with pytest.raises(ArgumentError) as info:
             trainer.fit(x, y, epochs=1, verbose=0, **kwargs)
         assert info.value.code == code, cls
+
+
+def test_values_a_test_step_returns_or_logs_reach_the_validation_logs():
+    # They were dropped: no val_penalty for a log_scalar in compute_loss, no val_mean_pred for a
+    # test_step's own value (Keras puts every returned key into the logs).
+    x, y = make_data(100, features=4)
+
+    class MeanPrediction(PenaltyTrainer):
+        def test_step(self, batch):
+            out = super().test_step(batch)
+            return {**out, "mean_pred": tf.reduce_mean(self.model(unpack_batch(batch)[0]))}
+
+    trainer = MeanPrediction(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    history = trainer.fit(x[:80], y[:80], validation_data=(x[80:], y[80:]), epochs=2, verbose=0).history
+    assert len(history["val_penalty"]) == len(history["val_mean_pred"]) == 2
+    mean_pred = float(np.mean(trainer.predict(x[80:])))
+    np.testing.assert_allclose(history["val_mean_pred"][-1], mean_pred, rtol=1e-5)  # 20 rows, one batch
+    np.testing.assert_allclose(trainer.evaluate(x[80:], y[80:])["mean_pred"], mean_pred, rtol=1e-5)

@@ -1466,6 +1466,10 @@ class Trainer:
         results = self._metric_results("eval")
         if self._tracked.get("eval") is False:  # an overridden test_step: the mean of its losses
             results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
+        # Whatever else the step returned or logged (a test_step's own values, a log_scalar in
+        # compute_loss): its row-weighted mean, as Keras puts every returned key into the logs.
+        extra = [name for _, name in _user_scalar_columns(self._eval_loop.names or ()) if name not in results]
+        results.update(_row_means([c for c in calls if c.steps], extra))
         return results
 
     def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None) -> Any:
