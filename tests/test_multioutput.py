@@ -211,3 +211,28 @@ def test_a_metric_function_can_be_given_for_one_output():
     result = heads_trainer(metrics={"b": within_one}, optimizer=keras.optimizers.SGD(0.0)).evaluate(x, [ya, yb])
     expected = float(np.mean(np.abs(yb - two_heads()(x)[1].numpy()) < 1.0))
     assert result["b_within_one"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_subclassed_model_returning_a_dict_takes_losses_by_its_output_names():
+    # Its outputs were named output_0, output_1 (as for a list), so loss={"cls": ..., "reg": ...}
+    # was refused: "cls" is not an output of the model. model.fit accepts it.
+    class TwoHeads(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.cls, self.reg = keras.layers.Dense(1, activation="sigmoid"), keras.layers.Dense(1)
+
+        def call(self, inputs, training=False):
+            h = self.hidden(inputs)
+            return {"reg": self.reg(h), "cls": self.cls(h)}
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = {"cls": (x[:, :1] > 0).astype("float32"), "reg": x[:, 1:2]}
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(TwoHeads(), loss={"cls": "binary_crossentropy", "reg": "mse"}, optimizer="adam",
+                      task={"cls": "binary", "reg": "regression"}, seed=0, diagnose=False)
+    history = trainer.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    assert [h.name for h in trainer.heads] == ["cls", "reg"]
+    assert {"loss", "cls_loss", "reg_loss"} <= set(history)
+    np.testing.assert_allclose(np.array(history["cls_loss"]) + np.array(history["reg_loss"]), history["loss"], rtol=1e-5)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from trainkit.errors import ArgumentError
 from trainkit.resolve import clone_metric, closest, get_loss, get_metric
@@ -85,17 +86,35 @@ def resolve_losses(spec: Any) -> Any:
     return get_loss(spec)
 
 
-def output_names(model: keras.Model, count: int) -> tuple[str, ...]:
+def output_names(model: keras.Model, count: int, by_name: Any = None) -> tuple[str, ...]:
     """Names of a model's ``count`` outputs, in the order of :func:`flat_outputs`.
 
     The keys of a model whose outputs are a dict (sorted, as Keras flattens a dict), else
-    ``model.output_names``, else ``output_<i>`` (a subclassed model).
+    ``model.output_names``, else (a subclassed model, not called yet) the keys of ``by_name``, a
+    per-output spec such as the loss dict, which its first call then confirms (see
+    :func:`called_output_names`), else ``output_<i>``.
     """
     struct = getattr(model, "_outputs_struct", None)
     if isinstance(struct, Mapping) and len(struct) == count:
         return tuple(sorted(str(k) for k in struct))
     names = tuple(getattr(model, "output_names", None) or ())
-    return names if len(names) == count else tuple(f"output_{i}" for i in range(count))
+    if len(names) == count:
+        return names
+    if isinstance(by_name, Mapping) and len(by_name) == count:
+        return tuple(sorted(str(k) for k in by_name))
+    return tuple(f"output_{i}" for i in range(count))
+
+
+def called_output_names(model: keras.Model, inputs: Any) -> tuple[str, ...] | None:
+    """A subclassed model's output names, read from a call on the first row of ``inputs``: the
+    sorted keys when it returns a dict, else ``None`` (a Functional model's are known already)."""
+    if getattr(model, "_outputs_struct", None) is not None or inputs is None:
+        return None
+    try:
+        outputs = model(tf.nest.map_structure(lambda a: a[:1], inputs), training=False)
+    except Exception:  # inputs that do not fit are reported by the checks and the build
+        return None
+    return tuple(sorted(str(k) for k in outputs)) if isinstance(outputs, Mapping) else None
 
 
 def per_output(spec: Any, names: Sequence[str], what: str, default: Any = None) -> list[Any]:

@@ -353,13 +353,18 @@ class Trainer:
         # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
-    def _pair_outputs(self, count: int) -> None:
+    def _pair_outputs(self, count: int, names: Sequence[str] | None = None) -> None:
         """Pairs the losses, tasks, loss weights and metrics with the model's ``count`` outputs.
+
+        Args:
+            count: How many outputs.
+            names: Their names, when a call told them (a subclassed model returning a dict).
 
         Raises:
             ArgumentError: ``bad-argument`` for per-output specs that do not match the outputs.
         """
-        self.heads = multioutput.heads(multioutput.output_names(self.model, count), self.loss, self.task, self._loss_weight_spec)
+        names = tuple(names) if names else multioutput.output_names(self.model, count, by_name=self.loss)
+        self.heads = multioutput.heads(names, self.loss, self.task, self._loss_weight_spec)
         specs = self._metric_specs
         if count > 1 or isinstance(specs, Mapping) or (specs and all(isinstance(s, list | tuple) for s in specs)):
             paired = multioutput.output_metrics(specs, self.heads)
@@ -381,10 +386,12 @@ class Trainer:
         if self._outputs_counted:
             return
         self._outputs_counted = True
-        count = io_count(self.model, "outputs", inputs())
-        if count != len(self.heads):
+        batch = inputs()
+        count = io_count(self.model, "outputs", batch)
+        called = multioutput.called_output_names(self.model, batch) if count > 1 else None
+        if count != len(self.heads) or (called is not None and called != tuple(h.name for h in self.heads)):
             with distribute.scope(self.strategy):
-                self._pair_outputs(count)
+                self._pair_outputs(count, called)
 
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:

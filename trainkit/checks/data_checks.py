@@ -1137,6 +1137,8 @@ def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
         return [None] * len(outputs)
     if not outputs and _several_arrays(y):  # a subclassed model's outputs: one array each
         return [_bool_to_int(np.asarray(v)) for v in y]
+    if not outputs and isinstance(y, Mapping) and len(y) > 1:  # ... by name, sorted as Keras flattens
+        return [_bool_to_int(np.asarray(y[k])) for k in sorted(y)]
     if isinstance(y, Mapping) and len(y) == 1:
         y = next(iter(y.values()))
     if isinstance(y, list | tuple) and len(y) == 1 and not np.isscalar(y[0]):
@@ -1144,13 +1146,14 @@ def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
     return [_bool_to_int(np.asarray(y))]
 
 
-def _unnamed_per_output(spec: Any, count: int) -> list[Any]:
+def _unnamed_per_output(spec: Any, count: int, keys: Sequence[str] | None = None) -> list[Any]:
     """A loss or task spec as one entry per output of a model whose outputs have no names yet:
-    a list by position, a dict by ``output_<i>``, anything else the same for every output."""
+    a list by position, a dict by the targets' ``keys`` (a dict of targets) or ``output_<i>``,
+    anything else the same for every output."""
     if isinstance(spec, list | tuple):
         return [spec[i] if i < len(spec) else None for i in range(count)]
     if isinstance(spec, Mapping) and "name" not in spec:
-        return [spec.get(f"output_{i}") for i in range(count)]
+        return [spec.get(keys[i] if keys else f"output_{i}") for i in range(count)]
     return [spec] * count
 
 
@@ -1251,14 +1254,18 @@ def check_data(
     ys = _label_list(y, outputs)
     unmatched = _unmatched_targets(y, outputs, ys)
     yvs = _label_list(y_val, outputs) if y_val is not None else [None] * len(ys)
+    keys: list[str] | None = None  # a subclassed model's outputs, named by a dict of targets
     if outputs:
         losses, tasks = losses_per_output(outputs, loss), tasks_per_output(outputs, task)
-    else:  # outputs unknown before a call (subclassed): by position, as many as the targets
-        losses = [describe_loss(one) for one in _unnamed_per_output(loss, len(ys))]
-        tasks = _unnamed_per_output(task, len(ys))
+    else:  # outputs unknown before a call (subclassed): by position (or y's keys), one per target
+        keys = sorted(map(str, y)) if isinstance(y, Mapping) and len(y) == len(ys) > 1 else None
+        losses = [describe_loss(one) for one in _unnamed_per_output(loss, len(ys), keys)]
+        tasks = _unnamed_per_output(task, len(ys), keys)
     outs: list[OutputInfo | None] = list(outputs) if outputs else [None] * len(ys)
     if len(outs) == 1:
         label_names = ["y"]
+    elif not outputs and keys:
+        label_names = [f"y[{k!r}]" for k in keys]
     else:
         label_names = [f"y[{o.key or o.name!r}]" if o is not None else f"y[{i}]" for i, o in enumerate(outs)]
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
