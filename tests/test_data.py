@@ -459,3 +459,15 @@ def test_missing_sklearn_is_a_recipe_error(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(RecipeError) as info:
         load_arrays(DataConfig(source="sklearn", name="digits"), ".")
     assert info.value.code == "missing-extra" and 'pip install "trainkit[datasets]"' in info.value.message
+
+
+@pytest.mark.parametrize(("section", "what"), [({"feature_scale": 1e39}, "feature"), ({"target_scale": 3e38, "target_offset": 1e38}, "target")])
+def test_a_scale_past_float32_is_data_out_of_range_without_a_numpy_warning(tmp_path, section, what):
+    import warnings
+
+    generator = "learnable_regression" if what == "target" else "learnable_binary"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered" leaked to the terminal
+        err = data_error(prepare_data, recipe(tmp_path, task="regression" if what == "target" else "binary",
+                                              data={"source": "generator", "generator": generator, "rows": 50, **section}))
+    assert err.code == "data-out-of-range" and f"data.{what}_scale" in err.message

@@ -220,9 +220,9 @@ def _load(cfg: DataConfig, base_dir: Path, task: str | None) -> tuple[np.ndarray
         x, y, names = _read_source(cfg, base_dir)
         y = _layout_file_labels(y, task, cfg.one_hot)
     if task == "regression":
-        y = (y * np.float32(cfg.target_scale) + np.float32(cfg.target_offset)).astype(np.float32)
+        y = _scaled(y, cfg.target_scale, cfg.target_offset, "target")
     if cfg.feature_scale != 1.0 or cfg.feature_offset != 0.0:
-        x = (x * np.float32(cfg.feature_scale) + np.float32(cfg.feature_offset)).astype(np.float32)
+        x = _scaled(x, cfg.feature_scale, cfg.feature_offset, "feature")
     if cfg.leak_label:
         # The label itself becomes the last feature: the "label leakage" scenario.
         x = np.concatenate([x.reshape(len(x), -1), y.reshape(len(y), -1).astype(np.float32)], axis=1)
@@ -230,6 +230,21 @@ def _load(cfg: DataConfig, base_dir: Path, task: str | None) -> tuple[np.ndarray
     if cfg.per_batch_max_normalize:
         x = per_batch_max_normalize(x, cfg.per_batch_max_normalize)
     return x.astype(np.float32, copy=False), y, names
+
+
+def _scaled(values: np.ndarray, scale: float, offset: float, what: str) -> np.ndarray:
+    """``values * scale + offset`` in float32, refusing a result past float32's range.
+
+    Raises:
+        DataError: ``data-out-of-range`` (numpy would warn "overflow encountered" and go on
+            with inf, which the data checks would then blame on the data).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = (values * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    if not np.isfinite(out).all():
+        raise DataError("data-out-of-range", f"data.{what}_scale {scale:g} and data.{what}_offset {offset:g} take the {what}s past float32's "
+                                             f"largest value (~3.4e38). Use a smaller scale (the unscaled scenarios use 100 to 1000).")
+    return out
 
 
 def _natural_task(cfg: DataConfig) -> str:
