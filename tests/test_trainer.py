@@ -874,3 +874,17 @@ def test_the_data_checks_read_the_callers_arrays_without_copying_them():
     xs, ys, ws = source.numpy()
     assert np.shares_memory(xs, x) and np.shares_memory(ws["w"], source._arrays[2]["w"])
     assert ys.dtype == np.float32 and source.data[1].dtype == tf.float32  # narrowed, as Keras does
+
+
+def test_early_stopping_may_monitor_a_value_only_the_test_step_returns():
+    # The monitor was checked before the test step was traced: val_mean_pred was "not logged".
+    x, y = make_data(100, features=4)
+
+    class MeanPrediction(Trainer):
+        def test_step(self, batch):
+            return {**super().test_step(batch), "mean_pred": tf.reduce_mean(self.model(unpack_batch(batch)[0]))}
+
+    trainer = MeanPrediction(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    history = trainer.fit(x[:80], y[:80], validation_data=(x[80:], y[80:]), epochs=2, verbose=0,
+                          callbacks=[EarlyStopping(monitor="val_mean_pred", patience=5)]).history
+    assert len(history["val_mean_pred"]) == 2 and "val_mean_pred" in trainer.epoch_log_names(validation=True)

@@ -789,6 +789,8 @@ class Trainer:
             # closes the TensorBoard writer opened first.
             self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
             self._build_train_loop(train)
+            if validation is not None:  # its names too, before a callback checks its monitor
+                self._build_eval_loop(validation, batch_size)
             self._check_step_returns_loss()
             self._note_missing_statistics()
             logged = self.epoch_log_names(validation is not None)
@@ -1265,6 +1267,8 @@ class Trainer:
             names += [name for _, name in _user_scalar_columns(self._train_loop.names) if name not in names]
         if validation:
             names += [f"val_{name}" for name in self._logged_names("eval")]
+            if self._eval_loop is not None and self._eval_loop.names is not None:  # a test_step's own values
+                names += [f"val_{name}" for _, name in _user_scalar_columns(self._eval_loop.names) if f"val_{name}" not in names]
         if self.report_last_batch_loss:
             names.append("last_batch_loss")
         return names
@@ -1449,13 +1453,18 @@ class Trainer:
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
 
-    def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
+    def _build_eval_loop(self, source: Any, batch_size: int) -> CompiledLoop:
+        """The compiled evaluation loop, its test step traced (so its names are known)."""
         if self._eval_loop is None:
             self._eval_loop = CompiledLoop(self._traced_test_step, jit_compile=False, strategy=self.strategy)
             if self.strategy is not None:
                 self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
             else:
                 self._eval_loop.discover_names(source.batch_spec())
+        return self._eval_loop
+
+    def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
+        self._build_eval_loop(source, batch_size)
         self._reset_metrics("eval")
         calls: list[StepOutputs] = []
         if self.strategy is not None or not isinstance(source, ArraySource):
@@ -1475,7 +1484,7 @@ class Trainer:
             results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
         # Whatever else the step returned or logged (a test_step's own values, a log_scalar in
         # compute_loss): its row-weighted mean, as Keras puts every returned key into the logs.
-        extra = [name for _, name in _user_scalar_columns(self._eval_loop.names or ()) if name not in results]
+        extra = [name for _, name in _user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
         results.update(_row_means([c for c in calls if c.steps], extra))
         return results
 
