@@ -1130,8 +1130,9 @@ class Trainer:
             self._train_loop.discover_names(train.batch_spec())
 
     def _check_step_returns_loss(self) -> None:
-        """Refuses a ``train_step`` whose dict has no ``"loss"``: the epoch loss, the NaN stop and the
-        diagnosis read it.
+        """Refuses a ``train_step`` whose dict has no ``"loss"``.
+
+        The epoch loss, the NaN stop and the diagnosis read it.
 
         Raises:
             ArgumentError: ``bad-step-output``.
