@@ -6,23 +6,32 @@ lists of the underlying ``tf.Variable``s: every model variable (weights, batch-n
 seed-generator states), every optimizer variable, the trainer's metric accumulators and its global
 step. Everything that is not a tensor (epoch, batches done within the epoch, History, callback
 state) goes to a JSON file beside each checkpoint, written atomically after the checkpoint itself:
-a checkpoint without its JSON (a process killed in between) is never restored.
+a checkpoint without its JSON (a process killed in between) is never restored. Records that only
+grow with the run (the diagnosis's one per epoch) go to a journal the checkpoints share
+(:mod:`trainkit.journal`), each written once.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
 from trainkit.errors import RecipeError, RunDirError
+from trainkit.journal import JOURNAL_NAME, Journal
 from trainkit.runs import write_atomic
 
 CHECKPOINT_SUBDIR = "checkpoints"
+#: ``(every record so far, encode)``: what :meth:`TrainingCheckpoint.save` puts in the journal.
+JournalRecords = tuple[Sequence[Any], Callable[[Any], Mapping[str, Any]]]
+#: Keys of a progress record: the journal's mark when it was written, and (in what
+#: :meth:`TrainingCheckpoint.restore_latest` returns) the journal's records up to that mark, or
+#: ``None`` when they no longer read back.
+JOURNAL_MARK, JOURNAL_RECORDS = "journal", "journal_records"
 
 
 def _tf_variables(variables: Sequence[Any]) -> list[tf.Variable]:
@@ -60,23 +69,31 @@ class TrainingCheckpoint:
         }
         self._checkpoint = tf.train.Checkpoint(**self._groups, global_step=global_step)
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
+        self.journal = Journal(self.directory / JOURNAL_NAME)
 
-    def save(self, progress: Mapping[str, Any]) -> Path:
+    def save(self, progress: Mapping[str, Any], journal: JournalRecords | None = None) -> Path:
         """Writes a checkpoint and its progress record; returns the checkpoint prefix.
 
         Args:
             progress: JSON-serialisable state: ``epoch``, ``batches_done``, ``history``, ...
+            journal: Records that only grow with the run, for the journal (only those not
+                written yet are encoded); :meth:`restore_latest` returns them under
+                ``"journal_records"``.
         """
         prefix = Path(self._manager.save(checkpoint_number=int(self._checkpoint.global_step.numpy())))
-        write_atomic(prefix.with_name(prefix.name + ".json"), json.dumps(dict(progress), allow_nan=True))
+        self._write_record(prefix, progress, journal)
         self._remove_orphan_records()
         return prefix
 
-    def rewrite_record(self, prefix: Path, progress: Mapping[str, Any]) -> None:
+    def rewrite_record(self, prefix: Path, progress: Mapping[str, Any], journal: JournalRecords | None = None) -> None:
         """Replaces the progress record of the checkpoint at ``prefix``, if it is still kept."""
-        if str(prefix) not in self._manager.checkpoints:
-            return
-        write_atomic(prefix.with_name(prefix.name + ".json"), json.dumps(dict(progress), allow_nan=True))
+        if str(prefix) in self._manager.checkpoints:
+            self._write_record(prefix, progress, journal)
+
+    def _write_record(self, prefix: Path, progress: Mapping[str, Any], journal: JournalRecords | None) -> None:
+        # The journal first: a record never points past what the journal holds on disk.
+        record = {**progress, JOURNAL_MARK: self.journal.append(*journal)} if journal is not None else dict(progress)
+        write_atomic(prefix.with_name(prefix.name + ".json"), json.dumps(record, allow_nan=True))
 
     def _remove_orphan_records(self) -> None:
         # The manager deletes checkpoints beyond max_to_keep but knows nothing of their records.
@@ -126,11 +143,23 @@ class TrainingCheckpoint:
                                                      "Resume with the same recipe (model) and --set options, or start a new run.")
             if damaged:
                 print(f"warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) {', '.join(damaged)}; resuming from {Path(prefix).name}.", file=sys.stderr)
-            return progress
+            return self._with_journal(progress)
         if damaged:
             raise RunDirError("checkpoint-corrupt", f"No checkpoint in {self.directory} can be read back: {'; '.join(damaged)}. "
                                                     "Start a new run without --resume.")
         return None
+
+    def _with_journal(self, progress: dict[str, Any]) -> dict[str, Any]:
+        """The restored ``progress`` with its journal records; later appends go after them."""
+        mark = progress.get(JOURNAL_MARK)
+        if mark is None:
+            return progress
+        records = self.journal.read(mark)
+        if records is None:
+            print(f"warning: [checkpoint-corrupt] {self.journal.path} does not hold the {mark['count']} records the checkpoint "
+                  "was written with; the resumed run is diagnosed from where it resumes.", file=sys.stderr)
+        self.journal.continue_from(mark if records is not None else None)
+        return {**progress, JOURNAL_RECORDS: records}
 
     def _mismatch(self, prefix: str) -> str | None:
         """How the variables saved at ``prefix`` differ from this run's (count, shapes); ``None``: they fit."""

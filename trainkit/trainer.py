@@ -23,7 +23,13 @@ import tensorflow as tf
 
 from trainkit import background, class_weights, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
-from trainkit.checkpoint import CHECKPOINT_SUBDIR, TrainingCheckpoint
+from trainkit.checkpoint import (
+    CHECKPOINT_SUBDIR,
+    JOURNAL_MARK,
+    JOURNAL_RECORDS,
+    JournalRecords,
+    TrainingCheckpoint,
+)
 from trainkit.errors import (
     ArgumentError,
     DataError,
@@ -933,18 +939,21 @@ class Trainer:
             "dataset_first_epoch": self._epochs_skipped,
             # Why training stopped here, if it did ("stopped": a callback ended the run).
             "stop_reason": self.stop_reason,
-            # The live diagnosis's references (first losses, gradient baseline, every epoch so far),
-            # so that a resumed run is judged as a whole, not from where it resumed.
+            # The live diagnosis's references (first losses, gradient baseline; its per-epoch
+            # records go to the journal), so that a resumed run is judged as a whole.
             "diagnosis": self._diagnosis_state(),
             # The event files' sizes: a resume cuts them back to these (None: no events written).
             "event_files": event_files,
             # A resume with other hyperparameters (the run's recipe.yaml gone) is refused.
             "hparams": self.hparams,
         }
-        return checkpoint.save(progress), progress
+        return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
 
     def _diagnosis_state(self) -> dict[str, Any] | None:
-        return self._live_diagnosis.get_state() if self._live_diagnosis is not None else None
+        return self._live_diagnosis.get_state(epochs=False) if self._live_diagnosis is not None else None
+
+    def _diagnosis_epochs(self) -> JournalRecords | None:
+        return self._live_diagnosis.epoch_records() if self._live_diagnosis is not None else None
 
     def _complete_final_checkpoint(self) -> None:
         """Adds the end-of-run findings to the record of the checkpoint written at the last epoch.
@@ -960,7 +969,7 @@ class Trainer:
             self.writer.flush()  # "ended" below promises the end-of-run events are on disk
         # ended: a resume of this finished run has nothing to train and nothing to log again.
         progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state(), "ended": True}
-        self._checkpoint.rewrite_record(prefix, progress)
+        self._checkpoint.rewrite_record(prefix, progress, journal=self._diagnosis_epochs())
 
     def _resume(self, callbacks: Sequence[Callback], epochs: int) -> tuple[int, int, bool]:
         """Restores the newest checkpoint.
@@ -984,7 +993,7 @@ class Trainer:
         self.seed = int(progress["seed"])
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
-        self._resumed_diagnosis = progress.get("diagnosis")
+        self._resumed_diagnosis = _with_journal_epochs(progress)
         self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
         if progress.get("stop_reason") in FINISHED_STOP_REASONS:
             self.stop_reason = progress["stop_reason"]
@@ -1669,6 +1678,22 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
         return None if g is None else g * tf.cast(inverse, g.dtype)
 
     return [unscale(g) for g in gradients]
+
+
+def _with_journal_epochs(progress: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The diagnosis state of a restored checkpoint record, its per-epoch records put back.
+
+    Records written before the journal held them in the state itself. ``None`` (a fresh
+    diagnosis) when the journal no longer holds them (:meth:`TrainingCheckpoint.restore_latest`
+    warned).
+    """
+    state = progress.get("diagnosis")
+    if state is None or JOURNAL_MARK not in progress:
+        return state
+    records = progress.get(JOURNAL_RECORDS)
+    if records is None or "diagnoser" not in state:
+        return None
+    return {**state, "diagnoser": {**state["diagnoser"], "epochs": records}}
 
 
 def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +30,7 @@ import numpy as np
 from trainkit.background import SerialWorker
 from trainkit.callbacks.base import Callback
 from trainkit.diagnosis.baseline import Baseline, chance_loss
-from trainkit.diagnosis.engine import Context, Diagnoser
+from trainkit.diagnosis.engine import Context, Diagnoser, EpochRecord, epoch_record_state
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES, nonfinite_weights
 from trainkit.findings import Finding
@@ -126,9 +126,19 @@ class DiagnosisCallback(Callback):
         self._has_validation = has_validation
 
     # -- checkpointing -----------------------------------------------------------------------------
-    def get_state(self) -> dict[str, Any] | None:
-        """The diagnoser's bounded state, for the trainer's checkpoint (``None`` before training)."""
-        return {"diagnoser": self.diagnoser.state()} if self.diagnoser is not None else None
+    def get_state(self, *, epochs: bool = True) -> dict[str, Any] | None:
+        """The diagnoser's bounded state, for the trainer's checkpoint (``None`` before training).
+
+        Args:
+            epochs: Include the per-epoch records; without them, :meth:`epoch_records` gives
+                them for a checkpoint's journal and :meth:`set_state` takes them back under
+                ``state["diagnoser"]["epochs"]``.
+        """
+        return {"diagnoser": self.diagnoser.state(epochs=epochs)} if self.diagnoser is not None else None
+
+    def epoch_records(self) -> tuple[list[EpochRecord], Callable[[EpochRecord], dict[str, Any]]]:
+        """Every epoch's record so far and how to encode one, for a checkpoint's journal."""
+        return (self.diagnoser.epochs if self.diagnoser is not None else []), epoch_record_state
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Goes on from a checkpoint's state at the next ``on_train_begin`` (a resumed fit)."""

@@ -364,18 +364,22 @@ class Diagnoser:
         return self._run_rules(("call", "epoch", "end"))
 
     # -- checkpointing ----------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self, *, epochs: bool = True) -> dict[str, Any]:
         """Everything this diagnoser keeps, JSON-serialisable (NaN/inf as JSON's extensions).
 
         A checkpoint stores it so that a resumed run judges against the run's own references
         (first losses, the gradient baseline of the first steps, every epoch so far) rather
         than against where it resumed. Bounded like the diagnoser itself: a record per epoch
         and the first :data:`FIRST_STEPS` rows.
+
+        Args:
+            epochs: Include the per-epoch records (:func:`epoch_record_state` of each of
+                :attr:`epochs`). A checkpoint journals them instead, each written once.
         """
         return {
             "context": self.context.to_dict(),
             "names": list(self.names),
-            "epochs": [_record_state(r) for r in self.epochs],
+            **({"epochs": [epoch_record_state(r) for r in self.epochs]} if epochs else {}),
             "first_rows": [_floats(row) for row in self.first_rows],
             "first_step": self.first_step,
             "steps": self.steps,
@@ -406,7 +410,7 @@ class Diagnoser:
         diagnoser = cls(context or Context.from_dict(state["context"]), rules=rules, thresholds=thresholds)
         diagnoser.names = list(state["names"])
         diagnoser._index = {name: i for i, name in enumerate(diagnoser.names)}
-        diagnoser.epochs = [_record_from_state(r) for r in state["epochs"]]
+        diagnoser.epochs = [epoch_record_from_state(r) for r in state["epochs"]]
         rows = np.asarray(state["first_rows"], dtype=np.float64)
         diagnoser.first_rows = rows if rows.ndim == 2 else np.zeros((0, 0))
         diagnoser.first_step, diagnoser.steps, diagnoser.last_step = state["first_step"], int(state["steps"]), state["last_step"]
@@ -675,7 +679,7 @@ def _floats(values: Iterable[Any]) -> list[float]:
 _RECORD_ARRAYS = ("mean", "minimum", "maximum", "last", "nonfinite")
 
 
-def _record_state(record: EpochRecord) -> dict[str, Any]:
+def epoch_record_state(record: EpochRecord) -> dict[str, Any]:
     """An :class:`EpochRecord` as JSON-serialisable values."""
     data = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     data.update({key: _floats(getattr(record, key)) for key in _RECORD_ARRAYS})
@@ -683,8 +687,8 @@ def _record_state(record: EpochRecord) -> dict[str, Any]:
     return data
 
 
-def _record_from_state(data: Mapping[str, Any]) -> EpochRecord:
-    """The :class:`EpochRecord` that :func:`_record_state` wrote."""
+def epoch_record_from_state(data: Mapping[str, Any]) -> EpochRecord:
+    """The :class:`EpochRecord` that :func:`epoch_record_state` wrote."""
     values = dict(data)
     values.update({key: np.asarray(data[key], dtype=np.float64) for key in _RECORD_ARRAYS})
     return EpochRecord(**values)
