@@ -194,6 +194,29 @@ def test_unflattened_samples_ask_for_a_flatten_not_for_other_labels(task, activa
     assert "Give y the shape" not in message
 
 
+@pytest.mark.parametrize(("layer", "wanted", "unwanted"), [
+    (lambda: L.LSTM(8, return_sequences=True, name="seq"), "LSTM 'seq': pass return_sequences=False to it", "Flatten"),
+    (lambda: L.Conv1D(8, 2, name="seq"), "Conv1D 'seq': add a GlobalAveragePooling or Flatten layer after it", "return_sequences"),
+], ids=["lstm", "conv1d"])
+def test_a_sequence_model_that_keeps_positions_is_told_where_to_reduce_them(layer, wanted, unwanted):
+    # An LSTM(return_sequences=True) model was told to add a Flatten as its first layer.
+    model = keras.Sequential([keras.Input((5, 3)), layer(), L.Dense(1)])
+    with pytest.raises(DataError) as info:
+        check_data(std_x(d=15).reshape(-1, 5, 3), YR, model=model, loss=get_loss("mse"), task="regression")
+    message = info.value.message
+    assert info.value.code == "shape-mismatch" and wanted in message and unwanted not in message
+    assert "as the first of model.layers" not in message and "Give y the shape" not in message
+
+
+def test_labels_with_extra_axes_are_not_told_to_use_the_output_width_they_have():
+    # "change the output layer to Dense(4)" for an output layer that is Dense(4).
+    model = keras.Sequential([keras.Input((16,)), L.Dense(4)])
+    with pytest.raises(DataError) as info:
+        check_data(std_x(d=16), np.zeros((len(std_x(d=16)), 5, 4), "float32"), model=model, loss=get_loss("mse"), task="regression")
+    message = info.value.message
+    assert "Dense(4)" not in message and "Give y the shape (n, 4)" in message and "(5,) in y" in message
+
+
 def test_labels_of_the_wrong_shape_still_get_told_their_shape():
     # A flat input whose output has one unit per sample: the labels are what is wrong.
     with pytest.raises(DataError) as info:

@@ -39,6 +39,7 @@ from trainkit.checks.model_inspect import (
     find_outputs,
     input_names,
     input_shapes,
+    position_keeping_layers,
     scales_own_inputs,
 )
 from trainkit.errors import DataError
@@ -123,6 +124,8 @@ class DataContext:
     scales_inputs: Sequence[bool] = ()
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS
+    #: Layers whose outputs keep a sample's positions (see ``position_keeping_layers``).
+    position_layers: Sequence[str] = ()
     unmatched_targets: str | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
@@ -255,7 +258,7 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         if issue is not None:
             return issue
     for t in ctx.targets:
-        issue = _label_shape_issue(t, ctx.xs)
+        issue = _label_shape_issue(t, ctx.xs, ctx.position_layers)
         if issue is not None:
             return issue
     return None
@@ -291,24 +294,29 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
 
-def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = ()) -> Issue | None:
+def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers: Sequence[str] = ()) -> Issue | None:
     if t.y is None or t.output is None or t.output.shape is None or t.loss.kind is None:
         return None
     out = t.output.shape[1:]
     got = t.y.shape[1:]
     if _label_fits(t.loss.kind, got, out):
         return None
-    unflattened = _unflattened_issue(t, xs)
+    unflattened = _unflattened_issue(t, xs, position_layers)
     if unflattened is not None:
         return unflattened
     layer = t.output.layer
     want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
+    if got and out and got[-1] == out[-1]:  # the output layer's width is right: Dense(k) would change nothing
+        fix = (f"The output layer already predicts {got[-1]} value(s) per position; the axes before that differ "
+               f"({_shape(got[:-1]) if len(got) > 1 else 'none'} in {t.name}, {_shape(out[:-1]) if len(out) > 1 else 'none'} in the output). "
+               f"Give {t.name} the shape {want}, or change the model so that its output has the labels' shape.")
+    else:
+        fix = (f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
+               f"to predict {got[-1] if got else 1} value(s) per sample.")
     return Issue(
         f"{t.name} has shape {_shape(t.y.shape)} but the output layer '{layer}' produces "
         f"{_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
-        f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
-        f"to predict {got[-1] if got else 1} value(s) per sample.",
-        {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+        fix, {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
 
 
 def _label_fits(kind: str, got: tuple[int, ...], out: tuple[int | None, ...]) -> bool:
@@ -323,12 +331,17 @@ def _label_fits(kind: str, got: tuple[int, ...], out: tuple[int | None, ...]) ->
     return _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
 
 
-def _unflattened_issue(t: Target, xs: Sequence[np.ndarray]) -> Issue | None:
-    """Samples with several feature dimensions that reach the Dense layers unflattened.
+#: Layers whose positions go with ``return_sequences=False``.
+_RECURRENT_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D"})
+
+
+def _unflattened_issue(t: Target, xs: Sequence[np.ndarray], position_layers: Sequence[str] = ()) -> Issue | None:
+    """Samples with several feature dimensions that reach the output layer unreduced.
 
     A Dense layer acts on the last axis only, so the output keeps the samples' other axes (one
     prediction per position). When the labels fit the output without those axes, the labels are
-    right and the model lacks a Flatten: advising to reshape the labels would be wrong.
+    right and the model lacks a Flatten (or, after conv or recurrent layers, the step that makes
+    each sample one vector): advising to reshape the labels would be wrong.
     """
     assert t.y is not None and t.output is not None and t.output.shape is not None and t.loss.kind is not None
     out = t.output.shape[1:]
@@ -336,16 +349,25 @@ def _unflattened_issue(t: Target, xs: Sequence[np.ndarray]) -> Issue | None:
     if len(out) < 2 or not wide or not _label_fits(t.loss.kind, t.y.shape[1:], out[-1:]):
         return None
     sample = _shape(wide[0].shape[1:])
+    evidence = {"x_sample_shape": list(wide[0].shape[1:]), "y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}
+    per_position = (f"the output layer '{t.output.layer}' produces {_shape(t.output.shape)}, a prediction for every position, "
+                    f"while {t.name} (shape {_shape(t.y.shape)}) has one per sample.")
+    if position_layers:  # a conv or recurrent model: a Flatten first would be wrong advice
+        last = position_layers[-1]
+        reduce = ("pass return_sequences=False to it" if last.split(" ")[0] in _RECURRENT_LAYERS else
+                  "add a GlobalAveragePooling or Flatten layer after it ({type: flatten} in a recipe)")
+        return Issue(
+            f"Each sample of x has shape {sample}, and the output of {last} keeps its positions up to the "
+            f"output layer: {per_position}",
+            f"Make each sample one vector after {last}: {reduce}. The labels' shape is right as it is.",
+            evidence, t.output.layer)
     return Issue(
         f"Each sample of x has shape {sample}, more than one feature dimension, and no Flatten comes "
-        f"before the Dense layers: a Dense layer acts on the last axis only, so the output layer "
-        f"'{t.output.layer}' produces {_shape(t.output.shape)}, a prediction for every position, while "
-        f"{t.name} (shape {_shape(t.y.shape)}) has one per sample.",
+        f"before the Dense layers: a Dense layer acts on the last axis only, so {per_position}",
         "Flatten each sample before the first Dense layer: add {type: flatten} as the first of "
         "model.layers in a recipe (after the conv2d/maxpool2d layers, if any), or "
         "keras.layers.Flatten() in code. The labels' shape is right as it is.",
-        {"x_sample_shape": list(wide[0].shape[1:]), "y_shape": list(t.y.shape), "output_shape": list(t.output.shape)},
-        t.output.layer)
+        evidence, t.output.layer)
 
 
 def non_finite_data(ctx: DataContext) -> Issue | None:
@@ -1271,6 +1293,7 @@ def check_data(
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
+                      position_layers=position_keeping_layers(model),
                       unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size)
     findings: list[Finding] = []
     for rule in DATA_RULES:

@@ -412,6 +412,30 @@ def input_names(model: keras.Model) -> list[str]:
     return names
 
 
+#: Layers that act on a sample's last axis only, whatever its other axes: they keep positions.
+_PER_POSITION_LAYERS = frozenset({"Dense", "EinsumDense", "Activation", "Dropout", "BatchNormalization", "LayerNormalization",
+                                  "InputLayer", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "Normalization"})
+
+
+def position_keeping_layers(model: keras.Model) -> list[str]:
+    """Layers (``"LSTM 'lstm'"``) other than Dense-like ones whose output keeps positions.
+
+    A conv, recurrent (``return_sequences=True``) or embedding layer whose output has axes
+    besides the batch and the features: a Dense output layer after it makes one prediction per
+    position. Empty for a plain stack of Dense layers, and when shapes are unknown.
+    """
+    found = []
+    for layer in iter_layers(model):
+        cls = type(layer).__name__
+        try:
+            rank = len(layer.output.shape)
+        except (AttributeError, ValueError):  # never called, or several outputs
+            continue
+        if cls not in _PER_POSITION_LAYERS and rank > 2:
+            found.append(f"{cls} '{layer.name}'")
+    return found
+
+
 def scales_own_inputs(model: keras.Model) -> list[bool]:
     """For each model input, whether the layers it feeds scale it themselves or read it as indices.
 
