@@ -34,6 +34,106 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
     return batch, None, None
 
 
+def is_iterator(x: Any) -> bool:
+    """Whether ``x`` is a generator or another iterator (readable once), not data."""
+    return not isinstance(x, tf.data.Dataset | np.ndarray | Mapping | list | tuple) and hasattr(x, "__next__")
+
+
+def accepted_input(x: Any, what: str = "x") -> Any:
+    """``x`` as ``fit`` and ``evaluate`` go on with it.
+
+    A ``keras.utils.PyDataset`` becomes a ``tf.data.Dataset`` of its batches (streamed, as
+    ``model.fit`` streams it); a generator or any other one-pass iterator is refused: an epoch
+    after the first would find it empty.
+
+    Raises:
+        DataError: ``unsupported-input`` for an iterator.
+    """
+    if isinstance(x, keras.utils.PyDataset):
+        return pydataset_batches(x)
+    if is_iterator(x):
+        raise DataError("unsupported-input", f"{what} is a {type(x).__name__}, which can be read only once, so there would be nothing left for "
+                                             "a second epoch. Pass a tf.data.Dataset.from_generator(make_batches, output_signature=...) "
+                                             "with a function that starts the generator again, a keras.utils.PyDataset, or numpy arrays.")
+    return x
+
+
+def pydataset_batches(data: keras.utils.PyDataset) -> tf.data.Dataset:
+    """A ``keras.utils.PyDataset``'s batches, in order, as a ``tf.data.Dataset`` (one pass an epoch).
+
+    The element spec comes from the first batch (float64 read as float32, as Keras does); each
+    pass ends with the dataset's ``on_epoch_end()``. Its workers and multiprocessing options are
+    not used: batches are read on the thread that iterates.
+    """
+    count = len(data)
+    if count == 0:
+        raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
+
+    def as_tuple(batch: Any) -> Any:
+        return tuple(batch) if isinstance(batch, list) else batch
+
+    def spec(value: Any) -> tf.TensorSpec:
+        array = as_array(value, f"a batch of the {type(data).__name__}")
+        dtype = tf.float32 if array.dtype == np.float64 else tf.as_dtype(array.dtype)
+        return tf.TensorSpec((None, *array.shape[1:]), dtype)
+
+    signature = tf.nest.map_structure(spec, as_tuple(data[0]))
+
+    def batches() -> Iterable[Any]:
+        for i in range(count):
+            yield as_tuple(data[i])
+        data.on_epoch_end()
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+
+
+def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
+    """``np.asarray(value)``, or a ``DataError`` saying why ``value`` is not one array.
+
+    Args:
+        value: An array-like: numpy, a tensor, a list, a pandas object...
+        what: Its name in the error (``"x"``, ``"x['age']"``...).
+        numbers: Refuse values that are not numbers (strings, objects), as inputs must be.
+            Labels go on to the label checks, which say what string labels need.
+
+    Raises:
+        DataError: ``unsupported-input``.
+    """
+    if hasattr(value, "toarray") and hasattr(value, "tocsr"):  # scipy.sparse
+        raise DataError("unsupported-input", f"{what} is a scipy sparse matrix of shape {value.shape}; trainkit trains on dense arrays. "
+                                             f"Pass {what}.toarray() if it fits in memory, or a tf.data.Dataset of dense batches.")
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # rows of different lengths: "inhomogeneous shape"
+        raise DataError("unsupported-input", f"{what} cannot be made one array: {str(err).split(' The detected')[0]} "
+                                             "Give every row the same shape: pad sequences to one length first (keras.utils.pad_sequences).") from None
+    if numbers and array.dtype.kind in "OUS":
+        array = _numbers_or_error(array, value, what)
+    return array
+
+
+def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
+    """An object or string array as numbers, when every entry is one (nullable pandas columns)."""
+    try:
+        return array.astype(np.float32)
+    except (TypeError, ValueError):
+        pass
+    columns = list(getattr(value, "columns", []))
+    for j, column in enumerate(columns):
+        try:
+            np.asarray(array[:, j], dtype=np.float32)
+        except (TypeError, ValueError):
+            where = f" (column {column!r})"
+            sample = array[:, j]
+            break
+    else:
+        where, sample = "", array.ravel()
+    bad = next((v for v in sample if not isinstance(v, int | float | np.number | bool | np.bool_)), None)
+    raise DataError("unsupported-input", f"{what} holds values that are not numbers{where}, such as {bad!r}. A model trains on numbers: "
+                                         "encode text and categories first (one-hot, or integer ids for an Embedding layer).")
+
+
 def _as_tensor(array: Any) -> tf.Tensor:
     """Numpy -> tensor, with float64 narrowed to float32 as Keras does."""
     array = np.asarray(array)
@@ -69,19 +169,23 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     dict is always a structure (arrays by input or output name).
     """
 
-    def part(value: Any, several: bool) -> Any:
+    def part(value: Any, several: bool, what: str, numbers: bool) -> Any:
         if isinstance(value, Mapping):
-            return {k: np.asarray(v) for k, v in value.items()}
+            return {k: as_array(v, f"{what}[{k!r}]", numbers=numbers) for k, v in value.items()}
         if several and isinstance(value, list | tuple):
-            return tuple(np.asarray(v) for v in value)
-        return np.asarray(value)
+            return tuple(as_array(v, f"{what}[{i}]", numbers=numbers) for i, v in enumerate(value))
+        return as_array(value, what, numbers=numbers)
 
-    parts = [part(x, io_count(model, "inputs") > 1)]
+    parts = [part(x, io_count(model, "inputs") > 1, "x", True)]
     if y is not None:
         several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
-        parts.append(part(y, several))
+        parts.append(part(y, several, "y", False))
     if sample_weight is not None:
-        parts.append(np.asarray(sample_weight))
+        per_output = isinstance(sample_weight, list | tuple) and bool(sample_weight) and all(np.ndim(w) >= 1 for w in sample_weight)
+        if isinstance(sample_weight, Mapping) or (per_output and io_count(model, "outputs", parts[0]) > 1):
+            raise DataError("unsupported-input", "sample_weight must be one weight per row, which weighs every output's loss; trainkit takes no "
+                                                 "weights per output. Weigh whole outputs with loss_weights, or train on one output's rows at a time.")
+        parts.append(part(sample_weight, False, "sample_weight", True))
     return parts
 
 

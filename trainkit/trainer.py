@@ -7,6 +7,7 @@ Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import sys
 import tempfile
@@ -47,10 +48,13 @@ from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optim
 from trainkit.sources import (
     ArraySource,
     DatasetSource,
+    accepted_input,
     first_inputs,
     in_memory_parts,
     io_count,
+    is_iterator,
     nothing_left,
+    pydataset_batches,
     streamed,
     unpack_batch,
 )
@@ -137,7 +141,8 @@ def _known_output_count(model: keras.Model) -> int | None:
 def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
     """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
     if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
-        raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); weight the rows of each output with sample_weight instead.")
+        raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
+                                            "output's labels, say), which weighs every output's loss.")
 
 
 def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
@@ -1030,6 +1035,9 @@ class Trainer:
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None) -> tuple[Any, Any]:
+        x = accepted_input(x)
+        if isinstance(validation_data, keras.utils.PyDataset):
+            validation_data = pydataset_batches(validation_data)
         if isinstance(x, tf.data.Dataset):
             if validation_split:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
@@ -1450,6 +1458,7 @@ class Trainer:
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
         _check_batch_size(batch_size)
+        x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
             source: Any = DatasetSource(x, steps, "steps")
         elif steps is not None:
@@ -1507,6 +1516,12 @@ class Trainer:
         _check_batch_size(batch_size)
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
+        if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
+            batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in itertools.islice(x, steps)]
+            if not batches:
+                raise DataError("empty-data", "The generator given to predict yielded no batches. Pass one that yields batches of inputs.")
+            return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
+        x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
             if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")

@@ -42,7 +42,7 @@ from trainkit.checks.model_inspect import (
     position_keeping_layers,
     scales_own_inputs,
 )
-from trainkit.errors import DataError
+from trainkit.errors import DataError, closest_match
 from trainkit.findings import Finding, Severity
 
 #: Rows read by the sampled checks (scale statistics, overlap, leakage).
@@ -126,6 +126,8 @@ class DataContext:
     sample_rows: int = DEFAULT_SAMPLE_ROWS
     #: Layers whose outputs keep a sample's positions (see ``position_keeping_layers``).
     position_layers: Sequence[str] = ()
+    #: How x's inputs fail to match the model's (missing keys, too few arrays), or ``None``.
+    unmatched_inputs: Issue | None = None
     unmatched_targets: str | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
@@ -245,14 +247,23 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                      f"Pass one target per output, in the outputs' order: fit(x, [y_{names[0]}, "
                      f"y_{names[1]}, ...]) with numpy arrays, or a tf.data.Dataset yielding "
                      f"(x, (y_{names[0]}, y_{names[1]}, ...)).", {"outputs": names})
+    if ctx.unmatched_inputs is not None:
+        return ctx.unmatched_inputs
     rows = {f"x[{i}]" if len(ctx.xs) > 1 else "x": len(a) for i, a in enumerate(ctx.xs)}
     rows.update({t.name: len(t.y) for t in ctx.targets if t.y is not None})
+    weights = ctx.sample_weight
+    if weights is not None:
+        rows["sample_weight"] = len(weights)
     if len(set(rows.values())) > 1:
         listing = ", ".join(f"{k} has {v}" for k, v in rows.items())
         return Issue(f"The inputs and labels have different numbers of rows{ctx.where}: {listing}; "
                      f"each row of x needs exactly one row of y.",
                      "Pass x and y with the same first dimension (check the split or a dropped "
                      "header row).", {"rows": list(rows.values())})
+    if weights is not None and weights.ndim != 1:
+        return Issue(f"sample_weight has shape {_shape(weights.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
+                     "Pass one weight per row; to weigh several outputs differently use loss_weights.",
+                     {"sample_weight_shape": list(weights.shape)})
     for xs, label in ((ctx.xs, "x"), (ctx.x_val or [], "x_val")):
         issue = input_shape_issue(xs, ctx.input_shapes, label)
         if issue is not None:
@@ -276,6 +287,11 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         want = _shape(expected) if expected else "()"
         if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
+        elif a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected)):
+            fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
+                   f"(shape {_shape((1, *expected))}).")
+        elif a.ndim == 1:
+            fix = f"The first axis of {name} counts samples: give it the shape (n, {', '.join('?' if d is None else str(d) for d in expected)})."
         else:
             fix = f"Give each sample the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
         return Issue(f"{name} has shape {_shape(a.shape)} but the model's input expects "
@@ -289,7 +305,8 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
 
     For :meth:`Trainer.evaluate` and :meth:`Trainer.predict`, which run no other data check.
     """
-    issue = input_shape_issue(_input_list(x, input_names(model)), input_shapes(model))
+    names = input_names(model)
+    issue = input_structure_issue(x, names) or input_shape_issue(_input_list(x, names), input_shapes(model))
     if issue is not None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
@@ -378,6 +395,8 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
     if ctx.x_val:
         arrays += [(f"x_val[{i}]" if len(ctx.x_val) > 1 else "x_val", a) for i, a in enumerate(ctx.x_val)]
     arrays += [(_validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
+    if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
+        arrays.append(("sample_weight", ctx.sample_weight))
     for name, a in arrays:
         count, first, nan, inf = _non_finite(a)
         if not count:
@@ -940,6 +959,18 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
     return None
 
 
+def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
+    """Training rows that all weigh 0: the loss and every gradient are 0, nothing trains."""
+    w = ctx.sample_weight
+    if w is None or ctx.where or w.size == 0 or np.any(w):
+        return None
+    return Issue(
+        f"Every one of the {w.size} training rows has sample_weight 0, so every batch's loss and gradient are 0: "
+        "the model would not change, while the loss reads a perfect 0.",
+        "Check how the weights were built (a mask inverted, weights cast to int); pass positive weights for the rows to learn from.",
+        {"rows": int(w.size)})
+
+
 def few_training_rows(ctx: DataContext) -> Issue | None:
     """A training split too small to learn from: under 20 rows, or under 2 per class."""
     rows = _training_rows(ctx)
@@ -1019,6 +1050,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("non-finite-data", "error", non_finite_data),
     DataRule("label-format", "error", label_format),
     DataRule("single-class", "error", single_class),
+    DataRule("sample-weight-all-zero", "error", sample_weight_all_zero),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
@@ -1138,6 +1170,33 @@ def _expand(value: Any) -> Any:
     return value[None, ...]
 
 
+def input_structure_issue(x: Any, names: Sequence[str], label: str = "x") -> Issue | None:
+    """How ``x`` fails to give each of the model's inputs (named ``names``) one array, or ``None``.
+
+    A dict must hold every input's name; a list or tuple one array per input. Keras names the
+    missing input only from inside the traced step, in a multi-line error.
+    """
+    if len(names) < 1:
+        return None
+    if isinstance(x, Mapping):
+        missing = [n for n in names if n not in x]
+        if not missing or (len(names) == 1 and len(x) == 1):
+            return None
+        extra = [str(k) for k in x if k not in names]
+        match = closest_match(missing[0], extra)
+        hint = f" ({label} has {', '.join(map(repr, extra))} instead{f': is {match!r} meant to be {missing[0]!r}?' if match else ''})" if extra else ""
+        return Issue(f"The model's inputs are named {', '.join(map(repr, names))}, but {label} has no {missing[0]!r}{hint}.",
+                     f"Key {label} by the model's input names: {{{', '.join(f'{n!r}: ...' for n in names)}}}.",
+                     {"inputs": list(names), "keys": [str(k) for k in x]})
+    if len(names) > 1 and not isinstance(x, list | tuple):
+        return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} is one array.",
+                     "Pass one array per input, as a list in the inputs' order or a dict keyed by their names.", {"inputs": list(names)})
+    if len(names) > 1 and len(x) != len(names):
+        return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} holds {len(x)} arrays.",
+                     "Pass one array per input, in the inputs' order, or a dict keyed by their names.", {"inputs": list(names), "arrays": len(x)})
+    return None
+
+
 def _input_list(x: Any, names: list[str]) -> list[np.ndarray]:
     if isinstance(x, Mapping):
         keys = names if names and all(n in x for n in names) else list(x)
@@ -1200,9 +1259,11 @@ def _row_weights(sample_weight: Any) -> np.ndarray | None:
     if sample_weight is None or isinstance(sample_weight, Mapping | list | tuple):
         return None
     try:
-        return np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        weights = np.asarray(sample_weight, dtype=np.float64)
     except (TypeError, ValueError):
         return None
+    # (n, 1) is one weight per row; other shapes stay as they are for shape-mismatch to name.
+    return weights.reshape(-1) if weights.ndim == 2 and weights.shape[1] == 1 else weights
 
 
 def _bool_to_int(a: np.ndarray) -> np.ndarray:
@@ -1293,7 +1354,7 @@ def check_data(
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
-                      position_layers=position_keeping_layers(model),
+                      position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
                       unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size)
     findings: list[Finding] = []
     for rule in DATA_RULES:
