@@ -1,0 +1,151 @@
+"""What fit, evaluate and predict accept besides numpy arrays and tf.data, and what they refuse."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from trainkit import Trainer
+from trainkit.errors import DataError
+
+
+def make_data(rows: int = 96, features: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, features)).astype("float32")
+    return x, (x[:, :1] > 0).astype("float32")
+
+
+def make_model(features: int = 4, inputs: int = 1) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    if inputs == 1:
+        return keras.Sequential([keras.Input((features,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    ins = [keras.Input((features,), name=name) for name in ("a", "b")]
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()(ins))
+    return keras.Model(ins, out)
+
+
+def make_trainer(model: keras.Model | None = None) -> Trainer:
+    return Trainer(model or make_model(), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0, jit_compile=False)
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int = 32) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.epochs_ended = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.x[rows] if self.y is None else (self.x[rows], self.y[rows])
+
+    def on_epoch_end(self) -> None:
+        self.epochs_ended += 1
+
+
+def test_a_pydataset_trains_as_its_batches_in_order_would():
+    # It was refused as "missing-targets ... when x is a numpy array".
+    x, y = make_data(100)  # a partial last batch of 4
+    batches = Batches(x.astype("float64"), y)  # float64 read as float32, as Keras reads it
+    history = make_trainer().fit(batches, epochs=2, verbose=0).history
+    expected = make_trainer().fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-6)
+    assert batches.epochs_ended >= 2
+    trainer = make_trainer()
+    trainer.fit(x, y, epochs=1, verbose=0, validation_data=Batches(x, y))
+    assert trainer.evaluate(Batches(x, y)) == pytest.approx(trainer.evaluate(x, y), rel=1e-6)
+    np.testing.assert_allclose(trainer.predict(Batches(x, None)), trainer.predict(x), rtol=1e-6)
+
+
+def test_a_generator_is_refused_for_fit_and_read_once_by_predict():
+    x, y = make_data()
+    trainer = make_trainer()
+    with pytest.raises(DataError) as info:
+        trainer.fit(((x[i : i + 32], y[i : i + 32]) for i in range(0, len(x), 32)), epochs=2, verbose=0)
+    assert info.value.code == "unsupported-input" and "read only once" in info.value.message
+    predicted = trainer.predict(x[i : i + 32] for i in range(0, len(x), 32))
+    np.testing.assert_allclose(predicted, trainer.predict(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("x", "wanted"), [
+    (lambda x: [list(row) for row in x[:-1]] + [list(x[-1][:2])], "same shape"),
+    (lambda x: np.array([[*row[:-1], "a"] for row in x.tolist()], dtype=object), "not numbers"),
+    (lambda x: np.array([[str(v) for v in row] for row in x]), "not numbers"),
+], ids=["ragged-rows", "object-with-a-string", "strings"])
+def test_inputs_that_are_not_one_array_of_numbers_are_refused(x, wanted):
+    features, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(x(features), y, epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and wanted in info.value.message
+
+
+def test_a_scipy_sparse_matrix_is_told_to_become_dense():
+    sparse = pytest.importorskip("scipy.sparse")
+    x, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(sparse.csr_matrix(x), y, epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and "x.toarray()" in info.value.message
+
+
+def test_object_arrays_of_numbers_are_trained_as_numbers():
+    x, y = make_data()
+    history = make_trainer().fit(x.astype(object), y, epochs=1, shuffle=False, verbose=0).history
+    assert history["loss"] == make_trainer().fit(x, y, epochs=1, shuffle=False, verbose=0).history["loss"]
+
+
+@pytest.mark.parametrize(("weights", "code", "wanted"), [
+    (lambda n: np.where(np.arange(n) == 5, np.nan, 1.0), "non-finite-data", "sample_weight has 1 row"),
+    (lambda n: np.ones((n, 2)), "shape-mismatch", "sample_weight has shape (96, 2)"),
+    (lambda n: np.zeros(n), "sample-weight-all-zero", "weigh"),
+    (lambda n: np.ones(n - 1), "shape-mismatch", "same number of rows"),
+], ids=["nan", "two-columns", "all-zero", "rows"])
+def test_sample_weights_are_checked_like_the_data(weights, code, wanted):
+    # A NaN weight passed the checks and the fit returned an empty History after a NaN stop.
+    x, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(x, y, epochs=1, verbose=0, sample_weight=weights(len(x)))
+    assert info.value.code == code and wanted in info.value.message
+
+
+def test_weights_per_output_are_refused_with_what_to_do_instead():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, {"p": keras.layers.Dense(1, activation="sigmoid", name="p")(inputs),
+                                 "q": keras.layers.Dense(1, activation="sigmoid", name="q")(inputs)})
+    x, y = make_data()
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False)
+    for weights in ({"p": np.ones(len(x)), "q": np.ones(len(x))}, [np.ones(len(x)), np.ones(len(x))]):
+        with pytest.raises(DataError) as info:
+            trainer.fit(x, {"p": y, "q": y}, epochs=1, verbose=0, sample_weight=weights)
+        assert info.value.code == "unsupported-input" and "one weight per row" in info.value.message
+
+
+@pytest.mark.parametrize(("x", "wanted"), [
+    (lambda x: {"a": x, "B": x}, "x has no 'b' (x has 'B' instead: is 'B' meant to be 'b'?)"),
+    (lambda x: [x], "holds 1 arrays"),
+    (lambda x: x, "is one array"),
+], ids=["misspelt-key", "too-few-arrays", "one-array"])
+def test_inputs_that_do_not_match_the_model_inputs_are_named(x, wanted):
+    # A raw multi-line ValueError from inside the traced step, in fit, evaluate and predict.
+    features, y = make_data()
+    trainer = make_trainer(make_model(inputs=2))
+    for call in (lambda: trainer.fit(x(features), y, epochs=1, verbose=0), lambda: trainer.evaluate(x(features), y),
+                 lambda: trainer.predict(x(features))):
+        with pytest.raises(DataError) as info:
+            call()
+        assert info.value.code == "shape-mismatch" and wanted in info.value.message
+
+
+@pytest.mark.parametrize(("x", "wanted"), [
+    (lambda x: x[0], "if x is one sample, pass x[None] (shape (1, 4))"),
+    (lambda x: x[:, 0], "give it the shape (n, 4)"),
+], ids=["one-sample", "one-column"])
+def test_one_dimensional_x_is_told_its_first_axis_counts_samples(x, wanted):
+    # It was told to "build the model with keras.Input(shape=())".
+    features, _ = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().predict(x(features))
+    assert info.value.code == "shape-mismatch" and wanted in info.value.message and "Input(shape=())" not in info.value.message
