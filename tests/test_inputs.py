@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from trainkit import Trainer
 from trainkit.errors import DataError
@@ -149,3 +150,22 @@ def test_one_dimensional_x_is_told_its_first_axis_counts_samples(x, wanted):
     with pytest.raises(DataError) as info:
         make_trainer().predict(x(features))
     assert info.value.code == "shape-mismatch" and wanted in info.value.message and "Input(shape=())" not in info.value.message
+
+
+@pytest.mark.parametrize(("dataset", "code", "wanted"), [
+    (lambda x, y: tf.data.Dataset.from_tensor_slices((x, y, y[:, 0], y)).batch(32), "shape-mismatch", "yields 4 parts a batch"),
+    (lambda x, y: tf.data.Dataset.from_tensor_slices((tf.RaggedTensor.from_tensor(x), y)).batch(32), "unsupported-input", "RaggedTensorSpec"),
+], ids=["four-parts", "ragged"])
+def test_datasets_whose_batches_are_not_x_y_weights_of_dense_tensors_are_refused(dataset, code, wanted):
+    # A raw ValueError from inside the probe (4 parts), a raw XLA error (ragged).
+    x, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(dataset(x, y), epochs=1, verbose=0)
+    assert info.value.code == code and wanted in info.value.message
+
+
+def test_a_single_input_dict_keyed_by_another_name_is_refused():
+    x, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit({"features": x}, y, epochs=1, verbose=0)
+    assert info.value.code == "shape-mismatch" and "x has no" in info.value.message

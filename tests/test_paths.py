@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
@@ -58,13 +59,19 @@ class Dense(keras.layers.Dense):
         return copied
 
 
-def test_auto_jit_falls_back_without_error_when_xla_cannot_compile():
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])
+def test_auto_jit_falls_back_without_error_when_xla_cannot_compile(streamed):
+    # A dataset failed with a raw InvalidArgumentError: its step compiles once a batch is pulled.
     x, y = data(64)
-    keras.utils.set_random_seed(0)
-    layer = Dense(1, activation="sigmoid")
-    net = keras.Sequential([keras.Input((6,)), layer])
-    trainer = Trainer(net, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False, jit_compile="auto")
-    history = trainer.fit(x, y[:, :], epochs=2, batch_size=32, verbose=0, check_data=False)
-    assert len(history.history["loss"]) == 2
+
+    def fit(jit_compile):
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((6,)), Dense(1, activation="sigmoid")])
+        trainer = Trainer(net, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False, jit_compile=jit_compile)
+        data_args = (tf.data.Dataset.from_tensor_slices((x, y)).batch(32),) if streamed else (x, y)
+        return trainer, trainer.fit(*data_args, epochs=2, batch_size=32, shuffle=False, verbose=0, check_data=False).history
+
+    trainer, history = fit("auto")
     assert trainer._train_loop.jit_compile is False
     assert "XLA" in trainer._train_loop.xla_failure
+    assert history["loss"] == fit(False)[1]["loss"]  # no batch lost to the failed compile

@@ -147,6 +147,7 @@ class CompiledLoop:
         self.names: tuple[str, ...] | None = None
         self._in_memory_fns: dict[tuple[int, bool], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
         self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
+        self._batch_spec: Any = None
 
     def discover_names(self, batch_spec: Any) -> tuple[str, ...]:
         """Traces the step once, without running it, to learn the names of its scalars.
@@ -154,6 +155,7 @@ class CompiledLoop:
         The buffer of a compiled call is allocated before its loop runs, so its width must be known
         before the loop is traced.
         """
+        self._batch_spec = batch_spec
         if self.names is None:
             with trainkit_errors_unwrapped():
                 concrete = compile_function(self._step).get_concrete_function(batch_spec)
@@ -300,12 +302,39 @@ class CompiledLoop:
         Returns fewer steps (possibly none) when the iterator is exhausted.
         """
         if self._streaming_fn is None:
+            if self.jit_compile and self.xla_fallback and self._strategy is None:
+                self._check_streaming_xla()
             self._streaming_fn = self._build_streaming()
         with workers_turn():
             # A tensor, not a Python int: calls of every size (the epoch's remainder, a call cut
             # short where histograms are due) share one trace.
             buffer, count = self._streaming_fn(iterator, tf.constant(capacity, tf.int32))
         return self._unpack(buffer.numpy()[: int(count)])
+
+    def _check_streaming_xla(self) -> None:
+        """Turns XLA off, before any batch is pulled, when it cannot compile the streamed step.
+
+        In-memory, XLA compiles the whole call before it runs and a failed call is retried
+        (:meth:`_fall_back_from_xla`); a streamed step compiles only when its first batch has
+        been pulled from the iterator, which a retry would miss. So the step is compiled to HLO
+        here first, without running, for batches of one row (the ops, not the sizes, decide).
+        """
+        if self._batch_spec is None:
+            return
+        specs = tf.nest.flatten(self._batch_spec)
+        if not all(isinstance(s, tf.TensorSpec) and s.shape.rank is not None and (s.dtype.is_floating or s.dtype.is_integer or s.dtype.is_bool)
+                   for s in specs):
+            return  # text, ragged or unknown ranks: the step's first call says what it says
+        # A batch of zeros, not specs: the compiler IR of a nested structure of specs is refused.
+        batch = tf.nest.map_structure(lambda s: tf.zeros([1 if d is None else d for d in s.shape], s.dtype), self._batch_spec)
+        try:
+            with trainkit_errors_unwrapped():
+                compile_function(self._step, jit_compile=True).experimental_get_compiler_ir(batch)(stage="hlo")
+        except TrainkitError:
+            raise
+        except (ValueError, tf.errors.OpError) as err:
+            self.jit_compile = False
+            self.xla_failure = str(err).splitlines()[0]
 
     def _unpack(self, buffer: np.ndarray) -> StepOutputs:
         assert self.names is not None

@@ -269,6 +269,14 @@ class DatasetSource:
         if not isinstance(spec, tuple | list) or len(spec) < 2:
             raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "
                             "batches: zip the inputs with their targets, tf.data.Dataset.zip((x_dataset, y_dataset)).")
+        if len(spec) > 3:
+            raise DataError("shape-mismatch", f"The tf.data.Dataset yields {len(spec)} parts a batch; training and evaluation take (x, y) or "
+                            "(x, y, sample_weight). Put several inputs or targets in a tuple or dict of their own: ((x_a, x_b), y).")
+        unsupported = sorted({type(s).__name__ for s in tf.nest.flatten(spec) if not isinstance(s, tf.TensorSpec)})
+        if unsupported:
+            raise DataError("unsupported-input", f"The tf.data.Dataset yields {', '.join(unsupported)} values; trainkit trains on dense tensors. "
+                            "Pad them: dataset.padded_batch(...) instead of .batch(...), or .map(lambda x, y: (x.to_tensor(), y)) "
+                            "for ragged ones (tf.sparse.to_dense for sparse ones).")
         cardinality = int(dataset.cardinality())
         if cardinality == 0:
             raise DataError("empty-data", "The tf.data.Dataset has no batches. Pass one with at least one example (check the filter or the take/skip that made it).")

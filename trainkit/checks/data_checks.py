@@ -1180,7 +1180,7 @@ def input_structure_issue(x: Any, names: Sequence[str], label: str = "x") -> Iss
         return None
     if isinstance(x, Mapping):
         missing = [n for n in names if n not in x]
-        if not missing or (len(names) == 1 and len(x) == 1):
+        if not missing:
             return None
         extra = [str(k) for k in x if k not in names]
         match = closest_match(missing[0], extra)
