@@ -169,3 +169,14 @@ def test_a_single_input_dict_keyed_by_another_name_is_refused():
     with pytest.raises(DataError) as info:
         make_trainer().fit({"features": x}, y, epochs=1, verbose=0)
     assert info.value.code == "shape-mismatch" and "x has no" in info.value.message
+
+
+def test_text_reaches_a_model_whose_input_takes_strings():
+    # The numbers-only check on x must not refuse a TextVectorization model's text.
+    x = np.array(["good movie", "bad film", "great plot", "awful acting"] * 8)
+    y = np.array([1, 0, 1, 0] * 8, "float32")
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_mode="multi_hot")
+    vectorize.adapt(x)
+    model = keras.Sequential([keras.Input((), dtype="string"), vectorize, keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", jit_compile=False)
+    assert len(trainer.fit(x, y, epochs=2, verbose=0).history["loss"]) == 2

@@ -165,6 +165,15 @@ def io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
     return len(tf.nest.flatten(tensors)) if tensors else 1
 
 
+def _takes_text(model: keras.Model) -> bool:
+    """Whether an input of the model is a string tensor (a TextVectorization or StringLookup model)."""
+    try:
+        inputs = tf.nest.flatten(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model: its inputs are unknown, let it decide
+        return True
+    return any("string" in str(getattr(t, "dtype", "")) for t in inputs)
+
+
 def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
     """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
 
@@ -180,7 +189,7 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
             return tuple(as_array(v, f"{what}[{i}]", numbers=numbers) for i, v in enumerate(value))
         return as_array(value, what, numbers=numbers)
 
-    parts = [part(x, io_count(model, "inputs") > 1, "x", True)]
+    parts = [part(x, io_count(model, "inputs") > 1, "x", not _takes_text(model))]
     if y is not None:
         several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
         parts.append(part(y, several, "y", False))
