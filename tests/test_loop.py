@@ -56,15 +56,42 @@ def test_call_stops_right_after_the_first_nonfinite_loss_only_when_asked(stop):
         assert out.steps == 10 and np.isnan(losses[2])
 
 
-def test_streaming_call_stops_on_nonfinite_and_on_exhaustion():
+@pytest.mark.parametrize("jit", [False, True])
+def test_streaming_call_stops_on_nonfinite_and_on_exhaustion(jit):
     _, x = data_with_nan_in_batch(bad_batch=1, rows=12, batch=4)
     dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros_like(x))).batch(4)
-    loop = CompiledLoop(mean_step, stop_on_nonfinite=True)
+    loop = CompiledLoop(mean_step, stop_on_nonfinite=True, jit_compile=jit)
     loop.discover_names(dataset.element_spec)
     assert loop.run_streaming(iter(dataset), 8).steps == 2
     clean = tf.data.Dataset.from_tensor_slices((np.ones((10, 1), np.float32), np.zeros((10, 1), np.float32))).batch(4)
     out = loop.run_streaming(iter(clean), 8)
     assert out.steps == 3 and out.batch_sizes.tolist() == [4, 4, 2]
+
+
+@pytest.mark.parametrize("stop_at", [None, 40, 75], ids=["clean", "nan in a stack", "nan at a stack's end"])
+def test_xla_streaming_stacks_batches_with_the_same_steps_as_one_launch_per_step(monkeypatch, stop_at):
+    # The XLA streaming call runs stacks of batches in one XLA loop: every step, in order, across
+    # stacks, calls and the partial last batch (another shape), stopping where the per-step path stops.
+    import trainkit.loop as loop_module
+
+    x = np.arange(4 * 21 + 3, dtype=np.float32).reshape(-1, 1)  # 21 batches of 4, one of 3
+    if stop_at is not None:
+        x[stop_at, 0] = np.inf
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros_like(x))).batch(4)
+    monkeypatch.setattr(loop_module, "_STREAM_CHUNK", 5)
+    results = []
+    for jit in (False, True):
+        loop = CompiledLoop(mean_step, jit_compile=jit, stop_on_nonfinite=True)
+        loop.discover_names(dataset.element_spec)
+        iterator, calls = iter(dataset), []
+        while not calls or (calls[-1].steps == 7 and np.isfinite(calls[-1].values).all()):
+            calls.append(loop.run_streaming(iterator, 7))
+        assert bool(loop._chunked_fns) == jit
+        results.append((np.concatenate([c.values for c in calls]), np.concatenate([c.batch_sizes for c in calls]), [c.steps for c in calls]))
+    (values, sizes, steps), (xla_values, xla_sizes, xla_steps) = results
+    np.testing.assert_allclose(xla_values, values)
+    assert xla_sizes.tolist() == sizes.tolist() and xla_steps == steps
+    assert sizes.tolist() == ([4] * 21 + [3] if stop_at is None else [4] * (stop_at // 4 + 1))
 
 
 @pytest.mark.parametrize("jit", [False, True])

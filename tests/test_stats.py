@@ -289,7 +289,9 @@ def test_histograms_every_n_steps(tmp_path, source, steps_per_execution):
     # Each step has its own wall time (all of a call's steps had the time it was written at).
     assert all(later.wall_time > earlier.wall_time for earlier, later in itertools.pairwise(step_loss))
     if source == "dataset":  # calls of every size share one trace
-        assert trainer._train_loop._streaming_fn.experimental_get_tracing_count() == 1
+        loop = trainer._train_loop
+        functions = [f for f in (loop._streaming_fn, *loop._chunked_fns.values()) if f is not None]
+        assert [f.experimental_get_tracing_count() for f in functions] == [1]
 
 
 def test_histograms_every_rejects_what_is_not_a_positive_int():

@@ -37,6 +37,8 @@ from trainkit.errors import ArgumentError, TrainkitError
 
 StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
 BATCH_SIZE_COLUMN = "_batch_size"
+# Batches a streaming call stacks and runs in one XLA loop (see CompiledLoop._build_chunked_streaming).
+_STREAM_CHUNK = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +149,9 @@ class CompiledLoop:
         self.names: tuple[str, ...] | None = None
         self._in_memory_fns: dict[tuple[int, bool], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
         self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
+        self._chunked_fns: dict[str, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
         self._batch_spec: Any = None
+        self._streaming_xla_checked = False
 
     def discover_names(self, batch_spec: Any) -> tuple[str, ...]:
         """Traces the step once, without running it, to learn the names of its scalars.
@@ -260,6 +264,7 @@ class CompiledLoop:
         self.xla_failure = message.splitlines()[0]
         self._in_memory_fns.clear()
         self._streaming_fn = None
+        self._chunked_fns.clear()
         return True
 
     # -- streaming ---------------------------------------------------------------------------------
@@ -296,19 +301,113 @@ class CompiledLoop:
 
         return compile_function(run, reduce_retracing=False)
 
+    def _chunkable(self, iterator: Any) -> bool:
+        """Whether the streaming call can stack batches and run them in one XLA loop: an XLA step,
+        one device, and dense tensors of known rank."""
+        if not self.jit_compile or self._strategy is not None:
+            return False
+        try:
+            specs = tf.nest.flatten(iterator.element_spec)
+        except (AttributeError, TypeError):
+            return False
+        return _STREAM_CHUNK > 1 and all(type(spec) is tf.TensorSpec and spec.shape.rank is not None and spec.dtype != tf.string for spec in specs)
+
+    def _build_chunked_streaming(self, element_spec: Any) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+        """The streaming call for an XLA step: batches are pulled into a stack of up to
+        ``_STREAM_CHUNK`` equally shaped batches, and each stack runs in one XLA-compiled
+        ``tf.while_loop`` (as the in-memory path runs), instead of one XLA launch per step.
+
+        The stack is padded to ``_STREAM_CHUNK`` batches so every stack of one batch shape reuses
+        one compilation; a batch of another shape (the partial last batch) starts a new stack.
+        """
+        names = self.names
+        assert names is not None
+        width = len(names) + 1
+        step = self._step
+        loss_column = self._loss_column()
+        chunk = _STREAM_CHUNK
+        specs = tf.nest.flatten(element_spec)
+
+        def run_chunk(stacked: list[tf.Tensor], num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            buffer = tf.TensorArray(tf.float32, size=chunk, element_shape=[width])
+
+            def body(i: tf.Tensor, finite: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
+                batch = tf.nest.pack_sequence_as(element_spec, [tf.gather(t, i) for t in stacked])
+                row = _flatten_logs(step(batch), names, batch)
+                if loss_column is not None:
+                    finite = tf.math.is_finite(row[loss_column])
+                return i + 1, finite, buffer.write(i, row)
+
+            count, finite, buffer = tf.while_loop(lambda i, finite, _: (i < num_steps) & finite, body, (tf.constant(0), tf.constant(True), buffer))
+            return buffer.stack(), count, finite
+
+        chunk_fn = compile_function(run_chunk, jit_compile=True, reduce_retracing=False)
+
+        def fresh() -> list[tf.TensorArray]:
+            return [tf.TensorArray(spec.dtype, size=0, dynamic_size=True, element_shape=spec.shape) for spec in specs]
+
+        def flush(buffer: tf.TensorArray, count: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[tf.TensorArray, tf.Tensor, tf.Tensor]:
+            stacked = [tf.pad(ta.stack(), [[0, chunk - n]] + [[0, 0]] * spec.shape.rank) for ta, spec in zip(stacks, specs, strict=True)]
+            rows, ran, finite = chunk_fn(stacked, n)
+            buffer = buffer.scatter(count + tf.range(ran), rows[:ran])
+            return buffer, count + ran, tf.logical_not(finite)
+
+        def run(iterator: Any, capacity: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
+            count = tf.constant(0)
+            stacks = fresh()
+            n = tf.constant(0)
+            shapes = [tf.zeros([spec.shape.rank], tf.int32) for spec in specs]
+            stopped = tf.constant(False)
+            pulled = tf.constant(0)
+            while pulled < capacity and not stopped:
+                optional = iterator.get_next_as_optional()
+                if not optional.has_value():
+                    break
+                flat = tf.nest.flatten(optional.get_value())
+                pulled += 1
+                new_shapes = [tf.shape(t) for t in flat]
+                same = tf.reduce_all([tf.reduce_all(a == b) for a, b in zip(new_shapes, shapes, strict=True)])
+                if n > 0 and not same:
+                    buffer, count, stopped = flush(buffer, count, stacks, n)
+                    stacks = fresh()
+                    n = tf.constant(0)
+                if not stopped:
+                    shapes = new_shapes
+                    stacks = [ta.write(n, t) for ta, t in zip(stacks, flat, strict=True)]
+                    n += 1
+                    if n == chunk:
+                        buffer, count, stopped = flush(buffer, count, stacks, n)
+                        stacks = fresh()
+                        n = tf.constant(0)
+            if n > 0 and not stopped:
+                buffer, count, stopped = flush(buffer, count, stacks, n)
+            return buffer.stack(), count
+
+        return compile_function(run, reduce_retracing=False)
+
     def run_streaming(self, iterator: Any, capacity: int) -> StepOutputs:
         """Runs up to ``capacity`` steps on batches pulled from ``iterator``.
 
         Returns fewer steps (possibly none) when the iterator is exhausted.
         """
-        if self._streaming_fn is None:
-            if self.jit_compile and self.xla_fallback and self._strategy is None:
-                self._check_streaming_xla()
-            self._streaming_fn = self._build_streaming()
+        if self.jit_compile and self.xla_fallback and self._strategy is None and not self._streaming_xla_checked:
+            self._streaming_xla_checked = True
+            self._check_streaming_xla()
+        if self._chunkable(iterator):
+            # One function per element spec: the stacks' dtypes and ranks are fixed when it is built.
+            key = repr(iterator.element_spec)
+            fn = self._chunked_fns.get(key)
+            if fn is None:
+                fn = self._chunked_fns[key] = self._build_chunked_streaming(iterator.element_spec)
+        else:
+            if self._streaming_fn is None:
+                self._streaming_fn = self._build_streaming()
+            fn = self._streaming_fn
         with workers_turn():
             # A tensor, not a Python int: calls of every size (the epoch's remainder, a call cut
             # short where histograms are due) share one trace.
-            buffer, count = self._streaming_fn(iterator, tf.constant(capacity, tf.int32))
+            buffer, count = fn(iterator, tf.constant(capacity, tf.int32))
         return self._unpack(buffer.numpy()[: int(count)])
 
     def _check_streaming_xla(self) -> None:
