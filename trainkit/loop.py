@@ -344,7 +344,7 @@ class CompiledLoop:
             return [tf.TensorArray(spec.dtype, size=0, dynamic_size=True, element_shape=spec.shape) for spec in specs]
 
         def flush(buffer: tf.TensorArray, count: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[tf.TensorArray, tf.Tensor, tf.Tensor]:
-            stacked = [tf.pad(ta.stack(), [[0, chunk - n]] + [[0, 0]] * spec.shape.rank) for ta, spec in zip(stacks, specs)]
+            stacked = [tf.pad(ta.stack(), [[0, chunk - n]] + [[0, 0]] * spec.shape.rank) for ta, spec in zip(stacks, specs, strict=True)]
             rows, ran, finite = chunk_fn(stacked, n)
             buffer = buffer.scatter(count + tf.range(ran), rows[:ran])
             return buffer, count + ran, tf.logical_not(finite)
@@ -364,14 +364,14 @@ class CompiledLoop:
                 flat = tf.nest.flatten(optional.get_value())
                 pulled += 1
                 new_shapes = [tf.shape(t) for t in flat]
-                same = tf.reduce_all([tf.reduce_all(a == b) for a, b in zip(new_shapes, shapes)])
+                same = tf.reduce_all([tf.reduce_all(a == b) for a, b in zip(new_shapes, shapes, strict=True)])
                 if n > 0 and not same:
                     buffer, count, stopped = flush(buffer, count, stacks, n)
                     stacks = fresh()
                     n = tf.constant(0)
                 if not stopped:
                     shapes = new_shapes
-                    stacks = [ta.write(n, t) for ta, t in zip(stacks, flat)]
+                    stacks = [ta.write(n, t) for ta, t in zip(stacks, flat, strict=True)]
                     n += 1
                     if n == chunk:
                         buffer, count, stopped = flush(buffer, count, stacks, n)
