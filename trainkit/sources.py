@@ -11,6 +11,7 @@ to do with each step's outputs.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -359,21 +360,26 @@ def nothing_left(source: ArraySource | DatasetSource, batch_size: int, start_bat
     return total is not None and start_batch >= total
 
 
-def streamed(loop: CompiledLoop, iterator: Any, capacity: int, source: ArraySource | DatasetSource, start_batch: int = 0,
-             until_histogram: Callable[[], int] | None = None) -> Iterable[StepOutputs]:
+def streamed(loop: CompiledLoop, iterator: Any, capacity: int | Callable[[], int], source: ArraySource | DatasetSource, start_batch: int = 0,
+             until_histogram: Callable[[], int] | None = None, timed: Callable[[int, int, float], None] | None = None) -> Iterable[StepOutputs]:
     """The outputs of the compiled calls that run one epoch of ``source`` from ``iterator``.
 
-    Calls of up to ``capacity`` steps until the iterator runs dry or, for a source with a number
-    of steps per epoch, that many steps have run. ``until_histogram()``, when given, caps each
-    call at the steps left before the next histogram is due.
+    Calls of up to ``capacity`` steps (or ``capacity()``, asked before each call) until the
+    iterator runs dry or, for a source with a number of steps per epoch, that many steps have run.
+    ``until_histogram()``, when given, caps each call at the steps left before the next histogram
+    is due. ``timed(steps, capacity, seconds)``, when given, hears how long each call took.
     """
     steps = getattr(source, "steps", None)
     remaining = None if steps is None else steps - start_batch
     while remaining is None or remaining > 0:
-        wanted = capacity if remaining is None else min(capacity, remaining)
+        call_capacity = capacity() if callable(capacity) else capacity
+        wanted = call_capacity if remaining is None else min(call_capacity, remaining)
         if until_histogram is not None:
             wanted = min(wanted, until_histogram())
+        began = time.perf_counter()
         outputs = loop.run_streaming(iterator, wanted)
+        if timed is not None:
+            timed(outputs.steps, call_capacity, time.perf_counter() - began)
         yield outputs
         if outputs.steps < wanted:
             if steps is not None:

@@ -1408,8 +1408,22 @@ class Trainer:
         assert self._train_loop is not None
         if nothing_left(train, 0, start_batch):
             return
-        yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
-                             self._steps_until_histogram)
+        if self.steps_per_execution != "auto" or not self._train_loop.jit_compile:
+            yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
+                                 self._steps_until_histogram)
+            return
+        # An XLA step runs stacks of batches per launch (CompiledLoop._build_chunked_streaming):
+        # calls are sized as in-memory ones are, to about _TARGET_CALL_SECONDS each.
+        yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), lambda: self._auto_call_steps, train, start_batch,
+                             self._steps_until_histogram, self._streaming_call_timed)
+
+    def _streaming_call_timed(self, steps: int, capacity: int, seconds: float) -> None:
+        """Sizes the next streaming call from how long this one took (see _in_memory_calls)."""
+        if not steps:
+            return
+        estimate = _next_call_steps(steps, seconds, _MAX_STEPS_PER_CALL)
+        # A call cut short (histograms due, the epoch's end, the data ran dry) only grows it.
+        self._auto_call_steps = estimate if steps == capacity else max(self._auto_call_steps, estimate)
 
     def _call_capacity(self) -> int:
         return _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
