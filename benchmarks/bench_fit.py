@@ -8,7 +8,9 @@ epochs, interleaved round by round, and its best time counts. Two times are kept
 (from each epoch's begin to its end, through callbacks: the training throughput, which the ratios
 use) and the whole ``fit()`` call, which adds each framework's per-call set-up and tear-down (for
 trainkit: data checks, opening and flushing TensorBoard, the final checkpoint), shown as ms a call.
-A scaling table follows: samples/s as the rows grow and as the MLP widens.
+``mlp-stream`` trains the MLP from the same ``tf.data.Dataset`` (``from_tensor_slices((x, y))
+.batch(32)``) in every setting: the streaming path. A scaling table follows: samples/s as the
+rows grow and as the MLP widens.
 
     python benchmarks/bench_fit.py                 # everything (a few minutes on 2 cores)
     python benchmarks/bench_fit.py --models mlp --no-scaling --json out.json
@@ -39,6 +41,7 @@ import_tensorflow_quietly()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from trainkit import Callback, Trainer  # noqa: E402
 
@@ -105,26 +108,36 @@ class TrainkitEpochClock(EpochClock, Callback):
 Run = Callable[[int, EpochClock | None], None]  # fit for this many epochs, timing its epochs
 
 
-def keras_setting(build: Builder, x: np.ndarray, y: np.ndarray, loss: str, batch: int, spe: int) -> tuple[Run, type[EpochClock]]:
+def fit_data(x: np.ndarray, y: np.ndarray, batch: int, stream: bool) -> tuple[tuple[object, ...], dict[str, object]]:
+    """The data arguments of ``fit``: numpy arrays with a batch size, or one batched dataset."""
+    if stream:  # the pipeline's own order (model.fit ignores shuffle for a dataset, with a warning)
+        return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch),), {}
+    return (x, y), {"batch_size": batch, "shuffle": True}
+
+
+def keras_setting(build: Builder, x: np.ndarray, y: np.ndarray, loss: str, batch: int, spe: int, stream: bool = False) -> tuple[Run, type[EpochClock]]:
     keras.utils.set_random_seed(0)
     model = build()
     model.compile(optimizer="adam", loss=loss, steps_per_execution=spe)
+    args, kwargs = fit_data(x, y, batch, stream)
 
     def run(epochs: int, clock: EpochClock | None) -> None:
-        model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, shuffle=True, callbacks=[clock] if clock else [])
+        model.fit(*args, **kwargs, epochs=epochs, verbose=0, callbacks=[clock] if clock else [])
 
     return run, KerasEpochClock
 
 
-def trainkit_setting(build: Builder, x: np.ndarray, y: np.ndarray, loss: str, task: str, batch: int, statistics: bool, logdir: str) -> tuple[Run, type[EpochClock]]:
+def trainkit_setting(build: Builder, x: np.ndarray, y: np.ndarray, loss: str, task: str, batch: int, statistics: bool, logdir: str,
+                     stream: bool = False) -> tuple[Run, type[EpochClock]]:
     keras.utils.set_random_seed(0)
     options: dict[str, object] = {}
     if "statistics" in inspect.signature(Trainer).parameters:
         options["statistics"] = statistics
     trainer = Trainer(build(), loss=loss, optimizer="adam", task=task, seed=0, logdir=logdir if statistics else None, **options)  # type: ignore[arg-type]
+    args, kwargs = fit_data(x, y, batch, stream)
 
     def run(epochs: int, clock: EpochClock | None) -> None:
-        trainer.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[clock] if clock else [])
+        trainer.fit(*args, **kwargs, epochs=epochs, verbose=0, callbacks=[clock] if clock else [])
 
     return run, TrainkitEpochClock
 
@@ -153,14 +166,15 @@ def best_times(runs: dict[str, tuple[Run, type[EpochClock]]], epochs: int, repea
     return out
 
 
-def compare(name: str, build: Builder, x: np.ndarray, y: np.ndarray, loss: str, task: str, batch: int, epochs: int, repeat: int) -> dict[str, object]:
+def compare(name: str, build: Builder, x: np.ndarray, y: np.ndarray, loss: str, task: str, batch: int, epochs: int, repeat: int,
+            stream: bool = False) -> dict[str, object]:
     samples = len(x) * epochs
     with tempfile.TemporaryDirectory() as logdir:
         runs = {
-            "model.fit spe=1": keras_setting(build, x, y, loss, batch, 1),
-            "model.fit spe=32": keras_setting(build, x, y, loss, batch, 32),
-            "trainkit stats off": trainkit_setting(build, x, y, loss, task, batch, False, logdir),
-            "trainkit stats on + TensorBoard": trainkit_setting(build, x, y, loss, task, batch, True, logdir),
+            "model.fit spe=1": keras_setting(build, x, y, loss, batch, 1, stream),
+            "model.fit spe=32": keras_setting(build, x, y, loss, batch, 32, stream),
+            "trainkit stats off": trainkit_setting(build, x, y, loss, task, batch, False, logdir, stream),
+            "trainkit stats on + TensorBoard": trainkit_setting(build, x, y, loss, task, batch, True, logdir, stream),
         }
         times = best_times(runs, epochs, repeat)
     results = {
@@ -212,7 +226,7 @@ def scaling(epochs: int, repeat: int) -> list[dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["mlp", "cnn", "deep"], choices=["mlp", "cnn", "deep"])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn", "deep", "mlp-stream"], choices=["mlp", "cnn", "deep", "mlp-stream"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per timed fit")
     parser.add_argument("--repeat", type=int, default=3, help="timed fits per setting; the best counts")
     parser.add_argument("--no-scaling", action="store_true")
@@ -229,6 +243,10 @@ def main() -> None:
     if "deep" in args.models:
         x, y = binary_data(5_000, features=256)
         results["models"].append(compare("deep MLP 8x256", mlp(256, (256,) * 8), x, y, "binary_crossentropy", "binary", 32, args.epochs, args.repeat))  # type: ignore[union-attr]
+    if "mlp-stream" in args.models:
+        x, y = binary_data(10_000)
+        results["models"].append(compare("MLP 10-64-32-1 from a tf.data.Dataset", mlp(), x, y, "binary_crossentropy", "binary", 32, args.epochs,  # type: ignore[union-attr]
+                                         args.repeat, stream=True))
     if not args.no_scaling:
         results["scaling"] = scaling(args.epochs, args.repeat)
     if args.json:
