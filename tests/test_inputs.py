@@ -35,11 +35,13 @@ class Batches(keras.utils.PyDataset):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
         self.epochs_ended = 0
+        self.read: list[int] = []
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
 
     def __getitem__(self, i: int):
+        self.read.append(i)
         rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
         return self.x[rows] if self.y is None else (self.x[rows], self.y[rows])
 
@@ -51,7 +53,7 @@ def test_a_pydataset_trains_as_its_batches_in_order_would():
     # It was refused as "missing-targets ... when x is a numpy array".
     x, y = make_data(100)  # a partial last batch of 4
     batches = Batches(x.astype("float64"), y)  # float64 read as float32, as Keras reads it
-    history = make_trainer().fit(batches, epochs=2, verbose=0).history
+    history = make_trainer().fit(batches, epochs=2, shuffle=False, verbose=0).history
     expected = make_trainer().fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-6)
     assert batches.epochs_ended >= 2
@@ -180,3 +182,13 @@ def test_text_reaches_a_model_whose_input_takes_strings():
     model = keras.Sequential([keras.Input((), dtype="string"), vectorize, keras.layers.Dense(1, activation="sigmoid")])
     trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", jit_compile=False)
     assert len(trainer.fit(x, y, epochs=2, verbose=0).history["loss"]) == 2
+
+
+def test_a_pydataset_is_read_in_a_new_order_each_epoch_when_shuffled():
+    # model.fit(shuffle=True), the default, shuffles a PyDataset's batch order each epoch.
+    x, y = make_data(320)  # 10 batches
+    batches = Batches(x, y)
+    make_trainer().fit(batches, epochs=3, verbose=0, check_data=False)
+    passes = [batches.read[i : i + 10] for i in range(len(batches.read) - 30, len(batches.read), 10)]
+    assert all(sorted(p) == list(range(10)) for p in passes)  # every batch once a pass
+    assert len({tuple(p) for p in passes}) == 3 and tuple(range(10)) not in {tuple(p) for p in passes}

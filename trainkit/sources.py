@@ -10,6 +10,7 @@ to do with each step's outputs.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,18 +41,19 @@ def is_iterator(x: Any) -> bool:
     return not isinstance(x, tf.data.Dataset | np.ndarray | Mapping | list | tuple) and hasattr(x, "__next__")
 
 
-def accepted_input(x: Any, what: str = "x") -> Any:
+def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None) -> Any:
     """``x`` as ``fit`` and ``evaluate`` go on with it.
 
     A ``keras.utils.PyDataset`` becomes a ``tf.data.Dataset`` of its batches (streamed, as
-    ``model.fit`` streams it); a generator or any other one-pass iterator is refused: an epoch
-    after the first would find it empty.
+    ``model.fit`` streams it; ``shuffle_seed``: in a new order each pass, as ``model.fit``
+    shuffles them); a generator or any other one-pass iterator is refused: an epoch after the
+    first would find it empty.
 
     Raises:
         DataError: ``unsupported-input`` for an iterator.
     """
     if isinstance(x, keras.utils.PyDataset):
-        return pydataset_batches(x)
+        return pydataset_batches(x, shuffle_seed)
     if is_iterator(x):
         raise DataError("unsupported-input", f"{what} is a {type(x).__name__}, which can be read only once, so there would be nothing left for "
                                              "a second epoch. Pass a tf.data.Dataset.from_generator(make_batches, output_signature=...) "
@@ -59,8 +61,15 @@ def accepted_input(x: Any, what: str = "x") -> Any:
     return x
 
 
-def pydataset_batches(data: keras.utils.PyDataset) -> tf.data.Dataset:
-    """A ``keras.utils.PyDataset``'s batches, in order, as a ``tf.data.Dataset`` (one pass an epoch).
+def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """A ``keras.utils.PyDataset``'s batches as a ``tf.data.Dataset`` (one pass an epoch).
+
+    Args:
+        data: The PyDataset.
+        shuffle_seed: Read the batches in a new order each pass, the k-th pass's order seeded
+            by ``(shuffle_seed, k)``, as ``model.fit(shuffle=True)`` reads them; ``None``: in
+            order. (A resumed run starts the passes again, so it is not exact, as with a
+            reshuffling ``tf.data`` pipeline.)
 
     The element spec comes from the first batch (float64 read as float32, as Keras does); each
     pass ends with the dataset's ``on_epoch_end()``. Its workers and multiprocessing options are
@@ -80,9 +89,12 @@ def pydataset_batches(data: keras.utils.PyDataset) -> tf.data.Dataset:
 
     signature = tf.nest.map_structure(spec, as_tuple(data[0]))
 
+    passes = itertools.count()
+
     def batches() -> Iterable[Any]:
-        for i in range(count):
-            yield as_tuple(data[i])
+        order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, next(passes)]).permutation(count)
+        for i in order:
+            yield as_tuple(data[int(i)])
         data.on_epoch_end()
 
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)

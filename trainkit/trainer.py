@@ -738,7 +738,9 @@ class Trainer:
             validation_data: ``(x_val, y_val)`` or a batched dataset, evaluated after each epoch.
             validation_split: Fraction of the numpy rows (taken from the end, before shuffling)
                 held out for validation.
-            shuffle: Reshuffle numpy rows every epoch (in the graph, seeded by seed and epoch).
+            shuffle: Reshuffle numpy rows every epoch (in the graph, seeded by seed and epoch),
+                or a ``keras.utils.PyDataset``'s batch order (as ``model.fit`` does); a
+                ``tf.data.Dataset`` keeps its own order.
             sample_weight: Optional per-row weights for numpy inputs.
             callbacks: :class:`~trainkit.callbacks.Callback` instances.
             verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
@@ -763,7 +765,7 @@ class Trainer:
         """
         _check_batch_size(batch_size)
         _check_epochs(epochs, initial_epoch)
-        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight)
+        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
         if check_data:
             self._check_sources(train, validation, batch_size)
         self._ensure_built(train)
@@ -1034,8 +1036,9 @@ class Trainer:
             self._live_diagnosis.wait()
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
-                 steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None) -> tuple[Any, Any]:
-        x = accepted_input(x)
+                 steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
+                 shuffle: bool = False) -> tuple[Any, Any]:
+        x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         if isinstance(validation_data, keras.utils.PyDataset):
             validation_data = pydataset_batches(validation_data)
         if isinstance(x, tf.data.Dataset):
