@@ -94,6 +94,25 @@ def test_xla_streaming_stacks_batches_with_the_same_steps_as_one_launch_per_step
     assert sizes.tolist() == ([4] * 21 + [3] if stop_at is None else [4] * (stop_at // 4 + 1))
 
 
+@pytest.mark.parametrize(("stack_bytes", "stacked"), [(16 * 4 * 2 * 3, 3), (16 * 4 * 2 - 1, None)], ids=["three-batches", "one-batch-too-large"])
+def test_stacks_hold_only_as_many_batches_as_their_byte_budget(monkeypatch, stack_bytes, stacked):
+    # A stack of 32 padded batches of large images would take hundreds of MB.
+    import trainkit.loop as loop_module
+    from trainkit.sources import DatasetSource
+
+    x = np.arange(16 * 10, dtype=np.float32).reshape(-1, 1)
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros_like(x))).batch(16)  # 16 rows x 2 float32 a batch
+    monkeypatch.setattr(loop_module, "STACK_BYTES", stack_bytes)
+    built: list[int] = []
+    build = CompiledLoop._build_chunked_streaming
+    monkeypatch.setattr(CompiledLoop, "_build_chunked_streaming", lambda self, spec, chunk: built.append(chunk) or build(self, spec, chunk))
+    loop = CompiledLoop(mean_step, jit_compile=True)
+    loop.discover_names(dataset.element_spec)
+    out = loop.run_streaming(iter(dataset), 10, DatasetSource(dataset).batch_bytes)
+    assert built == ([stacked] if stacked else [])
+    np.testing.assert_allclose(out.as_dict()["loss"], x.reshape(10, 16).mean(axis=1))
+
+
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("bad_batch", [None, 2], ids=["clean", "nan in a full batch"])
 def test_the_partial_last_batch_runs_in_the_call_that_ends_the_epoch(jit, bad_batch):

@@ -39,6 +39,9 @@ StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
 BATCH_SIZE_COLUMN = "_batch_size"
 # Batches a streaming call stacks and runs in one XLA loop (see CompiledLoop._build_chunked_streaming).
 _STREAM_CHUNK = 32
+#: Bytes of batches one stack may hold: fewer, larger batches a stack (the stack and its padded
+#: copy live together), and none stacked when one batch is larger.
+STACK_BYTES = 64 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +152,7 @@ class CompiledLoop:
         self.names: tuple[str, ...] | None = None
         self._in_memory_fns: dict[tuple[int, bool], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
         self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
-        self._chunked_fns: dict[str, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
+        self._chunked_fns: dict[str, Callable[..., tuple[tf.Tensor, tf.Tensor]] | None] = {}
         self._batch_spec: Any = None
         self._streaming_xla_checked = False
 
@@ -312,12 +315,12 @@ class CompiledLoop:
             return False
         return _STREAM_CHUNK > 1 and all(type(spec) is tf.TensorSpec and spec.shape.rank is not None and spec.dtype != tf.string for spec in specs)
 
-    def _build_chunked_streaming(self, element_spec: Any) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+    def _build_chunked_streaming(self, element_spec: Any, chunk: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
         """The streaming call for an XLA step: batches are pulled into a stack of up to
-        ``_STREAM_CHUNK`` equally shaped batches, and each stack runs in one XLA-compiled
+        ``chunk`` equally shaped batches, and each stack runs in one XLA-compiled
         ``tf.while_loop`` (as the in-memory path runs), instead of one XLA launch per step.
 
-        The stack is padded to ``_STREAM_CHUNK`` batches so every stack of one batch shape reuses
+        The stack is padded to ``chunk`` batches so every stack of one batch shape reuses
         one compilation; a batch of another shape (the partial last batch) starts a new stack.
         """
         names = self.names
@@ -325,7 +328,6 @@ class CompiledLoop:
         width = len(names) + 1
         step = self._step
         loss_column = self._loss_column()
-        chunk = _STREAM_CHUNK
         specs = tf.nest.flatten(element_spec)
 
         def run_chunk(stacked: list[tf.Tensor], num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -386,21 +388,25 @@ class CompiledLoop:
 
         return compile_function(run, reduce_retracing=False)
 
-    def run_streaming(self, iterator: Any, capacity: int) -> StepOutputs:
+    def run_streaming(self, iterator: Any, capacity: int, batch_bytes: Callable[[], int] | None = None) -> StepOutputs:
         """Runs up to ``capacity`` steps on batches pulled from ``iterator``.
 
-        Returns fewer steps (possibly none) when the iterator is exhausted.
+        Returns fewer steps (possibly none) when the iterator is exhausted. ``batch_bytes()``,
+        asked once per element spec, sizes the stacks of an XLA step (see :data:`STACK_BYTES`);
+        without it they hold ``_STREAM_CHUNK`` batches.
         """
         if self.jit_compile and self.xla_fallback and self._strategy is None and not self._streaming_xla_checked:
             self._streaming_xla_checked = True
             self._check_streaming_xla()
+        fn = None
         if self._chunkable(iterator):
             # One function per element spec: the stacks' dtypes and ranks are fixed when it is built.
             key = repr(iterator.element_spec)
-            fn = self._chunked_fns.get(key)
-            if fn is None:
-                fn = self._chunked_fns[key] = self._build_chunked_streaming(iterator.element_spec)
-        else:
+            if key not in self._chunked_fns:
+                chunk = _STREAM_CHUNK if batch_bytes is None else min(_STREAM_CHUNK, STACK_BYTES // max(1, batch_bytes()))
+                self._chunked_fns[key] = self._build_chunked_streaming(iterator.element_spec, chunk) if chunk > 1 else None
+            fn = self._chunked_fns[key]
+        if fn is None:
             if self._streaming_fn is None:
                 self._streaming_fn = self._build_streaming()
             fn = self._streaming_fn

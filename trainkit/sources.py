@@ -315,6 +315,15 @@ class DatasetSource:
         self._iterator: Any = None
         self._ran_dry = False
 
+    def batch_bytes(self) -> int:
+        """Bytes of one batch: from the element spec when its shapes are all known, else read
+        from the first batch (one batch more pulled through the pipeline, once)."""
+        specs = tf.nest.flatten(self.dataset.element_spec)
+        if all(isinstance(s, tf.TensorSpec) and s.shape.is_fully_defined() for s in specs):
+            return sum(s.shape.num_elements() * s.dtype.size for s in specs)
+        first = next(iter(self.dataset.take(1)))
+        return sum(int(tf.size(t)) * t.dtype.size for t in tf.nest.flatten(first))
+
     def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
         """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
 
@@ -389,7 +398,7 @@ def streamed(loop: CompiledLoop, iterator: Any, capacity: int | Callable[[], int
         if until_histogram is not None:
             wanted = min(wanted, until_histogram())
         began = time.perf_counter()
-        outputs = loop.run_streaming(iterator, wanted)
+        outputs = loop.run_streaming(iterator, wanted, source.batch_bytes if isinstance(source, DatasetSource) else None)
         if timed is not None:
             timed(outputs.steps, call_capacity, time.perf_counter() - began)
         yield outputs
