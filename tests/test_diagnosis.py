@@ -1102,3 +1102,17 @@ def test_a_damaged_journal_resumes_with_a_warning_and_a_fresh_diagnosis(tmp_path
     assert resumed.history.epoch == list(range(8))  # the weights and progress were intact
     # The fresh diagnosis's epochs, from the one it resumed in (epoch 2's steps had all run).
     assert [json.loads(line)["epoch"] for line in journal.read_text().splitlines()] == list(range(2, 8))
+
+
+def test_a_second_fit_of_a_trainer_journals_its_own_epochs(tmp_path):
+    # The journal's mark carried over from the first fit: the second fit's checkpoints pointed at
+    # the first fit's records, and its resume was diagnosed with them.
+    from trainkit.checkpoint import CHECKPOINT_SUBDIR
+
+    x, y = regression_data(200)
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-2), task="regression", seed=0,
+                      jit_compile=False, logdir=tmp_path)  # a checkpoint at the end of each fit: 3 records each
+    trainer.fit(x, y, epochs=3, batch_size=40, verbose=0)
+    second = trainer.fit(x, y, epochs=3, batch_size=40, verbose=0).history["loss"]
+    lines = (tmp_path / CHECKPOINT_SUBDIR / "epochs.jsonl").read_text().splitlines()
+    np.testing.assert_allclose([json.loads(line)["logs"]["loss"] for line in lines], second, rtol=1e-6)

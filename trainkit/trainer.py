@@ -787,6 +787,10 @@ class Trainer:
                 return self.history
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
+            if self._checkpoint is not None:
+                # This fit's diagnosis starts with no epochs: its records start the journal again
+                # (another fit of this trainer left its own there).
+                self._checkpoint.journal.continue_from(None)
         # With steps_per_epoch a dataset's iterator goes on across epochs: a new fit (whatever its
         # initial_epoch) starts it at the beginning, a resumed fit where the interrupted one had it
         # (the epoch that fit started at comes back with the checkpoint).
