@@ -192,3 +192,42 @@ def test_a_pydataset_is_read_in_a_new_order_each_epoch_when_shuffled():
     passes = [batches.read[i : i + 10] for i in range(len(batches.read) - 30, len(batches.read), 10)]
     assert all(sorted(p) == list(range(10)) for p in passes)  # every batch once a pass
     assert len({tuple(p) for p in passes}) == 3 and tuple(range(10)) not in {tuple(p) for p in passes}
+
+
+class Sequences(keras.utils.PyDataset):
+    """Sequences padded batch by batch: the time axis differs from batch to batch."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng(i)
+        x = rng.normal(size=(8, 5 + i, 3)).astype("float32")
+        return x, (x[:, 0, :1] > 0).astype("float32")
+
+
+def test_a_pydataset_of_sequences_padded_per_batch_trains():
+    # The signature came from the first batch only: (None, 5, 3), and batch 1's (8, 6, 3) failed.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    history = make_trainer(model).fit(Sequences(), epochs=2, verbose=0).history
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+
+
+def test_a_pydataset_of_inputs_only_is_told_to_return_targets_but_predicts():
+    x, _ = make_data()
+    trainer = make_trainer()
+    with pytest.raises(DataError) as info:
+        trainer.fit(Batches(x, None), epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "Batches's batches hold inputs only" in info.value.message
+    assert trainer.predict(Batches(x, None)).shape == (len(x), 1)
+
+
+def test_weights_of_shape_n_1_as_a_list_are_one_weight_per_row_for_several_outputs():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid")(inputs), keras.layers.Dense(1, activation="sigmoid")(inputs)])
+    x, y = make_data()
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False)
+    history = trainer.fit(x, [y, y], epochs=1, verbose=0, sample_weight=[[1.0]] * len(x)).history
+    assert np.isfinite(history["loss"]).all()

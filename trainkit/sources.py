@@ -41,19 +41,25 @@ def is_iterator(x: Any) -> bool:
     return not isinstance(x, tf.data.Dataset | np.ndarray | Mapping | list | tuple) and hasattr(x, "__next__")
 
 
-def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None) -> Any:
+def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None, *, with_targets: bool = True) -> Any:
     """``x`` as ``fit`` and ``evaluate`` go on with it.
 
     A ``keras.utils.PyDataset`` becomes a ``tf.data.Dataset`` of its batches (streamed, as
     ``model.fit`` streams it; ``shuffle_seed``: in a new order each pass, as ``model.fit``
     shuffles them); a generator or any other one-pass iterator is refused: an epoch after the
-    first would find it empty.
+    first would find it empty. ``with_targets``: batches must hold targets (``fit``, ``evaluate``).
 
     Raises:
-        DataError: ``unsupported-input`` for an iterator.
+        DataError: ``unsupported-input`` for an iterator; ``missing-targets`` for a PyDataset
+            whose batches hold inputs only when targets are needed.
     """
     if isinstance(x, keras.utils.PyDataset):
-        return pydataset_batches(x, shuffle_seed)
+        dataset = pydataset_batches(x, shuffle_seed)
+        parts = dataset.element_spec
+        if with_targets and (not isinstance(parts, tuple) or len(parts) < 2):
+            raise DataError("missing-targets", f"The {type(x).__name__}'s batches hold inputs only; training and evaluation need targets: "
+                                               "return (x, y) or (x, y, sample_weight) from its __getitem__.")
+        return dataset
     if is_iterator(x):
         raise DataError("unsupported-input", f"{what} is a {type(x).__name__}, which can be read only once, so there would be nothing left for "
                                              "a second epoch. Pass a tf.data.Dataset.from_generator(make_batches, output_signature=...) "
@@ -82,12 +88,20 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     def as_tuple(batch: Any) -> Any:
         return tuple(batch) if isinstance(batch, list) else batch
 
-    def spec(value: Any) -> tf.TensorSpec:
-        array = as_array(value, f"a batch of the {type(data).__name__}")
-        dtype = tf.float32 if array.dtype == np.float64 else tf.as_dtype(array.dtype)
-        return tf.TensorSpec((None, *array.shape[1:]), dtype)
+    def spec(*values: Any) -> tf.TensorSpec:
+        arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
+        dtype = tf.float32 if arrays[0].dtype == np.float64 else tf.as_dtype(arrays[0].dtype)
+        shapes = {a.shape[1:] for a in arrays}
+        if len({len(shape) for shape in shapes}) > 1:
+            raise DataError("shape-mismatch", f"The {type(data).__name__}'s batches differ in rank ({', '.join(map(str, sorted(shapes)))}); "
+                                              "give every batch the same number of axes.")
+        # An axis whose size differs between the batches read (sequences padded per batch) is None.
+        dims = [d if len({shape[i] for shape in shapes}) == 1 else None for i, d in enumerate(arrays[0].shape[1:])]
+        return tf.TensorSpec((None, *dims), dtype)
 
-    signature = tf.nest.map_structure(spec, as_tuple(data[0]))
+    # The first, second and last batches: the last is often partial, and sequences padded batch
+    # by batch show their varying length in the first two.
+    signature = tf.nest.map_structure(spec, *[as_tuple(data[i]) for i in sorted({0, min(1, count - 1), count - 1})])
 
     passes = itertools.count()
 
@@ -207,8 +221,13 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
         several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
         parts.append(part(y, several, "y", False))
     if sample_weight is not None:
-        per_output = isinstance(sample_weight, list | tuple) and bool(sample_weight) and all(np.ndim(w) >= 1 for w in sample_weight)
-        if isinstance(sample_weight, Mapping) or (per_output and io_count(model, "outputs", parts[0]) > 1):
+        outputs = io_count(model, "outputs", parts[0])
+        first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
+        rows = len(first) if np.ndim(first) else 0
+        # A list of one array per output; a list of [w] per row ((n, 1) weights) is not.
+        per_output = (isinstance(sample_weight, list | tuple) and len(sample_weight) == outputs > 1 and outputs != rows
+                      and all(np.ndim(w) >= 1 for w in sample_weight))
+        if isinstance(sample_weight, Mapping) or per_output:
             raise DataError("unsupported-input", "sample_weight must be one weight per row, which weighs every output's loss; trainkit takes no "
                                                  "weights per output. Weigh whole outputs with loss_weights, or train on one output's rows at a time.")
         parts.append(part(sample_weight, False, "sample_weight", True))

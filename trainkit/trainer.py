@@ -1542,7 +1542,7 @@ class Trainer:
             if not batches:
                 raise DataError("empty-data", "The generator given to predict yielded no batches. Pass one that yields batches of inputs.")
             return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
-        x = accepted_input(x)
+        x = accepted_input(x, with_targets=False)
         if isinstance(x, tf.data.Dataset):
             if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
