@@ -344,13 +344,25 @@ class CompiledLoop:
             return buffer.stack(), count, finite
 
         chunk_fn = compile_function(run_chunk, jit_compile=True, reduce_retracing=False)
+        step_fn = compile_function(step, jit_compile=True)
 
         def fresh() -> list[tf.TensorArray]:
             return [tf.TensorArray(spec.dtype, size=0, dynamic_size=True, element_shape=spec.shape) for spec in specs]
 
-        def flush(buffer: tf.TensorArray, count: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[tf.TensorArray, tf.Tensor, tf.Tensor]:
+        def run_one(stacks: list[tf.TensorArray]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            # A stack of one batch runs as one step: padded to a stack it cost a whole stack of
+            # zeros (batch shapes that change every batch made every stack one batch).
+            batch = tf.nest.pack_sequence_as(element_spec, [ta.read(0) for ta in stacks])
+            row = _flatten_logs(step_fn(batch), names, batch)
+            finite = tf.math.is_finite(row[loss_column]) if loss_column is not None else tf.constant(True)
+            return row[None], tf.constant(1), finite
+
+        def run_stack(stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             stacked = [tf.pad(ta.stack(), [[0, chunk - n]] + [[0, 0]] * spec.shape.rank) for ta, spec in zip(stacks, specs, strict=True)]
-            rows, ran, finite = chunk_fn(stacked, n)
+            return chunk_fn(stacked, n)
+
+        def flush(buffer: tf.TensorArray, count: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[tf.TensorArray, tf.Tensor, tf.Tensor]:
+            rows, ran, finite = tf.cond(n == 1, lambda: run_one(stacks), lambda: run_stack(stacks, n))
             buffer = buffer.scatter(count + tf.range(ran), rows[:ran])
             return buffer, count + ran, tf.logical_not(finite)
 
