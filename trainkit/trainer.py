@@ -1420,9 +1420,11 @@ class Trainer:
                                  self._steps_until_histogram)
             return
         # An XLA step runs stacks of batches per launch (CompiledLoop._build_chunked_streaming):
-        # calls are sized as in-memory ones are, to about _TARGET_CALL_SECONDS each.
-        yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), lambda: self._auto_call_steps, train, start_batch,
-                             self._steps_until_histogram, self._streaming_call_timed)
+        # calls are sized as in-memory ones are, to about _TARGET_CALL_SECONDS each (asked before
+        # each call: the first one may find that XLA cannot compile the step and turn it off).
+        loop = self._train_loop
+        yield from streamed(loop, train.epoch_iterator(iter, epoch, start_batch), lambda: self._auto_call_steps if loop.jit_compile else self._call_capacity(),
+                             train, start_batch, self._steps_until_histogram, self._streaming_call_timed)
 
     def _streaming_call_timed(self, steps: int, capacity: int, seconds: float) -> None:
         """Sizes the next streaming call from how long this one took (see _in_memory_calls)."""
