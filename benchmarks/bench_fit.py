@@ -110,8 +110,8 @@ Run = Callable[[int, EpochClock | None], None]  # fit for this many epochs, timi
 
 def fit_data(x: np.ndarray, y: np.ndarray, batch: int, stream: bool) -> tuple[tuple[object, ...], dict[str, object]]:
     """The data arguments of ``fit``: numpy arrays with a batch size, or one batched dataset."""
-    if stream:  # the pipeline's own order (model.fit ignores shuffle for a dataset, with a warning)
-        return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch),), {}
+    if stream:  # the pipeline's own order (model.fit warns that it ignores shuffle=True for a dataset)
+        return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch),), {"shuffle": False}
     return (x, y), {"batch_size": batch, "shuffle": True}
 
 
