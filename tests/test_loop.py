@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -100,7 +102,7 @@ def test_batches_whose_shape_changes_every_batch_run_one_step_each_with_the_same
     x = np.arange(sum(sizes), dtype=np.float32).reshape(-1, 1)
     bounds = np.cumsum([0, *sizes])
     spec = (tf.TensorSpec((None, 1), tf.float32), tf.TensorSpec((None, 1), tf.float32))
-    dataset = tf.data.Dataset.from_generator(lambda: ((x[a:b], np.zeros_like(x[a:b])) for a, b in zip(bounds, bounds[1:], strict=False)),
+    dataset = tf.data.Dataset.from_generator(lambda: ((x[a:b], np.zeros_like(x[a:b])) for a, b in itertools.pairwise(bounds)),
                                              output_signature=spec)
     results = []
     for jit in (False, True):

@@ -41,6 +41,7 @@ from trainkit.errors import (
 )
 from trainkit.findings import Finding
 from trainkit.history import History
+from trainkit.inputs import accepted_input, is_iterator, pydataset_batches
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.modelbuild import ensure_built
@@ -48,13 +49,10 @@ from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optim
 from trainkit.sources import (
     ArraySource,
     DatasetSource,
-    accepted_input,
     first_inputs,
     in_memory_parts,
     io_count,
-    is_iterator,
     nothing_left,
-    pydataset_batches,
     streamed,
     unpack_batch,
 )

@@ -1,0 +1,159 @@
+"""What ``fit``, ``evaluate`` and ``predict`` accept as data, converted or refused with a reason.
+
+Numpy arrays and what converts to them (lists, tensors, pandas objects) become arrays
+(:func:`as_array`), a ``keras.utils.PyDataset`` a ``tf.data.Dataset`` of its batches
+(:func:`pydataset_batches`); a scipy sparse matrix, ragged rows, text for a model that takes
+numbers, and one-pass iterators are refused with a :class:`~trainkit.errors.DataError` that says
+what to pass instead. :mod:`trainkit.sources` builds the training sources from what is accepted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit.errors import DataError
+
+
+def is_iterator(x: Any) -> bool:
+    """Whether ``x`` is a generator or another iterator (readable once), not data."""
+    return not isinstance(x, tf.data.Dataset | np.ndarray | Mapping | list | tuple) and hasattr(x, "__next__")
+
+
+def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None, *, with_targets: bool = True) -> Any:
+    """``x`` as ``fit`` and ``evaluate`` go on with it.
+
+    A ``keras.utils.PyDataset`` becomes a ``tf.data.Dataset`` of its batches (streamed, as
+    ``model.fit`` streams it; ``shuffle_seed``: in a new order each pass, as ``model.fit``
+    shuffles them); a generator or any other one-pass iterator is refused: an epoch after the
+    first would find it empty. ``with_targets``: batches must hold targets (``fit``, ``evaluate``).
+
+    Raises:
+        DataError: ``unsupported-input`` for an iterator; ``missing-targets`` for a PyDataset
+            whose batches hold inputs only when targets are needed.
+    """
+    if isinstance(x, keras.utils.PyDataset):
+        dataset = pydataset_batches(x, shuffle_seed)
+        parts = dataset.element_spec
+        if with_targets and (not isinstance(parts, tuple) or len(parts) < 2):
+            raise DataError("missing-targets", f"The {type(x).__name__}'s batches hold inputs only; training and evaluation need targets: "
+                                               "return (x, y) or (x, y, sample_weight) from its __getitem__.")
+        return dataset
+    if is_iterator(x):
+        raise DataError("unsupported-input", f"{what} is a {type(x).__name__}, which can be read only once, so there would be nothing left for "
+                                             "a second epoch. Pass a tf.data.Dataset.from_generator(make_batches, output_signature=...) "
+                                             "with a function that starts the generator again, a keras.utils.PyDataset, or numpy arrays.")
+    return x
+
+
+def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """A ``keras.utils.PyDataset``'s batches as a ``tf.data.Dataset`` (one pass an epoch).
+
+    Args:
+        data: The PyDataset.
+        shuffle_seed: Read the batches in a new order each pass, the k-th pass's order seeded
+            by ``(shuffle_seed, k)``, as ``model.fit(shuffle=True)`` reads them; ``None``: in
+            order. (A resumed run starts the passes again, so it is not exact, as with a
+            reshuffling ``tf.data`` pipeline.)
+
+    The element spec comes from the first, second and last batches (an axis whose size differs
+    between them is ``None``; float64 is read as float32, as Keras does); each
+    pass ends with the dataset's ``on_epoch_end()``. Its workers and multiprocessing options are
+    not used: batches are read on the thread that iterates.
+    """
+    count = len(data)
+    if count == 0:
+        raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
+
+    def as_tuple(batch: Any) -> Any:
+        return tuple(batch) if isinstance(batch, list) else batch
+
+    def spec(*values: Any) -> tf.TensorSpec:
+        arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
+        dtype = tf.float32 if arrays[0].dtype == np.float64 else tf.as_dtype(arrays[0].dtype)
+        shapes = {a.shape[1:] for a in arrays}
+        if len({len(shape) for shape in shapes}) > 1:
+            raise DataError("shape-mismatch", f"The {type(data).__name__}'s batches differ in rank ({', '.join(map(str, sorted(shapes)))}); "
+                                              "give every batch the same number of axes.")
+        # An axis whose size differs between the batches read (sequences padded per batch) is None.
+        dims = [d if len({shape[i] for shape in shapes}) == 1 else None for i, d in enumerate(arrays[0].shape[1:])]
+        return tf.TensorSpec((None, *dims), dtype)
+
+    # The first, second and last batches: the last is often partial, and sequences padded batch
+    # by batch show their varying length in the first two.
+    signature = tf.nest.map_structure(spec, *[as_tuple(data[i]) for i in sorted({0, min(1, count - 1), count - 1})])
+
+    passes = itertools.count()
+
+    def batches() -> Iterable[Any]:
+        order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, next(passes)]).permutation(count)
+        for i in order:
+            yield as_tuple(data[int(i)])
+        data.on_epoch_end()
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+
+
+def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
+    """``np.asarray(value)``, or a ``DataError`` saying why ``value`` is not one array.
+
+    Args:
+        value: An array-like: numpy, a tensor, a list, a pandas object...
+        what: Its name in the error (``"x"``, ``"x['age']"``...).
+        numbers: Refuse values that are not numbers (strings, objects), as inputs must be.
+            Labels go on to the label checks, which say what string labels need.
+
+    Raises:
+        DataError: ``unsupported-input``.
+    """
+    if hasattr(value, "toarray") and hasattr(value, "tocsr"):  # scipy.sparse
+        raise DataError("unsupported-input", f"{what} is a scipy sparse matrix of shape {value.shape}; trainkit trains on dense arrays. "
+                                             f"Pass {what}.toarray() if it fits in memory, or a tf.data.Dataset of dense batches.")
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # rows of different lengths: "inhomogeneous shape"
+        raise DataError("unsupported-input", f"{what} cannot be made one array: {str(err).split(' The detected')[0]} "
+                                             "Give every row the same shape: pad sequences to one length first (keras.utils.pad_sequences).") from None
+    if numbers and array.dtype.kind in "OUS":
+        array = _numbers_or_error(array, value, what)
+    return array
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number | np.bool_) or value is None
+
+
+def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
+    """An object array of numbers as float32 (nullable pandas columns); text is refused, even
+    text that reads as numbers ("0.5" from a csv read as strings): numpy would convert it
+    silently, and a column of text is more often a category than a number."""
+    if array.dtype.kind == "O" and all(_is_number(v) for v in array.ravel()):
+        try:
+            return array.astype(np.float32)
+        except (TypeError, ValueError):
+            pass
+    columns = list(getattr(value, "columns", [])) if array.ndim == 2 else []
+    where, sample = "", array.ravel()
+    for j, column in enumerate(columns):
+        if not all(_is_number(v) for v in array[:, j]):
+            where, sample = f" (column {column!r})", array[:, j]
+            break
+    bad = next((v for v in sample if not _is_number(v)), None)
+    raise DataError("unsupported-input", f"{what} holds values that are not numbers{where}, such as {bad!r}. A model trains on numbers: "
+                                         "encode text and categories first (one-hot, or integer ids for an Embedding layer), or "
+                                         "convert numbers read as text with .astype('float32').")
+
+
+def takes_text(model: keras.Model) -> bool:
+    """Whether an input of the model is a string tensor (a TextVectorization or StringLookup model)."""
+    try:
+        inputs = tf.nest.flatten(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model: its inputs are unknown, let it decide
+        return True
+    return any("string" in str(getattr(t, "dtype", "")) for t in inputs)
