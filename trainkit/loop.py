@@ -15,7 +15,9 @@ Two paths:
   seen exactly once and nothing is padded) runs after the full ones in the call that ends the
   epoch: a second trace per fit, not a second call per epoch.
 * **streaming** (``tf.data``): up to ``K`` batches are pulled from an iterator inside the call,
-  stopping early when the iterator runs dry.
+  stopping early when the iterator runs dry. With an XLA step, equally shaped batches are stacked
+  (at most :data:`STACK_BYTES` of them) and each stack runs in one XLA-compiled loop, as in memory:
+  one XLA launch a batch cost ~10x the small MLP's step.
 
 Under a ``tf.distribute`` strategy only the streaming path runs: the iterator yields distributed
 batches, each step runs on every replica with ``strategy.run``, and its scalars are reduced across
@@ -37,7 +39,7 @@ from trainkit.errors import ArgumentError, TrainkitError
 
 StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
 BATCH_SIZE_COLUMN = "_batch_size"
-# Batches a streaming call stacks and runs in one XLA loop (see CompiledLoop._build_chunked_streaming).
+#: Batches a streaming call stacks and runs in one XLA loop (see CompiledLoop._build_chunked_streaming).
 _STREAM_CHUNK = 32
 #: Bytes of batches one stack may hold: fewer, larger batches a stack (the stack and its padded
 #: copy live together), and none stacked when one batch is larger.
