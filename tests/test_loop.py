@@ -149,3 +149,24 @@ def test_the_partial_last_batch_runs_in_the_call_that_ends_the_epoch(jit, bad_ba
         assert out.steps == 9 and out.batch_sizes[-1] == 2
     else:  # stopped at the bad batch: the partial one does not run after it
         assert out.steps == 3 and np.isnan(out.as_dict()["loss"][-1])
+
+
+def test_a_dataset_source_reads_its_first_batch_once_for_every_use():
+    """batch_bytes and first_batch share one read: each read starts a pass through the pipeline."""
+    from trainkit.sources import DatasetSource
+
+    passes = []
+
+    def rows():
+        passes.append(1)
+        for i in range(20):
+            yield np.full([3], i, np.float32), np.float32(i)
+
+    spec = (tf.TensorSpec([3], tf.float32), tf.TensorSpec([], tf.float32))
+    source = DatasetSource(tf.data.Dataset.from_generator(rows, output_signature=spec).batch(8))  # batch axis None
+    assert source.batch_bytes() == 8 * 3 * 4 + 8 * 4
+    first_x, first_y = source.first_batch()
+    assert first_x.shape == (8, 3)
+    assert source.batch_bytes() == 8 * 3 * 4 + 8 * 4
+    assert len(passes) == 1
+    np.testing.assert_array_equal(first_y, np.arange(8))

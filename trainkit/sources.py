@@ -195,15 +195,28 @@ class DatasetSource:
         self._carry_on = carry_on and self.steps is not None
         self._iterator: Any = None
         self._ran_dry = False
+        self._first_batch_read = False
+        self._first_batch_value: Any = None
+
+    def first_batch(self) -> Any:
+        """The dataset's first batch (``None`` for an empty one), read once and kept.
+
+        Reading it starts a pass through the pipeline (a shuffle buffer fills, a PyDataset
+        counts a pass), so everything that needs a sample batch before training shares this one.
+        """
+        if not self._first_batch_read:
+            self._first_batch_read = True
+            self._first_batch_value = next(iter(self.dataset.take(1)), None)
+        return self._first_batch_value
 
     def batch_bytes(self) -> int:
-        """Bytes of one batch: from the element spec when its shapes are all known, else read
-        from the first batch (one batch more pulled through the pipeline, once)."""
+        """Bytes of one batch: from the element spec when its shapes are all known, else from
+        :meth:`first_batch`."""
         specs = tf.nest.flatten(self.dataset.element_spec)
         if all(isinstance(s, tf.TensorSpec) and s.shape.is_fully_defined() for s in specs):
             return sum(s.shape.num_elements() * s.dtype.size for s in specs)
-        first = next(iter(self.dataset.take(1)))
-        return sum(int(tf.size(t)) * t.dtype.size for t in tf.nest.flatten(first))
+        first = self.first_batch()
+        return 0 if first is None else sum(int(tf.size(t)) * t.dtype.size for t in tf.nest.flatten(first))
 
     def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
         """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
