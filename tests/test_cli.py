@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import subprocess
@@ -180,6 +182,39 @@ def test_console_script_runs_without_tensorflow_startup_noise(tiny_recipe, tmp_p
     assert "epoch 2/2" in proc.stderr
     assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr
     assert "run written to" in proc.stdout
+
+
+def test_a_reader_that_stops_early_does_not_stop_training(tiny_recipe, tmp_path):
+    """``trainkit train recipe.yaml 2>&1 | head -1``: the closed pipe aborted the run half-written."""
+    logdir = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "trainkit.cli", "train", str(tiny_recipe), "--logdir", str(logdir), "--set", "training.epochs=30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("epoch 1/30")
+    proc.stdout.close()  # like head -1
+    assert proc.wait(timeout=300) == 0
+    (run_dir,) = run_dirs(logdir)
+    assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 30
+
+
+def test_a_closed_pipe_sends_the_stream_to_devnull(tmp_path):
+    from trainkit.writers.pipes import ClosedPipeSafe
+
+    read_end, write_end = os.pipe()
+    stream = ClosedPipeSafe(os.fdopen(write_end, "w", buffering=1))
+    stream.write("seen\n")
+    assert os.read(read_end, 100) == b"seen\n"
+    os.close(read_end)
+    assert stream.write("nobody reads this\n") == len("nobody reads this\n")
+    stream.flush()
+    assert stream.reader_gone and not stream.isatty()
+
+    class FullDisk(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):  # any other failure still raises
+        ClosedPipeSafe(FullDisk()).write("x")
 
 
 @pytest.mark.parametrize(("logs", "first_line"), [

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
+from trainkit.writers.pipes import survive_closed_pipes
 
 app = typer.Typer(
     add_completion=False,
@@ -314,8 +315,11 @@ def main() -> None:
     """Console-script entry point.
 
     A usage mistake (a missing argument, an unknown option, ``--port abc``) ends like every other
-    user error: one ``error: [usage] ...`` line and exit code 2, not a boxed panel.
+    user error: one ``error: [usage] ...`` line and exit code 2, not a boxed panel. Output piped
+    into a reader that stops early (``| head``) no longer stops the command (see
+    :mod:`trainkit.writers.pipes`).
     """
+    survive_closed_pipes()
     try:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
