@@ -6,7 +6,6 @@ Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import sys
@@ -31,6 +30,7 @@ from trainkit.checkpoint import (
     JournalRecords,
     TrainingCheckpoint,
 )
+from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
     DataError,
@@ -109,22 +109,6 @@ def _check_input_shapes(x: Any, model: keras.Model) -> None:
     check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
 
 
-def _like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
-    """Several targets as the same kind of structure as the outputs they go with.
-
-    ``tf.data`` and :func:`~trainkit.sources.in_memory_parts` give tuples, Functional models return lists, and
-    Keras losses and metrics refuse to pair a tuple with a list; a dict of targets by output
-    name becomes a sequence in the outputs' order (as ``model.fit`` reads it).
-    """
-    if isinstance(y, Mapping) and isinstance(y_pred, list | tuple) and output_names and all(n in y for n in output_names):
-        y = tuple(y[name] for name in output_names)
-    if isinstance(y_pred, list) and isinstance(y, tuple):
-        return list(y)
-    if isinstance(y_pred, tuple) and isinstance(y, list):
-        return tuple(y)
-    return y
-
-
 def _known_output_count(model: keras.Model) -> int | None:
     """How many outputs a model has when its structure says (``None`` for a subclassed model)."""
     if isinstance(model, keras.Sequential):
@@ -155,7 +139,7 @@ def _listed_outputs(*specs: Any) -> int:
     return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
 
 
-class Trainer:
+class Trainer(EpochMetrics):
     """Trains a Keras model with a compiled GradientTape loop, measuring every step.
 
     Args:
@@ -412,7 +396,7 @@ class Trainer:
         predictions = multioutput.flat_outputs(y_pred)
         if len(predictions) == 1:
             head = self.heads[0]
-            loss = self._output_loss(head.loss, _like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
+            loss = self._output_loss(head.loss, multioutput.like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
             loss = loss if head.weight == 1.0 else head.weight * loss
         else:
             if len(predictions) != len(self.heads):
@@ -616,29 +600,6 @@ class Trainer:
         self._loss_tracker.update_state(loss, sample_weight=rows)
         self._update_output_losses("train", self._output_loss_trackers, rows)
         self._update_metrics(self.metrics, y, y_pred, sample_weight)
-
-    def _update_output_losses(self, split: str, trackers: Sequence[keras.metrics.Metric], rows: tf.Tensor) -> None:
-        """Adds the per-output losses :meth:`compute_loss` just computed to their epoch means."""
-        values = self._tracing().pop("output_losses", None)
-        if values is None or not trackers:
-            return  # an overridden compute_loss that did not call the default one
-        self._output_losses_seen.add(split)
-        for tracker, value in zip(trackers, values, strict=True):
-            tracker.update_state(value, sample_weight=rows)
-
-    def _update_metrics(self, metrics: Sequence[keras.metrics.Metric], y: Any, y_pred: Any, sample_weight: Any) -> None:
-        if not metrics:
-            return
-        if len(self.heads) > 1:
-            targets = multioutput.targets_per_output(y, y_pred, [h.name for h in self.heads])
-            predictions = multioutput.flat_outputs(y_pred)
-            for metric, index in zip(metrics, self._metric_outputs, strict=True):
-                if targets[index] is not None:  # an output without targets (and loss) is not measured
-                    metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
-            return
-        y = _like_outputs(y, y_pred, self._output_names)
-        for metric in metrics:
-            metric.update_state(y, y_pred, sample_weight=sample_weight)
 
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
         """Records an extra per-step scalar from inside a step (e.g. a penalty term).
@@ -1231,7 +1192,7 @@ class Trainer:
             callbacks.on_execution_end(first_step, outputs)
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
             # metrics: only user scalars (log_scalar) get an epoch mean in the History.
-            for column, name in _user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
+            for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
                 extras.setdefault(name, []).append((outputs.values[:, column], outputs.batch_sizes))
             every = self.histograms_every
             if isinstance(every, int) and last_step // every > first_step // every:
@@ -1252,98 +1213,10 @@ class Trainer:
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
         for name, parts in extras.items():
-            logs[name] = _row_mean(parts)
+            logs[name] = row_mean(parts)
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
-
-    def _reset_metrics(self, split: str = "train") -> None:
-        """Zeroes the loss and metric accumulators of ``split`` (``train``/``eval``) in one call.
-
-        Eagerly, every metric variable is its own assign op (~1 ms an epoch for a loss and two
-        metrics); a strategy's replicated variables keep the eager path.
-        """
-        metrics = self._split_metrics(split)
-        if self.strategy is not None:
-            for metric in metrics:
-                metric.reset_state()
-            return
-        reset = self._metric_fns.get(split)
-        if reset is None:
-
-            def reset_all() -> None:
-                for metric in metrics:
-                    metric.reset_state()
-
-            reset = self._metric_fns[split] = compile_function(reset_all)
-        reset()
-
-    def epoch_log_names(self, validation: bool) -> list[str]:
-        """The names each epoch's logs (and the History) will hold.
-
-        The loss, each output's loss, the metrics, the scalars the step logs with
-        :meth:`log_scalar` (known once the loop is built), with ``val_`` twins when there is
-        validation data.
-        """
-        names = self._logged_names("train")
-        if self._train_loop is not None and self._train_loop.names is not None:
-            names += [name for _, name in _user_scalar_columns(self._train_loop.names) if name not in names]
-        if validation:
-            names += [f"val_{name}" for name in self._logged_names("eval")]
-            if self._eval_loop is not None and self._eval_loop.names is not None:  # a test_step's own values
-                names += [f"val_{name}" for _, name in _user_scalar_columns(self._eval_loop.names) if f"val_{name}" not in names]
-        if self.report_last_batch_loss:
-            names.append("last_batch_loss")
-        return names
-
-    def _logged_names(self, split: str) -> list[str]:
-        """The names the trackers of ``split`` give the logs, as far as the traced steps show.
-
-        A step that never fed the trackers logs only its loss; per-output losses appear only when
-        the default compute_loss made them.
-        """
-        if self._tracked.get(split) is False:
-            return ["loss"]
-        trackers = self._split_metrics(split)
-        if split in self._tracked and split not in self._output_losses_seen:
-            skipped = {m.name for m in self._output_loss_trackers}
-            trackers = [m for m in trackers if m.name not in skipped]
-        return [m.name for m in trackers]
-
-    def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
-        """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
-        if split == "train":
-            return [self._loss_tracker, *self._output_loss_trackers, *self.metrics]
-        return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics]
-
-    def _metric_results(self, split: str = "train") -> dict[str, float]:
-        """The loss and metric values of ``split`` (``train``/``eval``), read in one call.
-
-        Eagerly, each ``result()`` is a few ops (~0.1 ms each); a strategy's replicated
-        variables keep the eager path.
-        """
-        if self._tracked.get(split) is False:
-            return {}  # the step never fed the trackers: they hold nothing
-        metrics = self._split_metrics(split)
-        if self.strategy is not None:
-            values = {m.name: float(m.result()) for m in metrics}
-            if split not in self._output_losses_seen:
-                for tracker in self._output_loss_trackers:
-                    values.pop(tracker.name)
-            return values
-        key = f"results/{split}"
-        results = self._metric_fns.get(key)
-        if results is None:
-
-            def read_all() -> tf.Tensor:
-                return tf.stack([tf.cast(tf.reshape(m.result(), []), tf.float32) for m in metrics])
-
-            results = self._metric_fns[key] = compile_function(read_all)
-        values = {m.name: float(v) for m, v in zip(metrics, results().numpy(), strict=True)}
-        if split not in self._output_losses_seen:  # never computed: an overridden compute_loss
-            for tracker in self._output_loss_trackers:
-                values.pop(tracker.name)
-        return values
 
     def _in_memory_calls(self, train: ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
@@ -1521,11 +1394,11 @@ class Trainer:
             raise DataError("empty-data", "The evaluation data has no batches: the dataset is empty (check the filter or the take/skip that made it).")
         results = self._metric_results("eval")
         if self._tracked.get("eval") is False:  # an overridden test_step: the mean of its losses
-            results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
+            results.update(row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
         # Whatever else the step returned or logged (a test_step's own values, a log_scalar in
         # compute_loss): its row-weighted mean, as Keras puts every returned key into the logs.
-        extra = [name for _, name in _user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
-        results.update(_row_means([c for c in calls if c.steps], extra))
+        extra = [name for _, name in user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
+        results.update(row_means([c for c in calls if c.steps], extra))
         return results
 
     def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None) -> Any:
@@ -1755,27 +1628,6 @@ def _check_epochs(epochs: int, initial_epoch: int) -> None:
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")
-
-
-def _row_mean(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """The mean of per-step values weighted by their batches' rows: ``(values, rows)`` pairs."""
-    values = np.concatenate([v for v, _ in parts])
-    weights = np.concatenate([w for _, w in parts]).astype(np.float64)
-    return float(np.sum(values * weights) / np.sum(weights))
-
-
-def _row_means(calls: Sequence[StepOutputs], names: Sequence[str]) -> dict[str, float]:
-    """:func:`_row_mean` of each of ``names`` over the steps of ``calls``."""
-    if not calls:
-        return {}
-    return {name: _row_mean([(c.values[:, c.names.index(name)], c.batch_sizes) for c in calls]) for name in names}
-
-
-@functools.lru_cache(maxsize=64)
-def _user_scalar_columns(names: tuple[str, ...], untracked_loss: bool = False) -> tuple[tuple[int, str], ...]:
-    """``(column, name)`` of the scalars a step logged besides the statistics, whose epoch means
-    come from the steps' values: not ``loss`` unless the step did not feed the loss tracker."""
-    return tuple((i, name) for i, name in enumerate(names) if (name != "loss" or untracked_loss) and not stats.is_statistic(name))
 
 
 def _next_call_steps(steps: int, seconds: float, capacity: int) -> int:
