@@ -27,11 +27,11 @@ from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scala
 from trainkit.errors import (
     ArgumentError,
     DataError,
-    RunDirError,
     TrainingInterrupted,
     UnknownNameError,
 )
 from trainkit.findings import Finding
+from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator, pydataset_batches
 from trainkit.interrupt import StopRequest, stop_on_signals
@@ -49,12 +49,11 @@ from trainkit.sources import (
     streamed,
     unpack_batch,
 )
+from trainkit.tensorboard_logging import TensorBoardLogging
 from trainkit.writers.console import ConsoleLogger
-from trainkit.writers.hparams import clean_hparams, write_hparams
+from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
     RunWriter,
-    custom_scalars_layout,
-    histogram_tag,
 )
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
@@ -121,7 +120,7 @@ def _listed_outputs(*specs: Any) -> int:
     return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
 
 
-class Trainer(EpochMetrics, Resumable):
+class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
     """Trains a Keras model with a compiled GradientTape loop, measuring every step.
 
     Args:
@@ -288,9 +287,7 @@ class Trainer(EpochMetrics, Resumable):
         self._step_table_rows = 0
         self.keep_step_table = step_table_steps != 0
         self._probe: probes.Probe | None = None
-        self._probe_batch: Any = None
-        self._histogram_fn: Any = None
-        self._histogram_tags: list[str] = []  # the rows of what _histogram_fn returns
+        self._histograms = ProbeHistograms(self)
         self._step_xla = False
         # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
         # None until the first traced step shows it.
@@ -756,7 +753,7 @@ class Trainer(EpochMetrics, Resumable):
             for callback in callbacks:
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
                     callback.check_monitor(logged)
-            self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
+            self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
             if not resume:  # a resumed run's event files hold it already
                 self._write_layout()
             self._checkpoint = self._make_checkpoint()
@@ -1298,108 +1295,6 @@ class Trainer(EpochMetrics, Resumable):
             for i in range(outputs.steps):
                 rows.extend((first_step + i, name, float(outputs.values[i, j])) for j, name in enumerate(outputs.names))
         return rows
-
-    # -- TensorBoard ------------------------------------------------------------------------------
-    def _open_writer(self, *, hparams: bool = True) -> None:
-        if self.logdir is None or self.writer is not None or not self.is_chief:
-            return
-        try:
-            self.logdir.mkdir(parents=True, exist_ok=True)
-            probe = self.logdir / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as err:
-            raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable --logdir.") from None
-        self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
-        for name, markdown in self._pending_texts.items():
-            self.writer.text("train", 0, name, markdown)
-        if self.hparams and hparams:
-            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
-
-    def _write_layout(self) -> None:
-        """Writes the custom-scalars layout (one category per layer) once per run."""
-        if self.writer is None or not self.statistics or self._train_loop is None or self._train_loop.names is None:
-            return
-        self.writer.summary("train", 0, custom_scalars_layout(self._train_loop.names))
-
-    def _wants_histograms(self) -> bool:
-        return self.histograms_every is not None and self.logdir is not None
-
-    def _first_batch(self, train: Any, batch_size: int) -> Any:
-        """The fixed probe batch histograms are computed on: the first training batch."""
-        if isinstance(train, ArraySource):
-            return train.head(batch_size)
-        return next(iter(train.dataset), None)
-
-    def _build_histogram_fn(self) -> Any:
-        """Compiles gradients and activations of one batch, without updating any state.
-
-        ``training=False``: no dropout draws, no BatchNormalization statistics updates, so writing
-        histograms never changes the training run.
-        """
-        variables = self.model.trainable_variables
-        names = stats.variable_names(variables, self.model.name)
-
-        def histogram_step(batch: Any) -> tf.Tensor:
-            x, y, sample_weight = unpack_batch(batch)
-            with tf.GradientTape() as tape:
-                y_pred, taps = self.probe(x, training=False)
-                loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-            self.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
-            gradients = tape.gradient(loss, variables)
-            tensors: dict[str, Any] = {}
-            for name, gradient in zip(names, gradients, strict=True):
-                if gradient is not None:
-                    tensors[histogram_tag("gradients", name)] = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-            for tap in taps:
-                tensors[histogram_tag("activations", tap.name)] = tap.tensor
-            # The weights too: read in the same call rather than one eager read each.
-            for name, variable in zip(names, variables, strict=True):
-                tensors[histogram_tag("weights", name)] = stats.read_variable(variable)
-            # Counted here: only 30 buckets a tensor come back to the host, as one array.
-            self._histogram_tags = list(tensors)
-            return stats.histograms(list(tensors.values()), xla=xla)
-
-        # XLA where the training step compiled with it (the probe batch's shapes are fixed): one
-        # fused call instead of ~100 TensorFlow kernels (the 10-64-32-1 MLP: ~0.3 vs ~0.6 ms).
-        xla = self._train_loop is not None and self._train_loop.jit_compile
-        return compile_function(histogram_step, jit_compile=xla, reduce_retracing=not xla)
-
-    def _write_histograms(self, step: int) -> None:
-        """Queues histograms of weights, gradients and activations at ``step``."""
-        if self.writer is None or self._probe_batch is None:
-            return
-        if self._histogram_fn is None:
-            self._histogram_fn = self._build_histogram_fn()
-        buckets = self._histogram_fn(self._probe_batch).numpy()
-        self.writer.bucketed_histograms("train", step, dict(zip(self._histogram_tags, buckets, strict=True)))
-
-    def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
-        if self.writer is None:
-            return
-        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
-        train["learning_rate"] = self._last_update_learning_rate()
-        self.writer.scalars("train", epoch, train)
-        validation = {k: v for k, v in logs.items() if k.startswith("val_")}
-        if validation:
-            self.writer.scalars("validation", epoch, validation)
-
-    def _last_update_learning_rate(self) -> float:
-        """The learning rate of the last update, as ``step/learning_rate`` shows it.
-
-        ``optimizer.learning_rate`` evaluates a schedule at the optimizer's iteration count, which
-        the last update moved on by one: the epoch's chart was one epoch ahead of its steps'.
-        """
-        schedule = getattr(self.optimizer, "_learning_rate", None)
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            return float(schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
-        return float(np.asarray(self.optimizer.learning_rate))
-
-    def _close_writer(self) -> None:
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
-            writer.close()
-
 
 #: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
 STATISTICS_MISSING = "statistics-missing"
