@@ -11,7 +11,6 @@ import math
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +48,7 @@ from trainkit.sources import (
     streamed,
     unpack_batch,
 )
+from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
 from trainkit.tensorboard_logging import TensorBoardLogging
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams
@@ -71,9 +71,6 @@ _XLA_FRIENDLY_LAYERS = frozenset(
 _TARGET_CALL_SECONDS = 0.5
 _MAX_STEPS_PER_CALL = 1024
 _STREAMING_STEPS_PER_CALL = 32
-# Steps Trainer.step_table() keeps by default: ~45 statistics x 4 bytes x 10k steps is ~2 MB for a
-# small MLP, and stays that size however long the run.
-_STEP_TABLE_STEPS = 10_000
 
 
 def choose_jit_compile(model: keras.Model) -> bool:
@@ -209,7 +206,7 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
         report_last_batch_loss: bool = False,
         statistics: bool = True,
         histograms_every: int | Literal["epoch"] | None = "epoch",
-        step_table_steps: int | None = _STEP_TABLE_STEPS,
+        step_table_steps: int | None = DEFAULT_KEPT_STEPS,
         hparams: Mapping[str, Any] | None = None,
         diagnose: bool | Callback = True,
         checkpoint_every: int | Literal["auto"] = "auto",
@@ -283,8 +280,7 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
         self.steps_per_epoch: int | None = None
         self.writer: RunWriter | None = None
         self._pending_texts: dict[str, str] = {}
-        self._step_table: deque[tuple[int, StepOutputs]] = deque()
-        self._step_table_rows = 0
+        self._step_table = StepTable()
         self.keep_step_table = step_table_steps != 0
         self._probe: probes.Probe | None = None
         self._histograms = ProbeHistograms(self)
@@ -1030,7 +1026,8 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
             self._step = last_step
             if self.writer is not None:
                 self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended))
-            self._keep_steps(first_step, outputs)
+            if self.keep_step_table and self.step_table_steps != 0:
+                self._step_table.keep(first_step, outputs, self.step_table_steps)
             callbacks.on_execution_end(first_step, outputs)
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
             # metrics: only user scalars (log_scalar) get an epoch mean in the History.
@@ -1273,16 +1270,6 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
         return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
 
     # -- per-step statistics ----------------------------------------------------------------------
-    def _keep_steps(self, first_step: int, outputs: StepOutputs) -> None:
-        """Adds a call's outputs to the step table, dropping whole calls beyond the bound."""
-        if not self.keep_step_table or self.step_table_steps == 0:
-            return
-        self._step_table.append((first_step, outputs))
-        self._step_table_rows += outputs.steps
-        limit = self.step_table_steps
-        while limit is not None and self._step_table and self._step_table_rows - self._step_table[0][1].steps >= limit:
-            self._step_table_rows -= self._step_table.popleft()[1].steps
-
     def step_table(self) -> list[tuple[int, str, float]]:
         """The recorded per-step scalars (loss, statistics, logged scalars) as ``(step, name, value)``.
 
@@ -1290,11 +1277,7 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
         or dropped); for complete per-step records of long runs read the TensorBoard events, or
         consume :meth:`~trainkit.callbacks.Callback.on_execution_end`.
         """
-        rows: list[tuple[int, str, float]] = []
-        for first_step, outputs in self._step_table:
-            for i in range(outputs.steps):
-                rows.extend((first_step + i, name, float(outputs.values[i, j])) for j, name in enumerate(outputs.names))
-        return rows
+        return self._step_table.rows()
 
 #: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
 STATISTICS_MISSING = "statistics-missing"
