@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import background, class_weights, distribute, multioutput, probes, stats, updates
+from trainkit import background, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
@@ -30,19 +30,17 @@ from trainkit.errors import (
     UnknownNameError,
 )
 from trainkit.findings import Finding
+from trainkit.fit_data import FitData, check_input_shapes
 from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
-from trainkit.inputs import accepted_input, is_iterator, pydataset_batches
+from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
-from trainkit.modelbuild import ensure_built
 from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.sources import (
     ArraySource,
     DatasetSource,
-    first_inputs,
-    in_memory_parts,
     io_count,
     nothing_left,
     streamed,
@@ -81,12 +79,6 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
-def _check_input_shapes(x: Any, model: keras.Model) -> None:
-    from trainkit.checks.data_checks import check_input_shapes
-
-    check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
-
-
 def _known_output_count(model: keras.Model) -> int | None:
     """How many outputs a model has when its structure says (``None`` for a subclassed model)."""
     if isinstance(model, keras.Sequential):
@@ -96,13 +88,6 @@ def _known_output_count(model: keras.Model) -> int | None:
     except (AttributeError, ValueError):
         return None
     return len(tf.nest.flatten(tensors)) if tensors else None
-
-
-def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
-    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
-    if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
-        raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
-                                            "output's labels, say), which weighs every output's loss.")
 
 
 def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
@@ -117,7 +102,7 @@ def _listed_outputs(*specs: Any) -> int:
     return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
 
 
-class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
+class Trainer(EpochMetrics, FitData, Resumable, TensorBoardLogging):
     """Trains a Keras model with a compiled GradientTape loop, measuring every step.
 
     Args:
@@ -836,96 +821,10 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
         if self._live_diagnosis is not None:
             self._live_diagnosis.wait()
 
-    def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
-                 steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
-                 shuffle: bool = False) -> tuple[Any, Any]:
-        x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
-        if isinstance(validation_data, keras.utils.PyDataset):
-            validation_data = pydataset_batches(validation_data)
-        if isinstance(x, tf.data.Dataset):
-            if validation_split:
-                raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
-            if y is not None or sample_weight is not None:
-                raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
-            train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
-            if class_weight is not None:
-                _check_one_target(x.element_spec[1], self.heads)
-                train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
-        else:
-            if steps_per_epoch is not None:
-                raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
-            if y is None:
-                raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            if not 0.0 <= validation_split < 1.0:
-                raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
-            parts = self._in_memory_parts(x, y, sample_weight)
-            if validation_split and validation_data is None:
-                # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
-                cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
-                validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
-                parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
-            if class_weight is not None:  # the training rows only, as model.fit weights them
-                _check_one_target(parts[1], self.heads)
-                parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
-            train = ArraySource(parts, "the training data" if validation_split else "x")
-        validation = None
-        if validation_data is not None:
-            if isinstance(validation_data, tf.data.Dataset):
-                validation = DatasetSource(validation_data, validation_steps, "validation_steps")
-            elif validation_steps is not None:
-                raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")
-            else:
-                if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
-                    got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
-                    raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
-                validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
-        return train, validation
-
-    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
-        # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
-        # and its variables must be mirrored.
-        with distribute.scope(self.strategy):
-            return in_memory_parts(self.model, x, y, sample_weight)
-
-    def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
-        parts = train.numpy() if isinstance(train, ArraySource) else (train.dataset, None)
-        x, y = parts[:2]
-        weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
-        x_val = y_val = None
-        if isinstance(validation, ArraySource):
-            x_val, y_val = validation.numpy()[:2]
-        elif validation is not None:
-            x_val = validation.dataset  # its first batches are sampled, like a training dataset's
-        # A dataset brings its own batches: batch_size does not apply to it.
-        rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))
-
-    def _ensure_built(self, train: Any) -> None:
-        """Builds the model and the optimizer's slots before anything is traced.
-
-        Building the optimizer up front also avoids "You must feed a value for placeholder"
-        under tf.distribute (keras-team/keras#19246).
-        """
-        with distribute.scope(self.strategy):
-            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train))
-            self._count_outputs(lambda: first_inputs(train))
-            if not self.optimizer.built:
-                self.optimizer.build(self.model.trainable_variables)
-        self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
-
+    # -- the compiled loops -----------------------------------------------------------------------
     def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         return self.test_step(batch)
-
-    def _check_targets_cover_outputs(self, targets: Any) -> None:
-        """Refuses targets by name that leave out an output with a loss (before any trace)."""
-        if len(self.heads) < 2 or not isinstance(targets, Mapping):
-            return
-        given = multioutput.targets_per_output(targets, None, [h.name for h in self.heads])
-        missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
-        if missing:
-            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss: give every trained output its targets "
-                            f"(by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
 
     def _resolve_jit(self) -> bool:
         return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
@@ -1200,7 +1099,7 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             parts = self._in_memory_parts(x, y, sample_weight)
-            _check_input_shapes(parts[0], self.model)
+            check_input_shapes(parts[0], self.model)
             source = ArraySource(parts, "x")
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
@@ -1261,7 +1160,7 @@ class Trainer(EpochMetrics, Resumable, TensorBoardLogging):
             batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in (x.take(steps) if steps is not None else x)]
         else:
             parts = self._in_memory_parts(x)
-            _check_input_shapes(parts[0], self.model)
+            check_input_shapes(parts[0], self.model)
             source = ArraySource(parts)
             (data,) = source.data
             batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
