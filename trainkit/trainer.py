@@ -11,7 +11,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,12 +37,12 @@ from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
-from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
+from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
+from trainkit.resolve import Spec, closest, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.sources import (
     ArraySource,
     DatasetSource,
-    io_count,
     streamed,
     unpack_batch,
 )
@@ -74,30 +74,7 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
-def _known_output_count(model: keras.Model) -> int | None:
-    """How many outputs a model has when its structure says (``None`` for a subclassed model)."""
-    if isinstance(model, keras.Sequential):
-        return 1
-    try:
-        tensors = model.outputs
-    except (AttributeError, ValueError):
-        return None
-    return len(tf.nest.flatten(tensors)) if tensors else None
-
-
-def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
-    """The metrics, a repeated name numbered as Keras numbers it (``auc``, ``auc_1``): two metrics
-    of one name would share one History key, and one would be lost."""
-    names = stats.numbered(m.name for m in metrics)
-    return [metric if name == metric.name else clone_metric(metric, name) for metric, name in zip(metrics, names, strict=True)]
-
-
-def _listed_outputs(*specs: Any) -> int:
-    """How many outputs the first per-output argument (a list, or a dict by name) lists; 1 if none."""
-    return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
-
-
-class Trainer(EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
+class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
     """Trains a Keras model with a compiled GradientTape loop, measuring every step.
 
     Args:
@@ -294,53 +271,13 @@ class Trainer(EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
         self._loss_weight_spec = loss_weights
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._eval_loss_tracker = keras.metrics.Mean(name="loss")
-        count = _known_output_count(self.model)
+        count = known_output_count(self.model)
         # A subclassed model's outputs are counted when it first sees data (_ensure_built); until
         # then, as many as the per-output arguments list.
         self._outputs_counted = count is not None
-        self._pair_outputs(count or _listed_outputs(loss, task, loss_weights))
+        self._pair_outputs(count or listed_outputs(loss, task, loss_weights))
         # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-    def _pair_outputs(self, count: int, names: Sequence[str] | None = None) -> None:
-        """Pairs the losses, tasks, loss weights and metrics with the model's ``count`` outputs.
-
-        Args:
-            count: How many outputs.
-            names: Their names, when a call told them (a subclassed model returning a dict).
-
-        Raises:
-            ArgumentError: ``bad-argument`` for per-output specs that do not match the outputs.
-        """
-        names = tuple(names) if names else multioutput.output_names(self.model, count, by_name=self.loss)
-        self.heads = multioutput.heads(names, self.loss, self.task, self._loss_weight_spec)
-        specs = self._metric_specs
-        if count > 1 or isinstance(specs, Mapping) or (specs and all(isinstance(s, list | tuple) for s in specs)):
-            paired = multioutput.output_metrics(specs, self.heads)
-            if count == 1:  # a single output's metrics keep their own names
-                paired = [(i, clone_metric(m, m.name[len(self.heads[0].name) + 1 :])) for i, m in paired]
-        else:
-            paired = [(None, m) for m in get_metrics(specs, self.heads[0].task, self.heads[0].loss)]
-        self.metrics = _uniquely_named([m for _, m in paired])
-        self._metric_outputs = [None if count == 1 else i for i, _ in paired]
-        self._eval_metrics = [clone_metric(m) for m in self.metrics]
-        trained = [h for h in self.heads if h.loss is not None] if count > 1 else []
-        self._output_loss_trackers = [keras.metrics.Mean(name=f"{h.name}_loss") for h in trained]
-        self._eval_output_loss_trackers = [clone_metric(m) for m in self._output_loss_trackers]
-        self._output_losses_seen: set[str] = set()  # splits whose steps gave per-output losses
-        self._metric_fns = {}
-
-    def _count_outputs(self, inputs: Callable[[], Any]) -> None:
-        """Pairs a subclassed model's outputs once it can be called (``inputs()``: a batch)."""
-        if self._outputs_counted:
-            return
-        self._outputs_counted = True
-        batch = inputs()
-        count = io_count(self.model, "outputs", batch)
-        called = multioutput.called_output_names(self.model, batch) if count > 1 else None
-        if count != len(self.heads) or (called is not None and called != tuple(h.name for h in self.heads)):
-            with distribute.scope(self.strategy):
-                self._pair_outputs(count, called)
 
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
