@@ -141,3 +141,16 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
     if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
         raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
                                             "output's labels, say), which weighs every output's loss.")
+
+
+def check_epochs(epochs: int, initial_epoch: int) -> None:
+    """Refuses ``epochs`` or ``initial_epoch`` that are not non-negative integers."""
+    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuses a ``batch_size`` that is not a positive integer."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")

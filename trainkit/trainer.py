@@ -31,7 +31,7 @@ from trainkit.errors import (
     UnknownNameError,
 )
 from trainkit.findings import Finding
-from trainkit.fit_data import FitData, check_input_shapes
+from trainkit.fit_data import FitData, check_batch_size, check_epochs, check_input_shapes
 from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
@@ -45,6 +45,12 @@ from trainkit.sources import (
     DatasetSource,
     streamed,
     unpack_batch,
+)
+from trainkit.step_checks import (
+    STATISTICS_MISSING,
+    check_step_returns_loss,
+    missing_statistics,
+    scalar_loss,
 )
 from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
 from trainkit.tensorboard_logging import TensorBoardLogging
@@ -325,7 +331,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if not self.statistics:
             with tf.GradientTape() as tape:
                 y_pred = self.model(x, training=True)
-                loss = _scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
+                loss = scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
                 scaled = self.optimizer.scale_loss(loss)  # mixed precision: the optimizer unscales
             gradients = tape.gradient(scaled, variables)
             gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
@@ -336,7 +342,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         with tf.GradientTape() as tape:
             # The probe shares the model's layers: same y_pred, same gradients, plus activations.
             y_pred, taps = self.probe(x, training=True)
-            loss = _scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
+            loss = scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
@@ -615,8 +621,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         Returns:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
         """
-        _check_batch_size(batch_size)
-        _check_epochs(epochs, initial_epoch)
+        check_batch_size(batch_size)
+        check_epochs(epochs, initial_epoch)
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
         if check_data:
             self._check_sources(train, validation, batch_size)
@@ -782,42 +788,17 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._train_loop.discover_names(train.batch_spec())
 
     def _check_step_returns_loss(self) -> None:
-        """Refuses a ``train_step`` whose dict has no ``"loss"``.
-
-        The epoch loss, the NaN stop and the diagnosis read it.
-
-        Raises:
-            ArgumentError: ``bad-step-output``.
-        """
-        names = (self._train_loop.names if self._train_loop is not None else None) or ()
-        if "loss" not in names:
-            returned = ", ".join(map(repr, names)) or "an empty dict"
-            raise ArgumentError("bad-step-output", f"train_step must return the step's loss under 'loss'; it returned {returned}. "
-                                                   "Add it: return {'loss': loss, ...}.")
+        """Refuses a ``train_step`` whose dict has no ``"loss"`` (``bad-step-output``)."""
+        check_step_returns_loss((self._train_loop.names if self._train_loop is not None else None) or ())
 
     def _note_missing_statistics(self) -> None:
-        """An info finding when ``statistics=True`` yields fewer statistics than it promises.
-
-        A ``train_step`` of its own returns what it returns, and a subclassed model's layers
-        cannot be tapped: the rules that read the missing statistics then judge nothing, and
-        saying so beats a silent "no findings".
-        """
+        """An info finding when ``statistics=True`` yields fewer statistics than it promises."""
         names = (self._train_loop.names if self._train_loop is not None else None) or ()
         if not self.statistics or not names or any(f.code == STATISTICS_MISSING for f in self.findings):
             return
-        parsed = [stats.parse_stat_name(name) for name in names]
-        if not any(p is not None and p.kind in ("grad_norm", "update_ratio") for p in parsed):
-            message = ("The train_step returns no gradient or update statistics (a step of its own returns what it returns), so the rules "
-                       "that read them (exploding-gradients, vanishing-gradients, lr-too-high, lr-too-low, dead-relu, "
-                       "saturated-activations) cannot judge this run.")
-            advice = "Override compute_loss instead, or return {**super().train_step(batch), ...} to add values; statistics=False silences this note."
-        elif self._probe is not None and self._probe.reason is not None and not any(
-                p is not None and p.kind == "activation" and p.layer != "output" for p in parsed):
-            message = f"Activation statistics cover the model's output only ({self._probe.reason}): dead-relu and saturated-activations judge no hidden layer."
-            advice = "In the model's call, wrap each hidden activation: x = trainkit.probes.record(\"dense_1\", x, \"relu\")."
-        else:
-            return
-        self.findings.append(Finding(code=STATISTICS_MISSING, severity="info", message=message, advice=advice, evidence={"step_values": len(names)}))
+        finding = missing_statistics(names, self._probe)
+        if finding is not None:
+            self.findings.append(finding)
 
     # -- one epoch --------------------------------------------------------------------------------
     def _run_epoch(
@@ -918,7 +899,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
             source: Any = DatasetSource(x, steps, "steps")
@@ -974,7 +955,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         One array, or for a model with several outputs their structure (a list...) of arrays.
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
@@ -1007,22 +988,6 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return self._step_table.rows()
 
-#: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
-STATISTICS_MISSING = "statistics-missing"
-
-
-def _scalar_loss(loss: Any) -> tf.Tensor:
-    """``compute_loss``'s value, refused unless it is one number (the optimizer needs a scalar).
-
-    Raises:
-        ArgumentError: ``loss-not-scalar`` for a per-example loss (a Keras loss function called
-            directly, ``keras.losses.binary_crossentropy(y, y_pred)``, returns one).
-    """
-    loss = tf.convert_to_tensor(loss)
-    if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
-        raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
-                                               "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
-    return loss
 
 
 def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
@@ -1035,16 +1000,5 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
         return None if g is None else g * tf.cast(inverse, g.dtype)
 
     return [unscale(g) for g in gradients]
-
-
-def _check_epochs(epochs: int, initial_epoch: int) -> None:
-    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
