@@ -2,6 +2,15 @@
 
 Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss` or
 :meth:`Trainer.test_step`; overrides are compiled exactly like the defaults, several steps per call.
+
+This module holds the Trainer's construction, its overridable hooks, ``fit``'s epoch loop,
+``evaluate`` and ``predict``. The rest of what it does is in modules of their own, mixed in where it
+reads and writes much of the trainer's state: pairing outputs with losses and metrics
+(:mod:`trainkit.output_heads`), the epoch's trackers (:mod:`trainkit.epoch_metrics`), cutting an
+epoch into compiled calls (:mod:`trainkit.epoch_calls`), data arguments as sources
+(:mod:`trainkit.fit_data`), checkpoints and resuming (:mod:`trainkit.resumable`) and TensorBoard
+(:mod:`trainkit.tensorboard_logging`); and owned as objects where it does not: the probe-batch
+histograms (:mod:`trainkit.histograms`) and the step table (:mod:`trainkit.step_table`).
 """
 
 from __future__ import annotations
