@@ -227,7 +227,7 @@ def checkpoint_records(logdir: Path) -> list[int]:
     (0, 0.0, []),
 ])
 def test_checkpoint_every(checkpoint_every, min_seconds, expected, tmp_path, monkeypatch):
-    monkeypatch.setattr("trainkit.trainer.AUTO_CHECKPOINT_SECONDS", min_seconds)
+    monkeypatch.setattr("trainkit.resumable.AUTO_CHECKPOINT_SECONDS", min_seconds)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     y = (x[:, :1] > 0).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])

@@ -427,7 +427,7 @@ def test_each_compiled_function_is_traced_once_and_many_trainers_raise_no_retrac
         trainers.append(trainer)
     for trainer in trainers:
         counts = [f.experimental_get_tracing_count() for f in trainer._train_loop._in_memory_fns.values()]
-        counts += [trainer._histogram_fn.experimental_get_tracing_count()]
+        counts += [trainer._histograms.fn.experimental_get_tracing_count()]
         counts += [f.experimental_get_tracing_count() for f in trainer._metric_fns.values()]
         assert counts and all(c == 1 for c in counts), counts
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -174,6 +174,22 @@ def output_metrics(specs: Any, outputs: Sequence[Head]) -> list[tuple[int, keras
     return out
 
 
+def like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
+    """Several targets as the same kind of structure as the outputs they go with.
+
+    ``tf.data`` and :func:`~trainkit.sources.in_memory_parts` give tuples, Functional models return lists, and
+    Keras losses and metrics refuse to pair a tuple with a list; a dict of targets by output
+    name becomes a sequence in the outputs' order (as ``model.fit`` reads it).
+    """
+    if isinstance(y, Mapping) and isinstance(y_pred, list | tuple) and output_names and all(n in y for n in output_names):
+        y = tuple(y[name] for name in output_names)
+    if isinstance(y_pred, list) and isinstance(y, tuple):
+        return list(y)
+    if isinstance(y_pred, tuple) and isinstance(y, list):
+        return tuple(y)
+    return y
+
+
 def flat_outputs(y_pred: Any) -> list[Any]:
     """The outputs of a step as a list, in the order of :func:`output_names`."""
     return keras.tree.flatten(y_pred)

@@ -2,19 +2,25 @@
 
 Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss` or
 :meth:`Trainer.test_step`; overrides are compiled exactly like the defaults, several steps per call.
+
+This module holds the Trainer's construction, its overridable hooks, ``fit``'s epoch loop,
+``evaluate`` and ``predict``. The rest of what it does is in modules of their own, mixed in where it
+reads and writes much of the trainer's state: pairing outputs with losses and metrics
+(:mod:`trainkit.output_heads`), the epoch's trackers (:mod:`trainkit.epoch_metrics`), cutting an
+epoch into compiled calls (:mod:`trainkit.epoch_calls`), data arguments as sources
+(:mod:`trainkit.fit_data`), checkpoints and resuming (:mod:`trainkit.resumable`) and TensorBoard
+(:mod:`trainkit.tensorboard_logging`); and owned as objects where it does not: the probe-batch
+histograms (:mod:`trainkit.histograms`) and the step table (:mod:`trainkit.step_table`).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import sys
-import tempfile
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,48 +28,45 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import background, class_weights, distribute, multioutput, probes, stats, updates
+from trainkit import background, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
-from trainkit.checkpoint import (
-    CHECKPOINT_SUBDIR,
-    JOURNAL_MARK,
-    JOURNAL_RECORDS,
-    JournalRecords,
-    TrainingCheckpoint,
-)
+from trainkit.checkpoint import TrainingCheckpoint
+from trainkit.epoch_calls import _STREAMING_STEPS_PER_CALL, EpochCalls
+from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
     DataError,
-    RecipeError,
-    RunDirError,
     TrainingInterrupted,
     UnknownNameError,
 )
 from trainkit.findings import Finding
+from trainkit.fit_data import FitData, check_batch_size, check_epochs, check_input_shapes
+from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
-from trainkit.inputs import accepted_input, is_iterator, pydataset_batches
+from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
-from trainkit.modelbuild import ensure_built
-from trainkit.resolve import Spec, clone_metric, closest, get_metrics, get_optimizer
+from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
+from trainkit.resolve import Spec, closest, get_optimizer
+from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.sources import (
     ArraySource,
     DatasetSource,
-    first_inputs,
-    in_memory_parts,
-    io_count,
-    nothing_left,
     streamed,
     unpack_batch,
 )
+from trainkit.step_checks import (
+    STATISTICS_MISSING,
+    check_step_returns_loss,
+    missing_statistics,
+    scalar_loss,
+)
+from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
+from trainkit.tensorboard_logging import TensorBoardLogging
 from trainkit.writers.console import ConsoleLogger
-from trainkit.writers.hparams import clean_hparams, write_hparams
+from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
     RunWriter,
-    custom_scalars_layout,
-    event_file_sizes,
-    histogram_tag,
-    rewind_event_files,
 )
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
@@ -76,23 +79,6 @@ _XLA_FRIENDLY_LAYERS = frozenset(
      "Flatten", "Reshape", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU", "GaussianNoise",
      "AlphaDropout", "Identity", "Add", "Concatenate", "Multiply", "Rescaling", "Normalization"}
 )
-# Target wall time of one compiled call with steps_per_execution="auto": long enough that the
-# per-call overhead vanishes, short enough for a live progress bar and live diagnosis.
-_TARGET_CALL_SECONDS = 0.5
-_MAX_STEPS_PER_CALL = 1024
-_STREAMING_STEPS_PER_CALL = 32
-# Steps Trainer.step_table() keeps by default: ~45 statistics x 4 bytes x 10k steps is ~2 MB for a
-# small MLP, and stays that size however long the run.
-_STEP_TABLE_STEPS = 10_000
-#: ``checkpoint_every="auto"``: the least time between two end-of-epoch checkpoints. A checkpoint
-#: of a small model takes ~30 ms, longer than a 10k-row epoch of it, so saving every epoch would
-#: more than double such runs; a crash still loses at most this long plus one epoch.
-AUTO_CHECKPOINT_SECONDS = 30.0
-
-
-#: Stop reasons (:attr:`Trainer.stop_reason`) of a run that ended before its last epoch and is
-#: finished: resuming it trains nothing. An interrupted run is not; a NaN stop writes no checkpoint.
-FINISHED_STOP_REASONS = ("stopped",)
 
 
 def choose_jit_compile(model: keras.Model) -> bool:
@@ -103,59 +89,7 @@ def choose_jit_compile(model: keras.Model) -> bool:
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
 
 
-def _check_input_shapes(x: Any, model: keras.Model) -> None:
-    from trainkit.checks.data_checks import check_input_shapes
-
-    check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
-
-
-def _like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
-    """Several targets as the same kind of structure as the outputs they go with.
-
-    ``tf.data`` and :func:`~trainkit.sources.in_memory_parts` give tuples, Functional models return lists, and
-    Keras losses and metrics refuse to pair a tuple with a list; a dict of targets by output
-    name becomes a sequence in the outputs' order (as ``model.fit`` reads it).
-    """
-    if isinstance(y, Mapping) and isinstance(y_pred, list | tuple) and output_names and all(n in y for n in output_names):
-        y = tuple(y[name] for name in output_names)
-    if isinstance(y_pred, list) and isinstance(y, tuple):
-        return list(y)
-    if isinstance(y_pred, tuple) and isinstance(y, list):
-        return tuple(y)
-    return y
-
-
-def _known_output_count(model: keras.Model) -> int | None:
-    """How many outputs a model has when its structure says (``None`` for a subclassed model)."""
-    if isinstance(model, keras.Sequential):
-        return 1
-    try:
-        tensors = model.outputs
-    except (AttributeError, ValueError):
-        return None
-    return len(tf.nest.flatten(tensors)) if tensors else None
-
-
-def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
-    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
-    if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
-        raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
-                                            "output's labels, say), which weighs every output's loss.")
-
-
-def _uniquely_named(metrics: Sequence[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
-    """The metrics, a repeated name numbered as Keras numbers it (``auc``, ``auc_1``): two metrics
-    of one name would share one History key, and one would be lost."""
-    names = stats.numbered(m.name for m in metrics)
-    return [metric if name == metric.name else clone_metric(metric, name) for metric, name in zip(metrics, names, strict=True)]
-
-
-def _listed_outputs(*specs: Any) -> int:
-    """How many outputs the first per-output argument (a list, or a dict by name) lists; 1 if none."""
-    return next((len(spec) for spec in specs if multioutput.is_per_output(spec)), 1)
-
-
-class Trainer:
+class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
     """Trains a Keras model with a compiled GradientTape loop, measuring every step.
 
     Args:
@@ -205,7 +139,8 @@ class Trainer:
             :class:`~trainkit.diagnosis.DiagnosisCallback` instance customises it.
         checkpoint_every: Write a checkpoint (weights, optimizer, RNG and metric state,
             progress) to ``<logdir>/checkpoints`` every this many epochs; 0 never; ``"auto"``
-            after the first epoch that ends at least :data:`AUTO_CHECKPOINT_SECONDS` after the
+            after the first epoch that ends at least
+            :data:`~trainkit.resumable.AUTO_CHECKPOINT_SECONDS` after the
             last checkpoint (or the start), so short epochs do not spend their time saving and a
             crash loses at most that long plus one epoch. Every setting but 0 also checkpoints
             at the end. An interrupted run (Ctrl-C, SIGTERM) writes one too, mid-epoch, so
@@ -243,7 +178,7 @@ class Trainer:
         report_last_batch_loss: bool = False,
         statistics: bool = True,
         histograms_every: int | Literal["epoch"] | None = "epoch",
-        step_table_steps: int | None = _STEP_TABLE_STEPS,
+        step_table_steps: int | None = DEFAULT_KEPT_STEPS,
         hparams: Mapping[str, Any] | None = None,
         diagnose: bool | Callback = True,
         checkpoint_every: int | Literal["auto"] = "auto",
@@ -317,13 +252,10 @@ class Trainer:
         self.steps_per_epoch: int | None = None
         self.writer: RunWriter | None = None
         self._pending_texts: dict[str, str] = {}
-        self._step_table: deque[tuple[int, StepOutputs]] = deque()
-        self._step_table_rows = 0
+        self._step_table = StepTable()
         self.keep_step_table = step_table_steps != 0
         self._probe: probes.Probe | None = None
-        self._probe_batch: Any = None
-        self._histogram_fn: Any = None
-        self._histogram_tags: list[str] = []  # the rows of what _histogram_fn returns
+        self._histograms = ProbeHistograms(self)
         self._step_xla = False
         # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
         # None until the first traced step shows it.
@@ -354,53 +286,13 @@ class Trainer:
         self._loss_weight_spec = loss_weights
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._eval_loss_tracker = keras.metrics.Mean(name="loss")
-        count = _known_output_count(self.model)
+        count = known_output_count(self.model)
         # A subclassed model's outputs are counted when it first sees data (_ensure_built); until
         # then, as many as the per-output arguments list.
         self._outputs_counted = count is not None
-        self._pair_outputs(count or _listed_outputs(loss, task, loss_weights))
+        self._pair_outputs(count or listed_outputs(loss, task, loss_weights))
         # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-    def _pair_outputs(self, count: int, names: Sequence[str] | None = None) -> None:
-        """Pairs the losses, tasks, loss weights and metrics with the model's ``count`` outputs.
-
-        Args:
-            count: How many outputs.
-            names: Their names, when a call told them (a subclassed model returning a dict).
-
-        Raises:
-            ArgumentError: ``bad-argument`` for per-output specs that do not match the outputs.
-        """
-        names = tuple(names) if names else multioutput.output_names(self.model, count, by_name=self.loss)
-        self.heads = multioutput.heads(names, self.loss, self.task, self._loss_weight_spec)
-        specs = self._metric_specs
-        if count > 1 or isinstance(specs, Mapping) or (specs and all(isinstance(s, list | tuple) for s in specs)):
-            paired = multioutput.output_metrics(specs, self.heads)
-            if count == 1:  # a single output's metrics keep their own names
-                paired = [(i, clone_metric(m, m.name[len(self.heads[0].name) + 1 :])) for i, m in paired]
-        else:
-            paired = [(None, m) for m in get_metrics(specs, self.heads[0].task, self.heads[0].loss)]
-        self.metrics = _uniquely_named([m for _, m in paired])
-        self._metric_outputs = [None if count == 1 else i for i, _ in paired]
-        self._eval_metrics = [clone_metric(m) for m in self.metrics]
-        trained = [h for h in self.heads if h.loss is not None] if count > 1 else []
-        self._output_loss_trackers = [keras.metrics.Mean(name=f"{h.name}_loss") for h in trained]
-        self._eval_output_loss_trackers = [clone_metric(m) for m in self._output_loss_trackers]
-        self._output_losses_seen: set[str] = set()  # splits whose steps gave per-output losses
-        self._metric_fns = {}
-
-    def _count_outputs(self, inputs: Callable[[], Any]) -> None:
-        """Pairs a subclassed model's outputs once it can be called (``inputs()``: a batch)."""
-        if self._outputs_counted:
-            return
-        self._outputs_counted = True
-        batch = inputs()
-        count = io_count(self.model, "outputs", batch)
-        called = multioutput.called_output_names(self.model, batch) if count > 1 else None
-        if count != len(self.heads) or (called is not None and called != tuple(h.name for h in self.heads)):
-            with distribute.scope(self.strategy):
-                self._pair_outputs(count, called)
 
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
@@ -412,7 +304,7 @@ class Trainer:
         predictions = multioutput.flat_outputs(y_pred)
         if len(predictions) == 1:
             head = self.heads[0]
-            loss = self._output_loss(head.loss, _like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
+            loss = self._output_loss(head.loss, multioutput.like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
             loss = loss if head.weight == 1.0 else head.weight * loss
         else:
             if len(predictions) != len(self.heads):
@@ -448,7 +340,7 @@ class Trainer:
         if not self.statistics:
             with tf.GradientTape() as tape:
                 y_pred = self.model(x, training=True)
-                loss = _scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
+                loss = scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
                 scaled = self.optimizer.scale_loss(loss)  # mixed precision: the optimizer unscales
             gradients = tape.gradient(scaled, variables)
             gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
@@ -459,7 +351,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             # The probe shares the model's layers: same y_pred, same gradients, plus activations.
             y_pred, taps = self.probe(x, training=True)
-            loss = _scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
+            loss = scalar_loss(self.compute_loss(x, y, y_pred, sample_weight))
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
@@ -617,29 +509,6 @@ class Trainer:
         self._update_output_losses("train", self._output_loss_trackers, rows)
         self._update_metrics(self.metrics, y, y_pred, sample_weight)
 
-    def _update_output_losses(self, split: str, trackers: Sequence[keras.metrics.Metric], rows: tf.Tensor) -> None:
-        """Adds the per-output losses :meth:`compute_loss` just computed to their epoch means."""
-        values = self._tracing().pop("output_losses", None)
-        if values is None or not trackers:
-            return  # an overridden compute_loss that did not call the default one
-        self._output_losses_seen.add(split)
-        for tracker, value in zip(trackers, values, strict=True):
-            tracker.update_state(value, sample_weight=rows)
-
-    def _update_metrics(self, metrics: Sequence[keras.metrics.Metric], y: Any, y_pred: Any, sample_weight: Any) -> None:
-        if not metrics:
-            return
-        if len(self.heads) > 1:
-            targets = multioutput.targets_per_output(y, y_pred, [h.name for h in self.heads])
-            predictions = multioutput.flat_outputs(y_pred)
-            for metric, index in zip(metrics, self._metric_outputs, strict=True):
-                if targets[index] is not None:  # an output without targets (and loss) is not measured
-                    metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
-            return
-        y = _like_outputs(y, y_pred, self._output_names)
-        for metric in metrics:
-            metric.update_state(y, y_pred, sample_weight=sample_weight)
-
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
         """Records an extra per-step scalar from inside a step (e.g. a penalty term).
 
@@ -761,8 +630,8 @@ class Trainer:
         Returns:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.
         """
-        _check_batch_size(batch_size)
-        _check_epochs(epochs, initial_epoch)
+        check_batch_size(batch_size)
+        check_epochs(epochs, initial_epoch)
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
         if check_data:
             self._check_sources(train, validation, batch_size)
@@ -812,7 +681,7 @@ class Trainer:
             for callback in callbacks:
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
                     callback.check_monitor(logged)
-            self._probe_batch = self._first_batch(train, batch_size) if self._wants_histograms() else None
+            self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
             if not resume:  # a resumed run's event files hold it already
                 self._write_layout()
             self._checkpoint = self._make_checkpoint()
@@ -874,145 +743,7 @@ class Trainer:
                 raise
             print(f"trainkit: a second error while ending a run that had already failed: {type(err).__name__}: {err}", file=sys.stderr)
 
-    # -- checkpoints and resuming -----------------------------------------------------------------
-    def _make_checkpoint(self) -> TrainingCheckpoint | None:
-        """The run's checkpoint writer (``<logdir>/checkpoints``), or ``None`` without a logdir."""
-        if self.logdir is None:
-            return None
-        if self._checkpoint is None:
-            metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self.metrics) for v in m.variables]
-            # Saving replicated variables runs collectives, so under a multi-worker strategy every
-            # worker saves; the others into a scratch directory that nobody reads.
-            directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
-            self._checkpoint = TrainingCheckpoint(
-                directory,
-                model_variables=self.model.variables,
-                optimizer_variables=[*self.optimizer.variables, *(v for opt in self._own_optimizers() for v in opt.variables)],
-                metric_variables=metric_variables,
-                global_step=self.global_step,
-                max_to_keep=self.keep_checkpoints,
-            )
-        return self._checkpoint
-
-    def _own_optimizers(self) -> list[keras.optimizers.Optimizer]:
-        """Optimizers a subclass holds besides :attr:`optimizer` (a GAN's second), by attribute name.
-
-        Checkpoints hold their state too, so each must be built before a resume reads one (a
-        fit's first trace builds it otherwise, before the first checkpoint is written).
-
-        Raises:
-            ArgumentError: ``optimizer-not-built`` for one that is not built yet.
-        """
-        own = [(name, value) for name, value in sorted(vars(self).items())
-               if isinstance(value, keras.optimizers.Optimizer) and value is not self.optimizer]
-        for name, optimizer in own:
-            if not optimizer.built:
-                raise ArgumentError("optimizer-not-built", f"self.{name} is an optimizer of its own, not built before the checkpoint is read (a resume "
-                                                           f"would reset its state). Build it in __init__ with the variables it updates: "
-                                                           f"self.{name}.build(generator.trainable_variables).")
-        return [optimizer for _, optimizer in own]
-
-    def _checkpoint_due(self, epoch: int) -> bool:
-        """Whether the end of ``epoch`` is a checkpoint by ``checkpoint_every`` (the end aside)."""
-        if self.checkpoint_every == "auto":
-            return time.monotonic() - self._last_checkpoint_time >= AUTO_CHECKPOINT_SECONDS
-        return bool(self.checkpoint_every) and (epoch + 1) % self.checkpoint_every == 0
-
-    def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> tuple[Path, dict[str, Any]] | None:
-        """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start).
-
-        Returns:
-            The checkpoint's prefix and record, or ``None`` when none was written.
-        """
-        if self.checkpoint_every == 0 and self.stop_reason != "interrupted":
-            return None
-        checkpoint = self._make_checkpoint()
-        if checkpoint is None:
-            return None
-        self._wait_for_diagnosis()  # the checkpoint records the findings so far
-        event_files = None
-        if self.writer is not None:
-            # What a resumed run must not log twice: everything logged up to here, on disk.
-            self.writer.flush()
-            event_files = event_file_sizes(self.writer.run_dir)
-        self._last_checkpoint_time = time.monotonic()
-        states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
-        progress = {
-            "epoch": epoch,
-            "batches_done": batches_done,
-            "seed": self.seed,
-            "history": self.history.history,
-            "epochs": self.history.epoch,
-            "callbacks": {k: v for k, v in states.items() if v is not None},
-            "findings": [f.to_dict() for f in self.findings],
-            "dataset_first_epoch": self._epochs_skipped,
-            # Why training stopped here, if it did ("stopped": a callback ended the run).
-            "stop_reason": self.stop_reason,
-            # The live diagnosis's references (first losses, gradient baseline; its per-epoch
-            # records go to the journal), so that a resumed run is judged as a whole.
-            "diagnosis": self._diagnosis_state(),
-            # The event files' sizes: a resume cuts them back to these (None: no events written).
-            "event_files": event_files,
-            # A resume with other hyperparameters (the run's recipe.yaml gone) is refused.
-            "hparams": self.hparams,
-        }
-        return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
-
-    def _diagnosis_state(self) -> dict[str, Any] | None:
-        return self._live_diagnosis.get_state(epochs=False) if self._live_diagnosis is not None else None
-
-    def _diagnosis_epochs(self) -> JournalRecords | None:
-        return self._live_diagnosis.epoch_records() if self._live_diagnosis is not None else None
-
-    def _complete_final_checkpoint(self) -> None:
-        """Adds the end-of-run findings to the record of the checkpoint written at the last epoch.
-
-        That checkpoint is written before on_train_end runs the end rules (loss-at-chance,
-        underfitting, ...): without them, resuming the finished run reported no findings.
-        """
-        if self._final_checkpoint is None or self._checkpoint is None:
-            return
-        prefix, progress = self._final_checkpoint
-        self._final_checkpoint = None
-        if self.writer is not None:
-            self.writer.flush()  # "ended" below promises the end-of-run events are on disk
-        # ended: a resume of this finished run has nothing to train and nothing to log again.
-        progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state(), "ended": True}
-        self._checkpoint.rewrite_record(prefix, progress, journal=self._diagnosis_epochs())
-
-    def _resume(self, callbacks: Sequence[Callback], epochs: int) -> tuple[int, int, bool]:
-        """Restores the newest checkpoint.
-
-        Returns:
-            ``(epoch, batches done within it, ended)``; ``ended``: the run had finished (its
-            epochs trained, or a callback stopped it) and logged its end, so there is nothing
-            left to train or to log.
-        """
-        checkpoint = self._make_checkpoint()
-        progress = checkpoint.restore_latest() if checkpoint is not None else None
-        if progress is None:
-            where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
-            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
-        _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
-        finished = progress.get("stop_reason") in FINISHED_STOP_REASONS or int(progress["epoch"]) >= epochs
-        ended = finished and bool(progress.get("ended"))
-        if progress.get("event_files") is not None and self.logdir is not None and not ended:
-            # Everything logged after this checkpoint (by a killed process) is logged again from here.
-            rewind_event_files(self.logdir, progress["event_files"])
-        self.seed = int(progress["seed"])
-        self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
-        self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
-        self._resumed_diagnosis = _with_journal_epochs(progress)
-        self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
-        if progress.get("stop_reason") in FINISHED_STOP_REASONS:
-            self.stop_reason = progress["stop_reason"]
-        states = progress.get("callbacks", {})
-        for i, callback in enumerate(callbacks):
-            state = states.get(f"{i}:{type(callback).__name__}")
-            if state is not None:
-                callback.set_state(state)
-        return int(progress["epoch"]), int(progress["batches_done"]), ended
-
+    # -- live diagnosis ---------------------------------------------------------------------------
     def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int) -> list[Callback]:
         """The live diagnosis callback (``diagnose``), told what only ``fit`` knows."""
         self._live_diagnosis = None
@@ -1037,96 +768,10 @@ class Trainer:
         if self._live_diagnosis is not None:
             self._live_diagnosis.wait()
 
-    def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
-                 steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
-                 shuffle: bool = False) -> tuple[Any, Any]:
-        x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
-        if isinstance(validation_data, keras.utils.PyDataset):
-            validation_data = pydataset_batches(validation_data)
-        if isinstance(x, tf.data.Dataset):
-            if validation_split:
-                raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
-            if y is not None or sample_weight is not None:
-                raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
-            train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
-            if class_weight is not None:
-                _check_one_target(x.element_spec[1], self.heads)
-                train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
-        else:
-            if steps_per_epoch is not None:
-                raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
-            if y is None:
-                raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            if not 0.0 <= validation_split < 1.0:
-                raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
-            parts = self._in_memory_parts(x, y, sample_weight)
-            if validation_split and validation_data is None:
-                # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
-                cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
-                validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
-                parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
-            if class_weight is not None:  # the training rows only, as model.fit weights them
-                _check_one_target(parts[1], self.heads)
-                parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
-            train = ArraySource(parts, "the training data" if validation_split else "x")
-        validation = None
-        if validation_data is not None:
-            if isinstance(validation_data, tf.data.Dataset):
-                validation = DatasetSource(validation_data, validation_steps, "validation_steps")
-            elif validation_steps is not None:
-                raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")
-            else:
-                if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
-                    got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
-                    raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
-                validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
-        return train, validation
-
-    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
-        # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
-        # and its variables must be mirrored.
-        with distribute.scope(self.strategy):
-            return in_memory_parts(self.model, x, y, sample_weight)
-
-    def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
-        parts = train.numpy() if isinstance(train, ArraySource) else (train.dataset, None)
-        x, y = parts[:2]
-        weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
-        x_val = y_val = None
-        if isinstance(validation, ArraySource):
-            x_val, y_val = validation.numpy()[:2]
-        elif validation is not None:
-            x_val = validation.dataset  # its first batches are sampled, like a training dataset's
-        # A dataset brings its own batches: batch_size does not apply to it.
-        rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))
-
-    def _ensure_built(self, train: Any) -> None:
-        """Builds the model and the optimizer's slots before anything is traced.
-
-        Building the optimizer up front also avoids "You must feed a value for placeholder"
-        under tf.distribute (keras-team/keras#19246).
-        """
-        with distribute.scope(self.strategy):
-            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train))
-            self._count_outputs(lambda: first_inputs(train))
-            if not self.optimizer.built:
-                self.optimizer.build(self.model.trainable_variables)
-        self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
-
+    # -- the compiled loops -----------------------------------------------------------------------
     def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         return self.test_step(batch)
-
-    def _check_targets_cover_outputs(self, targets: Any) -> None:
-        """Refuses targets by name that leave out an output with a loss (before any trace)."""
-        if len(self.heads) < 2 or not isinstance(targets, Mapping):
-            return
-        given = multioutput.targets_per_output(targets, None, [h.name for h in self.heads])
-        missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
-        if missing:
-            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss: give every trained output its targets "
-                            f"(by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
 
     def _resolve_jit(self) -> bool:
         return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
@@ -1152,42 +797,17 @@ class Trainer:
             self._train_loop.discover_names(train.batch_spec())
 
     def _check_step_returns_loss(self) -> None:
-        """Refuses a ``train_step`` whose dict has no ``"loss"``.
-
-        The epoch loss, the NaN stop and the diagnosis read it.
-
-        Raises:
-            ArgumentError: ``bad-step-output``.
-        """
-        names = (self._train_loop.names if self._train_loop is not None else None) or ()
-        if "loss" not in names:
-            returned = ", ".join(map(repr, names)) or "an empty dict"
-            raise ArgumentError("bad-step-output", f"train_step must return the step's loss under 'loss'; it returned {returned}. "
-                                                   "Add it: return {'loss': loss, ...}.")
+        """Refuses a ``train_step`` whose dict has no ``"loss"`` (``bad-step-output``)."""
+        check_step_returns_loss((self._train_loop.names if self._train_loop is not None else None) or ())
 
     def _note_missing_statistics(self) -> None:
-        """An info finding when ``statistics=True`` yields fewer statistics than it promises.
-
-        A ``train_step`` of its own returns what it returns, and a subclassed model's layers
-        cannot be tapped: the rules that read the missing statistics then judge nothing, and
-        saying so beats a silent "no findings".
-        """
+        """An info finding when ``statistics=True`` yields fewer statistics than it promises."""
         names = (self._train_loop.names if self._train_loop is not None else None) or ()
         if not self.statistics or not names or any(f.code == STATISTICS_MISSING for f in self.findings):
             return
-        parsed = [stats.parse_stat_name(name) for name in names]
-        if not any(p is not None and p.kind in ("grad_norm", "update_ratio") for p in parsed):
-            message = ("The train_step returns no gradient or update statistics (a step of its own returns what it returns), so the rules "
-                       "that read them (exploding-gradients, vanishing-gradients, lr-too-high, lr-too-low, dead-relu, "
-                       "saturated-activations) cannot judge this run.")
-            advice = "Override compute_loss instead, or return {**super().train_step(batch), ...} to add values; statistics=False silences this note."
-        elif self._probe is not None and self._probe.reason is not None and not any(
-                p is not None and p.kind == "activation" and p.layer != "output" for p in parsed):
-            message = f"Activation statistics cover the model's output only ({self._probe.reason}): dead-relu and saturated-activations judge no hidden layer."
-            advice = "In the model's call, wrap each hidden activation: x = trainkit.probes.record(\"dense_1\", x, \"relu\")."
-        else:
-            return
-        self.findings.append(Finding(code=STATISTICS_MISSING, severity="info", message=message, advice=advice, evidence={"step_values": len(names)}))
+        finding = missing_statistics(names, self._probe)
+        if finding is not None:
+            self.findings.append(finding)
 
     # -- one epoch --------------------------------------------------------------------------------
     def _run_epoch(
@@ -1227,11 +847,12 @@ class Trainer:
             self._step = last_step
             if self.writer is not None:
                 self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended))
-            self._keep_steps(first_step, outputs)
+            if self.keep_step_table and self.step_table_steps != 0:
+                self._step_table.keep(first_step, outputs, self.step_table_steps)
             callbacks.on_execution_end(first_step, outputs)
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
             # metrics: only user scalars (log_scalar) get an epoch mean in the History.
-            for column, name in _user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
+            for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
                 extras.setdefault(name, []).append((outputs.values[:, column], outputs.batch_sizes))
             every = self.histograms_every
             if isinstance(every, int) and last_step // every > first_step // every:
@@ -1252,201 +873,10 @@ class Trainer:
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
         for name, parts in extras.items():
-            logs[name] = _row_mean(parts)
+            logs[name] = row_mean(parts)
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
-
-    def _reset_metrics(self, split: str = "train") -> None:
-        """Zeroes the loss and metric accumulators of ``split`` (``train``/``eval``) in one call.
-
-        Eagerly, every metric variable is its own assign op (~1 ms an epoch for a loss and two
-        metrics); a strategy's replicated variables keep the eager path.
-        """
-        metrics = self._split_metrics(split)
-        if self.strategy is not None:
-            for metric in metrics:
-                metric.reset_state()
-            return
-        reset = self._metric_fns.get(split)
-        if reset is None:
-
-            def reset_all() -> None:
-                for metric in metrics:
-                    metric.reset_state()
-
-            reset = self._metric_fns[split] = compile_function(reset_all)
-        reset()
-
-    def epoch_log_names(self, validation: bool) -> list[str]:
-        """The names each epoch's logs (and the History) will hold.
-
-        The loss, each output's loss, the metrics, the scalars the step logs with
-        :meth:`log_scalar` (known once the loop is built), with ``val_`` twins when there is
-        validation data.
-        """
-        names = self._logged_names("train")
-        if self._train_loop is not None and self._train_loop.names is not None:
-            names += [name for _, name in _user_scalar_columns(self._train_loop.names) if name not in names]
-        if validation:
-            names += [f"val_{name}" for name in self._logged_names("eval")]
-            if self._eval_loop is not None and self._eval_loop.names is not None:  # a test_step's own values
-                names += [f"val_{name}" for _, name in _user_scalar_columns(self._eval_loop.names) if f"val_{name}" not in names]
-        if self.report_last_batch_loss:
-            names.append("last_batch_loss")
-        return names
-
-    def _logged_names(self, split: str) -> list[str]:
-        """The names the trackers of ``split`` give the logs, as far as the traced steps show.
-
-        A step that never fed the trackers logs only its loss; per-output losses appear only when
-        the default compute_loss made them.
-        """
-        if self._tracked.get(split) is False:
-            return ["loss"]
-        trackers = self._split_metrics(split)
-        if split in self._tracked and split not in self._output_losses_seen:
-            skipped = {m.name for m in self._output_loss_trackers}
-            trackers = [m for m in trackers if m.name not in skipped]
-        return [m.name for m in trackers]
-
-    def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
-        """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
-        if split == "train":
-            return [self._loss_tracker, *self._output_loss_trackers, *self.metrics]
-        return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics]
-
-    def _metric_results(self, split: str = "train") -> dict[str, float]:
-        """The loss and metric values of ``split`` (``train``/``eval``), read in one call.
-
-        Eagerly, each ``result()`` is a few ops (~0.1 ms each); a strategy's replicated
-        variables keep the eager path.
-        """
-        if self._tracked.get(split) is False:
-            return {}  # the step never fed the trackers: they hold nothing
-        metrics = self._split_metrics(split)
-        if self.strategy is not None:
-            values = {m.name: float(m.result()) for m in metrics}
-            if split not in self._output_losses_seen:
-                for tracker in self._output_loss_trackers:
-                    values.pop(tracker.name)
-            return values
-        key = f"results/{split}"
-        results = self._metric_fns.get(key)
-        if results is None:
-
-            def read_all() -> tf.Tensor:
-                return tf.stack([tf.cast(tf.reshape(m.result(), []), tf.float32) for m in metrics])
-
-            results = self._metric_fns[key] = compile_function(read_all)
-        values = {m.name: float(v) for m, v in zip(metrics, results().numpy(), strict=True)}
-        if split not in self._output_losses_seen:  # never computed: an overridden compute_loss
-            for tracker in self._output_loss_trackers:
-                values.pop(tracker.name)
-        return values
-
-    def _in_memory_calls(self, train: ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
-        """Yields the outputs of each compiled call of one in-memory epoch."""
-        assert self._train_loop is not None
-        full, partial = epoch_batches(self._epoch_order(train.rows, shuffle, epoch), batch_size)
-        batches = full.shape[0]
-        tail_ran = False
-        if batches:
-            indices = tf.constant(full)
-            fixed = self.steps_per_execution != "auto"
-            capacity = min(batches, int(self.steps_per_execution) if fixed else _MAX_STEPS_PER_CALL)
-            start = start_batch
-            # The partial last batch rides along with the call that ends the epoch.
-            tail = tf.constant(partial) if partial is not None else None
-            while start < batches:
-                # "auto" starts small (the first call also compiles) and keeps what it learnt
-                # across epochs, so later epochs run in as few calls as the target allows.
-                requested = capacity if fixed else min(capacity, self._auto_call_steps)
-                until_histogram = self._steps_until_histogram()
-                steps = min(requested, batches - start, until_histogram)
-                # Not when histograms are due right after the last full batch: they come first.
-                with_tail = start + steps == batches and steps != until_histogram
-                began = time.perf_counter()
-                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail if with_tail else None)
-                seconds = time.perf_counter() - began  # the call alone, not the callbacks after it
-                yield outputs
-                start += steps
-                tail_ran = with_tail
-                if not fixed:
-                    estimate = _next_call_steps(steps, seconds, capacity)
-                    # A call cut short by the epoch's end can grow the estimate only 8x its own
-                    # size: keep the larger of the two then.
-                    self._auto_call_steps = estimate if steps == requested else max(self._auto_call_steps, estimate)
-        if partial is not None and not tail_ran and start_batch <= batches:
-            # No full batch to ride along with (fewer rows than a batch, resumed right here, or
-            # histograms were due after the last full batch).
-            yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
-
-    def _epoch_order(self, rows: int, shuffle: bool, epoch: int) -> np.ndarray:
-        if shuffle:
-            # Stateless: the order depends only on (seed, epoch), so a resumed run sees the same.
-            return tf.random.experimental.stateless_shuffle(tf.range(rows), seed=[self.seed, epoch]).numpy()
-        return np.arange(rows)
-
-    def _distributed_iterator(self, source: Any, batch_size: int, order: np.ndarray | None, start_batch: int = 0, epoch: int = 0) -> Any:
-        """An iterator over global batches split across the strategy's replicas.
-
-        Numpy data is batched in ``order`` exactly as the in-memory path batches it (partial last
-        batch included), so the epoch's batches, and so its losses, match one device.
-        """
-        assert self.strategy is not None
-        if isinstance(source, ArraySource):
-            dataset = distribute.array_dataset(source.data, np.arange(source.rows) if order is None else order, batch_size, start_batch)
-            return iter(distribute.distribute_dataset(self.strategy, dataset))
-        return source.epoch_iterator(lambda dataset: iter(distribute.distribute_dataset(self.strategy, dataset)), epoch, start_batch)
-
-    def _distributed_calls(self, train: Any, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
-        """Yields the outputs of each compiled call of one epoch under a strategy."""
-        assert self._train_loop is not None
-        if nothing_left(train, batch_size, start_batch):
-            return
-        order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, ArraySource) else None
-        iterator = self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
-        yield from streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch, self._steps_until_histogram)
-
-    def _streaming_calls(self, train: DatasetSource, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
-        assert self._train_loop is not None
-        if nothing_left(train, 0, start_batch):
-            return
-        if self.steps_per_execution != "auto" or not self._train_loop.jit_compile:
-            yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
-                                 self._steps_until_histogram)
-            return
-        # An XLA step runs stacks of batches per launch (CompiledLoop._build_chunked_streaming):
-        # calls are sized as in-memory ones are, to about _TARGET_CALL_SECONDS each (asked before
-        # each call: the first one may find that XLA cannot compile the step and turn it off).
-        loop = self._train_loop
-        yield from streamed(loop, train.epoch_iterator(iter, epoch, start_batch), lambda: self._auto_call_steps if loop.jit_compile else self._call_capacity(),
-                             train, start_batch, self._steps_until_histogram, self._streaming_call_timed)
-
-    def _streaming_call_timed(self, steps: int, capacity: int, seconds: float) -> None:
-        """Sizes the next streaming call from how long this one took (see _in_memory_calls)."""
-        if not steps:
-            return
-        estimate = _next_call_steps(steps, seconds, _MAX_STEPS_PER_CALL)
-        # A call cut short (histograms due, the epoch's end, the data ran dry) only grows it.
-        self._auto_call_steps = estimate if steps == capacity else max(self._auto_call_steps, estimate)
-
-    def _call_capacity(self) -> int:
-        return _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
-
-    def _steps_until_histogram(self) -> int:
-        """Steps left before the next histograms every ``histograms_every`` steps (a large number
-        when they are written per epoch or not at all).
-
-        Histograms are computed between compiled calls, so a call must end where one is due.
-        """
-        every = self.histograms_every
-        # Not whether this process writes them: every worker of a multi-worker run ends its calls
-        # at the same steps.
-        if not isinstance(every, int) or not self._wants_histograms():
-            return sys.maxsize
-        return every - self.step % every
 
     def _stop_on_nonfinite_loss(self, step: int) -> None:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
@@ -1478,7 +908,7 @@ class Trainer:
 
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
             source: Any = DatasetSource(x, steps, "steps")
@@ -1488,7 +918,7 @@ class Trainer:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
             parts = self._in_memory_parts(x, y, sample_weight)
-            _check_input_shapes(parts[0], self.model)
+            check_input_shapes(parts[0], self.model)
             source = ArraySource(parts, "x")
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
@@ -1521,11 +951,11 @@ class Trainer:
             raise DataError("empty-data", "The evaluation data has no batches: the dataset is empty (check the filter or the take/skip that made it).")
         results = self._metric_results("eval")
         if self._tracked.get("eval") is False:  # an overridden test_step: the mean of its losses
-            results.update(_row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
+            results.update(row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
         # Whatever else the step returned or logged (a test_step's own values, a log_scalar in
         # compute_loss): its row-weighted mean, as Keras puts every returned key into the logs.
-        extra = [name for _, name in _user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
-        results.update(_row_means([c for c in calls if c.steps], extra))
+        extra = [name for _, name in user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
+        results.update(row_means([c for c in calls if c.steps], extra))
         return results
 
     def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None) -> Any:
@@ -1534,7 +964,7 @@ class Trainer:
         One array, or for a model with several outputs their structure (a list...) of arrays.
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
@@ -1549,7 +979,7 @@ class Trainer:
             batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in (x.take(steps) if steps is not None else x)]
         else:
             parts = self._in_memory_parts(x)
-            _check_input_shapes(parts[0], self.model)
+            check_input_shapes(parts[0], self.model)
             source = ArraySource(parts)
             (data,) = source.data
             batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
@@ -1558,16 +988,6 @@ class Trainer:
         return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
 
     # -- per-step statistics ----------------------------------------------------------------------
-    def _keep_steps(self, first_step: int, outputs: StepOutputs) -> None:
-        """Adds a call's outputs to the step table, dropping whole calls beyond the bound."""
-        if not self.keep_step_table or self.step_table_steps == 0:
-            return
-        self._step_table.append((first_step, outputs))
-        self._step_table_rows += outputs.steps
-        limit = self.step_table_steps
-        while limit is not None and self._step_table and self._step_table_rows - self._step_table[0][1].steps >= limit:
-            self._step_table_rows -= self._step_table.popleft()[1].steps
-
     def step_table(self) -> list[tuple[int, str, float]]:
         """The recorded per-step scalars (loss, statistics, logged scalars) as ``(step, name, value)``.
 
@@ -1575,133 +995,8 @@ class Trainer:
         or dropped); for complete per-step records of long runs read the TensorBoard events, or
         consume :meth:`~trainkit.callbacks.Callback.on_execution_end`.
         """
-        rows: list[tuple[int, str, float]] = []
-        for first_step, outputs in self._step_table:
-            for i in range(outputs.steps):
-                rows.extend((first_step + i, name, float(outputs.values[i, j])) for j, name in enumerate(outputs.names))
-        return rows
+        return self._step_table.rows()
 
-    # -- TensorBoard ------------------------------------------------------------------------------
-    def _open_writer(self, *, hparams: bool = True) -> None:
-        if self.logdir is None or self.writer is not None or not self.is_chief:
-            return
-        try:
-            self.logdir.mkdir(parents=True, exist_ok=True)
-            probe = self.logdir / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as err:
-            raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable --logdir.") from None
-        self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
-        for name, markdown in self._pending_texts.items():
-            self.writer.text("train", 0, name, markdown)
-        if self.hparams and hparams:
-            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
-
-    def _write_layout(self) -> None:
-        """Writes the custom-scalars layout (one category per layer) once per run."""
-        if self.writer is None or not self.statistics or self._train_loop is None or self._train_loop.names is None:
-            return
-        self.writer.summary("train", 0, custom_scalars_layout(self._train_loop.names))
-
-    def _wants_histograms(self) -> bool:
-        return self.histograms_every is not None and self.logdir is not None
-
-    def _first_batch(self, train: Any, batch_size: int) -> Any:
-        """The fixed probe batch histograms are computed on: the first training batch."""
-        if isinstance(train, ArraySource):
-            return train.head(batch_size)
-        return next(iter(train.dataset), None)
-
-    def _build_histogram_fn(self) -> Any:
-        """Compiles gradients and activations of one batch, without updating any state.
-
-        ``training=False``: no dropout draws, no BatchNormalization statistics updates, so writing
-        histograms never changes the training run.
-        """
-        variables = self.model.trainable_variables
-        names = stats.variable_names(variables, self.model.name)
-
-        def histogram_step(batch: Any) -> tf.Tensor:
-            x, y, sample_weight = unpack_batch(batch)
-            with tf.GradientTape() as tape:
-                y_pred, taps = self.probe(x, training=False)
-                loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-            self.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
-            gradients = tape.gradient(loss, variables)
-            tensors: dict[str, Any] = {}
-            for name, gradient in zip(names, gradients, strict=True):
-                if gradient is not None:
-                    tensors[histogram_tag("gradients", name)] = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-            for tap in taps:
-                tensors[histogram_tag("activations", tap.name)] = tap.tensor
-            # The weights too: read in the same call rather than one eager read each.
-            for name, variable in zip(names, variables, strict=True):
-                tensors[histogram_tag("weights", name)] = stats.read_variable(variable)
-            # Counted here: only 30 buckets a tensor come back to the host, as one array.
-            self._histogram_tags = list(tensors)
-            return stats.histograms(list(tensors.values()), xla=xla)
-
-        # XLA where the training step compiled with it (the probe batch's shapes are fixed): one
-        # fused call instead of ~100 TensorFlow kernels (the 10-64-32-1 MLP: ~0.3 vs ~0.6 ms).
-        xla = self._train_loop is not None and self._train_loop.jit_compile
-        return compile_function(histogram_step, jit_compile=xla, reduce_retracing=not xla)
-
-    def _write_histograms(self, step: int) -> None:
-        """Queues histograms of weights, gradients and activations at ``step``."""
-        if self.writer is None or self._probe_batch is None:
-            return
-        if self._histogram_fn is None:
-            self._histogram_fn = self._build_histogram_fn()
-        buckets = self._histogram_fn(self._probe_batch).numpy()
-        self.writer.bucketed_histograms("train", step, dict(zip(self._histogram_tags, buckets, strict=True)))
-
-    def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
-        if self.writer is None:
-            return
-        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
-        train["learning_rate"] = self._last_update_learning_rate()
-        self.writer.scalars("train", epoch, train)
-        validation = {k: v for k, v in logs.items() if k.startswith("val_")}
-        if validation:
-            self.writer.scalars("validation", epoch, validation)
-
-    def _last_update_learning_rate(self) -> float:
-        """The learning rate of the last update, as ``step/learning_rate`` shows it.
-
-        ``optimizer.learning_rate`` evaluates a schedule at the optimizer's iteration count, which
-        the last update moved on by one: the epoch's chart was one epoch ahead of its steps'.
-        """
-        schedule = getattr(self.optimizer, "_learning_rate", None)
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            return float(schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
-        return float(np.asarray(self.optimizer.learning_rate))
-
-    def _close_writer(self) -> None:
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
-            writer.close()
-
-
-#: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
-STATISTICS_MISSING = "statistics-missing"
-
-# Hyperparameters a resume may change: more epochs is how a finished run is trained further.
-RESUMABLE_HPARAMS = frozenset({"epochs"})
-
-
-def _scalar_loss(loss: Any) -> tf.Tensor:
-    """``compute_loss``'s value, refused unless it is one number (the optimizer needs a scalar).
-
-    Raises:
-        ArgumentError: ``loss-not-scalar`` for a per-example loss (a Keras loss function called
-            directly, ``keras.losses.binary_crossentropy(y, y_pred)``, returns one).
-    """
-    loss = tf.convert_to_tensor(loss)
-    if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
-        raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
-                                               "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
-    return loss
 
 
 def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
@@ -1716,70 +1011,3 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
     return [unscale(g) for g in gradients]
 
 
-def _with_journal_epochs(progress: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The diagnosis state of a restored checkpoint record, its per-epoch records put back.
-
-    Records written before the journal held them in the state itself. ``None`` (a fresh
-    diagnosis) when the journal no longer holds them (:meth:`TrainingCheckpoint.restore_latest`
-    warned).
-    """
-    state = progress.get("diagnosis")
-    if state is None or JOURNAL_MARK not in progress:
-        return state
-    records = progress.get(JOURNAL_RECORDS)
-    if records is None or "diagnoser" not in state:
-        return None
-    return {**state, "diagnoser": {**state["diagnoser"], "epochs": records}}
-
-
-def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:
-    """Refuses to resume a run with other hyperparameters than it was trained with.
-
-    Raises:
-        RecipeError: ``resume-mismatch``, naming the first hyperparameter that differs.
-    """
-    differing = [k for k in dict.fromkeys([*(saved or {}), *(now or {})]) if k not in RESUMABLE_HPARAMS and (saved or {}).get(k) != (now or {}).get(k)]
-    if saved is None or now is None or not differing:
-        return
-    key = differing[0]
-    raise RecipeError("resume-mismatch", f"{logdir} was trained with {key} = {saved.get(key, '(none)')!r}, not {now.get(key, '(none)')!r}. "
-                                         "Resume with the same recipe and --set options, or start a new run.")
-
-
-def _check_epochs(epochs: int, initial_epoch: int) -> None:
-    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")
-
-
-def _row_mean(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """The mean of per-step values weighted by their batches' rows: ``(values, rows)`` pairs."""
-    values = np.concatenate([v for v, _ in parts])
-    weights = np.concatenate([w for _, w in parts]).astype(np.float64)
-    return float(np.sum(values * weights) / np.sum(weights))
-
-
-def _row_means(calls: Sequence[StepOutputs], names: Sequence[str]) -> dict[str, float]:
-    """:func:`_row_mean` of each of ``names`` over the steps of ``calls``."""
-    if not calls:
-        return {}
-    return {name: _row_mean([(c.values[:, c.names.index(name)], c.batch_sizes) for c in calls]) for name in names}
-
-
-@functools.lru_cache(maxsize=64)
-def _user_scalar_columns(names: tuple[str, ...], untracked_loss: bool = False) -> tuple[tuple[int, str], ...]:
-    """``(column, name)`` of the scalars a step logged besides the statistics, whose epoch means
-    come from the steps' values: not ``loss`` unless the step did not feed the loss tracker."""
-    return tuple((i, name) for i, name in enumerate(names) if (name != "loss" or untracked_loss) and not stats.is_statistic(name))
-
-
-def _next_call_steps(steps: int, seconds: float, capacity: int) -> int:
-    """Steps for the next call so it takes about ``_TARGET_CALL_SECONDS`` (growing at most 8x)."""
-    if seconds <= 0:
-        return capacity
-    return max(1, min(capacity, steps * 8, int(steps * _TARGET_CALL_SECONDS / seconds)))

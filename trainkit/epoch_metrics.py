@@ -1,0 +1,187 @@
+"""The epoch's loss and metric bookkeeping of a :class:`~trainkit.trainer.Trainer`.
+
+A trainer keeps, per split (``train`` while fitting, ``eval`` for validation and
+:meth:`~trainkit.trainer.Trainer.evaluate`), a loss tracker, one loss tracker per trained output
+and its metrics. :class:`EpochMetrics` feeds them from a traced step, resets and reads them in one
+compiled call each, and names what an epoch's logs will hold. The scalars a step returns besides
+the trackers' (its :meth:`~trainkit.trainer.Trainer.log_scalar` values) get their epoch means from
+the per-step values instead: :func:`row_means`.
+
+:class:`EpochMetrics` is a mixin rather than an object of its own: the trackers are made when the
+trainer pairs its losses and metrics with the model's outputs, and are read by name all over
+``fit`` and by the steps users override.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit import multioutput, stats
+from trainkit.loop import CompiledLoop, StepOutputs, compile_function
+
+
+class EpochMetrics:
+    """The loss and metric trackers of the training and evaluation splits, mixed into the Trainer.
+
+    The trainer sets these attributes (in ``__init__`` and ``_pair_outputs``) before anything here
+    runs, and hands the per-output losses of the step being traced over in ``_tracing()``.
+    """
+
+    heads: list[multioutput.Head]
+    metrics: list[keras.metrics.Metric]
+    strategy: tf.distribute.Strategy | None
+    report_last_batch_loss: bool
+    _loss_tracker: keras.metrics.Mean
+    _eval_loss_tracker: keras.metrics.Mean
+    _output_loss_trackers: list[keras.metrics.Mean]
+    _eval_output_loss_trackers: list[keras.metrics.Metric]
+    _eval_metrics: list[keras.metrics.Metric]
+    #: The output each metric measures (``None`` with one output).
+    _metric_outputs: list[int | None]
+    _output_names: tuple[str, ...]
+    #: Splits whose steps gave per-output losses (an overridden compute_loss may not).
+    _output_losses_seen: set[str]
+    #: Compiled reset and read of the trackers, by split.
+    _metric_fns: dict[str, Any]
+    #: Whether the traced train/eval step fed the trackers (an overridden step may not).
+    _tracked: dict[str, bool]
+    _train_loop: CompiledLoop | None
+    _eval_loop: CompiledLoop | None
+
+    def _update_output_losses(self, split: str, trackers: Sequence[keras.metrics.Metric], rows: tf.Tensor) -> None:
+        """Adds the per-output losses :meth:`compute_loss` just computed to their epoch means."""
+        values = self._tracing().pop("output_losses", None)
+        if values is None or not trackers:
+            return  # an overridden compute_loss that did not call the default one
+        self._output_losses_seen.add(split)
+        for tracker, value in zip(trackers, values, strict=True):
+            tracker.update_state(value, sample_weight=rows)
+
+    def _update_metrics(self, metrics: Sequence[keras.metrics.Metric], y: Any, y_pred: Any, sample_weight: Any) -> None:
+        if not metrics:
+            return
+        if len(self.heads) > 1:
+            targets = multioutput.targets_per_output(y, y_pred, [h.name for h in self.heads])
+            predictions = multioutput.flat_outputs(y_pred)
+            for metric, index in zip(metrics, self._metric_outputs, strict=True):
+                if targets[index] is not None:  # an output without targets (and loss) is not measured
+                    metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
+            return
+        y = multioutput.like_outputs(y, y_pred, self._output_names)
+        for metric in metrics:
+            metric.update_state(y, y_pred, sample_weight=sample_weight)
+
+    def _reset_metrics(self, split: str = "train") -> None:
+        """Zeroes the loss and metric accumulators of ``split`` (``train``/``eval``) in one call.
+
+        Eagerly, every metric variable is its own assign op (~1 ms an epoch for a loss and two
+        metrics); a strategy's replicated variables keep the eager path.
+        """
+        metrics = self._split_metrics(split)
+        if self.strategy is not None:
+            for metric in metrics:
+                metric.reset_state()
+            return
+        reset = self._metric_fns.get(split)
+        if reset is None:
+
+            def reset_all() -> None:
+                for metric in metrics:
+                    metric.reset_state()
+
+            reset = self._metric_fns[split] = compile_function(reset_all)
+        reset()
+
+    def epoch_log_names(self, validation: bool) -> list[str]:
+        """The names each epoch's logs (and the History) will hold.
+
+        The loss, each output's loss, the metrics, the scalars the step logs with
+        :meth:`log_scalar` (known once the loop is built), with ``val_`` twins when there is
+        validation data.
+        """
+        names = self._logged_names("train")
+        if self._train_loop is not None and self._train_loop.names is not None:
+            names += [name for _, name in user_scalar_columns(self._train_loop.names) if name not in names]
+        if validation:
+            names += [f"val_{name}" for name in self._logged_names("eval")]
+            if self._eval_loop is not None and self._eval_loop.names is not None:  # a test_step's own values
+                names += [f"val_{name}" for _, name in user_scalar_columns(self._eval_loop.names) if f"val_{name}" not in names]
+        if self.report_last_batch_loss:
+            names.append("last_batch_loss")
+        return names
+
+    def _logged_names(self, split: str) -> list[str]:
+        """The names the trackers of ``split`` give the logs, as far as the traced steps show.
+
+        A step that never fed the trackers logs only its loss; per-output losses appear only when
+        the default compute_loss made them.
+        """
+        if self._tracked.get(split) is False:
+            return ["loss"]
+        trackers = self._split_metrics(split)
+        if split in self._tracked and split not in self._output_losses_seen:
+            skipped = {m.name for m in self._output_loss_trackers}
+            trackers = [m for m in trackers if m.name not in skipped]
+        return [m.name for m in trackers]
+
+    def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
+        """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
+        if split == "train":
+            return [self._loss_tracker, *self._output_loss_trackers, *self.metrics]
+        return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics]
+
+    def _metric_results(self, split: str = "train") -> dict[str, float]:
+        """The loss and metric values of ``split`` (``train``/``eval``), read in one call.
+
+        Eagerly, each ``result()`` is a few ops (~0.1 ms each); a strategy's replicated
+        variables keep the eager path.
+        """
+        if self._tracked.get(split) is False:
+            return {}  # the step never fed the trackers: they hold nothing
+        metrics = self._split_metrics(split)
+        if self.strategy is not None:
+            values = {m.name: float(m.result()) for m in metrics}
+            if split not in self._output_losses_seen:
+                for tracker in self._output_loss_trackers:
+                    values.pop(tracker.name)
+            return values
+        key = f"results/{split}"
+        results = self._metric_fns.get(key)
+        if results is None:
+
+            def read_all() -> tf.Tensor:
+                return tf.stack([tf.cast(tf.reshape(m.result(), []), tf.float32) for m in metrics])
+
+            results = self._metric_fns[key] = compile_function(read_all)
+        values = {m.name: float(v) for m, v in zip(metrics, results().numpy(), strict=True)}
+        if split not in self._output_losses_seen:  # never computed: an overridden compute_loss
+            for tracker in self._output_loss_trackers:
+                values.pop(tracker.name)
+        return values
+
+
+def row_mean(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The mean of per-step values weighted by their batches' rows: ``(values, rows)`` pairs."""
+    values = np.concatenate([v for v, _ in parts])
+    weights = np.concatenate([w for _, w in parts]).astype(np.float64)
+    return float(np.sum(values * weights) / np.sum(weights))
+
+
+def row_means(calls: Sequence[StepOutputs], names: Sequence[str]) -> dict[str, float]:
+    """:func:`row_mean` of each of ``names`` over the steps of ``calls``."""
+    if not calls:
+        return {}
+    return {name: row_mean([(c.values[:, c.names.index(name)], c.batch_sizes) for c in calls]) for name in names}
+
+
+@functools.lru_cache(maxsize=64)
+def user_scalar_columns(names: tuple[str, ...], untracked_loss: bool = False) -> tuple[tuple[int, str], ...]:
+    """``(column, name)`` of the scalars a step logged besides the statistics, whose epoch means
+    come from the steps' values: not ``loss`` unless the step did not feed the loss tracker."""
+    return tuple((i, name) for i, name in enumerate(names) if (name != "loss" or untracked_loss) and not stats.is_statistic(name))

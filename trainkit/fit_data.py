@@ -1,0 +1,156 @@
+"""How the data given to a :class:`~trainkit.trainer.Trainer`'s ``fit`` becomes batch sources.
+
+``fit``'s arguments (arrays or a dataset, ``validation_data`` or ``validation_split``,
+``sample_weight``, ``class_weight``, ``steps_per_epoch``...) become a training and a validation
+source (:mod:`trainkit.sources`), refused with a stable code where they do not go together; the
+data checks run on them, and the model and optimizer are built for them before anything is
+traced. What each argument may be is :mod:`trainkit.inputs`'s.
+
+:class:`FitData` is a mixin rather than an object of its own: it reads the trainer's model,
+strategy, seed and output heads, and the data checks are the trainer's overridable
+:meth:`~trainkit.trainer.Trainer.check_data`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit import class_weights, distribute, multioutput
+from trainkit.errors import ArgumentError, DataError
+from trainkit.findings import Finding
+from trainkit.inputs import accepted_input, pydataset_batches
+from trainkit.modelbuild import ensure_built
+from trainkit.sources import ArraySource, DatasetSource, first_inputs, in_memory_parts, unpack_batch
+
+
+class FitData:
+    """Batch sources from ``fit``'s and ``evaluate``'s data arguments, mixed into the Trainer.
+
+    Calls the trainer's ``check_data`` and ``_count_outputs``.
+    """
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    strategy: tf.distribute.Strategy | None
+    seed: int
+    heads: list[multioutput.Head]
+    findings: list[Finding]
+
+    def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
+                 steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
+                 shuffle: bool = False) -> tuple[Any, Any]:
+        x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
+        if isinstance(validation_data, keras.utils.PyDataset):
+            validation_data = pydataset_batches(validation_data)
+        if isinstance(x, tf.data.Dataset):
+            if validation_split:
+                raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
+            if y is not None or sample_weight is not None:
+                raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
+            train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
+            if class_weight is not None:
+                _check_one_target(x.element_spec[1], self.heads)
+                train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
+        else:
+            if steps_per_epoch is not None:
+                raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
+            if y is None:
+                raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
+            if not 0.0 <= validation_split < 1.0:
+                raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
+            parts = self._in_memory_parts(x, y, sample_weight)
+            if validation_split and validation_data is None:
+                # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
+                cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
+                validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
+                parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
+            if class_weight is not None:  # the training rows only, as model.fit weights them
+                _check_one_target(parts[1], self.heads)
+                parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
+            train = ArraySource(parts, "the training data" if validation_split else "x")
+        validation = None
+        if validation_data is not None:
+            if isinstance(validation_data, tf.data.Dataset):
+                validation = DatasetSource(validation_data, validation_steps, "validation_steps")
+            elif validation_steps is not None:
+                raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")
+            else:
+                if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                    got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
+                    raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
+                validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
+        return train, validation
+
+    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+        # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
+        # and its variables must be mirrored.
+        with distribute.scope(self.strategy):
+            return in_memory_parts(self.model, x, y, sample_weight)
+
+    def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
+        parts = train.numpy() if isinstance(train, ArraySource) else (train.dataset, None)
+        x, y = parts[:2]
+        weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
+        x_val = y_val = None
+        if isinstance(validation, ArraySource):
+            x_val, y_val = validation.numpy()[:2]
+        elif validation is not None:
+            x_val = validation.dataset  # its first batches are sampled, like a training dataset's
+        # A dataset brings its own batches: batch_size does not apply to it.
+        rows_per_batch = batch_size if isinstance(train, ArraySource) else None
+        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))
+
+    def _ensure_built(self, train: Any) -> None:
+        """Builds the model and the optimizer's slots before anything is traced.
+
+        Building the optimizer up front also avoids "You must feed a value for placeholder"
+        under tf.distribute (keras-team/keras#19246).
+        """
+        with distribute.scope(self.strategy):
+            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train))
+            self._count_outputs(lambda: first_inputs(train))
+            if not self.optimizer.built:
+                self.optimizer.build(self.model.trainable_variables)
+        self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
+
+    def _check_targets_cover_outputs(self, targets: Any) -> None:
+        """Refuses targets by name that leave out an output with a loss (before any trace)."""
+        if len(self.heads) < 2 or not isinstance(targets, Mapping):
+            return
+        given = multioutput.targets_per_output(targets, None, [h.name for h in self.heads])
+        missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
+        if missing:
+            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss: give every trained output its targets "
+                            f"(by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
+
+
+def check_input_shapes(x: Any, model: keras.Model) -> None:
+    """Refuses inputs whose shapes the model cannot take (the data check, for evaluate and predict)."""
+    from trainkit.checks.data_checks import check_input_shapes
+
+    check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
+
+
+def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
+    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
+    if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
+        raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
+                                            "output's labels, say), which weighs every output's loss.")
+
+
+def check_epochs(epochs: int, initial_epoch: int) -> None:
+    """Refuses ``epochs`` or ``initial_epoch`` that are not non-negative integers."""
+    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuses a ``batch_size`` that is not a positive integer."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")

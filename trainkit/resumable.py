@@ -1,0 +1,251 @@
+"""Checkpointing and resuming a :class:`~trainkit.trainer.Trainer`'s ``fit``.
+
+When a run checkpoints (``checkpoint_every``, the end, an interruption), what a checkpoint's
+progress record holds besides the variables (History, findings, callback and live-diagnosis state,
+event file sizes, hyperparameters), and how ``fit(..., resume=True)`` puts all of it back. The
+checkpoint files themselves (variables, records, the journal) are :mod:`trainkit.checkpoint`'s.
+
+:class:`Resumable` is a mixin rather than an object of its own: a checkpoint records, and a resume
+restores, most of the trainer's run state (its seed, History, findings, stop reason, the
+optimizers a subclass holds as attributes).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from trainkit.callbacks.base import Callback
+from trainkit.checkpoint import (
+    CHECKPOINT_SUBDIR,
+    JOURNAL_MARK,
+    JOURNAL_RECORDS,
+    JournalRecords,
+    TrainingCheckpoint,
+)
+from trainkit.errors import ArgumentError, RecipeError, RunDirError
+from trainkit.findings import Finding
+from trainkit.history import History
+from trainkit.writers.tensorboard import RunWriter, event_file_sizes, rewind_event_files
+
+#: ``checkpoint_every="auto"``: the least time between two end-of-epoch checkpoints. A checkpoint
+#: of a small model takes ~30 ms, longer than a 10k-row epoch of it, so saving every epoch would
+#: more than double such runs; a crash still loses at most this long plus one epoch.
+AUTO_CHECKPOINT_SECONDS = 30.0
+
+#: Stop reasons (:attr:`Trainer.stop_reason`) of a run that ended before its last epoch and is
+#: finished: resuming it trains nothing. An interrupted run is not; a NaN stop writes no checkpoint.
+FINISHED_STOP_REASONS = ("stopped",)
+
+# Hyperparameters a resume may change: more epochs is how a finished run is trained further.
+RESUMABLE_HPARAMS = frozenset({"epochs"})
+
+
+class Resumable:
+    """Writes a run's checkpoints and resumes from the newest, mixed into the Trainer.
+
+    Reads the trainer's settings (``logdir``, ``checkpoint_every``, ``keep_checkpoints``), its
+    model, optimizers and trackers, and its run state, which a resume sets back.
+    """
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    global_step: tf.Variable
+    logdir: Path | None
+    is_chief: bool
+    seed: int
+    hparams: dict[str, Any] | None
+    checkpoint_every: int | str
+    keep_checkpoints: int
+    stop_reason: str | None
+    history: History
+    findings: list[Finding]
+    writer: RunWriter | None
+    _loss_tracker: keras.metrics.Mean
+    _output_loss_trackers: list[keras.metrics.Mean]
+    metrics: list[keras.metrics.Metric]
+    #: The checkpoint writer, made by the first :meth:`_make_checkpoint` with a logdir.
+    _checkpoint: TrainingCheckpoint | None
+    #: The checkpoint written at the end of this fit's last epoch, and its record, which gets the
+    #: findings of the end of the run once on_train_end made them.
+    _final_checkpoint: tuple[Path, dict[str, Any]] | None
+    _last_checkpoint_time: float
+    #: The epoch a dataset's iterator started at (see ``fit``'s ``steps_per_epoch``).
+    _epochs_skipped: int
+    _live_diagnosis: Any
+    #: The live diagnosis's checkpointed state, for a resumed fit.
+    _resumed_diagnosis: dict[str, Any] | None
+
+    def _make_checkpoint(self) -> TrainingCheckpoint | None:
+        """The run's checkpoint writer (``<logdir>/checkpoints``), or ``None`` without a logdir."""
+        if self.logdir is None:
+            return None
+        if self._checkpoint is None:
+            metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self.metrics) for v in m.variables]
+            # Saving replicated variables runs collectives, so under a multi-worker strategy every
+            # worker saves; the others into a scratch directory that nobody reads.
+            directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
+            self._checkpoint = TrainingCheckpoint(
+                directory,
+                model_variables=self.model.variables,
+                optimizer_variables=[*self.optimizer.variables, *(v for opt in self._own_optimizers() for v in opt.variables)],
+                metric_variables=metric_variables,
+                global_step=self.global_step,
+                max_to_keep=self.keep_checkpoints,
+            )
+        return self._checkpoint
+
+    def _own_optimizers(self) -> list[keras.optimizers.Optimizer]:
+        """Optimizers a subclass holds besides :attr:`optimizer` (a GAN's second), by attribute name.
+
+        Checkpoints hold their state too, so each must be built before a resume reads one (a
+        fit's first trace builds it otherwise, before the first checkpoint is written).
+
+        Raises:
+            ArgumentError: ``optimizer-not-built`` for one that is not built yet.
+        """
+        own = [(name, value) for name, value in sorted(vars(self).items())
+               if isinstance(value, keras.optimizers.Optimizer) and value is not self.optimizer]
+        for name, optimizer in own:
+            if not optimizer.built:
+                raise ArgumentError("optimizer-not-built", f"self.{name} is an optimizer of its own, not built before the checkpoint is read (a resume "
+                                                           f"would reset its state). Build it in __init__ with the variables it updates: "
+                                                           f"self.{name}.build(generator.trainable_variables).")
+        return [optimizer for _, optimizer in own]
+
+    def _checkpoint_due(self, epoch: int) -> bool:
+        """Whether the end of ``epoch`` is a checkpoint by ``checkpoint_every`` (the end aside)."""
+        if self.checkpoint_every == "auto":
+            return time.monotonic() - self._last_checkpoint_time >= AUTO_CHECKPOINT_SECONDS
+        return bool(self.checkpoint_every) and (epoch + 1) % self.checkpoint_every == 0
+
+    def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> tuple[Path, dict[str, Any]] | None:
+        """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start).
+
+        Returns:
+            The checkpoint's prefix and record, or ``None`` when none was written.
+        """
+        if self.checkpoint_every == 0 and self.stop_reason != "interrupted":
+            return None
+        checkpoint = self._make_checkpoint()
+        if checkpoint is None:
+            return None
+        self._wait_for_diagnosis()  # the checkpoint records the findings so far
+        event_files = None
+        if self.writer is not None:
+            # What a resumed run must not log twice: everything logged up to here, on disk.
+            self.writer.flush()
+            event_files = event_file_sizes(self.writer.run_dir)
+        self._last_checkpoint_time = time.monotonic()
+        states = {f"{i}:{type(cb).__name__}": cb.get_state() for i, cb in enumerate(callbacks)}
+        progress = {
+            "epoch": epoch,
+            "batches_done": batches_done,
+            "seed": self.seed,
+            "history": self.history.history,
+            "epochs": self.history.epoch,
+            "callbacks": {k: v for k, v in states.items() if v is not None},
+            "findings": [f.to_dict() for f in self.findings],
+            "dataset_first_epoch": self._epochs_skipped,
+            # Why training stopped here, if it did ("stopped": a callback ended the run).
+            "stop_reason": self.stop_reason,
+            # The live diagnosis's references (first losses, gradient baseline; its per-epoch
+            # records go to the journal), so that a resumed run is judged as a whole.
+            "diagnosis": self._diagnosis_state(),
+            # The event files' sizes: a resume cuts them back to these (None: no events written).
+            "event_files": event_files,
+            # A resume with other hyperparameters (the run's recipe.yaml gone) is refused.
+            "hparams": self.hparams,
+        }
+        return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
+
+    def _diagnosis_state(self) -> dict[str, Any] | None:
+        return self._live_diagnosis.get_state(epochs=False) if self._live_diagnosis is not None else None
+
+    def _diagnosis_epochs(self) -> JournalRecords | None:
+        return self._live_diagnosis.epoch_records() if self._live_diagnosis is not None else None
+
+    def _complete_final_checkpoint(self) -> None:
+        """Adds the end-of-run findings to the record of the checkpoint written at the last epoch.
+
+        That checkpoint is written before on_train_end runs the end rules (loss-at-chance,
+        underfitting, ...): without them, resuming the finished run reported no findings.
+        """
+        if self._final_checkpoint is None or self._checkpoint is None:
+            return
+        prefix, progress = self._final_checkpoint
+        self._final_checkpoint = None
+        if self.writer is not None:
+            self.writer.flush()  # "ended" below promises the end-of-run events are on disk
+        # ended: a resume of this finished run has nothing to train and nothing to log again.
+        progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state(), "ended": True}
+        self._checkpoint.rewrite_record(prefix, progress, journal=self._diagnosis_epochs())
+
+    def _resume(self, callbacks: Sequence[Callback], epochs: int) -> tuple[int, int, bool]:
+        """Restores the newest checkpoint.
+
+        Returns:
+            ``(epoch, batches done within it, ended)``; ``ended``: the run had finished (its
+            epochs trained, or a callback stopped it) and logged its end, so there is nothing
+            left to train or to log.
+        """
+        checkpoint = self._make_checkpoint()
+        progress = checkpoint.restore_latest() if checkpoint is not None else None
+        if progress is None:
+            where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
+            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
+        _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
+        finished = progress.get("stop_reason") in FINISHED_STOP_REASONS or int(progress["epoch"]) >= epochs
+        ended = finished and bool(progress.get("ended"))
+        if progress.get("event_files") is not None and self.logdir is not None and not ended:
+            # Everything logged after this checkpoint (by a killed process) is logged again from here.
+            rewind_event_files(self.logdir, progress["event_files"])
+        self.seed = int(progress["seed"])
+        self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
+        self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
+        self._resumed_diagnosis = _with_journal_epochs(progress)
+        self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
+        if progress.get("stop_reason") in FINISHED_STOP_REASONS:
+            self.stop_reason = progress["stop_reason"]
+        states = progress.get("callbacks", {})
+        for i, callback in enumerate(callbacks):
+            state = states.get(f"{i}:{type(callback).__name__}")
+            if state is not None:
+                callback.set_state(state)
+        return int(progress["epoch"]), int(progress["batches_done"]), ended
+
+
+def _with_journal_epochs(progress: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The diagnosis state of a restored checkpoint record, its per-epoch records put back.
+
+    Records written before the journal held them in the state itself. ``None`` (a fresh
+    diagnosis) when the journal no longer holds them (:meth:`TrainingCheckpoint.restore_latest`
+    warned).
+    """
+    state = progress.get("diagnosis")
+    if state is None or JOURNAL_MARK not in progress:
+        return state
+    records = progress.get(JOURNAL_RECORDS)
+    if records is None or "diagnoser" not in state:
+        return None
+    return {**state, "diagnoser": {**state["diagnoser"], "epochs": records}}
+
+
+def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:
+    """Refuses to resume a run with other hyperparameters than it was trained with.
+
+    Raises:
+        RecipeError: ``resume-mismatch``, naming the first hyperparameter that differs.
+    """
+    differing = [k for k in dict.fromkeys([*(saved or {}), *(now or {})]) if k not in RESUMABLE_HPARAMS and (saved or {}).get(k) != (now or {}).get(k)]
+    if saved is None or now is None or not differing:
+        return
+    key = differing[0]
+    raise RecipeError("resume-mismatch", f"{logdir} was trained with {key} = {saved.get(key, '(none)')!r}, not {now.get(key, '(none)')!r}. "
+                                         "Resume with the same recipe and --set options, or start a new run.")

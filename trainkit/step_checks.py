@@ -1,0 +1,70 @@
+"""Checks of what a traced ``train_step`` (and its ``compute_loss``) returns, made before training.
+
+The trainer traces its step once before the first epoch, which tells the names of the scalars
+each step returns. A step without ``"loss"`` is refused (the epoch loss, the NaN stop and the
+diagnosis read it); a step that returns fewer statistics than ``statistics=True`` promises gets
+an info finding, as the diagnosis rules that read them would otherwise judge nothing silently.
+A ``compute_loss`` returning a loss per example is refused as the step is traced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from trainkit import probes, stats
+from trainkit.errors import ArgumentError
+from trainkit.findings import Finding
+
+#: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
+STATISTICS_MISSING = "statistics-missing"
+
+
+def check_step_returns_loss(names: Sequence[str]) -> None:
+    """Refuses a ``train_step`` whose dict (its scalars' ``names``) has no ``"loss"``.
+
+    Raises:
+        ArgumentError: ``bad-step-output``.
+    """
+    if "loss" not in names:
+        returned = ", ".join(map(repr, names)) or "an empty dict"
+        raise ArgumentError("bad-step-output", f"train_step must return the step's loss under 'loss'; it returned {returned}. "
+                                               "Add it: return {'loss': loss, ...}.")
+
+
+def missing_statistics(names: Sequence[str], probe: probes.Probe | None) -> Finding | None:
+    """The ``statistics-missing`` note for a step returning scalars ``names``, or ``None``.
+
+    A ``train_step`` of its own returns what it returns, and a subclassed model's layers
+    cannot be tapped (``probe.reason`` says why): the rules that read the missing statistics
+    then judge nothing, and saying so beats a silent "no findings".
+    """
+    parsed = [stats.parse_stat_name(name) for name in names]
+    if not any(p is not None and p.kind in ("grad_norm", "update_ratio") for p in parsed):
+        message = ("The train_step returns no gradient or update statistics (a step of its own returns what it returns), so the rules "
+                   "that read them (exploding-gradients, vanishing-gradients, lr-too-high, lr-too-low, dead-relu, "
+                   "saturated-activations) cannot judge this run.")
+        advice = "Override compute_loss instead, or return {**super().train_step(batch), ...} to add values; statistics=False silences this note."
+    elif probe is not None and probe.reason is not None and not any(
+            p is not None and p.kind == "activation" and p.layer != "output" for p in parsed):
+        message = f"Activation statistics cover the model's output only ({probe.reason}): dead-relu and saturated-activations judge no hidden layer."
+        advice = "In the model's call, wrap each hidden activation: x = trainkit.probes.record(\"dense_1\", x, \"relu\")."
+    else:
+        return None
+    return Finding(code=STATISTICS_MISSING, severity="info", message=message, advice=advice, evidence={"step_values": len(names)})
+
+
+def scalar_loss(loss: Any) -> tf.Tensor:
+    """``compute_loss``'s value, refused unless it is one number (the optimizer needs a scalar).
+
+    Raises:
+        ArgumentError: ``loss-not-scalar`` for a per-example loss (a Keras loss function called
+            directly, ``keras.losses.binary_crossentropy(y, y_pred)``, returns one).
+    """
+    loss = tf.convert_to_tensor(loss)
+    if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
+        raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
+                                               "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
+    return loss

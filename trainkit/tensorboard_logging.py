@@ -1,0 +1,104 @@
+"""What a :class:`~trainkit.trainer.Trainer` writes to its run's TensorBoard events, and when.
+
+The writer opens when ``fit`` starts (the texts logged so far and the HParams record go first) and
+closes when it ends; between them come the custom-scalars layout, each epoch's values, and the
+probe batch's histograms (:mod:`trainkit.histograms`). The per-step scalars are written by the
+epoch loop as each compiled call returns. The event files' format is
+:mod:`trainkit.writers.tensorboard`'s.
+
+:class:`TensorBoardLogging` is a mixin rather than an object of its own: ``trainer.writer`` is
+public (callbacks write through it), and what goes into the events is read off the trainer's
+settings, metrics and training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainkit.errors import RunDirError
+from trainkit.histograms import ProbeHistograms
+from trainkit.loop import CompiledLoop
+from trainkit.writers.hparams import write_hparams
+from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout
+
+
+class TensorBoardLogging:
+    """Opens, writes and closes the run's TensorBoard writer, mixed into the Trainer."""
+
+    logdir: Path | None
+    is_chief: bool
+    scalars_every: int
+    statistics: bool
+    histograms_every: int | str | None
+    hparams: dict[str, Any] | None
+    optimizer: keras.optimizers.Optimizer
+    metrics: list[keras.metrics.Metric]
+    _output_loss_trackers: list[keras.metrics.Mean]
+    _train_loop: CompiledLoop | None
+    #: The run's event writer while ``fit`` runs (only the chief's); ``None`` otherwise.
+    writer: RunWriter | None
+    #: Texts :meth:`~trainkit.trainer.Trainer.log_text` was given, written when the writer opens.
+    _pending_texts: dict[str, str]
+    _histograms: ProbeHistograms
+
+    def _open_writer(self, *, hparams: bool = True) -> None:
+        if self.logdir is None or self.writer is not None or not self.is_chief:
+            return
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            probe = self.logdir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable --logdir.") from None
+        self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
+        for name, markdown in self._pending_texts.items():
+            self.writer.text("train", 0, name, markdown)
+        if self.hparams and hparams:
+            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
+
+    def _write_layout(self) -> None:
+        """Writes the custom-scalars layout (one category per layer) once per run."""
+        if self.writer is None or not self.statistics or self._train_loop is None or self._train_loop.names is None:
+            return
+        self.writer.summary("train", 0, custom_scalars_layout(self._train_loop.names))
+
+    def _wants_histograms(self) -> bool:
+        return self.histograms_every is not None and self.logdir is not None
+
+    def _write_histograms(self, step: int) -> None:
+        """Queues histograms of weights, gradients and activations at ``step``."""
+        if self.writer is None or self._histograms.batch is None:
+            return
+        self.writer.bucketed_histograms("train", step, self._histograms.buckets())
+
+    def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
+        if self.writer is None:
+            return
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        train["learning_rate"] = self._last_update_learning_rate()
+        self.writer.scalars("train", epoch, train)
+        validation = {k: v for k, v in logs.items() if k.startswith("val_")}
+        if validation:
+            self.writer.scalars("validation", epoch, validation)
+
+    def _last_update_learning_rate(self) -> float:
+        """The learning rate of the last update, as ``step/learning_rate`` shows it.
+
+        ``optimizer.learning_rate`` evaluates a schedule at the optimizer's iteration count, which
+        the last update moved on by one: the epoch's chart was one epoch ahead of its steps'.
+        """
+        schedule = getattr(self.optimizer, "_learning_rate", None)
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return float(schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
+        return float(np.asarray(self.optimizer.learning_rate))
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
