@@ -888,3 +888,22 @@ def test_early_stopping_may_monitor_a_value_only_the_test_step_returns():
     history = trainer.fit(x[:80], y[:80], validation_data=(x[80:], y[80:]), epochs=2, verbose=0,
                           callbacks=[EarlyStopping(monitor="val_mean_pred", patience=5)]).history
     assert len(history["val_mean_pred"]) == 2 and "val_mean_pred" in trainer.epoch_log_names(validation=True)
+
+
+def test_a_dataset_is_read_once_before_training(tmp_path):
+    """Each read of a pipeline starts a pass (a shuffle buffer refills, files are opened again): the
+    data checks, the chance level, the histograms' probe batch and the stacks' sizing share one
+    sample of its first batches, then each epoch reads it once (model.fit reads it no more)."""
+    x, y = make_data(96)
+    passes = []
+
+    def rows():
+        passes.append(1)
+        yield from zip(x, y, strict=True)
+
+    spec = (tf.TensorSpec([10], tf.float32), tf.TensorSpec([1], tf.float32))
+    data = tf.data.Dataset.from_generator(rows, output_signature=spec).batch(32)  # batch axis None: stacks sized from a batch
+    trainer = make_trainer(jit_compile=True, logdir=tmp_path / "run", histograms_every="epoch", checkpoint_every=0)
+    history = trainer.fit(data, epochs=2, verbose=0)
+    assert len(passes) == 1 + 2
+    assert trainer._histograms.batch is not None and len(history.history["loss"]) == 2

@@ -25,7 +25,14 @@ from trainkit.errors import ArgumentError, DataError
 from trainkit.findings import Finding
 from trainkit.inputs import accepted_input, pydataset_batches
 from trainkit.modelbuild import ensure_built
-from trainkit.sources import ArraySource, DatasetSource, first_inputs, in_memory_parts, unpack_batch
+from trainkit.sources import (
+    SAMPLE_BATCHES,
+    ArraySource,
+    DatasetSource,
+    first_inputs,
+    in_memory_parts,
+    unpack_batch,
+)
 
 
 class FitData:
@@ -93,14 +100,16 @@ class FitData:
             return in_memory_parts(self.model, x, y, sample_weight)
 
     def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
-        parts = train.numpy() if isinstance(train, ArraySource) else (train.dataset, None)
+        # A dataset's first batches are sampled from the ones it keeps (one pass, see
+        # DatasetSource.sample), like a validation dataset's.
+        parts = train.numpy() if isinstance(train, ArraySource) else (train.sample_dataset(SAMPLE_BATCHES), None)
         x, y = parts[:2]
         weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
         x_val = y_val = None
         if isinstance(validation, ArraySource):
             x_val, y_val = validation.numpy()[:2]
         elif validation is not None:
-            x_val = validation.dataset  # its first batches are sampled, like a training dataset's
+            x_val = validation.sample_dataset(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
         self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))

@@ -26,7 +26,7 @@ def probe_batch(train: Any, batch_size: int) -> Any:
     """The fixed probe batch histograms are computed on: the first training batch of ``train``."""
     if isinstance(train, ArraySource):
         return train.head(batch_size)
-    return next(iter(train.dataset), None)
+    return train.first_batch()
 
 
 class ProbeHistograms:

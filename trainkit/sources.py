@@ -149,6 +149,11 @@ def _looks_unbatched(spec: Any) -> bool:
     return len(leading) > 1
 
 
+#: Batches :meth:`DatasetSource.sample` reads in its one pass: the data checks read 8, the
+#: chance level 16, the probe batch 1.
+SAMPLE_BATCHES = 16
+
+
 class DatasetSource:
     """Data streamed from a batched ``tf.data.Dataset``.
 
@@ -195,19 +200,37 @@ class DatasetSource:
         self._carry_on = carry_on and self.steps is not None
         self._iterator: Any = None
         self._ran_dry = False
-        self._first_batch_read = False
-        self._first_batch_value: Any = None
+        self._sample: list[Any] = []
+        self._sample_is_whole = False  # the sample holds every batch of the dataset
+
+    def sample(self, batches: int = SAMPLE_BATCHES) -> list[Any]:
+        """The dataset's first ``batches`` batches (fewer when it has fewer), read once and kept.
+
+        Each read of a dataset starts a pass through its pipeline: a shuffle buffer fills again,
+        files are opened again. So the first call reads at least :data:`SAMPLE_BATCHES` batches
+        in one pass, and everything that samples the data before training (the data checks, the
+        chance level, the histograms' probe batch, the size of a stack) shares them.
+        """
+        if batches > len(self._sample) and not self._sample_is_whole:
+            wanted = max(batches, SAMPLE_BATCHES)
+            self._sample = list(self.dataset.take(wanted))
+            self._sample_is_whole = len(self._sample) < wanted
+        return self._sample[:batches]
+
+    def sample_dataset(self, batches: int) -> tf.data.Dataset:
+        """:meth:`sample`'s batches as a dataset of this one's element spec (reads no more)."""
+        kept = self.sample(batches)
+        return tf.data.Dataset.from_generator(lambda: iter(kept), output_signature=self.dataset.element_spec)
 
     def first_batch(self) -> Any:
-        """The dataset's first batch (``None`` for an empty one), read once and kept.
+        """The dataset's first batch (``None`` for an empty dataset), from :meth:`sample`."""
+        kept = self.sample(1)
+        return kept[0] if kept else None
 
-        Reading it starts a pass through the pipeline (a shuffle buffer fills, a PyDataset
-        counts a pass), so everything that needs a sample batch before training shares this one.
-        """
-        if not self._first_batch_read:
-            self._first_batch_read = True
-            self._first_batch_value = next(iter(self.dataset.take(1)), None)
-        return self._first_batch_value
+    def release_sample(self) -> None:
+        """Keeps only the first batch of :meth:`sample` (training needs no more of it)."""
+        del self._sample[1:]
+        self._sample_is_whole = False
 
     def batch_bytes(self) -> int:
         """Bytes of one batch: from the element spec when its shapes are all known, else from
@@ -256,10 +279,10 @@ class DatasetSource:
 
 
 def first_inputs(source: ArraySource | DatasetSource) -> Any:
-    """The inputs of a data source's first batch (a fresh iterator: training data is not consumed)."""
+    """The inputs of a data source's first batch (the training data is not consumed)."""
     if isinstance(source, ArraySource):
         return unpack_batch(source.head(32))[0]
-    return unpack_batch(next(iter(source.dataset)))[0]
+    return unpack_batch(source.first_batch())[0]
 
 
 def nothing_left(source: ArraySource | DatasetSource, batch_size: int, start_batch: int) -> bool:

@@ -682,6 +682,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
                     callback.check_monitor(logged)
             self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
+            for source in (train, validation):
+                if isinstance(source, DatasetSource):
+                    source.release_sample()  # the checks are done: keep its first batch only
             if not resume:  # a resumed run's event files hold it already
                 self._write_layout()
             self._checkpoint = self._make_checkpoint()

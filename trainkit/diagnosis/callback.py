@@ -341,12 +341,11 @@ def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
     if isinstance(data, tuple | list) and len(data) > 1:
         weights = _map_targets(np.asarray, data[2]) if len(data) > 2 and data[2] is not None else None
         return _map_targets(np.asarray, data[1]), weights
-    dataset = getattr(source, "dataset", None)
-    if dataset is None:
+    if not hasattr(source, "sample"):
         return None, None
     parts, weights = [], []
     try:
-        for batch in dataset.take(_TARGET_BATCHES):
+        for batch in source.sample(_TARGET_BATCHES):  # kept batches: the pipeline is not read again
             if not isinstance(batch, tuple | list) or len(batch) < 2:
                 return None, None
             parts.append(_map_targets(np.asarray, batch[1]))
