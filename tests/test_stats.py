@@ -167,10 +167,23 @@ def test_activation_stats_match_numpy_in_both_reduction_modes(xla):
 @pytest.mark.parametrize("xla", [False, True])
 def test_large_tensors_get_the_same_norms_in_both_modes(xla):
     rng = np.random.default_rng(1)
-    tensors = [tf.constant(rng.normal(size=shape).astype("float32")) for shape in [(300, 70), (5000,), (3,)]]
+    shapes = [(300, 70), (5000,), (3,), (100, 128), (40, 256), (80, 64), (2, 3, 3, 256)]  # every way _dot_sums sums
+    tensors = [tf.constant(rng.normal(size=shape).astype("float32")) for shape in shapes]
     expected = [float(np.sum(t.numpy().astype(np.float64) ** 2)) for t in tensors]
     got = tf.function(lambda: stats._squares_per_variable([tensors], xla)[0], jit_compile=xla)().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("width", "inner", "columns"), [
+    (100 * 128, 128, 128), (256 * 256, 256, 256), (32 * 512, 512, 256), (256 * 64, 64, 64),
+    (256 * 32, 32, None),  # narrower pieces measured slower than none
+    (500 * 70, 70, None),  # no piece width divides the rows
+    (64 * 64, 64, None),   # short: one product
+    (10_000, None, None),  # unknown inner axis
+])
+def test_long_rows_are_cut_only_into_pieces_that_keep_to_the_tensors_rows(width, inner, columns):
+    # A piece spanning two of the tensor's rows made XLA's product slower than no pieces at all.
+    assert stats._piece_columns(width, inner) == columns
 
 
 def test_statistics_off_leaves_only_loss_and_user_scalars_and_no_stats_ops():
