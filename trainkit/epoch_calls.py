@@ -29,7 +29,9 @@ from trainkit.sources import ArraySource, DatasetSource, nothing_left, streamed
 # per-call overhead vanishes, short enough for a live progress bar and live diagnosis.
 _TARGET_CALL_SECONDS = 0.5
 _MAX_STEPS_PER_CALL = 1024
-_STREAMING_STEPS_PER_CALL = 32
+#: Batches a streaming call runs without XLA, or under a strategy, with ``steps_per_execution="auto"``
+#: (and evaluation's streaming calls): one step launch each, so the calls need no timing.
+STREAMING_STEPS_PER_CALL = 32
 
 
 class EpochCalls:
@@ -135,7 +137,7 @@ class EpochCalls:
         self._auto_call_steps = estimate if steps == capacity else max(self._auto_call_steps, estimate)
 
     def _call_capacity(self) -> int:
-        return _STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
+        return STREAMING_STEPS_PER_CALL if self.steps_per_execution == "auto" else int(self.steps_per_execution)
 
     def _steps_until_histogram(self) -> int:
         """Steps left before the next histograms every ``histograms_every`` steps (a large number

@@ -31,7 +31,7 @@ import tensorflow as tf
 from trainkit import background, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import TrainingCheckpoint
-from trainkit.epoch_calls import _STREAMING_STEPS_PER_CALL, EpochCalls
+from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls
 from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
@@ -942,7 +942,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         calls: list[StepOutputs] = []
         if self.strategy is not None or not isinstance(source, ArraySource):
             iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else source.epoch_iterator(iter, 0, 0)
-            calls.extend(streamed(self._eval_loop, iterator, _STREAMING_STEPS_PER_CALL, source))
+            calls.extend(streamed(self._eval_loop, iterator, STREAMING_STEPS_PER_CALL, source))
         else:
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
             tail = tf.constant(partial) if partial is not None else None
