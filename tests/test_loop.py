@@ -170,3 +170,16 @@ def test_a_dataset_source_reads_its_first_batch_once_for_every_use():
     assert source.batch_bytes() == 8 * 3 * 4 + 8 * 4
     assert len(passes) == 1
     np.testing.assert_array_equal(first_y, np.arange(8))
+
+
+def test_a_dataset_sample_stops_at_its_byte_budget(monkeypatch):
+    import trainkit.sources as sources
+
+    x = np.zeros([100, 256], np.float32)  # batches of 10 rows: 10 KiB each, with their targets
+    source = sources.DatasetSource(tf.data.Dataset.from_tensor_slices((x, x[:, 0])).batch(10))
+    monkeypatch.setattr(sources, "SAMPLE_BYTES", 25 * 1024)
+    kept = source.sample(8)
+    assert len(kept) == 3  # the batch that reaches the budget is the last one read
+    assert len(source.sample(16)) == 3 and source.first_batch() is kept[0]
+    source.release_sample()
+    assert len(source.sample()) == 1

@@ -149,9 +149,15 @@ def _looks_unbatched(spec: Any) -> bool:
     return len(leading) > 1
 
 
-#: Batches :meth:`DatasetSource.sample` reads in its one pass: the data checks read 8, the
-#: chance level 16, the probe batch 1.
+#: Batches :meth:`DatasetSource.sample` reads in its one pass (the data checks read 8, the
+#: chance level 16, the probe batch 1), and the bytes of batches after which it stops early.
 SAMPLE_BATCHES = 16
+SAMPLE_BYTES = 256 << 20
+
+
+def nbytes(batch: Any) -> int:
+    """Bytes of a batch's dense tensors (strings count 0)."""
+    return sum(int(tf.size(t)) * t.dtype.size for t in tf.nest.flatten(batch))
 
 
 class DatasetSource:
@@ -200,21 +206,25 @@ class DatasetSource:
         self._carry_on = carry_on and self.steps is not None
         self._iterator: Any = None
         self._ran_dry = False
-        self._sample: list[Any] = []
-        self._sample_is_whole = False  # the sample holds every batch of the dataset
+        self._sample: list[Any] | None = None  # see sample()
 
     def sample(self, batches: int = SAMPLE_BATCHES) -> list[Any]:
-        """The dataset's first ``batches`` batches (fewer when it has fewer), read once and kept.
+        """The dataset's first ``batches`` batches, read once and kept.
 
         Each read of a dataset starts a pass through its pipeline: a shuffle buffer fills again,
-        files are opened again. So the first call reads at least :data:`SAMPLE_BATCHES` batches
-        in one pass, and everything that samples the data before training (the data checks, the
-        chance level, the histograms' probe batch, the size of a stack) shares them.
+        files are opened again. So the first call reads up to :data:`SAMPLE_BATCHES` batches (or
+        :data:`SAMPLE_BYTES` of them) in one pass, and everything that samples the data before
+        training shares them (the data checks, the chance level, the histograms' probe batch, a
+        stack's size); a caller gets fewer batches than it asks for when the dataset or that
+        budget has fewer.
         """
-        if batches > len(self._sample) and not self._sample_is_whole:
-            wanted = max(batches, SAMPLE_BATCHES)
-            self._sample = list(self.dataset.take(wanted))
-            self._sample_is_whole = len(self._sample) < wanted
+        if self._sample is None:
+            self._sample, size = [], 0
+            for batch in self.dataset.take(SAMPLE_BATCHES):
+                self._sample.append(batch)
+                size += nbytes(batch)
+                if size >= SAMPLE_BYTES:
+                    break
         return self._sample[:batches]
 
     def sample_dataset(self, batches: int) -> tf.data.Dataset:
@@ -229,8 +239,8 @@ class DatasetSource:
 
     def release_sample(self) -> None:
         """Keeps only the first batch of :meth:`sample` (training needs no more of it)."""
-        del self._sample[1:]
-        self._sample_is_whole = False
+        if self._sample is not None:
+            del self._sample[1:]
 
     def batch_bytes(self) -> int:
         """Bytes of one batch: from the element spec when its shapes are all known, else from
@@ -239,7 +249,7 @@ class DatasetSource:
         if all(isinstance(s, tf.TensorSpec) and s.shape.is_fully_defined() for s in specs):
             return sum(s.shape.num_elements() * s.dtype.size for s in specs)
         first = self.first_batch()
-        return 0 if first is None else sum(int(tf.size(t)) * t.dtype.size for t in tf.nest.flatten(first))
+        return 0 if first is None else nbytes(first)
 
     def epoch_iterator(self, make: Callable[[tf.data.Dataset], Any], epoch: int, start_batch: int) -> Any:
         """The iterator an epoch pulls its batches from (``make`` turns a dataset into one).
