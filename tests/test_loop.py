@@ -181,5 +181,5 @@ def test_a_dataset_sample_stops_at_its_byte_budget(monkeypatch):
     kept = source.sample(8)
     assert len(kept) == 3  # the batch that reaches the budget is the last one read
     assert len(source.sample(16)) == 3 and source.first_batch() is kept[0]
-    source.release_sample()
+    source.release_sample(1)
     assert len(source.sample()) == 1

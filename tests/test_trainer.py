@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import tensorflow as tf
 from trainkit import Trainer
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.errors import ArgumentError, DataError
-from trainkit.sources import unpack_batch
+from trainkit.sources import DatasetSource, unpack_batch
 
 
 def make_data(rows: int = 1001, features: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -907,3 +909,26 @@ def test_a_dataset_is_read_once_before_training(tmp_path):
     history = trainer.fit(data, epochs=2, verbose=0)
     assert len(passes) == 1 + 2
     assert trainer._histograms.batch is not None and len(history.history["loss"]) == 2
+
+
+def test_a_dataset_nothing_samples_is_read_one_batch_ahead_and_keeps_one():
+    """With the checks and diagnosis off nothing samples the dataset before training; the stacks'
+    sizing then reads one batch (not the checks' sixteen) and keeps no more."""
+    x, y = make_data(320)
+    read = []
+
+    def rows():
+        for row in zip(x, y, strict=True):
+            read.append(1)
+            yield row
+
+    spec = (tf.TensorSpec([10], tf.float32), tf.TensorSpec([1], tf.float32))
+    data = tf.data.Dataset.from_generator(rows, output_signature=spec).batch(32)  # 10 batches, batch axis None
+    trainer = make_trainer(jit_compile=True, diagnose=False)
+    kept = []
+    original = DatasetSource.batch_bytes
+    with mock.patch.object(DatasetSource, "batch_bytes", lambda self: kept.append(self) or original(self)):
+        trainer.fit(data, epochs=1, verbose=0, check_data=False)
+    assert kept, "the stacks were not sized from a batch"
+    assert len(read) <= 320 + 32 + 1  # one epoch and one batch ahead (sixteen batches ahead read all ten again)
+    assert len(kept[0]._kept) == 1  # what the source holds through training

@@ -206,41 +206,48 @@ class DatasetSource:
         self._carry_on = carry_on and self.steps is not None
         self._iterator: Any = None
         self._ran_dry = False
-        self._sample: list[Any] | None = None  # see sample()
+        self._kept: list[Any] = []  # the first batches, see sample()
+        self._kept_all = False
 
     def sample(self, batches: int = SAMPLE_BATCHES) -> list[Any]:
         """The dataset's first ``batches`` batches, read once and kept.
 
         Each read of a dataset starts a pass through its pipeline: a shuffle buffer fills again,
-        files are opened again. So the first call reads up to :data:`SAMPLE_BATCHES` batches (or
-        :data:`SAMPLE_BYTES` of them) in one pass, and everything that samples the data before
-        training shares them (the data checks, the chance level, the histograms' probe batch, a
-        stack's size); a caller gets fewer batches than it asks for when the dataset or that
-        budget has fewer.
+        files are opened again. So a call that needs more than is kept reads up to
+        :data:`SAMPLE_BATCHES` batches (stopping after :data:`SAMPLE_BYTES` of them) in one
+        pass, and everything that samples the data before training shares them (the data
+        checks, the chance level, the histograms' probe batch, a stack's size); a caller gets
+        fewer batches than it asks for when the dataset or that budget has fewer.
         """
-        if self._sample is None:
-            self._sample, size = [], 0
-            for batch in self.dataset.take(SAMPLE_BATCHES):
-                self._sample.append(batch)
-                size += nbytes(batch)
-                if size >= SAMPLE_BYTES:
-                    break
-        return self._sample[:batches]
+        if batches > len(self._kept) and not self._kept_all:
+            self._read(SAMPLE_BATCHES)
+        return self._kept[:batches]
+
+    def first_batch(self) -> Any:
+        """The dataset's first batch (``None`` for an empty dataset): the kept one, or one read
+        alone when nothing sampled the dataset first."""
+        if not self._kept and not self._kept_all:
+            self._read(1)
+        return self._kept[0] if self._kept else None
+
+    def _read(self, batches: int) -> None:
+        """Keeps the first ``batches`` batches, read in one pass (see :meth:`sample`)."""
+        self._kept, size = [], 0
+        for batch in self.dataset.take(batches):
+            self._kept.append(batch)
+            size += nbytes(batch)
+            if size >= SAMPLE_BYTES:
+                break
+        self._kept_all = len(self._kept) < batches  # reading again would give no more
 
     def sample_dataset(self, batches: int) -> tf.data.Dataset:
         """:meth:`sample`'s batches as a dataset of this one's element spec (reads no more)."""
         kept = self.sample(batches)
         return tf.data.Dataset.from_generator(lambda: iter(kept), output_signature=self.dataset.element_spec)
 
-    def first_batch(self) -> Any:
-        """The dataset's first batch (``None`` for an empty dataset), from :meth:`sample`."""
-        kept = self.sample(1)
-        return kept[0] if kept else None
-
-    def release_sample(self) -> None:
-        """Keeps only the first batch of :meth:`sample` (training needs no more of it)."""
-        if self._sample is not None:
-            del self._sample[1:]
+    def release_sample(self, keep: int) -> None:
+        """Lets go of the kept batches but the first ``keep`` (training needs at most one)."""
+        del self._kept[keep:]
 
     def batch_bytes(self) -> int:
         """Bytes of one batch: from the element spec when its shapes are all known, else from

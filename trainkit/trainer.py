@@ -9,8 +9,9 @@ reads and writes much of the trainer's state: pairing outputs with losses and me
 (:mod:`trainkit.output_heads`), the epoch's trackers (:mod:`trainkit.epoch_metrics`), cutting an
 epoch into compiled calls (:mod:`trainkit.epoch_calls`), data arguments as sources
 (:mod:`trainkit.fit_data`), checkpoints and resuming (:mod:`trainkit.resumable`) and TensorBoard
-(:mod:`trainkit.tensorboard_logging`); and owned as objects where it does not: the probe-batch
-histograms (:mod:`trainkit.histograms`) and the step table (:mod:`trainkit.step_table`).
+(:mod:`trainkit.tensorboard_logging`); owned as objects where it does not: the probe-batch
+histograms (:mod:`trainkit.histograms`) and the step table (:mod:`trainkit.step_table`); and
+the checks of what a traced step returns are functions (:mod:`trainkit.step_checks`).
 """
 
 from __future__ import annotations
@@ -682,9 +683,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
                     callback.check_monitor(logged)
             self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
-            for source in (train, validation):
+            # The checks are done: a training dataset's first batch may still size its stacks.
+            for source, keep in ((train, 1), (validation, 0)):
                 if isinstance(source, DatasetSource):
-                    source.release_sample()  # the checks are done: keep its first batch only
+                    source.release_sample(keep)
             if not resume:  # a resumed run's event files hold it already
                 self._write_layout()
             self._checkpoint = self._make_checkpoint()
