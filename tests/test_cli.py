@@ -208,6 +208,14 @@ def test_a_closed_pipe_sends_the_stream_to_devnull(tmp_path):
     assert stream.write("nobody reads this\n") == len("nobody reads this\n")
     stream.flush()
     assert stream.reader_gone and not stream.isatty()
+    # click writes bytes to .buffer when the text stream's encoding is ASCII (a C locale)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    text = ClosedPipeSafe(os.fdopen(write_end, "w"))
+    binary = text.buffer
+    assert binary.write(b"x" * 100_000) == 100_000  # more than the buffer holds: a real write
+    binary.flush()
+    assert binary.reader_gone
 
     class FullDisk(io.StringIO):
         def write(self, text):

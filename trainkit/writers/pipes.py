@@ -28,10 +28,11 @@ class ClosedPipeSafe:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._buffer: ClosedPipeSafe | None = None
         #: Whether a write found the pipe closed; everything since went nowhere.
         self.reader_gone = False
 
-    def write(self, text: str) -> int:
+    def write(self, text: Any) -> int:
         if not self.reader_gone:
             try:
                 return self._stream.write(text)
@@ -66,7 +67,17 @@ class ClosedPipeSafe:
         finally:
             os.close(devnull)
 
+    @property
+    def buffer(self) -> ClosedPipeSafe:
+        """The binary stream beneath, just as safe: click writes to it directly when the text
+        stream's encoding is ASCII (``PYTHONIOENCODING=ascii``, a C locale)."""
+        if self._buffer is None:
+            self._buffer = ClosedPipeSafe(self._stream.buffer)  # type: ignore[arg-type]
+        return self._buffer
+
     def __getattr__(self, name: str) -> Any:
+        if name == "_stream":  # not set yet (an object made without __init__, by copy say)
+            raise AttributeError(name)
         return getattr(self._stream, name)
 
 
