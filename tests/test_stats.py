@@ -186,6 +186,12 @@ def test_long_rows_are_cut_only_into_pieces_that_keep_to_the_tensors_rows(width,
     assert stats._piece_columns(width, inner) == columns
 
 
+@pytest.mark.parametrize(("width", "inner", "columns"), [(4096 * 3, 3, 256), (5000, 5000, 8), (8192, 1, 256), (4096, 1, None)])
+def test_a_single_long_row_is_always_cut_into_pieces(width, inner, columns):
+    # [1, N] @ [N, 1] is a vector dot, which XLA's CPU backend runs as a slow loop.
+    assert stats._piece_columns(width, inner, single_row=True) == columns
+
+
 def test_statistics_off_leaves_only_loss_and_user_scalars_and_no_stats_ops():
     class Penalty(Trainer):
         def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
