@@ -73,6 +73,18 @@ def test_a_generator_is_refused_for_fit_and_read_once_by_predict():
     np.testing.assert_allclose(predicted, trainer.predict(x), rtol=1e-6)
 
 
+def test_validation_data_is_accepted_like_x():
+    # A generator got "validation_data must be (x_val, y_val) ...", not why a generator cannot
+    # serve; a PyDataset of inputs only was told about a tf.data.Dataset it never gave.
+    x, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(x, y, epochs=1, verbose=0, validation_data=((x[i : i + 32], y[i : i + 32]) for i in range(0, len(x), 32)))
+    assert info.value.code == "unsupported-input" and info.value.message.startswith("validation_data is a generator")
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(x, y, epochs=1, verbose=0, validation_data=Batches(x, None))
+    assert info.value.code == "missing-targets" and "The Batches's batches hold inputs only" in info.value.message
+
+
 @pytest.mark.parametrize(("x", "wanted"), [
     (lambda x: [list(row) for row in x[:-1]] + [list(x[-1][:2])], "same shape"),
     (lambda x: np.array([[*row[:-1], "a"] for row in x.tolist()], dtype=object), "not numbers"),

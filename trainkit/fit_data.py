@@ -23,7 +23,7 @@ import tensorflow as tf
 from trainkit import class_weights, distribute, multioutput
 from trainkit.errors import ArgumentError, DataError
 from trainkit.findings import Finding
-from trainkit.inputs import accepted_input, pydataset_batches
+from trainkit.inputs import accepted_input
 from trainkit.modelbuild import ensure_built
 from trainkit.sources import (
     SAMPLE_BATCHES,
@@ -52,8 +52,7 @@ class FitData:
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
                  shuffle: bool = False) -> tuple[Any, Any]:
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
-        if isinstance(validation_data, keras.utils.PyDataset):
-            validation_data = pydataset_batches(validation_data)
+        validation_data = accepted_input(validation_data, "validation_data")
         if isinstance(x, tf.data.Dataset):
             if validation_split:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
