@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import Callback, Trainer
+from trainkit.trainer import choose_jit_compile
 
 
 class EpochTimer(Callback):
@@ -115,7 +116,8 @@ def bench(name: str, rows: int, batch_size: int, epochs: int, repeat: int, logdi
     for statistics in (True, False):
         keras.utils.set_random_seed(0)
         run_dir = logdir / f"{name}-{'on' if statistics else 'off'}" if logdir else None
-        trainer = Trainer(build(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0,
+        model = build()  # with the path jit_compile="auto" takes for a long run
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=choose_jit_compile(model),
                           statistics=statistics, logdir=run_dir, step_table_steps=0, **extra)
         trainer.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)  # trace and compile
         trainers[statistics] = trainer

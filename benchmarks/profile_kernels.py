@@ -35,6 +35,7 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from trainkit import Trainer
+from trainkit.trainer import choose_jit_compile
 
 MODELS = {
     "mlp": lambda: (bench_fit.mlp(), bench_fit.binary_data(10_000), "binary_crossentropy", "binary"),
@@ -73,7 +74,8 @@ def kernel_times(logdir: str, each: bool) -> collections.Counter[str]:
 def profile_epoch(model: str, statistics: bool, each: bool) -> collections.Counter[str]:
     build, (x, y), loss, task = MODELS[model]()
     keras.utils.set_random_seed(0)
-    trainer = Trainer(build(), loss=loss, optimizer="adam", task=task, seed=0, statistics=statistics)
+    net = build()  # with the path jit_compile="auto" takes for a long run
+    trainer = Trainer(net, loss=loss, optimizer="adam", task=task, seed=0, statistics=statistics, jit_compile=choose_jit_compile(net))
     trainer.fit(x, y, batch_size=32, epochs=1, verbose=0)  # traces and compiles
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import trainkit.trainer as trainer_module
 from trainkit import Trainer
+from trainkit.sources import DatasetSource
 
 
 def data(rows: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -59,9 +61,32 @@ class Dense(keras.layers.Dense):
         return copied
 
 
+def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay_its_compile(monkeypatch):
+    x, y = data(320)
+
+    def chosen(epochs):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(model(), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False)
+        trainer.fit(x, y, epochs=epochs, batch_size=32, verbose=0, check_data=False)
+        return trainer._train_loop.jit_compile
+
+    assert chosen(2) is False  # 20 steps: the compile would cost more than XLA saves
+    small = keras.Sequential([keras.Input((10,)), keras.layers.Dense(64), keras.layers.Dense(32), keras.layers.Dense(1)])
+    assert trainer_module.xla_repays(small, 20_000, 32) and not trainer_module.xla_repays(small, 2_000, 32)  # measured: ~21k
+    wide = keras.Sequential([keras.Input((512,)), keras.layers.Dense(512), keras.layers.Dense(512)])  # ~0.5M parameters: repays sooner
+    assert trainer_module.xla_repays(wide, 2_000, 128)
+    assert trainer_module.xla_repays(wide, None, 32)  # a dataset of unknown length counts as long
+    assert trainer_module.choose_jit_compile(wide) is True  # no plan: the long-run choice the benchmarks use
+    monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 20 * 200e-6)
+    assert chosen(2) is True  # the fit's planned steps reach the rule
+    assert trainer_module.planned_steps(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
+    assert trainer_module.planned_steps(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])
-def test_auto_jit_falls_back_without_error_when_xla_cannot_compile(streamed):
+def test_auto_jit_falls_back_without_error_when_xla_cannot_compile(streamed, monkeypatch):
     # A dataset failed with a raw InvalidArgumentError: its step compiles once a batch is pulled.
+    monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 0.0)  # auto takes XLA for this short run
     x, y = data(64)
 
     def fit(jit_compile):

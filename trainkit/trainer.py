@@ -82,12 +82,36 @@ _XLA_FRIENDLY_LAYERS = frozenset(
 )
 
 
-def choose_jit_compile(model: keras.Model) -> bool:
-    """The ``jit_compile="auto"`` rule: XLA on a GPU, or on a CPU for dense-only models."""
+#: Seconds of steps XLA must save on a CPU before ``auto`` pays its compile time for them: a
+#: trainer's extra compile measured 1.2-5 s for five dense models (README, "How the loop works").
+XLA_REPAY_SECONDS = 2.0
+
+
+def xla_repays(model: keras.Model, planned_steps: int | None, batch_rows: int) -> bool:
+    """Whether XLA likely repays its compile time within ``planned_steps`` CPU steps.
+
+    XLA saved 216-320 us a step on small MLPs and 1.3-2.8 ms on ones with 0.5-0.7M parameters
+    (measured, statistics on), roughly 200 us plus 30 ps a parameter and batch row; a run of
+    unknown length (``None``) counts as long.
+    """
+    if planned_steps is None:
+        return True
+    try:
+        parameters = model.count_params()
+    except ValueError:  # not built yet
+        parameters = 0
+    saved_per_step = 200e-6 + 30e-12 * parameters * batch_rows
+    return planned_steps * saved_per_step >= XLA_REPAY_SECONDS
+
+
+def choose_jit_compile(model: keras.Model, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
+    """The ``jit_compile="auto"`` rule: XLA on a GPU; on a CPU, for dense-only models, in runs
+    long enough to repay XLA's compile time (:func:`xla_repays`; ``planned_steps=None``: a long
+    run, as the benchmarks measure)."""
     if tf.config.list_physical_devices("GPU"):
         return True
     layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
-    return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers)
+    return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers) and xla_repays(model, planned_steps, batch_rows)
 
 
 class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
@@ -116,7 +140,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         num_classes: Number of classes, when known, for the compatibility checks.
         steps_per_execution: Steps per compiled call: an int, or ``"auto"`` to size calls to
             about half a second each (a whole epoch for small in-memory data).
-        jit_compile: ``True``/``False`` or ``"auto"`` (XLA where it is known to be faster).
+        jit_compile: ``True``/``False`` or ``"auto"``: XLA where it is known to be faster (a GPU;
+            on a CPU, dense-only models in a first fit long enough to repay XLA's compile time,
+            see :func:`choose_jit_compile`).
         scalars_every: Write per-step scalars to TensorBoard every this many steps.
         report_last_batch_loss: Also record the last batch's loss of each epoch as
             ``last_batch_loss`` (to show how misleading that number is).
@@ -673,7 +699,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Inside the try: a failure here (a train_step that returns no dict, say) still
             # closes the TensorBoard writer opened first.
             self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
-            self._build_train_loop(train)
+            self._build_train_loop(train, *planned_steps(train, batch_size, epochs - initial_epoch))
             if validation is not None:  # its names too, before a callback checks its monitor
                 self._build_eval_loop(validation, batch_size)
             self._check_step_returns_loss()
@@ -778,8 +804,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         return self.test_step(batch)
 
-    def _resolve_jit(self) -> bool:
-        return choose_jit_compile(self.model) if self.jit_compile == "auto" else bool(self.jit_compile)
+    def _resolve_jit(self, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
+        if self.jit_compile != "auto":
+            return bool(self.jit_compile)
+        return choose_jit_compile(self.model, planned_steps, batch_rows)
 
     def _counted_train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
@@ -787,11 +815,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.global_step.assign_add(1)
         return logs
 
-    def _build_train_loop(self, train: Any) -> None:
+    def _build_train_loop(self, train: Any, planned_steps: int | None = None, batch_rows: int = 32) -> None:
+        """Builds the compiled training loop at the trainer's first fit; ``auto`` weighs XLA's
+        compile time against that fit's ``planned_steps`` (see :func:`choose_jit_compile`)."""
         if (self.statistics or self.histograms_every is not None) and self._probe is None:
             self._probe = probes.build_probe(self.model)  # eagerly here, never while a step traces
         if self._train_loop is None:
-            self._step_xla = self._resolve_jit()
+            self._step_xla = self._resolve_jit(planned_steps, batch_rows)
             if self.strategy is not None:
                 # XLA stays off under a strategy: replicas run the plain step in strategy.run.
                 self._step_xla = False
@@ -1016,3 +1046,10 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
     return [unscale(g) for g in gradients]
 
 
+def planned_steps(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:
+    """``(steps, rows a step)`` a fit plans: ``steps`` is ``None`` for a dataset of unknown size."""
+    if isinstance(train, ArraySource):
+        return epochs * -(-train.rows // batch_size), batch_size
+    rows = tf.nest.flatten(train.batch_spec())[0].shape
+    batch_rows = rows[0] if rows.rank and rows[0] is not None else 32
+    return (None if train.batches is None else epochs * train.batches), batch_rows
