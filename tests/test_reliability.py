@@ -511,3 +511,32 @@ def test_a_second_optimizer_of_a_subclass_is_checkpointed_and_resumed(tmp_path):
     with pytest.raises(ArgumentError) as info:
         trainer(build_second=False).fit(*_xy(), epochs=4, batch_size=5, verbose=0, resume=True)
     assert info.value.code == "optimizer-not-built" and "self.first_layer_optimizer.build(" in info.value.message
+
+
+def test_a_resumed_run_makes_the_xla_choice_of_the_run_it_continues(tmp_path, monkeypatch):
+    # jit_compile="auto" weighs XLA's compile time against the planned steps: the resumed fit's
+    # remaining epochs alone would choose otherwise, and the run would not continue exactly.
+    import trainkit.trainer as trainer_module
+    from trainkit.callbacks import Callback
+    from trainkit.errors import TrainingInterrupted
+
+    x, y = _xy()
+    steps_per_epoch = -(-len(x) // 32)
+    monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 5 * steps_per_epoch * 200e-6)  # 6 epochs repay it, 2 do not
+
+    class Terminate(Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def trainer():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        return Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False, logdir=tmp_path)
+
+    first = trainer()
+    with pytest.raises(TrainingInterrupted):
+        first.fit(x, y, epochs=6, verbose=0, callbacks=[Terminate()])
+    resumed = trainer()
+    resumed.fit(x, y, epochs=6, verbose=0, resume=True)
+    assert first._train_loop.jit_compile is True and resumed._train_loop.jit_compile is True

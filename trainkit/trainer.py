@@ -699,7 +699,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Inside the try: a failure here (a train_step that returns no dict, say) still
             # closes the TensorBoard writer opened first.
             self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
-            self._build_train_loop(train, *planned_steps(train, batch_size, epochs - initial_epoch))
+            # A resumed run plans the whole run, as the run it continues did: the same XLA choice.
+            self._build_train_loop(train, *planned_steps(train, batch_size, epochs if resume else epochs - initial_epoch))
             if validation is not None:  # its names too, before a callback checks its monitor
                 self._build_eval_loop(validation, batch_size)
             self._check_step_returns_loss()
