@@ -79,6 +79,19 @@ def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay
     assert trainer_module.choose_jit_compile(wide) is True  # no plan: the long-run choice the benchmarks use
     monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 20 * 200e-6)
     assert chosen(2) is True  # the fit's planned steps reach the rule
+    # A short trial fit, then a long one: the long one builds the loop again, with XLA.
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(model(), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0, check_data=False)
+    assert trainer._train_loop.jit_compile is False
+    history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0, check_data=False)
+    assert trainer._train_loop.jit_compile is True and len(history.history["loss"]) == 2
+    keras.utils.set_random_seed(0)
+    plain = Trainer(model(), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False, jit_compile=False)
+    plain.fit(x, y, epochs=1, batch_size=32, verbose=0, check_data=False)
+    np.testing.assert_allclose(history.history["loss"], plain.fit(x, y, epochs=2, batch_size=32, verbose=0, check_data=False).history["loss"], rtol=1e-5)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0, check_data=False)
+    assert trainer._train_loop.jit_compile is True  # no way back
     assert trainer_module.planned_steps(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
     assert trainer_module.planned_steps(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
 

@@ -818,9 +818,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def _build_train_loop(self, train: Any, planned_steps: int | None = None, batch_rows: int = 32) -> None:
         """Builds the compiled training loop at the trainer's first fit; ``auto`` weighs XLA's
-        compile time against that fit's ``planned_steps`` (see :func:`choose_jit_compile`)."""
+        compile time against that fit's ``planned_steps`` (see :func:`choose_jit_compile`), and
+        a later fit long enough to repay it builds the loop again with XLA (a short trial fit,
+        then the real one). A loop does not go back from XLA."""
         if (self.statistics or self.histograms_every is not None) and self._probe is None:
             self._probe = probes.build_probe(self.model)  # eagerly here, never while a step traces
+        loop = self._train_loop
+        if (loop is not None and self.jit_compile == "auto" and self.strategy is None and not loop.jit_compile and loop.xla_failure is None
+                and self._resolve_jit(planned_steps, batch_rows)):
+            self._train_loop = None
         if self._train_loop is None:
             self._step_xla = self._resolve_jit(planned_steps, batch_rows)
             if self.strategy is not None:
