@@ -92,8 +92,8 @@ def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay
     np.testing.assert_allclose(history.history["loss"], plain.fit(x, y, epochs=2, batch_size=32, verbose=0, check_data=False).history["loss"], rtol=1e-5)
     trainer.fit(x, y, epochs=1, batch_size=32, verbose=0, check_data=False)
     assert trainer._train_loop.jit_compile is True  # no way back
-    assert trainer_module.planned_steps(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
-    assert trainer_module.planned_steps(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
+    assert trainer_module.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
+    assert trainer_module.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])

@@ -700,7 +700,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # closes the TensorBoard writer opened first.
             self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
             # A resumed run plans the whole run, as the run it continues did: the same XLA choice.
-            self._build_train_loop(train, *planned_steps(train, batch_size, epochs if resume else epochs - initial_epoch))
+            self._build_train_loop(train, *fit_plan(train, batch_size, epochs if resume else epochs - initial_epoch))
             if validation is not None:  # its names too, before a callback checks its monitor
                 self._build_eval_loop(validation, batch_size)
             self._check_step_returns_loss()
@@ -1053,7 +1053,7 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
     return [unscale(g) for g in gradients]
 
 
-def planned_steps(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:
+def fit_plan(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:
     """``(steps, rows a step)`` a fit plans: ``steps`` is ``None`` for a dataset of unknown size."""
     if isinstance(train, ArraySource):
         return epochs * -(-train.rows // batch_size), batch_size
