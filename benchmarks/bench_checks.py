@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,7 +46,7 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
     return best, result
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="training rows (default 1e6)")
     parser.add_argument("--val-rows", type=int, default=100_000, help="validation rows (0: none)")
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--task", choices=("binary", "regression"), default="binary")
     parser.add_argument("--repeat", type=int, default=3, help="report the best of N runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model = build_model(args.layers, args.features, args.width, args.task)
     loss = get_loss("bce" if args.task == "binary" else "mse")

@@ -29,7 +29,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -210,11 +210,17 @@ def compare(name: str, build: Builder, x: np.ndarray, y: np.ndarray, loss: str, 
             "stats_on_vs_off_fit_slowdown": off["fit_samples_per_s"] / on["fit_samples_per_s"]}
 
 
-def scaling(epochs: int, repeat: int) -> list[dict[str, object]]:
+def scaled(rows: int, scale: float) -> int:
+    """``rows`` times ``scale`` (``--scale``), at least two batches."""
+    return max(64, round(rows * scale))
+
+
+def scaling(epochs: int, repeat: int, scale: float = 1.0) -> list[dict[str, object]]:
     rows_out: list[dict[str, object]] = []
     print("\nscaling (trainkit, statistics on + TensorBoard; model.fit spe=32 for reference)")
     cases = [(rows, 64) for rows in (1_000, 10_000, 100_000)] + [(10_000, width) for width in (256, 1024)]
     for rows, width in cases:
+        rows = scaled(rows, scale)
         x, y = binary_data(rows)
         build = mlp(widths=(width, width // 2))
         with tempfile.TemporaryDirectory() as logdir:
@@ -229,31 +235,32 @@ def scaling(epochs: int, repeat: int) -> list[dict[str, object]]:
     return rows_out
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn", "deep", "mlp-stream"], choices=["mlp", "cnn", "deep", "mlp-stream"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per timed fit")
     parser.add_argument("--repeat", type=int, default=3, help="timed fits per setting; the best counts")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+    parser.add_argument("--scale", type=float, default=1.0, help="every model's rows times this (a quick check that it runs: 0.02)")
+    args = parser.parse_args(argv)
 
-    results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}, "models": []}
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count()}, "scale": args.scale, "models": []}
     if "mlp" in args.models:
-        x, y = binary_data(10_000)
+        x, y = binary_data(scaled(10_000, args.scale))
         results["models"].append(compare("MLP 10-64-32-1", mlp(), x, y, "binary_crossentropy", "binary", 32, args.epochs, args.repeat))  # type: ignore[union-attr]
     if "cnn" in args.models:
-        x, y = image_data(2_000)
+        x, y = image_data(scaled(2_000, args.scale))
         results["models"].append(compare("CNN Conv2D(32) 32x32x3 -> 10", cnn, x, y, "sparse_categorical_crossentropy", "multiclass", 32, args.epochs, args.repeat))  # type: ignore[union-attr]
     if "deep" in args.models:
-        x, y = binary_data(5_000, features=256)
+        x, y = binary_data(scaled(5_000, args.scale), features=256)
         results["models"].append(compare("deep MLP 8x256", mlp(256, (256,) * 8), x, y, "binary_crossentropy", "binary", 32, args.epochs, args.repeat))  # type: ignore[union-attr]
     if "mlp-stream" in args.models:
-        x, y = binary_data(10_000)
+        x, y = binary_data(scaled(10_000, args.scale))
         results["models"].append(compare("MLP 10-64-32-1 from a tf.data.Dataset", mlp(), x, y, "binary_crossentropy", "binary", 32, args.epochs,  # type: ignore[union-attr]
                                          args.repeat, stream=True))
     if not args.no_scaling:
-        results["scaling"] = scaling(args.epochs, args.repeat)
+        results["scaling"] = scaling(args.epochs, args.repeat, args.scale)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -147,7 +147,7 @@ def bench(name: str, rows: int, batch_size: int, epochs: int, repeat: int, logdi
     }
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=["mlp", "cnn"])
     parser.add_argument("--rows", type=int, default=10_000, help="rows for the MLPs (default 10k)")
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--logdir", action="store_true", help="also write TensorBoard events (to a temp dir)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: its default)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)

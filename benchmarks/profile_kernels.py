@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
@@ -37,10 +38,11 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from trainkit import Trainer
 from trainkit.trainer import choose_jit_compile
 
-MODELS = {
-    "mlp": lambda: (bench_fit.mlp(), bench_fit.binary_data(10_000), "binary_crossentropy", "binary"),
-    "deep": lambda: (bench_fit.mlp(256, (256,) * 8), bench_fit.binary_data(5_000, features=256), "binary_crossentropy", "binary"),
-    "cnn": lambda: (bench_fit.cnn, bench_fit.image_data(2_000), "sparse_categorical_crossentropy", "multiclass"),
+MODELS = {  # bench_fit's models and data; each takes --scale
+    "mlp": lambda scale: (bench_fit.mlp(), bench_fit.binary_data(bench_fit.scaled(10_000, scale)), "binary_crossentropy", "binary"),
+    "deep": lambda scale: (bench_fit.mlp(256, (256,) * 8), bench_fit.binary_data(bench_fit.scaled(5_000, scale), features=256),
+                           "binary_crossentropy", "binary"),
+    "cnn": lambda scale: (bench_fit.cnn, bench_fit.image_data(bench_fit.scaled(2_000, scale)), "sparse_categorical_crossentropy", "multiclass"),
 }
 # Events that time whole calls or the executor around the kernels, not kernels themselves.
 _ENCLOSING = re.compile(r"ThunkExecutor|ExecuteAsyncOnStream|BlockUntilReady|EagerExecute|EagerKernelExecute|"
@@ -71,8 +73,8 @@ def kernel_times(logdir: str, each: bool) -> collections.Counter[str]:
     return times
 
 
-def profile_epoch(model: str, statistics: bool, each: bool) -> collections.Counter[str]:
-    build, (x, y), loss, task = MODELS[model]()
+def profile_epoch(model: str, statistics: bool, each: bool, scale: float = 1.0) -> collections.Counter[str]:
+    build, (x, y), loss, task = MODELS[model](scale)
     keras.utils.set_random_seed(0)
     net = build()  # with the path jit_compile="auto" takes for a long run
     trainer = Trainer(net, loss=loss, optimizer="adam", task=task, seed=0, statistics=statistics, jit_compile=choose_jit_compile(net))
@@ -86,14 +88,15 @@ def profile_epoch(model: str, statistics: bool, each: bool) -> collections.Count
         return kernel_times(logdir, each)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="deep")
     parser.add_argument("--top", type=int, default=25, help="kernels to print")
     parser.add_argument("--each", action="store_true", help="one line per kernel instead of per kind")
-    args = parser.parse_args()
-    off = profile_epoch(args.model, False, args.each)
-    on = profile_epoch(args.model, True, args.each)
+    parser.add_argument("--scale", type=float, default=1.0, help="the model's rows times this (a quick check that it runs: 0.02)")
+    args = parser.parse_args(argv)
+    off = profile_epoch(args.model, False, args.each, args.scale)
+    on = profile_epoch(args.model, True, args.each, args.scale)
     print(f"{args.model}: kernel CPU time of one traced epoch, statistics off {sum(off.values()):.1f} ms, "
           f"on {sum(on.values()):.1f} ms")
     print(f"{'off ms':>9} {'on ms':>9} {'added':>9}  kernel")
