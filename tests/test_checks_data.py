@@ -15,6 +15,7 @@ from trainkit.checks import (
     DATA_INFO_CODES,
     DATA_RULES,
     DATA_WARNING_CODES,
+    DatasetSample,
     check_data,
 )
 from trainkit.resolve import get_loss
@@ -467,6 +468,31 @@ def test_dataset_sample_is_checked_and_bounded():
     assert run("binary", ds_late, None) == []
     with pytest.raises(DataError):
         run("binary", ds_late, None, sample_batches=16)
+
+
+def test_batches_already_read_are_checked_as_their_dataset():
+    """The trainer checks the batches it sampled from a dataset (DatasetSample) instead of the
+    dataset: the same findings, bounded the same way, for batched and unbatched elements alike."""
+
+    def sample(ds):
+        return DatasetSample(list(ds.take(16 * 64)), ds.element_spec)
+
+    bad = tf.data.Dataset.from_tensor_slices((_nan_x(), YB)).batch(32)
+    with pytest.raises(DataError) as info:
+        run("binary", sample(bad), None)
+    assert info.value.code == "non-finite-data" and "in the first 8 batches" in info.value.message
+    late = X.copy()
+    late[500, 0] = np.nan  # batch 15: beyond the 8 checked batches
+    late_sample = sample(tf.data.Dataset.from_tensor_slices((late, YB)).batch(32))
+    assert run("binary", late_sample, None) == []
+    with pytest.raises(DataError):
+        run("binary", late_sample, None, sample_batches=16)
+    unbatched = tf.data.Dataset.from_tensor_slices((X, YB + 1))
+    with pytest.raises(DataError) as info:
+        run("binary", sample(unbatched), None)
+    assert info.value.code == "label-format"
+    good = tf.data.Dataset.from_tensor_slices((X, YB)).batch(32)
+    assert run("binary", sample(good), None, x_val=sample(good.skip(2))) == run("binary", good, None, x_val=good.skip(2))
 
 
 def test_dataset_is_not_consumed_and_weights_are_accepted():

@@ -101,14 +101,14 @@ class FitData:
     def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
         # A dataset's first batches are sampled from the ones it keeps (one pass, see
         # DatasetSource.sample), like a validation dataset's.
-        parts = train.numpy() if isinstance(train, ArraySource) else (train.sample_dataset(SAMPLE_BATCHES), None)
+        parts = train.numpy() if isinstance(train, ArraySource) else (train.sample_for_checks(SAMPLE_BATCHES), None)
         x, y = parts[:2]
         weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
         x_val = y_val = None
         if isinstance(validation, ArraySource):
             x_val, y_val = validation.numpy()[:2]
         elif validation is not None:
-            x_val = validation.sample_dataset(SAMPLE_BATCHES)
+            x_val = validation.sample_for_checks(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
         self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))

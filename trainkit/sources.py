@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainkit.checks.data_checks import DatasetSample
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import as_array, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs
@@ -240,10 +241,9 @@ class DatasetSource:
                 break
         self._kept_all = len(self._kept) < batches  # reading again would give no more
 
-    def sample_dataset(self, batches: int) -> tf.data.Dataset:
-        """:meth:`sample`'s batches as a dataset of this one's element spec (reads no more)."""
-        kept = self.sample(batches)
-        return tf.data.Dataset.from_generator(lambda: iter(kept), output_signature=self.dataset.element_spec)
+    def sample_for_checks(self, batches: int) -> DatasetSample:
+        """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
+        return DatasetSample(self.sample(batches), self.dataset.element_spec)
 
     def release_sample(self, keep: int) -> None:
         """Lets go of the kept batches but the first ``keep`` (training needs at most one)."""

@@ -22,6 +22,7 @@ from trainkit.checks.data_checks import (
     DATA_INFO_CODES,
     DATA_RULES,
     DATA_WARNING_CODES,
+    DatasetSample,
     check_data,
 )
 from trainkit.checks.model_inspect import (
@@ -43,6 +44,7 @@ __all__ = [
     "DATA_RULES",
     "DATA_WARNING_CODES",
     "TASKS",
+    "DatasetSample",
     "HiddenLayerInfo",
     "LossInfo",
     "OutputInfo",

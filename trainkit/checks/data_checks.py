@@ -1071,10 +1071,32 @@ DATA_NOT_INSPECTABLE = "data-not-inspectable"
 # ---------------------------------------------------------------------------------------------
 # Reading the data.
 
+@dataclasses.dataclass(frozen=True)
+class DatasetSample:
+    """A dataset's first batches, already read: checked as that dataset would be, reading nothing.
+
+    The trainer reads a dataset's first batches once and shares them
+    (:meth:`trainkit.sources.DatasetSource.sample`); wrapping them in a dataset again for the
+    checks (``from_generator``) cost ~20 ms of tracing every ``fit``.
+
+    Attributes:
+        batches: The elements read, in order: ``(x, y)``, ``(x, y, w)`` or ``x``.
+        element_spec: The dataset's ``element_spec`` (tells batched elements from single rows).
+    """
+
+    batches: Sequence[Any]
+    element_spec: Any
+
+
 def _is_dataset(obj: Any) -> bool:
     import tensorflow as tf
 
     return isinstance(obj, tf.data.Dataset)
+
+
+def _is_batch_source(obj: Any) -> bool:
+    """Whether ``obj`` yields batches (a dataset, a PyDataset or a :class:`DatasetSample`), not arrays."""
+    return _is_dataset(obj) or isinstance(obj, keras.utils.PyDataset | DatasetSample)
 
 
 def _to_numpy(value: Any) -> Any:
@@ -1124,7 +1146,7 @@ def _split_element(element: Any) -> tuple[Any, Any, Any]:
 def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int] | None:
     """(x, y, sample weights, batches read) from the first batches of a dataset, or ``None`` if it
     cannot be read."""
-    if _is_dataset(data):
+    if _is_dataset(data) or isinstance(data, DatasetSample):
         import tensorflow as tf
 
         spec = data.element_spec
@@ -1132,7 +1154,8 @@ def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int]
         first_spec = tf.nest.flatten(x_spec)[0]
         unbatched = bool(model_input_ranks) and first_spec.shape.rank == model_input_ranks[0] - 1
         take = sample_batches * 64 if unbatched else sample_batches
-        elements = [_split_element(_to_numpy(e)) for e in data.take(take)]
+        read = data.batches[:take] if isinstance(data, DatasetSample) else data.take(take)
+        elements = [_split_element(_to_numpy(e)) for e in read]
         if unbatched:
             elements = [(_expand(x), _expand(y), _expand(w)) for x, y, w in elements]
     elif isinstance(data, keras.utils.PyDataset):
@@ -1289,7 +1312,8 @@ def check_data(
 
     Args:
         x: Inputs: a numpy array (or list/dict of arrays for several inputs), or a
-            ``tf.data.Dataset``/``keras.utils.PyDataset`` yielding ``(x, y)`` or ``(x, y, w)``.
+            ``tf.data.Dataset``/``keras.utils.PyDataset`` yielding ``(x, y)`` or ``(x, y, w)``,
+            or a :class:`DatasetSample` of such a dataset's first batches.
         y: Labels for array inputs (a list/dict for several outputs); ``None`` with a dataset.
         model: The model (its inputs, outputs and output activations are read, never called).
         loss: The resolved loss (a list/dict gives one per output).
@@ -1316,7 +1340,7 @@ def check_data(
     shapes = input_shapes(model)
     ranks = [len(s) for s in shapes] if shapes else None
     where = ""
-    if _is_dataset(x) or isinstance(x, keras.utils.PyDataset):
+    if _is_batch_source(x):
         sampled = _sample_batches(x, sample_batches, ranks)
         if sampled is None:
             return []
@@ -1328,7 +1352,7 @@ def check_data(
         return [Finding(code=DATA_NOT_INSPECTABLE, severity="info",
                         message="x is an iterator: it cannot be sampled without consuming it, so the data checks were skipped.",
                         advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
-    if _is_dataset(x_val) or isinstance(x_val, keras.utils.PyDataset):
+    if _is_batch_source(x_val):
         sampled = _sample_batches(x_val, sample_batches, ranks)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
     names = input_names(model)
