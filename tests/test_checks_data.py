@@ -561,3 +561,14 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
     amounts = rng.normal(1000.0, 300.0, size=(64, 3)).astype("float32")
     (finding,) = [f for f in check_data({"tok": tokens, "num": amounts}, y, model=both, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
     assert "x[1]" in finding.message
+
+
+@pytest.mark.parametrize("classes", [3, 100])  # a one-hot product up to 64 classes, reduceat beyond
+def test_class_sums_of_the_separation_screen(classes):
+    from trainkit.checks.data_checks import _class_sums
+
+    rng = np.random.default_rng(classes)
+    xs = rng.standard_normal((4 * classes, 5))
+    inverse = np.concatenate([np.arange(classes), rng.integers(0, classes, 3 * classes)])  # every class present
+    expected = np.stack([xs[inverse == c].sum(axis=0) for c in range(classes)])
+    np.testing.assert_allclose(_class_sums(xs, inverse, classes), expected, rtol=1e-12, atol=1e-12)
