@@ -51,6 +51,7 @@ DEFAULT_SAMPLE_ROWS = 100_000
 #: values pin down per-channel scales well (>= 10k values per feature up to 100 features) and
 #: keep the checks at ~30 ms, which every fit pays: 5M took 160 ms on 2000 32x32x3 images.
 _SAMPLE_VALUES = 1_000_000
+_NARROW_FEATURES = 64  # fewer features than this: their statistics are read feature by feature
 #: Train rows x features hashed fully for the overlap check before it samples.
 _HASH_VALUES = 20_000_000
 #: Rows and values read by the leakage check.
@@ -635,14 +636,16 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
         s = _stride(a, _row_budget(a, ctx.sample_rows))
         unit = "channel" if a.ndim > 3 else "feature"
         f = s.reshape(-1, s.shape[-1]) if a.ndim > 2 else s.reshape(len(s), -1)
-        f = f.astype(np.float64)
+        # [features, rows]: numpy reduces a narrow [rows, features] array (an image's [pixels, 3]
+        # channels) ~5x slower than the same values laid out feature by feature (33 vs 6 ms).
+        f = f.T.astype(np.float64, order="C") if f.shape[1] < _NARROW_FEATURES else f.astype(np.float64).T
         if not np.isfinite(f).all():
             f = np.where(np.isfinite(f), f, np.nan)
-            mean, std = np.nanmean(f, axis=0), np.nanstd(f, axis=0)
-            ptp = np.nanmax(f, axis=0) - np.nanmin(f, axis=0)
+            mean, std = np.nanmean(f, axis=1), np.nanstd(f, axis=1)
+            ptp = np.nanmax(f, axis=1) - np.nanmin(f, axis=1)
         else:
-            mean, std = f.mean(axis=0), f.std(axis=0)
-            ptp = f.max(axis=0) - f.min(axis=0)
+            mean, std = f.mean(axis=1), f.std(axis=1)
+            ptp = f.max(axis=1) - f.min(axis=1)
         mean, std, ptp = (np.nan_to_num(v) for v in (mean, std, ptp))
         scale = np.maximum(std, ptp / 6.0)
         varying = np.flatnonzero(scale > 1e-12)
