@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from unittest import mock
 
 import keras
@@ -125,6 +126,39 @@ def test_subclass_train_step_override_is_compiled():
     assert seen and all(seen)  # only ever called while tracing, never eagerly per step
     assert len(seen) <= 3  # traced a handful of times, not once per step (8 steps ran)
     assert history.history["double_loss"][0] == pytest.approx(2 * history.history["loss"][0], rel=1e-5)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["plain", "xla"])
+def test_overridden_step_methods_may_branch_and_loop_over_tensors(jit_compile):
+    """trainkit compiles without AutoGraph (its own step is written for the graph: converting it
+    took seconds); an override is converted, as tf.function would, so Python `if` and `for`
+    over tensors in it still trace, also when the default train_step calls it."""
+
+    class Branching(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            penalty = tf.constant(0.0)
+            for _ in tf.range(3):  # a loop over a tensor
+                penalty += 0.01 * tf.reduce_mean(tf.square(y_pred))
+            if penalty > 1e6:  # a branch on a tensor
+                penalty = tf.zeros_like(penalty)
+            self.log_scalar("penalty", penalty)
+            return loss + penalty
+
+        def test_step(self, batch):
+            logs = super().test_step(batch)
+            if logs["loss"] > 0:
+                logs = {**logs, "positive": tf.constant(1.0)}
+            else:
+                logs = {**logs, "positive": tf.constant(0.0)}
+            return logs
+
+    x, y = make_data(128)
+    trainer = Branching(make_model(), loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=jit_compile)
+    history = trainer.fit(x, y, validation_data=(x[:64], y[:64]), epochs=2, batch_size=32, verbose=0).history
+    assert all(p > 0 for p in history["penalty"]) and history["val_positive"] == [1.0, 1.0]
+    assert {"compute_loss", "test_step"} <= set(vars(trainer)) and "train_step" not in vars(trainer)  # only overrides are converted
+    assert "compute_loss" not in vars(make_trainer())
 
 
 def test_callbacks_receive_hooks_in_order_with_per_call_statistics():
@@ -433,6 +467,34 @@ def test_each_compiled_function_is_traced_once_and_many_trainers_raise_no_retrac
         counts += [f.experimental_get_tracing_count() for f in trainer._metric_fns.values()]
         assert counts and all(c == 1 for c in counts), counts
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.parametrize("rows", [1000, 1024], ids=["partial last batch", "whole batches"])
+def test_an_in_memory_fit_compiles_its_step_loop_once(rows):
+    """steps_per_execution="auto" starts an epoch with small calls and ends it with the partial
+    batch: every call shares one compiled loop (a loop without the tail cost a second compile,
+    about as long as the first)."""
+    x, y = make_data(rows)
+    trainer = make_trainer(optimizer="adam", diagnose=False)
+    history = trainer.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    assert len(history.history["loss"]) == 3
+    assert len(trainer._train_loop._in_memory_fns) == 1
+    ((capacity, has_tail),) = trainer._train_loop._in_memory_fns
+    assert capacity == rows // 32 and has_tail == (rows % 32 != 0)
+    assert int(trainer.global_step.numpy()) == 3 * math.ceil(rows / 32)  # every batch ran, the tail once an epoch
+
+
+def test_histograms_due_at_the_last_full_batch_leave_the_tail_to_a_call_of_its_own(tmp_path):
+    """Histograms every 3 steps of 3 full batches and a partial one: they are written after the
+    third batch, then the partial batch runs alone (in the epoch's one compiled loop); the losses
+    are those of the same run without histograms."""
+    x, y = make_data(100)
+    runs = [make_trainer(optimizer="adam", diagnose=False, steps_per_execution=3, **options)
+            for options in ({"logdir": tmp_path, "histograms_every": 3}, {})]
+    losses = [trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"] for trainer in runs]
+    assert losses[0] == losses[1]
+    assert [int(trainer.global_step.numpy()) for trainer in runs] == [8, 8]
+    assert len(runs[0]._train_loop._in_memory_fns) == 1
 
 
 def test_history_lists_stay_aligned_with_the_epochs_when_a_key_comes_and_goes():

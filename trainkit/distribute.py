@@ -264,5 +264,5 @@ def replicated_step(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapp
 def discover_names(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapping[str, tf.Tensor]], iterator: Iterator[Any]) -> tuple[str, ...]:
     """Traces (without running) the replicated step on ``iterator`` to learn its output names."""
     replicated = replicated_step(strategy, step)
-    concrete = tf.function(lambda it: replicated(next(it))[0]).get_concrete_function(iterator)
+    concrete = tf.function(lambda it: replicated(next(it))[0], autograph=False).get_concrete_function(iterator)  # as loop.compile_function
     return tuple(concrete.structured_outputs)

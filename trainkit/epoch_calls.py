@@ -71,7 +71,9 @@ class EpochCalls:
                 # Not when histograms are due right after the last full batch: they come first.
                 with_tail = start + steps == batches and steps != until_histogram
                 began = time.perf_counter()
-                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail if with_tail else None)
+                # Every call of an epoch that has a partial batch takes the tail's function (one
+                # compile), and runs the tail only at the end.
+                outputs = self._train_loop.run_in_memory(train.data, indices, start, steps, capacity, tail, run_tail=with_tail)
                 seconds = time.perf_counter() - began  # the call alone, not the callbacks after it
                 yield outputs
                 start += steps
@@ -82,9 +84,13 @@ class EpochCalls:
                     # size: keep the larger of the two then.
                     self._auto_call_steps = estimate if steps == requested else max(self._auto_call_steps, estimate)
         if partial is not None and not tail_ran and start_batch <= batches:
-            # No full batch to ride along with (fewer rows than a batch, resumed right here, or
-            # histograms were due after the last full batch).
-            yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
+            if batches and start_batch < batches:
+                # Histograms were due after the last full batch: the tail alone, in the same
+                # function as the epoch's other calls (no full batch, then the tail).
+                yield self._train_loop.run_in_memory(train.data, indices, batches, 0, capacity, tf.constant(partial))
+            else:
+                # No full batch to ride along with (fewer rows than a batch, or resumed right here).
+                yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
     def _epoch_order(self, rows: int, shuffle: bool, epoch: int) -> np.ndarray:
         if shuffle:

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -111,10 +112,36 @@ def compile_function(fn: Callable[..., Any], **options: Any) -> Any:
     a retrace of the previous trainer's and after five it warns of "excessive retracing" that is
     not happening: each of these functions is traced once per input signature (the tests check
     ``experimental_get_tracing_count``). The warning is turned off for these functions only.
+
+    AutoGraph is off, as in Keras's own train functions: trainkit writes its control flow with
+    ``tf.cond`` and ``tf.while_loop``, and converting its step (statistics and all) took ~3.4 s
+    of a small MLP's first ``fit`` (5.7 -> 2.3 s). A subclass's own step methods are converted
+    where the trainer is built (:func:`autograph_overrides`).
     """
-    function = tf.function(fn, **options)
+    function = tf.function(fn, **{"autograph": False, **options})
     function._omit_frequent_tracing_warning = True  # see above; no public switch exists
     return function
+
+
+def autograph_overrides(instance: Any, base: type, names: Sequence[str]) -> None:
+    """Converts with AutoGraph the methods of ``names`` that ``instance``'s class overrides.
+
+    :func:`compile_function` leaves AutoGraph off, so a subclass's ``train_step`` with a Python
+    ``if`` or ``for`` over tensors would fail to trace. Each override is converted here, as
+    ``tf.function`` would convert it, and set on the instance, so every call (the default
+    ``train_step`` calling an overridden ``compute_loss`` included) runs the converted code. The
+    base class's methods are marked ``do_not_convert``: a ``super()`` call runs them as written.
+    An override AutoGraph cannot read (no source) is left as written, as ``tf.function`` does.
+    """
+    for name in names:
+        method = getattr(type(instance), name)
+        if method is getattr(base, name):
+            continue
+        try:
+            converted = tf.autograph.to_graph(method)
+        except Exception:  # any conversion failure: run it as written, as tf.function does
+            continue
+        setattr(instance, name, types.MethodType(converted, instance))
 
 
 def gather_batch(data: Any, rows: tf.Tensor) -> Any:
@@ -202,7 +229,8 @@ class CompiledLoop:
 
         loss_column = self._loss_column()
 
-        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor, tail_indices: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor, tail_indices: tf.Tensor | None = None,
+                run_tail: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
             buffer = tf.TensorArray(tf.float32, size=capacity + int(tail), element_shape=[width])
 
             def body(i: tf.Tensor, finite: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
@@ -222,12 +250,13 @@ class CompiledLoop:
                     batch = gather_batch(data, tail_indices[0])
                     return i + 1, buffer.write(i, _flatten_logs(step(batch), names, batch))
 
-                count, buffer = tf.while_loop(lambda i, _: (i == num_steps) & finite, tail_body, (count, buffer), maximum_iterations=1)
+                count, buffer = tf.while_loop(lambda i, _: (i == num_steps) & finite & run_tail, tail_body, (count, buffer), maximum_iterations=1)
             return buffer.stack(), count
 
         return compile_function(run, jit_compile=self.jit_compile, reduce_retracing=False)
 
-    def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int, tail: tf.Tensor | None = None) -> StepOutputs:
+    def run_in_memory(self, data: Any, indices: tf.Tensor, start: int, num_steps: int, capacity: int, tail: tf.Tensor | None = None,
+                      run_tail: bool = True) -> StepOutputs:
         """Runs the batches ``indices[start : start + num_steps]`` (fewer if a loss goes non-finite).
 
         Args:
@@ -239,6 +268,9 @@ class CompiledLoop:
                 compiles a new function, while any ``num_steps <= capacity`` reuses it.
             tail: ``[1, r]`` row indices of one more, smaller batch to run after the others in
                 the same call (the epoch's partial last batch): one call an epoch instead of two.
+            run_tail: Whether to run ``tail`` in this call. An epoch's calls before the last pass
+                its tail with ``False``: they then share the last call's compiled function, so
+                the first epoch compiles the step once, not once without the tail and once with it.
         """
         if num_steps > capacity:
             raise ValueError(f"num_steps={num_steps} exceeds capacity={capacity}")
@@ -246,14 +278,14 @@ class CompiledLoop:
         fn = self._in_memory_fns.get(key)
         if fn is None:
             fn = self._in_memory_fns[key] = self._build_in_memory(capacity, tail is not None)
-        args = (data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32)) + ((tail,) if tail is not None else ())
+        args = (data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32)) + ((tail, tf.constant(run_tail)) if tail is not None else ())
         try:
             with workers_turn():  # the call releases the GIL: background work runs meanwhile
                 buffer, count = fn(*args)
         except tf.errors.InvalidArgumentError as err:
             if not self._fall_back_from_xla(err):
                 raise
-            return self.run_in_memory(data, indices, start, num_steps, capacity, tail)
+            return self.run_in_memory(data, indices, start, num_steps, capacity, tail, run_tail)
         return self._unpack(buffer.numpy()[: int(count)])
 
     def _fall_back_from_xla(self, err: Exception) -> bool:
@@ -277,13 +309,14 @@ class CompiledLoop:
         names = self.names
         assert names is not None
         width = len(names) + 1
-        step = compile_function(self._step, jit_compile=True) if self.jit_compile else self._step
+        # The call's loop is written with AutoGraph (below); the step is called as written.
+        step = compile_function(self._step, jit_compile=True) if self.jit_compile else tf.autograph.experimental.do_not_convert(self._step)
         loss_column = self._loss_column()
         replicated = None
         if self._strategy is not None:
             from trainkit import distribute
 
-            replicated = distribute.replicated_step(self._strategy, self._step)
+            replicated = tf.autograph.experimental.do_not_convert(distribute.replicated_step(self._strategy, self._step))
 
         def run(iterator: Any, capacity: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
@@ -304,7 +337,7 @@ class CompiledLoop:
                     break
             return buffer.stack(), count
 
-        return compile_function(run, reduce_retracing=False)
+        return compile_function(run, autograph=True, reduce_retracing=False)  # its for/if over tensors
 
     def _chunkable(self, iterator: Any) -> bool:
         """Whether the streaming call can stack batches and run them in one XLA loop: an XLA step,
@@ -400,7 +433,7 @@ class CompiledLoop:
                 buffer, count, stopped = flush(buffer, count, stacks, n)
             return buffer.stack(), count
 
-        return compile_function(run, reduce_retracing=False)
+        return compile_function(run, autograph=True, reduce_retracing=False)  # its while/if over tensors
 
     def run_streaming(self, iterator: Any, capacity: int, batch_bytes: Callable[[], int] | None = None) -> StepOutputs:
         """Runs up to ``capacity`` steps on batches pulled from ``iterator``.

@@ -46,7 +46,13 @@ from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
-from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
+from trainkit.loop import (
+    CompiledLoop,
+    StepOutputs,
+    autograph_overrides,
+    compile_function,
+    epoch_batches,
+)
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
 from trainkit.resolve import Spec, closest, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
@@ -112,6 +118,13 @@ def choose_jit_compile(model: keras.Model, planned_steps: int | None = None, bat
         return True
     layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
     return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers) and xla_repays(model, planned_steps, batch_rows)
+
+
+#: The methods a subclass overrides to change what a step does. trainkit compiles without AutoGraph;
+#: an override of one of these is converted (see :func:`trainkit.loop.autograph_overrides`). The
+#: base versions, and the helpers an override calls, are marked ``do_not_convert``, so that
+#: converting an override does not convert trainkit's own step (seconds of tracing).
+STEP_METHODS = ("train_step", "test_step", "compute_loss", "apply_gradients", "update_metrics", "replica_gradients")
 
 
 class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
@@ -297,6 +310,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Whether the traced train/test step feeds the loss and metric trackers (an overridden
         # step may not, and then the epoch loss comes from the "loss" each step returns).
         self._tracked: dict[str, bool] = {}
+        # trainkit compiles without AutoGraph (see loop.compile_function); a subclass's own step
+        # methods are converted, so a Python `if` over tensors in them still traces.
+        autograph_overrides(self, Trainer, STEP_METHODS)
         self._epochs_skipped = 0
         self._train_loop: CompiledLoop | None = None
         self._eval_loop: CompiledLoop | None = None
@@ -322,6 +338,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
         """The scalar loss of a batch: the loss function plus the model's regularization losses.
 
@@ -355,6 +372,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         loss = loss_fn(y, y_pred, sample_weight=sample_weight)
         return distribute.unscale_keras_loss(loss_fn, loss) if distribute.in_replica() else loss
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         """One optimisation step; returns the step's scalars (at least ``"loss"``).
 
@@ -417,6 +435,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._updates_recorded = recorded is not None
         return before, None
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def replica_gradients(self, gradients: Sequence[Any], loss: tf.Tensor, y_pred: Any) -> tuple[Sequence[Any], tf.Tensor]:
         """Off a strategy, ``(gradients, loss)`` unchanged (no ops added).
 
@@ -431,6 +450,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         rows = distribute.replica_rows(y_pred)
         return distribute.scale_gradients(gradients, rows), distribute.global_mean(loss, rows)
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def apply_gradients(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor, *, record_updates: bool = False) -> list[tf.Tensor] | None:
         """Applies one optimizer update; with ``on_nan="stop"`` skips it when ``loss`` is not finite.
 
@@ -496,6 +516,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self.optimizer.apply(gradients, variables)
         return capture.updates if record_updates and capture.complete else None
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def current_learning_rate(self) -> tf.Tensor:
         """The learning rate the next optimizer update uses, as a float32 scalar tensor.
 
@@ -506,12 +527,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         rate = tf.convert_to_tensor(getattr(rate, "value", rate))
         return rate if rate.dtype == tf.float32 else tf.cast(rate, tf.float32)
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def probe(self, x: Any, training: bool = True) -> tuple[Any, list[probes.Tap]]:
         """The model's output for ``x`` and its tapped activations (see :mod:`trainkit.probes`)."""
         if self._probe is None:
             self._probe = probes.build_probe(self.model)
         return self._probe(x, training=training)
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         """One evaluation step: updates the evaluation loss and metrics."""
         x, y, sample_weight = unpack_batch(batch)
@@ -524,6 +547,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._update_metrics(self._eval_metrics, y, y_pred, sample_weight)
         return {"loss": loss, **self.pop_logged_scalars()}
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def update_metrics(self, y: Any, y_pred: Any, sample_weight: Any, loss: tf.Tensor) -> None:
         """Adds one training batch to the epoch's loss mean and metrics.
 
@@ -536,6 +560,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._update_output_losses("train", self._output_loss_trackers, rows)
         self._update_metrics(self.metrics, y, y_pred, sample_weight)
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
         """Records an extra per-step scalar from inside a step (e.g. a penalty term).
 
@@ -554,6 +579,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """This thread's hand-over between the hooks of the step it traces."""
         return self._traced.setdefault(threading.get_ident(), {"logs": {}})
 
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def pop_logged_scalars(self) -> dict[str, tf.Tensor]:
         """Returns and clears the scalars logged with :meth:`log_scalar` during this trace."""
         # The step's hand-over ends here (per-output losses left unread included).
