@@ -469,18 +469,35 @@ def test_each_compiled_function_is_traced_once_and_many_trainers_raise_no_retrac
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["plain", "xla"])
 @pytest.mark.parametrize("rows", [1000, 1024], ids=["partial last batch", "whole batches"])
-def test_an_in_memory_fit_compiles_its_step_loop_once(rows):
+def test_an_in_memory_fit_compiles_its_step_loop_once(rows, jit):
     """steps_per_execution="auto" starts an epoch with small calls and ends it with the partial
     batch: every call shares one compiled loop (a loop without the tail cost a second compile,
-    about as long as the first)."""
+    about as long as the first). Without XLA, learning the step's names is that loop's own trace,
+    so the step is traced once per batch shape and never alone."""
     x, y = make_data(rows)
-    trainer = make_trainer(optimizer="adam", diagnose=False)
+    trainer = make_trainer(optimizer="adam", diagnose=False, jit_compile=jit)
+    traced_rows = []
+    step = trainer.train_step
+
+    def counting_step(batch):
+        traced_rows.append(tf.nest.flatten(batch)[0].shape[0])
+        return step(batch)
+
+    trainer.train_step = counting_step
     history = trainer.fit(x, y, epochs=3, batch_size=32, verbose=0)
     assert len(history.history["loss"]) == 3
     assert len(trainer._train_loop._in_memory_fns) == 1
-    ((capacity, has_tail),) = trainer._train_loop._in_memory_fns
-    assert capacity == rows // 32 and has_tail == (rows % 32 != 0)
+    ((key, fn),) = trainer._train_loop._in_memory_fns.items()
+    assert fn.experimental_get_tracing_count() == 1
+    partial = [rows % 32] if rows % 32 else []
+    if jit:
+        assert key == (rows // 32, bool(partial))
+        assert traced_rows == [None, 32, *partial]  # the names from a trace of the step alone
+    else:
+        assert key is None
+        assert traced_rows == [32, *partial]
     assert int(trainer.global_step.numpy()) == 3 * math.ceil(rows / 32)  # every batch ran, the tail once an epoch
 
 

@@ -148,6 +148,22 @@ def autograph_overrides(instance: Any, base: type, names: Sequence[str]) -> None
         setattr(instance, name, types.MethodType(converted, instance))
 
 
+def step_output_names(outputs: Any) -> tuple[str, ...]:
+    """The names of a step's scalars, from what a trace of it returned.
+
+    Raises:
+        ArgumentError: ``bad-step-output`` when the step returns no dict, or a value that is not
+            a scalar.
+    """
+    if not isinstance(outputs, Mapping):
+        raise ArgumentError("bad-step-output", f"train_step/test_step must return a dict of scalar tensors such as {{'loss': loss}}, got {type(outputs).__name__}.")
+    for name, value in outputs.items():
+        shape = tf.TensorShape(getattr(value, "shape", None))
+        if shape.rank not in (0, None) and shape.num_elements() != 1:
+            raise ArgumentError("bad-step-output", f"Step output {name!r} has shape {shape}; steps must return scalars (reduce it first, e.g. tf.reduce_mean).")
+    return tuple(outputs)
+
+
 def gather_batch(data: Any, rows: tf.Tensor) -> Any:
     """Selects ``rows`` of every tensor in the ``data`` structure."""
     return tf.nest.map_structure(lambda t: tf.gather(t, rows), data)
@@ -183,29 +199,42 @@ class CompiledLoop:
         self.xla_failure: str | None = None
         self.stop_on_nonfinite = stop_on_nonfinite
         self.names: tuple[str, ...] | None = None
-        self._in_memory_fns: dict[tuple[int, bool], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
+        #: In-memory calls: under XLA one per (capacity, whether the epoch has a partial batch),
+        #: else one for every call (key None). See _in_memory_function.
+        self._in_memory_fns: dict[tuple[int, bool] | None, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
+        self._traced_names: tuple[str, ...] | None = None
         self._streaming_fn: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
         self._chunked_fns: dict[str, Callable[..., tuple[tf.Tensor, tf.Tensor]] | None] = {}
         self._batch_spec: Any = None
         self._streaming_xla_checked = False
 
-    def discover_names(self, batch_spec: Any) -> tuple[str, ...]:
+    def discover_names(self, batch_spec: Any, *, batch_rows: int | None = None, tail_rows: int = 0) -> tuple[str, ...]:
         """Traces the step once, without running it, to learn the names of its scalars.
 
         The buffer of a compiled call is allocated before its loop runs, so its width must be known
-        before the loop is traced.
+        before an XLA loop is traced.
+
+        Args:
+            batch_spec: The ``tf.TensorSpec`` structure of one batch.
+            batch_rows: For in-memory data (``batch_spec`` then describes the data tensors, with
+                ``None`` rows): the rows of the epoch's full batches. Without XLA the names then
+                come from tracing the in-memory call itself, which :meth:`run_in_memory` reuses,
+                rather than from a trace of the step that nothing reuses (~0.2 s of a small
+                MLP's first fit with statistics).
+            tail_rows: The rows of the epoch's partial last batch (0: none).
         """
         self._batch_spec = batch_spec
         if self.names is None:
             with trainkit_errors_unwrapped():
-                concrete = compile_function(self._step).get_concrete_function(batch_spec)
-            outputs = concrete.structured_outputs
-            if not isinstance(outputs, Mapping):
-                raise ArgumentError("bad-step-output", f"train_step/test_step must return a dict of scalar tensors such as {{'loss': loss}}, got {type(outputs).__name__}.")
-            for name, value in outputs.items():
-                if value.shape.rank not in (0, None) and value.shape.num_elements() != 1:
-                    raise ArgumentError("bad-step-output", f"Step output {name!r} has shape {value.shape}; steps must return scalars (reduce it first, e.g. tf.reduce_mean).")
-            self.names = tuple(outputs)
+                if batch_rows is not None and not self.jit_compile:
+                    scalar = tf.TensorSpec([], tf.int32)
+                    tail = (tf.TensorSpec([1, tail_rows], tf.int32), tf.TensorSpec([], tf.bool)) if tail_rows else (None, None)
+                    fn = self._in_memory_function(None, bool(tail_rows))
+                    fn.get_concrete_function(batch_spec, tf.TensorSpec([None, batch_rows], tf.int32), scalar, scalar, *tail)
+                    self.names = self._traced_names
+                else:
+                    concrete = compile_function(self._step).get_concrete_function(batch_spec)
+                    self.names = step_output_names(concrete.structured_outputs)
         return self.names
 
     def discover_distributed_names(self, iterator: Any) -> tuple[str, ...]:
@@ -219,29 +248,47 @@ class CompiledLoop:
         return self.names
 
     # -- in-memory ---------------------------------------------------------------------------------
-    def _loss_column(self) -> int | None:
+    def _loss_column(self, names: Sequence[str] | None = None) -> int | None:
         """Column of ``loss`` in a buffer row, when calls should stop on a non-finite loss."""
-        if not self.stop_on_nonfinite or self.names is None or "loss" not in self.names:
+        names = self.names if names is None else names
+        if not self.stop_on_nonfinite or names is None or "loss" not in names:
             return None
-        return 1 + self.names.index("loss")
+        return 1 + tuple(names).index("loss")
 
-    def _build_in_memory(self, capacity: int, tail: bool) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
-        names = self.names
-        assert names is not None
-        width = len(names) + 1
+    def _in_memory_function(self, capacity: int | None, tail: bool) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+        """The in-memory call: one per (capacity, tail) under XLA, one for every call without.
+
+        XLA compiles a buffer of fixed ``capacity``. Without XLA the buffer holds the call's own
+        steps, so one function serves every call; tf.function still traces it once per batch
+        shape (full batches, and the partial last batch with them or alone).
+        """
+        key = (capacity, tail) if self.jit_compile else None
+        fn = self._in_memory_fns.get(key)
+        if fn is None:
+            fn = self._in_memory_fns[key] = self._build_in_memory(capacity if self.jit_compile else None)
+        return fn
+
+    def _build_in_memory(self, capacity: int | None) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
         step = self._step
 
-        loss_column = self._loss_column()
+        def row_of(batch: Any) -> tf.Tensor:
+            logs = step(batch)
+            # Learnt here when this trace discovers them (see discover_names).
+            names = self._traced_names = self.names if self.names is not None else step_output_names(logs)
+            return _flatten_logs(logs, names, batch)
 
         def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor, tail_indices: tf.Tensor | None = None,
                 run_tail: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-            buffer = tf.TensorArray(tf.float32, size=capacity + int(tail), element_shape=[width])
+            size = num_steps + int(tail_indices is not None) if capacity is None else capacity + int(tail_indices is not None)
+            width = None if self.names is None else [len(self.names) + 1]  # else inferred from the step's rows
+            buffer = tf.TensorArray(tf.float32, size=size, element_shape=width)
 
             def body(i: tf.Tensor, finite: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
                 # tf.gather, not indices[start + i]: XLA would take a slice's begin as a
                 # compile-time constant and recompile for every new start.
                 batch = gather_batch(data, tf.gather(indices, start + i))
-                row = _flatten_logs(step(batch), names, batch)
+                row = row_of(batch)
+                loss_column = self._loss_column(self._traced_names)
                 if loss_column is not None:
                     finite = tf.math.is_finite(row[loss_column])
                 return i + 1, finite, buffer.write(i, row)
@@ -251,8 +298,7 @@ class CompiledLoop:
                 # The epoch's partial last batch (its own shape), after the full ones: a loop of
                 # at most one step, skipped when a non-finite loss ended the loop above.
                 def tail_body(i: tf.Tensor, buffer: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
-                    batch = gather_batch(data, tail_indices[0])
-                    return i + 1, buffer.write(i, _flatten_logs(step(batch), names, batch))
+                    return i + 1, buffer.write(i, row_of(gather_batch(data, tail_indices[0])))
 
                 count, buffer = tf.while_loop(lambda i, _: (i == num_steps) & finite & run_tail, tail_body, (count, buffer), maximum_iterations=1)
             return buffer.stack(), count
@@ -268,8 +314,9 @@ class CompiledLoop:
             indices: ``[batches, B]`` int32 row indices, one row per batch.
             start: First batch to run.
             num_steps: Batches to run; at most ``capacity``.
-            capacity: Size of the call's output buffer. Keep it fixed for a fit: a new value
-                compiles a new function, while any ``num_steps <= capacity`` reuses it.
+            capacity: Size of an XLA call's output buffer. Keep it fixed for a fit: a new value
+                compiles a new XLA function, while any ``num_steps <= capacity`` reuses it.
+                (Without XLA the buffer is sized to the call.)
             tail: ``[1, r]`` row indices of one more, smaller batch to run after the others in
                 the same call (the epoch's partial last batch): one call an epoch instead of two.
             run_tail: Whether to run ``tail`` in this call. An epoch's calls before the last pass
@@ -278,10 +325,7 @@ class CompiledLoop:
         """
         if num_steps > capacity:
             raise ValueError(f"num_steps={num_steps} exceeds capacity={capacity}")
-        key = (capacity, tail is not None)
-        fn = self._in_memory_fns.get(key)
-        if fn is None:
-            fn = self._in_memory_fns[key] = self._build_in_memory(capacity, tail is not None)
+        fn = self._in_memory_function(capacity, tail is not None)
         args = (data, indices, tf.constant(start, tf.int32), tf.constant(num_steps, tf.int32)) + ((tail, tf.constant(run_tail)) if tail is not None else ())
         try:
             with workers_turn():  # the call releases the GIL: background work runs meanwhile

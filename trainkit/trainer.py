@@ -862,7 +862,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 self._train_loop.discover_distributed_names(self._distributed_iterator(train, 32, None))
                 return
             self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
-            self._train_loop.discover_names(train.batch_spec())
+            self._train_loop.discover_names(train.batch_spec(), **in_memory_batches(train, batch_rows))
 
     def _check_step_returns_loss(self) -> None:
         """Refuses a ``train_step`` whose dict has no ``"loss"`` (``bad-step-output``)."""
@@ -998,7 +998,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if self.strategy is not None:
                 self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
             else:
-                self._eval_loop.discover_names(source.batch_spec())
+                self._eval_loop.discover_names(source.batch_spec(), **in_memory_batches(source, batch_size))
         return self._eval_loop
 
     def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
@@ -1077,6 +1077,16 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
         return None if g is None else g * tf.cast(inverse, g.dtype)
 
     return [unscale(g) for g in gradients]
+
+
+def in_memory_batches(source: Any, batch_size: int) -> dict[str, int]:
+    """The batch shapes of an in-memory epoch, for :meth:`CompiledLoop.discover_names` (``{}``
+    for a dataset): the full batches' rows and the partial last batch's, or the lone partial
+    batch of data smaller than one batch."""
+    if not isinstance(source, ArraySource) or not source.rows:
+        return {}
+    full, partial = divmod(source.rows, batch_size)
+    return {"batch_rows": batch_size, "tail_rows": partial} if full else {"batch_rows": partial, "tail_rows": 0}
 
 
 def fit_plan(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:
