@@ -9,9 +9,10 @@ outer Python loop reads that buffer once per call; nothing here formats strings 
 Two paths:
 
 * **in-memory** (numpy data): the data tensors and the epoch's ``[batches, B]`` matrix of row
-  indices are arguments; a ``tf.while_loop`` runs ``num_steps`` batches from ``start`` into a
-  buffer of fixed ``capacity``, so calls of any length reuse one trace (unwritten buffer rows read
-  as zeros). The partial last batch of an epoch (its own ``[1, r]`` index matrix, so every row is
+  indices are arguments; a ``tf.while_loop`` runs ``num_steps`` batches from ``start``, so calls
+  of any length reuse one trace. Under XLA their rows go to a buffer of fixed ``capacity``
+  (unwritten rows read as zeros); without it, to one sized to the call, and learning the step's
+  names is this loop's own trace (:meth:`CompiledLoop.discover_names`). The partial last batch of an epoch (its own ``[1, r]`` index matrix, so every row is
   seen exactly once and nothing is padded) runs after the full ones in the call that ends the
   epoch: a second trace per fit, not a second call per epoch.
 * **streaming** (``tf.data``): up to ``K`` batches are pulled from an iterator inside the call,
