@@ -151,6 +151,33 @@ def test_the_partial_last_batch_runs_in_the_call_that_ends_the_epoch(jit, bad_ba
         assert out.steps == 3 and np.isnan(out.as_dict()["loss"][-1])
 
 
+@pytest.mark.parametrize("bad_batch", [None, 2], ids=["clean", "nan in a full batch"])
+def test_names_learnt_from_the_in_memory_loop_serve_every_call_of_the_epoch(bad_batch):
+    """Without XLA, discover_names traces the in-memory call itself for the epoch's batch shapes:
+    calls of any length, with the partial batch or without it, reuse that one trace."""
+    data, x = data_with_nan_in_batch(bad_batch, rows=42)  # 10 batches of 4 and a partial one of 2
+    traced = []
+
+    def counted_step(batch):
+        traced.append(batch[0].shape[0])
+        return mean_step(batch)
+
+    loop = CompiledLoop(counted_step, stop_on_nonfinite=True)
+    assert loop.discover_names((tf.TensorSpec((None, 1)), tf.TensorSpec((None, 1))), batch_rows=4, tail_rows=2) == ("loss", "max")
+    full, partial = epoch_batches(np.arange(42), 4)
+    indices, tail = tf.constant(full), tf.constant(partial)
+    calls = [loop.run_in_memory(data, indices, start, steps, 10, tail, run_tail=start + steps == 10) for start, steps in ((0, 1), (1, 0), (1, 9))]
+    assert traced == [4, 2]
+    ((key, fn),) = loop._in_memory_fns.items()
+    assert key is None and fn.experimental_get_tracing_count() == 1
+    assert [call.steps for call in calls[:2]] == [1, 0]
+    if bad_batch is None:
+        assert calls[2].batch_sizes.tolist() == [4] * 9 + [2]
+        np.testing.assert_allclose(calls[2].as_dict()["loss"], [x[i : i + 4].mean() for i in range(4, 42, 4)])
+    else:  # stopped at the bad batch: the partial one does not run after it
+        assert calls[2].steps == 2 and np.isnan(calls[2].as_dict()["loss"][-1])
+
+
 def test_a_dataset_source_reads_its_first_batch_once_for_every_use():
     """batch_bytes and first_batch share one read: each read starts a pass through the pipeline."""
     from trainkit.sources import DatasetSource
