@@ -159,6 +159,16 @@ class EpochCalls:
         return every - self.step % every
 
 
+def in_memory_batches(source: Any, batch_size: int) -> dict[str, int]:
+    """The batch shapes of an in-memory epoch, for :meth:`CompiledLoop.discover_names` (``{}``
+    for a dataset): the full batches' rows and the partial last batch's, or the lone partial
+    batch of data smaller than one batch."""
+    if not isinstance(source, ArraySource) or not source.rows:
+        return {}
+    full, partial = divmod(source.rows, batch_size)
+    return {"batch_rows": batch_size, "tail_rows": partial} if full else {"batch_rows": partial, "tail_rows": 0}
+
+
 def _next_call_steps(steps: int, seconds: float, capacity: int) -> int:
     """Steps for the next call so it takes about ``_TARGET_CALL_SECONDS`` (growing at most 8x)."""
     if seconds <= 0:

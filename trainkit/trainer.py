@@ -32,7 +32,7 @@ import tensorflow as tf
 from trainkit import background, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import TrainingCheckpoint
-from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls
+from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
 from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
@@ -1077,16 +1077,6 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
         return None if g is None else g * tf.cast(inverse, g.dtype)
 
     return [unscale(g) for g in gradients]
-
-
-def in_memory_batches(source: Any, batch_size: int) -> dict[str, int]:
-    """The batch shapes of an in-memory epoch, for :meth:`CompiledLoop.discover_names` (``{}``
-    for a dataset): the full batches' rows and the partial last batch's, or the lone partial
-    batch of data smaller than one batch."""
-    if not isinstance(source, ArraySource) or not source.rows:
-        return {}
-    full, partial = divmod(source.rows, batch_size)
-    return {"batch_rows": batch_size, "tail_rows": partial} if full else {"batch_rows": partial, "tail_rows": 0}
 
 
 def fit_plan(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:
