@@ -281,7 +281,7 @@ class CompiledLoop:
 
         def run(data: Any, indices: tf.Tensor, start: tf.Tensor, num_steps: tf.Tensor, tail_indices: tf.Tensor | None = None,
                 run_tail: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-            size = num_steps + int(tail_indices is not None) if capacity is None else capacity + int(tail_indices is not None)
+            size = (num_steps if capacity is None else capacity) + int(tail_indices is not None)
             width = None if self.names is None else [len(self.names) + 1]  # else inferred from the step's rows
             buffer = tf.TensorArray(tf.float32, size=size, element_shape=width)
 
