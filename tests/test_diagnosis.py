@@ -289,6 +289,17 @@ def test_nan_loss_from_gradients_names_the_layer_back_propagation_reaches_first(
     assert finding(s.run(), "nan-loss").layer == "dense_2"
 
 
+def test_nan_loss_looks_past_the_outputs_of_a_model_with_several():
+    # The outputs (output_0, output_1 of a multi-output model) are where a NaN ends up, not where
+    # it began: with every hidden layer finite, the gradients name the layer.
+    s = Stream()
+    s.train_loss = lambda e, st: math.nan if e * STEPS + st >= 12 else 0.5
+    s.values["activation/output_1/nonfinite"] = lambda e, st: 2.0 if e * STEPS + st >= 12 else 0.0
+    s.values["grad_nonfinite/dense_1/kernel"] = lambda e, st: 3.0 if e * STEPS + st >= 12 else 0.0
+    f = finding(s.run(), "nan-loss")
+    assert f.layer == "dense_1" and "gradients of layer 'dense_1'" in f.message
+
+
 def test_nan_loss_tells_gradients_too_large_to_square_from_nan_gradients():
     # Finite gradients over ~1e19 have an infinite float32 norm but no NaN/inf entry.
     s = Stream()

@@ -263,6 +263,9 @@ def test_names_are_built_and_parsed_by_the_helpers():
     assert stats.parse_stat_name("activation/output/dead_fraction") == stats.StatName("activation", "output", "dead_fraction")
     assert stats.parse_stat_name("penalty") is None and stats.parse_stat_name("activation/x/bogus") is None
     assert stats.is_statistic("learning_rate") and not stats.is_statistic("loss")
+    assert stats.output_names(1) == ["output"] and stats.output_names(2) == ["output_0", "output_1"]
+    assert all(stats.is_output_name(n) for n in [*stats.output_names(1), *stats.output_names(12)])
+    assert not any(stats.is_output_name(n) for n in ("dense", "output_layer", "outputs", "output_", "my_output_1"))
 
 
 def test_event_files_hold_one_value_per_step_histograms_and_the_layout(tmp_path):

@@ -241,7 +241,7 @@ def _unique(taps: Sequence[Tap]) -> list[Tap]:
 def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe) -> list[Tap]:
     """Appends the model output(s); a recorded ``output`` overrides the inferred activation."""
     flat = keras.tree.flatten(y_pred)
-    names = [stats.OUTPUT] if len(flat) == 1 else [f"{stats.OUTPUT}_{i}" for i in range(len(flat))]
+    names = stats.output_names(len(flat))
     declared = {t.name: t.activation for t in taps if t.name in names}
     taps = [t for t in taps if t.name not in declared]
     inferred = probe.output_activations if len(probe.output_activations) == len(flat) else ["linear"] * len(flat)

@@ -120,6 +120,18 @@ def activation_stat_name(layer: str, stat: str) -> str:
     return f"{ACTIVATION}/{layer}/{stat}"
 
 
+def output_names(count: int) -> list[str]:
+    """The layer names of a model's outputs in activation statistics: ``output`` for one,
+    ``output_0``, ``output_1``... for several."""
+    return [OUTPUT] if count == 1 else [f"{OUTPUT}_{i}" for i in range(count)]
+
+
+def is_output_name(layer: str) -> bool:
+    """Whether ``layer`` (an activation statistic's ``L``) is one of :func:`output_names`."""
+    head, _, index = layer.partition("_")
+    return layer == OUTPUT or (head == OUTPUT and index.isdigit())
+
+
 def relu_layer_activation(config: Mapping[str, Any]) -> str:
     """The canonical activation of a Keras ``ReLU`` layer, from its ``get_config()``.
 
