@@ -123,6 +123,20 @@ def test_registry_lists_every_issue_code_once_with_valid_severity_and_moment():
         assert rule.severity in ("info", "warning", "error") and rule.when in ("call", "epoch", "end") and rule.summary
 
 
+def test_the_readme_names_every_check_and_finding_code():
+    from pathlib import Path
+
+    from trainkit.checks.compatibility import COMPATIBILITY_CODES
+    from trainkit.checks.data_checks import DATA_RULES
+    from trainkit.step_checks import STATISTICS_MISSING
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Diagnosis: findings with stable codes", 1)[1].split("\n## ", 1)[0]
+    codes = {*DIAGNOSIS_CODES, *COMPATIBILITY_CODES, *(rule.code for rule in DATA_RULES), STATISTICS_MISSING}
+    missing = sorted(code for code in codes if f"`{code}`" not in section)
+    assert not missing, f"README's diagnosis section lacks {missing}"
+
+
 def test_healthy_stream_has_no_findings():
     assert Stream().run().findings == []
 

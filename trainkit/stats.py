@@ -6,7 +6,8 @@ tensor values, so it can run inside the compiled, possibly XLA-compiled, trainin
 built from Python strings once, while the step is traced. Logging the values is somebody else's
 job (:mod:`trainkit.writers.tensorboard`, callbacks, the diagnosis rules).
 
-Naming contract (each name is also the TensorBoard tag):
+Naming contract (each name is also the TensorBoard tag, but ``loss`` and ``learning_rate``, which
+are written as ``step/loss`` and ``step/learning_rate``):
 
 ==========================================  ================================================
 ``loss``, ``learning_rate``                 the batch loss; the learning rate used by the step

@@ -7,8 +7,9 @@ order they are tried. :data:`DATA_ERROR_CODES` and :data:`DATA_WARNING_CODES` li
 Cost: numpy arrays are checked fully where the check is linear and cheap (NaN/Inf, label values,
 ranges); the scale statistics, train/validation overlap and leakage read a strided sample of at
 most ``sample_rows`` rows (fewer for wide rows). A ``tf.data.Dataset`` (or a ``keras.utils.PyDataset``)
-is read through a fresh iterator over its first ``sample_batches`` batches, so the iterator the
-training loop uses later is untouched.
+is judged by its first ``sample_batches`` batches: inside ``fit``, the ones the trainer already
+read and keeps (a :class:`DatasetSample`); called on a dataset, through a fresh iterator, so the
+iterator the training loop uses later is untouched.
 """
 
 from __future__ import annotations
@@ -1338,7 +1339,8 @@ def check_data(
         task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``; a list or dict gives
             one per output.
         x_val, y_val: Validation data, in the same forms (checked for NaN, label format and overlap).
-        sample_batches: Batches read from a dataset (through a fresh iterator).
+        sample_batches: Batches read from a dataset (through a fresh iterator) or taken from a
+            :class:`DatasetSample`.
         allow: Error codes to downgrade to warnings.
         sample_rows: Row budget of the sampled checks (scales, overlap, leakage).
         sample_weight: The training rows' weights for array inputs (sample weight times class
