@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from trainkit import distribute
+from trainkit.errors import ArgumentError
 from trainkit.recipe import Recipe
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -92,6 +93,16 @@ def test_is_chief_from_tf_config(monkeypatch):
     assert not distribute.is_chief()
     monkeypatch.delenv("TF_CONFIG")
     assert distribute.is_chief()
+
+
+@pytest.mark.parametrize(("value", "says"), [("{bad json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"task": "worker"}', "JSON object")])
+def test_a_malformed_tf_config_is_one_coded_error(monkeypatch, value, says):
+    # TensorFlow's resolver fails on it with a JSONDecodeError traceback, or later still.
+    monkeypatch.setenv("TF_CONFIG", value)
+    for call in (distribute.is_chief, lambda: distribute.strategy_from_name("multi_worker")):
+        with pytest.raises(ArgumentError) as info:
+            call()
+        assert info.value.code == "bad-tf-config" and says in info.value.message
 
 
 def test_mirrored_two_cpus_matches_one_device(tmp_path):

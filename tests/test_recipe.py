@@ -118,6 +118,13 @@ def test_recipe_not_found(tmp_path: Path) -> None:
     assert error_of(load_recipe, tmp_path).code == "recipe-not-found"  # a directory
 
 
+def test_a_recipe_that_is_not_text_is_blamed_on_its_content_not_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    err = error_of(load_recipe, path)
+    assert err.code == "recipe-yaml" and "is not UTF-8 text (byte 0)" in err.message
+
+
 def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
     err = error_of(load_recipe, write(tmp_path, "task: binary\nmodel: [unclosed\n"))
     assert err.code == "recipe-yaml"

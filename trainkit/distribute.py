@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import stats
+from trainkit.errors import ArgumentError
 
 DistributeName = Literal["none", "mirrored", "multi_worker"]
 DISTRIBUTE_NAMES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
@@ -66,8 +67,26 @@ def strategy_from_name(name: str) -> tf.distribute.Strategy | None:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
+        tf_config()  # its errors in a line, before TensorFlow's resolver fails with a traceback
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"distribute must be one of {DISTRIBUTE_NAMES}, got {name!r}.")
+
+
+def tf_config() -> dict[str, Any]:
+    """The ``TF_CONFIG`` environment variable, parsed (``{}`` when it is unset or empty).
+
+    Raises:
+        ArgumentError: ``bad-tf-config`` when it is not a JSON object.
+    """
+    text = os.environ.get("TF_CONFIG", "") or "{}"
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise ArgumentError("bad-tf-config", f"TF_CONFIG is not valid JSON ({err}); it should look like "
+                                             '{"cluster": {"worker": ["host-a:12345", "host-b:12345"]}, "task": {"type": "worker", "index": 0}}.') from None
+    if not isinstance(config, dict) or not isinstance(config.get("task", {}), dict) or not isinstance(config.get("cluster", {}), dict):
+        raise ArgumentError("bad-tf-config", f"TF_CONFIG must be a JSON object with a \"cluster\" and a \"task\" mapping, got {text[:80]!r}.")
+    return config
 
 
 def is_distributed(strategy: tf.distribute.Strategy | None) -> bool:
@@ -92,7 +111,7 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
         task_type, task_id = resolver.task_type, resolver.task_id
         cluster = resolver.cluster_spec().as_dict()
     else:
-        config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+        config = tf_config()
         task = config.get("task") or {}
         task_type, task_id, cluster = task.get("type"), task.get("index", 0), config.get("cluster", {})
     if task_type is None or task_type == "chief":

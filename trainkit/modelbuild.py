@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -143,14 +144,43 @@ def _sequential(layers: Sequence[LayerSpec], input_shape: tuple[int, ...]) -> ke
     model.add(keras.Input(shape=input_shape))
     shape: tuple[int | None, ...] = (None, *input_shape)
     for index, (spec, name) in enumerate(zip(layers, names, strict=True)):
+        _check_kernel_fits(spec, name, index, shape)
         layer = _make_layer(spec, name)
         try:
             model.add(layer)
         except (ValueError, TypeError) as err:
             # Keras explains shape problems well but over several lines; keep the first one.
             raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') cannot take input of shape {shape}: {_first_line(err)}") from err
+        except (tf.errors.ResourceExhaustedError, MemoryError):
+            raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') on input of shape {shape} has more weights than this machine's "
+                                           "memory holds. Use fewer units, filters or input features.") from None
         shape = tuple(layer.output.shape)
     return model
+
+
+def _check_kernel_fits(spec: LayerSpec, name: str, index: int, shape: tuple[int | None, ...]) -> None:
+    """Refuses a kernel larger than half this machine's memory before TensorFlow tries to allocate
+    it (its allocator then logs a page of C++ warnings, and the weights' optimizer state and
+    gradients need three times as much again)."""
+    if isinstance(spec, DenseLayer):
+        entries = (shape[-1] or 1) * spec.units
+    elif isinstance(spec, Conv2DLayer):
+        kernel = spec.kernel_size if isinstance(spec.kernel_size, tuple) else (spec.kernel_size,) * 2
+        entries = kernel[0] * kernel[1] * (shape[-1] or 1) * spec.filters
+    else:
+        return
+    if entries * 4 > _memory_bytes() / 2:
+        raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') on input of shape {shape} would have {entries:,} weights "
+                                       f"({entries * 4 / 2**30:,.1f} GiB), more than this machine's memory holds for training. "
+                                       "Use fewer units, filters or input features.")
+
+
+def _memory_bytes() -> float:
+    """Physical memory, or infinity where the OS does not say."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return float("inf")
 
 
 def _layer_names(layers: Sequence[LayerSpec]) -> list[str]:
@@ -302,6 +332,15 @@ def _search_first(directory: str | Path | None) -> Iterator[None]:
             sys.path.remove(entry)
 
 
+# Keras wraps a layer's error as "Exception encountered when calling X.call().", a blank line,
+# then the cause in ANSI bold: the cause is the line to show.
+_KERAS_WRAPPER = re.compile(r"Exception encountered when calling .*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The first line of an error that says something (past Keras's call wrapper, no ANSI codes)."""
+    lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines() if line.strip()]
+    if len(lines) > 1 and _KERAS_WRAPPER.fullmatch(lines[0]):
+        lines = lines[1:]
+    return lines[0] if lines else type(err).__name__

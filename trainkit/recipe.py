@@ -186,8 +186,20 @@ KernelSize = PositiveInt | tuple[PositiveInt, PositiveInt]
 Regularizer = str | dict[str, Any]
 
 
+# What TensorFlow accepts in a name scope, which a layer's name becomes ("a/b" and "my layer:1"
+# fail only when the model is built or first called).
+_LAYER_NAME_RE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.-]*")
+
+
 class _LayerBase(_Section):
-    name: str | None = None
+    name: Annotated[str, Field(max_length=200)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _scope_name(cls, value: str | None) -> str | None:
+        if value is not None and not _LAYER_NAME_RE.fullmatch(value):
+            raise ValueError(f"a layer name takes letters, digits and _ . - (not first: _ -), got {_short(value)}")
+        return value
 
 
 class DenseLayer(_LayerBase):
@@ -711,10 +723,10 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         raise RecipeError("recipe-not-found", f"Recipe file {path} does not exist.") from None
     except IsADirectoryError:
         raise RecipeError("recipe-not-found", f"Recipe path {path} is a directory, not a YAML file.") from None
+    except UnicodeDecodeError as err:  # a ValueError too: caught first
+        raise RecipeError("recipe-yaml", f"Recipe file {path} is not UTF-8 text (byte {err.start}).") from None
     except ValueError as err:  # e.g. a NUL character in the path
         raise RecipeError("recipe-not-found", _one_line(f"Recipe path {_short(str(path))} is not a valid path: {err}")) from None
-    except UnicodeDecodeError as err:
-        raise RecipeError("recipe-yaml", f"Recipe file {path} is not UTF-8 text (byte {err.start}).") from None
     except OSError as err:
         raise RecipeError("recipe-not-found", _one_line(f"Recipe file {path} cannot be read: {err}")) from None
     from_file = parse_yaml(text, where)

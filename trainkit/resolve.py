@@ -104,6 +104,75 @@ def _article(word: str) -> str:
     return "An" if word[:1] in "aeiou" else "A"
 
 
+def _class_arguments(cls: type) -> dict[str, Any]:
+    """Every keyword ``cls`` takes, with its default, its base classes' included (Keras passes
+    ``**kwargs`` up to them)."""
+    accepted: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    accepted.setdefault(p.name, p.default)
+    return accepted
+
+
+# Ranges of arguments Keras takes without a check, then trains with (a label_smoothing of 5, a
+# negative clipnorm) or fails on deep inside the first step: (low, high, low included, high included).
+_ARGUMENT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "label_smoothing": (0.0, 1.0, True, True),
+    "clipnorm": (0.0, math.inf, False, False),
+    "global_clipnorm": (0.0, math.inf, False, False),
+    "clipvalue": (0.0, math.inf, False, False),
+    "beta_1": (0.0, 1.0, True, True),
+    "beta_2": (0.0, 1.0, True, True),
+    "momentum": (0.0, 1.0, True, True),
+    "rho": (0.0, 1.0, True, True),
+    "epsilon": (0.0, math.inf, True, False),
+    "weight_decay": (0.0, math.inf, True, False),
+    "stddev": (0.0, math.inf, True, False),
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with their kinds checked against the defaults, before Keras builds anything.
+
+    Keras takes ``from_logits="false"`` (a true string) or ``beta_1="x"`` and fails, or trains
+    wrongly, only when the step runs: a flag must be a bool, a number where the default is one
+    (a whole number where it is a float becomes one), and the arguments of
+    :data:`_ARGUMENT_RANGES` a number in their range.
+
+    Args:
+        what: How messages name the object, e.g. ``'Loss "binary_crossentropy"'``.
+        code: The error code.
+        params: The user's keyword arguments (names already checked).
+        defaults: The class's arguments and defaults (see :func:`_class_arguments`).
+
+    Raises:
+        UnknownNameError: ``code``, naming the argument, what it takes and what it got.
+    """
+    out = dict(params)
+    for arg, value in params.items():
+        default = defaults.get(arg)
+        got = f"got {value!r}" + (" (a string: write it without quotes)" if isinstance(value, str) else "")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise UnknownNameError(code, f"{what}: {arg} takes true or false, {got}.")
+        if _is_number(default) and isinstance(value, str | bool):
+            raise UnknownNameError(code, f"{what}: {arg} takes a number (its default is {default}), {got}.")
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            out[arg] = value = float(value)
+        if arg in _ARGUMENT_RANGES and value is not None:
+            low, high, low_in, high_in = _ARGUMENT_RANGES[arg]
+            inside = _is_number(value) and (low <= value if low_in else low < value) and (value <= high if high_in else value < high)
+            if not inside:
+                span = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+                raise UnknownNameError(code, f"{what}: {arg} takes a number in {span}, {got}.")
+    return out
+
+
 def get_loss(spec: Spec) -> keras.losses.Loss:
     """Resolves a loss name, ``{"name": ..., **kwargs}`` mapping or Keras loss object.
 
@@ -122,14 +191,15 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:
         raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, LOSS_CLASSES)} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
-    accepted = [p for p in inspect.signature(LOSS_CLASSES[key].__init__).parameters if p != "self"]
+    accepted = _class_arguments(LOSS_CLASSES[key])
     unknown = [arg for arg in params if arg not in accepted]
     if unknown:
         raise UnknownNameError("unknown-loss", f'Loss "{name}" has no argument "{unknown[0]}".{closest(unknown[0], accepted)} Its arguments: {", ".join(accepted)}.')
+    params = checked_arguments(f'Loss "{name}"', "bad-loss-argument", params, accepted)
     try:
         return LOSS_CLASSES[key](**params)
-    except TypeError as err:
-        raise UnknownNameError("unknown-loss", f'Loss "{name}" does not take these arguments: {err}.') from None
+    except (TypeError, ValueError) as err:
+        raise UnknownNameError("bad-loss-argument", f'Loss "{name}" does not take these arguments: {_sentence(err)}') from None
 
 
 def get_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
@@ -145,7 +215,7 @@ def get_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
     try:
         return cls(**params)
     except (TypeError, ValueError) as err:
-        raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" does not take these arguments: {err}.') from None
+        raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" does not take these arguments: {_sentence(err)}') from None
 
 
 def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
@@ -154,23 +224,15 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
     Keras refuses ``learning_rate=1`` ("should be float") yet takes ``-1.0`` or NaN and trains
     with it; a misspelt argument would only surface as a TypeError without a suggestion.
     """
-    # Keras optimizers pass **kwargs up to their base classes: their arguments count too.
-    accepted: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                    accepted.setdefault(p.name, p.default)
-    out = dict(params)
-    for arg, value in params.items():
+    accepted = _class_arguments(cls)
+    for arg in params:
         if arg not in accepted:
             hint = LEGACY_OPTIMIZER_ARGUMENTS.get(arg) or closest(arg, accepted)
             raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{hint} Its arguments: {", ".join(accepted)}.')
-        default = accepted[arg]
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            out[arg] = value = float(value)
-        if arg == "learning_rate" and isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
-            raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r} (its default is {default}).')
+    out = checked_arguments(f'Optimizer "{name}"', "bad-optimizer-argument", params, accepted)
+    value = out.get("learning_rate")
+    if _is_number(value) and not (math.isfinite(value) and value > 0):
+        raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r} (its default is {accepted["learning_rate"]}).')
     return out
 
 
@@ -193,25 +255,45 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     from_logits = bool(getattr(loss, "get_config", dict)().get("from_logits", False)) if loss else False
     if key in ("accuracy", "acc"):
         if task in ("binary", "multilabel"):
-            threshold = 0.0 if from_logits else 0.5
-            return keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold, **params)
+            return _metric_with(name, keras.metrics.BinaryAccuracy, {"name": "accuracy", "threshold": 0.0 if from_logits else 0.5, **params})
         if task == "multiclass":
-            if isinstance(loss, keras.losses.SparseCategoricalCrossentropy):
-                return keras.metrics.SparseCategoricalAccuracy(name="accuracy", **params)
-            return keras.metrics.CategoricalAccuracy(name="accuracy", **params)
+            sparse = isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+            return _metric_with(name, keras.metrics.SparseCategoricalAccuracy if sparse else keras.metrics.CategoricalAccuracy, {"name": "accuracy", **params})
         raise UnknownNameError("unknown-metric", 'The metric "accuracy" means nothing for a regression task. Use "mae" or "mse" instead.')
     if key == "auc" and from_logits:
         params.setdefault("from_logits", True)
     try:
-        metric = keras.metrics.get(key if not params else {"class_name": key, "config": params})
+        metric = keras.metrics.get(key)
     except (ValueError, TypeError):
         raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".') from None
+    if params and isinstance(metric, keras.metrics.Metric):
+        metric = _metric_with(name, type(metric), params)
+    elif params:
+        raise UnknownNameError("bad-metric-argument", f'Metric "{name}" is a function and takes no arguments; got {", ".join(params)}.')
     if not isinstance(metric, keras.metrics.Metric):
         metric = keras.metrics.MeanMetricWrapper(metric, name=key)
     # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
     return metric
+
+
+def _metric_with(name: str, cls: type[keras.metrics.Metric], params: dict[str, Any]) -> keras.metrics.Metric:
+    """``cls(**params)``, its arguments checked first (``bad-metric-argument``)."""
+    accepted = _class_arguments(cls)
+    for arg in params:
+        if arg not in accepted:
+            raise UnknownNameError("bad-metric-argument", f'Metric "{name}" has no argument "{arg}".{closest(arg, accepted)} Its arguments: {", ".join(accepted)}.')
+    params = checked_arguments(f'Metric "{name}"', "bad-metric-argument", params, accepted)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as err:
+        raise UnknownNameError("bad-metric-argument", f'Metric "{name}" does not take these arguments: {_sentence(err)}') from None
+
+
+def _sentence(err: BaseException) -> str:
+    """An exception's text ending in one full stop (Keras's messages end in one, or two, or none)."""
+    return str(err).strip().rstrip(".") + "."
 
 
 def get_metrics(specs: Sequence[Spec], task: str, loss: keras.losses.Loss | None = None) -> list[keras.metrics.Metric]:
@@ -281,10 +363,13 @@ def get_initializer(spec: Spec) -> keras.initializers.Initializer:
     key = name.lower()
     if key not in INITIALIZER_NAMES:
         raise UnknownNameError("unknown-initializer", f'Unknown initializer "{name}".{closest(key, INITIALIZER_NAMES)} Known initializers: {", ".join(INITIALIZER_NAMES)}.')
+    factory = getattr(keras.initializers, key)
+    if isinstance(factory, type):  # the classes; the snake_case names are aliases of them
+        params = checked_arguments(f'Initializer "{name}"', "unknown-initializer", params, _class_arguments(factory))
     try:
-        return getattr(keras.initializers, key)(**params)
+        return factory(**params)
     except (TypeError, ValueError) as err:
-        raise UnknownNameError("unknown-initializer", f'Initializer "{name}" does not take these arguments: {err}.') from None
+        raise UnknownNameError("unknown-initializer", f'Initializer "{name}" does not take these arguments: {_sentence(err)}') from None
 
 
 def get_regularizer(spec: Spec) -> keras.regularizers.Regularizer | None:
@@ -308,7 +393,7 @@ def get_regularizer(spec: Spec) -> keras.regularizers.Regularizer | None:
     try:
         return getattr(keras.regularizers, key)(**params)
     except (TypeError, ValueError) as err:
-        raise UnknownNameError("unknown-regularizer", f'Regularizer "{name}" does not take these arguments: {err}.') from None
+        raise UnknownNameError("unknown-regularizer", f'Regularizer "{name}" does not take these arguments: {_sentence(err)}') from None
 
 
 def _penalty_regularizer(spec: Mapping[str, Any]) -> keras.regularizers.Regularizer:
