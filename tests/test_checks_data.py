@@ -115,6 +115,8 @@ BAD = [
     ("binary-div-255", "binary", X, YB / 255.0, None, {}, "label-format", "(y > 0)"),
     ("class-id-too-big", "multiclass", X, np.where(YM == 2, 3, YM), None, {}, "label-format", "Dense(4)"),
     ("one-based", "multiclass", X, YM + 1, None, {}, "label-format", "y - 1"),
+    ("negative-class-ids", "multiclass", X, YM - 1, None, {}, "label-format", "Map the 3 distinct labels to 0..2"),
+    ("class-ids-far-too-big", "multiclass", X, YM * 2**33, None, {}, "label-format", "Map the 3 distinct labels to 0..2"),
     ("labels-div-255", "multiclass", X, YM / 255.0, None, {}, "label-format", "np.rint(y * 255)"),
     ("multi-hot-cce", "multiclass", X, np.clip(ONE_HOT + np.eye(3)[0], 0, 1), "categorical_crossentropy", {}, "label-format", "task='multilabel'"),
     ("single-class", "binary", X, np.zeros(len(X), dtype=int), None, {}, "single-class", "at least two classes"),

@@ -242,6 +242,16 @@ def csv_cfg(path: Path | str, target: str = "label") -> DataConfig:
     return DataConfig(source="csv", path=str(path), target=target)
 
 
+def test_csv_class_ids_beyond_int32_reach_the_checks_unchanged(tmp_path: Path) -> None:
+    # Cast to int32 they wrapped to -2**31 with a RuntimeWarning, and the label check then named
+    # ids the file does not hold.
+    write_csv(tmp_path, f"a,label\n1,0\n2,{2**33}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, ids = load_arrays(csv_cfg("data.csv"), tmp_path, task="multiclass")
+    assert ids.tolist() == [0, 2**33]
+
+
 def test_csv_reads_features_and_target(tmp_path: Path) -> None:
     write_csv(tmp_path, "\ufeffa,label,b\n1,0,2\n\n3,1,4.5\n5,1,-6e-1\n")
     x, y = load_arrays(csv_cfg("data.csv"), tmp_path, task="binary")  # relative to base_dir

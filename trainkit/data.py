@@ -278,7 +278,9 @@ def _layout_file_labels(y: np.ndarray, task: str, one_hot: bool) -> np.ndarray:
     if task in ("binary", "multiclass") and one_hot and integral and flat.size and flat.min() >= 0:
         return _one_hot(flat.astype(np.int64), int(flat.max()) + 1)
     if task == "multiclass" and integral:
-        return flat.astype(np.int32)
+        # int32 unless an id overflows it: the data checks then report the ids as they were.
+        fits = not flat.size or (flat.min() >= np.iinfo(np.int32).min and flat.max() <= np.iinfo(np.int32).max)
+        return flat.astype(np.int32 if fits else np.int64)
     # Non-integer "class ids" stay as floats so that the data checks can report them.
     return y.astype(np.float32).reshape(len(y), -1)
 

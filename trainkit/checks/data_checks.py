@@ -495,11 +495,16 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 "Encode the classes as integers: classes, y = np.unique(y, return_inverse=True).",
                 {"y_min": lo, "y_max": hi}, layer)
         if lo < 0 or hi >= units:
+            # Distinct labels of a strided sample: a lower bound of the classes, exact in practice.
+            classes = len(np.unique(_stride(y.reshape(-1), 200_000)))
+            remap = f"map the {classes} distinct labels to 0..{classes - 1}: classes, y = np.unique(y, return_inverse=True)"
             if lo >= 1 and hi == units:
                 fix = "The labels look 1-based: use y - 1."
+            elif lo < 0 or hi + 1 > 100 * max(classes, units):
+                # Negative ids, or ids far larger than any class count: names, not ids.
+                fix = remap[0].upper() + remap[1:] + (f", and use Dense({classes})." if classes != units else ".")
             else:
-                fix = (f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or map the labels to "
-                       f"0..{units - 1}: classes, y = np.unique(y, return_inverse=True).")
+                fix = f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or {remap}."
             return Issue(
                 f"{name} holds class ids {_fmt(lo)}..{_fmt(hi)} but the output layer '{layer}' has "
                 f"{units} unit{'s' if units != 1 else ''} (ids 0..{units - 1}): an id outside that range "
