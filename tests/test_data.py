@@ -275,6 +275,14 @@ def test_csv_missing_column(tmp_path: Path) -> None:
     assert "'label'" in err.message and "a, b" in err.message
 
 
+@pytest.mark.parametrize("header", ["label,b,label", "a,a,label"])
+def test_a_column_name_used_twice_is_refused(tmp_path: Path, header: str) -> None:
+    # The first "label" became the target and the second a feature (a copy of it, or not).
+    path = write_csv(tmp_path, f"{header}\n1,2,0\n3,4,1\n")
+    err = data_error(load_arrays, csv_cfg(path, "label"), tmp_path)
+    assert err.code == "data-duplicate-column" and repr(header.split(",")[0]) in err.message
+
+
 @pytest.mark.parametrize(("target", "meant"), [("Label", "label"), ("LABEL", "label"), ("lable", "label")])
 def test_a_missing_target_column_names_the_closest_one_case_first(tmp_path: Path, target: str, meant: str) -> None:
     path = write_csv(tmp_path, "a,labels_old,label\n1,2,0\n")

@@ -423,6 +423,11 @@ def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> l
         raise DataError("data-missing-column", f"Column '{target}' is not in {path}.{closest(target, header)} Available columns: {', '.join(header)}.")
     if len(header) == 1:
         raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}'.")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # Which one is the target, and is the other a copy of it (a leak) or another column?
+        raise DataError("data-duplicate-column", f"{path} names more than one column {', '.join(map(repr, repeated))}; "
+                                                 "give every column its own name in the header row.")
     return header
 
 
