@@ -555,6 +555,14 @@ def test_resume_says_why_a_path_is_no_run_to_resume(runner, tiny_recipe, tmp_pat
         assert result.output.rstrip().endswith("20250102-000000. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
 
 
+def test_diagnose_of_event_files_it_cannot_read_says_so_instead_of_no_findings(runner, tmp_path):
+    (tmp_path / "run" / "train").mkdir(parents=True)
+    (tmp_path / "run" / "train" / "events.out.tfevents.123.host").write_text("garbage")
+    result = runner.invoke(app, ["diagnose", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.output.startswith("error: [run-not-found]")
+    assert "hold no trainkit events that can be read" in result.output and "no findings" not in result.output
+
+
 def test_diagnose_of_a_file_says_it_is_no_run_directory(runner, tmp_path):
     (tmp_path / "a-file").write_text("x")
     result = runner.invoke(app, ["diagnose", str(tmp_path / "a-file")])

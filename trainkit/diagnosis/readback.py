@@ -108,6 +108,10 @@ def read_run(path: str | Path) -> RunEvents:
         validation.Reload()
 
     payload = _json_text(train, _CONTEXT) or {}
+    if not payload and not train.Tags().get("scalars"):
+        # Files that hold no event TensorBoard could read: "no findings" would pass for a verdict.
+        raise RunNotFoundError("run-not-found", f"{run_dir}'s event files hold no trainkit events that can be read: they are damaged, empty, "
+                                                "or written by another program. Diagnose the run directory trainkit train wrote.")
     context = Context.from_dict(payload.get("context", {}))
     checks = [Finding.from_dict(f) for f in payload.get("checks", [])]
     notes = _json_text(train, _END) or {}
