@@ -369,6 +369,12 @@ def test_single_class_says_when_the_validation_labels_hold_the_other_classes():
     assert "The validation labels hold {1}" in info.value.message and "Shuffle" in info.value.message
 
 
+def test_single_class_of_a_handful_of_rows_blames_their_number_not_their_order():
+    with pytest.raises(DataError) as info:
+        run("binary", X[:3], np.zeros(3, dtype=int), x_val=X[3:50], y_val=np.ones(47, dtype=int))
+    assert "With 3 training rows, one class can happen by chance" in info.value.message and "Shuffle" not in info.value.message
+
+
 def test_allowed_single_class_is_a_warning_without_class_imbalance_advice():
     findings = run("binary", X, np.zeros(len(X), dtype=int), allow={"single-class"})
     assert codes(findings) == ["single-class"] and findings[0].severity == "warning"

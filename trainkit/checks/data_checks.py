@@ -557,8 +557,13 @@ def single_class(ctx: DataContext) -> Issue | None:
         n, label = len(ids), _class_label(t, int(ids[0]))
         rows = "the only row is" if n == 1 else f"all {n} rows are"
         elsewhere = _other_validation_classes(t, int(ids[0]))
-        seen = (f" The validation labels hold {elsewhere}: were the rows sorted by label before the split? "
-                f"Shuffle x and y together before splitting." if elsewhere else "")
+        if n < MIN_TRAIN_ROWS:  # one class in a handful of rows is chance, not an order
+            seen = f" With {n} training row{'s' * (n > 1)}, one class can happen by chance: train on more rows (or a smaller validation split)."
+        elif elsewhere:
+            seen = (f" The validation labels hold {elsewhere}: were the rows sorted by label before the split? "
+                    f"Shuffle x and y together before splitting.")
+        else:
+            seen = ""
         return Issue(
             f"The training labels {t.name} hold one class only: {rows} class {label}. A classifier has "
             f"nothing to learn from them: always answering {label} is exact, so the loss falls to 0 "
