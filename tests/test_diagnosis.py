@@ -295,6 +295,15 @@ def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
     assert f.evidence["last_finite_loss"] == pytest.approx(0.5)
 
 
+def test_a_loss_non_finite_from_the_first_step_is_not_blamed_on_the_learning_rate():
+    # Targets near 1e30 make the first MSE inf, before any update: lowering the rate cannot help.
+    s = Stream()
+    s.train_loss = lambda e, st: math.inf
+    f = finding(s.run(), "nan-loss")
+    assert f.step == 0 and "before any update" in f.message and "standardise the inputs and the targets" in f.advice
+    assert "learning rate" not in f.advice and "last_finite_loss" not in f.evidence
+
+
 def test_nan_loss_from_gradients_names_the_layer_back_propagation_reaches_first():
     s = Stream()
     s.train_loss = lambda e, st: math.inf if e * STEPS + st >= 12 else 0.5

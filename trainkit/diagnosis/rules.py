@@ -554,6 +554,14 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     evidence = {"step": nf.loss_step, "first_nonfinite_step": nf.step, "last_finite_loss": nf.last_finite_loss,
                 "grad_norm_global": nf.row.get("grad_norm/global")}
     evidence = {k: v for k, v in evidence.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    if nf.last_finite_loss is None:  # no finite loss in the whole run: the weights as they started
+        return Issue(
+            f"The loss was NaN/inf from the run's first step ({nf.loss_step}), before any update had changed the weights, "
+            f"so no learning rate caused it.{origin}",
+            "Look at what the first forward pass reads: standardise the inputs and the targets (a value over ~1.8e19 "
+            "overflows float32 when squared: an MSE of targets near 1e30 is inf), check the weights the model starts "
+            "from, and guard custom losses against log(0) and division by zero (add an epsilon).",
+            evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step), layer=layer)
     return Issue(
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
         f"{_fmt(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
