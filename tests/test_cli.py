@@ -134,6 +134,7 @@ BAD_INPUTS = [
     ("initializer-argument-of-another-kind", ["--set", "model.layers.0.kernel_initializer={name: random_normal, stddev: abc}"], "unknown-initializer",
      "stddev takes a number"),
     ("layer-name-tensorflow-refuses", ["--set", "model.layers.0.name=my layer:1"], "recipe-invalid-value", "a layer name takes letters"),
+    ("noise-beyond-a-fraction", ["--set", "data.noise=5"], "recipe-invalid-value", "at most 1; got 5"),
     ("kernel-larger-than-memory", ["--set", "model.layers.0.units=1000000", "--set", "data.features=100000"], "bad-model", "more than this machine's memory"),
     ("loss-without-name", ["--set", "loss={from_logits: true}"], "recipe-invalid-value", "such as {name: binary_crossentropy"),
     ("boolean-for-a-number", ["--set", "training.epochs=true"], "recipe-invalid-value", "epochs must be a number"),

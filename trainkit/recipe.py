@@ -151,6 +151,9 @@ class DataConfig(_Section):
             raise ValueError("an sklearn source needs 'name': breast_cancer, digits or diabetes")
         if self.source == "generator":
             self._check_generated_size()
+            if self.noise > 1 and self.generator != "learnable_regression":
+                raise ValueError(f"noise is the fraction of generated labels replaced by random classes, at most 1; got {self.noise:g} "
+                                 "(for learnable_regression it is the noise's standard deviation)")
         if self.leak_label and self.is_images:
             raise ValueError("leak_label appends a feature column and cannot be used with random_images")
         return self
