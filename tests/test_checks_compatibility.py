@@ -220,7 +220,7 @@ def test_allowed_error_becomes_warning_that_says_so():
                                    allow={"regression-loss-for-classification"})
     assert [f.code for f in findings] == ["regression-loss-for-classification"]
     assert findings[0].severity == "warning"
-    assert findings[0].message.startswith("Allowed by allow=")
+    assert findings[0].message.startswith("Allowed by allow: [regression-loss-for-classification]. ")
     assert "BinaryCrossentropy" in findings[0].advice
 
 

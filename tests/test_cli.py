@@ -134,6 +134,7 @@ BAD_INPUTS = [
     ("initializer-argument-of-another-kind", ["--set", "model.layers.0.kernel_initializer={name: random_normal, stddev: abc}"], "unknown-initializer",
      "stddev takes a number"),
     ("layer-name-tensorflow-refuses", ["--set", "model.layers.0.name=my layer:1"], "recipe-invalid-value", "a layer name takes letters"),
+    ("section-that-is-no-mapping", ["--set", "training=3"], "recipe-invalid-value", "expected a mapping of keys"),
     ("noise-beyond-a-fraction", ["--set", "data.noise=5"], "recipe-invalid-value", "at most 1; got 5"),
     ("kernel-larger-than-memory", ["--set", "model.layers.0.units=1000000", "--set", "data.features=100000"], "bad-model", "more than this machine's memory"),
     ("loss-without-name", ["--set", "loss={from_logits: true}"], "recipe-invalid-value", "such as {name: binary_crossentropy"),
@@ -194,7 +195,7 @@ def test_console_script_runs_without_tensorflow_startup_noise(tiny_recipe, tmp_p
     assert proc.returncode == 0, proc.stderr
     assert "epoch 2/2" in proc.stderr
     assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr
-    assert "run written to" in proc.stdout
+    assert "run written to" in proc.stdout and "(trainkit tensorboard " in proc.stdout
 
 
 def test_a_reader_that_stops_early_does_not_stop_training(tiny_recipe, tmp_path):
@@ -339,6 +340,7 @@ def test_a_file_in_the_way_of_a_directory_is_named(runner, tiny_recipe, tmp_path
     (["train"], "Missing argument 'RECIPE'. See trainkit train --help."),
     (["tensorboard", "--port", "abc"], "Invalid value for '--port'"),
     (["trian"], "Did you mean 'train'?"),
+    (["train", "r.yaml", "--set"], "Option '--set' requires an argument. See trainkit train --help."),  # click gives no context
 ])
 def test_a_usage_mistake_is_one_error_line_and_exit_2(args, words):
     # Through the console script's main(): typer's own boxed panel used to stand in for the

@@ -665,6 +665,13 @@ def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_s
     assert trainer.step == 0
 
 
+def test_a_model_that_is_not_a_keras_model_is_refused_when_the_trainer_is_built():
+    # It was accepted, and fit failed with AttributeError: 'str' object has no attribute 'built'.
+    with pytest.raises(ArgumentError) as info:
+        Trainer("model", loss="binary_crossentropy", optimizer="adam", task="binary")
+    assert info.value.code == "bad-argument" and "got a str" in info.value.message
+
+
 @pytest.mark.parametrize(("kwargs", "code"), [({"loss": None}, "unknown-loss"), ({"optimizer": keras.optimizers.Adam}, "unknown-optimizer")])
 def test_a_loss_or_optimizer_of_the_wrong_kind_is_named(kwargs, code):
     with pytest.raises(ValueError) as info:

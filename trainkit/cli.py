@@ -303,7 +303,15 @@ def _stop_on_sigterm() -> Any:
 
 
 def _command_name(context: Any) -> str:
-    """``trainkit train`` for a subcommand's context, however the program was started."""
+    """``trainkit train`` for a subcommand's context, however the program was started.
+
+    Click gives some parse errors (an option missing its value) no context: the subcommand is
+    then the first word of the command line that names one.
+    """
+    if context is None:
+        commands = {command.name or command.callback.__name__ for command in app.registered_commands if command.callback}
+        named = next((word for word in sys.argv[1:] if not word.startswith("-")), None)
+        return f"trainkit {named}" if named in commands else "trainkit"
     names = []
     while context is not None and context.parent is not None:
         names.append(context.info_name)

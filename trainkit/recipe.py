@@ -1082,6 +1082,8 @@ def _expectation(error: Mapping[str, Any]) -> str:
         message = message.removeprefix(prefix)
     if message.startswith(("greater", "less", "at least", "at most")):
         message = f"a value {message}"  # "greater than 0" reads as a fragment on its own
+    # "a valid dictionary or instance of TrainingConfig": the class is ours, the user wrote a mapping.
+    message = re.sub(r"a valid dictionary or (instance of \w+|object to extract fields from)", "a mapping of keys (key: value, ...)", message)
     return message.rstrip(".")
 
 

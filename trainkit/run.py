@@ -397,5 +397,5 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     lines.append(render_text(result.findings))
     if not [f for f in result.findings if f.severity in ("warning", "error")]:
         lines.append("no findings of severity warning or error")
-    lines.append(f"run written to {result.run_dir}  (tensorboard --logdir {result.run_dir.parent.parent})")
+    lines.append(f"run written to {result.run_dir}  (trainkit tensorboard {result.run_dir.parent.parent})")
     return lines

@@ -227,6 +227,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         strategy: tf.distribute.Strategy | None = None,
         loss_weights: Sequence[float] | Mapping[str, float] | None = None,
     ) -> None:
+        if not isinstance(model, keras.Model):
+            raise ArgumentError("bad-argument", f"model must be a keras.Model (Sequential, functional or subclassed), got a {type(model).__name__}. "
+                                                "Build it first, e.g. keras.Sequential([...]).")
         for one in task.values() if isinstance(task, Mapping) else task if isinstance(task, list | tuple) else [task]:
             if one not in TASKS:
                 raise UnknownNameError("unknown-task", f"Unknown task {one!r}.{closest(str(one), TASKS)} Tasks: {', '.join(TASKS)}.")

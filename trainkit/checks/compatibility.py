@@ -531,7 +531,7 @@ def to_finding(code: str, severity: Severity, issue: Issue, allow: Collection[st
     evidence = dict(issue.evidence)
     if severity == "error":
         severity = "warning"
-        message = f"Allowed by allow={{{code!r}}}: {message}"
+        message = f"Allowed by allow: [{code}]. {message}"
         evidence["allowed"] = True
     return Finding(code=code, severity=severity, message=message, advice=issue.advice,
                    evidence=evidence, layer=issue.layer)
