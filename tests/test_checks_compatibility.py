@@ -277,6 +277,9 @@ def test_linear_hidden_layers_respects_separate_activation_layers():
     findings = check_compatibility(linear_conv, get_loss("mse"), "regression")
     assert [f.code for f in findings] == ["linear-hidden-layers"]
     assert findings[0].layer == linear_conv.layers[0].name
+    assert findings[0].message.startswith(f"The hidden layer '{linear_conv.layers[0].name}' has no activation, so the model is linear")
+    (two,) = check_compatibility(build("linear_hidden", 1, None), get_loss("mse"), "regression")
+    assert two.message.startswith("None of the 2 hidden layers (") and ") has an activation, so" in two.message
 
 
 # --- model inspection ------------------------------------------------------------------------

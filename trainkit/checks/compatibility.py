@@ -446,9 +446,9 @@ def linear_hidden_layers(case: Case) -> Issue | None:
         return None
     names = ", ".join(f"'{h.name}'" for h in weighted[:5]) + (", ..." if len(weighted) > 5 else "")
     return Issue(
-        f"None of the {len(weighted)} hidden layer{'s' if len(weighted) != 1 else ''} ({names}) has "
-        f"an activation, so the model is linear: stacked linear layers compute nothing a single "
-        f"Dense layer could not.",
+        (f"None of the {len(weighted)} hidden layers ({names}) has an" if len(weighted) > 1 else f"The hidden layer {names} has no")
+        + " activation, so the model is linear: stacked linear layers compute nothing a single "
+        "Dense layer could not.",
         "Add a non-linearity to the hidden layers, e.g. Dense(64, activation='relu').",
         {"hidden_layers": len(weighted)}, weighted[0].name)
 

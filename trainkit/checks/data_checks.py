@@ -180,6 +180,10 @@ def _fits(got: Sequence[int], expected: Sequence[int | None]) -> bool:
     return len(got) == len(expected) and all(e is None or e == g for g, e in zip(got, expected, strict=True))
 
 
+#: More distinct whole-number labels than this read as a quantity rather than class ids.
+_MANY_CLASSES = 50
+
+
 def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
     """Sorted distinct values of (a sample of) ``y``."""
     return np.unique(_stride(y.reshape(-1), 200_000))[: limit + 1]
@@ -520,8 +524,13 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             elif vals <= {1.0, 2.0}:
                 fix = "The labels look 1-based: use y - 1."
             elif _is_integral(y) and len(values) > 2:
-                fix = (f"These look like {len(values) if len(values) <= 8 else 'many'} classes: use "
-                       f"task='multiclass' with SparseCategoricalCrossentropy and a softmax output.")
+                count = len(np.unique(_stride(y.reshape(-1), 200_000)))
+                if count > _MANY_CLASSES:  # counts or measurements, most likely (sklearn's diabetes: 214)
+                    fix = (f"{count} distinct whole numbers look like a quantity, not classes: use task='regression' "
+                           f"with a linear output and MSE (or task='multiclass' if they are class ids).")
+                else:
+                    fix = (f"These look like {count} classes: use task='multiclass' with "
+                           f"SparseCategoricalCrossentropy and a softmax output.")
             elif hi == 255:
                 fix = "These look like 0/255 masks: use y = y / 255."
             else:
