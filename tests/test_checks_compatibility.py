@@ -267,6 +267,18 @@ def test_subclassed_model_is_skipped_with_an_info_finding():
     assert [(f.code, f.severity) for f in findings] == [("uninspectable-model", "info")]
 
 
+@pytest.mark.parametrize(("inner", "says"), [("sigmoid", "stays within [0.5, 0.731]"), ("relu", "stays within [0.5, 1]")])
+def test_an_output_activation_on_top_of_another_is_double_activation(inner, says):
+    # Dense(1, sigmoid) then Activation(sigmoid) passed every check: its predictions never left [0.5, 0.73].
+    L = keras.layers
+    stacked = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation=inner, name="head"), L.Activation("sigmoid")])
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(stacked, get_loss("binary_crossentropy"), "binary")
+    assert info.value.code == "double-activation" and says in info.value.message and "remove activation='" + inner + "' from 'head'" in info.value.message
+    for fine in ([L.Dense(1), L.Activation("sigmoid")], [L.Dense(1, activation="sigmoid"), L.Dropout(0.1)]):
+        assert check_compatibility(keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), *fine]), get_loss("binary_crossentropy"), "binary") == []
+
+
 def test_linear_hidden_layers_respects_separate_activation_layers():
     L = keras.layers
     with_act = keras.Sequential([keras.Input((4,)), L.Dense(8), L.Activation("relu"), L.Dense(1)])

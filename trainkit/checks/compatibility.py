@@ -21,6 +21,7 @@ import keras
 from keras.src.losses.losses import LossFunctionWrapper
 
 from trainkit.checks.model_inspect import (
+    ACTIVATION_RANGES,
     PROBABILITY_ACTIVATIONS,
     UNKNOWN,
     OutputInfo,
@@ -304,7 +305,22 @@ def loss_task_mismatch(case: Case) -> Issue | None:
 
 
 def double_activation(case: Case) -> Issue | None:
-    """A sigmoid/softmax output followed by a loss that applies sigmoid/softmax again."""
+    """A sigmoid/softmax output followed by a loss that applies sigmoid/softmax again, or applied
+    on top of another activation (``Dense(1, "sigmoid")`` then ``Activation("sigmoid")``)."""
+    inner = case.output.inner_activation
+    if inner is not None and case.act in PROBABILITY_ACTIVATIONS:
+        inner_act, inner_layer = inner
+        lo, hi = ACTIVATION_RANGES.get(inner_act, (-math.inf, math.inf))
+        reach = ""
+        if case.act == "sigmoid" and (math.isfinite(lo) or math.isfinite(hi)):
+            reach = f" sigmoid of values in [{lo:g}, {hi:g}] stays within [{_sigmoid(lo):.3g}, {_sigmoid(hi):.3g}]:"
+        return Issue(
+            f"The output applies {inner_act} (layer '{inner_layer}') and then {case.act} (layer "
+            f"'{case.output.activation_layer}') to its result:{reach or ' the second squashes what the first already bounded:'} "
+            f"the predictions cannot reach the probabilities the labels need, and the loss stays high.",
+            f"Keep one activation on the output: remove activation='{inner_act}' from '{inner_layer}' (or the "
+            f"{case.act} layer after it).",
+            {"inner_activation": inner_act, "activation": case.act}, case.output.activation_layer)
     if case.loss.kind not in LOGIT_LOSSES or not case.loss.from_logits:
         return None
     if case.act not in PROBABILITY_ACTIVATIONS:
@@ -316,6 +332,10 @@ def double_activation(case: Case) -> Issue | None:
         f"Use {case.loss.with_logits(False)}, or remove the activation (a linear output "
         f"{_output_fix(case)}) and keep from_logits=True.",
         {"from_logits": True}, case.output.activation_layer)
+
+
+def _sigmoid(value: float) -> float:
+    return 1.0 / (1.0 + math.exp(-value)) if value > -700 else 0.0
 
 
 def missing_output_activation(case: Case) -> Issue | None:

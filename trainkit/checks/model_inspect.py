@@ -105,6 +105,9 @@ class OutputInfo:
             activation.
         rescaled: Whether a ``Rescaling`` layer follows the activation.
         index: Position among the model's outputs.
+        inner_activation: ``(activation, layer name)`` of a non-linear activation applied between
+            the unit layer and the effective one (``Dense(1, "sigmoid")`` then
+            ``Activation("sigmoid")``): the effective activation then squashes its outputs.
     """
 
     name: str
@@ -117,6 +120,7 @@ class OutputInfo:
     rescaled: bool = False
     key: str | None = None
     index: int = 0
+    inner_activation: tuple[str, str] | None = None
 
     @property
     def is_probability(self) -> bool:
@@ -303,6 +307,20 @@ def _chain_info(chain: list[Any]) -> tuple[str, str, str, tuple[float, float], b
     return unit_name, getattr(act_layer, "name", unit_name), activation, (lo, hi), rescaled, units
 
 
+def _inner_activation(chain: list[Any], act_layer: str, unit_layer: str) -> tuple[str, str] | None:
+    """The first non-linear activation below the effective one, down to the unit layer."""
+    names = [getattr(layer, "name", None) for layer in chain]
+    if act_layer not in names or act_layer == unit_layer:
+        return None
+    for layer in chain[names.index(act_layer) + 1 :]:
+        act = _layer_activation(layer)
+        if act is not None and act != "linear":
+            return act, layer.name
+        if layer.name == unit_layer:
+            return None
+    return None
+
+
 def _affine(value: float, scale: float, offset: float) -> float:
     if math.isinf(value):
         return value * (1 if scale > 0 else -1) if scale != 0 else offset
@@ -336,7 +354,8 @@ def find_outputs(model: keras.Model) -> list[OutputInfo]:
             return []
         unit, act_layer, act, rng, rescaled, units = _chain_info(chain)
         return [OutputInfo(name=chain[0].name, layer=unit, activation_layer=act_layer, activation=act,
-                           units=units, shape=None, output_range=rng, rescaled=rescaled)]
+                           units=units, shape=None, output_range=rng, rescaled=rescaled,
+                           inner_activation=_inner_activation(chain, act_layer, unit))]
     infos = []
     for i, tensor in enumerate(tensors):
         chain = _trace_tensor(tensor)
@@ -347,7 +366,7 @@ def find_outputs(model: keras.Model) -> list[OutputInfo]:
         name = names[i] if i < len(names) else (chain[0].name if chain else f"output_{i}")
         infos.append(OutputInfo(name=name, key=keys[i] if i < len(keys) else None, layer=unit,
                                 activation_layer=act_layer, activation=act, units=units, shape=shape,
-                                output_range=rng, rescaled=rescaled, index=i))
+                                output_range=rng, rescaled=rescaled, index=i, inner_activation=_inner_activation(chain, act_layer, unit)))
     return infos
 
 
