@@ -173,6 +173,8 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         ("loss: binary_crossentropy", "loss: {from_logits: true}", ["loss", "'name'"]),
         ("source: generator,", "source: csv,", ["data", "path", "target"]),
         ("source: generator,", "source: sklearn,", ["data", "breast_cancer"]),
+        ("source: generator,", "source: sklearn, name: digits,", ["data: features is read only by a generator source", "this one is sklearn"]),
+        ("source: generator,", "source: generator, path: data.csv,", ["data: path is read only by a csv or npz source", "remove path"]),
         ("task: binary", "task: binary\npreprocessing: {standardize_targets: true}", ["standardize_targets", "regression"]),
         ("task: binary", "task: binary\nname: ../../escape", ["name", "'../../escape'", "one plain folder name"]),
         ("task: binary", "task: binary\nname: runs/nested", ["name", "'runs/nested'"]),

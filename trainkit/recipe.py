@@ -109,6 +109,15 @@ def _takes_booleans(annotation: Any) -> bool:
 # --------------------------------------------------------------------------------------- data
 
 
+#: The data keys only some sources read (the others, scales and offsets, apply to every source).
+_SOURCE_FIELDS: dict[str, frozenset[str]] = {
+    "generator": frozenset({"generator", "rows", "features", "image_shape", "classes", "seed", "feature_distribution", "noise"}),
+    "csv": frozenset({"path", "target"}),
+    "npz": frozenset({"path", "x_key", "y_key"}),
+    "sklearn": frozenset({"name"}),
+}
+
+
 class DataConfig(_Section):
     """Where the examples come from, and the deliberate distortions of the failure scenarios."""
 
@@ -156,6 +165,19 @@ class DataConfig(_Section):
                                  "(for learnable_regression it is the noise's standard deviation)")
         if self.leak_label and self.is_images:
             raise ValueError("leak_label appends a feature column and cannot be used with random_images")
+        return self
+
+    @model_validator(mode="after")
+    def _read_by_the_source(self) -> DataConfig:
+        # A key only another source reads does nothing here: data.rows: 500 on a csv source looks
+        # like it keeps 500 rows, and data.path on a generator looks like the file is read.
+        for field in sorted(self.model_fields_set):
+            if getattr(self, field) == type(self).model_fields[field].default:
+                continue  # a whole recipe written back out (a sweep variant) sets every key
+            readers = [source for source, fields in _SOURCE_FIELDS.items() if field in fields]
+            if readers and self.source not in readers:
+                raise ValueError(f"{field} is read only by a {' or '.join(readers)} source, and this one is {self.source}: "
+                                 f"remove {field}, or set source: {readers[0]}")
         return self
 
     @property
