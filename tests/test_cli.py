@@ -257,6 +257,22 @@ def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, 
     assert summary_lines(result)[0] == first_line
 
 
+def test_the_summary_says_no_findings_once(tmp_path):
+    from types import SimpleNamespace
+
+    from trainkit.findings import Finding
+    from trainkit.history import History
+    from trainkit.run import RunResult, summary_lines
+
+    history = History()
+    history.append(0, {"loss": 0.5})
+    note = Finding(code="statistics-missing", severity="info", message="m", advice="a")
+    for findings, said in (([], ["diagnosis: no findings"]), ([note], ["diagnosis: 1 info", "no findings of severity warning or error"])):
+        result = RunResult(run_dir=tmp_path / "r" / "t", history=history, trainer=SimpleNamespace(findings=findings), seconds=1.5)
+        lines = "\n".join(summary_lines(result)).splitlines()
+        assert [line for line in lines if "findings" in line or line.startswith("diagnosis:")] == said
+
+
 @pytest.mark.parametrize(("resumed", "first_line"), [
     (2, "nothing left to train: the run had already trained its 2 epochs: loss 0.2500"),
     (1, "trained 1 more epoch (resumed after epoch 1) in 1.5s: loss 0.2500"),

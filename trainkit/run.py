@@ -395,7 +395,7 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     from trainkit.diagnosis.report import render_text
 
     lines.append(render_text(result.findings))
-    if not [f for f in result.findings if f.severity in ("warning", "error")]:
+    if result.findings and not [f for f in result.findings if f.severity in ("warning", "error")]:  # notes only
         lines.append("no findings of severity warning or error")
     lines.append(f"run written to {result.run_dir}  (trainkit tensorboard {result.run_dir.parent.parent})")
     return lines
