@@ -207,6 +207,16 @@ def test_builder_module_missing() -> None:
     assert info.value.code == "bad-builder" and "no_such_pkg_zz" in info.value.message
 
 
+def test_a_builder_module_whose_own_import_fails_is_told_from_a_missing_one(tmp_path: Path) -> None:
+    name = f"tk_broken_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("import no_such_dependency_zz\n\ndef make(input_shape):\n    pass\n")
+    with pytest.raises(RecipeError) as info:
+        build_model(builder(f"{name}:make"), (3,), base_dir=tmp_path)
+    message = info.value.message
+    assert f'"{name}" was found, but an import inside it failed' in message and 'Install "no_such_dependency_zz"' in message
+    assert "Is it installed, or next to the recipe?" not in message
+
+
 def test_build_from_recipe_imports_builders_next_to_the_recipe(tmp_path: Path) -> None:
     name = f"tk_local_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(BUILDERS))

@@ -305,6 +305,11 @@ def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., A
         with _search_first(base_dir):
             module = importlib.import_module(module_name)
     except ImportError as err:
+        missing = getattr(err, "name", None)
+        if missing and not module_name.startswith(missing) and missing != module_name:
+            # The module was found; an import inside it failed.
+            raise RecipeError("bad-builder", f'Builder module "{module_name}" was found, but an import inside it failed: {_first_line(err)}. '
+                                             f'Install "{missing.split(".")[0]}" or fix that import.') from err
         raise RecipeError("bad-builder", f'Builder module "{module_name}" cannot be imported: {_first_line(err)}. Is it installed, or next to the recipe?') from err
     except Exception as err:
         raise RecipeError("bad-builder", f'Importing builder module "{module_name}" failed: {type(err).__name__}: {_first_line(err)}') from err
