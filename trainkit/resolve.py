@@ -123,10 +123,10 @@ _ARGUMENT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "clipnorm": (0.0, math.inf, False, False),
     "global_clipnorm": (0.0, math.inf, False, False),
     "clipvalue": (0.0, math.inf, False, False),
-    "beta_1": (0.0, 1.0, True, True),
-    "beta_2": (0.0, 1.0, True, True),
+    "beta_1": (0.0, 1.0, True, False),  # 1: Adam's bias correction divides by 1 - beta ** t = 0
+    "beta_2": (0.0, 1.0, True, False),
     "momentum": (0.0, 1.0, True, True),
-    "rho": (0.0, 1.0, True, True),
+    "rho": (0.0, 1.0, True, False),
     "epsilon": (0.0, math.inf, True, False),
     "weight_decay": (0.0, math.inf, True, False),
     "stddev": (0.0, math.inf, True, False),
@@ -137,7 +137,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+def _checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with their kinds checked against the defaults, before Keras builds anything.
 
     Keras takes ``from_logits="false"`` (a true string) or ``beta_1="x"`` and fails, or trains
@@ -195,7 +195,7 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     unknown = [arg for arg in params if arg not in accepted]
     if unknown:
         raise UnknownNameError("unknown-loss", f'Loss "{name}" has no argument "{unknown[0]}".{closest(unknown[0], accepted)} Its arguments: {", ".join(accepted)}.')
-    params = checked_arguments(f'Loss "{name}"', "bad-loss-argument", params, accepted)
+    params = _checked_arguments(f'Loss "{name}"', "bad-loss-argument", params, accepted)
     try:
         return LOSS_CLASSES[key](**params)
     except (TypeError, ValueError) as err:
@@ -229,7 +229,7 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
         if arg not in accepted:
             hint = LEGACY_OPTIMIZER_ARGUMENTS.get(arg) or closest(arg, accepted)
             raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{hint} Its arguments: {", ".join(accepted)}.')
-    out = checked_arguments(f'Optimizer "{name}"', "bad-optimizer-argument", params, accepted)
+    out = _checked_arguments(f'Optimizer "{name}"', "bad-optimizer-argument", params, accepted)
     value = out.get("learning_rate")
     if _is_number(value) and not (math.isfinite(value) and value > 0):
         raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r} (its default is {accepted["learning_rate"]}).')
@@ -284,7 +284,7 @@ def _metric_with(name: str, cls: type[keras.metrics.Metric], params: dict[str, A
     for arg in params:
         if arg not in accepted:
             raise UnknownNameError("bad-metric-argument", f'Metric "{name}" has no argument "{arg}".{closest(arg, accepted)} Its arguments: {", ".join(accepted)}.')
-    params = checked_arguments(f'Metric "{name}"', "bad-metric-argument", params, accepted)
+    params = _checked_arguments(f'Metric "{name}"', "bad-metric-argument", params, accepted)
     try:
         return cls(**params)
     except (TypeError, ValueError) as err:
@@ -365,7 +365,7 @@ def get_initializer(spec: Spec) -> keras.initializers.Initializer:
         raise UnknownNameError("unknown-initializer", f'Unknown initializer "{name}".{closest(key, INITIALIZER_NAMES)} Known initializers: {", ".join(INITIALIZER_NAMES)}.')
     factory = getattr(keras.initializers, key)
     if isinstance(factory, type):  # the classes; the snake_case names are aliases of them
-        params = checked_arguments(f'Initializer "{name}"', "unknown-initializer", params, _class_arguments(factory))
+        params = _checked_arguments(f'Initializer "{name}"', "unknown-initializer", params, _class_arguments(factory))
     try:
         return factory(**params)
     except (TypeError, ValueError) as err:
