@@ -159,9 +159,9 @@ def _sequential(layers: Sequence[LayerSpec], input_shape: tuple[int, ...]) -> ke
 
 
 def _check_kernel_fits(spec: LayerSpec, name: str, index: int, shape: tuple[int | None, ...]) -> None:
-    """Refuses a kernel larger than half this machine's memory before TensorFlow tries to allocate
-    it (its allocator then logs a page of C++ warnings, and the weights' optimizer state and
-    gradients need three times as much again)."""
+    """Refuses a kernel that could not train in this machine's memory (its weights, gradients and
+    an optimizer's two moments: four copies) before TensorFlow tries to allocate it: an allocation
+    that fails logs a page of C++ warnings first."""
     if isinstance(spec, DenseLayer):
         entries = (shape[-1] or 1) * spec.units
     elif isinstance(spec, Conv2DLayer):
@@ -169,10 +169,11 @@ def _check_kernel_fits(spec: LayerSpec, name: str, index: int, shape: tuple[int 
         entries = kernel[0] * kernel[1] * (shape[-1] or 1) * spec.filters
     else:
         return
-    if entries * 4 > _memory_bytes() / 2:
-        raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') on input of shape {shape} would have {entries:,} weights "
-                                       f"({entries * 4 / 2**30:,.1f} GiB), more than this machine's memory holds for training. "
-                                       "Use fewer units, filters or input features.")
+    needed = 4 * entries * 4  # four float32 copies
+    if needed > _memory_bytes():
+        raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') on input of shape {shape} would have {entries:,} weights, "
+                                       f"{needed / 2**30:,.1f} GiB to train (weights, gradients, the optimizer's two moments): more than this "
+                                       f"machine's memory. Use fewer units, filters or input features.")
 
 
 def _memory_bytes() -> float:
@@ -306,7 +307,7 @@ def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., A
             module = importlib.import_module(module_name)
     except ImportError as err:
         missing = getattr(err, "name", None)
-        if missing and not module_name.startswith(missing) and missing != module_name:
+        if missing and not f"{module_name}.".startswith(f"{missing}."):
             # The module was found; an import inside it failed.
             raise RecipeError("bad-builder", f'Builder module "{module_name}" was found, but an import inside it failed: {_first_line(err)}. '
                                              f'Install "{missing.split(".")[0]}" or fix that import.') from err
