@@ -184,9 +184,14 @@ def _fits(got: Sequence[int], expected: Sequence[int | None]) -> bool:
 _MANY_CLASSES = 50
 
 
+def _sample_values(y: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a strided sample of ``y`` (every value, in practice)."""
+    return np.unique(_stride(y.reshape(-1), 200_000))
+
+
 def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
-    """Sorted distinct values of (a sample of) ``y``."""
-    return np.unique(_stride(y.reshape(-1), 200_000))[: limit + 1]
+    """The first ``limit + 1`` of :func:`_sample_values` (enough to show, and to tell there are more)."""
+    return _sample_values(y)[: limit + 1]
 
 
 def _fmt_values(values: np.ndarray, limit: int = 8) -> str:
@@ -499,8 +504,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 "Encode the classes as integers: classes, y = np.unique(y, return_inverse=True).",
                 {"y_min": lo, "y_max": hi}, layer)
         if lo < 0 or hi >= units:
-            # Distinct labels of a strided sample: a lower bound of the classes, exact in practice.
-            classes = len(np.unique(_stride(y.reshape(-1), 200_000)))
+            classes = len(_sample_values(y))
             remap = f"map the {classes} distinct labels to 0..{classes - 1}: classes, y = np.unique(y, return_inverse=True)"
             if lo >= 1 and hi == units:
                 fix = "The labels look 1-based: use y - 1."
@@ -524,7 +528,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             elif vals <= {1.0, 2.0}:
                 fix = "The labels look 1-based: use y - 1."
             elif _is_integral(y) and len(values) > 2:
-                count = len(np.unique(_stride(y.reshape(-1), 200_000)))
+                count = len(_sample_values(y))
                 if count > _MANY_CLASSES:  # counts or measurements, most likely (sklearn's diabetes: 214)
                     fix = (f"{count} distinct whole numbers look like a quantity, not classes: use task='regression' "
                            f"with a linear output and MSE (or task='multiclass' if they are class ids).")
