@@ -665,6 +665,38 @@ def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_s
     assert trainer.step == 0
 
 
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"jit_compile": "false"}, 'jit_compile must be True, False or "auto"'),  # a true string: XLA was on
+    ({"statistics": "no"}, "statistics must be True or False"),
+    ({"seed": "abc"}, "seed must be a whole number"),
+    ({"seed": 2**70}, "seed must be a whole number from 0 to"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints must be a positive int"),
+    ({"scalars_every": 0}, "scalars_every must be a positive int"),
+    ({"logdir": 5}, "logdir must be a directory path"),
+    ({"num_classes": 0}, "num_classes must be a whole number >= 2"),
+    ({"diagnose": "yes"}, "diagnose must be True, False or a DiagnosisCallback"),
+    ({"strategy": "mirrored"}, "strategy must be a tf.distribute.Strategy"),
+    ({"hparams": [1]}, "hparams must be a mapping"),
+    ({"hparams": {"layers": [1, 2]}}, "values must be str, float, int or bool"),
+])
+def test_constructor_arguments_of_the_wrong_kind_are_refused_before_anything_is_built(kwargs, words):
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(**kwargs)
+    assert info.value.code == "bad-argument" and words in info.value.message
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"mode": "mn"}, 'Did you mean "min"?'),  # it meant "max": the run stopped as the loss fell
+    ({"patience": "x"}, "patience must be a whole number"),
+    ({"min_delta": -0.1}, "min_delta must be a number >= 0"),
+])
+def test_early_stopping_arguments_are_checked(kwargs, words):
+    with pytest.raises(ArgumentError) as info:
+        EarlyStopping(monitor="loss", **kwargs)
+    assert words in info.value.message
+
+
 def test_a_model_that_is_not_a_keras_model_is_refused_when_the_trainer_is_built():
     # It was accepted, and fit failed with AttributeError: 'str' object has no attribute 'built'.
     with pytest.raises(ArgumentError) as info:

@@ -70,6 +70,7 @@ from trainkit.step_checks import (
 )
 from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
 from trainkit.tensorboard_logging import TensorBoardLogging
+from trainkit.trainer_arguments import check_trainer_arguments
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
@@ -233,8 +234,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         for one in task.values() if isinstance(task, Mapping) else task if isinstance(task, list | tuple) else [task]:
             if one not in TASKS:
                 raise UnknownNameError("unknown-task", f"Unknown task {one!r}.{closest(str(one), TASKS)} Tasks: {', '.join(TASKS)}.")
-        if steps_per_execution != "auto" and (not isinstance(steps_per_execution, int) or steps_per_execution < 1):
-            raise ArgumentError("bad-argument", f'steps_per_execution must be a positive int or "auto", got {steps_per_execution!r}.')
+        check_trainer_arguments(
+            logdir=logdir, seed=seed, num_classes=num_classes, steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+            scalars_every=scalars_every, statistics=statistics, report_last_batch_loss=report_last_batch_loss,
+            histograms_every=histograms_every, step_table_steps=step_table_steps, hparams=hparams, diagnose=diagnose,
+            checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, on_nan=on_nan, strategy=strategy)
         self.model = model
         self.task = task
         self.diagnose = diagnose
@@ -248,7 +252,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.logdir = Path(logdir) if logdir is not None else None
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
-        self.seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
+        self.seed = seed if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
         self.allow = frozenset(allow)
         self.num_classes = num_classes
         self.steps_per_execution = steps_per_execution
@@ -257,15 +261,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.report_last_batch_loss = report_last_batch_loss
         # Checked here: a bad value would otherwise fail only when the writer opens.
         self.hparams = clean_hparams(hparams) if hparams is not None else None
-        if histograms_every not in (None, "epoch") and (not isinstance(histograms_every, int) or histograms_every < 1):
-            raise ArgumentError("bad-argument", f'histograms_every must be a positive int, "epoch" or None, got {histograms_every!r}.')
-        if step_table_steps is not None and (not isinstance(step_table_steps, int) or step_table_steps < 0):
-            raise ArgumentError("bad-argument", f"step_table_steps must be a non-negative int or None, got {step_table_steps!r}.")
-        self.statistics = bool(statistics)
-        if on_nan not in ("stop", "warn"):
-            raise ArgumentError("bad-argument", f'on_nan must be "stop" or "warn", got {on_nan!r}.')
-        if checkpoint_every != "auto" and (not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 0):
-            raise ArgumentError("bad-argument", f'checkpoint_every must be a non-negative int or "auto", got {checkpoint_every!r}.')
+        self.statistics = statistics
         self.on_nan = on_nan
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints

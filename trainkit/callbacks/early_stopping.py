@@ -24,6 +24,15 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0, mode: str = "auto", restore_best_weights: bool = True) -> None:
+        # A misspelt mode ("mn") used to mean "max": the run stopped as the loss fell and put back its worst weights.
+        if mode not in ("min", "max", "auto"):
+            raise ArgumentError("bad-argument", f'EarlyStopping mode must be "min", "max" or "auto", got {mode!r}.{closest(str(mode), ("min", "max", "auto"))}')
+        if not isinstance(monitor, str):
+            raise ArgumentError("bad-argument", f"EarlyStopping monitor must be the name of an epoch value (\"val_loss\"), got {monitor!r}.")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ArgumentError("bad-argument", f"EarlyStopping patience must be a whole number of epochs >= 0, got {patience!r}.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or not min_delta >= 0:
+            raise ArgumentError("bad-argument", f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}.")
         if mode == "auto":
             mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
         self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode

@@ -32,6 +32,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from trainkit.errors import ArgumentError
 from trainkit.writers.tensorboard import epoch_tag
 
 HParamValue = str | float | int | bool
@@ -52,16 +53,17 @@ def clean_hparams(hparams: Mapping[str, Any]) -> dict[str, HParamValue]:
         A new dict of str, float, int or bool values.
 
     Raises:
-        TypeError: A name that is not a non-empty string, or a value of another type.
+        ArgumentError: ``bad-argument`` (a ``TypeError`` too) for a name that is not a non-empty
+            string, or a value of another type.
     """
     clean: dict[str, HParamValue] = {}
     for name, value in hparams.items():
         if not isinstance(name, str) or not name:
-            raise TypeError(f"hyperparameter names must be non-empty strings, got {name!r}")
+            raise ArgumentError("bad-argument", f"hyperparameter names must be non-empty strings, got {name!r}.")
         if isinstance(value, np.generic):
             value = value.item()
         if not isinstance(value, str | float | int | bool):
-            raise TypeError(f"hyperparameter {name!r} = {value!r}: values must be str, float, int or bool, got {type(value).__name__}")
+            raise ArgumentError("bad-argument", f"hyperparameter {name!r} = {value!r}: values must be str, float, int or bool, got {type(value).__name__}.")
         clean[name] = value
     return clean
 
