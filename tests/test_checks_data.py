@@ -122,6 +122,7 @@ BAD = [
     ("multi-hot-cce", "multiclass", X, np.clip(ONE_HOT + np.eye(3)[0], 0, 1), "categorical_crossentropy", {}, "label-format", "task='multilabel'"),
     ("single-class", "binary", X, np.zeros(len(X), dtype=int), None, {}, "single-class", "at least two classes"),
     ("weights-all-zero", "binary", X, YB, None, {"sample_weight": np.zeros(len(X))}, "sample-weight-all-zero", "positive weights"),
+    ("weights-negative", "binary", X, YB, None, {"sample_weight": -np.ones(len(X))}, "sample-weight-negative", "0 to leave a row out"),
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),

@@ -127,7 +127,8 @@ def test_a_subclassed_model_with_two_outputs_trains_from_numpy_as_from_a_dataset
     ({"loss": ["binary_crossentropy"]}, "bad-argument", "loss is a list of 1 but the model has 2 outputs (a, b)"),
     ({"loss": {"a": "binary_crossentropy", "c": "mse"}}, "bad-argument", 'names "c", which is not an output'),
     ({"loss": {"a": "binary_crossentropy", "b": "mse"}, "task": {"a": "binary"}}, "bad-argument", "Output b has a loss but no task"),
-    ({"loss_weights": [1.0, "x"]}, "bad-argument", "loss_weights: the weight of output b must be a number"),
+    ({"loss_weights": [1.0, "x"]}, "bad-argument", "loss_weights: the weight of output b must be a finite number >= 0"),
+    ({"loss_weights": [1.0, -1.0]}, "bad-argument", "loss_weights: the weight of output b must be a finite number >= 0, got -1.0"),
     ({"task": ["binary", "regresion"]}, "unknown-task", 'Did you mean "regression"'),
     ({"loss": ["binary_crossentropy", "mse_typo"]}, "unknown-loss", "Unknown loss"),
 ])

@@ -653,6 +653,11 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: False).batch(8)), "empty-data"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), validation_steps=2), "bad-argument"),
     (lambda t, x, y: t.evaluate(x, y, steps=2), "bad-argument"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_split="0.2"), "bad-argument"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=None), "bad-argument"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=EarlyStopping(monitor="loss")), "bad-argument"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, None)), "missing-targets"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, sample_weight=-np.ones(len(x))), "sample-weight-negative"),
 ])
 def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_step(call, code):
     # Each raised a raw TensorFlow, numpy or Python error (some after a whole epoch), or trained

@@ -89,6 +89,8 @@ class FitData:
                 if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
                     got = f"a {type(validation_data).__name__}" + (f" of {len(validation_data)}" if isinstance(validation_data, tuple | list) else "")
                     raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
+                if validation_data[1] is None:
+                    raise DataError("missing-targets", "validation_data needs its targets: pass (x_val, y_val), not (x_val, None).")
                 validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
         return train, validation
 
@@ -156,6 +158,15 @@ def check_epochs(epochs: int, initial_epoch: int) -> None:
     for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
             raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
+
+
+def check_fit_options(validation_split: Any, callbacks: Any) -> None:
+    """Refuses a ``validation_split`` that is not a number and ``callbacks`` that are not a list."""
+    if isinstance(validation_split, bool) or not isinstance(validation_split, int | float | np.floating):
+        raise ArgumentError("bad-argument", f"validation_split must be a number in [0, 1), got {validation_split!r}.")
+    if callbacks is None or hasattr(callbacks, "on_epoch_end") or isinstance(callbacks, str) or not hasattr(callbacks, "__iter__"):
+        raise ArgumentError("bad-argument", f"callbacks must be a list of callbacks, got {callbacks!r}: "
+                                            "pass callbacks=[EarlyStopping(...)] (a list, even of one), or leave it out.")
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -21,6 +21,7 @@ only rearrange structures while a step is traced.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -144,8 +145,9 @@ def loss_weights(spec: Any, names: Sequence[str]) -> list[float]:
         return [1.0] * len(names)
     weights = per_output(spec, names, "loss_weights", 1.0)
     for name, weight in zip(names, weights, strict=True):
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise ArgumentError("bad-argument", f"loss_weights: the weight of output {name} must be a number, got {weight!r}.")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not (math.isfinite(weight) and weight >= 0):
+            # A negative weight makes descent raise that output's loss (and the total can go below 0).
+            raise ArgumentError("bad-argument", f"loss_weights: the weight of output {name} must be a finite number >= 0, got {weight!r}.")
     return [float(w) for w in weights]
 
 

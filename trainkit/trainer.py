@@ -41,7 +41,13 @@ from trainkit.errors import (
     UnknownNameError,
 )
 from trainkit.findings import Finding
-from trainkit.fit_data import FitData, check_batch_size, check_epochs, check_input_shapes
+from trainkit.fit_data import (
+    FitData,
+    check_batch_size,
+    check_epochs,
+    check_fit_options,
+    check_input_shapes,
+)
 from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
@@ -684,6 +690,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         check_batch_size(batch_size)
         check_epochs(epochs, initial_epoch)
+        check_fit_options(validation_split, callbacks)
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
         if check_data:
             self._check_sources(train, validation, batch_size)

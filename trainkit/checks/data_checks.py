@@ -1013,6 +1013,22 @@ def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
         {"rows": int(w.size)})
 
 
+def sample_weight_negative(ctx: DataContext) -> Issue | None:
+    """Training rows with a negative weight: the optimizer then raises their loss."""
+    w = ctx.sample_weight
+    if w is None or w.size == 0:
+        return None
+    negative = int(np.sum(w < 0))
+    if not negative:
+        return None
+    return Issue(
+        f"{negative} of the {w.size} training rows{ctx.where} have a negative sample_weight (the lowest {_fmt(float(w.min()))}): "
+        "gradient descent then makes their loss larger, not smaller, and the epoch loss can go below 0.",
+        "Weights scale each row's share of the loss: use 0 to leave a row out and positive values to weigh it (np.abs(w) or np.clip(w, 0, None) if "
+        "the sign came from a subtraction).",
+        {"negative_rows": negative, "min_weight": float(w.min())})
+
+
 def few_training_rows(ctx: DataContext) -> Issue | None:
     """A training split too small to learn from: under 20 rows, or under 2 per class."""
     rows = _training_rows(ctx)
@@ -1093,6 +1109,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("label-format", "error", label_format),
     DataRule("single-class", "error", single_class),
     DataRule("sample-weight-all-zero", "error", sample_weight_all_zero),
+    DataRule("sample-weight-negative", "error", sample_weight_negative),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
