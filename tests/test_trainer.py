@@ -972,6 +972,42 @@ def test_step_mistakes_are_coded_errors_before_training():
         assert info.value.code == code, cls
 
 
+@pytest.mark.parametrize(("returned", "code", "words"), [
+    (lambda loss: None, "loss-not-scalar", "compute_loss returned None"),
+    (lambda loss: tf.constant(1), "loss-not-scalar", "got a int32 tensor"),
+    (lambda loss: tf.constant(0.5), "no-gradients", "depends on none of the model's trainable weights"),
+])
+def test_a_compute_loss_that_cannot_train_is_a_coded_error(returned, code, words):
+    # Each failed deep in the graph: "None values not supported", a DataType list, "No gradients provided".
+    x, y = make_data(64, features=4)
+
+    class Custom(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            return returned(super().compute_loss(x, y, y_pred, sample_weight, training))
+
+    for statistics in (False, True):
+        trainer = Custom(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False, statistics=statistics)
+        with pytest.raises(ArgumentError) as info:
+            trainer.fit(x, y, epochs=1, verbose=0)
+        assert info.value.code == code and words in info.value.message
+
+
+def test_a_loss_of_shape_one_and_a_lambda_loss_train():
+    # tf.reshape(loss, [1]) failed in the optimizer's select ("Dimension 0 ... [1], [4,3]"); a
+    # lambda's name "<lambda>" is no valid TensorFlow scope.
+    x, y = make_data(64, features=4)
+
+    class OneElement(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            return tf.reshape(super().compute_loss(x, y, y_pred, sample_weight, training), [1])
+
+    history = OneElement(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0,
+                         diagnose=False).fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    mse = Trainer(make_model(features=4), loss=lambda t, p: tf.reduce_mean(tf.square(t - p)), optimizer="sgd", task="regression", seed=0, diagnose=False)
+    assert np.isfinite(mse.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+
+
 def test_values_a_test_step_returns_or_logs_reach_the_validation_logs():
     # They were dropped: no val_penalty for a log_scalar in compute_loss, no val_mean_pred for a
     # test_step's own value (Keras puts every returned key into the logs).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -186,7 +187,8 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
         key = LOSS_ALIASES.get(fn_name, fn_name)
         if key in LOSS_CLASSES:
             return LOSS_CLASSES[key]()
-        return _FunctionLoss(spec, name=fn_name or "custom_loss")
+        # The name becomes a TensorFlow name scope, which takes no "<" (a lambda's "<lambda>").
+        return _FunctionLoss(spec, name=re.sub(r"[^A-Za-z0-9_.-]", "", fn_name).lstrip("_.-") or "custom_loss")
     name, params = _split_spec(spec, "loss")
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:

@@ -63,8 +63,14 @@ def scalar_loss(loss: Any) -> tf.Tensor:
         ArgumentError: ``loss-not-scalar`` for a per-example loss (a Keras loss function called
             directly, ``keras.losses.binary_crossentropy(y, y_pred)``, returns one).
     """
+    if loss is None:
+        raise ArgumentError("loss-not-scalar", "compute_loss returned None: return the loss, e.g. return super().compute_loss(x, y, y_pred, sample_weight) + penalty.")
     loss = tf.convert_to_tensor(loss)
     if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
         raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
                                                "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
-    return loss
+    if not loss.dtype.is_floating:
+        raise ArgumentError("loss-not-scalar", f"compute_loss must return a float, got a {loss.dtype.name} tensor: an integer has no gradient. "
+                                               "Compute the loss from the model's outputs (y_pred).")
+    # One number in a tensor of shape [1] (tf.reshape(loss, [1])): the updates expect a scalar.
+    return tf.reshape(loss, []) if loss.shape.rank else loss

@@ -474,7 +474,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         Returns:
             With ``record_updates``, the updates, or ``None`` when the optimizer changed a
             variable other than through its assigns; otherwise ``None``.
+
+        Raises:
+            ArgumentError: ``no-gradients`` (while the step is traced) when the loss depends on
+                none of the variables.
         """
+        if variables and all(g is None for g in gradients):
+            raise ArgumentError("no-gradients", "The loss depends on none of the model's trainable weights, so no step can change them: compute it from "
+                                                "the model's outputs (y_pred), not from constants or the labels alone (a tensor turned into a number, "
+                                                "or a loss built outside the step, loses the connection).")
         if self.on_nan != "stop":
             return self._apply(gradients, variables, record_updates)
         if distribute.in_replica():
