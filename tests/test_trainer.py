@@ -992,6 +992,28 @@ def test_a_compute_loss_that_cannot_train_is_a_coded_error(returned, code, words
         assert info.value.code == code and words in info.value.message
 
 
+@pytest.mark.parametrize(("logged", "words"), [
+    (lambda t, loss: t.log_scalar("accuracy", loss), "would overwrite the step's own 'accuracy'"),  # history["accuracy"] became it
+    (lambda t, loss: t.log_scalar("loss", loss), "would overwrite the step's own 'loss'"),
+    (lambda t, loss: (t.log_scalar("p", loss), t.log_scalar("p", loss)), "called twice in one step"),
+    (lambda t, loss: t.log_scalar("p", tf.fill([3], loss)), "takes one number, got a tensor of shape (3,)"),
+    (lambda t, loss: t.log_scalar(3, loss), "name must be a non-empty string"),
+])
+def test_log_scalar_refuses_values_that_would_be_lost_or_overwrite_others(logged, words):
+    x, y = make_data(64, features=4)
+
+    class Logging(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            logged(self, loss)
+            return loss
+
+    trainer = Logging(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", metrics=["accuracy"], seed=0, diagnose=False)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "bad-log-scalar" and words in info.value.message
+
+
 def test_a_loss_of_shape_one_and_a_lambda_loss_train():
     # tf.reshape(loss, [1]) failed in the optimizer's select ("Dimension 0 ... [1], [4,3]"); a
     # lambda's name "<lambda>" is no valid TensorFlow scope.

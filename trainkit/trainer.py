@@ -586,7 +586,26 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if not tf.inside_function():
             raise ArgumentError("log-scalar-outside-step", f"log_scalar({name!r}, ...) records a value of a training step: call it in train_step, test_step or "
                                                            "compute_loss. From a callback, write to TensorBoard with trainer.writer or keep the value yourself.")
-        self._tracing()["logs"][name] = tf.reduce_mean(tf.cast(value, tf.float32))
+        logs = self._tracing()["logs"]
+        self._check_logged_name(name, logs)
+        value = tf.convert_to_tensor(value)
+        if value.shape.num_elements() not in (1, None):
+            raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) takes one number, got a tensor of shape {value.shape}: reduce it first, "
+                                                  "e.g. tf.reduce_mean(...).")
+        if not (value.dtype.is_floating or value.dtype.is_integer or value.dtype.is_bool):
+            raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) takes a number, got a {value.dtype.name} tensor.")
+        logs[name] = tf.reshape(tf.cast(value, tf.float32), [])
+
+    def _check_logged_name(self, name: Any, logs: Mapping[str, Any]) -> None:
+        """Refuses a log_scalar name that would overwrite another value of the epoch logs."""
+        if not isinstance(name, str) or not name:
+            raise ArgumentError("bad-log-scalar", f"log_scalar's name must be a non-empty string, got {name!r}.")
+        taken = {stats.LOSS, stats.LEARNING_RATE, *(m.name for m in self.metrics), *(t.name for t in self._output_loss_trackers)}
+        if name in taken or stats.is_statistic(name):
+            raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) would overwrite the step's own {name!r}: give the value a name of its own.")
+        if name in logs:
+            raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) was called twice in one step: the first value would be lost. Log each value "
+                                                  "under its own name, or add them up first.")
 
     def _tracing(self) -> dict[str, Any]:
         """This thread's hand-over between the hooks of the step it traces."""
@@ -843,6 +862,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     # -- the compiled loops -----------------------------------------------------------------------
     def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
+        self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
         return self.test_step(batch)
 
     def _resolve_jit(self, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
@@ -852,6 +872,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def _counted_train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
+        self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
         logs = self.train_step(batch)
         self.global_step.assign_add(1)
         return logs
