@@ -658,6 +658,13 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=EarlyStopping(monitor="loss")), "bad-argument"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, None)), "missing-targets"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, sample_weight=-np.ones(len(x))), "sample-weight-negative"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, np.ones((len(x), 2)))), "shape-mismatch"),
+    # evaluate checks what fit checks where it holds for data to evaluate (it returned a loss for each).
+    (lambda t, x, y: t.evaluate(np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y), "non-finite-data"),
+    (lambda t, x, y: t.evaluate(x, 2 * y), "label-format"),
+    (lambda t, x, y: t.evaluate(x, y, sample_weight=np.zeros(len(x))), "sample-weight-all-zero"),
+    (lambda t, x, y: t.evaluate(x, np.ones((len(x), 2))), "shape-mismatch"),
+    (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, 2 * y)).batch(8)), "label-format"),
 ])
 def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_step(call, code):
     # Each raised a raw TensorFlow, numpy or Python error (some after a whole epoch), or trained
@@ -1012,6 +1019,14 @@ def test_log_scalar_refuses_values_that_would_be_lost_or_overwrite_others(logged
     with pytest.raises(ArgumentError) as info:
         trainer.fit(x, y, epochs=1, verbose=0)
     assert info.value.code == "bad-log-scalar" and words in info.value.message
+
+
+def test_evaluate_takes_data_that_is_no_mistake_to_evaluate_on():
+    # One class only, or three rows: refused for training, fine to evaluate.
+    x, y = make_data(40, features=4)
+    trainer = make_trainer(make_model(features=4))
+    assert np.isfinite(trainer.evaluate(x, np.zeros_like(y))["loss"]) and np.isfinite(trainer.evaluate(x[:3], y[:3])["loss"])
+    assert not trainer.findings or all(f.code != "few-training-rows" for f in trainer.findings)
 
 
 def test_a_loss_of_shape_one_and_a_lambda_loss_train():

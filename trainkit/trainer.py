@@ -63,6 +63,7 @@ from trainkit.output_heads import OutputHeads, known_output_count, listed_output
 from trainkit.resolve import Spec, closest, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.sources import (
+    SAMPLE_BATCHES,
     ArraySource,
     DatasetSource,
     streamed,
@@ -628,19 +629,20 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes)
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
-                   batch_size: int | None = None) -> list[Finding]:
+                   batch_size: int | None = None, *, evaluation: bool = False) -> list[Finding]:
         """Data checks against the task and the model; raises DataError on errors.
 
         ``sample_weight``: the training rows' weights (times any class weights), so that the
         class-imbalance check knows when they already even out the classes. ``batch_size``: the
-        rows per batch fit will use on numpy data (``batch-larger-than-data``).
+        rows per batch fit will use on numpy data (``batch-larger-than-data``). ``evaluation``:
+        ``x`` and ``y`` are to be evaluated, not trained on (the checks that hold for any data).
         """
         try:
             from trainkit.checks import check_data
         except ImportError:
             return []
         return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
-                          sample_weight=sample_weight, batch_size=batch_size)
+                          sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation)
 
     def log_text(self, name: str, markdown: str) -> None:
         """Adds a text to the run's TensorBoard events (written when training starts)."""
@@ -1006,10 +1008,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     # -- evaluate / predict -----------------------------------------------------------------------
 
-    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None) -> dict[str, float]:
+    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None,
+                 check_data: bool = True) -> dict[str, float]:
         """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly.
 
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
+        ``check_data``: first check the data as ``fit`` does where that holds for data to
+        evaluate (shapes, NaN/inf, label format, weights), raising ``DataError``.
         """
         check_batch_size(batch_size)
         x = accepted_input(x)
@@ -1023,6 +1028,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             parts = self._in_memory_parts(x, y, sample_weight)
             check_input_shapes(parts[0], self.model)
             source = ArraySource(parts, "x")
+        if check_data:  # what fit checks of its data, where it holds for data to evaluate
+            checked = source.numpy() if isinstance(source, ArraySource) else (source.sample_for_checks(SAMPLE_BATCHES), None)
+            self.check_data(*checked[:2], sample_weight=checked[2] if len(checked) > 2 else None, evaluation=True)
         self._ensure_built(source)
         return self._evaluate(source, batch_size)
 

@@ -284,6 +284,11 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         issue = _label_shape_issue(t, ctx.xs, ctx.position_layers)
         if issue is not None:
             return issue
+    for t in ctx.targets:  # the validation targets: the loss compares them with the output as well
+        if t.y_val is not None:
+            issue = _label_shape_issue(dataclasses.replace(t, y=t.y_val, name="y_val" + t.name[1:]), ctx.x_val or (), ctx.position_layers)
+            if issue is not None:
+                return issue
     return None
 
 
@@ -1007,7 +1012,7 @@ def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
     if w is None or ctx.where or w.size == 0 or np.any(w):
         return None
     return Issue(
-        f"Every one of the {w.size} training rows has sample_weight 0, so every batch's loss and gradient are 0: "
+        f"Every one of the {w.size} rows has sample_weight 0, so every batch's loss and gradient are 0: "
         "the model would not change, while the loss reads a perfect 0.",
         "Check how the weights were built (a mask inverted, weights cast to int); pass positive weights for the rows to learn from.",
         {"rows": int(w.size)})
@@ -1123,6 +1128,10 @@ DATA_RULES: tuple[DataRule, ...] = (
 DATA_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "error")
 DATA_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "warning")
 DATA_INFO_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "info")
+#: The rules that hold for any data a model is run on, evaluation data included: the others judge
+#: data to train on (one class, few rows, leakage, scales).
+EVALUATION_CODES: frozenset[str] = frozenset({
+    "shape-mismatch", "non-finite-data", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
@@ -1366,6 +1375,7 @@ def check_data(
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     sample_weight: Any = None,
     batch_size: int | None = None,
+    evaluation: bool = False,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -1387,6 +1397,9 @@ def check_data(
             weight): ``class-imbalance`` stays silent when they even out the classes.
         batch_size: Rows per batch of the training to come (numpy data), for
             ``batch-larger-than-data``; ``None`` skips that check.
+        evaluation: ``x`` and ``y`` are data to evaluate, not to train on: only the rules of
+            :data:`EVALUATION_CODES` run (one class only, a few rows or unscaled inputs are no
+            mistake there, and their findings would belong to no run).
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -1442,6 +1455,8 @@ def check_data(
                       unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size)
     findings: list[Finding] = []
     for rule in DATA_RULES:
+        if evaluation and rule.code not in EVALUATION_CODES:
+            continue
         issue = rule.check(ctx)
         if issue is None:
             continue
