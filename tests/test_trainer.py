@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from trainkit import Trainer
 from trainkit.callbacks import Callback, EarlyStopping
-from trainkit.errors import ArgumentError, DataError
+from trainkit.errors import ArgumentError, DataError, UnknownNameError
 from trainkit.sources import DatasetSource, unpack_batch
 
 
@@ -665,6 +665,7 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.evaluate(x, y, sample_weight=np.zeros(len(x))), "sample-weight-all-zero"),
     (lambda t, x, y: t.evaluate(x, np.ones((len(x), 2))), "shape-mismatch"),
     (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, 2 * y)).batch(8)), "label-format"),
+    (lambda t, x, y: t.fit(x, {"zz": y}, epochs=1, verbose=0), "shape-mismatch"),  # the loss compared a dict with the output
 ])
 def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_step(call, code):
     # Each raised a raw TensorFlow, numpy or Python error (some after a whole epoch), or trained
@@ -1019,6 +1020,17 @@ def test_log_scalar_refuses_values_that_would_be_lost_or_overwrite_others(logged
     with pytest.raises(ArgumentError) as info:
         trainer.fit(x, y, epochs=1, verbose=0)
     assert info.value.code == "bad-log-scalar" and words in info.value.message
+
+
+def test_class_weight_needs_class_ids_and_sparse_labels_need_metrics_that_read_them():
+    # An IndexError from a rounded regression target, and a segment_ids shape error at the first step.
+    x, _ = make_data(40, features=4)
+    regression = Trainer(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]), loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False)
+    with pytest.raises(ArgumentError, match="a regression task has none"):
+        regression.fit(x, x[:, :1], class_weight={0: 1.0, 1: 2.0}, epochs=1, verbose=0)
+    softmax = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(UnknownNameError, match='"auc" compares the labels with the outputs entry by entry'):
+        Trainer(softmax, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=["auc"])
 
 
 def test_evaluate_takes_data_that_is_no_mistake_to_evaluate_on():

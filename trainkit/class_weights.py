@@ -48,6 +48,8 @@ def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: n
     """
     table = weights_table(class_weight)
     ids = _class_ids(np.asarray(y))
+    if ids.size and ids.min() < 0:  # they would index the table from its end
+        raise ArgumentError("bad-argument", f"class_weight needs class ids >= 0, but the labels hold {int(ids.min())}: encode the classes as 0..K-1 first.")
     check_against_labels(class_weight, ids)
     weights = np.where(ids < len(table), table[np.minimum(ids, len(table) - 1)], np.float32(1.0)).astype(np.float32)
     if sample_weight is not None:
@@ -104,8 +106,8 @@ def weighted_dataset(dataset: tf.data.Dataset, class_weight: Mapping[Any, Any]) 
 
     def add_weights(x: Any, y: Any, sample_weight: Any = None) -> tuple[Any, Any, tf.Tensor]:
         ids = _class_ids_in_graph(y)
-        known = ids < tf.size(table, out_type=ids.dtype)
-        weights = tf.where(known, tf.gather(table, tf.minimum(ids, tf.size(table, out_type=ids.dtype) - 1)), 1.0)
+        known = (ids >= 0) & (ids < tf.size(table, out_type=ids.dtype))  # other ids (-1...) weigh 1, as unknown classes
+        weights = tf.where(known, tf.gather(table, tf.clip_by_value(ids, 0, tf.size(table, out_type=ids.dtype) - 1)), 1.0)
         if sample_weight is not None:
             weights = weights * tf.reshape(tf.cast(sample_weight, tf.float32), tf.shape(weights))
         return x, y, weights

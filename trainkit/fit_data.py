@@ -151,6 +151,8 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
     if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
         raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
                                             "output's labels, say), which weighs every output's loss.")
+    if heads and heads[0].task == "regression":  # its targets are no class ids (a rounded -2.7 indexed the weights)
+        raise ArgumentError("bad-argument", "class_weight weighs the classes of a classification task; a regression task has none. Weigh rows with sample_weight instead.")
 
 
 def check_epochs(epochs: int, initial_epoch: int) -> None:

@@ -272,12 +272,23 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         metric = _metric_with(name, type(metric), params)
     elif params:
         raise UnknownNameError("bad-metric-argument", f'Metric "{name}" is a function and takes no arguments; got {", ".join(params)}.')
+    if task == "multiclass" and isinstance(loss, keras.losses.SparseCategoricalCrossentropy) and _compares_like_shapes(metric):
+        raise UnknownNameError("unknown-metric", f'The metric "{name}" compares the labels with the outputs entry by entry, so it needs one-hot labels, '
+                                                 f'but SparseCategoricalCrossentropy takes class ids. Use "accuracy" (or '
+                                                 f'"sparse_top_k_categorical_accuracy"), or one-hot labels with categorical_crossentropy.')
     if not isinstance(metric, keras.metrics.Metric):
         metric = keras.metrics.MeanMetricWrapper(metric, name=key)
     # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
     return metric
+
+
+def _compares_like_shapes(metric: Any) -> bool:
+    """Whether a Keras metric reads labels of the outputs' shape (one-hot), not class ids."""
+    module = type(metric).__module__
+    one_hot = (keras.metrics.CategoricalAccuracy, keras.metrics.TopKCategoricalAccuracy, keras.metrics.CategoricalCrossentropy)
+    return module.endswith(("confusion_metrics", "f_score_metrics")) or isinstance(metric, one_hot)
 
 
 def _metric_with(name: str, cls: type[keras.metrics.Metric], params: dict[str, Any]) -> keras.metrics.Metric:

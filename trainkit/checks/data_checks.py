@@ -254,6 +254,9 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
     """Row counts that differ, x that does not fit the model input, y that does not fit the output."""
     if ctx.unmatched_targets is not None:
         names = [t.output.key or t.output.name for t in ctx.targets if t.output is not None]
+        if len(names) == 1:
+            return Issue(f"The model has one output ({names[0]}) but y{ctx.where} is {ctx.unmatched_targets}.",
+                         "Pass y as one array (targets by name are for a model with several outputs).", {"outputs": names})
         return Issue(f"The model has {len(names)} outputs ({', '.join(names)}) but y{ctx.where} is "
                      f"{ctx.unmatched_targets}: each output needs its own target.",
                      f"Pass one target per output, in the outputs' order: fit(x, [y_{names[0]}, "
@@ -1335,7 +1338,10 @@ def _several_arrays(y: Any) -> bool:
 
 
 def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
-    """How ``y`` fails to give each of several outputs a target (see :func:`_label_list`)."""
+    """How ``y`` fails to give each of several outputs a target (see :func:`_label_list`), or
+    the one output of a model a target by its name."""
+    if len(outputs) == 1 and isinstance(y, Mapping):  # the loss would compare a dict with one tensor
+        return f"a dict with keys {sorted(map(str, y))}"
     if y is None or len(outputs) < 2 or any(v is not None for v in ys):
         return None
     if isinstance(y, Mapping):
