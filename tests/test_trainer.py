@@ -1033,6 +1033,14 @@ def test_class_weight_needs_class_ids_and_sparse_labels_need_metrics_that_read_t
         Trainer(softmax, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=["auc"])
 
 
+def test_an_optimizer_instance_of_another_trainer_is_refused():
+    x, y = make_data(40, features=4)
+    shared = keras.optimizers.SGD(0.1)
+    make_trainer(make_model(features=4), optimizer=shared).fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ArgumentError, match="already holds the state of another model's weights"):
+        make_trainer(make_model(features=4, seed=1), optimizer=shared)
+
+
 def test_evaluate_takes_data_that_is_no_mistake_to_evaluate_on():
     # One class only, or three rows: refused for training, fine to evaluate.
     x, y = make_data(40, features=4)

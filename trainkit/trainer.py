@@ -329,6 +329,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
         self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
+        built_for = {id(v) for v in getattr(self.optimizer, "_trainable_variables", None) or ()} if self.optimizer.built else set()
+        if built_for and not built_for <= {id(v) for v in self.model.trainable_variables}:
+            # Keras refuses it at the first update, with "Unknown variable".
+            raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
+                                                "before?). Give each Trainer an optimizer of its own: optimizer='adam', or a new keras.optimizers.Adam(...).")
         if isinstance(metrics, str | keras.metrics.Metric) or callable(metrics):
             metrics = [metrics]  # one metric given alone (list("accuracy") would be its letters)
         self._metric_specs = metrics if isinstance(metrics, Mapping) else list(metrics)
