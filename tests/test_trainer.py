@@ -666,6 +666,11 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.evaluate(x, np.ones((len(x), 2))), "shape-mismatch"),
     (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, 2 * y)).batch(8)), "label-format"),
     (lambda t, x, y: t.fit(x, {"zz": y}, epochs=1, verbose=0), "shape-mismatch"),  # the loss compared a dict with the output
+    # Arguments that were ignored: an empty History, a whole prediction, a y beside a dataset.
+    (lambda t, x, y: t.fit(x, y, epochs=2, initial_epoch=5, verbose=0), "bad-argument"),
+    (lambda t, x, y: t.predict(x, steps=2), "bad-argument"),
+    (lambda t, x, y: t.predict(tf.data.Dataset.from_tensor_slices(x).batch(8), steps=-5), "bad-argument"),
+    (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), y), "bad-argument"),
 ])
 def test_user_mistakes_in_the_data_or_arguments_are_trainkit_errors_before_any_step(call, code):
     # Each raised a raw TensorFlow, numpy or Python error (some after a whole epoch), or trained
@@ -1031,6 +1036,15 @@ def test_class_weight_needs_class_ids_and_sparse_labels_need_metrics_that_read_t
     softmax = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     with pytest.raises(UnknownNameError, match='"auc" compares the labels with the outputs entry by entry'):
         Trainer(softmax, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=["auc"])
+
+
+def test_row_mismatches_name_the_data_they_are_in():
+    x, y = make_data(40, features=4)
+    trainer = make_trainer(make_model(features=4))
+    with pytest.raises(DataError, match=r"x is a single value \(shape \(\)\)"):
+        trainer.fit(None, y, epochs=1, verbose=0)
+    with pytest.raises(DataError, match="x, y and sample_weight of validation_data must have the same number of rows"):
+        trainer.fit(x, y, validation_data=(x, y[:-1]), epochs=1, verbose=0)
 
 
 def test_an_optimizer_instance_of_another_trainer_is_refused():

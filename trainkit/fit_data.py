@@ -156,10 +156,14 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
 
 
 def check_epochs(epochs: int, initial_epoch: int) -> None:
-    """Refuses ``epochs`` or ``initial_epoch`` that are not non-negative integers."""
+    """Refuses ``epochs`` or ``initial_epoch`` that are not non-negative integers, and an
+    ``initial_epoch`` past ``epochs`` (nothing would train, and the History would be empty)."""
     for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
             raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
+    if initial_epoch > epochs:
+        raise ArgumentError("bad-argument", f"initial_epoch={initial_epoch} is past epochs={epochs}: epochs is the index of the last epoch to train, "
+                                            f"not how many more (as in model.fit), so nothing would train. Pass epochs > {initial_epoch}.")
 
 
 def check_fit_options(validation_split: Any, callbacks: Any) -> None:

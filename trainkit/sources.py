@@ -118,7 +118,10 @@ class ArraySource:
         self.rows = int(tensors[0].shape[0]) if tensors[0].shape.rank else 0
         if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
             shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
-            raise DataError("shape-mismatch", f"x, y and sample_weight must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
+            whose = "" if empty_is in (None, "x", "the training data") else f" of {empty_is}"
+            if not tensors[0].shape.rank:  # fit(None, y), fit(3.0, y): no rows at all
+                raise DataError("shape-mismatch", f"x{whose} is a single value (shape ()), not rows of examples: pass an array with one row per example.")
+            raise DataError("shape-mismatch", f"x, y and sample_weight{whose} must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
         if empty_is is not None and self.rows == 0:
             # An empty epoch's loss would read 0.0: a perfect model, not a missing one.
             raise DataError("empty-data", f"{empty_is} has no rows. Pass at least one example (check the split or the filter that made it).")

@@ -1024,6 +1024,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_batch_size(batch_size)
         x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
+            if y is not None or sample_weight is not None:
+                raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: "
+                                                    "do not pass them to evaluate.")
             source: Any = DatasetSource(x, steps, "steps")
         elif steps is not None:
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset; numpy data is evaluated whole.")
@@ -1081,6 +1084,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
         check_batch_size(batch_size)
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
+        if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset):
+            raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset or a generator; numpy data is predicted whole.")
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
