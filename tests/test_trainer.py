@@ -668,6 +668,7 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.fit(x, {"zz": y}, epochs=1, verbose=0), "shape-mismatch"),  # the loss compared a dict with the output
     # Arguments that were ignored: an empty History, a whole prediction, a y beside a dataset.
     (lambda t, x, y: t.fit(x, y, epochs=2, initial_epoch=5, verbose=0), "bad-argument"),
+    (lambda t, x, y: t.fit(x.astype(complex) * (1 + 5j), y, epochs=1, verbose=0), "unsupported-input"),  # trained on the real part
     (lambda t, x, y: t.predict(x, steps=2), "bad-argument"),
     (lambda t, x, y: t.predict(tf.data.Dataset.from_tensor_slices(x).batch(8), steps=-5), "bad-argument"),
     (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), y), "bad-argument"),

@@ -122,6 +122,9 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
                                              "Give every row the same shape: pad sequences to one length first (keras.utils.pad_sequences).") from None
     if numbers and array.dtype.kind in "OUS":
         array = _numbers_or_error(array, value, what)
+    if numbers and array.dtype.kind == "c":  # TensorFlow's cast to float32 drops the imaginary part in silence
+        raise DataError("unsupported-input", f"{what} holds complex numbers ({array.dtype}); the model computes in real numbers. "
+                                             f"Pass the real and imaginary parts as features of their own: np.concatenate([{what}.real, {what}.imag], axis=-1).")
     return array
 
 
