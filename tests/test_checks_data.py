@@ -44,15 +44,17 @@ def model(kind: str) -> keras.Model:
         return keras.Sequential([keras.Input((4,)), L.Normalization(mean=0.0, variance=1.0), L.Dense(8, activation="relu"), L.Dense(1)])
     if kind == "image":
         return keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
+    if kind == "embedding":  # four ids per row, looked up in a table of 10
+        return keras.Sequential([keras.Input((4,), dtype="int32"), L.Embedding(10, 2), L.Flatten(), L.Dense(1, activation="sigmoid")])
     raise ValueError(kind)
 
 
 TASK = {"binary": "binary", "binary_logits": "binary", "multiclass": "multiclass", "multilabel": "multilabel",
         "regression": "regression", "regression_sigmoid": "regression", "regression_relu": "regression",
-        "normalized": "regression", "image": "binary"}
+        "normalized": "regression", "image": "binary", "embedding": "binary"}
 LOSS = {"binary": "bce", "binary_logits": {"name": "bce", "from_logits": True}, "multiclass": "scce",
         "multilabel": "bce", "regression": "mse", "regression_sigmoid": "mse", "regression_relu": "mse",
-        "normalized": "mse", "image": "bce"}
+        "normalized": "mse", "image": "bce", "embedding": "bce"}
 
 
 def run(kind, x, y, loss=None, **kw):
@@ -123,6 +125,7 @@ BAD = [
     ("single-class", "binary", X, np.zeros(len(X), dtype=int), None, {}, "single-class", "at least two classes"),
     ("weights-all-zero", "binary", X, YB, None, {"sample_weight": np.zeros(len(X))}, "sample-weight-all-zero", "positive weights"),
     ("weights-negative", "binary", X, YB, None, {"sample_weight": -np.ones(len(X))}, "sample-weight-negative", "0 to leave a row out"),
+    ("embedding-ids-past-the-table", "embedding", np.arange(len(X) * 4).reshape(-1, 4) % 12, YB, None, {}, "embedding-ids", "Embedding(input_dim=12"),
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
@@ -582,3 +585,21 @@ def test_class_sums_of_the_separation_screen(classes):
     inverse = np.concatenate([np.arange(classes), rng.integers(0, classes, 3 * classes)])  # every class present
     expected = np.stack([xs[inverse == c].sum(axis=0) for c in range(classes)])
     np.testing.assert_allclose(_class_sums(xs, inverse, classes), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize(("shift", "words"), [(-5, "holds ids -5..4, but the Embedding"), (20, "holds ids 20..29"), (0.5, "holds non-integer values")])
+def test_ids_an_embedding_cannot_look_up_are_an_error(functional, shift, words):
+    # Negative and fractional ids trained in silence (on rows of zeros, or rounded); ids past the
+    # table failed in the first step's GatherV2.
+    ids = np.random.default_rng(0).integers(0, 10, (64, 5))
+    if functional:
+        inputs = keras.Input((5,), dtype="int32")
+        net = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(keras.layers.Embedding(10, 2)(inputs))))
+    else:
+        net = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 2), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    y = (ids[:, :1] > 4).astype("float32")
+    assert check_data(ids, y, model=net, loss=get_loss("binary_crossentropy"), task="binary") == []
+    with pytest.raises(DataError) as info:
+        check_data(ids + shift, y, model=net, loss=get_loss("binary_crossentropy"), task="binary")
+    assert info.value.code == "embedding-ids" and words in info.value.message

@@ -37,6 +37,7 @@ from trainkit.checks.compatibility import (
 from trainkit.checks.model_inspect import (
     UNKNOWN,
     OutputInfo,
+    embedding_inputs,
     find_outputs,
     input_names,
     input_shapes,
@@ -136,6 +137,8 @@ class DataContext:
     sample_weight: np.ndarray | None = None
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
     batch_size: int | None = None
+    #: ``(input index, layer name, input_dim)`` of each Embedding an input feeds directly.
+    embeddings: Sequence[tuple[int, str, int]] = ()
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -1021,6 +1024,28 @@ def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
         {"rows": int(w.size)})
 
 
+def embedding_ids(ctx: DataContext) -> Issue | None:
+    """Inputs an Embedding looks up that are not whole numbers in ``[0, input_dim)``."""
+    for index, layer, dim in ctx.embeddings:
+        if index >= len(ctx.xs) or ctx.xs[index].size == 0 or not np.issubdtype(ctx.xs[index].dtype, np.number):
+            continue
+        a = ctx.xs[index]
+        name = f"x[{index}]" if len(ctx.xs) > 1 else "x"
+        lo, hi = float(np.min(a)), float(np.max(a))
+        if not _is_integral(a):
+            return Issue(f"{name}{ctx.where} feeds the Embedding '{layer}' but holds non-integer values ({_fmt(lo)}..{_fmt(hi)}): an Embedding looks "
+                         f"its input up as row ids of its table, so 2.7 is read as 2.",
+                         "Pass the token or category ids as integers; for real-valued features use a Dense layer instead of an Embedding.",
+                         {"min": lo, "max": hi}, layer)
+        if lo < 0 or hi >= dim:
+            return Issue(f"{name}{ctx.where} holds ids {_fmt(lo)}..{_fmt(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
+                         f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
+                         f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
+                         "(keep 0 for padding if the model masks it).",
+                         {"min": lo, "max": hi, "input_dim": dim}, layer)
+    return None
+
+
 def sample_weight_negative(ctx: DataContext) -> Issue | None:
     """Training rows with a negative weight: the optimizer then raises their loss."""
     w = ctx.sample_weight
@@ -1118,6 +1143,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("single-class", "error", single_class),
     DataRule("sample-weight-all-zero", "error", sample_weight_all_zero),
     DataRule("sample-weight-negative", "error", sample_weight_negative),
+    DataRule("embedding-ids", "error", embedding_ids),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
@@ -1134,7 +1160,7 @@ DATA_INFO_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severit
 #: The rules that hold for any data a model is run on, evaluation data included: the others judge
 #: data to train on (one class, few rows, leakage, scales).
 EVALUATION_CODES: frozenset[str] = frozenset({
-    "shape-mismatch", "non-finite-data", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative"})
+    "shape-mismatch", "non-finite-data", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "embedding-ids"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
@@ -1458,7 +1484,8 @@ def check_data(
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
-                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size)
+                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size,
+                      embeddings=embedding_inputs(model))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if evaluation and rule.code not in EVALUATION_CODES:
