@@ -669,6 +669,10 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     # Arguments that were ignored: an empty History, a whole prediction, a y beside a dataset.
     (lambda t, x, y: t.fit(x, y, epochs=2, initial_epoch=5, verbose=0), "bad-argument"),
     (lambda t, x, y: t.fit(x.astype(complex) * (1 + 5j), y, epochs=1, verbose=0), "unsupported-input"),  # trained on the real part
+    # Raw TensorFlow errors from the first batch: a matmul of the wrong width, a cast of text.
+    (lambda t, x, y: t.predict(tf.data.Dataset.from_tensor_slices(x[:, :3]).batch(8)), "shape-mismatch"),
+    (lambda t, x, y: t.predict(b for b in [x[:8, :3]]), "shape-mismatch"),
+    (lambda t, x, y: t.fit(tf.data.Dataset.from_tensor_slices((x.astype(str), y)).batch(8), epochs=1, verbose=0), "unsupported-input"),
     (lambda t, x, y: t.predict(x, steps=2), "bad-argument"),
     (lambda t, x, y: t.predict(tf.data.Dataset.from_tensor_slices(x).batch(8), steps=-5), "bad-argument"),
     (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), y), "bad-argument"),

@@ -31,6 +31,7 @@ from trainkit.sources import (
     DatasetSource,
     first_inputs,
     in_memory_parts,
+    refuse_text,
     unpack_batch,
 )
 
@@ -59,6 +60,7 @@ class FitData:
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
             train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
+            refuse_text(unpack_batch(x.element_spec)[0], self.model)
             if class_weight is not None:
                 _check_one_target(x.element_spec[1], self.heads)
                 train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
@@ -83,6 +85,7 @@ class FitData:
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
                 validation = DatasetSource(validation_data, validation_steps, "validation_steps")
+                refuse_text(unpack_batch(validation_data.element_spec)[0], self.model, "The validation tf.data.Dataset")
             elif validation_steps is not None:
                 raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")
             else:

@@ -97,6 +97,21 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     return parts
 
 
+def refuse_unbatched(dataset: tf.data.Dataset) -> None:
+    """Raises ``DataError(dataset-unbatched)`` for a dataset of single examples."""
+    if _looks_unbatched(dataset.element_spec):
+        shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
+        raise DataError("dataset-unbatched", f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).")
+
+
+def refuse_text(spec: Any, model: keras.Model, what: str = "The tf.data.Dataset") -> None:
+    """Raises ``DataError(unsupported-input)`` for string inputs to a model that takes numbers
+    (TensorFlow's cast of them fails in the first step)."""
+    if not takes_text(model) and any(isinstance(s, tf.TensorSpec) and s.dtype == tf.string for s in tf.nest.flatten(spec)):
+        raise DataError("unsupported-input", f"{what} yields text (tf.string) inputs, but the model takes numbers: convert them first "
+                                             "(tf.strings.to_number, or a TextVectorization/StringLookup layer as the model's first layer).")
+
+
 class ArraySource:
     """Training data held in memory: tensors (or structures of them) plus the row count.
 
@@ -177,12 +192,7 @@ class DatasetSource:
     """
 
     def __init__(self, dataset: tf.data.Dataset, steps: int | None = None, steps_argument: str = "steps_per_epoch", carry_on: bool = False) -> None:
-        if _looks_unbatched(dataset.element_spec):
-            shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
-            raise DataError(
-                "dataset-unbatched",
-                f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).",
-            )
+        refuse_unbatched(dataset)
         spec = dataset.element_spec
         if not isinstance(spec, tuple | list) or len(spec) < 2:
             raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "

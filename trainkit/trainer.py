@@ -66,6 +66,8 @@ from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
     DatasetSource,
+    refuse_text,
+    refuse_unbatched,
     streamed,
     unpack_batch,
 )
@@ -1091,7 +1093,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
-            batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in itertools.islice(x, steps)]
+            batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(itertools.islice(x, steps))]
             if not batches:
                 raise DataError("empty-data", "The generator given to predict yielded no batches. Pass one that yields batches of inputs.")
             return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
@@ -1099,7 +1101,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if isinstance(x, tf.data.Dataset):
             if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
-            batches = [self._predict_fn(unpack_batch(batch)[0]) for batch in (x.take(steps) if steps is not None else x)]
+            refuse_unbatched(x)
+            refuse_text(unpack_batch(x.element_spec)[0], self.model)
+            batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(x.take(steps) if steps is not None else x)]
         else:
             parts = self._in_memory_parts(x)
             check_input_shapes(parts[0], self.model)
@@ -1111,6 +1115,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
 
     # -- per-step statistics ----------------------------------------------------------------------
+    def _checked_inputs(self, inputs: Any, index: int) -> Any:
+        """A batch to predict, its shapes checked against the model's inputs (the first batch
+        only: the others of a dataset share its spec)."""
+        if index == 0:
+            check_input_shapes(inputs, self.model)
+        return inputs
+
     def step_table(self) -> list[tuple[int, str, float]]:
         """The recorded per-step scalars (loss, statistics, logged scalars) as ``(step, name, value)``.
 
