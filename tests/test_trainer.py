@@ -193,9 +193,18 @@ def test_misspelt_callback_hook_is_refused():
         def on_epoch_ended(self, epoch, logs):
             pass
 
+    class Base(Callback):  # a user's own base class: its hooks count too
+        def on_batch_end(self, batch, logs):
+            pass
+
+    class Camel(Callback):
+        def onEpochEnd(self, epoch, logs):
+            pass
+
     x, y = make_data(64)
-    with pytest.raises(TypeError, match="on_epoch_ended"):
-        make_trainer().fit(x, y, epochs=1, callbacks=[Typo()], verbose=0)
+    for callback, words in ((Typo(), "on_epoch_ended"), (type("Derived", (Base,), {})(), "on_batch_end"), (Camel(), "Did you mean \"on_epoch_end\"?")):
+        with pytest.raises(TypeError, match=words):
+            make_trainer().fit(x, y, epochs=1, callbacks=[callback], verbose=0)
 
 
 @pytest.mark.parametrize("steps_per_execution", [1, 5, "auto"])

@@ -55,7 +55,7 @@ class TensorBoardLogging:
             probe.write_text("")
             probe.unlink()
         except OSError as err:
-            raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable --logdir.") from None
+            raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable logdir (--logdir on the command line).") from None
         self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
         for name, markdown in self._pending_texts.items():
             self.writer.text("train", 0, name, markdown)

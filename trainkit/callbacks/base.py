@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
-from trainkit.errors import ArgumentError
+from trainkit.errors import ArgumentError, closest
 
 if TYPE_CHECKING:
     from trainkit.loop import StepOutputs
@@ -69,6 +70,18 @@ def _overrides(callback: Callback, hook: str) -> bool:
     return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
+def _unknown_hooks(cls: type) -> list[str]:
+    """Methods of ``cls`` and its own base classes (not trainkit's) that look like hooks but are
+    none: ``on_epoch_ends``, ``onEpochEnd``. Each would never be called, in silence."""
+    names = {n for klass in cls.__mro__ if klass not in Callback.__mro__ for n in vars(klass)}
+    return sorted(n for n in names if (n.startswith("on_") or re.fullmatch(r"on[A-Z]\w*", n)) and n not in EVENTS)
+
+
+def _snake(name: str) -> str:
+    """``onEpochEnd`` -> ``on_epoch_end``."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
 class CallbackList:
     """Dispatches hooks to several callbacks in order."""
 
@@ -78,9 +91,10 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 hint = " (a Keras callback: use trainkit's EarlyStopping, or subclass trainkit.Callback)" if isinstance(cb, keras.callbacks.Callback) else ""
                 raise ArgumentError("bad-callback", f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}{hint}.")
-            unknown = [n for n in vars(type(cb)) if n.startswith("on_") and n not in EVENTS]
+            unknown = _unknown_hooks(type(cb))
             if unknown:
-                raise ArgumentError("bad-callback", f"{type(cb).__name__} defines {unknown}, which trainkit never calls. Hooks are: {', '.join(EVENTS)}.")
+                hint = closest(unknown[0] if unknown[0].startswith("on_") else _snake(unknown[0]), EVENTS)
+                raise ArgumentError("bad-callback", f"{type(cb).__name__} defines {unknown}, which trainkit never calls.{hint} Hooks are: {', '.join(EVENTS)}.")
             cb.set_trainer(trainer)
         self._listeners = {e: [cb for cb in self.callbacks if _overrides(cb, e)] for e in EVENTS}
 
