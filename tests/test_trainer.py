@@ -1052,6 +1052,13 @@ def test_class_weight_needs_class_ids_and_sparse_labels_need_metrics_that_read_t
         Trainer(softmax, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=["auc"])
 
 
+def test_a_list_of_one_array_is_the_one_input_or_target_as_in_model_fit():
+    # fit([x], y) was refused as 1 row of shape (40, 4).
+    x, y = make_data(40, features=4)
+    losses = [make_trainer(make_model(features=4)).fit(*args, epochs=1, shuffle=False, verbose=0).history["loss"] for args in ((x, y), ([x], y), (x, [y]))]
+    assert losses[0] == losses[1] == losses[2]
+
+
 def test_row_mismatches_name_the_data_they_are_in():
     x, y = make_data(40, features=4)
     trainer = make_trainer(make_model(features=4))
