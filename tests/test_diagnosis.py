@@ -572,6 +572,33 @@ def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     assert f.severity == "warning" and f.epoch == 6 and "early_stopping" in f.advice
 
 
+def test_an_overfitting_the_rest_of_the_run_undoes_is_withdrawn_at_its_end():
+    # It stood with its epoch-10 evidence ("or epochs: 10") though the validation loss later
+    # reached a new minimum: that advice would ship a worse model.
+    s = Stream()
+    train = curve(0.7, 0.02, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: 0.7 - 0.05 * e if e <= 6 else (0.4 + 0.08 * (e - 6) if e <= 13 else 0.96 - 0.12 * (e - 13))
+    d = Diagnoser(s.context)
+    for epoch in range(20):
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])), "val_loss": s.val_loss(epoch)})
+        if epoch == 13:
+            assert "overfitting" in codes(d)
+    d.finish()
+    assert "overfitting" not in codes(d)
+
+
+def test_no_overfitting_while_the_training_loss_is_above_chance():
+    # Unscaled inputs: a training loss at 29x chance and a jumpy validation curve were called
+    # "overfits from epoch 2", with dropout and L2 as the fix.
+    s = overfitting_stream()
+    train = curve(3.0, 1.5, 20)  # falling, but always over ln 2
+    s.train_loss = lambda e, st: train[e]
+    assert "overfitting" not in codes(s.run())
+
+
 def test_overfitting_handled_by_early_stopping_is_a_note():
     s = overfitting_stream()
     s.context.early_stopping = {"monitor": "val_loss", "patience": 5, "restore_best_weights": True}

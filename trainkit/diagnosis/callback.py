@@ -254,6 +254,7 @@ class DiagnosisCallback(Callback):
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))
+        self._sync_rejudged()
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, REPORT_TAG, render_markdown(trainer.findings))
 
@@ -305,6 +306,21 @@ class DiagnosisCallback(Callback):
                 self.trainer.findings.append(finding)
             if self.console is not None and finding.severity != "info":
                 self.console.print(f"diagnosis: {finding.format()}", markup=False, highlight=False, soft_wrap=True)
+
+    def _sync_rejudged(self) -> None:
+        """``trainer.findings`` after the end's second look (``Diagnoser._rejudge``): a verdict
+        the whole run no longer supports is withdrawn, one it changed is updated in place."""
+        assert self.diagnoser is not None
+        rejudged = {rule.code for rule in self.diagnoser.rules if rule.rejudge}
+        current = {(f.code, f.layer): f for f in self.diagnoser.findings if f.code in rejudged}
+        kept = []
+        for finding in self.trainer.findings:
+            key = (finding.code, finding.layer)
+            if finding.code not in rejudged:
+                kept.append(finding)
+            elif key in current:
+                kept.append(current.pop(key))
+        self.trainer.findings[:] = [*kept, *current.values()]
 
     def _replace_in_trainer(self, finding: Finding) -> None:
         for i, old in enumerate(self.trainer.findings):

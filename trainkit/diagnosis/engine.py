@@ -361,7 +361,30 @@ class Diagnoser:
         if self.notes.get("stop_reason") in UNFINISHED:
             return []
         self.finished = True
+        self._rejudge()
         return self._run_rules(("call", "epoch", "end"))
+
+    def _rejudge(self) -> None:
+        """Judges again, on the whole run, the findings of rules marked ``rejudge``.
+
+        An ``overfitting`` seen at epoch 10 (the validation loss 40% over its minimum) stands
+        even when the validation loss later reaches a new minimum; its evidence and its advice
+        ("epochs: 10") would then describe a run that did not happen. At the end it is replaced
+        by the whole run's verdict, or withdrawn when there is none.
+        """
+        for rule in self.rules:
+            if not rule.rejudge:
+                continue
+            verdicts = {(f.code, f.layer): f for f in rule.evaluate(self)}
+            for key in [key for key in self._order if key[0] == rule.code]:  # in place: the report keeps its order
+                if key in verdicts:
+                    self._findings[key] = verdicts.pop(key)
+                else:
+                    del self._findings[key]
+            self._order = [key for key in self._order if key in self._findings]
+            for key, finding in verdicts.items():
+                self._order.append(key)
+                self._findings[key] = finding
 
     # -- checkpointing ----------------------------------------------------------------------------
     def state(self, *, epochs: bool = True) -> dict[str, Any]:

@@ -156,6 +156,9 @@ class Rule:
     when: When
     check: RuleFn
     summary: str
+    #: Judged again on the whole run at its end (see ``Diagnoser._rejudge``): for verdicts a later
+    #: epoch can undo.
+    rejudge: bool = False
 
     def evaluate(self, view: Diagnoser) -> list[Finding]:
         """Runs the check and wraps its issues into findings."""
@@ -981,6 +984,12 @@ def overfitting(view: Diagnoser) -> Issue | None:
         return None
     if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
         return None
+    chance = _chance(view)
+    if chance is not None and train[-1] >= chance:
+        # A model that has not fitted its own training rows better than chance memorises nothing:
+        # a validation curve that jumps about comes from the inputs or the rate (unscaled inputs
+        # gave "overfits from epoch 2" at 29x chance).
+        return None
     start = view.epochs[best].epoch
     evidence = {"best_epoch": start, "best_val_loss": float(val[best]), "final_val_loss": float(val[-1]),
                 "train_loss_at_best": float(train[best]), "final_train_loss": float(train[-1])}
@@ -1050,7 +1059,7 @@ RULES: tuple[Rule, ...] = (
     Rule("dead-relu", "warning", "epoch", dead_relu, "most units of a ReLU layer never active"),
     Rule("saturated-activations", "warning", "epoch", saturated_activations, "tanh/sigmoid outputs in the flat tails (info from 25%, warning from 50%)"),
     Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down"),
-    Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls"),
+    Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls", rejudge=True),
     Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
     Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
     Rule("lr-too-low", "warning", "end", lr_too_low, "tiny updates and a loss still falling steadily"),
