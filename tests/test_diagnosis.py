@@ -522,6 +522,16 @@ def test_dead_relu_names_the_layer_the_fraction_and_since_when():
     assert f.layer == "dense_1" and f.evidence["since_epoch"] == 6 and f.evidence["dead_fraction"] == pytest.approx(0.8)
 
 
+@pytest.mark.parametrize(("batch_size", "reported"), [(1, False), (4, False), (8, True), (None, True)])
+def test_dead_relu_needs_batches_of_several_rows(batch_size, reported):
+    # At batch_size 1 "never active in the batch" is "not active for this one row": a healthy
+    # MLP read 55% dead and was told to fix its (good) initialisation.
+    s = Stream()
+    s.context.batch_size = batch_size
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.55
+    assert ("dead-relu" in codes(s.run())) is reported
+
+
 def test_relus_dead_before_the_first_update_get_initialisation_advice():
     # A bias of -5 kills every unit at initialisation; the advice led with "Lower the learning rate".
     s = Stream()

@@ -111,6 +111,10 @@ class Thresholds:
     # Dead ReLU (AUTOTRAINER/DeepDiagnosis >= 70% of outputs <= 0; SageMaker: > 50% of a layer
     # inactive): half of the layer's units never active in a batch, for 2 epochs running.
     dead_fraction: float = 0.5
+    # "Never active in a batch" needs a batch: with one row, a healthy unit active for half the
+    # inputs reads dead half the time (a healthy MLP at batch_size 1 showed 55% "dead"). From 8
+    # rows a unit active for 20% of the inputs reads dead in ~17% of the batches.
+    dead_relu_min_batch: int = 8
     # Saturation (DeepDiagnosis > 50% beyond +-5; here post-activation |tanh| > 0.99): a warning
     # from 50% of the outputs, an info note from 25% (a healthy, converged tanh MLP measured 14%).
     saturated_fraction: float = 0.5
@@ -883,6 +887,9 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
 
 def dead_relu(view: Diagnoser) -> list[Issue]:
     """A ReLU layer with most units never active in a batch, for several epochs."""
+    batch = view.context.batch_size
+    if batch is not None and batch < view.t.dead_relu_min_batch:
+        return []
     issues = []
     for name in _hidden_activation_stats(view, "dead_fraction"):
         values = view.epoch_values(name)
