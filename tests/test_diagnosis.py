@@ -406,7 +406,8 @@ def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
     base = s.train_loss
     s.train_loss = lambda e, st: 5.0 if (e, st) == (0, 2) else base(e, st)
     f = finding(s.run(), "lr-too-high")
-    assert f.evidence["update_ratio_median"] == pytest.approx(0.8) and "learning_rate: 1e-05} (now 0.001)" in f.advice
+    # The rate that brings the steps from 80% to ~1% of the weights.
+    assert f.evidence["update_ratio_median"] == pytest.approx(0.8) and "learning_rate: 1.25e-05} (now 0.001)" in f.advice
     # The same update sizes while the loss falls smoothly: no verdict.
     calm = Stream()
     for layer in LAYERS:
@@ -425,12 +426,25 @@ def test_lr_too_high_from_the_very_first_steps_before_the_units_die():
     d = s.run()
     f = finding(d, "lr-too-high")
     assert f.evidence["update_ratio_median"] == pytest.approx(0.99)
-    # Diverging's advice: 10x lower, and at most 1e-3 for Adam.
-    assert "learning_rate: 0.0001} (now 0.001)" in finding(d, "diverging-loss").advice
+    # One rate for every finding of the run: the steps measured at 99% of the weights bring it to
+    # ~1% (lr-too-high said 1e-5 while diverging-loss said 1e-4; SGD at 2 was told 0.001 and 0.2).
+    assert "learning_rate: 1.01e-05} (now 0.001)" in f.advice and "learning_rate: 1.01e-05} (now 0.001)" in finding(d, "diverging-loss").advice
     s.context = dataclasses.replace(s.context, learning_rate=1.0)
     assert "learning_rate: 0.001} (now 1)" in finding(s.run(), "diverging-loss").advice
     # A healthy run's first steps (bias ratios of 1 at their first update included) stay quiet.
     assert "lr-too-high" not in codes(Stream().run())
+
+
+def test_the_lower_learning_rate_advised_for_sgd_is_sgd_s_own():
+    # SGD at 2 was told 0.001, "Adam's default": 2000x lower, where ~100x brings its steps to ~1%.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, optimizer="SGD", learning_rate=2.0)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1.0
+    base = s.train_loss
+    s.train_loss = lambda e, st: 5.0 if (e, st) == (0, 2) else base(e, st)
+    advice = finding(s.run(), "lr-too-high").advice
+    assert "optimizer: {name: sgd, learning_rate: 0.02} (now 2)" in advice and "Adam" not in advice
 
 
 def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():

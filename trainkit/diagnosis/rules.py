@@ -233,11 +233,34 @@ ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion")
 
 
 def _lowered_lr(view: Diagnoser) -> str:
-    """A learning rate 10x lower, and for an adaptive optimizer at most 1e-3 (lr 1.0 -> 0.1 was still 100x Adam's default)."""
+    """The one lower learning rate every "lower it" advice of a run names.
+
+    10x lower; lower still when the steps are measured too large, to bring the largest median
+    update/weight ratio to ~1% (at most 1000x lower); and for an adaptive optimizer at most
+    1e-3 (lr 1.0 -> 0.1 was still 100x Adam's default). One number for all findings: SGD at 2
+    was told 0.001 ("Adam's default") by one finding and 0.2 by another.
+    """
     lr = _lr(view)
-    if lr is None or _optimizer_name(view) not in ADAPTIVE:
+    if lr is None:
         return _lr_text(view, 0.1)
-    return _lr_to(view, min(lr / 10, 1e-3))
+    target = lr / 10
+    ratio = _largest_update_ratio(view)
+    if ratio is not None and ratio > _HEALTHY_UPDATE_RATIO:
+        target = min(target, max(lr * _HEALTHY_UPDATE_RATIO / ratio, lr / 1000))
+    if _optimizer_name(view) in ADAPTIVE:
+        target = min(target, 1e-3)
+    return _lr_to(view, target)
+
+
+#: The update/weight ratio a step should stay under (~0.1-1% is healthy).
+_HEALTHY_UPDATE_RATIO = 0.01
+
+
+def _largest_update_ratio(view: Diagnoser) -> float | None:
+    """The largest median update/weight ratio measured: over the first steps, at one of them, or in an epoch."""
+    ratios = [r for r in (_early_update_ratio(view)[0], _first_steps_update_ratio(view)[0], _peak_epoch_update_ratio(view)[0])
+              if r is not None and math.isfinite(r)]
+    return max(ratios) if ratios else None
 
 
 def _optimizer_name(view: Diagnoser) -> str:
@@ -572,7 +595,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
         f"{_fmt(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
-        f"Lower the learning rate ({_lr_text(view, 0.1)}), clip gradients "
+        f"Lower the learning rate ({_lowered_lr(view)}), clip gradients "
         f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), standardise inputs and targets, and "
         f"guard custom losses against log(0) and division by zero (add an epsilon).",
         evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step),
@@ -671,7 +694,7 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
         f"Over the last {len(window)} epochs the training loss changed direction in {changes:.0%} of the "
         f"epochs, moving by {amplitude:.0%} of the loss scale each time ({_fmt(float(window.min()))} to "
         f"{_fmt(float(window.max()))}): the updates overshoot the minimum back and forth.",
-        f"Lower the learning rate ({_lr_text(view, 0.1)}) or use a decaying schedule; larger batches "
+        f"Lower the learning rate ({_lowered_lr(view)}) or use a decaying schedule; larger batches "
         f"(training.batch_size) also smooth the updates.",
         {"sign_change_fraction": changes, "relative_amplitude": amplitude, "net_trend": trend, "window_epochs": len(window)},
         epoch=view.epochs[-1].epoch)
@@ -790,8 +813,8 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
         f"Steps change the weights by {ratio:.0%} of their size (median over the weight matrices; "
         f"{worst}: {per_layer[worst]:.0%}), where ~0.1-1% is healthy, and {trend}: the learning rate "
         f"is too high.",
-        f"Lower the learning rate 10-1000x ({_lr_to(view, min((_lr(view) or 0.1) / 100, 1e-3))}; 0.001 is "
-        f"Adam's default), and clip gradients (clipnorm: 1.0).",
+        f"Lower the learning rate ({_lowered_lr(view)}, which brings the steps to ~1% of the weights), and clip "
+        f"gradients (clipnorm: 1.0).",
         {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": _lr(view),
          "initial_loss": start, "peak_loss": peak, "peak_epoch": peak_epoch}, layer=worst.rsplit("/", 1)[0], epoch=view.epochs[-1].epoch)
 
@@ -877,7 +900,7 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
         f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {e.norm / max(e.baseline, 1e-12):.0f}x "
         f"its level in the first steps ({_fmt(e.baseline)}): the updates feed on themselves.",
         f"Clip gradients (optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
-        f"rate ({_lr_text(view, 0.1)}), and standardise inputs and targets.",
+        f"rate ({_lowered_lr(view)}), and standardise inputs and targets.",
         {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
         epoch=_epoch_of(view, e.step))
 
