@@ -457,6 +457,24 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
 
 
+def test_a_slow_loss_above_chance_and_a_loss_settling_at_chance_each_get_their_own_cause():
+    # Learnable labels at Adam 1e-5 (1.80 -> 1.53, chance 1.39) were told "the labels are
+    # unpredictable"; random labels at Adam 1e-4 (0.88 -> 0.68, chance 0.69) were told to raise
+    # the learning rate, which would only memorise them.
+    slow = Stream()
+    for layer in LAYERS:
+        slow.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    slow.train_loss = lambda e, st: 0.95 - 0.008 * e  # steadily, 37% -> 15% above chance
+    slow.val_loss = lambda e: 0.96 - 0.008 * e
+    assert "lr-too-low" in codes(d := slow.run()) and "loss-at-chance" not in codes(d)
+    settled = Stream()
+    for layer in LAYERS:
+        settled.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    settled.train_loss = lambda e, st: LN2 + 0.19 * 0.8 ** e - 0.01  # from 0.87 down onto chance
+    settled.val_loss = lambda e: LN2 + 0.19 * 0.8 ** e
+    assert "loss-at-chance" in codes(d := settled.run()) and "lr-too-low" not in codes(d)
+
+
 def slow_stream(ratio: float) -> Stream:
     """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
     s = Stream()

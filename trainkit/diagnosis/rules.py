@@ -56,6 +56,9 @@ class Thresholds:
     #: prediction (diverging, a learning rate too high: other findings).
     at_chance_ceiling: float = 1.25
     at_chance_validation: float = 0.95
+    #: Within this fraction of chance, a loss has settled at chance: falling onto it from above
+    #: is no sign of learning (random labels at Adam 1e-4: 0.88 -> 0.68, chance 0.69).
+    at_chance_band: float = 0.05
     # Loss collapsed: within the first 2 epochs the loss is under 2% of chance (1e-3 without one).
     # Healthy runs measured >= 27% of chance in their first 3 epochs (a smooth regression), MNIST-like
     # tasks ~10% after one long epoch, but honest easy tasks far less: a near-deterministic
@@ -300,6 +303,12 @@ def _lr_lowering_found(view: Diagnoser) -> list[str]:
     return _found(view, LR_LOWERING)
 
 
+def _steadily_falling(losses: np.ndarray) -> bool:
+    """Whether the last third of the epoch losses (at least 3) falls epoch after epoch (3 in 4)."""
+    tail = losses[-max(3, len(losses) // 3):]
+    return len(tail) >= 2 and float(np.mean(np.diff(tail) < 0)) >= 0.75 and tail[-1] < tail[0]
+
+
 def _curves_ready(view: Diagnoser) -> bool:
     """Loss-curve rules judge only after a fair share of the run (or at its end)."""
     needed = max(view.t.curve_min_epochs, math.ceil(view.t.curve_fraction * view.planned_epochs))
@@ -499,14 +508,17 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
         # unless nothing else explains it.
         return _worse_than_chance(view, train, final, chance, best_val, evidence)
     # A loss still falling fast towards chance from above (0.918, 0.795, 0.710 with chance 0.693)
-    # has not "stayed" there: it has not shown where it settles (underfitting's measure).
-    if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train):
+    # has not "stayed" there: it has not shown where it settles (underfitting's measure); nor has
+    # one falling steadily but slowly, still above it, with steps too small (lr-too-low's case:
+    # 1.80 -> 1.53, chance 1.39, was told "the labels are unpredictable").
+    slow = final > (1 + view.t.at_chance_band) * chance and _steadily_falling(train) and lr_too_low(view) is not None
+    if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train) and not slow:
         return Issue(
             f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
             f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
             f"than the label prior / the target mean: the labels are unpredictable from the inputs, or "
             f"the model cannot learn.", advice, evidence, epoch=view.epochs[-1].epoch)
-    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val):
+    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val) and not slow:
         return Issue(
             f"The validation loss never got clearly below {_chance_text(view)}: its best was {_fmt(best_val)} "
             f"({best_val / chance:.0%} of chance) while the training loss fell to {_fmt(float(train[-1]))}. "
@@ -834,11 +846,13 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     losses = view.epoch_losses()
     if not np.isfinite(losses).all():
         return None
-    tail = losses[-max(3, len(losses) // 3):]
-    falling = float(np.mean(np.diff(tail) < 0)) >= 0.75 and tail[-1] < tail[0]
     improvement = (float(losses[0]) - float(losses[-1])) / max(float(losses[0]), 1e-12)
-    if not falling or improvement >= view.t.lr_low_max_improvement:
+    if not _steadily_falling(losses) or improvement >= view.t.lr_low_max_improvement:
         return None
+    chance = _chance(view)
+    band = view.t.at_chance_band * (chance or 0.0)
+    if chance is not None and float(losses[0]) > chance + band and abs(float(losses[-1]) - chance) <= band:
+        return None  # fell onto chance from above and stays there: nothing learned that a larger rate would speed up
     return Issue(
         f"The first steps changed the weights by only {ratio:.2%} of their size (median over the "
         f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
