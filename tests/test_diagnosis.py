@@ -116,7 +116,7 @@ def finding(d: Diagnoser, code: str) -> Finding:
 def test_registry_lists_every_issue_code_once_with_valid_severity_and_moment():
     required = {"initial-loss-too-low", "initial-loss-too-high", "loss-at-chance", "loss-collapsed", "nan-loss",
                 "diverging-loss", "oscillating-loss", "plateau", "lr-too-high", "lr-too-low", "vanishing-gradients",
-                "exploding-gradients", "dead-relu", "saturated-activations", "overfitting", "underfitting"}
+                "exploding-gradients", "dead-relu", "saturated-activations", "overfitting", "underfitting", "regularization-dominates"}
     assert required <= set(DIAGNOSIS_CODES)
     assert len(DIAGNOSIS_CODES) == len(set(DIAGNOSIS_CODES))
     for rule in RULES:
@@ -639,6 +639,25 @@ def test_no_overfitting_while_the_training_loss_is_above_chance():
     train = curve(3.0, 1.5, 20)  # falling, but always over ln 2
     s.train_loss = lambda e, st: train[e]
     assert "overfitting" not in codes(s.run())
+
+
+@pytest.mark.parametrize(("penalty", "reported"), [(1.0, True), (0.1, False)])
+def test_a_penalty_that_is_most_of_the_loss_is_named_instead_of_underfitting(penalty, reported):
+    # L2 1.0 on every layer: 85% of the loss was the penalty, accuracy 0.51, and the only finding
+    # was underfitting's "train longer, raise the learning rate, more capacity".
+    s = Stream()
+    data = curve(0.72, 0.6, 20)
+    d = Diagnoser(s.context)
+    for epoch in range(20):
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": data[epoch] + penalty, "val_loss": data[epoch] + 0.02 + penalty}, regularization=penalty)
+    d.finish()
+    assert ("regularization-dominates" in codes(d)) is reported
+    if reported:
+        f = finding(d, "regularization-dominates")
+        assert f.evidence["penalty_share"] == pytest.approx(1.0 / 1.6, rel=0.02) and "l2: 0.001" in f.advice
+        assert "underfitting" not in codes(d)
 
 
 def test_overfitting_handled_by_early_stopping_is_a_note():

@@ -56,6 +56,8 @@ class Thresholds:
     #: prediction (diverging, a learning rate too high: other findings).
     at_chance_ceiling: float = 1.25
     at_chance_validation: float = 0.95
+    #: regularization-dominates: the penalty's share of the training loss at the end.
+    penalty_share: float = 0.5
     #: Within this fraction of chance, a loss has settled at chance: falling onto it from above
     #: is no sign of learning (random labels at Adam 1e-4: 0.88 -> 0.68, chance 0.69).
     at_chance_band: float = 0.05
@@ -1074,6 +1076,8 @@ def underfitting(view: Diagnoser) -> Issue | None:
         vtail = val[-n:]
         if not vtail[-1] < vtail[0]:
             return None
+    if regularization_dominates(view) is not None:  # its fix (less penalty) comes before longer training
+        return None
     lowering = _lr_lowering_found(view)
     if lowering:  # the learning rate is already too high for this run: raising it contradicts those
         faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
@@ -1087,6 +1091,32 @@ def underfitting(view: Diagnoser) -> Issue | None:
         f"Train for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
         f"flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
+        epoch=view.epochs[-1].epoch)
+
+
+def regularization_dominates(view: Diagnoser) -> Issue | None:
+    """The weight penalty is most of the training loss while the data loss stays high."""
+    if not view.finished or not _curves_ready(view):
+        return None
+    total = view.epoch_losses()
+    penalty = view.regularization_values()
+    chance = _chance(view)
+    if chance is None or not (np.isfinite(total[-1]) and np.isfinite(penalty[-1])) or total[-1] <= 0:
+        return None
+    share = float(penalty[-1] / total[-1])
+    data = float(total[-1] - penalty[-1])
+    # Half the loss is the penalty and the data loss is no better than half of chance: the steps
+    # shrink the weights instead of fitting the data (L2 of 1.0 on every layer: 85% of the loss,
+    # accuracy 0.51; 0.1: 0.80 where 0.91 without).
+    if share < view.t.penalty_share or data < view.t.underfit_level * chance:
+        return None
+    return Issue(
+        f"The regularization penalty is {share:.0%} of the training loss at the end ({_fmt(float(penalty[-1]))} of "
+        f"{_fmt(float(total[-1]))}) while the loss on the data is {_fmt(data)}, {data / chance:.0%} of chance: "
+        f"the updates mostly shrink the weights instead of fitting the data.",
+        "Lower the penalty 10x (kernel_regularizer: {l2: 0.001} where it is 0.01), or put it on fewer layers; "
+        "then judge the model by its validation loss.",
+        {"penalty_share": share, "penalty": float(penalty[-1]), "data_loss": data, "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
 
 
@@ -1106,6 +1136,7 @@ RULES: tuple[Rule, ...] = (
     Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls", rejudge=True),
     Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
     Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
+    Rule("regularization-dominates", "warning", "end", regularization_dominates, "the weight penalty is most of the training loss"),
     Rule("lr-too-low", "warning", "end", lr_too_low, "tiny updates and a loss still falling steadily"),
     Rule("underfitting", "warning", "end", underfitting, "training ended while the loss was still falling fast"),
 )
