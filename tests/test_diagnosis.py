@@ -455,6 +455,7 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     s.val_loss = lambda e: 0.71 - 0.005 * e
     f = finding(s.run(), "lr-too-low")
     assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
+    assert "by only 0.01% of their size" in f.message  # "0.00%" said nothing
 
 
 def test_a_slow_loss_above_chance_and_a_loss_settling_at_chance_each_get_their_own_cause():

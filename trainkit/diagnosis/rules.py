@@ -856,7 +856,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     if chance is not None and float(losses[0]) > chance + band and abs(float(losses[-1]) - chance) <= band:
         return None  # fell onto chance from above and stays there: nothing learned that a larger rate would speed up
     return Issue(
-        f"The first steps changed the weights by only {ratio:.2%} of their size (median over the "
+        f"The first steps changed the weights by only {ratio * 100:.2g}% of their size (median over the "
         f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
         f"only {improvement:.0%} ({_fmt(float(losses[0]))} to {_fmt(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
