@@ -532,6 +532,26 @@ def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny
     assert "epochs: 3" in (run_dir / "recipe.yaml").read_text()  # the next resume compares with 3
 
 
+@pytest.mark.parametrize("damage", ["missing", "not-yaml", "not-utf8"])
+def test_a_refused_resume_leaves_the_run_s_recipe_as_it_was(runner, tiny_recipe, tmp_path, damage):
+    # Without (or with a damaged) recipe.yaml, a resume with another learning rate was refused by
+    # the checkpoint's settings, but wrote its own recipe first: the right resume was then refused.
+    # A damaged recipe.yaml was a YAML or UnicodeDecodeError traceback.
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.epochs=2"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    saved = run_dir / "recipe.yaml"
+    {"missing": saved.unlink, "not-yaml": lambda: saved.write_text("name: [unclosed"), "not-utf8": lambda: saved.write_bytes(b"\xff\xfe\x00")}[damage]()
+    before = saved.read_bytes() if saved.exists() else None
+    changed = runner.invoke(app, [*args, "--set", "training.epochs=3", "--set", "optimizer.learning_rate=0.05", "--resume", str(run_dir)])
+    assert changed.exit_code == 2 and "[resume-mismatch]" in changed.output and "Traceback" not in changed.output
+    assert (saved.read_bytes() if saved.exists() else None) == before
+    more = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
+    assert more.exit_code == 0, more.output
+    assert "epochs: 3" in saved.read_text()
+
+
 def test_first_difference_walks_mappings_and_lists():
     from trainkit.run import first_difference
 

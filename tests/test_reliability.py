@@ -384,22 +384,26 @@ def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_pa
 
 
 def _damage(prefix: Path, how: str) -> None:
-    """Truncates a checkpoint's data file, or deletes its index, as a full disk or a crash might."""
+    """Damages a checkpoint as a full disk, a crash or a hand edit might: its data file cut short,
+    its index deleted, or its progress record not UTF-8, not a mapping, or without its epoch."""
+    record = prefix.with_name(prefix.name + ".json")
     if how == "truncated-data":
         (data,) = prefix.parent.glob(prefix.name + ".data-*")
         os.truncate(data, 20)
-    else:
+    elif how == "missing-index":
         prefix.with_name(prefix.name + ".index").unlink()
+    else:
+        record.write_bytes({"record-not-utf8": b"\xff\xfe\x00", "record-a-list": b"[]", "record-empty": b"{}"}[how])
 
 
-@pytest.mark.parametrize("how", ["truncated-data", "missing-index"])
+@pytest.mark.parametrize("how", ["truncated-data", "missing-index", "record-not-utf8", "record-a-list", "record-empty"])
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_next_older_one(tmp_path, capsys, how):
     # Resuming died with TensorFlow's IndexError / NotFoundError although older checkpoints were intact.
     whole = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0).history
     _damage(tmp_path / "checkpoints" / "ckpt-3", how)  # 1 step an epoch: the checkpoint of epoch 3
     resumed = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history
     assert resumed == whole  # epoch 3 trained again from the checkpoint of epoch 2
-    assert "warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) ckpt-3 (" in capsys.readouterr().err
+    assert "warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) ckpt-3" in capsys.readouterr().err
 
 
 def test_resuming_when_no_checkpoint_reads_back_is_a_checkpoint_corrupt_error(tmp_path):

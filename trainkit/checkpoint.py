@@ -102,15 +102,27 @@ class TrainingCheckpoint:
             if record.name not in kept:
                 record.unlink(missing_ok=True)
 
-    def _records(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Each checkpoint that has a readable progress record, with that record, newest first."""
+    def _records(self, damaged: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each checkpoint that has a readable progress record, with that record, newest first.
+
+        A record that does not read back as one (cut short, not UTF-8, not a mapping with its
+        epoch) is skipped, and named in ``damaged`` when given.
+        """
         for prefix in reversed(self._manager.checkpoints):
             sidecar = Path(prefix + ".json")
-            if sidecar.exists():
-                try:
-                    yield prefix, json.loads(sidecar.read_text())
-                except (OSError, json.JSONDecodeError):
+            if not sidecar.exists():
+                continue
+            try:
+                record = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                problem = _first_line(err)
+            else:
+                if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                    yield prefix, record
                     continue
+                problem = "its record holds no epoch"
+            if damaged is not None:
+                damaged.append(f"{sidecar.name} ({problem})")
 
     def latest(self) -> tuple[str, dict[str, Any]] | None:
         """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
@@ -127,7 +139,7 @@ class TrainingCheckpoint:
             RecipeError: ``resume-mismatch`` when the checkpoint holds variables of another model.
         """
         damaged: list[str] = []
-        for prefix, progress in self._records():
+        for prefix, progress in self._records(damaged):
             try:
                 # Compared first: a restore that fails on a shape leaves TensorFlow's warnings
                 # about unrestored values under the error, and restores some variables.

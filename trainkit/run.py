@@ -199,10 +199,6 @@ def train_recipe(
         if chief and resume_dir is None:
             write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
             trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
-        elif chief:
-            saved = run_dir / "recipe.yaml"
-            if not saved.exists() or saved.read_text(encoding="utf-8") != recipe.to_yaml():
-                write_atomic(saved, recipe.to_yaml())  # more epochs: the next resume compares with these
         history = trainer.fit(
             splits.x_train,
             splits.y_train,
@@ -217,6 +213,8 @@ def train_recipe(
             class_weight=recipe.training.class_weight,
         )
     except TrainingInterrupted as err:
+        if chief and resume_dir is not None and trainer.history is not history_before:
+            _save_resumed_recipe(run_dir, recipe)
         if chief:
             write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
         err.run_dir = run_dir  # type: ignore[attr-defined]
@@ -244,8 +242,27 @@ def train_recipe(
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
                        resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
     if chief:
+        if resume_dir is not None:
+            _save_resumed_recipe(run_dir, recipe)
         write_report(result, recipe)
     return result
+
+
+def _save_resumed_recipe(run_dir: Path, recipe: Recipe) -> None:
+    """The recipe a resume trained with (more epochs), once its checkpoint was accepted: a resume
+    refused for another learning rate wrote its recipe first, and the right resume was then
+    compared with the wrong one."""
+    saved = run_dir / "recipe.yaml"
+    if _read_text(saved) != recipe.to_yaml():
+        write_atomic(saved, recipe.to_yaml())  # the next resume compares with these
+
+
+def _read_text(path: Path) -> str | None:
+    """A run's text file, or ``None`` when it cannot be read (missing, a directory, not UTF-8)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
 
 
 def _write_failed_report(result: RunResult, recipe: Recipe) -> None:
@@ -270,8 +287,17 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     if not (path / CHECKPOINT_SUBDIR).is_dir():
         raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: {_why_no_checkpoints(path)}. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
     saved = path / "recipe.yaml"
-    if saved.exists() and saved.read_text(encoding="utf-8") != recipe.to_yaml():
-        difference = first_difference(yaml.safe_load(saved.read_text(encoding="utf-8")), yaml.safe_load(recipe.to_yaml()), ignore=RESUMABLE_CHANGES)
+    text = _read_text(saved)
+    if text is not None and text != recipe.to_yaml():
+        try:
+            then = yaml.safe_load(text)
+        except yaml.YAMLError:
+            then = None
+        if not isinstance(then, dict):  # damaged: the checkpoint's own settings still guard the resume
+            print(f"warning: [resume-recipe-unreadable] {saved} does not read back as a recipe; the resume is checked against the "
+                  "checkpoint's settings only, and the file is written again once it is accepted.", file=sys.stderr)
+            return path
+        difference = first_difference(then, yaml.safe_load(recipe.to_yaml()), ignore=RESUMABLE_CHANGES)
         if difference is not None:
             key, then, now = difference
             raise RecipeError("resume-mismatch", f"{path} was trained with {key} = {yaml_value(then)}, not {yaml_value(now)} (see {saved}). "
