@@ -544,3 +544,29 @@ def test_a_resumed_run_makes_the_xla_choice_of_the_run_it_continues(tmp_path, mo
     resumed = trainer()
     resumed.fit(x, y, epochs=6, verbose=0, resume=True)
     assert first._train_loop.jit_compile is True and resumed._train_loop.jit_compile is True
+
+
+def test_a_run_directory_another_fit_trains_into_is_refused(tmp_path):
+    # Two resumes of one run at once interleaved their checkpoints and logged every step twice.
+    import subprocess
+    import sys
+
+    from trainkit import run_lock
+    from trainkit.errors import RunDirError
+
+    with run_lock.exclusive(tmp_path), pytest.raises(RunDirError) as info:
+        _tiny_trainer(tmp_path).fit(*_xy(), epochs=1, verbose=0)
+    assert info.value.code == "run-dir-in-use" and f"(process {os.getpid()})" in info.value.message
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was written
+    # Another process holding it, and its lock gone with it (as after kill -9).
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from trainkit import run_lock\n"
+                               f"with run_lock.exclusive({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=f"process {holder.pid}"):
+            _tiny_trainer(tmp_path).fit(*_xy(), epochs=1, verbose=0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _tiny_trainer(tmp_path).fit(*_xy(), epochs=1, verbose=0).history["loss"]

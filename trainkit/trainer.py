@@ -62,6 +62,7 @@ from trainkit.loop import (
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
 from trainkit.resolve import Spec, closest, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
+from trainkit.run_lock import holds_run_lock
 from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
@@ -669,6 +670,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._step = int(self.global_step.numpy())
         return self._step
 
+    @holds_run_lock
     def fit(
         self,
         x: Any,
@@ -720,6 +722,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         Raises:
             TrainingInterrupted: after SIGINT/SIGTERM, once a checkpoint is written and the
                 TensorBoard events are flushed (``err.exit_code`` is 130 or 143).
+            RunDirError: ``run-dir-in-use`` when another process trains into ``logdir`` (see
+                :mod:`trainkit.run_lock`).
 
         Returns:
             The :class:`History`: ``history["loss"]``, ``history["val_loss"]`` and each metric.

@@ -1,0 +1,69 @@
+"""One process at a time in a run directory: an advisory lock held while ``fit`` writes there.
+
+Two processes training into one directory (a resume started twice, or while the run it resumes
+is still training) interleave their checkpoints, journal lines and TensorBoard events: a run
+with every step logged twice, or a checkpoint whose journal lacks its records. ``fit`` takes an
+exclusive ``flock`` on ``<logdir>/.trainkit.lock`` first; the second process gets
+``run-dir-in-use``. The kernel drops the lock with the process, however it ends (``kill -9``
+included), so a killed run never leaves a stale lock to clean up by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from trainkit.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there go unguarded
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".trainkit.lock"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def exclusive(logdir: str | Path | None) -> Iterator[None]:
+    """Holds the run directory's lock for the block (nothing without a ``logdir``).
+
+    Raises:
+        RunDirError: ``run-dir-in-use`` when another process (or another fit of this one) holds it.
+    """
+    if logdir is None or fcntl is None:
+        yield
+        return
+    path = Path(logdir)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise RunDirError("run-dir-in-use", f"{path} is being trained by another trainkit fit{by}: two runs in one directory mix their "
+                                                "checkpoints and events. Wait for it to end (or stop it), or train into another directory.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def holds_run_lock(fit: F) -> F:
+    """Runs a Trainer method with its run directory's lock held (the chief's only: under a
+    multi-worker strategy only it writes there)."""
+
+    @functools.wraps(fit)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with exclusive(self.logdir if self.is_chief else None):
+            return fit(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
