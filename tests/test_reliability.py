@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -570,3 +571,26 @@ def test_a_run_directory_another_fit_trains_into_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert _tiny_trainer(tmp_path).fit(*_xy(), epochs=1, verbose=0).history["loss"]
+
+
+def test_a_checkpoint_or_event_file_that_cannot_be_written_is_a_coded_error(tmp_path):
+    # A full disk or a directory made read-only ended in TensorFlow's PermissionDeniedError or a
+    # RuntimeError traceback, with no word about resuming.
+    from trainkit.callbacks import Callback
+    from trainkit.errors import RunDirError
+    from trainkit.writers.tensorboard import RunWriter
+
+    class TakeTheDirectory(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            shutil.rmtree(tmp_path / "checkpoints", ignore_errors=True)
+            (tmp_path / "checkpoints").write_text("not a directory")
+
+    with pytest.raises(RunDirError) as info:
+        _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0, callbacks=[TakeTheDirectory()])
+    assert info.value.code == "logdir-unwritable" and "Writing a checkpoint to" in info.value.message and "--resume" in info.value.message
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(RunDirError, match=r"Writing TensorBoard events failed: .*No space left on device"):
+        RunWriter._surface(disk_full)

@@ -32,7 +32,12 @@ from trainkit.checkpoint import (
 from trainkit.errors import ArgumentError, RecipeError, RunDirError
 from trainkit.findings import Finding
 from trainkit.history import History
-from trainkit.writers.tensorboard import RunWriter, event_file_sizes, rewind_event_files
+from trainkit.writers.tensorboard import (
+    RunWriter,
+    event_file_sizes,
+    is_storage_error,
+    rewind_event_files,
+)
 
 #: ``checkpoint_every="auto"``: the least time between two end-of-epoch checkpoints. A checkpoint
 #: of a small model takes ~30 ms, longer than a 10k-row epoch of it, so saving every epoch would
@@ -163,7 +168,14 @@ class Resumable:
             # A resume with other hyperparameters (the run's recipe.yaml gone) is refused.
             "hparams": self.hparams,
         }
-        return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
+        try:
+            return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
+        except Exception as err:
+            if not is_storage_error(err):
+                raise
+            first = str(getattr(err, "message", err)).strip().splitlines()[0]
+            raise RunDirError("logdir-unwritable", f"Writing a checkpoint to {checkpoint.directory} failed: {first}. Free space or fix the directory, then "
+                                                   "continue the run from its last good checkpoint (--resume RUN_DIR, or fit(..., resume=True)).") from err
 
     def _diagnosis_state(self) -> dict[str, Any] | None:
         return self._live_diagnosis.get_state(epochs=False) if self._live_diagnosis is not None else None

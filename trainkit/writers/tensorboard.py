@@ -32,6 +32,7 @@ from tensorboard.plugins.text import summary as text_summary
 
 from trainkit import stats
 from trainkit.background import SerialWorker, WorkerClosedError
+from trainkit.errors import RunDirError
 
 SPLITS = ("train", "validation")
 EVENT_FILES = "events.out.tfevents.*"
@@ -349,7 +350,11 @@ class RunWriter:
         except WorkerClosedError:
             raise RuntimeError("RunWriter is closed.") from None
         except Exception as err:
-            raise RuntimeError(f"Writing TensorBoard events failed: {err}") from err
+            if not is_storage_error(err):
+                raise RuntimeError(f"Writing TensorBoard events failed: {err}") from err
+            # A full disk, a directory made read-only or deleted: the user's to fix.
+            raise RunDirError("logdir-unwritable", f"Writing TensorBoard events failed: {err}. Free space or fix the directory, then continue "
+                                                   "the run from its last checkpoint (--resume RUN_DIR, or fit(..., resume=True)).") from err
 
     def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
         event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
@@ -368,3 +373,12 @@ class RunWriter:
         if encoder is None:
             encoder = self._encoders[names] = StepScalarEncoder([step_tag(n) for n in names])
         self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every, wall_times))
+
+
+#: TensorFlow's errors (``tf.io.gfile`` writes) that mean the storage failed, not the program.
+_STORAGE_ERRORS = frozenset({"ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "FailedPreconditionError", "DataLossError"})
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """Whether writing failed for the disk or the directory (full, read-only, deleted)."""
+    return isinstance(err, OSError) or type(err).__name__ in _STORAGE_ERRORS
