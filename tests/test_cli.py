@@ -573,6 +573,10 @@ def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
     (run_dir / "report.json").write_text(json.dumps({**report, "status": "interrupted", "epochs_run": 1}))
     cut = runner.invoke(app, ["diagnose", str(run_dir)])
     assert f"unfinished: the run was interrupted after 1 of 2 epochs; resume it with trainkit train RECIPE --resume {run_dir}" in cut.output
+    for damaged in ("[1, 2]", '{"status": "compl'):  # an AttributeError traceback, or nothing said
+        (run_dir / "report.json").write_text(damaged)
+        said = runner.invoke(app, ["diagnose", str(run_dir)])
+        assert said.exit_code == 0 and "report.json does not read back" in said.output
     (run_dir / "report.json").unlink()  # killed: no report at all
     killed = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
     assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run has no report.json")

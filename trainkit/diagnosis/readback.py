@@ -256,7 +256,7 @@ def unfinished_note(run_dir: str | Path) -> str | None:
         return None
     try:
         planned = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("training", {}).get("epochs")
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8
         planned = None
     resume = f"; resume it with trainkit train RECIPE --resume {run_dir} (the recipe and --set options it began with)" if any((run_dir / "checkpoints").glob("*.json")) else ""
     try:
@@ -264,7 +264,9 @@ def unfinished_note(run_dir: str | Path) -> str | None:
     except FileNotFoundError:
         return f"unfinished: the run has no report.json (still training, or its process was killed){resume}. The end-of-run verdicts are missing."
     except (OSError, ValueError):
-        return None
+        report = None
+    if not isinstance(report, dict):  # cut short by a crash, or edited: it says nothing either way
+        return f"unfinished?: the run's report.json does not read back{resume}; its findings are those of its events."
     status, epochs = report.get("status"), report.get("epochs_run")
     if status not in ("interrupted", "failed"):
         return None
