@@ -552,6 +552,23 @@ def test_a_refused_resume_leaves_the_run_s_recipe_as_it_was(runner, tiny_recipe,
     assert "epochs: 3" in saved.read_text()
 
 
+def test_a_run_directory_removed_while_training_is_not_reported_as_a_whole_run(tiny_recipe, tmp_path, capsys):
+    # rm -rf of the run directory mid-run ended in "run written to ..." and exit 0, nothing else.
+    import shutil
+
+    from trainkit.callbacks import Callback
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    class RemoveTheRun(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            shutil.rmtree(self.trainer.logdir / "train", ignore_errors=True)
+            (self.trainer.logdir / "recipe.yaml").unlink(missing_ok=True)
+
+    result = train_recipe(load_recipe(tiny_recipe), logdir=tmp_path / "runs", verbose=0, callbacks=[RemoveTheRun()])
+    assert "warning: [run-dir-changed]" in capsys.readouterr().err and (result.run_dir / "report.json").exists()
+
+
 def test_first_difference_walks_mappings_and_lists():
     from trainkit.run import first_difference
 

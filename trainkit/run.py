@@ -242,6 +242,11 @@ def train_recipe(
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
                        resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
     if chief:
+        lost = [name for name in ("recipe.yaml", "train") if not (run_dir / name).exists()]
+        if lost and resume_dir is None:
+            # Deleted (or moved) while training: the report below would otherwise pass for a whole run.
+            print(f"warning: [run-dir-changed] {run_dir} lost {' and '.join(lost)} while the run trained: the report is written, "
+                  "but what was removed is gone.", file=sys.stderr)
         if resume_dir is not None:
             _save_resumed_recipe(run_dir, recipe)
         write_report(result, recipe)
