@@ -393,8 +393,17 @@ def _damage(prefix: Path, how: str) -> None:
         os.truncate(data, 20)
     elif how == "missing-index":
         prefix.with_name(prefix.name + ".index").unlink()
+    elif how == "state-file":  # the manager's list of checkpoints, not one checkpoint
+        (prefix.parent / "checkpoint").write_text("garbage {")
     else:
         record.write_bytes({"record-not-utf8": b"\xff\xfe\x00", "record-a-list": b"[]", "record-empty": b"{}"}[how])
+
+
+def test_a_damaged_list_of_checkpoints_falls_back_to_the_checkpoints_themselves(tmp_path):
+    # "Nothing to resume: no complete checkpoint" although all three were intact.
+    whole = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0).history
+    _damage(tmp_path / "checkpoints" / "ckpt-3", "state-file")
+    assert _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history == whole
 
 
 @pytest.mark.parametrize("how", ["truncated-data", "missing-index", "record-not-utf8", "record-a-list", "record-empty"])

@@ -14,6 +14,7 @@ grow with the run (the diagnosis's one per epoch) go to a journal the checkpoint
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -108,7 +109,7 @@ class TrainingCheckpoint:
         A record that does not read back as one (cut short, not UTF-8, not a mapping with its
         epoch) is skipped, and named in ``damaged`` when given.
         """
-        for prefix in reversed(self._manager.checkpoints):
+        for prefix in reversed(self._prefixes()):
             sidecar = Path(prefix + ".json")
             if not sidecar.exists():
                 continue
@@ -123,6 +124,15 @@ class TrainingCheckpoint:
                 problem = "its record holds no epoch"
             if damaged is not None:
                 damaged.append(f"{sidecar.name} ({problem})")
+
+    def _prefixes(self) -> list[str]:
+        """The checkpoints, oldest first: as the manager's state file lists them, or, when that
+        file is missing or damaged (it lists none), as the directory holds them."""
+        if self._manager.checkpoints:
+            return list(self._manager.checkpoints)
+        found = [(int(m.group(1)), str(index.with_suffix(""))) for index in self.directory.glob("ckpt-*.index")
+                 if (m := re.fullmatch(r"ckpt-(\d+)", index.stem))]
+        return [prefix for _, prefix in sorted(found)]
 
     def latest(self) -> tuple[str, dict[str, Any]] | None:
         """The newest checkpoint that has a progress record, with that record; ``None`` if none."""
