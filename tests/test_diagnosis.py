@@ -283,6 +283,20 @@ def test_loss_collapsed_spares_honest_easy_tasks_and_names_both_causes(fraction,
         assert "contain the answer" in message and "deterministic" in message and "almost certainly" not in message
 
 
+def test_a_signal_that_fades_going_forward_is_vanishing_even_when_every_gradient_is_tiny_alike():
+    # Ten tanh layers from random_normal(0.05): std 3e-3 at layer 3, 1.5e-6 at layer 9, gradients
+    # ~5e-6 everywhere (first/last ratio ~1), and only loss-at-chance was reported.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, layers=("input_layer", "dense", "dense_1", "dense_3", "dense_4", "dense_2"))
+    for layer, std in (("dense", 3e-3), ("dense_1", 1e-4), ("dense_3", 1e-5), ("dense_4", 1.5e-6)):
+        s.values[f"activation/{layer}/std"] = lambda e, st, std=std: std
+    s.train_loss = lambda e, st: LN2
+    s.val_loss = lambda e: LN2
+    f = finding(s.run(), "vanishing-gradients")
+    assert f.layer == "dense_4" and "fades on the way forward" in f.message and "glorot_uniform" in f.advice
+    assert "vanishing-gradients" not in codes(Stream().run())  # healthy stds stay quiet
+
+
 def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
     s = Stream()
     bad = 3 * STEPS + 4
