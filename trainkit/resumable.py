@@ -32,10 +32,10 @@ from trainkit.checkpoint import (
 from trainkit.errors import ArgumentError, RecipeError, RunDirError
 from trainkit.findings import Finding
 from trainkit.history import History
+from trainkit.runs import is_storage_error
 from trainkit.writers.tensorboard import (
     RunWriter,
     event_file_sizes,
-    is_storage_error,
     rewind_event_files,
 )
 

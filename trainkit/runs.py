@@ -115,3 +115,11 @@ def write_atomic(path: str | Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+#: TensorFlow's errors (``tf.io.gfile`` writes) that mean the storage failed, not the program.
+_STORAGE_ERRORS = frozenset({"ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "FailedPreconditionError", "DataLossError"})
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """Whether writing failed for the disk or the directory (full, read-only, deleted)."""
+    return isinstance(err, OSError) or type(err).__name__ in _STORAGE_ERRORS

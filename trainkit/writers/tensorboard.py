@@ -33,6 +33,7 @@ from tensorboard.plugins.text import summary as text_summary
 from trainkit import stats
 from trainkit.background import SerialWorker, WorkerClosedError
 from trainkit.errors import RunDirError
+from trainkit.runs import is_storage_error
 
 SPLITS = ("train", "validation")
 EVENT_FILES = "events.out.tfevents.*"
@@ -373,12 +374,3 @@ class RunWriter:
         if encoder is None:
             encoder = self._encoders[names] = StepScalarEncoder([step_tag(n) for n in names])
         self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every, wall_times))
-
-
-#: TensorFlow's errors (``tf.io.gfile`` writes) that mean the storage failed, not the program.
-_STORAGE_ERRORS = frozenset({"ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "FailedPreconditionError", "DataLossError"})
-
-
-def is_storage_error(err: BaseException) -> bool:
-    """Whether writing failed for the disk or the directory (full, read-only, deleted)."""
-    return isinstance(err, OSError) or type(err).__name__ in _STORAGE_ERRORS
