@@ -281,6 +281,10 @@ def test_unscaled_targets_bad_and_good():
     assert finding.code == "unscaled-targets" and finding.evidence["mean"] == pytest.approx(53, abs=0.1)
     assert "y_std" in finding.advice
     assert run("regression", X, (y - y.mean()) / y.std()) == []
+    # A relu output: the same targets, scaled but not centred (it cannot reach negative ones).
+    (finding,) = run("regression_relu", X, y)
+    assert finding.code == "unscaled-targets" and "keeping them >= 0 for the relu output" in finding.advice
+    assert run("regression_relu", X, y / y.std()) == []
 
 
 def test_train_validation_overlap_bad_and_good():

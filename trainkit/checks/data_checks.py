@@ -719,11 +719,14 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
 
 
 def unscaled_targets(ctx: DataContext) -> Issue | None:
-    """Regression targets with std or |mean| far above 1 for a linear output."""
+    """Regression targets with std or |mean| far above 1 for a linear (or relu-like) output."""
     for t in ctx.targets:
         if t.task != "regression" or t.y is None or not _is_numeric(t.y) or t.y.size == 0:
             continue
-        if t.loss.kind not in ("regression", None) or (t.output is not None and (t.output.activation != "linear" or t.output.rescaled)):
+        # A relu/softplus output reaches large targets too, as slowly (targets 0..100 got only
+        # "bounded output" and "underfitting"); it needs them scaled, not centred.
+        non_negative = t.output is not None and not t.output.rescaled and t.output.output_range == (0.0, float("inf"))
+        if t.loss.kind not in ("regression", None) or (t.output is not None and not non_negative and (t.output.activation != "linear" or t.output.rescaled)):
             continue
         y = _stride(t.y, ctx.sample_rows).astype(np.float64)
         y = y.reshape(len(y), -1)
@@ -737,8 +740,10 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output starts "
             f"far from them (near 0 on scaled inputs: a first loss of ~{_fmt(m * m + s * s)}, the mean of y squared), "
             f"so the first gradients are huge and the output bias has to travel {_fmt(abs(m))} units.",
-            "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
-            "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean.",
+            (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
+             "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
+             "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
+             "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean."),
             {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
             t.output.layer if t.output else None)
     return None
