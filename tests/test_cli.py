@@ -569,6 +569,23 @@ def test_a_run_directory_removed_while_training_is_not_reported_as_a_whole_run(t
     assert "warning: [run-dir-changed]" in capsys.readouterr().err and (result.run_dir / "report.json").exists()
 
 
+def test_a_stop_signal_while_a_finished_run_ends_still_gets_its_report(tiny_recipe, tmp_path):
+    # SIGTERM during the end-of-run diagnosis killed the process (exit 143) without report.json.
+    import os
+    import signal
+
+    from trainkit.callbacks import Callback
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    class TermAtTheEnd(Callback):
+        def on_train_end(self, logs=None):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = train_recipe(load_recipe(tiny_recipe), logdir=tmp_path / "runs", verbose=0, callbacks=[TermAtTheEnd()])
+    assert json.loads((result.run_dir / "report.json").read_text())["status"] == "completed"
+
+
 def test_first_difference_walks_mappings_and_lists():
     from trainkit.run import first_difference
 

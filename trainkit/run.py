@@ -27,6 +27,7 @@ from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
+from trainkit.interrupt import stop_on_signals
 from trainkit.modelbuild import build_from_recipe
 from trainkit.recipe import Recipe
 from trainkit.runs import (
@@ -241,6 +242,14 @@ def train_recipe(
         raise
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
                        resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
+    with stop_on_signals():  # the run is complete: a stop signal now waits for its report
+        _finish_run(result, recipe, resume_dir, chief)
+    return result
+
+
+def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chief: bool) -> None:
+    """Writes a completed run's recipe (after a resume) and report, saying what it lost, if anything."""
+    run_dir = result.run_dir
     if chief:
         lost = [name for name in ("recipe.yaml", "train") if not (run_dir / name).exists()]
         if lost and resume_dir is None:
@@ -250,7 +259,6 @@ def train_recipe(
         if resume_dir is not None:
             _save_resumed_recipe(run_dir, recipe)
         write_report(result, recipe)
-    return result
 
 
 def _save_resumed_recipe(run_dir: Path, recipe: Recipe) -> None:

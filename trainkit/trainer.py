@@ -823,7 +823,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # must see: a failure while ending the run is only reported beside it.
             self._end_training(callback_list, began, in_flight=True)
             raise
-        self._end_training(callback_list, began)
+        # A stop signal now arrives after the last epoch: the run is complete, and its ending (the
+        # end-of-run diagnosis, the final checkpoint's record, the events) takes a moment more.
+        # SIGTERM here used to kill the process without its report.
+        with stop_on_signals():
+            self._end_training(callback_list, began)
         return self.history
 
     def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: bool = False) -> None:
