@@ -315,6 +315,30 @@ def test_ctrl_c_before_training_is_one_line_exit_130_and_leaves_no_run_dir(runne
     assert not logdir.exists()  # nor the empty <logdir>/<recipe> it made for the run
 
 
+def test_sigterm_while_a_run_sets_up_stops_it_as_ctrl_c_does_with_exit_143(tiny_recipe, tmp_path, monkeypatch):
+    # Its default killed the process (exit 143, no word), leaving a run directory with a recipe
+    # and empty events that could not be resumed.
+    import os
+    import signal
+
+    from trainkit.errors import TrainingInterrupted
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+    from trainkit.trainer import Trainer
+
+    def terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "_open_writer", terminate)
+    logdir = tmp_path / "runs"
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as info:
+        train_recipe(load_recipe(tiny_recipe), logdir=logdir, verbose=0)
+    assert info.value.exit_code == 143 and "nothing was trained" in info.value.message
+    assert not logdir.exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # put back for whatever runs next
+
+
 def test_a_second_ctrl_c_while_training_keeps_the_run_directory(runner, tiny_recipe, tmp_path, monkeypatch):
     # Steps ran, no checkpoint yet: what was written (events, recipe) stays, and no message
     # claims nothing was trained.
