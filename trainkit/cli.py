@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
+from trainkit.interrupt import restore_sigterm, sigterm_as_interrupt
 from trainkit.writers.pipes import survive_closed_pipes
 
 app = typer.Typer(
@@ -266,7 +265,7 @@ def tensorboard_command(
         _err(f"error: [port-in-use] Port {port} on 127.0.0.1 cannot be bound (in use, or reserved). Pick another with --port, or --port 0 for a free one.")
         raise typer.Exit(EXIT_USER_ERROR)
     server = TensorBoardServer(logdir, port=port)
-    previous = _stop_on_sigterm()
+    previous = sigterm_as_interrupt()  # `kill` must not leave the TensorBoard child behind
     try:
         server.start()
         server.wait_ready(timeout=120)
@@ -283,23 +282,7 @@ def tensorboard_command(
         _err("stopping TensorBoard")
     finally:
         server.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _stop_on_sigterm() -> Any:
-    """Makes SIGTERM stop like Ctrl-C, so `kill` never leaves the TensorBoard child behind.
-
-    Returns the previous handler, or None where handlers cannot be set (not the main thread).
-    """
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:
-        return None
+        restore_sigterm(previous)
 
 
 def _command_name(context: Any) -> str:

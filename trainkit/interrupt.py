@@ -8,11 +8,13 @@ checkpoint, flushes TensorBoard and the report, and raises
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 # Shell convention: 128 + signal number.
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -61,3 +63,34 @@ def stop_on_signals() -> Iterator[StopRequest]:
             if handler is None:
                 handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, handler)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interruption (see :func:`sigterm_as_interrupt`): caught where Ctrl-C
+    is, and told apart from it for the exit code (143, not 130)."""
+
+
+def sigterm_as_interrupt() -> Any:
+    """Makes SIGTERM raise :class:`Terminated`, as Ctrl-C raises ``KeyboardInterrupt``, until
+    :func:`restore_sigterm`: outside :func:`stop_on_signals`, its default kills the process with no
+    chance to clean up (a run directory half made, a TensorBoard child left behind).
+
+    Returns:
+        The previous handler, for :func:`restore_sigterm` (``None`` outside the main thread).
+    """
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: handlers cannot be set there
+        return None
+
+
+def restore_sigterm(previous: Any) -> None:
+    """Puts back the SIGTERM handler :func:`sigterm_as_interrupt` replaced."""
+    # None: a handler installed outside Python (which cannot be put back), or none replaced
+    # outside the main thread, where setting one fails again.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -7,11 +7,9 @@ in :func:`prepare_run`, before a run directory exists, so bad input never leaves
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shlex
-import signal
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
-from trainkit.interrupt import stop_on_signals
+from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt, stop_on_signals
 from trainkit.modelbuild import build_from_recipe
 from trainkit.recipe import Recipe
 from trainkit.runs import (
@@ -198,7 +196,7 @@ def train_recipe(
         run_dir = resume_dir
     trainer.logdir = run_dir
     started = time.perf_counter()
-    previous = _terminate_as_interrupt()
+    previous = sigterm_as_interrupt()
     try:
         if chief and resume_dir is None:
             write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
@@ -226,7 +224,7 @@ def train_recipe(
     except KeyboardInterrupt as stop:
         # Ctrl-C (or SIGTERM) while fit set up, before it took over the signals, or a second Ctrl-C
         # while it was stopping. Only a new run that trained no step is removed: nothing in it to resume.
-        code = 143 if isinstance(stop, _Terminated) else 130
+        code = 143 if isinstance(stop, Terminated) else 130
         checkpointed = any((run_dir / CHECKPOINT_SUBDIR).glob("*"))
         if trainer.step > 0 or resume_dir is not None or checkpointed:
             by = "SIGTERM" if code == 143 else "a second Ctrl-C"
@@ -247,37 +245,12 @@ def train_recipe(
                                            resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks)), recipe)
         raise
     finally:
-        _restore_sigterm(previous)
+        restore_sigterm(previous)
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
                        resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
         _finish_run(result, recipe, resume_dir, chief)
     return result
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM while a run sets up: stopped as Ctrl-C stops it there, exiting with 143."""
-
-
-def _terminate_as_interrupt() -> Any:
-    """Makes SIGTERM raise :class:`_Terminated` until :func:`_restore_sigterm` (fit's own handling
-    takes over while it trains). Its default killed the process in the set-up, leaving a run
-    directory with nothing to resume. Returns the previous handler (``None``: not the main thread)."""
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise _Terminated
-
-    try:
-        return signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: handlers cannot be set there
-        return None
-
-
-def _restore_sigterm(previous: Any) -> None:
-    # None: a handler installed outside Python (which cannot be put back), or no handler set
-    # because this is not the main thread, where setting one fails again.
-    with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chief: bool) -> None:
