@@ -718,6 +718,12 @@ def test_constructor_arguments_of_the_wrong_kind_are_refused_before_anything_is_
     assert info.value.code == "bad-argument" and words in info.value.message
 
 
+def test_numpy_whole_numbers_are_whole_numbers():
+    # np.int64 seeds and class counts, as numpy hands them out, are taken as ints.
+    trainer = make_trainer(seed=np.int64(7), num_classes=np.int32(2))
+    assert trainer.seed == 7 and type(trainer.seed) is int
+
+
 @pytest.mark.parametrize(("kwargs", "words"), [
     ({"mode": "mn"}, 'Did you mean "min"?'),  # it meant "max": the run stopped as the loss fell
     ({"patience": "x"}, "patience must be a whole number"),

@@ -13,6 +13,7 @@ strategy, seed and output heads, and the data checks are the trainer's overridab
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -171,7 +172,7 @@ def check_epochs(epochs: int, initial_epoch: int) -> None:
 
 def check_fit_options(validation_split: Any, callbacks: Any) -> None:
     """Refuses a ``validation_split`` that is not a number and ``callbacks`` that are not a list."""
-    if isinstance(validation_split, bool) or not isinstance(validation_split, int | float | np.floating):
+    if isinstance(validation_split, bool | np.bool_) or not isinstance(validation_split, numbers.Real):
         raise ArgumentError("bad-argument", f"validation_split must be a number in [0, 1), got {validation_split!r}.")
     if callbacks is None or hasattr(callbacks, "on_epoch_end") or isinstance(callbacks, str) or not hasattr(callbacks, "__iter__"):
         raise ArgumentError("bad-argument", f"callbacks must be a list of callbacks, got {callbacks!r}: "

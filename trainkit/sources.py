@@ -73,7 +73,7 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     """
 
     def part(value: Any, several: bool, what: str, numbers: bool) -> Any:
-        if not several and isinstance(value, list | tuple) and len(value) == 1 and np.ndim(getattr(value[0], "shape", ())) and np.ndim(value[0]) >= 2:
+        if not several and isinstance(value, list | tuple) and len(value) == 1 and hasattr(value[0], "shape") and np.ndim(value[0]) >= 2:
             value = value[0]  # [x] for a model with one input, as model.fit takes it (a list of one array, not one row)
         if isinstance(value, Mapping):
             return {k: as_array(v, f"{what}[{k!r}]", numbers=numbers) for k, v in value.items()}

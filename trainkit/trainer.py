@@ -262,7 +262,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.logdir = Path(logdir) if logdir is not None else None
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
-        self.seed = seed if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
+        self.seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
         self.allow = frozenset(allow)
         self.num_classes = num_classes
         self.steps_per_execution = steps_per_execution

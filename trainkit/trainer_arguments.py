@@ -8,10 +8,12 @@ the argument, what it takes and what it got.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from trainkit.errors import ArgumentError
@@ -20,7 +22,8 @@ MAX_SEED = 2**32 - 1  # TensorFlow's and Keras's seeds are 32-bit
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number, numpy's included (``np.int64(3)``, a seed drawn with numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
 def _refuse(name: str, takes: str, value: Any) -> ArgumentError:
