@@ -720,8 +720,9 @@ def test_constructor_arguments_of_the_wrong_kind_are_refused_before_anything_is_
 
 def test_numpy_whole_numbers_are_whole_numbers():
     # np.int64 seeds and class counts, as numpy hands them out, are taken as ints.
-    trainer = make_trainer(seed=np.int64(7), num_classes=np.int32(2))
-    assert trainer.seed == 7 and type(trainer.seed) is int
+    trainer = make_trainer(seed=np.int64(7), num_classes=np.int32(2), optimizer={"name": "adam", "clipnorm": np.int64(1)})
+    assert trainer.seed == 7 and type(trainer.seed) is int and trainer.optimizer.clipnorm == 1.0
+    assert EarlyStopping(monitor="loss", patience=np.int64(3), min_delta=np.float32(0.01)).patience == 3
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
 # closest is imported from here by other modules too (it lives in errors, free of Keras).
 from trainkit.errors import UnknownNameError, closest
@@ -135,7 +137,7 @@ _ARGUMENT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)  # numpy's numbers too
 
 
 def _checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def _checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults
             raise UnknownNameError(code, f"{what}: {arg} takes true or false, {got}.")
         if _is_number(default) and isinstance(value, str | bool):
             raise UnknownNameError(code, f"{what}: {arg} takes a number (its default is {default}), {got}.")
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(default, float) and _is_number(value):
             out[arg] = value = float(value)
         if arg in _ARGUMENT_RANGES and value is not None:
             low, high, low_in, high_in = _ARGUMENT_RANGES[arg]

@@ -1094,7 +1094,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         """
         check_batch_size(batch_size)
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
         if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset):
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset or a generator; numpy data is predicted whole.")

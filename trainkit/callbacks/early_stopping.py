@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -29,9 +30,9 @@ class EarlyStopping(Callback):
             raise ArgumentError("bad-argument", f'EarlyStopping mode must be "min", "max" or "auto", got {mode!r}.{closest(str(mode), ("min", "max", "auto"))}')
         if not isinstance(monitor, str):
             raise ArgumentError("bad-argument", f"EarlyStopping monitor must be the name of an epoch value (\"val_loss\"), got {monitor!r}.")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ArgumentError("bad-argument", f"EarlyStopping patience must be a whole number of epochs >= 0, got {patience!r}.")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or not min_delta >= 0:
+        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ArgumentError("bad-argument", f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}.")
         if mode == "auto":
             mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
