@@ -191,6 +191,30 @@ def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     assert "standardize_targets" in finding(reg.run(), "initial-loss-too-high").advice
 
 
+def test_targets_already_standardised_are_not_told_to_be_standardised_again():
+    # The diagnosis audit: standardised regression targets were told "standardize_targets: true".
+    reg = Stream(task="regression", chance=1.0)
+    reg.context.target_mean, reg.context.target_std = 0.0, 1.0
+    base = reg.train_loss
+    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else base(e, st)
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "standardize_targets" not in f.advice and "standardize_inputs" in f.advice and "std 1" in f.advice
+    reg.train_loss = lambda e, st: 6.0 - 0.05 * e
+    reg.val_loss = lambda e: 6.2 - 0.05 * e
+    f = finding(reg.run(), "loss-at-chance")
+    assert "standardize_targets" not in f.advice and "unstandardised" not in f.message and "linear" in f.advice
+    # Unscaled targets (diabetes: mean 152, std 77) still are.
+    reg.context.target_mean, reg.context.target_std = 152.0, 77.0
+    assert "standardize_targets" in finding(reg.run(), "loss-at-chance").advice
+
+
+def test_a_classifier_is_never_told_to_standardise_its_labels():
+    s = Stream()
+    s.train_loss = lambda e, st: float("nan") if e == 2 else 0.7
+    f = finding(s.run(), "nan-loss")
+    assert "standardise the inputs," in f.advice and "targets" not in f.advice
+
+
 def test_initial_loss_discounts_the_regularization_penalty():
     s = Stream()
     s.context.regularization = 5.0
@@ -311,7 +335,7 @@ def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
 
 def test_a_loss_non_finite_from_the_first_step_is_not_blamed_on_the_learning_rate():
     # Targets near 1e30 make the first MSE inf, before any update: lowering the rate cannot help.
-    s = Stream()
+    s = Stream(task="regression", chance=1.0)
     s.train_loss = lambda e, st: math.inf
     f = finding(s.run(), "nan-loss")
     assert f.step == 0 and "before any update" in f.message and "standardise the inputs and the targets" in f.advice
@@ -1253,3 +1277,22 @@ def test_a_second_fit_of_a_trainer_journals_its_own_epochs(tmp_path):
     second = trainer.fit(x, y, epochs=3, batch_size=40, verbose=0).history["loss"]
     lines = (tmp_path / CHECKPOINT_SUBDIR / "epochs.jsonl").read_text().splitlines()
     np.testing.assert_allclose([json.loads(line)["logs"]["loss"] for line in lines], second, rtol=1e-6)
+
+
+def test_a_regression_fit_knows_the_scale_of_its_targets():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 3)).astype(np.float32)
+    y = np.stack([x[:, 0], 150 + 70 * x[:, 1]], axis=1).astype(np.float32)  # the second column is unscaled
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", logdir=None)
+    trainer.fit(x, y, epochs=1, batch_size=40, verbose=0)
+    context = trainer._live_diagnosis.diagnoser.context
+    assert context.target_mean == pytest.approx(float(y[:, 1].mean()), rel=1e-5)
+    assert context.target_std == pytest.approx(float(y[:, 1].std()), rel=1e-4)
+    assert Context.from_dict(context.to_dict()).target_std == context.target_std  # `trainkit diagnose` reads it back
+    # A classifier's labels have no scale to speak of.
+    classifier = Trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")]),
+                         loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    classifier.fit(x, (x[:, :1] > 0).astype(np.float32), epochs=1, batch_size=40, verbose=0)
+    assert classifier._live_diagnosis.diagnoser.context.target_std is None

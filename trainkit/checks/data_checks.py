@@ -44,6 +44,7 @@ from trainkit.checks.model_inspect import (
     position_keeping_layers,
     scales_own_inputs,
 )
+from trainkit.diagnosis.baseline import target_scale
 from trainkit.errors import DataError, closest_match
 from trainkit.findings import Finding, Severity
 
@@ -62,7 +63,6 @@ _LEAK_ROWS, _LEAK_VALUES, _LEAK_MAX_FEATURES = 20_000, 2_000_000, 4096
 UNSCALED_MEAN = 10.0
 UNSCALED_STD = 10.0
 UNSCALED_STD_RATIO = 100.0
-UNSCALED_TARGET = 10.0
 OVERLAP_SHARE = 0.01
 LEAK_CORRELATION = 0.9999
 #: A feature whose classes lie in separate intervals at least this many within-class standard
@@ -728,13 +728,12 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         non_negative = t.output is not None and not t.output.rescaled and t.output.output_range == (0.0, float("inf"))
         if t.loss.kind not in ("regression", None) or (t.output is not None and not non_negative and (t.output.activation != "linear" or t.output.rescaled)):
             continue
-        y = _stride(t.y, ctx.sample_rows).astype(np.float64)
-        y = y.reshape(len(y), -1)
-        mean, std = y.mean(axis=0), y.std(axis=0)
-        j = int(np.argmax(np.maximum(np.abs(mean), std)))
-        m, s = float(mean[j]), float(std[j])
-        if abs(m) < UNSCALED_TARGET and s < UNSCALED_TARGET:
+        y = _stride(t.y, ctx.sample_rows)
+        scale = target_scale(y)
+        if scale is None or scale.scaled:
             continue
+        m, s, j = scale.mean, scale.std, scale.column
+        y = y.reshape(len(y), -1)
         return Issue(
             f"The regression targets {t.name} have mean {_fmt(m)} and std {_fmt(s)}{ctx.where} (range "
             f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output starts "

@@ -24,6 +24,47 @@ import numpy as np
 #: Rows used to compute the chance level (a strided sample of larger training sets).
 MAX_ROWS = 100_000
 _EPS = 1e-7
+#: Regression targets with |mean| or std at or above this are unscaled: the ``unscaled-targets``
+#: check warns, and the advice of the findings tells to standardise them only then.
+UNSCALED_TARGET = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetScale:
+    """The mean and standard deviation of the regression target column farthest from unit scale.
+
+    Attributes:
+        mean: That column's mean.
+        std: Its standard deviation.
+        column: Its index among the flattened target columns.
+    """
+
+    mean: float
+    std: float
+    column: int
+
+    @property
+    def scaled(self) -> bool:
+        """Whether every column is within the scale that trains well (|mean| and std < 10)."""
+        return abs(self.mean) < UNSCALED_TARGET and self.std < UNSCALED_TARGET
+
+
+def target_scale(y: Any) -> TargetScale | None:
+    """The :class:`TargetScale` of regression targets ``[rows, ...]``; ``None`` unless numeric and finite."""
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError):
+        return None
+    if y.size == 0 or not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        return None
+    if len(y) > MAX_ROWS:
+        y = y[:: math.ceil(len(y) / MAX_ROWS)]
+    y = y.astype(np.float64).reshape(len(y), -1)
+    if not np.isfinite(y).all():
+        return None
+    mean, std = y.mean(axis=0), y.std(axis=0)
+    j = int(np.argmax(np.maximum(np.abs(mean), std)))
+    return TargetScale(float(mean[j]), float(std[j]), j)
 
 
 @dataclasses.dataclass(frozen=True)

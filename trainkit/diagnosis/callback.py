@@ -29,7 +29,7 @@ import numpy as np
 
 from trainkit.background import SerialWorker
 from trainkit.callbacks.base import Callback
-from trainkit.diagnosis.baseline import Baseline, chance_loss
+from trainkit.diagnosis.baseline import Baseline, TargetScale, chance_loss, target_scale
 from trainkit.diagnosis.engine import Context, Diagnoser, EpochRecord, epoch_record_state
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES, nonfinite_weights
@@ -447,6 +447,7 @@ def build_context(
     from trainkit.checks.compatibility import describe_loss
 
     baseline = _chance_level(trainer, targets, sample_weight) if targets is not None else None
+    scale = _target_scale(trainer, targets)
     model = trainer.model
     return Context(
         task=_one_task(trainer),
@@ -464,7 +465,17 @@ def build_context(
         train_rows=train_rows,
         has_validation=has_validation,
         early_stopping=_early_stopping_config(callbacks),
+        target_mean=scale.mean if scale else None,
+        target_std=scale.std if scale else None,
     )
+
+
+def _target_scale(trainer: Any, targets: Any) -> TargetScale | None:
+    """The scale of a one-output regression's training targets (``None`` for anything else)."""
+    heads = getattr(trainer, "heads", ())
+    if _one_task(trainer) != "regression" or len(heads) > 1 or targets is None or isinstance(targets, tuple | list | Mapping):
+        return None
+    return target_scale(targets)
 
 
 def resumed_context(saved: Context, current: Context) -> Context:

@@ -68,6 +68,9 @@ class Context:
         has_validation: Whether validation values are computed each epoch.
         early_stopping: ``{"monitor", "patience", "restore_best_weights"}`` of an EarlyStopping
             callback, when one is used.
+        target_mean: A regression's training targets: the mean of the column farthest from unit
+            scale (see :func:`trainkit.diagnosis.baseline.target_scale`), when known.
+        target_std: That column's standard deviation, when known.
     """
 
     task: str | None = None
@@ -85,6 +88,8 @@ class Context:
     train_rows: int | None = None
     has_validation: bool = False
     early_stopping: dict[str, Any] | None = None
+    target_mean: float | None = None
+    target_std: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from trainkit.diagnosis.baseline import UNSCALED_TARGET
 from trainkit.findings import Finding, Severity
 
 if TYPE_CHECKING:
@@ -209,6 +210,28 @@ def _chance(view: Diagnoser) -> float | None:
 def _chance_text(view: Diagnoser) -> str:
     detail = f" ({view.context.chance_detail})" if view.context.chance_detail else ""
     return f"the chance level {_fmt(view.context.chance_loss)}{detail}"
+
+
+def _targets_scaled(view: Diagnoser) -> bool:
+    """Whether the run is a regression whose targets are known to be on a unit scale already."""
+    mean, std = view.context.target_mean, view.context.target_std
+    return mean is not None and std is not None and abs(mean) < UNSCALED_TARGET and std < UNSCALED_TARGET
+
+
+def _targets_text(view: Diagnoser) -> str:
+    """``mean M, std S`` of a regression's targets, for messages."""
+    return f"mean {_fmt(view.context.target_mean)}, std {_fmt(view.context.target_std)}"
+
+
+def _standardise(view: Diagnoser) -> str:
+    """What to standardise: the targets only where they are a regression's and not known to be scaled.
+
+    A classifier's targets are labels, and a regression's standardised targets were told to be
+    standardised again (diagnosis audit, session 23).
+    """
+    if view.context.task == "regression" and not _targets_scaled(view):
+        return "the inputs and the targets"
+    return "the inputs"
 
 
 def _lr(view: Diagnoser) -> float | None:
@@ -462,7 +485,13 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
     factor = view.t.initial_high_factor_regression if view.context.task == "regression" else view.t.initial_high_factor
     if loss <= factor * chance:
         return None
-    if view.context.task == "regression":
+    if view.context.task == "regression" and _targets_scaled(view):
+        advice = (f"The targets are already on a unit scale ({_targets_text(view)}), so the first predictions are far off "
+                  "because of what the model computes from the inputs: standardise the inputs (preprocessing: "
+                  "{standardize_inputs: true}), use the initialiser of the activation (he_normal for relu, glorot_uniform "
+                  "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
+                  "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
+    elif view.context.task == "regression":
         advice = ("Standardise the targets with training-split statistics (preprocessing: "
                   "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs "
                   "(standardize_inputs: true); or initialise the output bias at the target mean "
@@ -547,17 +576,27 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
         return None  # still falling fast: underfitting's verdict
     if best_val is not None and best_val < view.t.at_chance_train * chance:
         return None  # the validation loss beat the mean: something was learned
+    ended = (f"The training loss ended at {_fmt(final)} (best over the last third of the epochs), "
+             f"{final / chance:.1f}x {_chance_text(view)}: predicting the target mean for every row would do "
+             f"better, and the loss is no longer falling fast.")
+    evidence = {**evidence, "ratio": final / chance}
+    if _targets_scaled(view):
+        return Issue(
+            f"{ended} The targets are on a unit scale ({_targets_text(view)}), so the predictions are stuck away "
+            f"from them: an output that cannot reach them, units that stopped passing a signal, or steps that "
+            f"do not settle.",
+            f"Make sure the output layer can reach the targets (activation: linear for signed targets), read the "
+            f"dead-relu and saturation statistics of the hidden layers, standardise the inputs, and try the learning "
+            f"rate 10x lower ({_lowered_lr(view)}) and 10x higher.",
+            evidence, epoch=view.epochs[-1].epoch)
     return Issue(
-        f"The training loss ended at {_fmt(final)} (best over the last third of the epochs), "
-        f"{final / chance:.1f}x {_chance_text(view)}: predicting the target mean for every row would do "
-        f"better, and the loss is no longer falling fast. The model never reached the scale of the "
-        f"targets: typical of unstandardised targets (a linear output starting near 0 for targets "
-        f"far from 0) or updates too small to get there.",
+        f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
+        f"output starting near 0 for targets far from 0) or updates too small to get there.",
         "Standardise the targets with training-split statistics (preprocessing: {standardize_targets: "
         "true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs, or initialise the output "
         "bias at the target mean (bias_initializer: {name: constant, value: MEAN}); then check the "
         "learning rate and train longer if the loss still falls.",
-        {**evidence, "ratio": final / chance}, epoch=view.epochs[-1].epoch)
+        evidence, epoch=view.epochs[-1].epoch)
 
 
 def loss_collapsed(view: Diagnoser) -> Issue | None:
@@ -602,7 +641,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The loss was NaN/inf from the run's first step ({nf.loss_step}), before any update had changed the weights, "
             f"so no learning rate caused it.{origin}",
-            "Look at what the first forward pass reads: standardise the inputs and the targets (a value over ~1.8e19 "
+            f"Look at what the first forward pass reads: standardise {_standardise(view)} (a value over ~1.8e19 "
             "overflows float32 when squared: an MSE of targets near 1e30 is inf), check the weights the model starts "
             "from, and guard custom losses against log(0) and division by zero (add an epsilon).",
             evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step), layer=layer)
@@ -610,7 +649,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
         f"{_fmt(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
         f"Lower the learning rate ({_lowered_lr(view)}), clip gradients "
-        f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), standardise inputs and targets, and "
+        f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), standardise {_standardise(view)}, and "
         f"guard custom losses against log(0) and division by zero (add an epsilon).",
         evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step),
         layer=layer)
@@ -944,7 +983,7 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
         f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {e.norm / max(e.baseline, 1e-12):.0f}x "
         f"its level in the first steps ({_fmt(e.baseline)}): the updates feed on themselves.",
         f"Clip gradients (optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
-        f"rate ({_lowered_lr(view)}), and standardise inputs and targets.",
+        f"rate ({_lowered_lr(view)}), and standardise {_standardise(view)}.",
         {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
         epoch=_epoch_of(view, e.step))
 
