@@ -554,6 +554,12 @@ def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny
     assert more.output.startswith("trained 1 more epoch (resumed after epoch 2)")
     assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 3
     assert "epochs: 3" in (run_dir / "recipe.yaml").read_text()  # the next resume compares with 3
+    # Fewer epochs than it trained was accepted, trained nothing and left "epochs: 1" in recipe.yaml.
+    fewer = runner.invoke(app, [*args, "--set", "training.epochs=1", "--resume", str(run_dir)])
+    assert fewer.exit_code == 2 and "[resume-mismatch]" in fewer.output and "already trained 3 epochs" in fewer.output
+    assert "epochs: 3" in (run_dir / "recipe.yaml").read_text()
+    again = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
+    assert again.exit_code == 0 and again.output.startswith("nothing left to train"), again.output
 
 
 @pytest.mark.parametrize("damage", ["missing", "not-yaml", "not-utf8"])

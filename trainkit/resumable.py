@@ -213,7 +213,13 @@ class Resumable:
             where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
-        finished = progress.get("stop_reason") in FINISHED_STOP_REASONS or int(progress["epoch"]) >= epochs
+        trained = int(progress["epoch"])
+        if epochs < trained:
+            # Accepted, it trained nothing and left the run's recipe saying fewer epochs than it has.
+            raise RecipeError("resume-mismatch", f"{self.logdir} already trained {trained} epochs, more than the {epochs} asked for "
+                                                 f"(training.epochs in a recipe). Resume with more than {trained} epochs to train it "
+                                                 f"further, or with {trained} to look at it again.")
+        finished = progress.get("stop_reason") in FINISHED_STOP_REASONS or trained >= epochs
         ended = finished and bool(progress.get("ended"))
         if progress.get("event_files") is not None and self.logdir is not None and not ended:
             # Everything logged after this checkpoint (by a killed process) is logged again from here.
