@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -292,6 +293,15 @@ def test_loss_collapsed_right_after_the_first_epoch():
     s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
     f = finding(s.run(), "loss-collapsed")
     assert f.epoch == 1 and f.evidence["epoch_loss"] == pytest.approx(0.004) and "leak" in f.advice
+
+
+def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():
+    # It still hedged ("or the task is easy, which is fine") with label-leakage in the same report.
+    s = Stream()
+    s.context.check_codes = ("label-leakage",)
+    s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
+    f = finding(s.run(), "loss-collapsed")
+    assert "label-leakage" in f.message and "fine" not in f.message and f.evidence["data_checks"] == ["label-leakage"]
 
 
 @pytest.mark.parametrize(("fraction", "collapsed"), [(0.012, True), (0.026, False), (0.049, False)])
@@ -678,6 +688,24 @@ def test_no_overfitting_while_the_training_loss_is_above_chance():
     train = curve(3.0, 1.5, 20)  # falling, but always over ln 2
     s.train_loss = lambda e, st: train[e]
     assert "overfitting" not in codes(s.run())
+
+
+def test_no_overfitting_when_nothing_ever_generalised():
+    # Random labels: the validation loss at best 98-141% of chance, then rising as the model
+    # memorised; overfitting came first with "stop at epoch 37", contradicting loss-at-chance.
+    s = overfitting_stream()
+    s.val_loss = lambda e: LN2 * (0.98 + (0.0 if e <= 6 else 0.03 * (e - 6)))
+    d = s.run()
+    assert "overfitting" not in codes(d) and "loss-at-chance" in codes(d)
+
+
+def test_no_overfitting_when_the_steps_overshoot():
+    # Learning rate 1.0: a validation loss jumping about was "overfitting", with dropout and L2.
+    s = overfitting_stream()
+    d = Diagnoser(s.context)
+    d.replace(Finding("lr-too-high", "warning", "m", "Lower the learning rate."))
+    assert "overfitting" not in codes(s.run(diagnoser=d))
+    assert "overfitting" in codes(overfitting_stream().run())
 
 
 @pytest.mark.parametrize(("penalty", "reported"), [(1.0, True), (0.1, False)])
@@ -1290,9 +1318,67 @@ def test_a_regression_fit_knows_the_scale_of_its_targets():
     context = trainer._live_diagnosis.diagnoser.context
     assert context.target_mean == pytest.approx(float(y[:, 1].mean()), rel=1e-5)
     assert context.target_std == pytest.approx(float(y[:, 1].std()), rel=1e-4)
-    assert Context.from_dict(context.to_dict()).target_std == context.target_std  # `trainkit diagnose` reads it back
+    assert "unscaled-targets" in context.check_codes and "unscaled-inputs" not in context.check_codes
+    back = Context.from_dict(json.loads(json.dumps(context.to_dict())))  # `trainkit diagnose` reads it back
+    assert (back.target_std, back.check_codes) == (context.target_std, context.check_codes)
+    trainer.fit(x, y, epochs=1, batch_size=40, verbose=0, check_data=False)
+    assert trainer._live_diagnosis.diagnoser.context.check_codes is None  # unknown, not "all scaled"
     # A classifier's labels have no scale to speak of.
     classifier = Trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")]),
                          loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
     classifier.fit(x, (x[:, :1] > 0).astype(np.float32), epochs=1, batch_size=40, verbose=0)
     assert classifier._live_diagnosis.diagnoser.context.target_std is None
+
+
+def test_inputs_the_checks_found_scaled_are_not_told_to_be_standardised():
+    # dead-relu told a recipe with standardize_inputs: true to standardise the inputs.
+    def dead_relu_advice(check_codes):
+        s = Stream()
+        s.context.check_codes = check_codes
+        s.values["activation/dense/dead_fraction"] = lambda e, st: 0.8 if e >= 3 else 0.05
+        return finding(s.run(), "dead-relu").advice
+
+    assert "standardise the inputs" in dead_relu_advice(None)  # no checks ran: unknown
+    assert "standardise the inputs" in dead_relu_advice(("unscaled-inputs",))
+    scaled = dead_relu_advice(())
+    assert "standardise" not in scaled and "he_normal for this layer, or use" in scaled
+
+
+def test_one_raised_learning_rate_for_every_finding_of_a_run():
+    # lr-too-low said 0.001 and underfitting 0.0003 for one run at 1e-4.
+    s = Stream()
+    s.context.learning_rate = 1e-4
+    s.values["learning_rate"] = lambda e, st: 1e-4
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    s.train_loss = lambda e, st: 0.70 - 0.01 * e
+    s.val_loss = lambda e: 0.71 - 0.01 * e
+    d = s.run()
+    assert {"lr-too-low", "underfitting"} <= set(codes(d))
+    rates = {re.search(r"learning_rate: ([0-9.e-]+)", finding(d, code).advice).group(1) for code in ("lr-too-low", "underfitting")}
+    assert rates == {"0.001"}
+
+
+def test_a_finding_printed_while_training_and_withdrawn_at_the_end_is_said_to_be_withdrawn():
+    # The overfitting printed at epoch 10 vanished from the final report without a word: stderr
+    # and the report contradicted each other.
+    import types
+
+    from trainkit.diagnosis import DiagnosisCallback
+
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def print(self, text, **_):
+            self.lines.append(text)
+
+    withdrawn = Finding("overfitting", "warning", "m", "a", epoch=6)
+    kept = Finding("loss-at-chance", "warning", "m", "a")
+    callback = DiagnosisCallback()
+    callback.console = Lines()
+    callback.diagnoser = Diagnoser(Context(task="binary"))  # judged again: no overfitting
+    callback.set_trainer(types.SimpleNamespace(findings=[withdrawn, kept]))
+    callback._sync_rejudged()
+    assert callback.trainer.findings == [kept]
+    assert callback.console.lines == ["diagnosis: withdrawn [overfitting] (epoch 7): judged again on the whole run, it no longer holds."]

@@ -294,6 +294,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.step_table_steps = step_table_steps
 
         self.findings: list[Finding] = []
+        #: The codes the data checks of the last fit found (``None``: they did not run).
+        self.data_check_codes: tuple[str, ...] | None = None
         self.history = History()
         self._output_names = tuple(getattr(model, "output_names", None) or ())
         self.stop_training = False
@@ -732,6 +734,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_epochs(epochs, initial_epoch)
         check_fit_options(validation_split, callbacks)
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
+        self.data_check_codes = None
         if check_data:
             self._check_sources(train, validation, batch_size)
         self._ensure_built(train)

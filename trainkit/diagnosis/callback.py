@@ -320,6 +320,11 @@ class DiagnosisCallback(Callback):
                 kept.append(finding)
             elif key in current:
                 kept.append(current.pop(key))
+            elif self.console is not None and finding.severity != "info":
+                # Printed while training, gone from the report: say so, or the two contradict.
+                where = f" ({finding.location()})" if finding.location() else ""
+                self.console.print(f"diagnosis: withdrawn [{finding.code}]{where}: judged again on the whole run, "
+                                   "it no longer holds.", markup=False, highlight=False, soft_wrap=True)
         self.trainer.findings[:] = [*kept, *current.values()]
 
     def _replace_in_trainer(self, finding: Finding) -> None:
@@ -467,6 +472,7 @@ def build_context(
         early_stopping=_early_stopping_config(callbacks),
         target_mean=scale.mean if scale else None,
         target_std=scale.std if scale else None,
+        check_codes=getattr(trainer, "data_check_codes", None),
     )
 
 

@@ -71,6 +71,8 @@ class Context:
         target_mean: A regression's training targets: the mean of the column farthest from unit
             scale (see :func:`trainkit.diagnosis.baseline.target_scale`), when known.
         target_std: That column's standard deviation, when known.
+        check_codes: The codes the data checks found before the first step (``unscaled-inputs``,
+            ``label-leakage``...); ``None`` when they did not run.
     """
 
     task: str | None = None
@@ -90,12 +92,14 @@ class Context:
     early_stopping: dict[str, Any] | None = None
     target_mean: float | None = None
     target_std: float | None = None
+    check_codes: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
         data = dataclasses.asdict(self)
         data["layers"] = list(self.layers)
         data["output_layers"] = list(self.output_layers)
+        data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
     @classmethod
@@ -103,8 +107,8 @@ class Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers"):
-            if key in values:
+        for key in ("layers", "output_layers", "check_codes"):
+            if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
 

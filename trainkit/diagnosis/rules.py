@@ -223,15 +223,28 @@ def _targets_text(view: Diagnoser) -> str:
     return f"mean {_fmt(view.context.target_mean)}, std {_fmt(view.context.target_std)}"
 
 
-def _standardise(view: Diagnoser) -> str:
-    """What to standardise: the targets only where they are a regression's and not known to be scaled.
+def _inputs_scaled(view: Diagnoser) -> bool:
+    """Whether the run's data checks ran and found the inputs scaled (no ``unscaled-inputs``)."""
+    codes = view.context.check_codes
+    return codes is not None and "unscaled-inputs" not in codes
 
-    A classifier's targets are labels, and a regression's standardised targets were told to be
-    standardised again (diagnosis audit, session 23).
+
+def _standardise(view: Diagnoser) -> str | None:
+    """What is left to standardise (``"the inputs"``, ...), ``None`` when nothing is.
+
+    A classifier's targets are labels, and data that is scaled already was told to be standardised
+    again (standardised regression targets, recipes with ``standardize_inputs: true``: diagnosis
+    audit, session 23; seed audit, session 24).
     """
+    parts = [] if _inputs_scaled(view) else ["the inputs"]
     if view.context.task == "regression" and not _targets_scaled(view):
-        return "the inputs and the targets"
-    return "the inputs"
+        parts.append("the targets")
+    return " and ".join(parts) or None
+
+
+def _standardise_inputs(view: Diagnoser, text: str = "standardise the inputs, ") -> str:
+    """``text`` unless the data checks found the inputs scaled already (then nothing)."""
+    return "" if _inputs_scaled(view) else text
 
 
 def _lr(view: Diagnoser) -> float | None:
@@ -278,6 +291,27 @@ def _lowered_lr(view: Diagnoser) -> str:
     if _optimizer_name(view) in ADAPTIVE:
         target = min(target, 1e-3)
     return _lr_to(view, target)
+
+
+def _raised_lr(view: Diagnoser) -> str:
+    """The one higher learning rate every "raise it" advice of a run names.
+
+    From the measured step sizes: steps far below the healthy ~0.1% of the weights get up to 10x
+    (enough to bring them there), others 3x. lr-too-low said 0.001 and underfitting 0.0003 for
+    one run at 1e-4 (seed audit, session 24).
+    """
+    lr = _lr(view)
+    if lr is None:
+        return _lr_text(view, 10.0)
+    ratio = _early_update_ratio(view)[0]
+    factor = 3.0
+    if ratio is not None and math.isfinite(ratio) and ratio > 0:
+        factor = min(10.0, max(3.0, _SMALL_UPDATE_RATIO / ratio))
+    return _lr_to(view, lr * factor)
+
+
+#: The update/weight ratio a healthy step reaches at least (~0.1-1% is healthy).
+_SMALL_UPDATE_RATIO = 1e-3
 
 
 #: The update/weight ratio a step should stay under (~0.1-1% is healthy).
@@ -487,8 +521,9 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         return None
     if view.context.task == "regression" and _targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({_targets_text(view)}), so the first predictions are far off "
-                  "because of what the model computes from the inputs: standardise the inputs (preprocessing: "
-                  "{standardize_inputs: true}), use the initialiser of the activation (he_normal for relu, glorot_uniform "
+                  "because of what the model computes from the inputs: "
+                  + _standardise_inputs(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+                  + "use the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
                   "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
     elif view.context.task == "regression":
@@ -497,8 +532,9 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "(standardize_inputs: true); or initialise the output bias at the target mean "
                   "(bias_initializer: {name: constant, value: MEAN}).")
     else:
-        advice = ("Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits "
-                  "are small, use the initialiser of the activation (he_normal for relu, glorot_uniform "
+        advice = (("The inputs are scaled, so look at the initialisation: use" if _inputs_scaled(view) else
+                   "Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, use")
+                  + " the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
                   "classes are imbalanced.")
     return Issue(
@@ -586,7 +622,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
             f"from them: an output that cannot reach them, units that stopped passing a signal, or steps that "
             f"do not settle.",
             f"Make sure the output layer can reach the targets (activation: linear for signed targets), read the "
-            f"dead-relu and saturation statistics of the hidden layers, standardise the inputs, and try the learning "
+            f"dead-relu and saturation statistics of the hidden layers, {_standardise_inputs(view)}and try the learning "
             f"rate 10x lower ({_lowered_lr(view)}) and 10x higher.",
             evidence, epoch=view.epochs[-1].epoch)
     return Issue(
@@ -608,6 +644,16 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     limit = view.t.collapse_fraction * chance if chance is not None else view.t.collapse_absolute
     if not math.isfinite(loss) or loss >= limit:
         return None
+    leaked = [code for code in ("label-leakage", "train-validation-overlap") if code in (view.context.check_codes or ())]
+    if leaked:  # the checks already found why: "or the task is easy, which is fine" would hedge against them
+        return Issue(
+            f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
+            f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}: the data checks found why before the first "
+            f"step ({', '.join(leaked)}): the inputs give the answer away, so the model learned nothing it can use "
+            f"on new rows.",
+            "Do what those findings say (drop the leaked column; keep copies of training rows out of the "
+            "validation rows), then train again and judge the model by its validation loss.",
+            {"epoch_loss": loss, "chance_loss": chance, "data_checks": leaked}, epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
         f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. Few tasks are solved that fast: "
@@ -641,16 +687,19 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The loss was NaN/inf from the run's first step ({nf.loss_step}), before any update had changed the weights, "
             f"so no learning rate caused it.{origin}",
-            f"Look at what the first forward pass reads: standardise {_standardise(view)} (a value over ~1.8e19 "
-            "overflows float32 when squared: an MSE of targets near 1e30 is inf), check the weights the model starts "
-            "from, and guard custom losses against log(0) and division by zero (add an epsilon).",
+            "Look at what the first forward pass reads: "
+            + (f"standardise {_standardise(view)} (a value over ~1.8e19 overflows float32 when squared: an MSE of targets "
+               "near 1e30 is inf), " if _standardise(view) else "")
+            + "check the weights the model starts from, and guard custom losses against log(0) and division by zero "
+            "(add an epsilon).",
             evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step), layer=layer)
     return Issue(
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
         f"{_fmt(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
         f"Lower the learning rate ({_lowered_lr(view)}), clip gradients "
-        f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), standardise {_standardise(view)}, and "
-        f"guard custom losses against log(0) and division by zero (add an epsilon).",
+        f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), "
+        + (f"standardise {_standardise(view)}, " if _standardise(view) else "") + "and "
+        "guard custom losses against log(0) and division by zero (add an epsilon).",
         evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step),
         layer=layer)
 
@@ -771,7 +820,7 @@ def plateau(view: Diagnoser) -> Issue | None:
         return None
     lowering = _lr_lowering_found(view)
     rate = (f"lower the learning rate (see {', '.join(lowering)})" if lowering
-            else f"try a larger learning rate ({_lr_text(view, 10.0)})")
+            else f"try a larger learning rate ({_raised_lr(view)})")
     return Issue(
         f"The training loss has been flat at {_fmt(last)} since about epoch {view.epochs[half].epoch + 1} "
         f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
@@ -899,7 +948,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
         f"only {improvement:.0%} ({_fmt(float(losses[0]))} to {_fmt(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
-        f"Raise the learning rate ({_lr_text(view, 10.0)}), or train for more epochs "
+        f"Raise the learning rate ({_raised_lr(view)}), or train for more epochs "
         f"(training.epochs).",
         {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": _lr(view),
          "loss_improvement": improvement}, epoch=view.epochs[-1].epoch)
@@ -943,7 +992,7 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
         f"{_fmt(float(ratio[-1]))}x the last layer's relative to their weights, for {n} epochs: the "
         f"signal vanishes on the way back and the early layers stop learning.",
         "Use relu (or leaky_relu) with he_normal initialisation instead of saturating tanh/sigmoid "
-        "stacks, standardise the inputs, add batchnorm layers between the dense layers, or use fewer "
+        f"stacks, {_standardise_inputs(view)}add batchnorm layers between the dense layers, or use fewer "
         "layers.",
         {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "relative_ratio": float(ratio[-1]),
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
@@ -983,7 +1032,7 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
         f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {e.norm / max(e.baseline, 1e-12):.0f}x "
         f"its level in the first steps ({_fmt(e.baseline)}): the updates feed on themselves.",
         f"Clip gradients (optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
-        f"rate ({_lowered_lr(view)}), and standardise {_standardise(view)}.",
+        f"rate ({_lowered_lr(view)})" + (f", and standardise {_standardise(view)}." if _standardise(view) else "."),
         {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
         epoch=_epoch_of(view, e.step))
 
@@ -1036,11 +1085,12 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
     """dead-relu's fix: the initialisation first when the units were dead before any update."""
     if from_init:
         return ("Fix the initialisation of this layer: bias_initializer: zeros (a negative bias switches "
-                "units off for every input) and kernel_initializer: he_normal; standardise the inputs "
-                "(preprocessing: {standardize_inputs: true}), or use activation: leaky_relu (or elu). "
+                "units off for every input) and kernel_initializer: he_normal; "
+                + _standardise_inputs(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+                + "or use activation: leaky_relu (or elu). "
                 "The learning rate did not kill these units: they were dead before the first update.")
     return (f"Lower the learning rate ({_lowered_lr(view)}) — one big update is the usual killer —, use "
-            f"kernel_initializer: he_normal for this layer, standardise the inputs, or use "
+            f"kernel_initializer: he_normal for this layer, {_standardise_inputs(view)}or use "
             f"activation: leaky_relu (or elu).")
 
 
@@ -1061,7 +1111,8 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
             f"{fraction:.0%} of the outputs of layer '{layer}' sit in the flat tails of its activation "
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
             f"{effect}.",
-            "Standardise the inputs, lower the learning rate, initialise with glorot_uniform/"
+            (_standardise_inputs(view, "Standardise the inputs, lower") or "Lower")
+            + " the learning rate, initialise with glorot_uniform/"
             "glorot_normal, add a batchnorm layer before the activation, or switch the hidden layers to "
             "relu with he_normal.",
             {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
@@ -1102,6 +1153,14 @@ def overfitting(view: Diagnoser) -> Issue | None:
         # A model that has not fitted its own training rows better than chance memorises nothing:
         # a validation curve that jumps about comes from the inputs or the rate (unscaled inputs
         # gave "overfits from epoch 2" at 29x chance).
+        return None
+    if chance is not None and val[best] >= view.t.at_chance_validation * chance:
+        # Nothing ever generalised (random labels: best 98-141% of chance): there is no good epoch
+        # to stop at, and loss-at-chance says the model memorises (seed audit, session 24).
+        return None
+    if _found(view, ("lr-too-high", "oscillating-loss", "diverging-loss")):
+        # The validation loss of a run whose steps overshoot jumps about: a rise 3 epochs after a
+        # lucky minimum at learning rate 1.0 was "overfitting", with dropout and L2 for advice.
         return None
     start = view.epochs[best].epoch
     evidence = {"best_epoch": start, "best_val_loss": float(val[best]), "final_val_loss": float(val[-1]),
@@ -1149,7 +1208,7 @@ def underfitting(view: Diagnoser) -> Issue | None:
     if lowering:  # the learning rate is already too high for this run: raising it contradicts those
         faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
     else:
-        faster = f" or raise the learning rate ({_lr_text(view, 3.0)})"
+        faster = f" or raise the learning rate ({_raised_lr(view)})"
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {_fmt(float(tail[-1]))}"
