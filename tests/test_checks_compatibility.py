@@ -224,6 +224,15 @@ def test_allowed_error_becomes_warning_that_says_so():
     assert "BinaryCrossentropy" in findings[0].advice
 
 
+@pytest.mark.parametrize(("loss", "says"), [("mse", True), ("mae", False)])
+def test_mse_on_labels_says_that_its_chance_level_is_small(loss, says):
+    # "Why is my loss already low at the start?" A first MSE of 0.227 on balanced 0/1 labels is
+    # chance (0.25); only the recipe's comments said so.
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 1, "sigmoid"), loss_of(loss), "binary")
+    assert ("0.25 for balanced classes" in info.value.message) is says
+
+
 def test_allow_with_a_typo_fails_loudly():
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binary",

@@ -268,10 +268,14 @@ def regression_loss_for_classification(case: Case) -> Issue | None:
     """MSE/MAE/Huber/... on class labels: weak, saturating gradients through a sigmoid/softmax."""
     if case.task not in CLASSIFICATION_TASKS or case.loss.kind not in REGRESSION_LOSSES:
         return None
+    # "Why is my loss already low at the start?": an MSE on 0/1 labels is small at chance.
+    scale = (" Its values also mislead: predicting the positive rate p for every row already scores "
+             "p(1 - p), 0.25 for balanced classes, so an MSE near 0.25 is chance, not a low loss."
+             if case.task in ("binary", "multilabel") and case.loss.name in ("MeanSquaredError", "mean_squared_error") else "")
     return Issue(
         f"The loss {case.loss.describe()} is a regression loss but the task is {case.task} "
         f"classification. Squared/absolute errors on 0/1 labels give vanishing gradients through "
-        f"a sigmoid or softmax and do not estimate class probabilities.",
+        f"a sigmoid or softmax and do not estimate class probabilities.{scale}",
         _classification_fix(case.task, case.num_classes), {}, case.output.layer)
 
 

@@ -737,7 +737,7 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         return Issue(
             f"The regression targets {t.name} have mean {_fmt(m)} and std {_fmt(s)}{ctx.where} (range "
             f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output starts "
-            f"far from them (near 0 on scaled inputs: a first loss of ~{_fmt(m * m + s * s)}, the mean of y squared), "
+            f"far from them (an output near 0 makes the first MSE about the mean of y squared, ~{_fmt(m * m + s * s)}), "
             f"so the first gradients are huge and the output bias has to travel {_fmt(abs(m))} units.",
             (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
