@@ -1190,3 +1190,25 @@ def test_a_dataset_nothing_samples_is_read_one_batch_ahead_and_keeps_one():
     assert kept, "the stacks were not sized from a batch"
     assert len(read) <= 320 + 32 + 1  # one epoch and one batch ahead (sixteen batches ahead read all ten again)
     assert len(kept[0]._kept) == 1  # what the source holds through training
+
+
+def test_a_loss_function_gets_targets_of_the_prediction_s_rank_as_in_model_fit():
+    # 1-D targets against a [batch, 1] output broadcast to [batch, batch] in the usual custom MSE:
+    # trainkit trained on the mean over every pair of rows (mse 1.26 against Keras's 0.83).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 2]).astype("float32")
+
+    def my_mse(y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+
+    reference = build()
+    reference.compile(optimizer=keras.optimizers.Adam(1e-2), loss=my_mse)
+    expected = reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"]
+    trainer = Trainer(build(), loss=my_mse, optimizer=keras.optimizers.Adam(1e-2), task="regression", seed=0, logdir=None)
+    got = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)

@@ -86,7 +86,25 @@ class _FunctionLoss(keras.losses.Loss):
         self.fn = fn
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        # Keras's own wrapper of loss functions lines the ranks up first: 1-D targets against a
+        # [batch, 1] output otherwise broadcast to [batch, batch] in ``y_true - y_pred``, and the
+        # usual custom MSE trained on the mean over every pair of rows (fit audit, session 24).
+        y_true, y_pred = _same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred)
+
+
+def _same_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """``y_true`` and ``y_pred`` with a trailing axis of 1 added or dropped where only that differs.
+
+    Keras's ``squeeze_or_expand_to_same_rank``, which is not public API: a rank-1 tensor gets the
+    axis, a higher rank loses it.
+    """
+    true_rank, pred_rank = len(y_true.shape), len(y_pred.shape)
+    if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
+        return (y_true, keras.ops.expand_dims(y_pred, -1)) if pred_rank == 1 else (keras.ops.squeeze(y_true, -1), y_pred)
+    if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
+        return (keras.ops.expand_dims(y_true, -1), y_pred) if true_rank == 1 else (y_true, keras.ops.squeeze(y_pred, -1))
+    return y_true, y_pred
 
 
 def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
