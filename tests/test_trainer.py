@@ -1212,3 +1212,38 @@ def test_a_loss_function_gets_targets_of_the_prediction_s_rank_as_in_model_fit()
     trainer = Trainer(build(), loss=my_mse, optimizer=keras.optimizers.Adam(1e-2), task="regression", seed=0, logdir=None)
     got = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_values_a_callback_adds_to_the_epoch_logs_reach_the_history_and_tensorboard(tmp_path):
+    # Keras keeps them (its History is the last callback); trainkit dropped them, so a ported
+    # learning-rate callback's `learning_rate` entry vanished.
+    class AddsAValue(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["my_value"] = 10.0 + epoch
+
+    x, y = make_data(rows=64)
+    trainer = Trainer(make_model(), loss="binary_crossentropy", optimizer="adam", task="binary", logdir=tmp_path, diagnose=False)
+    history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[AddsAValue()])
+    assert history.history["my_value"] == [10.0, 11.0]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "train")).Reload()
+    assert [e.value for e in events.Scalars("epoch/my_value")] == [10.0, 11.0]
+
+
+def test_an_ema_optimizer_leaves_the_averaged_weights_in_the_model_as_model_fit_does():
+    # fit never called finalize_variable_values: the model kept its raw weights (evaluate 0.588
+    # against Keras's 0.648).
+    x, y = make_data(rows=96)
+
+    def optimizer():
+        return keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.9)
+
+    reference = make_model()
+    reference.compile(optimizer=optimizer(), loss="binary_crossentropy")
+    reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    model = make_model()
+    Trainer(model, loss="binary_crossentropy", optimizer=optimizer(), task="binary", seed=0, logdir=None).fit(
+        x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    for got, expected in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

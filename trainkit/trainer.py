@@ -753,6 +753,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if ended:
                 # Its History and findings are back; its event files are complete as they are
                 # (cutting its end-of-run events to write them again could lose them to a kill).
+                self._finalize_weights()  # the model the finished run ended with
                 return self.history
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
@@ -806,11 +807,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                         break  # the epoch was abandoned at the bad step: no epoch values to log
                     if validation is not None:
                         logs.update({f"val_{k}": v for k, v in self._evaluate(validation, batch_size).items()})
-                    self.history.append(epoch, logs)
-                    self._write_epoch(epoch, logs)
                     if self.histograms_every == "epoch":
                         self._write_histograms(self.step)
                     callback_list.on_epoch_end(epoch, logs)
+                    # After the callbacks, as Keras's History is the last callback: a value one
+                    # adds to the logs (a scheduler's learning_rate) is kept and logged too.
+                    self.history.append(epoch, logs)
+                    self._write_epoch(epoch, logs)
                     final = epoch + 1 == epochs or self.stop_training
                     if self.stop_training:
                         # Before the checkpoint: its record says the run ended here, so resuming
@@ -826,12 +829,23 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # must see: a failure while ending the run is only reported beside it.
             self._end_training(callback_list, began, in_flight=True)
             raise
+        self._finalize_weights()
         # A stop signal now arrives after the last epoch: the run is complete, and its ending (the
         # end-of-run diagnosis, the final checkpoint's record, the events) takes a moment more.
         # SIGTERM here used to kill the process without its report.
         with stop_on_signals():
             self._end_training(callback_list, began)
         return self.history
+
+    def _finalize_weights(self) -> None:
+        """Puts an EMA optimizer's averaged weights into the model, as ``model.fit`` does at its end.
+
+        After the final checkpoint, which keeps the raw weights a longer run goes on from (a
+        resume stays exactly the uninterrupted run). Not after a NaN stop: the average holds NaN.
+        """
+        if getattr(self.optimizer, "use_ema", False) and self.stop_reason != "nan-loss":
+            with distribute.scope(self.strategy):
+                self.optimizer.finalize_variable_values(self.model.trainable_variables)
 
     def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: bool = False) -> None:
         """``on_train_end`` (if training began), then closes the TensorBoard writer in any case.
