@@ -1247,3 +1247,17 @@ def test_an_ema_optimizer_leaves_the_averaged_weights_in_the_model_as_model_fit_
         x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
     for got, expected in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_keywords_of_fit_evaluate_and_predict_are_taken():
+    # verbose=, return_dict= and validation_batch_size= were TypeErrors; validation_freq is refused clearly.
+    x, y = make_data(rows=90)
+    trainer = Trainer(make_model(), loss="binary_crossentropy", optimizer="adam", task="binary", metrics=["accuracy"], logdir=None, diagnose=False)
+    history = trainer.fit(x, y, epochs=1, batch_size=32, validation_split=0.5, validation_batch_size=7, verbose=0)
+    results = trainer.evaluate(x[-45:], y[-45:], batch_size=7, verbose=0, return_dict=True)
+    assert results["loss"] == pytest.approx(history.history["val_loss"][0], rel=1e-5)  # 45 rows in batches of 7, exactly
+    assert trainer.evaluate(x, y, verbose=0, return_dict=False) == list(trainer.evaluate(x, y).values())
+    assert trainer.predict(x, verbose=0).shape == (90, 1)
+    with pytest.raises(ArgumentError, match="validation_freq=2") as info:
+        trainer.fit(x, y, epochs=1, validation_split=0.3, validation_freq=2, verbose=0)
+    assert info.value.code == "bad-argument"

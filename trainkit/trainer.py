@@ -692,6 +692,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         steps_per_epoch: int | None = None,
         validation_steps: int | None = None,
         class_weight: Mapping[int, float] | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
     ) -> History:
         """Trains for ``epochs`` epochs and returns the History of exact epoch values.
 
@@ -720,6 +722,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 dataset; ``None``: all of it.
             class_weight: Class id -> weight of its training rows (times any
                 ``sample_weight``), as with ``model.fit`` (see :mod:`trainkit.class_weights`).
+            validation_batch_size: Rows per batch of numpy validation data (default
+                ``batch_size``).
+            validation_freq: Only 1: every epoch is validated (the diagnosis and early stopping
+                read each epoch's validation loss). Taken for Keras code; another value is refused.
 
         Raises:
             TrainingInterrupted: after SIGINT/SIGTERM, once a checkpoint is written and the
@@ -733,6 +739,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_batch_size(batch_size)
         check_epochs(epochs, initial_epoch)
         check_fit_options(validation_split, callbacks)
+        if validation_batch_size is not None:
+            check_batch_size(validation_batch_size)
+        validation_batch_size = validation_batch_size or batch_size
+        if isinstance(validation_freq, bool) or validation_freq != 1:
+            raise ArgumentError("bad-argument", f"validation_freq={validation_freq!r}: trainkit validates after every epoch (the diagnosis and early "
+                                                "stopping read each epoch's validation loss). Leave it at 1, or pass no validation data and call "
+                                                "evaluate() when you want it.")
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
         self.data_check_codes = None
         if check_data:
@@ -778,7 +791,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # A resumed run plans the whole run, as the run it continues did: the same XLA choice.
             self._build_train_loop(train, *fit_plan(train, batch_size, epochs if resume else epochs - initial_epoch))
             if validation is not None:  # its names too, before a callback checks its monitor
-                self._build_eval_loop(validation, batch_size)
+                self._build_eval_loop(validation, validation_batch_size)
             self._check_step_returns_loss()
             self._note_missing_statistics()
             logged = self.epoch_log_names(validation is not None)
@@ -806,7 +819,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     if self.stop_reason == "nan-loss":
                         break  # the epoch was abandoned at the bad step: no epoch values to log
                     if validation is not None:
-                        logs.update({f"val_{k}": v for k, v in self._evaluate(validation, batch_size).items()})
+                        logs.update({f"val_{k}": v for k, v in self._evaluate(validation, validation_batch_size).items()})
                     if self.histograms_every == "epoch":
                         self._write_histograms(self.step)
                     callback_list.on_epoch_end(epoch, logs)
@@ -1041,12 +1054,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     # -- evaluate / predict -----------------------------------------------------------------------
 
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None,
-                 check_data: bool = True) -> dict[str, float]:
+                 check_data: bool = True, return_dict: bool = True, verbose: Any = 0) -> dict[str, float] | list[float] | float:
         """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly.
 
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         ``check_data``: first check the data as ``fit`` does where that holds for data to
         evaluate (shapes, NaN/inf, label format, weights), raising ``DataError``.
+        ``return_dict=False`` gives what ``model.evaluate`` gives: the values in order (the
+        loss first), or the loss alone when there is nothing else. ``verbose`` is taken for
+        Keras code: evaluate prints nothing.
         """
         check_batch_size(batch_size)
         x = accepted_input(x)
@@ -1067,7 +1083,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             checked = source.numpy() if isinstance(source, ArraySource) else (source.sample_for_checks(SAMPLE_BATCHES), None)
             self.check_data(*checked[:2], sample_weight=checked[2] if len(checked) > 2 else None, evaluation=True)
         self._ensure_built(source)
-        return self._evaluate(source, batch_size)
+        results = self._evaluate(source, batch_size)
+        if return_dict:
+            return results
+        values = list(results.values())
+        return values[0] if len(values) == 1 else values
 
     def _build_eval_loop(self, source: Any, batch_size: int) -> CompiledLoop:
         """The compiled evaluation loop, its test step traced (so its names are known)."""
@@ -1104,11 +1124,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         results.update(row_means([c for c in calls if c.steps], extra))
         return results
 
-    def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None) -> Any:
+    def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None, verbose: Any = 0) -> Any:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
 
         One array, or for a model with several outputs their structure (a list...) of arrays.
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
+        ``verbose`` is taken for Keras code: predict prints nothing.
         """
         check_batch_size(batch_size)
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
