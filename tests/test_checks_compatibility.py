@@ -233,6 +233,15 @@ def test_mse_on_labels_says_that_its_chance_level_is_small(loss, says):
     assert ("0.25 for balanced classes" in info.value.message) is says
 
 
+def test_float16_with_a_loss_scale_optimizer_is_no_warning():
+    # The warning said "trainkit applies no loss scaling" to a LossScaleOptimizer, which it applies.
+    model = build("float16", 1, "sigmoid")
+    plain = check_compatibility(model, loss_of("bce"), "binary", optimizer=keras.optimizers.Adam())
+    assert [f.code for f in plain] == ["float16-without-loss-scaling"] and "LossScaleOptimizer(" in plain[0].advice
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
+    assert check_compatibility(model, loss_of("bce"), "binary", optimizer=scaled) == []
+
+
 def test_allow_with_a_typo_fails_loudly():
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binary",

@@ -636,7 +636,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             from trainkit.checks import check_compatibility
         except ImportError:  # checks are optional until that module lands
             return []
-        return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes)
+        return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False) -> list[Finding]:

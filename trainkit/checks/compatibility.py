@@ -167,6 +167,7 @@ class Case:
         task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
         num_classes: Number of classes when known (multiclass/multilabel).
         model: The whole model (for model-level rules).
+        optimizer: The optimizer the model trains with, when known.
     """
 
     output: OutputInfo
@@ -174,6 +175,7 @@ class Case:
     task: str
     num_classes: int | None
     model: Any = None
+    optimizer: Any = None
 
     @property
     def act(self) -> str:
@@ -482,13 +484,14 @@ def float16_without_loss_scaling(case: Case) -> Issue | None:
     if case.model is None:
         return None
     half = [layer.name for layer in iter_layers(case.model) if getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16"]
-    if not half:
-        return None
+    if not half or isinstance(case.optimizer, keras.optimizers.LossScaleOptimizer):
+        return None  # the step scales the loss through the wrapper (optimizer.scale_loss)
     return Issue(
         f"{len(half)} layer{'s' if len(half) != 1 else ''} compute in float16 (the mixed_float16 policy), and "
-        f"trainkit applies the optimizer's updates without loss scaling (model.compile wraps the optimizer in "
-        f"a LossScaleOptimizer): float16 gradients below ~6e-8 become 0, and the layers they belong to stop learning.",
-        "Use keras.mixed_precision.set_global_policy('mixed_bfloat16') (float32's range: no scaling needed) or float32.",
+        f"the optimizer is no LossScaleOptimizer, which model.compile would wrap it in: float16 gradients below "
+        f"~6e-8 become 0, and the layers they belong to stop learning.",
+        "Pass optimizer=keras.optimizers.LossScaleOptimizer(your_optimizer), or use "
+        "keras.mixed_precision.set_global_policy('mixed_bfloat16') (float32's range: no scaling needed) or float32.",
         {"float16_layers": len(half)}, half[0])
 
 
@@ -568,6 +571,7 @@ def check_compatibility(
     *,
     allow: Collection[str] = (),
     num_classes: int | None = None,
+    optimizer: Any = None,
 ) -> list[Finding]:
     """Checks the output layer(s), the loss and the task against each other.
 
@@ -579,6 +583,7 @@ def check_compatibility(
             one task per output (an output without one is not checked).
         allow: Error codes to downgrade to warnings (a deliberate exception).
         num_classes: Number of classes, when known (checked against the output units).
+        optimizer: The optimizer, when known (a ``LossScaleOptimizer`` scales float16 losses).
 
     Returns:
         The warning findings (allowed errors included, as warnings); an info finding when the
@@ -604,7 +609,7 @@ def check_compatibility(
     for i, (output, loss_info, output_task) in enumerate(zip(outputs, losses, tasks, strict=True)):
         if output_task is None:
             continue
-        case = Case(output, loss_info, output_task, classes, model)
+        case = Case(output, loss_info, output_task, classes, model, optimizer)
         for rule in COMPATIBILITY_RULES:
             if rule.scope == "model" and i > 0:
                 continue
