@@ -1261,3 +1261,29 @@ def test_keras_keywords_of_fit_evaluate_and_predict_are_taken():
     with pytest.raises(ArgumentError, match="validation_freq=2") as info:
         trainer.fit(x, y, epochs=1, validation_split=0.3, validation_freq=2, verbose=0)
     assert info.value.code == "bad-argument"
+
+
+def test_early_stopping_restores_the_best_weights_at_the_end_of_a_run_it_did_not_stop_like_keras():
+    # Keras 3 puts the best weights back when the run trains all its epochs too; trainkit kept the
+    # last epoch's (validation loss 5.03 against the best 1.55).
+    x, y = make_data(160)
+    xv, yv = make_data(60, seed=1)
+    yv = 1.0 - yv  # the more it learns, the worse the validation loss: best at the first epoch
+
+    def fit(callback):
+        keras.utils.set_random_seed(0)
+        model = make_model()
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+        if isinstance(callback, EarlyStopping):
+            Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-2), task="binary", logdir=None,
+                    diagnose=False).fit(x, y, validation_data=(xv, yv), epochs=4, shuffle=False, verbose=0, callbacks=[callback])
+        else:
+            model.fit(x, y, validation_data=(xv, yv), epochs=4, shuffle=False, verbose=0, callbacks=[callback])
+        return model.get_weights()
+
+    stopper = EarlyStopping(monitor="val_loss", patience=10)
+    ours = fit(stopper)
+    keras_weights = fit(keras.callbacks.EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True))
+    assert stopper.stopped_epoch is None and stopper.restored_epoch == stopper.best_epoch == 0
+    for got, expected in zip(ours, keras_weights, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -295,8 +295,8 @@ def _write_failed_report(result: RunResult, recipe: Recipe) -> None:
 def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:
     """The epoch whose weights early stopping put back, if it did."""
     for callback in callbacks:
-        if isinstance(callback, EarlyStopping) and callback.restore_best_weights and callback.stopped_epoch is not None:
-            return callback.best_epoch
+        if isinstance(callback, EarlyStopping) and callback.restored_epoch is not None:
+            return callback.restored_epoch
     return None
 
 

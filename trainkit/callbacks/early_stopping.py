@@ -21,7 +21,11 @@ class EarlyStopping(Callback):
         patience: Epochs without improvement before stopping.
         min_delta: Smallest change that counts as an improvement.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like names).
-        restore_best_weights: Put back the weights of the best epoch when stopping.
+        restore_best_weights: Put back the weights of the best epoch when stopping, or at the
+            last epoch when the run trains all its epochs (as Keras 3's EarlyStopping does).
+
+    Attributes:
+        restored_epoch: The epoch whose weights were put back, ``None`` while none were.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0, mode: str = "auto", restore_best_weights: bool = True) -> None:
@@ -41,6 +45,7 @@ class EarlyStopping(Callback):
         self.best = np.inf if mode == "min" else -np.inf
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
+        self.restored_epoch: int | None = None
         self.wait = 0
         self._best_weights: list[np.ndarray] | None = None
 
@@ -52,7 +57,7 @@ class EarlyStopping(Callback):
             self._resumed = False
             return
         self.best = np.inf if self.mode == "min" else -np.inf
-        self.best_epoch = self.stopped_epoch = None
+        self.best_epoch = self.stopped_epoch = self.restored_epoch = None
         self.wait = 0
         self._best_weights = None
 
@@ -77,20 +82,30 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
-            if self.restore_best_weights and self._best_weights is not None:
-                self.trainer.model.set_weights(self._best_weights)
+            self._restore()
+        elif epoch + 1 == getattr(self.trainer, "epochs", None):
+            # The run's last epoch, not its best: a run that never stopped ended with its last
+            # weights where Keras's callback gives the best (fit audit, session 24). Here rather than
+            # at on_train_end, so that the final checkpoint, the diagnosis and the report see them.
+            self._restore()
+
+    def _restore(self) -> None:
+        if self.restore_best_weights and self._best_weights is not None:
+            self.trainer.model.set_weights(self._best_weights)
+            self.restored_epoch = self.best_epoch
 
     def get_state(self) -> dict[str, Any]:
         """Best value, its epoch, epochs waited, the best weights when they are restored, the epoch it stopped at."""
         weights = [w.tolist() for w in self._best_weights] if self._best_weights is not None else None
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": weights,
-                "stopped_epoch": self.stopped_epoch}
+                "stopped_epoch": self.stopped_epoch, "restored_epoch": self.restored_epoch}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = float(state["best"]), state["best_epoch"], int(state["wait"])
         # Set only in the checkpoint of the epoch it stopped at: a resume of that finished run
         # reports the weights it restored, as the run did.
         self.stopped_epoch = state.get("stopped_epoch")
+        self.restored_epoch = state.get("restored_epoch", self.best_epoch if self.stopped_epoch is not None and self.restore_best_weights else None)
         weights = state.get("best_weights")
         self._best_weights = [np.asarray(w, dtype=np.float32) for w in weights] if weights is not None else None
         self._resumed = True

@@ -572,7 +572,6 @@ def _early_stopping_outcome(callbacks: Iterable[Callback]) -> dict[str, Any] | N
     from trainkit.callbacks.early_stopping import EarlyStopping
 
     for cb in callbacks:
-        if isinstance(cb, EarlyStopping) and cb.stopped_epoch is not None:
-            restored = cb.best_epoch if cb.restore_best_weights else None
-            return {"stopped_epoch": cb.stopped_epoch, "best_epoch": cb.best_epoch, "restored_epoch": restored}
+        if isinstance(cb, EarlyStopping) and (cb.stopped_epoch is not None or cb.restored_epoch is not None):
+            return {"stopped_epoch": cb.stopped_epoch, "best_epoch": cb.best_epoch, "restored_epoch": cb.restored_epoch}
     return None

@@ -1169,8 +1169,9 @@ def overfitting(view: Diagnoser) -> Issue | None:
     if stopping and stopping.get("restored_epoch") is not None:
         return Issue(
             f"The validation loss rose from {_fmt(float(val[best]))} (epoch {start + 1}) to "
-            f"{_fmt(float(val[-1]))} while the training loss kept falling; early stopping stopped the run "
-            f"and restored the weights of epoch {stopping['restored_epoch'] + 1}.",
+            f"{_fmt(float(val[-1]))} while the training loss kept falling; early stopping "
+            f"{'stopped the run and ' if stopping.get('stopped_epoch') is not None else ''}restored the weights of epoch "
+            f"{stopping['restored_epoch'] + 1}.",
             "Nothing to do: early stopping handled it. Regularisation (dropout, kernel_regularizer: "
             "{l2: 0.01}) may lower the best validation loss further.",
             {**evidence, "restored_epoch": stopping["restored_epoch"]}, epoch=start, severity="info")
