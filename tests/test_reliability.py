@@ -211,9 +211,21 @@ def test_cli_exits_with_its_own_code_when_the_loss_goes_nonfinite(tmp_path):
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "nan-loss" in proc.stdout
     (run_dir,) = [p for p in (tmp_path / "diverging").iterdir() if p.is_dir()]
-    report = json.loads((run_dir / "report.json").read_text())
+    report = json.loads((run_dir / "report.json").read_text(), parse_constant=_no_bare_constant)
     assert report["status"] == "nan-loss"
     assert any(f["code"] == "nan-loss" for f in report["findings"])
+
+
+def _no_bare_constant(name: str) -> None:
+    raise AssertionError(f"report.json holds a bare {name}: JSON.parse and jq refuse it")
+
+
+def test_non_finite_values_are_written_as_standard_json():
+    # report.json and compare --json had bare NaN / Infinity, which JavaScript's JSON.parse refuses.
+    from trainkit.runs import json_text
+
+    text = json_text({"final": {"loss": float("nan")}, "history": {"loss": [1.0, float("inf"), -float("inf")]}, "n": 3})
+    assert json.loads(text, parse_constant=_no_bare_constant) == {"final": {"loss": None}, "history": {"loss": [1.0, None, None]}, "n": 3}
 
 
 def checkpoint_records(logdir: Path) -> list[int]:

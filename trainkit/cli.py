@@ -147,7 +147,7 @@ def diagnose_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON instead of text.")] = False,
 ) -> None:
     """Rebuild a finished run's findings from its TensorBoard logs alone and print the report."""
-    import json
+    from trainkit.runs import json_text
 
     with user_errors():
         _import_tensorflow()
@@ -158,7 +158,7 @@ def diagnose_command(
         findings = diagnose_run_dir(found)
         unfinished = unfinished_note(found)
     if json_output:
-        typer.echo(json.dumps({"run_dir": str(found), "unfinished": unfinished, "findings": [f.to_dict() for f in findings]}, indent=2, allow_nan=True))
+        typer.echo(json_text({"run_dir": str(found), "unfinished": unfinished, "findings": [f.to_dict() for f in findings]}))
         return
     typer.echo(f"run {found}")
     if unfinished:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainkit.errors import RecipeError, TrainingInterrupted, TrainkitError
 from trainkit.recipe import Recipe, apply_values
-from trainkit.runs import write_atomic
+from trainkit.runs import json_text, write_atomic
 
 if TYPE_CHECKING:
     from trainkit.run import PreparedRun
@@ -395,7 +395,7 @@ def rows_json(rows: Sequence[CompareRow]) -> dict[str, Any]:
 
 
 def write_json(rows: Sequence[CompareRow], path: str | Path) -> Path:
-    """Writes :func:`rows_json` to ``path`` atomically (NaN written as ``NaN``, as in report.json)."""
+    """Writes :func:`rows_json` to ``path`` atomically (NaN and inf written as ``null``, as in report.json)."""
     path = Path(path)
-    write_atomic(path, json.dumps(rows_json(rows), indent=2, allow_nan=True, default=str) + "\n")
+    write_atomic(path, json_text(rows_json(rows), default=str) + "\n")
     return path

@@ -8,7 +8,6 @@ in :func:`prepare_run`, before a run directory exists, so bad input never leaves
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from trainkit.recipe import Recipe
 from trainkit.runs import (
     check_writable,
     create_run_dir,
+    json_text,
     new_directories,
     remove_run_dir,
     write_atomic,
@@ -408,7 +408,7 @@ def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:
 def write_report(result: RunResult, recipe: Recipe) -> Path:
     """Writes ``report.json`` atomically into the run directory and returns its path."""
     path = result.run_dir / "report.json"
-    write_atomic(path, json.dumps(report_dict(result, recipe), indent=2, allow_nan=True) + "\n")
+    write_atomic(path, json_text(report_dict(result, recipe)) + "\n")
     return path
 
 
