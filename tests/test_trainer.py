@@ -933,18 +933,21 @@ def test_a_loss_scale_optimizer_trains_as_its_inner_optimizer(statistics):
     assert len(plain[1]) == (9 if statistics else 0)
 
 
-@pytest.mark.parametrize(("logdir", "weights", "says"), [
-    (False, "nonfinite", "the weights already hold NaN/inf values"),
-    (True, "checkpoint", "the weights of the last checkpoint were put back"),
+@pytest.mark.parametrize(("logdir", "first_fit", "weights", "says"), [
+    (False, True, "nonfinite", "pass a logdir to keep checkpoints"),
+    (True, True, "checkpoint", "the weights of the last checkpoint were put back"),
+    # With a logdir (the CLI always has one) it said "pass a logdir": none had been written yet.
+    (True, False, "nonfinite-early", "no checkpoint had been written yet"),
 ])
-def test_a_nan_stop_after_a_step_of_its_own_says_what_the_weights_are(tmp_path, logdir, weights, says):
+def test_a_nan_stop_after_a_step_of_its_own_says_what_the_weights_are(tmp_path, logdir, first_fit, weights, says):
     # The nan-loss finding said "its update was skipped, so the weights are those of the step
     # before" while a Keras-style step had applied it: every weight was NaN.
     x, y = make_data(96, features=4)
     y[70] = np.nan  # in the second fit's third step (32 rows a step, no shuffle)
     trainer = KerasStyle(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary",
                          seed=0, jit_compile=False, logdir=tmp_path if logdir else None, checkpoint_every=1)
-    trainer.fit(x[:64], y[:64], epochs=1, verbose=0, shuffle=False)  # a checkpoint (with a logdir)
+    if first_fit:
+        trainer.fit(x[:64], y[:64], epochs=1, verbose=0, shuffle=False)  # a checkpoint (with a logdir)
     trainer.fit(x, y, epochs=2, verbose=0, shuffle=False, initial_epoch=1, check_data=False)
     assert trainer.stop_reason == "nan-loss" and trainer.nan_weights == weights
     finite = all(np.isfinite(w).all() for w in trainer.model.get_weights())

@@ -1049,7 +1049,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             restored = checkpoint.restore_latest() if checkpoint is not None else None
             if restored is not None:
                 self._step = None  # global_step went back with the weights
-            self.nan_weights = "checkpoint" if restored is not None else "nonfinite"
+            # Without a checkpoint to go back to: none kept (no logdir), or none written yet.
+            self.nan_weights = "checkpoint" if restored is not None else "nonfinite" if checkpoint is None else "nonfinite-early"
 
     # -- evaluate / predict -----------------------------------------------------------------------
 

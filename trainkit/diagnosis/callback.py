@@ -242,10 +242,10 @@ class DiagnosisCallback(Callback):
             outcome = trainer.nan_weights or "kept"
             self._nan_note = _NAN_WEIGHTS_NOTES.get(outcome, _NAN_WEIGHTS_NOTES["kept"])
             broken = self.diagnoser.nonfinite
-            if outcome == "nonfinite" and broken is not None and nonfinite_weights(broken.row):
+            if outcome.startswith("nonfinite") and broken is not None and nonfinite_weights(broken.row):
                 self._nan_note += (f" They have held NaN/inf values, or values too large for float32 to square (a weight norm over "
                                    f"~1e19 reads inf), since step {broken.step}.")
-            if outcome == "nonfinite":
+            if outcome.startswith("nonfinite"):
                 self._nan_note += " Retrain with a lower learning rate."
             self._annotate_nan()
         # stop_reason: an interrupted or failed run gets no end-of-run verdicts (Diagnoser.finish).
@@ -564,6 +564,11 @@ _NAN_WEIGHTS_NOTES = {
                   "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
                   "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
                   "could put them back (pass a logdir to keep checkpoints)."),
+    "nonfinite-early": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
+                        "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
+                        "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
+                        "had been written yet to put them back (the first comes at the end of an epoch or after "
+                        "checkpoint_every)."),
 }
 
 

@@ -202,6 +202,11 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def _times(ratio: float) -> str:
+    """A ratio as ``2.5x`` / ``244x`` / ``1.151e+30x`` (a diverged loss printed 31 digits)."""
+    return f"{ratio:.2g}x" if abs(ratio) < 10 else f"{ratio:.3g}x" if abs(ratio) < 1000 else f"{ratio:.4g}x"
+
+
 def _chance(view: Diagnoser) -> float | None:
     c = view.context.chance_loss
     return c if c is not None and math.isfinite(c) and c > 1e-8 else None
@@ -538,7 +543,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
                   "classes are imbalanced.")
     return Issue(
-        f"The loss of the first steps was {_fmt(loss)}, {loss / chance:.1f}x {_chance_text(view)} that a "
+        f"The loss of the first steps was {_fmt(loss)}, {_times(loss / chance)} {_chance_text(view)} that a "
         f"model predicting the label prior / the target mean would get. The model starts far from a "
         f"sensible prediction, so its first updates are large and spent on undoing the start.",
         advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
@@ -613,7 +618,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     if best_val is not None and best_val < view.t.at_chance_train * chance:
         return None  # the validation loss beat the mean: something was learned
     ended = (f"The training loss ended at {_fmt(final)} (best over the last third of the epochs), "
-             f"{final / chance:.1f}x {_chance_text(view)}: predicting the target mean for every row would do "
+             f"{_times(final / chance)} {_chance_text(view)}: predicting the target mean for every row would do "
              f"better, and the loss is no longer falling fast.")
     evidence = {**evidence, "ratio": final / chance}
     if _targets_scaled(view):
@@ -749,7 +754,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
         start = float(first[0])
         if start > 0 and peak > view.t.diverge_step_factor * start:
             return Issue(
-                f"The loss jumped to {_fmt(peak)} at step {step}, {peak / start:.0f}x the first loss "
+                f"The loss jumped to {_fmt(peak)} at step {step}, {_times(peak / start)} the first loss "
                 f"({_fmt(start)}): the updates overshoot and the model is being thrown away.",
                 f"Lower the learning rate ({_lowered_lr(view)}) and clip gradients (clipnorm: 1.0).",
                 {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=_epoch_of(view, step))
@@ -764,7 +769,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
     if rising and best > 0 and last > view.t.diverge_factor * best and last > losses[0]:
         return Issue(
             f"The training loss is rising: {_fmt(last)} in epoch {view.epochs[-1].epoch + 1}, "
-            f"{last / best:.1f}x its best ({_fmt(best)}) and above the first epoch's ({_fmt(float(losses[0]))}).",
+            f"{_times(last / best)} its best ({_fmt(best)}) and above the first epoch's ({_fmt(float(losses[0]))}).",
             f"Lower the learning rate ({_lowered_lr(view)}), add gradient clipping (clipnorm: 1.0), or "
             f"use a decaying schedule.",
             {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
@@ -907,7 +912,7 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     if nonfinite:
         trend = "the loss went NaN"
     elif spiked:
-        trend = f"the loss jumped to {_fmt(peak)}, {peak / start:.1f}x the first loss ({_fmt(start)})"
+        trend = f"the loss jumped to {_fmt(peak)}, {_times(peak / start)} the first loss ({_fmt(start)})"
     else:
         now = _fmt(float(finite[-1])) if finite.size else "NaN"
         trend = f"the loss is not falling ({_fmt(start)} at the first step, {now} in epoch {view.epochs[-1].epoch + 1})"
@@ -1029,7 +1034,7 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
     if e is None:
         return None
     return Issue(
-        f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {e.norm / max(e.baseline, 1e-12):.0f}x "
+        f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {_times(e.norm / max(e.baseline, 1e-12))} "
         f"its level in the first steps ({_fmt(e.baseline)}): the updates feed on themselves.",
         f"Clip gradients (optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
         f"rate ({_lowered_lr(view)})" + (f", and standardise {_standardise(view)}." if _standardise(view) else "."),
