@@ -1389,3 +1389,15 @@ def test_ratios_in_messages_stay_readable_when_a_loss_diverges():
     from trainkit.diagnosis.rules import _times
 
     assert [_times(r) for r in (2.83, 12.64, 244.2, 1.150632885938249e30)] == ["2.8x", "12.6x", "244x", "1.151e+30x"]
+
+
+def test_steps_read_back_from_every_nth_step_count_the_steps_the_run_trained():
+    # With logging.scalars_every=25 the read-back counted 1 step an epoch, and the loss-curve rules
+    # (at least 20 steps) stayed off until epoch 20: oscillating-loss was missed.
+    d = Diagnoser(Context(task="binary", chance_loss=LN2))
+    for step in range(0, 100, 25):
+        d.add_steps(step, ["loss"], np.array([[0.5]]))
+    assert d.steps == 76
+    live = Diagnoser(Context(task="binary", chance_loss=LN2))
+    live.add_steps(0, ["loss"], np.full((76, 1), 0.5))
+    assert live.steps == 76

@@ -332,7 +332,10 @@ class Diagnoser:
         self._detect(first_step, list(names), values)
         if self.first_step is None:
             self.first_step = first_step
-        self.steps += values.shape[0]
+        # Steps the run has trained, not rows seen: read back from events written every n-th step
+        # (logging.scalars_every), the rows were 1/n of them and the curve rules waited n times
+        # longer than live (a missed oscillating-loss: TensorBoard audit, session 24).
+        self.steps = max(self.steps + values.shape[0], first_step + values.shape[0] - self.first_step)
         self.last_step = first_step + values.shape[0] - 1
         return self._run_rules(("call",))
 
