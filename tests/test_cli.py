@@ -563,6 +563,26 @@ def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny
     assert again.exit_code == 0 and again.output.startswith("nothing left to train"), again.output
 
 
+def test_a_resume_with_more_epochs_updates_the_hparams_record_and_the_recipe_text(runner, tiny_recipe, tmp_path):
+    # Both still said the old epochs: the HParams dashboard showed "epochs 2" for a 3-epoch run.
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.epochs=2"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    assert runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)]).exit_code == 0
+    (record,) = run_dir.glob("events.out.tfevents.*.hparams")
+    root = EventAccumulator(str(record)).Reload()
+    data = plugin_data_pb2.HParamsPluginData.FromString(root.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert data.session_start_info.hparams["epochs"].number_value == 3
+    train = EventAccumulator(str(run_dir / "train"), size_guidance={"tensors": 0}).Reload()
+    texts = [tf.make_ndarray(e.tensor_proto).item().decode() for e in train.Tensors("recipe/text_summary")]
+    assert "epochs: 2" in texts[0] and "epochs: 3" in texts[-1] and len(texts) == 2
+
+
 @pytest.mark.parametrize("damage", ["missing", "not-yaml", "not-utf8"])
 def test_a_refused_resume_leaves_the_run_s_recipe_as_it_was(runner, tiny_recipe, tmp_path, damage):
     # Without (or with a damaged) recipe.yaml, a resume with another learning rate was refused by

@@ -201,6 +201,9 @@ def train_recipe(
         if chief and resume_dir is None:
             write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
             trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
+        elif chief and _read_text(run_dir / "recipe.yaml") != recipe.to_yaml():
+            # Resumed with more epochs: TensorBoard's recipe text says so from here on.
+            trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
         history = trainer.fit(
             splits.x_train,
             splits.y_train,

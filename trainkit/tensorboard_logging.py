@@ -23,6 +23,7 @@ import numpy as np
 from trainkit.errors import RunDirError
 from trainkit.histograms import ProbeHistograms
 from trainkit.loop import CompiledLoop
+from trainkit.writers.hparams import FILE_SUFFIX as HPARAMS_SUFFIX
 from trainkit.writers.hparams import write_hparams
 from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout
 
@@ -36,6 +37,7 @@ class TensorBoardLogging:
     statistics: bool
     histograms_every: int | str | None
     hparams: dict[str, Any] | None
+    step: int
     optimizer: keras.optimizers.Optimizer
     metrics: list[keras.metrics.Metric]
     _output_loss_trackers: list[keras.metrics.Mean]
@@ -46,7 +48,13 @@ class TensorBoardLogging:
     _pending_texts: dict[str, str]
     _histograms: ProbeHistograms
 
-    def _open_writer(self, *, hparams: bool = True) -> None:
+    def _open_writer(self, *, hparams: bool = True, resumed: bool = False) -> None:
+        """Opens the run's TensorBoard writer, with the pending texts and (``hparams``) the HParams record.
+
+        A resumed run writes its texts at the step it resumes from (at 0 they doubled the run's
+        first ones), and its HParams record only when its settings changed (more epochs): the
+        record is then replaced, as TensorBoard reads the first one of a run only.
+        """
         if self.logdir is None or self.writer is not None or not self.is_chief:
             return
         try:
@@ -57,10 +65,15 @@ class TensorBoardLogging:
         except OSError as err:
             raise RunDirError("logdir-unwritable", f"Cannot write the run directory {self.logdir}: {err.strerror or err}. Pass a writable logdir (--logdir on the command line).") from None
         self.writer = RunWriter(self.logdir, scalars_every=self.scalars_every)
+        step = self.step if resumed else 0
         for name, markdown in self._pending_texts.items():
-            self.writer.text("train", 0, name, markdown)
+            self.writer.text("train", step, name, markdown)
         if self.hparams and hparams:
-            write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
+            older = list(self.logdir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}")) if resumed else []
+            written = write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
+            for old in older:  # after the new one is written: a crash in between loses no record
+                if old != written:
+                    old.unlink(missing_ok=True)
 
     def _write_layout(self) -> None:
         """Writes the custom-scalars layout (one category per layer) once per run."""

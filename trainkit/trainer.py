@@ -759,6 +759,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         start_batch = 0
         self._resumed_diagnosis = None
         self._final_checkpoint = None
+        self._hparams_changed = False
         self.resumed_epochs = 0
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
@@ -787,7 +788,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         try:
             # Inside the try: a failure here (a train_step that returns no dict, say) still
             # closes the TensorBoard writer opened first.
-            self._open_writer(hparams=not resume)  # a resumed run's root holds its HParams record
+            # A resumed run's root holds its HParams record, unless its epochs changed.
+            self._open_writer(hparams=not resume or self._hparams_changed, resumed=resume)
             # A resumed run plans the whole run, as the run it continues did: the same XLA choice.
             self._build_train_loop(train, *fit_plan(train, batch_size, epochs if resume else epochs - initial_epoch))
             if validation is not None:  # its names too, before a callback checks its monitor
