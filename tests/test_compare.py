@@ -426,8 +426,11 @@ def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tm
 
     monkeypatch.setattr(trainkit.run, "train_recipe", second_run_interrupted)
     recipe = recipe_with(tmp_path, {"optimizer.learning_rate": [0.01, 0.05]})
-    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--set", "training.epochs=3"])
+    written = tmp_path / "compare.json"
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--set", "training.epochs=3", "--json", str(written)])
     assert result.exit_code == 143
+    # The finished run's values are written too (they were printed, and the file was not written).
+    assert [run["name"] for run in json.loads(written.read_text())["runs"]] == ["tiny-learning_rate=0.01"]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("interrupted after 1 of 2 runs. Resume the run it stopped with: trainkit train ")
     command = shlex.split(line.split("stopped with: ", 1)[1])

@@ -233,9 +233,12 @@ def compare_command(
             for row in iter_compare(variants, logdir=logdir, progress=None if quiet else _err):
                 rows.append(row)
         except (TrainingInterrupted, KeyboardInterrupt) as err:
-            # The runs that finished are results: show them before leaving.
+            # The runs that finished are results: show (and write) them before leaving.
             if rows:
                 typer.echo(format_table(rows))
+                if json_path is not None:
+                    write_json(rows, json_path)
+                    _err(f"the {len(rows)} finished run{'s' if len(rows) != 1 else ''} written to {json_path}")
             run_dir = getattr(err, "run_dir", None)
             resume = f". Resume the run it stopped with: {variants[len(rows)].resume_command(run_dir)}" if run_dir is not None else ""
             _err(f"interrupted after {len(rows)} of {len(variants)} runs{resume}")
