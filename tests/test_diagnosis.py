@@ -860,6 +860,10 @@ def test_report_groups_by_severity_with_advice():
     markdown = render_markdown(findings)
     assert "### Errors (1)" in markdown and "**`dead-relu`** (layer `dense`, epoch 4)" in markdown
     assert render_text([]) == "diagnosis: no findings"
+    # An interrupted run's TensorBoard report said "nothing ... looks wrong" without its end verdicts.
+    unfinished = render_markdown([], unfinished="interrupted")
+    assert unfinished.startswith("**Unfinished**: the run was interrupted") and "looks wrong" not in unfinished
+    assert render_markdown(findings, unfinished="failed").startswith("**Unfinished**: the run was ended by an error")
 
 
 # -- live: the callback in a real Trainer ----------------------------------------------------------

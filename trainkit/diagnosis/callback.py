@@ -256,7 +256,9 @@ class DiagnosisCallback(Callback):
         self._record(self.diagnoser.finish(notes))
         self._sync_rejudged()
         if trainer.writer is not None:
-            trainer.writer.text("train", trainer.step, REPORT_TAG, render_markdown(trainer.findings))
+            reason = (logs or {}).get("stop_reason")
+            trainer.writer.text("train", trainer.step, REPORT_TAG,
+                                render_markdown(trainer.findings, unfinished=reason if reason in ("interrupted", "failed") else None))
 
     def wait(self) -> None:
         """Blocks until the calls and epochs handed to the worker are diagnosed (see ``background``)."""

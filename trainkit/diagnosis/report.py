@@ -40,11 +40,20 @@ def _where(finding: Finding) -> str:
     return finding.location(quote="`")
 
 
-def render_markdown(findings: Sequence[Finding]) -> str:
-    """The report as markdown (TensorBoard's text dashboard): sections by severity."""
+def render_markdown(findings: Sequence[Finding], unfinished: str | None = None) -> str:
+    """The report as markdown (TensorBoard's text dashboard): sections by severity.
+
+    Args:
+        findings: The run's findings.
+        unfinished: Why the run ended early (``"interrupted"``, ``"failed"``), when it did: its
+            end-of-run verdicts were not made, and "nothing looks wrong" would claim they were.
+    """
+    note = (f"**Unfinished**: the run was {'interrupted' if unfinished == 'interrupted' else 'ended by an error'} after "
+            "the epochs shown; the end-of-run verdicts (overfitting, underfitting, loss at chance...) were not made. "
+            "Resume it to have them.\n\n" if unfinished else "")
     if not findings:
-        return "**No findings**: nothing in the checks or the training statistics looks wrong."
-    lines: list[str] = []
+        return note + ("**No findings** so far." if unfinished else "**No findings**: nothing in the checks or the training statistics looks wrong.")
+    lines: list[str] = [note.rstrip()] if note else []
     groups = group(findings)
     for severity in _ORDER:
         if not groups[severity]:
