@@ -500,6 +500,29 @@ def test_resuming_with_other_hyperparameters_is_a_resume_mismatch_error(tmp_path
     assert same.history.epoch == [0, 1]
 
 
+
+def test_a_resume_is_checked_against_the_data_seed_and_not_against_keys_added_since(tmp_path):
+    # With recipe.yaml gone, a run resumed with another data.seed (other rows) was accepted.
+    from trainkit.errors import RecipeError
+
+    _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"data_seed": 0, "lr": 0.01}).fit(*_xy(), epochs=1, verbose=0)
+    with pytest.raises(RecipeError, match="data_seed = 0, not 3"):
+        _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"data_seed": 3, "lr": 0.01}).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    # A checkpoint written before a hyperparameter existed still resumes.
+    newer = _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"data_seed": 0, "lr": 0.01, "added_later": 1})
+    newer.fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert newer.history.epoch == [0, 1]
+
+
+def test_a_recipe_s_hyperparameters_hold_its_data_seed(tmp_path):
+    from trainkit.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: binary\ndata: {source: generator, generator: learnable_binary, rows: 100, features: 3, seed: 5}\n"
+                      "model: {layers: [{type: dense, units: 1, activation: sigmoid}]}\nloss: binary_crossentropy\n")
+    assert load_recipe(recipe).hparams()["data_seed"] == 5
+
+
 class _TwoOptimizers(Trainer):
     """A GAN-like step: the first layer has an optimizer of its own."""
 

@@ -562,6 +562,7 @@ class Recipe(_Section):
             "task": self.task,
             "data": self.data.generator if self.data.source == "generator" else self.data.source,
             "rows": self.data.rows if self.data.source == "generator" else 0,
+            "data_seed": self.data.seed,
             "feature_scale": self.data.feature_scale,
             "standardize_inputs": self.preprocessing.standardize_inputs,
             "standardize_targets": self.preprocessing.standardize_targets,

@@ -262,7 +262,9 @@ def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] 
     Raises:
         RecipeError: ``resume-mismatch``, naming the first hyperparameter that differs.
     """
-    differing = [k for k in dict.fromkeys([*(saved or {}), *(now or {})]) if k not in RESUMABLE_HPARAMS and (saved or {}).get(k) != (now or {}).get(k)]
+    # The saved keys: one this version adds (data_seed) is absent from older checkpoints, which
+    # would otherwise never resume.
+    differing = [k for k in (saved or {}) if k not in RESUMABLE_HPARAMS and (saved or {}).get(k) != (now or {}).get(k)]
     if saved is None or now is None or not differing:
         return
     key = differing[0]
