@@ -429,8 +429,11 @@ def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tm
     written = tmp_path / "compare.json"
     result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--set", "training.epochs=3", "--json", str(written)])
     assert result.exit_code == 143
-    # The finished run's values are written too (they were printed, and the file was not written).
-    assert [run["name"] for run in json.loads(written.read_text())["runs"]] == ["tiny-learning_rate=0.01"]
+    # The finished run's values are written too (they were printed, and the file was not written),
+    # and its swept value keeps its column though no other row differs from it.
+    data = json.loads(written.read_text())
+    assert [run["name"] for run in data["runs"]] == ["tiny-learning_rate=0.01"] and data["differing_hparams"] == ["learning_rate"]
+    assert result.stdout.splitlines()[0].split()[:2] == ["run", "learning_rate"]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("interrupted after 1 of 2 runs. Resume the run it stopped with: trainkit train ")
     command = shlex.split(line.split("stopped with: ", 1)[1])

@@ -332,9 +332,14 @@ def _cell(value: Any) -> str:
 
 
 def differing_hparams(rows: Sequence[CompareRow]) -> list[str]:
-    """The hyperparameters whose values differ between the rows (what the comparison is about)."""
+    """The hyperparameters whose values differ between the rows (what the comparison is about).
+
+    A single row (the only run to finish before Ctrl-C) keeps the columns of what its sweep set,
+    by the last part of each sweep path (``optimizer.learning_rate`` -> ``learning_rate``).
+    """
     if len(rows) < 2:
-        return []
+        swept = {path.rsplit(".", 1)[-1] for row in rows for path in row.sweep}
+        return [k for row in rows for k in row.hparams if k in swept]
     keys = list(dict.fromkeys(k for row in rows for k in row.hparams))
     return [k for k in keys if len({json.dumps(row.hparams.get(k), sort_keys=True, default=str) for row in rows}) > 1]
 
