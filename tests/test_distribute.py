@@ -176,3 +176,31 @@ def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_
     # The other worker wrote nothing: no run directory under its logdir, an empty scratch dir.
     assert not [p for p in (tmp_path / "w1").rglob("*")]  # check_writable may create the root itself
     assert not any(Path(other["run_dir"]).iterdir())
+
+
+def test_user_mistakes_under_a_strategy_are_coded_errors():
+    # A model built outside the scope was a plain ValueError; a train_step of its own returning no
+    # dict was a raw TypeError from dict(...) (single-device: bad-step-output).
+    import keras
+    import tensorflow as tf
+
+    from trainkit import Trainer
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    outside = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with pytest.raises(ArgumentError) as info:
+        Trainer(outside, loss="mse", optimizer="sgd", task="regression", strategy=strategy, logdir=None)
+    assert info.value.code == "model-outside-strategy-scope"
+
+    class ReturnsATensor(Trainer):
+        def train_step(self, batch):
+            x, y = batch[:2]
+            return tf.reduce_mean(tf.square(self.model(x) - y))
+
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    trainer = ReturnsATensor(model, loss="mse", optimizer="sgd", task="regression", strategy=strategy, logdir=None, diagnose=False)
+    x, y = np.zeros((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert info.value.code == "bad-step-output"

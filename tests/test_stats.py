@@ -531,3 +531,27 @@ def test_histogram_cuts_leave_later_calls_their_size(tmp_path, rows, spe, every,
     assert sizes.sizes == calls
     events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
     assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == histogram_steps
+
+
+def test_writing_to_an_unknown_split_or_a_closed_writer_is_a_coded_error_where_it_is_written(tmp_path):
+    # A callback's trainer.writer.scalars("val", ...) failed on the writer thread, then the next write
+    # of training itself, as "RuntimeError: Writing TensorBoard events failed".
+    from trainkit.errors import ArgumentError
+    from trainkit.writers.tensorboard import RunWriter
+
+    writer = RunWriter(tmp_path)
+    with pytest.raises(ArgumentError, match="Unknown TensorBoard split 'val'"):
+        writer.scalars("val", 0, {"loss": 1.0})
+    writer.scalars("validation", 0, {"loss": 1.0})  # the writer goes on
+    writer.close()
+    with pytest.raises(ArgumentError) as info:
+        writer.scalars("train", 1, {"loss": 1.0})
+    assert info.value.code == "writer-closed"
+
+
+def test_a_finding_with_an_unknown_severity_is_a_coded_error():
+    from trainkit import Finding
+    from trainkit.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="severity must be one of"):
+        Finding("my-code", "fatal", "message", "advice")

@@ -193,8 +193,8 @@ def split(
 def per_batch_max_normalize(x: np.ndarray, batch_size: int) -> np.ndarray:
     """Divides each chunk of ``batch_size`` rows by that chunk's own maximum: a deliberate BUG.
 
-    This reproduces the "normalise by ``X.max()`` of the batch at hand" mistake (seed 000,
-    example 1): every chunk ends up with max 1 but on a different scale from its neighbours, so
+    This reproduces the "normalise by ``X.max()`` of the batch at hand" mistake (the
+    ``low_batch_max`` recipe's question): every chunk ends up with max 1 but on a different scale from its neighbours, so
     the same raw value means different things in different batches. Chunks whose max is 0 or not
     finite are left unchanged rather than turned into NaN.
     """

@@ -42,7 +42,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -50,7 +50,6 @@ import tensorflow as tf
 from trainkit import stats
 from trainkit.errors import ArgumentError
 
-DistributeName = Literal["none", "mirrored", "multi_worker"]
 DISTRIBUTE_NAMES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
 # Name of the per-replica row count a replicated step adds to its outputs (removed by the reduce).
 _ROWS = "_replica_rows"
@@ -123,12 +122,13 @@ def check_variables_in_scope(strategy: tf.distribute.Strategy, variables: Sequen
     """Refuses a model whose variables were created outside ``strategy.scope()``.
 
     Raises:
-        ValueError: With the fix (build the model inside the scope).
+        ArgumentError: ``model-outside-strategy-scope``, with the fix (build the model inside the scope).
     """
     outside = [v for v in variables if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
     if outside:
         name = getattr(outside[0], "path", getattr(outside[0], "name", "?"))
-        raise ValueError(
+        raise ArgumentError(
+            "model-outside-strategy-scope",
             f"The model's variable {name!r} was created outside the strategy's scope, so it is not "
             "replicated. Build the model inside `with strategy.scope():` (or trainkit.distribute.scope(strategy))."
         )
@@ -271,7 +271,11 @@ def replicated_step(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapp
 
     def run(batch: Any) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         def replica_step(local_batch: Any) -> dict[str, tf.Tensor]:
-            logs = dict(step(local_batch))
+            from trainkit.loop import step_output_names  # loop imports this module
+
+            outputs = step(local_batch)
+            step_output_names(outputs)  # a step of its own that returns no dict of scalars: bad-step-output
+            logs = dict(outputs)
             first = tf.nest.flatten(local_batch)[0]
             return tag_rows(logs, tf.cast(tf.shape(first)[0], tf.float32))
 

@@ -7,8 +7,7 @@ with the last call), a ``tf.data`` dataset (streamed, stacked under XLA), and ei
 the last one took, to about :data:`_TARGET_CALL_SECONDS`; a call ends where histograms are due.
 
 :class:`EpochCalls` is a mixin rather than an object of its own: it runs the trainer's compiled
-loop and carries its call sizing from epoch to epoch on the trainer. Its methods are the ones
-trainer.py had, unchanged.
+loop and carries its call sizing from epoch to epoch on the trainer.
 """
 
 from __future__ import annotations

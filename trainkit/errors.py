@@ -80,7 +80,11 @@ class TrainingInterrupted(TrainkitError):
 
 
 class NonFiniteLossError(TrainkitError, ArithmeticError):
-    """Training stopped because the loss became NaN or infinite."""
+    """Reserved for a loss that became NaN or infinite; trainkit does not raise it.
+
+    ``fit`` ends such a run itself (``on_nan="stop"``): ``trainer.stop_reason`` is then
+    ``"nan-loss"``, the ``nan-loss`` finding says where, and the CLI exits with code 3.
+    """
 
 
 class ArgumentError(TrainkitError, ValueError, TypeError):

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from trainkit.errors import ArgumentError
+
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
 
@@ -40,7 +42,7 @@ class Finding:
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+            raise ArgumentError("bad-argument", f"A finding's severity must be one of {', '.join(SEVERITIES)}, got {self.severity!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict."""

@@ -41,7 +41,6 @@ from trainkit.background import workers_turn
 from trainkit.errors import ArgumentError, TrainkitError
 
 StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
-BATCH_SIZE_COLUMN = "_batch_size"
 #: Batches a streaming call stacks and runs in one XLA loop (see CompiledLoop._build_chunked_streaming).
 _STREAM_CHUNK = 32
 #: Bytes of batches one stack may hold: fewer, larger batches a stack (the stack and its padded

@@ -88,7 +88,7 @@ class _FunctionLoss(keras.losses.Loss):
     def call(self, y_true: Any, y_pred: Any) -> Any:
         # Keras's own wrapper of loss functions lines the ranks up first: 1-D targets against a
         # [batch, 1] output otherwise broadcast to [batch, batch] in ``y_true - y_pred``, and the
-        # usual custom MSE trained on the mean over every pair of rows (fit audit, session 24).
+        # usual custom MSE trained on the mean over every pair of rows.
         y_true, y_pred = _same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred)
 

@@ -123,7 +123,7 @@ def json_text(value: Any, *, indent: int | None = 2, default: Any = None) -> str
     """``value`` as standard JSON (RFC 8259), for files other tools read: NaN and infinities as ``null``.
 
     Python writes them as bare ``NaN`` / ``Infinity``, which JavaScript's ``JSON.parse`` refuses
-    and jq 1.6 reads as null without a word (TensorBoard audit, session 24).
+    and jq 1.6 reads as null without a word.
     """
     return json.dumps(_finite_or_none(value), indent=indent, allow_nan=False, default=default)
 

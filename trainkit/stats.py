@@ -43,7 +43,6 @@ import tensorflow as tf
 # -- names ----------------------------------------------------------------------------------------
 LOSS = "loss"
 LEARNING_RATE = "learning_rate"
-GLOBAL = "global"
 GLOBAL_GRAD_NORM = "grad_norm/global"
 OUTPUT = "output"
 
@@ -89,8 +88,6 @@ ACTIVATION_KINDS: dict[str, tuple[str, ...]] = {
 }
 #: Activations whose saturation test is ``|a| > 0.99`` (odd, range [-1, 1]).
 _SYMMETRIC_SATURATING = frozenset({"tanh"})
-#: Activations whose saturation test is ``a < 0.01 or a > 0.99`` (range [0, 1]).
-_UNIT_SATURATING = frozenset({"sigmoid", "hard_sigmoid"})
 SATURATION_THRESHOLD = 0.99
 
 _KINDS = frozenset({GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO, GRAD_NONFINITE, ACTIVATION})

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import background, distribute, multioutput, probes, stats, updates
+from trainkit import background, checks, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
@@ -304,7 +304,6 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.writer: RunWriter | None = None
         self._pending_texts: dict[str, str] = {}
         self._step_table = StepTable()
-        self.keep_step_table = step_table_steps != 0
         self._probe: probes.Probe | None = None
         self._histograms = ProbeHistograms(self)
         self._step_xla = False
@@ -632,11 +631,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     # -- checks -----------------------------------------------------------------------------------
     def check_model(self) -> list[Finding]:
         """Compatibility checks of model, loss and task; raises CompatibilityError on errors."""
-        try:
-            from trainkit.checks import check_compatibility
-        except ImportError:  # checks are optional until that module lands
-            return []
-        return check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
+        return checks.check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False) -> list[Finding]:
@@ -647,11 +642,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         rows per batch fit will use on numpy data (``batch-larger-than-data``). ``evaluation``:
         ``x`` and ``y`` are to be evaluated, not trained on (the checks that hold for any data).
         """
-        try:
-            from trainkit.checks import check_data
-        except ImportError:
-            return []
-        return check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
+        return checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
                           sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation)
 
     def log_text(self, name: str, markdown: str) -> None:
@@ -999,7 +990,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._step = last_step
             if self.writer is not None:
                 self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended))
-            if self.keep_step_table and self.step_table_steps != 0:
+            if self.step_table_steps != 0:
                 self._step_table.keep(first_step, outputs, self.step_table_steps)
             callbacks.on_execution_end(first_step, outputs)
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch

@@ -98,10 +98,6 @@ class CallbackList:
             cb.set_trainer(trainer)
         self._listeners = {e: [cb for cb in self.callbacks if _overrides(cb, e)] for e in EVENTS}
 
-    def wants(self, event: str) -> bool:
-        """True when any callback overrides ``event`` (so the trainer can skip unneeded work)."""
-        return bool(self._listeners[event])
-
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         for cb in self._listeners["on_train_begin"]:
             cb.on_train_begin(logs)

@@ -85,7 +85,7 @@ class EarlyStopping(Callback):
             self._restore()
         elif epoch + 1 == getattr(self.trainer, "epochs", None):
             # The run's last epoch, not its best: a run that never stopped ended with its last
-            # weights where Keras's callback gives the best (fit audit, session 24). Here rather than
+            # weights where Keras's callback gives the best. Here rather than
             # at on_train_end, so that the final checkpoint, the diagnosis and the report see them.
             self._restore()
 

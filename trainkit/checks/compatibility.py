@@ -552,8 +552,8 @@ def validate_allow(allow: Collection[str]) -> frozenset[str]:
     return allow
 
 
-def to_finding(code: str, severity: Severity, issue: Issue, allow: Collection[str]) -> Finding:
-    """A finding for ``issue``; an allowed error becomes a warning that says it was allowed."""
+def to_finding(code: str, severity: Severity, issue: Issue) -> Finding:
+    """A finding for ``issue``; an error (only allowed ones get here) becomes a warning that says it was allowed."""
     message = issue.message
     evidence = dict(issue.evidence)
     if severity == "error":
@@ -618,5 +618,5 @@ def check_compatibility(
                 continue
             if rule.severity == "error" and rule.code not in allowed:
                 raise CompatibilityError(rule.code, f"{issue.message} {issue.advice}")
-            findings.append(to_finding(rule.code, rule.severity, issue, allowed))
+            findings.append(to_finding(rule.code, rule.severity, issue))
     return findings

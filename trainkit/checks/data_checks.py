@@ -839,12 +839,12 @@ def label_leakage(ctx: DataContext) -> Issue | None:
     if ids is None:
         return None
     assert sample is not None
-    xs, _, t = sample
+    xs, _, _ = sample
     n = len(xs)
     equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
     if len(equal):
         j = int(equal[0])
-        return _leak_issue(t, j, f"Feature {j} is identical to the class label in all {n} sampled rows",
+        return _leak_issue(j, f"Feature {j} is identical to the class label in all {n} sampled rows",
                            {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)})
     few = _few_values(n)
     # Only features with few distinct values are read in full: one with more than `few` in its
@@ -859,7 +859,7 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         c, lab = col[order], ids[order]
         if np.all((lab[1:] == lab[:-1]) | (c[1:] != c[:-1])):
             return _leak_issue(
-                t, int(j), f"Each of the {int(distinct[j])} values of feature {int(j)} maps to a single "
+                int(j), f"Each of the {int(distinct[j])} values of feature {int(j)} maps to a single "
                 f"class in all {n} sampled rows, so it predicts the label perfectly",
                 {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])})
     return None
@@ -947,12 +947,12 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target) -> Issue | None:
     j = int(np.argmax(np.abs(corr)))
     if abs(corr[j]) < LEAK_CORRELATION:
         return None
-    return _leak_issue(t, j, f"Feature {j} is a linear copy of the target (correlation {corr[j]:.5f} "
+    return _leak_issue(j, f"Feature {j} is a linear copy of the target (correlation {corr[j]:.5f} "
                              f"in {len(xs)} sampled rows)",
                        {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)})
 
 
-def _leak_issue(t: Target, j: int, found: str, evidence: dict[str, Any]) -> Issue:
+def _leak_issue(j: int, found: str, evidence: dict[str, Any]) -> Issue:
     return Issue(
         f"{found}: it is probably the label, or something computed from it, leaking into the inputs. "
         f"The model will learn this shortcut and fail on data where the label is unknown.",
@@ -1499,5 +1499,5 @@ def check_data(
             continue
         if rule.severity == "error" and rule.code not in allowed:
             raise DataError(rule.code, f"{issue.message} {issue.advice}")
-        findings.append(to_finding(rule.code, rule.severity, issue, allowed))
+        findings.append(to_finding(rule.code, rule.severity, issue))
     return findings

@@ -6,7 +6,7 @@
 * :mod:`~trainkit.diagnosis.callback` — :class:`DiagnosisCallback`, added by the Trainer (live).
 * :mod:`~trainkit.diagnosis.readback` — :func:`diagnose_run_dir`, the same rules on a finished
   run's TensorBoard events (``trainkit diagnose RUN_DIR``).
-* :mod:`~trainkit.diagnosis.report` — text, markdown and JSON renderings.
+* :mod:`~trainkit.diagnosis.report` — text and markdown renderings.
 """
 
 from trainkit.diagnosis.baseline import Baseline, chance_loss

@@ -280,9 +280,9 @@ class DiagnosisCallback(Callback):
                 variable.assign(value)
         where = "the initial weights" if good_epoch < self._initial_epoch else f"the weights from the end of epoch {good_epoch + 1}"
         self._nan_note = f"Training stopped after epoch {epoch + 1}; {where} were restored."
-        self._annotate_nan(restored_epoch=good_epoch)
+        self._annotate_nan()
 
-    def _annotate_nan(self, restored_epoch: int | None = None) -> None:
+    def _annotate_nan(self) -> None:
         assert self.diagnoser is not None and self._nan_note is not None
         for finding in self.diagnoser.findings:
             if finding.code == "nan-loss":
@@ -342,11 +342,6 @@ def annotate_nan_recovery(finding: Finding, note: str) -> Finding:
 
 #: Batches of a tf.data source sampled for the chance level.
 _TARGET_BATCHES = 16
-
-
-def source_targets(source: Any) -> Any:
-    """The training targets of a trainer's data source, for the chance level (``None`` if unknown)."""
-    return source_targets_and_weights(source)[0]
 
 
 def source_targets_and_weights(source: Any) -> tuple[Any, Any]:

@@ -24,7 +24,6 @@ kept the first time it is detected (one per code and layer) and reported once.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -328,13 +327,13 @@ class Diagnoser:
         self._current.grow(len(self.names))
         loss_col = list(names).index(LOSS) if LOSS in names else None
         self._current.add(columns, values, loss_col)
-        self._keep_first_rows(first_step, columns, values)
+        self._keep_first_rows(columns, values)
         self._detect(first_step, list(names), values)
         if self.first_step is None:
             self.first_step = first_step
         # Steps the run has trained, not rows seen: read back from events written every n-th step
         # (logging.scalars_every), the rows were 1/n of them and the curve rules waited n times
-        # longer than live (a missed oscillating-loss: TensorBoard audit, session 24).
+        # longer than live (and missed an oscillating loss).
         self.steps = max(self.steps + values.shape[0], first_step + values.shape[0] - self.first_step)
         self.last_step = first_step + values.shape[0] - 1
         return self._run_rules(("call",))
@@ -600,7 +599,7 @@ class Diagnoser:
             self.names.append(name)
         return col
 
-    def _keep_first_rows(self, first_step: int, columns: np.ndarray, values: np.ndarray) -> None:
+    def _keep_first_rows(self, columns: np.ndarray, values: np.ndarray) -> None:
         have = self.first_rows.shape[0]
         if have >= FIRST_STEPS:
             return
@@ -699,11 +698,6 @@ def _is_number(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return not isinstance(value, bool)
-
-
-def finite_or_none(value: float) -> float | None:
-    """``value`` as a float, or ``None`` when it is NaN/inf (for JSON evidence)."""
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _floats(values: Iterable[Any]) -> list[float]:

@@ -7,7 +7,6 @@ what was seen and the fix, so the report reads top-down from what must change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from trainkit.findings import SEVERITIES, Finding
 
@@ -65,11 +64,6 @@ def render_markdown(findings: Sequence[Finding], unfinished: str | None = None) 
             lines.append(f"  - *fix*: {finding.advice}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def findings_to_json(findings: Iterable[Finding]) -> list[dict[str, Any]]:
-    """JSON-serialisable findings (the ``findings`` list of report.json)."""
-    return [f.to_dict() for f in findings]
 
 
 def codes(findings: Iterable[Finding], severities: Iterable[str] = SEVERITIES) -> list[str]:

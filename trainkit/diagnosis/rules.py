@@ -237,9 +237,8 @@ def _inputs_scaled(view: Diagnoser) -> bool:
 def _standardise(view: Diagnoser) -> str | None:
     """What is left to standardise (``"the inputs"``, ...), ``None`` when nothing is.
 
-    A classifier's targets are labels, and data that is scaled already was told to be standardised
-    again (standardised regression targets, recipes with ``standardize_inputs: true``: diagnosis
-    audit, session 23; seed audit, session 24).
+    A classifier's targets are labels, and data that is scaled already (standardised regression
+    targets, a recipe's ``standardize_inputs: true``) was told to be standardised again.
     """
     parts = [] if _inputs_scaled(view) else ["the inputs"]
     if view.context.task == "regression" and not _targets_scaled(view):
@@ -303,7 +302,7 @@ def _raised_lr(view: Diagnoser) -> str:
 
     From the measured step sizes: steps far below the healthy ~0.1% of the weights get up to 10x
     (enough to bring them there), others 3x. lr-too-low said 0.001 and underfitting 0.0003 for
-    one run at 1e-4 (seed audit, session 24).
+    one run at 1e-4.
     """
     lr = _lr(view)
     if lr is None:
@@ -1161,7 +1160,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
         return None
     if chance is not None and val[best] >= view.t.at_chance_validation * chance:
         # Nothing ever generalised (random labels: best 98-141% of chance): there is no good epoch
-        # to stop at, and loss-at-chance says the model memorises (seed audit, session 24).
+        # to stop at, and loss-at-chance says the model memorises.
         return None
     if _found(view, ("lr-too-high", "oscillating-loss", "diverging-loss")):
         # The validation loss of a run whose steps overshoot jumps about: a rise 3 epochs after a

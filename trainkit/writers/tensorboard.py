@@ -32,7 +32,7 @@ from tensorboard.plugins.text import summary as text_summary
 
 from trainkit import stats
 from trainkit.background import SerialWorker, WorkerClosedError
-from trainkit.errors import RunDirError
+from trainkit.errors import ArgumentError, RunDirError
 from trainkit.runs import is_storage_error
 
 SPLITS = ("train", "validation")
@@ -67,6 +67,13 @@ def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> None:
                 path.unlink(missing_ok=True)
             elif path.stat().st_size > size:
                 os.truncate(path, size)
+
+
+def _check_split(split: str) -> None:
+    """Refuses an unknown split where it is written, not on the writer thread: there it failed the
+    next write of training itself, as a RuntimeError about something else."""
+    if split not in SPLITS:
+        raise ArgumentError("bad-argument", f"Unknown TensorBoard split {split!r}: write to one of {', '.join(SPLITS)}.")
 
 
 def step_tag(name: str) -> str:
@@ -294,6 +301,7 @@ class RunWriter:
 
     def scalars(self, split: str, step: int, values: Mapping[str, float], *, tag: Callable[[str], str] = epoch_tag) -> None:
         """Queues a group of scalars at one step (epoch values by default)."""
+        _check_split(split)
         items = {tag(k): float(v) for k, v in values.items()}
         self._put(lambda: self._add(split, step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in items.items()]))
 
@@ -304,6 +312,7 @@ class RunWriter:
         appends ``/histogram_summary`` to every tag). The buckets are counted in the graph
         (:func:`trainkit.stats.histograms`), so the writer only encodes them.
         """
+        _check_split(split)
         buckets = {k: np.asarray(v, dtype=np.float64) for k, v in buckets.items()}
 
         def write() -> None:
@@ -315,10 +324,12 @@ class RunWriter:
 
     def text(self, split: str, step: int, name: str, markdown: str) -> None:
         """Queues a text summary (rendered as markdown by TensorBoard)."""
+        _check_split(split)
         self._put(lambda: self._add(split, step, list(_own_summary(text_summary.pb(name, markdown)).value)))
 
     def summary(self, split: str, step: int, proto: Any) -> None:
         """Queues a ready-made ``Summary`` protobuf (HParams, custom-scalar layouts, ...)."""
+        _check_split(split)
         self._put(lambda: self._add(split, step, list(_own_summary(proto).value)))
 
     def flush(self) -> None:
@@ -349,7 +360,8 @@ class RunWriter:
         try:
             call()
         except WorkerClosedError:
-            raise RuntimeError("RunWriter is closed.") from None
+            raise ArgumentError("writer-closed", "This TensorBoard writer is closed: fit closes trainer.writer when it ends. "
+                                                 "Write from a callback while training.") from None
         except Exception as err:
             if not is_storage_error(err):
                 raise RuntimeError(f"Writing TensorBoard events failed: {err}") from err
@@ -362,8 +374,6 @@ class RunWriter:
         self._split_writer(split).add_event(event)
 
     def _split_writer(self, split: str) -> RecordEventWriter:
-        if split not in SPLITS:
-            raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
         if split not in self._writers:
             self._writers[split] = RecordEventWriter(self.run_dir / split)
         return self._writers[split]
