@@ -309,6 +309,16 @@ def test_label_leakage_feature_equal_to_label():
     assert finding.evidence["feature"] == 2 and "np.delete(x, 2, axis=1)" in finding.advice
 
 
+def test_a_leak_is_named_by_its_column_and_removed_with_data_drop_when_the_columns_are_known():
+    # "Remove column 2 from x": in the csv file, column 2 was the target itself; the leak was the
+    # column after it, and a recipe had no x to delete it from.
+    x = X.copy()
+    x[:, 2] = YB
+    names = [f"col{j}" for j in range(x.shape[1])]
+    (finding,) = [f for f in run("binary", x, YB, feature_names=names) if f.code == "label-leakage"]
+    assert "Feature 2 ('col2')" in finding.message and "data: {drop: [col2]}" in finding.advice
+
+
 def test_label_leakage_categorical_feature_mapping_to_single_class():
     x = X.copy()
     x[:, 3] = YM * 7.0 + 2.0  # three values, each with one class

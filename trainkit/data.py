@@ -23,8 +23,9 @@ import csv
 import dataclasses
 import math
 import re
+import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +219,8 @@ def _load(cfg: DataConfig, base_dir: Path, task: str | None) -> tuple[np.ndarray
         names = None
     else:
         x, y, names = _read_source(cfg, base_dir)
+        if task != "regression" and cfg.target_offset:
+            y = np.asarray(y) + cfg.target_offset  # 1-based class ids in a file: target_offset -1
         y = _layout_file_labels(y, task, cfg.one_hot)
     if task == "regression":
         y = _scaled(y, cfg.target_scale, cfg.target_offset, "target")
@@ -265,7 +268,7 @@ def _read_source(cfg: DataConfig, base_dir: Path) -> tuple[np.ndarray, np.ndarra
     path = Path(cfg.path or "")
     path = path if path.is_absolute() else base_dir / path
     if cfg.source == "csv":
-        return _read_csv(path, cfg.target or "")
+        return _read_csv(path, cfg.target or "", cfg.drop)
     x, y = _read_npz(path, cfg.x_key, cfg.y_key)
     return x, y, None
 
@@ -276,6 +279,12 @@ def _layout_file_labels(y: np.ndarray, task: str, one_hot: bool) -> np.ndarray:
     flat = y.reshape(len(y)) if y.ndim > 1 and y.shape[1:] == (1,) else y
     integral = flat.ndim == 1 and np.issubdtype(flat.dtype, np.number) and bool(np.all(np.mod(flat, 1) == 0))
     if task in ("binary", "multiclass") and one_hot and integral and flat.size and flat.min() >= 0:
+        if flat.min() >= 1:
+            # Ids 1..3 made 4 columns, and then "use Dense(4)": a class 0 that no row has.
+            low = int(flat.min())
+            raise DataError("label-format", f"The class ids in the file run from {low} to {int(flat.max())}: one-hot rows would start with "
+                                            f"{low} column{'s' if low > 1 else ''} that no row has. Number the classes from 0 "
+                                            f"(data: {{target_offset: -{low}}} if they are 1-based).")
         return _one_hot(flat.astype(np.int64), int(flat.max()) + 1)
     if task == "multiclass" and integral:
         # int32 unless an id overflows it: the data checks then report the ids as they were.
@@ -389,17 +398,43 @@ def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def _read_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_csv(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Reads a numeric csv file with a header row; ``target`` names the label column.
 
     The fields are comma-separated, or separated by ';', tab or '|' when the header holds no comma.
+    The features are the other columns but those in ``drop`` and an unnamed first column, which
+    is how pandas writes its row index (``df.to_csv(path)``): as a feature, an index of rows
+    sorted by label gave 97% validation accuracy on random labels, with no finding.
     """
     rows = _csv_table(path)
     header = _csv_header(rows, path, target)
-    values = _csv_values(rows, header, path)
+    skipped = _csv_dropped(header, target, drop, path)
+    values = _csv_values(rows, header, path, target)
     column = header.index(target)
-    names = [name for j, name in enumerate(header) if j != column]
-    return np.delete(values, column, axis=1), values[:, column : column + 1], names
+    keep = [j for j, name in enumerate(header) if j != column and j not in skipped]
+    return values[:, keep], values[:, column : column + 1], [header[j] for j in keep]
+
+
+def _csv_dropped(header: list[str], target: str, drop: Sequence[str], path: Path) -> set[int]:
+    """The columns left out of the features: ``drop``'s, and an unnamed first column (a pandas index)."""
+    skipped = set()
+    for name in drop:
+        if name not in header:
+            raise DataError("data-missing-column", f"data.drop names column '{name}', which is not in {path}.{closest(name, header)} "
+                                                   f"Available columns: {', '.join(header)}.")
+        skipped.add(header.index(name))
+    if header[0] == "" and 0 not in skipped:
+        print(f"warning: [data-index-column] The first column of {path} has no name, as pandas writes its row index "
+              "(df.to_csv(path) without index=False): it is not used as a feature.", file=sys.stderr)
+        skipped.add(0)
+    unnamed = [j for j, name in enumerate(header) if name == "" and j not in skipped]
+    if unnamed:
+        trailing = " (a comma at the end of every line?)" if unnamed == [len(header) - 1] else ""
+        raise DataError("data-missing-column", f"Column {unnamed[0] + 1} of {path} has no name in the header row{trailing}; "
+                                               "name every column, or remove the empty one.")
+    if len(header) - len(skipped) < 2:
+        raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}' once the dropped ones are left out.")
+    return skipped
 
 
 def _csv_table(path: Path) -> list[tuple[int, list[str]]]:
@@ -419,7 +454,14 @@ def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> l
     header = [name.strip() for name in rows[0][1]]
     if len(rows) == 1:
         raise DataError("data-empty", f"{path} has a header but no data rows.")
+    if all(_is_number_text(name) for name in header):
+        # Read as a header, the first data row named the columns, and `target: '0'` took one of them.
+        raise DataError("data-no-header", f"The first row of {path} holds only numbers ({', '.join(header[:4])}{', ...' if len(header) > 4 else ''}): "
+                                          "the file has no header row. Add one that names every column (the target among them).")
     if target not in header:
+        if len(header) == 1 and len(header[0].split()) > 1:
+            raise DataError("data-missing-column", f"The header of {path} reads as one column, '{header[0]}': its fields are separated by "
+                                                   "spaces, and trainkit reads fields separated by ',', ';', tab or '|'. Write the file with one of those.")
         raise DataError("data-missing-column", f"Column '{target}' is not in {path}.{closest(target, header)} Available columns: {', '.join(header)}.")
     if len(header) == 1:
         raise DataError("data-missing-column", f"{path} has no feature columns besides the target '{target}'.")
@@ -431,14 +473,14 @@ def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> l
     return header
 
 
-def _csv_values(rows: list[tuple[int, list[str]]], header: list[str], path: Path) -> np.ndarray:
+def _csv_values(rows: list[tuple[int, list[str]]], header: list[str], path: Path, target: str = "") -> np.ndarray:
     """The data rows as float32, every field a finite number that float32 can hold."""
     # float64 first: a number beyond float32's range is refused by name, not cast to inf.
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for i, (line, fields) in enumerate(rows[1:]):
         if len(fields) != len(header):
             raise DataError("data-ragged", f"Row at line {line} of {path} has {len(fields)} fields; the header has {len(header)}.")
-        values[i] = [_number(v, line, header[j], path) for j, v in enumerate(fields)]
+        values[i] = [_number(v, line, header[j], path, header[j] == target) for j, v in enumerate(fields)]
 
     def place(row: int, col: int) -> str:
         return f"line {rows[1 + row][0]}, column '{header[col]}'"
@@ -515,14 +557,41 @@ def _not_found(path: Path, suffix: str) -> DataError:
     return DataError("data-not-found", f"Data path {path} is a directory, not a file; set data.path to the {suffix} file itself.{holds}")
 
 
-def _number(text: str, line: int, column: str, path: Path) -> float:
+#: Fields that mean "no value" in common exports.
+_MISSING = frozenset({"", "na", "n/a", "null", "none", "?", "-", "missing"})
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(text: str, line: int, column: str, path: Path, target: bool = False) -> float:
     try:
         return float(text)
     except ValueError:
-        shown = repr(text) if text.strip() else "an empty field"
-        # ';'-separated exports often write decimal commas too: 1,5 for 1.5
-        comma = " (a decimal comma? write it with a point)" if re.fullmatch(r"\s*[-+]?\d*,\d+\s*", text) else ""
-        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {shown} is not a number{comma}.") from None
+        raise DataError("data-non-numeric", f"Line {line}, column '{column}' of {path}: {_not_a_number(text, column, target)}") from None
+
+
+def _not_a_number(text: str, column: str, target: bool) -> str:
+    """Why a csv field is no number, and what to do: every field of a data file must be one."""
+    shown = repr(text) if text.strip() else "an empty field"
+    if re.fullmatch(r"\s*[-+]?\d{1,3}(,\d{3})+\s*", text):
+        # "17,279": a thousands separator as often as a decimal comma; taking it for one scaled values 1000x.
+        plain = text.strip().replace(",", "")
+        return f"{shown} is not a number: write it {plain} if the comma separates thousands, or {text.strip().replace(',', '.')} if it is a decimal comma."
+    if re.fullmatch(r"\s*[-+]?\d*,\d+\s*", text):  # ';'-separated exports often write decimal commas: 1,5 for 1.5
+        return f"{shown} is not a number (a decimal comma? write it with a point)."
+    if text.strip().lower() in _MISSING:
+        return f"{shown} is a missing value. Drop the rows that have one, or fill them (e.g. with the column's mean), before training."
+    if target:
+        return (f"{shown} is not a number. Class labels must be numbers: write the classes as 0..K-1 (pandas: "
+                f"df['{column}'] = df['{column}'].astype('category').cat.codes), or 0/1 for a binary task.")
+    return (f"{shown} is not a number. Every feature must be a number: encode a categorical column (one-hot, "
+            f"pandas.get_dummies), or leave the column out with data: {{drop: [{column}]}}.")
 
 
 # ------------------------------------------------------------------------------------------ npz
@@ -537,7 +606,7 @@ _SAVEZ = "np.savez(path, x=..., y=...)"
 
 def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
     with _open_npz(path) as archive:
-        arrays = [_npz_array(archive, key, path) for key in (x_key, y_key)]
+        arrays = [_npz_array(archive, key, path, field) for key, field in ((x_key, "x_key"), (y_key, "y_key"))]
     x, y = arrays
     if len(x) == 0:
         raise DataError("data-empty", f"Array '{x_key}' in {path} has no rows.")
@@ -586,9 +655,11 @@ def _clause(err: BaseException) -> str:
     return " ".join(str(err).split()).rstrip(".") or type(err).__name__
 
 
-def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
+def _npz_array(archive: Any, key: str, path: Path, field: str = "x_key") -> np.ndarray:
     if key not in archive.files:
-        raise DataError("data-missing-key", f"Key '{key}' is not in {path}. Available keys: {', '.join(archive.files) or 'none'}.")
+        names = ", ".join(archive.files) or "none"
+        which = f" Name the array to read with data.{field} (x_key for the inputs, y_key for the labels)." if archive.files else ""
+        raise DataError("data-missing-key", f"Key '{key}' is not in {path}. Available keys: {names}.{which}")
     try:
         array = archive[key]
     except ValueError:  # an object array: numpy stores it as a pickle, which is refused

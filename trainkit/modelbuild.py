@@ -150,7 +150,13 @@ def _sequential(layers: Sequence[LayerSpec], input_shape: tuple[int, ...]) -> ke
             model.add(layer)
         except (ValueError, TypeError) as err:
             # Keras explains shape problems well but over several lines; keep the first one.
-            raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') cannot take input of shape {shape}: {_first_line(err)}") from err
+            hint = ""
+            if spec.type == "conv2d" and index == 0 and len(shape) == 3:
+                # Grayscale images saved as (n, 16, 16): a conv layer wants the channel axis too.
+                hint = " The examples have no channel axis: save the images with one (x[..., None] for grayscale)."
+            said = _first_line(err)
+            said += "." if hint and not said.endswith(".") else ""
+            raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') cannot take input of shape {shape}: {said}{hint}") from err
         except (tf.errors.ResourceExhaustedError, MemoryError):
             raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') on input of shape {shape} has more weights than this machine's "
                                            "memory holds. Use fewer units, filters or input features.") from None

@@ -112,7 +112,7 @@ def _takes_booleans(annotation: Any) -> bool:
 #: The data keys only some sources read (the others, scales and offsets, apply to every source).
 _SOURCE_FIELDS: dict[str, frozenset[str]] = {
     "generator": frozenset({"generator", "rows", "features", "image_shape", "classes", "seed", "feature_distribution", "noise"}),
-    "csv": frozenset({"path", "target"}),
+    "csv": frozenset({"path", "target", "drop"}),
     "npz": frozenset({"path", "x_key", "y_key"}),
     "sklearn": frozenset({"name"}),
 }
@@ -139,6 +139,7 @@ class DataConfig(_Section):
     per_batch_max_normalize: PositiveInt | None = None
     path: str | None = None
     target: str | None = None
+    drop: list[str] = Field(default_factory=list)
     x_key: str = "x"
     y_key: str = "y"
     name: SklearnName | None = None
@@ -156,6 +157,8 @@ class DataConfig(_Section):
             raise ValueError("a csv source needs both 'path' (the file) and 'target' (the label column)")
         if self.source == "npz" and not self.path:
             raise ValueError("an npz source needs 'path'")
+        if self.target is not None and self.target in self.drop:
+            raise ValueError(f"drop names the target column '{self.target}'; list only feature columns to leave out")
         if self.source == "sklearn" and self.name is None:
             raise ValueError("an sklearn source needs 'name': breast_cancer, digits or diabetes")
         if self.source == "generator":
@@ -172,7 +175,7 @@ class DataConfig(_Section):
         # A key only another source reads does nothing here: data.rows: 500 on a csv source looks
         # like it keeps 500 rows, and data.path on a generator looks like the file is read.
         for field in sorted(self.model_fields_set):
-            if getattr(self, field) == type(self).model_fields[field].default:
+            if getattr(self, field) == type(self).model_fields[field].get_default(call_default_factory=True):
                 continue  # a whole recipe written back out (a sweep variant) sets every key
             readers = [source for source, fields in _SOURCE_FIELDS.items() if field in fields]
             if readers and self.source not in readers:
@@ -486,6 +489,25 @@ class Recipe(_Section):
     def _targets_continuous(self) -> Recipe:
         if self.preprocessing.standardize_targets and self.task != "regression":
             raise ValueError(f"standardize_targets would turn {self.task} class labels into fractions; it only applies to task: regression")
+        return self
+
+    @model_validator(mode="after")
+    def _target_keys_fit_the_task(self) -> Recipe:
+        # Each was silently ignored where it does not apply: target_offset: -1 looked like the fix
+        # of a file's 1-based class labels and changed nothing.
+        data = self.data
+        if self.task == "regression":
+            if data.one_hot:
+                raise ValueError("one_hot lays out class labels; a regression's targets are numbers to predict: remove it")
+            return self
+        if data.target_scale != 1.0:
+            raise ValueError(f"target_scale scales regression targets; {self.task} labels are class ids: remove it")
+        if data.target_offset != 0.0:
+            if self.task == "multilabel" or data.source == "generator":
+                made = "0/1 per label" if self.task == "multilabel" else "the ids 0..K-1 already"
+                raise ValueError(f"target_offset shifts class ids read from a file; these labels are {made}: remove it")
+            if data.target_offset != int(data.target_offset):
+                raise ValueError(f"target_offset shifts class ids, so it must be a whole number (-1 turns ids 1..K into 0..K-1); got {data.target_offset:g}")
         return self
 
     @property

@@ -133,6 +133,8 @@ class DataContext:
     #: How x's inputs fail to match the model's (missing keys, too few arrays), or ``None``.
     unmatched_inputs: Issue | None = None
     unmatched_targets: str | None = None
+    #: The columns of a single 2-D input (a csv header), or ``None``.
+    feature_names: Sequence[str] | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
@@ -518,7 +520,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             classes = len(_sample_values(y))
             remap = f"map the {classes} distinct labels to 0..{classes - 1}: classes, y = np.unique(y, return_inverse=True)"
             if lo >= 1 and hi == units:
-                fix = "The labels look 1-based: use y - 1."
+                fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
             elif lo < 0 or hi + 1 > 100 * max(classes, units):
                 # Negative ids, or ids far larger than any class count: names, not ids.
                 fix = remap[0].upper() + remap[1:] + (f", and use Dense({classes})." if classes != units else ".")
@@ -537,7 +539,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             if vals <= {-1.0, 1.0}:
                 fix = "Map -1/+1 to 0/1: y = (y + 1) / 2."
             elif vals <= {1.0, 2.0}:
-                fix = "The labels look 1-based: use y - 1."
+                fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
             elif _is_integral(y) and len(values) > 2:
                 count = len(_sample_values(y))
                 if count > _MANY_CLASSES:  # counts or measurements, most likely (sklearn's diabetes: 214)
@@ -694,7 +696,8 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             smallest = int(varying[np.argmin(scale[varying])])
             if smallest not in worst:
                 worst.append(smallest)
-        described = "; ".join(f"{unit} {j}: mean {_fmt(mean[j])}, std {_fmt(std[j])}" for j in worst)
+        names = ctx.feature_names if unit == "feature" and len(ctx.xs) == 1 else None
+        described = "; ".join(f"{_feature(j, names) if names else f'{unit} {j}'}: mean {_fmt(mean[j])}, std {_fmt(std[j])}" for j in worst)
         reasons = []
         if max_mean >= UNSCALED_MEAN or max_std >= UNSCALED_STD:
             reasons.append(f"values reach |mean| {_fmt(max_mean)} / std {_fmt(max_std)}")
@@ -703,11 +706,13 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
         name = f"x[{i}]" if len(ctx.xs) > 1 else "x"
         lo_all, hi_all = float(f.min()) if f.size else 0.0, float(f.max()) if f.size else 0.0
         if lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
-            fix = f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first)."
+            fix = (f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first; in a recipe, "
+                   "data: {feature_scale: 0.00392157}).")
         else:
             fix = (f"Standardise each feature with statistics of the training split: mean = {name}_train.mean(axis=0); "
                    f"std = {name}_train.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
-                   f"keras.layers.Normalization() (adapted on {name}_train) first in the model.")
+                   f"keras.layers.Normalization() (adapted on {name}_train) first in the model (in a recipe, "
+                   "preprocessing: {standardize_inputs: true}).")
         return Issue(
             f"The inputs {name} are not scaled{ctx.where} ({'; '.join(reasons)}): {described}. Large or "
             f"uneven scales make the loss badly conditioned: one learning rate is too large for some "
@@ -742,7 +747,8 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
              "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
-             "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean."),
+             "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
+             "preprocessing: {standardize_targets: true})."),
             {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
             t.output.layer if t.output else None)
     return None
@@ -833,8 +839,9 @@ def _few_values(rows: int) -> int:
 def label_leakage(ctx: DataContext) -> Issue | None:
     """A feature equal to the label, or one whose few values each map to a single class."""
     sample = _leak_sample(ctx)
+    names = ctx.feature_names
     if sample is not None and sample[2].task == "regression":
-        return _regression_leak(*sample)
+        return _regression_leak(*sample, names=names)
     ids = _sampled_class_ids(sample)
     if ids is None:
         return None
@@ -844,8 +851,8 @@ def label_leakage(ctx: DataContext) -> Issue | None:
     equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
     if len(equal):
         j = int(equal[0])
-        return _leak_issue(j, f"Feature {j} is identical to the class label in all {n} sampled rows",
-                           {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)})
+        return _leak_issue(j, f"{_feature(j, names, capital=True)} is identical to the class label in all {n} sampled rows",
+                           {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)}, names)
     few = _few_values(n)
     # Only features with few distinct values are read in full: one with more than `few` in its
     # first rows has more in all of them (sorting every column cost ~25 ms for 5000 x 256).
@@ -859,9 +866,9 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         c, lab = col[order], ids[order]
         if np.all((lab[1:] == lab[:-1]) | (c[1:] != c[:-1])):
             return _leak_issue(
-                int(j), f"Each of the {int(distinct[j])} values of feature {int(j)} maps to a single "
+                int(j), f"Each of the {int(distinct[j])} values of {_feature(int(j), names)} maps to a single "
                 f"class in all {n} sampled rows, so it predicts the label perfectly",
-                {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])})
+                {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])}, names)
     return None
 
 
@@ -882,13 +889,14 @@ def one_feature_separates(ctx: DataContext) -> Issue | None:
     if separating is None:
         return None
     j, gap, share = separating
+    names = ctx.feature_names
     return Issue(
-        f"Feature {j} alone separates the classes: each class lies in an interval of its own, the "
+        f"{_feature(j, names, capital=True)} alone separates the classes: each class lies in an interval of its own, the "
         f"closest two {gap:.1f} within-class standard deviations apart, in all {len(xs)} sampled rows "
         f"(its class means explain {share:.1%} of its variance). Either the classes are that easy, or "
         f"the feature is the label leaking in (a noisy copy of it, or something computed from it).",
-        f"If feature {j} is not known at prediction time, or is derived from the label, remove it "
-        f"(x = np.delete(x, {j}, axis=1)); a validation score near 100% with it is then not real.",
+        f"If {_feature(j, names)} is not known at prediction time, or is derived from the label, remove it "
+        f"({_removal(j, names)}); a validation score near 100% with it is then not real.",
         {"feature": j, "rows_checked": len(xs), "gap_in_within_class_stds": round(gap, 3), "variance_explained": round(share, 4)})
 
 
@@ -934,7 +942,7 @@ def _class_sums(xs: np.ndarray, inverse: np.ndarray, classes: int) -> np.ndarray
     return np.add.reduceat(xs[order], starts, axis=0)
 
 
-def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target) -> Issue | None:
+def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[str] | None = None) -> Issue | None:
     if xs.shape[1] < 2 or y.reshape(len(y), -1).shape[1] != 1:
         return None
     target = y.reshape(-1).astype(np.float64)
@@ -947,17 +955,29 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target) -> Issue | None:
     j = int(np.argmax(np.abs(corr)))
     if abs(corr[j]) < LEAK_CORRELATION:
         return None
-    return _leak_issue(j, f"Feature {j} is a linear copy of the target (correlation {corr[j]:.5f} "
-                             f"in {len(xs)} sampled rows)",
-                       {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)})
+    return _leak_issue(j, f"{_feature(j, names, capital=True)} is a linear copy of the target (correlation {corr[j]:.5f} "
+                          f"in {len(xs)} sampled rows)",
+                       {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, names)
 
 
-def _leak_issue(j: int, found: str, evidence: dict[str, Any]) -> Issue:
+def _leak_issue(j: int, found: str, evidence: dict[str, Any], names: Sequence[str] | None = None) -> Issue:
     return Issue(
         f"{found}: it is probably the label, or something computed from it, leaking into the inputs. "
         f"The model will learn this shortcut and fail on data where the label is unknown.",
-        f"Remove column {j} from x (x = np.delete(x, {j}, axis=1)) unless it is really available at "
+        f"Remove {_feature(j, names)} ({_removal(j, names)}) unless it is really available at "
         f"prediction time, and check how the features were built.", evidence)
+
+
+def _feature(j: int, names: Sequence[str] | None, *, capital: bool = False) -> str:
+    """``feature 3``, or with the columns' names ``feature 3 ('income')`` (its index in x, not in the file)."""
+    text = f"feature {j} ('{names[j]}')" if names is not None and j < len(names) else f"feature {j}"
+    return "F" + text[1:] if capital else text
+
+
+def _removal(j: int, names: Sequence[str] | None) -> str:
+    """How to leave feature ``j`` out: from x in Python, or with ``data.drop`` in a recipe."""
+    recipe = f"; in a recipe, data: {{drop: [{names[j]}]}}" if names is not None and j < len(names) else ""
+    return f"x = np.delete(x, {j}, axis=1){recipe}"
 
 
 def class_imbalance(ctx: DataContext) -> Issue | None:
@@ -1412,6 +1432,7 @@ def check_data(
     sample_weight: Any = None,
     batch_size: int | None = None,
     evaluation: bool = False,
+    feature_names: Sequence[str] | None = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -1436,6 +1457,8 @@ def check_data(
         evaluation: ``x`` and ``y`` are data to evaluate, not to train on: only the rules of
             :data:`EVALUATION_CODES` run (one class only, a few rows or unscaled inputs are no
             mistake there, and their findings would belong to no run).
+        feature_names: The columns of a single 2-D ``x`` (a csv file's header), to name features
+            by name as well as by index.
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -1489,7 +1512,7 @@ def check_data(
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
                       unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size,
-                      embeddings=embedding_inputs(model))
+                      embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if evaluation and rule.code not in EVALUATION_CODES:
