@@ -318,7 +318,7 @@ def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
 
 
 @pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
-@pytest.mark.parametrize("batch_size", [0, -3, 2.5])
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True, np.True_])  # np.True_ passed as 1
 def test_a_bad_batch_size_is_refused_by_every_entry_point(call, batch_size):
     x, y = make_data(20)
     trainer = make_trainer()

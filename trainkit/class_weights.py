@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit.errors import ArgumentError
+from trainkit.trainer_arguments import is_whole_number
 
 
 def weights_table(class_weight: Mapping[Any, Any]) -> np.ndarray:
@@ -28,7 +29,7 @@ def weights_table(class_weight: Mapping[Any, Any]) -> np.ndarray:
     if not isinstance(class_weight, Mapping) or not class_weight:
         raise ArgumentError("bad-argument", f"class_weight must be a non-empty dict of class id -> weight, such as {{0: 1.0, 1: 5.0}}; got {class_weight!r}.")
     for key, weight in class_weight.items():
-        if isinstance(key, bool) or not isinstance(key, int | np.integer) or key < 0:
+        if not is_whole_number(key) or key < 0:
             raise ArgumentError("bad-argument", f"class_weight keys are class ids (integers >= 0); got {key!r}.")
         if isinstance(weight, bool) or not isinstance(weight, int | float | np.number) or not math.isfinite(float(weight)) or weight < 0:
             raise ArgumentError("bad-argument", f"class_weight[{key}] must be a finite number >= 0; got {weight!r}.")

@@ -35,6 +35,7 @@ from trainkit.sources import (
     refuse_text,
     unpack_batch,
 )
+from trainkit.trainer_arguments import is_whole_number
 
 
 class FitData:
@@ -165,7 +166,7 @@ def check_epochs(epochs: int, initial_epoch: int) -> None:
     """Refuses ``epochs`` or ``initial_epoch`` that are not non-negative integers, and an
     ``initial_epoch`` past ``epochs`` (nothing would train, and the History would be empty)."""
     for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        if not is_whole_number(value) or value < 0:
             raise ArgumentError("bad-argument", f"{name} must be a non-negative integer, got {value!r}.")
     if initial_epoch > epochs:
         raise ArgumentError("bad-argument", f"initial_epoch={initial_epoch} is past epochs={epochs}: epochs is the index of the last epoch to train, "
@@ -183,5 +184,5 @@ def check_fit_options(validation_split: Any, callbacks: Any) -> None:
 
 def check_batch_size(batch_size: int) -> None:
     """Refuses a ``batch_size`` that is not a positive integer."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_whole_number(batch_size) or batch_size < 1:
         raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")

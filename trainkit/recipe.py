@@ -45,8 +45,8 @@ from pydantic import (
 )
 
 from trainkit.errors import RecipeError, closest_match
+from trainkit.tasks import Task
 
-Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Source = Literal["generator", "csv", "npz", "sklearn"]
 GeneratorName = Literal["random_labels", "learnable_binary", "learnable_multiclass", "learnable_regression", "random_images"]
 SklearnName = Literal["breast_cancer", "digits", "diabetes"]

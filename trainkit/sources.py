@@ -23,6 +23,7 @@ from trainkit.checks.data_checks import DatasetSample
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import as_array, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs
+from trainkit.trainer_arguments import is_whole_number
 
 
 def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
@@ -213,7 +214,7 @@ class DatasetSource:
         if cardinality == tf.data.INFINITE_CARDINALITY and steps is None:
             raise DataError("dataset-infinite", f"The tf.data.Dataset repeats forever (.repeat() without a count), so an epoch would never end. "
                             f"Pass {steps_argument}=N (batches an epoch), or repeat it a fixed number of times.")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
+        if steps is not None and (not is_whole_number(steps) or steps < 1):
             raise ArgumentError("bad-argument", f"{steps_argument} must be a positive integer or None, got {steps!r}.")
         self.dataset = dataset
         self.steps = None if steps is None else int(steps)

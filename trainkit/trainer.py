@@ -38,7 +38,6 @@ from trainkit.errors import (
     ArgumentError,
     DataError,
     TrainingInterrupted,
-    UnknownNameError,
 )
 from trainkit.findings import Finding
 from trainkit.fit_data import (
@@ -60,7 +59,7 @@ from trainkit.loop import (
     epoch_batches,
 )
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
-from trainkit.resolve import Spec, closest, get_optimizer
+from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
 from trainkit.sources import (
@@ -79,16 +78,14 @@ from trainkit.step_checks import (
     scalar_loss,
 )
 from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
+from trainkit.tasks import Task
 from trainkit.tensorboard_logging import TensorBoardLogging
-from trainkit.trainer_arguments import check_trainer_arguments
+from trainkit.trainer_arguments import check_trainer_arguments, is_whole_number
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
     RunWriter,
 )
-
-TASKS = ("binary", "multiclass", "multilabel", "regression")
-Task = Literal["binary", "multiclass", "multilabel", "regression"]
 
 # Layers XLA compiles well on CPU. XLA made a small Conv2D model ~30x slower on CPU, so `auto`
 # enables it only for models made of these (or on a GPU).
@@ -241,9 +238,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if not isinstance(model, keras.Model):
             raise ArgumentError("bad-argument", f"model must be a keras.Model (Sequential, functional or subclassed), got a {type(model).__name__}. "
                                                 "Build it first, e.g. keras.Sequential([...]).")
-        for one in task.values() if isinstance(task, Mapping) else task if isinstance(task, list | tuple) else [task]:
-            if one not in TASKS:
-                raise UnknownNameError("unknown-task", f"Unknown task {one!r}.{closest(str(one), TASKS)} Tasks: {', '.join(TASKS)}.")
+        checks.validate_task(task)
         check_trainer_arguments(
             logdir=logdir, seed=seed, num_classes=num_classes, steps_per_execution=steps_per_execution, jit_compile=jit_compile,
             scalars_every=scalars_every, statistics=statistics, report_last_batch_loss=report_last_batch_loss,
@@ -1127,7 +1122,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``verbose`` is taken for Keras code: predict prints nothing.
         """
         check_batch_size(batch_size)
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1):
+        if steps is not None and (not is_whole_number(steps) or steps < 1):
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
         if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset):
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset or a generator; numpy data is predicted whole.")

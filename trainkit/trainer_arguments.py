@@ -21,8 +21,8 @@ from trainkit.errors import ArgumentError
 MAX_SEED = 2**32 - 1  # TensorFlow's and Keras's seeds are 32-bit
 
 
-def _is_int(value: Any) -> bool:
-    """A whole number, numpy's included (``np.int64(3)``, a seed drawn with numpy), not a bool."""
+def is_whole_number(value: Any) -> bool:
+    """A whole number, numpy's included (``np.int64(3)``, a seed drawn with numpy), not a bool (nor ``np.True_``)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
@@ -56,30 +56,30 @@ def check_trainer_arguments(
     """
     if logdir is not None and not isinstance(logdir, str | os.PathLike):
         raise _refuse("logdir", "a directory path (str or pathlib.Path) or None", logdir)
-    if seed is not None and not (_is_int(seed) and 0 <= seed <= MAX_SEED):
+    if seed is not None and not (is_whole_number(seed) and 0 <= seed <= MAX_SEED):
         raise _refuse("seed", f"a whole number from 0 to {MAX_SEED} or None", seed)
-    if num_classes is not None and not (_is_int(num_classes) and num_classes >= 2):
+    if num_classes is not None and not (is_whole_number(num_classes) and num_classes >= 2):
         raise _refuse("num_classes", "a whole number >= 2 or None", num_classes)
-    if steps_per_execution != "auto" and not (_is_int(steps_per_execution) and steps_per_execution >= 1):
+    if steps_per_execution != "auto" and not (is_whole_number(steps_per_execution) and steps_per_execution >= 1):
         raise _refuse("steps_per_execution", 'a positive int or "auto"', steps_per_execution)
     if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
         raise _refuse("jit_compile", 'True, False or "auto"', jit_compile)
-    if not (_is_int(scalars_every) and scalars_every >= 1):
+    if not (is_whole_number(scalars_every) and scalars_every >= 1):
         raise _refuse("scalars_every", "a positive int (write every Nth step's scalars)", scalars_every)
     for name, flag in (("statistics", statistics), ("report_last_batch_loss", report_last_batch_loss)):
         if not isinstance(flag, bool):
             raise _refuse(name, "True or False", flag)
     if not isinstance(diagnose, bool) and not hasattr(diagnose, "on_epoch_end"):
         raise _refuse("diagnose", "True, False or a DiagnosisCallback", diagnose)
-    if histograms_every not in (None, "epoch") and not (_is_int(histograms_every) and histograms_every >= 1):
+    if histograms_every not in (None, "epoch") and not (is_whole_number(histograms_every) and histograms_every >= 1):
         raise _refuse("histograms_every", 'a positive int, "epoch" or None', histograms_every)
-    if step_table_steps is not None and not (_is_int(step_table_steps) and step_table_steps >= 0):
+    if step_table_steps is not None and not (is_whole_number(step_table_steps) and step_table_steps >= 0):
         raise _refuse("step_table_steps", "a non-negative int or None", step_table_steps)
     if hparams is not None and not isinstance(hparams, Mapping):
         raise _refuse("hparams", "a mapping of names to numbers, strings or booleans, or None", hparams)
-    if checkpoint_every != "auto" and not (_is_int(checkpoint_every) and checkpoint_every >= 0):
+    if checkpoint_every != "auto" and not (is_whole_number(checkpoint_every) and checkpoint_every >= 0):
         raise _refuse("checkpoint_every", 'a non-negative int or "auto"', checkpoint_every)
-    if not (_is_int(keep_checkpoints) and keep_checkpoints >= 1):
+    if not (is_whole_number(keep_checkpoints) and keep_checkpoints >= 1):
         raise _refuse("keep_checkpoints", "a positive int", keep_checkpoints)
     if on_nan not in ("stop", "warn"):
         raise _refuse("on_nan", '"stop" or "warn"', on_nan)

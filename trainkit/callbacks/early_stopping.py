@@ -11,6 +11,7 @@ import numpy as np
 from trainkit.callbacks.base import Callback, is_better
 from trainkit.errors import ArgumentError
 from trainkit.resolve import closest
+from trainkit.trainer_arguments import is_whole_number
 
 
 class EarlyStopping(Callback):
@@ -34,7 +35,7 @@ class EarlyStopping(Callback):
             raise ArgumentError("bad-argument", f'EarlyStopping mode must be "min", "max" or "auto", got {mode!r}.{closest(str(mode), ("min", "max", "auto"))}')
         if not isinstance(monitor, str):
             raise ArgumentError("bad-argument", f"EarlyStopping monitor must be the name of an epoch value (\"val_loss\"), got {monitor!r}.")
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+        if not is_whole_number(patience) or patience < 0:
             raise ArgumentError("bad-argument", f"EarlyStopping patience must be a whole number of epochs >= 0, got {patience!r}.")
         if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ArgumentError("bad-argument", f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}.")

@@ -16,6 +16,7 @@ from trainkit.checks.compatibility import (
     LossInfo,
     check_compatibility,
     describe_loss,
+    validate_task,
 )
 from trainkit.checks.data_checks import (
     DATA_ERROR_CODES,
@@ -53,4 +54,5 @@ __all__ = [
     "describe_loss",
     "find_outputs",
     "hidden_layers",
+    "validate_task",
 ]

@@ -32,9 +32,7 @@ from trainkit.checks.model_inspect import (
 from trainkit.errors import CompatibilityError, UnknownNameError
 from trainkit.findings import Finding, Severity
 from trainkit.resolve import closest, get_loss
-
-TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "regression")
-CLASSIFICATION_TASKS = frozenset({"binary", "multiclass", "multilabel"})
+from trainkit.tasks import CLASSIFICATION_TASKS, TASKS
 
 LossKind = Literal["binary", "categorical", "sparse", "regression", "poisson", "hinge",
                    "categorical_hinge", "kl"]
