@@ -272,8 +272,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.keep_checkpoints = keep_checkpoints
         self.stop_reason: str | None = None
         # After a stop on a non-finite loss, what the weights are: "kept" (the step's update was
-        # skipped), "checkpoint" (a step of its own applied it; the last checkpoint came back) or
-        # "nonfinite" (it applied it, and no checkpoint could put the weights back).
+        # skipped), "checkpoint" (a step of its own applied it; the last checkpoint came back),
+        # "nonfinite" (it applied it, and no logdir keeps checkpoints) or "nonfinite-early" (none
+        # had been written yet).
         self.nan_weights: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
         # The checkpoint written at the end of this fit's last epoch, and its record, which gets the

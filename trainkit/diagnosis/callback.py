@@ -30,7 +30,13 @@ import numpy as np
 from trainkit.background import SerialWorker
 from trainkit.callbacks.base import Callback
 from trainkit.diagnosis.baseline import Baseline, TargetScale, chance_loss, target_scale
-from trainkit.diagnosis.engine import Context, Diagnoser, EpochRecord, epoch_record_state
+from trainkit.diagnosis.engine import (
+    UNFINISHED,
+    Context,
+    Diagnoser,
+    EpochRecord,
+    epoch_record_state,
+)
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES, nonfinite_weights
 from trainkit.findings import Finding
@@ -258,7 +264,7 @@ class DiagnosisCallback(Callback):
         if trainer.writer is not None:
             reason = (logs or {}).get("stop_reason")
             trainer.writer.text("train", trainer.step, REPORT_TAG,
-                                render_markdown(trainer.findings, unfinished=reason if reason in ("interrupted", "failed") else None))
+                                render_markdown(trainer.findings, unfinished=reason if reason in UNFINISHED else None))
 
     def wait(self) -> None:
         """Blocks until the calls and epochs handed to the worker are diagnosed (see ``background``)."""

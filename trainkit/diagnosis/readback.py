@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from trainkit.diagnosis.engine import Context, Diagnoser
+from trainkit.diagnosis.engine import UNFINISHED, Context, Diagnoser
 from trainkit.errors import TrainkitError
 from trainkit.findings import Finding
 
@@ -268,7 +268,7 @@ def unfinished_note(run_dir: str | Path) -> str | None:
     if not isinstance(report, dict):  # cut short by a crash, or edited: it says nothing either way
         return f"unfinished?: the run's report.json does not read back{resume}; its findings are those of its events."
     status, epochs = report.get("status"), report.get("epochs_run")
-    if status not in ("interrupted", "failed"):
+    if status not in UNFINISHED:
         return None
     of = f" of {planned}" if planned else ""
     why = "interrupted" if status == "interrupted" else "ended by an error"
