@@ -377,7 +377,7 @@ def format_table(rows: Sequence[CompareRow]) -> str:
     """
     header, cells = table_rows(rows)
     widths = [max(len(line[j]) for line in [header, *cells]) for j in range(len(header))]
-    numeric = [j for j in range(len(header)) if cells and all(_is_number(line[j]) for line in cells)]
+    numeric = [j for j in range(len(header)) if cells and all(_numeric_cell(line[j]) for line in cells)]
 
     def line(values: Sequence[str]) -> str:
         parts = [v.rjust(w) if j in numeric else v.ljust(w) for j, (v, w) in enumerate(zip(values, widths, strict=True))]
@@ -386,7 +386,7 @@ def format_table(rows: Sequence[CompareRow]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(c) for c in cells)])
 
 
-def _is_number(text: str) -> bool:
+def _numeric_cell(text: str) -> bool:
     try:
         float(text)
     except ValueError:

@@ -128,7 +128,7 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
     return array
 
 
-def _is_number(value: Any) -> bool:
+def _number_or_missing(value: Any) -> bool:
     return isinstance(value, int | float | np.number | np.bool_) or value is None
 
 
@@ -136,7 +136,7 @@ def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
     """An object array of numbers as float32 (nullable pandas columns); text is refused, even
     text that reads as numbers ("0.5" from a csv read as strings): numpy would convert it
     silently, and a column of text is more often a category than a number."""
-    if array.dtype.kind == "O" and all(_is_number(v) for v in array.ravel()):
+    if array.dtype.kind == "O" and all(_number_or_missing(v) for v in array.ravel()):
         try:
             return array.astype(np.float32)
         except (TypeError, ValueError):
@@ -144,10 +144,10 @@ def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
     columns = list(getattr(value, "columns", [])) if array.ndim == 2 else []
     where, sample = "", array.ravel()
     for j, column in enumerate(columns):
-        if not all(_is_number(v) for v in array[:, j]):
+        if not all(_number_or_missing(v) for v in array[:, j]):
             where, sample = f" (column {column!r})", array[:, j]
             break
-    bad = next((v for v in sample if not _is_number(v)), None)
+    bad = next((v for v in sample if not _number_or_missing(v)), None)
     raise DataError("unsupported-input", f"{what} holds values that are not numbers{where}, such as {bad!r}. A model trains on numbers: "
                                          "encode text and categories first (one-hot, or integer ids for an Embedding layer), or "
                                          "convert numbers read as text with .astype('float32').")

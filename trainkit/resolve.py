@@ -154,7 +154,7 @@ _ARGUMENT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
 }
 
 
-def _is_number(value: Any) -> bool:
+def _real_not_bool(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)  # numpy's numbers too
 
 
@@ -181,13 +181,13 @@ def _checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults
         got = f"got {value!r}" + (" (a string: write it without quotes)" if isinstance(value, str) else "")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise UnknownNameError(code, f"{what}: {arg} takes true or false, {got}.")
-        if _is_number(default) and isinstance(value, str | bool):
+        if _real_not_bool(default) and isinstance(value, str | bool):
             raise UnknownNameError(code, f"{what}: {arg} takes a number (its default is {default}), {got}.")
-        if isinstance(default, float) and _is_number(value):
+        if isinstance(default, float) and _real_not_bool(value):
             out[arg] = value = float(value)
         if arg in _ARGUMENT_RANGES and value is not None:
             low, high, low_in, high_in = _ARGUMENT_RANGES[arg]
-            inside = _is_number(value) and (low <= value if low_in else low < value) and (value <= high if high_in else value < high)
+            inside = _real_not_bool(value) and (low <= value if low_in else low < value) and (value <= high if high_in else value < high)
             if not inside:
                 span = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
                 raise UnknownNameError(code, f"{what}: {arg} takes a number in {span}, {got}.")
@@ -253,7 +253,7 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
             raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{hint} Its arguments: {", ".join(accepted)}.')
     out = _checked_arguments(f'Optimizer "{name}"', "bad-optimizer-argument", params, accepted)
     value = out.get("learning_rate")
-    if _is_number(value) and not (math.isfinite(value) and value > 0):
+    if _real_not_bool(value) and not (math.isfinite(value) and value > 0):
         raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r} (its default is {accepted["learning_rate"]}).')
     return out
 

@@ -352,7 +352,7 @@ class Diagnoser:
         assert self._current is not None
         record = self._current.record(len(self.names))
         # float32, as TensorBoard stores them: the same numbers live and when read back.
-        record.logs = {str(k): float(np.float32(v)) for k, v in logs.items() if _is_number(v)}
+        record.logs = {str(k): float(np.float32(v)) for k, v in logs.items() if _floatable(v)}
         if regularization is None:
             regularization = self.epochs[-1].regularization if self.epochs else self.context.regularization
         record.regularization = float(np.float32(regularization))
@@ -692,7 +692,7 @@ def _counts_nonfinite(name: str) -> bool:
     return name.startswith("grad_nonfinite/") or (name.startswith("activation/") and name.endswith("/nonfinite"))
 
 
-def _is_number(value: Any) -> bool:
+def _floatable(value: Any) -> bool:
     try:
         float(value)
     except (TypeError, ValueError):
