@@ -30,14 +30,13 @@ from typing import Any
 import numpy as np
 
 from trainkit.findings import Finding
+from trainkit.stat_names import GLOBAL_GRAD_NORM, LOSS
 
 _RANK = {"info": 0, "warning": 1, "error": 2}
 #: Raw rows kept from the start of the run (initial-loss rules, gradient baselines).
 FIRST_STEPS = 32
 #: Steps whose global gradient norm forms the baseline of the explosion detector.
 BASELINE_STEPS = 8
-LOSS = "loss"
-GLOBAL_GRAD_NORM = "grad_norm/global"
 #: Stop reasons (``notes["stop_reason"]``) of a run that did not end: no end-of-run verdicts.
 UNFINISHED = ("interrupted", "failed")
 

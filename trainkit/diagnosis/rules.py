@@ -22,6 +22,7 @@ import numpy as np
 
 from trainkit.diagnosis.baseline import UNSCALED_TARGET
 from trainkit.findings import Finding, Severity
+from trainkit.stat_names import is_output_name, parse_stat_name
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -405,22 +406,15 @@ def _kernels(view: Diagnoser, kind: str) -> list[str]:
 
 def _layer_of(name: str) -> str:
     """``dense_1`` for ``grad_norm/dense_1/kernel`` or ``activation/dense_1/dead_fraction``."""
-    parts = name.split("/")
-    return "/".join(parts[1:-1]) if len(parts) > 2 else parts[-1]
-
-
-def _is_output_name(layer: str) -> bool:
-    """Whether ``layer`` names the model's output in the statistics: ``output``, ``output_0``...
-    (``stats.is_output_name``, spelt out here to keep the diagnosis free of TensorFlow)."""
-    head, _, index = layer.partition("_")
-    return layer == "output" or (head == "output" and index.isdigit())
+    parsed = parse_stat_name(name)
+    return parsed.layer if parsed is not None else name
 
 
 def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     """``activation/L/stat`` of the hidden layers (not the model output), in model order."""
     names = [n for n in view.names_like("activation/", f"/{stat}")]
     outputs = set(view.context.output_layers)
-    keep = {_layer_of(n): n for n in names if not _is_output_name(_layer_of(n)) and _layer_of(n) not in outputs}
+    keep = {_layer_of(n): n for n in names if not is_output_name(_layer_of(n)) and _layer_of(n) not in outputs}
     return [keep[layer] for layer in view.layer_order(keep)]
 
 
@@ -721,7 +715,7 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
     """First layer (model order) with non-finite activations, else the last with bad gradients."""
     activations = [n for n, v in row.items() if n.startswith("activation/") and (
         (n.endswith("/nonfinite") and v > 0) or (n.endswith(("/mean", "/std")) and not math.isfinite(v)))]
-    layers = [layer for layer in view.layer_order(_layer_of(n) for n in activations) if not _is_output_name(layer)]
+    layers = [layer for layer in view.layer_order(_layer_of(n) for n in activations) if not is_output_name(layer)]
     if layers:
         return layers[0], f"the activations of layer '{layers[0]}'"
     # The counts of NaN/inf entries when the step has them; an infinite norm alone may be finite
