@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trainkit import Callback, Trainer  # noqa: E402
-from trainkit.trainer import choose_jit_compile  # noqa: E402
+from trainkit.jit_policy import choose_jit_compile  # noqa: E402
 
 Builder = Callable[[], keras.Model]
 

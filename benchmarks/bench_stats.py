@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import Callback, Trainer
-from trainkit.trainer import choose_jit_compile
+from trainkit.jit_policy import choose_jit_compile
 
 
 class EpochTimer(Callback):

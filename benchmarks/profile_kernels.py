@@ -36,7 +36,7 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from trainkit import Trainer
-from trainkit.trainer import choose_jit_compile
+from trainkit.jit_policy import choose_jit_compile
 
 MODELS = {  # bench_fit's models and data; each takes --scale
     "mlp": lambda scale: (bench_fit.mlp(), bench_fit.binary_data(bench_fit.scaled(10_000, scale)), "binary_crossentropy", "binary"),

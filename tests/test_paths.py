@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import trainkit.trainer as trainer_module
-from trainkit import Trainer
+from trainkit import Trainer, jit_policy
 from trainkit.sources import DatasetSource
 
 
@@ -72,12 +71,12 @@ def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay
 
     assert chosen(2) is False  # 20 steps: the compile would cost more than XLA saves
     small = keras.Sequential([keras.Input((10,)), keras.layers.Dense(64), keras.layers.Dense(32), keras.layers.Dense(1)])
-    assert trainer_module.xla_repays(small, 20_000, 32) and not trainer_module.xla_repays(small, 2_000, 32)  # measured: ~21k
+    assert jit_policy.xla_repays(small, 20_000, 32) and not jit_policy.xla_repays(small, 2_000, 32)  # measured: ~21k
     wide = keras.Sequential([keras.Input((512,)), keras.layers.Dense(512), keras.layers.Dense(512)])  # ~0.5M parameters: repays sooner
-    assert trainer_module.xla_repays(wide, 2_000, 128)
-    assert trainer_module.xla_repays(wide, None, 32)  # a dataset of unknown length counts as long
-    assert trainer_module.choose_jit_compile(wide) is True  # no plan: the long-run choice the benchmarks use
-    monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 20 * 200e-6)
+    assert jit_policy.xla_repays(wide, 2_000, 128)
+    assert jit_policy.xla_repays(wide, None, 32)  # a dataset of unknown length counts as long
+    assert jit_policy.choose_jit_compile(wide) is True  # no plan: the long-run choice the benchmarks use
+    monkeypatch.setattr(jit_policy, "XLA_REPAY_SECONDS", 20 * 200e-6)
     assert chosen(2) is True  # the fit's planned steps reach the rule
     # A short trial fit, then a long one: the long one builds the loop again, with XLA.
     keras.utils.set_random_seed(0)
@@ -92,14 +91,14 @@ def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay
     np.testing.assert_allclose(history.history["loss"], plain.fit(x, y, epochs=2, batch_size=32, verbose=0, check_data=False).history["loss"], rtol=1e-5)
     trainer.fit(x, y, epochs=1, batch_size=32, verbose=0, check_data=False)
     assert trainer._train_loop.jit_compile is True  # no way back
-    assert trainer_module.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
-    assert trainer_module.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
+    assert jit_policy.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
+    assert jit_policy.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])
 def test_auto_jit_falls_back_without_error_when_xla_cannot_compile(streamed, monkeypatch):
     # A dataset failed with a raw InvalidArgumentError: its step compiles once a batch is pulled.
-    monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 0.0)  # auto takes XLA for this short run
+    monkeypatch.setattr(jit_policy, "XLA_REPAY_SECONDS", 0.0)  # auto takes XLA for this short run
     x, y = data(64)
 
     def fit(jit_compile):

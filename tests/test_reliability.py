@@ -565,13 +565,13 @@ def test_a_second_optimizer_of_a_subclass_is_checkpointed_and_resumed(tmp_path):
 def test_a_resumed_run_makes_the_xla_choice_of_the_run_it_continues(tmp_path, monkeypatch):
     # jit_compile="auto" weighs XLA's compile time against the planned steps: the resumed fit's
     # remaining epochs alone would choose otherwise, and the run would not continue exactly.
-    import trainkit.trainer as trainer_module
+    from trainkit import jit_policy
     from trainkit.callbacks import Callback
     from trainkit.errors import TrainingInterrupted
 
     x, y = _xy()
     steps_per_epoch = -(-len(x) // 32)
-    monkeypatch.setattr(trainer_module, "XLA_REPAY_SECONDS", 5 * steps_per_epoch * 200e-6)  # 6 epochs repay it, 2 do not
+    monkeypatch.setattr(jit_policy, "XLA_REPAY_SECONDS", 5 * steps_per_epoch * 200e-6)  # 6 epochs repay it, 2 do not
 
     class Terminate(Callback):
         def on_epoch_end(self, epoch, logs):

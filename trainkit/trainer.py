@@ -51,6 +51,10 @@ from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
+from trainkit.jit_policy import (
+    choose_jit_compile as choose_jit_compile,  # re-exported: the benchmarks' import
+)
+from trainkit.jit_policy import fit_plan
 from trainkit.loop import (
     CompiledLoop,
     StepOutputs,
@@ -86,47 +90,6 @@ from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
     RunWriter,
 )
-
-# Layers XLA compiles well on CPU. XLA made a small Conv2D model ~30x slower on CPU, so `auto`
-# enables it only for models made of these (or on a GPU).
-_XLA_FRIENDLY_LAYERS = frozenset(
-    {"InputLayer", "Dense", "Dropout", "Activation", "BatchNormalization", "LayerNormalization",
-     "Flatten", "Reshape", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU", "GaussianNoise",
-     "AlphaDropout", "Identity", "Add", "Concatenate", "Multiply", "Rescaling", "Normalization"}
-)
-
-
-#: Seconds of steps XLA must save on a CPU before ``auto`` pays its compile time for them: a
-#: trainer's extra compile measured 1.2-5 s for five dense models (README, "How the loop works").
-XLA_REPAY_SECONDS = 2.0
-
-
-def xla_repays(model: keras.Model, planned_steps: int | None, batch_rows: int) -> bool:
-    """Whether XLA likely repays its compile time within ``planned_steps`` CPU steps.
-
-    XLA saved 216-320 us a step on small MLPs and 1.3-2.8 ms on ones with 0.5-0.7M parameters
-    (measured, statistics on), roughly 200 us plus 30 ps a parameter and batch row; a run of
-    unknown length (``None``) counts as long.
-    """
-    if planned_steps is None:
-        return True
-    try:
-        parameters = model.count_params()
-    except ValueError:  # not built yet
-        parameters = 0
-    saved_per_step = 200e-6 + 30e-12 * parameters * batch_rows
-    return planned_steps * saved_per_step >= XLA_REPAY_SECONDS
-
-
-def choose_jit_compile(model: keras.Model, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
-    """The ``jit_compile="auto"`` rule: XLA on a GPU; on a CPU, for dense-only models, in runs
-    long enough to repay XLA's compile time (:func:`xla_repays`; ``planned_steps=None``: a long
-    run, as the benchmarks measure)."""
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
-    return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers) and xla_repays(model, planned_steps, batch_rows)
-
 
 #: The methods a subclass overrides to change what a step does. trainkit compiles without AutoGraph;
 #: an override of one of these is converted (see :func:`trainkit.loop.autograph_overrides`). The
@@ -1180,12 +1143,3 @@ def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
         return None if g is None else g * tf.cast(inverse, g.dtype)
 
     return [unscale(g) for g in gradients]
-
-
-def fit_plan(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:
-    """``(steps, rows a step)`` a fit plans: ``steps`` is ``None`` for a dataset of unknown size."""
-    if isinstance(train, ArraySource):
-        return epochs * -(-train.rows // batch_size), batch_size
-    rows = tf.nest.flatten(train.batch_spec())[0].shape
-    batch_rows = rows[0] if rows.rank and rows[0] is not None else 32
-    return (None if train.batches is None else epochs * train.batches), batch_rows
