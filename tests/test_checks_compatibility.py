@@ -251,7 +251,9 @@ def test_allow_with_a_typo_fails_loudly():
 
 
 def test_unknown_task_is_refused_with_suggestion():
-    with pytest.raises(CompatibilityError) as info:
+    from trainkit.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError) as info:
         check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binar")
     assert info.value.code == "unknown-task"
     assert '"binary"' in str(info.value)

@@ -243,6 +243,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # The checkpoint written at the end of this fit's last epoch, and its record, which gets the
         # findings of the end of the run once on_train_end made them.
         self._final_checkpoint: tuple[Path, dict[str, Any]] | None = None
+        # Whether a resumed fit's hyperparameters differ from its checkpoint's (more epochs).
+        self._hparams_changed = False
         self.resumed_epochs = 0
         self._last_checkpoint_time = 0.0
         self._auto_call_steps = 8  # steps_per_execution="auto": the size of the next call
@@ -739,27 +741,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         try:
             # Inside the try: a failure here (a train_step that returns no dict, say) still
             # closes the TensorBoard writer opened first.
-            # A resumed run's root holds its HParams record, unless its epochs changed.
-            self._open_writer(hparams=not resume or self._hparams_changed, resumed=resume)
             # A resumed run plans the whole run, as the run it continues did: the same XLA choice.
-            self._build_train_loop(train, *fit_plan(train, batch_size, epochs if resume else epochs - initial_epoch))
-            if validation is not None:  # its names too, before a callback checks its monitor
-                self._build_eval_loop(validation, validation_batch_size)
-            self._check_step_returns_loss()
-            self._note_missing_statistics()
-            logged = self.epoch_log_names(validation is not None)
-            for callback in callbacks:
-                if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
-                    callback.check_monitor(logged)
-            self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
-            # The checks are done: a training dataset's first batch may still size its stacks.
-            for source, keep in ((train, 1), (validation, 0)):
-                if isinstance(source, DatasetSource):
-                    source.release_sample(keep)
-            if not resume:  # a resumed run's event files hold it already
-                self._write_layout()
-            self._checkpoint = self._make_checkpoint()
-            self._last_checkpoint_time = time.monotonic()
+            planned_epochs = epochs if resume else epochs - initial_epoch
+            self._prepare_fit(train, validation, callbacks, batch_size, validation_batch_size, planned_epochs, resume)
             with stop_on_signals() as stop_request, background.training():
                 began = True
                 callback_list.on_train_begin()
@@ -773,21 +757,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                         break  # the epoch was abandoned at the bad step: no epoch values to log
                     if validation is not None:
                         logs.update({f"val_{k}": v for k, v in self._evaluate(validation, validation_batch_size).items()})
-                    if self.histograms_every == "epoch":
-                        self._write_histograms(self.step)
-                    callback_list.on_epoch_end(epoch, logs)
-                    # After the callbacks, as Keras's History is the last callback: a value one
-                    # adds to the logs (a scheduler's learning_rate) is kept and logged too.
-                    self.history.append(epoch, logs)
-                    self._write_epoch(epoch, logs)
-                    final = epoch + 1 == epochs or self.stop_training
-                    if self.stop_training:
-                        # Before the checkpoint: its record says the run ended here, so resuming
-                        # it trains nothing more (it trained an epoch more on every resume).
-                        self.stop_reason = self.stop_reason or "stopped"
-                    if self._checkpoint_due(epoch) or final:
-                        saved = self._save_checkpoint(epoch + 1, 0, callbacks)
-                        self._final_checkpoint = saved if final else None
+                    self._end_epoch(epoch, logs, epochs, callback_list, callbacks)
                     if self.stop_training:
                         break
         except BaseException:
@@ -802,6 +772,49 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         with stop_on_signals():
             self._end_training(callback_list, began)
         return self.history
+
+    def _prepare_fit(self, train: Any, validation: Any, callbacks: Sequence[Callback], batch_size: int, validation_batch_size: int,
+                     planned_epochs: int, resume: bool) -> None:
+        """Everything between the data and the first epoch: the writer, the compiled loops (traced),
+        the checks of what they return, the probe batch, the layout and the checkpoint manager."""
+        # A resumed run's root holds its HParams record, unless its epochs changed.
+        self._open_writer(hparams=not resume or self._hparams_changed, resumed=resume)
+        self._build_train_loop(train, *fit_plan(train, batch_size, planned_epochs))
+        if validation is not None:  # its names too, before a callback checks its monitor
+            self._build_eval_loop(validation, validation_batch_size)
+        self._check_step_returns_loss()
+        self._note_missing_statistics()
+        logged = self.epoch_log_names(validation is not None)
+        for callback in callbacks:
+            if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
+                callback.check_monitor(logged)
+        self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
+        # The checks are done: a training dataset's first batch may still size its stacks.
+        for source, keep in ((train, 1), (validation, 0)):
+            if isinstance(source, DatasetSource):
+                source.release_sample(keep)
+        if not resume:  # a resumed run's event files hold it already
+            self._write_layout()
+        self._checkpoint = self._make_checkpoint()
+        self._last_checkpoint_time = time.monotonic()
+
+    def _end_epoch(self, epoch: int, logs: dict[str, float], epochs: int, callback_list: CallbackList, callbacks: Sequence[Callback]) -> None:
+        """An epoch's values to the callbacks, the History and TensorBoard; its checkpoint when due."""
+        if self.histograms_every == "epoch":
+            self._write_histograms(self.step)
+        callback_list.on_epoch_end(epoch, logs)
+        # After the callbacks, as Keras's History is the last callback: a value one adds to the
+        # logs (a scheduler's learning_rate) is kept and logged too.
+        self.history.append(epoch, logs)
+        self._write_epoch(epoch, logs)
+        final = epoch + 1 == epochs or self.stop_training
+        if self.stop_training:
+            # Before the checkpoint: its record says the run ended here, so resuming it trains
+            # nothing more (it trained an epoch more on every resume).
+            self.stop_reason = self.stop_reason or "stopped"
+        if self._checkpoint_due(epoch) or final:
+            saved = self._save_checkpoint(epoch + 1, 0, callbacks)
+            self._final_checkpoint = saved if final else None
 
     def _finalize_weights(self) -> None:
         """Puts an EMA optimizer's averaged weights into the model, as ``model.fit`` does at its end.

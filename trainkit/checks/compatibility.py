@@ -522,14 +522,14 @@ COMPATIBILITY_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILI
 
 
 def validate_task(task: Any) -> None:
-    """Raises CompatibilityError(unknown-task) unless ``task`` is one of :data:`TASKS` (or a list
+    """Raises UnknownNameError(unknown-task) unless ``task`` is one of :data:`TASKS` (or a list
     or dict of them, one per output)."""
     if isinstance(task, list | tuple | Mapping):
         for one in task.values() if isinstance(task, Mapping) else task:
             validate_task(one)
         return
     if task not in TASKS:
-        raise CompatibilityError(
+        raise UnknownNameError(
             UNKNOWN_TASK,
             f"Unknown task {task!r}.{closest(str(task), TASKS)} Use one of: {', '.join(TASKS)}.")
 
