@@ -335,6 +335,18 @@ def test_a_pandas_index_column_is_left_out_of_the_features_with_a_warning(tmp_pa
     assert "a comma at the end of every line" in data_error(load_arrays, csv_cfg("data.csv"), tmp_path).message
 
 
+def test_a_csv_column_that_counts_up_row_by_row_is_warned_of_as_an_id(tmp_path: Path, capsys: Any) -> None:
+    # customer_id 10000.. in a file sorted by label leaked the label, and no check after the
+    # shuffle could tell it from a feature.
+    rows = "".join(f"{10000 + i},{(i * 7) % 5},{int(i >= 15)}\n" for i in range(30))
+    write_csv(tmp_path, "customer_id,a,label\n" + rows)
+    load_arrays(csv_cfg("data.csv"), tmp_path, task="binary")
+    err = capsys.readouterr().err
+    assert "warning: [data-id-column] Column 'customer_id'" in err and "drop: [customer_id]" in err and "'a'" not in err
+    load_arrays(DataConfig(source="csv", path="data.csv", target="label", drop=["customer_id"]), tmp_path, task="binary")
+    assert "data-id-column" not in capsys.readouterr().err
+
+
 def test_csv_columns_listed_in_drop_are_left_out(tmp_path: Path) -> None:
     write_csv(tmp_path, "id,a,b,label\n100,1,2,0\n101,3,4,1\n")
     config = DataConfig(source="csv", path="data.csv", target="label", drop=["id"])

@@ -412,7 +412,30 @@ def _read_csv(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[np.nda
     values = _csv_values(rows, header, path, target)
     column = header.index(target)
     keep = [j for j, name in enumerate(header) if j != column and j not in skipped]
+    _warn_counting_columns(values, header, keep, path)
     return values[:, keep], values[:, column : column + 1], [header[j] for j in keep]
+
+
+#: Rows a column must count up over before it is taken for an ID (a short file's feature may by chance).
+_ID_MIN_ROWS = 20
+
+
+def _warn_counting_columns(values: np.ndarray, header: list[str], features: list[int], path: Path) -> None:
+    """Warns of feature columns that count up row by row: IDs or row numbers.
+
+    Read in file order, before the rows are shuffled: a column of whole numbers that rises on
+    every row names the rows, and learns whatever order the file has (sorted by label, it
+    leaked the label: no check after the shuffle can tell it from an honest feature).
+    """
+    if len(values) < _ID_MIN_ROWS:
+        return
+    for j in features:
+        col = values[:, j]
+        if np.all(np.diff(col) > 0) and np.all(col == np.round(col)):
+            print(f"warning: [data-id-column] Column '{header[j]}' of {path} counts up row by row ({col[0]:g}, {col[1]:g}, "
+                  f"{col[2]:g}, ...): an ID or a row number, which tells nothing about new rows and picks up any order "
+                  f"the file's rows have. Leave it out with data: {{drop: [{header[j]}]}}, unless it is a time the model "
+                  "should use.", file=sys.stderr)
 
 
 def _csv_dropped(header: list[str], target: str, drop: Sequence[str], path: Path) -> set[int]:
