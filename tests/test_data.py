@@ -347,6 +347,22 @@ def test_a_csv_column_that_counts_up_row_by_row_is_warned_of_as_an_id(tmp_path: 
     assert "data-id-column" not in capsys.readouterr().err
 
 
+def test_a_missing_relative_data_path_says_it_is_read_from_the_recipe_s_folder(tmp_path: Path, monkeypatch: Any) -> None:
+    (tmp_path / "files").mkdir()
+    write_csv(tmp_path / "files", "a,label\n1,0\n2,1\n")
+    (tmp_path / "recipes").mkdir()
+    monkeypatch.chdir(tmp_path)  # the path is right from the shell's folder, not the recipe's
+    err = data_error(load_arrays, csv_cfg("files/data.csv"), tmp_path / "recipes")
+    assert "read from the recipe's folder" in err.message and f"{tmp_path / 'files' / 'data.csv'} exists" in err.message
+
+
+def test_generator_settings_it_would_ignore_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="learnable_binary makes 2 classes"):
+        recipe(tmp_path, task="multiclass", data={"generator": "learnable_binary", "classes": 3})
+    with pytest.raises(RecipeError, match="multi-hot labels"):
+        recipe(tmp_path, task="multilabel", data={"generator": "learnable_multiclass", "classes": 3})
+
+
 def test_csv_columns_listed_in_drop_are_left_out(tmp_path: Path) -> None:
     write_csv(tmp_path, "id,a,b,label\n100,1,2,0\n101,3,4,1\n")
     config = DataConfig(source="csv", path="data.csv", target="label", drop=["id"])

@@ -266,11 +266,19 @@ def _natural_task(cfg: DataConfig) -> str:
 def _read_source(cfg: DataConfig, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     if cfg.source == "sklearn":
         return _read_sklearn(cfg.name or "")
-    path = Path(cfg.path or "")
-    path = path if path.is_absolute() else base_dir / path
-    if cfg.source == "csv":
-        return _read_csv(path, cfg.target or "", cfg.drop)
-    x, y = _read_npz(path, cfg.x_key, cfg.y_key)
+    given = Path(cfg.path or "").expanduser()
+    path = given if given.is_absolute() else base_dir / given
+    try:
+        if cfg.source == "csv":
+            return _read_csv(path, cfg.target or "", cfg.drop)
+        x, y = _read_npz(path, cfg.x_key, cfg.y_key)
+    except DataError as err:
+        if err.code != "data-not-found" or given.is_absolute():
+            raise
+        # A relative path is the recipe's folder's, not the shell's: say so, and where it is.
+        elsewhere = Path.cwd() / given
+        found = f"; {elsewhere} exists: give data.path relative to the recipe's folder, or absolute" if elsewhere.exists() and elsewhere != path else ""
+        raise DataError(err.code, f"{err.message} (data.path is read from the recipe's folder, {base_dir}{found}).") from None
     return x, y, None
 
 

@@ -163,6 +163,9 @@ class DataConfig(_Section):
             raise ValueError("an sklearn source needs 'name': breast_cancer, digits or diabetes")
         if self.source == "generator":
             self._check_generated_size()
+            if self.generator == "learnable_binary" and self.classes != 2:
+                # Its labels are 0/1 whatever classes says: with classes: 3, a class no row had.
+                raise ValueError(f"learnable_binary makes 2 classes; for {self.classes} use generator: learnable_multiclass")
             if self.noise > 1 and self.generator != "learnable_regression":
                 raise ValueError(f"noise is the fraction of generated labels replaced by random classes, at most 1; got {self.noise:g} "
                                  "(for learnable_regression it is the noise's standard deviation)")
@@ -489,6 +492,13 @@ class Recipe(_Section):
     def _targets_continuous(self) -> Recipe:
         if self.preprocessing.standardize_targets and self.task != "regression":
             raise ValueError(f"standardize_targets would turn {self.task} class labels into fractions; it only applies to task: regression")
+        return self
+
+    @model_validator(mode="after")
+    def _generator_fits_the_task(self) -> Recipe:
+        data = self.data
+        if self.task == "multilabel" and data.source == "generator" and data.generator not in ("random_labels", "random_images"):
+            raise ValueError(f"{data.generator} makes one label a row; multi-hot labels (task: multilabel) come from random_labels or random_images")
         return self
 
     @model_validator(mode="after")
