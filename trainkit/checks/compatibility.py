@@ -18,7 +18,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import keras
-from keras.src.losses.losses import LossFunctionWrapper
 
 from trainkit.checks.model_inspect import (
     ACTIVATION_RANGES,
@@ -123,8 +122,10 @@ def describe_loss(loss: Any) -> LossInfo:
     for cls, kind in _LOSS_CLASS_KINDS:
         if isinstance(loss, cls):
             return LossInfo(cls.__name__, kind, from_logits)
-    if isinstance(loss, LossFunctionWrapper):
-        fn_name = getattr(getattr(loss, "fn", None), "__name__", "")
+    # A loss function wrapped as a Loss (Keras's LossFunctionWrapper, not public API, or trainkit's
+    # own): read by its function's name.
+    if callable(getattr(loss, "fn", None)):
+        fn_name = getattr(loss.fn, "__name__", "")
         if fn_name in _LOSS_FN_KINDS:
             return LossInfo(fn_name, _LOSS_FN_KINDS[fn_name], from_logits)
     return LossInfo(type(loss).__name__, None, from_logits)
