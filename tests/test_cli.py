@@ -696,3 +696,14 @@ def test_diagnose_of_a_file_says_it_is_no_run_directory(runner, tmp_path):
     result = runner.invoke(app, ["diagnose", str(tmp_path / "a-file")])
     assert result.exit_code == 2 and result.output.startswith("error: [run-not-found]")
     assert "is a file, not a run directory" in result.output and "TensorBoard events" not in result.output
+
+
+def test_a_recipe_run_s_diagnosis_knows_what_its_data_checks_found(tiny_recipe, tmp_path):
+    # The recipe's checks ran before fit(check_data=False), which then forgot their codes: the
+    # advice for scaled inputs and for a leak the checks found never applied to trainkit train.
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    result = train_recipe(load_recipe(tiny_recipe, ["data.leak_label=true"]), logdir=tmp_path / "runs", verbose=0)
+    context = result.trainer._live_diagnosis.diagnoser.context
+    assert context.check_codes is not None and "label-leakage" in context.check_codes

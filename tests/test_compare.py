@@ -471,3 +471,11 @@ def test_recipes_are_listed_by_file_with_a_differing_name_beside_it(runner, tmp_
     assert result.exit_code == 0
     firsts = [line.split("  ")[0].strip() for line in result.output.splitlines()]
     assert firsts == ["copy (name: tiny)", "tiny"]
+
+
+def test_a_single_row_names_the_column_of_a_swept_data_seed_by_its_hyperparameter(tmp_path):
+    # data.seed showed under "seed", which is training.seed.
+    from trainkit.compare import CompareRow, differing_hparams
+
+    row = CompareRow(name="r", recipe="r", sweep={"data.seed": 7}, hparams={"seed": 0, "data_seed": 7, "learning_rate": 0.01}, epochs_run=1)
+    assert differing_hparams([row]) == ["data_seed"]

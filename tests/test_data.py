@@ -376,6 +376,13 @@ def test_csv_columns_listed_in_drop_are_left_out(tmp_path: Path) -> None:
         recipe(tmp_path, data={"drop": ["a"]})
 
 
+def test_a_csv_header_of_column_numbers_is_a_header(tmp_path: Path) -> None:
+    # pandas names a DataFrame(array)'s columns 0, 1, 2...: such a file was refused as header-less.
+    write_csv(tmp_path, "0,1,2\n0.5,1.5,0\n1,2,1\n")
+    x, y = load_arrays(csv_cfg("data.csv", target="2"), tmp_path, task="binary")
+    assert np.allclose(x, [[0.5, 1.5], [1, 2]]) and y.ravel().tolist() == [0, 1]
+
+
 @pytest.mark.parametrize(("text", "says"), [
     ("0.5,1.5,0\n1,2,1\n", "has no header row"),  # the first data row read as a header, and target: '0' took it
     ("a b label\n1 2 0\n", "separated by spaces"),

@@ -1325,8 +1325,11 @@ def test_a_regression_fit_knows_the_scale_of_its_targets():
     assert "unscaled-targets" in context.check_codes and "unscaled-inputs" not in context.check_codes
     back = Context.from_dict(json.loads(json.dumps(context.to_dict())))  # `trainkit diagnose` reads it back
     assert (back.target_std, back.check_codes) == (context.target_std, context.check_codes)
-    trainer.fit(x, y, epochs=1, batch_size=40, verbose=0, check_data=False)
-    assert trainer._live_diagnosis.diagnoser.context.check_codes is None  # unknown, not "all scaled"
+    trainer.fit(x, y, epochs=1, batch_size=40, verbose=0, check_data=False)  # the same data, checked already
+    assert trainer._live_diagnosis.diagnoser.context.check_codes == context.check_codes
+    unchecked = Trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), loss="mse", optimizer="adam", task="regression", logdir=None)
+    unchecked.fit(x, y, epochs=1, batch_size=40, verbose=0, check_data=False)
+    assert unchecked._live_diagnosis.diagnoser.context.check_codes is None  # unknown, not "all scaled"
     # A classifier's labels have no scale to speak of.
     classifier = Trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")]),
                          loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)

@@ -638,3 +638,56 @@ def test_a_checkpoint_or_event_file_that_cannot_be_written_is_a_coded_error(tmp_
 
     with pytest.raises(RunDirError, match=r"Writing TensorBoard events failed: .*No space left on device"):
         RunWriter._surface(disk_full)
+
+
+def test_early_stopping_s_restore_at_the_end_leaves_the_checkpoint_a_longer_run_resumes_from(tmp_path):
+    # The last-epoch restore came before the final checkpoint: a resume with more epochs went on
+    # from the best epoch's weights (losses 0.6962, 0.5874 instead of 0.4516, 0.4091).
+    from trainkit import EarlyStopping
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = (x @ np.ones(4) > 0).astype("float32")
+
+    def fit(logdir, epochs, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", statistics=False,
+                          diagnose=False, logdir=logdir, seed=0, histograms_every=None)
+        stopper = EarlyStopping(monitor="loss", mode="max", patience=100)  # best at epoch 0: never stops
+        history = trainer.fit(x, y, epochs=epochs, batch_size=32, callbacks=[stopper], verbose=0, shuffle=False, **kwargs)
+        return history.history["loss"], stopper
+
+    whole, stopper = fit(tmp_path / "a", 6)
+    assert stopper.stopped_epoch is None and stopper.restored_epoch == 0
+    fit(tmp_path / "b", 4)
+    resumed, stopper = fit(tmp_path / "b", 6, resume=True)
+    np.testing.assert_allclose(resumed, whole, rtol=1e-6)
+    assert stopper.restored_epoch == 0
+
+
+def test_an_ema_optimizer_s_averages_do_not_replace_the_weights_early_stopping_restored(tmp_path):
+    # Keras averages first and restores the best epoch over the averages; trainkit did it the other
+    # way round, and restored_epoch claimed weights the model no longer held.
+    from trainkit import EarlyStopping
+    from trainkit.callbacks import Callback
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    y = (x @ np.ones(4) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    kept = {}
+
+    class KeepFirstEpoch(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                kept["weights"] = model.get_weights()
+
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05, use_ema=True), task="binary",
+                      diagnose=False, logdir=None, seed=0)
+    stopper = EarlyStopping(monitor="loss", mode="max", patience=100)
+    trainer.fit(x, y, epochs=3, batch_size=32, callbacks=[KeepFirstEpoch(), stopper], verbose=0, shuffle=False)
+    assert stopper.restored_epoch == 0
+    for got, best in zip(model.get_weights(), kept["weights"], strict=True):
+        np.testing.assert_array_equal(got, best)

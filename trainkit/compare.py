@@ -331,6 +331,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: Sweep paths whose hyperparameter is not named by the path's last part (``seed`` is training.seed).
+_SWEPT_HPARAM = {"data.seed": "data_seed", "data.rows": "rows", "data.generator": "data", "data.source": "data"}
+
+
 def differing_hparams(rows: Sequence[CompareRow]) -> list[str]:
     """The hyperparameters whose values differ between the rows (what the comparison is about).
 
@@ -338,7 +342,7 @@ def differing_hparams(rows: Sequence[CompareRow]) -> list[str]:
     by the last part of each sweep path (``optimizer.learning_rate`` -> ``learning_rate``).
     """
     if len(rows) < 2:
-        swept = {path.rsplit(".", 1)[-1] for row in rows for path in row.sweep}
+        swept = {_SWEPT_HPARAM.get(path, path.rsplit(".", 1)[-1]) for row in rows for path in row.sweep}
         return [k for row in rows for k in row.hparams if k in swept]
     keys = list(dict.fromkeys(k for row in rows for k in row.hparams))
     return [k for k in keys if len({json.dumps(row.hparams.get(k), sort_keys=True, default=str) for row in rows}) > 1]

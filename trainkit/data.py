@@ -509,8 +509,9 @@ def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> l
     header = [name.strip() for name in rows[0][1]]
     if len(rows) == 1:
         raise DataError("data-empty", f"{path} has a header but no data rows.")
-    if all(_is_number_text(name) for name in header):
+    if all(_is_number_text(name) for name in header) and header != [str(j) for j in range(len(header))]:
         # Read as a header, the first data row named the columns, and `target: '0'` took one of them.
+        # (0, 1, 2, ... is a header: pandas names a DataFrame(array)'s columns so.)
         raise DataError("data-no-header", f"The first row of {path} holds only numbers ({', '.join(header[:4])}{', ...' if len(header) > 4 else ''}): "
                                           "the file has no header row. Add one that names every column (the target among them).")
     if target not in header:

@@ -118,9 +118,7 @@ class FitData:
             x_val = validation.sample_for_checks(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch)
-        self.findings.extend(found)
-        self.data_check_codes = tuple(f.code for f in found)  # the diagnosis's advice reads them
+        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.

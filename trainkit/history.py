@@ -23,12 +23,26 @@ class History:
         """Adds one epoch's logs; ``history[key][i]`` always belongs to ``epoch[i]``.
 
         A key missing from some epochs (a scalar logged only sometimes, a resumed epoch that
-        ran no step) holds NaN there, so the lists stay aligned with ``epoch``.
+        ran no step) holds NaN there, so the lists stay aligned with ``epoch``. Values that are no
+        number (a callback's ``logs["phase"] = "warmup"``) are not epoch values and are left out.
         """
         done = len(self.epoch)
         self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, [math.nan] * done).append(float(value))
+        for key, value in numeric_logs(logs).items():
+            self.history.setdefault(key, [math.nan] * done).append(value)
         for values in self.history.values():
             if len(values) == done:
                 values.append(math.nan)
+
+
+def numeric_logs(logs: Mapping[str, object]) -> dict[str, float]:
+    """The epoch logs that are numbers, as floats (a callback may add others, as with Keras)."""
+    out = {}
+    for key, value in logs.items():
+        if isinstance(value, str | bytes) or value is None:
+            continue
+        try:
+            out[key] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # an array, an object
+            continue
+    return out

@@ -213,7 +213,9 @@ class Resumable:
             where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
-        self._hparams_changed = progress.get("hparams") != self.hparams  # only RESUMABLE_HPARAMS can differ
+        saved = progress.get("hparams") or {}
+        # Only RESUMABLE_HPARAMS can differ among the saved keys; a key added since is no change.
+        self._hparams_changed = any(saved.get(k) != (self.hparams or {}).get(k) for k in saved)
         trained = int(progress["epoch"])
         if epochs < trained:
             # Accepted, it trained nothing and left the run's recipe saying fewer epochs than it has.

@@ -22,6 +22,7 @@ import numpy as np
 
 from trainkit.errors import RunDirError
 from trainkit.histograms import ProbeHistograms
+from trainkit.history import numeric_logs
 from trainkit.loop import CompiledLoop
 from trainkit.writers.hparams import FILE_SUFFIX as HPARAMS_SUFFIX
 from trainkit.writers.hparams import write_hparams
@@ -93,6 +94,7 @@ class TensorBoardLogging:
     def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         if self.writer is None:
             return
+        logs = numeric_logs(logs)  # a callback may have added text to them
         train = {k: v for k, v in logs.items() if not k.startswith("val_")}
         train["learning_rate"] = self._last_update_learning_rate()
         self.writer.scalars("train", epoch, train)

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from trainkit import background, checks, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
+from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
 from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
@@ -236,8 +237,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_reason: str | None = None
         # After a stop on a non-finite loss, what the weights are: "kept" (the step's update was
         # skipped), "checkpoint" (a step of its own applied it; the last checkpoint came back),
-        # "nonfinite" (it applied it, and no logdir keeps checkpoints) or "nonfinite-early" (none
-        # had been written yet).
+        # "nonfinite" (it applied it, and no checkpoints are kept: no logdir, or checkpoint_every 0)
+        # or "nonfinite-early" (none had been written yet).
         self.nan_weights: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
         # The checkpoint written at the end of this fit's last epoch, and its record, which gets the
@@ -255,7 +256,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.step_table_steps = step_table_steps
 
         self.findings: list[Finding] = []
-        #: The codes the data checks of the last fit found (``None``: they did not run).
+        #: The codes the last data checks of training data found (``None``: none ran).
         self.data_check_codes: tuple[str, ...] | None = None
         self.history = History()
         self._output_names = tuple(getattr(model, "output_names", None) or ())
@@ -604,8 +605,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``x`` and ``y`` are to be evaluated, not trained on (the checks that hold for any data).
         ``feature_names``: the columns of ``x`` (a csv header), to name features in the findings.
         """
-        return checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
-                          sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names)
+        found = checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
+                                  sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names)
+        if not evaluation:  # the diagnosis's advice reads them (the inputs scaled, a leak found)
+            self.data_check_codes = tuple(f.code for f in found)
+        return found
 
     def log_text(self, name: str, markdown: str) -> None:
         """Adds a text to the run's TensorBoard events (written when training starts)."""
@@ -700,8 +704,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                                 "stopping read each epoch's validation loss). Leave it at 1, or pass no validation data and call "
                                                 "evaluate() when you want it.")
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
-        self.data_check_codes = None
-        if check_data:
+        if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
             self._check_sources(train, validation, batch_size)
         self._ensure_built(train)
         self.epochs = epochs
@@ -720,7 +723,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if ended:
                 # Its History and findings are back; its event files are complete as they are
                 # (cutting its end-of-run events to write them again could lose them to a kill).
-                self._finalize_weights()  # the model the finished run ended with
+                self._finalize_weights(callbacks)  # the model the finished run ended with
                 return self.history
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
@@ -765,7 +768,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # must see: a failure while ending the run is only reported beside it.
             self._end_training(callback_list, began, in_flight=True)
             raise
-        self._finalize_weights()
+        self._finalize_weights(callbacks)
         # A stop signal now arrives after the last epoch: the run is complete, and its ending (the
         # end-of-run diagnosis, the final checkpoint's record, the events) takes a moment more.
         # SIGTERM here used to kill the process without its report.
@@ -816,15 +819,23 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             saved = self._save_checkpoint(epoch + 1, 0, callbacks)
             self._final_checkpoint = saved if final else None
 
-    def _finalize_weights(self) -> None:
-        """Puts an EMA optimizer's averaged weights into the model, as ``model.fit`` does at its end.
+    def _finalize_weights(self, callbacks: Sequence[Callback]) -> None:
+        """The weights a finished run leaves in the model, in ``model.fit``'s order: an EMA
+        optimizer's averages, then early stopping's best epoch over them.
 
         After the final checkpoint, which keeps the raw weights a longer run goes on from (a
         resume stays exactly the uninterrupted run). Not after a NaN stop: the average holds NaN.
         """
-        if getattr(self.optimizer, "use_ema", False) and self.stop_reason != "nan-loss":
+        if self.stop_reason == "nan-loss":
+            return
+        if getattr(self.optimizer, "use_ema", False):
             with distribute.scope(self.strategy):
                 self.optimizer.finalize_variable_values(self.model.trainable_variables)
+        last_epoch = self.history.epoch[-1] if self.history.epoch else None
+        for callback in callbacks:
+            if isinstance(callback, EarlyStopping):
+                callback.set_trainer(self)  # a finished run resumed ends before the callbacks are set up
+                callback.restore_at_end(last_epoch)
 
     def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: bool = False) -> None:
         """``on_train_end`` (if training began), then closes the TensorBoard writer in any case.
@@ -1016,7 +1027,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if restored is not None:
                 self._step = None  # global_step went back with the weights
             # Without a checkpoint to go back to: none kept (no logdir), or none written yet.
-            self.nan_weights = "checkpoint" if restored is not None else "nonfinite" if checkpoint is None else "nonfinite-early"
+            kept = checkpoint is not None and self.checkpoint_every != 0
+            self.nan_weights = "checkpoint" if restored is not None else "nonfinite-early" if kept else "nonfinite"
 
     # -- evaluate / predict -----------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ class EarlyStopping(Callback):
         patience: Epochs without improvement before stopping.
         min_delta: Smallest change that counts as an improvement.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like names).
-        restore_best_weights: Put back the weights of the best epoch when stopping, or at the
-            last epoch when the run trains all its epochs (as Keras 3's EarlyStopping does).
+        restore_best_weights: Put back the weights of the best epoch when stopping, and at the
+            end of a run that trained all its epochs (as Keras 3's EarlyStopping does).
 
     Attributes:
         restored_epoch: The epoch whose weights were put back, ``None`` while none were.
@@ -84,10 +84,20 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
             self._restore()
-        elif epoch + 1 == getattr(self.trainer, "epochs", None):
-            # The run's last epoch, not its best: a run that never stopped ended with its last
-            # weights where Keras's callback gives the best. Here rather than
-            # at on_train_end, so that the final checkpoint, the diagnosis and the report see them.
+
+    def restore_at_end(self, last_epoch: int | None) -> None:
+        """Puts the best weights back as a run ends (the trainer calls it, before ``on_train_end``).
+
+        A run that never stopped ended with its last weights where Keras's callback gives the
+        best. After the final checkpoint, which keeps the last weights a longer run goes on from
+        (so a resume stays the uninterrupted run), and after an EMA optimizer's averaging, which
+        replaced weights a stop had restored; before ``on_train_end``, where the diagnosis and the
+        report read :attr:`restored_epoch`.
+
+        Args:
+            last_epoch: The run's last epoch (``None`` when it trained none).
+        """
+        if self.stopped_epoch is not None or (self.best_epoch is not None and self.best_epoch != last_epoch):
             self._restore()
 
     def _restore(self) -> None:

@@ -566,7 +566,7 @@ _NAN_WEIGHTS_NOTES = {
     "nonfinite": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
                   "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
                   "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
-                  "could put them back (pass a logdir to keep checkpoints)."),
+                  "could put them back (a trainer keeps checkpoints with a logdir and checkpoint_every other than 0)."),
     "nonfinite-early": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
                         "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
                         "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "

@@ -621,7 +621,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
             f"do not settle.",
             f"Make sure the output layer can reach the targets (activation: linear for signed targets), read the "
             f"dead-relu and saturation statistics of the hidden layers, {_standardise_inputs(view)}and try the learning "
-            f"rate 10x lower ({_lowered_lr(view)}) and 10x higher.",
+            f"rate lower ({_lowered_lr(view)}) and higher ({_raised_lr(view)}).",
             evidence, epoch=view.epochs[-1].epoch)
     return Issue(
         f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
