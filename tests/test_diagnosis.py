@@ -1408,3 +1408,16 @@ def test_steps_read_back_from_every_nth_step_count_the_steps_the_run_trained():
     live = Diagnoser(Context(task="binary", chance_loss=LN2))
     live.add_steps(0, ["loss"], np.full((76, 1), 0.5))
     assert live.steps == 76
+
+
+def test_steps_read_back_from_every_nth_step_fall_in_the_epoch_they_trained_in():
+    # Rows at steps 0, 4 | 8, 12: step 4 was put in epoch 2 (after the last) and step 12 too.
+    from trainkit.diagnosis.rules import _epoch_of
+
+    d = Diagnoser(Context(task="binary", chance_loss=LN2))
+    for epoch, steps in ((0, (0, 4)), (1, (8, 12))):
+        d.begin_epoch(epoch, steps[0])
+        for step in steps:
+            d.add_steps(step, ["loss"], np.array([[0.5]]))
+        d.end_epoch(epoch, {"loss": 0.5})
+    assert [_epoch_of(d, s) for s in (0, 4, 6, 8, 12, 13)] == [0, 0, 0, 1, 1, 2]

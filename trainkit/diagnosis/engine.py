@@ -166,10 +166,13 @@ class _EpochAccumulator:
             self.last = np.concatenate([self.last, np.full(extra, np.nan)])
             self.nonfinite = np.concatenate([self.nonfinite, np.zeros(extra)])
 
-    def add(self, columns: np.ndarray, values: np.ndarray, loss_column: int | None) -> None:
-        """Adds ``values[steps, len(columns)]`` (float64) to the sums of ``columns``."""
+    def add(self, columns: np.ndarray, values: np.ndarray, loss_column: int | None, first_step: int | None = None) -> None:
+        """Adds ``values[steps, len(columns)]`` (float64), the steps from ``first_step`` on, to the sums of ``columns``."""
         finite = np.isfinite(values)
-        self.steps += values.shape[0]
+        # The steps the epoch spans so far, not the rows seen: rows read back from every n-th step
+        # (scalars_every) put a later step in no epoch, or in the next one.
+        covered = first_step + values.shape[0] - self.first_step if first_step is not None else 0
+        self.steps = max(self.steps + values.shape[0], covered)
         self.sum[columns] += np.where(finite, values, 0.0).sum(axis=0)
         self.count[columns] += finite.sum(axis=0)
         self.nonfinite[columns] += (~finite).sum(axis=0)
@@ -325,7 +328,7 @@ class Diagnoser:
         assert self._current is not None
         self._current.grow(len(self.names))
         loss_col = list(names).index(LOSS) if LOSS in names else None
-        self._current.add(columns, values, loss_col)
+        self._current.add(columns, values, loss_col, first_step)
         self._keep_first_rows(columns, values)
         self._detect(first_step, list(names), values)
         if self.first_step is None:

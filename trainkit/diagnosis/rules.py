@@ -477,9 +477,12 @@ def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, f
 
 
 def _epoch_of(view: Diagnoser, step: int) -> int | None:
-    for record in view.epochs:
-        if record.first_step <= step < record.first_step + record.steps:
-            return record.epoch
+    """The epoch ``step`` belongs to: the last to start at or before it (epochs follow each other,
+    and read back from every n-th step an epoch's rows need not reach its end); a step past the
+    last closed epoch is in the next, abandoned one."""
+    started = [record for record in view.epochs if record.first_step <= step]
+    if started and (started[-1] is not view.epochs[-1] or step < started[-1].first_step + started[-1].steps):
+        return started[-1].epoch
     return view.epochs[-1].epoch + 1 if view.epochs else view.context.initial_epoch
 
 
