@@ -52,10 +52,7 @@ from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
-from trainkit.jit_policy import (
-    choose_jit_compile as choose_jit_compile,  # re-exported: the benchmarks' import
-)
-from trainkit.jit_policy import fit_plan
+from trainkit.jit_policy import choose_jit_compile, fit_plan
 from trainkit.loop import (
     CompiledLoop,
     StepOutputs,
