@@ -707,3 +707,18 @@ def test_a_recipe_run_s_diagnosis_knows_what_its_data_checks_found(tiny_recipe, 
     result = train_recipe(load_recipe(tiny_recipe, ["data.leak_label=true"]), logdir=tmp_path / "runs", verbose=0)
     context = result.trainer._live_diagnosis.diagnoser.context
     assert context.check_codes is not None and "label-leakage" in context.check_codes
+
+
+def test_what_reading_a_csv_noticed_is_in_the_run_s_report(runner, tmp_path):
+    # The index-column and id-column notes were bare stderr lines: not in report.json, and printed
+    # again for every variant of a compare.
+    rows = "".join(f"{i},{(i * 7) % 5},{(i * 3) % 4},{i % 2}\n" for i in range(40))
+    (tmp_path / "data.csv").write_text(",a,b,label\n" + rows)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: binary\ndata: {source: csv, path: data.csv, target: label}\n"
+                      "model: {layers: [{type: dense, units: 1, activation: sigmoid}]}\nloss: binary_crossentropy\ntraining: {epochs: 1}\n")
+    result = runner.invoke(app, ["train", str(recipe), "--logdir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "data-index-column" in [f["code"] for f in report["findings"]]

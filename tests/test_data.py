@@ -330,7 +330,9 @@ def test_a_pandas_index_column_is_left_out_of_the_features_with_a_warning(tmp_pa
     write_csv(tmp_path, ",a,b,label\n0,1.5,2,0\n1,3,4,1\n2,5,6,1\n")
     x, y = load_arrays(csv_cfg("data.csv"), tmp_path, task="binary")
     assert np.allclose(x, [[1.5, 2], [3, 4], [5, 6]]) and y.ravel().tolist() == [0, 1, 1]
-    assert "warning: [data-index-column]" in capsys.readouterr().err
+    assert "warning: [data-index-column]" in capsys.readouterr().err  # no run to report it in: on stderr
+    splits = prepare_data(recipe(tmp_path, data={"source": "csv", "path": "data.csv", "target": "label"}, training={"validation_split": 0.0}))
+    assert [f.code for f in splits.findings] == ["data-index-column"] and capsys.readouterr().err == ""  # in the run's report
     write_csv(tmp_path, "a,b,label,\n1,2,0,\n3,4,1,\n")  # a comma at the end of every line
     assert "a comma at the end of every line" in data_error(load_arrays, csv_cfg("data.csv"), tmp_path).message
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainkit.errors import DataError, RecipeError, closest
+from trainkit.findings import Finding
 
 if TYPE_CHECKING:
     from trainkit.recipe import DataConfig, Recipe
@@ -53,6 +54,8 @@ class DataSplits:
         x_val: Validation features, or ``None`` when ``validation_split`` is 0.
         y_val: Validation labels, or ``None``.
         feature_names: Column names (csv, scikit-learn), or ``None`` for generated data.
+        findings: What reading the file noticed (an unnamed index column left out, a column that
+            counts up like an ID), as warning findings for the run's report.
         input_standardizer: The fitted input :class:`Standardizer`, or ``None``.
         target_standardizer: The fitted target :class:`Standardizer` (regression), or ``None``.
     """
@@ -64,6 +67,7 @@ class DataSplits:
     feature_names: list[str] | None = None
     input_standardizer: Standardizer | None = None
     target_standardizer: Standardizer | None = None
+    findings: list[Finding] = dataclasses.field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- standardisation
@@ -135,7 +139,8 @@ def prepare_data(recipe: Recipe) -> DataSplits:
     Returns:
         The :class:`DataSplits`; standardizers are fitted on the training split only.
     """
-    x, y, names = _load(recipe.data, recipe.base_dir, recipe.task)
+    notes: list[Finding] = []
+    x, y, names = _load(recipe.data, recipe.base_dir, recipe.task, notes)
     x_train, y_train, x_val, y_val = split(x, y, recipe.training.validation_split, recipe.training.seed)
     x_std = y_std = None
     if recipe.preprocessing.standardize_inputs:
@@ -144,7 +149,7 @@ def prepare_data(recipe: Recipe) -> DataSplits:
     if recipe.preprocessing.standardize_targets:
         y_std = Standardizer().fit(y_train)
         y_train, y_val = y_std.transform(y_train), _maybe(y_std.transform, y_val)
-    return DataSplits(x_train, y_train, x_val, y_val, names, x_std, y_std)
+    return DataSplits(x_train, y_train, x_val, y_val, names, x_std, y_std, notes)
 
 
 def load_arrays(cfg: DataConfig, base_dir: str | Path, *, task: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +165,10 @@ def load_arrays(cfg: DataConfig, base_dir: str | Path, *, task: str | None = Non
     Returns:
         ``(x, y)``: float32 features and labels in the layout of the task.
     """
-    x, y, _ = _load(cfg, Path(base_dir), task)
+    notes: list[Finding] = []
+    x, y, _ = _load(cfg, Path(base_dir), task, notes)
+    for note in notes:  # no run to report them in
+        print(f"warning: [{note.code}] {note.message} {note.advice}", file=sys.stderr)
     return x, y
 
 
@@ -212,14 +220,14 @@ def per_batch_max_normalize(x: np.ndarray, batch_size: int) -> np.ndarray:
 # -------------------------------------------------------------------------------------- loading
 
 
-def _load(cfg: DataConfig, base_dir: Path, task: str | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+def _load(cfg: DataConfig, base_dir: Path, task: str | None, notes: list[Finding]) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Reads the source, lays out labels for the task and applies the scenario distortions."""
     task = task or _natural_task(cfg)
     if cfg.source == "generator":
         x, y = _generate(cfg, task)
         names = None
     else:
-        x, y, names = _read_source(cfg, base_dir)
+        x, y, names = _read_source(cfg, base_dir, notes)
         if task != "regression" and cfg.target_offset:
             y = np.asarray(y) + cfg.target_offset  # 1-based class ids in a file: target_offset -1
         y = _layout_file_labels(y, task, cfg.one_hot)
@@ -263,14 +271,14 @@ def _natural_task(cfg: DataConfig) -> str:
     return "binary"
 
 
-def _read_source(cfg: DataConfig, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+def _read_source(cfg: DataConfig, base_dir: Path, notes: list[Finding]) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     if cfg.source == "sklearn":
         return _read_sklearn(cfg.name or "")
     given = Path(cfg.path or "").expanduser()
     path = given if given.is_absolute() else base_dir / given
     try:
         if cfg.source == "csv":
-            return _read_csv(path, cfg.target or "", cfg.drop)
+            return _read_csv(path, cfg.target or "", cfg.drop, notes)
         x, y = _read_npz(path, cfg.x_key, cfg.y_key)
     except DataError as err:
         if err.code != "data-not-found" or given.is_absolute():
@@ -407,24 +415,26 @@ def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def _read_csv(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_csv(path: Path, target: str, drop: Sequence[str] = (), notes: list[Finding] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Reads a numeric csv file with a header row; ``target`` names the label column.
 
     The fields are comma-separated, or separated by ';', tab or '|' when the header holds no comma.
     The features are the other columns but those in ``drop`` and an unnamed first column, which
     is how pandas writes its row index (``df.to_csv(path)``): as a feature, an index of rows
-    sorted by label gave 97% validation accuracy on random labels, with no finding.
+    sorted by label gave 97% validation accuracy on random labels, with no finding. What it
+    leaves out or suspects goes to ``notes`` as warning findings.
     """
+    notes = notes if notes is not None else []
     head, delimiter = _csv_table(path, limit=2)
     header = _csv_header(head, path, target)
-    skipped = _csv_dropped(header, target, drop, path)
+    skipped = _csv_dropped(header, target, drop, path, notes)
     values = _parsed_by_numpy(path, delimiter, head[0][0], len(header))
     if values is None:  # read field by field: that reader names what numpy refused, and where
         rows, _ = _csv_table(path)
         values = _csv_values(rows, header, path, target)
     column = header.index(target)
     keep = [j for j, name in enumerate(header) if j != column and j not in skipped]
-    _warn_counting_columns(values, header, keep, path)
+    notes.extend(_counting_columns(values, header, keep, path))
     return values[:, keep], values[:, column : column + 1], [header[j] for j in keep]
 
 
@@ -432,25 +442,29 @@ def _read_csv(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[np.nda
 _ID_MIN_ROWS = 20
 
 
-def _warn_counting_columns(values: np.ndarray, header: list[str], features: list[int], path: Path) -> None:
-    """Warns of feature columns that count up row by row: IDs or row numbers.
+def _counting_columns(values: np.ndarray, header: list[str], features: list[int], path: Path) -> list[Finding]:
+    """Warnings of feature columns that count up row by row: IDs or row numbers.
 
     Read in file order, before the rows are shuffled: a column of whole numbers that rises on
     every row names the rows, and learns whatever order the file has (sorted by label, it
     leaked the label: no check after the shuffle can tell it from an honest feature).
     """
+    found: list[Finding] = []
     if len(values) < _ID_MIN_ROWS:
-        return
+        return found
     for j in features:
         col = values[:, j]
         if np.all(np.diff(col) > 0) and np.all(col == np.round(col)):
-            print(f"warning: [data-id-column] Column '{header[j]}' of {path} counts up row by row ({col[0]:g}, {col[1]:g}, "
-                  f"{col[2]:g}, ...): an ID or a row number, which tells nothing about new rows and picks up any order "
-                  f"the file's rows have. Leave it out with data: {{drop: [{header[j]}]}}, unless it is a time the model "
-                  "should use.", file=sys.stderr)
+            found.append(Finding(
+                "data-id-column", "warning",
+                f"Column '{header[j]}' of {path} counts up row by row ({col[0]:g}, {col[1]:g}, {col[2]:g}, ...): an ID or a row "
+                "number, which tells nothing about new rows and picks up any order the file's rows have.",
+                f"Leave it out with data: {{drop: [{header[j]}]}}, unless it is a time the model should use.",
+                {"column": header[j]}))
+    return found
 
 
-def _csv_dropped(header: list[str], target: str, drop: Sequence[str], path: Path) -> set[int]:
+def _csv_dropped(header: list[str], target: str, drop: Sequence[str], path: Path, notes: list[Finding]) -> set[int]:
     """The columns left out of the features: ``drop``'s, and an unnamed first column (a pandas index)."""
     skipped = set()
     for name in drop:
@@ -459,8 +473,11 @@ def _csv_dropped(header: list[str], target: str, drop: Sequence[str], path: Path
                                                    f"Available columns: {', '.join(header)}.")
         skipped.add(header.index(name))
     if header[0] == "" and 0 not in skipped:
-        print(f"warning: [data-index-column] The first column of {path} has no name, as pandas writes its row index "
-              "(df.to_csv(path) without index=False): it is not used as a feature.", file=sys.stderr)
+        notes.append(Finding(
+            "data-index-column", "warning",
+            f"The first column of {path} has no name, as pandas writes its row index (df.to_csv(path) without index=False): "
+            "it is not used as a feature.",
+            "Nothing to do; write the file with df.to_csv(path, index=False) to leave it out of the file."))
         skipped.add(0)
     unnamed = [j for j, name in enumerate(header) if name == "" and j not in skipped]
     if unnamed:
