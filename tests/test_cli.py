@@ -722,3 +722,26 @@ def test_what_reading_a_csv_noticed_is_in_the_run_s_report(runner, tmp_path):
     (run_dir,) = run_dirs(tmp_path / "runs")
     report = json.loads((run_dir / "report.json").read_text())
     assert "data-index-column" in [f["code"] for f in report["findings"]]
+
+
+def test_the_hparams_dashboard_knows_which_runs_finished(runner, tiny_recipe, tmp_path):
+    # Every run was of unknown status: filtering the dashboard to the finished runs showed none.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    from trainkit.writers.hparams import write_session_end
+
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.epochs=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+
+    def status() -> int | None:
+        root = EventAccumulator(str(run_dir)).Reload()
+        content = root.PluginTagToContent("hparams").get("_hparams_/session_end_info")
+        return plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status if content else None
+
+    assert status() == api_pb2.STATUS_SUCCESS
+    write_session_end(run_dir, "interrupted")  # a resumed run interrupted: its old ending is gone
+    assert status() is None and not list(run_dir.glob("*.hparams_end"))
+    write_session_end(run_dir, "nan-loss")
+    assert status() == api_pb2.STATUS_FAILURE and len(list(run_dir.glob("*.hparams_end"))) == 1

@@ -25,7 +25,7 @@ from trainkit.histograms import ProbeHistograms
 from trainkit.history import numeric_logs
 from trainkit.loop import CompiledLoop
 from trainkit.writers.hparams import FILE_SUFFIX as HPARAMS_SUFFIX
-from trainkit.writers.hparams import write_hparams
+from trainkit.writers.hparams import write_hparams, write_session_end
 from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout
 
 
@@ -112,6 +112,15 @@ class TensorBoardLogging:
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             return float(schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
         return float(np.asarray(self.optimizer.learning_rate))
+
+    def _write_run_end(self, stop_reason: str | None) -> None:
+        """How the run ended, for the HParams dashboard's status column (see :func:`write_session_end`)."""
+        if self.logdir is None or not self.is_chief or not self.hparams:
+            return
+        try:
+            write_session_end(self.logdir, stop_reason)
+        except OSError as err:
+            raise RunDirError("logdir-unwritable", f"Cannot write the run's end record into {self.logdir}: {err.strerror or err}.") from err
 
     def _close_writer(self) -> None:
         if self.writer is not None:

@@ -848,6 +848,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": reason})
                     if not in_flight:
                         self._complete_final_checkpoint()
+                    self._write_run_end(reason)
             finally:
                 self._close_writer()
         except Exception as err:

@@ -146,6 +146,40 @@ def write_hparams(
     return Path(writer._file_name)  # no public accessor; the name holds host, pid and time
 
 
+#: The file a run's ending record goes into, one per run (replaced when a resumed run ends again).
+END_FILE_SUFFIX = ".hparams_end"
+#: How a run ended (``trainer.stop_reason``; ``None``: all its epochs) -> its HParams status. An
+#: interrupted run has none: it may still be resumed.
+_STATUSES = {None: api_pb2.STATUS_SUCCESS, "stopped": api_pb2.STATUS_SUCCESS, "nan-loss": api_pb2.STATUS_FAILURE,
+             "failed": api_pb2.STATUS_FAILURE}
+
+
+def write_session_end(run_dir: str | Path, stop_reason: str | None) -> Path | None:
+    """Records how the run ended for the HParams dashboard (success, failure), replacing an earlier end.
+
+    Without it every run was of unknown status, and filtering the dashboard to the runs that
+    finished showed none. TensorBoard reads the first end record of a run, so a resumed run's
+    new ending replaces the old file; an interrupted run only loses its old one.
+
+    Returns:
+        The events file written, or ``None`` for an interrupted run.
+    """
+    run_dir = Path(run_dir)
+    for old in run_dir.glob(f"events.out.tfevents.*{END_FILE_SUFFIX}"):
+        old.unlink(missing_ok=True)
+    status = _STATUSES.get(stop_reason)
+    if status is None:
+        return None
+    writer = EventFileWriter(str(run_dir), filename_suffix=END_FILE_SUFFIX)
+    try:
+        ended = plugin_data_pb2.HParamsPluginData(session_end_info=plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time()))
+        value = summary_pb2.Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(ended))
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=[value])))
+    finally:
+        writer.close()
+    return Path(writer._file_name)
+
+
 def _own(proto: Any) -> summary_pb2.Summary:
     """tensorboard's helpers return TensorFlow's proto classes when TensorFlow is installed."""
     if isinstance(proto, summary_pb2.Summary):
