@@ -1346,6 +1346,7 @@ def test_inputs_the_checks_found_scaled_are_not_told_to_be_standardised():
         return finding(s.run(), "dead-relu").advice
 
     assert "standardise the inputs" in dead_relu_advice(None)  # no checks ran: unknown
+    assert "standardise the inputs" in dead_relu_advice(("data-not-inspectable",))  # they could not read x
     assert "standardise the inputs" in dead_relu_advice(("unscaled-inputs",))
     scaled = dead_relu_advice(())
     assert "standardise" not in scaled and "he_normal for this layer, or use" in scaled

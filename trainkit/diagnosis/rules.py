@@ -232,7 +232,8 @@ def _targets_text(view: Diagnoser) -> str:
 def _inputs_scaled(view: Diagnoser) -> bool:
     """Whether the run's data checks ran and found the inputs scaled (no ``unscaled-inputs``)."""
     codes = view.context.check_codes
-    return codes is not None and "unscaled-inputs" not in codes
+    # data-not-inspectable: the checks ran but could not read the inputs (an iterator).
+    return codes is not None and "unscaled-inputs" not in codes and "data-not-inspectable" not in codes
 
 
 def _standardise(view: Diagnoser) -> str | None:
