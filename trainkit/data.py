@@ -415,7 +415,7 @@ def _one_hot(ids: np.ndarray, classes: int) -> np.ndarray:
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def _read_csv(path: Path, target: str, drop: Sequence[str] = (), notes: list[Finding] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_csv(path: Path, target: str, drop: Sequence[str], notes: list[Finding]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Reads a numeric csv file with a header row; ``target`` names the label column.
 
     The fields are comma-separated, or separated by ';', tab or '|' when the header holds no comma.
@@ -424,7 +424,6 @@ def _read_csv(path: Path, target: str, drop: Sequence[str] = (), notes: list[Fin
     sorted by label gave 97% validation accuracy on random labels, with no finding. What it
     leaves out or suspects goes to ``notes`` as warning findings.
     """
-    notes = notes if notes is not None else []
     head, delimiter = _csv_table(path, limit=2)
     header = _csv_header(head, path, target)
     skipped = _csv_dropped(header, target, drop, path, notes)

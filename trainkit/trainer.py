@@ -831,8 +831,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         last_epoch = self.history.epoch[-1] if self.history.epoch else None
         for callback in callbacks:
             if isinstance(callback, EarlyStopping):
-                callback.set_trainer(self)  # a finished run resumed ends before the callbacks are set up
-                callback.restore_at_end(last_epoch)
+                callback.restore_at_end(self.model, last_epoch)
 
     def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: bool = False) -> None:
         """``on_train_end`` (if training began), then closes the TensorBoard writer in any case.

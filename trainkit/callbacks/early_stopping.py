@@ -83,9 +83,9 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
-            self._restore()
+            self._restore(self.trainer.model)
 
-    def restore_at_end(self, last_epoch: int | None) -> None:
+    def restore_at_end(self, model: Any, last_epoch: int | None) -> None:
         """Puts the best weights back as a run ends (the trainer calls it, before ``on_train_end``).
 
         A run that never stopped ended with its last weights where Keras's callback gives the
@@ -95,14 +95,15 @@ class EarlyStopping(Callback):
         report read :attr:`restored_epoch`.
 
         Args:
+            model: The trained model (a finished run resumed ends before callbacks get a trainer).
             last_epoch: The run's last epoch (``None`` when it trained none).
         """
         if self.stopped_epoch is not None or (self.best_epoch is not None and self.best_epoch != last_epoch):
-            self._restore()
+            self._restore(model)
 
-    def _restore(self) -> None:
+    def _restore(self, model: Any) -> None:
         if self.restore_best_weights and self._best_weights is not None:
-            self.trainer.model.set_weights(self._best_weights)
+            model.set_weights(self._best_weights)
             self.restored_epoch = self.best_epoch
 
     def get_state(self) -> dict[str, Any]:

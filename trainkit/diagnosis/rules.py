@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from trainkit.diagnosis.baseline import UNSCALED_TARGET
+from trainkit.diagnosis.baseline import TargetScale
 from trainkit.findings import Finding, Severity
 from trainkit.stat_names import is_output_name, parse_stat_name
 
@@ -221,7 +221,7 @@ def _chance_text(view: Diagnoser) -> str:
 def _targets_scaled(view: Diagnoser) -> bool:
     """Whether the run is a regression whose targets are known to be on a unit scale already."""
     mean, std = view.context.target_mean, view.context.target_std
-    return mean is not None and std is not None and abs(mean) < UNSCALED_TARGET and std < UNSCALED_TARGET
+    return mean is not None and std is not None and TargetScale(mean, std, 0).scaled
 
 
 def _targets_text(view: Diagnoser) -> str:
