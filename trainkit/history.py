@@ -36,10 +36,11 @@ class History:
 
 
 def numeric_logs(logs: Mapping[str, object]) -> dict[str, float]:
-    """The epoch logs that are numbers, as floats (a callback may add others, as with Keras)."""
+    """The epoch logs that are numbers, as floats (a callback may add others, as with Keras; a
+    flag is no epoch value either)."""
     out = {}
     for key, value in logs.items():
-        if isinstance(value, str | bytes) or value is None:
+        if isinstance(value, str | bytes | bool) or value is None:
             continue
         try:
             out[key] = float(value)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.findings import Finding
+from trainkit.history import numeric_logs
 from trainkit.stat_names import GLOBAL_GRAD_NORM, LOSS
 
 _RANK = {"info": 0, "warning": 1, "error": 2}
@@ -354,7 +355,7 @@ class Diagnoser:
         assert self._current is not None
         record = self._current.record(len(self.names))
         # float32, as TensorBoard stores them: the same numbers live and when read back.
-        record.logs = {str(k): float(np.float32(v)) for k, v in logs.items() if _floatable(v)}
+        record.logs = {str(k): float(np.float32(v)) for k, v in numeric_logs(logs).items()}
         if regularization is None:
             regularization = self.epochs[-1].regularization if self.epochs else self.context.regularization
         record.regularization = float(np.float32(regularization))
@@ -692,14 +693,6 @@ def _watch_nonfinite(name: str) -> bool:
 def _counts_nonfinite(name: str) -> bool:
     """Statistics that count NaN/inf entries (any count above zero means the run broke)."""
     return name.startswith("grad_nonfinite/") or (name.startswith("activation/") and name.endswith("/nonfinite"))
-
-
-def _floatable(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool)
 
 
 def _floats(values: Iterable[Any]) -> list[float]:
