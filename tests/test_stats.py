@@ -268,6 +268,19 @@ def test_names_are_built_and_parsed_by_the_helpers():
     assert not any(stats.is_output_name(n) for n in ("dense", "output_layer", "outputs", "output_", "my_output_1"))
 
 
+def test_statistics_are_picked_by_kind_and_not_by_prefix():
+    from trainkit.stat_names import activation_stat_of, variable_of
+
+    assert variable_of("grad_norm/block/dense/kernel", "grad_norm") == "block/dense/kernel"
+    assert variable_of("grad_norm/global", "grad_norm") is None  # all variables together: no VAR
+    assert variable_of("weight_norm/dense/kernel", "grad_norm") is None
+    assert variable_of("grad_norm_scale", "grad_norm") is None and variable_of("loss", "grad_norm") is None
+    assert activation_stat_of("activation/block/dense/std", "mean", "std") == "block/dense"
+    assert activation_stat_of("activation/dense/dead_fraction", "mean") is None
+    assert activation_stat_of("activation/dense/dead_fraction") == "dense"
+    assert activation_stat_of("val/mean", "mean") is None and activation_stat_of("grad_norm/dense/kernel") is None
+
+
 def test_event_files_hold_one_value_per_step_histograms_and_the_layout(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.custom_scalar import layout_pb2, metadata

@@ -60,6 +60,7 @@ __all__ = [
     "activation_kind",
     "activation_stat_name",
     "activation_stat_names",
+    "activation_stat_of",
     "grad_nonfinite_name",
     "grad_norm_name",
     "is_output_name",
@@ -71,6 +72,7 @@ __all__ = [
     "update_ratio_name",
     "variable_name",
     "variable_names",
+    "variable_of",
     "variable_stat_names",
     "weight_norm_name",
 ]
@@ -230,6 +232,25 @@ def parse_stat_name(name: str) -> StatName | None:
             return None
         return StatName(kind, layer, stat)
     return StatName(kind, rest)
+
+
+def variable_of(name: str, kind: str) -> str | None:
+    """``VAR`` of a per-variable statistic of ``kind`` (``dense/kernel`` for
+    ``grad_norm/dense/kernel`` and kind ``grad_norm``); ``None`` for any other name, the global
+    gradient norm included."""
+    parsed = parse_stat_name(name)
+    if parsed is None or parsed.kind != kind or kind == ACTIVATION or name == GLOBAL_GRAD_NORM:
+        return None
+    return parsed.target
+
+
+def activation_stat_of(name: str, *stats: str) -> str | None:
+    """The layer ``L`` of an ``activation/L/STAT`` name whose ``STAT`` is one of ``stats`` (any
+    activation statistic when none is given); ``None`` for any other name."""
+    parsed = parse_stat_name(name)
+    if parsed is None or parsed.kind != ACTIVATION or (stats and parsed.stat not in stats):
+        return None
+    return parsed.target
 
 
 def is_statistic(name: str) -> bool:

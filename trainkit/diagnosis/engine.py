@@ -31,7 +31,18 @@ import numpy as np
 
 from trainkit.findings import Finding
 from trainkit.history import numeric_logs
-from trainkit.stat_names import GLOBAL_GRAD_NORM, LOSS
+from trainkit.stat_names import (
+    GLOBAL_GRAD_NORM,
+    GRAD_NONFINITE,
+    GRAD_NORM,
+    LOSS,
+    MEAN,
+    NONFINITE,
+    STD,
+    WEIGHT_NORM,
+    activation_stat_of,
+    variable_of,
+)
 
 _RANK = {"info": 0, "warning": 1, "error": 2}
 #: Raw rows kept from the start of the run (initial-loss rules, gradient baselines).
@@ -572,9 +583,13 @@ class Diagnoser:
             return np.zeros(0)
         return self.first_rows[:, col]
 
-    def names_like(self, prefix: str, suffix: str = "") -> list[str]:
-        """Every statistic name starting with ``prefix`` and ending with ``suffix``, in order seen."""
-        return [n for n in self.names if n.startswith(prefix) and n.endswith(suffix)]
+    def variable_stats(self, kind: str) -> list[str]:
+        """Every ``kind/VAR`` statistic name (``kind`` one of :data:`VARIABLE_STATS`), in order seen."""
+        return [n for n in self.names if variable_of(n, kind) is not None]
+
+    def activation_stats(self, stat: str) -> list[str]:
+        """Every ``activation/L/stat`` name, in order seen."""
+        return [n for n in self.names if activation_stat_of(n, stat) is not None]
 
     @property
     def epochs_run(self) -> int:
@@ -687,12 +702,13 @@ class Diagnoser:
 
 def _watch_nonfinite(name: str) -> bool:
     """Statistics whose non-finite value means the run broke (not ratios of zero by zero)."""
-    return name == LOSS or name.startswith(("grad_norm/", "weight_norm/")) or name.endswith(("/mean", "/std"))
+    return (name in (LOSS, GLOBAL_GRAD_NORM) or variable_of(name, GRAD_NORM) is not None
+            or variable_of(name, WEIGHT_NORM) is not None or activation_stat_of(name, MEAN, STD) is not None)
 
 
 def _counts_nonfinite(name: str) -> bool:
     """Statistics that count NaN/inf entries (any count above zero means the run broke)."""
-    return name.startswith("grad_nonfinite/") or (name.startswith("activation/") and name.endswith("/nonfinite"))
+    return variable_of(name, GRAD_NONFINITE) is not None or activation_stat_of(name, NONFINITE) is not None
 
 
 def _floats(values: Iterable[Any]) -> list[float]:

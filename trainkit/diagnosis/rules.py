@@ -22,7 +22,21 @@ import numpy as np
 
 from trainkit.diagnosis.baseline import TargetScale
 from trainkit.findings import Finding, Severity
-from trainkit.stat_names import is_output_name, parse_stat_name
+from trainkit.stat_names import (
+    GLOBAL_GRAD_NORM,
+    GRAD_NONFINITE,
+    GRAD_NORM,
+    MEAN,
+    NONFINITE,
+    STD,
+    UPDATE_RATIO,
+    WEIGHT_NORM,
+    activation_stat_of,
+    is_output_name,
+    parse_stat_name,
+    variable_of,
+    weight_norm_name,
+)
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -400,8 +414,10 @@ def _still_falling(view: Diagnoser, losses: np.ndarray) -> bool:
 
 def _kernels(view: Diagnoser, kind: str) -> list[str]:
     """``kind/VAR`` names of the weight matrices (``.../kernel``), in model order."""
-    names = view.names_like(f"{kind}/", "/kernel") or [n for n in view.names_like(f"{kind}/") if not n.endswith(("/bias", "/global"))]
-    by_layer = {n[len(kind) + 1 :].rsplit("/", 1)[0]: n for n in names}
+    every = view.variable_stats(kind)
+    names = [n for n in every if variable_of(n, kind).endswith("/kernel")] or [
+        n for n in every if not variable_of(n, kind).endswith("/bias")]
+    by_layer = {_layer_of(n): n for n in names}
     return [by_layer[layer] for layer in view.layer_order(by_layer)]
 
 
@@ -413,7 +429,7 @@ def _layer_of(name: str) -> str:
 
 def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     """``activation/L/stat`` of the hidden layers (not the model output), in model order."""
-    names = [n for n in view.names_like("activation/", f"/{stat}")]
+    names = view.activation_stats(stat)
     outputs = set(view.context.output_layers)
     keep = {_layer_of(n): n for n in names if not is_output_name(_layer_of(n)) and _layer_of(n) not in outputs}
     return [keep[layer] for layer in view.layer_order(keep)]
@@ -465,7 +481,7 @@ def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
 
 def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
     """The epoch with the largest median (over weight matrices) mean update/weight ratio."""
-    names = _kernels(view, "update_ratio")
+    names = _kernels(view, UPDATE_RATIO)
     if not names or not view.epochs:
         return None, {}, None
     matrix = np.column_stack([view.epoch_values(n) for n in names])
@@ -473,7 +489,7 @@ def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, f
     if not np.isfinite(medians).any():
         return None, {}, None
     i = int(np.nanargmax(medians))
-    per = {n.removeprefix("update_ratio/"): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
+    per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
     return float(medians[i]), per, view.epochs[i].epoch
 
 
@@ -677,13 +693,13 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     layer, where = _first_nonfinite_layer(view, nf.row)
     if layer:
         origin = f" The first non-finite values appeared at step {nf.step} in {where}."
-    elif any(n.startswith(("grad_norm/", "activation/")) for n in nf.row):
+    elif any(n == GLOBAL_GRAD_NORM or variable_of(n, GRAD_NORM) or activation_stat_of(n) for n in nf.row):
         origin = (" Every layer's activations and gradients were still finite: the loss computation itself "
                   "produced it (log(0), a division by zero, an overflow in a custom loss).")
     else:
         origin = ""
     evidence = {"step": nf.loss_step, "first_nonfinite_step": nf.step, "last_finite_loss": nf.last_finite_loss,
-                "grad_norm_global": nf.row.get("grad_norm/global")}
+                "grad_norm_global": nf.row.get(GLOBAL_GRAD_NORM)}
     evidence = {k: v for k, v in evidence.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
     if nf.last_finite_loss is None:  # no finite loss in the whole run: the weights as they started
         return Issue(
@@ -712,31 +728,31 @@ def nonfinite_weights(row: Mapping[str, float]) -> list[str]:
     An infinite norm may also come from finite weights too large to square in float32 (over
     ~1e19): no better than NaN for training, but not NaN, and the messages say so.
     """
-    return [n for n, v in row.items() if n.startswith("weight_norm/") and not math.isfinite(v)]
+    return [n for n, v in row.items() if variable_of(n, WEIGHT_NORM) is not None and not math.isfinite(v)]
 
 
 def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str | None, str]:
     """First layer (model order) with non-finite activations, else the last with bad gradients."""
-    activations = [n for n, v in row.items() if n.startswith("activation/") and (
-        (n.endswith("/nonfinite") and v > 0) or (n.endswith(("/mean", "/std")) and not math.isfinite(v)))]
+    activations = [n for n, v in row.items() if (activation_stat_of(n, NONFINITE) is not None and v > 0) or (
+        activation_stat_of(n, MEAN, STD) is not None and not math.isfinite(v))]
     layers = [layer for layer in view.layer_order(_layer_of(n) for n in activations) if not is_output_name(layer)]
     if layers:
         return layers[0], f"the activations of layer '{layers[0]}'"
     # The counts of NaN/inf entries when the step has them; an infinite norm alone may be finite
     # gradients too large to square in float32.
-    counted = any(n.startswith("grad_nonfinite/") for n in row)
-    grads = [n for n, v in row.items() if (n.startswith("grad_nonfinite/") and v > 0) or (
-        not counted and n.startswith("grad_norm/") and n != "grad_norm/global" and not math.isfinite(v))]
-    layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in grads)
+    counted = any(variable_of(n, GRAD_NONFINITE) for n in row)
+    grads = [n for n, v in row.items() if (variable_of(n, GRAD_NONFINITE) and v > 0) or (
+        not counted and variable_of(n, GRAD_NORM) and not math.isfinite(v))]
+    layers = view.layer_order(_layer_of(n) for n in grads)
     if layers:
         # Back-propagation reaches the last layer first: the origin is the last one in model order.
         return layers[-1], f"the gradients of layer '{layers[-1]}'"
-    huge = [n for n, v in row.items() if n.startswith("grad_norm/") and n != "grad_norm/global" and not math.isfinite(v)]
-    layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in huge)
+    huge = [n for n, v in row.items() if variable_of(n, GRAD_NORM) and not math.isfinite(v)]
+    layers = view.layer_order(_layer_of(n) for n in huge)
     if layers:
         return layers[-1], f"the gradients of layer '{layers[-1]}', finite but too large for float32 to square (norm inf)"
     weights = nonfinite_weights(row)
-    layers = view.layer_order(n.split("/", 1)[1].rsplit("/", 1)[0] for n in weights)
+    layers = view.layer_order(_layer_of(n) for n in weights)
     if layers:
         # Finite gradients, non-finite weights after the update: the update itself overflowed.
         return layers[0], f"the weights of layer '{layers[0]}' after the update, from finite gradients (an update too large to represent or to square, or a NaN/inf learning rate)"
@@ -843,11 +859,11 @@ def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]
     first updates are ~learning_rate per weight), before the updates shrink as training converges.
     """
     per_layer: dict[str, float] = {}
-    for name in _kernels(view, "update_ratio"):
+    for name in _kernels(view, UPDATE_RATIO):
         values = view.first_values(name)
         values = values[np.isfinite(values)]
         if values.size:
-            per_layer[name.removeprefix("update_ratio/")] = float(np.median(values))
+            per_layer[variable_of(name, UPDATE_RATIO)] = float(np.median(values))
     if not per_layer:
         return None, {}
     return float(np.median(list(per_layer.values()))), per_layer
@@ -860,7 +876,7 @@ def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, 
     """
     if view.first_step != 0:
         return None, {}
-    names = _kernels(view, "update_ratio")
+    names = _kernels(view, UPDATE_RATIO)
     if not names:
         return None, {}
     n = view.t.lr_high_first_steps
@@ -873,7 +889,7 @@ def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, 
     if not np.isfinite(medians).any():
         return None, {}
     i = int(np.nanargmax(medians))
-    per = {n.removeprefix("update_ratio/"): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
+    per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
     return float(medians[i]), per
 
 
@@ -961,7 +977,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
 
 def vanishing_gradients(view: Diagnoser) -> Issue | None:
     """The first weight layer gets a gradient 1000x smaller (relative to its weights) than the last."""
-    kernels = _kernels(view, "grad_norm")
+    kernels = _kernels(view, GRAD_NORM)
     if len(kernels) < 2 or view.epochs_run < view.t.sustained_epochs:
         return None
     chance = _chance(view)
@@ -972,7 +988,7 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     if forward is not None:
         return forward
     first, last = kernels[0], kernels[-1]
-    weights = ["weight_norm/" + name.removeprefix("grad_norm/") for name in (first, last)]
+    weights = [weight_norm_name(variable_of(name, GRAD_NORM)) for name in (first, last)]
     n = view.t.sustained_epochs
     # A network gone NaN (on_nan: warn trains on) has no gradient ratio to judge: its "0, n/ax
     # the last layer's" was no finding.
@@ -988,7 +1004,7 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     tiny = np.nan_to_num(g_first[-n:], nan=np.inf) < view.t.vanish_absolute
     if not (small_ratio.all() or tiny.all()):
         return None
-    layer = first.removeprefix("grad_norm/").rsplit("/", 1)[0]
+    layer = _layer_of(first)
     return Issue(
         f"The gradient of the first weight layer '{layer}' is {_fmt(float(g_first[-1]))}, "
         f"{_fmt(float(ratio[-1]))}x the last layer's relative to their weights, for {n} epochs: the "
