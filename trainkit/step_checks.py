@@ -42,13 +42,13 @@ def missing_statistics(names: Sequence[str], probe: probes.Probe | None) -> Find
     then judge nothing, and saying so beats a silent "no findings".
     """
     parsed = [stats.parse_stat_name(name) for name in names]
-    if not any(p is not None and p.kind in ("grad_norm", "update_ratio") for p in parsed):
+    if not any(p is not None and p.kind in (stats.GRAD_NORM, stats.UPDATE_RATIO) for p in parsed):
         message = ("The train_step returns no gradient or update statistics (a step of its own returns what it returns), so the rules "
                    "that read them (exploding-gradients, vanishing-gradients, lr-too-high, lr-too-low, dead-relu, "
                    "saturated-activations) cannot judge this run.")
         advice = "Override compute_loss instead, or return {**super().train_step(batch), ...} to add values; statistics=False silences this note."
     elif probe is not None and probe.reason is not None and not any(
-            p is not None and p.kind == "activation" and not stats.is_output_name(p.layer) for p in parsed):
+            p is not None and p.kind == stats.ACTIVATION and not stats.is_output_name(p.layer) for p in parsed):
         message = f"Activation statistics cover the model's output only ({probe.reason}): dead-relu and saturated-activations judge no hidden layer."
         advice = "In the model's call, wrap each hidden activation: x = trainkit.probes.record(\"dense_1\", x, \"relu\")."
     else:
