@@ -1,4 +1,4 @@
-"""The YAML recipe: a pydantic schema, ``--set a.b=c`` overrides, and a loader with one-line errors.
+"""The YAML recipe: its pydantic schema, and loading a recipe file with ``--set a.b=c`` overrides.
 
 A recipe describes one training run (data, model, loss, optimizer, training and logging options).
 Every problem a user can make in a recipe file or an override ends in a
@@ -21,15 +21,13 @@ of losses, activations and so on are resolved (and rejected) when the model is b
 
 from __future__ import annotations
 
-import copy
 import difflib
 import math
 import re
-import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -44,7 +42,11 @@ from pydantic import (
     model_validator,
 )
 
-from trainkit.errors import RecipeError, closest_match
+from trainkit import recipe_overrides
+from trainkit.errors import RecipeError
+from trainkit.recipe_paths import flatten_types
+from trainkit.recipe_text import describe, one_line, parse_yaml, short, too_big
+from trainkit.recipe_validation import to_recipe_error
 from trainkit.tasks import Task
 
 Source = Literal["generator", "csv", "npz", "sklearn"]
@@ -59,10 +61,6 @@ MAX_EPOCHS = 1_000_000
 MAX_BATCH = 1 << 24
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence accepts larger seeds, but TF/Keras seeds are 32-bit
 DEFAULT_IMAGE_SHAPE = (32, 32, 3)
-# Free-form mappings (builder_args, optimizer kwargs) could nest without end; pydantic's serializer
-# and Python's recursion limit give up at a few hundred levels, with exceptions of their own.
-MAX_DEPTH = 32
-MAX_NODES = 100_000
 # A sweep trains every combination of its values: more than this is a typo or a job for a real
 # hyperparameter search, not a side-by-side table.
 MAX_VARIANTS = 256
@@ -96,14 +94,9 @@ class _Section(BaseModel):
 
 def _takes_booleans(annotation: Any) -> bool:
     """Whether a field's type accepts ``true``/``false`` as themselves (not only as 1/0)."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _takes_booleans(typing.get_args(annotation)[0])
-    if origin is Union or isinstance(annotation, types.UnionType):
-        return any(_takes_booleans(arg) for arg in typing.get_args(annotation))
-    if origin is Literal:
-        return any(isinstance(arg, bool) for arg in typing.get_args(annotation))
-    return annotation not in (int, float, type(None))
+    return any(
+        any(isinstance(arg, bool) for arg in typing.get_args(t)) if typing.get_origin(t) is Literal else t not in (int, float, type(None))
+        for t in flatten_types((annotation,)))
 
 
 # --------------------------------------------------------------------------------------- data
@@ -229,7 +222,7 @@ class _LayerBase(_Section):
     @classmethod
     def _scope_name(cls, value: str | None) -> str | None:
         if value is not None and not _LAYER_NAME_RE.fullmatch(value):
-            raise ValueError(f"a layer name takes letters, digits and _ . - (not first: _ -), got {_short(value)}")
+            raise ValueError(f"a layer name takes letters, digits and _ . - (not first: _ -), got {short(value)}")
         return value
 
 
@@ -319,7 +312,7 @@ class ModelSection(_Section):
     @classmethod
     def _builder_format(cls, value: str | None) -> str | None:
         if value is not None and not _BUILDER_RE.match(value):
-            raise ValueError(f'builder must look like "package.module:function", got {_short(value)}')
+            raise ValueError(f'builder must look like "package.module:function", got {short(value)}')
         return value
 
     @model_validator(mode="after")
@@ -368,7 +361,7 @@ class TrainingConfig(_Section):
     def _no_boolean_classes(cls, value: Any) -> Any:
         # true/false would pass as class 1/0 or weight 1.0/0.0 (the Trainer refuses them too).
         if isinstance(value, Mapping) and any(isinstance(v, bool) for item in value.items() for v in item):
-            raise ValueError(f"class_weight maps class ids to weights, both numbers; got {_short(dict(value))}")
+            raise ValueError(f"class_weight maps class ids to weights, both numbers; got {short(dict(value))}")
         return value
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH)] = "auto"
     jit_compile: Literal["auto"] | bool = "auto"
@@ -453,7 +446,7 @@ class Recipe(_Section):
             seen: list[str] = []
             for value in values:
                 if repr(value) in seen:  # two runs of the same variant, under one name
-                    raise ValueError(f"sweep.{path} lists {_short(value)} twice; give each value once")
+                    raise ValueError(f"sweep.{path} lists {short(value)} twice; give each value once")
                 seen.append(repr(value))
         if variants > MAX_VARIANTS:
             raise ValueError(f"the sweep has {variants} combinations; at most {MAX_VARIANTS} can be compared")
@@ -462,10 +455,9 @@ class Recipe(_Section):
         resolved = self.model_dump(exclude={"sweep"})
         for path, values in self.sweep.items():
             try:
-                _named_as_mapping(resolved, path.split("."))
-                _set_path(resolved, path.split("."), values[0], f"sweep {path}")
+                recipe_overrides.set_at(resolved, path.split("."), values[0], f"sweep {path}", type(self))
             except RecipeError as err:
-                reason = err.message.replace(f"Override {_short(f'sweep {path}')}: ", "").rstrip(".")
+                reason = err.message.replace(f"Override {short(f'sweep {path}')}: ", "").rstrip(".")
                 # The error line ends with its own period: keep the hint inside the sentence.
                 reason = reason.replace(". Did you mean ", " (did you mean ").replace("?", ")") if ". Did you mean " in reason else reason
                 raise ValueError(f"sweep.{path}: {reason}") from None
@@ -560,8 +552,8 @@ class Recipe(_Section):
         if raw is None or raw == {}:
             raise RecipeError("recipe-empty", f"{where}The recipe is empty. It needs at least 'task', 'model' and 'loss'.")
         if not isinstance(raw, Mapping):
-            raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {_describe(raw)}.")
-        problem = _too_big(raw)
+            raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {describe(raw)}.")
+        problem = too_big(raw)
         if problem:
             raise RecipeError("recipe-invalid-value", f"{where}The recipe {problem}.")
         data = dict(raw)
@@ -570,7 +562,7 @@ class Recipe(_Section):
         try:
             recipe = cls.model_validate(data)
         except ValidationError as err:
-            raise _to_recipe_error(err, data, where) from None
+            raise to_recipe_error(err, data, where, cls) from None
         except RecursionError:
             raise RecipeError("recipe-invalid-value", f"{where}The recipe is nested too deeply to validate.") from None
         if source_path is not None:
@@ -639,7 +631,7 @@ _NAMED_EXAMPLES = {
 
 def _check_named(value: NamedSpec, field: str) -> NamedSpec:
     if isinstance(value, dict) and not isinstance(value.get("name"), str):
-        raise ValueError(f"a mapping here needs a 'name' key with a string, such as {_NAMED_EXAMPLES[field]}; got {_short(value)}")
+        raise ValueError(f"a mapping here needs a 'name' key with a string, such as {_NAMED_EXAMPLES[field]}; got {short(value)}")
     return value
 
 
@@ -698,65 +690,6 @@ def _as_float(value: Any) -> float:
         return 0.0
 
 
-# -------------------------------------------------------------------------------- YAML parsing
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float.
-
-    YAML 1.1 (PyYAML) only accepts floats with a dot (``1.0e-3``), so a learning rate written
-    ``1e-3`` would arrive as the string "1e-3". This adds the YAML 1.2 spelling on a subclass, so
-    the global SafeLoader is left untouched. A key repeated in one mapping is an error (PyYAML
-    keeps the last one silently, so ``optimizer: adam`` ... ``optimizer: sgd`` trained with SGD).
-    """
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            first: dict[tuple[str, str], yaml.Node] = {}
-            for key_node, _ in node.value:
-                # Merged keys (<<) may be overridden by design; only keys written here count.
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = (key_node.tag, key_node.value)
-                if key in first:
-                    line = first[key].start_mark.line + 1
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r} (first at line {line}); keep one", key_node.start_mark)
-                first[key] = key_node
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def parse_yaml(text: str, where: str = "") -> Any:
-    """Parses YAML text with trainkit's loader.
-
-    Args:
-        text: YAML source.
-        where: Prefix for error messages (usually ``"path: "``).
-
-    Raises:
-        RecipeError: ``recipe-yaml`` with the line and column of the problem.
-    """
-    try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader subclass
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = err.problem or err.context or "invalid YAML"
-        raise RecipeError("recipe-yaml", _one_line(f"{where}YAML syntax error{at}: {problem}.")) from None
-    except yaml.YAMLError as err:  # e.g. ReaderError for control characters
-        raise RecipeError("recipe-yaml", _one_line(f"{where}YAML error: {err}")) from None
-    except (ValueError, OverflowError, RecursionError, TypeError) as err:
-        # The safe constructors can still fail on values: an impossible date ("2024-13-45"), an
-        # integer longer than Python converts from text, nesting deeper than the recursion limit.
-        raise RecipeError("recipe-yaml", _one_line(f"{where}YAML value cannot be read: {type(err).__name__}: {err}")) from None
-
-
 # --------------------------------------------------------------------------------- loading API
 
 
@@ -784,14 +717,14 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     except UnicodeDecodeError as err:  # a ValueError too: caught first
         raise RecipeError("recipe-yaml", f"Recipe file {path} is not UTF-8 text (byte {err.start}).") from None
     except ValueError as err:  # e.g. a NUL character in the path
-        raise RecipeError("recipe-not-found", _one_line(f"Recipe path {_short(str(path))} is not a valid path: {err}")) from None
+        raise RecipeError("recipe-not-found", one_line(f"Recipe path {short(str(path))} is not a valid path: {err}")) from None
     except OSError as err:
-        raise RecipeError("recipe-not-found", _one_line(f"Recipe file {path} cannot be read: {err}")) from None
+        raise RecipeError("recipe-not-found", one_line(f"Recipe file {path} cannot be read: {err}")) from None
     from_file = parse_yaml(text, where)
     raw = from_file
     if overrides:
         if raw is not None and not isinstance(raw, Mapping):
-            raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {_describe(raw)}.")
+            raise RecipeError("recipe-invalid-value", f"{where}A recipe must be a mapping of keys (task, data, model, loss, ...), got {describe(raw)}.")
         raw = apply_overrides(raw, overrides)
     try:
         recipe = Recipe.from_dict(raw, source_path=path)
@@ -855,387 +788,26 @@ def list_recipes(directory: str | Path) -> list[tuple[str, str]]:
         except RecipeError as err:
             listing.append((file.stem, f"error: [{err.code}] {err.message}"))
         except Exception as err:  # a listing must not crash on one odd file
-            listing.append((file.stem, _one_line(f"error: {type(err).__name__}: {err}")))
+            listing.append((file.stem, one_line(f"error: {type(err).__name__}: {err}")))
     return listing
-
-
-# ----------------------------------------------------------------------------------- overrides
 
 
 def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``--set`` overrides to a parsed recipe mapping, returning a new mapping.
 
-    Each override is ``dotted.path=value``; the value is read as YAML (``1e-3`` included, as a
-    float), list items are addressed by index (``model.layers.0.units=64``), missing or null
-    sections are created (``training.early_stopping.patience=3``), and an optimizer or loss given
-    by name takes keyword paths (``optimizer.learning_rate=0.01`` on ``optimizer: adam``).
-
-    Args:
-        raw: The recipe mapping (not modified).
-        overrides: The override strings, applied in order.
+    See :func:`trainkit.recipe_overrides.apply_overrides` (the paths are checked against
+    :class:`Recipe`).
 
     Raises:
-        RecipeError: ``bad-override`` when a string has no ``=``, an empty key, a path into a
-            scalar, a list index out of range, an unknown key or an unreadable value.
+        RecipeError: ``bad-override`` for a string or a path the recipe cannot take.
     """
-    if isinstance(overrides, str):  # a single override rather than a list of them
-        overrides = [overrides]
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise RecipeError("recipe-invalid-value", f"A recipe must be a mapping of keys (task, data, model, loss, ...), got {_describe(raw)}.")
-    try:
-        result = copy.deepcopy(dict(raw))
-    except RecursionError:
-        raise RecipeError("recipe-invalid-value", "The recipe is nested too deeply to override.") from None
-    for override in overrides:
-        keys, value = _parse_override(override)
-        _named_as_mapping(result, keys)
-        _set_path(result, keys, value, override)
-    return result
+    return recipe_overrides.apply_overrides(raw, overrides, Recipe)
 
 
 def apply_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """Sets already-parsed values at dotted paths (a sweep variant), returning a new mapping.
-
-    The same path rules as :func:`apply_overrides`, without reading the values as YAML text.
+    """Sets already-parsed values at dotted paths of a recipe mapping (a sweep variant).
 
     Raises:
         RecipeError: ``bad-override`` for a path the recipe cannot hold.
     """
-    result = copy.deepcopy(dict(raw))
-    for path, value in values.items():
-        _named_as_mapping(result, path.split("."))
-        _set_path(result, path.split("."), value, f"{path}={_short(value)}")
-    return result
-
-
-def _named_as_mapping(raw: dict[str, Any], keys: list[str]) -> None:
-    """``optimizer: adam`` set or swept at ``optimizer.learning_rate`` becomes ``{name: adam}`` first.
-
-    Changing the learning rate of a recipe that names its optimizer by a bare string is the most
-    common override there is; the spelling of the optimizer should not stand in its way.
-    """
-    if len(keys) > 1 and keys[0] == "optimizer" and keys[0] not in raw:  # the default optimizer
-        raw["optimizer"] = {"name": Recipe.model_fields["optimizer"].default}
-    if len(keys) > 1 and keys[0] in ("optimizer", "loss") and isinstance(raw.get(keys[0]), str):
-        raw[keys[0]] = {"name": raw[keys[0]]}
-
-
-def _parse_override(override: Any) -> tuple[list[str], Any]:
-    if not isinstance(override, str) or "=" not in override:
-        raise RecipeError("bad-override", f"Override {_short(override)} needs the form key.path=value, e.g. training.epochs=5.")
-    key, _, text = override.partition("=")
-    keys = key.strip().split(".")
-    if any(not k.strip() for k in keys):
-        raise RecipeError("bad-override", f"Override {_short(override)} has an empty key; write e.g. optimizer.learning_rate=0.01.")
-    try:
-        value = parse_yaml(text)
-    except RecipeError as err:
-        raise RecipeError("bad-override", f"Override {_short(override)}: the value is not valid YAML ({err.message})") from None
-    return [k.strip() for k in keys], value
-
-
-def _set_path(root: dict[str, Any], keys: list[str], value: Any, override: str) -> None:
-    node: Any = root
-    schema: _Schema = _Schema((Recipe,))
-    for depth, key in enumerate(keys):
-        dotted = ".".join(keys[: depth + 1])
-        last = depth == len(keys) - 1
-        if isinstance(node, list):
-            index = _list_index(key, node, dotted, override)
-            schema = schema.item()
-            if last:
-                node[index] = value
-            else:
-                node[index] = _child_container(node[index], schema, dotted, override)
-                node = node[index]
-            continue
-        schema = schema.narrow(node).field(key, dotted, override)
-        if last:
-            node[key] = value
-        else:
-            node[key] = _child_container(node.get(key), schema, dotted, override)
-            node = node[key]
-
-
-def _list_index(key: str, node: list[Any], dotted: str, override: str) -> int:
-    if not key.isdigit() or int(key) >= len(node):
-        raise RecipeError("bad-override", f"Override {_short(override)}: {dotted} is not an item of a list of {len(node)}; use an index from 0 to {len(node) - 1}.")
-    return int(key)
-
-
-def _child_container(current: Any, schema: _Schema, dotted: str, override: str) -> Any:
-    """The dict or list to descend into, creating a mapping where the recipe has none (or null)."""
-    if isinstance(current, dict | list):
-        return current
-    if current is None and schema.is_mapping():
-        return {}
-    if current is None:  # a list the recipe does not set: its items cannot be set one by one
-        raise RecipeError("bad-override", f"Override {_short(override)}: the recipe sets no {dotted}, so it has no items to change; set the whole list: --set '{dotted}=[...]'.")
-    raise RecipeError("bad-override", f"Override {_short(override)}: {dotted} holds {_describe(current)}, which has no keys to set.")
-
-
-class _Schema:
-    """The set of types a position in a recipe may hold, for checking override paths."""
-
-    def __init__(self, types_: tuple[Any, ...]) -> None:
-        self.types = tuple(t for t in _flatten_types(types_) if t is not type(None))
-
-    def models(self) -> list[type[BaseModel]]:
-        return [t for t in self.types if isinstance(t, type) and issubclass(t, BaseModel)]
-
-    def is_mapping(self) -> bool:
-        return bool(self.models()) or self.is_free_mapping()
-
-    def is_free_mapping(self) -> bool:
-        """A ``dict[str, Any]`` position (builder_args, {name: adam, ...}) accepts any key."""
-        return any(t is Any or typing.get_origin(t) is dict or t is dict for t in self.types)
-
-    def narrow(self, node: Any) -> _Schema:
-        """Keeps the layer model whose ``type`` matches the mapping being edited."""
-        models = self.models()
-        if len(models) > 1 and isinstance(node, dict) and "type" in node:
-            chosen = [m for m in models if node["type"] in _literal_values(m.model_fields.get("type"))]
-            if chosen:
-                return _Schema(tuple(chosen))
-        return self
-
-    def field(self, key: str, dotted: str, override: str) -> _Schema:
-        """The schema of ``key`` below this position, or ``bad-override`` if no model has it."""
-        if self.is_free_mapping():
-            return _Schema((Any,))
-        known: dict[str, Any] = {}
-        for model in self.models():
-            known.update({name: f.annotation for name, f in model.model_fields.items()})
-        if key in known:
-            return _Schema((known[key],))
-        if known:
-            parent = dotted.rpartition(".")[0]
-            hint = _did_you_mean(key, known, parent)
-            raise RecipeError("bad-override", f"Override {_short(override)}: unknown key {dotted}.{hint}")
-        raise RecipeError("bad-override", f"Override {_short(override)}: {dotted} is inside a value that has no keys.")
-
-    def item(self) -> _Schema:
-        """The schema of the items of a list position."""
-        items = [typing.get_args(t)[0] for t in self.types if typing.get_origin(t) is list and typing.get_args(t)]
-        return _Schema(tuple(items) or (Any,))
-
-
-def _flatten_types(types_: tuple[Any, ...]) -> Iterator[Any]:
-    for t in types_:
-        origin = typing.get_origin(t)
-        if origin is Annotated:
-            yield from _flatten_types((typing.get_args(t)[0],))
-        elif origin is Union or origin is types.UnionType:
-            yield from _flatten_types(typing.get_args(t))
-        else:
-            yield t
-
-
-def _literal_values(field: Any) -> tuple[Any, ...]:
-    if field is None:
-        return ()
-    return tuple(v for t in _flatten_types((field.annotation,)) if typing.get_origin(t) is Literal for v in typing.get_args(t))
-
-
-# ------------------------------------------------------------------- pydantic errors -> one line
-
-_MAX_REPORTED = 3
-
-
-def _to_recipe_error(err: ValidationError, raw: Mapping[str, Any], where: str) -> RecipeError:
-    """Turns a pydantic ValidationError into one RecipeError line (up to three problems)."""
-    problems: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-    for error in err.errors():
-        path = _dotted(error["loc"], raw, include_last=error["type"] in ("missing", "extra_forbidden"))
-        kind = "unknown" if error["type"] == "extra_forbidden" else "invalid"
-        problems.setdefault(path, (kind, []))[1].append(error)
-    # Unknown keys first: they usually explain the other errors (a misspelt key looks missing).
-    ordered = sorted(problems.items(), key=lambda item: item[1][0] != "unknown")
-    code = "recipe-unknown-key" if ordered[0][1][0] == "unknown" else "recipe-invalid-value"
-    parts = [_describe_problem(path, kind, errors, raw) for path, (kind, errors) in ordered[:_MAX_REPORTED]]
-    more = len(ordered) - _MAX_REPORTED
-    tail = f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""
-    return RecipeError(code, _one_line(where + " ".join(parts) + tail))
-
-
-def _dotted(loc: tuple[Any, ...], raw: Any, include_last: bool) -> str:
-    """The user's dotted path for a pydantic location, dropping pydantic's union-member labels.
-
-    Pydantic inserts the name of the union member tried ("dense", "str", "dict[str,any]") into the
-    location; only the steps that exist in the user's data are kept (plus a missing/unknown key).
-    """
-    parts: list[str] = []
-    node = raw
-    for i, step in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(node, Mapping) and not last and step == node.get("type"):
-            continue  # the discriminator label pydantic adds for the layer union
-        in_mapping = isinstance(node, Mapping) and step in node
-        in_list = isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
-        if in_mapping or in_list:
-            parts.append(str(step))
-            node = node[step]
-        elif isinstance(step, str) and (nested := _nested_value(node, step)) is not None:
-            parts.append(step)  # a sweep path flattened from nested mappings (_flatten_sweep)
-            node = nested
-        elif include_last and last:
-            parts.append(str(step))
-    return ".".join(parts)
-
-
-def _nested_value(node: Any, dotted: str) -> Any:
-    """The value at ``dotted`` through nested mappings (``{a: {b: 1}}`` at ``a.b``), else None."""
-    for key in dotted.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: Mapping[str, Any]) -> str:
-    first = errors[0]
-    if kind == "unknown":
-        parent, _, key = path.rpartition(".")
-        known = _fields_at(parent, raw)
-        return f"Unknown key {path}.{_did_you_mean(key, known, parent)}"
-    if first["type"] == "missing":
-        return f"Missing required key {path}."
-    if first["type"] == "union_tag_invalid":
-        tag = first.get("ctx", {}).get("tag", "")
-        return f"Invalid value at {path}.type: received {_short(tag)}; expected one of {', '.join(LAYER_TYPES)}.{_closest_quoted(str(tag), LAYER_TYPES)}"
-    if first["type"] == "union_tag_not_found":
-        return f"Invalid value at {path}: a layer needs a 'type', one of {', '.join(LAYER_TYPES)}."
-    if first["type"] == "value_error":
-        message = str(first["msg"]).removeprefix("Value error, ")
-        return f"Invalid {path or 'recipe'}: {message}." if path else f"Invalid recipe: {message}."
-    expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
-    if path.startswith("sweep.") and first["type"] == "list_type":
-        expected += f" of the values to try, such as [{_short(first.get('input'))}]"
-    hint = _closest_choice(path, errors, raw)
-    return f"Invalid value at {path or 'recipe'}: received {_short(first.get('input'))}; expected {expected}.{hint}"
-
-
-def _closest_choice(path: str, errors: list[dict[str, Any]], raw: Mapping[str, Any]) -> str:
-    """' Did you mean binary?' for a misspelt value of a field with fixed choices (a Literal).
-
-    The choices come from the schema at ``path``, so every such field (task, data.source,
-    training.on_nan, a layer's padding, ...) gets the hint without a rule of its own.
-    """
-    value = errors[0].get("input")
-    if not isinstance(value, str) or not any(e["type"] == "literal_error" for e in errors):
-        return ""
-    schema = _schema_at(path, raw)
-    choices = [v for t in schema.types if typing.get_origin(t) is Literal for v in typing.get_args(t) if isinstance(v, str)] if schema else []
-    return _closest_quoted(value, choices)
-
-
-def _expectation(error: Mapping[str, Any]) -> str:
-    message = str(error.get("msg", "a valid value"))
-    for prefix in ("Input should be ", "Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    if message.startswith(("greater", "less", "at least", "at most")):
-        message = f"a value {message}"  # "greater than 0" reads as a fragment on its own
-    # "a valid dictionary or instance of TrainingConfig": the class is ours, the user wrote a mapping.
-    message = re.sub(r"a valid dictionary or (instance of \w+|object to extract fields from)", "a mapping of keys (key: value, ...)", message)
-    return message.rstrip(".")
-
-
-def _fields_at(dotted: str, raw: Mapping[str, Any]) -> list[str]:
-    """The valid keys of the schema model at a dotted path of ``raw`` (for "did you mean")."""
-    schema = _schema_at(dotted, raw)
-    return [name for m in schema.models() for name in m.model_fields] if schema else []
-
-
-def _schema_at(dotted: str, raw: Mapping[str, Any]) -> _Schema | None:
-    """The schema of the position a dotted path of ``raw`` names, or None if it has none.
-
-    Walks ``raw`` along with the schema so that a layer is read as the model of its ``type``.
-    """
-    schema = _Schema((Recipe,))
-    node: Any = raw
-    for key in [k for k in dotted.split(".") if k]:
-        if isinstance(node, list):
-            schema = schema.item()
-            node = node[int(key)] if key.isdigit() and int(key) < len(node) else None
-            continue
-        fields = {name: f.annotation for m in schema.narrow(node).models() for name, f in m.model_fields.items()}
-        if key not in fields:
-            return None
-        schema = _Schema((fields[key],))
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return schema.narrow(node)
-
-
-def _did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: str) -> str:
-    names = list(known)
-    match = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-    prefix = f"{parent}." if parent else ""
-    if match:
-        return f" Did you mean {prefix}{match[0]}?"
-    if names:
-        return f" Valid keys{' of ' + parent if parent else ''}: {', '.join(names)}."
-    return ""
-
-
-def _closest_quoted(name: str, choices: Sequence[str]) -> str:
-    match = closest_match(name, choices)
-    return f" Did you mean {match}?" if match is not None else ""
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-def _too_big(value: Any) -> str | None:
-    """Why a parsed recipe is too deep, too large or cyclic to handle, or None when it is fine.
-
-    YAML anchors let a short file describe a cyclic value (``&a [*a]``) or an exponentially large
-    one ("billion laughs"); both would hang or overflow the recursion limit later. Heights and
-    expanded sizes are computed once per container (memoised by id), without recursion.
-    """
-    height: dict[int, int] = {}
-    size: dict[int, int] = {}
-    stack: list[tuple[Any, bool]] = [(value, False)]
-    open_ids: set[int] = set()
-    while stack:
-        node, children_done = stack.pop()
-        if not isinstance(node, Mapping | list | tuple) or (id(node) in height and not children_done):
-            continue
-        children = list(node.values()) if isinstance(node, Mapping) else list(node)
-        if not children_done:
-            if id(node) in open_ids:
-                return "refers to itself through a YAML anchor"
-            open_ids.add(id(node))
-            stack.append((node, True))
-            stack.extend((child, False) for child in children)
-            continue
-        open_ids.discard(id(node))
-        containers = [c for c in children if isinstance(c, Mapping | list | tuple)]
-        height[id(node)] = 1 + max((height[id(c)] for c in containers), default=0)
-        size[id(node)] = len(children) + sum(size[id(c)] for c in containers)
-        if height[id(node)] > MAX_DEPTH:
-            return f"nests lists or mappings more than {MAX_DEPTH} levels deep"
-        if size[id(node)] > MAX_NODES:
-            return f"expands to more than {MAX_NODES} values"
-    return None
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """A one-line repr of a value, cut to ``limit`` characters (and safe for huge integers)."""
-    try:
-        text = repr(value)
-    except ValueError:  # int too large to convert to text (Python's 4300-digit limit)
-        text = f"<integer with more than {4300} digits>"
-    text = _one_line(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return f"{type(value).__name__} {_short(value)}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return recipe_overrides.apply_values(raw, values, Recipe)
