@@ -44,7 +44,7 @@ from pydantic import (
 
 from trainkit import recipe_overrides
 from trainkit.errors import RecipeError
-from trainkit.recipe_paths import flatten_types
+from trainkit.recipe_paths import flatten_types, literal_values
 from trainkit.recipe_text import describe, one_line, parse_yaml, short, too_big
 from trainkit.recipe_validation import to_recipe_error
 from trainkit.tasks import Task
@@ -296,7 +296,8 @@ LayerSpec = Annotated[
     DenseLayer | DropoutLayer | Conv2DLayer | MaxPool2DLayer | FlattenLayer | BatchNormLayer | ActivationLayer,
     Field(discriminator="type"),
 ]
-LAYER_TYPES: tuple[str, ...] = ("dense", "dropout", "conv2d", "maxpool2d", "flatten", "batchnorm", "activation")
+#: Every layer ``type`` a recipe may use (``dense``, ``dropout``...), in the union's order.
+LAYER_TYPES: tuple[str, ...] = tuple(tag for layer in flatten_types((LayerSpec,)) for tag in literal_values(layer.model_fields["type"]))
 
 _BUILDER_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
