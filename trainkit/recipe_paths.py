@@ -21,15 +21,17 @@ from trainkit.recipe_text import short
 
 
 class Schema:
-    """The set of types a position in a recipe may hold, for checking override paths."""
+    """The set of types a position in a recipe may hold (the members of a union, ``None`` left out)."""
 
     def __init__(self, types_: tuple[Any, ...]) -> None:
         self.types = tuple(t for t in flatten_types(types_) if t is not type(None))
 
     def models(self) -> list[type[BaseModel]]:
+        """The pydantic models among the types (several for a layer, one for a section)."""
         return [t for t in self.types if isinstance(t, type) and issubclass(t, BaseModel)]
 
     def is_mapping(self) -> bool:
+        """Whether the position holds a mapping (a section, a layer or a free ``dict``)."""
         return bool(self.models()) or self.is_free_mapping()
 
     def is_free_mapping(self) -> bool:
@@ -46,7 +48,11 @@ class Schema:
         return self
 
     def field(self, key: str, dotted: str, override: str) -> Schema:
-        """The schema of ``key`` below this position, or ``bad-override`` if no model has it."""
+        """The schema of ``key`` below this position.
+
+        Raises:
+            RecipeError: ``bad-override`` naming ``override`` when no model here has ``key``.
+        """
         if self.is_free_mapping():
             return Schema((Any,))
         known: dict[str, Any] = {}
