@@ -296,6 +296,18 @@ def test_a_keras_2_optimizer_argument_says_what_keras_3_takes_instead(argument, 
     assert not_says is None or not_says not in info.value.message
 
 
+@pytest.mark.parametrize(("argument", "value", "code"), [
+    ("loss", keras.losses.BinaryCrossentropy, "unknown-loss"),
+    ("metrics", [keras.metrics.AUC], "unknown-metric"),
+])
+def test_a_loss_or_metric_class_without_its_brackets_is_refused_when_the_trainer_is_made(argument, value, code):
+    # A class is callable: it was wrapped as a loss or metric function, and the first traced step
+    # failed with a raw TensorFlow error (BinaryCrossentropy(reduction=y_true, name=y_pred)).
+    with pytest.raises(UnknownNameError) as info:
+        make_trainer(**{argument: value})
+    assert info.value.code == code and "must be an instance, not the class" in info.value.message
+
+
 def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
     # Rows were counted as tf.shape(y_pred)[0]: for a tuple of outputs, the number of outputs.
     rng = np.random.default_rng(0)

@@ -116,9 +116,19 @@ def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
         if not isinstance(name, str):
             raise UnknownNameError(f"unknown-{kind}", f"A {kind} given as a mapping needs a 'name' key, got {dict(spec)!r}.")
         return name, params
+    _refuse_class(spec, kind)
+    raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} is a name, a {{'name': ...}} mapping or a Keras {kind} object; got {spec!r}.")
+
+
+def _refuse_class(spec: Any, kind: str) -> None:
+    """Refuses a class where an instance belongs (``keras.losses.BinaryCrossentropy`` without ``()``).
+
+    A class is callable, so a loss or metric class would otherwise be taken for a function
+    ``fn(y_true, y_pred)`` and fail deep in the first traced step (a loss built with
+    ``reduction=y_true``).
+    """
     if isinstance(spec, type):
         raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} must be an instance, not the class {spec.__name__}: pass {spec.__name__}() or its name.")
-    raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} is a name, a {{'name': ...}} mapping or a Keras {kind} object; got {spec!r}.")
 
 
 def _article(word: str) -> str:
@@ -202,6 +212,7 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     """
     if isinstance(spec, keras.losses.Loss):
         return spec
+    _refuse_class(spec, "loss")
     if callable(spec) and not isinstance(spec, str | Mapping):
         fn_name = getattr(spec, "__name__", "")
         key = LOSS_ALIASES.get(fn_name, fn_name)
@@ -268,6 +279,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     """
     if isinstance(spec, keras.metrics.Metric):
         return spec
+    _refuse_class(spec, "metric")
     if callable(spec) and not isinstance(spec, str | Mapping):  # fn(y_true, y_pred), as compile takes
         return keras.metrics.MeanMetricWrapper(spec, name=getattr(spec, "__name__", "metric"))
     if not isinstance(spec, str | Mapping):
