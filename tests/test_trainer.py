@@ -308,6 +308,36 @@ def test_a_loss_or_metric_class_without_its_brackets_is_refused_when_the_trainer
     assert info.value.code == code and "must be an instance, not the class" in info.value.message
 
 
+def test_a_layer_frozen_between_two_fits_stays_frozen_in_the_second():
+    # The traced step kept updating the variables that were trainable when it was traced.
+    x, y = make_data(200)
+    model = make_model()
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    hidden = model.layers[0]
+    hidden.trainable = False
+    before = [w.copy() for w in hidden.get_weights()]
+    output_before = model.layers[1].get_weights()[0].copy()
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert all(np.array_equal(b, a) for b, a in zip(before, hidden.get_weights(), strict=True))
+    assert not np.array_equal(output_before, model.layers[1].get_weights()[0])
+
+
+def test_a_layer_unfrozen_after_the_optimizer_was_built_is_refused_not_left_frozen():
+    # It stayed frozen in silence: the step traced for the first fit never updated it.
+    x, y = make_data(200)
+    model = make_model()
+    model.layers[0].trainable = False
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    model.layers[0].trainable = True
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "trainable-changed" and "new Trainer" in info.value.message
+    model.layers[0].trainable = False  # back as the optimizer knows it: trains again
+    assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
+
+
 def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
     # Rows were counted as tf.shape(y_pred)[0]: for a tuple of outputs, the number of outputs.
     rng = np.random.default_rng(0)

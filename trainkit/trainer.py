@@ -284,6 +284,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         autograph_overrides(self, Trainer, STEP_METHODS)
         self._epochs_skipped = 0
         self._train_loop: CompiledLoop | None = None
+        # The trainable variables the training loop was traced for (see _follow_trainable_changes).
+        self._loop_variables: tuple[int, ...] = ()
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
         self.findings.extend(self.check_model())
@@ -704,6 +706,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
             self._check_sources(train, validation, batch_size)
         self._ensure_built(train)
+        self._follow_trainable_changes()
         self.epochs = epochs
         self.stop_training = False
         self.stop_reason = None
@@ -919,6 +922,34 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 return
             self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
             self._train_loop.discover_names(train.batch_spec(), **in_memory_batches(train, batch_rows))
+
+    def _follow_trainable_changes(self) -> None:
+        """Traces the step again when layers were frozen or unfrozen since the last fit.
+
+        The traced step updates the trainable variables it saw when it was traced: a layer set to
+        ``trainable = False`` between two fits went on training, and one set back to ``True`` stayed
+        frozen, in silence. A frozen layer is followed by tracing again; a newly trainable one is
+        refused, as its optimizer holds no state for it (Keras's "Unknown variable" at the first
+        update).
+
+        Raises:
+            ArgumentError: ``trainable-changed`` when a variable became trainable that the
+                optimizer was not built for.
+        """
+        variables = self.model.trainable_variables
+        known = {id(v) for v in getattr(self.optimizer, "_trainable_variables", None) or ()}
+        new = [v for v in variables if id(v) not in known]
+        if known and new:  # (an optimizer of its own that keeps no such list is left to say it)
+            names = ", ".join(getattr(v, "path", v.name) for v in new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+            raise ArgumentError("trainable-changed", f"Weights became trainable after this Trainer's optimizer was built ({names}): it holds no state for "
+                                                     "them, so they cannot be trained. Make a new Trainer with a new optimizer for the unfrozen model "
+                                                     "(Trainer(model, optimizer='adam', ...)), as Keras needs model.compile() again after a change of "
+                                                     "trainable.")
+        traced = tuple(id(v) for v in variables)
+        if self._train_loop is not None and traced != self._loop_variables:
+            self._train_loop = None  # built again by _prepare_fit, for the variables trainable now
+            self._histograms.fn = None
+        self._loop_variables = traced
 
     def _check_step_returns_loss(self) -> None:
         """Refuses a ``train_step`` whose dict has no ``"loss"`` (``bad-step-output``)."""
