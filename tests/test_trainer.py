@@ -338,6 +338,49 @@ def test_a_layer_unfrozen_after_the_optimizer_was_built_is_refused_not_left_froz
     assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
 
 
+class AboveThreshold(keras.metrics.Metric):
+    """A metric of the user's own with an argument, and no get_config() that returns it."""
+
+    def __init__(self, threshold=0.5, name="above", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.threshold = threshold
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(keras.ops.sum(keras.ops.cast(y_pred > self.threshold, "float32")))
+        self.count.assign_add(keras.ops.cast(keras.ops.size(y_pred), "float32"))
+
+    def result(self):
+        return self.total / self.count
+
+
+class AboveThresholdRequired(AboveThreshold):
+    def __init__(self, threshold, name="above", **kwargs):
+        super().__init__(threshold, name=name, **kwargs)
+
+
+class AboveThresholdConfigured(AboveThreshold):
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@pytest.mark.parametrize("metric_class", [AboveThreshold, AboveThresholdRequired])
+def test_a_metric_whose_config_leaves_out_an_argument_is_refused_with_how_to_fix_it(metric_class):
+    # Its validation copy (from_config) took the default threshold, measuring validation otherwise
+    # than training in silence, or failed with a raw TypeError when the argument had no default.
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(metrics=[metric_class(0.1)])
+    assert info.value.code == "metric-not-copyable" and "threshold" in info.value.message and "get_config()" in info.value.message
+
+
+def test_a_metric_of_its_own_with_a_get_config_measures_validation_as_training():
+    x, y = make_data(200)
+    trainer = make_trainer(metrics=[AboveThresholdConfigured(0.1)], optimizer=keras.optimizers.SGD(0.0))
+    history = trainer.fit(x, y, epochs=1, validation_data=(x, y), verbose=0).history
+    assert history["val_above"][0] == pytest.approx(history["above"][0])
+
+
 def test_a_two_output_models_epoch_loss_weights_the_partial_batch_by_its_rows():
     # Rows were counted as tf.shape(y_pred)[0]: for a tuple of outputs, the number of outputs.
     rng = np.random.default_rng(0)

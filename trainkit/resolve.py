@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 # closest is imported from here by other modules too (it lives in errors, free of Keras).
-from trainkit.errors import UnknownNameError, closest
+from trainkit.errors import ArgumentError, UnknownNameError, closest
 
 Spec = str | Mapping[str, Any] | Any
 
@@ -355,8 +355,39 @@ def clone_metric(metric: keras.metrics.Metric, name: str | None = None) -> keras
     """
     if type(metric) is keras.metrics.MeanMetricWrapper:
         return keras.metrics.MeanMetricWrapper(metric._fn, name=name or metric.name, dtype=metric.dtype, **metric._fn_kwargs)
+    cls = type(metric)
     config = metric.get_config()
-    return metric.__class__.from_config({**config, "name": name} if name else config)
+    how = (f"trainkit measures validation (and each output) with a copy of every metric, made by {cls.__name__}.from_config(metric.get_config()), "
+           "as Keras saves and loads a metric")
+    missing = _arguments_left_out(cls, config)
+    if missing:  # the copy would take their defaults: validation measured otherwise than training
+        raise ArgumentError("metric-not-copyable", f'The metric "{metric.name}" ({cls.__name__}) cannot be copied: {how}, and its get_config() leaves out '
+                                                   f'{", ".join(missing)}. Give {cls.__name__} a get_config() that returns them: '
+                                                   f'return {{**super().get_config(), "{missing[0]}": self.{missing[0]}, ...}}.')
+    try:
+        return cls.from_config({**config, "name": name} if name else config)
+    except (TypeError, ValueError) as err:
+        raise ArgumentError("metric-not-copyable", f'The metric "{metric.name}" ({cls.__name__}) cannot be copied: {how}, which failed: {_sentence(err)} '
+                                                   f"Give {cls.__name__} a get_config() that returns its __init__ arguments (and a from_config() where "
+                                                   f"{cls.__name__}(**config) cannot rebuild it).") from None
+
+
+def _arguments_left_out(cls: type, config: Mapping[str, Any]) -> list[str]:
+    """The ``__init__`` arguments of a metric class of the user's own that its config leaves out.
+
+    Only classes outside Keras are read (Keras's own keep some arguments under other keys, and
+    rebuild them in ``from_config``), and none when such a class has a ``from_config`` of its own.
+    """
+    own = [k for k in cls.__mro__ if not k.__module__.startswith("keras") and k is not object]
+    if any("from_config" in vars(k) for k in own):
+        return []
+    missing: list[str] = []
+    for klass in own:
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name not in ("self", "name", "dtype") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in config and p.name not in missing:
+                    missing.append(p.name)
+    return missing
 
 
 def _public_names(module: Any, exclude: Iterable[str] = ("get", "serialize", "deserialize")) -> tuple[str, ...]:
