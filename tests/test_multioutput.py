@@ -131,6 +131,10 @@ def test_a_subclassed_model_with_two_outputs_trains_from_numpy_as_from_a_dataset
     ({"loss_weights": [1.0, -1.0]}, "bad-argument", "loss_weights: the weight of output b must be a finite number >= 0, got -1.0"),
     ({"task": ["binary", "regresion"]}, "unknown-task", 'Did you mean "regression"'),
     ({"loss": ["binary_crossentropy", "mse_typo"]}, "unknown-loss", "Unknown loss"),
+    # A flat list is computed for every output: the message names the one it does not fit, and
+    # the dict that picks metrics per output (it told of "a regression task" only).
+    ({"metrics": ["accuracy"]}, "unknown-metric", "The metrics of output b (regression): The metric \"accuracy\" means nothing"),
+    ({"metrics": ["accuracy"]}, "unknown-metric", "metrics={'a': [...], 'b': [...]}"),
 ])
 def test_per_output_arguments_that_do_not_fit_the_outputs_are_refused(kwargs, code, words):
     with pytest.raises((ArgumentError, UnknownNameError)) as info:

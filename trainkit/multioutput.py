@@ -28,7 +28,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from trainkit.errors import ArgumentError
+from trainkit.errors import ArgumentError, UnknownNameError
 from trainkit.resolve import clone_metric, closest, get_loss, get_metric
 
 
@@ -160,17 +160,24 @@ def output_metrics(specs: Any, outputs: Sequence[Head]) -> list[tuple[int, keras
         outputs: The outputs; each one's task and loss pick the accuracy variant.
     """
     names = [h.name for h in outputs]
+    flat = False
     if isinstance(specs, Mapping):
         chosen = per_output(specs, names, "metrics", ())
     elif isinstance(specs, list | tuple) and specs and all(isinstance(s, list | tuple) for s in specs):
         chosen = per_output(specs, names, "metrics")
     else:
+        flat = True
         chosen = [list(specs) if h.task is not None else [] for h in outputs]
     out = []
     for index, (head, output_specs) in enumerate(zip(outputs, chosen, strict=True)):
         one = isinstance(output_specs, str | Mapping | keras.metrics.Metric) or callable(output_specs)
         for spec in [output_specs] if one else list(output_specs):
-            metric = get_metric(spec, head.task or "regression", head.loss)
+            try:
+                metric = get_metric(spec, head.task or "regression", head.loss)
+            except UnknownNameError as err:  # which output: "accuracy" fits one output and not another
+                hint = (f" A flat list of metrics is computed for every output; pick them per output with a dict: "
+                        f"metrics={{{', '.join(repr(h.name) + ': [...]' for h in outputs)}}}.") if flat else ""
+                raise UnknownNameError(err.code, f"The metrics of output {head.name} ({head.task or 'regression'}): {err.message}{hint}") from None
             # A fresh metric per output, even from a metric object: each keeps its own totals.
             out.append((index, clone_metric(metric, f"{head.name}_{metric.name}")))
     return out
