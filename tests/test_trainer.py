@@ -850,10 +850,12 @@ def test_an_early_stopping_monitor_the_logs_never_hold_is_refused_before_the_fir
     assert trainer.epoch_log_names(validation=True) == ["loss", "accuracy", "val_loss", "val_accuracy"]
 
 
-@pytest.mark.parametrize("form", ["numpy", "dataset", "one-hot"])
+@pytest.mark.parametrize("form", ["numpy", "dataset", "one-hot", "float-keys"])
 def test_class_weight_weights_the_training_rows_as_model_fit_does(form):
     x, y = make_data(70, features=4)
     class_weight = {0: 0.5, 1: 3.0}
+    if form == "float-keys":  # dict(zip(np.unique(y), ...)) of float labels: refused, where model.fit takes it
+        class_weight = dict(zip(np.unique(y), [0.5, 3.0], strict=True))
     if form == "one-hot":
         y = keras.utils.to_categorical(y[:, 0], 2)
     keras.utils.set_random_seed(0)
@@ -875,7 +877,7 @@ def test_class_weight_weights_the_training_rows_as_model_fit_does(form):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
 
 
-@pytest.mark.parametrize("class_weight", [{0: 1.0, "1": 2.0}, {0: -1.0}, {}, [1.0, 2.0]])
+@pytest.mark.parametrize("class_weight", [{0: 1.0, "1": 2.0}, {0: -1.0}, {}, [1.0, 2.0], {0: 1.0, 0.5: 2.0}, {0: 1.0, True: 2.0}])
 def test_a_bad_class_weight_is_refused(class_weight):
     x, y = make_data(40, features=4)
     with pytest.raises(ArgumentError) as info:

@@ -29,7 +29,7 @@ def weights_table(class_weight: Mapping[Any, Any]) -> np.ndarray:
     if not isinstance(class_weight, Mapping) or not class_weight:
         raise ArgumentError("bad-argument", f"class_weight must be a non-empty dict of class id -> weight, such as {{0: 1.0, 1: 5.0}}; got {class_weight!r}.")
     for key, weight in class_weight.items():
-        if not is_whole_number(key) or key < 0:
+        if not _is_class_id(key):
             raise ArgumentError("bad-argument", f"class_weight keys are class ids (integers >= 0); got {key!r}.")
         if isinstance(weight, bool) or not isinstance(weight, int | float | np.number) or not math.isfinite(float(weight)) or weight < 0:
             raise ArgumentError("bad-argument", f"class_weight[{key}] must be a finite number >= 0; got {weight!r}.")
@@ -37,6 +37,14 @@ def weights_table(class_weight: Mapping[Any, Any]) -> np.ndarray:
     for key, weight in class_weight.items():
         table[int(key)] = float(weight)
     return table
+
+
+def _is_class_id(key: Any) -> bool:
+    """A class id: a whole number >= 0, written as a float too (``0.0``, ``np.float32(1)``), as
+    ``dict(zip(np.unique(y), weights))`` writes the keys of float labels, and ``model.fit`` takes."""
+    if is_whole_number(key):
+        return key >= 0
+    return isinstance(key, float | np.floating) and math.isfinite(key) and float(key).is_integer() and key >= 0
 
 
 def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
