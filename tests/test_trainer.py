@@ -684,6 +684,64 @@ def test_a_train_and_test_step_written_like_keras_report_the_losses_they_return(
     assert trainer.evaluate(x, y, batch_size=16)["loss"] == pytest.approx(expected["val_loss"][-1], rel=1e-5)
 
 
+def _guide_step(owner, model, data, training):
+    """The Keras guide's custom step: metrics of its own, their running results returned."""
+    x, y = data[:2]
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=training)
+        loss = tf.reduce_mean(keras.losses.binary_crossentropy(y, y_pred))
+    if training:
+        gradients = tape.gradient(loss, model.trainable_variables)
+        owner.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+    owner.loss_tracker.update_state(loss)
+    owner.mae_metric.update_state(y, y_pred)
+    return {"loss": owner.loss_tracker.result(), "mae": owner.mae_metric.result()}
+
+
+def test_a_step_returning_its_own_metrics_running_results_logs_them_as_keras_does():
+    # The "customizing fit" guide: an epoch's value of a running mean is where it stands at the
+    # epoch's end, the metrics reset at each epoch's start and before validation. Averaged over
+    # the steps like a batch's loss, the first batches counted many times over.
+    x, y = make_data(203, features=4)  # a partial last batch of 11 rows
+
+    class GuideTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+
+        def train_step(self, batch):
+            return _guide_step(self, self.model, batch, training=True)
+
+        def test_step(self, batch):
+            return _guide_step(self, self.model, batch, training=False)
+
+    class GuideModel(keras.Sequential):
+        def __init__(self, layers):
+            super().__init__(layers)
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.mae_metric]
+
+        def train_step(self, data):
+            return _guide_step(self, self, data, training=True)
+
+        def test_step(self, data):
+            return _guide_step(self, self, data, training=False)
+
+    trainer = GuideTrainer(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, diagnose=False)
+    history = trainer.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, validation_data=(x[:50], y[:50])).history
+    reference = GuideModel(make_model(features=4).layers)
+    reference.compile(optimizer=keras.optimizers.Adam(0.01))
+    expected = reference.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, validation_data=(x[:50], y[:50])).history
+    for key in ("loss", "mae", "val_loss", "val_mae"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+    assert trainer.evaluate(x[:50], y[:50])["mae"] == pytest.approx(expected["val_mae"][-1], rel=1e-5)
+
+
 def test_a_dataset_that_repeats_forever_needs_steps_and_then_trains_like_model_fit():
     x, y = make_data(40, features=4)
     endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()  # 16, 16, 8, 16, ...

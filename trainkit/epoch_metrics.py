@@ -51,6 +51,9 @@ class EpochMetrics:
     _metric_fns: dict[str, Any]
     #: Whether the traced train/eval step fed the trackers (an overridden step may not).
     _tracked: dict[str, bool]
+    #: By split, the values a step of its own returned that are the ``result()`` of metrics it
+    #: keeps itself (:mod:`trainkit.running_metrics`): reset with the trackers, read at the end.
+    _running: dict[str, dict[str, keras.metrics.Metric]]
     _train_loop: CompiledLoop | None
     _eval_loop: CompiledLoop | None
 
@@ -83,6 +86,8 @@ class EpochMetrics:
         Eagerly, every metric variable is its own assign op (~1 ms an epoch for a loss and two
         metrics); a strategy's replicated variables keep the eager path.
         """
+        for metric in {id(m): m for m in self._running.get(split, {}).values()}.values():
+            metric.reset_state()  # a step's own metrics: Keras resets them at each epoch's start
         metrics = self._split_metrics(split)
         if self.strategy is not None:
             for metric in metrics:
@@ -164,6 +169,12 @@ class EpochMetrics:
             for tracker in self._output_loss_trackers:
                 values.pop(tracker.name)
         return values
+
+
+    def _running_results(self, split: str) -> dict[str, float]:
+        """The values of ``split``'s step that are running results of its own metrics, as they
+        stand at the end (see :mod:`trainkit.running_metrics`)."""
+        return {name: float(metric.result()) for name, metric in self._running.get(split, {}).items()}
 
 
 def row_mean(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:

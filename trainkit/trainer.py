@@ -64,6 +64,7 @@ from trainkit.output_heads import OutputHeads, known_output_count, listed_output
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
+from trainkit.running_metrics import held_metrics, results_noted, running_values
 from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
@@ -279,6 +280,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Whether the traced train/test step feeds the loss and metric trackers (an overridden
         # step may not, and then the epoch loss comes from the "loss" each step returns).
         self._tracked: dict[str, bool] = {}
+        self._running: dict[str, dict[str, keras.metrics.Metric]] = {}
         # trainkit compiles without AutoGraph (see loop.compile_function); a subclass's own step
         # methods are converted, so a Python `if` over tensors in them still traces.
         autograph_overrides(self, Trainer, STEP_METHODS)
@@ -887,7 +889,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
-        return self.test_step(batch)
+        with results_noted(self._held_metrics()) as produced:
+            logs = self.test_step(batch)
+        self._running["eval"] = running_values(logs, produced)
+        return logs
 
     def _resolve_jit(self, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
         if self.jit_compile != "auto":
@@ -897,9 +902,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     def _counted_train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
-        logs = self.train_step(batch)
+        with results_noted(self._held_metrics()) as produced:
+            logs = self.train_step(batch)
+        self._running["train"] = running_values(logs, produced)
         self.global_step.assign_add(1)
         return logs
+
+    def _held_metrics(self) -> list[keras.metrics.Metric]:
+        """Metrics a subclass keeps as attributes (the Keras guide's ``self.loss_tracker``)."""
+        return held_metrics(self, [*self._split_metrics("train"), *self._split_metrics("eval")])
 
     def _build_train_loop(self, train: Any, planned_steps: int | None = None, batch_rows: int = 32) -> None:
         """Builds the compiled training loop at the trainer's first fit; ``auto`` weighs XLA's
@@ -1029,6 +1040,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         logs = self._metric_results()
         for name, parts in extras.items():
             logs[name] = row_mean(parts)
+        logs.update(self._running_results("train"))
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
@@ -1129,6 +1141,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # compute_loss): its row-weighted mean, as Keras puts every returned key into the logs.
         extra = [name for _, name in user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
         results.update(row_means([c for c in calls if c.steps], extra))
+        results.update(self._running_results("eval"))
         return results
 
     def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None, verbose: Any = 0) -> Any:

@@ -1,0 +1,72 @@
+"""Keras-style metrics that a step of its own keeps, and the values it returns that are their results.
+
+The Keras guide's custom ``train_step`` keeps metrics of its own (``self.loss_tracker =
+keras.metrics.Mean(name="loss")``) and returns ``{"loss": self.loss_tracker.result()}``: a running
+value over the epoch so far, which Keras resets at each epoch's start and logs as it stands at the
+epoch's end. trainkit takes the epoch value of what a step returns as the mean over the epoch's
+rows, the right value of a batch's loss; a mean of running means weighs the first batches many
+times over (and without the resets, the epochs before too). So the trainer finds the metrics its
+subclass holds, notes which returned values are their ``result()`` while the step is traced, and
+for those values resets the metrics at the epoch's start and logs their results at its end, as
+Keras does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+#: A step's returned value, by the identity of its tensor, -> the metric whose ``result()`` it is.
+Produced = dict[Any, keras.metrics.Metric]
+
+
+def held_metrics(owner: object, exclude: Iterable[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
+    """The metrics held as attributes of ``owner`` (or in a list, tuple or dict attribute),
+    those in ``exclude`` (the trainer's own) left out, each once."""
+    skip = {id(m) for m in exclude}
+    found: dict[int, keras.metrics.Metric] = {}
+    for value in vars(owner).values():
+        items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else (value,)
+        for item in items:
+            if isinstance(item, keras.metrics.Metric) and id(item) not in skip:
+                found.setdefault(id(item), item)
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def results_noted(metrics: Iterable[keras.metrics.Metric]) -> Iterator[Produced]:
+    """Notes the tensors the ``result()`` of each of ``metrics`` returns while the block runs.
+
+    Meant around the trace of a step: ``result`` is shadowed on each metric object for the
+    block, and the class's method is back afterwards.
+    """
+    produced: Produced = {}
+    patched = []
+    for metric in metrics:
+        if "result" in vars(metric):  # shadowed already (by its owner): not ours to touch
+            continue
+
+        def noted(original: Any = metric.result, metric: keras.metrics.Metric = metric) -> Any:
+            value = original()
+            if isinstance(value, tf.Tensor):
+                produced[value.ref()] = metric
+            return value
+
+        metric.result = noted
+        patched.append(metric)
+    try:
+        yield produced
+    finally:
+        for metric in patched:
+            del metric.result
+
+
+def running_values(logs: Any, produced: Produced) -> dict[str, keras.metrics.Metric]:
+    """The keys of a step's returned ``logs`` whose values are a metric's ``result()``, with it."""
+    if not isinstance(logs, Mapping):
+        return {}
+    return {name: produced[value.ref()] for name, value in logs.items() if isinstance(value, tf.Tensor) and value.ref() in produced}
