@@ -1437,3 +1437,20 @@ def test_early_stopping_restores_the_best_weights_at_the_end_of_a_run_it_did_not
     assert stopper.stopped_epoch is None and stopper.restored_epoch == stopper.best_epoch == 0
     for got, expected in zip(ours, keras_weights, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_accuracy_of_a_binary_task_with_two_softmax_units_reads_the_class_of_the_larger(loss):
+    # Binary labels, Dense(2, softmax) and a categorical loss, which the checks accept: "accuracy"
+    # was BinaryAccuracy, comparing each 0/1 label with both probabilities, and read 0.5000 at every
+    # epoch of a model whose predictions were 93% right.
+    x, y = make_data(200, features=4)
+    y = y.astype(np.int64).ravel()
+    labels = y if loss.startswith("sparse") else np.eye(2)[y]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    trainer = Trainer(model, loss=loss, optimizer=keras.optimizers.Adam(0.01), task="binary", metrics=["accuracy"], seed=0, diagnose=False)
+    trainer.fit(x, labels, epochs=5, batch_size=20, verbose=0)
+    expected = float(np.mean(trainer.predict(x).argmax(axis=1) == y))
+    assert expected > 0.6
+    assert trainer.evaluate(x, labels)["accuracy"] == pytest.approx(expected, abs=1e-6)

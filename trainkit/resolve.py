@@ -269,6 +269,11 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
     return out
 
 
+#: Losses that read one probability (or logit) per class: a binary task given them has 2 units.
+_CATEGORICAL_LOSSES = (keras.losses.SparseCategoricalCrossentropy, keras.losses.CategoricalCrossentropy,
+                       keras.losses.CategoricalFocalCrossentropy, keras.losses.CategoricalHinge)
+
+
 def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> keras.metrics.Metric:
     """Resolves a metric, choosing the accuracy variant that fits the task (as ``compile`` does).
 
@@ -288,6 +293,13 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     key = name.lower()
     from_logits = bool(getattr(loss, "get_config", dict)().get("from_logits", False)) if loss else False
     if key in ("accuracy", "acc"):
+        # A binary task may be written as two softmax units with a categorical loss (the
+        # compatibility checks accept it): BinaryAccuracy then compares each row's 0/1 label with
+        # both probabilities and read 0.5 at every epoch of a model at 93% (as compile picks, the
+        # loss's label format decides).
+        if task == "binary" and isinstance(loss, _CATEGORICAL_LOSSES):
+            sparse = isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+            return _metric_with(name, keras.metrics.SparseCategoricalAccuracy if sparse else keras.metrics.CategoricalAccuracy, {"name": "accuracy", **params})
         if task in ("binary", "multilabel"):
             return _metric_with(name, keras.metrics.BinaryAccuracy, {"name": "accuracy", "threshold": 0.0 if from_logits else 0.5, **params})
         if task == "multiclass":
