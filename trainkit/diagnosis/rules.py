@@ -628,6 +628,11 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     """
     if view.context.task != "regression" or _found(view, OVERSHOOTING) or _still_falling(view, train):
         return None  # still falling fast: underfitting's verdict
+    if _steadily_falling(train) and lr_too_low(view) is not None:
+        # Falling epoch after epoch from a start above the mean, on steps too small to get
+        # there: lr-too-low's case. RMSprop at 1e-6 (3.22 -> 2.62 over 30 epochs, targets
+        # standardised) was also told "stuck away from the targets", with a 10x lower rate to try.
+        return None
     if best_val is not None and best_val < view.t.at_chance_train * chance:
         return None  # the validation loss beat the mean: something was learned
     ended = (f"The training loss ended at {_fmt(final)} (best over the last third of the epochs), "
