@@ -1435,3 +1435,20 @@ def test_a_regression_falling_slowly_from_far_above_the_mean_is_lr_too_low_s_alo
     s.val_loss = lambda e: 2.6 + 0.7 * math.exp(-e / 15)
     d = s.run()
     assert "lr-too-low" in codes(d) and "loss-at-chance" not in codes(d)
+
+
+def test_overfitting_of_a_many_class_task_is_judged_on_a_binary_loss_scale():
+    # 200 digits, a 2x256 MLP, 150 epochs: the validation loss rose steadily from 0.165 (epoch 52)
+    # to 0.236 while the training loss fell to 1e-4, with no finding: the rise had to clear 3% of
+    # chance, which for 10 classes (ln 10) is 0.069.
+    s = Stream(epochs=40, task="multiclass", chance=math.log(10))
+    train = curve(2.0, 1e-4, 40)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: 0.165 + (0.1 * (12 - e) if e < 12 else 0.0025 * (e - 12))
+    f = finding(s.run(), "overfitting")
+    assert f.epoch == 12 and f.evidence["final_val_loss"] == pytest.approx(0.2325)
+    # A binary task's noise floor is unchanged: 0.117 -> 0.130 (chance ln 2) is no overfitting.
+    b = Stream(epochs=40)
+    b.train_loss = lambda e, st: train[e] * LN2 / 2.0
+    b.val_loss = lambda e: 0.117 + (0.05 * (12 - e) if e < 12 else 0.013 * min(1.0, (e - 12) / 5))
+    assert "overfitting" not in codes(b.run())
