@@ -627,6 +627,20 @@ def test_relus_dead_before_the_first_update_get_initialisation_advice():
     assert "first_step_dead_fraction" not in f.evidence and f.advice.startswith("Lower the learning rate")
 
 
+def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_standardise_first():
+    # Raw breast-cancer features, he_normal and zero biases: half of the units dead from the first
+    # step; the advice led with "Fix the initialisation: bias zeros and he_normal", what it had.
+    s = Stream()
+    s.context.check_codes = ("unscaled-inputs",)
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.52
+    f = finding(s.run(), "dead-relu")
+    assert f.advice.startswith("Standardise the inputs first") and "standardize_inputs: true" in f.advice
+    assert "Lower the learning rate" not in f.advice
+    # Scaled inputs: the initialisation is the suspect, as before.
+    s.context.check_codes = ()
+    assert finding(s.run(), "dead-relu").advice.startswith("Fix the initialisation")
+
+
 def test_a_transient_dead_spell_is_not_reported():
     s = Stream()
     s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e == 6 else 0.05

@@ -1105,7 +1105,18 @@ def _dead_at_start(view: Diagnoser, name: str) -> float | None:
 
 
 def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
-    """dead-relu's fix: the initialisation first when the units were dead before any update."""
+    """dead-relu's fix: the initialisation first when the units were dead before any update.
+
+    Unless the data checks found the inputs unscaled: raw breast-cancer features (all positive,
+    areas ~650 next to ratios ~0.01) put half of a he_normal, zero-bias layer's units below 0 for
+    every row, and "fix the initialisation: bias zeros and he_normal" named what it already had.
+    """
+    if from_init and "unscaled-inputs" in (view.context.check_codes or ()):
+        return ("Standardise the inputs first (preprocessing: {standardize_inputs: true}; see unscaled-inputs): "
+                "with features of large, one-signed scales a unit's input is on the same side of 0 for every row, "
+                "so a unit that starts off stays off. If units are still dead after that, check this layer's "
+                "bias_initializer (zeros) and kernel_initializer (he_normal), or use activation: leaky_relu (or elu). "
+                "The learning rate did not kill these units: they were dead before the first update.")
     if from_init:
         return ("Fix the initialisation of this layer: bias_initializer: zeros (a negative bias switches "
                 "units off for every input) and kernel_initializer: he_normal; "
