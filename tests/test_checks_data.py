@@ -287,6 +287,16 @@ def test_unscaled_targets_bad_and_good():
     assert run("regression_relu", X, y / y.std()) == []
 
 
+def test_unscaled_targets_near_zero_mean_name_their_spread_not_the_bias():
+    # make_regression's targets (mean -5, std 168) were told "the output bias has to travel 5.2
+    # units": their offset needed no scaling, their spread did.
+    y = np.random.default_rng(4).normal(-5.0, 168.0, len(X)).astype("float32")
+    (finding,) = run("regression", X, y)
+    assert "bias has to travel" not in finding.message and "spread ~1" in finding.message
+    (finding,) = run("regression", X, np.linspace(3, 103, len(X)).astype("float32"))
+    assert "bias has to travel 53" in finding.message
+
+
 def test_train_validation_overlap_bad_and_good():
     (finding,) = run("binary", X, YB, x_val=X[:100], y_val=YB[:100])
     assert finding.code == "train-validation-overlap"

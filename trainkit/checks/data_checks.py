@@ -739,11 +739,16 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             continue
         m, s, j = scale.mean, scale.std, scale.column
         y = y.reshape(len(y), -1)
+        # What the output has to cover: the offset when the targets sit far from 0, else their
+        # spread (make_regression's targets, mean -5 and std 168, were told the bias had to
+        # travel 5.2 units, the one part of them that needed no scaling).
+        far = (f"the output bias has to travel {_fmt(abs(m))} units" if abs(m) > s else
+               f"the output weights have to grow until the outputs spread ~{_fmt(s)} units around their mean")
         return Issue(
             f"The regression targets {t.name} have mean {_fmt(m)} and std {_fmt(s)}{ctx.where} (range "
             f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output starts "
             f"far from them (an output near 0 makes the first MSE about the mean of y squared, ~{_fmt(m * m + s * s)}), "
-            f"so the first gradients are huge and the output bias has to travel {_fmt(abs(m))} units.",
+            f"so the first gradients are huge and {far}.",
             (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
              "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
