@@ -1466,3 +1466,20 @@ def test_overfitting_of_a_many_class_task_is_judged_on_a_binary_loss_scale():
     b.train_loss = lambda e, st: train[e] * LN2 / 2.0
     b.val_loss = lambda e: 0.117 + (0.05 * (12 - e) if e < 12 else 0.013 * min(1.0, (e - 12) / 5))
     assert "overfitting" not in codes(b.run())
+
+
+def test_every_finding_of_a_run_names_the_same_lower_learning_rate():
+    # SGD(1.0, momentum 0.9) on breast cancer: exploding-gradients, judged after the first call,
+    # advised learning_rate 0.0468; diverging-loss, lr-too-high and dead-relu, judged once the
+    # epoch's larger steps were measured, 0.0288.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, optimizer="SGD", learning_rate=1.0)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.2 if e * STEPS + st < 8 else 2.0
+    s.values["grad_norm/global"] = lambda e, st: 1.0 if e * STEPS + st < 8 else 5e3
+    base = s.train_loss
+    s.train_loss = lambda e, st: 500.0 if (e, st) == (0, 5) else base(e, st)
+    d = s.run(chunk=5)
+    rates = {code: re.findall(r"learning_rate: ([0-9.e-]+)", finding(d, code).advice)
+             for code in ("exploding-gradients", "diverging-loss", "lr-too-high")}
+    assert all(rates.values()) and len({r for found in rates.values() for r in found}) == 1, rates

@@ -334,6 +334,12 @@ class DiagnosisCallback(Callback):
                 self.console.print(f"diagnosis: withdrawn [{finding.code}]{where}: judged again on the whole run, "
                                    "it no longer holds.", markup=False, highlight=False, soft_wrap=True)
         self.trainer.findings[:] = [*kept, *current.values()]
+        # The end's advice, written again from the whole run (``Diagnoser._refresh_advice``).
+        final = {(f.code, f.layer): f for f in self.diagnoser.findings}
+        for i, finding in enumerate(self.trainer.findings):
+            latest = final.get((finding.code, finding.layer))
+            if latest is not None and latest.advice != finding.advice:
+                self.trainer.findings[i] = dataclasses.replace(finding, advice=latest.advice)
 
     def _replace_in_trainer(self, finding: Finding) -> None:
         for i, old in enumerate(self.trainer.findings):

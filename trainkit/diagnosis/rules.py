@@ -184,6 +184,10 @@ class Rule:
     #: Judged again on the whole run at its end (see ``Diagnoser._rejudge``): for verdicts a later
     #: epoch can undo.
     rejudge: bool = False
+    #: Its advice names the run's lowered learning rate (:func:`_lowered_lr`), which comes from
+    #: step sizes measured as the run goes: at its end the advice is written again from the whole
+    #: run's (see ``Diagnoser._refresh_advice``), so that every finding names the same rate.
+    refresh_advice: bool = False
 
     def evaluate(self, view: Diagnoser) -> list[Finding]:
         """Runs the check and wraps its issues into findings."""
@@ -1289,17 +1293,17 @@ def regularization_dominates(view: Diagnoser) -> Issue | None:
 
 #: Every diagnosis rule, in the order findings are reported when found at the same moment.
 RULES: tuple[Rule, ...] = (
-    Rule("nan-loss", "error", "call", nan_loss, "the loss became NaN/inf: the step and the first layer that broke"),
-    Rule("exploding-gradients", "warning", "call", exploding_gradients, "global gradient norm 100x its starting level"),
+    Rule("nan-loss", "error", "call", nan_loss, "the loss became NaN/inf: the step and the first layer that broke", refresh_advice=True),
+    Rule("exploding-gradients", "warning", "call", exploding_gradients, "global gradient norm 100x its starting level", refresh_advice=True),
     Rule("initial-loss-too-low", "warning", "call", initial_loss_too_low, "first losses far below chance: leakage, wrong targets or loss"),
     Rule("initial-loss-too-high", "warning", "call", initial_loss_too_high, "first losses far above chance: unscaled data, bad init"),
-    Rule("diverging-loss", "error", "epoch", diverging_loss, "the loss grows instead of falling"),
+    Rule("diverging-loss", "error", "epoch", diverging_loss, "the loss grows instead of falling", refresh_advice=True),
     Rule("loss-collapsed", "warning", "epoch", loss_collapsed, "loss near zero right after the first epoch"),
-    Rule("lr-too-high", "warning", "epoch", lr_too_high, "updates > 10% of the weights and no progress"),
+    Rule("lr-too-high", "warning", "epoch", lr_too_high, "updates > 10% of the weights and no progress", refresh_advice=True),
     Rule("vanishing-gradients", "warning", "epoch", vanishing_gradients, "first layer's gradient 1000x smaller than the last's"),
-    Rule("dead-relu", "warning", "epoch", dead_relu, "most units of a ReLU layer never active"),
+    Rule("dead-relu", "warning", "epoch", dead_relu, "most units of a ReLU layer never active", refresh_advice=True),
     Rule("saturated-activations", "warning", "epoch", saturated_activations, "tanh/sigmoid outputs in the flat tails (info from 25%, warning from 50%)"),
-    Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down"),
+    Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down", refresh_advice=True),
     Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls", rejudge=True),
     Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
     Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
