@@ -416,6 +416,26 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     assert "raise the learning rate" in f.advice
 
 
+def test_underfitting_on_data_the_checks_found_unscaled_says_to_standardise_first():
+    # Three features x1000: 20 epochs ended at 3.6x chance, still falling, and the advice was
+    # "train for more epochs or raise the learning rate"; the scale is what slows every step.
+    s = Stream()
+    s.context.check_codes = ("unscaled-inputs",)
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    f = finding(s.run(), "underfitting")
+    assert f.advice.startswith("Standardise the inputs first (preprocessing: {standardize_inputs: true}; see unscaled-inputs)")
+    assert "then: train for more epochs" in f.advice.lower()
+    s = Stream(task="regression", chance=1.0)
+    s.context.check_codes = ("unscaled-inputs", "unscaled-targets")
+    s.train_loss = lambda e, st: 1.5 - 0.03 * e
+    s.val_loss = lambda e: 1.55 - 0.03 * e
+    f = finding(s.run(), "underfitting")
+    assert f.advice.startswith("Standardise the inputs and targets first (preprocessing: {standardize_inputs: true, standardize_targets: true}")
+    s.context.check_codes = ()
+    assert finding(s.run(), "underfitting").advice.startswith("Train for more epochs")
+
+
 @pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu", "saturated-activations"])
 def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(code):
     # Learning rate 1.0 got lr-too-high ("Lower the learning rate") and underfitting "... or raise

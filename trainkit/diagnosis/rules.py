@@ -1254,12 +1254,20 @@ def underfitting(view: Diagnoser) -> Issue | None:
         faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
     else:
         faster = f" or raise the learning rate ({_raised_lr(view)})"
+    # The data checks found the scale that slows it: standardising comes before more epochs or
+    # a larger rate (inputs x1000 ended 20 epochs at 3.6x chance, told to raise the rate).
+    unscaled = [what for code, what in (("unscaled-inputs", "inputs"), ("unscaled-targets", "targets"))
+                if code in (view.context.check_codes or ())]
+    first = (f"Standardise the {' and '.join(unscaled)} first (preprocessing: "
+             f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
+             f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
+             f"slows the loss. Then: " if unscaled else "")
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {_fmt(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
         + "), with the validation loss falling too: the model is undertrained.",
-        f"Train for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
+        f"{first}{'t' if first else 'T'}rain for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
         f"flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
