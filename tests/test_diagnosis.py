@@ -304,6 +304,16 @@ def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():
     assert "label-leakage" in f.message and "fine" not in f.message and f.evidence["data_checks"] == ["label-leakage"]
 
 
+def test_loss_collapsed_is_a_note_when_the_data_checks_found_no_leak():
+    # Separable blobs with BatchNorm reached 1% of chance in epoch 2: a warning on a healthy run,
+    # though the checks had looked for a leaked column and copied rows and found none.
+    s = Stream()
+    s.context.check_codes = ("class-imbalance",)
+    s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
+    f = finding(s.run(), "loss-collapsed")
+    assert f.severity == "info" and "found no input column" in f.message and f.evidence["data_checks"] == []
+
+
 @pytest.mark.parametrize(("fraction", "collapsed"), [(0.012, True), (0.026, False), (0.049, False)])
 def test_loss_collapsed_spares_honest_easy_tasks_and_names_both_causes(fraction, collapsed):
     # A near-deterministic regression measured 2.6% of chance after epoch 2, separable blobs 4.9%:

@@ -681,6 +681,19 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
             "Do what those findings say (drop the leaked column; keep copies of training rows out of the "
             "validation rows), then train again and judge the model by its validation loss.",
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": leaked}, epoch=view.epochs[-1].epoch)
+    if view.context.check_codes is not None:
+        # The checks looked for a copied or derived target column and for validation rows copied
+        # from training, and found neither: what is left is mostly an easy task (separable blobs
+        # trained with BatchNorm reached 1% of chance), so this is a note, not an alarm.
+        return Issue(
+            f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
+            f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. The data checks found no input column that gives "
+            f"the target away and no validation rows copied from training, so the task is likely (near-)deterministic "
+            f"and easy (well separated classes, a smooth function of the inputs with little noise), which is fine.",
+            "If the task is not known to be that easy, look for what the checks cannot see: an input computed from "
+            "the target through several columns, ids or timestamps that encode it, near-copies of training rows among "
+            "the validation rows. Trust the validation loss on rows collected separately, not the training loss.",
+            {"epoch_loss": loss, "chance_loss": chance, "data_checks": []}, epoch=view.epochs[-1].epoch, severity="info")
     return Issue(
         f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
         f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. Few tasks are solved that fast: "
