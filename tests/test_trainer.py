@@ -742,6 +742,46 @@ def test_a_step_returning_its_own_metrics_running_results_logs_them_as_keras_doe
     assert trainer.evaluate(x[:50], y[:50])["mae"] == pytest.approx(expected["val_mae"][-1], rel=1e-5)
 
 
+def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
+    # They were refused (bad-callback): ReduceLROnPlateau, CSVLogger, ModelCheckpoint and Keras's
+    # EarlyStopping are what model.fit users bring.
+    x, y = make_data(96, features=4)
+
+    def callbacks(name):
+        return [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
+                keras.callbacks.CSVLogger(str(tmp_path / f"{name}.csv")),
+                keras.callbacks.ModelCheckpoint(str(tmp_path / f"{name}.keras"), monitor="val_loss", save_best_only=True),
+                keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=2)]
+
+    trainer = make_trainer(make_model(features=4), optimizer=keras.optimizers.SGD(0.2), seed=0)
+    history = trainer.fit(x, y, epochs=6, batch_size=16, shuffle=False, verbose=0, validation_data=(x, y), callbacks=callbacks("trainkit")).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.2))
+    expected = reference.fit(x, y, epochs=6, batch_size=16, shuffle=False, verbose=0, validation_data=(x, y), callbacks=callbacks("keras")).history
+    # Keras's EarlyStopping stopped both after 3 epochs; ReduceLROnPlateau halved the rate on the way.
+    assert len(history["loss"]) == len(expected["loss"]) == 3
+    np.testing.assert_allclose(history["learning_rate"], expected["learning_rate"], rtol=1e-6)
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(float(reference.optimizer.learning_rate))
+    assert float(trainer.optimizer.learning_rate) < 0.2
+    assert (tmp_path / "trainkit.csv").read_text().splitlines()[0] == (tmp_path / "keras.csv").read_text().splitlines()[0]
+    saved = keras.models.load_model(tmp_path / "trainkit.keras")
+    np.testing.assert_allclose(saved.predict(x, verbose=0), trainer.predict(x), rtol=1e-6)
+    assert not hasattr(trainer.model, "optimizer")  # the run's optimizer is lent to the model for the run only
+
+
+def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():
+    x, y = make_data(32, features=4)
+    model = make_model(features=4)
+    compiled = keras.optimizers.SGD(0.7)
+    model.compile(loss="mse", optimizer=compiled)
+    trainer = make_trainer(model, optimizer=keras.optimizers.SGD(0.2))
+    history = trainer.fit(x, y, epochs=2, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.05 / (epoch + 1))]).history
+    assert history["learning_rate"] == pytest.approx([0.05, 0.025])
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(0.025)
+    assert model.optimizer is compiled and float(compiled.learning_rate) == pytest.approx(0.7)
+
+
 def test_a_dataset_that_repeats_forever_needs_steps_and_then_trains_like_model_fit():
     x, y = make_data(40, features=4)
     endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()  # 16, 16, 8, 16, ...
@@ -799,7 +839,10 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.fit(x[:0], y[:0], epochs=1, verbose=0), "empty-data"),
     (lambda t, x, y: t.fit(x[:1], y[:1], epochs=1, verbose=0, validation_split=0.5), "empty-data"),
     (lambda t, x, y: t.evaluate(x[:0], y[:0]), "empty-data"),
-    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.EarlyStopping()]), "bad-callback"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()]), "bad-callback"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_batch_end=print)]), "bad-callback"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint("m.keras", save_freq=5)]), "bad-callback"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.TensorBoard()]), "bad-callback"),
     (lambda t, x, y: t.fit(tf.data.Dataset.from_tensor_slices((x[:0], y[:0])).batch(8), epochs=1, verbose=0), "empty-data"),
     (lambda t, x, y: t.fit(tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: False).batch(8), epochs=1, verbose=0), "empty-data"),
     (lambda t, x, y: t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: False).batch(8)), "empty-data"),

@@ -32,6 +32,7 @@ import tensorflow as tf
 from trainkit import background, checks, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.callbacks.early_stopping import EarlyStopping
+from trainkit.callbacks.keras_callbacks import as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
 from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
@@ -667,7 +668,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 or a ``keras.utils.PyDataset``'s batch order (as ``model.fit`` does); a
                 ``tf.data.Dataset`` keeps its own order.
             sample_weight: Optional per-row weights for numpy inputs.
-            callbacks: :class:`~trainkit.callbacks.Callback` instances.
+            callbacks: :class:`~trainkit.callbacks.Callback` instances, and Keras callbacks that
+                work at epochs (``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``...;
+                see :mod:`trainkit.callbacks.keras_callbacks`).
             verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
             initial_epoch: Epoch to start from (when resuming).
             check_data: Run the data checks first (skip only when already run on this data).
@@ -713,7 +716,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_training = False
         self.stop_reason = None
         self.nan_weights = None
-        callbacks = list(callbacks)
+        callbacks = [as_trainkit_callback(cb) for cb in callbacks]  # Keras's own, run at epochs
         start_batch = 0
         self._resumed_diagnosis = None
         self._final_checkpoint = None

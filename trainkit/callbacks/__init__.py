@@ -2,5 +2,6 @@
 
 from trainkit.callbacks.base import EVENTS, Callback, CallbackList
 from trainkit.callbacks.early_stopping import EarlyStopping
+from trainkit.callbacks.keras_callbacks import KerasCallback
 
-__all__ = ["EVENTS", "Callback", "CallbackList", "EarlyStopping"]
+__all__ = ["EVENTS", "Callback", "CallbackList", "EarlyStopping", "KerasCallback"]

@@ -89,7 +89,7 @@ class CallbackList:
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                hint = " (a Keras callback: use trainkit's EarlyStopping, or subclass trainkit.Callback)" if isinstance(cb, keras.callbacks.Callback) else ""
+                hint = " (a Keras callback: Trainer.fit takes those that work at epochs)" if isinstance(cb, keras.callbacks.Callback) else ""
                 raise ArgumentError("bad-callback", f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}{hint}.")
             unknown = _unknown_hooks(type(cb))
             if unknown:

@@ -1,0 +1,132 @@
+"""Keras callbacks in trainkit's fit: those whose work happens at epochs, run through trainkit's hooks.
+
+``model.fit`` users bring ``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``,
+``LearningRateScheduler``, Keras's ``EarlyStopping`` and ``LambdaCallback``. Each does its work in
+``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end`` and ``on_train_end``, which trainkit calls
+with the same logs, and reaches the training through ``self.model`` (``model.optimizer`` for the
+learning rate, ``model.stop_training`` to stop). trainkit runs many steps in one compiled call and
+calls no batch hooks, so a callback that works per batch (``ModelCheckpoint(save_freq=100)``,
+``TerminateOnNaN``, ``LambdaCallback(on_batch_end=...)``) or around validation (``SwapEMAWeights``)
+is refused rather than silently never called; those with a trainkit equivalent name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import keras
+
+from trainkit.callbacks.base import Callback
+from trainkit.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from trainkit.trainer import Trainer
+
+#: Keras hooks trainkit never calls: it runs many steps per compiled call, and validates in its own loop.
+_UNCALLED_HOOKS = (
+    "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
+)  # fmt: skip
+
+#: Keras callbacks whose job trainkit does itself: what to use instead.
+_INSTEAD = {
+    keras.callbacks.TensorBoard: "trainkit writes TensorBoard itself: give the Trainer a logdir",
+    keras.callbacks.BackupAndRestore: "trainkit checkpoints a run with a logdir and resumes it with fit(..., resume=True)",
+    keras.callbacks.TerminateOnNaN: "trainkit stops at a NaN or infinite loss by itself (on_nan='stop', the default)",
+    keras.callbacks.ProgbarLogger: "fit(verbose=1) prints trainkit's progress",
+    keras.callbacks.History: "fit returns trainkit's History",
+}
+
+
+def as_trainkit_callback(callback: Any) -> Any:
+    """``callback`` as trainkit calls it: a Keras callback wrapped in :class:`KerasCallback`.
+
+    Raises:
+        ArgumentError: ``bad-callback`` for a Keras callback that works per batch or around
+            validation, or whose job trainkit does itself.
+    """
+    if not isinstance(callback, keras.callbacks.Callback):
+        return callback
+    name = type(callback).__name__
+    for kind, instead in _INSTEAD.items():
+        if isinstance(callback, kind):
+            raise ArgumentError("bad-callback", f"keras.callbacks.{name} is not needed with trainkit: {instead}.")
+    hooks = _uncalled_hooks(callback)
+    if hooks:
+        if isinstance(callback, keras.callbacks.ModelCheckpoint):
+            raise ArgumentError("bad-callback", f"ModelCheckpoint(save_freq={callback.save_freq!r}) saves every few batches, and trainkit calls "
+                                                "callbacks between epochs only (it runs many steps in one compiled call): use "
+                                                "save_freq='epoch', or a logdir, whose checkpoints trainkit writes and resumes.")
+        raise ArgumentError("bad-callback", f"{name} does its work in {', '.join(hooks)}, which trainkit never calls: it runs many steps in one "
+                                            "compiled call and calls callbacks between epochs (on_train_begin, on_epoch_begin, on_epoch_end, "
+                                            "on_train_end). Subclass trainkit.Callback instead: on_execution_end gets every step's values.")
+    return KerasCallback(callback)
+
+
+def _uncalled_hooks(callback: keras.callbacks.Callback) -> list[str]:
+    """The batch and validation hooks ``callback`` defines (its class's or set on it, as
+    ``LambdaCallback`` does), which would never run; ModelCheckpoint's batch hook is idle when it
+    saves once an epoch."""
+    own = {n for k in type(callback).__mro__ if k not in keras.callbacks.Callback.__mro__ for n in vars(k)} | set(vars(callback))
+    hooks = [hook for hook in _UNCALLED_HOOKS if hook in own]
+    if isinstance(callback, keras.callbacks.ModelCheckpoint) and callback.save_freq == "epoch":
+        hooks = [hook for hook in hooks if hook != "on_train_batch_end"]
+    return hooks
+
+
+class KerasCallback(Callback):
+    """Runs a Keras callback's epoch-level hooks from trainkit's.
+
+    For the run, ``model.optimizer`` is the trainer's optimizer (what ``ReduceLROnPlateau`` and
+    ``LearningRateScheduler`` change; a model compiled before keeps its own again afterwards), and
+    ``model.stop_training = True`` stops training after the epoch, as in ``model.fit``. The Keras
+    callback's own state (a plateau's patience so far) is not in trainkit's checkpoints: a resumed
+    run starts it afresh, with the learning rate the checkpoint's optimizer holds.
+
+    Args:
+        callback: The Keras callback.
+    """
+
+    def __init__(self, callback: keras.callbacks.Callback) -> None:
+        self.callback = callback
+        # Whether this wrapper lent the trainer's optimizer to the model (the first of several
+        # Keras callbacks does), and what the model held before.
+        self._lent = False
+        self._previous_optimizer: Any = None
+
+    def set_trainer(self, trainer: Trainer) -> None:
+        super().set_trainer(trainer)
+        self.callback.set_model(trainer.model)
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        model = self.trainer.model
+        self._previous_optimizer = vars(model).get("optimizer")
+        self._lent = self._previous_optimizer is not self.trainer.optimizer
+        if self._lent:
+            model.optimizer = self.trainer.optimizer
+        model.stop_training = False
+        self.callback.set_params({"epochs": self.trainer.epochs, "steps": self.trainer.steps_per_epoch, "verbose": 0})
+        self.callback.on_train_begin(dict(logs or {}))
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.callback.on_epoch_begin(epoch, dict(logs or {}))
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
+        # The logs themselves, as Keras passes them: a value the callback adds (ReduceLROnPlateau's
+        # learning_rate) reaches the History.
+        self.callback.on_epoch_end(epoch, logs)
+        if getattr(self.trainer.model, "stop_training", False):
+            self.trainer.stop_training = True
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.callback.on_train_end(dict(logs or {}))
+        finally:
+            model = self.trainer.model
+            if self._lent and self._previous_optimizer is not None:
+                model.optimizer = self._previous_optimizer
+            elif self._lent and "optimizer" in vars(model):
+                del model.optimizer
+            self._lent = False
