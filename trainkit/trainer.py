@@ -643,7 +643,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         validation_split: float = 0.0,
         shuffle: bool = True,
         sample_weight: Any = None,
-        callbacks: Iterable[Callback] = (),
+        callbacks: Iterable[Callback | keras.callbacks.Callback] = (),
         verbose: int = 1,
         initial_epoch: int = 0,
         check_data: bool = True,
