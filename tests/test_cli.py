@@ -745,3 +745,41 @@ def test_the_hparams_dashboard_knows_which_runs_finished(runner, tiny_recipe, tm
     assert status() is None and not list(run_dir.glob("*.hparams_end"))
     write_session_end(run_dir, "nan-loss")
     assert status() == api_pb2.STATUS_FAILURE and len(list(run_dir.glob("*.hparams_end"))) == 1
+
+
+def test_commands_printed_to_paste_back_quote_paths_with_spaces(runner, tiny_recipe, tmp_path, monkeypatch):
+    # "Resume with: ... --resume /data/my runs/tiny/..." pasted back gave --resume "/data/my" and
+    # a stray argument; so did the summary's tensorboard command and diagnose's resume hint.
+    import shlex
+    from types import SimpleNamespace
+
+    import trainkit.run
+    from trainkit.diagnosis.readback import unfinished_note
+    from trainkit.errors import TrainingInterrupted
+    from trainkit.history import History
+    from trainkit.run import RunResult, summary_lines
+
+    run_dir = tmp_path / "my runs" / "tiny" / "20250101-000000"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt-1.json").write_text("{}")
+    (run_dir / "recipe.yaml").write_text("training: {epochs: 2}\n")
+    (run_dir / "report.json").write_text(json.dumps({"status": "interrupted", "epochs_run": 1}))
+
+    def interrupted(*args, **kwargs):
+        err = TrainingInterrupted("interrupted", "Training stopped by SIGINT in epoch 2; a checkpoint was written.", exit_code=130)
+        err.run_dir = run_dir
+        raise err
+
+    monkeypatch.setattr(trainkit.run, "train_recipe", interrupted)
+    result = runner.invoke(app, ["train", str(tiny_recipe)])
+    assert result.exit_code == 130
+    assert shlex.split(result.stderr.split("Resume with: ")[1])[-2:] == ["--resume", str(run_dir)]
+
+    note = unfinished_note(run_dir)
+    assert note is not None and shlex.split(note.split("resume it with ")[1].split(" (")[0])[-2:] == ["--resume", str(run_dir)]
+
+    history = History()
+    history.append(0, {"loss": 0.5})
+    done = RunResult(run_dir=run_dir, history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5)
+    command = summary_lines(done)[-1].split("(", 1)[1].rstrip(")")
+    assert shlex.split(command) == ["trainkit", "tensorboard", str(tmp_path / "my runs")]

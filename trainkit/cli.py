@@ -99,7 +99,8 @@ def train(
     except TrainingInterrupted as err:
         run_dir = getattr(err, "run_dir", None)
         options = "".join(f" --set {shlex.quote(o)}" for o in set_)
-        resume_with = f" Resume with: trainkit train {shlex.quote(str(recipe))}{options} --resume {run_dir}" if run_dir is not None else ""
+        # Quoted like the recipe: a run directory under a path with spaces must paste back whole.
+        resume_with = f" Resume with: trainkit train {shlex.quote(str(recipe))}{options} --resume {shlex.quote(str(run_dir))}" if run_dir is not None else ""
         _err(f"interrupted: {err.message}{resume_with}")
         raise typer.Exit(err.exit_code) from None
     for line in summary_lines(result):

@@ -446,5 +446,6 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     lines.append(render_text(result.findings))
     if result.findings and not [f for f in result.findings if f.severity in ("warning", "error")]:  # notes only
         lines.append("no findings of severity warning or error")
-    lines.append(f"run written to {result.run_dir}  (trainkit tensorboard {result.run_dir.parent.parent})")
+    # The command is quoted for the shell (a logdir with a space pastes back whole); the path is not.
+    lines.append(f"run written to {result.run_dir}  (trainkit tensorboard {shlex.quote(str(result.run_dir.parent.parent))})")
     return lines

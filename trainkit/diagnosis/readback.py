@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,8 @@ def unfinished_note(run_dir: str | Path) -> str | None:
         planned = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("training", {}).get("epochs")
     except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8
         planned = None
-    resume = f"; resume it with trainkit train RECIPE --resume {run_dir} (the recipe and --set options it began with)" if any((run_dir / "checkpoints").glob("*.json")) else ""
+    # Quoted: the command is meant to be pasted back, spaces in the path and all.
+    resume = f"; resume it with trainkit train RECIPE --resume {shlex.quote(str(run_dir))} (the recipe and --set options it began with)" if any((run_dir / "checkpoints").glob("*.json")) else ""
     try:
         report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
