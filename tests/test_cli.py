@@ -235,8 +235,30 @@ def test_a_closed_pipe_sends_the_stream_to_devnull(tmp_path):
         def write(self, text):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):  # any other failure still raises
-        ClosedPipeSafe(FullDisk()).write("x")
+    # Any other failure is kept for the command to report at its end, not raised into the run.
+    full = ClosedPipeSafe(FullDisk())
+    assert full.write("x") == 1 and not full.reader_gone
+    assert full.lost is not None and full.lost.errno == errno.ENOSPC
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_output_that_cannot_be_written_loses_no_run_and_is_reported_at_the_end(tiny_recipe, tmp_path):
+    """``trainkit train r.yaml 2> log`` on a full disk: the first epoch line raised ENOSPC inside
+    the training callback, and the run ended "failed" after 0 epochs (exit 1, the traceback lost).
+    A stdout closed with ``>&-`` (``sys.stdout is None``) failed the same way at the summary."""
+    cases = {"stderr full": {"stderr": open("/dev/full", "w")},  # noqa: SIM115
+             "stdout closed": {"stderr": subprocess.PIPE, "preexec_fn": lambda: os.close(1)}}
+    for case, streams in cases.items():
+        logdir = tmp_path / case.replace(" ", "-")
+        proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "train", str(tiny_recipe), "--logdir", str(logdir)],
+                              text=True, timeout=300, check=False, **streams)
+        assert proc.returncode == 2, (case, proc.stderr)
+        (run_dir,) = run_dirs(logdir)
+        report = json.loads((run_dir / "report.json").read_text())
+        assert (report["status"], report["epochs_run"]) == ("completed", 2), case
+        if proc.stderr is not None:
+            assert "Traceback" not in proc.stderr and "epoch 2/2" in proc.stderr
+            assert proc.stderr.rstrip().splitlines()[-1].startswith("error: [output-unwritable] Could not write to standard output: it was closed")
 
 
 @pytest.mark.parametrize(("logs", "first_line"), [

@@ -18,7 +18,7 @@ import typer
 
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
 from trainkit.interrupt import restore_sigterm, sigterm_as_interrupt
-from trainkit.writers.pipes import survive_closed_pipes
+from trainkit.writers.pipes import lost_output, survive_closed_pipes
 
 app = typer.Typer(
     add_completion=False,
@@ -311,15 +311,20 @@ def main() -> None:
 
     A usage mistake (a missing argument, an unknown option, ``--port abc``) ends like every other
     user error: one ``error: [usage] ...`` line and exit code 2, not a boxed panel. Output piped
-    into a reader that stops early (``| head``) no longer stops the command (see
-    :mod:`trainkit.writers.pipes`).
+    into a reader that stops early (``| head``) no longer stops the command, nor does output that
+    cannot be written (a full disk), which is said at the end (see :mod:`trainkit.writers.pipes`).
     """
     survive_closed_pipes()
+    sys.exit(_report_lost_output(_dispatch()))
+
+
+def _dispatch() -> int:
+    """Runs the command line; its exit code."""
     try:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
         _err("interrupted")
-        sys.exit(130)
+        return 130
     except Exception as err:
         # Click's exceptions, which typer either depends on or vendors: matched by class name.
         kinds = {cls.__name__ for cls in type(err).__mro__}
@@ -332,11 +337,25 @@ def main() -> None:
             _err(f"error: [usage] {message}{ending} See {_command_name(context)} --help.")
         elif "Abort" in kinds:
             _err("interrupted")
-            sys.exit(130)
+            return 130
         else:
             raise
-        sys.exit(EXIT_USER_ERROR)
-    sys.exit(code if isinstance(code, int) else 0)
+        return EXIT_USER_ERROR
+    return code if isinstance(code, int) else 0
+
+
+def _report_lost_output(code: int) -> int:
+    """Says which standard stream could not be written, once the command is done; its exit code.
+
+    The command carried on without the stream (a run is written whole), but what it printed there
+    is gone: exit 0 would tell a script that reads the output that it has it all.
+    """
+    lost = lost_output()
+    for where, err in lost.items():
+        reason = err.strerror or str(err)
+        _err(f"error: [output-unwritable] Could not write to {where}: {reason}. What the command printed there is lost "
+             "(a run's report.json and events are in its run directory); redirect it to a writable file with space, or leave it on the terminal.")
+    return (code or EXIT_USER_ERROR) if lost else code
 
 
 if __name__ == "__main__":
