@@ -805,3 +805,36 @@ def test_commands_printed_to_paste_back_quote_paths_with_spaces(runner, tiny_rec
     done = RunResult(run_dir=run_dir, history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5)
     command = summary_lines(done)[-1].split("(", 1)[1].rstrip(")")
     assert shlex.split(command) == ["trainkit", "tensorboard", str(tmp_path / "my runs")]
+
+
+def test_resuming_a_run_directory_that_cannot_be_written_is_refused_before_anything_is_built(runner, tiny_recipe, tmp_path, monkeypatch):
+    # A read-only run directory (a run copied from another account, an archive mounted read-only)
+    # was a PermissionError traceback from the lock file; a read-only event file or checkpoints/
+    # failed the resumed run after its checkpoint had loaded.
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    report = (run_dir / "report.json").read_text()
+    (events,) = (run_dir / "train").glob("events.out.tfevents.*")
+    real_access = os.access
+    # chmod binds no one when the tests run as root: the file reads as not writable instead.
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != events and real_access(path, mode, **kw))
+    result = runner.invoke(app, [*args, "--set", "training.epochs=4", "--resume", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: [logdir-unwritable] Cannot resume {run_dir}: {events} cannot be written (Permission denied)")
+    assert "chmod -R u+w" in result.output and len(result.output.strip().splitlines()) == 1
+    assert (run_dir / "report.json").read_text() == report
+
+
+def test_a_log_directory_the_lock_file_cannot_be_made_in_is_a_coded_error(tmp_path, monkeypatch):
+    import trainkit.run_lock
+    from trainkit.errors import RunDirError
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(trainkit.run_lock.os, "open", refuse)
+    with pytest.raises(RunDirError, match=r"Cannot write to the log directory .*: Permission denied") as info, trainkit.run_lock.exclusive(tmp_path):
+        pass
+    assert info.value.code == "logdir-unwritable"

@@ -35,6 +35,7 @@ from trainkit.runs import (
     json_text,
     new_directories,
     remove_run_dir,
+    unwritable_part,
     write_atomic,
 )
 from trainkit.trainer import Trainer
@@ -309,6 +310,15 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     path = Path(run_dir)
     if not (path / CHECKPOINT_SUBDIR).is_dir():
         raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: {_why_no_checkpoints(path)}. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
+    unwritable = unwritable_part(path)
+    if unwritable is not None:
+        # Found here, before anything is built: the lock file's PermissionError was a traceback,
+        # and a read-only checkpoints/ failed the resumed run after it had loaded its checkpoint.
+        part, reason = unwritable
+        what = "it" if part == path else str(part)
+        raise RunDirError("logdir-unwritable", f"Cannot resume {path}: {what} cannot be written ({reason}), and a resume writes its checkpoints, "
+                                               f"events and report there. Make it writable again (chmod -R u+w {shlex.quote(str(path))}), "
+                                               "or resume a writable copy of the run directory.")
     saved = path / "recipe.yaml"
     text = _read_text(saved)
     if text is not None and text != recipe.to_yaml():

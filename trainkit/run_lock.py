@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trainkit.errors import RunDirError
+from trainkit.runs import os_error_reason
 
 try:
     import fcntl
@@ -40,8 +41,13 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
         yield
         return
     path = Path(logdir)
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        # The first write of a fit: a read-only logdir was a bare PermissionError here.
+        raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {os_error_reason(err, path)}. "
+                                               "Pass a writable directory (logdir=..., or --logdir on the command line).") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -44,6 +44,32 @@ def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
     return path
 
 
+def unwritable_part(run_dir: str | Path) -> tuple[Path, str] | None:
+    """The first part of an existing run directory a resume could not write, with why; ``None``
+    when every part can be written.
+
+    A resume takes a lock file in the directory, writes checkpoints and the report beside the old
+    ones (new files: the directories must take them) and cuts the event files and the journal back
+    to its checkpoint (the files themselves are rewritten in place).
+    """
+    run_dir = Path(run_dir)
+    # The files rewritten in place; the others (report.json, recipe.yaml, checkpoints) are
+    # replaced by new files, which only their directory has to allow.
+    in_place = {run_dir: (".trainkit.lock",), run_dir / "checkpoints": ("epochs.jsonl",), run_dir / "train": ("*",), run_dir / "validation": ("*",)}
+    for directory, patterns in in_place.items():
+        if not directory.is_dir():
+            continue
+        try:
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".trainkit-write-test-"):
+                pass
+        except OSError as err:
+            return directory, os_error_reason(err, directory)
+        for path in sorted(p for pattern in patterns for p in directory.glob(pattern)):
+            if path.is_file() and not os.access(path, os.W_OK):
+                return path, "Permission denied"
+    return None
+
+
 def new_directories(path: str | Path) -> list[Path]:
     """``path`` and those of its parents that do not exist yet, deepest first: what creating it adds."""
     path = Path(path)
