@@ -640,6 +640,27 @@ def test_a_checkpoint_or_event_file_that_cannot_be_written_is_a_coded_error(tmp_
         RunWriter._surface(disk_full)
 
 
+def test_a_failed_checkpoint_write_says_which_file_and_why_without_tensorflow_s_op_wrapping(tmp_path, monkeypatch):
+    # A checkpoints/ made read-only mid-run: the message carried "{{function_node __wrapped__SaveV2_
+    # dtypes_21_device_/job:localhost/replica:0/task:0/device:CPU:0}} ... [Op:SaveV2]" around the
+    # one useful part, the file and the reason.
+    from trainkit.checkpoint import TrainingCheckpoint
+    from trainkit.errors import RunDirError
+    from trainkit.runs import storage_error_text
+
+    wrapped = ("{{function_node __wrapped__SaveV2_dtypes_21_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+               f"{tmp_path}/checkpoints/ckpt-3_temp; Permission denied [Op:SaveV2] name: ")
+
+    def refused(self, progress, journal=None):
+        raise tf.errors.PermissionDeniedError(None, None, wrapped)
+
+    monkeypatch.setattr(TrainingCheckpoint, "save", refused)
+    with pytest.raises(RunDirError) as info:
+        _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0)
+    assert info.value.message.startswith(f"Writing a checkpoint to {tmp_path / 'checkpoints'} failed: {tmp_path}/checkpoints/ckpt-3_temp; Permission denied. Free")
+    assert storage_error_text(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"
+
+
 def test_early_stopping_s_restore_at_the_end_leaves_the_checkpoint_a_longer_run_resumes_from(tmp_path):
     # The last-epoch restore came before the final checkpoint: a resume with more epochs went on
     # from the best epoch's weights (losses 0.6962, 0.5874 instead of 0.4516, 0.4091).

@@ -32,7 +32,7 @@ from trainkit.checkpoint import (
 from trainkit.errors import ArgumentError, RecipeError, RunDirError
 from trainkit.findings import Finding
 from trainkit.history import History
-from trainkit.runs import is_storage_error
+from trainkit.runs import is_storage_error, storage_error_text
 from trainkit.writers.tensorboard import (
     RunWriter,
     event_file_sizes,
@@ -173,8 +173,7 @@ class Resumable:
         except Exception as err:
             if not is_storage_error(err):
                 raise
-            first = str(getattr(err, "message", err)).strip().splitlines()[0]
-            raise RunDirError("logdir-unwritable", f"Writing a checkpoint to {checkpoint.directory} failed: {first}. Free space or fix the directory, then "
+            raise RunDirError("logdir-unwritable", f"Writing a checkpoint to {checkpoint.directory} failed: {storage_error_text(err)}. Free space or fix the directory, then "
                                                    "continue the run from its last good checkpoint (--resume RUN_DIR, or fit(..., resume=True)).") from err
 
     def _diagnosis_state(self) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -166,6 +167,21 @@ def _finite_or_none(value: Any) -> Any:
 
 #: TensorFlow's errors (``tf.io.gfile`` writes) that mean the storage failed, not the program.
 _STORAGE_ERRORS = frozenset({"ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "FailedPreconditionError", "DataLossError"})
+
+
+#: TensorFlow's wrapping of an op's error: ``{{function_node __wrapped__SaveV2_...}} `` before it,
+#: `` [Op:SaveV2]`` after it, and sometimes a ``name: `` line.
+_TF_OP_WRAPPING = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[A-Za-z0-9_]+\]( name:\s*\S*)?")
+
+
+def storage_error_text(err: BaseException) -> str:
+    """What a failed write says, in the OS's or TensorFlow's words, on one line, without TensorFlow's
+    op wrapping (``{{function_node __wrapped__SaveV2_dtypes_21_device_/job:localhost/...}}``,
+    ``[Op:SaveV2]``), which names graph internals, not the problem: ``.../ckpt-9000_temp;
+    Permission denied``."""
+    text = str(getattr(err, "message", None) or err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return _TF_OP_WRAPPING.sub("", first).strip() or first
 
 
 def is_storage_error(err: BaseException) -> bool:

@@ -33,7 +33,7 @@ from tensorboard.plugins.text import summary as text_summary
 from trainkit import stats
 from trainkit.background import SerialWorker, WorkerClosedError
 from trainkit.errors import ArgumentError, RunDirError
-from trainkit.runs import is_storage_error
+from trainkit.runs import is_storage_error, storage_error_text
 
 SPLITS = ("train", "validation")
 EVENT_FILES = "events.out.tfevents.*"
@@ -366,7 +366,7 @@ class RunWriter:
             if not is_storage_error(err):
                 raise RuntimeError(f"Writing TensorBoard events failed: {err}") from err
             # A full disk, a directory made read-only or deleted: the user's to fix.
-            raise RunDirError("logdir-unwritable", f"Writing TensorBoard events failed: {err}. Free space or fix the directory, then continue "
+            raise RunDirError("logdir-unwritable", f"Writing TensorBoard events failed: {storage_error_text(err)}. Free space or fix the directory, then continue "
                                                    "the run from its last checkpoint (--resume RUN_DIR, or fit(..., resume=True)).") from err
 
     def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
