@@ -334,6 +334,20 @@ def test_compare_refuses_an_unwritable_json_path_before_training(runner, tmp_pat
     assert run_dirs(logdir) == []
 
 
+@pytest.mark.parametrize("json_at", ["one of the recipes", "another recipe"])
+def test_compare_refuses_a_json_path_that_would_overwrite_a_recipe(runner, tmp_path, json_at):
+    # `trainkit compare --json a.yaml b.yaml` takes a.yaml for the output: the comparison of
+    # b.yaml replaced the recipe a.yaml with JSON (and `--json a.yaml a.yaml`, the recipe compared).
+    first, second = recipe_with(tmp_path, name="a"), recipe_with(tmp_path, name="b")
+    before = first.read_text()
+    recipes = [str(first), str(second)] if json_at == "one of the recipes" else [str(second)]
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["compare", "--json", str(first), *recipes, "--logdir", str(logdir)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: [output-is-input] --json {first} would overwrite a recipe")
+    assert first.read_text() == before and run_dirs(logdir) == []
+
+
 def test_train_on_a_sweep_recipe_is_a_user_error(runner, tmp_path):
     result = runner.invoke(app, ["train", str(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01]})), "--logdir", str(tmp_path / "runs")])
     assert result.exit_code == 2

@@ -184,8 +184,10 @@ def list_recipes_command(directory: Annotated[Path, typer.Argument(help="Directo
         typer.echo(f"{name:<{width}}  {description}")
 
 
-def _check_output_file(path: Path) -> None:
-    """Refuses an output file that cannot be written, before hours of training go to waste."""
+def _check_output_file(path: Path, inputs: list[Path]) -> None:
+    """Refuses an output file that cannot be written, before hours of training go to waste, and
+    one that would replace a recipe (``trainkit compare --json a.yaml b.yaml`` takes ``a.yaml`` for
+    the output: the comparison of ``b.yaml`` overwrote the recipe ``a.yaml`` with JSON)."""
     import tempfile
 
     from trainkit.errors import RunDirError
@@ -193,12 +195,22 @@ def _check_output_file(path: Path) -> None:
 
     if path.is_dir():
         raise RunDirError("output-unwritable", f"--json {path} is a directory; give a file name such as {path / 'compare.json'}.")
+    if path.is_file() and (path.suffix.lower() in (".yaml", ".yml") or any(_same_file(path, given) for given in inputs)):
+        raise RunDirError("output-is-input", f"--json {path} would overwrite a recipe with the comparison. Give the file to write after --json "
+                                             "(a new name such as compare.json), and the recipes as arguments: trainkit compare RECIPE... --json compare.json.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".trainkit-write-test-"):
             pass
     except OSError as err:
         raise RunDirError("output-unwritable", f"Cannot write --json {path}: {os_error_reason(err, path.parent)}. Pass a file in a writable directory.") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 @app.command("compare")
@@ -228,7 +240,7 @@ def compare_command(
         loaded = [_load(path, set_) for path in recipes]
         variants = expand_all(loaded)  # type: ignore[arg-type]
         if json_path is not None:
-            _check_output_file(json_path)
+            _check_output_file(json_path, recipes)
         _import_tensorflow()
         try:
             for row in iter_compare(variants, logdir=logdir, progress=None if quiet else _err):
