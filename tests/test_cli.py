@@ -838,3 +838,16 @@ def test_a_log_directory_the_lock_file_cannot_be_made_in_is_a_coded_error(tmp_pa
     with pytest.raises(RunDirError, match=r"Cannot write to the log directory .*: Permission denied") as info, trainkit.run_lock.exclusive(tmp_path):
         pass
     assert info.value.code == "logdir-unwritable"
+
+
+def test_a_logdir_that_does_not_hold_the_run_to_resume_is_a_usage_error(runner, tiny_recipe, tmp_path):
+    # --logdir was ignored without a word: the resumed run went on in RUN_DIR, not where asked.
+    run_dir = tmp_path / "runs" / "tiny" / "20250101-000000"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir), "--logdir", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: [usage] --resume {run_dir} is not under --logdir {tmp_path / 'elsewhere'}")
+    assert not (tmp_path / "elsewhere").exists()
+    # The logdir that holds it, however spelt, is no contradiction (the resume then goes on to its checks).
+    same = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir), "--logdir", str(tmp_path / "runs" / ".." / "runs")])
+    assert "[usage]" not in same.output

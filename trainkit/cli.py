@@ -81,13 +81,19 @@ def train(
     set_: SetOption = [],  # noqa: B006  (typer needs a literal default)
     logdir: Annotated[Path | None, typer.Option(metavar="DIR", help="Root directory of the runs (default: the recipe's logging.logdir).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or epoch lines.")] = False,
-    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue this run directory from its newest checkpoint.")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue this run directory from its newest checkpoint (it stays where it is: no --logdir needed).")] = None,
 ) -> None:
     """Train a recipe: checks, training, TensorBoard logs and a report under <logdir>/<name>/<time>/.
 
     Exit codes: 0 trained, 2 bad input, 3 stopped on a NaN/infinite loss, 130/143 interrupted by
     Ctrl-C/SIGTERM (a checkpoint is written; the message says how to resume).
     """
+    if resume is not None and logdir is not None and not _is_within(resume, logdir):
+        # A resume writes into RUN_DIR only: the --logdir was ignored without a word, and the user
+        # looked for the continued run under it.
+        _err(f"error: [usage] --resume {resume} is not under --logdir {logdir}: a resume continues in its own run directory. "
+             "Leave --logdir out (or give the logdir that holds the run). See trainkit train --help.")
+        raise typer.Exit(EXIT_USER_ERROR)
     try:
         # Ctrl-C outside fit's own handling: loading the data, importing TensorFlow, building.
         with user_errors(interrupted=NOTHING_TRAINED):
@@ -107,6 +113,14 @@ def train(
         typer.echo(line)
     if result.status == "nan-loss":
         raise typer.Exit(EXIT_NONFINITE_LOSS)
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    """Whether ``path`` lies under ``directory``, however either is spelt (relative, ``..``, links)."""
+    try:
+        return path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # a link loop: no claim either way
+        return True
 
 
 @app.command()
