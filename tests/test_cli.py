@@ -851,3 +851,20 @@ def test_a_logdir_that_does_not_hold_the_run_to_resume_is_a_usage_error(runner, 
     # The logdir that holds it, however spelt, is no contradiction (the resume then goes on to its checks).
     same = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir), "--logdir", str(tmp_path / "runs" / ".." / "runs")])
     assert "[usage]" not in same.output
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    ("train", "interrupted: Stopped before training began; nothing was trained or kept."),
+    ("check", "interrupted: Stopped."),
+])
+def test_sigterm_before_any_run_takes_the_signals_stops_the_command_as_ctrl_c_does(tiny_recipe, command, said):
+    # Loading the recipe and data, importing TensorFlow: SIGTERM's default killed the process
+    # without a word (compare: without the table of the runs that had finished).
+    script = ("import os, signal, sys\n"
+              "import trainkit.cli as cli\n"
+              "cli._load = lambda *args: os.kill(os.getpid(), signal.SIGTERM)\n"
+              f"sys.argv = ['trainkit', {command!r}, {str(tiny_recipe)!r}]\n"
+              "cli.main()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip() == said

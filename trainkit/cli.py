@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
-from trainkit.interrupt import restore_sigterm, sigterm_as_interrupt
+from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt
 from trainkit.writers.pipes import lost_output, survive_closed_pipes
 
 app = typer.Typer(
@@ -50,12 +50,17 @@ def user_errors(interrupted: str = "Stopped.") -> Iterator[None]:
         yield
     except TrainingInterrupted:
         raise  # not a user error: the command says how to resume and exits 130/143
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         _err(f"interrupted: {interrupted}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(_interrupt_code(stop)) from None
     except TrainkitError as err:
         _err(f"error: {one_line(str(err))}")
         raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _interrupt_code(stop: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (which :func:`main` turns into :class:`Terminated`)."""
+    return 143 if isinstance(stop, Terminated) else 130
 
 
 def one_line(message: str) -> str:
@@ -269,7 +274,7 @@ def compare_command(
             run_dir = getattr(err, "run_dir", None)
             resume = f". Resume the run it stopped with: {variants[len(rows)].resume_command(run_dir)}" if run_dir is not None else ""
             _err(f"interrupted after {len(rows)} of {len(variants)} runs{resume}")
-            raise typer.Exit(getattr(err, "exit_code", 130)) from None
+            raise typer.Exit(getattr(err, "exit_code", _interrupt_code(err))) from None
     typer.echo(format_table(rows))
     if json_path is not None:
         write_json(rows, json_path)
@@ -341,6 +346,10 @@ def main() -> None:
     cannot be written (a full disk), which is said at the end (see :mod:`trainkit.writers.pipes`).
     """
     survive_closed_pipes()
+    # SIGTERM's default killed the process without a word (and without compare's table of the runs
+    # that finished) wherever no run had taken the signals yet: importing TensorFlow, loading and
+    # checking data. It stops the command as Ctrl-C does there, with exit code 143.
+    sigterm_as_interrupt()
     sys.exit(_report_lost_output(_dispatch()))
 
 
@@ -348,9 +357,9 @@ def _dispatch() -> int:
     """Runs the command line; its exit code."""
     try:
         code = app(standalone_mode=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         _err("interrupted")
-        return 130
+        return _interrupt_code(stop)
     except Exception as err:
         # Click's exceptions, which typer either depends on or vendors: matched by class name.
         kinds = {cls.__name__ for cls in type(err).__mro__}
