@@ -868,3 +868,16 @@ def test_sigterm_before_any_run_takes_the_signals_stops_the_command_as_ctrl_c_do
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 143, proc.stderr
     assert proc.stderr.strip() == said
+
+
+def test_every_command_s_help_is_plain_text_and_says_what_it_does():
+    # check's help showed the docstring's reStructuredText (``sweep:``, ``compare``), and diagnose's
+    # said it read "a finished run" when it is as much for the runs that did not finish.
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for command in ("train", "check", "diagnose", "recipes", "compare", "tensorboard"):
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0 and "``" not in result.output and ":func:" not in result.output, (command, result.output)
+    diagnose = " ".join(runner.invoke(app, ["diagnose", "--help"], env={"COLUMNS": "100"}).output.split())
+    assert "a finished run" not in diagnose and "did not finish" in diagnose

@@ -132,7 +132,7 @@ def _is_within(path: Path, directory: Path) -> bool:
 def check(recipe: RecipeArg, set_: SetOption = []) -> None:  # noqa: B006
     """Validate a recipe, build its data and model, and run every check without training.
 
-    A recipe with a ``sweep:`` is checked variant by variant, as ``compare`` would train them.
+    A recipe with a sweep: section is checked variant by variant, as compare would train them.
     """
     with user_errors():
         loaded = _load(recipe, set_)
@@ -166,7 +166,11 @@ def diagnose_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (<logdir>/<recipe>/<time>), or a recipe's directory for its newest run.", metavar="RUN_DIR", show_default=False)],
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON instead of text.")] = False,
 ) -> None:
-    """Rebuild a finished run's findings from its TensorBoard logs alone and print the report."""
+    """Rebuild a run's findings from its TensorBoard logs alone and print the report.
+
+    A run that did not finish (interrupted, failed, killed) gets the findings of its events so far,
+    with a line saying so and how to resume it.
+    """
     from trainkit.runs import json_text
 
     with user_errors():
