@@ -348,6 +348,23 @@ def test_compare_refuses_a_json_path_that_would_overwrite_a_recipe(runner, tmp_p
     assert first.read_text() == before and run_dirs(logdir) == []
 
 
+def test_a_json_file_that_can_no_longer_be_written_after_the_runs_is_one_error_line(runner, tmp_path, monkeypatch):
+    # Its directory was writable when compare began, not when the runs had ended (made read-only,
+    # a full disk): a PermissionError traceback, exit 1, after the table.
+    import trainkit.compare
+
+    def refused(rows, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(trainkit.compare, "write_json", refused)
+    out = tmp_path / "out.json"
+    result = runner.invoke(app, ["compare", str(recipe_with(tmp_path)), "--logdir", str(tmp_path / "runs"), "--json", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "best epoch" in result.stdout  # the table came first
+    assert result.stderr.strip() == (f"error: [output-unwritable] Cannot write --json {out}: Permission denied. "
+                                     "The table printed above holds the results, and each run is in its run directory.")
+
+
 def test_train_on_a_sweep_recipe_is_a_user_error(runner, tmp_path):
     result = runner.invoke(app, ["train", str(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01]})), "--logdir", str(tmp_path / "runs")])
     assert result.exit_code == 2

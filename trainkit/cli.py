@@ -255,7 +255,7 @@ def compare_command(
     Ctrl-C/SIGTERM (the finished runs' table is printed, then the command that resumes the run
     it stopped).
     """
-    from trainkit.compare import expand_all, format_table, iter_compare, write_json
+    from trainkit.compare import expand_all, format_table, iter_compare
     from trainkit.errors import TrainingInterrupted
 
     rows = []
@@ -272,8 +272,7 @@ def compare_command(
             # The runs that finished are results: show (and write) them before leaving.
             if rows:
                 typer.echo(format_table(rows))
-                if json_path is not None:
-                    write_json(rows, json_path)
+                if json_path is not None and _write_json(rows, json_path):
                     _err(f"the {len(rows)} finished run{'s' if len(rows) != 1 else ''} written to {json_path}")
             run_dir = getattr(err, "run_dir", None)
             resume = f". Resume the run it stopped with: {variants[len(rows)].resume_command(run_dir)}" if run_dir is not None else ""
@@ -281,9 +280,28 @@ def compare_command(
             raise typer.Exit(getattr(err, "exit_code", _interrupt_code(err))) from None
     typer.echo(format_table(rows))
     if json_path is not None:
-        write_json(rows, json_path)
+        if not _write_json(rows, json_path):
+            raise typer.Exit(EXIT_USER_ERROR)
         if not quiet:
             _err(f"comparison written to {json_path}")
+
+
+def _write_json(rows: list[Any], path: Path) -> bool:
+    """Writes compare's --json file, or says in one line why it could not; whether it wrote it.
+
+    The directory was writable when compare began, but the runs take long enough for it to change
+    (a full disk, a directory made read-only): a traceback then hid that the table was printed.
+    """
+    from trainkit.compare import write_json
+    from trainkit.runs import os_error_reason
+
+    try:
+        write_json(rows, path)
+    except OSError as err:
+        _err(f"error: [output-unwritable] Cannot write --json {path}: {os_error_reason(err, path.parent)}. The table printed above holds "
+             "the results, and each run is in its run directory.")
+        return False
+    return True
 
 
 @app.command("tensorboard")
