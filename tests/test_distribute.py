@@ -105,6 +105,20 @@ def test_a_malformed_tf_config_is_one_coded_error(monkeypatch, value, says):
         assert info.value.code == "bad-tf-config" and says in info.value.message
 
 
+@pytest.mark.parametrize(("task", "cluster", "says"), [
+    ({"type": "worker", "index": 3}, {"worker": ["127.0.0.1:1"]}, "`task_id` 3 exceeds the maximum id of worker"),
+    ({"type": "chief", "index": 0}, {"worker": ["127.0.0.1:1"]}, "'chief' not found"),
+    ({"type": "worker", "index": 0}, {"worker": "127.0.0.1:1"}, "must be a list"),
+])
+def test_a_tf_config_that_places_the_process_nowhere_in_its_cluster_is_one_coded_error(monkeypatch, task, cluster, says):
+    # Valid JSON, so tf_config() passed it, and TensorFlow's resolver then raised a ValueError or
+    # TypeError traceback from deep inside MultiWorkerMirroredStrategy.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    with pytest.raises(ArgumentError) as info:
+        distribute.strategy_from_name("multi_worker")
+    assert info.value.code == "bad-tf-config" and says in info.value.message and "It should look like" in info.value.message
+
+
 def test_mirrored_two_cpus_matches_one_device(tmp_path):
     out = tmp_path / "mirrored.json"
     _run(["mirrored", str(out)], timeout=240)

@@ -67,7 +67,14 @@ def strategy_from_name(name: str) -> tf.distribute.Strategy | None:
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         tf_config()  # its errors in a line, before TensorFlow's resolver fails with a traceback
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except (ValueError, TypeError) as err:
+            # Valid JSON that names no place in its cluster (a task index past the workers listed,
+            # a task type the cluster lacks, a job that is not a list): TensorFlow's traceback.
+            raise ArgumentError("bad-tf-config", f"TF_CONFIG does not describe a cluster this process is part of: {str(err).strip().rstrip('.')}. "
+                                                 "It should look like {\"cluster\": {\"worker\": [\"host-a:12345\", \"host-b:12345\"]}, "
+                                                 "\"task\": {\"type\": \"worker\", \"index\": 0}}, the task one of the cluster's.") from None
     raise ValueError(f"distribute must be one of {DISTRIBUTE_NAMES}, got {name!r}.")
 
 
