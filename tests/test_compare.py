@@ -365,6 +365,16 @@ def test_a_json_file_that_can_no_longer_be_written_after_the_runs_is_one_error_l
                                      "The table printed above holds the results, and each run is in its run directory.")
 
 
+def test_a_set_that_fails_in_one_of_several_recipes_names_that_recipe(runner, tmp_path):
+    # --set applies to every recipe: "--set model.layers.1.units=1: model.layers.1 is not an item
+    # of a list of 1" did not say which of the recipes has one layer.
+    one_layer = recipe_with(tmp_path, name="one", model={"layers": [{"type": "dense", "units": 1, "activation": "sigmoid"}]})
+    two_layers = recipe_with(tmp_path, name="two")
+    result = runner.invoke(app, ["compare", str(two_layers), str(one_layer), "--set", "model.layers.1.units=1", "--logdir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: [bad-override] {one_layer}: Override 'model.layers.1.units=1'"), result.output
+
+
 def test_train_on_a_sweep_recipe_is_a_user_error(runner, tmp_path):
     result = runner.invoke(app, ["train", str(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01]})), "--logdir", str(tmp_path / "runs")])
     assert result.exit_code == 2

@@ -74,6 +74,20 @@ def _load(recipe: Path, overrides: list[str]) -> object:
     return load_recipe(recipe, overrides)
 
 
+def _load_one_of(recipe: Path, overrides: list[str], *, several: bool) -> object:
+    """Loads one of compare's recipes; with several, an error names the recipe it is about.
+
+    ``--set`` applies to every recipe, and an error it causes in one of them (``data.rows`` on a
+    csv source) said what was wrong but not in which recipe.
+    """
+    try:
+        return _load(recipe, overrides)
+    except TrainkitError as err:
+        if not several or str(recipe) in err.message:
+            raise
+        raise type(err)(err.code, f"{recipe}: {err.message}") from None
+
+
 def _import_tensorflow() -> None:
     from trainkit.quiet import import_tensorflow_quietly
 
@@ -260,7 +274,7 @@ def compare_command(
 
     rows = []
     with user_errors():
-        loaded = [_load(path, set_) for path in recipes]
+        loaded = [_load_one_of(path, set_, several=len(recipes) > 1) for path in recipes]
         variants = expand_all(loaded)  # type: ignore[arg-type]
         if json_path is not None:
             _check_output_file(json_path, recipes)
