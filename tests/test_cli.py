@@ -881,3 +881,27 @@ def test_every_command_s_help_is_plain_text_and_says_what_it_does():
         assert result.exit_code == 0 and "``" not in result.output and ":func:" not in result.output, (command, result.output)
     diagnose = " ".join(runner.invoke(app, ["diagnose", "--help"], env={"COLUMNS": "100"}).output.split())
     assert "a finished run" not in diagnose and "did not finish" in diagnose
+
+
+def test_a_builder_model_that_fails_only_while_training_is_one_line_naming_the_user_s_code(runner, tmp_path):
+    # A layer whose call() fails with training=True passes the build on zeros and every check; the
+    # first step then raised a RuntimeError traceback through TensorFlow and trainkit (exit 1).
+    (tmp_path / "nets.py").write_text(
+        "import keras\n"
+        "class Fragile(keras.layers.Layer):\n"
+        "    def call(self, x, training=None):\n"
+        "        if training:\n"
+        "            raise RuntimeError('only in training')\n"
+        "        return x\n"
+        "def build(input_shape):\n"
+        "    return keras.Sequential([keras.Input(input_shape), Fragile(), keras.layers.Dense(1, activation='sigmoid')])\n")
+    recipe = tmp_path / "fragile.yaml"
+    recipe.write_text(TINY.replace("model:\n  layers:\n    - {type: dense, units: 4, activation: relu}\n    - {type: dense, units: 1, activation: sigmoid}\n",
+                                   "model: {builder: 'nets:build'}\n"))
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(recipe), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 2, result.output
+    (run_dir,) = run_dirs(logdir)
+    assert result.output.strip() == (f'error: [model-error] The model of builder "nets:build" failed while training at {tmp_path / "nets.py"}:5 (in call): '
+                                     f"RuntimeError: only in training. The run's failed report is in {run_dir}.")
+    assert json.loads((run_dir / "report.json").read_text())["status"] == "failed"

@@ -24,7 +24,7 @@ import tensorflow as tf
 from pydantic import ValidationError
 
 from trainkit import resolve
-from trainkit.errors import DataError, RecipeError
+from trainkit.errors import DataError, RecipeError, TrainkitError
 from trainkit.recipe import (
     ActivationLayer,
     BatchNormLayer,
@@ -302,6 +302,23 @@ def _raised_at(err: BaseException, module_name: str) -> str:
     if not frames:
         return ""
     return f" at {frames[-1].filename}:{frames[-1].lineno} (in {frames[-1].name})"
+
+
+def model_code_error(recipe: Recipe, err: BaseException) -> RecipeError | None:
+    """``err`` as a one-line ``model-error`` when it was raised in the code of the recipe's builder
+    module while the model trained (a layer's ``call`` failing only with ``training=True``, say);
+    ``None`` for any other error, which stays as it was.
+
+    Build-time failures were already one ``bad-builder`` line naming the user's file and line; the
+    same mistake found by the first training step was a traceback through TensorFlow and trainkit.
+    """
+    builder = recipe.model.builder
+    if builder is None or isinstance(err, TrainkitError):
+        return None
+    where = _raised_at(err, builder.partition(":")[0])
+    if not where:
+        return None
+    return RecipeError("model-error", f'The model of builder "{builder}" failed while training{where}: {type(err).__name__}: {_first_line(err)}')
 
 
 def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., Any]:

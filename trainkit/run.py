@@ -27,7 +27,7 @@ from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingI
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt, stop_on_signals
-from trainkit.modelbuild import build_from_recipe
+from trainkit.modelbuild import build_from_recipe, model_code_error
 from trainkit.recipe import Recipe
 from trainkit.runs import (
     check_writable,
@@ -241,13 +241,18 @@ def train_recipe(
         if chief:
             remove_run_dir(run_dir, made)
         raise TrainingInterrupted("interrupted", NOTHING_TRAINED, exit_code=code) from None
-    except Exception:
+    except Exception as err:
         # An error in training or in user code (a callback, say): the report still says how far
         # the run got and what was found so far (fit made no end-of-run verdicts for it). A resume
         # that failed before its checkpoint came back leaves the run's report as it was.
         if chief and (resume_dir is None or trainer.history is not history_before):
             _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
                                            resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks)), recipe)
+        in_model_code = model_code_error(recipe, err)
+        if in_model_code is not None:  # the user's own code, named by file and line
+            kept = f" The run's failed report is in {run_dir}." if chief and resume_dir is None else ""
+            said = in_model_code.message if in_model_code.message.endswith(".") else in_model_code.message + "."
+            raise RecipeError(in_model_code.code, said + kept) from err
         raise
     finally:
         restore_sigterm(previous)
