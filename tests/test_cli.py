@@ -905,3 +905,24 @@ def test_a_builder_model_that_fails_only_while_training_is_one_line_naming_the_u
     assert result.output.strip() == (f'error: [model-error] The model of builder "nets:build" failed while training at {tmp_path / "nets.py"}:5 (in call): '
                                      f"RuntimeError: only in training. The run's failed report is in {run_dir}.")
     assert json.loads((run_dir / "report.json").read_text())["status"] == "failed"
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_a_resume_writes_it(runner, tiny_recipe, tmp_path, monkeypatch):
+    # A full disk at the very end of a run (its checkpoints and events written): an OSError traceback.
+    import trainkit.run
+
+    real = trainkit.run.write_report
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainkit.run, "write_report", disk_full)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 2, result.output
+    (run_dir,) = run_dirs(logdir)
+    assert result.output.strip().startswith(f"error: [logdir-unwritable] The run trained, but writing its report to {run_dir} failed: No space left on device.")
+    monkeypatch.setattr(trainkit.run, "write_report", real)
+    again = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir), "-q"])
+    assert again.exit_code == 0 and again.output.startswith("nothing left to train")
+    assert json.loads((run_dir / "report.json").read_text())["status"] == "completed"

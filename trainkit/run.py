@@ -34,6 +34,7 @@ from trainkit.runs import (
     create_run_dir,
     json_text,
     new_directories,
+    os_error_reason,
     remove_run_dir,
     unwritable_part,
     write_atomic,
@@ -272,9 +273,16 @@ def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chie
             # Deleted (or moved) while training: the report below would otherwise pass for a whole run.
             print(f"warning: [run-dir-changed] {run_dir} lost {' and '.join(lost)} while the run trained: the report is written, "
                   "but what was removed is gone.", file=sys.stderr)
-        if resume_dir is not None:
-            _save_resumed_recipe(run_dir, recipe)
-        write_report(result, recipe)
+        try:
+            if resume_dir is not None:
+                _save_resumed_recipe(run_dir, recipe)
+            write_report(result, recipe)
+        except OSError as err:
+            # A full disk (or a directory made read-only) at the very end: the run's checkpoints and
+            # events are written, and resuming it, with nothing left to train, writes the report.
+            raise RunDirError("logdir-unwritable", f"The run trained, but writing its report to {run_dir} failed: {os_error_reason(err, run_dir)}. "
+                                                   "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
+                                                   "again) to write the report.") from err
 
 
 def _save_resumed_recipe(run_dir: Path, recipe: Recipe) -> None:
