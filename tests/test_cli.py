@@ -926,3 +926,24 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_a_resume_wri
     again = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir), "-q"])
     assert again.exit_code == 0 and again.output.startswith("nothing left to train")
     assert json.loads((run_dir / "report.json").read_text())["status"] == "completed"
+
+
+def test_an_interrupted_run_whose_report_cannot_be_written_still_says_how_to_resume(runner, tiny_recipe, tmp_path, monkeypatch):
+    # Ctrl-C on a full disk: the report's OSError traceback replaced the interruption and its resume line.
+    import trainkit.run
+    from trainkit.errors import TrainingInterrupted
+    from trainkit.trainer import Trainer
+
+    def stopped(self, *args, **kwargs):
+        raise TrainingInterrupted("interrupted", "Training stopped by SIGINT in epoch 1; a checkpoint was written.", exit_code=130)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "fit", stopped)
+    monkeypatch.setattr(trainkit.run, "write_report", disk_full)
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 130, result.output
+    warning, interrupted = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: [logdir-unwritable] The interrupted run's report could not be written") and warning.endswith("No space left on device.")
+    assert interrupted.startswith("interrupted: Training stopped by SIGINT in epoch 1") and " --resume " in interrupted

@@ -224,7 +224,13 @@ def train_recipe(
         if chief and resume_dir is not None and trainer.history is not history_before:
             _save_resumed_recipe(run_dir, recipe)
         if chief:
-            write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
+            try:
+                write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
+            except OSError as failed:
+                # A full disk: the interruption (and how to resume it, from the checkpoint) still
+                # matters most; an OSError traceback replaced it.
+                print(f"warning: [logdir-unwritable] The interrupted run's report could not be written to {run_dir}: "
+                      f"{os_error_reason(failed, run_dir)}.", file=sys.stderr)
         err.run_dir = run_dir  # type: ignore[attr-defined]
         raise
     except KeyboardInterrupt as stop:
