@@ -125,6 +125,18 @@ def test_a_recipe_that_is_not_text_is_blamed_on_its_content_not_its_path(tmp_pat
     assert err.code == "recipe-yaml" and "is not UTF-8 text (byte 0)" in err.message
 
 
+def test_a_recipe_path_that_never_ends_is_refused_instead_of_read_until_memory_runs_out(tmp_path: Path) -> None:
+    # `trainkit check /dev/zero` (or a data file passed by mistake) was read whole: with /dev/zero,
+    # until the process ran out of memory.
+    from trainkit.recipe import MAX_RECIPE_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_RECIPE_BYTES + 1))
+    for path in (big, Path("/dev/zero")) if Path("/dev/zero").exists() else (big,):
+        err = error_of(load_recipe, path)
+        assert err.code == "recipe-yaml" and "too large for a recipe" in err.message and "not a valid path" not in err.message
+
+
 def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
     err = error_of(load_recipe, write(tmp_path, "task: binary\nmodel: [unclosed\n"))
     assert err.code == "recipe-yaml"

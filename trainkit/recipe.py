@@ -64,6 +64,9 @@ DEFAULT_IMAGE_SHAPE = (32, 32, 3)
 # A sweep trains every combination of its values: more than this is a typo or a job for a real
 # hyperparameter search, not a side-by-side table.
 MAX_VARIANTS = 256
+# A recipe is a page of YAML; a file past this is not one (a data file passed by mistake, or a
+# device such as /dev/zero that never ends, which was read until memory ran out).
+MAX_RECIPE_BYTES = 8 << 20
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -710,7 +713,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     path = Path(path)
     where = f"{path}: "
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_RECIPE_BYTES + 1)
+        text = data.decode("utf-8") if len(data) <= MAX_RECIPE_BYTES else ""  # too large: refused below
     except FileNotFoundError:
         raise RecipeError("recipe-not-found", f"Recipe file {path} does not exist.") from None
     except IsADirectoryError:
@@ -721,6 +726,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         raise RecipeError("recipe-not-found", one_line(f"Recipe path {short(str(path))} is not a valid path: {err}")) from None
     except OSError as err:
         raise RecipeError("recipe-not-found", one_line(f"Recipe file {path} cannot be read: {err}")) from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError("recipe-yaml", f"Recipe file {path} is larger than {MAX_RECIPE_BYTES >> 20} MiB, too large for a recipe: "
+                                         "is it the recipe (a YAML mapping with task, model and loss)?")
     from_file = parse_yaml(text, where)
     raw = from_file
     if overrides:
