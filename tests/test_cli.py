@@ -947,3 +947,16 @@ def test_an_interrupted_run_whose_report_cannot_be_written_still_says_how_to_res
     warning, interrupted = result.stderr.strip().splitlines()
     assert warning.startswith("warning: [logdir-unwritable] The interrupted run's report could not be written") and warning.endswith("No space left on device.")
     assert interrupted.startswith("interrupted: Training stopped by SIGINT in epoch 1") and " --resume " in interrupted
+
+
+def test_a_logdir_that_is_a_run_directory_is_refused_instead_of_nesting_a_run_in_it(runner, tiny_recipe, tmp_path):
+    # `--logdir runs/tiny/<time>` (meant: --resume) put a new run inside the old one, as
+    # runs/tiny/<time>/tiny/<time2>/, among its checkpoints and events.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    before = sorted(p.name for p in run_dir.iterdir())
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(run_dir), "-q"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: [logdir-is-run] The log directory {run_dir} is a run directory (it holds checkpoints/)")
+    assert f"--resume {run_dir};" in result.output and sorted(p.name for p in run_dir.iterdir()) == before

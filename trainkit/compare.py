@@ -258,11 +258,12 @@ class _RetracingFilter(logging.Filter):
 def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None], show_bar: bool) -> Iterator[CompareRow]:
     # Imported here: preparing builds Keras models, and `trainkit compare --help` should not wait.
     from trainkit.run import prepare_run, train_recipe
-    from trainkit.runs import check_writable
+    from trainkit.runs import check_writable, refuse_a_run_directory
     from trainkit.writers.console import RunProgress
 
     total = len(variants)
     for root in dict.fromkeys(Path(logdir if logdir is not None else v.recipe.logging.logdir) for v in variants):
+        refuse_a_run_directory(root)
         check_writable(root, keep=False)  # a variant that fails its checks leaves no empty logdir
     prepared: list[PreparedRun | None] = []
     for i, variant in enumerate(variants, 1):

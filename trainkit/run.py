@@ -35,6 +35,7 @@ from trainkit.runs import (
     json_text,
     new_directories,
     os_error_reason,
+    refuse_a_run_directory,
     remove_run_dir,
     unwritable_part,
     write_atomic,
@@ -180,6 +181,7 @@ def train_recipe(
         raise RecipeError("sweep-needs-compare", sweep_message(recipe))
     root = Path(logdir if logdir is not None else recipe.logging.logdir)
     if resume_dir is None:
+        refuse_a_run_directory(root)
         check_writable(root, keep=False)  # created with the run directory, once the checks pass
     prepared = prepared or prepare_run(recipe)
     trainer, splits = prepared.trainer, prepared.splits

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,23 @@ def unwritable_part(run_dir: str | Path) -> tuple[Path, str] | None:
             if path.is_file() and not os.access(path, os.W_OK):
                 return path, "Permission denied"
     return None
+
+
+def refuse_a_run_directory(logdir: str | Path) -> None:
+    """Refuses a logdir that is itself a run directory (``runs/mlp/20250101-120000``).
+
+    A new run went inside it, as ``<run>/<recipe>/<time>/``: mixed into another run's files (and
+    into what TensorBoard and ``trainkit diagnose`` read for it), when the user most likely meant
+    to continue that run.
+
+    Raises:
+        RunDirError: ``logdir-is-run``.
+    """
+    path = Path(logdir)
+    if (path / "checkpoints").is_dir() or ((path / "recipe.yaml").is_file() and (path / "train").is_dir()):
+        raise RunDirError("logdir-is-run", f"The log directory {path} is a run directory (it holds {'checkpoints/' if (path / 'checkpoints').is_dir() else 'recipe.yaml and train/'}): "
+                                           f"a new run would go inside it. To continue that run use --resume {shlex.quote(str(path))}; for a new run pass the logdir "
+                                           f"that holds the runs, e.g. {path.parent.parent}.")
 
 
 def new_directories(path: str | Path) -> list[Path]:
