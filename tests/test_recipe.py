@@ -137,6 +137,19 @@ def test_a_recipe_path_that_never_ends_is_refused_instead_of_read_until_memory_r
         assert err.code == "recipe-yaml" and "too large for a recipe" in err.message and "not a valid path" not in err.message
 
 
+@pytest.mark.parametrize(("text", "says"), [
+    ("epochs: 3\n", "Unknown key epochs. Did you mean training.epochs? (epochs belongs under training)"),
+    ("training: {learning_rate: 0.1}\n", "Unknown key training.learning_rate. Did you mean optimizer.learning_rate?"),
+    ("training: {rows: 10}\n", "Unknown key training.rows. Did you mean data.rows? (rows belongs under data)"),
+    ("training: {metrics: [accuracy]}\n", "Unknown key training.metrics. Did you mean metrics? (metrics belongs at the top level)"),
+])
+def test_a_key_written_in_the_wrong_section_is_pointed_to_its_section(tmp_path: Path, text: str, says: str) -> None:
+    # A wrong nesting listed the valid keys of where it was written, none of them the one meant.
+    base = "task: binary\nloss: binary_crossentropy\nmodel:\n  layers:\n    - {type: dense, units: 1, activation: sigmoid}\n"
+    err = error_of(load_recipe, write(tmp_path, base + text))
+    assert err.code == "recipe-unknown-key" and says in err.message, err.message
+
+
 def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
     err = error_of(load_recipe, write(tmp_path, "task: binary\nmodel: [unclosed\n"))
     assert err.code == "recipe-yaml"

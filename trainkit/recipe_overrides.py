@@ -112,7 +112,7 @@ def _parse_override(override: Any) -> tuple[list[str], Any]:
 
 def _set_path(root: dict[str, Any], keys: list[str], value: Any, override: str, model: type[BaseModel]) -> None:
     node: Any = root
-    schema = Schema((model,))
+    schema = Schema((model,), model)
     for depth, key in enumerate(keys):
         dotted = ".".join(keys[: depth + 1])
         last = depth == len(keys) - 1

@@ -23,8 +23,9 @@ from trainkit.recipe_text import short
 class Schema:
     """The set of types a position in a recipe may hold (the members of a union, ``None`` left out)."""
 
-    def __init__(self, types_: tuple[Any, ...]) -> None:
+    def __init__(self, types_: tuple[Any, ...], root: type[BaseModel]) -> None:
         self.types = tuple(t for t in flatten_types(types_) if t is not type(None))
+        self.root = root  # the whole recipe's model: where a key of another section belongs
 
     def models(self) -> list[type[BaseModel]]:
         """The pydantic models among the types (several for a layer, one for a section)."""
@@ -44,7 +45,7 @@ class Schema:
         if len(models) > 1 and isinstance(node, dict) and "type" in node:
             chosen = [m for m in models if node["type"] in literal_values(m.model_fields.get("type"))]
             if chosen:
-                return Schema(tuple(chosen))
+                return Schema(tuple(chosen), self.root)
         return self
 
     def field(self, key: str, dotted: str, override: str) -> Schema:
@@ -54,22 +55,22 @@ class Schema:
             RecipeError: ``bad-override`` naming ``override`` when no model here has ``key``.
         """
         if self.is_free_mapping():
-            return Schema((Any,))
+            return Schema((Any,), self.root)
         known: dict[str, Any] = {}
         for model in self.models():
             known.update({name: f.annotation for name, f in model.model_fields.items()})
         if key in known:
-            return Schema((known[key],))
+            return Schema((known[key],), self.root)
         if known:
             parent = dotted.rpartition(".")[0]
-            hint = did_you_mean(key, known, parent)
+            hint = did_you_mean(key, known, parent, self.root)
             raise RecipeError("bad-override", f"Override {short(override)}: unknown key {dotted}.{hint}")
         raise RecipeError("bad-override", f"Override {short(override)}: {dotted} is inside a value that has no keys.")
 
     def item(self) -> Schema:
         """The schema of the items of a list position."""
         items = [typing.get_args(t)[0] for t in self.types if typing.get_origin(t) is list and typing.get_args(t)]
-        return Schema(tuple(items) or (Any,))
+        return Schema(tuple(items) or (Any,), self.root)
 
 
 def flatten_types(types_: tuple[Any, ...]) -> Iterator[Any]:
@@ -96,7 +97,7 @@ def schema_at(root: type[BaseModel], dotted: str, raw: Mapping[str, Any]) -> Sch
 
     Walks ``raw`` along with the schema so that a layer is read as the model of its ``type``.
     """
-    schema = Schema((root,))
+    schema = Schema((root,), root)
     node: Any = raw
     for key in [k for k in dotted.split(".") if k]:
         if isinstance(node, list):
@@ -106,7 +107,7 @@ def schema_at(root: type[BaseModel], dotted: str, raw: Mapping[str, Any]) -> Sch
         fields = {name: f.annotation for m in schema.narrow(node).models() for name, f in m.model_fields.items()}
         if key not in fields:
             return None
-        schema = Schema((fields[key],))
+        schema = Schema((fields[key],), root)
         node = node.get(key) if isinstance(node, Mapping) else None
     return schema.narrow(node)
 
@@ -117,13 +118,36 @@ def fields_at(root: type[BaseModel], dotted: str, raw: Mapping[str, Any]) -> lis
     return [name for m in schema.models() for name in m.model_fields] if schema else []
 
 
-def did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: str) -> str:
-    """' Did you mean parent.key?' for the closest of the ``known`` keys, else the list of them."""
+def did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: str, root: type[BaseModel] | None = None) -> str:
+    """' Did you mean parent.key?' for the closest of the ``known`` keys; else, given the recipe's
+    ``root`` model, the section where ``key`` belongs; else the list of the known keys."""
     names = list(known)
     match = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
     prefix = f"{parent}." if parent else ""
     if match:
         return f" Did you mean {prefix}{match[0]}?"
+    elsewhere = _elsewhere(str(key), parent, root) if root is not None else ""
+    if elsewhere:
+        return elsewhere
     if names:
         return f" Valid keys{' of ' + parent if parent else ''}: {', '.join(names)}."
     return ""
+
+
+# The sections a key written at the wrong level most likely belongs to.
+_SECTIONS = ("data", "preprocessing", "model", "training", "logging")
+
+
+def _elsewhere(key: str, parent: str, root: type[BaseModel]) -> str:
+    """' Did you mean training.epochs?' for a key of another section written here, when nothing
+    here is close: a wrong nesting (``epochs`` at the top level, ``layers`` beside ``model``,
+    ``learning_rate`` under ``training``) listed the valid keys, none of them the one meant."""
+    if key == "learning_rate" and parent != "optimizer":
+        return " Did you mean optimizer.learning_rate? (optimizer: {name: adam, learning_rate: 0.01})"
+    places = [f"{section}.{key}" for section in _SECTIONS if section != parent and key in fields_at(root, section, {})]
+    if parent and key in root.model_fields:
+        places.append(key)  # a top-level key written inside a section (metrics under training)
+    if not places:
+        return ""
+    section = places[0].rpartition(".")[0]
+    return f" Did you mean {places[0]}? ({key} belongs {'under ' + section if section else 'at the top level'})"

@@ -88,7 +88,7 @@ def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: M
     if kind == "unknown":
         parent, _, key = path.rpartition(".")
         known = fields_at(schema, parent, raw)
-        return f"Unknown key {path}.{did_you_mean(key, known, parent)}"
+        return f"Unknown key {path}.{did_you_mean(key, known, parent, schema)}"
     if first["type"] == "missing":
         return f"Missing required key {path}."
     if first["type"] == "union_tag_invalid":
