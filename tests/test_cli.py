@@ -960,3 +960,14 @@ def test_a_logdir_that_is_a_run_directory_is_refused_instead_of_nesting_a_run_in
     assert result.exit_code == 2
     assert result.output.startswith(f"error: [logdir-is-run] The log directory {run_dir} is a run directory (it holds checkpoints/)")
     assert f"--resume {run_dir};" in result.output and sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_diagnose_of_a_log_directory_names_its_recipes_folders(runner, tiny_recipe, tmp_path):
+    # `trainkit diagnose runs` (the logdir, one level too high) said it held no events of a run.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["diagnose", str(logdir)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: [run-not-found] {logdir} is a log directory, with the runs of 1 recipe: pass one recipe's folder "
+                                     f"for its newest run ({logdir / 'tiny'}), or one run directory in it.")
+    assert runner.invoke(app, ["diagnose", str(logdir / "tiny")]).exit_code == 0

@@ -87,8 +87,22 @@ def find_run_dir(path: str | Path) -> Path:
     elif not path.is_dir():
         what = "is a file, not a run directory"
     else:
+        # A logdir (<logdir>/<recipe>/<time>): name its recipes' folders, one of which was meant.
+        recipes = sorted(p.name for p in _subdirectories(path) if any(_has_events(run) for run in _subdirectories(p)))
+        if recipes:
+            shown = ", ".join(shlex.quote(str(path / name)) for name in recipes[:5]) + (", ..." if len(recipes) > 5 else "")
+            raise RunNotFoundError("run-not-found", f"{path} is a log directory, with the runs of {len(recipes)} recipe{'s' * (len(recipes) > 1)}: "
+                                                    f"pass one recipe's folder for its newest run ({shown}), or one run directory in it.")
         what = "holds no TensorBoard events of a trainkit run (train/events.out.tfevents.*)"
     raise RunNotFoundError("run-not-found", f"{path} {what}. Pass a run directory written by trainkit train, e.g. runs/mlp_binary/20250101-120000 (or runs/mlp_binary for its newest run).")
+
+
+def _subdirectories(path: Path) -> list[Path]:
+    """The directories in ``path``; none where it cannot be listed (no permission, say)."""
+    try:
+        return [p for p in path.iterdir() if p.is_dir()]
+    except OSError:
+        return []
 
 
 def _has_events(path: Path) -> bool:
