@@ -971,3 +971,13 @@ def test_diagnose_of_a_log_directory_names_its_recipes_folders(runner, tiny_reci
     assert result.output.strip() == (f"error: [run-not-found] {logdir} is a log directory, with the runs of 1 recipe: pass one recipe's folder "
                                      f"for its newest run ({logdir / 'tiny'}), or one run directory in it.")
     assert runner.invoke(app, ["diagnose", str(logdir / "tiny")]).exit_code == 0
+
+
+def test_a_logdir_whose_path_is_not_utf8_is_refused_before_training(runner, tiny_recipe, tmp_path):
+    # A Latin-1 directory name (b"l\xe9"): TensorFlow's event writer failed on it with a
+    # UnicodeEncodeError traceback, and every attempt left a run directory behind.
+    logdir = tmp_path / os.fsdecode(b"runs-l\xe9")
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: [logdir-unwritable] Cannot write to the log directory ") and "is not UTF-8 text" in result.output
+    assert not logdir.exists()

@@ -30,6 +30,13 @@ def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
         RunDirError: ``logdir-unwritable``, before any training starts.
     """
     path = Path(logdir)
+    try:
+        str(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        # A name in a legacy encoding (Latin-1 bytes): Python reads it, but TensorFlow's event and
+        # checkpoint writers take only UTF-8 paths, and failed with a traceback inside the run.
+        raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {ascii(str(path))[1:-1]}: its path is not UTF-8 text, and "
+                                               "TensorFlow writes only to UTF-8 paths. Pass a directory whose path is UTF-8 (rename it, or use another).") from None
     created = new_directories(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
