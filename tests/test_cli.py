@@ -981,3 +981,19 @@ def test_a_logdir_whose_path_is_not_utf8_is_refused_before_training(runner, tiny
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: [logdir-unwritable] Cannot write to the log directory ") and "is not UTF-8 text" in result.output
     assert not logdir.exists()
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["train", "RECIPE", "--logdir", ""], "The value of --logdir is empty"),
+    (["train", "RECIPE", "--logdir="], "The value of --logdir is empty"),
+    (["check", ""], "An argument is empty"),
+])
+def test_an_empty_argument_is_a_usage_error_not_the_current_directory(tiny_recipe, tmp_path, args, said):
+    # `--logdir "$LOGDIR"` with LOGDIR unset: click read "" as ".", and the run went into the
+    # current directory (check "" said the recipe path "." is a directory).
+    args = [str(tiny_recipe) if a == "RECIPE" else a for a in args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # run from tmp_path, the package is this checkout's
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", *args], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: [usage] {said} (a shell variable that was not set?)") and len(proc.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]

@@ -391,6 +391,13 @@ def main() -> None:
 
 def _dispatch() -> int:
     """Runs the command line; its exit code."""
+    empty = _empty_argument(sys.argv[1:])
+    if empty is not None:
+        # `--logdir "$LOGDIR"` with the variable unset trained into the current directory: click
+        # reads an empty path as ".".
+        _err(f"error: [usage] {empty} is empty (a shell variable that was not set?). Give a value: an empty path would be taken "
+             f"for the current directory. See {_command_name(None)} --help.")
+        return EXIT_USER_ERROR
     try:
         code = app(standalone_mode=False)
     except KeyboardInterrupt as stop:
@@ -413,6 +420,18 @@ def _dispatch() -> int:
             raise
         return EXIT_USER_ERROR
     return code if isinstance(code, int) else 0
+
+
+def _empty_argument(args: list[str]) -> str | None:
+    """What an empty command-line word was given as (``--logdir ""``, ``--logdir=``, a RECIPE), or
+    ``None``: no argument of trainkit's may be empty, and click reads an empty path as ``.``."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and arg.endswith("=") and len(arg) > 3:
+            return f"The value of {arg[:-1]}"
+        if arg == "":
+            before = args[i - 1] if i else ""
+            return f"The value of {before}" if before.startswith("-") and "=" not in before else "An argument"
+    return None
 
 
 def _report_lost_output(code: int) -> int:
