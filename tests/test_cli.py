@@ -572,7 +572,8 @@ def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny
     changed = runner.invoke(app, [*args, "--set", "training.epochs=2", "--set", "optimizer.learning_rate=0.05", "--resume", str(run_dir)])
     assert changed.exit_code == 2
     assert "optimizer.learning_rate = 0.01, not 0.05" in changed.output and "--set optimizer.learning_rate=0.01" in changed.output
-    more = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
+    # How often it checkpoints changes nothing it computes: it was refused as another recipe.
+    more = runner.invoke(app, [*args, "--set", "training.epochs=3", "--set", "training.checkpoint_every=2", "--resume", str(run_dir)])
     assert more.exit_code == 0, more.output
     assert more.output.startswith("trained 1 more epoch (resumed after epoch 2)")
     assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 3
@@ -583,6 +584,7 @@ def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny
     assert "epochs: 3" in (run_dir / "recipe.yaml").read_text()
     again = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
     assert again.exit_code == 0 and again.output.startswith("nothing left to train"), again.output
+    assert "checkpoint_every: 1" in (run_dir / "recipe.yaml").read_text()
 
 
 def test_a_resume_with_more_epochs_updates_the_hparams_record_and_the_recipe_text(runner, tiny_recipe, tmp_path):
@@ -620,7 +622,8 @@ def test_a_refused_resume_leaves_the_run_s_recipe_as_it_was(runner, tiny_recipe,
     changed = runner.invoke(app, [*args, "--set", "training.epochs=3", "--set", "optimizer.learning_rate=0.05", "--resume", str(run_dir)])
     assert changed.exit_code == 2 and "[resume-mismatch]" in changed.output and "Traceback" not in changed.output
     assert (saved.read_bytes() if saved.exists() else None) == before
-    more = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
+    # How often it checkpoints changes nothing it computes: it was refused as another recipe.
+    more = runner.invoke(app, [*args, "--set", "training.epochs=3", "--set", "training.checkpoint_every=2", "--resume", str(run_dir)])
     assert more.exit_code == 0, more.output
     assert "epochs: 3" in saved.read_text()
 

@@ -359,8 +359,9 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     return path
 
 
-# What a resume may change: more epochs is how a finished run is trained further.
-RESUMABLE_CHANGES = frozenset({"training.epochs"})
+# What a resume may change: more epochs is how a finished run is trained further; how often it is
+# checkpointed and its description change nothing it computes.
+RESUMABLE_CHANGES = frozenset({"training.epochs", "training.checkpoint_every", "description"})
 _MISSING = object()
 
 
