@@ -245,6 +245,11 @@ def test_early_stopping_stops_and_restores_best_weights():
     history = trainer.fit(x, y, epochs=30, validation_split=0.3, callbacks=[stopper], verbose=0)
     assert len(history.epoch) < 30
     assert stopper.best == min(history.history["val_loss"])
+    # The model holds the best epoch's weights, not the last epoch's: its loss on the validation
+    # split (the last 30% of the rows) is the best validation loss again.
+    assert stopper.restored_epoch == stopper.best_epoch < history.epoch[-1]
+    assert trainer.evaluate(x[140:], y[140:])["loss"] == pytest.approx(stopper.best, rel=1e-5)
+    assert history.history["val_loss"][-1] != pytest.approx(stopper.best, rel=1e-3)
 
 
 def test_early_stopping_starts_afresh_in_each_fit():
