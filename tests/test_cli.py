@@ -70,11 +70,14 @@ def test_two_runs_in_the_same_second_get_distinct_directories(runner, tiny_recip
     assert len(run_dirs(logdir)) == 2
 
 
-def test_check_reports_ok_without_training_or_writing(runner, tiny_recipe, tmp_path):
+def test_check_reports_ok_without_training_or_writing(runner, tiny_recipe, tmp_path, monkeypatch):
+    # The recipe's default logdir ("runs") is relative to the working directory: run there, so a
+    # check that wrote a run would write it into tmp_path.
+    monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["check", str(tiny_recipe)])
     assert result.exit_code == 0, result.output
     assert "ok: no compatibility or data problems" in result.output
-    assert not (tmp_path / "runs").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
 
 
 def test_check_checks_every_variant_of_a_sweep(runner, tiny_recipe):
