@@ -169,3 +169,13 @@ def test_nested_model_layers_are_not_tapped_but_the_whole_model_still_trains():
     assert probe.tapped == [("top", "sigmoid")]
     names = stats.variable_names(model.trainable_variables, model.name)
     assert names == ["inner/inner_dense/kernel", "inner/inner_dense/bias", "top/kernel", "top/bias"]
+    # It trains: the nested model's weights move too, with gradient statistics of their own.
+    x = rows(32)
+    y = (x[:, :1] > 0).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    history = trainer.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    assert all(not np.array_equal(b, a) for b, a in zip(before, model.get_weights(), strict=True))
+    assert {f"grad_norm/{name}" for name in names} <= set(trainer._train_loop.names)
+    assert not [n for n in trainer._train_loop.names if n.startswith("activation/inner_dense/")]
