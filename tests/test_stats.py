@@ -213,11 +213,16 @@ def test_statistics_off_leaves_only_loss_and_user_scalars_and_no_stats_ops():
 
 
 def test_statistics_stay_out_of_the_epoch_history_and_user_scalars_stay_in():
+    class Penalty(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            self.log_scalar("penalty", tf.reduce_mean(y_pred))
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+
     x, y = make_data(64)
-    trainer = make_trainer()
+    trainer = Penalty(make_model(), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False, diagnose=False)
     history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
-    assert set(history.history) == {"loss"}
-    assert stats.GLOBAL_GRAD_NORM in trainer._train_loop.names
+    assert set(history.history) == {"loss", "penalty"} and len(history.history["penalty"]) == 2
+    assert stats.GLOBAL_GRAD_NORM in trainer._train_loop.names and "penalty" in trainer._train_loop.names
 
 
 def test_callback_receives_each_calls_statistics_as_step_arrays():
