@@ -5,3 +5,9 @@ from trainkit.quiet import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 import keras  # noqa: E402, F401
+from hypothesis import settings  # noqa: E402
+
+# No example database: it was written to .hypothesis/ in the working directory (the repository),
+# and replaying its saved examples made one checkout's runs differ from another's.
+settings.register_profile("trainkit", database=None)
+settings.load_profile("trainkit")
