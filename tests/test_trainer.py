@@ -998,8 +998,10 @@ def test_a_class_weight_that_cannot_mean_what_it_says_is_refused_before_training
 def test_a_zero_weight_for_some_classes_still_trains_the_others():
     x, y = make_data(40, features=4)
     trainer = make_trainer(make_model(features=4))
-    trainer.fit(x, y, epochs=1, verbose=0, class_weight={0: 0.0})
-    assert trainer.step > 0
+    before = [w.copy() for w in trainer.model.get_weights()]
+    loss = trainer.fit(x, y, epochs=1, verbose=0, class_weight={0: 0.0}).history["loss"][0]
+    assert trainer.step > 0 and np.isfinite(loss) and loss > 0  # the class-1 rows still weigh in
+    assert not all(np.array_equal(b, a) for b, a in zip(before, trainer.model.get_weights(), strict=True))
 
 
 def test_fit_checks_its_batch_size_against_the_training_rows_left_by_the_split():
