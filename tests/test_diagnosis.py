@@ -7,7 +7,6 @@ healthy stream (no rule may fire on it). The streams use the statistic names of 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import re
@@ -945,14 +944,8 @@ def nan_findings(trainer: Trainer) -> list[Finding]:
     return [f for f in trainer.findings if f.code == "nan-loss"]
 
 
-# Stopping on a NaN is the trainer's job where it has Trainer(on_nan=...) (issue 6); the diagnosis
-# callback stops by itself only without it, or when asked to.
-HAS_ON_NAN = "on_nan" in inspect.signature(Trainer).parameters
-needs_on_nan = pytest.mark.skipif(not HAS_ON_NAN, reason="needs Trainer(on_nan=...)")
-WARN_ONLY = {"on_nan": "warn"} if HAS_ON_NAN else {}
-
-
-@needs_on_nan
+# Stopping on a NaN is the trainer's job (Trainer(on_nan=...), issue 6); the diagnosis callback
+# stops by itself only when asked to.
 def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights():
     x, y = regression_data()
     trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
@@ -966,7 +959,6 @@ def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights()
     assert all(np.isfinite(w).all() for w in trainer.model.get_weights())
 
 
-@needs_on_nan
 def test_weights_broken_by_the_update_itself_are_named_as_weights_not_gradients():
     # A NaN learning rate: step 0's gradients are finite, its update turns every weight NaN, and
     # step 1's loss is NaN. The skipped update cannot help: the weights before it are NaN too.
@@ -996,7 +988,7 @@ def test_the_callbacks_own_recovery_restores_the_last_good_epoch():
 
     x, y = regression_data()
     trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False,
-                       diagnose=DiagnosisCallback(stop_on_nan=True), **WARN_ONLY)
+                       diagnose=DiagnosisCallback(stop_on_nan=True), on_nan="warn")
     spy = WeightsAtEpochEnd()
     history = trainer.fit(x, y, epochs=10, batch_size=10, callbacks=[spy], verbose=0)
     assert len(history.epoch) == 3  # steps 0-9, 10-19, 20-29: stops after the epoch of step 25
@@ -1006,7 +998,6 @@ def test_the_callbacks_own_recovery_restores_the_last_good_epoch():
         np.testing.assert_array_equal(restored, good)
 
 
-@needs_on_nan
 def test_nan_loss_with_on_nan_warn_records_the_finding_and_trains_on():
     x, y = regression_data()
     trainer = NanAfter(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False, on_nan="warn")

@@ -4,16 +4,12 @@ The runs come from a real `trainkit compare` of a two-value learning-rate sweep;
 on 127.0.0.1 only and is always stopped. Every check asks the server's HTTP API (what the browser
 asks), polling until the server's background loader has read the event files, within a deadline.
 
-Per-step gradient/update/activation statistics, histograms and the diagnosis report are asserted
-when trainkit has those features (the Trainer's ``statistics`` and ``histograms_every`` options,
-the ``trainkit.diagnosis.callback`` module); the recipe text, epoch and step scalars and the
-HParams records always are.
+Asserted: the recipe text and the diagnosis report, epoch and step scalars with the per-step
+gradient/update/activation statistics, histograms, and the HParams records.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 import os
 import queue
@@ -51,17 +47,6 @@ RECIPE = {
 }
 
 T = TypeVar("T")
-
-
-def _trainer_has(option: str) -> bool:
-    from trainkit.trainer import Trainer
-
-    return option in inspect.signature(Trainer).parameters
-
-
-HAS_STEP_STATISTICS = _trainer_has("statistics")
-HAS_HISTOGRAMS = _trainer_has("histograms_every")
-HAS_REPORT_TEXT = importlib.util.find_spec("trainkit.diagnosis.callback") is not None
 
 
 def eventually(check: Callable[[], T], deadline: float = DEADLINE) -> T:
@@ -120,7 +105,7 @@ def test_server_lists_every_run_and_its_splits(server, trained):
 
 
 def test_plugins_with_data_are_enabled(server, trained):
-    wanted = ["scalars", "text", "hparams", *(["histograms"] if HAS_HISTOGRAMS else [])]
+    wanted = ["scalars", "text", "hparams", "histograms"]
 
     def check() -> dict[str, Any]:
         listing = server.get("/data/plugins_listing")
@@ -140,10 +125,9 @@ def test_epoch_and_step_scalars_are_served_with_the_exact_epoch_values(server, t
         for session in sessions(trained):
             assert train_tags <= set(tags[f"{session}/train"]), sorted(tags.get(f"{session}/train", {}))
             assert validation_tags <= set(tags[f"{session}/validation"])
-            if HAS_STEP_STATISTICS:
-                names = set(tags[f"{session}/train"])
-                for prefix in ("grad_norm/", "update_ratio/", "activation/"):
-                    assert any(t.startswith(prefix) for t in names), (prefix, sorted(names))
+            names = set(tags[f"{session}/train"])
+            for prefix in ("grad_norm/", "update_ratio/", "activation/"):
+                assert any(t.startswith(prefix) for t in names), (prefix, sorted(names))
         return tags
 
     eventually(check)
@@ -158,7 +142,6 @@ def test_epoch_and_step_scalars_are_served_with_the_exact_epoch_values(server, t
         assert row.final["val_loss"] == pytest.approx(history["val_loss"][-1])
 
 
-@pytest.mark.skipif(not HAS_HISTOGRAMS, reason="trainkit does not write histograms yet")
 def test_histograms_of_weights_gradients_and_activations_are_served(server, trained):
     def check() -> None:
         tags = server.get("/data/plugin/histograms/tags")
@@ -179,8 +162,7 @@ def test_recipe_text_and_report_text_are_served(server, trained):
         for session in sessions(trained):
             names = tags[f"{session}/train"]
             assert any(t.split("/")[0] == "recipe" for t in names), names
-            if HAS_REPORT_TEXT:
-                assert any(t.split("/")[0] == "report" for t in names), names
+            assert any(t.split("/")[0] == "report" for t in names), names
         return tags
 
     tags = eventually(check)
