@@ -571,7 +571,6 @@ def test_an_npz_object_array_is_refused_as_a_pickle_trainkit_will_not_load(tmp_p
 
 
 def test_sklearn_bundled_dataset() -> None:
-    pytest.importorskip("sklearn")
     x, y = load_arrays(DataConfig(source="sklearn", name="breast_cancer"), ".", task="binary")
     assert x.shape == (569, 30) and x.dtype == np.float32
     assert y.shape == (569, 1) and set(np.unique(y)) == {0.0, 1.0}
