@@ -236,15 +236,21 @@ def test_write_hparams_records_session_and_experiment_with_both_groups(tmp_path)
     assert metrics == {(g, f"epoch/{n}") for g in ("train", "validation") for n in ("loss", "accuracy")}
 
 
-@pytest.mark.parametrize("bad", [{"x": None}, {"x": [1, 2]}, {"": 1}])
-def test_hparams_of_unsupported_types_are_refused_when_the_trainer_is_built(bad):
+@pytest.mark.parametrize(("bad", "says"), [
+    ({"x": None}, "hyperparameter 'x' = None: values must be str, float, int or bool, got NoneType"),
+    ({"x": [1, 2]}, "hyperparameter 'x' = [1, 2]: values must be str, float, int or bool, got list"),
+    ({"": 1}, "hyperparameter names must be non-empty strings, got ''"),
+])
+def test_hparams_of_unsupported_types_are_refused_when_the_trainer_is_built(bad, says):
     import keras
 
     from trainkit import Trainer
+    from trainkit.errors import ArgumentError
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
-    with pytest.raises(TypeError):
+    with pytest.raises(ArgumentError) as info:  # a TypeError too, as before
         Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", hparams=bad)
+    assert info.value.code == "bad-argument" and says in info.value.message
 
 
 # ---------------------------------------------------------------------------- trainkit compare
