@@ -145,8 +145,9 @@ def test_sigterm_saves_flushes_and_says_how_to_resume(uninterrupted, tmp_path):
     resume_to_the_end(recipe, tmp_path, run_dir, reference)
 
 
-def test_resume_of_a_directory_without_checkpoints_is_a_clear_error(uninterrupted, tmp_path):
-    recipe, _ = uninterrupted
+def test_resume_of_a_directory_without_checkpoints_is_a_clear_error(tmp_path):
+    recipe = tmp_path / "resumable.yaml"  # the recipe only: no reference run to wait for
+    recipe.write_text(RECIPE)
     proc = start(recipe, tmp_path, "--resume", str(tmp_path / "nothing-here"))
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2
