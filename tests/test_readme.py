@@ -1,4 +1,4 @@
-"""The README's layout describes the package as it is."""
+"""The project as the README describes it: its layout, and the linter its pyproject configures."""
 
 from __future__ import annotations
 
@@ -15,3 +15,12 @@ def test_the_layout_names_every_module_and_subpackage():
     assert len(modules) > 20 and subpackages
     missing = [name for name in modules + subpackages if name not in layout]
     assert not missing, f"README's Layout lacks {missing}"
+
+
+def test_the_code_passes_the_linter_configured_in_pyproject():
+    # ruff is in the test extras: the README's test command (and so CI) checks the style too.
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "trainkit", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
