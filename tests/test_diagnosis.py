@@ -242,6 +242,18 @@ def test_loss_at_chance_on_flat_training_loss_but_only_at_the_end():
     assert f.evidence["chance_loss"] == pytest.approx(LN2)
 
 
+def test_loss_at_chance_beside_dead_relus_points_to_them_not_to_the_labels():
+    # "The labels are unpredictable from the inputs" beside dead-relu (or lr-too-high) sent users
+    # to their labels, when the run's own findings say why the model could not learn.
+    s = Stream()
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st))
+    s.val_loss = lambda e: LN2 + 0.01
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.9
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == ["dead-relu"]
+    assert "dead-relu" in f.message and "unpredictable" not in f.message and f.advice.startswith("Fix what dead-relu says first")
+
+
 def test_a_training_loss_far_above_chance_is_not_at_chance():
     # A learning rate of 1 on a binary task: loss 2.8x chance, 87% accuracy; "predicts no better
     # than the label prior" would be false (the loss-curve and learning-rate findings cover it).

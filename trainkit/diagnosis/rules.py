@@ -602,6 +602,19 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # 1.80 -> 1.53, chance 1.39, was told "the labels are unpredictable").
     slow = final > (1 + view.t.at_chance_band) * chance and _steadily_falling(train) and lr_too_low(view) is not None
     if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train) and not slow:
+        blockers = _found(view, CANNOT_LEARN)
+        if blockers:
+            # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
+            # labels first, when the run's own findings say why the model could not learn.
+            return Issue(
+                f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
+                f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
+                f"than the label prior / the target mean, and this run's other findings ({', '.join(blockers)}) "
+                f"are reasons it cannot learn.",
+                f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
+                "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
+                "labels not shuffled or random).",
+                {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
         return Issue(
             f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
             f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
@@ -619,6 +632,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
 
 #: Findings that explain an end loss far above chance (the updates overshoot or blew up).
 OVERSHOOTING = ("nan-loss", "lr-too-high", "diverging-loss", "exploding-gradients")
+#: Findings that explain a loss that stays at chance: the model could not learn.
+CANNOT_LEARN = (*OVERSHOOTING, "dead-relu", "saturated-activations", "vanishing-gradients")
 
 
 def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance: float, best_val: float | None,
