@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,9 @@ class Resumable:
     _loss_tracker: keras.metrics.Mean
     _output_loss_trackers: list[keras.metrics.Mean]
     metrics: list[keras.metrics.Metric]
+    #: Metrics a subclass keeps itself (the Keras guide's ``self.loss_tracker``), see
+    #: :mod:`trainkit.running_metrics`.
+    _held_metrics: Callable[[], list[keras.metrics.Metric]]
     #: The checkpoint writer, made by the first :meth:`_make_checkpoint` with a logdir.
     _checkpoint: TrainingCheckpoint | None
     #: The checkpoint written at the end of this fit's last epoch, and its record, which gets the
@@ -92,7 +95,11 @@ class Resumable:
         if self.logdir is None:
             return None
         if self._checkpoint is None:
-            metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self.metrics) for v in m.variables]
+            # A subclass's own metrics too: a step that returns their running results logs them at
+            # the epoch's end, and a resume mid-epoch must find them as they stood (they are after
+            # the trainer's own, so a checkpoint written without them still restores).
+            metrics = (self._loss_tracker, *self._output_loss_trackers, *self.metrics, *self._held_metrics())
+            metric_variables = [v for m in metrics for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
             # worker saves; the others into a scratch directory that nobody reads.
             directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
