@@ -1003,3 +1003,12 @@ def test_an_empty_argument_is_a_usage_error_not_the_current_directory(tiny_recip
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: [usage] {said} (a shell variable that was not set?)") and len(proc.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+@pytest.mark.parametrize("args", [["--set=training.early_stopping="], ["--set", "training.early_stopping="]])
+def test_an_override_to_null_written_with_an_equals_sign_is_not_an_empty_argument(args):
+    # --set=training.early_stopping= (null: no early stopping) was refused as an empty --set.
+    from trainkit.cli import _empty_argument
+
+    assert _empty_argument(["train", "r.yaml", *args]) is None
+    assert _empty_argument(["train", "r.yaml", "--set="]) == "The value of --set"

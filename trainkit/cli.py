@@ -426,7 +426,8 @@ def _empty_argument(args: list[str]) -> str | None:
     """What an empty command-line word was given as (``--logdir ""``, ``--logdir=``, a RECIPE), or
     ``None``: no argument of trainkit's may be empty, and click reads an empty path as ``.``."""
     for i, arg in enumerate(args):
-        if arg.startswith("--") and arg.endswith("=") and len(arg) > 3:
+        # Only an option's own "=" (--logdir=): --set=training.early_stopping= sets a value to null.
+        if arg.startswith("--") and arg.endswith("=") and arg.count("=") == 1 and len(arg) > 3:
             return f"The value of {arg[:-1]}"
         if arg == "":
             before = args[i - 1] if i else ""
