@@ -325,6 +325,18 @@ def test_loss_collapsed_is_a_note_when_the_data_checks_found_no_leak():
     assert f.severity == "info" and "found no input column" in f.message and f.evidence["data_checks"] == []
 
 
+def test_loss_collapsed_without_validation_rows_claims_no_overlap_check():
+    # With no validation data the overlap check returns nothing: the note said it "found no
+    # validation rows copied from training", and downgraded the warning on that check.
+    s = Stream()
+    s.context.check_codes = ("class-imbalance",)
+    s.context.has_validation = False
+    s.val_loss = None
+    s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
+    f = finding(s.run(), "loss-collapsed")
+    assert f.severity == "warning" and "no validation rows copied" not in f.message
+
+
 @pytest.mark.parametrize(("fraction", "collapsed"), [(0.012, True), (0.026, False), (0.049, False)])
 def test_loss_collapsed_spares_honest_easy_tasks_and_names_both_causes(fraction, collapsed):
     # A near-deterministic regression measured 2.6% of chance after epoch 2, separable blobs 4.9%:

@@ -696,10 +696,12 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
             "Do what those findings say (drop the leaked column; keep copies of training rows out of the "
             "validation rows), then train again and judge the model by its validation loss.",
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": leaked}, epoch=view.epochs[-1].epoch)
-    if view.context.check_codes is not None:
+    if view.context.check_codes is not None and view.context.has_validation:
         # The checks looked for a copied or derived target column and for validation rows copied
         # from training, and found neither: what is left is mostly an easy task (separable blobs
-        # trained with BatchNorm reached 1% of chance), so this is a note, not an alarm.
+        # trained with BatchNorm reached 1% of chance), so this is a note, not an alarm. Without
+        # validation rows the overlap check had nothing to compare, and the message would claim
+        # a check that never ran.
         return Issue(
             f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
             f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. The data checks found no input column that gives "
