@@ -876,6 +876,19 @@ def test_sigterm_before_any_run_takes_the_signals_stops_the_command_as_ctrl_c_do
     assert proc.stderr.strip() == said
 
 
+def test_sigterm_in_a_command_outside_its_error_handling_exits_143_with_a_word(tmp_path):
+    # typer turns any KeyboardInterrupt a command lets out into a silent exit 130: SIGTERM while
+    # listing recipes (or printing a report) exited as a Ctrl-C, without a word.
+    script = ("import os, signal, sys\n"
+              "import trainkit.cli as cli, trainkit.recipe as recipe\n"
+              "recipe.list_recipes = lambda *args: os.kill(os.getpid(), signal.SIGTERM)\n"
+              f"sys.argv = ['trainkit', 'recipes', {str(tmp_path)!r}]\n"
+              "cli.main()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip() == "interrupted"
+
+
 def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     # check's help showed the docstring's reStructuredText (``sweep:``, ``compare``), and diagnose's
     # said it read "a finished run" when it is as much for the runs that did not finish.

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
-from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt
+from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt, terminated
 from trainkit.writers.pipes import lost_output, survive_closed_pipes
 
 app = typer.Typer(
@@ -400,6 +400,11 @@ def _dispatch() -> int:
         return EXIT_USER_ERROR
     try:
         code = app(standalone_mode=False)
+        if code == 130 and terminated():
+            # SIGTERM outside user_errors (listing recipes, printing a report): typer made it a
+            # silent exit 130, as for Ctrl-C; the handled ones exit 143 already.
+            _err("interrupted")
+            return 143
     except KeyboardInterrupt as stop:
         _err("interrupted")
         return _interrupt_code(stop)

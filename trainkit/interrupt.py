@@ -65,6 +65,9 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
+_terminated = threading.Event()
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM turned into an interruption (see :func:`sigterm_as_interrupt`): caught where Ctrl-C
     is, and told apart from it for the exit code (143, not 130)."""
@@ -80,12 +83,22 @@ def sigterm_as_interrupt() -> Any:
     """
 
     def terminate(signum: int, frame: FrameType | None) -> None:
+        _terminated.set()
         raise Terminated
 
     try:
         return signal.signal(signal.SIGTERM, terminate)
     except ValueError:  # not the main thread: handlers cannot be set there
         return None
+
+
+def terminated() -> bool:
+    """Whether :func:`sigterm_as_interrupt`'s handler has raised :class:`Terminated` in this process.
+
+    typer turns any ``KeyboardInterrupt`` a command lets out into exit code 130 without a word,
+    :class:`Terminated` included: this tells the CLI it was SIGTERM (exit 143).
+    """
+    return _terminated.is_set()
 
 
 def restore_sigterm(previous: Any) -> None:
