@@ -261,6 +261,7 @@ class DiagnosisCallback(Callback):
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))
         self._sync_rejudged()
+        self._sync_final_advice()
         if trainer.writer is not None:
             reason = (logs or {}).get("stop_reason")
             trainer.writer.text("train", trainer.step, REPORT_TAG,
@@ -334,7 +335,11 @@ class DiagnosisCallback(Callback):
                 self.console.print(f"diagnosis: withdrawn [{finding.code}]{where}: judged again on the whole run, "
                                    "it no longer holds.", markup=False, highlight=False, soft_wrap=True)
         self.trainer.findings[:] = [*kept, *current.values()]
-        # The end's advice, written again from the whole run (``Diagnoser._refresh_advice``).
+
+    def _sync_final_advice(self) -> None:
+        """``trainer.findings``' advice as the end wrote it again from the whole run (the rules
+        marked ``refresh_advice``: one lowered learning rate in every finding)."""
+        assert self.diagnoser is not None
         final = {(f.code, f.layer): f for f in self.diagnoser.findings}
         for i, finding in enumerate(self.trainer.findings):
             latest = final.get((finding.code, finding.layer))

@@ -387,28 +387,7 @@ class Diagnoser:
             return []
         self.finished = True
         self._rejudge()
-        new = self._run_rules(("call", "epoch", "end"))
-        self._refresh_advice()
-        return new
-
-    def _refresh_advice(self) -> None:
-        """Writes the advice of findings marked ``refresh_advice`` again from the whole run.
-
-        A finding keeps what it saw when it was made (message, evidence, step), but the lower
-        learning rate its advice names is sized from the step sizes measured so far: SGD(1.0,
-        momentum 0.9) got exploding-gradients at step 10, judged after the first call, advising
-        0.0468, while diverging-loss, lr-too-high and dead-relu, judged once the epoch's step
-        sizes were in, advised 0.0288. Only the advice changes, and only where the rule still
-        finds the same code and layer at the end.
-        """
-        for rule in self.rules:
-            keys = [key for key in self._order if key[0] == rule.code] if rule.refresh_advice else []
-            if not keys:
-                continue
-            verdicts = {(f.code, f.layer): f for f in rule.evaluate(self)}
-            for key in keys:
-                if key in verdicts and verdicts[key].advice != self._findings[key].advice:
-                    self._findings[key] = dataclasses.replace(self._findings[key], advice=verdicts[key].advice)
+        return self._run_rules(("call", "epoch", "end"))
 
     def _rejudge(self) -> None:
         """Judges again, on the whole run, the findings of rules marked ``rejudge``.
@@ -713,7 +692,11 @@ class Diagnoser:
                 key = (finding.code, finding.layer)
                 old = self._findings.get(key)
                 if old is not None and _RANK[finding.severity] <= _RANK[old.severity]:
-                    continue  # found before: the first detection stands
+                    # Found before: the first detection stands, but at the run's end its advice
+                    # names the rate sized from the whole run, as every other finding then does.
+                    if self.finished and rule.refresh_advice and finding.advice != old.advice:
+                        self._findings[key] = dataclasses.replace(old, advice=finding.advice)
+                    continue
                 if old is None:
                     self._order.append(key)
                 self._findings[key] = finding  # new, or grown more severe (info -> warning)

@@ -186,7 +186,7 @@ class Rule:
     rejudge: bool = False
     #: Its advice names the run's lowered learning rate (:func:`_lowered_lr`), which comes from
     #: step sizes measured as the run goes: at its end the advice is written again from the whole
-    #: run's (see ``Diagnoser._refresh_advice``), so that every finding names the same rate.
+    #: run's (in ``Diagnoser._run_rules`` once the run is finished), so that every finding names the same rate.
     refresh_advice: bool = False
 
     def evaluate(self, view: Diagnoser) -> list[Finding]:
