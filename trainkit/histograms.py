@@ -49,6 +49,10 @@ class ProbeHistograms:
         self.fn: Any = None
         self.tags: list[str] = []
 
+    def reset(self) -> None:
+        """Traces the histogram step again at the next :meth:`buckets` (the trainable variables changed)."""
+        self.fn = None
+
     def buckets(self) -> dict[str, np.ndarray]:
         """The bucket counts of every weight, gradient and activation, by TensorBoard tag."""
         if self.fn is None:

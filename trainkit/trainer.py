@@ -297,7 +297,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
         self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
-        built_for = {id(v) for v in getattr(self.optimizer, "_trainable_variables", None) or ()} if self.optimizer.built else set()
+        built_for = self._optimizer_built_for()
         if built_for and not built_for <= {id(v) for v in self.model.trainable_variables}:
             # Keras refuses it at the first update, with "Unknown variable".
             raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
@@ -937,6 +937,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
             self._train_loop.discover_names(train.batch_spec(), **in_memory_batches(train, batch_rows))
 
+    def _optimizer_built_for(self) -> set[int]:
+        """Ids of the variables the optimizer holds state for (none while it is unbuilt).
+
+        Keras keeps the list only privately (``_trainable_variables``); an optimizer without it
+        gives an empty set, and the checks that read this then judge nothing.
+        """
+        return {id(v) for v in getattr(self.optimizer, "_trainable_variables", None) or ()} if self.optimizer.built else set()
+
     def _follow_trainable_changes(self) -> None:
         """Traces the step again when layers were frozen or unfrozen since the last fit.
 
@@ -951,7 +959,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 optimizer was not built for.
         """
         variables = self.model.trainable_variables
-        known = {id(v) for v in getattr(self.optimizer, "_trainable_variables", None) or ()}
+        known = self._optimizer_built_for()
         new = [v for v in variables if id(v) not in known]
         if known and new:  # (an optimizer of its own that keeps no such list is left to say it)
             names = ", ".join(getattr(v, "path", v.name) for v in new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
@@ -962,7 +970,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         traced = tuple(id(v) for v in variables)
         if self._train_loop is not None and traced != self._loop_variables:
             self._train_loop = None  # built again by _prepare_fit, for the variables trainable now
-            self._histograms.fn = None
+            self._histograms.reset()
         self._loop_variables = traced
 
     def _check_step_returns_loss(self) -> None:
