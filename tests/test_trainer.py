@@ -742,8 +742,14 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     # EarlyStopping are what model.fit users bring.
     x, y = make_data(96, features=4)
 
+    class Steps(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen = (self.params["epochs"], self.params["steps"])
+
+    steps = {"trainkit": Steps(), "keras": Steps()}
+
     def callbacks(name):
-        return [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
+        return [steps[name], keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
                 keras.callbacks.CSVLogger(str(tmp_path / f"{name}.csv")),
                 keras.callbacks.ModelCheckpoint(str(tmp_path / f"{name}.keras"), monitor="val_loss", save_best_only=True),
                 keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=2)]
@@ -763,6 +769,7 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     saved = keras.models.load_model(tmp_path / "trainkit.keras")
     np.testing.assert_allclose(saved.predict(x, verbose=0), trainer.predict(x), rtol=1e-6)
     assert not hasattr(trainer.model, "optimizer")  # the run's optimizer is lent to the model for the run only
+    assert steps["trainkit"].seen == steps["keras"].seen == (6, 6)
 
 
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():

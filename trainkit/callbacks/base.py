@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from trainkit.errors import ArgumentError, closest
@@ -89,8 +88,8 @@ class CallbackList:
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                hint = " (a Keras callback: Trainer.fit takes those that work at epochs)" if isinstance(cb, keras.callbacks.Callback) else ""
-                raise ArgumentError("bad-callback", f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}{hint}.")
+                # (Trainer.fit wraps the Keras callbacks it takes before they get here.)
+                raise ArgumentError("bad-callback", f"callbacks must be trainkit.callbacks.Callback instances, got {type(cb).__name__}.")
             unknown = _unknown_hooks(type(cb))
             if unknown:
                 hint = closest(unknown[0] if unknown[0].startswith("on_") else _snake(unknown[0]), EVENTS)

@@ -107,10 +107,11 @@ class KerasCallback(Callback):
         if self._lent:
             model.optimizer = self.trainer.optimizer
         model.stop_training = False
-        self.callback.set_params({"epochs": self.trainer.epochs, "steps": self.trainer.steps_per_epoch, "verbose": 0})
+        self.callback.set_params({"epochs": self.trainer.epochs, "verbose": 0})
         self.callback.on_train_begin(dict(logs or {}))
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.callback.params["steps"] = self.trainer.steps_per_epoch  # known once the epoch is planned
         self.callback.on_epoch_begin(epoch, dict(logs or {}))
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
