@@ -134,20 +134,22 @@ def did_you_mean(key: str, known: Sequence[str] | Mapping[str, Any], parent: str
     return ""
 
 
-# The sections a key written at the wrong level most likely belongs to.
-_SECTIONS = ("data", "preprocessing", "model", "training", "logging")
-
-
 def _elsewhere(key: str, parent: str, root: type[BaseModel]) -> str:
     """' Did you mean training.epochs?' for a key of another section written here, when nothing
     here is close: a wrong nesting (``epochs`` at the top level, ``layers`` beside ``model``,
     ``learning_rate`` under ``training``) listed the valid keys, none of them the one meant."""
+    # The one key of a free mapping (optimizer: {name: adam, ...}), which has no fields to search.
     if key == "learning_rate" and parent != "optimizer":
         return " Did you mean optimizer.learning_rate? (optimizer: {name: adam, learning_rate: 0.01})"
-    places = [f"{section}.{key}" for section in _SECTIONS if section != parent and key in fields_at(root, section, {})]
+    places = [f"{section}.{key}" for section in _sections(root) if section != parent and key in fields_at(root, section, {})]
     if parent and key in root.model_fields:
         places.append(key)  # a top-level key written inside a section (metrics under training)
     if not places:
         return ""
     section = places[0].rpartition(".")[0]
     return f" Did you mean {places[0]}? ({key} belongs {'under ' + section if section else 'at the top level'})"
+
+
+def _sections(root: type[BaseModel]) -> list[str]:
+    """The fields of ``root`` that hold a section of their own (``data``, ``model``, ``training``...)."""
+    return [name for name, field in root.model_fields.items() if Schema((field.annotation,), root).models()]
