@@ -592,34 +592,32 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # A validation loss clearly below chance means something generalisable was learned, however
     # slowly: that is not "at chance" (see lr-too-low / underfitting).
     val_learned = best_val is not None and best_val < view.t.at_chance_train * chance
+    too_small_steps = lr_too_low(view) is not None
     if final > view.t.at_chance_ceiling * chance:
         # Worse than a constant prediction: not "at chance" (diverging, lr-too-high cover it),
         # unless nothing else explains it.
-        return _worse_than_chance(view, train, final, chance, best_val, evidence)
+        return _worse_than_chance(view, train, final, chance, best_val, evidence, too_small_steps)
     # A loss still falling fast towards chance from above (0.918, 0.795, 0.710 with chance 0.693)
     # has not "stayed" there: it has not shown where it settles (underfitting's measure); nor has
     # one falling steadily but slowly, still above it, with steps too small (lr-too-low's case:
     # 1.80 -> 1.53, chance 1.39, was told "the labels are unpredictable").
-    slow = final > (1 + view.t.at_chance_band) * chance and _steadily_falling(train) and lr_too_low(view) is not None
+    slow = final > (1 + view.t.at_chance_band) * chance and _steadily_falling(train) and too_small_steps
     if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train) and not slow:
+        stayed = (f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
+                  f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
+                  f"than the label prior / the target mean")
         blockers = _found(view, CANNOT_LEARN)
         if blockers:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
             return Issue(
-                f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
-                f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
-                f"than the label prior / the target mean, and this run's other findings ({', '.join(blockers)}) "
-                f"are reasons it cannot learn.",
+                f"{stayed}, and this run's other findings ({', '.join(blockers)}) are reasons it cannot learn.",
                 f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
                 "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
                 "labels not shuffled or random).",
                 {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
-        return Issue(
-            f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
-            f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
-            f"than the label prior / the target mean: the labels are unpredictable from the inputs, or "
-            f"the model cannot learn.", advice, evidence, epoch=view.epochs[-1].epoch)
+        return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
+                     epoch=view.epochs[-1].epoch)
     if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val) and not slow:
         return Issue(
             f"The validation loss never got clearly below {_chance_text(view)}: its best was {_fmt(best_val)} "
@@ -637,7 +635,7 @@ CANNOT_LEARN = (*OVERSHOOTING, "dead-relu", "saturated-activations", "vanishing-
 
 
 def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance: float, best_val: float | None,
-                       evidence: dict[str, Any]) -> Issue | None:
+                       evidence: dict[str, Any], too_small_steps: bool) -> Issue | None:
     """A regression that ended far worse than predicting the target mean, with nothing else explaining it.
 
     Raw diabetes targets (mean 152, std 77) ended 40 epochs at 4.5x the target variance with no
@@ -647,7 +645,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     """
     if view.context.task != "regression" or _found(view, OVERSHOOTING) or _still_falling(view, train):
         return None  # still falling fast: underfitting's verdict
-    if _steadily_falling(train) and lr_too_low(view) is not None:
+    if _steadily_falling(train) and too_small_steps:
         # Falling epoch after epoch from a start above the mean, on steps too small to get
         # there: lr-too-low's case. RMSprop at 1e-6 (3.22 -> 2.62 over 30 epochs, targets
         # standardised) was also told "stuck away from the targets", with a 10x lower rate to try.
@@ -1291,13 +1289,13 @@ def underfitting(view: Diagnoser) -> Issue | None:
     first = (f"Standardise the {' and '.join(unscaled)} first (preprocessing: "
              f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
-             f"slows the loss. Then: " if unscaled else "")
+             f"slows the loss. Then: train" if unscaled else "Train")
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {_fmt(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
         + "), with the validation loss falling too: the model is undertrained.",
-        f"{first}{'t' if first else 'T'}rain for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
+        f"{first} for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
         f"flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
