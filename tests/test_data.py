@@ -424,6 +424,15 @@ def test_target_offset_renumbers_a_file_s_class_ids_and_target_keys_elsewhere_ar
             recipe(tmp_path, task=task, data=data)
 
 
+def test_one_hot_on_a_multilabel_task_is_refused_not_ignored(tmp_path: Path) -> None:
+    # Multilabel labels are one 0/1 column a label already: one_hot: true changed nothing, silently.
+    with pytest.raises(RecipeError, match="one_hot lays out class ids"):
+        recipe(tmp_path, task="multilabel", data={"generator": "random_labels", "classes": 3, "one_hot": True})
+    write_csv(tmp_path, "a,l1,l2\n1,0,1\n2,1,1\n")
+    with pytest.raises(RecipeError, match="one_hot lays out class ids"):
+        recipe(tmp_path, task="multilabel", data={"source": "csv", "path": "data.csv", "target": "l1", "one_hot": True})
+
+
 def test_csv_nan_or_inf_is_refused_at_its_file_line_not_a_shuffled_row(tmp_path: Path) -> None:
     rows = [f"{i},{i * 2},{i % 2}" for i in range(20)]
     rows[4] = "4,nan,0"  # data row 5: line 6 (a header and a blank line come first)

@@ -506,6 +506,8 @@ class Recipe(_Section):
             if data.one_hot:
                 raise ValueError("one_hot lays out class labels; a regression's targets are numbers to predict: remove it")
             return self
+        if self.task == "multilabel" and data.one_hot:
+            raise ValueError("one_hot lays out class ids as one-hot rows; multilabel labels are one 0/1 column a label already: remove it")
         if data.target_scale != 1.0:
             raise ValueError(f"target_scale scales regression targets; {self.task} labels are class ids: remove it")
         if data.target_offset != 0.0:
