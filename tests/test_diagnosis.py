@@ -449,6 +449,18 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     assert "raise the learning rate" in f.advice
 
 
+def test_underfitting_after_early_stopping_says_to_let_it_go_on_not_to_raise_the_epochs():
+    # "Train for more epochs (training.epochs: 40)" to a run early stopping had ended: more epochs
+    # would be cut short by the same stop.
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    s.notes["stop_reason"] = "stopped"
+    d = s.run()
+    advice = finding(d, "underfitting").advice
+    assert "early stopping" in advice and "patience" in advice and "training.epochs" not in advice
+
+
 def test_underfitting_on_data_the_checks_found_unscaled_says_to_standardise_first():
     # Three features x1000: 20 epochs ended at 3.6x chance, still falling, and the advice was
     # "train for more epochs or raise the learning rate"; the scale is what slows every step.

@@ -1290,13 +1290,19 @@ def underfitting(view: Diagnoser) -> Issue | None:
              f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
              f"slows the loss. Then: train" if unscaled else "Train")
+    if view.notes.get("stop_reason") == "stopped":
+        # Early stopping (or a callback of the user's) ended it: "train for more epochs" would be
+        # undone by the same stop, which fired while both losses still fell.
+        more = ("for longer: early stopping (or a callback) ended the run while both losses still fell, so give it more "
+                "patience or a smaller min_delta (training.early_stopping), or have it monitor val_loss,")
+    else:
+        more = f"for more epochs (training.epochs: {2 * view.planned_epochs})"
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {_fmt(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
         + "), with the validation loss falling too: the model is undertrained.",
-        f"{first} for more epochs (training.epochs: {2 * view.planned_epochs}){faster}; if the loss then "
-        f"flattens high, give the model more capacity (more units).",
+        f"{first} {more}{faster}; if the loss then flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
 
