@@ -200,6 +200,11 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         ("source: generator,", "source: sklearn,", ["data", "breast_cancer"]),
         ("source: generator,", "source: sklearn, name: digits,", ["data: features is read only by a generator source", "this one is sklearn"]),
         ("source: generator,", "source: generator, path: data.csv,", ["data: path is read only by a csv or npz source", "remove path"]),
+        # Keys another generator reads were ignored in silence: classes on a regression generator,
+        # image_shape on a feature table, features on images.
+        ("generator: learnable_binary,", "generator: learnable_regression, classes: 5,", ["classes is read only by", "this one is learnable_regression"]),
+        ("generator: learnable_binary,", "generator: learnable_binary, image_shape: [8, 8, 1],", ["image_shape is read only by the random_images generator"]),
+        ("generator: learnable_binary,", "generator: random_images,", ["features is read only by", "this one is random_images"]),
         ("task: binary", "task: binary\npreprocessing: {standardize_targets: true}", ["standardize_targets", "regression"]),
         ("task: binary", "task: binary\nname: ../../escape", ["name", "'../../escape'", "one plain folder name"]),
         ("task: binary", "task: binary\nname: runs/nested", ["name", "'runs/nested'"]),

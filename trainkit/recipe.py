@@ -112,6 +112,12 @@ _SOURCE_FIELDS: dict[str, frozenset[str]] = {
     "npz": frozenset({"path", "x_key", "y_key"}),
     "sklearn": frozenset({"name"}),
 }
+# The generators that read a generator key (the others ignore it).
+_GENERATOR_FIELDS: dict[str, frozenset[str]] = {
+    "features": frozenset({"random_labels", "learnable_binary", "learnable_multiclass", "learnable_regression"}),
+    "image_shape": frozenset({"random_images"}),
+    "classes": frozenset({"random_labels", "learnable_binary", "learnable_multiclass", "random_images"}),
+}
 
 
 class DataConfig(_Section):
@@ -180,6 +186,11 @@ class DataConfig(_Section):
             if readers and self.source not in readers:
                 raise ValueError(f"{field} is read only by a {' or '.join(readers)} source, and this one is {self.source}: "
                                  f"remove {field}, or set source: {readers[0]}")
+            generators = sorted(_GENERATOR_FIELDS.get(field, ()))
+            if self.source == "generator" and generators and self.generator not in generators:
+                # classes: 5 on learnable_regression, image_shape on a feature table: ignored in silence.
+                raise ValueError(f"{field} is read only by the {', '.join(generators)} generator{'s' * (len(generators) > 1)}, "
+                                 f"and this one is {self.generator}: remove {field}")
         return self
 
     @property
