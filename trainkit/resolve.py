@@ -390,7 +390,7 @@ def _arguments_left_out(cls: type, config: Mapping[str, Any]) -> list[str]:
     Only classes outside Keras are read (Keras's own keep some arguments under other keys, and
     rebuild them in ``from_config``), and none when such a class has a ``from_config`` of its own.
     """
-    own = [k for k in cls.__mro__ if not k.__module__.startswith("keras") and k is not object]
+    own = [k for k in cls.__mro__ if k.__module__.split(".")[0] != "keras" and k is not object]  # not keras_extras
     if any("from_config" in vars(k) for k in own):
         return []
     missing: list[str] = []

@@ -52,6 +52,11 @@ class ClosedPipeSafe:
                 self._discard_after(err)
         return len(text)
 
+    @property
+    def failure(self) -> OSError | None:
+        """What sent the stream, or the byte buffer under it, nowhere (other than a closed pipe)."""
+        return self.lost or (self._buffer.lost if self._buffer is not None else None)
+
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
@@ -133,7 +138,7 @@ def lost_output() -> dict[str, OSError]:
         if isinstance(stream, ClosedPipeSafe):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()  # what is still buffered fails now, not unseen at exit
-            failure = stream.lost or (stream._buffer.lost if stream._buffer is not None else None)
+            failure = stream.failure
             if failure is not None:
                 lost[name] = failure
     return lost
