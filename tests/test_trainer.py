@@ -1501,3 +1501,27 @@ def test_accuracy_of_a_binary_task_with_two_softmax_units_reads_the_class_of_the
     expected = float(np.mean(trainer.predict(x).argmax(axis=1) == y))
     assert expected > 0.6
     assert trainer.evaluate(x, labels)["accuracy"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_compute_loss_takes_keras_s_keyword_call_without_x():
+    # keras.Model.compute_loss gives every argument a default, and the guide to customizing fit
+    # calls self.compute_loss(y=y, y_pred=y_pred): here it was a TypeError (missing 'x') while
+    # the step traced.
+    x, y = make_data(64, features=4)
+
+    class GuideTrainer(Trainer):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                y_pred = self.model(x, training=True)
+                loss = self.compute_loss(y=y, y_pred=y_pred)
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            return {"loss": loss}
+
+    history = GuideTrainer(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary",
+                           seed=0, diagnose=False).fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+

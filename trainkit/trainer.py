@@ -318,11 +318,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
-    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
         """The scalar loss of a batch: the loss function plus the model's regularization losses.
 
         For a model with several outputs, the weighted sum of each output's loss (each one is
-        also reported as ``<output>_loss``).
+        also reported as ``<output>_loss``). Every argument has a default, as in
+        ``keras.Model.compute_loss``, so a step written for Keras that calls
+        ``self.compute_loss(y=y, y_pred=y_pred)`` works unchanged (``x`` is unused here).
         """
         predictions = multioutput.flat_outputs(y_pred)
         if len(predictions) == 1:
