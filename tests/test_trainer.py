@@ -1530,7 +1530,7 @@ def test_a_step_returning_the_trainer_s_own_metrics_running_results_logs_them_as
     # The guide's step updates self.metrics itself and returns their result(): the trainer's own
     # metrics were left out of the running results, so the epoch's mae was the mean of running
     # means (2.04 against Keras's 1.98 here), the first batches counted many times over.
-    x, y = make_data(200, features=4)
+    x, y = make_data(192, features=4)  # whole batches: the guide's loss tracker weighs batches alike
 
     class GuideTrainer(Trainer):
         def train_step(self, data):
@@ -1540,8 +1540,11 @@ def test_a_step_returning_the_trainer_s_own_metrics_running_results_logs_them_as
                 loss = self.compute_loss(x, y, y_pred)
             self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
             for metric in self.metrics:
-                metric.update_state(y, y_pred)
-            return {"loss": loss, **{m.name: m.result() for m in self.metrics}}
+                if metric.name == "loss":
+                    metric.update_state(loss)
+                else:
+                    metric.update_state(y, y_pred)
+            return {m.name: m.result() for m in self.metrics}
 
     trainer = GuideTrainer(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary",
                            metrics=["mae"], seed=0, diagnose=False)
@@ -1551,3 +1554,39 @@ def test_a_step_returning_the_trainer_s_own_metrics_running_results_logs_them_as
     expected = reference.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history
     for key in ("loss", "mae"):
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+
+
+def test_trainer_metrics_lists_the_loss_tracker_first_as_keras_s_model_metrics_does():
+    # The guide's step updates "loss" with the loss and the rest with (y, y_pred), and returns
+    # every result(): trainer.metrics held no loss tracker, so the step returned no "loss" and
+    # was refused (bad-step-output).
+    trainer = make_trainer(make_model(features=4), metrics=["mae"])
+    assert [m.name for m in trainer.metrics] == ["loss", "mae"]
+
+
+def test_a_subclass_may_define_a_metrics_property_as_in_keras_s_guide():
+    # The guide's low-level step lists its own trackers in a metrics property: Trainer set
+    # self.metrics in __init__, an AttributeError ("property 'metrics' ... has no setter").
+    x, y = make_data(192, features=4)  # whole batches: the guide's loss tracker weighs batches alike
+
+    class LowLevel(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.mae_metric]
+
+        def train_step(self, data):
+            return _guide_step(self, self.model, data, training=True)
+
+    trainer = LowLevel(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, diagnose=False)
+    history = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), metrics=["mae"])
+    expected = reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
+    for key in ("loss", "mae"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+    assert trainer.metrics == [trainer.loss_tracker, trainer.mae_metric]

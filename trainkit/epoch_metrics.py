@@ -34,7 +34,7 @@ class EpochMetrics:
     """
 
     heads: list[multioutput.Head]
-    metrics: list[keras.metrics.Metric]
+    _metrics: list[keras.metrics.Metric]
     strategy: tf.distribute.Strategy | None
     report_last_batch_loss: bool
     _loss_tracker: keras.metrics.Mean
@@ -138,7 +138,7 @@ class EpochMetrics:
     def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
         """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
         if split == "train":
-            return [self._loss_tracker, *self._output_loss_trackers, *self.metrics]
+            return [self._loss_tracker, *self._output_loss_trackers, *self._metrics]
         return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics]
 
     def _metric_results(self, split: str = "train") -> dict[str, float]:

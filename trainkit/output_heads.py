@@ -32,7 +32,7 @@ class OutputHeads:
     strategy: tf.distribute.Strategy | None
     #: One per output: its name, task, loss and loss weight.
     heads: list[multioutput.Head]
-    metrics: list[keras.metrics.Metric]
+    _metrics: list[keras.metrics.Metric]
     _metric_specs: Any
     _loss_weight_spec: Any
     #: Whether the outputs were counted (from the model's structure, or a call).
@@ -57,9 +57,9 @@ class OutputHeads:
                 paired = [(i, clone_metric(m, m.name[len(self.heads[0].name) + 1 :])) for i, m in paired]
         else:
             paired = [(None, m) for m in get_metrics(specs, self.heads[0].task, self.heads[0].loss)]
-        self.metrics = _uniquely_named([m for _, m in paired])
+        self._metrics = _uniquely_named([m for _, m in paired])
         self._metric_outputs = [None if count == 1 else i for i, _ in paired]
-        self._eval_metrics = [clone_metric(m) for m in self.metrics]
+        self._eval_metrics = [clone_metric(m) for m in self._metrics]
         trained = [h for h in self.heads if h.loss is not None] if count > 1 else []
         self._output_loss_trackers = [keras.metrics.Mean(name=f"{h.name}_loss") for h in trained]
         self._eval_output_loss_trackers = [clone_metric(m) for m in self._output_loss_trackers]

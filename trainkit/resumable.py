@@ -74,7 +74,7 @@ class Resumable:
     writer: RunWriter | None
     _loss_tracker: keras.metrics.Mean
     _output_loss_trackers: list[keras.metrics.Mean]
-    metrics: list[keras.metrics.Metric]
+    _metrics: list[keras.metrics.Metric]
     #: Metrics a subclass keeps itself (the Keras guide's ``self.loss_tracker``), see
     #: :mod:`trainkit.running_metrics`.
     _held_metrics: Callable[[], list[keras.metrics.Metric]]
@@ -98,7 +98,7 @@ class Resumable:
             # A subclass's own metrics too: a step that returns their running results logs them at
             # the epoch's end, and a resume mid-epoch must find them as they stood (they are after
             # the trainer's own, so a checkpoint written without them still restores).
-            metrics = (self._loss_tracker, *self._output_loss_trackers, *self.metrics, *self._held_metrics())
+            metrics = (self._loss_tracker, *self._output_loss_trackers, *self._metrics, *self._held_metrics())
             metric_variables = [v for m in metrics for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
             # worker saves; the others into a scratch directory that nobody reads.

@@ -40,7 +40,7 @@ class TensorBoardLogging:
     hparams: dict[str, Any] | None
     step: int
     optimizer: keras.optimizers.Optimizer
-    metrics: list[keras.metrics.Metric]
+    _metrics: list[keras.metrics.Metric]
     _output_loss_trackers: list[keras.metrics.Mean]
     _train_loop: CompiledLoop | None
     #: The run's event writer while ``fit`` runs (only the chief's); ``None`` otherwise.
@@ -71,7 +71,7 @@ class TensorBoardLogging:
             self.writer.text("train", step, name, markdown)
         if self.hparams and hparams:
             older = list(self.logdir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}")) if resumed else []
-            written = write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self.metrics))])
+            written = write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self._metrics))])
             for old in older:  # after the new one is written: a crash in between loses no record
                 if old != written:
                     old.unlink(missing_ok=True)

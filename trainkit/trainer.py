@@ -316,6 +316,16 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        """The training loss tracker (named ``loss``) and metrics, as Keras's ``model.metrics``
+        lists them, so that a step written as in Keras's guide to customizing ``fit`` (update
+        ``loss`` with the loss, the others with ``(y, y_pred)``, return every ``result()``) runs
+        as it does there. A subclass may override it (the guide's ``metrics`` property); trainkit
+        itself reads its own list, ``_metrics``.
+        """
+        return [self._loss_tracker, *self._metrics]
+
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
@@ -547,7 +557,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["train"] = True
         self._loss_tracker.update_state(loss, sample_weight=rows)
         self._update_output_losses("train", self._output_loss_trackers, rows)
-        self._update_metrics(self.metrics, y, y_pred, sample_weight)
+        self._update_metrics(self._metrics, y, y_pred, sample_weight)
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
@@ -576,7 +586,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """Refuses a log_scalar name that would overwrite another value of the epoch logs."""
         if not isinstance(name, str) or not name:
             raise ArgumentError("bad-log-scalar", f"log_scalar's name must be a non-empty string, got {name!r}.")
-        taken = {stats.LOSS, stats.LEARNING_RATE, *(m.name for m in self.metrics), *(t.name for t in self._output_loss_trackers)}
+        taken = {stats.LOSS, stats.LEARNING_RATE, *(m.name for m in self._metrics), *(t.name for t in self._output_loss_trackers)}
         if name in taken or stats.is_statistic(name):
             raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) would overwrite the step's own {name!r}: give the value a name of its own.")
         if name in logs:
