@@ -37,6 +37,7 @@ from trainkit.recipe import (
     ModelSection,
     Recipe,
 )
+from trainkit.seed_states import seed_states_kept
 
 # The names Keras gives these layers by default: auto-naming per model with the same prefixes
 # ("dense", "dense_1", ...) keeps names identical between runs of one process, where Keras' own
@@ -113,7 +114,8 @@ def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[],
             inputs = first_inputs()
         else:  # unknown sizes as 1
             inputs = tf.nest.map_structure(lambda s: tf.zeros([1, *(1 if d is None else d for d in s.shape[1:])], s.dtype), input_spec)
-        model(inputs, training=False)
+        with seed_states_kept(model):  # a call model.fit does not make
+            model(inputs, training=False)
     except Exception as err:
         raise DataError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {_first_line(err)} "
                           "Give it an input shape (keras.Input(shape=...) first), or call it once on a batch before training.") from err

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from trainkit.errors import ArgumentError, UnknownNameError
 from trainkit.resolve import clone_metric, closest, get_loss, get_metric
+from trainkit.seed_states import seed_states_kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +113,8 @@ def called_output_names(model: keras.Model, inputs: Any) -> tuple[str, ...] | No
     if getattr(model, "_outputs_struct", None) is not None or inputs is None:
         return None
     try:
-        outputs = model(tf.nest.map_structure(lambda a: a[:1], inputs), training=False)
+        with seed_states_kept(model):  # a call model.fit does not make
+            outputs = model(tf.nest.map_structure(lambda a: a[:1], inputs), training=False)
     except Exception:  # inputs that do not fit are reported by the checks and the build
         return None
     return tuple(sorted(str(k) for k in outputs)) if isinstance(outputs, Mapping) else None

@@ -23,6 +23,7 @@ from trainkit.checks.data_checks import DatasetSample
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import as_array, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs
+from trainkit.seed_states import seed_states_kept
 from trainkit.trainer_arguments import is_whole_number
 
 
@@ -59,7 +60,8 @@ def io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
             return 1
         try:
             first_row = tf.nest.map_structure(lambda a: a[:1], inputs)
-            return len(tf.nest.flatten(model(first_row, training=False)))
+            with seed_states_kept(model):  # a call model.fit does not make
+                return len(tf.nest.flatten(model(first_row, training=False)))
         except Exception:  # inputs that do not fit are reported by the checks and the build
             return 1
     return len(tf.nest.flatten(tensors)) if tensors else 1
