@@ -36,8 +36,9 @@ JOURNAL_MARK, JOURNAL_RECORDS = "journal", "journal_records"
 
 
 def _tf_variables(variables: Sequence[Any]) -> list[tf.Variable]:
-    """The ``tf.Variable`` behind each Keras variable (Keras 3 wraps them)."""
-    return [getattr(v, "value", v) for v in variables]
+    """The ``tf.Variable`` behind each Keras variable (Keras 3 wraps them); a ``tf.Variable`` as
+    it is (its ``value`` is a method)."""
+    return [v if isinstance(v, tf.Variable) else getattr(v, "value", v) for v in variables]
 
 
 class TrainingCheckpoint:
@@ -49,6 +50,9 @@ class TrainingCheckpoint:
         optimizer_variables: Every variable of the optimizer (built before this is created).
         metric_variables: The accumulators of the epoch's running loss and metrics.
         global_step: The trainer's step counter.
+        own_variables: The state a trainer subclass holds itself (its seed generators, metrics,
+            variables, layers outside the model); a group of its own only when there is some, so
+            a plain trainer's checkpoints keep their layout.
         max_to_keep: How many checkpoints to keep.
     """
 
@@ -61,6 +65,7 @@ class TrainingCheckpoint:
         metric_variables: Sequence[Any],
         global_step: tf.Variable,
         max_to_keep: int = 3,
+        own_variables: Sequence[Any] = (),
     ) -> None:
         self.directory = Path(directory)
         self._groups = {
@@ -68,6 +73,8 @@ class TrainingCheckpoint:
             "optimizer": _tf_variables(optimizer_variables),
             "metrics": _tf_variables(metric_variables),
         }
+        if own_variables:
+            self._groups["own"] = _tf_variables(own_variables)
         self._checkpoint = tf.train.Checkpoint(**self._groups, global_step=global_step)
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
         self.journal = Journal(self.directory / JOURNAL_NAME)

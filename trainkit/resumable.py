@@ -32,6 +32,7 @@ from trainkit.checkpoint import (
 from trainkit.errors import ArgumentError, RecipeError, RunDirError
 from trainkit.findings import Finding
 from trainkit.history import History
+from trainkit.running_metrics import attribute_items
 from trainkit.runs import is_storage_error, storage_error_text
 from trainkit.writers.tensorboard import (
     RunWriter,
@@ -75,9 +76,8 @@ class Resumable:
     _loss_tracker: keras.metrics.Mean
     _output_loss_trackers: list[keras.metrics.Mean]
     _metrics: list[keras.metrics.Metric]
-    #: Metrics a subclass keeps itself (the Keras guide's ``self.loss_tracker``), see
-    #: :mod:`trainkit.running_metrics`.
-    _held_metrics: Callable[[], list[keras.metrics.Metric]]
+    #: The loss and metric trackers of ``train`` / ``eval`` (:class:`~trainkit.epoch_metrics.EpochMetrics`).
+    _split_metrics: Callable[[str], list[keras.metrics.Metric]]
     #: The checkpoint writer, made by the first :meth:`_make_checkpoint` with a logdir.
     _checkpoint: TrainingCheckpoint | None
     #: The checkpoint written at the end of this fit's last epoch, and its record, which gets the
@@ -95,11 +95,8 @@ class Resumable:
         if self.logdir is None:
             return None
         if self._checkpoint is None:
-            # A subclass's own metrics too: a step that returns their running results logs them at
-            # the epoch's end, and a resume mid-epoch must find them as they stood (they are after
-            # the trainer's own, so a checkpoint written without them still restores).
-            metrics = (self._loss_tracker, *self._output_loss_trackers, *self._metrics, *self._held_metrics())
-            metric_variables = [v for m in metrics for v in m.variables]
+            # (A subclass's own metrics are in its own state: _own_state_variables.)
+            metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self._metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
             # worker saves; the others into a scratch directory that nobody reads.
             directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
@@ -110,8 +107,38 @@ class Resumable:
                 metric_variables=metric_variables,
                 global_step=self.global_step,
                 max_to_keep=self.keep_checkpoints,
+                own_variables=self._own_state_variables(),
             )
         return self._checkpoint
+
+    def _own_state_variables(self) -> list[Any]:
+        """Variables a subclass holds as attributes (or in a list, tuple or dict attribute), by
+        attribute name, that the model, the optimizers and the trainer's own trackers leave out.
+
+        A GAN's ``self.seed_generator`` (its latent vectors), the guide's ``self.loss_tracker``, a
+        gradient accumulator's ``tf.Variable`` buffers and counter, a generator kept beside the
+        model: without them a resumed run drew other random numbers, or lost a running mean or
+        half an accumulated gradient, and no longer matched the run it continues.
+        """
+        covered = {id(v) for v in (*self.model.variables, self.global_step)}
+        trackers = {id(m) for m in (*self._split_metrics("train"), *self._split_metrics("eval"))}
+        found: list[Any] = []
+        for item in attribute_items(self):
+            if isinstance(item, keras.random.SeedGenerator):
+                variables = [item.state]
+            elif isinstance(item, keras.metrics.Metric):
+                variables = [] if id(item) in trackers else item.variables
+            elif isinstance(item, keras.layers.Layer):
+                variables = item.variables
+            elif isinstance(item, tf.Variable | keras.Variable):
+                variables = [item]
+            else:
+                continue
+            for variable in variables:
+                if id(variable) not in covered:
+                    covered.add(id(variable))
+                    found.append(variable)
+        return found
 
     def _own_optimizers(self) -> list[keras.optimizers.Optimizer]:
         """Optimizers a subclass holds besides :attr:`optimizer` (a GAN's second), by attribute name.

@@ -24,16 +24,21 @@ import tensorflow as tf
 Produced = dict[Any, keras.metrics.Metric]
 
 
+def attribute_items(owner: object) -> Iterator[Any]:
+    """What ``owner`` holds as attributes, by attribute name: each value, and the items of a list,
+    tuple or dict value (a subclass's ``self.trackers = [...]``)."""
+    for _, value in sorted(vars(owner).items()):
+        yield from value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else (value,)
+
+
 def held_metrics(owner: object, exclude: Iterable[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
-    """The metrics held as attributes of ``owner`` (or in a list, tuple or dict attribute),
-    those in ``exclude`` (the trainer's own) left out, each once."""
+    """The metrics held as attributes of ``owner`` (:func:`attribute_items`), those in ``exclude``
+    (the trainer's own) left out, each once."""
     skip = {id(m) for m in exclude}
     found: dict[int, keras.metrics.Metric] = {}
-    for value in vars(owner).values():
-        items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else (value,)
-        for item in items:
-            if isinstance(item, keras.metrics.Metric) and id(item) not in skip:
-                found.setdefault(id(item), item)
+    for item in attribute_items(owner):
+        if isinstance(item, keras.metrics.Metric) and id(item) not in skip:
+            found.setdefault(id(item), item)
     return list(found.values())
 
 
