@@ -1620,3 +1620,45 @@ def test_trainkit_s_own_calls_of_a_model_leave_its_random_streams_as_model_fit_d
     expected = reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
     assert int(trainer.model.seed_generator.state.numpy()[1]) == int(reference.seed_generator.state.numpy()[1]) == 8
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+
+
+def test_a_step_ported_from_keras_is_told_the_trainer_s_spelling():
+    x, y = make_data(64, features=4)
+
+    class CallsItself(Trainer):
+        def train_step(self, data):
+            x, y = data
+            return {"loss": self.compute_loss(y=y, y_pred=self(x, training=True))}
+
+    # self(x) was TypeError: 'CallsItself' object is not callable, from inside the trace.
+    with pytest.raises(ArgumentError) as info:
+        CallsItself(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0).fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "trainer-is-not-the-model" and "self.model(x, training=True)" in info.value.message
+
+
+def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
+    # A GAN or a VAE fits on images alone in Keras; the advice was to zip the inputs with their
+    # targets. The placeholders it now names train.
+    x, _ = make_data(64, features=4)
+
+    class Unsupervised(Trainer):
+        def train_step(self, data):
+            x = data[0]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.model(x, training=True)))
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            return {"loss": loss}
+
+    def trainer():
+        return Unsupervised(make_model(features=4), loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False)
+
+    for data in (x, tf.data.Dataset.from_tensor_slices(x).batch(16)):
+        with pytest.raises(DataError) as info:
+            trainer().fit(data, epochs=1, verbose=0)
+        assert info.value.code == "missing-targets" and "A train_step of its own that uses no targets" in info.value.message
+    assert len(trainer().fit(x, np.zeros(len(x)), epochs=1, verbose=0).history["loss"]) == 1
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(16).map(lambda x: (x, tf.zeros(tf.shape(x)[:1])))
+    assert len(trainer().fit(dataset, epochs=1, verbose=0).history["loss"]) == 1
+    with pytest.raises(DataError) as info:  # the default step needs real targets: no such advice
+        make_trainer(make_model(features=4)).fit(x, epochs=1, verbose=0)
+    assert "placeholders" not in info.value.message

@@ -61,7 +61,12 @@ class FitData:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
-            train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
+            try:
+                train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
+            except DataError as err:
+                if err.code != "missing-targets" or not self._targets_hint():
+                    raise
+                raise DataError("missing-targets", f"{err.message} {self._targets_hint(dataset=True)}") from None
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
             if class_weight is not None:
                 _check_one_target(x.element_spec[1], self.heads)
@@ -70,7 +75,7 @@ class FitData:
             if steps_per_epoch is not None:
                 raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")
             if y is None:
-                raise DataError("missing-targets", "fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
+                raise DataError("missing-targets", f"fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y). {self._targets_hint()}".rstrip())
             if not 0.0 <= validation_split < 1.0:
                 raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
             parts = self._in_memory_parts(x, y, sample_weight)
@@ -98,6 +103,11 @@ class FitData:
                     raise DataError("missing-targets", "validation_data needs its targets: pass (x_val, y_val), not (x_val, None).")
                 validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
         return train, validation
+
+    def _targets_hint(self, dataset: bool = False) -> str:
+        """Advice for data without targets (``""``: none); the Trainer gives some to a subclass
+        whose own ``train_step`` may need none (a GAN, a VAE)."""
+        return ""
 
     def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
         # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,

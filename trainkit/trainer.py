@@ -316,6 +316,17 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # ONLY_FIRST_REPLICA: every replica counts the same step; the counter must advance once.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuses ``self(x)``: a step written for a ``keras.Model`` calls itself, a trainer's calls
+        its model (a bare ``TypeError: object is not callable`` otherwise, deep in the trace).
+
+        Raises:
+            ArgumentError: ``trainer-is-not-the-model``.
+        """
+        raise ArgumentError("trainer-is-not-the-model", f"{type(self).__name__} is a Trainer, not the model: in a step of its own call "
+                                                        "self.model(x, training=True), and take self.model.trainable_variables where a "
+                                                        "keras.Model's step takes self.trainable_variables.")
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         """The training loss tracker (named ``loss``) and metrics, as Keras's ``model.metrics``
@@ -908,6 +919,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             logs = self.test_step(batch)
         self._running["eval"] = running_values(logs, produced)
         return logs
+
+    def _targets_hint(self, dataset: bool = False) -> str:
+        """A step of its own may use no targets, as the Keras guide's GAN and VAE fit on images
+        alone; trainkit's data checks and diagnosis read targets, so it takes placeholders."""
+        if type(self).train_step is Trainer.train_step:
+            return ""
+        placeholder = ".map(lambda x: (x, tf.zeros(tf.shape(x)[:1])))" if dataset else "y=np.zeros(len(x))"
+        return (f"A train_step of its own that uses no targets (a GAN, a VAE) takes placeholders: {placeholder}, with task='regression' "
+                "(its data checks pass placeholders of one value) and diagnose=False (the diagnosis would judge a loss against them).")
 
     def _resolve_jit(self, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
         if self.jit_compile != "auto":
