@@ -617,6 +617,49 @@ def test_the_state_a_subclass_holds_itself_is_checkpointed_and_resumed(tmp_path)
     assert int(resumed.count.numpy()) == 20
 
 
+
+class _ReturnsItsLoss(Trainer):
+    """A step written as for Keras: its raw loss returned, no update_metrics, a value logged."""
+
+    def train_step(self, batch):
+        x, y, _ = unpack_batch(batch)
+        with tf.GradientTape() as tape:
+            y_pred = self.model(x, training=True)
+            loss = self.compute_loss(x, y, y_pred)
+        self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+        self.log_scalar("mean_prediction", tf.reduce_mean(y_pred))
+        return {"loss": loss, **self.pop_logged_scalars()}
+
+
+def test_step_averaged_epoch_values_cover_the_whole_epoch_after_a_mid_epoch_resume(tmp_path):
+    # Their epoch means came from the steps the resumed process ran: the loss a step of its own
+    # returns (Keras-style) and log_scalar's values covered only the steps after the resume.
+    from trainkit.callbacks import Callback
+    from trainkit.errors import TrainingInterrupted
+
+    class Terminate(Callback):
+        calls = 0
+
+        def on_execution_end(self, step, outputs):
+            self.calls += 1
+            if self.calls == 4:  # 3 calls an epoch: the first of the second epoch's
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def fit(logdir: Path, **kwargs) -> dict:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+        trainer = _ReturnsItsLoss(model, loss="mse", optimizer="adam", task="regression", seed=0, logdir=logdir, diagnose=False,
+                                  steps_per_execution=2, jit_compile=False)
+        return trainer.fit(*_xy(40), epochs=3, batch_size=8, verbose=0, **kwargs).history
+
+    expected = fit(tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path / "cut", callbacks=[Terminate()])
+    resumed = fit(tmp_path / "cut", resume=True)
+    for key in ("loss", "mean_prediction"):
+        np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
+
+
 def test_a_resumed_run_makes_the_xla_choice_of_the_run_it_continues(tmp_path, monkeypatch):
     # jit_compile="auto" weighs XLA's compile time against the planned steps: the resumed fit's
     # remaining epochs alone would choose otherwise, and the run would not continue exactly.

@@ -86,6 +86,9 @@ class Resumable:
     _last_checkpoint_time: float
     #: The epoch a dataset's iterator started at (see ``fit``'s ``steps_per_epoch``).
     _epochs_skipped: int
+    #: The running sums of the epoch's step-averaged values, and those a resumed epoch starts from.
+    _epoch_sums: dict[str, list[float]]
+    _resumed_sums: dict[str, list[float]] | None
     _live_diagnosis: Any
     #: The live diagnosis's checkpointed state, for a resumed fit.
     _resumed_diagnosis: dict[str, Any] | None
@@ -192,6 +195,9 @@ class Resumable:
             "callbacks": {k: v for k, v in states.items() if v is not None},
             "findings": [f.to_dict() for f in self.findings],
             "dataset_first_epoch": self._epochs_skipped,
+            # Mid-epoch, the sums behind the epoch means of step-averaged values (a step's own
+            # loss, log_scalar's values): the resumed epoch's means cover every step.
+            "epoch_sums": self._epoch_sums if batches_done else {},
             # Why training stopped here, if it did ("stopped": a callback ended the run).
             "stop_reason": self.stop_reason,
             # The live diagnosis's references (first losses, gradient baseline; its per-epoch
@@ -265,6 +271,7 @@ class Resumable:
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]
         self._resumed_diagnosis = _with_journal_epochs(progress)
         self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
+        self._resumed_sums = {str(k): [float(v[0]), float(v[1])] for k, v in progress.get("epoch_sums", {}).items()}
         if progress.get("stop_reason") in FINISHED_STOP_REASONS:
             self.stop_reason = progress["stop_reason"]
         states = progress.get("callbacks", {})

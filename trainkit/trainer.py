@@ -35,7 +35,7 @@ from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.callbacks.keras_callbacks import as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
-from trainkit.epoch_metrics import EpochMetrics, row_mean, row_means, user_scalar_columns
+from trainkit.epoch_metrics import EpochMetrics, row_means, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
     DataError,
@@ -286,6 +286,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # methods are converted, so a Python `if` over tensors in them still traces.
         autograph_overrides(self, Trainer, STEP_METHODS)
         self._epochs_skipped = 0
+        # The running sums of the epoch's step-averaged values (see _run_epoch), and those a
+        # mid-epoch checkpoint recorded, for the resumed epoch.
+        self._epoch_sums: dict[str, list[float]] = {}
+        self._resumed_sums: dict[str, list[float]] | None = None
         self._train_loop: CompiledLoop | None = None
         # The trainable variables the training loop was traced for (see _follow_trainable_changes).
         self._loop_variables: tuple[int, ...] = ()
@@ -1046,7 +1050,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch)
         else:
             calls = self._streaming_calls(train, epoch - self._epochs_skipped, start_batch)
-        extras: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        # The row-weighted sums of the values whose epoch means come from the steps (log_scalar's,
+        # a step's own loss): [sum of value * rows, rows]. A resumed epoch goes on from the sums its
+        # checkpoint recorded, so its means cover the steps before the interruption too.
+        resumed, self._resumed_sums = self._resumed_sums, None
+        self._epoch_sums = resumed if start_batch and resumed is not None else {}
         last: StepOutputs | None = None
         last_step = self.step
         call_began = time.time()  # the next call runs when the loop asks for its outputs
@@ -1064,7 +1072,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
             # metrics: only user scalars (log_scalar) get an epoch mean in the History.
             for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
-                extras.setdefault(name, []).append((outputs.values[:, column], outputs.batch_sizes))
+                sums = self._epoch_sums.setdefault(name, [0.0, 0.0])
+                sums[0] += float(np.sum(outputs.values[:, column].astype(np.float64) * outputs.batch_sizes))
+                sums[1] += float(np.sum(outputs.batch_sizes))
             every = self.histograms_every
             if isinstance(every, int) and last_step // every > first_step // every:
                 self._write_histograms(last_step)
@@ -1083,8 +1093,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if last is None and not start_batch:  # a dataset of unknown size that had no batch
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
-        for name, parts in extras.items():
-            logs[name] = row_mean(parts)
+        for name, (total, rows) in self._epoch_sums.items():
+            logs[name] = total / rows if rows else math.nan
         logs.update(self._running_results("train"))
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
