@@ -1662,3 +1662,28 @@ def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
     with pytest.raises(DataError) as info:  # the default step needs real targets: no such advice
         make_trainer(make_model(features=4)).fit(x, epochs=1, verbose=0)
     assert "placeholders" not in info.value.message
+
+
+def test_values_logged_in_a_step_of_its_own_reach_the_history_without_being_returned():
+    # A train_step of its own returning {"loss": loss} dropped, in silence, what it (or the
+    # compute_loss it calls) logged with log_scalar: only the default steps returned them.
+    x, y = make_data(64, features=4)
+
+    class OwnStep(PenaltyTrainer):
+        def train_step(self, batch):
+            x, y, w = unpack_batch(batch)
+            with tf.GradientTape() as tape:
+                y_pred = self.model(x, training=True)
+                loss = self.compute_loss(x, y, y_pred, w)
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            self.log_scalar("mean_prediction", tf.reduce_mean(y_pred))
+            return {"loss": loss}
+
+        def test_step(self, batch):
+            x, y, w = unpack_batch(batch)
+            return {"loss": self.compute_loss(x, y, self.model(x), w, training=False)}
+
+    trainer = OwnStep(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    history = trainer.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_data=(x, y)).history
+    assert {"penalty", "mean_prediction", "val_penalty"} <= set(history)
+    assert all(np.isfinite(history["penalty"])) and history["penalty"][0] > 0

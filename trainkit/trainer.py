@@ -920,7 +920,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
         with results_noted(self._held_metrics()) as produced:
-            logs = self.test_step(batch)
+            logs = _with_logged_scalars(self.test_step(batch), self.pop_logged_scalars())
         self._running["eval"] = running_values(logs, produced)
         return logs
 
@@ -942,7 +942,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
         with results_noted(self._held_metrics()) as produced:
-            logs = self.train_step(batch)
+            logs = _with_logged_scalars(self.train_step(batch), self.pop_logged_scalars())
         self._running["train"] = running_values(logs, produced)
         self.global_step.assign_add(1)
         return logs
@@ -1252,6 +1252,18 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return self._step_table.rows()
 
+
+
+def _with_logged_scalars(logs: Any, logged: Mapping[str, tf.Tensor]) -> Any:
+    """A step's returned logs with the scalars it logged but did not return added.
+
+    The default steps return ``pop_logged_scalars()``; a step of its own that calls
+    :meth:`Trainer.log_scalar` (or a ``compute_loss`` that does) and returns ``{"loss": loss}``
+    lost them in silence. A value the step returns under the same name is kept.
+    """
+    if not logged or not isinstance(logs, Mapping):
+        return logs  # (no dict: the step's checks refuse it)
+    return {**logs, **{name: value for name, value in logged.items() if name not in logs}}
 
 
 def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
