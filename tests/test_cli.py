@@ -859,6 +859,16 @@ def test_a_logdir_that_does_not_hold_the_run_to_resume_is_a_usage_error(runner, 
     assert "[usage]" not in same.output
 
 
+def _sigterm_when_called(module: str, function: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``trainkit ARGS`` in a process of its own, whose ``module.function`` sends it SIGTERM."""
+    script = ("import importlib, os, signal, sys\n"
+              "import trainkit.cli as cli\n"
+              f"setattr(importlib.import_module({module!r}), {function!r}, lambda *args: os.kill(os.getpid(), signal.SIGTERM))\n"
+              f"sys.argv = ['trainkit', *{args!r}]\n"
+              "cli.main()\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+
+
 @pytest.mark.parametrize(("command", "said"), [
     ("train", "interrupted: Stopped before training began; nothing was trained or kept."),
     ("check", "interrupted: Stopped."),
@@ -866,12 +876,7 @@ def test_a_logdir_that_does_not_hold_the_run_to_resume_is_a_usage_error(runner, 
 def test_sigterm_before_any_run_takes_the_signals_stops_the_command_as_ctrl_c_does(tiny_recipe, command, said):
     # Loading the recipe and data, importing TensorFlow: SIGTERM's default killed the process
     # without a word (compare: without the table of the runs that had finished).
-    script = ("import os, signal, sys\n"
-              "import trainkit.cli as cli\n"
-              "cli._load = lambda *args: os.kill(os.getpid(), signal.SIGTERM)\n"
-              f"sys.argv = ['trainkit', {command!r}, {str(tiny_recipe)!r}]\n"
-              "cli.main()\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    proc = _sigterm_when_called("trainkit.cli", "_load", [command, str(tiny_recipe)])
     assert proc.returncode == 143, proc.stderr
     assert proc.stderr.strip() == said
 
@@ -879,12 +884,7 @@ def test_sigterm_before_any_run_takes_the_signals_stops_the_command_as_ctrl_c_do
 def test_sigterm_in_a_command_outside_its_error_handling_exits_143_with_a_word(tmp_path):
     # typer turns any KeyboardInterrupt a command lets out into a silent exit 130: SIGTERM while
     # listing recipes (or printing a report) exited as a Ctrl-C, without a word.
-    script = ("import os, signal, sys\n"
-              "import trainkit.cli as cli, trainkit.recipe as recipe\n"
-              "recipe.list_recipes = lambda *args: os.kill(os.getpid(), signal.SIGTERM)\n"
-              f"sys.argv = ['trainkit', 'recipes', {str(tmp_path)!r}]\n"
-              "cli.main()\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    proc = _sigterm_when_called("trainkit.recipe", "list_recipes", ["recipes", str(tmp_path)])
     assert proc.returncode == 143, proc.stderr
     assert proc.stderr.strip() == "interrupted"
 

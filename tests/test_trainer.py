@@ -693,40 +693,45 @@ def _guide_step(owner, model, data, training):
     return {"loss": owner.loss_tracker.result(), "mae": owner.mae_metric.result()}
 
 
+class GuideTrainer(Trainer):
+    """The Keras guide's low-level steps on a Trainer: its own trackers, as attributes only."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+
+    def train_step(self, batch):
+        return _guide_step(self, self.model, batch, training=True)
+
+    def test_step(self, batch):
+        return _guide_step(self, self.model, batch, training=False)
+
+
+class GuideModel(keras.Sequential):
+    """The same steps on a keras.Model, as the guide writes them, for model.fit."""
+
+    def __init__(self, layers):
+        super().__init__(layers)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.mae_metric]
+
+    def train_step(self, data):
+        return _guide_step(self, self, data, training=True)
+
+    def test_step(self, data):
+        return _guide_step(self, self, data, training=False)
+
+
 def test_a_step_returning_its_own_metrics_running_results_logs_them_as_keras_does():
     # The "customizing fit" guide: an epoch's value of a running mean is where it stands at the
     # epoch's end, the metrics reset at each epoch's start and before validation. Averaged over
     # the steps like a batch's loss, the first batches counted many times over.
     x, y = make_data(203, features=4)  # a partial last batch of 11 rows
-
-    class GuideTrainer(Trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
-
-        def train_step(self, batch):
-            return _guide_step(self, self.model, batch, training=True)
-
-        def test_step(self, batch):
-            return _guide_step(self, self.model, batch, training=False)
-
-    class GuideModel(keras.Sequential):
-        def __init__(self, layers):
-            super().__init__(layers)
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
-
-        @property
-        def metrics(self):
-            return [self.loss_tracker, self.mae_metric]
-
-        def train_step(self, data):
-            return _guide_step(self, self, data, training=True)
-
-        def test_step(self, data):
-            return _guide_step(self, self, data, training=False)
-
     trainer = GuideTrainer(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, diagnose=False)
     history = trainer.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, validation_data=(x[:50], y[:50])).history
     reference = GuideModel(make_model(features=4).layers)
@@ -1569,18 +1574,10 @@ def test_a_subclass_may_define_a_metrics_property_as_in_keras_s_guide():
     # self.metrics in __init__, an AttributeError ("property 'metrics' ... has no setter").
     x, y = make_data(192, features=4)  # whole batches: the guide's loss tracker weighs batches alike
 
-    class LowLevel(Trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
-
+    class LowLevel(GuideTrainer):
         @property
         def metrics(self):
             return [self.loss_tracker, self.mae_metric]
-
-        def train_step(self, data):
-            return _guide_step(self, self.model, data, training=True)
 
     trainer = LowLevel(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, diagnose=False)
     history = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
