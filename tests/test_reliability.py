@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
-from trainkit.errors import ArgumentError
+from trainkit.errors import ArgumentError, TrainingInterrupted
 from trainkit.sources import unpack_batch
 
 RECIPE = """
@@ -370,7 +370,6 @@ def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_pa
     # The resumed epoch then has nothing left, and must not trace the streaming loop on an empty
     # iterator (under a strategy that trace ran 0 steps in every later epoch).
     from trainkit.callbacks import Callback
-    from trainkit.errors import TrainingInterrupted
 
     class Terminate(Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -389,12 +388,18 @@ def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_pa
         trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, diagnose=False, logdir=logdir, strategy=distributed)
         return trainer.fit(x, y, epochs=3, batch_size=32, verbose=0, validation_split=0.2, **kwargs).history
 
-    expected = fit(tmp_path / "whole")
-    with pytest.raises(TrainingInterrupted):
-        fit(tmp_path / "cut", callbacks=[Terminate()])
-    resumed = fit(tmp_path / "cut", resume=True)
+    resumed, expected = _resumed_and_whole(fit, tmp_path, Terminate())
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
+
+
+def _resumed_and_whole(fit, tmp_path: Path, stop) -> tuple:
+    """What ``fit(logdir, **kwargs)`` returns for a run that ``stop`` (a callback sending SIGTERM)
+    interrupted and that was then resumed, and for the same run uninterrupted."""
+    expected = fit(tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path / "cut", callbacks=[stop])
+    return fit(tmp_path / "cut", resume=True), expected
 
 
 def _damage(prefix: Path, how: str) -> None:
@@ -635,7 +640,6 @@ def test_step_averaged_epoch_values_cover_the_whole_epoch_after_a_mid_epoch_resu
     # Their epoch means came from the steps the resumed process ran: the loss a step of its own
     # returns (Keras-style) and log_scalar's values covered only the steps after the resume.
     from trainkit.callbacks import Callback
-    from trainkit.errors import TrainingInterrupted
 
     class Terminate(Callback):
         calls = 0
@@ -652,10 +656,7 @@ def test_step_averaged_epoch_values_cover_the_whole_epoch_after_a_mid_epoch_resu
                                   steps_per_execution=2, jit_compile=False)
         return trainer.fit(*_xy(40), epochs=3, batch_size=8, verbose=0, **kwargs).history
 
-    expected = fit(tmp_path / "whole")
-    with pytest.raises(TrainingInterrupted):
-        fit(tmp_path / "cut", callbacks=[Terminate()])
-    resumed = fit(tmp_path / "cut", resume=True)
+    resumed, expected = _resumed_and_whole(fit, tmp_path, Terminate())
     for key in ("loss", "mean_prediction"):
         np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
 
@@ -832,7 +833,6 @@ def test_a_step_s_own_running_metric_resumes_mid_epoch_where_it_stood(tmp_path):
     # Its totals were not in the checkpoint: the resumed epoch's value was the mean of the batches
     # after the resume only (6.19 where the uninterrupted run logged 5.91).
     from trainkit.callbacks import Callback
-    from trainkit.errors import TrainingInterrupted
 
     class TerminateAt(Callback):
         def on_execution_end(self, first_step, outputs):
@@ -850,7 +850,5 @@ def test_a_step_s_own_running_metric_resumes_mid_epoch_where_it_stood(tmp_path):
                                    jit_compile=False, logdir=logdir, steps_per_execution=2)
         return trainer.fit(x, y, epochs=3, batch_size=20, shuffle=False, verbose=0, **kwargs).history["loss"]
 
-    expected = fit(tmp_path / "whole")
-    with pytest.raises(TrainingInterrupted):
-        fit(tmp_path / "cut", callbacks=[TerminateAt()])
-    np.testing.assert_allclose(fit(tmp_path / "cut", resume=True), expected, rtol=1e-6)
+    resumed, expected = _resumed_and_whole(fit, tmp_path, TerminateAt())
+    np.testing.assert_allclose(resumed, expected, rtol=1e-6)
