@@ -1553,10 +1553,15 @@ def test_a_step_returning_the_trainer_s_own_metrics_running_results_logs_them_as
 
     trainer = GuideTrainer(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary",
                            metrics=["mae"], seed=0, diagnose=False)
-    history = trainer.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history
+    _fits_like_compiled_keras(trainer, x, y, epochs=3)
+
+
+def _fits_like_compiled_keras(trainer: Trainer, x: np.ndarray, y: np.ndarray, epochs: int) -> None:
+    """``trainer``'s loss and mae per epoch equal those of make_model compiled with Adam(0.01)."""
+    history = trainer.fit(x, y, epochs=epochs, batch_size=32, shuffle=False, verbose=0).history
     reference = make_model(features=4)
     reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), metrics=["mae"])
-    expected = reference.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history
+    expected = reference.fit(x, y, epochs=epochs, batch_size=32, shuffle=False, verbose=0).history
     for key in ("loss", "mae"):
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
 
@@ -1580,12 +1585,7 @@ def test_a_subclass_may_define_a_metrics_property_as_in_keras_s_guide():
             return [self.loss_tracker, self.mae_metric]
 
     trainer = LowLevel(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, diagnose=False)
-    history = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
-    reference = make_model(features=4)
-    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), metrics=["mae"])
-    expected = reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
-    for key in ("loss", "mae"):
-        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+    _fits_like_compiled_keras(trainer, x, y, epochs=2)
     assert trainer.metrics == [trainer.loss_tracker, trainer.mae_metric]
 
 
