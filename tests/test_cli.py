@@ -889,6 +889,30 @@ def test_sigterm_in_a_command_outside_its_error_handling_exits_143_with_a_word(t
     assert proc.stderr.strip() == "interrupted"
 
 
+def test_ctrl_c_after_an_earlier_command_s_sigterm_in_the_same_process_still_exits_130(tmp_path, monkeypatch):
+    # The SIGTERM flag was never cleared: once a command of the process had been terminated, a
+    # later command's Ctrl-C exited 143 as a SIGTERM would.
+    import signal
+
+    import trainkit.cli as cli
+    import trainkit.recipe as recipe
+    from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt
+
+    previous = sigterm_as_interrupt()
+    try:
+        with pytest.raises(Terminated):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # an earlier command's SIGTERM
+    finally:
+        restore_sigterm(previous)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "list_recipes", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["trainkit", "recipes", str(tmp_path)])
+    assert cli._dispatch() == 130
+
+
 def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     # check's help showed the docstring's reStructuredText (``sweep:``, ``compare``), and diagnose's
     # said it read "a finished run" when it is as much for the runs that did not finish.

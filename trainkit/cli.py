@@ -17,7 +17,13 @@ from typing import Annotated, Any
 import typer
 
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
-from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt, terminated
+from trainkit.interrupt import (
+    Terminated,
+    forget_termination,
+    restore_sigterm,
+    sigterm_as_interrupt,
+    terminated,
+)
 from trainkit.writers.pipes import lost_output, survive_closed_pipes
 
 app = typer.Typer(
@@ -398,6 +404,7 @@ def _dispatch() -> int:
         _err(f"error: [usage] {empty} is empty (a shell variable that was not set?). Give a value: an empty path would be taken "
              f"for the current directory. See {_command_name(None)} --help.")
         return EXIT_USER_ERROR
+    forget_termination()  # a SIGTERM of an earlier command in this process is not this one's
     try:
         code = app(standalone_mode=False)
         if code == 130 and terminated():

@@ -101,6 +101,12 @@ def terminated() -> bool:
     return _terminated.is_set()
 
 
+def forget_termination() -> None:
+    """Clears what :func:`terminated` reports, at the start of a command: a SIGTERM that ended an
+    earlier command of the same process (tests, a notebook calling the CLI) is not this one's."""
+    _terminated.clear()
+
+
 def restore_sigterm(previous: Any) -> None:
     """Puts back the SIGTERM handler :func:`sigterm_as_interrupt` replaced."""
     # None: a handler installed outside Python (which cannot be put back), or none replaced
