@@ -122,6 +122,9 @@ class Resumable:
         gradient accumulator's ``tf.Variable`` buffers and counter, a generator kept beside the
         model: without them a resumed run drew other random numbers, or lost a running mean or
         half an accumulated gradient, and no longer matched the run it continues.
+
+        Raises:
+            ArgumentError: ``layer-not-built`` for a layer of its own not built yet.
         """
         covered = {id(v) for v in (*self.model.variables, self.global_step)}
         trackers = {id(m) for m in (*self._split_metrics("train"), *self._split_metrics("eval"))}
@@ -132,6 +135,12 @@ class Resumable:
             elif isinstance(item, keras.metrics.Metric):
                 variables = [] if id(item) in trackers else item.variables
             elif isinstance(item, keras.layers.Layer):
+                if not item.built:
+                    # Built by the step's first trace, which a resume reads the checkpoint before:
+                    # its state was left out of the restore in silence (and of every later checkpoint).
+                    raise ArgumentError("layer-not-built", f"A layer of its own ({type(item).__name__} {item.name!r}) is not built before the "
+                                                           "checkpoint is read (a resume would leave its state out). Build it in __init__ "
+                                                           "with its input shape: layer.build(input_shape), or start it with keras.Input.")
                 variables = item.variables
             elif isinstance(item, tf.Variable | keras.Variable):
                 variables = [item]
