@@ -748,6 +748,9 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     x, y = make_data(96, features=4)
 
     class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):  # a KeyError here: trainkit gave params["steps"] only at epochs
+            self.planned = (self.params["epochs"], self.params["steps"])
+
         def on_epoch_end(self, epoch, logs=None):
             self.seen = (self.params["epochs"], self.params["steps"])
 
@@ -774,7 +777,7 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     saved = keras.models.load_model(tmp_path / "trainkit.keras")
     np.testing.assert_allclose(saved.predict(x, verbose=0), trainer.predict(x), rtol=1e-6)
     assert not hasattr(trainer.model, "optimizer")  # the run's optimizer is lent to the model for the run only
-    assert steps["trainkit"].seen == steps["keras"].seen == (6, 6)
+    assert steps["trainkit"].seen == steps["keras"].seen == steps["trainkit"].planned == steps["keras"].planned == (6, 6)
 
 
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():

@@ -740,6 +740,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._ensure_built(train)
         self._follow_trainable_changes()
         self.epochs = epochs
+        self.steps_per_epoch = _epoch_steps(train, batch_size)  # this fit's, for on_train_begin (Keras's params["steps"])
         self.stop_training = False
         self.stop_reason = None
         self.nan_weights = None
@@ -1039,10 +1040,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if start_batch == 0:  # a resumed epoch continues with its restored running means
             self._reset_metrics()
         self._batches_done = start_batch
-        if isinstance(train, ArraySource):
-            self.steps_per_epoch = math.ceil(train.rows / batch_size)
-        else:
-            self.steps_per_epoch = train.batches
+        self.steps_per_epoch = _epoch_steps(train, batch_size)
         callbacks.on_epoch_begin(epoch)
         if self.strategy is not None:
             calls = self._distributed_calls(train, batch_size, shuffle, epoch, start_batch)
@@ -1252,6 +1250,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return self._step_table.rows()
 
+
+
+def _epoch_steps(train: Any, batch_size: int) -> int | None:
+    """The batches an epoch of ``train`` takes (``None``: a dataset of unknown size)."""
+    return math.ceil(train.rows / batch_size) if isinstance(train, ArraySource) else train.batches
 
 
 def _with_logged_scalars(logs: Any, logged: Mapping[str, tf.Tensor]) -> Any:

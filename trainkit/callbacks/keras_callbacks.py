@@ -107,7 +107,8 @@ class KerasCallback(Callback):
         if self._lent:
             model.optimizer = self.trainer.optimizer
         model.stop_training = False
-        self.callback.set_params({"epochs": self.trainer.epochs, "verbose": 0})
+        # As model.fit gives them before on_train_begin (steps: this fit's, set again at each epoch).
+        self.callback.set_params({"epochs": self.trainer.epochs, "steps": self.trainer.steps_per_epoch, "verbose": 0})
         self.callback.on_train_begin(dict(logs or {}))
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
