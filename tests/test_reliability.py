@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
-from trainkit.errors import ArgumentError, TrainingInterrupted
+from trainkit.errors import ArgumentError, RecipeError, TrainingInterrupted
 from trainkit.sources import unpack_batch
 
 RECIPE = """
@@ -883,3 +883,27 @@ def test_a_step_s_own_running_metric_resumes_mid_epoch_where_it_stood(tmp_path):
 
     resumed, expected = _resumed_and_whole(fit, tmp_path, TerminateAt())
     np.testing.assert_allclose(resumed, expected, rtol=1e-6)
+
+
+class _Seeded(Trainer):
+    """A subclass that keeps state of its own (a GAN's latent seed generator)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed_generator = keras.random.SeedGenerator(3)
+
+
+@pytest.mark.parametrize(("writer", "reader", "says"), [
+    (Trainer, _Seeded, "none of the state a Trainer subclass keeps itself"),  # an older trainkit's checkpoint, or another class
+    (_Seeded, Trainer, "it holds own variables this run has none of"),  # restored, that state was dropped in silence
+])
+def test_a_checkpoint_with_or_without_a_subclass_s_own_state_is_refused_by_the_other_kind(tmp_path, writer, reader, says):
+    def trainer(cls):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        return cls(model, loss="mse", optimizer="adam", task="regression", seed=0, logdir=tmp_path, diagnose=False, checkpoint_every=1)
+
+    trainer(writer).fit(*_xy(40), epochs=1, verbose=0)
+    with pytest.raises(RecipeError) as info:
+        trainer(reader).fit(*_xy(40), epochs=2, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch" and says in info.value.message

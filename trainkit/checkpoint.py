@@ -74,7 +74,7 @@ class TrainingCheckpoint:
             "metrics": _tf_variables(metric_variables),
         }
         if own_variables:
-            self._groups["own"] = _tf_variables(own_variables)
+            self._groups[OWN] = _tf_variables(own_variables)
         self._checkpoint = tf.train.Checkpoint(**self._groups, global_step=global_step)
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
         self.journal = Journal(self.directory / JOURNAL_NAME)
@@ -168,7 +168,7 @@ class TrainingCheckpoint:
                 continue
             if mismatch is not None:
                 # Another model (a changed layer width, an extra layer): no checkpoint of the run fits.
-                raise RecipeError("resume-mismatch", f"The checkpoint {prefix} was written for another model: {mismatch}. "
+                raise RecipeError("resume-mismatch", f"The checkpoint {prefix} does not fit this run's model and trainer: {mismatch}. "
                                                      "Resume with the same recipe (model) and --set options, or start a new run.")
             if damaged:
                 print(f"warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) {', '.join(damaged)}; resuming from {Path(prefix).name}.", file=sys.stderr)
@@ -193,8 +193,16 @@ class TrainingCheckpoint:
     def _mismatch(self, prefix: str) -> str | None:
         """How the variables saved at ``prefix`` differ from this run's (count, shapes); ``None``: they fit."""
         saved = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+        saved_groups = {key.split("/", 1)[0] for key in saved if key.endswith(_VALUE)} - {"global_step", "save_counter"}
+        extra = sorted(saved_groups - set(self._groups))
+        if extra:  # restored with assert_existing_objects_matched, it would be dropped in silence
+            return f"it holds {', '.join(extra)} variables this run has none of"
         for group, variables in self._groups.items():
             count = sum(1 for key in saved if key.startswith(f"{group}/") and key.endswith(_VALUE))
+            if group == OWN and count == 0:
+                return (f"it holds none of the state a Trainer subclass keeps itself (its seed generators, metrics, variables), "
+                        f"this run has {len(variables)}: written by another class, or by a trainkit that did not checkpoint it yet, "
+                        "it cannot be resumed exactly")
             if count != len(variables):
                 return f"it holds {count} {group} variables, this run has {len(variables)}"
             for i, variable in enumerate(variables):
@@ -203,6 +211,9 @@ class TrainingCheckpoint:
                     return f"{group} variable {variable.name} has shape {shape} there, {variable.shape.as_list()} here"
         return None
 
+
+#: The checkpoint group of the state a Trainer subclass keeps itself (only when it keeps some).
+OWN = "own"
 
 #: The key suffix of a variable's value in a checkpoint (``model/0/.ATTRIBUTES/VARIABLE_VALUE``).
 _VALUE = ".ATTRIBUTES/VARIABLE_VALUE"
