@@ -1575,6 +1575,8 @@ def test_trainer_metrics_lists_the_loss_tracker_first_as_keras_s_model_metrics_d
     # was refused (bad-step-output).
     trainer = make_trainer(make_model(features=4), metrics=["mae"])
     assert [m.name for m in trainer.metrics] == ["loss", "mae"]
+    with pytest.raises(ArgumentError, match="cannot be set: pass metrics="):  # was a bare "has no setter"
+        trainer.metrics = [keras.metrics.AUC()]
 
 
 def test_a_subclass_may_define_a_metrics_property_as_in_keras_s_guide():

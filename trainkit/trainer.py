@@ -341,6 +341,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return [self._loss_tracker, *self._metrics]
 
+    @metrics.setter
+    def metrics(self, value: Any) -> None:
+        # Keras's model.metrics cannot be set either; the list is the constructor's to make.
+        raise ArgumentError("bad-argument", "Trainer.metrics is read from the trainer's trackers and cannot be set: pass metrics=[...] to "
+                                            "the Trainer, or define a metrics property in a subclass (as Keras's guide does).")
+
     # -- hooks users override (all run inside the compiled loop) ----------------------------------
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True) -> tf.Tensor:
