@@ -31,13 +31,11 @@ def attribute_items(owner: object) -> Iterator[Any]:
         yield from value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else (value,)
 
 
-def held_metrics(owner: object, exclude: Iterable[keras.metrics.Metric]) -> list[keras.metrics.Metric]:
-    """The metrics held as attributes of ``owner`` (:func:`attribute_items`), those in ``exclude``
-    (the trainer's own) left out, each once."""
-    skip = {id(m) for m in exclude}
+def held_metrics(owner: object) -> list[keras.metrics.Metric]:
+    """The metrics held as attributes of ``owner`` (:func:`attribute_items`), each once."""
     found: dict[int, keras.metrics.Metric] = {}
     for item in attribute_items(owner):
-        if isinstance(item, keras.metrics.Metric) and id(item) not in skip:
+        if isinstance(item, keras.metrics.Metric):
             found.setdefault(id(item), item)
     return list(found.values())
 

@@ -958,7 +958,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """Metrics a subclass keeps as attributes (the Keras guide's ``self.loss_tracker``), and
         the trainer's own: a step that updates ``self.metrics`` itself, without
         :meth:`update_metrics`, and returns their ``result()`` returns running values too."""
-        return held_metrics(self, [])
+        return held_metrics(self)
 
     def _build_train_loop(self, train: Any, planned_steps: int | None = None, batch_rows: int = 32) -> None:
         """Builds the compiled training loop at the trainer's first fit; ``auto`` weighs XLA's
