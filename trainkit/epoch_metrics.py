@@ -177,11 +177,20 @@ class EpochMetrics:
         return {name: float(metric.result()) for name, metric in self._running.get(split, {}).items()}
 
 
+def add_row_sums(sums: list[float], values: np.ndarray, rows: np.ndarray) -> None:
+    """Adds per-step ``values`` weighted by their batches' ``rows`` to ``sums``: ``[sum of value *
+    rows, rows]``, the running form of :func:`row_mean` (a checkpoint can carry it)."""
+    weights = np.asarray(rows, dtype=np.float64)
+    sums[0] += float(np.sum(np.asarray(values, dtype=np.float64) * weights))
+    sums[1] += float(np.sum(weights))
+
+
 def row_mean(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """The mean of per-step values weighted by their batches' rows: ``(values, rows)`` pairs."""
-    values = np.concatenate([v for v, _ in parts])
-    weights = np.concatenate([w for _, w in parts]).astype(np.float64)
-    return float(np.sum(values * weights) / np.sum(weights))
+    sums = [0.0, 0.0]
+    for values, rows in parts:
+        add_row_sums(sums, values, rows)
+    return sums[0] / sums[1]
 
 
 def row_means(calls: Sequence[StepOutputs], names: Sequence[str]) -> dict[str, float]:

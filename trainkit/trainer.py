@@ -35,7 +35,7 @@ from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.callbacks.keras_callbacks import as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
-from trainkit.epoch_metrics import EpochMetrics, row_means, user_scalar_columns
+from trainkit.epoch_metrics import EpochMetrics, add_row_sums, row_means, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
     DataError,
@@ -1076,9 +1076,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Statistics are per-step signals (in TensorBoard and the step table), not epoch
             # metrics: only user scalars (log_scalar) get an epoch mean in the History.
             for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
-                sums = self._epoch_sums.setdefault(name, [0.0, 0.0])
-                sums[0] += float(np.sum(outputs.values[:, column].astype(np.float64) * outputs.batch_sizes))
-                sums[1] += float(np.sum(outputs.batch_sizes))
+                add_row_sums(self._epoch_sums.setdefault(name, [0.0, 0.0]), outputs.values[:, column], outputs.batch_sizes)
             every = self.histograms_every
             if isinstance(every, int) and last_step // every > first_step // every:
                 self._write_histograms(last_step)
