@@ -913,6 +913,33 @@ def test_ctrl_c_after_an_earlier_command_s_sigterm_in_the_same_process_still_exi
     assert cli._dispatch() == 130
 
 
+def test_ctrl_c_in_a_command_outside_its_error_handling_exits_130_with_a_word(tmp_path, monkeypatch, capsys):
+    # typer turns a KeyboardInterrupt a command lets out into exit code 130 without a word.
+    import trainkit.cli as cli
+    import trainkit.recipe as recipe
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "list_recipes", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["trainkit", "recipes", str(tmp_path)])
+    assert cli._dispatch() == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_handled_ctrl_c_is_said_once(tiny_recipe, monkeypatch, capsys):
+    # The command's own handling says what the stop means; the catch-all must not add a second line.
+    import trainkit.cli as cli
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["trainkit", "check", str(tiny_recipe)])
+    assert cli._dispatch() == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted: Stopped."]
+
+
 def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     # check's help showed the docstring's reStructuredText (``sweep:``, ``compare``), and diagnose's
     # said it read "a finished run" when it is as much for the runs that did not finish.

@@ -45,6 +45,23 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+class _InterruptSaid:
+    """Whether this command has said why it stopped on Ctrl-C or SIGTERM.
+
+    typer turns a ``KeyboardInterrupt`` that a command lets out into a silent exit code 130, the
+    same code the command's own handling returns after saying how to resume: this tells them apart.
+    """
+
+    said = False
+
+
+def _interrupted(message: str, code: int) -> typer.Exit:
+    """Says ``message`` and returns the exit to raise for an interrupted command (130 or 143)."""
+    _err(message)
+    _InterruptSaid.said = True
+    return typer.Exit(code)
+
+
 @contextlib.contextmanager
 def user_errors(interrupted: str = "Stopped.") -> Iterator[None]:
     """Turns trainkit's user errors into one line on stderr and exit code 2.
@@ -57,8 +74,7 @@ def user_errors(interrupted: str = "Stopped.") -> Iterator[None]:
     except TrainingInterrupted:
         raise  # not a user error: the command says how to resume and exits 130/143
     except KeyboardInterrupt as stop:
-        _err(f"interrupted: {interrupted}")
-        raise typer.Exit(_interrupt_code(stop)) from None
+        raise _interrupted(f"interrupted: {interrupted}", _interrupt_code(stop)) from None
     except TrainkitError as err:
         _err(f"error: {one_line(str(err))}")
         raise typer.Exit(EXIT_USER_ERROR) from None
@@ -132,8 +148,7 @@ def train(
         options = "".join(f" --set {shlex.quote(o)}" for o in set_)
         # Quoted like the recipe: a run directory under a path with spaces must paste back whole.
         resume_with = f" Resume with: trainkit train {shlex.quote(str(recipe))}{options} --resume {shlex.quote(str(run_dir))}" if run_dir is not None else ""
-        _err(f"interrupted: {err.message}{resume_with}")
-        raise typer.Exit(err.exit_code) from None
+        raise _interrupted(f"interrupted: {err.message}{resume_with}", err.exit_code) from None
     for line in summary_lines(result):
         typer.echo(line)
     if result.status == "nan-loss":
@@ -296,8 +311,8 @@ def compare_command(
                     _err(f"the {len(rows)} finished run{'s' if len(rows) != 1 else ''} written to {json_path}")
             run_dir = getattr(err, "run_dir", None)
             resume = f". Resume the run it stopped with: {variants[len(rows)].resume_command(run_dir)}" if run_dir is not None else ""
-            _err(f"interrupted after {len(rows)} of {len(variants)} runs{resume}")
-            raise typer.Exit(getattr(err, "exit_code", _interrupt_code(err))) from None
+            raise _interrupted(f"interrupted after {len(rows)} of {len(variants)} runs{resume}",
+                               getattr(err, "exit_code", _interrupt_code(err))) from None
     typer.echo(format_table(rows))
     if json_path is not None:
         if not _write_json(rows, json_path):
@@ -405,13 +420,14 @@ def _dispatch() -> int:
              f"for the current directory. See {_command_name(None)} --help.")
         return EXIT_USER_ERROR
     forget_termination()  # a SIGTERM of an earlier command in this process is not this one's
+    _InterruptSaid.said = False
     try:
         code = app(standalone_mode=False)
-        if code == 130 and terminated():
-            # SIGTERM outside user_errors (listing recipes, printing a report): typer made it a
-            # silent exit 130, as for Ctrl-C; the handled ones exit 143 already.
+        if code == 130 and not _InterruptSaid.said:
+            # Ctrl-C or SIGTERM outside user_errors (listing recipes, printing a report): typer
+            # made either a silent exit 130.
             _err("interrupted")
-            return 143
+            return 143 if terminated() else 130
     except KeyboardInterrupt as stop:
         _err("interrupted")
         return _interrupt_code(stop)
