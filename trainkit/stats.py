@@ -571,11 +571,13 @@ def histograms(tensors: Sequence[Any], bucket_count: int = HISTOGRAM_BUCKETS, *,
     tensors there are; large ones each by ``histogram_fixed_width``. Only the buckets then leave
     the device. (Counting on the host with the plugin's numpy code builds an ``[entries,
     buckets]`` one-hot matrix: ~30 ms for one 32x30x30x32 convolution output.) With ``xla``
-    every tensor is counted together (shapes must then be static): XLA compiles segment sums,
-    not ``histogram_fixed_width``.
+    (shapes must then be static) each tensor's extremes are its own reductions and every entry
+    is counted by one segment sum: XLA compiles segment sums, not ``histogram_fixed_width``.
     """
     flats = [tf.reshape(_float32(t), [-1]) for t in tensors]
-    large = [] if xla else [i for i, f in enumerate(flats) if f.shape[0] is not None and f.shape[0] > _LARGE_HISTOGRAM]
+    if xla:
+        return _histograms_static(flats, bucket_count)
+    large = [i for i, f in enumerate(flats) if f.shape[0] is not None and f.shape[0] > _LARGE_HISTOGRAM]
     if not large:
         return _histograms_together(flats, bucket_count)
     small = [i for i in range(len(flats)) if i not in large]
@@ -625,7 +627,44 @@ def _histograms_together(flats: Sequence[tf.Tensor], bucket_count: int) -> tf.Te
     bucket = tf.where(tf.gather(spread, segment), tf.clip_by_value(tf.floor(offset), 0.0, k - 1.0), k - 1.0)
     pair = segment * k + tf.cast(tf.where(finite, bucket, 0.0), tf.int32)
     counts = tf.math.unsorted_segment_sum(tf.cast(finite, tf.float64), pair, n * k)  # XLA has no dynamic bincount
-    counts = tf.reshape(counts, [n, k])
+    return _bucket_table(low, high, tf.reshape(counts, [n, k]))
+
+
+def _histograms_static(flats: Sequence[tf.Tensor], bucket_count: int) -> tf.Tensor:
+    """:func:`histograms` of flat tensors of static sizes, for XLA (see there).
+
+    Each tensor's minimum and maximum are reductions of its own, which XLA fuses with the
+    finiteness test, and its entries' buckets are computed against its own scalars; only the
+    counting is shared: one segment sum over (tensor, bucket) pairs. The segment minima and
+    maxima of :func:`_histograms_together` are scatters, which XLA runs entry by entry on a CPU:
+    the 8x256 MLP's 46 tensors (1.07M entries), counted alone, took ~7.7 ms that way and ~3.2 ms
+    this way; its whole histogram call (the probe batch's gradients included) 13.8 -> 5.2 ms. The
+    10-64-32-1 MLP's call, of 16 small tensors, stays at ~0.5 ms.
+    """
+    k = bucket_count
+    n = len(flats)
+    lows, highs, pairs = [], [], []
+    for i, flat in enumerate(flats):
+        finite = tf.math.is_finite(flat)
+        low, high = tf.reduce_min(tf.where(finite, flat, np.inf)), tf.reduce_max(tf.where(finite, flat, -np.inf))
+        width = (high - low) / k  # NaN when the tensor has no finite entry: never used
+        offset = tf.math.divide_no_nan(flat - low, width)
+        # floor((value - min) / width), clamped to the last bucket; one value repeated: the last.
+        bucket = tf.where(width > 0, tf.clip_by_value(tf.floor(offset), 0.0, k - 1.0), k - 1.0)
+        # Non-finite entries go to one extra segment past the last, dropped after counting.
+        pairs.append(tf.where(finite, i * k + tf.cast(bucket, tf.int32), n * k))
+        lows.append(low)
+        highs.append(high)
+    pair = tf.concat(pairs, 0)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(pair), pair, n * k + 1)[: n * k]
+    return _bucket_table(tf.stack(lows), tf.stack(highs), tf.reshape(tf.cast(counts, tf.float64), [n, k]))
+
+
+def _bucket_table(low: tf.Tensor, high: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
+    """``[n, k, 3]`` rows of (left edge, right edge, count) from each tensor's finite extremes
+    and ``[n, k]`` float64 bucket counts, with TensorBoard's plugin's edges (see :func:`histograms`)."""
+    k = int(counts.shape[1])
+    spread = (high - low) / k > 0
     low64, high64 = tf.cast(low, tf.float64), tf.cast(high, tf.float64)
     fractions = tf.constant(np.arange(k + 1) / k, tf.float64)
     edges = low64[:, None] + (high64 - low64)[:, None] * fractions[None, :]
