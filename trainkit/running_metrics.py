@@ -27,8 +27,21 @@ Produced = dict[Any, keras.metrics.Metric]
 def attribute_items(owner: object) -> Iterator[Any]:
     """What ``owner`` holds as attributes, by attribute name: each value, and the items of a list,
     tuple or dict value (a subclass's ``self.trackers = [...]``)."""
-    for _, value in sorted(vars(owner).items()):
-        yield from value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else (value,)
+    for _, item in named_attribute_items(owner):
+        yield item
+
+
+def named_attribute_items(owner: object) -> Iterator[tuple[str, Any]]:
+    """:func:`attribute_items`, each with its path from ``owner``: ``name``, or ``name[0]`` for a
+    list or tuple's item and ``name['key']`` for a dict's (a checkpoint keys a subclass's own
+    state by these)."""
+    for name, value in sorted(vars(owner).items()):
+        if isinstance(value, Mapping):
+            yield from ((f"{name}[{key!r}]", item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            yield from ((f"{name}[{i}]", item) for i, item in enumerate(value))
+        else:
+            yield name, value
 
 
 def held_metrics(owner: object) -> list[keras.metrics.Metric]:
