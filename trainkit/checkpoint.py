@@ -51,8 +51,10 @@ class TrainingCheckpoint:
         metric_variables: The accumulators of the epoch's running loss and metrics.
         global_step: The trainer's step counter.
         own_variables: The state a trainer subclass holds itself (its seed generators, metrics,
-            variables, layers outside the model); a group of its own only when there is some, so
-            a plain trainer's checkpoints keep their layout.
+            variables, layers outside the model), by the path of the attribute that holds it
+            (``loss_tracker``, ``accumulated[0]``), then by the variable's index within it; a
+            group of its own only when there is some, so a plain trainer's checkpoints keep
+            their layout.
         max_to_keep: How many checkpoints to keep.
     """
 
@@ -65,7 +67,7 @@ class TrainingCheckpoint:
         metric_variables: Sequence[Any],
         global_step: tf.Variable,
         max_to_keep: int = 3,
-        own_variables: Sequence[Any] = (),
+        own_variables: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self._groups = {
@@ -74,7 +76,7 @@ class TrainingCheckpoint:
             "metrics": _tf_variables(metric_variables),
         }
         if own_variables:
-            self._groups[OWN] = _tf_variables(own_variables)
+            self._groups[OWN] = _tf_variables([variable for held in own_variables.values() for variable in held.values()])
         self._checkpoint = tf.train.Checkpoint(**self._groups, global_step=global_step)
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
         self.journal = Journal(self.directory / JOURNAL_NAME)

@@ -32,7 +32,7 @@ from trainkit.checkpoint import (
 from trainkit.errors import ArgumentError, RecipeError, RunDirError
 from trainkit.findings import Finding
 from trainkit.history import History
-from trainkit.running_metrics import attribute_items
+from trainkit.running_metrics import named_attribute_items
 from trainkit.runs import is_storage_error, storage_error_text
 from trainkit.writers.tensorboard import (
     RunWriter,
@@ -98,7 +98,7 @@ class Resumable:
         if self.logdir is None:
             return None
         if self._checkpoint is None:
-            # (A subclass's own metrics are in its own state: _own_state_variables.)
+            # (A subclass's own metrics are in its own state: _own_state.)
             metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self._metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
             # worker saves; the others into a scratch directory that nobody reads.
@@ -110,46 +110,37 @@ class Resumable:
                 metric_variables=metric_variables,
                 global_step=self.global_step,
                 max_to_keep=self.keep_checkpoints,
-                own_variables=self._own_state_variables(),
+                own_variables=self._own_state(),
             )
         return self._checkpoint
 
-    def _own_state_variables(self) -> list[Any]:
-        """Variables a subclass holds as attributes (or in a list, tuple or dict attribute), by
-        attribute name, that the model, the optimizers and the trainer's own trackers leave out.
+    def _own_state(self) -> dict[str, dict[str, Any]]:
+        """Variables a subclass holds as attributes (or in a list, tuple or dict attribute) that
+        the model, the optimizers and the trainer's own trackers leave out, by attribute path
+        (``loss_tracker``, ``accumulated[0]``), each by its index among the attribute's variables.
 
         A GAN's ``self.seed_generator`` (its latent vectors), the guide's ``self.loss_tracker``, a
         gradient accumulator's ``tf.Variable`` buffers and counter, a generator kept beside the
         model: without them a resumed run drew other random numbers, or lost a running mean or
-        half an accumulated gradient, and no longer matched the run it continues.
+        half an accumulated gradient, and no longer matched the run it continues. Keyed by where
+        they are held, not by their order: a resume with an attribute renamed cannot put one
+        attribute's state into another's.
 
         Raises:
             ArgumentError: ``layer-not-built`` for a layer of its own not built yet.
         """
         covered = {id(v) for v in (*self.model.variables, self.global_step)}
         trackers = {id(m) for m in (*self._split_metrics("train"), *self._split_metrics("eval"))}
-        found: list[Any] = []
-        for item in attribute_items(self):
-            if isinstance(item, keras.random.SeedGenerator):
-                variables = [item.state]
-            elif isinstance(item, keras.metrics.Metric):
-                variables = [] if id(item) in trackers else item.variables
-            elif isinstance(item, keras.layers.Layer):
-                if not item.built:
-                    # Built by the step's first trace, which a resume reads the checkpoint before:
-                    # its state was left out of the restore in silence (and of every later checkpoint).
-                    raise ArgumentError("layer-not-built", f"A layer of its own ({type(item).__name__} {item.name!r}) is not built before the "
-                                                           "checkpoint is read (a resume would leave its state out). Build it in __init__ "
-                                                           "with its input shape: layer.build(input_shape), or start it with keras.Input.")
-                variables = item.variables
-            elif isinstance(item, tf.Variable | keras.Variable):
-                variables = [item]
-            else:
-                continue
-            for variable in variables:
+        found: dict[str, dict[str, Any]] = {}
+        for path, item in named_attribute_items(self):
+            variables = {}
+            # By its index among all the item's variables: one the model holds leaves no gap.
+            for index, variable in enumerate(_held_variables(item, trackers)):
                 if id(variable) not in covered:
                     covered.add(id(variable))
-                    found.append(variable)
+                    variables[str(index)] = variable
+            if variables:
+                found[path] = variables
         return found
 
     def _own_optimizers(self) -> list[keras.optimizers.Optimizer]:
@@ -289,6 +280,31 @@ class Resumable:
             if state is not None:
                 callback.set_state(state)
         return int(progress["epoch"]), int(progress["batches_done"]), ended
+
+
+def _held_variables(item: Any, trackers: set[int]) -> list[Any]:
+    """The state variables of one thing a subclass holds (:meth:`Resumable._own_state`): a seed
+    generator's, a metric's (none for one of ``trackers``, the trainer's own), a layer's, a
+    variable itself; none for anything else.
+
+    Raises:
+        ArgumentError: ``layer-not-built`` for a layer not built yet.
+    """
+    if isinstance(item, keras.random.SeedGenerator):
+        return [item.state]
+    if isinstance(item, keras.metrics.Metric):
+        return [] if id(item) in trackers else list(item.variables)
+    if isinstance(item, keras.layers.Layer):
+        if not item.built:
+            # Built by the step's first trace, which a resume reads the checkpoint before:
+            # its state was left out of the restore in silence (and of every later checkpoint).
+            raise ArgumentError("layer-not-built", f"A layer of its own ({type(item).__name__} {item.name!r}) is not built before the "
+                                                   "checkpoint is read (a resume would leave its state out). Build it in __init__ "
+                                                   "with its input shape: layer.build(input_shape), or start it with keras.Input.")
+        return list(item.variables)
+    if isinstance(item, tf.Variable | keras.Variable):
+        return [item]
+    return []
 
 
 def _with_journal_epochs(progress: Mapping[str, Any]) -> dict[str, Any] | None:
