@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
+from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.errors import ArgumentError, RecipeError, TrainingInterrupted
 from trainkit.sources import unpack_batch
 
@@ -907,3 +908,111 @@ def test_a_checkpoint_with_or_without_a_subclass_s_own_state_is_refused_by_the_o
     with pytest.raises(RecipeError) as info:
         trainer(reader).fit(*_xy(40), epochs=2, verbose=0, resume=True)
     assert info.value.code == "resume-mismatch" and says in info.value.message
+
+
+class _Counters(Trainer):
+    """Two same-shape variables of its own that its step moves apart: ``self.a`` by 1 a step,
+    ``self.b`` by 10, and a dict of its own metrics (keys a checkpoint must escape)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.a = tf.Variable(0.0, trainable=False)
+        self.b = tf.Variable(0.0, trainable=False)
+        self.trackers = {"x.y/z": keras.metrics.Mean(name="m")}
+
+    def train_step(self, batch):
+        logs = super().train_step(batch)
+        self.a.assign_add(1.0)
+        self.b.assign_add(10.0)
+        self.trackers["x.y/z"].update_state(self.b)
+        return logs
+
+
+class _CountersRenamed(Trainer):
+    """:class:`_Counters` with its attributes renamed so that their order by name swaps: ``y`` is
+    ``a`` and ``x`` is ``b``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.y = tf.Variable(0.0, trainable=False)
+        self.x = tf.Variable(0.0, trainable=False)
+        self.trackers = {"x.y/z": keras.metrics.Mean(name="m")}
+
+    def train_step(self, batch):
+        logs = super().train_step(batch)
+        self.y.assign_add(1.0)
+        self.x.assign_add(10.0)
+        self.trackers["x.y/z"].update_state(self.x)
+        return logs
+
+
+def test_a_subclass_s_own_state_resumes_into_the_attributes_it_came_from(tmp_path):
+    trainer = _tiny_trainer(tmp_path, _Counters, checkpoint_every=1)
+    trainer.fit(*_xy(), epochs=1, batch_size=5, verbose=0)
+    resumed = _tiny_trainer(tmp_path, _Counters, checkpoint_every=1)
+    resumed.fit(*_xy(), epochs=2, batch_size=5, verbose=0, resume=True)
+    assert (float(resumed.a.numpy()), float(resumed.b.numpy())) == (8.0, 80.0)  # 4 steps an epoch
+    assert float(resumed.trackers["x.y/z"].count.numpy()) == 8.0
+
+
+def test_a_subclass_s_own_state_under_renamed_attributes_is_refused_not_swapped(tmp_path):
+    # Keyed by position (the attributes in the order of their names: a, b, trackers there;
+    # trackers, x, y here), every variable went into another's place in silence: x resumed at 100
+    # (the tracker's total) where b stood at 40, y at 4 (its count), the tracker at a and b.
+    _tiny_trainer(tmp_path, _Counters, checkpoint_every=1).fit(*_xy(), epochs=1, batch_size=5, verbose=0)
+    renamed = _tiny_trainer(tmp_path, _CountersRenamed, checkpoint_every=1)
+    with pytest.raises(RecipeError) as info:
+        renamed.fit(*_xy(), epochs=2, batch_size=5, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch"
+    assert "missing from this run: self.a, self.b" in info.value.message
+    assert "new in this run: self.x, self.y" in info.value.message
+    assert "start a new run" in info.value.message
+    assert (float(renamed.x.numpy()), float(renamed.y.numpy())) == (0.0, 0.0)  # nothing restored
+
+
+def test_a_checkpoint_that_keeps_a_subclass_s_own_state_by_position_is_restored_as_before(tmp_path, capsys):
+    # trainkit before own state was keyed by attribute wrote it as one list, the attributes in the
+    # order of their names: such a run still resumes (as it did), with a warning, and goes on by name.
+    trainer = _tiny_trainer(tmp_path, _Counters, checkpoint_every=1)
+    trainer.fit(*_xy(), epochs=1, batch_size=5, verbose=0)
+    prefix = str(tmp_path / "checkpoints" / "ckpt-4")
+    groups = trainer._checkpoint._groups  # model, optimizer and metrics: laid out as they were
+    own = [trainer.a, trainer.b, *(v.value for v in trainer.trackers["x.y/z"].variables)]
+    legacy = tf.train.Checkpoint(**groups, own=own, global_step=trainer.global_step)
+    legacy.save_counter.assign(1)  # written by the manager's save, as trainkit's are
+    legacy.write(prefix)
+    assert sorted(k for k in tf.train.load_checkpoint(prefix).get_variable_to_shape_map() if k.startswith("own/")) == [
+        f"own/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(4)]
+
+    resumed = _tiny_trainer(tmp_path, _Counters, checkpoint_every=1)
+    resumed.fit(*_xy(), epochs=2, batch_size=5, verbose=0, resume=True)
+    assert (float(resumed.a.numpy()), float(resumed.b.numpy())) == (8.0, 80.0)
+    assert float(resumed.trackers["x.y/z"].count.numpy()) == 8.0
+    assert "warning: [checkpoint-own-by-position] ckpt-4 was written by an older trainkit" in capsys.readouterr().err
+    saved = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-8")).get_variable_to_shape_map()
+    assert "own/a/0/.ATTRIBUTES/VARIABLE_VALUE" in saved and "own/0/.ATTRIBUTES/VARIABLE_VALUE" not in saved
+    again = _tiny_trainer(tmp_path, _Counters, checkpoint_every=1)
+    again.fit(*_xy(), epochs=3, batch_size=5, verbose=0, resume=True)
+    assert float(again.b.numpy()) == 120.0 and "checkpoint-own-by-position" not in capsys.readouterr().err
+
+
+def _own_checkpoint(directory: Path, own: dict[str, list[list[int]]]) -> TrainingCheckpoint:
+    """A checkpoint writer of a one-variable model and own state of the given shapes, by
+    attribute path then index."""
+    variables = {path: {str(i): tf.Variable(tf.zeros(shape)) for i, shape in enumerate(shapes)} for path, shapes in own.items()}
+    return TrainingCheckpoint(directory, model_variables=[tf.Variable([1.0, 2.0])], optimizer_variables=[], metric_variables=[],
+                              global_step=tf.Variable(1, dtype=tf.int64), own_variables=variables)
+
+
+@pytest.mark.parametrize(("here", "says"), [
+    ({"a": [[]], "aa": [[]], "b": [[2]]}, "missing from this run: none; new in this run: self.aa"),  # added, before b by name
+    ({"a": [[]]}, "missing from this run: self.b; new in this run: none"),
+    ({"a": [[]], "b_renamed": [[2]]}, "missing from this run: self.b; new in this run: self.b_renamed"),
+    ({"a": [[]], "b": [[3]]}, "own variable Variable:0 (self.b) has shape [2] there, [3] here"),
+    ({"a": [[], []], "b": [[2]]}, "self.a holds 1 variables there, 2 here"),
+])
+def test_a_checkpoint_of_a_subclass_s_own_state_is_refused_by_other_attributes(tmp_path, here, says):
+    _own_checkpoint(tmp_path, {"a": [[]], "b": [[2]]}).save({"epoch": 1})
+    with pytest.raises(RecipeError) as info:
+        _own_checkpoint(tmp_path, here).restore_latest()
+    assert info.value.code == "resume-mismatch" and says in info.value.message and "start a new run" in info.value.message

@@ -4,7 +4,9 @@ Keras 3 metrics are not ``Trackable`` and a model's dropout ``SeedGenerator`` st
 through ``tf.train.Checkpoint(model=...)`` (measured on Keras 3.15), so the checkpoint holds plain
 lists of the underlying ``tf.Variable``s: every model variable (weights, batch-norm statistics,
 seed-generator states), every optimizer variable, the trainer's metric accumulators and its global
-step. Everything that is not a tensor (epoch, batches done within the epoch, History, callback
+step. The state a Trainer subclass keeps itself is a group of its own, keyed by the attributes
+that hold it, so that a resume under renamed attributes is refused rather than restored into the
+wrong ones. Everything that is not a tensor (epoch, batches done within the epoch, History, callback
 state) goes to a JSON file beside each checkpoint, written atomically after the checkpoint itself:
 a checkpoint without its JSON (a process killed in between) is never restored. Records that only
 grow with the run (the diagnosis's one per epoch) go to a journal the checkpoints share
@@ -75,9 +77,12 @@ class TrainingCheckpoint:
             "optimizer": _tf_variables(optimizer_variables),
             "metrics": _tf_variables(metric_variables),
         }
-        if own_variables:
-            self._groups[OWN] = _tf_variables([variable for held in own_variables.values() for variable in held.values()])
-        self._checkpoint = tf.train.Checkpoint(**self._groups, global_step=global_step)
+        # A dict of dicts: tf.train.Checkpoint keys each variable by its path through them
+        # (own/loss_tracker/0/...), as it keys the other groups' variables by their position.
+        self._own = {path: dict(zip(held, _tf_variables(list(held.values())), strict=True))
+                     for path, held in (own_variables or {}).items()}
+        self._global_step = global_step
+        self._checkpoint = tf.train.Checkpoint(**self._groups, **({OWN: self._own} if self._own else {}), global_step=global_step)
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
         self.journal = Journal(self.directory / JOURNAL_NAME)
 
@@ -159,19 +164,29 @@ class TrainingCheckpoint:
         """
         damaged: list[str] = []
         for prefix, progress in self._records(damaged):
+            by_position = False
             try:
+                saved = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
                 # Compared first: a restore that fails on a shape leaves TensorFlow's warnings
                 # about unrestored values under the error, and restores some variables.
-                mismatch = self._mismatch(prefix)
+                mismatch = self._mismatch(saved)
                 if mismatch is None:
-                    self._checkpoint.restore(prefix).assert_existing_objects_matched()
+                    by_position = bool(self._own) and _own_by_position(saved)
+                    checkpoint = self._by_position() if by_position else self._checkpoint
+                    checkpoint.restore(prefix).assert_existing_objects_matched()
             except _DAMAGED as err:
                 damaged.append(f"{Path(prefix).name} ({_first_line(err)})")
                 continue
             if mismatch is not None:
-                # Another model (a changed layer width, an extra layer): no checkpoint of the run fits.
-                raise RecipeError("resume-mismatch", f"The checkpoint {prefix} does not fit this run's model and trainer: {mismatch}. "
-                                                     "Resume with the same recipe (model) and --set options, or start a new run.")
+                # Another model (a changed layer width, an extra layer), or a subclass's state under
+                # other attributes: no checkpoint of the run fits.
+                problem, remedy = mismatch
+                raise RecipeError("resume-mismatch", f"The checkpoint {prefix} does not fit this run's model and trainer: {problem}. {remedy}")
+            if by_position:
+                print(f"warning: [checkpoint-own-by-position] {Path(prefix).name} was written by an older trainkit, which kept the state "
+                      "of a Trainer subclass's attributes by their order, not their names: restored so, it went into the wrong "
+                      "attributes if one was renamed, added or removed since (start a new run then). Checkpoints from here on "
+                      "keep it by attribute name.", file=sys.stderr)
             if damaged:
                 print(f"warning: [checkpoint-corrupt] Skipped damaged checkpoint(s) {', '.join(damaged)}; resuming from {Path(prefix).name}.", file=sys.stderr)
             return self._with_journal(progress)
@@ -192,25 +207,56 @@ class TrainingCheckpoint:
         self.journal.continue_from(mark if records is not None else None)
         return {**progress, JOURNAL_RECORDS: records}
 
-    def _mismatch(self, prefix: str) -> str | None:
-        """How the variables saved at ``prefix`` differ from this run's (count, shapes); ``None``: they fit."""
-        saved = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    def _by_position(self) -> tf.train.Checkpoint:
+        """This run's variables as an older trainkit laid them out, to restore its checkpoints:
+        the subclass's own state one list, its attributes in the order of their names."""
+        return tf.train.Checkpoint(**self._groups, **{OWN: self._own_list()}, global_step=self._global_step)
+
+    def _own_list(self) -> list[tf.Variable]:
+        """The subclass's own state as one list, in the order of its attributes' names."""
+        return [variable for held in self._own.values() for variable in held.values()]
+
+    def _mismatch(self, saved: Mapping[str, list[int]]) -> tuple[str, str] | None:
+        """How the variables of a checkpoint (their shapes by key) differ from this run's.
+
+        Returns:
+            ``None`` when they fit, else what differs and how to go on.
+        """
         saved_groups = {key.split("/", 1)[0] for key in saved if key.endswith(_VALUE)} - {"global_step", "save_counter"}
-        extra = sorted(saved_groups - set(self._groups))
+        extra = sorted(saved_groups - set(self._groups) - ({OWN} if self._own else set()))
         if extra:  # restored with assert_existing_objects_matched, it would be dropped in silence
-            return f"it holds {', '.join(extra)} variables this run has none of"
-        for group, variables in self._groups.items():
-            count = sum(1 for key in saved if key.startswith(f"{group}/") and key.endswith(_VALUE))
-            if group == OWN and count == 0:
-                return (f"it holds none of the state a Trainer subclass keeps itself (its seed generators, metrics, variables), "
-                        f"this run has {len(variables)}: written by another class, or by a trainkit that did not checkpoint it yet, "
-                        "it cannot be resumed exactly")
-            if count != len(variables):
-                return f"it holds {count} {group} variables, this run has {len(variables)}"
-            for i, variable in enumerate(variables):
-                shape = list(saved[f"{group}/{i}/{_VALUE}"])
+            return f"it holds {', '.join(extra)} variables this run has none of", _SAME_RUN
+        groups = dict(self._groups)
+        by_position = bool(self._own) and _own_by_position(saved)
+        if by_position:  # an older trainkit's layout (see _by_position): compared as it compared it
+            groups[OWN] = self._own_list()
+        for group, variables in groups.items():
+            problem = _positional_mismatch(saved, group, variables)
+            if problem is not None:
+                return problem, _SAME_RUN
+        if self._own and OWN not in saved_groups:
+            return ("it holds none of the state a Trainer subclass keeps itself (its seed generators, metrics, variables), "
+                    f"this run has {len(self._own_list())}: written by another class, or by a trainkit that did not "
+                    "checkpoint it yet, it cannot be resumed exactly"), _SAME_RUN
+        return self._own_mismatch(saved) if self._own and not by_position else None
+
+    def _own_mismatch(self, saved: Mapping[str, list[int]]) -> tuple[str, str] | None:
+        """How the subclass's own state saved by attribute differs from this run's, as
+        :meth:`_mismatch` says it."""
+        there = _saved_own(saved)
+        missing, new = sorted(set(there) - set(self._own)), sorted(set(self._own) - set(there))
+        if missing or new:
+            # Restored by position, one attribute's state would go into another's of the same shape.
+            return ("the state the Trainer subclass keeps itself is held by other attributes there than here (one renamed, "
+                    f"added or removed since the checkpoint was written): missing from this run: {_attributes(missing)}; "
+                    f"new in this run: {_attributes(new)}"), _SAME_ATTRIBUTES
+        for path, held in self._own.items():
+            if set(held) != set(there[path]):
+                return f"self.{path} holds {len(there[path])} variables there, {len(held)} here", _SAME_ATTRIBUTES
+            for index, variable in held.items():
+                shape = there[path][index]
                 if shape != variable.shape.as_list():
-                    return f"{group} variable {variable.name} has shape {shape} there, {variable.shape.as_list()} here"
+                    return f"own variable {variable.name} (self.{path}) has shape {shape} there, {variable.shape.as_list()} here", _SAME_RUN
         return None
 
 
@@ -219,6 +265,12 @@ OWN = "own"
 
 #: The key suffix of a variable's value in a checkpoint (``model/0/.ATTRIBUTES/VARIABLE_VALUE``).
 _VALUE = ".ATTRIBUTES/VARIABLE_VALUE"
+
+#: How to go on from a checkpoint of another model or recipe, and from one of a subclass whose
+#: attributes are not those it was written with.
+_SAME_RUN = "Resume with the same recipe (model) and --set options, or start a new run."
+_SAME_ATTRIBUTES = ("Resume with the Trainer subclass's attributes named as they were when the run was written, "
+                    "or start a new run.")
 
 #: What reading a damaged checkpoint raises: a truncated data file reads short (``IndexError``),
 #: a missing or mangled file is a ``NotFoundError`` / ``DataLossError``.
@@ -229,3 +281,50 @@ def _first_line(err: BaseException) -> str:
     """The first line of an error's message (TensorFlow's run to several), with its type."""
     text = str(err.message if isinstance(err, tf.errors.OpError) else err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _positional_mismatch(saved: Mapping[str, list[int]], group: str, variables: Sequence[tf.Variable]) -> str | None:
+    """How the variables of a list group (``model/0/...``) saved differ from ``variables`` in
+    number or shape; ``None``: they fit."""
+    count = sum(1 for key in saved if key.startswith(f"{group}/") and key.endswith(_VALUE))
+    if count != len(variables):
+        return f"it holds {count} {group} variables, this run has {len(variables)}"
+    for i, variable in enumerate(variables):
+        shape = list(saved[f"{group}/{i}/{_VALUE}"])
+        if shape != variable.shape.as_list():
+            return f"{group} variable {variable.name} has shape {shape} there, {variable.shape.as_list()} here"
+    return None
+
+
+def _own_paths(saved: Mapping[str, list[int]]) -> Iterator[tuple[list[str], list[int]]]:
+    """The path of each variable of the own group saved, below the group, with its shape:
+    ``["loss_tracker", "0"]`` (by attribute), or ``["3"]`` as an older trainkit keyed it (by position)."""
+    for key, shape in saved.items():
+        if key.startswith(f"{OWN}/") and key.endswith(f"/{_VALUE}"):
+            yield [_unescape(name) for name in key[len(OWN) + 1:-len(_VALUE) - 1].split("/")], list(shape)
+
+
+def _own_by_position(saved: Mapping[str, list[int]]) -> bool:
+    """Whether a checkpoint keys the own group by position, as trainkit did before it keyed it by
+    attribute (an attribute's path is always followed by the variable's index)."""
+    return any(len(path) == 1 for path, _ in _own_paths(saved))
+
+
+def _saved_own(saved: Mapping[str, list[int]]) -> dict[str, dict[str, list[int]]]:
+    """The own group saved by attribute: each attribute's path -> its variables' shapes by index."""
+    found: dict[str, dict[str, list[int]]] = {}
+    for path, shape in _own_paths(saved):
+        if len(path) == 2:
+            found.setdefault(path[0], {})[path[1]] = shape
+    return found
+
+
+def _unescape(name: str) -> str:
+    """A name as it was before a checkpoint key escaped it (TensorFlow writes ``.`` as ``..`` and
+    ``/`` as ``.S``, so that ``/`` only separates the names along a path)."""
+    return re.sub(r"\.([.S])", lambda m: "." if m.group(1) == "." else "/", name)
+
+
+def _attributes(paths: Sequence[str]) -> str:
+    """``self.a, self.b`` for attribute paths; ``none`` for none."""
+    return ", ".join(f"self.{path}" for path in paths) or "none"
