@@ -31,6 +31,7 @@ has several). Code that reads statistics should build names with the helpers bel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -215,6 +216,9 @@ class StatName:
         return self.target.rsplit("/", 1)[0] if "/" in self.target else self.target
 
 
+# Cached: the diagnosis asks about the same few hundred names at every epoch (~480 parses an
+# epoch for the 10-64-32-1 MLP, a third of its rules' time on the host).
+@functools.lru_cache(maxsize=8192)
 def parse_stat_name(name: str) -> StatName | None:
     """Splits a statistic name; ``None`` for names that are not statistics (``loss``, ``penalty``).
 
