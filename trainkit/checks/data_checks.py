@@ -26,13 +26,26 @@ from trainkit.checks.compatibility import (
     CLASSIFICATION_LOSSES,
     CLASSIFICATION_TASKS,
     Issue,
-    LossInfo,
     describe_loss,
     losses_per_output,
     tasks_per_output,
     to_finding,
     validate_allow,
     validate_task,
+)
+from trainkit.checks.data_context import (
+    DEFAULT_SAMPLE_ROWS,
+    DataContext,
+    Target,
+    _class_ids,
+    _feature,
+    _fmt,
+    _is_integral,
+    _is_numeric,
+    _row_budget,
+    _shape,
+    _stride,
+    _validation_name,
 )
 from trainkit.checks.model_inspect import (
     UNKNOWN,
@@ -48,12 +61,6 @@ from trainkit.diagnosis.baseline import target_scale
 from trainkit.errors import DataError, closest_match
 from trainkit.findings import Finding, Severity
 
-#: Rows read by the sampled checks (scale statistics, overlap, leakage).
-DEFAULT_SAMPLE_ROWS = 100_000
-#: Values (rows x features) read by the sampled checks on wide inputs such as images. A million
-#: values pin down per-channel scales well (>= 10k values per feature up to 100 features) and
-#: keep the checks at ~30 ms, which every fit pays: 5M took 160 ms on 2000 32x32x3 images.
-_SAMPLE_VALUES = 1_000_000
 _NARROW_FEATURES = 64  # fewer features than this: their statistics are read feature by feature
 #: Train rows x features hashed fully for the overlap check before it samples.
 _HASH_VALUES = 20_000_000
@@ -88,63 +95,6 @@ MIN_ROWS_PER_CLASS = 2
 BATCH_OVER_ROWS = 2
 
 
-@dataclasses.dataclass
-class Target:
-    """One model output with its loss and labels (``y`` is ``None`` when there are no labels)."""
-
-    output: OutputInfo | None
-    loss: LossInfo
-    y: np.ndarray | None
-    y_val: np.ndarray | None = None
-    name: str = "y"
-    task: str | None = None  # None: an output without a task is not checked
-
-    @property
-    def units(self) -> int | None:
-        return None if self.output is None else self.output.units
-
-
-@dataclasses.dataclass
-class DataContext:
-    """The data, the model facts and the task, as every data rule sees them.
-
-    Attributes:
-        xs: The inputs, one array per model input (sampled batches for a dataset).
-        x_val: The validation inputs, or ``None``.
-        targets: One :class:`Target` per model output (each with its task).
-        input_shapes: The model's input shapes, when known.
-        scales_inputs: For each input, whether the model scales it itself (Normalization first)
-            or reads it as indices (Embedding): its scale is not the data's problem then.
-        where: ``""`` for arrays, ``" in the first N batches"`` for a sampled dataset.
-        sample_rows: Row budget for the sampled checks.
-        unmatched_targets: How ``y`` fails to give one target per output of a model with several
-            (``"one array of shape (64, 1)"``), or ``None`` when it does.
-    """
-
-    xs: list[np.ndarray]
-    x_val: list[np.ndarray] | None
-    targets: list[Target]
-    input_shapes: list[tuple[int | None, ...]] | None = None
-    scales_inputs: Sequence[bool] = ()
-    where: str = ""
-    sample_rows: int = DEFAULT_SAMPLE_ROWS
-    #: Layers whose outputs keep a sample's positions (see ``position_keeping_layers``).
-    position_layers: Sequence[str] = ()
-    #: How x's inputs fail to match the model's (missing keys, too few arrays), or ``None``.
-    unmatched_inputs: Issue | None = None
-    unmatched_targets: str | None = None
-    #: The columns of a single 2-D input (a csv header), or ``None``.
-    feature_names: Sequence[str] | None = None
-    #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
-    sample_weight: np.ndarray | None = None
-    #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
-    batch_size: int | None = None
-    #: ``(input index, layer name, input_dim)`` of each Embedding an input feeds directly.
-    embeddings: Sequence[tuple[int, str, int]] = ()
-    #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
-    memo: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
 @dataclasses.dataclass(frozen=True)
 class DataRule:
     """A registered data rule: stable code, severity and function."""
@@ -156,29 +106,6 @@ class DataRule:
 
 # ---------------------------------------------------------------------------------------------
 # Small numpy helpers.
-
-def _stride(a: np.ndarray, rows: int) -> np.ndarray:
-    """An evenly strided view of at most ``rows`` rows (representative even for sorted data)."""
-    step = max(1, math.ceil(len(a) / max(1, rows)))
-    return a[::step]
-
-
-def _row_budget(a: np.ndarray, rows: int, values: int = _SAMPLE_VALUES) -> int:
-    width = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
-    return max(100, min(rows, values // max(1, width)))
-
-
-def _is_numeric(a: np.ndarray) -> bool:
-    return a.dtype.kind in "biuf"
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def _shape(shape: Sequence[int | None]) -> str:
-    dims = ["None" if d is None else str(d) for d in shape]
-    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
 
 
 def _fits(got: Sequence[int], expected: Sequence[int | None]) -> bool:
@@ -211,12 +138,6 @@ def _minus(name: str, value: float) -> str:
     return f"({name} {'-' if value > 0 else '+'} {_fmt(abs(value))})"
 
 
-def _is_integral(y: np.ndarray) -> bool:
-    if y.dtype.kind in "biu":
-        return True
-    return bool(np.all(np.equal(np.mod(y, 1), 0)))
-
-
 def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
     """(rows with NaN/Inf, first such row, NaN count, Inf count); cheap when all are finite."""
     if a.dtype.kind not in "fc" or a.size == 0:
@@ -233,23 +154,6 @@ def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
     nan = int(np.isnan(flat).sum())
     inf = int((~finite).sum()) - nan
     return count, int(np.argmax(bad_rows)), nan, inf
-
-
-def _class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
-    """One integer class id per row, or ``None`` when the labels are not single-label classes."""
-    kind = target.loss.kind
-    if y.dtype.kind not in "biuf":
-        return None
-    if y.ndim >= 2 and y.shape[-1] > 1:
-        if kind in ("categorical", "kl", "categorical_hinge") and y.ndim == 2:
-            return np.argmax(y, axis=1)
-        return None
-    flat = y.reshape(len(y))
-    if not _is_integral(flat):
-        return None
-    if kind == "hinge":
-        flat = (flat > 0).astype(np.int64)
-    return flat.astype(np.int64, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,11 +354,6 @@ def label_format(ctx: DataContext) -> Issue | None:
             if issue is not None:
                 return issue
     return None
-
-
-def _validation_name(name: str) -> str:
-    """``y_val`` for ``y``, ``y_val[1]`` for ``y[1]``."""
-    return name.replace("y", "y_val", 1)
 
 
 def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
@@ -971,12 +870,6 @@ def _leak_issue(j: int, found: str, evidence: dict[str, Any], names: Sequence[st
         f"The model will learn this shortcut and fail on data where the label is unknown.",
         f"Remove {_feature(j, names)} ({_removal(j, names)}) unless it is really available at "
         f"prediction time, and check how the features were built.", evidence)
-
-
-def _feature(j: int, names: Sequence[str] | None, *, capital: bool = False) -> str:
-    """``feature 3``, or with the columns' names ``feature 3 ('income')`` (its index in x, not in the file)."""
-    text = f"feature {j} ('{names[j]}')" if names is not None and j < len(names) else f"feature {j}"
-    return "F" + text[1:] if capital else text
 
 
 def _removal(j: int, names: Sequence[str] | None) -> str:
