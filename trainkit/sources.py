@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit.checks.data_checks import DatasetSample
+from trainkit.checks.data_sampling import DatasetSample
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import as_array, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs

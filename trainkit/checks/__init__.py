@@ -23,9 +23,9 @@ from trainkit.checks.data_checks import (
     DATA_INFO_CODES,
     DATA_RULES,
     DATA_WARNING_CODES,
-    DatasetSample,
     check_data,
 )
+from trainkit.checks.data_sampling import DatasetSample
 from trainkit.checks.model_inspect import (
     ACTIVATION_RANGES,
     HiddenLayerInfo,

@@ -1,0 +1,137 @@
+"""The first batches of a ``tf.data.Dataset``, a ``keras.utils.PyDataset`` or a
+:class:`DatasetSample`, read as numpy arrays for the data checks.
+
+Apart from the rules: the only code of the data checks that reads a batch source; the rules see
+numpy arrays either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSample:
+    """A dataset's first batches, already read: checked as that dataset would be, reading nothing.
+
+    The trainer reads a dataset's first batches once and shares them
+    (:meth:`trainkit.sources.DatasetSource.sample`); wrapping them in a dataset again for the
+    checks (``from_generator``) cost ~20 ms of tracing every ``fit``.
+
+    Attributes:
+        batches: The elements read, in order: ``(x, y)``, ``(x, y, w)`` or ``x``.
+        element_spec: The dataset's ``element_spec`` (tells batched elements from single rows).
+    """
+
+    batches: Sequence[Any]
+    element_spec: Any
+
+
+def _is_dataset(obj: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(obj, tf.data.Dataset)
+
+
+def _is_batch_source(obj: Any) -> bool:
+    """Whether ``obj`` yields batches (a dataset, a PyDataset or a :class:`DatasetSample`), not arrays."""
+    return _is_dataset(obj) or isinstance(obj, keras.utils.PyDataset | DatasetSample)
+
+
+def _to_numpy(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_numpy(v) for v in value]
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Concatenates a list of same-structured batches (arrays, lists or dicts of arrays)."""
+    first = parts[0]
+    if first is None:
+        return None
+    if isinstance(first, Mapping):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, list):
+        return [_concat([p[i] for p in parts]) for i in range(len(first))]
+    if first.ndim == 0:
+        return np.stack(parts)
+    return np.concatenate(parts, axis=0)
+
+
+def _trailing_shapes(value: Any) -> list[tuple[int, ...]]:
+    """The shapes without their first axis of every array in a (nested) batch."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [s for k in sorted(value, key=str) for s in _trailing_shapes(value[k])]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _trailing_shapes(v)]
+    return [tuple(np.shape(value)[1:])]
+
+
+def _split_element(element: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` of a dataset element (``None`` for the parts it lacks)."""
+    if isinstance(element, tuple | list) and 2 <= len(element) <= 3:
+        return element[0], element[1], (element[2] if len(element) == 3 else None)
+    return element, None, None
+
+
+def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int] | None:
+    """(x, y, sample weights, batches read) from the first batches of a dataset, or ``None`` if it
+    cannot be read."""
+    if _is_dataset(data) or isinstance(data, DatasetSample):
+        import tensorflow as tf
+
+        spec = data.element_spec
+        x_spec = spec[0] if isinstance(spec, tuple) and 2 <= len(spec) <= 3 else spec
+        first_spec = tf.nest.flatten(x_spec)[0]
+        unbatched = bool(model_input_ranks) and first_spec.shape.rank == model_input_ranks[0] - 1
+        take = sample_batches * 64 if unbatched else sample_batches
+        read = data.batches[:take] if isinstance(data, DatasetSample) else data.take(take)
+        elements = [_split_element(_to_numpy(e)) for e in read]
+        if unbatched:
+            elements = [(_expand(x), _expand(y), _expand(w)) for x, y, w in elements]
+    elif isinstance(data, keras.utils.PyDataset):
+        try:
+            count = min(len(data), sample_batches)
+        except TypeError:
+            count = sample_batches
+        elements = []
+        for i in range(count):
+            try:
+                elements.append(_split_element(_to_numpy(data[i])))
+            except IndexError:
+                break
+    else:
+        return None
+    if not elements:
+        return None
+    # Batches of another shape (sequences padded per batch to their own length) cannot be
+    # concatenated: the checks read those shaped like the first.
+    first = _trailing_shapes(elements[0])
+    elements = [e for e in elements if _trailing_shapes(e) == first]
+    xs = _concat([e[0] for e in elements])
+    ys = _concat([e[1] for e in elements]) if elements[0][1] is not None else None
+    ws = _concat([e[2] for e in elements]) if all(e[2] is not None for e in elements) else None
+    return xs, ys, ws, len(elements)
+
+
+def _expand(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value[None, ...]
