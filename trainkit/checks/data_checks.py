@@ -33,6 +33,13 @@ from trainkit.checks.compatibility import (
     validate_allow,
     validate_task,
 )
+from trainkit.checks.data_arrays import (
+    _input_list,
+    _label_list,
+    _row_weights,
+    _unmatched_targets,
+    _unnamed_per_output,
+)
 from trainkit.checks.data_context import (
     DEFAULT_SAMPLE_ROWS,
     DataContext,
@@ -1117,82 +1124,6 @@ def input_structure_issue(x: Any, names: Sequence[str], label: str = "x") -> Iss
         return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} holds {len(x)} arrays.",
                      "Pass one array per input, in the inputs' order, or a dict keyed by their names.", {"inputs": list(names), "arrays": len(x)})
     return None
-
-
-def _input_list(x: Any, names: list[str]) -> list[np.ndarray]:
-    if isinstance(x, Mapping):
-        keys = names if names and all(n in x for n in names) else list(x)
-        return [np.asarray(x[k]) for k in keys]
-    if isinstance(x, list | tuple):
-        return [np.asarray(v) for v in x]
-    return [np.asarray(x)]
-
-
-def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
-    if y is None:
-        return [None] * max(1, len(outputs))
-    if len(outputs) > 1:
-        if isinstance(y, Mapping):
-            return [_bool_to_int(np.asarray(y[o.key])) if o.key in y else
-                    _bool_to_int(np.asarray(y[o.name])) if o.name in y else None for o in outputs]
-        if isinstance(y, list | tuple) and len(y) == len(outputs):
-            return [_bool_to_int(np.asarray(v)) for v in y]
-        return [None] * len(outputs)
-    if not outputs and _several_arrays(y):  # a subclassed model's outputs: one array each
-        return [_bool_to_int(np.asarray(v)) for v in y]
-    if not outputs and isinstance(y, Mapping) and len(y) > 1:  # ... by name, sorted as Keras flattens
-        return [_bool_to_int(np.asarray(y[k])) for k in sorted(y)]
-    if isinstance(y, Mapping) and len(y) == 1:
-        y = next(iter(y.values()))
-    if isinstance(y, list | tuple) and len(y) == 1 and not np.isscalar(y[0]):
-        y = y[0]
-    return [_bool_to_int(np.asarray(y))]
-
-
-def _unnamed_per_output(spec: Any, count: int, keys: Sequence[str] | None = None) -> list[Any]:
-    """A loss or task spec as one entry per output of a model whose outputs have no names yet:
-    a list by position, a dict by the targets' ``keys`` (a dict of targets) or ``output_<i>``,
-    anything else the same for every output."""
-    if isinstance(spec, list | tuple):
-        return [spec[i] if i < len(spec) else None for i in range(count)]
-    if isinstance(spec, Mapping) and "name" not in spec:
-        return [spec.get(keys[i] if keys else f"output_{i}") for i in range(count)]
-    return [spec] * count
-
-
-def _several_arrays(y: Any) -> bool:
-    """A list/tuple of several arrays (one per output), not a list of rows of numbers."""
-    return isinstance(y, list | tuple) and len(y) > 1 and all(isinstance(v, np.ndarray) for v in y)
-
-
-def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
-    """How ``y`` fails to give each of several outputs a target (see :func:`_label_list`), or
-    the one output of a model a target by its name."""
-    if len(outputs) == 1 and isinstance(y, Mapping):  # the loss would compare a dict with one tensor
-        return f"a dict with keys {sorted(map(str, y))}"
-    if y is None or len(outputs) < 2 or any(v is not None for v in ys):
-        return None
-    if isinstance(y, Mapping):
-        return f"a dict with keys {sorted(map(str, y))}, none an output's name"
-    if isinstance(y, list | tuple):
-        return f"a {type(y).__name__} of {len(y)}"
-    return f"one array of shape {_shape(np.shape(y))}"
-
-
-def _row_weights(sample_weight: Any) -> np.ndarray | None:
-    """One float per row, or ``None`` when absent or not a single array (per-output weights)."""
-    if sample_weight is None or isinstance(sample_weight, Mapping | list | tuple):
-        return None
-    try:
-        weights = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    # (n, 1) is one weight per row; other shapes stay as they are for shape-mismatch to name.
-    return weights.reshape(-1) if weights.ndim == 2 and weights.shape[1] == 1 else weights
-
-
-def _bool_to_int(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.int8) if a.dtype == bool else a
 
 
 def check_data(

@@ -1,0 +1,93 @@
+"""fit's ``x``, ``y`` and ``sample_weight`` as numpy arrays: one per model input, one per model
+output, one weight per row; and how ``y`` fails to give each output its target.
+
+Apart from the rules: this is how :func:`~trainkit.checks.data_checks.check_data` builds their
+:class:`~trainkit.checks.data_context.DataContext` (and how ``check_input_shapes`` lists the
+inputs), so that no rule deals with lists, dicts or per-output specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from trainkit.checks.data_context import _shape
+from trainkit.checks.model_inspect import OutputInfo
+
+
+def _input_list(x: Any, names: list[str]) -> list[np.ndarray]:
+    if isinstance(x, Mapping):
+        keys = names if names and all(n in x for n in names) else list(x)
+        return [np.asarray(x[k]) for k in keys]
+    if isinstance(x, list | tuple):
+        return [np.asarray(v) for v in x]
+    return [np.asarray(x)]
+
+
+def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
+    if y is None:
+        return [None] * max(1, len(outputs))
+    if len(outputs) > 1:
+        if isinstance(y, Mapping):
+            return [_bool_to_int(np.asarray(y[o.key])) if o.key in y else
+                    _bool_to_int(np.asarray(y[o.name])) if o.name in y else None for o in outputs]
+        if isinstance(y, list | tuple) and len(y) == len(outputs):
+            return [_bool_to_int(np.asarray(v)) for v in y]
+        return [None] * len(outputs)
+    if not outputs and _several_arrays(y):  # a subclassed model's outputs: one array each
+        return [_bool_to_int(np.asarray(v)) for v in y]
+    if not outputs and isinstance(y, Mapping) and len(y) > 1:  # ... by name, sorted as Keras flattens
+        return [_bool_to_int(np.asarray(y[k])) for k in sorted(y)]
+    if isinstance(y, Mapping) and len(y) == 1:
+        y = next(iter(y.values()))
+    if isinstance(y, list | tuple) and len(y) == 1 and not np.isscalar(y[0]):
+        y = y[0]
+    return [_bool_to_int(np.asarray(y))]
+
+
+def _unnamed_per_output(spec: Any, count: int, keys: Sequence[str] | None = None) -> list[Any]:
+    """A loss or task spec as one entry per output of a model whose outputs have no names yet:
+    a list by position, a dict by the targets' ``keys`` (a dict of targets) or ``output_<i>``,
+    anything else the same for every output."""
+    if isinstance(spec, list | tuple):
+        return [spec[i] if i < len(spec) else None for i in range(count)]
+    if isinstance(spec, Mapping) and "name" not in spec:
+        return [spec.get(keys[i] if keys else f"output_{i}") for i in range(count)]
+    return [spec] * count
+
+
+def _several_arrays(y: Any) -> bool:
+    """A list/tuple of several arrays (one per output), not a list of rows of numbers."""
+    return isinstance(y, list | tuple) and len(y) > 1 and all(isinstance(v, np.ndarray) for v in y)
+
+
+def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
+    """How ``y`` fails to give each of several outputs a target (see :func:`_label_list`), or
+    the one output of a model a target by its name."""
+    if len(outputs) == 1 and isinstance(y, Mapping):  # the loss would compare a dict with one tensor
+        return f"a dict with keys {sorted(map(str, y))}"
+    if y is None or len(outputs) < 2 or any(v is not None for v in ys):
+        return None
+    if isinstance(y, Mapping):
+        return f"a dict with keys {sorted(map(str, y))}, none an output's name"
+    if isinstance(y, list | tuple):
+        return f"a {type(y).__name__} of {len(y)}"
+    return f"one array of shape {_shape(np.shape(y))}"
+
+
+def _row_weights(sample_weight: Any) -> np.ndarray | None:
+    """One float per row, or ``None`` when absent or not a single array (per-output weights)."""
+    if sample_weight is None or isinstance(sample_weight, Mapping | list | tuple):
+        return None
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    # (n, 1) is one weight per row; other shapes stay as they are for shape-mismatch to name.
+    return weights.reshape(-1) if weights.ndim == 2 and weights.shape[1] == 1 else weights
+
+
+def _bool_to_int(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.int8) if a.dtype == bool else a
