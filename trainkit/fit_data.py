@@ -156,7 +156,7 @@ class FitData:
 
 def check_input_shapes(x: Any, model: keras.Model) -> None:
     """Refuses inputs whose shapes the model cannot take (the data check, for evaluate and predict)."""
-    from trainkit.checks.data_checks import check_input_shapes
+    from trainkit.checks.shape_checks import check_input_shapes
 
     check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
 

@@ -65,8 +65,9 @@ from trainkit.checks.model_inspect import (
     position_keeping_layers,
     scales_own_inputs,
 )
+from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
 from trainkit.diagnosis.baseline import target_scale
-from trainkit.errors import DataError, closest_match
+from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
 
 _NARROW_FEATURES = 64  # fewer features than this: their statistics are read feature by feature
@@ -116,10 +117,6 @@ class DataRule:
 # Small numpy helpers.
 
 
-def _fits(got: Sequence[int], expected: Sequence[int | None]) -> bool:
-    return len(got) == len(expected) and all(e is None or e == g for g, e in zip(got, expected, strict=True))
-
-
 #: More distinct whole-number labels than this read as a quantity rather than class ids.
 _MANY_CLASSES = 50
 
@@ -166,162 +163,6 @@ def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
 
 # ---------------------------------------------------------------------------------------------
 # Errors.
-
-def shape_mismatch(ctx: DataContext) -> Issue | None:
-    """Row counts that differ, x that does not fit the model input, y that does not fit the output."""
-    if ctx.unmatched_targets is not None:
-        names = [t.output.key or t.output.name for t in ctx.targets if t.output is not None]
-        if len(names) == 1:
-            return Issue(f"The model has one output ({names[0]}) but y{ctx.where} is {ctx.unmatched_targets}.",
-                         "Pass y as one array (targets by name are for a model with several outputs).", {"outputs": names})
-        return Issue(f"The model has {len(names)} outputs ({', '.join(names)}) but y{ctx.where} is "
-                     f"{ctx.unmatched_targets}: each output needs its own target.",
-                     f"Pass one target per output, in the outputs' order: fit(x, [y_{names[0]}, "
-                     f"y_{names[1]}, ...]) with numpy arrays, or a tf.data.Dataset yielding "
-                     f"(x, (y_{names[0]}, y_{names[1]}, ...)).", {"outputs": names})
-    if ctx.unmatched_inputs is not None:
-        return ctx.unmatched_inputs
-    rows = {f"x[{i}]" if len(ctx.xs) > 1 else "x": len(a) for i, a in enumerate(ctx.xs)}
-    rows.update({t.name: len(t.y) for t in ctx.targets if t.y is not None})
-    weights = ctx.sample_weight
-    if weights is not None:
-        rows["sample_weight"] = len(weights)
-    if len(set(rows.values())) > 1:
-        listing = ", ".join(f"{k} has {v}" for k, v in rows.items())
-        return Issue(f"The inputs and labels have different numbers of rows{ctx.where}: {listing}; "
-                     f"each row of x needs exactly one row of y.",
-                     "Pass x and y with the same first dimension (check the split or a dropped "
-                     "header row).", {"rows": list(rows.values())})
-    if weights is not None and weights.ndim != 1:
-        return Issue(f"sample_weight has shape {_shape(weights.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
-                     "Pass one weight per row; to weigh several outputs differently use loss_weights.",
-                     {"sample_weight_shape": list(weights.shape)})
-    for xs, label in ((ctx.xs, "x"), (ctx.x_val or [], "x_val")):
-        issue = input_shape_issue(xs, ctx.input_shapes, label)
-        if issue is not None:
-            return issue
-    for t in ctx.targets:
-        issue = _label_shape_issue(t, ctx.xs, ctx.position_layers)
-        if issue is not None:
-            return issue
-    for t in ctx.targets:  # the validation targets: the loss compares them with the output as well
-        if t.y_val is not None:
-            issue = _label_shape_issue(dataclasses.replace(t, y=t.y_val, name="y_val" + t.name[1:]), ctx.x_val or (), ctx.position_layers)
-            if issue is not None:
-                return issue
-    return None
-
-
-def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int | None, ...]] | None, label: str = "x") -> Issue | None:
-    """Inputs whose samples do not have the shape the model's inputs expect (``None`` if fine)."""
-    if not input_shapes or len(input_shapes) != len(xs):
-        return None
-    for i, (a, shape) in enumerate(zip(xs, input_shapes, strict=True)):
-        expected = shape[1:]
-        if _fits(a.shape[1:], expected):
-            continue
-        name = f"{label}[{i}]" if len(xs) > 1 else label
-        want = _shape(expected) if expected else "()"
-        if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
-            fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
-        elif a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected)):
-            fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
-                   f"(shape {_shape((1, *expected))}).")
-        elif a.ndim == 1:
-            fix = f"The first axis of {name} counts samples: give it the shape (n, {', '.join('?' if d is None else str(d) for d in expected)})."
-        else:
-            fix = f"Give each sample the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
-        return Issue(f"{name} has shape {_shape(a.shape)} but the model's input expects "
-                     f"{_shape(shape)}: each sample must have shape {want}.", fix,
-                     {"x_shape": list(a.shape), "input_shape": list(shape)})
-    return None
-
-
-def check_input_shapes(x: Any, model: keras.Model) -> None:
-    """Raises ``DataError(shape-mismatch)`` when array inputs do not fit the model's inputs.
-
-    For :meth:`Trainer.evaluate` and :meth:`Trainer.predict`, which run no other data check.
-    """
-    names = input_names(model)
-    issue = input_structure_issue(x, names) or input_shape_issue(_input_list(x, names), input_shapes(model))
-    if issue is not None:
-        raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
-
-
-def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers: Sequence[str] = ()) -> Issue | None:
-    if t.y is None or t.output is None or t.output.shape is None or t.loss.kind is None:
-        return None
-    out = t.output.shape[1:]
-    got = t.y.shape[1:]
-    if _label_fits(t.loss.kind, got, out):
-        return None
-    unflattened = _unflattened_issue(t, xs, position_layers)
-    if unflattened is not None:
-        return unflattened
-    layer = t.output.layer
-    want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
-    if got and out and got[-1] == out[-1]:  # the output layer's width is right: Dense(k) would change nothing
-        fix = (f"The output layer already predicts {got[-1]} value(s) per position; the axes before that differ "
-               f"({_shape(got[:-1]) if len(got) > 1 else 'none'} in {t.name}, {_shape(out[:-1]) if len(out) > 1 else 'none'} in the output). "
-               f"Give {t.name} the shape {want}, or change the model so that its output has the labels' shape.")
-    else:
-        fix = (f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
-               f"to predict {got[-1] if got else 1} value(s) per sample.")
-    return Issue(
-        f"{t.name} has shape {_shape(t.y.shape)} but the output layer '{layer}' produces "
-        f"{_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
-        fix, {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
-
-
-def _label_fits(kind: str, got: tuple[int, ...], out: tuple[int | None, ...]) -> bool:
-    """Whether labels of per-sample shape ``got`` fit an output of per-sample shape ``out``."""
-    if not out:
-        return got in ((), (1,))
-    if kind == "sparse":
-        label = out[:-1]
-        return _fits(got, label) or _fits(got, (*label, 1)) or _fits(got, out)  # one-hot: label-format
-    if kind in ("categorical", "categorical_hinge", "kl") and (out[-1] or 0) > 1 and got in ((), (1,)):
-        return True  # integer labels with a one-hot loss: reported as label-format
-    return _fits(got, out) or (out[-1] == 1 and _fits(got, out[:-1])) or _fits(got, (*out, 1))
-
-
-#: Layers whose positions go with ``return_sequences=False``.
-_RECURRENT_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D"})
-
-
-def _unflattened_issue(t: Target, xs: Sequence[np.ndarray], position_layers: Sequence[str] = ()) -> Issue | None:
-    """Samples with several feature dimensions that reach the output layer unreduced.
-
-    A Dense layer acts on the last axis only, so the output keeps the samples' other axes (one
-    prediction per position). When the labels fit the output without those axes, the labels are
-    right and the model lacks a Flatten (or, after conv or recurrent layers, the step that makes
-    each sample one vector): advising to reshape the labels would be wrong.
-    """
-    assert t.y is not None and t.output is not None and t.output.shape is not None and t.loss.kind is not None
-    out = t.output.shape[1:]
-    wide = [a for a in xs if a.ndim > 2]
-    if len(out) < 2 or not wide or not _label_fits(t.loss.kind, t.y.shape[1:], out[-1:]):
-        return None
-    sample = _shape(wide[0].shape[1:])
-    evidence = {"x_sample_shape": list(wide[0].shape[1:]), "y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}
-    per_position = (f"the output layer '{t.output.layer}' produces {_shape(t.output.shape)}, a prediction for every position, "
-                    f"while {t.name} (shape {_shape(t.y.shape)}) has one per sample.")
-    if position_layers:  # a conv or recurrent model: a Flatten first would be wrong advice
-        last = position_layers[-1]
-        reduce = ("pass return_sequences=False to it" if last.split(" ")[0] in _RECURRENT_LAYERS else
-                  "add a GlobalAveragePooling or Flatten layer after it ({type: flatten} in a recipe)")
-        return Issue(
-            f"Each sample of x has shape {sample}, and the output of {last} keeps its positions up to the "
-            f"output layer: {per_position}",
-            f"Make each sample one vector after {last}: {reduce}. The labels' shape is right as it is.",
-            evidence, t.output.layer)
-    return Issue(
-        f"Each sample of x has shape {sample}, more than one feature dimension, and no Flatten comes "
-        f"before the Dense layers: a Dense layer acts on the last axis only, so {per_position}",
-        "Flatten each sample before the first Dense layer: add {type: flatten} as the first of "
-        "model.layers in a recipe (after the conv2d/maxpool2d layers, if any), or "
-        "keras.layers.Flatten() in code. The labels' shape is right as it is.",
-        evidence, t.output.layer)
 
 
 def non_finite_data(ctx: DataContext) -> Issue | None:
@@ -1097,33 +938,6 @@ DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
 # ---------------------------------------------------------------------------------------------
 # Reading the data.
-
-
-def input_structure_issue(x: Any, names: Sequence[str], label: str = "x") -> Issue | None:
-    """How ``x`` fails to give each of the model's inputs (named ``names``) one array, or ``None``.
-
-    A dict must hold every input's name; a list or tuple one array per input. Keras names the
-    missing input only from inside the traced step, in a multi-line error.
-    """
-    if len(names) < 1:
-        return None
-    if isinstance(x, Mapping):
-        missing = [n for n in names if n not in x]
-        if not missing:
-            return None
-        extra = [str(k) for k in x if k not in names]
-        match = closest_match(missing[0], extra)
-        hint = f" ({label} has {', '.join(map(repr, extra))} instead{f': is {match!r} meant to be {missing[0]!r}?' if match else ''})" if extra else ""
-        return Issue(f"The model's inputs are named {', '.join(map(repr, names))}, but {label} has no {missing[0]!r}{hint}.",
-                     f"Key {label} by the model's input names: {{{', '.join(f'{n!r}: ...' for n in names)}}}.",
-                     {"inputs": list(names), "keys": [str(k) for k in x]})
-    if len(names) > 1 and not isinstance(x, list | tuple):
-        return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} is one array.",
-                     "Pass one array per input, as a list in the inputs' order or a dict keyed by their names.", {"inputs": list(names)})
-    if len(names) > 1 and len(x) != len(names):
-        return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} holds {len(x)} arrays.",
-                     "Pass one array per input, in the inputs' order, or a dict keyed by their names.", {"inputs": list(names), "arrays": len(x)})
-    return None
 
 
 def check_data(
