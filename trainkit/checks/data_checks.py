@@ -65,6 +65,14 @@ from trainkit.checks.model_inspect import (
     position_keeping_layers,
     scales_own_inputs,
 )
+from trainkit.checks.row_checks import (
+    MIN_TRAIN_ROWS,
+    batch_larger_than_data,
+    class_imbalance,
+    few_training_rows,
+    sample_weight_all_zero,
+    sample_weight_negative,
+)
 from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
 from trainkit.diagnosis.baseline import target_scale
 from trainkit.errors import DataError
@@ -90,18 +98,6 @@ SEPARATION_GAP = 1.0
 _SEPARATION_SCREEN_SHARE = 0.9
 _SEPARATION_SCREEN_FEATURES = 8
 _ONE_HOT_CLASSES = 64  # class sums as a product with a one-hot matrix up to this many classes
-IMBALANCE_BINARY_SHARE = 0.10
-IMBALANCE_MULTICLASS_RATIO = 0.10
-IMBALANCE_MIN_ROWS = 50
-#: Training rows below which the split is too small to learn from: fewer than this many, or
-#: fewer than ``MIN_ROWS_PER_CLASS`` per class of a classifier. The shipped recipes train on 80
-#: rows at least (100 rows, 20% held out; 10 classes there, 8 rows each).
-MIN_TRAIN_ROWS = 20
-MIN_ROWS_PER_CLASS = 2
-#: A batch_size this many times the training rows cannot have been chosen for them: every batch
-#: is all the rows. Twice, not once: a full batch over the whole set before the validation split
-#: (batch_size 100 for 100 rows, 80 of them training) is a deliberate full-batch run.
-BATCH_OVER_ROWS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -727,74 +723,6 @@ def _removal(j: int, names: Sequence[str] | None) -> str:
     return f"x = np.delete(x, {j}, axis=1){recipe}"
 
 
-def class_imbalance(ctx: DataContext) -> Issue | None:
-    """A minority class under 10% (binary) or a class 10x rarer than the largest (multiclass)."""
-    for t in ctx.targets:
-        if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
-            continue
-        ids = _class_ids(t, t.y)
-        # One class only is single-class's error (or allowed): no weights can balance it.
-        if ids is None or ids.size == 0 or ids.min() < 0 or np.all(ids == ids[0]):
-            continue
-        k = max(int(ids.max()) + 1, 2 if t.task == "binary" else 1)
-        if t.task == "multiclass" and t.units and t.units > 1 and len(ids) >= 10 * t.units:
-            k = max(k, t.units)
-        counts = np.bincount(ids, minlength=k)
-        if t.task == "binary" or k == 2:
-            minority = int(np.argmin(counts[:2]))
-            share = counts[minority] / counts[:2].sum()
-            if share >= IMBALANCE_BINARY_SHARE or _weights_balance(ctx, ids, k, binary=True):
-                continue
-            n = int(counts[:2].sum())
-            weights = {c: round(n / (2 * max(1, int(counts[c]))), 2) for c in (0, 1)}
-            p = max(float(counts[1]) / n, 1e-6)
-            bias = math.log(p / max(1 - p, 1e-6))
-            return Issue(
-                f"Class {minority} is {share:.1%} of the labels{ctx.where} ({int(counts[minority])} of {n}): "
-                f"always predicting class {1 - minority} already scores {1 - share:.1%} accuracy, and "
-                f"the gradient is dominated by the majority class.",
-                f"Pass class_weight={weights} to fit (training.class_weight in a recipe), or oversample class {minority}; judge the model by "
-                f"AUC, precision and recall rather than accuracy, and initialise the output bias to "
-                f"log(p / (1 - p)) = {bias:.2f}.",
-                {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
-                t.output.layer if t.output else None)
-        ratio = counts.min() / max(1, counts.max())
-        if ratio >= IMBALANCE_MULTICLASS_RATIO or _weights_balance(ctx, ids, k, binary=False):
-            continue
-        absent = [int(c) for c in np.flatnonzero(counts == 0)]
-        if absent == [0] and t.units and int(ids.max()) == t.units - 1:
-            return Issue(
-                f"No label{ctx.where} is class 0, and they run 1..{t.units - 1} for the {t.units} units of the "
-                f"output: the labels look numbered from 1, so unit 0 is never the answer and the last class "
-                f"gets a unit that the first should have.",
-                f"Number the classes from 0 (y = y - 1) and give the output one unit per class (Dense({t.units - 1}, "
-                f"activation='softmax')).",
-                {"counts": [int(c) for c in counts], "absent": absent}, t.output.layer if t.output else None)
-        rare = [int(c) for c in np.argsort(counts, kind="stable")[:3]]
-        listing = ", ".join(f"class {c}: {int(counts[c])}" for c in rare)
-        return Issue(
-            f"The classes are imbalanced{ctx.where}: the rarest have {listing}, against "
-            f"{int(counts.max())} for class {int(np.argmax(counts))} ({ratio:.1%} of it). Rare classes "
-            f"contribute little to the loss and are easily never predicted.",
-            "Pass class_weight={c: n / (K * count_c)} to fit (training.class_weight in a recipe), or resample the rare classes, and track "
-            "per-class recall or macro-F1 rather than accuracy.",
-            {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
-            t.output.layer if t.output else None)
-    return None
-
-
-def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
-    """Training rows that all weigh 0: the loss and every gradient are 0, nothing trains."""
-    w = ctx.sample_weight
-    if w is None or ctx.where or w.size == 0 or np.any(w):
-        return None
-    return Issue(
-        f"Every one of the {w.size} rows has sample_weight 0, so every batch's loss and gradient are 0: "
-        "the model would not change, while the loss reads a perfect 0.",
-        "Check how the weights were built (a mask inverted, weights cast to int); pass positive weights for the rows to learn from.",
-        {"rows": int(w.size)})
-
-
 def embedding_ids(ctx: DataContext) -> Issue | None:
     """Inputs an Embedding looks up that are not whole numbers in ``[0, input_dim)``."""
     for index, layer, dim in ctx.embeddings:
@@ -815,95 +743,6 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
                          "(keep 0 for padding if the model masks it).",
                          {"min": lo, "max": hi, "input_dim": dim}, layer)
     return None
-
-
-def sample_weight_negative(ctx: DataContext) -> Issue | None:
-    """Training rows with a negative weight: the optimizer then raises their loss."""
-    w = ctx.sample_weight
-    if w is None or w.size == 0:
-        return None
-    negative = int(np.sum(w < 0))
-    if not negative:
-        return None
-    return Issue(
-        f"{negative} of the {w.size} training rows{ctx.where} have a negative sample_weight (the lowest {_fmt(float(w.min()))}): "
-        "gradient descent then makes their loss larger, not smaller, and the epoch loss can go below 0.",
-        "Weights scale each row's share of the loss: use 0 to leave a row out and positive values to weigh it (np.abs(w) or np.clip(w, 0, None) if "
-        "the sign came from a subtraction).",
-        {"negative_rows": negative, "min_weight": float(w.min())})
-
-
-def few_training_rows(ctx: DataContext) -> Issue | None:
-    """A training split too small to learn from: under 20 rows, or under 2 per class."""
-    rows = _training_rows(ctx)
-    needed, classes = _rows_needed(ctx)
-    if rows is None or rows == 0 or rows >= needed:
-        return None
-    per_class = f" for {classes} classes" if MIN_ROWS_PER_CLASS * classes > MIN_TRAIN_ROWS else ""
-    held = len(ctx.x_val[0]) if ctx.x_val else 0
-    held_out = f" ({held} more row{'s are' if held != 1 else ' is'} held out for validation)" if held else ""
-    return Issue(
-        f"The training data has only {rows} row{'s' if rows != 1 else ''}{held_out}, fewer than {needed}"
-        f"{per_class}: a model fitted to so few rows memorises them, and its loss, its metrics and "
-        f"their diagnosis are mostly noise.",
-        "Train on more rows: more data (data.rows for a generated set) or a smaller validation split "
-        "(training.validation_split in a recipe, validation_split in fit); far more than "
-        f"{needed} for a model worth keeping.",
-        {"training_rows": rows, "validation_rows": held, "minimum": needed, "classes": classes})
-
-
-def batch_larger_than_data(ctx: DataContext) -> Issue | None:
-    """A batch_size at least twice the training rows: every epoch is one step of all the rows."""
-    rows = _training_rows(ctx)
-    if rows is None or ctx.batch_size is None or ctx.batch_size < BATCH_OVER_ROWS * rows:
-        return None
-    if rows < _rows_needed(ctx)[0]:  # few-training-rows says it: more rows, not a smaller batch
-        return None
-    smaller = 32 if rows >= 128 else max(1, rows // 4)
-    return Issue(
-        f"batch_size {ctx.batch_size} is {ctx.batch_size / rows:.3g}x the {rows} training rows: every batch "
-        f"is all {rows} rows, so each epoch is a single step, one update of the weights.",
-        f"Use a batch_size well below {rows}, such as {smaller} (training.batch_size in a recipe, "
-        f"batch_size in fit), so that each epoch makes several updates; for full-batch training on "
-        f"purpose, set it to {rows} and give it many more epochs.",
-        {"batch_size": ctx.batch_size, "training_rows": rows})
-
-
-def _rows_needed(ctx: DataContext) -> tuple[int, int]:
-    """``(training rows needed, classes)``: 20 rows, or 2 per class of a classifier if more."""
-    classes = max((_class_count(t) for t in ctx.targets), default=0)
-    return max(MIN_TRAIN_ROWS, MIN_ROWS_PER_CLASS * classes), classes
-
-
-def _training_rows(ctx: DataContext) -> int | None:
-    """The training rows of numpy data, or ``None`` for a dataset (only its first batches are read)."""
-    if ctx.where or not ctx.xs:
-        return None
-    return len(ctx.xs[0])
-
-
-def _class_count(t: Target) -> int:
-    """The classes a single-label classifier tells apart (its units, or 2 for binary); 0 otherwise."""
-    if t.task == "binary":
-        return 2
-    if t.task == "multiclass":
-        return t.units if t.units and t.units > 1 else 0
-    return 0
-
-
-def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool) -> bool:
-    """Whether the rows' weights (class_weight or sample_weight) already even out the classes.
-
-    Then the imbalance is handled: advising ``class_weight=...`` to a run that passes it was
-    noise. The weighted class totals must pass the same thresholds as the counts.
-    """
-    w = ctx.sample_weight
-    if w is None or w.shape != (len(ids),):
-        return False
-    totals = np.bincount(ids, weights=w, minlength=k)
-    if binary:
-        return totals[:2].sum() > 0 and float(totals[:2].min() / totals[:2].sum()) >= IMBALANCE_BINARY_SHARE
-    return float(totals.min() / max(float(totals.max()), 1e-12)) >= IMBALANCE_MULTICLASS_RATIO
 
 
 #: Every data rule, in the order they are tried; the first error wins.
