@@ -1,0 +1,79 @@
+"""Rules on values no training step can use: NaN or Inf in any array fit is given
+(``non-finite-data``), and Embedding inputs that are no ids of its table (``embedding-ids``).
+
+Apart from the label rules: these read the inputs' values too, whatever the task and the loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainkit.checks.compatibility import Issue
+from trainkit.checks.data_context import DataContext, _fmt, _is_integral, _validation_name
+
+
+def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
+    """(rows with NaN/Inf, first such row, NaN count, Inf count); cheap when all are finite."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return 0, -1, 0, 0
+    flat = a.reshape(len(a), -1)
+    acc = np.float64 if a.dtype.itemsize < 8 else None
+    if np.isfinite(flat.sum(dtype=acc)):
+        return 0, -1, 0, 0
+    finite = np.isfinite(flat)
+    bad_rows = ~finite.all(axis=1)
+    count = int(bad_rows.sum())
+    if count == 0:
+        return 0, -1, 0, 0
+    nan = int(np.isnan(flat).sum())
+    inf = int((~finite).sum()) - nan
+    return count, int(np.argmax(bad_rows)), nan, inf
+
+
+def non_finite_data(ctx: DataContext) -> Issue | None:
+    """NaN or Inf anywhere in x, y or the validation data."""
+    arrays: list[tuple[str, np.ndarray]] = [
+        (f"x[{i}]" if len(ctx.xs) > 1 else "x", a) for i, a in enumerate(ctx.xs)]
+    arrays += [(t.name, t.y) for t in ctx.targets if t.y is not None]
+    if ctx.x_val:
+        arrays += [(f"x_val[{i}]" if len(ctx.x_val) > 1 else "x_val", a) for i, a in enumerate(ctx.x_val)]
+    arrays += [(_validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
+    if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
+        arrays.append(("sample_weight", ctx.sample_weight))
+    for name, a in arrays:
+        count, first, nan, inf = _non_finite(a)
+        if not count:
+            continue
+        col = ""
+        if a.ndim == 2:
+            col = f", column {int(np.argmax(~np.isfinite(a[first])))}"
+        return Issue(
+            f"{name} has {count} row{'s' if count != 1 else ''} of {len(a)} with NaN or Inf values"
+            f"{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first}{col}). One such value makes "
+            f"the loss NaN at the first step that sees it, and from then on every weight.",
+            f"Drop or impute those rows before fit, e.g. keep = np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim))) "
+            f"and index x and y with it, or fill the gaps with the training-split mean.",
+            {"array": name, "rows": count, "first_row": first, "nan": nan, "inf": inf, "total_rows": len(a)})
+    return None
+
+
+def embedding_ids(ctx: DataContext) -> Issue | None:
+    """Inputs an Embedding looks up that are not whole numbers in ``[0, input_dim)``."""
+    for index, layer, dim in ctx.embeddings:
+        if index >= len(ctx.xs) or ctx.xs[index].size == 0 or not np.issubdtype(ctx.xs[index].dtype, np.number):
+            continue
+        a = ctx.xs[index]
+        name = f"x[{index}]" if len(ctx.xs) > 1 else "x"
+        lo, hi = float(np.min(a)), float(np.max(a))
+        if not _is_integral(a):
+            return Issue(f"{name}{ctx.where} feeds the Embedding '{layer}' but holds non-integer values ({_fmt(lo)}..{_fmt(hi)}): an Embedding looks "
+                         f"its input up as row ids of its table, so 2.7 is read as 2.",
+                         "Pass the token or category ids as integers; for real-valued features use a Dense layer instead of an Embedding.",
+                         {"min": lo, "max": hi}, layer)
+        if lo < 0 or hi >= dim:
+            return Issue(f"{name}{ctx.where} holds ids {_fmt(lo)}..{_fmt(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
+                         f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
+                         f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
+                         "(keep 0 for padding if the model masks it).",
+                         {"min": lo, "max": hi, "input_dim": dim}, layer)
+    return None
