@@ -23,8 +23,6 @@ import keras
 import numpy as np
 
 from trainkit.checks.compatibility import (
-    CLASSIFICATION_LOSSES,
-    CLASSIFICATION_TASKS,
     Issue,
     describe_loss,
     losses_per_output,
@@ -47,16 +45,13 @@ from trainkit.checks.data_context import (
     _class_ids,
     _feature,
     _fmt,
-    _is_integral,
     _is_numeric,
     _row_budget,
-    _shape,
     _stride,
-    _validation_name,
 )
 from trainkit.checks.data_sampling import _is_batch_source, _sample_batches
+from trainkit.checks.label_checks import label_format, labels_out_of_range, single_class
 from trainkit.checks.model_inspect import (
-    UNKNOWN,
     OutputInfo,
     embedding_inputs,
     find_outputs,
@@ -66,7 +61,6 @@ from trainkit.checks.model_inspect import (
     scales_own_inputs,
 )
 from trainkit.checks.row_checks import (
-    MIN_TRAIN_ROWS,
     batch_larger_than_data,
     class_imbalance,
     few_training_rows,
@@ -114,251 +108,8 @@ class DataRule:
 # Small numpy helpers.
 
 
-#: More distinct whole-number labels than this read as a quantity rather than class ids.
-_MANY_CLASSES = 50
-
-
-def _sample_values(y: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a strided sample of ``y`` (every value, in practice)."""
-    return np.unique(_stride(y.reshape(-1), 200_000))
-
-
-def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
-    """The first ``limit + 1`` of :func:`_sample_values` (enough to show, and to tell there are more)."""
-    return _sample_values(y)[: limit + 1]
-
-
-def _fmt_values(values: np.ndarray, limit: int = 8) -> str:
-    shown = ", ".join(_fmt(float(v)) for v in values[:limit])
-    return "{" + shown + (", ..." if len(values) > limit else "") + "}"
-
-
-def _minus(name: str, value: float) -> str:
-    """``(y - 3)`` / ``(y + 2.5)`` / ``y`` for code in messages."""
-    if value == 0:
-        return name if name else "()"
-    return f"({name} {'-' if value > 0 else '+'} {_fmt(abs(value))})"
-
-
 # ---------------------------------------------------------------------------------------------
 # Errors.
-
-
-def label_format(ctx: DataContext) -> Issue | None:
-    """Labels that do not fit the loss: integer vs one-hot, outside {0, 1}, ids >= units, y/255."""
-    for t in ctx.targets:
-        if t.task not in CLASSIFICATION_TASKS or t.loss.kind not in CLASSIFICATION_LOSSES:
-            continue
-        # The validation labels too: a bad label there corrupts val_loss without a sound.
-        for name, y in ((t.name, t.y), (_validation_name(t.name), t.y_val)):
-            issue = _label_issue(t, y, name) if y is not None else None
-            if issue is not None:
-                return issue
-    return None
-
-
-def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
-    kind, loss = t.loss.kind, t.loss.describe()
-    layer = t.output.layer if t.output else None
-    units = t.units
-    if y.dtype.kind not in "biuf":
-        return Issue(f"{name} holds {y.dtype} values, not numbers; {loss} needs numeric labels.",
-                     "Encode the classes as integers 0..K-1: classes, y = np.unique(y, return_inverse=True).",
-                     {"dtype": str(y.dtype)}, layer)
-    if y.size == 0:
-        return None
-    lo, hi = float(np.min(y)), float(np.max(y))
-    logits = t.loss.from_logits
-    one_col = y.ndim == 1 or y.shape[-1] == 1
-    if kind in ("categorical", "kl", "categorical_hinge") and units and units > 1:
-        if one_col:
-            return Issue(
-                f"{name} holds one class id per sample (shape {_shape(y.shape)}, values {_fmt(lo)}..{_fmt(hi)}) "
-                f"but {loss} expects one-hot rows of length {units}.",
-                f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot "
-                f"encode them: y = keras.utils.to_categorical(y, {units}).",
-                {"y_min": lo, "y_max": hi, "units": units}, layer)
-        if lo < 0 or hi > 1:
-            return Issue(f"{name} has values from {_fmt(lo)} to {_fmt(hi)} but {loss} expects one-hot "
-                         f"(or probability) rows with values in [0, 1].",
-                         "One-hot encode the class ids: y = keras.utils.to_categorical(ids, K).",
-                         {"y_min": lo, "y_max": hi}, layer)
-        sums = y.reshape(-1, y.shape[-1]).sum(axis=1, dtype=np.float64)
-        bad = np.abs(sums - 1.0) > 1e-3
-        if bad.any():
-            count, first = int(bad.sum()), int(np.argmax(bad))
-            multi = float(sums.max()) > 1.001
-            why = ("several 1s (multi-hot)" if multi else "no 1 (all zeros)")
-            fix = ("If a sample can have several labels, use task='multilabel' with sigmoid outputs and "
-                   "BinaryCrossentropy; otherwise make each row contain exactly one 1."
-                   if multi else "Make each row contain exactly one 1 (drop unlabelled rows).")
-            return Issue(f"{count} rows of {name} do not sum to 1 (the first, row {first}, sums to "
-                         f"{_fmt(float(sums[first]))}: {why}); {loss} expects exactly one class per row.",
-                         fix, {"rows": count, "first_row": first}, layer)
-        return None
-    if kind == "sparse" and units:
-        if y.ndim >= 2 and y.shape[-1] == units and units > 1:
-            return Issue(
-                f"{name} holds one-hot rows (shape {_shape(y.shape)}) but {loss} expects one integer "
-                f"class id per sample.",
-                f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
-                f"y = y.argmax(axis=-1).", {"y_shape": list(y.shape)}, layer)
-        if not _is_integral(y):
-            values = _distinct(y)
-            if hi <= 1.0 and _is_integral(np.round(y * 255.0, 3)):
-                return Issue(
-                    f"{name} holds non-integer class labels {_fmt_values(values)}: they look like class "
-                    f"ids divided by 255. {loss} needs the integer ids 0..{units - 1}.",
-                    "Undo the division (y = np.rint(y * 255).astype('int64')); scale x, not y.",
-                    {"y_min": lo, "y_max": hi}, layer)
-            return Issue(
-                f"{name} holds non-integer class labels {_fmt_values(values)}; {loss} needs the "
-                f"integer class ids 0..{units - 1}.",
-                "Encode the classes as integers: classes, y = np.unique(y, return_inverse=True).",
-                {"y_min": lo, "y_max": hi}, layer)
-        if lo < 0 or hi >= units:
-            classes = len(_sample_values(y))
-            remap = f"map the {classes} distinct labels to 0..{classes - 1}: classes, y = np.unique(y, return_inverse=True)"
-            if lo >= 1 and hi == units:
-                fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
-            elif lo < 0 or hi + 1 > 100 * max(classes, units):
-                # Negative ids, or ids far larger than any class count: names, not ids.
-                fix = remap[0].upper() + remap[1:] + (f", and use Dense({classes})." if classes != units else ".")
-            else:
-                fix = f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or {remap}."
-            return Issue(
-                f"{name} holds class ids {_fmt(lo)}..{_fmt(hi)} but the output layer '{layer}' has "
-                f"{units} unit{'s' if units != 1 else ''} (ids 0..{units - 1}): an id outside that range "
-                f"has no unit, and {loss} returns NaN or garbage for it.", fix,
-                {"y_min": lo, "y_max": hi, "units": units}, layer)
-        return None
-    if kind == "binary":
-        values = _distinct(y)
-        if lo < 0 or hi > 1:
-            vals = {float(v) for v in values}
-            if vals <= {-1.0, 1.0}:
-                fix = "Map -1/+1 to 0/1: y = (y + 1) / 2."
-            elif vals <= {1.0, 2.0}:
-                fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
-            elif _is_integral(y) and len(values) > 2:
-                count = len(_sample_values(y))
-                if count > _MANY_CLASSES:  # counts or measurements, most likely (sklearn's diabetes: 214)
-                    fix = (f"{count} distinct whole numbers look like a quantity, not classes: use task='regression' "
-                           f"with a linear output and MSE (or task='multiclass' if they are class ids).")
-                else:
-                    fix = (f"These look like {count} classes: use task='multiclass' with "
-                           f"SparseCategoricalCrossentropy and a softmax output.")
-            elif hi == 255:
-                fix = "These look like 0/255 masks: use y = y / 255."
-            else:
-                fix = "Map the labels to 0/1, e.g. y = (y == positive_class).astype('float32')."
-            return Issue(
-                f"{name} holds {_fmt_values(values)} but {loss} needs 0/1 labels (or probabilities "
-                f"in [0, 1]); with other values the loss is unbounded or meaningless.", fix,
-                {"y_min": lo, "y_max": hi, "distinct": [float(v) for v in values[:8]]}, layer)
-        if len(values) <= 2 and not {float(v) for v in values} <= {0.0, 1.0} and hi < 0.5:
-            return Issue(
-                f"{name} holds {_fmt_values(values)}: the positive label is {_fmt(hi)}, not 1 "
-                f"(labels divided by 255?), so the model is trained to predict {_fmt(hi)} for positives.",
-                "Use 0/1 labels: y = (y > 0).astype('float32').",
-                {"y_min": lo, "y_max": hi}, layer)
-        return None
-    if kind == "hinge":
-        values = _distinct(y)
-        if not {float(v) for v in values} <= {-1.0, 0.0, 1.0}:
-            return Issue(f"{name} holds {_fmt_values(values)} but {loss} needs labels -1/+1 (or 0/1).",
-                         "Map the labels to -1/+1, e.g. y = np.where(y == positive_class, 1, -1).",
-                         {"y_min": lo, "y_max": hi}, layer)
-    return None
-
-
-def single_class(ctx: DataContext) -> Issue | None:
-    """Classification training labels that all hold the same class: there is nothing to learn."""
-    if ctx.where:  # only a dataset's first batches: a dataset sorted by class starts like this
-        return None
-    for t in ctx.targets:
-        ids = _training_class_ids(t)
-        if ids is None or ids.size == 0 or np.any(ids != ids[0]):
-            continue
-        n, label = len(ids), _class_label(t, int(ids[0]))
-        rows = "the only row is" if n == 1 else f"all {n} rows are"
-        elsewhere = _other_validation_classes(t, int(ids[0]))
-        if n < MIN_TRAIN_ROWS:  # one class in a handful of rows is chance, not an order
-            seen = f" With {n} training row{'s' * (n > 1)}, one class can happen by chance: train on more rows (or a smaller validation split)."
-        elif elsewhere:
-            seen = (f" The validation labels hold {elsewhere}: were the rows sorted by label before the split? "
-                    f"Shuffle x and y together before splitting.")
-        else:
-            seen = ""
-        return Issue(
-            f"The training labels {t.name} hold one class only: {rows} class {label}. A classifier has "
-            f"nothing to learn from them: always answering {label} is exact, so the loss falls to 0 "
-            f"and the model never sees another class.{seen}",
-            "Check the label column (data.target of a csv recipe, y in code), the filter that made "
-            "the rows and the split: the training rows need at least two classes.",
-            {"class": label, "rows": n}, t.output.layer if t.output else None)
-    return None
-
-
-def _training_class_ids(t: Target) -> np.ndarray | None:
-    """The class id of each training row of a single-label classification target, or ``None``."""
-    if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
-        return None
-    return _class_ids(t, t.y)
-
-
-def _class_label(t: Target, class_id: int) -> str:
-    """How the labels write a class: its value in a label column (-1 for hinge), else its id."""
-    assert t.y is not None
-    if t.y.ndim >= 2 and t.y.shape[-1] > 1:
-        return str(class_id)
-    return _fmt(float(t.y.reshape(-1)[0]))
-
-
-def _other_validation_classes(t: Target, class_id: int) -> str:
-    """The validation labels' classes other than ``class_id`` (``"{1, 2}"``), or ``""``."""
-    ids = _class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
-    if ids is None:
-        return ""
-    others = np.setdiff1d(np.unique(ids), [class_id])
-    return _fmt_values(others) if others.size else ""
-
-
-def labels_out_of_range(ctx: DataContext) -> Issue | None:
-    """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce."""
-    for t in ctx.targets:
-        if t.task != "regression" or t.y is None or t.output is None or not _is_numeric(t.y) or t.y.size == 0:
-            continue
-        lo, hi = t.output.output_range
-        what = f"applies {t.output.activation}, whose outputs lie"
-        if t.loss.kind == "poisson":
-            lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose rates lie"
-        if t.output.activation == UNKNOWN or (math.isinf(lo) and math.isinf(hi)):
-            continue
-        y_lo, y_hi = float(np.min(t.y)), float(np.max(t.y))
-        tol = 1e-6 * max(1.0, abs(lo) if math.isfinite(lo) else 0.0, abs(hi) if math.isfinite(hi) else 0.0)
-        if y_lo >= lo - tol and y_hi <= hi + tol:
-            continue
-        share = float(np.mean((t.y < lo - tol) | (t.y > hi + tol)))
-        rng = f"[{'-inf' if math.isinf(lo) else _fmt(lo)}, {'inf' if math.isinf(hi) else _fmt(hi)}]"
-        if math.isfinite(lo) and math.isfinite(hi):
-            span = y_hi - y_lo or 1.0
-            rescale = (f"or rescale the targets into {rng}: y_scaled = {_minus('y', y_lo)} / {_fmt(span)}"
-                       + (f" * {_fmt(hi - lo)}{_minus('', -lo)[1:-1]}" if (lo, hi) != (0.0, 1.0) else "")
-                       + " (and invert the predictions)")
-        else:
-            rescale = "or shift the targets into the output's range"
-        fix = (f"Remove the activation from '{t.output.activation_layer}' (a linear output) and "
-               f"standardise the targets, {rescale}.")
-        if t.loss.kind == "poisson":
-            fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
-        return Issue(
-            f"The targets of {t.name} range from {_fmt(y_lo)} to {_fmt(y_hi)} but the output layer "
-            f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets can never be "
-            f"reached, so the loss cannot fall below a floor and the output saturates.", fix,
-            {"y_min": y_lo, "y_max": y_hi, "output_min": lo, "output_max": hi, "share_outside": share},
-            t.output.activation_layer)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
