@@ -602,7 +602,7 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
 
 @pytest.mark.parametrize("classes", [3, 100])  # a one-hot product up to 64 classes, reduceat beyond
 def test_class_sums_of_the_separation_screen(classes):
-    from trainkit.checks.data_checks import _class_sums
+    from trainkit.checks.leakage_checks import _class_sums
 
     rng = np.random.default_rng(classes)
     xs = rng.standard_normal((4 * classes, 5))
