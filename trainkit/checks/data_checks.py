@@ -1,8 +1,11 @@
 """Fit-time data checks: labels vs task and loss, scales, NaN/Inf, shapes, overlap, leakage.
 
-Each rule is a small named function over a :class:`DataContext` returning an
-:class:`~trainkit.checks.compatibility.Issue` or ``None``, registered in :data:`DATA_RULES` in the
-order they are tried. :data:`DATA_ERROR_CODES` and :data:`DATA_WARNING_CODES` list the codes.
+This module lists the rules and runs them. Each rule is a small named function over a
+:class:`~trainkit.checks.data_context.DataContext` returning an
+:class:`~trainkit.checks.compatibility.Issue` or ``None`` (in ``shape_checks``, ``value_checks``,
+``label_checks``, ``row_checks``, ``scale_checks`` and ``leakage_checks``), registered in
+:data:`DATA_RULES` in the order they are tried. :data:`DATA_ERROR_CODES`,
+:data:`DATA_WARNING_CODES` and :data:`DATA_INFO_CODES` list the codes.
 
 Cost: numpy arrays are checked fully where the check is linear and cheap (NaN/Inf, label values,
 ranges); the scale statistics, train/validation overlap and leakage read a strided sample of at
@@ -37,11 +40,7 @@ from trainkit.checks.data_arrays import (
     _unmatched_targets,
     _unnamed_per_output,
 )
-from trainkit.checks.data_context import (
-    DEFAULT_SAMPLE_ROWS,
-    DataContext,
-    Target,
-)
+from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target
 from trainkit.checks.data_sampling import _is_batch_source, _sample_batches
 from trainkit.checks.label_checks import label_format, labels_out_of_range, single_class
 from trainkit.checks.leakage_checks import (
@@ -81,18 +80,6 @@ class DataRule:
     check: Callable[[DataContext], Issue | None]
 
 
-# ---------------------------------------------------------------------------------------------
-# Small numpy helpers.
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors.
-
-
-# ---------------------------------------------------------------------------------------------
-# Warnings.
-
-
 #: Every data rule, in the order they are tried; the first error wins.
 DATA_RULES: tuple[DataRule, ...] = (
     DataRule("shape-mismatch", "error", shape_mismatch),
@@ -121,10 +108,6 @@ EVALUATION_CODES: frozenset[str] = frozenset({
     "shape-mismatch", "non-finite-data", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "embedding-ids"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the data.
 
 
 def check_data(
