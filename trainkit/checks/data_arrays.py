@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.checks.data_context import _shape
+from trainkit.checks.data_context import format_shape
 from trainkit.checks.model_inspect import OutputInfo
 
 
-def _input_list(x: Any, names: list[str]) -> list[np.ndarray]:
+def input_arrays(x: Any, names: list[str]) -> list[np.ndarray]:
     if isinstance(x, Mapping):
         keys = names if names and all(n in x for n in names) else list(x)
         return [np.asarray(x[k]) for k in keys]
@@ -26,7 +26,7 @@ def _input_list(x: Any, names: list[str]) -> list[np.ndarray]:
     return [np.asarray(x)]
 
 
-def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
+def label_arrays(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
     if y is None:
         return [None] * max(1, len(outputs))
     if len(outputs) > 1:
@@ -47,7 +47,7 @@ def _label_list(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
     return [_bool_to_int(np.asarray(y))]
 
 
-def _unnamed_per_output(spec: Any, count: int, keys: Sequence[str] | None = None) -> list[Any]:
+def unnamed_per_output(spec: Any, count: int, keys: Sequence[str] | None = None) -> list[Any]:
     """A loss or task spec as one entry per output of a model whose outputs have no names yet:
     a list by position, a dict by the targets' ``keys`` (a dict of targets) or ``output_<i>``,
     anything else the same for every output."""
@@ -63,8 +63,8 @@ def _several_arrays(y: Any) -> bool:
     return isinstance(y, list | tuple) and len(y) > 1 and all(isinstance(v, np.ndarray) for v in y)
 
 
-def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
-    """How ``y`` fails to give each of several outputs a target (see :func:`_label_list`), or
+def targets_without_output(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | None]) -> str | None:
+    """How ``y`` fails to give each of several outputs a target (see :func:`label_arrays`), or
     the one output of a model a target by its name."""
     if len(outputs) == 1 and isinstance(y, Mapping):  # the loss would compare a dict with one tensor
         return f"a dict with keys {sorted(map(str, y))}"
@@ -74,10 +74,10 @@ def _unmatched_targets(y: Any, outputs: list[OutputInfo], ys: list[np.ndarray | 
         return f"a dict with keys {sorted(map(str, y))}, none an output's name"
     if isinstance(y, list | tuple):
         return f"a {type(y).__name__} of {len(y)}"
-    return f"one array of shape {_shape(np.shape(y))}"
+    return f"one array of shape {format_shape(np.shape(y))}"
 
 
-def _row_weights(sample_weight: Any) -> np.ndarray | None:
+def row_weight_array(sample_weight: Any) -> np.ndarray | None:
     """One float per row, or ``None`` when absent or not a single array (per-output weights)."""
     if sample_weight is None or isinstance(sample_weight, Mapping | list | tuple):
         return None

@@ -34,14 +34,14 @@ from trainkit.checks.compatibility import (
     validate_task,
 )
 from trainkit.checks.data_arrays import (
-    _input_list,
-    _label_list,
-    _row_weights,
-    _unmatched_targets,
-    _unnamed_per_output,
+    input_arrays,
+    label_arrays,
+    row_weight_array,
+    targets_without_output,
+    unnamed_per_output,
 )
 from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target
-from trainkit.checks.data_sampling import _is_batch_source, _sample_batches
+from trainkit.checks.data_sampling import is_batch_source, sample_first_batches
 from trainkit.checks.label_checks import label_format, labels_out_of_range, single_class
 from trainkit.checks.leakage_checks import (
     label_leakage,
@@ -166,8 +166,8 @@ def check_data(
     shapes = input_shapes(model)
     ranks = [len(s) for s in shapes] if shapes else None
     where = ""
-    if _is_batch_source(x):
-        sampled = _sample_batches(x, sample_batches, ranks)
+    if is_batch_source(x):
+        sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
             return []
         x, y, dataset_weights, batches = sampled
@@ -178,22 +178,22 @@ def check_data(
         return [Finding(code=DATA_NOT_INSPECTABLE, severity="info",
                         message="x is an iterator: it cannot be sampled without consuming it, so the data checks were skipped.",
                         advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
-    if _is_batch_source(x_val):
-        sampled = _sample_batches(x_val, sample_batches, ranks)
+    if is_batch_source(x_val):
+        sampled = sample_first_batches(x_val, sample_batches, ranks)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
     names = input_names(model)
-    xs = _input_list(x, names)
-    xv = _input_list(x_val, names) if x_val is not None else None
-    ys = _label_list(y, outputs)
-    unmatched = _unmatched_targets(y, outputs, ys)
-    yvs = _label_list(y_val, outputs) if y_val is not None else [None] * len(ys)
+    xs = input_arrays(x, names)
+    xv = input_arrays(x_val, names) if x_val is not None else None
+    ys = label_arrays(y, outputs)
+    unmatched = targets_without_output(y, outputs, ys)
+    yvs = label_arrays(y_val, outputs) if y_val is not None else [None] * len(ys)
     keys: list[str] | None = None  # a subclassed model's outputs, named by a dict of targets
     if outputs:
         losses, tasks = losses_per_output(outputs, loss), tasks_per_output(outputs, task)
     else:  # outputs unknown before a call (subclassed): by position (or y's keys), one per target
         keys = sorted(map(str, y)) if isinstance(y, Mapping) and len(y) == len(ys) > 1 else None
-        losses = [describe_loss(one) for one in _unnamed_per_output(loss, len(ys), keys)]
-        tasks = _unnamed_per_output(task, len(ys), keys)
+        losses = [describe_loss(one) for one in unnamed_per_output(loss, len(ys), keys)]
+        tasks = unnamed_per_output(task, len(ys), keys)
     outs: list[OutputInfo | None] = list(outputs) if outputs else [None] * len(ys)
     if len(outs) == 1:
         label_names = ["y"]
@@ -205,7 +205,7 @@ def check_data(
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
-                      unmatched_targets=unmatched, sample_weight=_row_weights(sample_weight), batch_size=batch_size,
+                      unmatched_targets=unmatched, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None)
     findings: list[Finding] = []
     for rule in DATA_RULES:

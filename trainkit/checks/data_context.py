@@ -80,37 +80,42 @@ class DataContext:
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _stride(a: np.ndarray, rows: int) -> np.ndarray:
+def strided_rows(a: np.ndarray, rows: int) -> np.ndarray:
     """An evenly strided view of at most ``rows`` rows (representative even for sorted data)."""
     step = max(1, math.ceil(len(a) / max(1, rows)))
     return a[::step]
 
 
-def _row_budget(a: np.ndarray, rows: int, values: int = _SAMPLE_VALUES) -> int:
+def row_budget(a: np.ndarray, rows: int, values: int = _SAMPLE_VALUES) -> int:
+    """How many of ``a``'s rows a sampled check reads: at most ``rows``, fewer for wide rows (``values`` in all), never under 100."""
     width = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
     return max(100, min(rows, values // max(1, width)))
 
 
-def _is_numeric(a: np.ndarray) -> bool:
+def is_numeric(a: np.ndarray) -> bool:
+    """Whether ``a`` holds booleans, integers or floats."""
     return a.dtype.kind in "biuf"
 
 
-def _fmt(v: float) -> str:
+def format_number(v: float) -> str:
+    """``v`` with four significant digits, for messages."""
     return f"{v:.4g}"
 
 
-def _shape(shape: Sequence[int | None]) -> str:
+def format_shape(shape: Sequence[int | None]) -> str:
+    """A shape as Python writes a tuple: ``(32,)``, ``(None, 10)``."""
     dims = ["None" if d is None else str(d) for d in shape]
     return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
 
 
-def _is_integral(y: np.ndarray) -> bool:
+def is_integral(y: np.ndarray) -> bool:
+    """Whether every value of ``y`` is a whole number (integer dtypes, or floats without fractions)."""
     if y.dtype.kind in "biu":
         return True
     return bool(np.all(np.equal(np.mod(y, 1), 0)))
 
 
-def _class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
+def class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
     """One integer class id per row, or ``None`` when the labels are not single-label classes."""
     kind = target.loss.kind
     if y.dtype.kind not in "biuf":
@@ -120,19 +125,19 @@ def _class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
             return np.argmax(y, axis=1)
         return None
     flat = y.reshape(len(y))
-    if not _is_integral(flat):
+    if not is_integral(flat):
         return None
     if kind == "hinge":
         flat = (flat > 0).astype(np.int64)
     return flat.astype(np.int64, copy=False)
 
 
-def _validation_name(name: str) -> str:
+def validation_name(name: str) -> str:
     """``y_val`` for ``y``, ``y_val[1]`` for ``y[1]``."""
     return name.replace("y", "y_val", 1)
 
 
-def _feature(j: int, names: Sequence[str] | None, *, capital: bool = False) -> str:
+def feature_label(j: int, names: Sequence[str] | None, *, capital: bool = False) -> str:
     """``feature 3``, or with the columns' names ``feature 3 ('income')`` (its index in x, not in the file)."""
     text = f"feature {j} ('{names[j]}')" if names is not None and j < len(names) else f"feature {j}"
     return "F" + text[1:] if capital else text

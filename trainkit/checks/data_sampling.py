@@ -38,7 +38,7 @@ def _is_dataset(obj: Any) -> bool:
     return isinstance(obj, tf.data.Dataset)
 
 
-def _is_batch_source(obj: Any) -> bool:
+def is_batch_source(obj: Any) -> bool:
     """Whether ``obj`` yields batches (a dataset, a PyDataset or a :class:`DatasetSample`), not arrays."""
     return _is_dataset(obj) or isinstance(obj, keras.utils.PyDataset | DatasetSample)
 
@@ -87,7 +87,7 @@ def _split_element(element: Any) -> tuple[Any, Any, Any]:
     return element, None, None
 
 
-def _sample_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int] | None:
+def sample_first_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int] | None:
     """(x, y, sample weights, batches read) from the first batches of a dataset, or ``None`` if it
     cannot be read."""
     if _is_dataset(data) or isinstance(data, DatasetSample):

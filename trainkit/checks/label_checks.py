@@ -15,13 +15,13 @@ from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, CLASSIFICATION_
 from trainkit.checks.data_context import (
     DataContext,
     Target,
-    _class_ids,
-    _fmt,
-    _is_integral,
-    _is_numeric,
-    _shape,
-    _stride,
-    _validation_name,
+    class_ids,
+    format_number,
+    format_shape,
+    is_integral,
+    is_numeric,
+    strided_rows,
+    validation_name,
 )
 from trainkit.checks.model_inspect import UNKNOWN
 from trainkit.checks.row_checks import MIN_TRAIN_ROWS
@@ -32,7 +32,7 @@ _MANY_CLASSES = 50
 
 def _sample_values(y: np.ndarray) -> np.ndarray:
     """Sorted distinct values of a strided sample of ``y`` (every value, in practice)."""
-    return np.unique(_stride(y.reshape(-1), 200_000))
+    return np.unique(strided_rows(y.reshape(-1), 200_000))
 
 
 def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
@@ -41,7 +41,7 @@ def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
 
 
 def _fmt_values(values: np.ndarray, limit: int = 8) -> str:
-    shown = ", ".join(_fmt(float(v)) for v in values[:limit])
+    shown = ", ".join(format_number(float(v)) for v in values[:limit])
     return "{" + shown + (", ..." if len(values) > limit else "") + "}"
 
 
@@ -49,7 +49,7 @@ def _minus(name: str, value: float) -> str:
     """``(y - 3)`` / ``(y + 2.5)`` / ``y`` for code in messages."""
     if value == 0:
         return name if name else "()"
-    return f"({name} {'-' if value > 0 else '+'} {_fmt(abs(value))})"
+    return f"({name} {'-' if value > 0 else '+'} {format_number(abs(value))})"
 
 
 def label_format(ctx: DataContext) -> Issue | None:
@@ -58,7 +58,7 @@ def label_format(ctx: DataContext) -> Issue | None:
         if t.task not in CLASSIFICATION_TASKS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         # The validation labels too: a bad label there corrupts val_loss without a sound.
-        for name, y in ((t.name, t.y), (_validation_name(t.name), t.y_val)):
+        for name, y in ((t.name, t.y), (validation_name(t.name), t.y_val)):
             issue = _label_issue(t, y, name) if y is not None else None
             if issue is not None:
                 return issue
@@ -81,13 +81,13 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
     if kind in ("categorical", "kl", "categorical_hinge") and units and units > 1:
         if one_col:
             return Issue(
-                f"{name} holds one class id per sample (shape {_shape(y.shape)}, values {_fmt(lo)}..{_fmt(hi)}) "
+                f"{name} holds one class id per sample (shape {format_shape(y.shape)}, values {format_number(lo)}..{format_number(hi)}) "
                 f"but {loss} expects one-hot rows of length {units}.",
                 f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot "
                 f"encode them: y = keras.utils.to_categorical(y, {units}).",
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
         if lo < 0 or hi > 1:
-            return Issue(f"{name} has values from {_fmt(lo)} to {_fmt(hi)} but {loss} expects one-hot "
+            return Issue(f"{name} has values from {format_number(lo)} to {format_number(hi)} but {loss} expects one-hot "
                          f"(or probability) rows with values in [0, 1].",
                          "One-hot encode the class ids: y = keras.utils.to_categorical(ids, K).",
                          {"y_min": lo, "y_max": hi}, layer)
@@ -101,19 +101,19 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                    "BinaryCrossentropy; otherwise make each row contain exactly one 1."
                    if multi else "Make each row contain exactly one 1 (drop unlabelled rows).")
             return Issue(f"{count} rows of {name} do not sum to 1 (the first, row {first}, sums to "
-                         f"{_fmt(float(sums[first]))}: {why}); {loss} expects exactly one class per row.",
+                         f"{format_number(float(sums[first]))}: {why}); {loss} expects exactly one class per row.",
                          fix, {"rows": count, "first_row": first}, layer)
         return None
     if kind == "sparse" and units:
         if y.ndim >= 2 and y.shape[-1] == units and units > 1:
             return Issue(
-                f"{name} holds one-hot rows (shape {_shape(y.shape)}) but {loss} expects one integer "
+                f"{name} holds one-hot rows (shape {format_shape(y.shape)}) but {loss} expects one integer "
                 f"class id per sample.",
                 f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
                 f"y = y.argmax(axis=-1).", {"y_shape": list(y.shape)}, layer)
-        if not _is_integral(y):
+        if not is_integral(y):
             values = _distinct(y)
-            if hi <= 1.0 and _is_integral(np.round(y * 255.0, 3)):
+            if hi <= 1.0 and is_integral(np.round(y * 255.0, 3)):
                 return Issue(
                     f"{name} holds non-integer class labels {_fmt_values(values)}: they look like class "
                     f"ids divided by 255. {loss} needs the integer ids 0..{units - 1}.",
@@ -135,7 +135,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             else:
                 fix = f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or {remap}."
             return Issue(
-                f"{name} holds class ids {_fmt(lo)}..{_fmt(hi)} but the output layer '{layer}' has "
+                f"{name} holds class ids {format_number(lo)}..{format_number(hi)} but the output layer '{layer}' has "
                 f"{units} unit{'s' if units != 1 else ''} (ids 0..{units - 1}): an id outside that range "
                 f"has no unit, and {loss} returns NaN or garbage for it.", fix,
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
@@ -148,7 +148,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 fix = "Map -1/+1 to 0/1: y = (y + 1) / 2."
             elif vals <= {1.0, 2.0}:
                 fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
-            elif _is_integral(y) and len(values) > 2:
+            elif is_integral(y) and len(values) > 2:
                 count = len(_sample_values(y))
                 if count > _MANY_CLASSES:  # counts or measurements, most likely (sklearn's diabetes: 214)
                     fix = (f"{count} distinct whole numbers look like a quantity, not classes: use task='regression' "
@@ -166,8 +166,8 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 {"y_min": lo, "y_max": hi, "distinct": [float(v) for v in values[:8]]}, layer)
         if len(values) <= 2 and not {float(v) for v in values} <= {0.0, 1.0} and hi < 0.5:
             return Issue(
-                f"{name} holds {_fmt_values(values)}: the positive label is {_fmt(hi)}, not 1 "
-                f"(labels divided by 255?), so the model is trained to predict {_fmt(hi)} for positives.",
+                f"{name} holds {_fmt_values(values)}: the positive label is {format_number(hi)}, not 1 "
+                f"(labels divided by 255?), so the model is trained to predict {format_number(hi)} for positives.",
                 "Use 0/1 labels: y = (y > 0).astype('float32').",
                 {"y_min": lo, "y_max": hi}, layer)
         return None
@@ -212,7 +212,7 @@ def _training_class_ids(t: Target) -> np.ndarray | None:
     """The class id of each training row of a single-label classification target, or ``None``."""
     if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
         return None
-    return _class_ids(t, t.y)
+    return class_ids(t, t.y)
 
 
 def _class_label(t: Target, class_id: int) -> str:
@@ -220,12 +220,12 @@ def _class_label(t: Target, class_id: int) -> str:
     assert t.y is not None
     if t.y.ndim >= 2 and t.y.shape[-1] > 1:
         return str(class_id)
-    return _fmt(float(t.y.reshape(-1)[0]))
+    return format_number(float(t.y.reshape(-1)[0]))
 
 
 def _other_validation_classes(t: Target, class_id: int) -> str:
     """The validation labels' classes other than ``class_id`` (``"{1, 2}"``), or ``""``."""
-    ids = _class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
+    ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
     if ids is None:
         return ""
     others = np.setdiff1d(np.unique(ids), [class_id])
@@ -235,7 +235,7 @@ def _other_validation_classes(t: Target, class_id: int) -> str:
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
     """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce."""
     for t in ctx.targets:
-        if t.task != "regression" or t.y is None or t.output is None or not _is_numeric(t.y) or t.y.size == 0:
+        if t.task != "regression" or t.y is None or t.output is None or not is_numeric(t.y) or t.y.size == 0:
             continue
         lo, hi = t.output.output_range
         what = f"applies {t.output.activation}, whose outputs lie"
@@ -248,11 +248,11 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
         if y_lo >= lo - tol and y_hi <= hi + tol:
             continue
         share = float(np.mean((t.y < lo - tol) | (t.y > hi + tol)))
-        rng = f"[{'-inf' if math.isinf(lo) else _fmt(lo)}, {'inf' if math.isinf(hi) else _fmt(hi)}]"
+        rng = f"[{'-inf' if math.isinf(lo) else format_number(lo)}, {'inf' if math.isinf(hi) else format_number(hi)}]"
         if math.isfinite(lo) and math.isfinite(hi):
             span = y_hi - y_lo or 1.0
-            rescale = (f"or rescale the targets into {rng}: y_scaled = {_minus('y', y_lo)} / {_fmt(span)}"
-                       + (f" * {_fmt(hi - lo)}{_minus('', -lo)[1:-1]}" if (lo, hi) != (0.0, 1.0) else "")
+            rescale = (f"or rescale the targets into {rng}: y_scaled = {_minus('y', y_lo)} / {format_number(span)}"
+                       + (f" * {format_number(hi - lo)}{_minus('', -lo)[1:-1]}" if (lo, hi) != (0.0, 1.0) else "")
                        + " (and invert the predictions)")
         else:
             rescale = "or shift the targets into the output's range"
@@ -261,7 +261,7 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
         if t.loss.kind == "poisson":
             fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
         return Issue(
-            f"The targets of {t.name} range from {_fmt(y_lo)} to {_fmt(y_hi)} but the output layer "
+            f"The targets of {t.name} range from {format_number(y_lo)} to {format_number(y_hi)} but the output layer "
             f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets can never be "
             f"reached, so the loss cannot fall below a floor and the output saturates.", fix,
             {"y_min": y_lo, "y_max": y_hi, "output_min": lo, "output_max": hi, "share_outside": share},

@@ -18,11 +18,11 @@ from trainkit.checks.compatibility import Issue
 from trainkit.checks.data_context import (
     DataContext,
     Target,
-    _class_ids,
-    _feature,
-    _is_numeric,
-    _row_budget,
-    _stride,
+    class_ids,
+    feature_label,
+    is_numeric,
+    row_budget,
+    strided_rows,
 )
 
 #: Train rows x features hashed fully for the overlap check before it samples.
@@ -57,12 +57,12 @@ def train_validation_overlap(ctx: DataContext) -> Issue | None:
     if not ctx.x_val or len(ctx.xs) != 1 or len(ctx.x_val) != 1:
         return None
     train, val = ctx.xs[0], ctx.x_val[0]
-    if not (_is_numeric(train) and _is_numeric(val)) or train.shape[1:] != val.shape[1:] or not len(train) or not len(val):
+    if not (is_numeric(train) and is_numeric(val)) or train.shape[1:] != val.shape[1:] or not len(train) or not len(val):
         return None
     width = int(np.prod(train.shape[1:])) if train.ndim > 1 else 1
     weights = np.random.default_rng(4).standard_normal(width)
-    train_rows = _stride(train, max(1, _HASH_VALUES // width))
-    val_rows = _stride(val, _row_budget(val, ctx.sample_rows))
+    train_rows = strided_rows(train, max(1, _HASH_VALUES // width))
+    val_rows = strided_rows(val, row_budget(val, ctx.sample_rows))
     h_train = _row_hashes(train_rows, weights)
     h_val = _row_hashes(val_rows, weights)
     found = np.isin(h_val, h_train)
@@ -101,12 +101,12 @@ def _draw_leak_sample(ctx: DataContext) -> tuple[np.ndarray, np.ndarray, Target]
     if len(ctx.xs) != 1 or len(ctx.targets) != 1 or ctx.targets[0].y is None:
         return None
     x, t = ctx.xs[0], ctx.targets[0]
-    if x.ndim != 2 or not _is_numeric(x) or x.shape[1] > _LEAK_MAX_FEATURES or len(x) < 20:
+    if x.ndim != 2 or not is_numeric(x) or x.shape[1] > _LEAK_MAX_FEATURES or len(x) < 20:
         return None
     rows = max(200, min(_LEAK_ROWS, _LEAK_VALUES // max(1, x.shape[1])))
-    xs = _stride(x, rows).astype(np.float64)
-    y = _stride(t.y, rows)
-    if not np.isfinite(xs).all() or not _is_numeric(y):
+    xs = strided_rows(x, rows).astype(np.float64)
+    y = strided_rows(t.y, rows)
+    if not np.isfinite(xs).all() or not is_numeric(y):
         return None
     return xs, y, t
 
@@ -115,7 +115,7 @@ def _sampled_class_ids(sample: tuple[np.ndarray, np.ndarray, Target] | None) -> 
     """The sampled labels as class ids, for a classification target with 2+ classes in the sample."""
     if sample is None or sample[2].task not in ("binary", "multiclass"):
         return None
-    ids = _class_ids(sample[2], sample[1])
+    ids = class_ids(sample[2], sample[1])
     return ids if ids is not None and np.unique(ids).size >= 2 else None
 
 
@@ -139,7 +139,7 @@ def label_leakage(ctx: DataContext) -> Issue | None:
     equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
     if len(equal):
         j = int(equal[0])
-        return _leak_issue(j, f"{_feature(j, names, capital=True)} is identical to the class label in all {n} sampled rows",
+        return _leak_issue(j, f"{feature_label(j, names, capital=True)} is identical to the class label in all {n} sampled rows",
                            {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)}, names)
     few = _few_values(n)
     # Only features with few distinct values are read in full: one with more than `few` in its
@@ -154,7 +154,7 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         c, lab = col[order], ids[order]
         if np.all((lab[1:] == lab[:-1]) | (c[1:] != c[:-1])):
             return _leak_issue(
-                int(j), f"Each of the {int(distinct[j])} values of {_feature(int(j), names)} maps to a single "
+                int(j), f"Each of the {int(distinct[j])} values of {feature_label(int(j), names)} maps to a single "
                 f"class in all {n} sampled rows, so it predicts the label perfectly",
                 {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])}, names)
     return None
@@ -179,11 +179,11 @@ def one_feature_separates(ctx: DataContext) -> Issue | None:
     j, gap, share = separating
     names = ctx.feature_names
     return Issue(
-        f"{_feature(j, names, capital=True)} alone separates the classes: each class lies in an interval of its own, the "
+        f"{feature_label(j, names, capital=True)} alone separates the classes: each class lies in an interval of its own, the "
         f"closest two {gap:.1f} within-class standard deviations apart, in all {len(xs)} sampled rows "
         f"(its class means explain {share:.1%} of its variance). Either the classes are that easy, or "
         f"the feature is the label leaking in (a noisy copy of it, or something computed from it).",
-        f"If {_feature(j, names)} is not known at prediction time, or is derived from the label, remove it "
+        f"If {feature_label(j, names)} is not known at prediction time, or is derived from the label, remove it "
         f"({_removal(j, names)}); a validation score near 100% with it is then not real.",
         {"feature": j, "rows_checked": len(xs), "gap_in_within_class_stds": round(gap, 3), "variance_explained": round(share, 4)})
 
@@ -243,7 +243,7 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[s
     j = int(np.argmax(np.abs(corr)))
     if abs(corr[j]) < LEAK_CORRELATION:
         return None
-    return _leak_issue(j, f"{_feature(j, names, capital=True)} is a linear copy of the target (correlation {corr[j]:.5f} "
+    return _leak_issue(j, f"{feature_label(j, names, capital=True)} is a linear copy of the target (correlation {corr[j]:.5f} "
                           f"in {len(xs)} sampled rows)",
                        {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, names)
 
@@ -252,7 +252,7 @@ def _leak_issue(j: int, found: str, evidence: dict[str, Any], names: Sequence[st
     return Issue(
         f"{found}: it is probably the label, or something computed from it, leaking into the inputs. "
         f"The model will learn this shortcut and fail on data where the label is unknown.",
-        f"Remove {_feature(j, names)} ({_removal(j, names)}) unless it is really available at "
+        f"Remove {feature_label(j, names)} ({_removal(j, names)}) unless it is really available at "
         f"prediction time, and check how the features were built.", evidence)
 
 

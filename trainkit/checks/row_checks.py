@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, Issue
-from trainkit.checks.data_context import DataContext, Target, _class_ids, _fmt
+from trainkit.checks.data_context import DataContext, Target, class_ids, format_number
 
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
@@ -33,7 +33,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
     for t in ctx.targets:
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
-        ids = _class_ids(t, t.y)
+        ids = class_ids(t, t.y)
         # One class only is single-class's error (or allowed): no weights can balance it.
         if ids is None or ids.size == 0 or ids.min() < 0 or np.all(ids == ids[0]):
             continue
@@ -105,7 +105,7 @@ def sample_weight_negative(ctx: DataContext) -> Issue | None:
     if not negative:
         return None
     return Issue(
-        f"{negative} of the {w.size} training rows{ctx.where} have a negative sample_weight (the lowest {_fmt(float(w.min()))}): "
+        f"{negative} of the {w.size} training rows{ctx.where} have a negative sample_weight (the lowest {format_number(float(w.min()))}): "
         "gradient descent then makes their loss larger, not smaller, and the epoch loss can go below 0.",
         "Weights scale each row's share of the loss: use 0 to leave a row out and positive values to weigh it (np.abs(w) or np.clip(w, 0, None) if "
         "the sign came from a subtraction).",

@@ -14,11 +14,11 @@ import numpy as np
 from trainkit.checks.compatibility import Issue
 from trainkit.checks.data_context import (
     DataContext,
-    _feature,
-    _fmt,
-    _is_numeric,
-    _row_budget,
-    _stride,
+    feature_label,
+    format_number,
+    is_numeric,
+    row_budget,
+    strided_rows,
 )
 from trainkit.diagnosis.baseline import target_scale
 
@@ -32,9 +32,9 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
     """Features far from zero or whose scales differ by orders of magnitude."""
     for i, a in enumerate(ctx.xs):
         scaled = ctx.scales_inputs[i] if len(ctx.scales_inputs) == len(ctx.xs) else any(ctx.scales_inputs)
-        if scaled or not _is_numeric(a) or a.dtype == bool or len(a) == 0:
+        if scaled or not is_numeric(a) or a.dtype == bool or len(a) == 0:
             continue
-        s = _stride(a, _row_budget(a, ctx.sample_rows))
+        s = strided_rows(a, row_budget(a, ctx.sample_rows))
         unit = "channel" if a.ndim > 3 else "feature"
         f = s.reshape(-1, s.shape[-1]) if a.ndim > 2 else s.reshape(len(s), -1)
         # [features, rows]: numpy reduces a narrow [rows, features] array (an image's [pixels, 3]
@@ -61,10 +61,10 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             if smallest not in worst:
                 worst.append(smallest)
         names = ctx.feature_names if unit == "feature" and len(ctx.xs) == 1 else None
-        described = "; ".join(f"{_feature(j, names) if names else f'{unit} {j}'}: mean {_fmt(mean[j])}, std {_fmt(std[j])}" for j in worst)
+        described = "; ".join(f"{feature_label(j, names) if names else f'{unit} {j}'}: mean {format_number(mean[j])}, std {format_number(std[j])}" for j in worst)
         reasons = []
         if max_mean >= UNSCALED_MEAN or max_std >= UNSCALED_STD:
-            reasons.append(f"values reach |mean| {_fmt(max_mean)} / std {_fmt(max_std)}")
+            reasons.append(f"values reach |mean| {format_number(max_mean)} / std {format_number(max_std)}")
         if ratio >= UNSCALED_STD_RATIO:
             reasons.append(f"feature scales span {math.log10(ratio):.1f} orders of magnitude")
         name = f"x[{i}]" if len(ctx.xs) > 1 else "x"
@@ -90,14 +90,14 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
 def unscaled_targets(ctx: DataContext) -> Issue | None:
     """Regression targets with std or |mean| far above 1 for a linear (or relu-like) output."""
     for t in ctx.targets:
-        if t.task != "regression" or t.y is None or not _is_numeric(t.y) or t.y.size == 0:
+        if t.task != "regression" or t.y is None or not is_numeric(t.y) or t.y.size == 0:
             continue
         # A relu/softplus output reaches large targets too, as slowly (targets 0..100 got only
         # "bounded output" and "underfitting"); it needs them scaled, not centred.
         non_negative = t.output is not None and not t.output.rescaled and t.output.output_range == (0.0, float("inf"))
         if t.loss.kind not in ("regression", None) or (t.output is not None and not non_negative and (t.output.activation != "linear" or t.output.rescaled)):
             continue
-        y = _stride(t.y, ctx.sample_rows)
+        y = strided_rows(t.y, ctx.sample_rows)
         scale = target_scale(y)
         if scale is None or scale.scaled:
             continue
@@ -106,12 +106,12 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         # What the output has to cover: the offset when the targets sit far from 0, else their
         # spread (make_regression's targets, mean -5 and std 168, were told the bias had to
         # travel 5.2 units, the one part of them that needed no scaling).
-        far = (f"the output bias has to travel {_fmt(abs(m))} units" if abs(m) > s else
-               f"the output weights have to grow until the outputs spread ~{_fmt(s)} units around their mean")
+        far = (f"the output bias has to travel {format_number(abs(m))} units" if abs(m) > s else
+               f"the output weights have to grow until the outputs spread ~{format_number(s)} units around their mean")
         return Issue(
-            f"The regression targets {t.name} have mean {_fmt(m)} and std {_fmt(s)}{ctx.where} (range "
-            f"{_fmt(float(y.min()))}..{_fmt(float(y.max()))}). A freshly initialised output starts "
-            f"far from them (an output near 0 makes the first MSE about the mean of y squared, ~{_fmt(m * m + s * s)}), "
+            f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{ctx.where} (range "
+            f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). A freshly initialised output starts "
+            f"far from them (an output near 0 makes the first MSE about the mean of y squared, ~{format_number(m * m + s * s)}), "
             f"so the first gradients are huge and {far}.",
             (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
-from trainkit.checks.data_arrays import _input_list
-from trainkit.checks.data_context import DataContext, Target, _shape
+from trainkit.checks.data_arrays import input_arrays
+from trainkit.checks.data_context import DataContext, Target, format_shape
 from trainkit.checks.model_inspect import input_names, input_shapes
 from trainkit.errors import DataError, closest_match
 
@@ -51,7 +51,7 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                      "Pass x and y with the same first dimension (check the split or a dropped "
                      "header row).", {"rows": list(rows.values())})
     if weights is not None and weights.ndim != 1:
-        return Issue(f"sample_weight has shape {_shape(weights.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
+        return Issue(f"sample_weight has shape {format_shape(weights.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
                      "Pass one weight per row; to weigh several outputs differently use loss_weights.",
                      {"sample_weight_shape": list(weights.shape)})
     for xs, label in ((ctx.xs, "x"), (ctx.x_val or [], "x_val")):
@@ -79,18 +79,18 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         if _fits(a.shape[1:], expected):
             continue
         name = f"{label}[{i}]" if len(xs) > 1 else label
-        want = _shape(expected) if expected else "()"
+        want = format_shape(expected) if expected else "()"
         if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
         elif a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected)):
             fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
-                   f"(shape {_shape((1, *expected))}).")
+                   f"(shape {format_shape((1, *expected))}).")
         elif a.ndim == 1:
             fix = f"The first axis of {name} counts samples: give it the shape (n, {', '.join('?' if d is None else str(d) for d in expected)})."
         else:
             fix = f"Give each sample the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
-        return Issue(f"{name} has shape {_shape(a.shape)} but the model's input expects "
-                     f"{_shape(shape)}: each sample must have shape {want}.", fix,
+        return Issue(f"{name} has shape {format_shape(a.shape)} but the model's input expects "
+                     f"{format_shape(shape)}: each sample must have shape {want}.", fix,
                      {"x_shape": list(a.shape), "input_shape": list(shape)})
     return None
 
@@ -101,7 +101,7 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
     For :meth:`Trainer.evaluate` and :meth:`Trainer.predict`, which run no other data check.
     """
     names = input_names(model)
-    issue = input_structure_issue(x, names) or input_shape_issue(_input_list(x, names), input_shapes(model))
+    issue = input_structure_issue(x, names) or input_shape_issue(input_arrays(x, names), input_shapes(model))
     if issue is not None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
@@ -120,14 +120,14 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
     want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
     if got and out and got[-1] == out[-1]:  # the output layer's width is right: Dense(k) would change nothing
         fix = (f"The output layer already predicts {got[-1]} value(s) per position; the axes before that differ "
-               f"({_shape(got[:-1]) if len(got) > 1 else 'none'} in {t.name}, {_shape(out[:-1]) if len(out) > 1 else 'none'} in the output). "
+               f"({format_shape(got[:-1]) if len(got) > 1 else 'none'} in {t.name}, {format_shape(out[:-1]) if len(out) > 1 else 'none'} in the output). "
                f"Give {t.name} the shape {want}, or change the model so that its output has the labels' shape.")
     else:
         fix = (f"Give {t.name} the shape {want}, or change the output layer to Dense({got[-1] if got else 1}) "
                f"to predict {got[-1] if got else 1} value(s) per sample.")
     return Issue(
-        f"{t.name} has shape {_shape(t.y.shape)} but the output layer '{layer}' produces "
-        f"{_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
+        f"{t.name} has shape {format_shape(t.y.shape)} but the output layer '{layer}' produces "
+        f"{format_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
         fix, {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
 
 
@@ -160,10 +160,10 @@ def _unflattened_issue(t: Target, xs: Sequence[np.ndarray], position_layers: Seq
     wide = [a for a in xs if a.ndim > 2]
     if len(out) < 2 or not wide or not _label_fits(t.loss.kind, t.y.shape[1:], out[-1:]):
         return None
-    sample = _shape(wide[0].shape[1:])
+    sample = format_shape(wide[0].shape[1:])
     evidence = {"x_sample_shape": list(wide[0].shape[1:]), "y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}
-    per_position = (f"the output layer '{t.output.layer}' produces {_shape(t.output.shape)}, a prediction for every position, "
-                    f"while {t.name} (shape {_shape(t.y.shape)}) has one per sample.")
+    per_position = (f"the output layer '{t.output.layer}' produces {format_shape(t.output.shape)}, a prediction for every position, "
+                    f"while {t.name} (shape {format_shape(t.y.shape)}) has one per sample.")
     if position_layers:  # a conv or recurrent model: a Flatten first would be wrong advice
         last = position_layers[-1]
         reduce = ("pass return_sequences=False to it" if last.split(" ")[0] in _RECURRENT_LAYERS else

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
-from trainkit.checks.data_context import DataContext, _fmt, _is_integral, _validation_name
+from trainkit.checks.data_context import DataContext, format_number, is_integral, validation_name
 
 
 def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
@@ -37,7 +37,7 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
     arrays += [(t.name, t.y) for t in ctx.targets if t.y is not None]
     if ctx.x_val:
         arrays += [(f"x_val[{i}]" if len(ctx.x_val) > 1 else "x_val", a) for i, a in enumerate(ctx.x_val)]
-    arrays += [(_validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
+    arrays += [(validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
     if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
         arrays.append(("sample_weight", ctx.sample_weight))
     for name, a in arrays:
@@ -65,13 +65,13 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
         a = ctx.xs[index]
         name = f"x[{index}]" if len(ctx.xs) > 1 else "x"
         lo, hi = float(np.min(a)), float(np.max(a))
-        if not _is_integral(a):
-            return Issue(f"{name}{ctx.where} feeds the Embedding '{layer}' but holds non-integer values ({_fmt(lo)}..{_fmt(hi)}): an Embedding looks "
+        if not is_integral(a):
+            return Issue(f"{name}{ctx.where} feeds the Embedding '{layer}' but holds non-integer values ({format_number(lo)}..{format_number(hi)}): an Embedding looks "
                          f"its input up as row ids of its table, so 2.7 is read as 2.",
                          "Pass the token or category ids as integers; for real-valued features use a Dense layer instead of an Embedding.",
                          {"min": lo, "max": hi}, layer)
         if lo < 0 or hi >= dim:
-            return Issue(f"{name}{ctx.where} holds ids {_fmt(lo)}..{_fmt(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
+            return Issue(f"{name}{ctx.where} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
                          f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
                          f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
                          "(keep 0 for padding if the model masks it).",
