@@ -378,6 +378,14 @@ def test_csv_columns_listed_in_drop_are_left_out(tmp_path: Path) -> None:
         recipe(tmp_path, data={"drop": ["a"]})
 
 
+def test_csv_columns_listed_in_drop_need_not_be_numbers(tmp_path: Path) -> None:
+    # A date or a city is what drop is for, and the error about one said "leave the column out with
+    # data: {drop: [city]}": with it given, the same error came back.
+    write_csv(tmp_path, ",date,a,city,label\n2024-01-01,2024-01-01,1,paris,0\n2024-01-02,2024-01-02,3,inf,1\n")
+    x, y = load_arrays(DataConfig(source="csv", path="data.csv", target="label", drop=["date", "city"]), tmp_path, task="binary")
+    assert np.allclose(x, [[1], [3]]) and y.ravel().tolist() == [0, 1]
+
+
 def test_a_csv_header_of_column_numbers_is_a_header(tmp_path: Path) -> None:
     # pandas names a DataFrame(array)'s columns 0, 1, 2...: such a file was refused as header-less.
     write_csv(tmp_path, "0,1,2\n0.5,1.5,0\n1,2,1\n")

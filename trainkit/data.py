@@ -26,7 +26,7 @@ import math
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -430,7 +430,7 @@ def _read_csv(path: Path, target: str, drop: Sequence[str], notes: list[Finding]
     values = _parsed_by_numpy(path, delimiter, head[0][0], len(header))
     if values is None:  # read field by field: that reader names what numpy refused, and where
         rows, _ = _csv_table(path)
-        values = _csv_values(rows, header, path, target)
+        values = _csv_values(rows, header, path, target, skipped)
     column = header.index(target)
     keep = [j for j, name in enumerate(header) if j != column and j not in skipped]
     notes.extend(_counting_columns(values, header, keep, path))
@@ -545,16 +545,20 @@ def _csv_header(rows: list[tuple[int, list[str]]], path: Path, target: str) -> l
     return header
 
 
-def _csv_values(rows: list[tuple[int, list[str]]], header: list[str], path: Path, target: str = "") -> np.ndarray:
+def _csv_values(rows: list[tuple[int, list[str]]], header: list[str], path: Path, target: str = "", skipped: Set[int] = frozenset()) -> np.ndarray:
     """The data rows as float32, every field a finite number that float32 can hold, read field by
-    field (what :func:`_parsed_by_numpy` refused: this names the line and the column)."""
+    field (what :func:`_parsed_by_numpy` refused: this names the line and the column).
+
+    The ``skipped`` columns (``data.drop``'s, a pandas index) are not read, and hold 0: a date or a
+    name is what ``drop`` is for, and refusing it as no number named the drop that was given.
+    """
     for line, fields in rows[1:]:
         if len(fields) != len(header):
             raise DataError("data-ragged", f"Row at line {line} of {path} has {len(fields)} fields; the header has {len(header)}.")
     # float64 first: a number beyond float32's range is refused by name, not cast to inf.
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for i, (line, fields) in enumerate(rows[1:]):
-        values[i] = [_number(v, line, header[j], path, header[j] == target) for j, v in enumerate(fields)]
+        values[i] = [0.0 if j in skipped else _number(v, line, header[j], path, header[j] == target) for j, v in enumerate(fields)]
 
     def place(row: int, col: int) -> str:
         return f"line {rows[1 + row][0]}, column '{header[col]}'"
