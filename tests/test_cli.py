@@ -872,6 +872,7 @@ def _sigterm_when_called(module: str, function: str, args: list[str]) -> subproc
 @pytest.mark.parametrize(("command", "said"), [
     ("train", "interrupted: Stopped before training began; nothing was trained or kept."),
     ("check", "interrupted: Stopped."),
+    ("compare", "interrupted: Stopped before training began; nothing was trained or kept."),  # was "Stopped.", as check's
 ])
 def test_sigterm_before_any_run_takes_the_signals_stops_the_command_as_ctrl_c_does(tiny_recipe, command, said):
     # Loading the recipe and data, importing TensorFlow: SIGTERM's default killed the process

@@ -294,7 +294,8 @@ def compare_command(
     from trainkit.errors import TrainingInterrupted
 
     rows = []
-    with user_errors():
+    # A Ctrl-C that gets here came before the first run trained: iter_compare's own is caught below.
+    with user_errors(interrupted=NOTHING_TRAINED):
         loaded = [_load_one_of(path, set_, several=len(recipes) > 1) for path in recipes]
         variants = expand_all(loaded)  # type: ignore[arg-type]
         if json_path is not None:
