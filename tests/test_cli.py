@@ -954,6 +954,17 @@ def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     assert "a finished run" not in diagnose and "did not finish" in diagnose
 
 
+def test_the_command_list_says_what_each_command_does_without_cutting_it_off():
+    # `trainkit --help` cut every summary off mid-sentence: "Train a recipe: checks, training,
+    # TensorBoard logs and a...".
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
+    commands = result.output.split("Commands:", 1)[1].strip().splitlines()
+    assert result.exit_code == 0 and len(commands) == 6, result.output
+    assert all(line.rstrip().endswith(".") and not line.rstrip().endswith("...") for line in commands), commands
+
+
 def test_a_builder_model_that_fails_only_while_training_is_one_line_naming_the_user_s_code(runner, tmp_path):
     # A layer whose call() fails with training=True passes the build on zeros and every check; the
     # first step then raised a RuntimeError traceback through TensorFlow and trainkit (exit 1).

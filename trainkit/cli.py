@@ -116,7 +116,7 @@ def _import_tensorflow() -> None:
     import_tensorflow_quietly()
 
 
-@app.command()
+@app.command(short_help="Train a recipe: checks, training, TensorBoard logs, a report.")
 def train(
     recipe: RecipeArg,
     set_: SetOption = [],  # noqa: B006  (typer needs a literal default)
@@ -163,7 +163,7 @@ def _is_within(path: Path, directory: Path) -> bool:
         return True
 
 
-@app.command()
+@app.command(short_help="Check a recipe, its data and its model, without training.")
 def check(recipe: RecipeArg, set_: SetOption = []) -> None:  # noqa: B006
     """Validate a recipe, build its data and model, and run every check without training.
 
@@ -196,7 +196,7 @@ def _print_check(prepared: Any) -> None:
         typer.echo("ok: no compatibility or data problems found")
 
 
-@app.command("diagnose")
+@app.command("diagnose", short_help="Print a run's findings, rebuilt from its TensorBoard logs.")
 def diagnose_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (<logdir>/<recipe>/<time>), or a recipe's directory for its newest run.", metavar="RUN_DIR", show_default=False)],
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON instead of text.")] = False,
@@ -225,7 +225,7 @@ def diagnose_command(
     typer.echo(render_text(findings))
 
 
-@app.command("recipes")
+@app.command("recipes", short_help="List the recipes of a directory with their descriptions.")
 def list_recipes_command(directory: Annotated[Path, typer.Argument(help="Directory of recipe files.", metavar="DIRECTORY")] = Path("recipes")) -> None:
     """List the recipes of a directory with their one-line descriptions."""
     from trainkit.recipe import list_recipes
@@ -271,7 +271,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-@app.command("compare")
+@app.command("compare", short_help="Train several recipes or a sweep's variants; print a table.")
 def compare_command(
     recipes: Annotated[list[Path], typer.Argument(help="Recipe files; one with a sweep: section stands for every combination of its values.", metavar="RECIPE", show_default=False)],
     set_: SetOption = [],  # noqa: B006
@@ -340,7 +340,7 @@ def _write_json(rows: list[Any], path: Path) -> bool:
     return True
 
 
-@app.command("tensorboard")
+@app.command("tensorboard", short_help="Serve TensorBoard on the runs, on 127.0.0.1.")
 def tensorboard_command(
     logdir: Annotated[Path, typer.Argument(help="Directory of runs (default: runs, the recipes' default logdir).", metavar="LOGDIR")] = Path("runs"),
     port: Annotated[int, typer.Option(metavar="N", help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
