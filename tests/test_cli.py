@@ -954,6 +954,12 @@ def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     assert "a finished run" not in diagnose and "did not finish" in diagnose
 
 
+def test_python_dash_m_trainkit_is_the_command_line():
+    # "No module named trainkit.__main__": the command was reachable only as the installed script.
+    proc = subprocess.run([sys.executable, "-m", "trainkit", "recipes", "no-such-dir"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: [recipes-not-found]"), proc.stderr
+
+
 def test_the_command_list_says_what_each_command_does_without_cutting_it_off():
     # `trainkit --help` cut every summary off mid-sentence: "Train a recipe: checks, training,
     # TensorBoard logs and a...".
