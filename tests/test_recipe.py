@@ -118,6 +118,17 @@ def test_recipe_not_found(tmp_path: Path) -> None:
     assert error_of(load_recipe, tmp_path).code == "recipe-not-found"  # a directory
 
 
+def test_a_missing_recipe_names_the_file_it_likely_meant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `trainkit recipes` lists names, and `trainkit train mlp_binary` only said the file did not exist.
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "mlp_binary.yaml").write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    for typed in ("mlp_binary", "mlp_binary.yaml", "recipes/mlp_binary", "recipes/mlp_binar.yaml"):
+        err = error_of(load_recipe, typed)
+        assert err.code == "recipe-not-found" and err.message.endswith(f"Did you mean {Path('recipes/mlp_binary.yaml')}?"), err.message
+    assert "Did you mean" not in error_of(load_recipe, "recipes/other_thing.yaml").message
+
+
 def test_a_recipe_that_is_not_text_is_blamed_on_its_content_not_its_path(tmp_path: Path) -> None:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00bad")

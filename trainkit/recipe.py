@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 from trainkit import recipe_overrides
-from trainkit.errors import RecipeError
+from trainkit.errors import RecipeError, closest_match
 from trainkit.recipe_paths import flatten_types, literal_values
 from trainkit.recipe_text import describe, one_line, parse_yaml, short, too_big
 from trainkit.recipe_validation import to_recipe_error
@@ -710,6 +710,27 @@ def _as_float(value: Any) -> float:
 # --------------------------------------------------------------------------------- loading API
 
 
+def _recipe_nearby(path: Path) -> str:
+    """``' Did you mean X?'`` for the recipe file a missing ``path`` likely meant, or ``''``.
+
+    ``trainkit recipes`` lists recipes by name, and ``trainkit train mlp_binary`` only said the file
+    did not exist: the name is looked up with ``.yaml`` (``.yml``), in ``recipes/`` when it names
+    no folder, and else the closest file name of its folder is offered.
+    """
+    names = [path.name] if path.suffix.lower() in (".yaml", ".yml") else [f"{path.name}.yaml", f"{path.name}.yml"]
+    folders = [path.parent, Path("recipes")] if len(path.parts) == 1 else [path.parent]
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return f" Did you mean {folder / name}?"
+    try:
+        files = {p.stem: p.name for p in path.parent.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file()}
+    except OSError:
+        return ""
+    match = closest_match(path.stem, sorted(files))  # the stems: every name shares ".yaml"
+    return f" Did you mean {path.parent / files[match]}?" if match is not None else ""
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Reads, overrides and validates a recipe file.
 
@@ -730,7 +751,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
             data = handle.read(MAX_RECIPE_BYTES + 1)
         text = data.decode("utf-8") if len(data) <= MAX_RECIPE_BYTES else ""  # too large: refused below
     except FileNotFoundError:
-        raise RecipeError("recipe-not-found", f"Recipe file {path} does not exist.") from None
+        raise RecipeError("recipe-not-found", f"Recipe file {path} does not exist.{_recipe_nearby(path)}") from None
     except IsADirectoryError:
         raise RecipeError("recipe-not-found", f"Recipe path {path} is a directory, not a YAML file.") from None
     except UnicodeDecodeError as err:  # a ValueError too: caught first
