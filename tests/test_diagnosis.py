@@ -1147,7 +1147,7 @@ def test_a_worker_that_lags_behind_training_still_files_every_step_under_its_epo
 
 
 def test_a_failing_rule_on_the_worker_thread_fails_fit_on_the_training_thread():
-    from trainkit.diagnosis.rules import Rule
+    from trainkit.diagnosis.rule_types import Rule
 
     def broken(view):
         raise ZeroDivisionError("rule bug")

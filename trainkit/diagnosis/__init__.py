@@ -1,6 +1,7 @@
 """Diagnosis: per-step statistics and epoch values -> findings with stable codes and advice.
 
-* :mod:`~trainkit.diagnosis.rules` — one named rule per code; :data:`RULES` lists them all.
+* :mod:`~trainkit.diagnosis.rules` — one named rule per code; :data:`RULES` lists them all, made
+  of :mod:`~trainkit.diagnosis.rule_types`.
 * :mod:`~trainkit.diagnosis.engine` — the :class:`Diagnoser`, which keeps bounded summaries of the
   statistics stream and runs the rules.
 * :mod:`~trainkit.diagnosis.callback` — :class:`DiagnosisCallback`, added by the Trainer (live).
@@ -13,7 +14,8 @@ from trainkit.diagnosis.baseline import Baseline, chance_loss
 from trainkit.diagnosis.callback import DiagnosisCallback
 from trainkit.diagnosis.engine import Context, Diagnoser
 from trainkit.diagnosis.report import render_markdown, render_text
-from trainkit.diagnosis.rules import DIAGNOSIS_CODES, RULES, Rule, Thresholds
+from trainkit.diagnosis.rule_types import Rule, Thresholds
+from trainkit.diagnosis.rules import DIAGNOSIS_CODES, RULES
 
 __all__ = [
     "DIAGNOSIS_CODES",

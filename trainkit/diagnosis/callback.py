@@ -65,7 +65,7 @@ class DiagnosisCallback(Callback):
         stop_on_nan: Stop training and restore the last good weights when the loss goes
             non-finite. ``None`` (default): leave it to the trainer's ``on_nan`` when it has one,
             else do it here. ``False``: only record the finding.
-        thresholds: Rule thresholds (:class:`~trainkit.diagnosis.rules.Thresholds`).
+        thresholds: Rule thresholds (:class:`~trainkit.diagnosis.rule_types.Thresholds`).
         rules: Rules to run instead of :data:`~trainkit.diagnosis.rules.RULES`.
         background: Run the rules on a worker thread, overlapping the next compiled call, rather
             than between calls (~1.8 ms of a 19 ms epoch for the 10-64-32-1 MLP). Findings then

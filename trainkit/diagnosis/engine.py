@@ -279,15 +279,16 @@ class Diagnoser:
     Args:
         context: What the rules need to know about the task, loss, model and schedule.
         rules: The rules to run (default: :data:`trainkit.diagnosis.rules.RULES`).
-        thresholds: Rule thresholds (default: :class:`trainkit.diagnosis.rules.Thresholds`).
+        thresholds: Rule thresholds (default: :class:`trainkit.diagnosis.rule_types.Thresholds`).
     """
 
     def __init__(self, context: Context | None = None, rules: Sequence[Any] | None = None, thresholds: Any = None) -> None:
         from trainkit.diagnosis import rules as rules_module
+        from trainkit.diagnosis.rule_types import Thresholds
 
         self.context = context or Context()
         self.rules = tuple(rules) if rules is not None else rules_module.RULES
-        self.t = thresholds or rules_module.Thresholds()
+        self.t = thresholds or Thresholds()
         self.names: list[str] = []
         self._index: dict[str, int] = {}
         self.epochs: list[EpochRecord] = []

@@ -237,7 +237,7 @@ def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
 
     Args:
         path: A run directory (or a recipe directory, for its newest run).
-        thresholds: Rule thresholds (:class:`~trainkit.diagnosis.rules.Thresholds`).
+        thresholds: Rule thresholds (:class:`~trainkit.diagnosis.rule_types.Thresholds`).
 
     Returns:
         The checks' findings recorded at the start, then the diagnosis findings, as the live run
