@@ -20,6 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainkit.diagnosis.baseline import TargetScale
+from trainkit.diagnosis.finding_groups import (
+    CANNOT_LEARN,
+    GRADIENT_BLOCKED,
+    LR_LOWERING,
+    OVERSHOOTING,
+    _found,
+    _lr_lowering_found,
+)
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
@@ -201,24 +209,6 @@ def _initial(view: Diagnoser) -> np.ndarray:
     not a fresh model's, and judging them against chance flagged every resumed run.
     """
     return _first_losses(view) if view.first_step == 0 else np.zeros(0)
-
-
-#: Findings whose advice is to lower the learning rate: no rule may then advise raising it.
-#: Saturation counts as a warning only (its info note stalls nothing).
-LR_LOWERING = ("lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu", "saturated-activations")
-#: Findings that explain tiny updates by gradients that do not flow, whatever the learning rate.
-GRADIENT_BLOCKED = ("dead-relu", "saturated-activations", "vanishing-gradients")
-
-
-def _found(view: Diagnoser, codes: Iterable[str]) -> list[str]:
-    """Those of ``codes`` found so far in the run (as warnings or errors), in ``codes``' order."""
-    found = {f.code for f in view.findings if f.severity != "info"}
-    return [code for code in codes if code in found]
-
-
-def _lr_lowering_found(view: Diagnoser) -> list[str]:
-    """The codes of :data:`LR_LOWERING` found so far in the run."""
-    return _found(view, LR_LOWERING)
 
 
 def _steadily_falling(losses: np.ndarray) -> bool:
@@ -461,12 +451,6 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
     return None
-
-
-#: Findings that explain an end loss far above chance (the updates overshoot or blew up).
-OVERSHOOTING = ("nan-loss", "lr-too-high", "diverging-loss", "exploding-gradients")
-#: Findings that explain a loss that stays at chance: the model could not learn.
-CANNOT_LEARN = (*OVERSHOOTING, "dead-relu", "saturated-activations", "vanishing-gradients")
 
 
 def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance: float, best_val: float | None,
