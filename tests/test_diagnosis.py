@@ -1466,7 +1466,7 @@ def test_a_finding_printed_while_training_and_withdrawn_at_the_end_is_said_to_be
 
 def test_ratios_in_messages_stay_readable_when_a_loss_diverges():
     # "1150632885938249624815189098496x the first loss".
-    from trainkit.diagnosis.rules import _times
+    from trainkit.diagnosis.number_text import _times
 
     assert [_times(r) for r in (2.83, 12.64, 244.2, 1.150632885938249e30)] == ["2.8x", "12.6x", "244x", "1.151e+30x"]
 

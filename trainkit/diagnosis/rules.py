@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainkit.diagnosis.baseline import TargetScale
 from trainkit.diagnosis.finding_groups import (
     CANNOT_LEARN,
     GRADIENT_BLOCKED,
@@ -28,7 +27,17 @@ from trainkit.diagnosis.finding_groups import (
     _found,
     _lr_lowering_found,
 )
+from trainkit.diagnosis.number_text import _fmt, _times
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
+from trainkit.diagnosis.task_context import (
+    _chance,
+    _chance_text,
+    _inputs_scaled,
+    _standardise,
+    _standardise_inputs,
+    _targets_scaled,
+    _targets_text,
+)
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
@@ -56,62 +65,6 @@ __all__ = ["DIAGNOSIS_CODES", "RULES", "Issue", "Rule", "Thresholds"]
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.4g}"
-
-
-def _times(ratio: float) -> str:
-    """A ratio as ``2.5x`` / ``244x`` / ``1.151e+30x`` (a diverged loss printed 31 digits)."""
-    return f"{ratio:.2g}x" if abs(ratio) < 10 else f"{ratio:.3g}x" if abs(ratio) < 1000 else f"{ratio:.4g}x"
-
-
-def _chance(view: Diagnoser) -> float | None:
-    c = view.context.chance_loss
-    return c if c is not None and math.isfinite(c) and c > 1e-8 else None
-
-
-def _chance_text(view: Diagnoser) -> str:
-    detail = f" ({view.context.chance_detail})" if view.context.chance_detail else ""
-    return f"the chance level {_fmt(view.context.chance_loss)}{detail}"
-
-
-def _targets_scaled(view: Diagnoser) -> bool:
-    """Whether the run is a regression whose targets are known to be on a unit scale already."""
-    mean, std = view.context.target_mean, view.context.target_std
-    return mean is not None and std is not None and TargetScale(mean, std, 0).scaled
-
-
-def _targets_text(view: Diagnoser) -> str:
-    """``mean M, std S`` of a regression's targets, for messages."""
-    return f"mean {_fmt(view.context.target_mean)}, std {_fmt(view.context.target_std)}"
-
-
-def _inputs_scaled(view: Diagnoser) -> bool:
-    """Whether the run's data checks ran and found the inputs scaled (no ``unscaled-inputs``)."""
-    codes = view.context.check_codes
-    # data-not-inspectable: the checks ran but could not read the inputs (an iterator).
-    return codes is not None and "unscaled-inputs" not in codes and "data-not-inspectable" not in codes
-
-
-def _standardise(view: Diagnoser) -> str | None:
-    """What is left to standardise (``"the inputs"``, ...), ``None`` when nothing is.
-
-    A classifier's targets are labels, and data that is scaled already (standardised regression
-    targets, a recipe's ``standardize_inputs: true``) was told to be standardised again.
-    """
-    parts = [] if _inputs_scaled(view) else ["the inputs"]
-    if view.context.task == "regression" and not _targets_scaled(view):
-        parts.append("the targets")
-    return " and ".join(parts) or None
-
-
-def _standardise_inputs(view: Diagnoser, text: str = "standardise the inputs, ") -> str:
-    """``text`` unless the data checks found the inputs scaled already (then nothing)."""
-    return "" if _inputs_scaled(view) else text
 
 
 def _lr(view: Diagnoser) -> float | None:
