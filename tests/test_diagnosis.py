@@ -1485,7 +1485,7 @@ def test_steps_read_back_from_every_nth_step_count_the_steps_the_run_trained():
 
 def test_steps_read_back_from_every_nth_step_fall_in_the_epoch_they_trained_in():
     # Rows at steps 0, 4 | 8, 12: step 4 was put in epoch 2 (after the last) and step 12 too.
-    from trainkit.diagnosis.rules import _epoch_of
+    from trainkit.diagnosis.stat_reads import _epoch_of
 
     d = Diagnoser(Context(task="binary", chance_loss=LN2))
     for epoch, steps in ((0, (0, 4)), (1, (8, 12))):

@@ -14,7 +14,7 @@ epochs of healthy models), and activation verdicts need a condition that lasts s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,8 +27,24 @@ from trainkit.diagnosis.finding_groups import (
     _found,
     _lr_lowering_found,
 )
+from trainkit.diagnosis.loss_measures import (
+    _curves_ready,
+    _first_losses,
+    _initial,
+    _steadily_falling,
+    _still_falling,
+    _tail_drop,
+)
 from trainkit.diagnosis.number_text import _fmt, _times
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
+from trainkit.diagnosis.stat_reads import (
+    _epoch_of,
+    _finite_epochs,
+    _hidden_activation_stats,
+    _kernels,
+    _layer_of,
+    _sustained_since,
+)
 from trainkit.diagnosis.task_context import (
     _chance,
     _chance_text,
@@ -49,7 +65,6 @@ from trainkit.stat_names import (
     WEIGHT_NORM,
     activation_stat_of,
     is_output_name,
-    parse_stat_name,
     variable_of,
     weight_norm_name,
 )
@@ -149,102 +164,6 @@ def _optimizer_name(view: Diagnoser) -> str:
     return (view.context.optimizer or "adam").lower()
 
 
-def _first_losses(view: Diagnoser) -> np.ndarray:
-    """The finite losses of the first steps this diagnosis saw (the reference for spikes)."""
-    losses = view.first_values("loss")[: view.t.initial_steps]
-    return losses[np.isfinite(losses)]
-
-
-def _initial(view: Diagnoser) -> np.ndarray:
-    """The finite losses of the run's first steps; none when this diagnosis began later.
-
-    A resumed run (or a second ``fit``) starts where training left off: its first steps are
-    not a fresh model's, and judging them against chance flagged every resumed run.
-    """
-    return _first_losses(view) if view.first_step == 0 else np.zeros(0)
-
-
-def _steadily_falling(losses: np.ndarray) -> bool:
-    """Whether the last third of the epoch losses (at least 3) falls epoch after epoch (3 in 4)."""
-    tail = losses[-max(3, len(losses) // 3):]
-    return len(tail) >= 2 and float(np.mean(np.diff(tail) < 0)) >= 0.75 and tail[-1] < tail[0]
-
-
-def _curves_ready(view: Diagnoser) -> bool:
-    """Loss-curve rules judge only after a fair share of the run (or at its end)."""
-    needed = max(view.t.curve_min_epochs, math.ceil(view.t.curve_fraction * view.planned_epochs))
-    if view.epochs_run < (view.t.curve_min_epochs if view.finished else needed):
-        return False
-    return view.steps >= view.t.curve_min_steps
-
-
-def _tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
-    """How much the loss fell over the last quarter of the epochs (at least 2), and over how many.
-
-    Above :attr:`Thresholds.underfit_tail_improvement` the loss is "still falling fast": a run
-    that ends so has not shown where its loss settles.
-    """
-    n = max(2, math.ceil(view.t.underfit_tail_fraction * len(losses)))
-    tail = losses[-n:]
-    return (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12), n
-
-
-def _still_falling(view: Diagnoser, losses: np.ndarray) -> bool:
-    """Whether ``losses`` (finite, per epoch) still fall fast at their end (see :func:`_tail_drop`)."""
-    return len(losses) >= 2 and _tail_drop(view, losses)[0] >= view.t.underfit_tail_improvement
-
-
-def _kernels(view: Diagnoser, kind: str) -> list[str]:
-    """``kind/VAR`` names of the weight matrices (``.../kernel``), in model order."""
-    every = view.variable_stats(kind)
-    names = [n for n in every if variable_of(n, kind).endswith("/kernel")] or [
-        n for n in every if not variable_of(n, kind).endswith("/bias")]
-    by_layer = {_layer_of(n): n for n in names}
-    return [by_layer[layer] for layer in view.layer_order(by_layer)]
-
-
-def _layer_of(name: str) -> str:
-    """``dense_1`` for ``grad_norm/dense_1/kernel`` or ``activation/dense_1/dead_fraction``."""
-    parsed = parse_stat_name(name)
-    return parsed.layer if parsed is not None else name
-
-
-def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
-    """``activation/L/stat`` of the hidden layers (not the model output), in model order."""
-    names = view.activation_stats(stat)
-    outputs = set(view.context.output_layers)
-    keep = {_layer_of(n): n for n in names if not is_output_name(_layer_of(n)) and _layer_of(n) not in outputs}
-    return [keep[layer] for layer in view.layer_order(keep)]
-
-
-def _finite_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
-    """Whether every step of the last ``epochs`` epochs had finite values of each of ``names``.
-
-    Epoch means are over the finite steps only, so a mean alone can hide steps that went NaN.
-    """
-    if view.epochs_run < epochs:
-        return False
-    for name in names:
-        means = view.epoch_values(name)[-epochs:]
-        bad = view.epoch_values(name, "nonfinite")[-epochs:]
-        if not (np.isfinite(means).all() and (bad == 0).all()):
-            return False
-    return True
-
-
-def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int | None:
-    """Index where a run of values >= threshold started, when it lasts to the end for ``epochs``."""
-    if len(values) < epochs:
-        return None
-    above = np.nan_to_num(values, nan=-np.inf) >= threshold
-    if not above[-epochs:].all():
-        return None
-    start = len(values) - 1
-    while start > 0 and above[start - 1]:
-        start -= 1
-    return start
-
-
 def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
     """Median of each row's finite entries (NaN for a row without any).
 
@@ -273,16 +192,6 @@ def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, f
     i = int(np.nanargmax(medians))
     per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
     return float(medians[i]), per, view.epochs[i].epoch
-
-
-def _epoch_of(view: Diagnoser, step: int) -> int | None:
-    """The epoch ``step`` belongs to: the last to start at or before it (epochs follow each other,
-    and read back from every n-th step an epoch's rows need not reach its end); a step past the
-    last closed epoch is in the next, abandoned one."""
-    started = [record for record in view.epochs if record.first_step <= step]
-    if started and (started[-1] is not view.epochs[-1] or step < started[-1].first_step + started[-1].steps):
-        return started[-1].epoch
-    return view.epochs[-1].epoch + 1 if view.epochs else view.context.initial_epoch
 
 
 # ---------------------------------------------------------------------------------------------
