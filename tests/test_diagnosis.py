@@ -1088,7 +1088,7 @@ def test_loss_direction_changes_count_the_same_however_the_steps_are_split():
 
 
 def test_row_medians_ignore_non_finite_entries():
-    from trainkit.diagnosis.rules import _row_medians_of_finite
+    from trainkit.diagnosis.update_ratios import _row_medians_of_finite
 
     matrix = np.array([[1.0, np.nan, 3.0, 10.0], [np.inf, 2.0, np.nan, np.nan], [np.nan, np.nan, np.nan, np.nan], [4.0, 1.0, 2.0, 3.0]])
     np.testing.assert_array_equal(_row_medians_of_finite(matrix), [3.0, 2.0, np.nan, 2.5])

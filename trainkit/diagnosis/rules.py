@@ -35,6 +35,7 @@ from trainkit.diagnosis.loss_measures import (
     _still_falling,
     _tail_drop,
 )
+from trainkit.diagnosis.lr_advice import _lowered_lr, _lr, _optimizer_name, _raised_lr
 from trainkit.diagnosis.number_text import _fmt, _times
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
 from trainkit.diagnosis.stat_reads import (
@@ -54,6 +55,11 @@ from trainkit.diagnosis.task_context import (
     _targets_scaled,
     _targets_text,
 )
+from trainkit.diagnosis.update_ratios import (
+    _early_update_ratio,
+    _first_steps_update_ratio,
+    _peak_epoch_update_ratio,
+)
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
@@ -61,7 +67,6 @@ from trainkit.stat_names import (
     MEAN,
     NONFINITE,
     STD,
-    UPDATE_RATIO,
     WEIGHT_NORM,
     activation_stat_of,
     is_output_name,
@@ -76,122 +81,6 @@ if TYPE_CHECKING:
 # before the rules had modules of their own: they are what a custom rule list, ``rules=[*RULES,
 # Rule(...)]``, and its thresholds are written with.
 __all__ = ["DIAGNOSIS_CODES", "RULES", "Issue", "Rule", "Thresholds"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers.
-
-
-def _lr(view: Diagnoser) -> float | None:
-    lr = view.context.learning_rate
-    if lr is None:
-        values = view.first_values("learning_rate")
-        values = values[np.isfinite(values)]
-        lr = float(values[0]) if values.size else None
-    return lr
-
-
-def _lr_text(view: Diagnoser, factor: float) -> str:
-    lr = _lr(view)
-    if lr is None:
-        return f"multiply the learning rate by {factor:g}"
-    return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {lr * factor:.3g}}} (now {lr:.3g})"
-
-
-def _lr_to(view: Diagnoser, value: float) -> str:
-    lr = _lr(view)
-    now = f" (now {lr:.3g})" if lr is not None else ""
-    return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
-
-
-#: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling.
-ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion")
-
-
-def _lowered_lr(view: Diagnoser) -> str:
-    """The one lower learning rate every "lower it" advice of a run names.
-
-    10x lower; lower still when the steps are measured too large, to bring the largest median
-    update/weight ratio to ~1% (at most 1000x lower); and for an adaptive optimizer at most
-    1e-3 (lr 1.0 -> 0.1 was still 100x Adam's default). One number for all findings: SGD at 2
-    was told 0.001 ("Adam's default") by one finding and 0.2 by another.
-    """
-    lr = _lr(view)
-    if lr is None:
-        return _lr_text(view, 0.1)
-    target = lr / 10
-    ratio = _largest_update_ratio(view)
-    if ratio is not None and ratio > _HEALTHY_UPDATE_RATIO:
-        target = min(target, max(lr * _HEALTHY_UPDATE_RATIO / ratio, lr / 1000))
-    if _optimizer_name(view) in ADAPTIVE:
-        target = min(target, 1e-3)
-    return _lr_to(view, target)
-
-
-def _raised_lr(view: Diagnoser) -> str:
-    """The one higher learning rate every "raise it" advice of a run names.
-
-    From the measured step sizes: steps far below the healthy ~0.1% of the weights get up to 10x
-    (enough to bring them there), others 3x. lr-too-low said 0.001 and underfitting 0.0003 for
-    one run at 1e-4.
-    """
-    lr = _lr(view)
-    if lr is None:
-        return _lr_text(view, 10.0)
-    ratio = _early_update_ratio(view)[0]
-    factor = 3.0
-    if ratio is not None and math.isfinite(ratio) and ratio > 0:
-        factor = min(10.0, max(3.0, _SMALL_UPDATE_RATIO / ratio))
-    return _lr_to(view, lr * factor)
-
-
-#: The update/weight ratio a healthy step reaches at least (~0.1-1% is healthy).
-_SMALL_UPDATE_RATIO = 1e-3
-
-
-#: The update/weight ratio a step should stay under (~0.1-1% is healthy).
-_HEALTHY_UPDATE_RATIO = 0.01
-
-
-def _largest_update_ratio(view: Diagnoser) -> float | None:
-    """The largest median update/weight ratio measured: over the first steps, at one of them, or in an epoch."""
-    ratios = [r for r in (_early_update_ratio(view)[0], _first_steps_update_ratio(view)[0], _peak_epoch_update_ratio(view)[0])
-              if r is not None and math.isfinite(r)]
-    return max(ratios) if ratios else None
-
-
-def _optimizer_name(view: Diagnoser) -> str:
-    return (view.context.optimizer or "adam").lower()
-
-
-def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
-    """Median of each row's finite entries (NaN for a row without any).
-
-    ``np.nanmedian(..., axis=1)`` computes the same through masked arrays, ~0.5 ms a call; this
-    runs after every epoch, over every epoch so far.
-    """
-    finite = np.isfinite(matrix)
-    ordered = np.sort(np.where(finite, matrix, np.inf), axis=1)  # the finite entries first
-    counts = finite.sum(axis=1)
-    rows = np.arange(len(matrix))
-    low, high = np.maximum((counts - 1) // 2, 0), np.maximum(counts // 2, 0)
-    with np.errstate(invalid="ignore"):
-        medians = (ordered[rows, np.minimum(low, matrix.shape[1] - 1)] + ordered[rows, np.minimum(high, matrix.shape[1] - 1)]) / 2
-    return np.where(counts > 0, medians, np.nan)
-
-
-def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
-    """The epoch with the largest median (over weight matrices) mean update/weight ratio."""
-    names = _kernels(view, UPDATE_RATIO)
-    if not names or not view.epochs:
-        return None, {}, None
-    matrix = np.column_stack([view.epoch_values(n) for n in names])
-    medians = _row_medians_of_finite(matrix)
-    if not np.isfinite(medians).any():
-        return None, {}, None
-    i = int(np.nanargmax(medians))
-    per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
-    return float(medians[i]), per, view.epochs[i].epoch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,46 +458,6 @@ def plateau(view: Diagnoser) -> Issue | None:
 
 # ---------------------------------------------------------------------------------------------
 # Learning rate (update/weight ratio + loss trend).
-
-def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
-    """Median update/weight ratio of the weight matrices over the first steps of the run.
-
-    The first steps measure the step size the learning rate gives relative to the weights (Adam's
-    first updates are ~learning_rate per weight), before the updates shrink as training converges.
-    """
-    per_layer: dict[str, float] = {}
-    for name in _kernels(view, UPDATE_RATIO):
-        values = view.first_values(name)
-        values = values[np.isfinite(values)]
-        if values.size:
-            per_layer[variable_of(name, UPDATE_RATIO)] = float(np.median(values))
-    if not per_layer:
-        return None, {}
-    return float(np.median(list(per_layer.values()))), per_layer
-
-
-def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
-    """The largest per-step median update/weight ratio (over the weight matrices) of the run's first steps.
-
-    Kernels only: a bias starting at 0 has a ratio of ~1 at its first update whatever the rate.
-    """
-    if view.first_step != 0:
-        return None, {}
-    names = _kernels(view, UPDATE_RATIO)
-    if not names:
-        return None, {}
-    n = view.t.lr_high_first_steps
-    # A statistic first seen after the first rows (a restored run) has fewer values: NaN-padded.
-    columns = [view.first_values(name)[:n] for name in names]
-    matrix = np.full((n, len(names)), np.nan)
-    for j, column in enumerate(columns):
-        matrix[: len(column), j] = column
-    medians = _row_medians_of_finite(matrix)
-    if not np.isfinite(medians).any():
-        return None, {}
-    i = int(np.nanargmax(medians))
-    per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
-    return float(medians[i]), per
 
 
 def lr_too_high(view: Diagnoser) -> Issue | None:

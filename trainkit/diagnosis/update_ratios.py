@@ -1,0 +1,94 @@
+"""Update/weight ratios of the weight matrices: the step size the learning rate gives, measured over
+the first steps, at each of the very first steps, and per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trainkit.diagnosis.stat_reads import _kernels
+from trainkit.stat_names import UPDATE_RATIO, variable_of
+
+if TYPE_CHECKING:
+    from trainkit.diagnosis.engine import Diagnoser
+
+
+def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
+    """Median of each row's finite entries (NaN for a row without any).
+
+    ``np.nanmedian(..., axis=1)`` computes the same through masked arrays, ~0.5 ms a call; this
+    runs after every epoch, over every epoch so far.
+    """
+    finite = np.isfinite(matrix)
+    ordered = np.sort(np.where(finite, matrix, np.inf), axis=1)  # the finite entries first
+    counts = finite.sum(axis=1)
+    rows = np.arange(len(matrix))
+    low, high = np.maximum((counts - 1) // 2, 0), np.maximum(counts // 2, 0)
+    with np.errstate(invalid="ignore"):
+        medians = (ordered[rows, np.minimum(low, matrix.shape[1] - 1)] + ordered[rows, np.minimum(high, matrix.shape[1] - 1)]) / 2
+    return np.where(counts > 0, medians, np.nan)
+
+
+def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
+    """Median update/weight ratio of the weight matrices over the first steps of the run.
+
+    The first steps measure the step size the learning rate gives relative to the weights (Adam's
+    first updates are ~learning_rate per weight), before the updates shrink as training converges.
+    """
+    per_layer: dict[str, float] = {}
+    for name in _kernels(view, UPDATE_RATIO):
+        values = view.first_values(name)
+        values = values[np.isfinite(values)]
+        if values.size:
+            per_layer[variable_of(name, UPDATE_RATIO)] = float(np.median(values))
+    if not per_layer:
+        return None, {}
+    return float(np.median(list(per_layer.values()))), per_layer
+
+
+def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
+    """The largest per-step median update/weight ratio (over the weight matrices) of the run's first steps.
+
+    Kernels only: a bias starting at 0 has a ratio of ~1 at its first update whatever the rate.
+    """
+    if view.first_step != 0:
+        return None, {}
+    names = _kernels(view, UPDATE_RATIO)
+    if not names:
+        return None, {}
+    n = view.t.lr_high_first_steps
+    # A statistic first seen after the first rows (a restored run) has fewer values: NaN-padded.
+    columns = [view.first_values(name)[:n] for name in names]
+    matrix = np.full((n, len(names)), np.nan)
+    for j, column in enumerate(columns):
+        matrix[: len(column), j] = column
+    medians = _row_medians_of_finite(matrix)
+    if not np.isfinite(medians).any():
+        return None, {}
+    i = int(np.nanargmax(medians))
+    per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
+    return float(medians[i]), per
+
+
+def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
+    """The epoch with the largest median (over weight matrices) mean update/weight ratio."""
+    names = _kernels(view, UPDATE_RATIO)
+    if not names or not view.epochs:
+        return None, {}, None
+    matrix = np.column_stack([view.epoch_values(n) for n in names])
+    medians = _row_medians_of_finite(matrix)
+    if not np.isfinite(medians).any():
+        return None, {}, None
+    i = int(np.nanargmax(medians))
+    per = {variable_of(n, UPDATE_RATIO): float(v) for n, v in zip(names, matrix[i], strict=True) if np.isfinite(v)}
+    return float(medians[i]), per, view.epochs[i].epoch
+
+
+def _largest_update_ratio(view: Diagnoser) -> float | None:
+    """The largest median update/weight ratio measured: over the first steps, at one of them, or in an epoch."""
+    ratios = [r for r in (_early_update_ratio(view)[0], _first_steps_update_ratio(view)[0], _peak_epoch_update_ratio(view)[0])
+              if r is not None and math.isfinite(r)]
+    return max(ratios) if ratios else None
