@@ -27,10 +27,10 @@ from trainkit.diagnosis.finding_groups import (
     _found,
     _lr_lowering_found,
 )
+from trainkit.diagnosis.initial_loss_rules import initial_loss_too_high, initial_loss_too_low
 from trainkit.diagnosis.loss_measures import (
     _curves_ready,
     _first_losses,
-    _initial,
     _steadily_falling,
     _still_falling,
     _tail_drop,
@@ -49,7 +49,6 @@ from trainkit.diagnosis.stat_reads import (
 from trainkit.diagnosis.task_context import (
     _chance,
     _chance_text,
-    _inputs_scaled,
     _standardise,
     _standardise_inputs,
     _targets_scaled,
@@ -81,66 +80,6 @@ if TYPE_CHECKING:
 # before the rules had modules of their own: they are what a custom rule list, ``rules=[*RULES,
 # Rule(...)]``, and its thresholds are written with.
 __all__ = ["DIAGNOSIS_CODES", "RULES", "Issue", "Rule", "Thresholds"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Initial loss.
-
-def initial_loss_too_low(view: Diagnoser) -> Issue | None:
-    """First losses far below chance: leakage, a wrong target encoding or a wrong loss."""
-    chance, first = _chance(view), _initial(view)
-    if chance is None or first.size == 0:
-        return None
-    loss = float(first.max()) - view.context.regularization
-    if loss >= view.t.initial_low_factor * chance:
-        return None
-    return Issue(
-        f"The loss of the first steps was {_fmt(loss)}, far below {_chance_text(view)}, before the model "
-        f"had learned anything. A random model cannot beat chance: the targets are probably easy to "
-        f"read off the inputs (a label leaking into the features), encoded wrongly (e.g. almost all "
-        f"the same), or the loss does not match the task.",
-        "Look for label leakage — a feature equal to or computed from the label (drop it) —, check the label encoding "
-        "(class ids 0..K-1 for sparse_categorical_crossentropy, 0/1 for binary_crossentropy, one-hot "
-        "for categorical_crossentropy), and use the loss of the task: binary_crossentropy for binary, "
-        "categorical/sparse_categorical_crossentropy for multiclass, mse on standardised targets for "
-        "regression.",
-        {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
-        epoch=view.context.initial_epoch)
-
-
-def initial_loss_too_high(view: Diagnoser) -> Issue | None:
-    """First losses far above chance: unscaled inputs/targets, a bad initialisation or output bias."""
-    chance, first = _chance(view), _initial(view)
-    if chance is None or first.size == 0:
-        return None
-    loss = float(first.min()) - view.context.regularization
-    factor = view.t.initial_high_factor_regression if view.context.task == "regression" else view.t.initial_high_factor
-    if loss <= factor * chance:
-        return None
-    if view.context.task == "regression" and _targets_scaled(view):
-        advice = (f"The targets are already on a unit scale ({_targets_text(view)}), so the first predictions are far off "
-                  "because of what the model computes from the inputs: "
-                  + _standardise_inputs(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
-                  + "use the initialiser of the activation (he_normal for relu, glorot_uniform "
-                  "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
-                  "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
-    elif view.context.task == "regression":
-        advice = ("Standardise the targets with training-split statistics (preprocessing: "
-                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs "
-                  "(standardize_inputs: true); or initialise the output bias at the target mean "
-                  "(bias_initializer: {name: constant, value: MEAN}).")
-    else:
-        advice = (("The inputs are scaled, so look at the initialisation: use" if _inputs_scaled(view) else
-                   "Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, use")
-                  + " the initialiser of the activation (he_normal for relu, glorot_uniform "
-                  "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
-                  "classes are imbalanced.")
-    return Issue(
-        f"The loss of the first steps was {_fmt(loss)}, {_times(loss / chance)} {_chance_text(view)} that a "
-        f"model predicting the label prior / the target mean would get. The model starts far from a "
-        f"sensible prediction, so its first updates are large and spent on undoing the start.",
-        advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
-        epoch=view.context.initial_epoch)
 
 
 # ---------------------------------------------------------------------------------------------
