@@ -37,8 +37,9 @@ from trainkit.diagnosis.engine import (
     EpochRecord,
     epoch_record_state,
 )
+from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.report import render_markdown
-from trainkit.diagnosis.rules import DIAGNOSIS_CODES, nonfinite_weights
+from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.findings import Finding
 
 if TYPE_CHECKING:
