@@ -1,0 +1,107 @@
+"""Rules on hidden layers' activations that last for epochs: dead ReLUs, saturated tanh/sigmoid units."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trainkit.diagnosis.lr_advice import _lowered_lr
+from trainkit.diagnosis.rule_types import Issue
+from trainkit.diagnosis.stat_reads import _hidden_activation_stats, _layer_of, _sustained_since
+from trainkit.diagnosis.task_context import _standardise_inputs
+
+if TYPE_CHECKING:
+    from trainkit.diagnosis.engine import Diagnoser
+
+
+def dead_relu(view: Diagnoser) -> list[Issue]:
+    """A ReLU layer with most units never active in a batch, for several epochs."""
+    batch = view.context.batch_size
+    if batch is not None and batch < view.t.dead_relu_min_batch:
+        return []
+    issues = []
+    for name in _hidden_activation_stats(view, "dead_fraction"):
+        values = view.epoch_values(name)
+        since = _sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
+        if since is None:
+            continue
+        layer = _layer_of(name)
+        fraction = float(values[-1])
+        at_start = _dead_at_start(view, name)
+        evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
+                    "first_epoch_dead_fraction": float(values[0])}
+        if at_start is not None:
+            evidence["first_step_dead_fraction"] = at_start
+        issues.append(Issue(
+            f"{fraction:.0%} of the units of layer '{layer}' output 0 for every example of a batch "
+            f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
+            + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
+            + ": dead ReLUs pass no gradient and never recover.",
+            _dead_relu_advice(view, at_start is not None), evidence, layer=layer, epoch=view.epochs[since].epoch))
+    return issues
+
+
+def _dead_at_start(view: Diagnoser, name: str) -> float | None:
+    """The dead fraction of the run's first step when it was already over the threshold, else ``None``.
+
+    The first step's activations come from the initial weights: units dead there were killed by
+    the initialisation (a negative bias, a bad kernel init) or the input scale, not by an update.
+    """
+    if view.first_step != 0:
+        return None
+    first = view.first_values(name)
+    if first.size == 0 or not np.isfinite(first[0]) or first[0] < view.t.dead_fraction:
+        return None
+    return float(first[0])
+
+
+def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
+    """dead-relu's fix: the initialisation first when the units were dead before any update.
+
+    Unless the data checks found the inputs unscaled: raw breast-cancer features (all positive,
+    areas ~650 next to ratios ~0.01) put half of a he_normal, zero-bias layer's units below 0 for
+    every row, and "fix the initialisation: bias zeros and he_normal" named what it already had.
+    """
+    if from_init and "unscaled-inputs" in (view.context.check_codes or ()):
+        return ("Standardise the inputs first (preprocessing: {standardize_inputs: true}; see unscaled-inputs): "
+                "with features of large, one-signed scales a unit's input is on the same side of 0 for every row, "
+                "so a unit that starts off stays off. If units are still dead after that, check this layer's "
+                "bias_initializer (zeros) and kernel_initializer (he_normal), or use activation: leaky_relu (or elu). "
+                "The learning rate did not kill these units: they were dead before the first update.")
+    if from_init:
+        return ("Fix the initialisation of this layer: bias_initializer: zeros (a negative bias switches "
+                "units off for every input) and kernel_initializer: he_normal; "
+                + _standardise_inputs(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+                + "or use activation: leaky_relu (or elu). "
+                "The learning rate did not kill these units: they were dead before the first update.")
+    return (f"Lower the learning rate ({_lowered_lr(view)}) — one big update is the usual killer —, use "
+            f"kernel_initializer: he_normal for this layer, {_standardise_inputs(view)}or use "
+            f"activation: leaky_relu (or elu).")
+
+
+def saturated_activations(view: Diagnoser) -> list[Issue]:
+    """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs."""
+    issues = []
+    for name in _hidden_activation_stats(view, "saturated_fraction"):
+        values = view.epoch_values(name)
+        since = _sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
+        if since is None:
+            continue
+        severe = _sustained_since(values, view.t.saturated_fraction, view.t.sustained_epochs) is not None
+        layer = _layer_of(name)
+        fraction = float(values[-1])
+        effect = ("their derivative is ~0, so this layer and the layers below it stop learning" if severe else
+                  "not yet enough to stall training, but those units pass almost no gradient")
+        issues.append(Issue(
+            f"{fraction:.0%} of the outputs of layer '{layer}' sit in the flat tails of its activation "
+            f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
+            f"{effect}.",
+            (_standardise_inputs(view, "Standardise the inputs, lower") or "Lower")
+            + " the learning rate, initialise with glorot_uniform/"
+            "glorot_normal, add a batchnorm layer before the activation, or switch the hidden layers to "
+            "relu with he_normal.",
+            {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
+             "first_epoch_saturated_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch,
+            severity=None if severe else "info"))
+    return issues
