@@ -13,16 +13,10 @@ epochs of healthy models), and activation verdicts need a condition that lasts s
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
-
-import numpy as np
-
 from trainkit.diagnosis.activation_rules import dead_relu, saturated_activations
-from trainkit.diagnosis.finding_groups import _found, _lr_lowering_found
+from trainkit.diagnosis.fit_rules import overfitting, regularization_dominates, underfitting
 from trainkit.diagnosis.gradient_rules import exploding_gradients, vanishing_gradients
 from trainkit.diagnosis.initial_loss_rules import initial_loss_too_high, initial_loss_too_low
-from trainkit.diagnosis.loss_measures import _curves_ready, _tail_drop
 from trainkit.diagnosis.loss_rules import (
     diverging_loss,
     loss_at_chance,
@@ -31,165 +25,13 @@ from trainkit.diagnosis.loss_rules import (
     oscillating_loss,
     plateau,
 )
-from trainkit.diagnosis.lr_advice import _raised_lr
 from trainkit.diagnosis.lr_rules import lr_too_high, lr_too_low
-from trainkit.diagnosis.number_text import _fmt
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
-from trainkit.diagnosis.task_context import _chance
-
-if TYPE_CHECKING:
-    from trainkit.diagnosis.engine import Diagnoser
 
 # Issue, Rule and Thresholds (from rule_types) stay importable from here, where they were defined
 # before the rules had modules of their own: they are what a custom rule list, ``rules=[*RULES,
 # Rule(...)]``, and its thresholds are written with.
 __all__ = ["DIAGNOSIS_CODES", "RULES", "Issue", "Rule", "Thresholds"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Generalisation.
-
-def overfitting(view: Diagnoser) -> Issue | None:
-    """The validation loss rises while the training loss keeps falling."""
-    # Without the penalty: a shrinking L2 term would hide a rising data loss.
-    val = view.val_losses(data_only=True)
-    train = view.epoch_losses(data_only=True)
-    if len(val) < view.t.overfit_min_epochs + 2 or not np.isfinite(val).any():
-        return None
-    # With early stopping configured, wait for the end: it may stop the run and restore the best
-    # epoch's weights, which turns the rise into a handled note.
-    if not view.finished and (view.context.early_stopping or not _curves_ready(view)):
-        return None
-    best = int(np.nanargmin(val))
-    rise_epochs = max(view.t.overfit_min_epochs, math.ceil(view.t.overfit_epoch_fraction * view.planned_epochs))
-    after = val[best + 1 :]
-    if len(after) < rise_epochs:
-        return None
-    # 10% above the minimum, and by at least 3% of the loss scale (chance): a rise from 0.117 to
-    # 0.130 on a task whose chance level is 0.69 is noise, not overfitting. A classifier's scale
-    # is at most a binary one's (ln 2): chance grows as ln K with the classes, the noise of a
-    # validation loss near its minimum does not, and 200 digits (10 classes, 2x256) rising
-    # steadily from 0.165 to 0.236 over 100 epochs stayed under 3% of ln 10 (0.069).
-    scale = _chance(view) or 0.0
-    if view.context.task != "regression":
-        scale = min(scale, math.log(2))
-    floor = view.t.overfit_min_rise * scale
-    limit = max(val[best] * (1 + view.t.overfit_rise), val[best] + floor) + 1e-12
-    if not (after[-rise_epochs:] > limit).all():
-        return None
-    if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
-        return None
-    chance = _chance(view)
-    if chance is not None and train[-1] >= chance:
-        # A model that has not fitted its own training rows better than chance memorises nothing:
-        # a validation curve that jumps about comes from the inputs or the rate (unscaled inputs
-        # gave "overfits from epoch 2" at 29x chance).
-        return None
-    if chance is not None and val[best] >= view.t.at_chance_validation * chance:
-        # Nothing ever generalised (random labels: best 98-141% of chance): there is no good epoch
-        # to stop at, and loss-at-chance says the model memorises.
-        return None
-    if _found(view, ("lr-too-high", "oscillating-loss", "diverging-loss")):
-        # The validation loss of a run whose steps overshoot jumps about: a rise 3 epochs after a
-        # lucky minimum at learning rate 1.0 was "overfitting", with dropout and L2 for advice.
-        return None
-    start = view.epochs[best].epoch
-    evidence = {"best_epoch": start, "best_val_loss": float(val[best]), "final_val_loss": float(val[-1]),
-                "train_loss_at_best": float(train[best]), "final_train_loss": float(train[-1])}
-    stopping = view.notes.get("early_stopping")
-    if stopping and stopping.get("restored_epoch") is not None:
-        return Issue(
-            f"The validation loss rose from {_fmt(float(val[best]))} (epoch {start + 1}) to "
-            f"{_fmt(float(val[-1]))} while the training loss kept falling; early stopping "
-            f"{'stopped the run and ' if stopping.get('stopped_epoch') is not None else ''}restored the weights of epoch "
-            f"{stopping['restored_epoch'] + 1}.",
-            "Nothing to do: early stopping handled it. Regularisation (dropout, kernel_regularizer: "
-            "{l2: 0.01}) may lower the best validation loss further.",
-            {**evidence, "restored_epoch": stopping["restored_epoch"]}, epoch=start, severity="info")
-    return Issue(
-        f"The model overfits from epoch {start + 1}: the validation loss rose from {_fmt(float(val[best]))} "
-        f"to {_fmt(float(val[-1]))} while the training loss fell from {_fmt(float(train[best]))} to "
-        f"{_fmt(float(train[-1]))}.",
-        f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
-        f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
-        f"regularise: add dropout layers ({{type: dropout, rate: 0.2}}..0.5) and kernel_regularizer: "
-        f"{{l2: 0.01}}, use a smaller model, or get more training rows.",
-        evidence, epoch=start)
-
-
-def underfitting(view: Diagnoser) -> Issue | None:
-    """Training ended while both losses were still falling fast: the model was not trained enough."""
-    if not view.finished or not _curves_ready(view) or view.epochs_run < 4:
-        return None
-    train = view.epoch_losses(data_only=True)
-    chance = _chance(view)
-    if not np.isfinite(train).all() or chance is None or train[-1] < view.t.underfit_level * chance:
-        return None
-    drop, n = _tail_drop(view, train)
-    tail = train[-n:]
-    if drop < view.t.underfit_tail_improvement:
-        return None
-    val = view.val_losses(data_only=True)
-    if np.isfinite(val).all() and len(val) == len(train):
-        vtail = val[-n:]
-        if not vtail[-1] < vtail[0]:
-            return None
-    if regularization_dominates(view) is not None:  # its fix (less penalty) comes before longer training
-        return None
-    lowering = _lr_lowering_found(view)
-    if lowering:  # the learning rate is already too high for this run: raising it contradicts those
-        faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
-    else:
-        faster = f" or raise the learning rate ({_raised_lr(view)})"
-    # The data checks found the scale that slows it: standardising comes before more epochs or
-    # a larger rate (inputs x1000 ended 20 epochs at 3.6x chance, told to raise the rate).
-    unscaled = [what for code, what in (("unscaled-inputs", "inputs"), ("unscaled-targets", "targets"))
-                if code in (view.context.check_codes or ())]
-    first = (f"Standardise the {' and '.join(unscaled)} first (preprocessing: "
-             f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
-             f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
-             f"slows the loss. Then: train" if unscaled else "Train")
-    if view.notes.get("stop_reason") == "stopped":
-        # Early stopping (or a callback of the user's) ended it: "train for more epochs" would be
-        # undone by the same stop, which fired while both losses still fell.
-        more = ("for longer: early stopping (or a callback) ended the run while both losses still fell, so give it more "
-                "patience or a smaller min_delta (training.early_stopping), or have it monitor val_loss,")
-    else:
-        more = f"for more epochs (training.epochs: {2 * view.planned_epochs})"
-    return Issue(
-        f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
-        f"epochs (to {_fmt(float(tail[-1]))}"
-        + f", {float(tail[-1]) / chance:.0%} of chance"
-        + "), with the validation loss falling too: the model is undertrained.",
-        f"{first} {more}{faster}; if the loss then flattens high, give the model more capacity (more units).",
-        {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
-        epoch=view.epochs[-1].epoch)
-
-
-def regularization_dominates(view: Diagnoser) -> Issue | None:
-    """The weight penalty is most of the training loss while the data loss stays high."""
-    if not view.finished or not _curves_ready(view):
-        return None
-    total = view.epoch_losses()
-    penalty = view.regularization_values()
-    chance = _chance(view)
-    if chance is None or not (np.isfinite(total[-1]) and np.isfinite(penalty[-1])) or total[-1] <= 0:
-        return None
-    share = float(penalty[-1] / total[-1])
-    data = float(total[-1] - penalty[-1])
-    # Half the loss is the penalty and the data loss is no better than half of chance: the steps
-    # shrink the weights instead of fitting the data (L2 of 1.0 on every layer: 85% of the loss,
-    # accuracy 0.51; 0.1: 0.80 where 0.91 without).
-    if share < view.t.penalty_share or data < view.t.underfit_level * chance:
-        return None
-    return Issue(
-        f"The regularization penalty is {share:.0%} of the training loss at the end ({_fmt(float(penalty[-1]))} of "
-        f"{_fmt(float(total[-1]))}) while the loss on the data is {_fmt(data)}, {data / chance:.0%} of chance: "
-        f"the updates mostly shrink the weights instead of fitting the data.",
-        "Lower the penalty 10x (kernel_regularizer: {l2: 0.001} where it is 0.01), or put it on fewer layers; "
-        "then judge the model by its validation loss.",
-        {"penalty_share": share, "penalty": float(penalty[-1]), "data_loss": data, "chance_loss": chance},
-        epoch=view.epochs[-1].epoch)
 
 
 #: Every diagnosis rule, in the order findings are reported when found at the same moment.
