@@ -1,7 +1,7 @@
 """Diagnosis: per-step statistics and epoch values -> findings with stable codes and advice.
 
-* :mod:`~trainkit.diagnosis.rules` — one named rule per code; :data:`RULES` lists them all, made
-  of :mod:`~trainkit.diagnosis.rule_types`.
+* :mod:`~trainkit.diagnosis.rules` — one named rule per code; :data:`RULES` lists them all. The
+  rules live in modules by family (``*_rules``), made of :mod:`~trainkit.diagnosis.rule_types`.
 * :mod:`~trainkit.diagnosis.engine` — the :class:`Diagnoser`, which keeps bounded summaries of the
   statistics stream and runs the rules.
 * :mod:`~trainkit.diagnosis.callback` — :class:`DiagnosisCallback`, added by the Trainer (live).

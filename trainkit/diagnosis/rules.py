@@ -1,10 +1,17 @@
-"""Diagnosis rules: one small named function per finding code, and the registry :data:`RULES`.
+"""The registry of diagnosis rules: :data:`RULES`, one named rule per finding code, and its codes.
 
-Each rule reads a :class:`~trainkit.diagnosis.engine.Diagnoser` (the bounded summaries of a run) and
-returns :class:`Issue` records, or nothing. The thresholds live in :class:`Thresholds`; their
-defaults start from the published detectors (``shared/DIAGNOSIS.md``: TheDeepChecker, AUTOTRAINER,
-DeepDiagnosis, UMLAUT, SageMaker Debugger) and were calibrated on trainkit's scenario recipes and
-on clean runs (``tests/test_scenarios.py``); the comment next to each says where it comes from.
+Each rule is a small function that reads a :class:`~trainkit.diagnosis.engine.Diagnoser` (the
+bounded summaries of a run) and returns :class:`~trainkit.diagnosis.rule_types.Issue` records, or
+nothing; :class:`~trainkit.diagnosis.rule_types.Rule` gives it its code, severity and moment. The
+rules live in modules by what they read:
+
+* :mod:`~trainkit.diagnosis.initial_loss_rules` — the loss of the first steps against chance;
+* :mod:`~trainkit.diagnosis.loss_rules` — the loss level and curve (chance, collapse, NaN, diverging,
+  oscillating, plateau);
+* :mod:`~trainkit.diagnosis.lr_rules` — the learning rate, from the update/weight ratios;
+* :mod:`~trainkit.diagnosis.gradient_rules` — vanishing and exploding gradients;
+* :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
+* :mod:`~trainkit.diagnosis.fit_rules` — overfitting, underfitting, a dominating penalty.
 
 Rules never fire on curve shapes before a run has had time to show them: loss-curve verdicts wait
 for :attr:`Thresholds.curve_fraction` of the planned epochs (AUTOTRAINER's false alarms in the first
