@@ -1088,10 +1088,10 @@ def test_loss_direction_changes_count_the_same_however_the_steps_are_split():
 
 
 def test_row_medians_ignore_non_finite_entries():
-    from trainkit.diagnosis.update_ratios import _row_medians_of_finite
+    from trainkit.diagnosis.update_ratios import row_medians_of_finite
 
     matrix = np.array([[1.0, np.nan, 3.0, 10.0], [np.inf, 2.0, np.nan, np.nan], [np.nan, np.nan, np.nan, np.nan], [4.0, 1.0, 2.0, 3.0]])
-    np.testing.assert_array_equal(_row_medians_of_finite(matrix), [3.0, 2.0, np.nan, 2.5])
+    np.testing.assert_array_equal(row_medians_of_finite(matrix), [3.0, 2.0, np.nan, 2.5])
 
 
 def _unscaled_run(background: bool, rules=None, callback=None) -> Trainer:
@@ -1466,9 +1466,9 @@ def test_a_finding_printed_while_training_and_withdrawn_at_the_end_is_said_to_be
 
 def test_ratios_in_messages_stay_readable_when_a_loss_diverges():
     # "1150632885938249624815189098496x the first loss".
-    from trainkit.diagnosis.number_text import _times
+    from trainkit.diagnosis.number_text import times_text
 
-    assert [_times(r) for r in (2.83, 12.64, 244.2, 1.150632885938249e30)] == ["2.8x", "12.6x", "244x", "1.151e+30x"]
+    assert [times_text(r) for r in (2.83, 12.64, 244.2, 1.150632885938249e30)] == ["2.8x", "12.6x", "244x", "1.151e+30x"]
 
 
 def test_steps_read_back_from_every_nth_step_count_the_steps_the_run_trained():
@@ -1485,7 +1485,7 @@ def test_steps_read_back_from_every_nth_step_count_the_steps_the_run_trained():
 
 def test_steps_read_back_from_every_nth_step_fall_in_the_epoch_they_trained_in():
     # Rows at steps 0, 4 | 8, 12: step 4 was put in epoch 2 (after the last) and step 12 too.
-    from trainkit.diagnosis.stat_reads import _epoch_of
+    from trainkit.diagnosis.stat_reads import epoch_of_step
 
     d = Diagnoser(Context(task="binary", chance_loss=LN2))
     for epoch, steps in ((0, (0, 4)), (1, (8, 12))):
@@ -1493,7 +1493,7 @@ def test_steps_read_back_from_every_nth_step_fall_in_the_epoch_they_trained_in()
         for step in steps:
             d.add_steps(step, ["loss"], np.array([[0.5]]))
         d.end_epoch(epoch, {"loss": 0.5})
-    assert [_epoch_of(d, s) for s in (0, 4, 6, 8, 12, 13)] == [0, 0, 0, 1, 1, 2]
+    assert [epoch_of_step(d, s) for s in (0, 4, 6, 8, 12, 13)] == [0, 0, 0, 1, 1, 2]
 
 
 def test_a_regression_falling_slowly_from_far_above_the_mean_is_lr_too_low_s_alone():

@@ -18,6 +18,7 @@ from trainkit.checks.model_inspect import OutputInfo
 
 
 def input_arrays(x: Any, names: list[str]) -> list[np.ndarray]:
+    """``x`` as one array per model input (a dict by the inputs' names, a list or tuple in order)."""
     if isinstance(x, Mapping):
         keys = names if names and all(n in x for n in names) else list(x)
         return [np.asarray(x[k]) for k in keys]
@@ -27,6 +28,7 @@ def input_arrays(x: Any, names: list[str]) -> list[np.ndarray]:
 
 
 def label_arrays(y: Any, outputs: list[OutputInfo]) -> list[np.ndarray | None]:
+    """``y`` as one array per model output (``None`` where an output has no targets); booleans as integers."""
     if y is None:
         return [None] * max(1, len(outputs))
     if len(outputs) > 1:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.lr_advice import _lowered_lr
+from trainkit.diagnosis.lr_advice import lowered_lr_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.stat_reads import _hidden_activation_stats, _layer_of, _sustained_since
-from trainkit.diagnosis.task_context import _standardise_inputs
+from trainkit.diagnosis.stat_reads import hidden_activation_stats, layer_of, sustained_since
+from trainkit.diagnosis.task_context import standardise_inputs_advice
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -21,12 +21,12 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
     issues = []
-    for name in _hidden_activation_stats(view, "dead_fraction"):
+    for name in hidden_activation_stats(view, "dead_fraction"):
         values = view.epoch_values(name)
-        since = _sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
+        since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
         if since is None:
             continue
-        layer = _layer_of(name)
+        layer = layer_of(name)
         fraction = float(values[-1])
         at_start = _dead_at_start(view, name)
         evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
@@ -72,24 +72,24 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
     if from_init:
         return ("Fix the initialisation of this layer: bias_initializer: zeros (a negative bias switches "
                 "units off for every input) and kernel_initializer: he_normal; "
-                + _standardise_inputs(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+                + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
                 + "or use activation: leaky_relu (or elu). "
                 "The learning rate did not kill these units: they were dead before the first update.")
-    return (f"Lower the learning rate ({_lowered_lr(view)}) — one big update is the usual killer —, use "
-            f"kernel_initializer: he_normal for this layer, {_standardise_inputs(view)}or use "
+    return (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, use "
+            f"kernel_initializer: he_normal for this layer, {standardise_inputs_advice(view)}or use "
             f"activation: leaky_relu (or elu).")
 
 
 def saturated_activations(view: Diagnoser) -> list[Issue]:
     """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs."""
     issues = []
-    for name in _hidden_activation_stats(view, "saturated_fraction"):
+    for name in hidden_activation_stats(view, "saturated_fraction"):
         values = view.epoch_values(name)
-        since = _sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
+        since = sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
         if since is None:
             continue
-        severe = _sustained_since(values, view.t.saturated_fraction, view.t.sustained_epochs) is not None
-        layer = _layer_of(name)
+        severe = sustained_since(values, view.t.saturated_fraction, view.t.sustained_epochs) is not None
+        layer = layer_of(name)
         fraction = float(values[-1])
         effect = ("their derivative is ~0, so this layer and the layers below it stop learning" if severe else
                   "not yet enough to stall training, but those units pass almost no gradient")
@@ -97,7 +97,7 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
             f"{fraction:.0%} of the outputs of layer '{layer}' sit in the flat tails of its activation "
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
             f"{effect}.",
-            (_standardise_inputs(view, "Standardise the inputs, lower") or "Lower")
+            (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower")
             + " the learning rate, initialise with glorot_uniform/"
             "glorot_normal, add a batchnorm layer before the activation, or switch the hidden layers to "
             "relu with he_normal.",

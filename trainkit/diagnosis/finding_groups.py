@@ -27,12 +27,12 @@ OVERSHOOTING = ("nan-loss", "lr-too-high", "diverging-loss", "exploding-gradient
 CANNOT_LEARN = (*OVERSHOOTING, "dead-relu", "saturated-activations", "vanishing-gradients")
 
 
-def _found(view: Diagnoser, codes: Iterable[str]) -> list[str]:
+def found_codes(view: Diagnoser, codes: Iterable[str]) -> list[str]:
     """Those of ``codes`` found so far in the run (as warnings or errors), in ``codes``' order."""
     found = {f.code for f in view.findings if f.severity != "info"}
     return [code for code in codes if code in found]
 
 
-def _lr_lowering_found(view: Diagnoser) -> list[str]:
+def lr_lowering_found(view: Diagnoser) -> list[str]:
     """The codes of :data:`LR_LOWERING` found so far in the run."""
-    return _found(view, LR_LOWERING)
+    return found_codes(view, LR_LOWERING)

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.finding_groups import _found, _lr_lowering_found
-from trainkit.diagnosis.loss_measures import _curves_ready, _tail_drop
-from trainkit.diagnosis.lr_advice import _raised_lr
-from trainkit.diagnosis.number_text import _fmt
+from trainkit.diagnosis.finding_groups import found_codes, lr_lowering_found
+from trainkit.diagnosis.loss_measures import curves_ready, tail_drop
+from trainkit.diagnosis.lr_advice import raised_lr_text
+from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.task_context import _chance
+from trainkit.diagnosis.task_context import chance_level
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -27,7 +27,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
         return None
     # With early stopping configured, wait for the end: it may stop the run and restore the best
     # epoch's weights, which turns the rise into a handled note.
-    if not view.finished and (view.context.early_stopping or not _curves_ready(view)):
+    if not view.finished and (view.context.early_stopping or not curves_ready(view)):
         return None
     best = int(np.nanargmin(val))
     rise_epochs = max(view.t.overfit_min_epochs, math.ceil(view.t.overfit_epoch_fraction * view.planned_epochs))
@@ -39,7 +39,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
     # is at most a binary one's (ln 2): chance grows as ln K with the classes, the noise of a
     # validation loss near its minimum does not, and 200 digits (10 classes, 2x256) rising
     # steadily from 0.165 to 0.236 over 100 epochs stayed under 3% of ln 10 (0.069).
-    scale = _chance(view) or 0.0
+    scale = chance_level(view) or 0.0
     if view.context.task != "regression":
         scale = min(scale, math.log(2))
     floor = view.t.overfit_min_rise * scale
@@ -48,7 +48,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
         return None
     if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
         return None
-    chance = _chance(view)
+    chance = chance_level(view)
     if chance is not None and train[-1] >= chance:
         # A model that has not fitted its own training rows better than chance memorises nothing:
         # a validation curve that jumps about comes from the inputs or the rate (unscaled inputs
@@ -58,7 +58,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
         # Nothing ever generalised (random labels: best 98-141% of chance): there is no good epoch
         # to stop at, and loss-at-chance says the model memorises.
         return None
-    if _found(view, ("lr-too-high", "oscillating-loss", "diverging-loss")):
+    if found_codes(view, ("lr-too-high", "oscillating-loss", "diverging-loss")):
         # The validation loss of a run whose steps overshoot jumps about: a rise 3 epochs after a
         # lucky minimum at learning rate 1.0 was "overfitting", with dropout and L2 for advice.
         return None
@@ -68,17 +68,17 @@ def overfitting(view: Diagnoser) -> Issue | None:
     stopping = view.notes.get("early_stopping")
     if stopping and stopping.get("restored_epoch") is not None:
         return Issue(
-            f"The validation loss rose from {_fmt(float(val[best]))} (epoch {start + 1}) to "
-            f"{_fmt(float(val[-1]))} while the training loss kept falling; early stopping "
+            f"The validation loss rose from {format_number(float(val[best]))} (epoch {start + 1}) to "
+            f"{format_number(float(val[-1]))} while the training loss kept falling; early stopping "
             f"{'stopped the run and ' if stopping.get('stopped_epoch') is not None else ''}restored the weights of epoch "
             f"{stopping['restored_epoch'] + 1}.",
             "Nothing to do: early stopping handled it. Regularisation (dropout, kernel_regularizer: "
             "{l2: 0.01}) may lower the best validation loss further.",
             {**evidence, "restored_epoch": stopping["restored_epoch"]}, epoch=start, severity="info")
     return Issue(
-        f"The model overfits from epoch {start + 1}: the validation loss rose from {_fmt(float(val[best]))} "
-        f"to {_fmt(float(val[-1]))} while the training loss fell from {_fmt(float(train[best]))} to "
-        f"{_fmt(float(train[-1]))}.",
+        f"The model overfits from epoch {start + 1}: the validation loss rose from {format_number(float(val[best]))} "
+        f"to {format_number(float(val[-1]))} while the training loss fell from {format_number(float(train[best]))} to "
+        f"{format_number(float(train[-1]))}.",
         f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
         f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
         f"regularise: add dropout layers ({{type: dropout, rate: 0.2}}..0.5) and kernel_regularizer: "
@@ -88,13 +88,13 @@ def overfitting(view: Diagnoser) -> Issue | None:
 
 def underfitting(view: Diagnoser) -> Issue | None:
     """Training ended while both losses were still falling fast: the model was not trained enough."""
-    if not view.finished or not _curves_ready(view) or view.epochs_run < 4:
+    if not view.finished or not curves_ready(view) or view.epochs_run < 4:
         return None
     train = view.epoch_losses(data_only=True)
-    chance = _chance(view)
+    chance = chance_level(view)
     if not np.isfinite(train).all() or chance is None or train[-1] < view.t.underfit_level * chance:
         return None
-    drop, n = _tail_drop(view, train)
+    drop, n = tail_drop(view, train)
     tail = train[-n:]
     if drop < view.t.underfit_tail_improvement:
         return None
@@ -105,11 +105,11 @@ def underfitting(view: Diagnoser) -> Issue | None:
             return None
     if regularization_dominates(view) is not None:  # its fix (less penalty) comes before longer training
         return None
-    lowering = _lr_lowering_found(view)
+    lowering = lr_lowering_found(view)
     if lowering:  # the learning rate is already too high for this run: raising it contradicts those
         faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
     else:
-        faster = f" or raise the learning rate ({_raised_lr(view)})"
+        faster = f" or raise the learning rate ({raised_lr_text(view)})"
     # The data checks found the scale that slows it: standardising comes before more epochs or
     # a larger rate (inputs x1000 ended 20 epochs at 3.6x chance, told to raise the rate).
     unscaled = [what for code, what in (("unscaled-inputs", "inputs"), ("unscaled-targets", "targets"))
@@ -127,7 +127,7 @@ def underfitting(view: Diagnoser) -> Issue | None:
         more = f"for more epochs (training.epochs: {2 * view.planned_epochs})"
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
-        f"epochs (to {_fmt(float(tail[-1]))}"
+        f"epochs (to {format_number(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
         + "), with the validation loss falling too: the model is undertrained.",
         f"{first} {more}{faster}; if the loss then flattens high, give the model more capacity (more units).",
@@ -137,11 +137,11 @@ def underfitting(view: Diagnoser) -> Issue | None:
 
 def regularization_dominates(view: Diagnoser) -> Issue | None:
     """The weight penalty is most of the training loss while the data loss stays high."""
-    if not view.finished or not _curves_ready(view):
+    if not view.finished or not curves_ready(view):
         return None
     total = view.epoch_losses()
     penalty = view.regularization_values()
-    chance = _chance(view)
+    chance = chance_level(view)
     if chance is None or not (np.isfinite(total[-1]) and np.isfinite(penalty[-1])) or total[-1] <= 0:
         return None
     share = float(penalty[-1] / total[-1])
@@ -152,8 +152,8 @@ def regularization_dominates(view: Diagnoser) -> Issue | None:
     if share < view.t.penalty_share or data < view.t.underfit_level * chance:
         return None
     return Issue(
-        f"The regularization penalty is {share:.0%} of the training loss at the end ({_fmt(float(penalty[-1]))} of "
-        f"{_fmt(float(total[-1]))}) while the loss on the data is {_fmt(data)}, {data / chance:.0%} of chance: "
+        f"The regularization penalty is {share:.0%} of the training loss at the end ({format_number(float(penalty[-1]))} of "
+        f"{format_number(float(total[-1]))}) while the loss on the data is {format_number(data)}, {data / chance:.0%} of chance: "
         f"the updates mostly shrink the weights instead of fitting the data.",
         "Lower the penalty 10x (kernel_regularizer: {l2: 0.001} where it is 0.01), or put it on fewer layers; "
         "then judge the model by its validation loss.",

@@ -6,17 +6,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.lr_advice import _lowered_lr, _optimizer_name
-from trainkit.diagnosis.number_text import _fmt, _times
+from trainkit.diagnosis.lr_advice import lowered_lr_text, optimizer_name
+from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import (
-    _epoch_of,
-    _finite_epochs,
-    _hidden_activation_stats,
-    _kernels,
-    _layer_of,
+    epoch_of_step,
+    finite_for_epochs,
+    hidden_activation_stats,
+    kernel_stats,
+    layer_of,
 )
-from trainkit.diagnosis.task_context import _chance, _standardise, _standardise_inputs
+from trainkit.diagnosis.task_context import (
+    chance_level,
+    standardise_advice,
+    standardise_inputs_advice,
+)
 from trainkit.stat_names import GRAD_NORM, variable_of, weight_norm_name
 
 if TYPE_CHECKING:
@@ -25,10 +29,10 @@ if TYPE_CHECKING:
 
 def vanishing_gradients(view: Diagnoser) -> Issue | None:
     """The first weight layer gets a gradient 1000x smaller (relative to its weights) than the last."""
-    kernels = _kernels(view, GRAD_NORM)
+    kernels = kernel_stats(view, GRAD_NORM)
     if len(kernels) < 2 or view.epochs_run < view.t.sustained_epochs:
         return None
-    chance = _chance(view)
+    chance = chance_level(view)
     losses = view.epoch_losses(data_only=True)
     if chance is not None and np.isfinite(losses[-1]) and losses[-1] < view.t.solved_fraction * chance:
         return None  # a solved task has tiny gradients everywhere
@@ -40,7 +44,7 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     n = view.t.sustained_epochs
     # A network gone NaN (on_nan: warn trains on) has no gradient ratio to judge: its "0, n/ax
     # the last layer's" was no finding.
-    if not _finite_epochs(view, [first, last, *weights], n):
+    if not finite_for_epochs(view, [first, last, *weights], n):
         return None
     g_first, g_last = view.epoch_values(first), view.epoch_values(last)
     w_first, w_last = view.epoch_values(weights[0]), view.epoch_values(weights[1])
@@ -52,13 +56,13 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     tiny = np.nan_to_num(g_first[-n:], nan=np.inf) < view.t.vanish_absolute
     if not (small_ratio.all() or tiny.all()):
         return None
-    layer = _layer_of(first)
+    layer = layer_of(first)
     return Issue(
-        f"The gradient of the first weight layer '{layer}' is {_fmt(float(g_first[-1]))}, "
-        f"{_fmt(float(ratio[-1]))}x the last layer's relative to their weights, for {n} epochs: the "
+        f"The gradient of the first weight layer '{layer}' is {format_number(float(g_first[-1]))}, "
+        f"{format_number(float(ratio[-1]))}x the last layer's relative to their weights, for {n} epochs: the "
         f"signal vanishes on the way back and the early layers stop learning.",
         "Use relu (or leaky_relu) with he_normal initialisation instead of saturating tanh/sigmoid "
-        f"stacks, {_standardise_inputs(view)}add batchnorm layers between the dense layers, or use fewer "
+        f"stacks, {standardise_inputs_advice(view)}add batchnorm layers between the dense layers, or use fewer "
         "layers.",
         {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "relative_ratio": float(ratio[-1]),
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
@@ -69,19 +73,19 @@ def _vanishing_forward(view: Diagnoser) -> Issue | None:
     first's, for several epochs. Every gradient is then tiny alike, which the first/last gradient
     ratio cannot see (10 tanh layers initialised with stddev 0.05: output std 3e-3 at layer 3,
     1.5e-6 at layer 9, the loss at ln 2 from the first step)."""
-    stds = _hidden_activation_stats(view, "std")
+    stds = hidden_activation_stats(view, "std")
     n = view.t.sustained_epochs
-    if len(stds) < 3 or not _finite_epochs(view, [stds[0], stds[-1]], n):
+    if len(stds) < 3 or not finite_for_epochs(view, [stds[0], stds[-1]], n):
         return None
     first, last = view.epoch_values(stds[0])[-n:], view.epoch_values(stds[-1])[-n:]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = last / first
     if not (np.isfinite(ratio).all() and (ratio < view.t.vanish_ratio).all()):
         return None
-    deep, shallow = _layer_of(stds[-1]), _layer_of(stds[0])
+    deep, shallow = layer_of(stds[-1]), layer_of(stds[0])
     return Issue(
-        f"The outputs of layer '{deep}' vary {_fmt(float(ratio[-1]))}x as much as those of layer '{shallow}' (std "
-        f"{_fmt(float(last[-1]))} against {_fmt(float(first[-1]))}), for {n} epochs: the signal fades on the way "
+        f"The outputs of layer '{deep}' vary {format_number(float(ratio[-1]))}x as much as those of layer '{shallow}' (std "
+        f"{format_number(float(last[-1]))} against {format_number(float(first[-1]))}), for {n} epochs: the signal fades on the way "
         f"forward, so the output barely depends on the input and every gradient is tiny.",
         "Initialise for the activation (glorot_uniform for tanh/sigmoid, he_normal for relu) instead of a small "
         "random_normal, add batchnorm layers between the dense layers, or use fewer layers.",
@@ -95,9 +99,9 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
     if e is None:
         return None
     return Issue(
-        f"The global gradient norm reached {_fmt(e.norm)} at step {e.step}, {_times(e.norm / max(e.baseline, 1e-12))} "
-        f"its level in the first steps ({_fmt(e.baseline)}): the updates feed on themselves.",
-        f"Clip gradients (optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
-        f"rate ({_lowered_lr(view)})" + (f", and standardise {_standardise(view)}." if _standardise(view) else "."),
+        f"The global gradient norm reached {format_number(e.norm)} at step {e.step}, {times_text(e.norm / max(e.baseline, 1e-12))} "
+        f"its level in the first steps ({format_number(e.baseline)}): the updates feed on themselves.",
+        f"Clip gradients (optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
+        f"rate ({lowered_lr_text(view)})" + (f", and standardise {standardise_advice(view)}." if standardise_advice(view) else "."),
         {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
-        epoch=_epoch_of(view, e.step))
+        epoch=epoch_of_step(view, e.step))

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainkit.diagnosis.loss_measures import _initial
-from trainkit.diagnosis.number_text import _fmt, _times
+from trainkit.diagnosis.loss_measures import initial_losses
+from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.task_context import (
-    _chance,
-    _chance_text,
-    _inputs_scaled,
-    _standardise_inputs,
-    _targets_scaled,
-    _targets_text,
+    chance_level,
+    chance_text,
+    inputs_scaled,
+    standardise_inputs_advice,
+    targets_scaled,
+    targets_text,
 )
 
 if TYPE_CHECKING:
@@ -24,14 +24,14 @@ if TYPE_CHECKING:
 
 def initial_loss_too_low(view: Diagnoser) -> Issue | None:
     """First losses far below chance: leakage, a wrong target encoding or a wrong loss."""
-    chance, first = _chance(view), _initial(view)
+    chance, first = chance_level(view), initial_losses(view)
     if chance is None or first.size == 0:
         return None
     loss = float(first.max()) - view.context.regularization
     if loss >= view.t.initial_low_factor * chance:
         return None
     return Issue(
-        f"The loss of the first steps was {_fmt(loss)}, far below {_chance_text(view)}, before the model "
+        f"The loss of the first steps was {format_number(loss)}, far below {chance_text(view)}, before the model "
         f"had learned anything. A random model cannot beat chance: the targets are probably easy to "
         f"read off the inputs (a label leaking into the features), encoded wrongly (e.g. almost all "
         f"the same), or the loss does not match the task.",
@@ -46,17 +46,17 @@ def initial_loss_too_low(view: Diagnoser) -> Issue | None:
 
 def initial_loss_too_high(view: Diagnoser) -> Issue | None:
     """First losses far above chance: unscaled inputs/targets, a bad initialisation or output bias."""
-    chance, first = _chance(view), _initial(view)
+    chance, first = chance_level(view), initial_losses(view)
     if chance is None or first.size == 0:
         return None
     loss = float(first.min()) - view.context.regularization
     factor = view.t.initial_high_factor_regression if view.context.task == "regression" else view.t.initial_high_factor
     if loss <= factor * chance:
         return None
-    if view.context.task == "regression" and _targets_scaled(view):
-        advice = (f"The targets are already on a unit scale ({_targets_text(view)}), so the first predictions are far off "
+    if view.context.task == "regression" and targets_scaled(view):
+        advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "
-                  + _standardise_inputs(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+                  + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
                   + "use the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
                   "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
@@ -66,13 +66,13 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "(standardize_inputs: true); or initialise the output bias at the target mean "
                   "(bias_initializer: {name: constant, value: MEAN}).")
     else:
-        advice = (("The inputs are scaled, so look at the initialisation: use" if _inputs_scaled(view) else
+        advice = (("The inputs are scaled, so look at the initialisation: use" if inputs_scaled(view) else
                    "Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, use")
                   + " the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
                   "classes are imbalanced.")
     return Issue(
-        f"The loss of the first steps was {_fmt(loss)}, {_times(loss / chance)} {_chance_text(view)} that a "
+        f"The loss of the first steps was {format_number(loss)}, {times_text(loss / chance)} {chance_text(view)} that a "
         f"model predicting the label prior / the target mean would get. The model starts far from a "
         f"sensible prediction, so its first updates are large and spent on undoing the start.",
         advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,

@@ -13,28 +13,28 @@ if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
-def _first_losses(view: Diagnoser) -> np.ndarray:
+def first_losses(view: Diagnoser) -> np.ndarray:
     """The finite losses of the first steps this diagnosis saw (the reference for spikes)."""
     losses = view.first_values("loss")[: view.t.initial_steps]
     return losses[np.isfinite(losses)]
 
 
-def _initial(view: Diagnoser) -> np.ndarray:
+def initial_losses(view: Diagnoser) -> np.ndarray:
     """The finite losses of the run's first steps; none when this diagnosis began later.
 
     A resumed run (or a second ``fit``) starts where training left off: its first steps are
     not a fresh model's, and judging them against chance flagged every resumed run.
     """
-    return _first_losses(view) if view.first_step == 0 else np.zeros(0)
+    return first_losses(view) if view.first_step == 0 else np.zeros(0)
 
 
-def _steadily_falling(losses: np.ndarray) -> bool:
+def steadily_falling(losses: np.ndarray) -> bool:
     """Whether the last third of the epoch losses (at least 3) falls epoch after epoch (3 in 4)."""
     tail = losses[-max(3, len(losses) // 3):]
     return len(tail) >= 2 and float(np.mean(np.diff(tail) < 0)) >= 0.75 and tail[-1] < tail[0]
 
 
-def _curves_ready(view: Diagnoser) -> bool:
+def curves_ready(view: Diagnoser) -> bool:
     """Loss-curve rules judge only after a fair share of the run (or at its end)."""
     needed = max(view.t.curve_min_epochs, math.ceil(view.t.curve_fraction * view.planned_epochs))
     if view.epochs_run < (view.t.curve_min_epochs if view.finished else needed):
@@ -42,7 +42,7 @@ def _curves_ready(view: Diagnoser) -> bool:
     return view.steps >= view.t.curve_min_steps
 
 
-def _tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
+def tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
     """How much the loss fell over the last quarter of the epochs (at least 2), and over how many.
 
     Above :attr:`~trainkit.diagnosis.rule_types.Thresholds.underfit_tail_improvement` the loss is "still falling fast": a run
@@ -53,6 +53,6 @@ def _tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
     return (float(tail[0]) - float(tail[-1])) / max(abs(float(tail[0])), 1e-12), n
 
 
-def _still_falling(view: Diagnoser, losses: np.ndarray) -> bool:
-    """Whether ``losses`` (finite, per epoch) still fall fast at their end (see :func:`_tail_drop`)."""
-    return len(losses) >= 2 and _tail_drop(view, losses)[0] >= view.t.underfit_tail_improvement
+def still_falling(view: Diagnoser, losses: np.ndarray) -> bool:
+    """Whether ``losses`` (finite, per epoch) still fall fast at their end (see :func:`tail_drop`)."""
+    return len(losses) >= 2 and tail_drop(view, losses)[0] >= view.t.underfit_tail_improvement

@@ -8,25 +8,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainkit.diagnosis.finding_groups import CANNOT_LEARN, OVERSHOOTING, _found, _lr_lowering_found
-from trainkit.diagnosis.loss_measures import (
-    _curves_ready,
-    _first_losses,
-    _steadily_falling,
-    _still_falling,
+from trainkit.diagnosis.finding_groups import (
+    CANNOT_LEARN,
+    OVERSHOOTING,
+    found_codes,
+    lr_lowering_found,
 )
-from trainkit.diagnosis.lr_advice import _lowered_lr, _optimizer_name, _raised_lr
+from trainkit.diagnosis.loss_measures import (
+    curves_ready,
+    first_losses,
+    steadily_falling,
+    still_falling,
+)
+from trainkit.diagnosis.lr_advice import lowered_lr_text, optimizer_name, raised_lr_text
 from trainkit.diagnosis.lr_rules import lr_too_low
-from trainkit.diagnosis.number_text import _fmt, _times
+from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.stat_reads import _epoch_of, _layer_of
+from trainkit.diagnosis.stat_reads import epoch_of_step, layer_of
 from trainkit.diagnosis.task_context import (
-    _chance,
-    _chance_text,
-    _standardise,
-    _standardise_inputs,
-    _targets_scaled,
-    _targets_text,
+    chance_level,
+    chance_text,
+    standardise_advice,
+    standardise_inputs_advice,
+    targets_scaled,
+    targets_text,
 )
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
@@ -47,8 +52,8 @@ if TYPE_CHECKING:
 
 def loss_at_chance(view: Diagnoser) -> Issue | None:
     """The training loss (or the validation loss) never leaves the chance level."""
-    chance = _chance(view)
-    if chance is None or not view.finished or not _curves_ready(view):
+    chance = chance_level(view)
+    if chance is None or not view.finished or not curves_ready(view):
         return None
     train = view.epoch_losses(data_only=True)
     train = train[np.isfinite(train)]
@@ -76,12 +81,12 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # has not "stayed" there: it has not shown where it settles (underfitting's measure); nor has
     # one falling steadily but slowly, still above it, with steps too small (lr-too-low's case:
     # 1.80 -> 1.53, chance 1.39, was told "the labels are unpredictable").
-    slow = final > (1 + view.t.at_chance_band) * chance and _steadily_falling(train) and too_small_steps
-    if final >= view.t.at_chance_train * chance and not val_learned and not _still_falling(view, train) and not slow:
-        stayed = (f"The training loss stayed at {_chance_text(view)}: its best over the last third of the "
-                  f"epochs was {_fmt(final)} ({final / chance:.0%} of chance). The model predicts no better "
+    slow = final > (1 + view.t.at_chance_band) * chance and steadily_falling(train) and too_small_steps
+    if final >= view.t.at_chance_train * chance and not val_learned and not still_falling(view, train) and not slow:
+        stayed = (f"The training loss stayed at {chance_text(view)}: its best over the last third of the "
+                  f"epochs was {format_number(final)} ({final / chance:.0%} of chance). The model predicts no better "
                   f"than the label prior / the target mean")
-        blockers = _found(view, CANNOT_LEARN)
+        blockers = found_codes(view, CANNOT_LEARN)
         if blockers:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
@@ -93,10 +98,10 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                 {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
-    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not _still_falling(view, val) and not slow:
+    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not still_falling(view, val) and not slow:
         return Issue(
-            f"The validation loss never got clearly below {_chance_text(view)}: its best was {_fmt(best_val)} "
-            f"({best_val / chance:.0%} of chance) while the training loss fell to {_fmt(float(train[-1]))}. "
+            f"The validation loss never got clearly below {chance_text(view)}: its best was {format_number(best_val)} "
+            f"({best_val / chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
             f"Nothing the model learned carries over to new rows: it memorises the training rows, "
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
@@ -112,27 +117,27 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     Regression only: a classifier's cross-entropy above chance with good accuracy is overconfidence,
     and the learning-rate findings cover the runs measured so far.
     """
-    if view.context.task != "regression" or _found(view, OVERSHOOTING) or _still_falling(view, train):
+    if view.context.task != "regression" or found_codes(view, OVERSHOOTING) or still_falling(view, train):
         return None  # still falling fast: underfitting's verdict
-    if _steadily_falling(train) and too_small_steps:
+    if steadily_falling(train) and too_small_steps:
         # Falling epoch after epoch from a start above the mean, on steps too small to get
         # there: lr-too-low's case. RMSprop at 1e-6 (3.22 -> 2.62 over 30 epochs, targets
         # standardised) was also told "stuck away from the targets", with a 10x lower rate to try.
         return None
     if best_val is not None and best_val < view.t.at_chance_train * chance:
         return None  # the validation loss beat the mean: something was learned
-    ended = (f"The training loss ended at {_fmt(final)} (best over the last third of the epochs), "
-             f"{_times(final / chance)} {_chance_text(view)}: predicting the target mean for every row would do "
+    ended = (f"The training loss ended at {format_number(final)} (best over the last third of the epochs), "
+             f"{times_text(final / chance)} {chance_text(view)}: predicting the target mean for every row would do "
              f"better, and the loss is no longer falling fast.")
     evidence = {**evidence, "ratio": final / chance}
-    if _targets_scaled(view):
+    if targets_scaled(view):
         return Issue(
-            f"{ended} The targets are on a unit scale ({_targets_text(view)}), so the predictions are stuck away "
+            f"{ended} The targets are on a unit scale ({targets_text(view)}), so the predictions are stuck away "
             f"from them: an output that cannot reach them, units that stopped passing a signal, or steps that "
             f"do not settle.",
             f"Make sure the output layer can reach the targets (activation: linear for signed targets), read the "
-            f"dead-relu and saturation statistics of the hidden layers, {_standardise_inputs(view)}and try the learning "
-            f"rate lower ({_lowered_lr(view)}) and higher ({_raised_lr(view)}).",
+            f"dead-relu and saturation statistics of the hidden layers, {standardise_inputs_advice(view)}and try the learning "
+            f"rate lower ({lowered_lr_text(view)}) and higher ({raised_lr_text(view)}).",
             evidence, epoch=view.epochs[-1].epoch)
     return Issue(
         f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
@@ -148,7 +153,7 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     """The loss is near zero right after the first epoch."""
     if not view.epochs or view.epochs_run > view.t.collapse_epochs:
         return None
-    chance = _chance(view)
+    chance = chance_level(view)
     loss = float(view.epoch_losses(data_only=True)[-1])
     limit = view.t.collapse_fraction * chance if chance is not None else view.t.collapse_absolute
     if not math.isfinite(loss) or loss >= limit:
@@ -156,8 +161,8 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     leaked = [code for code in ("label-leakage", "train-validation-overlap") if code in (view.context.check_codes or ())]
     if leaked:  # the checks already found why: "or the task is easy, which is fine" would hedge against them
         return Issue(
-            f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-            f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}: the data checks found why before the first "
+            f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
+            f"{view.t.collapse_fraction:.0%} of {chance_text(view)}: the data checks found why before the first "
             f"step ({', '.join(leaked)}): the inputs give the answer away, so the model learned nothing it can use "
             f"on new rows.",
             "Do what those findings say (drop the leaked column; keep copies of training rows out of the "
@@ -170,8 +175,8 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
         # validation rows the overlap check had nothing to compare, and the message would claim
         # a check that never ran.
         return Issue(
-            f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-            f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. The data checks found no input column that gives "
+            f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
+            f"{view.t.collapse_fraction:.0%} of {chance_text(view)}. The data checks found no input column that gives "
             f"the target away and no validation rows copied from training, so the task is likely (near-)deterministic "
             f"and easy (well separated classes, a smooth function of the inputs with little noise), which is fine.",
             "If the task is not known to be that easy, look for what the checks cannot see: an input computed from "
@@ -179,8 +184,8 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
             "the validation rows. Trust the validation loss on rows collected separately, not the training loss.",
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": []}, epoch=view.epochs[-1].epoch, severity="info")
     return Issue(
-        f"The training loss is {_fmt(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-        f"{view.t.collapse_fraction:.0%} of {_chance_text(view)}. Few tasks are solved that fast: "
+        f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
+        f"{view.t.collapse_fraction:.0%} of {chance_text(view)}. Few tasks are solved that fast: "
         f"either the inputs contain the answer (a label column or something derived from it, or rows "
         f"repeated across the split), or the task is (near-)deterministic and easy (a smooth "
         f"function of the inputs with little noise, well separated classes), which is fine.",
@@ -212,19 +217,19 @@ def nan_loss(view: Diagnoser) -> Issue | None:
             f"The loss was NaN/inf from the run's first step ({nf.loss_step}), before any update had changed the weights, "
             f"so no learning rate caused it.{origin}",
             "Look at what the first forward pass reads: "
-            + (f"standardise {_standardise(view)} (a value over ~1.8e19 overflows float32 when squared: an MSE of targets "
-               "near 1e30 is inf), " if _standardise(view) else "")
+            + (f"standardise {standardise_advice(view)} (a value over ~1.8e19 overflows float32 when squared: an MSE of targets "
+               "near 1e30 is inf), " if standardise_advice(view) else "")
             + "check the weights the model starts from, and guard custom losses against log(0) and division by zero "
             "(add an epsilon).",
-            evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step), layer=layer)
+            evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step), layer=layer)
     return Issue(
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
-        f"{_fmt(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
-        f"Lower the learning rate ({_lowered_lr(view)}), clip gradients "
-        f"(optimizer: {{name: {_optimizer_name(view)}, clipnorm: 1.0}}), "
-        + (f"standardise {_standardise(view)}, " if _standardise(view) else "") + "and "
+        f"{format_number(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
+        f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients "
+        f"(optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}), "
+        + (f"standardise {standardise_advice(view)}, " if standardise_advice(view) else "") + "and "
         "guard custom losses against log(0) and division by zero (add an epsilon).",
-        evidence, step=nf.loss_step, epoch=_epoch_of(view, nf.loss_step),
+        evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step),
         layer=layer)
 
 
@@ -241,7 +246,7 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
     """First layer (model order) with non-finite activations, else the last with bad gradients."""
     activations = [n for n, v in row.items() if (activation_stat_of(n, NONFINITE) is not None and v > 0) or (
         activation_stat_of(n, MEAN, STD) is not None and not math.isfinite(v))]
-    layers = [layer for layer in view.layer_order(_layer_of(n) for n in activations) if not is_output_name(layer)]
+    layers = [layer for layer in view.layer_order(layer_of(n) for n in activations) if not is_output_name(layer)]
     if layers:
         return layers[0], f"the activations of layer '{layers[0]}'"
     # The counts of NaN/inf entries when the step has them; an infinite norm alone may be finite
@@ -249,16 +254,16 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
     counted = any(variable_of(n, GRAD_NONFINITE) for n in row)
     grads = [n for n, v in row.items() if (variable_of(n, GRAD_NONFINITE) and v > 0) or (
         not counted and variable_of(n, GRAD_NORM) and not math.isfinite(v))]
-    layers = view.layer_order(_layer_of(n) for n in grads)
+    layers = view.layer_order(layer_of(n) for n in grads)
     if layers:
         # Back-propagation reaches the last layer first: the origin is the last one in model order.
         return layers[-1], f"the gradients of layer '{layers[-1]}'"
     huge = [n for n, v in row.items() if variable_of(n, GRAD_NORM) and not math.isfinite(v)]
-    layers = view.layer_order(_layer_of(n) for n in huge)
+    layers = view.layer_order(layer_of(n) for n in huge)
     if layers:
         return layers[-1], f"the gradients of layer '{layers[-1]}', finite but too large for float32 to square (norm inf)"
     weights = nonfinite_weights(row)
-    layers = view.layer_order(_layer_of(n) for n in weights)
+    layers = view.layer_order(layer_of(n) for n in weights)
     if layers:
         # Finite gradients, non-finite weights after the update: the update itself overflowed.
         return layers[0], f"the weights of layer '{layers[0]}' after the update, from finite gradients (an update too large to represent or to square, or a NaN/inf learning rate)"
@@ -267,16 +272,16 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
 
 def diverging_loss(view: Diagnoser) -> Issue | None:
     """The loss grows: an epoch loss 2x the best so far and still rising, or a 100x step spike."""
-    first = _first_losses(view)
+    first = first_losses(view)
     if view.max_loss is not None and first.size:
         step, peak = view.max_loss
         start = float(first[0])
         if start > 0 and peak > view.t.diverge_step_factor * start:
             return Issue(
-                f"The loss jumped to {_fmt(peak)} at step {step}, {_times(peak / start)} the first loss "
-                f"({_fmt(start)}): the updates overshoot and the model is being thrown away.",
-                f"Lower the learning rate ({_lowered_lr(view)}) and clip gradients (clipnorm: 1.0).",
-                {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=_epoch_of(view, step))
+                f"The loss jumped to {format_number(peak)} at step {step}, {times_text(peak / start)} the first loss "
+                f"({format_number(start)}): the updates overshoot and the model is being thrown away.",
+                f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients (clipnorm: 1.0).",
+                {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=epoch_of_step(view, step))
     losses = view.epoch_losses()
     if len(losses) < 3 or not np.isfinite(losses).all():
         return None
@@ -287,9 +292,9 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
     # every rise would pass, and a best of 0 divided by zero below.
     if rising and best > 0 and last > view.t.diverge_factor * best and last > losses[0]:
         return Issue(
-            f"The training loss is rising: {_fmt(last)} in epoch {view.epochs[-1].epoch + 1}, "
-            f"{_times(last / best)} its best ({_fmt(best)}) and above the first epoch's ({_fmt(float(losses[0]))}).",
-            f"Lower the learning rate ({_lowered_lr(view)}), add gradient clipping (clipnorm: 1.0), or "
+            f"The training loss is rising: {format_number(last)} in epoch {view.epochs[-1].epoch + 1}, "
+            f"{times_text(last / best)} its best ({format_number(best)}) and above the first epoch's ({format_number(float(losses[0]))}).",
+            f"Lower the learning rate ({lowered_lr_text(view)}), add gradient clipping (clipnorm: 1.0), or "
             f"use a decaying schedule.",
             {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
     return None
@@ -298,7 +303,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
 def oscillating_loss(view: Diagnoser) -> Issue | None:
     """The epoch loss jumps up and down by large amounts instead of falling."""
     losses = view.epoch_losses()
-    if len(losses) < view.t.oscillation_min_epochs or not _curves_ready(view):
+    if len(losses) < view.t.oscillation_min_epochs or not curves_ready(view):
         return None
     window = losses[-view.t.oscillation_window:]
     if not np.isfinite(window).all():
@@ -310,7 +315,7 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
     changes = float(np.mean(signs[1:] != signs[:-1]))
     # Relative to the loss scale of the task (chance, or the first epoch's loss), not to the current
     # level: dropout noise of 0.01 on a loss of 0.05 is no oscillation.
-    scale = max(float(np.mean(window)), _chance(view) or float(losses[0]))
+    scale = max(float(np.mean(window)), chance_level(view) or float(losses[0]))
     amplitude = float(np.mean(np.abs(moves)) / max(scale, 1e-12))
     # A zig-zag that still makes progress (a falling trend) is not an oscillation.
     trend = abs(float(window[-1] - window[0])) / max(float(np.sum(np.abs(moves))), 1e-12)
@@ -318,9 +323,9 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
         return None
     return Issue(
         f"Over the last {len(window)} epochs the training loss changed direction in {changes:.0%} of the "
-        f"epochs, moving by {amplitude:.0%} of the loss scale each time ({_fmt(float(window.min()))} to "
-        f"{_fmt(float(window.max()))}): the updates overshoot the minimum back and forth.",
-        f"Lower the learning rate ({_lowered_lr(view)}) or use a decaying schedule; larger batches "
+        f"epochs, moving by {amplitude:.0%} of the loss scale each time ({format_number(float(window.min()))} to "
+        f"{format_number(float(window.max()))}): the updates overshoot the minimum back and forth.",
+        f"Lower the learning rate ({lowered_lr_text(view)}) or use a decaying schedule; larger batches "
         f"(training.batch_size) also smooth the updates.",
         {"sign_change_fraction": changes, "relative_amplitude": amplitude, "net_trend": trend, "window_epochs": len(window)},
         epoch=view.epochs[-1].epoch)
@@ -328,12 +333,12 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
 
 def plateau(view: Diagnoser) -> Issue | None:
     """The loss stopped improving early, at a level far above where it started to fall."""
-    if not view.finished or not _curves_ready(view) or view.epochs_run < 6:
+    if not view.finished or not curves_ready(view) or view.epochs_run < 6:
         return None
     losses = view.epoch_losses(data_only=True)
     if not np.isfinite(losses).all():
         return None
-    chance = _chance(view)
+    chance = chance_level(view)
     half = len(losses) // 2
     start, middle, last = float(losses[0]), float(losses[half]), float(losses[-1])
     if start <= 0 or chance is None or last >= view.t.at_chance_train * chance:
@@ -342,11 +347,11 @@ def plateau(view: Diagnoser) -> Issue | None:
     total = (start - last) / start
     if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
         return None
-    lowering = _lr_lowering_found(view)
+    lowering = lr_lowering_found(view)
     rate = (f"lower the learning rate (see {', '.join(lowering)})" if lowering
-            else f"try a larger learning rate ({_raised_lr(view)})")
+            else f"try a larger learning rate ({raised_lr_text(view)})")
     return Issue(
-        f"The training loss has been flat at {_fmt(last)} since about epoch {view.epochs[half].epoch + 1} "
+        f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
         f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
         f"stuck, typically behind dead or saturated units or a learning rate that is too small.",
         f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.update_ratios import _early_update_ratio, _largest_update_ratio
+from trainkit.diagnosis.update_ratios import early_update_ratio, largest_update_ratio
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
-def _lr(view: Diagnoser) -> float | None:
+def learning_rate_of(view: Diagnoser) -> float | None:
+    """The run's learning rate: the configured one, else the first finite ``learning_rate`` statistic."""
     lr = view.context.learning_rate
     if lr is None:
         values = view.first_values("learning_rate")
@@ -25,23 +26,23 @@ def _lr(view: Diagnoser) -> float | None:
 
 
 def _lr_text(view: Diagnoser, factor: float) -> str:
-    lr = _lr(view)
+    lr = learning_rate_of(view)
     if lr is None:
         return f"multiply the learning rate by {factor:g}"
-    return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {lr * factor:.3g}}} (now {lr:.3g})"
+    return f"optimizer: {{name: {optimizer_name(view)}, learning_rate: {lr * factor:.3g}}} (now {lr:.3g})"
 
 
 def _lr_to(view: Diagnoser, value: float) -> str:
-    lr = _lr(view)
+    lr = learning_rate_of(view)
     now = f" (now {lr:.3g})" if lr is not None else ""
-    return f"optimizer: {{name: {_optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
+    return f"optimizer: {{name: {optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
 
 
 #: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling.
 ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion")
 
 
-def _lowered_lr(view: Diagnoser) -> str:
+def lowered_lr_text(view: Diagnoser) -> str:
     """The one lower learning rate every "lower it" advice of a run names.
 
     10x lower; lower still when the steps are measured too large, to bring the largest median
@@ -49,29 +50,29 @@ def _lowered_lr(view: Diagnoser) -> str:
     1e-3 (lr 1.0 -> 0.1 was still 100x Adam's default). One number for all findings: SGD at 2
     was told 0.001 ("Adam's default") by one finding and 0.2 by another.
     """
-    lr = _lr(view)
+    lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 0.1)
     target = lr / 10
-    ratio = _largest_update_ratio(view)
+    ratio = largest_update_ratio(view)
     if ratio is not None and ratio > _HEALTHY_UPDATE_RATIO:
         target = min(target, max(lr * _HEALTHY_UPDATE_RATIO / ratio, lr / 1000))
-    if _optimizer_name(view) in ADAPTIVE:
+    if optimizer_name(view) in ADAPTIVE:
         target = min(target, 1e-3)
     return _lr_to(view, target)
 
 
-def _raised_lr(view: Diagnoser) -> str:
+def raised_lr_text(view: Diagnoser) -> str:
     """The one higher learning rate every "raise it" advice of a run names.
 
     From the measured step sizes: steps far below the healthy ~0.1% of the weights get up to 10x
     (enough to bring them there), others 3x. lr-too-low said 0.001 and underfitting 0.0003 for
     one run at 1e-4.
     """
-    lr = _lr(view)
+    lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
-    ratio = _early_update_ratio(view)[0]
+    ratio = early_update_ratio(view)[0]
     factor = 3.0
     if ratio is not None and math.isfinite(ratio) and ratio > 0:
         factor = min(10.0, max(3.0, _SMALL_UPDATE_RATIO / ratio))
@@ -86,5 +87,6 @@ _SMALL_UPDATE_RATIO = 1e-3
 _HEALTHY_UPDATE_RATIO = 0.01
 
 
-def _optimizer_name(view: Diagnoser) -> str:
+def optimizer_name(view: Diagnoser) -> str:
+    """The optimizer's name in lower case (``adam`` when unknown)."""
     return (view.context.optimizer or "adam").lower()

@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.finding_groups import GRADIENT_BLOCKED, LR_LOWERING, _found
-from trainkit.diagnosis.loss_measures import _curves_ready, _first_losses, _steadily_falling
-from trainkit.diagnosis.lr_advice import _lowered_lr, _lr, _raised_lr
-from trainkit.diagnosis.number_text import _fmt, _times
+from trainkit.diagnosis.finding_groups import GRADIENT_BLOCKED, LR_LOWERING, found_codes
+from trainkit.diagnosis.loss_measures import curves_ready, first_losses, steadily_falling
+from trainkit.diagnosis.lr_advice import learning_rate_of, lowered_lr_text, raised_lr_text
+from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.task_context import _chance
+from trainkit.diagnosis.task_context import chance_level
 from trainkit.diagnosis.update_ratios import (
-    _early_update_ratio,
-    _first_steps_update_ratio,
-    _peak_epoch_update_ratio,
+    early_update_ratio,
+    first_steps_update_ratio,
+    peak_epoch_update_ratio,
 )
 
 if TYPE_CHECKING:
@@ -26,11 +26,11 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     """Updates larger than 10% of the weights, with a loss that does not fall."""
     if not view.epochs:
         return None
-    early, per_early = _early_update_ratio(view)
-    first, per_first = _first_steps_update_ratio(view)
+    early, per_early = early_update_ratio(view)
+    first, per_first = first_steps_update_ratio(view)
     if (first or 0.0) > (early or 0.0):
         early, per_early = first, per_first
-    peak, per_peak, peak_epoch = _peak_epoch_update_ratio(view)
+    peak, per_peak, peak_epoch = peak_epoch_update_ratio(view)
     ratio, per_layer = (early, per_early) if (early or 0.0) >= (peak or 0.0) else (peak, per_peak)
     if ratio is None or ratio < view.t.lr_high_ratio:
         return None
@@ -39,7 +39,7 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     nonfinite = view.nonfinite is not None and view.nonfinite.loss_step is not None
     if finite.size == 0 and not nonfinite:
         return None
-    first = _first_losses(view)
+    first = first_losses(view)
     start = float(first[0]) if first.size else float(finite[0])
     # The loss trend that makes large steps a problem: a spike (3x the first loss), no progress
     # (the best of the last third of the epochs no better than the start, judged like the curves),
@@ -47,55 +47,55 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     peak = view.max_loss[1] if view.max_loss is not None else start
     spiked = start > 0 and peak >= view.t.lr_high_spike * start
     not_learning = finite.size == 0 or (
-        _curves_ready(view) and float(np.min(finite[-max(1, len(finite) // 3):])) >= 0.9 * start)
+        curves_ready(view) and float(np.min(finite[-max(1, len(finite) // 3):])) >= 0.9 * start)
     if not (nonfinite or spiked or not_learning or view.explosion is not None):
         return None
     worst = max(per_layer, key=lambda k: per_layer[k])
     if nonfinite:
         trend = "the loss went NaN"
     elif spiked:
-        trend = f"the loss jumped to {_fmt(peak)}, {_times(peak / start)} the first loss ({_fmt(start)})"
+        trend = f"the loss jumped to {format_number(peak)}, {times_text(peak / start)} the first loss ({format_number(start)})"
     else:
-        now = _fmt(float(finite[-1])) if finite.size else "NaN"
-        trend = f"the loss is not falling ({_fmt(start)} at the first step, {now} in epoch {view.epochs[-1].epoch + 1})"
+        now = format_number(float(finite[-1])) if finite.size else "NaN"
+        trend = f"the loss is not falling ({format_number(start)} at the first step, {now} in epoch {view.epochs[-1].epoch + 1})"
     return Issue(
         f"Steps change the weights by {ratio:.0%} of their size (median over the weight matrices; "
         f"{worst}: {per_layer[worst]:.0%}), where ~0.1-1% is healthy, and {trend}: the learning rate "
         f"is too high.",
-        f"Lower the learning rate ({_lowered_lr(view)}, which brings the steps to ~1% of the weights), and clip "
+        f"Lower the learning rate ({lowered_lr_text(view)}, which brings the steps to ~1% of the weights), and clip "
         f"gradients (clipnorm: 1.0).",
-        {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": _lr(view),
+        {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
          "initial_loss": start, "peak_loss": peak, "peak_epoch": peak_epoch}, layer=worst.rsplit("/", 1)[0], epoch=view.epochs[-1].epoch)
 
 
 def lr_too_low(view: Diagnoser) -> Issue | None:
     """Tiny first updates and a loss that is still falling steadily when training ends."""
-    if not view.finished or not _curves_ready(view) or view.epochs_run < 4:
+    if not view.finished or not curves_ready(view) or view.epochs_run < 4:
         return None
-    ratio, per_layer = _early_update_ratio(view)
+    ratio, per_layer = early_update_ratio(view)
     if ratio is None or ratio >= view.t.lr_low_ratio:
         return None
     # Updates of ~0 (no gradient flows), or units found dead or saturated, or a vanishing
     # gradient: the steps are small because the gradients are, and a larger learning rate
     # contradicted those findings' advice (dead-relu: lower it). Those findings carry the fix.
-    if ratio < view.t.lr_low_min_ratio or _found(view, (*LR_LOWERING, *GRADIENT_BLOCKED)):
+    if ratio < view.t.lr_low_min_ratio or found_codes(view, (*LR_LOWERING, *GRADIENT_BLOCKED)):
         return None
     losses = view.epoch_losses()
     if not np.isfinite(losses).all():
         return None
     improvement = (float(losses[0]) - float(losses[-1])) / max(float(losses[0]), 1e-12)
-    if not _steadily_falling(losses) or improvement >= view.t.lr_low_max_improvement:
+    if not steadily_falling(losses) or improvement >= view.t.lr_low_max_improvement:
         return None
-    chance = _chance(view)
+    chance = chance_level(view)
     band = view.t.at_chance_band * (chance or 0.0)
     if chance is not None and float(losses[0]) > chance + band and abs(float(losses[-1]) - chance) <= band:
         return None  # fell onto chance from above and stays there: nothing learned that a larger rate would speed up
     return Issue(
         f"The first steps changed the weights by only {ratio * 100:.2g}% of their size (median over the "
         f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
-        f"only {improvement:.0%} ({_fmt(float(losses[0]))} to {_fmt(float(losses[-1]))}): the learning "
+        f"only {improvement:.0%} ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
-        f"Raise the learning rate ({_raised_lr(view)}), or train for more epochs "
+        f"Raise the learning rate ({raised_lr_text(view)}), or train for more epochs "
         f"(training.epochs).",
-        {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": _lr(view),
+        {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
          "loss_improvement": improvement}, epoch=view.epochs[-1].epoch)

@@ -15,30 +15,30 @@ if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
-def _kernels(view: Diagnoser, kind: str) -> list[str]:
+def kernel_stats(view: Diagnoser, kind: str) -> list[str]:
     """``kind/VAR`` names of the weight matrices (``.../kernel``), in model order."""
     every = view.variable_stats(kind)
     names = [n for n in every if variable_of(n, kind).endswith("/kernel")] or [
         n for n in every if not variable_of(n, kind).endswith("/bias")]
-    by_layer = {_layer_of(n): n for n in names}
+    by_layer = {layer_of(n): n for n in names}
     return [by_layer[layer] for layer in view.layer_order(by_layer)]
 
 
-def _layer_of(name: str) -> str:
+def layer_of(name: str) -> str:
     """``dense_1`` for ``grad_norm/dense_1/kernel`` or ``activation/dense_1/dead_fraction``."""
     parsed = parse_stat_name(name)
     return parsed.layer if parsed is not None else name
 
 
-def _hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
+def hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     """``activation/L/stat`` of the hidden layers (not the model output), in model order."""
     names = view.activation_stats(stat)
     outputs = set(view.context.output_layers)
-    keep = {_layer_of(n): n for n in names if not is_output_name(_layer_of(n)) and _layer_of(n) not in outputs}
+    keep = {layer_of(n): n for n in names if not is_output_name(layer_of(n)) and layer_of(n) not in outputs}
     return [keep[layer] for layer in view.layer_order(keep)]
 
 
-def _finite_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
+def finite_for_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
     """Whether every step of the last ``epochs`` epochs had finite values of each of ``names``.
 
     Epoch means are over the finite steps only, so a mean alone can hide steps that went NaN.
@@ -53,7 +53,7 @@ def _finite_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
     return True
 
 
-def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int | None:
+def sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int | None:
     """Index where a run of values >= threshold started, when it lasts to the end for ``epochs``."""
     if len(values) < epochs:
         return None
@@ -66,7 +66,7 @@ def _sustained_since(values: np.ndarray, threshold: float, epochs: int) -> int |
     return start
 
 
-def _epoch_of(view: Diagnoser, step: int) -> int | None:
+def epoch_of_step(view: Diagnoser, step: int) -> int | None:
     """The epoch ``step`` belongs to: the last to start at or before it (epochs follow each other,
     and read back from every n-th step an epoch's rows need not reach its end); a step past the
     last closed epoch is in the next, abandoned one."""

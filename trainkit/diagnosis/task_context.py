@@ -9,52 +9,54 @@ import math
 from typing import TYPE_CHECKING
 
 from trainkit.diagnosis.baseline import TargetScale
-from trainkit.diagnosis.number_text import _fmt
+from trainkit.diagnosis.number_text import format_number
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
-def _chance(view: Diagnoser) -> float | None:
+def chance_level(view: Diagnoser) -> float | None:
+    """The loss of predicting the label prior / target mean; ``None`` when unknown or ~0 (nothing to compare with)."""
     c = view.context.chance_loss
     return c if c is not None and math.isfinite(c) and c > 1e-8 else None
 
 
-def _chance_text(view: Diagnoser) -> str:
+def chance_text(view: Diagnoser) -> str:
+    """``the chance level 0.6931 (...)`` for messages, with how it was computed when known."""
     detail = f" ({view.context.chance_detail})" if view.context.chance_detail else ""
-    return f"the chance level {_fmt(view.context.chance_loss)}{detail}"
+    return f"the chance level {format_number(view.context.chance_loss)}{detail}"
 
 
-def _targets_scaled(view: Diagnoser) -> bool:
+def targets_scaled(view: Diagnoser) -> bool:
     """Whether the run is a regression whose targets are known to be on a unit scale already."""
     mean, std = view.context.target_mean, view.context.target_std
     return mean is not None and std is not None and TargetScale(mean, std, 0).scaled
 
 
-def _targets_text(view: Diagnoser) -> str:
+def targets_text(view: Diagnoser) -> str:
     """``mean M, std S`` of a regression's targets, for messages."""
-    return f"mean {_fmt(view.context.target_mean)}, std {_fmt(view.context.target_std)}"
+    return f"mean {format_number(view.context.target_mean)}, std {format_number(view.context.target_std)}"
 
 
-def _inputs_scaled(view: Diagnoser) -> bool:
+def inputs_scaled(view: Diagnoser) -> bool:
     """Whether the run's data checks ran and found the inputs scaled (no ``unscaled-inputs``)."""
     codes = view.context.check_codes
     # data-not-inspectable: the checks ran but could not read the inputs (an iterator).
     return codes is not None and "unscaled-inputs" not in codes and "data-not-inspectable" not in codes
 
 
-def _standardise(view: Diagnoser) -> str | None:
+def standardise_advice(view: Diagnoser) -> str | None:
     """What is left to standardise (``"the inputs"``, ...), ``None`` when nothing is.
 
     A classifier's targets are labels, and data that is scaled already (standardised regression
     targets, a recipe's ``standardize_inputs: true``) was told to be standardised again.
     """
-    parts = [] if _inputs_scaled(view) else ["the inputs"]
-    if view.context.task == "regression" and not _targets_scaled(view):
+    parts = [] if inputs_scaled(view) else ["the inputs"]
+    if view.context.task == "regression" and not targets_scaled(view):
         parts.append("the targets")
     return " and ".join(parts) or None
 
 
-def _standardise_inputs(view: Diagnoser, text: str = "standardise the inputs, ") -> str:
+def standardise_inputs_advice(view: Diagnoser, text: str = "standardise the inputs, ") -> str:
     """``text`` unless the data checks found the inputs scaled already (then nothing)."""
-    return "" if _inputs_scaled(view) else text
+    return "" if inputs_scaled(view) else text

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.stat_reads import _kernels
+from trainkit.diagnosis.stat_reads import kernel_stats
 from trainkit.stat_names import UPDATE_RATIO, variable_of
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
-def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
+def row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
     """Median of each row's finite entries (NaN for a row without any).
 
     ``np.nanmedian(..., axis=1)`` computes the same through masked arrays, ~0.5 ms a call; this
@@ -32,14 +32,14 @@ def _row_medians_of_finite(matrix: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, medians, np.nan)
 
 
-def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
+def early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
     """Median update/weight ratio of the weight matrices over the first steps of the run.
 
     The first steps measure the step size the learning rate gives relative to the weights (Adam's
     first updates are ~learning_rate per weight), before the updates shrink as training converges.
     """
     per_layer: dict[str, float] = {}
-    for name in _kernels(view, UPDATE_RATIO):
+    for name in kernel_stats(view, UPDATE_RATIO):
         values = view.first_values(name)
         values = values[np.isfinite(values)]
         if values.size:
@@ -49,14 +49,14 @@ def _early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]
     return float(np.median(list(per_layer.values()))), per_layer
 
 
-def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
+def first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]:
     """The largest per-step median update/weight ratio (over the weight matrices) of the run's first steps.
 
     Kernels only: a bias starting at 0 has a ratio of ~1 at its first update whatever the rate.
     """
     if view.first_step != 0:
         return None, {}
-    names = _kernels(view, UPDATE_RATIO)
+    names = kernel_stats(view, UPDATE_RATIO)
     if not names:
         return None, {}
     n = view.t.lr_high_first_steps
@@ -65,7 +65,7 @@ def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, 
     matrix = np.full((n, len(names)), np.nan)
     for j, column in enumerate(columns):
         matrix[: len(column), j] = column
-    medians = _row_medians_of_finite(matrix)
+    medians = row_medians_of_finite(matrix)
     if not np.isfinite(medians).any():
         return None, {}
     i = int(np.nanargmax(medians))
@@ -73,13 +73,13 @@ def _first_steps_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, 
     return float(medians[i]), per
 
 
-def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
+def peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float], int | None]:
     """The epoch with the largest median (over weight matrices) mean update/weight ratio."""
-    names = _kernels(view, UPDATE_RATIO)
+    names = kernel_stats(view, UPDATE_RATIO)
     if not names or not view.epochs:
         return None, {}, None
     matrix = np.column_stack([view.epoch_values(n) for n in names])
-    medians = _row_medians_of_finite(matrix)
+    medians = row_medians_of_finite(matrix)
     if not np.isfinite(medians).any():
         return None, {}, None
     i = int(np.nanargmax(medians))
@@ -87,8 +87,8 @@ def _peak_epoch_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, f
     return float(medians[i]), per, view.epochs[i].epoch
 
 
-def _largest_update_ratio(view: Diagnoser) -> float | None:
+def largest_update_ratio(view: Diagnoser) -> float | None:
     """The largest median update/weight ratio measured: over the first steps, at one of them, or in an epoch."""
-    ratios = [r for r in (_early_update_ratio(view)[0], _first_steps_update_ratio(view)[0], _peak_epoch_update_ratio(view)[0])
+    ratios = [r for r in (early_update_ratio(view)[0], first_steps_update_ratio(view)[0], peak_epoch_update_ratio(view)[0])
               if r is not None and math.isfinite(r)]
     return max(ratios) if ratios else None
