@@ -589,6 +589,24 @@ def test_a_slow_loss_above_chance_and_a_loss_settling_at_chance_each_get_their_o
     assert "loss-at-chance" in codes(d := settled.run()) and "lr-too-low" not in codes(d)
 
 
+def test_a_loss_above_chance_falling_every_epoch_is_said_to_be_still_falling_not_to_have_stayed():
+    # The README's MirroredStrategy example, 10 epochs: 0.887 -> 0.841, lower at every epoch, was
+    # told "the training loss stayed at the chance level (121% of chance)" -- steps not small
+    # enough for lr-too-low, the last quarter's fall under underfitting's 5%.
+    s = Stream(epochs=10)
+    train = [0.887 - 0.005 * e for e in range(10)]
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: train[e] + 0.01
+    f = finding(s.run(), "loss-at-chance")
+    assert "still above" in f.message and "stayed" not in f.message and f.evidence["still_falling"]
+    assert f.advice.startswith("Train for more epochs")
+    # Flat at the same height, it stayed there.
+    s.train_loss = lambda e, st: 0.70 + 0.002 * math.sin(e)
+    s.val_loss = lambda e: 0.71
+    f = finding(s.run(), "loss-at-chance")
+    assert "stayed" in f.message and "still_falling" not in f.evidence
+
+
 def slow_stream(ratio: float) -> Stream:
     """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
     s = Stream()
