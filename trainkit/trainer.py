@@ -435,7 +435,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         The first trace takes the snapshot as well and learns whether recording works for this
         optimizer; later traces record only.
         """
-        record = self.strategy is None and updates.can_capture(self.optimizer) and self._updates_recorded is not False
+        record = self.strategy is None and updates.can_capture(self.optimizer, variables) and self._updates_recorded is not False
         if record and self._updates_recorded:
             recorded = self.apply_gradients(gradients, variables, loss, record_updates=True)
             if recorded is None:

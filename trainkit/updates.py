@@ -26,18 +26,23 @@ import tensorflow as tf
 _ASSIGNS = ("assign", "assign_add", "assign_sub")
 
 
-def can_capture(optimizer: Any) -> bool:
-    """Whether ``optimizer`` applies every update of its trainable variables through its assigns.
+def can_capture(optimizer: Any, variables: Sequence[Any] = ()) -> bool:
+    """Whether ``optimizer`` applies every update of ``variables`` through its assigns.
 
     Keras applies weight decay with ``variable.assign_sub`` directly, accumulates gradients and
     overwrites weights with their EMA in branches of their own, and a loss-scale optimizer applies
-    its inner optimizer's update in a branch: those take the snapshot.
+    its inner optimizer's update in a branch: those take the snapshot. So do variables with a
+    constraint (``apply`` projects them with ``variable.assign`` after the update: recorded, the
+    update of a ``MaxNorm`` kernel left the projection out) and variables overwritten with their
+    gradients.
     """
     if not all(callable(getattr(optimizer, name, None)) for name in _ASSIGNS):
         return False
     if getattr(optimizer, "weight_decay", None) or getattr(optimizer, "gradient_accumulation_steps", None):
         return False
     if getattr(optimizer, "use_ema", False) and getattr(optimizer, "ema_overwrite_frequency", None):
+        return False
+    if any(getattr(v, "constraint", None) is not None or getattr(v, "overwrite_with_gradient", False) for v in variables):
         return False
     return not hasattr(optimizer, "inner_optimizer")
 
@@ -50,9 +55,7 @@ def can_guard(optimizer: Any, variables: Sequence[Any]) -> bool:
     overwritten with their gradients, and EMA copies: models and optimizers with those take the
     ``tf.cond`` instead.
     """
-    if not can_capture(optimizer) or getattr(optimizer, "use_ema", False):
-        return False
-    return not any(getattr(v, "constraint", None) is not None or getattr(v, "overwrite_with_gradient", False) for v in variables)
+    return can_capture(optimizer, variables) and not getattr(optimizer, "use_ema", False)
 
 
 def select_whole(keep: tf.Tensor, then: tf.Tensor, otherwise: tf.Tensor) -> tf.Tensor:
