@@ -597,7 +597,9 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
     both = keras.Model([tok_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, num_in])))
     amounts = rng.normal(1000.0, 300.0, size=(64, 3)).astype("float32")
     (finding,) = [f for f in check_data({"tok": tokens, "num": amounts}, y, model=both, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
-    assert "x[1]" in finding.message
+    # Named by the key it was given under (it said x[1], its place in the model's inputs, and
+    # advised the Python-less x[1]_train.mean(axis=0)).
+    assert "x['num']" in finding.message and "x_train['num'].mean(axis=0)" in finding.advice
 
 
 @pytest.mark.parametrize("classes", [3, 100])  # a one-hot product up to 64 classes, reduceat beyond

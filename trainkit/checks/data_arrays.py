@@ -17,6 +17,13 @@ from trainkit.checks.data_context import format_shape
 from trainkit.checks.model_inspect import OutputInfo
 
 
+def input_keys(x: Any, names: list[str]) -> list[str] | None:
+    """The keys :func:`input_arrays` reads a dict ``x`` by, in its order; ``None`` for other ``x``."""
+    if not isinstance(x, Mapping):
+        return None
+    return [str(k) for k in (names if names and all(n in x for n in names) else list(x))]
+
+
 def input_arrays(x: Any, names: list[str]) -> list[np.ndarray]:
     """``x`` as one array per model input (a dict by the inputs' names, a list or tuple in order)."""
     if isinstance(x, Mapping):

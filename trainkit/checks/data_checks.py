@@ -35,6 +35,7 @@ from trainkit.checks.compatibility import (
 )
 from trainkit.checks.data_arrays import (
     input_arrays,
+    input_keys,
     label_arrays,
     row_weight_array,
     targets_without_output,
@@ -206,7 +207,8 @@ def check_data(
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
                       unmatched_targets=unmatched, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
-                      embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None)
+                      embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
+                      input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if evaluation and rule.code not in EVALUATION_CODES:

@@ -70,6 +70,9 @@ class DataContext:
     unmatched_targets: str | None = None
     #: The columns of a single 2-D input (a csv header), or ``None``.
     feature_names: Sequence[str] | None = None
+    #: The keys of ``xs`` (and of ``x_val``) when they came as a dict, in ``xs``'s order, or ``None``.
+    input_keys: Sequence[str] | None = None
+    x_val_keys: Sequence[str] | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
@@ -130,6 +133,14 @@ def class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
     if kind == "hinge":
         flat = (flat > 0).astype(np.int64)
     return flat.astype(np.int64, copy=False)
+
+
+def input_label(base: str, index: int, count: int, keys: Sequence[str] | None = None) -> str:
+    """How messages name input ``index`` of ``count``: ``x``, ``x[1]``, or ``x['num']`` for
+    inputs given as a dict (whose position in the model's inputs the caller never wrote)."""
+    if keys is not None and index < len(keys):
+        return f"{base}[{keys[index]!r}]"
+    return f"{base}[{index}]" if count > 1 else base
 
 
 def validation_name(name: str) -> str:

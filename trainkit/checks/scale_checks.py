@@ -16,6 +16,7 @@ from trainkit.checks.data_context import (
     DataContext,
     feature_label,
     format_number,
+    input_label,
     is_numeric,
     row_budget,
     strided_rows,
@@ -67,15 +68,16 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             reasons.append(f"values reach |mean| {format_number(max_mean)} / std {format_number(max_std)}")
         if ratio >= UNSCALED_STD_RATIO:
             reasons.append(f"feature scales span {math.log10(ratio):.1f} orders of magnitude")
-        name = f"x[{i}]" if len(ctx.xs) > 1 else "x"
+        name = input_label("x", i, len(ctx.xs), ctx.input_keys)
         lo_all, hi_all = float(f.min()) if f.size else 0.0, float(f.max()) if f.size else 0.0
         if lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
             fix = (f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first; in a recipe, "
                    "data: {feature_scale: 0.00392157}).")
         else:
-            fix = (f"Standardise each feature with statistics of the training split: mean = {name}_train.mean(axis=0); "
-                   f"std = {name}_train.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
-                   f"keras.layers.Normalization() (adapted on {name}_train) first in the model (in a recipe, "
+            train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
+            fix = (f"Standardise each feature with statistics of the training split: mean = {train}.mean(axis=0); "
+                   f"std = {train}.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
+                   f"keras.layers.Normalization() (adapted on {train}) first in the model (in a recipe, "
                    "preprocessing: {standardize_inputs: true}).")
         return Issue(
             f"The inputs {name} are not scaled{ctx.where} ({'; '.join(reasons)}): {described}. Large or "

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
-from trainkit.checks.data_arrays import input_arrays
-from trainkit.checks.data_context import DataContext, Target, format_shape
+from trainkit.checks.data_arrays import input_arrays, input_keys
+from trainkit.checks.data_context import DataContext, Target, format_shape, input_label
 from trainkit.checks.model_inspect import input_names, input_shapes
 from trainkit.errors import DataError, closest_match
 
@@ -39,7 +39,7 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                      f"(x, (y_{names[0]}, y_{names[1]}, ...)).", {"outputs": names})
     if ctx.unmatched_inputs is not None:
         return ctx.unmatched_inputs
-    rows = {f"x[{i}]" if len(ctx.xs) > 1 else "x": len(a) for i, a in enumerate(ctx.xs)}
+    rows = {input_label("x", i, len(ctx.xs), ctx.input_keys): len(a) for i, a in enumerate(ctx.xs)}
     rows.update({t.name: len(t.y) for t in ctx.targets if t.y is not None})
     weights = ctx.sample_weight
     if weights is not None:
@@ -54,8 +54,8 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         return Issue(f"sample_weight has shape {format_shape(weights.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
                      "Pass one weight per row; to weigh several outputs differently use loss_weights.",
                      {"sample_weight_shape": list(weights.shape)})
-    for xs, label in ((ctx.xs, "x"), (ctx.x_val or [], "x_val")):
-        issue = input_shape_issue(xs, ctx.input_shapes, label)
+    for xs, label, keys in ((ctx.xs, "x", ctx.input_keys), (ctx.x_val or [], "x_val", ctx.x_val_keys)):
+        issue = input_shape_issue(xs, ctx.input_shapes, label, keys)
         if issue is not None:
             return issue
     for t in ctx.targets:
@@ -70,7 +70,8 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
     return None
 
 
-def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int | None, ...]] | None, label: str = "x") -> Issue | None:
+def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int | None, ...]] | None, label: str = "x",
+                      keys: Sequence[str] | None = None) -> Issue | None:
     """Inputs whose samples do not have the shape the model's inputs expect (``None`` if fine)."""
     if not input_shapes or len(input_shapes) != len(xs):
         return None
@@ -78,7 +79,7 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         expected = shape[1:]
         if _fits(a.shape[1:], expected):
             continue
-        name = f"{label}[{i}]" if len(xs) > 1 else label
+        name = input_label(label, i, len(xs), keys)
         want = format_shape(expected) if expected else "()"
         if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
@@ -101,7 +102,7 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
     For :meth:`Trainer.evaluate` and :meth:`Trainer.predict`, which run no other data check.
     """
     names = input_names(model)
-    issue = input_structure_issue(x, names) or input_shape_issue(input_arrays(x, names), input_shapes(model))
+    issue = input_structure_issue(x, names) or input_shape_issue(input_arrays(x, names), input_shapes(model), keys=input_keys(x, names))
     if issue is not None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 

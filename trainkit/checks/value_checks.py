@@ -9,7 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
-from trainkit.checks.data_context import DataContext, format_number, is_integral, validation_name
+from trainkit.checks.data_context import (
+    DataContext,
+    format_number,
+    input_label,
+    is_integral,
+    validation_name,
+)
 
 
 def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
@@ -33,10 +39,10 @@ def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
 def non_finite_data(ctx: DataContext) -> Issue | None:
     """NaN or Inf anywhere in x, y or the validation data."""
     arrays: list[tuple[str, np.ndarray]] = [
-        (f"x[{i}]" if len(ctx.xs) > 1 else "x", a) for i, a in enumerate(ctx.xs)]
+        (input_label("x", i, len(ctx.xs), ctx.input_keys), a) for i, a in enumerate(ctx.xs)]
     arrays += [(t.name, t.y) for t in ctx.targets if t.y is not None]
     if ctx.x_val:
-        arrays += [(f"x_val[{i}]" if len(ctx.x_val) > 1 else "x_val", a) for i, a in enumerate(ctx.x_val)]
+        arrays += [(input_label("x_val", i, len(ctx.x_val), ctx.x_val_keys), a) for i, a in enumerate(ctx.x_val)]
     arrays += [(validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
     if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
         arrays.append(("sample_weight", ctx.sample_weight))
@@ -63,7 +69,7 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
         if index >= len(ctx.xs) or ctx.xs[index].size == 0 or not np.issubdtype(ctx.xs[index].dtype, np.number):
             continue
         a = ctx.xs[index]
-        name = f"x[{index}]" if len(ctx.xs) > 1 else "x"
+        name = input_label("x", index, len(ctx.xs), ctx.input_keys)
         lo, hi = float(np.min(a)), float(np.max(a))
         if not is_integral(a):
             return Issue(f"{name}{ctx.where} feeds the Embedding '{layer}' but holds non-integer values ({format_number(lo)}..{format_number(hi)}): an Embedding looks "
