@@ -1274,8 +1274,14 @@ def test_row_mismatches_name_the_data_they_are_in():
     trainer = make_trainer(make_model(features=4))
     with pytest.raises(DataError, match=r"x is a single value \(shape \(\)\)"):
         trainer.fit(None, y, epochs=1, verbose=0)
-    with pytest.raises(DataError, match="x, y and sample_weight of validation_data must have the same number of rows"):
+    with pytest.raises(DataError, match=r"x and y of validation_data must have the same number of rows; got x \(40, 4\), y \(39, 1\)"):
         trainer.fit(x, y, validation_data=(x, y[:-1]), epochs=1, verbose=0)
+    # Each array is named as it was given (it said "x, y and sample_weight" of three bare shapes).
+    a, b = keras.Input((3,), name="a"), keras.Input((1,), name="b")
+    two = Trainer(keras.Model({"a": a, "b": b}, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([a, b]))),
+                  loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False)
+    with pytest.raises(DataError, match=r"x and y must have the same number of rows; got x\['a'\] \(40, 3\), x\['b'\] \(39, 1\), y \(40, 1\)"):
+        two.fit({"a": x[:, :3], "b": x[:-1, 3:]}, y, epochs=1, verbose=0)
 
 
 def test_an_optimizer_instance_of_another_trainer_is_refused():

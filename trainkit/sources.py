@@ -117,6 +117,16 @@ def refuse_text(spec: Any, model: keras.Model, what: str = "The tf.data.Dataset"
                                              "(tf.strings.to_number, or a TextVectorization/StringLookup layer as the model's first layer).")
 
 
+def _named_shapes(parts: Sequence[Any], names: Sequence[str]) -> str:
+    """Each array of ``parts`` with its shape, named as the caller wrote it: ``x['num'] (300, 3), y (300, 1)``."""
+    listed = []
+    for name, part in zip(names, parts, strict=False):
+        for path, tensor in keras.tree.flatten_with_path(part):
+            keys = "".join(f"[{key!r}]" for key in path)
+            listed.append(f"{name}{keys} {tuple(tensor.shape)}")
+    return ", ".join(listed)
+
+
 class ArraySource:
     """Training data held in memory: tensors (or structures of them) plus the row count.
 
@@ -137,11 +147,13 @@ class ArraySource:
         tensors = tf.nest.flatten(self.data)
         self.rows = int(tensors[0].shape[0]) if tensors[0].shape.rank else 0
         if any(t.shape.rank == 0 or int(t.shape[0]) != self.rows for t in tensors):
-            shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
             whose = "" if empty_is in (None, "x", "the training data") else f" of {empty_is}"
             if not tensors[0].shape.rank:  # fit(None, y), fit(3.0, y): no rows at all
                 raise DataError("shape-mismatch", f"x{whose} is a single value (shape ()), not rows of examples: pass an array with one row per example.")
-            raise DataError("shape-mismatch", f"x, y and sample_weight{whose} must have the same number of rows; got shapes {shapes}. Pass arrays with one entry per example.")
+            given = ("x", "y", "sample_weight")[: len(self.data)]
+            together = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+            raise DataError("shape-mismatch", f"{together}{whose} must have the same number of rows; got {_named_shapes(self.data, given)}. "
+                                              "Pass arrays with one entry per example.")
         if empty_is is not None and self.rows == 0:
             # An empty epoch's loss would read 0.0: a perfect model, not a missing one.
             raise DataError("empty-data", f"{empty_is} has no rows. Pass at least one example (check the split or the filter that made it).")
