@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer, jit_policy
+from trainkit.errors import ArgumentError
 from trainkit.sources import DatasetSource
 
 
@@ -93,6 +94,28 @@ def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay
     assert trainer._train_loop.jit_compile is True  # no way back
     assert jit_policy.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), 32, 3) == (30, 32)
     assert jit_policy.fit_plan(DatasetSource(tf.data.Dataset.from_tensor_slices((x, y)).batch(32).filter(lambda a, b: True)), 32, 3)[0] is None
+
+
+def test_a_model_xla_cannot_compile_gets_no_xla_from_auto_even_on_a_gpu_and_is_refused_with_true(monkeypatch):
+    # On a GPU, auto took XLA for a StringLookup model: a dataset's first step failed with a raw
+    # InvalidArgumentError (the fall-back cannot retry a streamed step), as did jit_compile=True.
+    words = np.array([["red"], ["blue"], ["green"], ["red"]] * 8)
+    y = (words[:, :1] == "red").astype("float32")
+
+    def text_model():
+        inputs = keras.Input((1,), dtype="string")
+        lookup = keras.layers.StringLookup(vocabulary=["red", "blue", "green"], output_mode="one_hot")
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(lookup(inputs))))
+
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
+    assert "StringLookup" in jit_policy.xla_obstacle(text_model()) and jit_policy.xla_obstacle(model()) is None
+    trainer = Trainer(text_model(), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    trainer.fit(tf.data.Dataset.from_tensor_slices((words, y)).batch(8), epochs=1, verbose=0)
+    assert trainer._train_loop.jit_compile is False
+    with pytest.raises(ArgumentError) as info:
+        Trainer(text_model(), loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=True)
+    assert info.value.code == "jit-unsupported" and "StringLookup" in info.value.message
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])

@@ -45,14 +45,39 @@ def xla_repays(model: keras.Model, planned_steps: int | None, batch_rows: int) -
     return planned_steps * saved_per_step >= XLA_REPAY_SECONDS
 
 
+def _layers(model: keras.Model) -> list[Any]:
+    return list(model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers)
+
+
+def xla_obstacle(model: keras.Model) -> str | None:
+    """Why XLA cannot compile ``model``'s step, or ``None``: a layer Keras marks
+    ``supports_jit = False`` (``StringLookup``, ``TextVectorization``, ``Hashing``, the lookups,
+    some image augmentations; ``model.fit`` turns XLA off for them), or a text input.
+
+    XLA's failure on them is a TensorFlow ``InvalidArgumentError`` when the step first runs (a
+    streamed step's too, where ``auto``'s fall-back cannot retry), so they are known up front.
+    """
+    for layer in _layers(model):
+        if getattr(layer, "supports_jit", True) is False:
+            return f"its {type(layer).__name__} layer '{layer.name}' cannot be compiled with XLA (Keras marks it supports_jit=False)"
+    try:
+        inputs = tf.nest.flatten(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model: inputs unknown until it is called
+        inputs = []
+    if any("string" in str(getattr(t, "dtype", "")) for t in inputs):
+        return "it takes text (tf.string) inputs, which XLA cannot compile"
+    return None
+
+
 def choose_jit_compile(model: keras.Model, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
-    """The ``jit_compile="auto"`` rule: XLA on a GPU; on a CPU, for dense-only models, in runs
-    long enough to repay XLA's compile time (:func:`xla_repays`; ``planned_steps=None``: a long
-    run, as the benchmarks measure)."""
+    """The ``jit_compile="auto"`` rule: never for a model XLA cannot compile (:func:`xla_obstacle`);
+    XLA on a GPU; on a CPU, for dense-only models, in runs long enough to repay XLA's compile time
+    (:func:`xla_repays`; ``planned_steps=None``: a long run, as the benchmarks measure)."""
+    if xla_obstacle(model) is not None:
+        return False
     if tf.config.list_physical_devices("GPU"):
         return True
-    layers = model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers
-    return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in layers) and xla_repays(model, planned_steps, batch_rows)
+    return all(type(layer).__name__ in _XLA_FRIENDLY_LAYERS for layer in _layers(model)) and xla_repays(model, planned_steps, batch_rows)
 
 
 def fit_plan(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]:

@@ -53,7 +53,7 @@ from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
-from trainkit.jit_policy import choose_jit_compile, fit_plan
+from trainkit.jit_policy import choose_jit_compile, fit_plan, xla_obstacle
 from trainkit.loop import (
     CompiledLoop,
     StepOutputs,
@@ -207,6 +207,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             scalars_every=scalars_every, statistics=statistics, report_last_batch_loss=report_last_batch_loss,
             histograms_every=histograms_every, step_table_steps=step_table_steps, hparams=hparams, diagnose=diagnose,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, on_nan=on_nan, strategy=strategy)
+        obstacle = xla_obstacle(model) if jit_compile is True else None
+        if obstacle is not None:  # XLA's failure would be a TensorFlow traceback at the first step
+            raise ArgumentError("jit-unsupported", f"jit_compile=True, but {obstacle}. Pass jit_compile=False, or \"auto\", which leaves "
+                                                   "XLA off for such a model (as model.fit does).")
         self.model = model
         self.task = task
         self.diagnose = diagnose
