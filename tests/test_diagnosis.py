@@ -607,6 +607,26 @@ def test_a_loss_above_chance_falling_every_epoch_is_said_to_be_still_falling_not
     assert "stayed" in f.message and "still_falling" not in f.evidence
 
 
+def test_a_learning_rate_of_zero_for_the_whole_run_is_lr_too_low():
+    # Adam(0.0) for 6 epochs, loss flat at 177% of chance: no finding at all (updates of exactly 0
+    # read as "no gradient reaches the weights").
+    s = Stream(epochs=6, task="regression", chance=1.0)
+    s.values["learning_rate"] = lambda e, st: 0.0
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.0
+        s.values[f"update_ratio/{layer}/bias"] = lambda e, st: 0.0
+    s.train_loss = lambda e, st: 1.77
+    s.val_loss = lambda e: 1.78
+    d = s.run()
+    f = finding(d, "lr-too-low")
+    assert "was 0" in f.message and f.evidence["learning_rate"] == 0.0
+    # loss-at-chance sends the user there, not to the labels.
+    assert all(g.evidence.get("explained_by") == ["lr-too-low"] for g in d.findings if g.code == "loss-at-chance")
+    # A warm-up from 0 is not a rate of 0.
+    s.values["learning_rate"] = lambda e, st: 1e-3 * min(1.0, e / 3)
+    assert all("was 0" not in f.message for f in s.run().findings if f.code == "lr-too-low")
+
+
 def slow_stream(ratio: float) -> Stream:
     """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
     s = Stream()

@@ -97,7 +97,9 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
         stayed = (f"The training loss stayed at {chance_text(view)}: its best over the last third of the "
                   f"epochs was {format_number(final)} ({final / chance:.0%} of chance). The model predicts no better "
                   f"than the label prior / the target mean")
-        blockers = found_codes(view, CANNOT_LEARN)
+        # lr-too-low (a learning rate of 0, say) explains it as well: run after this rule, it is
+        # asked directly.
+        blockers = found_codes(view, CANNOT_LEARN) + (["lr-too-low"] if too_small_steps else [])
         if blockers:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
@@ -130,10 +132,12 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     """
     if view.context.task != "regression" or found_codes(view, OVERSHOOTING) or still_falling(view, train):
         return None  # still falling fast: underfitting's verdict
-    if steadily_falling(train) and too_small_steps:
+    if too_small_steps:
         # Falling epoch after epoch from a start above the mean, on steps too small to get
         # there: lr-too-low's case. RMSprop at 1e-6 (3.22 -> 2.62 over 30 epochs, targets
         # standardised) was also told "stuck away from the targets", with a 10x lower rate to try.
+        # (lr-too-low fires only on such a fall, or on a learning rate of 0, which explains a flat
+        # loss as well.)
         return None
     if best_val is not None and best_val < view.t.at_chance_train * chance:
         return None  # the validation loss beat the mean: something was learned

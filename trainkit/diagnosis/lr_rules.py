@@ -17,6 +17,7 @@ from trainkit.diagnosis.update_ratios import (
     first_steps_update_ratio,
     peak_epoch_update_ratio,
 )
+from trainkit.stat_names import LEARNING_RATE
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -69,7 +70,17 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
 
 
 def lr_too_low(view: Diagnoser) -> Issue | None:
-    """Tiny first updates and a loss that is still falling steadily when training ends."""
+    """Tiny first updates and a loss that is still falling steadily when training ends; or a
+    learning rate of 0 for the whole run."""
+    if view.finished and view.epochs_run and _learning_rate_always_zero(view):
+        # Adam(0.0) for 6 epochs, loss flat at 177% of chance, had no finding at all: updates of
+        # exactly 0 read as "no gradient reaches the weights" below.
+        return Issue(
+            "The learning rate was 0 for the whole run: the optimizer never changed the weights, so the loss "
+            "could not fall.",
+            "Set a learning rate above 0 (optimizer.learning_rate, e.g. 0.001, Adam's default); with a schedule, "
+            "check that it does not start and stay at 0.",
+            {"learning_rate": 0.0}, epoch=view.epochs[-1].epoch)
     if not view.finished or not curves_ready(view) or view.epochs_run < 4:
         return None
     ratio, per_layer = early_update_ratio(view)
@@ -99,3 +110,12 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         f"(training.epochs).",
         {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
          "loss_improvement": improvement}, epoch=view.epochs[-1].epoch)
+
+
+def _learning_rate_always_zero(view: Diagnoser) -> bool:
+    """Whether every step's learning rate was 0 (the ``learning_rate`` statistic's largest value of
+    every epoch), or, without that statistic, the learning rate the run was configured with."""
+    largest = view.epoch_values(LEARNING_RATE, "maximum")
+    if np.isfinite(largest).any():
+        return bool(np.all(largest[np.isfinite(largest)] == 0.0))
+    return view.context.learning_rate == 0.0
