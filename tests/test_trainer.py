@@ -863,6 +863,8 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, callbacks=EarlyStopping(monitor="loss")), "bad-argument"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, None)), "missing-targets"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, sample_weight=-np.ones(len(x))), "sample-weight-negative"),
+    # Validation weights all 0: val_loss read a perfect 0.0 (as in Keras) that early stopping believed.
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, np.zeros(len(x)))), "sample-weight-all-zero"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, np.ones((len(x), 2)))), "shape-mismatch"),
     # evaluate checks what fit checks where it holds for data to evaluate (it returned a loss for each).
     (lambda t, x, y: t.evaluate(np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y), "non-finite-data"),

@@ -121,14 +121,17 @@ class FitData:
         parts = train.numpy() if isinstance(train, ArraySource) else (train.sample_for_checks(SAMPLE_BATCHES), None)
         x, y = parts[:2]
         weights = parts[2] if len(parts) > 2 else None  # class_weight is already folded in
-        x_val = y_val = None
+        x_val = y_val = val_weights = None
         if isinstance(validation, ArraySource):
-            x_val, y_val = validation.numpy()[:2]
+            val_parts = validation.numpy()
+            x_val, y_val = val_parts[:2]
+            val_weights = val_parts[2] if len(val_parts) > 2 else None
         elif validation is not None:
             x_val = validation.sample_for_checks(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch))
+        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch,
+                                            val_sample_weight=val_weights))
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.

@@ -635,7 +635,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return checks.check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
-                   batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None) -> list[Finding]:
+                   batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None,
+                   val_sample_weight: Any = None) -> list[Finding]:
         """Data checks against the task and the model; raises DataError on errors.
 
         ``sample_weight``: the training rows' weights (times any class weights), so that the
@@ -643,9 +644,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         rows per batch fit will use on numpy data (``batch-larger-than-data``). ``evaluation``:
         ``x`` and ``y`` are to be evaluated, not trained on (the checks that hold for any data).
         ``feature_names``: the columns of ``x`` (a csv header), to name features in the findings.
+        ``val_sample_weight``: the validation rows' weights, when given (all 0 is refused).
         """
         found = checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
-                                  sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names)
+                                  sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names,
+                                  val_sample_weight=val_sample_weight)
         if not evaluation:  # the diagnosis's advice reads them (the inputs scaled, a leak found)
             self.data_check_codes = tuple(f.code for f in found)
         return found

@@ -126,6 +126,7 @@ def check_data(
     sample_weight: Any = None,
     batch_size: int | None = None,
     evaluation: bool = False,
+    val_sample_weight: Any = None,
     feature_names: Sequence[str] | None = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
@@ -154,6 +155,8 @@ def check_data(
             mistake there, and their findings would belong to no run).
         feature_names: The columns of a single 2-D ``x`` (a csv file's header), to name features
             by name as well as by index.
+        val_sample_weight: The validation rows' weights, when ``validation_data`` gave some
+            (``sample-weight-all-zero`` refuses them all 0: every validation value would read 0).
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -207,6 +210,7 @@ def check_data(
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
                       unmatched_targets=unmatched, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
+                      val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names))
     findings: list[Finding] = []

@@ -75,6 +75,8 @@ class DataContext:
     x_val_keys: Sequence[str] | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
+    #: The validation rows' weights given with arrays, or ``None``.
+    val_sample_weight: np.ndarray | None = None
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
     batch_size: int | None = None
     #: ``(input index, layer name, input_dim)`` of each Embedding an input feeds directly.

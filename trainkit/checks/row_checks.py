@@ -85,15 +85,28 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
 
 
 def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
-    """Training rows that all weigh 0: the loss and every gradient are 0, nothing trains."""
+    """Training rows that all weigh 0: the loss and every gradient are 0, nothing trains; or
+    validation rows that all weigh 0: every validation value reads a perfect 0."""
     w = ctx.sample_weight
     if w is None or ctx.where or w.size == 0 or np.any(w):
-        return None
+        return _validation_weights_all_zero(ctx)
     return Issue(
         f"Every one of the {w.size} rows has sample_weight 0, so every batch's loss and gradient are 0: "
         "the model would not change, while the loss reads a perfect 0.",
         "Check how the weights were built (a mask inverted, weights cast to int); pass positive weights for the rows to learn from.",
         {"rows": int(w.size)})
+
+
+def _validation_weights_all_zero(ctx: DataContext) -> Issue | None:
+    w = ctx.val_sample_weight
+    if w is None or w.size == 0 or np.any(w):
+        return None
+    # Keras computes val_loss 0.0 then, without a word; early stopping reads it as the best epoch.
+    return Issue(
+        f"Every one of the {w.size} validation rows has sample_weight 0, so val_loss and every validation metric "
+        "would read 0: a perfect score that early stopping and the diagnosis would take at its word.",
+        "Pass positive weights for the validation rows to count, or validation_data=(x_val, y_val) without weights.",
+        {"validation_rows": int(w.size)})
 
 
 def sample_weight_negative(ctx: DataContext) -> Issue | None:
