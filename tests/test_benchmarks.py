@@ -93,3 +93,12 @@ def test_profile_kernels_lists_the_kernels_statistics_add() -> None:
     assert header.startswith("mlp: kernel CPU time of one traced epoch")
     assert columns.split() == ["off", "ms", "on", "ms", "added", "kernel"]
     assert len(kernels) == 5 and float(kernels[0].split()[2]) > 0  # sorted by what the statistics add
+
+
+def test_bench_sweep_memory_measures_each_trial(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    bench = benchmark("bench_sweep_memory")
+    bench.main(["--mode", "compare-plain", "--trials", "2", "--json", str(out)])
+    (result,) = json.loads(out.read_text())
+    assert result["mode"] == "compare-plain" and len(result["rss_mb"]) == 2 and all(r > 0 for r in result["rss_mb"])
+    assert bench.slope([1.0, 3.0, 5.0]) == pytest.approx(2.0)
