@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainkit.loop import CompiledLoop, epoch_batches
+from trainkit.loop import CompiledLoop, compile_function, epoch_batches
 
 
 def mean_step(batch):
@@ -210,3 +213,62 @@ def test_a_dataset_sample_stops_at_its_byte_budget(monkeypatch):
     assert len(source.sample(16)) == 3 and source.first_batch() is kept[0]
     source.release_sample(1)
     assert len(source.sample()) == 1
+
+
+# ------------------------------------------------------------------- what a finished trainer leaves
+
+
+def _custom_gradient_names() -> set[str]:
+    from tensorflow.python.framework import ops
+
+    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
+
+
+@tf.custom_gradient
+def _half_gradient(x):
+    return tf.identity(x), lambda dy: 0.5 * dy
+
+
+@pytest.mark.parametrize("autograph", [False, True])
+def test_the_custom_gradients_a_function_traced_go_when_it_does(autograph):
+    # TensorFlow keeps each tf.custom_gradient traced in a graph (and so the graph) for the life of
+    # the process; Keras's optimizers trace one in every optimizer.apply.
+    v = tf.Variable(3.0)
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = _half_gradient(v * x)
+        return tape.gradient(y, v)
+
+    before = _custom_gradient_names()
+    fn = compile_function(step, autograph=autograph)
+    assert float(fn(tf.constant(5.0))) == 2.5  # the custom gradient is used (5.0 without it)
+    assert fn.__name__ == "step" and fn.experimental_get_tracing_count() == 1
+    added = _custom_gradient_names() - before
+    assert added
+    del fn
+    gc.collect()
+    assert not added & _custom_gradient_names()
+
+
+def test_a_finished_trainers_traced_graphs_are_freed():
+    from tensorflow.python.framework import ops
+
+    from trainkit import Trainer
+
+    def func_graphs() -> list[ops.Graph]:
+        return [o for o in gc.get_objects() if isinstance(o, ops.Graph) and type(o) is not ops.Graph]
+
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    before = {id(g) for g in func_graphs()}
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", jit_compile=False, diagnose=False, histograms_every=None, checkpoint_every=0)
+    trainer.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    traced = [weakref.ref(g) for g in func_graphs() if id(g) not in before]
+    assert any(ref().name == "run" for ref in traced)  # the training loop's graph among them
+    del trainer, model
+    gc.collect()
+    tf.function(lambda: tf.constant(0.0))()  # TensorFlow holds on to the last graph traced until the next trace
+    gc.collect()
+    assert [ref().name for ref in traced if ref() is not None] == []

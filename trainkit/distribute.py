@@ -293,6 +293,8 @@ def replicated_step(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapp
 
 def discover_names(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapping[str, tf.Tensor]], iterator: Iterator[Any]) -> tuple[str, ...]:
     """Traces (without running) the replicated step on ``iterator`` to learn its output names."""
+    from trainkit.loop import compile_function  # loop imports this module
+
     replicated = replicated_step(strategy, step)
-    concrete = tf.function(lambda it: replicated(next(it))[0], autograph=False).get_concrete_function(iterator)  # as loop.compile_function
+    concrete = compile_function(lambda it: replicated(next(it))[0]).get_concrete_function(iterator)
     return tuple(concrete.structured_outputs)

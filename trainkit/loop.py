@@ -31,11 +31,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import types
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.util import tf_decorator
 
 from trainkit.background import workers_turn
 from trainkit.errors import ArgumentError, TrainkitError
@@ -122,9 +125,66 @@ def compile_function(fn: Callable[..., Any], **options: Any) -> Any:
     ``tf.cond`` and ``tf.while_loop``, and converting its step (statistics and all) took ~3.4 s
     of a small MLP's first ``fit`` (5.7 -> 2.3 s). A subclass's own step methods are converted
     where the trainer is built (:func:`autograph_overrides`).
+
+    The gradient functions that ``tf.custom_gradient`` registers while the function is traced
+    are released when the function is garbage-collected (see :func:`releasing_custom_gradients`):
+    TensorFlow would keep them, and through them every graph the function traced, for the life of
+    the process.
     """
     function = tf.function(fn, **{"autograph": False, **options})
     function._omit_frequent_tracing_warning = True  # see above; no public switch exists
+    return releasing_custom_gradients(function)
+
+
+def _gradient_registry() -> dict[str, Any] | None:
+    """TensorFlow's process-wide table of gradient functions by op type (``None`` if it moved)."""
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    return registry if isinstance(registry, dict) else None
+
+
+def _custom_gradient_names() -> set[str]:
+    registry = _gradient_registry()
+    # set() of a dict with str keys runs without releasing the GIL: no other thread changes it meanwhile.
+    return {name for name in set(registry or ()) if name.startswith("CustomGradient-")}
+
+
+def _release_custom_gradients(names: list[str]) -> None:
+    registry = _gradient_registry()
+    if registry is not None:
+        for name in names:
+            registry.pop(name, None)
+    names.clear()
+
+
+def releasing_custom_gradients(function: Any) -> Any:
+    """Makes ``function`` (a ``tf.function`` not traced yet) release, once it is garbage-collected,
+    the gradient functions that ``tf.custom_gradient`` registered while it traced.
+
+    In a graph, ``tf.custom_gradient`` registers its gradient under a new name
+    (``CustomGradient-<n>``) in TensorFlow's process-wide gradient registry and never removes
+    it; the gradient function holds tensors of the graph being traced, so every graph that ever
+    used one stays in memory with all its operations. Keras's optimizers use one (the all-reduce
+    of the gradients, in every ``optimizer.apply`` traced in a ``tf.function``, even on one
+    device), so each trainer's train step kept its whole traced loop alive after the trainer
+    was gone: ~8 MB a trial of a sweep of a small MLP in one process (benchmarks/RESULTS.md,
+    session 26). Nothing can differentiate through a graph of a function that is gone, so the
+    names registered during its traces go with it. (A ``tf.function`` of the user's own traced
+    for the first time inside this one, or in another thread while this one traced, has its
+    names counted here too; it keeps the functions already built from them.)
+    """
+    names: list[str] = []
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        before = _custom_gradient_names()
+        try:
+            return traced.__wrapped__(*args, **kwargs)  # AutoGraph may put a converted function there
+        finally:
+            names.extend(sorted(_custom_gradient_names() - before))
+
+    # As tf.Module decorates its methods' functions (with_name_scope): AutoGraph converts the
+    # function inside and puts it in traced.__wrapped__ (tf_decorator.rewrap).
+    function._decorate(lambda python_function: tf_decorator.make_decorator(python_function, traced))
+    weakref.finalize(function, _release_custom_gradients, names).atexit = False
     return function
 
 
