@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from trainkit.compare import (
     expand_all,
     format_table,
     format_value,
+    iter_compare,
     table_rows,
     variant_label,
 )
@@ -286,6 +289,28 @@ def test_a_run_stopped_on_a_nan_loss_is_marked_stopped_in_the_table(runner, tmp_
     assert "stopped: nan-loss" in rows["tiny-learning_rate=1e+30"]
     assert "stopped" not in rows["tiny-learning_rate=0.01"]
     assert "tiny-learning_rate=1e+30 stopped: error: [nan-loss]" in result.stderr
+
+
+@pytest.mark.parametrize("rates", [[0.05, 0.001, 0.01], [1e30, 0.01]], ids=["completed", "after-a-nan-stop"])
+def test_compare_lets_each_variant_go_before_the_next_trains(tmp_path, monkeypatch, rates):
+    # A sweep of many runs in one process must not keep the trainers (models, compiled loops) of
+    # the runs it has finished.
+    import trainkit.run
+
+    train_recipe, trained = trainkit.run.train_recipe, []
+
+    def recording(recipe, **kwargs):
+        gc.collect()
+        assert [ref() for ref in trained if ref() is not None] == []  # the runs before are gone
+        trained.append(weakref.ref(kwargs["prepared"].trainer))
+        return train_recipe(recipe, **kwargs)
+
+    monkeypatch.setattr(trainkit.run, "train_recipe", recording)
+    recipe = load_recipe(recipe_with(tmp_path, {"optimizer.learning_rate": rates}, optimizer={"name": "sgd", "learning_rate": 0.01}))
+    rows = list(iter_compare(expand_all([recipe]), logdir=tmp_path / "runs"))
+    assert len(trained) == len(rows) == len(rates) and not any(row.error for row in rows[1:])
+    gc.collect()
+    assert [ref() for ref in trained if ref() is not None] == []
 
 
 def test_compare_two_recipes_shows_what_differs(runner, tmp_path):

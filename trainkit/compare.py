@@ -257,9 +257,8 @@ class _RetracingFilter(logging.Filter):
 
 def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None], show_bar: bool) -> Iterator[CompareRow]:
     # Imported here: preparing builds Keras models, and `trainkit compare --help` should not wait.
-    from trainkit.run import prepare_run, train_recipe
+    from trainkit.run import prepare_run
     from trainkit.runs import check_writable, refuse_a_run_directory
-    from trainkit.writers.console import RunProgress
 
     total = len(variants)
     for root in dict.fromkeys(Path(logdir if logdir is not None else v.recipe.logging.logdir) for v in variants):
@@ -275,39 +274,49 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
                 raise
             raise type(err)(err.code, f"{variant.where}: {err.message}") from None  # which variant
     for i, variant in enumerate(variants, 1):
-        ready, prepared[i - 1] = prepared[i - 1], None  # let each model go once it has trained
+        # Handed over, not kept: each variant's data, model and trainer go once it has trained,
+        # before the next one trains (the row keeps none of them).
+        ready, prepared[i - 1] = prepared[i - 1], None
         assert ready is not None
-        row = CompareRow(variant.name, variant.base, dict(variant.values), dict(ready.trainer.hparams or variant.recipe.hparams()))
-        say(f"[{i}/{total}] training {variant.name} ({variant.recipe.training.epochs} epochs)")
-        started = time.perf_counter()
-        try:
-            bar = [RunProgress(f"[{i}/{total}] {variant.name}")] if show_bar else []
-            result = train_recipe(variant.recipe, logdir=logdir, verbose=0, prepared=ready, callbacks=bar)
-        except TrainingInterrupted:
-            raise
-        except TrainkitError as err:  # e.g. a diverging run stopped on a NaN loss: a result too
-            row.error = str(err)
-            row.findings = [f.to_dict() for f in ready.findings]
-            row.seconds = time.perf_counter() - started
-            say(f"[{i}/{total}] {variant.name} stopped: error: {err}")
-            yield row
-            continue
-        history = result.history.history
-        row.run_dir = str(result.run_dir)
-        row.epochs_run = len(result.history.epoch)
-        row.seconds = result.seconds
-        row.final = {k: v[-1] for k, v in history.items() if v}
-        row.best_epoch, row.best_monitor = best_epoch(history)
-        row.findings = [f.to_dict() for f in result.findings]
-        if result.status == "nan-loss":  # train_recipe returns this stop instead of raising it
-            stop = next((f for f in result.findings if f.code == "nan-loss"), None)
-            row.error = f"[nan-loss] {stop.message if stop else 'the loss became NaN/inf'}"
-            say(f"[{i}/{total}] {variant.name} stopped: error: {row.error}")
-            yield row
-            continue
-        losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
-        say(f"[{i}/{total}] {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}")
+        row = _train_variant(variant, ready, f"[{i}/{total}]", logdir, say, show_bar)
+        del ready
         yield row
+
+
+def _train_variant(variant: Variant, ready: PreparedRun, counter: str, logdir: str | Path | None, say: Callable[[str], None], show_bar: bool) -> CompareRow:
+    """Trains one prepared variant and returns its row (a run stopped by an error is a row too)."""
+    from trainkit.run import train_recipe
+    from trainkit.writers.console import RunProgress
+
+    row = CompareRow(variant.name, variant.base, dict(variant.values), dict(ready.trainer.hparams or variant.recipe.hparams()))
+    say(f"{counter} training {variant.name} ({variant.recipe.training.epochs} epochs)")
+    started = time.perf_counter()
+    try:
+        bar = [RunProgress(f"{counter} {variant.name}")] if show_bar else []
+        result = train_recipe(variant.recipe, logdir=logdir, verbose=0, prepared=ready, callbacks=bar)
+    except TrainingInterrupted:
+        raise
+    except TrainkitError as err:  # e.g. a diverging run stopped on a NaN loss: a result too
+        row.error = str(err)
+        row.findings = [f.to_dict() for f in ready.findings]
+        row.seconds = time.perf_counter() - started
+        say(f"{counter} {variant.name} stopped: error: {err}")
+        return row
+    history = result.history.history
+    row.run_dir = str(result.run_dir)
+    row.epochs_run = len(result.history.epoch)
+    row.seconds = result.seconds
+    row.final = {k: v[-1] for k, v in history.items() if v}
+    row.best_epoch, row.best_monitor = best_epoch(history)
+    row.findings = [f.to_dict() for f in result.findings]
+    if result.status == "nan-loss":  # train_recipe returns this stop instead of raising it
+        stop = next((f for f in result.findings if f.code == "nan-loss"), None)
+        row.error = f"[nan-loss] {stop.message if stop else 'the loss became NaN/inf'}"
+        say(f"{counter} {variant.name} stopped: error: {row.error}")
+        return row
+    losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
+    say(f"{counter} {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}")
+    return row
 
 
 def compare(variants: Sequence[Variant], *, logdir: str | Path | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
