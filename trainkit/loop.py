@@ -172,6 +172,8 @@ def releasing_custom_gradients(function: Any) -> Any:
     for the first time inside this one, or in another thread while this one traced, has its
     names counted here too; it keeps the functions already built from them.)
     """
+    if _gradient_registry() is None or not callable(getattr(function, "_decorate", None)):
+        return function  # a TensorFlow whose internals moved: keep the names, as before, rather than fail
     names: list[str] = []
 
     def traced(*args: Any, **kwargs: Any) -> Any:
