@@ -251,6 +251,50 @@ def test_the_custom_gradients_a_function_traced_go_when_it_does(autograph):
     assert not added & _custom_gradient_names()
 
 
+def test_a_user_tf_function_traced_inside_keeps_its_custom_gradients():
+    # Its graph lives on in its own cache: a later gradient through it raised LookupError ("No
+    # gradient defined for operation 'IdentityN'") once trainkit's function was collected.
+    @tf.function
+    def user_fn(x):
+        return _half_gradient(x)
+
+    v = tf.Variable(3.0)
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = user_fn(v * x) + _half_gradient(v * x)  # one of the user's, one of the step's own
+        return tape.gradient(y, v)
+
+    before = _custom_gradient_names()
+    fn = compile_function(step)
+    assert float(fn(tf.constant(5.0))) == 5.0
+    added = _custom_gradient_names() - before
+    del fn
+    gc.collect()
+    assert len(added - _custom_gradient_names()) == 1  # the step's own went, the user's stayed
+    with tf.GradientTape() as tape:
+        y = user_fn(v * 2.0)
+    assert float(tape.gradient(y, v)) == 1.0
+
+
+def test_custom_gradients_inside_a_loop_body_of_the_function_go_with_it():
+    v = tf.Variable(3.0)
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            _, y = tf.while_loop(lambda i, a: i < 2, lambda i, a: (i + 1, a + _half_gradient(v * x)), [0, tf.constant(0.0)])
+        return tape.gradient(y, v)
+
+    before = _custom_gradient_names()
+    fn = compile_function(step)
+    assert float(fn(tf.constant(5.0))) == 5.0
+    added = _custom_gradient_names() - before
+    assert added
+    del fn
+    gc.collect()
+    assert not added & _custom_gradient_names()
+
+
 def test_a_finished_trainers_traced_graphs_are_freed():
     from tensorflow.python.framework import ops
 

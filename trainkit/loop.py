@@ -148,6 +148,43 @@ def _custom_gradient_names() -> set[str]:
     return {name for name in set(registry or ()) if name.startswith("CustomGradient-")}
 
 
+#: Control-flow ops whose branches or bodies are graphs of the same trace (not functions of their
+#: own), and the attributes that name those graphs.
+_CONTROL_FLOW_OPS = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase"})
+_CONTROL_FLOW_ATTRS = ("cond", "body", "then_branch", "else_branch", "branches")
+
+
+def _own_gradient_names(graph: Any) -> set[str] | None:
+    """The custom-gradient names the ops of ``graph`` and of its control-flow bodies carry; not
+    those of a ``tf.function`` it calls, which keeps its own graph (and needs its names) when
+    this one is gone. ``None`` when the graph cannot be read so (TensorFlow's internals moved).
+    """
+    names: set[str] = set()
+    functions: dict[str, Any] = {}
+    stack, seen = [graph], set()
+    try:
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            functions.update(getattr(current, "_functions", {}))
+            for op in current.get_operations():
+                attrs = op.node_def.attr
+                if "_gradient_op_type" in attrs:
+                    names.add(op.get_attr("_gradient_op_type").decode())
+                if op.type not in _CONTROL_FLOW_OPS:
+                    continue
+                for key in _CONTROL_FLOW_ATTRS:
+                    if key in attrs:
+                        value = attrs[key]
+                        called = [f.name for f in value.list.func] if value.HasField("list") else [value.func.name]
+                        stack.extend(functions[name].graph for name in called if getattr(functions.get(name), "graph", None) is not None)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return names
+
+
 def _release_custom_gradients(names: list[str]) -> None:
     registry = _gradient_registry()
     if registry is not None:
@@ -168,9 +205,10 @@ def releasing_custom_gradients(function: Any) -> Any:
     device), so each trainer's train step kept its whole traced loop alive after the trainer
     was gone: ~8 MB a trial of a sweep of a small MLP in one process (benchmarks/RESULTS.md,
     session 26). Nothing can differentiate through a graph of a function that is gone, so the
-    names registered during its traces go with it. (A ``tf.function`` of the user's own traced
-    for the first time inside this one, or in another thread while this one traced, has its
-    names counted here too; it keeps the functions already built from them.)
+    names registered during its traces go with it: only those that ops of its own graph and its
+    control-flow bodies carry (:func:`_own_gradient_names`). A ``tf.function`` of the user's
+    traced for the first time inside this one keeps its graph and its names, which a later
+    gradient through it needs (that raised a ``LookupError`` when they were released with this one).
     """
     if _gradient_registry() is None or not callable(getattr(function, "_decorate", None)):
         return function  # a TensorFlow whose internals moved: keep the names, as before, rather than fail
@@ -181,7 +219,9 @@ def releasing_custom_gradients(function: Any) -> Any:
         try:
             return traced.__wrapped__(*args, **kwargs)  # AutoGraph may put a converted function there
         finally:
-            names.extend(sorted(_custom_gradient_names() - before))
+            own = _own_gradient_names(tf_ops.get_default_graph())
+            if own is not None:
+                names.extend(sorted((_custom_gradient_names() - before) & own))
 
     # As tf.Module decorates its methods' functions (with_name_scope): AutoGraph converts the
     # function inside and puts it in traced.__wrapped__ (tf_decorator.rewrap).
