@@ -627,6 +627,22 @@ def test_a_learning_rate_of_zero_for_the_whole_run_is_lr_too_low():
     assert all("was 0" not in f.message for f in s.run().findings if f.code == "lr-too-low")
 
 
+
+def test_a_warm_up_from_zero_without_statistics_is_not_a_learning_rate_of_zero():
+    # statistics=False: only the rate read when training began (0 for a warm-up from 0) was known,
+    # and a loss falling 0.80 -> 0.15 was told "the learning rate was 0 for the whole run".
+    x, y = regression_data(256)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=100, warmup_target=0.01, warmup_steps=10)
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.Adam(schedule), task="regression", seed=0,
+                      jit_compile=False, statistics=False)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    assert all("was 0" not in f.message for f in trainer.findings)
+    flat = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.Adam(0.0), task="regression", seed=0,
+                   jit_compile=False, statistics=False)
+    flat.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    assert any("was 0" in f.message for f in flat.findings if f.code == "lr-too-low")
+
+
 def slow_stream(ratio: float) -> Stream:
     """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
     s = Stream()

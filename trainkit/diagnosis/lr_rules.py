@@ -114,8 +114,11 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
 
 def _learning_rate_always_zero(view: Diagnoser) -> bool:
     """Whether every step's learning rate was 0 (the ``learning_rate`` statistic's largest value of
-    every epoch), or, without that statistic, the learning rate the run was configured with."""
+    every epoch); without that statistic, whether the rate read when training began was 0 and the
+    loss did not fall (a warm-up schedule starts at 0 too, and then the loss falls)."""
     largest = view.epoch_values(LEARNING_RATE, "maximum")
     if np.isfinite(largest).any():
         return bool(np.all(largest[np.isfinite(largest)] == 0.0))
-    return view.context.learning_rate == 0.0
+    losses = view.epoch_losses()
+    flat = losses.size > 0 and bool(np.isfinite(losses).all()) and float(losses[-1]) >= 0.99 * float(losses[0])
+    return view.context.learning_rate == 0.0 and flat
