@@ -35,7 +35,10 @@ BROKEN: dict[str, tuple[list[str], set[str]]] = {
     "zero_lr_1": (["training.epochs=30"], {"lr-too-high", "loss-at-chance"}),
     "zero_leak_broken": (["training.epochs=3"], {"label-leakage", "loss-collapsed"}),
     "train_scale_broken": (["training.epochs=2"], {"unscaled-inputs", "initial-loss-too-high"}),
-    "train_lr_high_broken": ([], {"lr-too-high", "dead-relu", "oscillating-loss"}),
+    # Adam at 1.0 makes the run chaotic: how its loss swings late in the run depends on the CPU's
+    # floating-point kernels (AVX-512 and AVX2 machines end it differently), so oscillating-loss,
+    # found on some, is not required.
+    "train_lr_high_broken": ([], {"lr-too-high", "dead-relu"}),
     "train_lr_low_broken": ([], {"lr-too-low", "underfitting"}),
     "train_complex_broken": (["training.epochs=40"], {"overfitting"}),
     "mlp_no_norm_broken": (["training.epochs=10"], {"loss-at-chance"}),

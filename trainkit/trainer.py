@@ -916,9 +916,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._live_diagnosis = callback
         in_memory = isinstance(train, ArraySource)
         targets, weights = source_targets_and_weights(train)
+        # In-memory validation rows only: sampling a validation dataset would read its pipeline
+        # once more before training, for a chance level the training one approximates.
+        val_targets, val_weights = source_targets_and_weights(validation) if isinstance(validation, ArraySource) else (None, None)
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
-                         train_rows=train.rows if in_memory else None, has_validation=validation is not None)
+                         train_rows=train.rows if in_memory else None, has_validation=validation is not None,
+                         validation_targets=val_targets, validation_sample_weight=val_weights)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

@@ -85,6 +85,7 @@ class DiagnosisCallback(Callback):
         self.diagnoser: Diagnoser | None = None
         self._targets: Any = None
         self._sample_weight: Any = None
+        self._validation: tuple[Any, Any] = (None, None)
         self._others: list[Callback] = []
         self._initial_epoch = 0
         self._batch_size: int | None = None
@@ -108,6 +109,8 @@ class DiagnosisCallback(Callback):
         train_rows: int | None = None,
         has_validation: bool = False,
         sample_weight: Any = None,
+        validation_targets: Any = None,
+        validation_sample_weight: Any = None,
     ) -> None:
         """What the trainer knows at ``fit`` time and a callback cannot see by itself.
 
@@ -122,9 +125,13 @@ class DiagnosisCallback(Callback):
             batch_size: Rows per batch, when known.
             train_rows: Training rows, when known.
             has_validation: Whether validation runs after each epoch.
+            validation_targets: The validation targets (numpy), for the validation loss's own
+                chance level; ``None`` if unknown (it is then compared with the training one).
+            validation_sample_weight: The validation rows' weights, or ``None``.
         """
         self._targets = targets
         self._sample_weight = sample_weight
+        self._validation = (validation_targets, validation_sample_weight)
         self._others = [cb for cb in callbacks if cb is not self]
         self.console = console
         self._initial_epoch = initial_epoch
@@ -156,8 +163,11 @@ class DiagnosisCallback(Callback):
         trainer = self.trainer
         context = build_context(trainer, self._targets, initial_epoch=self._initial_epoch, batch_size=self._batch_size,
                                 train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
-                                sample_weight=self._sample_weight)
-        self._targets = self._sample_weight = None  # the chance level is computed; do not hold on to the data
+                                sample_weight=self._sample_weight, validation_targets=self._validation[0],
+                                validation_sample_weight=self._validation[1])
+        # The chance levels are computed: do not hold on to the data.
+        self._targets = self._sample_weight = None
+        self._validation = (None, None)
         self.diagnoser = self._new_diagnoser(context)
         context = self.diagnoser.context
         self._nan_pending = False
@@ -462,11 +472,20 @@ def build_context(
     has_validation: bool = False,
     callbacks: Iterable[Callback] = (),
     sample_weight: Any = None,
+    validation_targets: Any = None,
+    validation_sample_weight: Any = None,
 ) -> Context:
-    """The :class:`Context` of a trainer about to fit (chance level from ``targets``, weighted by ``sample_weight``)."""
+    """The :class:`Context` of a trainer about to fit.
+
+    The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
+    from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
+    """
     from trainkit.checks.compatibility import describe_loss
 
     baseline = _chance_level(trainer, targets, sample_weight) if targets is not None else None
+    # The validation loss's own (see trainkit.diagnosis.baseline): without class_weight, and on
+    # the validation rows' class mix.
+    val_baseline = _chance_level(trainer, validation_targets, validation_sample_weight) if validation_targets is not None else None
     scale = _target_scale(trainer, targets)
     model = trainer.model
     return Context(
@@ -474,6 +493,8 @@ def build_context(
         loss=_loss_text(trainer, describe_loss),
         chance_loss=baseline.loss if baseline else None,
         chance_detail=baseline.detail if baseline else "",
+        val_chance_loss=val_baseline.loss if val_baseline else None,
+        val_chance_detail=val_baseline.detail if val_baseline else "",
         regularization=_regularization(model),
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model)),
@@ -508,7 +529,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
     """
     return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
-                               chance_detail=saved.chance_detail)
+                               chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
+                               val_chance_detail=saved.val_chance_detail)
 
 
 def layer_names(model: Any) -> list[str]:

@@ -63,6 +63,12 @@ class Context:
         chance_loss: The loss of the best constant prediction (label prior / target mean), or
             ``None`` when it cannot be computed (custom loss, unknown targets).
         chance_detail: How the chance level was computed, for messages.
+        val_chance_loss: The validation loss's own chance level: the loss of the best constant
+            prediction on the validation rows, with their own weights (see
+            :mod:`trainkit.diagnosis.baseline`), or ``None`` when the validation targets are
+            unknown (a dataset, or no validation): the rules then compare validation losses
+            with ``chance_loss``.
+        val_chance_detail: How the validation chance level was computed, for messages.
         regularization: The regularization penalty (``sum(model.losses)``) at the start, which
             the training loss includes on top of the data loss.
         layers: Layer names in model order (to name the first layer that went non-finite and the
@@ -89,6 +95,8 @@ class Context:
     loss: str | None = None
     chance_loss: float | None = None
     chance_detail: str = ""
+    val_chance_loss: float | None = None
+    val_chance_detail: str = ""
     regularization: float = 0.0
     layers: tuple[str, ...] = ()
     output_layers: tuple[str, ...] = ()

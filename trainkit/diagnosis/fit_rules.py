@@ -12,7 +12,7 @@ from trainkit.diagnosis.loss_measures import curves_ready, tail_drop
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.task_context import chance_level
+from trainkit.diagnosis.task_context import chance_level, val_chance_level
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -39,7 +39,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
     # is at most a binary one's (ln 2): chance grows as ln K with the classes, the noise of a
     # validation loss near its minimum does not, and 200 digits (10 classes, 2x256) rising
     # steadily from 0.165 to 0.236 over 100 epochs stayed under 3% of ln 10 (0.069).
-    scale = chance_level(view) or 0.0
+    scale = val_chance_level(view) or 0.0
     if view.context.task != "regression":
         scale = min(scale, math.log(2))
     floor = view.t.overfit_min_rise * scale
@@ -54,7 +54,8 @@ def overfitting(view: Diagnoser) -> Issue | None:
         # a validation curve that jumps about comes from the inputs or the rate (unscaled inputs
         # gave "overfits from epoch 2" at 29x chance).
         return None
-    if chance is not None and val[best] >= view.t.at_chance_validation * chance:
+    val_chance = val_chance_level(view)
+    if val_chance is not None and val[best] >= view.t.at_chance_validation * val_chance:
         # Nothing ever generalised (random labels: best 98-141% of chance): there is no good epoch
         # to stop at, and loss-at-chance says the model memorises.
         return None
@@ -97,6 +98,10 @@ def underfitting(view: Diagnoser) -> Issue | None:
     drop, n = tail_drop(view, train)
     tail = train[-n:]
     if drop < view.t.underfit_tail_improvement:
+        return None
+    if train[-1] > (1 + view.t.underfit_near_best) * float(np.min(train)):
+        # Falling back from a jump, not towards a new best: Adam at 1.0 went 1.54, 2.10, 5.13,
+        # 4.40 (635% of chance) and was called undertrained, "train for more epochs".
         return None
     val = view.val_losses(data_only=True)
     if np.isfinite(val).all() and len(val) == len(train):

@@ -32,6 +32,8 @@ from trainkit.diagnosis.task_context import (
     standardise_inputs_advice,
     targets_scaled,
     targets_text,
+    val_chance_level,
+    val_chance_text,
 )
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
@@ -64,19 +66,24 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     val = view.val_losses(data_only=True)
     val = val[np.isfinite(val)]
     best_val = float(np.min(val)) if val.size else None
+    # The validation loss has a chance level of its own: class_weight weighs only the training
+    # loss, and the validation rows may have another class mix (see validation_chance_loss).
+    val_chance = val_chance_level(view) or chance
     evidence = {"final_train_loss": float(train[-1]), "chance_loss": chance, "best_val_loss": best_val}
+    if val_chance != chance:
+        evidence["val_chance_loss"] = val_chance
     advice = ("Check that the labels can be predicted from the inputs: that x and y rows are aligned "
               "(shuffled together), that the labels are not random or shuffled, and that the model can "
               "learn at all — train on 20 examples until the loss is near 0 (a model that cannot overfit "
               "a tiny set has a bug: a frozen or dead layer, a too small learning rate, a wrong loss).")
     # A validation loss clearly below chance means something generalisable was learned, however
     # slowly: that is not "at chance" (see lr-too-low / underfitting).
-    val_learned = best_val is not None and best_val < view.t.at_chance_train * chance
+    val_learned = best_val is not None and best_val < view.t.at_chance_train * val_chance
     too_small_steps = lr_too_low(view) is not None
     if final > view.t.at_chance_ceiling * chance:
         # Worse than a constant prediction: not "at chance" (diverging, lr-too-high cover it),
         # unless nothing else explains it.
-        return _worse_than_chance(view, train, final, chance, best_val, evidence, too_small_steps)
+        return _worse_than_chance(view, train, final, chance, val_learned, evidence, too_small_steps)
     # A loss still falling fast towards chance from above (0.918, 0.795, 0.710 with chance 0.693)
     # has not "stayed" there: it has not shown where it settles (underfitting's measure); nor has
     # one falling steadily but slowly, still above it: with steps too small that is lr-too-low's
@@ -111,17 +118,17 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                 {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
-    if best_val is not None and best_val >= view.t.at_chance_validation * chance and not still_falling(view, val) and not slow:
+    if best_val is not None and best_val >= view.t.at_chance_validation * val_chance and not still_falling(view, val) and not slow:
         return Issue(
-            f"The validation loss never got clearly below {chance_text(view)}: its best was {format_number(best_val)} "
-            f"({best_val / chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
+            f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
+            f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
             f"Nothing the model learned carries over to new rows: it memorises the training rows, "
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
     return None
 
 
-def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance: float, best_val: float | None,
+def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance: float, val_learned: bool,
                        evidence: dict[str, Any], too_small_steps: bool) -> Issue | None:
     """A regression that ended far worse than predicting the target mean, with nothing else explaining it.
 
@@ -139,7 +146,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
         # (lr-too-low fires only on such a fall, or on a learning rate of 0, which explains a flat
         # loss as well.)
         return None
-    if best_val is not None and best_val < view.t.at_chance_train * chance:
+    if val_learned:
         return None  # the validation loss beat the mean: something was learned
     ended = (f"The training loss ended at {format_number(final)} (best over the last third of the epochs), "
              f"{times_text(final / chance)} {chance_text(view)}: predicting the target mean for every row would do "

@@ -134,8 +134,10 @@ class Thresholds:
     # the last quarter of the epochs, with the validation loss falling too.
     underfit_tail_fraction: float = 0.25
     underfit_tail_improvement: float = 0.05
-    # ... while the training loss on the data is still above half the chance level.
+    # ... while the training loss on the data is still above half the chance level, and ends
+    # within 5% of its best: a fall that only undoes an earlier jump is not "still falling".
     underfit_level: float = 0.5
+    underfit_near_best: float = 0.05
 
 
 @dataclasses.dataclass(frozen=True)

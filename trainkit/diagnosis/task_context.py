@@ -15,10 +15,28 @@ if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
+def _comparable(c: float | None) -> float | None:
+    """``c`` when it is a chance level losses can be compared with: known, finite and not ~0."""
+    return c if c is not None and math.isfinite(c) and c > 1e-8 else None
+
+
 def chance_level(view: Diagnoser) -> float | None:
     """The loss of predicting the label prior / target mean; ``None`` when unknown or ~0 (nothing to compare with)."""
-    c = view.context.chance_loss
-    return c if c is not None and math.isfinite(c) and c > 1e-8 else None
+    return _comparable(view.context.chance_loss)
+
+
+def val_chance_level(view: Diagnoser) -> float | None:
+    """The chance level of the validation loss: its own where known, else the training one."""
+    own = _comparable(view.context.val_chance_loss)
+    return own if own is not None else chance_level(view)
+
+
+def val_chance_text(view: Diagnoser) -> str:
+    """``the validation chance level 0.6931 (...)`` (or :func:`chance_text` when it is not known)."""
+    if _comparable(view.context.val_chance_loss) is None:
+        return chance_text(view)
+    detail = f" ({view.context.val_chance_detail})" if view.context.val_chance_detail else ""
+    return f"the validation chance level {format_number(view.context.val_chance_loss)}{detail}"
 
 
 def chance_text(view: Diagnoser) -> str:
