@@ -313,6 +313,42 @@ def test_compare_lets_each_variant_go_before_the_next_trains(tmp_path, monkeypat
     assert [ref() for ref in trained if ref() is not None] == []
 
 
+def test_variants_with_the_same_data_share_one_copy_and_leave_it_as_it_was(tmp_path, monkeypatch):
+    # Every variant is prepared before the first trains: a sweep over the learning rate held one
+    # copy of the data a variant.
+    import trainkit.data
+    import trainkit.run
+
+    loaded = []
+    prepare_data = trainkit.data.prepare_data
+
+    def counting(recipe):
+        loaded.append(recipe.name)
+        return prepare_data(recipe)
+
+    monkeypatch.setattr(trainkit.run, "prepare_data", counting)
+    recipe = load_recipe(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01, 0.001], "data.seed": [0, 1]},
+                                     optimizer={"name": "sgd", "learning_rate": 0.01}))
+    variants = expand_all([recipe])
+    seen = []
+    train_recipe = trainkit.run.train_recipe
+
+    def recording(recipe, **kwargs):
+        splits = kwargs["prepared"].splits
+        seen.append((recipe.data.seed, splits, splits.x_train.copy(), splits.y_train.copy()))
+        return train_recipe(recipe, **kwargs)
+
+    monkeypatch.setattr(trainkit.run, "train_recipe", recording)
+    rows = list(iter_compare(variants, logdir=tmp_path / "runs"))
+    assert len(rows) == 6 and not any(row.error for row in rows)
+    assert len(loaded) == 2  # data seeds 0 and 1
+    by_seed = {seed: {id(splits) for s, splits, _, _ in seen if s == seed} for seed in (0, 1)}
+    assert all(len(ids) == 1 for ids in by_seed.values()) and by_seed[0] != by_seed[1]
+    for _, splits, x_before, y_before in seen:  # training left the shared arrays as they were
+        np.testing.assert_array_equal(splits.x_train, x_before)
+        np.testing.assert_array_equal(splits.y_train, y_before)
+
+
 def test_compare_two_recipes_shows_what_differs(runner, tmp_path):
     simple = recipe_with(tmp_path, name="simple")
     raw = yaml.safe_load(TINY)

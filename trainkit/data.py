@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import json
 import math
 import re
 import sys
@@ -150,6 +151,18 @@ def prepare_data(recipe: Recipe) -> DataSplits:
         y_std = Standardizer().fit(y_train)
         y_train, y_val = y_std.transform(y_train), _maybe(y_std.transform, y_val)
     return DataSplits(x_train, y_train, x_val, y_val, names, x_std, y_std, notes)
+
+
+def data_key(recipe: Recipe) -> str:
+    """Everything :func:`prepare_data` reads from ``recipe``, as one string.
+
+    Recipes with the same key get the same :class:`DataSplits`, so the variants of a comparison
+    that differ only in the model or the training settings can share one copy of the data
+    (``trainkit compare`` prepares every variant before the first trains).
+    """
+    return json.dumps([recipe.data.model_dump(mode="json"), str(recipe.base_dir), recipe.task,
+                       recipe.training.validation_split, recipe.training.seed,
+                       recipe.preprocessing.model_dump(mode="json")], sort_keys=True, default=str)
 
 
 def load_arrays(cfg: DataConfig, base_dir: str | Path, *, task: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -102,8 +102,14 @@ def run_hparams(recipe: Recipe, splits: DataSplits) -> dict[str, str | float | i
     return {**recipe.hparams(), "rows": rows}
 
 
-def prepare_run(recipe: Recipe) -> PreparedRun:
+def prepare_run(recipe: Recipe, *, data: DataSplits | None = None) -> PreparedRun:
     """Loads the data, builds the model and trainer, and runs every pre-training check.
+
+    Args:
+        recipe: A validated recipe.
+        data: Its data, already prepared (for a recipe with the same
+            :func:`~trainkit.data.data_key`), which nothing here or in training modifies;
+            ``None``: loaded from the recipe.
 
     Raises:
         TrainkitError: Any user error (unknown names, incompatible model, bad data).
@@ -111,7 +117,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     # The strategy comes first (MultiWorkerMirroredStrategy must exist before other TF ops run);
     # the model is built in its scope so that its variables are replicated.
     strategy = strategy_from_name(recipe.training.distribute)
-    splits = prepare_data(recipe)
+    splits = data if data is not None else prepare_data(recipe)
     with scope(strategy):
         model = build_from_recipe(recipe, splits.x_train.shape[1:])
     trainer = Trainer(
