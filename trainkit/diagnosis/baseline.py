@@ -12,13 +12,17 @@ both: the best constant is the weighted one (the weighted label prior, the weigh
 and its loss is taken with the same weights and the same reduction as training (Keras'
 ``sum_over_batch_size``: sum(w * loss) / rows, so weights with mean 5 make every loss 5x larger).
 
-The validation loss has a chance level of its own, computed the same way on the validation rows
-with their own weights: ``class_weight`` weighs the training rows only (as in ``model.fit``), and
-the validation rows may have another class mix. No prediction that ignores the inputs gets a lower
-validation loss, so a validation loss clearly below it shows the model learned something that
-carries over, and one that never gets below it shows nothing did. (Balanced class weights on 90/10
-random labels: training chance 1.31, validation chance 0.33; the validation loss, 0.60-0.71, was
-compared with 1.31 and read as learned, and the run as overfitting.)
+The validation loss is judged against two levels of its own, each on the validation rows with their
+own weights only (``class_weight`` weighs the training rows alone, as in ``model.fit``, and the
+validation rows may hold another class mix or target mean):
+
+* its chance level: the training rows' best constant scored there (``score_on``), what a model
+  that learned nothing from the inputs gets; a validation loss never clearly below it shows that
+  nothing learned carries over;
+* its floor: the validation rows' own best constant, which no prediction that ignores the inputs
+  beats; only a validation loss clearly below it proves something was learned. (Balanced class
+  weights on 90/10 random labels: training chance 1.31, validation chance 0.71, floor 0.37; a
+  model still moving its constant towards the weighted prior scored 0.60, below the chance level.)
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ class Baseline:
     detail: str
 
 
-def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Baseline | None:
+def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, *, score_on: Any = None,
+                score_weight: Any = None) -> Baseline | None:
     """The loss a model would get by predicting the label prior / the target mean for every row.
 
     Args:
@@ -97,15 +102,57 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
         y: The training targets (numpy-like), in the layout the loss receives.
         sample_weight: The training rows' weights (sample weight times class weight), one per
             row of ``y``, or ``None`` for unweighted rows.
+        score_on: Other targets (the validation rows') to score the constant fitted on ``y`` on:
+            what a model that learned only the training prior scores there. ``None``: on ``y``.
+        score_weight: ``score_on``'s row weights, or ``None``.
 
     Returns:
         The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss,
         several outputs, targets that are not a plain numeric array, or weights that are not one
-        finite, non-negative number per row (a wrong chance level is worse than none).
+        finite, non-negative number per row (a wrong chance level is worse than none); scored on
+        other rows, also a class those rows hold and ``y`` does not (its prior is 0).
     """
     from trainkit.checks.compatibility import describe_loss
     from trainkit.resolve import get_loss
 
+    rows = _usable_rows(y, sample_weight)
+    if rows is None:
+        return None
+    y, w = rows
+    info = describe_loss(loss)
+    constant = _best_constant(task, info.kind, info.from_logits, info.name, y, w)
+    if constant is None:
+        return None
+    prediction, detail = constant
+    if score_on is not None:
+        rows = _usable_rows(score_on, score_weight)
+        if rows is None:
+            return None
+        y, w = rows
+        if info.kind == "sparse" and (y.min() < 0 or y.max() >= np.shape(prediction)[-1]):
+            return None
+        detail = f"the training rows' {_PREDICTED.get(info.kind, 'constant prediction')} scored on these rows"
+    try:
+        fn = get_loss(loss) if not callable(loss) else loss
+        pred = np.broadcast_to(prediction, _pred_shape(info.kind, y, prediction)).astype(np.float32)
+        weights = {} if w is None else {"sample_weight": w.astype(np.float32)}
+        value = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
+    except Exception:  # a loss that cannot take numpy arrays gets no chance level
+        return None
+    if not math.isfinite(value):
+        return None
+    if w is not None:
+        detail += f", with the rows' weights (mean {float(np.mean(w)):.3g})"
+    return Baseline(value, detail)
+
+
+#: What the best constant of each loss family is, for the detail of a chance level scored elsewhere.
+_PREDICTED = {"sparse": "label prior", "categorical": "label prior", "binary": "label prior", "regression": "target mean"}
+
+
+def _usable_rows(y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``y`` as finite float64 rows (a strided sample of at most :data:`MAX_ROWS`) and their
+    weights (``None``: unweighted), or ``None`` when either is unusable."""
     try:
         y = np.asarray(y)
     except (TypeError, ValueError):
@@ -122,23 +169,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
     y = y.astype(np.float64)
     if not np.isfinite(y).all():
         return None
-    info = describe_loss(loss)
-    constant = _best_constant(task, info.kind, info.from_logits, info.name, y, w)
-    if constant is None:
-        return None
-    prediction, detail = constant
-    try:
-        fn = get_loss(loss) if not callable(loss) else loss
-        pred = np.broadcast_to(prediction, _pred_shape(info.kind, y, prediction)).astype(np.float32)
-        weights = {} if w is None else {"sample_weight": w.astype(np.float32)}
-        value = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
-    except Exception:  # a loss that cannot take numpy arrays gets no chance level
-        return None
-    if not math.isfinite(value):
-        return None
-    if w is not None:
-        detail += f", with the rows' weights (mean {float(np.mean(w)):.3g})"
-    return Baseline(value, detail)
+    return y, w
 
 
 def _row_weights(sample_weight: Any, rows: int) -> tuple[bool, np.ndarray | None]:

@@ -49,10 +49,12 @@ def overfitting(view: Diagnoser) -> Issue | None:
     if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
         return None
     chance = chance_level(view)
-    if chance is not None and train[-1] >= chance:
-        # A model that has not fitted its own training rows better than chance memorises nothing:
-        # a validation curve that jumps about comes from the inputs or the rate (unscaled inputs
-        # gave "overfits from epoch 2" at 29x chance).
+    if chance is not None and train[-1] >= view.t.at_chance_train * chance:
+        # A model that has not fitted its own training rows clearly better than chance (what
+        # loss-at-chance calls staying at it) memorises nothing: a validation curve that jumps
+        # about comes from the inputs or the rate (unscaled inputs gave "overfits from epoch 2" at
+        # 29x chance), or from a constant still moving (class-weighted random labels ended at 95%
+        # of chance, told "overfits from epoch 1").
         return None
     val_chance = val_chance_level(view)
     if val_chance is not None and val[best] >= view.t.at_chance_validation * val_chance:
