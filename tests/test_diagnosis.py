@@ -860,6 +860,43 @@ def test_a_penalty_that_is_most_of_the_loss_is_named_instead_of_underfitting(pen
         assert "underfitting" not in codes(d)
 
 
+def shrinking_penalty_run(data: list[float], val: list[float]) -> Diagnoser:
+    """L2 1.0 on every layer under Adam: the penalty is 98% of the first loss and shrinks the weights."""
+    s = Stream()
+    d = Diagnoser(s.context)
+    for epoch in range(20):
+        penalty = 40 * 0.7**epoch + 0.15
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": data[epoch] + penalty, "val_loss": val[epoch] + penalty}, regularization=penalty)
+    d.finish()
+    return d
+
+
+def test_a_penalty_that_shrank_the_weights_to_a_loss_at_chance_is_named_though_small_at_the_end():
+    # L2 1.0, 10-32-32-1 MLP, Adam, 20 epochs: the penalty was most of the loss until epoch 17 and
+    # 18% at the end, the data loss 104% of chance. The findings were loss-at-chance's "it memorises
+    # the training rows (e.g. random labels)" and underfitting's "raise the rate, more capacity".
+    d = shrinking_penalty_run([0.75 - 0.002 * e for e in range(20)], [0.70] * 20)
+    f = finding(d, "regularization-dominates")
+    assert f.evidence["dominated_epochs"] >= 10 and "l2: 0.001" in f.advice
+    assert "underfitting" not in codes(d)
+    chance = finding(d, "loss-at-chance")
+    assert chance.evidence["explained_by"] == ["regularization-dominates"] and "memorises" not in chance.message
+    # The same penalty on a model that learned (data loss 40% of chance): a healthy regularised run.
+    d = shrinking_penalty_run(curve(0.72, 0.28, 20), curve(0.72, 0.3, 20))
+    assert "regularization-dominates" not in codes(d) and "loss-at-chance" not in codes(d)
+
+
+def test_a_validation_loss_at_chance_with_a_training_loss_at_chance_is_not_memorising():
+    s = Stream()
+    s.train_loss = lambda e, st: 1.2 * LN2 - 0.01 * e
+    s.val_loss = lambda e: LN2 - 0.002
+    d = s.run()
+    f = finding(d, "loss-at-chance")
+    assert "memorises" not in f.message and "Neither" in f.message
+
+
 def test_overfitting_handled_by_early_stopping_is_a_note():
     s = overfitting_stream()
     s.context.early_stopping = {"monitor": "val_loss", "patience": 5, "restore_best_weights": True}

@@ -14,6 +14,7 @@ from trainkit.diagnosis.finding_groups import (
     found_codes,
     lr_lowering_found,
 )
+from trainkit.diagnosis.fit_rules import regularization_dominates
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
     first_losses,
@@ -92,6 +93,10 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # case (1.80 -> 1.53, chance 1.39, was told "the labels are unpredictable"), otherwise it is
     # said as it is (the README's 10-epoch MirroredStrategy example, 0.887 -> 0.841, lower at every
     # epoch, chance 0.693, was told the loss "stayed at" 121% of chance).
+    # lr-too-low (a learning rate of 0, say) and regularization-dominates explain it as well: run
+    # after this rule, they are asked directly.
+    blockers = (found_codes(view, CANNOT_LEARN) + (["lr-too-low"] if too_small_steps else [])
+                + (["regularization-dominates"] if regularization_dominates(view) is not None else []))
     slow = final > (1 + view.t.at_chance_band) * chance and steadily_falling(train)
     if slow and not too_small_steps and not val_learned and not still_falling(view, train) and not found_codes(view, CANNOT_LEARN):
         return Issue(
@@ -106,9 +111,6 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
         stayed = (f"The training loss stayed at {chance_text(view)}: its best over the last third of the "
                   f"epochs was {format_number(final)} ({final / chance:.0%} of chance). The model predicts no better "
                   f"than the label prior / the target mean")
-        # lr-too-low (a learning rate of 0, say) explains it as well: run after this rule, it is
-        # asked directly.
-        blockers = found_codes(view, CANNOT_LEARN) + (["lr-too-low"] if too_small_steps else [])
         if blockers:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
@@ -121,6 +123,27 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
     if best_val is not None and best_val >= view.t.at_chance_validation * val_chance and not still_falling(view, val) and not slow:
+        if blockers or float(train[-1]) >= view.t.at_chance_train * chance:
+            # A training loss that never got clearly below chance memorised nothing: L2 1.0 on every
+            # layer (training loss 104% of chance, falling as the penalty shrank the weights) was
+            # told "it memorises the training rows ... e.g. random labels".
+            trained = float(train[-1]) < view.t.at_chance_train * chance
+            head = (f"The validation loss never got clearly below {val_chance_text(view)}: its best was "
+                    f"{format_number(best_val)} ({best_val / val_chance:.0%} of chance) while the training loss fell to "
+                    f"{format_number(float(train[-1]))}" if trained else
+                    f"Neither the validation loss (best {format_number(best_val)}, {best_val / val_chance:.0%} of "
+                    f"{val_chance_text(view)}) nor the training loss ({format_number(float(train[-1]))}, "
+                    f"{float(train[-1]) / chance:.0%} of {chance_text(view)}) got clearly below chance")
+            if not blockers:
+                return Issue(f"{head}: the model learned nothing, not even the training rows: the labels are "
+                             "unpredictable from the inputs, or the model cannot learn.", advice, evidence,
+                             epoch=view.epochs[-1].epoch)
+            return Issue(
+                f"{head}; this run's other findings ({', '.join(blockers)}) are reasons it cannot learn.",
+                f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
+                "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
+                "labels not shuffled or random).",
+                {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
         return Issue(
             f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
             f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
