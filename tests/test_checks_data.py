@@ -236,6 +236,20 @@ def test_labels_of_the_wrong_shape_still_get_told_their_shape():
 
 # --- warnings: each with a bad and a good case -----------------------------------------------
 
+def test_constant_inputs_fires_when_no_feature_varies_and_only_then():
+    # An all-zero x trained to the label prior; the only data-side finding was dead-relu's "fix the
+    # bias initialisation (zeros)", which it had.
+    y = binary_y(std_x())
+    (finding,) = [f for f in run("binary", np.zeros((600, 4), "float32"), y) if f.code == "constant-inputs"]
+    assert finding.severity == "warning" and "every row" in finding.message and finding.evidence["value"] == 0.0
+    assert "constant-inputs" in codes(run("binary", np.full((600, 4), 3.0), y))
+    # One constant column among varying ones is common and harmless.
+    x = std_x()
+    x[:, 2] = 0.0
+    assert "constant-inputs" not in codes(run("binary", x, y))
+    assert "constant-inputs" not in codes(run("binary", std_x(), y))
+
+
 def test_unscaled_inputs_fires_on_rand_times_100_and_names_features():
     rng = np.random.default_rng(0)
     x = rng.random((500, 4)) * 100

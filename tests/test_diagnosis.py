@@ -760,6 +760,30 @@ def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_stand
     assert finding(s.run(), "dead-relu").advice.startswith("Fix the initialisation")
 
 
+def test_relus_dead_before_the_first_update_on_constant_inputs_are_told_to_fix_the_inputs():
+    # All-zero x, zero biases: every unit's input is 0, "dead" from the first step; the advice was
+    # "bias_initializer: zeros", what it had.
+    s = Stream()
+    s.context.check_codes = ("constant-inputs",)
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    f = finding(s.run(), "dead-relu")
+    assert f.advice.startswith("Fix the inputs first") and "constant-inputs" in f.advice
+    assert "bias_initializer" not in f.advice
+
+
+@pytest.mark.parametrize("check", ["unscaled-inputs", "constant-inputs"])
+def test_loss_at_chance_names_the_data_checks_that_explain_it(check):
+    # An LSTM on features ~3000 sat at ln 2 beside unscaled-inputs and was told "the labels are
+    # unpredictable from the inputs".
+    s = Stream()
+    s.context.check_codes = (check,)
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st))
+    s.val_loss = lambda e: LN2 + 0.01
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == [check] and "unpredictable" not in f.message
+    assert f.advice.startswith(f"Fix what {check} says first")
+
+
 def test_a_transient_dead_spell_is_not_reported():
     s = Stream()
     s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e == 6 else 0.05

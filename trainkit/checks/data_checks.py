@@ -65,7 +65,7 @@ from trainkit.checks.row_checks import (
     sample_weight_all_zero,
     sample_weight_negative,
 )
-from trainkit.checks.scale_checks import unscaled_inputs, unscaled_targets
+from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
 from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
 from trainkit.checks.value_checks import embedding_ids, non_finite_data
 from trainkit.errors import DataError
@@ -91,6 +91,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("sample-weight-negative", "error", sample_weight_negative),
     DataRule("embedding-ids", "error", embedding_ids),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
+    DataRule("constant-inputs", "warning", constant_inputs),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
     DataRule("train-validation-overlap", "warning", train_validation_overlap),

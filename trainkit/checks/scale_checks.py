@@ -123,3 +123,37 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
             t.output.layer if t.output else None)
     return None
+
+
+def constant_inputs(ctx: DataContext) -> Issue | None:
+    """Every input feature holds one value in every training row: nothing to learn from.
+
+    An all-zero x (a failed load, a mask applied twice) trained to the label prior and was told
+    "dead-relu: fix the bias initialisation (zeros)", which it had: with a zero input and a zero
+    bias a ReLU unit's input is 0 for every row. One constant column among varying ones is common
+    and harmless (a one-hot level never seen, a padding channel), so only inputs with no varying
+    feature at all are reported; an Embedding's id input is left to embedding-ids.
+    """
+    constant = []
+    for i, a in enumerate(ctx.xs):
+        if not is_numeric(a) or a.dtype == bool or len(a) < 2:
+            return None
+        if any(index == i for index, *_ in ctx.embeddings):
+            return None
+        s = strided_rows(a, row_budget(a, ctx.sample_rows))
+        s = s.reshape(len(s), -1)
+        if s.shape[1] == 0 or not bool(np.all(s == s[:1])):
+            return None
+        constant.append((i, float(s.flat[0]) if bool(np.all(s == s.flat[0])) else None))
+    if not constant:
+        return None
+    names = [input_label("x", i, len(ctx.xs), ctx.input_keys) for i, _ in constant]
+    value = constant[0][1] if len(constant) == 1 and constant[0][1] is not None else None
+    same = f"{format_number(value)} everywhere" if value is not None else "the same values"
+    return Issue(
+        f"The inputs {', '.join(names)} hold {same} in every row{ctx.where}: every row looks the same to the model, "
+        f"so it can only learn the label prior / the target mean (the loss stays at chance), and ReLU units fed only "
+        f"zeros look dead.",
+        "Check how x was built: a load or join that failed and filled zeros, a mask or scaling applied twice "
+        "(x * 0, x / a huge number), a column selection that kept the wrong columns, or features cast to int.",
+        {"inputs": [i for i, _ in constant], "value": value})

@@ -63,6 +63,12 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
     areas ~650 next to ratios ~0.01) put half of a he_normal, zero-bias layer's units below 0 for
     every row, and "fix the initialisation: bias zeros and he_normal" named what it already had.
     """
+    if from_init and "constant-inputs" in (view.context.check_codes or ()):
+        # All-zero x with zero biases: every unit's input is 0 for every row, which reads "dead";
+        # "bias_initializer: zeros" named what it already had.
+        return ("Fix the inputs first (see constant-inputs): every row holds the same values, so each unit gets the "
+                "same input for every row and a unit that starts off (all zeros in, zero bias) stays off. The "
+                "initialisation and the learning rate are not the cause.")
     if from_init and "unscaled-inputs" in (view.context.check_codes or ()):
         return ("Standardise the inputs first (preprocessing: {standardize_inputs: true}; see unscaled-inputs): "
                 "with features of large, one-signed scales a unit's input is on the same side of 0 for every row, "

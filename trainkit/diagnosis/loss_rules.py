@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
+#: Data-check codes that explain a loss at chance: the inputs carry nothing, or nothing usable yet.
+DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs")
+
+
 def loss_at_chance(view: Diagnoser) -> Issue | None:
     """The training loss (or the validation loss) never leaves the chance level."""
     chance = chance_level(view)
@@ -95,7 +99,11 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # epoch, chance 0.693, was told the loss "stayed at" 121% of chance).
     # lr-too-low (a learning rate of 0, say) and regularization-dominates explain it as well: run
     # after this rule, they are asked directly.
-    blockers = (found_codes(view, CANNOT_LEARN) + (["lr-too-low"] if too_small_steps else [])
+    # So do the data checks' constant inputs (nothing to learn from) and unscaled inputs (an LSTM
+    # on features ~3000 sat at chance with its gates saturated, and was told "the labels are
+    # unpredictable from the inputs" beside unscaled-inputs).
+    checked = [code for code in DATA_BLOCKERS if code in (view.context.check_codes or ())]
+    blockers = (checked + found_codes(view, CANNOT_LEARN) + (["lr-too-low"] if too_small_steps else [])
                 + (["regularization-dominates"] if regularization_dominates(view) is not None else []))
     slow = final > (1 + view.t.at_chance_band) * chance and steadily_falling(train)
     if slow and not too_small_steps and not val_learned and not still_falling(view, train) and not found_codes(view, CANNOT_LEARN):
