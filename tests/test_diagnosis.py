@@ -571,6 +571,20 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     assert "by only 0.01% of their size" in f.message  # "0.00%" said nothing
 
 
+@pytest.mark.parametrize(("ratio", "raised"), [(2e-7, "0.001"), (1e-5, "0.0001"), (5e-4, "3e-06")])
+def test_sgd_far_too_slow_is_told_a_rate_that_brings_its_steps_to_the_healthy_range(ratio, raised):
+    # SGD at 1e-6 (steps 2e-7 of the weights) was told 1e-5: steps still 5000x too small.
+    s = slow_stream(ratio)
+    s.context.optimizer, s.context.learning_rate = "SGD", 1e-6
+    s.values["learning_rate"] = lambda e, st: 1e-6
+    f = finding(s.run(), "lr-too-low")
+    assert f"learning_rate: {raised}}} (now 1e-06)" in f.advice
+    # Adam's step is the rate itself: still at most 10x.
+    s.context.optimizer = "Adam"
+    if ratio < 1e-4:
+        assert "learning_rate: 1e-05} (now 1e-06)" in finding(s.run(), "lr-too-low").advice
+
+
 def test_a_slow_loss_above_chance_and_a_loss_settling_at_chance_each_get_their_own_cause():
     # Learnable labels at Adam 1e-5 (1.80 -> 1.53, chance 1.39) were told "the labels are
     # unpredictable"; random labels at Adam 1e-4 (0.88 -> 0.68, chance 0.69) were told to raise

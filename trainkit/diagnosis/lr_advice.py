@@ -65,9 +65,13 @@ def lowered_lr_text(view: Diagnoser) -> str:
 def raised_lr_text(view: Diagnoser) -> str:
     """The one higher learning rate every "raise it" advice of a run names.
 
-    From the measured step sizes: steps far below the healthy ~0.1% of the weights get up to 10x
-    (enough to bring them there), others 3x. lr-too-low said 0.001 and underfitting 0.0003 for
-    one run at 1e-4.
+    From the measured step sizes: steps far below the healthy ~0.1% of the weights get the factor
+    that brings them there, others 3x. lr-too-low said 0.001 and underfitting 0.0003 for one run at
+    1e-4. An adaptive optimizer's step is ~the rate itself and its useful rates span a few orders
+    of magnitude around 1e-3, so it gets at most 10x; plain SGD's step is the rate times the
+    gradient, and its useful rates span many (1e-4 to 1), so it gets up to 1000x, the most the
+    lowering advice goes down: SGD at 1e-6, steps 2e-7 of the weights, was told 1e-5, which
+    would still take steps 5000x too small.
     """
     lr = learning_rate_of(view)
     if lr is None:
@@ -75,7 +79,8 @@ def raised_lr_text(view: Diagnoser) -> str:
     ratio = early_update_ratio(view)[0]
     factor = 3.0
     if ratio is not None and math.isfinite(ratio) and ratio > 0:
-        factor = min(10.0, max(3.0, _SMALL_UPDATE_RATIO / ratio))
+        most = 10.0 if optimizer_name(view) in ADAPTIVE else 1000.0
+        factor = min(most, max(3.0, _SMALL_UPDATE_RATIO / ratio))
     return _lr_to(view, lr * factor)
 
 
