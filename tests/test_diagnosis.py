@@ -500,6 +500,22 @@ def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(cod
     assert "larger learning rate" not in f.advice and code in f.advice
 
 
+def test_underfitting_held_back_by_strong_dropout_is_told_to_lower_it_not_to_grow_the_model():
+    # Dropout 0.9 after each hidden layer: 30 epochs ended at 93% of chance with the training loss
+    # (dropout on) above the validation loss (off), and the advice was "raise the learning rate,
+    # more capacity".
+    s = Stream(epochs=20)
+    s.context.dropout = 0.9
+    s.train_loss = lambda e, st: 1.4 * 0.96**e
+    s.val_loss = lambda e: 0.67 - 0.002 * e
+    f = finding(s.run(), "underfitting")
+    assert f.advice.startswith("Lower the dropout rate (now 0.9") and "capacity" not in f.advice
+    assert f.evidence["dropout"] == 0.9
+    # Without dropout the same curves get the usual advice.
+    s.context.dropout = 0.0
+    assert "capacity" in finding(s.run(), "underfitting").advice
+
+
 def test_dead_relus_found_by_the_run_itself_change_the_underfitting_advice():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

@@ -533,6 +533,7 @@ def build_context(
         target_mean=scale.mean if scale else None,
         target_std=scale.std if scale else None,
         check_codes=getattr(trainer, "data_check_codes", None),
+        dropout=dropout_rate(model),
     )
 
 
@@ -562,6 +563,24 @@ def layer_names(model: Any) -> list[str]:
     flatten = getattr(model, "_flatten_layers", None)
     layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
     return [layer.name for layer in layers]
+
+
+def dropout_rate(model: Any) -> float:
+    """The highest dropout rate of the model's layers (0 without dropout).
+
+    ``rate`` of the Dropout family (Dropout, SpatialDropout*, GaussianDropout, AlphaDropout) and
+    an RNN layer's ``dropout`` / ``recurrent_dropout``.
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
+    rates = [0.0]
+    for layer in layers:
+        names = ("rate",) if "Dropout" in type(layer).__name__ else ("dropout", "recurrent_dropout")
+        for name in names:
+            value = getattr(layer, name, None)
+            if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+                rates.append(float(value))
+    return max(rates)
 
 
 def output_layer_names(model: Any) -> list[str]:

@@ -89,6 +89,10 @@ def overfitting(view: Diagnoser) -> Issue | None:
         evidence, epoch=start)
 
 
+#: A dropout rate from which dropout is strong: 0.5 is the classic ceiling for hidden layers.
+DROPOUT_STRONG = 0.5
+
+
 def underfitting(view: Diagnoser) -> Issue | None:
     """Training ended while both losses were still falling fast: the model was not trained enough."""
     if not view.finished or not curves_ready(view) or view.epochs_run < 4:
@@ -132,6 +136,23 @@ def underfitting(view: Diagnoser) -> Issue | None:
                 "patience or a smaller min_delta (training.early_stopping), or have it monitor val_loss,")
     else:
         more = f"for more epochs (training.epochs: {2 * view.planned_epochs})"
+    # Strong dropout (0.5 and up, the classic ceiling for hidden layers) with a training loss, which
+    # is measured with dropout on, above the validation loss, measured with it off: the noise holds
+    # the model back, not its size or its epochs. Dropout 0.9 after each hidden layer ended 30
+    # epochs at 93% of chance (validation 91%) and was told "raise the learning rate, more capacity".
+    if (view.context.dropout >= DROPOUT_STRONG and np.isfinite(val).all() and len(val) == len(train)
+            and float(train[-1]) > float(val[-1])):
+        return Issue(
+            f"The training loss was still falling when training ended ({drop:.0%} over the last {n} epochs, to "
+            f"{format_number(float(tail[-1]))}, {float(tail[-1]) / chance:.0%} of chance) and stays above the "
+            f"validation loss ({format_number(float(val[-1]))}): the training loss is measured with dropout on, so "
+            f"dropout at rate {view.context.dropout:g} costs the model more than it fits: it is held back by the "
+            f"dropout noise, not by its size.",
+            f"Lower the dropout rate (now {view.context.dropout:g}; 0.1-0.3 is usual, 0.5 at most) before anything "
+            f"else; then {first[0].lower() + first[1:] if unscaled else 'train'} {more} if the loss still falls.",
+            {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance,
+             "final_val_loss": float(val[-1]), "dropout": view.context.dropout},
+            epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {format_number(float(tail[-1]))}"
