@@ -326,6 +326,19 @@ def test_overlap_silent_when_discrete_rows_repeat_by_nature():
     assert "train-validation-overlap" not in codes(run("binary", x, y, x_val=x_val))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_overlap_found_when_every_row_was_copied_before_the_split(seed):
+    # Each of 500 continuous rows twice, shuffled, split 80/20: ~80% of the validation rows have
+    # their twin in training, and ~40% of the training rows are repeats themselves, so "2x the
+    # training repeat rate" made it a coin toss (found at seed 0, missed at seed 1).
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(500, 4)).astype("float32")
+    x = np.concatenate([x, x])[rng.permutation(1000)]
+    y = binary_y(x)
+    (finding,) = [f for f in run("binary", x[:800], y[:800], x_val=x[800:], y_val=y[800:]) if f.code == "train-validation-overlap"]
+    assert "copies" in finding.message
+
+
 def test_label_leakage_feature_equal_to_label():
     x = X.copy()
     x[:, 2] = YB
