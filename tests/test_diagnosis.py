@@ -191,6 +191,24 @@ def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     assert "standardize_targets" in finding(reg.run(), "initial-loss-too-high").advice
 
 
+def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_is_not_too_high():
+    # 95/5 labels: chance 0.20, and a fresh sigmoid output starts at ln 2 = 3.5x that; every
+    # default-initialised run got initial-loss-too-high next to class-imbalance (seed-dependent:
+    # 2.9x at one seed, 3.4x at another).
+    y = (np.arange(1000) % 20 == 0).astype(int)
+    baseline = chance_loss("binary", "binary_crossentropy", y)
+    assert baseline.loss == pytest.approx(0.199, abs=1e-3) and baseline.uninformed == pytest.approx(LN2, abs=1e-4)
+    assert chance_loss("multiclass", "sparse_categorical_crossentropy", np.arange(10)).uninformed == pytest.approx(math.log(10), abs=1e-4)
+    s = Stream(chance=baseline.loss)
+    s.context.uninformed_loss = baseline.uninformed
+    s.train_loss = lambda e, st: 0.72 if e == 0 else 0.1
+    s.val_loss = lambda e: 0.1
+    assert "initial-loss-too-high" not in codes(s.run())
+    # Far above the uniform start (unscaled inputs: logits of ~10) is still too high.
+    s.train_loss = lambda e, st: 4.0 if e == 0 else 0.1
+    assert "initial-loss-too-high" in codes(s.run())
+
+
 def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     # The diagnosis audit: standardised regression targets were told "standardize_targets: true".
     reg = Stream(task="regression", chance=1.0)

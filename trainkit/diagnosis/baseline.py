@@ -86,10 +86,14 @@ class Baseline:
     Attributes:
         loss: The loss of the best constant prediction.
         detail: How it was computed, for messages (``"entropy of the label prior, p(1)=0.50"``).
+        uninformed: A classifier's loss when it predicts every class alike (p = 0.5 per sigmoid
+            unit, 1/K per softmax class): where a freshly initialised output with small logits
+            starts, above the chance level when the classes are imbalanced; ``None`` otherwise.
     """
 
     loss: float
     detail: str
+    uninformed: float | None = None
 
 
 def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, *, score_on: Any = None,
@@ -143,7 +147,17 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, *, scor
         return None
     if w is not None:
         detail += f", with the rows' weights (mean {float(np.mean(w)):.3g})"
-    return Baseline(value, detail)
+    uninformed = None
+    if info.kind in ("binary", "categorical", "sparse"):
+        uniform = np.full(np.shape(prediction), 1.0 / (2 if info.kind == "binary" else max(1, np.shape(prediction)[-1])))
+        try:
+            flat = np.zeros_like(uniform) if info.from_logits else uniform
+            pred = np.broadcast_to(flat, _pred_shape(info.kind, y, prediction)).astype(np.float32)
+            uninformed = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
+        except Exception:
+            uninformed = None
+        uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
+    return Baseline(value, detail, uninformed)
 
 
 #: What the best constant of each loss family is, for the detail of a chance level scored elsewhere.

@@ -519,6 +519,7 @@ def build_context(
         val_chance_loss=val_chance.loss if val_chance else None,
         val_chance_detail=val_chance.detail if val_chance else "",
         val_floor_loss=val_floor.loss if val_floor else None,
+        uninformed_loss=baseline.uninformed if baseline else None,
         regularization=_regularization(model),
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model)),
@@ -555,7 +556,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
     return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
-                               val_chance_detail=saved.val_chance_detail, val_floor_loss=saved.val_floor_loss)
+                               val_chance_detail=saved.val_chance_detail, val_floor_loss=saved.val_floor_loss,
+                               uninformed_loss=saved.uninformed_loss)
 
 
 def layer_names(model: Any) -> list[str]:

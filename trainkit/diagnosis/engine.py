@@ -90,6 +90,8 @@ class Context:
         target_std: That column's standard deviation, when known.
         check_codes: The codes the data checks found before the first step (``unscaled-inputs``,
             ``label-leakage``...); ``None`` when they did not run.
+        uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
+            output starts; above ``chance_loss`` for imbalanced classes), ``None`` when unknown.
         dropout: The highest dropout rate of the model's layers (``Dropout``, ``rate`` of its
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
     """
@@ -116,6 +118,7 @@ class Context:
     target_std: float | None = None
     check_codes: tuple[str, ...] | None = None
     dropout: float = 0.0
+    uninformed_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
