@@ -771,6 +771,29 @@ def test_a_checkpoint_or_event_file_that_cannot_be_written_is_a_coded_error(tmp_
         RunWriter._surface(disk_full)
 
 
+@pytest.mark.parametrize("limit_kb", [1, 8])
+def test_a_file_size_limit_ends_train_in_one_coded_error_without_a_traceback(tmp_path, limit_kb):
+    # A full disk stood in for by `ulimit -f` (writes fail with EFBIG): at 1 KB recipe.yaml could
+    # not be written (an OSError traceback, and a run directory with a "failed" report left
+    # behind); at 8 KB the event files (TensorFlow's OutOfRangeError, a RuntimeError traceback).
+    import resource
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    logdir = tmp_path / "runs"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kb * 1024, limit_kb * 1024))
+
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "train", str(recipe), "--logdir", str(logdir), "-q"],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "second error" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("error: [logdir-unwritable]") and "File too large" in errors[0], proc.stderr
+    if limit_kb == 1:  # nothing was trained: nothing is left
+        assert not any(p.is_dir() for p in logdir.glob("resumable/*"))
+
+
 def test_a_failed_checkpoint_write_says_which_file_and_why_without_tensorflow_s_op_wrapping(tmp_path, monkeypatch):
     # A checkpoints/ made read-only mid-run: the message carried "{{function_node __wrapped__SaveV2_
     # dtypes_21_device_/job:localhost/replica:0/task:0/device:CPU:0}} ... [Op:SaveV2]" around the

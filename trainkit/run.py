@@ -206,11 +206,12 @@ def train_recipe(
     else:
         run_dir = resume_dir
     trainer.logdir = run_dir
+    if chief and resume_dir is None:
+        _write_new_recipe(run_dir, made, recipe)
     started = time.perf_counter()
     previous = sigterm_as_interrupt()
     try:
         if chief and resume_dir is None:
-            write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
             trainer.log_text("recipe", f"```yaml\n{recipe.to_yaml()}```")
         elif chief and _read_text(run_dir / "recipe.yaml") != recipe.to_yaml():
             # Resumed with more epochs: TensorBoard's recipe text says so from here on.
@@ -297,6 +298,23 @@ def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chie
             raise RunDirError("logdir-unwritable", f"The run trained, but writing its report to {run_dir} failed: {os_error_reason(err, run_dir)}. "
                                                    "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
                                                    "again) to write the report.") from err
+
+
+def _write_new_recipe(run_dir: Path, made: Sequence[Path], recipe: Recipe) -> None:
+    """Writes a new run's ``recipe.yaml``, its first file.
+
+    Raises:
+        RunDirError: ``logdir-unwritable`` when it cannot be written (a full disk, a file-size
+            limit); the run directory, which holds nothing yet, is removed.
+    """
+    try:
+        write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
+    except OSError as err:
+        # It ended in an OSError traceback, and left a run directory with a "failed" report of a
+        # run that never started.
+        remove_run_dir(run_dir, made)
+        raise RunDirError("logdir-unwritable", f"Cannot write the run's recipe.yaml to {run_dir}: {os_error_reason(err, run_dir)}. "
+                                               "Free space (or raise the file-size limit), or pass another --logdir.") from None
 
 
 def _save_resumed_recipe(run_dir: Path, recipe: Recipe) -> None:

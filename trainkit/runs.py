@@ -191,7 +191,10 @@ def _finite_or_none(value: Any) -> Any:
 
 
 #: TensorFlow's errors (``tf.io.gfile`` writes) that mean the storage failed, not the program.
-_STORAGE_ERRORS = frozenset({"ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "FailedPreconditionError", "DataLossError"})
+#: A file-size limit (``ulimit -f``, a quota's EFBIG) is an ``OutOfRangeError`` (TensorFlow's
+#: code for EFBIG): it failed the run with a RuntimeError traceback.
+_STORAGE_ERRORS = frozenset({"ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "FailedPreconditionError", "DataLossError",
+                             "OutOfRangeError"})
 
 
 #: TensorFlow's wrapping of an op's error: ``{{function_node __wrapped__SaveV2_...}} `` before it,

@@ -809,10 +809,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     self._end_epoch(epoch, logs, epochs, callback_list, callbacks)
                     if self.stop_training:
                         break
-        except BaseException:
+        except BaseException as err:
             # The error in flight (an interruption, a NaN stop, a user error) is what the caller
             # must see: a failure while ending the run is only reported beside it.
-            self._end_training(callback_list, began, in_flight=True)
+            self._end_training(callback_list, began, in_flight=err)
             raise
         self._finalize_weights(callbacks)
         # A stop signal now arrives after the last epoch: the run is complete, and its ending (the
@@ -882,26 +882,30 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if isinstance(callback, EarlyStopping):
                 callback.restore_at_end(self.model, last_epoch)
 
-    def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: bool = False) -> None:
+    def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: BaseException | None = None) -> None:
         """``on_train_end`` (if training began), then closes the TensorBoard writer in any case.
 
-        With an exception already in flight, a failure here is printed to stderr instead of
-        replacing it.
+        With an exception already in flight (``in_flight``), a failure here is printed to stderr
+        instead of replacing it, unless it is that same failure again.
         """
         try:
             try:
                 if began:
                     # "failed": an error ended the run (an interruption has its own reason).
-                    reason = self.stop_reason or ("failed" if in_flight else None)
+                    reason = self.stop_reason or ("failed" if in_flight is not None else None)
                     callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": reason})
-                    if not in_flight:
+                    if in_flight is None:
                         self._complete_final_checkpoint()
                     self._write_run_end(reason)
             finally:
                 self._close_writer()
         except Exception as err:
-            if not in_flight:
+            if in_flight is None:
                 raise
+            if str(err) == str(in_flight):
+                # A full disk fails the writer's close as it failed the write in flight: the
+                # error was printed twice, once as "a second error".
+                return
             print(f"trainkit: a second error while ending a run that had already failed: {type(err).__name__}: {err}", file=sys.stderr)
 
     # -- live diagnosis ---------------------------------------------------------------------------
