@@ -695,6 +695,19 @@ def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
     assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run has no report.json")
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(runner, tiny_recipe, tmp_path):
+    # Killed in its first epoch (or failed by a full disk): the message said the run directory had
+    # "no checkpoints/ directory" and to "pass a run directory written by trainkit train", which it is.
+    run_dir = tmp_path / "runs" / "tiny" / "20250101-000000"
+    (run_dir / "train").mkdir(parents=True)
+    (run_dir / "recipe.yaml").write_text("name: tiny\n")
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: [no-checkpoint] Nothing to resume in {run_dir}: the run stopped before its first checkpoint "
+                                     "(written at the end of an epoch, by training.checkpoint_every), so it has nothing to continue "
+                                     "from. Train the recipe again without --resume.")
+
+
 @pytest.mark.parametrize(("where", "says"), [
     ("nope", "it does not exist"),
     ("a-file", "it is a file, not a run directory"),

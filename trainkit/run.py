@@ -354,6 +354,12 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     """Checks that ``run_dir`` holds checkpoints of this very recipe before anything is built."""
     path = Path(run_dir)
     if not (path / CHECKPOINT_SUBDIR).is_dir():
+        if (path / "recipe.yaml").is_file():
+            # A run killed (or failed by a full disk) in its first epoch: it is a run directory,
+            # and "pass a run directory written by trainkit train" sent the user looking for another.
+            raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: the run stopped before its first checkpoint (written at the end "
+                                               "of an epoch, by training.checkpoint_every), so it has nothing to continue from. "
+                                               "Train the recipe again without --resume.")
         raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: {_why_no_checkpoints(path)}. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
     unwritable = unwritable_part(path)
     if unwritable is not None:
