@@ -412,16 +412,18 @@ def _damage(prefix: Path, how: str) -> None:
         os.truncate(data, 20)
     elif how == "missing-index":
         prefix.with_name(prefix.name + ".index").unlink()
-    elif how == "state-file":  # the manager's list of checkpoints, not one checkpoint
-        (prefix.parent / "checkpoint").write_text("garbage {")
+    elif how.startswith("state-file"):  # the manager's list of checkpoints, not one checkpoint
+        (prefix.parent / "checkpoint").write_bytes({"state-file": b"garbage {", "state-file-empty": b"", "state-file-not-utf8": b"\xff\xfe\x00"}[how])
     else:
         record.write_bytes({"record-not-utf8": b"\xff\xfe\x00", "record-a-list": b"[]", "record-empty": b"{}"}[how])
 
 
-def test_a_damaged_list_of_checkpoints_falls_back_to_the_checkpoints_themselves(tmp_path):
-    # "Nothing to resume: no complete checkpoint" although all three were intact.
+@pytest.mark.parametrize("how", ["state-file", "state-file-empty", "state-file-not-utf8"])
+def test_a_damaged_list_of_checkpoints_falls_back_to_the_checkpoints_themselves(tmp_path, how):
+    # "Nothing to resume: no complete checkpoint" although all three were intact; an empty list or
+    # one not UTF-8 was a ValueError / UnicodeDecodeError traceback from TensorFlow's manager.
     whole = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0).history
-    _damage(tmp_path / "checkpoints" / "ckpt-3", "state-file")
+    _damage(tmp_path / "checkpoints" / "ckpt-3", how)
     assert _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history == whole
 
 

@@ -83,8 +83,27 @@ class TrainingCheckpoint:
                      for path, held in (own_variables or {}).items()}
         self._global_step = global_step
         self._checkpoint = tf.train.Checkpoint(**self._groups, **({OWN: self._own} if self._own else {}), global_step=global_step)
-        self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
+        self._manager = self._make_manager(max_to_keep)
         self.journal = Journal(self.directory / JOURNAL_NAME)
+
+    def _make_manager(self, max_to_keep: int) -> tf.train.CheckpointManager:
+        """TensorFlow's manager of the checkpoints, which reads their list from ``checkpoints/checkpoint``.
+
+        A list it cannot parse it ignores, but an empty one or one that is not UTF-8 (a disk error,
+        a file overwritten) it raised on, a ``ValueError`` traceback on every resume of the run. Such a
+        file is set aside (``checkpoint.damaged``), with a warning, and the checkpoints are found
+        from their files instead (:meth:`_prefixes`).
+        """
+        try:
+            return tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
+        except ValueError as err:  # UnicodeDecodeError is one too
+            state = self.directory / "checkpoint"
+            if not state.is_file():
+                raise
+            state.replace(state.with_name("checkpoint.damaged"))
+            print(f"warning: [checkpoint-corrupt] {state}, TensorFlow's list of the checkpoints, does not read back ({_first_line(err)}); "
+                  "set aside as checkpoint.damaged, the checkpoints are found from their files.", file=sys.stderr)
+            return tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
 
     def save(self, progress: Mapping[str, Any], journal: JournalRecords | None = None) -> Path:
         """Writes a checkpoint and its progress record; returns the checkpoint prefix.
