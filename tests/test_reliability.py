@@ -418,6 +418,24 @@ def _damage(prefix: Path, how: str) -> None:
         record.write_bytes({"record-not-utf8": b"\xff\xfe\x00", "record-a-list": b"[]", "record-empty": b"{}"}[how])
 
 
+@pytest.mark.parametrize("how", ["deleted", "cut-short"])
+def test_a_resume_says_when_event_files_of_the_checkpoint_are_gone(tmp_path, capsys, how):
+    # Deleted or cut short since the checkpoint: the resume went on without a word, and TensorBoard
+    # and trainkit diagnose showed only the epochs after it.
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0)
+    (events,) = (tmp_path / "train").glob("events.out.tfevents.*")
+    if how == "deleted":
+        events.unlink()
+    else:
+        os.truncate(events, events.stat().st_size // 2)
+    capsys.readouterr()
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert f"warning: [events-lost] train/{events.name} in {tmp_path} is gone or shorter than at the checkpoint" in capsys.readouterr().err
+    capsys.readouterr()
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=4, verbose=0, resume=True)  # intact: nothing said
+    assert "events-lost" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("how", ["state-file", "state-file-empty", "state-file-not-utf8"])
 def test_a_damaged_list_of_checkpoints_falls_back_to_the_checkpoints_themselves(tmp_path, how):
     # "Nothing to resume: no complete checkpoint" although all three were intact; an empty list or

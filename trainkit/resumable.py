@@ -12,6 +12,7 @@ optimizers a subclass holds as attributes).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -265,7 +266,13 @@ class Resumable:
         ended = finished and bool(progress.get("ended"))
         if progress.get("event_files") is not None and self.logdir is not None and not ended:
             # Everything logged after this checkpoint (by a killed process) is logged again from here.
-            rewind_event_files(self.logdir, progress["event_files"])
+            lost = rewind_event_files(self.logdir, progress["event_files"])
+            if lost:
+                # Deleted or cut short since: the resumed run went on without a word, and TensorBoard
+                # and trainkit diagnose then showed only the epochs after the resume.
+                print(f"warning: [events-lost] {', '.join(lost)} in {self.logdir} {'is' if len(lost) == 1 else 'are'} gone or shorter than "
+                      f"at the checkpoint: TensorBoard and trainkit diagnose lack what {'it' if len(lost) == 1 else 'they'} held of the "
+                      f"first {trained} epoch{'' if trained == 1 else 's'}; report.json keeps every epoch's values.", file=sys.stderr)
         self.seed = int(progress["seed"])
         self.history = History(history={k: list(v) for k, v in progress["history"].items()}, epoch=list(progress["epochs"]))
         self.findings = [Finding.from_dict(f) for f in progress.get("findings", [])]

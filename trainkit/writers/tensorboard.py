@@ -50,7 +50,7 @@ def event_file_sizes(run_dir: str | Path) -> dict[str, int]:
     return {f"{split}/{path.name}": path.stat().st_size for split in SPLITS for path in sorted((run_dir / split).glob(EVENT_FILES))}
 
 
-def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> None:
+def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> list[str]:
     """Puts a run's event files back as :func:`event_file_sizes` found them at a checkpoint.
 
     Each recorded file is cut back to its recorded size (a record boundary: the sizes were taken
@@ -58,6 +58,10 @@ def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> None:
     deleted. The run resumed from that checkpoint logs those steps and epochs again: TensorBoard
     showed them twice, and a ``SessionLog.START`` purge cannot help, as ``train/`` holds both
     epoch- and step-indexed series.
+
+    Returns:
+        The recorded files (``train/events...``) that are gone or shorter than recorded: what
+        they held before the checkpoint is lost to TensorBoard and ``trainkit diagnose``.
     """
     run_dir = Path(run_dir)
     for split in SPLITS:
@@ -67,6 +71,7 @@ def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> None:
                 path.unlink(missing_ok=True)
             elif path.stat().st_size > size:
                 os.truncate(path, size)
+    return [name for name, size in sizes.items() if size and (not (run_dir / name).is_file() or (run_dir / name).stat().st_size < size)]
 
 
 def _check_split(split: str) -> None:
