@@ -1637,6 +1637,22 @@ def test_a_damaged_journal_resumes_with_a_warning_and_a_fresh_diagnosis(tmp_path
     assert [json.loads(line)["epoch"] for line in journal.read_text().splitlines()] == list(range(2, 8))
 
 
+def test_a_finished_run_trained_further_without_its_journal_drops_its_old_end_of_run_verdicts(tmp_path):
+    # The fresh diagnosis (the journal lost) kept the checkpoint's end-of-run findings: the report of
+    # a run trained from 3 to 5 epochs said "underfitting" at epoch 3, with that epoch's loss.
+    from trainkit.findings import Finding
+
+    lr_high_fit(tmp_path, epochs=3)
+    (record,) = sorted((tmp_path / "checkpoints").glob("ckpt-*.json"), key=lambda p: int(p.stem.split("-")[1]))[-1:]
+    progress = json.loads(record.read_text())
+    stale = Finding("underfitting", "warning", "The training loss was still falling fast when training ended.", "Train longer.", epoch=2)
+    record.write_text(json.dumps({**progress, "findings": [*progress["findings"], stale.to_dict()]}))
+    (tmp_path / "checkpoints" / "epochs.jsonl").unlink()
+    resumed = lr_high_fit(tmp_path, epochs=5, resume=True)
+    assert resumed.history.epoch == list(range(5))
+    assert not [f for f in resumed.findings if f.code == "underfitting" and f.epoch == 2]
+
+
 def test_a_second_fit_of_a_trainer_journals_its_own_epochs(tmp_path):
     # The journal's mark carried over from the first fit: the second fit's checkpoints pointed at
     # the first fit's records, and its resume was diagnosed with them.

@@ -190,7 +190,14 @@ class DiagnosisCallback(Callback):
         state, self._resumed_state = self._resumed_state, None
         saved = (state or {}).get("diagnoser")
         if saved is None:
-            return Diagnoser(context, rules=self.rules, thresholds=self.thresholds)
+            diagnoser = Diagnoser(context, rules=self.rules, thresholds=self.thresholds)
+            if self._initial_epoch > 0:
+                # A resumed fit diagnosed afresh (its journal was lost): the checkpoint's end-of-run
+                # verdicts judged the run where it ended then, and stood in the longer run's report
+                # ("underfitting" at epoch 4 of 6, its loss then) when the fresh diagnosis made none.
+                end_codes = {rule.code for rule in diagnoser.rules if rule.when == "end"}
+                self.trainer.findings[:] = [f for f in self.trainer.findings if f.code not in end_codes]
+            return diagnoser
         diagnoser = Diagnoser.from_state(saved, resumed_context(Context.from_dict(saved["context"]), context),
                                          rules=self.rules, thresholds=self.thresholds)
         # A finished run trained further is judged again at its new end.
