@@ -354,7 +354,7 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     """Checks that ``run_dir`` holds checkpoints of this very recipe before anything is built."""
     path = Path(run_dir)
     if not (path / CHECKPOINT_SUBDIR).is_dir():
-        if (path / "recipe.yaml").is_file():
+        if (path / "recipe.yaml").is_file() and not (path / CHECKPOINT_SUBDIR).exists():
             # A run killed (or failed by a full disk) in its first epoch: it is a run directory,
             # and "pass a run directory written by trainkit train" sent the user looking for another.
             raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: the run stopped before its first checkpoint (written at the end "
