@@ -405,7 +405,8 @@ def _resumed_and_whole(fit, tmp_path: Path, stop) -> tuple:
 
 def _damage(prefix: Path, how: str) -> None:
     """Damages a checkpoint as a full disk, a crash or a hand edit might: its data file cut short,
-    its index deleted, or its progress record not UTF-8, not a mapping, or without its epoch."""
+    its index deleted, or its progress record not UTF-8, not a mapping, without its epoch, or with
+    a key of the wrong type."""
     record = prefix.with_name(prefix.name + ".json")
     if how == "truncated-data":
         (data,) = prefix.parent.glob(prefix.name + ".data-*")
@@ -415,7 +416,12 @@ def _damage(prefix: Path, how: str) -> None:
     elif how.startswith("state-file"):  # the manager's list of checkpoints, not one checkpoint
         (prefix.parent / "checkpoint").write_bytes({"state-file": b"garbage {", "state-file-empty": b"", "state-file-not-utf8": b"\xff\xfe\x00"}[how])
     else:
-        record.write_bytes({"record-not-utf8": b"\xff\xfe\x00", "record-a-list": b"[]", "record-empty": b"{}"}[how])
+        whole = b'"batches_done": 0, "seed": 0, "epochs": []'
+        record.write_bytes({
+            "record-not-utf8": b"\xff\xfe\x00", "record-a-list": b"[]", "record-empty": b"{}", "record-epoch-only": b'{"epoch": 2}',
+            "record-history-not-a-mapping": b'{"epoch": 2, ' + whole + b', "history": "x"}',
+            "record-journal-not-a-mark": b'{"epoch": 2, ' + whole + b', "history": {}, "journal": "x"}',
+        }[how])
 
 
 @pytest.mark.parametrize("how", ["deleted", "cut-short"])
@@ -445,9 +451,12 @@ def test_a_damaged_list_of_checkpoints_falls_back_to_the_checkpoints_themselves(
     assert _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history == whole
 
 
-@pytest.mark.parametrize("how", ["truncated-data", "missing-index", "record-not-utf8", "record-a-list", "record-empty"])
+@pytest.mark.parametrize("how", ["truncated-data", "missing-index", "record-not-utf8", "record-a-list", "record-empty",
+                                 "record-epoch-only", "record-history-not-a-mapping", "record-journal-not-a-mark"])
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_next_older_one(tmp_path, capsys, how):
-    # Resuming died with TensorFlow's IndexError / NotFoundError although older checkpoints were intact.
+    # Resuming died with TensorFlow's IndexError / NotFoundError although older checkpoints were intact;
+    # a record with its epoch but not the rest (edited, or cut to valid JSON) with a KeyError or
+    # AttributeError traceback.
     whole = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0).history
     _damage(tmp_path / "checkpoints" / "ckpt-3", how)  # 1 step an epoch: the checkpoint of epoch 3
     resumed = _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class TrainingCheckpoint:
             group of its own only when there is some, so a plain trainer's checkpoints keep
             their layout.
         max_to_keep: How many checkpoints to keep.
+        required: Keys of the progress record besides ``epoch`` that a record must hold to be
+            restored (a resume reads them): one without them is skipped as damaged.
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class TrainingCheckpoint:
         global_step: tf.Variable,
         max_to_keep: int = 3,
         own_variables: Mapping[str, Mapping[str, Any]] | None = None,
+        required: Collection[str] = (),
     ) -> None:
         self.directory = Path(directory)
+        self._required = frozenset(required)
         self._groups = {
             "model": _tf_variables(model_variables),
             "optimizer": _tf_variables(optimizer_variables),
@@ -151,10 +155,10 @@ class TrainingCheckpoint:
             except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 problem = _first_line(err)
             else:
-                if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                problem = _record_problem(record, self._required)
+                if problem is None:
                     yield prefix, record
                     continue
-                problem = "its record holds no epoch"
             if damaged is not None:
                 damaged.append(f"{sidecar.name} ({problem})")
 
@@ -294,6 +298,47 @@ _SAME_ATTRIBUTES = ("Resume with the Trainer subclass's attributes named as they
 #: What reading a damaged checkpoint raises: a truncated data file reads short (``IndexError``),
 #: a missing or mangled file is a ``NotFoundError`` / ``DataLossError``.
 _DAMAGED = (tf.errors.OpError, IndexError)
+
+
+#: The type of each key of a progress record that a resume reads, when the record has it. A record
+#: with one of another type (edited by hand, cut to valid JSON) was a KeyError, AttributeError or
+#: ValueError traceback on resume.
+_RECORD_TYPES: dict[str, tuple[type, str]] = {
+    "epoch": (int, "an integer"), "batches_done": (int, "an integer"), "seed": (int, "an integer"), "history": (dict, "a mapping"),
+    "epochs": (list, "a list"), "dataset_first_epoch": (int, "an integer"), "findings": (list, "a list"), "callbacks": (dict, "a mapping"),
+    "epoch_sums": (dict, "a mapping"), "diagnosis": (dict, "a mapping"), "event_files": (dict, "a mapping"),
+    "hparams": (dict, "a mapping"), JOURNAL_MARK: (dict, "a mapping"),
+}
+
+
+def _record_problem(record: Any, required: Collection[str] = ()) -> str | None:
+    """What keeps a progress record read back from JSON from being restored, or ``None``.
+
+    Args:
+        record: The record as JSON gave it.
+        required: Keys it must hold besides ``epoch`` (others may be missing, or ``None``).
+
+    The types a resume reads, not every value: enough that a record edited by hand (or cut to
+    valid JSON) is skipped as damaged rather than failing the resume with a traceback.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+        return "its record holds no epoch"
+    for key, (kind, what) in _RECORD_TYPES.items():
+        value = record.get(key)
+        if value is None:
+            if key in required:
+                return f"its record has no {key}"
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            return f"its record's {key} is not {what}"
+    mark = record.get(JOURNAL_MARK) or {}
+    parts = [
+        ("journal mark", all(isinstance(mark.get(k), int) for k in ("count", "size", "crc32")) if mark else True),
+        ("event_files", all(isinstance(v, int) for v in (record.get("event_files") or {}).values())),
+        ("findings", all(isinstance(f, dict) for f in record.get("findings") or [])),
+        ("epoch_sums", all(isinstance(v, list) and len(v) == 2 for v in (record.get("epoch_sums") or {}).values())),
+    ]
+    bad = [name for name, fine in parts if not fine]
+    return f"its record's {bad[0]} does not read back" if bad else None
 
 
 def _first_line(err: BaseException) -> str:

@@ -50,6 +50,10 @@ AUTO_CHECKPOINT_SECONDS = 30.0
 #: finished: resuming it trains nothing. An interrupted run is not; a NaN stop writes no checkpoint.
 FINISHED_STOP_REASONS = ("stopped",)
 
+#: What :meth:`Resumable._resume` reads from every progress record (a record without them is
+#: skipped as damaged, for the next older checkpoint).
+RESUME_RECORD_KEYS = ("batches_done", "seed", "history", "epochs")
+
 # Hyperparameters a resume may change: more epochs is how a finished run is trained further.
 RESUMABLE_HPARAMS = frozenset({"epochs"})
 
@@ -112,6 +116,7 @@ class Resumable:
                 global_step=self.global_step,
                 max_to_keep=self.keep_checkpoints,
                 own_variables=self._own_state(),
+                required=RESUME_RECORD_KEYS,
             )
         return self._checkpoint
 
