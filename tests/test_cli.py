@@ -675,6 +675,22 @@ def test_first_difference_walks_mappings_and_lists():
     assert first_difference({"a": 1}, {"a": 1.0}) == ("a", 1, 1.0)
 
 
+def test_diagnose_says_when_the_event_files_hold_fewer_epochs_than_the_report(runner, tiny_recipe, tmp_path):
+    # A validation events file deleted, or the train one cut short: "diagnosis: no findings" beside
+    # a report.json that listed every epoch (and had findings), without a word.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.epochs=3"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    whole = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
+    assert whole.exit_code == 0 and json.loads(whole.output)["incomplete"] is None
+    for events in (run_dir / "validation").glob("events.out.tfevents.*"):
+        events.unlink()
+    cut = runner.invoke(app, ["diagnose", str(run_dir)])
+    assert cut.exit_code == 0 and cut.output.splitlines()[1] == (
+        "incomplete: report.json lists 3 epochs, but the event files hold 0 in validation/ (deleted or cut short since): "
+        "the findings below are those of the epochs they hold; report.json has the run's own.")
+
+
 def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
     # An interrupted run's findings were printed as if the run were complete.
     logdir = tmp_path / "runs"

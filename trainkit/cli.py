@@ -210,18 +210,27 @@ def diagnose_command(
 
     with user_errors():
         _import_tensorflow()
-        from trainkit.diagnosis.readback import diagnose_run_dir, find_run_dir, unfinished_note
+        from trainkit.diagnosis.readback import (
+            diagnose_events,
+            find_run_dir,
+            missing_epochs_note,
+            read_run,
+            unfinished_note,
+        )
         from trainkit.diagnosis.report import render_text
 
         found = find_run_dir(run_dir)
-        findings = diagnose_run_dir(found)
+        events = read_run(found)
+        findings = diagnose_events(events)
         unfinished = unfinished_note(found)
+        incomplete = missing_epochs_note(events)
     if json_output:
-        typer.echo(json_text({"run_dir": str(found), "unfinished": unfinished, "findings": [f.to_dict() for f in findings]}))
+        typer.echo(json_text({"run_dir": str(found), "unfinished": unfinished, "incomplete": incomplete, "findings": [f.to_dict() for f in findings]}))
         return
     typer.echo(f"run {found}")
-    if unfinished:
-        typer.echo(unfinished)
+    for note in (unfinished, incomplete):
+        if note:
+            typer.echo(note)
     typer.echo(render_text(findings))
 
 

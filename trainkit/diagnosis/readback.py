@@ -246,9 +246,13 @@ def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
     Raises:
         RunNotFoundError: ``run-not-found`` when there is no run at ``path``.
     """
+    return diagnose_events(read_run(path), thresholds)
+
+
+def diagnose_events(events: RunEvents, thresholds: Any = None) -> list[Finding]:
+    """:func:`diagnose_run_dir` on the events :func:`read_run` read."""
     from trainkit.diagnosis.callback import annotate_nan_recovery
 
-    events = read_run(path)
     diagnoser = replay(events, thresholds)
     findings = list(diagnoser.findings)
     note = events.notes.get("nan_recovery")
@@ -256,6 +260,35 @@ def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
         findings = [annotate_nan_recovery(f, note) if f.code == "nan-loss" else f for f in findings]
     return [*events.checks, *findings]
 
+
+
+def missing_epochs_note(events: RunEvents) -> str | None:
+    """A line saying that the event files hold fewer epochs than the run's ``report.json`` lists,
+    or ``None`` when they hold them all (or there is no report to compare with).
+
+    An event file deleted or cut short after the run (or before a resume) left the diagnosis to
+    judge what remained: "no findings" beside a report that had some, without a word.
+    """
+    try:
+        report = json.loads((events.run_dir / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    epochs = report.get("epochs_run") if isinstance(report, dict) else None
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        return None
+    history = report.get("history") if isinstance(report.get("history"), dict) else {}
+    splits = [("train", lambda key: not key.startswith("val_"))]
+    if any(str(key).startswith("val_") for key in history):
+        splits.append(("validation", lambda key: key.startswith("val_")))
+    short = []
+    for split, ours in splits:
+        held = sum(1 for logs in events.epoch_logs.values() if any(ours(key) for key in logs))
+        if held < epochs:
+            short.append(f"{held} in {split}/")
+    if not short:
+        return None
+    return (f"incomplete: report.json lists {epochs} epochs, but the event files hold {' and '.join(short)} (deleted or cut short since): "
+            "the findings below are those of the epochs they hold; report.json has the run's own.")
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
