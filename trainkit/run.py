@@ -309,10 +309,12 @@ def _write_new_recipe(run_dir: Path, made: Sequence[Path], recipe: Recipe) -> No
     """
     try:
         write_atomic(run_dir / "recipe.yaml", recipe.to_yaml())
-    except OSError as err:
-        # It ended in an OSError traceback, and left a run directory with a "failed" report of a
-        # run that never started.
+    except BaseException as err:  # Ctrl-C too: nothing in the directory to resume
+        # An OSError here ended in a traceback, and left a run directory with a "failed" report of
+        # a run that never started.
         remove_run_dir(run_dir, made)
+        if not isinstance(err, OSError):
+            raise
         raise RunDirError("logdir-unwritable", f"Cannot write the run's recipe.yaml to {run_dir}: {os_error_reason(err, run_dir)}. "
                                                "Free space (or raise the file-size limit), or pass another --logdir.") from None
 
