@@ -261,7 +261,6 @@ def diagnose_events(events: RunEvents, thresholds: Any = None) -> list[Finding]:
     return [*events.checks, *findings]
 
 
-
 def missing_epochs_note(events: RunEvents) -> str | None:
     """A line saying that the event files hold fewer epochs than the run's ``report.json`` lists,
     or ``None`` when they hold them all (or there is no report to compare with).
