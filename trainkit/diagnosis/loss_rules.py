@@ -122,12 +122,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
         if blockers:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
-            return Issue(
-                f"{stayed}, and this run's other findings ({', '.join(blockers)}) are reasons it cannot learn.",
-                f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
-                "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
-                "labels not shuffled or random).",
-                {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
+            return _explained_by(view, f"{stayed}, and", blockers, evidence)
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
     if best_val is not None and best_val >= view.t.at_chance_validation * val_chance and not still_falling(view, val) and not slow:
@@ -146,12 +141,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                 return Issue(f"{head}: the model learned nothing, not even the training rows: the labels are "
                              "unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                              epoch=view.epochs[-1].epoch)
-            return Issue(
-                f"{head}; this run's other findings ({', '.join(blockers)}) are reasons it cannot learn.",
-                f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
-                "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
-                "labels not shuffled or random).",
-                {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
+            return _explained_by(view, f"{head};", blockers, evidence)
         return Issue(
             f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
             f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
@@ -159,6 +149,19 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
     return None
+
+
+def _explained_by(view: Diagnoser, lead: str, blockers: list[str], evidence: dict[str, Any]) -> Issue:
+    """loss-at-chance naming the run's own findings (``blockers``) as why the model could not learn.
+
+    ``lead`` is the verdict, ending where "this run's other findings ..." goes on.
+    """
+    return Issue(
+        f"{lead} this run's other findings ({', '.join(blockers)}) are reasons it cannot learn.",
+        f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
+        "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
+        "labels not shuffled or random).",
+        {**evidence, "explained_by": blockers}, epoch=view.epochs[-1].epoch)
 
 
 def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance: float, val_learned: bool,
