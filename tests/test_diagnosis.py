@@ -1150,6 +1150,26 @@ def test_the_validation_chance_level_is_the_training_prior_scored_on_the_validat
     assert chance_loss("multiclass", "sparse_categorical_crossentropy", np.array([0, 1, 1]), score_on=np.array([2])) is None
 
 
+def test_a_class_the_training_rows_never_hold_gives_no_validation_chance_level_in_any_layout():
+    # Its prior is clipped to 1e-7, and those rows alone scored ~16 each: class 2 of 0..3 only in
+    # validation gave a validation chance level of 4.85 where the training prior's is ~1.4.
+    y, y_val = np.array([0, 1, 3] * 30), np.array([0, 1, 2, 3] * 10)
+    assert chance_loss("multiclass", "sparse_categorical_crossentropy", y, score_on=y_val) is None
+    assert chance_loss("multiclass", "categorical_crossentropy", np.eye(4)[y], score_on=np.eye(4)[y_val]) is None
+    assert chance_loss("binary", "binary_crossentropy", np.zeros(50), score_on=np.array([0, 1] * 10)) is None
+    assert chance_loss("binary", "binary_crossentropy", np.ones((50, 1)), score_on=np.array([[0], [1]] * 10)) is None
+    # A class with no weight in the training rows is not held either; one only in validation rows
+    # of weight 0 scores nothing.
+    assert chance_loss("multiclass", "sparse_categorical_crossentropy", np.array([0, 1, 2] * 10), np.array([1.0, 1.0, 0.0] * 10),
+                       score_on=np.array([0, 1, 2])) is None
+    held = chance_loss("multiclass", "sparse_categorical_crossentropy", y, score_on=np.array([0, 1, 2, 3]), score_weight=np.array([1.0, 1.0, 0.0, 1.0]))
+    assert held is not None and held.loss == pytest.approx(0.75 * np.log(3), rel=1e-4)  # sum(w * loss) / rows
+    # Validation rows of other columns give none, and no error.
+    assert chance_loss("multiclass", "categorical_crossentropy", np.eye(4)[y], score_on=np.eye(3)) is None
+    # Validation rows of one class the training rows hold are scored as usual.
+    assert chance_loss("binary", "binary_crossentropy", np.array([0, 1] * 10), score_on=np.zeros(20)).loss == pytest.approx(LN2, rel=1e-4)
+
+
 def test_the_validation_levels_of_a_fit_are_those_of_its_validation_rows_without_class_weight():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 4)).astype(np.float32)

@@ -130,11 +130,9 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, *, scor
     prediction, detail = constant
     if score_on is not None:
         rows = _usable_rows(score_on, score_weight)
-        if rows is None:
+        if rows is None or _holds_unseen_class(info.kind, y, w, *rows):
             return None
         y, w = rows
-        if info.kind == "sparse" and (y.min() < 0 or y.max() >= np.shape(prediction)[-1]):
-            return None
         detail = f"the training rows' {_PREDICTED.get(info.kind, 'constant prediction')} scored on these rows"
     try:
         fn = get_loss(loss) if not callable(loss) else loss
@@ -158,6 +156,32 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, *, scor
             uninformed = None
         uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
     return Baseline(value, detail, uninformed)
+
+
+def _holds_unseen_class(kind: str | None, y: np.ndarray, w: np.ndarray | None, other: np.ndarray,
+                        other_w: np.ndarray | None) -> bool:
+    """Whether ``other`` (rows of weight > 0) holds a class that ``y`` does not (its prior is 0).
+
+    The prior is clipped to 1e-7 there, and those rows alone scored ~16 each: a validation chance
+    level several times the real one (a class of 0, 1, 3 only in validation: 4.85, not ~1.4).
+    """
+    if kind == "sparse":
+        ids = y.reshape(-1).astype(np.int64)
+        seen = np.bincount(ids, weights=np.repeat(w, len(ids) // len(w)) if w is not None else None) > 0
+        held = other.reshape(-1).astype(np.int64)
+        if other_w is not None:
+            held = held[np.repeat(other_w, len(held) // len(other_w)) > 0]
+        return bool(held.size) and (held.min() < 0 or held.max() >= len(seen) or not seen[held].all())
+    if kind in ("categorical", "binary"):
+        prior = _mean(y.reshape(len(y), -1), w)
+        mix = _mean(other.reshape(len(other), -1), other_w)
+        if mix.shape != prior.shape:
+            return False  # not the same columns: scoring them fails, and gives no level either
+        unseen = (prior <= 0) & (mix > 0)
+        if kind == "binary":
+            unseen |= (prior >= 1) & (mix < 1)
+        return bool(unseen.any())
+    return False
 
 
 #: What the best constant of each loss family is, for the detail of a chance level scored elsewhere.
