@@ -1127,6 +1127,18 @@ def test_a_few_validation_rows_are_compared_with_their_own_chance_level():
     assert "loss-at-chance" in codes(d) and "overfitting" not in codes(d)
 
 
+def test_a_regression_with_shifted_validation_targets_still_overfits_by_its_spread():
+    # Validation targets 3 std off the training mean: the training mean scores 9.84 there, their
+    # own spread is 1.47. The rise asked of an overfitting validation loss (3% of the scale) was
+    # taken from 9.84, and a loss rising from 0.10 to 0.34 over 12 epochs fell under it.
+    val = [0.7**e for e in range(7)] + [0.10 + 0.02 * e for e in range(13)]
+    s = Stream(task="regression", chance=1.0)
+    s.context = dataclasses.replace(s.context, loss="MeanSquaredError()", val_chance_loss=9.84, val_floor_loss=1.47)
+    s.train_loss = lambda e, st: 0.7**e
+    s.val_loss = lambda e: val[e]
+    assert "overfitting" in codes(s.run())
+
+
 def test_the_validation_chance_level_is_named_where_the_validation_loss_is_judged():
     s = Stream()
     s.context = dataclasses.replace(s.context, val_chance_loss=0.5, val_floor_loss=0.45,
