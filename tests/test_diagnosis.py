@@ -613,10 +613,11 @@ def test_sgd_far_too_slow_is_told_a_rate_that_brings_its_steps_to_the_healthy_ra
     s.values["learning_rate"] = lambda e, st: 1e-6
     f = finding(s.run(), "lr-too-low")
     assert f"learning_rate: {raised}}} (now 1e-06)" in f.advice
-    # Adam's step is the rate itself: still at most 10x.
-    s.context.optimizer = "Adam"
-    if ratio < 1e-4:
-        assert "learning_rate: 1e-05} (now 1e-06)" in finding(s.run(), "lr-too-low").advice
+    # Adam's step is the rate itself: still at most 10x; so are Adagrad's and Adafactor's.
+    for adaptive in ("Adam", "Adagrad", "Adafactor"):
+        s.context.optimizer = adaptive
+        if ratio < 1e-4:
+            assert "learning_rate: 1e-05} (now 1e-06)" in finding(s.run(), "lr-too-low").advice
 
 
 def test_a_slow_loss_above_chance_and_a_loss_settling_at_chance_each_get_their_own_cause():

@@ -38,8 +38,10 @@ def _lr_to(view: Diagnoser, value: float) -> str:
     return f"optimizer: {{name: {optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
 
 
-#: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling.
-ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion")
+#: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling. (Adagrad's
+#: first steps are ~the rate and shrink; Adafactor's are the rate relative to the weights' size.
+#: Not Adadelta: its step starts ~sqrt(epsilon) whatever the rate, which is meant to be ~1.)
+ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion", "adagrad", "adafactor")
 
 
 def lowered_lr_text(view: Diagnoser) -> str:
