@@ -1068,3 +1068,22 @@ def test_a_checkpoint_of_a_subclass_s_own_state_is_refused_by_other_attributes(t
     with pytest.raises(RecipeError) as info:
         _own_checkpoint(tmp_path, here).restore_latest()
     assert info.value.code == "resume-mismatch" and says in info.value.message and "start a new run" in info.value.message
+
+
+def test_a_second_error_without_text_is_still_printed_beside_the_first(capsys):
+    # Only the same failure again (a full disk failing the writer's close as it failed the write)
+    # is left unprinted; two errors without text (Ctrl-C's KeyboardInterrupt, then a bare
+    # ValueError()) matched as "the same" and the second was lost.
+    from trainkit.callbacks import CallbackList
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", logdir=None)
+
+    def failing_close() -> None:
+        raise ValueError()
+
+    trainer._close_writer = failing_close
+    trainer._end_training(CallbackList([], trainer), began=False, in_flight=KeyboardInterrupt())
+    assert "a second error while ending a run that had already failed: ValueError" in capsys.readouterr().err
+    trainer._end_training(CallbackList([], trainer), began=False, in_flight=ValueError())
+    assert "second error" not in capsys.readouterr().err  # the same failure again: printed once

@@ -902,7 +902,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         except Exception as err:
             if in_flight is None:
                 raise
-            if str(err) == str(in_flight):
+            if type(err) is type(in_flight) and str(err) == str(in_flight):
                 # A full disk fails the writer's close as it failed the write in flight: the
                 # error was printed twice, once as "a second error".
                 return
