@@ -372,7 +372,8 @@ class RunWriter:
                 raise RuntimeError(f"Writing TensorBoard events failed: {err}") from err
             # A full disk, a directory made read-only or deleted: the user's to fix.
             raise RunDirError("logdir-unwritable", f"Writing TensorBoard events failed: {storage_error_text(err)}. Free space or fix the directory, then continue "
-                                                   "the run from its last checkpoint (--resume RUN_DIR, or fit(..., resume=True)).") from err
+                                                   "the run from its last checkpoint (--resume RUN_DIR, or fit(..., resume=True)), or "
+                                                   "train it again if it stopped before its first one.") from err
 
     def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
         event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
