@@ -1080,6 +1080,22 @@ def test_a_finite_dataset_with_steps_per_epoch_starts_again_when_it_ends(tmp_pat
         np.testing.assert_allclose(resumed.fit(finite, epochs=6, steps_per_epoch=2, verbose=0, resume=True).history["loss"], whole["loss"], rtol=1e-6)
 
 
+
+def test_a_dataset_of_unknown_size_ending_with_an_epoch_starts_again_for_the_next():
+    # 4 batches of unknown size, 2 an epoch: the third epoch's iterator had nothing left, and
+    # fit raised "Epoch 3 had no batches: the training dataset is empty" (model.fit logs that
+    # epoch's loss as 0.0). It starts the dataset again, as the known-size dataset's does.
+    x, y = make_data(64, features=4)
+    known = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    unknown = known.filter(lambda *_: True)
+    histories = [make_trainer(make_model(features=4), seed=0, diagnose=False).fit(data, epochs=4, steps_per_epoch=2, verbose=0).history["loss"]
+                 for data in (known, unknown)]
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-6)
+    empty = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: False).batch(16)
+    with pytest.raises(DataError, match="had no batches") as info:  # an empty one is still refused
+        make_trainer(make_model(features=4), seed=0, diagnose=False).fit(empty, epochs=2, steps_per_epoch=2, verbose=0, check_data=False)
+    assert info.value.code == "empty-data"
+
 def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_none():
     x, y = make_data(40, features=4)
     history = make_trainer(make_model(features=4), metrics=["auc", {"name": "auc", "curve": "PR"}]).fit(x, y, epochs=1, verbose=0).history

@@ -115,8 +115,10 @@ class EpochCalls:
         if nothing_left(train, batch_size, start_batch):
             return
         order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, ArraySource) else None
-        iterator = self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
-        yield from streamed(self._train_loop, iterator, self._call_capacity(), train, start_batch, self._steps_until_histogram)
+        def make() -> Any:
+            return self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
+
+        yield from streamed(self._train_loop, make(), self._call_capacity(), train, start_batch, self._steps_until_histogram, again=make)
 
     def _streaming_calls(self, train: DatasetSource, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         assert self._train_loop is not None
@@ -124,14 +126,15 @@ class EpochCalls:
             return
         if self.steps_per_execution != "auto" or not self._train_loop.jit_compile:
             yield from streamed(self._train_loop, train.epoch_iterator(iter, epoch, start_batch), self._call_capacity(), train, start_batch,
-                                 self._steps_until_histogram)
+                                 self._steps_until_histogram, again=lambda: train.epoch_iterator(iter, epoch, start_batch))
             return
         # An XLA step runs stacks of batches per launch (CompiledLoop._build_chunked_streaming):
         # calls are sized as in-memory ones are, to about _TARGET_CALL_SECONDS each (asked before
         # each call: the first one may find that XLA cannot compile the step and turn it off).
         loop = self._train_loop
         yield from streamed(loop, train.epoch_iterator(iter, epoch, start_batch), lambda: self._auto_call_steps if loop.jit_compile else self._call_capacity(),
-                             train, start_batch, self._steps_until_histogram, self._streaming_call_timed)
+                             train, start_batch, self._steps_until_histogram, self._streaming_call_timed,
+                             lambda: train.epoch_iterator(iter, epoch, start_batch))
 
     def _streaming_call_timed(self, steps: int, capacity: int, seconds: float) -> None:
         """Sizes the next streaming call from how long this one took (see _in_memory_calls)."""

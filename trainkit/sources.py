@@ -237,6 +237,7 @@ class DatasetSource:
         self._carry_on = carry_on and self.steps is not None
         self._iterator: Any = None
         self._ran_dry = False
+        self._went_on = False  # whether the last epoch_iterator is one an earlier epoch pulled from
         self._kept: list[Any] = []  # the first batches, see sample()
         self._kept_all = False
 
@@ -304,6 +305,9 @@ class DatasetSource:
             skip = first + start_batch
             self._iterator = make(self.dataset.skip(skip) if skip else self.dataset)
             self._ran_dry = False
+            self._went_on = False
+        else:
+            self._went_on = True
         return self._iterator
 
     def _first_batch(self, epoch: int) -> int:
@@ -315,10 +319,18 @@ class DatasetSource:
         # resumed fit cannot know where such a dataset ended, and counts as if it never did).
         return 0 if self._ran_dry else epoch * self.steps
 
-    def ran_dry(self) -> None:
-        """The iterator ended before the epoch's steps: the next epoch starts the dataset again."""
+    def ran_dry(self) -> bool:
+        """The iterator ended before the epoch's steps: the next epoch starts the dataset again.
+
+        Returns:
+            Whether the iterator was one an earlier epoch had pulled from: one that ends before
+            the epoch's first batch then ended with that epoch (a dataset of unknown size, a
+            multiple of ``steps`` batches long), and the epoch may start the dataset again.
+        """
+        went_on, self._went_on = self._went_on, False
         self._iterator = None
         self._ran_dry = True
+        return went_on
 
     def batch_spec(self) -> Any:
         """The ``tf.TensorSpec`` structure of one batch: the dataset's element spec."""
@@ -346,16 +358,20 @@ def nothing_left(source: ArraySource | DatasetSource, batch_size: int, start_bat
 
 
 def streamed(loop: CompiledLoop, iterator: Any, capacity: int | Callable[[], int], source: ArraySource | DatasetSource, start_batch: int = 0,
-             until_histogram: Callable[[], int] | None = None, timed: Callable[[int, int, float], None] | None = None) -> Iterable[StepOutputs]:
+             until_histogram: Callable[[], int] | None = None, timed: Callable[[int, int, float], None] | None = None,
+             again: Callable[[], Any] | None = None) -> Iterable[StepOutputs]:
     """The outputs of the compiled calls that run one epoch of ``source`` from ``iterator``.
 
     Calls of up to ``capacity`` steps (or ``capacity()``, asked before each call) until the
     iterator runs dry or, for a source with a number of steps per epoch, that many steps have run.
     ``until_histogram()``, when given, caps each call at the steps left before the next histogram
     is due. ``timed(steps, capacity, seconds)``, when given, hears how long each call took.
+    ``again()``, when given, makes the epoch's iterator anew after the one it went on with from
+    the last epoch had no batch left (see :meth:`DatasetSource.ran_dry`).
     """
     steps = getattr(source, "steps", None)
     remaining = None if steps is None else steps - start_batch
+    ran = 0
     while remaining is None or remaining > 0:
         call_capacity = capacity() if callable(capacity) else capacity
         wanted = call_capacity if remaining is None else min(call_capacity, remaining)
@@ -366,9 +382,14 @@ def streamed(loop: CompiledLoop, iterator: Any, capacity: int | Callable[[], int
         if timed is not None:
             timed(outputs.steps, call_capacity, time.perf_counter() - began)
         yield outputs
+        ran += outputs.steps
         if outputs.steps < wanted:
-            if steps is not None:
-                source.ran_dry()
+            # A dataset of unknown size that ended exactly with the last epoch: this epoch starts
+            # it again, as one that ended within an epoch starts the next (its empty epoch was
+            # refused as an empty dataset, and model.fit logs a loss of 0.0 for it).
+            if steps is not None and source.ran_dry() and not ran and again is not None:
+                iterator = again()
+                continue
             return
         if remaining is not None:
             remaining -= outputs.steps
