@@ -1096,6 +1096,23 @@ def test_a_dataset_of_unknown_size_ending_with_an_epoch_starts_again_for_the_nex
         make_trainer(make_model(features=4), seed=0, diagnose=False).fit(empty, epochs=2, steps_per_epoch=2, verbose=0, check_data=False)
     assert info.value.code == "empty-data"
 
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["checked", "unsampled"])
+def test_a_reshuffling_dataset_s_first_epoch_is_model_fit_s_only_when_nothing_samples_it(sampled):
+    # The README's claim: the data checks' sample spends the first pass of a seeded reshuffling
+    # dataset, so the first epoch is the second order; unsampled, it is model.fit's first.
+    x, y = make_data(96, features=4)
+
+    def data() -> tf.data.Dataset:  # each a seed generator of its own, at its first pass
+        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(96, seed=1).batch(16)
+
+    model = make_model(features=4)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    expected = model.fit(data(), epochs=1, verbose=0).history["loss"][0]
+    trainer = make_trainer(make_model(features=4), seed=0, diagnose=sampled)
+    loss = trainer.fit(data(), epochs=1, verbose=0, check_data=sampled).history["loss"][0]
+    assert (abs(loss - expected) < 1e-6) is not sampled
+
 def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_none():
     x, y = make_data(40, features=4)
     history = make_trainer(make_model(features=4), metrics=["auc", {"name": "auc", "curve": "PR"}]).fit(x, y, epochs=1, verbose=0).history
