@@ -516,6 +516,17 @@ def test_an_unbatched_dataset_is_refused_before_anything_is_traced(labels, where
     assert trainer.global_step.numpy() == 0
 
 
+
+def test_predict_refuses_an_unbatched_dataset_of_inputs_alone_as_unbatched():
+    # Its (10,) elements were taken for a batch of 10 and refused as shape-mismatch, with advice
+    # for an array: "if x is one sample, pass x[None]".
+    x, _ = make_data(40)
+    trainer = make_trainer()
+    with pytest.raises(DataError) as info:
+        trainer.predict(tf.data.Dataset.from_tensor_slices(x))
+    assert info.value.code == "dataset-unbatched" and ".batch(" in info.value.message
+    assert trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8)).shape == (40, 1)
+
 def test_a_batched_dataset_with_a_fixed_batch_size_is_not_taken_for_single_examples():
     x, y = make_data(40)
     trainer = make_trainer()

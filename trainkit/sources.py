@@ -102,11 +102,30 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     return parts
 
 
-def refuse_unbatched(dataset: tf.data.Dataset) -> None:
-    """Raises ``DataError(dataset-unbatched)`` for a dataset of single examples."""
-    if _looks_unbatched(dataset.element_spec):
+def refuse_unbatched(dataset: tf.data.Dataset, model: keras.Model | None = None) -> None:
+    """Raises ``DataError(dataset-unbatched)`` for a dataset of single examples.
+
+    Args:
+        dataset: The dataset.
+        model: The model its elements feed, for a dataset of inputs alone (``predict``'s): its
+            one tensor of single examples looks like a batch of them, unless its rank is one
+            less than the model's input (else ``shape-mismatch`` told to pass ``x[None]``).
+    """
+    if _looks_unbatched(dataset.element_spec) or (model is not None and _one_rank_short(dataset.element_spec, model)):
         shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
         raise DataError("dataset-unbatched", f"The tf.data.Dataset yields single examples, not batches (element shapes {shapes}). Batch it first: dataset.batch(32).")
+
+
+def _one_rank_short(spec: Any, model: keras.Model) -> bool:
+    """Whether a single-input model's input has one dimension more than a dataset's element."""
+    try:
+        inputs = tf.nest.flatten(model.inputs)
+    except (AttributeError, ValueError):  # a subclassed model: no inputs to compare with
+        return False
+    tensors = tf.nest.flatten(spec)
+    if len(inputs) != 1 or len(tensors) != 1 or not isinstance(tensors[0], tf.TensorSpec) or tensors[0].shape.rank is None:
+        return False
+    return len(inputs[0].shape) == tensors[0].shape.rank + 1
 
 
 def refuse_text(spec: Any, model: keras.Model, what: str = "The tf.data.Dataset") -> None:

@@ -1239,7 +1239,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if isinstance(x, tf.data.Dataset):
             if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
-            refuse_unbatched(x)
+            refuse_unbatched(x, self.model)
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
             batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(x.take(steps) if steps is not None else x)]
         else:
