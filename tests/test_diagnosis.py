@@ -1087,43 +1087,39 @@ def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
 def class_weighted_random_labels_stream() -> Stream:
     """Balanced class weights on 90/10 random labels, as measured: the weighted training loss
     stays near its chance level (1.31); the unweighted validation loss (0.60 -> 0.71) is far below
-    that, and starts below its own chance level (0.71, the weighted prior scored on the validation
-    rows) while the model's constant still moves towards the weighted prior, yet never gets below
-    its floor (0.37, the validation rows' own 12% positives)."""
+    that, yet never gets near its own chance level (0.37, the validation rows' 12% positives)."""
     s = Stream(epochs=15)
-    s.context = dataclasses.replace(s.context, chance_loss=1.307, val_chance_loss=0.711, val_floor_loss=0.372,
-                                    val_chance_detail="the training rows' label prior scored on these rows")
+    s.context = dataclasses.replace(s.context, chance_loss=1.307, val_chance_loss=0.372,
+                                    val_chance_detail="entropy of the label prior, p(1)=0.12")
     train = curve(1.39, 1.24, 15)
     s.train_loss = lambda e, st: train[e]
     s.val_loss = lambda e: 0.603 + 0.104 * (1 - math.exp(-e / 3))
     return s
 
 
-def test_the_validation_loss_is_judged_against_its_own_chance_level_and_floor():
+def test_the_validation_loss_is_judged_against_its_own_chance_level():
     d = class_weighted_random_labels_stream().run()
     assert codes(d) == ["loss-at-chance"]
-    f = finding(d, "loss-at-chance")
-    assert f.evidence["val_floor_loss"] == 0.372 and f.evidence["val_chance_loss"] == 0.711
+    assert finding(d, "loss-at-chance").evidence["val_chance_loss"] == 0.372
     # Compared with the training rows' weighted chance level, the validation loss read as
     # something learned: "overfits from epoch 1" and no loss-at-chance.
     s = class_weighted_random_labels_stream()
-    s.context = dataclasses.replace(s.context, val_chance_loss=None, val_floor_loss=None)
+    s.context = dataclasses.replace(s.context, val_chance_loss=None)
     assert "loss-at-chance" not in codes(s.run())
 
 
-def test_a_few_validation_rows_are_compared_with_their_own_chance_level():
-    # 60 training rows with p(1)=0.40 (chance 0.673) and 15 validation rows with p(1)=0.67: the
-    # training prior scores 0.78 on them. The validation loss fell from 0.88 to 0.72, then rose to
-    # 1.49 while a 2x512 MLP memorised the training rows; judged against 0.673 it "never got below
-    # chance", and the run was told its labels looked random instead of that it overfits.
-    val = [0.88, 0.75, 0.72] + [0.72 + 0.04 * e for e in range(1, 18)]
-    s = Stream(chance=0.673)
-    s.context = dataclasses.replace(s.context, val_chance_loss=0.781, val_floor_loss=0.637)
-    s.train_loss = lambda e, st: 0.68 * 0.6**e
+@pytest.mark.parametrize(("chance", "val_chance", "best_val"), [(0.688, 0.611, 0.658), (2.241, 2.013, 2.359), (0.673, 0.637, 0.72)])
+def test_random_labels_with_another_validation_mix_are_at_chance_not_overfitting(chance, val_chance, best_val):
+    # Random labels whose validation rows hold another label mix (recipes zero_linear_logits at
+    # seed 1 and low_batch_max at seed 2; and 15 validation rows of a 60-row set): the memorising
+    # model's best validation loss lands 108-117% of the validation rows' own chance level, and
+    # below what the training prior scores there (0.74, 2.56, 0.78). Judged against the latter,
+    # they read as "overfits from epoch 1": the validation chance level is the rows' own.
+    val = [best_val * 1.2, best_val * 1.05, best_val] + [best_val * (1 + 0.06 * e) for e in range(1, 18)]
+    s = Stream(chance=chance)
+    s.context = dataclasses.replace(s.context, val_chance_loss=val_chance)
+    s.train_loss = lambda e, st: chance * 0.6**e
     s.val_loss = lambda e: val[e]
-    d = s.run()
-    assert "overfitting" in codes(d) and "loss-at-chance" not in codes(d)
-    s.context = dataclasses.replace(s.context, val_chance_loss=None, val_floor_loss=None)
     d = s.run()
     assert "loss-at-chance" in codes(d) and "overfitting" not in codes(d)
 
@@ -1134,56 +1130,26 @@ def test_a_regression_with_shifted_validation_targets_still_overfits_by_its_spre
     # taken from 9.84, and a loss rising from 0.10 to 0.34 over 12 epochs fell under it.
     val = [0.7**e for e in range(7)] + [0.10 + 0.02 * e for e in range(13)]
     s = Stream(task="regression", chance=1.0)
-    s.context = dataclasses.replace(s.context, loss="MeanSquaredError()", val_chance_loss=9.84, val_floor_loss=1.47)
+    s.context = dataclasses.replace(s.context, loss="MeanSquaredError()", val_chance_loss=1.47)
     s.train_loss = lambda e, st: 0.7**e
     s.val_loss = lambda e: val[e]
     assert "overfitting" in codes(s.run())
+    s.context = dataclasses.replace(s.context, val_chance_loss=9.84)
+    assert "overfitting" not in codes(s.run())
 
 
 def test_the_validation_chance_level_is_named_where_the_validation_loss_is_judged():
     s = Stream()
-    s.context = dataclasses.replace(s.context, val_chance_loss=0.5, val_floor_loss=0.45,
-                                    val_chance_detail="the training rows' label prior scored on these rows")
+    s.context = dataclasses.replace(s.context, val_chance_loss=0.5, val_chance_detail="entropy of the label prior, p(1)=0.20")
     train = curve(0.7, 0.05, 20)
     s.train_loss = lambda e, st: train[e]
     s.val_loss = lambda e: 0.5 + 0.01 * e
     f = finding(s.run(), "loss-at-chance")
-    assert "validation chance level 0.5 (the training rows' label prior scored on these rows)" in f.message
+    assert "validation chance level 0.5 (entropy of the label prior, p(1)=0.20)" in f.message
     assert f.evidence["val_chance_loss"] == 0.5 and f.evidence["chance_loss"] == pytest.approx(LN2)
 
 
-def test_the_validation_chance_level_is_the_training_prior_scored_on_the_validation_rows():
-    y, y_val = np.array([1] * 24 + [0] * 36), np.array([1] * 10 + [0] * 5)
-    own = chance_loss("binary", "binary_crossentropy", y).loss
-    scored = chance_loss("binary", "binary_crossentropy", y, score_on=y_val).loss
-    floor = chance_loss("binary", "binary_crossentropy", y_val).loss
-    assert own == pytest.approx(0.673, abs=1e-3) and scored == pytest.approx(0.781, abs=1e-3)
-    assert floor == pytest.approx(0.637, abs=1e-3)
-    # A class the training rows never hold has no prior to score.
-    assert chance_loss("multiclass", "sparse_categorical_crossentropy", np.array([0, 1, 1]), score_on=np.array([2])) is None
-
-
-def test_a_class_the_training_rows_never_hold_gives_no_validation_chance_level_in_any_layout():
-    # Its prior is clipped to 1e-7, and those rows alone scored ~16 each: class 2 of 0..3 only in
-    # validation gave a validation chance level of 4.85 where the training prior's is ~1.4.
-    y, y_val = np.array([0, 1, 3] * 30), np.array([0, 1, 2, 3] * 10)
-    assert chance_loss("multiclass", "sparse_categorical_crossentropy", y, score_on=y_val) is None
-    assert chance_loss("multiclass", "categorical_crossentropy", np.eye(4)[y], score_on=np.eye(4)[y_val]) is None
-    assert chance_loss("binary", "binary_crossentropy", np.zeros(50), score_on=np.array([0, 1] * 10)) is None
-    assert chance_loss("binary", "binary_crossentropy", np.ones((50, 1)), score_on=np.array([[0], [1]] * 10)) is None
-    # A class with no weight in the training rows is not held either; one only in validation rows
-    # of weight 0 scores nothing.
-    assert chance_loss("multiclass", "sparse_categorical_crossentropy", np.array([0, 1, 2] * 10), np.array([1.0, 1.0, 0.0] * 10),
-                       score_on=np.array([0, 1, 2])) is None
-    held = chance_loss("multiclass", "sparse_categorical_crossentropy", y, score_on=np.array([0, 1, 2, 3]), score_weight=np.array([1.0, 1.0, 0.0, 1.0]))
-    assert held is not None and held.loss == pytest.approx(0.75 * np.log(3), rel=1e-4)  # sum(w * loss) / rows
-    # Validation rows of other columns give none, and no error.
-    assert chance_loss("multiclass", "categorical_crossentropy", np.eye(4)[y], score_on=np.eye(3)) is None
-    # Validation rows of one class the training rows hold are scored as usual.
-    assert chance_loss("binary", "binary_crossentropy", np.array([0, 1] * 10), score_on=np.zeros(20)).loss == pytest.approx(LN2, rel=1e-4)
-
-
-def test_the_validation_levels_of_a_fit_are_those_of_its_validation_rows_without_class_weight():
+def test_the_validation_chance_level_of_a_fit_is_that_of_its_validation_rows_without_class_weight():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 4)).astype(np.float32)
     y = (rng.random(200) < 0.2).astype(np.float32).reshape(-1, 1)
@@ -1194,14 +1160,11 @@ def test_the_validation_levels_of_a_fit_are_those_of_its_validation_rows_without
     trainer.fit(x[:160], y[:160], epochs=1, batch_size=50, verbose=0, class_weight={0: 1.0, 1: 4.0},
                 validation_data=(x[160:], y[160:], w_val))
     context = trainer._live_diagnosis.diagnoser.context
-    train_rows = np.where(y[:160, 0] == 1, 4.0, 1.0)
-    scored = chance_loss("binary", "binary_crossentropy", y[:160], train_rows, score_on=y[160:], score_weight=w_val)
-    floor = chance_loss("binary", "binary_crossentropy", y[160:], sample_weight=w_val)
-    assert context.val_chance_loss == pytest.approx(scored.loss, rel=1e-4)
-    assert context.val_floor_loss == pytest.approx(floor.loss, rel=1e-4) and floor.loss < context.val_chance_loss
+    own = chance_loss("binary", "binary_crossentropy", y[160:], sample_weight=w_val)
+    assert context.val_chance_loss == pytest.approx(own.loss, rel=1e-4)
     class_weighted = chance_loss("binary", "binary_crossentropy", y[160:], sample_weight=w_val * np.where(y[160:, 0] == 1, 4.0, 1.0))
-    assert context.val_floor_loss < 0.9 * class_weighted.loss  # class_weight weighs the training rows only
-    # Without validation rows in memory there are none of its own.
+    assert context.val_chance_loss < 0.9 * class_weighted.loss  # class_weight weighs the training rows only
+    # Without validation rows in memory there is none of its own.
     trainer.fit(x, y, epochs=1, batch_size=50, verbose=0)
     assert trainer._live_diagnosis.diagnoser.context.val_chance_loss is None
 

@@ -126,8 +126,7 @@ class DiagnosisCallback(Callback):
             train_rows: Training rows, when known.
             has_validation: Whether validation runs after each epoch.
             validation_targets: The validation targets (numpy), for the validation loss's own
-                chance level and floor; ``None`` if unknown (it is then compared with the
-                training chance level).
+                chance level; ``None`` if unknown (it is then compared with the training one).
             validation_sample_weight: The validation rows' weights, or ``None``.
         """
         self._targets = targets
@@ -431,49 +430,30 @@ def _map_targets(fn: Any, targets: Any) -> Any:
     return fn(targets)
 
 
-def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, *, score_on: tuple[Any, Any] | None = None) -> Baseline | None:
+def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None) -> Baseline | None:
     """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
 
     ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
     training does; weights in a structure (per output) give no chance level, not an unweighted one.
-    ``score_on``: ``(targets, sample_weight)`` of other rows (the validation rows') to score the
-    constant fitted on ``targets`` on (see :func:`~trainkit.diagnosis.baseline.chance_loss`).
     """
-    val_targets, val_weight = score_on if score_on is not None else (None, None)
-    if isinstance(sample_weight, tuple | list | Mapping) or isinstance(val_weight, tuple | list | Mapping):
+    if isinstance(sample_weight, tuple | list | Mapping):
         return None
-
-    def one(task: str, loss: Any, y: Any, val_y: Any) -> Baseline | None:
-        if score_on is None:
-            return chance_loss(task, loss, y, sample_weight)
-        return chance_loss(task, loss, y, sample_weight, score_on=val_y, score_weight=val_weight) if val_y is not None else None
-
     heads = getattr(trainer, "heads", None)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
-        return one(trainer.task, trainer.loss, targets, val_targets)
-    per_output = _per_output(heads, targets)
-    val_per_output = _per_output(heads, val_targets) if score_on is not None else [None] * len(heads)
-    if per_output is None or val_per_output is None:
+        return chance_loss(trainer.task, trainer.loss, targets, sample_weight)
+    per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
+    if len(per_output) != len(heads):
         return None
     total, details = 0.0, []
-    for head, y, val_y in zip(heads, per_output, val_per_output, strict=True):
+    for head, y in zip(heads, per_output, strict=True):
         if head.loss is None:
             continue
-        baseline = one(head.task, head.loss, y, val_y) if y is not None else None
+        baseline = chance_loss(head.task, head.loss, y, sample_weight) if y is not None else None
         if baseline is None:
             return None
         total += head.weight * baseline.loss
         details.append(f"{head.name}: {baseline.detail}")
     return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
-
-
-def _per_output(heads: Sequence[Any], targets: Any) -> list[Any] | None:
-    """One target array per head from a tuple, list or dict of them (``None``: they do not match)."""
-    if isinstance(targets, Mapping):
-        return [targets.get(h.name) for h in heads]
-    if not isinstance(targets, tuple | list) or len(targets) != len(heads):
-        return None
-    return list(targets)
 
 
 def _loss_text(trainer: Any, describe_loss: Any) -> str:
@@ -505,17 +485,16 @@ def build_context(
     """The :class:`Context` of a trainer about to fit.
 
     The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
-    levels from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
+    from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
     """
     from trainkit.checks.compatibility import describe_loss
 
     baseline = _chance_level(trainer, targets, sample_weight) if targets is not None else None
     # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
     # on the validation rows' class mix.
-    val_chance = val_floor = None
+    val_chance = None
     if baseline is not None and validation_targets is not None:
-        val_chance = _chance_level(trainer, targets, sample_weight, score_on=(validation_targets, validation_sample_weight))
-        val_floor = _chance_level(trainer, validation_targets, validation_sample_weight)
+        val_chance = _chance_level(trainer, validation_targets, validation_sample_weight)
     scale = _target_scale(trainer, targets)
     model = trainer.model
     return Context(
@@ -525,7 +504,6 @@ def build_context(
         chance_detail=baseline.detail if baseline else "",
         val_chance_loss=val_chance.loss if val_chance else None,
         val_chance_detail=val_chance.detail if val_chance else "",
-        val_floor_loss=val_floor.loss if val_floor else None,
         uninformed_loss=baseline.uninformed if baseline else None,
         regularization=_regularization(model),
         layers=tuple(layer_names(model)),
@@ -563,8 +541,7 @@ def resumed_context(saved: Context, current: Context) -> Context:
     return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
-                               val_chance_detail=saved.val_chance_detail, val_floor_loss=saved.val_floor_loss,
-                               uninformed_loss=saved.uninformed_loss)
+                               val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss)
 
 
 def layer_names(model: Any) -> list[str]:

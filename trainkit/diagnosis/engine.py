@@ -63,13 +63,11 @@ class Context:
         chance_loss: The loss of the best constant prediction (label prior / target mean), or
             ``None`` when it cannot be computed (custom loss, unknown targets).
         chance_detail: How the chance level was computed, for messages.
-        val_chance_loss: The validation loss's chance level: the training rows' best constant
-            prediction scored on the validation rows, with their own weights (see
+        val_chance_loss: The validation loss's own chance level: the loss of the best constant
+            prediction on the validation rows, with their own weights (see
             :mod:`trainkit.diagnosis.baseline`), or ``None`` when the validation targets are
             unknown (a dataset, or no validation): the rules then use ``chance_loss``.
         val_chance_detail: How the validation chance level was computed, for messages.
-        val_floor_loss: The lowest validation loss a prediction that ignores the inputs can get
-            (the validation rows' own best constant), or ``None`` when unknown.
         regularization: The regularization penalty (``sum(model.losses)``) at the start, which
             the training loss includes on top of the data loss.
         layers: Layer names in model order (to name the first layer that went non-finite and the
@@ -102,7 +100,6 @@ class Context:
     chance_detail: str = ""
     val_chance_loss: float | None = None
     val_chance_detail: str = ""
-    val_floor_loss: float | None = None
     regularization: float = 0.0
     layers: tuple[str, ...] = ()
     output_layers: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ from trainkit.diagnosis.loss_measures import curves_ready, tail_drop
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.task_context import chance_level, val_chance_level, val_floor_level
+from trainkit.diagnosis.task_context import chance_level, val_chance_level
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -39,11 +39,11 @@ def overfitting(view: Diagnoser) -> Issue | None:
     # is at most a binary one's (ln 2): chance grows as ln K with the classes, the noise of a
     # validation loss near its minimum does not, and 200 digits (10 classes, 2x256) rising
     # steadily from 0.165 to 0.236 over 100 epochs stayed under 3% of ln 10 (0.069).
-    # A regression's scale is the validation targets' own spread (their floor, the variance about
-    # their mean): their chance level adds the squared shift of their mean from the training one,
-    # which says nothing about the noise (validation targets 3 std off: 9.8 where the spread is
-    # 1.5, and a rise from 0.10 to 0.34 fell under the 0.29 asked).
-    scale = (val_floor_level(view) if view.context.task == "regression" else val_chance_level(view)) or 0.0
+    # The validation loss's own chance level: a regression's is the validation targets' spread
+    # about their own mean (what the training mean scores there adds the squared shift of the
+    # means, which says nothing about the noise: targets 3 std off made it 9.8 where the spread
+    # is 1.5, and a rise from 0.10 to 0.34 fell under the 0.29 it asked).
+    scale = val_chance_level(view) or 0.0
     if view.context.task != "regression":
         scale = min(scale, math.log(2))
     floor = view.t.overfit_min_rise * scale

@@ -35,7 +35,6 @@ from trainkit.diagnosis.task_context import (
     targets_text,
     val_chance_level,
     val_chance_text,
-    val_floor_level,
 )
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
@@ -72,20 +71,19 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     val = view.val_losses(data_only=True)
     val = val[np.isfinite(val)]
     best_val = float(np.min(val)) if val.size else None
-    # The validation loss has levels of its own: class_weight weighs only the training loss, and
-    # the validation rows may have another class mix (see trainkit.diagnosis.baseline). Below its
-    # floor it proves learning; never below its chance level, it shows none.
-    val_chance, val_floor = val_chance_level(view) or chance, val_floor_level(view) or chance
+    # The validation loss has a chance level of its own: class_weight weighs only the training
+    # loss, and the validation rows may have another class mix (see trainkit.diagnosis.baseline).
+    val_chance = val_chance_level(view) or chance
     evidence = {"final_train_loss": float(train[-1]), "chance_loss": chance, "best_val_loss": best_val}
     if view.context.val_chance_loss is not None:
-        evidence.update(val_chance_loss=val_chance, val_floor_loss=val_floor)
+        evidence["val_chance_loss"] = val_chance
     advice = ("Check that the labels can be predicted from the inputs: that x and y rows are aligned "
               "(shuffled together), that the labels are not random or shuffled, and that the model can "
               "learn at all — train on 20 examples until the loss is near 0 (a model that cannot overfit "
               "a tiny set has a bug: a frozen or dead layer, a too small learning rate, a wrong loss).")
     # A validation loss clearly below chance means something generalisable was learned, however
     # slowly: that is not "at chance" (see lr-too-low / underfitting).
-    val_learned = best_val is not None and best_val < view.t.at_chance_train * val_floor
+    val_learned = best_val is not None and best_val < view.t.at_chance_train * val_chance
     too_small_steps = lr_too_low(view) is not None
     if final > view.t.at_chance_ceiling * chance:
         # Worse than a constant prediction: not "at chance" (diverging, lr-too-high cover it),

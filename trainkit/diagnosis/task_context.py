@@ -26,15 +26,9 @@ def chance_level(view: Diagnoser) -> float | None:
 
 
 def val_chance_level(view: Diagnoser) -> float | None:
-    """The chance level of the validation loss (what a model that learned nothing gets there):
-    its own where known, else the training one."""
+    """The chance level of the validation loss (no prediction that ignores the inputs gets
+    lower): its own where known, else the training one."""
     own = _comparable(view.context.val_chance_loss)
-    return own if own is not None else chance_level(view)
-
-
-def val_floor_level(view: Diagnoser) -> float | None:
-    """The lowest validation loss a prediction that ignores the inputs gets (else the training chance level)."""
-    own = _comparable(view.context.val_floor_loss)
     return own if own is not None else chance_level(view)
 
 
