@@ -102,3 +102,16 @@ def test_bench_sweep_memory_measures_each_trial(tmp_path: Path) -> None:
     (result,) = json.loads(out.read_text())
     assert result["mode"] == "compare-plain" and len(result["rss_mb"]) == 2 and all(r > 0 for r in result["rss_mb"])
     assert bench.slope([1.0, 3.0, 5.0]) == pytest.approx(2.0)
+
+
+def test_recipe_seeds_scores_recall_by_every_finding_and_alarms_by_warnings_only() -> None:
+    score = benchmark("recipe_seeds").score
+    runs = [
+        ("broken", 0, ["a", "b"], ["a"]),  # "b" as an info finding still counts as found
+        ("broken", 1, ["a"], ["a"]),
+        ("clean", 0, ["note"], []),  # an info finding is no false alarm
+        ("clean", 1, ["x"], ["x"]),
+    ]
+    result = score(runs, {"broken": {"a", "b"}}, ["clean"])
+    assert (result["found"], result["expected"], result["alarms"], result["clean_runs"]) == (3, 4, 1, 2)
+    assert result["misses"] == [["broken", 1, ["b"]]] and result["false_alarms"] == [["clean", 1, ["x"]]]
