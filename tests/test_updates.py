@@ -60,6 +60,47 @@ def test_optimizers_that_change_weights_elsewhere_are_not_recorded():
     assert not updates.can_capture(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
 
 
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(0.05),
+    lambda: keras.optimizers.Adam(0.05, amsgrad=True),
+    lambda: keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5), beta_1=0.8, epsilon=1e-3),
+], ids=["adam", "amsgrad", "schedule"])
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["plain", "xla"])
+def test_adams_updates_recomputed_from_its_moments_equal_the_recorded_ones(optimizer, jit_compile):
+    optimizer = optimizer()
+    variables, gradients = variables_and_gradients()
+    large = keras.Variable(np.ones((updates.SMALL_VARIABLE + 1,), "float32"), name="large")
+    variables, gradients = [*variables, large], [*gradients, tf.fill(large.shape, 0.5)]
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit_compile)
+    def step(keep):
+        rate = optimizer.learning_rate
+        rate = tf.convert_to_tensor(getattr(rate, "value", rate))  # read before the update, as the trainer does
+        iteration = tf.convert_to_tensor(optimizer.iterations)
+        with updates.capture_updates(optimizer, variables, keep=keep) as capture:
+            optimizer.apply(gradients, variables)
+        updates.undo_iteration(optimizer, keep)
+        recorded = capture.updates
+        return recorded, updates.fusable_updates(optimizer, variables, recorded, rate, iteration, keep)
+
+    for keep in (True, True, False, True):  # later steps have moments, a skipped step has none
+        recorded, recomputed = step(tf.constant(keep))
+        for old, new in zip(recorded, recomputed, strict=True):
+            np.testing.assert_allclose(new.numpy(), old.numpy(), rtol=1e-6, atol=1e-9)
+        assert np.any(recorded[0].numpy()) == keep
+    assert int(optimizer.iterations.numpy()) == 3
+
+
+def test_only_plain_adams_updates_are_recomputed():
+    variables, _ = variables_and_gradients()
+    recorded = [tf.constant(7.0, shape=v.shape) for v in variables]
+    for optimizer in (keras.optimizers.SGD(0.1), keras.optimizers.RMSprop(0.1), type("MyAdam", (keras.optimizers.Adam,), {})(0.1)):
+        optimizer.build(variables)
+        kept = updates.fusable_updates(optimizer, variables, recorded, tf.constant(0.1), tf.constant(0, tf.int64))
+        assert all(a is b for a, b in zip(kept, recorded, strict=True))
+
+
 class DirectWrites(keras.optimizers.SGD):
     """An optimizer that writes the variables itself, bypassing its assign methods."""
 
@@ -70,13 +111,14 @@ class DirectWrites(keras.optimizers.SGD):
 @pytest.mark.parametrize("optimizer", [lambda: keras.optimizers.Adam(0.05), lambda: DirectWrites(0.5), lambda: keras.optimizers.AdamW(0.05, weight_decay=0.5)],
                          ids=["recorded", "direct writes: snapshot", "weight decay: snapshot"])
 @pytest.mark.parametrize("on_nan", ["stop", "warn"])
-def test_update_ratios_are_right_whichever_way_the_update_is_known(optimizer, on_nan):
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["plain", "xla"])
+def test_update_ratios_are_right_whichever_way_the_update_is_known(optimizer, on_nan, jit_compile):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype("float32")
     y = (x[:, :1] > 0).astype("float32")
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", name="hidden"), keras.layers.Dense(1, activation="sigmoid", name="head")])
-    trainer = Trainer(model, loss="binary_crossentropy", optimizer=optimizer(), task="binary", seed=0, diagnose=False, on_nan=on_nan)
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=optimizer(), task="binary", seed=0, diagnose=False, on_nan=on_nan, jit_compile=jit_compile)
     trainer.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)  # two steps: compiles
     before = {v.path.removeprefix(model.name + "/"): v.numpy().copy() for v in model.trainable_variables}
     trainer.fit(x[:32], y[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)  # one more step

@@ -421,9 +421,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if scaled is not loss:  # the statistics describe the gradient of the loss itself
             global_gradients = _unscaled(global_gradients, self.optimizer.scale_loss(tf.ones_like(loss)))
         names = stats.variable_names(variables, self.model.name)
-        logs = {stats.LOSS: loss, stats.LEARNING_RATE: self.current_learning_rate()}
+        learning_rate = self.current_learning_rate()
+        logs = {stats.LOSS: loss, stats.LEARNING_RATE: learning_rate}
         xla = self._step_xla  # same values either way; picks the faster reductions
+        iteration = tf.convert_to_tensor(self.optimizer.iterations)  # read before the update counts it
         before, recorded = self._apply_measuring_updates(gradients, variables, step_loss)
+        if recorded is not None and xla:  # fewer kernels: see updates.fusable_updates
+            keep = tf.math.is_finite(step_loss) if self.on_nan == "stop" else None
+            recorded = updates.fusable_updates(self.optimizer, variables, recorded, learning_rate, iteration, keep)
         # Gradient, update and activation statistics together: fewer kernels than one by one.
         # (Before the metrics: tf.shape(y_pred) in the loss mean would otherwise be a reader of a
         # softmax output, which stats._softmax_again then leaves to oneDNN's kernel.)
