@@ -232,18 +232,27 @@ def _squares_per_variable(features: Sequence[Sequence[tf.Tensor]], xla: bool) ->
 
 
 def _nonfinite_counts(tensors: Sequence[tf.Tensor], finite_if: tf.Tensor) -> tf.Tensor:
-    """``[k]`` NaN/inf counts, computed only when the scalar ``finite_if`` is not finite.
+    """``[k]`` NaN/inf counts, computed only when the scalar ``finite_if`` is not finite (see
+    :func:`_grouped_nonfinite_counts`)."""
+    return _grouped_nonfinite_counts([tensors], finite_if)[0]
+
+
+def _grouped_nonfinite_counts(groups: Sequence[Sequence[tf.Tensor]], finite_if: tf.Tensor) -> list[tf.Tensor]:
+    """NaN/inf counts, a vector for each group of tensors, computed only when the scalar
+    ``finite_if`` is not finite.
 
     ``finite_if`` is a sum over every entry (of squares): finite only when every entry is finite,
     or when finite entries overflowed, where the counts are computed and come out 0. So the
-    counting passes run only on the rare steps that need them.
+    counting passes run only on the rare steps that need them. One branch for all the groups,
+    each group an output of its own: slices of one vector were a copying kernel each in the XLA
+    step (three in the 10-64-32-1 MLP's).
     """
-    k = len(tensors)
-    return tf.cond(
+    sizes = [len(group) for group in groups]
+    return list(tf.cond(
         tf.math.is_finite(finite_if),
-        lambda: tf.zeros([k], tf.float32),
-        lambda: tf.stack([nonfinite_count(t) for t in tensors]),
-    )
+        lambda: [tf.zeros([k], tf.float32) for k in sizes],
+        lambda: [tf.stack([nonfinite_count(t) for t in group]) if group else tf.zeros([0], tf.float32) for group in groups],
+    ))
 
 
 def snapshot(variables: Iterable[Any]) -> list[tf.Tensor]:
@@ -415,10 +424,10 @@ def step_stats(
         tensors = _after_backward([_softmax_again(t) for t in tensors], values)
     vectors = _layer_vectors(tensors, [a for _, _, a in activations], xla)
     # One guard for every count: the sums of squares are finite only when every entry is.
-    nonfinite = _nonfinite_counts([*values, *tensors], tf.reduce_sum(grad_sq) + tf.reduce_sum(vectors["sumsq"]))
-    out = _variable_columns(names, grad_sq, nonfinite[:k], weight_sq, update_sq) if k else {GLOBAL_GRAD_NORM: tf.constant(0.0)}
+    grad_nonfinite, activation_nonfinite = _grouped_nonfinite_counts([values, tensors], tf.reduce_sum(grad_sq) + tf.reduce_sum(vectors["sumsq"]))
+    out = _variable_columns(names, grad_sq, grad_nonfinite, weight_sq, update_sq) if k else {GLOBAL_GRAD_NORM: tf.constant(0.0)}
     if activations:
-        out.update(_activation_columns(activations, vectors, nonfinite[k:]))
+        out.update(_activation_columns(activations, vectors, activation_nonfinite))
     return out
 
 
@@ -507,9 +516,9 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.
 def _small_relu_quantities(x: tf.Tensor, activation: str, count: tf.Tensor) -> dict[str, tf.Tensor]:
     """:func:`_layer_quantities` of a small ``[batch, units]`` ReLU-family layer under XLA.
 
-    One product of a row of ones with ``[x, x**2, active]`` gives every unit's three sums, and
-    a second product the layer's four: fewer kernels than summing each quantity on its own (the
-    10-64-32-1 MLP's epoch 1.7 ms shorter). (Two reductions instead of the second product were
+    One product of a row of ones with ``x``, ``x**2`` and ``active`` side by side gives every
+    unit's three sums, and a second product the layer's four: fewer kernels than summing each
+    quantity on its own (the 10-64-32-1 MLP's epoch 1.7 ms shorter). (Two reductions instead of the second product were
     four kernels for a 64-unit layer, XLA's CPU backend splitting any reduction of more than 32
     entries in two: the MLP's statistics 1.34-1.45x -> 1.30-1.38x its statistics-off epoch,
     three interleaved A/B runs.) Layers over :data:`_LONG_ROW` values keep the general path,
@@ -517,7 +526,10 @@ def _small_relu_quantities(x: tf.Tensor, activation: str, count: tf.Tensor) -> d
     """
     batch, units = int(x.shape[0]), int(x.shape[1])
     active = tf.sign(x) if activation in ("relu", "relu6") else tf.cast(x > 0.0, tf.float32)
-    per_unit = tf.reshape(tf.matmul(tf.ones([1, batch]), tf.concat([x, tf.square(x), active], axis=1)), [3, units])
+    # Stacked on a middle axis, not concatenated: XLA fuses the stack into the product, while a
+    # concatenation of more than ~16 KB was three kernels more (the MLP's 32x64 layer).
+    quantities = tf.reshape(tf.stack([x, tf.square(x), active], axis=1), [batch, 3 * units])
+    per_unit = tf.reshape(tf.matmul(tf.ones([1, batch]), quantities), [3, units])
     # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
     per_unit = tf.concat([per_unit, tf.cast(per_unit[2:] <= 0.0, tf.float32)], axis=0)
     total, squares, positive, dead = tf.unstack(tf.reshape(tf.matmul(per_unit, tf.ones([units, 1])), [4]), num=4)
