@@ -424,7 +424,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         learning_rate = self.current_learning_rate()
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: learning_rate}
         xla = self._step_xla  # same values either way; picks the faster reductions
-        iteration = tf.convert_to_tensor(self.optimizer.iterations)  # read before the update counts it
+        iteration = tf.convert_to_tensor(self.optimizer.iterations) if xla else None  # read before the update counts it
         before, recorded = self._apply_measuring_updates(gradients, variables, step_loss)
         if recorded is not None and xla:  # fewer kernels: see updates.fusable_updates
             keep = tf.math.is_finite(step_loss) if self.on_nan == "stop" else None
