@@ -74,6 +74,25 @@ def test_gradient_norms_equal_a_hand_written_tape():
     assert set(expected) == {"dense/kernel", "dense/bias", "linear/kernel", "linear/bias", "head/kernel", "head/bias"}
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_an_embeddings_gradient_norm_adds_the_rows_of_repeated_ids(jit_compile):
+    # 8 ids a row from a vocabulary of 3: every id repeats, and the dense gradient sums its rows.
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 3, size=(32, 8)), rng.integers(0, 2, size=(32, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(3, 4, name="embedding"),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid", name="head")])
+    with tf.GradientTape() as tape:
+        loss = keras.losses.BinaryCrossentropy()(y, model(x, training=True))
+    gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]  # sparse -> dense
+    expected = float(tf.norm(gradients[0]))
+
+    got = first_step_stats(make_trainer(model, jit_compile=jit_compile), x, y)
+    assert got[stats.grad_norm_name("embedding/embeddings")] == pytest.approx(expected, rel=1e-5)
+    assert got[stats.GLOBAL_GRAD_NORM] == pytest.approx(float(tf.linalg.global_norm(gradients)), rel=1e-5)
+    assert got[stats.grad_nonfinite_name("embedding/embeddings")] == 0
+
+
 def test_update_ratio_and_weight_norm_equal_the_change_measured_outside():
     x, y = make_data(32)
     model = make_model()

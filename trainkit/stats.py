@@ -156,11 +156,28 @@ def _float32(tensor: Any) -> tf.Tensor:
 
 
 def _dense_values(gradient: Any) -> tf.Tensor:
-    # Sparse (embedding) gradients: the norm of the gathered rows. Rows repeated in the batch count
-    # once per occurrence, which slightly overstates the norm but avoids densifying the table.
+    # Sparse (embedding) gradients: the rows of the table they change, without densifying it.
     if isinstance(gradient, tf.IndexedSlices):
-        return _float32(gradient.values)
+        return _float32(_merged_rows(gradient))
     return _float32(gradient)
+
+
+def _merged_rows(gradient: tf.IndexedSlices) -> tf.Tensor:
+    """A sparse gradient's rows with repeated indices summed: the dense gradient's nonzero rows.
+
+    An embedding's gradient holds one row per id occurrence in the batch; the dense gradient
+    adds the rows of a repeated id, so norms and NaN counts taken over the occurrences were
+    wrong (the norm 3x too small for 8-token rows of a 3-word vocabulary). Sorted and summed by
+    segment: static shapes for XLA (``tf.unique`` has none), zero rows padding the end, and the
+    work grows with the batch's ids, not with the table.
+    """
+    indices = gradient.indices
+    order = tf.argsort(indices, stable=True)
+    ordered = tf.gather(indices, order)
+    # A new segment wherever the sorted id changes (the first id always starts one).
+    starts = tf.not_equal(ordered, tf.concat([ordered[:1] - 1, ordered[:-1]], 0))
+    segments = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+    return tf.math.unsorted_segment_sum(tf.gather(gradient.values, order), segments, tf.size(indices))
 
 
 def read_variable(variable: Any) -> tf.Tensor:
