@@ -791,6 +791,24 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     assert steps["trainkit"].seen == steps["keras"].seen == steps["trainkit"].planned == steps["keras"].planned == (6, 6)
 
 
+def test_a_keras_callback_s_on_train_end_gets_the_last_epoch_s_logs_as_in_model_fit():
+    # It got trainkit's run summary ({"epochs_run", "stop_reason"}): logs["val_loss"] was a KeyError.
+    x, y = make_data(48, features=4)
+    ends = {}
+
+    def callback(name):
+        return keras.callbacks.LambdaCallback(on_train_end=lambda logs: ends.__setitem__(name, logs))
+
+    trainer = make_trainer(make_model(features=4), seed=0)
+    trainer.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x, y), callbacks=[callback("trainkit")])
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x, y), callbacks=[callback("keras")])
+    assert set(ends["trainkit"]) == set(ends["keras"]) == {"loss", "val_loss"}
+    for key in ("loss", "val_loss"):
+        assert ends["trainkit"][key] == pytest.approx(float(ends["keras"][key]), rel=1e-5)
+
+
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():
     x, y = make_data(32, features=4)
     model = make_model(features=4)

@@ -95,6 +95,8 @@ class KerasCallback(Callback):
         # Keras callbacks does), and what the model held before.
         self._lent = False
         self._previous_optimizer: Any = None
+        # The last epoch's logs: model.fit passes them to on_train_end ({} when no epoch ended).
+        self._last_logs: Mapping[str, float] | None = None
 
     def set_trainer(self, trainer: Trainer) -> None:
         super().set_trainer(trainer)
@@ -107,6 +109,7 @@ class KerasCallback(Callback):
         if self._lent:
             model.optimizer = self.trainer.optimizer
         model.stop_training = False
+        self._last_logs = None
         # As model.fit gives them before on_train_begin (steps: this fit's, set again at each epoch).
         self.callback.set_params({"epochs": self.trainer.epochs, "steps": self.trainer.steps_per_epoch, "verbose": 0})
         self.callback.on_train_begin(dict(logs or {}))
@@ -119,12 +122,15 @@ class KerasCallback(Callback):
         # The logs themselves, as Keras passes them: a value the callback adds (ReduceLROnPlateau's
         # learning_rate) reaches the History.
         self.callback.on_epoch_end(epoch, logs)
+        self._last_logs = logs  # the dict itself: callbacks after this one may still add to it
         if getattr(self.trainer.model, "stop_training", False):
             self.trainer.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        # model.fit's on_train_end gets the last epoch's logs, not trainkit's run summary
+        # (epochs_run, stop_reason): a callback reading logs["val_loss"] there got a KeyError.
         try:
-            self.callback.on_train_end(dict(logs or {}))
+            self.callback.on_train_end(dict(self._last_logs or {}))
         finally:
             model = self.trainer.model
             if self._lent and self._previous_optimizer is not None:
