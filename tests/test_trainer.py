@@ -821,6 +821,27 @@ def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_co
     assert model.optimizer is compiled and float(compiled.learning_rate) == pytest.approx(0.7)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_every_keras_callback_s_on_train_end_reads_the_run_s_optimizer(compiled):
+    # The first Keras callback gave the lent optimizer back in its own on_train_end: the next
+    # one's self.model.optimizer was gone (AttributeError), or a compiled model's other optimizer.
+    x, y = make_data(32, features=4)
+    model = make_model(features=4)
+    compiled_optimizer = keras.optimizers.SGD(0.7)
+    if compiled:
+        model.compile(loss="mse", optimizer=compiled_optimizer)
+
+    class FinalRate(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            self.rate = float(self.model.optimizer.learning_rate)
+
+    final = FinalRate()
+    trainer = make_trainer(model, optimizer=keras.optimizers.SGD(0.2))
+    trainer.fit(x, y, epochs=2, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.05), final])
+    assert final.rate == pytest.approx(0.05)
+    assert model.optimizer is compiled_optimizer if compiled else not hasattr(model, "optimizer")
+
+
 def test_a_dataset_that_repeats_forever_needs_steps_and_then_trains_like_model_fit():
     x, y = make_data(40, features=4)
     endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()  # 16, 16, 8, 16, ...

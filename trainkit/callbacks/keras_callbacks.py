@@ -104,10 +104,7 @@ class KerasCallback(Callback):
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         model = self.trainer.model
-        self._previous_optimizer = vars(model).get("optimizer")
-        self._lent = self._previous_optimizer is not self.trainer.optimizer
-        if self._lent:
-            model.optimizer = self.trainer.optimizer
+        self._lend()
         model.stop_training = False
         self._last_logs = None
         # As model.fit gives them before on_train_begin (steps: this fit's, set again at each epoch).
@@ -129,6 +126,10 @@ class KerasCallback(Callback):
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         # model.fit's on_train_end gets the last epoch's logs, not trainkit's run summary
         # (epochs_run, stop_reason): a callback reading logs["val_loss"] there got a KeyError.
+        if not self._lent:
+            # A Keras callback listed before this one lent the optimizer and has given it back by
+            # now (its on_train_end ran first): this one's on_train_end still reads the run's.
+            self._lend()
         try:
             self.callback.on_train_end(dict(self._last_logs or {}))
         finally:
@@ -138,3 +139,12 @@ class KerasCallback(Callback):
             elif self._lent and "optimizer" in vars(model):
                 del model.optimizer
             self._lent = False
+
+    def _lend(self) -> None:
+        """Lends the trainer's optimizer to the model, unless it holds it already (another Keras
+        callback lent it, or it was compiled with it), keeping what it held to give back."""
+        model = self.trainer.model
+        self._previous_optimizer = vars(model).get("optimizer")
+        self._lent = self._previous_optimizer is not self.trainer.optimizer
+        if self._lent:
+            model.optimizer = self.trainer.optimizer
