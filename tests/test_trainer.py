@@ -809,6 +809,27 @@ def test_a_keras_callback_s_on_train_end_gets_the_last_epoch_s_logs_as_in_model_
         assert ends["trainkit"][key] == pytest.approx(float(ends["keras"][key]), rel=1e-5)
 
 
+def test_keras_callbacks_monitoring_a_metric_in_auto_mode_take_its_direction_as_in_model_fit(tmp_path):
+    # Keras finds the direction of a monitored metric in model.metrics, which a model trainkit
+    # trains does not hold: EarlyStopping(monitor="val_accuracy") raised ValueError ("isn't able
+    # to automatically determine whether that metric should be maximized") after the first epoch.
+    x, y = make_data(96, features=4)
+
+    def callbacks(name):
+        return [keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=1, restore_best_weights=True),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_mae", factor=0.5, patience=0),
+                keras.callbacks.ModelCheckpoint(str(tmp_path / f"{name}.weights.h5"), monitor="val_accuracy", save_best_only=True, save_weights_only=True)]
+
+    trainer = make_trainer(make_model(features=4), optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy", "mae"], seed=0)
+    history = trainer.fit(x, y, epochs=12, batch_size=16, shuffle=False, verbose=0, validation_split=0.25, callbacks=callbacks("trainkit")).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy", "mae"])
+    expected = reference.fit(x, y, epochs=12, batch_size=16, shuffle=False, verbose=0, validation_split=0.25, callbacks=callbacks("keras")).history
+    assert len(history["loss"]) == len(expected["loss"])
+    np.testing.assert_allclose(history["learning_rate"], expected["learning_rate"], rtol=1e-6)
+    np.testing.assert_allclose(trainer.predict(x), reference.predict(x, verbose=0), rtol=1e-5)
+
+
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():
     x, y = make_data(32, features=4)
     model = make_model(features=4)

@@ -118,6 +118,9 @@ class KerasCallback(Callback):
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         # The logs themselves, as Keras passes them: a value the callback adds (ReduceLROnPlateau's
         # learning_rate) reaches the History.
+        mode = self._monitor_mode()
+        if mode is not None:  # read by the callback's _set_monitor_op, at its first on_epoch_end
+            self.callback.mode = mode
         self.callback.on_epoch_end(epoch, logs)
         self._last_logs = logs  # the dict itself: callbacks after this one may still add to it
         if getattr(self.trainer.model, "stop_training", False):
@@ -139,6 +142,23 @@ class KerasCallback(Callback):
             elif self._lent and "optimizer" in vars(model):
                 del model.optimizer
             self._lent = False
+
+    def _monitor_mode(self) -> str | None:
+        """``"max"`` or ``"min"`` for a Keras callback that monitors a metric with ``mode="auto"``
+        (``EarlyStopping``, ``ModelCheckpoint``, ``ReduceLROnPlateau``): the metric's direction,
+        which Keras finds in ``model.metrics``. A model trainkit trains holds no compiled metrics,
+        so ``monitor="val_accuracy"`` raised "isn't able to automatically determine" after the
+        first epoch. ``None`` where Keras decides itself (the loss), or fails with its own message.
+        """
+        callback = self.callback
+        if getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", False) is not None:
+            return None
+        name = str(callback.monitor).removeprefix("val_")
+        for metric in self.trainer.metrics:
+            direction = getattr(metric, "_direction", None)
+            if getattr(metric, "name", None) == name and direction in ("up", "down"):
+                return "max" if direction == "up" else "min"
+        return None
 
     def _lend(self) -> None:
         """Lends the trainer's optimizer to the model, unless it holds it already (another Keras
