@@ -242,6 +242,22 @@ def test_early_stopping_stops_and_restores_best_weights():
     assert history.history["val_loss"][-1] != pytest.approx(stopper.best, rel=1e-3)
 
 
+def test_early_stopping_in_auto_mode_follows_the_monitored_metric_s_direction():
+    # "auto" guessed the direction from the name: an R2 score that rose every epoch was taken as
+    # getting worse, the run stopped after patience + 1 epochs and put back its first epoch's weights.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5], [1.0]], "float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    stopper = EarlyStopping(monitor="val_r2", patience=2)
+    trainer = make_trainer(model, loss="mse", task="regression", optimizer=keras.optimizers.Adam(0.02), metrics=[keras.metrics.R2Score(name="r2")])
+    history = trainer.fit(x, y, epochs=8, shuffle=False, validation_split=0.25, callbacks=[stopper], verbose=0).history
+    assert stopper.mode == "max"
+    assert history["val_r2"] == sorted(history["val_r2"]) and len(history["val_r2"]) == 8  # rising: never stopped
+    assert stopper.best_epoch == 7 and stopper.restored_epoch is None
+
+
 def test_early_stopping_starts_afresh_in_each_fit():
     # Its best value and weights were kept from the previous fit: a second fit stopped after
     # one epoch and put back the first fit's weights.

@@ -123,3 +123,15 @@ def is_better(value: float, best: float, mode: str, min_delta: float = 0.0) -> b
     if not np.isfinite(value):
         return False
     return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def metric_mode(metrics: Iterable[Any], monitor: str) -> str | None:
+    """``"max"`` or ``"min"``: the direction Keras gives the metric ``monitor`` names (without its
+    ``val_`` prefix) among ``metrics`` (an ``F1Score`` or ``R2Score`` goes up, an ``MAE`` down);
+    ``None`` when none of them is that metric or it has no direction (the loss, a function)."""
+    name = str(monitor).removeprefix("val_")
+    for metric in metrics:
+        direction = getattr(metric, "_direction", None)
+        if getattr(metric, "name", None) == name and direction in ("up", "down"):
+            return "max" if direction == "up" else "min"
+    return None

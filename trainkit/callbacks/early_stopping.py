@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.callbacks.base import Callback, is_better
+from trainkit.callbacks.base import Callback, is_better, metric_mode
 from trainkit.errors import ArgumentError
 from trainkit.resolve import closest
 from trainkit.trainer_arguments import is_whole_number
@@ -21,7 +21,8 @@ class EarlyStopping(Callback):
         monitor: Epoch log to watch, e.g. ``"val_loss"``.
         patience: Epochs without improvement before stopping.
         min_delta: Smallest change that counts as an improvement.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like names).
+        mode: ``"min"``, ``"max"`` or ``"auto"``: the monitored metric's direction as Keras gives
+            it (max for an F1 or R2 score too); for a value without one, max for accuracy-like names.
         restore_best_weights: Put back the weights of the best epoch when stopping, and at the
             end of a run that trained all its epochs (as Keras 3's EarlyStopping does).
 
@@ -39,6 +40,9 @@ class EarlyStopping(Callback):
             raise ArgumentError("bad-argument", f"EarlyStopping patience must be a whole number of epochs >= 0, got {patience!r}.")
         if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ArgumentError("bad-argument", f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}.")
+        # "auto": the monitored metric's own direction once the trainer's metrics are known (see
+        # on_train_begin); until then, and for values that have none, this guess from the name.
+        self._auto_mode = mode == "auto"
         if mode == "auto":
             mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
         self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode
@@ -51,6 +55,10 @@ class EarlyStopping(Callback):
         self._best_weights: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._auto_mode:
+            # An F1Score or R2Score goes up: guessed from the name, "min" stopped as it rose and
+            # put back the weights of its worst epoch.
+            self.mode = metric_mode(self.trainer.metrics, self.monitor) or self.mode
         # A fit starts from nothing, as Keras's EarlyStopping does (a best value or weights kept
         # from an earlier fit stopped the next one after an epoch and put back old weights);
         # only a resumed fit continues the state its checkpoint restored.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from trainkit.callbacks.base import Callback
+from trainkit.callbacks.base import Callback, metric_mode
 from trainkit.errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -153,12 +153,7 @@ class KerasCallback(Callback):
         callback = self.callback
         if getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", False) is not None:
             return None
-        name = str(callback.monitor).removeprefix("val_")
-        for metric in self.trainer.metrics:
-            direction = getattr(metric, "_direction", None)
-            if getattr(metric, "name", None) == name and direction in ("up", "down"):
-                return "max" if direction == "up" else "min"
-        return None
+        return metric_mode(self.trainer.metrics, callback.monitor)
 
     def _lend(self) -> None:
         """Lends the trainer's optimizer to the model, unless it holds it already (another Keras
