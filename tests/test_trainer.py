@@ -1331,6 +1331,29 @@ def test_step_mistakes_are_coded_errors_before_training():
         assert info.value.code == code, cls
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"note": "hi"}, "'note' is not a number (got str)"),
+    ({"note": None}, "'note' is not a number (got NoneType)"),
+    ({"note": np.array("x")}, "'note' is not a number (got ndarray of dtype <U1)"),
+    ({"note": {"a": 1.0}}, "'note' is not a number (got dict)"),
+    ({3: 1.0}, "names must be non-empty strings"),
+])
+def test_a_step_returning_a_value_that_is_no_number_is_a_coded_error(extra, words, jit_compile):
+    # Each was a TensorFlow error as the values were packed (a Cast of a string, "None values not
+    # supported"), or an AttributeError / TypeError where the names were read or sorted.
+    x, y = make_data(64, features=4)
+
+    class Extra(Trainer):
+        def train_step(self, batch):
+            return {**super().train_step(batch), **extra}
+
+    trainer = Extra(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False, jit_compile=jit_compile)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "bad-step-output" and words in info.value.message
+
+
 @pytest.mark.parametrize(("returned", "code", "words"), [
     (lambda loss: None, "loss-not-scalar", "compute_loss returned None"),
     (lambda loss: tf.constant(1), "loss-not-scalar", "got a int32 tensor"),

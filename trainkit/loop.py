@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -255,16 +256,40 @@ def step_output_names(outputs: Any) -> tuple[str, ...]:
     """The names of a step's scalars, from what a trace of it returned.
 
     Raises:
-        ArgumentError: ``bad-step-output`` when the step returns no dict, or a value that is not
-            a scalar.
+        ArgumentError: ``bad-step-output`` when the step returns no dict, a name that is not a
+            string, or a value that is not one number.
     """
     if not isinstance(outputs, Mapping):
         raise ArgumentError("bad-step-output", f"train_step/test_step must return a dict of scalar tensors such as {{'loss': loss}}, got {type(outputs).__name__}.")
     for name, value in outputs.items():
+        # Else a TensorFlow error while the step's values are packed (None, a nested dict, a
+        # string) or a Python one where the names are read (an int key).
+        if not isinstance(name, str) or not name:
+            raise ArgumentError("bad-step-output", f"Step output names must be non-empty strings (the History's and TensorBoard's names), got {name!r}.")
+        if not _is_number(value):
+            raise ArgumentError("bad-step-output", f"Step output {name!r} is not a number (got {_kind(value)}): steps return one number per name, "
+                                                   "such as {'loss': loss, 'accuracy': accuracy}.")
         shape = tf.TensorShape(getattr(value, "shape", None))
         if shape.rank not in (0, None) and shape.num_elements() != 1:
             raise ArgumentError("bad-step-output", f"Step output {name!r} has shape {shape}; steps must return scalars (reduce it first, e.g. tf.reduce_mean).")
     return tuple(outputs)
+
+
+def _is_number(value: Any) -> bool:
+    """A Python or numpy number, or a tensor (variable, array) of floats, integers or booleans."""
+    if isinstance(value, numbers.Real):
+        return True
+    try:
+        dtype = tf.as_dtype(value.dtype)
+    except (AttributeError, TypeError):
+        return False
+    return dtype.is_floating or dtype.is_integer or dtype.is_bool
+
+
+def _kind(value: Any) -> str:
+    """How an error names a step output that is no number: its type, and a tensor's dtype."""
+    dtype = getattr(value, "dtype", None)
+    return f"{type(value).__name__} of dtype {dtype}" if dtype is not None else type(value).__name__
 
 
 def gather_batch(data: Any, rows: tf.Tensor) -> Any:
@@ -336,7 +361,12 @@ class CompiledLoop:
                     fn.get_concrete_function(batch_spec, tf.TensorSpec([None, batch_rows], tf.int32), scalar, scalar, *tail)
                     self.names = self._traced_names
                 else:
-                    concrete = compile_function(self._step).get_concrete_function(batch_spec)
+                    def checked_step(batch: Any) -> Any:
+                        logs = self._step(batch)
+                        step_output_names(logs)  # inside the trace: tf.function cannot return a dict whose keys do not sort
+                        return logs
+
+                    concrete = compile_function(checked_step).get_concrete_function(batch_spec)
                     self.names = step_output_names(concrete.structured_outputs)
         return self.names
 
