@@ -649,6 +649,7 @@ def test_history_lists_stay_aligned_with_the_epochs_when_a_key_comes_and_goes():
     [
         (lambda x, y: make_trainer(task="binar"), "unknown-task", 'Did you mean "binary"?'),
         (lambda x, y: make_trainer(on_nan="skip"), "bad-argument", "on_nan"),
+        (lambda x, y: make_trainer(allow=None), "bad-argument", "allow must be a check code or a list of them"),
         (lambda x, y: make_trainer().fit(x, y, epochs=1, batch_size=0, verbose=0), "bad-argument", "batch_size"),
         (lambda x, y: make_trainer().fit(x, y, epochs=1, validation_split=1.5, verbose=0), "bad-argument", "validation_split"),
     ],
@@ -661,6 +662,13 @@ def test_bad_arguments_raise_trainkit_errors_with_codes(make, code, fragment):
         make(x, y)
     assert info.value.code == code and fragment in info.value.message
     assert isinstance(info.value, ValueError)  # as before, for code that caught ValueError
+
+
+def test_allow_given_one_code_as_a_string_allows_that_code():
+    # frozenset("code") split it into characters: "allow contains 'a', which is not a check code".
+    trainer = make_trainer(loss="mse", allow="regression-loss-for-classification")
+    assert trainer.allow == {"regression-loss-for-classification"}
+    assert [f.code for f in trainer.findings] == ["regression-loss-for-classification"]
 
 
 def test_each_fit_returns_a_history_of_its_own_epochs_like_model_fit():

@@ -120,7 +120,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             the same order). Initial weights and dropout masks come from Keras's own seed
             generators: call ``keras.utils.set_random_seed(seed)`` before building the model for
             a run that repeats exactly (recipes do).
-        allow: Compatibility-check codes to downgrade from errors to recorded warnings.
+        allow: Check codes (compatibility or data) to downgrade from errors to recorded warnings:
+            a list of them, or one code.
         num_classes: Number of classes, when known, for the compatibility checks.
         steps_per_execution: Steps per compiled call: an int, or ``"auto"`` to size calls to
             about half a second each (a whole epoch for small in-memory data).
@@ -203,7 +204,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                                 "Build it first, e.g. keras.Sequential([...]).")
         checks.validate_task(task)
         check_trainer_arguments(
-            logdir=logdir, seed=seed, num_classes=num_classes, steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+            logdir=logdir, seed=seed, allow=allow, num_classes=num_classes, steps_per_execution=steps_per_execution, jit_compile=jit_compile,
             scalars_every=scalars_every, statistics=statistics, report_last_batch_loss=report_last_batch_loss,
             histograms_every=histograms_every, step_table_steps=step_table_steps, hparams=hparams, diagnose=diagnose,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, on_nan=on_nan, strategy=strategy)
@@ -225,7 +226,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
         self.seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
-        self.allow = frozenset(allow)
+        self.allow = frozenset([allow] if isinstance(allow, str) else allow)  # a str is one code, not its characters
         self.num_classes = num_classes
         self.steps_per_execution = steps_per_execution
         self.jit_compile = jit_compile

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ def check_trainer_arguments(
     *,
     logdir: Any,
     seed: Any,
+    allow: Any,
     num_classes: Any,
     steps_per_execution: Any,
     jit_compile: Any,
@@ -58,6 +59,10 @@ def check_trainer_arguments(
         raise _refuse("logdir", "a directory path (str or pathlib.Path) or None", logdir)
     if seed is not None and not (is_whole_number(seed) and 0 <= seed <= MAX_SEED):
         raise _refuse("seed", f"a whole number from 0 to {MAX_SEED} or None", seed)
+    # A string is one code (the checks' validate_allow takes it so); anything else must be a
+    # collection, or frozenset() fails with a bare TypeError, or splits a str into characters.
+    if not isinstance(allow, str | Collection):
+        raise _refuse("allow", 'a check code or a list of them, such as ["class-imbalance"]', allow)
     if num_classes is not None and not (is_whole_number(num_classes) and num_classes >= 2):
         raise _refuse("num_classes", "a whole number >= 2 or None", num_classes)
     if steps_per_execution != "auto" and not (is_whole_number(steps_per_execution) and steps_per_execution >= 1):
