@@ -425,6 +425,13 @@ def test_a_bad_batch_size_is_refused_by_every_entry_point(call, batch_size):
         run()
 
 
+def test_a_bad_validation_batch_size_is_refused_under_its_own_name():
+    # It was refused as "batch_size must be a positive integer", naming the argument that was fine.
+    x, y = make_data(20)
+    with pytest.raises(ArgumentError, match=r"^\[bad-argument\] validation_batch_size must be a positive integer, got 0\.$"):
+        make_trainer().fit(x, y, epochs=1, validation_split=0.2, validation_batch_size=0, verbose=0)
+
+
 def two_output_model(features: int = 4) -> keras.Model:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((features,))

@@ -193,7 +193,7 @@ def check_fit_options(validation_split: Any, callbacks: Any) -> None:
                                             "pass callbacks=[EarlyStopping(...)] (a list, even of one), or leave it out.")
 
 
-def check_batch_size(batch_size: int) -> None:
-    """Refuses a ``batch_size`` that is not a positive integer."""
+def check_batch_size(batch_size: int, name: str = "batch_size") -> None:
+    """Refuses a ``batch_size`` that is not a positive integer; ``name`` is the argument's, for the message."""
     if not is_whole_number(batch_size) or batch_size < 1:
-        raise ArgumentError("bad-argument", f"batch_size must be a positive integer, got {batch_size!r}.")
+        raise ArgumentError("bad-argument", f"{name} must be a positive integer, got {batch_size!r}.")

@@ -747,7 +747,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_epochs(epochs, initial_epoch)
         check_fit_options(validation_split, callbacks)
         if validation_batch_size is not None:
-            check_batch_size(validation_batch_size)
+            check_batch_size(validation_batch_size, "validation_batch_size")
         validation_batch_size = validation_batch_size or batch_size
         if isinstance(validation_freq, bool) or validation_freq != 1:
             raise ArgumentError("bad-argument", f"validation_freq={validation_freq!r}: trainkit validates after every epoch (the diagnosis and early "
