@@ -187,6 +187,14 @@ def test_targets_may_leave_out_an_output_without_a_loss_but_not_one_with():
     assert info.value.code == "missing-targets" and "output b" in info.value.message
 
 
+def test_targets_under_a_name_that_is_no_output_are_named_where_an_output_lacks_its_own():
+    # "The targets have none for output b" said nothing of the misspelt key that held them.
+    x, ya, yb = data()
+    with pytest.raises(DataError) as info:
+        heads_trainer().fit(x, {"a": ya, "bb": yb}, epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "output b, which has a loss (y has 'bb' instead)" in info.value.message
+
+
 def test_class_weight_is_refused_for_several_outputs_even_before_they_are_counted():
     class TwoHeads(keras.Model):
         def __init__(self) -> None:

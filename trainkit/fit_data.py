@@ -153,8 +153,11 @@ class FitData:
         given = multioutput.targets_per_output(targets, None, [h.name for h in self.heads])
         missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
         if missing:
-            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss: give every trained output its targets "
-                            f"(by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
+            # A misspelt key is the likely cause: name it, as a misspelt input name is named.
+            unknown = [key for key in targets if key not in {h.name for h in self.heads}]
+            instead = f" (y has {', '.join(map(repr, unknown))} instead)" if unknown else ""
+            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss{instead}: give every trained output its "
+                            f"targets (by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
 
 
 def check_input_shapes(x: Any, model: keras.Model) -> None:
