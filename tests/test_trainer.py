@@ -1346,6 +1346,29 @@ def test_step_mistakes_are_coded_errors_before_training():
         assert info.value.code == code, cls
 
 
+def test_a_training_value_named_like_a_validation_one_is_refused():
+    # A train_step's "val_accuracy" (or log_scalar("val_loss") in compute_loss) was overwritten in
+    # the History by the validation's value, and went to TensorBoard's validation run.
+    x, y = make_data(64, features=4)
+
+    class Returns(Trainer):
+        def train_step(self, batch):
+            logs = super().train_step(batch)
+            return {**logs, "val_accuracy": logs["loss"]}
+
+    class Logs(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            self.log_scalar("val_loss", loss)
+            return loss
+
+    for cls, code in [(Returns, "bad-step-output"), (Logs, "bad-log-scalar")]:
+        trainer = cls(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", metrics=["accuracy"], seed=0, diagnose=False)
+        with pytest.raises(ArgumentError) as info:
+            trainer.fit(x, y, epochs=1, validation_split=0.25, verbose=0)
+        assert info.value.code == code and "without the val_ prefix" in info.value.message, cls
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize(("extra", "words"), [
     ({"note": "hi"}, "'note' is not a number (got str)"),

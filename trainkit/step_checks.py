@@ -20,10 +20,13 @@ from trainkit.findings import Finding
 
 #: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
 STATISTICS_MISSING = "statistics-missing"
+#: What the epoch logs put before the names of the validation's values.
+VALIDATION_PREFIX = "val_"
 
 
 def check_step_returns_loss(names: Sequence[str]) -> None:
-    """Refuses a ``train_step`` whose dict (its scalars' ``names``) has no ``"loss"``.
+    """Refuses a ``train_step`` whose dict (its scalars' ``names``) has no ``"loss"``, or a name
+    the epoch logs keep for a validation value.
 
     Raises:
         ArgumentError: ``bad-step-output``.
@@ -32,6 +35,12 @@ def check_step_returns_loss(names: Sequence[str]) -> None:
         returned = ", ".join(map(repr, names)) or "an empty dict"
         raise ArgumentError("bad-step-output", f"train_step must return the step's loss under 'loss'; it returned {returned}. "
                                                "Add it: return {'loss': loss, ...}.")
+    # The validation's values join the epoch logs as val_<name>: a training value so named was
+    # overwritten by one (its History lost), or without validation data taken for one.
+    taken = [name for name in names if name.startswith(VALIDATION_PREFIX)]
+    if taken:
+        raise ArgumentError("bad-step-output", f"train_step returns {taken[0]!r}, a name the epoch logs keep for validation values (val_<name>): the "
+                                               "validation's would overwrite it. Give it a name without the val_ prefix.")
 
 
 def missing_statistics(names: Sequence[str], probe: probes.Probe | None) -> Finding | None:

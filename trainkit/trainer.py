@@ -77,6 +77,7 @@ from trainkit.sources import (
 )
 from trainkit.step_checks import (
     STATISTICS_MISSING,
+    VALIDATION_PREFIX,
     check_step_returns_loss,
     missing_statistics,
     scalar_loss,
@@ -620,6 +621,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         taken = {stats.LOSS, stats.LEARNING_RATE, *(m.name for m in self._metrics), *(t.name for t in self._output_loss_trackers)}
         if name in taken or stats.is_statistic(name):
             raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) would overwrite the step's own {name!r}: give the value a name of its own.")
+        if name.startswith(VALIDATION_PREFIX):
+            raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...): the epoch logs name validation values val_<name>, so the validation's would "
+                                                  "overwrite it. Give it a name without the val_ prefix: a value logged in compute_loss gets its val_ twin.")
         if name in logs:
             raise ArgumentError("bad-log-scalar", f"log_scalar({name!r}, ...) was called twice in one step: the first value would be lost. Log each value "
                                                   "under its own name, or add them up first.")
