@@ -111,6 +111,27 @@ def test_object_arrays_of_numbers_are_trained_as_numbers():
     assert history["loss"] == make_trainer().fit(x, y, epochs=1, shuffle=False, verbose=0).history["loss"]
 
 
+def test_targets_that_are_no_numbers_are_refused_and_object_arrays_of_numbers_trained():
+    # Regression targets as text were a TensorFlow UnimplementedError (a Cast of a string) at the
+    # first step, an object array of numbers "Failed to convert a NumPy array to a Tensor", and
+    # complex targets trained on their real part without a word.
+    x, _ = make_data()
+    y = x[:, :1] * 2.0
+
+    def regression() -> Trainer:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        return Trainer(model, loss="mse", optimizer=keras.optimizers.SGD(0.01), task="regression", seed=0, jit_compile=False, diagnose=False)
+
+    for targets, code, wanted in [(y.astype(str), "label-format", "not numbers; MeanSquaredError() needs numeric targets"),
+                                  (y.astype(np.complex64), "unsupported-input", "y holds complex numbers")]:
+        with pytest.raises(DataError) as info:
+            regression().fit(x, targets, epochs=1, verbose=0)
+        assert info.value.code == code and wanted in info.value.message
+    history = regression().fit(x, y.astype(object), epochs=1, shuffle=False, verbose=0).history
+    assert history["loss"] == regression().fit(x, y, epochs=1, shuffle=False, verbose=0).history["loss"]
+
+
 @pytest.mark.parametrize(("weights", "code", "wanted"), [
     (lambda n: np.where(np.arange(n) == 5, np.nan, 1.0), "non-finite-data", "sample_weight has 1 row"),
     (lambda n: np.ones((n, 2)), "shape-mismatch", "sample_weight has shape (96, 2)"),

@@ -9,6 +9,7 @@ what to pass instead. :mod:`trainkit.sources` builds the training sources from w
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -107,7 +108,8 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
         value: An array-like: numpy, a tensor, a list, a pandas object...
         what: Its name in the error (``"x"``, ``"x['age']"``...).
         numbers: Refuse values that are not numbers (strings, objects), as inputs must be.
-            Labels go on to the label checks, which say what string labels need.
+            Labels go on to the label checks, which say what string labels need. Either way an
+            object array of numbers becomes float32, and complex numbers are refused.
 
     Raises:
         DataError: ``unsupported-input``.
@@ -122,7 +124,11 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
                                              "Give every row the same shape: pad sequences to one length first (keras.utils.pad_sequences).") from None
     if numbers and array.dtype.kind in "OUS":
         array = _numbers_or_error(array, value, what)
-    if numbers and array.dtype.kind == "c":  # TensorFlow's cast to float32 drops the imaginary part in silence
+    elif array.dtype.kind == "O" and all(_number_or_missing(v) for v in array.ravel()):
+        # Labels too (a nullable pandas column): TensorFlow cannot convert an object array.
+        with contextlib.suppress(TypeError, ValueError):
+            array = array.astype(np.float32)
+    if array.dtype.kind == "c":  # TensorFlow's cast to float32 drops the imaginary part in silence
         raise DataError("unsupported-input", f"{what} holds complex numbers ({array.dtype}); the model computes in real numbers. "
                                              f"Pass the real and imaginary parts as features of their own: np.concatenate([{what}.real, {what}.imag], axis=-1).")
     return array

@@ -53,16 +53,28 @@ def _minus(name: str, value: float) -> str:
 
 
 def label_format(ctx: DataContext) -> Issue | None:
-    """Labels that do not fit the loss: integer vs one-hot, outside {0, 1}, ids >= units, y/255."""
+    """Labels that do not fit the loss: integer vs one-hot, outside {0, 1}, ids >= units, y/255;
+    for any other task or loss, targets that are not numbers."""
     for t in ctx.targets:
-        if t.task not in CLASSIFICATION_TASKS or t.loss.kind not in CLASSIFICATION_LOSSES:
-            continue
+        classification = t.task in CLASSIFICATION_TASKS and t.loss.kind in CLASSIFICATION_LOSSES
         # The validation labels too: a bad label there corrupts val_loss without a sound.
         for name, y in ((t.name, t.y), (validation_name(t.name), t.y_val)):
-            issue = _label_issue(t, y, name) if y is not None else None
+            if y is None:
+                continue
+            issue = _label_issue(t, y, name) if classification else _target_issue(t, y, name)
             if issue is not None:
                 return issue
     return None
+
+
+def _target_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
+    """Targets of a regression (or a loss the label checks do not read) that are not numbers:
+    else a TensorFlow error at the first step, casting text to float."""
+    if y.dtype.kind in "biuf":
+        return None
+    return Issue(f"{name} holds {y.dtype} values, not numbers; {t.loss.describe()} needs numeric targets.",
+                 f"Convert numbers read as text with {name}.astype('float32'); encode categories as class ids 0..K-1 for a classification task.",
+                 {"dtype": str(y.dtype)}, t.output.layer if t.output else None)
 
 
 def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
