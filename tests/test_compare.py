@@ -187,6 +187,15 @@ def test_table_names_a_stop_once_and_the_run_epochs_apart_from_planned_ones():
     assert cells[1][-1] == "stopped: nan-loss, dead-relu"
 
 
+def test_table_titles_a_differing_loss_function_apart_from_the_epoch_loss():
+    # Two columns were both titled "loss": binary_crossentropy / mse beside 0.7 / 1.2.
+    rows = [CompareRow(name="a", recipe="a", sweep={}, hparams={"loss": "binary_crossentropy"}, final={"loss": 0.7}),
+            CompareRow(name="b", recipe="b", sweep={}, hparams={"loss": "mse"}, final={"loss": 1.2})]
+    header, cells = table_rows(rows)
+    assert header[:4] == ["run", "loss function", "epochs", "loss"] and header.count("loss") == 1
+    assert cells[1][1] == "mse" and cells[1][3] == "1.2"
+
+
 def test_table_shows_differing_hparams_metrics_best_epoch_and_findings():
     rows = [
         _row("tiny-learning_rate=1", 1.0, epochs_run=2, final={"loss": 0.7, "accuracy": 0.5, "val_loss": math.nan, "val_accuracy": 0.5},

@@ -381,7 +381,9 @@ def table_rows(rows: Sequence[CompareRow]) -> tuple[list[str], list[list[str]]]:
     hparams = differing_hparams(rows)
     metrics = _metric_columns(rows)
     # The planned epochs may be a differing hyperparameter: the column of those run is named apart.
-    header = ["run", *hparams, "epochs run" if "epochs" in hparams else "epochs", *metrics, "best epoch", "findings"]
+    # So is the loss function, which the epoch loss's column would share a title with.
+    titles = {"loss": "loss function"}
+    header = ["run", *(titles.get(k, k) for k in hparams), "epochs run" if "epochs" in hparams else "epochs", *metrics, "best epoch", "findings"]
     cells = []
     for row in rows:
         best = f"{row.best_epoch} ({row.best_monitor})" if row.best_epoch is not None else "-"
