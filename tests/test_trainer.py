@@ -859,6 +859,25 @@ def test_keras_callbacks_monitoring_a_metric_in_auto_mode_take_its_direction_as_
     assert len(history["loss"]) == len(expected["loss"])
     np.testing.assert_allclose(history["learning_rate"], expected["learning_rate"], rtol=1e-6)
     np.testing.assert_allclose(trainer.predict(x), reference.predict(x, verbose=0), rtol=1e-5)
+@pytest.mark.parametrize("callback", [
+    lambda path: keras.callbacks.EarlyStopping(monitor="val_los"),
+    lambda path: keras.callbacks.ReduceLROnPlateau(monitor="val_los"),
+    lambda path: keras.callbacks.ModelCheckpoint(str(path / "m.keras"), monitor="val_los", save_best_only=True),
+], ids=["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"])
+def test_a_keras_callback_watching_a_value_the_logs_lack_is_refused_before_training(callback, tmp_path):
+    # Keras's ValueError after the first epoch: "isn't able to automatically determine whether that
+    # metric should be maximized or minimized", about a typo.
+    x, y = make_data(40, features=4)
+    seen = []
+
+    class Epochs(Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(epoch)
+
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[Epochs(), callback(tmp_path)], verbose=0)
+    assert info.value.code == "bad-monitor" and 'monitors "val_los"' in info.value.message and 'Did you mean "val_loss"?' in info.value.message
+    assert not seen
 
 
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():

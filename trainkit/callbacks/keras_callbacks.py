@@ -12,13 +12,13 @@ is refused rather than silently never called; those with a trainkit equivalent n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
 
 from trainkit.callbacks.base import Callback, metric_mode
-from trainkit.errors import ArgumentError
+from trainkit.errors import ArgumentError, closest
 
 if TYPE_CHECKING:
     from trainkit.trainer import Trainer
@@ -101,6 +101,22 @@ class KerasCallback(Callback):
     def set_trainer(self, trainer: Trainer) -> None:
         super().set_trainer(trainer)
         self.callback.set_model(trainer.model)
+
+    def check_monitor(self, logged: Collection[str]) -> None:
+        """Raises ``ArgumentError(bad-monitor)`` when the Keras callback watches a value the epoch
+        logs will not hold, before any epoch (as trainkit's EarlyStopping does).
+
+        Keras's ``EarlyStopping``, ``ReduceLROnPlateau`` and a ``save_best_only`` ``ModelCheckpoint``
+        failed on it after the first epoch, with a ValueError that their mode could not be told
+        (or, with ``mode`` given, warned each epoch and did nothing).
+        """
+        callback = self.callback
+        watches = isinstance(callback, keras.callbacks.EarlyStopping | keras.callbacks.ReduceLROnPlateau) or (
+            isinstance(callback, keras.callbacks.ModelCheckpoint) and callback.save_best_only)
+        monitor = getattr(callback, "monitor", None)
+        if watches and isinstance(monitor, str) and monitor not in logged:
+            raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}", but the epoch logs only have {sorted(logged)}.'
+                                               f"{closest(monitor, logged)} Monitor one of those (val_* needs validation data).")
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         model = self.trainer.model
