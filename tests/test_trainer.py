@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainkit import Trainer
+from trainkit import Trainer, TrainkitError
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.errors import ArgumentError, DataError, UnknownNameError
 from trainkit.sources import DatasetSource, unpack_batch
@@ -669,6 +669,14 @@ def test_bad_arguments_raise_trainkit_errors_with_codes(make, code, fragment):
         make(x, y)
     assert info.value.code == code and fragment in info.value.message
     assert isinstance(info.value, ValueError)  # as before, for code that caught ValueError
+
+
+def test_resume_without_a_logdir_says_the_trainer_needs_one():
+    # It said "no complete checkpoint in nowhere (the trainer has no logdir)" and to drop --resume.
+    x, y = make_data(20)
+    with pytest.raises(TrainkitError) as info:
+        make_trainer().fit(x, y, epochs=1, resume=True, verbose=0)
+    assert info.value.code == "no-checkpoint" and "Trainer(..., logdir=...)" in info.value.message and "nowhere" not in info.value.message
 
 
 def test_allow_given_one_code_as_a_string_allows_that_code():

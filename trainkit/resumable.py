@@ -255,8 +255,11 @@ class Resumable:
         checkpoint = self._make_checkpoint()
         progress = checkpoint.restore_latest() if checkpoint is not None else None
         if progress is None:
-            where = self.logdir / CHECKPOINT_SUBDIR if self.logdir is not None else "nowhere (the trainer has no logdir)"
-            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {where}. Resume a run directory that trained at least one epoch, or train without --resume.")
+            if self.logdir is None:  # "no complete checkpoint in nowhere" said nothing of what to give
+                raise RunDirError("no-checkpoint", "Nothing to resume: resume=True reads the checkpoints of the Trainer's logdir, and this Trainer has "
+                                                   "none. Give it the logdir of the run to resume: Trainer(..., logdir=...), or fit without resume=True.")
+            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {self.logdir / CHECKPOINT_SUBDIR}. Resume a run directory that "
+                                               "trained at least one epoch, or train without --resume.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
         saved = progress.get("hparams") or {}
         # Only RESUMABLE_HPARAMS can differ among the saved keys; a key added since is no change.
