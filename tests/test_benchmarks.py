@@ -12,6 +12,7 @@ import importlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,22 @@ def test_profile_kernels_lists_the_kernels_statistics_add() -> None:
     assert header.startswith("mlp: kernel CPU time of one traced epoch")
     assert columns.split() == ["off", "ms", "on", "ms", "added", "kernel"]
     assert len(kernels) == 5 and float(kernels[0].split()[2]) > 0  # sorted by what the statistics add
+
+
+def test_count_kernels_counts_the_xla_steps_kernels_off_and_on() -> None:
+    # Its own processes: each mode sets XLA_FLAGS (the HLO dump) before TensorFlow starts.
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "count_kernels.py"), "--model", "mlp", "--list"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary, heading, *kernels = proc.stdout.strip().splitlines()
+    counts = re.fullmatch(r"mlp: kernels a step, statistics off (\d+), on (\d+) \(\+(\d+)\)", summary)
+    assert counts is not None, summary
+    off, on, added = (int(n) for n in counts.groups())
+    assert 0 < off < on and added == on - off
+    assert heading.startswith("kernels with statistics outside the model")
+    # The statistics' sums are products with vectors of ones, from ops the step's own code names.
+    assert any(" fusion " in line and "MatMul" in line for line in kernels)
+    assert len(kernels) < on
 
 
 def test_bench_sweep_memory_measures_each_trial(tmp_path: Path) -> None:
