@@ -32,6 +32,7 @@ from trainkit.diagnosis import (
 )
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.findings import Finding
+from trainkit.sources import unpack_batch
 
 LN2 = math.log(2)
 STEPS = 10  # steps per synthetic epoch
@@ -1821,3 +1822,30 @@ def test_every_finding_of_a_run_names_the_same_lower_learning_rate():
     rates = {code: re.findall(r"learning_rate: ([0-9.e-]+)", finding(d, code).advice)
              for code in ("exploding-gradients", "diverging-loss", "lr-too-high")}
     assert all(rates.values()) and len({r for found in rates.values() for r in found}) == 1, rates
+
+
+class ForgetsToApply(Trainer):
+    """A train_step override that computes the loss and its gradients but never applies them."""
+
+    def train_step(self, batch):
+        x, y, w = unpack_batch(batch)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x, y, self.model(x, training=True), w)
+        tape.gradient(loss, self.model.trainable_variables)
+        return {"loss": loss}
+
+
+@pytest.mark.parametrize("trainer_class", [ForgetsToApply, Trainer], ids=["never applied", "trained"])
+def test_a_step_that_never_changes_the_weights_is_weights_frozen(trainer_class):
+    # The audit's run: the loss 0.8563 at every epoch was told only that it stayed at chance.
+    x, y = regression_data(128)
+    trainer = trainer_class(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    frozen = [f for f in trainer.findings if f.code == "weights-frozen"]
+    if trainer_class is Trainer:
+        assert not frozen
+        return
+    assert len(frozen) == 1 and frozen[0].severity == "error" and "apply" in frozen[0].advice
+    assert frozen[0].evidence["epochs"] == 4 and frozen[0].evidence["relative_spread"] <= 1e-6
+    # Next to it, loss-at-chance names it as the reason, not the labels.
+    assert all("weights-frozen" in f.evidence.get("explained_by", ["weights-frozen"]) for f in trainer.findings if f.code == "loss-at-chance")

@@ -387,6 +387,32 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
         epoch=view.epochs[-1].epoch)
 
 
+def weights_frozen(view: Diagnoser) -> Issue | None:
+    """The training loss was the same at every epoch: no step changed the weights.
+
+    A ``train_step`` override that never applies its gradients trained "silently" (the audit's
+    run: 0.8563 at every epoch, told only that the loss stayed at chance), and so does a learning
+    rate of 0 or a model whose trained layers are all frozen.
+    """
+    if not view.finished or view.epochs_run < view.t.frozen_min_epochs:
+        return None
+    losses = view.epoch_losses(data_only=True)
+    if losses.size < view.t.frozen_min_epochs or not np.isfinite(losses).all():
+        return None
+    level = float(np.mean(np.abs(losses)))
+    spread = float(np.max(losses) - np.min(losses)) / level if level > 0 else math.inf
+    if spread > view.t.frozen_spread or lr_too_low(view) is not None:  # a rate of 0: lr-too-low says so
+        return None
+    return Issue(
+        f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
+        f"differ by {spread:.0e} of it, summing in another order): no step changed the weights.",
+        "Check that the step updates the weights: a train_step override must apply its gradients "
+        "(self.apply_gradients(gradients, variables, loss), or the optimizer's apply); the learning rate "
+        "must not be 0; the layers to train must be trainable.",
+        {"final_train_loss": float(losses[-1]), "epochs": int(losses.size), "relative_spread": spread},
+        epoch=view.epochs[-1].epoch)
+
+
 def plateau(view: Diagnoser) -> Issue | None:
     """The loss stopped improving early, at a level far above where it started to fall."""
     if not view.finished or not curves_ready(view) or view.epochs_run < 6:

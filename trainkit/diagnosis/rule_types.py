@@ -87,6 +87,11 @@ class Thresholds:
     # improvement of < 25%, while below chance (at chance it is loss-at-chance).
     plateau_improvement: float = 0.01
     plateau_total_improvement: float = 0.25
+    # Weights frozen: every epoch's training loss within this fraction of their mean (3 epochs at
+    # least). Shuffled batches sum in another order each epoch (~1e-7 apart); a step that moves
+    # the weights at all moves the epoch loss far more.
+    frozen_spread: float = 1e-6
+    frozen_min_epochs: int = 3
     # Learning rate: update/weight ratio of the weight matrices (DeepDiagnosis: outside
     # [1e-5, 1e-1]; CS231n: ~1e-3 healthy). Too high (> 0.1 over the first steps or in an epoch)
     # needs a bad loss trend as well. Too low is judged on the first 32 steps, before updates

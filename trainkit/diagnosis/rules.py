@@ -31,6 +31,7 @@ from trainkit.diagnosis.loss_rules import (
     nan_loss,
     oscillating_loss,
     plateau,
+    weights_frozen,
 )
 from trainkit.diagnosis.lr_rules import lr_too_high, lr_too_low
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
@@ -55,6 +56,7 @@ RULES: tuple[Rule, ...] = (
     Rule("saturated-activations", "warning", "epoch", saturated_activations, "tanh/sigmoid outputs in the flat tails (info from 25%, warning from 50%)"),
     Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down", refresh_advice=True),
     Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls", rejudge=True),
+    Rule("weights-frozen", "error", "end", weights_frozen, "the training loss was the same at every epoch: no step changed the weights"),
     Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
     Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
     Rule("regularization-dominates", "warning", "end", regularization_dominates, "the weight penalty is most of the training loss"),
