@@ -246,7 +246,7 @@ def test_initial_loss_discounts_the_regularization_penalty():
 
 def test_loss_at_chance_on_flat_training_loss_but_only_at_the_end():
     s = Stream()
-    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st))
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st + e))
     s.val_loss = lambda e: LN2 + 0.01
     d = Diagnoser(s.context)
     s.epochs = 10
@@ -265,7 +265,7 @@ def test_loss_at_chance_beside_dead_relus_points_to_them_not_to_the_labels():
     # "The labels are unpredictable from the inputs" beside dead-relu (or lr-too-high) sent users
     # to their labels, when the run's own findings say why the model could not learn.
     s = Stream()
-    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st))
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st + e))
     s.val_loss = lambda e: LN2 + 0.01
     s.values["activation/dense/dead_fraction"] = lambda e, st: 0.9
     f = finding(s.run(), "loss-at-chance")
@@ -827,7 +827,7 @@ def test_loss_at_chance_names_the_data_checks_that_explain_it(check):
     # unpredictable from the inputs".
     s = Stream()
     s.context.check_codes = (check,)
-    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st))
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st + e))
     s.val_loss = lambda e: LN2 + 0.01
     f = finding(s.run(), "loss-at-chance")
     assert f.evidence["explained_by"] == [check] and "unpredictable" not in f.message
