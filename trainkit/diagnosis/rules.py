@@ -7,7 +7,7 @@ rules live in modules by what they read:
 
 * :mod:`~trainkit.diagnosis.initial_loss_rules` — the loss of the first steps against chance;
 * :mod:`~trainkit.diagnosis.loss_rules` — the loss level and curve (chance, collapse, NaN, diverging,
-  oscillating, plateau);
+  oscillating, plateau, weights frozen);
 * :mod:`~trainkit.diagnosis.lr_rules` — the learning rate, from the update/weight ratios;
 * :mod:`~trainkit.diagnosis.gradient_rules` — vanishing and exploding gradients;
 * :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
