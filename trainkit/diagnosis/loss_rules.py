@@ -1,4 +1,4 @@
-"""Rules on the loss level and curve: at chance, collapsed, NaN/inf, diverging, oscillating, on a plateau."""
+"""Rules on the loss level and curve: at chance, collapsed, NaN/inf, diverging, oscillating, on a plateau, frozen."""
 
 from __future__ import annotations
 
