@@ -187,6 +187,15 @@ def test_targets_may_leave_out_an_output_without_a_loss_but_not_one_with():
     assert info.value.code == "missing-targets" and "output b" in info.value.message
 
 
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
+def test_text_targets_of_an_output_without_a_loss_are_not_refused():
+    # Nothing reads them; the number check refused them as "None needs numeric targets".
+    x, ya, _ = data()
+    trainer = heads_trainer(loss={"a": "binary_crossentropy", "b": None}, task={"a": "binary"})
+    history = trainer.fit(x, {"a": ya, "b": np.array(["text"] * len(x))}, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "a_loss"}
+
+
 def test_targets_under_a_name_that_is_no_output_are_named_where_an_output_lacks_its_own():
     # "The targets have none for output b" said nothing of the misspelt key that held them.
     x, ya, yb = data()

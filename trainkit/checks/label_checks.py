@@ -70,7 +70,7 @@ def label_format(ctx: DataContext) -> Issue | None:
 def _target_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
     """Targets of a regression (or a loss the label checks do not read) that are not numbers:
     else a TensorFlow error at the first step, casting text to float."""
-    if y.dtype.kind in "biuf":
+    if y.dtype.kind in "biuf" or t.loss.name == "None":  # an output without a loss never reads its targets
         return None
     return Issue(f"{name} holds {y.dtype} values, not numbers; {t.loss.describe()} needs numeric targets.",
                  f"Convert numbers read as text with {name}.astype('float32'); encode categories as class ids 0..K-1 for a classification task.",
