@@ -883,9 +883,31 @@ def test_a_keras_callback_watching_a_value_the_logs_lack_is_refused_before_train
             seen.append(epoch)
 
     with pytest.raises(ArgumentError) as info:
-        make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[Epochs(), callback(tmp_path)], verbose=0)
+        make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[callback(tmp_path), Epochs()], verbose=0)
     assert info.value.code == "bad-monitor" and 'monitors "val_los"' in info.value.message and 'Did you mean "val_loss"?' in info.value.message
     assert not seen
+
+
+class AddsF1(Callback):
+    """A callback of the user's that adds a value to the epoch logs, for the callbacks after it."""
+
+    def on_epoch_end(self, epoch, logs):
+        logs["val_f1"] = 0.5 + 0.1 * epoch
+
+
+@pytest.mark.parametrize("monitor", [
+    lambda name: keras.callbacks.EarlyStopping(monitor=name, mode="max", patience=5),
+    lambda name: EarlyStopping(monitor=name, mode="max", patience=5),
+], ids=["keras", "trainkit"])
+def test_a_value_a_callback_adds_to_the_logs_can_be_monitored_after_it(monitor):
+    # model.fit allows it; refusing every monitor the step's logs lack before training refused it.
+    x, y = make_data(40, features=4)
+    history = make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[AddsF1(), monitor("val_f1")], verbose=0)
+    assert history.history["val_f1"] == pytest.approx([0.5, 0.6])
+    # A typo there is still refused, at the first epoch's end, against the logs as they are then.
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[AddsF1(), monitor("val_f2")], verbose=0)
+    assert info.value.code == "bad-monitor" and 'Did you mean "val_f1"?' in info.value.message
 
 
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():

@@ -845,8 +845,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._note_missing_statistics()
         logged = self.epoch_log_names(validation is not None)
         for callback in callbacks:
-            if hasattr(callback, "check_monitor"):  # before any epoch: a typo costs none
-                callback.check_monitor(logged)
+            if not hasattr(callback, "check_monitor"):
+                # It may add values to the epoch logs (an F1 score) for the callbacks after it to
+                # monitor, as model.fit allows: theirs are checked at the epoch's end instead.
+                break
+            callback.check_monitor(logged)  # before any epoch: a typo costs none
         self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
         # The checks are done: a training dataset's first batch may still size its stacks.
         for source, keep in ((train, 1), (validation, 0)):

@@ -104,7 +104,8 @@ class KerasCallback(Callback):
 
     def check_monitor(self, logged: Collection[str]) -> None:
         """Raises ``ArgumentError(bad-monitor)`` when the Keras callback watches a value the epoch
-        logs will not hold, before any epoch (as trainkit's EarlyStopping does).
+        logs will not hold: before any epoch (as trainkit's EarlyStopping does), or at an epoch's end
+        against its logs (after a callback that may add the value, as ``model.fit`` allows).
 
         Keras's ``EarlyStopping``, ``ReduceLROnPlateau`` and a ``save_best_only`` ``ModelCheckpoint``
         failed on it after the first epoch, with a ValueError that their mode could not be told
@@ -134,6 +135,7 @@ class KerasCallback(Callback):
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         # The logs themselves, as Keras passes them: a value the callback adds (ReduceLROnPlateau's
         # learning_rate) reaches the History.
+        self.check_monitor(logs)  # the logs as they are: a callback before this one may add the value
         mode = self._monitor_mode()
         if mode is not None:  # read by the callback's _set_monitor_op, at its first on_epoch_end
             self.callback.mode = mode
