@@ -408,7 +408,8 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
         f"differ by {spread:.0e} of it, summing in another order): no step changed the weights.",
         "Check that the step updates the weights: a train_step override must apply its gradients "
         "(self.apply_gradients(gradients, variables, loss), or the optimizer's apply); the learning rate "
-        "must not be 0; the layers to train must be trainable.",
+        "must be large enough to move them (a rate of 1e-9 moves nothing either); the layers to train must "
+        "be trainable.",
         {"final_train_loss": float(losses[-1]), "epochs": int(losses.size), "relative_spread": spread},
         epoch=view.epochs[-1].epoch)
 
