@@ -659,6 +659,8 @@ def test_history_lists_stay_aligned_with_the_epochs_when_a_key_comes_and_goes():
         (lambda x, y: make_trainer(allow=None), "bad-argument", "allow must be a check code or a list of them"),
         (lambda x, y: make_trainer().fit(x, y, epochs=1, batch_size=0, verbose=0), "bad-argument", "batch_size"),
         (lambda x, y: make_trainer().fit(x, y, epochs=1, validation_split=1.5, verbose=0), "bad-argument", "validation_split"),
+        # A string was read as true: "false" shuffled.
+        (lambda x, y: make_trainer().fit(x, y, epochs=1, shuffle="false", verbose=0), "bad-argument", 'shuffle must be True, False or "batch"'),
     ],
 )
 def test_bad_arguments_raise_trainkit_errors_with_codes(make, code, fragment):
@@ -669,6 +671,24 @@ def test_bad_arguments_raise_trainkit_errors_with_codes(make, code, fragment):
         make(x, y)
     assert info.value.code == code and fragment in info.value.message
     assert isinstance(info.value, ValueError)  # as before, for code that caught ValueError
+
+
+def test_shuffle_batch_keeps_the_batches_and_shuffles_only_their_rows_as_model_fit_does():
+    # "batch" was read as true: every epoch drew new batches from all the rows.
+    trainer = make_trainer(seed=5)
+    orders = [trainer._epoch_order(10, "batch", epoch, 4) for epoch in range(3)]
+    for order in orders:
+        assert [sorted(order[i:i + 4]) for i in (0, 4, 8)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert any(list(order) != list(range(10)) for order in orders) and not all(np.array_equal(orders[0], o) for o in orders[1:])
+    np.testing.assert_array_equal(orders[1], make_trainer(seed=5)._epoch_order(10, "batch", 1, 4))  # seeded: a resumed run sees the same
+
+    # A batch's loss and gradient do not depend on its rows' order: model.fit's "batch" numbers.
+    x, y = make_data(50, features=4)
+    history = make_trainer(make_model(features=4)).fit(x, y, epochs=3, batch_size=16, shuffle="batch", verbose=0).history
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=3, batch_size=16, shuffle="batch", verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
 def test_resume_without_a_logdir_says_the_trainer_needs_one():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +23,9 @@ import tensorflow as tf
 from trainkit import distribute
 from trainkit.loop import CompiledLoop, StepOutputs, epoch_batches
 from trainkit.sources import ArraySource, DatasetSource, nothing_left, streamed
+
+if TYPE_CHECKING:
+    from trainkit.fit_data import Shuffle
 
 # Target wall time of one compiled call with steps_per_execution="auto": long enough that the
 # per-call overhead vanishes, short enough for a live progress bar and live diagnosis.
@@ -48,10 +51,10 @@ class EpochCalls:
     _auto_call_steps: int
     _epochs_skipped: int
 
-    def _in_memory_calls(self, train: ArraySource, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
+    def _in_memory_calls(self, train: ArraySource, batch_size: int, shuffle: Shuffle, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one in-memory epoch."""
         assert self._train_loop is not None
-        full, partial = epoch_batches(self._epoch_order(train.rows, shuffle, epoch), batch_size)
+        full, partial = epoch_batches(self._epoch_order(train.rows, shuffle, epoch, batch_size), batch_size)
         batches = full.shape[0]
         tail_ran = False
         if batches:
@@ -91,9 +94,14 @@ class EpochCalls:
                 # No full batch to ride along with (fewer rows than a batch, or resumed right here).
                 yield self._train_loop.run_in_memory(train.data, tf.constant(partial), 0, 1, 1)
 
-    def _epoch_order(self, rows: int, shuffle: bool, epoch: int) -> np.ndarray:
+    def _epoch_order(self, rows: int, shuffle: Shuffle, epoch: int, batch_size: int) -> np.ndarray:
+        # Stateless: the order depends only on (seed, epoch), so a resumed run sees the same.
+        if shuffle == "batch":
+            # model.fit's "batch": the batches hold the same consecutive rows every epoch, in the
+            # same order, each batch's rows shuffled among themselves.
+            keys = np.random.default_rng([self.seed, epoch]).random(rows)
+            return np.lexsort((keys, np.arange(rows) // batch_size))
         if shuffle:
-            # Stateless: the order depends only on (seed, epoch), so a resumed run sees the same.
             return tf.random.experimental.stateless_shuffle(tf.range(rows), seed=[self.seed, epoch]).numpy()
         return np.arange(rows)
 
@@ -109,12 +117,12 @@ class EpochCalls:
             return iter(distribute.distribute_dataset(self.strategy, dataset))
         return source.epoch_iterator(lambda dataset: iter(distribute.distribute_dataset(self.strategy, dataset)), epoch, start_batch)
 
-    def _distributed_calls(self, train: Any, batch_size: int, shuffle: bool, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
+    def _distributed_calls(self, train: Any, batch_size: int, shuffle: Shuffle, epoch: int, start_batch: int = 0) -> Iterable[StepOutputs]:
         """Yields the outputs of each compiled call of one epoch under a strategy."""
         assert self._train_loop is not None
         if nothing_left(train, batch_size, start_batch):
             return
-        order = self._epoch_order(train.rows, shuffle, epoch) if isinstance(train, ArraySource) else None
+        order = self._epoch_order(train.rows, shuffle, epoch, batch_size) if isinstance(train, ArraySource) else None
         def make() -> Any:
             return self._distributed_iterator(train, batch_size, order, start_batch, epoch - self._epochs_skipped)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -37,6 +37,11 @@ from trainkit.sources import (
 )
 from trainkit.trainer_arguments import is_whole_number
 
+#: ``fit(shuffle=...)``: numpy rows in a new order every epoch (``True``), in their own order
+#: (``False``), or, as ``model.fit`` reads ``"batch"``, batched as they come (the same rows in the
+#: same batches every epoch) with each batch's rows shuffled among themselves.
+Shuffle = bool | Literal["batch"]
+
 
 class FitData:
     """Batch sources from ``fit``'s and ``evaluate``'s data arguments, mixed into the Trainer.
@@ -53,7 +58,7 @@ class FitData:
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
-                 shuffle: bool = False) -> tuple[Any, Any]:
+                 shuffle: Shuffle = False) -> tuple[Any, Any]:
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         validation_data = accepted_input(validation_data, "validation_data")
         if isinstance(x, tf.data.Dataset):
@@ -187,8 +192,12 @@ def check_epochs(epochs: int, initial_epoch: int) -> None:
                                             f"not how many more (as in model.fit), so nothing would train. Pass epochs > {initial_epoch}.")
 
 
-def check_fit_options(validation_split: Any, callbacks: Any) -> None:
-    """Refuses a ``validation_split`` that is not a number and ``callbacks`` that are not a list."""
+def check_fit_options(validation_split: Any, callbacks: Any, shuffle: Any = True) -> None:
+    """Refuses a ``validation_split`` that is not a number, ``callbacks`` that are not a list and a
+    ``shuffle`` that is neither a bool nor ``"batch"``."""
+    if not isinstance(shuffle, bool | np.bool_) and shuffle != "batch":
+        # A string was read as true: shuffle="false" shuffled.
+        raise ArgumentError("bad-argument", f"shuffle must be True, False or \"batch\", got {shuffle!r}.")
     if isinstance(validation_split, bool | np.bool_) or not isinstance(validation_split, numbers.Real):
         raise ArgumentError("bad-argument", f"validation_split must be a number in [0, 1), got {validation_split!r}.")
     if callbacks is None or hasattr(callbacks, "on_epoch_end") or isinstance(callbacks, str) or not hasattr(callbacks, "__iter__"):

@@ -44,6 +44,7 @@ from trainkit.errors import (
 from trainkit.findings import Finding
 from trainkit.fit_data import (
     FitData,
+    Shuffle,
     check_batch_size,
     check_epochs,
     check_fit_options,
@@ -691,7 +692,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         batch_size: int = 32,
         validation_data: Any = None,
         validation_split: float = 0.0,
-        shuffle: bool = True,
+        shuffle: Shuffle = True,
         sample_weight: Any = None,
         callbacks: Iterable[Callback | keras.callbacks.Callback] = (),
         verbose: int = 1,
@@ -714,9 +715,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             validation_data: ``(x_val, y_val)`` or a batched dataset, evaluated after each epoch.
             validation_split: Fraction of the numpy rows (taken from the end, before shuffling)
                 held out for validation.
-            shuffle: Reshuffle numpy rows every epoch (in the graph, seeded by seed and epoch),
-                or a ``keras.utils.PyDataset``'s batch order (as ``model.fit`` does); a
-                ``tf.data.Dataset`` keeps its own order.
+            shuffle: Reshuffle numpy rows every epoch (seeded by seed and epoch), or a
+                ``keras.utils.PyDataset``'s batch order (as ``model.fit`` does); a
+                ``tf.data.Dataset`` keeps its own order. ``"batch"``, as with ``model.fit``:
+                numpy rows are batched in their order, every epoch alike, and only each batch's
+                rows are shuffled among themselves (a PyDataset's batch order is shuffled).
             sample_weight: Optional per-row weights for numpy inputs.
             callbacks: :class:`~trainkit.callbacks.Callback` instances, and Keras callbacks that
                 work at epochs (``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``...;
@@ -749,7 +752,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         check_batch_size(batch_size)
         check_epochs(epochs, initial_epoch)
-        check_fit_options(validation_split, callbacks)
+        check_fit_options(validation_split, callbacks, shuffle)
         if validation_batch_size is not None:
             check_batch_size(validation_batch_size, "validation_batch_size")
         validation_batch_size = validation_batch_size or batch_size
@@ -1065,7 +1068,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         epoch: int,
         train: Any,
         batch_size: int,
-        shuffle: bool,
+        shuffle: Shuffle,
         callbacks: CallbackList,
         start_batch: int = 0,
         stop_request: StopRequest | None = None,
