@@ -204,6 +204,24 @@ def test_targets_under_a_name_that_is_no_output_are_named_where_an_output_lacks_
     assert info.value.code == "missing-targets" and "output b, which has a loss (y has 'bb' instead)" in info.value.message
 
 
+def test_targets_under_a_name_that_is_no_output_are_refused_when_every_output_has_its_own():
+    # They were dropped without a word; model.fit refuses them ("different structures").
+    x, ya, yb = data()
+    with pytest.raises(DataError) as info:
+        heads_trainer().fit(x, {"a": ya, "b": yb, "c": yb}, epochs=1, verbose=0)
+    assert info.value.code == "shape-mismatch" and "y has targets under 'c', which names none of the model's outputs (a, b)" in info.value.message
+    with pytest.raises(DataError, match='Did you mean "b"'):
+        heads_trainer(loss={"a": "binary_crossentropy", "b": None}, task={"a": "binary"}).fit(x, {"a": ya, "B": yb}, epochs=1, verbose=0)
+
+    class Masked(Trainer):  # a loss of its own may read a key that names no output
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            return super().compute_loss(x, {"a": y["a"], "b": y["b"] * y["mask"]}, y_pred, sample_weight, training)
+
+    history = Masked(two_heads(), loss=["binary_crossentropy", "mse"], task=["binary", "regression"], optimizer="adam", seed=0).fit(
+        x, {"a": ya, "b": yb, "mask": np.ones_like(yb)}, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
 def test_class_weight_is_refused_for_several_outputs_even_before_they_are_counted():
     class TwoHeads(keras.Model):
         def __init__(self) -> None:

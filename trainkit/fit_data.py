@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import class_weights, distribute, multioutput
-from trainkit.errors import ArgumentError, DataError
+from trainkit.errors import ArgumentError, DataError, closest
 from trainkit.findings import Finding
 from trainkit.inputs import accepted_input
 from trainkit.modelbuild import ensure_built
@@ -151,18 +151,36 @@ class FitData:
                 self.optimizer.build(self.model.trainable_variables)
         self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
 
+    def _reads_targets_itself(self) -> bool:
+        """Whether a subclass reads the targets in code of its own, which may use keys that name
+        no output (a mask, say)."""
+        return _overrides(self, ("train_step", "test_step", "compute_loss", "update_metrics"))
+
     def _check_targets_cover_outputs(self, targets: Any) -> None:
-        """Refuses targets by name that leave out an output with a loss (before any trace)."""
+        """Refuses targets by name that leave out an output with a loss, or that name no output
+        (before any trace)."""
         if len(self.heads) < 2 or not isinstance(targets, Mapping):
             return
-        given = multioutput.targets_per_output(targets, None, [h.name for h in self.heads])
+        names = [h.name for h in self.heads]
+        given = multioutput.targets_per_output(targets, None, names)
+        # A misspelt key is the likely cause of either: name it, as a misspelt input name is named.
+        unknown = [key for key in targets if key not in names]
         missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
         if missing:
-            # A misspelt key is the likely cause: name it, as a misspelt input name is named.
-            unknown = [key for key in targets if key not in {h.name for h in self.heads}]
             instead = f" (y has {', '.join(map(repr, unknown))} instead)" if unknown else ""
             raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss{instead}: give every trained output its "
                             f"targets (by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
+        if unknown and not self._reads_targets_itself():
+            # Read by nobody, they were dropped without a word (model.fit refuses them).
+            raise DataError("shape-mismatch", f"y has targets under {unknown[0]!r}, which names none of the model's outputs ({', '.join(names)})."
+                            f"{closest(str(unknown[0]), names)} Name every target after its output, or leave out the ones no output trains on.")
+
+
+def _overrides(instance: Any, names: Sequence[str]) -> bool:
+    """Whether ``instance``'s class overrides any of the Trainer's methods ``names``."""
+    from trainkit.trainer import Trainer  # here: trainer.py imports this module
+
+    return any(getattr(type(instance), name) is not getattr(Trainer, name) for name in names)
 
 
 def check_input_shapes(x: Any, model: keras.Model) -> None:
