@@ -93,6 +93,23 @@ def test_an_embeddings_gradient_norm_adds_the_rows_of_repeated_ids(jit_compile):
     assert got[stats.grad_nonfinite_name("embedding/embeddings")] == 0
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_sparse_gradients_histogram_counts_the_rows_of_the_dense_gradient(jit_compile):
+    # One row per id occurrence was counted: id 2's two rows, where the gradient holds their sum.
+    values, ids = [[1.0, 2.0], [3.0, 4.0], [10.0, 20.0], [5.0, 6.0]], [2, 0, 5, 2]
+
+    @tf.function(jit_compile=jit_compile)
+    def counted() -> tf.Tensor:
+        gradient = tf.IndexedSlices(tf.constant(values), tf.constant(ids), tf.constant([7, 2]))
+        return stats.histograms([stats.histogram_entries(gradient)], xla=jit_compile)
+
+    dense = np.zeros((7, 2), np.float32)
+    np.add.at(dense, ids, values)
+    expected = stats.histograms([tf.constant(dense[[0, 2, 5]])])  # the ids' rows: [3, 4], [6, 8], [10, 20]
+    np.testing.assert_allclose(counted().numpy(), expected.numpy())
+    assert counted().numpy()[0, :, 2].sum() == 6
+
+
 def test_update_ratio_and_weight_norm_equal_the_change_measured_outside():
     x, y = make_data(32)
     model = make_model()

@@ -80,7 +80,7 @@ class ProbeHistograms:
             tensors: dict[str, Any] = {}
             for name, gradient in zip(names, gradients, strict=True):
                 if gradient is not None:
-                    tensors[histogram_tag("gradients", name)] = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+                    tensors[histogram_tag("gradients", name)] = stats.histogram_entries(gradient)
             for tap in taps:
                 tensors[histogram_tag("activations", tap.name)] = tap.tensor
             # The weights too: read in the same call rather than one eager read each.

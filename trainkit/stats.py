@@ -171,13 +171,35 @@ def _merged_rows(gradient: tf.IndexedSlices) -> tf.Tensor:
     segment: static shapes for XLA (``tf.unique`` has none), zero rows padding the end, and the
     work grows with the batch's ids, not with the table.
     """
+    return _merged_rows_and_count(gradient)[0]
+
+
+def _merged_rows_and_count(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`_merged_rows`, and how many of them are not padding (the distinct ids)."""
     indices = gradient.indices
     order = tf.argsort(indices, stable=True)
     ordered = tf.gather(indices, order)
     # A new segment wherever the sorted id changes (the first id always starts one).
     starts = tf.not_equal(ordered, tf.concat([ordered[:1] - 1, ordered[:-1]], 0))
     segments = tf.cumsum(tf.cast(starts, tf.int32)) - 1
-    return tf.math.unsorted_segment_sum(tf.gather(gradient.values, order), segments, tf.size(indices))
+    rows = tf.math.unsorted_segment_sum(tf.gather(gradient.values, order), segments, tf.size(indices))
+    return rows, tf.reduce_sum(tf.cast(starts, tf.int32))
+
+
+def histogram_entries(gradient: Any) -> tf.Tensor:
+    """What :func:`histograms` counts of a gradient: a sparse one's merged rows (the dense
+    gradient's nonzero rows, see :func:`_merged_rows`), their padding NaN, which the histograms
+    leave out; a dense one as it is.
+
+    Counted one row per id occurrence, the histogram of an embedding's gradient showed values no
+    entry of the gradient has wherever a batch repeated an id.
+    """
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    rows, count = _merged_rows_and_count(gradient)
+    real = tf.range(tf.shape(rows)[0]) < count
+    real = tf.reshape(real, [-1] + [1] * (rows.shape.rank - 1))
+    return tf.where(real, _float32(rows), np.nan)
 
 
 def read_variable(variable: Any) -> tf.Tensor:
