@@ -868,6 +868,25 @@ def test_a_keras_callback_s_on_train_end_gets_the_last_epoch_s_logs_as_in_model_
         assert ends["trainkit"][key] == pytest.approx(float(ends["keras"][key]), rel=1e-5)
 
 
+def test_a_keras_callback_evaluating_the_model_gets_what_model_fit_s_would():
+    # self.model.evaluate(...) raised "You must call compile() before using the model".
+    x, y = make_data(48, features=4)
+    evaluated = {}
+
+    def evaluating(name):
+        cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: evaluated.setdefault(name, []).append(cb.model.evaluate(x, y, verbose=0)))
+        return cb
+
+    model = make_model(features=4)
+    make_trainer(model, seed=0, metrics=["accuracy"]).fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[evaluating("trainkit")])
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[evaluating("keras")])
+    np.testing.assert_allclose(evaluated["trainkit"], evaluated["keras"], rtol=1e-5)
+    assert len(evaluated["trainkit"]) == 2 and len(evaluated["trainkit"][0]) == 2  # [loss, accuracy] each epoch
+    assert "evaluate" not in vars(model)  # lent for the run only: the model's own afterwards
+
+
 def test_keras_callbacks_monitoring_a_metric_in_auto_mode_take_its_direction_as_in_model_fit(tmp_path):
     # Keras finds the direction of a monitored metric in model.metrics, which a model trainkit
     # trains does not hold: EarlyStopping(monitor="val_accuracy") raised ValueError ("isn't able

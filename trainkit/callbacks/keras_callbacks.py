@@ -65,6 +65,18 @@ def as_trainkit_callback(callback: Any) -> Any:
     return KerasCallback(callback)
 
 
+def trainer_evaluate(trainer: Trainer) -> Any:
+    """``model.evaluate`` of the model ``trainer`` trains, by :meth:`~trainkit.Trainer.evaluate`:
+    its loss and metrics, Keras's arguments and return value (a list, or the loss alone, unless
+    ``return_dict=True``). The data is not checked again, as ``model.evaluate`` does not."""
+
+    def evaluate(x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = "auto", sample_weight: Any = None,
+                 steps: int | None = None, callbacks: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        return trainer.evaluate(x, y, batch_size=batch_size or 32, sample_weight=sample_weight, steps=steps, check_data=False, return_dict=return_dict)
+
+    return evaluate
+
+
 def _uncalled_hooks(callback: keras.callbacks.Callback) -> list[str]:
     """The batch and validation hooks ``callback`` defines (its class's or set on it, as
     ``LambdaCallback`` does), which would never run; ModelCheckpoint's batch hook is idle when it
@@ -80,8 +92,9 @@ class KerasCallback(Callback):
     """Runs a Keras callback's epoch-level hooks from trainkit's.
 
     For the run, ``model.optimizer`` is the trainer's optimizer (what ``ReduceLROnPlateau`` and
-    ``LearningRateScheduler`` change; a model compiled before keeps its own again afterwards), and
-    ``model.stop_training = True`` stops training after the epoch, as in ``model.fit``. The Keras
+    ``LearningRateScheduler`` change; a model compiled before keeps its own again afterwards),
+    ``model.stop_training = True`` stops training after the epoch, as in ``model.fit``, and an
+    uncompiled model's ``model.evaluate(...)`` is the trainer's (:func:`trainer_evaluate`). The Keras
     callback's own state (a plateau's patience so far) is not in trainkit's checkpoints: a resumed
     run starts it afresh, with the learning rate the checkpoint's optimizer holds.
 
@@ -97,6 +110,8 @@ class KerasCallback(Callback):
         self._previous_optimizer: Any = None
         # The last epoch's logs: model.fit passes them to on_train_end ({} when no epoch ended).
         self._last_logs: Mapping[str, float] | None = None
+        # Whether this wrapper lent the trainer's evaluate to an uncompiled model.
+        self._lent_evaluate = False
 
     def set_trainer(self, trainer: Trainer) -> None:
         super().set_trainer(trainer)
@@ -159,7 +174,9 @@ class KerasCallback(Callback):
                 model.optimizer = self._previous_optimizer
             elif self._lent and "optimizer" in vars(model):
                 del model.optimizer
-            self._lent = False
+            if self._lent_evaluate and "evaluate" in vars(model):
+                del model.evaluate
+            self._lent = self._lent_evaluate = False
 
     def _monitor_mode(self) -> str | None:
         """``"max"`` or ``"min"`` for a Keras callback that monitors a metric with ``mode="auto"``
@@ -181,3 +198,8 @@ class KerasCallback(Callback):
         self._lent = self._previous_optimizer is not self.trainer.optimizer
         if self._lent:
             model.optimizer = self.trainer.optimizer
+        # A Keras callback that evaluates (self.model.evaluate(x_val, y_val)) met "You must call
+        # compile() before using the model": a model trainkit trains need not be compiled.
+        self._lent_evaluate = not getattr(model, "compiled", False) and "evaluate" not in vars(model)
+        if self._lent_evaluate:
+            model.evaluate = trainer_evaluate(self.trainer)
