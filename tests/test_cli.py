@@ -708,7 +708,17 @@ def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
         assert said.exit_code == 0 and "report.json does not read back" in said.output
     (run_dir / "report.json").unlink()  # killed: no report at all
     killed = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
-    assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run has no report.json")
+    assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run's process was killed (no report.json, and nothing trains into it)")
+    # Still training: its lock is held. (Both read "has no report.json (still training, or its
+    # process was killed)".)
+    from trainkit.run_lock import exclusive
+
+    with exclusive(run_dir):
+        training = runner.invoke(app, ["diagnose", str(run_dir)])
+    assert f"unfinished: the run is still training (process {os.getpid()}): these are the findings of its events so far" in training.output
+    (run_dir / ".trainkit.lock").unlink()  # a run from before the lock: it cannot be told
+    unknown = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
+    assert json.loads(unknown.output)["unfinished"].startswith("unfinished: the run has no report.json (still training, or its process was killed)")
 
 
 def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(runner, tiny_recipe, tmp_path):

@@ -63,6 +63,29 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def training_process(logdir: str | Path) -> int | None:
+    """The process training into ``logdir`` now (its lock's holder), or ``None`` when none is:
+    the run ended, was killed, or predates the lock (or the platform has no ``flock``).
+
+    The pid comes from the lock file; ``0`` when a holder wrote none (yet).
+    """
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(Path(logdir) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: released by the close below
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            return int(holder) if holder.isdigit() else 0
+        return None
+    finally:
+        os.close(fd)
+
+
 def holds_run_lock(fit: F) -> F:
     """Runs a Trainer method with its run directory's lock held (the chief's only: under a
     multi-worker strategy only it writes there)."""

@@ -28,6 +28,7 @@ import yaml
 from trainkit.diagnosis.engine import UNFINISHED, Context, Diagnoser
 from trainkit.errors import TrainkitError
 from trainkit.findings import Finding
+from trainkit.run_lock import LOCK_NAME, training_process
 
 _CONTEXT = "diagnosis_context/text_summary"
 _END = "diagnosis_end/text_summary"
@@ -310,6 +311,13 @@ def unfinished_note(run_dir: str | Path) -> str | None:
     try:
         report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
+        # The run's lock tells a run still training from one whose process died without a word.
+        pid = training_process(run_dir)
+        if pid is not None:
+            by = f" (process {pid})" if pid else ""
+            return f"unfinished: the run is still training{by}: these are the findings of its events so far. The end-of-run verdicts come when it ends."
+        if (run_dir / LOCK_NAME).exists():
+            return f"unfinished: the run's process was killed (no report.json, and nothing trains into it){resume}. The end-of-run verdicts are missing."
         return f"unfinished: the run has no report.json (still training, or its process was killed){resume}. The end-of-run verdicts are missing."
     except (OSError, ValueError):
         report = None
