@@ -834,6 +834,19 @@ def test_loss_at_chance_names_the_data_checks_that_explain_it(check):
     assert f.advice.startswith(f"Fix what {check} says first")
 
 
+def test_loss_at_chance_names_unscaled_targets_as_the_reason():
+    # Targets of std ~2e6: Adam's MSE stayed at 101% of their variance for 20 epochs, and was told
+    # "the labels are unpredictable from the inputs" beside unscaled-targets.
+    chance = 3.7e12
+    s = Stream(task="regression", chance=chance)
+    s.context.check_codes = ("unscaled-targets",)
+    s.train_loss = lambda e, st: chance * (1.01 + 0.001 * math.sin(st + e))
+    s.val_loss = lambda e: chance * 1.01
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == ["unscaled-targets"] and "unpredictable" not in f.message
+    assert f.advice.startswith("Fix what unscaled-targets says first")
+
+
 def test_a_transient_dead_spell_is_not_reported():
     s = Stream()
     s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e == 6 else 0.05

@@ -53,8 +53,9 @@ if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
-#: Data-check codes that explain a loss at chance: the inputs carry nothing, or nothing usable yet.
-DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs")
+#: Data-check codes that explain a loss at chance: the inputs carry nothing, or nothing usable yet,
+#: or the targets are too far from where a fresh output starts to be reached.
+DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets")
 
 
 def loss_at_chance(view: Diagnoser) -> Issue | None:
@@ -99,7 +100,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     # after this rule, they are asked directly.
     # So do the data checks' constant inputs (nothing to learn from) and unscaled inputs (an LSTM
     # on features ~3000 sat at chance with its gates saturated, and was told "the labels are
-    # unpredictable from the inputs" beside unscaled-inputs).
+    # unpredictable from the inputs" beside unscaled-inputs), and unscaled targets (targets of std
+    # ~2e6 kept Adam's MSE at 101% of the target variance for 20 epochs, and were told the same).
     checked = [code for code in DATA_BLOCKERS if code in (view.context.check_codes or ())]
     blockers = (checked + found_codes(view, CANNOT_LEARN) + (["lr-too-low"] if too_small_steps else [])
                 + (["regularization-dominates"] if regularization_dominates(view) is not None else []))
