@@ -451,6 +451,22 @@ def test_oscillating_loss_but_not_dropout_noise_at_a_low_loss():
     assert "oscillating-loss" not in codes(quiet.run())
 
 
+def test_oscillating_loss_from_strong_dropout_is_told_to_lower_the_dropout_not_the_learning_rate():
+    # Dropout 0.9 after each hidden layer: the training loss (dropout on) zig-zagged between 0.92
+    # and 1.67 above a validation loss of ~0.68, as much at a 10x lower learning rate, and was
+    # told to lower the learning rate.
+    s = Stream()
+    s.context.dropout = 0.9
+    s.train_loss = lambda e, st: 1.0 if e % 2 else 1.4
+    s.val_loss = lambda e: 0.68
+    f = finding(s.run(), "oscillating-loss")
+    assert f.advice.startswith("Lower the dropout rate (now 0.9") and "learning_rate:" not in f.advice
+    assert f.evidence["dropout"] == 0.9 and f.evidence["mean_val_loss"] == pytest.approx(0.68)
+    # Without dropout the same curves get the usual advice.
+    s.context.dropout = 0.0
+    assert finding(s.run(), "oscillating-loss").advice.startswith("Lower the learning rate")
+
+
 def test_plateau_after_a_little_learning():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6

@@ -14,7 +14,7 @@ from trainkit.diagnosis.finding_groups import (
     found_codes,
     lr_lowering_found,
 )
-from trainkit.diagnosis.fit_rules import regularization_dominates
+from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominates
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
     first_losses,
@@ -379,14 +379,29 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
     trend = abs(float(window[-1] - window[0])) / max(float(np.sum(np.abs(moves))), 1e-12)
     if changes < view.t.oscillation_sign_fraction or amplitude < view.t.oscillation_amplitude or trend > view.t.oscillation_max_trend:
         return None
+    evidence = {"sign_change_fraction": changes, "relative_amplitude": amplitude, "net_trend": trend, "window_epochs": len(window)}
+    moved = (f"Over the last {len(window)} epochs the training loss changed direction in {changes:.0%} of the "
+             f"epochs, moving by {amplitude:.0%} of the loss scale each time ({format_number(float(window.min()))} to "
+             f"{format_number(float(window.max()))})")
+    val = view.val_losses()[-len(window):]
+    # The training loss is measured with dropout on, the validation loss with it off: strong dropout
+    # whose training loss stays above the validation loss makes the zig-zag itself. Dropout 0.9 after
+    # each hidden layer zig-zagged as much at a 10x lower learning rate, and was told to lower it.
+    if (view.context.dropout >= DROPOUT_STRONG and len(val) == len(window) and np.isfinite(val).all()
+            and float(np.mean(window)) > float(np.mean(val))):
+        return Issue(
+            f"{moved}, above the validation loss (mean {format_number(float(np.mean(val)))}): the training loss is "
+            f"measured with dropout at rate {view.context.dropout:g} on, and that noise, not the step size, makes it "
+            f"jump.",
+            f"Lower the dropout rate (now {view.context.dropout:g}; 0.1-0.3 is usual, 0.5 at most): a lower learning "
+            f"rate does not calm dropout noise.",
+            {**evidence, "mean_val_loss": float(np.mean(val)), "dropout": view.context.dropout},
+            epoch=view.epochs[-1].epoch)
     return Issue(
-        f"Over the last {len(window)} epochs the training loss changed direction in {changes:.0%} of the "
-        f"epochs, moving by {amplitude:.0%} of the loss scale each time ({format_number(float(window.min()))} to "
-        f"{format_number(float(window.max()))}): the updates overshoot the minimum back and forth.",
+        f"{moved}: the updates overshoot the minimum back and forth.",
         f"Lower the learning rate ({lowered_lr_text(view)}) or use a decaying schedule; larger batches "
         f"(training.batch_size) also smooth the updates.",
-        {"sign_change_fraction": changes, "relative_amplitude": amplitude, "net_trend": trend, "window_epochs": len(window)},
-        epoch=view.epochs[-1].epoch)
+        evidence, epoch=view.epochs[-1].epoch)
 
 
 def weights_frozen(view: Diagnoser) -> Issue | None:
