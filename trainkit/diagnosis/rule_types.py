@@ -116,6 +116,9 @@ class Thresholds:
     # gradient norm 100x its baseline of the first steps (and above 1.0).
     explode_factor: float = 100.0
     explode_min_norm: float = 1.0
+    # ... at a step whose loss is not under this fraction of the first steps' (a norm growing as
+    # the loss falls far is a model leaving a flat start: a small-init tanh stack measured 170x).
+    explode_loss_fraction: float = 0.5
     # Dead ReLU (AUTOTRAINER/DeepDiagnosis >= 70% of outputs <= 0; SageMaker: > 50% of a layer
     # inactive): half of the layer's units never active in a batch, for 2 epochs running.
     dead_fraction: float = 0.5
