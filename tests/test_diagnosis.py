@@ -1108,6 +1108,21 @@ def test_weighted_chance_loss_is_the_best_weighted_constant_with_trainings_reduc
     assert chance_loss(task, loss, y, sample_weight=np.ones(rows - 1)) is None
 
 
+@pytest.mark.parametrize(("task", "loss"), [("binary", "binary_crossentropy"), ("regression", "mse")])
+def test_weighted_chance_loss_of_one_label_per_row_is_that_of_a_column(task, loss):
+    # y of shape (rows,), as most data comes: weights 10 and 1 on ~50/50 random labels gave a
+    # chance level of 6.7 (the unweighted loss times the mean weight) for 1.7, and the run that
+    # stayed at 1.75 got no loss-at-chance.
+    rng = np.random.default_rng(0)
+    y = (rng.random(480) < 0.5).astype(float) if task == "binary" else rng.normal(1.0, 2.0, 480)
+    w = np.where(y == 1, 10.0, 1.0) if task == "binary" else rng.uniform(0, 3, 480)
+    flat = chance_loss(task, loss, y, sample_weight=w)
+    assert flat.loss == pytest.approx(chance_loss(task, loss, y[:, None], sample_weight=w).loss, rel=1e-5)
+    if task == "binary":
+        p = np.average(y, weights=w)
+        assert flat.loss == pytest.approx(float(np.mean(-w * (y * np.log(p) + (1 - y) * np.log(1 - p)))), rel=1e-4)
+
+
 def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
     # class_weight {0: 1, 1: 19} gave initial-loss-too-high 4.8x and underfitting at 103% of
     # chance on a run with validation AUC 0.986.

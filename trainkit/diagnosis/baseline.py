@@ -122,6 +122,11 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
     if constant is None:
         return None
     prediction, detail = constant
+    if y.ndim == 1 and info.kind != "sparse":
+        # One label per row is one column to the loss, as the model's (rows, 1) output makes it in
+        # training: Keras losses average over the last axis, so a 1-D y was averaged over all the
+        # rows before the weights applied (weights 10 and 1 on ~50/50 labels read 6.7 for 1.7).
+        y = y[:, None]
     try:
         fn = get_loss(loss) if not callable(loss) else loss
         pred = np.broadcast_to(prediction, _pred_shape(info.kind, y, prediction)).astype(np.float32)
