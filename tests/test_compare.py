@@ -596,3 +596,19 @@ def test_a_single_row_names_the_column_of_a_swept_data_seed_by_its_hyperparamete
 
     row = CompareRow(name="r", recipe="r", sweep={"data.seed": 7}, hparams={"seed": 0, "data_seed": 7, "learning_rate": 0.01}, epochs_run=1)
     assert differing_hparams([row]) == ["data_seed"]
+
+
+def test_a_recipe_and_its_early_stopping_fix_differ_in_a_column():
+    # high_early_stop_broken/_fixed differ only in training.early_stopping: the table had no
+    # column for it, so nothing said what the fixed run changed.
+    from trainkit.compare import differing_hparams
+
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    rows = [CompareRow(name=n, recipe=n, sweep={}, hparams=load_recipe(recipes / f"{n}.yaml").hparams(), epochs_run=1)
+            for n in ("high_early_stop_broken", "high_early_stop_fixed")]
+    assert differing_hparams(rows) == ["early_stopping"]
+    header, cells = table_rows(rows)
+    column = header.index("early_stopping")
+    assert [row[column] for row in cells] == ["none", "val_loss, patience 10, best restored"]
+    swept = CompareRow(name="r", recipe="r", sweep={"training.early_stopping.patience": 3}, hparams=rows[1].hparams, epochs_run=1)
+    assert differing_hparams([swept]) == ["early_stopping"]

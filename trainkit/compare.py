@@ -352,7 +352,8 @@ def _cell(value: Any) -> str:
 
 
 #: Sweep paths whose hyperparameter is not named by the path's last part (``seed`` is training.seed).
-_SWEPT_HPARAM = {"data.seed": "data_seed", "data.rows": "rows", "data.generator": "data", "data.source": "data"}
+_SWEPT_HPARAM = {"data.seed": "data_seed", "data.rows": "rows", "data.generator": "data", "data.source": "data",
+                 **{f"training.early_stopping{key}": "early_stopping" for key in ("", ".monitor", ".patience", ".min_delta", ".restore_best_weights")}}
 
 
 def differing_hparams(rows: Sequence[CompareRow]) -> list[str]:

@@ -615,6 +615,7 @@ class Recipe(_Section):
             "epochs": self.training.epochs,
             "batch_size": self.training.batch_size,
             "validation_split": self.training.validation_split,
+            "early_stopping": _early_stopping_hparam(self.training.early_stopping),
             "seed": self.training.seed,
         }
 
@@ -698,6 +699,22 @@ def _layer_hparams(model: ModelSection) -> dict[str, str | float | int | bool]:
         "l2": l2,
         "batchnorm": any(isinstance(layer, BatchNormLayer) for layer in model.layers),
     }
+
+
+def _early_stopping_hparam(stopping: EarlyStoppingConfig | None) -> str:
+    """Early stopping as one table cell: ``"none"`` or ``"val_loss, patience 10, best restored"``.
+
+    A recipe and its early-stopping fix (high_early_stop_broken/_fixed) differ only here, and
+    without it ``trainkit compare`` and the HParams dashboard showed no difference between them.
+    """
+    if stopping is None:
+        return "none"
+    parts = [stopping.monitor, f"patience {stopping.patience}"]
+    if stopping.min_delta:
+        parts.append(f"min_delta {stopping.min_delta:g}")
+    if stopping.restore_best_weights:
+        parts.append("best restored")
+    return ", ".join(parts)
 
 
 def _as_float(value: Any) -> float:
