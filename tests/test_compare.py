@@ -612,3 +612,12 @@ def test_a_recipe_and_its_early_stopping_fix_differ_in_a_column():
     assert [row[column] for row in cells] == ["none", "val_loss, patience 10, best restored"]
     swept = CompareRow(name="r", recipe="r", sweep={"training.early_stopping.patience": 3}, hparams=rows[1].hparams, epochs_run=1)
     assert differing_hparams([swept]) == ["early_stopping"]
+
+
+def test_a_findings_column_of_clean_runs_is_left_aligned_text():
+    # Every cell "-" read as a column of missing numbers, so it was right-aligned under its title.
+    rows = [_row("a", 0.01, final={"loss": 0.5}, best_epoch=1, best_monitor="loss"),
+            _row("b", 0.001, final={"loss": 0.6}, best_epoch=1, best_monitor="loss")]
+    lines = format_table(rows).splitlines()
+    start = lines[0].index("findings")
+    assert all(line[start:] == "-" for line in lines[2:])

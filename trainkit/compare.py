@@ -404,7 +404,8 @@ def format_table(rows: Sequence[CompareRow]) -> str:
     """
     header, cells = table_rows(rows)
     widths = [max(len(line[j]) for line in [header, *cells]) for j in range(len(header))]
-    numeric = [j for j in range(len(header)) if cells and all(_numeric_cell(line[j]) for line in cells)]
+    # The findings column (the last) is text even when no run found anything (every cell "-").
+    numeric = [j for j in range(len(header) - 1) if cells and all(_numeric_cell(line[j]) for line in cells)]
 
     def line(values: Sequence[str]) -> str:
         parts = [v.rjust(w) if j in numeric else v.ljust(w) for j, (v, w) in enumerate(zip(values, widths, strict=True))]
