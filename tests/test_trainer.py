@@ -699,6 +699,12 @@ def test_resume_without_a_logdir_says_the_trainer_needs_one():
     assert info.value.code == "no-checkpoint" and "Trainer(..., logdir=...)" in info.value.message and "nowhere" not in info.value.message
 
 
+def test_metrics_none_means_no_metrics_as_in_model_compile():
+    # It raised a bare TypeError: 'NoneType' object is not iterable.
+    x, y = make_data(32)
+    assert set(make_trainer(metrics=None).fit(x, y, epochs=1, verbose=0).history) == {"loss"}
+
+
 def test_allow_given_one_code_as_a_string_allows_that_code():
     # frozenset("code") split it into characters: "allow contains 'a', which is not a check code".
     trainer = make_trainer(loss="mse", allow="regression-loss-for-classification")

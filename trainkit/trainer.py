@@ -181,7 +181,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         loss: Spec,
         optimizer: Spec,
         task: Task | Sequence[Task] | Mapping[str, Task],
-        metrics: Iterable[Spec] | Mapping[str, Any] = (),
+        metrics: Iterable[Spec] | Mapping[str, Any] | None = (),
         logdir: str | Path | None = None,
         seed: int | None = None,
         allow: Collection[str] = (),
@@ -313,6 +313,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Keras refuses it at the first update, with "Unknown variable".
             raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
                                                 "before?). Give each Trainer an optimizer of its own: optimizer='adam', or a new keras.optimizers.Adam(...).")
+        if metrics is None:  # as model.compile(metrics=None): none (it was a TypeError)
+            metrics = []
         if isinstance(metrics, str | keras.metrics.Metric) or callable(metrics):
             metrics = [metrics]  # one metric given alone (list("accuracy") would be its letters)
         self._metric_specs = metrics if isinstance(metrics, Mapping) else list(metrics)
