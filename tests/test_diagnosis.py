@@ -824,6 +824,44 @@ def test_relus_dead_before_the_first_update_get_initialisation_advice():
     assert "first_step_dead_fraction" not in f.evidence and f.advice.startswith("Lower the learning rate")
 
 
+def test_dead_relu_advice_prescribes_only_the_initialisation_a_layer_lacks():
+    # "Use kernel_initializer: he_normal" was told to he_normal layers (mlp_binary at a learning
+    # rate of 1.0), and "this layer's bias_initializer" to a ReLU layer, which has none.
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0  # dead from the first step
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "he_normal", "bias": "constant(-10)"}}
+    advice = finding(s.run(), "dead-relu").advice
+    assert advice.startswith("Fix the initialisation of this layer: bias_initializer: zeros (it is constant(-10);") and "he_normal" not in advice
+    s.context.initializers = {"dense": {"layer": "dense_0", "kernel": "random_normal(stddev=5)", "bias": "zeros"}}  # a ReLU layer after dense_0
+    advice = finding(s.run(), "dead-relu").advice
+    assert advice.startswith("Fix the initialisation of layer 'dense_0' (which this activation follows): kernel_initializer: he_normal (it is random_normal(stddev=5))")
+    assert "bias_initializer" not in advice
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "he_uniform", "bias": "zeros"}}
+    assert finding(s.run(), "dead-relu").advice.startswith("The initialisation of this layer is already what relu needs (he_uniform, bias zeros): standardise")
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.05 if e == st == 0 else 1.0  # killed by updates
+    advice = finding(s.run(), "dead-relu").advice
+    assert advice.startswith("Lower the learning rate") and "he_normal" not in advice
+    s.context.initializers = None  # unknown (a run from before): the full advice
+    assert "use kernel_initializer: he_normal for this layer" in finding(s.run(), "dead-relu").advice
+
+
+def test_layer_initializers_follow_a_weight_layer_into_the_activation_layer_after_it():
+    from trainkit.diagnosis.callback import layer_initializers
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", kernel_initializer="he_normal", name="a"),
+                              keras.layers.Dense(8, bias_initializer=keras.initializers.Constant(-10), name="b"), keras.layers.ReLU(name="b_relu"),
+                              keras.layers.Dense(8, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=2.0), name="c"),
+                              keras.layers.BatchNormalization(name="norm"), keras.layers.Activation("tanh", name="c_tanh"),
+                              keras.layers.Dense(1, name="out")])
+    found = layer_initializers(model)
+    assert found["a"] == {"layer": "a", "kernel": "he_normal", "bias": "zeros"}
+    assert found["b_relu"] == found["b"] == {"layer": "b", "kernel": "glorot_uniform", "bias": "constant(-10)"}
+    assert found["c"] == {"layer": "c", "kernel": "random_normal(stddev=2)", "bias": "none"}
+    assert "c_tanh" not in found  # normalised in between: the weights' start no longer sets its input
+    assert Context.from_dict(json.loads(json.dumps(Context(initializers=found).to_dict()))).initializers == found  # read back by diagnose
+
+
 def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_standardise_first():
     # Raw breast-cancer features, he_normal and zero biases: half of the units dead from the first
     # step; the advice led with "Fix the initialisation: bias zeros and he_normal", what it had.
@@ -894,6 +932,16 @@ def test_saturated_hidden_layer_warns_partial_saturation_is_info_and_outputs_are
     growing.values["activation/dense/saturated_fraction"] = lambda e, st: 0.3 if e < 12 else 0.8
     found = [f for f in growing.run().findings if f.code == "saturated-activations"]
     assert len(found) == 1 and found[0].severity == "warning"
+
+
+def test_saturated_activations_advise_glorot_only_to_a_layer_that_lacks_it():
+    # zero_tanh_saturated (glorot_uniform already) was told to initialise with glorot.
+    s = Stream()
+    s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.9
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "glorot_uniform", "bias": "zeros"}}
+    assert "glorot" not in finding(s.run(), "saturated-activations").advice
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "random_normal(stddev=3)", "bias": "zeros"}}
+    assert "initialise with glorot_uniform/glorot_normal (it is random_normal(stddev=3))" in finding(s.run(), "saturated-activations").advice
 
 
 # -- generalisation --------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + ": dead ReLUs pass no gradient and never recover.",
-            _dead_relu_advice(view, at_start is not None), evidence, layer=layer, epoch=view.epochs[since].epoch))
+            _dead_relu_advice(view, at_start is not None, layer), evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
 
 
@@ -56,13 +56,16 @@ def _dead_at_start(view: Diagnoser, name: str) -> float | None:
     return float(first[0])
 
 
-def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
+def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
     """dead-relu's fix: the initialisation first when the units were dead before any update.
 
     Unless the data checks found the inputs unscaled: raw breast-cancer features (all positive,
     areas ~650 next to ratios ~0.01) put half of a he_normal, zero-bias layer's units below 0 for
     every row, and "fix the initialisation: bias zeros and he_normal" named what it already had.
+    What the layer's weights start from is known (:attr:`Context.initializers`), so the advice
+    prescribes only what it lacks: "use he_normal" was told to a he_normal layer.
     """
+    start = initializers_of(view, layer)
     if from_init and "constant-inputs" in (view.context.check_codes or ()):
         # All-zero x with zero biases: every unit's input is 0 for every row, which reads "dead";
         # "bias_initializer: zeros" named what it already had.
@@ -76,14 +79,27 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool) -> str:
                 "bias_initializer (zeros) and kernel_initializer (he_normal), or use activation: leaky_relu (or elu). "
                 "The learning rate did not kill these units: they were dead before the first update.")
     if from_init:
-        return ("Fix the initialisation of this layer: bias_initializer: zeros (a negative bias switches "
-                "units off for every input) and kernel_initializer: he_normal; "
-                + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+        where = "this layer" if start is None or start["layer"] == layer else f"layer '{start['layer']}' (which this activation follows)"
+        changes = []
+        if start is None or start["bias"] not in ("zeros", "none"):
+            changes.append("bias_initializer: zeros (" + (f"it is {start['bias']}; " if start else "") + "a negative bias switches units off for every input)")
+        if start is None or not start["kernel"].startswith("he_"):
+            changes.append("kernel_initializer: he_normal" + (f" (it is {start['kernel']})" if start else ""))
+        if changes:
+            fix = f"Fix the initialisation of {where}: {' and '.join(changes)}; "
+        else:
+            fix = f"The initialisation of {where} is already what relu needs ({start['kernel']}, bias {start['bias']}): "
+        return (fix + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
                 + "or use activation: leaky_relu (or elu). "
                 "The learning rate did not kill these units: they were dead before the first update.")
-    return (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, use "
-            f"kernel_initializer: he_normal for this layer, {standardise_inputs_advice(view)}or use "
-            f"activation: leaky_relu (or elu).")
+    he = "" if start is not None and start["kernel"].startswith("he_") else "use kernel_initializer: he_normal for this layer, "
+    return (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}"
+            f"{standardise_inputs_advice(view)}or use activation: leaky_relu (or elu).")
+
+
+def initializers_of(view: Diagnoser, layer: str) -> dict[str, str] | None:
+    """How the weights before ``layer``'s activation start (see :attr:`Context.initializers`)."""
+    return (view.context.initializers or {}).get(layer)
 
 
 def saturated_activations(view: Diagnoser) -> list[Issue]:
@@ -104,10 +120,16 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
             f"{effect}.",
             (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower")
-            + " the learning rate, initialise with glorot_uniform/"
-            "glorot_normal, add a batchnorm layer before the activation, or switch the hidden layers to "
-            "relu with he_normal.",
+            + " the learning rate, " + _glorot_advice(initializers_of(view, layer))
+            + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.",
             {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
              "first_epoch_saturated_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch,
             severity=None if severe else "info"))
     return issues
+
+
+def _glorot_advice(start: dict[str, str] | None) -> str:
+    """"initialise with glorot", unless the layer's kernel already starts so (then nothing)."""
+    if start is not None and start["kernel"].startswith("glorot_"):
+        return ""
+    return "initialise with glorot_uniform/glorot_normal" + (f" (it is {start['kernel']})" if start else "") + ", "

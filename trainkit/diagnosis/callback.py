@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -520,6 +521,7 @@ def build_context(
         target_std=scale.std if scale else None,
         check_codes=getattr(trainer, "data_check_codes", None),
         dropout=dropout_rate(model),
+        initializers=layer_initializers(model),
     )
 
 
@@ -567,6 +569,50 @@ def dropout_rate(model: Any) -> float:
             if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
                 rates.append(float(value))
     return max(rates)
+
+
+#: Layers that only apply an activation to what the weight layer before them computed.
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax")
+
+
+def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
+    """:attr:`Context.initializers`: each weight layer's initializers, under its own name and under
+    that of an activation layer right after it (``Dense(64)`` then ``ReLU()``).
+
+    A normalisation layer in between breaks the link (the activation's input is rescaled, so the
+    weights' start no longer sets it).
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
+    out: dict[str, dict[str, str]] = {}
+    last: dict[str, str] | None = None
+    for layer in layers:
+        kernel = getattr(layer, "kernel_initializer", None)
+        if kernel is not None:
+            bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
+            last = out[layer.name] = {"layer": layer.name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
+        elif type(layer).__name__ in _ACTIVATION_LAYERS and last is not None:
+            out[layer.name] = last
+        elif "Normalization" in type(layer).__name__:
+            last = None
+    return out
+
+
+def initializer_text(initializer: Any) -> str:
+    """An initializer as a recipe writes it: ``he_normal``, ``zeros``, ``constant(-10)``,
+    ``random_normal(stddev=0.05)`` (the settings that differ from the class's defaults)."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(initializer).__name__).lower()
+    try:
+        config = initializer.get_config()
+        defaults = type(initializer)().get_config()
+    except Exception:  # a custom initializer: its name alone
+        return name
+    shown = {k: v for k, v in config.items() if k != "seed" and defaults.get(k) != v}
+    if not shown:
+        return name
+    if list(shown) == ["value"]:
+        return f"{name}({shown['value']:g})" if isinstance(shown["value"], int | float) else name
+    return f"{name}({', '.join(f'{k}={v:g}' if isinstance(v, int | float) else f'{k}={v}' for k, v in shown.items())})"
 
 
 def output_layer_names(model: Any) -> list[str]:

@@ -92,6 +92,11 @@ class Context:
             output starts; above ``chance_loss`` for imbalanced classes), ``None`` when unknown.
         dropout: The highest dropout rate of the model's layers (``Dropout``, ``rate`` of its
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
+        initializers: By the name of a layer whose activations are measured, how the weights
+            before its activation start: ``{"layer", "kernel", "bias"}`` (the weight layer's
+            name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
+            bias ``"none"`` without one), so that advice does not prescribe what a layer has
+            (see :func:`trainkit.diagnosis.callback.layer_initializers`); ``None`` when unknown.
     """
 
     task: str | None = None
@@ -116,6 +121,7 @@ class Context:
     check_codes: tuple[str, ...] | None = None
     dropout: float = 0.0
     uninformed_loss: float | None = None
+    initializers: dict[str, dict[str, str]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
