@@ -117,6 +117,7 @@ BAD_INPUTS = [
     ("bad-set-syntax", ["--set", "training.epochs"], "bad-override", "training.epochs"),
     ("unknown-activation", ["--set", "model.layers.0.activation=relux"], "unknown-activation", "relu"),
     ("unknown-loss", ["--set", "loss=binary_crossentropyy"], "unknown-loss", "binary_crossentropy"),
+    ("misspelt-loss-alias", ["--set", "loss=mse_"], "unknown-loss", 'Did you mean "mse"'),  # only full names were offered
     ("unknown-optimizer", ["--set", "optimizer.name=adamm"], "unknown-optimizer", "adam"),
     ("misspelt-optimizer-argument", ["--set", "optimizer.learning_rat=0.1"], "bad-optimizer-argument", 'Did you mean "learning_rate"'),
     ("keras-2-lr", ["--set", "optimizer={name: adam, lr: 0.01}"], "bad-optimizer-argument", 'Did you mean "learning_rate"'),

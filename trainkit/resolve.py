@@ -223,7 +223,8 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     name, params = _split_spec(spec, "loss")
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:
-        raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, LOSS_CLASSES)} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
+        # Aliases too: "mse_" is nowhere near "mean_squared_error".
+        raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, [*LOSS_CLASSES, *LOSS_ALIASES])} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
     accepted = _class_arguments(LOSS_CLASSES[key])
     unknown = [arg for arg in params if arg not in accepted]
     if unknown:
