@@ -1137,3 +1137,18 @@ def test_an_override_to_null_written_with_an_equals_sign_is_not_an_empty_argumen
 
     assert _empty_argument(["train", "r.yaml", *args]) is None
     assert _empty_argument(["train", "r.yaml", "--set="]) == "The value of --set"
+
+
+def test_a_full_disk_when_the_lock_file_is_written_is_a_coded_error(tmp_path, monkeypatch):
+    # The holder's pid is the first byte a fit writes: on a full disk it was a bare OSError
+    # traceback from fit (and from a resume), not the logdir-unwritable every other write gives.
+    import trainkit.run_lock
+    from trainkit.errors import RunDirError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainkit.run_lock.os, "write", full)
+    with pytest.raises(RunDirError, match=r"Cannot write to the log directory .*: No space left on device") as info, trainkit.run_lock.exclusive(tmp_path):
+        pass
+    assert info.value.code == "logdir-unwritable"

@@ -56,8 +56,15 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
             by = f" (process {holder})" if holder.isdigit() else ""
             raise RunDirError("run-dir-in-use", f"{path} is being trained by another trainkit fit{by}: two runs in one directory mix their "
                                                 "checkpoints and events. Wait for it to end (or stop it), or train into another directory.") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:
+            # A full disk (or a file-size limit) fails the holder's pid, the first byte a fit
+            # writes: a bare OSError traceback from fit, where every later write says this.
+            raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {os_error_reason(err, path / LOCK_NAME)}. "
+                                                   "Free space (or raise the file-size limit), or pass another directory (logdir=..., or "
+                                                   "--logdir on the command line).") from None
         yield
     finally:
         os.close(fd)  # releases the lock
