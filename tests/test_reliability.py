@@ -1089,3 +1089,23 @@ def test_a_second_error_without_text_is_still_printed_beside_the_first(capsys):
     assert "a second error while ending a run that had already failed: ValueError" in capsys.readouterr().err
     trainer._end_training(CallbackList([], trainer), began=False, in_flight=ValueError())
     assert "second error" not in capsys.readouterr().err  # the same failure again: printed once
+
+
+def test_a_run_killed_while_recording_its_end_gets_its_end_record_on_resume(tmp_path, monkeypatch):
+    # The last checkpoint was marked ended before the HParams end record was written: a kill in
+    # between left a resume nothing to do, and the finished run no status in TensorBoard for good.
+    import trainkit.tensorboard_logging
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(trainkit.tensorboard_logging, "write_session_end", killed)
+    with pytest.raises(Killed):
+        _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.1}).fit(*_xy(), epochs=2, verbose=0)
+    monkeypatch.undo()
+    assert not list(tmp_path.glob("*.hparams_end"))
+    _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.1}).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert len(list(tmp_path.glob("*.hparams_end"))) == 1

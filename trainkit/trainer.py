@@ -912,9 +912,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     # "failed": an error ended the run (an interruption has its own reason).
                     reason = self.stop_reason or ("failed" if in_flight is not None else None)
                     callbacks.on_train_end({"epochs_run": len(self.history.epoch), "stop_reason": reason})
+                    # The end record before the checkpoint is marked ended: a kill in between left
+                    # a resume nothing to do, and the finished run without one for good.
+                    self._write_run_end(reason)
                     if in_flight is None:
                         self._complete_final_checkpoint()
-                    self._write_run_end(reason)
             finally:
                 self._close_writer()
         except Exception as err:
