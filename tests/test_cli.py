@@ -566,6 +566,28 @@ def test_reports_and_recipes_are_readable_like_any_file_the_user_writes(runner, 
     assert len(written) > 2 and {stat.S_IMODE(path.stat().st_mode) for path in written} == {expected}
 
 
+def test_ctrl_c_before_a_resume_trains_says_the_run_is_kept(runner, tiny_recipe, tmp_path, monkeypatch):
+    # It said "nothing was trained or kept", a new run's words (whose directory is removed), of
+    # a run directory that stays, and resumes.
+    import trainkit.run
+
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.epochs=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainkit.run, "prepare_run", interrupt)  # loading the data, building the model
+    result = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == f"interrupted: Stopped before training began; nothing was trained, and {run_dir} is kept as it was: resume it again."
+    monkeypatch.undo()
+    again = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
+    assert again.exit_code == 0 and again.output.startswith("trained 1 more epoch (resumed after epoch 1)"), again.output
+
+
 def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny_recipe, tmp_path):
     # Any change was "a different recipe (see recipe.yaml)", and a finished run could not be
     # trained further.

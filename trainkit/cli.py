@@ -137,7 +137,9 @@ def train(
         raise typer.Exit(EXIT_USER_ERROR)
     try:
         # Ctrl-C outside fit's own handling: loading the data, importing TensorFlow, building.
-        with user_errors(interrupted=NOTHING_TRAINED):
+        # A resume's run directory stays (only a new run's is removed): "nothing kept" read as its loss.
+        stopped = NOTHING_TRAINED if resume is None else f"Stopped before training began; nothing was trained, and {resume} is kept as it was: resume it again."
+        with user_errors(interrupted=stopped):
             loaded = _load(recipe, set_)
             _import_tensorflow()
             from trainkit.run import summary_lines, train_recipe
