@@ -368,10 +368,11 @@ def test_sigterm_while_a_run_sets_up_stops_it_as_ctrl_c_does_with_exit_143(tiny_
 def test_a_second_ctrl_c_while_training_keeps_the_run_directory(runner, tiny_recipe, tmp_path, monkeypatch):
     # Steps ran, no checkpoint yet: what was written (events, recipe) stays, and no message
     # claims nothing was trained.
+    from trainkit.interrupt import SecondInterrupt
     from trainkit.trainer import Trainer
 
     def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
+        raise SecondInterrupt  # what the second Ctrl-C raises while the first one is handled
 
     monkeypatch.setattr(Trainer, "_write_epoch", interrupt)  # after the first epoch's steps and line
     logdir = tmp_path / "runs"
@@ -586,6 +587,25 @@ def test_ctrl_c_before_a_resume_trains_says_the_run_is_kept(runner, tiny_recipe,
     monkeypatch.undo()
     again = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
     assert again.exit_code == 0 and again.output.startswith("trained 1 more epoch (resumed after epoch 1)"), again.output
+
+
+def test_one_ctrl_c_while_a_resume_sets_up_is_not_called_a_second_one(runner, tiny_recipe, tmp_path, monkeypatch):
+    # A resume reading its checkpoint and tracing its step has not taken over the signals yet: one
+    # Ctrl-C there was "Stopped by a second Ctrl-C".
+    from trainkit.trainer import Trainer
+
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.epochs=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_open_writer", interrupt)
+    result = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
+    assert result.exit_code == 130
+    assert result.stderr.startswith("interrupted: Stopped by Ctrl-C; a checkpoint was written earlier. Resume with: "), result.stderr
 
 
 def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny_recipe, tmp_path):

@@ -37,6 +37,12 @@ class StopRequest:
         return EXIT_CODES.get(self.signal, 130) if self.signal is not None else 0
 
 
+class SecondInterrupt(KeyboardInterrupt):
+    """A second Ctrl-C while a stop is under way (see :func:`stop_on_signals`), told apart from a
+    first one that came before training took over the signals (a resume reading its checkpoint,
+    tracing), which was called "a second Ctrl-C" too."""
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
     """Turns SIGINT/SIGTERM into a :class:`StopRequest` for the duration of the block.
@@ -50,7 +56,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if request.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise SecondInterrupt
         request.signal = signal.Signals(signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in EXIT_CODES}

@@ -26,7 +26,13 @@ from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
 from trainkit.history import History
-from trainkit.interrupt import Terminated, restore_sigterm, sigterm_as_interrupt, stop_on_signals
+from trainkit.interrupt import (
+    SecondInterrupt,
+    Terminated,
+    restore_sigterm,
+    sigterm_as_interrupt,
+    stop_on_signals,
+)
 from trainkit.modelbuild import build_from_recipe, model_code_error
 from trainkit.recipe import Recipe
 from trainkit.runs import (
@@ -248,7 +254,7 @@ def train_recipe(
         code = 143 if isinstance(stop, Terminated) else 130
         checkpointed = any((run_dir / CHECKPOINT_SUBDIR).glob("*"))
         if trainer.step > 0 or resume_dir is not None or checkpointed:
-            by = "SIGTERM" if code == 143 else "a second Ctrl-C"
+            by = "SIGTERM" if code == 143 else "a second Ctrl-C" if isinstance(stop, SecondInterrupt) else "Ctrl-C"
             err = TrainingInterrupted("interrupted", f"Stopped by {by}" + ("; a checkpoint was written earlier." if checkpointed else " before any checkpoint was written."),
                                       exit_code=code)
             if chief and checkpointed:
