@@ -691,6 +691,28 @@ def test_a_run_directory_removed_while_training_is_not_reported_as_a_whole_run(t
     assert "warning: [run-dir-changed]" in capsys.readouterr().err and (result.run_dir / "report.json").exists()
 
 
+def test_a_resumed_run_whose_directory_is_removed_while_training_is_not_reported_as_a_whole_run(tiny_recipe, tmp_path, capsys):
+    # Only a new run was warned of: a resume whose run directory was removed mid-run recreated
+    # checkpoints/ and report.json and said "run written to", its train/ events gone.
+    import shutil
+
+    from trainkit.callbacks import Callback
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe, overrides=["training.checkpoint_every=1", "training.epochs=1"])
+    run_dir = train_recipe(recipe, logdir=tmp_path / "runs", verbose=0).run_dir
+    capsys.readouterr()
+
+    class RemoveTheRun(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            shutil.rmtree(self.trainer.logdir)
+
+    more = load_recipe(tiny_recipe, overrides=["training.checkpoint_every=1", "training.epochs=2"])
+    train_recipe(more, verbose=0, resume=run_dir, callbacks=[RemoveTheRun()])
+    assert f"warning: [run-dir-changed] {run_dir} lost train while the run trained" in capsys.readouterr().err
+
+
 def test_a_stop_signal_while_a_finished_run_ends_still_gets_its_report(tiny_recipe, tmp_path):
     # SIGTERM during the end-of-run diagnosis killed the process (exit 143) without report.json.
     import os

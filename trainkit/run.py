@@ -289,8 +289,10 @@ def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chie
     """Writes a completed run's recipe (after a resume) and report, saying what it lost, if anything."""
     run_dir = result.run_dir
     if chief:
-        lost = [name for name in ("recipe.yaml", "train") if not (run_dir / name).exists()]
-        if lost and resume_dir is None:
+        # A resume writes its recipe.yaml again below (and may resume a run that lost it), but its
+        # train/ events deleted while it trained were lost in silence: "run written to", exit 0.
+        lost = [name for name in ("recipe.yaml", "train") if not (run_dir / name).exists() and (resume_dir is None or name == "train")]
+        if lost:
             # Deleted (or moved) while training: the report below would otherwise pass for a whole run.
             print(f"warning: [run-dir-changed] {run_dir} lost {' and '.join(lost)} while the run trained: the report is written, "
                   "but what was removed is gone.", file=sys.stderr)
