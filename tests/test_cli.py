@@ -797,6 +797,10 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(runner, tin
     assert result.output.strip() == (f"error: [no-checkpoint] Nothing to resume in {run_dir}: the run stopped before its first checkpoint "
                                      "(written at the end of an epoch, by training.checkpoint_every), so it has nothing to continue "
                                      "from. Train the recipe again without --resume.")
+    # A run that kept no checkpoints (finished, even) was told it "stopped before its first checkpoint".
+    (run_dir / "recipe.yaml").write_text("name: tiny\ntraining: {checkpoint_every: 0}\n")
+    off = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir)])
+    assert off.exit_code == 2 and "it was trained with training.checkpoint_every: 0, which keeps no checkpoints" in off.output, off.output
     (run_dir / "checkpoints").write_text("x")  # something in the way of its checkpoints is no run stopped early
     in_the_way = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir)])
     assert in_the_way.exit_code == 2 and "before its first checkpoint" not in in_the_way.output, in_the_way.output

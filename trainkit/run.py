@@ -365,6 +365,10 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     path = Path(run_dir)
     if not (path / CHECKPOINT_SUBDIR).is_dir():
         if (path / "recipe.yaml").is_file() and not (path / CHECKPOINT_SUBDIR).exists():
+            if _kept_no_checkpoints(path / "recipe.yaml"):  # finished or not, it was never to be resumed
+                raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: it was trained with training.checkpoint_every: 0, which keeps "
+                                                   "no checkpoints to continue from. Train the recipe again without --resume (with "
+                                                   "checkpoint_every above 0, or auto, to be able to resume it).")
             # A run killed (or failed by a full disk) in its first epoch: it is a run directory,
             # and "pass a run directory written by trainkit train" sent the user looking for another.
             raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: the run stopped before its first checkpoint (written at the end "
@@ -434,6 +438,16 @@ def first_difference(then: Any, now: Any, *, ignore: frozenset[str] = frozenset(
 def yaml_value(value: Any) -> str:
     """A value as --set takes it (``0.01``, ``true``, ``{l2: 0.01}``)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def _kept_no_checkpoints(saved_recipe: Path) -> bool:
+    """Whether a run's saved recipe turned checkpoints off (``training.checkpoint_every: 0``)."""
+    try:
+        saved = yaml.safe_load(saved_recipe.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        return False
+    training = saved.get("training") if isinstance(saved, dict) else None
+    return isinstance(training, dict) and training.get("checkpoint_every") == 0
 
 
 def _why_no_checkpoints(path: Path) -> str:
