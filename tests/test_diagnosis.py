@@ -862,6 +862,29 @@ def test_layer_initializers_follow_a_weight_layer_into_the_activation_layer_afte
     assert Context.from_dict(json.loads(json.dumps(Context(initializers=found).to_dict()))).initializers == found  # read back by diagnose
 
 
+def test_layer_initializers_of_a_nested_model_follow_its_layers_in_order():
+    # A nested model's layers were walked last to first: its ReLU took the Dense after it.
+    from trainkit.diagnosis.callback import layer_initializers
+
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, kernel_initializer="he_normal", name="n_a"), keras.layers.ReLU(name="n_a_relu"),
+                              keras.layers.Dense(8, kernel_initializer="zeros", name="n_b"), keras.layers.ReLU(name="n_b_relu")])
+    inputs = keras.Input((4,))
+    found = layer_initializers(keras.Model(inputs, keras.layers.Dense(1)(block(inputs))))
+    assert found["n_a_relu"]["layer"] == "n_a" and found["n_b_relu"]["layer"] == "n_b"
+
+    class Block(keras.layers.Layer):  # a subclassed model's layers, whose names record() gives
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.relu, self.second = keras.layers.Dense(8, name="c_a"), keras.layers.ReLU(name="c_a_relu"), keras.layers.Dense(8, name="c_b")
+
+        def call(self, x):
+            return self.second(self.relu(self.first(x)))
+
+    inputs = keras.Input((4,))
+    found = layer_initializers(keras.Model(inputs, Block()(inputs)))
+    assert found["c_a_relu"]["layer"] == "c_a" and "c_b" in found
+
+
 def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_standardise_first():
     # Raw breast-cancer features, he_normal and zero biases: half of the units dead from the first
     # step; the advice led with "Fix the initialisation: bias zeros and he_normal", what it had.

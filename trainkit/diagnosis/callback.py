@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -582,11 +582,9 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
     A normalisation layer in between breaks the link (the activation's input is rescaled, so the
     weights' start no longer sets it).
     """
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
     out: dict[str, dict[str, str]] = {}
     last: dict[str, str] | None = None
-    for layer in layers:
+    for layer in _layers_in_order(model):
         kernel = getattr(layer, "kernel_initializer", None)
         if kernel is not None:
             bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
@@ -596,6 +594,15 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         elif "Normalization" in type(layer).__name__:
             last = None
     return out
+
+
+def _layers_in_order(layer: Any) -> Iterator[Any]:
+    """Every layer inside ``layer`` (nested models' and custom layers' too), depth first, each
+    layer's in the order it holds them: ``_flatten_layers`` lists a nested model's layers last to
+    first, which linked its ReLU to the Dense after it."""
+    for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
+        yield inner
+        yield from _layers_in_order(inner)
 
 
 def initializer_text(initializer: Any) -> str:
