@@ -885,6 +885,17 @@ def test_layer_initializers_of_a_nested_model_follow_its_layers_in_order():
     assert found["c_a_relu"]["layer"] == "c_a" and "c_b" in found
 
 
+def test_layer_initializers_link_no_activation_to_a_weight_layer_before_other_weights():
+    # A ReLU after a DepthwiseConv2D (depthwise_initializer, no kernel_initializer) took the
+    # initializers of the Conv2D before that.
+    from trainkit.diagnosis.callback import layer_initializers
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, kernel_initializer="he_normal", name="w_conv"),
+                              keras.layers.DepthwiseConv2D(3, name="w_depthwise"), keras.layers.ReLU(name="w_relu")])
+    found = layer_initializers(model)
+    assert "w_conv" in found and "w_relu" not in found
+
+
 def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_standardise_first():
     # Raw breast-cancer features, he_normal and zero biases: half of the units dead from the first
     # step; the advice led with "Fix the initialisation: bias zeros and he_normal", what it had.

@@ -580,7 +580,8 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
     that of an activation layer right after it (``Dense(64)`` then ``ReLU()``).
 
     A normalisation layer in between breaks the link (the activation's input is rescaled, so the
-    weights' start no longer sets it).
+    weights' start no longer sets it), as does a layer with weights of another kind
+    (``DepthwiseConv2D``'s ``depthwise_initializer``, an ``Embedding``'s).
     """
     out: dict[str, dict[str, str]] = {}
     last: dict[str, str] | None = None
@@ -591,7 +592,9 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
             last = out[layer.name] = {"layer": layer.name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
         elif type(layer).__name__ in _ACTIVATION_LAYERS and last is not None:
             out[layer.name] = last
-        elif "Normalization" in type(layer).__name__:
+        elif "Normalization" in type(layer).__name__ or layer.weights:
+            # Weights without a kernel_initializer: their start, not the layer's before, sets the
+            # activation's input (a ReLU after a DepthwiseConv2D took the Conv2D's before it).
             last = None
     return out
 
