@@ -896,6 +896,17 @@ def test_layer_initializers_link_no_activation_to_a_weight_layer_before_other_we
     assert "w_conv" in found and "w_relu" not in found
 
 
+def test_initializer_text_names_a_plain_function_initializer():
+    # Keras takes any callable as an initializer: one was "function" ("it is function").
+    from trainkit.diagnosis.callback import initializer_text
+
+    def small_normal(shape, dtype=None):
+        return keras.random.normal(shape, stddev=0.01, dtype=dtype)
+
+    assert initializer_text(small_normal) == "small_normal"
+    assert initializer_text(keras.initializers.RandomNormal(stddev=0.5)) == "random_normal(stddev=0.5)"
+
+
 def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_standardise_first():
     # Raw breast-cancer features, he_normal and zero biases: half of the units dead from the first
     # step; the advice led with "Fix the initialisation: bias zeros and he_normal", what it had.

@@ -611,6 +611,9 @@ def _layers_in_order(layer: Any) -> Iterator[Any]:
 def initializer_text(initializer: Any) -> str:
     """An initializer as a recipe writes it: ``he_normal``, ``zeros``, ``constant(-10)``,
     ``random_normal(stddev=0.05)`` (the settings that differ from the class's defaults)."""
+    if callable(initializer) and hasattr(initializer, "__name__"):
+        # A plain function (Keras takes any callable): its own name, not "function".
+        return str(initializer.__name__)
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(initializer).__name__).lower()
     try:
         config = initializer.get_config()
