@@ -845,6 +845,16 @@ def test_dead_relu_advice_prescribes_only_the_initialisation_a_layer_lacks():
     assert "use kernel_initializer: he_normal for this layer" in finding(s.run(), "dead-relu").advice
 
 
+def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence():
+    # With nothing to fix before it, it read "... (he_normal, bias zeros): or use activation: ...".
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0  # dead from the first step
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "he_normal", "bias": "zeros"}}
+    s.context.check_codes = ()  # the data checks ran and found the inputs scaled
+    advice = finding(s.run(), "dead-relu").advice
+    assert advice.startswith("The initialisation of this layer is already what relu needs (he_normal, bias zeros): use activation: leaky_relu (or elu).")
+
+
 def test_layer_initializers_follow_a_weight_layer_into_the_activation_layer_after_it():
     from trainkit.diagnosis.callback import layer_initializers
 

@@ -89,8 +89,11 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
             fix = f"Fix the initialisation of {where}: {' and '.join(changes)}; "
         else:
             fix = f"The initialisation of {where} is already what relu needs ({start['kernel']}, bias {start['bias']}): "
-        return (fix + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
-                + "or use activation: leaky_relu (or elu). "
+        standardise = standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+        # Nothing before it to be an alternative to (the start right, the inputs scaled): "...
+        # bias zeros): or use activation" read as a sentence cut short.
+        alternative = "or use" if changes or standardise else "use"
+        return (f"{fix}{standardise}{alternative} activation: leaky_relu (or elu). "
                 "The learning rate did not kill these units: they were dead before the first update.")
     he = "" if start is not None and start["kernel"].startswith("he_") else "use kernel_initializer: he_normal for this layer, "
     return (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}"
