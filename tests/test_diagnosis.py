@@ -855,6 +855,17 @@ def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence
     assert advice.startswith("The initialisation of this layer is already what relu needs (he_normal, bias zeros): use activation: leaky_relu (or elu).")
 
 
+def test_layer_names_list_a_nested_block_s_layers_in_its_own_order():
+    # _flatten_layers listed them last to first: the "first weight layer" of a block was its last.
+    from trainkit.diagnosis.callback import layer_names
+
+    block = keras.Sequential([keras.layers.Dense(4, name="in1"), keras.layers.ReLU(name="in2"), keras.layers.Dense(4, name="in3")], name="block")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="last")(block(keras.layers.Dense(4, name="first")(inputs))))
+    names = [n for n in layer_names(model) if not n.startswith("input_layer")]
+    assert names == ["first", "block", "in1", "in2", "in3", "last"]
+
+
 def test_layer_initializers_follow_a_weight_layer_into_the_activation_layer_after_it():
     from trainkit.diagnosis.callback import layer_initializers
 

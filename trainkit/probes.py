@@ -47,6 +47,8 @@ from trainkit import stats
 
 #: Layer classes that are nothing but an activation, and the activation each applies.
 _ACTIVATION_LAYERS = {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu", "Softmax": "softmax"}
+#: The class names of every layer that only applies an activation (to the layer before it).
+ACTIVATION_LAYER_CLASSES = frozenset({"Activation", "ReLU", *_ACTIVATION_LAYERS})
 _RENAMED = {"identity": "linear", "swish": "silu", "hard_swish": "hard_silu"}
 
 

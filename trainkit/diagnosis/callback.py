@@ -42,6 +42,7 @@ from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.findings import Finding
+from trainkit.probes import ACTIVATION_LAYER_CLASSES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -547,10 +548,9 @@ def resumed_context(saved: Context, current: Context) -> Context:
 
 
 def layer_names(model: Any) -> list[str]:
-    """Every layer's name in model order (nested layers flattened)."""
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
-    return [layer.name for layer in layers]
+    """Every layer's name in model order (nested layers flattened, in their own order: by
+    ``_flatten_layers`` a nested block's came last to first)."""
+    return [layer.name for layer in _layers_in_order(model)]
 
 
 def dropout_rate(model: Any) -> float:
@@ -571,10 +571,6 @@ def dropout_rate(model: Any) -> float:
     return max(rates)
 
 
-#: Layers that only apply an activation to what the weight layer before them computed.
-_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax")
-
-
 def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
     """:attr:`Context.initializers`: each weight layer's initializers, under its own name and under
     that of an activation layer right after it (``Dense(64)`` then ``ReLU()``).
@@ -590,7 +586,7 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         if kernel is not None:
             bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
             last = out[layer.name] = {"layer": layer.name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
-        elif type(layer).__name__ in _ACTIVATION_LAYERS and last is not None:
+        elif type(layer).__name__ in ACTIVATION_LAYER_CLASSES and last is not None:
             out[layer.name] = last
         elif "Normalization" in type(layer).__name__ or layer.weights:
             # Weights without a kernel_initializer: their start, not the layer's before, sets the
