@@ -1109,3 +1109,25 @@ def test_a_run_killed_while_recording_its_end_gets_its_end_record_on_resume(tmp_
     assert not list(tmp_path.glob("*.hparams_end"))
     _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.1}).fit(*_xy(), epochs=2, verbose=0, resume=True)
     assert len(list(tmp_path.glob("*.hparams_end"))) == 1
+
+
+def test_a_diagnose_probing_the_run_lock_does_not_refuse_a_fit_starting_then(tmp_path, monkeypatch):
+    # trainkit diagnose holds the lock shared for an instant (training_process); a fit taking it
+    # in that instant was refused as run-dir-in-use, naming no process that trains there.
+    import fcntl
+
+    from trainkit import run_lock
+
+    real_flock, probes = fcntl.flock, []
+
+    def probed_first(fd, operation):
+        if operation & fcntl.LOCK_EX and not probes:
+            probes.append(fd)
+            raise BlockingIOError  # the probe's shared hold, then gone
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(run_lock.fcntl, "flock", probed_first)
+    monkeypatch.setattr(run_lock.time, "sleep", lambda seconds: None)
+    with run_lock.exclusive(tmp_path):
+        assert run_lock.training_process(tmp_path) == os.getpid()
+    assert probes and run_lock.training_process(tmp_path) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +27,10 @@ except ImportError:  # Windows: no flock; runs there go unguarded
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".trainkit.lock"
+#: Tries at the lock before a fit is refused, this far apart: ``trainkit diagnose`` holds it
+#: shared for an instant to see whether a run trains there (:func:`training_process`).
+_LOCK_TRIES = 5
+_LOCK_RETRY_SECONDS = 0.02
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,9 +54,7 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
         raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {os_error_reason(err, path)}. "
                                                "Pass a writable directory (logdir=..., or --logdir on the command line).") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(fd):
             holder = os.read(fd, 64).decode("ascii", "replace").strip()
             by = f" (process {holder})" if holder.isdigit() else ""
             raise RunDirError("run-dir-in-use", f"{path} is being trained by another trainkit fit{by}: two runs in one directory mix their "
@@ -68,6 +71,18 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _lock(fd: int) -> bool:
+    """Takes the exclusive lock of ``fd``; ``False`` when another holder keeps it through every try."""
+    for attempt in range(_LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < _LOCK_TRIES:
+                time.sleep(_LOCK_RETRY_SECONDS)
+    return False
 
 
 def training_process(logdir: str | Path) -> int | None:
