@@ -213,6 +213,12 @@ def test_targets_under_a_name_that_is_no_output_are_refused_when_every_output_ha
     with pytest.raises(DataError, match='Did you mean "b"'):
         heads_trainer(loss={"a": "binary_crossentropy", "b": None}, task={"a": "binary"}).fit(x, {"a": ya, "B": yb}, epochs=1, verbose=0)
 
+    # validation_data's targets as well: "c" was dropped, and "bb" got a message without it.
+    with pytest.raises(DataError, match=r"validation_data's y has targets under 'c', which names none"):
+        heads_trainer().fit(x, {"a": ya, "b": yb}, validation_data=(x, {"a": ya, "b": yb, "c": yb}), epochs=1, verbose=0)
+    with pytest.raises(DataError, match=r"validation_data's y has no targets for output b, which has a loss \(validation_data's y has 'bb' instead\)"):
+        heads_trainer().fit(x, {"a": ya, "b": yb}, validation_data=(x, {"a": ya, "bb": yb}), epochs=1, verbose=0)
+
     class Masked(Trainer):  # a loss of its own may read a key that names no output
         def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
             return super().compute_loss(x, {"a": y["a"], "b": y["b"] * y["mask"]}, y_pred, sample_weight, training)

@@ -156,9 +156,9 @@ class FitData:
         no output (a mask, say)."""
         return _overrides(self, ("train_step", "test_step", "compute_loss", "update_metrics"))
 
-    def _check_targets_cover_outputs(self, targets: Any) -> None:
+    def _check_targets_cover_outputs(self, targets: Any, y: str = "y") -> None:
         """Refuses targets by name that leave out an output with a loss, or that name no output
-        (before any trace)."""
+        (before any trace); ``y`` names them in the message (``"validation_data's y"``)."""
         if len(self.heads) < 2 or not isinstance(targets, Mapping):
             return
         names = [h.name for h in self.heads]
@@ -167,12 +167,12 @@ class FitData:
         unknown = [key for key in targets if key not in names]
         missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
         if missing:
-            instead = f" (y has {', '.join(map(repr, unknown))} instead)" if unknown else ""
-            raise DataError("missing-targets", f"The targets have none for output {missing[0]}, which has a loss{instead}: give every trained output its "
+            instead = f" ({y} has {', '.join(map(repr, unknown))} instead)" if unknown else ""
+            raise DataError("missing-targets", f"{y} has no targets for output {missing[0]}, which has a loss{instead}: give every trained output its "
                             f"targets (by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
         if unknown and not self._reads_targets_itself():
             # Read by nobody, they were dropped without a word (model.fit refuses them).
-            raise DataError("shape-mismatch", f"y has targets under {unknown[0]!r}, which names none of the model's outputs ({', '.join(names)})."
+            raise DataError("shape-mismatch", f"{y} has targets under {unknown[0]!r}, which names none of the model's outputs ({', '.join(names)})."
                             f"{closest(str(unknown[0]), names)} Name every target after its output, or leave out the ones no output trains on.")
 
 
