@@ -549,6 +549,21 @@ def test_epoch_learning_rate_is_the_rate_of_the_epochs_last_step(tmp_path):
     assert [round(e.value, 6) for e in events.Scalars("epoch/learning_rate")] == [0.1, 0.01]
 
 
+
+def test_epoch_learning_rate_is_the_epochs_rate_when_a_callback_lowers_it_at_the_end(tmp_path):
+    # ReduceLROnPlateau lowers the rate in on_epoch_end; epoch/learning_rate was read after it, so
+    # each epoch's point showed the next epoch's rate (History and step/learning_rate: this one's).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(128)  # 4 steps of 32 an epoch
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)  # halves every epoch
+    trainer = make_trainer(logdir=tmp_path, optimizer=keras.optimizers.SGD(0.1))
+    history = trainer.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[plateau])
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"scalars": 0}).Reload()
+    steps = [round(e.value, 6) for e in events.Scalars("step/learning_rate")]
+    assert steps == [0.1] * 8 + [0.05] * 4
+    assert [round(e.value, 6) for e in events.Scalars("epoch/learning_rate")] == [round(v, 6) for v in history.history["learning_rate"]] == [0.1, 0.1, 0.05]
+
 def test_the_validation_run_exists_only_when_it_has_events(tmp_path):
     # Every run had a validation/ directory, listed in TensorBoard as an empty run without validation data.
     from trainkit.writers.tensorboard import RunWriter

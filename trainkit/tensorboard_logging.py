@@ -91,12 +91,13 @@ class TensorBoardLogging:
             return
         self.writer.bucketed_histograms("train", step, self._histograms.buckets())
 
-    def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
-        if self.writer is None:
+    def _write_epoch(self, epoch: int, logs: Mapping[str, float], learning_rate: float | None) -> None:
+        """Queues an epoch's values; ``learning_rate`` is its last update's, read before the callbacks ran."""
+        if self.writer is None or learning_rate is None:
             return
         logs = numeric_logs(logs)  # a callback may have added text to them
         train = {k: v for k, v in logs.items() if not k.startswith("val_")}
-        train["learning_rate"] = self._last_update_learning_rate()
+        train["learning_rate"] = learning_rate
         self.writer.scalars("train", epoch, train)
         validation = {k: v for k, v in logs.items() if k.startswith("val_")}
         if validation:

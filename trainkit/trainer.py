@@ -871,11 +871,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """An epoch's values to the callbacks, the History and TensorBoard; its checkpoint when due."""
         if self.histograms_every == "epoch":
             self._write_histograms(self.step)
+        # Before the callbacks: one that lowers the rate at the epoch's end (ReduceLROnPlateau) put
+        # the next epoch's rate on this epoch's chart.
+        learning_rate = self._last_update_learning_rate() if self.writer is not None else None
         callback_list.on_epoch_end(epoch, logs)
         # After the callbacks, as Keras's History is the last callback: a value one adds to the
         # logs (a scheduler's learning_rate) is kept and logged too.
         self.history.append(epoch, logs)
-        self._write_epoch(epoch, logs)
+        self._write_epoch(epoch, logs, learning_rate)
         final = epoch + 1 == epochs or self.stop_training
         if self.stop_training:
             # Before the checkpoint: its record says the run ended here, so resuming it trains
