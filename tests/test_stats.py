@@ -564,6 +564,22 @@ def test_epoch_learning_rate_is_the_epochs_rate_when_a_callback_lowers_it_at_the
     assert steps == [0.1] * 8 + [0.05] * 4
     assert [round(e.value, 6) for e in events.Scalars("epoch/learning_rate")] == [round(v, 6) for v in history.history["learning_rate"]] == [0.1, 0.1, 0.05]
 
+
+def test_the_step_whose_loss_stops_the_run_is_written_whatever_scalars_every(tmp_path):
+    # With scalars_every=4 a NaN loss at step 6 left no trace in TensorBoard (steps 0 and 4 only),
+    # so `trainkit diagnose` found nothing where the report said nan-loss.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(128)
+    y[96] = np.nan  # the first row of step 6 at batch size 16
+    trainer = make_trainer(logdir=tmp_path, scalars_every=4, allow=["non-finite-data"])
+    trainer.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    assert trainer.stop_reason == "nan-loss"
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"scalars": 0}).Reload()
+    losses = events.Scalars("step/loss")
+    assert [e.step for e in losses] == [0, 4, 6]
+    assert np.isnan(losses[-1].value) and np.isfinite(losses[1].value)
+
 def test_the_validation_run_exists_only_when_it_has_events(tmp_path):
     # Every run had a validation/ directory, listed in TensorBoard as an empty run without validation data.
     from trainkit.writers.tensorboard import RunWriter

@@ -1108,8 +1108,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 continue
             first_step, last_step = last_step, last_step + outputs.steps
             self._step = last_step
+            nonfinite = self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.values[-1, outputs.names.index("loss")])
             if self.writer is not None:
-                self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended))
+                # The step that stops the run is written whatever scalars_every: without it
+                # TensorBoard and `trainkit diagnose` showed no non-finite loss at all.
+                self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended), keep_last=nonfinite)
             if self.step_table_steps != 0:
                 self._step_table.keep(first_step, outputs, self.step_table_steps)
             callbacks.on_execution_end(first_step, outputs)
@@ -1122,7 +1125,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 self._write_histograms(last_step)
             last = outputs
             self._batches_done += outputs.steps
-            if self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.values[-1, outputs.names.index("loss")]):
+            if nonfinite:
                 self._stop_on_nonfinite_loss(last_step - 1)
                 break
             if stop_request is not None and stop_request.requested:

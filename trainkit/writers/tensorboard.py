@@ -198,7 +198,8 @@ class StepScalarEncoder:
         self._float_bytes = (np.asarray(offsets)[:, None] + np.arange(4)).ravel()
         self._summary_header = b"\x2a" + _varint(len(template))  # Event.summary
 
-    def encode(self, first_step: int, values: np.ndarray, every: int = 1, wall_times: tuple[float, float] | None = None) -> list[bytes]:
+    def encode(self, first_step: int, values: np.ndarray, every: int = 1, wall_times: tuple[float, float] | None = None,
+               keep_last: bool = False) -> list[bytes]:
         """One serialized ``Event`` per step ``first_step + i`` that is a multiple of ``every``.
 
         Args:
@@ -207,10 +208,13 @@ class StepScalarEncoder:
             every: Keep only the steps that are multiples of this (none may be: no events).
             wall_times: When the steps began and ended; each step's wall time is spread evenly
                 in between (a compiled call returns all its steps at once). Now, by default.
+            keep_last: Keep the last step too, whatever ``every``.
         """
         values = np.asarray(values, np.float32).reshape(-1, len(self.tags))
         offsets = np.arange(values.shape[0])
         keep = (first_step + offsets) % every == 0
+        if keep_last and len(keep):
+            keep[-1] = True
         offsets, values = offsets[keep], values[keep]
         began, ended = wall_times if wall_times is not None else (time.time(),) * 2
         times = began + (ended - began) * (offsets + 1) / max(len(keep), 1)
@@ -295,14 +299,17 @@ class RunWriter:
         self._worker = SerialWorker("trainkit-tensorboard")
 
     # -- public API (training thread) -------------------------------------------------------------
-    def step_scalars(self, first_step: int, names: Sequence[str], values: np.ndarray, wall_times: tuple[float, float] | None = None) -> None:
+    def step_scalars(self, first_step: int, names: Sequence[str], values: np.ndarray, wall_times: tuple[float, float] | None = None,
+                     *, keep_last: bool = False) -> None:
         """Queues per-step scalars: ``values[i, j]`` is scalar ``names[j]`` at step ``first_step + i``.
 
         ``wall_times``: when the steps began and ended (``time.time()``), spread over the steps
         for TensorBoard's relative and wall-time axes; the time of queueing by default.
+        ``keep_last``: write the last step even when ``scalars_every`` skips it (the step that
+        stopped the run).
         """
         wall_times = wall_times or (time.time(),) * 2
-        self._put(lambda: self._write_step_scalars(first_step, tuple(names), np.asarray(values), wall_times))
+        self._put(lambda: self._write_step_scalars(first_step, tuple(names), np.asarray(values), wall_times, keep_last))
 
     def scalars(self, split: str, step: int, values: Mapping[str, float], *, tag: Callable[[str], str] = epoch_tag) -> None:
         """Queues a group of scalars at one step (epoch values by default)."""
@@ -384,9 +391,9 @@ class RunWriter:
             self._writers[split] = RecordEventWriter(self.run_dir / split)
         return self._writers[split]
 
-    def _write_step_scalars(self, first_step: int, names: tuple[str, ...], values: np.ndarray, wall_times: tuple[float, float]) -> None:
+    def _write_step_scalars(self, first_step: int, names: tuple[str, ...], values: np.ndarray, wall_times: tuple[float, float], keep_last: bool) -> None:
         # One Event per step holding every scalar of the step, encoded for a whole call at once.
         encoder = self._encoders.get(names)
         if encoder is None:
             encoder = self._encoders[names] = StepScalarEncoder([step_tag(n) for n in names])
-        self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every, wall_times))
+        self._writers["train"].write_records(encoder.encode(first_step, values, self.scalars_every, wall_times, keep_last))
