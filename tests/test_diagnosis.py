@@ -1365,6 +1365,16 @@ def test_report_groups_by_severity_with_advice():
     assert render_markdown(findings, unfinished="failed").startswith("**Unfinished**: the run was ended by an error")
 
 
+def test_the_markdown_report_nests_each_fix_under_its_finding_as_tensorboard_renders_it():
+    # Indented two spaces, TensorBoard's text dashboard showed each fix as a finding of its own.
+    from tensorboard.plugin_util import markdown_to_safe_html
+
+    findings = [Finding("dead-relu", "warning", "most units dead", "use he_normal"), Finding("underfitting", "warning", "still falling", "train longer")]
+    html = markdown_to_safe_html(render_markdown(findings))
+    assert html.count("<ul>") == 3  # the findings' list, and one list under each holding its fix
+    assert "most units dead<ul>\n<li><em>fix</em>: use he_normal</li>\n</ul>" in html
+
+
 # -- live: the callback in a real Trainer ----------------------------------------------------------
 
 def tiny_model() -> keras.Model:

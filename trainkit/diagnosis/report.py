@@ -61,7 +61,9 @@ def render_markdown(findings: Sequence[Finding], unfinished: str | None = None) 
         for finding in groups[severity]:
             where = _where(finding)
             lines.append(f"- **`{finding.code}`**{' (' + where + ')' if where else ''}: {finding.message}")
-            lines.append(f"  - *fix*: {finding.advice}")
+            # Four spaces: TensorBoard's markdown (Python-Markdown) nests a list item only so
+            # indented; with two the advice was a finding of its own in the list.
+            lines.append(f"    - *fix*: {finding.advice}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
