@@ -236,6 +236,13 @@ class DatasetSource:
         if len(spec) > 3:
             raise DataError("shape-mismatch", f"The tf.data.Dataset yields {len(spec)} parts a batch; training and evaluation take (x, y) or "
                             "(x, y, sample_weight). Put several inputs or targets in a tuple or dict of their own: ((x_a, x_b), y).")
+        if len(spec) == 3 and not isinstance(spec[2], tf.TensorSpec):
+            # Weights per output (a tuple or dict of them): refused as with numpy, where they
+            # would otherwise be broadcast against one output's loss (wrong numbers) or fail in
+            # the first step with a TensorFlow traceback.
+            raise DataError("unsupported-input", "The tf.data.Dataset yields sample weights per output (a tuple or dict of them); trainkit takes one "
+                            "weight per row, which weighs every output's loss. Yield one weight tensor a batch, weigh whole outputs "
+                            "with loss_weights, or train on one output's rows at a time.")
         unsupported = sorted({type(s).__name__ for s in tf.nest.flatten(spec) if not isinstance(s, tf.TensorSpec)})
         if unsupported:
             raise DataError("unsupported-input", f"The tf.data.Dataset yields {', '.join(unsupported)} values; trainkit trains on dense tensors. "
