@@ -519,12 +519,16 @@ def test_evaluate_without_targets_raises_data_error_with_code():
     assert info.value.code == "missing-targets" and "evaluate(x, y)" in info.value.message
 
 
-@pytest.mark.parametrize("labels", ["scalar", "vector"])
+@pytest.mark.parametrize("labels", ["scalar", "vector", "as-wide-as-x"])
 @pytest.mark.parametrize("where", ["fit", "validation", "evaluate"])
 def test_an_unbatched_dataset_is_refused_before_anything_is_traced(labels, where):
+    # Labels as wide as the features (10 and 10: (10,) and (10,) elements) looked like a batch of
+    # 10 rows and failed in the first step with Keras's "Invalid input shape" ValueError.
     x, y = make_data(40)
     if labels == "scalar":
         y = y.reshape(-1)
+    elif labels == "as-wide-as-x":
+        y = np.repeat(y, x.shape[1], axis=1)
     single = tf.data.Dataset.from_tensor_slices((x, y))
     batched = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     trainer = make_trainer()

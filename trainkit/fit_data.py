@@ -67,7 +67,7 @@ class FitData:
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: do not pass them to fit.")
             try:
-                train: Any = DatasetSource(x, steps_per_epoch, carry_on=True)
+                train: Any = DatasetSource(x, steps_per_epoch, carry_on=True, model=self.model)
             except DataError as err:
                 if err.code != "missing-targets" or not self._targets_hint():
                     raise
@@ -96,7 +96,7 @@ class FitData:
         validation = None
         if validation_data is not None:
             if isinstance(validation_data, tf.data.Dataset):
-                validation = DatasetSource(validation_data, validation_steps, "validation_steps")
+                validation = DatasetSource(validation_data, validation_steps, "validation_steps", model=self.model)
                 refuse_text(unpack_batch(validation_data.element_spec)[0], self.model, "The validation tf.data.Dataset")
             elif validation_steps is not None:
                 raise ArgumentError("bad-argument", "validation_steps applies to a validation tf.data.Dataset; numpy validation data is evaluated whole.")

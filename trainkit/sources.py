@@ -107,9 +107,10 @@ def refuse_unbatched(dataset: tf.data.Dataset, model: keras.Model | None = None)
 
     Args:
         dataset: The dataset.
-        model: The model its elements feed, for a dataset of inputs alone (``predict``'s): its
-            one tensor of single examples looks like a batch of them, unless its rank is one
-            less than the model's input (else ``shape-mismatch`` told to pass ``x[None]``).
+        model: The model its elements feed: single examples whose input and target have the
+            same first size (3 features, 3 labels), or a dataset of inputs alone
+            (``predict``'s), look like a batch of them, unless the input's rank is one less
+            than the model's input (else ``shape-mismatch`` told to pass ``x[None]``).
     """
     if _looks_unbatched(dataset.element_spec) or (model is not None and _one_rank_short(dataset.element_spec, model)):
         shapes = ", ".join(str(tuple(s.shape)) for s in tf.nest.flatten(dataset.element_spec) if isinstance(s, tf.TensorSpec))
@@ -117,14 +118,16 @@ def refuse_unbatched(dataset: tf.data.Dataset, model: keras.Model | None = None)
 
 
 def _one_rank_short(spec: Any, model: keras.Model) -> bool:
-    """Whether a single-input model's input has one dimension more than a dataset's element."""
+    """Whether a single-input model's input has one dimension more than a dataset element's input."""
     try:
         inputs = tf.nest.flatten(model.inputs)
     except (AttributeError, ValueError):  # a subclassed model: no inputs to compare with
         return False
-    tensors = tf.nest.flatten(spec)
+    tensors = tf.nest.flatten(unpack_batch(spec)[0])
     if len(inputs) != 1 or len(tensors) != 1 or not isinstance(tensors[0], tf.TensorSpec) or tensors[0].shape.rank is None:
         return False
+    if isinstance(spec, tuple | list) and tensors[0].shape.rank and tensors[0].shape[0] is None:
+        return False  # inputs and targets batched to an unknown size: too few axes is a shape-mismatch
     return len(inputs[0].shape) == tensors[0].shape.rank + 1
 
 
@@ -225,10 +228,13 @@ class DatasetSource:
             dataset.
         carry_on: With ``steps``, whether each epoch goes on from where the last one stopped
             (training, as ``model.fit``) instead of starting again (evaluation).
+        model: The model the batches feed, to tell single examples from batches by its input's
+            rank (see :func:`refuse_unbatched`).
     """
 
-    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None, steps_argument: str = "steps_per_epoch", carry_on: bool = False) -> None:
-        refuse_unbatched(dataset)
+    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None, steps_argument: str = "steps_per_epoch", carry_on: bool = False,
+                 model: keras.Model | None = None) -> None:
+        refuse_unbatched(dataset, model)
         spec = dataset.element_spec
         if not isinstance(spec, tuple | list) or len(spec) < 2:
             raise DataError("missing-targets", "The tf.data.Dataset yields inputs only; training and evaluation need (x, y) or (x, y, sample_weight) "

@@ -1189,7 +1189,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: "
                                                     "do not pass them to evaluate.")
-            source: Any = DatasetSource(x, steps, "steps")
+            source: Any = DatasetSource(x, steps, "steps", model=self.model)
         elif steps is not None:
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset; numpy data is evaluated whole.")
         else:
