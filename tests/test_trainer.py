@@ -1163,23 +1163,33 @@ def test_an_early_stopping_monitor_the_logs_never_hold_is_refused_before_the_fir
     assert trainer.epoch_log_names(validation=True) == ["loss", "accuracy", "val_loss", "val_accuracy"]
 
 
-@pytest.mark.parametrize("form", ["numpy", "dataset", "one-hot", "float-keys"])
+@pytest.mark.parametrize("form", ["numpy", "dataset", "one-hot", "float-keys", "one-hot-of-unknown-width"])
 def test_class_weight_weights_the_training_rows_as_model_fit_does(form):
     x, y = make_data(70, features=4)
     class_weight = {0: 0.5, 1: 3.0}
     if form == "float-keys":  # dict(zip(np.unique(y), ...)) of float labels: refused, where model.fit takes it
         class_weight = dict(zip(np.unique(y), [0.5, 3.0], strict=True))
-    if form == "one-hot":
+    one_hot = form.startswith("one-hot")
+    if one_hot:
         y = keras.utils.to_categorical(y[:, 0], 2)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(2 if form == "one-hot" else 1, activation="softmax" if form == "one-hot" else "sigmoid")])
+                              keras.layers.Dense(2 if one_hot else 1, activation="softmax" if one_hot else "sigmoid")])
     reference = keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
-    loss = "categorical_crossentropy" if form == "one-hot" else "binary_crossentropy"
-    trainer = Trainer(model, loss=loss, optimizer=keras.optimizers.SGD(0.1), task="multiclass" if form == "one-hot" else "binary", seed=0)
+    loss = "categorical_crossentropy" if one_hot else "binary_crossentropy"
+    trainer = Trainer(model, loss=loss, optimizer=keras.optimizers.SGD(0.1), task="multiclass" if one_hot else "binary", seed=0)
     reference.compile(loss=loss, optimizer=keras.optimizers.SGD(0.1))
-    if form == "dataset":
+    if form == "one-hot-of-unknown-width":
+        # Labels of shape (None, None): each one-hot row was read as 2 class ids, so 2 weights a
+        # row, refused as shape-mismatch ("sample_weight has 140" rows) for weights never given.
+        def batches():
+            yield from ((x[i : i + 32], y[i : i + 32]) for i in range(0, len(x), 32))
+
+        data = tf.data.Dataset.from_generator(batches, output_signature=(tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None, None), tf.float32)))
+        got = trainer.fit(data, epochs=2, verbose=0, class_weight=class_weight).history
+        expected = reference.fit(data, epochs=2, verbose=0, class_weight=class_weight, shuffle=False).history
+    elif form == "dataset":
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
         got = trainer.fit(data, epochs=2, verbose=0, class_weight=class_weight).history
         expected = reference.fit(data, epochs=2, verbose=0, class_weight=class_weight, shuffle=False).history

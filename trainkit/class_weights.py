@@ -131,6 +131,13 @@ def _class_ids(y: np.ndarray) -> np.ndarray:
 
 
 def _class_ids_in_graph(y: tf.Tensor) -> tf.Tensor:
-    if y.shape.rank is not None and y.shape.rank >= 2 and (y.shape[-1] or 1) > 1:
+    def rounded() -> tf.Tensor:
+        return tf.cast(tf.round(tf.reshape(tf.cast(y, tf.float32), [-1])), tf.int64)
+
+    if y.shape.rank is not None and y.shape.rank >= 2 and y.shape[-1] is None:
+        # A width known only per batch (from_generator's TensorSpec((None, None))): one-hot rows
+        # read as class ids by the reshape gave each row one weight per class.
+        return tf.cond(tf.shape(y)[-1] > 1, lambda: tf.argmax(y, axis=-1, output_type=tf.int64), rounded)
+    if y.shape.rank is not None and y.shape.rank >= 2 and y.shape[-1] > 1:
         return tf.argmax(y, axis=-1, output_type=tf.int64)
-    return tf.cast(tf.round(tf.reshape(tf.cast(y, tf.float32), [-1])), tf.int64)
+    return rounded()
