@@ -554,6 +554,18 @@ def test_predict_refuses_an_unbatched_dataset_of_inputs_alone_as_unbatched():
     assert info.value.code == "dataset-unbatched" and ".batch(" in info.value.message
     assert trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8)).shape == (40, 1)
 
+def test_batches_without_the_feature_axis_are_refused_with_their_rows_shape():
+    # x batches of shape (8,) for a model taking (None, 1) were sampled as single examples of 8
+    # features: "x has shape (5, 8)... build the model with keras.Input(shape=(8,))".
+    x, y = make_data(40, features=1)
+    trainer = make_trainer(make_model(features=1))
+    dataset = tf.data.Dataset.from_tensor_slices((x[:, 0], y)).batch(8)
+    for call in (lambda: trainer.fit(dataset, epochs=1, verbose=0), lambda: trainer.evaluate(dataset)):
+        with pytest.raises(DataError) as info:
+            call()
+        assert info.value.code == "shape-mismatch" and "x has shape (40,)" in info.value.message and "(8,)" not in info.value.message
+
+
 def test_a_batched_dataset_with_a_fixed_batch_size_is_not_taken_for_single_examples():
     x, y = make_data(40)
     trainer = make_trainer()

@@ -96,7 +96,11 @@ def sample_first_batches(data: Any, sample_batches: int, model_input_ranks: list
         spec = data.element_spec
         x_spec = spec[0] if isinstance(spec, tuple) and 2 <= len(spec) <= 3 else spec
         first_spec = tf.nest.flatten(x_spec)[0]
-        unbatched = bool(model_input_ranks) and first_spec.shape.rank == model_input_ranks[0] - 1
+        # Single examples have one axis less than the model's input; a batch of an unknown size
+        # (first axis None) with one axis less is batched rows that lack the feature axis, which
+        # the shape check reports (stacked as rows, 5 batches of 8 read as x of shape (5, 8)).
+        unbatched = (bool(model_input_ranks) and first_spec.shape.rank == model_input_ranks[0] - 1
+                     and not (first_spec.shape.rank and first_spec.shape[0] is None))
         take = sample_batches * 64 if unbatched else sample_batches
         read = data.batches[:take] if isinstance(data, DatasetSample) else data.take(take)
         elements = [_split_element(_to_numpy(e)) for e in read]
