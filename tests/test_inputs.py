@@ -178,6 +178,24 @@ def test_a_dataset_yielding_weights_per_output_is_refused_as_numpy_ones_are():
             assert info.value.code == "unsupported-input" and "one weight per row" in info.value.message
 
 
+@pytest.mark.parametrize("form", ["numpy", "dataset"])
+def test_targets_in_a_list_or_tuple_of_one_train_a_model_with_one_output_as_model_fit_does(form):
+    # fit(x, [y]) with 1-D labels was refused as y of shape (1, 96); a dataset of (x, (y,))
+    # failed in the first step with a ValueError from keras.tree ("Expected an instance of tuple").
+    x, y = make_data()
+    y = y[:, 0]
+    reference = make_model()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    if form == "numpy":
+        expected = reference.fit(x, [y], batch_size=32, epochs=2, shuffle=False, verbose=0).history["loss"]
+        got = make_trainer().fit(x, [y], batch_size=32, epochs=2, shuffle=False, verbose=0).history["loss"]
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, (y,))).batch(32)
+        expected = reference.fit(dataset, epochs=2, verbose=0).history["loss"]
+        got = make_trainer().fit(dataset, epochs=2, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize(("x", "wanted"), [
     (lambda x: {"a": x, "B": x}, "x has no 'b' (x has 'B' instead: is 'B' meant to be 'b'?)"),
     (lambda x: [x], "holds 1 arrays"),

@@ -75,9 +75,12 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     dict is always a structure (arrays by input or output name).
     """
 
-    def part(value: Any, several: bool, what: str, numbers: bool) -> Any:
-        if not several and isinstance(value, list | tuple) and len(value) == 1 and hasattr(value[0], "shape") and np.ndim(value[0]) >= 2:
-            value = value[0]  # [x] for a model with one input, as model.fit takes it (a list of one array, not one row)
+    def part(value: Any, several: bool, what: str, numbers: bool, rows: int | None = None) -> Any:
+        # [x] for a model with one input, [y] for one output, as model.fit takes them (a list of
+        # one array, not one row): an array of rows, or of one label for each of x's rows.
+        if (not several and isinstance(value, list | tuple) and len(value) == 1 and hasattr(value[0], "shape")
+                and (np.ndim(value[0]) >= 2 or (np.ndim(value[0]) == 1 and len(value[0]) == rows))):
+            value = value[0]
         if isinstance(value, Mapping):
             return {k: as_array(v, f"{what}[{k!r}]", numbers=numbers) for k, v in value.items()}
         if several and isinstance(value, list | tuple):
@@ -85,20 +88,20 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
         return as_array(value, what, numbers=numbers)
 
     parts = [part(x, io_count(model, "inputs") > 1, "x", not takes_text(model))]
+    first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
+    rows = len(first) if np.ndim(first) else 0
     if y is not None:
         several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
-        parts.append(part(y, several, "y", False))
+        parts.append(part(y, several, "y", False, rows))
     if sample_weight is not None:
         outputs = io_count(model, "outputs", parts[0])
-        first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
-        rows = len(first) if np.ndim(first) else 0
         # A list of one array per output; a list of [w] per row ((n, 1) weights) is not.
         per_output = (isinstance(sample_weight, list | tuple) and len(sample_weight) == outputs > 1 and outputs != rows
                       and all(np.ndim(w) >= 1 for w in sample_weight))
         if isinstance(sample_weight, Mapping) or per_output:
             raise DataError("unsupported-input", "sample_weight must be one weight per row, which weighs every output's loss; trainkit takes no "
                                                  "weights per output. Weigh whole outputs with loss_weights, or train on one output's rows at a time.")
-        parts.append(part(sample_weight, False, "sample_weight", True))
+        parts.append(part(sample_weight, False, "sample_weight", True, rows))
     return parts
 
 
