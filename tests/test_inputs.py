@@ -73,6 +73,31 @@ def test_a_generator_is_refused_for_fit_and_read_once_by_predict():
     np.testing.assert_allclose(predicted, trainer.predict(x), rtol=1e-6)
 
 
+class OnlyIterable:
+    """Batches to iterate, with no length or indexing (as some loaders are)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return ((self.x[i : i + 32], self.y[i : i + 32]) for i in range(0, len(self.x), 32))
+
+
+@pytest.mark.parametrize("kind", ["generator-function", "only-iterable"])
+def test_a_generator_function_or_an_object_that_only_iterates_is_refused_as_not_data(kind):
+    # Both became one object array: "fit(x, y) needs targets y when x is a numpy array", or with
+    # y "x holds values that are not numbers", advice for text.
+    x, y = make_data()
+    data = OnlyIterable(x, y)
+    given = data.__iter__ if kind == "generator-function" else data
+    trainer = make_trainer()
+    for call in (lambda: trainer.fit(given, epochs=1, verbose=0), lambda: trainer.fit(given, y, epochs=1, verbose=0),
+                 lambda: trainer.evaluate(given), lambda: trainer.predict(given)):
+        with pytest.raises(DataError) as info:
+            call()
+        assert info.value.code == "unsupported-input" and "not data" in info.value.message and "from_generator" in info.value.message
+
+
 def test_validation_data_is_accepted_like_x():
     # A generator got "validation_data must be (x_val, y_val) ...", not why a generator cannot
     # serve; a PyDataset of inputs only was told about a tf.data.Dataset it never gave.

@@ -49,7 +49,22 @@ def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None, *, 
         raise DataError("unsupported-input", f"{what} is a {type(x).__name__}, which can be read only once, so there would be nothing left for "
                                              "a second epoch. Pass a tf.data.Dataset.from_generator(make_batches, output_signature=...) "
                                              "with a function that starts the generator again, a keras.utils.PyDataset, or numpy arrays.")
+    if _not_data(x):
+        # np.asarray makes it one object: "needs targets y when x is a numpy array", or with y
+        # "x holds values that are not numbers", advice for text.
+        kind = "function" if callable(x) else f"{type(x).__name__} object that can only be iterated"
+        raise DataError("unsupported-input", f"{what} is a {kind} ({x!r:.60}), not data. Pass numpy arrays, a batched tf.data.Dataset "
+                                             "(tf.data.Dataset.from_generator(make_batches, output_signature=...) for a generator function) "
+                                             "or a keras.utils.PyDataset.")
     return x
+
+
+def _not_data(x: Any) -> bool:
+    """Whether ``x`` is a function (a generator function not called) or an object that can only
+    be iterated (a class with ``__iter__`` alone), neither of which converts to an array."""
+    if isinstance(x, tf.data.Dataset | np.ndarray | Mapping | list | tuple | str | bytes) or tf.is_tensor(x) or hasattr(x, "__array__"):
+        return False
+    return callable(x) or (hasattr(x, "__iter__") and not hasattr(x, "__len__") and not hasattr(x, "__getitem__"))
 
 
 def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = None) -> tf.data.Dataset:
