@@ -63,6 +63,36 @@ def test_a_pydataset_trains_as_its_batches_in_order_would():
     np.testing.assert_allclose(trainer.predict(Batches(x, None)), trainer.predict(x), rtol=1e-6)
 
 
+class Endless(keras.utils.PyDataset):
+    """Keras's PyDataset that never ends: ``num_batches`` is None, no ``__len__``."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__()
+        self.x, self.y = x, y
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, i: int):
+        rows = slice(i % 3 * 32, (i % 3 + 1) * 32)
+        return self.x[rows], self.y[rows]
+
+
+def test_a_pydataset_that_never_ends_trains_with_steps_per_epoch_as_with_model_fit():
+    # It failed with "TypeError: object of type 'Endless' has no len()".
+    x, y = make_data()
+    reference = make_model()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(Endless(x, y), epochs=3, steps_per_epoch=2, shuffle=False, verbose=0).history["loss"]
+    trainer = make_trainer()
+    got = trainer.fit(Endless(x, y), epochs=3, steps_per_epoch=2, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    with pytest.raises(DataError) as info:
+        trainer.fit(Endless(x, y), epochs=1, verbose=0)
+    assert info.value.code == "dataset-infinite" and "steps_per_epoch" in info.value.message
+
+
 def test_a_generator_is_refused_for_fit_and_read_once_by_predict():
     x, y = make_data()
     trainer = make_trainer()

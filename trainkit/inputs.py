@@ -79,12 +79,11 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 
     The element spec comes from the first, second and last batches (an axis whose size differs
     between them is ``None``; float64 is read as float32, as Keras does); each
-    pass ends with the dataset's ``on_epoch_end()``. Its workers and multiprocessing options are
-    not used: batches are read on the thread that iterates.
+    pass ends with the dataset's ``on_epoch_end()``. One whose ``num_batches`` is ``None``
+    (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order. Its
+    workers and multiprocessing options are not used: batches are read on the thread that
+    iterates.
     """
-    count = len(data)
-    if count == 0:
-        raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
 
     def as_tuple(batch: Any) -> Any:
         return tuple(batch) if isinstance(batch, list) else batch
@@ -99,6 +98,18 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         # An axis whose size differs between the batches read (sequences padded per batch) is None.
         dims = [d if len({shape[i] for shape in shapes}) == 1 else None for i, d in enumerate(arrays[0].shape[1:])]
         return tf.TensorSpec((None, *dims), dtype)
+
+    try:
+        count = data.num_batches  # Keras's: len() by default, None for a PyDataset that never ends
+    except NotImplementedError:
+        raise DataError("unsupported-input", f"The {type(data).__name__} has neither __len__ nor num_batches: define __len__ (its number of "
+                                             "batches), or a num_batches property (None for one that never ends).") from None
+    if count is None:  # batches 0, 1, 2... as model.fit reads them; an epoch needs steps_per_epoch
+        signature = tf.nest.map_structure(spec, *[as_tuple(data[i]) for i in (0, 1)])
+        endless = tf.data.Dataset.from_generator(lambda: (as_tuple(data[i]) for i in itertools.count()), output_signature=signature)
+        return endless.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    if count == 0:
+        raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
 
     # The first, second and last batches: the last is often partial, and sequences padded batch
     # by batch show their varying length in the first two.
