@@ -91,6 +91,8 @@ def test_a_pydataset_that_never_ends_trains_with_steps_per_epoch_as_with_model_f
     with pytest.raises(DataError) as info:
         trainer.fit(Endless(x, y), epochs=1, verbose=0)
     assert info.value.code == "dataset-infinite" and "steps_per_epoch" in info.value.message
+    # predict(..., steps=N) of a PyDataset was refused as "numpy data is predicted whole".
+    np.testing.assert_allclose(trainer.predict(Endless(x, y), steps=2), trainer.predict(x[:64]), rtol=1e-6)
 
 
 def test_a_generator_is_refused_for_fit_and_read_once_by_predict():

@@ -1254,8 +1254,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_batch_size(batch_size)
         if steps is not None and (not is_whole_number(steps) or steps < 1):
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
-        if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset):
-            raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset or a generator; numpy data is predicted whole.")
+        if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset | keras.utils.PyDataset):
+            raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset, a PyDataset or a generator; numpy data is predicted whole.")
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
