@@ -944,15 +944,21 @@ def test_resuming_a_run_directory_that_cannot_be_written_is_refused_before_anyth
     assert (run_dir / "report.json").read_text() == report
 
 
-def test_a_log_directory_the_lock_file_cannot_be_made_in_is_a_coded_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("call", "error", "says"), [
+    ("open", errno.EACCES, "Permission denied"),
+    # The holder's pid is the first byte a fit writes: on a full disk it was a bare OSError
+    # traceback from fit (and from a resume), not the logdir-unwritable every other write gives.
+    ("write", errno.ENOSPC, "No space left on device"),
+], ids=["lock-file-not-made", "disk-full-at-its-pid"])
+def test_a_lock_file_that_cannot_be_made_or_written_is_a_coded_error(tmp_path, monkeypatch, call, error, says):
     import trainkit.run_lock
     from trainkit.errors import RunDirError
 
     def refuse(*args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied")
+        raise OSError(error, says)
 
-    monkeypatch.setattr(trainkit.run_lock.os, "open", refuse)
-    with pytest.raises(RunDirError, match=r"Cannot write to the log directory .*: Permission denied") as info, trainkit.run_lock.exclusive(tmp_path):
+    monkeypatch.setattr(trainkit.run_lock.os, call, refuse)
+    with pytest.raises(RunDirError, match=f"Cannot write to the log directory .*: {says}") as info, trainkit.run_lock.exclusive(tmp_path):
         pass
     assert info.value.code == "logdir-unwritable"
 
@@ -1205,18 +1211,3 @@ def test_an_override_to_null_written_with_an_equals_sign_is_not_an_empty_argumen
 
     assert _empty_argument(["train", "r.yaml", *args]) is None
     assert _empty_argument(["train", "r.yaml", "--set="]) == "The value of --set"
-
-
-def test_a_full_disk_when_the_lock_file_is_written_is_a_coded_error(tmp_path, monkeypatch):
-    # The holder's pid is the first byte a fit writes: on a full disk it was a bare OSError
-    # traceback from fit (and from a resume), not the logdir-unwritable every other write gives.
-    import trainkit.run_lock
-    from trainkit.errors import RunDirError
-
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(trainkit.run_lock.os, "write", full)
-    with pytest.raises(RunDirError, match=r"Cannot write to the log directory .*: No space left on device") as info, trainkit.run_lock.exclusive(tmp_path):
-        pass
-    assert info.value.code == "logdir-unwritable"
