@@ -567,31 +567,16 @@ def test_reports_and_recipes_are_readable_like_any_file_the_user_writes(runner, 
     assert len(written) > 2 and {stat.S_IMODE(path.stat().st_mode) for path in written} == {expected}
 
 
-def test_ctrl_c_before_a_resume_trains_says_the_run_is_kept(runner, tiny_recipe, tmp_path, monkeypatch):
-    # It said "nothing was trained or kept", a new run's words (whose directory is removed), of
-    # a run directory that stays, and resumes.
-    import trainkit.run
-
-    logdir = tmp_path / "runs"
-    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
-    assert runner.invoke(app, [*args, "--set", "training.epochs=1"]).exit_code == 0
-    (run_dir,) = run_dirs(logdir)
-
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainkit.run, "prepare_run", interrupt)  # loading the data, building the model
-    result = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
-    assert result.exit_code == 130
-    assert result.stderr.strip() == f"interrupted: Stopped before training began; nothing was trained, and {run_dir} is kept as it was: resume it again."
-    monkeypatch.undo()
-    again = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
-    assert again.exit_code == 0 and again.output.startswith("trained 1 more epoch (resumed after epoch 1)"), again.output
-
-
-def test_one_ctrl_c_while_a_resume_sets_up_is_not_called_a_second_one(runner, tiny_recipe, tmp_path, monkeypatch):
-    # A resume reading its checkpoint and tracing its step has not taken over the signals yet: one
+@pytest.mark.parametrize(("where", "says"), [
+    # Loading the data, building the model: it said "nothing was trained or kept", a new run's
+    # words (whose directory is removed), of a run directory that stays, and resumes.
+    ("prepare_run", "Stopped before training began; nothing was trained, and {run_dir} is kept as it was: resume it again."),
+    # Reading its checkpoint, tracing its step: the signals are not taken over yet, and one
     # Ctrl-C there was "Stopped by a second Ctrl-C".
+    ("_open_writer", "Stopped by Ctrl-C; a checkpoint was written earlier. Resume with: "),
+])
+def test_one_ctrl_c_while_a_resume_sets_up_says_what_is_kept(runner, tiny_recipe, tmp_path, monkeypatch, where, says):
+    import trainkit.run
     from trainkit.trainer import Trainer
 
     logdir = tmp_path / "runs"
@@ -602,10 +587,13 @@ def test_one_ctrl_c_while_a_resume_sets_up_is_not_called_a_second_one(runner, ti
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "_open_writer", interrupt)
+    monkeypatch.setattr(trainkit.run if where == "prepare_run" else Trainer, where, interrupt)
     result = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
     assert result.exit_code == 130
-    assert result.stderr.startswith("interrupted: Stopped by Ctrl-C; a checkpoint was written earlier. Resume with: "), result.stderr
+    assert result.stderr.startswith(f"interrupted: {says.format(run_dir=run_dir)}"), result.stderr
+    monkeypatch.undo()
+    again = runner.invoke(app, [*args, "--set", "training.epochs=2", "--resume", str(run_dir)])
+    assert again.exit_code == 0 and again.output.startswith("trained 1 more epoch (resumed after epoch 1)"), again.output
 
 
 def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny_recipe, tmp_path):
