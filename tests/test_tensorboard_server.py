@@ -208,6 +208,32 @@ def test_hparams_dashboard_has_every_run_with_its_values_and_final_metrics(serve
         assert values[("train", "epoch/accuracy")] == pytest.approx(row.final["accuracy"], rel=1e-6)
 
 
+def test_one_run_s_own_directory_served_shows_its_hparams_metrics(trained):
+    # Served as the logdir itself the run was ".", and every HParams metric read empty (TensorBoard
+    # looked under "./train" for what it calls "train").
+    _, rows = trained
+    run_dir = Path(rows[0].run_dir)
+    body = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+            "colParams": [], "startIndex": 0, "sliceSize": 100}
+    board = TensorBoardServer(run_dir, reload_interval=1)
+    try:
+        board.start()
+        board.wait_ready(DEADLINE)
+
+        def check() -> dict[str, Any]:
+            groups = board.post("/data/plugin/hparams/session_groups", body)["sessionGroups"]
+            assert len(groups) == 1 and groups[0]["metricValues"], groups
+            return groups[0]
+
+        group = eventually(check)
+        values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]}
+        assert values[("validation", "epoch/loss")] == pytest.approx(rows[0].final["val_loss"], rel=1e-6)
+    finally:
+        link = board._link_dir
+        board.stop()
+    assert link is not None and not link.exists() and (run_dir / "train").is_dir()  # the link gone, the run kept
+
+
 # ------------------------------------------------------------------ the `trainkit tensorboard` command
 
 

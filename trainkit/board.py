@@ -12,9 +12,11 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -72,6 +74,8 @@ class TensorBoardServer:
         self.reload_interval = reload_interval
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        # A run directory is served through a link in a directory of its own (see _serve_run).
+        self._link_dir: Path | None = None
         self._output: collections.deque[str] = collections.deque(maxlen=40)
         self._reader: threading.Thread | None = None
 
@@ -84,7 +88,7 @@ class TensorBoardServer:
         """The command line of the child process."""
         return [
             sys.executable, "-m", "tensorboard.main",
-            "--logdir", str(self.logdir),
+            "--logdir", str(self._link_dir or self.logdir),
             "--host", HOST,
             "--port", str(self.port),
             "--reload_interval", str(self.reload_interval),
@@ -96,6 +100,7 @@ class TensorBoardServer:
 
     def start(self) -> TensorBoardServer:
         """Starts the child process (returns at once; see :meth:`wait_ready`)."""
+        self._serve_run()
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         self.process = subprocess.Popen(
             self.command(),
@@ -155,8 +160,34 @@ class TensorBoardServer:
                 raise TensorBoardError(f"TensorBoard did not answer on {self.url} within {timeout:.0f}s")
             time.sleep(0.25)
 
+    def _serve_run(self) -> None:
+        """For one run's own directory (it holds ``train/``), serves a link to it named after it.
+
+        Served as the logdir itself, the run is named ``.``, and the HParams dashboard looks its
+        metrics up under ``./train``, which TensorBoard calls ``train``: every metric read empty
+        (``--logdir_spec NAME:DIR`` names it ``NAME/.``, no better). Under a parent its splits are
+        ``NAME/train``, as when a directory of runs is served. Without symlinks, the plain logdir.
+        """
+        if self._link_dir is not None or not (self.logdir / "train").is_dir():
+            return
+        holder = Path(tempfile.mkdtemp(prefix="trainkit-tensorboard-"))
+        try:
+            (holder / self.logdir.resolve().name).symlink_to(self.logdir.resolve(), target_is_directory=True)
+        except OSError:  # no symlinks here (Windows without the privilege)
+            shutil.rmtree(holder, ignore_errors=True)
+            return
+        self._link_dir = holder
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the server: SIGTERM, then SIGKILL after ``timeout`` seconds. Safe to call twice."""
+        try:
+            self._stop_process(timeout)
+        finally:
+            if self._link_dir is not None:  # the link only: rmtree does not follow it into the run
+                shutil.rmtree(self._link_dir, ignore_errors=True)
+                self._link_dir = None
+
+    def _stop_process(self, timeout: float) -> None:
         process = self.process
         if process is None:
             return
