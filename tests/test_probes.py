@@ -127,12 +127,17 @@ def test_subclassed_models_get_gradient_stats_automatically_and_activations_via_
     plain = Plain()
     plain(x[:1])
     probe = probes.build_probe(plain)
-    assert probe.reason is not None and probe.tapped == []
+    assert probe.reason is not None and probe.tapped == []  # no graph to tap: hooks only
     trainer = Trainer(plain, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
     trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
     names = trainer._train_loop.names
     assert [n for n in names if n.startswith("grad_norm/")] == ["grad_norm/global", "grad_norm/hidden/kernel", "grad_norm/hidden/bias", "grad_norm/out/kernel", "grad_norm/out/bias"]
-    assert [n for n in names if n.startswith("activation/")] == ["activation/output/mean", "activation/output/std", "activation/output/nonfinite"]
+    # Its layers are read as they are called, in call order; the output takes its layer's sigmoid.
+    layers = [n.split("/")[1] for n in names if n.endswith("/mean")]
+    assert layers == ["hidden", "out", "output"]
+    assert {"activation/hidden/dead_fraction", "activation/output/saturated_fraction"} <= set(names)
+    last = {name: value for step, name, value in trainer.step_table() if step == 0}
+    assert last["activation/out/mean"] == last["activation/output/mean"]
 
 
 def test_record_suffixes_repeated_names_and_ignores_symbolic_tensors():
@@ -161,22 +166,117 @@ def test_layer_activation_rules(layer, expected):
     assert probes.layer_activation(layer) == expected
 
 
-def test_nested_model_layers_are_not_tapped_but_the_whole_model_still_trains():
+def nested_model() -> keras.Model:
     keras.utils.set_random_seed(0)
-    inner = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="inner_dense")], name="inner")
+    inner = keras.Sequential([
+        keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="inner_dense"),
+        keras.layers.Dense(4, name="inner_linear"), keras.layers.ReLU(name="inner_relu"),
+    ], name="inner")
     x_in = keras.Input((5,))
-    model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid", name="top")(inner(x_in)))
+    hidden = keras.layers.Dense(5, activation="tanh", name="first")(x_in)
+    return keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid", name="top")(inner(hidden)))
+
+
+def test_nested_model_layers_are_tapped_in_model_order_and_the_forward_pass_is_the_models():
+    # A nested model's layers were not tapped at all: a dead ReLU inside a block went unseen.
+    model = nested_model()
     probe = probes.build_probe(model)
-    assert probe.tapped == [("top", "sigmoid")]
+    assert probe.tapped == [("first", "tanh"), ("top", "sigmoid")]  # the graph's own; the rest by hooks
+    x = tf.constant(rows())
+    y_pred, taps = probe(x, training=True)
+    np.testing.assert_array_equal(y_pred.numpy(), model(x, training=True).numpy())
+    assert [(t.name, t.activation) for t in taps] == [("first", "tanh"), ("inner_dense", "relu"), ("inner_relu", "relu"), ("top", "sigmoid"), ("output", "sigmoid")]
+    inner = model.get_layer("inner")
+    by_name = {t.name: t.tensor for t in taps}
+    first = model.get_layer("first")(x)
+    np.testing.assert_allclose(by_name["inner_dense"].numpy(), inner.get_layer("inner_dense")(first).numpy(), rtol=1e-6)
+    # Nothing of the hooks is left on the layers once the forward pass is traced.
+    assert all("call" not in layer.__dict__ for layer in inner.layers)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_nested_model_trains_with_statistics_of_its_inner_layers(jit_compile):
+    model = nested_model()
     names = stats.variable_names(model.trainable_variables, model.name)
-    assert names == ["inner/inner_dense/kernel", "inner/inner_dense/bias", "top/kernel", "top/bias"]
-    # It trains: the nested model's weights move too, with gradient statistics of their own.
+    assert names[:4] == ["first/kernel", "first/bias", "inner/inner_dense/kernel", "inner/inner_dense/bias"]
     x = rows(32)
     y = (x[:, :1] > 0).astype("float32")
     before = [w.copy() for w in model.get_weights()]
-    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=jit_compile, diagnose=False, seed=0)
     history = trainer.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     assert all(not np.array_equal(b, a) for b, a in zip(before, model.get_weights(), strict=True))
     assert {f"grad_norm/{name}" for name in names} <= set(trainer._train_loop.names)
-    assert not [n for n in trainer._train_loop.names if n.startswith("activation/inner_dense/")]
+    last = {name: value for step, name, value in trainer.step_table() if step == 0}
+    assert 0.0 <= last["activation/inner_relu/dead_fraction"] <= 1.0 and "activation/inner_dense/nonpositive_fraction" in last
+    # The same losses as the model trained without statistics (nothing about the forward changed).
+    plain = nested_model()
+    reference = Trainer(plain, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=jit_compile, diagnose=False, seed=0,
+                        statistics=False).fit(x, y, epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], reference.history["loss"], rtol=1e-5)
+
+
+class Block(keras.layers.Layer):
+    """A custom layer holding activated layers of its own."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.expand = keras.layers.Dense(6, activation="relu", name="expand")
+        self.project = keras.layers.Dense(5, name="project")
+
+    def call(self, x):
+        return x + self.project(self.expand(x))
+
+
+class Recurrent(keras.Model):
+    """A recurrent layer (its cell's activation runs inside a loop) and a named hidden layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = keras.layers.SimpleRNN(4, name="rnn")
+        self.hidden = keras.layers.Dense(4, activation="relu", name="d1")
+        self.out = keras.layers.Dense(1, activation="sigmoid", name="out")
+
+    def call(self, x):
+        return self.out(probes.record("named", self.hidden(self.rnn(x)), activation="relu"))
+
+
+def test_blocks_shared_calls_recurrent_layers_and_recorded_names():
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((5,))
+    block = Block(name="block")
+    model = keras.Model(x_in, keras.layers.Dense(1, name="head")(block(block(x_in))))
+    _, taps = probes.build_probe(model)(tf.constant(rows()))
+    # The block is called twice: its inner layer is reported once per call.
+    assert [t.name for t in taps] == ["expand", "expand_1", "output"]
+
+    keras.utils.set_random_seed(0)
+    recurrent = Recurrent()
+    sequences = np.random.default_rng(0).normal(size=(32, 3, 5)).astype("float32")
+    recurrent(sequences[:1])
+    trainer = Trainer(recurrent, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    trainer.fit(sequences, (sequences[:, 0, :1] > 0).astype("float32"), epochs=1, batch_size=16, verbose=0)
+    layers = [n.split("/")[1] for n in trainer._train_loop.names if n.endswith("/mean")]
+    # The recorded name replaces the layer's for the same tensor (recorded ones come last); the
+    # SimpleRNN's output is its tanh, but its cell, run inside the recurrence's loop, is left out.
+    assert layers == ["rnn", "out", "named", "output"]
+
+
+class Looped(keras.layers.Layer):
+    """A custom layer calling an activated layer inside a loop of its own (``tf.map_fn``)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inside = keras.layers.Dense(3, activation="relu", name="inside")
+
+    def call(self, x):
+        return tf.map_fn(lambda row: self.inside(row[None])[0], x)
+
+
+def test_a_layer_called_inside_a_loop_is_not_reported():
+    # Its output lives in the loop's body graph: used by the step, it would fail to trace.
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((5,))
+    model = keras.Model(x_in, keras.layers.Dense(1, name="head")(Looped(name="looped")(x_in)))
+    step = tf.function(lambda x: probes.tap_stats(probes.build_probe(model)(x)[1]))
+    assert sorted(step(tf.constant(rows()))) == ["activation/output/mean", "activation/output/nonfinite", "activation/output/std"]

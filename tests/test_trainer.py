@@ -1428,10 +1428,10 @@ def test_a_run_without_the_statistics_it_asked_for_gets_a_note():
     class Subclassed(keras.Model):
         def __init__(self):
             super().__init__()
-            self.hidden, self.out = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")
+            self.hidden, self.out = keras.layers.Dense(8), keras.layers.Dense(1, activation="sigmoid")
 
         def call(self, inputs, training=False):
-            return self.out(self.hidden(inputs))
+            return self.out(tf.nn.relu(self.hidden(inputs)))  # an activation no layer applies
 
     keras.utils.set_random_seed(0)
     sub = make_trainer(Subclassed(), diagnose=False)

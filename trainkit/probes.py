@@ -9,11 +9,16 @@ of it for free; nothing is stored once the step ends.
 A layer is *activated* when it applies a non-linear activation of its own: ``Dense``/``Conv*``
 with ``activation=`` other than linear (the activation runs inside the layer, so the layer's output
 *is* the activation output), or an ``Activation``, ``ReLU``, ``LeakyReLU``, ``PReLU``, ``ELU`` or
-``Softmax`` layer. Layers inside nested models and layers called more than once (shared layers)
-are not tapped automatically; record them as below.
+``Softmax`` layer. The activated layers the model's graph does not show (inside a nested model,
+a custom block layer or a subclassed model) are read while the step traces, through
+:class:`trainkit.layer_hooks.LayerHooks`, in the order they run; a layer called several times is
+reported once per call (``_1``, ``_2``... suffixes). Layers inside recurrent layers are not: their
+outputs live in the recurrence's loop. A layer the model's own graph calls more than once (shared)
+is tapped only through a nested model or :func:`record`.
 
-Subclassed models (and custom layers anywhere) report activations with :func:`record`, called in
-``call``; it returns its input unchanged and does nothing outside a trainkit step::
+A custom layer or subclassed model can also name what it reports with :func:`record`, called in
+``call`` (its name wins over a hooked layer's for the same tensor); it returns its input unchanged
+and does nothing outside a trainkit step::
 
     from trainkit.probes import record
 
@@ -44,6 +49,7 @@ import keras
 import tensorflow as tf
 
 from trainkit import stats
+from trainkit.layer_hooks import LayerHooks
 
 #: Layer classes that are nothing but an activation, and the activation each applies.
 _ACTIVATION_LAYERS = {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu", "Softmax": "softmax"}
@@ -163,7 +169,10 @@ class Probe:
         model: The model.
         tapped: ``(name, activation)`` of each layer tapped automatically, in model order.
         output_activations: Activation of each flat model output.
-        reason: Why layers are not tapped automatically (subclassed model...), or ``None``.
+        reason: Why the model's graph cannot be tapped (a subclassed model...), or ``None``;
+            its hidden layers are then read through hooks only.
+        output_layers: Names of the tapped layers whose output is a model output (known once
+            the step has been traced): they are not hidden layers.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -171,24 +180,32 @@ class Probe:
         self.tapped: list[tuple[str, str]] = []
         self.output_activations: list[str] = []
         self.reason: str | None = None
+        self.output_layers: set[str] = set()
         self._tap_model: keras.Model | None = None
         self._output_struct: Any = None
         self._output_layers: list[str | None] = []
         self._num_taps = 0
+        # Layers read through hooks: their activation, and where they sort among the graph's taps.
+        self._hooked_activation: dict[int, str] = {}
+        self._hooked_position: dict[int, int] = {}
         self._build()
+        self._hooks = LayerHooks([layer for layer, _ in self._hidden])
 
     def _build(self) -> None:
         model = self.model
         base = model._functional if isinstance(model, keras.Sequential) else model
+        self._hidden: list[tuple[Any, str]] = []
         if base is None or not isinstance(base, keras.Model) or not hasattr(base, "_outputs_struct"):
             self.reason = "subclassed model: report activations with trainkit.probes.record()"
+            self._hide(hidden_layers(model), position=0)
             return
         flat_outputs = keras.tree.flatten(base.output)
         output_ids = {id(t) for t in flat_outputs}
         taps: list[Any] = []
-        for layer in base.layers:
+        for position, layer in enumerate(base.layers):
             activation = layer_activation(layer)
             if activation is None:
+                self._hide(hidden_layers(layer), position)
                 continue
             try:
                 tensor = layer.output
@@ -210,13 +227,19 @@ class Probe:
             self._tap_model = None
         self._num_taps = len(taps)
 
+    def _hide(self, layers: Sequence[tuple[Any, str]], position: int) -> None:
+        for layer, activation in layers:
+            self._hidden.append((layer, activation))
+            self._hooked_activation[id(layer)] = activation
+            self._hooked_position.setdefault(id(layer), position)
+
     @tf.autograph.experimental.do_not_convert  # plain Python over layers; nothing to convert
     def __call__(self, x: Any, training: bool = True) -> tuple[Any, list[Tap]]:
         """The model's output for ``x`` and the step's taps (layers, recorded, output).
 
         Must run inside a ``tf.function`` being traced (or eagerly): taps are tensors of this call.
         """
-        with collect() as recorded:
+        with collect() as recorded, self._hooks.recording() as hooked:
             if self._tap_model is None:
                 y_pred = self.model(x, training=training)
                 tapped: list[Tap] = []
@@ -232,7 +255,25 @@ class Probe:
                     else:
                         tensor = next(tensors)
                     tapped.append(Tap(name, tensor, activation))
-        return y_pred, _with_outputs(_unique(tapped + recorded), y_pred, self)
+        named = {id(tap.tensor) for tap in recorded}  # record()'s name wins over the layer's
+        from_hooks = [(layer, tensor) for layer, tensor in hooked.outputs if id(tensor) not in named]
+        ordered = self._in_model_order(tapped, from_hooks)
+        return y_pred, _with_outputs(_unique(ordered + recorded), y_pred, self, ordered)
+
+    def _in_model_order(self, tapped: list[Tap], hooked: list[tuple[Any, tf.Tensor]]) -> list[Tap]:
+        """The graph's taps and the hooked layers' outputs, in model order: a hooked layer sorts
+        with the top-level layer it is inside, in the order the calls ran."""
+        if not hooked:
+            return tapped
+        top = {name: position for position, name in enumerate(layer.name for layer in self._top_layers())}
+        keyed = [((top.get(tap.name, 0), 0), tap) for tap in tapped]
+        keyed += [((self._hooked_position[id(layer)], 1), Tap(layer.name, tensor, self._hooked_activation[id(layer)]))
+                  for layer, tensor in hooked]
+        return [tap for _, tap in sorted(keyed, key=lambda item: item[0])]
+
+    def _top_layers(self) -> list[Any]:
+        base = self.model._functional if isinstance(self.model, keras.Sequential) else self.model
+        return list(getattr(base, "layers", []))
 
 
 def _unique(taps: Sequence[Tap]) -> list[Tap]:
@@ -240,16 +281,41 @@ def _unique(taps: Sequence[Tap]) -> list[Tap]:
     return [dataclasses.replace(tap, name=name) for tap, name in zip(taps, stats.numbered(t.name for t in taps), strict=True)]
 
 
-def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe) -> list[Tap]:
-    """Appends the model output(s); a recorded ``output`` overrides the inferred activation."""
+def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe, layer_taps: Sequence[Tap] = ()) -> list[Tap]:
+    """Appends the model output(s); a recorded ``output`` overrides the inferred activation.
+
+    An output that is some layer's tapped output (``layer_taps``: a subclassed model's last layer,
+    read through a hook) takes that layer's activation where the graph tells none.
+    """
     flat = keras.tree.flatten(y_pred)
     names = stats.output_names(len(flat))
     declared = {t.name: t.activation for t in taps if t.name in names}
     taps = [t for t in taps if t.name not in declared]
     inferred = probe.output_activations if len(probe.output_activations) == len(flat) else ["linear"] * len(flat)
+    produced = {id(t.tensor): t.activation for t in layer_taps}
+    outputs = {id(t) for t in flat}
+    probe.output_layers.update(t.name for t in taps if id(t.tensor) in outputs)
     for name, tensor, activation in zip(names, flat, inferred, strict=True):
+        if activation == "linear":
+            activation = produced.get(id(tensor), activation)
         taps.append(Tap(name, tensor, declared.get(name, activation)))
     return taps
+
+
+def hidden_layers(layer: Any) -> list[tuple[Any, str]]:
+    """``(layer, activation)`` of each activated layer inside ``layer`` (not itself), depth first.
+
+    The search stops at an activated layer (its output is what it applies) and at recurrent
+    layers, whose inner layers run inside the recurrence's loop.
+    """
+    found: list[tuple[Any, str]] = []
+    for inner in layer._flatten_layers(include_self=False, recursive=False):
+        activation = layer_activation(inner)
+        if activation is not None:
+            found.append((inner, activation))
+        elif not isinstance(inner, keras.layers.RNN) and not hasattr(inner, "recurrent_activation"):
+            found.extend(hidden_layers(inner))
+    return found
 
 
 def build_probe(model: keras.Model) -> Probe:

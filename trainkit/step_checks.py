@@ -57,7 +57,8 @@ def missing_statistics(names: Sequence[str], probe: probes.Probe | None) -> Find
                    "saturated-activations) cannot judge this run.")
         advice = "Override compute_loss instead, or return {**super().train_step(batch), ...} to add values; statistics=False silences this note."
     elif probe is not None and probe.reason is not None and not any(
-            p is not None and p.kind == stats.ACTIVATION and not stats.is_output_name(p.layer) for p in parsed):
+            p is not None and p.kind == stats.ACTIVATION and not stats.is_output_name(p.layer) and p.layer not in probe.output_layers
+            for p in parsed):
         message = f"Activation statistics cover the model's output only ({probe.reason}): dead-relu and saturated-activations judge no hidden layer."
         advice = "In the model's call, wrap each hidden activation: x = trainkit.probes.record(\"dense_1\", x, \"relu\")."
     else:
