@@ -250,6 +250,32 @@ def test_blocks_shared_calls_recurrent_layers_and_recorded_names():
     # The block is called twice: its inner layer is reported once per call.
     assert [t.name for t in taps] == ["expand", "expand_1", "output"]
 
+    # So is a layer the model's own graph calls twice (a Siamese branch).
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((5,)), keras.Input((5,))
+    shared = keras.layers.Dense(4, activation="relu", name="shared")
+    siamese = keras.Model([a, b], keras.layers.Dense(1, activation="sigmoid", name="head")(keras.layers.Subtract()([shared(a), shared(b)])))
+    left, right = tf.constant(rows()), tf.constant(rows(seed=1))
+    _, taps = probes.build_probe(siamese)([left, right])
+    assert [t.name for t in taps] == ["shared", "shared_1", "head", "output"]
+    np.testing.assert_allclose(taps[1].tensor.numpy(), shared(right).numpy(), rtol=1e-6)
+
+
+def test_a_layer_first_called_for_another_model_is_tapped_in_this_ones_graph():
+    # layer.output is its first call's: built into an encoder first, the layer's tap was a tensor
+    # of the encoder's graph, and the probe could not be built (no hidden layer tapped at all).
+    keras.utils.set_random_seed(0)
+    encode = keras.layers.Dense(4, activation="relu", name="encode")
+    first = keras.Input((5,))
+    keras.Model(first, encode(first), name="encoder")
+    x_in = keras.Input((5,))
+    model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid", name="head")(encode(keras.layers.Dense(5, activation="tanh", name="pre")(x_in))))
+    probe = probes.build_probe(model)
+    assert probe.reason is None and probe.tapped == [("pre", "tanh"), ("encode", "relu"), ("head", "sigmoid")]
+    x = tf.constant(rows())
+    _, taps = probe(x)
+    np.testing.assert_allclose(taps[1].tensor.numpy(), encode(model.get_layer("pre")(x)).numpy(), rtol=1e-6)
+
     keras.utils.set_random_seed(0)
     recurrent = Recurrent()
     sequences = np.random.default_rng(0).normal(size=(32, 3, 5)).astype("float32")

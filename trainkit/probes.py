@@ -12,9 +12,9 @@ with ``activation=`` other than linear (the activation runs inside the layer, so
 ``Softmax`` layer. The activated layers the model's graph does not show (inside a nested model,
 a custom block layer or a subclassed model) are read while the step traces, through
 :class:`trainkit.layer_hooks.LayerHooks`, in the order they run; a layer called several times is
-reported once per call (``_1``, ``_2``... suffixes). Layers inside recurrent layers are not: their
-outputs live in the recurrence's loop. A layer the model's own graph calls more than once (shared)
-is tapped only through a nested model or :func:`record`.
+reported once per call (``_1``, ``_2``... suffixes), and so is a layer the model's own graph calls
+more than once (shared). Layers inside recurrent layers are not: their outputs live in the
+recurrence's loop.
 
 A custom layer or subclassed model can also name what it reports with :func:`record`, called in
 ``call`` (its name wins over a hooked layer's for the same tensor); it returns its input unchanged
@@ -155,6 +155,15 @@ def _unpack_singleton(value: Any) -> Any:
     return value
 
 
+def _calls_in_graph(model: Any, layer: Any) -> list[list[Any]]:
+    """The output tensors of each call of ``layer`` in ``model``'s graph.
+
+    Not ``layer.output``: that is the first call's, which for a shared layer hid every other call,
+    and for a layer first called while building another model is not in this graph at all.
+    """
+    return [list(node.outputs) for nodes in model._nodes_by_depth.values() for node in nodes if node.operation is layer]
+
+
 def _produced_by(tensor: Any) -> Any:
     history = getattr(tensor, "_keras_history", None)
     return history[0] if history else None
@@ -207,10 +216,13 @@ class Probe:
             if activation is None:
                 self._hide(hidden_layers(layer), position)
                 continue
-            try:
-                tensor = layer.output
-            except (AttributeError, ValueError, RuntimeError):
-                continue  # shared layer (several outputs) or never called in this graph
+            calls = _calls_in_graph(base, layer)
+            if len(calls) > 1:  # a shared layer, one output per call: read at each call instead
+                self._hide([(layer, activation)], position)
+                continue
+            if len(calls) != 1 or len(calls[0]) != 1:
+                continue  # never called in this graph, or several outputs
+            (tensor,) = calls[0]
             if isinstance(tensor, keras.KerasTensor) and id(tensor) not in output_ids:
                 taps.append(tensor)
                 self.tapped.append((layer.name, activation))
