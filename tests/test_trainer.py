@@ -1947,6 +1947,22 @@ def test_a_step_ported_from_keras_is_told_the_trainer_s_spelling():
     assert info.value.code == "trainer-is-not-the-model" and "self.model(x, training=True)" in info.value.message
 
 
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_a_subclass_that_never_called_super_init_is_told_so(method):
+    x, y = make_data(32, features=4)
+
+    class NoSuperInit(Trainer):
+        def __init__(self, model, **kwargs):
+            self.extra_weight = 0.1  # super().__init__(model, **kwargs) forgotten
+
+    trainer = NoSuperInit(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary")
+    call = {"fit": lambda: trainer.fit(x, y, epochs=1, verbose=0), "evaluate": lambda: trainer.evaluate(x, y), "predict": lambda: trainer.predict(x)}
+    # AttributeError: 'NoSuperInit' object has no attribute 'is_chief' ('strategy', '_predict_fn').
+    with pytest.raises(ArgumentError) as info:
+        call[method]()
+    assert info.value.code == "trainer-not-initialized" and "super().__init__(model" in info.value.message
+
+
 def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
     # A GAN or a VAE fits on images alone in Keras; the advice was to zip the inputs with their
     # targets. The placeholders it now names train.

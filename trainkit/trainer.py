@@ -16,6 +16,7 @@ the checks of what a traced step returns are functions (:mod:`trainkit.step_chec
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import keras
 import numpy as np
@@ -98,6 +99,26 @@ from trainkit.writers.tensorboard import (
 #: base versions, and the helpers an override calls, are marked ``do_not_convert``, so that
 #: converting an override does not convert trainkit's own step (seconds of tracing).
 STEP_METHODS = ("train_step", "test_step", "compute_loss", "apply_gradients", "update_metrics", "replica_gradients")
+
+_Method = TypeVar("_Method", bound=Any)
+
+
+def _needs_init(method: _Method) -> _Method:
+    """Refuses ``method`` on a subclass whose ``__init__`` never called ``super().__init__(...)``.
+
+    Such a trainer has none of the attributes ``Trainer.__init__`` sets, and ``fit`` failed deep
+    inside with ``AttributeError: 'MyTrainer' object has no attribute 'is_chief'``.
+    """
+
+    @functools.wraps(method)
+    def checked(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        if "_initialized" not in vars(self):
+            raise ArgumentError("trainer-not-initialized", f"{type(self).__name__}.__init__ did not call super().__init__(model, loss=..., "
+                                                           "optimizer=..., task=...), which sets up everything fit, evaluate and predict use: "
+                                                           "call it in __init__.")
+        return method(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
@@ -303,6 +324,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
         self.findings.extend(self.check_model())
+        self._initialized = True  # what _needs_init looks for
 
     def _create_state(self, loss: Spec, optimizer: Spec, metrics: Any, task: Task, loss_weights: Any) -> None:
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
@@ -684,6 +706,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._step = int(self.global_step.numpy())
         return self._step
 
+    @_needs_init
     @holds_run_lock
     def fit(
         self,
@@ -1172,6 +1195,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     # -- evaluate / predict -----------------------------------------------------------------------
 
+    @_needs_init
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None,
                  check_data: bool = True, return_dict: bool = True, verbose: Any = 0) -> dict[str, float] | list[float] | float:
         """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly.
@@ -1244,6 +1268,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         results.update(self._running_results("eval"))
         return results
 
+    @_needs_init
     def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None, verbose: Any = 0) -> Any:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
 
