@@ -909,6 +909,24 @@ def test_a_keras_callback_evaluating_the_model_gets_what_model_fit_s_would():
     assert "evaluate" not in vars(model)  # lent for the run only: the model's own afterwards
 
 
+def test_a_keras_callback_reading_the_model_s_history_sees_the_epochs_so_far_as_in_model_fit():
+    # self.model.history raised AttributeError: model.fit sets it to its History, trainkit did not.
+    x, y = make_data(48, features=4)
+    seen = {}
+
+    def reading(name):
+        cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.setdefault(name, []).append(list(cb.model.history.history.get("loss", []))))
+        return cb
+
+    history = make_trainer(make_model(features=4), seed=0).fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[reading("trainkit")])
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    reference.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[reading("keras")])
+    assert [len(losses) for losses in seen["trainkit"]] == [len(losses) for losses in seen["keras"]] == [0, 1, 2]
+    np.testing.assert_allclose(seen["trainkit"][-1], seen["keras"][-1], rtol=1e-5)
+    assert seen["trainkit"][-1] == history.history["loss"][:2]
+
+
 def test_keras_callbacks_monitoring_a_metric_in_auto_mode_take_its_direction_as_in_model_fit(tmp_path):
     # Keras finds the direction of a monitored metric in model.metrics, which a model trainkit
     # trains does not hold: EarlyStopping(monitor="val_accuracy") raised ValueError ("isn't able

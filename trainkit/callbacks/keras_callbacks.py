@@ -93,8 +93,9 @@ class KerasCallback(Callback):
 
     For the run, ``model.optimizer`` is the trainer's optimizer (what ``ReduceLROnPlateau`` and
     ``LearningRateScheduler`` change; a model compiled before keeps its own again afterwards),
-    ``model.stop_training = True`` stops training after the epoch, as in ``model.fit``, and an
-    uncompiled model's ``model.evaluate(...)`` is the trainer's (:func:`trainer_evaluate`). The Keras
+    ``model.stop_training = True`` stops training after the epoch, as in ``model.fit``,
+    ``model.history`` is the History of the fit, and an uncompiled model's ``model.evaluate(...)``
+    is the trainer's (:func:`trainer_evaluate`). The Keras
     callback's own state (a plateau's patience so far) is not in trainkit's checkpoints: a resumed
     run starts it afresh, with the learning rate the checkpoint's optimizer holds.
 
@@ -203,3 +204,7 @@ class KerasCallback(Callback):
         self._lent_evaluate = not getattr(model, "compiled", False) and "evaluate" not in vars(model)
         if self._lent_evaluate:
             model.evaluate = trainer_evaluate(self.trainer)
+        # model.fit sets model.history to its History (and leaves it there): a Keras callback that
+        # reads self.model.history.history met AttributeError. The epochs so far, as in Keras
+        # (the History is appended after the callbacks' on_epoch_end).
+        model.history = self.trainer.history
