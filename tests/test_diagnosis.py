@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
-from trainkit.callbacks import Callback
+from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.diagnosis import (
     DIAGNOSIS_CODES,
     RULES,
@@ -1132,6 +1132,27 @@ def test_overfitting_handled_by_early_stopping_is_a_note():
     s.notes = {"early_stopping": {"stopped_epoch": 19, "best_epoch": 6, "restored_epoch": 6}}
     f = finding(s.run(), "overfitting")
     assert f.severity == "info" and f.evidence["restored_epoch"] == 6
+
+
+@pytest.mark.parametrize("stopping", ["trainkit", "keras"])
+def test_overfitting_that_keras_s_early_stopping_handled_is_a_note_as_with_trainkit_s(stopping):
+    # With keras.callbacks.EarlyStopping, which fit runs as model.fit does, the diagnosis did not see
+    # the stop: "The model overfits from epoch 3 ... Stop at the best epoch: training: {early_stopping:
+    # ...}", a warning, though it had stopped the run and put back epoch 3's weights.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(280, 10)).astype("float32")
+    y = ((x[:, 0] + x[:, 1] + 0.8 * rng.normal(size=280)) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    kinds = {"trainkit": EarlyStopping, "keras": keras.callbacks.EarlyStopping}
+    callback = kinds[stopping](monitor="val_loss", patience=8, restore_best_weights=True)
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(3e-3), task="binary", seed=0)
+    history = trainer.fit(x[:80], y[:80], epochs=40, batch_size=16, validation_data=(x[80:], y[80:]), verbose=0, callbacks=[callback])
+    best = int(np.argmin(history.history["val_loss"]))
+    assert len(history.epoch) == best + 9  # stopped
+    f = next(f for f in trainer.findings if f.code == "overfitting")
+    assert f.severity == "info" and f.evidence["restored_epoch"] == best and "early stopping handled it" in f.advice
 
 
 def test_overfitting_ignores_a_rise_in_the_regularization_free_loss_only_when_there_is_none():

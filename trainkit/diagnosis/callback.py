@@ -667,12 +667,24 @@ def _learning_rate(optimizer: Any) -> float | None:
         return None
 
 
-def _early_stopping_config(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
+def _early_stoppers(callbacks: Iterable[Callback]) -> Iterator[Any]:
+    """trainkit's EarlyStopping callbacks, and Keras's that ``fit`` runs wrapped in a KerasCallback
+    (the diagnosis told a run that Keras's had stopped, and restored, to add early stopping)."""
+    import keras
+
     from trainkit.callbacks.early_stopping import EarlyStopping
+    from trainkit.callbacks.keras_callbacks import KerasCallback
 
     for cb in callbacks:
         if isinstance(cb, EarlyStopping):
-            return {"monitor": cb.monitor, "patience": cb.patience, "restore_best_weights": cb.restore_best_weights}
+            yield cb
+        elif isinstance(cb, KerasCallback) and isinstance(cb.callback, keras.callbacks.EarlyStopping):
+            yield cb.callback
+
+
+def _early_stopping_config(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
+    for cb in _early_stoppers(callbacks):
+        return {"monitor": cb.monitor, "patience": cb.patience, "restore_best_weights": cb.restore_best_weights}
     return None
 
 
@@ -697,7 +709,14 @@ def _early_stopping_outcome(callbacks: Iterable[Callback]) -> dict[str, Any] | N
     """Whether an EarlyStopping callback stopped the run, and which epoch's weights it restored."""
     from trainkit.callbacks.early_stopping import EarlyStopping
 
-    for cb in callbacks:
-        if isinstance(cb, EarlyStopping) and (cb.stopped_epoch is not None or cb.restored_epoch is not None):
-            return {"stopped_epoch": cb.stopped_epoch, "best_epoch": cb.best_epoch, "restored_epoch": cb.restored_epoch}
+    for cb in _early_stoppers(callbacks):
+        if isinstance(cb, EarlyStopping):
+            stopped, restored = cb.stopped_epoch, cb.restored_epoch
+        else:
+            # Keras's: stopped_epoch 0 until it stops (never at epoch 0); its on_train_end, which
+            # runs after this one, puts back the best weights whenever it kept them.
+            stopped = cb.stopped_epoch if cb.stopped_epoch > 0 else None
+            restored = cb.best_epoch if cb.restore_best_weights and cb.best_weights is not None else None
+        if stopped is not None or restored is not None:
+            return {"stopped_epoch": stopped, "best_epoch": cb.best_epoch, "restored_epoch": restored}
     return None
