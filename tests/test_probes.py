@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer, probes, stats
+from trainkit.errors import ArgumentError
 
 
 def rows(n: int = 16, features: int = 5, seed: int = 0) -> np.ndarray:
@@ -149,6 +150,19 @@ def test_record_suffixes_repeated_names_and_ignores_symbolic_tensors():
     assert [t.name for t in probes._unique(taps)] == ["block", "block_1"]
     free = tf.ones(1)
     assert probes.record("free", free) is free  # no collector: a no-op returning its input
+
+
+def test_record_refuses_an_activation_name_that_names_none():
+    # "rleu" was taken as it was: the layer got a linear layer's statistics (no dead_fraction), and
+    # dead-relu never looked at it.
+    with probes.collect() as taps:
+        with pytest.raises(ArgumentError) as info:
+            probes.record("hidden", tf.ones((2, 3)), activation="rleu")
+        probes.record("gelu", tf.ones((2, 3)), activation="gelu")  # a Keras activation without statistics of its own
+        probes.record("fn", tf.ones((2, 3)), activation=keras.activations.relu)
+    assert info.value.code == "bad-argument" and 'Did you mean "relu"?' in info.value.message
+    assert [(t.name, t.activation) for t in taps] == [("gelu", "gelu"), ("fn", "relu")]
+    assert probes.record("free", tf.ones(1), activation="rleu") is not None  # outside a trainkit step: a no-op
 
 
 @pytest.mark.parametrize(("layer", "expected"), [

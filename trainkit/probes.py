@@ -49,6 +49,7 @@ import keras
 import tensorflow as tf
 
 from trainkit import stats
+from trainkit.errors import ArgumentError, closest
 from trainkit.layer_hooks import LayerHooks
 
 #: Layer classes that are nothing but an activation, and the activation each applies.
@@ -125,15 +126,38 @@ def record(name: str, tensor: Any, activation: str = "linear") -> Any:
         name: Name ``L`` of the statistics (``activation/L/mean``...); ``"output"`` declares the
             model output's activation.
         tensor: The activation output, batch first, units last.
-        activation: Canonical activation name (``"relu"``, ``"tanh"``, ``"sigmoid"``...).
+        activation: Canonical activation name (``"relu"``, ``"tanh"``, ``"sigmoid"``...), or the
+            activation function.
 
     Returns:
         ``tensor``, unchanged, so it can wrap an expression.
+
+    Raises:
+        ArgumentError: ``bad-argument`` (inside a trainkit step) for an ``activation`` name that
+            names no activation.
     """
     stack = _collectors()
     if stack and not isinstance(tensor, keras.KerasTensor):
-        stack[-1].append(Tap(name, tensor, activation_name(activation)))
+        stack[-1].append(Tap(name, tensor, _recorded_activation(activation)))
     return tensor
+
+
+def _recorded_activation(activation: Any) -> str:
+    """The canonical name of the activation :func:`record` was given.
+
+    Raises:
+        ArgumentError: ``bad-argument`` for a name that is no activation (``"rleu"``): its layer
+            got a linear layer's statistics, and ``dead-relu`` never looked at it, in silence.
+    """
+    name = activation_name(activation)
+    if not isinstance(activation, str) or name in stats.ACTIVATION_KINDS:
+        return name
+    try:
+        keras.activations.get(name)
+    except ValueError:
+        raise ArgumentError("bad-argument", f"trainkit.probes.record got activation={activation!r}, which is no activation.{closest(name, stats.ACTIVATION_KINDS)} "
+                                            "Name the one the recorded tensor went through (\"relu\", \"tanh\", \"sigmoid\"...), or \"linear\" for none.") from None
+    return name
 
 
 @contextmanager
