@@ -1981,6 +1981,28 @@ def test_a_subclass_that_never_called_super_init_is_told_so(method):
     assert info.value.code == "trainer-not-initialized" and "super().__init__(model" in info.value.message
 
 
+def test_a_compute_loss_without_training_as_keras_before_3_3_wrote_it_trains_and_validates_as_in_model_fit(tmp_path):
+    # Keras calls such an override without training=; trainkit's validation and histograms passed
+    # it: "tf__compute_loss() got an unexpected keyword argument 'training'".
+    x, y = make_data(64, features=4)
+
+    def penalised(base):
+        class Penalised(base):
+            def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+                return super().compute_loss(x, y, y_pred, sample_weight) + 0.01 * tf.reduce_mean(tf.square(y_pred))
+        return Penalised
+
+    trainer = penalised(Trainer)(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary",
+                                 seed=0, logdir=tmp_path / "run")  # a logdir: the histograms' loss too
+    history = trainer.fit(x[:48], y[:48], epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x[48:], y[48:])).history
+    reference = penalised(keras.Sequential)(make_model(features=4).layers)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x[:48], y[:48], epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x[48:], y[48:])).history
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5)
+    assert trainer.evaluate(x, y)["loss"] == pytest.approx(reference.evaluate(x, y, verbose=0), rel=1e-5)
+
+
 def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
     # A GAN or a VAE fits on images alone in Keras; the advice was to zip the inputs with their
     # targets. The placeholders it now names train.

@@ -74,7 +74,7 @@ class ProbeHistograms:
             x, y, sample_weight = unpack_batch(batch)
             with tf.GradientTape() as tape:
                 y_pred, taps = trainer.probe(x, training=False)
-                loss = trainer.compute_loss(x, y, y_pred, sample_weight, training=False)
+                loss = trainer._evaluation_loss(x, y, y_pred, sample_weight)
             trainer.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
             gradients = tape.gradient(loss, variables)
             tensors: dict[str, Any] = {}

@@ -17,6 +17,7 @@ the checks of what a traced step returns are functions (:mod:`trainkit.step_chec
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
 import sys
@@ -313,6 +314,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # trainkit compiles without AutoGraph (see loop.compile_function); a subclass's own step
         # methods are converted, so a Python `if` over tensors in them still traces.
         autograph_overrides(self, Trainer, STEP_METHODS)
+        # A compute_loss written before Keras 3.3 takes no `training`: Keras calls it without one.
+        parameters = inspect.signature(type(self).compute_loss).parameters.values()
+        self._loss_takes_training = any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
         self._epochs_skipped = 0
         # The running sums of the epoch's step-averaged values (see _run_epoch), and those a
         # mid-epoch checkpoint recorded, for the resumed epoch.
@@ -410,6 +414,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         return loss
+
+    @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
+    def _evaluation_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
+        """``compute_loss(..., training=False)``, or without ``training`` for an override that
+        takes none (written before Keras 3.3 added it; Keras's own steps call such one so too)."""
+        if self._loss_takes_training:
+            return self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        return self.compute_loss(x, y, y_pred, sample_weight)
 
     def _output_loss(self, loss_fn: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
         loss = loss_fn(y, y_pred, sample_weight=sample_weight)
@@ -595,7 +607,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """One evaluation step: updates the evaluation loss and metrics."""
         x, y, sample_weight = unpack_batch(batch)
         y_pred = self.model(x, training=False)
-        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        loss = self._evaluation_loss(x, y, y_pred, sample_weight)
         rows = distribute.replica_rows(y_pred)
         self._tracked["eval"] = True
         self._eval_loss_tracker.update_state(loss, sample_weight=rows)
