@@ -989,6 +989,30 @@ def test_a_value_a_callback_adds_to_the_logs_can_be_monitored_after_it(monitor):
     assert info.value.code == "bad-monitor" and 'Did you mean "val_f1"?' in info.value.message
 
 
+class KerasAddsF1(keras.callbacks.Callback):
+    """The same, written as a Keras callback."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_f1"] = 0.5 + 0.1 * epoch
+
+
+@pytest.mark.parametrize("adder", [
+    lambda: keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update(val_f1=0.5 + 0.1 * epoch)),
+    KerasAddsF1,
+], ids=["LambdaCallback", "Callback"])
+def test_a_value_a_keras_callback_adds_to_the_logs_can_be_monitored_after_it(adder):
+    # Refused before training (bad-monitor: "the epoch logs only have ['loss', 'val_loss']"), where
+    # model.fit allows it as it does after a trainkit callback.
+    x, y = make_data(40, features=4)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_f1", mode="max", patience=5)
+    history = make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[adder(), stopping], verbose=0)
+    assert history.history["val_f1"] == pytest.approx([0.5, 0.6])
+    with pytest.raises(ArgumentError) as info:  # a typo still is, at the first epoch's end
+        make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, verbose=0,
+                                                 callbacks=[adder(), keras.callbacks.EarlyStopping(monitor="val_f2", mode="max")])
+    assert info.value.code == "bad-monitor" and 'Did you mean "val_f1"?' in info.value.message
+
+
 def test_a_keras_learning_rate_callback_changes_the_trainer_s_optimizer_not_a_compiled_one():
     x, y = make_data(32, features=4)
     model = make_model(features=4)

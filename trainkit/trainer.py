@@ -892,6 +892,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 # monitor, as model.fit allows: theirs are checked at the epoch's end instead.
                 break
             callback.check_monitor(logged)  # before any epoch: a typo costs none
+            if getattr(callback, "may_add_logs", False):  # a Keras callback of the user's: the same
+                break
         self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
         # The checks are done: a training dataset's first batch may still size its stacks.
         for source, keep in ((train, 1), (validation, 0)):

@@ -40,6 +40,11 @@ _INSTEAD = {
 }
 
 
+#: Keras callbacks that only read the epoch logs (ReduceLROnPlateau and LearningRateScheduler add
+#: ``learning_rate``).
+_READ_LOGS_ONLY = (keras.callbacks.EarlyStopping, keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger)
+
+
 def as_trainkit_callback(callback: Any) -> Any:
     """``callback`` as trainkit calls it: a Keras callback wrapped in :class:`KerasCallback`.
 
@@ -134,6 +139,14 @@ class KerasCallback(Callback):
         if watches and isinstance(monitor, str) and monitor not in logged:
             raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}", but the epoch logs only have {sorted(logged)}.'
                                                f"{closest(monitor, logged)} Monitor one of those (val_* needs validation data).")
+
+    @property
+    def may_add_logs(self) -> bool:
+        """Whether the Keras callback may add values to the epoch logs for the callbacks after it to
+        monitor, as ``model.fit`` allows: any but Keras's own that only read them. (A
+        ``LambdaCallback`` adding an F1 score had the EarlyStopping after it that monitored the
+        score refused before training, ``bad-monitor``.)"""
+        return type(self.callback) not in _READ_LOGS_ONLY
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         model = self.trainer.model
