@@ -73,6 +73,21 @@ def test_streaming_call_stops_on_nonfinite_and_on_exhaustion(jit):
     assert out.steps == 3 and out.batch_sizes.tolist() == [4, 4, 2]
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_call_that_ran_fewer_steps_than_its_buffer_keeps_only_its_own_rows(jit):
+    # The step table keeps calls' values for 10k steps: a view of a 32-row buffer for 3 steps
+    # (a streamed epoch of unknown length, an in-memory call cut short) held the whole buffer.
+    clean = tf.data.Dataset.from_tensor_slices((np.ones((10, 1), np.float32), np.zeros((10, 1), np.float32))).batch(4)
+    loop = CompiledLoop(mean_step, jit_compile=jit)
+    loop.discover_names(clean.element_spec)
+    data, _ = data_with_nan_in_batch(None)
+    indices = tf.constant(np.arange(40, dtype=np.int32).reshape(10, 4))
+    for out in (loop.run_streaming(iter(clean), 32), loop.run_in_memory(data, indices, start=0, num_steps=3, capacity=10)):
+        assert out.steps == 3
+        held = out.values if out.values.base is None else out.values.base
+        assert held.nbytes <= 3 * (len(out.names) + 1) * 4
+
+
 @pytest.mark.parametrize("stop_at", [None, 40, 75], ids=["clean", "nan in a stack", "nan at a stack's end"])
 def test_xla_streaming_stacks_batches_with_the_same_steps_as_one_launch_per_step(monkeypatch, stop_at):
     # The XLA streaming call runs stacks of batches in one XLA loop: every step, in order, across

@@ -467,7 +467,7 @@ class CompiledLoop:
             if not self._fall_back_from_xla(err):
                 raise
             return self.run_in_memory(data, indices, start, num_steps, capacity, tail, run_tail)
-        return self._unpack(buffer.numpy()[: int(count)])
+        return self._unpack(buffer.numpy(), int(count))
 
     def _fall_back_from_xla(self, err: Exception) -> bool:
         """Turns XLA off after a compile failure, when allowed; True if the call should be retried.
@@ -642,7 +642,7 @@ class CompiledLoop:
             # A tensor, not a Python int: calls of every size (the epoch's remainder, a call cut
             # short where histograms are due) share one trace.
             buffer, count = fn(iterator, tf.constant(capacity, tf.int32))
-        return self._unpack(buffer.numpy()[: int(count)])
+        return self._unpack(buffer.numpy(), int(count))
 
     def _check_streaming_xla(self) -> None:
         """Turns XLA off, before any batch is pulled, when it cannot compile the streamed step.
@@ -669,9 +669,15 @@ class CompiledLoop:
             self.jit_compile = False
             self.xla_failure = str(err).splitlines()[0]
 
-    def _unpack(self, buffer: np.ndarray) -> StepOutputs:
+    def _unpack(self, buffer: np.ndarray, count: int) -> StepOutputs:
         assert self.names is not None
-        return StepOutputs(names=self.names, values=buffer[:, 1:], batch_sizes=buffer[:, 0].astype(np.int64))
+        rows = buffer[:count]
+        if count < len(buffer):
+            # A copy, not a view: the step table keeps the values of 10k steps, and a view of a
+            # call's whole buffer (its capacity, up to 1024 rows: a streamed epoch of unknown
+            # length, or one cut short) kept up to 8x the rows it ran.
+            rows = rows.copy()
+        return StepOutputs(names=self.names, values=rows[:, 1:], batch_sizes=rows[:, 0].astype(np.int64))
 
 
 def epoch_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
