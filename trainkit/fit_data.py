@@ -211,14 +211,16 @@ def check_epochs(epochs: int, initial_epoch: int) -> None:
 
 
 def check_fit_options(validation_split: Any, callbacks: Any, shuffle: Any = True) -> None:
-    """Refuses a ``validation_split`` that is not a number, ``callbacks`` that are not a list and a
-    ``shuffle`` that is neither a bool nor ``"batch"``."""
+    """Refuses a ``validation_split`` that is not a number, ``callbacks`` that are not a list (or
+    ``None``, ``model.fit``'s default: none) and a ``shuffle`` that is neither a bool nor ``"batch"``."""
     if not isinstance(shuffle, bool | np.bool_) and shuffle != "batch":
         # A string was read as true: shuffle="false" shuffled.
         raise ArgumentError("bad-argument", f"shuffle must be True, False or \"batch\", got {shuffle!r}.")
     if isinstance(validation_split, bool | np.bool_) or not isinstance(validation_split, numbers.Real):
         raise ArgumentError("bad-argument", f"validation_split must be a number in [0, 1), got {validation_split!r}.")
-    if callbacks is None or hasattr(callbacks, "on_epoch_end") or isinstance(callbacks, str) or not hasattr(callbacks, "__iter__"):
+    if callbacks is None:
+        return
+    if hasattr(callbacks, "on_epoch_end") or isinstance(callbacks, str) or not hasattr(callbacks, "__iter__"):
         raise ArgumentError("bad-argument", f"callbacks must be a list of callbacks, got {callbacks!r}: "
                                             "pass callbacks=[EarlyStopping(...)] (a list, even of one), or leave it out.")
 

@@ -731,7 +731,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         validation_split: float = 0.0,
         shuffle: Shuffle = True,
         sample_weight: Any = None,
-        callbacks: Iterable[Callback | keras.callbacks.Callback] = (),
+        callbacks: Iterable[Callback | keras.callbacks.Callback] | None = (),
         verbose: int = 1,
         initial_epoch: int = 0,
         check_data: bool = True,
@@ -760,7 +760,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             sample_weight: Optional per-row weights for numpy inputs.
             callbacks: :class:`~trainkit.callbacks.Callback` instances, and Keras callbacks that
                 work at epochs (``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``...;
-                see :mod:`trainkit.callbacks.keras_callbacks`).
+                see :mod:`trainkit.callbacks.keras_callbacks`). ``None`` is none, as in ``model.fit``.
             verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
             initial_epoch: Epoch to start from (when resuming).
             check_data: Run the data checks first (skip only when already run on this data).
@@ -809,7 +809,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_training = False
         self.stop_reason = None
         self.nan_weights = None
-        callbacks = [as_trainkit_callback(cb) for cb in callbacks]  # Keras's own, run at epochs
+        callbacks = [as_trainkit_callback(cb) for cb in callbacks or ()]  # Keras's own, run at epochs
         start_batch = 0
         self._resumed_diagnosis = None
         self._final_checkpoint = None
