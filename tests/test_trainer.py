@@ -258,6 +258,26 @@ def test_early_stopping_in_auto_mode_follows_the_monitored_metric_s_direction():
     assert stopper.best_epoch == 7 and stopper.restored_epoch is None
 
 
+@pytest.mark.parametrize("settings", [
+    {"baseline": 0.05, "patience": 2},  # never reached: stops though the loss improves
+    {"baseline": 0.69, "patience": 2},  # reached at once: as without a baseline
+    {"start_from_epoch": 3, "patience": 1},  # the diverging first epochs are not watched
+])
+def test_early_stopping_baseline_and_warm_up_stop_where_keras_s_do(settings):
+    # They were refused with a bare TypeError, where keras.callbacks.EarlyStopping takes them.
+    x, y = make_data(200)
+    runs = {}
+    for kind in (EarlyStopping, keras.callbacks.EarlyStopping):
+        stopper = kind(monitor="val_loss", restore_best_weights=True, **settings)
+        trainer = make_trainer(optimizer=keras.optimizers.SGD(5.0))
+        history = trainer.fit(x, y, epochs=12, shuffle=False, validation_split=0.3, callbacks=[stopper], verbose=0)
+        runs[kind] = (history.history["val_loss"], trainer.model.get_weights())
+    (ours, our_weights), (keras_losses, keras_weights) = runs.values()
+    assert ours == pytest.approx(keras_losses, rel=1e-6)
+    for mine, theirs in zip(our_weights, keras_weights, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+
+
 def test_early_stopping_starts_afresh_in_each_fit():
     # Its best value and weights were kept from the previous fit: a second fit stopped after
     # one epoch and put back the first fit's weights.

@@ -25,12 +25,17 @@ class EarlyStopping(Callback):
             it (max for an F1 or R2 score too); for a value without one, max for accuracy-like names.
         restore_best_weights: Put back the weights of the best epoch when stopping, and at the
             end of a run that trained all its epochs (as Keras 3's EarlyStopping does).
+        baseline: A value to reach: until an epoch beats it, epochs count toward ``patience``
+            even when they improve on the best so far (as in Keras). ``None``: no baseline.
+        start_from_epoch: Epochs of warm-up not watched at all (neither best nor patience), as in
+            Keras.
 
     Attributes:
         restored_epoch: The epoch whose weights were put back, ``None`` while none were.
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0, mode: str = "auto", restore_best_weights: bool = True) -> None:
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0, mode: str = "auto", restore_best_weights: bool = True,
+                 baseline: float | None = None, start_from_epoch: int = 0) -> None:
         # A misspelt mode ("mn") used to mean "max": the run stopped as the loss fell and put back its worst weights.
         if mode not in ("min", "max", "auto"):
             raise ArgumentError("bad-argument", f'EarlyStopping mode must be "min", "max" or "auto", got {mode!r}.{closest(str(mode), ("min", "max", "auto"))}')
@@ -40,6 +45,10 @@ class EarlyStopping(Callback):
             raise ArgumentError("bad-argument", f"EarlyStopping patience must be a whole number of epochs >= 0, got {patience!r}.")
         if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ArgumentError("bad-argument", f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}.")
+        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or not np.isfinite(baseline)):
+            raise ArgumentError("bad-argument", f"EarlyStopping baseline must be a finite number or None, got {baseline!r}.")
+        if not is_whole_number(start_from_epoch) or start_from_epoch < 0:
+            raise ArgumentError("bad-argument", f"EarlyStopping start_from_epoch must be a whole number of epochs >= 0, got {start_from_epoch!r}.")
         # "auto": the monitored metric's own direction once the trainer's metrics are known (see
         # on_train_begin); until then, and for values that have none, this guess from the name.
         self._auto_mode = mode == "auto"
@@ -47,6 +56,7 @@ class EarlyStopping(Callback):
             mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
         self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode
         self.restore_best_weights = restore_best_weights
+        self.baseline, self.start_from_epoch = baseline, int(start_from_epoch)
         self.best = np.inf if mode == "min" else -np.inf
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
@@ -81,9 +91,14 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         self.check_monitor(logs)
+        if epoch < self.start_from_epoch:
+            return
         value = float(logs[self.monitor])
         if is_better(value, self.best, self.mode, self.min_delta):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch = value, epoch
+            # Short of the baseline, an improvement still spends patience (Keras's rule).
+            reached = self.baseline is None or is_better(value, self.baseline, self.mode, self.min_delta)
+            self.wait = 0 if reached else self.wait + 1
             if self.restore_best_weights:
                 self._best_weights = self.trainer.model.get_weights()
             return
