@@ -1509,6 +1509,32 @@ def test_a_run_without_the_statistics_it_asked_for_gets_a_note():
     assert "output only" in note.message and "trainkit.probes.record(" in note.advice
 
 
+def test_a_step_method_that_cannot_take_its_arguments_is_refused_when_the_trainer_is_built():
+    # compute_loss(self, y, y_pred) failed in the first trace: "tf__compute_loss() takes 3
+    # positional arguments but 5 were given".
+    class Keras2Loss(Trainer):
+        def compute_loss(self, y, y_pred):
+            return super().compute_loss(y=y, y_pred=y_pred)
+
+    class NoBatch(Trainer):
+        def train_step(self):
+            return {}
+
+    class Flexible(Trainer):  # defaults, *args and **kwargs take them: accepted
+        def compute_loss(self, x=None, y=None, y_pred=None, *args, **kwargs):
+            return super().compute_loss(x, y, y_pred, *args, **kwargs)
+
+    for cls, wrote, wanted in ((Keras2Loss, "compute_loss(self, y, y_pred)", "compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True)"),
+                               (NoBatch, "train_step(self)", "train_step(self, batch)")):
+        with pytest.raises(ArgumentError) as info:
+            cls(make_model(), loss="binary_crossentropy", optimizer="sgd", task="binary")
+        assert info.value.code == "bad-step-signature"
+        assert f"{cls.__name__}.{wrote}" in info.value.message and f"write it as {wanted}" in info.value.message
+    x, y = make_data(32)
+    history = Flexible(make_model(), loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False).fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
 def test_step_mistakes_are_coded_errors_before_training():
     # A per-example loss reached the optimizer (a Keras ValueError about adam/iteration), a step
     # without "loss" trained silently, and log_scalar from a callback was dropped and broke the

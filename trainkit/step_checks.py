@@ -9,6 +9,7 @@ A ``compute_loss`` returning a loss per example is refused as the step is traced
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,38 @@ from trainkit.findings import Finding
 STATISTICS_MISSING = "statistics-missing"
 #: What the epoch logs put before the names of the validation's values.
 VALIDATION_PREFIX = "val_"
+
+
+#: The step methods a subclass overrides, and how many positional arguments trainkit calls each with.
+_STEP_CALLS = {"train_step": 1, "test_step": 1, "compute_loss": 4, "update_metrics": 4}
+
+
+def check_step_signatures(trainer: Any, base: type) -> None:
+    """Refuses an overridden step method that cannot take the arguments trainkit calls it with.
+
+    ``compute_loss(self, y, y_pred)`` (Keras 2's spelling) failed in the first trace with
+    "takes 3 positional arguments but 5 were given", naming a converted ``tf__compute_loss``.
+
+    Raises:
+        ArgumentError: ``bad-step-signature``, with the signature to write.
+    """
+    for name, count in _STEP_CALLS.items():
+        method = getattr(type(trainer), name, None)
+        if method is None or method is getattr(base, name):
+            continue
+        try:
+            inspect.signature(getattr(trainer, name)).bind(*[None] * count)
+        except TypeError:
+            wanted = f"{name}({_plain(inspect.signature(getattr(base, name)))})"
+            raise ArgumentError("bad-step-signature", f"{type(trainer).__name__}.{name}({_plain(inspect.signature(method))}) cannot take the "
+                                                      f"{count} argument{'s' if count > 1 else ''} trainkit passes it: write it as {wanted}.") from None
+        except ValueError:  # no signature to read (a builtin): let the call tell
+            continue
+
+
+def _plain(signature: inspect.Signature) -> str:
+    """A signature's parameters as a user writes them: names and defaults, no annotations."""
+    return ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in signature.parameters.values())
 
 
 def check_step_returns_loss(names: Sequence[str]) -> None:
