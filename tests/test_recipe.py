@@ -359,6 +359,19 @@ def test_override_does_not_mutate_input_and_creates_null_sections() -> None:
     assert out["training"]["early_stopping"] == {"patience": 3} and out["data"] == {"rows": 50}
 
 
+def test_null_override_removes_a_key_null_is_no_value_of(tiny: Path) -> None:
+    # `rows` on a csv source is refused with "remove rows", and --set could not remove it:
+    # data.rows=null was refused as "expected a valid integer".
+    (tiny.parent / "d.csv").write_text("a,b,label\n" + "".join(f"{i % 7},{i % 3},{i % 2}\n" for i in range(40)), encoding="utf-8")
+    to_csv = ["data.source=csv", "data.path=d.csv", "data.target=label"]
+    assert "read only by a generator source" in error_of(load_recipe, tiny, to_csv).message
+    recipe = load_recipe(tiny, [*to_csv, "data.rows=null", "data.features=null", "data.seed=null"])
+    assert recipe.data.source == "csv" and not {"rows", "features", "seed"} & recipe.data.model_fields_set
+    out = apply_overrides({"training": {"early_stopping": {"patience": 3}}}, ["training.early_stopping=null"])
+    assert out["training"]["early_stopping"] is None  # null is a value there: it stays, and turns it off
+    assert apply_overrides({}, ["training.epochs=null"]) == {"training": {"epochs": None}}  # nothing to remove: refused as before
+
+
 def test_override_accepts_a_single_string_and_an_empty_recipe() -> None:
     assert apply_overrides({}, "training.epochs=4") == {"training": {"epochs": 4}}
     assert apply_overrides(None, ["task=binary"]) == {"task": "binary"}

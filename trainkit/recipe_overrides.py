@@ -24,8 +24,10 @@ def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str], sch
 
     Each override is ``dotted.path=value``; the value is read as YAML (``1e-3`` included, as a
     float), list items are addressed by index (``model.layers.0.units=64``), missing or null
-    sections are created (``training.early_stopping.patience=3``), and an optimizer or loss given
-    by name takes keyword paths (``optimizer.learning_rate=0.01`` on ``optimizer: adam``).
+    sections are created (``training.early_stopping.patience=3``), an optimizer or loss given
+    by name takes keyword paths (``optimizer.learning_rate=0.01`` on ``optimizer: adam``), and
+    ``null`` removes a key the recipe sets where null is not a value of its own (``data.rows=null``:
+    its default applies).
 
     Args:
         raw: The recipe mapping (not modified).
@@ -126,7 +128,11 @@ def _set_path(root: dict[str, Any], keys: list[str], value: Any, override: str, 
                 node = node[index]
             continue
         schema = schema.narrow(node).field(key, dotted, override)
-        if last:
+        if last and value is None and not schema.nullable and key in node:
+            # `--set data.rows=null`: the way to remove a key the recipe sets (rows on a csv source,
+            # which the error asks to remove) where null is no value of its own; its default applies.
+            del node[key]
+        elif last:
             node[key] = value
         else:
             node[key] = _child_container(node.get(key), schema, dotted, override)

@@ -24,7 +24,9 @@ class Schema:
     """The set of types a position in a recipe may hold (the members of a union, ``None`` left out)."""
 
     def __init__(self, types_: tuple[Any, ...], root: type[BaseModel]) -> None:
-        self.types = tuple(t for t in flatten_types(types_) if t is not type(None))
+        flat = tuple(flatten_types(types_))
+        self.types = tuple(t for t in flat if t is not type(None))
+        self.nullable = any(t is type(None) or t is Any for t in flat)  # whether null is a value here
         self.root = root  # the whole recipe's model: where a key of another section belongs
 
     def models(self) -> list[type[BaseModel]]:
