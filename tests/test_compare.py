@@ -93,6 +93,17 @@ def test_nested_sweep_and_set_override_mean_the_same_paths(tmp_path):
     assert nested.sweep == by_set.sweep == {"optimizer.learning_rate": [0.1, 0.01]}
 
 
+def test_a_set_option_the_sweep_replaces_is_warned_of(tmp_path, capsys):
+    # The sweep's values replaced the --set value in every run, without a word.
+    path = recipe_with(tmp_path, {"optimizer.learning_rate": [0.1, 0.01]})
+    variants = expand(load_recipe(path, ["optimizer.learning_rate=0.5", "training.epochs=2"]))
+    assert [v.recipe.optimizer["learning_rate"] for v in variants] == [0.1, 0.01]
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1 and warned[0].startswith("warning: [set-replaced-by-sweep] --set optimizer.learning_rate=0.5 ")
+    expand(load_recipe(path, ["sweep.optimizer.learning_rate=[0.5]", "optimizer.name=sgd"]))
+    assert capsys.readouterr().err == ""
+
+
 def test_a_sweep_into_an_optimizer_given_by_name_takes_its_keywords(tmp_path):
     recipe = load_recipe(recipe_with(tmp_path, {"optimizer.learning_rate": [0.1]}, optimizer="sgd"))
     (variant,) = expand(recipe)

@@ -30,6 +30,7 @@ import logging
 import math
 import re
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -167,6 +168,7 @@ def expand(recipe: Recipe) -> list[Variant]:
         return [Variant(recipe, base, overrides=recipe.overrides)]
     raw = recipe.model_dump(mode="json", exclude={"sweep"})
     paths = list(recipe.sweep)
+    _warn_set_replaced_by_sweep(recipe, paths)
     variants = []
     for combination in itertools.product(*(recipe.sweep[p] for p in paths)):
         values = dict(zip(paths, combination, strict=True))
@@ -180,6 +182,22 @@ def expand(recipe: Recipe) -> list[Variant]:
         variant._source_path = recipe.source_path  # relative data paths stay relative to the file
         variants.append(Variant(variant, base, values, recipe.overrides))
     return variants
+
+
+def _warn_set_replaced_by_sweep(recipe: Recipe, paths: Sequence[str]) -> None:
+    """Says which ``--set`` options the recipe's sweep replaces in every run.
+
+    ``compare r.yaml --set optimizer.learning_rate=0.5`` on a recipe that sweeps the learning rate
+    trained the sweep's values only, without a word. A warning, not an error: with several
+    recipes, the option may be meant for the others.
+    """
+    for override in recipe.overrides:
+        key = override.partition("=")[0].strip()
+        swept = next((path for path in paths if key == path or key.startswith(f"{path}.")), None)
+        if swept is not None:
+            print(f"warning: [set-replaced-by-sweep] --set {override} has no effect on {recipe.source_path or recipe.name}: its sweep sets "
+                  f"{swept} in every run. Change the sweep's values instead (--set 'sweep.{swept}=[...]'), or train one run with --set sweep=null.",
+                  file=sys.stderr)
 
 
 def expand_all(recipes: Sequence[Recipe]) -> list[Variant]:
