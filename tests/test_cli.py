@@ -49,6 +49,16 @@ def run_dirs(logdir: Path) -> list[Path]:
     return [p for p in logdir.glob("*/*") if p.is_dir()] if logdir.exists() else []
 
 
+def test_version_and_short_help(runner):
+    # Both were usage errors: `trainkit --version` and `trainkit train -h`.
+    import keras
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("trainkit ") and f"keras {keras.__version__}" in result.output
+    short, long = runner.invoke(app, ["train", "-h"]), runner.invoke(app, ["train", "--help"])
+    assert short.exit_code == 0 and short.output == long.output and "RECIPE" in short.output
+
+
 def test_train_writes_run_directory_with_report_and_events(runner, tiny_recipe, tmp_path):
     logdir = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "--set", "training.epochs=3"])

@@ -8,6 +8,8 @@ filtered (:mod:`trainkit.quiet`), so ``trainkit recipes`` answers instantly.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import platform
 import shlex
 import sys
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from trainkit import __version__
 from trainkit.errors import NOTHING_TRAINED, TrainingInterrupted, TrainkitError
 from trainkit.interrupt import (
     Terminated,
@@ -31,8 +34,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Train Keras models with a measured, compiled loop and find out why the loss looks wrong.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    # The versions a bug report needs, read from the installed packages' metadata: importing
+    # TensorFlow to ask it would take seconds.
+    installed = []
+    for package in ("tensorflow", "keras"):
+        try:
+            installed.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            installed.append(f"{package} not installed")
+    typer.echo(f"trainkit {__version__} ({', '.join(installed)}, Python {platform.python_version()})")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the versions of trainkit, TensorFlow and Keras, and exit.")] = False,
+) -> None:
+    """Train Keras models with a measured, compiled loop and find out why the loss looks wrong."""
 
 EXIT_USER_ERROR = 2
 EXIT_NONFINITE_LOSS = 3
