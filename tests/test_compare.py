@@ -502,6 +502,31 @@ def test_tensorboard_bad_port_is_one_line_exit_2(runner, tmp_path, port):
     assert result.output.startswith("error: [bad-port]")
 
 
+def test_tensorboard_on_a_directory_without_logs_says_so(runner, tmp_path, monkeypatch):
+    # It served an empty page without a word, which looked like a wrong directory or a broken server.
+    from trainkit import board
+
+    class Server:  # stands in for TensorBoard's process: started, ready, then Ctrl-C
+        def __init__(self, logdir, port):
+            self.url = "http://127.0.0.1:1/"
+
+        def start(self):
+            pass
+
+        def wait_ready(self, timeout):
+            raise KeyboardInterrupt
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(board, "TensorBoardServer", Server)
+    said = runner.invoke(app, ["tensorboard", str(tmp_path)]).output
+    assert f"note: no TensorBoard logs under {tmp_path} yet" in said
+    (tmp_path / "run" / "train").mkdir(parents=True)
+    (tmp_path / "run" / "train" / "events.out.tfevents.1.host").write_bytes(b"")
+    assert "note:" not in runner.invoke(app, ["tensorboard", str(tmp_path)]).output
+
+
 def test_tensorboard_taken_port_is_one_line_exit_2(runner, tmp_path):
     import socket
 

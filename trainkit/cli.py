@@ -394,6 +394,10 @@ def tensorboard_command(
     if port and not port_is_free(port):
         _err(f"error: [port-in-use] Port {port} on 127.0.0.1 cannot be bound (in use, or reserved). Pick another with --port, or --port 0 for a free one.")
         raise typer.Exit(EXIT_USER_ERROR)
+    if next(logdir.rglob("events.out.tfevents.*"), None) is None:
+        # It serves anyway (runs show up as they are trained), but an empty page without a word
+        # looked like a broken TensorBoard or a wrong directory.
+        _err(f"note: no TensorBoard logs under {logdir} yet; runs trained into it (--logdir {shlex.quote(str(logdir))}) appear as they are written.")
     server = TensorBoardServer(logdir, port=port)
     previous = sigterm_as_interrupt()  # `kill` must not leave the TensorBoard child behind
     try:
