@@ -123,7 +123,7 @@ def test_clashing_key_names_use_the_whole_path(tmp_path):
         ({"optimizer.learning_rat": [0.1]}, None),  # free optimizer kwargs: Keras judges the name
         ({"training.epoch": [1, 2]}, "did you mean training.epochs"),
         ({"model.layers.5.units": [3]}, "use an index from 0 to 1"),
-        ({"training.epochs": []}, "lists no values"),
+        ({"training.epochs": []}, "lists no values; give the values to train, e.g. training.epochs: [10, 20]"),
         ({"training.epochs": 3}, "expected a valid list"),
         ({"sweep.x": [1]}, "cannot change the sweep itself"),
         ({"training.epochs": list(range(1, 20)), "training.batch_size": list(range(1, 20))}, f"at most {MAX_VARIANTS}"),

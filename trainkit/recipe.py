@@ -454,7 +454,7 @@ class Recipe(_Section):
         variants = 1
         for path, values in self.sweep.items():
             if not values:
-                raise ValueError(f"sweep.{path} lists no values; give at least one, e.g. {path}: [0.1, 0.01]")
+                raise ValueError(f"sweep.{path} lists no values; give the values to train, e.g. {path}: {_sweep_example(path)}")
             if path.split(".")[0] == "sweep":
                 raise ValueError(f"sweep.{path}: a sweep cannot change the sweep itself")
             variants *= len(values)
@@ -661,6 +661,16 @@ def _metric_log_name(spec: NamedSpec) -> str:
 
 def _spec_name(spec: NamedSpec) -> str:
     return str(spec["name"] if isinstance(spec, dict) else spec).lower()
+
+
+_SWEEP_EXAMPLES = {"epochs": "[10, 20]", "batch_size": "[16, 32]", "units": "[16, 32]", "filters": "[16, 32]", "patience": "[5, 10]",
+                   "seed": "[0, 1, 2]", "activation": "[relu, tanh]", "kernel_initializer": "[glorot_uniform, he_normal]"}
+
+
+def _sweep_example(path: str) -> str:
+    """A plausible list of values for a sweep of ``path``, for an error message (a learning
+    rate's, ``[0.1, 0.01]``, for ``training.epochs`` gave epochs no recipe accepts)."""
+    return _SWEEP_EXAMPLES.get(path.rsplit(".", 1)[-1], "[0.1, 0.01]")
 
 
 def _default_learning_rate(optimizer: str) -> float:
