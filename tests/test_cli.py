@@ -651,6 +651,18 @@ def test_a_resume_with_more_epochs_updates_the_hparams_record_and_the_recipe_tex
     assert "epochs: 2" in texts[0] and "epochs: 3" in texts[-1] and len(texts) == 2
 
 
+def test_a_resume_with_another_recipe_names_the_recipe_it_was_trained_from(runner, tiny_recipe, tmp_path):
+    # It advised --set name=tiny, as if the name were the one setting to change.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("name: tiny", "name: other").replace("units: 4", "units: 6"))
+    result = runner.invoke(app, ["train", str(other), "--logdir", str(logdir), "-q", "--resume", str(run_dir)])
+    assert result.exit_code == 2 and "[resume-mismatch]" in result.output
+    assert "was trained from the recipe tiny, not other" in result.output and "--set name" not in result.output
+
+
 @pytest.mark.parametrize("damage", ["missing", "not-yaml", "not-utf8"])
 def test_a_refused_resume_leaves_the_run_s_recipe_as_it_was(runner, tiny_recipe, tmp_path, damage):
     # Without (or with a damaged) recipe.yaml, a resume with another learning rate was refused by

@@ -398,6 +398,9 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
         difference = first_difference(then, yaml.safe_load(recipe.to_yaml()), ignore=RESUMABLE_CHANGES)
         if difference is not None:
             key, then, now = difference
+            if key == "name":  # another recipe altogether: a --set of its name would not make it this one
+                raise RecipeError("resume-mismatch", f"{path} was trained from the recipe {yaml_value(then)}, not {yaml_value(now)} (its copy: {saved}). "
+                                                     f"Resume it with the recipe {yaml_value(then)} and the --set options it was trained with, or start a new run.")
             raise RecipeError("resume-mismatch", f"{path} was trained with {key} = {yaml_value(then)}, not {yaml_value(now)} (see {saved}). "
                                                  f"Resume with the same recipe and --set options (--set {key}={yaml_value(then)}), or start a new run.")
     return path
