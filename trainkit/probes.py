@@ -200,7 +200,8 @@ class Probe:
 
     Attributes:
         model: The model.
-        tapped: ``(name, activation)`` of each layer tapped automatically, in model order.
+        tapped: ``(name, activation)`` of each layer tapped from the model's graph, in model order
+            (the layers inside nested models and blocks are read through hooks as the step traces).
         output_activations: Activation of each flat model output.
         reason: Why the model's graph cannot be tapped (a subclassed model...), or ``None``;
             its hidden layers are then read through hooks only.
