@@ -275,6 +275,24 @@ def test_blocks_shared_calls_recurrent_layers_and_recorded_names():
     np.testing.assert_allclose(taps[1].tensor.numpy(), shared(right).numpy(), rtol=1e-6)
 
 
+def test_a_repeated_call_is_never_named_as_another_layer():
+    # Keras names layers dense, dense_1, dense_2...: the second call of a Siamese branch's "dense"
+    # was reported as "dense_2", the head's name, and the head itself as "dense_2_1" (dead-relu
+    # then blamed the head, with the head's initializers as advice).
+    keras.utils.set_random_seed(0)
+    branch = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="dense"),
+                               keras.layers.Dense(3, activation="tanh", name="dense_1")], name="branch")
+    a, b = keras.Input((5,)), keras.Input((5,))
+    head = keras.layers.Dense(2, activation="relu", name="dense_2")
+    model = keras.Model([a, b], keras.layers.Dense(1, name="dense_3")(head(keras.layers.Subtract()([branch(a), branch(b)]))))
+    left, right = tf.constant(rows()), tf.constant(rows(seed=1))
+    _, taps = probes.build_probe(model)([left, right])
+    by_name = {t.name: t.tensor for t in taps}
+    assert list(by_name) == ["dense", "dense_1", "dense_4", "dense_1_1", "dense_2", "output"]
+    np.testing.assert_allclose(by_name["dense_2"].numpy(), model.get_layer("dense_2")(branch(left) - branch(right)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(by_name["dense_4"].numpy(), branch.get_layer("dense")(right).numpy(), rtol=1e-6)
+
+
 def test_a_layer_first_called_for_another_model_is_tapped_in_this_ones_graph():
     # layer.output is its first call's: built into an encoder first, the layer's tap was a tensor
     # of the encoder's graph, and the probe could not be built (no hidden layer tapped at all).

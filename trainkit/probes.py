@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -222,6 +222,7 @@ class Probe:
         # Layers read through hooks: their activation, and where they sort among the graph's taps.
         self._hooked_activation: dict[int, str] = {}
         self._hooked_position: dict[int, int] = {}
+        self._layer_names = frozenset(layer.name for layer in model._flatten_layers(include_self=False))
         self._build()
         self._hooks = LayerHooks([layer for layer, _ in self._hidden])
 
@@ -295,7 +296,7 @@ class Probe:
         named = {id(tap.tensor) for tap in recorded}  # record()'s name wins over the layer's
         from_hooks = [(layer, tensor) for layer, tensor in hooked.outputs if id(tensor) not in named]
         ordered = self._in_model_order(tapped, from_hooks)
-        return y_pred, _with_outputs(_unique(ordered + recorded), y_pred, self, ordered)
+        return y_pred, _with_outputs(_unique(ordered + recorded, self._layer_names), y_pred, self, ordered)
 
     def _in_model_order(self, tapped: list[Tap], hooked: list[tuple[Any, tf.Tensor]]) -> list[Tap]:
         """The graph's taps and the hooked layers' outputs, in model order: a hooked layer sorts
@@ -313,9 +314,11 @@ class Probe:
         return list(getattr(base, "layers", []))
 
 
-def _unique(taps: Sequence[Tap]) -> list[Tap]:
-    """Suffixes repeated names (a recording layer called twice) with ``_1``, ``_2``..."""
-    return [dataclasses.replace(tap, name=name) for tap, name in zip(taps, stats.numbered(t.name for t in taps), strict=True)]
+def _unique(taps: Sequence[Tap], layer_names: Collection[str] = ()) -> list[Tap]:
+    """Suffixes repeated names (a recording layer called twice) with ``_1``, ``_2``..., skipping
+    ``layer_names`` (the model's layers': a repeated call is never named as another layer)."""
+    names = stats.numbered((t.name for t in taps), taken=layer_names)
+    return [dataclasses.replace(tap, name=name) for tap, name in zip(taps, names, strict=True)]
 
 
 def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe, layer_taps: Sequence[Tap] = ()) -> list[Tap]:

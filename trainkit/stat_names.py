@@ -283,13 +283,19 @@ def variable_names(variables: Sequence[Any], model_name: str | None = None) -> l
     return numbered(variable_name(variable, model_name) for variable in variables)
 
 
-def numbered(names: Iterable[str]) -> list[str]:
-    """The names, each repeat suffixed ``_1``, ``_2``... as Keras numbers its objects."""
+def numbered(names: Iterable[str], taken: Iterable[str] = ()) -> list[str]:
+    """The names, each repeat suffixed ``_1``, ``_2``... as Keras numbers its objects.
+
+    A suffixed name skips those in ``taken``, other objects' names: Keras names a model's layers
+    ``dense``, ``dense_1``..., so the second call of layer ``dense`` named ``dense_1`` would read as
+    that other layer.
+    """
+    reserved = set(taken)
     out: list[str] = []
     seen: set[str] = set()
     for base in names:
         name, index = base, 0
-        while name in seen:
+        while name in seen or (index and name in reserved):
             index += 1
             name = f"{base}_{index}"
         seen.add(name)
