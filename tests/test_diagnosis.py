@@ -917,6 +917,16 @@ def test_layer_initializers_link_no_activation_to_a_weight_layer_before_other_we
     assert "w_conv" in found and "w_relu" not in found
 
 
+def test_layer_initializers_of_a_time_distributed_layer_are_its_wrapped_layers():
+    # Its activation statistics are under its own name: the dead-relu advice knew no initializers.
+    from trainkit.diagnosis.callback import layer_initializers
+
+    model = keras.Sequential([keras.Input((3, 4)), keras.layers.TimeDistributed(
+        keras.layers.Dense(4, activation="relu", bias_initializer=keras.initializers.Constant(-5.0), name="t_dense"), name="t_wrap")])
+    found = layer_initializers(model)
+    assert found["t_wrap"] == found["t_dense"] == {"layer": "t_dense", "kernel": "glorot_uniform", "bias": "constant(-5)"}
+
+
 def test_initializer_text_names_a_plain_function_initializer():
     # Keras takes any callable as an initializer: one was "function" ("it is function").
     from trainkit.diagnosis.callback import initializer_text

@@ -175,6 +175,8 @@ def test_record_refuses_an_activation_name_that_names_none():
     (keras.layers.Softmax(), "softmax"),
     (keras.layers.Dropout(0.1), None),
     (keras.layers.LSTM(2), None),
+    (keras.layers.TimeDistributed(keras.layers.Dense(2, activation="relu")), "relu"),
+    (keras.layers.TimeDistributed(keras.layers.Dense(2)), None),
 ])
 def test_layer_activation_rules(layer, expected):
     assert probes.layer_activation(layer) == expected
@@ -291,6 +293,27 @@ def test_a_repeated_call_is_never_named_as_another_layer():
     assert list(by_name) == ["dense", "dense_1", "dense_4", "dense_1_1", "dense_2", "output"]
     np.testing.assert_allclose(by_name["dense_2"].numpy(), model.get_layer("dense_2")(branch(left) - branch(right)).numpy(), rtol=1e-6)
     np.testing.assert_allclose(by_name["dense_4"].numpy(), branch.get_layer("dense")(right).numpy(), rtol=1e-6)
+
+
+def test_a_time_distributed_layer_is_read_whole_not_once_per_time_step():
+    # TimeDistributed runs its layer once per time step: each step was reported as a layer of its
+    # own (td_dense, td_dense_1 ... td_dense_4), and a padded step's units were "dead" (dead-relu
+    # named td_dense_3 and td_dense_4, no layers of the model, while every unit was alive).
+    keras.utils.set_random_seed(0)
+    sequences = np.random.default_rng(0).normal(size=(32, 5, 4)).astype("float32")
+    sequences[:, 3:] = 0.0  # padding
+    inner_in = keras.Input((5, 4))
+    td = keras.layers.TimeDistributed(keras.layers.Dense(6, activation="relu", name="td_dense"), name="td")
+    inner = keras.Model(inner_in, td(inner_in), name="inner")
+    x_in = keras.Input((5, 4))
+    model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid", name="head")(keras.layers.GlobalAveragePooling1D()(inner(x_in))))
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    expected = td(sequences[:16]).numpy()
+    trainer.fit(sequences, (sequences[:, 0, :1] > 0).astype("float32"), epochs=1, batch_size=16, shuffle=False, verbose=0)
+    first = {name: value for step, name, value in trainer.step_table() if step == 0}
+    assert sorted({name.split("/")[1] for name in first if name.startswith("activation/")}) == ["head", "output", "td"]
+    assert first["activation/td/dead_fraction"] == float(np.mean(~(expected > 0).any(axis=(0, 1)))) == 0.0
+    np.testing.assert_allclose(first["activation/td/mean"], expected.mean(), rtol=1e-5)
 
 
 def test_a_layer_first_called_for_another_model_is_tapped_in_this_ones_graph():

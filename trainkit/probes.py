@@ -72,8 +72,14 @@ def layer_activation(layer: Any) -> str | None:
     """The non-linear activation ``layer`` applies to its own output, or ``None``.
 
     ``None`` for linear layers, layers without an activation, nested models and recurrent layers
-    (whose output is not simply ``activation(...)``).
+    (whose output is not simply ``activation(...)``). A ``TimeDistributed`` layer applies the
+    activation of the layer it wraps.
     """
+    if isinstance(layer, keras.layers.TimeDistributed):
+        # Read whole, not through its wrapped layer: that runs once per time step, each call a
+        # layer of its own (td_dense_4...) whose dead_fraction saw one step's rows (a padded step:
+        # "dead"), and a sequence of 50 steps made 50 sets of statistics.
+        return layer_activation(layer.layer)
     if isinstance(layer, keras.Model) or hasattr(layer, "recurrent_activation"):
         return None
     cls = type(layer).__name__

@@ -577,11 +577,15 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
 
     A normalisation layer in between breaks the link (the activation's input is rescaled, so the
     weights' start no longer sets it), as does a layer with weights of another kind
-    (``DepthwiseConv2D``'s ``depthwise_initializer``, an ``Embedding``'s).
+    (``DepthwiseConv2D``'s ``depthwise_initializer``, an ``Embedding``'s). A ``TimeDistributed``
+    layer's are those of the layer it wraps.
     """
     out: dict[str, dict[str, str]] = {}
     last: dict[str, str] | None = None
+    wrappers: list[Any] = []
     for layer in _layers_in_order(model):
+        if type(layer).__name__ == "TimeDistributed":
+            wrappers.append(layer)
         kernel = getattr(layer, "kernel_initializer", None)
         if kernel is not None:
             bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
@@ -592,6 +596,9 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
             # Weights without a kernel_initializer: their start, not the layer's before, sets the
             # activation's input (a ReLU after a DepthwiseConv2D took the Conv2D's before it).
             last = None
+    for wrapper in wrappers:  # its statistics are its wrapped layer's, under its own name
+        if wrapper.layer.name in out:
+            out[wrapper.name] = out[wrapper.layer.name]
     return out
 
 
