@@ -316,6 +316,21 @@ def test_a_time_distributed_layer_is_read_whole_not_once_per_time_step():
     np.testing.assert_allclose(first["activation/td/mean"], expected.mean(), rtol=1e-5)
 
 
+def test_a_layer_called_in_the_graph_and_inside_a_nested_model_is_reported_once_per_call():
+    # Tapped from the graph and hooked for the nested model, its call in the graph was reported
+    # twice ("shared", "shared_1") and the nested call as "shared_2".
+    keras.utils.set_random_seed(0)
+    shared = keras.layers.Dense(5, activation="relu", name="shared")
+    inner = keras.Sequential([keras.Input((5,)), shared, keras.layers.Dense(3, activation="tanh", name="inner_tanh")], name="inner")
+    x_in = keras.Input((5,))
+    model = keras.Model(x_in, keras.layers.Dense(1, name="head")(inner(shared(x_in))))
+    x = tf.constant(rows())
+    _, taps = probes.build_probe(model)(x)
+    assert [t.name for t in taps] == ["shared", "shared_1", "inner_tanh", "output"]
+    np.testing.assert_allclose(taps[0].tensor.numpy(), shared(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(taps[1].tensor.numpy(), shared(shared(x)).numpy(), rtol=1e-6)
+
+
 def test_a_layer_first_called_for_another_model_is_tapped_in_this_ones_graph():
     # layer.output is its first call's: built into an encoder first, the layer's tap was a tensor
     # of the encoder's graph, and the probe could not be built (no hidden layer tapped at all).

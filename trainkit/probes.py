@@ -243,13 +243,17 @@ class Probe:
         flat_outputs = keras.tree.flatten(base.output)
         output_ids = {id(t) for t in flat_outputs}
         taps: list[Any] = []
+        # A layer called here and inside a nested model or block too is hooked for the latter,
+        # and a hook reads each of its calls, this graph's included: tapped as well, its call here
+        # was reported twice (shared_d, shared_d_1) and the nested call a third time (shared_d_2).
+        nested = {id(inner) for layer in base.layers if layer_activation(layer) is None for inner, _ in hidden_layers(layer)}
         for position, layer in enumerate(base.layers):
             activation = layer_activation(layer)
             if activation is None:
                 self._hide(hidden_layers(layer), position)
                 continue
             calls = _calls_in_graph(base, layer)
-            if len(calls) > 1:  # a shared layer, one output per call: read at each call instead
+            if len(calls) > 1 or id(layer) in nested:  # a shared layer, one output per call: read at each call instead
                 self._hide([(layer, activation)], position)
                 continue
             if len(calls) != 1 or len(calls[0]) != 1:
