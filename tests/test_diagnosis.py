@@ -1010,6 +1010,27 @@ def test_saturated_hidden_layer_warns_partial_saturation_is_info_and_outputs_are
     assert len(found) == 1 and found[0].severity == "warning"
 
 
+def test_a_peaked_hidden_softmax_is_not_saturated_activations():
+    # An attention's Softmax, read inside MultiHeadAttention, has a saturated_fraction (rows whose
+    # top probability is > 0.99): a sharp attention got "|tanh| > 0.99, or sigmoid outside
+    # 0.01..0.99" and advice to switch to relu.
+    from trainkit import Trainer
+    from trainkit.diagnosis.callback import build_context
+
+    s = Stream()
+    s.values["activation/softmax/saturated_fraction"] = lambda e, st: 0.9
+    s.context.softmax_layers = ("softmax",)
+    assert "saturated-activations" not in codes(s.run())
+    assert Context.from_dict(s.context.to_dict()).softmax_layers == ("softmax",)
+
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((3, 4))
+    attention = keras.layers.MultiHeadAttention(1, 4, dropout=0.1, name="attention")
+    model = keras.Model(x_in, keras.layers.Dense(1, name="head")(keras.layers.Softmax(name="top_softmax")(attention(x_in, x_in))))
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", diagnose=False)
+    assert build_context(trainer, None).softmax_layers == (attention._softmax.name, "top_softmax")
+
+
 def test_saturated_activations_advise_glorot_only_to_a_layer_that_lacks_it():
     # zero_tanh_saturated (glorot_uniform already) was told to initialise with glorot.
     s = Stream()

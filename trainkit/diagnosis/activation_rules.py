@@ -106,9 +106,16 @@ def initializers_of(view: Diagnoser, layer: str) -> dict[str, str] | None:
 
 
 def saturated_activations(view: Diagnoser) -> list[Issue]:
-    """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs."""
+    """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs.
+
+    Not a hidden softmax (an attention's, read inside its layer): its saturated_fraction counts
+    peaked rows, a confident choice, and the advice (relu, glorot, batchnorm) is no fix for one.
+    """
     issues = []
+    softmax = set(view.context.softmax_layers)
     for name in hidden_activation_stats(view, "saturated_fraction"):
+        if layer_of(name) in softmax:
+            continue
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
         if since is None:

@@ -42,7 +42,7 @@ from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.findings import Finding
-from trainkit.probes import ACTIVATION_LAYER_CLASSES
+from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -510,6 +510,7 @@ def build_context(
         regularization=_regularization(model),
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model)),
+        softmax_layers=tuple(layer.name for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"),
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),

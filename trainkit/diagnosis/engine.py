@@ -74,6 +74,8 @@ class Context:
             first and last weight layers).
         output_layers: Names of the layers that produce the model's outputs (their saturation is
             a confident prediction, not a problem).
+        softmax_layers: Names of the softmax layers, nested ones included (an attention's): a
+            peaked softmax is a confident choice, not units in a flat tail.
         epochs: Epoch index training was asked to run up to (exclusive), when known.
         initial_epoch: First epoch of this fit.
         learning_rate: The optimizer's learning rate at the start, when it is a number.
@@ -108,6 +110,7 @@ class Context:
     regularization: float = 0.0
     layers: tuple[str, ...] = ()
     output_layers: tuple[str, ...] = ()
+    softmax_layers: tuple[str, ...] = ()
     epochs: int | None = None
     initial_epoch: int = 0
     learning_rate: float | None = None
@@ -128,6 +131,7 @@ class Context:
         data = dataclasses.asdict(self)
         data["layers"] = list(self.layers)
         data["output_layers"] = list(self.output_layers)
+        data["softmax_layers"] = list(self.softmax_layers)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -136,7 +140,7 @@ class Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers", "check_codes"):
+        for key in ("layers", "output_layers", "softmax_layers", "check_codes"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
