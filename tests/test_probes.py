@@ -376,3 +376,31 @@ def test_a_layer_called_inside_a_loop_is_not_reported():
     model = keras.Model(x_in, keras.layers.Dense(1, name="head")(Looped(name="looped")(x_in)))
     step = tf.function(lambda x: probes.tap_stats(probes.build_probe(model)(x)[1]))
     assert sorted(step(tf.constant(rows()))) == ["activation/output/mean", "activation/output/nonfinite", "activation/output/std"]
+
+
+class Branching(keras.layers.Layer):
+    """A custom layer calling its activated layers inside ``keras.ops.cond`` branches."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.a = keras.layers.Dense(3, activation="relu", name="branch_a")
+        self.b = keras.layers.Dense(3, activation="tanh", name="branch_b")
+
+    def build(self, input_shape):
+        self.a.build(input_shape)
+        self.b.build(input_shape)
+
+    def call(self, x):
+        return keras.ops.cond(keras.ops.mean(x) > 100.0, lambda: self.a(x), lambda: self.b(x))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3)
+
+
+def test_a_layer_called_inside_a_cond_branch_is_not_reported():
+    # As the README says: the branch's output lives in the branch's graph.
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((5,))
+    model = keras.Model(x_in, keras.layers.Dense(1, name="head")(Branching(name="branching")(x_in)))
+    step = tf.function(lambda x: probes.tap_stats(probes.build_probe(model)(x)[1]))
+    assert sorted({name.split("/")[1] for name in step(tf.constant(rows()))}) == ["output"]
