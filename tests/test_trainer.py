@@ -1312,6 +1312,18 @@ def test_fit_checks_its_batch_size_against_the_training_rows_left_by_the_split()
     assert "80 training rows" in next(f.message for f in trainer.findings if f.code == "batch-larger-than-data")
 
 
+def test_a_second_fit_replaces_the_data_findings_of_the_first():
+    # Each fit appended its data checks' findings: three fits listed batch-larger-than-data three
+    # times, and a fit on data that no longer has the problem still listed it.
+    x, y = make_data(100, features=4)
+    trainer = make_trainer(make_model(features=4), diagnose=False)
+    for _ in range(3):
+        trainer.fit(x, y, epochs=1, verbose=0, batch_size=200)
+    assert [f.code for f in trainer.findings] == ["batch-larger-than-data"]
+    trainer.fit(x, y, epochs=1, verbose=0, batch_size=32)
+    assert trainer.findings == []
+
+
 def test_targets_beside_a_dataset_are_refused():
     x, y = make_data(40, features=4)
     with pytest.raises(ArgumentError, match="do not pass them"):

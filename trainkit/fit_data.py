@@ -22,6 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import class_weights, distribute, multioutput
+from trainkit.checks.data_checks import (
+    DATA_ERROR_CODES,
+    DATA_INFO_CODES,
+    DATA_NOT_INSPECTABLE,
+    DATA_WARNING_CODES,
+)
 from trainkit.errors import ArgumentError, DataError, closest
 from trainkit.findings import Finding
 from trainkit.inputs import accepted_input
@@ -36,6 +42,9 @@ from trainkit.sources import (
     unpack_batch,
 )
 from trainkit.trainer_arguments import is_whole_number
+
+#: The codes of the findings the data checks make (errors an ``allow`` downgraded included).
+_DATA_CHECK_CODES = frozenset({*DATA_ERROR_CODES, *DATA_WARNING_CODES, *DATA_INFO_CODES, DATA_NOT_INSPECTABLE})
 
 #: ``fit(shuffle=...)``: numpy rows in a new order every epoch (``True``), in their own order
 #: (``False``), or, as ``model.fit`` reads ``"batch"``, batched as they come (the same rows in the
@@ -135,8 +144,10 @@ class FitData:
             x_val = validation.sample_for_checks(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        self.findings.extend(self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch,
-                                            val_sample_weight=val_weights))
+        found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch, val_sample_weight=val_weights)
+        # This fit's data checks replace an earlier fit's: a trainer fitted three times listed
+        # unscaled-inputs three times, and kept it after a fit on data standardised since.
+        self.findings[:] = [*(f for f in self.findings if f.code not in _DATA_CHECK_CODES), *found]
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.
