@@ -1463,6 +1463,18 @@ def test_a_loss_scale_optimizer_trains_as_its_inner_optimizer(statistics):
     assert len(plain[1]) == (9 if statistics else 0)
 
 
+def test_a_second_nan_stop_of_one_trainer_names_its_own_step():
+    # Without the diagnosis, the nan-loss finding of the first fit's NaN kept the second fit's
+    # from being recorded: trainer.findings named the first fit's step.
+    x, y = make_data(96, features=4)
+    y[40] = np.nan  # the second step of each fit (32 rows a step, no shuffle)
+    trainer = make_trainer(make_model(features=4), diagnose=False)
+    for bad_step in (1, 3):  # the global step goes on from the first fit's
+        trainer.fit(x, y, epochs=1, verbose=0, shuffle=False, check_data=False)
+        assert trainer.stop_reason == "nan-loss"
+        assert [f.step for f in trainer.findings if f.code == "nan-loss"] == [bad_step]
+
+
 @pytest.mark.parametrize(("logdir", "first_fit", "weights", "says"), [
     (False, True, "nonfinite", "a trainer keeps checkpoints with a logdir and checkpoint_every other than 0"),
     (True, True, "checkpoint", "the weights of the last checkpoint were put back"),

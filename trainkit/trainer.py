@@ -1189,7 +1189,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_training = True
         self.stop_reason = "nan-loss"
         self._wait_for_diagnosis()
-        if not any(f.code == "nan-loss" for f in self.findings):  # the diagnosis also names the layer
+        if not any(f.code == "nan-loss" and f.step == step for f in self.findings):  # the diagnosis also names the layer
+            # An earlier fit's NaN is replaced: it kept this fit's (at another step) from being recorded.
+            self.findings[:] = [f for f in self.findings if f.code != "nan-loss"]
             self.findings.append(Finding(
                 code="nan-loss",
                 severity="error",
