@@ -947,6 +947,19 @@ def test_a_keras_callback_reading_the_model_s_history_sees_the_epochs_so_far_as_
     assert seen["trainkit"][-1] == history.history["loss"][:2]
 
 
+def test_the_history_has_keras_s_params_and_model_and_is_the_model_s_history_as_in_model_fit():
+    # History had no params or model (AttributeError in code written for Keras's History), and
+    # model.history was None after a fit without a Keras callback (notebooks plot it).
+    x, y = make_data(40, features=4)
+    model = make_model(features=4)
+    history = make_trainer(model).fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.2)
+    reference = make_model(features=4)
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.2)
+    assert history.params == expected.params == {"verbose": 0, "epochs": 2, "steps": 2}
+    assert history.model is model and model.history is history and history.epoch == expected.epoch
+
+
 def test_keras_callbacks_monitoring_a_metric_in_auto_mode_take_its_direction_as_in_model_fit(tmp_path):
     # Keras finds the direction of a monitored metric in model.metrics, which a model trainkit
     # trains does not hold: EarlyStopping(monitor="val_accuracy") raised ValueError ("isn't able

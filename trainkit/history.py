@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import Any
 
 
 @dataclasses.dataclass
@@ -14,10 +15,15 @@ class History:
     Attributes:
         history: ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}``, one entry per epoch.
         epoch: The epoch indices (0-based) that ran.
+        params: What ``fit`` was asked for, as Keras's ``History.params``: ``{"verbose": ...,
+            "epochs": ..., "steps": ...}`` (``steps``: batches an epoch, ``None`` when unknown).
+        model: The model ``fit`` trained, as Keras's ``History.model``.
     """
 
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     epoch: list[int] = dataclasses.field(default_factory=list)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Adds one epoch's logs; ``history[key][i]`` always belongs to ``epoch[i]``.

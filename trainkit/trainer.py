@@ -820,6 +820,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
             self.resumed_epochs = len(self.history.epoch)
+            self._share_history(verbose)
             if ended:
                 # Its History and findings are back; its event files are complete as they are
                 # (cutting its end-of-run events to write them again could lose them to a kill).
@@ -827,6 +828,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 return self.history
         else:  # like model.fit: each call returns a History of its own epochs
             self.history = History()
+            self._share_history(verbose)
             if self._checkpoint is not None:
                 # This fit's diagnosis starts with no epochs: its records start the journal again
                 # (another fit of this trainer left its own there).
@@ -875,6 +877,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         with stop_on_signals():
             self._end_training(callback_list, began)
         return self.history
+
+    def _share_history(self, verbose: int) -> None:
+        """Gives this fit's History Keras's ``params`` and ``model``, and the model its ``history``,
+        as ``model.fit`` does (notebook code plots ``model.history.history["loss"]``: it was
+        ``None``, or the History of an earlier fit that ran a Keras callback)."""
+        self.history.params = {"verbose": verbose, "epochs": self.epochs, "steps": self.steps_per_epoch}
+        self.history.model = self.model
+        self.model.history = self.history
 
     def _prepare_fit(self, train: Any, validation: Any, callbacks: Sequence[Callback], batch_size: int, validation_batch_size: int,
                      planned_epochs: int, resume: bool) -> None:
