@@ -929,6 +929,23 @@ def test_a_keras_callback_evaluating_the_model_gets_what_model_fit_s_would():
     assert "evaluate" not in vars(model)  # lent for the run only: the model's own afterwards
 
 
+def test_what_a_keras_callback_lent_the_model_goes_back_when_an_earlier_on_train_end_raised():
+    # A callback whose on_train_end raised, listed before a Keras callback, left the trainer's
+    # optimizer and evaluate on the model: after model.compile(loss="mse"), model.evaluate still
+    # measured the trainer's binary cross-entropy.
+    class Failing(Callback):
+        def on_train_end(self, logs=None):
+            raise RuntimeError("on_train_end failed")
+
+    x, y = make_data(48, features=4)
+    model = make_model(features=4)
+    with pytest.raises(RuntimeError, match="on_train_end failed"):
+        make_trainer(model).fit(x, y, epochs=1, verbose=0, callbacks=[Failing(), keras.callbacks.ReduceLROnPlateau(monitor="loss")])
+    assert "evaluate" not in vars(model) and "optimizer" not in vars(model)
+    model.compile(loss="mse")
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), np.mean((model.predict(x, verbose=0) - y) ** 2), rtol=1e-5)
+
+
 def test_a_keras_callback_reading_the_model_s_history_sees_the_epochs_so_far_as_in_model_fit():
     # self.model.history raised AttributeError: model.fit sets it to its History, trainkit did not.
     x, y = make_data(48, features=4)

@@ -34,7 +34,7 @@ import tensorflow as tf
 from trainkit import background, checks, distribute, multioutput, probes, stats, updates
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.callbacks.early_stopping import EarlyStopping
-from trainkit.callbacks.keras_callbacks import as_trainkit_callback
+from trainkit.callbacks.keras_callbacks import KerasCallback, as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
 from trainkit.epoch_metrics import EpochMetrics, add_row_sums, row_means, user_scalar_columns
@@ -972,6 +972,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     if in_flight is None:
                         self._complete_final_checkpoint()
             finally:
+                for callback in callbacks.callbacks:
+                    if isinstance(callback, KerasCallback):  # its on_train_end may not have run
+                        callback.give_back()
                 self._close_writer()
         except Exception as err:
             if in_flight is None:

@@ -183,14 +183,21 @@ class KerasCallback(Callback):
         try:
             self.callback.on_train_end(dict(self._last_logs or {}))
         finally:
-            model = self.trainer.model
-            if self._lent and self._previous_optimizer is not None:
-                model.optimizer = self._previous_optimizer
-            elif self._lent and "optimizer" in vars(model):
-                del model.optimizer
-            if self._lent_evaluate and "evaluate" in vars(model):
-                del model.evaluate
-            self._lent = self._lent_evaluate = False
+            self.give_back()
+
+    def give_back(self) -> None:
+        """Gives the model back what the run lent it (its optimizer, ``evaluate``); nothing when
+        nothing is lent. The trainer calls it once the run ended, however it ended: a callback's
+        ``on_train_end`` that raised before this one's left the trainer's ``evaluate`` on the
+        model, which a later ``model.compile`` did not replace."""
+        model = self.trainer.model
+        if self._lent and self._previous_optimizer is not None:
+            model.optimizer = self._previous_optimizer
+        elif self._lent and "optimizer" in vars(model):
+            del model.optimizer
+        if self._lent_evaluate and "evaluate" in vars(model):
+            del model.evaluate
+        self._lent = self._lent_evaluate = False
 
     def _monitor_mode(self) -> str | None:
         """``"max"`` or ``"min"`` for a Keras callback that monitors a metric with ``mode="auto"``
