@@ -1528,6 +1528,36 @@ def test_a_nan_stop_after_a_step_of_its_own_says_what_the_weights_are(tmp_path, 
     assert says in finding.message + " " + finding.advice and "update was skipped" not in finding.message
 
 
+@pytest.mark.parametrize("verbose", ["silent", -1, 3, 1.5, "1"])
+def test_a_verbose_model_fit_does_not_know_is_refused(verbose):
+    # "silent" and -1 were true: they printed every epoch.
+    x, y = make_data(32, features=4)
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, epochs=1, verbose=verbose)
+    assert info.value.code == "bad-argument" and "verbose must be 0" in info.value.message
+
+
+def test_verbose_2_prints_the_epoch_lines_without_a_bar(capsys):
+    import io
+
+    from rich.console import Console
+
+    from trainkit.writers.console import ConsoleLogger
+
+    x, y = make_data(64, features=4)
+    trainer = make_trainer(make_model(features=4), diagnose=False)
+    trainer.fit(x, y, epochs=2, verbose=2)
+    assert capsys.readouterr().err.count("epoch ") == 2
+    assert trainer.history.params["verbose"] == 2
+    trainer.fit(x, y, epochs=1, verbose="auto")  # model.fit's default: 1
+    assert trainer.history.params["verbose"] == 1
+    terminal = io.StringIO()
+    logger = ConsoleLogger(Console(file=terminal, force_terminal=True, width=100), progress_bar=False)
+    logger.set_trainer(trainer)
+    logger.on_epoch_begin(0)
+    assert logger._progress is None  # a terminal, but no bar
+
+
 def test_callbacks_none_is_no_callbacks_as_in_model_fit():
     # model.fit's default; a wrapper passing its own callbacks=None on was refused (bad-argument).
     x, y = make_data(64, features=4)

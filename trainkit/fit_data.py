@@ -236,6 +236,21 @@ def check_fit_options(validation_split: Any, callbacks: Any, shuffle: Any = True
                                             "pass callbacks=[EarlyStopping(...)] (a list, even of one), or leave it out.")
 
 
+def verbosity(verbose: Any) -> int:
+    """``fit``'s ``verbose`` as ``model.fit`` reads it: 0 silent, 1 a progress bar and a line per
+    epoch, 2 the lines only; ``"auto"`` is 1.
+
+    Raises:
+        ArgumentError: ``bad-argument`` for anything else (``"silent"`` or -1 printed every epoch).
+    """
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    if isinstance(verbose, bool | np.bool_) or (isinstance(verbose, numbers.Integral) and 0 <= verbose <= 2):
+        return int(verbose)
+    raise ArgumentError("bad-argument", f"verbose must be 0 (silent), 1 (a progress bar and a line per epoch), 2 (a line per epoch) or "
+                                        f"\"auto\" (1), got {verbose!r}.")
+
+
 def check_batch_size(batch_size: int, name: str = "batch_size") -> None:
     """Refuses a ``batch_size`` that is not a positive integer; ``name`` is the argument's, for the message."""
     if not is_whole_number(batch_size) or batch_size < 1:

@@ -51,6 +51,7 @@ from trainkit.fit_data import (
     check_epochs,
     check_fit_options,
     check_input_shapes,
+    verbosity,
 )
 from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
@@ -734,7 +735,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         shuffle: Shuffle = True,
         sample_weight: Any = None,
         callbacks: Iterable[Callback | keras.callbacks.Callback] | None = (),
-        verbose: int = 1,
+        verbose: int | str = 1,
         initial_epoch: int = 0,
         check_data: bool = True,
         resume: bool = False,
@@ -763,7 +764,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             callbacks: :class:`~trainkit.callbacks.Callback` instances, and Keras callbacks that
                 work at epochs (``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``...;
                 see :mod:`trainkit.callbacks.keras_callbacks`). ``None`` is none, as in ``model.fit``.
-            verbose: 1 shows a progress bar and a line per epoch; 0 is silent.
+            verbose: 1 (or ``"auto"``) shows a progress bar and a line per epoch, 2 the lines
+                only, 0 nothing.
             initial_epoch: Epoch to start from (when resuming).
             check_data: Run the data checks first (skip only when already run on this data).
             resume: Continue from the newest checkpoint under ``<logdir>/checkpoints``: weights,
@@ -792,6 +794,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_batch_size(batch_size)
         check_epochs(epochs, initial_epoch)
         check_fit_options(validation_split, callbacks, shuffle)
+        verbose = verbosity(verbose)
         if validation_batch_size is not None:
             check_batch_size(validation_batch_size, "validation_batch_size")
         validation_batch_size = validation_batch_size or batch_size
@@ -839,7 +842,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if not resume:
             self._epochs_skipped = initial_epoch
         self._step = None  # a restored checkpoint or a custom loop may have moved global_step
-        console = [ConsoleLogger()] if verbose else []
+        console = [ConsoleLogger(progress_bar=verbose == 1)] if verbose else []
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
         began = False

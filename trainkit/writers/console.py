@@ -33,10 +33,12 @@ class ConsoleLogger(Callback):
 
     Args:
         console: Where to print; defaults to stderr so stdout stays clean for reports.
+        progress_bar: Whether to show the bar (``fit(verbose=2)``: the epoch lines only).
     """
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, progress_bar: bool = True) -> None:
         self.console = console or Console(stderr=True, highlight=False)
+        self.progress_bar = progress_bar
         self._progress: Progress | None = None
         self._task: Any = None
         self._seen_rows = 0
@@ -45,7 +47,7 @@ class ConsoleLogger(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._seen_rows, self._loss_sum, self._started = 0, 0.0, time.perf_counter()
-        if not self.console.is_terminal:  # a bar in a log file is noise: keep the epoch lines only
+        if not self.progress_bar or not self.console.is_terminal:  # a bar in a log file is noise: keep the epoch lines only
             return
         self._progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{self.trainer.epochs}"),
