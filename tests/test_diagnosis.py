@@ -395,6 +395,21 @@ def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
     assert f.evidence["last_finite_loss"] == pytest.approx(0.5)
 
 
+def test_nan_loss_is_not_blamed_on_gradients_a_loss_scale_optimizer_skipped():
+    # mixed_float16 with a LossScaleOptimizer: the first steps' scaled gradients overflow float16
+    # (skipped, the scale halved), then training goes on finite until an activation overflows.
+    s = Stream()
+    bad = 3 * STEPS + 4
+    s.train_loss = lambda e, st: math.nan if e * STEPS + st >= bad else 0.5
+    s.values["grad_norm/global"] = lambda e, st: math.inf if e * STEPS + st < 5 or e * STEPS + st >= bad else 1.0
+    s.values["grad_nonfinite/dense_2/kernel"] = lambda e, st: 4.0 if e * STEPS + st < 5 or e * STEPS + st >= bad else 0.0
+    s.values["activation/dense_1/nonfinite"] = lambda e, st: 7.0 if e * STEPS + st >= bad - 1 else 0.0
+    for chunk in (STEPS, 3):
+        f = finding(s.run(chunk=chunk), "nan-loss")
+        assert f.step == bad and f.layer == "dense_1" and f.evidence["first_nonfinite_step"] == bad - 1
+        assert "step 33 in the activations of layer 'dense_1'" in f.message
+
+
 def test_a_loss_non_finite_from_the_first_step_is_not_blamed_on_the_learning_rate():
     # Targets near 1e30 make the first MSE inf, before any update: lowering the rate cannot help.
     s = Stream(task="regression", chance=1.0)

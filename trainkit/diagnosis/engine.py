@@ -656,15 +656,25 @@ class Diagnoser:
     def _detect(self, first_step: int, names: list[str], values: np.ndarray) -> None:
         """Streaming detectors: first non-finite step, first gradient explosion, largest loss."""
         loss = values[:, names.index(LOSS)] if LOSS in names else None
-        if self.nonfinite is None:
+        if self.nonfinite is None or self.nonfinite.loss_step is None:
             watched = [j for j, n in enumerate(names) if _watch_nonfinite(n)]
             bad = ~np.isfinite(values[:, watched]).all(axis=1) if watched else np.zeros(values.shape[0], bool)
             counts = [j for j, n in enumerate(names) if _counts_nonfinite(n)]
             if counts:
                 bad |= (np.nan_to_num(values[:, counts], nan=1.0) > 0).any(axis=1)
-            if bad.any():
-                i = int(np.argmax(bad))
-                self.nonfinite = NonFinite(first_step + i, None, dict(zip(names, values[i].tolist(), strict=True)), None)
+            # Non-finite values that a wholly finite step follows broke nothing: a loss-scale
+            # optimizer (mixed_float16) skips every step whose scaled gradients overflow float16
+            # and lowers its scale. The break is the run of non-finite steps the first non-finite
+            # loss ends (or that ends this call): blamed on a skipped step 0, the NaN of step 6
+            # named that step's gradients instead of the activations that overflowed.
+            bad_loss = ~np.isfinite(loss) if loss is not None else np.zeros(values.shape[0], bool)
+            end = int(np.argmax(bad_loss)) + 1 if bad_loss.any() else values.shape[0]
+            good = np.flatnonzero(~bad[:end])
+            if good.size:
+                self.nonfinite = None
+            start = int(good[-1]) + 1 if good.size else 0
+            if self.nonfinite is None and start < end:
+                self.nonfinite = NonFinite(first_step + start, None, dict(zip(names, values[start].tolist(), strict=True)), None)
         if loss is not None and (self.nonfinite is None or self.nonfinite.loss_step is None):
             bad_loss = ~np.isfinite(loss)
             j = int(np.argmax(bad_loss)) if bad_loss.any() else len(loss)
