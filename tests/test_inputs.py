@@ -63,6 +63,29 @@ def test_a_pydataset_trains_as_its_batches_in_order_would():
     np.testing.assert_allclose(trainer.predict(Batches(x, None)), trainer.predict(x), rtol=1e-6)
 
 
+def test_float64_inputs_stay_float64_when_floatx_is_float64():
+    # Keras narrows float64 data to floatx; trainkit narrowed it to float32 whatever floatx was, so
+    # a float64 model trained on rounded inputs: weights 3e-11 off model.fit's here, 4e-9 with Adam.
+    keras.backend.set_floatx("float64")
+    keras.mixed_precision.set_global_policy("float64")  # Keras made the float32 one already
+    try:
+        x, y = make_data(100)
+        x = x.astype(np.float64) + 1e-9  # digits float32 drops
+        keras.utils.set_random_seed(0)
+        reference = make_model()
+        reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+        reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+        for data in ((x, y), (Batches(x, y),)):
+            trainer = make_trainer()
+            trainer.fit(*data, epochs=2, batch_size=32, shuffle=False, verbose=0)
+            for got, want in zip(trainer.model.get_weights(), reference.get_weights(), strict=True):
+                assert got.dtype == np.float64
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+    finally:
+        keras.backend.set_floatx("float32")
+        keras.mixed_precision.set_global_policy("float32")
+
+
 class Endless(keras.utils.PyDataset):
     """Keras's PyDataset that never ends: ``num_batches`` is None, no ``__len__``."""
 

@@ -78,7 +78,8 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
             reshuffling ``tf.data`` pipeline.)
 
     The element spec comes from the first, second and last batches (an axis whose size differs
-    between them is ``None``; float64 is read as float32, as Keras does); each
+    between them is ``None``; float64 is read as float32, as Keras does, unless
+    ``keras.backend.floatx()`` is float64); each
     pass ends with the dataset's ``on_epoch_end()``. One whose ``num_batches`` is ``None``
     (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order. Its
     workers and multiprocessing options are not used: batches are read on the thread that
@@ -90,7 +91,8 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 
     def spec(*values: Any) -> tf.TensorSpec:
         arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
-        dtype = tf.float32 if arrays[0].dtype == np.float64 else tf.as_dtype(arrays[0].dtype)
+        narrow = arrays[0].dtype == np.float64 and keras.backend.floatx() != "float64"
+        dtype = tf.float32 if narrow else tf.as_dtype(arrays[0].dtype)
         shapes = {a.shape[1:] for a in arrays}
         if len({len(shape) for shape in shapes}) > 1:
             raise DataError("shape-mismatch", f"The {type(data).__name__}'s batches differ in rank ({', '.join(map(str, sorted(shapes)))}); "

@@ -40,9 +40,11 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
 
 
 def _as_tensor(array: Any) -> tf.Tensor:
-    """Numpy -> tensor, with float64 narrowed to float32 as Keras does."""
+    """Numpy -> tensor, with float64 narrowed to float32 as Keras does (unless float64 is
+    ``keras.backend.floatx()``: Keras narrows to floatx, and a float64 model fed float32 inputs
+    trained off ``model.fit`` by 2e-8 in the loss)."""
     array = np.asarray(array)
-    if array.dtype == np.float64:
+    if array.dtype == np.float64 and keras.backend.floatx() != "float64":
         array = array.astype(np.float32)
     return tf.convert_to_tensor(array)
 
