@@ -1816,6 +1816,27 @@ def test_values_a_test_step_returns_or_logs_reach_the_validation_logs():
     np.testing.assert_allclose(trainer.evaluate(x[80:], y[80:])["mean_pred"], mean_pred, rtol=1e-5)
 
 
+def test_a_float64_models_epoch_values_keep_their_float64_digits():
+    # The trackers' results were read as float32: a float64 model's History and evaluate() were
+    # model.fit's rounded, 1.19863987 against 1.19863989.
+    keras.backend.set_floatx("float64")
+    keras.mixed_precision.set_global_policy("float64")  # Keras made the float32 one already
+    try:
+        x, y = make_data(200)
+        x = x.astype(np.float64)
+        reference = make_model()
+        reference.compile(loss="binary_crossentropy", optimizer="adam", metrics=["mae"])
+        expected = reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, validation_data=(x[:50], y[:50])).history
+        trainer = Trainer(make_model(), loss="binary_crossentropy", optimizer="adam", task="binary", metrics=["mae"], seed=0, jit_compile=False)
+        history = trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, validation_data=(x[:50], y[:50])).history
+        for name in ("loss", "mae", "val_loss", "val_mae"):
+            np.testing.assert_allclose(history[name], expected[name], rtol=1e-13, err_msg=name)
+        assert trainer.evaluate(x, y)["loss"] == pytest.approx(reference.evaluate(x, y, verbose=0)[0], rel=1e-13)
+    finally:
+        keras.backend.set_floatx("float32")
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_the_data_checks_read_the_callers_arrays_without_copying_them():
     # ArraySource.numpy() copied every tensor back for the checks: 381 MB more for 2M x 50 rows.
     from trainkit.sources import ArraySource

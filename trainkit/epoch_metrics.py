@@ -161,7 +161,8 @@ class EpochMetrics:
         if results is None:
 
             def read_all() -> tf.Tensor:
-                return tf.stack([tf.cast(tf.reshape(m.result(), []), tf.float32) for m in metrics])
+                # float64: a float64 model's loss and metrics keep their digits (float32 cut 2e-8).
+                return tf.stack([tf.cast(tf.reshape(m.result(), []), tf.float64) for m in metrics])
 
             results = self._metric_fns[key] = compile_function(read_all)
         values = {m.name: float(v) for m, v in zip(metrics, results().numpy(), strict=True)}
