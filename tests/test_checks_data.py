@@ -175,6 +175,21 @@ def test_non_finite_message_counts_rows_and_names_the_first():
     assert "1 NaN, 1 Inf" in info.value.message and "first at row 7, column 2" in info.value.message
 
 
+def test_bfloat16_data_is_checked_as_the_numbers_it_holds():
+    # numpy knows bfloat16 (TensorFlow's, from ml_dtypes) as kind "V": its labels were refused as
+    # "not numbers" (model.fit trains on them), and NaN or unscaled bfloat16 inputs passed unseen.
+    bfloat16 = tf.bfloat16.as_numpy_dtype
+    assert run("binary", X, YB.astype(bfloat16)) == []
+    assert run("regression", X, YR.astype(bfloat16)) == []
+    with pytest.raises(DataError) as info:
+        run("binary", _nan_x().astype(bfloat16), YB)
+    assert info.value.code == "non-finite-data" and "first at row 7, column 2" in info.value.message
+    with pytest.raises(DataError) as info:
+        run("binary", X, YB.astype(bfloat16) + 1)
+    assert info.value.code == "label-format" and "0/1 labels" in info.value.message
+    assert "unscaled-inputs" in codes(run("binary", (X * 100).astype(bfloat16), YB))
+
+
 def test_labels_out_of_range_states_both_ranges():
     with pytest.raises(DataError) as info:
         run("regression_sigmoid", X, np.linspace(3, 103, len(X)))

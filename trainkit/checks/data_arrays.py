@@ -98,5 +98,17 @@ def row_weight_array(sample_weight: Any) -> np.ndarray | None:
     return weights.reshape(-1) if weights.ndim == 2 and weights.shape[1] == 1 else weights
 
 
+def numpy_floats(a: np.ndarray | None) -> np.ndarray | None:
+    """``a`` with a float type numpy has no kind for as float32 (an exact copy): ``bfloat16``
+    (ml_dtypes', what TensorFlow's bfloat16 tensors give), whose kind ``"V"`` the rules read as
+    no numbers (bfloat16 labels were refused as "not numbers", NaN in bfloat16 inputs passed)."""
+    if a is None or a.dtype.kind != "V" or a.dtype.names is not None:
+        return a
+    try:
+        return a.astype(np.float32)
+    except (TypeError, ValueError):  # raw bytes (np.void), not a float type
+        return a
+
+
 def _bool_to_int(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int8) if a.dtype == bool else a

@@ -37,6 +37,7 @@ from trainkit.checks.data_arrays import (
     input_arrays,
     input_keys,
     label_arrays,
+    numpy_floats,
     row_weight_array,
     targets_without_output,
     unnamed_per_output,
@@ -187,11 +188,12 @@ def check_data(
         sampled = sample_first_batches(x_val, sample_batches, ranks)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
     names = input_names(model)
-    xs = input_arrays(x, names)
-    xv = input_arrays(x_val, names) if x_val is not None else None
+    xs = [numpy_floats(a) for a in input_arrays(x, names)]
+    xv = [numpy_floats(a) for a in input_arrays(x_val, names)] if x_val is not None else None
     ys = label_arrays(y, outputs)
     unmatched = targets_without_output(y, outputs, ys)
-    yvs = label_arrays(y_val, outputs) if y_val is not None else [None] * len(ys)
+    ys = [numpy_floats(a) for a in ys]
+    yvs = [numpy_floats(a) for a in label_arrays(y_val, outputs)] if y_val is not None else [None] * len(ys)
     keys: list[str] | None = None  # a subclassed model's outputs, named by a dict of targets
     if outputs:
         losses, tasks = losses_per_output(outputs, loss), tasks_per_output(outputs, task)
