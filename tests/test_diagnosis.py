@@ -786,6 +786,17 @@ def test_exploding_gradients_at_the_first_step_over_100x_the_baseline():
     assert f.step == 25 and f.epoch == 2 and "clipnorm" in f.advice
 
 
+def test_exploding_gradients_behind_steps_a_loss_scale_optimizer_skipped():
+    # mixed_float16 with a LossScaleOptimizer: the growing gradients overflow float16 once scaled,
+    # and each such step is skipped with an infinite norm. One ahead of the explosion in every
+    # call hid it: SGD(0.2) got no exploding-gradients at a norm 182x its first.
+    s = Stream()
+    s.values["grad_norm/global"] = lambda e, st: math.inf if e and st in (0, 7) else 1.0 if e * STEPS + st < 25 else 5e3
+    s.values["grad_nonfinite/dense_2/kernel"] = lambda e, st: 4.0 if e and st in (0, 7) else 0.0
+    d = s.run()
+    assert finding(d, "exploding-gradients").step == 25 and "nan-loss" not in codes(d)
+
+
 def test_a_gradient_norm_growing_while_the_loss_falls_far_is_no_explosion():
     # 10 tanh layers initialised with stddev 0.05: the norm went from 0.06 to 10 (171x) at a loss
     # of 0.036, from ln 2 at the start, and the run ended at a validation loss of 0.007.

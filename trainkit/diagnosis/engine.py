@@ -715,14 +715,16 @@ class Diagnoser:
         falling = np.zeros(len(rest), bool)
         if loss is not None and first_loss.size:
             falling = loss[start:] < self.t.explode_loss_fraction * float(np.median(first_loss))
-        # The first step that is non-finite or above the limit; non-finite gradients are the
-        # nan-loss rule's business, so a non-finite one first ends the search without a finding.
-        flagged = ~np.isfinite(rest) | ((rest > limit) & ~falling)
+        # The first step above the limit before the run broke (see _detect: the steps from there
+        # on are the nan-loss rule's business). Not before any non-finite norm: a loss-scale
+        # optimizer skips steps whose scaled gradients overflow float16, more often as they grow,
+        # and such a skip ahead of them in a call hid norms 700x the first steps'.
+        flagged = np.isfinite(rest) & (rest > limit) & ~falling
+        if self.nonfinite is not None:
+            flagged &= first_step + start + np.arange(len(rest)) < self.nonfinite.step
         if not flagged.any():
             return
         i = start + int(np.argmax(flagged))
-        if not np.isfinite(norms[i]):
-            return
         value = float(loss[i]) if loss is not None else None
         self.explosion = Explosion(first_step + i, float(norms[i]), baseline, value)
 
