@@ -1503,6 +1503,17 @@ def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights()
     assert all(np.isfinite(w).all() for w in trainer.model.get_weights())
 
 
+def test_advice_names_the_optimizer_a_loss_scale_optimizer_wraps():
+    # It named {name: lossscaleoptimizer, ...} (no recipe takes it) and judged Adam's rate as plain
+    # SGD's: lowered to 0.00589 instead of at most Adam's 1e-3.
+    x, y = regression_data()
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.5))
+    trainer = NanAfter(tiny_model(), loss="mse", optimizer=optimizer, task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=4, batch_size=10, verbose=0)
+    (f,) = nan_findings(trainer)
+    assert "{name: adam, learning_rate: 0.001}" in f.advice and "lossscale" not in f.advice
+
+
 def test_weights_broken_by_the_update_itself_are_named_as_weights_not_gradients():
     # A NaN learning rate: step 0's gradients are finite, its update turns every weight NaN, and
     # step 1's loss is NaN. The skipped update cannot help: the weights before it are NaN too.

@@ -514,7 +514,7 @@ def build_context(
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),
-        optimizer=type(trainer.optimizer).__name__,
+        optimizer=_optimizer_class(trainer.optimizer),
         batch_size=batch_size,
         train_rows=train_rows,
         has_validation=has_validation,
@@ -666,6 +666,13 @@ def _regularization(model: Any) -> float:
         except (TypeError, ValueError, AttributeError, NotImplementedError):
             continue  # a symbolic tensor of a traced step
     return total
+
+
+def _optimizer_class(optimizer: Any) -> str:
+    """The optimizer's class name; a ``LossScaleOptimizer``'s inner one's, which sets the steps
+    (the advice named ``{name: lossscaleoptimizer, ...}``, a name no recipe takes, and judged
+    Adam's rates as plain SGD's)."""
+    return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
 
 
 def _learning_rate(optimizer: Any) -> float | None:
