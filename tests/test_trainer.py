@@ -1558,6 +1558,20 @@ def test_verbose_2_prints_the_epoch_lines_without_a_bar(capsys):
     assert logger._progress is None  # a terminal, but no bar
 
 
+def test_a_new_fit_drops_the_diagnosis_of_the_last_one():
+    # The first fit's dead-relu stayed in trainer.findings after a second fit whose units lived.
+    x, y = make_data(128, features=4)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-50.0)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=2, verbose=0)
+    assert "dead-relu" in {f.code for f in trainer.findings}
+    model.layers[0].bias.assign(np.zeros(8, "float32"))
+    trainer.fit(x, y, epochs=2, verbose=0)
+    assert "dead-relu" not in {f.code for f in trainer.findings}
+
+
 def test_callbacks_none_is_no_callbacks_as_in_model_fit():
     # model.fit's default; a wrapper passing its own callbacks=None on was refused (bad-argument).
     x, y = make_data(64, features=4)

@@ -802,6 +802,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             raise ArgumentError("bad-argument", f"validation_freq={validation_freq!r}: trainkit validates after every epoch (the diagnosis and early "
                                                 "stopping read each epoch's validation loss). Leave it at 1, or pass no validation data and call "
                                                 "evaluate() when you want it.")
+        if not resume:
+            from trainkit.diagnosis.rules import DIAGNOSIS_CODES
+
+            # The diagnosis of a new fit starts afresh, as its History does: an earlier fit's
+            # verdicts (a dead-relu since fixed) stayed in the findings and read as this fit's.
+            self.findings[:] = [f for f in self.findings if f.code not in DIAGNOSIS_CODES]
         train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
         if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
             self._check_sources(train, validation, batch_size)
