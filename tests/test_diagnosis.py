@@ -1057,6 +1057,24 @@ def test_a_peaked_hidden_softmax_is_not_saturated_activations():
     assert build_context(trainer, None).softmax_layers == (attention._softmax.name, "top_softmax")
 
 
+def test_a_nested_models_output_layer_is_an_output_layer_not_a_hidden_one():
+    # A nested model's layers are read through hooks; its sigmoid output layer was judged as a
+    # hidden layer, and a confident prediction got saturated-activations.
+    from trainkit.diagnosis.callback import build_context
+
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu", name="h"),
+                              keras.layers.Dense(1, activation="sigmoid", name="inner_out")], name="inner")
+    x_in = keras.Input((4,))
+    trainer = Trainer(keras.Model(x_in, inner(x_in)), loss="binary_crossentropy", optimizer="sgd", task="binary", diagnose=False)
+    assert build_context(trainer, None).output_layers == ("inner", "inner_out")
+
+    s = Stream()
+    s.values["activation/inner_out/saturated_fraction"] = lambda e, st: 0.9
+    s.context.output_layers = ("dense_2", "inner", "inner_out")
+    assert "saturated-activations" not in codes(s.run())
+
+
 def test_saturated_activations_advise_glorot_only_to_a_layer_that_lacks_it():
     # zero_tanh_saturated (glorot_uniform already) was told to initialise with glorot.
     s = Stream()

@@ -633,7 +633,14 @@ def initializer_text(initializer: Any) -> str:
 
 
 def output_layer_names(model: Any) -> list[str]:
-    """Names of the layers that produce the model's outputs (the last layer when unknown)."""
+    """Names of the layers that produce the model's outputs (the last layer when unknown).
+
+    An output a nested model produces names that model and, inside it, its own output layers:
+    their statistics are read too (through hooks), and a confident nested sigmoid output was
+    judged by saturated-activations as a hidden layer.
+    """
+    import keras
+
     names = []
     try:
         for tensor in model.outputs or []:
@@ -641,6 +648,8 @@ def output_layer_names(model: Any) -> list[str]:
             operation = getattr(history, "operation", None) if history is not None else None
             if operation is not None:
                 names.append(operation.name)
+                if isinstance(operation, keras.Model):
+                    names.extend(output_layer_names(operation))
     except (AttributeError, ValueError):
         names = []
     if not names and getattr(model, "layers", None):
