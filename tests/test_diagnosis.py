@@ -1057,6 +1057,20 @@ def test_a_peaked_hidden_softmax_is_not_saturated_activations():
     assert build_context(trainer, None).softmax_layers == (attention._softmax.name, "top_softmax")
 
 
+def test_a_shared_attentions_second_softmax_call_is_not_saturated_activations():
+    # A shared MultiHeadAttention called twice reports its softmax as softmax and softmax_1 (a
+    # repeated call is numbered past every layer name): the second call was judged as a tanh/sigmoid.
+    s = Stream()
+    s.values["activation/softmax/saturated_fraction"] = lambda e, st: 0.9
+    s.values["activation/softmax_1/saturated_fraction"] = lambda e, st: 0.9
+    s.context.layers = (*s.context.layers, "softmax")
+    s.context.softmax_layers = ("softmax",)
+    assert "saturated-activations" not in codes(s.run())
+    # A layer of that name of its own is judged as itself.
+    s.context.layers = (*s.context.layers, "softmax_1")
+    assert finding(s.run(), "saturated-activations").layer == "softmax_1"
+
+
 def test_a_nested_models_output_layer_is_an_output_layer_not_a_hidden_one():
     # A nested model's layers are read through hooks; its sigmoid output layer was judged as a
     # hidden layer, and a confident prediction got saturated-activations.

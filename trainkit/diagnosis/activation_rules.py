@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,6 +106,15 @@ def initializers_of(view: Diagnoser, layer: str) -> dict[str, str] | None:
     return (view.context.initializers or {}).get(layer)
 
 
+def _called_layer(view: Diagnoser, name: str) -> str:
+    """The layer whose call ``name`` reports: ``name`` when it is a layer's, else the layer a
+    repeated call belongs to (``softmax_1``, the second call of a shared attention's ``softmax``:
+    such a call is numbered past every layer name, so it names no layer of its own)."""
+    if name in view.context.layers:
+        return name
+    return re.sub(r"_\d+$", "", name)
+
+
 def saturated_activations(view: Diagnoser) -> list[Issue]:
     """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs.
 
@@ -114,7 +124,7 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
     issues = []
     softmax = set(view.context.softmax_layers)
     for name in hidden_activation_stats(view, "saturated_fraction"):
-        if layer_of(name) in softmax:
+        if _called_layer(view, layer_of(name)) in softmax:
             continue
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
