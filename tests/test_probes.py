@@ -316,6 +316,22 @@ def test_a_time_distributed_layer_is_read_whole_not_once_per_time_step():
     np.testing.assert_allclose(first["activation/td/mean"], expected.mean(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["in the graph", "in a nested model"])
+def test_the_layers_of_a_block_a_time_distributed_layer_wraps_are_not_read_once_per_time_step(nested):
+    # TimeDistributed(Sequential([Dense(relu)])) runs the block once per time step, and the hook
+    # read each call: 5 steps gave 5 sets of statistics (td_dense, td_dense_1...), each over
+    # that step's rows only, as a wrapped Dense's did.
+    keras.utils.set_random_seed(0)
+    block = keras.Sequential([keras.layers.Dense(6, activation="relu", name="td_dense")], name="block")
+    td = keras.layers.TimeDistributed(block, name="td")
+    x_in = keras.Input((5, 4))
+    h = keras.Model(x_in, td(x_in), name="inner")(x_in) if nested else td(x_in)
+    model = keras.Model(x_in, keras.layers.Dense(1, name="head")(keras.layers.GlobalAveragePooling1D()(h)))
+    _, taps = probes.build_probe(model)(tf.constant(np.random.default_rng(0).normal(size=(8, 5, 4)).astype("float32")))
+    assert [t.name for t in taps] == ["output"]
+    assert all("call" not in layer.__dict__ for layer in block.layers)
+
+
 def test_a_layer_called_in_the_graph_and_inside_a_nested_model_is_reported_once_per_call():
     # Tapped from the graph and hooked for the nested model, its call in the graph was reported
     # twice ("shared", "shared_1") and the nested call as "shared_2".

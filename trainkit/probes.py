@@ -14,7 +14,8 @@ a custom block layer or a subclassed model) are read while the step traces, thro
 :class:`trainkit.layer_hooks.LayerHooks`, in the order they run; a layer called several times is
 reported once per call (``_1``, ``_2``... suffixes), and so is a layer the model's own graph calls
 more than once (shared). Layers inside recurrent layers are not: their outputs live in the
-recurrence's loop.
+recurrence's loop; nor are those of a block a ``TimeDistributed`` layer wraps, which runs once per
+time step.
 
 A custom layer or subclassed model can also name what it reports with :func:`record`, called in
 ``call`` (its name wins over a hooked layer's for the same tensor); it returns its input unchanged
@@ -355,9 +356,13 @@ def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe, layer_taps: Sequen
 def hidden_layers(layer: Any) -> list[tuple[Any, str]]:
     """``(layer, activation)`` of each activated layer inside ``layer`` (not itself), depth first.
 
-    The search stops at an activated layer (its output is what it applies) and at recurrent
-    layers, whose inner layers run inside the recurrence's loop.
+    The search stops at an activated layer (its output is what it applies), at recurrent
+    layers, whose inner layers run inside the recurrence's loop, and at a ``TimeDistributed``
+    layer, which calls the layer it wraps once per time step: a wrapped block's ``Dense(relu)``
+    was reported once per step (``dense``, ``dense_2``...), each over that step's rows only.
     """
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return []
     found: list[tuple[Any, str]] = []
     for inner in layer._flatten_layers(include_self=False, recursive=False):
         activation = layer_activation(inner)
