@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import keras
 import numpy as np
 import pytest
@@ -330,6 +333,46 @@ def test_the_layers_of_a_block_a_time_distributed_layer_wraps_are_not_read_once_
     _, taps = probes.build_probe(model)(tf.constant(np.random.default_rng(0).normal(size=(8, 5, 4)).astype("float32")))
     assert [t.name for t in taps] == ["output"]
     assert all("call" not in layer.__dict__ for layer in block.layers)
+
+
+def test_a_layer_hooked_for_another_threads_trace_is_not_read_by_this_one():
+    # Hooks are installed on the layer, recordings are per thread: a model that taps a shared
+    # layer from its graph, traced while another thread's model had it hooked (inside a nested
+    # model), got its output through the hook as well and failed with KeyError.
+    ready, done = threading.Event(), threading.Event()
+
+    class Wait(keras.layers.Layer):
+        def call(self, x):
+            ready.set()
+            done.wait(30)
+            return x
+
+    shared = keras.layers.Dense(4, activation="relu", name="shared")
+    inner = keras.Sequential([keras.Input((5,)), shared], name="inner")
+    a_in, b_in = keras.Input((5,)), keras.Input((5,))
+    hooking = probes.build_probe(keras.Model(a_in, keras.layers.Dense(1, name="head_a")(Wait()(inner(a_in)))))
+    tapping = probes.build_probe(keras.Model(b_in, keras.layers.Dense(1, name="head_b")(shared(b_in))))
+    x = tf.constant(rows())
+    names: dict[str, Any] = {}
+
+    def trace_hooking() -> None:
+        names["hooking"] = [t.name for t in hooking(x)[1]]
+
+    def trace_tapping() -> None:
+        ready.wait(30)
+        try:
+            names["tapping"] = [t.name for t in tapping(x)[1]]
+        except Exception as err:  # reported by the assertion below
+            names["tapping"] = repr(err)
+        finally:
+            done.set()
+
+    threads = [threading.Thread(target=trace_hooking), threading.Thread(target=trace_tapping)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert names == {"hooking": ["shared", "output"], "tapping": ["shared", "output"]}
 
 
 def test_a_layer_called_in_the_graph_and_inside_a_nested_model_is_reported_once_per_call():

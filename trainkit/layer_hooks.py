@@ -36,12 +36,17 @@ class Recording:
             another graph (a ``while_loop`` body of a recurrent layer, a ``cond`` branch, Keras's
             scratch graph for output shapes) cannot be used by the step and is left out.
         outputs: ``(layer, output)`` of each hooked call, in the order the calls ran.
+        layers: ``id()`` of the layers this recording reads: a layer hooked for another thread's
+            recording (another model sharing it, traced at the same time) is left out.
     """
 
     graph: Any
     outputs: list[tuple[Any, tf.Tensor]] = dataclasses.field(default_factory=list)
+    layers: frozenset[int] = frozenset()
 
     def add(self, layer: Any, output: Any) -> None:
+        if id(layer) not in self.layers:
+            return
         if not isinstance(output, tf.Tensor) or isinstance(output, keras.KerasTensor):
             return
         if self.graph is not None and getattr(output, "graph", None) is not self.graph:
@@ -79,7 +84,8 @@ class LayerHooks:
     def recording(self) -> Iterator[Recording]:
         """Hooks the layers while the block runs and yields what they output in it, this thread's
         calls only (traced in a ``tf.function``: the outputs of that graph only)."""
-        recording = Recording(None if tf.executing_eagerly() else tf.compat.v1.get_default_graph())
+        graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+        recording = Recording(graph, layers=frozenset(id(layer) for layer in self.layers))
         previous = getattr(_local, "recording", None)
         _local.recording = recording
         self._install()
