@@ -871,6 +871,24 @@ def test_dead_relu_advice_prescribes_only_the_initialisation_a_layer_lacks():
     assert "use kernel_initializer: he_normal for this layer" in finding(s.run(), "dead-relu").advice
 
 
+def test_the_advice_for_a_shared_layer_s_later_call_reads_that_layer_s_initializers():
+    # A shared layer's second call is reported as shared_1 (a name no layer has): its
+    # initializers were not found, and a he_normal, zero-bias layer was told to use both.
+    s = Stream()
+    s.values["activation/shared_1/dead_fraction"] = lambda e, st: 1.0  # dead from the first step
+    s.context.layers = (*s.context.layers, "shared")
+    s.context.initializers = {"shared": {"layer": "shared", "kernel": "he_normal", "bias": "zeros"}}
+    s.context.check_codes = ()
+    found = finding(s.run(), "dead-relu")
+    assert found.layer == "shared_1"
+    assert found.advice.startswith("The initialisation of this layer is already what relu needs (he_normal, bias zeros)")
+    s = Stream()
+    s.values["activation/shared_1/saturated_fraction"] = lambda e, st: 0.9
+    s.context.layers = (*s.context.layers, "shared")
+    s.context.initializers = {"shared": {"layer": "shared", "kernel": "glorot_uniform", "bias": "zeros"}}
+    assert "glorot" not in finding(s.run(), "saturated-activations").advice
+
+
 def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence():
     # With nothing to fix before it, it read "... (he_normal, bias zeros): or use activation: ...".
     s = Stream()

@@ -39,7 +39,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + ": dead ReLUs pass no gradient and never recover.",
-            _dead_relu_advice(view, at_start is not None, layer), evidence, layer=layer, epoch=view.epochs[since].epoch))
+            _dead_relu_advice(view, at_start is not None, _called_layer(view, layer)), evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
 
 
@@ -109,7 +109,8 @@ def initializers_of(view: Diagnoser, layer: str) -> dict[str, str] | None:
 def _called_layer(view: Diagnoser, name: str) -> str:
     """The layer whose call ``name`` reports: ``name`` when it is a layer's, else the layer a
     repeated call belongs to (``softmax_1``, the second call of a shared attention's ``softmax``:
-    such a call is numbered past every layer name, so it names no layer of its own)."""
+    such a call is numbered past every layer name, so it names no layer of its own, and neither
+    its softmax nor its initializers were found under it)."""
     if name in view.context.layers:
         return name
     return re.sub(r"_\d+$", "", name)
@@ -140,7 +141,7 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
             f"{effect}.",
             (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower")
-            + " the learning rate, " + _glorot_advice(initializers_of(view, layer))
+            + " the learning rate, " + _glorot_advice(initializers_of(view, _called_layer(view, layer)))
             + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.",
             {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
              "first_epoch_saturated_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch,
