@@ -1089,6 +1089,33 @@ def test_a_shared_attentions_second_softmax_call_is_not_saturated_activations():
     assert finding(s.run(), "saturated-activations").layer == "softmax_1"
 
 
+class OutputLayerFirst(keras.Model):
+    """A subclassed model that creates its output layer before its hidden layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = keras.layers.Dense(1, activation="sigmoid", name="out")
+        self.hidden = keras.layers.Dense(3, activation="relu", name="hidden")
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_a_subclassed_models_output_layer_is_the_one_the_step_saw_produce_the_output():
+    # Its layers are read through hooks; its output layer was guessed as the last one it holds:
+    # "out", created first, was judged as a hidden layer (saturated-activations on a confident
+    # prediction) and "hidden" as the output (dead-relu never judged it).
+    from trainkit.diagnosis.callback import build_context
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    model = OutputLayerFirst()
+    model(x[:1])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False, diagnose=False, seed=0)
+    trainer.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, batch_size=16, verbose=0)
+    assert build_context(trainer, None).output_layers == ("out",)
+
+
 def test_a_nested_models_output_layer_is_an_output_layer_not_a_hidden_one():
     # A nested model's layers are read through hooks; its sigmoid output layer was judged as a
     # hidden layer, and a confident prediction got saturated-activations.

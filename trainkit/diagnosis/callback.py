@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -509,7 +509,7 @@ def build_context(
         uninformed_loss=baseline.uninformed if baseline else None,
         regularization=_regularization(model),
         layers=tuple(layer_names(model)),
-        output_layers=tuple(output_layer_names(model)),
+        output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
         softmax_layers=tuple(layer.name for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"),
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
@@ -632,12 +632,18 @@ def initializer_text(initializer: Any) -> str:
     return f"{name}({', '.join(f'{k}={v:g}' if isinstance(v, int | float) else f'{k}={v}' for k, v in shown.items())})"
 
 
-def output_layer_names(model: Any) -> list[str]:
+def output_layer_names(model: Any, traced: Collection[str] = ()) -> list[str]:
     """Names of the layers that produce the model's outputs (the last layer when unknown).
 
     An output a nested model produces names that model and, inside it, its own output layers:
     their statistics are read too (through hooks), and a confident nested sigmoid output was
     judged by saturated-activations as a hidden layer.
+
+    Args:
+        model: The model.
+        traced: The layers the traced step saw produce an output (:attr:`Probe.output_layers`):
+            a subclassed model's, whose last layer is only a guess (an output layer created
+            before its hidden layer was judged as a hidden one, and that hidden layer as the output).
     """
     import keras
 
@@ -652,6 +658,7 @@ def output_layer_names(model: Any) -> list[str]:
                     names.extend(output_layer_names(operation))
     except (AttributeError, ValueError):
         names = []
+    names += [name for name in sorted(traced) if name not in names]
     if not names and getattr(model, "layers", None):
         names = [model.layers[-1].name]
     return names
