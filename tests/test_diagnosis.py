@@ -757,6 +757,21 @@ def test_lr_too_low_defers_when_no_gradient_flows(blocked):
 
 # -- gradients -------------------------------------------------------------------------------------
 
+def test_a_hidden_softmax_s_small_std_is_no_signal_fading_forward():
+    # An attention over 512 keys, its softmax read inside MultiHeadAttention: probabilities near
+    # 1/512 have a std of ~1e-4, reported as "the outputs of layer 'softmax' vary 0.0003x as much
+    # as those of layer 'embed'": a signal fading forward.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, layers=("input_layer", "dense", "dense_1", "softmax", "dense_2"), softmax_layers=("softmax",))
+    for layer, std in (("dense", 0.44), ("dense_1", 0.27), ("softmax", 1.3e-4)):
+        s.values[f"activation/{layer}/std"] = lambda e, st, std=std: std
+    s.train_loss = lambda e, st: LN2
+    s.val_loss = lambda e: LN2
+    assert "vanishing-gradients" not in codes(s.run())
+    s.context = dataclasses.replace(s.context, softmax_layers=())  # a tanh layer that small: it fades
+    assert finding(s.run(), "vanishing-gradients").layer == "softmax"
+
+
 def test_vanishing_gradients_first_layer_vs_last():
     s = Stream()
     s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-6

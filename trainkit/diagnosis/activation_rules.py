@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainkit.diagnosis.lr_advice import lowered_lr_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.stat_reads import hidden_activation_stats, layer_of, sustained_since
+from trainkit.diagnosis.stat_reads import (
+    called_layer,
+    hidden_activation_stats,
+    layer_of,
+    sustained_since,
+)
 from trainkit.diagnosis.task_context import standardise_inputs_advice
 
 if TYPE_CHECKING:
@@ -39,7 +43,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + ": dead ReLUs pass no gradient and never recover.",
-            _dead_relu_advice(view, at_start is not None, _called_layer(view, layer)), evidence, layer=layer, epoch=view.epochs[since].epoch))
+            _dead_relu_advice(view, at_start is not None, called_layer(view, layer)), evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
 
 
@@ -106,16 +110,6 @@ def initializers_of(view: Diagnoser, layer: str) -> dict[str, str] | None:
     return (view.context.initializers or {}).get(layer)
 
 
-def _called_layer(view: Diagnoser, name: str) -> str:
-    """The layer whose call ``name`` reports: ``name`` when it is a layer's, else the layer a
-    repeated call belongs to (``softmax_1``, the second call of a shared attention's ``softmax``:
-    such a call is numbered past every layer name, so it names no layer of its own, and neither
-    its softmax nor its initializers were found under it)."""
-    if name in view.context.layers:
-        return name
-    return re.sub(r"_\d+$", "", name)
-
-
 def saturated_activations(view: Diagnoser) -> list[Issue]:
     """A tanh/sigmoid hidden layer with many outputs in its flat tails, for several epochs.
 
@@ -125,7 +119,7 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
     issues = []
     softmax = set(view.context.softmax_layers)
     for name in hidden_activation_stats(view, "saturated_fraction"):
-        if _called_layer(view, layer_of(name)) in softmax:
+        if called_layer(view, layer_of(name)) in softmax:
             continue
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)
@@ -141,7 +135,7 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
             f"{effect}.",
             (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower")
-            + " the learning rate, " + _glorot_advice(initializers_of(view, _called_layer(view, layer)))
+            + " the learning rate, " + _glorot_advice(initializers_of(view, called_layer(view, layer)))
             + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.",
             {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
              "first_epoch_saturated_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch,

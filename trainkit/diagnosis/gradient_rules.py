@@ -10,6 +10,7 @@ from trainkit.diagnosis.lr_advice import lowered_lr_text, optimizer_name
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import (
+    called_layer,
     epoch_of_step,
     finite_for_epochs,
     hidden_activation_stats,
@@ -73,7 +74,11 @@ def _vanishing_forward(view: Diagnoser) -> Issue | None:
     first's, for several epochs. Every gradient is then tiny alike, which the first/last gradient
     ratio cannot see (10 tanh layers initialised with stddev 0.05: output std 3e-3 at layer 3,
     1.5e-6 at layer 9, the loss at ln 2 from the first step)."""
-    stds = hidden_activation_stats(view, "std")
+    # Not a hidden softmax's (an attention's, read inside its layer): its std says how spread its
+    # probabilities are, ~1/keys for a long sequence, not how large the signal is (an attention
+    # over 512 keys "faded" 3e-4x against the first layer).
+    softmax = set(view.context.softmax_layers)
+    stds = [name for name in hidden_activation_stats(view, "std") if called_layer(view, layer_of(name)) not in softmax]
     n = view.t.sustained_epochs
     if len(stds) < 3 or not finite_for_epochs(view, [stds[0], stds[-1]], n):
         return None

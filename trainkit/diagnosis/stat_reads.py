@@ -4,6 +4,7 @@ hidden layers in model order, conditions that last for epochs, and the epoch a s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,16 @@ def layer_of(name: str) -> str:
     """``dense_1`` for ``grad_norm/dense_1/kernel`` or ``activation/dense_1/dead_fraction``."""
     parsed = parse_stat_name(name)
     return parsed.layer if parsed is not None else name
+
+
+def called_layer(view: Diagnoser, name: str) -> str:
+    """The layer whose call ``name`` reports: ``name`` when it is a layer's, else the layer a
+    repeated call belongs to (``softmax_1``, the second call of a shared attention's ``softmax``:
+    such a call is numbered past every layer name, so it names no layer of its own, and neither
+    its softmax nor its initializers were found under it)."""
+    if name in view.context.layers:
+        return name
+    return re.sub(r"_\d+$", "", name)
 
 
 def hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
