@@ -772,6 +772,20 @@ def test_a_hidden_softmax_s_small_std_is_no_signal_fading_forward():
     assert finding(s.run(), "vanishing-gradients").layer == "softmax"
 
 
+def test_a_repeated_layer_call_sorts_with_its_layer_not_last():
+    # A shared encoder's second call (e_1, a name no layer has) was sorted after the head: it
+    # stood as the last hidden layer, and the head's faded signal went unseen.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, layers=("input_layer", "dense", "dense_1", "e", "m", "h", "dense_2"))
+    for layer, std in (("e", 0.5), ("e_1", 0.5), ("m", 1e-2), ("h", 1e-5)):
+        s.values[f"activation/{layer}/std"] = lambda e, st, std=std: std
+    s.train_loss = lambda e, st: LN2
+    s.val_loss = lambda e: LN2
+    d = s.run()
+    assert d.layer_order(["h", "e", "m", "e_1"]) == ["e", "e_1", "m", "h"]  # calls in the order they ran
+    assert finding(d, "vanishing-gradients").layer == "h"
+
+
 def test_vanishing_gradients_first_layer_vs_last():
     s = Stream()
     s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-6

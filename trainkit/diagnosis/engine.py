@@ -628,10 +628,16 @@ class Diagnoser:
         return max(1, self.epochs_run)
 
     def layer_order(self, layers: Iterable[str]) -> list[str]:
-        """``layers`` sorted in model order (unknown layers last, in the order given)."""
+        """``layers`` sorted in model order (unknown layers last, in the order given).
+
+        A repeated call of a layer (``e_1``, a shared encoder's second call) sorts with its layer:
+        sorted last, it stood as the last hidden layer for the forward vanishing test.
+        """
+        from trainkit.diagnosis.stat_reads import called_layer
+
         position = {name: i for i, name in enumerate(self.context.layers)}
         layers = list(dict.fromkeys(layers))
-        return sorted(layers, key=lambda n: (position.get(n, len(position)), layers.index(n)))
+        return sorted(layers, key=lambda n: (position.get(called_layer(self, n), len(position)), layers.index(n)))
 
     # -- internals --------------------------------------------------------------------------------
     def _column(self, name: str) -> int:
