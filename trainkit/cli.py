@@ -39,17 +39,24 @@ app = typer.Typer(
 )
 
 
+def _installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _print_version(value: bool) -> None:
     if not value:
         return
     # The versions a bug report needs, read from the installed packages' metadata: importing
     # TensorFlow to ask it would take seconds.
     installed = []
-    for package in ("tensorflow", "keras"):
-        try:
-            installed.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            installed.append(f"{package} not installed")
+    # TensorFlow also comes as tensorflow-cpu or a nightly: the first of them that is installed.
+    for names in (("tensorflow", "tensorflow-cpu", "tf-nightly"), ("keras", "keras-nightly")):
+        versions = [(name, _installed_version(name)) for name in names]
+        found = [f"{name} {version}" for name, version in versions if version is not None]
+        installed.append(found[0] if found else f"{names[0]} not installed")
     typer.echo(f"trainkit {__version__} ({', '.join(installed)}, Python {platform.python_version()})")
     raise typer.Exit()
 
