@@ -909,13 +909,14 @@ def test_the_advice_for_a_shared_layer_s_later_call_reads_that_layer_s_initializ
     s.context.initializers = {"shared": {"layer": "shared", "kernel": "he_normal", "bias": "zeros"}}
     s.context.check_codes = ()
     found = finding(s.run(), "dead-relu")
-    assert found.layer == "shared_1"
+    assert found.layer == "shared_1" and "of layer 'shared' (its later call, shared_1) output 0" in found.message
     assert found.advice.startswith("The initialisation of this layer is already what relu needs (he_normal, bias zeros)")
     s = Stream()
     s.values["activation/shared_1/saturated_fraction"] = lambda e, st: 0.9
     s.context.layers = (*s.context.layers, "shared")
     s.context.initializers = {"shared": {"layer": "shared", "kernel": "glorot_uniform", "bias": "zeros"}}
-    assert "glorot" not in finding(s.run(), "saturated-activations").advice
+    saturated = finding(s.run(), "saturated-activations")
+    assert "glorot" not in saturated.advice and "of layer 'shared' (its later call, shared_1) sit" in saturated.message
 
 
 def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence():

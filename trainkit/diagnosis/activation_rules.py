@@ -12,6 +12,7 @@ from trainkit.diagnosis.stat_reads import (
     called_layer,
     hidden_activation_stats,
     layer_of,
+    layer_text,
     sustained_since,
 )
 from trainkit.diagnosis.task_context import standardise_inputs_advice
@@ -39,7 +40,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
         if at_start is not None:
             evidence["first_step_dead_fraction"] = at_start
         issues.append(Issue(
-            f"{fraction:.0%} of the units of layer '{layer}' output 0 for every example of a batch "
+            f"{fraction:.0%} of the units of {layer_text(view, layer)} output 0 for every example of a batch "
             f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + ": dead ReLUs pass no gradient and never recover.",
@@ -131,7 +132,7 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
         effect = ("their derivative is ~0, so this layer and the layers below it stop learning" if severe else
                   "not yet enough to stall training, but those units pass almost no gradient")
         issues.append(Issue(
-            f"{fraction:.0%} of the outputs of layer '{layer}' sit in the flat tails of its activation "
+            f"{fraction:.0%} of the outputs of {layer_text(view, layer)} sit in the flat tails of its activation "
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
             f"{effect}.",
             (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower")

@@ -41,6 +41,13 @@ def called_layer(view: Diagnoser, name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
+def layer_text(view: Diagnoser, name: str) -> str:
+    """``layer 'dense'`` for a message; a repeated call's name (``shared_1``, which no layer has)
+    as the layer it is a call of: ``layer 'shared' (its later call, shared_1)``."""
+    layer = called_layer(view, name)
+    return f"layer '{name}'" if layer == name else f"layer '{layer}' (its later call, {name})"
+
+
 def hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     """``activation/L/stat`` of the hidden layers (not the model output), in model order."""
     names = view.activation_stats(stat)
