@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import keras
@@ -264,6 +265,37 @@ def test_recipe_training_options_reach_the_trainer(tmp_path):
     trainer = trainer_of(RECIPE.replace("checkpoint_every: 1", "checkpoint_every: 3, on_nan: warn"))
     assert trainer.checkpoint_every == 3 and trainer.on_nan == "warn"
     assert trainer_of(RECIPE.replace(", checkpoint_every: 1", "")).checkpoint_every == "auto"
+
+
+def test_a_recipe_s_mixed_float16_builder_model_trains_with_loss_scaling(tmp_path):
+    # A builder's mixed_float16 model always got float16-without-loss-scaling: a recipe could not
+    # ask for the LossScaleOptimizer that model.compile adds, nor the Trainer add it.
+    from trainkit.recipe import load_recipe
+    from trainkit.run import prepare_run
+
+    name = f"tk_half_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "import keras\n"
+        "def half(input_shape):\n"
+        "    before = keras.mixed_precision.global_policy()\n"
+        "    keras.mixed_precision.set_global_policy('mixed_float16')\n"
+        "    try:\n"
+        "        return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(4, activation='relu'), keras.layers.Dense(1, activation='sigmoid')])\n"
+        "    finally:\n"
+        "        keras.mixed_precision.set_global_policy(before)\n")
+    model = RECIPE[RECIPE.index("model:") : RECIPE.index("loss:")]
+
+    def trainer_of(training: str) -> Trainer:
+        path = tmp_path / "r.yaml"
+        path.write_text(RECIPE.replace(model, f"model: {{builder: '{name}:half'}}\n").replace("checkpoint_every: 1}", training + "}"))
+        return prepare_run(load_recipe(path)).trainer
+
+    scaled = trainer_of("checkpoint_every: 1")
+    assert isinstance(scaled.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert "float16-without-loss-scaling" not in [f.code for f in scaled.findings]
+    plain = trainer_of("checkpoint_every: 1, auto_scale_loss: false")
+    assert not isinstance(plain.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert "float16-without-loss-scaling" in [f.code for f in plain.findings]
 
 
 # -- ending a fit that failed ------------------------------------------------------------------------

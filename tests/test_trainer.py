@@ -2250,3 +2250,35 @@ def test_values_logged_in_a_step_of_its_own_reach_the_history_without_being_retu
     history = trainer.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_data=(x, y)).history
     assert {"penalty", "mean_prediction", "val_penalty"} <= set(history)
     assert all(np.isfinite(history["penalty"])) and history["penalty"][0] > 0
+
+
+def test_a_mixed_float16_model_gets_loss_scaling_as_model_compile_gives_it():
+    # A mixed_float16 model trained with a plain optimizer: model.compile wraps it in a
+    # LossScaleOptimizer, the Trainer did not (and recipes had no way to ask for one).
+    x, y = make_data(96, features=4)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        def fit(optimizer, **kwargs):
+            trainer = make_trainer(make_model(features=4), optimizer=optimizer, **kwargs)
+            history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False).history
+            return trainer, history["loss"]
+
+        auto, auto_losses = fit("sgd")
+        _, explicit_losses = fit(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()))
+        off, _ = fit("sgd", auto_scale_loss=False)
+        compiled = make_model(features=4)
+        compiled.compile(optimizer="sgd", loss="binary_crossentropy")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert type(auto.optimizer) is type(compiled.optimizer) is keras.optimizers.LossScaleOptimizer
+    assert isinstance(auto.optimizer.inner_optimizer, keras.optimizers.SGD)
+    np.testing.assert_allclose(auto_losses, explicit_losses, rtol=1e-6)
+    assert "float16-without-loss-scaling" not in [f.code for f in auto.findings]
+    assert isinstance(off.optimizer, keras.optimizers.SGD) and not isinstance(off.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert "float16-without-loss-scaling" in [f.code for f in off.findings]
+
+
+def test_auto_scale_loss_must_be_a_boolean():
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(auto_scale_loss="yes")
+    assert info.value.code == "bad-argument" and "auto_scale_loss" in info.value.message

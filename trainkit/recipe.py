@@ -383,6 +383,8 @@ class TrainingConfig(_Section):
     # epochs; 0 = never; auto = after an epoch once 30 s have passed since the last one
     checkpoint_every: Literal["auto"] | Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = "auto"
     on_nan: Literal["stop", "warn"] = "stop"
+    # as model.compile: a mixed_float16 model's optimizer is wrapped in a LossScaleOptimizer
+    auto_scale_loss: bool = True
     report_last_batch_loss: bool = False
     # none: one device; mirrored: every local GPU (MirroredStrategy); multi_worker: the cluster in
     # TF_CONFIG (MultiWorkerMirroredStrategy). See trainkit.distribute.

@@ -143,6 +143,7 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None) -> PreparedRu
         report_last_batch_loss=recipe.training.report_last_batch_loss,
         checkpoint_every=recipe.training.checkpoint_every,
         on_nan=recipe.training.on_nan,
+        auto_scale_loss=recipe.training.auto_scale_loss,
         hparams=run_hparams(recipe, splits),
         strategy=strategy,
     )

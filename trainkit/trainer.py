@@ -190,6 +190,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             record it and go on.
         loss_weights: With several outputs, the weight of each output's loss in the total, a
             list or dict by output name (1.0 where not given), as with ``model.compile``.
+        auto_scale_loss: As with ``model.compile``: when the model's dtype policy is
+            ``mixed_float16``, wrap the optimizer in a ``keras.optimizers.LossScaleOptimizer``
+            (unless it is one), which scales the loss so that small float16 gradients do not
+            become 0. :attr:`optimizer` is then the wrapper.
         strategy: A ``tf.distribute.Strategy`` (``MirroredStrategy``,
             ``MultiWorkerMirroredStrategy``, ...) to replicate training over; build the model
             inside its ``scope()``. Each global batch of ``batch_size`` rows is split across the
@@ -224,6 +228,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         on_nan: Literal["stop", "warn"] = "stop",
         strategy: tf.distribute.Strategy | None = None,
         loss_weights: Sequence[float] | Mapping[str, float] | None = None,
+        auto_scale_loss: bool = True,
     ) -> None:
         if not isinstance(model, keras.Model):
             raise ArgumentError("bad-argument", f"model must be a keras.Model (Sequential, functional or subclassed), got a {type(model).__name__}. "
@@ -233,7 +238,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             logdir=logdir, seed=seed, allow=allow, num_classes=num_classes, steps_per_execution=steps_per_execution, jit_compile=jit_compile,
             scalars_every=scalars_every, statistics=statistics, report_last_batch_loss=report_last_batch_loss,
             histograms_every=histograms_every, step_table_steps=step_table_steps, hparams=hparams, diagnose=diagnose,
-            checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, on_nan=on_nan, strategy=strategy)
+            checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, on_nan=on_nan, strategy=strategy,
+            auto_scale_loss=auto_scale_loss)
         obstacle = xla_obstacle(model) if jit_compile is True else None
         if obstacle is not None:  # XLA's failure would be a TensorFlow traceback at the first step
             raise ArgumentError("jit-unsupported", f"jit_compile=True, but {obstacle}. Pass jit_compile=False, or \"auto\", which leaves "
@@ -247,7 +253,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             distribute.check_variables_in_scope(self.strategy, model.variables)
         # Optimizer, metric and step-counter variables are replicated: created in the scope.
         with distribute.scope(self.strategy):
-            self._create_state(loss, optimizer, metrics, task, loss_weights)
+            self._create_state(loss, optimizer, metrics, task, loss_weights, auto_scale_loss)
         self.logdir = Path(logdir) if logdir is not None else None
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
@@ -333,7 +339,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.findings.extend(self.check_model())
         self._initialized = True  # what _needs_init looks for
 
-    def _create_state(self, loss: Spec, optimizer: Spec, metrics: Any, task: Task, loss_weights: Any) -> None:
+    def _create_state(self, loss: Spec, optimizer: Spec, metrics: Any, task: Task, loss_weights: Any, auto_scale_loss: bool) -> None:
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
         self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
@@ -342,6 +348,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Keras refuses it at the first update, with "Unknown variable".
             raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
                                                 "before?). Give each Trainer an optimizer of its own: optimizer='adam', or a new keras.optimizers.Adam(...).")
+        if auto_scale_loss and self.model.dtype_policy.name == "mixed_float16" and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # As model.compile(auto_scale_loss=True) does: without loss scaling, float16 gradients
+            # below ~6e-8 become 0 and the layers they belong to stop learning.
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
         if metrics is None:  # as model.compile(metrics=None): none (it was a TypeError)
             metrics = []
         if isinstance(metrics, str | keras.metrics.Metric) or callable(metrics):

@@ -49,6 +49,7 @@ def check_trainer_arguments(
     keep_checkpoints: Any,
     on_nan: Any,
     strategy: Any,
+    auto_scale_loss: Any = True,
 ) -> None:
     """Raises ``ArgumentError(bad-argument)`` for the first argument of the wrong kind or range.
 
@@ -71,7 +72,7 @@ def check_trainer_arguments(
         raise _refuse("jit_compile", 'True, False or "auto"', jit_compile)
     if not (is_whole_number(scalars_every) and scalars_every >= 1):
         raise _refuse("scalars_every", "a positive int (write every Nth step's scalars)", scalars_every)
-    for name, flag in (("statistics", statistics), ("report_last_batch_loss", report_last_batch_loss)):
+    for name, flag in (("statistics", statistics), ("report_last_batch_loss", report_last_batch_loss), ("auto_scale_loss", auto_scale_loss)):
         if not isinstance(flag, bool):
             raise _refuse(name, "True or False", flag)
     if not isinstance(diagnose, bool) and not hasattr(diagnose, "on_epoch_end"):

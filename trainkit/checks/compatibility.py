@@ -487,9 +487,10 @@ def float16_without_loss_scaling(case: Case) -> Issue | None:
         return None  # the step scales the loss through the wrapper (optimizer.scale_loss)
     return Issue(
         f"{len(half)} layer{'s' if len(half) != 1 else ''} compute in float16 (the mixed_float16 policy), and "
-        f"the optimizer is no LossScaleOptimizer, which model.compile would wrap it in: float16 gradients below "
+        f"the optimizer is no LossScaleOptimizer: float16 gradients below "
         f"~6e-8 become 0, and the layers they belong to stop learning.",
-        "Pass optimizer=keras.optimizers.LossScaleOptimizer(your_optimizer), or use "
+        "Pass optimizer=keras.optimizers.LossScaleOptimizer(your_optimizer) (auto_scale_loss=True does it for a model whose "
+        "dtype policy is mixed_float16), or use "
         "keras.mixed_precision.set_global_policy('mixed_bfloat16') (float32's range: no scaling needed) or float32.",
         {"float16_layers": len(half)}, half[0])
 
