@@ -1119,6 +1119,37 @@ def test_a_shared_attentions_second_softmax_call_is_not_saturated_activations():
     assert finding(s.run(), "saturated-activations").layer == "softmax_1"
 
 
+class RecordsASoftmax(keras.Model):
+    """A subclassed model whose hidden softmax (sharpened 50x: peaked rows) is read by record()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scores = keras.layers.Dense(16)
+        self.head = keras.layers.Dense(1, activation="sigmoid")
+
+    def call(self, x):
+        from trainkit.probes import record
+
+        return self.head(record("attention", tf.nn.softmax(50.0 * self.scores(x)), "softmax"))
+
+
+def test_a_recorded_hidden_softmax_is_not_saturated_activations():
+    # record("attention", ..., "softmax") in a subclassed model: its peaked rows (a confident
+    # choice) were judged as a tanh/sigmoid's flat tails, only a softmax layer's name was exempt.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = RecordsASoftmax()
+    model(x[:2])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    saturated = [row[2] for row in trainer.step_table() if row[1] == "activation/attention/saturated_fraction"]
+    assert min(saturated[-8:]) > 0.5  # what the rule would have judged
+    assert "saturated-activations" not in [f.code for f in trainer.findings]
+    assert trainer._probe.softmax_taps == {"attention"}
+
+
 class OutputLayerFirst(keras.Model):
     """A subclassed model that creates its output layer before its hidden layer."""
 

@@ -214,6 +214,9 @@ class Probe:
             its hidden layers are then read through hooks only.
         output_layers: Names of the tapped layers whose output is a model output (known once
             the step has been traced): they are not hidden layers.
+        softmax_taps: Names of the taps whose activation is softmax (known once the step has
+            been traced), those :func:`record` named included: a softmax's statistics say how
+            peaked its rows are, and the diagnosis does not judge them as a signal's.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -222,6 +225,7 @@ class Probe:
         self.output_activations: list[str] = []
         self.reason: str | None = None
         self.output_layers: set[str] = set()
+        self.softmax_taps: set[str] = set()
         self._tap_model: keras.Model | None = None
         self._output_struct: Any = None
         self._output_layers: list[str | None] = []
@@ -307,7 +311,9 @@ class Probe:
         named = {id(tap.tensor) for tap in recorded}  # record()'s name wins over the layer's
         from_hooks = [(layer, tensor) for layer, tensor in hooked.outputs if id(tensor) not in named]
         ordered = self._in_model_order(tapped, from_hooks)
-        return y_pred, _with_outputs(_unique(ordered + recorded, self._layer_names), y_pred, self, ordered)
+        taps = _with_outputs(_unique(ordered + recorded, self._layer_names), y_pred, self, ordered)
+        self.softmax_taps.update(tap.name for tap in taps if tap.activation == "softmax")
+        return y_pred, taps
 
     def _in_model_order(self, tapped: list[Tap], hooked: list[tuple[Any, tf.Tensor]]) -> list[Tap]:
         """The graph's taps and the hooked layers' outputs, in model order: a hooked layer sorts

@@ -510,7 +510,7 @@ def build_context(
         regularization=_regularization(model),
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
-        softmax_layers=tuple(layer.name for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"),
+        softmax_layers=_softmax_layers(model, getattr(trainer, "_probe", None)),
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),
@@ -601,6 +601,13 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         if wrapper.layer.name in out:
             out[wrapper.name] = out[wrapper.layer.name]
     return out
+
+
+def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
+    """The model's softmax layers, then the other taps the traced step saw go through a softmax
+    (a subclassed model's ``record(name, tensor, "softmax")``)."""
+    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"]
+    return (*layers, *sorted(set(getattr(probe, "softmax_taps", ())) - set(layers)))
 
 
 def _layers_in_order(layer: Any) -> Iterator[Any]:
