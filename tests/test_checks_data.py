@@ -671,3 +671,14 @@ def test_ids_an_embedding_cannot_look_up_are_an_error(functional, shift, words):
     with pytest.raises(DataError) as info:
         check_data(ids + shift, y, model=net, loss=get_loss("binary_crossentropy"), task="binary")
     assert info.value.code == "embedding-ids" and words in info.value.message
+
+
+def test_class_imbalance_lists_only_the_rare_classes():
+    # 3 classes, two of them rare: the three smallest counts named the largest class among the
+    # "rarest" ("class 1: 4, class 2: 4, class 0: 292, against 292 for class 0").
+    y = np.zeros(len(X), dtype=int)
+    y[::50], y[1::50] = 1, 2
+    (finding,) = [f for f in run("multiclass", X, y) if f.code == "class-imbalance"]
+    counts = np.bincount(y)
+    assert finding.evidence["rarest"] == [1, 2]
+    assert f"class 1: {counts[1]}, class 2: {counts[2]}, against {counts[0]} for class 0" in finding.message
