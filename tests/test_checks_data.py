@@ -378,6 +378,21 @@ def test_label_leakage_categorical_feature_mapping_to_single_class():
     assert codes(findings) == ["label-leakage"] and findings[0].evidence["distinct_values"] == 3
 
 
+@pytest.mark.parametrize("first_class", [0, 1])
+def test_label_leakage_label_one_hot_encoded_into_the_features(first_class):
+    # The label's one-hot columns in x (all 3, or 2 of a drop-first encoding): none of them equals
+    # the label or maps each of its values to one class, and no rule fired.
+    x = X.copy()
+    x[:, 4 - 3 + first_class:] = np.eye(3)[YM][:, first_class:]
+    (finding,) = [f for f in run("multiclass", x, YM) if f.code == "label-leakage"]
+    assert finding.evidence["features"] == list(range(1 + first_class, 4))
+    assert finding.evidence["classes"] == list(range(first_class, 3))
+    assert f"np.delete(x, {list(range(1 + first_class, 4))}, axis=1)" in finding.advice
+    honest = X.copy()
+    honest[:, 1:] = np.eye(3)[(YM + np.arange(len(YM))) % 3]  # one-hot levels that are not the label
+    assert "label-leakage" not in codes(run("multiclass", honest, YM))
+
+
 def test_label_leakage_regression_copy_of_target():
     x = X.copy()
     x[:, 1] = 3.0 * YR + 1.0

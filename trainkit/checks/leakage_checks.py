@@ -166,6 +166,14 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         j = int(equal[0])
         return _leak_issue(j, f"{feature_label(j, names, capital=True)} is identical to the class label in all {n} sampled rows",
                            {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)}, names)
+    one_hot = _one_hot_label_columns(xs, ids)
+    if one_hot is not None:
+        columns = sorted(one_hot.values())
+        listing = ", ".join(f"{feature_label(j, names)} for class {c}" for c, j in sorted(one_hot.items()))
+        return _leak_issue(
+            columns, f"Features {', '.join(map(str, columns))} are the class label one-hot encoded: each is 1 exactly in "
+            f"the rows of one class ({listing}) in all {n} sampled rows",
+            {"feature": columns[0], "features": columns, "classes": sorted(one_hot), "rows_checked": n}, names)
     few = _few_values(n)
     # Only features with few distinct values are read in full: one with more than `few` in its
     # first rows has more in all of them (sorting every column cost ~25 ms for 5000 x 256).
@@ -183,6 +191,28 @@ def label_leakage(ctx: DataContext) -> Issue | None:
                 f"class in all {n} sampled rows, so it predicts the label perfectly",
                 {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])}, names)
     return None
+
+
+def _one_hot_label_columns(xs: np.ndarray, ids: np.ndarray) -> dict[int, int] | None:
+    """``{class: feature}`` for 0/1 features each equal to one class's indicator, when they cover
+    every class or all but one (a drop-first encoding), else ``None``.
+
+    No single one of them equals the label or maps each of its values to one class (its 0 stands
+    for every other class), so the rules feature by feature missed the label one-hot encoded into
+    x. Three classes at least: a binary label's indicators are the label and 1 - label.
+    """
+    classes = np.unique(ids)
+    if classes.size < 3:
+        return None
+    binary = np.flatnonzero(((xs == 0) | (xs == 1)).all(axis=0))
+    if binary.size < classes.size - 1:
+        return None
+    indicators = (ids[:, None] == classes[None, :]).astype(np.float64)
+    cols = xs[:, binary]
+    both = cols.T @ indicators  # [binary features, classes]: rows where the feature is 1 and the label is the class
+    match = (both == cols.sum(axis=0)[:, None]) & (both == indicators.sum(axis=0)[None, :])
+    found = {int(classes[k]): int(binary[np.argmax(match[:, k])]) for k in range(classes.size) if match[:, k].any()}
+    return found if len(found) >= classes.size - 1 else None
 
 
 def one_feature_separates(ctx: DataContext) -> Issue | None:
@@ -273,7 +303,12 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[s
                        {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, names)
 
 
-def _leak_issue(j: int, found: str, evidence: dict[str, Any], names: Sequence[str] | None = None) -> Issue:
+def _leak_issue(j: int | list[int], found: str, evidence: dict[str, Any], names: Sequence[str] | None = None) -> Issue:
+    if isinstance(j, list):
+        return Issue(
+            f"{found}: they are the label leaking into the inputs. The model will learn this shortcut and fail on "
+            f"data where the label is unknown.",
+            f"Remove features {', '.join(map(str, j))} ({_removal(j, names)}) and check how the features were built.", evidence)
     return Issue(
         f"{found}: it is probably the label, or something computed from it, leaking into the inputs. "
         f"The model will learn this shortcut and fail on data where the label is unknown.",
@@ -281,7 +316,9 @@ def _leak_issue(j: int, found: str, evidence: dict[str, Any], names: Sequence[st
         f"prediction time, and check how the features were built.", evidence)
 
 
-def _removal(j: int, names: Sequence[str] | None) -> str:
-    """How to leave feature ``j`` out: from x in Python, or with ``data.drop`` in a recipe."""
-    recipe = f"; in a recipe, data: {{drop: [{names[j]}]}}" if names is not None and j < len(names) else ""
+def _removal(j: int | list[int], names: Sequence[str] | None) -> str:
+    """How to leave feature ``j`` (or features) out: from x in Python, or with ``data.drop`` in a recipe."""
+    js = j if isinstance(j, list) else [j]
+    recipe = (f"; in a recipe, data: {{drop: [{', '.join(names[k] for k in js)}]}}"
+              if names is not None and all(k < len(names) for k in js) else "")
     return f"x = np.delete(x, {j}, axis=1){recipe}"
