@@ -2262,3 +2262,15 @@ def test_a_step_that_never_changes_the_weights_is_weights_frozen(trainer_class):
     assert frozen[0].evidence["epochs"] == 4 and frozen[0].evidence["relative_spread"] <= 1e-6
     # Next to it, loss-at-chance names it as the reason, not the labels.
     assert all("weights-frozen" in f.evidence.get("explained_by", ["weights-frozen"]) for f in trainer.findings if f.code == "loss-at-chance")
+    assert "update_ratio_early" not in frozen[0].evidence  # no step applied: the generic checks
+
+
+def test_weights_frozen_by_a_tiny_learning_rate_advises_raising_it():
+    # SGD(1e-9): steps of ~2e-9 of the weights, the loss the same at every epoch. The advice began
+    # with a train_step override that must apply its gradients, which this run did not have.
+    x, y = regression_data(128)
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-9), task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    (frozen,) = [f for f in trainer.findings if f.code == "weights-frozen"]
+    assert 0 < frozen.evidence["update_ratio_early"] < 1e-6
+    assert "learning_rate: 1e-06} (now 1e-09)" in frozen.advice and "train_step" not in frozen.advice

@@ -36,6 +36,7 @@ from trainkit.diagnosis.task_context import (
     val_chance_level,
     val_chance_text,
 )
+from trainkit.diagnosis.update_ratios import early_update_ratio
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
@@ -420,6 +421,18 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
     spread = float(np.max(losses) - np.min(losses)) / level if level > 0 else math.inf
     if spread > view.t.frozen_spread or lr_too_low(view) is not None:  # a rate of 0: lr-too-low says so
         return None
+    evidence: dict[str, Any] = {"final_train_loss": float(losses[-1]), "epochs": int(losses.size), "relative_spread": spread}
+    ratio = early_update_ratio(view)[0]
+    if ratio is not None and math.isfinite(ratio) and ratio > 0:
+        # The optimizer did apply its steps, only too small to show in the loss: SGD(1e-7) was
+        # told first to check a train_step override it did not have.
+        evidence["update_ratio_early"] = ratio
+        return Issue(
+            f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
+            f"differ by {spread:.0e} of it): the steps changed the weights by only {ratio * 100:.2g}% of their size "
+            f"(median over the weight matrices over the first steps, where ~0.1-1% is healthy), too little to move the loss.",
+            f"Raise the learning rate ({raised_lr_text(view)}): the optimizer applies its steps, but at this rate they "
+            f"are too small to change anything.", evidence, epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
         f"differ by {spread:.0e} of it, summing in another order): no step changed the weights.",
@@ -427,8 +440,7 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
         "(self.apply_gradients(gradients, variables, loss), or the optimizer's apply); the learning rate "
         "must be large enough to move them (a rate of 1e-9 moves nothing either); the layers to train must "
         "be trainable.",
-        {"final_train_loss": float(losses[-1]), "epochs": int(losses.size), "relative_spread": spread},
-        epoch=view.epochs[-1].epoch)
+        evidence, epoch=view.epochs[-1].epoch)
 
 
 def plateau(view: Diagnoser) -> Issue | None:
