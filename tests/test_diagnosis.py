@@ -227,6 +227,21 @@ def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     assert "standardize_targets" in finding(reg.run(), "loss-at-chance").advice
 
 
+def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_scale():
+    # Targets of std 1e-3 (chance 1e-6): a fresh model's first MSE of ~0.5 got "The targets are
+    # already on a unit scale (mean 6.4e-05, std 0.00095)" and advice on the initialisation.
+    reg = Stream(task="regression", chance=1e-6)
+    reg.context.target_mean, reg.context.target_std = 0.0, 1e-3
+    base = reg.train_loss
+    reg.train_loss = lambda e, st: 0.5 if e == 0 and st < 3 else base(e, st)
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "tiny" in f.advice and "standardize_targets" in f.advice and "unit scale" not in f.advice
+    reg.train_loss = lambda e, st: 6e-6 - 5e-8 * e
+    reg.val_loss = lambda e: 6.2e-6 - 5e-8 * e
+    f = finding(reg.run(), "loss-at-chance")
+    assert "unit scale" not in f.message and "standardize_targets" in f.advice
+
+
 def test_a_classifier_is_never_told_to_standardise_its_labels():
     s = Stream()
     s.train_loss = lambda e, st: float("nan") if e == 2 else 0.7

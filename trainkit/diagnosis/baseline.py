@@ -59,6 +59,12 @@ class TargetScale:
         """Whether every column is within the scale that trains well (|mean| and std < 10)."""
         return abs(self.mean) < UNSCALED_TARGET and self.std < UNSCALED_TARGET
 
+    @property
+    def tiny(self) -> bool:
+        """Whether the targets spread as far below unit scale as unscaled ones spread above it
+        (std under 1/10): a fresh model's outputs spread ~1 unit, far wider than they do."""
+        return self.std < 1.0 / UNSCALED_TARGET
+
 
 def target_scale(y: Any) -> TargetScale | None:
     """The :class:`TargetScale` of regression targets ``[rows, ...]``; ``None`` unless numeric and finite."""

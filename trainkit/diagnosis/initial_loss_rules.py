@@ -16,6 +16,7 @@ from trainkit.diagnosis.task_context import (
     standardise_inputs_advice,
     targets_scaled,
     targets_text,
+    targets_tiny,
 )
 
 if TYPE_CHECKING:
@@ -59,7 +60,14 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
     start = max(chance, uninformed) if uninformed is not None and view.context.task != "regression" else chance
     if loss <= factor * start:
         return None
-    if view.context.task == "regression" and targets_scaled(view):
+    if view.context.task == "regression" and targets_tiny(view):
+        # Targets of std 1e-3 were told they were "already on a unit scale" and sent to the
+        # initialisation; the chance level (their variance, 1e-6) is what the first loss dwarfs.
+        advice = (f"The targets are tiny ({targets_text(view)}): the outputs of a freshly initialised model spread "
+                  "far wider than they do. Standardise the targets with training-split statistics (preprocessing: "
+                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and predict with "
+                  "model(x) * y_train.std() + y_train.mean().")
+    elif view.context.task == "regression" and targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "
                   + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")

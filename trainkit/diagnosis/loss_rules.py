@@ -33,6 +33,7 @@ from trainkit.diagnosis.task_context import (
     standardise_inputs_advice,
     targets_scaled,
     targets_text,
+    targets_tiny,
     val_chance_level,
     val_chance_text,
 )
@@ -189,7 +190,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
              f"{times_text(final / chance)} {chance_text(view)}: predicting the target mean for every row would do "
              f"better, and the loss is no longer falling fast.")
     evidence = {**evidence, "ratio": final / chance}
-    if targets_scaled(view):
+    if targets_scaled(view) and not targets_tiny(view):
         return Issue(
             f"{ended} The targets are on a unit scale ({targets_text(view)}), so the predictions are stuck away "
             f"from them: an output that cannot reach them, units that stopped passing a signal, or steps that "

@@ -52,6 +52,12 @@ def targets_scaled(view: Diagnoser) -> bool:
     return mean is not None and std is not None and TargetScale(mean, std, 0).scaled
 
 
+def targets_tiny(view: Diagnoser) -> bool:
+    """Whether the run is a regression whose targets are known to spread far below unit scale."""
+    mean, std = view.context.target_mean, view.context.target_std
+    return mean is not None and std is not None and TargetScale(mean, std, 0).tiny
+
+
 def targets_text(view: Diagnoser) -> str:
     """``mean M, std S`` of a regression's targets, for messages."""
     return f"mean {format_number(view.context.target_mean)}, std {format_number(view.context.target_std)}"
