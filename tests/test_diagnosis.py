@@ -581,6 +581,23 @@ def test_underfitting_held_back_by_strong_dropout_is_told_to_lower_it_not_to_gro
     assert "capacity" in finding(s.run(), "underfitting").advice
 
 
+def test_loss_at_chance_under_strong_dropout_blames_the_dropout_not_the_labels():
+    # Dropout 0.9 after each hidden layer: 15 epochs ended at 118% of chance (validation 93%),
+    # the training loss (dropout on) above the validation loss (off); loss-at-chance said "the
+    # labels are unpredictable from the inputs".
+    s = Stream(epochs=15)
+    s.context.dropout = 0.9
+    s.train_loss = lambda e, st: 0.82 + 0.06 * ((e + 1) % 2)
+    s.val_loss = lambda e: 0.66 - 0.001 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert f.advice.startswith("Lower the dropout rate (now 0.9") and "unpredictable" not in f.message
+    assert f.evidence["dropout"] == 0.9 and f.evidence["final_val_loss"] == pytest.approx(0.646)
+    # Without dropout the same curves are the labels' verdict.
+    s.context.dropout = 0.0
+    f = finding(s.run(), "loss-at-chance")
+    assert "unpredictable" in f.message and "dropout" not in f.advice
+
+
 def test_dead_relus_found_by_the_run_itself_change_the_underfitting_advice():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

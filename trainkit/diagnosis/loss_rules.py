@@ -125,6 +125,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
             return _explained_by(view, f"{stayed}, and", blockers, evidence)
+        if _dropout_holds_back(view, train, val):
+            return _held_back_by_dropout(view, stayed, train, val, evidence)
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
     if best_val is not None and best_val >= view.t.at_chance_validation * val_chance and not still_falling(view, val) and not slow:
@@ -139,6 +141,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                     f"Neither the validation loss (best {format_number(best_val)}, {best_val / val_chance:.0%} of "
                     f"{val_chance_text(view)}) nor the training loss ({format_number(float(train[-1]))}, "
                     f"{float(train[-1]) / chance:.0%} of {chance_text(view)}) got clearly below chance")
+            if not blockers and _dropout_holds_back(view, train, val):
+                return _held_back_by_dropout(view, head, train, val, evidence)
             if not blockers:
                 return Issue(f"{head}: the model learned nothing, not even the training rows: the labels are "
                              "unpredictable from the inputs, or the model cannot learn.", advice, evidence,
@@ -151,6 +155,31 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
     return None
+
+
+def _dropout_holds_back(view: Diagnoser, train: np.ndarray, val: np.ndarray) -> bool:
+    """Strong dropout (0.5 and up) with the last training loss, measured with it on, above the
+    validation loss, measured with it off: underfitting's and oscillating-loss's test."""
+    return (view.context.dropout >= DROPOUT_STRONG and val.size == train.size and val.size > 0
+            and float(train[-1]) > float(val[-1]))
+
+
+def _held_back_by_dropout(view: Diagnoser, lead: str, train: np.ndarray, val: np.ndarray, evidence: dict[str, Any]) -> Issue:
+    """loss-at-chance blaming strong dropout, not the labels.
+
+    Dropout 0.9 after each hidden layer ended 15 epochs at 118% of chance (validation 93% of its
+    own) and was told "the labels are unpredictable from the inputs", while oscillating-loss beside
+    it blamed the dropout rate.
+    """
+    rate = view.context.dropout
+    return Issue(
+        f"{lead}; but the training loss is measured with dropout at rate {rate:g} on, and it ended above the validation "
+        f"loss ({format_number(float(train[-1]))} against {format_number(float(val[-1]))}): the dropout noise holds the "
+        "model back, which says nothing about the labels yet.",
+        f"Lower the dropout rate (now {rate:g}; 0.1-0.3 is usual, 0.5 at most) first. If the loss still stays at chance "
+        "after that, check that the labels can be predicted from the inputs (x and y rows aligned, labels not "
+        "shuffled or random).",
+        {**evidence, "final_val_loss": float(val[-1]), "dropout": rate}, epoch=view.epochs[-1].epoch)
 
 
 def _explained_by(view: Diagnoser, lead: str, blockers: list[str], evidence: dict[str, Any]) -> Issue:
