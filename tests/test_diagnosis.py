@@ -242,6 +242,17 @@ def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_sc
     assert "unit scale" not in f.message and "standardize_targets" in f.advice
 
 
+def test_a_mixed_run_with_unscaled_regression_targets_is_told_to_standardise_them():
+    # A classifier output beside a regression output on targets ~3000: the first loss, 37x chance,
+    # was told "the inputs are scaled, so look at the initialisation ... the log prior".
+    s = Stream(task="mixed", chance=2.2e5)
+    s.context.check_codes = ("unscaled-targets",)
+    base = s.train_loss
+    s.train_loss = lambda e, st: 8.2e6 if e == 0 and st < 3 else base(e, st)
+    f = finding(s.run(), "initial-loss-too-high")
+    assert "standardize_targets" in f.advice and "unscaled-targets" in f.advice and "log prior" not in f.advice
+
+
 def test_a_classifier_is_never_told_to_standardise_its_labels():
     s = Stream()
     s.train_loss = lambda e, st: float("nan") if e == 2 else 0.7

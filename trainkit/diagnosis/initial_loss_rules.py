@@ -79,6 +79,13 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs "
                   "(standardize_inputs: true); or initialise the output bias at the target mean "
                   "(bias_initializer: {name: constant, value: MEAN}).")
+    elif "unscaled-targets" in (view.context.check_codes or ()):
+        # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
+        # loss 37x chance and were told "the inputs are scaled, so look at the initialisation".
+        advice = ("Standardise the regression targets the data checks found unscaled (see unscaled-targets; preprocessing: "
+                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())"
+                  + ("" if inputs_scaled(view) else " and the inputs (standardize_inputs: true)")
+                  + ": their output starts far from them, and its loss dwarfs the others'.")
     else:
         advice = (("The inputs are scaled, so look at the initialisation: use" if inputs_scaled(view) else
                    "Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, use")
