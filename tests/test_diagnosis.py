@@ -1741,6 +1741,29 @@ def test_nan_loss_with_on_nan_warn_records_the_finding_and_trains_on():
     assert len(history.epoch) == 4 and len(nan_findings(trainer)) == 1
 
 
+def test_nan_weights_behind_a_finite_loss_are_nan_loss():
+    # sqrt of negative pre-activations: NaN gradients made the next layer's weights NaN at step 0,
+    # a ReLU turned its NaN outputs into 0 and the loss stayed finite (ln 2): the run got only
+    # dead-relu, with "fix the initialisation" as the advice.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(8, name="pre")(inputs)
+    h = keras.layers.Lambda(tf.sqrt, name="sqrt")(h)
+    h = keras.layers.Dense(8, activation="relu", name="after")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="out")(h))
+    x, y = regression_data(64)
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, (y > 0).astype("float32"), epochs=2, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    (f,) = nan_findings(trainer)
+    assert f.severity == "error" and f.step == 0 and f.layer == "after" and "after/kernel" in f.evidence["nonfinite_weights"]
+    assert "sqrt or log" in f.advice
+    # A healthy model's finite weights are no such finding.
+    healthy = Trainer(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    healthy.fit(*regression_data(64), epochs=2, batch_size=16, verbose=0)
+    assert not nan_findings(healthy)
+
+
 def test_warnings_print_once_when_verbose_and_never_when_quiet(capsys):
     rng = np.random.default_rng(0)
     x = rng.random((200, 4)).astype(np.float32) * 100.0

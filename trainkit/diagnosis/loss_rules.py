@@ -52,7 +52,7 @@ from trainkit.stat_names import (
 )
 
 if TYPE_CHECKING:
-    from trainkit.diagnosis.engine import Diagnoser
+    from trainkit.diagnosis.engine import Diagnoser, NonFinite
 
 
 #: Data-check codes that explain a loss at chance: the inputs carry nothing, or nothing usable yet,
@@ -288,8 +288,10 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
 def nan_loss(view: Diagnoser) -> Issue | None:
     """A non-finite loss: the step, and the first layer whose activations or gradients broke."""
     nf = view.nonfinite
-    if nf is None or nf.loss_step is None:
+    if nf is None:
         return None
+    if nf.loss_step is None:
+        return _nonfinite_weights_finite_loss(view, nf)
     layer, where = _first_nonfinite_layer(view, nf.row)
     if layer:
         origin = f" The first non-finite values appeared at step {nf.step} in {where}."
@@ -320,6 +322,36 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         "guard custom losses against log(0) and division by zero (add an epsilon).",
         evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step),
         layer=layer)
+
+
+def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | None:
+    """Weights NaN/inf at every step of the latest epoch while the loss stays finite.
+
+    A ReLU after a NaN turns it into 0 (TensorFlow's relu and its gradient do): sqrt of a negative
+    pre-activation in a Lambda layer made every weight NaN at step 0, the output read its bias
+    alone, the loss stayed 0.6931 for 3 epochs and the run got only dead-relu ("fix the
+    initialisation"). NaN weights never recover; a loss-scale optimizer's skipped steps leave the
+    weights finite, so they are not counted.
+    """
+    if not view.epochs or view.epochs[-1].steps == 0:
+        return None
+    last = view.epochs[-1]
+    broken = [n for j, n in enumerate(view.names)
+              if variable_of(n, WEIGHT_NORM) is not None and j < len(last.nonfinite) and last.nonfinite[j] >= last.steps]
+    if not broken:
+        return None
+    layer, where = _first_nonfinite_layer(view, nf.row)
+    layers = view.layer_order(layer_of(n) for n in broken)
+    origin = f" The first non-finite values appeared at step {nf.step} in {where}." if layer else ""
+    return Issue(
+        f"The weights of {', '.join(repr(name) for name in layers)} were NaN/inf at every step of epoch {last.epoch + 1}, "
+        f"while the loss stayed finite.{origin} A ReLU (or a max, a clip) after a NaN turns it into 0, so the loss reads a "
+        "constant prediction instead of NaN and the units look dead; the model trains no more.",
+        "Find what produced the first NaN: a sqrt or log of a negative or zero value, a division by zero, a custom layer "
+        f"or loss without an epsilon; if the gradients grew first, lower the learning rate ({lowered_lr_text(view)}) and clip "
+        f"gradients (optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}). The weights of this run are NaN: train again.",
+        {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken]},
+        step=nf.step, epoch=last.epoch, layer=layer)
 
 
 def nonfinite_weights(row: Mapping[str, float]) -> list[str]:
