@@ -249,6 +249,14 @@ def test_labels_of_the_wrong_shape_still_get_told_their_shape():
     assert "Give y the shape (n, 1)" in info.value.message and "Flatten" not in info.value.message
 
 
+def test_one_hot_binary_labels_for_one_sigmoid_unit_are_told_to_take_the_class_1_column():
+    # "or change the output layer to Dense(2)": two sigmoid units for a binary task are then
+    # refused as units-mismatch; the labels are what to change.
+    with pytest.raises(DataError) as info:
+        run("binary", X, np.eye(2, dtype="float32")[YB])
+    assert info.value.code == "shape-mismatch" and "y = y[:, 1]" in info.value.message and "Dense(2)" not in info.value.message
+
+
 # --- warnings: each with a bad and a good case -----------------------------------------------
 
 def test_constant_inputs_fires_when_no_feature_varies_and_only_then():

@@ -119,7 +119,12 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         return unflattened
     layer = t.output.layer
     want = f"(n, {', '.join('?' if d is None else str(d) for d in out)})" if out else "(n,)"
-    if got and out and got[-1] == out[-1]:  # the output layer's width is right: Dense(k) would change nothing
+    if (t.task == "binary" and t.loss.kind == "binary" and got == (2,) and tuple(out) == (1,) and _one_hot_rows(t.y)):
+        # Dense(2) would give a binary task 2 sigmoid units, which the compatibility check refuses
+        # (units-mismatch): the labels are the ones to change.
+        fix = (f"{t.name} holds one-hot rows of the two classes: give the single {t.output.activation} unit the class-1 column, "
+               f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1)).")
+    elif got and out and got[-1] == out[-1]:  # the output layer's width is right: Dense(k) would change nothing
         fix = (f"The output layer already predicts {got[-1]} value(s) per position; the axes before that differ "
                f"({format_shape(got[:-1]) if len(got) > 1 else 'none'} in {t.name}, {format_shape(out[:-1]) if len(out) > 1 else 'none'} in the output). "
                f"Give {t.name} the shape {want}, or change the model so that its output has the labels' shape.")
@@ -130,6 +135,12 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         f"{t.name} has shape {format_shape(t.y.shape)} but the output layer '{layer}' produces "
         f"{format_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
         fix, {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+
+
+def _one_hot_rows(y: np.ndarray) -> bool:
+    """Whether every row of ``y`` is 0 but for a single 1."""
+    flat = y.reshape(len(y), -1)
+    return bool(flat.size) and bool(np.isin(flat, (0, 1)).all()) and bool((flat.sum(axis=1) == 1).all())
 
 
 def _label_fits(kind: str, got: tuple[int, ...], out: tuple[int | None, ...]) -> bool:
