@@ -135,3 +135,16 @@ def test_auto_jit_falls_back_without_error_when_xla_cannot_compile(streamed, mon
     assert trainer._train_loop.jit_compile is False
     assert "XLA" in trainer._train_loop.xla_failure
     assert history["loss"] == fit(False)[1]["loss"]  # no batch lost to the failed compile
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])
+def test_explicit_jit_on_a_step_xla_cannot_compile_is_refused_with_a_code(streamed):
+    # jit_compile=True on a model with a tf.py_function raised TensorFlow's InvalidArgumentError
+    # (an XLA traceback of several KB) at the first call, with no code to branch on.
+    x, y = data(64)
+    net = keras.Sequential([keras.Input((6,)), Dense(1, activation="sigmoid")])
+    trainer = Trainer(net, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, statistics=False, diagnose=False, jit_compile=True)
+    data_args = (tf.data.Dataset.from_tensor_slices((x, y)).batch(32),) if streamed else (x, y)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(*data_args, epochs=1, batch_size=32, verbose=0, check_data=False)
+    assert info.value.code == "jit-unsupported" and "EagerPyFunc" in info.value.message and "{{node" not in info.value.message

@@ -474,10 +474,16 @@ class CompiledLoop:
 
         XLA compiles the whole function before running any of it, so nothing ran and a retry
         without XLA starts from the same state.
+
+        Raises:
+            ArgumentError: ``jit-unsupported`` when XLA cannot compile the step and falling back
+                is not allowed (``jit_compile=True``), instead of TensorFlow's traceback.
         """
         message = str(err)
-        if not (self.jit_compile and self.xla_fallback and "XLA" in message and "compile" in message):
+        if not (self.jit_compile and _is_xla_compile_failure(message)):
             return False
+        if not self.xla_fallback:
+            _refuse_jit(err)
         self.jit_compile = False
         self.xla_failure = message.splitlines()[0]
         self._in_memory_fns.clear()
@@ -638,10 +644,16 @@ class CompiledLoop:
             if self._streaming_fn is None:
                 self._streaming_fn = self._build_streaming()
             fn = self._streaming_fn
-        with workers_turn():
-            # A tensor, not a Python int: calls of every size (the epoch's remainder, a call cut
-            # short where histograms are due) share one trace.
-            buffer, count = fn(iterator, tf.constant(capacity, tf.int32))
+        try:
+            with workers_turn():
+                # A tensor, not a Python int: calls of every size (the epoch's remainder, a call cut
+                # short where histograms are due) share one trace.
+                buffer, count = fn(iterator, tf.constant(capacity, tf.int32))
+        except tf.errors.InvalidArgumentError as err:
+            # The batches pulled are gone, so no retry: jit_compile="auto" checked the step first.
+            if self.jit_compile and not self.xla_fallback and _is_xla_compile_failure(str(err)):
+                _refuse_jit(err)
+            raise
         return self._unpack(buffer.numpy(), int(count))
 
     def _check_streaming_xla(self) -> None:
@@ -678,6 +690,22 @@ class CompiledLoop:
             # length, or one cut short) kept up to 8x the rows it ran.
             rows = rows.copy()
         return StepOutputs(names=self.names, values=rows[:, 1:], batch_sizes=rows[:, 0].astype(np.int64))
+
+
+def _is_xla_compile_failure(message: str) -> bool:
+    """Whether a TensorFlow error's message says XLA could not compile a function."""
+    return "XLA" in message and "compile" in message
+
+
+def _refuse_jit(err: Exception) -> None:
+    """Raises ``jit-unsupported`` for ``jit_compile=True`` on a step XLA cannot compile, naming
+    XLA's reason (the line of TensorFlow's message that mentions XLA)."""
+    lines = str(err).splitlines()
+    reason = next((line for line in lines if "XLA" in line), lines[0] if lines else "")
+    # "... on XLA_CPU_JIT: EagerPyFunc (No registered 'EagerPyFunc' OpKernel ... {{node ...}}": the op is the news.
+    reason = reason.split(" (No registered", 1)[0].split("{{node", 1)[0].strip()
+    raise ArgumentError("jit-unsupported", f"jit_compile=True, but XLA cannot compile the training step: {reason}. Pass jit_compile=False, "
+                                           "or \"auto\", which falls back to no XLA for such a model.") from err
 
 
 def epoch_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
