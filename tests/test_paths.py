@@ -77,6 +77,12 @@ def test_auto_jit_takes_xla_for_a_dense_model_only_in_a_run_long_enough_to_repay
     assert jit_policy.xla_repays(wide, 2_000, 128)
     assert jit_policy.xla_repays(wide, None, 32)  # a dataset of unknown length counts as long
     assert jit_policy.choose_jit_compile(wide) is True  # no plan: the long-run choice the benchmarks use
+    # A Dense stack nested in a functional model is dense-only too (its Sequential made it "not").
+    inputs = keras.Input((512,))
+    nested = keras.Model(inputs, keras.layers.Dense(1)(keras.Sequential([keras.Input((512,)), keras.layers.Dense(512)])(inputs)))
+    assert jit_policy.choose_jit_compile(nested) is True
+    conv = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(1)])
+    assert jit_policy.choose_jit_compile(keras.Model(conv.inputs, conv(conv.inputs))) is False  # its Conv2D still decides
     monkeypatch.setattr(jit_policy, "XLA_REPAY_SECONDS", 20 * 200e-6)
     assert chosen(2) is True  # the fit's planned steps reach the rule
     # A short trial fit, then a long one: the long one builds the loop again, with XLA.

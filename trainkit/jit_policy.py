@@ -15,11 +15,13 @@ import tensorflow as tf
 from trainkit.sources import ArraySource
 
 # Layers XLA compiles well on CPU. XLA made a small Conv2D model ~30x slower on CPU, so `auto`
-# enables it only for models made of these (or on a GPU).
+# enables it only for models made of these (or on a GPU). A nested Sequential or Functional model
+# only wires its layers, which the check sees too: a Dense stack inside one is dense-only.
 _XLA_FRIENDLY_LAYERS = frozenset(
     {"InputLayer", "Dense", "Dropout", "Activation", "BatchNormalization", "LayerNormalization",
      "Flatten", "Reshape", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU", "GaussianNoise",
-     "AlphaDropout", "Identity", "Add", "Concatenate", "Multiply", "Rescaling", "Normalization"}
+     "AlphaDropout", "Identity", "Add", "Concatenate", "Multiply", "Rescaling", "Normalization",
+     "Sequential", "Functional"}
 )
 
 
