@@ -323,6 +323,37 @@ def test_a_single_input_dict_keyed_by_another_name_is_refused():
     assert info.value.code == "shape-mismatch" and "x has no" in info.value.message
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("struct", ["dict", "tensor"])
+def test_dict_inputs_with_columns_the_model_does_not_read_train_on_the_ones_it_reads(struct, jit_compile):
+    # A dataset of dicts with an id (text) column beside the features: model.fit reads the model's
+    # inputs by name; trainkit refused the text ("the model takes numbers"), as it did numpy ids.
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(64, 2)).astype("float32"), "b": rng.normal(size=(64, 2)).astype("float32")}
+    y = (x["a"][:, 0] > 0).astype("float32")
+    ids = np.array([f"row{i}" for i in range(64)])
+
+    def run(features, *, dataset):
+        keras.utils.set_random_seed(0)
+        a, b = keras.Input((2,), name="a"), keras.Input((2,), name="b")
+        hidden = keras.layers.Dense(4, activation="relu")(keras.layers.Concatenate()([a, b]))
+        model = keras.Model({"a": a, "b": b} if struct == "dict" else [a, b], keras.layers.Dense(1, activation="sigmoid")(hidden))
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=jit_compile)
+        if dataset:
+            data = tf.data.Dataset.from_tensor_slices((features, y)).batch(16)
+            history = trainer.fit(data, validation_data=data, epochs=2, verbose=0).history
+            inputs = tf.data.Dataset.from_tensor_slices(features).batch(16)
+            return history, trainer.evaluate(data), trainer.predict(inputs)
+        history = trainer.fit(features, y, batch_size=16, shuffle=False, validation_data=(features, y), epochs=2, verbose=0).history
+        return history, trainer.evaluate(features, y), trainer.predict(features)
+
+    for dataset in (True, False):
+        plain = run(x, dataset=dataset)
+        with_ids = run({**x, "id": ids}, dataset=dataset)
+        assert with_ids[0] == plain[0] and with_ids[1] == plain[1]
+        np.testing.assert_array_equal(with_ids[2], plain[2])
+
+
 def test_text_reaches_a_model_whose_input_takes_strings():
     # The numbers-only check on x must not refuse a TextVectorization model's text.
     x = np.array(["good movie", "bad film", "great plot", "awful acting"] * 8)

@@ -38,6 +38,7 @@ from trainkit.sources import (
     DatasetSource,
     first_inputs,
     in_memory_parts,
+    only_read_inputs,
     refuse_text,
     unpack_batch,
 )
@@ -70,6 +71,10 @@ class FitData:
                  shuffle: Shuffle = False) -> tuple[Any, Any]:
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         validation_data = accepted_input(validation_data, "validation_data")
+        if isinstance(x, tf.data.Dataset):
+            x = only_read_inputs(x, self.model)
+        if isinstance(validation_data, tf.data.Dataset):
+            validation_data = only_read_inputs(validation_data, self.model)
         if isinstance(x, tf.data.Dataset):
             if validation_split:
                 raise DataError("validation-split-dataset", "validation_split needs numpy arrays; with a tf.data.Dataset pass validation_data=... instead.")

@@ -69,6 +69,41 @@ def io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
     return len(tf.nest.flatten(tensors)) if tensors else 1
 
 
+def read_keys(model: keras.Model, keys: Iterable[Any]) -> list[Any] | None:
+    """The keys of a dict of inputs that ``model`` reads, in the dict's order, when the dict also
+    holds others (an ``id`` or a text column beside the features); ``None`` otherwise.
+
+    A functional model reads its inputs by name and ignores the rest, as ``model.fit`` does for a
+    dataset; unread text columns were refused here ("the model takes numbers"), and would reach
+    an XLA step, which takes no strings.
+    """
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):  # a subclassed model: what it reads is unknown
+        return None
+    wanted = set(struct) if isinstance(struct, Mapping) else {getattr(t, "name", None) for t in tf.nest.flatten(struct)}
+    keys = list(keys)
+    if None in wanted or not wanted < set(keys):
+        return None
+    return [k for k in keys if k in wanted]
+
+
+def only_read_inputs(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
+    """``dataset`` without the dict-input entries ``model`` does not read (see :func:`read_keys`)."""
+    spec = dataset.element_spec
+    x_spec = spec[0] if isinstance(spec, tuple) else spec
+    keep = read_keys(model, x_spec) if isinstance(x_spec, Mapping) else None
+    if keep is None:
+        return dataset
+
+    def select(*element: Any) -> Any:
+        if not isinstance(spec, tuple):
+            return {k: element[0][k] for k in keep}
+        return ({k: element[0][k] for k in keep}, *element[1:])
+
+    return dataset.map(select)
+
+
 def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
     """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
 
@@ -89,6 +124,9 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
             return tuple(as_array(v, f"{what}[{i}]", numbers=numbers) for i, v in enumerate(value))
         return as_array(value, what, numbers=numbers)
 
+    keep = read_keys(model, x) if isinstance(x, Mapping) else None
+    if keep is not None:
+        x = {k: x[k] for k in keep}
     parts = [part(x, io_count(model, "inputs") > 1, "x", not takes_text(model))]
     first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
     rows = len(first) if np.ndim(first) else 0

@@ -74,6 +74,7 @@ from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
     DatasetSource,
+    only_read_inputs,
     refuse_text,
     refuse_unbatched,
     streamed,
@@ -1260,6 +1261,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_batch_size(batch_size)
         x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
+            x = only_read_inputs(x, self.model)
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: "
                                                     "do not pass them to evaluate.")
@@ -1340,6 +1342,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
         x = accepted_input(x, with_targets=False)
         if isinstance(x, tf.data.Dataset):
+            x = only_read_inputs(x, self.model)
             if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
             refuse_unbatched(x, self.model)
