@@ -190,6 +190,18 @@ def test_targets_may_leave_out_an_output_without_a_loss_but_not_one_with():
 
 
 @pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
+def test_an_output_with_metrics_but_no_targets_is_refused_not_measured_as_zero():
+    # Its metrics were never updated: the History read b_mae 0.0 every epoch, a perfect score.
+    x, ya, _ = data()
+    trainer = heads_trainer(loss={"a": "binary_crossentropy", "b": None}, task={"a": "binary"}, metrics={"b": ["mae"]})
+    with pytest.raises(DataError) as info:
+        trainer.fit(x, {"a": ya}, epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "output b, which has metrics (b_mae)" in info.value.message
+    with pytest.raises(DataError, match="output b, which has metrics"):
+        trainer.evaluate(x, {"a": ya})
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
 def test_text_targets_of_an_output_without_a_loss_are_not_refused():
     # Nothing reads them; the number check refused them as "None needs numeric targets".
     x, ya, _ = data()

@@ -65,6 +65,9 @@ class FitData:
     seed: int
     heads: list[multioutput.Head]
     findings: list[Finding]
+    _metrics: list[keras.metrics.Metric]
+    #: The output each of ``_metrics`` measures (``None``: the model's one output).
+    _metric_outputs: list[int | None]
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
@@ -182,10 +185,18 @@ class FitData:
         # A misspelt key is the likely cause of either: name it, as a misspelt input name is named.
         unknown = [key for key in targets if key not in names]
         missing = [h.name for h, target in zip(self.heads, given, strict=True) if h.loss is not None and target is None]
+        instead = f" ({y} has {', '.join(map(repr, unknown))} instead)" if unknown else ""
         if missing:
-            instead = f" ({y} has {', '.join(map(repr, unknown))} instead)" if unknown else ""
             raise DataError("missing-targets", f"{y} has no targets for output {missing[0]}, which has a loss{instead}: give every trained output its "
                             f"targets (by name: {', '.join(h.name for h in self.heads if h.loss is not None)}).")
+        # An output with metrics but neither a loss nor targets: its metrics were never updated and
+        # read 0.0 in the History, a perfect mae (model.fit fails on such targets).
+        unmeasured = [] if self._reads_targets_itself() else [
+            (self.heads[i].name, metric.name) for metric, i in zip(self._metrics, self._metric_outputs, strict=True) if i is not None and given[i] is None]
+        if unmeasured:
+            name, metric = unmeasured[0]
+            raise DataError("missing-targets", f"{y} has no targets for output {name}, which has metrics ({metric}){instead}: give it its "
+                            f"targets, or leave its metrics out (they would read 0).")
         if unknown and not self._reads_targets_itself():
             # Read by nobody, they were dropped without a word (model.fit refuses them).
             raise DataError("shape-mismatch", f"{y} has targets under {unknown[0]!r}, which names none of the model's outputs ({', '.join(names)})."
