@@ -202,6 +202,20 @@ def test_an_output_with_metrics_but_no_targets_is_refused_not_measured_as_zero()
 
 
 @pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
+def test_a_task_list_may_give_none_for_the_output_without_a_loss():
+    # loss=[..., None] as model.compile takes it: the task list had to name a task for the
+    # untrained output too, and None there was "unknown-task" (a dict could leave it out).
+    x, ya, yb = data()
+    history = heads_trainer(loss=["binary_crossentropy", None], task=["binary", None]).fit(x, [ya, yb], epochs=1, verbose=0).history
+    assert set(history) == {"loss", "a_loss"}
+    with pytest.raises(ArgumentError, match="Output b has a loss but no task"):
+        heads_trainer(task=["binary", None])
+    with pytest.raises(UnknownNameError) as info:
+        heads_trainer(task=None)
+    assert info.value.code == "unknown-task"
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
 def test_text_targets_of_an_output_without_a_loss_are_not_refused():
     # Nothing reads them; the number check refused them as "None needs numeric targets".
     x, ya, _ = data()

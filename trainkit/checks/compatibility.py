@@ -525,10 +525,13 @@ COMPATIBILITY_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILI
 
 def validate_task(task: Any) -> None:
     """Raises UnknownNameError(unknown-task) unless ``task`` is one of :data:`TASKS` (or a list
-    or dict of them, one per output)."""
+    or dict of them, one per output; ``None`` there for an output without a loss)."""
     if isinstance(task, list | tuple | Mapping):
         for one in task.values() if isinstance(task, Mapping) else task:
-            validate_task(one)
+            # None: an output that is not trained on, as a dict that leaves it out says (with
+            # loss=["mse", None] the list had no way to say it); heads() refuses it beside a loss.
+            if one is not None:
+                validate_task(one)
         return
     if task not in TASKS:
         raise UnknownNameError(
