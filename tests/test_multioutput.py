@@ -271,6 +271,19 @@ def test_class_weight_is_refused_for_several_outputs_even_before_they_are_counte
     assert info.value.code == "bad-argument" and "one output" in info.value.message
 
 
+def test_class_weight_with_one_output_targets_in_a_dict_names_the_array_to_pass():
+    # It said "class_weight applies to a model with one output" of a model with one output.
+    x, ya, _ = data()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="flag")(inputs))
+    trainer = Trainer(model, loss="binary_crossentropy", task="binary", optimizer="sgd", seed=0, diagnose=False)
+    for x_fit, y_fit in ((x, {"flag": ya}), (tf.data.Dataset.from_tensor_slices((x, {"flag": ya})).batch(16), None)):
+        with pytest.raises(ArgumentError) as info:
+            trainer.fit(x_fit, y_fit, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0})
+        assert info.value.code == "bad-argument" and "applies to a model with one output" not in info.value.message and "pass that array itself, y['flag']" in info.value.message
+
+
 def test_loss_weights_apply_to_a_single_output_too():
     x, ya, _ = data()
     keras.utils.set_random_seed(0)

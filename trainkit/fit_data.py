@@ -219,9 +219,14 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
 
 def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
     """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
-    if len(heads) > 1 or isinstance(targets, tuple | list | Mapping):
+    structure = isinstance(targets, tuple | list | Mapping)
+    if len(heads) > 1 or (structure and len(targets) != 1):
         raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
                                             "output's labels, say), which weighs every output's loss.")
+    if structure:  # the one output's targets in a dict or list: "a model with one output" misled
+        inner = f"y[{next(iter(targets))!r}]" if isinstance(targets, Mapping) else "y[0]"
+        raise ArgumentError("bad-argument", f"class_weight reads class ids from one array of targets, but y is a {type(targets).__name__} holding the model's one "
+                                            f"output's targets (model.fit refuses it too): pass that array itself, {inner}.")
     if heads and heads[0].task == "regression":  # its targets are no class ids (a rounded -2.7 indexed the weights)
         raise ArgumentError("bad-argument", "class_weight weighs the classes of a classification task; a regression task has none. Weigh rows with sample_weight instead.")
 
