@@ -284,6 +284,17 @@ def test_class_weight_with_one_output_targets_in_a_dict_names_the_array_to_pass(
         assert info.value.code == "bad-argument" and "applies to a model with one output" not in info.value.message and "pass that array itself, y['flag']" in info.value.message
 
 
+def test_class_imbalance_of_one_output_names_it_and_does_not_advise_class_weight():
+    # It said "Class 1 is 2.9% of the labels" (which output's?) and "Pass class_weight=..." to a
+    # model with two outputs, for which fit refuses class_weight.
+    x, ya, yb = data()
+    ya = np.zeros_like(ya)
+    ya[:2] = 1.0
+    (finding,) = [f for f in heads_trainer().check_data(x, [ya, yb]) if f.code == "class-imbalance"]
+    assert "of the labels of y['a']" in finding.message and finding.layer == "a"
+    assert "Pass sample_weight" in finding.advice and "class_weight applies to a model with one output only" in finding.advice
+
+
 def test_loss_weights_apply_to_a_single_output_too():
     x, ya, _ = data()
     keras.utils.set_random_seed(0)

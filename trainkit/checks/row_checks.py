@@ -51,10 +51,10 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             p = max(float(counts[1]) / n, 1e-6)
             bias = math.log(p / max(1 - p, 1e-6))
             return Issue(
-                f"Class {minority} is {share:.1%} of the labels{ctx.where} ({int(counts[minority])} of {n}): "
+                f"Class {minority} is {share:.1%} of {_labels(ctx, t)}{ctx.where} ({int(counts[minority])} of {n}): "
                 f"always predicting class {1 - minority} already scores {1 - share:.1%} accuracy, and "
                 f"the gradient is dominated by the majority class.",
-                f"Pass class_weight={weights} to fit (training.class_weight in a recipe), or oversample class {minority}; judge the model by "
+                f"{_pass_weights(ctx, t, str(weights))}, or oversample class {minority}; judge the model by "
                 f"AUC, precision and recall rather than accuracy, and initialise the output bias to "
                 f"log(p / (1 - p)) = {bias:.2f}.",
                 {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
@@ -76,10 +76,10 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         rare = [int(c) for c in np.argsort(counts, kind="stable")[:3] if counts[c] < IMBALANCE_MULTICLASS_RATIO * counts.max()]
         listing = ", ".join(f"class {c}: {int(counts[c])}" for c in rare)
         return Issue(
-            f"The classes are imbalanced{ctx.where}: the rarest have {listing}, against "
+            f"The classes {'' if len(ctx.targets) == 1 else f'of {t.name} '}are imbalanced{ctx.where}: the rarest have {listing}, against "
             f"{int(counts.max())} for class {int(np.argmax(counts))} ({ratio:.1%} of it). Rare classes "
             f"contribute little to the loss and are easily never predicted.",
-            "Pass class_weight={c: n / (K * count_c)} to fit (training.class_weight in a recipe), or resample the rare classes, and track "
+            f"{_pass_weights(ctx, t, '{c: n / (K * count_c)}')}, or resample the rare classes, and track "
             "per-class recall or macro-F1 rather than accuracy.",
             {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
             t.output.layer if t.output else None)
@@ -183,6 +183,20 @@ def _class_count(t: Target) -> int:
     if t.task == "multiclass":
         return t.units if t.units and t.units > 1 else 0
     return 0
+
+
+def _labels(ctx: DataContext, t: Target) -> str:
+    """``the labels``, or ``the labels of y['a']`` when the model has several outputs."""
+    return "the labels" if len(ctx.targets) == 1 else f"the labels of {t.name}"
+
+
+def _pass_weights(ctx: DataContext, t: Target, weights: str) -> str:
+    """The advice to weigh the classes: ``class_weight=...``, which fit refuses for a model with
+    several outputs (as model.fit does); there, row weights from that output's labels."""
+    if len(ctx.targets) == 1:
+        return f"Pass class_weight={weights} to fit (training.class_weight in a recipe)"
+    return (f"Pass sample_weight with each row weighted by its class in {t.name}, as class_weight={weights} would weigh it "
+            f"(class_weight applies to a model with one output only)")
 
 
 def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool) -> bool:
