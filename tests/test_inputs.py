@@ -292,6 +292,17 @@ def test_inputs_that_do_not_match_the_model_inputs_are_named(x, wanted):
         assert info.value.code == "shape-mismatch" and wanted in info.value.message
 
 
+@pytest.mark.parametrize("form", ["numpy", "dataset"])
+def test_validation_inputs_missing_a_named_input_are_named_before_training(form):
+    # Keras's "Missing data for input" came from inside the first validation step, after an epoch.
+    features, y = make_data()
+    x_val = {"a": features, "B": features}
+    validation = (x_val, y) if form == "numpy" else tf.data.Dataset.from_tensor_slices((x_val, y)).batch(32)
+    with pytest.raises(DataError) as info:
+        make_trainer(make_model(inputs=2)).fit({"a": features, "b": features}, y, epochs=1, verbose=0, validation_data=validation)
+    assert info.value.code == "shape-mismatch" and "x_val has no 'b' (x_val has 'B' instead" in info.value.message
+
+
 @pytest.mark.parametrize(("x", "wanted"), [
     (lambda x: x[0], "if x is one sample, pass x[None] (shape (1, 4))"),
     (lambda x: x[:, 0], "give it the shape (n, 4)"),

@@ -209,9 +209,12 @@ def check_data(
     else:
         label_names = [f"y[{o.key or o.name!r}]" if o is not None else f"y[{i}]" for i, o in enumerate(outs)]
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
+    # The validation inputs too: one missing there was Keras's "Missing data for input" from
+    # inside the first validation step, after a whole epoch of training.
+    unmatched_inputs = input_structure_issue(x, names) or (input_structure_issue(x_val, names, "x_val") if x_val is not None else None)
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
-                      position_layers=position_keeping_layers(model), unmatched_inputs=input_structure_issue(x, names),
+                      position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
