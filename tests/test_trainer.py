@@ -1169,6 +1169,11 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     # Validation weights all 0: val_loss read a perfect 0.0 (as in Keras) that early stopping believed.
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, np.zeros(len(x)))), "sample-weight-all-zero"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, np.ones((len(x), 2)))), "shape-mismatch"),
+    # Validation weights NaN, negative or one per output: val_loss NaN (or below 0) without a word,
+    # or TensorFlow's "Dimensions must be equal" from the first validation step.
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, np.where(np.arange(len(x)) == 3, np.nan, 1.0))), "non-finite-data"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, -np.ones(len(x)))), "sample-weight-negative"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, np.ones((len(x), 2)))), "shape-mismatch"),
     # evaluate checks what fit checks where it holds for data to evaluate (it returned a loss for each).
     (lambda t, x, y: t.evaluate(np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y), "non-finite-data"),
     (lambda t, x, y: t.evaluate(x, 2 * y), "label-format"),

@@ -112,19 +112,30 @@ def _validation_weights_all_zero(ctx: DataContext) -> Issue | None:
 
 
 def sample_weight_negative(ctx: DataContext) -> Issue | None:
-    """Training rows with a negative weight: the optimizer then raises their loss."""
+    """Training rows with a negative weight: the optimizer then raises their loss; or validation
+    rows with one: val_loss can go below 0, a better-than-perfect score early stopping believes."""
     w = ctx.sample_weight
-    if w is None or w.size == 0:
-        return None
-    negative = int(np.sum(w < 0))
+    negative = int(np.sum(w < 0)) if w is not None and w.size else 0
     if not negative:
-        return None
+        return _validation_weights_negative(ctx)
     return Issue(
         f"{negative} of the {w.size} training rows{ctx.where} have a negative sample_weight (the lowest {format_number(float(w.min()))}): "
         "gradient descent then makes their loss larger, not smaller, and the epoch loss can go below 0.",
         "Weights scale each row's share of the loss: use 0 to leave a row out and positive values to weigh it (np.abs(w) or np.clip(w, 0, None) if "
         "the sign came from a subtraction).",
         {"negative_rows": negative, "min_weight": float(w.min())})
+
+
+def _validation_weights_negative(ctx: DataContext) -> Issue | None:
+    w = ctx.val_sample_weight
+    negative = int(np.sum(w < 0)) if w is not None and w.size else 0
+    if not negative:
+        return None
+    return Issue(
+        f"{negative} of the {w.size} validation rows have a negative sample_weight (the lowest {format_number(float(w.min()))}): "
+        "they subtract their loss from val_loss, which can go below 0, a score early stopping and the diagnosis would believe.",
+        "Use 0 to leave a validation row out and positive values to weigh it (np.abs(w) or np.clip(w, 0, None) if the sign came from a subtraction).",
+        {"negative_validation_rows": negative, "min_weight": float(w.min())})
 
 
 def few_training_rows(ctx: DataContext) -> Issue | None:

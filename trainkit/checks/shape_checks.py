@@ -50,10 +50,11 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                      f"each row of x needs exactly one row of y.",
                      "Pass x and y with the same first dimension (check the split or a dropped "
                      "header row).", {"rows": list(rows.values())})
-    if weights is not None and weights.ndim != 1:
-        return Issue(f"sample_weight has shape {format_shape(weights.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
-                     "Pass one weight per row; to weigh several outputs differently use loss_weights.",
-                     {"sample_weight_shape": list(weights.shape)})
+    for name, w in (("sample_weight", weights), ("val_sample_weight", ctx.val_sample_weight)):
+        if w is not None and w.ndim != 1:  # validation_data's (n, 2) weights failed in TensorFlow's Mul
+            return Issue(f"{name} has shape {format_shape(w.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
+                         "Pass one weight per row; to weigh several outputs differently use loss_weights.",
+                         {"sample_weight_shape": list(w.shape)})
     for xs, label, keys in ((ctx.xs, "x", ctx.input_keys), (ctx.x_val or [], "x_val", ctx.x_val_keys)):
         issue = input_shape_issue(xs, ctx.input_shapes, label, keys)
         if issue is not None:

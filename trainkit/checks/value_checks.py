@@ -46,6 +46,8 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
     arrays += [(validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
     if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
         arrays.append(("sample_weight", ctx.sample_weight))
+    if ctx.val_sample_weight is not None:  # and val_loss NaN, which early stopping then never improves on
+        arrays.append(("val_sample_weight", ctx.val_sample_weight))
     for name, a in arrays:
         count, first, nan, inf = _non_finite(a)
         if not count:
@@ -53,10 +55,11 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
         col = ""
         if a.ndim == 2:
             col = f", column {int(np.argmax(~np.isfinite(a[first])))}"
+        validation = name.startswith(("x_val", "y_val", "val_"))  # they update no weight: val_loss is what breaks
+        effect = "val_loss NaN every epoch" if validation else "the loss NaN at the first step that sees it, and from then on every weight"
         return Issue(
             f"{name} has {count} row{'s' if count != 1 else ''} of {len(a)} with NaN or Inf values"
-            f"{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first}{col}). One such value makes "
-            f"the loss NaN at the first step that sees it, and from then on every weight.",
+            f"{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first}{col}). One such value makes {effect}.",
             f"Drop or impute those rows before fit, e.g. keep = np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim))) "
             f"and index x and y with it, or fill the gaps with the training-split mean.",
             {"array": name, "rows": count, "first_row": first, "nan": nan, "inf": inf, "total_rows": len(a)})
