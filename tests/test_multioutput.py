@@ -256,6 +256,17 @@ def test_targets_under_a_name_that_is_no_output_are_refused_when_every_output_ha
     assert np.isfinite(history["loss"][0])
 
 
+@pytest.mark.parametrize("form", ["numpy", "dataset"])
+def test_validation_targets_that_are_not_one_per_output_name_the_validation_data(form):
+    # "The model has 2 outputs (a, b) but a batch has 3 targets", from the validation step's trace.
+    x, ya, yb = data()
+    y_val = (ya, yb, yb)
+    validation = (x, y_val) if form == "numpy" else tf.data.Dataset.from_tensor_slices((x, y_val)).batch(16)
+    with pytest.raises(DataError) as info:
+        heads_trainer().fit(x, [ya, yb], epochs=1, verbose=0, validation_data=validation)
+    assert info.value.code == "shape-mismatch" and "but y_val is a " in info.value.message and " of 3: each output" in info.value.message
+
+
 def test_class_weight_is_refused_for_several_outputs_even_before_they_are_counted():
     class TwoHeads(keras.Model):
         def __init__(self) -> None:

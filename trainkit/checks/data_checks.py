@@ -194,6 +194,9 @@ def check_data(
     unmatched = targets_without_output(y, outputs, ys)
     ys = [numpy_floats(a) for a in ys]
     yvs = [numpy_floats(a) for a in label_arrays(y_val, outputs)] if y_val is not None else [None] * len(ys)
+    unmatched_name = "y"
+    if unmatched is None and y_val is not None:  # else "a batch has 3 targets", from the validation step's trace
+        unmatched, unmatched_name = targets_without_output(y_val, outputs, yvs), "y_val"
     keys: list[str] | None = None  # a subclassed model's outputs, named by a dict of targets
     if outputs:
         losses, tasks = losses_per_output(outputs, loss), tasks_per_output(outputs, task)
@@ -215,7 +218,7 @@ def check_data(
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
-                      unmatched_targets=unmatched, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
+                      unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names))

@@ -68,6 +68,8 @@ class DataContext:
     #: How x's inputs fail to match the model's (missing keys, too few arrays), or ``None``.
     unmatched_inputs: Issue | None = None
     unmatched_targets: str | None = None
+    #: Which targets ``unmatched_targets`` describes: ``"y"`` or ``"y_val"``.
+    unmatched_targets_name: str = "y"
     #: The columns of a single 2-D input (a csv header), or ``None``.
     feature_names: Sequence[str] | None = None
     #: The keys of ``xs`` (and of ``x_val``) when they came as a dict, in ``xs``'s order, or ``None``.

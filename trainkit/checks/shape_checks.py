@@ -29,10 +29,11 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
     """Row counts that differ, x that does not fit the model input, y that does not fit the output."""
     if ctx.unmatched_targets is not None:
         names = [t.output.key or t.output.name for t in ctx.targets if t.output is not None]
+        y = ctx.unmatched_targets_name
         if len(names) == 1:
-            return Issue(f"The model has one output ({names[0]}) but y{ctx.where} is {ctx.unmatched_targets}.",
-                         "Pass y as one array (targets by name are for a model with several outputs).", {"outputs": names})
-        return Issue(f"The model has {len(names)} outputs ({', '.join(names)}) but y{ctx.where} is "
+            return Issue(f"The model has one output ({names[0]}) but {y}{ctx.where} is {ctx.unmatched_targets}.",
+                         f"Pass {y} as one array (targets by name are for a model with several outputs).", {"outputs": names})
+        return Issue(f"The model has {len(names)} outputs ({', '.join(names)}) but {y}{ctx.where} is "
                      f"{ctx.unmatched_targets}: each output needs its own target.",
                      f"Pass one target per output, in the outputs' order: fit(x, [y_{names[0]}, "
                      f"y_{names[1]}, ...]) with numpy arrays, or a tf.data.Dataset yielding "
