@@ -306,6 +306,17 @@ def test_class_imbalance_of_one_output_names_it_and_does_not_advise_class_weight
     assert "Pass sample_weight" in finding.advice and "class_weight applies to a model with one output only" in finding.advice
 
 
+def test_loss_weights_of_zero_for_every_trained_output_are_refused():
+    # The loss read 0.0 every epoch, nothing trained, and the diagnosis called it loss-collapsed.
+    for weights in ([0.0, 0.0], {"a": 0.0, "b": 0}):
+        with pytest.raises(ArgumentError) as info:
+            heads_trainer(loss_weights=weights)
+        assert info.value.code == "bad-argument" and "every output with a loss weight 0" in info.value.message
+    with pytest.raises(ArgumentError, match="weight 0"):
+        heads_trainer(loss={"a": "binary_crossentropy"}, task={"a": "binary"}, loss_weights={"a": 0.0, "b": 1.0})
+    assert [h.weight for h in heads_trainer(loss_weights=[0.0, 1.0]).heads] == [0.0, 1.0]
+
+
 def test_loss_weights_apply_to_a_single_output_too():
     x, ya, _ = data()
     keras.utils.set_random_seed(0)

@@ -55,13 +55,17 @@ def heads(names: Sequence[str], loss: Any, task: Any, weights: Any = None) -> li
 
     Raises:
         ArgumentError: ``bad-argument`` for lists of another length, keys that name no output,
-            no output with a loss, or an output with a loss but no task.
+            no output with a loss (or every one weighing 0), or an output with a loss but no task.
     """
     losses = per_output(loss, names, "loss")
     tasks = per_output(task, names, "task")
     out = [Head(n, t, fn, w) for n, t, fn, w in zip(names, tasks, losses, loss_weights(weights, names), strict=True)]
     if not any(h.loss is not None for h in out):
         raise ArgumentError("bad-argument", f"No output of the model has a loss (outputs: {', '.join(names)}). Give at least one output a loss.")
+    if not any(h.weight for h in out if h.loss is not None):
+        # The loss would be 0 at every step: nothing trains, and the diagnosis read the 0 as a collapse.
+        raise ArgumentError("bad-argument", f"loss_weights gives every output with a loss weight 0 (outputs: {', '.join(names)}): the total loss "
+                                            f"would be 0 at every step and nothing would be learned. Give at least one trained output a weight > 0.")
     missing = [h.name for h in out if h.loss is not None and h.task is None]
     if missing:
         raise ArgumentError("bad-argument", f"Output {missing[0]} has a loss but no task: give task a value for every output that is trained on.")
