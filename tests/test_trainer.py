@@ -1174,6 +1174,11 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, np.where(np.arange(len(x)) == 3, np.nan, 1.0))), "non-finite-data"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, -np.ones(len(x)))), "sample-weight-negative"),
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, np.ones((len(x), 2)))), "shape-mismatch"),
+    # ... and those a validation dataset carries, in its sampled first batches.
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=tf.data.Dataset.from_tensor_slices(
+        (x, y, np.where(np.arange(len(x)) == 3, np.nan, 1.0))).batch(8)), "non-finite-data"),
+    (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=tf.data.Dataset.from_tensor_slices((x, y, -np.ones(len(x)))).batch(8)),
+     "sample-weight-negative"),
     # evaluate checks what fit checks where it holds for data to evaluate (it returned a loss for each).
     (lambda t, x, y: t.evaluate(np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y), "non-finite-data"),
     (lambda t, x, y: t.evaluate(x, 2 * y), "label-format"),

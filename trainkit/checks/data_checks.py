@@ -184,9 +184,13 @@ def check_data(
         return [Finding(code=DATA_NOT_INSPECTABLE, severity="info",
                         message="x is an iterator: it cannot be sampled without consuming it, so the data checks were skipped.",
                         advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
+    val_where = ""
     if is_batch_source(x_val):
         sampled = sample_first_batches(x_val, sample_batches, ranks)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
+        if sampled and val_sample_weight is None and sampled[2] is not None:
+            # The weights a validation dataset carries: NaN or negative ones broke val_loss unseen.
+            val_sample_weight, val_where = sampled[2], f" in the first {sampled[3]} batch{'es' if sampled[3] != 1 else ''}"
     names = input_names(model)
     xs = [numpy_floats(a) for a in input_arrays(x, names)]
     xv = [numpy_floats(a) for a in input_arrays(x_val, names)] if x_val is not None else None
@@ -219,7 +223,7 @@ def check_data(
                       scales_inputs=scales_own_inputs(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
-                      val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None,
+                      val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names))
     findings: list[Finding] = []

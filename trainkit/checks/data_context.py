@@ -77,8 +77,10 @@ class DataContext:
     x_val_keys: Sequence[str] | None = None
     #: The training rows' weights (sample weight times class weight), one per row, or ``None``.
     sample_weight: np.ndarray | None = None
-    #: The validation rows' weights given with arrays, or ``None``.
+    #: The validation rows' weights (given with arrays, or a validation dataset's sampled ones), or ``None``.
     val_sample_weight: np.ndarray | None = None
+    #: ``""`` for validation arrays, ``" in the first N batches"`` for a sampled validation dataset.
+    val_where: str = ""
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
     batch_size: int | None = None
     #: ``(input index, layer name, input_dim)`` of each Embedding an input feeds directly.

@@ -101,7 +101,7 @@ def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
 
 def _validation_weights_all_zero(ctx: DataContext) -> Issue | None:
     w = ctx.val_sample_weight
-    if w is None or w.size == 0 or np.any(w):
+    if w is None or ctx.val_where or w.size == 0 or np.any(w):  # a dataset's first batches are not all its rows
         return None
     # Keras computes val_loss 0.0 then, without a word; early stopping reads it as the best epoch.
     return Issue(
@@ -132,7 +132,7 @@ def _validation_weights_negative(ctx: DataContext) -> Issue | None:
     if not negative:
         return None
     return Issue(
-        f"{negative} of the {w.size} validation rows have a negative sample_weight (the lowest {format_number(float(w.min()))}): "
+        f"{negative} of the {w.size} validation rows{ctx.val_where} have a negative sample_weight (the lowest {format_number(float(w.min()))}): "
         "they subtract their loss from val_loss, which can go below 0, a score early stopping and the diagnosis would believe.",
         "Use 0 to leave a validation row out and positive values to weigh it (np.abs(w) or np.clip(w, 0, None) if the sign came from a subtraction).",
         {"negative_validation_rows": negative, "min_weight": float(w.min())})
