@@ -680,6 +680,20 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     assert "by only 0.01% of their size" in f.message  # "0.00%" said nothing
 
 
+def test_a_loss_already_near_zero_is_not_lr_too_low():
+    # A model that started at the answer (loss 2e-9, chance 0.69), its steps tiny because its
+    # gradients are: "raise the learning rate" has nothing left to speed up.
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    s.train_loss = lambda e, st: 2e-9 * (1.0 - 0.005 * e)
+    s.val_loss = lambda e: 2.1e-9 * (1.0 - 0.005 * e)
+    assert "lr-too-low" not in codes(s.run())
+    s.train_loss = lambda e, st: 0.70 - 0.005 * e  # the same steps on a loss at chance: too low
+    s.val_loss = lambda e: 0.71 - 0.005 * e
+    assert "lr-too-low" in codes(s.run())
+
+
 @pytest.mark.parametrize(("ratio", "raised"), [(2e-7, "0.001"), (1e-5, "0.0001"), (5e-4, "3e-06")])
 def test_sgd_far_too_slow_is_told_a_rate_that_brings_its_steps_to_the_healthy_range(ratio, raised):
     # SGD at 1e-6 (steps 2e-7 of the weights) was told 1e-5: steps still 5000x too small.

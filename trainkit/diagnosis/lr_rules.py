@@ -98,6 +98,10 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     if not steadily_falling(losses) or improvement >= view.t.lr_low_max_improvement:
         return None
     chance = chance_level(view)
+    if chance is not None and float(losses[-1]) < view.t.collapse_fraction * chance:
+        # A loss at 2e-9 against a chance level of 0.69 (a model that started at the answer): its
+        # steps are tiny because its gradients are, and a larger rate has nothing left to speed up.
+        return None
     band = view.t.at_chance_band * (chance or 0.0)
     if chance is not None and float(losses[0]) > chance + band and abs(float(losses[-1]) - chance) <= band:
         return None  # fell onto chance from above and stays there: nothing learned that a larger rate would speed up
