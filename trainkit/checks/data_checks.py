@@ -44,7 +44,12 @@ from trainkit.checks.data_arrays import (
 )
 from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target
 from trainkit.checks.data_sampling import is_batch_source, sample_first_batches
-from trainkit.checks.label_checks import label_format, labels_out_of_range, single_class
+from trainkit.checks.label_checks import (
+    constant_targets,
+    label_format,
+    labels_out_of_range,
+    single_class,
+)
 from trainkit.checks.leakage_checks import (
     label_leakage,
     one_feature_separates,
@@ -88,6 +93,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("non-finite-data", "error", non_finite_data),
     DataRule("label-format", "error", label_format),
     DataRule("single-class", "error", single_class),
+    DataRule("constant-targets", "error", constant_targets),
     DataRule("sample-weight-all-zero", "error", sample_weight_all_zero),
     DataRule("sample-weight-negative", "error", sample_weight_negative),
     DataRule("embedding-ids", "error", embedding_ids),

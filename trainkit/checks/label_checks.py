@@ -220,6 +220,32 @@ def single_class(ctx: DataContext) -> Issue | None:
     return None
 
 
+def constant_targets(ctx: DataContext) -> Issue | None:
+    """Regression training targets that hold one value in every row: ``single-class``'s twin.
+
+    All-zero targets (a wrong column, a failed join) trained to a loss of 0 and got no finding:
+    predicting the one value is exact, so nothing is learned from the inputs.
+    """
+    if ctx.where:  # only a dataset's first batches: a dataset sorted by target starts like this
+        return None
+    for t in ctx.targets:
+        if t.task != "regression" or t.y is None or not is_numeric(t.y) or len(t.y) < 2:
+            continue
+        y = t.y.reshape(len(t.y), -1)
+        if not np.all(y == y[0]):
+            continue
+        values = ", ".join(format_number(float(v)) for v in y[0][:4]) + (", ..." if y.shape[1] > 4 else "")
+        few = (f" With {len(y)} training rows, one value can happen by chance: train on more rows (or a smaller validation split)."
+               if len(y) < MIN_TRAIN_ROWS else "")
+        return Issue(
+            f"The regression targets {t.name} hold one value in all {len(y)} training rows ({values}). A model has nothing "
+            f"to learn from them: predicting that value is exact, so the loss falls to 0 whatever the inputs hold.{few}",
+            "Check the target column (data.target of a csv recipe, y in code), the filter that made the rows and the "
+            "split: the training targets need to vary.",
+            {"value": [float(v) for v in y[0][:4]], "rows": len(y)}, t.output.layer if t.output else None)
+    return None
+
+
 def _training_class_ids(t: Target) -> np.ndarray | None:
     """The class id of each training row of a single-label classification target, or ``None``."""
     if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
