@@ -1120,6 +1120,20 @@ def test_loss_at_chance_names_unscaled_targets_as_the_reason():
     assert f.advice.startswith("Fix what unscaled-targets says first")
 
 
+@pytest.mark.parametrize("checks", [(), ("label-leakage",)])
+def test_loss_at_chance_beside_a_leaked_label_does_not_call_the_labels_unpredictable(checks):
+    # An exact copy of the label in x, trained slowly, stayed near chance and was told "the labels
+    # are unpredictable from the inputs" beside label-leakage, which says they are given away.
+    chance = 0.693
+    s = Stream(chance=chance)
+    s.context.check_codes = checks
+    s.train_loss = lambda e, st: chance * (1.01 + 0.001 * math.sin(st + e))
+    s.val_loss = lambda e: chance * 1.01
+    f = finding(s.run(), "loss-at-chance")
+    assert ("unpredictable" in f.message) is not bool(checks)
+    assert ("found the label among the inputs" in f.message) is bool(checks)
+
+
 def test_a_transient_dead_spell_is_not_reported():
     s = Stream()
     s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.8 if e == 6 else 0.05
