@@ -1448,6 +1448,24 @@ def test_a_reshuffling_dataset_s_first_epoch_is_model_fit_s_only_when_nothing_sa
     loss = trainer.fit(data(), epochs=1, verbose=0, check_data=sampled).history["loss"][0]
     assert (abs(loss - expected) < 1e-6) is not sampled
 
+@pytest.mark.parametrize("histograms_every", ["epoch", None], ids=["histograms", "none"])
+def test_a_reshuffling_dataset_s_first_epoch_is_model_fit_s_only_without_a_histograms_probe_batch(tmp_path, histograms_every):
+    # The README's claim, with a logdir: the histograms' probe batch is the dataset's first, read
+    # in a pass of its own, so even with the checks and the diagnosis off it spends the first order.
+    x, y = make_data(96, features=4)
+
+    def data() -> tf.data.Dataset:  # each a seed generator of its own, at its first pass
+        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(96, seed=1).batch(16)
+
+    model = make_model(features=4)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    expected = model.fit(data(), epochs=1, verbose=0).history["loss"][0]
+    trainer = make_trainer(make_model(features=4), seed=0, diagnose=False, logdir=tmp_path / "run", histograms_every=histograms_every,
+                           checkpoint_every=0)
+    loss = trainer.fit(data(), epochs=1, verbose=0, check_data=False).history["loss"][0]
+    assert (abs(loss - expected) < 1e-6) is (histograms_every is None)
+
+
 def test_metrics_of_one_name_are_numbered_and_a_step_that_feeds_no_metric_logs_none():
     x, y = make_data(40, features=4)
     history = make_trainer(make_model(features=4), metrics=["auc", {"name": "auc", "curve": "PR"}]).fit(x, y, epochs=1, verbose=0).history
