@@ -207,6 +207,33 @@ def test_misspelt_callback_hook_is_refused():
             make_trainer().fit(x, y, epochs=1, callbacks=[callback], verbose=0)
 
 
+def test_a_callback_hook_that_cannot_take_its_arguments_is_refused_before_training():
+    # on_execution_end(self, logs), as Keras's batch hooks are written, failed with a bare
+    # TypeError after the first compiled call; on_train_end(self) only once training had ended.
+    class BatchStyle(Callback):
+        def on_execution_end(self, logs):
+            pass
+
+    class NoLogs(Callback):
+        def on_train_end(self):
+            pass
+
+    class Flexible(Callback):  # defaults and *args take them as well
+        def on_epoch_end(self, *args):
+            pass
+
+        def on_train_begin(self, logs=None, extra=1):
+            pass
+
+    x, y = make_data(64)
+    for callback, words in ((BatchStyle(), r"BatchStyle.on_execution_end\(logs\)"), (NoLogs(), r"NoLogs.on_train_end\(\)")):
+        trainer = make_trainer()
+        with pytest.raises(ArgumentError, match=words) as info:
+            trainer.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+        assert info.value.code == "bad-callback" and trainer.step == 0
+    assert make_trainer().fit(x, y, epochs=1, callbacks=[Flexible()], verbose=0).epoch == [0]
+
+
 @pytest.mark.parametrize("steps_per_execution", [1, 5, "auto"])
 def test_steps_per_execution_does_not_change_results(steps_per_execution):
     x, y = make_data(300)

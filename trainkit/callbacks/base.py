@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,34 @@ def _unknown_hooks(cls: type) -> list[str]:
     return sorted(n for n in names if (n.startswith("on_") or re.fullmatch(r"on[A-Z]\w*", n)) and n not in EVENTS)
 
 
+# The positional arguments CallbackList passes each hook (see its methods below).
+_HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "on_train_begin": ("logs",),
+    "on_train_end": ("logs",),
+    "on_epoch_begin": ("epoch", "logs"),
+    "on_epoch_end": ("epoch", "logs"),
+    "on_execution_end": ("first_step", "outputs"),
+}
+
+
+def _unfit_hook(callback: Callback) -> str | None:
+    """The first overridden hook that cannot take the arguments trainkit calls it with, as
+    ``name(parameters)``: ``on_execution_end(self, logs)``, written as Keras's batch hooks are, or
+    ``on_train_end(self)``, failed with a bare ``TypeError`` only once training reached them."""
+    for hook, arguments in _HOOK_ARGUMENTS.items():
+        if not _overrides(callback, hook):
+            continue
+        try:
+            signature = inspect.signature(getattr(callback, hook))
+        except (TypeError, ValueError):  # not introspectable (a builtin): left to the call
+            continue
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            return f"{hook}{signature}"
+    return None
+
+
 def _snake(name: str) -> str:
     """``onEpochEnd`` -> ``on_epoch_end``."""
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
@@ -94,6 +123,10 @@ class CallbackList:
             if unknown:
                 hint = closest(unknown[0] if unknown[0].startswith("on_") else _snake(unknown[0]), EVENTS)
                 raise ArgumentError("bad-callback", f"{type(cb).__name__} defines {unknown}, which trainkit never calls.{hint} Hooks are: {', '.join(EVENTS)}.")
+            unfit = _unfit_hook(cb)
+            if unfit is not None:
+                calls = ", ".join(f"{hook}({', '.join(arguments)})" for hook, arguments in _HOOK_ARGUMENTS.items())
+                raise ArgumentError("bad-callback", f"{type(cb).__name__}.{unfit} cannot take what trainkit passes it; the hooks are called as {calls}.")
             cb.set_trainer(trainer)
         self._listeners = {e: [cb for cb in self.callbacks if _overrides(cb, e)] for e in EVENTS}
 
