@@ -2359,6 +2359,15 @@ def test_a_step_that_never_changes_the_weights_is_weights_frozen(trainer_class):
     assert "update_ratio_early" not in frozen[0].evidence  # no step applied: the generic checks
 
 
+def test_a_learning_rate_of_0_is_lr_too_low_not_weights_frozen():
+    # The README's weights-frozen row: the same epoch loss at a rate of 0 is lr-too-low's finding.
+    x, y = regression_data(128)
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(0.0), task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    codes = [f.code for f in trainer.findings]
+    assert "lr-too-low" in codes and "weights-frozen" not in codes
+
+
 def test_weights_frozen_by_a_tiny_learning_rate_advises_raising_it():
     # SGD(1e-9): steps of ~2e-9 of the weights, the loss the same at every epoch. The advice began
     # with a train_step override that must apply its gradients, which this run did not have.
