@@ -483,6 +483,24 @@ def test_a_damaged_list_of_checkpoints_falls_back_to_the_checkpoints_themselves(
     assert _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0, resume=True).history == whole
 
 
+@pytest.mark.parametrize("how", ["state-file", "state-file-empty", "deleted"])
+def test_a_run_resumed_past_a_damaged_list_of_checkpoints_still_keeps_only_the_last_ones(tmp_path, capsys, how):
+    # The manager read the damaged (or missing) list as no checkpoints, so it never deleted the
+    # older ones: ckpt-1..3 stayed on disk forever beside the new ones, their records deleted.
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0)
+    checkpoints = tmp_path / "checkpoints"
+    if how == "deleted":
+        (checkpoints / "checkpoint").unlink()
+    else:
+        _damage(checkpoints / "ckpt-3", how)
+    capsys.readouterr()
+    _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=5, verbose=0, resume=True)
+    assert sorted(p.name for p in checkpoints.glob("ckpt-*.index")) == ["ckpt-3.index", "ckpt-4.index", "ckpt-5.index"]
+    assert sorted(p.name for p in checkpoints.glob("ckpt-*.json")) == ["ckpt-3.json", "ckpt-4.json", "ckpt-5.json"]
+    said = "warning: [checkpoint-corrupt]" in capsys.readouterr().err
+    assert said is (how != "deleted") and (checkpoints / "checkpoint.damaged").exists() is said
+
+
 @pytest.mark.parametrize("how", ["truncated-data", "missing-index", "record-not-utf8", "record-a-list", "record-empty",
                                  "record-epoch-only", "record-history-not-a-mapping", "record-journal-not-a-mark"])
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_next_older_one(tmp_path, capsys, how):

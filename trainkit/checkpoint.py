@@ -93,21 +93,39 @@ class TrainingCheckpoint:
     def _make_manager(self, max_to_keep: int) -> tf.train.CheckpointManager:
         """TensorFlow's manager of the checkpoints, which reads their list from ``checkpoints/checkpoint``.
 
-        A list it cannot parse it ignores, but an empty one or one that is not UTF-8 (a disk error,
-        a file overwritten) it raised on, a ``ValueError`` traceback on every resume of the run. Such a
-        file is set aside (``checkpoint.damaged``), with a warning, and the checkpoints are found
-        from their files instead (:meth:`_prefixes`).
+        A list it cannot parse it ignores (with a log line of its own), and an empty one or one
+        that is not UTF-8 (a disk error, a file overwritten) it raised on, a ``ValueError``
+        traceback on every resume of the run. Such a file is set aside (``checkpoint.damaged``),
+        with a warning, and the list is written again from the checkpoints' files
+        (:meth:`_found_prefixes`), as it is when the file is missing: a manager that lists none of
+        them never deletes them, so they were kept forever beyond ``max_to_keep``, without the
+        progress records :meth:`save` deletes for the checkpoints it does not list.
         """
+        state = self.directory / "checkpoint"
         try:
-            return tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
+            manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
         except ValueError as err:  # UnicodeDecodeError is one too
-            state = self.directory / "checkpoint"
             if not state.is_file():
                 raise
+            problem: str | None = _first_line(err)
+        else:
+            found = self._found_prefixes()
+            if manager.checkpoints or not found:
+                return manager
+            problem = "it lists none of the checkpoints" if state.is_file() else None
+        if problem is not None:
             state.replace(state.with_name("checkpoint.damaged"))
-            print(f"warning: [checkpoint-corrupt] {state}, TensorFlow's list of the checkpoints, does not read back ({_first_line(err)}); "
+            print(f"warning: [checkpoint-corrupt] {state}, TensorFlow's list of the checkpoints, does not read back ({problem}); "
                   "set aside as checkpoint.damaged, the checkpoints are found from their files.", file=sys.stderr)
-            return tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
+        found = [Path(prefix) for prefix in self._found_prefixes()]
+        if found:
+            # TensorFlow's text format of the list (paths relative to the directory). Each gets a
+            # time (its index file's): a checkpoint listed without one counts as preserved, which
+            # the manager never deletes either.
+            lines = [f'model_checkpoint_path: "{found[-1].name}"', *(f'all_model_checkpoint_paths: "{p.name}"' for p in found),
+                     *(f"all_model_checkpoint_timestamps: {p.with_name(p.name + '.index').stat().st_mtime!r}" for p in found)]
+            write_atomic(state, "\n".join(lines) + "\n")
+        return tf.train.CheckpointManager(self._checkpoint, str(self.directory), max_to_keep=max_to_keep)
 
     def save(self, progress: Mapping[str, Any], journal: JournalRecords | None = None) -> Path:
         """Writes a checkpoint and its progress record; returns the checkpoint prefix.
@@ -167,6 +185,10 @@ class TrainingCheckpoint:
         file is missing or damaged (it lists none), as the directory holds them."""
         if self._manager.checkpoints:
             return list(self._manager.checkpoints)
+        return self._found_prefixes()
+
+    def _found_prefixes(self) -> list[str]:
+        """The checkpoints the directory holds (by their index files), oldest first."""
         found = [(int(m.group(1)), str(index.with_suffix(""))) for index in self.directory.glob("ckpt-*.index")
                  if (m := re.fullmatch(r"ckpt-(\d+)", index.stem))]
         return [prefix for _, prefix in sorted(found)]
