@@ -136,6 +136,7 @@ def check_data(
     evaluation: bool = False,
     val_sample_weight: Any = None,
     feature_names: Sequence[str] | None = None,
+    skip: Collection[str] = (),
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -165,6 +166,8 @@ def check_data(
             by name as well as by index.
         val_sample_weight: The validation rows' weights, when ``validation_data`` gave some
             (``sample-weight-all-zero`` refuses them all 0: every validation value would read 0).
+        skip: Codes of rules not to run (``constant-targets`` for a step of its own, whose
+            targets may be placeholders).
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -234,7 +237,7 @@ def check_data(
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names))
     findings: list[Finding] = []
     for rule in DATA_RULES:
-        if evaluation and rule.code not in EVALUATION_CODES:
+        if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:
             continue
         issue = rule.check(ctx)
         if issue is None:
