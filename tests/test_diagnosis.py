@@ -486,6 +486,8 @@ def test_oscillating_loss_but_not_dropout_noise_at_a_low_loss():
     s.train_loss = lambda e, st: 0.3 if e % 2 else 0.9
     f = finding(s.run(), "oscillating-loss")
     assert f.evidence["sign_change_fraction"] >= 0.5
+    # The lowest and highest losses are a range, not a move from one to the other.
+    assert "(between 0.3 and 0.9)" in f.message
     quiet = Stream()
     train = curve(0.7, 0.05, 20)
     quiet.train_loss = lambda e, st: train[e] * (1.15 if e % 2 else 0.85)

@@ -468,9 +468,11 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
     if changes < view.t.oscillation_sign_fraction or amplitude < view.t.oscillation_amplitude or trend > view.t.oscillation_max_trend:
         return None
     evidence = {"sign_change_fraction": changes, "relative_amplitude": amplitude, "net_trend": trend, "window_epochs": len(window)}
+    # The window's lowest and highest losses, said as a range: "(0.2278 to 0.712)" read as the
+    # loss going from one to the other, which the epoch lines (0.3081 ... 0.4528) did not show.
     moved = (f"Over the last {len(window)} epochs the training loss changed direction in {changes:.0%} of the "
-             f"epochs, moving by {amplitude:.0%} of the loss scale each time ({format_number(float(window.min()))} to "
-             f"{format_number(float(window.max()))})")
+             f"epochs, moving by {amplitude:.0%} of the loss scale each time (between {format_number(float(window.min()))} "
+             f"and {format_number(float(window.max()))})")
     val = view.val_losses()[-len(window):]
     # The training loss is measured with dropout on, the validation loss with it off: strong dropout
     # whose training loss stays above the validation loss makes the zig-zag itself. Dropout 0.9 after
