@@ -299,6 +299,20 @@ def test_loss_at_chance_beside_dead_relus_points_to_them_not_to_the_labels():
     assert "dead-relu" in f.message and "unpredictable" not in f.message and f.advice.startswith("Fix what dead-relu says first")
 
 
+def test_loss_at_chance_beside_a_blocker_does_not_say_a_model_that_memorised_cannot_learn():
+    # zero_lr_1 (learning rate 1.0, random labels): "... while the training loss fell to 0.1437;
+    # this run's other findings (lr-too-high) are reasons it cannot learn" said the opposite of the
+    # numbers before it: the model learned the training rows, and nothing of it carried over.
+    s = Stream()
+    train = curve(0.72, 0.1, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.05
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.9
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == ["dead-relu"] and "training loss fell to 0.1" in f.message
+    assert "cannot learn" not in f.message and "can be why nothing it learned carries over to new rows" in f.message
+
+
 def test_a_training_loss_far_above_chance_is_not_at_chance():
     # A learning rate of 1 on a binary task: loss 2.8x chance, 87% accuracy; "predicts no better
     # than the label prior" would be false (the loss-curve and learning-rate findings cover it).

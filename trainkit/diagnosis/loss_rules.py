@@ -151,7 +151,11 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                 return Issue(f"{head}: the model learned nothing, not even the training rows: the labels are "
                              "unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                              epoch=view.epochs[-1].epoch)
-            return _explained_by(view, f"{head};", blockers, evidence)
+            # A training loss far below chance was learned: "reasons it cannot learn" after "the
+            # training loss fell to 0.1437" (zero_lr_1: learning rate 1.0, random labels) said the
+            # opposite of the numbers before it.
+            return _explained_by(view, f"{head};", blockers, evidence,
+                                 "can be why nothing it learned carries over to new rows" if trained else "are reasons it cannot learn")
         return Issue(
             f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
             f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
@@ -207,13 +211,15 @@ def _held_back_by_dropout(view: Diagnoser, lead: str, train: np.ndarray, val: np
         {**evidence, "final_val_loss": float(val[-1]), "dropout": rate}, epoch=view.epochs[-1].epoch)
 
 
-def _explained_by(view: Diagnoser, lead: str, blockers: list[str], evidence: dict[str, Any]) -> Issue:
+def _explained_by(view: Diagnoser, lead: str, blockers: list[str], evidence: dict[str, Any],
+                  why: str = "are reasons it cannot learn") -> Issue:
     """loss-at-chance naming the run's own findings (``blockers``) as why the model could not learn.
 
-    ``lead`` is the verdict, ending where "this run's other findings ..." goes on.
+    ``lead`` is the verdict, ending where "this run's other findings ..." goes on; ``why`` what
+    they explain.
     """
     return Issue(
-        f"{lead} this run's other findings ({', '.join(blockers)}) are reasons it cannot learn.",
+        f"{lead} this run's other findings ({', '.join(blockers)}) {why}.",
         f"Fix what {', '.join(blockers)} say{'s' if len(blockers) == 1 else ''} first. If the loss still stays "
         "at chance after that, check that the labels can be predicted from the inputs (x and y rows aligned, "
         "labels not shuffled or random).",
