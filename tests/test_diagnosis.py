@@ -372,6 +372,11 @@ def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():
     s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
     f = finding(s.run(), "loss-collapsed")
     assert "label-leakage" in f.message and "fine" not in f.message and f.evidence["data_checks"] == ["label-leakage"]
+    # Its fix names the leak's, not an overlap the checks did not find.
+    assert f.advice.startswith("Do what that finding says (drop the leaked column)") and "validation rows" not in f.advice
+    s.context.check_codes = ("label-leakage", "train-validation-overlap")
+    f = finding(s.run(), "loss-collapsed")
+    assert "(drop the leaked column; keep copies of training rows out of the validation rows)" in f.advice
 
 
 def test_loss_collapsed_is_a_note_when_the_data_checks_found_no_leak():

@@ -280,13 +280,16 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
         return None
     leaked = [code for code in ("label-leakage", "train-validation-overlap") if code in (view.context.check_codes or ())]
     if leaked:  # the checks already found why: "or the task is easy, which is fine" would hedge against them
+        # The fix of each cause found, and only those: a label leak alone was also told to "keep copies
+        # of training rows out of the validation rows", an overlap the checks had not found.
+        fixes = {"label-leakage": "drop the leaked column", "train-validation-overlap": "keep copies of training rows out of the validation rows"}
         return Issue(
             f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
             f"{view.t.collapse_fraction:.0%} of {chance_text(view)}: the data checks found why before the first "
             f"step ({', '.join(leaked)}): the inputs give the answer away, so the model learned nothing it can use "
             f"on new rows.",
-            "Do what those findings say (drop the leaked column; keep copies of training rows out of the "
-            "validation rows), then train again and judge the model by its validation loss.",
+            f"Do what {'those findings say' if len(leaked) > 1 else 'that finding says'} ({'; '.join(fixes[code] for code in leaked)}), "
+            "then train again and judge the model by its validation loss.",
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": leaked}, epoch=view.epochs[-1].epoch)
     if view.context.check_codes is not None and view.context.has_validation:
         # The checks looked for a copied or derived target column and for validation rows copied
