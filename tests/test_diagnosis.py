@@ -498,6 +498,13 @@ def test_diverging_loss():
     s.train_loss = lambda e, st: losses[e]
     f = finding(s.run(), "diverging-loss")
     assert f.severity == "error" and "learning rate" in f.advice
+    assert "its best (0.55) and above the first epoch's (0.7)" in f.message
+    # Rising from the first epoch on, its best is the first epoch's loss: said once, not twice
+    # (zero_lr_1 at seed 2: "13.4x its best (0.7673) and above the first epoch's (0.7673)").
+    rising = [0.7, 1.0, 2.0] + [8.0] * 17
+    s.train_loss = lambda e, st: rising[e]
+    f = finding(s.run(), "diverging-loss")
+    assert f.message.endswith("its best, the first epoch's (0.7).") and f.message.count("0.7)") == 1
 
 
 def test_oscillating_loss_but_not_dropout_noise_at_a_low_loss():
