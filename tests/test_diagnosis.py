@@ -183,13 +183,18 @@ def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
     f = finding(s.run(), "initial-loss-too-high")
     assert f.evidence["initial_loss"] == pytest.approx(9.0) and "standardize_inputs" in f.advice
+    # A classifier's constant prediction is the label prior, a regression's the target mean: "the
+    # label prior / the target mean" named both to every task.
+    assert "a model predicting the label prior would get" in f.message and "target mean" not in f.message
     # 4x chance is suspicious for a classifier, ordinary for a freshly initialised regression.
     reg = Stream(task="regression", chance=1.0)
     base = reg.train_loss
     reg.train_loss = lambda e, st: 4.0 if e == 0 and st < 3 else base(e, st)
     assert "initial-loss-too-high" not in codes(reg.run())
     reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else base(e, st)
-    assert "standardize_targets" in finding(reg.run(), "initial-loss-too-high").advice
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "standardize_targets" in f.advice
+    assert "a model predicting the target mean would get" in f.message and "label prior" not in f.message
 
 
 def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_is_not_too_high():
@@ -285,6 +290,7 @@ def test_loss_at_chance_on_flat_training_loss_but_only_at_the_end():
     d.finish()
     f = finding(d, "loss-at-chance")
     assert f.evidence["chance_loss"] == pytest.approx(LN2)
+    assert "predicts no better than the label prior:" in f.message and "target mean" not in f.message
 
 
 def test_loss_at_chance_beside_dead_relus_points_to_them_not_to_the_labels():

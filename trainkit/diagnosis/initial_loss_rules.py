@@ -12,6 +12,7 @@ from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
+    constant_prediction,
     inputs_scaled,
     standardise_inputs_advice,
     targets_scaled,
@@ -94,7 +95,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "classes are imbalanced.")
     return Issue(
         f"The loss of the first steps was {format_number(loss)}, {times_text(loss / chance)} {chance_text(view)} that a "
-        f"model predicting the label prior / the target mean would get. The model starts far from a "
+        f"model predicting {constant_prediction(view)} would get. The model starts far from a "
         f"sensible prediction, so its first updates are large and spent on undoing the start.",
         advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
         epoch=view.context.initial_epoch)

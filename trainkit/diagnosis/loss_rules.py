@@ -29,6 +29,7 @@ from trainkit.diagnosis.stat_reads import epoch_of_step, layer_of
 from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
+    constant_prediction,
     standardise_advice,
     standardise_inputs_advice,
     targets_scaled,
@@ -112,7 +113,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The training loss is still above {chance_text(view)} after {len(train)} epochs: {format_number(final)} at "
             f"best over the last third ({final / chance:.0%} of chance), lower at nearly every epoch but slowly. "
-            "So far the model predicts no better than the label prior / the target mean.",
+            f"So far the model predicts no better than {constant_prediction(view)}.",
             f"Train for more epochs, or faster ({raised_lr_text(view)}), and watch whether the loss gets clearly below "
             "chance. If it settles at chance instead, check that the labels can be predicted from the inputs (x and y "
             "rows aligned, labels not shuffled or random).",
@@ -120,7 +121,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     if final >= view.t.at_chance_train * chance and not val_learned and not still_falling(view, train) and not slow:
         stayed = (f"The training loss stayed at {chance_text(view)}: its best over the last third of the "
                   f"epochs was {format_number(final)} ({final / chance:.0%} of chance). The model predicts no better "
-                  f"than the label prior / the target mean")
+                  f"than {constant_prediction(view)}")
         if blockers:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.

@@ -25,6 +25,21 @@ def chance_level(view: Diagnoser) -> float | None:
     return _comparable(view.context.chance_loss)
 
 
+def constant_prediction(view: Diagnoser) -> str:
+    """What a model that ignores its inputs predicts, for messages: the label prior of a classifier,
+    the target mean of a regression (both for a model with outputs of each kind, or no task).
+
+    "The label prior / the target mean" told a binary classifier about a target mean, and a
+    regression about a label prior.
+    """
+    task = view.context.task
+    if task == "regression":
+        return "the target mean"
+    if task in ("binary", "multiclass", "multilabel"):
+        return "the label prior"
+    return "the label prior / the target mean"
+
+
 def val_chance_level(view: Diagnoser) -> float | None:
     """The chance level of the validation loss (no prediction that ignores the inputs gets
     lower): its own where known, else the training one."""
