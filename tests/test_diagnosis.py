@@ -1323,6 +1323,9 @@ def overfitting_stream() -> Stream:
 def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     f = finding(overfitting_stream().run(), "overfitting")
     assert f.severity == "warning" and f.epoch == 6 and "early_stopping" in f.advice
+    # Recipe keys a user can copy, without a brace left hanging ("rate: 0.2}..0.5)").
+    assert "({type: dropout, rate: 0.2}; rates of 0.2 to 0.5 are usual)" in f.advice and "}.." not in f.advice
+    assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice
 
 
 def test_an_overfitting_the_rest_of_the_run_undoes_is_withdrawn_at_its_end():

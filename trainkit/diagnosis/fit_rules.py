@@ -88,8 +88,9 @@ def overfitting(view: Diagnoser) -> Issue | None:
         f"{format_number(float(train[-1]))}.",
         f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
         f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
-        f"regularise: add dropout layers ({{type: dropout, rate: 0.2}}..0.5) and kernel_regularizer: "
-        f"{{l2: 0.01}}, use a smaller model, or get more training rows.",
+        # "({type: dropout, rate: 0.2}..0.5)" read as a stray brace; and where the regulariser goes.
+        f"regularise: add dropout layers ({{type: dropout, rate: 0.2}}; rates of 0.2 to 0.5 are usual) and "
+        f"kernel_regularizer: {{l2: 0.01}} to the dense or conv2d layers, use a smaller model, or get more training rows.",
         evidence, epoch=start)
 
 
