@@ -197,6 +197,22 @@ def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     assert "a model predicting the target mean would get" in f.message and "label prior" not in f.message
 
 
+def test_initial_loss_too_high_from_unscaled_inputs_does_not_prescribe_the_initialiser_a_layer_has_right():
+    # train_scale_broken (inputs ~50 into a glorot_uniform ReLU layer, first loss 16x chance) was
+    # told to "use the initialiser of the activation (he_normal for relu)": followed, the first
+    # loss was 92x chance. Only an initialiser that is not fan-scaled is worth changing.
+    s = Stream()
+    base = s.train_loss
+    s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
+    scaled = {name: {"layer": name, "kernel": "glorot_uniform", "bias": "zeros"} for name in LAYERS}
+    s.context = dataclasses.replace(s.context, check_codes=("unscaled-inputs",), initializers=scaled)
+    f = finding(s.run(), "initial-loss-too-high")
+    assert f.advice.startswith("Standardise the inputs (preprocessing: {standardize_inputs: true})") and "he_normal" not in f.advice
+    large = {**scaled, "dense": {"layer": "dense", "kernel": "random_normal(stddev=2)", "bias": "zeros"}}
+    s.context = dataclasses.replace(s.context, initializers=large)
+    assert "he_normal for relu" in finding(s.run(), "initial-loss-too-high").advice
+
+
 def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_is_not_too_high():
     # 95/5 labels: chance 0.20, and a fresh sigmoid output starts at ln 2 = 3.5x that; every
     # default-initialised run got initial-loss-too-high next to class-imbalance (seed-dependent:

@@ -87,6 +87,12 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())"
                   + ("" if inputs_scaled(view) else " and the inputs (standardize_inputs: true)")
                   + ": their output starts far from them, and its loss dwarfs the others'.")
+    elif not inputs_scaled(view) and _scaled_initializers(view):
+        # Unscaled inputs into layers that start as they should: "use the initialiser of the
+        # activation (he_normal for relu)" made train_scale_broken's glorot_uniform ReLU layer start
+        # at 92x chance instead of 16x. The input scale is the cause.
+        advice = ("Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, "
+                  "and initialise the output bias to the log prior, log(p / (1 - p)), when the classes are imbalanced.")
     else:
         advice = (("The inputs are scaled, so look at the initialisation: use" if inputs_scaled(view) else
                    "Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, use")
@@ -99,3 +105,15 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         f"sensible prediction, so its first updates are large and spent on undoing the start.",
         advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
         epoch=view.context.initial_epoch)
+
+
+#: Initializers that scale the weights to the layer's fan-in/fan-out, as a recipe writes them with
+#: their default settings: a layer starting from one of them does not blow up its inputs.
+_SCALED_INITIALIZERS = frozenset({"glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal",
+                                  "lecun_uniform", "variance_scaling"})
+
+
+def _scaled_initializers(view: Diagnoser) -> bool:
+    """Whether every weight layer's kernel is known to start from a fan-scaled initializer."""
+    layers = view.context.initializers
+    return bool(layers) and all(start["kernel"] in _SCALED_INITIALIZERS for start in layers.values())
