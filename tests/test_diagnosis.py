@@ -245,7 +245,11 @@ def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     assert "standardize_targets" not in f.advice and "unstandardised" not in f.message and "linear" in f.advice
     # Unscaled targets (diabetes: mean 152, std 77) still are.
     reg.context.target_mean, reg.context.target_std = 152.0, 77.0
-    assert "standardize_targets" in finding(reg.run(), "loss-at-chance").advice
+    f = finding(reg.run(), "loss-at-chance")
+    # The bias to start from is the run's own target mean: a recipe refuses the placeholder "MEAN".
+    assert "standardize_targets" in f.advice and "bias_initializer: {name: constant, value: 152}" in f.advice
+    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else 0.9
+    assert "bias_initializer: {name: constant, value: 152}" in finding(reg.run(), "initial-loss-too-high").advice
 
 
 def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_scale():

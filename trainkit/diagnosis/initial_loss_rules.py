@@ -14,6 +14,7 @@ from trainkit.diagnosis.task_context import (
     chance_text,
     constant_prediction,
     inputs_scaled,
+    mean_bias_text,
     standardise_inputs_advice,
     targets_scaled,
     targets_text,
@@ -79,7 +80,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         advice = ("Standardise the targets with training-split statistics (preprocessing: "
                   "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs "
                   "(standardize_inputs: true); or initialise the output bias at the target mean "
-                  "(bias_initializer: {name: constant, value: MEAN}).")
+                  f"({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
         # loss 37x chance and were told "the inputs are scaled, so look at the initialisation".

@@ -40,6 +40,14 @@ def constant_prediction(view: Diagnoser) -> str:
     return "the label prior / the target mean"
 
 
+def mean_bias_text(view: Diagnoser) -> str:
+    """``bias_initializer: {name: constant, value: 1035}``: the output bias at the target mean, the
+    run's own when known (a recipe refuses the placeholder ``MEAN`` the advice wrote)."""
+    mean = view.context.target_mean
+    value = format_number(mean) if mean is not None and math.isfinite(mean) else "MEAN"
+    return f"bias_initializer: {{name: constant, value: {value}}}"
+
+
 def val_chance_level(view: Diagnoser) -> float | None:
     """The chance level of the validation loss (no prediction that ignores the inputs gets
     lower): its own where known, else the training one."""
