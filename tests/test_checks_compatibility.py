@@ -222,6 +222,12 @@ def test_allowed_error_becomes_warning_that_says_so():
     assert findings[0].severity == "warning"
     assert findings[0].message.startswith("Allowed by allow: [regression-loss-for-classification]. ")
     assert "BinaryCrossentropy" in findings[0].advice
+    # low_mse_binary_broken's users write YAML: the fix is spelled as a recipe writes it too.
+    assert "(in a recipe, loss: binary_crossentropy with {type: dense, units: 1, activation: sigmoid})" in findings[0].advice
+    multiclass = check_compatibility(build("dense", 3, "softmax"), get_loss("mse"), "multiclass",
+                                     allow={"regression-loss-for-classification"})
+    assert "loss: sparse_categorical_crossentropy, or categorical_crossentropy for one-hot labels, with " \
+           "{type: dense, units: K, activation: softmax}" in multiclass[0].advice
 
 
 @pytest.mark.parametrize(("loss", "says"), [("mse", True), ("mae", False)])

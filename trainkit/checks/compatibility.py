@@ -210,16 +210,22 @@ class Rule:
 # Fixes, written once and reused by the rules.
 
 def _classification_fix(task: str, num_classes: int | None) -> str:
+    # With the recipe's spelling too: low_mse_binary_broken's users write YAML, and were given
+    # only the Python classes.
     k = num_classes if num_classes else "K"
     if task == "binary":
         return ("Use loss=BinaryCrossentropy(from_logits=True) with a linear output Dense(1), or "
-                "BinaryCrossentropy() with Dense(1, activation='sigmoid').")
+                "BinaryCrossentropy() with Dense(1, activation='sigmoid') (in a recipe, loss: binary_crossentropy "
+                "with {type: dense, units: 1, activation: sigmoid}).")
     if task == "multiclass":
         return (f"Use loss=SparseCategoricalCrossentropy(from_logits=True) for integer labels (or "
                 f"CategoricalCrossentropy(from_logits=True) for one-hot labels) with a linear output "
-                f"Dense({k}); or from_logits=False with Dense({k}, activation='softmax').")
+                f"Dense({k}); or from_logits=False with Dense({k}, activation='softmax') (in a recipe, loss: "
+                f"sparse_categorical_crossentropy, or categorical_crossentropy for one-hot labels, with "
+                f"{{type: dense, units: {k}, activation: softmax}}).")
     return (f"Use loss=BinaryCrossentropy(from_logits=True) with a linear output Dense({k}), or "
-            f"BinaryCrossentropy() with Dense({k}, activation='sigmoid').")
+            f"BinaryCrossentropy() with Dense({k}, activation='sigmoid') (in a recipe, loss: binary_crossentropy "
+            f"with {{type: dense, units: {k}, activation: sigmoid}}).")
 
 
 def _output_fix(case: Case) -> str:
