@@ -335,6 +335,17 @@ def test_unscaled_targets_near_zero_mean_name_their_spread_not_the_bias():
     assert "bias has to travel 53" in finding.message
 
 
+def test_unscaled_targets_of_an_output_bias_started_at_their_mean_name_their_spread_not_the_bias():
+    # high_unscaled_broken with bias_initializer {name: constant, value: 1035}, as
+    # initial-loss-too-high advises: still told "an output near 0 ... the output bias has to travel 1035 units".
+    y = np.linspace(3, 103, len(X)).astype("float32")
+    at_mean = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"),
+                                L.Dense(1, bias_initializer=keras.initializers.Constant(53.0))])
+    (finding,) = check_data(X, y, model=at_mean, loss=get_loss("mse"), task="regression")
+    assert finding.code == "unscaled-targets" and "bias has to travel" not in finding.message
+    assert "The output bias starts at 53, near their mean" in finding.message and "spread ~28.9" in finding.message
+
+
 def test_train_validation_overlap_bad_and_good():
     (finding,) = run("binary", X, YB, x_val=X[:100], y_val=YB[:100])
     assert finding.code == "train-validation-overlap"

@@ -61,6 +61,7 @@ from trainkit.checks.model_inspect import (
     find_outputs,
     input_names,
     input_shapes,
+    iter_layers,
     position_keeping_layers,
     scales_own_inputs,
 )
@@ -234,7 +235,8 @@ def check_data(
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
-                      input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names))
+                      input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
+                      output_biases=output_biases(model, outputs))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:
@@ -246,3 +248,22 @@ def check_data(
             raise DataError(rule.code, f"{issue.message} {issue.advice}")
         findings.append(to_finding(rule.code, rule.severity, issue))
     return findings
+
+
+def output_biases(model: Any, outputs: Sequence[OutputInfo]) -> dict[str, float]:
+    """The mean starting bias of each output's unit layer, by the layer's name (where it has one).
+
+    ``unscaled-targets`` said "the output bias has to travel 1035 units" to a model whose bias was
+    set to the target mean (``bias_initializer: {name: constant, value: 1035}``, as
+    ``initial-loss-too-high`` advises).
+    """
+    wanted = {o.layer for o in outputs}
+    found: dict[str, float] = {}
+    for layer in iter_layers(model):
+        bias = getattr(layer, "bias", None) if layer.name in wanted else None
+        if bias is not None:
+            try:
+                found[layer.name] = float(np.mean(keras.ops.convert_to_numpy(bias)))
+            except Exception:  # a bias that cannot be read leaves the message as it was
+                continue
+    return found

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,8 @@ class DataContext:
     batch_size: int | None = None
     #: ``(input index, layer name, input_dim)`` of each Embedding an input feeds directly.
     embeddings: Sequence[tuple[int, str, int]] = ()
+    #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
+    output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -105,16 +105,22 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             continue
         m, s, j = scale.mean, scale.std, scale.column
         y = y.reshape(len(y), -1)
+        bias = ctx.output_biases.get(t.output.layer) if t.output is not None else None
         # What the output has to cover: the offset when the targets sit far from 0, else their
         # spread (make_regression's targets, mean -5 and std 168, were told the bias had to
         # travel 5.2 units, the one part of them that needed no scaling).
         far = (f"the output bias has to travel {format_number(abs(m))} units" if abs(m) > s else
                f"the output weights have to grow until the outputs spread ~{format_number(s)} units around their mean")
+        start = (f"A freshly initialised output starts far from them (an output near 0 makes the first MSE about the mean "
+                 f"of y squared, ~{format_number(m * m + s * s)}), so the first gradients are huge and {far}.")
+        if bias is not None and abs(m) > s and abs(bias - m) <= s:
+            # The bias starts near the targets' mean already: only their spread is left to cover.
+            start = (f"The output bias starts at {format_number(bias)}, near their mean, but the outputs still have to "
+                     f"spread ~{format_number(s)} units around it: the loss is measured in squared units of the "
+                     f"targets (~{format_number(s * s)} for predicting the mean), so the gradients are huge.")
         return Issue(
             f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{ctx.where} (range "
-            f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). A freshly initialised output starts "
-            f"far from them (an output near 0 makes the first MSE about the mean of y squared, ~{format_number(m * m + s * s)}), "
-            f"so the first gradients are huge and {far}.",
+            f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). {start}",
             (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
              "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
