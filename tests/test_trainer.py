@@ -1168,6 +1168,22 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     assert set(make_trainer(make_model(features=4), metrics="accuracy").fit(x, y, epochs=1, verbose=0).history) == {"loss", "accuracy"}
 
 
+def test_metrics_take_every_name_keras_does_and_the_arguments_a_class_needs():
+    # keras.metrics.get takes class names ("F1Score") and their snake case ("mean_io_u"); a class
+    # that needs an argument was read as an unknown name ("did you mean mean_absolute_error?").
+    specs = ["F1Score", "RootMeanSquaredError", "binary_io_u", {"name": "mean_io_u", "num_classes": 2}, {"name": "PrecisionAtRecall", "recall": 0.5}]
+    metrics = make_trainer(metrics=specs)._metrics
+    assert [type(m).__name__ for m in metrics] == ["F1Score", "RootMeanSquaredError", "BinaryIoU", "MeanIoU", "PrecisionAtRecall"]
+    assert [m.name for m in metrics] == ["F1Score", "RootMeanSquaredError", "binary_io_u", "mean_io_u", "PrecisionAtRecall"]
+    assert metrics[3].num_classes == 2 and metrics[4].recall == 0.5
+    with pytest.raises(UnknownNameError, match=r"needs num_classes: give it as a mapping, \{name: mean_io_u, num_classes: ...\}") as info:
+        make_trainer(metrics=["mean_io_u"])
+    assert info.value.code == "bad-metric-argument"
+    with pytest.raises(UnknownNameError, match='Did you mean "mean_io_u"') as info:
+        make_trainer(metrics=["mean_iou"])
+    assert info.value.code == "unknown-metric"
+
+
 @pytest.mark.parametrize(("call", "code"), [
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x[:, :3], y)), "shape-mismatch"),
     (lambda t, x, y: t.evaluate(x[:, :3], y), "shape-mismatch"),

@@ -309,20 +309,14 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         raise UnknownNameError("unknown-metric", 'The metric "accuracy" means nothing for a regression task. Use "mae" or "mse" instead.')
     if key == "auc" and from_logits:
         params.setdefault("from_logits", True)
-    try:
-        metric = keras.metrics.get(key)
-    except (ValueError, TypeError):
-        raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".') from None
-    if params and isinstance(metric, keras.metrics.Metric):
-        metric = _metric_with(name, type(metric), params)
-    elif params:
-        raise UnknownNameError("bad-metric-argument", f'Metric "{name}" is a function and takes no arguments; got {", ".join(params)}.')
+    cls = _keras_metric_class(name)
+    if cls is None:
+        raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".')
+    metric = _metric_with(name, cls, params)
     if task == "multiclass" and isinstance(loss, keras.losses.SparseCategoricalCrossentropy) and _compares_like_shapes(metric):
         raise UnknownNameError("unknown-metric", f'The metric "{name}" compares the labels with the outputs entry by entry, so it needs one-hot labels, '
                                                  f'but SparseCategoricalCrossentropy takes class ids. Use "accuracy" (or '
                                                  f'"sparse_top_k_categorical_accuracy"), or one-hot labels with categorical_crossentropy.')
-    if not isinstance(metric, keras.metrics.Metric):
-        metric = keras.metrics.MeanMetricWrapper(metric, name=key)
     # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
@@ -336,12 +330,36 @@ def _compares_like_shapes(metric: Any) -> bool:
     return module.endswith(("confusion_metrics", "f_score_metrics")) or isinstance(metric, one_hot)
 
 
+def _keras_metric_class(name: str) -> type[keras.metrics.Metric] | None:
+    """The Keras metric class ``name`` names, as ``keras.metrics.get`` reads it (``F1Score``,
+    ``mean_io_u``, ``mse``) or in lower case (``AUC``, ``Precision``); ``None`` if none.
+
+    The class, not an instance: ``keras.metrics.get`` makes one without arguments, which
+    ``MeanIoU`` and ``PrecisionAtRecall`` cannot be (they need ``num_classes``, ``recall``).
+    """
+    for candidate in (name, name.lower()):
+        if candidate in METRIC_CLASSES:
+            return METRIC_CLASSES[candidate]
+        try:
+            return type(keras.metrics.get(candidate))  # Keras's aliases: "mse", "MAE", "bce"...
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
 def _metric_with(name: str, cls: type[keras.metrics.Metric], params: dict[str, Any]) -> keras.metrics.Metric:
     """``cls(**params)``, its arguments checked first (``bad-metric-argument``)."""
     accepted = _class_arguments(cls)
     for arg in params:
         if arg not in accepted:
             raise UnknownNameError("bad-metric-argument", f'Metric "{name}" has no argument "{arg}".{closest(arg, accepted)} Its arguments: {", ".join(accepted)}.')
+    # The class's own signature: a base class's required arguments (IoU's num_classes, MeanMetricWrapper's
+    # fn) are passed up by the subclass.
+    required = [p.name for p in inspect.signature(cls).parameters.values() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    missing = [arg for arg in required if arg not in params]
+    if missing:
+        raise UnknownNameError("bad-metric-argument", f'Metric "{name}" needs {" and ".join(missing)}: give it as a mapping, '
+                                                      f'{{name: {name}, {missing[0]}: ...}} (in Python, {cls.__name__}({missing[0]}=...)).')
     params = _checked_arguments(f'Metric "{name}"', "bad-metric-argument", params, accepted)
     try:
         return cls(**params)
@@ -413,7 +431,15 @@ def _public_names(module: Any, exclude: Iterable[str] = ("get", "serialize", "de
 ACTIVATION_NAMES: tuple[str, ...] = _public_names(keras.activations)
 INITIALIZER_NAMES: tuple[str, ...] = _public_names(keras.initializers)
 # The metric classes (Precision, AUC...) are named in snake case too; dir() lists them capitalised.
-METRIC_NAMES: tuple[str, ...] = (*_public_names(keras.metrics), "auc", "precision", "recall", "f1_score", "r2_score")
+#: The metric classes by the names keras.metrics.get takes for them: the class's (``MeanIoU``) and
+#: its snake case as Keras spells it (``mean_io_u``, ``f1_score``).
+METRIC_CLASSES: dict[str, type[keras.metrics.Metric]] = {
+    spelling: cls
+    for class_name, cls in vars(keras.metrics).items()
+    if isinstance(cls, type) and issubclass(cls, keras.metrics.Metric) and class_name[:1].isupper()
+    for spelling in (class_name, re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)).lower())
+}
+METRIC_NAMES: tuple[str, ...] = tuple(dict.fromkeys((*_public_names(keras.metrics), *(n for n in METRIC_CLASSES if n[:1].islower()))))
 REGULARIZER_NAMES: tuple[str, ...] = _public_names(keras.regularizers)
 # Shorthand mappings such as {"l2": 0.01} name the penalty strengths directly.
 _PENALTY_KEYS: tuple[str, ...] = ("l1", "l2")
