@@ -1184,6 +1184,26 @@ def test_metrics_take_every_name_keras_does_and_the_arguments_a_class_needs():
     assert info.value.code == "unknown-metric"
 
 
+def test_a_metric_giving_several_numbers_is_refused_before_training():
+    # F1Score() scores each class; its epoch value failed in a TensorFlow reshape once the first
+    # epoch had trained.
+    x, y = make_data(40, features=4)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    weights = model.get_weights()
+    trainer = make_trainer(model, loss="categorical_crossentropy", task="multiclass", metrics=[keras.metrics.F1Score()])
+    with pytest.raises(ArgumentError, match=r'"f1_score" \(F1Score\) gives 3 numbers.*average="macro"') as info:
+        trainer.fit(x, np.eye(3, dtype="float32")[(x[:, 0] > 0).astype(int)], epochs=1, verbose=0)
+    assert info.value.code == "metric-not-scalar"
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True))
+    trainer = make_trainer(make_model(features=4), metrics=[keras.metrics.Precision(thresholds=[0.3, 0.5])])
+    with pytest.raises(ArgumentError, match=r"gives 2 numbers.*one threshold") as info:
+        trainer.evaluate(x, y)
+    assert info.value.code == "metric-not-scalar"
+    history = make_trainer(make_model(features=4), metrics=[keras.metrics.F1Score()]).fit(x, y, epochs=1, verbose=0).history
+    assert isinstance(history["f1_score"][0], float)  # one output unit: one number
+
+
 @pytest.mark.parametrize(("call", "code"), [
     (lambda t, x, y: t.fit(x, y, epochs=1, verbose=0, validation_data=(x[:, :3], y)), "shape-mismatch"),
     (lambda t, x, y: t.evaluate(x[:, :3], y), "shape-mismatch"),

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import multioutput, stats
+from trainkit.errors import ArgumentError
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function
 
 
@@ -102,6 +103,32 @@ class EpochMetrics:
 
             reset = self._metric_fns[split] = compile_function(reset_all)
         reset()
+
+    def _check_metric_results(self, split: str = "train") -> None:
+        """Refuses a metric of ``split`` whose result is more than one number, once its step is traced.
+
+        An epoch logs one number per metric (History, console, TensorBoard); ``F1Score()``'s
+        per-class scores and ``Precision(thresholds=[0.3, 0.5])``'s per-threshold ones otherwise
+        failed in TensorFlow's reshape at the first epoch's end, after the epoch had trained.
+        One eager ``result()`` per metric: the trace built them.
+
+        Raises:
+            ArgumentError: ``metric-not-scalar``, naming the metric and what to pass instead.
+        """
+        if not self._tracked.get(split):
+            return  # a step of its own that never fed the metrics
+        for metric in self._metrics if split == "train" else self._eval_metrics:
+            try:
+                count = metric.result().shape.num_elements()
+            except AttributeError:
+                continue  # never updated (an output without targets): Keras builds some at their first update
+            if count == 1:
+                continue
+            config = metric.get_config()
+            fix = ('average="macro" (or "micro", "weighted")' if "average" in config
+                   else "one threshold (a metric for each)" if "thresholds" in config else "a metric giving one number")
+            raise ArgumentError("metric-not-scalar", f'The metric "{metric.name}" ({type(metric).__name__}) gives {count} numbers (one per class or '
+                                                     f"threshold), and an epoch logs one number per metric: give it {fix}.")
 
     def epoch_log_names(self, validation: bool) -> list[str]:
         """The names each epoch's logs (and the History) will hold.

@@ -919,6 +919,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if validation is not None:  # its names too, before a callback checks its monitor
             self._build_eval_loop(validation, validation_batch_size)
         self._check_step_returns_loss()
+        self._check_metric_results()
         self._note_missing_statistics()
         logged = self.epoch_log_names(validation is not None)
         for callback in callbacks:
@@ -1295,6 +1296,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
             else:
                 self._eval_loop.discover_names(source.batch_spec(), **in_memory_batches(source, batch_size))
+            self._check_metric_results("eval")
         return self._eval_loop
 
     def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
