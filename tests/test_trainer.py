@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from unittest import mock
 
@@ -1166,6 +1167,19 @@ def test_metrics_are_named_as_given_and_may_be_functions_or_one_name():
     predictions = trainer.predict(x[48:])
     assert history["val_within_half"][0] == pytest.approx(float(np.mean(np.abs(y[48:] - predictions) < 0.5)), rel=1e-6)
     assert set(make_trainer(make_model(features=4), metrics="accuracy").fit(x, y, epochs=1, verbose=0).history) == {"loss", "accuracy"}
+
+
+def test_metric_functions_are_named_as_model_compile_names_them():
+    # A lambda was logged as "<lambda>", a partial and a loss object as "metric".
+    def withinHalf(y_true, y_pred):  # compile writes a camel-case name in snake case
+        return tf.cast(tf.abs(y_true - y_pred) < 0.5, tf.float32)
+
+    metrics = [lambda y_true, y_pred: tf.abs(y_true - y_pred), functools.partial(withinHalf), keras.losses.MeanAbsoluteError(), withinHalf]
+    names = [m.name for m in make_trainer(metrics=metrics)._metrics]
+    model = make_model()
+    model.compile(loss="binary_crossentropy", metrics=metrics)
+    model.evaluate(*make_data(8), verbose=0)
+    assert names == ["lambda", "partial", "mean_absolute_error", "within_half"] == [m.name for m in model.metrics[1].metrics]
 
 
 def test_metrics_take_every_name_keras_does_and_the_arguments_a_class_needs():

@@ -287,7 +287,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         return spec
     _refuse_class(spec, "metric")
     if callable(spec) and not isinstance(spec, str | Mapping):  # fn(y_true, y_pred), as compile takes
-        return keras.metrics.MeanMetricWrapper(spec, name=getattr(spec, "__name__", "metric"))
+        return keras.metrics.MeanMetricWrapper(spec, name=_callable_name(spec))
     if not isinstance(spec, str | Mapping):
         raise UnknownNameError("unknown-metric", f"A metric is a name, a {{'name': ...}} mapping, a keras.metrics.Metric or a function; got {spec!r}.")
     name, params = _split_spec(spec, "metric")
@@ -321,6 +321,23 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
     return metric
+
+
+def _snake_case(name: str) -> str:
+    """``name`` in snake case as Keras writes it: ``F1Score`` -> ``f1_score``, ``<lambda>`` -> ``lambda``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _callable_name(fn: Any) -> str:
+    """The name ``model.compile`` gives a metric function (its History key): a Keras object's own
+    ``name`` (a loss instance's ``mean_absolute_error``), else the function's name, or its class's
+    (a ``functools.partial``), in snake case (a lambda's ``lambda``)."""
+    name = getattr(fn, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return _snake_case(getattr(fn, "__name__", type(fn).__name__)) or "metric"
 
 
 def _compares_like_shapes(metric: Any) -> bool:
@@ -437,7 +454,7 @@ METRIC_CLASSES: dict[str, type[keras.metrics.Metric]] = {
     spelling: cls
     for class_name, cls in vars(keras.metrics).items()
     if isinstance(cls, type) and issubclass(cls, keras.metrics.Metric) and class_name[:1].isupper()
-    for spelling in (class_name, re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)).lower())
+    for spelling in (class_name, _snake_case(class_name))
 }
 METRIC_NAMES: tuple[str, ...] = tuple(dict.fromkeys((*_public_names(keras.metrics), *(n for n in METRIC_CLASSES if n[:1].islower()))))
 REGULARIZER_NAMES: tuple[str, ...] = _public_names(keras.regularizers)
