@@ -1182,6 +1182,25 @@ def test_metric_functions_are_named_as_model_compile_names_them():
     assert names == ["lambda", "partial", "mean_absolute_error", "within_half"] == [m.name for m in model.metrics[1].metrics]
 
 
+@pytest.mark.parametrize(("units", "one_hot"), [(3, False), (3, True), (2, False)])
+def test_accuracy_with_a_loss_of_one_s_own_reads_the_labels_as_their_shapes_say(units, one_hot):
+    # The loss did not say sparse: CategoricalAccuracy read class ids (val_accuracy 0.0), and a
+    # 2-unit binary output failed in BinaryAccuracy's comparison.
+    def my_loss(y_true, y_pred):
+        fn = keras.losses.categorical_crossentropy if one_hot else keras.losses.sparse_categorical_crossentropy
+        return fn(y_true, y_pred)
+
+    x, _ = make_data(60, features=4)
+    ids = np.argmax(x[:, :units], axis=1)
+    y = np.eye(units, dtype="float32")[ids] if one_hot else ids
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation="softmax")])
+    trainer = make_trainer(model, loss=my_loss, task="binary" if units == 2 else "multiclass", metrics=["accuracy"])
+    history = trainer.fit(x[:40], y[:40], validation_data=(x[40:], y[40:]), epochs=2, batch_size=16, verbose=0).history
+    expected = float(np.mean(np.argmax(trainer.predict(x[40:]), axis=1) == ids[40:]))
+    assert history["val_accuracy"][-1] == pytest.approx(expected) and trainer.evaluate(x[40:], y[40:])["accuracy"] == pytest.approx(expected)
+
+
 def test_metrics_take_every_name_keras_does_and_the_arguments_a_class_needs():
     # keras.metrics.get takes class names ("F1Score") and their snake case ("mean_io_u"); a class
     # that needs an argument was read as an unknown name ("did you mean mean_absolute_error?").

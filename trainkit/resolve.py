@@ -293,6 +293,11 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     name, params = _split_spec(spec, "metric")
     key = name.lower()
     from_logits = bool(getattr(loss, "get_config", dict)().get("from_logits", False)) if loss else False
+    if key in ("accuracy", "acc") and task in ("binary", "multiclass") and loss is not None and not isinstance(loss, tuple(LOSS_CLASSES.values())):
+        # A loss of the user's own does not tell class ids from one-hot rows: picked by the
+        # shapes, as compile does (CategoricalAccuracy read class ids as 0.0, and a 2-unit binary
+        # output failed in BinaryAccuracy's comparison).
+        return _metric_with(name, keras.metrics.MeanMetricWrapper, {"fn": accuracy_by_shapes, "name": "accuracy", **params})
     if key in ("accuracy", "acc"):
         # A binary task may be written as two softmax units with a categorical loss (the
         # compatibility checks accept it): BinaryAccuracy then compares each row's 0/1 label with
@@ -321,6 +326,16 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
     return metric
+
+
+def accuracy_by_shapes(y_true: Any, y_pred: Any) -> Any:
+    """Each row's accuracy, of the kind ``compile``'s ``"accuracy"`` picks from the shapes: binary
+    for one output unit, else sparse for class ids (a lower rank, or one column), else categorical."""
+    if y_pred.shape[-1] == 1:
+        return keras.metrics.binary_accuracy(y_true, y_pred)
+    if len(y_true.shape) < len(y_pred.shape) or y_true.shape[-1] == 1:
+        return keras.metrics.sparse_categorical_accuracy(y_true, y_pred)
+    return keras.metrics.categorical_accuracy(y_true, y_pred)
 
 
 def _snake_case(name: str) -> str:
