@@ -1882,6 +1882,15 @@ def test_class_weight_needs_class_ids_and_sparse_labels_need_metrics_that_read_t
         Trainer(softmax, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=["auc"])
 
 
+@pytest.mark.parametrize("metric", ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy"])
+def test_one_hot_labels_refuse_metrics_that_read_class_ids(metric):
+    # A TensorFlow "Dimensions must be equal" error when the step was traced.
+    softmax = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(UnknownNameError, match=f'"{metric}" reads one class id per sample, but CategoricalCrossentropy takes one-hot labels') as info:
+        Trainer(softmax, loss="categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=[metric])
+    assert info.value.code == "unknown-metric"
+
+
 def test_a_list_of_one_array_is_the_one_input_or_target_as_in_model_fit():
     # fit([x], y) was refused as 1 row of shape (40, 4).
     x, y = make_data(40, features=4)

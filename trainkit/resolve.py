@@ -322,6 +322,10 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         raise UnknownNameError("unknown-metric", f'The metric "{name}" compares the labels with the outputs entry by entry, so it needs one-hot labels, '
                                                  f'but SparseCategoricalCrossentropy takes class ids. Use "accuracy" (or '
                                                  f'"sparse_top_k_categorical_accuracy"), or one-hot labels with categorical_crossentropy.')
+    if task == "multiclass" and isinstance(loss, _ONE_HOT_LOSSES) and isinstance(metric, _READS_CLASS_IDS):
+        # Else a TensorFlow shape error ("Dimensions must be equal") when the step is traced.
+        raise UnknownNameError("unknown-metric", f'The metric "{name}" reads one class id per sample, but {type(loss).__name__} takes one-hot labels. '
+                                                 f'Use "accuracy" (or "top_k_categorical_accuracy"), or class ids with sparse_categorical_crossentropy.')
     # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
@@ -353,6 +357,11 @@ def _callable_name(fn: Any) -> str:
     if isinstance(name, str) and name:
         return name
     return _snake_case(getattr(fn, "__name__", type(fn).__name__)) or "metric"
+
+
+#: Losses that take one-hot label rows, and the metrics that read class ids instead.
+_ONE_HOT_LOSSES = (keras.losses.CategoricalCrossentropy, keras.losses.CategoricalFocalCrossentropy, keras.losses.CategoricalHinge)
+_READS_CLASS_IDS = (keras.metrics.SparseCategoricalAccuracy, keras.metrics.SparseTopKCategoricalAccuracy, keras.metrics.SparseCategoricalCrossentropy)
 
 
 def _compares_like_shapes(metric: Any) -> bool:
