@@ -1201,6 +1201,22 @@ def test_accuracy_with_a_loss_of_one_s_own_reads_the_labels_as_their_shapes_say(
     assert history["val_accuracy"][-1] == pytest.approx(expected) and trainer.evaluate(x[40:], y[40:])["accuracy"] == pytest.approx(expected)
 
 
+def test_metrics_get_one_dimensional_targets_lined_up_with_a_one_unit_output():
+    # [batch] targets against a [batch, 1] output: a metric function's y_true - y_pred broadcast
+    # to [batch, batch] (its mean over every pair of rows rose as the model learnt), and F1Score
+    # refused them.
+    def my_mae(y_true, y_pred):
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1)
+
+    x, y = make_data(48, features=4)
+    trainer = make_trainer(make_model(features=4), metrics=["mae", my_mae, keras.metrics.F1Score(threshold=0.5)])
+    history = trainer.fit(x, y[:, 0], validation_split=0.25, epochs=2, batch_size=16, verbose=0).history
+    assert history["my_mae"] == pytest.approx(history["mae"], abs=1e-6) and history["val_my_mae"] == pytest.approx(history["val_mae"], abs=1e-6)
+    predicted, labels = trainer.predict(x[36:])[:, 0] > 0.5, y[36:, 0] == 1
+    hits = np.sum(predicted & labels)
+    assert history["val_f1_score"][-1] == pytest.approx(2 * hits / (np.sum(predicted) + np.sum(labels)), abs=1e-5)
+
+
 def test_metrics_take_every_name_keras_does_and_the_arguments_a_class_needs():
     # keras.metrics.get takes class names ("F1Score") and their snake case ("mean_io_u"); a class
     # that needs an argument was read as an unknown name ("did you mean mean_absolute_error?").

@@ -25,6 +25,7 @@ import tensorflow as tf
 from trainkit import multioutput, stats
 from trainkit.errors import ArgumentError
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function
+from trainkit.resolve import same_rank
 
 
 class EpochMetrics:
@@ -75,9 +76,12 @@ class EpochMetrics:
             predictions = multioutput.flat_outputs(y_pred)
             for metric, index in zip(metrics, self._metric_outputs, strict=True):
                 if targets[index] is not None:  # an output without targets (and loss) is not measured
-                    metric.update_state(targets[index], predictions[index], sample_weight=sample_weight)
+                    metric.update_state(*same_rank(targets[index], predictions[index]), sample_weight=sample_weight)
             return
-        y = multioutput.like_outputs(y, y_pred, self._output_names)
+        # Ranks lined up, as for a loss: 1-D targets against a [batch, 1] output broadcast to
+        # [batch, batch] in a metric function's ``y_true - y_pred`` (a mean over every pair of
+        # rows, rising as the model learnt), and F1Score refused them.
+        y, y_pred = same_rank(multioutput.like_outputs(y, y_pred, self._output_names), y_pred)
         for metric in metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 

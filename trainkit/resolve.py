@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 # closest is imported from here by other modules too (it lives in errors, free of Keras).
 from trainkit.errors import ArgumentError, UnknownNameError, closest
@@ -89,16 +90,18 @@ class _FunctionLoss(keras.losses.Loss):
         # Keras's own wrapper of loss functions lines the ranks up first: 1-D targets against a
         # [batch, 1] output otherwise broadcast to [batch, batch] in ``y_true - y_pred``, and the
         # usual custom MSE trained on the mean over every pair of rows.
-        y_true, y_pred = _same_rank(y_true, y_pred)
+        y_true, y_pred = same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred)
 
 
-def _same_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+def same_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     """``y_true`` and ``y_pred`` with a trailing axis of 1 added or dropped where only that differs.
 
     Keras's ``squeeze_or_expand_to_same_rank``, which is not public API: a rank-1 tensor gets the
-    axis, a higher rank loses it.
+    axis, a higher rank loses it. Tensors of unknown rank are left as they are.
     """
+    if not (tf.is_tensor(y_true) and tf.is_tensor(y_pred)) or y_true.shape.rank is None or y_pred.shape.rank is None:
+        return y_true, y_pred
     true_rank, pred_rank = len(y_true.shape), len(y_pred.shape)
     if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
         return (y_true, keras.ops.expand_dims(y_pred, -1)) if pred_rank == 1 else (keras.ops.squeeze(y_true, -1), y_pred)
