@@ -1907,6 +1907,18 @@ def test_one_hot_labels_refuse_metrics_that_read_class_ids(metric):
     assert info.value.code == "unknown-metric"
 
 
+@pytest.mark.parametrize(("loss", "metric", "says"), [
+    ("sparse_categorical_crossentropy", keras.metrics.CategoricalAccuracy, "compares the labels with the outputs entry by entry"),
+    ("categorical_crossentropy", keras.metrics.SparseCategoricalAccuracy, "reads one class id per sample"),
+])
+def test_a_metric_object_reading_labels_in_the_other_format_than_the_loss_is_refused(loss, metric, says):
+    # As a name is: CategoricalAccuracy() with class ids logged a validation accuracy of 0.0.
+    softmax = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(UnknownNameError, match=says) as info:
+        Trainer(softmax, loss=loss, optimizer="sgd", task="multiclass", metrics=[metric()])
+    assert info.value.code == "unknown-metric"
+
+
 def test_a_list_of_one_array_is_the_one_input_or_target_as_in_model_fit():
     # fit([x], y) was refused as 1 row of shape (40, 4).
     x, y = make_data(40, features=4)

@@ -287,6 +287,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         loss: The resolved loss; tells sparse from one-hot labels and logits from probabilities.
     """
     if isinstance(spec, keras.metrics.Metric):
+        _check_label_format(spec.name, spec, task, loss)
         return spec
     _refuse_class(spec, "metric")
     if callable(spec) and not isinstance(spec, str | Mapping):  # fn(y_true, y_pred), as compile takes
@@ -321,14 +322,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
     if cls is None:
         raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".')
     metric = _metric_with(name, cls, params)
-    if task == "multiclass" and isinstance(loss, keras.losses.SparseCategoricalCrossentropy) and _compares_like_shapes(metric):
-        raise UnknownNameError("unknown-metric", f'The metric "{name}" compares the labels with the outputs entry by entry, so it needs one-hot labels, '
-                                                 f'but SparseCategoricalCrossentropy takes class ids. Use "accuracy" (or '
-                                                 f'"sparse_top_k_categorical_accuracy"), or one-hot labels with categorical_crossentropy.')
-    if task == "multiclass" and isinstance(loss, _ONE_HOT_LOSSES) and isinstance(metric, _READS_CLASS_IDS):
-        # Else a TensorFlow shape error ("Dimensions must be equal") when the step is traced.
-        raise UnknownNameError("unknown-metric", f'The metric "{name}" reads one class id per sample, but {type(loss).__name__} takes one-hot labels. '
-                                                 f'Use "accuracy" (or "top_k_categorical_accuracy"), or class ids with sparse_categorical_crossentropy.')
+    _check_label_format(name, metric, task, loss)
     # Named as given, like model.compile names it: "mae", not "mean_absolute_error", and "auc"
     # even when the process already made one (Keras numbers its instances: "auc_1").
     metric.name = name
@@ -360,6 +354,26 @@ def _callable_name(fn: Any) -> str:
     if isinstance(name, str) and name:
         return name
     return _snake_case(getattr(fn, "__name__", type(fn).__name__)) or "metric"
+
+
+def _check_label_format(name: str, metric: keras.metrics.Metric, task: str, loss: keras.losses.Loss | None) -> None:
+    """Refuses a multiclass metric that reads the labels in the other format than the loss takes them.
+
+    Else silent nonsense (CategoricalAccuracy reads class ids as a validation accuracy of 0.0)
+    or a TensorFlow shape error ("Dimensions must be equal") when the step is traced.
+
+    Raises:
+        UnknownNameError: ``unknown-metric``, saying which metric to use instead.
+    """
+    if task != "multiclass":
+        return
+    if isinstance(loss, keras.losses.SparseCategoricalCrossentropy) and _compares_like_shapes(metric):
+        raise UnknownNameError("unknown-metric", f'The metric "{name}" compares the labels with the outputs entry by entry, so it needs one-hot labels, '
+                                                 f'but SparseCategoricalCrossentropy takes class ids. Use "accuracy" (or '
+                                                 f'"sparse_top_k_categorical_accuracy"), or one-hot labels with categorical_crossentropy.')
+    if isinstance(loss, _ONE_HOT_LOSSES) and isinstance(metric, _READS_CLASS_IDS):
+        raise UnknownNameError("unknown-metric", f'The metric "{name}" reads one class id per sample, but {type(loss).__name__} takes one-hot labels. '
+                                                 f'Use "accuracy" (or "top_k_categorical_accuracy"), or class ids with sparse_categorical_crossentropy.')
 
 
 #: Losses that take one-hot label rows, and the metrics that read class ids instead.
