@@ -505,6 +505,13 @@ def test_an_early_stopping_monitor_that_is_never_logged_is_refused_before_traini
     assert err.code == "recipe-invalid-value" and words in err.message
 
 
+def test_an_early_stopping_monitor_may_name_a_repeated_metric_as_the_trainer_numbers_it(tiny: Path) -> None:
+    # The trainer logs auc and auc_1; the recipe refused val_auc_1 as never logged.
+    overrides = ["metrics=[auc, {name: auc, curve: PR}]"]
+    assert load_recipe(tiny, [*overrides, "training.early_stopping={monitor: val_auc_1}"]).training.early_stopping.monitor == "val_auc_1"
+    assert "the epoch logs are loss, auc, auc_1, val_loss, val_auc, val_auc_1" in error_of(load_recipe, tiny, [*overrides, "training.early_stopping={monitor: val_auc_2}"]).message
+
+
 def test_class_weight_is_read_with_integer_class_ids(tiny: Path) -> None:
     assert load_recipe(tiny, ["training.class_weight={0: 1, 1: 4.5}"]).training.class_weight == {0: 1.0, 1: 4.5}
     err = error_of(load_recipe, tiny, ["training.class_weight={0: -1}"])

@@ -47,6 +47,7 @@ from trainkit.errors import RecipeError, closest_match
 from trainkit.recipe_paths import flatten_types, literal_values
 from trainkit.recipe_text import describe, one_line, parse_yaml, short, too_big
 from trainkit.recipe_validation import to_recipe_error
+from trainkit.stat_names import numbered
 from trainkit.tasks import Task
 
 Source = Literal["generator", "csv", "npz", "sklearn"]
@@ -487,7 +488,8 @@ class Recipe(_Section):
         stopping = self.training.early_stopping
         if stopping is None:
             return self
-        logged = ["loss", *(_metric_log_name(m) for m in self.metrics)]
+        # Numbered as the trainer numbers a repeated name ([auc, {name: auc, curve: PR}] logs auc, auc_1).
+        logged = ["loss", *numbered(_metric_log_name(m) for m in self.metrics)]
         validated = self.training.validation_split > 0
         logged += [f"val_{name}" for name in logged] if validated else []
         logged += ["last_batch_loss"] if self.training.report_last_batch_loss else []
