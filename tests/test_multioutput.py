@@ -283,16 +283,18 @@ def test_class_weight_is_refused_for_several_outputs_even_before_they_are_counte
 
 
 def test_class_weight_with_one_output_targets_in_a_dict_names_the_array_to_pass():
-    # It said "class_weight applies to a model with one output" of a model with one output.
+    # It said "class_weight applies to a model with one output" of a model with one output; and
+    # "pass that array itself, y['flag']" to a dataset, whose caller holds no such array.
     x, ya, _ = data()
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="flag")(inputs))
     trainer = Trainer(model, loss="binary_crossentropy", task="binary", optimizer="sgd", seed=0, diagnose=False)
-    for x_fit, y_fit in ((x, {"flag": ya}), (tf.data.Dataset.from_tensor_slices((x, {"flag": ya})).batch(16), None)):
+    for x_fit, y_fit, fix in ((x, {"flag": ya}, "pass that array itself, y['flag']"),
+                              (tf.data.Dataset.from_tensor_slices((x, {"flag": ya})).batch(16), None, "dataset.map(lambda x, y: (x, y['flag']))")):
         with pytest.raises(ArgumentError) as info:
             trainer.fit(x_fit, y_fit, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0})
-        assert info.value.code == "bad-argument" and "applies to a model with one output" not in info.value.message and "pass that array itself, y['flag']" in info.value.message
+        assert info.value.code == "bad-argument" and "applies to a model with one output" not in info.value.message and fix in info.value.message
 
 
 def test_class_imbalance_of_one_output_names_it_and_does_not_advise_class_weight():

@@ -91,7 +91,7 @@ class FitData:
                 raise DataError("missing-targets", f"{err.message} {self._targets_hint(dataset=True)}") from None
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
             if class_weight is not None:
-                _check_one_target(x.element_spec[1], self.heads)
+                _check_one_target(x.element_spec[1], self.heads, dataset=True)
                 train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
         else:
             if steps_per_epoch is not None:
@@ -217,16 +217,19 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
     check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
 
 
-def _check_one_target(targets: Any, heads: Sequence[multioutput.Head]) -> None:
-    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does."""
+def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: bool = False) -> None:
+    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does;
+    ``dataset``: the targets are a dataset's (its element spec), which has no ``y`` to index."""
     structure = isinstance(targets, tuple | list | Mapping)
     if len(heads) > 1 or (structure and len(targets) != 1):
         raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
                                             "output's labels, say), which weighs every output's loss.")
     if structure:  # the one output's targets in a dict or list: "a model with one output" misled
         inner = f"y[{next(iter(targets))!r}]" if isinstance(targets, Mapping) else "y[0]"
+        # A dataset's batches hold the structure: "pass y['out']" named an array the caller does not have.
+        fix = f"map the dataset to yield that tensor itself, dataset.map(lambda x, y: (x, {inner}))" if dataset else f"pass that array itself, {inner}"
         raise ArgumentError("bad-argument", f"class_weight reads class ids from one array of targets, but y is a {type(targets).__name__} holding the model's one "
-                                            f"output's targets (model.fit refuses it too): pass that array itself, {inner}.")
+                                            f"output's targets (model.fit refuses it too): {fix}.")
     if heads and heads[0].task == "regression":  # its targets are no class ids (a rounded -2.7 indexed the weights)
         raise ArgumentError("bad-argument", "class_weight weighs the classes of a classification task; a regression task has none. Weigh rows with sample_weight instead.")
 
