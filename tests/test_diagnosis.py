@@ -252,6 +252,16 @@ def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     assert "bias_initializer: {name: constant, value: 152}" in finding(reg.run(), "initial-loss-too-high").advice
 
 
+def test_a_bias_at_the_target_mean_is_not_one_column_s_mean_for_every_column():
+    # Targets of two columns (means 152 and ~0): "bias_initializer: {name: constant, value: 152}"
+    # started the second column's unit 152 off; the mean known is the farthest column's only.
+    reg = Stream(task="regression", chance=1.0)
+    reg.context.target_mean, reg.context.target_std, reg.context.target_columns = 152.0, 77.0, 2
+    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else 0.9
+    advice = finding(reg.run(), "initial-loss-too-high").advice
+    assert "value: 152" not in advice and "bias.assign(y_train.mean(0))" in advice
+
+
 def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_scale():
     # Targets of std 1e-3 (chance 1e-6): a fresh model's first MSE of ~0.5 got "The targets are
     # already on a unit scale (mean 6.4e-05, std 0.00095)" and advice on the initialisation.

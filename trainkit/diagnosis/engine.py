@@ -88,6 +88,8 @@ class Context:
         target_mean: A regression's training targets: the mean of the column farthest from unit
             scale (see :func:`trainkit.diagnosis.baseline.target_scale`), when known.
         target_std: That column's standard deviation, when known.
+        target_columns: How many columns the regression's targets have per row, when known: the
+            target mean is one column's, so a bias at it fits a one-column output only.
         check_codes: The codes the data checks found before the first step (``unscaled-inputs``,
             ``label-leakage``...); ``None`` when they did not run.
         uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
@@ -121,6 +123,7 @@ class Context:
     early_stopping: dict[str, Any] | None = None
     target_mean: float | None = None
     target_std: float | None = None
+    target_columns: int | None = None
     check_codes: tuple[str, ...] | None = None
     dropout: float = 0.0
     uninformed_loss: float | None = None

@@ -42,7 +42,14 @@ def constant_prediction(view: Diagnoser) -> str:
 
 def mean_bias_text(view: Diagnoser) -> str:
     """``bias_initializer: {name: constant, value: 1035}``: the output bias at the target mean, the
-    run's own when known (a recipe refuses the placeholder ``MEAN`` the advice wrote)."""
+    run's own when known (a recipe refuses the placeholder ``MEAN`` the advice wrote).
+
+    With several target columns the mean known is one column's (the one farthest from unit
+    scale): a constant at it would start every other column's unit that far off, so each column's
+    own mean is named instead.
+    """
+    if (view.context.target_columns or 1) > 1:
+        return "each output unit's bias at its column's mean: model.layers[-1].bias.assign(y_train.mean(0)) after building the model"
     mean = view.context.target_mean
     value = format_number(mean) if mean is not None and math.isfinite(mean) else "MEAN"
     return f"bias_initializer: {{name: constant, value: {value}}}"
