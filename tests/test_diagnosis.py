@@ -2444,3 +2444,18 @@ def test_weights_frozen_by_a_tiny_learning_rate_advises_raising_it():
     (frozen,) = [f for f in trainer.findings if f.code == "weights-frozen"]
     assert 0 < frozen.evidence["update_ratio_early"] < 1e-6
     assert "learning_rate: 1e-06} (now 1e-09)" in frozen.advice and "train_step" not in frozen.advice
+
+
+def test_a_loss_already_near_zero_with_measured_steps_is_not_weights_frozen():
+    # A model at the answer (loss 2e-9, chance 0.69) whose steps move its weights (1e-4 of them) was
+    # told, as an error, to raise its learning rate: lr-too-low leaves such a loss alone, and
+    # weights-frozen, deferring to it, then fired in its place.
+    s = Stream()
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    s.train_loss = lambda e, st: 2e-9 * (1.0 - 1e-8 * e)
+    s.val_loss = lambda e: 2.1e-9 * (1.0 - 1e-8 * e)
+    assert "weights-frozen" not in codes(s.run())
+    s.train_loss = lambda e, st: 0.70 * (1.0 - 1e-8 * e)  # the same steps on a loss at chance: frozen in effect
+    s.val_loss = lambda e: 0.71 * (1.0 - 1e-8 * e)
+    assert "Raise the learning rate" in finding(s.run(), "weights-frozen").advice

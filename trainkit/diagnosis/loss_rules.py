@@ -528,6 +528,12 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
     evidence: dict[str, Any] = {"final_train_loss": float(losses[-1]), "epochs": int(losses.size), "relative_spread": spread}
     ratio = early_update_ratio(view)[0]
     if ratio is not None and math.isfinite(ratio) and ratio > 0:
+        chance = chance_level(view)
+        if chance is not None and float(losses[-1]) < view.t.collapse_fraction * chance:
+            # The steps move the weights and the loss, already near 0 (2e-9 against a chance level
+            # of 0.69), has nowhere left to go: nothing is frozen, and "raise the learning rate"
+            # (an error) has nothing to speed up, as lr-too-low leaves such a loss alone.
+            return None
         # The optimizer did apply its steps, only too small to show in the loss: SGD(1e-7) was
         # told first to check a train_step override it did not have.
         evidence["update_ratio_early"] = ratio
