@@ -423,3 +423,29 @@ def test_weights_of_shape_n_1_as_a_list_are_one_weight_per_row_for_several_outpu
     trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", jit_compile=False)
     history = trainer.fit(x, [y, y], epochs=1, verbose=0, sample_weight=[[1.0]] * len(x)).history
     assert np.isfinite(history["loss"]).all()
+
+class _MaskedStep(Trainer):
+    """A step of its own that weighs each row's loss by ``x["mask"]``, which no model input reads."""
+
+    def train_step(self, batch):
+        x, y = batch[0], batch[1]
+        with tf.GradientTape() as tape:
+            pred = self.model({"a": x["a"]}, training=True)
+            loss = tf.reduce_mean(x["mask"] * tf.square(y[:, None] - pred))
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
+        return {"loss": loss}
+
+
+@pytest.mark.parametrize("dataset", [False, True], ids=["arrays", "dataset"])
+def test_a_step_of_its_own_keeps_the_dict_entries_the_model_does_not_read(dataset):
+    # Leaving out the entries no model input is named after (an id column) also took them from a
+    # train_step of its own that reads one: a KeyError on x["mask"] at the first trace.
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(32, 2)).astype("float32"), "mask": np.ones((32, 1), "float32")}
+    y = rng.normal(size=32).astype("float32")
+    a = keras.Input((2,), name="a")
+    trainer = _MaskedStep(keras.Model({"a": a}, keras.layers.Dense(1)(a)), loss="mse", optimizer="sgd", task="regression",
+                          seed=0, jit_compile=False, diagnose=False)
+    data = {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(16)} if dataset else {"x": x, "y": y, "batch_size": 16}
+    assert np.isfinite(trainer.fit(**data, epochs=1, verbose=0).history["loss"][0])

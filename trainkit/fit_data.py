@@ -74,9 +74,9 @@ class FitData:
                  shuffle: Shuffle = False) -> tuple[Any, Any]:
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         validation_data = accepted_input(validation_data, "validation_data")
-        if isinstance(x, tf.data.Dataset):
+        if isinstance(x, tf.data.Dataset) and not self._reads_inputs_itself():
             x = only_read_inputs(x, self.model)
-        if isinstance(validation_data, tf.data.Dataset):
+        if isinstance(validation_data, tf.data.Dataset) and not self._reads_inputs_itself():
             validation_data = only_read_inputs(validation_data, self.model)
         if isinstance(x, tf.data.Dataset):
             if validation_split:
@@ -131,11 +131,14 @@ class FitData:
         whose own ``train_step`` may need none (a GAN, a VAE)."""
         return ""
 
-    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool | None = None) -> list[Any]:
         # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
-        # and its variables must be mirrored.
+        # and its variables must be mirrored. ``only_read``: leave out the dict entries the model
+        # does not read; by default unless a step of its own may read them.
+        if only_read is None:
+            only_read = not self._reads_inputs_itself()
         with distribute.scope(self.strategy):
-            return in_memory_parts(self.model, x, y, sample_weight)
+            return in_memory_parts(self.model, x, y, sample_weight, only_read=only_read)
 
     def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
         # A dataset's first batches are sampled from the ones it keeps (one pass, see
@@ -169,6 +172,12 @@ class FitData:
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
         self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
+
+    def _reads_inputs_itself(self) -> bool:
+        """Whether a subclass reads the inputs in a step of its own, which may read dict entries
+        no model input is named after (a per-row mask): those are then kept, as before
+        :func:`~trainkit.sources.read_keys` left them out (a KeyError in that step)."""
+        return _overrides(self, ("train_step", "test_step", "compute_loss"))
 
     def _reads_targets_itself(self) -> bool:
         """Whether a subclass reads the targets in code of its own, which may use keys that name

@@ -104,12 +104,14 @@ def only_read_inputs(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Da
     return dataset.map(select)
 
 
-def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None) -> list[Any]:
+def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool = True) -> list[Any]:
     """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
 
     A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
     (``y``), one array each, as with ``model.fit``; otherwise it is one array (rows of values). A
-    dict is always a structure (arrays by input or output name).
+    dict is always a structure (arrays by input or output name), without the entries ``model``
+    does not read (see :func:`read_keys`) unless ``only_read`` is ``False`` (a step of its own
+    may read them).
     """
 
     def part(value: Any, several: bool, what: str, numbers: bool, rows: int | None = None) -> Any:
@@ -124,7 +126,7 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
             return tuple(as_array(v, f"{what}[{i}]", numbers=numbers) for i, v in enumerate(value))
         return as_array(value, what, numbers=numbers)
 
-    keep = read_keys(model, x) if isinstance(x, Mapping) else None
+    keep = read_keys(model, x) if isinstance(x, Mapping) and only_read else None
     if keep is not None:
         x = {k: x[k] for k in keep}
     parts = [part(x, io_count(model, "inputs") > 1, "x", not takes_text(model))]

@@ -1265,7 +1265,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         check_batch_size(batch_size)
         x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
-            x = only_read_inputs(x, self.model)
+            if not self._reads_inputs_itself():
+                x = only_read_inputs(x, self.model)
             if y is not None or sample_weight is not None:
                 raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: "
                                                     "do not pass them to evaluate.")
@@ -1354,7 +1355,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
             batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(x.take(steps) if steps is not None else x)]
         else:
-            parts = self._in_memory_parts(x)
+            parts = self._in_memory_parts(x, only_read=True)  # predict only calls the model
             check_input_shapes(parts[0], self.model)
             source = ArraySource(parts)
             (data,) = source.data
