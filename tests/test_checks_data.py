@@ -204,6 +204,23 @@ def test_allowed_data_error_becomes_warning():
     assert codes(findings)[0] == "labels-out-of-range" and findings[0].severity == "warning"
 
 
+@pytest.mark.parametrize(("model_shape", "x_shape", "wanted"), [
+    ((8, 8, 3), (64, 3, 8, 8), "np.moveaxis(x, 1, -1)"),  # channels-first images, channels-last model
+    ((3, 8, 8), (64, 8, 8, 3), "np.moveaxis(x, -1, 1)"),  # the reverse
+    ((8, 8, 1), (64, 1, 8, 8), "x.reshape(len(x), 8, 8, 1)"),  # one channel: a reshape moves it right
+])
+def test_images_with_their_channel_axis_at_the_other_end_are_told_to_move_it_not_reshape(model_shape, x_shape, wanted):
+    # x.reshape(len(x), 8, 8, 3) of channels-first images keeps the values in memory order:
+    # every image scrambled, and the model trains on noise.
+    m = keras.Sequential([keras.Input(model_shape), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    x = np.random.default_rng(0).random(x_shape).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(x, np.arange(64) % 2, model=m, loss=get_loss("bce"), task="binary")
+    assert info.value.code == "shape-mismatch"
+    assert wanted in str(info.value)
+    assert ("reshape" in wanted) == ("Reshape it" in str(info.value))
+
+
 @pytest.mark.parametrize(("task", "activation", "y", "loss"), [
     ("binary", "sigmoid", YB.reshape(-1, 1), "bce"),
     ("multiclass", "softmax", YM, "scce"),

@@ -83,7 +83,14 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
             continue
         name = input_label(label, i, len(xs), keys)
         want = format_shape(expected) if expected else "()"
-        if None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
+        moved = _moved_channel_axis(tuple(a.shape[1:]), expected)
+        if moved is not None:
+            # A reshape would keep the values in memory order and scramble every image; the
+            # channel axis has to be moved.
+            source, target, layout = moved
+            fix = (f"{name} looks {layout}: move its channel axis, {name} = np.moveaxis({name}, {source}, {target}) "
+                   f"(a reshape would scramble the pixels).")
+        elif None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
         elif a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected)):
             fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
@@ -95,6 +102,21 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         return Issue(f"{name} has shape {format_shape(a.shape)} but the model's input expects "
                      f"{format_shape(shape)}: each sample must have shape {want}.", fix,
                      {"x_shape": list(a.shape), "input_shape": list(shape)})
+    return None
+
+
+def _moved_channel_axis(got: tuple[int, ...], expected: Sequence[int | None]) -> tuple[int, int, str] | None:
+    """``(source, target, layout)`` for ``np.moveaxis`` when ``got`` is ``expected`` with its channel
+    axis at the other end (images channels-first for a channels-last model, or the reverse).
+
+    Only for more than one channel: one channel's axis moves with a reshape as well.
+    """
+    if len(got) < 3 or len(got) != len(expected) or None in expected:
+        return None
+    if got[0] > 1 and got == (expected[-1], *expected[:-1]):
+        return 1, -1, "channels-first"
+    if got[-1] > 1 and got == (*expected[1:], expected[0]):
+        return -1, 1, "channels-last"
     return None
 
 
