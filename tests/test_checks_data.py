@@ -328,6 +328,9 @@ def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_
     images = rng.integers(0, 256, (64, 8, 8, 1)).astype("uint8")
     (finding,) = [f for f in run("image", images, rng.integers(0, 2, 64)) if f.code == "unscaled-inputs"]
     assert "/ 255.0" in finding.advice
+    # The values are those after a recipe's feature_scale: random_images with feature_scale 255
+    # was told feature_scale 0.00392157, which makes its images 0..0.004.
+    assert "divide data.feature_scale by 255" in finding.advice and "feature_scale: 1 where it was 255" in finding.advice
 
 
 def test_unscaled_targets_bad_and_good():

@@ -71,8 +71,11 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
         name = input_label("x", i, len(ctx.xs), ctx.input_keys)
         lo_all, hi_all = float(f.min()) if f.size else 0.0, float(f.max()) if f.size else 0.0
         if lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
+            # A recipe's feature_scale has already been applied to these values (random_images
+            # with feature_scale: 255 makes them): it has to become 255 times smaller, not 1/255.
             fix = (f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first; in a recipe, "
-                   "data: {feature_scale: 0.00392157}).")
+                   "divide data.feature_scale by 255: data: {feature_scale: 0.00392157} where it was 1, "
+                   "feature_scale: 1 where it was 255).")
         else:
             train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
             fix = (f"Standardise each feature with statistics of the training split: mean = {train}.mean(axis=0); "
