@@ -333,6 +333,17 @@ def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_
     assert "divide data.feature_scale by 255" in finding.advice and "feature_scale: 1 where it was 255" in finding.advice
 
 
+@pytest.mark.parametrize("before", [[L.Reshape((8, 8, 1))], [L.Reshape((8, 8, 1)), L.RandomFlip()], []])
+def test_unscaled_inputs_skipped_when_a_rescaling_follows_layers_that_only_move_the_pixels(before):
+    # Grayscale (n, 8, 8) images reshaped (and flipped) before Rescaling(1 / 255) are scaled by the
+    # model: only the first layer was read, and the Reshape got "not scaled, divide by 255".
+    images = np.random.default_rng(3).integers(0, 256, (64, 8, 8)).astype("uint8")
+    layers = [*before, L.Rescaling(1 / 255)] if before else [L.Reshape((8, 8, 1))]
+    m = keras.Sequential([keras.Input((8, 8)), *layers, L.Conv2D(2, 3, activation="relu"), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    found = codes(check_data(images, np.arange(64) % 2, model=m, loss=get_loss("bce"), task="binary"))
+    assert ("unscaled-inputs" in found) == (not before)
+
+
 def test_unscaled_targets_bad_and_good():
     y = np.linspace(3, 103, len(X)).astype("float32")
     (finding,) = run("regression", X, y)

@@ -86,6 +86,12 @@ INPUT_SCALING_LAYERS = frozenset({
     # Its inputs are indices (token ids), not features to standardise.
     "Embedding",
 })
+#: Layers that move, crop or resample values without changing their scale: the layer after them
+#: (``Reshape((28, 28, 1))`` or a ``RandomFlip`` before ``Rescaling(1 / 255)``) decides.
+_SCALE_KEEPING_LAYERS = _PASSTHROUGH | {
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+    "Resizing", "CenterCrop", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,7 +467,8 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
     True when every layer that takes the input is a Normalization/Rescaling-style layer or an
     Embedding/lookup: the data check of the input's scale does not apply then. A Functional
     model's inputs are followed to the layers they feed; otherwise (Sequential, subclassed) the
-    model's first layer decides for its one input.
+    model's first layer that changes the values' scale decides for its one input (a ``Reshape``
+    or a random flip before it only moves them).
     """
     inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
     if inputs and len(inputs) > 1:
@@ -475,7 +482,7 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
         return [bool(names) and names <= INPUT_SCALING_LAYERS for names in consumers]
     for layer in iter_layers(model):
         cls = type(layer).__name__
-        if cls == "InputLayer":
+        if cls in _SCALE_KEEPING_LAYERS:
             continue
         return [cls in INPUT_SCALING_LAYERS]
     return [False]
