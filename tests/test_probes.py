@@ -463,3 +463,26 @@ def test_a_layer_called_inside_a_cond_branch_is_not_reported():
     model = keras.Model(x_in, keras.layers.Dense(1, name="head")(Branching(name="branching")(x_in)))
     step = tf.function(lambda x: probes.tap_stats(probes.build_probe(model)(x)[1]))
     assert sorted({name.split("/")[1] for name in step(tf.constant(rows()))}) == ["output"]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_channels_first_conv_layer_counts_its_channels_as_units(jit_compile):
+    # Read as [batch, channels, h, w], the last axis (columns of pixels) was taken for the units: a
+    # layer with 3 of its 5 channels never active reported dead_fraction 0.0.
+    keras.utils.set_random_seed(0)
+    conv = {"kernel_size": 3, "activation": "relu", "data_format": "channels_first", "kernel_initializer": "ones",
+            "bias_initializer": keras.initializers.Constant([-100.0] * 3 + [0.0] * 2)}
+    inner = keras.Sequential([keras.Input((2, 10, 8)), keras.layers.Conv2D(5, name="nested_conv", **conv)], name="inner")
+    inputs = keras.Input((2, 10, 8))
+    flat = keras.layers.Flatten()(keras.layers.Concatenate()([keras.layers.Conv2D(5, name="graph_conv", **conv)(inputs), inner(inputs)]))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(flat))
+    x = np.random.default_rng(0).uniform(size=(16, 2, 10, 8)).astype("float32")
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.0), task="multiclass",
+                      jit_compile=jit_compile, diagnose=False, seed=0)
+    trainer.fit(x, np.arange(16) % 3, epochs=1, batch_size=16, verbose=0)
+    first = {name: value for step, name, value in trainer.step_table() if step == 0}
+    outputs = model.get_layer("graph_conv")(x).numpy()  # [16, 5, 8, 6]
+    assert list((outputs > 0).sum(axis=(0, 2, 3)) == 0) == [True] * 3 + [False] * 2
+    assert first["activation/graph_conv/dead_fraction"] == pytest.approx(0.6)
+    assert first["activation/nested_conv/dead_fraction"] == pytest.approx(0.6)
+    assert first["activation/graph_conv/nonpositive_fraction"] == pytest.approx(float(np.mean(outputs <= 0)))

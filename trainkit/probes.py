@@ -233,6 +233,8 @@ class Probe:
         # Layers read through hooks: their activation, and where they sort among the graph's taps.
         self._hooked_activation: dict[int, str] = {}
         self._hooked_position: dict[int, int] = {}
+        # Names of the graph's tapped layers whose channel axis is the second (channels_first).
+        self._channels_first: set[str] = set()
         self._layer_names = frozenset(layer.name for layer in model._flatten_layers(include_self=False))
         self._build()
         self._hooks = LayerHooks([layer for layer, _ in self._hidden])
@@ -267,6 +269,8 @@ class Probe:
             if isinstance(tensor, keras.KerasTensor) and id(tensor) not in output_ids:
                 taps.append(tensor)
                 self.tapped.append((layer.name, activation))
+                if _channels_first(layer):
+                    self._channels_first.add(layer.name)
             elif isinstance(tensor, keras.KerasTensor):
                 self.tapped.append((layer.name, activation))  # the output itself: aliased below
         self.output_activations = [layer_activation(_produced_by(t)) or "linear" for t in flat_outputs]
@@ -312,6 +316,12 @@ class Probe:
         from_hooks = [(layer, tensor) for layer, tensor in hooked.outputs if id(tensor) not in named]
         ordered = self._in_model_order(tapped, from_hooks)
         taps = _with_outputs(_unique(ordered + recorded, self._layer_names), y_pred, self, ordered)
+        moved = {id(tap.tensor) for tap in tapped if tap.name in self._channels_first}
+        moved |= {id(tensor) for layer, tensor in from_hooks if _channels_first(layer)}
+        if moved:
+            outputs = {id(t) for t in keras.tree.flatten(y_pred)}  # the model output is read as it is
+            taps = [dataclasses.replace(tap, tensor=_channels_last(tap.tensor)) if id(tap.tensor) in moved and id(tap.tensor) not in outputs
+                    and stats.DEAD_FRACTION in stats.activation_kind(tap.activation) else tap for tap in taps]
         self.softmax_taps.update(tap.name for tap in taps if tap.activation == "softmax")
         return y_pred, taps
 
@@ -329,6 +339,21 @@ class Probe:
     def _top_layers(self) -> list[Any]:
         base = self.model._functional if isinstance(self.model, keras.Sequential) else self.model
         return list(getattr(base, "layers", []))
+
+
+def _channels_first(layer: Any) -> bool:
+    """Whether ``layer`` (a ``Conv2D(data_format="channels_first")``...) puts its units on axis 1."""
+    return getattr(layer, "data_format", None) == "channels_first"
+
+
+def _channels_last(tensor: Any) -> Any:
+    """A channels-first output ``[batch, channels, ...]`` as ``[batch, ..., channels]``.
+
+    The statistics take the last axis as the units: a ReLU conv layer with 3 of its 5 channels
+    never active, read channels-first, counted columns of pixels instead, dead_fraction 0.0.
+    """
+    rank = len(tensor.shape)
+    return tensor if rank < 3 else tf.transpose(tensor, [0, *range(2, rank), 1])
 
 
 def _unique(taps: Sequence[Tap], layer_names: Collection[str] = ()) -> list[Tap]:
