@@ -355,6 +355,18 @@ def test_a_keras_2_optimizer_argument_says_what_keras_3_takes_instead(argument, 
     assert not_says is None or not_says not in info.value.message
 
 
+@pytest.mark.parametrize(("alias", "cls"), [
+    ("mape", keras.losses.MeanAbsolutePercentageError),
+    ("msle", keras.losses.MeanSquaredLogarithmicError),
+    ("kld", keras.losses.KLDivergence),
+])
+def test_keras_short_loss_names_resolve_as_keras_resolves_them(alias, cls):
+    # keras.losses.get("mape") takes them; get_loss refused them as unknown losses.
+    from trainkit.resolve import get_loss
+
+    assert isinstance(get_loss(alias), cls) and isinstance(get_loss(alias.upper()), cls)
+
+
 @pytest.mark.parametrize(("argument", "value", "code"), [
     ("loss", keras.losses.BinaryCrossentropy, "unknown-loss"),
     ("metrics", [keras.metrics.AUC], "unknown-metric"),

@@ -28,6 +28,10 @@ LOSS_ALIASES: dict[str, str] = {
     "scce": "sparse_categorical_crossentropy",
     "mse": "mean_squared_error",
     "mae": "mean_absolute_error",
+    # Keras's own short names (keras.losses.get takes them; "mape" was refused as unknown).
+    "mape": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error",
+    "kld": "kl_divergence",
     "huber_loss": "huber",
 }
 LOSS_CLASSES: dict[str, type[keras.losses.Loss]] = {
