@@ -252,6 +252,24 @@ def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     assert "bias_initializer: {name: constant, value: 152}" in finding(reg.run(), "initial-loss-too-high").advice
 
 
+def test_unscaled_targets_with_scaled_inputs_are_not_told_to_standardise_the_inputs():
+    # Standard normal features with targets of mean 1e4, std 1: initial-loss-too-high and
+    # loss-at-chance told "standardise the targets ... and the inputs (standardize_inputs: true)"
+    # though the data checks found the inputs scaled.
+    reg = Stream(task="regression", chance=1.0)
+    reg.context.target_mean, reg.context.target_std = 1e4, 1.0
+    reg.context = dataclasses.replace(reg.context, check_codes=("unscaled-targets",))
+    reg.train_loss = lambda e, st: 1e8 if e == 0 and st < 3 else 1e8 - e
+    reg.val_loss = lambda e: 1e8 - e
+    report = reg.run()
+    for code in ("initial-loss-too-high", "loss-at-chance"):
+        advice = finding(report, code).advice
+        assert "standardize_targets" in advice and "inputs" not in advice, (code, advice)
+    reg.context = dataclasses.replace(reg.context, check_codes=("unscaled-targets", "unscaled-inputs"))
+    report = reg.run()
+    assert all("the inputs" in finding(report, code).advice for code in ("initial-loss-too-high", "loss-at-chance"))
+
+
 def test_a_bias_at_the_target_mean_is_not_one_column_s_mean_for_every_column():
     # Targets of two columns (means 152 and ~0): "bias_initializer: {name: constant, value: 152}"
     # started the second column's unit 152 off; the mean known is the farthest column's only.

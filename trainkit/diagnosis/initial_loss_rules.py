@@ -77,10 +77,12 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
                   "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
     elif view.context.task == "regression":
+        # Inputs the data checks found scaled (standard normal features, targets ~1e4) were told
+        # to be standardised too.
         advice = ("Standardise the targets with training-split statistics (preprocessing: "
-                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs "
-                  "(standardize_inputs: true); or initialise the output bias at the target mean "
-                  f"({mean_bias_text(view)}).")
+                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())"
+                  + ("" if inputs_scaled(view) else " and the inputs (standardize_inputs: true)")
+                  + f"; or initialise the output bias at the target mean ({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
         # loss 37x chance and were told "the inputs are scaled, so look at the initialisation".

@@ -30,6 +30,7 @@ from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
     constant_prediction,
+    inputs_scaled,
     mean_bias_text,
     standardise_advice,
     standardise_inputs_advice,
@@ -265,8 +266,8 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
         f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
         f"output starting near 0 for targets far from 0) or updates too small to get there.",
         "Standardise the targets with training-split statistics (preprocessing: {standardize_targets: "
-        "true}, or y = (y - y_train.mean()) / y_train.std()) and the inputs, or initialise the output "
-        f"bias at the target mean ({mean_bias_text(view)}); then check the "
+        "true}, or y = (y - y_train.mean()) / y_train.std())" + ("" if inputs_scaled(view) else " and the inputs")
+        + f", or initialise the output bias at the target mean ({mean_bias_text(view)}); then check the "
         "learning rate and train longer if the loss still falls.",
         evidence, epoch=view.epochs[-1].epoch)
 
