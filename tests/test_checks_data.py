@@ -130,7 +130,15 @@ BAD = [
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
+    # MSLE reads every negative target as 0: signed targets trained silently on other targets.
+    ("msle-negative", "regression", X, YR, "msle", {}, "labels-out-of-range", "loss='mse'"),
 ]
+
+
+def test_non_negative_targets_with_msle_pass_and_a_relu_output_s_range_still_applies():
+    # Targets >= 0 are what MSLE is for; a sigmoid output still caps them at 1.
+    assert "labels-out-of-range" not in codes(run("regression", X, np.abs(YR), loss="msle"))
+    assert "labels-out-of-range" in codes(run("regression_sigmoid", X, np.abs(YR) + 2, loss="msle", allow={"labels-out-of-range"}))
 
 
 @pytest.mark.parametrize(("kind", "x", "y", "loss", "kw", "code", "fix"),

@@ -270,8 +270,13 @@ def _other_validation_classes(t: Target, class_id: int) -> str:
     return _fmt_values(others) if others.size else ""
 
 
+#: The names :func:`~trainkit.checks.compatibility.describe_loss` gives mean squared logarithmic error.
+_MSLE_NAMES = frozenset({"MeanSquaredLogarithmicError", "mean_squared_logarithmic_error"})
+
+
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
-    """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce."""
+    """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce, or negative
+    targets that ``poisson`` or ``msle`` cannot take."""
     for t in ctx.targets:
         if t.task != "regression" or t.y is None or t.output is None or not is_numeric(t.y) or t.y.size == 0:
             continue
@@ -279,6 +284,11 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
         what = f"applies {t.output.activation}, whose outputs lie"
         if t.loss.kind == "poisson":
             lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose rates lie"
+        msle = t.loss.name in _MSLE_NAMES
+        if msle:
+            # MSLE compares log(max(y, 0) + 1) with log(max(y_pred, 0) + 1): every negative target
+            # is read as 0, silently (signed targets trained without a word).
+            lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose targets lie"
         if t.output.activation == UNKNOWN or (math.isinf(lo) and math.isinf(hi)):
             continue
         y_lo, y_hi = float(np.min(t.y)), float(np.max(t.y))
@@ -298,10 +308,14 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
                f"standardise the targets, {rescale}.")
         if t.loss.kind == "poisson":
             fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
+        elif msle:
+            fix = ("MSLE compares log(1 + y), meant for targets >= 0: use loss='mse' (or 'huber') for signed targets "
+                   "(standardised targets are signed too), or keep the targets >= 0 (unshifted, unstandardised).")
         return Issue(
             f"The targets of {t.name} range from {format_number(y_lo)} to {format_number(y_hi)} but the output layer "
-            f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets can never be "
-            f"reached, so the loss cannot fall below a floor and the output saturates.", fix,
+            f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets "
+            + ("are read as 0 by the loss (it compares log(max(y, 0) + 1)), so the model is trained on targets that are not "
+               "yours." if msle else "can never be reached, so the loss cannot fall below a floor and the output saturates."), fix,
             {"y_min": y_lo, "y_max": y_hi, "output_min": lo, "output_max": hi, "share_outside": share},
             t.output.activation_layer)
     return None
