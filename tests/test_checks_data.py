@@ -364,6 +364,17 @@ def test_unscaled_targets_bad_and_good():
     assert run("regression_relu", X, y / y.std()) == []
 
 
+@pytest.mark.parametrize("loss", ["mape", "msle"])
+def test_unscaled_targets_of_mape_or_msle_are_scaled_not_standardised(loss):
+    # Standardising (the advice for mse) centres the targets on 0: MAPE divides by them, MSLE
+    # reads the lower half as 0. Followed, the scale-only advice passes the checks.
+    y = np.linspace(3, 103, len(X)).astype("float32")
+    (finding,) = run("regression", X, y, loss=loss)
+    assert finding.code == "unscaled-targets" and "np.abs(y_train).mean(0)" in finding.advice
+    assert "standardize_targets" not in finding.advice and "y_std" not in finding.advice
+    assert run("regression", X, y / np.abs(y).mean(0), loss=loss) == []
+
+
 def test_unscaled_targets_near_zero_mean_name_their_spread_not_the_bias():
     # make_regression's targets (mean -5, std 168) were told "the output bias has to travel 5.2
     # units": their offset needed no scaling, their spread did.

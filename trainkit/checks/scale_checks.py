@@ -92,6 +92,11 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
     return None
 
 
+#: Losses of ratios (MAPE) or logarithms (MSLE) of the targets, which standardising breaks.
+_RELATIVE_LOSSES = frozenset({"MeanAbsolutePercentageError", "mean_absolute_percentage_error",
+                              "MeanSquaredLogarithmicError", "mean_squared_logarithmic_error"})
+
+
 def unscaled_targets(ctx: DataContext) -> Issue | None:
     """Regression targets with std or |mean| far above 1 for a linear (or relu-like) output."""
     for t in ctx.targets:
@@ -100,6 +105,10 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         # A relu/softplus output reaches large targets too, as slowly (targets 0..100 got only
         # "bounded output" and "underfitting"); it needs them scaled, not centred.
         non_negative = t.output is not None and not t.output.rescaled and t.output.output_range == (0.0, float("inf"))
+        # MAPE divides by |y| and MSLE reads every value below 0 as 0: standardised targets (centred
+        # on 0) blow the first up and lose half of themselves to the second. Both take targets
+        # divided by their scale (MAPE's value unchanged).
+        relative = t.loss.name in _RELATIVE_LOSSES
         if t.loss.kind not in ("regression", None) or (t.output is not None and not non_negative and (t.output.activation != "linear" or t.output.rescaled)):
             continue
         y = strided_rows(t.y, ctx.sample_rows)
@@ -124,7 +133,10 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         return Issue(
             f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{ctx.where} (range "
             f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). {start}",
-            (f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
+            (f"Scale the targets without centring them ({t.loss.describe()} compares ratios or logarithms of them, which "
+             "targets centred on 0 break): "
+             "y_scale = np.abs(y_train).mean(0); fit on y / y_scale and predict with model(x) * y_scale." if relative else
+             f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
              "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
              "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
