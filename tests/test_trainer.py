@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from unittest import mock
 
 import keras
@@ -1556,34 +1557,34 @@ def test_a_dataset_of_unknown_size_ending_with_an_epoch_starts_again_for_the_nex
     assert info.value.code == "empty-data"
 
 
-@pytest.mark.parametrize("sampled", [True, False], ids=["checked", "unsampled"])
-def test_a_reshuffling_dataset_s_first_epoch_is_model_fit_s_only_when_nothing_samples_it(sampled):
-    # The README's claim: the data checks' sample spends the first pass of a seeded reshuffling
-    # dataset, so the first epoch is the second order; unsampled, it is model.fit's first.
+def reshuffling_data_and_fit_loss() -> tuple[Callable[[], tf.data.Dataset], float]:
+    """A maker of a seeded reshuffling dataset (each a seed generator of its own, at its first
+    pass), and model.fit's first-epoch loss on it."""
     x, y = make_data(96, features=4)
 
-    def data() -> tf.data.Dataset:  # each a seed generator of its own, at its first pass
+    def data() -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(96, seed=1).batch(16)
 
     model = make_model(features=4)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
-    expected = model.fit(data(), epochs=1, verbose=0).history["loss"][0]
+    return data, model.fit(data(), epochs=1, verbose=0).history["loss"][0]
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["checked", "unsampled"])
+def test_a_reshuffling_dataset_s_first_epoch_is_model_fit_s_only_when_nothing_samples_it(sampled):
+    # The README's claim: the data checks' sample spends the first pass of a seeded reshuffling
+    # dataset, so the first epoch is the second order; unsampled, it is model.fit's first.
+    data, expected = reshuffling_data_and_fit_loss()
     trainer = make_trainer(make_model(features=4), seed=0, diagnose=sampled)
     loss = trainer.fit(data(), epochs=1, verbose=0, check_data=sampled).history["loss"][0]
     assert (abs(loss - expected) < 1e-6) is not sampled
+
 
 @pytest.mark.parametrize("histograms_every", ["epoch", None], ids=["histograms", "none"])
 def test_a_reshuffling_dataset_s_first_epoch_is_model_fit_s_only_without_a_histograms_probe_batch(tmp_path, histograms_every):
     # The README's claim, with a logdir: the histograms' probe batch is the dataset's first, read
     # in a pass of its own, so even with the checks and the diagnosis off it spends the first order.
-    x, y = make_data(96, features=4)
-
-    def data() -> tf.data.Dataset:  # each a seed generator of its own, at its first pass
-        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(96, seed=1).batch(16)
-
-    model = make_model(features=4)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
-    expected = model.fit(data(), epochs=1, verbose=0).history["loss"][0]
+    data, expected = reshuffling_data_and_fit_loss()
     trainer = make_trainer(make_model(features=4), seed=0, diagnose=False, logdir=tmp_path / "run", histograms_every=histograms_every,
                            checkpoint_every=0)
     loss = trainer.fit(data(), epochs=1, verbose=0, check_data=False).history["loss"][0]
