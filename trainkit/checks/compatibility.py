@@ -41,6 +41,10 @@ PROBABILITY_LOSSES = frozenset({"binary", "categorical", "sparse", "kl"})
 LOGIT_LOSSES = frozenset({"binary", "categorical", "sparse"})
 CLASSIFICATION_LOSSES = frozenset({"binary", "categorical", "sparse", "hinge", "categorical_hinge", "kl"})
 REGRESSION_LOSSES = frozenset({"regression", "poisson"})
+#: Names describe_loss gives MSLE and MAPE, regression losses of logarithms and ratios of the
+#: targets: MSLE reads every target below 0 as 0, MAPE divides by |y|.
+MSLE_NAMES = frozenset({"MeanSquaredLogarithmicError", "mean_squared_logarithmic_error"})
+MAPE_NAMES = frozenset({"MeanAbsolutePercentageError", "mean_absolute_percentage_error"})
 
 _LOSS_CLASS_KINDS: tuple[tuple[type, LossKind], ...] = (
     (keras.losses.BinaryFocalCrossentropy, "binary"),

@@ -11,7 +11,12 @@ import math
 
 import numpy as np
 
-from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, CLASSIFICATION_TASKS, Issue
+from trainkit.checks.compatibility import (
+    CLASSIFICATION_LOSSES,
+    CLASSIFICATION_TASKS,
+    MSLE_NAMES,
+    Issue,
+)
 from trainkit.checks.data_context import (
     DataContext,
     Target,
@@ -270,10 +275,6 @@ def _other_validation_classes(t: Target, class_id: int) -> str:
     return _fmt_values(others) if others.size else ""
 
 
-#: The names :func:`~trainkit.checks.compatibility.describe_loss` gives mean squared logarithmic error.
-_MSLE_NAMES = frozenset({"MeanSquaredLogarithmicError", "mean_squared_logarithmic_error"})
-
-
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
     """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce, or negative
     targets that ``poisson`` or ``msle`` cannot take."""
@@ -284,7 +285,7 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
         what = f"applies {t.output.activation}, whose outputs lie"
         if t.loss.kind == "poisson":
             lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose rates lie"
-        msle = t.loss.name in _MSLE_NAMES
+        msle = t.loss.name in MSLE_NAMES
         if msle:
             # MSLE compares log(max(y, 0) + 1) with log(max(y_pred, 0) + 1): every negative target
             # is read as 0, silently (signed targets trained without a word).

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from trainkit.checks.compatibility import Issue
+from trainkit.checks.compatibility import MAPE_NAMES, MSLE_NAMES, Issue
 from trainkit.checks.data_context import (
     DataContext,
     feature_label,
@@ -93,8 +93,7 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
 
 
 #: Losses of ratios (MAPE) or logarithms (MSLE) of the targets, which standardising breaks.
-_RELATIVE_LOSSES = frozenset({"MeanAbsolutePercentageError", "mean_absolute_percentage_error",
-                              "MeanSquaredLogarithmicError", "mean_squared_logarithmic_error"})
+_RELATIVE_LOSSES = MAPE_NAMES | MSLE_NAMES
 
 
 def unscaled_targets(ctx: DataContext) -> Issue | None:
