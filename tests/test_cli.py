@@ -1221,3 +1221,32 @@ def test_an_override_to_null_written_with_an_equals_sign_is_not_an_empty_argumen
 
     assert _empty_argument(["train", "r.yaml", *args]) is None
     assert _empty_argument(["train", "r.yaml", "--set="]) == "The value of --set"
+
+
+def test_the_report_holds_what_the_recipe_standardised_with(runner, tmp_path):
+    # A recipe with standardize_targets trained a model that predicts standardised values, and
+    # nothing recorded the means and deviations to standardise new inputs or undo the targets'.
+    recipe = tmp_path / "reg.yaml"
+    recipe.write_text(TINY.replace("task: binary", "task: regression")
+                      .replace("learnable_binary", "learnable_regression")
+                      .replace("{standardize_inputs: true}", "{standardize_inputs: true, standardize_targets: true}")
+                      .replace("activation: sigmoid}", "activation: linear}")
+                      .replace("loss: binary_crossentropy", "loss: mse").replace("metrics: [accuracy]", "metrics: [mae]"))
+    result = runner.invoke(app, ["train", str(recipe), "--logdir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    scaling = json.loads((run_dir / "report.json").read_text())["standardization"]
+
+    from trainkit.data import prepare_data
+    from trainkit.recipe import load_recipe
+
+    splits = prepare_data(load_recipe(recipe))
+    for name, fitted in (("inputs", splits.input_standardizer), ("targets", splits.target_standardizer)):
+        np.testing.assert_allclose(scaling[name]["mean"], fitted.mean, rtol=1e-6)
+        np.testing.assert_allclose(scaling[name]["std"], fitted.std, rtol=1e-6)
+    assert len(scaling["inputs"]["mean"]) == 4 and scaling["targets"]["std"] != [1.0]
+    (tmp_path / "plain.yaml").write_text(TINY.replace("preprocessing: {standardize_inputs: true}\n", ""))
+    plain = runner.invoke(app, ["train", str(tmp_path / "plain.yaml"), "--logdir", str(tmp_path / "plain"), "-q"])
+    assert plain.exit_code == 0, plain.output
+    (plain_dir,) = run_dirs(tmp_path / "plain")
+    assert json.loads((plain_dir / "report.json").read_text())["standardization"] is None

@@ -153,6 +153,16 @@ def prepare_data(recipe: Recipe) -> DataSplits:
     return DataSplits(x_train, y_train, x_val, y_val, names, x_std, y_std, notes)
 
 
+def standardization(splits: DataSplits) -> dict[str, dict[str, Any]] | None:
+    """The training split's means and standard deviations the recipe standardised with, for the
+    run's report: new inputs are standardised with them (``(x - mean) / std``), and the
+    predictions of a model trained on standardised targets turned back into the targets' units
+    (``prediction * std + mean``); ``None`` when nothing was standardised."""
+    fitted = (("inputs", splits.input_standardizer), ("targets", splits.target_standardizer))
+    found = {name: {"mean": s.mean.tolist(), "std": s.std.tolist()} for name, s in fitted if s is not None and s.mean is not None and s.std is not None}
+    return found or None
+
+
 def data_key(recipe: Recipe) -> str:
     """Everything :func:`prepare_data` reads from ``recipe``, as one string.
 

@@ -21,7 +21,7 @@ import yaml
 from trainkit import class_weights
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
-from trainkit.data import DataSplits, prepare_data
+from trainkit.data import DataSplits, prepare_data, standardization
 from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
@@ -77,6 +77,8 @@ class RunResult:
     # Early stopping put back the weights of this epoch (0-based): the model is not the last
     # epoch's, whose values the History ends with.
     restored_epoch: int | None = None
+    # What the recipe's preprocessing standardised with (see trainkit.data.standardization).
+    standardization: dict[str, Any] | None = None
 
     @property
     def restored_values(self) -> dict[str, float] | None:
@@ -198,6 +200,7 @@ def train_recipe(
         check_writable(root, keep=False)  # created with the run directory, once the checks pass
     prepared = prepared or prepare_run(recipe)
     trainer, splits = prepared.trainer, prepared.splits
+    scaling = standardization(splits)
     chief = is_chief(trainer.strategy)
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     run_callbacks = [*recipe_callbacks(recipe), *callbacks]
@@ -241,7 +244,7 @@ def train_recipe(
             _save_resumed_recipe(run_dir, recipe)
         if chief:
             try:
-                write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted"), recipe)
+                write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted", standardization=scaling), recipe)
             except OSError as failed:
                 # A full disk: the interruption (and how to resume it, from the checkpoint) still
                 # matters most; an OSError traceback replaced it.
@@ -270,7 +273,8 @@ def train_recipe(
         # that failed before its checkpoint came back leaves the run's report as it was.
         if chief and (resume_dir is None or trainer.history is not history_before):
             _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
-                                           resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks)), recipe)
+                                           resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks),
+                                           standardization=scaling), recipe)
         in_model_code = model_code_error(recipe, err)
         if in_model_code is not None:  # the user's own code, named by file and line
             kept = f" The run's failed report is in {run_dir}." if chief and resume_dir is None else ""
@@ -280,7 +284,7 @@ def train_recipe(
     finally:
         restore_sigterm(previous)
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
-                       resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks))
+                       resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
         _finish_run(result, recipe, resume_dir, chief)
     return result
@@ -496,6 +500,7 @@ def report_dict(result: RunResult, recipe: Recipe) -> dict[str, Any]:
         "restored": {"epoch": result.restored_epoch + 1, **restored} if (restored := result.restored_values) is not None else None,
         "history": history,
         "findings": [f.to_dict() for f in result.findings],
+        "standardization": result.standardization,
     }
 
 
