@@ -1738,6 +1738,18 @@ def test_the_validation_chance_level_of_a_fit_is_that_of_its_validation_rows_wit
     assert trainer._live_diagnosis.diagnoser.context.val_chance_loss is None
 
 
+@pytest.mark.parametrize("ignore_class", [0, -1])
+def test_chance_loss_of_sparse_crossentropy_leaves_the_ignored_class_out_of_the_prior(ignore_class):
+    # 70 ignored rows over classes 1-3 (10 each) read 2.33: the ignored class took 70% of the
+    # prior from the classes the loss reads, whose best constant is 1/3 each (ln 3 = 1.10).
+    ids = np.repeat([0, 1, 2, 3], [70, 10, 10, 10])
+    if ignore_class == -1:
+        ids = ids - 1  # -1 ignored, classes 0-2 read
+    loss = {"name": "sparse_categorical_crossentropy", "ignore_class": ignore_class}
+    baseline = chance_loss("multiclass", loss, ids)
+    assert baseline is not None and baseline.loss == pytest.approx(math.log(3), rel=1e-4)
+
+
 def test_chance_loss_is_unknown_for_losses_without_a_constant_baseline():
     assert chance_loss("binary", "hinge", np.array([[0.0], [1.0]])) is None
     assert chance_loss("binary", "binary_crossentropy", np.array(["a", "b"])) is None

@@ -125,7 +125,9 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
         return None
     y, w = rows
     info = describe_loss(loss)
-    constant = _best_constant(task, info.kind, info.from_logits, info.name, y, w)
+    config = _loss_config(loss)
+    constant = _best_constant(task, info.kind, info.from_logits, info.name, y, w,
+                              ignore_class=config.get("ignore_class"))
     if constant is None:
         return None
     prediction, detail = constant
@@ -160,6 +162,16 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
             uninformed = None
         uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
     return Baseline(value, detail, uninformed)
+
+
+def _loss_config(loss: Any) -> dict[str, Any]:
+    """The resolved loss's config (``{}`` when it has none or cannot be resolved)."""
+    from trainkit.resolve import get_loss
+
+    try:
+        return dict(get_loss(loss).get_config() or {})
+    except Exception:  # a custom loss without a config: none of its settings are known
+        return {}
 
 
 def _usable_rows(y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -209,17 +221,25 @@ def _pred_shape(kind: str | None, y: np.ndarray, prediction: np.ndarray) -> tupl
 
 
 def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y: np.ndarray,
-                   w: np.ndarray | None = None) -> tuple[np.ndarray, str] | None:
+                   w: np.ndarray | None = None, *, ignore_class: int | None = None) -> tuple[np.ndarray, str] | None:
     """The constant prediction with the lowest (weighted) loss for this loss family, and its description.
 
     With row weights ``w`` every minimiser is the weighted one: the weighted class frequencies
     for cross-entropy, the weighted mean for squared error, the weighted median for absolute error.
+    The labels equal to ``ignore_class`` (sparse cross-entropy's) are left out of the prior, as
+    the loss leaves them out of its average.
     """
     if kind == "sparse":
         ids = y.reshape(-1).astype(np.int64)
-        if ids.min() < 0:
+        id_w = np.repeat(w, len(ids) // len(w)) if w is not None else None
+        if ignore_class is not None:
+            # Counted, the ignored class took its share of the prior from the classes the loss
+            # reads: 70% ignored 0s over 1-3 read 2.33 for a chance level of ln 3 = 1.10.
+            kept = ids != ignore_class
+            ids, id_w = ids[kept], (id_w[kept] if id_w is not None else None)
+        if ids.size == 0 or ids.min() < 0 or (id_w is not None and id_w.sum() <= 0):
             return None
-        counts = np.bincount(ids, weights=np.repeat(w, len(ids) // len(w)) if w is not None else None)
+        counts = np.bincount(ids, weights=id_w)
         probs = np.clip(counts / counts.sum(), _EPS, 1.0)
         return (np.log(probs) if from_logits else probs), f"entropy of the label prior over {len(probs)} classes"
     if kind == "categorical":
