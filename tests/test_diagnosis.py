@@ -1765,6 +1765,27 @@ def test_chance_loss_with_label_smoothing_is_the_entropy_of_the_smoothed_prior(t
         assert baseline.loss <= float(fn(flat.astype(np.float32), pred)) + 1e-5
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("balancing", [False, True])
+def test_chance_loss_of_binary_focal_crossentropy_is_its_best_constant(from_logits, balancing):
+    # The focal term makes the prior no minimiser: 90:10 labels read 0.187 where p = 0.31 gets
+    # 0.088, so random labels settling near 0.09 were never reported at chance.
+    from trainkit.resolve import get_loss
+
+    y = np.array([[1.0]] * 10 + [[0.0]] * 90)
+    loss = {"name": "binary_focal_crossentropy", "gamma": 2.0, "apply_class_balancing": balancing,
+            "from_logits": from_logits}
+    baseline = chance_loss("binary", loss, y)
+    fn = get_loss(loss)
+    grid = np.linspace(0.001, 0.999, 999)
+    values = [float(fn(y.astype(np.float32), np.full(y.shape, np.log(p / (1 - p)) if from_logits else p, np.float32)))
+              for p in grid]
+    assert baseline is not None and baseline.loss == pytest.approx(min(values), rel=1e-4)
+    # It is below what the label prior scores.
+    prior = float(fn(y.astype(np.float32), np.full(y.shape, math.log(0.1 / 0.9) if from_logits else 0.1, np.float32)))
+    assert baseline.loss < 0.75 * prior
+
+
 @pytest.mark.parametrize("ignore_class", [0, -1])
 def test_chance_loss_of_sparse_crossentropy_leaves_the_ignored_class_out_of_the_prior(ignore_class):
     # 70 ignored rows over classes 1-3 (10 each) read 2.33: the ignored class took 70% of the
