@@ -1786,6 +1786,18 @@ def test_chance_loss_of_binary_focal_crossentropy_is_its_best_constant(from_logi
     assert baseline.loss < 0.75 * prior
 
 
+def test_chance_loss_of_kl_divergence_is_the_entropy_of_the_label_prior():
+    # KL(y || p) is cross-entropy less the labels' own entropy: the label prior minimises it, and
+    # one-hot labels score the prior's entropy. It gave no chance level, so random labels trained
+    # with kl_divergence were never reported at chance.
+    y = np.eye(3)[[0] * 70 + [1] * 20 + [2] * 10]
+    prior = np.array([0.7, 0.2, 0.1])
+    baseline = chance_loss("multiclass", "kl_divergence", y)
+    assert baseline is not None and baseline.loss == pytest.approx(float(-(prior * np.log(prior)).sum()), rel=1e-4)
+    soft = np.tile([[0.5, 0.3, 0.2]], (10, 1))  # rows that are one distribution: predicting it is exact
+    assert chance_loss("multiclass", "kl_divergence", soft).loss == pytest.approx(0.0, abs=1e-5)
+
+
 @pytest.mark.parametrize("ignore_class", [0, -1])
 def test_chance_loss_of_sparse_crossentropy_leaves_the_ignored_class_out_of_the_prior(ignore_class):
     # 70 ignored rows over classes 1-3 (10 each) read 2.33: the ignored class took 70% of the
