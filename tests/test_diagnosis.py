@@ -1798,6 +1798,16 @@ def test_chance_loss_of_kl_divergence_is_the_entropy_of_the_label_prior():
     assert chance_loss("multiclass", "kl_divergence", soft).loss == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("loss", [keras.losses.binary_crossentropy, keras.losses.binary_focal_crossentropy])
+def test_chance_loss_of_a_loss_function_is_that_of_its_name(loss):
+    # A plain function gave None: called as is, it returned one loss per row.
+    y = np.array([[1.0]] * 10 + [[0.0]] * 90)
+    w = np.linspace(0.5, 2, 100)
+    for weights in (None, w):
+        baseline = chance_loss("binary", loss, y, sample_weight=weights)
+        assert baseline is not None and baseline == chance_loss("binary", loss.__name__, y, sample_weight=weights)
+
+
 @pytest.mark.parametrize("ignore_class", [0, -1])
 def test_chance_loss_of_sparse_crossentropy_leaves_the_ignored_class_out_of_the_prior(ignore_class):
     # 70 ignored rows over classes 1-3 (10 each) read 2.33: the ignored class took 70% of the

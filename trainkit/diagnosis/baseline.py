@@ -139,7 +139,9 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
         # rows before the weights applied (weights 10 and 1 on ~50/50 labels read 6.7 for 1.7).
         y = y[:, None]
     try:
-        fn = get_loss(loss) if not callable(loss) else loss
+        # Resolved even when callable: a plain function (keras.losses.binary_crossentropy) returns
+        # one loss per row and takes no sample_weight, so it gave no chance level at all.
+        fn = get_loss(loss)
         if info.kind == "regression" and info.name not in _CLOSED_FORM:
             searched = _searched_constant(fn, y, w)
             if searched is not None:
