@@ -2456,3 +2456,19 @@ def test_auto_scale_loss_must_be_a_boolean():
     with pytest.raises(ArgumentError) as info:
         make_trainer(auto_scale_loss="yes")
     assert info.value.code == "bad-argument" and "auto_scale_loss" in info.value.message
+
+
+def test_bounded_output_warning_is_withdrawn_when_every_target_is_in_range():
+    """A sigmoid regression output is warned about when built (targets might lie outside [0, 1]);
+    fit on arrays sees every target, and targets inside [0, 1] withdraw the warning. A dataset's
+    sampled batches do not prove it for every row, so there it stays."""
+    x, _ = make_data(rows=64)
+    targets = np.clip(0.5 + 0.1 * x[:, :1], 0.0, 1.0)
+    trainer = make_trainer(loss="mse", task="regression")
+    assert "bounded-output-for-regression" in [f.code for f in trainer.findings]
+    trainer.fit(x, targets, epochs=1, verbose=0)
+    assert "bounded-output-for-regression" not in [f.code for f in trainer.findings]
+
+    streamed = make_trainer(loss="mse", task="regression")
+    streamed.fit(tf.data.Dataset.from_tensor_slices((x, targets)).batch(16), epochs=1, verbose=0)
+    assert "bounded-output-for-regression" in [f.code for f in streamed.findings]

@@ -155,7 +155,8 @@ class FitData:
             x_val = validation.sample_for_checks(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch, val_sample_weight=val_weights)
+        found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch, val_sample_weight=val_weights,
+                                complete=isinstance(train, ArraySource))
         # This fit's data checks replace an earlier fit's: a trainer fitted three times listed
         # unscaled-inputs three times, and kept it after a fit on data standardised since.
         self.findings[:] = [*(f for f in self.findings if f.code not in _DATA_CHECK_CODES), *found]

@@ -697,7 +697,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None,
-                   val_sample_weight: Any = None) -> list[Finding]:
+                   val_sample_weight: Any = None, complete: bool = True) -> list[Finding]:
         """Data checks against the task and the model; raises DataError on errors.
 
         ``sample_weight``: the training rows' weights (times any class weights), so that the
@@ -706,6 +706,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``x`` and ``y`` are to be evaluated, not trained on (the checks that hold for any data).
         ``feature_names``: the columns of ``x`` (a csv header), to name features in the findings.
         ``val_sample_weight``: the validation rows' weights, when given (all 0 is refused).
+        ``complete``: ``y`` holds every training target, not a dataset's sampled batches (only
+        then do targets found in a bounded output's range withdraw ``bounded-output-for-regression``).
         """
         # A train_step of its own may use no targets and be given placeholders of one value (see
         # _targets_hint): constant-targets would refuse what that advice says to pass.
@@ -715,6 +717,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                   val_sample_weight=val_sample_weight, skip=skip)
         if not evaluation:  # the diagnosis's advice reads them (the inputs scaled, a leak found)
             self.data_check_codes = tuple(f.code for f in found)
+            if complete and y is not None and "labels-out-of-range" not in self.data_check_codes:
+                # Every target lies in the bounded output's range (labels-out-of-range looked at
+                # each one): the model-time warning that they might not no longer holds.
+                self.findings[:] = [f for f in self.findings if f.code != "bounded-output-for-regression"]
         return found
 
     def log_text(self, name: str, markdown: str) -> None:
