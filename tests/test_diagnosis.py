@@ -30,6 +30,7 @@ from trainkit.diagnosis import (
     render_markdown,
     render_text,
 )
+from trainkit.diagnosis.callback import build_context
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.findings import Finding
 from trainkit.sources import unpack_batch
@@ -293,6 +294,28 @@ def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_sc
     reg.val_loss = lambda e: 6.2e-6 - 5e-8 * e
     f = finding(reg.run(), "loss-at-chance")
     assert "unit scale" not in f.message and "standardize_targets" in f.advice
+
+
+@pytest.mark.parametrize("loss", ["msle", "mape"])
+def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
+    # MSLE reads every value below 0 as 0 and MAPE divides by the targets: targets ~3270 with
+    # msle were told "standardize_targets: true" by initial-loss-too-high and loss-at-chance,
+    # which breaks both losses.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    context = build_context(Trainer(model, loss=loss, optimizer="adam", task="regression", jit_compile=False), np.full((8, 1), 3270.0))
+    assert context.relative_loss
+    reg = Stream(task="regression", chance=0.25)
+    reg.context = dataclasses.replace(reg.context, relative_loss=True, target_mean=3270.0, target_std=1732.0)
+    base = reg.train_loss
+    reg.train_loss = lambda e, st: 63.0 if e == 0 and st < 3 else base(e, st)
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "without centring" in f.advice and "standardize_targets" not in f.advice
+    reg.train_loss = lambda e, st: 60.0 - 0.01 * e
+    reg.val_loss = lambda e: 61.0 - 0.01 * e
+    f = finding(reg.run(), "loss-at-chance")
+    assert "without centring" in f.advice and "standardize_targets" not in f.advice
+    mse = build_context(Trainer(keras.models.clone_model(model), loss="mse", optimizer="adam", task="regression", jit_compile=False), np.full((8, 1), 3270.0))
+    assert not mse.relative_loss
 
 
 def test_a_mixed_run_with_unscaled_regression_targets_is_told_to_standardise_them():

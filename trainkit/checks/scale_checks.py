@@ -124,6 +124,13 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
                f"the output weights have to grow until the outputs spread ~{format_number(s)} units around their mean")
         start = (f"A freshly initialised output starts far from them (an output near 0 makes the first MSE about the mean "
                  f"of y squared, ~{format_number(m * m + s * s)}), so the first gradients are huge and {far}.")
+        if relative:
+            # Neither loss is an MSE: an output near 0 scores MAPE 100 and MSLE the mean of
+            # log(1 + y) squared, and each step moves it a learning rate's worth towards targets ~m.
+            first = 100.0 if t.loss.name in MAPE_NAMES else float(np.mean(np.log1p(np.maximum(y, 0.0)) ** 2))
+            start = (f"A freshly initialised output starts near 0, far from them (its first {t.loss.describe()} is "
+                     f"~{format_number(first)}), and the output has to grow to ~{format_number(abs(m))} in steps of about "
+                     f"the learning rate.")
         if bias is not None and abs(m) > s and abs(bias - m) <= s:
             # The bias starts near the targets' mean already: only their spread is left to cover.
             start = (f"The output bias starts at {format_number(bias)}, near their mean, but the outputs still have to "

@@ -525,7 +525,17 @@ def build_context(
         check_codes=getattr(trainer, "data_check_codes", None),
         dropout=dropout_rate(model),
         initializers=layer_initializers(model),
+        relative_loss=_relative_loss(trainer),
     )
+
+
+def _relative_loss(trainer: Any) -> bool:
+    """Whether a regression output's loss reads ratios or logarithms of its targets (MAPE, MSLE)."""
+    from trainkit.checks.compatibility import MAPE_NAMES, MSLE_NAMES, describe_loss
+
+    heads = getattr(trainer, "heads", ())
+    losses = [h.loss for h in heads if h.task in ("regression", None) and h.loss is not None] if heads else [trainer.loss]
+    return any(describe_loss(loss).name in MAPE_NAMES | MSLE_NAMES for loss in losses)
 
 
 def _target_scale(trainer: Any, targets: Any) -> TargetScale | None:

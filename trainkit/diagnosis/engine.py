@@ -101,6 +101,9 @@ class Context:
             name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
             bias ``"none"`` without one), so that advice does not prescribe what a layer has
             (see :func:`trainkit.diagnosis.callback.layer_initializers`); ``None`` when unknown.
+        relative_loss: A regression output's loss reads ratios or logarithms of the targets (MAPE,
+            MSLE), so advice scales its targets without centring them: standardised targets turn
+            negative, which MSLE reads as 0 and MAPE divides by.
     """
 
     task: str | None = None
@@ -128,6 +131,7 @@ class Context:
     dropout: float = 0.0
     uninformed_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None
+    relative_loss: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""

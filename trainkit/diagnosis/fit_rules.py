@@ -134,6 +134,11 @@ def underfitting(view: Diagnoser) -> Issue | None:
              f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
              f"slows the loss. Then: train" if unscaled else "Train")
+    if "targets" in unscaled and view.context.relative_loss:
+        # MAPE and MSLE break on centred targets: unscaled-targets tells to divide them by their scale.
+        first = ("Bring the data to a unit scale first (see " + ", ".join(f"unscaled-{what}" for what in unscaled)
+                 + "; the targets divided by their scale, not centred, for this loss): badly scaled data is what slows "
+                 "the loss. Then: train")
     if view.notes.get("stop_reason") == "stopped":
         # Early stopping (or a callback of the user's) ended it: "train for more epochs" would be
         # undone by the same stop, which fired while both losses still fell.

@@ -107,6 +107,6 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
         f"The global gradient norm reached {format_number(e.norm)} at step {e.step}, {times_text(e.norm / max(e.baseline, 1e-12))} "
         f"its level in the first steps ({format_number(e.baseline)}): the updates feed on themselves.",
         f"Clip gradients (optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
-        f"rate ({lowered_lr_text(view)})" + (f", and standardise {standardise_advice(view)}." if standardise_advice(view) else "."),
+        f"rate ({lowered_lr_text(view)})" + (f", and {standardise_advice(view)}." if standardise_advice(view) else "."),
         {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
         epoch=epoch_of_step(view, e.step))

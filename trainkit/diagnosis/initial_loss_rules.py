@@ -17,6 +17,7 @@ from trainkit.diagnosis.task_context import (
     mean_bias_text,
     standardise_inputs_advice,
     targets_scaled,
+    targets_scaling_advice,
     targets_text,
     targets_tiny,
 )
@@ -66,9 +67,8 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # Targets of std 1e-3 were told they were "already on a unit scale" and sent to the
         # initialisation; the chance level (their variance, 1e-6) is what the first loss dwarfs.
         advice = (f"The targets are tiny ({targets_text(view)}): the outputs of a freshly initialised model spread "
-                  "far wider than they do. Standardise the targets with training-split statistics (preprocessing: "
-                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std()) and predict with "
-                  "model(x) * y_train.std() + y_train.mean().")
+                  f"far wider than they do. {targets_scaling_advice(view)}"
+                  + ("." if view.context.relative_loss else " and predict with model(x) * y_train.std() + y_train.mean()."))
     elif view.context.task == "regression" and targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "
@@ -79,9 +79,8 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
     elif view.context.task == "regression":
         # Inputs the data checks found scaled (standard normal features, targets ~1e4) were told
         # to be standardised too.
-        advice = ("Standardise the targets with training-split statistics (preprocessing: "
-                  "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())"
-                  + ("" if inputs_scaled(view) else " and the inputs (standardize_inputs: true)")
+        advice = (targets_scaling_advice(view)
+                  + ("" if inputs_scaled(view) else "; standardise the inputs (standardize_inputs: true)")
                   + f"; or initialise the output bias at the target mean ({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first

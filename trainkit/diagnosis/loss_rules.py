@@ -35,6 +35,7 @@ from trainkit.diagnosis.task_context import (
     standardise_advice,
     standardise_inputs_advice,
     targets_scaled,
+    targets_scaling_advice,
     targets_text,
     targets_tiny,
     val_chance_level,
@@ -265,8 +266,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     return Issue(
         f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
         f"output starting near 0 for targets far from 0) or updates too small to get there.",
-        "Standardise the targets with training-split statistics (preprocessing: {standardize_targets: "
-        "true}, or y = (y - y_train.mean()) / y_train.std())" + ("" if inputs_scaled(view) else " and the inputs")
+        targets_scaling_advice(view) + ("" if inputs_scaled(view) else "; standardise the inputs")
         + f", or initialise the output bias at the target mean ({mean_bias_text(view)}); then check the "
         "learning rate and train longer if the loss still falls.",
         evidence, epoch=view.epochs[-1].epoch)
@@ -345,7 +345,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
             f"The loss was NaN/inf from the run's first step ({nf.loss_step}), before any update had changed the weights, "
             f"so no learning rate caused it.{origin}",
             "Look at what the first forward pass reads: "
-            + (f"standardise {standardise_advice(view)} (a value over ~1.8e19 overflows float32 when squared: an MSE of targets "
+            + (f"{standardise_advice(view)} (a value over ~1.8e19 overflows float32 when squared: an MSE of targets "
                "near 1e30 is inf), " if standardise_advice(view) else "")
             + "check the weights the model starts from, and guard custom losses against log(0) and division by zero "
             "(add an epsilon).",
@@ -355,7 +355,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         f"{format_number(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
         f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients "
         f"(optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}), "
-        + (f"standardise {standardise_advice(view)}, " if standardise_advice(view) else "") + "and "
+        + (f"{standardise_advice(view)}, " if standardise_advice(view) else "") + "and "
         "guard custom losses against log(0) and division by zero (add an epsilon).",
         evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step),
         layer=layer)

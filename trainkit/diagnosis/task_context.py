@@ -100,16 +100,35 @@ def inputs_scaled(view: Diagnoser) -> bool:
     return codes is not None and "unscaled-inputs" not in codes and "data-not-inspectable" not in codes
 
 
+#: How a regression's targets are brought to a unit scale, as a sentence of advice.
+STANDARDISE_TARGETS = ("Standardise the targets with training-split statistics (preprocessing: "
+                       "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())")
+#: The same for a loss of ratios or logarithms of the targets (MAPE, MSLE; see Context.relative_loss).
+SCALE_RELATIVE_TARGETS = ("Scale the targets without centring them (the loss reads ratios or logarithms of them, which "
+                          "standardised targets, centred on 0, break): y_scale = np.abs(y_train).mean(0); fit on "
+                          "y / y_scale and predict with model(x) * y_scale")
+
+
+def targets_scaling_advice(view: Diagnoser) -> str:
+    """How to bring this run's regression targets to a unit scale, as the loss allows (a sentence
+    without its full stop): MSLE and MAPE runs were told to standardise, which breaks both."""
+    return SCALE_RELATIVE_TARGETS if view.context.relative_loss else STANDARDISE_TARGETS
+
+
 def standardise_advice(view: Diagnoser) -> str | None:
-    """What is left to standardise (``"the inputs"``, ...), ``None`` when nothing is.
+    """What is left to bring to a unit scale, as advice (``"standardise the inputs and the
+    targets"``), ``None`` when nothing is.
 
     A classifier's targets are labels, and data that is scaled already (standardised regression
-    targets, a recipe's ``standardize_inputs: true``) was told to be standardised again.
+    targets, a recipe's ``standardize_inputs: true``) was told to be standardised again. The
+    targets of a loss of ratios or logarithms (MAPE, MSLE) are scaled, not centred.
     """
-    parts = [] if inputs_scaled(view) else ["the inputs"]
-    if view.context.task == "regression" and not targets_scaled(view):
-        parts.append("the targets")
-    return " and ".join(parts) or None
+    inputs = not inputs_scaled(view)
+    targets = view.context.task == "regression" and not targets_scaled(view)
+    if targets and view.context.relative_loss:
+        return ("standardise the inputs and " if inputs else "") + "scale the targets without centring them (the loss reads ratios or logarithms of them)"
+    parts = (["the inputs"] if inputs else []) + (["the targets"] if targets else [])
+    return "standardise " + " and ".join(parts) if parts else None
 
 
 def standardise_inputs_advice(view: Diagnoser, text: str = "standardise the inputs, ") -> str:
