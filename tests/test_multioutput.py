@@ -202,6 +202,22 @@ def test_an_output_with_metrics_but_no_targets_is_refused_not_measured_as_zero()
 
 
 @pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
+def test_a_target_list_may_give_none_for_the_output_without_a_loss_as_model_fit_takes_it():
+    # fit(x, [ya, None]) read None as a target of shape () and was refused (shape-mismatch).
+    x, ya, _ = data()
+    model = two_heads()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=["binary_crossentropy", None])
+    expected = model.fit(x, [ya, None], epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"]
+    trainer = heads_trainer(loss=["binary_crossentropy", None], task=["binary", None])
+    history = trainer.fit(x, [ya, None], epochs=2, shuffle=False, validation_data=(x, [ya, None]), verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected, rtol=1e-5)
+    assert set(trainer.evaluate(x, [ya, None])) == {"loss", "a_loss"}
+    with pytest.raises(DataError) as info:  # None for an output the loss trains is still refused
+        heads_trainer().fit(x, [ya, None], epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "'b'" in info.value.message
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
 def test_a_task_list_may_give_none_for_the_output_without_a_loss():
     # loss=[..., None] as model.compile takes it: the task list had to name a task for the
     # untrained output too, and None there was "unknown-task" (a dict could leave it out).

@@ -138,7 +138,19 @@ class FitData:
         if only_read is None:
             only_read = not self._reads_inputs_itself()
         with distribute.scope(self.strategy):
-            return in_memory_parts(self.model, x, y, sample_weight, only_read=only_read)
+            return in_memory_parts(self.model, x, self._named_targets(y), sample_weight, only_read=only_read)
+
+    def _named_targets(self, y: Any) -> Any:
+        """``y`` as a dict by output name when it is a list with ``None`` for outputs trained
+        without a loss: ``fit(x, [y_a, None])``, which ``model.fit`` takes, read ``None`` as a target
+        of shape ``()`` and was refused (shape-mismatch)."""
+        if not isinstance(y, list | tuple) or not any(t is None for t in y) or not self._outputs_counted or len(y) != len(self.heads):
+            return y
+        untrained = [h.name for h, t in zip(self.heads, y, strict=True) if t is None and h.loss is not None]
+        if untrained:
+            raise DataError("missing-targets", f"y has None for the output{'s' if len(untrained) > 1 else ''} {', '.join(repr(n) for n in untrained)}, "
+                                               "which the loss trains: pass its targets, or loss None for an output trained on nothing.")
+        return {h.name: t for h, t in zip(self.heads, y, strict=True) if t is not None}
 
     def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
         # A dataset's first batches are sampled from the ones it keeps (one pass, see
