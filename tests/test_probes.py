@@ -486,3 +486,20 @@ def test_a_channels_first_conv_layer_counts_its_channels_as_units(jit_compile):
     assert first["activation/graph_conv/dead_fraction"] == pytest.approx(0.6)
     assert first["activation/nested_conv/dead_fraction"] == pytest.approx(0.6)
     assert first["activation/graph_conv/nonpositive_fraction"] == pytest.approx(float(np.mean(outputs <= 0)))
+
+
+def test_a_relu_layer_after_a_channels_first_conv_counts_the_conv_s_channels_as_units():
+    # A separate ReLU() has no data_format: it was read on its last axis (pixel columns), and 3
+    # of 5 channels never active reported dead_fraction 0.0.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((2, 10, 8))
+    conv = keras.layers.Conv2D(5, 3, data_format="channels_first", kernel_initializer="ones",
+                               bias_initializer=keras.initializers.Constant([-100.0] * 3 + [0.0] * 2))(inputs)
+    relu = keras.layers.ReLU(name="relu_after_conv")(keras.layers.Dropout(0.0)(conv))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(keras.layers.Flatten()(relu)))
+    x = np.random.default_rng(0).uniform(size=(16, 2, 10, 8)).astype("float32")
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.0), task="multiclass",
+                      jit_compile=False, diagnose=False, seed=0)
+    trainer.fit(x, np.arange(16) % 3, epochs=1, batch_size=16, verbose=0)
+    first = {name: value for step, name, value in trainer.step_table() if step == 0}
+    assert first["activation/relu_after_conv/dead_fraction"] == pytest.approx(0.6)

@@ -254,6 +254,7 @@ class Probe:
         # and a hook reads each of its calls, this graph's included: tapped as well, its call here
         # was reported twice (shared_d, shared_d_1) and the nested call a third time (shared_d_2).
         nested = {id(inner) for layer in base.layers if layer_activation(layer) is None for inner, _ in hidden_layers(layer)}
+        channels_first = _channels_first_tensors(base)
         for position, layer in enumerate(base.layers):
             activation = layer_activation(layer)
             if activation is None:
@@ -269,7 +270,7 @@ class Probe:
             if isinstance(tensor, keras.KerasTensor) and id(tensor) not in output_ids:
                 taps.append(tensor)
                 self.tapped.append((layer.name, activation))
-                if _channels_first(layer):
+                if id(tensor) in channels_first:
                     self._channels_first.add(layer.name)
             elif isinstance(tensor, keras.KerasTensor):
                 self.tapped.append((layer.name, activation))  # the output itself: aliased below
@@ -339,6 +340,26 @@ class Probe:
     def _top_layers(self) -> list[Any]:
         base = self.model._functional if isinstance(self.model, keras.Sequential) else self.model
         return list(getattr(base, "layers", []))
+
+
+#: Layers whose output keeps its input's layout: a channels-first input stays channels-first.
+_LAYOUT_KEEPING = (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.PReLU,
+                   keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout, keras.layers.BatchNormalization,
+                   keras.layers.Identity)
+
+
+def _channels_first_tensors(model: Any) -> set[int]:
+    """The ids of ``model``'s graph tensors whose channel axis is the second: a channels-first
+    layer's outputs, and what layout-keeping layers (a separate ``ReLU()``, ``Dropout``) make of
+    them. A ``ReLU()`` after a ``Conv2D(data_format="channels_first")`` was read per pixel column."""
+    found: set[int] = set()
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first: the deepest depth
+        for node in model._nodes_by_depth[depth]:
+            layer = node.operation
+            inputs = keras.tree.flatten(node.input_tensors)
+            if _channels_first(layer) or (isinstance(layer, _LAYOUT_KEEPING) and inputs and all(id(t) in found for t in inputs)):
+                found.update(id(t) for t in node.outputs)
+    return found
 
 
 def _channels_first(layer: Any) -> bool:
