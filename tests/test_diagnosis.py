@@ -1809,6 +1809,29 @@ def test_chance_loss_of_binary_focal_crossentropy_is_its_best_constant(from_logi
     assert baseline.loss < 0.75 * prior
 
 
+@pytest.mark.parametrize("config", [{}, {"gamma": 0.5, "from_logits": True}, {"gamma": 3.0, "label_smoothing": 0.1}, {"gamma": 0.0}])
+def test_chance_loss_of_categorical_focal_crossentropy_is_its_best_constant(config):
+    # Scored at the label prior, 94/2/2/2 labels read 0.056 where the best constant gets 0.036.
+    from trainkit.resolve import get_loss
+
+    y = np.eye(4)[[0] * 94 + [1] * 2 + [2] * 2 + [3] * 2]
+    loss = {"name": "categorical_focal_crossentropy", **config}
+    baseline = chance_loss("multiclass", loss, y)
+    fn = get_loss(loss)
+
+    def scored(p: np.ndarray) -> float:
+        pred = np.broadcast_to(np.log(p) if config.get("from_logits") else p, y.shape).astype(np.float32)
+        return float(fn(y.astype(np.float32), pred))
+
+    candidates = np.random.default_rng(0).dirichlet(np.full(4, 0.3), 3000)
+    assert baseline is not None and baseline.loss <= min(scored(p) for p in candidates) + 1e-6
+    prior = scored(np.array([0.94, 0.02, 0.02, 0.02]))
+    if config.get("gamma") == 0.0:  # plain cross-entropy: the prior is the minimiser
+        assert baseline.loss == pytest.approx(prior, rel=1e-5)
+    else:
+        assert baseline.loss < prior
+
+
 def test_chance_loss_of_kl_divergence_is_the_entropy_of_the_label_prior():
     # KL(y || p) is cross-entropy less the labels' own entropy: the label prior minimises it, and
     # one-hot labels score the prior's entropy. It gave no chance level, so random labels trained
