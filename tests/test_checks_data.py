@@ -332,7 +332,14 @@ def test_unscaled_inputs_silent_on_scaled_data(features):
 def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_255():
     rng = np.random.default_rng(2)
     x = rng.random((300, 4)) * 1000
-    assert "unscaled-inputs" not in codes(run("normalized", x, rng.standard_normal(300)))
+    adapted = keras.layers.Normalization()
+    adapted.adapt(x)
+    model = keras.Sequential([keras.Input((4,)), adapted, keras.layers.Dense(1)])
+    assert "unscaled-inputs" not in codes(check_data(x, rng.standard_normal(300), model=model, loss=get_loss("mse"), task="regression"))
+    # A Normalization of mean 0 and variance 1 (never adapted, or built so) passes the values
+    # through unchanged: counted as scaling them, it hid inputs x1000.
+    (finding,) = [f for f in run("normalized", x, rng.standard_normal(300)) if f.code == "unscaled-inputs"]
+    assert "after the Normalization layer" in finding.message and ".adapt(x_train)" in finding.advice
     images = rng.integers(0, 256, (64, 8, 8, 1)).astype("uint8")
     (finding,) = [f for f in run("image", images, rng.integers(0, 2, 64)) if f.code == "unscaled-inputs"]
     assert "/ 255.0" in finding.advice

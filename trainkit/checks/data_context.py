@@ -61,6 +61,8 @@ class DataContext:
     targets: list[Target]
     input_shapes: list[tuple[int | None, ...]] | None = None
     scales_inputs: Sequence[bool] = ()
+    #: For each input, the ``Normalization`` layer that scales it (see ``input_normalizers``), or ``None``.
+    normalizers: Sequence[Any] = ()
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS
     #: Layers whose outputs keep a sample's positions (see ``position_keeping_layers``).

@@ -488,6 +488,38 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
     return [False]
 
 
+#: Layers that pass each value through where it is (at inference), so a layer after them reads the input's layout.
+_VALUE_KEEPING = frozenset({"InputLayer", "Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Identity",
+                            "ActivityRegularization", "Masking"})
+
+
+def input_normalizers(model: keras.Model) -> list[Any]:
+    """For each model input, the ``Normalization`` layer that alone reads it first, or ``None``.
+
+    Its statistics are what scale the input: a layer never adapted (mean 0, variance 1) or adapted
+    on other data passes raw values through, which the data checks took as scaled. Followed as
+    :func:`scales_own_inputs` follows the inputs; an inverting layer is not a normaliser.
+    """
+    def normalizer(layer: Any) -> Any:
+        return layer if isinstance(layer, keras.layers.Normalization) and not getattr(layer, "invert", False) else None
+
+    inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
+    if inputs and len(inputs) > 1:
+        consumers: list[list[Any]] = [[] for _ in inputs]
+        for layer in iter_layers(model):
+            for node in getattr(layer, "_inbound_nodes", []):
+                for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
+                    for i, model_input in enumerate(inputs):
+                        if tensor is model_input:
+                            consumers[i].append(layer)
+        return [normalizer(found[0]) if len(found) == 1 else None for found in consumers]
+    for layer in iter_layers(model):
+        if type(layer).__name__ in _VALUE_KEEPING:  # not a Reshape or Flatten: the sample's layout must be the layer's
+            continue
+        return [normalizer(layer)]
+    return [None]
+
+
 def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int]]:
     """``(input index, layer name, input_dim)`` of each Embedding a model input feeds directly.
 

@@ -8,7 +8,9 @@ about data that is wrong.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import keras
 import numpy as np
 
 from trainkit.checks.compatibility import MAPE_NAMES, MSLE_NAMES, Issue
@@ -33,9 +35,16 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
     """Features far from zero or whose scales differ by orders of magnitude."""
     for i, a in enumerate(ctx.xs):
         scaled = ctx.scales_inputs[i] if len(ctx.scales_inputs) == len(ctx.xs) else any(ctx.scales_inputs)
-        if scaled or not is_numeric(a) or a.dtype == bool or len(a) == 0:
+        normalizer = ctx.normalizers[i] if len(ctx.normalizers) == len(ctx.xs) else None
+        if (scaled and normalizer is None) or not is_numeric(a) or a.dtype == bool or len(a) == 0:
             continue
         s = strided_rows(a, row_budget(a, ctx.sample_rows))
+        if normalizer is not None:
+            # What the model's Normalization makes of them is what its layers read: never adapted
+            # (mean 0, variance 1) it passes raw values through, which counted as scaled.
+            s = _normalized(normalizer, s)
+            if s is None:
+                continue
         unit = "channel" if a.ndim > 3 else "feature"
         f = s.reshape(-1, s.shape[-1]) if a.ndim > 2 else s.reshape(len(s), -1)
         # [features, rows]: numpy reduces a narrow [rows, features] array (an image's [pixels, 3]
@@ -70,7 +79,12 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             reasons.append(f"feature scales span {math.log10(ratio):.1f} orders of magnitude")
         name = input_label("x", i, len(ctx.xs), ctx.input_keys)
         lo_all, hi_all = float(f.min()) if f.size else 0.0, float(f.max()) if f.size else 0.0
-        if lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
+        if normalizer is not None:
+            train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
+            fix = (f"Adapt the Normalization layer '{normalizer.name}' on the training inputs before training: "
+                   f"{normalizer.name}.adapt({train}) (a layer never adapted has mean 0 and variance 1: it passes the values "
+                   f"through unchanged), or build it with mean= and variance= of {train}.")
+        elif lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
             # A recipe's feature_scale has already been applied to these values (random_images
             # with feature_scale: 255 makes them): it has to become 255 times smaller, not 1/255.
             fix = (f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first; in a recipe, "
@@ -82,8 +96,9 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                    f"std = {train}.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
                    f"keras.layers.Normalization() (adapted on {train}) first in the model (in a recipe, "
                    "preprocessing: {standardize_inputs: true}).")
+        after = f" after the Normalization layer '{normalizer.name}'" if normalizer is not None else ""
         return Issue(
-            f"The inputs {name} are not scaled{ctx.where} ({'; '.join(reasons)}): {described}. Large or "
+            f"The inputs {name} are not scaled{after}{ctx.where} ({'; '.join(reasons)}): {described}. Large or "
             f"uneven scales make the loss badly conditioned: one learning rate is too large for some "
             f"weights and too small for others, and big inputs saturate activations.", fix,
             {"input": i, "features": worst, "mean": [float(mean[j]) for j in worst],
@@ -94,6 +109,15 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
 
 #: Losses of ratios (MAPE) or logarithms (MSLE) of the targets, which standardising breaks.
 _RELATIVE_LOSSES = MAPE_NAMES | MSLE_NAMES
+
+
+def _normalized(layer: Any, rows: np.ndarray) -> np.ndarray | None:
+    """``rows`` through a ``Normalization`` layer, or ``None`` when it cannot take them as they are."""
+    try:
+        out = np.asarray(keras.ops.convert_to_numpy(layer(rows.astype(np.float32))), dtype=np.float64)
+    except Exception:  # a layer not built for this layout: its input counts as scaled, as before
+        return None
+    return out if out.shape == rows.shape else None
 
 
 def unscaled_targets(ctx: DataContext) -> Issue | None:
