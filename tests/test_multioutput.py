@@ -377,3 +377,24 @@ def test_a_subclassed_model_returning_a_dict_takes_losses_by_its_output_names():
     assert [h.name for h in trainer.heads] == ["cls", "reg"]
     assert {"loss", "cls_loss", "reg_loss"} <= set(history)
     np.testing.assert_allclose(np.array(history["cls_loss"]) + np.array(history["reg_loss"]), history["loss"], rtol=1e-5)
+
+
+def test_label_leakage_is_checked_for_every_output():
+    # The leak checks read a model of one output only: the binary label copied into x, or a
+    # linear copy of the regression targets, trained on without a word beside a second output.
+    x, ya, _ = data(200)
+    yb = (x @ np.array([[1.0], [-0.5], [0.25], [0.5]]) + np.random.default_rng(2).normal(size=(200, 1))).astype("float32")
+
+    def leak_messages(extra: np.ndarray) -> list[str]:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((5,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="a")(hidden), keras.layers.Dense(1, name="b")(hidden)])
+        found = heads_trainer(model=model).check_data(np.concatenate([x, extra], axis=1), [ya, yb])
+        return [f.message for f in found if f.code == "label-leakage"]
+
+    (message,) = leak_messages(ya)
+    assert "identical to the class label y['a']" in message
+    (message,) = leak_messages(3.0 * yb + 1.0)
+    assert "linear copy of the target y['b']" in message
+    assert leak_messages(np.random.default_rng(1).normal(size=(200, 1)).astype("float32")) == []

@@ -114,31 +114,42 @@ def _has_continuous_feature(rows: np.ndarray) -> bool:
     return any(np.unique(distinct[:, j]).size * 2 >= len(distinct) for j in range(distinct.shape[1]))
 
 
-def _leak_sample(ctx: DataContext) -> tuple[np.ndarray, np.ndarray, Target] | None:
-    """``(x rows, y rows, target)`` the leakage checks read: a strided sample of one 2-D numeric
-    input and its one target, or ``None`` when the data has another form (drawn once per context)."""
-    if "leak_sample" not in ctx.memo:
-        ctx.memo["leak_sample"] = _draw_leak_sample(ctx)
-    return ctx.memo["leak_sample"]
+def _leak_samples(ctx: DataContext) -> list[tuple[np.ndarray, np.ndarray, Target]]:
+    """``(x rows, y rows, target)`` the leakage checks read, one per output with targets: a
+    strided sample of one 2-D numeric input and the output's targets; none when the inputs have
+    another form (drawn once per context). Every output's: a model with a second output left
+    the label leaking into its inputs unchecked."""
+    if "leak_samples" not in ctx.memo:
+        ctx.memo["leak_samples"] = _draw_leak_samples(ctx)
+    return ctx.memo["leak_samples"]
 
 
-def _draw_leak_sample(ctx: DataContext) -> tuple[np.ndarray, np.ndarray, Target] | None:
-    if len(ctx.xs) != 1 or len(ctx.targets) != 1 or ctx.targets[0].y is None:
-        return None
-    x, t = ctx.xs[0], ctx.targets[0]
+def _draw_leak_samples(ctx: DataContext) -> list[tuple[np.ndarray, np.ndarray, Target]]:
+    if len(ctx.xs) != 1:
+        return []
+    x = ctx.xs[0]
     if x.ndim != 2 or not is_numeric(x) or x.shape[1] > _LEAK_MAX_FEATURES or len(x) < 20:
-        return None
+        return []
     rows = max(200, min(_LEAK_ROWS, _LEAK_VALUES // max(1, x.shape[1])))
     xs = strided_rows(x, rows).astype(np.float64)
-    y = strided_rows(t.y, rows)
-    if not np.isfinite(xs).all() or not is_numeric(y):
-        return None
-    return xs, y, t
+    if not np.isfinite(xs).all():
+        return []
+    samples = []
+    for t in ctx.targets:
+        y = strided_rows(t.y, rows) if t.y is not None and len(t.y) == len(x) else None
+        if y is not None and is_numeric(y):
+            samples.append((xs, y, t))
+    return samples
 
 
-def _sampled_class_ids(sample: tuple[np.ndarray, np.ndarray, Target] | None) -> np.ndarray | None:
+def _label_text(ctx: DataContext, t: Target, label: str) -> str:
+    """``label`` ("the class label"), naming the output's targets when the model has several."""
+    return label if len(ctx.targets) == 1 else f"{label} {t.name}"
+
+
+def _sampled_class_ids(sample: tuple[np.ndarray, np.ndarray, Target]) -> np.ndarray | None:
     """The sampled labels as class ids, for a classification target with 2+ classes in the sample."""
-    if sample is None or sample[2].task not in ("binary", "multiclass"):
+    if sample[2].task not in ("binary", "multiclass"):
         return None
     ids = class_ids(sample[2], sample[1])
     return ids if ids is not None and np.unique(ids).size >= 2 else None
@@ -150,28 +161,35 @@ def _few_values(rows: int) -> int:
 
 
 def label_leakage(ctx: DataContext) -> Issue | None:
-    """A feature equal to the label, or one whose few values each map to a single class."""
-    sample = _leak_sample(ctx)
+    """A feature equal to the label, or one whose few values each map to a single class (of any output)."""
+    for sample in _leak_samples(ctx):
+        issue = _label_leak(ctx, sample)
+        if issue is not None:
+            return issue
+    return None
+
+
+def _label_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target]) -> Issue | None:
     names = ctx.feature_names
-    if sample is not None and sample[2].task == "regression":
-        return _regression_leak(*sample, names=names)
+    if sample[2].task == "regression":
+        return _regression_leak(*sample, names=names, label=_label_text(ctx, sample[2], "the target"))
     ids = _sampled_class_ids(sample)
     if ids is None:
         return None
-    assert sample is not None
-    xs, _, _ = sample
+    xs, _, t = sample
+    label = _label_text(ctx, t, "the class label")
     n = len(xs)
     equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
     if len(equal):
         j = int(equal[0])
-        return _leak_issue(j, f"{feature_label(j, names, capital=True)} is identical to the class label in all {n} sampled rows",
+        return _leak_issue(j, f"{feature_label(j, names, capital=True)} is identical to {label} in all {n} sampled rows",
                            {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)}, names)
     one_hot = _one_hot_label_columns(xs, ids)
     if one_hot is not None:
         columns = sorted(one_hot.values())
         listing = ", ".join(f"{feature_label(j, names)} for class {c}" for c, j in sorted(one_hot.items()))
         return _leak_issue(
-            columns, f"Features {', '.join(map(str, columns))} are the class label one-hot encoded: each is 1 exactly in "
+            columns, f"Features {', '.join(map(str, columns))} are {label} one-hot encoded: each is 1 exactly in "
             f"the rows of one class ({listing}) in all {n} sampled rows",
             {"feature": columns[0], "features": columns, "classes": sorted(one_hot), "rows_checked": n}, names)
     few = _few_values(n)
@@ -188,7 +206,7 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         if np.all((lab[1:] == lab[:-1]) | (c[1:] != c[:-1])):
             return _leak_issue(
                 int(j), f"Each of the {int(distinct[j])} values of {feature_label(int(j), names)} maps to a single "
-                f"class in all {n} sampled rows, so it predicts the label perfectly",
+                f"class in all {n} sampled rows, so it predicts {label} perfectly",
                 {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])}, names)
     return None
 
@@ -222,19 +240,18 @@ def one_feature_separates(ctx: DataContext) -> Issue | None:
     clusters (13 of 20 ``make_blobs`` data sets). Nothing in one feature tells them apart; the
     user can, by knowing where the feature comes from.
     """
-    sample = _leak_sample(ctx)
-    ids = _sampled_class_ids(sample)
-    if ids is None:
+    for sample in _leak_samples(ctx):
+        ids = _sampled_class_ids(sample)
+        separating = _separating_feature(sample[0], ids) if ids is not None else None
+        if separating is not None:
+            break
+    else:
         return None
-    assert sample is not None
     xs = sample[0]
-    separating = _separating_feature(xs, ids)
-    if separating is None:
-        return None
     j, gap, share = separating
     names = ctx.feature_names
     return Issue(
-        f"{feature_label(j, names, capital=True)} alone separates the classes: each class lies in an interval of its own, the "
+        f"{feature_label(j, names, capital=True)} alone separates {_label_text(ctx, sample[2], 'the classes')}: each class lies in an interval of its own, the "
         f"closest two {gap:.1f} within-class standard deviations apart, in all {len(xs)} sampled rows "
         f"(its class means explain {share:.1%} of its variance). Either the classes are that easy, or "
         f"the feature is the label leaking in (a noisy copy of it, or something computed from it).",
@@ -285,7 +302,8 @@ def _class_sums(xs: np.ndarray, inverse: np.ndarray, classes: int) -> np.ndarray
     return np.add.reduceat(xs[order], starts, axis=0)
 
 
-def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[str] | None = None) -> Issue | None:
+def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[str] | None = None,
+                     label: str = "the target") -> Issue | None:
     if xs.shape[1] < 2 or y.reshape(len(y), -1).shape[1] != 1:
         return None
     target = y.reshape(-1).astype(np.float64)
@@ -298,7 +316,7 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[s
     j = int(np.argmax(np.abs(corr)))
     if abs(corr[j]) < LEAK_CORRELATION:
         return None
-    return _leak_issue(j, f"{feature_label(j, names, capital=True)} is a linear copy of the target (correlation {corr[j]:.5f} "
+    return _leak_issue(j, f"{feature_label(j, names, capital=True)} is a linear copy of {label} (correlation {corr[j]:.5f} "
                           f"in {len(xs)} sampled rows)",
                        {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, names)
 
