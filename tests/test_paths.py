@@ -141,6 +141,10 @@ def test_auto_jit_falls_back_without_error_when_xla_cannot_compile(streamed, mon
     assert trainer._train_loop.jit_compile is False
     assert "XLA" in trainer._train_loop.xla_failure
     assert history["loss"] == fit(False)[1]["loss"]  # no batch lost to the failed compile
+    # Said once, as a note: silent, a run slower than XLA's left the user guessing why.
+    (note,) = [f for f in trainer.findings if f.code == "xla-fallback"]
+    assert note.severity == "info" and note.evidence["xla_error"] == trainer._train_loop.xla_failure[:300]
+    assert not [f for f in fit(False)[0].findings if f.code == "xla-fallback"]
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "dataset"])

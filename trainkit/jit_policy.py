@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from trainkit.findings import Finding
 from trainkit.sources import ArraySource
 
 # Layers XLA compiles well on CPU. XLA made a small Conv2D model ~30x slower on CPU, so `auto`
@@ -89,3 +90,20 @@ def fit_plan(train: Any, batch_size: int, epochs: int) -> tuple[int | None, int]
     rows = tf.nest.flatten(train.batch_spec())[0].shape
     batch_rows = rows[0] if rows.rank and rows[0] is not None else 32
     return (None if train.batches is None else epochs * train.batches), batch_rows
+
+
+#: The info finding of a run whose ``jit_compile="auto"`` chose XLA and fell back without it.
+XLA_FALLBACK = "xla-fallback"
+
+
+def xla_fallback_note(failure: str) -> Finding:
+    """The ``xla-fallback`` note: ``auto`` took XLA, which could not compile the step (``failure``,
+    XLA's first line), so the run trains without it. Silent, a run simply slower than XLA's
+    left the user guessing why."""
+    return Finding(
+        code=XLA_FALLBACK, severity="info",
+        message=f"jit_compile='auto' chose XLA, which cannot compile this model's training step ({failure}); "
+                "it trains without XLA, as model.fit's 'auto' does.",
+        advice="Nothing to fix. jit_compile=False (in a recipe, training.jit_compile: false) skips the attempt and its "
+               "compile time; replacing the op XLA lacks (named above) lets XLA compile the step.",
+        evidence={"xla_error": failure[:300]})

@@ -57,7 +57,13 @@ from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inputs import accepted_input, is_iterator
 from trainkit.interrupt import StopRequest, stop_on_signals
-from trainkit.jit_policy import choose_jit_compile, fit_plan, xla_obstacle
+from trainkit.jit_policy import (
+    XLA_FALLBACK,
+    choose_jit_compile,
+    fit_plan,
+    xla_fallback_note,
+    xla_obstacle,
+)
 from trainkit.loop import (
     CompiledLoop,
     StepOutputs,
@@ -963,6 +969,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Before the checkpoint: its record says the run ended here, so resuming it trains
             # nothing more (it trained an epoch more on every resume).
             self.stop_reason = self.stop_reason or "stopped"
+        failure = self._train_loop.xla_failure if self._train_loop is not None else None
+        if failure is not None and not any(f.code == XLA_FALLBACK for f in self.findings):
+            self.findings.append(xla_fallback_note(failure))
         if self._checkpoint_due(epoch) or final:
             saved = self._save_checkpoint(epoch + 1, 0, callbacks)
             self._final_checkpoint = saved if final else None
