@@ -769,6 +769,17 @@ def test_ids_an_embedding_cannot_look_up_are_an_error(functional, shift, words):
     assert info.value.code == "embedding-ids" and words in info.value.message
 
 
+def test_validation_ids_an_embedding_cannot_look_up_are_an_error():
+    # Only x was checked: ids past the table in validation_data trained a whole epoch, then
+    # crashed the validation pass in TensorFlow's GatherV2.
+    ids = np.random.default_rng(0).integers(0, 10, (64, 5))
+    net = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 2), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    y = (ids[:, :1] > 4).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(ids, y, model=net, loss=get_loss("binary_crossentropy"), task="binary", x_val=ids + 3, y_val=y)
+    assert info.value.code == "embedding-ids" and "x_val holds ids 3..12" in info.value.message
+
+
 def test_class_imbalance_lists_only_the_rare_classes():
     # 3 classes, two of them rare: the three smallest counts named the largest class among the
     # "rarest" ("class 1: 4, class 2: 4, class 0: 292, against 292 for class 0").

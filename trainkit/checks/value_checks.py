@@ -6,6 +6,8 @@ Apart from the label rules: these read the inputs' values too, whatever the task
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
@@ -67,20 +69,25 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
 
 
 def embedding_ids(ctx: DataContext) -> Issue | None:
-    """Inputs an Embedding looks up that are not whole numbers in ``[0, input_dim)``."""
-    for index, layer, dim in ctx.embeddings:
-        if index >= len(ctx.xs) or ctx.xs[index].size == 0 or not np.issubdtype(ctx.xs[index].dtype, np.number):
+    """Inputs an Embedding looks up (training or validation) that are not whole numbers in ``[0, input_dim)``."""
+    # The validation inputs go through the same lookup after each epoch: an id outside the table
+    # would crash there, an epoch's training in, with TensorFlow's gather error.
+    arrays = [("x", ctx.xs, ctx.input_keys, ctx.where)]
+    if ctx.x_val:
+        arrays.append(("x_val", ctx.x_val, ctx.x_val_keys, ctx.val_where))
+    for (base, xs, keys, where), (index, layer, dim) in itertools.product(arrays, ctx.embeddings):
+        if index >= len(xs) or xs[index].size == 0 or not np.issubdtype(xs[index].dtype, np.number):
             continue
-        a = ctx.xs[index]
-        name = input_label("x", index, len(ctx.xs), ctx.input_keys)
+        a = xs[index]
+        name = input_label(base, index, len(xs), keys) + where
         lo, hi = float(np.min(a)), float(np.max(a))
         if not is_integral(a):
-            return Issue(f"{name}{ctx.where} feeds the Embedding '{layer}' but holds non-integer values ({format_number(lo)}..{format_number(hi)}): an Embedding looks "
+            return Issue(f"{name} feeds the Embedding '{layer}' but holds non-integer values ({format_number(lo)}..{format_number(hi)}): an Embedding looks "
                          f"its input up as row ids of its table, so 2.7 is read as 2.",
                          "Pass the token or category ids as integers; for real-valued features use a Dense layer instead of an Embedding.",
                          {"min": lo, "max": hi}, layer)
         if lo < 0 or hi >= dim:
-            return Issue(f"{name}{ctx.where} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
+            return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
                          f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
                          f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
                          "(keep 0 for padding if the model masks it).",
