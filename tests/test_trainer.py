@@ -1446,6 +1446,21 @@ def test_a_bad_class_weight_is_refused(class_weight):
     assert info.value.code == "bad-argument" and "class_weight" in info.value.message
 
 
+@pytest.mark.parametrize("form", ["numpy", "dataset"])
+def test_class_weight_for_a_model_predicting_per_timestep_is_refused(form):
+    # Targets (n, T) of class ids: each row's T ids were read as a one-hot row, its argmax (a
+    # position) taken as its class, and the rows weighed by that in silence (or the step failed).
+    x = np.random.default_rng(0).integers(1, 10, size=(32, 6))
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4),
+                              keras.layers.GRU(4, return_sequences=True), keras.layers.Dense(3, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", seed=0)
+    data = (tf.data.Dataset.from_tensor_slices((x, x % 3)).batch(16),) if form == "dataset" else (x, x % 3)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(*data, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0, 2: 3.0})
+    assert info.value.code == "bad-argument" and "predicts per position (output shape (None, 6, 3))" in info.value.message
+    assert trainer.step == 0
+
+
 @pytest.mark.parametrize(("class_weight", "code", "says"), [
     ({0: 0.0, 1: 0.0}, "class-weight-all-zero", "every class of the training labels {0, 1} weight 0"),
     ({0: 1.0, 1: 2.0, 5: 1.0}, "class-weight-unknown-class", "class 5, which is not among the training labels {0, 1}"),

@@ -91,7 +91,7 @@ class FitData:
                 raise DataError("missing-targets", f"{err.message} {self._targets_hint(dataset=True)}") from None
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
             if class_weight is not None:
-                _check_one_target(x.element_spec[1], self.heads, dataset=True)
+                _check_one_target(x.element_spec[1], self.heads, dataset=True, model=self.model)
                 train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
         else:
             if steps_per_epoch is not None:
@@ -107,7 +107,7 @@ class FitData:
                 validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
                 parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
             if class_weight is not None:  # the training rows only, as model.fit weights them
-                _check_one_target(parts[1], self.heads)
+                _check_one_target(parts[1], self.heads, model=self.model)
                 parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
             train = ArraySource(parts, "the training data" if validation_split else "x")
         validation = None
@@ -239,9 +239,10 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
     check_input_shapes(tf.nest.map_structure(np.asarray, x), model)
 
 
-def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: bool = False) -> None:
-    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does;
-    ``dataset``: the targets are a dataset's (its element spec), which has no ``y`` to index."""
+def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: bool = False, model: keras.Model | None = None) -> None:
+    """Refuses class_weight for several outputs (targets given as a structure), as model.fit does,
+    and for a ``model`` predicting per position; ``dataset``: the targets are a dataset's (its
+    element spec), which has no ``y`` to index."""
     structure = isinstance(targets, tuple | list | Mapping)
     if len(heads) > 1 or (structure and len(targets) != 1):
         raise ArgumentError("bad-argument", "class_weight applies to a model with one output (as with model.fit); pass sample_weight instead: one weight per row (from one "
@@ -252,6 +253,13 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: 
         fix = f"map the dataset to yield that tensor itself, dataset.map(lambda x, y: (x, {inner}))" if dataset else f"pass that array itself, {inner}"
         raise ArgumentError("bad-argument", f"class_weight reads class ids from one array of targets, but y is a {type(targets).__name__} holding the model's one "
                                             f"output's targets (model.fit refuses it too): {fix}.")
+    outputs = getattr(model, "outputs", None) or []  # a subclassed model's are unknown before its first call
+    if len(outputs) == 1 and len(outputs[0].shape) > 2:
+        # [batch, T, k] predictions, (n, T) class ids: a row holds a class per timestep, and the
+        # argmax over its T ids (read as a one-hot row) weighed it by a position, in silence.
+        raise ArgumentError("bad-argument", f"class_weight weighs each row by its one class, but the model predicts per position (output shape "
+                                            f"{tuple(outputs[0].shape)}): a row holds a class per position. Leave class_weight out, or weigh the "
+                                            f"classes in a loss of your own.")
     if heads and heads[0].task == "regression":  # its targets are no class ids (a rounded -2.7 indexed the weights)
         raise ArgumentError("bad-argument", "class_weight weighs the classes of a classification task; a regression task has none. Weigh rows with sample_weight instead.")
 
