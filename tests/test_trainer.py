@@ -1438,6 +1438,30 @@ def test_class_weight_weights_the_training_rows_as_model_fit_does(form):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
 
 
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_one_weight_a_row_weighs_each_timestep_of_a_sequence_output(mask_zero):
+    # Per-timestep targets (n, T): Keras multiplied the [batch, T] losses by the [batch] weights
+    # and fit failed while tracing ("Dimensions must be equal, but are 32 and 6"), though the
+    # checks take (n,) weights and refuse (n, T) ones. Each row's weight now weighs its timesteps:
+    # model.fit's numbers with that weight repeated along the timesteps.
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 10, size=(48, 6))
+    x[::3, 4:] = 0  # padding, masked with mask_zero
+    y, weights = x % 3, rng.uniform(0.5, 2.0, len(x)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4, mask_zero=mask_zero),
+                              keras.layers.GRU(4, return_sequences=True), keras.layers.Dense(3, activation="softmax")])
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    reference.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.1), weighted_metrics=["accuracy"])
+    expected = reference.fit(x[:32], y[:32], sample_weight=np.repeat(weights[:32, None], 6, axis=1), validation_data=(x[32:], y[32:], np.repeat(weights[32:, None], 6, axis=1)),
+                             epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="multiclass", metrics=["accuracy"], seed=0)
+    got = trainer.fit(x[:32], y[:32], sample_weight=weights[:32], validation_data=(x[32:], y[32:], weights[32:]), epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+
+
 @pytest.mark.parametrize("class_weight", [{0: 1.0, "1": 2.0}, {0: -1.0}, {}, [1.0, 2.0], {0: 1.0, 0.5: 2.0}, {0: 1.0, True: 2.0}])
 def test_a_bad_class_weight_is_refused(class_weight):
     x, y = make_data(40, features=4)

@@ -76,12 +76,14 @@ class EpochMetrics:
             predictions = multioutput.flat_outputs(y_pred)
             for metric, index in zip(metrics, self._metric_outputs, strict=True):
                 if targets[index] is not None:  # an output without targets (and loss) is not measured
-                    metric.update_state(*same_rank(targets[index], predictions[index]), sample_weight=sample_weight)
+                    metric.update_state(*same_rank(targets[index], predictions[index]),
+                                        sample_weight=multioutput.per_position_weights(sample_weight, predictions[index]))
             return
         # Ranks lined up, as for a loss: 1-D targets against a [batch, 1] output broadcast to
         # [batch, batch] in a metric function's ``y_true - y_pred`` (a mean over every pair of
         # rows, rising as the model learnt), and F1Score refused them.
         y, y_pred = same_rank(multioutput.like_outputs(y, y_pred, self._output_names), y_pred)
+        sample_weight = multioutput.per_position_weights(sample_weight, y_pred)
         for metric in metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 

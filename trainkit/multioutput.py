@@ -222,3 +222,17 @@ def targets_per_output(y: Any, y_pred: Any, names: Sequence[str]) -> list[Any]:
         keys = sorted(y_pred) if isinstance(y_pred, Mapping) and any(k in y for k in y_pred) else names
         return [y.get(key) for key in keys]
     return list(y) if isinstance(y, list | tuple) else [y]
+
+
+def per_position_weights(sample_weight: Any, y_pred: Any) -> Any:
+    """One weight per row, ``[batch]``, shaped ``[batch, 1, ...]`` to weigh each position of a
+    prediction with positions (``[batch, T, k]``: a sequence's per-timestep loss).
+
+    Keras multiplies the ``[batch, T]`` per-position losses (and metric values) by the weights
+    as they are, which fails for ``[batch]``; the row's weight applies to every one of its
+    positions. Other weights, and predictions of rank 2 or less, are returned as they are.
+    """
+    rank = getattr(getattr(y_pred, "shape", None), "rank", None)
+    if sample_weight is None or rank is None or rank <= 2 or getattr(sample_weight.shape, "rank", None) != 1:
+        return sample_weight
+    return tf.reshape(sample_weight, [-1] + [1] * (rank - 2))

@@ -444,7 +444,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return self.compute_loss(x, y, y_pred, sample_weight)
 
     def _output_loss(self, loss_fn: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
-        loss = loss_fn(y, y_pred, sample_weight=sample_weight)
+        loss = loss_fn(y, y_pred, sample_weight=multioutput.per_position_weights(sample_weight, y_pred))
         return distribute.unscale_keras_loss(loss_fn, loss) if distribute.in_replica() else loss
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
