@@ -58,6 +58,8 @@ def build(arch: str, units: int, act: str | None = None) -> keras.Model:
     if arch == "rescaled":  # sigmoid scaled to [0, 100] on purpose
         return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"),
                                  L.Dense(units, activation=act), L.Rescaling(100.0)])
+    if arch == "time_distributed":  # a prediction per time step; was an unknown layer, and no rule judged its activation
+        return keras.Sequential([keras.Input((5, 4)), L.GRU(8, return_sequences=True), L.TimeDistributed(L.Dense(units, activation=act))])
     raise ValueError(arch)
 
 
@@ -125,6 +127,9 @@ GOLDEN = [
     ("multiclass", ("dense", 3, "relu"), "scce", "wrong-output-activation", None),
     ("multiclass", ("dense", 3, "relu"), SCCE_LOGITS, "wrong-output-activation", None),
     ("multiclass", ("dense", 3, "softmax"), "bce", "loss-task-mismatch", None),
+    ("multiclass", ("time_distributed", 3, "softmax"), "scce", OK, None),
+    ("multiclass", ("time_distributed", 3, "softmax"), SCCE_LOGITS, "double-activation", None),
+    ("multiclass", ("time_distributed", 3, None), "scce", "missing-output-activation", None),
     # --- multilabel --------------------------------------------------------------------------
     ("multilabel", ("dense", 3, "sigmoid"), "bce", OK, 3),
     ("multilabel", ("dense", 3, None), BCE_LOGITS, OK, None),
@@ -150,6 +155,7 @@ GOLDEN = [
     ("regression", ("dense", 1, "sigmoid"), "mse", "bounded-output-for-regression", None),
     ("regression", ("dense", 1, "relu"), "mse", "bounded-output-for-regression", None),
     ("regression", ("act_layer", 1, "tanh"), "mae", "bounded-output-for-regression", None),
+    ("regression", ("time_distributed", 1, "sigmoid"), "mse", "bounded-output-for-regression", None),
     ("regression", ("linear_hidden", 1, None), "mse", "linear-hidden-layers", None),
 ]
 

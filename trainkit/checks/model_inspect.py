@@ -173,7 +173,10 @@ def activation_name(fn: Any) -> str:
 
 
 def _is_unit_layer(layer: Any) -> bool:
-    """Dense, EinsumDense, Conv*, RNN-style layers: they hold a kernel and produce the units."""
+    """Dense, EinsumDense, Conv*, RNN-style layers: they hold a kernel and produce the units
+    (wrapped in a ``TimeDistributed`` too, which applies the layer at each time step)."""
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return _is_unit_layer(layer.layer)
     if isinstance(layer, keras.Model):
         return False
     return hasattr(layer, "activation") and (
@@ -187,6 +190,10 @@ def _layer_activation(layer: Any) -> str | None:
     ``"linear"`` for unit layers without an activation; ``None`` for passthrough layers; ``UNKNOWN``
     for layers trainkit does not know (Lambda, custom layers, ...).
     """
+    if isinstance(layer, keras.layers.TimeDistributed):
+        # Its output is the wrapped layer's at each step: TimeDistributed(Dense(3, "softmax")) was
+        # an unknown layer, and a softmax output with from_logits=True passed every check.
+        return _layer_activation(layer.layer)
     cls = type(layer).__name__
     if _is_unit_layer(layer):
         return activation_name(getattr(layer, "activation", None))
@@ -204,6 +211,8 @@ def _layer_activation(layer: Any) -> str | None:
 
 
 def _unit_count(layer: Any) -> int | None:
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return _unit_count(layer.layer)
     for attr in ("units", "filters"):
         value = getattr(layer, attr, None)
         if isinstance(value, int):
