@@ -789,3 +789,14 @@ def test_class_imbalance_lists_only_the_rare_classes():
     counts = np.bincount(y)
     assert finding.evidence["rarest"] == [1, 2]
     assert f"class 1: {counts[1]}, class 2: {counts[2]}, against {counts[0]} for class 0" in finding.message
+
+
+def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_label_is():
+    # Token ids are not features: "does the sequence start with id 3" maps each id at position 0
+    # to one class, which is the task itself; it was reported as label-leakage.
+    ids = np.random.default_rng(0).integers(0, 10, (300, 4))
+    starts_with_3 = (ids[:, 0] == 3).astype("int64")
+    assert "label-leakage" not in codes(run("embedding", ids, starts_with_3))
+    copied = ids.copy()
+    copied[:, 2] = starts_with_3
+    assert "label-leakage" in codes(run("embedding", copied, starts_with_3))
