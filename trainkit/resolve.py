@@ -167,6 +167,10 @@ _ARGUMENT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "rho": (0.0, 1.0, True, False),
     "epsilon": (0.0, math.inf, True, False),
     "weight_decay": (0.0, math.inf, True, False),
+    # 0 scales the loss to 0 and the gradients back by 1/0: NaN at the first step (exit code 3).
+    "loss_scale_factor": (0.0, math.inf, False, False),
+    # Adagrad's accumulator starts here: a negative one takes the square root of a negative number.
+    "initial_accumulator_value": (0.0, math.inf, True, False),
     "stddev": (0.0, math.inf, True, False),
 }
 
