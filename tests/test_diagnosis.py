@@ -887,6 +887,23 @@ def test_a_warm_up_from_zero_without_statistics_is_not_a_learning_rate_of_zero()
     assert any("was 0" in f.message for f in flat.findings if f.code == "lr-too-low")
 
 
+@pytest.mark.parametrize("statistics", [False, True])
+def test_a_long_warm_up_from_zero_is_neither_a_rate_of_zero_nor_told_to_raise_it_to_zero(statistics):
+    # Warm-up over 5000 steps, 32 trained: the loss hardly moves. Without statistics it was "the
+    # learning rate was 0 for the whole run"; with them lr-too-low said to raise it to 0 (now 0),
+    # the schedule's value when training began.
+    x, y = regression_data(256)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=10000, warmup_target=1e-3, warmup_steps=5000)
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.Adam(schedule), task="regression", seed=0,
+                      jit_compile=False, statistics=statistics)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    assert all("was 0" not in f.message for f in trainer.findings)
+    for f in trainer.findings:
+        if "learning_rate" in f.evidence:
+            assert f.evidence["learning_rate"] > 0 and "learning_rate: 0}" not in f.advice and "(now 0)" not in f.advice
+    assert not statistics or any(f.code == "lr-too-low" for f in trainer.findings)
+
+
 def slow_stream(ratio: float) -> Stream:
     """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
     s = Stream()

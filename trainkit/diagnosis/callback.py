@@ -710,6 +710,18 @@ def _optimizer_class(optimizer: Any) -> str:
 
 
 def _learning_rate(optimizer: Any) -> float | None:
+    """The optimizer's learning rate when it is one number (a variable, which a callback such as
+    ``ReduceLROnPlateau`` may still lower); ``None`` for a schedule or a callable.
+
+    A schedule's value when training begins is not the run's rate: a warm-up from 0 read as 0,
+    and a run trained with statistics off was told "the learning rate was 0 for the whole run",
+    with statistics on to raise the rate to 0.
+    """
+    import keras
+
+    rate = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or (callable(rate) and not isinstance(rate, keras.Variable)):
+        return None
     try:
         return float(np.asarray(optimizer.learning_rate))
     except (TypeError, ValueError, AttributeError):

@@ -10,18 +10,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainkit.diagnosis.update_ratios import early_update_ratio, largest_update_ratio
+from trainkit.stat_names import LEARNING_RATE
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
 
 
 def learning_rate_of(view: Diagnoser) -> float | None:
-    """The run's learning rate: the configured one, else the first finite ``learning_rate`` statistic."""
+    """The run's learning rate: the configured one, else (a schedule's) the largest the steps used.
+
+    The largest, not the first: a warm-up starts at 0 (the advice said to raise the rate to 0),
+    and a decaying schedule's largest is its first.
+    """
     lr = view.context.learning_rate
     if lr is None:
-        values = view.first_values("learning_rate")
+        values = view.epoch_values(LEARNING_RATE, "maximum")
+        if not np.isfinite(values).any():  # no epoch ended yet
+            values = view.first_values(LEARNING_RATE)
         values = values[np.isfinite(values)]
-        lr = float(values[0]) if values.size else None
+        lr = float(values.max()) if values.size else None
     return lr
 
 
