@@ -935,6 +935,17 @@ def test_lr_too_low_defers_when_no_gradient_flows(blocked):
     assert "lr-too-low" in codes(s.run())
 
 
+def test_lr_too_low_measures_only_the_steps_that_updated_under_gradient_accumulation():
+    # gradient_accumulation_steps=3: two steps of every three change nothing. SGD at 1e-3 (loss
+    # 0.7244 -> 0.7131 in 12 epochs, steps 0.028% of the weights) got no lr-too-low, and
+    # loss-at-chance blamed the labels: the median over the first steps was 0 ("no gradient flows").
+    s = slow_stream(1e-4)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4 if st % 3 == 2 else 0.0
+    f = finding(s.run(), "lr-too-low")
+    assert f.evidence["update_ratio_early"] == pytest.approx(1e-4)
+
+
 # -- gradients -------------------------------------------------------------------------------------
 
 def test_a_hidden_softmax_s_small_std_is_no_signal_fading_forward():

@@ -38,9 +38,21 @@ def early_update_ratio(view: Diagnoser) -> tuple[float | None, dict[str, float]]
     The first steps measure the step size the learning rate gives relative to the weights (Adam's
     first updates are ~learning_rate per weight), before the updates shrink as training converges.
     """
+    names = kernel_stats(view, UPDATE_RATIO)
+    columns = [view.first_values(name) for name in names]
+    rows = max((len(column) for column in columns), default=0)
+    matrix = np.full((rows, len(names)), np.nan)  # a statistic first seen later (a restored run) is shorter
+    for j, column in enumerate(columns):
+        matrix[: len(column), j] = column
+    # Steps that changed no weight matrix at all measure no step size: an optimizer with
+    # gradient_accumulation_steps=3 applies an update every third step, and a median over its
+    # first steps was 0 (a slow run got no lr-too-low, and loss-at-chance blamed the labels).
+    # Where no step moved anything, every step counts (updates of ~0: no gradient flows).
+    moved = np.any(np.isfinite(matrix) & (matrix != 0), axis=1)
+    if moved.any():
+        matrix = matrix[moved]
     per_layer: dict[str, float] = {}
-    for name in kernel_stats(view, UPDATE_RATIO):
-        values = view.first_values(name)
+    for name, values in zip(names, matrix.T, strict=True):
         values = values[np.isfinite(values)]
         if values.size:
             per_layer[variable_of(name, UPDATE_RATIO)] = float(np.median(values))
