@@ -74,6 +74,17 @@ def test_gradient_norms_equal_a_hand_written_tape():
     assert set(expected) == {"dense/kernel", "dense/bias", "linear/kernel", "linear/bias", "head/kernel", "head/bias"}
 
 
+def test_gradient_norms_are_before_clipping_and_update_ratios_after_it():
+    # As the README says: grad_norm is the loss's gradient, update_ratio the step clipping left.
+    x, y = make_data(32)
+    plain = first_step_stats(make_trainer(make_model()), x, y)
+    clipped = first_step_stats(make_trainer(make_model(), optimizer=keras.optimizers.SGD(0.1, global_clipnorm=1e-3)), x, y)
+    assert clipped[stats.GLOBAL_GRAD_NORM] == pytest.approx(plain[stats.GLOBAL_GRAD_NORM], rel=1e-6)
+    assert plain[stats.GLOBAL_GRAD_NORM] > 0.01
+    ratio = stats.update_ratio_name("dense/kernel")
+    assert clipped[ratio] == pytest.approx(plain[ratio] * 1e-3 / plain[stats.GLOBAL_GRAD_NORM], rel=1e-3)
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_an_embeddings_gradient_norm_adds_the_rows_of_repeated_ids(jit_compile):
     # 8 ids a row from a vocabulary of 3: every id repeats, and the dense gradient sums its rows.

@@ -8,8 +8,8 @@ are written as ``step/loss`` and ``step/learning_rate``):
 
 ==========================================  ================================================
 ``loss``, ``learning_rate``                 the batch loss; the learning rate used by the step
-``grad_norm/global``                        L2 norm of all gradients together
-``grad_norm/VAR``                           L2 norm of one variable's gradient
+``grad_norm/global``                        L2 norm of all gradients together (before clipping)
+``grad_norm/VAR``                           L2 norm of one variable's gradient (before clipping)
 ``weight_norm/VAR``                         L2 norm of the variable after the update
 ``update_ratio/VAR``                        ``||w_after - w_before|| / ||w_after||``
 ``grad_nonfinite/VAR``                      number of NaN/inf gradient entries
