@@ -622,6 +622,24 @@ def test_plateau_after_a_little_learning():
     assert f.evidence["final_loss"] == pytest.approx(0.6)
 
 
+def test_a_plateau_behind_a_rate_decayed_to_zero_names_the_decay_not_a_larger_rate():
+    # SGD on ExponentialDecay(0.5, 10, 1e-3), flat from epoch 2: "try a larger learning rate
+    # (learning_rate: 241 (now 0.5))", from the first steps' ratios, taken while the rate fell.
+    s = Stream()
+    s.context.optimizer, s.context.learning_rate = "SGD", None
+    s.values["learning_rate"] = lambda e, st: 0.5 * 1e-3 ** (e * 2 + st / 16)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-6
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    f = finding(s.run(), "plateau")
+    assert "it fell from 0.5 to" in f.advice and "learning_rate: " not in f.advice
+    # A rate that stays up (or a cosine decay, still 15% of its peak at three quarters of the
+    # run) gets a larger rate.
+    s.values["learning_rate"] = lambda e, st: 0.5 * (1 + math.cos(math.pi * e / 20)) / 2
+    assert "learning_rate: " in finding(s.run(), "plateau").advice
+
+
 def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

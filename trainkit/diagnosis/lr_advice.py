@@ -82,6 +82,9 @@ def raised_lr_text(view: Diagnoser) -> str:
     lowering advice goes down: SGD at 1e-6, steps 2e-7 of the weights, was told 1e-5, which
     would still take steps 5000x too small.
     """
+    decayed = _decayed_rate_text(view)
+    if decayed is not None:
+        return decayed
     lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
@@ -91,6 +94,32 @@ def raised_lr_text(view: Diagnoser) -> str:
         most = 10.0 if optimizer_name(view) in ADAPTIVE else 1000.0
         factor = min(most, max(3.0, _SMALL_UPDATE_RATIO / ratio))
     return _lr_to(view, lr * factor)
+
+
+def _decayed_rate_text(view: Diagnoser) -> str | None:
+    """What to raise when the rate itself fell to ~0 during the run (a schedule, ReduceLROnPlateau).
+
+    The step sizes measured over the first steps then say nothing about the rate that stalled the
+    run: SGD on ExponentialDecay(0.5, 10, 1e-3), flat from epoch 2, was told to raise the rate to
+    241 (now 0.5). ``None`` unless the epochs' mean rate over the second half of the run was mostly
+    below :data:`_DECAYED_FRACTION` of the largest (a cosine decay to 0 over the run is not: at
+    three quarters of it the rate is still 15% of its peak).
+    """
+    means = view.epoch_values(LEARNING_RATE)
+    finite = means[np.isfinite(means)]
+    if finite.size < 2:
+        return None
+    largest = view.epoch_values(LEARNING_RATE, "maximum")
+    peak = float(np.nanmax(largest)) if np.isfinite(largest).any() else float(finite.max())
+    late = finite[len(finite) // 2:]
+    if not (peak > 0 and float(np.median(late)) < _DECAYED_FRACTION * peak):
+        return None
+    return (f"it fell from {peak:.3g} to {float(finite[-1]):.3g} by the last epoch: the schedule, or a callback "
+            f"lowering it, took it to ~0 while the loss still had to fall; let it decay more slowly or to a floor")
+
+
+#: A rate below this fraction of the run's largest, over most of the run's second half, decayed to ~0.
+_DECAYED_FRACTION = 0.01
 
 
 #: The update/weight ratio a healthy step reaches at least (~0.1-1% is healthy).
