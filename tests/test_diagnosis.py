@@ -1024,6 +1024,30 @@ def test_exploding_gradients_at_the_first_step_over_100x_the_baseline():
     assert f.step == 25 and f.epoch == 2 and "clipnorm" in f.advice
 
 
+def test_a_run_that_clips_already_is_told_to_clip_harder_not_to_add_what_it_has():
+    # SGD(10, global_clipnorm=1.0) and Adam(0.5, clipnorm=1.0) were told "clip gradients
+    # (clipnorm: 1.0)" by exploding-gradients, lr-too-high and diverging-loss.
+    s = Stream()
+    s.values["grad_norm/global"] = lambda e, st: 1.0 if e * STEPS + st < 25 else 5e3
+    s.context.optimizer, s.context.clipping = "SGD", {"global_clipnorm": 1.0}
+    f = finding(s.run(), "exploding-gradients")
+    assert "optimizer: {name: sgd, global_clipnorm: 0.1} (now 1)" in f.advice and "clipnorm: 1.0" not in f.advice
+    s.context.clipping = None
+    assert "optimizer: {name: sgd, clipnorm: 1.0})" in finding(s.run(), "exploding-gradients").advice
+
+
+def test_the_clipping_of_a_run_is_in_its_diagnosis_context():
+    from trainkit.diagnosis.callback import _clipping
+    from trainkit.diagnosis.engine import Context
+
+    assert _clipping(keras.optimizers.Adam(0.1, clipnorm=2)) == {"clipnorm": 2.0}
+    assert _clipping(keras.optimizers.SGD(0.1, clipvalue=0.5)) == {"clipvalue": 0.5}
+    assert _clipping(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, global_clipnorm=1.0))) == {"global_clipnorm": 1.0}
+    assert _clipping(keras.optimizers.Adam()) is None
+    # trainkit diagnose reads it back from the run's events.
+    assert Context.from_dict(json.loads(json.dumps(Context(clipping={"clipnorm": 2.0}).to_dict()))).clipping == {"clipnorm": 2.0}
+
+
 def test_exploding_gradients_behind_steps_a_loss_scale_optimizer_skipped():
     # mixed_float16 with a LossScaleOptimizer: the growing gradients overflow float16 once scaled,
     # and each such step is skipped with an infinite norm. One ahead of the explosion in every

@@ -515,6 +515,7 @@ def build_context(
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),
         optimizer=_optimizer_class(trainer.optimizer),
+        clipping=_clipping(trainer.optimizer),
         batch_size=batch_size,
         train_rows=train_rows,
         has_validation=has_validation,
@@ -707,6 +708,16 @@ def _optimizer_class(optimizer: Any) -> str:
     (the advice named ``{name: lossscaleoptimizer, ...}``, a name no recipe takes, and judged
     Adam's rates as plain SGD's)."""
     return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
+
+
+def _clipping(optimizer: Any) -> dict[str, float] | None:
+    """The optimizer's gradient clipping (Keras takes one of the three), ``None`` without."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    for key in ("clipnorm", "global_clipnorm", "clipvalue"):
+        value = getattr(inner, key, None)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {key: float(value)}
+    return None
 
 
 def _learning_rate(optimizer: Any) -> float | None:

@@ -104,6 +104,8 @@ class Context:
         relative_loss: A regression output's loss reads ratios or logarithms of the targets (MAPE,
             MSLE), so advice scales its targets without centring them: standardised targets turn
             negative, which MSLE reads as 0 and MAPE divides by.
+        clipping: The optimizer's gradient clipping, ``{"clipnorm": 1.0}`` (or ``global_clipnorm``,
+            ``clipvalue``), so that advice does not prescribe the clipping a run has; ``None`` without.
     """
 
     task: str | None = None
@@ -132,6 +134,7 @@ class Context:
     uninformed_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
+    clipping: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.lr_advice import lowered_lr_text, optimizer_name
+from trainkit.diagnosis.lr_advice import clipping_text, lowered_lr_text
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import (
@@ -106,7 +106,7 @@ def exploding_gradients(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The global gradient norm reached {format_number(e.norm)} at step {e.step}, {times_text(e.norm / max(e.baseline, 1e-12))} "
         f"its level in the first steps ({format_number(e.baseline)}): the updates feed on themselves.",
-        f"Clip gradients (optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}), lower the learning "
+        f"Clip gradients ({clipping_text(view)}), lower the learning "
         f"rate ({lowered_lr_text(view)})" + (f", and {standardise_advice(view)}." if standardise_advice(view) else "."),
         {"grad_norm": e.norm, "baseline_grad_norm": e.baseline, "loss": e.loss}, step=e.step,
         epoch=epoch_of_step(view, e.step))

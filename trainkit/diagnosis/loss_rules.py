@@ -21,7 +21,11 @@ from trainkit.diagnosis.loss_measures import (
     steadily_falling,
     still_falling,
 )
-from trainkit.diagnosis.lr_advice import lowered_lr_text, optimizer_name, raised_lr_text
+from trainkit.diagnosis.lr_advice import (
+    clipping_text,
+    lowered_lr_text,
+    raised_lr_text,
+)
 from trainkit.diagnosis.lr_rules import lr_too_low
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
@@ -354,7 +358,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
         f"{format_number(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
         f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients "
-        f"(optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}), "
+        f"({clipping_text(view)}), "
         + (f"{standardise_advice(view)}, " if standardise_advice(view) else "") + "and "
         "guard custom losses against log(0) and division by zero (add an epsilon).",
         evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step),
@@ -386,7 +390,7 @@ def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | No
         "constant prediction instead of NaN and the units look dead; the model trains no more.",
         "Find what produced the first NaN: a sqrt or log of a negative or zero value, a division by zero, a custom layer "
         f"or loss without an epsilon; if the gradients grew first, lower the learning rate ({lowered_lr_text(view)}) and clip "
-        f"gradients (optimizer: {{name: {optimizer_name(view)}, clipnorm: 1.0}}). The weights of this run are NaN: train again.",
+        f"gradients ({clipping_text(view)}). The weights of this run are NaN: train again.",
         {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken]},
         step=nf.step, epoch=last.epoch, layer=layer)
 
@@ -438,7 +442,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
             return Issue(
                 f"The loss jumped to {format_number(peak)} at step {step}, {times_text(peak / start)} the first loss "
                 f"({format_number(start)}): the updates overshoot and the model is being thrown away.",
-                f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients (clipnorm: 1.0).",
+                f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view, named=False)}).",
                 {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=epoch_of_step(view, step))
     losses = view.epoch_losses()
     if len(losses) < 3 or not np.isfinite(losses).all():
@@ -456,7 +460,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The training loss is rising: {format_number(last)} in epoch {view.epochs[-1].epoch + 1}, "
             f"{times_text(last / best)} {against}.",
-            f"Lower the learning rate ({lowered_lr_text(view)}), add gradient clipping (clipnorm: 1.0), or "
+            f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients ({clipping_text(view, named=False)}), or "
             f"use a decaying schedule.",
             {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
     return None

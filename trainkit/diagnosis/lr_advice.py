@@ -130,6 +130,21 @@ _SMALL_UPDATE_RATIO = 1e-3
 _HEALTHY_UPDATE_RATIO = 0.01
 
 
+def clipping_text(view: Diagnoser, *, named: bool = True) -> str:
+    """The clipping "clip gradients (...)" advice names: ``clipnorm: 1.0``, or for a run that clips
+    already, a tenth of its threshold (runs clipping at clipnorm 1.0 were told to add clipnorm: 1.0).
+
+    Args:
+        view: The diagnoser.
+        named: Write it as an optimizer mapping (``optimizer: {name: sgd, clipnorm: 1.0}``).
+    """
+    clip = view.context.clipping
+    key, value = next(iter(clip.items())) if clip else ("clipnorm", None)
+    setting = f"{key}: {value / 10:.3g}" if value is not None else f"{key}: 1.0"
+    text = f"optimizer: {{name: {optimizer_name(view)}, {setting}}}" if named else setting
+    return text if value is None else f"{text} (now {value:.3g})"
+
+
 def optimizer_name(view: Diagnoser) -> str:
     """The optimizer's name in lower case (``adam`` when unknown)."""
     return (view.context.optimizer or "adam").lower()

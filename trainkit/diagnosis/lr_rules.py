@@ -8,7 +8,12 @@ import numpy as np
 
 from trainkit.diagnosis.finding_groups import GRADIENT_BLOCKED, LR_LOWERING, found_codes
 from trainkit.diagnosis.loss_measures import curves_ready, first_losses, steadily_falling
-from trainkit.diagnosis.lr_advice import learning_rate_of, lowered_lr_text, raised_lr_text
+from trainkit.diagnosis.lr_advice import (
+    clipping_text,
+    learning_rate_of,
+    lowered_lr_text,
+    raised_lr_text,
+)
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.task_context import chance_level
@@ -64,7 +69,7 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
         f"{worst}: {per_layer[worst]:.0%}), where ~0.1-1% is healthy, and {trend}: the learning rate "
         f"is too high.",
         f"Lower the learning rate ({lowered_lr_text(view)}, which brings the steps to ~1% of the weights), and clip "
-        f"gradients (clipnorm: 1.0).",
+        f"gradients ({clipping_text(view, named=False)}).",
         {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
          "initial_loss": start, "peak_loss": peak, "peak_epoch": peak_epoch}, layer=worst.rsplit("/", 1)[0], epoch=view.epochs[-1].epoch)
 
