@@ -841,7 +841,8 @@ def test_a_checkpoint_or_event_file_that_cannot_be_written_is_a_coded_error(tmp_
 
     with pytest.raises(RunDirError) as info:
         _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0, callbacks=[TakeTheDirectory()])
-    assert info.value.code == "logdir-unwritable" and "Writing a checkpoint to" in info.value.message and "--resume" in info.value.message
+    # The first checkpoint failed: nothing to resume, so the message says to train the run again.
+    assert info.value.code == "logdir-unwritable" and "Writing a checkpoint to" in info.value.message and "train the run again" in info.value.message
 
     def disk_full() -> None:
         raise OSError(28, "No space left on device")
@@ -1181,3 +1182,38 @@ def test_a_diagnose_probing_the_run_lock_does_not_refuse_a_fit_starting_then(tmp
     with run_lock.exclusive(tmp_path):
         assert run_lock.training_process(tmp_path) == os.getpid()
     assert probes and run_lock.training_process(tmp_path) is None
+
+
+def test_a_failed_first_checkpoint_says_to_train_again_and_a_later_one_to_resume(tmp_path, monkeypatch):
+    # A full disk at the run's first checkpoint (ulimit -f: 1 epoch trained, checkpoints/ holding
+    # only ckpt-8_temp) said "continue the run from its last good checkpoint (--resume RUN_DIR)",
+    # and that resume answered "Resume a run directory that trained at least one epoch".
+    from trainkit.checkpoint import TrainingCheckpoint
+    from trainkit.errors import RunDirError
+
+    real_save = TrainingCheckpoint.save
+
+    def full_after(kept):
+        saves = []
+
+        def save(self, progress, journal=None):
+            saves.append(progress["epoch"])
+            if len(saves) > kept:
+                raise tf.errors.ResourceExhaustedError(None, None, f"{self.directory}/ckpt_temp; No space left on device")
+            return real_save(self, progress, journal)
+        return save
+
+    monkeypatch.setattr(TrainingCheckpoint, "save", full_after(0))
+    with pytest.raises(RunDirError) as first:
+        _tiny_trainer(tmp_path / "first", checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0)
+    assert first.value.code == "logdir-unwritable" and "train the run again" in first.value.message and "--resume" not in first.value.message
+    monkeypatch.setattr(TrainingCheckpoint, "save", real_save)
+    with pytest.raises(RunDirError) as resumed:
+        _tiny_trainer(tmp_path / "first", checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert resumed.value.code == "no-checkpoint" and "Train it again without --resume" in resumed.value.message
+    assert "trained at least one epoch" not in resumed.value.message
+
+    monkeypatch.setattr(TrainingCheckpoint, "save", full_after(1))
+    with pytest.raises(RunDirError) as later:
+        _tiny_trainer(tmp_path / "later", checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0)
+    assert later.value.code == "logdir-unwritable" and "last good checkpoint (--resume RUN_DIR" in later.value.message

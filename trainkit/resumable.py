@@ -219,8 +219,12 @@ class Resumable:
         except Exception as err:
             if not is_storage_error(err):
                 raise
-            raise RunDirError("logdir-unwritable", f"Writing a checkpoint to {checkpoint.directory} failed: {storage_error_text(err)}. Free space or fix the directory, then "
-                                                   "continue the run from its last good checkpoint (--resume RUN_DIR, or fit(..., resume=True)).") from err
+            # The run's first checkpoint failing left nothing to resume: "continue from its last
+            # good checkpoint" sent the user to a resume that then answered no-checkpoint.
+            then = ("continue the run from its last good checkpoint (--resume RUN_DIR, or fit(..., resume=True))" if checkpoint.latest() is not None
+                    else "train the run again: it has no earlier checkpoint to resume from")
+            raise RunDirError("logdir-unwritable", f"Writing a checkpoint to {checkpoint.directory} failed: {storage_error_text(err)}. Free space or fix the directory, "
+                                                   f"then {then}.") from err
 
     def _diagnosis_state(self) -> dict[str, Any] | None:
         return self._live_diagnosis.get_state(epochs=False) if self._live_diagnosis is not None else None
@@ -258,8 +262,11 @@ class Resumable:
             if self.logdir is None:  # "no complete checkpoint in nowhere" said nothing of what to give
                 raise RunDirError("no-checkpoint", "Nothing to resume: resume=True reads the checkpoints of the Trainer's logdir, and this Trainer has "
                                                    "none. Give it the logdir of the run to resume: Trainer(..., logdir=...), or fit without resume=True.")
-            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {self.logdir / CHECKPOINT_SUBDIR}. Resume a run directory that "
-                                               "trained at least one epoch, or train without --resume.")
+            # Not "one that trained at least one epoch": a run whose first checkpoint failed (a full
+            # disk) or was not due yet (checkpoint_every) trained epochs and still has none.
+            raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {self.logdir / CHECKPOINT_SUBDIR} (a run stopped before its first "
+                                               "checkpoint has none, however many epochs it trained). Train it again without --resume (or fit's resume=True), "
+                                               "or give the run directory that holds the checkpoints.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
         saved = progress.get("hparams") or {}
         # Only RESUMABLE_HPARAMS can differ among the saved keys; a key added since is no change.
