@@ -2702,3 +2702,24 @@ def test_a_loss_already_near_zero_with_measured_steps_is_not_weights_frozen():
     s.train_loss = lambda e, st: 0.70 * (1.0 - 1e-8 * e)  # the same steps on a loss at chance: frozen in effect
     s.val_loss = lambda e: 0.71 * (1.0 - 1e-8 * e)
     assert "Raise the learning rate" in finding(s.run(), "weights-frozen").advice
+
+
+def test_a_run_whose_events_never_reached_its_end_gets_no_end_of_run_verdicts_read_back(tmp_path, monkeypatch):
+    # A run killed (SIGKILL), still training, or stopped by a full disk has no diagnosis_end
+    # record: trainkit diagnose said "the end-of-run verdicts are missing" and printed one
+    # (underfitting, at the last epoch written), where report.json had none.
+    from trainkit.diagnosis.callback import DiagnosisCallback
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    end_codes = {rule.code for rule in RULES if rule.when == "end"}
+    x, y = regression_data(400)
+
+    def fit(logdir) -> None:  # SGD(1e-3): the loss barely leaves chance (end verdicts at the end)
+        Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.SGD(1e-3), task="regression", seed=0,
+                jit_compile=False, logdir=logdir).fit(x, y, epochs=4, batch_size=40, verbose=0)
+
+    fit(tmp_path / "ended")
+    assert end_codes & {f.code for f in diagnose_run_dir(tmp_path / "ended")}
+    monkeypatch.setattr(DiagnosisCallback, "on_train_end", lambda self, logs=None: None)  # the end never came
+    fit(tmp_path / "killed")
+    assert not end_codes & {f.code for f in diagnose_run_dir(tmp_path / "killed")}

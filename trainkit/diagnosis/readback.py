@@ -130,7 +130,14 @@ def read_run(path: str | Path) -> RunEvents:
                                                 "or written by another program. Diagnose the run directory trainkit train wrote.")
     context = Context.from_dict(payload.get("context", {}))
     checks = [Finding.from_dict(f) for f in payload.get("checks", [])]
-    notes = _json_text(train, _END) or {}
+    notes = _json_text(train, _END)
+    if notes is None and payload:
+        # The live diagnosis wrote its context at the start but never its end: the run did not
+        # end (killed, still training, or its event files could not be written), and its
+        # end-of-run verdicts wait for the end, as the live run's do (an underfitting at the last
+        # epoch written was reported beside "the end-of-run verdicts are missing").
+        notes = {"stop_reason": "interrupted"}
+    notes = notes or {}
 
     scalar_tags = train.Tags().get("scalars", [])
     step_tags = [t for t in scalar_tags if not t.startswith(("epoch/", "diagnosis/"))]
