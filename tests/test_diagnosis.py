@@ -2723,3 +2723,16 @@ def test_a_run_whose_events_never_reached_its_end_gets_no_end_of_run_verdicts_re
     monkeypatch.setattr(DiagnosisCallback, "on_train_end", lambda self, logs=None: None)  # the end never came
     fit(tmp_path / "killed")
     assert not end_codes & {f.code for f in diagnose_run_dir(tmp_path / "killed")}
+
+
+def test_the_newest_run_of_a_recipe_folder_is_found_past_nine_runs_in_one_second(tmp_path):
+    # By name, "-10" sorted before "-2": the tenth run of a second was not the newest.
+    from trainkit.diagnosis.readback import find_run_dir
+
+    for name in ["20261206-113759", "20261206-113800", "20261206-113800-2", "20261206-113800-10"]:
+        (tmp_path / name / "train").mkdir(parents=True)
+        (tmp_path / name / "train" / "events.out.tfevents.1").write_bytes(b"")
+    assert find_run_dir(tmp_path).name == "20261206-113800-10"
+    (tmp_path / "20261206-113801" / "train").mkdir(parents=True)
+    (tmp_path / "20261206-113801" / "train" / "events.out.tfevents.1").write_bytes(b"")
+    assert find_run_dir(tmp_path).name == "20261206-113801"

@@ -70,6 +70,15 @@ class RunEvents:
     regularization: dict[int, float]
 
 
+def _run_order(run: Path) -> tuple[str, int, str]:
+    """Sorts run directories oldest first: ``<timestamp>``, ``<timestamp>-1``, ..., ``-10`` (by
+    name, the tenth run of a second sorted before the second and was not the newest)."""
+    match = re.fullmatch(r"(.*?)-(\d+)", run.name)
+    if match and re.fullmatch(r"\d{8}-\d{6}", match.group(1)):
+        return match.group(1), int(match.group(2)), ""
+    return run.name, 0, run.name
+
+
 def find_run_dir(path: str | Path) -> Path:
     """The run directory at ``path``: itself, or its newest run (``<recipe>/<timestamp>/``).
 
@@ -80,7 +89,7 @@ def find_run_dir(path: str | Path) -> Path:
     if _has_events(path):
         return path
     if path.is_dir():
-        runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=lambda p: p.name)
+        runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=_run_order)
         if runs:
             return runs[-1]
     if not path.exists():
