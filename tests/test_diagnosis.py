@@ -802,6 +802,12 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     f = finding(s.run(), "lr-too-low")
     assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
     assert "by only 0.01% of their size" in f.message  # "0.00%" said nothing
+    # An adaptive optimizer's step is ~the rate itself: at most 10x (Ftrl was told 0.01 -> 10).
+    for optimizer in ("Adagrad", "Ftrl"):
+        s.context = dataclasses.replace(s.context, optimizer=optimizer, learning_rate=0.01)
+        for layer in LAYERS:
+            s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-6
+        assert "learning_rate: 0.1}" in finding(s.run(), "lr-too-low").advice
 
 
 def test_a_loss_already_near_zero_is_not_lr_too_low():

@@ -46,9 +46,10 @@ def _lr_to(view: Diagnoser, value: float) -> str:
 
 
 #: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling. (Adagrad's
-#: first steps are ~the rate and shrink; Adafactor's are the rate relative to the weights' size.
-#: Not Adadelta: its step starts ~sqrt(epsilon) whatever the rate, which is meant to be ~1.)
-ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion", "adagrad", "adafactor")
+#: first steps are ~the rate and shrink, and so are Ftrl's, an Adagrad with its own accumulator;
+#: Adafactor's are the rate relative to the weights' size. Not Adadelta: its step starts
+#: ~sqrt(epsilon) whatever the rate, which is meant to be ~1.)
+ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "lion", "adagrad", "ftrl", "adafactor")
 
 
 def lowered_lr_text(view: Diagnoser) -> str:
