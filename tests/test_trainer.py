@@ -2511,3 +2511,19 @@ def test_bounded_output_warning_is_withdrawn_when_every_target_is_in_range():
     streamed = make_trainer(loss="mse", task="regression")
     streamed.fit(tf.data.Dataset.from_tensor_slices((x, targets)).batch(16), epochs=1, verbose=0)
     assert "bounded-output-for-regression" in [f.code for f in streamed.findings]
+
+
+@pytest.mark.parametrize("callback", [keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0),
+                                      keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr)])
+def test_a_learning_rate_callback_with_a_scheduled_optimizer_is_refused_before_training(callback):
+    # Keras raised "its learning rate is not settable" when the callback first set it: a
+    # plateau's first reduction, possibly many epochs in.
+    x, y = make_data(rows=64)
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
+    for optimizer in (keras.optimizers.SGD(schedule), keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))):
+        trainer = make_trainer(optimizer=optimizer)
+        with pytest.raises(ArgumentError) as info:
+            trainer.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+        assert info.value.code == "bad-callback" and "LearningRateSchedule" in info.value.message
+        assert trainer.history.epoch == []
+    make_trainer().fit(x, y, epochs=1, verbose=0, callbacks=[callback])  # a float rate: the callback sets it

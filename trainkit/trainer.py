@@ -846,7 +846,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_training = False
         self.stop_reason = None
         self.nan_weights = None
-        callbacks = [as_trainkit_callback(cb) for cb in callbacks or ()]  # Keras's own, run at epochs
+        callbacks = [as_trainkit_callback(cb, self.optimizer) for cb in callbacks or ()]  # Keras's own, run at epochs
         start_batch = 0
         self._resumed_diagnosis = None
         self._final_checkpoint = None

@@ -45,16 +45,22 @@ _INSTEAD = {
 _READ_LOGS_ONLY = (keras.callbacks.EarlyStopping, keras.callbacks.ModelCheckpoint, keras.callbacks.CSVLogger)
 
 
-def as_trainkit_callback(callback: Any) -> Any:
+def as_trainkit_callback(callback: Any, optimizer: Any = None) -> Any:
     """``callback`` as trainkit calls it: a Keras callback wrapped in :class:`KerasCallback`.
 
     Raises:
         ArgumentError: ``bad-callback`` for a Keras callback that works per batch or around
-            validation, or whose job trainkit does itself.
+            validation, or whose job trainkit does itself, or that sets the learning rate of
+            ``optimizer`` when a schedule gives it.
     """
     if not isinstance(callback, keras.callbacks.Callback):
         return callback
     name = type(callback).__name__
+    if isinstance(callback, keras.callbacks.ReduceLROnPlateau | keras.callbacks.LearningRateScheduler) and _scheduled(optimizer):
+        # Keras raises "its learning rate is not settable" when the callback first sets it: a
+        # plateau's first reduction, possibly many epochs into the run.
+        raise ArgumentError("bad-callback", f"{name} sets the optimizer's learning rate, which a LearningRateSchedule gives: Keras refuses "
+                                            "to set it. Use one of the two: a float learning rate with the callback, or the schedule alone.")
     for kind, instead in _INSTEAD.items():
         if isinstance(callback, kind):
             raise ArgumentError("bad-callback", f"keras.callbacks.{name} is not needed with trainkit: {instead}.")
@@ -68,6 +74,12 @@ def as_trainkit_callback(callback: Any) -> Any:
                                             "compiled call and calls callbacks between epochs (on_train_begin, on_epoch_begin, on_epoch_end, "
                                             "on_train_end). Subclass trainkit.Callback instead: on_execution_end gets every step's values.")
     return KerasCallback(callback)
+
+
+def _scheduled(optimizer: Any) -> bool:
+    """Whether ``optimizer`` (or the one a LossScaleOptimizer wraps) takes its rate from a schedule."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return isinstance(getattr(inner, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)
 
 
 def trainer_evaluate(trainer: Trainer) -> Any:
