@@ -1217,3 +1217,28 @@ def test_a_failed_first_checkpoint_says_to_train_again_and_a_later_one_to_resume
     with pytest.raises(RunDirError) as later:
         _tiny_trainer(tmp_path / "later", checkpoint_every=1).fit(*_xy(), epochs=3, verbose=0)
     assert later.value.code == "logdir-unwritable" and "last good checkpoint (--resume RUN_DIR" in later.value.message
+
+
+def test_a_new_trainer_in_a_logdir_holding_another_run_is_refused_and_its_own_second_fit_is_not(tmp_path):
+    # Re-running a notebook cell: the new run's steps started at 0 beside the old run's, its
+    # ckpt-4 next to the old ckpt-12 (listed as the older one) and every event step twice.
+    from trainkit.errors import RunDirError
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
+
+    def trainer() -> Trainer:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=tmp_path, checkpoint_every=1,
+                       diagnose=False, jit_compile=False)
+
+    first = trainer()
+    first.fit(x, y, epochs=2, verbose=0)
+    first.fit(x, y, epochs=1, verbose=0)  # its own second fit goes on with its steps
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    with pytest.raises(RunDirError) as info:
+        trainer().fit(x, y, epochs=2, verbose=0)
+    assert info.value.code == "logdir-has-run" and "resume=True" in info.value.message and "ckpt-6" in info.value.message
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before  # nothing touched
+    resumed = trainer()
+    resumed.fit(x, y, epochs=2, verbose=0, resume=True)  # what the message offers works

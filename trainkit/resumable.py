@@ -248,6 +248,26 @@ class Resumable:
         progress = {**progress, "findings": [f.to_dict() for f in self.findings], "diagnosis": self._diagnosis_state(), "ended": True}
         self._checkpoint.rewrite_record(prefix, progress, journal=self._diagnosis_epochs())
 
+    def _refuse_another_run(self) -> None:
+        """Refuses a new run of a fresh trainer in a logdir that holds another run's checkpoints.
+
+        Its steps start at 0 again: its checkpoints took the numbers of the old run's (ckpt-4
+        beside the old ckpt-12, which the list kept as the older one), and its events went into
+        the same files as the old run's, each step twice. A trainer's own second fit goes on
+        with its step count, and is allowed (as ``model.fit`` allows it).
+
+        Raises:
+            RunDirError: ``logdir-has-run``.
+        """
+        if self.logdir is None or self._checkpoint is not None or not self.is_chief:
+            return
+        found = [p.stem for p in (self.logdir / CHECKPOINT_SUBDIR).glob("ckpt-*.index")]
+        if found:
+            newest = max(found, key=lambda name: int(name.rpartition("-")[2]) if name.rpartition("-")[2].isdigit() else -1)
+            raise RunDirError("logdir-has-run", f"{self.logdir} holds another run's checkpoints (the newest {newest}): a new run there "
+                                                "would mix its checkpoints and TensorBoard events with that run's. Pass resume=True to continue "
+                                                "that run, or give this one a logdir of its own (or delete the old one).")
+
     def _resume(self, callbacks: Sequence[Callback], epochs: int) -> tuple[int, int, bool]:
         """Restores the newest checkpoint.
 

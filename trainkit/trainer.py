@@ -862,6 +862,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 self._finalize_weights(callbacks)  # the model the finished run ended with
                 return self.history
         else:  # like model.fit: each call returns a History of its own epochs
+            self._refuse_another_run()
             self.history = History()
             self._share_history(verbose)
             if self._checkpoint is not None:
