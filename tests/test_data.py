@@ -182,6 +182,9 @@ def test_split_without_validation_and_with_too_few_rows() -> None:
     x_tr, _, x_val, y_val = split(x, x, 0.0, seed=0)
     assert len(x_tr) == 10 and x_val is None and y_val is None
     assert data_error(split, x[:1], x[:1], 0.5, 0).code == "data-empty"
+    # A split above 0 too small to hold out a row is refused, not trained without validation.
+    err = data_error(split, x, x, 1e-17, 0)
+    assert err.code == "data-empty" and "no validation rows" in err.message
 
 
 # ------------------------------------------------------------------------------- standardizer

@@ -205,11 +205,11 @@ def split(
     put one class only in validation. ``seed=None`` skips the shuffle (pure Keras behaviour).
 
     Returns:
-        ``(x_train, y_train, x_val, y_val)``; the validation arrays are ``None`` when no row is
-        held out.
+        ``(x_train, y_train, x_val, y_val)``; the validation arrays are ``None`` when
+        ``validation_split`` is 0.
 
     Raises:
-        DataError: ``data-empty`` when the split leaves no training rows.
+        DataError: ``data-empty`` when the split leaves no training rows, or holds out none.
     """
     n = len(x)
     if seed is not None:
@@ -219,6 +219,11 @@ def split(
     if split_at <= 0:
         raise DataError("data-empty", f"validation_split={validation_split} of {n} rows leaves no training rows; use more rows or a smaller split.")
     if split_at >= n:
+        if validation_split > 0:
+            # A split too small to hold out a row (1e-17 of 40 rows): training without validation
+            # lost every val_* value in silence, and early stopping on val_loss failed after an epoch.
+            raise DataError("data-empty", f"validation_split={validation_split} of {n} rows holds out no validation rows; use a larger "
+                                          "split, or 0 for none.")
         return x, y, None, None
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
