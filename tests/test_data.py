@@ -272,6 +272,15 @@ def test_csv_path_resolves_against_the_recipe_directory(tmp_path: Path) -> None:
     assert splits.x_train.shape == (10, 2) and splits.y_train.shape == (10, 1)
 
 
+def test_leaked_label_columns_get_no_file_column_name(tmp_path: Path) -> None:
+    # A name for them ended up in the label-leakage advice as data: {drop: [__label__]}, a column
+    # the file does not have (and one name for the K columns of one-hot labels).
+    write_csv(tmp_path, "f1,f2,y\n" + "\n".join(f"{i},{i * 2},{i % 3}" for i in range(12)))
+    data = {"source": "csv", "path": "data.csv", "target": "y", "leak_label": True, "one_hot": True}
+    splits = prepare_data(recipe(tmp_path, task="multiclass", data=data, training={"validation_split": 0.0}))
+    assert splits.x_train.shape == (12, 5) and splits.feature_names == ["f1", "f2"]
+
+
 def test_csv_missing_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "a,b\n1,2\n")
     err = data_error(load_arrays, csv_cfg(path, "label"), tmp_path)

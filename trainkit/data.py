@@ -54,7 +54,8 @@ class DataSplits:
         y_train: Training labels or targets.
         x_val: Validation features, or ``None`` when ``validation_split`` is 0.
         y_val: Validation labels, or ``None``.
-        feature_names: Column names (csv, scikit-learn), or ``None`` for generated data.
+        feature_names: Column names (csv, scikit-learn), or ``None`` for generated data; the
+            columns ``leak_label`` appends, which the file does not hold, have none.
         findings: What reading the file noticed (an unnamed index column left out, a column that
             counts up like an ID), as warning findings for the run's report.
         input_standardizer: The fitted input :class:`Standardizer`, or ``None``.
@@ -265,8 +266,9 @@ def _load(cfg: DataConfig, base_dir: Path, task: str | None, notes: list[Finding
         x = _scaled(x, cfg.feature_scale, cfg.feature_offset, "feature")
     if cfg.leak_label:
         # The label itself becomes the last feature: the "label leakage" scenario.
+        # Its columns (one a class with one_hot) get no name: the checks' advice named one
+        # "__label__" in data: {drop: [__label__]}, which no file holds; leak_label: false is the fix.
         x = np.concatenate([x.reshape(len(x), -1), y.reshape(len(y), -1).astype(np.float32)], axis=1)
-        names = [*names, "__label__"] if names is not None else None
     if cfg.per_batch_max_normalize:
         x = per_batch_max_normalize(x, cfg.per_batch_max_normalize)
     return x.astype(np.float32, copy=False), y, names
