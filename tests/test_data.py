@@ -418,6 +418,7 @@ def test_a_csv_without_a_header_or_with_spaces_between_fields_says_so(tmp_path: 
 @pytest.mark.parametrize(("cell", "column", "says"), [
     ('"17,279"', "a", "write it 17279 if the comma separates thousands, or 17.279 if it is a decimal comma"),
     ("NA", "a", "is a missing value"),
+    ('"0,126"', "a", "'0,126' is not a number (a decimal comma? write it with a point)"),  # not "write it 0126"
     ("?", "a", "is a missing value"),
     ("red", "a", "data: {drop: [a]}"),
     ("dog", "label", "Class labels must be numbers"),

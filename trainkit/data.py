@@ -687,8 +687,9 @@ def _number(text: str, line: int, column: str, path: Path, target: bool = False)
 def _not_a_number(text: str, column: str, target: bool) -> str:
     """Why a csv field is no number, and what to do: every field of a data file must be one."""
     shown = repr(text) if text.strip() else "an empty field"
-    if re.fullmatch(r"\s*[-+]?\d{1,3}(,\d{3})+\s*", text):
+    if re.fullmatch(r"\s*[-+]?[1-9]\d{0,2}(,\d{3})+\s*", text):
         # "17,279": a thousands separator as often as a decimal comma; taking it for one scaled values 1000x.
+        # (Not "0,126": no thousands start with 0, and "write it 0126" was no advice.)
         plain = text.strip().replace(",", "")
         return f"{shown} is not a number: write it {plain} if the comma separates thousands, or {text.strip().replace(',', '.')} if it is a decimal comma."
     if re.fullmatch(r"\s*[-+]?\d*,\d+\s*", text):  # ';'-separated exports often write decimal commas: 1,5 for 1.5
