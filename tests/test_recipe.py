@@ -209,6 +209,11 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         ("loss: binary_crossentropy", "loss: {from_logits: true}", ["loss", "'name'"]),
         ("source: generator,", "source: csv,", ["data", "path", "target"]),
         ("source: generator,", "source: sklearn,", ["data", "breast_cancer"]),
+        # A column named no or off: YAML reads the bare word as a boolean.
+        ("source: generator, generator: learnable_binary, rows: 100, features: 4, seed: 1", "source: csv, path: d.csv, target: no",
+         ["data.target", "received False", "in quotes ('no')"]),
+        ("source: generator, generator: learnable_binary, rows: 100, features: 4, seed: 1", "source: csv, path: d.csv, target: y, drop: [off]",
+         ["data.drop.0", "received False", "in quotes"]),
         ("source: generator,", "source: sklearn, name: digits,", ["data: features is read only by a generator source", "this one is sklearn"]),
         ("source: generator,", "source: generator, path: data.csv,", ["data: path is read only by a csv or npz source", "remove path"]),
         # Keys another generator reads were ignored in silence: classes on a regression generator,

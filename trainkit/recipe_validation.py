@@ -103,8 +103,16 @@ def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: M
     expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
     if path.startswith("sweep.") and first["type"] == "list_type":
         expected += f" of the values to try, such as [{short(first.get('input'))}]"
-    hint = _closest_choice(path, errors, raw, schema)
+    hint = _closest_choice(path, errors, raw, schema) or _boolean_word(errors)
     return f"Invalid value at {path or 'recipe'}: received {short(first.get('input'))}; expected {expected}.{hint}"
+
+
+def _boolean_word(errors: list[dict[str, Any]]) -> str:
+    """What to do about a boolean where a name belongs: YAML reads an unquoted ``no`` as False, so
+    a csv column named ``no`` (``target: no``, ``drop: [off]``) was "received False"."""
+    if not isinstance(errors[0].get("input"), bool) or not any(e["type"] == "string_type" for e in errors):
+        return ""
+    return " YAML reads an unquoted yes, no, on, off, true or false as a boolean: put a name that is one of those words in quotes ('no')."
 
 
 def _closest_choice(path: str, errors: list[dict[str, Any]], raw: Mapping[str, Any], schema: type[BaseModel]) -> str:
