@@ -553,6 +553,10 @@ def test_npz_errors(tmp_path: Path) -> None:
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-non-numeric"
     np.savez(tmp_path / "d.npz", x=np.ones((0, 2)), y=np.ones(0))
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-empty"
+    for x, y, key in [(np.ones((3, 0)), np.ones(3), "'x'"), (np.ones((3, 2)), np.ones((3, 0)), "'y'")]:  # rows of no values
+        np.savez(tmp_path / "d.npz", x=x, y=y)
+        err = data_error(load_arrays, npz_cfg(), tmp_path)
+        assert err.code == "data-empty" and key in err.message and "no values" in err.message
     (tmp_path / "d.npz").write_text("not a zip")
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-unreadable"
 

@@ -721,6 +721,9 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
         raise DataError("data-empty", f"Array '{x_key}' in {path} has no rows.")
     if len(x) != len(y):
         raise DataError("data-ragged", f"In {path}, '{x_key}' has {len(x)} rows but '{y_key}' has {len(y)}.")
+    for key, array in ((x_key, x), (y_key, y)):
+        if array.size == 0:  # (n, 0): rows of no values, which the data checks failed on with a numpy traceback
+            raise DataError("data-empty", f"Array '{key}' in {path} has {len(array)} rows but no values in them (shape {array.shape}).")
     x = _as_float32(x, f"'{x_key}' in {path}")
     _refuse_non_finite(x, path, lambda row, col: f"row {row} of '{x_key}'")
     _refuse_non_finite(_as_float32(y, f"'{y_key}' in {path}"), path, lambda row, col: f"row {row} of '{y_key}'")
