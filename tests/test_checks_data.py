@@ -800,3 +800,13 @@ def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_la
     copied = ids.copy()
     copied[:, 2] = starts_with_3
     assert "label-leakage" in codes(run("embedding", copied, starts_with_3))
+
+
+def test_inputs_with_rows_but_no_values_are_refused_before_anything_reduces_them():
+    # x of shape (n, 0) raised numpy's "zero-size array to reduction" from the scale checks; past
+    # them, a Dense layer on zero features aborted the whole process in oneDNN.
+    with pytest.raises(DataError) as info:
+        run("binary", np.zeros((40, 0), "float32"), YB[:40])
+    assert info.value.code == "data-empty" and "x has 40 rows but no values" in info.value.message
+    with pytest.raises(DataError, match="x_val has 5 rows but no values"):
+        run("binary", X, YB, x_val=np.zeros((5, 0), "float32"), y_val=YB[:5])

@@ -42,7 +42,7 @@ from trainkit.checks.data_arrays import (
     targets_without_output,
     unnamed_per_output,
 )
-from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target
+from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target, input_label
 from trainkit.checks.data_sampling import is_batch_source, sample_first_batches
 from trainkit.checks.label_checks import (
     constant_targets,
@@ -205,6 +205,14 @@ def check_data(
     names = input_names(model)
     xs = [numpy_floats(a) for a in input_arrays(x, names)]
     xv = [numpy_floats(a) for a in input_arrays(x_val, names)] if x_val is not None else None
+    for base, arrays in (("x", xs), ("x_val", xv or [])):
+        for i, a in enumerate(arrays):
+            if isinstance(a, np.ndarray) and a.ndim > 1 and len(a) and a.size == 0:
+                # A Dense layer on zero features aborted the process in oneDNN ("could not create a
+                # primitive descriptor"), and the scale checks' reductions raised before it.
+                name = input_label(base, i, len(arrays), input_keys(x if base == "x" else x_val, names))
+                raise DataError("data-empty", f"{name} has {len(a)} rows but no values in them (shape {a.shape}): the model has nothing to "
+                                              "read. Check how it was built: a column selection that matched nothing, a slice past the last column.")
     ys = label_arrays(y, outputs)
     unmatched = targets_without_output(y, outputs, ys)
     ys = [numpy_floats(a) for a in ys]
