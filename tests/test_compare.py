@@ -6,6 +6,7 @@ import gc
 import json
 import math
 import re
+import shlex
 import weakref
 from pathlib import Path
 
@@ -657,3 +658,23 @@ def test_a_findings_column_of_clean_runs_is_left_aligned_text():
     lines = format_table(rows).splitlines()
     start = lines[0].index("findings")
     assert all(line[start:] == "-" for line in lines[2:])
+
+
+def test_a_swept_optimizer_keyword_gets_a_column_and_its_run_still_resumes(runner, tmp_path):
+    # A sweep of optimizer.momentum trained runs whose hyperparameters were all alike: no column
+    # in the table, "differing_hparams": [] in the JSON, nothing in TensorBoard's HParams.
+    recipe = recipe_with(tmp_path, {"optimizer.momentum": [0.0, 0.9]}, optimizer={"name": "sgd", "learning_rate": 0.01})
+    logdir, out = tmp_path / "runs", tmp_path / "compare.json"
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(logdir), "--json", str(out), "-q",
+                                 "--set", "training.epochs=1", "--set", "training.checkpoint_every=1"])
+    assert result.exit_code == 0, result.output
+    assert "momentum" in result.stdout.splitlines()[0].split()
+    data = json.loads(out.read_text())
+    assert data["differing_hparams"] == ["momentum"]
+    assert [run["hparams"]["momentum"] for run in data["runs"]] == [0.0, 0.9]
+    # Its run resumes with the command compare names (the recipe there records no momentum).
+    variant = expand(load_recipe(recipe, ["training.epochs=1", "training.checkpoint_every=1"]))[1]
+    command = shlex.split(variant.resume_command(data["runs"][1]["run_dir"]))[1:]  # train RECIPE --set ... --resume DIR
+    resumed = runner.invoke(app, [*command, "--set", "training.epochs=2", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((Path(data["runs"][1]["run_dir"]) / "report.json").read_text())["epochs_run"] == 2

@@ -63,6 +63,9 @@ class Variant:
     base: str
     values: dict[str, Any] = dataclasses.field(default_factory=dict)
     overrides: tuple[str, ...] = ()  # the --set options the base recipe was loaded with
+    # Swept values that no hyperparameter of Recipe.hparams() shows (momentum, clipnorm, a
+    # builder's argument), named as in the run's name: recorded beside the recipe's.
+    hparams: dict[str, str | float | int | bool] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -169,6 +172,7 @@ def expand(recipe: Recipe) -> list[Variant]:
     raw = recipe.model_dump(mode="json", exclude={"sweep"})
     paths = list(recipe.sweep)
     _warn_set_replaced_by_sweep(recipe, paths)
+    unshown = _unshown_paths(recipe)
     variants = []
     for combination in itertools.product(*(recipe.sweep[p] for p in paths)):
         values = dict(zip(paths, combination, strict=True))
@@ -180,8 +184,29 @@ def expand(recipe: Recipe) -> list[Variant]:
         except RecipeError as err:
             raise RecipeError(err.code, f"{recipe.source_path or base}: sweep variant {label}: {err.message}") from None
         variant._source_path = recipe.source_path  # relative data paths stay relative to the file
-        variants.append(Variant(variant, base, values, recipe.overrides))
+        extra = {name: _hparam_value(values[path], recipe.sweep[path]) for path, name in unshown.items()}
+        variants.append(Variant(variant, base, values, recipe.overrides, extra))
     return variants
+
+
+def _unshown_paths(recipe: Recipe) -> dict[str, str]:
+    """Sweep path -> hyperparameter name, for the swept paths that ``Recipe.hparams()`` has no key for.
+
+    A sweep of ``optimizer.momentum`` gave runs whose hyperparameters were all the same: no column
+    in the table, ``differing_hparams: []`` and nothing in TensorBoard's HParams dashboard. Each
+    such path is recorded under its name in the runs' names (``momentum``).
+    """
+    known = recipe.hparams()
+    short = _short_keys(list(recipe.sweep))
+    return {path: short[path] for path in recipe.sweep
+            if _SWEPT_HPARAM.get(path, path.rsplit(".", 1)[-1]) not in known and short[path] not in known}
+
+
+def _hparam_value(value: Any, values: Sequence[Any]) -> str | float | int | bool:
+    """A swept value as an HParams value: as it is where all of the path's values are numbers,
+    booleans or strings alike (TensorBoard gives a column one type), else its spelling in the run's name."""
+    kinds = {bool if isinstance(v, bool) else float if isinstance(v, int | float) else type(v) for v in values}
+    return value if len(kinds) == 1 and kinds <= {bool, float, str} else format_value(value)
 
 
 def _warn_set_replaced_by_sweep(recipe: Recipe, paths: Sequence[str]) -> None:
@@ -293,7 +318,7 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
         say(f"[{i}/{total}] checking {variant.name}")
         key = data_key(variant.recipe)
         try:
-            ready = prepare_run(variant.recipe, data=shared.get(key))
+            ready = prepare_run(variant.recipe, data=shared.get(key), hparams=variant.hparams)
         except TrainkitError as err:
             if total == 1:
                 raise
@@ -371,6 +396,7 @@ def _cell(value: Any) -> str:
 
 #: Sweep paths whose hyperparameter is not named by the path's last part (``seed`` is training.seed).
 _SWEPT_HPARAM = {"data.seed": "data_seed", "data.rows": "rows", "data.generator": "data", "data.source": "data",
+                 "optimizer.name": "optimizer", "loss.name": "loss",
                  **{f"training.early_stopping{key}": "early_stopping" for key in ("", ".monitor", ".patience", ".min_delta", ".restore_best_weights")}}
 
 
@@ -381,7 +407,8 @@ def differing_hparams(rows: Sequence[CompareRow]) -> list[str]:
     by the last part of each sweep path (``optimizer.learning_rate`` -> ``learning_rate``).
     """
     if len(rows) < 2:
-        swept = {_SWEPT_HPARAM.get(path, path.rsplit(".", 1)[-1]) for row in rows for path in row.sweep}
+        # The whole path too: a swept value no hyperparameter shows is named so where two paths clash.
+        swept = {name for row in rows for path in row.sweep for name in (_SWEPT_HPARAM.get(path, path.rsplit(".", 1)[-1]), path)}
         return [k for row in rows for k in row.hparams if k in swept]
     keys = list(dict.fromkeys(k for row in rows for k in row.hparams))
     return [k for k in keys if len({json.dumps(row.hparams.get(k), sort_keys=True, default=str) for row in rows}) > 1]

@@ -289,6 +289,10 @@ class Resumable:
                                                "or give the run directory that holds the checkpoints.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
         saved = progress.get("hparams") or {}
+        if self.hparams is not None:
+            # Kept: a key only the run's first trainer had (a swept momentum that trainkit compare
+            # recorded, which the recipe that resumes it has no hyperparameter for).
+            self.hparams = {**{k: v for k, v in saved.items() if k not in self.hparams}, **self.hparams}
         # Only RESUMABLE_HPARAMS can differ among the saved keys; a key added since is no change.
         self._hparams_changed = any(saved.get(k) != (self.hparams or {}).get(k) for k in saved)
         trained = int(progress["epoch"])
@@ -373,7 +377,8 @@ def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] 
     """
     # The saved keys: one this version adds (data_seed) is absent from older checkpoints, which
     # would otherwise never resume.
-    differing = [k for k in (saved or {}) if k not in RESUMABLE_HPARAMS and (saved or {}).get(k) != (now or {}).get(k)]
+    # Only the keys both have: one the resuming trainer lacks is kept from the checkpoint.
+    differing = [k for k in (saved or {}) if k not in RESUMABLE_HPARAMS and k in (now or {}) and (saved or {}).get(k) != (now or {}).get(k)]
     if saved is None or now is None or not differing:
         return
     key = differing[0]

@@ -12,7 +12,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def run_hparams(recipe: Recipe, splits: DataSplits) -> dict[str, str | float | i
     return {**recipe.hparams(), "rows": rows}
 
 
-def prepare_run(recipe: Recipe, *, data: DataSplits | None = None) -> PreparedRun:
+def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapping[str, str | float | int | bool] | None = None) -> PreparedRun:
     """Loads the data, builds the model and trainer, and runs every pre-training check.
 
     Args:
@@ -118,6 +118,8 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None) -> PreparedRu
         data: Its data, already prepared (for a recipe with the same
             :func:`~trainkit.data.data_key`), which nothing here or in training modifies;
             ``None``: loaded from the recipe.
+        hparams: Hyperparameters to record beside the recipe's (a comparison's swept values
+            that the recipe's own do not show).
 
     Raises:
         TrainkitError: Any user error (unknown names, incompatible model, bad data).
@@ -146,7 +148,7 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None) -> PreparedRu
         checkpoint_every=recipe.training.checkpoint_every,
         on_nan=recipe.training.on_nan,
         auto_scale_loss=recipe.training.auto_scale_loss,
-        hparams=run_hparams(recipe, splits),
+        hparams={**(hparams or {}), **run_hparams(recipe, splits)},
         strategy=strategy,
     )
     # The recipe's class weights, as fit will weigh the training rows (class-imbalance then knows).
