@@ -1253,3 +1253,14 @@ def test_the_report_holds_what_the_recipe_standardised_with(runner, tmp_path):
     assert plain.exit_code == 0, plain.output
     (plain_dir,) = run_dirs(tmp_path / "plain")
     assert json.loads((plain_dir / "report.json").read_text())["standardization"] is None
+
+
+@pytest.mark.parametrize(("logdir", "code"), [("a_file", "logdir-unwritable"), ("runs/tiny/20250101-120000", "logdir-is-run")])
+def test_check_refuses_a_logdir_that_train_refuses(runner, tiny_recipe, tmp_path, logdir, code):
+    # check said "ok" for a recipe whose logging.logdir train refuses before training.
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "runs" / "tiny" / "20250101-120000" / "checkpoints").mkdir(parents=True)
+    overrides = ["--set", f"logging.logdir={tmp_path / logdir}"]
+    for command in ("train", "check"):
+        result = runner.invoke(app, [command, str(tiny_recipe), *overrides])
+        assert result.exit_code == 2 and f"error: [{code}]" in result.output, (command, result.output)

@@ -210,8 +210,14 @@ def check(recipe: RecipeArg, set_: SetOption = []) -> None:  # noqa: B006
         from trainkit.compare import expand
         from trainkit.errors import TrainkitError
         from trainkit.run import prepare_run
+        from trainkit.runs import check_writable, refuse_a_run_directory
 
         variants = expand(loaded)  # type: ignore[arg-type]
+        # As train and compare refuse it before training: a logging.logdir that is a file, a run
+        # directory or read-only passed the check with "ok". Nothing is left behind.
+        for root in dict.fromkeys(Path(v.recipe.logging.logdir) for v in variants):
+            refuse_a_run_directory(root)
+            check_writable(root, keep=False)
         for variant in variants:
             try:
                 prepared = prepare_run(variant.recipe)
