@@ -1264,3 +1264,27 @@ def test_check_refuses_a_logdir_that_train_refuses(runner, tiny_recipe, tmp_path
     for command in ("train", "check"):
         result = runner.invoke(app, [command, str(tiny_recipe), *overrides])
         assert result.exit_code == 2 and f"error: [{code}]" in result.output, (command, result.output)
+
+
+def test_a_builder_op_that_fails_when_it_runs_is_one_line_naming_the_user_s_code(runner, tmp_path):
+    # A TensorFlow op of the user's layer that fails only when it runs (an assertion, a shape only
+    # the last batch has) raised from trainkit's loop: its traceback named no line of the user's
+    # code, so it was a traceback (exit 1) instead of one model-error line.
+    (tmp_path / "opnets.py").write_text(
+        "import keras\n"
+        "import tensorflow as tf\n"
+        "class Checked(keras.layers.Layer):\n"
+        "    def call(self, x, training=None):\n"
+        "        if training:\n"
+        "            tf.debugging.assert_less(tf.reduce_max(x), -1e9, message='x too large')\n"
+        "        return x\n"
+        "def build(input_shape):\n"
+        "    return keras.Sequential([keras.Input(input_shape), Checked(), keras.layers.Dense(1, activation='sigmoid')])\n")
+    recipe = tmp_path / "checked.yaml"
+    recipe.write_text(TINY.replace("model:\n  layers:\n    - {type: dense, units: 4, activation: relu}\n    - {type: dense, units: 1, activation: sigmoid}\n",
+                                   "model: {builder: 'opnets:build'}\n"))
+    result = runner.invoke(app, ["train", str(recipe), "--logdir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert line.startswith(f'error: [model-error] The model of builder "opnets:build" failed while training at {tmp_path / "opnets.py"}:6 (in call): '
+                           "InvalidArgumentError: assertion failed: [x too large]") and "\n" not in line, line

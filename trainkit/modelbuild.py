@@ -300,10 +300,15 @@ def _raised_at(err: BaseException, module_name: str) -> str:
     if not filename:
         return ""
     target = os.path.realpath(filename)
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if os.path.realpath(f.filename) == target]
+    frames = [(f.filename, f.lineno, f.name) for f in traceback.extract_tb(err.__traceback__) if os.path.realpath(f.filename) == target]
+    if not frames:
+        # A TensorFlow op that failed when it ran (an assertion, a shape only the last batch has):
+        # its Python traceback is trainkit's loop, and its message holds where the op was defined.
+        frames = [(m["file"], m["line"], m["name"]) for m in _DEFINED_AT.finditer(str(err)) if os.path.realpath(m["file"]) == target]
     if not frames:
         return ""
-    return f" at {frames[-1].filename}:{frames[-1].lineno} (in {frames[-1].name})"
+    filename, lineno, name = frames[-1]
+    return f" at {filename}:{lineno} (in {name})"
 
 
 def model_code_error(recipe: Recipe, err: BaseException) -> RecipeError | None:
@@ -367,6 +372,8 @@ def _search_first(directory: str | Path | None) -> Iterator[None]:
 # then the cause in ANSI bold: the cause is the line to show.
 _KERAS_WRAPPER = re.compile(r"Exception encountered when calling .*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# A line of the stack a TensorFlow op was defined at, in the message of the error it failed with.
+_DEFINED_AT = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>\S+)\s*$', re.MULTILINE)
 
 
 def _first_line(err: BaseException) -> str:
@@ -374,4 +381,7 @@ def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines() if line.strip()]
     if len(lines) > 1 and _KERAS_WRAPPER.fullmatch(lines[0]):
         lines = lines[1:]
+    stack = [i for i, line in enumerate(lines) if _DEFINED_AT.fullmatch(line)]
+    if lines and lines[0] == "Graph execution error:" and stack and stack[-1] + 1 < len(lines):
+        lines = lines[stack[-1] + 1:]  # past the op's stack: what failed ("assertion failed: ...")
     return lines[0] if lines else type(err).__name__
