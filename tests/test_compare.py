@@ -678,3 +678,34 @@ def test_a_swept_optimizer_keyword_gets_a_column_and_its_run_still_resumes(runne
     resumed = runner.invoke(app, [*command, "--set", "training.epochs=2", "-q"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((Path(data["runs"][1]["run_dir"]) / "report.json").read_text())["epochs_run"] == 2
+
+
+def test_a_run_that_fails_after_some_epochs_keeps_them_and_its_run_directory_in_its_row(runner, tmp_path):
+    # A variant whose model failed in its third epoch was a row of 0 epochs, no values and
+    # "run_dir": null, where its run directory's report.json held the epochs it trained.
+    (tmp_path / "counted.py").write_text(
+        "import keras\n"
+        "import tensorflow as tf\n"
+        "class Counted(keras.layers.Layer):\n"
+        "    def __init__(self, steps, **kw):\n"
+        "        super().__init__(**kw)\n"
+        "        self.steps = steps\n"
+        "    def build(self, shape):\n"
+        "        self.count = self.add_weight(shape=(), initializer='zeros', trainable=False, name='count')\n"
+        "    def call(self, x, training=None):\n"
+        "        if training:\n"
+        "            self.count.assign_add(1.0)\n"
+        "            tf.debugging.assert_less(self.count, float(self.steps), message='out of steps')\n"
+        "        return x\n"
+        "def build(input_shape, steps=1000):\n"
+        "    return keras.Sequential([keras.Input(input_shape), Counted(steps), keras.layers.Dense(1, activation='sigmoid')])\n")
+    recipe = recipe_with(tmp_path, {"model.builder_args.steps": [7, 1000]}, model={"builder": "counted:build"},
+                         training={"epochs": 3, "batch_size": 32, "jit_compile": False, "steps_per_execution": 1})
+    out = tmp_path / "compare.json"
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--json", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    failed, completed = json.loads(out.read_text())["runs"]
+    assert failed["error"].startswith("[model-error]") and completed["error"] is None and completed["epochs_run"] == 3
+    report = json.loads((Path(failed["run_dir"]) / "report.json").read_text())
+    assert report["status"] == "failed" and failed["epochs_run"] == report["epochs_run"] == 2
+    assert failed["final"] == report["final"] and failed["best_epoch"] is not None

@@ -42,6 +42,7 @@ from trainkit.runs import json_text, write_atomic
 
 if TYPE_CHECKING:
     from trainkit.data import DataSplits
+    from trainkit.history import History
     from trainkit.run import PreparedRun
 
 # Findings of these severities appear in the table; every finding is in the JSON.
@@ -349,18 +350,18 @@ def _train_variant(variant: Variant, ready: PreparedRun, counter: str, logdir: s
         result = train_recipe(variant.recipe, logdir=logdir, verbose=0, prepared=ready, callbacks=bar)
     except TrainingInterrupted:
         raise
-    except TrainkitError as err:  # e.g. a diverging run stopped on a NaN loss: a result too
+    except TrainkitError as err:  # e.g. a model whose code fails in its third epoch: a result too
         row.error = str(err)
         row.findings = [f.to_dict() for f in ready.findings]
         row.seconds = time.perf_counter() - started
+        # The epochs it trained and the run directory of its "failed" report.json: the row said
+        # 0 epochs and no run directory, where the report held the run's values.
+        run_dir = ready.trainer.logdir
+        _record_history(row, ready.trainer.history, str(run_dir) if run_dir is not None and Path(run_dir).is_dir() else None)
         say(f"{counter} {variant.name} stopped: error: {err}")
         return row
-    history = result.history.history
-    row.run_dir = str(result.run_dir)
-    row.epochs_run = len(result.history.epoch)
+    _record_history(row, result.history, str(result.run_dir))
     row.seconds = result.seconds
-    row.final = {k: v[-1] for k, v in history.items() if v}
-    row.best_epoch, row.best_monitor = best_epoch(history)
     row.findings = [f.to_dict() for f in result.findings]
     if result.status == "nan-loss":  # train_recipe returns this stop instead of raising it
         stop = next((f for f in result.findings if f.code == "nan-loss"), None)
@@ -370,6 +371,14 @@ def _train_variant(variant: Variant, ready: PreparedRun, counter: str, logdir: s
     losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
     say(f"{counter} {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}")
     return row
+
+
+def _record_history(row: CompareRow, history: History, run_dir: str | None) -> None:
+    """Fills ``row`` with what a run trained: its epochs, last values, best epoch and directory."""
+    row.run_dir = run_dir
+    row.epochs_run = len(history.epoch)
+    row.final = {k: v[-1] for k, v in history.history.items() if v}
+    row.best_epoch, row.best_monitor = best_epoch(history.history)
 
 
 def compare(variants: Sequence[Variant], *, logdir: str | Path | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
