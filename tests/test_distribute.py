@@ -206,6 +206,17 @@ def test_user_mistakes_under_a_strategy_are_coded_errors():
         Trainer(outside, loss="mse", optimizer="sgd", task="regression", strategy=strategy, logdir=None)
     assert info.value.code == "model-outside-strategy-scope"
 
+    # An optimizer instance made outside the scope was TensorFlow's RuntimeError ("Mixing
+    # different tf.distribute.Strategy objects") when fit built its slots.
+    with strategy.scope():
+        inside = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with pytest.raises(ArgumentError) as info:
+        Trainer(inside, loss="mse", optimizer=keras.optimizers.SGD(0.1), task="regression", strategy=strategy, logdir=None)
+    assert info.value.code == "optimizer-outside-strategy-scope"
+    with strategy.scope():
+        optimizer = keras.optimizers.SGD(0.1)
+    Trainer(inside, loss="mse", optimizer=optimizer, task="regression", strategy=strategy, logdir=None)  # made inside: accepted
+
     class ReturnsATensor(Trainer):
         def train_step(self, batch):
             x, y = batch[:2]

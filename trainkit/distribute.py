@@ -141,6 +141,27 @@ def check_variables_in_scope(strategy: tf.distribute.Strategy, variables: Sequen
         )
 
 
+def check_optimizer_in_scope(strategy: tf.distribute.Strategy, optimizer: Any) -> None:
+    """Refuses an optimizer instance whose variables were created outside ``strategy.scope()``.
+
+    A Keras optimizer creates its iteration counter when it is made, so one made outside the scope
+    fails when it builds its slots (TensorFlow's ``RuntimeError: Mixing different
+    tf.distribute.Strategy objects`` at the first ``fit``).
+
+    Raises:
+        ArgumentError: ``optimizer-outside-strategy-scope``, with the fix.
+    """
+    outside = [v for v in optimizer.variables if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
+    if outside:
+        name = getattr(outside[0], "path", getattr(outside[0], "name", "?"))
+        raise ArgumentError(
+            "optimizer-outside-strategy-scope",
+            f"The optimizer's variable {name!r} was created outside the strategy's scope, so it is not replicated. "
+            "Create the optimizer inside `with strategy.scope():`, or pass it by name or as a dict "
+            "(optimizer=\"adam\", {\"name\": \"adam\", \"learning_rate\": 0.001}) and the Trainer creates it there."
+        )
+
+
 # -- data -----------------------------------------------------------------------------------------
 def array_dataset(data: Sequence[tf.Tensor], order: np.ndarray, batch_size: int, skip_batches: int = 0) -> tf.data.Dataset:
     """Batches of ``data`` in ``order``: the same batches, in the same order, as the in-memory path.

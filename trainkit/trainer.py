@@ -261,6 +261,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Optimizer, metric and step-counter variables are replicated: created in the scope.
         with distribute.scope(self.strategy):
             self._create_state(loss, optimizer, metrics, task, loss_weights, auto_scale_loss)
+        if self.strategy is not None:
+            distribute.check_optimizer_in_scope(self.strategy, self.optimizer)
         self.logdir = Path(logdir) if logdir is not None else None
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
