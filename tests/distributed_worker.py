@@ -45,8 +45,22 @@ def _mirrored(out: str) -> None:
         return {"history": history.history, "steps": table, "global_step": int(trainer.global_step.numpy()),
                 "weights": [w.tolist() for w in model.get_weights()]}
 
+    def dead_fractions(strategy: tf.distribute.Strategy | None) -> list[float]:
+        """Each step's dead_fraction of a ReLU layer with a negative bias (some units dead)."""
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(32, activation="relu", bias_initializer=keras.initializers.Constant(-0.75)),
+                                      keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "sgd", "learning_rate": 0.01}, task="binary",
+                          seed=1, jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
+        trainer.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        return [value for _step, name, value in trainer.step_table() if name.endswith("/dead_fraction")]
+
+    # One strategy for every run: a second MirroredStrategy in the process reuses the first one's
+    # collective keys, and a model of other shapes then fails in TensorFlow (model.fit too).
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    result = {"replicas": strategy.num_replicas_in_sync, "single": run(None), "mirrored": run(strategy)}
+    result = {"replicas": strategy.num_replicas_in_sync, "single": run(None), "mirrored": run(strategy),
+              "dead": {"single": dead_fractions(None), "mirrored": dead_fractions(strategy)}}
     with open(out, "w") as f:
         json.dump(result, f)
 

@@ -136,6 +136,11 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     renamed = {k.replace("dense_2", "dense").replace("dense_3", "dense_1"): v for k, v in mirrored["steps"].items()}
     for name in ("loss", "grad_norm/global", "grad_norm/dense/kernel", "update_ratio/dense/kernel", "activation/dense/mean", "activation/dense/std", "activation/output/mean"):
         np.testing.assert_allclose(renamed[name], single["steps"][name], rtol=1e-4, atol=1e-6, err_msg=name)
+    # dead_fraction over the global batch, not the mean of each replica's (8 rows each, and 6/5 in
+    # the last batch): that was 0.57 against one device's 0.35 here, a false dead-relu finding.
+    dead = result["dead"]
+    assert len(dead["single"]) == 13 and 0.1 < np.mean(dead["single"]) < 0.9
+    np.testing.assert_allclose(dead["mirrored"], dead["single"], rtol=0, atol=1e-6)
 
 
 def test_mirrored_two_outputs_match_one_device_per_output(tmp_path):

@@ -29,10 +29,9 @@ How a replicated step works:
   ``activation/*/std``                      pooled from per-replica means and stds: exactly the
                                             global-batch value
   ``activation/*/nonfinite``                SUM of the per-replica counts
-  ``activation/*/dead_fraction``            MEAN over replicas: a unit dead on the global batch
-                                            is dead on every replica, so each replica's value,
-                                            and their mean, is an upper bound on the global
-                                            value (exact when replicas agree)
+  ``activation/*/dead_fraction``            each replica counts a unit dead only when it was
+                                            active on no replica's rows (its per-unit counts
+                                            are all-reduced), identical on every replica: MEAN
   ========================================  ===================================================
 """
 

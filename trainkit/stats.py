@@ -548,11 +548,20 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.
             per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
         else:  # a product with ones: oneDNN's GEMV beats the column reduction (112 vs 180 us, 28800x32)
             per_unit = tf.reshape(tf.matmul(tf.ones(tf.stack([1, tf.shape(grid)[0]]), grid.dtype), active), [units])
-        # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
-        dead = tf.cast(per_unit <= 0.0, tf.float32)
+        # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead). Under a
+        # strategy, nowhere in the global batch: a replica's own rows (half of them, or none in a
+        # short last batch) left units dead that other replicas' rows made active, and the mean of
+        # the replicas' fractions was far above one device's (35% -> 57% dead: a false dead-relu).
+        seen = _all_replicas_sum(per_unit) if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context() else per_unit
+        dead = tf.cast(seen <= 0.0, tf.float32)
         out["positive"], out["dead"] = tf.unstack(_totals([per_unit, dead], xla), num=2)
         out["units"] = tf.constant(float(units))
     return out
+
+
+def _all_replicas_sum(value: tf.Tensor) -> tf.Tensor:
+    """``value`` summed over the replicas of the strategy whose step is being traced."""
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def _small_relu_quantities(x: tf.Tensor, activation: str, count: tf.Tensor) -> dict[str, tf.Tensor]:
