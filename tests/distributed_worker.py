@@ -56,11 +56,25 @@ def _mirrored(out: str) -> None:
         trainer.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
         return [value for _step, name, value in trainer.step_table() if name.endswith("/dead_fraction")]
 
+    def reduced(strategy: tf.distribute.Strategy | None, reduction: str) -> dict:
+        """A loss of this reduction, sample-weighted, on 201 rows in batches of 40 (the last of one row)."""
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+            loss = keras.losses.BinaryCrossentropy(reduction=reduction)
+        trainer = Trainer(model, loss=loss, optimizer={"name": "sgd", "learning_rate": 0.01}, task="binary", seed=1, jit_compile=False,
+                          diagnose=False, histograms_every=None, strategy=strategy)
+        weights = np.linspace(0.2, 2.0, 201).astype("float32")
+        history = trainer.fit(x[:201], y[:201], epochs=2, batch_size=40, shuffle=False, sample_weight=weights,
+                              validation_data=(x[:50], y[:50], weights[:50]), verbose=0)
+        return {"history": history.history, "weights": [w.tolist() for w in model.get_weights()]}
+
     # One strategy for every run: a second MirroredStrategy in the process reuses the first one's
     # collective keys, and a model of other shapes then fails in TensorFlow (model.fit too).
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     result = {"replicas": strategy.num_replicas_in_sync, "single": run(None), "mirrored": run(strategy),
-              "dead": {"single": dead_fractions(None), "mirrored": dead_fractions(strategy)}}
+              "dead": {"single": dead_fractions(None), "mirrored": dead_fractions(strategy)},
+              "reductions": {r: {"single": reduced(None, r), "mirrored": reduced(strategy, r)} for r in ("sum", "mean_with_sample_weight")}}
     with open(out, "w") as f:
         json.dump(result, f)
 

@@ -141,6 +141,13 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     dead = result["dead"]
     assert len(dead["single"]) == 13 and 0.1 < np.mean(dead["single"]) < 0.9
     np.testing.assert_allclose(dead["mirrored"], dead["single"], rtol=0, atol=1e-6)
+    # Losses reduced otherwise than by the mean over rows: "sum" came out halved over two replicas
+    # (22.0 -> 11.3), "mean_with_sample_weight" weighed each replica by its rows, not its weights.
+    for reduction, runs in result["reductions"].items():
+        for key in ("loss", "val_loss"):
+            np.testing.assert_allclose(runs["mirrored"]["history"][key], runs["single"]["history"][key], rtol=1e-5, err_msg=f"{reduction} {key}")
+        for a, b in zip(runs["single"]["weights"], runs["mirrored"]["weights"], strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-5, err_msg=reduction)
 
 
 def test_mirrored_two_outputs_match_one_device_per_output(tmp_path):

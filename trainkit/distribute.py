@@ -13,7 +13,9 @@ How a replicated step works:
 * Each replica's loss is the mean over its own rows; its gradients are scaled by
   ``local_rows / global_rows`` (:func:`scale_gradients`) so that the optimizer's all-reduce, which
   *sums* gradients across replicas (Keras 3's TF optimizer does exactly that), yields the gradient
-  of the global-batch mean, the same gradient one device computes.
+  of the global-batch mean, the same gradient one device computes. A Keras loss reduced otherwise
+  (``"sum"``, ``"mean_with_sample_weight"``) is first scaled so that this holds for its global value
+  (:func:`unscale_keras_loss`).
 * Each step's scalars are reduced across replicas with ``strategy.reduce``
   (:func:`reduce_step_outputs`):
 
@@ -200,18 +202,37 @@ def _global_rows(rows: tf.Tensor) -> tf.Tensor:
     return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, rows)
 
 
-def unscale_keras_loss(loss_fn: Any, value: tf.Tensor) -> tf.Tensor:
-    """Undoes the ``1 / num_replicas`` a Keras loss object applies to its mean in a replica.
+def unscale_keras_loss(loss_fn: Any, value: tf.Tensor, y_pred: Any = None, sample_weight: Any = None) -> tf.Tensor:
+    """A replica's Keras loss as the value whose row-weighted mean over the replicas is the global loss.
 
-    Keras 3 losses with a mean reduction divide by the replica count inside ``strategy.run``
-    (assuming equal local batches); trainkit scales gradients by the exact row fraction instead
-    (:func:`scale_gradients`), and reports the replica's true mean loss.
+    trainkit combines the replicas by their rows (:func:`scale_gradients`, :func:`global_mean`,
+    the epoch's loss mean). Keras 3 losses with a mean reduction divide by the replica count inside
+    ``strategy.run`` (assuming equal local batches): undone, which leaves the replica's true mean.
+    Other reductions are not a mean over rows: ``"sum"``'s global loss is the sum of the replicas'
+    sums, and ``"mean_with_sample_weight"``'s divides by the global batch's sum of weights; their
+    replica values are scaled to that (combined by rows as they were, ``"sum"`` came out halved
+    over two replicas, and weighted means weighed each replica by its rows, not its weights).
+
+    Args:
+        loss_fn: The Keras loss object (its ``reduction`` decides).
+        value: Its value on this replica's batch.
+        y_pred: This replica's predictions (for its row count).
+        sample_weight: The weights the loss was given, if any.
     """
     reduction = getattr(loss_fn, "reduction", None)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas <= 1:
+        return value
     if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            return value * tf.cast(replicas, value.dtype)
+        value = value * tf.cast(replicas, value.dtype)
+    weighted_mean = reduction == "mean_with_sample_weight" and sample_weight is not None
+    if (reduction == "sum" or weighted_mean) and y_pred is not None:
+        rows = replica_rows(y_pred)
+        share = tf.math.divide_no_nan(_global_rows(rows), rows)  # 0 on a replica without rows (its value is 0)
+        if weighted_mean:
+            weight = tf.reduce_sum(tf.cast(sample_weight, tf.float32))
+            share = share * tf.math.divide_no_nan(weight, _global_rows(weight))
+        value = value * tf.cast(share, value.dtype)
     return value
 
 

@@ -446,8 +446,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return self.compute_loss(x, y, y_pred, sample_weight)
 
     def _output_loss(self, loss_fn: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
-        loss = loss_fn(y, y_pred, sample_weight=multioutput.per_position_weights(sample_weight, y_pred))
-        return distribute.unscale_keras_loss(loss_fn, loss) if distribute.in_replica() else loss
+        weights = multioutput.per_position_weights(sample_weight, y_pred)
+        loss = loss_fn(y, y_pred, sample_weight=weights)
+        return distribute.unscale_keras_loss(loss_fn, loss, y_pred, weights) if distribute.in_replica() else loss
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
