@@ -69,12 +69,27 @@ def _mirrored(out: str) -> None:
                               validation_data=(x[:50], y[:50], weights[:50]), verbose=0)
         return {"history": history.history, "weights": [w.tolist() for w in model.get_weights()]}
 
+    def masked(strategy: tf.distribute.Strategy | None) -> dict:
+        """A per-timestep mse behind Masking: the first 5 rows of every batch of 12 end early."""
+        xs = masked_data[0]
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((5, 3)), keras.layers.Masking(0.0), keras.layers.Dense(4), keras.layers.Dense(1)])
+        trainer = Trainer(model, loss="mse", optimizer={"name": "sgd", "learning_rate": 0.05}, task="regression", seed=1, jit_compile=False,
+                          diagnose=False, histograms_every=None, strategy=strategy)
+        history = trainer.fit(xs, masked_data[1], epochs=2, batch_size=12, shuffle=False, verbose=0)
+        return {"history": history.history, "weights": [w.tolist() for w in model.get_weights()]}
+
+    masked_data = (rng.normal(size=(48, 5, 3)).astype("float32"), rng.normal(size=(48, 5, 1)).astype("float32"))
+    masked_data[0][np.arange(48) % 12 < 5, 2:] = 0.0
+
     # One strategy for every run: a second MirroredStrategy in the process reuses the first one's
     # collective keys, and a model of other shapes then fails in TensorFlow (model.fit too).
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     result = {"replicas": strategy.num_replicas_in_sync, "single": run(None), "mirrored": run(strategy),
               "dead": {"single": dead_fractions(None), "mirrored": dead_fractions(strategy)},
               "reductions": {r: {"single": reduced(None, r), "mirrored": reduced(strategy, r)} for r in ("sum", "mean_with_sample_weight")}}
+    result["reductions"]["masked"] = {"single": masked(None), "mirrored": masked(strategy)}
     with open(out, "w") as f:
         json.dump(result, f)
 

@@ -209,8 +209,9 @@ def unscale_keras_loss(loss_fn: Any, value: tf.Tensor, y_pred: Any = None, sampl
     the epoch's loss mean). Keras 3 losses with a mean reduction divide by the replica count inside
     ``strategy.run`` (assuming equal local batches): undone, which leaves the replica's true mean.
     Other reductions are not a mean over rows: ``"sum"``'s global loss is the sum of the replicas'
-    sums, and ``"mean_with_sample_weight"``'s divides by the global batch's sum of weights; their
-    replica values are scaled to that (combined by rows as they were, ``"sum"`` came out halved
+    sums, ``"mean_with_sample_weight"``'s divides by the global batch's sum of weights, and a mean
+    over the positions a mask leaves (``Masking``, ``mask_zero=True``) by the global count of them;
+    their replica values are scaled to that (combined by rows as they were, ``"sum"`` came out halved
     over two replicas, and weighted means weighed each replica by its rows, not its weights).
 
     Args:
@@ -226,11 +227,15 @@ def unscale_keras_loss(loss_fn: Any, value: tf.Tensor, y_pred: Any = None, sampl
     if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
         value = value * tf.cast(replicas, value.dtype)
     weighted_mean = reduction == "mean_with_sample_weight" and sample_weight is not None
-    if (reduction == "sum" or weighted_mean) and y_pred is not None:
+    # A mean over the unmasked positions (Masking, mask_zero=True) divides by the replica's count
+    # of them, which differs from replica to replica. (Keras keeps a graph tensor's mask as this
+    # attribute; keras.backend has no public reader.)
+    mask = getattr(y_pred, "_keras_mask", None) if y_pred is not None and reduction in ("sum_over_batch_size", "mean") else None
+    if (reduction == "sum" or weighted_mean or mask is not None) and y_pred is not None:
         rows = replica_rows(y_pred)
         share = tf.math.divide_no_nan(_global_rows(rows), rows)  # 0 on a replica without rows (its value is 0)
-        if weighted_mean:
-            weight = tf.reduce_sum(tf.cast(sample_weight, tf.float32))
+        if weighted_mean or mask is not None:
+            weight = tf.reduce_sum(tf.cast(sample_weight if weighted_mean else mask, tf.float32))
             share = share * tf.math.divide_no_nan(weight, _global_rows(weight))
         value = value * tf.cast(share, value.dtype)
     return value
