@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from trainkit import distribute
-from trainkit.errors import ArgumentError
+from trainkit.errors import ArgumentError, DataError
 from trainkit.recipe import Recipe
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -229,6 +229,15 @@ def test_user_mistakes_under_a_strategy_are_coded_errors():
     with strategy.scope():
         optimizer = keras.optimizers.SGD(0.1)
     Trainer(inside, loss="mse", optimizer=optimizer, task="regression", strategy=strategy, logdir=None)  # made inside: accepted
+
+    # A dataset the strategy distributed already was "an object that can only be iterated, not data".
+    rows = np.zeros((8, 3), np.float32)
+    distributed = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((rows, rows[:, :1])).batch(4))
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with pytest.raises(DataError) as info:
+        Trainer(model, loss="mse", optimizer="sgd", task="regression", strategy=strategy, logdir=None).fit(distributed, epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and "pass the tf.data.Dataset itself" in info.value.message
 
     class ReturnsATensor(Trainer):
         def train_step(self, batch):

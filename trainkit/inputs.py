@@ -49,6 +49,10 @@ def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None, *, 
         raise DataError("unsupported-input", f"{what} is a {type(x).__name__}, which can be read only once, so there would be nothing left for "
                                              "a second epoch. Pass a tf.data.Dataset.from_generator(make_batches, output_signature=...) "
                                              "with a function that starts the generator again, a keras.utils.PyDataset, or numpy arrays.")
+    if isinstance(x, tf.distribute.DistributedDataset):
+        # model.fit takes one; "an object that can only be iterated, not data" said nothing of the fix.
+        raise DataError("unsupported-input", f"{what} is a distributed dataset (strategy.experimental_distribute_dataset): pass the "
+                                             "tf.data.Dataset itself, and the Trainer's strategy distributes it (Trainer(..., strategy=strategy)).")
     if _not_data(x):
         # np.asarray makes it one object: "needs targets y when x is a numpy array", or with y
         # "x holds values that are not numbers", advice for text.
