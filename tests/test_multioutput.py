@@ -218,6 +218,29 @@ def test_a_target_list_may_give_none_for_the_output_without_a_loss_as_model_fit_
 
 
 @pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_subclassed_model_takes_none_in_a_target_list_too(as_dict):
+    # Its outputs were not counted yet when the list was read, so None stayed a target of shape
+    # () and was refused (shape-mismatch), as before the Functional fix.
+    x, ya, _ = data()
+
+    class TwoHeads(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.a, self.b = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid"), keras.layers.Dense(3)
+
+        def call(self, inputs):
+            h = self.hidden(inputs)
+            return {"a": self.a(h), "b": self.b(h)} if as_dict else (self.a(h), self.b(h))
+
+    keras.utils.set_random_seed(0)
+    trainer = heads_trainer(model=TwoHeads(), loss=["binary_crossentropy", None], task=["binary", None])
+    history = trainer.fit(x, [ya, None], epochs=1, validation_data=(x, [ya, None]), verbose=0).history
+    first = "a" if as_dict else "output_0"
+    assert {"loss", f"{first}_loss", "val_loss"} <= set(history)
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the untrained head, as model.fit warns
 def test_a_task_list_may_give_none_for_the_output_without_a_loss():
     # loss=[..., None] as model.compile takes it: the task list had to name a task for the
     # untrained output too, and None there was "unknown-task" (a dict could leave it out).

@@ -138,6 +138,11 @@ class FitData:
         if only_read is None:
             only_read = not self._reads_inputs_itself()
         with distribute.scope(self.strategy):
+            if not self._outputs_counted and isinstance(y, list | tuple) and any(t is None for t in y):
+                # A subclassed model's outputs are known only from a call: counted first, so that
+                # fit(x, [y_a, None]) is read by them as a Functional model's is.
+                inputs = in_memory_parts(self.model, x, only_read=only_read)[0]
+                self._count_outputs(lambda: inputs)
             return in_memory_parts(self.model, x, self._named_targets(y), sample_weight, only_read=only_read)
 
     def _named_targets(self, y: Any) -> Any:
