@@ -330,6 +330,19 @@ def test_a_mixed_run_with_unscaled_regression_targets_is_told_to_standardise_the
     assert "standardize_targets" in f.advice and "unscaled-targets" in f.advice and "log prior" not in f.advice
 
 
+def test_a_mixed_run_with_msle_targets_is_told_to_scale_them_not_standardise_them():
+    # The MSLE/MAPE advice left out a regression output beside a classifier: its unscaled
+    # targets were told standardize_targets, which centres them on 0 and breaks the loss.
+    s = Stream(task="mixed", chance=2.2e5)
+    s.context.check_codes = ("unscaled-targets",)
+    s.context.relative_loss = True
+    base = s.train_loss
+    s.train_loss = lambda e, st: 8.2e6 if e == 0 and st < 3 else base(e, st)
+    f = finding(s.run(), "initial-loss-too-high")
+    assert "without centring" in f.advice and "unscaled-targets" in f.advice
+    assert "standardize_targets" not in f.advice and "y_train.std()" not in f.advice
+
+
 def test_a_classifier_is_never_told_to_standardise_its_labels():
     s = Stream()
     s.train_loss = lambda e, st: float("nan") if e == 2 else 0.7
