@@ -835,6 +835,15 @@ def test_resume_says_why_a_path_is_no_run_to_resume(runner, tiny_recipe, tmp_pat
         assert result.output.rstrip().endswith("20250102-000000. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
 
 
+def test_resume_of_a_recipe_folder_names_its_newest_run_past_nine_in_one_second(runner, tiny_recipe, tmp_path):
+    # By name, <time>-9 sorted after <time>-10 and was named "the newest" (diagnose takes -10).
+    for run in ("20250102-000000", "20250102-000000-9", "20250102-000000-10"):
+        (tmp_path / "runs" / "tiny" / run / "checkpoints").mkdir(parents=True)
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(tmp_path / "runs" / "tiny")])
+    assert result.exit_code == 2 and "e.g. the newest, " in result.output, result.output
+    assert result.output.rstrip().endswith("20250102-000000-10. Pass a run directory written by trainkit train (<logdir>/<recipe>/<time>).")
+
+
 def test_diagnose_of_event_files_it_cannot_read_says_so_instead_of_no_findings(runner, tmp_path):
     (tmp_path / "run" / "train").mkdir(parents=True)
     (tmp_path / "run" / "train" / "events.out.tfevents.123.host").write_text("garbage")

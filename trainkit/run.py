@@ -22,6 +22,7 @@ from trainkit import class_weights
 from trainkit.callbacks import Callback, EarlyStopping
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data, standardization
+from trainkit.diagnosis.readback import run_order
 from trainkit.distribute import is_chief, scope, strategy_from_name
 from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
 from trainkit.findings import Finding
@@ -467,7 +468,7 @@ def _why_no_checkpoints(path: Path) -> str:
     if not path.is_dir():
         return "it is a file, not a run directory"
     # A recipe's folder (<logdir>/<recipe>) holds its runs: name the newest, which diagnose would take.
-    runs = sorted(p for p in path.iterdir() if (p / CHECKPOINT_SUBDIR).is_dir())
+    runs = sorted((p for p in path.iterdir() if (p / CHECKPOINT_SUBDIR).is_dir()), key=run_order)  # <time>-10 after <time>-9
     if runs:
         return f"it holds runs, not checkpoints; pass one of them, e.g. the newest, {runs[-1]}"
     return f"it has no {CHECKPOINT_SUBDIR}/ directory"

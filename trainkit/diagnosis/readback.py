@@ -70,7 +70,7 @@ class RunEvents:
     regularization: dict[int, float]
 
 
-def _run_order(run: Path) -> tuple[str, int, str]:
+def run_order(run: Path) -> tuple[str, int, str]:
     """Sorts run directories oldest first: ``<timestamp>``, ``<timestamp>-1``, ..., ``-10`` (by
     name, the tenth run of a second sorted before the second and was not the newest)."""
     match = re.fullmatch(r"(.*?)-(\d+)", run.name)
@@ -89,7 +89,7 @@ def find_run_dir(path: str | Path) -> Path:
     if _has_events(path):
         return path
     if path.is_dir():
-        runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=_run_order)
+        runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=run_order)
         if runs:
             return runs[-1]
     if not path.exists():
