@@ -810,3 +810,17 @@ def test_inputs_with_rows_but_no_values_are_refused_before_anything_reduces_them
     assert info.value.code == "data-empty" and "x has 40 rows but no values" in info.value.message
     with pytest.raises(DataError, match="x_val has 5 rows but no values"):
         run("binary", X, YB, x_val=np.zeros((5, 0), "float32"), y_val=YB[:5])
+
+
+def test_a_normalization_layer_of_a_mixed_float16_model_is_read_in_full_precision():
+    # Called, the layer computes in float16: raw inputs ~3e5 overflowed to inf, and the finding
+    # reported a mean of 6.2e4 for 2.9e5.
+    x = (np.random.default_rng(3).normal(size=(200, 4)) * 1e3 + 3e5).astype("float32")
+    never_adapted = keras.layers.Normalization(dtype="mixed_float16")
+    model = keras.Sequential([keras.Input((4,)), never_adapted, keras.layers.Dense(1, dtype="mixed_float16")])
+    (finding,) = [f for f in check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression") if f.code == "unscaled-inputs"]
+    assert finding.evidence["max_abs_mean"] == pytest.approx(float(np.abs(x.mean(axis=0)).max()), rel=1e-3)
+    adapted = keras.layers.Normalization(dtype="mixed_float16")
+    adapted.adapt(x)
+    model = keras.Sequential([keras.Input((4,)), adapted, keras.layers.Dense(1, dtype="mixed_float16")])
+    assert "unscaled-inputs" not in codes(check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression"))

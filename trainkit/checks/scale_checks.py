@@ -112,9 +112,18 @@ _RELATIVE_LOSSES = MAPE_NAMES | MSLE_NAMES
 
 
 def _normalized(layer: Any, rows: np.ndarray) -> np.ndarray | None:
-    """``rows`` through a ``Normalization`` layer, or ``None`` when it cannot take them as they are."""
+    """``rows`` as a ``Normalization`` layer makes them, or ``None`` when it cannot take them as they are.
+
+    Computed in float64 from the layer's statistics, as its ``call`` does: called, a layer of a
+    ``mixed_float16`` model computes in float16, where raw inputs ~3e5 overflow to inf.
+    """
     try:
-        out = np.asarray(keras.ops.convert_to_numpy(layer(rows.astype(np.float32))), dtype=np.float64)
+        adapted = getattr(layer, "adapt_mean", None) is not None and getattr(layer, "_broadcast_shape", None) is not None
+        mean, variance = ((layer.adapt_mean, layer.adapt_variance) if adapted else (layer.mean, layer.variance))
+        shape = layer._broadcast_shape if adapted else np.shape(keras.ops.convert_to_numpy(mean))
+        mean = np.reshape(np.asarray(keras.ops.convert_to_numpy(mean), np.float64), shape)
+        variance = np.reshape(np.asarray(keras.ops.convert_to_numpy(variance), np.float64), shape)
+        out = (rows.astype(np.float64) - mean) / np.maximum(np.sqrt(variance), keras.backend.epsilon())
     except Exception:  # a layer not built for this layout: its input counts as scaled, as before
         return None
     return out if out.shape == rows.shape else None
