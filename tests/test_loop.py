@@ -185,7 +185,7 @@ def test_names_learnt_from_the_in_memory_loop_serve_every_call_of_the_epoch(bad_
     full, partial = epoch_batches(np.arange(42), 4)
     indices, tail = tf.constant(full), tf.constant(partial)
     calls = [loop.run_in_memory(data, indices, start, steps, 10, tail, run_tail=start + steps == 10) for start, steps in ((0, 1), (1, 0), (1, 9))]
-    assert traced == [4, 2]
+    assert traced == [4, None]  # the partial batch's rows left open, for data of any size
     ((key, fn),) = loop._in_memory_fns.items()
     assert key is None and fn.experimental_get_tracing_count() == 1
     assert [call.steps for call in calls[:2]] == [1, 0]
