@@ -1406,6 +1406,18 @@ def test_predict_of_no_rows_keeps_the_output_shape():
     assert make_trainer(make_model(features=4)).predict(x[:0]).shape == (0, 1)
 
 
+def test_predict_of_a_dataset_of_no_batches_keeps_the_outputs_structure_and_shapes():
+    """As arrays of no rows do: it gave one array of shape (0,) whatever the outputs."""
+    x, _ = make_data(10, features=4)
+    inputs = keras.Input((4,), name="a")
+    model = keras.Model(inputs, {"cls": keras.layers.Dense(1, activation="sigmoid", name="cls")(inputs), "reg": keras.layers.Dense(3, name="reg")(inputs)})
+    trainer = make_trainer(model, loss={"cls": "binary_crossentropy", "reg": "mse"}, task={"cls": "binary", "reg": "regression"})
+    empty = tf.data.Dataset.from_tensor_slices(x[:0]).batch(4)
+    for predicted in (trainer.predict(empty), trainer.predict(x[:0])):
+        assert {name: value.shape for name, value in predicted.items()} == {"cls": (0, 1), "reg": (0, 3)}
+        assert all(value.dtype == np.float32 for value in predicted.values())
+
+
 def test_an_early_stopping_monitor_the_logs_never_hold_is_refused_before_the_first_epoch():
     x, y = make_data(40, features=4)
     trainer = make_trainer(make_model(features=4), metrics=["accuracy"])

@@ -1379,8 +1379,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             source = ArraySource(parts)
             (data,) = source.data
             batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
-        if not batches:  # no rows: the outputs' shapes, with none
-            return tf.nest.map_structure(lambda t: t.numpy(), self._predict_fn(data)) if not isinstance(x, tf.data.Dataset) else np.zeros((0,))
+        if not batches:  # no rows: the outputs' structure and shapes, with none
+            if not isinstance(x, tf.data.Dataset):
+                return tf.nest.map_structure(lambda t: t.numpy(), self._predict_fn(data))
+            # A dataset with no batches: traced (not run) on its inputs' spec, as the arrays above
+            # are run on no rows, instead of one flat empty array whatever the outputs.
+            outputs = self._predict_fn.get_concrete_function(unpack_batch(x.element_spec)[0]).structured_outputs
+            return tf.nest.map_structure(lambda t: np.zeros([d or 0 for d in t.shape], t.dtype.as_numpy_dtype), outputs)
         return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
 
     # -- per-step statistics ----------------------------------------------------------------------
