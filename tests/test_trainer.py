@@ -2554,3 +2554,22 @@ def test_a_learning_rate_callback_with_a_scheduled_optimizer_is_refused_before_t
         assert info.value.code == "bad-callback" and "LearningRateSchedule" in info.value.message
         assert trainer.history.epoch == []
     make_trainer().fit(x, y, epochs=1, verbose=0, callbacks=[callback])  # a float rate: the callback sets it
+
+
+def test_predict_on_arrays_runs_every_batch_in_one_call_and_equals_model_predict():
+    # One compiled call a batch from Python ran at model.predict's speed; the batches now run in
+    # one tf.while_loop over the same slices, so the predictions must not change.
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, {"score": keras.layers.Dense(1, activation="sigmoid")(hidden), "value": keras.layers.Dense(2)(hidden)})
+    trainer = Trainer(model, loss={"score": "binary_crossentropy", "value": "mse"}, optimizer="sgd", task={"score": "binary", "value": "regression"},
+                      seed=0, jit_compile=False)
+    for rows, batch_size in ((101, 32), (7, 32), (64, 64), (1, 8)):
+        x = rng.normal(size=(rows, 4)).astype("float32")
+        got, expected = trainer.predict({"features": x}, batch_size=batch_size), model.predict({"features": x}, batch_size=batch_size, verbose=0)
+        assert set(got) == {"score", "value"} and got["value"].shape == (rows, 2)
+        for name in got:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-7)
+    assert trainer._predict_arrays_fn.experimental_get_tracing_count() <= 2  # rows left open after the first size

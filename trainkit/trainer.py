@@ -72,6 +72,7 @@ from trainkit.loop import (
     epoch_batches,
 )
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
+from trainkit.predict_loop import batched_predict_function
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
@@ -345,6 +346,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._loop_variables: tuple[int, ...] = ()
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
+        self._predict_arrays_fn: Any = None
         self.findings.extend(self.check_model())
         self._initialized = True  # what _needs_init looks for
 
@@ -1378,7 +1380,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             check_input_shapes(parts[0], self.model)
             source = ArraySource(parts)
             (data,) = source.data
-            batches = [self._predict_fn(tf.nest.map_structure(lambda t, i=i: t[i : i + batch_size], data)) for i in range(0, source.rows, batch_size)]
+            if source.rows:  # every batch in one compiled call (see trainkit.predict_loop)
+                if self._predict_arrays_fn is None:
+                    self._predict_arrays_fn = batched_predict_function(self.model)
+                return tf.nest.map_structure(lambda t: t.numpy(), self._predict_arrays_fn(data, tf.constant(batch_size)))
+            batches = []
         if not batches:  # no rows: the outputs' structure and shapes, with none
             if not isinstance(x, tf.data.Dataset):
                 return tf.nest.map_structure(lambda t: t.numpy(), self._predict_fn(data))
