@@ -888,6 +888,19 @@ def test_a_loss_above_chance_falling_every_epoch_is_said_to_be_still_falling_not
     assert "stayed" in f.message and "still_falling" not in f.evidence
 
 
+def test_a_loss_falling_every_epoch_just_under_chance_with_the_validation_loss_under_its_own_is_not_at_chance():
+    # low_mse_binary_fixed (a logistic regression at Adam 1e-3) at 500 rows: 0.748 -> 0.687 (chance
+    # 0.693), validation 0.722 -> 0.677, lower at every epoch, accuracy rising: "stayed at the chance
+    # level ... the labels are unpredictable from the inputs".
+    s = Stream(epochs=30)
+    s.train_loss = lambda e, st: 0.748 - 0.0021 * e
+    s.val_loss = lambda e: 0.722 - 0.0015 * e
+    assert "loss-at-chance" not in codes(s.run())
+    # The same training curve while the validation loss settles at chance has learned nothing.
+    s.val_loss = lambda e: max(LN2 + 0.001, 0.722 - 0.0015 * e)
+    assert "loss-at-chance" in codes(s.run())
+
+
 def test_a_learning_rate_of_zero_for_the_whole_run_is_lr_too_low():
     # Adam(0.0) for 6 epochs, loss flat at 177% of chance: no finding at all (updates of exactly 0
     # read as "no gradient reaches the weights").
