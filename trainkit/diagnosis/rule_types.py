@@ -146,6 +146,10 @@ class Thresholds:
     # within 5% of its best: a fall that only undoes an earlier jump is not "still falling".
     underfit_level: float = 0.5
     underfit_near_best: float = 0.05
+    # ... and at least half of the training loss's fall over that tail shows in the validation
+    # loss: where less does, most of the progress only widens the gap to the validation rows
+    # (memorising), and more epochs would overfit rather than fit.
+    underfit_val_share: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
