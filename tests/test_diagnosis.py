@@ -449,6 +449,22 @@ def test_loss_at_chance_when_only_the_validation_loss_stays_there():
     assert "memorises" in f.message
 
 
+def test_a_validation_loss_falling_back_from_a_jump_does_not_keep_loss_at_chance_silent():
+    # low_batch_max at batch 64 (random labels, 10 classes, 20 validation rows): the validation loss
+    # went from its best 2.21 up to 2.96 and back to 2.73 over the last 5 epochs, a 7.6% fall that
+    # read as "still falling": no finding, while the training loss fell to 0.003 (memorising).
+    s = Stream(epochs=20, task="multiclass", chance=math.log(10))
+    train = curve(2.5, 0.003, 20)
+    val = [2.36, 2.23, 2.21, 2.21, 2.37, 2.53, 2.42, 2.30, 2.37, 2.34, 2.35, 2.59, 2.77, 2.84, 2.90, 2.96, 2.92, 2.84, 2.78, 2.73]
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: val[e]
+    f = finding(s.run(), "loss-at-chance")
+    assert "memorises" in f.message
+    # Falling that much back to its best level, it may still get below chance: no verdict yet.
+    val[-5:] = [2.50, 2.42, 2.35, 2.30, 2.25]
+    assert "loss-at-chance" not in codes(s.run())
+
+
 def test_loss_collapsed_right_after_the_first_epoch():
     s = Stream()
     s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
