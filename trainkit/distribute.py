@@ -126,15 +126,20 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
 
 
+def _made_outside(strategy: tf.distribute.Strategy, variables: Sequence[Any]) -> str | None:
+    """The name of the first of ``variables`` created outside ``strategy.scope()``, or ``None``."""
+    outside = [v for v in variables if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
+    return getattr(outside[0], "path", getattr(outside[0], "name", "?")) if outside else None
+
+
 def check_variables_in_scope(strategy: tf.distribute.Strategy, variables: Sequence[Any]) -> None:
     """Refuses a model whose variables were created outside ``strategy.scope()``.
 
     Raises:
         ArgumentError: ``model-outside-strategy-scope``, with the fix (build the model inside the scope).
     """
-    outside = [v for v in variables if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
-    if outside:
-        name = getattr(outside[0], "path", getattr(outside[0], "name", "?"))
+    name = _made_outside(strategy, variables)
+    if name is not None:
         raise ArgumentError(
             "model-outside-strategy-scope",
             f"The model's variable {name!r} was created outside the strategy's scope, so it is not "
@@ -152,9 +157,8 @@ def check_optimizer_in_scope(strategy: tf.distribute.Strategy, optimizer: Any) -
     Raises:
         ArgumentError: ``optimizer-outside-strategy-scope``, with the fix.
     """
-    outside = [v for v in optimizer.variables if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
-    if outside:
-        name = getattr(outside[0], "path", getattr(outside[0], "name", "?"))
+    name = _made_outside(strategy, optimizer.variables)
+    if name is not None:
         raise ArgumentError(
             "optimizer-outside-strategy-scope",
             f"The optimizer's variable {name!r} was created outside the strategy's scope, so it is not replicated. "
