@@ -2573,3 +2573,18 @@ def test_predict_on_arrays_runs_every_batch_in_one_call_and_equals_model_predict
         for name in got:
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-7)
     assert trainer._predict_arrays_fn.experimental_get_tracing_count() <= 2  # rows left open after the first size
+
+
+def test_predict_on_a_dataset_runs_every_batch_in_one_call_and_equals_model_predict():
+    # One call a batch from Python ran at model.predict's speed; the batches left after the first
+    # now run in one compiled loop over the iterator, which must give the same predictions.
+    x, y = make_data(rows=101)
+    model = make_model()
+    trainer = make_trainer(model)
+    for dataset in (tf.data.Dataset.from_tensor_slices(x).batch(32), tf.data.Dataset.from_tensor_slices((x, y)).batch(64),
+                    tf.data.Dataset.from_tensor_slices(x[:5]).batch(32)):
+        np.testing.assert_allclose(trainer.predict(dataset), model.predict(dataset, verbose=0), rtol=1e-6, atol=1e-7)
+    repeated = tf.data.Dataset.from_tensor_slices(x).batch(32).repeat()
+    assert trainer.predict(repeated, steps=3).shape == (96, 1)  # steps still limits a dataset that repeats
+    assert trainer.predict(tf.data.Dataset.from_tensor_slices(x[:0]).batch(32)).shape == (0, 1)
+    assert trainer._predict_dataset_fn is not None

@@ -72,7 +72,7 @@ from trainkit.loop import (
     epoch_batches,
 )
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
-from trainkit.predict_loop import batched_predict_function
+from trainkit.predict_loop import batched_predict_function, dataset_predict_function
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
@@ -347,6 +347,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
         self._predict_arrays_fn: Any = None
+        self._predict_dataset_fn: Any = None
         self.findings.extend(self.check_model())
         self._initialized = True  # what _needs_init looks for
 
@@ -1374,7 +1375,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
             refuse_unbatched(x, self.model)
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
-            batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(x.take(steps) if steps is not None else x)]
+            iterator = iter(x.take(steps) if steps is not None else x)
+            first = next(iterator, None)
+            if first is not None:  # every batch in one compiled call (see trainkit.predict_loop)
+                if self._predict_dataset_fn is None:
+                    self._predict_dataset_fn = dataset_predict_function(self.model)
+                outputs = self._predict_dataset_fn(self._checked_inputs(unpack_batch(first)[0], 0), iterator)
+                return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+            batches = []
         else:
             parts = self._in_memory_parts(x, only_read=True)  # predict only calls the model
             check_input_shapes(parts[0], self.model)
