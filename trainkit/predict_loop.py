@@ -18,6 +18,17 @@ from trainkit.loop import compile_function
 from trainkit.sources import unpack_batch
 
 
+def _output_arrays(outputs: Any, size: tf.Tensor | None) -> list[tf.TensorArray]:
+    """One TensorArray per flat output, of ``size`` batches (growing as written when ``None``)."""
+    return [tf.TensorArray(tf.convert_to_tensor(t).dtype, size=0 if size is None else size, dynamic_size=size is None, infer_shape=False)
+            for t in tf.nest.flatten(outputs)]
+
+
+def _written(arrays: list[tf.TensorArray], index: Any, outputs: Any) -> list[tf.TensorArray]:
+    """``arrays`` with one batch's ``outputs`` written at ``index``."""
+    return [a.write(index, tf.convert_to_tensor(o)) for a, o in zip(arrays, tf.nest.flatten(outputs), strict=True)]
+
+
 def batched_predict_function(model: keras.Model) -> Callable[[Any, tf.Tensor], Any]:
     """A compiled ``fn(inputs, batch_size)``: ``model(inputs)`` computed ``batch_size`` rows at a
     time in one call and concatenated (the outputs' structure, one tensor per output).
@@ -34,12 +45,10 @@ def batched_predict_function(model: keras.Model) -> Callable[[Any, tf.Tensor], A
 
         # The first batch outside the loop: its outputs give the arrays' dtypes and the structure.
         first = model(batch(tf.constant(0)), training=False)
-        flat = [tf.convert_to_tensor(t) for t in tf.nest.flatten(first)]
-        arrays = [tf.TensorArray(t.dtype, size=steps, infer_shape=False).write(0, t) for t in flat]
+        arrays = _written(_output_arrays(first, size=steps), 0, first)
 
         def body(i: tf.Tensor, arrays: list[tf.TensorArray]) -> tuple[tf.Tensor, list[tf.TensorArray]]:
-            outputs = tf.nest.flatten(model(batch(i), training=False))
-            return i + 1, [a.write(i, tf.convert_to_tensor(o)) for a, o in zip(arrays, outputs, strict=True)]
+            return i + 1, _written(arrays, i, model(batch(i), training=False))
 
         _, arrays = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(1), arrays))
         return tf.nest.pack_sequence_as(first, [a.concat() for a in arrays])
@@ -56,13 +65,11 @@ def dataset_predict_function(model: keras.Model) -> Callable[[Any, Any], Any]:
 
     def run(first_inputs: Any, iterator: Any) -> Any:
         first = model(first_inputs, training=False)
-        flat = [tf.convert_to_tensor(t) for t in tf.nest.flatten(first)]
-        arrays = [tf.TensorArray(t.dtype, size=0, dynamic_size=True, infer_shape=False).write(0, t) for t in flat]
+        arrays = _written(_output_arrays(first, size=None), 0, first)
 
         def body(count: tf.Tensor, optional: Any, arrays: list[tf.TensorArray]) -> tuple[tf.Tensor, Any, list[tf.TensorArray]]:
-            outputs = tf.nest.flatten(model(unpack_batch(optional.get_value())[0], training=False))
-            arrays = [a.write(count, tf.convert_to_tensor(o)) for a, o in zip(arrays, outputs, strict=True)]
-            return count + 1, iterator.get_next_as_optional(), arrays
+            outputs = model(unpack_batch(optional.get_value())[0], training=False)
+            return count + 1, iterator.get_next_as_optional(), _written(arrays, count, outputs)
 
         _, _, arrays = tf.while_loop(lambda _, optional, __: optional.has_value(), body,
                                      (tf.constant(1), iterator.get_next_as_optional(), arrays))
