@@ -1242,3 +1242,23 @@ def test_a_new_trainer_in_a_logdir_holding_another_run_is_refused_and_its_own_se
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before  # nothing touched
     resumed = trainer()
     resumed.fit(x, y, epochs=2, verbose=0, resume=True)  # what the message offers works
+
+
+def test_a_checkpoint_write_that_fails_leaves_no_temporary_directory(tmp_path):
+    # A full disk (here a file-size limit) left checkpoints/ckpt-N_temp/ behind: TensorFlow writes
+    # the shards there first, and a dead copy of the checkpoint stayed in the run for good.
+    import resource
+
+    big = TrainingCheckpoint(tmp_path, model_variables=[tf.Variable(tf.zeros([50_000]))], optimizer_variables=[], metric_variables=[],
+                             global_step=tf.Variable(7, dtype=tf.int64))
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing pytest
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, limits[1]))
+    try:
+        with pytest.raises(tf.errors.OpError):
+            big.save({"epoch": 1})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert not list(tmp_path.glob("*_temp")) and big.latest() is None
+    assert big.save({"epoch": 1}).name == "ckpt-7"  # the next write, with room, works as before

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -136,7 +137,14 @@ class TrainingCheckpoint:
                 written yet are encoded); :meth:`restore_latest` returns them under
                 ``"journal_records"``.
         """
-        prefix = Path(self._manager.save(checkpoint_number=int(self._checkpoint.global_step.numpy())))
+        number = int(self._checkpoint.global_step.numpy())
+        try:
+            prefix = Path(self._manager.save(checkpoint_number=number))
+        except Exception:
+            # TensorFlow writes the shards to <prefix>_temp/ and leaves it behind when a write
+            # fails (a full disk): a dead directory, as large as the checkpoint, in every run.
+            shutil.rmtree(self.directory / f"ckpt-{number}_temp", ignore_errors=True)
+            raise
         self._write_record(prefix, progress, journal)
         self._remove_orphan_records()
         return prefix
