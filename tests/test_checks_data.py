@@ -141,6 +141,16 @@ def test_non_negative_targets_with_msle_pass_and_a_relu_output_s_range_still_app
     assert "labels-out-of-range" in codes(run("regression_sigmoid", X, np.abs(YR) + 2, loss="msle", allow={"labels-out-of-range"}))
 
 
+def test_validation_targets_out_of_a_bounded_output_s_range_are_found_and_named():
+    # Only the training targets were read: validation targets of 3..103 for a sigmoid output
+    # passed, and fit then withdrew the bounded-output warning on the training targets alone.
+    inside = np.linspace(0.1, 0.9, len(X))
+    with pytest.raises(DataError) as info:
+        run("regression_sigmoid", X, inside, x_val=X, y_val=np.linspace(3, 103, len(X)))
+    assert info.value.code == "labels-out-of-range" and "The targets of y_val range from 3 to 103" in info.value.message
+    assert "labels-out-of-range" not in codes(run("regression_sigmoid", X, inside, x_val=X, y_val=inside))
+
+
 @pytest.mark.parametrize(("kind", "x", "y", "loss", "kw", "code", "fix"),
                          [case[1:] for case in BAD], ids=[case[0] for case in BAD])
 def test_each_data_error_has_its_code_and_fix(kind, x, y, loss, kw, code, fix):

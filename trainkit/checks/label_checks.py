@@ -279,44 +279,55 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
     """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce, or negative
     targets that ``poisson`` or ``msle`` cannot take."""
     for t in ctx.targets:
-        if t.task != "regression" or t.y is None or t.output is None or not is_numeric(t.y) or t.y.size == 0:
+        if t.task != "regression" or t.output is None:
             continue
-        lo, hi = t.output.output_range
-        what = f"applies {t.output.activation}, whose outputs lie"
-        if t.loss.kind == "poisson":
-            lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose rates lie"
-        msle = t.loss.name in MSLE_NAMES
-        if msle:
-            # MSLE compares log(max(y, 0) + 1) with log(max(y_pred, 0) + 1): every negative target
-            # is read as 0, silently (signed targets trained without a word).
-            lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose targets lie"
-        if t.output.activation == UNKNOWN or (math.isinf(lo) and math.isinf(hi)):
-            continue
-        y_lo, y_hi = float(np.min(t.y)), float(np.max(t.y))
-        tol = 1e-6 * max(1.0, abs(lo) if math.isfinite(lo) else 0.0, abs(hi) if math.isfinite(hi) else 0.0)
-        if y_lo >= lo - tol and y_hi <= hi + tol:
-            continue
-        share = float(np.mean((t.y < lo - tol) | (t.y > hi + tol)))
-        rng = f"[{'-inf' if math.isinf(lo) else format_number(lo)}, {'inf' if math.isinf(hi) else format_number(hi)}]"
-        if math.isfinite(lo) and math.isfinite(hi):
-            span = y_hi - y_lo or 1.0
-            rescale = (f"or rescale the targets into {rng}: y_scaled = {_minus('y', y_lo)} / {format_number(span)}"
-                       + (f" * {format_number(hi - lo)}{_minus('', -lo)[1:-1]}" if (lo, hi) != (0.0, 1.0) else "")
-                       + " (and invert the predictions)")
-        else:
-            rescale = "or shift the targets into the output's range"
-        fix = (f"Remove the activation from '{t.output.activation_layer}' (a linear output) and "
-               f"standardise the targets, {rescale}.")
-        if t.loss.kind == "poisson":
-            fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
-        elif msle:
-            fix = ("MSLE compares log(1 + y), meant for targets >= 0: use loss='mse' (or 'huber') for signed targets "
-                   "(standardised targets are signed too), or keep the targets >= 0 (unshifted, unstandardised).")
-        return Issue(
-            f"The targets of {t.name} range from {format_number(y_lo)} to {format_number(y_hi)} but the output layer "
-            f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets "
-            + ("are read as 0 by the loss (it compares log(max(y, 0) + 1)), so the model is trained on targets that are not "
-               "yours." if msle else "can never be reached, so the loss cannot fall below a floor and the output saturates."), fix,
-            {"y_min": y_lo, "y_max": y_hi, "output_min": lo, "output_max": hi, "share_outside": share},
-            t.output.activation_layer)
+        # The validation targets too: out of reach there, val_loss has a floor no training lowers.
+        for name, y in ((t.name, t.y), (validation_name(t.name), t.y_val)):
+            issue = _out_of_range(t, y, name)
+            if issue is not None:
+                return issue
     return None
+
+
+def _out_of_range(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
+    """:func:`labels_out_of_range` for one array of ``t``'s targets (``name``: how to call it)."""
+    if y is None or t.output is None or not is_numeric(y) or y.size == 0:
+        return None
+    lo, hi = t.output.output_range
+    what = f"applies {t.output.activation}, whose outputs lie"
+    if t.loss.kind == "poisson":
+        lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose rates lie"
+    msle = t.loss.name in MSLE_NAMES
+    if msle:
+        # MSLE compares log(max(y, 0) + 1) with log(max(y_pred, 0) + 1): every negative target
+        # is read as 0, silently (signed targets trained without a word).
+        lo, what = max(lo, 0.0), f"feeds {t.loss.describe()}, whose targets lie"
+    if t.output.activation == UNKNOWN or (math.isinf(lo) and math.isinf(hi)):
+        return None
+    y_lo, y_hi = float(np.min(y)), float(np.max(y))
+    tol = 1e-6 * max(1.0, abs(lo) if math.isfinite(lo) else 0.0, abs(hi) if math.isfinite(hi) else 0.0)
+    if y_lo >= lo - tol and y_hi <= hi + tol:
+        return None
+    share = float(np.mean((y < lo - tol) | (y > hi + tol)))
+    rng = f"[{'-inf' if math.isinf(lo) else format_number(lo)}, {'inf' if math.isinf(hi) else format_number(hi)}]"
+    if math.isfinite(lo) and math.isfinite(hi):
+        span = y_hi - y_lo or 1.0
+        rescale = (f"or rescale the targets into {rng}: y_scaled = {_minus('y', y_lo)} / {format_number(span)}"
+                   + (f" * {format_number(hi - lo)}{_minus('', -lo)[1:-1]}" if (lo, hi) != (0.0, 1.0) else "")
+                   + " (and invert the predictions)")
+    else:
+        rescale = "or shift the targets into the output's range"
+    fix = (f"Remove the activation from '{t.output.activation_layer}' (a linear output) and "
+           f"standardise the targets, {rescale}.")
+    if t.loss.kind == "poisson":
+        fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
+    elif msle:
+        fix = ("MSLE compares log(1 + y), meant for targets >= 0: use loss='mse' (or 'huber') for signed targets "
+               "(standardised targets are signed too), or keep the targets >= 0 (unshifted, unstandardised).")
+    return Issue(
+        f"The targets of {name} range from {format_number(y_lo)} to {format_number(y_hi)} but the output layer "
+        f"'{t.output.activation_layer}' {what} in {rng}: {share:.1%} of the targets "
+        + ("are read as 0 by the loss (it compares log(max(y, 0) + 1)), so the model is trained on targets that are not "
+           "yours." if msle else "can never be reached, so the loss cannot fall below a floor and the output saturates."), fix,
+        {"y_min": y_lo, "y_max": y_hi, "output_min": lo, "output_max": hi, "share_outside": share},
+        t.output.activation_layer)
