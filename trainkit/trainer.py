@@ -98,6 +98,7 @@ from trainkit.step_checks import (
 from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
 from trainkit.tasks import Task
 from trainkit.tensorboard_logging import TensorBoardLogging
+from trainkit.time_gradients import TimeGradients
 from trainkit.trainer_arguments import check_trainer_arguments, is_whole_number
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams
@@ -314,6 +315,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._step_table = StepTable()
         self._probe: probes.Probe | None = None
         self._histograms = ProbeHistograms(self)
+        self._time_gradients = TimeGradients(self)
         self._step_xla = False
         # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
         # None until the first traced step shows it.
@@ -950,6 +952,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if getattr(callback, "may_add_logs", False):  # a Keras callback of the user's: the same
                 break
         self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
+        # The diagnosis measures how far back its recurrent layers' gradients reach on it.
+        self._time_gradients.batch = probe_batch(train, batch_size) if self._time_gradients.layers and self._live_diagnosis is not None else None
         # The checks are done: a training dataset's first batch may still size its stacks.
         for source, keep in ((train, 1), (validation, 0)):
             if isinstance(source, DatasetSource):

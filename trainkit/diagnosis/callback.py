@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -275,8 +276,13 @@ class DiagnosisCallback(Callback):
                 self._nan_note += " Retrain with a lower learning rate."
             self._annotate_nan()
         # stop_reason: an interrupted or failed run gets no end-of-run verdicts (Diagnoser.finish).
+        stop_reason = (logs or {}).get("stop_reason")
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
-                 "epochs_run": self.diagnoser.epochs_run, "stop_reason": (logs or {}).get("stop_reason")}
+                 "epochs_run": self.diagnoser.epochs_run, "stop_reason": stop_reason}
+        if stop_reason not in UNFINISHED:  # an unfinished run gets no end verdicts: nothing to measure for
+            reach = _recurrent_reach(trainer)
+            if reach:
+                notes["recurrent_reach"] = reach
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))
@@ -792,3 +798,19 @@ def _early_stopping_outcome(callbacks: Iterable[Callback]) -> dict[str, Any] | N
         if stopped is not None or restored is not None:
             return {"stopped_epoch": stopped, "best_epoch": cb.best_epoch, "restored_epoch": restored}
     return None
+
+
+def _recurrent_reach(trainer: Any) -> list[dict[str, Any]]:
+    """How far back each recurrent layer's gradient reaches (:mod:`trainkit.time_gradients`).
+
+    A failure to measure it is reported and skipped: a diagnostic extra must not fail a run that
+    trained.
+    """
+    measurer = getattr(trainer, "_time_gradients", None)
+    if measurer is None:
+        return []
+    try:
+        return measurer.measure()
+    except Exception as err:
+        print(f"trainkit: could not measure how far back the recurrent layers' gradients reach: {type(err).__name__}: {err}", file=sys.stderr)
+        return []

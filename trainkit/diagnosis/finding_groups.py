@@ -24,7 +24,8 @@ GRADIENT_BLOCKED = ("dead-relu", "saturated-activations", "vanishing-gradients")
 #: Findings that explain an end loss far above chance (the updates overshoot or blew up).
 OVERSHOOTING = ("nan-loss", "lr-too-high", "diverging-loss", "exploding-gradients")
 #: Findings that explain a loss that stays at chance: the model could not learn.
-CANNOT_LEARN = (*OVERSHOOTING, "weights-frozen", "dead-relu", "saturated-activations", "vanishing-gradients")
+CANNOT_LEARN = (*OVERSHOOTING, "weights-frozen", "dead-relu", "saturated-activations", "vanishing-gradients",
+                "vanishing-gradients-through-time")
 
 
 def found_codes(view: Diagnoser, codes: Iterable[str]) -> list[str]:

@@ -21,6 +21,7 @@ from trainkit.diagnosis.task_context import (
     chance_level,
     standardise_advice,
     standardise_inputs_advice,
+    val_chance_level,
 )
 from trainkit.stat_names import GRAD_NORM, variable_of, weight_norm_name
 
@@ -68,6 +69,45 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
         {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "relative_ratio": float(ratio[-1]),
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
 
+
+
+def vanishing_through_time(view: Diagnoser) -> Issue | None:
+    """A recurrent layer's gradient fades 1000x between the last and the first steps of its
+    sequence (measured at the end, :mod:`trainkit.time_gradients`), and the loss stayed at chance.
+
+    A fading gradient alone is no fault: a fresh LSTM's fades over 60 steps, and one that needs
+    only the last steps learns well. Only beside a loss that never got clearly below chance is it
+    a reason the model could not learn.
+    """
+    measured = [m for m in view.notes.get("recurrent_reach") or () if m.get("ratio", 1.0) < view.t.vanish_ratio]
+    chance = chance_level(view)
+    losses = view.epoch_losses(data_only=True)
+    if not measured or chance is None or not len(losses):
+        return None
+    best = float(np.nanmin(losses[-max(1, len(losses) // 3):])) if np.isfinite(losses).any() else float("nan")
+    if not np.isfinite(best):
+        return None
+    val = view.val_losses(data_only=True)
+    val = val[np.isfinite(val)]
+    # Learned: a validation loss clearly below its chance level (a training loss alone may be
+    # memorised rows: 144 of them fell to 85% of chance while the validation loss stayed at it).
+    if (float(np.min(val)) < view.t.at_chance_validation * (val_chance_level(view) or chance) if val.size
+            else best < view.t.at_chance_train * chance):
+        return None  # whatever the model needed lay within the gradient's reach
+    worst = min(measured, key=lambda m: m["ratio"])
+    layer, steps, reach = worst["layer"], int(worst["steps"]), int(worst["reach"])
+    simple = worst.get("kind") == "SimpleRNN"
+    return Issue(
+        f"'{layer}' reads {steps} steps into one final state, but the gradient reaching the first tenth of them is "
+        f"{format_number(float(worst['ratio']))}x the last tenth's: the model learns from about the last {reach} steps only, "
+        f"and {'nothing it learned carries over to the validation rows' if val.size else 'the training loss stayed near chance'} "
+        f"(training loss {best / chance:.0%} of chance). A label that depends on earlier steps cannot be learned this way.",
+        ("Use LSTM or GRU instead of SimpleRNN, and " if simple else "")
+        + f"{'g' if simple else 'G'}ive every step a short path to the loss: return_sequences=True followed by "
+        "GlobalAveragePooling1D (or attention) instead of the final state; or feed shorter sequences (the steps that "
+        "matter), reversed (go_backwards=True) when what matters comes first.",
+        {"layer": layer, "steps": steps, "ratio": float(worst["ratio"]), "reach": reach, "best_loss": best, "chance_loss": chance},
+        layer=layer, epoch=view.epochs[-1].epoch if view.epochs else None)
 
 def _vanishing_forward(view: Diagnoser) -> Issue | None:
     """The signal fades going forward: the last hidden layer's outputs vary 1000x less than the

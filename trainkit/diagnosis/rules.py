@@ -9,7 +9,7 @@ rules live in modules by what they read:
 * :mod:`~trainkit.diagnosis.loss_rules` — the loss level and curve (chance, collapse, NaN, diverging,
   oscillating, plateau, weights frozen);
 * :mod:`~trainkit.diagnosis.lr_rules` — the learning rate, from the update/weight ratios;
-* :mod:`~trainkit.diagnosis.gradient_rules` — vanishing and exploding gradients;
+* :mod:`~trainkit.diagnosis.gradient_rules` — vanishing (across layers or through time) and exploding gradients;
 * :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
 * :mod:`~trainkit.diagnosis.fit_rules` — overfitting, underfitting, a dominating penalty.
 
@@ -22,7 +22,11 @@ from __future__ import annotations
 
 from trainkit.diagnosis.activation_rules import dead_relu, saturated_activations
 from trainkit.diagnosis.fit_rules import overfitting, regularization_dominates, underfitting
-from trainkit.diagnosis.gradient_rules import exploding_gradients, vanishing_gradients
+from trainkit.diagnosis.gradient_rules import (
+    exploding_gradients,
+    vanishing_gradients,
+    vanishing_through_time,
+)
 from trainkit.diagnosis.initial_loss_rules import initial_loss_too_high, initial_loss_too_low
 from trainkit.diagnosis.loss_rules import (
     diverging_loss,
@@ -57,6 +61,8 @@ RULES: tuple[Rule, ...] = (
     Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down", refresh_advice=True),
     Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls", rejudge=True),
     Rule("weights-frozen", "error", "end", weights_frozen, "the training loss was the same at every epoch: no step changed the weights"),
+    Rule("vanishing-gradients-through-time", "warning", "end", vanishing_through_time,
+         "a recurrent layer's gradient 1000x smaller at the first steps than the last, and the loss at chance"),
     Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
     Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
     Rule("regularization-dominates", "warning", "end", regularization_dominates, "the weight penalty is most of the training loss"),

@@ -1,0 +1,162 @@
+"""How far back in a sequence the gradient of a recurrent layer reaches.
+
+A recurrent layer that reads a long sequence into one final state (``return_sequences=False``)
+learns from step ``t`` only through the gradient that flows back to it from the end, multiplied by
+one step's Jacobian per step in between. Over 150 steps that product vanishes (a fresh SimpleRNN:
+the gradient at the first tenth of the steps ~1e-16 of the last tenth's; a fresh LSTM ~1e-11),
+and the model can learn only from the last few steps: a label that depends on the start of the
+sequence stays at chance. The layer-by-layer ``vanishing-gradients`` rule cannot see this, since
+the recurrent kernel's gradient sums every step's.
+
+:class:`TimeGradients` measures it after training, on the probe batch (the first training batch,
+as the histograms use): the gradient of the loss with respect to each such layer's input
+sequence, its norm per row and step, compared between the first and the last tenth of each row's
+real steps (masked steps, whose gradient is exactly 0, left out). The training step is unchanged:
+this is one forward and backward pass of one batch, at the end of ``fit``, for models that have
+such a layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainkit.loop import compile_function
+from trainkit.sources import unpack_batch
+
+if TYPE_CHECKING:
+    from trainkit.trainer import Trainer
+
+#: Sequences shorter than this are not judged: over a few steps the gradient cannot vanish by much.
+MIN_STEPS = 20
+#: A step's gradient is "reached" while it is at least this share of the last steps'.
+REACH_SHARE = 1e-2
+_MISSING = object()
+
+
+def sequence_readers(model: Any) -> list[Any]:
+    """The model's own recurrent layers (``Bidirectional`` ones included) that return only their
+    final state: the ones whose gradient must travel back through every step."""
+    found = []
+    for layer in getattr(model, "layers", ()):
+        inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+        if isinstance(inner, keras.layers.RNN) and not inner.return_sequences:
+            found.append(layer)
+    return found
+
+
+def reach(norms: np.ndarray) -> dict[str, float] | None:
+    """The first-to-last ratio and the reach of one layer's gradient norms, ``[rows, steps]``.
+
+    Each row's real steps are those whose gradient is not exactly 0 (a masked step's is); rows
+    are aligned at their last real step and cut to the shortest row's real length.
+
+    Returns:
+        ``{"steps", "ratio", "reach"}``: the real steps compared, the median over rows of the
+        mean norm at the first tenth of them over the mean at the last tenth, and how many steps
+        back from the end the (median, normalised) gradient stays above :data:`REACH_SHARE`; or
+        ``None`` when fewer than :data:`MIN_STEPS` real steps (or no finite values) remain.
+    """
+    rows = [row[row > 0] for row in np.asarray(norms, dtype=np.float64) if np.isfinite(row).all()]
+    rows = [row for row in rows if row.size]
+    if not rows:
+        return None
+    steps = min(row.size for row in rows)
+    if steps < MIN_STEPS:
+        return None
+    tenth = max(1, steps // 10)
+    aligned = np.stack([row[-steps:] for row in rows])
+    last = aligned[:, -tenth:].mean(axis=1, keepdims=True)
+    profile = np.median(aligned / last, axis=0)  # 1.0 at the end, falling towards the start
+    ratio = float(np.median(aligned[:, :tenth].mean(axis=1) / last[:, 0]))
+    below = np.flatnonzero(profile[::-1] < REACH_SHARE)
+    return {"steps": int(steps), "ratio": ratio, "reach": int(below[0]) if below.size else int(steps)}
+
+
+class TimeGradients:
+    """Measures :func:`reach` for every :func:`sequence_readers` layer of a trainer's model.
+
+    Args:
+        trainer: The trainer whose model and :meth:`~trainkit.trainer.Trainer.compute_loss`
+            (overrides included) the gradients come from.
+
+    Attributes:
+        layers: The layers measured (empty: nothing to measure).
+        batch: The batch to measure on (the probe batch); ``None`` until ``fit`` sets it.
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+        self.layers = sequence_readers(trainer.model)
+        self.batch: Any = None
+        self._fn: Any = None
+
+    def measure(self) -> list[dict[str, Any]]:
+        """``{"layer", "kind", "steps", "ratio", "reach"}`` of each layer whose sequence is long
+        enough (``kind``: the recurrent layer's class, inside a ``Bidirectional`` its own)."""
+        if not self.layers or self.batch is None:
+            return []
+        if self._fn is None:
+            self._fn = compile_function(self._norms, jit_compile=False, reduce_retracing=True)
+        found = []
+        for layer, norms in zip(self.layers, self._fn(self.batch), strict=True):
+            if norms is None:
+                continue
+            measured = reach(np.asarray(norms))
+            if measured is not None:
+                inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+                found.append({"layer": layer.name, "kind": type(inner).__name__, **measured})
+        return found
+
+    def _norms(self, batch: Any) -> list[tf.Tensor | None]:
+        """Per row and step, the norm of the loss's gradient at each layer's input sequence."""
+        trainer = self._trainer
+        x, y, sample_weight = unpack_batch(batch)
+        inputs: dict[int, tf.Tensor] = {}
+        with tf.GradientTape() as tape, _watching_inputs(self.layers, tape, inputs):
+            y_pred = trainer.model(x, training=False)
+            loss = trainer._evaluation_loss(x, y, y_pred, sample_weight)
+        trainer.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
+        found = [inputs.get(id(layer)) for layer in self.layers]
+        gradients = tape.gradient(loss, [t for t in found if t is not None])
+        by_layer = iter(gradients)
+        out: list[tf.Tensor | None] = []
+        for tensor in found:
+            gradient = next(by_layer) if tensor is not None else None
+            out.append(None if gradient is None or gradient.shape.rank != 3 else tf.norm(tf.cast(gradient, tf.float32), axis=-1))
+        return out
+
+
+@contextlib.contextmanager
+def _watching_inputs(layers: Sequence[Any], tape: tf.GradientTape, inputs: dict[int, tf.Tensor]) -> Iterator[None]:
+    """While tracing, each layer's ``call`` (on the instance) watches and keeps its input sequence.
+
+    Keras has no forward hooks; the layer's own ``call`` is put back afterwards, so nothing of
+    this stays on the model.
+    """
+    saved = []
+    for layer in layers:
+        original = layer.call
+
+        def watched(sequences: Any, *args: Any, _layer: Any = layer, _call: Any = original, **kwargs: Any) -> Any:
+            if isinstance(sequences, tf.Tensor) and sequences.dtype.is_floating:
+                tape.watch(sequences)
+                inputs[id(_layer)] = sequences
+            return _call(sequences, *args, **kwargs)
+
+        saved.append((layer, layer.__dict__.get("call", _MISSING)))
+        # object.__setattr__: Keras's own would track the function as layer state.
+        object.__setattr__(layer, "call", watched)
+    try:
+        yield
+    finally:
+        for layer, own in saved:
+            if own is _MISSING:
+                object.__delattr__(layer, "call")
+            else:
+                object.__setattr__(layer, "call", own)
