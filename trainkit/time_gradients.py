@@ -40,14 +40,13 @@ _MISSING = object()
 
 
 def sequence_readers(model: Any) -> list[Any]:
-    """The model's own recurrent layers (``Bidirectional`` ones included) that return only their
-    final state: the ones whose gradient must travel back through every step."""
-    found = []
-    for layer in getattr(model, "layers", ()):
-        inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
-        if isinstance(inner, keras.layers.RNN) and not inner.return_sequences:
-            found.append(layer)
-    return found
+    """The model's own recurrent layers that return only their final state: the ones whose
+    gradient must travel back through every step.
+
+    Not a ``Bidirectional`` one: its backward half ends at the first step, so the gradient is
+    strong at both ends and fades in the middle, which a first-to-last ratio cannot see.
+    """
+    return [layer for layer in getattr(model, "layers", ()) if isinstance(layer, keras.layers.RNN) and not layer.return_sequences]
 
 
 def reach(norms: np.ndarray) -> dict[str, float] | None:
@@ -98,7 +97,7 @@ class TimeGradients:
 
     def measure(self) -> list[dict[str, Any]]:
         """``{"layer", "kind", "steps", "ratio", "reach"}`` of each layer whose sequence is long
-        enough (``kind``: the recurrent layer's class, inside a ``Bidirectional`` its own)."""
+        enough (``kind``: the recurrent layer's class)."""
         if not self.layers or self.batch is None:
             return []
         if self._fn is None:
@@ -109,8 +108,7 @@ class TimeGradients:
                 continue
             measured = reach(np.asarray(norms))
             if measured is not None:
-                inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
-                found.append({"layer": layer.name, "kind": type(inner).__name__, **measured})
+                found.append({"layer": layer.name, "kind": type(layer).__name__, **measured})
         return found
 
     def _norms(self, batch: Any) -> list[tf.Tensor | None]:
