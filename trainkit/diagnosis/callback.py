@@ -39,6 +39,7 @@ from trainkit.diagnosis.engine import (
     EpochRecord,
     epoch_record_state,
 )
+from trainkit.diagnosis.gradient_rules import learned_something
 from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
@@ -279,7 +280,9 @@ class DiagnosisCallback(Callback):
         stop_reason = (logs or {}).get("stop_reason")
         notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
                  "epochs_run": self.diagnoser.epochs_run, "stop_reason": stop_reason}
-        if stop_reason not in UNFINISHED:  # an unfinished run gets no end verdicts: nothing to measure for
+        # Measured only where vanishing-gradients-through-time could use it: an unfinished run gets
+        # no end verdicts, and a run that learned something needs no reason why it could not.
+        if stop_reason not in UNFINISHED and learned_something(self.diagnoser) is False:
             reach = _recurrent_reach(trainer)
             if reach:
                 notes["recurrent_reach"] = reach

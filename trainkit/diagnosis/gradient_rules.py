@@ -81,26 +81,18 @@ def vanishing_through_time(view: Diagnoser) -> Issue | None:
     """
     measured = [m for m in view.notes.get("recurrent_reach") or () if m.get("ratio", 1.0) < view.t.vanish_ratio]
     chance = chance_level(view)
-    losses = view.epoch_losses(data_only=True)
-    if not measured or chance is None or not len(losses):
-        return None
-    best = float(np.nanmin(losses[-max(1, len(losses) // 3):])) if np.isfinite(losses).any() else float("nan")
-    if not np.isfinite(best):
-        return None
-    val = view.val_losses(data_only=True)
-    val = val[np.isfinite(val)]
-    # Learned: a validation loss clearly below its chance level (a training loss alone may be
-    # memorised rows: 144 of them fell to 85% of chance while the validation loss stayed at it).
-    if (float(np.min(val)) < view.t.at_chance_validation * (val_chance_level(view) or chance) if val.size
-            else best < view.t.at_chance_train * chance):
+    if not measured or chance is None or learned_something(view) is not False:
         return None  # whatever the model needed lay within the gradient's reach
+    losses = view.epoch_losses(data_only=True)
+    best = float(np.nanmin(losses[-max(1, len(losses) // 3):]))
+    validated = bool(np.isfinite(view.val_losses(data_only=True)).any())
     worst = min(measured, key=lambda m: m["ratio"])
     layer, steps, reach = worst["layer"], int(worst["steps"]), int(worst["reach"])
     simple = worst.get("kind") == "SimpleRNN"
     return Issue(
         f"'{layer}' reads {steps} steps into one final state, but the gradient reaching the first tenth of them is "
         f"{format_number(float(worst['ratio']))}x the last tenth's: the model learns from about the last {reach} steps only, "
-        f"and {'nothing it learned carries over to the validation rows' if val.size else 'the training loss stayed near chance'} "
+        f"and {'nothing it learned carries over to the validation rows' if validated else 'the training loss stayed near chance'} "
         f"(training loss {best / chance:.0%} of chance). A label that depends on earlier steps cannot be learned this way.",
         ("Use LSTM or GRU instead of SimpleRNN, and " if simple else "")
         + f"{'g' if simple else 'G'}ive every step a short path to the loss: return_sequences=True followed by "
@@ -108,6 +100,25 @@ def vanishing_through_time(view: Diagnoser) -> Issue | None:
         "matter), reversed (go_backwards=True) when what matters comes first.",
         {"layer": layer, "steps": steps, "ratio": float(worst["ratio"]), "reach": reach, "best_loss": best, "chance_loss": chance},
         layer=layer, epoch=view.epochs[-1].epoch if view.epochs else None)
+
+
+def learned_something(view: Diagnoser) -> bool | None:
+    """Whether the run learned something that shows: a validation loss clearly below its chance
+    level, or without validation a training loss clearly below chance; ``None`` when unknown.
+
+    Not the training loss alone when there is validation: it may be memorised rows (144 of them
+    fell to 85% of chance while the validation loss stayed at it).
+    """
+    chance = chance_level(view)
+    losses = view.epoch_losses(data_only=True)
+    if chance is None or not np.isfinite(losses).any():
+        return None
+    val = view.val_losses(data_only=True)
+    val = val[np.isfinite(val)]
+    if val.size:
+        return float(np.min(val)) < view.t.at_chance_validation * (val_chance_level(view) or chance)
+    return float(np.nanmin(losses[-max(1, len(losses) // 3):])) < view.t.at_chance_train * chance
+
 
 def _vanishing_forward(view: Diagnoser) -> Issue | None:
     """The signal fades going forward: the last hidden layer's outputs vary 1000x less than the
