@@ -1685,6 +1685,47 @@ def test_a_model_with_data_dependent_penalties_trains_as_with_model_fit():
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+class PerRowPenalty(keras.layers.Layer):
+    """An add_loss of one value per row, which Keras's compute_loss sums."""
+
+    def call(self, x):
+        self.add_loss(0.01 * keras.ops.sum(keras.ops.square(x), axis=-1))
+        return x
+
+
+def test_penalties_of_one_value_per_row_are_summed_as_with_model_fit():
+    # tf.add_n(model.losses) made the loss a vector: refused as loss-not-scalar ("compute_loss
+    # must return one number"), where model.fit sums each penalty.
+    x, y = make_data(40, features=4)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"), PerRowPenalty(),
+                                 keras.layers.Dense(1, activation="sigmoid")])
+
+    history = make_trainer(build()).fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, validation_split=0.2).history
+    reference = build()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, validation_split=0.2).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], expected["val_loss"], rtol=1e-5)
+
+
+def test_a_float16_layers_activity_penalty_is_added_to_the_float32_loss():
+    # Under mixed_float16 an activity regulariser's penalty is float16: adding it to the float32
+    # loss raised a TypeError (AddV2) when the step was traced.
+    x, y = make_data(40, features=4)
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu", activity_regularizer=keras.regularizers.L2(0.01)),
+                                  keras.layers.Dense(1, activation="sigmoid", dtype="float32")])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    history = make_trainer(model, diagnose=False).fit(x, y, epochs=2, batch_size=8, verbose=0).history
+    assert len(history["loss"]) == 2 and all(math.isfinite(v) for v in history["loss"])
+
+
 @pytest.mark.parametrize("x", [np.float32(1.0), {}], ids=["scalar", "empty-dict"])
 def test_inputs_without_rows_are_a_data_error(x):
     # A scalar x (or one holding no arrays) raised IndexError reading its first dimension.

@@ -439,7 +439,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._tracing()["output_losses"] = [v for v in values if v is not None]
             loss = tf.add_n([v if h.weight == 1.0 else h.weight * v for v, h in zip(values, self.heads, strict=True) if v is not None])
         if self.model.losses:
-            loss = loss + tf.add_n(self.model.losses)
+            # Summed each, as Keras's compute_loss sums them: an add_loss of one value per row
+            # (a per-example penalty) made the loss a vector, refused as loss-not-scalar. In the
+            # loss's dtype: a float16 layer's activity penalty (mixed_float16) could not be added.
+            loss = loss + tf.add_n([tf.reduce_sum(tf.cast(extra, loss.dtype)) for extra in self.model.losses])
         return loss
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
