@@ -1893,6 +1893,51 @@ def test_a_step_method_that_cannot_take_its_arguments_is_refused_when_the_traine
     assert np.isfinite(history.history["loss"]).all()
 
 
+class PenalisedModel(keras.Model):
+    """A model whose own compute_loss, which model.fit calls, adds a penalty on its outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.out = keras.layers.Dense(1, activation="sigmoid")
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, y, y_pred, sample_weight, training) + 0.5 * keras.ops.mean(keras.ops.square(y_pred))
+
+
+class PenalisedTrainer(Trainer):
+    """PenalisedModel's compute_loss ported to the trainer."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, y, y_pred, sample_weight, training) + 0.5 * keras.ops.mean(keras.ops.square(y_pred))
+
+
+def test_a_models_own_step_methods_are_refused_unless_the_trainer_overrides_them():
+    # trainkit never calls the model's compute_loss (or train_step, test_step): it trained
+    # without the penalty, in silence (epoch losses 0.706 against model.fit's 0.838).
+    class OwnTrainStep(keras.Sequential):
+        def train_step(self, data):
+            raise NotImplementedError
+
+    for model, name in ((PenalisedModel(), "PenalisedModel overrides keras.Model.compute_loss"),
+                        (OwnTrainStep([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")]), "OwnTrainStep overrides keras.Model.train_step")):
+        with pytest.raises(ArgumentError) as info:
+            Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary")
+        assert info.value.code == "model-step-ignored" and name in info.value.message and "Trainer subclass" in info.value.message
+    x, y = make_data(40, features=4)
+    keras.utils.set_random_seed(0)
+    history = PenalisedTrainer(PenalisedModel(), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0,
+                               diagnose=False).fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    keras.utils.set_random_seed(0)
+    reference = PenalisedModel()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+
+
 def test_step_mistakes_are_coded_errors_before_training():
     # A per-example loss reached the optimizer (a Keras ValueError about adam/iteration), a step
     # without "loss" trained silently, and log_scalar from a callback was dropped and broke the

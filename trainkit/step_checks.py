@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from trainkit import probes, stats
@@ -50,6 +51,35 @@ def check_step_signatures(trainer: Any, base: type) -> None:
                                                       f"{count} argument{'s' if count > 1 else ''} trainkit passes it: write it as {wanted}.") from None
         except ValueError:  # no signature to read (a builtin): let the call tell
             continue
+
+
+#: The model's own step methods model.fit calls, and the Trainer's methods that stand in for
+#: each in a subclass (a ported train_step may call the model's compute_loss itself).
+_MODEL_STEPS = {"train_step": ("train_step",), "test_step": ("test_step",), "compute_loss": ("compute_loss", "train_step")}
+
+
+def check_model_step_overrides(trainer: Any, base: type) -> None:
+    """Refuses a model whose own ``train_step``, ``test_step`` or ``compute_loss`` trainkit would
+    never call.
+
+    ``model.fit`` calls a ``keras.Model`` subclass's overrides; trainkit's steps are the Trainer's,
+    so a model's ``compute_loss`` adding a penalty trained without it, in silence (its losses and
+    weights were those of the model without the penalty). A Trainer subclass that overrides the
+    same step (the model's ported to the trainer) replaces it and is not refused.
+
+    Raises:
+        ArgumentError: ``model-step-ignored``, naming the method and where to move it.
+    """
+    model_class = type(trainer.model)
+    for name, replaced_by in _MODEL_STEPS.items():
+        if getattr(model_class, name, None) is getattr(keras.Model, name):
+            continue
+        if any(getattr(type(trainer), own) is not getattr(base, own) for own in replaced_by):
+            continue
+        raise ArgumentError("model-step-ignored", f"{model_class.__name__} overrides keras.Model.{name}, which model.fit calls but trainkit never does "
+                                                  f"(it trains with the Trainer's steps, without model.compile): move it to a Trainer subclass, "
+                                                  f"class MyTrainer(Trainer) with {name}({_plain(inspect.signature(getattr(base, name)))}) and "
+                                                  f"self.model where the model's had self, and train with MyTrainer(model, ...).")
 
 
 def _plain(signature: inspect.Signature) -> str:

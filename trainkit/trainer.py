@@ -90,6 +90,7 @@ from trainkit.sources import (
 from trainkit.step_checks import (
     STATISTICS_MISSING,
     VALIDATION_PREFIX,
+    check_model_step_overrides,
     check_step_returns_loss,
     check_step_signatures,
     missing_statistics,
@@ -334,6 +335,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # trainkit compiles without AutoGraph (see loop.compile_function); a subclass's own step
         # methods are converted, so a Python `if` over tensors in them still traces.
         check_step_signatures(self, Trainer)  # before the conversion, which hides the signatures
+        check_model_step_overrides(self, Trainer)
         autograph_overrides(self, Trainer, STEP_METHODS)
         # A compute_loss written before Keras 3.3 takes no `training`: Keras calls it without one.
         parameters = inspect.signature(type(self).compute_loss).parameters.values()
