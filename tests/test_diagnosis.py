@@ -30,7 +30,7 @@ from trainkit.diagnosis import (
     render_markdown,
     render_text,
 )
-from trainkit.diagnosis.callback import build_context
+from trainkit.diagnosis.callback import build_context, frozen_layers
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.findings import Finding
 from trainkit.sources import unpack_batch
@@ -1214,6 +1214,31 @@ def test_the_advice_for_a_shared_layer_s_later_call_reads_that_layer_s_initializ
     s.context.initializers = {"shared": {"layer": "shared", "kernel": "glorot_uniform", "bias": "zeros"}}
     saturated = finding(s.run(), "saturated-activations")
     assert "glorot" not in saturated.advice and "of layer 'shared' (its later call, shared_1) sit" in saturated.message
+
+
+def test_dead_or_saturated_units_of_layers_no_step_changes_are_no_finding():
+    # A frozen base (transfer learning) with dead ReLUs got dead-relu, "fix the initialisation"
+    # of a layer no step trains, and loss-at-chance named it as why the model could not learn.
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0  # dead from the first step
+    s.values["activation/dense_1/saturated_fraction"] = lambda e, st: 0.9
+    assert {"dead-relu", "saturated-activations"} <= set(codes(s.run()))
+    s.context.frozen_layers = ("input_layer", "dense", "dense_1")
+    assert not {"dead-relu", "saturated-activations"} & set(codes(s.run()))
+    assert Context.from_dict(json.loads(json.dumps(s.context.to_dict()))).frozen_layers == s.context.frozen_layers
+
+
+def test_frozen_layers_are_those_before_the_first_trainable_weights():
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="b1"), keras.layers.ReLU(name="b2")], name="base")
+    base.trainable = False
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="head")(keras.layers.Dense(3, activation="relu", name="h1")(base(inputs))))
+    frozen = frozen_layers(model)
+    assert {"base", "b1", "b2"} <= set(frozen) and not {"h1", "head"} & set(frozen)
+    # A trainable layer before them feeds them: their units die or revive as it trains.
+    pre = keras.Input((4,))
+    model = keras.Model(pre, base(keras.layers.Dense(4, name="pre")(pre)))
+    assert not {"b1", "b2"} & set(frozen_layers(model))
 
 
 def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence():

@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 
 
 def dead_relu(view: Diagnoser) -> list[Issue]:
-    """A ReLU layer with most units never active in a batch, for several epochs."""
+    """A ReLU layer with most units never active in a batch, for several epochs (not one of
+    :attr:`Context.frozen_layers`, whose units no step of the run changes)."""
     batch = view.context.batch_size
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
     issues = []
     for name in hidden_activation_stats(view, "dead_fraction"):
+        if called_layer(view, layer_of(name)) in view.context.frozen_layers:
+            continue  # frozen, and fed by frozen layers: no step killed its units, none can revive them
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
         if since is None:
@@ -116,11 +119,12 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
 
     Not a hidden softmax (an attention's, read inside its layer): its saturated_fraction counts
     peaked rows, a confident choice, and the advice (relu, glorot, batchnorm) is no fix for one.
+    Nor one of :attr:`Context.frozen_layers`, whose outputs no step of the run changes.
     """
     issues = []
     softmax = set(view.context.softmax_layers)
     for name in hidden_activation_stats(view, "saturated_fraction"):
-        if called_layer(view, layer_of(name)) in softmax:
+        if called_layer(view, layer_of(name)) in softmax or called_layer(view, layer_of(name)) in view.context.frozen_layers:
             continue
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.saturated_info_fraction, view.t.sustained_epochs)

@@ -535,6 +535,7 @@ def build_context(
         check_codes=getattr(trainer, "data_check_codes", None),
         dropout=dropout_rate(model),
         initializers=layer_initializers(model),
+        frozen_layers=frozen_layers(model),
         relative_loss=_relative_loss(trainer),
     )
 
@@ -622,6 +623,22 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         if wrapper.layer.name in out:
             out[wrapper.name] = out[wrapper.layer.name]
     return out
+
+
+def frozen_layers(model: Any) -> tuple[str, ...]:
+    """:attr:`Context.frozen_layers`: the layers before the first one with trainable weights, in
+    model order (a frozen base's, nested models' and their layers included).
+
+    Their activations are the same at every step for the same rows: dead or saturated units there
+    are the data and the fixed weights' doing, which no learning rate or initialiser of this run
+    changes (a pretrained base's dead ReLUs were reported with "fix the initialisation").
+    """
+    names = []
+    for layer in _layers_in_order(model):
+        if layer.trainable_weights:
+            break
+        names.append(layer.name)
+    return tuple(names)
 
 
 def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:

@@ -106,6 +106,10 @@ class Context:
             negative, which MSLE reads as 0 and MAPE divides by.
         clipping: The optimizer's gradient clipping, ``{"clipnorm": 1.0}`` (or ``global_clipnorm``,
             ``clipvalue``), so that advice does not prescribe the clipping a run has; ``None`` without.
+        frozen_layers: Names of the layers that come before the first layer with trainable
+            weights (a frozen base of a transfer-learning model): no step changes their weights
+            or their inputs, so their activations are what the data makes of them, not what
+            training did (see :func:`trainkit.diagnosis.callback.frozen_layers`).
     """
 
     task: str | None = None
@@ -135,6 +139,7 @@ class Context:
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
     clipping: dict[str, float] | None = None
+    frozen_layers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
@@ -142,6 +147,7 @@ class Context:
         data["layers"] = list(self.layers)
         data["output_layers"] = list(self.output_layers)
         data["softmax_layers"] = list(self.softmax_layers)
+        data["frozen_layers"] = list(self.frozen_layers)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -150,7 +156,7 @@ class Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers", "softmax_layers", "check_codes"):
+        for key in ("layers", "output_layers", "softmax_layers", "check_codes", "frozen_layers"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
