@@ -402,6 +402,26 @@ def test_a_subclassed_model_returning_a_dict_takes_losses_by_its_output_names():
     np.testing.assert_allclose(np.array(history["cls_loss"]) + np.array(history["reg_loss"]), history["loss"], rtol=1e-5)
 
 
+def test_a_model_whose_one_output_is_a_dict_trains_and_validates_as_with_model_fit():
+    # {"out": tensor} reached the loss and the metrics as it is, against an array of targets:
+    # "Structures don't have the same nested structure", a traceback from the first trace.
+    x, y, _ = data()
+
+    def build() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, {"out": keras.layers.Dense(1, activation="sigmoid", name="out")(keras.layers.Dense(8, activation="relu")(inputs))})
+
+    trainer = Trainer(build(), loss="binary_crossentropy", task="binary", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05), seed=0)
+    history = trainer.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_split=0.2).history
+    reference = build()
+    reference.compile(loss="binary_crossentropy", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05))
+    expected = reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_split=0.2).history
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(trainer.predict(x)["out"], reference.predict(x, verbose=0)["out"], rtol=1e-5)
+
+
 def test_label_leakage_is_checked_for_every_output():
     # The leak checks read a model of one output only: the binary label copied into x, or a
     # linear copy of the regression targets, trained on without a word beside a second output.

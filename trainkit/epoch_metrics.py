@@ -15,7 +15,7 @@ trainer pairs its losses and metrics with the model's outputs, and are read by n
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -82,6 +82,8 @@ class EpochMetrics:
         # Ranks lined up, as for a loss: 1-D targets against a [batch, 1] output broadcast to
         # [batch, batch] in a metric function's ``y_true - y_pred`` (a mean over every pair of
         # rows, rising as the model learnt), and F1Score refused them.
+        if isinstance(y_pred, Mapping):  # one output, returned in a dict: its tensor
+            y_pred = multioutput.flat_outputs(y_pred)[0]
         y, y_pred = same_rank(multioutput.like_outputs(y, y_pred, self._output_names), y_pred)
         sample_weight = multioutput.per_position_weights(sample_weight, y_pred)
         for metric in metrics:

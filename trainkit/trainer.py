@@ -424,6 +424,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         predictions = multioutput.flat_outputs(y_pred)
         if len(predictions) == 1:
             head = self.heads[0]
+            # A model whose one output is a dict ({"out": ...}) returns it so: the loss reads the
+            # tensor (it paired the dict with the targets' array: "don't have the same nested structure").
+            y_pred = predictions[0] if isinstance(y_pred, Mapping) else y_pred
             loss = self._output_loss(head.loss, multioutput.like_outputs(y, y_pred, self._output_names), y_pred, sample_weight)
             loss = loss if head.weight == 1.0 else head.weight * loss
         else:
