@@ -1541,6 +1541,24 @@ def test_saturated_activations_advise_glorot_only_to_a_layer_that_lacks_it():
     assert "initialise with glorot_uniform/glorot_normal (it is random_normal(stddev=3))" in finding(s.run(), "saturated-activations").advice
 
 
+
+def test_units_saturated_before_the_first_update_are_not_told_to_lower_the_learning_rate():
+    # A 10-layer tanh stack at random_normal(stddev=1) saturated at the first step was told to
+    # "Lower the learning rate" first; at a tenth of it it stayed saturated, its loss higher.
+    s = Stream()
+    s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.6
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "random_normal(stddev=1)", "bias": "zeros"}}
+    s.context.check_codes = ()  # the data checks ran and found the inputs scaled
+    f = finding(s.run(), "saturated-activations")
+    assert f.evidence["first_step_saturated_fraction"] == 0.6 and "before any update" in f.message
+    assert "learning rate (" not in f.advice and f.advice.startswith("Initialise with glorot_uniform")
+    assert "did not saturate these units" in f.advice
+    # Saturated by training (not at the first step): the learning rate, with the rate to use.
+    s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.0 if e == st == 0 else 0.6
+    f = finding(s.run(), "saturated-activations")
+    assert "first_step_saturated_fraction" not in f.evidence
+    assert f.advice.startswith("Lower the learning rate (optimizer: {name: adam, learning_rate: 0.0001} (now 0.001))")
+
 # -- generalisation --------------------------------------------------------------------------------
 
 def overfitting_stream() -> Stream:

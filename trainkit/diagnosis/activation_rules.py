@@ -54,15 +54,10 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
 def _dead_at_start(view: Diagnoser, name: str) -> float | None:
     """The dead fraction of the run's first step when it was already over the threshold, else ``None``.
 
-    The first step's activations come from the initial weights: units dead there were killed by
-    the initialisation (a negative bias, a bad kernel init) or the input scale, not by an update.
+    Units dead there were killed by the initialisation (a negative bias, a bad kernel init) or the
+    input scale, not by an update.
     """
-    if view.first_step != 0:
-        return None
-    first = view.first_values(name)
-    if first.size == 0 or not np.isfinite(first[0]) or first[0] < view.t.dead_fraction:
-        return None
-    return float(first[0])
+    return _at_start(view, name, view.t.dead_fraction)
 
 
 def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
@@ -133,19 +128,59 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
         severe = sustained_since(values, view.t.saturated_fraction, view.t.sustained_epochs) is not None
         layer = layer_of(name)
         fraction = float(values[-1])
+        at_start = _at_start(view, name, view.t.saturated_fraction if severe else view.t.saturated_info_fraction)
+        evidence = {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
+                    "first_epoch_saturated_fraction": float(values[0])}
+        if at_start is not None:
+            evidence["first_step_saturated_fraction"] = at_start
         effect = ("their derivative is ~0, so this layer and the layers below it stop learning" if severe else
                   "not yet enough to stall training, but those units pass almost no gradient")
         issues.append(Issue(
             f"{fraction:.0%} of the outputs of {layer_text(view, layer)} sit in the flat tails of its activation "
-            f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}: "
-            f"{effect}.",
-            (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower")
-            + " the learning rate, " + _glorot_advice(initializers_of(view, called_layer(view, layer)))
-            + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.",
-            {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
-             "first_epoch_saturated_fraction": float(values[0])}, layer=layer, epoch=view.epochs[since].epoch,
-            severity=None if severe else "info"))
+            f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}"
+            + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
+            + f": {effect}.",
+            _saturated_advice(view, at_start is not None, initializers_of(view, called_layer(view, layer))),
+            evidence, layer=layer, epoch=view.epochs[since].epoch, severity=None if severe else "info"))
     return issues
+
+
+def _at_start(view: Diagnoser, name: str, threshold: float) -> float | None:
+    """The run's first-step value of ``name`` when it was already at ``threshold`` or more, else ``None``.
+
+    The first step's activations come from the initial weights: units dead or saturated there
+    were made so by the initialisation or the input scale, not by an update.
+    """
+    if view.first_step != 0:
+        return None
+    first = view.first_values(name)
+    if first.size == 0 or not np.isfinite(first[0]) or first[0] < threshold:
+        return None
+    return float(first[0])
+
+
+def _saturated_advice(view: Diagnoser, from_init: bool, start: dict[str, str] | None) -> str:
+    """saturated-activations' fix: the learning rate only when the units saturated after training began.
+
+    Units saturated before the first update were saturated by the initialisation or the inputs:
+    a 10-layer tanh stack at random_normal(stddev=1) was told to lower the learning rate first,
+    and at a tenth of it stayed saturated, its loss higher (0.55 against 0.45).
+    """
+    rest = (_glorot_advice(start) + _bias_advice(start)
+            + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.")
+    if from_init:
+        fix = standardise_inputs_advice(view, "Standardise the inputs (preprocessing: {standardize_inputs: true}), ") + rest
+        return (fix[0].upper() + fix[1:]
+                + " The learning rate did not saturate these units: they were saturated before the first update.")
+    return (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower") + (
+        f" the learning rate ({lowered_lr_text(view)}), {rest}")
+
+
+def _bias_advice(start: dict[str, str] | None) -> str:
+    """"bias_initializer: zeros" for a layer whose bias starts elsewhere (a large bias saturates too)."""
+    if start is None or start["bias"] in ("zeros", "none"):
+        return ""
+    return f"bias_initializer: zeros (it is {start['bias']}), "
 
 
 def _glorot_advice(start: dict[str, str] | None) -> str:
