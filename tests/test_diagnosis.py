@@ -788,6 +788,30 @@ def test_dead_relus_found_by_the_run_itself_change_the_underfitting_advice():
     assert "raise the learning rate" not in finding(d, "underfitting").advice
 
 
+
+@pytest.mark.parametrize("stat", ["dead_fraction", "saturated_fraction"])
+def test_units_blocked_before_the_first_update_are_not_told_to_lower_the_learning_rate_elsewhere(stat):
+    # A bias of -5 kills every unit at initialisation: dead-relu says the learning rate did not do
+    # it, while plateau said "lower the learning rate (see dead-relu)" and underfitting "once the
+    # learning rate is lowered (see dead-relu)".
+    code = "dead-relu" if stat == "dead_fraction" else "saturated-activations"
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    s.values[f"activation/dense/{stat}"] = lambda e, st: 0.9
+    f = finding(s.run(), "plateau")
+    assert f"fix what {code} says first" in f.advice and "lower the learning rate" not in f.advice
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    f = finding(s.run(), "underfitting")
+    assert f"once what {code} says is fixed" in f.advice and "learning rate is lowered" not in f.advice
+    # Killed by training (alive at the first step): the learning rate, with the rate to use.
+    s.values[f"activation/dense/{stat}"] = lambda e, st: 0.0 if e == st == 0 else 0.9
+    assert f"once the learning rate is lowered (see {code})" in finding(s.run(), "underfitting").advice
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    assert f"lower the learning rate (optimizer: {{name: adam, learning_rate: 0.0001}} (now 0.001); see {code})" in finding(s.run(), "plateau").advice
+
 # -- learning rate ----------------------------------------------------------------------------------
 
 def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.finding_groups import found_codes, lr_lowering_found
+from trainkit.diagnosis.finding_groups import found_codes, init_blocked_found, lr_lowering_found
 from trainkit.diagnosis.loss_measures import curves_ready, tail_drop
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number
@@ -130,9 +130,11 @@ def underfitting(view: Diagnoser) -> Issue | None:
             return None
     if regularization_dominates(view) is not None:  # its fix (less penalty) comes before longer training
         return None
-    lowering = lr_lowering_found(view)
+    lowering, blocked = lr_lowering_found(view), init_blocked_found(view)
     if lowering:  # the learning rate is already too high for this run: raising it contradicts those
         faster = f" once the learning rate is lowered (see {', '.join(lowering)})"
+    elif blocked:  # units dead or saturated from the start: their initialisation or inputs, not the rate
+        faster = f" once what {', '.join(blocked)} says is fixed (not the learning rate: those units were dead or saturated before the first update)"
     else:
         faster = f" or raise the learning rate ({raised_lr_text(view)})"
     # The data checks found the scale that slows it: standardising comes before more epochs or

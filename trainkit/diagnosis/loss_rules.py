@@ -12,6 +12,7 @@ from trainkit.diagnosis.finding_groups import (
     CANNOT_LEARN,
     OVERSHOOTING,
     found_codes,
+    init_blocked_found,
     lr_lowering_found,
 )
 from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominates
@@ -584,9 +585,13 @@ def plateau(view: Diagnoser) -> Issue | None:
     total = (start - last) / start
     if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
         return None
-    lowering = lr_lowering_found(view)
-    rate = (f"lower the learning rate (see {', '.join(lowering)})" if lowering
-            else f"try a larger learning rate ({raised_lr_text(view)})")
+    lowering, blocked = lr_lowering_found(view), init_blocked_found(view)
+    if lowering:
+        rate = f"lower the learning rate ({lowered_lr_text(view)}; see {', '.join(lowering)})"
+    elif blocked:  # units dead or saturated from the start: neither rate moves them
+        rate = f"fix what {', '.join(blocked)} says first (dead or saturated before the first update: not the learning rate)"
+    else:
+        rate = f"try a larger learning rate ({raised_lr_text(view)})"
     return Issue(
         f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
         f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
