@@ -871,6 +871,9 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
     f = finding(s.run(), "lr-too-low")
     assert f.evidence["update_ratio_early"] == pytest.approx(1e-4) and "learning_rate: 0.01" in f.advice
     assert "by only 0.01% of their size" in f.message  # "0.00%" said nothing
+    # A fall of 0.17% (Adam at 1e-6: 0.6834 to 0.6823) read "having fallen only 0%".
+    s.train_loss = lambda e, st: 0.6834 - 0.00006 * e
+    assert "having fallen only 0.17% (0.6834 to 0.6823)" in finding(s.run(), "lr-too-low").message
     # An adaptive optimizer's step is ~the rate itself: at most 10x (Ftrl was told 0.01 -> 10).
     for optimizer in ("Adagrad", "Ftrl"):
         s.context = dataclasses.replace(s.context, optimizer=optimizer, learning_rate=0.01)

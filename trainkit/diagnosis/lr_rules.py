@@ -113,7 +113,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The first steps changed the weights by only {ratio * 100:.2g}% of their size (median over the "
         f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
-        f"only {improvement:.0%} ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
+        f"only {improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
         f"Raise the learning rate ({raised_lr_text(view)}), or train for more epochs "
         f"(training.epochs).",
