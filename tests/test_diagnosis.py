@@ -1127,6 +1127,16 @@ def test_a_run_that_clips_already_is_told_to_clip_harder_not_to_add_what_it_has(
     assert "optimizer: {name: sgd, clipnorm: 1.0})" in finding(s.run(), "exploding-gradients").advice
 
 
+def test_clipping_beside_a_lowered_rate_names_the_optimizer_key():
+    # "clip gradients (clipnorm: 1.0)" read as a top-level key: --set clipnorm=1.0 is refused.
+    s = Stream()
+    s.train_loss = lambda e, st: 0.7 if e * STEPS + st < 5 else 200.0
+    advice = finding(s.run(), "diverging-loss").advice
+    assert "clip gradients (optimizer.clipnorm: 1.0)" in advice
+    s.context.optimizer, s.context.clipping = "SGD", {"global_clipnorm": 1.0}
+    assert "clip gradients (optimizer.global_clipnorm: 0.1 (now 1))" in finding(s.run(), "diverging-loss").advice
+
+
 def test_the_clipping_of_a_run_is_in_its_diagnosis_context():
     from trainkit.diagnosis.callback import _clipping
     from trainkit.diagnosis.engine import Context

@@ -137,12 +137,14 @@ def clipping_text(view: Diagnoser, *, named: bool = True) -> str:
 
     Args:
         view: The diagnoser.
-        named: Write it as an optimizer mapping (``optimizer: {name: sgd, clipnorm: 1.0}``).
+        named: Write it as an optimizer mapping (``optimizer: {name: sgd, clipnorm: 1.0}``), else
+            as its dotted path (``optimizer.clipnorm: 1.0``, for advice that names the mapping
+            already): a bare ``clipnorm: 1.0`` read as a top-level recipe key, which is refused.
     """
     clip = view.context.clipping
     key, value = next(iter(clip.items())) if clip else ("clipnorm", None)
     setting = f"{key}: {value / 10:.3g}" if value is not None else f"{key}: 1.0"
-    text = f"optimizer: {{name: {optimizer_name(view)}, {setting}}}" if named else setting
+    text = f"optimizer: {{name: {optimizer_name(view)}, {setting}}}" if named else f"optimizer.{setting}"
     return text if value is None else f"{text} (now {value:.3g})"
 
 
