@@ -1678,6 +1678,33 @@ def test_a_penalty_that_is_most_of_the_loss_is_named_instead_of_underfitting(pen
         assert "underfitting" not in codes(d)
 
 
+def test_a_dominating_penalty_is_told_a_tenth_of_its_own_strength():
+    # L2 1.0 on two layers was told "kernel_regularizer: {l2: 0.001} where it is 0.01", a
+    # thousandth of its penalty; the advice now names the run's layers and factors.
+    from trainkit.diagnosis.callback import layer_regularizers
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(1.0)),
+                              keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(1.0),
+                                                 bias_regularizer=keras.regularizers.L1L2(l1=0.5)),
+                              keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=keras.regularizers.OrthogonalRegularizer())])
+    names = [layer.name for layer in model.layers]
+    assert layer_regularizers(model) == {names[0]: {"kernel_regularizer": {"l2": 1.0}},
+                                         names[1]: {"kernel_regularizer": {"l2": 1.0}, "bias_regularizer": {"l1": 0.5}},
+                                         names[2]: {"kernel_regularizer": {}}}
+    s = Stream()
+    data = curve(0.72, 0.6, 20)
+    s.context.regularizers = {"dense": {"kernel_regularizer": {"l2": 1.0}}, "dense_1": {"kernel_regularizer": {"l2": 1.0}}}
+    d = Diagnoser(s.context)
+    for epoch in range(20):
+        names_, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names_, values)
+        d.end_epoch(epoch, {"loss": data[epoch] + 1.0, "val_loss": data[epoch] + 1.02}, regularization=1.0)
+    d.finish()
+    advice = finding(d, "regularization-dominates").advice
+    assert "Lower the penalty 10x (kernel_regularizer: {l2: 0.1} (now {l2: 1}) on dense, dense_1)" in advice
+    assert "0.001" not in advice
+
+
 def shrinking_penalty_run(data: list[float], val: list[float]) -> Diagnoser:
     """L2 1.0 on every layer under Adam: the penalty is 98% of the first loss and shrinks the weights."""
     s = Stream()

@@ -537,6 +537,7 @@ def build_context(
         initializers=layer_initializers(model),
         frozen_layers=frozen_layers(model),
         relative_loss=_relative_loss(trainer),
+        regularizers=layer_regularizers(model),
     )
 
 
@@ -574,6 +575,33 @@ def layer_names(model: Any) -> list[str]:
     """Every layer's name in model order (nested layers flattened, in their own order: by
     ``_flatten_layers`` a nested block's came last to first)."""
     return [layer.name for layer in _layers_in_order(model)]
+
+
+#: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys name them.
+REGULARIZER_ATTRIBUTES = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+
+
+def layer_regularizers(model: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """:attr:`Context.regularizers`: each layer's penalties, ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}``.
+
+    The non-zero ``l1`` / ``l2`` factors of Keras's ``L1``, ``L2`` and ``L1L2``; ``{}`` for a
+    penalty of another kind (``OrthogonalRegularizer``, a function of the user's), whose strength
+    advice cannot name.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for layer in _layers_in_order(model):
+        found = {}
+        for attribute in REGULARIZER_ATTRIBUTES:
+            penalty = getattr(layer, attribute, None)
+            if penalty is None:
+                continue
+            factors = {key: float(getattr(penalty, key)) for key in ("l1", "l2")
+                       if isinstance(getattr(penalty, key, None), (int, float)) and getattr(penalty, key)}
+            known = type(penalty).__name__ in ("L1", "L2", "L1L2")
+            found[attribute] = factors if known else {}
+        if found:
+            out[layer.name] = found
+    return out
 
 
 def dropout_rate(model: Any) -> float:

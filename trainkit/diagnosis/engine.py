@@ -110,6 +110,10 @@ class Context:
             weights (a frozen base of a transfer-learning model): no step changes their weights
             or their inputs, so their activations are what the data makes of them, not what
             training did (see :func:`trainkit.diagnosis.callback.frozen_layers`).
+        regularizers: By layer name, its weight penalties and their factors,
+            ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}`` (``{}`` for a penalty of another
+            kind), so that advice lowers the penalty the run has (see
+            :func:`trainkit.diagnosis.callback.layer_regularizers`); ``None`` when unknown.
     """
 
     task: str | None = None
@@ -140,6 +144,7 @@ class Context:
     relative_loss: bool = False
     clipping: dict[str, float] | None = None
     frozen_layers: tuple[str, ...] = ()
+    regularizers: dict[str, dict[str, dict[str, float]]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""

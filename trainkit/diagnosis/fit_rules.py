@@ -183,6 +183,28 @@ def underfitting(view: Diagnoser) -> Issue | None:
         epoch=view.epochs[-1].epoch)
 
 
+def _lowered_penalty_text(view: Diagnoser) -> str:
+    """The run's penalties a tenth as strong, by layer: ``kernel_regularizer: {l2: 0.1} (now 1) on dense, dense_1``.
+
+    L2 of 1.0 on every layer was told "kernel_regularizer: {l2: 0.001} where it is 0.01", a
+    thousandth of its penalty. An example of the kind when the penalties are unknown or of a kind
+    whose strength is no ``l1`` / ``l2`` factor.
+    """
+    example = "kernel_regularizer: {l2: 0.001} where it is 0.01"
+    regularizers = view.context.regularizers
+    if not regularizers:
+        return example
+    layers_by_setting: dict[str, list[str]] = {}
+    for layer, penalties in regularizers.items():
+        for attribute, factors in penalties.items():
+            if not factors:
+                return example
+            lowered = ", ".join(f"{key}: {value / 10:.3g}" for key, value in factors.items())
+            now = ", ".join(f"{key}: {value:.3g}" for key, value in factors.items())
+            layers_by_setting.setdefault(f"{attribute}: {{{lowered}}} (now {{{now}}})", []).append(layer)
+    return "; ".join(f"{setting} on {', '.join(layers)}" for setting, layers in layers_by_setting.items())
+
+
 def regularization_dominates(view: Diagnoser) -> Issue | None:
     """The weight penalty is most of the training loss while the data loss stays high."""
     if not view.finished or not curves_ready(view):
@@ -195,7 +217,7 @@ def regularization_dominates(view: Diagnoser) -> Issue | None:
     share = float(penalty[-1] / total[-1])
     data = float(total[-1] - penalty[-1])
     evidence = {"penalty_share": share, "penalty": float(penalty[-1]), "data_loss": data, "chance_loss": chance}
-    advice = ("Lower the penalty 10x (kernel_regularizer: {l2: 0.001} where it is 0.01), or put it on fewer layers; "
+    advice = (f"Lower the penalty 10x ({_lowered_penalty_text(view)}), or put it on fewer layers; "
               "then judge the model by its validation loss.")
     # Half the loss is the penalty and the data loss is no better than half of chance: the steps
     # shrink the weights instead of fitting the data (L2 of 1.0 on every layer: 85% of the loss,
