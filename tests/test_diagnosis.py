@@ -1213,6 +1213,21 @@ def test_relus_dead_before_the_first_update_get_initialisation_advice():
     assert "first_step_dead_fraction" not in f.evidence and f.advice.startswith("Lower the learning rate")
 
 
+def test_a_layer_dead_behind_a_wholly_dead_layer_is_told_to_fix_that_layer_first():
+    # A bias of -5 on the first of two ReLU layers: the second, fed zeros, was told to use
+    # he_normal, which changed nothing until the first layer's bias was fixed.
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 1.0
+    d = s.run()
+    first, second = (f for f in d.findings if f.code == "dead-relu")
+    assert (first.layer, second.layer) == ("dense", "dense_1")
+    assert first.advice.startswith("Fix the initialisation") and second.advice.startswith("Fix layer 'dense' first")
+    assert "If this layer is still dead after that: fix the initialisation" in second.advice
+    # Most, not all, of the first layer's units dead: the second has inputs of its own.
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.8
+    assert all(not f.advice.startswith("Fix layer") for f in s.run().findings if f.code == "dead-relu")
+
 def test_dead_relu_advice_prescribes_only_the_initialisation_a_layer_lacks():
     # "Use kernel_initializer: he_normal" was told to he_normal layers (mlp_binary at a learning
     # rate of 1.0), and "this layer's bias_initializer" to a ReLU layer, which has none.

@@ -28,16 +28,20 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
     issues = []
+    all_dead: str | None = None  # the first layer whose every unit was dead at the first step
     for name in hidden_activation_stats(view, "dead_fraction"):
         if called_layer(view, layer_of(name)) in view.context.frozen_layers:
             continue  # frozen, and fed by frozen layers: no step killed its units, none can revive them
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
+        at_start = _dead_at_start(view, name)
+        upstream = all_dead
+        if all_dead is None and at_start == 1.0:
+            all_dead = layer_of(name)
         if since is None:
             continue
         layer = layer_of(name)
         fraction = float(values[-1])
-        at_start = _dead_at_start(view, name)
         evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
                     "first_epoch_dead_fraction": float(values[0])}
         if at_start is not None:
@@ -47,8 +51,23 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + ": dead ReLUs pass no gradient and never recover.",
-            _dead_relu_advice(view, at_start is not None, called_layer(view, layer)), evidence, layer=layer, epoch=view.epochs[since].epoch))
+            _after_dead_layer(upstream, _dead_relu_advice(view, at_start is not None, called_layer(view, layer)))
+            if at_start is not None and upstream is not None else
+            _dead_relu_advice(view, at_start is not None, called_layer(view, layer)),
+            evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
+
+
+def _after_dead_layer(upstream: str, own: str) -> str:
+    """dead-relu's fix for a layer dead from the start after a layer whose every unit was.
+
+    A bias of -5 on the first of two ReLU layers left the second only its zero bias as input: it
+    was told to use he_normal, which changed nothing (the loss stayed at 0.6931) until the first
+    layer's bias was fixed, which revived both.
+    """
+    return (f"Fix layer '{upstream}' first: every one of its units was dead at the first step, so a layer it feeds "
+            f"gets only its own bias as input and looks dead too. If this layer is still dead after that: "
+            f"{own[0].lower()}{own[1:]}")
 
 
 def _dead_at_start(view: Diagnoser, name: str) -> float | None:
