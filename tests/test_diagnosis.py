@@ -1629,6 +1629,21 @@ def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice
 
 
+def test_overfitting_quoting_losses_without_the_penalty_says_so():
+    # L2 0.001 on two 256-unit layers: the message said the validation loss rose "to 0.7322",
+    # report.json's last val_loss was 0.768 (the penalty, 0.0357, included).
+    s = overfitting_stream()
+    d = Diagnoser(s.context)
+    for epoch in range(s.epochs):
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])) + 0.05, "val_loss": s.val_loss(epoch) + 0.05}, regularization=0.05)
+    d.finish()
+    f = finding(d, "overfitting")
+    assert f.evidence["final_val_loss"] == pytest.approx(s.val_loss(s.epochs - 1), abs=1e-6)
+    assert "without the weight penalty, 0.05 in the last epoch" in f.message
+    assert "weight penalty" not in finding(overfitting_stream().run(), "overfitting").message
+
 def test_an_overfitting_the_rest_of_the_run_undoes_is_withdrawn_at_its_end():
     # It stood with its epoch-10 evidence ("or epochs: 10") though the validation loss later
     # reached a new minimum: that advice would ship a worse model.

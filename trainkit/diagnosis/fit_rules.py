@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainkit.diagnosis.finding_groups import found_codes, init_blocked_found, lr_lowering_found
-from trainkit.diagnosis.loss_measures import curves_ready, tail_drop
+from trainkit.diagnosis.loss_measures import curves_ready, penalty_note, tail_drop
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
@@ -76,7 +76,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
     if stopping and stopping.get("restored_epoch") is not None:
         return Issue(
             f"The validation loss rose from {format_number(float(val[best]))} (epoch {start + 1}) to "
-            f"{format_number(float(val[-1]))} while the training loss kept falling; early stopping "
+            f"{format_number(float(val[-1]))} while the training loss kept falling{penalty_note(view)}; early stopping "
             f"{'stopped the run and ' if stopping.get('stopped_epoch') is not None else ''}restored the weights of epoch "
             f"{stopping['restored_epoch'] + 1}.",
             "Nothing to do: early stopping handled it. Regularisation (dropout, kernel_regularizer: "
@@ -85,7 +85,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The model overfits from epoch {start + 1}: the validation loss rose from {format_number(float(val[best]))} "
         f"to {format_number(float(val[-1]))} while the training loss fell from {format_number(float(train[best]))} to "
-        f"{format_number(float(train[-1]))}.",
+        f"{format_number(float(train[-1]))}{penalty_note(view)}.",
         f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
         f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
         # "({type: dropout, rate: 0.2}..0.5)" read as a stray brace; and where the regulariser goes.
@@ -177,7 +177,7 @@ def underfitting(view: Diagnoser) -> Issue | None:
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {format_number(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
-        + "), with the validation loss falling too: the model is undertrained.",
+        + f"), with the validation loss falling too: the model is undertrained{penalty_note(view)}.",
         f"{first} {more}{faster}; if the loss then flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)

@@ -19,6 +19,7 @@ from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominate
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
     first_losses,
+    penalty_note,
     steadily_falling,
     still_falling,
 )
@@ -594,8 +595,8 @@ def plateau(view: Diagnoser) -> Issue | None:
         rate = f"try a larger learning rate ({raised_lr_text(view)})"
     return Issue(
         f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
-        f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all): training is "
-        f"stuck, typically behind dead or saturated units or a learning rate that is too small.",
+        f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all){penalty_note(view)}: "
+        f"training is stuck, typically behind dead or saturated units or a learning rate that is too small.",
         f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
         f"relu, or a learning-rate schedule that restarts.",
         {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent},
