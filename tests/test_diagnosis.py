@@ -1629,6 +1629,18 @@ def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice
 
 
+def test_overfitting_advice_raises_the_regularisation_the_model_has_instead_of_adding_it():
+    # Dropout 0.2 and L2 0.001 were told to "add dropout layers ({type: dropout, rate: 0.2})
+    # and kernel_regularizer: {l2: 0.01}": the dropout it had.
+    s = overfitting_stream()
+    s.context.dropout = 0.2
+    s.context.regularizers = {"dense": {"kernel_regularizer": {"l2": 0.001}}}
+    advice = finding(s.run(), "overfitting").advice
+    assert "a higher dropout rate ({type: dropout, rate: 0.4}, now 0.2;" in advice and "add dropout" not in advice
+    assert "kernel_regularizer: {l2: 0.01} (now {l2: 0.001})" in advice
+    s.context.dropout = 0.5
+    assert "dropout" not in finding(s.run(), "overfitting").advice.split("regularise:")[1]
+
 def test_overfitting_quoting_losses_without_the_penalty_says_so():
     # L2 0.001 on two 256-unit layers: the message said the validation loss rose "to 0.7322",
     # report.json's last val_loss was 0.768 (the penalty, 0.0357, included).

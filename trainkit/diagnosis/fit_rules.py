@@ -88,10 +88,30 @@ def overfitting(view: Diagnoser) -> Issue | None:
         f"{format_number(float(train[-1]))}{penalty_note(view)}.",
         f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
         f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
-        # "({type: dropout, rate: 0.2}..0.5)" read as a stray brace; and where the regulariser goes.
-        f"regularise: add dropout layers ({{type: dropout, rate: 0.2}}; rates of 0.2 to 0.5 are usual) and "
-        f"kernel_regularizer: {{l2: 0.01}} to the dense or conv2d layers, use a smaller model, or get more training rows.",
+        f"regularise: {_regularise_text(view)}, use a smaller model, or get more training rows.",
         evidence, epoch=start)
+
+
+def _regularise_text(view: Diagnoser) -> str:
+    """overfitting's regularisation advice, from what the model has: a model with dropout 0.2 and
+    L2 0.001 was told to "add dropout layers ({type: dropout, rate: 0.2}) and kernel_regularizer:
+    {l2: 0.01}", the dropout it had."""
+    dropout = view.context.dropout
+    if dropout >= DROPOUT_STRONG:
+        more_dropout = None
+    elif dropout > 0:
+        higher = min(DROPOUT_STRONG, round(dropout + 0.2, 2))
+        more_dropout = f"a higher dropout rate ({{type: dropout, rate: {higher:g}}}, now {dropout:g}; rates up to {DROPOUT_STRONG:g} are usual)"
+    else:
+        # "({type: dropout, rate: 0.2}..0.5)" read as a stray brace.
+        more_dropout = "add dropout layers ({type: dropout, rate: 0.2}; rates of 0.2 to 0.5 are usual)"
+    l2 = sorted({penalties["kernel_regularizer"]["l2"] for penalties in (view.context.regularizers or {}).values()
+                 if penalties.get("kernel_regularizer", {}).get("l2")})
+    if l2:
+        penalty = f"kernel_regularizer: {{l2: {10 * l2[0]:.3g}}} (now {{l2: {l2[0]:.3g}}}{' at least' if len(l2) > 1 else ''})"
+    else:  # where the regulariser goes
+        penalty = "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers"
+    return f"{more_dropout} and {penalty}" if more_dropout else penalty
 
 
 #: A dropout rate from which dropout is strong: 0.5 is the classic ceiling for hidden layers.
