@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,25 @@ def test_standardizer_fit_transform_inverse() -> None:
     assert np.allclose(Standardizer.from_dict(s.to_dict()).transform(a), t)
     with pytest.raises(ValueError):
         Standardizer().transform(a)
+
+
+def test_standardizer_needs_no_float64_copy_of_the_data() -> None:
+    # Fitting made a float64 copy of the whole array and np.std's float64 deviations of it (4x
+    # the float32 rows beside them), and transform three arrays of its size in turn (2x at once).
+    a = np.random.default_rng(0).standard_normal((1 << 16, 64)).astype(np.float32)  # 16 MiB
+    tracemalloc.start()
+    try:
+        s = Standardizer().fit(a)
+        fit_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        t = s.transform(a)
+        transform_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert fit_peak < a.nbytes and transform_peak < 1.5 * a.nbytes
+    wide = a.astype(np.float64)  # the same statistics as summed over a float64 copy
+    assert np.array_equal(s.mean, wide.mean(axis=0).astype(np.float32)) and np.array_equal(s.std, wide.std(axis=0).astype(np.float32))
+    assert t.dtype == np.float32 and np.array_equal(t, ((a - s.mean) / s.std).astype(np.float32))
 
 
 def test_standardisation_is_fitted_on_the_training_split_only() -> None:
