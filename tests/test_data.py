@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import trainkit.data
 from trainkit.data import (
     DataSplits,
     Standardizer,
@@ -416,6 +417,19 @@ def test_csv_columns_listed_in_drop_need_not_be_numbers(tmp_path: Path) -> None:
     write_csv(tmp_path, ",date,a,city,label\n2024-01-01,2024-01-01,1,paris,0\n2024-01-02,2024-01-02,3,inf,1\n")
     x, y = load_arrays(DataConfig(source="csv", path="data.csv", target="label", drop=["date", "city"]), tmp_path, task="binary")
     assert np.allclose(x, [[1], [3]]) and y.ravel().tolist() == [0, 1]
+
+
+def test_a_csv_with_a_dropped_text_column_is_read_by_numpy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The text sent the whole file to the field-by-field reader: 300k rows of 22 columns took
+    # 7.8 s and 600 MB for a 55 MB file, against 1.3 s and 110 MB by numpy.
+    write_csv(tmp_path, 'id,a,b,label\nx1,1.5,2,0\n"Smith, J",3,4e3,1\n')
+
+    def field_by_field(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("read field by field")
+
+    monkeypatch.setattr(trainkit.data, "_csv_values", field_by_field)
+    x, y = load_arrays(DataConfig(source="csv", path="data.csv", target="label", drop=["id"]), tmp_path, task="binary")
+    assert np.allclose(x, [[1.5, 2], [3, 4e3]]) and y.ravel().tolist() == [0, 1]
 
 
 def test_a_csv_header_of_column_numbers_is_a_header(tmp_path: Path) -> None:
