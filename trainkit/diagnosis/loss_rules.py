@@ -454,7 +454,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
             return Issue(
                 f"The loss jumped to {format_number(peak)} at step {step}, {times_text(peak / start)} the first loss "
                 f"({format_number(start)}): the updates overshoot and the model is being thrown away.",
-                f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view, named=False)}).",
+                f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view)}).",
                 {"peak_loss": peak, "initial_loss": start, "ratio": peak / start}, step=step, epoch=epoch_of_step(view, step))
     losses = view.epoch_losses()
     if len(losses) < 3 or not np.isfinite(losses).all():
@@ -472,7 +472,7 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The training loss is rising: {format_number(last)} in epoch {view.epochs[-1].epoch + 1}, "
             f"{times_text(last / best)} {against}.",
-            f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients ({clipping_text(view, named=False)}), or "
+            f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients ({clipping_text(view)}), or "
             f"use a decaying schedule.",
             {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
     return None

@@ -36,13 +36,19 @@ def _lr_text(view: Diagnoser, factor: float) -> str:
     lr = learning_rate_of(view)
     if lr is None:
         return f"multiply the learning rate by {factor:g}"
-    return f"optimizer: {{name: {optimizer_name(view)}, learning_rate: {lr * factor:.3g}}} (now {lr:.3g})"
+    return f"{_RATE_KEY}: {lr * factor:.3g} (now {lr:.3g})"
 
 
 def _lr_to(view: Diagnoser, value: float) -> str:
     lr = learning_rate_of(view)
     now = f" (now {lr:.3g})" if lr is not None else ""
-    return f"optimizer: {{name: {optimizer_name(view)}, learning_rate: {value:.3g}}}{now}"
+    return f"{_RATE_KEY}: {value:.3g}{now}"
+
+
+#: How advice names the learning rate: the dotted key ``--set`` takes, which a recipe whose
+#: optimizer is a bare name accepts too. An optimizer mapping (``optimizer: {name: sgd,
+#: learning_rate: 0.02}``) pasted over the recipe's dropped its other settings (momentum: 0.9).
+_RATE_KEY = "optimizer.learning_rate"
 
 
 #: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling. (Adagrad's
@@ -131,20 +137,17 @@ _SMALL_UPDATE_RATIO = 1e-3
 _HEALTHY_UPDATE_RATIO = 0.01
 
 
-def clipping_text(view: Diagnoser, *, named: bool = True) -> str:
-    """The clipping "clip gradients (...)" advice names: ``clipnorm: 1.0``, or for a run that clips
-    already, a tenth of its threshold (runs clipping at clipnorm 1.0 were told to add clipnorm: 1.0).
+def clipping_text(view: Diagnoser) -> str:
+    """The clipping "clip gradients (...)" advice names: ``optimizer.clipnorm: 1.0``, or for a run
+    that clips already, a tenth of its threshold (runs clipping at clipnorm 1.0 were told to add
+    clipnorm: 1.0).
 
-    Args:
-        view: The diagnoser.
-        named: Write it as an optimizer mapping (``optimizer: {name: sgd, clipnorm: 1.0}``), else
-            as its dotted path (``optimizer.clipnorm: 1.0``, for advice that names the mapping
-            already): a bare ``clipnorm: 1.0`` read as a top-level recipe key, which is refused.
+    A dotted key, as the learning rate's: a bare ``clipnorm: 1.0`` read as a top-level recipe key,
+    which is refused, and an optimizer mapping dropped the recipe's other optimizer settings.
     """
     clip = view.context.clipping
     key, value = next(iter(clip.items())) if clip else ("clipnorm", None)
-    setting = f"{key}: {value / 10:.3g}" if value is not None else f"{key}: 1.0"
-    text = f"optimizer: {{name: {optimizer_name(view)}, {setting}}}" if named else f"optimizer.{setting}"
+    text = f"optimizer.{key}: {value / 10:.3g}" if value is not None else f"optimizer.{key}: 1.0"
     return text if value is None else f"{text} (now {value:.3g})"
 
 

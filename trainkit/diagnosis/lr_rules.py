@@ -69,7 +69,7 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
         f"{worst}: {per_layer[worst]:.0%}), where ~0.1-1% is healthy, and {trend}: the learning rate "
         f"is too high.",
         f"Lower the learning rate ({lowered_lr_text(view)}, which brings the steps to ~1% of the weights), and clip "
-        f"gradients ({clipping_text(view, named=False)}).",
+        f"gradients ({clipping_text(view)}).",
         {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
          "initial_loss": start, "peak_loss": peak, "peak_epoch": peak_epoch}, layer=worst.rsplit("/", 1)[0], epoch=view.epochs[-1].epoch)
 
