@@ -2882,6 +2882,18 @@ def test_a_step_that_never_changes_the_weights_is_weights_frozen(trainer_class):
     assert "update_ratio_early" not in frozen[0].evidence  # no step applied: the generic checks
 
 
+def test_a_model_without_trainable_weights_is_told_so_not_to_check_a_train_step():
+    # A frozen model in a plain fit was told "a train_step override must apply its gradients".
+    x, y = regression_data(128)
+    model = tiny_model()
+    model.trainable = False
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    (frozen,) = [f for f in trainer.findings if f.code == "weights-frozen"]
+    assert "no trainable weights" in frozen.message and "train_step" not in frozen.advice
+    assert frozen.evidence["trainable_weights"] == 0
+
+
 def test_a_learning_rate_of_0_is_lr_too_low_not_weights_frozen():
     # The README's weights-frozen row: the same epoch loss at a rate of 0 is lr-too-low's finding.
     x, y = regression_data(128)

@@ -560,6 +560,15 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
             f"(median over the weight matrices over the first steps, where ~0.1-1% is healthy), too little to move the loss.",
             f"Raise the learning rate ({raised_lr_text(view)}): the optimizer applies its steps, but at this rate they "
             f"are too small to change anything.", evidence, epoch=view.epochs[-1].epoch)
+    if view.context.layers and view.context.frozen_layers == view.context.layers:
+        # No layer has a trainable weight: "a train_step override must apply its gradients" sent
+        # the user of a plain fit looking for a step they never wrote.
+        return Issue(
+            f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs: the model has "
+            "no trainable weights (every layer is frozen, or has none), so nothing could change.",
+            "Make the layers to train trainable (layer.trainable = True before building the Trainer; when a pretrained base "
+            "is frozen, the layers added on top of it must stay trainable).",
+            {**evidence, "trainable_weights": 0}, epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
         f"differ by {spread:.0e} of it, summing in another order): no step changed the weights.",
