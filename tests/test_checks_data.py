@@ -513,6 +513,18 @@ def test_no_note_for_a_strong_feature_whose_classes_overlap():
     assert run("binary", x, YB) == []
 
 
+def test_class_imbalance_names_the_output_bias_only_when_it_is_not_set_already():
+    # A model whose output bias was already the prior's log-odds (as the advice says) was told
+    # to initialise it all the same.
+    y = np.zeros(len(X), dtype=int)
+    y[:30] = 1  # 5%: log(0.05 / 0.95) = -2.94
+    assert "initialise the output bias to log(p / (1 - p)) = -2.94" in run("binary", X, y)[0].advice
+    set_already = model("binary")
+    set_already.layers[-1].bias.assign([-2.94])
+    findings = check_data(X, y, model=set_already, loss=get_loss("bce"), task="binary")
+    assert codes(findings) == ["class-imbalance"] and "output bias" not in findings[0].advice
+
+
 def test_class_imbalance_bad_and_good():
     y = np.zeros(len(X), dtype=int)
     y[:30] = 1  # 5%

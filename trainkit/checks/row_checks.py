@@ -50,13 +50,17 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             weights = {c: round(n / (2 * max(1, int(counts[c]))), 2) for c in (0, 1)}
             p = max(float(counts[1]) / n, 1e-6)
             bias = math.log(p / max(1 - p, 1e-6))
+            # An output bias already at the prior's log-odds (as this advice says to set it) was
+            # told to set it all the same.
+            start = ctx.output_biases.get(t.output.layer) if t.output is not None and (t.units or 1) == 1 else None
+            bias_advice = ("" if start is not None and abs(start - bias) < 0.05 else
+                           f", and initialise the output bias to log(p / (1 - p)) = {bias:.2f}")
             return Issue(
                 f"Class {minority} is {share:.1%} of {_labels(ctx, t)}{ctx.where} ({int(counts[minority])} of {n}): "
                 f"always predicting class {1 - minority} already scores {1 - share:.1%} accuracy, and "
                 f"the gradient is dominated by the majority class.",
                 f"{_pass_weights(ctx, t, str(weights))}, or oversample class {minority}; judge the model by "
-                f"AUC, precision and recall rather than accuracy, and initialise the output bias to "
-                f"log(p / (1 - p)) = {bias:.2f}.",
+                f"AUC, precision and recall rather than accuracy{bias_advice}.",
                 {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
                 t.output.layer if t.output else None)
         ratio = counts.min() / max(1, counts.max())
