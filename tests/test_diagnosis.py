@@ -164,6 +164,8 @@ def test_initial_loss_far_below_chance():
     s.train_loss = lambda e, st: 0.05 if e == 0 and st < 3 else 0.04
     f = finding(s.run(), "initial-loss-too-low")
     assert f.step == 0 and f.evidence["ratio"] < 0.1 and "leak" in f.advice
+    # The highest of the first losses, said so: each of them is that far below chance.
+    assert f.message.startswith("The loss of the first steps was at most (the highest of the first ")
 
 
 @pytest.mark.parametrize("first_step", [0, 30])
@@ -185,6 +187,9 @@ def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
     f = finding(s.run(), "initial-loss-too-high")
     assert f.evidence["initial_loss"] == pytest.approx(9.0) and "standardize_inputs" in f.advice
+    # The lowest of the first losses, said so: a median of 1.15e7 was quoted as "the loss of the
+    # first steps was 9.98e6".
+    assert f.message.startswith("The loss of the first steps was at least (the lowest of the first ")
     # A classifier's constant prediction is the label prior, a regression's the target mean: "the
     # label prior / the target mean" named both to every task.
     assert "a model predicting the label prior would get" in f.message and "target mean" not in f.message

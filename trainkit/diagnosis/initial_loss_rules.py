@@ -35,7 +35,7 @@ def initial_loss_too_low(view: Diagnoser) -> Issue | None:
     if loss >= view.t.initial_low_factor * chance:
         return None
     return Issue(
-        f"The loss of the first steps was {format_number(loss)}, far below {chance_text(view)}, before the model "
+        f"The loss of the first steps was {_at_most(first.size)}{format_number(loss)}, far below {chance_text(view)}, before the model "
         f"had learned anything. A random model cannot beat chance: the targets are probably easy to "
         f"read off the inputs (a label leaking into the features), encoded wrongly (e.g. almost all "
         f"the same), or the loss does not match the task.",
@@ -46,6 +46,17 @@ def initial_loss_too_low(view: Diagnoser) -> Issue | None:
         "regression.",
         {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
         epoch=view.context.initial_epoch)
+
+
+def _at_most(steps: int) -> str:
+    """How the highest of the first ``steps`` losses is quoted (it bounds them all: the verdict holds for each)."""
+    return f"at most (the highest of the first {steps}) " if steps > 1 else ""
+
+
+def _at_least(steps: int) -> str:
+    """How the lowest of the first ``steps`` losses is quoted: 9.98e6 as "the loss of the first
+    steps" read as typical where their median was 1.15e7."""
+    return f"at least (the lowest of the first {steps}) " if steps > 1 else ""
 
 
 def initial_loss_too_high(view: Diagnoser) -> Issue | None:
@@ -108,7 +119,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                   "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
                   "classes are imbalanced.")
     return Issue(
-        f"The loss of the first steps was {format_number(loss)}, {times_text(loss / chance)} {chance_text(view)} that a "
+        f"The loss of the first steps was {_at_least(first.size)}{format_number(loss)}, {times_text(loss / chance)} {chance_text(view)} that a "
         f"model predicting {constant_prediction(view)} would get. The model starts far from a "
         f"sensible prediction, so its first updates are large and spent on undoing the start.",
         advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
