@@ -20,6 +20,7 @@ import functools
 import inspect
 import itertools
 import math
+import random
 import sys
 import threading
 import time
@@ -155,7 +156,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         seed: Seeds the per-epoch shuffle (stateless in ``(seed, epoch)``, so a resumed run sees
             the same order). Initial weights and dropout masks come from Keras's own seed
             generators: call ``keras.utils.set_random_seed(seed)`` before building the model for
-            a run that repeats exactly (recipes do).
+            a run that repeats exactly (recipes do). ``None``: drawn from Python's ``random``,
+            which ``keras.utils.set_random_seed`` seeds too, so that alone repeats a run, as with
+            ``model.fit``.
         allow: Check codes (compatibility or data) to downgrade from errors to recorded warnings:
             a list of them, or one code.
         num_classes: Number of classes, when known, for the compatibility checks.
@@ -269,7 +272,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.logdir = Path(logdir) if logdir is not None else None
         # Under a multi-worker strategy only the chief writes events, checkpoints and reports.
         self.is_chief = distribute.is_chief(self.strategy)
-        self.seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31 - 1))
+        # Without a seed, one drawn from Python's global generator, as Keras's own generators draw
+        # theirs: keras.utils.set_random_seed seeds it, so two fits after it shuffle alike, as two
+        # model.fit calls do (fresh OS entropy gave every fit another epoch order).
+        self.seed = int(seed) if seed is not None else random.randint(0, 2**31 - 2)
         self.allow = frozenset([allow] if isinstance(allow, str) else allow)  # a str is one code, not its characters
         self.num_classes = num_classes
         self.steps_per_execution = steps_per_execution
