@@ -1244,6 +1244,47 @@ def test_a_new_trainer_in_a_logdir_holding_another_run_is_refused_and_its_own_se
     resumed.fit(x, y, epochs=2, verbose=0, resume=True)  # what the message offers works
 
 
+def test_a_new_trainer_in_a_logdir_of_a_run_stopped_before_its_first_checkpoint_is_refused(tmp_path):
+    # A notebook cell run again after a run that a callback's error stopped in its first 30 s
+    # (no checkpoint yet): the new run logged steps 0.. in a second event file beside the old
+    # run's steps 0.., and TensorBoard showed each step twice.
+    from trainkit.callbacks import Callback, EarlyStopping
+    from trainkit.errors import RunDirError
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
+
+    class Fails(Callback):
+        def on_epoch_end(self, epoch, logs):
+            raise RuntimeError("a bug in the callback")
+
+    def trainer(logdir: Path, checkpoint_every: int | str = "auto") -> Trainer:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=logdir, diagnose=False,
+                       jit_compile=False, checkpoint_every=checkpoint_every)
+
+    with pytest.raises(RuntimeError):
+        trainer(tmp_path / "failed").fit(x, y, epochs=3, verbose=0, callbacks=[Fails()])
+    assert not (tmp_path / "failed" / "checkpoints").exists()
+    events = sorted((tmp_path / "failed" / "train").iterdir())
+    with pytest.raises(RunDirError) as info:
+        trainer(tmp_path / "failed").fit(x, y, epochs=2, verbose=0)
+    assert info.value.code == "logdir-has-run" and events[0].name in info.value.message
+    assert sorted((tmp_path / "failed" / "train").iterdir()) == events  # nothing logged beside it
+
+    # checkpoint_every=0 keeps none either; the trainer's own second fit still goes on.
+    kept = trainer(tmp_path / "unkept", checkpoint_every=0)
+    kept.fit(x, y, epochs=1, verbose=0)
+    kept.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(RunDirError, match="logdir-has-run"):
+        trainer(tmp_path / "unkept", checkpoint_every=0).fit(x, y, epochs=1, verbose=0)
+
+    # One that failed while its step was traced trained nothing: a new trainer may use its logdir.
+    with pytest.raises(Exception, match="bad-monitor"):
+        trainer(tmp_path / "untrained").fit(x, y, epochs=1, verbose=0, callbacks=[EarlyStopping(monitor="val_los")])
+    trainer(tmp_path / "untrained").fit(x, y, epochs=1, verbose=0)
+
+
 def test_a_checkpoint_write_that_fails_leaves_no_temporary_directory(tmp_path):
     # A full disk (here a file-size limit) left checkpoints/ckpt-N_temp/ behind: TensorFlow writes
     # the shards there first, and a dead copy of the checkpoint stayed in the run for good.

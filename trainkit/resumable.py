@@ -39,6 +39,7 @@ from trainkit.writers.tensorboard import (
     RunWriter,
     event_file_sizes,
     rewind_event_files,
+    trained_event_file,
 )
 
 #: ``checkpoint_every="auto"``: the least time between two end-of-epoch checkpoints. A checkpoint
@@ -249,7 +250,8 @@ class Resumable:
         self._checkpoint.rewrite_record(prefix, progress, journal=self._diagnosis_epochs())
 
     def _refuse_another_run(self) -> None:
-        """Refuses a new run of a fresh trainer in a logdir that holds another run's checkpoints.
+        """Refuses a new run of a fresh trainer in a logdir that holds another run's checkpoints, or
+        the trained steps of one that stopped before its first checkpoint.
 
         Its steps start at 0 again: its checkpoints took the numbers of the old run's (ckpt-4
         beside the old ckpt-12, which the list kept as the older one), and its events went into
@@ -267,6 +269,14 @@ class Resumable:
             raise RunDirError("logdir-has-run", f"{self.logdir} holds another run's checkpoints (the newest {newest}): a new run there "
                                                 "would mix its checkpoints and TensorBoard events with that run's. Pass resume=True to continue "
                                                 "that run, or give this one a logdir of its own (or delete the old one).")
+        # A run that stopped before its first checkpoint (a callback's error, a NaN loss in its
+        # first 30 s, checkpoint_every=0) has none: a notebook cell run again logged the new run's
+        # steps from 0 beside the old one's in the same event directory, each step twice.
+        trained = trained_event_file(self.logdir)
+        if trained is not None:
+            raise RunDirError("logdir-has-run", f"{self.logdir} holds the TensorBoard events of another run ({trained}), which stopped before its "
+                                                "first checkpoint and cannot be resumed: a new run there would log its steps beside that run's. "
+                                                "Give this one a logdir of its own, or delete the old one.")
 
     def _resume(self, callbacks: Sequence[Callback], epochs: int) -> tuple[int, int, bool]:
         """Restores the newest checkpoint.
@@ -285,8 +295,8 @@ class Resumable:
             # Not "one that trained at least one epoch": a run whose first checkpoint failed (a full
             # disk) or was not due yet (checkpoint_every) trained epochs and still has none.
             raise RunDirError("no-checkpoint", f"Nothing to resume: no complete checkpoint in {self.logdir / CHECKPOINT_SUBDIR} (a run stopped before its first "
-                                               "checkpoint has none, however many epochs it trained). Train it again without --resume (or fit's resume=True), "
-                                               "or give the run directory that holds the checkpoints.")
+                                               "checkpoint has none, however many epochs it trained). Train it again without --resume (or, from Python, into a "
+                                               "logdir of its own), or give the run directory that holds the checkpoints.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
         saved = progress.get("hparams") or {}
         if self.hparams is not None:

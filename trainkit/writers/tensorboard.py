@@ -74,6 +74,30 @@ def rewind_event_files(run_dir: str | Path, sizes: Mapping[str, int]) -> list[st
     return [name for name, size in sizes.items() if size and (not (run_dir / name).is_file() or (run_dir / name).stat().st_size < size)]
 
 
+def trained_event_file(run_dir: str | Path) -> str | None:
+    """The first of a run's ``train/`` event files that holds a trained step or epoch, if any.
+
+    A run that stopped before its first checkpoint (an error, a NaN loss, ``checkpoint_every=0``)
+    leaves no other trace of its steps; a file of the texts and layout a run writes before its
+    first step (one that failed while it was traced) is no trained run.
+
+    Returns:
+        Its path relative to ``run_dir`` (``train/events...``), or ``None``.
+    """
+    import tensorflow as tf  # only for the C++ record reader
+
+    run_dir = Path(run_dir)
+    for path in sorted((run_dir / "train").glob(EVENT_FILES)):
+        try:
+            for record in tf.data.TFRecordDataset(str(path)):
+                event = event_pb2.Event.FromString(record.numpy())
+                if any(value.tag == step_tag("loss") or value.tag.startswith("epoch/") for value in event.summary.value):
+                    return f"train/{path.name}"
+        except tf.errors.OpError:  # a last record cut short by a kill: what came before it was read
+            continue
+    return None
+
+
 def _check_split(split: str) -> None:
     """Refuses an unknown split where it is written, not on the writer thread: there it failed the
     next write of training itself, as a RuntimeError about something else."""
