@@ -397,6 +397,29 @@ def test_an_interrupted_fit_says_whether_it_wrote_a_checkpoint(tmp_path, with_lo
     assert (tmp_path / "checkpoints").exists() == with_logdir
 
 
+def test_an_interrupted_fit_is_not_swallowed_by_a_loop_that_catches_exception():
+    # TrainingInterrupted was a TrainkitError, an Exception: a loop of runs that logs a failed run
+    # and goes on (except Exception) went on to its next run after the user's Ctrl-C.
+    from trainkit.callbacks import Callback
+    from trainkit.errors import TrainingInterrupted
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch, logs):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trained = []
+    with pytest.raises(KeyboardInterrupt) as info:
+        for seed in (0, 1):
+            try:
+                Trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), loss="mse", optimizer="sgd", task="regression",
+                        seed=seed, diagnose=False).fit(*_xy(), epochs=3, verbose=0, callbacks=[Interrupt()])
+            except Exception:  # a failed run: noted, and the loop goes on
+                continue
+            trained.append(seed)
+    assert isinstance(info.value, TrainingInterrupted) and info.value.code == "interrupted" and info.value.exit_code == 130
+    assert trained == []
+
+
 @pytest.mark.parametrize("strategy", ["mirrored", "none"])
 def test_resuming_an_epoch_whose_batches_all_ran_trains_every_later_epoch(tmp_path, strategy):
     # SIGTERM lands while an epoch's one call runs: the checkpoint holds all its batches done.

@@ -67,15 +67,25 @@ class RunDirError(TrainkitError, OSError):
 NOTHING_TRAINED = "Stopped before training began; nothing was trained or kept."
 
 
-class TrainingInterrupted(TrainkitError):
-    """Training was stopped by a signal; the run was saved and can be resumed.
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped by a signal (Ctrl-C, a notebook's stop button, SIGTERM); the run was
+    saved and can be resumed (``fit(..., resume=True)``, ``trainkit train --resume``).
+
+    A ``KeyboardInterrupt``, as ``model.fit``'s Ctrl-C is, not a :class:`TrainkitError`: the user's
+    stop is no error, ``except KeyboardInterrupt`` in a notebook catches it, and a sweep loop that
+    catches ``Exception`` to log a failed run and go on must not swallow it (it went on to the
+    next run). Like the errors, it carries a stable code and a message.
 
     Attributes:
+        code: ``"interrupted"``.
+        message: What was stopped, and what was kept.
         exit_code: What the process should exit with: 130 after SIGINT, 143 after SIGTERM.
     """
 
     def __init__(self, code: str, message: str, *, exit_code: int = 130) -> None:
-        super().__init__(code, message)
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
         self.exit_code = exit_code
 
 
