@@ -1752,6 +1752,22 @@ def test_a_dominating_penalty_is_told_a_tenth_of_its_own_strength():
     assert "0.001" not in advice
 
 
+def test_regularization_advice_names_an_embedding_s_and_a_recurrent_layer_s_penalty():
+    # Only kernel, bias and activity penalties were read: an Embedding's L2 of 0.01 (16.7 of a
+    # loss of 17.5) was left out, and the advice lowered the Dense's 0.001 (0.002 of it) instead.
+    from trainkit.diagnosis.callback import layer_regularizers
+
+    inputs = keras.Input((6,), dtype="int32")
+    embedded = keras.layers.Embedding(20, 4, embeddings_regularizer=keras.regularizers.L2(0.01))(inputs)
+    hidden = keras.layers.LSTM(4, recurrent_regularizer=keras.regularizers.L2(0.5))(embedded)
+    model = keras.Model(inputs, keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(0.001))(hidden))
+    embedding, lstm, dense = (layer.name for layer in model.layers[1:])
+    # The LSTM's penalty once, under its own name (not again under its cell's).
+    assert layer_regularizers(model) == {embedding: {"embeddings_regularizer": {"l2": 0.01}},
+                                         lstm: {"recurrent_regularizer": {"l2": 0.5}},
+                                         dense: {"kernel_regularizer": {"l2": 0.001}}}
+
+
 def shrinking_penalty_run(data: list[float], val: list[float]) -> Diagnoser:
     """L2 1.0 on every layer under Adam: the penalty is 98% of the first loss and shrinks the weights."""
     s = Stream()

@@ -577,8 +577,13 @@ def layer_names(model: Any) -> list[str]:
     return [layer.name for layer in _layers_in_order(model)]
 
 
-#: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys name them.
-REGULARIZER_ATTRIBUTES = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+#: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys (and
+#: Keras's layer arguments) name them: not the kernel's alone, since an Embedding's or an LSTM's
+#: recurrent penalty may be the one that dominates (an embeddings_regularizer of 16.7 was left
+#: out, and the advice lowered a Dense's penalty of 0.002 instead).
+REGULARIZER_ATTRIBUTES = ("kernel_regularizer", "recurrent_regularizer", "embeddings_regularizer", "depthwise_regularizer",
+                          "pointwise_regularizer", "gamma_regularizer", "beta_regularizer", "bias_regularizer",
+                          "activity_regularizer")
 
 
 def layer_regularizers(model: Any) -> dict[str, dict[str, dict[str, float]]]:
@@ -589,7 +594,13 @@ def layer_regularizers(model: Any) -> dict[str, dict[str, dict[str, float]]]:
     advice cannot name.
     """
     out: dict[str, dict[str, dict[str, float]]] = {}
+    cells: set[int] = set()
     for layer in _layers_in_order(model):
+        # A recurrent layer's cell holds the penalties the layer was given: named once, by the layer.
+        if id(layer) in cells:
+            continue
+        if getattr(layer, "cell", None) is not None:
+            cells.add(id(layer.cell))
         found = {}
         for attribute in REGULARIZER_ATTRIBUTES:
             penalty = getattr(layer, attribute, None)
