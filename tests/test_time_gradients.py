@@ -101,3 +101,16 @@ def test_diagnose_reads_the_finding_back_from_the_run_s_events(tmp_path):
     live = [f.to_dict() for f in trainer.findings]
     assert "vanishing-gradients-through-time" in [f["code"] for f in live]
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
+
+
+def test_a_float16_gradient_that_underflows_to_zero_is_a_vanished_step_not_a_masked_one():
+    # A float16 gradient under 6e-8 is exactly 0, which was read as a masked step: a 50-step
+    # SimpleRNN under mixed_float16 was judged on its last 23 steps. Only the mask leaves steps out.
+    x, y = _sequences(32, 60, label_step=0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((60, 3)), keras.layers.SimpleRNN(8, dtype="mixed_float16"),
+                              keras.layers.Dense(1, activation="sigmoid", dtype="float32")])
+    measurer = TimeGradients(Trainer(model, loss="binary_crossentropy", task="binary", optimizer="adam", jit_compile=False))
+    measurer.batch = (x, y)
+    [measured] = measurer.measure()
+    assert measured["steps"] == 60 and measured["ratio"] < 1e-3
