@@ -1285,6 +1285,17 @@ def test_dead_or_saturated_units_of_layers_no_step_changes_are_no_finding():
     assert Context.from_dict(json.loads(json.dumps(s.context.to_dict()))).frozen_layers == s.context.frozen_layers
 
 
+def test_a_layer_dead_behind_a_wholly_dead_frozen_layer_is_told_to_fix_that_layer_first():
+    # A frozen layer with every unit dead (bias -5) left the trainable ReLU layer after it only
+    # its bias: that layer was told to use he_normal, as if the frozen one were not there.
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 1.0
+    s.context.frozen_layers = ("input_layer", "dense")
+    [found] = [f for f in s.run().findings if f.code == "dead-relu"]
+    assert found.layer == "dense_1" and found.advice.startswith("Fix layer 'dense' first")
+
+
 def test_frozen_layers_are_those_before_the_first_trainable_weights():
     base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="b1"), keras.layers.ReLU(name="b2")], name="base")
     base.trainable = False

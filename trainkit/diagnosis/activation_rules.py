@@ -30,14 +30,16 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     issues = []
     all_dead: str | None = None  # the first layer whose every unit was dead at the first step
     for name in hidden_activation_stats(view, "dead_fraction"):
+        at_start = _dead_at_start(view, name)
+        upstream = all_dead
+        if all_dead is None and at_start == 1.0:
+            # A frozen layer's too: a wholly dead frozen base leaves the trainable layer after it
+            # only its bias, and he_normal for that layer changed nothing.
+            all_dead = layer_of(name)
         if called_layer(view, layer_of(name)) in view.context.frozen_layers:
             continue  # frozen, and fed by frozen layers: no step killed its units, none can revive them
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
-        at_start = _dead_at_start(view, name)
-        upstream = all_dead
-        if all_dead is None and at_start == 1.0:
-            all_dead = layer_of(name)
         if since is None:
             continue
         layer = layer_of(name)
