@@ -1309,6 +1309,35 @@ def test_frozen_layers_are_those_before_the_first_trainable_weights():
     assert not {"b1", "b2"} & set(frozen_layers(model))
 
 
+class ReluAssignedFirst(keras.Model):
+    """Its ReLU is assigned before the Dense it follows: the order of ``layers`` is not the calls'."""
+
+    def __init__(self, base: keras.Model | None = None):
+        super().__init__()
+        self.base = base
+        self.act = keras.layers.ReLU(name="act")
+        self.dense = keras.layers.Dense(4, name="dense_after")
+        self.out = keras.layers.Dense(1, activation="sigmoid", name="out")
+
+    def call(self, inputs):
+        return self.out(self.act(self.dense(self.base(inputs) if self.base is not None else inputs)))
+
+
+def test_a_subclassed_model_s_weightless_layers_are_not_taken_for_frozen_ones():
+    # A ReLU assigned before the trainable Dense that feeds it was taken for a frozen layer, and a
+    # dead-relu of a model dying under training was left out (loss-at-chance named no cause).
+    model = ReluAssignedFirst()
+    model(np.zeros((1, 4), "float32"))
+    assert frozen_layers(model) == ()
+    # A frozen base is still one, whatever the model's order.
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu", name="b1")], name="base")
+    base.trainable = False
+    model = ReluAssignedFirst(base)
+    model(np.zeros((1, 4), "float32"))
+    frozen = frozen_layers(model)
+    assert {"base", "b1"} <= set(frozen) and not {"act", "dense_after"} & set(frozen)
+
+
 def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence():
     # With nothing to fix before it, it read "... (he_normal, bias zeros): or use activation: ...".
     s = Stream()

@@ -671,13 +671,30 @@ def frozen_layers(model: Any) -> tuple[str, ...]:
     Their activations are the same at every step for the same rows: dead or saturated units there
     are the data and the fixed weights' doing, which no learning rate or initialiser of this run
     changes (a pretrained base's dead ReLUs were reported with "fix the initialisation").
+
+    A subclassed model (or custom layer) holds its layers in the order its ``__init__`` assigns
+    them, not the order ``call`` runs them: there a layer without weights (a ``ReLU``) may follow
+    any of them, and ends the frozen layers; one with frozen weights (a pretrained base) does not.
     """
-    names = []
-    for layer in _layers_in_order(model):
-        if layer.trainable_weights:
-            break
-        names.append(layer.name)
+    names: list[str] = []
+    _frozen_prefix(model, names)
     return tuple(names)
+
+
+def _frozen_prefix(layer: Any, names: list[str]) -> bool:
+    """Adds to ``names`` the frozen layers inside ``layer`` (see :func:`frozen_layers`), depth
+    first as :func:`_layers_in_order`; ``False`` once a layer that may be fed by trained ones ends them."""
+    import keras
+
+    # Sequential and Functional models hold their layers in the order they run.
+    in_call_order = isinstance(layer, keras.Sequential) or hasattr(layer, "_operations")
+    for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
+        if inner.trainable_weights or not (in_call_order or inner.weights):
+            return False
+        names.append(inner.name)
+        if not _frozen_prefix(inner, names):
+            return False
+    return True
 
 
 def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
