@@ -32,6 +32,8 @@ def test_reach_compares_the_first_and_last_tenth_of_each_row_s_real_steps():
     # Masked steps (gradient exactly 0: pre-padding) are left out, and rows aligned at their end.
     longer = 0.5 ** np.arange(steps + 10)[::-1]
     assert reach(np.stack([np.concatenate([np.zeros(10), fading]), longer]))["steps"] == steps
+    # A row too short to judge is left out, not the batch: the others' steps are compared.
+    assert reach(np.stack([np.concatenate([np.zeros(steps - 10), fading[-10:]]), fading]))["steps"] == steps
     # Too short to judge, or nothing finite.
     assert reach(np.ones((2, MIN_STEPS - 1))) is None and reach(np.full((2, 50), np.nan)) is None
 

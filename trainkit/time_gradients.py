@@ -53,21 +53,21 @@ def reach(norms: np.ndarray) -> dict[str, float] | None:
     """The first-to-last ratio and the reach of one layer's gradient norms, ``[rows, steps]``.
 
     Each row's real steps are those whose gradient is not exactly 0 (a masked step's is); rows
-    are aligned at their last real step and cut to the shortest row's real length.
+    with fewer than :data:`MIN_STEPS` of them are left out (one short text among long ones of a
+    padded batch left nothing to judge), the others aligned at their last real step and cut to
+    the shortest one's real length.
 
     Returns:
         ``{"steps", "ratio", "reach"}``: the real steps compared, the median over rows of the
         mean norm at the first tenth of them over the mean at the last tenth, and how many steps
         back from the end the (median, normalised) gradient stays above :data:`REACH_SHARE`; or
-        ``None`` when fewer than :data:`MIN_STEPS` real steps (or no finite values) remain.
+        ``None`` when no row with finite values has :data:`MIN_STEPS` real steps.
     """
     rows = [row[row > 0] for row in np.asarray(norms, dtype=np.float64) if np.isfinite(row).all()]
-    rows = [row for row in rows if row.size]
+    rows = [row for row in rows if row.size >= MIN_STEPS]
     if not rows:
         return None
     steps = min(row.size for row in rows)
-    if steps < MIN_STEPS:
-        return None
     tenth = max(1, steps // 10)
     aligned = np.stack([row[-steps:] for row in rows])
     last = aligned[:, -tenth:].mean(axis=1, keepdims=True)
