@@ -47,6 +47,19 @@ def test_only_recurrent_layers_that_return_their_final_state_are_read():
     assert [type(layer).__name__ for layer in sequence_readers(model)] == ["SimpleRNN"]
 
 
+def test_a_backwards_layer_s_steps_are_compared_in_the_order_it_reads_them_and_a_stateful_one_is_left_alone():
+    # go_backwards reads the last step first: its gradient is strong at the sequence's start and
+    # fades towards its end, and compared the other way round it could never vanish.
+    x, y = _sequences(32, 60, label_step=-1)
+    trainer = _rnn_trainer(60, keras.layers.SimpleRNN(8, go_backwards=True))
+    trainer._time_gradients.batch = (x, y)
+    (measured,) = trainer._time_gradients.measure()
+    assert measured["go_backwards"] and measured["ratio"] < 1e-3 and measured["steps"] == 60
+    # A stateful layer is not measured: the extra pass would move its kept states after the fit.
+    stateful = keras.Sequential([keras.Input((60, 3), batch_size=32), keras.layers.SimpleRNN(8, stateful=True), keras.layers.Dense(1)])
+    assert sequence_readers(stateful) == []
+
+
 def test_a_simple_rnn_that_cannot_reach_the_label_s_step_is_told_so_beside_loss_at_chance():
     # The label is decided by the first of 60 steps: a SimpleRNN's gradient there is ~1e-13 of
     # the last steps', and the loss stays at chance. loss-at-chance said only "the labels are

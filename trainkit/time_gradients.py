@@ -44,9 +44,14 @@ def sequence_readers(model: Any) -> list[Any]:
     gradient must travel back through every step.
 
     Not a ``Bidirectional`` one: its backward half ends at the first step, so the gradient is
-    strong at both ends and fades in the middle, which a first-to-last ratio cannot see.
+    strong at both ends and fades in the middle, which a first-to-last ratio cannot see. A
+    ``go_backwards`` layer reads the sequence from its end: its steps are compared in the order
+    it reads them.
     """
-    return [layer for layer in getattr(model, "layers", ()) if isinstance(layer, keras.layers.RNN) and not layer.return_sequences]
+    # Not a stateful one either: measuring it would run the batch through its kept states and
+    # move them on, after the fit.
+    return [layer for layer in getattr(model, "layers", ())
+            if isinstance(layer, keras.layers.RNN) and not layer.return_sequences and not layer.stateful]
 
 
 def reach(norms: np.ndarray) -> dict[str, float] | None:
@@ -96,8 +101,9 @@ class TimeGradients:
         self._fn: Any = None
 
     def measure(self) -> list[dict[str, Any]]:
-        """``{"layer", "kind", "steps", "ratio", "reach"}`` of each layer whose sequence is long
-        enough (``kind``: the recurrent layer's class)."""
+        """``{"layer", "kind", "go_backwards", "steps", "ratio", "reach"}`` of each layer whose
+        sequence is long enough (``kind``: the recurrent layer's class; ``steps`` in the order the
+        layer reads them)."""
         if not self.layers or self.batch is None:
             return []
         if self._fn is None:
@@ -108,7 +114,7 @@ class TimeGradients:
                 continue
             measured = reach(np.asarray(norms))
             if measured is not None:
-                found.append({"layer": layer.name, "kind": type(layer).__name__, **measured})
+                found.append({"layer": layer.name, "kind": type(layer).__name__, "go_backwards": bool(layer.go_backwards), **measured})
         return found
 
     def _norms(self, batch: Any) -> list[tf.Tensor | None]:
@@ -140,7 +146,9 @@ class TimeGradients:
             # the layer's mask leaves out are 0.
             norms = tf.maximum(norms, np.finfo(np.float32).tiny)
             mask = masks.get(id(layer))
-            out.append(norms if mask is None else tf.where(tf.cast(mask, tf.bool), norms, 0.0))
+            norms = norms if mask is None else tf.where(tf.cast(mask, tf.bool), norms, 0.0)
+            # In the order the layer reads the steps: a go_backwards layer's last step is the first.
+            out.append(tf.reverse(norms, axis=[1]) if layer.go_backwards else norms)
         return out
 
 

@@ -90,14 +90,16 @@ def vanishing_through_time(view: Diagnoser) -> Issue | None:
     layer, steps, reach = worst["layer"], int(worst["steps"]), int(worst["reach"])
     simple = worst.get("kind") == "SimpleRNN"
     return Issue(
-        f"'{layer}' reads {steps} steps into one final state, but the gradient reaching the first tenth of them is "
+        f"'{layer}' reads {steps} steps into one final state{' (from the last, go_backwards)' if worst.get('go_backwards') else ''}, "
+        "but the gradient reaching the first tenth it reads is "
         f"{format_number(float(worst['ratio']))}x the last tenth's: the model learns from about the last {reach} steps only, "
         f"and {'nothing it learned carries over to the validation rows' if validated else 'the training loss stayed near chance'} "
         f"(training loss {best / chance:.0%} of chance). A label that depends on earlier steps cannot be learned this way.",
         ("Use LSTM or GRU instead of SimpleRNN, and " if simple else "")
         + f"{'g' if simple else 'G'}ive every step a short path to the loss: return_sequences=True followed by "
         "GlobalAveragePooling1D (or attention) instead of the final state; or feed shorter sequences (the steps that "
-        "matter), reversed (go_backwards=True) when what matters comes first.",
+        + ("matter), in the order they come (go_backwards=False) when what matters comes last." if worst.get("go_backwards") else
+           "matter), reversed (go_backwards=True) when what matters comes first."),
         {"layer": layer, "steps": steps, "ratio": float(worst["ratio"]), "reach": reach, "best_loss": best, "chance_loss": chance},
         layer=layer, epoch=view.epochs[-1].epoch if view.epochs else None)
 
