@@ -29,9 +29,11 @@ def test_reach_compares_the_first_and_last_tenth_of_each_row_s_real_steps():
     assert measured["steps"] == steps
     assert measured["ratio"] == pytest.approx(np.mean(fading[:4]) / np.mean(fading[-4:]))
     assert measured["reach"] == int(np.sum(fading / np.mean(fading[-4:]) >= 1e-2))
-    # Masked steps (gradient exactly 0: pre-padding) are left out, and rows aligned at their end.
+    # Masked steps (gradient exactly 0: pre-padding) are left out, and each row is judged over
+    # its own real steps: 40 and 50 (a median of 45), not both cut to 40.
     longer = 0.5 ** np.arange(steps + 10)[::-1]
-    assert reach(np.stack([np.concatenate([np.zeros(10), fading]), longer]))["steps"] == steps
+    both = reach(np.stack([np.concatenate([np.zeros(10), fading]), longer]))
+    assert both["steps"] == 45 and both["ratio"] == pytest.approx(np.median([np.mean(fading[:4]) / np.mean(fading[-4:]), np.mean(longer[:5]) / np.mean(longer[-5:])]))
     # A row too short to judge is left out, not the batch: the others' steps are compared.
     assert reach(np.stack([np.concatenate([np.zeros(steps - 10), fading[-10:]]), fading]))["steps"] == steps
     # Too short to judge, or nothing finite.

@@ -57,29 +57,30 @@ def sequence_readers(model: Any) -> list[Any]:
 def reach(norms: np.ndarray) -> dict[str, float] | None:
     """The first-to-last ratio and the reach of one layer's gradient norms, ``[rows, steps]``.
 
-    Each row's real steps are those whose gradient is not exactly 0 (a masked step's is); rows
-    with fewer than :data:`MIN_STEPS` of them are left out (one short text among long ones of a
-    padded batch left nothing to judge), the others aligned at their last real step and cut to
-    the shortest one's real length.
+    Each row's real steps are those whose gradient is not exactly 0 (a masked step's is), and
+    each row is judged over its own real steps: rows with fewer than :data:`MIN_STEPS` of them
+    are left out (one short text among long ones of a padded batch left nothing to judge), and a
+    long row is not cut to a short one's length (texts of 22 to 80 tokens were judged over 22).
 
     Returns:
-        ``{"steps", "ratio", "reach"}``: the real steps compared, the median over rows of the
-        mean norm at the first tenth of them over the mean at the last tenth, and how many steps
-        back from the end the (median, normalised) gradient stays above :data:`REACH_SHARE`; or
-        ``None`` when no row with finite values has :data:`MIN_STEPS` real steps.
+        ``{"steps", "ratio", "reach"}``, medians over the rows judged: the real steps, the mean
+        norm at the first tenth of them over the mean at the last tenth, and how many steps back
+        from the end the norm stays above :data:`REACH_SHARE` of the last tenth's; or ``None``
+        when no row with finite values has :data:`MIN_STEPS` real steps.
     """
     rows = [row[row > 0] for row in np.asarray(norms, dtype=np.float64) if np.isfinite(row).all()]
     rows = [row for row in rows if row.size >= MIN_STEPS]
     if not rows:
         return None
-    steps = min(row.size for row in rows)
-    tenth = max(1, steps // 10)
-    aligned = np.stack([row[-steps:] for row in rows])
-    last = aligned[:, -tenth:].mean(axis=1, keepdims=True)
-    profile = np.median(aligned / last, axis=0)  # 1.0 at the end, falling towards the start
-    ratio = float(np.median(aligned[:, :tenth].mean(axis=1) / last[:, 0]))
-    below = np.flatnonzero(profile[::-1] < REACH_SHARE)
-    return {"steps": int(steps), "ratio": ratio, "reach": int(below[0]) if below.size else int(steps)}
+    steps, ratios, reaches = [], [], []
+    for row in rows:
+        tenth = max(1, row.size // 10)
+        last = row[-tenth:].mean()
+        steps.append(row.size)
+        ratios.append(row[:tenth].mean() / last)
+        below = np.flatnonzero(row[::-1] / last < REACH_SHARE)
+        reaches.append(below[0] if below.size else row.size)
+    return {"steps": int(np.median(steps)), "ratio": float(np.median(ratios)), "reach": int(np.median(reaches))}
 
 
 class TimeGradients:
