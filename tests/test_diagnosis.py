@@ -2331,6 +2331,23 @@ def test_readback_of_a_run_stopped_by_nan_equals_the_live_findings(tmp_path):
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
 
 
+def test_readback_of_a_run_resumed_with_a_rebuilt_model_equals_the_live_findings(tmp_path):
+    # Rebuilt in the same process, the model's layers are dense_2 and dense_3 where they were dense
+    # and dense_1 (Keras numbers them per process): each fit's statistics have tags the other's steps lack. Read as NaN values, those
+    # gaps made a nan-loss error the live run did not have.
+    from trainkit.diagnosis.readback import diagnose_run_dir, read_run
+
+    x, y = regression_data(200)
+    for epochs, resume in ((2, False), (4, True)):
+        trainer = Trainer(tiny_model(), loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False, logdir=tmp_path)
+        trainer.fit(x, y, epochs=epochs, batch_size=20, verbose=0, resume=resume)
+    kernels = [n for n in read_run(tmp_path).names if n.startswith("grad_norm/") and n.endswith("/kernel")]
+    assert len(kernels) == 4  # two layers, named apart by each fit
+    live = [f.to_dict() for f in trainer.findings]
+    assert "nan-loss" not in [f["code"] for f in live]
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
+
+
 def test_the_callbacks_own_recovery_restores_the_last_good_epoch():
     from trainkit.diagnosis import DiagnosisCallback
 

@@ -53,6 +53,8 @@ class RunEvents:
         steps: ``[S]`` global steps that have per-step scalars, ascending.
         names: Names of the per-step scalars (``loss``, ``grad_norm/dense/kernel``, ...).
         values: ``[S, len(names)]`` their values (NaN where a step lacks one).
+        present: ``[S, len(names)]`` whether the step wrote that scalar (a value NaN where one was
+            written is a NaN the run computed; one a step lacks is a statistic it did not have).
         epoch_logs: Epoch -> its values (``loss``, metrics, ``val_*``).
         epoch_end_steps: Epoch -> global step count when it ended.
         regularization: Epoch -> regularization penalty at its end.
@@ -65,6 +67,7 @@ class RunEvents:
     steps: np.ndarray
     names: list[str]
     values: np.ndarray
+    present: np.ndarray
     epoch_logs: dict[int, dict[str, float]]
     epoch_end_steps: dict[int, int]
     regularization: dict[int, float]
@@ -154,10 +157,12 @@ def read_run(path: str | Path) -> RunEvents:
     steps = np.array(sorted({e.step for events in series.values() for e in events}), dtype=np.int64)
     names = list(series)
     values = np.full((len(steps), len(names)), np.nan)
+    present = np.zeros((len(steps), len(names)), dtype=bool)
     position = {int(s): i for i, s in enumerate(steps)}
     for j, name in enumerate(names):
         for event in series[name]:
             values[position[event.step], j] = event.value
+            present[position[event.step], j] = True
 
     epoch_logs: dict[int, dict[str, float]] = {}
     for tag in scalar_tags:
@@ -171,7 +176,7 @@ def read_run(path: str | Path) -> RunEvents:
                     epoch_logs.setdefault(event.step, {})["val_" + tag.removeprefix("epoch/")] = event.value
     ends = {e.step: round(e.value) for e in train.Scalars(_EPOCH_END)} if _EPOCH_END in scalar_tags else {}
     penalty = {e.step: float(e.value) for e in train.Scalars(_REGULARIZATION)} if _REGULARIZATION in scalar_tags else {}
-    return RunEvents(run_dir, context, checks, notes, steps, names, values, epoch_logs, ends, penalty)
+    return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty)
 
 
 def _step_name(tag: str) -> str:
@@ -202,10 +207,7 @@ def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
     bounds = _epoch_bounds(events, epochs)
     for epoch, (start, end) in zip(epochs, bounds, strict=True):
         diagnoser.begin_epoch(epoch, start)
-        rows = np.flatnonzero((events.steps >= start) & (events.steps < end))
-        for block in _contiguous(events.steps[rows]):
-            first = int(events.steps[rows[block[0]]])
-            diagnoser.add_steps(first, events.names, events.values[rows[block]])
+        _add_rows(diagnoser, events, np.flatnonzero((events.steps >= start) & (events.steps < end)))
         diagnoser.end_epoch(epoch, events.epoch_logs.get(epoch, {}), regularization=events.regularization.get(epoch))
     # Steps after the last closed epoch: an epoch abandoned at a non-finite loss (the live run never
     # closed it either).
@@ -213,8 +215,7 @@ def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
     rows = np.flatnonzero(events.steps >= start)
     if len(rows):
         diagnoser.begin_epoch(epochs[-1] + 1 if epochs else events.context.initial_epoch, start)
-        for block in _contiguous(events.steps[rows]):
-            diagnoser.add_steps(int(events.steps[rows[block[0]]]), events.names, events.values[rows[block]])
+        _add_rows(diagnoser, events, rows)
     diagnoser.finish(events.notes)
     return diagnoser
 
@@ -241,12 +242,22 @@ def _epoch_bounds(events: RunEvents, epochs: list[int]) -> list[tuple[int, int]]
     return bounds
 
 
-def _contiguous(steps: np.ndarray) -> list[np.ndarray]:
-    """Index blocks of consecutive steps (more than one only with ``scalars_every`` > 1)."""
-    if len(steps) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(steps) != 1) + 1
-    return np.split(np.arange(len(steps)), breaks)
+def _add_rows(diagnoser: Diagnoser, events: RunEvents, rows: np.ndarray) -> None:
+    """Adds the steps at ``rows`` to ``diagnoser``, one call per block of consecutive steps that
+    wrote the same statistics, each with those statistics only.
+
+    Blocks of consecutive steps: more than one with ``scalars_every`` > 1. Of the same statistics:
+    a run resumed in the process that built its first model named the rebuilt model's layers
+    ``dense_2`` where the first fit's were ``dense``; the columns one fit never wrote are no NaN it
+    computed (read as such, they made a ``nan-loss`` the live run did not have).
+    """
+    if len(rows) == 0:
+        return
+    steps, present = events.steps[rows], events.present[rows]
+    breaks = np.flatnonzero((np.diff(steps) != 1) | (present[1:] != present[:-1]).any(axis=1)) + 1
+    for block in np.split(np.arange(len(rows)), breaks):
+        columns = np.flatnonzero(present[block[0]])
+        diagnoser.add_steps(int(steps[block[0]]), [events.names[j] for j in columns], events.values[np.ix_(rows[block], columns)])
 
 
 def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
