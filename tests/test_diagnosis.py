@@ -2348,6 +2348,28 @@ def test_readback_of_a_run_resumed_with_a_rebuilt_model_equals_the_live_findings
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
 
 
+def test_readback_judges_each_fit_of_a_resumed_run_in_that_fit_s_context(tmp_path):
+    # The resumed fit's rebuilt model has other layer names. Replayed in its context from the first
+    # step on, the first fit's sigmoid output layer was no output layer but a hidden one, and its
+    # confident outputs a saturated-activations warning the live run never reported.
+    from trainkit.diagnosis.readback import diagnose_run_dir, read_run
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((240, 6)).astype("float32")
+    y = (x[:, :3].sum(axis=1) > 0).astype("float32")
+    for epochs, resume in ((6, False), (12, True)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1.0), task="binary", seed=0, jit_compile=False,
+                          logdir=tmp_path, steps_per_execution=2)
+        trainer.fit(x, y, epochs=epochs, batch_size=20, validation_split=0.25, verbose=0, resume=resume)
+    live = [f.to_dict() for f in trainer.findings]
+    assert "saturated-activations" not in [f["code"] for f in live]
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
+    events = read_run(tmp_path)
+    assert [step for step, _ in events.fit_contexts] == [0, 54] and events.fit_contexts[0][1].layers != events.context.layers
+
+
 def test_the_callbacks_own_recovery_restores_the_last_good_epoch():
     from trainkit.diagnosis import DiagnosisCallback
 

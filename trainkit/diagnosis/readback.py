@@ -58,6 +58,8 @@ class RunEvents:
         epoch_logs: Epoch -> its values (``loss``, metrics, ``val_*``).
         epoch_end_steps: Epoch -> global step count when it ended.
         regularization: Epoch -> regularization penalty at its end.
+        fit_contexts: ``(first step, context)`` of each fit that wrote one, in step order (a
+            resumed fit's layers, callbacks and epochs are its own); ``context`` is the last.
     """
 
     run_dir: Path
@@ -71,6 +73,7 @@ class RunEvents:
     epoch_logs: dict[int, dict[str, float]]
     epoch_end_steps: dict[int, int]
     regularization: dict[int, float]
+    fit_contexts: list[tuple[int, Context]] = dataclasses.field(default_factory=list)
 
 
 def run_order(run: Path) -> tuple[str, int, str]:
@@ -135,7 +138,8 @@ def read_run(path: str | Path) -> RunEvents:
         validation = EventAccumulator(str(run_dir / "validation"), size_guidance=guidance)
         validation.Reload()
 
-    payload = _json_text(train, _CONTEXT) or {}
+    contexts = _json_texts(train, _CONTEXT)
+    payload = contexts[-1][1] if contexts else {}
     if not payload and not train.Tags().get("scalars"):
         # Files that hold no event TensorBoard could read: "no findings" would pass for a verdict.
         raise RunNotFoundError("run-not-found", f"{run_dir}'s event files hold no trainkit events that can be read: they are damaged, empty, "
@@ -176,7 +180,8 @@ def read_run(path: str | Path) -> RunEvents:
                     epoch_logs.setdefault(event.step, {})["val_" + tag.removeprefix("epoch/")] = event.value
     ends = {e.step: round(e.value) for e in train.Scalars(_EPOCH_END)} if _EPOCH_END in scalar_tags else {}
     penalty = {e.step: float(e.value) for e in train.Scalars(_REGULARIZATION)} if _REGULARIZATION in scalar_tags else {}
-    return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty)
+    fit_contexts = [(step, Context.from_dict(data.get("context", {}))) for step, data in contexts]
+    return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty, fit_contexts)
 
 
 def _step_name(tag: str) -> str:
@@ -186,28 +191,43 @@ def _step_name(tag: str) -> str:
 
 def _json_text(accumulator: Any, tag: str) -> dict[str, Any] | None:
     """The JSON block of the last text summary written under ``tag``, if any."""
+    texts = _json_texts(accumulator, tag)
+    return texts[-1][1] if texts else None
+
+
+def _json_texts(accumulator: Any, tag: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(step, JSON block)`` of each text summary written under ``tag`` that holds one."""
     if tag not in accumulator.Tags().get("tensors", []):
-        return None
-    events = accumulator.Tensors(tag)
-    if not events:
-        return None
-    raw = events[-1].tensor_proto.string_val
-    text = raw[0].decode("utf-8", "replace") if raw else ""
-    match = _JSON_BLOCK.search(text)
-    try:
-        return json.loads(match.group(1) if match else text)
-    except json.JSONDecodeError:
-        return None
+        return []
+    texts = []
+    for event in accumulator.Tensors(tag):
+        raw = event.tensor_proto.string_val
+        text = raw[0].decode("utf-8", "replace") if raw else ""
+        match = _JSON_BLOCK.search(text)
+        try:
+            data = json.loads(match.group(1) if match else text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            texts.append((int(event.step), data))
+    return texts
 
 
 def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
-    """Feeds a run's events through a fresh :class:`Diagnoser`, epoch by epoch, and finishes it."""
-    diagnoser = Diagnoser(events.context, thresholds=thresholds)
+    """Feeds a run's events through a fresh :class:`Diagnoser`, epoch by epoch, and finishes it.
+
+    Each fit's steps and epochs are judged in that fit's context, as the live run judged them: a
+    resumed fit's model rebuilt in the same process has other layer names, and judged in its
+    context the first fit's output layer (``dense_1``, now no layer of the model) was a hidden
+    layer with ``saturated-activations``.
+    """
+    diagnoser = Diagnoser(_context_at(events, int(events.steps[0]) if len(events.steps) else 0), thresholds=thresholds)
     epochs = sorted(set(events.epoch_logs) | set(events.epoch_end_steps))
     bounds = _epoch_bounds(events, epochs)
     for epoch, (start, end) in zip(epochs, bounds, strict=True):
         diagnoser.begin_epoch(epoch, start)
         _add_rows(diagnoser, events, np.flatnonzero((events.steps >= start) & (events.steps < end)))
+        diagnoser.context = _context_at(events, end - 1)
         diagnoser.end_epoch(epoch, events.epoch_logs.get(epoch, {}), regularization=events.regularization.get(epoch))
     # Steps after the last closed epoch: an epoch abandoned at a non-finite loss (the live run never
     # closed it either).
@@ -216,6 +236,7 @@ def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
     if len(rows):
         diagnoser.begin_epoch(epochs[-1] + 1 if epochs else events.context.initial_epoch, start)
         _add_rows(diagnoser, events, rows)
+    diagnoser.context = events.context
     diagnoser.finish(events.notes)
     return diagnoser
 
@@ -254,10 +275,21 @@ def _add_rows(diagnoser: Diagnoser, events: RunEvents, rows: np.ndarray) -> None
     if len(rows) == 0:
         return
     steps, present = events.steps[rows], events.present[rows]
-    breaks = np.flatnonzero((np.diff(steps) != 1) | (present[1:] != present[:-1]).any(axis=1)) + 1
+    fit_starts = np.isin(steps[1:], [step for step, _ in events.fit_contexts])
+    breaks = np.flatnonzero((np.diff(steps) != 1) | (present[1:] != present[:-1]).any(axis=1) | fit_starts) + 1
     for block in np.split(np.arange(len(rows)), breaks):
         columns = np.flatnonzero(present[block[0]])
+        diagnoser.context = _context_at(events, int(steps[block[0]]))
         diagnoser.add_steps(int(steps[block[0]]), [events.names[j] for j in columns], events.values[np.ix_(rows[block], columns)])
+
+
+def _context_at(events: RunEvents, step: int) -> Context:
+    """The context of the fit that trained ``step`` (the first fit's before any began)."""
+    context = events.fit_contexts[0][1] if events.fit_contexts else events.context
+    for start, fit_context in events.fit_contexts:
+        if start <= step:
+            context = fit_context
+    return context
 
 
 def diagnose_run_dir(path: str | Path, thresholds: Any = None) -> list[Finding]:
