@@ -2370,6 +2370,24 @@ def test_readback_judges_each_fit_of_a_resumed_run_in_that_fit_s_context(tmp_pat
     assert [step for step, _ in events.fit_contexts] == [0, 54] and events.fit_contexts[0][1].layers != events.context.layers
 
 
+def test_readback_of_a_trainers_second_fit_in_its_logdir_equals_that_fit_s_findings(tmp_path):
+    # A trainer's own second fit (no resume) goes on with the step count in the same event files
+    # and its findings replace the first fit's. The readback replayed both fits as one run: the
+    # first fit's losses (targets around 50) were "the first steps", an initial-loss-too-high that
+    # the second fit, starting trained, never had; and the first fit's epochs 2 and 3 stayed in.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    x, y = regression_data(200)
+    trainer = Trainer(tiny_model(), loss="mse", optimizer=keras.optimizers.Adam(0.05), task="regression", seed=0, jit_compile=False,
+                      logdir=tmp_path)
+    trainer.fit(x, y + 50, epochs=4, batch_size=20, verbose=0)
+    assert "initial-loss-too-high" in [f.code for f in trainer.findings]
+    trainer.fit(x, y + 50, epochs=2, batch_size=20, verbose=0)
+    live = [f.to_dict() for f in trainer.findings]
+    assert "initial-loss-too-high" not in [f["code"] for f in live]
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
+
+
 def test_the_callbacks_own_recovery_restores_the_last_good_epoch():
     from trainkit.diagnosis import DiagnosisCallback
 

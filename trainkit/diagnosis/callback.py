@@ -172,6 +172,9 @@ class DiagnosisCallback(Callback):
         # The chance levels are computed: do not hold on to the data.
         self._targets = self._sample_weight = None
         self._validation = (None, None)
+        # Whether this fit goes on with a run (a resume whose lost journal left the diagnosis to
+        # start afresh too: its report keeps the run's findings), or starts a diagnosis of its own.
+        resumed = self._resumed_state is not None or getattr(trainer, "resumed_epochs", 0) > 0
         self.diagnoser = self._new_diagnoser(context)
         context = self.diagnoser.context
         self._nan_pending = False
@@ -185,7 +188,9 @@ class DiagnosisCallback(Callback):
             # The checks' findings only: a resumed trainer also holds the diagnosis's own, which
             # `trainkit diagnose` replays from the steps (they were listed twice).
             checks = [f.to_dict() for f in trainer.findings if f.code not in DIAGNOSIS_CODES]
-            payload = json.dumps({"context": context.to_dict(), "checks": checks}, allow_nan=True)
+            # `trainkit diagnose` replays from the last fit that did not resume: a trainer's own
+            # second fit replaces the earlier fit's findings.
+            payload = json.dumps({"context": context.to_dict(), "checks": checks, "resumed": resumed}, allow_nan=True)
             trainer.writer.text("train", trainer.step, CONTEXT_TAG, f"```json\n{payload}\n```")
 
     def _new_diagnoser(self, context: Context) -> Diagnoser:

@@ -60,6 +60,10 @@ class RunEvents:
         regularization: Epoch -> regularization penalty at its end.
         fit_contexts: ``(first step, context)`` of each fit that wrote one, in step order (a
             resumed fit's layers, callbacks and epochs are its own); ``context`` is the last.
+        diagnosis_start: The first step of the last fit that did not resume the run (a
+            trainer's own second fit, whose findings replace the earlier fit's): the findings are
+            those of the steps and epochs from there on; ``None`` for runs that do not say (read
+            whole).
     """
 
     run_dir: Path
@@ -74,6 +78,7 @@ class RunEvents:
     epoch_end_steps: dict[int, int]
     regularization: dict[int, float]
     fit_contexts: list[tuple[int, Context]] = dataclasses.field(default_factory=list)
+    diagnosis_start: int | None = None
 
 
 def run_order(run: Path) -> tuple[str, int, str]:
@@ -181,7 +186,10 @@ def read_run(path: str | Path) -> RunEvents:
     ends = {e.step: round(e.value) for e in train.Scalars(_EPOCH_END)} if _EPOCH_END in scalar_tags else {}
     penalty = {e.step: float(e.value) for e in train.Scalars(_REGULARIZATION)} if _REGULARIZATION in scalar_tags else {}
     fit_contexts = [(step, Context.from_dict(data.get("context", {}))) for step, data in contexts]
-    return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty, fit_contexts)
+    # Older runs do not say whether a fit resumed the run's diagnosis, and are diagnosed whole.
+    fresh = [step for step, data in contexts if data.get("resumed") is False]
+    return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty, fit_contexts,
+                     fresh[-1] if fresh else None)
 
 
 def _step_name(tag: str) -> str:
@@ -221,6 +229,7 @@ def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
     context the first fit's output layer (``dense_1``, now no layer of the model) was a hidden
     layer with ``saturated-activations``.
     """
+    events = _from_diagnosis_start(events)
     diagnoser = Diagnoser(_context_at(events, int(events.steps[0]) if len(events.steps) else 0), thresholds=thresholds)
     epochs = sorted(set(events.epoch_logs) | set(events.epoch_end_steps))
     bounds = _epoch_bounds(events, epochs)
@@ -239,6 +248,24 @@ def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
     diagnoser.context = events.context
     diagnoser.finish(events.notes)
     return diagnoser
+
+
+def _from_diagnosis_start(events: RunEvents) -> RunEvents:
+    """The events from :attr:`RunEvents.diagnosis_start` on: the steps trained since, the fits
+    begun since, and the epochs that ended after it (the fresh fit numbered its epochs from its
+    ``initial_epoch`` again and overwrote the earlier fit's that it reached; those it did not
+    reach ended before it began)."""
+    begin = events.diagnosis_start
+    if begin is None or not len(events.steps) or begin <= events.steps[0]:
+        return events
+    keep = events.steps >= begin
+    earlier = {epoch for epoch, end in events.epoch_end_steps.items() if end <= begin}
+    return dataclasses.replace(
+        events, steps=events.steps[keep], values=events.values[keep], present=events.present[keep],
+        epoch_logs={e: logs for e, logs in events.epoch_logs.items() if e not in earlier},
+        epoch_end_steps={e: end for e, end in events.epoch_end_steps.items() if e not in earlier},
+        regularization={e: penalty for e, penalty in events.regularization.items() if e not in earlier},
+        fit_contexts=[(step, context) for step, context in events.fit_contexts if step >= begin])
 
 
 def _epoch_bounds(events: RunEvents, epochs: list[int]) -> list[tuple[int, int]]:
