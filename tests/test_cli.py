@@ -215,6 +215,19 @@ def test_console_script_runs_without_tensorflow_startup_noise(tiny_recipe, tmp_p
     assert "run written to" in proc.stdout and "(trainkit tensorboard " in proc.stdout
 
 
+def test_compare_of_a_default_learning_rate_sweep_runs_without_tensorflow_startup_noise(tmp_path):
+    """`optimizer: adam` swept: its default learning rate, read for the hparams, imported Keras unfiltered."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.replace("optimizer: {name: adam, learning_rate: 0.01}", "optimizer: adam\nsweep: {training.batch_size: [32]}")
+                    .replace("epochs: 2", "epochs: 1"))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "compare", str(path), "--logdir", str(tmp_path / "runs"), "-q"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny-batch_size=32" in proc.stdout
+    assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr
+
+
 def test_a_reader_that_stops_early_does_not_stop_training(tiny_recipe, tmp_path):
     """``trainkit train recipe.yaml 2>&1 | head -1``: the closed pipe aborted the run half-written."""
     logdir = tmp_path / "runs"

@@ -347,10 +347,12 @@ def compare_command(
     # A Ctrl-C that gets here came before the first run trained: iter_compare's own is caught below.
     with user_errors(interrupted=NOTHING_TRAINED):
         loaded = [_load_one_of(path, set_, several=len(recipes) > 1) for path in recipes]
-        variants = expand_all(loaded)  # type: ignore[arg-type]
         if json_path is not None:
             _check_output_file(json_path, recipes)
+        # Before expanding: a variant's hyperparameters (Adam's default learning rate) import Keras,
+        # and TensorFlow imported there printed its C++ start-up noise unfiltered.
         _import_tensorflow()
+        variants = expand_all(loaded)  # type: ignore[arg-type]
         try:
             for row in iter_compare(variants, logdir=logdir, progress=None if quiet else _err):
                 rows.append(row)
