@@ -6,6 +6,7 @@ import errno
 import io
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,8 @@ def test_version_and_short_help(runner):
     assert result.exit_code == 0 and result.output.startswith("trainkit ") and f"keras {keras.__version__}" in result.output
     short, long = runner.invoke(app, ["train", "-h"]), runner.invoke(app, ["train", "--help"])
     assert short.exit_code == 0 and short.output == long.output and "RECIPE" in short.output
+    # --help said "trainkit, TensorFlow and Keras" while --version also prints Python's.
+    assert f"Python {platform.python_version()}" in result.output and "Keras and Python" in " ".join(runner.invoke(app, ["--help"]).output.split())
 
 
 def test_train_writes_run_directory_with_report_and_events(runner, tiny_recipe, tmp_path):

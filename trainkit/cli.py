@@ -63,7 +63,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the versions of trainkit, TensorFlow and Keras, and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the versions of trainkit, TensorFlow, Keras and Python (for a bug report), and exit.")] = False,
 ) -> None:
     """Train Keras models with a measured, compiled loop and find out why the loss looks wrong."""
 
