@@ -1289,6 +1289,9 @@ def test_check_refuses_a_logdir_that_train_refuses(runner, tiny_recipe, tmp_path
     for command in ("train", "check"):
         result = runner.invoke(app, [command, str(tiny_recipe), *overrides])
         assert result.exit_code == 2 and f"error: [{code}]" in result.output, (command, result.output)
+        if code == "logdir-unwritable":
+            # It sent check's user to a --logdir option that check does not have.
+            assert "--logdir on the command line" not in result.output and "logging.logdir" in result.output
 
 
 def test_a_builder_op_that_fails_when_it_runs_is_one_line_naming_the_user_s_code(runner, tmp_path):

@@ -52,7 +52,7 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
     except OSError as err:
         # The first write of a fit: a read-only logdir was a bare PermissionError here.
         raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {os_error_reason(err, path)}. "
-                                               "Pass a writable directory (logdir=..., or --logdir on the command line).") from None
+                                               "Pass a writable directory (logdir=... in Python; in a recipe logging.logdir, which trainkit train and compare also take as --logdir).") from None
     try:
         if not _lock(fd):
             holder = os.read(fd, 64).decode("ascii", "replace").strip()

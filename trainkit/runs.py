@@ -44,7 +44,7 @@ def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
             pass
     except OSError as err:
         reason = os_error_reason(err, path)
-        raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {reason}. Pass a writable directory (logdir=..., or --logdir on the command line).") from None
+        raise RunDirError("logdir-unwritable", f"Cannot write to the log directory {path}: {reason}. Pass a writable directory (logdir=... in Python; in a recipe logging.logdir, which trainkit train and compare also take as --logdir).") from None
     finally:
         if not keep:
             for directory in created:  # deepest first
