@@ -70,7 +70,6 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
 
 
-
 def vanishing_through_time(view: Diagnoser) -> Issue | None:
     """A recurrent layer's gradient fades 1000x between the last and the first steps of its
     sequence (measured at the end, :mod:`trainkit.time_gradients`), and the loss stayed at chance.
