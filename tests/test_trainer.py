@@ -756,6 +756,18 @@ def test_history_lists_stay_aligned_with_the_epochs_when_a_key_comes_and_goes():
     assert math.isnan(history.history["penalty"][0]) and history.history["penalty"][1] == 0.1 and math.isnan(history.history["penalty"][2])
 
 
+def test_a_history_s_repr_is_one_short_line_however_long_the_run():
+    # A notebook cell ending in `history = trainer.fit(...)`'s value printed every value of every
+    # epoch (the dataclass's repr): 1000 epochs were pages of numbers.
+    from trainkit.history import History
+
+    history = History()
+    for epoch in range(1000):
+        history.append(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)})
+    assert repr(history) == "History(epochs=1000, last: loss=0.001, val_loss=0.002)"
+    assert repr(History()) == "History(epochs=0)"
+
+
 @pytest.mark.parametrize(
     ("make", "code", "fragment"),
     [

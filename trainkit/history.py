@@ -25,6 +25,12 @@ class History:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     model: Any = dataclasses.field(default=None, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        # Short, as the last line of a notebook cell shows it: the dataclass's own repr printed
+        # every value of every epoch (Keras's History shows its address).
+        last = ", ".join(f"{key}={values[-1]:.4g}" for key, values in self.history.items() if values)
+        return f"History(epochs={len(self.epoch)}{', last: ' + last if last else ''})"
+
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Adds one epoch's logs; ``history[key][i]`` always belongs to ``epoch[i]``.
 
