@@ -2216,6 +2216,18 @@ def test_chance_loss_is_unknown_for_losses_without_a_constant_baseline():
     assert chance_loss("binary", "binary_crossentropy", np.array(["a", "b"])) is None
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean", "mean_with_sample_weight"])
+def test_chance_loss_of_a_loss_summed_over_its_batch_is_unknown(reduction):
+    # reduction="sum" was summed over all 320 training rows (221 for ln 2 a row) while each
+    # training loss is one batch's sum (~22 at batch 32): a healthy run got initial-loss-too-low.
+    y = np.array([[0.0], [1.0]] * 160)
+    baseline = chance_loss("binary", {"name": "binary_crossentropy", "reduction": reduction}, y)
+    if reduction == "sum":
+        assert baseline is None
+    else:
+        assert baseline is not None and baseline.loss == pytest.approx(LN2, rel=1e-4)
+
+
 # -- the report --------------------------------------------------------------------------------------
 
 def test_report_groups_by_severity_with_advice():

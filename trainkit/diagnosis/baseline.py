@@ -114,9 +114,10 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
             row of ``y``, or ``None`` for unweighted rows.
 
     Returns:
-        The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss,
-        several outputs, targets that are not a plain numeric array, or weights that are not one
-        finite, non-negative number per row (a wrong chance level is worse than none).
+        The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss, a
+        loss not averaged over the batch's rows (``reduction="sum"``), several outputs, targets
+        that are not a plain numeric array, or weights that are not one finite, non-negative
+        number per row (a wrong chance level is worse than none).
     """
     from trainkit.checks.compatibility import describe_loss
     from trainkit.resolve import get_loss
@@ -127,6 +128,12 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
     y, w = rows
     info = describe_loss(loss)
     config = _loss_config(loss)
+    if config.get("reduction", "sum_over_batch_size") not in _ROW_MEAN_REDUCTIONS:
+        # A loss summed over its batch is the batch's rows times their mean loss: its level grows
+        # with the batch size (and a smaller last batch's is lower), so no one number is its chance
+        # level. Summed over all 320 training rows it read 221 where a fresh model's first losses
+        # at batch 32 were ~22, and a healthy run was told initial-loss-too-low (a leak).
+        return None
     constant = _best_constant(task, info.kind, info.from_logits, info.name, y, w,
                               ignore_class=config.get("ignore_class"),
                               label_smoothing=float(config.get("label_smoothing") or 0.0))
@@ -290,6 +297,9 @@ def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y:
     return None
 
 
+#: Reductions that average the loss over the batch's rows (weighted or not), as the chance level
+#: computed over every training row does.
+_ROW_MEAN_REDUCTIONS = frozenset({"sum_over_batch_size", "mean", "mean_with_sample_weight"})
 #: Regression losses whose best constant :func:`_best_constant` knows exactly (the mean, the median).
 _CLOSED_FORM = frozenset({"MeanSquaredError", "mean_squared_error", "MeanAbsoluteError", "mean_absolute_error"})
 #: Names describe_loss gives binary focal cross-entropy, whose best constant is searched for.
