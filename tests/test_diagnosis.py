@@ -477,6 +477,17 @@ def test_loss_collapsed_right_after_the_first_epoch():
     assert f.epoch == 1 and f.evidence["epoch_loss"] == pytest.approx(0.004) and "leak" in f.advice
 
 
+def test_loss_collapsed_without_a_chance_level_needs_a_loss_whose_floor_is_zero():
+    # A cosine-similarity loss learning well (0.01, then -0.23 after epoch 2) was "under 2% of the
+    # chance level n/a": with no chance level the bar is 1e-3, which any negative loss passed.
+    s = Stream(task="regression", chance=None)
+    s.train_loss = lambda e, st: 0.01 - 0.24 * e - 0.001 * st
+    assert "loss-collapsed" not in codes(s.run())
+    s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.0004  # a loss that cannot go below 0
+    f = finding(s.run(), "loss-collapsed")
+    assert "under 0.001 (no chance level is known for this loss)" in f.message and "n/a" not in f.message
+
+
 def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():
     # It still hedged ("or the task is easy, which is fine") with label-leakage in the same report.
     s = Stream()

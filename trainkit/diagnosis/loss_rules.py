@@ -293,10 +293,19 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     if not view.epochs or view.epochs_run > view.t.collapse_epochs:
         return None
     chance = chance_level(view)
-    loss = float(view.epoch_losses(data_only=True)[-1])
+    losses = view.epoch_losses(data_only=True)
+    loss = float(losses[-1])
+    if chance is None and (bool((losses < 0).any()) or bool((first_losses(view) < 0).any())):
+        # Without a chance level, "near 0" means solved only for a loss whose floor is 0: one that
+        # has gone below it (a cosine similarity, a Poisson loss) has none. A cosine-similarity
+        # loss learning well (-0.23 after epoch 2) was "under 2% of the chance level n/a".
+        return None
     limit = view.t.collapse_fraction * chance if chance is not None else view.t.collapse_absolute
     if not math.isfinite(loss) or loss >= limit:
         return None
+    # Where no chance level is known, the bar is an absolute one, said as such.
+    under = (f"{view.t.collapse_fraction:.0%} of {chance_text(view)}" if chance is not None else
+             f"{format_number(view.t.collapse_absolute)} (no chance level is known for this loss)")
     leaked = [code for code in ("label-leakage", "train-validation-overlap") if code in (view.context.check_codes or ())]
     if leaked:  # the checks already found why: "or the task is easy, which is fine" would hedge against them
         # The fix of each cause found, and only those: a label leak alone was also told to "keep copies
@@ -304,7 +313,7 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
         fixes = {"label-leakage": "drop the leaked column", "train-validation-overlap": "keep copies of training rows out of the validation rows"}
         return Issue(
             f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-            f"{view.t.collapse_fraction:.0%} of {chance_text(view)}: the data checks found why before the first "
+            f"{under}: the data checks found why before the first "
             f"step ({', '.join(leaked)}): the inputs give the answer away, so the model learned nothing it can use "
             f"on new rows.",
             f"Do what {'those findings say' if len(leaked) > 1 else 'that finding says'} ({'; '.join(fixes[code] for code in leaked)}), "
@@ -318,7 +327,7 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
         # a check that never ran.
         return Issue(
             f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-            f"{view.t.collapse_fraction:.0%} of {chance_text(view)}. The data checks found no input column that gives "
+            f"{under}. The data checks found no input column that gives "
             f"the target away and no validation rows copied from training, so the task is likely (near-)deterministic "
             f"and easy (well separated classes, a smooth function of the inputs with little noise), which is fine.",
             "If the task is not known to be that easy, look for what the checks cannot see: an input computed from "
@@ -327,7 +336,7 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": []}, epoch=view.epochs[-1].epoch, severity="info")
     return Issue(
         f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-        f"{view.t.collapse_fraction:.0%} of {chance_text(view)}. Few tasks are solved that fast: "
+        f"{under}. Few tasks are solved that fast: "
         f"either the inputs contain the answer (a label column or something derived from it, or rows "
         f"repeated across the split), or the task is (near-)deterministic and easy (a smooth "
         f"function of the inputs with little noise, well separated classes), which is fine.",
