@@ -2757,6 +2757,19 @@ def test_a_rise_from_a_best_of_zero_or_below_is_no_divergence_by_ratio(losses):
     assert "diverging-loss" not in codes(s.run())
 
 
+def test_a_negative_loss_jittering_where_it_settled_is_no_oscillation():
+    # A cosine-similarity loss settled near -0.98 with a jitter of 0.002 was measured against a
+    # scale of 1e-12 (the larger of a negative mean and a negative first loss): "oscillating".
+    losses = [*curve(-0.2, -0.97, 10), *(-0.98 + 0.001 * (-1) ** e for e in range(10))]
+    s = Stream(epochs=len(losses), task="regression", chance=None)
+    s.train_loss = lambda e, st: losses[e]
+    s.val_loss = None
+    assert "oscillating-loss" not in codes(s.run())
+    swings = [-0.5 + 0.3 * (-1) ** e for e in range(20)]  # -0.2, -0.8, -0.2...: moves of 0.6 on a scale of 0.5
+    s.train_loss = lambda e, st: swings[e]
+    assert finding(s.run(), "oscillating-loss").evidence["relative_amplitude"] == pytest.approx(1.2, rel=0.05)
+
+
 def test_checkpoints_journal_each_epoch_record_once(tmp_path, monkeypatch):
     # Every checkpoint's record held every epoch's diagnosis record: a checkpoint after 1500
     # epochs of a small MLP took 358 ms and 5 MB. Each record now goes to the journal once.

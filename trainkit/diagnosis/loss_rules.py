@@ -501,8 +501,10 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
         return None
     changes = float(np.mean(signs[1:] != signs[:-1]))
     # Relative to the loss scale of the task (chance, or the first epoch's loss), not to the current
-    # level: dropout noise of 0.01 on a loss of 0.05 is no oscillation.
-    scale = max(float(np.mean(window)), chance_level(view) or float(losses[0]))
+    # level: dropout noise of 0.01 on a loss of 0.05 is no oscillation. Sizes, not signed values:
+    # a negative loss (a cosine similarity's, settled near -0.98) made the scale 1e-12, and a
+    # jitter of 0.002 "moved by 2e+11% of the loss scale".
+    scale = max(abs(float(np.mean(window))), chance_level(view) or abs(float(losses[0])))
     amplitude = float(np.mean(np.abs(moves)) / max(scale, 1e-12))
     # A zig-zag that still makes progress (a falling trend) is not an oscillation.
     trend = abs(float(window[-1] - window[0])) / max(float(np.sum(np.abs(moves))), 1e-12)
