@@ -2770,6 +2770,17 @@ def test_a_negative_loss_jittering_where_it_settled_is_no_oscillation():
     assert finding(s.run(), "oscillating-loss").evidence["relative_amplitude"] == pytest.approx(1.2, rel=0.05)
 
 
+def test_no_overfitting_by_ratio_for_a_validation_loss_below_zero_without_a_chance_level():
+    # Random targets under a cosine-similarity loss: the validation loss rose from -0.0215 to
+    # -0.0074, noise about chance, and "10% above the minimum" of a negative minimum was a bar
+    # below it: "the model overfits". A loss that stays positive is still judged.
+    for shift, expected in ((-0.3, False), (0.3, True)):
+        s = Stream(task="regression", chance=None)
+        s.train_loss = lambda e, st, shift=shift: shift + 0.1 - 0.02 * e
+        s.val_loss = lambda e, shift=shift: shift + abs(e - 8) * 0.02  # lowest at epoch 9, up 0.24 by the end
+        assert ("overfitting" in codes(s.run())) is expected
+
+
 def test_checkpoints_journal_each_epoch_record_once(tmp_path, monkeypatch):
     # Every checkpoint's record held every epoch's diagnosis record: a checkpoint after 1500
     # epochs of a small MLP took 358 ms and 5 MB. Each record now goes to the journal once.

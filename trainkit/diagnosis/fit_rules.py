@@ -44,6 +44,12 @@ def overfitting(view: Diagnoser) -> Issue | None:
     # means, which says nothing about the noise: targets 3 std off made it 9.8 where the spread
     # is 1.5, and a rise from 0.10 to 0.34 fell under the 0.29 it asked).
     scale = val_chance_level(view) or 0.0
+    if scale == 0.0 and val[best] <= 0:
+        # "10% above the minimum" sizes a rise by the distance from 0, the floor of the losses
+        # this rule knows. A loss that goes below 0 (a cosine similarity) has no floor there, and
+        # without a chance level nothing else sizes it: random targets' validation cosine rising
+        # from -0.0215 to -0.0074 (noise about chance) passed a bar 1e-12 above its minimum.
+        return None
     if view.context.task != "regression":
         scale = min(scale, math.log(2))
     floor = view.t.overfit_min_rise * scale
