@@ -846,6 +846,18 @@ def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
     assert "lr-too-high" not in codes(calm.run())
 
 
+@pytest.mark.parametrize("level", [0.3, -0.3])
+def test_lr_too_high_sees_no_progress_of_a_negative_loss(level):
+    # "No better than 90% of the start" of a start of -0.3 asked for a loss above -0.27, worse
+    # than the start: a cosine-similarity loss stuck where it began under 80% steps was learning.
+    s = Stream(task="regression", chance=None)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.8
+    s.train_loss = lambda e, st: level + 0.01 * math.sin(3 * e + st)
+    s.val_loss = None
+    assert "the loss is not falling" in finding(s.run(), "lr-too-high").message
+
+
 def test_lr_too_high_from_the_very_first_steps_before_the_units_die():
     # Adam lr=1.0: update ratio 0.99 at step 0, then ~0 once the ReLUs died: the median over the
     # first 32 steps (0.03) missed it; diverging-loss advised lr 0.1, still 100x Adam's default.

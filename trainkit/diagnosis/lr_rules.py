@@ -52,8 +52,10 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     # exploding gradients or a non-finite loss.
     peak = view.max_loss[1] if view.max_loss is not None else start
     spiked = start > 0 and peak >= view.t.lr_high_spike * start
+    # 10% of the start's size below it: 0.9 * start of a negative start (a cosine similarity's)
+    # was a bar above the start, so a loss stuck where it began was "learning".
     not_learning = finite.size == 0 or (
-        curves_ready(view) and float(np.min(finite[-max(1, len(finite) // 3):])) >= 0.9 * start)
+        curves_ready(view) and float(np.min(finite[-max(1, len(finite) // 3):])) >= start - 0.1 * abs(start))
     if not (nonfinite or spiked or not_learning or view.explosion is not None):
         return None
     worst = max(per_layer, key=lambda k: per_layer[k])
