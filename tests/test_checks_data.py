@@ -381,6 +381,15 @@ def test_unscaled_targets_bad_and_good():
     assert run("regression_relu", X, y / y.std()) == []
 
 
+def test_unscaled_targets_are_no_problem_for_a_cosine_similarity_loss():
+    # It compares the directions of each row's targets and outputs: targets ~5000 trained to
+    # -0.97 like standardised ones, and were told their "first MSE" and a bias that had to travel.
+    y = np.stack([np.linspace(3, 103, len(X)), np.linspace(50, 0, len(X))], axis=1).astype("float32")
+    m = keras.Sequential([keras.Input((X.shape[1],)), L.Dense(2)])
+    assert codes(check_data(X, y, model=m, loss=keras.losses.CosineSimilarity(), task="regression")) == []
+    assert codes(check_data(X, y, model=m, loss=get_loss("mse"), task="regression")) == ["unscaled-targets"]
+
+
 @pytest.mark.parametrize("loss", ["mape", "msle"])
 def test_unscaled_targets_of_mape_or_msle_are_scaled_not_standardised(loss):
     # Standardising (the advice for mse) centres the targets on 0: MAPE divides by them, MSLE
