@@ -1,8 +1,10 @@
-"""The project as the README describes it: its layout, and the linter its pyproject configures."""
+"""The project as the README describes it: its layout, its dependencies, and the linter its pyproject configures."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +26,40 @@ def test_the_code_passes_the_linter_configured_in_pyproject():
 
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "trainkit", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_package_the_code_imports_is_declared_with_a_lower_bound():
+    # keras and rich were not declared: TensorFlow 2.16 takes any Keras 3, and with one before 3.7
+    # (no keras.tree.flatten_with_path) fit's x and y of different lengths raised an AttributeError,
+    # with 3.0 every run did; typer 0.12 takes rich 10.11, which lacks the bars' MofNCompleteColumn.
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+
+    def names(requirements: list[str]) -> dict[str, str]:
+        return {re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-"): req for req in requirements}
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = names(project["dependencies"])
+    extras = {name for extra in project["optional-dependencies"].values() for name in names(extra)}
+    imported = set()
+    for path in (ROOT / "trainkit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    modules = imported - set(sys.stdlib_module_names) - {"trainkit", "__future__"}
+    assert {"tensorflow", "keras", "numpy", "rich"} <= modules
+    distributions = importlib.metadata.packages_distributions()
+    for module in sorted(modules):
+        # By its own name first: tensorflow-cpu also provides the module tensorflow.
+        found = [name.lower().replace("_", "-") for name in [module, *distributions.get(module, [])]]
+        dist = next((name for name in found if name in declared or name in extras), found[-1])
+        if dist in declared:
+            assert ">=" in declared[dist], f"{dist} is declared without a lower bound"
+        else:
+            assert dist in extras, f"trainkit imports {module} ({dist}), which pyproject.toml does not declare"
