@@ -63,3 +63,12 @@ def test_every_package_the_code_imports_is_declared_with_a_lower_bound():
             assert ">=" in declared[dist], f"{dist} is declared without a lower bound"
         else:
             assert dist in extras, f"trainkit imports {module} ({dist}), which pyproject.toml does not declare"
+
+
+def test_the_license_is_an_spdx_string_which_the_build_backend_reads():
+    # `license = { text = ... }`: setuptools 77 and later (the newest, which pip builds with) warn on
+    # every build that it stops building such a project from 2027-02-18; the string needs 77.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert isinstance(pyproject["project"]["license"], str)
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
