@@ -1109,6 +1109,16 @@ def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     assert "a finished run" not in diagnose and "did not finish" in diagnose
 
 
+def test_recipes_outside_the_repository_says_the_recipes_are_not_installed(runner, tmp_path, monkeypatch):
+    # An installed trainkit run from another directory said only "No recipe directory at recipes":
+    # the README's recipes are the repository's files, which pip does not install.
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["recipes"])
+    assert result.exit_code == 2 and "recipes/ folder, which pip does not install" in result.output
+    result = runner.invoke(app, ["recipes", "elsewhere"])  # a directory the user named: only its absence
+    assert result.exit_code == 2 and "pip" not in result.output
+
+
 def test_python_dash_m_trainkit_is_the_command_line():
     # "No module named trainkit.__main__": the command was reachable only as the installed script.
     proc = subprocess.run([sys.executable, "-m", "trainkit", "recipes", "no-such-dir"], capture_output=True, text=True, timeout=120, check=False)

@@ -282,6 +282,9 @@ def list_recipes_command(directory: Annotated[Path, typer.Argument(help="Directo
 
     if not directory.is_dir():
         what = f"{directory} is a file: trainkit recipes lists a directory (trainkit check {directory} checks one recipe)" if directory.is_file() else f"No recipe directory at {directory}"
+        if directory == Path("recipes") and not directory.exists():
+            # Run outside the repository: the scenario recipes are its files, not the package's.
+            what += " (the scenario recipes are the trainkit repository's recipes/ folder, which pip does not install)"
         _err(f"error: [recipes-not-found] {what}. Pass one: trainkit recipes PATH.")
         raise typer.Exit(EXIT_USER_ERROR)
     entries = list_recipes(directory)
