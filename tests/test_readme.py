@@ -65,6 +65,19 @@ def test_every_package_the_code_imports_is_declared_with_a_lower_bound():
             assert dist in extras, f"trainkit imports {module} ({dist}), which pyproject.toml does not declare"
 
 
+def test_typer_is_one_that_works_with_the_newest_click():
+    # typer>=0.12 let pip keep a typer 0.12-0.17.4 next to click 8.3 or later, which those typers
+    # allow but break with: `trainkit train RECIPE` printed the version and exited 0 without
+    # training (typer 0.12.5, click 8.5.1), `trainkit check` a TypeError traceback (typer 0.17.4).
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    (typer,) = [req for req in dependencies if req.startswith("typer")]
+    floor = re.search(r">=\s*([\d.]+)", typer)
+    assert floor is not None and tuple(int(part) for part in floor.group(1).split(".")) >= (0, 18)
+
+
 def test_the_license_is_an_spdx_string_which_the_build_backend_reads():
     # `license = { text = ... }`: setuptools 77 and later (the newest, which pip builds with) warn on
     # every build that it stops building such a project from 2027-02-18; the string needs 77.
