@@ -422,6 +422,40 @@ def test_a_model_whose_one_output_is_a_dict_trains_and_validates_as_with_model_f
     np.testing.assert_allclose(trainer.predict(x)["out"], reference.predict(x, verbose=0)["out"], rtol=1e-5)
 
 
+def test_a_model_whose_one_output_is_a_dict_takes_its_targets_by_the_same_key():
+    # fit(x, {"out": y}), which model.fit takes for such a model, was refused as shape-mismatch
+    # ("the model has one output but y is a dict"); its chance level and validation too.
+    x, y, _ = data()
+
+    def build() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, {"out": keras.layers.Dense(1, activation="sigmoid", name="out")(keras.layers.Dense(8, activation="relu")(inputs))})
+
+    reference = build()
+    reference.compile(loss="binary_crossentropy", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05))
+    expected = reference.fit(x, {"out": y}, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:16], {"out": y[:16]})).history
+    trainer = Trainer(build(), loss="binary_crossentropy", task="binary", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05), seed=0)
+    history = trainer.fit(x, {"out": y}, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:16], {"out": y[:16]})).history
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
+    assert build_context(trainer, {"out": y}).chance_loss == pytest.approx(chance_loss("binary", trainer.heads[0].loss, y).loss)
+    dataset_trainer = Trainer(build(), loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.05), seed=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, {"out": y})).batch(16)
+    np.testing.assert_allclose(dataset_trainer.fit(dataset, epochs=2, verbose=0).history["loss"], expected["loss"], rtol=1e-5)
+
+
+def test_a_model_with_one_plain_output_refuses_targets_by_name():
+    # model.fit fails inside its loss ("Expected float32, but got out of type 'str'"); the key
+    # pairs with no output key here.
+    x, y, _ = data()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="out")(inputs))
+    with pytest.raises(DataError) as info:
+        Trainer(model, loss="binary_crossentropy", task="binary", optimizer="sgd").fit(x, {"out": y}, epochs=1, verbose=0)
+    assert info.value.code == "shape-mismatch" and "Pass y as one array" in info.value.message
+
+
 def test_label_leakage_is_checked_for_every_output():
     # The leak checks read a model of one output only: the binary label copied into x, or a
     # linear copy of the regression targets, trained on without a word beside a second output.

@@ -198,6 +198,8 @@ def like_outputs(y: Any, y_pred: Any, output_names: Sequence[str] = ()) -> Any:
     """
     if isinstance(y, Mapping) and isinstance(y_pred, list | tuple) and output_names and all(n in y for n in output_names):
         y = tuple(y[name] for name in output_names)
+    if isinstance(y, Mapping) and len(y) == 1 and tf.is_tensor(y_pred):
+        return next(iter(y.values()))  # a one-output dict model's targets by its key: {"out": y}, as model.fit takes them
     if isinstance(y, list | tuple) and len(y) == 1 and tf.is_tensor(y_pred):
         return y[0]  # (y,) for one output, as model.fit takes it
     if isinstance(y_pred, list) and isinstance(y, tuple):

@@ -76,6 +76,8 @@ def targets_without_output(y: Any, outputs: list[OutputInfo], ys: list[np.ndarra
     """How ``y`` fails to give each of several outputs a target (see :func:`label_arrays`), or
     the one output of a model a target by its name."""
     if len(outputs) == 1 and isinstance(y, Mapping):  # the loss would compare a dict with one tensor
+        if len(y) == 1 and outputs[0].key is not None and outputs[0].key in y:
+            return None  # a model returning {"out": ...}: its targets by the same key, as model.fit takes them
         return f"a dict with keys {sorted(map(str, y))}"
     if y is None or len(outputs) < 2 or any(v is not None for v in ys):
         return None

@@ -455,6 +455,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None) -> Base
     if isinstance(sample_weight, tuple | list | Mapping):
         return None
     heads = getattr(trainer, "heads", None)
+    targets = _one_output_targets(trainer, targets)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
         return chance_loss(trainer.task, trainer.loss, targets, sample_weight)
     per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
@@ -470,6 +471,14 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None) -> Base
         total += head.weight * baseline.loss
         details.append(f"{head.name}: {baseline.detail}")
     return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
+
+
+def _one_output_targets(trainer: Any, targets: Any) -> Any:
+    """A one-output model's targets given by its key (``{"out": y}`` for a model returning
+    ``{"out": ...}``, as ``model.fit`` takes them) as the array itself; anything else as it is."""
+    if isinstance(targets, Mapping) and len(targets) == 1 and len(getattr(trainer, "heads", ())) == 1:
+        return next(iter(targets.values()))
+    return targets
 
 
 def _loss_text(trainer: Any, describe_loss: Any) -> str:
@@ -558,6 +567,7 @@ def _relative_loss(trainer: Any) -> bool:
 def _target_scale(trainer: Any, targets: Any) -> TargetScale | None:
     """The scale of a one-output regression's training targets (``None`` for anything else)."""
     heads = getattr(trainer, "heads", ())
+    targets = _one_output_targets(trainer, targets)
     if _one_task(trainer) != "regression" or len(heads) > 1 or targets is None or isinstance(targets, tuple | list | Mapping):
         return None
     return target_scale(targets)
