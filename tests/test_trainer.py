@@ -1843,6 +1843,63 @@ def test_verbose_2_prints_the_epoch_lines_without_a_bar(capsys):
     assert logger._progress is None  # a terminal, but no bar
 
 
+@pytest.mark.parametrize("widgets", [True, False])
+def test_a_notebook_shows_the_bar_in_an_output_widget_when_it_has_ipywidgets(monkeypatch, widgets):
+    # In Jupyter the console is no terminal: verbose=1 showed the epoch lines and never a bar.
+    # rich draws one into an ipywidgets Output there; without ipywidgets it would warn at every
+    # refresh ('install "ipywidgets"'), so the epoch lines stay alone.
+    import importlib.machinery
+    import io
+    import sys
+    import types
+    import warnings
+
+    from rich.console import Console
+
+    from trainkit.writers.console import ConsoleLogger
+
+    shown: list = []
+    widgets_made: list = []
+
+    class Output:
+        def __init__(self) -> None:
+            self.closed = False
+            widgets_made.append(self)
+
+        def __enter__(self) -> Output:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def clear_output(self, wait: bool = False) -> None:
+            pass
+
+        def close(self) -> None:
+            self.closed = True
+
+    display_module = types.ModuleType("IPython.display")
+    display_module.display = shown.append
+    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    monkeypatch.setitem(sys.modules, "IPython.display", display_module)
+    if widgets:
+        widget_module = types.ModuleType("ipywidgets")
+        widget_module.__spec__ = importlib.machinery.ModuleSpec("ipywidgets", None)
+        widget_module.Output = Output
+        monkeypatch.setitem(sys.modules, "ipywidgets", widget_module)
+    else:
+        monkeypatch.delitem(sys.modules, "ipywidgets", raising=False)
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ipywidgets" else importlib.machinery.PathFinder.find_spec(name))
+    x, y = make_data(64, features=4)
+    logger = ConsoleLogger(Console(file=io.StringIO(), force_jupyter=True, width=100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rich's 'install "ipywidgets"' warning fails the test
+        make_trainer(make_model(features=4), diagnose=False).fit(x, y, epochs=2, verbose=0, callbacks=[logger])
+    assert len(widgets_made) == (2 if widgets else 0)  # one bar an epoch
+    assert all(widget.closed for widget in widgets_made)  # transient: gone at the epoch's end
+    assert sum("epoch " in str(getattr(item, "text", "")) for item in shown) >= 2  # the epoch lines
+
+
 def test_a_new_fit_drops_the_diagnosis_of_the_last_one():
     # The first fit's dead-relu stayed in trainer.findings after a second fit whose units lived.
     x, y = make_data(128, features=4)

@@ -5,6 +5,7 @@ The only module that prints during training. Uses ``rich`` (already installed wi
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,13 @@ def format_logs(logs: Mapping[str, float]) -> str:
     return "  ".join(f"{k} {four_digits(v)}" for k, v in logs.items())
 
 
+def draws_live(console: Console) -> bool:
+    """Whether ``console`` can redraw a bar in place: a terminal, or a Jupyter notebook with
+    ``ipywidgets`` (rich draws its live display into an output widget there; without one it
+    warns at every refresh and draws nothing)."""
+    return console.is_terminal or (console.is_jupyter and importlib.util.find_spec("ipywidgets") is not None)
+
+
 class ConsoleLogger(Callback):
     """Shows a progress bar while an epoch runs and prints one summary line per epoch.
 
@@ -47,7 +55,7 @@ class ConsoleLogger(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._seen_rows, self._loss_sum, self._started = 0, 0.0, time.perf_counter()
-        if not self.progress_bar or not self.console.is_terminal:  # a bar in a log file is noise: keep the epoch lines only
+        if not self.progress_bar or not draws_live(self.console):  # a bar in a log file is noise: keep the epoch lines only
             return
         self._progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{self.trainer.epochs}"),
@@ -87,8 +95,8 @@ class RunProgress(Callback):
     """One transient bar over a whole run's epochs, for runs that print no epoch lines.
 
     ``trainkit compare`` trains its runs quietly (one line each when it starts and ends); in a
-    terminal this bar shows where the current run is, ``[2/6] lr=0.01  epoch 13/30  loss 0.41``.
-    Outside a terminal it prints nothing.
+    terminal (or a notebook with ``ipywidgets``, see :func:`draws_live`) this bar shows where the
+    current run is, ``[2/6] lr=0.01  epoch 13/30  loss 0.41``. Elsewhere it prints nothing.
 
     Args:
         label: What the bar is about (the run's name).
@@ -102,7 +110,7 @@ class RunProgress(Callback):
         self._task: Any = None
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        if not self.console.is_terminal:
+        if not draws_live(self.console):
             return
         self._progress = Progress(
             TextColumn(self.label),
