@@ -1721,7 +1721,7 @@ def test_overfitting_quoting_losses_without_the_penalty_says_so():
     d.finish()
     f = finding(d, "overfitting")
     assert f.evidence["final_val_loss"] == pytest.approx(s.val_loss(s.epochs - 1), abs=1e-6)
-    assert "without the weight penalty, 0.05 in the last epoch" in f.message
+    assert "without the regularization penalty, 0.05 in the last epoch" in f.message
     assert "weight penalty" not in finding(overfitting_stream().run(), "overfitting").message
 
 def test_an_overfitting_the_rest_of_the_run_undoes_is_withdrawn_at_its_end():
@@ -1829,6 +1829,58 @@ def test_regularization_advice_names_an_embedding_s_and_a_recurrent_layer_s_pena
     assert layer_regularizers(model) == {embedding: {"embeddings_regularizer": {"l2": 0.01}},
                                          lstm: {"recurrent_regularizer": {"l2": 0.5}},
                                          dense: {"kernel_regularizer": {"l2": 0.001}}}
+
+
+def test_an_activity_penalty_is_told_apart_from_the_loss_on_the_data(tmp_path):
+    # activity_regularizer L2(1.0): the penalty was read as part of the data loss (model.losses
+    # holds it as a tensor of the traced step), so the run got initial-loss-too-high (9.4x chance)
+    # and underfitting, where its penalty was 77% of the loss and the data loss at chance.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, :2].sum(1, keepdims=True) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu", activity_regularizer=keras.regularizers.L2(1.0)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    # Keras divides a batch's penalty by its rows: the mean over the training rows, at the start.
+    expected = float(keras.ops.sum(keras.ops.square(model.layers[0](x[:204])))) / 204
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False, logdir=tmp_path)
+    history = trainer.fit(x, y, epochs=8, batch_size=32, verbose=0, validation_split=0.2, shuffle=False).history
+    diagnoser = trainer._live_diagnosis.diagnoser
+    assert diagnoser.context.regularization == pytest.approx(expected, rel=1e-4)
+    assert set(history) == {"loss", "val_loss"}  # the penalties' means stay out of the logs
+    # The loss on the data is the training loss less the steps' own penalties: the model's bce
+    # on the training rows at the end is close to it (the weights moved during the last epoch).
+    bce = float(keras.losses.binary_crossentropy(y[:204], model(x[:204])).numpy().mean())
+    assert diagnoser.epoch_losses(data_only=True)[-1] == pytest.approx(bce, abs=0.02)
+    found = codes(trainer)
+    assert "regularization-dominates" in found and "initial-loss-too-high" not in found
+    assert "shrink the layers' outputs" in finding(trainer, "regularization-dominates").message
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == [f.to_dict() for f in trainer.findings]
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_the_steps_measure_the_activity_penalty_in_each_epoch_s_losses_exactly(validate):
+    # Learning rate 0: the penalty stays what it is, so each split's epoch mean is the mean over
+    # its rows (Keras divides each batch's penalty by its rows), the partial last batch included.
+    x = np.random.default_rng(1).normal(size=(100, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh", activity_regularizer=keras.regularizers.L1L2(0.1, 0.5)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+
+    def penalty(rows: np.ndarray) -> float:
+        out = model.layers[0](rows).numpy().astype(np.float64)
+        return float((0.1 * np.abs(out).sum() + 0.5 * np.square(out).sum()) / len(rows))
+
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0), task="binary", seed=0, jit_compile=False)
+    extra = {"validation_data": (x[80:], y[80:])} if validate else {}
+    trainer.fit(x[:80], y[:80], epochs=2, batch_size=32, verbose=0, **extra)
+    assert trainer.epoch_activity_penalties["train"] == pytest.approx(penalty(x[:80]), rel=1e-5)
+    diagnoser = trainer._live_diagnosis.diagnoser
+    np.testing.assert_allclose(diagnoser.train_regularization_values(), penalty(x[:80]), rtol=1e-5)
+    np.testing.assert_allclose(diagnoser.regularization_values(), penalty(x[80:] if validate else x[:80]), rtol=1e-5)
 
 
 def shrinking_penalty_run(data: list[float], val: list[float]) -> Diagnoser:

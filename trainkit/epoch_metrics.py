@@ -15,6 +15,7 @@ trainer pairs its losses and metrics with the model's outputs, and are read by n
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import multioutput, stats
+from trainkit.activity_penalty import ACTIVITY_PENALTY
 from trainkit.errors import ArgumentError
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function
 from trainkit.resolve import same_rank
@@ -58,6 +60,12 @@ class EpochMetrics:
     _running: dict[str, dict[str, keras.metrics.Metric]]
     _train_loop: CompiledLoop | None
     _eval_loop: CompiledLoop | None
+    #: By split, the tracker of the activity penalties' epoch mean (none without such penalties).
+    _penalty_trackers: dict[str, keras.metrics.Mean]
+    #: Splits whose steps measured the activity penalties.
+    _penalties_seen: set[str]
+    #: By split, the activity penalties' mean over the epoch (or evaluation) just read.
+    epoch_activity_penalties: dict[str, float]
 
     def _update_output_losses(self, split: str, trackers: Sequence[keras.metrics.Metric], rows: tf.Tensor) -> None:
         """Adds the per-output losses :meth:`compute_loss` just computed to their epoch means."""
@@ -67,6 +75,17 @@ class EpochMetrics:
         self._output_losses_seen.add(split)
         for tracker, value in zip(trackers, values, strict=True):
             tracker.update_state(value, sample_weight=rows)
+
+    def _update_activity_penalty(self, split: str, rows: tf.Tensor) -> None:
+        """Adds the activity penalties :meth:`compute_loss` just summed to ``split``'s epoch mean
+        (:mod:`trainkit.activity_penalty`); nothing for a model without any, or for an
+        overridden compute_loss that did not call the default one."""
+        value = self._tracing().pop(ACTIVITY_PENALTY, None)
+        tracker = self._penalty_trackers.get(split)
+        if value is None or tracker is None:
+            return
+        self._penalties_seen.add(split)
+        tracker.update_state(value, sample_weight=rows)
 
     def _update_metrics(self, metrics: Sequence[keras.metrics.Metric], y: Any, y_pred: Any, sample_weight: Any) -> None:
         if not metrics:
@@ -168,13 +187,14 @@ class EpochMetrics:
         if split in self._tracked and split not in self._output_losses_seen:
             skipped = {m.name for m in self._output_loss_trackers}
             trackers = [m for m in trackers if m.name not in skipped]
-        return [m.name for m in trackers]
+        return [m.name for m in trackers if m.name != ACTIVITY_PENALTY]
 
     def _split_metrics(self, split: str) -> list[keras.metrics.Metric]:
         """The loss tracker, per-output loss trackers and metrics of ``split`` (train/eval)."""
+        penalty = [self._penalty_trackers[split]] if split in self._penalty_trackers else []
         if split == "train":
-            return [self._loss_tracker, *self._output_loss_trackers, *self._metrics]
-        return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics]
+            return [self._loss_tracker, *self._output_loss_trackers, *self._metrics, *penalty]
+        return [self._eval_loss_tracker, *self._eval_output_loss_trackers, *self._eval_metrics, *penalty]
 
     def _metric_results(self, split: str = "train") -> dict[str, float]:
         """The loss and metric values of ``split`` (``train``/``eval``), read in one call.
@@ -190,7 +210,7 @@ class EpochMetrics:
             if split not in self._output_losses_seen:
                 for tracker in self._output_loss_trackers:
                     values.pop(tracker.name)
-            return values
+            return self._without_activity_penalty(split, values)
         key = f"results/{split}"
         results = self._metric_fns.get(key)
         if results is None:
@@ -204,6 +224,14 @@ class EpochMetrics:
         if split not in self._output_losses_seen:  # never computed: an overridden compute_loss
             for tracker in self._output_loss_trackers:
                 values.pop(tracker.name)
+        return self._without_activity_penalty(split, values)
+
+    def _without_activity_penalty(self, split: str, values: dict[str, float]) -> dict[str, float]:
+        """``values`` less the activity penalty's epoch mean, which goes to
+        :attr:`epoch_activity_penalties` (NaN where no step of ``split`` measured it)."""
+        if ACTIVITY_PENALTY in values:
+            penalty = values.pop(ACTIVITY_PENALTY)
+            self.epoch_activity_penalties[split] = penalty if split in self._penalties_seen else math.nan
         return values
 
 

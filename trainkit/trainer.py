@@ -33,6 +33,13 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit import background, checks, distribute, multioutput, probes, stats, updates
+from trainkit.activity_penalty import (
+    ACTIVITY_PENALTY,
+    ActivityPenalty,
+    activity_layers,
+    activity_sum,
+    start_batch,
+)
 from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.callbacks.keras_callbacks import KerasCallback, as_trainkit_callback
@@ -323,6 +330,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._probe: probes.Probe | None = None
         self._histograms = ProbeHistograms(self)
         self._time_gradients = TimeGradients(self)
+        self._activity_penalty = ActivityPenalty(self)
         self._step_xla = False
         # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
         # None until the first traced step shows it.
@@ -382,6 +390,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._loss_weight_spec = loss_weights
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._eval_loss_tracker = keras.metrics.Mean(name="loss")
+        # The epoch means of the activity penalties in each split's loss, for the diagnosis
+        # (trainkit.activity_penalty); only for a model that has any.
+        self._activity_layers = activity_layers(self.model)
+        self._penalty_trackers = {split: keras.metrics.Mean(name=ACTIVITY_PENALTY) for split in ("train", "eval")} if self._activity_layers else {}
+        self._penalties_seen: set[str] = set()
+        self.epoch_activity_penalties: dict[str, float] = {}
         count = known_output_count(self.model)
         # A subclassed model's outputs are counted when it first sees data (_ensure_built); until
         # then, as many as the per-output arguments list.
@@ -454,6 +468,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # (a per-example penalty) made the loss a vector, refused as loss-not-scalar. In the
             # loss's dtype: a float16 layer's activity penalty (mixed_float16) could not be added.
             loss = loss + tf.add_n([tf.reduce_sum(tf.cast(extra, loss.dtype)) for extra in self.model.losses])
+            if self._penalty_trackers:
+                self._tracing()[ACTIVITY_PENALTY] = activity_sum(self._activity_layers)
         return loss
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
@@ -654,6 +670,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["eval"] = True
         self._eval_loss_tracker.update_state(loss, sample_weight=rows)
         self._update_output_losses("eval", self._eval_output_loss_trackers, rows)
+        self._update_activity_penalty("eval", rows)
         self._update_metrics(self._eval_metrics, y, y_pred, sample_weight)
         return {"loss": loss, **self.pop_logged_scalars()}
 
@@ -668,6 +685,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["train"] = True
         self._loss_tracker.update_state(loss, sample_weight=rows)
         self._update_output_losses("train", self._output_loss_trackers, rows)
+        self._update_activity_penalty("train", rows)
         self._update_metrics(self._metrics, y, y_pred, sample_weight)
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
@@ -968,6 +986,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._histograms.batch = probe_batch(train, batch_size) if self._wants_histograms() else None
         # The diagnosis measures how far back its recurrent layers' gradients reach on it.
         self._time_gradients.batch = probe_batch(train, batch_size) if self._time_gradients.layers and self._live_diagnosis is not None else None
+        # ... and the activity penalties in the first losses (trainkit.activity_penalty).
+        self._activity_penalty.batch = start_batch(train, batch_size) if self._activity_penalty.layers and self._live_diagnosis is not None else None
         # The checks are done: a training dataset's first batch may still size its stacks.
         for source, keep in ((train, 1), (validation, 0)):
             if isinstance(source, DatasetSource):

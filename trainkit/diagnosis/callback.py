@@ -61,6 +61,8 @@ REPORT_TAG = "report"
 EPOCH_END_TAG = "diagnosis/epoch_end_step"
 #: Per-epoch scalar (in train/, at step = epoch): the regularization penalty in both losses.
 REGULARIZATION_TAG = "diagnosis/regularization"
+#: Per-epoch scalar: the penalty in the training loss, where measured (activity penalties).
+TRAIN_REGULARIZATION_TAG = "diagnosis/train_regularization"
 
 
 class DiagnosisCallback(Callback):
@@ -100,6 +102,8 @@ class DiagnosisCallback(Callback):
         self._recovers = False
         self._nan_note: str | None = None
         self._resumed_state: dict[str, Any] | None = None
+        #: The weight penalties at the last epoch's end (or the start): see _epoch_penalties.
+        self._weight_penalty: float | None = None
 
     # -- set up by the trainer ---------------------------------------------------------------------
     def prepare(
@@ -169,6 +173,7 @@ class DiagnosisCallback(Callback):
                                 train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
                                 sample_weight=self._sample_weight, validation_targets=self._validation[0],
                                 validation_sample_weight=self._validation[1])
+        self._weight_penalty = _regularization(trainer.model)
         # The chance levels are computed: do not hold on to the data.
         self._targets = self._sample_weight = None
         self._validation = (None, None)
@@ -245,19 +250,39 @@ class DiagnosisCallback(Callback):
         if self.diagnoser is None:
             return
         trainer = self.trainer
-        penalty = _regularization(trainer.model)
+        weights = _regularization(trainer.model)
+        penalty, train_penalty = self._epoch_penalties(weights, "val_loss" in logs)
+        self._weight_penalty = weights
         if trainer.writer is not None:
             marks = {EPOCH_END_TAG: float(trainer.step), REGULARIZATION_TAG: penalty}
+            if train_penalty is not None:
+                marks[TRAIN_REGULARIZATION_TAG] = train_penalty
             trainer.writer.scalars("train", epoch, marks, tag=str)
         if self._worker is not None:
             logs = dict(logs)
-            self._worker.submit(lambda: self._end_epoch(epoch, logs, penalty))
+            self._worker.submit(lambda: self._end_epoch(epoch, logs, penalty, train_penalty))
             return
-        self._end_epoch(epoch, logs, penalty)
+        self._end_epoch(epoch, logs, penalty, train_penalty)
 
-    def _end_epoch(self, epoch: int, logs: Mapping[str, float], penalty: float) -> None:
+    def _epoch_penalties(self, weights: float, validated: bool) -> tuple[float, float | None]:
+        """The penalty in the epoch's validation loss (at its end) and, for a model with activity
+        penalties, the one in its training loss (``None``: the diagnosis takes the mean of the
+        penalty at the epoch's start and end).
+
+        ``weights``: the weight penalties at the epoch's end. The activity penalties are the
+        steps' exact epoch means (:mod:`trainkit.activity_penalty`).
+        """
+        measured = getattr(self.trainer, "epoch_activity_penalties", {})
+        train, val = measured.get("train", math.nan), measured.get("eval", math.nan) if validated else math.nan
+        if not math.isfinite(train):
+            return weights, None
+        # The training loss holds the weight penalty as it went over the epoch.
+        before = self._weight_penalty if self._weight_penalty is not None else weights
+        return weights + (val if math.isfinite(val) else train), (before + weights) / 2 + train
+
+    def _end_epoch(self, epoch: int, logs: Mapping[str, float], penalty: float, train_penalty: float | None = None) -> None:
         assert self.diagnoser is not None
-        new = self.diagnoser.end_epoch(epoch, logs, regularization=penalty)
+        new = self.diagnoser.end_epoch(epoch, logs, regularization=penalty, train_regularization=train_penalty)
         if self._nan_pending:
             self.recover_from_nan(epoch)
         elif self.diagnoser.nonfinite is None and all(math.isfinite(float(v)) for v in logs.values()):
@@ -530,7 +555,7 @@ def build_context(
         val_chance_loss=val_chance.loss if val_chance else None,
         val_chance_detail=val_chance.detail if val_chance else "",
         uninformed_loss=baseline.uninformed if baseline else None,
-        regularization=_regularization(model),
+        regularization=_regularization(model) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
         softmax_layers=_softmax_layers(model, getattr(trainer, "_probe", None)),
@@ -785,7 +810,8 @@ def _regularization(model: Any) -> float:
 
     Penalties that depend on the data (``activity_regularizer``, ``add_loss``) are left out: after
     a step has been traced, ``model.losses`` holds them as tensors of that graph, which have no
-    value here (converting one raised and stopped ``fit``).
+    value here (converting one raised and stopped ``fit``). The activity penalties are measured
+    on a batch instead (:func:`_activity_penalty`).
     """
     try:
         losses = list(model.losses)
@@ -798,6 +824,13 @@ def _regularization(model: Any) -> float:
         except (TypeError, ValueError, AttributeError, NotImplementedError):
             continue  # a symbolic tensor of a traced step
     return total
+
+
+def _activity_penalty(trainer: Any) -> float:
+    """The model's activity penalties on the probe batch now (:mod:`trainkit.activity_penalty`),
+    which ``model.losses`` holds only as tensors of a traced step; 0.0 without any."""
+    measurer = getattr(trainer, "_activity_penalty", None)
+    return measurer.measure() if measurer is not None else 0.0
 
 
 def _optimizer_class(optimizer: Any) -> str:

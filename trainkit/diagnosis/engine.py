@@ -24,6 +24,7 @@ kept the first time it is detected (one per code and layer) and reported once.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -181,7 +182,11 @@ class EpochRecord:
         loss_sign_changes: How often the step loss changed direction within the epoch.
         logs: The exact epoch values (``loss``, metrics, ``val_*``), as float32 like TensorBoard.
         regularization: The regularization penalty (``sum(model.losses)``) at the epoch's end,
-            which both the training and the validation loss include.
+            which the validation loss includes (the training loss too, up to its change over
+            the epoch).
+        train_regularization: The penalty in the epoch's training loss, when measured (the
+            exact mean of an activity penalty over the epoch's steps); NaN: not measured, see
+            :meth:`Diagnoser.train_regularization_values`.
     """
 
     epoch: int
@@ -195,6 +200,7 @@ class EpochRecord:
     loss_sign_changes: int = 0
     logs: dict[str, float] = dataclasses.field(default_factory=dict)
     regularization: float = 0.0
+    train_regularization: float = math.nan
 
 
 class _EpochAccumulator:
@@ -397,7 +403,8 @@ class Diagnoser:
         self.last_step = first_step + values.shape[0] - 1
         return self._run_rules(("call",))
 
-    def end_epoch(self, epoch: int, logs: Mapping[str, float], regularization: float | None = None) -> list[Finding]:
+    def end_epoch(self, epoch: int, logs: Mapping[str, float], regularization: float | None = None,
+                  train_regularization: float | None = None) -> list[Finding]:
         """Closes ``epoch`` and runs the ``"call"`` and ``"epoch"`` rules.
 
         Args:
@@ -405,6 +412,8 @@ class Diagnoser:
             logs: Its exact values (``loss``, metrics, ``val_*``).
             regularization: The regularization penalty at the epoch's end (included in both
                 losses); ``None`` keeps the previous epoch's (or the context's initial) value.
+            train_regularization: The penalty in the epoch's training loss when it was measured
+                (see :attr:`EpochRecord.train_regularization`); ``None``: from ``regularization``.
         """
         if self._current is None or self._current.epoch != epoch:
             self.begin_epoch(epoch)
@@ -415,6 +424,7 @@ class Diagnoser:
         if regularization is None:
             regularization = self.epochs[-1].regularization if self.epochs else self.context.regularization
         record.regularization = float(np.float32(regularization))
+        record.train_regularization = math.nan if train_regularization is None else float(np.float32(train_regularization))
         self.epochs.append(record)
         self._current = None
         return self._run_rules(("call", "epoch"))
@@ -610,7 +620,7 @@ class Diagnoser:
         exact = self.log_values(LOSS)
         steps = self.epoch_values(LOSS)
         losses = np.where(np.isnan(exact), steps, exact)
-        return losses - self.regularization_values() if data_only else losses
+        return losses - self.train_regularization_values() if data_only else losses
 
     def val_losses(self, data_only: bool = False) -> np.ndarray:
         """Validation loss per epoch (NaN without validation), optionally without the penalty."""
@@ -618,8 +628,21 @@ class Diagnoser:
         return values - self.regularization_values() if data_only else values
 
     def regularization_values(self) -> np.ndarray:
-        """The regularization penalty at the end of each epoch."""
+        """The regularization penalty at the end of each epoch (what the validation loss holds)."""
         return self._series("regularization", lambda record: record.regularization)
+
+    def train_regularization_values(self) -> np.ndarray:
+        """The penalty in each epoch's training loss: as measured over its steps where it was
+        (:attr:`EpochRecord.train_regularization`), else the mean of its values at the epoch's
+        start and end, since that loss averages the penalty over the epoch's steps.
+
+        The value at the end alone left a falling penalty's excess in the "loss on the data": an
+        activity penalty going 3.91 -> 3.65 in an epoch made a data loss that fell read flat.
+        """
+        end = self.regularization_values()
+        start = np.concatenate([[self.context.regularization], end[:-1]]) if end.size else end
+        measured = self._series("train_regularization", lambda record: record.train_regularization)
+        return np.where(np.isnan(measured), (start + end) / 2, measured)
 
     def first_values(self, name: str) -> np.ndarray:
         """The first (up to :data:`FIRST_STEPS`) per-step values of ``name``."""

@@ -231,12 +231,20 @@ def _lowered_penalty_text(view: Diagnoser) -> str:
     return "; ".join(f"{setting} on {', '.join(layers)}" for setting, layers in layers_by_setting.items())
 
 
+def _what_shrinks(view: Diagnoser) -> str:
+    """What the run's penalties pull to 0: the weights, or the layers' outputs for activity penalties."""
+    attributes = {attribute for penalties in (view.context.regularizers or {}).values() for attribute in penalties}
+    if attributes and attributes <= {"activity_regularizer"}:
+        return "the layers' outputs"
+    return "the weights and the layers' outputs" if "activity_regularizer" in attributes else "the weights"
+
+
 def regularization_dominates(view: Diagnoser) -> Issue | None:
-    """The weight penalty is most of the training loss while the data loss stays high."""
+    """The regularization penalty is most of the training loss while the data loss stays high."""
     if not view.finished or not curves_ready(view):
         return None
     total = view.epoch_losses()
-    penalty = view.regularization_values()
+    penalty = view.train_regularization_values()
     chance = chance_level(view)
     if chance is None or not (np.isfinite(total[-1]) and np.isfinite(penalty[-1])) or total[-1] <= 0:
         return None
@@ -252,7 +260,7 @@ def regularization_dominates(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The regularization penalty is {share:.0%} of the training loss at the end ({format_number(float(penalty[-1]))} of "
             f"{format_number(float(total[-1]))}) while the loss on the data is {format_number(data)}, {data / chance:.0%} of chance: "
-            f"the updates mostly shrink the weights instead of fitting the data.",
+            f"the updates mostly shrink {_what_shrinks(view)} instead of fitting the data.",
             advice, evidence, epoch=view.epochs[-1].epoch)
     # A penalty that won: it was most of the loss for most of the run and drove the weights to
     # ~0, where its value is small (its gradient still balances the data's) and the data loss sits
@@ -268,7 +276,7 @@ def regularization_dominates(view: Diagnoser) -> Issue | None:
         return None
     return Issue(
         f"The regularization penalty was at least {view.t.penalty_share:.0%} of the training loss in {dominated} of "
-        f"{shares.size} epochs ({float(shares[0]):.0%} in the first): it shrank the weights until the model predicts "
+        f"{shares.size} epochs ({float(shares[0]):.0%} in the first): it shrank {_what_shrinks(view)} until the model predicts "
         f"no better than chance (loss on the data {format_number(data)}, {data / chance:.0%} of chance), where it is "
-        f"only {share:.0%} of the loss but still holds the weights near 0.",
+        f"only {share:.0%} of the loss but still holds them near 0.",
         advice, {**evidence, "dominated_epochs": dominated}, epoch=view.epochs[-1].epoch)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def penalty_note(view: Diagnoser) -> str:
-    """`` (losses on the data: ...)`` for messages quoting losses without the weight penalty, or ``""``.
+    """`` (losses on the data: ...)`` for messages quoting losses without the regularization penalty, or ``""``.
 
     The curve rules judge the losses on the data (the epoch losses less the penalty), so their
     numbers differ from the History's by the penalty: L2 0.001 on two 256-unit layers made an
@@ -26,7 +26,7 @@ def penalty_note(view: Diagnoser) -> str:
     last = float(penalty[-1]) if penalty.size else 0.0
     if not math.isfinite(last) or last == 0.0:
         return ""
-    return (f" (losses on the data: without the weight penalty, {format_number(last)} in the last epoch, "
+    return (f" (losses on the data: without the regularization penalty, {format_number(last)} in the last epoch, "
             f"that the epoch losses include)")
 
 

@@ -34,6 +34,7 @@ _CONTEXT = "diagnosis_context/text_summary"
 _END = "diagnosis_end/text_summary"
 _EPOCH_END = "diagnosis/epoch_end_step"
 _REGULARIZATION = "diagnosis/regularization"
+_TRAIN_REGULARIZATION = "diagnosis/train_regularization"
 _JSON_BLOCK = re.compile(r"```json\s*(.*?)\s*```", re.S)
 
 
@@ -64,6 +65,8 @@ class RunEvents:
             trainer's own second fit, whose findings replace the earlier fit's): the findings are
             those of the steps and epochs from there on; ``None`` for runs that do not say (read
             whole).
+        train_regularization: Epoch -> the penalty in its training loss, where the run measured
+            it (activity penalties).
     """
 
     run_dir: Path
@@ -79,6 +82,7 @@ class RunEvents:
     regularization: dict[int, float]
     fit_contexts: list[tuple[int, Context]] = dataclasses.field(default_factory=list)
     diagnosis_start: int | None = None
+    train_regularization: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def run_order(run: Path) -> tuple[str, int, str]:
@@ -185,11 +189,12 @@ def read_run(path: str | Path) -> RunEvents:
                     epoch_logs.setdefault(event.step, {})["val_" + tag.removeprefix("epoch/")] = event.value
     ends = {e.step: round(e.value) for e in train.Scalars(_EPOCH_END)} if _EPOCH_END in scalar_tags else {}
     penalty = {e.step: float(e.value) for e in train.Scalars(_REGULARIZATION)} if _REGULARIZATION in scalar_tags else {}
+    train_penalty = {e.step: float(e.value) for e in train.Scalars(_TRAIN_REGULARIZATION)} if _TRAIN_REGULARIZATION in scalar_tags else {}
     fit_contexts = [(step, Context.from_dict(data.get("context", {}))) for step, data in contexts]
     # Older runs do not say whether a fit resumed the run's diagnosis, and are diagnosed whole.
     fresh = [step for step, data in contexts if data.get("resumed") is False]
     return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty, fit_contexts,
-                     fresh[-1] if fresh else None)
+                     fresh[-1] if fresh else None, train_penalty)
 
 
 def _step_name(tag: str) -> str:
@@ -237,7 +242,8 @@ def replay(events: RunEvents, thresholds: Any = None) -> Diagnoser:
         diagnoser.begin_epoch(epoch, start)
         _add_rows(diagnoser, events, np.flatnonzero((events.steps >= start) & (events.steps < end)))
         diagnoser.context = _context_at(events, end - 1)
-        diagnoser.end_epoch(epoch, events.epoch_logs.get(epoch, {}), regularization=events.regularization.get(epoch))
+        diagnoser.end_epoch(epoch, events.epoch_logs.get(epoch, {}), regularization=events.regularization.get(epoch),
+                            train_regularization=events.train_regularization.get(epoch))
     # Steps after the last closed epoch: an epoch abandoned at a non-finite loss (the live run never
     # closed it either).
     start = bounds[-1][1] if bounds else (int(events.steps[0]) if len(events.steps) else 0)
@@ -265,6 +271,7 @@ def _from_diagnosis_start(events: RunEvents) -> RunEvents:
         epoch_logs={e: logs for e, logs in events.epoch_logs.items() if e not in earlier},
         epoch_end_steps={e: end for e, end in events.epoch_end_steps.items() if e not in earlier},
         regularization={e: penalty for e, penalty in events.regularization.items() if e not in earlier},
+        train_regularization={e: penalty for e, penalty in events.train_regularization.items() if e not in earlier},
         fit_contexts=[(step, context) for step, context in events.fit_contexts if step >= begin])
 
 

@@ -65,7 +65,7 @@ RULES: tuple[Rule, ...] = (
          "a recurrent layer's gradient 1000x smaller at the first steps than the last, and the loss at chance"),
     Rule("loss-at-chance", "warning", "end", loss_at_chance, "training (or validation) loss stays at the chance level"),
     Rule("plateau", "warning", "end", plateau, "the loss stopped improving early, far above its start"),
-    Rule("regularization-dominates", "warning", "end", regularization_dominates, "the weight penalty is most of the training loss"),
+    Rule("regularization-dominates", "warning", "end", regularization_dominates, "the regularization penalty is most of the training loss"),
     Rule("lr-too-low", "warning", "end", lr_too_low, "tiny updates and a loss still falling steadily"),
     Rule("underfitting", "warning", "end", underfitting, "training ended while the loss was still falling fast"),
 )
