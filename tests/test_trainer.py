@@ -2651,6 +2651,35 @@ def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
     assert "placeholders" not in info.value.message
 
 
+def test_the_placeholders_advised_to_a_step_of_its_own_fit_an_output_of_several_units(tmp_path):
+    # An autoencoder's (a VAE's) output has a unit per feature: the advised y=np.zeros(len(x)) was
+    # refused by the data checks (shape-mismatch), and with a logdir or validation rows the loss
+    # of its histograms and test_step could not compare them. The advice names the output's shape.
+    x = np.random.default_rng(0).uniform(size=(64, 6)).astype("float32")
+
+    class Reconstructs(Trainer):
+        def train_step(self, data):
+            x = data[0]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.model(x, training=True) - x))
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            return {"loss": loss}
+
+    def trainer(logdir=None):
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(6)])
+        return Reconstructs(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False, logdir=logdir)
+
+    with pytest.raises(DataError) as info:
+        trainer().fit(x, epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "y=np.zeros((len(x), 6))" in info.value.message
+    with pytest.raises(DataError) as info:
+        trainer().fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1, verbose=0)
+    assert ".map(lambda x: (x, tf.zeros((tf.shape(x)[0], 6))))" in info.value.message
+    history = trainer(tmp_path / "run").fit(x, np.zeros((len(x), 6)), epochs=1, verbose=0, validation_split=0.25).history
+    assert set(history) == {"loss", "val_loss"}
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(16).map(lambda x: (x, tf.zeros((tf.shape(x)[0], 6))))
+    assert len(trainer().fit(dataset, epochs=1, verbose=0).history["loss"]) == 1
+
 def test_values_logged_in_a_step_of_its_own_reach_the_history_without_being_returned():
     # A train_step of its own returning {"loss": loss} dropped, in silence, what it (or the
     # compute_loss it calls) logged with log_scalar: only the default steps returned them.

@@ -1112,9 +1112,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         alone; trainkit's data checks and diagnosis read targets, so it takes placeholders."""
         if type(self).train_step is Trainer.train_step:
             return ""
-        placeholder = ".map(lambda x: (x, tf.zeros(tf.shape(x)[:1])))" if dataset else "y=np.zeros(len(x))"
-        return (f"A train_step of its own that uses no targets (a GAN, a VAE) takes placeholders: {placeholder}, with task='regression' "
-                "(its data checks pass placeholders of one value) and diagnose=False (the diagnosis would judge a loss against them).")
+        return (f"A train_step of its own that uses no targets (a GAN, a VAE) takes placeholders shaped like the model's output: "
+                f"{_placeholder_targets(self.model, dataset)}, with task='regression' (its data checks pass placeholders of one value) "
+                "and diagnose=False (the diagnosis would judge a loss against them).")
 
     def _resolve_jit(self, planned_steps: int | None = None, batch_rows: int = 32) -> bool:
         if self.jit_compile != "auto":
@@ -1462,6 +1462,28 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 def _epoch_steps(train: Any, batch_size: int) -> int | None:
     """The batches an epoch of ``train`` takes (``None``: a dataset of unknown size)."""
     return math.ceil(train.rows / batch_size) if isinstance(train, ArraySource) else train.batches
+
+
+def _placeholder_targets(model: keras.Model, dataset: bool) -> str:
+    """Placeholder targets for a step that uses none, as code: zeros shaped like each output.
+
+    The data checks compare targets with the outputs, and the histograms and the default
+    ``test_step`` give them to the loss: ``np.zeros(len(x))`` fitted a one-unit output only (a
+    GAN's discriminator), and an autoencoder's or a VAE's 20 units refused it (shape-mismatch).
+    """
+    outputs = getattr(model, "outputs", None) or []  # a subclassed model's are unknown before its first call
+    shapes = [tuple(output.shape[1:]) for output in outputs] or [None]
+
+    def zeros(shape: tuple[int | None, ...] | None) -> str:
+        if shape in ((), (1,)):
+            return "tf.zeros(tf.shape(x)[:1])" if dataset else "np.zeros(len(x))"
+        dims = "*OUTPUT_SHAPE" if shape is None or None in shape else ", ".join(map(str, shape))
+        return f"tf.zeros((tf.shape(x)[0], {dims}))" if dataset else f"np.zeros((len(x), {dims}))"
+
+    each = ", ".join(zeros(shape) for shape in shapes)
+    targets = each if len(shapes) == 1 else f"({each})" if dataset else f"[{each}]"
+    placeholder = f".map(lambda x: (x, {targets}))" if dataset else f"y={targets}"
+    return placeholder + (" (OUTPUT_SHAPE: one row of the model's output)" if "OUTPUT_SHAPE" in placeholder else "")
 
 
 def _with_logged_scalars(logs: Any, logged: Mapping[str, tf.Tensor]) -> Any:
