@@ -245,6 +245,19 @@ def test_mse_on_labels_says_that_its_chance_level_is_small(loss, says):
     assert ("0.25 for balanced classes" in info.value.message) is says
 
 
+def test_binary_cross_entropy_over_several_units_on_a_regression_task_is_told_multilabel():
+    # An autoencoder reconstructing pixels in [0, 1] with binary cross-entropy (Keras's tutorial):
+    # the advice named task='binary' or 'multiclass', which refuse it (units-mismatch,
+    # loss-task-mismatch); 'multilabel' takes it.
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 3, "sigmoid"), get_loss("bce"), "regression")
+    assert info.value.code == "classification-loss-for-regression" and "declare task='multilabel'" in info.value.message
+    assert "task='binary'" not in info.value.message
+    assert check_compatibility(build("dense", 3, "sigmoid"), get_loss("bce"), "multilabel") == []
+    with pytest.raises(CompatibilityError) as info:  # one unit: the classes advice is unchanged
+        check_compatibility(build("dense", 1, None), get_loss("bce"), "regression")
+    assert "declare task='binary' or task='multiclass'" in info.value.message
+
 def test_float16_with_a_loss_scale_optimizer_is_no_warning():
     # The warning said "trainkit applies no loss scaling" to a LossScaleOptimizer, which it applies.
     model = build("float16", 1, "sigmoid")

@@ -294,11 +294,18 @@ def classification_loss_for_regression(case: Case) -> Issue | None:
     """A cross-entropy/hinge loss on real-valued regression targets."""
     if case.task != "regression" or case.loss.kind not in CLASSIFICATION_LOSSES:
         return None
+    if case.loss.kind == "binary" and (case.units or 1) > 1:
+        # Several units each scored as a 0/1 label or a probability: an autoencoder's pixels in
+        # [0, 1] with binary cross-entropy. "binary or multiclass" named two tasks that refuse it
+        # (units-mismatch, loss-task-mismatch).
+        classes = ("if each unit's targets are 0/1 labels or probabilities in [0, 1] (an autoencoder's pixels scaled "
+                   "to [0, 1]), declare task='multilabel'")
+    else:
+        classes = "if the targets are really classes, declare task='binary' or task='multiclass'"
     return Issue(
         f"The loss {case.loss.describe()} is a classification loss but the task is regression: "
         f"it expects class labels or probabilities, not real-valued targets.",
-        f"Use loss='mse' (or 'mae', 'huber') with a linear output {_output_fix(case)}; if the "
-        f"targets are really classes, declare task='binary' or task='multiclass'.",
+        f"Use loss='mse' (or 'mae', 'huber') with a linear output {_output_fix(case)}; {classes}.",
         {}, case.output.layer)
 
 
