@@ -2291,6 +2291,18 @@ def test_chance_loss_is_unknown_for_losses_without_a_constant_baseline():
     assert chance_loss("binary", "binary_crossentropy", np.array(["a", "b"])) is None
 
 
+def test_chance_loss_of_cross_entropy_on_soft_targets_is_unknown():
+    # An autoencoder's pixels in [0.3, 0.7] with binary cross-entropy: the loss cannot go below the
+    # pixels' own entropy (0.649 here, against 0.693 for the column means), so a model that
+    # reconstructed them well ended at 94% of that "chance level" and was told loss-at-chance.
+    pixels = 0.5 + 0.2 * np.tanh(np.random.default_rng(0).normal(size=(100, 6)))
+    assert chance_loss("multilabel", "binary_crossentropy", pixels) is None
+    assert chance_loss("regression", "binary_crossentropy", pixels) is None
+    assert chance_loss("multiclass", "categorical_crossentropy", np.tile([[0.7, 0.2, 0.1]], (10, 1))) is None
+    # 0/1 labels keep theirs, as does KL divergence, whose floor is 0 on soft targets too.
+    assert chance_loss("multilabel", "binary_crossentropy", (pixels > 0.5).astype(float)) is not None
+    assert chance_loss("multiclass", "kl_divergence", np.tile([[0.7, 0.2, 0.1]], (10, 1))) is not None
+
 @pytest.mark.parametrize("reduction", ["sum", "mean", "mean_with_sample_weight"])
 def test_chance_loss_of_a_loss_summed_over_its_batch_is_unknown(reduction):
     # reduction="sum" was summed over all 320 training rows (221 for ln 2 a row) while each
