@@ -2642,7 +2642,7 @@ def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
     for data in (x, tf.data.Dataset.from_tensor_slices(x).batch(16)):
         with pytest.raises(DataError) as info:
             trainer().fit(data, epochs=1, verbose=0)
-        assert info.value.code == "missing-targets" and "A train_step of its own that uses no targets" in info.value.message
+        assert info.value.code == "missing-targets" and "of its own that uses no targets" in info.value.message
     assert len(trainer().fit(x, np.zeros(len(x)), epochs=1, verbose=0).history["loss"]) == 1
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(16).map(lambda x: (x, tf.zeros(tf.shape(x)[:1])))
     assert len(trainer().fit(dataset, epochs=1, verbose=0).history["loss"]) == 1
@@ -2679,6 +2679,38 @@ def test_the_placeholders_advised_to_a_step_of_its_own_fit_an_output_of_several_
     assert set(history) == {"loss", "val_loss"}
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(16).map(lambda x: (x, tf.zeros((tf.shape(x)[0], 6))))
     assert len(trainer().fit(dataset, epochs=1, verbose=0).history["loss"]) == 1
+
+def test_a_compute_loss_of_its_own_trains_an_add_loss_model_on_inputs_alone_as_model_fit_does():
+    # model.compile(loss=None); model.fit(x) trains on the add_loss losses alone. The port, a
+    # compute_loss returning them, was told no placeholders (fit(x): missing-targets) and the
+    # placeholders it could guess were refused (constant-targets).
+    x = np.random.default_rng(0).uniform(size=(48, 6)).astype("float32")
+
+    class Reconstruction(keras.layers.Layer):
+        def call(self, inputs):
+            self.add_loss(keras.ops.mean(keras.ops.square(inputs[0] - inputs[1])))
+            return inputs[1]
+
+    def model():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6,))
+        return keras.Model(inputs, Reconstruction()([inputs, keras.layers.Dense(6)(keras.layers.Dense(3, activation="relu")(inputs))]))
+
+    class AddedLosses(Trainer):
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            return tf.add_n(self.model.losses)
+
+    def trainer():
+        return AddedLosses(model(), loss="mse", optimizer=keras.optimizers.SGD(0.1), task="regression", seed=0, diagnose=False)
+
+    with pytest.raises(DataError) as info:
+        trainer().fit(x, epochs=1, verbose=0)
+    assert info.value.code == "missing-targets" and "y=np.zeros((len(x), 6))" in info.value.message
+    history = trainer().fit(x, np.zeros((len(x), 6)), epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    reference = model()
+    reference.compile(loss=None, optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 def test_values_logged_in_a_step_of_its_own_reach_the_history_without_being_returned():
     # A train_step of its own returning {"loss": loss} dropped, in silence, what it (or the

@@ -755,9 +755,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``complete``: ``y`` holds every training target, not a dataset's sampled batches (only
         then do targets found in a bounded output's range withdraw ``bounded-output-for-regression``).
         """
-        # A train_step of its own may use no targets and be given placeholders of one value (see
-        # _targets_hint): constant-targets would refuse what that advice says to pass.
-        skip = ("constant-targets",) if type(self).train_step is not Trainer.train_step else ()
+        # A train_step or compute_loss of its own may use no targets and be given placeholders of
+        # one value (see _targets_hint): constant-targets would refuse what that advice says to pass.
+        skip = ("constant-targets",) if self._computes_own_loss() else ()
         found = checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
                                   sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names,
                                   val_sample_weight=val_sample_weight, skip=skip)
@@ -1107,12 +1107,18 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._running["eval"] = running_values(logs, produced)
         return logs
 
+    def _computes_own_loss(self) -> bool:
+        """Whether a subclass's own ``train_step`` or ``compute_loss`` computes the loss, which may
+        read no targets (a GAN, a VAE, a model trained on its ``add_loss`` losses alone)."""
+        return type(self).train_step is not Trainer.train_step or type(self).compute_loss is not Trainer.compute_loss
+
     def _targets_hint(self, dataset: bool = False) -> str:
         """A step of its own may use no targets, as the Keras guide's GAN and VAE fit on images
         alone; trainkit's data checks and diagnosis read targets, so it takes placeholders."""
-        if type(self).train_step is Trainer.train_step:
+        if not self._computes_own_loss():
             return ""
-        return (f"A train_step of its own that uses no targets (a GAN, a VAE) takes placeholders shaped like the model's output: "
+        return (f"A train_step or compute_loss of its own that uses no targets (a GAN, a VAE, a model whose loss comes from add_loss) "
+                f"takes placeholders shaped like the model's output: "
                 f"{_placeholder_targets(self.model, dataset)}, with task='regression' (its data checks pass placeholders of one value) "
                 "and diagnose=False (the diagnosis would judge a loss against them).")
 
