@@ -2711,6 +2711,11 @@ def test_a_compute_loss_of_its_own_trains_an_add_loss_model_on_inputs_alone_as_m
     reference.compile(loss=None, optimizer=keras.optimizers.SGD(0.1))
     expected = reference.fit(x, epochs=2, batch_size=16, shuffle=False, verbose=0).history
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    # Keras's compile(loss=None) has no Trainer twin: the error says how to port it.
+    with pytest.raises(UnknownNameError) as info:
+        Trainer(model(), loss=None, optimizer="sgd", task="regression")
+    assert info.value.code == "unknown-loss" and "tf.add_n(self.model.losses)" in info.value.message
+
 
 def test_values_logged_in_a_step_of_its_own_reach_the_history_without_being_returned():
     # A train_step of its own returning {"loss": loss} dropped, in silence, what it (or the

@@ -50,6 +50,7 @@ from trainkit.errors import (
     ArgumentError,
     DataError,
     TrainingInterrupted,
+    UnknownNameError,
 )
 from trainkit.findings import Finding
 from trainkit.fit_data import (
@@ -371,6 +372,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def _create_state(self, loss: Spec, optimizer: Spec, metrics: Any, task: Task, loss_weights: Any, auto_scale_loss: bool) -> None:
         """Creates the loss, optimizer, metrics and step counter (inside a strategy's scope)."""
+        if loss is None:
+            # Keras's compile(loss=None) trains on the model's add_loss losses alone: said only
+            # "A loss is a name, ... got None".
+            raise UnknownNameError("unknown-loss", "The loss is None. A model trained on its add_loss losses alone (Keras: compile(loss=None), "
+                                                   "fit(x)) is trained by a Trainer subclass whose compute_loss returns "
+                                                   "tf.add_n(self.model.losses) (README: Subclassing); such a trainer takes any loss, e.g. loss='mse'.")
         self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
         built_for = self._optimizer_built_for()
