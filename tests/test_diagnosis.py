@@ -488,6 +488,15 @@ def test_loss_collapsed_without_a_chance_level_needs_a_loss_whose_floor_is_zero(
     assert "under 0.001 (no chance level is known for this loss)" in f.message and "n/a" not in f.message
 
 
+def test_a_run_without_a_chance_level_is_told_which_verdicts_were_not_made():
+    # A hinge or custom loss left six rules silent, and "no findings" read as a healthy run.
+    s = Stream(task="regression", chance=None)
+    s.context.loss = "Hinge()"
+    f = finding(s.run(), "chance-level-unknown")
+    assert f.severity == "info" and "Hinge()" in f.message and "loss-at-chance" in f.message and "plateau" in f.message
+    assert "chance-level-unknown" not in codes(Stream().run())
+
+
 def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():
     # It still hedged ("or the task is easy, which is fine") with label-leakage in the same report.
     s = Stream()

@@ -621,3 +621,26 @@ def plateau(view: Diagnoser) -> Issue | None:
         f"relu, or a learning-rate schedule that restarts.",
         {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent},
         epoch=view.epochs[half].epoch)
+
+
+#: The verdicts that compare the loss with its chance level, and are not made without one.
+CHANCE_VERDICTS = ("initial-loss-too-low", "initial-loss-too-high", "loss-at-chance", "plateau", "underfitting", "regularization-dominates")
+
+
+def chance_level_unknown(view: Diagnoser) -> Issue | None:
+    """No chance level for the run's loss: the verdicts that need one were not made.
+
+    A hinge, Poisson or custom loss, a summed loss or soft targets left those six rules silent,
+    and a report without findings read as a healthy run where half the diagnosis had not looked.
+    """
+    if not view.finished or view.context.chance_loss is not None or not view.epochs:
+        return None
+    loss = f"the loss {view.context.loss}" if view.context.loss else "this loss"
+    return Issue(
+        f"No chance level is known for {loss} (the loss a model that ignores its inputs gets), so the verdicts that compare "
+        f"the loss with one were not made: {', '.join(CHANCE_VERDICTS)}. The other findings (NaN, gradients, "
+        f"activations, learning rate, overfitting) were judged as usual.",
+        "Compare the loss with a baseline yourself: the same loss of a constant prediction (the class prior, the mean "
+        "target) on these rows. trainkit knows the level of cross-entropy on 0/1 labels, MSE, MAE, Huber, log-cosh and "
+        "KL divergence averaged over the batch.",
+        {"loss": view.context.loss or ""})

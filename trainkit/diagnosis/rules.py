@@ -29,6 +29,7 @@ from trainkit.diagnosis.gradient_rules import (
 )
 from trainkit.diagnosis.initial_loss_rules import initial_loss_too_high, initial_loss_too_low
 from trainkit.diagnosis.loss_rules import (
+    chance_level_unknown,
     diverging_loss,
     loss_at_chance,
     loss_collapsed,
@@ -68,6 +69,7 @@ RULES: tuple[Rule, ...] = (
     Rule("regularization-dominates", "warning", "end", regularization_dominates, "the regularization penalty is most of the training loss"),
     Rule("lr-too-low", "warning", "end", lr_too_low, "tiny updates and a loss still falling steadily"),
     Rule("underfitting", "warning", "end", underfitting, "training ended while the loss was still falling fast"),
+    Rule("chance-level-unknown", "info", "end", chance_level_unknown, "no chance level for this loss: the verdicts against one were not made"),
 )
 #: Every code the diagnosis can report, in one place.
 DIAGNOSIS_CODES: tuple[str, ...] = tuple(rule.code for rule in RULES)
