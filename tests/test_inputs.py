@@ -376,6 +376,49 @@ def test_text_reaches_a_model_whose_input_takes_strings():
     assert len(trainer.fit(x, y, epochs=2, verbose=0).history["loss"]) == 2
 
 
+def mixed_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    num, color = keras.Input((2,), name="num"), keras.Input((1,), name="color", dtype="string")
+    colors = keras.layers.Flatten()(keras.layers.StringLookup(vocabulary=["red", "blue"], output_mode="one_hot")(color))
+    return keras.Model({"num": num, "color": color}, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([num, colors])))
+
+
+@pytest.mark.parametrize(("part", "wanted"), [
+    ("num-as-text", "x['num'] holds values that are not numbers"),
+    ("color-as-ids", "x['color'] holds numbers (int64)"),
+    ("color-missing", "x['color'] holds a missing value (None) at row 3"),
+    ("color-nan", "x['color'] holds a missing value (nan) at row 5"),
+])
+def test_each_input_of_a_model_with_text_and_numbers_gets_its_own_kind(part, wanted):
+    # The numbers-only check was off for every input of a model with one text input: text for its
+    # number input, ids for its text input, or None/NaN among its text (pandas' missing values)
+    # failed in the first step with TensorFlow's "Cast string to float is not supported" or
+    # "Failed to convert a NumPy array to a Tensor".
+    num, y = make_data(features=2)
+    color = np.where(num[:, :1] > 0, "red", "blue")
+    x = {"num": num, "color": color}
+    if part == "num-as-text":
+        x["num"] = num.astype(str)
+    elif part == "color-as-ids":
+        x["color"] = (num[:, :1] > 0).astype("int64")
+    else:
+        x["color"] = color.astype(object)
+        x["color"][3 if part == "color-missing" else 5, 0] = None if part == "color-missing" else float("nan")
+    with pytest.raises(DataError) as info:
+        make_trainer(mixed_model()).fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and info.value.message.startswith(wanted)
+    if part == "color-as-ids":  # a dataset's too
+        with pytest.raises(DataError) as info:
+            make_trainer(mixed_model()).fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=1, verbose=0)
+        assert info.value.code == "unsupported-input" and "numbers (int64) for x['color']" in info.value.message
+    x = {"num": num, "color": color.astype(object)}  # the right kinds train
+    assert len(make_trainer(mixed_model()).fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
+    # A functional model of one text input (its input one tensor, not a list) trains too.
+    inputs = keras.Input((1,), dtype="string")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Hashing(8, output_mode="one_hot")(inputs)))
+    assert len(make_trainer(model).fit(color, y, epochs=1, verbose=0).history["loss"]) == 1
+
+
 def test_a_pydataset_is_read_in_a_new_order_each_epoch_when_shuffled():
     # model.fit(shuffle=True), the default, shuffles a PyDataset's batch order each epoch.
     x, y = make_data(320)  # 10 batches

@@ -2,15 +2,16 @@
 
 Numpy arrays and what converts to them (lists, tensors, pandas objects) become arrays
 (:func:`as_array`), a ``keras.utils.PyDataset`` a ``tf.data.Dataset`` of its batches
-(:func:`pydataset_batches`); a scipy sparse matrix, ragged rows, text for a model that takes
-numbers, and one-pass iterators are refused with a :class:`~trainkit.errors.DataError` that says
-what to pass instead. :mod:`trainkit.sources` builds the training sources from what is accepted.
+(:func:`pydataset_batches`); a scipy sparse matrix, ragged rows, text for an input that takes
+numbers (numbers or missing values for one that takes text), and one-pass iterators are refused
+with a :class:`~trainkit.errors.DataError` that says what to pass instead. :mod:`trainkit.sources` builds the training sources from what is accepted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -189,6 +190,75 @@ def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
     raise DataError("unsupported-input", f"{what} holds values that are not numbers{where}, such as {bad!r}. A model trains on numbers: "
                                          "encode text and categories first (one-hot, or integer ids for an Embedding layer), or "
                                          "convert numbers read as text with .astype('float32').")
+
+
+def input_kinds(model: keras.Model) -> tuple[bool, list[tuple[Any, bool]]] | None:
+    """Whether the model's inputs come as a dict, and each input's key (a dict input's key, else
+    its name) with whether it takes text, in ``model.inputs``' order; ``None`` when unknown
+    (a subclassed model, before it is called)."""
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):  # a Sequential model never called has inputs, not an input
+        try:
+            struct = model.inputs
+        except (AttributeError, ValueError):
+            return None
+    if struct is None or (isinstance(struct, Mapping | list | tuple) and not struct):
+        return None
+    if isinstance(struct, Mapping):
+        items = [(k, struct[k]) for k in sorted(struct)]  # the order Keras flattens a dict in
+    else:
+        items = [(getattr(t, "name", None), t) for t in tf.nest.flatten(struct)]
+    return isinstance(struct, Mapping), [(k, "string" in str(getattr(t, "dtype", ""))) for k, t in items]
+
+
+def paired_inputs(x: Any, model: keras.Model, what: str = "x") -> list[tuple[str, Any, bool]]:
+    """``(name, value, takes_text)`` for each part of ``x`` that a model input reads: a dict's
+    entries by key, a list's or tuple's by position (several inputs), one array for one input.
+    Empty when the model's inputs are unknown."""
+    kinds = input_kinds(model)
+    if kinds is None:
+        return []
+    by_key, inputs = kinds
+    if isinstance(x, Mapping):
+        return [(f"{what}[{key!r}]", x[key], text) for key, text in inputs if key in x]
+    if isinstance(x, list | tuple) and len(inputs) > 1 and not by_key:
+        return [(f"{what}[{i}]", value, text) for i, (value, (_, text)) in enumerate(zip(x, inputs, strict=False))]
+    if len(inputs) == 1 and not isinstance(x, Mapping | list | tuple):
+        return [(what, x, inputs[0][1])]
+    return []
+
+
+def refuse_mismatched_kinds(x: Any, model: keras.Model, what: str = "x") -> None:
+    """Raises ``DataError(unsupported-input)`` for an array whose kind is not what its input takes,
+    in a model with text inputs (:func:`as_array` with ``numbers=True`` checks the others): text
+    for an input of numbers beside them, numbers or missing values (``None``, NaN) for a text input.
+
+    TensorFlow fails on either in the first step ("Cast string to float is not supported",
+    "Failed to convert a NumPy array to a Tensor"), from deep inside the compiled loop.
+    """
+    for name, a, text in paired_inputs(x, model, what):
+        if not isinstance(a, np.ndarray):
+            continue
+        if not text:
+            if a.dtype.kind in "OUS":
+                _numbers_or_error(a, a, name)  # object arrays of numbers were made float32 already
+            continue
+        if a.dtype.kind in "biuf":
+            raise DataError("unsupported-input", f"{name} holds numbers ({a.dtype}), but the model's input for it takes text (dtype string). "
+                                                 f"Pass the text itself, or ids as strings ({name}.astype(str)) for a StringLookup; "
+                                                 "for integer ids, build that input with dtype='int64' and use an IntegerLookup.")
+        if a.dtype.kind == "O":
+            flat = a.ravel()
+            bad = next((i for i, v in enumerate(flat) if not isinstance(v, str | bytes)), None)
+            if bad is not None:
+                row = bad // max(1, flat.size // max(1, len(a)))
+                if flat[bad] is None or (isinstance(flat[bad], float) and math.isnan(flat[bad])):  # pandas' missing text
+                    raise DataError("unsupported-input", f"{name} holds a missing value ({flat[bad]!r}) at row {row}, but the model's input for it "
+                                                         "takes text (dtype string). Fill the missing values first (with \"\" or a token of their "
+                                                         "own: pandas' df[column].fillna(\"\")), or drop those rows.")
+                raise DataError("unsupported-input", f"{name} holds {flat[bad]!r} at row {row}, which is not text, but the model's input for it "
+                                                     f"takes text (dtype string). Convert every value to a string first: {name}.astype(str).")
 
 
 def takes_text(model: keras.Model) -> bool:

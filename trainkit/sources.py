@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from trainkit.checks.data_sampling import DatasetSample
 from trainkit.errors import ArgumentError, DataError
-from trainkit.inputs import as_array, takes_text
+from trainkit.inputs import as_array, paired_inputs, refuse_mismatched_kinds, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs
 from trainkit.seed_states import seed_states_kept
 from trainkit.trainer_arguments import is_whole_number
@@ -136,7 +136,10 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     keep = read_keys(model, x) if isinstance(x, Mapping) and only_read else None
     if keep is not None:
         x = {k: x[k] for k in keep}
-    parts = [part(x, io_count(model, "inputs") > 1, "x", not takes_text(model))]
+    text = takes_text(model)
+    parts = [part(x, io_count(model, "inputs") > 1, "x", not text)]
+    if text:  # each input's kind against the array given for it (numbers=False let text through to every input)
+        refuse_mismatched_kinds(parts[0], model)
     first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
     rows = len(first) if np.ndim(first) else 0
     if y is not None:
@@ -184,11 +187,18 @@ def _one_rank_short(spec: Any, model: keras.Model) -> bool:
 
 
 def refuse_text(spec: Any, model: keras.Model, what: str = "The tf.data.Dataset") -> None:
-    """Raises ``DataError(unsupported-input)`` for string inputs to a model that takes numbers
-    (TensorFlow's cast of them fails in the first step)."""
+    """Raises ``DataError(unsupported-input)`` for string inputs to a model that takes numbers, or
+    to one of its inputs that takes numbers, and numbers to one that takes strings (TensorFlow's
+    cast of them fails in the first step)."""
     if not takes_text(model) and any(isinstance(s, tf.TensorSpec) and s.dtype == tf.string for s in tf.nest.flatten(spec)):
         raise DataError("unsupported-input", f"{what} yields text (tf.string) inputs, but the model takes numbers: convert them first "
                                              "(tf.strings.to_number, or a TextVectorization/StringLookup layer as the model's first layer).")
+    for name, s, text in paired_inputs(spec, model, "x"):
+        # A model with text and number inputs: each input's own kind (TensorFlow's cast fails in the first step).
+        if isinstance(s, tf.TensorSpec) and (s.dtype == tf.string) != text:
+            given, wanted = ("text (tf.string)", "numbers") if not text else (f"numbers ({s.dtype.name})", "text (dtype string)")
+            raise DataError("unsupported-input", f"{what} yields {given} for {name}, but the model's input for it takes {wanted}: convert them "
+                                                 "in the pipeline first (dataset.map with tf.strings.to_number or tf.strings.as_string).")
 
 
 def _named_shapes(parts: Sequence[Any], names: Sequence[str]) -> str:
