@@ -185,6 +185,19 @@ def test_a_scipy_sparse_matrix_is_told_to_become_dense():
     assert info.value.code == "unsupported-input" and "x.toarray()" in info.value.message
 
 
+@pytest.mark.parametrize(("make", "wanted"), [
+    (tf.sparse.from_dense, "x is a tf.SparseTensor of dense shape (96, 4)"),
+    (tf.RaggedTensor.from_tensor, "x is a tf.RaggedTensor"),
+], ids=["sparse", "ragged"])
+def test_a_sparse_or_ragged_tensor_is_told_to_become_dense(make, wanted):
+    # It became one numpy object, refused as "values that are not numbers" (advice: encode text)
+    # with the tensor's whole repr.
+    x, y = make_data()
+    with pytest.raises(DataError) as info:
+        make_trainer().fit(make(x), y, epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and info.value.message.startswith(wanted) and len(info.value.message) < 300
+
+
 def test_object_arrays_of_numbers_are_trained_as_numbers():
     x, y = make_data()
     history = make_trainer().fit(x.astype(object), y, epochs=1, shuffle=False, verbose=0).history

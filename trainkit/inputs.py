@@ -147,6 +147,14 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
     Raises:
         DataError: ``unsupported-input``.
     """
+    if isinstance(value, tf.SparseTensor):
+        # np.asarray made it one object, refused as "not numbers: encode text" with its whole repr.
+        raise DataError("unsupported-input", f"{what} is a tf.SparseTensor of dense shape {tuple(value.shape)}; trainkit trains "
+                                             f"on dense arrays. Pass tf.sparse.to_dense({what}) if it fits in memory, or a tf.data.Dataset "
+                                             "of dense batches.")
+    if isinstance(value, tf.RaggedTensor):
+        raise DataError("unsupported-input", f"{what} is a tf.RaggedTensor (rows of different lengths); trainkit trains on dense arrays. "
+                                             f"Pad it first: {what}.to_tensor() (zeros after each row's end), or keras.utils.pad_sequences.")
     if hasattr(value, "toarray") and hasattr(value, "tocsr"):  # scipy.sparse
         raise DataError("unsupported-input", f"{what} is a scipy sparse matrix of shape {value.shape}; trainkit trains on dense arrays. "
                                              f"Pass {what}.toarray() if it fits in memory, or a tf.data.Dataset of dense batches.")
