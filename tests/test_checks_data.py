@@ -350,6 +350,14 @@ def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_
     # through unchanged: counted as scaling them, it hid inputs x1000.
     (finding,) = [f for f in run("normalized", x, rng.standard_normal(300)) if f.code == "unscaled-inputs"]
     assert "after the Normalization layer" in finding.message and ".adapt(x_train)" in finding.advice
+    # Adapted with axis=None, one mean and variance for all the features: their scales stay 1e3
+    # apart, and "adapt it" was the advice.
+    x[:, 0] /= 1e3
+    shared = keras.layers.Normalization(axis=None)
+    shared.adapt(x)
+    model = keras.Sequential([keras.Input((4,)), shared, keras.layers.Dense(1)])
+    (finding,) = [f for f in check_data(x, rng.standard_normal(300), model=model, loss=get_loss("mse"), task="regression") if f.code == "unscaled-inputs"]
+    assert "built with axis=None" in finding.advice and "axis=-1" in finding.advice and "Adapt the" not in finding.advice
     images = rng.integers(0, 256, (64, 8, 8, 1)).astype("uint8")
     (finding,) = [f for f in run("image", images, rng.integers(0, 2, 64)) if f.code == "unscaled-inputs"]
     assert "/ 255.0" in finding.advice

@@ -79,7 +79,14 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             reasons.append(f"feature scales span {math.log10(ratio):.1f} orders of magnitude")
         name = input_label("x", i, len(ctx.xs), ctx.input_keys)
         lo_all, hi_all = float(f.min()) if f.size else 0.0, float(f.max()) if f.size else 0.0
-        if normalizer is not None:
+        if normalizer is not None and ratio >= UNSCALED_STD_RATIO and tuple(getattr(normalizer, "axis", (-1,))) == () and len(scale) > 1:
+            # axis=None: one mean and variance for all the values, adapted or not, which leaves
+            # features of different scales as uneven as they were ("adapt it" was no fix).
+            train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
+            fix = (f"The Normalization layer '{normalizer.name}' was built with axis=None: one mean and variance for all of "
+                   f"{name}'s values, which leaves its {unit}s' scales as uneven as they were. Build it with axis=-1 (the default: "
+                   f"each {unit} its own) and adapt it on the training inputs: {normalizer.name}.adapt({train}).")
+        elif normalizer is not None:
             train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
             fix = (f"Adapt the Normalization layer '{normalizer.name}' on the training inputs before training: "
                    f"{normalizer.name}.adapt({train}) (a layer never adapted has mean 0 and variance 1: it passes the values "
