@@ -449,6 +449,20 @@ def test_overlap_silent_when_discrete_rows_repeat_by_nature():
     assert "train-validation-overlap" not in codes(run("binary", x, y, x_val=x_val))
 
 
+@pytest.mark.parametrize("seed", [2, 4, 6, 7])
+def test_overlap_silent_on_id_sequences_that_repeat_by_chance(seed):
+    # Four ids of 6 a row, drawn alike for both splits: ~12% of the validation rows match a
+    # training row by chance, ~12% of the training rows match another, but ~6% are repeats
+    # (a pair is one repeat), and "2x the training repeat rate" fired at 8 of 20 seeds.
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 6, (200, 4))
+    y = rng.integers(0, 2, 200)
+    assert "train-validation-overlap" not in codes(run("embedding", x[:160], y[:160], x_val=x[160:], y_val=y[160:]))
+    x = rng.integers(0, 6, (400, 4))  # validation rows copied from the training rows are still found
+    (finding,) = [f for f in run("embedding", x, y.repeat(2), x_val=x[:50], y_val=y[:50]) if f.code == "train-validation-overlap"]
+    assert finding.evidence["overlap_share"] > 0.9
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_overlap_found_when_every_row_was_copied_before_the_split(seed):
     # Each of 500 continuous rows twice, shuffled, split 80/20: ~80% of the validation rows have
