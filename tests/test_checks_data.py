@@ -791,6 +791,18 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
     # Named by the key it was given under (it said x[1], its place in the model's inputs, and
     # advised the Python-less x[1]_train.mean(axis=0)).
     assert "x['num']" in finding.message and "x_train['num'].mean(axis=0)" in finding.advice
+    # Ids reshaped (or flattened) on their way to the Embedding are ids too: they were told "not scaled".
+    ids_in = keras.Input((1,), dtype="int32", name="ids")
+    looked_up = keras.layers.Flatten()(keras.layers.Embedding(900, 4)(keras.layers.Reshape((1,))(ids_in)))
+    reshaped = keras.Model([ids_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([looked_up, num_in])))
+    ids = rng.integers(0, 900, size=(64, 1)).astype("int32")
+    found = [f for f in check_data({"ids": ids, "num": amounts}, y, model=reshaped, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert [f.evidence["input"] for f in found] == [1] and "x['num']" in found[0].message
+    # ... and a Normalization never adapted behind a Dropout is still read as the values it passes on.
+    dropped = keras.layers.Normalization()(keras.layers.Dropout(0.1)(num_in))
+    behind = keras.Model([tok_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, dropped])))
+    (finding,) = [f for f in check_data({"tok": tokens, "num": amounts}, y, model=behind, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert "after the Normalization layer" in finding.message and ".adapt(x_train['num'])" in finding.advice
 
 
 @pytest.mark.parametrize("classes", [3, 100])  # a one-hot product up to 64 classes, reduceat beyond

@@ -481,13 +481,9 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
     """
     inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
     if inputs and len(inputs) > 1:
-        consumers: list[set[str]] = [set() for _ in inputs]
-        for layer in iter_layers(model):
-            for node in getattr(layer, "_inbound_nodes", []):
-                for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
-                    for i, model_input in enumerate(inputs):
-                        if tensor is model_input:
-                            consumers[i].add(type(layer).__name__)
+        # Through the layers that keep the scale, as for one input: ids reshaped for an Embedding
+        # are still ids (they were told "not scaled, standardise them").
+        consumers = [{type(layer).__name__ for layer in found} for found in _input_readers(model, inputs, _SCALE_KEEPING_LAYERS)]
         return [bool(names) and names <= INPUT_SCALING_LAYERS for names in consumers]
     for layer in iter_layers(model):
         cls = type(layer).__name__
@@ -495,6 +491,28 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
             continue
         return [cls in INPUT_SCALING_LAYERS]
     return [False]
+
+
+def _input_readers(model: keras.Model, inputs: list[Any], through: frozenset[str] = frozenset()) -> list[list[Any]]:
+    """For each of ``inputs``, the layers of ``model`` that read it; a layer whose class is in
+    ``through`` is followed to the layers that read its outputs instead."""
+    readers: dict[int, list[tuple[Any, Any]]] = {}  # a tensor's id -> (layer, node) of each call that reads it
+    for layer in iter_layers(model):
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
+                readers.setdefault(id(tensor), []).append((layer, node))
+    found: list[list[Any]] = []
+    for model_input in inputs:
+        layers, tensors, followed = [], [model_input], set()
+        while tensors:
+            for layer, node in readers.get(id(tensors.pop()), []):
+                if type(layer).__name__ not in through:
+                    layers.append(layer)
+                elif id(node) not in followed:
+                    followed.add(id(node))
+                    tensors.extend(keras.tree.flatten(getattr(node, "output_tensors", [])))
+        found.append(layers)
+    return found
 
 
 #: Layers that pass each value through where it is (at inference), so a layer after them reads the input's layout.
@@ -514,14 +532,9 @@ def input_normalizers(model: keras.Model) -> list[Any]:
 
     inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
     if inputs and len(inputs) > 1:
-        consumers: list[list[Any]] = [[] for _ in inputs]
-        for layer in iter_layers(model):
-            for node in getattr(layer, "_inbound_nodes", []):
-                for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
-                    for i, model_input in enumerate(inputs):
-                        if tensor is model_input:
-                            consumers[i].append(layer)
-        return [normalizer(found[0]) if len(found) == 1 else None for found in consumers]
+        # Through a Dropout as with one input (scales_own_inputs follows it: a Normalization never
+        # adapted behind one counted as scaling its input).
+        return [normalizer(found[0]) if len(found) == 1 else None for found in _input_readers(model, inputs, _VALUE_KEEPING)]
     for layer in iter_layers(model):
         if type(layer).__name__ in _VALUE_KEEPING:  # not a Reshape or Flatten: the sample's layout must be the layer's
             continue
