@@ -817,16 +817,20 @@ def test_class_sums_of_the_separation_screen(classes):
 
 
 @pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("reshaped", [False, True])
 @pytest.mark.parametrize(("shift", "words"), [(-5, "holds ids -5..4, but the Embedding"), (20, "holds ids 20..29"), (0.5, "holds non-integer values")])
-def test_ids_an_embedding_cannot_look_up_are_an_error(functional, shift, words):
+def test_ids_an_embedding_cannot_look_up_are_an_error(functional, reshaped, shift, words):
     # Negative and fractional ids trained in silence (on rows of zeros, or rounded); ids past the
-    # table failed in the first step's GatherV2.
+    # table failed in the first step's GatherV2 (reshaped on their way to the Embedding, still).
     ids = np.random.default_rng(0).integers(0, 10, (64, 5))
+    moves = [keras.layers.Reshape((5, 1)), keras.layers.Flatten()] if reshaped else []
     if functional:
         inputs = keras.Input((5,), dtype="int32")
-        net = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(keras.layers.Embedding(10, 2)(inputs))))
+        moved = functools.reduce(lambda t, layer: layer(t), moves, inputs)
+        net = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(keras.layers.Embedding(10, 2)(moved))))
     else:
-        net = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 2), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+        net = keras.Sequential([keras.Input((5,), dtype="int32"), *moves, keras.layers.Embedding(10, 2), keras.layers.Flatten(),
+                                keras.layers.Dense(1, activation="sigmoid")])
     y = (ids[:, :1] > 4).astype("float32")
     assert check_data(ids, y, model=net, loss=get_loss("binary_crossentropy"), task="binary") == []
     with pytest.raises(DataError) as info:

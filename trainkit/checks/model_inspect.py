@@ -547,17 +547,14 @@ def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int]]:
 
     An Embedding looks its input up as row ids of a ``[input_dim, width]`` table: ids must be
     whole numbers in ``[0, input_dim)``. A Functional model's inputs are followed to the layers
-    they feed; a Sequential model's one input to its first layer.
+    they feed, a Sequential model's one input to its first layer, past layers that only move
+    values (a Reshape, a Flatten).
     """
+    # Through layers that only move the ids (a Reshape or Flatten before the Embedding): ids
+    # outside its table failed in the first step with TensorFlow's GatherV2 error.
     if isinstance(model, keras.Sequential):
-        layers = [layer for layer in iter_layers(model) if type(layer).__name__ != "InputLayer"][:1]
+        layers = [layer for layer in iter_layers(model) if type(layer).__name__ not in _PASSTHROUGH][:1]
         return [(0, layer.name, int(layer.input_dim)) for layer in layers if isinstance(layer, keras.layers.Embedding)]
     inputs = getattr(model, "inputs", None) or []
-    found = []
-    for layer in iter_layers(model):
-        if not isinstance(layer, keras.layers.Embedding):
-            continue
-        for node in getattr(layer, "_inbound_nodes", []):
-            for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
-                found.extend((i, layer.name, int(layer.input_dim)) for i, model_input in enumerate(inputs) if tensor is model_input)
-    return found
+    return [(i, layer.name, int(layer.input_dim)) for i, readers in enumerate(_input_readers(model, inputs, _PASSTHROUGH))
+            for layer in readers if isinstance(layer, keras.layers.Embedding)]
