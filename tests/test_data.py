@@ -584,7 +584,12 @@ def test_npz_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), y=np.ones(4))
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-ragged"
     np.savez(tmp_path / "d.npz", x=np.array([["a", "b"]] * 3), y=np.ones(3))
-    assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-non-numeric"
+    err = data_error(load_arrays, npz_cfg(), tmp_path)  # text: told what to do with it, not only its dtype
+    assert err.code == "data-non-numeric" and "holds <U1 values, not numbers. A recipe trains on numbers" in err.message
+    assert "trainkit.Trainer, which takes arrays of strings" in err.message
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), y=np.array(["yes", "no", "yes"]))
+    err = data_error(load_arrays, npz_cfg(), tmp_path)
+    assert err.code == "data-non-numeric" and "Save the classes as numbers: 0..K-1" in err.message and "Trainer" not in err.message
     np.savez(tmp_path / "d.npz", x=np.ones((0, 2)), y=np.ones(0))
     assert data_error(load_arrays, npz_cfg(), tmp_path).code == "data-empty"
     for x, y, key in [(np.ones((3, 0)), np.ones(3), "'x'"), (np.ones((3, 2)), np.ones((3, 0)), "'y'")]:  # rows of no values

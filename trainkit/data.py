@@ -751,7 +751,7 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
             raise DataError("data-empty", f"Array '{key}' in {path} has {len(array)} rows but no values in them (shape {array.shape}).")
     x = _as_float32(x, f"'{x_key}' in {path}")
     _refuse_non_finite(x, path, lambda row, col: f"row {row} of '{x_key}'")
-    _refuse_non_finite(_as_float32(y, f"'{y_key}' in {path}"), path, lambda row, col: f"row {row} of '{y_key}'")
+    _refuse_non_finite(_as_float32(y, f"'{y_key}' in {path}", labels=True), path, lambda row, col: f"row {row} of '{y_key}'")
     return (x.reshape(-1, 1) if x.ndim == 1 else x), y
 
 
@@ -807,17 +807,24 @@ def _npz_array(archive: Any, key: str, path: Path, field: str = "x_key") -> np.n
     if array.ndim == 0:
         raise DataError("data-empty", f"Array '{key}' in {path} is a single value, not one row per example.")
     _refuse_too_large(array, path, lambda row, col: f"row {row} of '{key}'")
-    _as_float32(array, f"'{key}' in {path}")  # fail early on strings, whatever the task
+    _as_float32(array, f"'{key}' in {path}", labels=field == "y_key")  # fail early on strings, whatever the task
     return array
 
 
-def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
+def _as_float32(array: np.ndarray, what: str, *, labels: bool = False) -> np.ndarray:
     if array.dtype.kind == "c":  # the cast would drop the imaginary parts with a ComplexWarning
         raise DataError("data-non-numeric", f"{what} holds {array.dtype} values, not real numbers.")
     try:
         return np.asarray(array, dtype=np.float32)
     except (TypeError, ValueError):
-        raise DataError("data-non-numeric", f"{what} holds {array.dtype} values, not numbers.") from None
+        # Text said only "holds <U23 values": what to do with it is what the user needs.
+        advice = ("" if array.dtype.kind not in "US" else
+                  " Save the classes as numbers: 0..K-1 (classes, y = np.unique(y, return_inverse=True)), or 0/1 for a binary task."
+                  if labels else
+                  " A recipe trains on numbers: save the text encoded (category or token ids as integers, for an Embedding, or "
+                  "one-hot columns), or train a model that takes text (a TextVectorization or StringLookup first) from Python "
+                  "with trainkit.Trainer, which takes arrays of strings.")
+        raise DataError("data-non-numeric", f"{what} holds {array.dtype} values, not numbers.{advice}") from None
 
 
 # -------------------------------------------------------------------------------------- sklearn
