@@ -798,6 +798,14 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
     ids = rng.integers(0, 900, size=(64, 1)).astype("int32")
     found = [f for f in check_data({"ids": ids, "num": amounts}, y, model=reshaped, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
     assert [f.evidence["input"] for f in found] == [1] and "x['num']" in found[0].message
+    # So are ids cast by a keras.ops call (an op of the graph, not a layer), and an id past the table is an error.
+    cast = keras.layers.Flatten()(keras.layers.Embedding(900, 4)(keras.ops.cast(ids_in, "int32")))
+    casting = keras.Model([ids_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([cast, num_in])))
+    found = [f for f in check_data({"ids": ids, "num": amounts}, y, model=casting, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert [f.evidence["input"] for f in found] == [1]
+    with pytest.raises(DataError) as info:
+        check_data({"ids": ids + 500, "num": amounts}, y, model=casting, loss=get_loss("bce"), task="binary")
+    assert info.value.code == "embedding-ids"
     # ... and a Normalization never adapted behind a Dropout is still read as the values it passes on.
     dropped = keras.layers.Normalization()(keras.layers.Dropout(0.1)(num_in))
     behind = keras.Model([tok_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, dropped])))

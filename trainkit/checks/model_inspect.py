@@ -493,11 +493,27 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
     return [False]
 
 
+#: Operations of a functional graph (``keras.ops`` calls, not layers) that keep each value as it is.
+_VALUE_MOVING_OPS = frozenset({"Cast", "Squeeze", "ExpandDims"})
+
+
+def _graph_operations(model: Any) -> Iterator[Any]:
+    """Every layer of the model and every ``keras.ops`` call of its graph (``keras.ops.cast(ids,
+    "int32")``), nested models expanded."""
+    for operation in getattr(model, "operations", None) or getattr(model, "layers", []):
+        if isinstance(operation, keras.Model):
+            yield from _graph_operations(operation)
+        else:
+            yield operation
+
+
 def _input_readers(model: keras.Model, inputs: list[Any], through: frozenset[str] = frozenset()) -> list[list[Any]]:
     """For each of ``inputs``, the layers of ``model`` that read it; a layer whose class is in
-    ``through`` is followed to the layers that read its outputs instead."""
+    ``through`` (or an op that keeps the values, a cast) is followed to the layers that read its
+    outputs instead."""
+    through = through | _VALUE_MOVING_OPS
     readers: dict[int, list[tuple[Any, Any]]] = {}  # a tensor's id -> (layer, node) of each call that reads it
-    for layer in iter_layers(model):
+    for layer in _graph_operations(model):
         for node in getattr(layer, "_inbound_nodes", []):
             for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
                 readers.setdefault(id(tensor), []).append((layer, node))
