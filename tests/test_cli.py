@@ -499,6 +499,34 @@ def test_a_run_an_error_ends_leaves_a_failed_report_with_its_epochs_so_far(tiny_
     assert report["status"] == "failed" and report["epochs_run"] == 2 and len(report["history"]["loss"]) == 2
 
 
+def test_a_full_disk_that_ends_a_run_is_said_once_not_again_for_each_file_it_fails(tiny_recipe, tmp_path, monkeypatch, capsys):
+    # A real full disk (a small tmpfs) fails every write after the one in flight, not only the big
+    # ones a file-size limit fails: the checkpoint's error came with "a second error while ending
+    # a run" for the HParams end record and "could not write the report of the failed run".
+    import trainkit.run
+    import trainkit.tensorboard_logging
+    from trainkit.checkpoint import TrainingCheckpoint
+    from trainkit.errors import RunDirError
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for owner, name in ((TrainingCheckpoint, "save"), (trainkit.tensorboard_logging, "write_session_end"), (trainkit.run, "write_report")):
+        monkeypatch.setattr(owner, name, disk_full)
+    with pytest.raises(RunDirError) as info:
+        train_recipe(load_recipe(tiny_recipe, ["training.checkpoint_every=1"]), logdir=tmp_path, verbose=0)
+    assert info.value.code == "logdir-unwritable" and "No space left on device" in info.value.message
+    assert capsys.readouterr().err == ""
+
+    # Another failure while ending it is still said beside the disk's.
+    monkeypatch.setattr(trainkit.run, "write_report", lambda *args: 1 / 0)
+    with pytest.raises(RunDirError, match="logdir-unwritable"):
+        train_recipe(load_recipe(tiny_recipe, ["training.checkpoint_every=1"]), logdir=tmp_path, verbose=0)
+    assert "could not write the report of the failed run: ZeroDivisionError" in capsys.readouterr().err
+
+
 def test_a_resume_that_fails_before_its_checkpoint_came_back_keeps_the_report(tiny_recipe, tmp_path):
     from trainkit.errors import RunDirError
     from trainkit.recipe import load_recipe

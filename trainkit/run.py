@@ -39,6 +39,7 @@ from trainkit.recipe import Recipe
 from trainkit.runs import (
     check_writable,
     create_run_dir,
+    is_storage_failure,
     json_text,
     new_directories,
     os_error_reason,
@@ -277,7 +278,7 @@ def train_recipe(
         if chief and (resume_dir is None or trainer.history is not history_before):
             _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
                                            resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks),
-                                           standardization=scaling), recipe)
+                                           standardization=scaling), recipe, err)
         in_model_code = model_code_error(recipe, err)
         if in_model_code is not None:  # the user's own code, named by file and line
             kept = f" The run's failed report is in {run_dir}." if chief and resume_dir is None else ""
@@ -352,11 +353,13 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _write_failed_report(result: RunResult, recipe: Recipe) -> None:
-    """Writes the report of a run an error ended, without replacing that error if writing fails."""
+def _write_failed_report(result: RunResult, recipe: Recipe, in_flight: BaseException) -> None:
+    """Writes the report of a run an error (``in_flight``) ended, without replacing that error if writing fails."""
     try:
         write_report(result, recipe)
     except Exception as err:  # the run directory gone, say: the error in flight is what matters
+        if is_storage_failure(in_flight) and is_storage_failure(err):
+            return  # a full disk that ended the run fails its report too: the error says so already
         print(f"trainkit: could not write the report of the failed run: {type(err).__name__}: {err}", file=sys.stderr)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from trainkit.errors import RunDirError
+from trainkit.errors import RunDirError, TrainkitError
 
 
 def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
@@ -215,3 +215,12 @@ def storage_error_text(err: BaseException) -> str:
 def is_storage_error(err: BaseException) -> bool:
     """Whether writing failed for the disk or the directory (full, read-only, deleted)."""
     return isinstance(err, OSError) or type(err).__name__ in _STORAGE_ERRORS
+
+
+def is_storage_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a write that failed for the disk or the directory: trainkit's
+    ``logdir-unwritable``, or the OS's or TensorFlow's own error (not another trainkit error,
+    ``run-dir-in-use`` say, which is an ``OSError`` too)."""
+    if isinstance(err, TrainkitError):
+        return err.code == "logdir-unwritable"
+    return is_storage_error(err)

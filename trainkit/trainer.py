@@ -86,6 +86,7 @@ from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
 from trainkit.running_metrics import held_metrics, results_noted, running_values
+from trainkit.runs import is_storage_failure
 from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
@@ -1073,6 +1074,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if type(err) is type(in_flight) and str(err) == str(in_flight):
                 # A full disk fails the writer's close as it failed the write in flight: the
                 # error was printed twice, once as "a second error".
+                return
+            if is_storage_failure(in_flight) and is_storage_failure(err):
+                # A full disk fails the end record as it failed the write in flight (a file-size
+                # limit lets that small file through): the error in flight says it all already.
                 return
             print(f"trainkit: a second error while ending a run that had already failed: {type(err).__name__}: {err}", file=sys.stderr)
 
