@@ -645,6 +645,34 @@ def test_writing_to_an_unknown_split_or_a_closed_writer_is_a_coded_error_where_i
     assert info.value.code == "writer-closed"
 
 
+def test_a_text_or_summary_that_cannot_be_written_is_refused_where_it_is_logged(tmp_path):
+    # A callback's trainer.writer.text("train", 0, "note", None) failed on the writer thread: the
+    # epoch values queued after it were dropped, and training's next write raised "RuntimeError:
+    # Writing TensorBoard events failed: None values not supported", far from the callback.
+    from trainkit.callbacks import Callback
+    from trainkit.errors import ArgumentError
+    from trainkit.writers.tensorboard import RunWriter
+
+    writer = RunWriter(tmp_path / "direct")
+    with pytest.raises(ArgumentError, match="must be a string"):
+        writer.text("train", 0, "note", None)
+    with pytest.raises(ArgumentError, match="takes a Summary protobuf"):
+        writer.summary("train", 0, "not a proto")
+    writer.text("train", 0, "note", "fine")  # the writer goes on
+    writer.close()
+
+    class Notes(Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.trainer.writer.text("train", epoch, "note", logs.get("missing"))
+
+    x, y = make_data(64)
+    trainer = make_trainer(logdir=tmp_path / "fit")
+    with pytest.raises(ArgumentError, match="'note' must be a string"):
+        trainer.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[Notes()])
+    with pytest.raises(ArgumentError, match="must be a string"):
+        trainer.log_text("note", 3.5)  # before any fit: it failed the next one when its writer opened
+
+
 def test_a_finding_with_an_unknown_severity_is_a_coded_error():
     from trainkit import Finding
     from trainkit.errors import ArgumentError

@@ -115,6 +115,7 @@ from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
     RunWriter,
+    check_text,
 )
 
 #: The methods a subclass overrides to change what a step does. trainkit compiles without AutoGraph;
@@ -779,6 +780,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def log_text(self, name: str, markdown: str) -> None:
         """Adds a text to the run's TensorBoard events (written when training starts)."""
+        check_text(name, markdown)  # here: a bad one failed the next fit, once its writer opened
         self._pending_texts[name] = markdown
         if self.writer is not None:
             self.writer.text("train", 0, name, markdown)

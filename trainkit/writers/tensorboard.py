@@ -105,6 +105,17 @@ def _check_split(split: str) -> None:
         raise ArgumentError("bad-argument", f"Unknown TensorBoard split {split!r}: write to one of {', '.join(SPLITS)}.")
 
 
+def check_text(name: Any, markdown: Any) -> None:
+    """Refuses a text summary that is not a name and a string where it is logged: on the writer
+    thread it failed the next write of training itself, as a RuntimeError about something else
+    (and the epoch values queued after it were lost)."""
+    if not isinstance(name, str) or not name:
+        raise ArgumentError("bad-argument", f"A TensorBoard text's name must be a non-empty string, got {name!r}.")
+    if not isinstance(markdown, str):
+        raise ArgumentError("bad-argument", f"The TensorBoard text {name!r} must be a string (markdown), got a {type(markdown).__name__}: "
+                                            "format the value first, str(value) or f\"...\".")
+
+
 def step_tag(name: str) -> str:
     """TensorBoard tag of a per-step scalar: grouped names keep their group, others go under step/."""
     return name if "/" in name else f"step/{name}"
@@ -361,11 +372,15 @@ class RunWriter:
     def text(self, split: str, step: int, name: str, markdown: str) -> None:
         """Queues a text summary (rendered as markdown by TensorBoard)."""
         _check_split(split)
+        check_text(name, markdown)
         self._put(lambda: self._add(split, step, list(_own_summary(text_summary.pb(name, markdown)).value)))
 
     def summary(self, split: str, step: int, proto: Any) -> None:
         """Queues a ready-made ``Summary`` protobuf (HParams, custom-scalar layouts, ...)."""
         _check_split(split)
+        if "value" not in getattr(getattr(proto, "DESCRIPTOR", None), "fields_by_name", {}):
+            # Checked here, as the text is: on the writer thread it failed training's next write.
+            raise ArgumentError("bad-argument", f"summary() takes a Summary protobuf (tensorboard's or TensorFlow's), got a {type(proto).__name__}.")
         self._put(lambda: self._add(split, step, list(_own_summary(proto).value)))
 
     def flush(self) -> None:
