@@ -58,3 +58,19 @@ def test_without_a_mark_to_go_on_from_the_journal_starts_over(tmp_path):
     fresh.continue_from(None)  # the checkpoint's journal did not read back
     mark = fresh.append([5], lambda r: {"epoch": r})
     assert mark.count == 1 and path.read_text() == '{"epoch": 5}\n'
+
+
+def test_a_journal_deleted_or_cut_short_while_the_run_trains_is_written_whole_again(tmp_path):
+    # The run directory removed mid-run (rm -rf, then checkpoints/ made again): the next append cut
+    # the new empty file "back" to the old mark, padding it with 2351 zero bytes, and every later
+    # checkpoint's records failed to read back on resume (checkpoint-corrupt, the diagnosis lost).
+    path = tmp_path / "checkpoints" / "epochs.jsonl"
+    journal = Journal(path)
+    journal.append([0, 1], lambda r: {"epoch": r})
+    path.unlink()
+    mark = journal.append([0, 1, 2], lambda r: {"epoch": r})
+    assert b"\0" not in path.read_bytes() and Journal(path).read(mark) == [{"epoch": 0}, {"epoch": 1}, {"epoch": 2}]
+    with open(path, "r+b") as handle:
+        handle.truncate(5)
+    mark = journal.append([0, 1, 2, 3], lambda r: {"epoch": r})
+    assert Journal(path).read(mark) == [{"epoch": e} for e in range(4)]

@@ -63,16 +63,21 @@ class Journal:
 
         Records are never changed once written, so only those past the last mark are encoded
         and written (the file is first cut back to that mark: a killed run's lines go). Without
-        a mark (a new run, or a resume whose journal did not read back) the file starts over.
+        a mark (a new run, or a resume whose journal did not read back), or when the file is
+        shorter than the mark (deleted or cut short since), the file starts over.
 
         Args:
             records: Every record so far, oldest first (the ones already written included).
             encode: Turns a record into a JSON-serialisable mapping.
         """
         mark = self._mark if self._mark is not None and self._mark.count <= len(records) else JournalMark(count=0, size=0, crc32=0)
-        lines = b"".join(json.dumps(encode(record), allow_nan=True).encode() + b"\n" for record in records[mark.count :])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as handle:  # "ab" creates the file; truncate then moves its end
+            if os.fstat(handle.fileno()).st_size < mark.size:
+                # Deleted or cut short since (the run directory removed mid-run): truncate padded
+                # it with zeros up to the mark, and every later checkpoint's records were lost.
+                mark = JournalMark(count=0, size=0, crc32=0)
+            lines = b"".join(json.dumps(encode(record), allow_nan=True).encode() + b"\n" for record in records[mark.count :])
             handle.truncate(mark.size)
             handle.write(lines)
             handle.flush()
