@@ -899,6 +899,29 @@ def test_a_file_size_limit_ends_train_in_one_coded_error_without_a_traceback(tmp
         assert not any(p.is_dir() for p in logdir.glob("resumable/*"))
 
 
+@pytest.mark.parametrize("where", ["first event", "hparams", "end record"])
+def test_a_disk_full_as_the_event_files_open_or_the_run_ends_is_a_coded_error(tmp_path, monkeypatch, where):
+    # A real full disk (a tmpfs with 10 KB left) failed these writes with TensorFlow's
+    # ResourceExhaustedError, which trainkit train let out as a traceback: the train/ events
+    # file's first event and the HParams record as fit opened its writer, and the HParams end
+    # record of a run that had trained every epoch.
+    import trainkit.tensorboard_logging
+    from trainkit.errors import RunDirError
+    from trainkit.writers.tensorboard import RecordEventWriter
+
+    def disk_full(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, f"{tmp_path}/events.out.tfevents.1; No space left on device")
+
+    owner, name = {"first event": (RecordEventWriter, "add_event"), "hparams": (trainkit.tensorboard_logging, "write_hparams"),
+                   "end record": (trainkit.tensorboard_logging, "write_session_end")}[where]
+    monkeypatch.setattr(owner, name, disk_full)
+    trainer = _tiny_trainer(tmp_path, checkpoint_every=1, hparams={"lr": 0.1})
+    with pytest.raises(RunDirError) as info:
+        trainer.fit(*_xy(), epochs=2, verbose=0)
+    assert info.value.code == "logdir-unwritable" and info.value.message.endswith(("run it again.", "shows no status for it.", "before its first one."))
+    assert f"{tmp_path}/events.out.tfevents.1; No space left on device" in info.value.message and trainer.writer is None
+
+
 def test_a_failed_checkpoint_write_says_which_file_and_why_without_tensorflow_s_op_wrapping(tmp_path, monkeypatch):
     # A checkpoints/ made read-only mid-run: the message carried "{{function_node __wrapped__SaveV2_
     # dtypes_21_device_/job:localhost/replica:0/task:0/device:CPU:0}} ... [Op:SaveV2]" around the

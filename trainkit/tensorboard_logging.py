@@ -24,6 +24,7 @@ from trainkit.errors import RunDirError
 from trainkit.histograms import ProbeHistograms
 from trainkit.history import numeric_logs
 from trainkit.loop import CompiledLoop
+from trainkit.runs import is_storage_error, storage_error_text
 from trainkit.writers.hparams import FILE_SUFFIX as HPARAMS_SUFFIX
 from trainkit.writers.hparams import write_hparams, write_session_end
 from trainkit.writers.tensorboard import RunWriter, custom_scalars_layout
@@ -71,7 +72,14 @@ class TensorBoardLogging:
             self.writer.text("train", step, name, markdown)
         if self.hparams and hparams:
             older = list(self.logdir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}")) if resumed else []
-            written = write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self._metrics))])
+            try:
+                written = write_hparams(self.logdir, self.hparams, ["loss", *(m.name for m in (*self._output_loss_trackers, *self._metrics))])
+            except Exception as err:
+                if not is_storage_error(err):
+                    raise
+                # A disk that fills here failed the run with TensorFlow's ResourceExhaustedError traceback.
+                raise RunDirError("logdir-unwritable", f"Cannot write the run's hyperparameters into {self.logdir}: {storage_error_text(err)}. "
+                                                       "Free space or fix the directory, then run it again.") from err
             for old in older:  # after the new one is written: a crash in between loses no record
                 if old != written:
                     old.unlink(missing_ok=True)
@@ -120,8 +128,14 @@ class TensorBoardLogging:
             return
         try:
             write_session_end(self.logdir, stop_reason)
-        except OSError as err:
-            raise RunDirError("logdir-unwritable", f"Cannot write the run's end record into {self.logdir}: {err.strerror or err}.") from err
+        except Exception as err:
+            # TensorFlow's errors too (the record goes through tf.io.gfile): a disk full at a good
+            # run's very end failed it with a ResourceExhaustedError traceback.
+            if not is_storage_error(err):
+                raise
+            raise RunDirError("logdir-unwritable", f"Cannot write the run's end record into {self.logdir}: {storage_error_text(err)}. Free space or fix "
+                                                   "the directory: until the run is resumed (--resume RUN_DIR, or fit(..., resume=True)), "
+                                                   "TensorBoard's HParams dashboard shows no status for it.") from err
 
     def _close_writer(self) -> None:
         if self.writer is not None:

@@ -329,7 +329,10 @@ class RunWriter:
         self.scalars_every = max(1, int(scalars_every))
         # validation/ is opened with its first event: a run without validation data would
         # otherwise list an empty "validation" run in TensorBoard.
-        self._writers = {"train": RecordEventWriter(self.run_dir / "train")}
+        self._writers: dict[str, RecordEventWriter] = {}
+        # Surfaced as the writer thread's failures are: a disk with room for the run's first files
+        # but not its first event ended in TensorFlow's ResourceExhaustedError traceback.
+        self._surface(lambda: self._writers.setdefault("train", RecordEventWriter(self.run_dir / "train")))
         self._encoders: dict[tuple[str, ...], StepScalarEncoder] = {}
         self._worker = SerialWorker("trainkit-tensorboard")
 
