@@ -1349,3 +1349,18 @@ def test_a_checkpoint_write_that_fails_leaves_no_temporary_directory(tmp_path):
         signal.signal(signal.SIGXFSZ, handler)
     assert not list(tmp_path.glob("*_temp")) and big.latest() is None
     assert big.save({"epoch": 1}).name == "ckpt-7"  # the next write, with room, works as before
+
+
+def test_a_callback_state_a_checkpoint_cannot_keep_is_a_coded_error_naming_the_callback(tmp_path):
+    # A best value kept as np.float32 failed the run at its first checkpoint with json's bare
+    # "TypeError: Object of type float32 is not JSON serializable", naming no callback.
+    from trainkit.callbacks import Callback
+
+    class KeepsBest(Callback):
+        def get_state(self):
+            return {"best": np.float32(0.5)}
+
+    with pytest.raises(ArgumentError) as info:
+        _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0, callbacks=[KeepsBest()])
+    assert info.value.code == "bad-callback" and info.value.message.startswith("KeepsBest.get_state() returned what a checkpoint cannot keep")
+    assert "float32" in info.value.message

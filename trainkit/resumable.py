@@ -12,6 +12,7 @@ optimizers a subclass holds as attributes).
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -57,6 +58,23 @@ RESUME_RECORD_KEYS = ("batches_done", "seed", "history", "epochs")
 
 # Hyperparameters a resume may change: more epochs is how a finished run is trained further.
 RESUMABLE_HPARAMS = frozenset({"epochs"})
+
+
+def _unkept_state(callbacks: Sequence[Callback], states: Sequence[Any]) -> ArgumentError | None:
+    """The error to raise for the first callback whose :meth:`~trainkit.callbacks.Callback.get_state`
+    JSON cannot keep, if one is why a checkpoint's record failed (looked for only then: a state
+    can be large, early stopping's best weights).
+
+    A numpy number in it (a best value kept as ``np.float32``) failed the run at its first
+    checkpoint with json's bare "Object of type float32 is not JSON serializable".
+    """
+    for callback, state in zip(callbacks, states, strict=True):
+        try:
+            json.dumps(state, allow_nan=True)
+        except (TypeError, ValueError) as err:
+            return ArgumentError("bad-callback", f"{type(callback).__name__}.get_state() returned what a checkpoint cannot keep ({err}): return "
+                                                 "JSON values only (dict, list, str, int, float, bool, None), float(x) for a numpy number.")
+    return None
 
 
 class Resumable:
@@ -218,6 +236,9 @@ class Resumable:
         try:
             return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
         except Exception as err:
+            unkept = _unkept_state(callbacks, list(states.values())) if isinstance(err, TypeError | ValueError) else None
+            if unkept is not None:
+                raise unkept from None
             if not is_storage_error(err):
                 raise
             # The run's first checkpoint failing left nothing to resume: "continue from its last
