@@ -857,6 +857,20 @@ def test_validation_ids_an_embedding_cannot_look_up_are_an_error():
     assert info.value.code == "embedding-ids" and "x_val holds ids 3..12" in info.value.message
 
 
+@pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
+def test_ids_a_category_encoding_has_no_category_for_are_an_error(mode):
+    # model.fit trains on them in silence: CategoryEncoding(num_tokens=5) encodes ids 5..7 as a
+    # row of zeros, so three categories look the same as each other and as no category at all.
+    ids = np.random.default_rng(0).integers(0, 8, (64, 1 if mode == "one_hot" else 3))
+    net = keras.Sequential([keras.Input((ids.shape[1],), dtype="int32"), keras.layers.CategoryEncoding(5, output_mode=mode),
+                            keras.layers.Dense(1, activation="sigmoid")])
+    y = (ids[:, :1] % 2).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(ids, y, model=net, loss=get_loss("binary_crossentropy"), task="binary")
+    assert info.value.code == "embedding-ids" and "CategoryEncoding(num_tokens=8" in info.value.message
+    assert check_data(ids % 5, y, model=net, loss=get_loss("binary_crossentropy"), task="binary") == []
+
+
 def test_class_imbalance_lists_only_the_rare_classes():
     # 3 classes, two of them rare: the three smallest counts named the largest class among the
     # "rarest" ("class 1: 4, class 2: 4, class 0: 292, against 292 for class 0").

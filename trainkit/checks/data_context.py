@@ -85,8 +85,8 @@ class DataContext:
     val_where: str = ""
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
     batch_size: int | None = None
-    #: ``(input index, layer name, input_dim)`` of each Embedding an input feeds directly.
-    embeddings: Sequence[tuple[int, str, int]] = ()
+    #: ``(input index, layer name, ids, layer class)`` of each Embedding or CategoryEncoding an input feeds directly.
+    embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
     output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.

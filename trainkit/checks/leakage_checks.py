@@ -200,7 +200,7 @@ def _label_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target])
             columns, f"Features {', '.join(map(str, columns))} are {label} one-hot encoded: each is 1 exactly in "
             f"the rows of one class ({listing}) in all {n} sampled rows",
             {"feature": columns[0], "features": columns, "classes": sorted(one_hot), "rows_checked": n}, names)
-    if any(index == 0 for index, _, _ in ctx.embeddings):
+    if any(index == 0 for index, *_ in ctx.embeddings):
         # Token ids, not features: a task whose label is decided by the token at one position
         # ("does it start with id 3?") maps each of that position's few ids to one class, which
         # is the task, not a leak. Only a position equal to the label (above) is one.

@@ -558,19 +558,31 @@ def input_normalizers(model: keras.Model) -> list[Any]:
     return [None]
 
 
-def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int]]:
-    """``(input index, layer name, input_dim)`` of each Embedding a model input feeds directly.
+def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int, str]]:
+    """``(input index, layer name, ids, layer class)`` of each Embedding or CategoryEncoding a
+    model input feeds directly.
 
-    An Embedding looks its input up as row ids of a ``[input_dim, width]`` table: ids must be
-    whole numbers in ``[0, input_dim)``. A Functional model's inputs are followed to the layers
-    they feed, a Sequential model's one input to its first layer, past layers that only move
-    values (a Reshape, a Flatten).
+    An Embedding looks its input up as row ids of a ``[input_dim, width]`` table, a
+    CategoryEncoding counts its input as ids of ``num_tokens`` categories: ids must be whole
+    numbers in ``[0, ids)``. A Functional model's inputs are followed to the layers they feed, a
+    Sequential model's one input to its first layer, past layers that only move values (a
+    Reshape, a Flatten).
     """
     # Through layers that only move the ids (a Reshape or Flatten before the Embedding): ids
     # outside its table failed in the first step with TensorFlow's GatherV2 error.
     if isinstance(model, keras.Sequential):
-        layers = [layer for layer in iter_layers(model) if type(layer).__name__ not in _PASSTHROUGH][:1]
-        return [(0, layer.name, int(layer.input_dim)) for layer in layers if isinstance(layer, keras.layers.Embedding)]
-    inputs = getattr(model, "inputs", None) or []
-    return [(i, layer.name, int(layer.input_dim)) for i, readers in enumerate(_input_readers(model, inputs, _PASSTHROUGH))
-            for layer in readers if isinstance(layer, keras.layers.Embedding)]
+        readers = [[layer for layer in iter_layers(model) if type(layer).__name__ not in _PASSTHROUGH][:1]]
+    else:
+        readers = _input_readers(model, getattr(model, "inputs", None) or [], _PASSTHROUGH)
+    return [(i, layer.name, ids, type(layer).__name__) for i, layers in enumerate(readers) for layer in layers
+            if (ids := _id_count(layer)) is not None]
+
+
+def _id_count(layer: Any) -> int | None:
+    """How many ids ``layer`` reads its input as (an Embedding's rows, a CategoryEncoding's
+    categories: ids past them became rows of zeros, in silence), ``None`` for other layers."""
+    if isinstance(layer, keras.layers.Embedding):
+        return int(layer.input_dim)
+    if isinstance(layer, keras.layers.CategoryEncoding) and layer.num_tokens is not None:
+        return int(layer.num_tokens)
+    return None

@@ -75,21 +75,29 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
     arrays = [("x", ctx.xs, ctx.input_keys, ctx.where)]
     if ctx.x_val:
         arrays.append(("x_val", ctx.x_val, ctx.x_val_keys, ctx.val_where))
-    for (base, xs, keys, where), (index, layer, dim) in itertools.product(arrays, ctx.embeddings):
+    for (base, xs, keys, where), (index, layer, dim, kind) in itertools.product(arrays, ctx.embeddings):
         if index >= len(xs) or xs[index].size == 0 or not np.issubdtype(xs[index].dtype, np.number):
             continue
         a = xs[index]
         name = input_label(base, index, len(xs), keys) + where
         lo, hi = float(np.min(a)), float(np.max(a))
+        embedding = kind == "Embedding"
         if not is_integral(a):
-            return Issue(f"{name} feeds the Embedding '{layer}' but holds non-integer values ({format_number(lo)}..{format_number(hi)}): an Embedding looks "
-                         f"its input up as row ids of its table, so 2.7 is read as 2.",
-                         "Pass the token or category ids as integers; for real-valued features use a Dense layer instead of an Embedding.",
+            reads = "looks its input up as row ids of its table" if embedding else "counts its input as category ids"
+            return Issue(f"{name} feeds the {kind} '{layer}' but holds non-integer values ({format_number(lo)}..{format_number(hi)}): an {kind} {reads}, "
+                         f"so 2.7 is read as 2.",
+                         f"Pass the token or category ids as integers; for real-valued features use a Dense layer instead of an {kind}.",
                          {"min": lo, "max": hi}, layer)
         if lo < 0 or hi >= dim:
-            return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
-                         f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
-                         f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
-                         "(keep 0 for padding if the model masks it).",
-                         {"min": lo, "max": hi, "input_dim": dim}, layer)
+            if embedding:
+                return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
+                             f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
+                             f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
+                             "(keep 0 for padding if the model masks it).",
+                             {"min": lo, "max": hi, "input_dim": dim}, layer)
+            # model.fit trains on such ids in silence: each is encoded as no category at all.
+            return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the CategoryEncoding '{layer}' has {dim} categories "
+                         f"(ids 0..{dim - 1}): an id outside them is encoded as no category, a row of zeros the model cannot tell apart.",
+                         f"Use CategoryEncoding(num_tokens={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1}.",
+                         {"min": lo, "max": hi, "num_tokens": dim}, layer)
     return None
