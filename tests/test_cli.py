@@ -830,7 +830,7 @@ def test_diagnose_says_when_a_run_did_not_finish(runner, tiny_recipe, tmp_path):
         assert said.exit_code == 0 and "report.json does not read back" in said.output
     (run_dir / "report.json").unlink()  # killed: no report at all
     killed = runner.invoke(app, ["diagnose", str(run_dir), "--json"])
-    assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run's process was killed (no report.json, and nothing trains into it)")
+    assert json.loads(killed.output)["unfinished"].startswith("unfinished: the run's process ended without its report.json (killed, or failed before writing it")
     # Still training: its lock is held. (Both read "has no report.json (still training, or its
     # process was killed)".)
     from trainkit.run_lock import exclusive

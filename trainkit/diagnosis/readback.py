@@ -410,7 +410,9 @@ def unfinished_note(run_dir: str | Path) -> str | None:
             by = f" (process {pid})" if pid else ""
             return f"unfinished: the run is still training{by}: these are the findings of its events so far. The end-of-run verdicts come when it ends."
         if (run_dir / LOCK_NAME).exists():
-            return f"unfinished: the run's process was killed (no report.json, and nothing trains into it){resume}. The end-of-run verdicts are missing."
+            # A run that failed writing its end (a full disk) leaves the same as a killed one.
+            return (f"unfinished: the run's process ended without its report.json (killed, or failed before writing it: a full disk, say), "
+                    f"and nothing trains into it{resume}. The end-of-run verdicts are missing.")
         return f"unfinished: the run has no report.json (still training, or its process was killed){resume}. The end-of-run verdicts are missing."
     except (OSError, ValueError):
         report = None
