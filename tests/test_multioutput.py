@@ -358,6 +358,15 @@ def test_loss_weights_of_zero_for_every_trained_output_are_refused():
     assert [h.weight for h in heads_trainer(loss_weights=[0.0, 1.0]).heads] == [0.0, 1.0]
 
 
+def test_loss_weights_may_be_numpy_numbers_as_model_compile_takes_them():
+    # np.float32(0.5) (a weight computed with numpy) was refused: "must be a finite number >= 0, got np.float32(0.5)".
+    for weights in ([np.float32(1.0), np.float32(0.5)], {"b": np.float32(0.5)}, [np.int64(1), np.float16(0.5)]):
+        assert [h.weight for h in heads_trainer(loss_weights=weights).heads] == [1.0, 0.5]
+    assert [h.weight for h in heads_trainer(loss_weights=np.float32(2.0)).heads] == [2.0, 2.0]
+    with pytest.raises(ArgumentError, match=r"got np\.True_"):
+        heads_trainer(loss_weights=[1.0, np.True_])
+
+
 def test_loss_weights_apply_to_a_single_output_too():
     x, ya, _ = data()
     keras.utils.set_random_seed(0)

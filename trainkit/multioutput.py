@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from trainkit.errors import ArgumentError, UnknownNameError
@@ -151,7 +153,8 @@ def loss_weights(spec: Any, names: Sequence[str]) -> list[float]:
         return [1.0] * len(names)
     weights = per_output(spec, names, "loss_weights", 1.0)
     for name, weight in zip(names, weights, strict=True):
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not (math.isfinite(weight) and weight >= 0):
+        # numpy's numbers too, as model.compile takes them (np.float32(0.5) was refused as "not a number >= 0").
+        if isinstance(weight, bool | np.bool_) or not isinstance(weight, numbers.Real) or not (math.isfinite(weight) and weight >= 0):
             # A negative weight makes descent raise that output's loss (and the total can go below 0).
             raise ArgumentError("bad-argument", f"loss_weights: the weight of output {name} must be a finite number >= 0, got {weight!r}.")
     return [float(w) for w in weights]

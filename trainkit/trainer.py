@@ -211,8 +211,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             infinite, keeping the weights from before that step (the default train step skips a
             non-finite update) and setting :attr:`stop_reason` to ``"nan-loss"``; ``"warn"``:
             record it and go on.
-        loss_weights: With several outputs, the weight of each output's loss in the total, a
-            list or dict by output name (1.0 where not given), as with ``model.compile``.
+        loss_weights: With several outputs, the weight of each output's loss in the total: one
+            for every output, a list or dict by output name (1.0 where not given), as with
+            ``model.compile``.
         auto_scale_loss: As with ``model.compile``: when the model's dtype policy is
             ``mixed_float16``, wrap the optimizer in a ``keras.optimizers.LossScaleOptimizer``
             (unless it is one), which scales the loss so that small float16 gradients do not
@@ -250,7 +251,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         keep_checkpoints: int = 3,
         on_nan: Literal["stop", "warn"] = "stop",
         strategy: tf.distribute.Strategy | None = None,
-        loss_weights: Sequence[float] | Mapping[str, float] | None = None,
+        loss_weights: float | Sequence[float] | Mapping[str, float] | None = None,
         auto_scale_loss: bool = True,
     ) -> None:
         if not isinstance(model, keras.Model):
