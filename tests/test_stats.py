@@ -381,6 +381,16 @@ def test_histograms_every_n_steps(tmp_path, source, steps_per_execution):
         assert [f.experimental_get_tracing_count() for f in functions] == [1]
 
 
+def test_histograms_every_may_be_a_numpy_integer(tmp_path):
+    # np.int64(3) passed the argument check but wrote no histogram: the steps were matched by isinstance(every, int).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(192)  # 6 steps of 32
+    make_trainer(logdir=tmp_path, histograms_every=np.int64(3)).fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
+    assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == [3, 6]
+
+
 def test_histograms_every_rejects_what_is_not_a_positive_int():
     with pytest.raises(ValueError, match="histograms_every"):
         make_trainer(histograms_every=0)

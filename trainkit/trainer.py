@@ -317,7 +317,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._batches_done = 0
         self._step: int | None = None  # global_step mirrored on the host (see `step`)
         self._metric_fns: dict[str, Any] = {}  # compiled reset and read of the metrics, by split
-        self.histograms_every = histograms_every
+        # A Python int: the calls are cut at its steps by isinstance(every, int), and numpy's
+        # np.int64(4), which the check above takes, wrote no histogram at all.
+        self.histograms_every = int(histograms_every) if is_whole_number(histograms_every) else histograms_every
         self.step_table_steps = step_table_steps
 
         self.findings: list[Finding] = []
