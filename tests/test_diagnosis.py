@@ -1182,8 +1182,18 @@ def test_the_clipping_of_a_run_is_in_its_diagnosis_context():
     assert _clipping(keras.optimizers.SGD(0.1, clipvalue=0.5)) == {"clipvalue": 0.5}
     assert _clipping(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, global_clipnorm=1.0))) == {"global_clipnorm": 1.0}
     assert _clipping(keras.optimizers.Adam()) is None
+    # Keras keeps numpy numbers as given: np.float32(1.0) read as no clipping, and such a run was told to add clipnorm: 1.0.
+    assert _clipping(keras.optimizers.SGD(0.1, clipnorm=np.float32(1.0))) == {"clipnorm": 1.0}
     # trainkit diagnose reads it back from the run's events.
     assert Context.from_dict(json.loads(json.dumps(Context(clipping={"clipnorm": 2.0}).to_dict()))).clipping == {"clipnorm": 2.0}
+
+
+def test_a_dropout_rate_given_as_a_numpy_number_is_in_the_diagnosis_context():
+    from trainkit.diagnosis.callback import dropout_rate
+
+    # Keras keeps Dropout(np.float32(0.5)).rate as given: it read as no dropout at all.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dropout(np.float32(0.5)), keras.layers.Dense(1)])
+    assert dropout_rate(model) == 0.5
 
 
 def test_exploding_gradients_behind_steps_a_loss_scale_optimizer_skipped():

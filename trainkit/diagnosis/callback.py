@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -668,7 +669,7 @@ def dropout_rate(model: Any) -> float:
         names = ("rate",) if "Dropout" in type(layer).__name__ else ("dropout", "recurrent_dropout")
         for name in names:
             value = getattr(layer, name, None)
-            if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+            if _real_number(value) and 0 <= value < 1:
                 rates.append(float(value))
     return max(rates)
 
@@ -845,9 +846,16 @@ def _clipping(optimizer: Any) -> dict[str, float] | None:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     for key in ("clipnorm", "global_clipnorm", "clipvalue"):
         value = getattr(inner, key, None)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if _real_number(value):
             return {key: float(value)}
     return None
+
+
+def _real_number(value: Any) -> bool:
+    """A real number but a bool, numpy's included: Keras keeps ``Dropout(np.float32(0.5)).rate`` and
+    ``clipnorm=np.float32(1.0)`` as given, and an ``int | float`` test read them as no dropout and
+    no clipping (a run clipping at 1.0 was told to add clipnorm: 1.0)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def _learning_rate(optimizer: Any) -> float | None:
