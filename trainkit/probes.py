@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -122,7 +122,7 @@ def _collectors() -> list[list[Tap]]:
     return stack
 
 
-def record(name: str, tensor: Any, activation: str = "linear") -> Any:
+def record(name: str, tensor: Any, activation: str | Callable[..., Any] = "linear") -> Any:
     """Reports ``tensor`` as the activation of ``name`` to the trainkit step tracing the model.
 
     Call it in a layer's or model's ``call``. Outside a trainkit training step (plain

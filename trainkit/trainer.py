@@ -157,7 +157,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         optimizer: A Keras optimizer object or name (``"adam"``, ``{"name": "sgd", ...}``).
         task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``; for a model
             with several outputs of different kinds, a list (by position) or dict (by output
-            name) of them.
+            name) of them, ``None`` there for an output without a loss.
         metrics: Metric objects or names; ``"accuracy"`` picks the variant the task needs.
             With several outputs, each metric of a flat list is computed for every output
             (``<output>_accuracy``); a list of lists or a dict by output name picks per output.
@@ -232,7 +232,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         *,
         loss: Spec,
         optimizer: Spec,
-        task: Task | Sequence[Task] | Mapping[str, Task],
+        task: Task | Sequence[Task | None] | Mapping[str, Task | None],
         metrics: Iterable[Spec] | Mapping[str, Any] | None = (),
         logdir: str | Path | None = None,
         seed: int | None = None,
