@@ -76,6 +76,16 @@ def test_epoch_loss_is_exact_mean_over_all_rows_including_partial_batch():
     assert history.history["accuracy"][0] == pytest.approx(accuracy, abs=1e-6)
 
 
+def test_fit_arguments_given_as_numpy_integers_train_a_run_with_a_logdir(tmp_path):
+    # batch_size=np.int64(32), initial_epoch=np.int64(0) or an early stopping's patience=np.int64(1)
+    # reached the run's JSON (the diagnosis context) as they were: a TypeError once training began.
+    x, y = make_data(96, 10)
+    for i, stopping in enumerate((EarlyStopping(patience=np.int64(1)), keras.callbacks.EarlyStopping(patience=np.int64(1)))):
+        history = make_trainer(logdir=tmp_path / str(i)).fit(x, y, epochs=np.int64(2), batch_size=np.int64(32), initial_epoch=np.int64(0),
+                                                             validation_split=0.25, callbacks=[stopping], verbose=0)
+        assert history.epoch == [0, 1] and history.params["epochs"] == 2
+
+
 def test_history_has_keras_keys_and_validation_covers_whole_split():
     x, y = make_data(300)
     trainer = make_trainer(metrics=["accuracy"])

@@ -876,7 +876,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         verbose = verbosity(verbose)
         if validation_batch_size is not None:
             check_batch_size(validation_batch_size, "validation_batch_size")
-        validation_batch_size = validation_batch_size or batch_size
+        # Python ints from here: they reach the run's JSON (the diagnosis context, checkpoints), which
+        # refused batch_size=np.int64(32) with a TypeError once training began.
+        epochs, batch_size, initial_epoch = int(epochs), int(batch_size), int(initial_epoch)
+        validation_batch_size = int(validation_batch_size or batch_size)
         if isinstance(validation_freq, bool) or validation_freq != 1:
             raise ArgumentError("bad-argument", f"validation_freq={validation_freq!r}: trainkit validates after every epoch (the diagnosis and early "
                                                 "stopping read each epoch's validation loss). Leave it at 1, or pass no validation data and call "

@@ -894,7 +894,8 @@ def _early_stoppers(callbacks: Iterable[Callback]) -> Iterator[Any]:
 
 def _early_stopping_config(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
     for cb in _early_stoppers(callbacks):
-        return {"monitor": cb.monitor, "patience": cb.patience, "restore_best_weights": cb.restore_best_weights}
+        # Python values: Keras's callback keeps patience=np.int64(3) as given, which json.dumps refuses.
+        return {"monitor": str(cb.monitor), "patience": int(cb.patience), "restore_best_weights": bool(cb.restore_best_weights)}
     return None
 
 
