@@ -350,6 +350,12 @@ def test_predict_returns_one_row_per_input():
     np.testing.assert_allclose(out, make_model()(x).numpy(), rtol=1e-5)
 
 
+def test_predict_takes_a_numpy_integer_batch_size():
+    # np.int64(32) passed the argument check, then failed in the compiled call (TypeError: AddV2 int64 vs int32).
+    x, _ = make_data(70)
+    np.testing.assert_allclose(make_trainer().predict(x, batch_size=np.int64(32)), make_model()(x).numpy(), rtol=1e-5)
+
+
 def test_mismatched_rows_raise_data_error_with_code():
     x, y = make_data(50)
     with pytest.raises(DataError) as info:

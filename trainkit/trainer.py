@@ -1421,6 +1421,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``verbose`` is taken for Keras code: predict prints nothing.
         """
         check_batch_size(batch_size)
+        batch_size = int(batch_size)  # the compiled call takes an int32: np.int64(16) failed in it with a TensorFlow TypeError
         if steps is not None and (not is_whole_number(steps) or steps < 1):
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
         if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset | keras.utils.PyDataset):
