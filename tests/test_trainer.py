@@ -2388,11 +2388,12 @@ def test_values_a_callback_adds_to_the_epoch_logs_reach_the_history_and_tensorbo
         def on_epoch_end(self, epoch, logs=None):
             logs["my_value"] = 10.0 + epoch
             logs["phase"] = "warmup"
+            logs["improved"] = np.float32(logs["loss"]) < 10.0  # a numpy flag is no epoch value either (it was 1.0)
 
     x, y = make_data(rows=64)
     trainer = Trainer(make_model(), loss="binary_crossentropy", optimizer="adam", task="binary", logdir=tmp_path, diagnose=False)
     history = trainer.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[AddsAValue()])
-    assert history.history["my_value"] == [10.0, 11.0] and "phase" not in history.history
+    assert history.history["my_value"] == [10.0, 11.0] and "phase" not in history.history and "improved" not in history.history
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "train")).Reload()

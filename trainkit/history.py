@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 
 @dataclasses.dataclass
 class History:
@@ -52,7 +54,7 @@ def numeric_logs(logs: Mapping[str, object]) -> dict[str, float]:
     flag is no epoch value either)."""
     out = {}
     for key, value in logs.items():
-        if isinstance(value, str | bytes | bool) or value is None:
+        if isinstance(value, str | bytes | bool | np.bool_) or value is None:  # numpy's flags too: logs["loss"] < np.float32(1) is one
             continue
         try:
             out[key] = float(value)  # type: ignore[arg-type]
