@@ -328,12 +328,15 @@ def test_the_summary_says_no_findings_once(tmp_path):
         assert [line for line in lines if "findings" in line or line.startswith("diagnosis:")] == said
 
 
-@pytest.mark.parametrize(("resumed", "first_line"), [
-    (2, "nothing left to train: the run had already trained its 2 epochs: loss 0.2500"),
-    (1, "trained 1 more epoch (resumed after epoch 1) in 1.5s: loss 0.2500"),
+@pytest.mark.parametrize(("resumed", "batches", "first_line"), [
+    (2, 0, "nothing left to train: the run had already trained its 2 epochs: loss 0.2500"),
+    (1, 0, "trained 1 more epoch (resumed after epoch 1) in 1.5s: loss 0.2500"),
+    (0, 3, "trained 2 epochs (resumed in epoch 1, after 3 of its batches) in 1.5s: loss 0.2500"),
+    (1, 1, "trained 1 epoch (resumed in epoch 2, after 1 of its batches) in 1.5s: loss 0.2500"),
 ])
-def test_the_summary_line_of_a_resumed_run_counts_only_what_it_trained(tmp_path, resumed, first_line):
-    # Resuming a finished run said "trained 3 epochs" when it trained none.
+def test_the_summary_line_of_a_resumed_run_counts_only_what_it_trained(tmp_path, resumed, batches, first_line):
+    # Resuming a finished run said "trained 3 epochs" when it trained none; resuming inside the
+    # first epoch said "trained 2 epochs", as a fresh run does.
     from types import SimpleNamespace
 
     from trainkit.history import History
@@ -343,7 +346,7 @@ def test_the_summary_line_of_a_resumed_run_counts_only_what_it_trained(tmp_path,
     for epoch, loss in enumerate([0.5, 0.25]):
         history.append(epoch, {"loss": loss})
     result = RunResult(run_dir=tmp_path / "r" / "t", history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5,
-                       resumed_epochs=resumed)
+                       resumed_epochs=resumed, resumed_batches=batches)
     assert summary_lines(result)[0] == first_line
 
 

@@ -594,7 +594,7 @@ def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tm
     monkeypatch.undo()
     resumed = runner.invoke(app, [*command[1:], "-q"])  # the recipe it names is the run's very recipe
     assert resumed.exit_code == 0, resumed.output
-    assert resumed.output.startswith("trained 2 more epochs (resumed after epoch 1)")
+    assert resumed.output.startswith("trained 2 epochs (resumed in epoch 2, after ")  # stopped inside its second epoch
 
 
 def test_runs_that_would_share_a_name_are_refused_before_training(runner, tmp_path):

@@ -76,6 +76,7 @@ class RunResult:
     seconds: float
     status: str = "completed"  # or "interrupted", "nan-loss", "stopped" (early stopping), "failed" (an error)
     resumed_epochs: int = 0  # epochs the run had trained before this (resumed) process
+    resumed_batches: int = 0  # and batches of the epoch it resumed in (a mid-epoch checkpoint)
     # Early stopping put back the weights of this epoch (0-based): the model is not the last
     # epoch's, whose values the History ends with.
     restored_epoch: int | None = None
@@ -277,7 +278,7 @@ def train_recipe(
         # that failed before its checkpoint came back leaves the run's report as it was.
         if chief and (resume_dir is None or trainer.history is not history_before):
             _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
-                                           resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks),
+                                           resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks),
                                            standardization=scaling), recipe, err)
         in_model_code = model_code_error(recipe, err)
         if in_model_code is not None:  # the user's own code, named by file and line
@@ -288,7 +289,7 @@ def train_recipe(
     finally:
         restore_sigterm(previous)
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
-                       resumed_epochs=trainer.resumed_epochs, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling)
+                       resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
         _finish_run(result, recipe, resume_dir, chief)
     return result
@@ -517,16 +518,20 @@ def write_report(result: RunResult, recipe: Recipe) -> Path:
     return path
 
 
-def _trained_line(epochs: int, resumed: int, seconds: float, values: str) -> str:
-    """What this process trained: a resumed run counts only the epochs after its checkpoint."""
+def _trained_line(epochs: int, resumed: int, seconds: float, values: str, resumed_batches: int = 0) -> str:
+    """What this process trained: a resumed run counts only the epochs after its checkpoint
+    (and says where in an epoch a mid-epoch checkpoint had it: "trained 300 epochs" read as a
+    fresh run's)."""
     if resumed and epochs <= resumed:
         # A finished run resumed: nothing was trained, the values are the run's last.
         return f"nothing left to train: the run had already trained its {resumed} epoch{'' if resumed == 1 else 's'}" + (f": {values}" if values else "")
     more = epochs - resumed
     # An epoch abandoned at a NaN loss logs no values: say so rather than end on a colon.
     unit = "epoch" if values else "complete epoch"
-    what = f"trained {more}{' more' if resumed else ''} {unit}{'' if more == 1 else 's'}"
-    if resumed:
+    what = f"trained {more}{' more' if resumed and not resumed_batches else ''} {unit}{'' if more == 1 else 's'}"
+    if resumed_batches:
+        what += f" (resumed in epoch {resumed + 1}, after {resumed_batches} of its batches)"
+    elif resumed:
         what += f" (resumed after epoch {resumed})"
     return f"{what} in {seconds:.1f}s: {values}" if values else f"{what} in {seconds:.1f}s (no epoch values)"
 
@@ -535,7 +540,7 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     """The final summary the CLI prints: final values, findings, where the run was written."""
     final = {k: v[-1] for k, v in result.history.history.items() if v}
     values = format_logs(final)
-    lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values)]
+    lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values, result.resumed_batches)]
     restored = result.restored_values
     if restored is not None:
         # The values above are the last epoch's; the model now holds the best epoch's weights.

@@ -312,6 +312,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Whether a resumed fit's hyperparameters differ from its checkpoint's (more epochs).
         self._hparams_changed = False
         self.resumed_epochs = 0
+        #: Batches of its first epoch a resumed fit had trained before (a mid-epoch checkpoint).
+        self.resumed_batches = 0
         self._last_checkpoint_time = 0.0
         self._auto_call_steps = 8  # steps_per_execution="auto": the size of the next call
         self._batches_done = 0
@@ -907,10 +909,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._resumed_diagnosis = None
         self._final_checkpoint = None
         self._hparams_changed = False
-        self.resumed_epochs = 0
+        self.resumed_epochs = self.resumed_batches = 0
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
-            self.resumed_epochs = len(self.history.epoch)
+            self.resumed_epochs, self.resumed_batches = len(self.history.epoch), start_batch
             self._share_history(verbose)
             if ended:
                 # Its History and findings are back; its event files are complete as they are
