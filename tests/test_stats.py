@@ -668,6 +668,9 @@ def test_a_text_or_summary_that_cannot_be_written_is_refused_where_it_is_logged(
         writer.text("train", 0, "note", None)
     with pytest.raises(ArgumentError, match="takes a Summary protobuf"):
         writer.summary("train", 0, "not a proto")
+    with pytest.raises(ArgumentError, match=r"must be \[k, 3\] buckets"):  # written as it was, TensorBoard showed nothing
+        writer.bucketed_histograms("train", 0, {"mine": np.arange(5.0)})
+    writer.bucketed_histograms("train", 0, {"mine": [[0.0, 1.0, 4.0], [1.0, 2.0, 1.0]]})
     writer.text("train", 0, "note", "fine")  # the writer goes on
     writer.close()
 

@@ -364,6 +364,12 @@ class RunWriter:
         """
         _check_split(split)
         buckets = {k: np.asarray(v, dtype=np.float64) for k, v in buckets.items()}
+        for name, table in buckets.items():
+            if table.ndim != 2 or table.shape[1] != 3:
+                # Written as it was, TensorBoard showed nothing (or garbage) for it, in silence.
+                raise ArgumentError("bad-argument", f"The histogram {name!r} must be [k, 3] buckets of (left edge, right edge, count), got shape "
+                                                    f"{table.shape}: count raw values with np.histogram(values, bins=k) and stack the edges and "
+                                                    "counts, or give the values to tf.summary.histogram.")
 
         def write() -> None:
             metadata = _histogram_metadata()
