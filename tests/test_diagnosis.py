@@ -2745,6 +2745,30 @@ def test_a_resumed_run_is_diagnosed_like_the_uninterrupted_run(tmp_path, stop_st
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path / "cut")] == whole
 
 
+def test_a_mid_epoch_resume_keeps_the_activity_penalty_of_the_steps_before_it(tmp_path):
+    # The penalty's running mean was not checkpointed: the resumed epoch's covered its last steps
+    # only (0.757 where the whole run's was 1.106), and regularization-dominates was lost.
+    from trainkit.errors import TrainingInterrupted
+
+    def fit(logdir, **kwargs) -> Trainer:
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(200, 8)).astype("float32")
+        y = (x[:, :2].sum(1, keepdims=True) > 0).astype("float32")
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", activity_regularizer=keras.regularizers.L2(1.0),
+                                                                          name="hidden"), keras.layers.Dense(1, activation="sigmoid", name="out")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, jit_compile=False,
+                          logdir=logdir, steps_per_execution=2, checkpoint_every=1)
+        trainer.fit(x, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0, **kwargs)
+        return trainer
+
+    whole = fit(tmp_path / "whole")._live_diagnosis.diagnoser.train_regularization_values()
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path / "cut", callbacks=[TerminateAt(8)])  # 5 steps an epoch: 3 steps into the second
+    resumed = fit(tmp_path / "cut", resume=True)._live_diagnosis.diagnoser.train_regularization_values()
+    np.testing.assert_allclose(resumed, whole, rtol=1e-6)
+
+
 def test_a_loss_falling_back_from_a_jump_is_not_undertrained():
     # Adam at 1.0: 1.54, 2.10, 5.13, 4.40 (635% of chance) at the end, beside lr-too-high and
     # oscillating-loss, was also "still falling fast ... the model is undertrained".

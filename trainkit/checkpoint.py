@@ -337,7 +337,7 @@ _RECORD_TYPES: dict[str, tuple[type, str]] = {
     "epoch": (int, "an integer"), "batches_done": (int, "an integer"), "seed": (int, "an integer"), "history": (dict, "a mapping"),
     "epochs": (list, "a list"), "dataset_first_epoch": (int, "an integer"), "findings": (list, "a list"), "callbacks": (dict, "a mapping"),
     "epoch_sums": (dict, "a mapping"), "diagnosis": (dict, "a mapping"), "event_files": (dict, "a mapping"),
-    "hparams": (dict, "a mapping"), JOURNAL_MARK: (dict, "a mapping"),
+    "hparams": (dict, "a mapping"), JOURNAL_MARK: (dict, "a mapping"), "activity_penalty": (list, "a list"),
 }
 
 
@@ -366,6 +366,7 @@ def _record_problem(record: Any, required: Collection[str] = ()) -> str | None:
         ("event_files", all(isinstance(v, int) for v in (record.get("event_files") or {}).values())),
         ("findings", all(isinstance(f, dict) for f in record.get("findings") or [])),
         ("epoch_sums", all(isinstance(v, list) and len(v) == 2 for v in (record.get("epoch_sums") or {}).values())),
+        ("activity_penalty", all(isinstance(v, int | float) for v in record.get("activity_penalty") or [])),
     ]
     bad = [name for name, fine in parts if not fine]
     return f"its record's {bad[0]} does not read back" if bad else None

@@ -113,6 +113,8 @@ class Resumable:
     #: The running sums of the epoch's step-averaged values, and those a resumed epoch starts from.
     _epoch_sums: dict[str, list[float]]
     _resumed_sums: dict[str, list[float]] | None
+    #: By split, the activity penalties' epoch-mean tracker (:class:`~trainkit.epoch_metrics.EpochMetrics`).
+    _penalty_trackers: dict[str, keras.metrics.Mean]
     _live_diagnosis: Any
     #: The live diagnosis's checkpointed state, for a resumed fit.
     _resumed_diagnosis: dict[str, Any] | None
@@ -223,6 +225,10 @@ class Resumable:
             # Mid-epoch, the sums behind the epoch means of step-averaged values (a step's own
             # loss, log_scalar's values): the resumed epoch's means cover every step.
             "epoch_sums": self._epoch_sums if batches_done else {},
+            # ... and the activity penalties' running mean (total, rows), which the checkpoint's
+            # metric variables leave out: the resumed epoch's penalty covered its last steps only.
+            "activity_penalty": [float(v.numpy()) for v in self._penalty_trackers["train"].variables]
+                                if batches_done and "train" in self._penalty_trackers else None,
             # Why training stopped here, if it did ("stopped": a callback ended the run).
             "stop_reason": self.stop_reason,
             # The live diagnosis's references (first losses, gradient baseline; its per-epoch
@@ -349,6 +355,9 @@ class Resumable:
         self._resumed_diagnosis = _with_journal_epochs(progress)
         self._epochs_skipped = int(progress.get("dataset_first_epoch", 0))
         self._resumed_sums = {str(k): [float(v[0]), float(v[1])] for k, v in progress.get("epoch_sums", {}).items()}
+        if progress.get("activity_penalty") and "train" in self._penalty_trackers:
+            for variable, value in zip(self._penalty_trackers["train"].variables, progress["activity_penalty"], strict=True):
+                variable.assign(value)
         if progress.get("stop_reason") in FINISHED_STOP_REASONS:
             self.stop_reason = progress["stop_reason"]
         states = progress.get("callbacks", {})
