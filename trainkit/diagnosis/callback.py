@@ -157,7 +157,11 @@ class DiagnosisCallback(Callback):
                 them for a checkpoint's journal and :meth:`set_state` takes them back under
                 ``state["diagnoser"]["epochs"]``.
         """
-        return {"diagnoser": self.diagnoser.state(epochs=epochs)} if self.diagnoser is not None else None
+        if self.diagnoser is None:
+            return None
+        # The weight penalty at the epoch's start too: a resume mid-epoch took the one where it
+        # resumed, and the epoch's training penalty (see _epoch_penalties) differed from the run's.
+        return {"diagnoser": self.diagnoser.state(epochs=epochs), "weight_penalty": self._weight_penalty}
 
     def epoch_records(self) -> tuple[list[EpochRecord], Callable[[EpochRecord], dict[str, Any]]]:
         """Every epoch's record so far and how to encode one, for a checkpoint's journal."""
@@ -174,7 +178,8 @@ class DiagnosisCallback(Callback):
                                 train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
                                 sample_weight=self._sample_weight, validation_targets=self._validation[0],
                                 validation_sample_weight=self._validation[1])
-        self._weight_penalty = _regularization(trainer.model)
+        resumed_penalty = (self._resumed_state or {}).get("weight_penalty")
+        self._weight_penalty = _regularization(trainer.model) if resumed_penalty is None else float(resumed_penalty)
         # The chance levels are computed: do not hold on to the data.
         self._targets = self._sample_weight = None
         self._validation = (None, None)
