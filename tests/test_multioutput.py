@@ -465,6 +465,17 @@ def test_a_model_with_one_plain_output_refuses_targets_by_name():
     assert info.value.code == "shape-mismatch" and "Pass y as one array" in info.value.message
 
 
+def test_a_one_output_dict_model_given_another_key_is_told_its_own():
+    # "Pass y as one array (targets by name are for a model with several outputs)", where this
+    # model takes its targets by name too, under the key it returns.
+    x, y, _ = data()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, {"out": keras.layers.Dense(1, activation="sigmoid")(inputs)})
+    with pytest.raises(DataError) as info:
+        Trainer(model, loss="binary_crossentropy", task="binary", optimizer="sgd").fit(x, {"wrong": y}, epochs=1, verbose=0)
+    assert info.value.code == "shape-mismatch" and "or a dict under the output's key ({'out': y})" in info.value.message
+
+
 def test_label_leakage_is_checked_for_every_output():
     # The leak checks read a model of one output only: the binary label copied into x, or a
     # linear copy of the regression targets, trained on without a word beside a second output.

@@ -31,8 +31,11 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         names = [t.output.key or t.output.name for t in ctx.targets if t.output is not None]
         y = ctx.unmatched_targets_name
         if len(names) == 1:
+            # A model returning {"out": ...} also takes its targets under that key (as model.fit does).
+            keyed = any(t.output is not None and t.output.key is not None for t in ctx.targets)
+            how = f"as one array or a dict under the output's key ({{{names[0]!r}: {y}}})" if keyed else "as one array"
             return Issue(f"The model has one output ({names[0]}) but {y}{ctx.where} is {ctx.unmatched_targets}.",
-                         f"Pass {y} as one array (targets by name are for a model with several outputs).", {"outputs": names})
+                         f"Pass {y} {how} (targets by name are for a model with several outputs).", {"outputs": names})
         return Issue(f"The model has {len(names)} outputs ({', '.join(names)}) but {y}{ctx.where} is "
                      f"{ctx.unmatched_targets}: each output needs its own target.",
                      f"Pass one target per output, in the outputs' order: fit(x, [y_{names[0]}, "
