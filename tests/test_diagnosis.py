@@ -1902,6 +1902,17 @@ def test_the_steps_measure_the_activity_penalty_in_each_epoch_s_losses_exactly(v
     np.testing.assert_allclose(diagnoser.regularization_values(), penalty(x[80:] if validate else x[:80]), rtol=1e-5)
 
 
+def test_an_undiagnosed_run_does_not_measure_its_activity_penalties():
+    # diagnose=False: the steps still summed the penalties into epoch means nothing reads.
+    x = np.random.default_rng(1).normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh", activity_regularizer=keras.regularizers.L2(0.5)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False, diagnose=False)
+    history = trainer.fit(x, y, epochs=1, batch_size=32, verbose=0).history
+    assert set(history) == {"loss"} and trainer.epoch_activity_penalties == {} and not trainer._penalty_trackers
+
+
 def shrinking_penalty_run(data: list[float], val: list[float]) -> Diagnoser:
     """L2 1.0 on every layer under Adam: the penalty is 98% of the first loss and shrinks the weights."""
     s = Stream()

@@ -405,9 +405,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._eval_loss_tracker = keras.metrics.Mean(name="loss")
         # The epoch means of the activity penalties in each split's loss, for the diagnosis
-        # (trainkit.activity_penalty); only for a model that has any.
+        # (trainkit.activity_penalty); only for a model that has any, and a run diagnosed (else
+        # the steps summed and tracked them for nobody).
         self._activity_layers = activity_layers(self.model)
-        self._penalty_trackers = {split: keras.metrics.Mean(name=ACTIVITY_PENALTY) for split in ("train", "eval")} if self._activity_layers else {}
+        measured = bool(self._activity_layers and self.diagnose)
+        self._penalty_trackers = {split: keras.metrics.Mean(name=ACTIVITY_PENALTY) for split in ("train", "eval")} if measured else {}
         self._penalties_seen: set[str] = set()
         self.epoch_activity_penalties: dict[str, float] = {}
         count = known_output_count(self.model)
