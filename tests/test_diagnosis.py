@@ -1742,6 +1742,16 @@ def test_overfitting_quoting_losses_without_the_penalty_says_so():
     assert f.evidence["final_val_loss"] == pytest.approx(s.val_loss(s.epochs - 1), abs=1e-6)
     assert "without the regularization penalty, 0.05 in the last epoch" in f.message
     assert "weight penalty" not in finding(overfitting_stream().run(), "overfitting").message
+    # An activity penalty's in the training loss (its rows', over the epoch) is its own: both said.
+    d = Diagnoser(s.context)
+    for epoch in range(s.epochs):
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])) + 0.08, "val_loss": s.val_loss(epoch) + 0.05}, regularization=0.05,
+                    train_regularization=0.08)
+    d.finish()
+    assert "0.08 in the last epoch's training loss and 0.05 in its validation loss" in finding(d, "overfitting").message
+
 
 def test_an_overfitting_the_rest_of_the_run_undoes_is_withdrawn_at_its_end():
     # It stood with its epoch-10 evidence ("or epochs: 10") though the validation loss later

@@ -26,6 +26,12 @@ def penalty_note(view: Diagnoser) -> str:
     last = float(penalty[-1]) if penalty.size else 0.0
     if not math.isfinite(last) or last == 0.0:
         return ""
+    # The training loss holds the penalty as it went over the epoch (an activity penalty's, its
+    # own rows'): where that differs, both are said.
+    train = float(view.train_regularization_values()[-1])
+    if math.isfinite(train) and abs(train - last) > 0.01 * abs(last):
+        return (f" (losses on the data: without the regularization penalty, {format_number(train)} in the last epoch's "
+                f"training loss and {format_number(last)} in its validation loss, that the epoch losses include)")
     return (f" (losses on the data: without the regularization penalty, {format_number(last)} in the last epoch, "
             f"that the epoch losses include)")
 
