@@ -426,6 +426,11 @@ def test_each_input_of_a_model_with_text_and_numbers_gets_its_own_kind(part, wan
         assert info.value.code == "unsupported-input" and "numbers (int64) for x['color']" in info.value.message
     x = {"num": num, "color": color.astype(object)}  # the right kinds train
     assert len(make_trainer(mixed_model()).fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
+    if part == "num-as-text":  # validation_data's are named as such (they were called x)
+        bad = {"num": num[:16].astype(str), "color": color[:16].astype(object)}
+        with pytest.raises(DataError) as info:
+            make_trainer(mixed_model()).fit(x, y, epochs=1, verbose=0, validation_data=(bad, y[:16]))
+        assert info.value.message.startswith("x_val['num'] holds values that are not numbers")
     # A functional model of one text input (its input one tensor, not a list) trains too.
     inputs = keras.Input((1,), dtype="string")
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Hashing(8, output_mode="one_hot")(inputs)))

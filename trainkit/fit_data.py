@@ -53,6 +53,11 @@ _DATA_CHECK_CODES = frozenset({*DATA_ERROR_CODES, *DATA_WARNING_CODES, *DATA_INF
 Shuffle = bool | Literal["batch"]
 
 
+
+#: What errors call the parts of ``validation_data`` (the training data's are x, y, sample_weight).
+VALIDATION_NAMES = ("x_val", "y_val", "val_sample_weight")
+
+
 class FitData:
     """Batch sources from ``fit``'s and ``evaluate``'s data arguments, mixed into the Trainer.
 
@@ -123,7 +128,7 @@ class FitData:
                     raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
                 if validation_data[1] is None:
                     raise DataError("missing-targets", "validation_data needs its targets: pass (x_val, y_val), not (x_val, None).")
-                validation = ArraySource(self._in_memory_parts(*validation_data), "validation_data")
+                validation = ArraySource(self._in_memory_parts(*validation_data, names=VALIDATION_NAMES), "validation_data")
         return train, validation
 
     def _targets_hint(self, dataset: bool = False) -> str:
@@ -131,19 +136,21 @@ class FitData:
         whose own ``train_step`` may need none (a GAN, a VAE)."""
         return ""
 
-    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool | None = None) -> list[Any]:
+    def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool | None = None,
+                         names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> list[Any]:
         # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
         # and its variables must be mirrored. ``only_read``: leave out the dict entries the model
-        # does not read; by default unless a step of its own may read them.
+        # does not read; by default unless a step of its own may read them. ``names``: what errors
+        # call the parts (validation data's said "x holds ...").
         if only_read is None:
             only_read = not self._reads_inputs_itself()
         with distribute.scope(self.strategy):
             if not self._outputs_counted and isinstance(y, list | tuple) and any(t is None for t in y):
                 # A subclassed model's outputs are known only from a call: counted first, so that
                 # fit(x, [y_a, None]) is read by them as a Functional model's is.
-                inputs = in_memory_parts(self.model, x, only_read=only_read)[0]
+                inputs = in_memory_parts(self.model, x, only_read=only_read, names=names)[0]
                 self._count_outputs(lambda: inputs)
-            return in_memory_parts(self.model, x, self._named_targets(y), sample_weight, only_read=only_read)
+            return in_memory_parts(self.model, x, self._named_targets(y), sample_weight, only_read=only_read, names=names)
 
     def _named_targets(self, y: Any) -> Any:
         """``y`` as a dict by output name when it is a list with ``None`` for outputs trained

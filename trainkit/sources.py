@@ -111,14 +111,15 @@ def only_read_inputs(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Da
     return dataset.map(select)
 
 
-def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool = True) -> list[Any]:
+def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool = True,
+                    names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> list[Any]:
     """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
 
     A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
     (``y``), one array each, as with ``model.fit``; otherwise it is one array (rows of values). A
     dict is always a structure (arrays by input or output name), without the entries ``model``
     does not read (see :func:`read_keys`) unless ``only_read`` is ``False`` (a step of its own
-    may read them).
+    may read them). ``names``: what errors call the three (``x_val``... for validation data).
     """
 
     def part(value: Any, several: bool, what: str, numbers: bool, rows: int | None = None) -> Any:
@@ -137,14 +138,15 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     if keep is not None:
         x = {k: x[k] for k in keep}
     text = takes_text(model)
-    parts = [part(x, io_count(model, "inputs") > 1, "x", not text)]
+    x_name, y_name, weight_name = names
+    parts = [part(x, io_count(model, "inputs") > 1, x_name, not text)]
     if text:  # each input's kind against the array given for it (numbers=False let text through to every input)
-        refuse_mismatched_kinds(parts[0], model)
+        refuse_mismatched_kinds(parts[0], model, x_name)
     first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
     rows = len(first) if np.ndim(first) else 0
     if y is not None:
         several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
-        parts.append(part(y, several, "y", False, rows))
+        parts.append(part(y, several, y_name, False, rows))
     if sample_weight is not None:
         outputs = io_count(model, "outputs", parts[0])
         # A list of one array per output; a list of [w] per row ((n, 1) weights) is not.
@@ -153,7 +155,7 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
         if isinstance(sample_weight, Mapping) or per_output:
             raise DataError("unsupported-input", "sample_weight must be one weight per row, which weighs every output's loss; trainkit takes no "
                                                  "weights per output. Weigh whole outputs with loss_weights, or train on one output's rows at a time.")
-        parts.append(part(sample_weight, False, "sample_weight", True, rows))
+        parts.append(part(sample_weight, False, weight_name, True, rows))
     return parts
 
 
