@@ -1050,6 +1050,18 @@ def test_a_long_warm_up_from_zero_is_neither_a_rate_of_zero_nor_told_to_raise_it
     assert not statistics or any(f.code == "lr-too-low" for f in trainer.findings)
 
 
+def test_a_negative_loss_falling_slowly_under_tiny_updates_is_lr_too_low():
+    # A cosine-similarity loss from -0.10 to -0.11 in 20 epochs with updates of 1e-4 of the
+    # weights: the fall was divided by a floor of 1e-12 (the start being negative), a "fall" of
+    # 10^10 %, and never too slow.
+    s = Stream(task="regression", chance=None)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    s.train_loss = lambda e, st: -0.10 - 0.0005 * e
+    s.val_loss = lambda e: -0.09 - 0.0005 * e
+    assert "having fallen only 9.5% (-0.1 to -0.1095)" in finding(s.run(), "lr-too-low").message
+
+
 def slow_stream(ratio: float) -> Stream:
     """lr-too-low's stream: first updates of ``ratio`` and a loss still falling slowly at the end."""
     s = Stream()

@@ -101,7 +101,9 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     losses = view.epoch_losses()
     if not np.isfinite(losses).all():
         return None
-    improvement = (float(losses[0]) - float(losses[-1])) / max(float(losses[0]), 1e-12)
+    # Against the loss's size: a negative loss (cosine similarity falling from -0.10 to -0.11)
+    # divided by 1e-12 read as a fall of 10^10 %, and never as too slow.
+    improvement = (float(losses[0]) - float(losses[-1])) / max(abs(float(losses[0])), 1e-12)
     if not steadily_falling(losses) or improvement >= view.t.lr_low_max_improvement:
         return None
     chance = chance_level(view)
