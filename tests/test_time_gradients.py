@@ -49,6 +49,19 @@ def test_only_recurrent_layers_that_return_their_final_state_are_read():
     assert [type(layer).__name__ for layer in sequence_readers(model)] == ["SimpleRNN"]
 
 
+def test_a_recurrent_layer_inside_a_nested_model_is_measured_too():
+    # Only the model's own layers were read: an encoder block holding the SimpleRNN went unmeasured.
+    x, y = _sequences(32, 60, label_step=0)
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential([keras.Input((60, 3)), keras.layers.SimpleRNN(8)], name="encoder")
+    model = keras.Sequential([keras.Input((60, 3)), encoder, keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", task="binary", optimizer="adam", seed=0, jit_compile=False)
+    assert [layer.name for layer in sequence_readers(model)] == [encoder.layers[0].name]
+    trainer._time_gradients.batch = (x, y)
+    (measured,) = trainer._time_gradients.measure()
+    assert measured["layer"] == encoder.layers[0].name and measured["ratio"] < 1e-3 and measured["steps"] == 60
+
+
 def test_a_backwards_layer_s_steps_are_compared_in_the_order_it_reads_them_and_a_stateful_one_is_left_alone():
     # go_backwards reads the last step first: its gradient is strong at the sequence's start and
     # fades towards its end, and compared the other way round it could never vanish.

@@ -49,9 +49,21 @@ def sequence_readers(model: Any) -> list[Any]:
     it reads them.
     """
     # Not a stateful one either: measuring it would run the batch through its kept states and
-    # move them on, after the fit.
-    return [layer for layer in getattr(model, "layers", ())
+    # move them on, after the fit. Nested models' too (an encoder block holding the LSTM was not
+    # measured), but not the halves inside a Bidirectional.
+    return [layer for layer in _layers_outside_rnns(model)
             if isinstance(layer, keras.layers.RNN) and not layer.return_sequences and not layer.stateful]
+
+
+def _layers_outside_rnns(layer: Any) -> list[Any]:
+    """``layer``'s sublayers at every depth, but not inside a recurrent layer or a
+    ``Bidirectional`` (its cells and halves are measured, if at all, as the layer)."""
+    found = []
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+        found.append(child)
+        if not isinstance(child, keras.layers.RNN | keras.layers.Bidirectional):
+            found.extend(_layers_outside_rnns(child))
+    return found
 
 
 def reach(norms: np.ndarray) -> dict[str, float] | None:
