@@ -409,6 +409,26 @@ def test_loss_at_chance_beside_a_blocker_does_not_say_a_model_that_memorised_can
     assert "cannot learn" not in f.message and "can be why nothing it learned carries over to new rows" in f.message
 
 
+def test_a_validation_loss_blown_up_by_the_initialisation_is_not_blamed_on_the_labels():
+    # Six ReLU layers at random_normal(stddev=1) on standardised breast-cancer features: the first
+    # loss 2e4x chance, the training loss to 0, val_loss ~281 (400x chance) at 90% validation
+    # accuracy. "Nothing the model learned carries over ... e.g. random labels" sent the user to
+    # labels that were fine; the start initial-loss-too-high reported is why.
+    s = Stream()
+    train = [50.0 * 0.5**e for e in range(20)]
+    s.train_loss = lambda e, st: 1e4 if e == 0 and st < 3 else train[e]
+    s.val_loss = lambda e: 280.0 + e
+    assert "initial-loss-too-high" in codes(s.run())
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == ["initial-loss-too-high"]
+    assert "random labels" not in f.message and f.advice.startswith("Fix what initial-loss-too-high says first")
+    # Without that start, a memorised training set whose validation loss stays at chance still is
+    # random labels' picture.
+    s.train_loss = lambda e, st: 0.72 * 0.5**e
+    f = finding(s.run(), "loss-at-chance")
+    assert "explained_by" not in f.evidence and "random labels" in f.message
+
+
 def test_a_training_loss_far_above_chance_is_not_at_chance():
     # A learning rate of 1 on a binary task: loss 2.8x chance, 87% accuracy; "predicts no better
     # than the label prior" would be false (the loss-curve and learning-rate findings cover it).
