@@ -1422,6 +1422,20 @@ def test_dead_relu_advice_for_a_right_start_on_scaled_inputs_is_a_whole_sentence
     assert advice.startswith("The initialisation of this layer is already what relu needs (he_normal, bias zeros): use activation: leaky_relu (or elu).")
 
 
+
+def test_dead_relu_beside_unscaled_targets_is_told_to_standardise_them_before_lowering_the_rate():
+    # Raw diabetes targets (mean 152) on sklearn's scaled features: 53% of a layer died at epoch 32
+    # and was told to lower the learning rate 10x, which left the loss at 5x the target variance
+    # (lr-too-low); standardised targets trained cleanly.
+    s = Stream(task="regression", chance=1.0)
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.6 if e >= 8 else 0.05
+    s.context.check_codes = ("unscaled-targets",)
+    advice = finding(s.run(), "dead-relu").advice
+    assert advice.startswith("Standardise the targets first (preprocessing: {standardize_targets: true}")
+    assert "lower the learning rate" in advice
+    s.context.check_codes = ()
+    assert finding(s.run(), "dead-relu").advice.startswith("Lower the learning rate")
+
 def test_layer_names_list_a_nested_block_s_layers_in_its_own_order():
     # _flatten_layers listed them last to first: the "first weight layer" of a block was its last.
     from trainkit.diagnosis.callback import layer_names
