@@ -3316,3 +3316,16 @@ def test_the_newest_run_of_a_recipe_folder_is_found_past_nine_runs_in_one_second
     (tmp_path / "20261206-113801" / "train").mkdir(parents=True)
     (tmp_path / "20261206-113801" / "train" / "events.out.tfevents.1").write_bytes(b"")
     assert find_run_dir(tmp_path).name == "20261206-113801"
+
+
+def test_one_class_validation_rows_have_no_chance_level_of_their_own():
+    # iris unshuffled: validation_split's last 30 rows are all class 2. The best constant scores
+    # the clipped cross-entropy's ~2.4e-7 there, which passed as a level: val_loss 0.64 read
+    # "268611732% of chance ... e.g. random labels". The training rows' level stands in.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", jit_compile=False)
+    y = np.repeat([0, 1, 2], [50, 50, 20])
+    one_class = build_context(trainer, y, validation_targets=np.full(30, 2))
+    assert one_class.chance_loss == pytest.approx(1.0282, abs=1e-3) and one_class.val_chance_loss is None
+    mixed = build_context(trainer, y, validation_targets=np.repeat([1, 2], [5, 25]))
+    assert mixed.val_chance_loss == pytest.approx(0.4506, abs=1e-3)

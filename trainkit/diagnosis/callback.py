@@ -62,6 +62,9 @@ REPORT_TAG = "report"
 EPOCH_END_TAG = "diagnosis/epoch_end_step"
 #: Per-epoch scalar (in train/, at step = epoch): the regularization penalty in both losses.
 REGULARIZATION_TAG = "diagnosis/regularization"
+#: A validation chance level at most this share of the training one is a constant's exact fit (one
+#: class), not a level: the training level stands in for it.
+_ONE_CLASS_SHARE = 1e-4
 #: Per-epoch scalar: the penalty in the training loss, where measured (activity penalties).
 TRAIN_REGULARIZATION_TAG = "diagnosis/train_regularization"
 
@@ -551,6 +554,12 @@ def build_context(
     val_chance = None
     if baseline is not None and validation_targets is not None:
         val_chance = _chance_level(trainer, validation_targets, validation_sample_weight)
+        if val_chance is not None and val_chance.loss <= _ONE_CLASS_SHARE * baseline.loss:
+            # Validation rows a constant predicts exactly (one class: iris unsorted, validation_split's
+            # last 30 rows all class 2) have no level to compare with, but the clipped cross-entropy
+            # makes their ~0 a 2.4e-7 that passed as one: val_loss 0.64 read "268611732% of chance
+            # ... e.g. random labels". The training rows' level stands in, as for no level at all.
+            val_chance = None
     scale = _target_scale(trainer, targets)
     model = trainer.model
     return Context(
