@@ -655,6 +655,24 @@ def test_writing_to_an_unknown_split_or_a_closed_writer_is_a_coded_error_where_i
     assert info.value.code == "writer-closed"
 
 
+def test_event_files_opened_in_the_same_second_sort_in_the_order_they_were_opened(tmp_path, monkeypatch):
+    # TensorBoard and trainkit diagnose read a directory's event files in name order: a trainer's
+    # second fit opening its file in the same second as the first, counter 10 after 9, sorted
+    # first, and the readback took the earlier fit's steps for a restart (its findings, not the
+    # later fit's). A flaky test showed it when the suite's files crossed 9 -> 10.
+    import itertools
+    import types
+
+    import trainkit.writers.tensorboard as tb
+
+    monkeypatch.setattr(tb, "_file_ids", itertools.count(9))
+    monkeypatch.setattr(tb, "time", types.SimpleNamespace(time=lambda: 1_800_000_000.0))
+    opened = [tb.RecordEventWriter(tmp_path) for _ in range(3)]
+    for writer in opened:
+        writer.close()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [writer.path.name for writer in opened]
+
+
 def test_a_text_or_summary_that_cannot_be_written_is_refused_where_it_is_logged(tmp_path):
     # A callback's trainer.writer.text("train", 0, "note", None) failed on the writer thread: the
     # epoch values queued after it were dropped, and training's next write raised "RuntimeError:

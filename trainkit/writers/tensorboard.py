@@ -291,7 +291,11 @@ class RecordEventWriter:
         import tensorflow as tf  # only for the C++ record writer
 
         Path(logdir).mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_file_ids)}"
+        # The counter zero-padded: TensorBoard (and trainkit diagnose) read a directory's event
+        # files in name order, and a trainer's second fit opening its file in the same second
+        # as the first, ".10" sorted before ".9": the later fit's steps read first, the earlier
+        # fit's then purged them as a restart (readback gave the first fit's findings).
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_file_ids):08d}"
         self.path = Path(logdir) / name
         self._writer = tf.io.TFRecordWriter(str(self.path))
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
