@@ -411,19 +411,21 @@ def test_a_subclassed_model_returning_a_dict_takes_losses_by_its_output_names():
     np.testing.assert_allclose(np.array(history["cls_loss"]) + np.array(history["reg_loss"]), history["loss"], rtol=1e-5)
 
 
+def dict_output_model() -> keras.Model:
+    """A model whose one output is returned in a dict, ``{"out": ...}``."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, {"out": keras.layers.Dense(1, activation="sigmoid", name="out")(keras.layers.Dense(8, activation="relu")(inputs))})
+
+
 def test_a_model_whose_one_output_is_a_dict_trains_and_validates_as_with_model_fit():
     # {"out": tensor} reached the loss and the metrics as it is, against an array of targets:
     # "Structures don't have the same nested structure", a traceback from the first trace.
     x, y, _ = data()
 
-    def build() -> keras.Model:
-        keras.utils.set_random_seed(0)
-        inputs = keras.Input((4,))
-        return keras.Model(inputs, {"out": keras.layers.Dense(1, activation="sigmoid", name="out")(keras.layers.Dense(8, activation="relu")(inputs))})
-
-    trainer = Trainer(build(), loss="binary_crossentropy", task="binary", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05), seed=0)
+    trainer = Trainer(dict_output_model(), loss="binary_crossentropy", task="binary", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05), seed=0)
     history = trainer.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_split=0.2).history
-    reference = build()
+    reference = dict_output_model()
     reference.compile(loss="binary_crossentropy", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05))
     expected = reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_split=0.2).history
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -436,20 +438,15 @@ def test_a_model_whose_one_output_is_a_dict_takes_its_targets_by_the_same_key():
     # ("the model has one output but y is a dict"); its chance level and validation too.
     x, y, _ = data()
 
-    def build() -> keras.Model:
-        keras.utils.set_random_seed(0)
-        inputs = keras.Input((4,))
-        return keras.Model(inputs, {"out": keras.layers.Dense(1, activation="sigmoid", name="out")(keras.layers.Dense(8, activation="relu")(inputs))})
-
-    reference = build()
+    reference = dict_output_model()
     reference.compile(loss="binary_crossentropy", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05))
     expected = reference.fit(x, {"out": y}, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:16], {"out": y[:16]})).history
-    trainer = Trainer(build(), loss="binary_crossentropy", task="binary", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05), seed=0)
+    trainer = Trainer(dict_output_model(), loss="binary_crossentropy", task="binary", metrics=["accuracy"], optimizer=keras.optimizers.SGD(0.05), seed=0)
     history = trainer.fit(x, {"out": y}, epochs=2, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:16], {"out": y[:16]})).history
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, err_msg=key)
     assert build_context(trainer, {"out": y}).chance_loss == pytest.approx(chance_loss("binary", trainer.heads[0].loss, y).loss)
-    dataset_trainer = Trainer(build(), loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.05), seed=0)
+    dataset_trainer = Trainer(dict_output_model(), loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.SGD(0.05), seed=0)
     dataset = tf.data.Dataset.from_tensor_slices((x, {"out": y})).batch(16)
     np.testing.assert_allclose(dataset_trainer.fit(dataset, epochs=2, verbose=0).history["loss"], expected["loss"], rtol=1e-5)
 
