@@ -755,6 +755,17 @@ def test_underfitting_on_data_the_checks_found_unscaled_says_to_standardise_firs
     assert finding(s.run(), "underfitting").advice.startswith("Train for more epochs")
 
 
+def test_underfitting_after_a_start_far_above_chance_says_to_fix_that_first():
+    # ReLU layers at random_normal(stddev=1) on the diabetes data started and ended at 1e5x chance,
+    # still falling, and were told "more epochs, a larger learning rate, more capacity".
+    s = Stream()
+    s.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70 - 0.012 * e
+    d = s.run()
+    assert "initial-loss-too-high" in codes(d)
+    assert finding(d, "underfitting").advice.startswith("Fix what initial-loss-too-high says first")
+
+
 @pytest.mark.parametrize("code", ["lr-too-high", "diverging-loss", "exploding-gradients", "dead-relu", "saturated-activations"])
 def test_no_advice_to_raise_the_learning_rate_after_a_finding_that_lowers_it(code):
     # Learning rate 1.0 got lr-too-high ("Lower the learning rate") and underfitting "... or raise

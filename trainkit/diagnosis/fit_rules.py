@@ -171,6 +171,12 @@ def underfitting(view: Diagnoser) -> Issue | None:
              f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
              f"slows the loss. Then: train" if unscaled else "Train")
+    if not unscaled and found_codes(view, ("initial-loss-too-high",)):
+        # A start far above chance that no data check explains is the initialisation's (ReLU
+        # layers at random_normal(stddev=1) on the diabetes data ended at 1e5x chance, and were
+        # told more epochs, a larger rate, more capacity): that comes first.
+        first = ("Fix what initial-loss-too-high says first (a start far above chance: the initialisation or the output's "
+                 "scale): that is what slows the loss. Then: train")
     if "targets" in unscaled and view.context.relative_loss:
         # MAPE and MSLE break on centred targets: unscaled-targets tells to divide them by their scale.
         first = ("Bring the data to a unit scale first (see " + ", ".join(f"unscaled-{what}" for what in unscaled)
