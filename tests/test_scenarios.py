@@ -134,3 +134,11 @@ def test_diagnose_refuses_a_directory_without_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
     out = CliRunner().invoke(app, ["diagnose", str(tmp_path / "empty")])
     assert out.exit_code == 2 and "error: [run-not-found]" in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_the_leak_a_recipe_makes_itself_is_fixed_in_the_recipe():
+    # zero_leak_broken's label-leakage told the run to np.delete column 10 of an x the recipe's
+    # user never holds: the recipe appends the label itself (data.leak_label: true).
+    recipe = load_recipe(RECIPES / "zero_leak_broken.yaml", FAST)
+    (leak,) = [f for f in prepare_run(recipe).trainer.findings if f.code == "label-leakage"]
+    assert leak.advice.startswith("Set data.leak_label: false") and "np.delete(x, 10, axis=1)" in leak.advice

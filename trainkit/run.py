@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from trainkit import class_weights
@@ -158,9 +159,31 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapp
     cw = recipe.training.class_weight
     weights = class_weights.row_weights(cw, splits.y_train) if cw and not isinstance(splits.y_train, dict | list | tuple) else None
     trainer.findings.extend(splits.findings)  # what reading the data file noticed
-    trainer.findings.extend(trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights,
-                                               batch_size=recipe.training.batch_size, feature_names=splits.feature_names))
+    found = trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights,
+                               batch_size=recipe.training.batch_size, feature_names=splits.feature_names)
+    trainer.findings.extend(_with_leak_label_fix(recipe, splits, found))
     return PreparedRun(recipe, splits, trainer)
+
+
+def _with_leak_label_fix(recipe: Recipe, splits: DataSplits, findings: Sequence[Finding]) -> list[Finding]:
+    """``findings``, with the fix of a leak the recipe itself makes named: ``data.leak_label: false``.
+
+    ``leak_label`` appends the label to the features (the label-leakage scenario); the check found
+    it and told the run to ``np.delete`` a column of an x the recipe's user never holds.
+    """
+    if not recipe.data.leak_label or not isinstance(splits.x_train, np.ndarray) or splits.x_train.ndim != 2:
+        return list(findings)
+    label_columns = int(np.prod(np.shape(splits.y_train)[1:], dtype=np.int64))
+    appended = set(range(splits.x_train.shape[1] - label_columns, splits.x_train.shape[1]))
+    fixed = []
+    for finding in findings:
+        leaked = finding.evidence.get("features", [finding.evidence.get("feature")]) if finding.code == "label-leakage" else []
+        if leaked and set(leaked) <= appended:
+            finding = dataclasses.replace(finding, advice="Set data.leak_label: false: this recipe appends the label to the features "
+                                                          "itself (the scenario's broken part). With data of your own: "
+                                                          + finding.advice[:1].lower() + finding.advice[1:])
+        fixed.append(finding)
+    return fixed
 
 
 def recipe_callbacks(recipe: Recipe) -> list[Callback]:
