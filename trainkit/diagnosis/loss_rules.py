@@ -640,10 +640,11 @@ def chance_level_unknown(view: Diagnoser) -> Issue | None:
     """
     if not view.finished or view.context.chance_loss is not None or not view.epochs:
         return None
-    loss = f"the loss {view.context.loss}" if view.context.loss else "this loss"
+    loss = f" ({view.context.loss})" if view.context.loss else ""
     return Issue(
-        f"No chance level is known for {loss} (the loss a model that ignores its inputs gets), so the verdicts that compare "
-        f"the loss with one were not made: {', '.join(CHANCE_VERDICTS)}. The other findings (NaN, gradients, "
+        f"No chance level (the loss a model that ignores its inputs gets) is known for this run's loss{loss}: a loss "
+        f"without one, targets it cannot be computed on, or weights per output. So the verdicts that compare the loss "
+        f"with one were not made: {', '.join(CHANCE_VERDICTS)}. The other findings (NaN, gradients, "
         f"activations, learning rate, overfitting) were judged as usual.",
         "Compare the loss with a baseline yourself: the same loss of a constant prediction (the class prior, the mean "
         "target) on these rows. trainkit knows the level of cross-entropy on 0/1 labels, MSE, MAE, Huber, log-cosh and "
