@@ -1081,6 +1081,25 @@ def test_a_long_warm_up_from_zero_is_neither_a_rate_of_zero_nor_told_to_raise_it
     assert not statistics or any(f.code == "lr-too-low" for f in trainer.findings)
 
 
+def test_a_warm_up_s_small_first_steps_are_judged_at_the_rate_it_rises_to():
+    # CosineDecay(0.0, warmup_target=1e-3, warmup_steps=160) under AdamW: the first 32 steps
+    # measured 0.015% of the weights and a run whose steps at 1e-3 were healthy got lr-too-low,
+    # told to raise the rate 6.6x; the same run at a constant 1e-3 got no finding.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, learning_rate=None)  # a schedule
+    s.values["learning_rate"] = lambda e, st: 1e-3 * min(1.0, (e * STEPS + st) / 100)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 3.0 * s.values["learning_rate"](e, st)
+    s.train_loss = lambda e, st: 0.70 - 0.005 * e
+    s.val_loss = lambda e: 0.71 - 0.005 * e
+    assert "lr-too-low" not in codes(s.run())
+    # A warm-up to a rate that is too low is still found, its steps measured at that rate.
+    s.values["learning_rate"] = lambda e, st: 1e-4 * min(1.0, (e * STEPS + st) / 100)
+    f = finding(s.run(), "lr-too-low")
+    assert f.evidence["update_ratio_early"] == pytest.approx(3e-4)
+    assert "At the run's largest learning rate (0.0001)" in f.message and "(now 0.0001)" in f.advice
+
+
 def test_a_negative_loss_falling_slowly_under_tiny_updates_is_lr_too_low():
     # A cosine-similarity loss from -0.10 to -0.11 in 20 epochs with updates of 1e-4 of the
     # weights: the fall was divided by a floor of 1e-12 (the start being negative), a "fall" of

@@ -95,7 +95,7 @@ def raised_lr_text(view: Diagnoser) -> str:
     lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
-    ratio = early_update_ratio(view)[0]
+    ratio = early_update_ratio(view, at_peak_rate=True)[0]  # the steps ``lr`` (the largest rate) gives
     factor = 3.0
     if ratio is not None and math.isfinite(ratio) and ratio > 0:
         most = 10.0 if optimizer_name(view) in ADAPTIVE else 1000.0

@@ -90,7 +90,8 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
             {"learning_rate": 0.0}, epoch=view.epochs[-1].epoch)
     if not view.finished or not curves_ready(view) or view.epochs_run < 4:
         return None
-    ratio, per_layer = early_update_ratio(view)
+    # At the run's largest rate: the first steps of a warm-up measure a fraction of it.
+    ratio, per_layer = early_update_ratio(view, at_peak_rate=True)
     if ratio is None or ratio >= view.t.lr_low_ratio:
         return None
     # Updates of ~0 (no gradient flows), or units found dead or saturated, or a vanishing
@@ -114,9 +115,17 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     band = view.t.at_chance_band * (chance or 0.0)
     if chance is not None and float(losses[0]) > chance + band and abs(float(losses[-1]) - chance) <= band:
         return None  # fell onto chance from above and stays there: nothing learned that a larger rate would speed up
+    measured = early_update_ratio(view)[0]
+    if measured is not None and not np.isclose(measured, ratio, rtol=1e-3):
+        # A warm-up: its first steps measured a fraction of the rate that is judged.
+        head = (f"At the run's largest learning rate ({learning_rate_of(view):.3g}) the first steps would change the weights by "
+                f"only {ratio * 100:.2g}% of their size (median over the weight matrices; they ran at a warm-up's lower rates "
+                f"and changed them by {measured * 100:.2g}%)")
+    else:
+        head = (f"The first steps changed the weights by only {ratio * 100:.2g}% of their size (median over the "
+                f"weight matrices)")
     return Issue(
-        f"The first steps changed the weights by only {ratio * 100:.2g}% of their size (median over the "
-        f"weight matrices) and the loss is still falling steadily when training ends, having fallen "
+        f"{head} and the loss is still falling steadily when training ends, having fallen "
         f"only {improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
         f"Raise the learning rate ({raised_lr_text(view)}), or train for more epochs "
