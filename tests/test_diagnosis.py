@@ -1322,6 +1322,25 @@ def test_relus_dead_before_the_first_update_get_initialisation_advice():
     assert "first_step_dead_fraction" not in f.evidence and f.advice.startswith("Lower the learning rate")
 
 
+def test_a_leaky_relu_layer_never_positive_is_not_told_it_outputs_0_nor_to_use_leaky_relu():
+    # Dense(32, "leaky_relu", bias -5): every unit negative (mean -1.0) was said to "output 0 ...:
+    # dead ReLUs pass no gradient and never recover", and told to "use activation: leaky_relu".
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="leaky_relu", bias_initializer=keras.initializers.Constant(-5.0)),
+                              keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    f = next(f for f in trainer.findings if f.code == "dead-relu")
+    assert "are negative for every example" in f.message and "output 0" not in f.message and "never recover" not in f.message
+    assert "leaky_relu (or elu)" not in f.advice and "BatchNormalization" in f.advice
+    # A relu layer keeps its message and advice.
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    f = finding(s.run(), "dead-relu")
+    assert "output 0" in f.message and "use activation: leaky_relu (or elu)" in f.advice
+
+
 def test_a_layer_dead_behind_a_wholly_dead_layer_is_told_to_fix_that_layer_first():
     # A bias of -5 on the first of two ReLU layers: the second, fed zeros, was told to use
     # he_normal, which changed nothing until the first layer's bias was fixed.

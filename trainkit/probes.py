@@ -52,6 +52,7 @@ import tensorflow as tf
 from trainkit import stats
 from trainkit.errors import ArgumentError, closest
 from trainkit.layer_hooks import LayerHooks
+from trainkit.stat_names import NEGATIVE_SLOPED
 
 #: Layer classes that are nothing but an activation, and the activation each applies.
 _ACTIVATION_LAYERS = {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu", "Softmax": "softmax"}
@@ -217,6 +218,9 @@ class Probe:
         softmax_taps: Names of the taps whose activation is softmax (known once the step has
             been traced), those :func:`record` named included: a softmax's statistics say how
             peaked its rows are, and the diagnosis does not judge them as a signal's.
+        sloped_taps: Names of the taps whose activation is not 0 below 0 (leaky_relu, prelu, elu,
+            selu: :data:`trainkit.stat_names.NEGATIVE_SLOPED`; known once the step has been
+            traced): their units never positive still pass a gradient, unlike a ReLU's.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -226,6 +230,7 @@ class Probe:
         self.reason: str | None = None
         self.output_layers: set[str] = set()
         self.softmax_taps: set[str] = set()
+        self.sloped_taps: set[str] = set()
         self._tap_model: keras.Model | None = None
         self._output_struct: Any = None
         self._output_layers: list[str | None] = []
@@ -324,6 +329,7 @@ class Probe:
             taps = [dataclasses.replace(tap, tensor=_channels_last(tap.tensor)) if id(tap.tensor) in moved and id(tap.tensor) not in outputs
                     and stats.DEAD_FRACTION in stats.activation_kind(tap.activation) else tap for tap in taps]
         self.softmax_taps.update(tap.name for tap in taps if tap.activation == "softmax")
+        self.sloped_taps.update(tap.name for tap in taps if tap.activation in NEGATIVE_SLOPED)
         return y_pred, taps
 
     def _in_model_order(self, tapped: list[Tap], hooked: list[tuple[Any, tf.Tensor]]) -> list[Tap]:

@@ -47,6 +47,7 @@ __all__ = [
     "LEARNING_RATE",
     "LOSS",
     "MEAN",
+    "NEGATIVE_SLOPED",
     "NONFINITE",
     "NONPOSITIVE_FRACTION",
     "OUTPUT",
@@ -123,6 +124,10 @@ ACTIVATION_KINDS: dict[str, tuple[str, ...]] = {
     "hard_sigmoid": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
     "softmax": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
 }
+#: The ReLU family's activations that are not 0 below 0: a unit never positive still passes a
+#: gradient (slope-scaled for leaky/prelu, fading with the input for elu/selu), and is not "dead"
+#: as a ReLU's is (see :func:`trainkit.diagnosis.activation_rules.dead_relu`).
+NEGATIVE_SLOPED = frozenset({"leaky_relu", "prelu", "elu", "selu"})
 #: Activations whose saturation test is ``|a| > 0.99`` (odd, range [-1, 1]).
 SYMMETRIC_SATURATING = frozenset({"tanh"})
 SATURATION_THRESHOLD = 0.99

@@ -43,19 +43,23 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
         if since is None:
             continue
         layer = layer_of(name)
+        sloped = called_layer(view, layer) in view.context.sloped_layers
         fraction = float(values[-1])
         evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
                     "first_epoch_dead_fraction": float(values[0])}
         if at_start is not None:
             evidence["first_step_dead_fraction"] = at_start
         issues.append(Issue(
-            f"{fraction:.0%} of the units of {layer_text(view, layer)} output 0 for every example of a batch "
-            f"(mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
+            f"{fraction:.0%} of the units of {layer_text(view, layer)} "
+            + ("are negative" if sloped else "output 0")
+            + f" for every example of a batch (mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
-            + ": dead ReLUs pass no gradient and never recover.",
-            _after_dead_layer(upstream, _dead_relu_advice(view, at_start is not None, called_layer(view, layer)))
+            + (": on the negative side of a leaky_relu/prelu they pass only the slope's share of the gradient and add no "
+               "non-linearity, and on an elu/selu's flat negative tail almost no gradient." if sloped else
+               ": dead ReLUs pass no gradient and never recover."),
+            _after_dead_layer(upstream, _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped))
             if at_start is not None and upstream is not None else
-            _dead_relu_advice(view, at_start is not None, called_layer(view, layer)),
+            _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped),
             evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
 
@@ -81,8 +85,12 @@ def _dead_at_start(view: Diagnoser, name: str) -> float | None:
     return _at_start(view, name, view.t.dead_fraction)
 
 
-def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
+def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool = False) -> str:
     """dead-relu's fix: the initialisation first when the units were dead before any update.
+
+    ``sloped``: the layer's activation is already one that is not 0 below 0 (leaky_relu, elu...),
+    which "use activation: leaky_relu (or elu)" told it to switch to: a normalization layer before
+    the activation, which centres each unit's input, is named instead.
 
     Unless the data checks found the inputs unscaled: raw breast-cancer features (all positive,
     areas ~650 next to ratios ~0.01) put half of a he_normal, zero-bias layer's units below 0 for
@@ -91,6 +99,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
     prescribes only what it lacks: "use he_normal" was told to a he_normal layer.
     """
     start = initializers_of(view, layer)
+    switch = "a BatchNormalization layer before the activation (it centres each unit's input)" if sloped else "activation: leaky_relu (or elu)"
     if from_init and "constant-inputs" in (view.context.check_codes or ()):
         # All-zero x with zero biases: every unit's input is 0 for every row, which reads "dead";
         # "bias_initializer: zeros" named what it already had.
@@ -101,7 +110,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
         return ("Standardise the inputs first (preprocessing: {standardize_inputs: true}; see unscaled-inputs): "
                 "with features of large, one-signed scales a unit's input is on the same side of 0 for every row, "
                 "so a unit that starts off stays off. If units are still dead after that, check this layer's "
-                "bias_initializer (zeros) and kernel_initializer (he_normal), or use activation: leaky_relu (or elu). "
+                f"bias_initializer (zeros) and kernel_initializer (he_normal), or use {switch}. "
                 "The learning rate did not kill these units: they were dead before the first update.")
     if from_init:
         where = "this layer" if start is None or start["layer"] == layer else f"layer '{start['layer']}' (which this activation follows)"
@@ -118,11 +127,11 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str) -> str:
         # Nothing before it to be an alternative to (the start right, the inputs scaled): "...
         # bias zeros): or use activation" read as a sentence cut short.
         alternative = "or use" if changes or standardise else "use"
-        return (f"{fix}{standardise}{alternative} activation: leaky_relu (or elu). "
+        return (f"{fix}{standardise}{alternative} {switch}. "
                 "The learning rate did not kill these units: they were dead before the first update.")
     he = "" if start is not None and start["kernel"].startswith("he_") else "use kernel_initializer: he_normal for this layer, "
     lower = (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}"
-             f"{standardise_inputs_advice(view)}or use activation: leaky_relu (or elu).")
+             f"{standardise_inputs_advice(view)}or use {switch}.")
     if "unscaled-targets" in (view.context.check_codes or ()) and not view.context.relative_loss:
         # Raw diabetes targets (mean 152) on sklearn's scaled features: every step pushed the same
         # way for 30 epochs until 53% of a layer was off for every row. Told to lower the rate

@@ -46,6 +46,7 @@ from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.findings import Finding
 from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation
+from trainkit.stat_names import NEGATIVE_SLOPED
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -574,6 +575,7 @@ def build_context(
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
         softmax_layers=_softmax_layers(model, getattr(trainer, "_probe", None)),
+        sloped_layers=_sloped_layers(model, getattr(trainer, "_probe", None)),
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),
@@ -757,6 +759,13 @@ def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
     (a subclassed model's ``record(name, tensor, "softmax")``)."""
     layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"]
     return (*layers, *sorted(set(getattr(probe, "softmax_taps", ())) - set(layers)))
+
+
+def _sloped_layers(model: Any, probe: Any) -> tuple[str, ...]:
+    """The model's layers whose activation is not 0 below 0 (leaky_relu, prelu, elu, selu), then
+    the other taps the traced step saw go through one (a ``record(name, tensor, "elu")``)."""
+    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) in NEGATIVE_SLOPED]
+    return (*layers, *sorted(set(getattr(probe, "sloped_taps", ())) - set(layers)))
 
 
 def _layers_in_order(layer: Any) -> Iterator[Any]:
