@@ -30,7 +30,7 @@ from trainkit.diagnosis import (
     render_markdown,
     render_text,
 )
-from trainkit.diagnosis.callback import build_context, frozen_layers
+from trainkit.diagnosis.callback import build_context, frozen_layers, layer_inputs
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.findings import Finding
 from trainkit.sources import unpack_batch
@@ -1355,6 +1355,30 @@ def test_a_layer_dead_behind_a_wholly_dead_layer_is_told_to_fix_that_layer_first
     # Most, not all, of the first layer's units dead: the second has inputs of its own.
     s.values["activation/dense/dead_fraction"] = lambda e, st: 0.8
     assert all(not f.advice.startswith("Fix layer") for f in s.run().findings if f.code == "dead-relu")
+
+def test_a_layer_dead_beside_a_wholly_dead_branch_is_not_told_to_fix_that_branch():
+    # Two branches joined by a Concatenate, each with a bias of -50: the second branch's dead
+    # layer was told "Fix layer 'a' first", a layer on the other branch that feeds it nothing.
+    inputs = keras.Input((4,))
+    dead = keras.initializers.Constant(-50.0)
+    a = keras.layers.Dense(3, activation="relu", name="a", bias_initializer=dead)(inputs)
+    b = keras.layers.Dense(3, activation="relu", name="b2")(keras.layers.Dense(3, activation="relu", name="b", bias_initializer=dead)(inputs))
+    inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="relu", name="n")], name="inner")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(inner(keras.layers.Concatenate(name="cat")([a, b]))))
+    graph = Context(layer_inputs=layer_inputs(model))
+    assert graph.feeds("b", "b2") and graph.feeds("a", "n") and graph.feeds("n", "out")
+    assert not graph.feeds("a", "b2") and not graph.feeds("b2", "a") and not graph.feeds("out", "n")
+    s = Stream()
+    s.values["activation/a/dead_fraction"] = lambda e, st: 1.0
+    s.values["activation/b/dead_fraction"] = lambda e, st: 1.0
+    s.values["activation/b2/dead_fraction"] = lambda e, st: 1.0
+    s.context.layers = ("input_layer", "a", "b", "b2", "cat", "inner", "n", "out")
+    s.context.layer_inputs = Context.from_dict(json.loads(json.dumps(graph.to_dict()))).layer_inputs
+    advice = {f.layer: f.advice for f in s.run().findings if f.code == "dead-relu"}
+    assert advice["b"].startswith("Fix the initialisation") and advice["b2"].startswith("Fix layer 'b' first")
+    s.context.layer_inputs = None  # a subclassed model's (or an older run's): taken as a chain
+    assert {f.layer: f.advice for f in s.run().findings if f.code == "dead-relu"}["b"].startswith("Fix layer 'a' first")
+
 
 def test_dead_relu_advice_prescribes_only_the_initialisation_a_layer_lacks():
     # "Use kernel_initializer: he_normal" was told to he_normal layers (mlp_binary at a learning

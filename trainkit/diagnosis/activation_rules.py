@@ -28,14 +28,17 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
     issues = []
-    all_dead: str | None = None  # the first layer whose every unit was dead at the first step
+    all_dead: list[str] = []  # the layers whose every unit was dead at the first step, in model order
     for name in hidden_activation_stats(view, "dead_fraction"):
         at_start = _dead_at_start(view, name)
-        upstream = all_dead
-        if all_dead is None and at_start == 1.0:
+        # Only one that feeds this layer: a wholly dead layer on another branch of a Concatenate
+        # takes nothing from this one's inputs, and fixing it first revives nothing here.
+        upstream = next((dead for dead in all_dead
+                         if view.context.feeds(called_layer(view, dead), called_layer(view, layer_of(name)))), None)
+        if at_start == 1.0:
             # A frozen layer's too: a wholly dead frozen base leaves the trainable layer after it
             # only its bias, and he_normal for that layer changed nothing.
-            all_dead = layer_of(name)
+            all_dead.append(layer_of(name))
         if called_layer(view, layer_of(name)) in view.context.frozen_layers:
             continue  # frozen, and fed by frozen layers: no step killed its units, none can revive them
         values = view.epoch_values(name)

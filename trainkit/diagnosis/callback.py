@@ -594,6 +594,7 @@ def build_context(
         frozen_layers=frozen_layers(model),
         relative_loss=_relative_loss(trainer),
         regularizers=layer_regularizers(model),
+        layer_inputs=layer_inputs(model),
     )
 
 
@@ -719,6 +720,35 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         if wrapper.layer.name in out:
             out[wrapper.name] = out[wrapper.layer.name]
     return out
+
+
+def layer_inputs(model: Any) -> dict[str, list[str]] | None:
+    """:attr:`Context.layer_inputs`: by layer name, the layers whose outputs it takes.
+
+    From the Keras graph's nodes (``_inbound_nodes``), for the model's layers and those of the
+    models nested in it. A nested model takes what its callers give it and passes it to each of
+    its layers, and everything inside it reaches what takes its output: edges that can only say
+    "may feed", never miss a layer that does. ``None`` when no layer has a node (a subclassed
+    model, called on tensors only): the layers are then taken as a chain.
+    """
+    inputs: dict[str, list[str]] = {}
+    for layer in _layers_in_order(model):
+        parents = inputs.setdefault(layer.name, [])
+        for node in getattr(layer, "_inbound_nodes", None) or ():
+            for parent in getattr(node, "parent_nodes", None) or ():
+                operation = getattr(parent, "operation", None)
+                if operation is None:
+                    continue
+                # What a nested model gives out may come from any of its layers.
+                for name in (operation.name, *(inner.name for inner in _layers_in_order(operation))):
+                    if name not in parents:
+                        parents.append(name)
+        for inner in _layers_in_order(layer):
+            # A nested model's layers take what the model is given (it stands for its inputs).
+            inner_parents = inputs.setdefault(inner.name, [])
+            if layer.name not in inner_parents:
+                inner_parents.append(layer.name)
+    return inputs if any(inputs.values()) else None
 
 
 def frozen_layers(model: Any) -> tuple[str, ...]:

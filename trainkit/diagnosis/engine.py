@@ -118,6 +118,12 @@ class Context:
             ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}`` (``{}`` for a penalty of another
             kind), so that advice lowers the penalty the run has (see
             :func:`trainkit.diagnosis.callback.layer_regularizers`); ``None`` when unknown.
+        layer_inputs: By layer name, the layers whose outputs it takes (its inputs' producers in
+            a Functional or Sequential graph, nested models' layers included), so that advice
+            names a layer that really feeds another: a dead ReLU on one branch of a
+            ``Concatenate`` was told to fix a dead layer on the other (see
+            :func:`trainkit.diagnosis.callback.layer_inputs`); ``None`` when unknown (a subclassed
+            model: its layers are then taken as a chain, in model order).
     """
 
     task: str | None = None
@@ -150,6 +156,26 @@ class Context:
     clipping: dict[str, float] | None = None
     frozen_layers: tuple[str, ...] = ()
     regularizers: dict[str, dict[str, dict[str, float]]] | None = None
+    layer_inputs: dict[str, list[str]] | None = None
+
+    def feeds(self, upstream: str, layer: str) -> bool:
+        """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).
+
+        Without :attr:`layer_inputs` for ``layer`` (a subclassed model, a run written before
+        they were recorded) the layers are taken as a chain: every earlier one feeds it.
+        """
+        if self.layer_inputs is None or layer not in self.layer_inputs:
+            return True
+        seen: set[str] = set()
+        todo = [layer]
+        while todo:
+            for parent in self.layer_inputs.get(todo.pop(), ()):
+                if parent == upstream:
+                    return True
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
