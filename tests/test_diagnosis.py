@@ -1192,6 +1192,20 @@ def test_vanishing_gradients_first_layer_vs_last():
     assert f.layer == "dense" and f.evidence["relative_ratio"] < 1e-3
 
 
+def test_vanishing_gradients_in_a_nested_model_compares_its_first_layer_with_the_last():
+    # An encoder nested in a Functional model names its weights by path (enc/dense/kernel): read
+    # as unknown layers, they sorted after the head, so its first layer (gradient ~0) was compared
+    # as the last and a 12-layer tanh chain that loses the gradient got lr-too-low instead.
+    s = Stream()
+    for layer in LAYERS[:2]:
+        for kind in ("grad_norm", "weight_norm", "update_ratio", "grad_nonfinite"):
+            s.values[f"{kind}/enc/{layer}/kernel"] = s.values.pop(f"{kind}/{layer}/kernel")
+    s.values["grad_norm/enc/dense/kernel"] = lambda e, st: 1e-6
+    s.context.layers = ("input_layer", "enc", *LAYERS)
+    f = finding(s.run(), "vanishing-gradients")
+    assert f.layer == "enc/dense" and f.evidence["last_layer"] == "grad_norm/dense_2/kernel"
+
+
 def test_vanishing_gradients_is_not_judged_from_a_network_gone_nan():
     # on_nan: warn trains on with NaN weights: the first layer's gradient read 0 and the message
     # "The gradient of the first weight layer 'dense' is 0, n/ax the last layer's".

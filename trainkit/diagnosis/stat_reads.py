@@ -35,9 +35,15 @@ def called_layer(view: Diagnoser, name: str) -> str:
     """The layer whose call ``name`` reports: ``name`` when it is a layer's, else the layer a
     repeated call belongs to (``softmax_1``, the second call of a shared attention's ``softmax``:
     such a call is numbered past every layer name, so it names no layer of its own, and neither
-    its softmax nor its initializers were found under it)."""
+    its softmax nor its initializers were found under it). A weight's statistics name the layer
+    by its variable's path, ``enc/stem`` for the layer ``stem`` of a nested model ``enc``: that
+    is the layer ``stem`` (Keras refuses a ``/`` in a layer's name), which sorted after every
+    known layer put a nested encoder's first layer last."""
     if name in view.context.layers:
         return name
+    own = name.rsplit("/", 1)[-1]
+    if own in view.context.layers:
+        return own
     return re.sub(r"_\d+$", "", name)
 
 
