@@ -1206,6 +1206,23 @@ def test_vanishing_gradients_in_a_nested_model_compares_its_first_layer_with_the
     assert f.layer == "enc/dense" and f.evidence["last_layer"] == "grad_norm/dense_2/kernel"
 
 
+def test_vanishing_gradients_is_judged_along_a_path_and_not_from_a_dead_branch():
+    # A branch killed by a bias of -50 beside live ones: its first layer's kernel got no gradient,
+    # and read "The gradient of the first weight layer 'a1' is 0, 0x the last layer's" beside
+    # dead-relu, with advice to replace tanh stacks in a ReLU network.
+    s = Stream()
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    s.values["grad_norm/dense/kernel"] = lambda e, st: 0.0
+    d = s.run()
+    assert "dead-relu" in codes(d) and "vanishing-gradients" not in codes(d)
+    # A first layer that feeds none of the later weight layers (a head of its own): no path to judge.
+    s = Stream()
+    s.values["grad_norm/dense/kernel"] = lambda e, st: 1e-6
+    assert "vanishing-gradients" in codes(s.run())
+    s.context.layer_inputs = {"dense": ["input_layer"], "dense_1": ["input_layer"], "dense_2": ["dense_1"]}
+    assert "vanishing-gradients" not in codes(s.run())
+
+
 def test_vanishing_gradients_is_not_judged_from_a_network_gone_nan():
     # on_nan: warn trains on with NaN weights: the first layer's gradient read 0 and the message
     # "The gradient of the first weight layer 'dense' is 0, n/ax the last layer's".

@@ -41,9 +41,25 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     forward = _vanishing_forward(view)
     if forward is not None:
         return forward
-    first, last = kernels[0], kernels[-1]
-    weights = [weight_norm_name(variable_of(name, GRAD_NORM)) for name in (first, last)]
     n = view.t.sustained_epochs
+    # Not a weight layer that gets no gradient at all while a layer's every ReLU unit is dead:
+    # the dead layer (or the layer itself) blocks its path, dead-relu's finding. A dead branch
+    # beside live ones read "the gradient of the first weight layer is 0, 0x the last layer's",
+    # with advice to replace tanh stacks in a ReLU network.
+    blocked = _any_wholly_dead(view, n)
+    alive = [name for name in kernels
+             if not (blocked and (np.nan_to_num(view.epoch_values(name, "maximum")[-n:], nan=1.0) == 0).all())]
+    if len(alive) < 2:
+        return None
+    first = alive[0]
+    # The last weight layer the first one feeds: in a graph of branches (or several outputs) the
+    # last in model order may take nothing from it.
+    reached = [name for name in alive[1:]
+               if view.context.feeds(called_layer(view, layer_of(first)), called_layer(view, layer_of(name)))]
+    if not reached:
+        return None
+    last = reached[-1]
+    weights = [weight_norm_name(variable_of(name, GRAD_NORM)) for name in (first, last)]
     # A network gone NaN (on_nan: warn trains on) has no gradient ratio to judge: its "0, n/ax
     # the last layer's" was no finding.
     if not finite_for_epochs(view, [first, last, *weights], n):
@@ -68,6 +84,16 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
         "layers.",
         {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "relative_ratio": float(ratio[-1]),
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
+
+
+def _any_wholly_dead(view: Diagnoser, epochs: int) -> bool:
+    """Whether some hidden layer had every ReLU unit dead (never active in a batch) at every step
+    of the last ``epochs`` epochs: the layers that feed only through it get a gradient of exactly 0."""
+    for name in hidden_activation_stats(view, "dead_fraction"):
+        dead = view.epoch_values(name, "minimum")[-epochs:]
+        if len(dead) == epochs and bool((np.nan_to_num(dead, nan=0.0) >= 1.0).all()):
+            return True
+    return False
 
 
 def vanishing_through_time(view: Diagnoser) -> Issue | None:
