@@ -390,6 +390,32 @@ def test_a_layer_called_in_the_graph_and_inside_a_nested_model_is_reported_once_
     np.testing.assert_allclose(taps[1].tensor.numpy(), shared(shared(x)).numpy(), rtol=1e-6)
 
 
+def test_nested_layers_whose_names_repeat_are_reported_by_their_path():
+    # Two blocks built by one function both hold a "h": the second's dead units read "layer 'h'
+    # (its later call, h_1)", a call of the first, with the first's initializers in the advice.
+    from trainkit.diagnosis.callback import layer_initializers, layer_names
+
+    def block(name: str, bias: float) -> keras.Model:
+        x_in = keras.Input((5,))
+        dense = keras.layers.Dense(4, activation="relu", name="h", bias_initializer=keras.initializers.Constant(bias))
+        return keras.Model(x_in, dense(x_in), name=name)
+
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((5,))
+    model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid", name="out")(
+        keras.layers.Concatenate()([block("good", 0.0)(x_in), block("bad", -50.0)(x_in)])))
+    _, taps = probes.build_probe(model)(tf.constant(rows()))
+    assert [t.name for t in taps] == ["good/h", "bad/h", "out", "output"]
+    assert float(stats.activation_stats("bad/h", taps[1].tensor, "relu")["activation/bad/h/dead_fraction"]) == 1.0
+    assert {"good/h", "bad/h"} <= set(layer_names(model)) and "h" not in layer_names(model)
+    assert layer_initializers(model)["bad/h"]["bias"] == "constant(-50)"
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0)
+    x = rows(64)
+    trainer.fit(x, (x[:, 0] > 0).astype("float32"), epochs=3, batch_size=16, verbose=0)
+    [dead] = [f for f in trainer.findings if f.code == "dead-relu"]
+    assert dead.layer == "bad/h" and "layer 'bad/h' output 0" in dead.message and "constant(-50)" in dead.advice
+
+
 def test_a_layer_first_called_for_another_model_is_tapped_in_this_ones_graph():
     # layer.output is its first call's: built into an encoder first, the layer's tap was a tensor
     # of the encoder's graph, and the probe could not be built (no hidden layer tapped at all).

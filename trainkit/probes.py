@@ -241,6 +241,7 @@ class Probe:
         # Names of the graph's tapped layers whose channel axis is the second (channels_first).
         self._channels_first: set[str] = set()
         self._layer_names = frozenset(layer.name for layer in model._flatten_layers(include_self=False))
+        self._reported = reported_names(model)
         self._build()
         self._hooks = LayerHooks([layer for layer, _ in self._hidden])
 
@@ -339,7 +340,8 @@ class Probe:
             return tapped
         top = {name: position for position, name in enumerate(layer.name for layer in self._top_layers())}
         keyed = [((top.get(tap.name, 0), 0), tap) for tap in tapped]
-        keyed += [((self._hooked_position[id(layer)], 1), Tap(layer.name, tensor, self._hooked_activation[id(layer)]))
+        keyed += [((self._hooked_position[id(layer)], 1),
+                   Tap(self._reported.get(id(layer), layer.name), tensor, self._hooked_activation[id(layer)]))
                   for layer, tensor in hooked]
         return [tap for _, tap in sorted(keyed, key=lambda item: item[0])]
 
@@ -409,6 +411,30 @@ def _with_outputs(taps: list[Tap], y_pred: Any, probe: Probe, layer_taps: Sequen
             activation = produced.get(id(tensor), activation)
         taps.append(Tap(name, tensor, declared.get(name, activation)))
     return taps
+
+
+def reported_names(model: Any) -> dict[int, str]:
+    """By ``id``, the name each nested layer is reported under when another layer of ``model``
+    has its name: its path through the models and blocks it is in, ``bad/h`` (the model's own
+    layers keep their names).
+
+    Keras names a nested model's layers in that model alone: two blocks built by one function
+    both hold a ``h``, and the second one's statistics read ``h_1``, "layer 'h' (its later
+    call, h_1)", with the first one's initializers in its advice. A layer called twice is one
+    layer, and stays numbered per call (``e1``, ``e1_1``).
+    """
+    paths: dict[int, str] = {}
+    count: dict[str, set[int]] = {}
+
+    def walk(layer: Any, prefix: str) -> None:
+        for inner in layer._flatten_layers(include_self=False, recursive=False):
+            if id(inner) not in paths:
+                paths[id(inner)] = f"{prefix}{inner.name}"
+                count.setdefault(inner.name, set()).add(id(inner))
+                walk(inner, f"{prefix}{inner.name}/")
+
+    walk(model, "")
+    return {key: path for key, path in paths.items() if "/" in path and len(count[path.rsplit("/", 1)[-1]]) > 1}
 
 
 def hidden_layers(layer: Any) -> list[tuple[Any, str]]:

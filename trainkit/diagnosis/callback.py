@@ -45,7 +45,7 @@ from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.findings import Finding
-from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation
+from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation, reported_names
 from trainkit.stat_names import NEGATIVE_SLOPED
 
 if TYPE_CHECKING:
@@ -632,7 +632,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
 def layer_names(model: Any) -> list[str]:
     """Every layer's name in model order (nested layers flattened, in their own order: by
     ``_flatten_layers`` a nested block's came last to first)."""
-    return [layer.name for layer in _layers_in_order(model)]
+    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
+    return [reported.get(id(layer), layer.name) for layer in _layers_in_order(model)]
 
 
 #: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys (and
@@ -703,15 +704,17 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     last: dict[str, str] | None = None
     wrappers: list[Any] = []
+    reported = reported_names(model)  # a nested layer whose name another layer has: by its path, as its statistics
     for layer in _layers_in_order(model):
+        name = reported.get(id(layer), layer.name)
         if type(layer).__name__ == "TimeDistributed":
             wrappers.append(layer)
         kernel = getattr(layer, "kernel_initializer", None)
         if kernel is not None:
             bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
-            last = out[layer.name] = {"layer": layer.name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
+            last = out[name] = {"layer": name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
         elif type(layer).__name__ in ACTIVATION_LAYER_CLASSES and last is not None:
-            out[layer.name] = last
+            out[name] = last
         elif "Normalization" in type(layer).__name__ or layer.weights:
             # Weights without a kernel_initializer: their start, not the layer's before, sets the
             # activation's input (a ReLU after a DepthwiseConv2D took the Conv2D's before it).
@@ -732,22 +735,27 @@ def layer_inputs(model: Any) -> dict[str, list[str]] | None:
     model, called on tensors only): the layers are then taken as a chain.
     """
     inputs: dict[str, list[str]] = {}
+    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
+
+    def name(layer: Any) -> str:
+        return reported.get(id(layer), layer.name)
+
     for layer in _layers_in_order(model):
-        parents = inputs.setdefault(layer.name, [])
+        parents = inputs.setdefault(name(layer), [])
         for node in getattr(layer, "_inbound_nodes", None) or ():
             for parent in getattr(node, "parent_nodes", None) or ():
                 operation = getattr(parent, "operation", None)
                 if operation is None:
                     continue
                 # What a nested model gives out may come from any of its layers.
-                for name in (operation.name, *(inner.name for inner in _layers_in_order(operation))):
-                    if name not in parents:
-                        parents.append(name)
+                for source in (name(operation), *(name(inner) for inner in _layers_in_order(operation))):
+                    if source not in parents:
+                        parents.append(source)
         for inner in _layers_in_order(layer):
             # A nested model's layers take what the model is given (it stands for its inputs).
-            inner_parents = inputs.setdefault(inner.name, [])
-            if layer.name not in inner_parents:
-                inner_parents.append(layer.name)
+            inner_parents = inputs.setdefault(name(inner), [])
+            if name(layer) not in inner_parents:
+                inner_parents.append(name(layer))
     return inputs if any(inputs.values()) else None
 
 
@@ -764,11 +772,11 @@ def frozen_layers(model: Any) -> tuple[str, ...]:
     any of them, and ends the frozen layers; one with frozen weights (a pretrained base) does not.
     """
     names: list[str] = []
-    _frozen_prefix(model, names)
+    _frozen_prefix(model, names, reported_names(model))
     return tuple(names)
 
 
-def _frozen_prefix(layer: Any, names: list[str]) -> bool:
+def _frozen_prefix(layer: Any, names: list[str], reported: Mapping[int, str]) -> bool:
     """Adds to ``names`` the frozen layers inside ``layer`` (see :func:`frozen_layers`), depth
     first as :func:`_layers_in_order`; ``False`` once a layer that may be fed by trained ones ends them."""
     import keras
@@ -778,8 +786,8 @@ def _frozen_prefix(layer: Any, names: list[str]) -> bool:
     for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
         if inner.trainable_weights or not (in_call_order or inner.weights):
             return False
-        names.append(inner.name)
-        if not _frozen_prefix(inner, names):
+        names.append(reported.get(id(inner), inner.name))  # a nested layer's path where its name repeats
+        if not _frozen_prefix(inner, names, reported):
             return False
     return True
 
@@ -787,7 +795,8 @@ def _frozen_prefix(layer: Any, names: list[str]) -> bool:
 def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
     """The model's softmax layers, then the other taps the traced step saw go through a softmax
     (a subclassed model's ``record(name, tensor, "softmax")``)."""
-    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"]
+    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
+    layers = [reported.get(id(layer), layer.name) for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"]
     return (*layers, *sorted(set(getattr(probe, "softmax_taps", ())) - set(layers)))
 
 

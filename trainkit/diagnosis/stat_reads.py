@@ -51,7 +51,8 @@ def layer_text(view: Diagnoser, name: str) -> str:
     """``layer 'dense'`` for a message; a repeated call's name (``shared_1``, which no layer has)
     as the layer it is a call of: ``layer 'shared' (its later call, shared_1)``."""
     layer = called_layer(view, name)
-    return f"layer '{name}'" if layer == name else f"layer '{layer}' (its later call, {name})"
+    # A path (bad/h: a nested layer whose name another layer has) is a layer of its own.
+    return f"layer '{name}'" if layer == name or "/" in name else f"layer '{layer}' (its later call, {name})"
 
 
 def hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
