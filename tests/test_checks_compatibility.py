@@ -320,7 +320,10 @@ def test_an_output_activation_on_top_of_another_is_double_activation(inner, says
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(stacked, get_loss("binary_crossentropy"), "binary")
     assert info.value.code == "double-activation" and says in info.value.message and "remove activation='" + inner + "' from 'head'" in info.value.message
-    for fine in ([L.Dense(1), L.Activation("sigmoid")], [L.Dense(1, activation="sigmoid"), L.Dropout(0.1)]):
+    # A Lambda below the sigmoid (a temperature) bounds nothing known: it was refused, "remove
+    # activation='unknown' from 'temperature'", and so was a tanh under it, which it may rescale.
+    temperature = [L.Dense(1, activation="tanh"), L.Lambda(lambda t: t * 3.0, name="temperature"), L.Activation("sigmoid")]
+    for fine in ([L.Dense(1), L.Activation("sigmoid")], [L.Dense(1, activation="sigmoid"), L.Dropout(0.1)], temperature):
         assert check_compatibility(keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), *fine]), get_loss("binary_crossentropy"), "binary") == []
 
 

@@ -329,6 +329,11 @@ def _inner_activation(chain: list[Any], act_layer: str, unit_layer: str) -> tupl
         return None
     for layer in chain[names.index(act_layer) + 1 :]:
         act = _layer_activation(layer)
+        if act == UNKNOWN:
+            # A Lambda or custom layer bounds nothing known, and what it makes of the values below
+            # it is unknown: a temperature (Lambda z / 2) before a sigmoid was refused as a double
+            # activation, "remove activation='unknown' from 'temperature'".
+            return None
         if act is not None and act != "linear":
             return act, layer.name
         if layer.name == unit_layer:
