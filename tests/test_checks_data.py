@@ -610,6 +610,59 @@ def test_single_class_leaves_multilabel_and_dataset_samples_alone():
     assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == []
 
 
+def sorted_split(y, held_out=0.2):
+    """x and y sorted by label, split as fit(validation_split=...) splits: the last rows held out."""
+    order = np.argsort(y, kind="stable")
+    cut = int(len(y) * (1 - held_out))
+    return X[order][:cut], y[order][:cut], X[order][cut:], y[order][cut:]
+
+
+def test_validation_class_mismatch_finds_a_validation_split_of_sorted_rows():
+    # Sorted 3-class rows (iris's order): the last 20% are class 2 alone. val_loss measured one
+    # class, and only the realdata audit's dropped chance level hinted at it.
+    x, y, x_val, y_val = sorted_split(YM)
+    (finding,) = [f for f in run("multiclass", x, y, x_val=x_val, y_val=y_val) if f.code == "validation-class-mismatch"]
+    assert finding.severity == "warning"
+    assert f"all {len(y_val)} rows are class 2" in finding.message and "sorted by label" in finding.message
+    assert "validation_split" in finding.message and "permutation" in finding.advice and "stratify=y" in finding.advice
+    assert finding.evidence["val_counts"] == [0, 0, len(y_val)] and finding.evidence["chance"] < 1e-4
+
+
+def test_validation_class_mismatch_names_classes_no_training_row_holds():
+    # Half the rows held out of sorted 3-class rows: class 2 is all in validation (with some 1s),
+    # so the validation labels hold two classes and the model never sees one of them.
+    x, y, x_val, y_val = sorted_split(YM, held_out=0.5)
+    assert set(np.unique(y_val)) == {1, 2}
+    (finding,) = [f for f in run("multiclass", x, y, x_val=x_val, y_val=y_val) if f.code == "validation-class-mismatch"]
+    assert "hold class 2 (2: " in finding.message and "which no training row holds" in finding.message
+
+
+def test_validation_class_mismatch_stays_silent_on_random_and_small_splits():
+    rng = np.random.default_rng(0)
+    for seed in range(10):  # shuffled rows, however the classes fall
+        order = np.random.default_rng(seed).permutation(len(X))
+        cut = int(0.8 * len(X))
+        assert "validation-class-mismatch" not in codes(run("multiclass", X[order][:cut], YM[order][:cut], x_val=X[order][cut:], y_val=YM[order][cut:]))
+    # One class in 5 validation rows of 20 balanced ones happens by chance (3% of splits).
+    y = np.repeat([0, 1], 10)
+    assert "validation-class-mismatch" not in codes(run("binary", X[:15], y[:15], x_val=X[15:20], y_val=y[15:]))
+    # 2% positives: 200 validation rows without one happen by chance too (~1% of random splits).
+    y = (rng.uniform(size=600) < 0.02).astype("int64")
+    y[-120:] = 0
+    assert y[:480].sum() > 0
+    assert "validation-class-mismatch" not in codes(run("binary", X[:480], y[:480], x_val=X[480:], y_val=y[480:]))
+
+
+def test_validation_class_mismatch_comes_from_fit_validation_split():
+    from trainkit import Trainer
+
+    x, y, x_val, y_val = sorted_split(YB)
+    net = keras.Sequential([keras.Input((4,)), L.Dense(1, activation="sigmoid")])
+    trainer = Trainer(net, loss="bce", task="binary", optimizer="sgd", statistics=False)
+    trainer.fit(np.concatenate([x, x_val]), np.concatenate([y, y_val]), epochs=1, validation_split=0.2, verbose=0)
+    assert "validation-class-mismatch" in [f.code for f in trainer.findings]
+
+
 def test_few_training_rows_warn_from_under_20_rows_and_say_how_many_are_held_out():
     # 4 or 10 training rows (data.rows=5, validation_split=0.99) were "ok".
     assert YB[:19].min() == 0 and YB[:19].max() == 1

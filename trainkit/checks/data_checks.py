@@ -3,7 +3,7 @@
 This module lists the rules and runs them. Each rule is a small named function over a
 :class:`~trainkit.checks.data_context.DataContext` returning an
 :class:`~trainkit.checks.compatibility.Issue` or ``None`` (in ``shape_checks``, ``value_checks``,
-``label_checks``, ``row_checks``, ``scale_checks`` and ``leakage_checks``), registered in
+``label_checks``, ``row_checks``, ``scale_checks``, ``leakage_checks`` and ``split_checks``), registered in
 :data:`DATA_RULES` in the order they are tried. :data:`DATA_ERROR_CODES`,
 :data:`DATA_WARNING_CODES` and :data:`DATA_INFO_CODES` list the codes.
 
@@ -75,6 +75,7 @@ from trainkit.checks.row_checks import (
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
 from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
+from trainkit.checks.split_checks import validation_class_mismatch
 from trainkit.checks.value_checks import embedding_ids, non_finite_data
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
@@ -104,6 +105,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
     DataRule("train-validation-overlap", "warning", train_validation_overlap),
+    DataRule("validation-class-mismatch", "warning", validation_class_mismatch),
     DataRule("label-leakage", "warning", label_leakage),
     DataRule("class-imbalance", "warning", class_imbalance),
     DataRule("few-training-rows", "warning", few_training_rows),

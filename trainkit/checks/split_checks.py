@@ -1,0 +1,107 @@
+"""Whether the validation rows hold the classes the way the training rows do
+(``validation-class-mismatch``).
+
+The classic cause is data sorted by label: ``fit(validation_split=...)`` holds out the LAST rows,
+before any shuffling (as ``model.fit`` does), so sorted iris validates on class 2 alone, and sorted
+MNIST on the digits the training rows never see. ``val_loss`` then measures a class or two, early
+stopping watches it, and nothing says why it looks so odd.
+
+A class mix can differ by chance in small data, so the rule asks how likely the split is: drawn at
+random from the pooled rows, how often would one class fill all the validation rows, or every row
+of a class land in validation? Only a split that chance explains less than once in
+:data:`UNLIKELY_SPLIT` tries is reported: 20 rows split 15/5 never are (one class in 5 validation
+rows of a 50/50 set happens 3% of the time); sorted data of 100 rows or more always are (1e-7 and below).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, Issue
+from trainkit.checks.data_context import DataContext, Target, class_ids, validation_name
+
+#: A split chance explains less often than this is reported.
+UNLIKELY_SPLIT = 1e-4
+
+
+def _log_choose(n: int, k: int) -> float:
+    """``log(C(n, k))`` without overflow."""
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _all_drawn(group: int, draws: int, total: int) -> float:
+    """Chance that ``draws`` rows drawn at random from ``total`` are all from a group of ``group``."""
+    if draws > group:
+        return 0.0
+    return math.exp(_log_choose(group, draws) - _log_choose(total, draws))
+
+
+def _split_chance(train_counts: np.ndarray, val_counts: np.ndarray) -> tuple[float, float]:
+    """For a random split of the pooled rows into as many validation rows as here: the chance
+    that one class fills every validation row, and that every row of some class lands there
+    (each summed over the classes: a bound, exact enough to tell order from chance)."""
+    pooled = train_counts + val_counts
+    total, n_val = int(pooled.sum()), int(val_counts.sum())
+    one_class = sum(_all_drawn(int(m), n_val, total) for m in pooled if m)
+    # Every row of a class of m rows in validation: the m rows all drawn among the n_val.
+    whole_class = sum(_all_drawn(n_val, int(m), total) for m in pooled if m)
+    return min(1.0, one_class), min(1.0, whole_class)
+
+
+def _counts_text(counts: np.ndarray) -> str:
+    """``0: 50, 1: 50, 2: 20`` for the classes present."""
+    return ", ".join(f"{c}: {int(n)}" for c, n in enumerate(counts) if n)
+
+
+def validation_class_mismatch(ctx: DataContext) -> Issue | None:
+    """Validation labels of one class while the training labels hold several, or holding a class
+    the training labels lack, in a split chance would almost never draw (rows sorted by label)."""
+    if ctx.where or ctx.val_where:  # a dataset's first batches say nothing about its classes
+        return None
+    for t in ctx.targets:
+        issue = _mismatch(t)
+        if issue is not None:
+            return issue
+    return None
+
+
+def _mismatch(t: Target) -> Issue | None:
+    """:func:`validation_class_mismatch` for one target."""
+    if t.task not in ("binary", "multiclass") or t.loss.kind not in CLASSIFICATION_LOSSES or t.y is None or t.y_val is None:
+        return None
+    train_ids, val_ids = class_ids(t, t.y), class_ids(t, t.y_val)
+    if train_ids is None or val_ids is None or not train_ids.size or not val_ids.size or min(train_ids.min(), val_ids.min()) < 0:
+        return None
+    k = int(max(train_ids.max(), val_ids.max())) + 1
+    train_counts, val_counts = np.bincount(train_ids, minlength=k), np.bincount(val_ids, minlength=k)
+    train_classes, val_classes = np.flatnonzero(train_counts), np.flatnonzero(val_counts)
+    if train_classes.size < 2:  # one training class is single-class's error
+        return None
+    one_class, whole_class = _split_chance(train_counts, val_counts)
+    unseen = np.setdiff1d(val_classes, train_classes)
+    val_name, n_val = validation_name(t.name), int(val_counts.sum())
+    if val_classes.size == 1 and one_class < UNLIKELY_SPLIT:
+        only = int(val_classes[0])
+        found = (f"The validation labels {val_name} hold one class only: all {n_val} rows are class {only}, while the "
+                 f"training labels hold {train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy "
+                 f"measure that class alone")
+        chance = one_class
+    elif unseen.size and whole_class < UNLIKELY_SPLIT:
+        names = ", ".join(str(int(c)) for c in unseen)
+        found = (f"The validation labels {val_name} hold class{'es' * (unseen.size > 1)} {names} "
+                 f"({_counts_text(np.where(np.isin(np.arange(k), unseen), val_counts, 0))} of {n_val} rows), which no "
+                 f"training row holds ({_counts_text(train_counts)}): the model is never taught "
+                 f"{'them' if unseen.size > 1 else 'it'}, so val_loss measures what it cannot learn")
+        chance = whole_class
+    else:
+        return None
+    return Issue(
+        f"{found}. Drawn at random from these rows, a validation split like this happens with a chance of "
+        f"{chance:.1g}: the rows look sorted by label, and fit(validation_split=...) holds out the LAST rows, "
+        "before any shuffling.",
+        "Shuffle x and y together before fit (p = np.random.default_rng(0).permutation(len(x)); x, y = x[p], y[p]), "
+        "or split with sklearn's train_test_split(x, y, test_size=0.2, stratify=y) and pass validation_data.",
+        {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(chance)},
+        t.output.layer if t.output else None)
