@@ -748,7 +748,9 @@ def test_a_run_directory_removed_while_training_is_not_reported_as_a_whole_run(t
             (self.trainer.logdir / "recipe.yaml").unlink(missing_ok=True)
 
     result = train_recipe(load_recipe(tiny_recipe), logdir=tmp_path / "runs", verbose=0, callbacks=[RemoveTheRun()])
-    assert "warning: [run-dir-changed]" in capsys.readouterr().err and (result.run_dir / "report.json").exists()
+    err = capsys.readouterr().err
+    assert "lost its TensorBoard events (train/)" in err and "lost recipe.yaml" in err and (result.run_dir / "report.json").exists()
+    assert err.count("[run-dir-changed]") == 2
 
 
 def test_a_resumed_run_whose_directory_is_removed_while_training_is_not_reported_as_a_whole_run(tiny_recipe, tmp_path, capsys):
@@ -770,7 +772,7 @@ def test_a_resumed_run_whose_directory_is_removed_while_training_is_not_reported
 
     more = load_recipe(tiny_recipe, overrides=["training.checkpoint_every=1", "training.epochs=2"])
     train_recipe(more, verbose=0, resume=run_dir, callbacks=[RemoveTheRun()])
-    assert f"warning: [run-dir-changed] {run_dir} lost train while the run trained" in capsys.readouterr().err
+    assert f"warning: [run-dir-changed] {run_dir} lost its TensorBoard events (train/) while the run trained" in capsys.readouterr().err
 
 
 def test_a_stop_signal_while_a_finished_run_ends_still_gets_its_report(tiny_recipe, tmp_path):

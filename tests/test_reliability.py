@@ -850,6 +850,24 @@ def test_a_run_directory_another_fit_trains_into_is_refused(tmp_path):
     assert _tiny_trainer(tmp_path).fit(*_xy(), epochs=1, verbose=0).history["loss"]
 
 
+def test_a_python_fit_whose_event_files_are_deleted_mid_run_says_so(tmp_path, capsys):
+    # The open handles wrote on into deleted files: fit returned as if every event were written,
+    # and TensorBoard showed nothing of the run (only the CLI warned, and only for train/).
+    from trainkit.callbacks import Callback
+
+    class RemoveTheEvents(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                shutil.rmtree(tmp_path / "train")
+
+    x, y = _xy()
+    _tiny_trainer(tmp_path).fit(x, y, epochs=2, verbose=0, validation_data=(x, y), callbacks=[RemoveTheEvents()])
+    err = capsys.readouterr().err
+    assert f"warning: [run-dir-changed] {tmp_path} lost its TensorBoard events (train/) while the run trained" in err
+    _tiny_trainer(tmp_path / "kept").fit(x, y, epochs=2, verbose=0, validation_data=(x, y))
+    assert "run-dir-changed" not in capsys.readouterr().err
+
+
 def test_a_checkpoint_or_event_file_that_cannot_be_written_is_a_coded_error(tmp_path):
     # A full disk or a directory made read-only ended in TensorFlow's PermissionDeniedError or a
     # RuntimeError traceback, with no word about resuming.

@@ -322,13 +322,12 @@ def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chie
     """Writes a completed run's recipe (after a resume) and report, saying what it lost, if anything."""
     run_dir = result.run_dir
     if chief:
-        # A resume writes its recipe.yaml again below (and may resume a run that lost it), but its
-        # train/ events deleted while it trained were lost in silence: "run written to", exit 0.
-        lost = [name for name in ("recipe.yaml", "train") if not (run_dir / name).exists() and (resume_dir is None or name == "train")]
-        if lost:
+        # A resume writes its recipe.yaml again below (and may resume a run that lost it); event
+        # files deleted while the run trained the trainer reported as it closed them.
+        if resume_dir is None and not (run_dir / "recipe.yaml").exists():
             # Deleted (or moved) while training: the report below would otherwise pass for a whole run.
-            print(f"warning: [run-dir-changed] {run_dir} lost {' and '.join(lost)} while the run trained: the report is written, "
-                  "but what was removed is gone.", file=sys.stderr)
+            print(f"warning: [run-dir-changed] {run_dir} lost recipe.yaml while the run trained: the report is written, "
+                  "but the recipe is gone.", file=sys.stderr)
         try:
             if resume_dir is not None:
                 _save_resumed_recipe(run_dir, recipe)

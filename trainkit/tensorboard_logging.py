@@ -13,6 +13,7 @@ settings, metrics and training loop.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,10 @@ class TensorBoardLogging:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
+            lost = writer.lost_files()
+            if lost:
+                # Deleting the run directory mid-run raised nothing: a Python fit ended as if its
+                # events were all written (only the CLI noticed, and only for train/).
+                names = " and ".join(sorted({path.parent.name + "/" for path in lost}))
+                print(f"warning: [run-dir-changed] {writer.run_dir} lost its TensorBoard events ({names}) while the run trained: "
+                      "they were deleted or moved, and what was written to them after that is gone too.", file=sys.stderr)

@@ -414,6 +414,11 @@ class RunWriter:
             for writer in self._writers.values():
                 writer.close()
 
+    def lost_files(self) -> list[Path]:
+        """The event files this writer opened that are no longer on disk (their directory deleted
+        or moved while the run trained): the open handles wrote on into nothing, with no error."""
+        return [writer.path for writer in self._writers.values() if not writer.path.exists()]
+
     # -- background thread ------------------------------------------------------------------------
     def _put(self, job: Callable[[], None]) -> None:
         self._surface(lambda: self._worker.submit(job))
