@@ -63,6 +63,45 @@ def test_a_pydataset_trains_as_its_batches_in_order_would():
     np.testing.assert_allclose(trainer.predict(Batches(x, None)), trainer.predict(x), rtol=1e-6)
 
 
+class Failing(Batches):
+    """Batches that fail as a user's PyDataset can: batch ``bad`` raises ``error``."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, bad: int, error: Exception) -> None:
+        super().__init__(x, y)
+        self.bad, self.error = bad, error
+
+    def __getitem__(self, i: int):
+        if i == self.bad:
+            raise self.error
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_an_error_a_pydataset_raises_mid_epoch_reaches_the_caller_as_itself(method):
+    # It came inside TensorFlow's InvalidArgumentError of the generator op (model.fit's: "Graph
+    # execution error:"); batches 0, 1 and the last are read before training, batch 2 is not.
+    x, y = make_data(160)
+    trainer = make_trainer()
+    data = Failing(x, None if method == "predict" else y, bad=2, error=ValueError("my bug in batch 2"))
+    with pytest.raises(ValueError, match=r"^my bug in batch 2$"):
+        getattr(trainer, method)(data, **({"verbose": 0, "epochs": 1} if method == "fit" else {}))
+
+
+def test_a_pydataset_batch_of_text_with_missing_values_is_refused_with_a_code():
+    # None among a batch's text failed tf.data with an InternalError ("Unsupported object type
+    # NoneType") in the first step; numpy text with None is refused as unsupported-input.
+    texts = np.array(["good movie", "bad film", "great", "dull"] * 40, dtype=object)
+    texts[70] = None  # batch 2 of 32 rows: read only once training runs
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(["good movie", "bad film", "great", "dull"])
+    model = keras.Sequential([keras.Input((), dtype="string"), vectorize, keras.layers.Embedding(20, 4),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    y = np.array([1, 0, 1, 0] * 40, dtype="float32")
+    with pytest.raises(DataError) as info:
+        make_trainer(model).fit(Batches(texts, y), epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and "Batch 2 of the Batches holds missing values" in info.value.message
+
+
 def test_float64_inputs_stay_float64_when_floatx_is_float64():
     # Keras narrows float64 data to floatx; trainkit narrowed it to float32 whatever floatx was, so
     # a float64 model trained on rounded inputs: weights 3e-11 off model.fit's here, 4e-9 with Adam.

@@ -9,10 +9,12 @@ with a :class:`~trainkit.errors.DataError` that says what to pass instead. :mod:
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import keras
@@ -72,6 +74,44 @@ def _not_data(x: Any) -> bool:
     return callable(x) or (hasattr(x, "__iter__") and not hasattr(x, "__len__") and not hasattr(x, "__getitem__"))
 
 
+#: The last exception a PyDataset raised while tf.data read it (on a thread of tf.data's own),
+#: kept so that the OpError TensorFlow wraps it in can give way to it (:func:`reraises_source_errors`).
+_source_errors: collections.deque[Exception] = collections.deque(maxlen=1)
+
+
+def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps ``fit``/``evaluate``/``predict`` so that an exception a PyDataset raised in a batch
+    reaches the caller as itself (a ``ValueError`` of the user's, a ``DataError`` with its code),
+    not inside TensorFlow's ``InvalidArgumentError`` "Graph execution error" of the generator op."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except tf.errors.OpError as err:
+            original = _source_errors.pop() if _source_errors else None
+            said = f"{type(original).__name__}: {str(original).splitlines()[0] if str(original) else ''}"
+            if original is None or said not in err.message:  # (one a batch read eagerly raised, long gone)
+                raise
+            raise original from None
+
+    return wrapper
+
+
+def _refuse_missing_text(batch: Any, data: keras.utils.PyDataset, index: int) -> None:
+    """Refuses a batch whose text input holds ``None`` or NaN (pandas' missing values): tf.data
+    failed on it with an ``InternalError``, "Unsupported object type NoneType"."""
+    inputs = batch[0] if isinstance(batch, tuple) else batch
+    for value in tf.nest.flatten(inputs):
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "O":
+            continue
+        flat = value.ravel()
+        if any(isinstance(v, str | bytes) for v in flat) and any(v is None or (isinstance(v, float) and math.isnan(v)) for v in flat):
+            raise DataError("unsupported-input", f"Batch {index} of the {type(data).__name__} holds missing values (None or NaN) among its "
+                                                 "text inputs: TensorFlow makes no string tensor of them. Fill them in __getitem__ first "
+                                                 "(texts = np.where(pd.isna(texts), '', texts)).")
+
+
 def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = None) -> tf.data.Dataset:
     """A ``keras.utils.PyDataset``'s batches as a ``tf.data.Dataset`` (one pass an epoch).
 
@@ -91,8 +131,15 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     iterates.
     """
 
-    def as_tuple(batch: Any) -> Any:
-        return tuple(batch) if isinstance(batch, list) else batch
+    def read(index: int) -> Any:
+        try:
+            batch = data[index]
+            batch = tuple(batch) if isinstance(batch, list) else batch
+            _refuse_missing_text(batch, data, index)
+        except Exception as err:  # on tf.data's thread, for fit to raise in place of TensorFlow's
+            _source_errors.append(err)
+            raise
+        return batch
 
     def spec(*values: Any) -> tf.TensorSpec:
         arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
@@ -112,22 +159,22 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         raise DataError("unsupported-input", f"The {type(data).__name__} has neither __len__ nor num_batches: define __len__ (its number of "
                                              "batches), or a num_batches property (None for one that never ends).") from None
     if count is None:  # batches 0, 1, 2... as model.fit reads them; an epoch needs steps_per_epoch
-        signature = tf.nest.map_structure(spec, *[as_tuple(data[i]) for i in (0, 1)])
-        endless = tf.data.Dataset.from_generator(lambda: (as_tuple(data[i]) for i in itertools.count()), output_signature=signature)
+        signature = tf.nest.map_structure(spec, *[read(i) for i in (0, 1)])
+        endless = tf.data.Dataset.from_generator(lambda: (read(i) for i in itertools.count()), output_signature=signature)
         return endless.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     if count == 0:
         raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
 
     # The first, second and last batches: the last is often partial, and sequences padded batch
     # by batch show their varying length in the first two.
-    signature = tf.nest.map_structure(spec, *[as_tuple(data[i]) for i in sorted({0, min(1, count - 1), count - 1})])
+    signature = tf.nest.map_structure(spec, *[read(i) for i in sorted({0, min(1, count - 1), count - 1})])
 
     passes = itertools.count()
 
     def batches() -> Iterable[Any]:
         order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, next(passes)]).permutation(count)
         for i in order:
-            yield as_tuple(data[int(i)])
+            yield read(int(i))
         data.on_epoch_end()
 
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)

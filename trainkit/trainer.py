@@ -64,7 +64,7 @@ from trainkit.fit_data import (
 )
 from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
-from trainkit.inputs import accepted_input, is_iterator
+from trainkit.inputs import accepted_input, is_iterator, reraises_source_errors
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.jit_policy import (
     XLA_FALLBACK,
@@ -806,6 +806,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     @_needs_init
     @holds_run_lock
+    @reraises_source_errors
     def fit(
         self,
         x: Any,
@@ -1341,6 +1342,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     # -- evaluate / predict -----------------------------------------------------------------------
 
     @_needs_init
+    @reraises_source_errors
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None,
                  check_data: bool = True, return_dict: bool = True, verbose: Any = 0) -> dict[str, float] | list[float] | float:
         """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly.
@@ -1417,6 +1419,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return results
 
     @_needs_init
+    @reraises_source_errors
     def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None, verbose: Any = 0) -> Any:
         """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
 
