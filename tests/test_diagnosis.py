@@ -1372,6 +1372,28 @@ def test_a_leaky_relu_layer_never_positive_is_not_told_it_outputs_0_nor_to_use_l
     assert "output 0" in f.message and "use activation: leaky_relu (or elu)" in f.advice
 
 
+def test_a_gelu_layer_held_near_zero_by_its_bias_is_dead_relu_and_not_vanishing_gradients():
+    # Dense(64, "gelu", bias -8): every unit at ~0 with a gradient of ~3e-10; it got no dead-relu
+    # (gelu had no dead fraction), only vanishing-gradients, "replace tanh stacks with relu".
+    x, y = regression_data(128)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="gelu", bias_initializer=keras.initializers.Constant(-8.0), name="h"),
+                              keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    found = [f.code for f in trainer.findings]
+    assert "dead-relu" in found and "vanishing-gradients" not in found
+    f = next(f for f in trainer.findings if f.code == "dead-relu")
+    assert "output nearly 0 (|a| < 0.01)" in f.message and "gelu/silu/mish/softplus passes almost no gradient" in f.message
+    assert "bias_initializer: zeros" in f.advice and "leaky_relu (or elu)" not in f.advice
+    # The same layer with a zero bias trains without it.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="gelu", name="h"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    assert "dead-relu" not in [f.code for f in trainer.findings]
+
+
 def test_a_layer_dead_behind_a_wholly_dead_layer_is_told_to_fix_that_layer_first():
     # A bias of -5 on the first of two ReLU layers: the second, fed zeros, was told to use
     # he_normal, which changed nothing until the first layer's bias was fixed.

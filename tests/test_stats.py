@@ -145,6 +145,22 @@ def test_dead_fraction_of_a_relu_layer_follows_its_bias(bias, dead):
     assert got[stats.activation_stat_name("hidden", stats.NONPOSITIVE_FRACTION)] == pytest.approx(dead)
 
 
+@pytest.mark.parametrize("xla", [False, True])
+@pytest.mark.parametrize("activation", ["gelu", "silu", "mish", "softplus"])
+def test_a_smooth_relu_unit_is_dead_when_its_output_stays_near_zero(activation, xla):
+    # A gelu layer whose bias of -8 held every unit at ~0 (and its gradient at ~1e-10) had no
+    # dead fraction: dead-relu could not see it. Units never positive but passing a gradient
+    # (inputs near -1) are not dead.
+    rng = np.random.default_rng(0)
+    pre = rng.normal(size=(32, 6)).astype("float32")
+    pre[:, 0] -= 12.0  # far below 0 for every row: dead
+    pre[:, 1] = -np.abs(pre[:, 1]) - 0.5  # never positive, yet a live negative output
+    out = keras.activations.get(activation)(pre)
+    got = {k: float(v) for k, v in tf.function(lambda: stats.layers_activation_stats([("h", out, activation)], xla=xla), jit_compile=xla)().items()}
+    assert got["activation/h/dead_fraction"] == pytest.approx(1 / 6)
+    assert "activation/h/nonpositive_fraction" not in got
+
+
 def test_saturation_is_near_one_for_tanh_and_sigmoid_with_huge_weights():
     x, y = make_data(32)
     huge = keras.initializers.RandomNormal(stddev=100.0, seed=1)
@@ -308,7 +324,8 @@ def test_names_are_built_and_parsed_by_the_helpers():
     assert stats.grad_norm_name("dense/kernel") == "grad_norm/dense/kernel"
     assert stats.variable_stat_names("d/b") == ("grad_norm/d/b", "weight_norm/d/b", "update_ratio/d/b", "grad_nonfinite/d/b")
     assert stats.activation_stat_names("dense", "relu") == tuple(f"activation/dense/{s}" for s in ("mean", "std", "nonfinite", "nonpositive_fraction", "dead_fraction"))
-    assert stats.activation_stat_names("h", "gelu") == ("activation/h/mean", "activation/h/std", "activation/h/nonfinite")
+    assert stats.activation_stat_names("h", "gelu") == ("activation/h/mean", "activation/h/std", "activation/h/nonfinite", "activation/h/dead_fraction")
+    assert stats.activation_stat_names("h", "softsign") == ("activation/h/mean", "activation/h/std", "activation/h/nonfinite")
     assert "saturated_fraction" in stats.ACTIVATION_KINDS["sigmoid"]
     parsed = stats.parse_stat_name("grad_norm/block/dense/kernel")
     assert parsed == stats.StatName("grad_norm", "block/dense/kernel") and parsed.layer == "block/dense"

@@ -52,7 +52,7 @@ import tensorflow as tf
 from trainkit import stats
 from trainkit.errors import ArgumentError, closest
 from trainkit.layer_hooks import LayerHooks
-from trainkit.stat_names import NEGATIVE_SLOPED
+from trainkit.stat_names import NEGATIVE_SLOPED, SMOOTH_RELU
 
 #: Layer classes that are nothing but an activation, and the activation each applies.
 _ACTIVATION_LAYERS = {"LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu", "Softmax": "softmax"}
@@ -221,6 +221,8 @@ class Probe:
         sloped_taps: Names of the taps whose activation is not 0 below 0 (leaky_relu, prelu, elu,
             selu: :data:`trainkit.stat_names.NEGATIVE_SLOPED`; known once the step has been
             traced): their units never positive still pass a gradient, unlike a ReLU's.
+        smooth_taps: Names of the taps whose activation is a smooth ReLU (gelu, silu...:
+            :data:`trainkit.stat_names.SMOOTH_RELU`): their units are dead when their outputs stay near 0.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -231,6 +233,7 @@ class Probe:
         self.output_layers: set[str] = set()
         self.softmax_taps: set[str] = set()
         self.sloped_taps: set[str] = set()
+        self.smooth_taps: set[str] = set()
         self._tap_model: keras.Model | None = None
         self._output_struct: Any = None
         self._output_layers: list[str | None] = []
@@ -331,6 +334,7 @@ class Probe:
                     and stats.DEAD_FRACTION in stats.activation_kind(tap.activation) else tap for tap in taps]
         self.softmax_taps.update(tap.name for tap in taps if tap.activation == "softmax")
         self.sloped_taps.update(tap.name for tap in taps if tap.activation in NEGATIVE_SLOPED)
+        self.smooth_taps.update(tap.name for tap in taps if tap.activation in SMOOTH_RELU)
         return y_pred, taps
 
     def _in_model_order(self, tapped: list[Tap], hooked: list[tuple[Any, tf.Tensor]]) -> list[Tap]:

@@ -47,12 +47,14 @@ __all__ = [
     "LEARNING_RATE",
     "LOSS",
     "MEAN",
+    "NEAR_ZERO",
     "NEGATIVE_SLOPED",
     "NONFINITE",
     "NONPOSITIVE_FRACTION",
     "OUTPUT",
     "SATURATED_FRACTION",
     "SATURATION_THRESHOLD",
+    "SMOOTH_RELU",
     "STD",
     "SYMMETRIC_SATURATING",
     "UPDATE_RATIO",
@@ -105,9 +107,10 @@ ACTIVATION_STATS: tuple[str, ...] = (MEAN, STD, NONFINITE, NONPOSITIVE_FRACTION,
 
 _RELU_EXTRAS = (NONPOSITIVE_FRACTION, DEAD_FRACTION)
 _SATURATING_EXTRAS = (SATURATED_FRACTION,)
+_SMOOTH_EXTRAS = (DEAD_FRACTION,)  # a smooth ReLU's outputs <= 0 are no sign of dead units
 #: Statistics computed for each activation, by canonical activation name (Keras's function names,
-#: ``"leaky_relu"`` / ``"prelu"`` for those layers). An activation not listed here (gelu, silu,
-#: softplus, a custom function...) gets :data:`BASE_ACTIVATION_STATS` only.
+#: ``"leaky_relu"`` / ``"prelu"`` for those layers). An activation not listed here (softsign,
+#: a custom function...) gets :data:`BASE_ACTIVATION_STATS` only.
 ACTIVATION_KINDS: dict[str, tuple[str, ...]] = {
     "linear": BASE_ACTIVATION_STATS,
     # ReLU family: a unit whose output is never > 0 passes no gradient (exactly zero for
@@ -118,6 +121,12 @@ ACTIVATION_KINDS: dict[str, tuple[str, ...]] = {
     "prelu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
     "elu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
     "selu": BASE_ACTIVATION_STATS + _RELU_EXTRAS,
+    # Smooth ReLUs: no exact zero, but a unit pushed far below 0 outputs ~0 and passes ~no gradient.
+    "gelu": BASE_ACTIVATION_STATS + _SMOOTH_EXTRAS,
+    "silu": BASE_ACTIVATION_STATS + _SMOOTH_EXTRAS,
+    "mish": BASE_ACTIVATION_STATS + _SMOOTH_EXTRAS,
+    "softplus": BASE_ACTIVATION_STATS + _SMOOTH_EXTRAS,
+    "hard_silu": BASE_ACTIVATION_STATS + _SMOOTH_EXTRAS,
     # Saturating: the derivative vanishes in the flat tails.
     "tanh": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
     "sigmoid": BASE_ACTIVATION_STATS + _SATURATING_EXTRAS,
@@ -128,6 +137,14 @@ ACTIVATION_KINDS: dict[str, tuple[str, ...]] = {
 #: gradient (slope-scaled for leaky/prelu, fading with the input for elu/selu), and is not "dead"
 #: as a ReLU's is (see :func:`trainkit.diagnosis.activation_rules.dead_relu`).
 NEGATIVE_SLOPED = frozenset({"leaky_relu", "prelu", "elu", "selu"})
+#: Smooth relatives of ReLU whose outputs are never exactly 0: a unit counts as dead when its output
+#: is within :data:`NEAR_ZERO` of 0 for every row of a batch (and a negative output is no dead unit).
+SMOOTH_RELU = frozenset({"gelu", "silu", "mish", "softplus", "hard_silu"})
+#: How near 0 a smooth ReLU's output is when its unit is dead: |a| < 0.01 puts a gelu's input below
+#: -2.7 (its gradient under 3% of a live unit's), a silu's or mish's below -6.4 (under 1%), a
+#: softplus's below -4.6 (under 1%); hard_silu is exactly 0 below -3. (An input within 0.02 of 0
+#: reads as near 0 too; no unit keeps it there for every row of a batch.)
+NEAR_ZERO = 0.01
 #: Activations whose saturation test is ``|a| > 0.99`` (odd, range [-1, 1]).
 SYMMETRIC_SATURATING = frozenset({"tanh"})
 SATURATION_THRESHOLD = 0.99

@@ -51,6 +51,9 @@ from trainkit.stat_names import (
     MEAN as MEAN,
 )
 from trainkit.stat_names import (
+    NEAR_ZERO as NEAR_ZERO,
+)
+from trainkit.stat_names import (
     NONFINITE as NONFINITE,
 )
 from trainkit.stat_names import (
@@ -64,6 +67,9 @@ from trainkit.stat_names import (
 )
 from trainkit.stat_names import (
     SATURATION_THRESHOLD as SATURATION_THRESHOLD,
+)
+from trainkit.stat_names import (
+    SMOOTH_RELU as SMOOTH_RELU,
 )
 from trainkit.stat_names import (
     STD as STD,
@@ -492,6 +498,16 @@ def _saturated(x: tf.Tensor, activation: str) -> tf.Tensor:
     return tf.cast(tf.abs(x - 0.5) > SATURATION_THRESHOLD - 0.5, tf.float32)
 
 
+def _active(x: tf.Tensor, activation: str) -> tf.Tensor:
+    """1.0 where a ReLU-like unit's output is active: > 0, or for a smooth ReLU (gelu, silu...)
+    farther than :data:`NEAR_ZERO` from 0 (its negative outputs still pass a gradient)."""
+    if activation in ("relu", "relu6"):
+        return tf.sign(x)  # relu/relu6 outputs are >= 0: sign() is the 0/1 indicator in one op
+    if activation in SMOOTH_RELU:
+        return tf.cast(tf.abs(x) > NEAR_ZERO, tf.float32)
+    return tf.cast(x > 0.0, tf.float32)
+
+
 def _softmax_again(x: tf.Tensor) -> tf.Tensor:
     """An unused ``Softmax`` op's output recomputed as ``exp(log_softmax(logits))``, else ``x``.
 
@@ -542,13 +558,12 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool) -> dict[str, tf.
         out["saturated_of"] = tf.cast(tf.size(top), tf.float32)
     if DEAD_FRACTION in kinds:
         grid, units = _units(x)
-        # relu/relu6 outputs are >= 0, so sign() is the 0/1 "active" indicator in one op.
-        active = tf.sign(grid) if activation in ("relu", "relu6") else tf.cast(grid > 0.0, tf.float32)
+        active = _active(grid, activation)
         if xla:
             per_unit = tf.reduce_sum(active, axis=0)  # [units]: how often each unit was > 0
         else:  # a product with ones: oneDNN's GEMV beats the column reduction (112 vs 180 us, 28800x32)
             per_unit = tf.reshape(tf.matmul(tf.ones(tf.stack([1, tf.shape(grid)[0]]), grid.dtype), active), [units])
-        # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead). Under a
+        # A unit is dead when it was active nowhere in the batch (a NaN count is not dead). Under a
         # strategy, nowhere in the global batch: a replica's own rows (half of them, or none in a
         # short last batch) left units dead that other replicas' rows made active, and the mean of
         # the replicas' fractions was far above one device's (35% -> 57% dead: a false dead-relu).
@@ -576,12 +591,12 @@ def _small_relu_quantities(x: tf.Tensor, activation: str, count: tf.Tensor) -> d
     which measured faster for 32x256 (the 8x256 MLP's epoch 6 ms longer).
     """
     batch, units = int(x.shape[0]), int(x.shape[1])
-    active = tf.sign(x) if activation in ("relu", "relu6") else tf.cast(x > 0.0, tf.float32)
+    active = _active(x, activation)
     # Concatenated, not stacked on a middle axis: XLA fuses a stack into the product, three
     # kernels fewer for the MLP's 32x64 layer, but its fused product is slower than the written
     # concatenation's (in-graph statistics 1.34-1.37x -> 1.48-1.50x the statistics-off epoch).
     per_unit = tf.reshape(tf.matmul(tf.ones([1, batch]), tf.concat([x, tf.square(x), active], axis=1)), [3, units])
-    # A unit is dead when it was > 0 nowhere in the batch (a NaN count is not dead).
+    # A unit is dead when it was active nowhere in the batch (a NaN count is not dead).
     per_unit = tf.concat([per_unit, tf.cast(per_unit[2:] <= 0.0, tf.float32)], axis=0)
     total, squares, positive, dead = tf.unstack(tf.reshape(tf.matmul(per_unit, tf.ones([units, 1])), [4]), num=4)
     return {"count": count, "sum": total, "sumsq": squares, "positive": positive, "dead": dead, "units": tf.constant(float(units))}

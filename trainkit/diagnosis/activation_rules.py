@@ -16,6 +16,7 @@ from trainkit.diagnosis.stat_reads import (
     sustained_since,
 )
 from trainkit.diagnosis.task_context import standardise_inputs_advice
+from trainkit.stat_names import NEAR_ZERO
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 def dead_relu(view: Diagnoser) -> list[Issue]:
     """A ReLU layer with most units never active in a batch, for several epochs (not one of
-    :attr:`Context.frozen_layers`, whose units no step of the run changes)."""
+    :attr:`Context.frozen_layers`, whose units no step of the run changes). A smooth ReLU's unit
+    (gelu, silu...) is inactive where its output is near 0 (:data:`~trainkit.stat_names.NEAR_ZERO`)."""
     batch = view.context.batch_size
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
@@ -47,6 +49,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             continue
         layer = layer_of(name)
         sloped = called_layer(view, layer) in view.context.sloped_layers
+        smooth = called_layer(view, layer) in view.context.smooth_layers
         fraction = float(values[-1])
         evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
                     "first_epoch_dead_fraction": float(values[0])}
@@ -54,15 +57,17 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             evidence["first_step_dead_fraction"] = at_start
         issues.append(Issue(
             f"{fraction:.0%} of the units of {layer_text(view, layer)} "
-            + ("are negative" if sloped else "output 0")
+            + ("are negative" if sloped else f"output nearly 0 (|a| < {NEAR_ZERO})" if smooth else "output 0")
             + f" for every example of a batch (mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + (": on the negative side of a leaky_relu/prelu they pass only the slope's share of the gradient and add no "
                "non-linearity, and on an elu/selu's flat negative tail almost no gradient." if sloped else
+               ": their inputs sit far below 0, where a gelu/silu/mish/softplus passes almost no gradient (under 3% of a "
+               "live unit's), so they barely learn and barely recover." if smooth else
                ": dead ReLUs pass no gradient and never recover."),
-            _after_dead_layer(upstream, _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped))
+            _after_dead_layer(upstream, _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth))
             if at_start is not None and upstream is not None else
-            _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped),
+            _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth),
             evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues
 
@@ -92,8 +97,9 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
     """dead-relu's fix: the initialisation first when the units were dead before any update.
 
     ``sloped``: the layer's activation is already one that is not 0 below 0 (leaky_relu, elu...),
-    which "use activation: leaky_relu (or elu)" told it to switch to: a normalization layer before
-    the activation, which centres each unit's input, is named instead.
+    which "use activation: leaky_relu (or elu)" told it to switch to, or a smooth ReLU (gelu,
+    silu...) chosen on purpose: a normalization layer before the activation, which centres each
+    unit's input, is named instead.
 
     Unless the data checks found the inputs unscaled: raw breast-cancer features (all positive,
     areas ~650 next to ratios ~0.01) put half of a he_normal, zero-bias layer's units below 0 for

@@ -46,7 +46,7 @@ from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.findings import Finding
 from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation, reported_names
-from trainkit.stat_names import NEGATIVE_SLOPED
+from trainkit.stat_names import NEGATIVE_SLOPED, SMOOTH_RELU
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -575,7 +575,8 @@ def build_context(
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
         softmax_layers=_softmax_layers(model, getattr(trainer, "_probe", None)),
-        sloped_layers=_sloped_layers(model, getattr(trainer, "_probe", None)),
+        sloped_layers=_layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
+        smooth_layers=_layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),
@@ -800,11 +801,12 @@ def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
     return (*layers, *sorted(set(getattr(probe, "softmax_taps", ())) - set(layers)))
 
 
-def _sloped_layers(model: Any, probe: Any) -> tuple[str, ...]:
-    """The model's layers whose activation is not 0 below 0 (leaky_relu, prelu, elu, selu), then
-    the other taps the traced step saw go through one (a ``record(name, tensor, "elu")``)."""
-    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) in NEGATIVE_SLOPED]
-    return (*layers, *sorted(set(getattr(probe, "sloped_taps", ())) - set(layers)))
+def _layers_with(model: Any, probe: Any, activations: Collection[str], taps: str) -> tuple[str, ...]:
+    """The model's layers whose activation is one of ``activations`` (:data:`NEGATIVE_SLOPED`:
+    not 0 below 0; :data:`SMOOTH_RELU`), then the other taps the traced step saw go through one
+    (a ``record(name, tensor, "elu")``), which the probe lists as its attribute ``taps``."""
+    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) in activations]
+    return (*layers, *sorted(set(getattr(probe, taps, ())) - set(layers)))
 
 
 def _layers_in_order(layer: Any) -> Iterator[Any]:

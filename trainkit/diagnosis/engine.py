@@ -80,6 +80,9 @@ class Context:
         sloped_layers: Names of the measured layers whose activation is not 0 below 0
             (leaky_relu, prelu, elu, selu), nested ones included: a unit of theirs that is never
             positive still passes a gradient, and is not dead as a ReLU's is.
+        smooth_layers: Names of the measured layers whose activation is a smooth ReLU (gelu, silu,
+            mish, softplus, hard_silu), nested ones included: a unit of theirs is dead when its
+            output stays near 0, not when it is never positive.
         epochs: Epoch index training was asked to run up to (exclusive), when known.
         initial_epoch: First epoch of this fit.
         learning_rate: The optimizer's learning rate at the start, when it is a number.
@@ -137,6 +140,7 @@ class Context:
     output_layers: tuple[str, ...] = ()
     softmax_layers: tuple[str, ...] = ()
     sloped_layers: tuple[str, ...] = ()
+    smooth_layers: tuple[str, ...] = ()
     epochs: int | None = None
     initial_epoch: int = 0
     learning_rate: float | None = None
@@ -184,6 +188,7 @@ class Context:
         data["output_layers"] = list(self.output_layers)
         data["softmax_layers"] = list(self.softmax_layers)
         data["sloped_layers"] = list(self.sloped_layers)
+        data["smooth_layers"] = list(self.smooth_layers)
         data["frozen_layers"] = list(self.frozen_layers)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
@@ -193,7 +198,7 @@ class Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "check_codes", "frozen_layers"):
+        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -45,10 +45,11 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     # Not a weight layer that gets no gradient at all while a layer's every ReLU unit is dead:
     # the dead layer (or the layer itself) blocks its path, dead-relu's finding. A dead branch
     # beside live ones read "the gradient of the first weight layer is 0, 0x the last layer's",
-    # with advice to replace tanh stacks in a ReLU network.
+    # with advice to replace tanh stacks in a ReLU network. A wholly dead gelu/silu layer passes
+    # a gradient of ~1e-10 rather than 0: "nearly none" is blocked there.
     blocked = _any_wholly_dead(view, n)
-    alive = [name for name in kernels
-             if not (blocked and (np.nan_to_num(view.epoch_values(name, "maximum")[-n:], nan=1.0) == 0).all())]
+    floor = 0.0 if blocked is None else view.t.vanish_absolute if blocked else np.nextafter(0.0, 1.0)
+    alive = [name for name in kernels if not (np.nan_to_num(view.epoch_values(name, "maximum")[-n:], nan=1.0) < floor).all()]
     if len(alive) < 2:
         return None
     first = alive[0]
@@ -86,14 +87,16 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
 
 
-def _any_wholly_dead(view: Diagnoser, epochs: int) -> bool:
+def _any_wholly_dead(view: Diagnoser, epochs: int) -> bool | None:
     """Whether some hidden layer had every ReLU unit dead (never active in a batch) at every step
-    of the last ``epochs`` epochs: the layers that feed only through it get a gradient of exactly 0."""
+    of the last ``epochs`` epochs: the layers that feed only through it get a gradient of exactly 0
+    (``False``), or of nearly 0 when one such layer is a smooth ReLU's (``True``); ``None`` when none was."""
+    found: bool | None = None
     for name in hidden_activation_stats(view, "dead_fraction"):
         dead = view.epoch_values(name, "minimum")[-epochs:]
         if len(dead) == epochs and bool((np.nan_to_num(dead, nan=0.0) >= 1.0).all()):
-            return True
-    return False
+            found = bool(found) or called_layer(view, layer_of(name)) in view.context.smooth_layers
+    return found
 
 
 def vanishing_through_time(view: Diagnoser) -> Issue | None:
