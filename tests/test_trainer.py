@@ -2458,6 +2458,29 @@ def test_early_stopping_restores_the_best_weights_at_the_end_of_a_run_it_did_not
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_early_stopping_puts_the_best_weights_back_after_a_nan_stop_like_keras():
+    # Keras's callback restores them in on_train_end, after TerminateOnNaN too; trainkit's left the
+    # diverged weights of the abandoned epoch (evaluate: loss NaN) when the best epoch was the last.
+    x, y = make_data(96, features=4)
+    xv, yv = make_data(32, features=4, seed=1)
+
+    class NanRate(Callback):  # the updates of the third epoch make every weight NaN
+        def on_epoch_end(self, epoch, logs):
+            self.best = [np.array(w) for w in self.trainer.model.get_weights()]
+            if epoch == 1:
+                self.trainer.optimizer.learning_rate.assign(math.nan)
+
+    spy = NanRate()
+    stopper = EarlyStopping(monitor="val_loss", patience=10)
+    trainer = Trainer(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary",
+                      seed=0, jit_compile=False, diagnose=False)
+    history = trainer.fit(x, y, validation_data=(xv, yv), epochs=5, batch_size=32, verbose=0, callbacks=[stopper, spy])
+    assert trainer.stop_reason == "nan-loss" and history.epoch == [0, 1] and stopper.best_epoch == 1
+    assert stopper.restored_epoch == 1
+    for got, best in zip(trainer.model.get_weights(), spy.best, strict=True):
+        np.testing.assert_array_equal(got, best)
+
+
 @pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
 def test_accuracy_of_a_binary_task_with_two_softmax_units_reads_the_class_of_the_larger(loss):
     # Binary labels, Dense(2, softmax) and a categorical loss, which the checks accept: "accuracy"

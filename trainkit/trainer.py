@@ -1047,14 +1047,16 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         optimizer's averages, then early stopping's best epoch over them.
 
         After the final checkpoint, which keeps the raw weights a longer run goes on from (a
-        resume stays exactly the uninterrupted run). Not after a NaN stop: the average holds NaN.
+        resume stays exactly the uninterrupted run). No averages after a NaN stop: they hold NaN;
+        but the best epoch's weights, as Keras's callback puts them back after ``TerminateOnNaN``.
         """
-        if self.stop_reason == "nan-loss":
-            return
-        if getattr(self.optimizer, "use_ema", False):
+        nan_stop = self.stop_reason == "nan-loss"
+        if getattr(self.optimizer, "use_ema", False) and not nan_stop:
             with distribute.scope(self.strategy):
                 self.optimizer.finalize_variable_values(self.model.trainable_variables)
-        last_epoch = self.history.epoch[-1] if self.history.epoch else None
+        # A NaN stop leaves the weights of a step inside the abandoned epoch, not those at the end of
+        # the History's last one, even when that was the best: they were left diverged (loss NaN).
+        last_epoch = self.history.epoch[-1] if self.history.epoch and not nan_stop else None
         for callback in callbacks:
             if isinstance(callback, EarlyStopping):
                 callback.restore_at_end(self.model, last_epoch)

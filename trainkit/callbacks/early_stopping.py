@@ -119,7 +119,8 @@ class EarlyStopping(Callback):
 
         Args:
             model: The trained model (a finished run resumed ends before callbacks get a trainer).
-            last_epoch: The run's last epoch (``None`` when it trained none).
+            last_epoch: The epoch whose end the weights are at (``None`` when none is: the run
+                trained none, or a NaN loss stopped it inside an epoch).
         """
         if self.stopped_epoch is not None or (self.best_epoch is not None and self.best_epoch != last_epoch):
             self._restore(model)
