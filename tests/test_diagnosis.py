@@ -2607,6 +2607,25 @@ def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights()
     assert all(np.isfinite(w).all() for w in trainer.model.get_weights())
 
 
+def test_nan_loss_of_a_custom_loss_on_finite_outputs_blames_the_loss_not_the_output_layer():
+    # log(0) of a sigmoid saturated to exactly 0 or 1 (the fourth batch's inputs are 1e4 times the
+    # others): the loss is inf, so the output layer's gradients are NaN, and the finding named them
+    # as the origin, with "lower the learning rate" as its first advice.
+    def log_loss(y_true, y_pred):
+        return -tf.reduce_mean(y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
+
+    x, y = regression_data(64)
+    x[48:] *= 1e4
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss=log_loss, optimizer="adam", task="binary", seed=0, jit_compile=False)
+    trainer.fit(x, (y > 0).astype("float32"), epochs=1, batch_size=16, shuffle=False, check_data=False, verbose=0)
+    (f,) = nan_findings(trainer)
+    assert f.step == 3 and f.evidence["first_nonfinite_step"] == 3 and f.layer is None
+    assert "outputs were finite" in f.message and "gradients of layer" not in f.message
+    assert f.advice.startswith("Guard custom losses against log(0)") and "targets and sample weights" in f.advice
+
+
 def test_advice_names_the_optimizer_a_loss_scale_optimizer_wraps():
     # It named {name: lossscaleoptimizer, ...} (no recipe takes it) and judged Adam's rate as plain
     # SGD's: lowered to 0.00589 instead of at most Adam's 1e-3.

@@ -360,7 +360,16 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     if nf.loss_step is None:
         return _nonfinite_weights_finite_loss(view, nf)
     layer, where = _first_nonfinite_layer(view, nf.row)
-    if layer:
+    # Finite outputs and a non-finite loss at the same step: the loss made the NaN, and the
+    # gradients it then gave (the output layer's first) were named as its origin, with "lower the
+    # learning rate" first for the log(0) of a custom loss on a sigmoid saturated to exactly 1.
+    from_loss = nf.step == nf.loss_step and _outputs_finite(nf.row)
+    if from_loss:
+        layer = None
+        origin = (" The model's outputs were finite at that step: the loss computation itself produced it (log(0) of a "
+                  "probability saturated to exactly 0 or 1, a division by zero, an overflow), or that step's targets or "
+                  "sample weights hold NaN/inf.")
+    elif layer:
         origin = f" The first non-finite values appeared at step {nf.step} in {where}."
     elif any(n == GLOBAL_GRAD_NORM or variable_of(n, GRAD_NORM) or activation_stat_of(n) for n in nf.row):
         origin = (" Every layer's activations and gradients were still finite: the loss computation itself "
@@ -379,6 +388,14 @@ def nan_loss(view: Diagnoser) -> Issue | None:
                "near 1e30 is inf), " if standardise_advice(view) else "")
             + "check the weights the model starts from, and guard custom losses against log(0) and division by zero "
             "(add an epsilon).",
+            evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step), layer=layer)
+    if from_loss:
+        return Issue(
+            f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
+            f"{format_number(nf.last_finite_loss)}).{origin}",
+            "Guard custom losses against log(0) and division by zero (clip the probabilities to [1e-7, 1 - 1e-7], add an "
+            "epsilon, or compute the loss from logits: from_logits=True), and check the targets and sample weights of that "
+            f"step's batch for NaN/inf; if the loss grew first, lower the learning rate ({lowered_lr_text(view)}).",
             evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step), layer=layer)
     return Issue(
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
@@ -419,6 +436,12 @@ def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | No
         f"gradients ({clipping_text(view)}). The weights of this run are NaN: train again.",
         {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken]},
         step=nf.step, epoch=last.epoch, layer=layer)
+
+
+def _outputs_finite(row: Mapping[str, float]) -> bool:
+    """Whether ``row`` measured the model's outputs (``activation/output*/nonfinite``) and every one was finite."""
+    counts = [v for n, v in row.items() if (layer := activation_stat_of(n, NONFINITE)) is not None and is_output_name(layer)]
+    return bool(counts) and all(v == 0 for v in counts)
 
 
 def nonfinite_weights(row: Mapping[str, float]) -> list[str]:
