@@ -592,6 +592,16 @@ def test_nan_loss_names_the_step_and_the_first_layer_that_broke():
     assert f.evidence["last_finite_loss"] == pytest.approx(0.5)
 
 
+def test_nan_weights_behind_a_finite_loss_are_reported_in_the_epoch_of_their_first_step():
+    # A NaN batch late in epoch 1 (a ReLU kept the loss finite): the finding is judged at the end
+    # of epoch 2, the first whose every step had NaN weights, and said "step 18, epoch 2" of it.
+    s = Stream()
+    bad = 2 * STEPS - 2
+    s.values["weight_norm/dense/kernel"] = lambda e, st: math.nan if e * STEPS + st >= bad else 2.0
+    f = finding(s.run(), "nan-loss")
+    assert f.step == bad and f.epoch == 1 and "every step of epoch 3" in f.message
+
+
 def test_nan_loss_is_not_blamed_on_gradients_a_loss_scale_optimizer_skipped():
     # mixed_float16 with a LossScaleOptimizer: the first steps' scaled gradients overflow float16
     # (skipped, the scale halved), then training goes on finite until an activation overflows.

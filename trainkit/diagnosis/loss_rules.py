@@ -435,7 +435,9 @@ def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | No
         f"or loss without an epsilon; if the gradients grew first, lower the learning rate ({lowered_lr_text(view)}) and clip "
         f"gradients ({clipping_text(view)}). The weights of this run are NaN: train again.",
         {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken]},
-        step=nf.step, epoch=last.epoch, layer=layer)
+        # The epoch of that step, not the one judged: a NaN at step 18 of a 20-step epoch was
+        # reported at step 18 in epoch 1, which TensorBoard's x axis and the console contradict.
+        step=nf.step, epoch=epoch_of_step(view, nf.step), layer=layer)
 
 
 def _outputs_finite(row: Mapping[str, float]) -> bool:
