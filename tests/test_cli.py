@@ -483,6 +483,29 @@ def test_resuming_a_run_early_stopping_ended_has_nothing_left_to_train(runner, t
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in report.items() if k != "seconds"}
 
 
+def test_resuming_a_run_a_nan_loss_stopped_does_not_say_it_had_nothing_left_to_train(runner, tmp_path):
+    # A linear model whose SGD steps overshoot: the loss overflows in epoch 6 of 10. The resume
+    # trained epoch 6 again to the same NaN and said "nothing left to train: the run had already
+    # trained its 5 epochs", as for a finished run.
+    recipe = tmp_path / "diverges.yaml"
+    recipe.write_text("""
+name: diverges
+task: regression
+data: {source: generator, generator: learnable_regression, rows: 100, features: 4, seed: 0, feature_scale: 10.0, feature_distribution: normal}
+model: {layers: [{type: dense, units: 1}]}
+loss: mse
+optimizer: {name: sgd, learning_rate: 0.03}
+training: {epochs: 10, batch_size: 20, validation_split: 0, checkpoint_every: 1, jit_compile: false}
+""")
+    logdir = tmp_path / "runs"
+    first = runner.invoke(app, ["train", str(recipe), "--logdir", str(logdir), "-q"])
+    assert first.exit_code == 3 and first.output.startswith("trained 5 epochs"), first.output
+    (run_dir,) = run_dirs(logdir)
+    result = runner.invoke(app, ["train", str(recipe), "-q", "--resume", str(run_dir)])
+    assert result.exit_code == 3, result.output
+    assert result.output.startswith("trained 0 more epochs (resumed after epoch 5)") and "nothing left" not in result.output
+
+
 def test_a_run_an_error_ends_leaves_a_failed_report_with_its_epochs_so_far(tiny_recipe, tmp_path):
     # A callback raising mid-run left no report.json (the interrupted path wrote one).
     from trainkit import Callback

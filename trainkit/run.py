@@ -540,11 +540,13 @@ def write_report(result: RunResult, recipe: Recipe) -> Path:
     return path
 
 
-def _trained_line(epochs: int, resumed: int, seconds: float, values: str, resumed_batches: int = 0) -> str:
+def _trained_line(epochs: int, resumed: int, seconds: float, values: str, resumed_batches: int = 0, nan_stop: bool = False) -> str:
     """What this process trained: a resumed run counts only the epochs after its checkpoint
     (and says where in an epoch a mid-epoch checkpoint had it: "trained 300 epochs" read as a
-    fresh run's)."""
-    if resumed and epochs <= resumed:
+    fresh run's). ``nan_stop``: a NaN loss ended it inside an epoch."""
+    # A resume stopped again by a NaN in its first epoch trained that epoch's steps: "nothing left
+    # to train" said the run was finished, where its next epochs were still to train.
+    if resumed and epochs <= resumed and not nan_stop:
         # A finished run resumed: nothing was trained, the values are the run's last.
         return f"nothing left to train: the run had already trained its {resumed} epoch{'' if resumed == 1 else 's'}" + (f": {values}" if values else "")
     more = epochs - resumed
@@ -562,7 +564,8 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     """The final summary the CLI prints: final values, findings, where the run was written."""
     final = {k: v[-1] for k, v in result.history.history.items() if v}
     values = format_logs(final)
-    lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values, result.resumed_batches)]
+    lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values, result.resumed_batches,
+                           nan_stop=result.status == "nan-loss")]
     restored = result.restored_values
     if restored is not None:
         # The values above are the last epoch's; the model now holds the best epoch's weights.
