@@ -663,6 +663,22 @@ def test_validation_class_mismatch_comes_from_fit_validation_split():
     assert "validation-class-mismatch" in [f.code for f in trainer.findings]
 
 
+@pytest.mark.parametrize(("row", "where"), [(190, "among the 40 rows validation_split holds out"), (20, "among its first 160 rows")])
+def test_a_nan_in_rows_validation_split_holds_out_is_named_by_the_callers_array_and_row(row, where):
+    # NaN at x's row 190 with validation_split=0.2 was reported as "x_val ... row 30", an array
+    # (and a row) the caller never had, with advice to index x_val.
+    from trainkit import Trainer
+
+    x = X[:200].copy()
+    x[row, 2] = np.nan
+    net = keras.Sequential([keras.Input((4,)), L.Dense(1, activation="sigmoid")])
+    with pytest.raises(DataError) as info:
+        Trainer(net, loss="bce", task="binary", optimizer="sgd").fit(x, YB[:200], epochs=1, validation_split=0.2, verbose=0)
+    assert info.value.code == "non-finite-data"
+    assert info.value.message.startswith(f"x has 1 row with NaN or Inf values {where}") and f"the first at row {row}, column 2" in info.value.message
+    assert "x_val" not in info.value.message
+
+
 def test_few_training_rows_warn_from_under_20_rows_and_say_how_many_are_held_out():
     # 4 or 10 training rows (data.rows=5, validation_split=0.99) were "ok".
     assert YB[:19].min() == 0 and YB[:19].max() == 1

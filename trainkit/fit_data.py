@@ -73,12 +73,15 @@ class FitData:
     _metrics: list[keras.metrics.Metric]
     #: The output each of ``_metrics`` measures (``None``: the model's one output).
     _metric_outputs: list[int | None]
+    #: Where ``validation_split`` cut the caller's arrays (the validation rows start there), or ``None``.
+    _split_at: int | None = None
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
                  shuffle: Shuffle = False) -> tuple[Any, Any]:
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         validation_data = accepted_input(validation_data, "validation_data")
+        self._split_at = None
         if isinstance(x, tf.data.Dataset) and not self._reads_inputs_itself():
             x = only_read_inputs(x, self.model)
         if isinstance(validation_data, tf.data.Dataset) and not self._reads_inputs_itself():
@@ -108,7 +111,7 @@ class FitData:
             parts = self._in_memory_parts(x, y, sample_weight)
             if validation_split and validation_data is None:
                 # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
-                cut = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
+                cut = self._split_at = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
                 validation_data = [tf.nest.map_structure(lambda a: a[cut:], part) for part in parts]
                 parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
             if class_weight is not None:  # the training rows only, as model.fit weights them
@@ -179,7 +182,7 @@ class FitData:
             x_val = validation.sample_for_checks(SAMPLE_BATCHES)
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
-        found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch, val_sample_weight=val_weights,
+        found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch, val_sample_weight=val_weights, split_at=self._split_at,
                                 complete=isinstance(train, ArraySource))
         # This fit's data checks replace an earlier fit's: a trainer fitted three times listed
         # unscaled-inputs three times, and kept it after a fit on data standardised since.

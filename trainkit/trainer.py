@@ -759,7 +759,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None,
-                   val_sample_weight: Any = None, complete: bool = True) -> list[Finding]:
+                   val_sample_weight: Any = None, complete: bool = True, split_at: int | None = None) -> list[Finding]:
         """Data checks against the task and the model; raises DataError on errors.
 
         ``sample_weight``: the training rows' weights (times any class weights), so that the
@@ -770,13 +770,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``val_sample_weight``: the validation rows' weights, when given (all 0 is refused).
         ``complete``: ``y`` holds every training target, not a dataset's sampled batches (only
         then do targets found in a bounded output's range withdraw ``bounded-output-for-regression``).
+        ``split_at``: the validation rows are the caller's rows from this one on (``validation_split``).
         """
         # A train_step or compute_loss of its own may use no targets and be given placeholders of
         # one value (see _targets_hint): constant-targets would refuse what that advice says to pass.
         skip = ("constant-targets",) if self._computes_own_loss() else ()
         found = checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
                                   sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names,
-                                  val_sample_weight=val_sample_weight, skip=skip)
+                                  val_sample_weight=val_sample_weight, skip=skip, split_at=split_at)
         if not evaluation:  # the diagnosis's advice reads them (the inputs scaled, a leak found)
             self.data_check_codes = tuple(f.code for f in found)
             if complete and y is not None and "labels-out-of-range" not in self.data_check_codes:

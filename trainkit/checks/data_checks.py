@@ -141,6 +141,7 @@ def check_data(
     val_sample_weight: Any = None,
     feature_names: Sequence[str] | None = None,
     skip: Collection[str] = (),
+    split_at: int | None = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -172,6 +173,8 @@ def check_data(
             (``sample-weight-all-zero`` refuses them all 0: every validation value would read 0).
         skip: Codes of rules not to run (``constant-targets`` for a step of its own, whose
             targets may be placeholders).
+        split_at: ``x_val``/``y_val`` are the caller's ``x``/``y`` from this row on, held out by
+            ``fit(validation_split=...)``: a bad value there is named by the caller's array and row.
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -247,7 +250,7 @@ def check_data(
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
                       embeddings=embedding_inputs(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
-                      output_biases=output_biases(model, outputs))
+                      output_biases=output_biases(model, outputs), split_at=split_at)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

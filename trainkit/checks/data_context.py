@@ -89,6 +89,8 @@ class DataContext:
     embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
     output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: The validation arrays are the caller's x and y from this row on (``validation_split``), or ``None``.
+    split_at: int | None = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -40,31 +40,40 @@ def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
 
 def non_finite_data(ctx: DataContext) -> Issue | None:
     """NaN or Inf anywhere in x, y or the validation data."""
-    arrays: list[tuple[str, np.ndarray]] = [
-        (input_label("x", i, len(ctx.xs), ctx.input_keys), a) for i, a in enumerate(ctx.xs)]
-    arrays += [(t.name, t.y) for t in ctx.targets if t.y is not None]
+    # The rows validation_split held out are the caller's x, y and sample_weight from split_at
+    # on: "x_val ... row 30" named an array the caller never had (the NaN was x's row 190).
+    split = ctx.split_at is not None
+    val_x, val_w = ("x", "sample_weight") if split else ("x_val", "val_sample_weight")
+    arrays: list[tuple[str, np.ndarray, bool]] = [
+        (input_label("x", i, len(ctx.xs), ctx.input_keys), a, False) for i, a in enumerate(ctx.xs)]
+    arrays += [(t.name, t.y, False) for t in ctx.targets if t.y is not None]
     if ctx.x_val:
-        arrays += [(input_label("x_val", i, len(ctx.x_val), ctx.x_val_keys), a) for i, a in enumerate(ctx.x_val)]
-    arrays += [(validation_name(t.name), t.y_val) for t in ctx.targets if t.y_val is not None]
+        arrays += [(input_label(val_x, i, len(ctx.x_val), ctx.x_val_keys), a, True) for i, a in enumerate(ctx.x_val)]
+    arrays += [(t.name if split else validation_name(t.name), t.y_val, True) for t in ctx.targets if t.y_val is not None]
     if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
-        arrays.append(("sample_weight", ctx.sample_weight))
+        arrays.append(("sample_weight", ctx.sample_weight, False))
     if ctx.val_sample_weight is not None:  # and val_loss NaN, which early stopping then never improves on
-        arrays.append(("val_sample_weight", ctx.val_sample_weight))
-    for name, a in arrays:
+        arrays.append((val_w, ctx.val_sample_weight, True))
+    for name, a, validation in arrays:
         count, first, nan, inf = _non_finite(a)
         if not count:
             continue
         col = ""
         if a.ndim == 2:
             col = f", column {int(np.argmax(~np.isfinite(a[first])))}"
-        validation = name.startswith(("x_val", "y_val", "val_"))  # they update no weight: val_loss is what breaks
+        # Validation rows update no weight: val_loss is what breaks.
         effect = "val_loss NaN every epoch" if validation else "the loss NaN at the first step that sees it, and from then on every weight"
+        first_row, plural = first + (ctx.split_at if validation and split else 0), "s" if count != 1 else ""
+        if split:
+            among = f" among the {len(a)} rows validation_split holds out" if validation else f" among its first {len(a)} rows, the training rows"
+            found = f"{name} has {count} row{plural} with NaN or Inf values{among}"
+        else:
+            found = f"{name} has {count} row{plural} of {len(a)} with NaN or Inf values"
         return Issue(
-            f"{name} has {count} row{'s' if count != 1 else ''} of {len(a)} with NaN or Inf values"
-            f"{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first}{col}). One such value makes {effect}.",
+            f"{found}{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first_row}{col}). One such value makes {effect}.",
             f"Drop or impute those rows before fit, e.g. keep = np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim))) "
             f"and index x and y with it, or fill the gaps with the training-split mean.",
-            {"array": name, "rows": count, "first_row": first, "nan": nan, "inf": inf, "total_rows": len(a)})
+            {"array": name, "rows": count, "first_row": first_row, "nan": nan, "inf": inf, "total_rows": len(a)})
     return None
 
 
