@@ -2773,6 +2773,25 @@ def test_nan_weights_behind_a_finite_loss_are_nan_loss():
     assert not nan_findings(healthy)
 
 
+def test_nan_weights_from_a_nan_batch_of_inputs_past_the_checked_ones_name_the_inputs():
+    # A NaN in batch 18 of a tf.data pipeline (the data checks read the first 8): the first
+    # layer's kernel went NaN (its bias's gradient stayed finite), the loss stayed finite, and the
+    # run was told to look for "a sqrt or log of a negative value" and got dead-relu advising a
+    # lower learning rate for units its NaN weights had zeroed.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(640, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    x[600, 1] = np.nan
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="first"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=3, verbose=0)
+    (f,) = nan_findings(trainer)
+    assert f.step == 18 and f.epoch == 0 and f.layer == "first" and f.evidence["inputs_nonfinite"]
+    assert "that step's batch of inputs held NaN/inf" in f.message and f.advice.startswith("Check the inputs of that step's batch")
+    assert "dead-relu" not in [g.code for g in trainer.findings]
+
+
 def test_warnings_print_once_when_verbose_and_never_when_quiet(capsys):
     rng = np.random.default_rng(0)
     x = rng.random((200, 4)).astype(np.float32) * 100.0

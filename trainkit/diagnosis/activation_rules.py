@@ -10,6 +10,7 @@ from trainkit.diagnosis.lr_advice import lowered_lr_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import (
     called_layer,
+    epoch_of_step,
     hidden_activation_stats,
     layer_of,
     layer_text,
@@ -30,6 +31,9 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
     issues = []
+    # Weights gone NaN read as dead units (a ReLU turns NaN into 0): nan-loss's finding, whose
+    # cause is no learning rate ("lower the learning rate" beside a NaN batch of inputs).
+    broken_from = epoch_of_step(view, view.nonfinite.step) if view.nonfinite is not None else None
     all_dead: list[str] = []  # the layers whose every unit was dead at the first step, in model order
     for name in hidden_activation_stats(view, "dead_fraction"):
         at_start = _dead_at_start(view, name)
@@ -45,7 +49,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             continue  # frozen, and fed by frozen layers: no step killed its units, none can revive them
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
-        if since is None:
+        if since is None or (broken_from is not None and view.epochs[since].epoch >= broken_from):
             continue
         layer = layer_of(name)
         sloped = called_layer(view, layer) in view.context.sloped_layers

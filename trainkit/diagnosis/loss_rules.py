@@ -427,6 +427,15 @@ def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | No
     layer, where = _first_nonfinite_layer(view, nf.row)
     layers = view.layer_order(layer_of(n) for n in broken)
     origin = f" The first non-finite values appeared at step {nf.step} in {where}." if layer else ""
+    from_inputs = _inputs_nonfinite(view, nf.row)
+    if from_inputs is not None:
+        return Issue(
+            f"The weights of {', '.join(repr(name) for name in layers)} were NaN/inf at every step of epoch {last.epoch + 1}, "
+            f"while the loss stayed finite.{_inputs_origin(nf.step, from_inputs)} A ReLU after a NaN turns it into 0, so the "
+            "loss reads a constant prediction instead of NaN and the units look dead; the model trains no more.",
+            f"{_INPUTS_ADVICE} The weights of this run are NaN: train again.",
+            {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken], "inputs_nonfinite": True},
+            step=nf.step, epoch=epoch_of_step(view, nf.step), layer=from_inputs)
     return Issue(
         f"The weights of {', '.join(repr(name) for name in layers)} were NaN/inf at every step of epoch {last.epoch + 1}, "
         f"while the loss stayed finite.{origin} A ReLU (or a max, a clip) after a NaN turns it into 0, so the loss reads a "
@@ -438,6 +447,36 @@ def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | No
         # The epoch of that step, not the one judged: a NaN at step 18 of a 20-step epoch was
         # reported at step 18 in epoch 1, which TensorBoard's x axis and the console contradict.
         step=nf.step, epoch=epoch_of_step(view, nf.step), layer=layer)
+
+
+def _inputs_nonfinite(view: Diagnoser, row: Mapping[str, float]) -> str | None:
+    """The first weight layer when its kernel's gradient is NaN/inf and its bias's is finite, else ``None``.
+
+    A kernel's gradient is its inputs times the error signal, its bias's the error signal alone:
+    only the inputs can make the one non-finite and not the other. A NaN in a tf.data batch past
+    the ones the data checks read was told to find "a sqrt or log of a negative value" or to lower
+    the learning rate. (The loss stays finite then: a ReLU's gradient is 0 at a NaN, so the NaN
+    row adds nothing to the bias's gradient and 0 x NaN to the kernel's.)
+    """
+    counts = {variable_of(n, GRAD_NONFINITE): v for n, v in row.items() if variable_of(n, GRAD_NONFINITE)}
+    layers = view.layer_order(var.rpartition("/")[0] for var in counts if var)
+    if not layers:
+        return None
+    first = layers[0]
+    kernel, bias = counts.get(f"{first}/kernel"), counts.get(f"{first}/bias")
+    return first if kernel is not None and bias is not None and kernel > 0 and bias == 0 else None
+
+
+_INPUTS_ADVICE = ("Check the inputs of that step's batch for NaN/inf: the data checks read only a dataset's first batches "
+                  "(drop such rows in the pipeline, ds.filter(lambda x, y: tf.reduce_all(tf.math.is_finite(x))), or fix them "
+                  "where the data is made).")
+
+
+def _inputs_origin(step: int, layer: str) -> str:
+    """The origin sentence of a NaN that the inputs of step ``step``'s batch brought in."""
+    return (f" The first non-finite values appeared at step {step} in the gradient of the kernel of layer '{layer}' while "
+            "its bias's stayed finite: a kernel's gradient multiplies the layer's inputs, so that step's batch of inputs "
+            "held NaN/inf.")
 
 
 def _outputs_finite(row: Mapping[str, float]) -> bool:
