@@ -89,10 +89,12 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(*args, **kwargs)
         except tf.errors.OpError as err:
-            original = _source_errors.pop() if _source_errors else None
-            said = f"{type(original).__name__}: {str(original).splitlines()[0] if str(original) else ''}"
-            if original is None or said not in err.message:  # (one a batch read eagerly raised, long gone)
+            if not _source_errors:
                 raise
+            original = _source_errors.pop()
+            text = str(original)
+            if f"{type(original).__name__}: {text.splitlines()[0] if text else ''}" not in err.message:
+                raise  # another failure (the one kept was raised by a batch read eagerly, long gone)
             raise original from None
 
     return wrapper
