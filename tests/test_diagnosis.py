@@ -2318,6 +2318,30 @@ def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
     assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
 
 
+@pytest.mark.parametrize("start", ["prior-bias", "class-weight"])
+def test_first_batches_without_the_rare_class_are_not_read_as_below_chance(start):
+    # 4% positives, none in the first three batches of 32: a model at the prior (its output bias
+    # at log(p / (1 - p)), as class-imbalance advises) read 0.043 against a chance level of 0.17,
+    # and a fresh one with class_weight {0: 1, 1: 25} read ln 2 against 1.39: both were told
+    # initial-loss-too-low, a leak, before they had learned anything.
+    x = np.random.default_rng(0).standard_normal((640, 4)).astype(np.float32)
+    y = np.zeros(640, np.float32)
+    y[100::20] = 1
+    p = float(y.mean())
+    bias = math.log(p / (1 - p)) if start == "prior-bias" else 0.0
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid", kernel_initializer="zeros",
+                                                                    bias_initializer=keras.initializers.Constant(bias))])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", statistics=False)
+    class_weight = {0: 1.0, 1: 25.0} if start == "class-weight" else None
+    trainer.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0, class_weight=class_weight)
+    assert "initial-loss-too-low" not in {f.code for f in trainer.findings}
+    context = trainer._live_diagnosis.diagnoser.context
+    assert context.first_steps_loss < 0.5 * context.chance_loss  # a lean batch's loss, far below the mean's
+    # Balanced labels keep the first steps' level near chance: a loss far below it is still judged.
+    balanced = chance_loss("binary", "binary_crossentropy", np.arange(640) % 2, batch_size=32)
+    assert balanced.first_steps > 0.9 * balanced.loss
+
+
 def class_weighted_random_labels_stream() -> Stream:
     """Balanced class weights on 90/10 random labels, as measured: the weighted training loss
     stays near its chance level (1.31); the unweighted validation loss (0.60 -> 0.71) is far below

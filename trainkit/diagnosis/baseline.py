@@ -96,14 +96,19 @@ class Baseline:
         uninformed: A classifier's loss when it predicts every class alike (p = 0.5 per sigmoid
             unit, 1/K per softmax class): where a freshly initialised output with small logits
             starts, above the chance level when the classes are imbalanced; ``None`` otherwise.
+        first_steps: A classifier's lowest plausible loss on its first steps' batches (the
+            highest of :data:`FIRST_STEPS` of them) while it predicts a constant: below the chance
+            level where a batch may hold few or none of a rare class's rows (see
+            :func:`first_steps_level`); ``None`` when unknown.
     """
 
     loss: float
     detail: str
     uninformed: float | None = None
+    first_steps: float | None = None
 
 
-def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Baseline | None:
+def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
     """The loss a model would get by predicting the label prior / the best constant target for every row.
 
     Args:
@@ -112,6 +117,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
         y: The training targets (numpy-like), in the layout the loss receives.
         sample_weight: The training rows' weights (sample weight times class weight), one per
             row of ``y``, or ``None`` for unweighted rows.
+        batch_size: Rows per training batch, for :attr:`Baseline.first_steps`; ``None``: not computed.
 
     Returns:
         The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss, a
@@ -197,7 +203,59 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None) -> Base
         except Exception:
             uninformed = None
         uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
-    return Baseline(value, detail, uninformed)
+    first = None
+    if batch_size and info.kind in ("binary", "categorical", "sparse") and config.get("ignore_class") is None:
+        # The constants a fresh output starts near: the (weighted) prior, the unweighted prior
+        # (an output bias at log(p / (1 - p)), as class-imbalance advises, beside class_weight)
+        # and every class alike.
+        starts = [prediction, np.zeros_like(uniform) if info.from_logits else uniform]
+        if w is not None:
+            plain = _best_constant(task, info.kind, info.from_logits, info.name, y, None,
+                                   label_smoothing=float(config.get("label_smoothing") or 0.0))
+            starts += [plain[0]] if plain is not None else []
+        first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, prediction)) for c in starts],
+                                  batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight")
+    return Baseline(value, detail, uninformed, first)
+
+
+#: The first steps whose highest loss ``initial-loss-too-low`` judges (as
+#: :attr:`~trainkit.diagnosis.rule_types.Thresholds.initial_steps`).
+FIRST_STEPS = 3
+#: Draws of :data:`FIRST_STEPS` batches that :func:`first_steps_level` takes the lowest of.
+_FIRST_STEPS_DRAWS = 1000
+
+
+def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions: list[np.ndarray], batch_size: int,
+                      *, by_weight: bool = False) -> float | None:
+    """The lowest loss a constant prediction plausibly reads as the highest of the first steps.
+
+    A batch's loss is its own rows' mean, not the training set's: on 5% positives a batch of 32
+    holds none 19% of the time, and a model at the prior (its output bias at log(p / (1 - p)),
+    as class-imbalance advises) read 0.098 over its first 3 steps against a chance level of 0.22,
+    so it was told initial-loss-too-low (a leak). With class_weight {0: 1, 1: 19} such a batch's
+    rows weigh 1 against a mean of 2: a fresh model's ln 2 read under half the chance level 1.39.
+    The lowest over :data:`_FIRST_STEPS_DRAWS` seeded draws of :data:`FIRST_STEPS` batches (rows
+    drawn with replacement), of the highest of their losses, for each of ``predictions``.
+
+    Returns:
+        That loss, or ``None`` when the loss gives no per-row values.
+    """
+    call = getattr(fn, "call", None)
+    if call is None:
+        return None
+    try:
+        rows = [np.asarray(call(y.astype(np.float32), np.asarray(p, np.float32)), np.float64).reshape(len(y), -1).mean(axis=1)
+                for p in predictions]
+    except Exception:  # a loss that cannot take numpy arrays: no level
+        return None
+    weights = np.ones(len(y)) if w is None else w
+    batch = min(batch_size, len(y))
+    # Fewer draws of large batches (their losses vary little): at most ~2M rows drawn.
+    draws = max(20, min(_FIRST_STEPS_DRAWS, 2_000_000 // (FIRST_STEPS * batch)))
+    picks = np.random.default_rng(0).integers(0, len(y), size=(draws, FIRST_STEPS, batch))
+    totals = weights[picks].sum(axis=-1) if by_weight else batch
+    level = min(float(np.min(np.max((weights * r)[picks].sum(axis=-1) / np.maximum(totals, 1e-12), axis=-1))) for r in rows)
+    return level if math.isfinite(level) else None
 
 
 def _loss_config(loss: Any) -> dict[str, Any]:

@@ -481,18 +481,19 @@ def _map_targets(fn: Any, targets: Any) -> Any:
     return fn(targets)
 
 
-def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None) -> Baseline | None:
+def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
     """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
 
     ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
     training does; weights in a structure (per output) give no chance level, not an unweighted one.
+    ``batch_size`` gives a one-output model's :attr:`Baseline.first_steps`.
     """
     if isinstance(sample_weight, tuple | list | Mapping):
         return None
     heads = getattr(trainer, "heads", None)
     targets = _one_output_targets(trainer, targets)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
-        return chance_loss(trainer.task, trainer.loss, targets, sample_weight)
+        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size)
     per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
     if len(per_output) != len(heads):
         return None
@@ -549,7 +550,7 @@ def build_context(
     """
     from trainkit.checks.compatibility import describe_loss
 
-    baseline = _chance_level(trainer, targets, sample_weight) if targets is not None else None
+    baseline = _chance_level(trainer, targets, sample_weight, batch_size) if targets is not None else None
     # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
     # on the validation rows' class mix.
     val_chance = None
@@ -571,6 +572,7 @@ def build_context(
         val_chance_loss=val_chance.loss if val_chance else None,
         val_chance_detail=val_chance.detail if val_chance else "",
         uninformed_loss=baseline.uninformed if baseline else None,
+        first_steps_loss=baseline.first_steps if baseline else None,
         regularization=_regularization(model) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
@@ -627,7 +629,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
     return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
-                               val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss)
+                               val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
+                               first_steps_loss=saved.first_steps_loss)
 
 
 def layer_names(model: Any) -> list[str]:

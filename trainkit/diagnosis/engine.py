@@ -101,6 +101,9 @@ class Context:
             ``label-leakage``...); ``None`` when they did not run.
         uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
             output starts; above ``chance_loss`` for imbalanced classes), ``None`` when unknown.
+        first_steps_loss: A classifier's lowest plausible loss over its first steps while it
+            predicts a constant (below ``chance_loss`` where a batch may lack a rare class: see
+            :func:`trainkit.diagnosis.baseline.first_steps_level`), ``None`` when unknown.
         dropout: The highest dropout rate of the model's layers (``Dropout``, ``rate`` of its
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
         initializers: By the name of a layer whose activations are measured, how the weights
@@ -155,6 +158,7 @@ class Context:
     check_codes: tuple[str, ...] | None = None
     dropout: float = 0.0
     uninformed_loss: float | None = None
+    first_steps_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
     clipping: dict[str, float] | None = None

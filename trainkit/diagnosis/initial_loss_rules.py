@@ -32,7 +32,10 @@ def initial_loss_too_low(view: Diagnoser) -> Issue | None:
     if chance is None or first.size == 0:
         return None
     loss = float(first.max()) - view.context.regularization
-    if loss >= view.t.initial_low_factor * chance:
+    # On imbalanced classes the first batches may hold few rows of a rare class: a model at the
+    # prior then reads far below chance on them (see trainkit.diagnosis.baseline.first_steps_level).
+    lowest = view.context.first_steps_loss
+    if loss >= view.t.initial_low_factor * (min(chance, lowest) if lowest is not None else chance):
         return None
     return Issue(
         f"The loss of the first steps was {_at_most(first.size)}{format_number(loss)}, far below {chance_text(view)}, before the model "
