@@ -2318,8 +2318,8 @@ def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
     assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
 
 
-@pytest.mark.parametrize("start", ["prior-bias", "class-weight"])
-def test_first_batches_without_the_rare_class_are_not_read_as_below_chance(start):
+@pytest.mark.parametrize("start,dataset", [("prior-bias", False), ("class-weight", False), ("prior-bias", True)])
+def test_first_batches_without_the_rare_class_are_not_read_as_below_chance(start, dataset):
     # 4% positives, none in the first three batches of 32: a model at the prior (its output bias
     # at log(p / (1 - p)), as class-imbalance advises) read 0.043 against a chance level of 0.17,
     # and a fresh one with class_weight {0: 1, 1: 25} read ln 2 against 1.39: both were told
@@ -2333,7 +2333,10 @@ def test_first_batches_without_the_rare_class_are_not_read_as_below_chance(start
                                                                     bias_initializer=keras.initializers.Constant(bias))])
     trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", statistics=False)
     class_weight = {0: 1.0, 1: 25.0} if start == "class-weight" else None
-    trainer.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0, class_weight=class_weight)
+    if dataset:  # its batch size read from its first batch
+        trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=1, verbose=0, class_weight=class_weight)
+    else:
+        trainer.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0, class_weight=class_weight)
     assert "initial-loss-too-low" not in {f.code for f in trainer.findings}
     context = trainer._live_diagnosis.diagnoser.context
     assert context.first_steps_loss < 0.5 * context.chance_loss  # a lean batch's loss, far below the mean's

@@ -1103,7 +1103,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._live_diagnosis = None
         if not self.diagnose:
             return []
-        from trainkit.diagnosis.callback import DiagnosisCallback, source_targets_and_weights
+        from trainkit.diagnosis.callback import (
+            DiagnosisCallback,
+            first_batch_rows,
+            source_targets_and_weights,
+        )
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
         self._live_diagnosis = callback
@@ -1115,7 +1119,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,
-                         validation_targets=val_targets, validation_sample_weight=val_weights)
+                         validation_targets=val_targets, validation_sample_weight=val_weights,
+                         batch_rows=None if in_memory else first_batch_rows(train))
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

@@ -100,6 +100,7 @@ class DiagnosisCallback(Callback):
         self._others: list[Callback] = []
         self._initial_epoch = 0
         self._batch_size: int | None = None
+        self._batch_rows: int | None = None
         self._train_rows: int | None = None
         self._has_validation = False
         self._snapshot: tuple[int, list[np.ndarray], list[np.ndarray]] | None = None
@@ -124,6 +125,7 @@ class DiagnosisCallback(Callback):
         sample_weight: Any = None,
         validation_targets: Any = None,
         validation_sample_weight: Any = None,
+        batch_rows: int | None = None,
     ) -> None:
         """What the trainer knows at ``fit`` time and a callback cannot see by itself.
 
@@ -141,6 +143,8 @@ class DiagnosisCallback(Callback):
             validation_targets: The validation targets (numpy), for the validation loss's own
                 chance level; ``None`` if unknown (it is then compared with the training one).
             validation_sample_weight: The validation rows' weights, or ``None``.
+            batch_rows: Rows of a dataset's first batch, where ``batch_size`` is not given: the
+                chance level's first steps (see :func:`build_context`) are read at it.
         """
         self._targets = targets
         self._sample_weight = sample_weight
@@ -149,6 +153,7 @@ class DiagnosisCallback(Callback):
         self.console = console
         self._initial_epoch = initial_epoch
         self._batch_size = batch_size
+        self._batch_rows = batch_rows
         self._train_rows = train_rows
         self._has_validation = has_validation
 
@@ -181,7 +186,7 @@ class DiagnosisCallback(Callback):
         context = build_context(trainer, self._targets, initial_epoch=self._initial_epoch, batch_size=self._batch_size,
                                 train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
                                 sample_weight=self._sample_weight, validation_targets=self._validation[0],
-                                validation_sample_weight=self._validation[1])
+                                validation_sample_weight=self._validation[1], batch_rows=self._batch_rows)
         resumed_penalty = (self._resumed_state or {}).get("weight_penalty")
         self._weight_penalty = _regularization(trainer.model) if resumed_penalty is None else float(resumed_penalty)
         # The chance levels are computed: do not hold on to the data.
@@ -430,6 +435,18 @@ def annotate_nan_recovery(finding: Finding, note: str) -> Finding:
 _TARGET_BATCHES = 16
 
 
+def first_batch_rows(source: Any) -> int | None:
+    """Rows of a ``tf.data`` source's first batch (its batch size, in practice; kept by the
+    source, so not read again), or ``None`` when unknown."""
+    if not hasattr(source, "sample"):
+        return None
+    batches = source.sample(1)
+    if not batches or not isinstance(batches[0], tuple | list) or len(batches[0]) < 2:
+        return None
+    rows = np.shape(batches[0][1])
+    return int(rows[0]) if len(rows) else None
+
+
 def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
     """The training targets and row weights of a trainer's data source, for the chance level.
 
@@ -542,15 +559,18 @@ def build_context(
     sample_weight: Any = None,
     validation_targets: Any = None,
     validation_sample_weight: Any = None,
+    batch_rows: int | None = None,
 ) -> Context:
     """The :class:`Context` of a trainer about to fit.
 
     The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
     from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
+    Its level over the first steps is read at ``batch_size`` rows a batch, or ``batch_rows`` (a
+    dataset's first batch) without one.
     """
     from trainkit.checks.compatibility import describe_loss
 
-    baseline = _chance_level(trainer, targets, sample_weight, batch_size) if targets is not None else None
+    baseline = _chance_level(trainer, targets, sample_weight, batch_size or batch_rows) if targets is not None else None
     # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
     # on the validation rows' class mix.
     val_chance = None
