@@ -305,6 +305,12 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
         # has gone below it (a cosine similarity, a Poisson loss) has none. A cosine-similarity
         # loss learning well (-0.23 after epoch 2) was "under 2% of the chance level n/a".
         return None
+    if chance is not None and loss < 0:
+        # Below the floor of a loss with a chance level: the penalty taken out (the mean of its
+        # values at the epoch's start and end) overstates one that fell fast within the epoch.
+        # L2(1.0) falling 5 -> 1.5 in epoch 1 left -0.46 of a 5.1 loss, read as "collapsed" on a
+        # run whose val_loss was 1.6. The penalty at the epoch's end bounds the loss on the data.
+        loss = float(view.epoch_losses()[-1] - view.regularization_values()[-1])
     limit = view.t.collapse_fraction * chance if chance is not None else view.t.collapse_absolute
     if not math.isfinite(loss) or loss >= limit:
         return None
