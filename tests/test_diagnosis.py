@@ -2333,6 +2333,15 @@ def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
     assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
 
 
+def test_the_chance_level_names_a_rare_class_share_with_its_digits():
+    # 0.4% positives read "entropy of the label prior, p(1)=0.00", as if the labels held no positive.
+    y = np.zeros(2000)
+    y[::250] = 1
+    assert chance_loss("binary", "binary_crossentropy", y).detail.endswith("p(1)=0.0040")
+    assert chance_loss("binary", "binary_crossentropy", 1 - y).detail.endswith("p(1)=0.9960")
+    assert chance_loss("binary", "binary_crossentropy", np.arange(10) % 2).detail.endswith("p(1)=0.50")
+
+
 @pytest.mark.parametrize("start,dataset", [("prior-bias", False), ("class-weight", False), ("prior-bias", True)])
 def test_first_batches_without_the_rare_class_are_not_read_as_below_chance(start, dataset):
     # 4% positives, none in the first three batches of 32: a model at the prior (its output bias

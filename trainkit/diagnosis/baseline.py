@@ -175,7 +175,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             searched = _searched_constant(fn, y, w, bounds=(_EPS, 1 - _EPS), link=link)
             if searched is not None:
                 prediction = link(searched) if link is not None else searched
-                detail = f"loss of the best constant prediction, p(1)={float(np.mean(searched)):.2f}"
+                detail = f"loss of the best constant prediction, p(1)={_share(float(np.mean(searched)))}"
         elif info.name in _CATEGORICAL_FOCAL and np.ndim(prediction) == 1:
             # As for the binary one: on 94/2/2/2 labels the prior scored 0.056 where the best
             # constant scores 0.036. The loss is linear in the (smoothed) labels, so its best
@@ -351,7 +351,7 @@ def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y:
         # Keras smooths binary labels to y * (1 - s) + s / 2 (99:1 labels with s = 0.1: the raw
         # prior read 0.28 for 0.22, and random labels settling at 0.24 were not at chance).
         p = np.clip(_mean(y, w) * (1 - label_smoothing) + label_smoothing / 2, _EPS, 1 - _EPS)
-        shown = f"p(1)={float(np.mean(p)):.2f}"
+        shown = f"p(1)={_share(float(np.mean(p)))}"
         return (np.log(p / (1 - p)) if from_logits else p), f"entropy of the label prior, {shown}"
     if kind == "regression":
         if name in ("MeanAbsoluteError", "mean_absolute_error"):
@@ -459,6 +459,14 @@ def _focal_simplex_minimiser(prior: np.ndarray, gamma: float, steps: int = 60) -
             log_hi = log_mu
     best = probabilities(math.exp((log_lo + log_hi) / 2))
     return best / best.sum()
+
+
+def _share(p: float) -> str:
+    """A class share for messages, with two significant digits of the rarer side: 0.4% positives
+    read "p(1)=0.00" (and 99.6% "1.00"), as if the labels held one class; now 0.0040 (0.9960)."""
+    rare = min(p, 1 - p)
+    decimals = 2 if rare >= 0.01 or rare <= 0 else min(8, 1 - math.floor(math.log10(rare)))
+    return f"{p:.{decimals}f}"
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
