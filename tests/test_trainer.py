@@ -1506,6 +1506,28 @@ def test_class_weight_weights_the_training_rows_as_model_fit_does(form):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
 
 
+def test_class_weight_with_sample_weight_weighs_rows_and_training_metrics_by_their_product():
+    # As README says: model.fit refuses the two together; its weighted_metrics with the product
+    # of the weights are trainkit's numbers, and the validation metrics are the rows' own.
+    x, y = make_data(80, features=4)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(y)).astype("float32")
+    class_weight = {0: 1.0, 1: 4.0}
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), weighted_metrics=["accuracy", keras.metrics.Precision(name="precision")])
+    product = w[:60] * np.where(y[:60, 0] == 1, 4.0, 1.0).astype("float32")
+    expected = reference.fit(x[:60], y[:60], sample_weight=product, validation_data=(x[60:], y[60:]), epochs=2, batch_size=16, shuffle=False, verbose=0).history
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0,
+                      metrics=["accuracy", keras.metrics.Precision(name="precision")])
+    got = trainer.fit(x[:60], y[:60], sample_weight=w[:60], class_weight=class_weight, validation_data=(x[60:], y[60:]), epochs=2, batch_size=16,
+                      shuffle=False, verbose=0).history
+    assert set(got) == set(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+
+
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_one_weight_a_row_weighs_each_timestep_of_a_sequence_output(mask_zero):
     # Per-timestep targets (n, T): Keras multiplied the [batch, T] losses by the [batch] weights
