@@ -556,6 +556,16 @@ def test_class_imbalance_names_the_output_bias_only_when_it_is_not_set_already()
     assert codes(findings) == ["class-imbalance"] and "output bias" not in findings[0].advice
 
 
+def test_class_imbalance_names_a_bias_per_unit_for_a_two_unit_softmax():
+    # "initialise the output bias to log(p / (1 - p)) = -2.94" on a softmax over 2 units: one
+    # value on both biases (bias_initializer constant) changes nothing, it still starts at 50/50.
+    y = np.zeros(len(X), dtype=int)
+    y[:30] = 1
+    softmax = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(2, activation="softmax")])
+    advice = check_data(X, y, model=softmax, loss=get_loss("scce"), task="multiclass")[0].advice
+    assert "log([0.95, 0.05]) = [-0.05, -3.00]" in advice and "log(p / (1 - p))" not in advice
+
+
 def test_class_imbalance_bad_and_good():
     y = np.zeros(len(X), dtype=int)
     y[:30] = 1  # 5%

@@ -55,6 +55,13 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             start = ctx.output_biases.get(t.output.layer) if t.output is not None and (t.units or 1) == 1 else None
             bias_advice = ("" if start is not None and abs(start - bias) < 0.05 else
                            f", and initialise the output bias to log(p / (1 - p)) = {bias:.2f}")
+            if (t.units or 1) > 1:
+                # A softmax over 2 units takes the same value on both biases as no change: "the
+                # output bias = -3.66" (bias_initializer constant -3.66) left it predicting 50/50.
+                shares = counts[:2] / n
+                logs = ", ".join(f"{math.log(max(float(q), 1e-6)):.2f}" for q in shares)
+                bias_advice = (f", and initialise the output layer's biases to the log class shares, one a unit: "
+                               f"log([{shares[0]:.3g}, {shares[1]:.3g}]) = [{logs}] (model.layers[-1].bias.assign(...) after building it)")
             return Issue(
                 f"Class {minority} is {share:.1%} of {_labels(ctx, t)}{ctx.where} ({int(counts[minority])} of {n}): "
                 f"always predicting class {1 - minority} already scores {1 - share:.1%} accuracy, and "
