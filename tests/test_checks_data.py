@@ -647,20 +647,27 @@ def test_validation_class_mismatch_names_classes_no_training_row_holds():
     assert "hold class 2 (2: " in finding.message and "which no training row holds" in finding.message
 
 
-def test_validation_class_mismatch_stays_silent_on_random_and_small_splits():
-    rng = np.random.default_rng(0)
+def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size_where_chance_explains_it():
     for seed in range(10):  # shuffled rows, however the classes fall
         order = np.random.default_rng(seed).permutation(len(X))
         cut = int(0.8 * len(X))
         assert "validation-class-mismatch" not in codes(run("multiclass", X[order][:cut], YM[order][:cut], x_val=X[order][cut:], y_val=YM[order][cut:]))
-    # One class in 5 validation rows of 20 balanced ones happens by chance (3% of splits).
+    # One class in 5 validation rows of 20 balanced ones happens by chance (3% of splits), and so
+    # do 120 rows without one of 2% positives: still one class (AUC, precision and recall read 0
+    # on them, as the imbalance audit found), but the rows are too few, not sorted.
     y = np.repeat([0, 1], 10)
-    assert "validation-class-mismatch" not in codes(run("binary", X[:15], y[:15], x_val=X[15:20], y_val=y[15:]))
-    # 2% positives: 200 validation rows without one happen by chance too (~1% of random splits).
-    y = (rng.uniform(size=600) < 0.02).astype("int64")
-    y[-120:] = 0
-    assert y[:480].sum() > 0
-    assert "validation-class-mismatch" not in codes(run("binary", X[:480], y[:480], x_val=X[480:], y_val=y[480:]))
+    rare = (np.random.default_rng(0).uniform(size=600) < 0.02).astype("int64")
+    rare[-120:] = 0
+    for found in (run("binary", X[:15], y[:15], x_val=X[15:20], y_val=y[15:]), run("binary", X[:480], rare[:480], x_val=X[480:], y_val=rare[480:])):
+        (finding,) = [f for f in found if f.code == "validation-class-mismatch"]
+        assert "too few rows are held out" in finding.message and "sorted" not in finding.message
+        assert "AUC, precision, recall" in finding.message and "stratify=y" in finding.advice
+    # One class in training too (single-class's error, allowed), or a validation dataset's first
+    # batches only: not this warning.
+    assert "validation-class-mismatch" not in codes(run("binary", X[:500], np.zeros(500, int), x_val=X[500:], y_val=np.zeros(100, int),
+                                                        allow={"single-class"}))
+    x, y, x_val, y_val = sorted_split(YB)
+    assert "validation-class-mismatch" not in codes(run("binary", x, y, x_val=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(32)))
 
 
 def test_validation_class_mismatch_comes_from_fit_validation_split():

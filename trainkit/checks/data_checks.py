@@ -204,9 +204,11 @@ def check_data(
     if is_batch_source(x_val):
         sampled = sample_first_batches(x_val, sample_batches, ranks)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
+        # Only its first batches: validation-class-mismatch reads them as no more than that.
+        val_where = f" in the first {sampled[3]} batch{'es' if sampled[3] != 1 else ''}" if sampled else ""
         if sampled and val_sample_weight is None and sampled[2] is not None:
             # The weights a validation dataset carries: NaN or negative ones broke val_loss unseen.
-            val_sample_weight, val_where = sampled[2], f" in the first {sampled[3]} batch{'es' if sampled[3] != 1 else ''}"
+            val_sample_weight = sampled[2]
     names = input_names(model)
     xs = [numpy_floats(a) for a in input_arrays(x, names)]
     xv = [numpy_floats(a) for a in input_arrays(x_val, names)] if x_val is not None else None

@@ -6,11 +6,15 @@ before any shuffling (as ``model.fit`` does), so sorted iris validates on class 
 MNIST on the digits the training rows never see. ``val_loss`` then measures a class or two, early
 stopping watches it, and nothing says why it looks so odd.
 
-A class mix can differ by chance in small data, so the rule asks how likely the split is: drawn at
-random from the pooled rows, how often would one class fill all the validation rows, or every row
-of a class land in validation? Only a split that chance explains less than once in
-:data:`UNLIKELY_SPLIT` tries is reported: 20 rows split 15/5 never are (one class in 5 validation
-rows of a 50/50 set happens 3% of the time); sorted data of 100 rows or more always are (1e-7 and below).
+Validation rows of one class are always reported: whatever the cause (a rare class that drew no
+validation row, too), the validation values measure that class alone, and Keras's AUC, precision
+and recall read 0 whatever the model does. Why is judged by how likely the split is: drawn at
+random from the pooled rows, how often would one class fill all the validation rows? Below
+:data:`UNLIKELY_SPLIT` the rows look sorted; above it (5 validation rows of 20 balanced ones, 3%;
+200 rows without one of 2% positives, 1%) too few rows were held out for the rare class. A class
+the training rows lack, held out in validation, is reported only when chance explains it less
+than once in :data:`UNLIKELY_SPLIT` tries (every row of a class landing in validation): one rare
+row held out by chance is no mistake.
 """
 
 from __future__ import annotations
@@ -82,11 +86,19 @@ def _mismatch(t: Target) -> Issue | None:
     one_class, whole_class = _split_chance(train_counts, val_counts)
     unseen = np.setdiff1d(val_classes, train_classes)
     val_name, n_val = validation_name(t.name), int(val_counts.sum())
-    if val_classes.size == 1 and one_class < UNLIKELY_SPLIT:
-        only = int(val_classes[0])
-        found = (f"The validation labels {val_name} hold one class only: all {n_val} rows are class {only}, while the "
-                 f"training labels hold {train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy "
-                 f"measure that class alone")
+    if val_classes.size == 1:
+        only, rows = int(val_classes[0]), "the only row is" if n_val == 1 else f"all {n_val} rows are"
+        found = (f"The validation labels {val_name} hold one class only: {rows} class {only}, while the training labels hold "
+                 f"{train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy measure that class alone, and "
+                 "metrics that need both kinds of rows (AUC, precision, recall) read 0 whatever the model does")
+        if one_class >= UNLIKELY_SPLIT:  # chance can do it: too few rows held out for the rarer classes
+            return Issue(
+                f"{found}. A random split of these rows does this with a chance of {one_class:.1g}: too few rows are held out "
+                "for the rarer classes.",
+                "Hold out more rows (a larger validation_split), or split with the classes kept in proportion "
+                "(sklearn's train_test_split(x, y, test_size=0.2, stratify=y)) and pass validation_data.",
+                {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(one_class)},
+                t.output.layer if t.output else None)
         chance = one_class
     elif unseen.size and whole_class < UNLIKELY_SPLIT:
         names = ", ".join(str(int(c)) for c in unseen)
