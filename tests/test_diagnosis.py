@@ -3554,3 +3554,19 @@ def test_one_class_validation_rows_have_no_chance_level_of_their_own():
     assert one_class.chance_loss == pytest.approx(1.0282, abs=1e-3) and one_class.val_chance_loss is None
     mixed = build_context(trainer, y, validation_targets=np.repeat([1, 2], [5, 25]))
     assert mixed.val_chance_loss == pytest.approx(0.4506, abs=1e-3)
+
+
+@pytest.mark.parametrize("first_step", [0, 30])
+def test_loss_collapsed_is_judged_only_from_the_runs_first_step(first_step):
+    # A trainer's second fit starts with the model the first one trained: its loss, low from its
+    # first epoch, was "under 2% of chance after epoch 1: the inputs contain the answer".
+    s = Stream(epochs=2)
+    s.train_loss = lambda e, st: 0.7 if first_step == 0 and e == 0 and st == 0 else 0.004
+    d = Diagnoser(s.context)
+    for epoch in range(2):
+        names, values = s.rows(epoch)
+        d.begin_epoch(epoch, first_step + epoch * STEPS)
+        d.add_steps(first_step + epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])), "val_loss": 0.01})
+    d.finish({})
+    assert ("loss-collapsed" in codes(d)) == (first_step == 0)

@@ -297,6 +297,11 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     """The loss is near zero right after the first epoch."""
     if not view.epochs or view.epochs_run > view.t.collapse_epochs:
         return None
+    if view.first_step != 0:
+        # A trainer's second fit starts with a trained model (as initial_losses says): its low
+        # first epochs are the earlier fit's learning, and every continued fit of a model that
+        # had learned its task was told "few tasks are solved that fast: the inputs contain the answer".
+        return None
     chance = chance_level(view)
     losses = view.epoch_losses(data_only=True)
     loss = float(losses[-1])
