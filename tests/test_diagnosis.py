@@ -3570,3 +3570,31 @@ def test_loss_collapsed_is_judged_only_from_the_runs_first_step(first_step):
         d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])), "val_loss": 0.01})
     d.finish({})
     assert ("loss-collapsed" in codes(d)) == (first_step == 0)
+
+
+@pytest.mark.parametrize("trained_by", ["trainer", "model.fit"])
+def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path, trained_by):
+    # A notebook's sweep that builds a new Trainer for the model an earlier cell trained: its first
+    # losses are that training's, and it was told "far below chance before the model had learned
+    # anything ... look for label leakage" (initial-loss-too-low), live and read back.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    # Made first: whether the model is trained is asked when it fits.
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-3), task="binary", seed=0,
+                      jit_compile=False, logdir=tmp_path)
+    if trained_by == "trainer":
+        Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
+                jit_compile=False).fit(x, y, epochs=20, verbose=0)
+    else:
+        model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05))
+        model.fit(x, y, epochs=20, verbose=0)
+    history = trainer.fit(x, y, epochs=2, verbose=0)
+    assert history.history["loss"][0] < 0.1  # far below chance (ln 2) from its first epoch
+    live = [f.to_dict() for f in trainer.findings]
+    assert not {"initial-loss-too-low", "loss-collapsed"} & {f["code"] for f in live}
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live

@@ -24,6 +24,7 @@ import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -125,6 +126,18 @@ from trainkit.writers.tensorboard import (
 STEP_METHODS = ("train_step", "test_step", "compute_loss", "apply_gradients", "update_metrics", "replica_gradients")
 
 _Method = TypeVar("_Method", bound=Any)
+
+#: The models a Trainer of this process has trained (weakly held: a sweep's models are freed).
+_TRAINED_MODELS: weakref.WeakSet[keras.Model] = weakref.WeakSet()
+
+
+def _trained_before(model: keras.Model) -> bool:
+    """Whether ``model``'s weights had been trained before a new trainer got it: by another
+    Trainer of this process, or by ``model.fit`` (its compiled optimizer took steps)."""
+    if model in _TRAINED_MODELS:
+        return True
+    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
+    return iterations is not None and int(np.asarray(iterations)) > 0
 
 
 def _needs_init(method: _Method) -> _Method:
@@ -374,6 +387,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._predict_fn: Any = None
         self._predict_arrays_fn: Any = None
         self._predict_dataset_fn: Any = None
+        self._model_trained_before = False  # see fit
         self.findings.extend(self.check_model())
         self._initialized = True  # what _needs_init looks for
 
@@ -914,6 +928,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._final_checkpoint = None
         self._hparams_changed = False
         self.resumed_epochs = self.resumed_batches = 0
+        # A notebook's new Trainer for a model an earlier cell trained starts from trained weights:
+        # its first losses are no fresh model's (see Context.trained_before). Asked at each fit: the
+        # model may have been trained since this trainer was made.
+        self._model_trained_before = _trained_before(self.model)
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
             self.resumed_epochs, self.resumed_batches = len(self.history.epoch), start_batch
@@ -949,6 +967,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._prepare_fit(train, validation, callbacks, batch_size, validation_batch_size, planned_epochs, resume)
             with stop_on_signals() as stop_request, background.training():
                 began = True
+                _TRAINED_MODELS.add(self.model)
                 callback_list.on_train_begin()
                 # A resumed run that a callback ended (early stopping) is finished, like one that
                 # trained all its epochs: nothing is left to train.

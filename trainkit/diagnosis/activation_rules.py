@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainkit.diagnosis.loss_measures import fresh_start
 from trainkit.diagnosis.lr_advice import lowered_lr_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import (
@@ -201,9 +202,10 @@ def _at_start(view: Diagnoser, name: str, threshold: float) -> float | None:
     """The run's first-step value of ``name`` when it was already at ``threshold`` or more, else ``None``.
 
     The first step's activations come from the initial weights: units dead or saturated there
-    were made so by the initialisation or the input scale, not by an update.
+    were made so by the initialisation or the input scale, not by an update (unless the model
+    was trained before: then its earlier training may have).
     """
-    if view.first_step != 0:
+    if not fresh_start(view):
         return None
     first = view.first_values(name)
     if first.size == 0 or not np.isfinite(first[0]) or first[0] < threshold:

@@ -618,6 +618,9 @@ def build_context(
         relative_loss=_relative_loss(trainer),
         regularizers=layer_regularizers(model),
         layer_inputs=layer_inputs(model),
+        # A resumed run's first steps are its own run's, whatever the model held before the restore.
+        trained_before=bool(getattr(trainer, "_model_trained_before", False)) and not getattr(trainer, "resumed_epochs", 0)
+        and not getattr(trainer, "resumed_batches", 0),
     )
 
 

@@ -130,6 +130,9 @@ class Context:
             ``Concatenate`` was told to fix a dead layer on the other (see
             :func:`trainkit.diagnosis.callback.layer_inputs`); ``None`` when unknown (a subclassed
             model: its layers are then taken as a chain, in model order).
+        trained_before: The model had been trained before this run's first step (by another
+            Trainer, or ``model.fit``): its first losses and activations are that training's, not
+            a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
     """
 
     task: str | None = None
@@ -165,6 +168,7 @@ class Context:
     frozen_layers: tuple[str, ...] = ()
     regularizers: dict[str, dict[str, dict[str, float]]] | None = None
     layer_inputs: dict[str, list[str]] | None = None
+    trained_before: bool = False
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).

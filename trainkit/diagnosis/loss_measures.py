@@ -42,13 +42,23 @@ def first_losses(view: Diagnoser) -> np.ndarray:
     return losses[np.isfinite(losses)]
 
 
+def fresh_start(view: Diagnoser) -> bool:
+    """Whether this diagnosis saw a fresh model's first steps.
+
+    Not when it began later (a trainer's second ``fit``), nor for a model trained before its
+    trainer got it (a notebook's new Trainer for a model an earlier cell trained): their first
+    steps start from trained weights.
+    """
+    return view.first_step == 0 and not view.context.trained_before
+
+
 def initial_losses(view: Diagnoser) -> np.ndarray:
-    """The finite losses of the run's first steps; none when this diagnosis began later.
+    """The finite losses of the run's first steps; none when they were no fresh model's.
 
     A resumed run (or a second ``fit``) starts where training left off: its first steps are
     not a fresh model's, and judging them against chance flagged every resumed run.
     """
-    return first_losses(view) if view.first_step == 0 else np.zeros(0)
+    return first_losses(view) if fresh_start(view) else np.zeros(0)
 
 
 def steadily_falling(losses: np.ndarray) -> bool:

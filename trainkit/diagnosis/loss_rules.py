@@ -19,6 +19,7 @@ from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominate
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
     first_losses,
+    fresh_start,
     penalty_note,
     steadily_falling,
     still_falling,
@@ -297,7 +298,7 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     """The loss is near zero right after the first epoch."""
     if not view.epochs or view.epochs_run > view.t.collapse_epochs:
         return None
-    if view.first_step != 0:
+    if not fresh_start(view):
         # A trainer's second fit starts with a trained model (as initial_losses says): its low
         # first epochs are the earlier fit's learning, and every continued fit of a model that
         # had learned its task was told "few tasks are solved that fast: the inputs contain the answer".
