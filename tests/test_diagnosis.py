@@ -3562,14 +3562,19 @@ def test_loss_collapsed_is_judged_only_from_the_runs_first_step(first_step):
     # first epoch, was "under 2% of chance after epoch 1: the inputs contain the answer".
     s = Stream(epochs=2)
     s.train_loss = lambda e, st: 0.7 if first_step == 0 and e == 0 and st == 0 else 0.004
+    assert ("loss-collapsed" in codes(run_from(s, first_step))) == (first_step == 0)
+
+
+def run_from(s: Stream, first_step: int) -> Diagnoser:
+    """Feeds ``s`` through a Diagnoser whose first step is ``first_step`` (a second fit's is not 0)."""
     d = Diagnoser(s.context)
-    for epoch in range(2):
+    for epoch in range(s.epochs):
         names, values = s.rows(epoch)
         d.begin_epoch(epoch, first_step + epoch * STEPS)
         d.add_steps(first_step + epoch * STEPS, names, values)
         d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])), "val_loss": 0.01})
     d.finish({})
-    assert ("loss-collapsed" in codes(d)) == (first_step == 0)
+    return d
 
 
 @pytest.mark.parametrize("trained_by", ["trainer", "model.fit"])
@@ -3598,3 +3603,14 @@ def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path
     live = [f.to_dict() for f in trainer.findings]
     assert not {"initial-loss-too-low", "loss-collapsed"} & {f["code"] for f in live}
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
+
+
+@pytest.mark.parametrize(("first_step", "trained_before"), [(0, False), (30, False), (0, True)])
+def test_a_step_spike_is_measured_against_a_fresh_model_s_first_loss_only(first_step, trained_before):
+    # A trained model's batch losses spread over orders of magnitude near 0: a second fit (or a new
+    # Trainer's) of one at 0.02 an epoch "jumped to 0.0833 at step 15, 128x the first loss
+    # (0.000649)", a diverging-loss error, while its epoch losses fell.
+    s = Stream(epochs=3)
+    s.context.trained_before = trained_before
+    s.train_loss = lambda e, st: 0.0006 if e == st == 0 else 0.08 if st == 3 else 0.02 - 0.001 * e
+    assert ("diverging-loss" in codes(run_from(s, first_step))) == (first_step == 0 and not trained_before)

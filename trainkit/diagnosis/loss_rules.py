@@ -537,7 +537,11 @@ def _first_nonfinite_layer(view: Diagnoser, row: dict[str, float]) -> tuple[str 
 def diverging_loss(view: Diagnoser) -> Issue | None:
     """The loss grows: an epoch loss 2x the best so far and still rising, or a 100x step spike."""
     first = first_losses(view)
-    if view.max_loss is not None and first.size:
+    # The first loss is the reference of a fresh model only. A trained model's batch losses spread
+    # over orders of magnitude near 0: a second fit (or a new Trainer's) of one at 0.02 an epoch
+    # "jumped to 0.0833 at step 15, 128x the first loss (0.000649)", an error, while its epoch
+    # losses fell. The epoch losses below judge it.
+    if view.max_loss is not None and first.size and fresh_start(view):
         step, peak = view.max_loss
         start = float(first[0])
         if start > 0 and peak > view.t.diverge_step_factor * start:
