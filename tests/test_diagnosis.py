@@ -739,6 +739,22 @@ def test_a_plateau_behind_a_rate_decayed_to_zero_names_the_decay_not_a_larger_ra
     assert "learning_rate: " in finding(s.run(), "plateau").advice
 
 
+def test_loss_at_chance_behind_a_rate_decayed_to_zero_names_the_decay_not_the_labels():
+    # Adam on ExponentialDecay(1e-3, decay_steps=5, decay_rate=0.1): ~0 after the first epoch, the
+    # loss flat at 108% of chance, told "the labels are unpredictable from the inputs".
+    s = Stream()
+    s.context.learning_rate = None
+    s.values["learning_rate"] = lambda e, st: 1e-3 * 0.1 ** ((e * STEPS + st) / 5)
+    s.train_loss = lambda e, st: 0.75 + 1e-3 * math.sin(7 * st + e)
+    s.val_loss = lambda e: 0.725
+    f = finding(s.run(), "loss-at-chance")
+    assert "learning rate fell from 0.001" in f.message and "unpredictable" not in f.message
+    assert "decay more slowly" in f.advice and f.evidence["learning_rate_peak"] == pytest.approx(1e-3)
+    # A rate that stays up: the labels are suspected, as before.
+    s.values["learning_rate"] = lambda e, st: 1e-3
+    assert "unpredictable" in finding(s.run(), "loss-at-chance").message
+
+
 def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

@@ -26,6 +26,7 @@ from trainkit.diagnosis.loss_measures import (
 )
 from trainkit.diagnosis.lr_advice import (
     clipping_text,
+    decayed_rate,
     lowered_lr_text,
     raised_lr_text,
 )
@@ -150,6 +151,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
             return _explained_by(view, f"{stayed}, and", blockers, evidence)
+        if decayed_rate(view) is not None:
+            return _stalled_by_decayed_rate(view, stayed, evidence)
         if _dropout_holds_back(view, train, val):
             return _held_back_by_dropout(view, stayed, train, val, evidence)
         if _label_leaked(view):
@@ -169,6 +172,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                     f"Neither the validation loss (best {format_number(best_val)}, {best_val / val_chance:.0%} of "
                     f"{val_chance_text(view)}) nor the training loss ({format_number(float(train[-1]))}, "
                     f"{float(train[-1]) / chance:.0%} of {chance_text(view)}) got clearly below chance")
+            if not blockers and not trained and decayed_rate(view) is not None:
+                return _stalled_by_decayed_rate(view, head, evidence)
             if not blockers and _dropout_holds_back(view, train, val):
                 return _held_back_by_dropout(view, head, train, val, evidence)
             if not blockers and _label_leaked(view):
@@ -210,6 +215,25 @@ def _at_chance_despite_leak(view: Diagnoser, lead: str, evidence: dict[str, Any]
         f"bug: a frozen or dead layer, a wrong loss), and raise the learning rate ({raised_lr_text(view)}) or train "
         "longer. Then drop the leaked column (see label-leakage) and judge the model by its validation loss.",
         {**evidence, "data_checks": ["label-leakage"]}, epoch=view.epochs[-1].epoch)
+
+
+def _stalled_by_decayed_rate(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
+    """loss-at-chance for a run whose learning rate fell to ~0 (a schedule, a callback lowering it).
+
+    Adam on ExponentialDecay(1e-3, decay_steps=5, decay_rate=0.1) was at 1e-6 after one epoch of
+    15 steps; the loss stayed at 108% of chance for 10 epochs and was told "the labels are
+    unpredictable from the inputs", while the rate had stopped every step.
+    """
+    peak, last = decayed_rate(view) or (0.0, 0.0)
+    return Issue(
+        f"{lead}; but the learning rate fell from {peak:.3g} to {last:.3g} (under 1% of its largest for most of the "
+        "second half of the run): the steps stopped moving the weights before the model could learn, which says "
+        "nothing about the labels yet.",
+        "Let the learning rate decay more slowly or to a floor (a schedule's decay_steps counts optimizer steps, not "
+        "epochs; a callback lowering it, ReduceLROnPlateau, needs a min_lr). If the loss still stays at chance after "
+        "that, check that the labels can be predicted from the inputs (x and y rows aligned, labels not shuffled or "
+        "random).",
+        {**evidence, "learning_rate_peak": peak, "learning_rate_last": last}, epoch=view.epochs[-1].epoch)
 
 
 def _dropout_holds_back(view: Diagnoser, train: np.ndarray, val: np.ndarray) -> bool:

@@ -89,9 +89,10 @@ def raised_lr_text(view: Diagnoser) -> str:
     lowering advice goes down: SGD at 1e-6, steps 2e-7 of the weights, was told 1e-5, which
     would still take steps 5000x too small.
     """
-    decayed = _decayed_rate_text(view)
+    decayed = decayed_rate(view)
     if decayed is not None:
-        return decayed
+        return (f"it fell from {decayed[0]:.3g} to {decayed[1]:.3g} by the last epoch: the schedule, or a callback "
+                f"lowering it, took it to ~0 while the loss still had to fall; let it decay more slowly or to a floor")
     lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
@@ -103,8 +104,9 @@ def raised_lr_text(view: Diagnoser) -> str:
     return _lr_to(view, lr * factor)
 
 
-def _decayed_rate_text(view: Diagnoser) -> str | None:
-    """What to raise when the rate itself fell to ~0 during the run (a schedule, ReduceLROnPlateau).
+def decayed_rate(view: Diagnoser) -> tuple[float, float] | None:
+    """The run's largest learning rate and its last epoch's, when the rate itself fell to ~0 during
+    the run (a schedule, ReduceLROnPlateau); ``None`` otherwise.
 
     The step sizes measured over the first steps then say nothing about the rate that stalled the
     run: SGD on ExponentialDecay(0.5, 10, 1e-3), flat from epoch 2, was told to raise the rate to
@@ -121,8 +123,7 @@ def _decayed_rate_text(view: Diagnoser) -> str | None:
     late = finite[len(finite) // 2:]
     if not (peak > 0 and float(np.median(late)) < _DECAYED_FRACTION * peak):
         return None
-    return (f"it fell from {peak:.3g} to {float(finite[-1]):.3g} by the last epoch: the schedule, or a callback "
-            f"lowering it, took it to ~0 while the loss still had to fall; let it decay more slowly or to a floor")
+    return peak, float(finite[-1])
 
 
 #: A rate below this fraction of the run's largest, over most of the run's second half, decayed to ~0.
