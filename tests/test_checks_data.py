@@ -670,6 +670,32 @@ def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size
     assert "validation-class-mismatch" not in codes(run("binary", x, y, x_val=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(32)))
 
 
+def test_validation_scale_mismatch_finds_raw_validation_inputs_and_targets_in_another_unit():
+    # A scaler applied to the training rows only: standardised x, raw x_val (mean ~300, std ~50),
+    # which loss-at-chance blamed on the labels; and y_val x1000, which got no finding at all.
+    raw = X * 50 + 300
+    (finding,) = [f for f in run("binary", X[:480], YB[:480], x_val=raw[480:], y_val=YB[480:]) if f.code == "validation-scale-mismatch"]
+    assert finding.severity == "warning" and "validation inputs x_val" in finding.message
+    assert finding.evidence["columns_off"] == 4 and "scaler.transform(x_val)" in finding.advice
+    y = X[:, 0] + 0.5 * X[:, 1]
+    (finding,) = [f for f in run("regression", X[:480], y[:480], x_val=X[480:], y_val=y[480:] * 1000)
+                  if f.code == "validation-scale-mismatch"]
+    assert "validation targets y_val" in finding.message and finding.evidence["val_iqr"] > 100 * finding.evidence["train_iqr"]
+
+
+def test_validation_scale_mismatch_stays_silent_on_random_splits_and_heavy_tails():
+    rng = np.random.default_rng(0)
+    y = X[:, 0] + 0.5 * X[:, 1]
+    heavy = np.c_[rng.lognormal(0, 2.5, (len(X), 2)), rng.poisson(0.7, (len(X), 2))].astype("float32")
+    for seed in range(10):
+        order = np.random.default_rng(seed).permutation(len(X))
+        for data, cut in ((X, 480), (heavy, 580)):  # 20 validation rows of heavy tails
+            found = codes(run("regression", data[order][:cut], y[order][:cut], x_val=data[order][cut:], y_val=y[order][cut:]))
+            assert "validation-scale-mismatch" not in found
+    # Classes (and ids) are no scale: a classifier's labels are not compared.
+    assert "validation-scale-mismatch" not in codes(run("binary", X[:480], YB[:480], x_val=X[480:], y_val=YB[480:]))
+
+
 def test_validation_class_mismatch_comes_from_fit_validation_split():
     from trainkit import Trainer
 

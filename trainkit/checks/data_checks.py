@@ -75,7 +75,7 @@ from trainkit.checks.row_checks import (
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
 from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
-from trainkit.checks.split_checks import validation_class_mismatch
+from trainkit.checks.split_checks import validation_class_mismatch, validation_scale_mismatch
 from trainkit.checks.value_checks import embedding_ids, non_finite_data
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
@@ -106,6 +106,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("unscaled-targets", "warning", unscaled_targets),
     DataRule("train-validation-overlap", "warning", train_validation_overlap),
     DataRule("validation-class-mismatch", "warning", validation_class_mismatch),
+    DataRule("validation-scale-mismatch", "warning", validation_scale_mismatch),
     DataRule("label-leakage", "warning", label_leakage),
     DataRule("class-imbalance", "warning", class_imbalance),
     DataRule("few-training-rows", "warning", few_training_rows),

@@ -1,5 +1,6 @@
 """Whether the validation rows hold the classes the way the training rows do
-(``validation-class-mismatch``).
+(``validation-class-mismatch``), and their inputs and regression targets the scale the training
+rows have (``validation-scale-mismatch``).
 
 The classic cause is data sorted by label: ``fit(validation_split=...)`` holds out the LAST rows,
 before any shuffling (as ``model.fit`` does), so sorted iris validates on class 2 alone, and sorted
@@ -20,11 +21,23 @@ row held out by chance is no mistake.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, Issue
-from trainkit.checks.data_context import DataContext, Target, class_ids, validation_name
+from trainkit.checks.data_context import (
+    DataContext,
+    Target,
+    class_ids,
+    feature_label,
+    format_number,
+    input_label,
+    is_numeric,
+    row_budget,
+    strided_rows,
+    validation_name,
+)
 
 #: A split chance explains less often than this is reported.
 UNLIKELY_SPLIT = 1e-4
@@ -117,3 +130,76 @@ def _mismatch(t: Target) -> Issue | None:
         "or split with sklearn's train_test_split(x, y, test_size=0.2, stratify=y) and pass validation_data.",
         {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(chance)},
         t.output.layer if t.output else None)
+
+
+#: A validation feature whose spread (interquartile range) is this many times the training one's,
+#: or this many training spreads away from its centre, is on another scale. A random split of the
+#: same rows gives ratios near 1 (a few dozen rows: within 2x); a scaler applied to the training
+#: rows only gives ~50-1000x.
+SCALE_MISMATCH = 10.0
+
+
+def validation_scale_mismatch(ctx: DataContext) -> Issue | None:
+    """Validation inputs or regression targets on another scale than the training ones.
+
+    A scaler fitted and applied to the training rows only (x_val left raw, or scaled twice), or
+    validation targets in another unit (grams against kilograms): the model meets values it never
+    saw, and val_loss measures the unit, not generalisation. Standardised training inputs with raw
+    validation inputs (mean 300, std 50) were told by loss-at-chance that the labels looked random;
+    validation targets x1000 got no finding at all (val_loss 8.7e5 against 0.024).
+    """
+    if ctx.where or ctx.val_where:  # a dataset's first batches: its scale may drift over the data
+        return None
+    ids = {i for i, *_ in ctx.embeddings}
+    for i, (train, val) in enumerate(zip(ctx.xs, ctx.x_val or (), strict=False)):
+        if i in ids:
+            continue  # ids, not measurements
+        issue = _scale_issue(train, val, input_label("x", i, len(ctx.xs), ctx.input_keys), ctx.feature_names if len(ctx.xs) == 1 else None,
+                             "inputs", ctx.sample_rows)
+        if issue is not None:
+            return issue
+    for t in ctx.targets:
+        if t.task == "regression" and t.y is not None and t.y_val is not None:
+            issue = _scale_issue(t.y, t.y_val, t.name, None, "targets", ctx.sample_rows)
+            if issue is not None:
+                return Issue(issue.message, issue.advice, issue.evidence, t.output.layer if t.output else None)
+    return None
+
+
+def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what: str, rows: int) -> Issue | None:
+    """:func:`validation_scale_mismatch` for one array and its validation twin (features on the last axis)."""
+    if not (is_numeric(train) and is_numeric(val)) or train.shape[1:] != val.shape[1:] or len(train) < 20 or len(val) < 20:
+        return None
+    width = train.shape[-1] if train.ndim > 1 else 1
+    t = strided_rows(train, row_budget(train, rows)).reshape(-1, width).astype(np.float64)
+    v = strided_rows(val, row_budget(val, rows)).reshape(-1, width).astype(np.float64)
+    tq, vq = np.percentile(t, [25, 50, 75], axis=0), np.percentile(v, [25, 50, 75], axis=0)
+    t_iqr, v_iqr = tq[2] - tq[0], vq[2] - vq[0]
+    # Features that spread in both: a mostly-constant one (counts, flags) has no spread to compare.
+    ok = (t_iqr > 0) & (v_iqr > 0) & np.isfinite(t_iqr) & np.isfinite(v_iqr)
+    if not ok.any():
+        return None
+    ratio = np.where(ok, v_iqr / np.where(ok, t_iqr, 1.0), 1.0)
+    shift = np.where(ok, np.abs(vq[1] - tq[1]) / np.where(ok, t_iqr, 1.0), 0.0)
+    off = ok & ((ratio >= SCALE_MISMATCH) | (ratio <= 1 / SCALE_MISMATCH) | (shift >= SCALE_MISMATCH))
+    # Most of the features that spread: one shifted column can be a real change between the sets.
+    if 2 * int(off.sum()) < int(ok.sum()):
+        return None
+    j = int(np.argmax(np.where(off, np.maximum(ratio, 1 / np.maximum(ratio, 1e-300)) + shift, -1.0)))
+    val_name = validation_name(name) if name.startswith("y") else name.replace("x", "x_val", 1)
+    column = f"{feature_label(j, names)}: " if width > 1 else ""
+    fix = ("fit the scaler on the training rows and apply the same transform to both (scaler.transform(x_val)), once each"
+           if what == "inputs" else
+           "the same unit, and the same scaling with the training rows' statistics ((y_val - y_mean) / y_std), once each")
+    return Issue(
+        f"The validation {what} {val_name} are on another scale than the training {what} {name}: in {int(off.sum())} of "
+        f"{int(ok.sum())} columns their spread (interquartile range) or centre differs {SCALE_MISMATCH:g}x or more "
+        f"({column}training median {format_number(float(tq[1][j]))}, spread {format_number(float(t_iqr[j]))}; validation "
+        f"median {format_number(float(vq[1][j]))}, spread {format_number(float(v_iqr[j]))}). A random split of the same rows "
+        "gives ratios near 1: the model is validated on values it never saw, and val_loss measures the scale, not "
+        "generalisation. Typical causes: a scaler applied to the training rows only (or twice), another unit, or rows in "
+        "time order whose values grew past the training ones.",
+        f"Transform the validation (and test) {what} exactly as the training {what}: {fix}. For values that grow over "
+        "time, model a stable quantity instead (logarithms, changes from the previous row).",
+        {"columns_off": int(off.sum()), "columns_compared": int(ok.sum()), "column": j, "train_median": float(tq[1][j]),
+         "train_iqr": float(t_iqr[j]), "val_median": float(vq[1][j]), "val_iqr": float(v_iqr[j])})
