@@ -991,6 +991,33 @@ def test_lr_too_low_from_the_first_updates_and_a_steadily_falling_loss():
         assert "optimizer.learning_rate: 0.1 " in finding(s.run(), "lr-too-low").advice
 
 
+def test_lr_too_low_under_gradient_clipping_that_cuts_every_step_names_the_threshold():
+    # SGD(0.01, clipnorm=1e-4): steps 2.6e-7 of the weights, gradients ~0.3-0.5 clipped to 1e-4;
+    # told to raise the rate 1000x, which left the steps clipped 5x too small.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, optimizer="SGD", learning_rate=0.01, clipping={"clipnorm": 1e-4})
+    s.values["learning_rate"] = lambda e, st: 0.01
+    for layer in LAYERS:  # unclipped: 0.01 * grad_norm / 2.0; clipped: 0.01 * 1e-4 / 2.0
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 5e-7
+    s.train_loss = lambda e, st: 0.90 - 0.001 * e
+    s.val_loss = lambda e: 0.91 - 0.001 * e
+    f = finding(s.run(), "lr-too-low")
+    assert "gradient clipping (clipnorm 0.0001)" in f.message and "optimizer.clipnorm: 0.4," in f.advice and "1/4000 " in f.message
+    assert f.evidence["clipping_shrink"] == pytest.approx(4000) and "learning_rate:" not in f.advice
+    # A threshold the gradients stay under (steps as the rate gives them), or Adam's steps, which
+    # clipping hardly changes: the rate is named, as before.
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    s.context = dataclasses.replace(s.context, learning_rate=1e-4)
+    s.values["learning_rate"] = lambda e, st: 1e-4
+    assert "learning_rate:" in finding(s.run(), "lr-too-low").advice
+    s.context = dataclasses.replace(s.context, optimizer="Adam", learning_rate=0.01)
+    s.values["learning_rate"] = lambda e, st: 0.01
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 5e-7
+    assert "learning_rate:" in finding(s.run(), "lr-too-low").advice
+
+
 def test_a_loss_already_near_zero_is_not_lr_too_low():
     # A model that started at the answer (loss 2e-9, chance 0.69), its steps tiny because its
     # gradients are: "raise the learning rate" has nothing left to speed up.

@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainkit.diagnosis.stat_reads import kernel_stats
 from trainkit.diagnosis.update_ratios import early_update_ratio, largest_update_ratio
-from trainkit.stat_names import LEARNING_RATE
+from trainkit.stat_names import (
+    LEARNING_RATE,
+    UPDATE_RATIO,
+    grad_norm_name,
+    variable_of,
+    weight_norm_name,
+)
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -93,6 +100,11 @@ def raised_lr_text(view: Diagnoser) -> str:
     if decayed is not None:
         return (f"it fell from {decayed[0]:.3g} to {decayed[1]:.3g} by the last epoch: the schedule, or a callback "
                 f"lowering it, took it to ~0 while the loss still had to fall; let it decay more slowly or to a floor")
+    shrink = clipping_shrink(view)
+    if shrink is not None and view.context.clipping:
+        key, value = next(iter(view.context.clipping.items()))
+        return (f"the gradient clipping cuts the steps to 1/{shrink:.0f} of what the rate gives: raise optimizer.{key} "
+                f"to {value * shrink:.3g} (now {value:.3g}) instead")
     lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
@@ -150,6 +162,41 @@ def clipping_text(view: Diagnoser) -> str:
     key, value = next(iter(clip.items())) if clip else ("clipnorm", None)
     text = f"optimizer.{key}: {value / 10:.3g}" if value is not None else f"optimizer.{key}: 1.0"
     return text if value is None else f"{text} (now {value:.3g})"
+
+
+def clipping_shrink(view: Diagnoser) -> float | None:
+    """How many times smaller than its unclipped step the gradient clipping made a plain (SGD-like)
+    optimizer's first steps, where it made them 10x smaller or more; ``None`` otherwise.
+
+    SGD's step without clipping is the rate times the gradient (momentum only makes it larger), so
+    the measured update/weight ratio against ``learning_rate * grad_norm / weight_norm`` (the
+    gradient norm is measured before clipping) is what the clipping left of it. SGD(0.01,
+    clipnorm=1e-4) moved the weights 2.6e-7 of their size a step and was told to raise the rate
+    1000x, which still left the steps clipped 5x too small. Not for adaptive optimizers: Adam
+    divides the clipped gradient by its own running size, so clipping hardly changes its steps.
+    """
+    clip = view.context.clipping
+    if not clip or optimizer_name(view) in ADAPTIVE:
+        return None
+    rates = view.first_values(LEARNING_RATE)
+    kept = []
+    for name in kernel_stats(view, UPDATE_RATIO):
+        var = variable_of(name, UPDATE_RATIO) or ""
+        update, grad, weight = (view.first_values(n) for n in (name, grad_norm_name(var), weight_norm_name(var)))
+        n = min(len(update), len(grad), len(weight), len(rates))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unclipped = rates[:n] * grad[:n] / weight[:n]
+            share = update[:n] / unclipped
+        share = share[np.isfinite(share) & (unclipped > 0)]
+        if share.size:
+            kept.append(float(np.median(share)))
+    if not kept or not 0 < float(np.median(kept)) <= _CLIPPED_SHARE:
+        return None
+    return 1.0 / float(np.median(kept))
+
+
+#: Steps the clipping left at this share of their unclipped size or less were clipped too tight.
+_CLIPPED_SHARE = 0.1
 
 
 def optimizer_name(view: Diagnoser) -> str:

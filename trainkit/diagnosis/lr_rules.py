@@ -9,6 +9,7 @@ import numpy as np
 from trainkit.diagnosis.finding_groups import GRADIENT_BLOCKED, LR_LOWERING, found_codes
 from trainkit.diagnosis.loss_measures import curves_ready, first_losses, steadily_falling
 from trainkit.diagnosis.lr_advice import (
+    clipping_shrink,
     clipping_text,
     learning_rate_of,
     lowered_lr_text,
@@ -124,14 +125,28 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     else:
         head = (f"The first steps changed the weights by only {ratio * 100:.2g}% of their size (median over the "
                 f"weight matrices)")
+    evidence = {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
+                "loss_improvement": improvement}
+    shrink = clipping_shrink(view)
+    if shrink is not None and view.context.clipping:
+        # The clipping, not the rate, made the steps small: a larger rate only scales the clipped
+        # gradient, and the advice's 1000x still left SGD(clipnorm=1e-4) 5x too slow.
+        key, value = next(iter(view.context.clipping.items()))
+        return Issue(
+            f"{head} and the loss is still falling steadily when training ends, having fallen only "
+            f"{improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the "
+            f"gradient clipping ({key} {value:.3g}) cut the steps to 1/{shrink:.0f} of what the learning rate gives the "
+            f"measured gradients, which are {shrink:.0f}x larger than the threshold lets through.",
+            f"Raise the clipping threshold (optimizer.{key}: {value * shrink:.3g}, the gradients' measured size, or "
+            f"more) or remove it; clipping is meant to cut rare spikes, not every step.",
+            {**evidence, "clipping": dict(view.context.clipping), "clipping_shrink": shrink}, epoch=view.epochs[-1].epoch)
     return Issue(
         f"{head} and the loss is still falling steadily when training ends, having fallen "
         f"only {improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
         f"Raise the learning rate ({raised_lr_text(view)}), or train for more epochs "
         f"(training.epochs).",
-        {"update_ratio_early": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
-         "loss_improvement": improvement}, epoch=view.epochs[-1].epoch)
+        evidence, epoch=view.epochs[-1].epoch)
 
 
 def _learning_rate_always_zero(view: Diagnoser) -> bool:
