@@ -1018,6 +1018,32 @@ def test_lr_too_low_under_gradient_clipping_that_cuts_every_step_names_the_thres
     assert "learning_rate:" in finding(s.run(), "lr-too-low").advice
 
 
+def test_an_epsilon_far_above_the_gradients_is_named_instead_of_the_learning_rate():
+    # Adam(epsilon=1.0): steps rate x sqrt(1 - beta_2^t) x gradient / epsilon, 1.2e-5 of the
+    # weights; told to raise the rate 10x, which left it learning ~10x too slowly.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, optimizer="Adam", learning_rate=1e-3, epsilon=1.0, beta_2=0.999)
+    for i, layer in enumerate(LAYERS):  # grad_norm 0.3 + 0.1 i, weight_norm 2.0: 0.9 of the epsilon-bound step
+        s.values[f"update_ratio/{layer}/kernel"] = (
+            lambda e, st, i=i: 0.9 * 1e-3 * math.sqrt(1 - 0.999 ** (e * STEPS + st + 1)) * (0.3 + 0.1 * i) / 2.0)
+    s.train_loss = lambda e, st: 0.90 - 0.001 * e
+    s.val_loss = lambda e: 0.91 - 0.001 * e
+    f = finding(s.run(), "lr-too-low")
+    assert "epsilon (1) is far above the gradients" in f.message and "optimizer.epsilon: 1e-07" in f.advice
+    assert "learning_rate:" not in f.advice and f.evidence["epsilon"] == 1.0
+    # The same steps under Keras's epsilon are the rate's: it is named, as before.
+    s.context = dataclasses.replace(s.context, epsilon=1e-7)
+    assert "learning_rate: 0.01" in finding(s.run(), "lr-too-low").advice
+    # At chance, RMSprop's epsilon (under its square root) is named instead of the labels.
+    s.context = dataclasses.replace(s.context, optimizer="RMSprop", epsilon=1.0, beta_2=None)
+    for i, layer in enumerate(LAYERS):
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st, i=i: 0.5 * 1e-3 * (0.3 + 0.1 * i) / 2.0
+    s.train_loss = lambda e, st: 0.72 + 1e-3 * math.sin(7 * st + e)
+    s.val_loss = lambda e: 0.70
+    f = finding(s.run(), "loss-at-chance")
+    assert "epsilon (1) is far above the gradients" in f.message and "unpredictable" not in f.message
+
+
 def test_a_loss_already_near_zero_is_not_lr_too_low():
     # A model that started at the answer (loss 2e-9, chance 0.69), its steps tiny because its
     # gradients are: "raise the learning rate" has nothing left to speed up.

@@ -604,6 +604,8 @@ def build_context(
         learning_rate=_learning_rate(trainer.optimizer),
         optimizer=_optimizer_class(trainer.optimizer),
         clipping=_clipping(trainer.optimizer),
+        epsilon=_epsilon(trainer.optimizer),
+        beta_2=_beta_2(trainer.optimizer),
         batch_size=batch_size,
         train_rows=train_rows,
         has_validation=has_validation,
@@ -939,6 +941,26 @@ def _clipping(optimizer: Any) -> dict[str, float] | None:
         if _real_number(value):
             return {key: float(value)}
     return None
+
+
+#: Optimizers whose step divides by the gradients' running size plus ``epsilon``.
+_EPSILON_DIVIDES = ("Adam", "AdamW", "Nadam", "Adamax", "RMSprop", "Adagrad")
+
+
+def _epsilon(optimizer: Any) -> float | None:
+    """The ``epsilon`` of an optimizer that divides its step by the gradients' running size plus it, ``None`` for others."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    value = getattr(inner, "epsilon", None)
+    if type(inner).__name__ not in _EPSILON_DIVIDES or not _real_number(value):
+        return None
+    return float(value)
+
+
+def _beta_2(optimizer: Any) -> float | None:
+    """Adam's and AdamW's ``beta_2`` (their epsilon meets the second moment before its bias correction), ``None`` for others."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    value = getattr(inner, "beta_2", None)
+    return float(value) if type(inner).__name__ in ("Adam", "AdamW") and _real_number(value) else None
 
 
 def _real_number(value: Any) -> bool:

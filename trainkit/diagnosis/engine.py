@@ -116,6 +116,11 @@ class Context:
             negative, which MSLE reads as 0 and MAPE divides by.
         clipping: The optimizer's gradient clipping, ``{"clipnorm": 1.0}`` (or ``global_clipnorm``,
             ``clipvalue``), so that advice does not prescribe the clipping a run has; ``None`` without.
+        epsilon: The optimizer's ``epsilon`` where it divides the step by the gradients' running
+            size plus it (Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad), ``None`` otherwise: an
+            epsilon far above the gradients turns Adam's step of ~the rate into rate x gradient / epsilon.
+        beta_2: Adam's and AdamW's ``beta_2``, whose uncorrected second moment meets ``epsilon``
+            (the step at step t is bounded by rate x sqrt(1 - beta_2^t) x gradient / epsilon); ``None`` for others.
         frozen_layers: Names of the layers that come before the first layer with trainable
             weights (a frozen base of a transfer-learning model): no step changes their weights
             or their inputs, so their activations are what the data makes of them, not what
@@ -165,6 +170,8 @@ class Context:
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
     clipping: dict[str, float] | None = None
+    epsilon: float | None = None
+    beta_2: float | None = None
     frozen_layers: tuple[str, ...] = ()
     regularizers: dict[str, dict[str, dict[str, float]]] | None = None
     layer_inputs: dict[str, list[str]] | None = None

@@ -27,6 +27,7 @@ from trainkit.diagnosis.loss_measures import (
 from trainkit.diagnosis.lr_advice import (
     clipping_text,
     decayed_rate,
+    epsilon_share,
     lowered_lr_text,
     raised_lr_text,
 )
@@ -151,8 +152,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
             return _explained_by(view, f"{stayed}, and", blockers, evidence)
-        if decayed_rate(view) is not None:
-            return _stalled_by_decayed_rate(view, stayed, evidence)
+        if decayed_rate(view) is not None or epsilon_share(view) is not None:
+            return _stalled_by_optimizer(view, stayed, evidence)
         if _dropout_holds_back(view, train, val):
             return _held_back_by_dropout(view, stayed, train, val, evidence)
         if _label_leaked(view):
@@ -172,8 +173,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                     f"Neither the validation loss (best {format_number(best_val)}, {best_val / val_chance:.0%} of "
                     f"{val_chance_text(view)}) nor the training loss ({format_number(float(train[-1]))}, "
                     f"{float(train[-1]) / chance:.0%} of {chance_text(view)}) got clearly below chance")
-            if not blockers and not trained and decayed_rate(view) is not None:
-                return _stalled_by_decayed_rate(view, head, evidence)
+            if not blockers and not trained and (decayed_rate(view) is not None or epsilon_share(view) is not None):
+                return _stalled_by_optimizer(view, head, evidence)
             if not blockers and _dropout_holds_back(view, train, val):
                 return _held_back_by_dropout(view, head, train, val, evidence)
             if not blockers and _label_leaked(view):
@@ -217,23 +218,35 @@ def _at_chance_despite_leak(view: Diagnoser, lead: str, evidence: dict[str, Any]
         {**evidence, "data_checks": ["label-leakage"]}, epoch=view.epochs[-1].epoch)
 
 
-def _stalled_by_decayed_rate(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
-    """loss-at-chance for a run whose learning rate fell to ~0 (a schedule, a callback lowering it).
+def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
+    """loss-at-chance for a run whose optimizer stopped its own steps: a learning rate that fell to
+    ~0 (a schedule, a callback lowering it), or an epsilon far above the gradients.
 
     Adam on ExponentialDecay(1e-3, decay_steps=5, decay_rate=0.1) was at 1e-6 after one epoch of
     15 steps; the loss stayed at 108% of chance for 10 epochs and was told "the labels are
-    unpredictable from the inputs", while the rate had stopped every step.
+    unpredictable from the inputs", while the rate had stopped every step. So was RMSprop with
+    epsilon=1.0 (steps 8e-5 of the weights, 104% of chance).
     """
-    peak, last = decayed_rate(view) or (0.0, 0.0)
+    decayed = decayed_rate(view)
+    if decayed is not None:
+        peak, last = decayed
+        return Issue(
+            f"{lead}; but the learning rate fell from {peak:.3g} to {last:.3g} (under 1% of its largest for most of the "
+            "second half of the run): the steps stopped moving the weights before the model could learn, which says "
+            "nothing about the labels yet.",
+            "Let the learning rate decay more slowly or to a floor (a schedule's decay_steps counts optimizer steps, not "
+            "epochs; a callback lowering it, ReduceLROnPlateau, needs a min_lr). If the loss still stays at chance after "
+            "that, check that the labels can be predicted from the inputs (x and y rows aligned, labels not shuffled or "
+            "random).",
+            {**evidence, "learning_rate_peak": peak, "learning_rate_last": last}, epoch=view.epochs[-1].epoch)
+    eps = view.context.epsilon
     return Issue(
-        f"{lead}; but the learning rate fell from {peak:.3g} to {last:.3g} (under 1% of its largest for most of the "
-        "second half of the run): the steps stopped moving the weights before the model could learn, which says "
-        "nothing about the labels yet.",
-        "Let the learning rate decay more slowly or to a floor (a schedule's decay_steps counts optimizer steps, not "
-        "epochs; a callback lowering it, ReduceLROnPlateau, needs a min_lr). If the loss still stays at chance after "
-        "that, check that the labels can be predicted from the inputs (x and y rows aligned, labels not shuffled or "
-        "random).",
-        {**evidence, "learning_rate_peak": peak, "learning_rate_last": last}, epoch=view.epochs[-1].epoch)
+        f"{lead}; but the optimizer's epsilon ({eps:.3g}) is far above the gradients and set its steps (the learning rate "
+        "times the gradient divided by epsilon, not ~the learning rate): they were too small for the model to learn, "
+        "which says nothing about the labels yet.",
+        "Lower the epsilon (optimizer.epsilon: 1e-07, Keras's default). If the loss still stays at chance after that, "
+        "check that the labels can be predicted from the inputs (x and y rows aligned, labels not shuffled or random).",
+        {**evidence, "epsilon": eps}, epoch=view.epochs[-1].epoch)
 
 
 def _dropout_holds_back(view: Diagnoser, train: np.ndarray, val: np.ndarray) -> bool:

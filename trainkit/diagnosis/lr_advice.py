@@ -105,6 +105,9 @@ def raised_lr_text(view: Diagnoser) -> str:
         key, value = next(iter(view.context.clipping.items()))
         return (f"the gradient clipping cuts the steps to 1/{shrink:.0f} of what the rate gives: raise optimizer.{key} "
                 f"to {value * shrink:.3g} (now {value:.3g}) instead")
+    if epsilon_share(view) is not None:
+        return (f"{optimizer_name(view)}'s epsilon ({view.context.epsilon:.3g}) is far above the gradients and sets the steps: "
+                "lower optimizer.epsilon to 1e-07 (Keras's default) instead")
     lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
@@ -197,6 +200,48 @@ def clipping_shrink(view: Diagnoser) -> float | None:
 
 #: Steps the clipping left at this share of their unclipped size or less were clipped too tight.
 _CLIPPED_SHARE = 0.1
+
+
+def epsilon_share(view: Diagnoser) -> float | None:
+    """For an optimizer whose ``epsilon`` is far above its gradients, the share of the epsilon-bound
+    step ``learning_rate * grad_norm / epsilon`` its first steps took (0.3 or more); ``None`` otherwise.
+
+    Adam's step per weight is ``rate * m / (sqrt(v) + epsilon)``: ~the rate while the gradients are
+    far above epsilon (Keras's default 1e-7), but ``rate * g / epsilon``, plain SGD's at a rate
+    epsilon times smaller, once epsilon dominates. Adam(epsilon=1.0) moved the weights 1.2e-5 of
+    their size a step and was told to raise the rate 10x, which left it learning ~10x too slowly.
+    The bound is never exceeded; a step near it is one that epsilon, not the gradients' size, set.
+    """
+    eps = view.context.epsilon
+    if eps is None or not eps > 0:
+        return None
+    rates = view.first_values(LEARNING_RATE)
+    if optimizer_name(view) in ("rmsprop", "adagrad"):
+        eps = math.sqrt(eps)  # added under the square root: sqrt(v + epsilon)
+    if view.context.beta_2 is not None:
+        # Adam's epsilon meets sqrt(v) before v's bias correction, which the rate carries: at step t
+        # the bound is rate x sqrt(1 - beta_2^t) x gradient / epsilon (0.03 of it at the first step).
+        t = view.first_step + 1 + np.arange(len(rates))
+        rates = rates * np.sqrt(1.0 - view.context.beta_2 ** t)
+    shares = []
+    for name in kernel_stats(view, UPDATE_RATIO):
+        var = variable_of(name, UPDATE_RATIO) or ""
+        update, grad, weight = (view.first_values(n) for n in (name, grad_norm_name(var), weight_norm_name(var)))
+        n = min(len(update), len(grad), len(weight), len(rates))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = rates[:n] * grad[:n] / (eps * weight[:n])
+            share = update[:n] / bound
+        share = share[np.isfinite(share) & (bound > 0)]
+        if share.size:
+            shares.append(float(np.median(share)))
+    if not shares or float(np.median(shares)) < _EPSILON_BOUND_SHARE:
+        return None
+    return float(np.median(shares))
+
+
+#: Steps at this share of the epsilon-bound step or more were set by epsilon (a momentum's
+#: first steps are a fraction (1 - beta_1) of it, bias-corrected back to ~1).
+_EPSILON_BOUND_SHARE = 0.3
 
 
 def optimizer_name(view: Diagnoser) -> str:

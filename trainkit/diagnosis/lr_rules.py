@@ -11,6 +11,7 @@ from trainkit.diagnosis.loss_measures import curves_ready, first_losses, steadil
 from trainkit.diagnosis.lr_advice import (
     clipping_shrink,
     clipping_text,
+    epsilon_share,
     learning_rate_of,
     lowered_lr_text,
     raised_lr_text,
@@ -140,6 +141,18 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
             f"Raise the clipping threshold (optimizer.{key}: {value * shrink:.3g}, the gradients' measured size, or "
             f"more) or remove it; clipping is meant to cut rare spikes, not every step.",
             {**evidence, "clipping": dict(view.context.clipping), "clipping_shrink": shrink}, epoch=view.epochs[-1].epoch)
+    if epsilon_share(view) is not None:
+        # Adam(epsilon=1.0): the step is rate x gradient / epsilon; raising the rate 10x left it
+        # ~10x too slow, where Keras's epsilon gives steps of ~the rate.
+        return Issue(
+            f"{head} and the loss is still falling steadily when training ends, having fallen only "
+            f"{improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the "
+            f"optimizer's epsilon ({view.context.epsilon:.3g}) is far above the gradients, so each step is the learning "
+            f"rate times the gradient divided by epsilon (plain SGD's at a rate {view.context.epsilon:.3g} times smaller), "
+            f"not ~the learning rate.",
+            "Lower the epsilon (optimizer.epsilon: 1e-07, Keras's default; at most ~1e-3 of the gradients' size) rather "
+            "than the learning rate.",
+            {**evidence, "epsilon": view.context.epsilon}, epoch=view.epochs[-1].epoch)
     return Issue(
         f"{head} and the loss is still falling steadily when training ends, having fallen "
         f"only {improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
