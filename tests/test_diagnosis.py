@@ -755,6 +755,24 @@ def test_loss_at_chance_behind_a_rate_decayed_to_zero_names_the_decay_not_the_la
     assert "unpredictable" in finding(s.run(), "loss-at-chance").message
 
 
+def test_loss_at_chance_behind_a_weight_decay_that_collapsed_the_weights_names_the_decay():
+    # AdamW(1e-3, weight_decay=50): 5% of every weight gone each step, kernels at 0.1-0.4% of their
+    # start, the loss at 100% of chance, told "the labels are unpredictable from the inputs".
+    s = Stream()
+    s.context = dataclasses.replace(s.context, optimizer="AdamW", weight_decay=50.0)
+    for layer in LAYERS:
+        s.values[f"weight_norm/{layer}/kernel"] = lambda e, st: 2.0 * 0.95 ** (e * STEPS + st)
+    s.train_loss = lambda e, st: LN2 + 1e-3 * math.sin(7 * st + e)
+    s.val_loss = lambda e: LN2
+    f = finding(s.run(), "loss-at-chance")
+    assert "weight_decay (50) shrank the weight matrices" in f.message and "unpredictable" not in f.message
+    assert "optimizer.weight_decay" in f.advice and f.evidence["weight_share"] < 0.01
+    # Weights that kept their size (weight_decay 5: 53-74%), or no weight decay: the labels, as before.
+    for layer in LAYERS:
+        s.values[f"weight_norm/{layer}/kernel"] = lambda e, st: 2.0 * 0.997 ** (e * STEPS + st)
+    assert "unpredictable" in finding(s.run(), "loss-at-chance").message
+
+
 def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

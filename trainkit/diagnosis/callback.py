@@ -606,6 +606,7 @@ def build_context(
         clipping=_clipping(trainer.optimizer),
         epsilon=_epsilon(trainer.optimizer),
         beta_2=_beta_2(trainer.optimizer),
+        weight_decay=_weight_decay(trainer.optimizer),
         batch_size=batch_size,
         train_rows=train_rows,
         has_validation=has_validation,
@@ -961,6 +962,12 @@ def _beta_2(optimizer: Any) -> float | None:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     value = getattr(inner, "beta_2", None)
     return float(value) if type(inner).__name__ in ("Adam", "AdamW") and _real_number(value) else None
+
+
+def _weight_decay(optimizer: Any) -> float | None:
+    """The optimizer's decoupled ``weight_decay`` when above 0, ``None`` without."""
+    value = getattr(getattr(optimizer, "inner_optimizer", optimizer), "weight_decay", None)
+    return float(value) if _real_number(value) and value > 0 else None
 
 
 def _real_number(value: Any) -> bool:

@@ -121,6 +121,9 @@ class Context:
             epsilon far above the gradients turns Adam's step of ~the rate into rate x gradient / epsilon.
         beta_2: Adam's and AdamW's ``beta_2``, whose uncorrected second moment meets ``epsilon``
             (the step at step t is bounded by rate x sqrt(1 - beta_2^t) x gradient / epsilon); ``None`` for others.
+        weight_decay: The optimizer's decoupled ``weight_decay`` (AdamW's; any Keras optimizer
+            takes one): every step shrinks each weight by rate x weight_decay of itself, whatever
+            the loss; ``None`` without.
         frozen_layers: Names of the layers that come before the first layer with trainable
             weights (a frozen base of a transfer-learning model): no step changes their weights
             or their inputs, so their activations are what the data makes of them, not what
@@ -172,6 +175,7 @@ class Context:
     clipping: dict[str, float] | None = None
     epsilon: float | None = None
     beta_2: float | None = None
+    weight_decay: float | None = None
     frozen_layers: tuple[str, ...] = ()
     regularizers: dict[str, dict[str, dict[str, float]]] | None = None
     layer_inputs: dict[str, list[str]] | None = None

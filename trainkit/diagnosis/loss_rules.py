@@ -27,6 +27,7 @@ from trainkit.diagnosis.loss_measures import (
 from trainkit.diagnosis.lr_advice import (
     clipping_text,
     decayed_rate,
+    decayed_weights,
     epsilon_share,
     lowered_lr_text,
     raised_lr_text,
@@ -152,7 +153,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             # Next to lr-too-high or dead-relu, "the labels are unpredictable" sent users to their
             # labels first, when the run's own findings say why the model could not learn.
             return _explained_by(view, f"{stayed}, and", blockers, evidence)
-        if decayed_rate(view) is not None or epsilon_share(view) is not None:
+        if _optimizer_stalled(view):
             return _stalled_by_optimizer(view, stayed, evidence)
         if _dropout_holds_back(view, train, val):
             return _held_back_by_dropout(view, stayed, train, val, evidence)
@@ -173,7 +174,7 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                     f"Neither the validation loss (best {format_number(best_val)}, {best_val / val_chance:.0%} of "
                     f"{val_chance_text(view)}) nor the training loss ({format_number(float(train[-1]))}, "
                     f"{float(train[-1]) / chance:.0%} of {chance_text(view)}) got clearly below chance")
-            if not blockers and not trained and (decayed_rate(view) is not None or epsilon_share(view) is not None):
+            if not blockers and not trained and _optimizer_stalled(view):
                 return _stalled_by_optimizer(view, head, evidence)
             if not blockers and _dropout_holds_back(view, train, val):
                 return _held_back_by_dropout(view, head, train, val, evidence)
@@ -218,6 +219,11 @@ def _at_chance_despite_leak(view: Diagnoser, lead: str, evidence: dict[str, Any]
         {**evidence, "data_checks": ["label-leakage"]}, epoch=view.epochs[-1].epoch)
 
 
+def _optimizer_stalled(view: Diagnoser) -> bool:
+    """Whether the optimizer's own settings stopped its steps or shrank the weights away (see :func:`_stalled_by_optimizer`)."""
+    return decayed_rate(view) is not None or epsilon_share(view) is not None or decayed_weights(view) is not None
+
+
 def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
     """loss-at-chance for a run whose optimizer stopped its own steps: a learning rate that fell to
     ~0 (a schedule, a callback lowering it), or an epsilon far above the gradients.
@@ -239,6 +245,17 @@ def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) 
             "that, check that the labels can be predicted from the inputs (x and y rows aligned, labels not shuffled or "
             "random).",
             {**evidence, "learning_rate_peak": peak, "learning_rate_last": last}, epoch=view.epochs[-1].epoch)
+    shrunk = decayed_weights(view)
+    if shrunk is not None:
+        decay = view.context.weight_decay or 0.0
+        return Issue(
+            f"{lead}; but the optimizer's weight_decay ({decay:.3g}) shrank the weight matrices to {shrunk:.1%} of their "
+            "starting size (median): every step takes the learning rate times weight_decay of each weight, whatever the "
+            "loss, and the model's outputs collapsed to a constant, which says nothing about the labels yet.",
+            "Lower the weight decay (optimizer.weight_decay: 0.004 is AdamW's default; 1e-4 to 0.1 is usual). If the loss "
+            "still stays at chance after that, check that the labels can be predicted from the inputs (x and y rows "
+            "aligned, labels not shuffled or random).",
+            {**evidence, "weight_decay": decay, "weight_share": shrunk}, epoch=view.epochs[-1].epoch)
     eps = view.context.epsilon
     return Issue(
         f"{lead}; but the optimizer's epsilon ({eps:.3g}) is far above the gradients and set its steps (the learning rate "
