@@ -773,6 +773,26 @@ def test_loss_at_chance_behind_a_weight_decay_that_collapsed_the_weights_names_t
     assert "unpredictable" in finding(s.run(), "loss-at-chance").message
 
 
+def test_weights_frozen_behind_a_dead_relu_output_names_the_output_not_a_train_step():
+    # Dense(1, activation="relu") with its input below 0 for every row: outputs 0, no gradient, the
+    # loss 11.77 at every epoch; told to check a train_step override and the learning rate.
+    s = Stream(task="regression", chance=1.03)
+    s.train_loss = lambda e, st: 11.77
+    s.val_loss = lambda e: 11.61
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.0
+        s.values[f"update_ratio/{layer}/bias"] = lambda e, st: 0.0
+        s.values[f"grad_norm/{layer}/kernel"] = lambda e, st: 0.0
+    s.values["grad_norm/global"] = lambda e, st: 0.0
+    s.values["activation/dense_2/dead_fraction"] = lambda e, st: 1.0
+    f = finding(s.run(), "weights-frozen")
+    assert "output layer 'dense_2' applies a ReLU" in f.message and "train_step" not in f.advice
+    assert "linear" in f.advice and f.layer == "dense_2"
+    # An output that was alive: the step is suspected, as before.
+    s.values["activation/dense_2/dead_fraction"] = lambda e, st: 0.0
+    assert "train_step" in finding(s.run(), "weights-frozen").advice
+
+
 def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

@@ -53,6 +53,7 @@ from trainkit.diagnosis.task_context import (
 )
 from trainkit.diagnosis.update_ratios import early_update_ratio
 from trainkit.stat_names import (
+    DEAD_FRACTION,
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
     GRAD_NORM,
@@ -60,6 +61,7 @@ from trainkit.stat_names import (
     NONFINITE,
     STD,
     WEIGHT_NORM,
+    activation_stat_name,
     activation_stat_of,
     is_output_name,
     variable_of,
@@ -719,6 +721,19 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
             "Make the layers to train trainable (layer.trainable = True before building the Trainer; when a pretrained base "
             "is frozen, the layers added on top of it must stay trainable).",
             {**evidence, "trainable_weights": 0}, epoch=view.epochs[-1].epoch)
+    dead = _dead_outputs(view)
+    if dead:
+        # Dense(1, activation="relu") whose input is below 0 for every row outputs 0 and passes no
+        # gradient: told to check a train_step override and the learning rate, neither of which
+        # the run had wrong.
+        return Issue(
+            f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs: the output "
+            f"layer {', '.join(repr(layer) for layer in dead)} applies a ReLU whose input was below 0 for every row at every "
+            "step (a dead output: it predicts 0 for everything), so no gradient reaches any weight and no step changed them.",
+            "Make the output linear (a regression's default), or softplus for targets that must stay >= 0, and standardise "
+            "the targets; a relu output needs its bias started where the targets are (bias_initializer=Constant(mean of "
+            "y)), not below 0.",
+            {**evidence, "dead_outputs": dead}, layer=dead[0], epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
         f"differ by {spread:.0e} of it, summing in another order): no step changed the weights.",
@@ -727,6 +742,16 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
         "must be large enough to move them (a rate of 1e-9 moves nothing either); the layers to train must "
         "be trainable.",
         evidence, epoch=view.epochs[-1].epoch)
+
+
+def _dead_outputs(view: Diagnoser) -> list[str]:
+    """The output layers whose every ReLU unit was inactive for every row of every step (``dead_fraction`` 1 throughout)."""
+    dead = []
+    for layer in view.context.output_layers:
+        least = view.epoch_values(activation_stat_name(layer, DEAD_FRACTION), "minimum")
+        if least.size and np.isfinite(least).all() and bool(np.all(least >= 1.0)):
+            dead.append(layer)
+    return dead
 
 
 def plateau(view: Diagnoser) -> Issue | None:
