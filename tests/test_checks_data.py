@@ -670,6 +670,29 @@ def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size
     assert "validation-class-mismatch" not in codes(run("binary", x, y, x_val=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(32)))
 
 
+def test_masked_ids_inside_finds_a_token_0_that_mask_zero_drops_and_spares_padding():
+    # Ids 0..19 with 0 a real token: mask_zero=True dropped it and the run sat at chance, told "the
+    # labels are unpredictable"; the same rows shifted by one (0 for padding only) learned.
+    def net(mask: bool) -> keras.Model:
+        return keras.Sequential([keras.Input((12,), dtype="int32"), L.Embedding(21, 4, mask_zero=mask),
+                                 L.GlobalAveragePooling1D(), L.Dense(1, activation="sigmoid")])
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, size=(200, 12))
+    y = (ids == 0).any(1).astype("int64")
+    found = check_data(ids, y, model=net(True), loss=get_loss("bce"), task="binary")
+    (finding,) = [f for f in found if f.code == "masked-ids-inside"]
+    assert finding.severity == "warning" and "mask_zero=True" in finding.message and finding.layer is not None
+    assert finding.evidence["rows_with_inner_zero"] > 0.3 and "x + 1" in finding.advice
+    # Without the mask, or rows padded with 0 at either end: nothing to report.
+    assert "masked-ids-inside" not in codes(check_data(ids, y, model=net(False), loss=get_loss("bce"), task="binary"))
+    padded = np.zeros((200, 12), dtype="int64")
+    for i, n in enumerate(rng.integers(3, 13, size=200)):
+        padded[i, :n] = rng.integers(1, 21, size=n)
+    for rows in (padded, padded[:, ::-1]):
+        assert "masked-ids-inside" not in codes(check_data(rows, y, model=net(True), loss=get_loss("bce"), task="binary"))
+
+
 def test_validation_scale_mismatch_finds_raw_validation_inputs_and_targets_in_another_unit():
     # A scaler applied to the training rows only: standardised x, raw x_val (mean ~300, std ~50),
     # which loss-at-chance blamed on the labels; and y_val x1000, which got no finding at all.

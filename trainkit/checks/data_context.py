@@ -87,6 +87,8 @@ class DataContext:
     batch_size: int | None = None
     #: ``(input index, layer name, ids, layer class)`` of each Embedding or CategoryEncoding an input feeds directly.
     embeddings: Sequence[tuple[int, str, int, str]] = ()
+    #: The names of the Embedding layers among :attr:`embeddings` built with ``mask_zero=True``.
+    masked_embeddings: Sequence[str] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
     output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: The validation arrays are the caller's x and y from this row on (``validation_split``), or ``None``.

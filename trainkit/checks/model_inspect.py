@@ -583,6 +583,13 @@ def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int, str]]:
             if (ids := _id_count(layer)) is not None]
 
 
+def masked_embeddings(model: keras.Model) -> tuple[str, ...]:
+    """The names of the Embedding layers a model input feeds directly that mask id 0 (``mask_zero=True``)."""
+    readers = {layer.name: layer for layer in iter_layers(model)}
+    return tuple(name for _, name, _, kind in embedding_inputs(model)
+                 if kind == "Embedding" and getattr(readers.get(name), "mask_zero", False) is True)
+
+
 def _id_count(layer: Any) -> int | None:
     """How many ids ``layer`` reads its input as (an Embedding's rows, a CategoryEncoding's
     categories: ids past them became rows of zeros, in silence), ``None`` for other layers."""
