@@ -30,8 +30,9 @@ from trainkit.diagnosis import (
     render_markdown,
     render_text,
 )
-from trainkit.diagnosis.callback import build_context, frozen_layers, layer_inputs
 from trainkit.diagnosis.engine import FIRST_STEPS
+from trainkit.diagnosis.model_facts import frozen_layers, layer_inputs
+from trainkit.diagnosis.run_context import build_context
 from trainkit.findings import Finding
 from trainkit.sources import unpack_batch
 
@@ -1400,8 +1401,8 @@ def test_clipping_beside_a_lowered_rate_names_the_optimizer_key():
 
 
 def test_the_clipping_of_a_run_is_in_its_diagnosis_context():
-    from trainkit.diagnosis.callback import _clipping
     from trainkit.diagnosis.engine import Context
+    from trainkit.diagnosis.run_context import _clipping
 
     assert _clipping(keras.optimizers.Adam(0.1, clipnorm=2)) == {"clipnorm": 2.0}
     assert _clipping(keras.optimizers.SGD(0.1, clipvalue=0.5)) == {"clipvalue": 0.5}
@@ -1414,7 +1415,7 @@ def test_the_clipping_of_a_run_is_in_its_diagnosis_context():
 
 
 def test_a_dropout_rate_given_as_a_numpy_number_is_in_the_diagnosis_context():
-    from trainkit.diagnosis.callback import dropout_rate
+    from trainkit.diagnosis.model_facts import dropout_rate
 
     # Keras keeps Dropout(np.float32(0.5)).rate as given: it read as no dropout at all.
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dropout(np.float32(0.5)), keras.layers.Dense(1)])
@@ -1696,7 +1697,7 @@ def test_dead_relu_beside_unscaled_targets_is_told_to_standardise_them_before_lo
 
 def test_layer_names_list_a_nested_block_s_layers_in_its_own_order():
     # _flatten_layers listed them last to first: the "first weight layer" of a block was its last.
-    from trainkit.diagnosis.callback import layer_names
+    from trainkit.diagnosis.model_facts import layer_names
 
     block = keras.Sequential([keras.layers.Dense(4, name="in1"), keras.layers.ReLU(name="in2"), keras.layers.Dense(4, name="in3")], name="block")
     inputs = keras.Input((3,))
@@ -1706,7 +1707,7 @@ def test_layer_names_list_a_nested_block_s_layers_in_its_own_order():
 
 
 def test_layer_initializers_follow_a_weight_layer_into_the_activation_layer_after_it():
-    from trainkit.diagnosis.callback import layer_initializers
+    from trainkit.diagnosis.model_facts import layer_initializers
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", kernel_initializer="he_normal", name="a"),
@@ -1724,7 +1725,7 @@ def test_layer_initializers_follow_a_weight_layer_into_the_activation_layer_afte
 
 def test_layer_initializers_of_a_nested_model_follow_its_layers_in_order():
     # A nested model's layers were walked last to first: its ReLU took the Dense after it.
-    from trainkit.diagnosis.callback import layer_initializers
+    from trainkit.diagnosis.model_facts import layer_initializers
 
     block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, kernel_initializer="he_normal", name="n_a"), keras.layers.ReLU(name="n_a_relu"),
                               keras.layers.Dense(8, kernel_initializer="zeros", name="n_b"), keras.layers.ReLU(name="n_b_relu")])
@@ -1748,7 +1749,7 @@ def test_layer_initializers_of_a_nested_model_follow_its_layers_in_order():
 def test_layer_initializers_link_no_activation_to_a_weight_layer_before_other_weights():
     # A ReLU after a DepthwiseConv2D (depthwise_initializer, no kernel_initializer) took the
     # initializers of the Conv2D before that.
-    from trainkit.diagnosis.callback import layer_initializers
+    from trainkit.diagnosis.model_facts import layer_initializers
 
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, kernel_initializer="he_normal", name="w_conv"),
                               keras.layers.DepthwiseConv2D(3, name="w_depthwise"), keras.layers.ReLU(name="w_relu")])
@@ -1758,7 +1759,7 @@ def test_layer_initializers_link_no_activation_to_a_weight_layer_before_other_we
 
 def test_layer_initializers_of_a_time_distributed_layer_are_its_wrapped_layers():
     # Its activation statistics are under its own name: the dead-relu advice knew no initializers.
-    from trainkit.diagnosis.callback import layer_initializers
+    from trainkit.diagnosis.model_facts import layer_initializers
 
     model = keras.Sequential([keras.Input((3, 4)), keras.layers.TimeDistributed(
         keras.layers.Dense(4, activation="relu", bias_initializer=keras.initializers.Constant(-5.0), name="t_dense"), name="t_wrap")])
@@ -1768,7 +1769,7 @@ def test_layer_initializers_of_a_time_distributed_layer_are_its_wrapped_layers()
 
 def test_initializer_text_names_a_plain_function_initializer():
     # Keras takes any callable as an initializer: one was "function" ("it is function").
-    from trainkit.diagnosis.callback import initializer_text
+    from trainkit.diagnosis.model_facts import initializer_text
 
     def small_normal(shape, dtype=None):
         return keras.random.normal(shape, stddev=0.01, dtype=dtype)
@@ -1868,7 +1869,7 @@ def test_a_peaked_hidden_softmax_is_not_saturated_activations():
     # top probability is > 0.99): a sharp attention got "|tanh| > 0.99, or sigmoid outside
     # 0.01..0.99" and advice to switch to relu.
     from trainkit import Trainer
-    from trainkit.diagnosis.callback import build_context
+    from trainkit.diagnosis.run_context import build_context
 
     s = Stream()
     s.values["activation/softmax/saturated_fraction"] = lambda e, st: 0.9
@@ -1945,7 +1946,7 @@ def test_a_subclassed_models_output_layer_is_the_one_the_step_saw_produce_the_ou
     # Its layers are read through hooks; its output layer was guessed as the last one it holds:
     # "out", created first, was judged as a hidden layer (saturated-activations on a confident
     # prediction) and "hidden" as the output (dead-relu never judged it).
-    from trainkit.diagnosis.callback import build_context
+    from trainkit.diagnosis.run_context import build_context
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
@@ -1959,7 +1960,7 @@ def test_a_subclassed_models_output_layer_is_the_one_the_step_saw_produce_the_ou
 def test_a_nested_models_output_layer_is_an_output_layer_not_a_hidden_one():
     # A nested model's layers are read through hooks; its sigmoid output layer was judged as a
     # hidden layer, and a confident prediction got saturated-activations.
-    from trainkit.diagnosis.callback import build_context
+    from trainkit.diagnosis.run_context import build_context
 
     keras.utils.set_random_seed(0)
     inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu", name="h"),
@@ -2124,7 +2125,7 @@ def test_a_penalty_that_is_most_of_the_loss_is_named_instead_of_underfitting(pen
 def test_a_dominating_penalty_is_told_a_tenth_of_its_own_strength():
     # L2 1.0 on two layers was told "kernel_regularizer: {l2: 0.001} where it is 0.01", a
     # thousandth of its penalty; the advice now names the run's layers and factors.
-    from trainkit.diagnosis.callback import layer_regularizers
+    from trainkit.diagnosis.model_facts import layer_regularizers
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(1.0)),
                               keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(1.0),
@@ -2151,7 +2152,7 @@ def test_a_dominating_penalty_is_told_a_tenth_of_its_own_strength():
 def test_regularization_advice_names_an_embedding_s_and_a_recurrent_layer_s_penalty():
     # Only kernel, bias and activity penalties were read: an Embedding's L2 of 0.01 (16.7 of a
     # loss of 17.5) was left out, and the advice lowered the Dense's 0.001 (0.002 of it) instead.
-    from trainkit.diagnosis.callback import layer_regularizers
+    from trainkit.diagnosis.model_facts import layer_regularizers
 
     inputs = keras.Input((6,), dtype="int32")
     embedded = keras.layers.Embedding(20, 4, embeddings_regularizer=keras.regularizers.L2(0.01))(inputs)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from trainkit import Trainer
 from trainkit.diagnosis.baseline import chance_loss
-from trainkit.diagnosis.callback import build_context
+from trainkit.diagnosis.run_context import build_context
 from trainkit.errors import ArgumentError, CompatibilityError, DataError, UnknownNameError
 
 

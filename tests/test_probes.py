@@ -393,7 +393,7 @@ def test_a_layer_called_in_the_graph_and_inside_a_nested_model_is_reported_once_
 def test_nested_layers_whose_names_repeat_are_reported_by_their_path():
     # Two blocks built by one function both hold a "h": the second's dead units read "layer 'h'
     # (its later call, h_1)", a call of the first, with the first's initializers in the advice.
-    from trainkit.diagnosis.callback import layer_initializers, layer_names
+    from trainkit.diagnosis.model_facts import layer_initializers, layer_names
 
     def block(name: str, bias: float) -> keras.Model:
         x_in = keras.Input((5,))

@@ -1122,11 +1122,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._live_diagnosis = None
         if not self.diagnose:
             return []
-        from trainkit.diagnosis.callback import (
-            DiagnosisCallback,
-            first_batch_rows,
-            source_targets_and_weights,
-        )
+        from trainkit.diagnosis.callback import DiagnosisCallback
+        from trainkit.diagnosis.run_context import first_batch_rows, source_targets_and_weights
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
         self._live_diagnosis = callback

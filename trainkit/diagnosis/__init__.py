@@ -5,6 +5,8 @@
 * :mod:`~trainkit.diagnosis.engine` — the :class:`Diagnoser`, which keeps bounded summaries of the
   statistics stream and runs the rules.
 * :mod:`~trainkit.diagnosis.callback` — :class:`DiagnosisCallback`, added by the Trainer (live).
+* :mod:`~trainkit.diagnosis.run_context` — the :class:`Context` a run is judged in, built when ``fit``
+  starts (its layers read by :mod:`~trainkit.diagnosis.model_facts`).
 * :mod:`~trainkit.diagnosis.readback` — :func:`diagnose_run_dir`, the same rules on a finished
   run's TensorBoard events (``trainkit diagnose RUN_DIR``).
 * :mod:`~trainkit.diagnosis.report` — text and markdown renderings.

@@ -22,17 +22,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
-import re
-import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainkit.background import SerialWorker
 from trainkit.callbacks.base import Callback
-from trainkit.diagnosis.baseline import Baseline, TargetScale, chance_loss, target_scale
 from trainkit.diagnosis.engine import (
     UNFINISHED,
     Context,
@@ -42,11 +38,16 @@ from trainkit.diagnosis.engine import (
 )
 from trainkit.diagnosis.gradient_rules import learned_something
 from trainkit.diagnosis.loss_rules import nonfinite_weights
+from trainkit.diagnosis.model_facts import weight_penalties
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
+from trainkit.diagnosis.run_context import (
+    build_context,
+    early_stopping_outcome,
+    recurrent_reach,
+    resumed_context,
+)
 from trainkit.findings import Finding
-from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation, reported_names
-from trainkit.stat_names import NEGATIVE_SLOPED, SMOOTH_RELU
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -63,11 +64,25 @@ REPORT_TAG = "report"
 EPOCH_END_TAG = "diagnosis/epoch_end_step"
 #: Per-epoch scalar (in train/, at step = epoch): the regularization penalty in both losses.
 REGULARIZATION_TAG = "diagnosis/regularization"
-#: A validation chance level at most this share of the training one is a constant's exact fit (one
-#: class), not a level: the training level stands in for it.
-_ONE_CLASS_SHARE = 1e-4
 #: Per-epoch scalar: the penalty in the training loss, where measured (activity penalties).
 TRAIN_REGULARIZATION_TAG = "diagnosis/train_regularization"
+
+
+#: What the weights are after a stop on a non-finite loss, by :attr:`Trainer.nan_weights`.
+_NAN_WEIGHTS_NOTES = {
+    "kept": "Training stopped at that step; its update was skipped, so the weights are those of the step before.",
+    "checkpoint": ("Training stopped at that step. A train_step of its own applied the non-finite update, so the "
+                   "weights of the last checkpoint were put back."),
+    "nonfinite": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
+                  "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
+                  "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
+                  "could put them back (a trainer keeps checkpoints with a logdir and checkpoint_every other than 0)."),
+    "nonfinite-early": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
+                        "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
+                        "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
+                        "had been written yet to put them back (the first comes at the end of an epoch or after "
+                        "checkpoint_every)."),
+}
 
 
 class DiagnosisCallback(Callback):
@@ -188,7 +203,7 @@ class DiagnosisCallback(Callback):
                                 sample_weight=self._sample_weight, validation_targets=self._validation[0],
                                 validation_sample_weight=self._validation[1], batch_rows=self._batch_rows)
         resumed_penalty = (self._resumed_state or {}).get("weight_penalty")
-        self._weight_penalty = _regularization(trainer.model) if resumed_penalty is None else float(resumed_penalty)
+        self._weight_penalty = weight_penalties(trainer.model) if resumed_penalty is None else float(resumed_penalty)
         # The chance levels are computed: do not hold on to the data.
         self._targets = self._sample_weight = None
         self._validation = (None, None)
@@ -265,7 +280,7 @@ class DiagnosisCallback(Callback):
         if self.diagnoser is None:
             return
         trainer = self.trainer
-        weights = _regularization(trainer.model)
+        weights = weight_penalties(trainer.model)
         penalty, train_penalty = self._epoch_penalties(weights, "val_loss" in logs)
         self._weight_penalty = weights
         if trainer.writer is not None:
@@ -323,12 +338,12 @@ class DiagnosisCallback(Callback):
             self._annotate_nan()
         # stop_reason: an interrupted or failed run gets no end-of-run verdicts (Diagnoser.finish).
         stop_reason = (logs or {}).get("stop_reason")
-        notes = {"early_stopping": _early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
+        notes = {"early_stopping": early_stopping_outcome(self._others), "nan_recovery": self._nan_note,
                  "epochs_run": self.diagnoser.epochs_run, "stop_reason": stop_reason}
         # Measured only where vanishing-gradients-through-time could use it: an unfinished run gets
         # no end verdicts, and a run that learned something needs no reason why it could not.
         if stop_reason not in UNFINISHED and learned_something(self.diagnoser) is False:
-            reach = _recurrent_reach(trainer)
+            reach = recurrent_reach(trainer)
             if reach:
                 notes["recurrent_reach"] = reach
         if trainer.writer is not None:
@@ -429,640 +444,3 @@ class DiagnosisCallback(Callback):
 def annotate_nan_recovery(finding: Finding, note: str) -> Finding:
     """The nan-loss finding with what was done about it (where training stopped, which weights)."""
     return dataclasses.replace(finding, message=f"{finding.message} {note}")
-
-
-#: Batches of a tf.data source sampled for the chance level.
-_TARGET_BATCHES = 16
-
-
-def first_batch_rows(source: Any) -> int | None:
-    """Rows of a ``tf.data`` source's first batch (its batch size, in practice; kept by the
-    source, so not read again), or ``None`` when unknown."""
-    if not hasattr(source, "sample"):
-        return None
-    batches = source.sample(1)
-    if not batches or not isinstance(batches[0], tuple | list) or len(batches[0]) < 2:
-        return None
-    rows = np.shape(batches[0][1])
-    return int(rows[0]) if len(rows) else None
-
-
-def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
-    """The training targets and row weights of a trainer's data source, for the chance level.
-
-    In-memory data gives its target tensor and its weights (``sample_weight`` times
-    ``class_weight``: fit folds both into the rows); a ``tf.data`` source gives those of its
-    first few batches (datasets are re-iterable, so this does not consume the training data).
-    For a model with several outputs, the targets are the same structure (tuple, list or dict)
-    of arrays. Each is ``None`` when unknown; the weights are also ``None`` for unweighted rows,
-    and for weights that are not one array (per-output weights: the chance level then comes
-    out unknown rather than unweighted, see :func:`_chance_level`).
-    """
-    data = getattr(source, "data", None)
-    if isinstance(data, tuple | list) and len(data) > 1:
-        weights = _map_targets(np.asarray, data[2]) if len(data) > 2 and data[2] is not None else None
-        return _map_targets(np.asarray, data[1]), weights
-    if not hasattr(source, "sample"):
-        return None, None
-    parts, weights = [], []
-    try:
-        for batch in source.sample(_TARGET_BATCHES):  # kept batches: the pipeline is not read again
-            if not isinstance(batch, tuple | list) or len(batch) < 2:
-                return None, None
-            parts.append(_map_targets(np.asarray, batch[1]))
-            if len(batch) > 2 and batch[2] is not None:
-                weights.append(_map_targets(np.asarray, batch[2]))
-    except (TypeError, ValueError):
-        return None, None
-    if not parts:
-        return None, None
-    return _concatenate(parts), (_concatenate(weights) if weights else None)
-
-
-def _concatenate(parts: list[Any]) -> Any:
-    """Batches of arrays (or of tuples, lists or dicts of arrays) joined along the rows."""
-    first = parts[0]
-    if isinstance(first, Mapping):
-        return {k: np.concatenate([p[k] for p in parts]) for k in first}
-    if isinstance(first, tuple | list):
-        return type(first)(np.concatenate([p[i] for p in parts]) for i in range(len(first)))
-    return np.concatenate(parts)
-
-
-def _map_targets(fn: Any, targets: Any) -> Any:
-    """``fn`` applied to one target array, or to each of a tuple, list or dict of them."""
-    if isinstance(targets, Mapping):
-        return {k: fn(v) for k, v in targets.items()}
-    if isinstance(targets, tuple | list):
-        return type(targets)(fn(v) for v in targets)
-    return fn(targets)
-
-
-def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
-    """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
-
-    ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
-    training does; weights in a structure (per output) give no chance level, not an unweighted one.
-    ``batch_size`` gives a one-output model's :attr:`Baseline.first_steps`.
-    """
-    if isinstance(sample_weight, tuple | list | Mapping):
-        return None
-    heads = getattr(trainer, "heads", None)
-    targets = _one_output_targets(trainer, targets)
-    if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
-        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size)
-    per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
-    if len(per_output) != len(heads):
-        return None
-    total, details = 0.0, []
-    for head, y in zip(heads, per_output, strict=True):
-        if head.loss is None:
-            continue
-        baseline = chance_loss(head.task, head.loss, y, sample_weight) if y is not None else None
-        if baseline is None:
-            return None
-        total += head.weight * baseline.loss
-        details.append(f"{head.name}: {baseline.detail}")
-    return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
-
-
-def _one_output_targets(trainer: Any, targets: Any) -> Any:
-    """A one-output model's targets given by its key (``{"out": y}`` for a model returning
-    ``{"out": ...}``, as ``model.fit`` takes them) as the array itself; anything else as it is."""
-    if isinstance(targets, Mapping) and len(targets) == 1 and len(getattr(trainer, "heads", ())) == 1:
-        return next(iter(targets.values()))
-    return targets
-
-
-def _loss_text(trainer: Any, describe_loss: Any) -> str:
-    heads = getattr(trainer, "heads", ())
-    if len(heads) > 1:
-        return ", ".join(f"{h.name}: {describe_loss(h.loss).describe()}" for h in heads if h.loss is not None)
-    return describe_loss(heads[0].loss if heads else trainer.loss).describe()
-
-
-def _one_task(trainer: Any) -> str:
-    """The trainer's task, ``mixed`` when its outputs have different ones."""
-    tasks = {h.task for h in getattr(trainer, "heads", ()) if h.loss is not None}
-    return tasks.pop() if len(tasks) == 1 else trainer.task if isinstance(trainer.task, str) else "mixed"
-
-
-def build_context(
-    trainer: Any,
-    targets: Any,
-    *,
-    initial_epoch: int = 0,
-    batch_size: int | None = None,
-    train_rows: int | None = None,
-    has_validation: bool = False,
-    callbacks: Iterable[Callback] = (),
-    sample_weight: Any = None,
-    validation_targets: Any = None,
-    validation_sample_weight: Any = None,
-    batch_rows: int | None = None,
-) -> Context:
-    """The :class:`Context` of a trainer about to fit.
-
-    The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
-    from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
-    Its level over the first steps is read at ``batch_size`` rows a batch, or ``batch_rows`` (a
-    dataset's first batch) without one.
-    """
-    from trainkit.checks.compatibility import describe_loss
-
-    baseline = _chance_level(trainer, targets, sample_weight, batch_size or batch_rows) if targets is not None else None
-    # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
-    # on the validation rows' class mix.
-    val_chance = None
-    if baseline is not None and validation_targets is not None:
-        val_chance = _chance_level(trainer, validation_targets, validation_sample_weight)
-        if val_chance is not None and val_chance.loss <= _ONE_CLASS_SHARE * baseline.loss:
-            # Validation rows a constant predicts exactly (one class: iris unsorted, validation_split's
-            # last 30 rows all class 2) have no level to compare with, but the clipped cross-entropy
-            # makes their ~0 a 2.4e-7 that passed as one: val_loss 0.64 read "268611732% of chance
-            # ... e.g. random labels". The training rows' level stands in, as for no level at all.
-            val_chance = None
-    scale = _target_scale(trainer, targets)
-    model = trainer.model
-    return Context(
-        task=_one_task(trainer),
-        loss=_loss_text(trainer, describe_loss),
-        chance_loss=baseline.loss if baseline else None,
-        chance_detail=baseline.detail if baseline else "",
-        val_chance_loss=val_chance.loss if val_chance else None,
-        val_chance_detail=val_chance.detail if val_chance else "",
-        uninformed_loss=baseline.uninformed if baseline else None,
-        first_steps_loss=baseline.first_steps if baseline else None,
-        regularization=_regularization(model) + _activity_penalty(trainer),
-        layers=tuple(layer_names(model)),
-        output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
-        softmax_layers=_softmax_layers(model, getattr(trainer, "_probe", None)),
-        sloped_layers=_layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
-        smooth_layers=_layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
-        epochs=int(trainer.epochs) if trainer.epochs else None,
-        initial_epoch=initial_epoch,
-        learning_rate=_learning_rate(trainer.optimizer),
-        optimizer=_optimizer_class(trainer.optimizer),
-        clipping=_clipping(trainer.optimizer),
-        epsilon=_epsilon(trainer.optimizer),
-        beta_2=_beta_2(trainer.optimizer),
-        weight_decay=_weight_decay(trainer.optimizer),
-        batch_size=batch_size,
-        train_rows=train_rows,
-        has_validation=has_validation,
-        early_stopping=_early_stopping_config(callbacks),
-        target_mean=scale.mean if scale else None,
-        target_std=scale.std if scale else None,
-        target_columns=int(np.prod(np.shape(targets)[1:], dtype=np.int64)) if scale else None,
-        check_codes=getattr(trainer, "data_check_codes", None),
-        dropout=dropout_rate(model),
-        initializers=layer_initializers(model),
-        frozen_layers=frozen_layers(model),
-        relative_loss=_relative_loss(trainer),
-        regularizers=layer_regularizers(model),
-        layer_inputs=layer_inputs(model),
-        # A resumed run's first steps are its own run's, whatever the model held before the restore.
-        trained_before=bool(getattr(trainer, "_model_trained_before", False)) and not getattr(trainer, "resumed_epochs", 0)
-        and not getattr(trainer, "resumed_batches", 0),
-    )
-
-
-def _relative_loss(trainer: Any) -> bool:
-    """Whether a regression output's loss reads ratios or logarithms of its targets (MAPE, MSLE)."""
-    from trainkit.checks.compatibility import MAPE_NAMES, MSLE_NAMES, describe_loss
-
-    heads = getattr(trainer, "heads", ())
-    losses = [h.loss for h in heads if h.task in ("regression", None) and h.loss is not None] if heads else [trainer.loss]
-    return any(describe_loss(loss).name in MAPE_NAMES | MSLE_NAMES for loss in losses)
-
-
-def _target_scale(trainer: Any, targets: Any) -> TargetScale | None:
-    """The scale of a one-output regression's training targets (``None`` for anything else)."""
-    heads = getattr(trainer, "heads", ())
-    targets = _one_output_targets(trainer, targets)
-    if _one_task(trainer) != "regression" or len(heads) > 1 or targets is None or isinstance(targets, tuple | list | Mapping):
-        return None
-    return target_scale(targets)
-
-
-def resumed_context(saved: Context, current: Context) -> Context:
-    """The context of a resumed fit: ``current``, with what describes the run's start from ``saved``.
-
-    The first epoch (how many epochs the run plans), the penalty in the first losses, the
-    learning rate at the start and the chance level are the whole run's; the rest (epochs asked
-    for, callbacks, validation) is this fit's.
-    """
-    return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
-                               learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
-                               chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
-                               val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
-                               first_steps_loss=saved.first_steps_loss)
-
-
-def layer_names(model: Any) -> list[str]:
-    """Every layer's name in model order (nested layers flattened, in their own order: by
-    ``_flatten_layers`` a nested block's came last to first)."""
-    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
-    return [reported.get(id(layer), layer.name) for layer in _layers_in_order(model)]
-
-
-#: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys (and
-#: Keras's layer arguments) name them: not the kernel's alone, since an Embedding's or an LSTM's
-#: recurrent penalty may be the one that dominates (an embeddings_regularizer of 16.7 was left
-#: out, and the advice lowered a Dense's penalty of 0.002 instead).
-REGULARIZER_ATTRIBUTES = ("kernel_regularizer", "recurrent_regularizer", "embeddings_regularizer", "depthwise_regularizer",
-                          "pointwise_regularizer", "gamma_regularizer", "beta_regularizer", "bias_regularizer",
-                          "activity_regularizer")
-
-
-def layer_regularizers(model: Any) -> dict[str, dict[str, dict[str, float]]]:
-    """:attr:`Context.regularizers`: each layer's penalties, ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}``.
-
-    The non-zero ``l1`` / ``l2`` factors of Keras's ``L1``, ``L2`` and ``L1L2``; ``{}`` for a
-    penalty of another kind (``OrthogonalRegularizer``, a function of the user's), whose strength
-    advice cannot name.
-    """
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    cells: set[int] = set()
-    for layer in _layers_in_order(model):
-        # A recurrent layer's cell holds the penalties the layer was given: named once, by the layer.
-        if id(layer) in cells:
-            continue
-        if getattr(layer, "cell", None) is not None:
-            cells.add(id(layer.cell))
-        found = {}
-        for attribute in REGULARIZER_ATTRIBUTES:
-            penalty = getattr(layer, attribute, None)
-            if penalty is None:
-                continue
-            factors = {key: float(getattr(penalty, key)) for key in ("l1", "l2")
-                       if isinstance(getattr(penalty, key, None), (int, float)) and getattr(penalty, key)}
-            known = type(penalty).__name__ in ("L1", "L2", "L1L2")
-            found[attribute] = factors if known else {}
-        if found:
-            out[layer.name] = found
-    return out
-
-
-def dropout_rate(model: Any) -> float:
-    """The highest dropout rate of the model's layers (0 without dropout).
-
-    ``rate`` of the Dropout family (Dropout, SpatialDropout*, GaussianDropout, AlphaDropout) and
-    an RNN layer's ``dropout`` / ``recurrent_dropout``.
-    """
-    flatten = getattr(model, "_flatten_layers", None)
-    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
-    rates = [0.0]
-    for layer in layers:
-        names = ("rate",) if "Dropout" in type(layer).__name__ else ("dropout", "recurrent_dropout")
-        for name in names:
-            value = getattr(layer, name, None)
-            if _real_number(value) and 0 <= value < 1:
-                rates.append(float(value))
-    return max(rates)
-
-
-def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
-    """:attr:`Context.initializers`: each weight layer's initializers, under its own name and under
-    that of an activation layer right after it (``Dense(64)`` then ``ReLU()``).
-
-    A normalisation layer in between breaks the link (the activation's input is rescaled, so the
-    weights' start no longer sets it), as does a layer with weights of another kind
-    (``DepthwiseConv2D``'s ``depthwise_initializer``, an ``Embedding``'s). A ``TimeDistributed``
-    layer's are those of the layer it wraps.
-    """
-    out: dict[str, dict[str, str]] = {}
-    last: dict[str, str] | None = None
-    wrappers: list[Any] = []
-    reported = reported_names(model)  # a nested layer whose name another layer has: by its path, as its statistics
-    for layer in _layers_in_order(model):
-        name = reported.get(id(layer), layer.name)
-        if type(layer).__name__ == "TimeDistributed":
-            wrappers.append(layer)
-        kernel = getattr(layer, "kernel_initializer", None)
-        if kernel is not None:
-            bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
-            last = out[name] = {"layer": name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
-        elif type(layer).__name__ in ACTIVATION_LAYER_CLASSES and last is not None:
-            out[name] = last
-        elif "Normalization" in type(layer).__name__ or layer.weights:
-            # Weights without a kernel_initializer: their start, not the layer's before, sets the
-            # activation's input (a ReLU after a DepthwiseConv2D took the Conv2D's before it).
-            last = None
-    for wrapper in wrappers:  # its statistics are its wrapped layer's, under its own name
-        if wrapper.layer.name in out:
-            out[wrapper.name] = out[wrapper.layer.name]
-    return out
-
-
-def layer_inputs(model: Any) -> dict[str, list[str]] | None:
-    """:attr:`Context.layer_inputs`: by layer name, the layers whose outputs it takes.
-
-    From the Keras graph's nodes (``_inbound_nodes``), for the model's layers and those of the
-    models nested in it. A nested model takes what its callers give it and passes it to each of
-    its layers, and everything inside it reaches what takes its output: edges that can only say
-    "may feed", never miss a layer that does. ``None`` when no layer has a node (a subclassed
-    model, called on tensors only): the layers are then taken as a chain.
-    """
-    inputs: dict[str, list[str]] = {}
-    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
-
-    def name(layer: Any) -> str:
-        return reported.get(id(layer), layer.name)
-
-    for layer in _layers_in_order(model):
-        parents = inputs.setdefault(name(layer), [])
-        for node in getattr(layer, "_inbound_nodes", None) or ():
-            for parent in getattr(node, "parent_nodes", None) or ():
-                operation = getattr(parent, "operation", None)
-                if operation is None:
-                    continue
-                # What a nested model gives out may come from any of its layers.
-                for source in (name(operation), *(name(inner) for inner in _layers_in_order(operation))):
-                    if source not in parents:
-                        parents.append(source)
-        for inner in _layers_in_order(layer):
-            # A nested model's layers take what the model is given (it stands for its inputs).
-            inner_parents = inputs.setdefault(name(inner), [])
-            if name(layer) not in inner_parents:
-                inner_parents.append(name(layer))
-    return inputs if any(inputs.values()) else None
-
-
-def frozen_layers(model: Any) -> tuple[str, ...]:
-    """:attr:`Context.frozen_layers`: the layers before the first one with trainable weights, in
-    model order (a frozen base's, nested models' and their layers included).
-
-    Their activations are the same at every step for the same rows: dead or saturated units there
-    are the data and the fixed weights' doing, which no learning rate or initialiser of this run
-    changes (a pretrained base's dead ReLUs were reported with "fix the initialisation").
-
-    A subclassed model (or custom layer) holds its layers in the order its ``__init__`` assigns
-    them, not the order ``call`` runs them: there a layer without weights (a ``ReLU``) may follow
-    any of them, and ends the frozen layers; one with frozen weights (a pretrained base) does not.
-    """
-    names: list[str] = []
-    _frozen_prefix(model, names, reported_names(model))
-    return tuple(names)
-
-
-def _frozen_prefix(layer: Any, names: list[str], reported: Mapping[int, str]) -> bool:
-    """Adds to ``names`` the frozen layers inside ``layer`` (see :func:`frozen_layers`), depth
-    first as :func:`_layers_in_order`; ``False`` once a layer that may be fed by trained ones ends them."""
-    import keras
-
-    # Sequential and Functional models hold their layers in the order they run.
-    in_call_order = isinstance(layer, keras.Sequential) or hasattr(layer, "_operations")
-    for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
-        if inner.trainable_weights or not (in_call_order or inner.weights):
-            return False
-        names.append(reported.get(id(inner), inner.name))  # a nested layer's path where its name repeats
-        if not _frozen_prefix(inner, names, reported):
-            return False
-    return True
-
-
-def _softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
-    """The model's softmax layers, then the other taps the traced step saw go through a softmax
-    (a subclassed model's ``record(name, tensor, "softmax")``)."""
-    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
-    layers = [reported.get(id(layer), layer.name) for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"]
-    return (*layers, *sorted(set(getattr(probe, "softmax_taps", ())) - set(layers)))
-
-
-def _layers_with(model: Any, probe: Any, activations: Collection[str], taps: str) -> tuple[str, ...]:
-    """The model's layers whose activation is one of ``activations`` (:data:`NEGATIVE_SLOPED`:
-    not 0 below 0; :data:`SMOOTH_RELU`), then the other taps the traced step saw go through one
-    (a ``record(name, tensor, "elu")``), which the probe lists as its attribute ``taps``."""
-    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) in activations]
-    return (*layers, *sorted(set(getattr(probe, taps, ())) - set(layers)))
-
-
-def _layers_in_order(layer: Any) -> Iterator[Any]:
-    """Every layer inside ``layer`` (nested models' and custom layers' too), depth first, each
-    layer's in the order it holds them: ``_flatten_layers`` lists a nested model's layers last to
-    first, which linked its ReLU to the Dense after it."""
-    for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
-        yield inner
-        yield from _layers_in_order(inner)
-
-
-def initializer_text(initializer: Any) -> str:
-    """An initializer as a recipe writes it: ``he_normal``, ``zeros``, ``constant(-10)``,
-    ``random_normal(stddev=0.05)`` (the settings that differ from the class's defaults)."""
-    if callable(initializer) and hasattr(initializer, "__name__"):
-        # A plain function (Keras takes any callable): its own name, not "function".
-        return str(initializer.__name__)
-    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(initializer).__name__).lower()
-    try:
-        config = initializer.get_config()
-        defaults = type(initializer)().get_config()
-    except Exception:  # a custom initializer: its name alone
-        return name
-    shown = {k: v for k, v in config.items() if k != "seed" and defaults.get(k) != v}
-    if not shown:
-        return name
-    if list(shown) == ["value"]:
-        return f"{name}({shown['value']:g})" if isinstance(shown["value"], int | float) else name
-    return f"{name}({', '.join(f'{k}={v:g}' if isinstance(v, int | float) else f'{k}={v}' for k, v in shown.items())})"
-
-
-def output_layer_names(model: Any, traced: Collection[str] = ()) -> list[str]:
-    """Names of the layers that produce the model's outputs (the last layer when unknown).
-
-    An output a nested model produces names that model and, inside it, its own output layers:
-    their statistics are read too (through hooks), and a confident nested sigmoid output was
-    judged by saturated-activations as a hidden layer.
-
-    Args:
-        model: The model.
-        traced: The layers the traced step saw produce an output (:attr:`Probe.output_layers`):
-            a subclassed model's, whose last layer is only a guess (an output layer created
-            before its hidden layer was judged as a hidden one, and that hidden layer as the output).
-    """
-    import keras
-
-    names = []
-    try:
-        for tensor in model.outputs or []:
-            history = getattr(tensor, "_keras_history", None)
-            operation = getattr(history, "operation", None) if history is not None else None
-            if operation is not None:
-                names.append(operation.name)
-                if isinstance(operation, keras.Model):
-                    names.extend(output_layer_names(operation))
-    except (AttributeError, ValueError):
-        names = []
-    names += [name for name in sorted(traced) if name not in names]
-    if not names and getattr(model, "layers", None):
-        names = [model.layers[-1].name]
-    return names
-
-
-def _regularization(model: Any) -> float:
-    """The model's weight penalties now (the part of the loss that is not the data's).
-
-    Penalties that depend on the data (``activity_regularizer``, ``add_loss``) are left out: after
-    a step has been traced, ``model.losses`` holds them as tensors of that graph, which have no
-    value here (converting one raised and stopped ``fit``). The activity penalties are measured
-    on a batch instead (:func:`_activity_penalty`).
-    """
-    try:
-        losses = list(model.losses)
-    except (TypeError, ValueError, AttributeError):
-        return 0.0
-    total = 0.0
-    for loss in losses:
-        try:
-            total += float(np.asarray(loss))
-        except (TypeError, ValueError, AttributeError, NotImplementedError):
-            continue  # a symbolic tensor of a traced step
-    return total
-
-
-def _activity_penalty(trainer: Any) -> float:
-    """The model's activity penalties on the probe batch now (:mod:`trainkit.activity_penalty`),
-    which ``model.losses`` holds only as tensors of a traced step; 0.0 without any."""
-    measurer = getattr(trainer, "_activity_penalty", None)
-    return measurer.measure() if measurer is not None else 0.0
-
-
-def _optimizer_class(optimizer: Any) -> str:
-    """The optimizer's class name; a ``LossScaleOptimizer``'s inner one's, which sets the steps
-    (the advice named ``{name: lossscaleoptimizer, ...}``, a name no recipe takes, and judged
-    Adam's rates as plain SGD's)."""
-    return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
-
-
-def _clipping(optimizer: Any) -> dict[str, float] | None:
-    """The optimizer's gradient clipping (Keras takes one of the three), ``None`` without."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    for key in ("clipnorm", "global_clipnorm", "clipvalue"):
-        value = getattr(inner, key, None)
-        if _real_number(value):
-            return {key: float(value)}
-    return None
-
-
-#: Optimizers whose step divides by the gradients' running size plus ``epsilon``.
-_EPSILON_DIVIDES = ("Adam", "AdamW", "Nadam", "Adamax", "RMSprop", "Adagrad")
-
-
-def _epsilon(optimizer: Any) -> float | None:
-    """The ``epsilon`` of an optimizer that divides its step by the gradients' running size plus it, ``None`` for others."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    value = getattr(inner, "epsilon", None)
-    if type(inner).__name__ not in _EPSILON_DIVIDES or not _real_number(value):
-        return None
-    return float(value)
-
-
-def _beta_2(optimizer: Any) -> float | None:
-    """Adam's and AdamW's ``beta_2`` (their epsilon meets the second moment before its bias correction), ``None`` for others."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    value = getattr(inner, "beta_2", None)
-    return float(value) if type(inner).__name__ in ("Adam", "AdamW") and _real_number(value) else None
-
-
-def _weight_decay(optimizer: Any) -> float | None:
-    """The optimizer's decoupled ``weight_decay`` when above 0, ``None`` without."""
-    value = getattr(getattr(optimizer, "inner_optimizer", optimizer), "weight_decay", None)
-    return float(value) if _real_number(value) and value > 0 else None
-
-
-def _real_number(value: Any) -> bool:
-    """A real number but a bool, numpy's included: Keras keeps ``Dropout(np.float32(0.5)).rate`` and
-    ``clipnorm=np.float32(1.0)`` as given, and an ``int | float`` test read them as no dropout and
-    no clipping (a run clipping at 1.0 was told to add clipnorm: 1.0)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-
-
-def _learning_rate(optimizer: Any) -> float | None:
-    """The optimizer's learning rate when it is one number (a variable, which a callback such as
-    ``ReduceLROnPlateau`` may still lower); ``None`` for a schedule or a callable.
-
-    A schedule's value when training begins is not the run's rate: a warm-up from 0 read as 0,
-    and a run trained with statistics off was told "the learning rate was 0 for the whole run",
-    with statistics on to raise the rate to 0.
-    """
-    import keras
-
-    rate = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
-    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or (callable(rate) and not isinstance(rate, keras.Variable)):
-        return None
-    try:
-        return float(np.asarray(optimizer.learning_rate))
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
-def _early_stoppers(callbacks: Iterable[Callback]) -> Iterator[Any]:
-    """trainkit's EarlyStopping callbacks, and Keras's that ``fit`` runs wrapped in a KerasCallback
-    (the diagnosis told a run that Keras's had stopped, and restored, to add early stopping)."""
-    import keras
-
-    from trainkit.callbacks.early_stopping import EarlyStopping
-    from trainkit.callbacks.keras_callbacks import KerasCallback
-
-    for cb in callbacks:
-        if isinstance(cb, EarlyStopping):
-            yield cb
-        elif isinstance(cb, KerasCallback) and isinstance(cb.callback, keras.callbacks.EarlyStopping):
-            yield cb.callback
-
-
-def _early_stopping_config(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
-    for cb in _early_stoppers(callbacks):
-        # Python values: Keras's callback keeps patience=np.int64(3) as given, which json.dumps refuses.
-        return {"monitor": str(cb.monitor), "patience": int(cb.patience), "restore_best_weights": bool(cb.restore_best_weights)}
-    return None
-
-
-#: What the weights are after a stop on a non-finite loss, by :attr:`Trainer.nan_weights`.
-_NAN_WEIGHTS_NOTES = {
-    "kept": "Training stopped at that step; its update was skipped, so the weights are those of the step before.",
-    "checkpoint": ("Training stopped at that step. A train_step of its own applied the non-finite update, so the "
-                   "weights of the last checkpoint were put back."),
-    "nonfinite": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
-                  "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
-                  "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
-                  "could put them back (a trainer keeps checkpoints with a logdir and checkpoint_every other than 0)."),
-    "nonfinite-early": ("Training stopped at that step, but the weights already hold NaN/inf values (an update with "
-                        "finite loss but non-finite values, or a train_step of its own that applied the non-finite "
-                        "step's update, which Trainer.apply_gradients skips): the model is unusable, and no checkpoint "
-                        "had been written yet to put them back (the first comes at the end of an epoch or after "
-                        "checkpoint_every)."),
-}
-
-
-def _early_stopping_outcome(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
-    """Whether an EarlyStopping callback stopped the run, and which epoch's weights it restored."""
-    from trainkit.callbacks.early_stopping import EarlyStopping
-
-    for cb in _early_stoppers(callbacks):
-        if isinstance(cb, EarlyStopping):
-            stopped, restored = cb.stopped_epoch, cb.restored_epoch
-        else:
-            # Keras's: stopped_epoch 0 until it stops (never at epoch 0); its on_train_end, which
-            # runs after this one, puts back the best weights whenever it kept them.
-            stopped = cb.stopped_epoch if cb.stopped_epoch > 0 else None
-            restored = cb.best_epoch if cb.restore_best_weights and cb.best_weights is not None else None
-        if stopped is not None or restored is not None:
-            return {"stopped_epoch": stopped, "best_epoch": cb.best_epoch, "restored_epoch": restored}
-    return None
-
-
-def _recurrent_reach(trainer: Any) -> list[dict[str, Any]]:
-    """How far back each recurrent layer's gradient reaches (:mod:`trainkit.time_gradients`).
-
-    A failure to measure it is reported and skipped: a diagnostic extra must not fail a run that
-    trained.
-    """
-    measurer = getattr(trainer, "_time_gradients", None)
-    if measurer is None:
-        return []
-    try:
-        return measurer.measure()
-    except Exception as err:
-        print(f"trainkit: could not measure how far back the recurrent layers' gradients reach: {type(err).__name__}: {err}", file=sys.stderr)
-        return []

@@ -110,7 +110,7 @@ class Context:
             before its activation start: ``{"layer", "kernel", "bias"}`` (the weight layer's
             name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
             bias ``"none"`` without one), so that advice does not prescribe what a layer has
-            (see :func:`trainkit.diagnosis.callback.layer_initializers`); ``None`` when unknown.
+            (see :func:`trainkit.diagnosis.model_facts.layer_initializers`); ``None`` when unknown.
         relative_loss: A regression output's loss reads ratios or logarithms of the targets (MAPE,
             MSLE), so advice scales its targets without centring them: standardised targets turn
             negative, which MSLE reads as 0 and MAPE divides by.
@@ -127,16 +127,16 @@ class Context:
         frozen_layers: Names of the layers that come before the first layer with trainable
             weights (a frozen base of a transfer-learning model): no step changes their weights
             or their inputs, so their activations are what the data makes of them, not what
-            training did (see :func:`trainkit.diagnosis.callback.frozen_layers`).
+            training did (see :func:`trainkit.diagnosis.model_facts.frozen_layers`).
         regularizers: By layer name, its weight penalties and their factors,
             ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}`` (``{}`` for a penalty of another
             kind), so that advice lowers the penalty the run has (see
-            :func:`trainkit.diagnosis.callback.layer_regularizers`); ``None`` when unknown.
+            :func:`trainkit.diagnosis.model_facts.layer_regularizers`); ``None`` when unknown.
         layer_inputs: By layer name, the layers whose outputs it takes (its inputs' producers in
             a Functional or Sequential graph, nested models' layers included), so that advice
             names a layer that really feeds another: a dead ReLU on one branch of a
             ``Concatenate`` was told to fix a dead layer on the other (see
-            :func:`trainkit.diagnosis.callback.layer_inputs`); ``None`` when unknown (a subclassed
+            :func:`trainkit.diagnosis.model_facts.layer_inputs`); ``None`` when unknown (a subclassed
             model: its layers are then taken as a chain, in model order).
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not

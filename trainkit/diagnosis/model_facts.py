@@ -1,0 +1,286 @@
+"""What the diagnosis reads off a model's layers: their names in model order, which layer feeds
+which, their initializers, weight penalties and dropout rates, the frozen base, the softmax and
+other activations that change what a rule may conclude, and the layers that make the outputs.
+
+Read once when a fit starts, into the :class:`~trainkit.diagnosis.engine.Context` that
+:mod:`trainkit.diagnosis.run_context` builds; advice names what a layer has, not a guess.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation, reported_names
+
+
+def layer_names(model: Any) -> list[str]:
+    """Every layer's name in model order (nested layers flattened, in their own order: by
+    ``_flatten_layers`` a nested block's came last to first)."""
+    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
+    return [reported.get(id(layer), layer.name) for layer in _layers_in_order(model)]
+
+
+#: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys (and
+#: Keras's layer arguments) name them: not the kernel's alone, since an Embedding's or an LSTM's
+#: recurrent penalty may be the one that dominates (an embeddings_regularizer of 16.7 was left
+#: out, and the advice lowered a Dense's penalty of 0.002 instead).
+REGULARIZER_ATTRIBUTES = ("kernel_regularizer", "recurrent_regularizer", "embeddings_regularizer", "depthwise_regularizer",
+                          "pointwise_regularizer", "gamma_regularizer", "beta_regularizer", "bias_regularizer",
+                          "activity_regularizer")
+
+
+def layer_regularizers(model: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """:attr:`Context.regularizers`: each layer's penalties, ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}``.
+
+    The non-zero ``l1`` / ``l2`` factors of Keras's ``L1``, ``L2`` and ``L1L2``; ``{}`` for a
+    penalty of another kind (``OrthogonalRegularizer``, a function of the user's), whose strength
+    advice cannot name.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    cells: set[int] = set()
+    for layer in _layers_in_order(model):
+        # A recurrent layer's cell holds the penalties the layer was given: named once, by the layer.
+        if id(layer) in cells:
+            continue
+        if getattr(layer, "cell", None) is not None:
+            cells.add(id(layer.cell))
+        found = {}
+        for attribute in REGULARIZER_ATTRIBUTES:
+            penalty = getattr(layer, attribute, None)
+            if penalty is None:
+                continue
+            factors = {key: float(getattr(penalty, key)) for key in ("l1", "l2")
+                       if isinstance(getattr(penalty, key, None), (int, float)) and getattr(penalty, key)}
+            known = type(penalty).__name__ in ("L1", "L2", "L1L2")
+            found[attribute] = factors if known else {}
+        if found:
+            out[layer.name] = found
+    return out
+
+
+def dropout_rate(model: Any) -> float:
+    """The highest dropout rate of the model's layers (0 without dropout).
+
+    ``rate`` of the Dropout family (Dropout, SpatialDropout*, GaussianDropout, AlphaDropout) and
+    an RNN layer's ``dropout`` / ``recurrent_dropout``.
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
+    rates = [0.0]
+    for layer in layers:
+        names = ("rate",) if "Dropout" in type(layer).__name__ else ("dropout", "recurrent_dropout")
+        for name in names:
+            value = getattr(layer, name, None)
+            if real_number(value) and 0 <= value < 1:
+                rates.append(float(value))
+    return max(rates)
+
+
+def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
+    """:attr:`Context.initializers`: each weight layer's initializers, under its own name and under
+    that of an activation layer right after it (``Dense(64)`` then ``ReLU()``).
+
+    A normalisation layer in between breaks the link (the activation's input is rescaled, so the
+    weights' start no longer sets it), as does a layer with weights of another kind
+    (``DepthwiseConv2D``'s ``depthwise_initializer``, an ``Embedding``'s). A ``TimeDistributed``
+    layer's are those of the layer it wraps.
+    """
+    out: dict[str, dict[str, str]] = {}
+    last: dict[str, str] | None = None
+    wrappers: list[Any] = []
+    reported = reported_names(model)  # a nested layer whose name another layer has: by its path, as its statistics
+    for layer in _layers_in_order(model):
+        name = reported.get(id(layer), layer.name)
+        if type(layer).__name__ == "TimeDistributed":
+            wrappers.append(layer)
+        kernel = getattr(layer, "kernel_initializer", None)
+        if kernel is not None:
+            bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
+            last = out[name] = {"layer": name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
+        elif type(layer).__name__ in ACTIVATION_LAYER_CLASSES and last is not None:
+            out[name] = last
+        elif "Normalization" in type(layer).__name__ or layer.weights:
+            # Weights without a kernel_initializer: their start, not the layer's before, sets the
+            # activation's input (a ReLU after a DepthwiseConv2D took the Conv2D's before it).
+            last = None
+    for wrapper in wrappers:  # its statistics are its wrapped layer's, under its own name
+        if wrapper.layer.name in out:
+            out[wrapper.name] = out[wrapper.layer.name]
+    return out
+
+
+def layer_inputs(model: Any) -> dict[str, list[str]] | None:
+    """:attr:`Context.layer_inputs`: by layer name, the layers whose outputs it takes.
+
+    From the Keras graph's nodes (``_inbound_nodes``), for the model's layers and those of the
+    models nested in it. A nested model takes what its callers give it and passes it to each of
+    its layers, and everything inside it reaches what takes its output: edges that can only say
+    "may feed", never miss a layer that does. ``None`` when no layer has a node (a subclassed
+    model, called on tensors only): the layers are then taken as a chain.
+    """
+    inputs: dict[str, list[str]] = {}
+    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
+
+    def name(layer: Any) -> str:
+        return reported.get(id(layer), layer.name)
+
+    for layer in _layers_in_order(model):
+        parents = inputs.setdefault(name(layer), [])
+        for node in getattr(layer, "_inbound_nodes", None) or ():
+            for parent in getattr(node, "parent_nodes", None) or ():
+                operation = getattr(parent, "operation", None)
+                if operation is None:
+                    continue
+                # What a nested model gives out may come from any of its layers.
+                for source in (name(operation), *(name(inner) for inner in _layers_in_order(operation))):
+                    if source not in parents:
+                        parents.append(source)
+        for inner in _layers_in_order(layer):
+            # A nested model's layers take what the model is given (it stands for its inputs).
+            inner_parents = inputs.setdefault(name(inner), [])
+            if name(layer) not in inner_parents:
+                inner_parents.append(name(layer))
+    return inputs if any(inputs.values()) else None
+
+
+def frozen_layers(model: Any) -> tuple[str, ...]:
+    """:attr:`Context.frozen_layers`: the layers before the first one with trainable weights, in
+    model order (a frozen base's, nested models' and their layers included).
+
+    Their activations are the same at every step for the same rows: dead or saturated units there
+    are the data and the fixed weights' doing, which no learning rate or initialiser of this run
+    changes (a pretrained base's dead ReLUs were reported with "fix the initialisation").
+
+    A subclassed model (or custom layer) holds its layers in the order its ``__init__`` assigns
+    them, not the order ``call`` runs them: there a layer without weights (a ``ReLU``) may follow
+    any of them, and ends the frozen layers; one with frozen weights (a pretrained base) does not.
+    """
+    names: list[str] = []
+    _frozen_prefix(model, names, reported_names(model))
+    return tuple(names)
+
+
+def _frozen_prefix(layer: Any, names: list[str], reported: Mapping[int, str]) -> bool:
+    """Adds to ``names`` the frozen layers inside ``layer`` (see :func:`frozen_layers`), depth
+    first as :func:`_layers_in_order`; ``False`` once a layer that may be fed by trained ones ends them."""
+    import keras
+
+    # Sequential and Functional models hold their layers in the order they run.
+    in_call_order = isinstance(layer, keras.Sequential) or hasattr(layer, "_operations")
+    for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
+        if inner.trainable_weights or not (in_call_order or inner.weights):
+            return False
+        names.append(reported.get(id(inner), inner.name))  # a nested layer's path where its name repeats
+        if not _frozen_prefix(inner, names, reported):
+            return False
+    return True
+
+
+def softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
+    """The model's softmax layers, then the other taps the traced step saw go through a softmax
+    (a subclassed model's ``record(name, tensor, "softmax")``)."""
+    reported = reported_names(model)  # a nested layer whose name another layer has: its path, as its statistics
+    layers = [reported.get(id(layer), layer.name) for layer in _layers_in_order(model) if layer_activation(layer) == "softmax"]
+    return (*layers, *sorted(set(getattr(probe, "softmax_taps", ())) - set(layers)))
+
+
+def layers_with(model: Any, probe: Any, activations: Collection[str], taps: str) -> tuple[str, ...]:
+    """The model's layers whose activation is one of ``activations`` (:data:`NEGATIVE_SLOPED`:
+    not 0 below 0; :data:`SMOOTH_RELU`), then the other taps the traced step saw go through one
+    (a ``record(name, tensor, "elu")``), which the probe lists as its attribute ``taps``."""
+    layers = [layer.name for layer in _layers_in_order(model) if layer_activation(layer) in activations]
+    return (*layers, *sorted(set(getattr(probe, taps, ())) - set(layers)))
+
+
+def _layers_in_order(layer: Any) -> Iterator[Any]:
+    """Every layer inside ``layer`` (nested models' and custom layers' too), depth first, each
+    layer's in the order it holds them: ``_flatten_layers`` lists a nested model's layers last to
+    first, which linked its ReLU to the Dense after it."""
+    for inner in getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []:
+        yield inner
+        yield from _layers_in_order(inner)
+
+
+def initializer_text(initializer: Any) -> str:
+    """An initializer as a recipe writes it: ``he_normal``, ``zeros``, ``constant(-10)``,
+    ``random_normal(stddev=0.05)`` (the settings that differ from the class's defaults)."""
+    if callable(initializer) and hasattr(initializer, "__name__"):
+        # A plain function (Keras takes any callable): its own name, not "function".
+        return str(initializer.__name__)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(initializer).__name__).lower()
+    try:
+        config = initializer.get_config()
+        defaults = type(initializer)().get_config()
+    except Exception:  # a custom initializer: its name alone
+        return name
+    shown = {k: v for k, v in config.items() if k != "seed" and defaults.get(k) != v}
+    if not shown:
+        return name
+    if list(shown) == ["value"]:
+        return f"{name}({shown['value']:g})" if isinstance(shown["value"], int | float) else name
+    return f"{name}({', '.join(f'{k}={v:g}' if isinstance(v, int | float) else f'{k}={v}' for k, v in shown.items())})"
+
+
+def output_layer_names(model: Any, traced: Collection[str] = ()) -> list[str]:
+    """Names of the layers that produce the model's outputs (the last layer when unknown).
+
+    An output a nested model produces names that model and, inside it, its own output layers:
+    their statistics are read too (through hooks), and a confident nested sigmoid output was
+    judged by saturated-activations as a hidden layer.
+
+    Args:
+        model: The model.
+        traced: The layers the traced step saw produce an output (:attr:`Probe.output_layers`):
+            a subclassed model's, whose last layer is only a guess (an output layer created
+            before its hidden layer was judged as a hidden one, and that hidden layer as the output).
+    """
+    import keras
+
+    names = []
+    try:
+        for tensor in model.outputs or []:
+            history = getattr(tensor, "_keras_history", None)
+            operation = getattr(history, "operation", None) if history is not None else None
+            if operation is not None:
+                names.append(operation.name)
+                if isinstance(operation, keras.Model):
+                    names.extend(output_layer_names(operation))
+    except (AttributeError, ValueError):
+        names = []
+    names += [name for name in sorted(traced) if name not in names]
+    if not names and getattr(model, "layers", None):
+        names = [model.layers[-1].name]
+    return names
+
+
+def weight_penalties(model: Any) -> float:
+    """The model's weight penalties now (the part of the loss that is not the data's).
+
+    Penalties that depend on the data (``activity_regularizer``, ``add_loss``) are left out: after
+    a step has been traced, ``model.losses`` holds them as tensors of that graph, which have no
+    value here (converting one raised and stopped ``fit``). The activity penalties are measured
+    on a batch instead (:func:`trainkit.diagnosis.run_context.build_context` adds them).
+    """
+    try:
+        losses = list(model.losses)
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+    total = 0.0
+    for loss in losses:
+        try:
+            total += float(np.asarray(loss))
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            continue  # a symbolic tensor of a traced step
+    return total
+
+
+def real_number(value: Any) -> bool:
+    """A real number but a bool, numpy's included: Keras keeps ``Dropout(np.float32(0.5)).rate`` and
+    ``clipnorm=np.float32(1.0)`` as given, and an ``int | float`` test read them as no dropout and
+    no clipping (a run clipping at 1.0 was told to add clipnorm: 1.0)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)

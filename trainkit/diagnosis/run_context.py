@@ -1,0 +1,388 @@
+"""The :class:`~trainkit.diagnosis.engine.Context` a run's diagnosis reads, built when ``fit``
+starts: the task and loss, the chance levels of the training and validation targets, the
+optimizer's rate, clipping and epsilon, the early stopping, what the model's layers are
+(:mod:`trainkit.diagnosis.model_facts`), and a resumed run's context carried over; and, at the
+end, what early stopping and a NaN stop did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from trainkit.callbacks.base import Callback
+from trainkit.diagnosis.baseline import Baseline, TargetScale, chance_loss, target_scale
+from trainkit.diagnosis.engine import Context
+from trainkit.diagnosis.model_facts import (
+    dropout_rate,
+    frozen_layers,
+    layer_initializers,
+    layer_inputs,
+    layer_names,
+    layer_regularizers,
+    layers_with,
+    output_layer_names,
+    real_number,
+    softmax_layers,
+    weight_penalties,
+)
+from trainkit.stat_names import NEGATIVE_SLOPED, SMOOTH_RELU
+
+#: A validation chance level at most this share of the training one is a constant's exact fit (one
+#: class), not a level: the training level stands in for it.
+_ONE_CLASS_SHARE = 1e-4
+
+#: Batches of a tf.data source sampled for the chance level.
+_TARGET_BATCHES = 16
+
+
+def first_batch_rows(source: Any) -> int | None:
+    """Rows of a ``tf.data`` source's first batch (its batch size, in practice; kept by the
+    source, so not read again), or ``None`` when unknown."""
+    if not hasattr(source, "sample"):
+        return None
+    batches = source.sample(1)
+    if not batches or not isinstance(batches[0], tuple | list) or len(batches[0]) < 2:
+        return None
+    rows = np.shape(batches[0][1])
+    return int(rows[0]) if len(rows) else None
+
+
+def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
+    """The training targets and row weights of a trainer's data source, for the chance level.
+
+    In-memory data gives its target tensor and its weights (``sample_weight`` times
+    ``class_weight``: fit folds both into the rows); a ``tf.data`` source gives those of its
+    first few batches (datasets are re-iterable, so this does not consume the training data).
+    For a model with several outputs, the targets are the same structure (tuple, list or dict)
+    of arrays. Each is ``None`` when unknown; the weights are also ``None`` for unweighted rows,
+    and for weights that are not one array (per-output weights: the chance level then comes
+    out unknown rather than unweighted, see :func:`_chance_level`).
+    """
+    data = getattr(source, "data", None)
+    if isinstance(data, tuple | list) and len(data) > 1:
+        weights = _map_targets(np.asarray, data[2]) if len(data) > 2 and data[2] is not None else None
+        return _map_targets(np.asarray, data[1]), weights
+    if not hasattr(source, "sample"):
+        return None, None
+    parts, weights = [], []
+    try:
+        for batch in source.sample(_TARGET_BATCHES):  # kept batches: the pipeline is not read again
+            if not isinstance(batch, tuple | list) or len(batch) < 2:
+                return None, None
+            parts.append(_map_targets(np.asarray, batch[1]))
+            if len(batch) > 2 and batch[2] is not None:
+                weights.append(_map_targets(np.asarray, batch[2]))
+    except (TypeError, ValueError):
+        return None, None
+    if not parts:
+        return None, None
+    return _concatenate(parts), (_concatenate(weights) if weights else None)
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    """Batches of arrays (or of tuples, lists or dicts of arrays) joined along the rows."""
+    first = parts[0]
+    if isinstance(first, Mapping):
+        return {k: np.concatenate([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple | list):
+        return type(first)(np.concatenate([p[i] for p in parts]) for i in range(len(first)))
+    return np.concatenate(parts)
+
+
+def _map_targets(fn: Any, targets: Any) -> Any:
+    """``fn`` applied to one target array, or to each of a tuple, list or dict of them."""
+    if isinstance(targets, Mapping):
+        return {k: fn(v) for k, v in targets.items()}
+    if isinstance(targets, tuple | list):
+        return type(targets)(fn(v) for v in targets)
+    return fn(targets)
+
+
+def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
+    """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
+
+    ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
+    training does; weights in a structure (per output) give no chance level, not an unweighted one.
+    ``batch_size`` gives a one-output model's :attr:`Baseline.first_steps`.
+    """
+    if isinstance(sample_weight, tuple | list | Mapping):
+        return None
+    heads = getattr(trainer, "heads", None)
+    targets = _one_output_targets(trainer, targets)
+    if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
+        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size)
+    per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
+    if len(per_output) != len(heads):
+        return None
+    total, details = 0.0, []
+    for head, y in zip(heads, per_output, strict=True):
+        if head.loss is None:
+            continue
+        baseline = chance_loss(head.task, head.loss, y, sample_weight) if y is not None else None
+        if baseline is None:
+            return None
+        total += head.weight * baseline.loss
+        details.append(f"{head.name}: {baseline.detail}")
+    return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
+
+
+def _one_output_targets(trainer: Any, targets: Any) -> Any:
+    """A one-output model's targets given by its key (``{"out": y}`` for a model returning
+    ``{"out": ...}``, as ``model.fit`` takes them) as the array itself; anything else as it is."""
+    if isinstance(targets, Mapping) and len(targets) == 1 and len(getattr(trainer, "heads", ())) == 1:
+        return next(iter(targets.values()))
+    return targets
+
+
+def _loss_text(trainer: Any, describe_loss: Any) -> str:
+    heads = getattr(trainer, "heads", ())
+    if len(heads) > 1:
+        return ", ".join(f"{h.name}: {describe_loss(h.loss).describe()}" for h in heads if h.loss is not None)
+    return describe_loss(heads[0].loss if heads else trainer.loss).describe()
+
+
+def _one_task(trainer: Any) -> str:
+    """The trainer's task, ``mixed`` when its outputs have different ones."""
+    tasks = {h.task for h in getattr(trainer, "heads", ()) if h.loss is not None}
+    return tasks.pop() if len(tasks) == 1 else trainer.task if isinstance(trainer.task, str) else "mixed"
+
+
+def build_context(
+    trainer: Any,
+    targets: Any,
+    *,
+    initial_epoch: int = 0,
+    batch_size: int | None = None,
+    train_rows: int | None = None,
+    has_validation: bool = False,
+    callbacks: Iterable[Callback] = (),
+    sample_weight: Any = None,
+    validation_targets: Any = None,
+    validation_sample_weight: Any = None,
+    batch_rows: int | None = None,
+) -> Context:
+    """The :class:`Context` of a trainer about to fit.
+
+    The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
+    from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
+    Its level over the first steps is read at ``batch_size`` rows a batch, or ``batch_rows`` (a
+    dataset's first batch) without one.
+    """
+    from trainkit.checks.compatibility import describe_loss
+
+    baseline = _chance_level(trainer, targets, sample_weight, batch_size or batch_rows) if targets is not None else None
+    # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
+    # on the validation rows' class mix.
+    val_chance = None
+    if baseline is not None and validation_targets is not None:
+        val_chance = _chance_level(trainer, validation_targets, validation_sample_weight)
+        if val_chance is not None and val_chance.loss <= _ONE_CLASS_SHARE * baseline.loss:
+            # Validation rows a constant predicts exactly (one class: iris unsorted, validation_split's
+            # last 30 rows all class 2) have no level to compare with, but the clipped cross-entropy
+            # makes their ~0 a 2.4e-7 that passed as one: val_loss 0.64 read "268611732% of chance
+            # ... e.g. random labels". The training rows' level stands in, as for no level at all.
+            val_chance = None
+    scale = _target_scale(trainer, targets)
+    model = trainer.model
+    return Context(
+        task=_one_task(trainer),
+        loss=_loss_text(trainer, describe_loss),
+        chance_loss=baseline.loss if baseline else None,
+        chance_detail=baseline.detail if baseline else "",
+        val_chance_loss=val_chance.loss if val_chance else None,
+        val_chance_detail=val_chance.detail if val_chance else "",
+        uninformed_loss=baseline.uninformed if baseline else None,
+        first_steps_loss=baseline.first_steps if baseline else None,
+        regularization=weight_penalties(model) + _activity_penalty(trainer),
+        layers=tuple(layer_names(model)),
+        output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
+        softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
+        sloped_layers=layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
+        smooth_layers=layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
+        epochs=int(trainer.epochs) if trainer.epochs else None,
+        initial_epoch=initial_epoch,
+        learning_rate=_learning_rate(trainer.optimizer),
+        optimizer=_optimizer_class(trainer.optimizer),
+        clipping=_clipping(trainer.optimizer),
+        epsilon=_epsilon(trainer.optimizer),
+        beta_2=_beta_2(trainer.optimizer),
+        weight_decay=_weight_decay(trainer.optimizer),
+        batch_size=batch_size,
+        train_rows=train_rows,
+        has_validation=has_validation,
+        early_stopping=_early_stopping_config(callbacks),
+        target_mean=scale.mean if scale else None,
+        target_std=scale.std if scale else None,
+        target_columns=int(np.prod(np.shape(targets)[1:], dtype=np.int64)) if scale else None,
+        check_codes=getattr(trainer, "data_check_codes", None),
+        dropout=dropout_rate(model),
+        initializers=layer_initializers(model),
+        frozen_layers=frozen_layers(model),
+        relative_loss=_relative_loss(trainer),
+        regularizers=layer_regularizers(model),
+        layer_inputs=layer_inputs(model),
+        # A resumed run's first steps are its own run's, whatever the model held before the restore.
+        trained_before=bool(getattr(trainer, "_model_trained_before", False)) and not getattr(trainer, "resumed_epochs", 0)
+        and not getattr(trainer, "resumed_batches", 0),
+    )
+
+
+def _relative_loss(trainer: Any) -> bool:
+    """Whether a regression output's loss reads ratios or logarithms of its targets (MAPE, MSLE)."""
+    from trainkit.checks.compatibility import MAPE_NAMES, MSLE_NAMES, describe_loss
+
+    heads = getattr(trainer, "heads", ())
+    losses = [h.loss for h in heads if h.task in ("regression", None) and h.loss is not None] if heads else [trainer.loss]
+    return any(describe_loss(loss).name in MAPE_NAMES | MSLE_NAMES for loss in losses)
+
+
+def _target_scale(trainer: Any, targets: Any) -> TargetScale | None:
+    """The scale of a one-output regression's training targets (``None`` for anything else)."""
+    heads = getattr(trainer, "heads", ())
+    targets = _one_output_targets(trainer, targets)
+    if _one_task(trainer) != "regression" or len(heads) > 1 or targets is None or isinstance(targets, tuple | list | Mapping):
+        return None
+    return target_scale(targets)
+
+
+def resumed_context(saved: Context, current: Context) -> Context:
+    """The context of a resumed fit: ``current``, with what describes the run's start from ``saved``.
+
+    The first epoch (how many epochs the run plans), the penalty in the first losses, the
+    learning rate at the start and the chance level are the whole run's; the rest (epochs asked
+    for, callbacks, validation) is this fit's.
+    """
+    return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
+                               learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
+                               chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
+                               val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
+                               first_steps_loss=saved.first_steps_loss)
+
+
+def _activity_penalty(trainer: Any) -> float:
+    """The model's activity penalties on the probe batch now (:mod:`trainkit.activity_penalty`),
+    which ``model.losses`` holds only as tensors of a traced step; 0.0 without any."""
+    measurer = getattr(trainer, "_activity_penalty", None)
+    return measurer.measure() if measurer is not None else 0.0
+
+
+def _optimizer_class(optimizer: Any) -> str:
+    """The optimizer's class name; a ``LossScaleOptimizer``'s inner one's, which sets the steps
+    (the advice named ``{name: lossscaleoptimizer, ...}``, a name no recipe takes, and judged
+    Adam's rates as plain SGD's)."""
+    return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
+
+
+def _clipping(optimizer: Any) -> dict[str, float] | None:
+    """The optimizer's gradient clipping (Keras takes one of the three), ``None`` without."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    for key in ("clipnorm", "global_clipnorm", "clipvalue"):
+        value = getattr(inner, key, None)
+        if real_number(value):
+            return {key: float(value)}
+    return None
+
+
+#: Optimizers whose step divides by the gradients' running size plus ``epsilon``.
+_EPSILON_DIVIDES = ("Adam", "AdamW", "Nadam", "Adamax", "RMSprop", "Adagrad")
+
+
+def _epsilon(optimizer: Any) -> float | None:
+    """The ``epsilon`` of an optimizer that divides its step by the gradients' running size plus it, ``None`` for others."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    value = getattr(inner, "epsilon", None)
+    if type(inner).__name__ not in _EPSILON_DIVIDES or not real_number(value):
+        return None
+    return float(value)
+
+
+def _beta_2(optimizer: Any) -> float | None:
+    """Adam's and AdamW's ``beta_2`` (their epsilon meets the second moment before its bias correction), ``None`` for others."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    value = getattr(inner, "beta_2", None)
+    return float(value) if type(inner).__name__ in ("Adam", "AdamW") and real_number(value) else None
+
+
+def _weight_decay(optimizer: Any) -> float | None:
+    """The optimizer's decoupled ``weight_decay`` when above 0, ``None`` without."""
+    value = getattr(getattr(optimizer, "inner_optimizer", optimizer), "weight_decay", None)
+    return float(value) if real_number(value) and value > 0 else None
+
+
+def _learning_rate(optimizer: Any) -> float | None:
+    """The optimizer's learning rate when it is one number (a variable, which a callback such as
+    ``ReduceLROnPlateau`` may still lower); ``None`` for a schedule or a callable.
+
+    A schedule's value when training begins is not the run's rate: a warm-up from 0 read as 0,
+    and a run trained with statistics off was told "the learning rate was 0 for the whole run",
+    with statistics on to raise the rate to 0.
+    """
+    import keras
+
+    rate = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or (callable(rate) and not isinstance(rate, keras.Variable)):
+        return None
+    try:
+        return float(np.asarray(optimizer.learning_rate))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _early_stoppers(callbacks: Iterable[Callback]) -> Iterator[Any]:
+    """trainkit's EarlyStopping callbacks, and Keras's that ``fit`` runs wrapped in a KerasCallback
+    (the diagnosis told a run that Keras's had stopped, and restored, to add early stopping)."""
+    import keras
+
+    from trainkit.callbacks.early_stopping import EarlyStopping
+    from trainkit.callbacks.keras_callbacks import KerasCallback
+
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping):
+            yield cb
+        elif isinstance(cb, KerasCallback) and isinstance(cb.callback, keras.callbacks.EarlyStopping):
+            yield cb.callback
+
+
+def _early_stopping_config(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
+    for cb in _early_stoppers(callbacks):
+        # Python values: Keras's callback keeps patience=np.int64(3) as given, which json.dumps refuses.
+        return {"monitor": str(cb.monitor), "patience": int(cb.patience), "restore_best_weights": bool(cb.restore_best_weights)}
+    return None
+
+
+def early_stopping_outcome(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
+    """Whether an EarlyStopping callback stopped the run, and which epoch's weights it restored."""
+    from trainkit.callbacks.early_stopping import EarlyStopping
+
+    for cb in _early_stoppers(callbacks):
+        if isinstance(cb, EarlyStopping):
+            stopped, restored = cb.stopped_epoch, cb.restored_epoch
+        else:
+            # Keras's: stopped_epoch 0 until it stops (never at epoch 0); its on_train_end, which
+            # runs after this one, puts back the best weights whenever it kept them.
+            stopped = cb.stopped_epoch if cb.stopped_epoch > 0 else None
+            restored = cb.best_epoch if cb.restore_best_weights and cb.best_weights is not None else None
+        if stopped is not None or restored is not None:
+            return {"stopped_epoch": stopped, "best_epoch": cb.best_epoch, "restored_epoch": restored}
+    return None
+
+
+def recurrent_reach(trainer: Any) -> list[dict[str, Any]]:
+    """How far back each recurrent layer's gradient reaches (:mod:`trainkit.time_gradients`).
+
+    A failure to measure it is reported and skipped: a diagnostic extra must not fail a run that
+    trained.
+    """
+    measurer = getattr(trainer, "_time_gradients", None)
+    if measurer is None:
+        return []
+    try:
+        return measurer.measure()
+    except Exception as err:
+        print(f"trainkit: could not measure how far back the recurrent layers' gradients reach: {type(err).__name__}: {err}", file=sys.stderr)
+        return []
