@@ -76,7 +76,11 @@ from trainkit.checks.row_checks import (
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
 from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
-from trainkit.checks.split_checks import validation_class_mismatch, validation_scale_mismatch
+from trainkit.checks.split_checks import (
+    validation_class_mismatch,
+    validation_scale_mismatch,
+    validation_target_range,
+)
 from trainkit.checks.value_checks import embedding_ids, masked_ids_inside, non_finite_data
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
@@ -108,6 +112,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("unscaled-targets", "warning", unscaled_targets),
     DataRule("train-validation-overlap", "warning", train_validation_overlap),
     DataRule("validation-class-mismatch", "warning", validation_class_mismatch),
+    DataRule("validation-target-range", "warning", validation_target_range),
     DataRule("validation-scale-mismatch", "warning", validation_scale_mismatch),
     DataRule("label-leakage", "warning", label_leakage),
     DataRule("class-imbalance", "warning", class_imbalance),
