@@ -745,6 +745,20 @@ def test_a_nan_in_rows_validation_split_holds_out_is_named_by_the_callers_array_
     assert "x_val" not in info.value.message
 
 
+def test_unscaled_inputs_made_by_a_few_extreme_rows_name_them_instead_of_standardising():
+    # One row of 1e4 among standardised values read as unscaled inputs (std 447), and the advice
+    # to standardise would have squashed every other row of that feature 450 times narrower.
+    x = X.copy()
+    x[17, 2] = 1e4
+    (finding,) = run("binary", x, YB)
+    assert finding.code == "unscaled-inputs" and "only because of a few extreme values: feature 2: 1 row (row 17 is 1e+04" in finding.message
+    assert finding.advice.startswith("Check those rows first") and "np.clip(x[:, 2], lo, hi)" in finding.advice
+    assert finding.evidence["first_rows"] == [17]
+    # Unscaled through and through: the standardising advice stands.
+    (finding,) = run("binary", X * 1000.0, YB)
+    assert finding.code == "unscaled-inputs" and finding.advice.startswith("Standardise each feature")
+
+
 def test_validation_target_range_finds_regression_rows_sorted_by_target():
     # Sorted diabetes with validation_split=0.2 validated on its top 20% of targets (val_loss 2.8
     # against a training loss of 0.37) and got no finding at all.

@@ -29,6 +29,39 @@ _NARROW_FEATURES = 64  # fewer features than this: their statistics are read fea
 UNSCALED_MEAN = 10.0
 UNSCALED_STD = 10.0
 UNSCALED_STD_RATIO = 100.0
+#: A value this many robust scales (interquartile range / 1.349) from its feature's median is an
+#: outlier: a normal feature's largest of 100k rows lies ~4.5 from it.
+OUTLIER_SCALES = 50.0
+#: At most this share of the rows may be outliers for the bulk to be "scaled, but for a few rows".
+OUTLIER_SHARE = 0.01
+
+
+def _outliers(f: np.ndarray) -> list[tuple[int, int, int, float, float, float]] | None:
+    """For ``f`` (``[features, rows]``) whose bulk is scaled (medians, interquartile ranges and
+    their spread within the thresholds) but a few rows are not: ``(feature, outlier rows, first
+    such row, its value, median, interquartile range)`` per such feature; else ``None``.
+
+    One row of 1e4 among standardised values read as unscaled inputs (std 447), and the advice to
+    standardise would have squashed every other row of that feature into a band 450 times narrower.
+    """
+    median = np.median(f, axis=1)
+    q1, q3 = np.percentile(f, [25, 75], axis=1)
+    robust = (q3 - q1) / 1.349
+    varying = np.flatnonzero(robust > 1e-12)
+    if not len(varying) or float(np.abs(median).max()) >= UNSCALED_MEAN or float(robust.max()) >= UNSCALED_STD:
+        return None
+    if len(varying) >= 2 and float(robust[varying].max() / robust[varying].min()) >= UNSCALED_STD_RATIO:
+        return None
+    found = []
+    for j in varying:
+        far = np.abs(f[j] - median[j]) > OUTLIER_SCALES * robust[j]
+        count = int(far.sum())
+        if count:
+            if count > OUTLIER_SHARE * f.shape[1]:
+                return None  # a heavy tail, not a few bad rows
+            row = int(np.argmax(far))
+            found.append((int(j), count, row, float(f[j, row]), float(median[j]), float(q3[j] - q1[j])))
+    return found or None
 
 
 def unscaled_inputs(ctx: DataContext) -> Issue | None:
@@ -91,6 +124,21 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             fix = (f"Adapt the Normalization layer '{normalizer.name}' on the training inputs before training: "
                    f"{normalizer.name}.adapt({train}) (a layer never adapted has mean 0 and variance 1: it passes the values "
                    f"through unchanged), or build it with mean= and variance= of {train}.")
+        elif normalizer is None and a.ndim <= 2 and (outliers := _outliers(f)) is not None:
+            step = max(1, math.ceil(len(a) / max(1, len(s))))  # rows of the strided sample -> rows of x
+            names = ctx.feature_names if len(ctx.xs) == 1 else None
+            listed = "; ".join(f"{feature_label(j, names)}: {count} row{'s' * (count > 1)} (row {row * step} is {format_number(value)}, "
+                               f"where its median is {format_number(median)} and its interquartile range {format_number(iqr)})"
+                               for j, count, row, value, median, iqr in outliers[:3])
+            return Issue(
+                f"The inputs {name} look unscaled{ctx.where} ({'; '.join(reasons)}), but only because of a few extreme values: {listed}. "
+                "The other rows are on a normal scale; standardising with these rows' std would squash them into a narrow band.",
+                "Check those rows first: a unit error, or a sentinel for a missing value (9999, -1) to drop or fill. If they are real, "
+                f"clip the feature to the training split's 1st..99th percentiles (np.clip({name}[:, {outliers[0][0]}], lo, hi)) or scale it by its median "
+                "and interquartile range.",
+                {"input": i, "features": [o[0] for o in outliers], "outlier_rows": [o[1] for o in outliers],
+                 "first_rows": [o[2] * step for o in outliers], "max_abs_mean": max_mean, "max_std": max_std, "scale_ratio": ratio,
+                 "rows_sampled": len(s)})
         elif lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
             # A recipe's feature_scale has already been applied to these values (random_images
             # with feature_scale: 255 makes them): it has to become 255 times smaller, not 1/255.
