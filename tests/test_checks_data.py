@@ -515,6 +515,18 @@ def test_label_leakage_label_one_hot_encoded_into_the_features(first_class):
     assert "label-leakage" not in codes(run("multiclass", honest, YM))
 
 
+def test_label_leakage_one_multilabel_label_column_copied_into_the_features():
+    # A multilabel target has no one class id a row, so no column of it was read: a label column
+    # copied into x (a recipe's leak_label on a multilabel task) trained without a word.
+    y = (np.random.default_rng(3).random((len(X), 3)) < 0.4).astype("float32")
+    x = X.copy()
+    x[:, 3] = y[:, 1]
+    (finding,) = [f for f in run("multilabel", x, y) if f.code == "label-leakage"]
+    assert finding.evidence["feature"] == 3 and finding.evidence["label_column"] == 1
+    assert "label column 1" in finding.message
+    assert run("multilabel", X, y) == []
+
+
 def test_label_leakage_regression_copy_of_target():
     x = X.copy()
     x[:, 1] = 3.0 * YR + 1.0

@@ -8,6 +8,7 @@ samples of the rows (the features' sample drawn once for both label rules).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -181,11 +182,37 @@ def _label_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target])
     names = ctx.feature_names
     if sample[2].task == "regression":
         return _regression_leak(*sample, names=names, label=_label_text(ctx, sample[2], "the target"))
+    if sample[2].task == "multilabel":
+        return _multilabel_leak(ctx, sample)
     ids = _sampled_class_ids(sample)
     if ids is None:
         return None
-    xs, _, t = sample
-    label = _label_text(ctx, t, "the class label")
+    return _class_leak(ctx, sample[0], ids, _label_text(ctx, sample[2], "the class label"))
+
+
+def _multilabel_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target]) -> Issue | None:
+    """:func:`_class_leak` for each 0/1 label column of a multilabel target, as a binary label.
+
+    A multilabel target has no one class id a row, so the rule read none of its columns: a label
+    column copied into x (``data.leak_label`` on a multilabel recipe) trained without a word.
+    """
+    xs, y, t = sample
+    if y.ndim != 2 or not np.isin(y, (0, 1)).all():  # soft or malformed labels: label-format's
+        return None
+    for k in range(y.shape[1]):
+        ids = y[:, k].astype(np.int64)
+        if np.all(ids == ids[0]):  # one class in the sample: no feature can give it away
+            continue
+        issue = _class_leak(ctx, xs, ids, _label_text(ctx, t, f"label column {k}"))
+        if issue is not None:
+            return dataclasses.replace(issue, evidence={**issue.evidence, "label_column": k})
+    return None
+
+
+def _class_leak(ctx: DataContext, xs: np.ndarray, ids: np.ndarray, label: str) -> Issue | None:
+    """A feature of ``xs`` equal to the class ids ``ids``, the label one-hot encoded into features,
+    or a feature whose few values each map to one class (``label``: how messages name it)."""
+    names = ctx.feature_names
     n = len(xs)
     equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
     if len(equal):
