@@ -595,3 +595,14 @@ def test_the_readme_recipe_reference_names_every_key_and_layer_type():
         kind = layer.model_fields["type"].annotation.__args__[0]
         keys = set(layer.model_fields) - {"type", "name"}
         assert all(f"`{key}`" in layers[kind] for key in keys), (kind, keys)
+
+
+def test_class_weight_on_a_multilabel_recipe_is_refused_when_it_loads(tmp_path):
+    # fit refused it only after the run directory was made, leaving a failed run behind.
+    text = (TINY.replace("task: binary", "task: multilabel")
+            .replace("generator: learnable_binary", "generator: random_labels, classes: 3")
+            .replace("units: 1, activation: sigmoid", "units: 3, activation: sigmoid")
+            .replace("batch_size: 16}", "batch_size: 16, class_weight: {0: 1.0, 1: 5.0}}"))
+    err = error_of(load_recipe, write(tmp_path, text))
+    assert "a multilabel row holds several labels" in err.message
+    assert load_recipe(write(tmp_path, text), ["training.class_weight=null"]).training.class_weight is None

@@ -2183,6 +2183,20 @@ def test_class_weight_needs_class_ids_and_sparse_labels_need_metrics_that_read_t
         Trainer(softmax, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", metrics=["auc"])
 
 
+def test_class_weight_for_multilabel_rows_is_refused():
+    # Read by argmax as model.fit reads it, a multi-hot row weighed its first label's weight and an
+    # all-zero row class 0's: {0: 1, 1: 5} trained on in silence.
+    x, _ = make_data(40, features=4)
+    y = (np.random.default_rng(0).random((40, 3)) < 0.3).astype("float32")
+    trainer = Trainer(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")]), loss="binary_crossentropy",
+                      optimizer="sgd", task="multilabel", seed=0, diagnose=False)
+    with pytest.raises(ArgumentError, match="a multilabel row holds several labels") as info:
+        trainer.fit(x, y, class_weight={0: 1.0, 1: 5.0}, epochs=1, verbose=0)
+    assert info.value.code == "bad-argument"
+    with pytest.raises(ArgumentError, match="a multilabel row holds several labels"):
+        trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), class_weight={0: 1.0, 1: 5.0}, epochs=1, verbose=0)
+
+
 @pytest.mark.parametrize("metric", ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy"])
 def test_one_hot_labels_refuse_metrics_that_read_class_ids(metric):
     # A TensorFlow "Dimensions must be equal" error when the step was traced.

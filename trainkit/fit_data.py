@@ -277,6 +277,14 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: 
                                             f"classes in a loss of your own.")
     if heads and heads[0].task == "regression":  # its targets are no class ids (a rounded -2.7 indexed the weights)
         raise ArgumentError("bad-argument", "class_weight weighs the classes of a classification task; a regression task has none. Weigh rows with sample_weight instead.")
+    if heads and heads[0].task == "multilabel":
+        # A multi-hot row holds several labels (or none): read as one class, by its argmax as
+        # model.fit reads it, a row weighed its first positive label's weight and an all-zero row
+        # class 0's, in silence.
+        raise ArgumentError("bad-argument", "class_weight weighs each row by its one class, but a multilabel row holds several labels (or none): "
+                                            "read as one class (model.fit takes its first 1), rows would be weighed by the first label they hold. "
+                                            "Leave class_weight out; for rare labels use loss=BinaryFocalCrossentropy(apply_class_balancing=True), "
+                                            "a loss of your own weighing each label's positives, or sample_weight (one weight per row).")
 
 
 def check_epochs(epochs: int, initial_epoch: int) -> None:

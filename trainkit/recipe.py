@@ -523,6 +523,10 @@ class Recipe(_Section):
             return self
         if self.task == "multilabel" and data.one_hot:
             raise ValueError("one_hot lays out class ids as one-hot rows; multilabel labels are one 0/1 column a label already: remove it")
+        if self.task == "multilabel" and self.training.class_weight:
+            # fit refuses it too, but only once the run directory exists: refused here, it leaves none.
+            raise ValueError("training.class_weight weighs each row by its one class; a multilabel row holds several labels (or none): "
+                             "remove it (for rare labels, loss: {name: binary_focal_crossentropy, apply_class_balancing: true})")
         if data.target_scale != 1.0:
             raise ValueError(f"target_scale scales regression targets; {self.task} labels are class ids: remove it")
         if data.target_offset != 0.0:
