@@ -114,6 +114,9 @@ BAD = [
     ("class-id-too-big-val", "multiclass", X, YM, None, {"x_val": X[:20], "y_val": np.where(YM[:20] == 2, 3, YM[:20])}, "label-format", "Dense(4)"),
     ("binary-pm1", "binary", X, 2 * YB - 1, None, {}, "label-format", "(y + 1) / 2"),
     ("binary-3-classes", "binary", X, YM, None, {}, "label-format", "These look like 3 classes: use task='multiclass'"),
+    ("multilabel-sum-column", "multilabel", X, np.c_[X[:, :2] > 0, (X[:, :2] > 0).sum(1)], None, {}, "label-format",
+     "y = np.delete(y, 2, axis=1)"),
+    ("multilabel-counts", "multilabel", X, 2 * ONE_HOT + ONE_HOT[:, ::-1], None, {}, "label-format", "y = (y > 0)"),
     ("binary-of-counts", "binary", X, np.arange(len(X)) % 200, None, {}, "label-format", "use task='regression'"),
     ("binary-div-255", "binary", X, YB / 255.0, None, {}, "label-format", "(y > 0)"),
     ("class-id-too-big", "multiclass", X, np.where(YM == 2, 3, YM), None, {}, "label-format", "Dense(4)"),
@@ -207,6 +210,17 @@ def test_bfloat16_data_is_checked_as_the_numbers_it_holds():
         run("binary", X, YB.astype(bfloat16) + 1)
     assert info.value.code == "label-format" and "0/1 labels" in info.value.message
     assert "unscaled-inputs" in codes(run("binary", (X * 100).astype(bfloat16), YB))
+
+
+def test_a_multilabel_column_beside_0_1_ones_is_named_and_not_told_to_be_multiclass():
+    # "y holds {0, 1, 2}: these look like 3 classes, use task='multiclass'" for two 0/1 label
+    # columns beside their sum, which no single class id a row can replace.
+    labels = (X[:, :2] > 0).astype("float32")
+    with pytest.raises(DataError) as info:
+        run("multilabel", X, np.c_[labels, labels.sum(1)])
+    assert info.value.code == "label-format"
+    assert "Column 2 of y" in info.value.message and "sum of the other columns" in info.value.message
+    assert "multiclass" not in info.value.message
 
 
 def test_labels_out_of_range_states_both_ranges():

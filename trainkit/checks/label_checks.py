@@ -160,11 +160,17 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
     if kind == "binary":
         values = _distinct(y)
         if lo < 0 or hi > 1:
+            columns = _columns_issue(y, name, loss, layer)
+            if columns is not None:
+                return columns
             vals = {float(v) for v in values}
             if vals <= {-1.0, 1.0}:
                 fix = "Map -1/+1 to 0/1: y = (y + 1) / 2."
             elif vals <= {1.0, 2.0}:
                 fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
+            elif is_integral(y) and len(values) > 2 and y.ndim == 2 and y.shape[-1] > 1:
+                # One count a label (how often each tag occurs in a row): multiclass's one class id a row is no fit.
+                fix = "Whole numbers in every label column look like counts: make each a 0/1 label, y = (y > 0).astype('float32')."
             elif is_integral(y) and len(values) > 2:
                 count = len(_sample_values(y))
                 if count > _MANY_CLASSES:  # counts or measurements, most likely (sklearn's diabetes: 214)
@@ -195,6 +201,31 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                          "Map the labels to -1/+1, e.g. y = np.where(y == positive_class, 1, -1).",
                          {"y_min": lo, "y_max": hi}, layer)
     return None
+
+
+def _columns_issue(y: np.ndarray, name: str, loss: str, layer: str | None) -> Issue | None:
+    """Labels of several columns (multilabel) of which only some leave [0, 1]: those columns named.
+
+    The advice for one label column read every column's values as one ("y holds {0, 1, 2, 3, 4}:
+    these look like 5 classes, use task='multiclass'") for five 0/1 columns beside a count of
+    them, and told a multi-hot target to use one class id a row.
+    """
+    if y.ndim != 2 or y.shape[-1] < 2:
+        return None
+    outside = np.flatnonzero(((y < 0) | (y > 1)).any(axis=0))
+    if len(outside) == len(y[0]):  # every column: the values, not a column, are the problem
+        return None
+    k = int(outside[0])
+    others = np.delete(y, k, axis=1)
+    total = np.array_equal(y[:, k], others.sum(axis=1))
+    what = (" (it is the sum of the other columns: the number of labels a row holds, not a label)" if total else "")
+    which = f"column {k}" if len(outside) == 1 else f"columns {', '.join(map(str, outside[:8]))}"
+    return Issue(
+        f"{which[0].upper() + which[1:]} of {name} hold{'s' if len(outside) == 1 else ''} {_fmt_values(_sample_values(y[:, k]))}"
+        f"{what}, while the other columns are 0/1 labels; {loss} needs every column to be 0/1 (or a probability in [0, 1]).",
+        f"Drop it from the labels (y = np.delete(y, {k}, axis=1), with one output unit less) if it is no label, or make it "
+        f"a 0/1 label (y[:, {k}] = (y[:, {k}] > 0)).",
+        {"columns": [int(c) for c in outside], "y_min": float(np.min(y)), "y_max": float(np.max(y)), "sum_of_others": total}, layer)
 
 
 def single_class(ctx: DataContext) -> Issue | None:
