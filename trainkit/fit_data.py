@@ -283,7 +283,8 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: 
         # class 0's, in silence.
         raise ArgumentError("bad-argument", "class_weight weighs each row by its one class, but a multilabel row holds several labels (or none): "
                                             "read as one class (model.fit takes its first 1), rows would be weighed by the first label they hold. "
-                                            "Leave class_weight out; for rare labels use loss=BinaryFocalCrossentropy(apply_class_balancing=True), "
+                                            "Leave class_weight out; for rare labels use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s, "
+                                            "1 - alpha the 0s: its default 0.25 weighs the 1s down), "
                                             "a loss of your own weighing each label's positives, or sample_weight (one weight per row).")
 
 

@@ -526,7 +526,8 @@ class Recipe(_Section):
         if self.task == "multilabel" and self.training.class_weight:
             # fit refuses it too, but only once the run directory exists: refused here, it leaves none.
             raise ValueError("training.class_weight weighs each row by its one class; a multilabel row holds several labels (or none): "
-                             "remove it (for rare labels, loss: {name: binary_focal_crossentropy, apply_class_balancing: true})")
+                             "remove it (for rare labels, loss: {name: binary_focal_crossentropy, apply_class_balancing: true, alpha: 0.9}: "
+                             "alpha weighs the 1s, and its default 0.25 weighs them down)")
         if data.target_scale != 1.0:
             raise ValueError(f"target_scale scales regression targets; {self.task} labels are class ids: remove it")
         if data.target_offset != 0.0:
