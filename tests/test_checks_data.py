@@ -631,6 +631,17 @@ def test_single_class_of_a_handful_of_rows_blames_their_number_not_their_order()
     assert "With 3 training rows, one class can happen by chance" in info.value.message and "Shuffle" not in info.value.message
 
 
+def test_class_imbalance_names_the_rare_label_columns_of_a_multilabel_task():
+    # Labels at 1-3% positives were never judged: binary_accuracy read 99% for a model answering 0.
+    rng = np.random.default_rng(0)
+    y = (rng.random((len(X), 3)) < [0.4, 0.02, 0.3]).astype("float32")
+    (finding,) = [f for f in run("multilabel", X, y) if f.code == "class-imbalance"]
+    assert finding.evidence["rare_labels"] == [1] and "label 1:" in finding.message
+    assert "log(p / (1 - p))" in finding.advice and "class_weight=" not in finding.advice
+    balanced = (rng.random((len(X), 3)) < [0.4, 0.2, 0.3]).astype("float32")
+    assert "class-imbalance" not in codes(run("multilabel", X, balanced))
+
+
 def test_allowed_single_class_is_a_warning_without_class_imbalance_advice():
     findings = run("binary", X, np.zeros(len(X), dtype=int), allow={"single-class"})
     assert codes(findings) == ["single-class"] and findings[0].severity == "warning"

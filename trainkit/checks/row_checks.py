@@ -31,6 +31,11 @@ BATCH_OVER_ROWS = 2
 def class_imbalance(ctx: DataContext) -> Issue | None:
     """A minority class under 10% (binary) or a class 10x rarer than the largest (multiclass)."""
     for t in ctx.targets:
+        if t.task == "multilabel" and t.y is not None and len(t.y) >= IMBALANCE_MIN_ROWS:
+            issue = _multilabel_imbalance(ctx, t)
+            if issue is not None:
+                return issue
+            continue
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = class_ids(t, t.y)
@@ -95,6 +100,37 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
             t.output.layer if t.output else None)
     return None
+
+
+def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
+    """Label columns whose rarer value (1, mostly) is under 10% of the (weighted) rows.
+
+    A multilabel target was never judged: labels at 1% positives, whose binary_accuracy reads 99%
+    for a model that always answers 0, got no word. class_weight reads one class a row, which a
+    multi-hot row has not (fit refuses it), so the advice is per label: biases, metrics, loss.
+    """
+    assert t.y is not None
+    y = t.y.reshape(len(t.y), -1)
+    if t.loss.kind != "binary" or y.shape[1] < 2 or not np.isin(y, (0, 1)).all():
+        return None
+    w = ctx.sample_weight if ctx.sample_weight is not None and ctx.sample_weight.shape == (len(y),) and ctx.sample_weight.sum() > 0 else None
+    p = np.average(y, axis=0, weights=w)
+    minority = np.minimum(p, 1.0 - p)
+    # A column of one value is nothing to weigh (single-class's case, not judged for multilabel).
+    rare = [int(k) for k in np.argsort(minority, kind="stable") if 0.0 < minority[k] < IMBALANCE_BINARY_SHARE]
+    if not rare:
+        return None
+    listing = ", ".join(f"label {k}: {100 * p[k]:.3g}% positive" for k in rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
+    k = rare[0]
+    return Issue(
+        f"{len(rare)} of the {y.shape[1]} label columns of {t.name}{ctx.where} {'is' if len(rare) == 1 else 'are'} imbalanced, the rarer value under "
+        f"{IMBALANCE_BINARY_SHARE:.0%} of the rows ({listing}): always answering the common value already scores "
+        f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare rows weigh little in the loss.",
+        "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy; "
+        "initialise the output biases to each label's log(p / (1 - p)) (p = y_train.mean(0); model.layers[-1].bias.assign(np.log(p / (1 - p))) "
+        "after building it); to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
+        "its default 0.25 weighs them down) or a loss of your own (class_weight reads one class a row, which a multilabel row has not).",
+        {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
 
 
 def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
