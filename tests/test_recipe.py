@@ -606,3 +606,9 @@ def test_class_weight_on_a_multilabel_recipe_is_refused_when_it_loads(tmp_path):
     err = error_of(load_recipe, write(tmp_path, text))
     assert "a multilabel row holds several labels" in err.message
     assert load_recipe(write(tmp_path, text), ["training.class_weight=null"]).training.class_weight is None
+    # A regression's too (the multilabel audit saw its failed run directory left behind).
+    text = (TINY.replace("task: binary", "task: regression").replace("generator: learnable_binary", "generator: learnable_regression")
+            .replace("units: 1, activation: sigmoid", "units: 1").replace("loss: binary_crossentropy", "loss: mse")
+            .replace("metrics: [accuracy]", "metrics: [mae]").replace("batch_size: 16}", "batch_size: 16, class_weight: {0: 1.0, 1: 5.0}}"))
+    err = error_of(load_recipe, write(tmp_path, text))
+    assert "a regression has none" in err.message

@@ -520,6 +520,9 @@ class Recipe(_Section):
         if self.task == "regression":
             if data.one_hot:
                 raise ValueError("one_hot lays out class labels; a regression's targets are numbers to predict: remove it")
+            if self.training.class_weight:
+                # fit refuses it too, but only once the run directory exists: refused here, it leaves none.
+                raise ValueError("training.class_weight weighs the classes of a classification task; a regression has none: remove it")
             return self
         if self.task == "multilabel" and data.one_hot:
             raise ValueError("one_hot lays out class ids as one-hot rows; multilabel labels are one 0/1 column a label already: remove it")
