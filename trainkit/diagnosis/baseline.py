@@ -351,8 +351,10 @@ def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y:
         # Keras smooths binary labels to y * (1 - s) + s / 2 (99:1 labels with s = 0.1: the raw
         # prior read 0.28 for 0.22, and random labels settling at 0.24 were not at chance).
         p = np.clip(_mean(y, w) * (1 - label_smoothing) + label_smoothing / 2, _EPS, 1 - _EPS)
-        shown = f"p(1)={_share(float(np.mean(p)))}"
-        return (np.log(p / (1 - p)) if from_logits else p), f"entropy of the label prior, {shown}"
+        if np.size(p) > 1:  # multilabel: one prior a label column ("p(1)=0.48" read as one label's)
+            return (np.log(p / (1 - p)) if from_logits else p), (f"mean entropy of the {np.size(p)} labels' priors, "
+                                                                 f"p(1) from {_share(float(np.min(p)))} to {_share(float(np.max(p)))}")
+        return (np.log(p / (1 - p)) if from_logits else p), f"entropy of the label prior, p(1)={_share(float(np.mean(p)))}"
     if kind == "regression":
         if name in ("MeanAbsoluteError", "mean_absolute_error"):
             return _median(y, w), "mean absolute deviation of the targets from their median"
