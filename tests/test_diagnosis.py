@@ -3713,6 +3713,37 @@ def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
 
 
+def test_a_resumed_run_of_a_model_trained_before_judges_no_fresh_start(tmp_path):
+    # The resumed fit's context said trained_before=False (its model holds the run's own weights):
+    # the resume of a run on a model model.fit had trained was told initial-loss-too-low, live and
+    # read back, which the uninterrupted run was not.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+    from trainkit.errors import TrainingInterrupted
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+
+    def fit(logdir, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu", name="hidden"),
+                                  keras.layers.Dense(1, activation="sigmoid", name="out")])
+        model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05))
+        model.fit(x, y, epochs=20, verbose=0)
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-3), task="binary", seed=0,
+                          jit_compile=False, logdir=logdir, checkpoint_every=1, steps_per_execution=2)
+        trainer.fit(x, y, epochs=3, batch_size=30, verbose=0, **kwargs)
+        return trainer
+
+    whole = [f.to_dict() for f in fit(tmp_path / "whole").findings]
+    assert "initial-loss-too-low" not in {f["code"] for f in whole}
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path / "cut", callbacks=[TerminateAt(15)])  # mid-epoch 2 (10 steps an epoch)
+    resumed = fit(tmp_path / "cut", resume=True)
+    assert [f.to_dict() for f in resumed.findings] == whole
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path / "cut")] == whole
+
+
 @pytest.mark.parametrize(("first_step", "trained_before"), [(0, False), (30, False), (0, True)])
 def test_a_step_spike_is_measured_against_a_fresh_model_s_first_loss_only(first_step, trained_before):
     # A trained model's batch losses spread over orders of magnitude near 0: a second fit (or a new

@@ -254,10 +254,13 @@ def resumed_context(saved: Context, current: Context) -> Context:
     """The context of a resumed fit: ``current``, with what describes the run's start from ``saved``.
 
     The first epoch (how many epochs the run plans), the penalty in the first losses, the
-    learning rate at the start and the chance level are the whole run's; the rest (epochs asked
-    for, callbacks, validation) is this fit's.
+    learning rate at the start, the chance level and whether the model was trained before the
+    run began are the whole run's; the rest (epochs asked for, callbacks, validation) is this fit's.
     """
+    # trained_before too: the resumed fit's own is False (its model holds the run's weights), and a
+    # resume of a run on a model trained before judged that run's first losses as a fresh model's.
     return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
+                               trained_before=saved.trained_before,
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
