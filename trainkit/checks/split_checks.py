@@ -220,7 +220,11 @@ def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what
     tq, vq = np.percentile(t, [25, 50, 75], axis=0), np.percentile(v, [25, 50, 75], axis=0)
     t_iqr, v_iqr = tq[2] - tq[0], vq[2] - vq[0]
     # Features that spread in both: a mostly-constant one (counts, flags) has no spread to compare.
-    ok = (t_iqr > 0) & (v_iqr > 0) & np.isfinite(t_iqr) & np.isfinite(v_iqr)
+    # Nor one whose median value holds half the rows or more (zero-inflated amounts): its quartile
+    # falls between that value and the rest, and 20 validation rows of a random split drew spreads
+    # 0.0004 against 0.008, or 0.69 against 0.03 (3 of 30 random splits of 8 such columns fired).
+    tied = np.maximum((t == tq[1]).mean(axis=0), (v == vq[1]).mean(axis=0))
+    ok = (t_iqr > 0) & (v_iqr > 0) & np.isfinite(t_iqr) & np.isfinite(v_iqr) & (tied < 0.5)
     if not ok.any():
         return None
     ratio = np.where(ok, v_iqr / np.where(ok, t_iqr, 1.0), 1.0)
