@@ -671,7 +671,9 @@ def test_validation_class_mismatch_finds_a_validation_split_of_sorted_rows():
     (finding,) = [f for f in run("multiclass", x, y, x_val=x_val, y_val=y_val) if f.code == "validation-class-mismatch"]
     assert finding.severity == "warning"
     assert f"all {len(y_val)} rows are class 2" in finding.message and "sorted by label" in finding.message
-    assert "validation_split" in finding.message and "permutation" in finding.advice and "stratify=y" in finding.advice
+    assert "permutation" in finding.advice and "stratify=y" in finding.advice
+    # validation_data the caller cut: no validation_split to blame (it named one the fit never had).
+    assert "validation_split" not in finding.message and "cut from rows in label order" in finding.message
     assert finding.evidence["val_counts"] == [0, 0, len(y_val)] and finding.evidence["chance"] < 1e-4
 
 
@@ -773,7 +775,8 @@ def test_validation_class_mismatch_comes_from_fit_validation_split():
     net = keras.Sequential([keras.Input((4,)), L.Dense(1, activation="sigmoid")])
     trainer = Trainer(net, loss="bce", task="binary", optimizer="sgd", statistics=False)
     trainer.fit(np.concatenate([x, x_val]), np.concatenate([y, y_val]), epochs=1, validation_split=0.2, verbose=0)
-    assert "validation-class-mismatch" in [f.code for f in trainer.findings]
+    (finding,) = [f for f in trainer.findings if f.code == "validation-class-mismatch"]
+    assert "fit(validation_split=...) holds out the LAST rows" in finding.message and "before fit" in finding.advice
 
 
 @pytest.mark.parametrize(("row", "where"), [(190, "among the 40 rows validation_split holds out"), (20, "among its first 160 rows")])

@@ -80,14 +80,14 @@ def validation_class_mismatch(ctx: DataContext) -> Issue | None:
     if ctx.where or ctx.val_where:  # a dataset's first batches say nothing about its classes
         return None
     for t in ctx.targets:
-        issue = _mismatch(t)
+        issue = _mismatch(t, ctx.split_at is not None)
         if issue is not None:
             return issue
     return None
 
 
-def _mismatch(t: Target) -> Issue | None:
-    """:func:`validation_class_mismatch` for one target."""
+def _mismatch(t: Target, split: bool) -> Issue | None:
+    """:func:`validation_class_mismatch` for one target (``split``: ``validation_split`` held the rows out)."""
     if t.task not in ("binary", "multiclass") or t.loss.kind not in CLASSIFICATION_LOSSES or t.y is None or t.y_val is None:
         return None
     train_ids, val_ids = class_ids(t, t.y), class_ids(t, t.y_val)
@@ -124,12 +124,15 @@ def _mismatch(t: Target) -> Issue | None:
         chance = whole_class
     else:
         return None
+    # validation_data the caller split: "fit(validation_split=...) holds out the LAST rows" named
+    # an argument the fit never had.
+    how = ("fit(validation_split=...) holds out the LAST rows, before any shuffling" if split else
+           "the validation rows were cut from rows in label order")
     return Issue(
         f"{found}. Drawn at random from these rows, a validation split like this happens with a chance of "
-        f"{chance:.1g}: the rows look sorted by label, and fit(validation_split=...) holds out the LAST rows, "
-        "before any shuffling.",
-        "Shuffle x and y together before fit (p = np.random.default_rng(0).permutation(len(x)); x, y = x[p], y[p]), "
-        "or split with sklearn's train_test_split(x, y, test_size=0.2, stratify=y) and pass validation_data.",
+        f"{chance:.1g}: the rows look sorted by label, and {how}.",
+        f"Shuffle x and y together before {'fit' if split else 'splitting them'} (p = np.random.default_rng(0).permutation(len(x)); "
+        "x, y = x[p], y[p]), or split with sklearn's train_test_split(x, y, test_size=0.2, stratify=y) and pass validation_data.",
         {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(chance)},
         t.output.layer if t.output else None)
 
