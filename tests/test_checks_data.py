@@ -723,6 +723,8 @@ def test_masked_ids_inside_finds_a_token_0_that_mask_zero_drops_and_spares_paddi
     (finding,) = [f for f in found if f.code == "masked-ids-inside"]
     assert finding.severity == "warning" and "mask_zero=True" in finding.message and finding.layer is not None
     assert finding.evidence["rows_with_inner_zero"] > 0.3 and "x + 1" in finding.advice
+    # Shifted after padding, the padding would become token 1 and the mask would drop nothing.
+    assert "before padding the rows" in finding.advice
     # Without the mask, or rows padded with 0 at either end: nothing to report.
     assert "masked-ids-inside" not in codes(check_data(ids, y, model=net(False), loss=get_loss("bce"), task="binary"))
     padded = np.zeros((200, 12), dtype="int64")

@@ -147,7 +147,9 @@ def masked_ids_inside(ctx: DataContext) -> Issue | None:
             f"{name} feeds the Embedding '{layer}', built with mask_zero=True, which takes every id 0 for padding; but "
             f"{share:.0%} of the rows hold 0 between other ids (the first at row {first}), where no padding goes: 0 is "
             "a token there, and the mask drops it from every pooling average and recurrent step.",
-            f"Keep 0 for padding only: shift the token ids by one (x + 1, Embedding(input_dim={dim + 1}, mask_zero=True)), "
-            "or build the Embedding with mask_zero=False if the rows are not padded.",
+            # Before padding: x + 1 on padded rows turns their padding into token 1, which the mask then keeps.
+            f"Keep 0 for padding only: shift the token ids by one before padding the rows (x + 1 on unpadded rows, then "
+            f"pad with 0; Embedding(input_dim={dim + 1}, mask_zero=True)), or build the Embedding with mask_zero=False if "
+            "the rows are not padded.",
             {"rows_with_inner_zero": share, "first_row": first}, layer)
     return None
