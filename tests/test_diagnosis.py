@@ -754,6 +754,11 @@ def test_loss_at_chance_behind_a_rate_decayed_to_zero_names_the_decay_not_the_la
     # A rate that stays up: the labels are suspected, as before.
     s.values["learning_rate"] = lambda e, st: 1e-3
     assert "unpredictable" in finding(s.run(), "loss-at-chance").message
+    # ReduceLROnPlateau(patience=1) cutting the rate 10x an epoch after 2 flat epochs at the full
+    # rate (random labels at chance from the first step): the flat loss lowered the rate, not the
+    # other way round, and it was told "says nothing about the labels yet".
+    s.values["learning_rate"] = lambda e, st: 1e-3 * 0.1 ** max(0, e - 1)
+    assert "unpredictable" in finding(s.run(), "loss-at-chance").message
 
 
 def test_loss_at_chance_behind_a_weight_decay_that_collapsed_the_weights_names_the_decay():

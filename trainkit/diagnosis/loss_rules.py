@@ -57,6 +57,7 @@ from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
     GRAD_NORM,
+    LEARNING_RATE,
     MEAN,
     NONFINITE,
     STD,
@@ -223,7 +224,29 @@ def _at_chance_despite_leak(view: Diagnoser, lead: str, evidence: dict[str, Any]
 
 def _optimizer_stalled(view: Diagnoser) -> bool:
     """Whether the optimizer's own settings stopped its steps or shrank the weights away (see :func:`_stalled_by_optimizer`)."""
-    return decayed_rate(view) is not None or epsilon_share(view) is not None or decayed_weights(view) is not None
+    return _rate_stalled(view) or epsilon_share(view) is not None or decayed_weights(view) is not None
+
+
+def _rate_stalled(view: Diagnoser) -> bool:
+    """Whether a learning rate that fell to ~0 (:func:`decayed_rate`) stopped the run before it could learn.
+
+    Not when the loss had already sat still for :attr:`Thresholds.sustained_epochs` epochs at (half
+    or more of) the full rate before it fell: a ``ReduceLROnPlateau`` lowers the rate because the
+    loss stopped falling. Random labels at chance from the first step, the rate cut after 2 flat
+    epochs at 1e-3, were told "the steps stopped moving the weights before the model could learn,
+    which says nothing about the labels yet".
+    """
+    decayed = decayed_rate(view)
+    if decayed is None:
+        return False
+    rates, losses = view.epoch_values(LEARNING_RATE), view.epoch_losses()
+    full = 0
+    while full < min(len(rates), len(losses)) and np.isfinite(rates[full]) and rates[full] >= 0.5 * decayed[0]:
+        full += 1
+    if full < view.t.sustained_epochs:
+        return True
+    # Falling at the full rate: the decay cut short a model that was learning.
+    return float(losses[full - 1]) < (1 - view.t.at_chance_band) * float(losses[0])
 
 
 def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
@@ -235,7 +258,7 @@ def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) 
     unpredictable from the inputs", while the rate had stopped every step. So was RMSprop with
     epsilon=1.0 (steps 8e-5 of the weights, 104% of chance).
     """
-    decayed = decayed_rate(view)
+    decayed = decayed_rate(view) if _rate_stalled(view) else None
     if decayed is not None:
         peak, last = decayed
         return Issue(
