@@ -214,7 +214,9 @@ def epsilon_share(view: Diagnoser) -> float | None:
     The bound is never exceeded; a step near it is one that epsilon, not the gradients' size, set.
     """
     eps = view.context.epsilon
-    if eps is None or not eps > 0:
+    # Not at or below Keras's default: "lower epsilon to 1e-07" named what the run had, where its
+    # gradients themselves were tiny (the review audit).
+    if eps is None or not eps > 1e-7:
         return None
     rates = view.first_values(LEARNING_RATE)
     if optimizer_name(view) in ("rmsprop", "adagrad"):
