@@ -87,6 +87,31 @@ def test_an_error_a_pydataset_raises_mid_epoch_reaches_the_caller_as_itself(meth
         getattr(trainer, method)(data, **({"verbose": 0, "epochs": 1} if method == "fit" else {}))
 
 
+def test_a_pydataset_error_is_raised_only_in_the_thread_whose_fit_read_it():
+    # The errors were kept in one process-wide slot: a trainer fitting in another thread could
+    # take this thread's error in place of its own TensorFlow error (the review audit).
+    import threading
+
+    from trainkit import inputs
+
+    theirs = ValueError("their batch")
+
+    def keep_theirs():
+        inputs._source_errors[threading.get_ident()] = theirs
+
+    other = threading.Thread(target=keep_theirs)
+    other.start()
+    other.join()
+
+    @inputs.reraises_source_errors
+    def failing_fit():
+        raise tf.errors.InvalidArgumentError(None, None, "ValueError: their batch")
+
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        failing_fit()
+    inputs._source_errors.clear()
+
+
 def test_a_pydataset_batch_of_text_with_missing_values_is_refused_with_a_code():
     # None among a batch's text failed tf.data with an InternalError ("Unsupported object type
     # NoneType") in the first step; numpy text with None is refused as unsupported-input.

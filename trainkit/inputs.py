@@ -9,11 +9,11 @@ with a :class:`~trainkit.errors.DataError` that says what to pass instead. :mod:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import itertools
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -74,9 +74,11 @@ def _not_data(x: Any) -> bool:
     return callable(x) or (hasattr(x, "__iter__") and not hasattr(x, "__len__") and not hasattr(x, "__getitem__"))
 
 
-#: The last exception a PyDataset raised while tf.data read it (on a thread of tf.data's own),
-#: kept so that the OpError TensorFlow wraps it in can give way to it (:func:`reraises_source_errors`).
-_source_errors: collections.deque[Exception] = collections.deque(maxlen=1)
+#: The last exception a PyDataset raised while tf.data read it (on a thread of tf.data's own), by
+#: the thread that made the dataset (the one calling fit): kept so that the OpError TensorFlow wraps
+#: it in can give way to it (:func:`reraises_source_errors`), and two trainers fitting in two
+#: threads do not take each other's.
+_source_errors: dict[int, Exception] = {}
 
 
 def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,9 +91,9 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(*args, **kwargs)
         except tf.errors.OpError as err:
-            if not _source_errors:
+            original = _source_errors.pop(threading.get_ident(), None)
+            if original is None:
                 raise
-            original = _source_errors.pop()
             text = str(original)
             if f"{type(original).__name__}: {text.splitlines()[0] if text else ''}" not in err.message:
                 raise  # another failure (the one kept was raised by a batch read eagerly, long gone)
@@ -133,13 +135,15 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     iterates.
     """
 
+    owner = threading.get_ident()
+
     def read(index: int) -> Any:
         try:
             batch = data[index]
             batch = tuple(batch) if isinstance(batch, list) else batch
             _refuse_missing_text(batch, data, index)
         except Exception as err:  # on tf.data's thread, for fit to raise in place of TensorFlow's
-            _source_errors.append(err)
+            _source_errors[owner] = err
             raise
         return batch
 
