@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -94,12 +96,13 @@ def test_a_pydataset_error_is_raised_only_in_the_thread_whose_fit_read_it():
 
     from trainkit import inputs
 
-    theirs = ValueError("their batch")
+    x, y = make_data(160)
 
-    def keep_theirs():
-        inputs._source_errors[threading.get_ident()] = theirs
+    def read_theirs():  # another thread's dataset fails in batch 2, read by tf.data
+        with contextlib.suppress(tf.errors.OpError):
+            list(inputs.pydataset_batches(Failing(x, y, bad=2, error=ValueError("their batch"))))
 
-    other = threading.Thread(target=keep_theirs)
+    other = threading.Thread(target=read_theirs)
     other.start()
     other.join()
 
@@ -107,9 +110,11 @@ def test_a_pydataset_error_is_raised_only_in_the_thread_whose_fit_read_it():
     def failing_fit():
         raise tf.errors.InvalidArgumentError(None, None, "ValueError: their batch")
 
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        failing_fit()
-    inputs._source_errors.clear()
+    try:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            failing_fit()
+    finally:
+        inputs._source_errors.clear()
 
 
 def test_a_pydataset_batch_of_text_with_missing_values_is_refused_with_a_code():
