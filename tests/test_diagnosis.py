@@ -3718,6 +3718,25 @@ def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
 
 
+def test_a_model_whose_weights_were_put_back_to_their_start_is_a_fresh_start_again():
+    # A sweep resetting one model with set_weights(initial) for each new Trainer was judged "trained
+    # before" for good (the review audit): no initial-loss verdicts, no dead-at-start evidence.
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    initial = model.get_weights()
+
+    def fit_new_trainer():
+        trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+        trainer.fit(x, y, epochs=1, verbose=0)
+        return trainer._model_trained_before
+
+    assert fit_new_trainer() is False
+    assert fit_new_trainer() is True  # the weights the first trainer left
+    model.set_weights(initial)
+    assert fit_new_trainer() is False
+
+
 def test_a_resumed_run_of_a_model_trained_before_judges_no_fresh_start(tmp_path):
     # The resumed fit's context said trained_before=False (its model holds the run's own weights):
     # the resume of a run on a model model.fit had trained was told initial-loss-too-low, live and

@@ -127,15 +127,25 @@ STEP_METHODS = ("train_step", "test_step", "compute_loss", "apply_gradients", "u
 
 _Method = TypeVar("_Method", bound=Any)
 
-#: The models a Trainer of this process has trained (weakly held: a sweep's models are freed).
-_TRAINED_MODELS: weakref.WeakSet[keras.Model] = weakref.WeakSet()
+#: The models a Trainer of this process has trained (weakly held: a sweep's models are freed), each
+#: with :func:`_weights_fingerprint` of the weights its first training started from.
+_TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...]] = weakref.WeakKeyDictionary()
+
+
+def _weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
+    """Sums of the first two and last two trainable variables: equal again once the weights are put
+    back where they started (``model.set_weights(initial)``), cheap for any model size."""
+    weights = list(model.trainable_weights)
+    return tuple(float(np.sum(np.asarray(v), dtype=np.float64)) for v in weights[:2] + weights[2:][-2:])
 
 
 def _trained_before(model: keras.Model) -> bool:
     """Whether ``model``'s weights had been trained before a new trainer got it: by another
-    Trainer of this process, or by ``model.fit`` (its compiled optimizer took steps)."""
-    if model in _TRAINED_MODELS:
-        return True
+    Trainer of this process (unless its weights were put back where that training started, as a
+    sweep resetting one model does), or by ``model.fit`` (its compiled optimizer took steps)."""
+    start = _TRAINED_MODELS.get(model)
+    if start is not None:
+        return _weights_fingerprint(model) != start
     iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
     return iterations is not None and int(np.asarray(iterations)) > 0
 
@@ -967,7 +977,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._prepare_fit(train, validation, callbacks, batch_size, validation_batch_size, planned_epochs, resume)
             with stop_on_signals() as stop_request, background.training():
                 began = True
-                _TRAINED_MODELS.add(self.model)
+                if self.model not in _TRAINED_MODELS:
+                    _TRAINED_MODELS[self.model] = _weights_fingerprint(self.model)
                 callback_list.on_train_begin()
                 # A resumed run that a callback ended (early stopping) is finished, like one that
                 # trained all its epochs: nothing is left to train.
