@@ -384,7 +384,7 @@ def test_an_interrupted_fit_says_whether_it_wrote_a_checkpoint(tmp_path, with_lo
 
     class Terminate(Callback):
         def on_epoch_end(self, epoch, logs):
-            os.kill(os.getpid(), signal.SIGTERM)  # caught by fit: stops after the next call
+            os.kill(os.getpid(), signal.SIGTERM)  # caught by fit: stops before the next epoch's first call
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
@@ -395,6 +395,27 @@ def test_an_interrupted_fit_says_whether_it_wrote_a_checkpoint(tmp_path, with_lo
     expected = "a checkpoint was written" if with_logdir else "no checkpoint was written (no logdir)"
     assert expected in info.value.message
     assert (tmp_path / "checkpoints").exists() == with_logdir
+
+
+def test_a_signal_between_calls_stops_the_run_before_it_trains_another_step(tmp_path):
+    # SIGINT in on_epoch_end was seen only after the next epoch's first call: 21 steps trained
+    # where the History held 2 epochs of 7 (the sweep audit). The resume then starts where it stopped.
+    from trainkit.callbacks import Callback
+    from trainkit.errors import TrainingInterrupted
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    x, y = _xy(112)  # 7 batches of 16
+    trainer = _tiny_trainer(tmp_path)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[Interrupt()])
+    assert len(trainer.history.epoch) == 2 and trainer.step == 14
+    resumed = _tiny_trainer(tmp_path)
+    history = resumed.fit(x, y, epochs=4, batch_size=16, verbose=0, resume=True)
+    assert history.epoch == [0, 1, 2, 3] and resumed.step == 28
 
 
 def test_an_interrupted_fit_is_not_swallowed_by_a_loop_that_catches_exception():

@@ -1288,6 +1288,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if start_batch == 0:  # a resumed epoch continues with its restored running means
             self._reset_metrics()
         self._batches_done = start_batch
+        # A signal that came between calls (in on_epoch_end, in validation) stops the run before
+        # this epoch's first call: checked only after each call, it trained one call more.
+        self._stop_if_requested(stop_request, epoch, user_callbacks)
         self.steps_per_epoch = _epoch_steps(train, batch_size)
         callbacks.on_epoch_begin(epoch)
         if self.strategy is not None:
@@ -1330,12 +1333,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if nonfinite:
                 self._stop_on_nonfinite_loss(last_step - 1)
                 break
-            if stop_request is not None and stop_request.requested:
-                self.stop_reason = "interrupted"
-                self._save_checkpoint(epoch, self._batches_done, user_callbacks)
-                name = stop_request.signal.name if stop_request.signal else "a signal"
-                saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
-                raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
+            self._stop_if_requested(stop_request, epoch, user_callbacks)
             call_began = time.time()
         if last is None and not start_batch:  # a dataset of unknown size that had no batch
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
@@ -1346,6 +1344,16 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if self.report_last_batch_loss and last is not None:
             logs["last_batch_loss"] = float(last.values[-1, last.names.index("loss")])
         return logs
+
+    def _stop_if_requested(self, stop_request: StopRequest | None, epoch: int, user_callbacks: Sequence[Callback]) -> None:
+        """Ends the run where it is (a checkpoint of it first) when a stop signal came."""
+        if stop_request is None or not stop_request.requested:
+            return
+        self.stop_reason = "interrupted"
+        self._save_checkpoint(epoch, self._batches_done, user_callbacks)
+        name = stop_request.signal.name if stop_request.signal else "a signal"
+        saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
+        raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
 
     def _stop_on_nonfinite_loss(self, step: int) -> None:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
