@@ -490,6 +490,31 @@ def test_overlap_found_when_every_row_was_copied_before_the_split(seed):
     assert "copies" in finding.message
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overlap_silent_on_one_column_of_category_ids_that_repeat_by_chance(seed):
+    # One column of 50 category ids over 800 rows, split 80/20: every validation row matches a
+    # training row by chance, and the column, taking a value of its own in every distinct row (it
+    # alone makes the rows), was read as continuous: "they are copies" on every split.
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 50, (800, 1)).astype("float32")
+    y = (rng.normal(size=50)[x[:, 0].astype(int)] > 0).astype(int)
+    ids_model = keras.Sequential([keras.Input((1,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
+    found = check_data(x[:640], y[:640], model=ids_model, loss=get_loss("binary_crossentropy"), task="binary",
+                       x_val=x[640:], y_val=y[640:])
+    assert "train-validation-overlap" not in codes(found)
+    x = (x - x.mean()) / x.std()  # standardised as unscaled-inputs advises: still 50 ids
+    found = check_data(x[:640], y[:640], model=ids_model, loss=get_loss("binary_crossentropy"), task="binary",
+                       x_val=x[640:], y_val=y[640:])
+    assert "train-validation-overlap" not in codes(found)
+    x = rng.integers(0, 100_000, (400, 1)).astype("float32")  # whole-number rows copied before the split
+    x = np.concatenate([x, x])[rng.permutation(800)]
+    y = (x[:, 0] > 50_000).astype(int)
+    found = check_data(x[:640], y[:640], model=ids_model, loss=get_loss("binary_crossentropy"), task="binary",
+                       x_val=x[640:], y_val=y[640:])
+    (finding,) = [f for f in found if f.code == "train-validation-overlap"]
+    assert "copies" in finding.message
+
+
 def test_label_leakage_feature_equal_to_label():
     x = X.copy()
     x[:, 2] = YB

@@ -112,7 +112,11 @@ def _has_continuous_feature(rows: np.ndarray) -> bool:
     """Whether some feature takes a different value in at least half of the distinct rows.
 
     Counted over distinct rows, so that copies do not hide it. Such a feature makes two equal rows
-    a copy, not a coincidence; 20 distinct rows at least, to be a measure.
+    a copy, not a coincidence; 20 distinct rows at least, to be a measure. A feature whose values
+    sit on a grid (whole numbers, or whole numbers standardised: every gap a whole multiple of the
+    smallest) counts only where the rows are mostly distinct (a quarter of them at least): one
+    column of 50 category ids over 640 rows takes a different value in every distinct row, since
+    it alone makes the rows, and repeats by chance (every validation row matched, "copies").
     """
     flat = rows.reshape(len(rows), -1)
     if flat.shape[1] == 0:
@@ -120,7 +124,23 @@ def _has_continuous_feature(rows: np.ndarray) -> bool:
     distinct = np.unique(flat[:, :: max(1, flat.shape[1] // _CONTINUOUS_COLUMNS)], axis=0)
     if len(distinct) < 20:
         return False
-    return any(np.unique(distinct[:, j]).size * 2 >= len(distinct) for j in range(distinct.shape[1]))
+    mostly_distinct = len(distinct) * 4 >= len(flat)
+    for j in range(distinct.shape[1]):
+        values = np.unique(distinct[:, j])
+        if values.size * 2 >= len(distinct) and (mostly_distinct or not _on_a_grid(values)):
+            return True
+    return False
+
+
+def _on_a_grid(values: np.ndarray) -> bool:
+    """Whether sorted distinct values are spaced by whole multiples of their smallest gap (ids,
+    counts, and those standardised); 20 continuous values pass by chance about never."""
+    gaps = np.diff(values.astype(np.float64))
+    step = gaps.min() if gaps.size else 0.0
+    if step <= 0:
+        return False
+    multiples = gaps / step
+    return bool(np.all(np.abs(multiples - np.round(multiples)) < 1e-2))
 
 
 def _leak_samples(ctx: DataContext) -> list[tuple[np.ndarray, np.ndarray, Target]]:
