@@ -912,6 +912,22 @@ def test_class_imbalance_reads_the_weights_a_dataset_carries():
     assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == ["class-imbalance"]
 
 
+def test_a_dataset_of_rows_sorted_by_label_is_unshuffled_not_imbalanced():
+    # Three balanced classes sorted by label and batched without .shuffle(): the first 8 batches
+    # held 234 rows of class 0 and 22 of class 1, told "imbalanced", with class weights to pass.
+    order = np.argsort(YM, kind="stable")
+    (finding,) = run("multiclass", tf.data.Dataset.from_tensor_slices((X[order], YM[order])).batch(32), None)
+    assert finding.code == "unshuffled-dataset" and ".shuffle(" in finding.advice
+    assert finding.evidence["first_change_row"] == int(np.sum(YM == 0))
+    shuffled = tf.data.Dataset.from_tensor_slices((X[order], YM[order])).shuffle(len(X), seed=0).batch(32)
+    assert run("multiclass", shuffled, None) == []
+    # 5% positives with one last by chance is no sorted order; numpy rows are shuffled by fit.
+    y = np.zeros(256, dtype=int)
+    y[-1] = 1
+    assert "unshuffled-dataset" not in codes(run("binary", tf.data.Dataset.from_tensor_slices((X[:256], y)).batch(32), None))
+    assert "unshuffled-dataset" not in codes(run("multiclass", X[order], YM[order]))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("labels", ["random", "learnable"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])

@@ -73,6 +73,7 @@ from trainkit.checks.row_checks import (
     few_training_rows,
     sample_weight_all_zero,
     sample_weight_negative,
+    unshuffled_dataset,
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
 from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
@@ -115,6 +116,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("validation-target-range", "warning", validation_target_range),
     DataRule("validation-scale-mismatch", "warning", validation_scale_mismatch),
     DataRule("label-leakage", "warning", label_leakage),
+    DataRule("unshuffled-dataset", "warning", unshuffled_dataset),
     DataRule("class-imbalance", "warning", class_imbalance),
     DataRule("few-training-rows", "warning", few_training_rows),
     DataRule("batch-larger-than-data", "warning", batch_larger_than_data),

@@ -1,6 +1,7 @@
 """Rules on the training rows: how many there are (``few-training-rows``,
 ``batch-larger-than-data``), how they weigh (``sample-weight-all-zero``,
-``sample-weight-negative``) and how the classes share them (``class-imbalance``).
+``sample-weight-negative``) and how the classes share them (``class-imbalance``,
+``unshuffled-dataset``).
 
 Apart from the other rules: these count and weigh rows; none reads a feature's values.
 """
@@ -26,6 +27,58 @@ MIN_ROWS_PER_CLASS = 2
 #: is all the rows. Twice, not once: a full batch over the whole set before the validation split
 #: (batch_size 100 for 100 rows, 80 of them training) is a deliberate full-batch run.
 BATCH_OVER_ROWS = 2
+#: A dataset's first batches whose labels run in class order are judged unshuffled only where a
+#: random order would sort them less than once in this many tries: 255 rows of class 0 and one
+#: of class 1 last is a random order's 1 in 128, and no proof.
+SORTED_ODDS = 1e4
+
+
+def _label_sorted(ids: np.ndarray) -> bool:
+    """Whether class ids of two classes or more run in class order (rising or falling), an order
+    a random one makes less than once in ``SORTED_ODDS`` tries (the rows' multinomial coefficient)."""
+    counts = np.bincount(ids)
+    counts = counts[counts > 0]
+    if counts.size < 2:
+        return False
+    steps = np.diff(ids)
+    if not (np.all(steps >= 0) or np.all(steps <= 0)):
+        return False
+    log_orders = math.lgamma(len(ids) + 1) - sum(math.lgamma(int(c) + 1) for c in counts)
+    return log_orders - math.log(2) > math.log(SORTED_ODDS)
+
+
+def _sorted_target(ctx: DataContext) -> tuple[Target, np.ndarray] | None:
+    """The first classifier target whose sampled dataset batches hold its classes in label order."""
+    if not ctx.where:  # numpy rows: fit shuffles them each epoch (unless told not to)
+        return None
+    for t in ctx.targets:
+        if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
+            continue
+        ids = class_ids(t, t.y)
+        if ids is not None and ids.size and ids.min() >= 0 and _label_sorted(ids):
+            return t, ids
+    return None
+
+
+def unshuffled_dataset(ctx: DataContext) -> Issue | None:
+    """A dataset whose first batches come in label order: rows sorted by class, never shuffled."""
+    found = _sorted_target(ctx)
+    if found is None:
+        return None
+    t, ids = found
+    change = int(np.flatnonzero(np.diff(ids))[0]) + 1
+    counts = {int(c): int(n) for c, n in enumerate(np.bincount(ids)) if n}
+    return Issue(
+        f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} run in class order "
+        f"({', '.join(f'class {c}: {n}' for c, n in counts.items())}; the first {change} rows all class "
+        f"{int(ids[0])}): the dataset was built from rows sorted by label and is not shuffled. Each "
+        f"batch then holds one class, every step pulls the model towards it, and each epoch ends on "
+        f"the last class's batches; the class counts of these batches say nothing about the data's.",
+        "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True)"
+        ".batch(...) (a buffer as large as the data, or shuffle x and y together before "
+        "from_tensor_slices); a shuffle after .batch() only reorders the one-class batches.",
+        {"counts": list(counts.values()), "classes": list(counts), "first_change_row": change},
+        t.output.layer if t.output else None)
 
 
 def class_imbalance(ctx: DataContext) -> Issue | None:
@@ -39,6 +92,10 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = class_ids(t, t.y)
+        # Batches in label order count the first classes only: unshuffled-dataset's case, where
+        # "class 2: 0, class 1: 22, against 234 for class 0" advised class weights for balanced data.
+        if ctx.where and ids is not None and ids.size and ids.min() >= 0 and _label_sorted(ids):
+            continue
         # One class only is single-class's error (or allowed): no weights can balance it.
         if ids is None or ids.size == 0 or ids.min() < 0 or np.all(ids == ids[0]):
             continue
