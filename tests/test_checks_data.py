@@ -515,6 +515,18 @@ def test_overlap_silent_on_one_column_of_category_ids_that_repeat_by_chance(seed
     assert "copies" in finding.message
 
 
+def test_unscaled_inputs_of_few_whole_numbers_name_a_category_code_as_a_possibility():
+    # One column of 50 category ids fed to Dense was told only to standardise: standardised, the
+    # run stays at chance (0.58 validation accuracy), where one-hot ids reach 1.0.
+    x = X.copy()
+    x[:, 1] = np.random.default_rng(0).integers(0, 50, len(x))
+    (finding,) = [f for f in run("binary", x, YB) if f.code == "unscaled-inputs"]
+    assert "Standardise" in finding.advice and "If feature 1 (only 50 whole numbers, 0..49) is a category code" in finding.advice
+    x[:, 1] = X[:, 1] * 20 + 40  # an amount: no such hint
+    (finding,) = [f for f in run("binary", x, YB) if f.code == "unscaled-inputs"]
+    assert "category code" not in finding.advice
+
+
 def test_label_leakage_feature_equal_to_label():
     x = X.copy()
     x[:, 2] = YB

@@ -64,6 +64,28 @@ def _outliers(f: np.ndarray) -> list[tuple[int, int, int, float, float, float]] 
     return found or None
 
 
+#: Distinct whole numbers up to which a feature may be a category code: standardising such a
+#: column keeps its codes' arbitrary order (50 ids of random effect, standardised: 0.58 validation
+#: accuracy at chance, one-hot 1.0).
+_CATEGORY_CODES = 100
+
+
+def _category_code_hint(f: np.ndarray, worst: list[int], names: Any) -> str:
+    """Advice for the first listed feature of few distinct whole numbers (``f`` is [features, rows]):
+    a category code, if it is one, wants one-hot or an Embedding, not standardising. Said as an
+    if: whole numbers are counts and ages as often as codes, which standardising suits."""
+    for j in worst:
+        values = f[j][np.isfinite(f[j])]
+        distinct = np.unique(values)
+        if 3 <= distinct.size <= _CATEGORY_CODES and np.all(np.mod(distinct, 1) == 0):
+            label = feature_label(j, names) if names else f"feature {j}"
+            return (f" If {label} (only {distinct.size} whole numbers, {format_number(distinct[0])}.."
+                    f"{format_number(distinct[-1])}) is a category code, not an amount, standardising keeps its codes' "
+                    "arbitrary order: one-hot encode it (keras.layers.IntegerLookup(output_mode='one_hot') or "
+                    "CategoryEncoding) or give it an Embedding instead.")
+    return ""
+
+
 def unscaled_inputs(ctx: DataContext) -> Issue | None:
     """Features far from zero or whose scales differ by orders of magnitude."""
     for i, a in enumerate(ctx.xs):
@@ -151,6 +173,7 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                    f"std = {train}.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
                    f"keras.layers.Normalization() (adapted on {train}) first in the model (in a recipe, "
                    "preprocessing: {standardize_inputs: true}).")
+            fix += _category_code_hint(f, worst, ctx.feature_names if len(ctx.xs) == 1 else None) if a.ndim <= 2 else ""
         after = f" after the Normalization layer '{normalizer.name}'" if normalizer is not None else ""
         return Issue(
             f"The inputs {name} are not scaled{after}{ctx.where} ({'; '.join(reasons)}): {described}. Large or "
