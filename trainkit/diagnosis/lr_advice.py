@@ -182,21 +182,28 @@ def clipping_shrink(view: Diagnoser) -> float | None:
     clip = view.context.clipping
     if not clip or optimizer_name(view) in ADAPTIVE:
         return None
-    rates = view.first_values(LEARNING_RATE)
-    kept = []
+    share = _step_share(view, view.first_values(LEARNING_RATE))
+    if share is None or not 0 < share <= _CLIPPED_SHARE:
+        return None
+    return 1.0 / share
+
+
+def _step_share(view: Diagnoser, rates: np.ndarray) -> float | None:
+    """The first steps' update/weight ratios over ``rates * grad_norm / weight_norm`` (a plain
+    step at those per-step rates): the median over the steps of each weight matrix, then over the
+    matrices; ``None`` when nothing was measured."""
+    shares = []
     for name in kernel_stats(view, UPDATE_RATIO):
         var = variable_of(name, UPDATE_RATIO) or ""
         update, grad, weight = (view.first_values(n) for n in (name, grad_norm_name(var), weight_norm_name(var)))
         n = min(len(update), len(grad), len(weight), len(rates))
         with np.errstate(divide="ignore", invalid="ignore"):
-            unclipped = rates[:n] * grad[:n] / weight[:n]
-            share = update[:n] / unclipped
-        share = share[np.isfinite(share) & (unclipped > 0)]
+            plain = rates[:n] * grad[:n] / weight[:n]
+            share = update[:n] / plain
+        share = share[np.isfinite(share) & (plain > 0)]
         if share.size:
-            kept.append(float(np.median(share)))
-    if not kept or not 0 < float(np.median(kept)) <= _CLIPPED_SHARE:
-        return None
-    return 1.0 / float(np.median(kept))
+            shares.append(float(np.median(share)))
+    return float(np.median(shares)) if shares else None
 
 
 #: Steps the clipping left at this share of their unclipped size or less were clipped too tight.
@@ -226,20 +233,8 @@ def epsilon_share(view: Diagnoser) -> float | None:
         # the bound is rate x sqrt(1 - beta_2^t) x gradient / epsilon (0.03 of it at the first step).
         t = view.first_step + 1 + np.arange(len(rates))
         rates = rates * np.sqrt(1.0 - view.context.beta_2 ** t)
-    shares = []
-    for name in kernel_stats(view, UPDATE_RATIO):
-        var = variable_of(name, UPDATE_RATIO) or ""
-        update, grad, weight = (view.first_values(n) for n in (name, grad_norm_name(var), weight_norm_name(var)))
-        n = min(len(update), len(grad), len(weight), len(rates))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bound = rates[:n] * grad[:n] / (eps * weight[:n])
-            share = update[:n] / bound
-        share = share[np.isfinite(share) & (bound > 0)]
-        if share.size:
-            shares.append(float(np.median(share)))
-    if not shares or float(np.median(shares)) < _EPSILON_BOUND_SHARE:
-        return None
-    return float(np.median(shares))
+    share = _step_share(view, rates / eps)  # the epsilon-bound step: plain SGD's at rate / epsilon
+    return share if share is not None and share >= _EPSILON_BOUND_SHARE else None
 
 
 #: Steps at this share of the epsilon-bound step or more were set by epsilon (a momentum's
