@@ -573,7 +573,7 @@ def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tm
 
             class Terminate(Callback):
                 def on_epoch_end(self, epoch, logs=None):
-                    os.kill(os.getpid(), signal.SIGTERM)  # fit checkpoints and stops
+                    os.kill(os.getpid(), signal.SIGTERM)  # fit checkpoints and stops before epoch 2 trains
 
             kwargs["callbacks"] = [*kwargs.get("callbacks", ()), Terminate()]
         return real(recipe, **kwargs)
@@ -594,7 +594,7 @@ def test_an_interrupted_compare_says_how_to_resume_the_run_it_stopped(runner, tm
     monkeypatch.undo()
     resumed = runner.invoke(app, [*command[1:], "-q"])  # the recipe it names is the run's very recipe
     assert resumed.exit_code == 0, resumed.output
-    assert resumed.output.startswith("trained 2 epochs (resumed in epoch 2, after ")  # stopped inside its second epoch
+    assert resumed.output.startswith("trained 2 more epochs (resumed after epoch 1)")  # stopped as its second epoch began
 
 
 def test_runs_that_would_share_a_name_are_refused_before_training(runner, tmp_path):
