@@ -1188,3 +1188,59 @@ def test_a_normalization_layer_of_a_mixed_float16_model_is_read_in_full_precisio
     adapted.adapt(x)
     model = keras.Sequential([keras.Input((4,)), adapted, keras.layers.Dense(1, dtype="mixed_float16")])
     assert "unscaled-inputs" not in codes(check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression"))
+
+
+# --- channels-first-input: (n, 3, 32, 32) images read by a channels_last Conv2D ------------------
+
+def conv_model(sample: tuple[int, ...] | None, *front: keras.layers.Layer, data_format: str = "channels_last",
+               kernel: int | tuple[int, int] = 3) -> keras.Model:
+    """A tiny conv classifier over ``sample`` (1-D for a rank-2 sample); ``None``: never built."""
+    conv, pool = (L.Conv1D, L.GlobalAveragePooling1D) if sample is not None and len(sample) == 2 else (L.Conv2D, L.GlobalAveragePooling2D)
+    head = [conv(2, kernel, padding="same", data_format=data_format), pool(data_format=data_format), L.Dense(3, activation="softmax")]
+    return keras.Sequential([*([keras.Input(sample)] if sample else []), *front, *head])
+
+
+def layout_codes(m: keras.Model, sample: tuple[int, ...]) -> list:
+    x = np.random.default_rng(0).uniform(size=(30, *sample)).astype("float32")
+    return check_data(x, np.arange(30) % 3, model=m, loss=get_loss("scce"), task="multiclass")
+
+
+@pytest.mark.parametrize(("sample", "front", "fix"), [
+    ((3, 32, 32), (), "np.transpose(x, (0, 2, 3, 1)) (x_val too) with keras.Input((32, 32, 3))"),
+    ((1, 28, 28), (), "keras.Input((28, 28, 1))"),
+    ((4, 16, 24), (L.Rescaling(1 / 255), L.RandomFlip("horizontal")), "keras.Input((16, 24, 4))"),
+    ((3, 100), (), "np.transpose(x, (0, 2, 1)) (x_val too) with keras.Input((100, 3))"),
+])
+def test_channels_first_input_fires_on_channels_first_samples_read_channels_last(sample, front, fix):
+    found = [f for f in layout_codes(conv_model(sample, *front), sample) if f.code == "channels-first-input"]
+    assert len(found) == 1 and found[0].severity == "warning"
+    assert f"samples of shape {sample}" in found[0].message and "data_format='channels_last'" in found[0].message
+    assert fix in found[0].advice and "data_format='channels_first'" in found[0].advice
+
+
+def test_channels_first_input_reads_the_data_of_a_model_not_built_yet_and_each_input_of_several():
+    assert "channels-first-input" in codes(layout_codes(conv_model(None), (3, 32, 32)))
+    image, table = keras.Input((3, 32, 32)), keras.Input((4,))
+    features = L.GlobalAveragePooling2D()(L.Conv2D(2, 3, padding="same")(L.Rescaling(1 / 255)(image)))
+    two = keras.Model([image, table], L.Dense(3, activation="softmax")(L.Concatenate()([features, table])))
+    rows = np.random.default_rng(0)
+    x = [rows.uniform(size=(30, 3, 32, 32)).astype("float32"), rows.normal(size=(30, 4)).astype("float32")]
+    found = [f for f in check_data(x, np.arange(30) % 3, model=two, loss=get_loss("scce"), task="multiclass")
+             if f.code == "channels-first-input"]
+    assert len(found) == 1 and found[0].message.startswith("x[0] has samples of shape (3, 32, 32)")
+
+
+@pytest.mark.parametrize(("sample", "kw"), [
+    ((32, 32, 3), {}), ((28, 28, 1), {}), ((64, 64, 3), {}), ((64, 64, 4), {}), ((128, 44, 1), {}), ((100, 3), {}),
+    ((4, 4, 512), {}),  # a backbone's feature map: channels last, rows and columns too few for an image
+    ((3, 32, 32), {"data_format": "channels_first"}),  # channels-first samples read as such
+    ((1, 100, 40), {"kernel": (1, 3)}),  # one row of 100 steps, read row by row on purpose
+])
+def test_channels_first_input_silent_on_channels_last_shapes(sample, kw):
+    assert "channels-first-input" not in codes(layout_codes(conv_model(sample, **kw), sample))
+
+
+def test_channels_first_input_silent_on_short_sequences_of_a_model_taking_any_length():
+    # A dataset's first batch of 3 steps, 64 features each: keras.Input((None, 64)) says they are steps.
+    assert "channels-first-input" not in codes(layout_codes(conv_model((None, 64)), (3, 64)))
+    assert "channels-first-input" in codes(layout_codes(conv_model((3, 64)), (3, 64)))

@@ -63,6 +63,7 @@ from trainkit.checks.model_inspect import (
     input_normalizers,
     input_shapes,
     iter_layers,
+    layout_readers,
     masked_embeddings,
     position_keeping_layers,
     scales_own_inputs,
@@ -76,7 +77,7 @@ from trainkit.checks.row_checks import (
     unshuffled_dataset,
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
-from trainkit.checks.shape_checks import input_structure_issue, shape_mismatch
+from trainkit.checks.shape_checks import channels_first_input, input_structure_issue, shape_mismatch
 from trainkit.checks.split_checks import (
     validation_class_mismatch,
     validation_scale_mismatch,
@@ -107,6 +108,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("sample-weight-negative", "error", sample_weight_negative),
     DataRule("embedding-ids", "error", embedding_ids),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
+    DataRule("channels-first-input", "warning", channels_first_input),
     DataRule("masked-ids-inside", "warning", masked_ids_inside),
     DataRule("constant-inputs", "warning", constant_inputs),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
@@ -262,7 +264,7 @@ def check_data(
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
-                      output_biases=output_biases(model, outputs), split_at=split_at)
+                      output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

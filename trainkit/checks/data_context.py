@@ -89,6 +89,8 @@ class DataContext:
     embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The names of the Embedding layers among :attr:`embeddings` built with ``mask_zero=True``.
     masked_embeddings: Sequence[str] = ()
+    #: For each input, the layer that first reads its layout (see ``layout_readers``), or ``None``.
+    layout_readers: Sequence[Any] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
     output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: The validation arrays are the caller's x and y from this row on (``validation_split``), or ``None``.

@@ -563,6 +563,28 @@ def input_normalizers(model: keras.Model) -> list[Any]:
     return [None]
 
 
+#: Layers that keep each value at its position (scaling, normalising or augmenting it): the layer
+#: after them reads the input's layout (``Rescaling(1 / 255)`` or a ``RandomFlip`` before a ``Conv2D``).
+_LAYOUT_KEEPING = _VALUE_KEEPING | {"Rescaling", "Normalization", "BatchNormalization", "LayerNormalization", "RandomFlip",
+                                    "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast", "RandomBrightness"}
+
+
+def layout_readers(model: keras.Model) -> list[Any]:
+    """For each model input, the layer that first reads its layout (past layers that keep each
+    value where it is, :data:`_LAYOUT_KEEPING`), or ``None`` when several layers read it.
+
+    Followed as :func:`input_normalizers` follows the inputs; a ``Conv2D`` found here reads the
+    input's axes as its ``data_format`` says.
+    """
+    inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
+    if inputs and len(inputs) > 1:
+        return [found[0] if len(found) == 1 else None for found in _input_readers(model, inputs, _LAYOUT_KEEPING)]
+    for layer in iter_layers(model):
+        if type(layer).__name__ not in _LAYOUT_KEEPING:
+            return [layer]
+    return [None]
+
+
 def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int, str]]:
     """``(input index, layer name, ids, layer class)`` of each Embedding or CategoryEncoding a
     model input feeds directly.

@@ -1,5 +1,6 @@
 """The ``shape-mismatch`` rule: x, y and sample_weight whose rows do not pair up, and inputs,
-labels or weights whose shapes do not fit the model's inputs and outputs.
+labels or weights whose shapes do not fit the model's inputs and outputs; the
+``channels-first-input`` rule: channels-first images a channels-last layer reads.
 :func:`check_input_shapes` runs the inputs' part alone, for evaluate and predict.
 
 Apart from the rules on values: these read only the arrays' shapes and the data's structure.
@@ -245,4 +246,65 @@ def input_structure_issue(x: Any, names: Sequence[str], label: str = "x") -> Iss
     if len(names) > 1 and len(x) != len(names):
         return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} holds {len(x)} arrays.",
                      "Pass one array per input, in the inputs' order, or a dict keyed by their names.", {"inputs": list(names), "arrays": len(x)})
+    return None
+
+
+#: The channel counts of images and signals (gray, RGB, RGBA; mono or 3-axis sensors) that a
+#: channels-first sample puts on its first axis.
+_CHANNEL_COUNTS = frozenset({1, 3, 4})
+#: The length each other axis of such a sample has at least: an image's rows and columns (8x8
+#: digits up), a signal's steps (a real channels-last (4, 4, 512) feature map is not an image).
+_LONG_AXIS = {1: 16, 2: 8}
+
+
+def _layout_window(layer: Any) -> tuple[int, int] | None:
+    """``(spatial rank, window along the first spatial axis)`` of a channels-last 1-D or 2-D
+    convolution or pooling layer, ``None`` for any other layer."""
+    if layer is None or getattr(layer, "data_format", None) != "channels_last":
+        return None
+    name = type(layer).__name__
+    rank = 1 if name.endswith("1D") else 2 if name.endswith("2D") else None
+    window = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    if rank is None or not isinstance(window, Sequence) or not window:
+        return None  # a global pooling, a Resizing or a Flatten: no window
+    return rank, int(window[0])
+
+
+def channels_first_input(ctx: DataContext) -> Issue | None:
+    """Samples laid out channels-first, ``(3, 32, 32)``, read by a channels-last Conv or pooling layer.
+
+    The shapes fit, so nothing fails: the layer reads 3 rows of 32 columns with 32 channels each,
+    and slides its window along the 3 rows. A window of 1 row along that
+    axis (``Conv2D(8, (1, 3))``) reads such rows on purpose and is not reported.
+    """
+    for i, (x, layer) in enumerate(zip(ctx.xs, ctx.layout_readers, strict=False)):
+        found = _layout_window(layer)
+        if found is None or not isinstance(x, np.ndarray):
+            continue
+        rank, window = found
+        declared = ctx.input_shapes[i] if ctx.input_shapes and i < len(ctx.input_shapes) else None
+        if declared is not None and len(declared) > 1 and declared[1] is None:
+            continue  # keras.Input((None, 64)): sequences of any length, a first batch's 3 steps are steps
+        sample = tuple(int(d) for d in x.shape[1:])
+        if (len(sample) != rank + 1 or window < 2 or sample[0] not in _CHANNEL_COUNTS
+                or min(sample[1:]) < _LONG_AXIS[rank]):
+            continue
+        name = input_label("x", i, len(ctx.xs), ctx.input_keys)
+        channels, spatial = sample[0], sample[1:]
+        last = (*spatial, channels)
+        axes = "(0, 2, 3, 1)" if rank == 2 else "(0, 2, 1)"
+        held = f"{spatial[0]} rows of {spatial[1]} columns" if rank == 2 else f"{spatial[0]} steps"
+        read = (f"{channels} row{'s' if channels != 1 else ''} of {spatial[0]} columns with {spatial[1]} channels each"
+                if rank == 2 else f"{channels} step{'s' if channels != 1 else ''} of {spatial[0]} channels")
+        return Issue(
+            f"{name}{ctx.where} has samples of shape {format_shape(sample)}, and {type(layer).__name__} '{layer.name}', the "
+            f"first layer that reads their layout, has data_format='channels_last': it reads them as {read}. "
+            f"Samples stored channels-first ({channels} channel{'s' if channels != 1 else ''} of {held}, as PyTorch and many "
+            f"{'image ' if rank == 2 else ''}loaders keep them) fit that shape, so nothing fails, but the window slides over the wrong axes and "
+            f"the model learns far worse.",
+            f"Move the channels last: x = np.transpose(x, {axes}) (x_val too) with keras.Input({format_shape(last)}); "
+            f"or keep the data and pass data_format='channels_first' to every {rank}-D convolution and pooling layer "
+            f"(keras.config.set_image_data_format('channels_first') before building the model does it for all). If "
+            f"{format_shape(sample)} is the layout you mean, allow: [channels-first-input].",
+            {"input": name, "sample_shape": list(sample), "layer": layer.name}, layer.name)
     return None
