@@ -848,6 +848,18 @@ def test_unscaled_inputs_made_by_a_few_extreme_rows_name_them_instead_of_standar
     assert finding.code == "unscaled-inputs" and finding.advice.startswith("Standardise each feature")
 
 
+def test_unscaled_inputs_outliers_leave_no_zero_inflated_amounts_unnamed():
+    # A column of 80% zeros and amounts of ~8000 has no interquartile range: one extreme row of
+    # another feature was named as all that was unscaled, "the other rows on a normal scale".
+    rng = np.random.default_rng(0)
+    x = X.copy()
+    x[7, 0] = 300.0
+    x[:, 1] = np.where(rng.random(len(x)) < 0.8, 0.0, rng.lognormal(9, 0.5, len(x)))
+    (finding,) = run("binary", x, YB)
+    assert finding.code == "unscaled-inputs" and "only because of a few extreme values" not in finding.message
+    assert "feature 1: mean" in finding.message
+
+
 def test_validation_target_range_finds_regression_rows_sorted_by_target():
     # Sorted diabetes with validation_split=0.2 validated on its top 20% of targets (val_loss 2.8
     # against a training loss of 0.37) and got no finding at all.

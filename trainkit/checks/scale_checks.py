@@ -53,14 +53,24 @@ def _outliers(f: np.ndarray) -> list[tuple[int, int, int, float, float, float]] 
     if len(varying) >= 2 and float(robust[varying].max() / robust[varying].min()) >= UNSCALED_STD_RATIO:
         return None
     found = []
+    kept = np.ones(f.shape[1], dtype=bool)
     for j in varying:
         far = np.abs(f[j] - median[j]) > OUTLIER_SCALES * robust[j]
         count = int(far.sum())
         if count:
             if count > OUTLIER_SHARE * f.shape[1]:
                 return None  # a heavy tail, not a few bad rows
+            kept &= ~far
             row = int(np.argmax(far))
             found.append((int(j), count, row, float(f[j, row]), float(median[j]), float(q3[j] - q1[j])))
+    # A feature with no interquartile range is no part of the bulk read above: one of 80% zeros
+    # and amounts of ~8000 (std 4160) was left out, and the run told its inputs were scaled but
+    # for one row of another feature. Outside the outlier rows, it must be scaled too.
+    flat = np.setdiff1d(np.arange(len(f)), varying)
+    if found and len(flat):
+        rest = f[flat][:, kept]
+        if float(np.abs(rest.mean(axis=1)).max()) >= UNSCALED_MEAN or float(rest.std(axis=1).max()) >= UNSCALED_STD:
+            return None
     return found or None
 
 
