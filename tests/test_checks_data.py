@@ -879,6 +879,18 @@ def test_validation_target_range_finds_regression_rows_sorted_by_target():
     assert "validation-target-range" not in codes(run("regression", X[:596], ys[:596], x_val=X[596:], y_val=ys[596:]))
 
 
+def test_validation_target_range_names_validation_split_only_where_it_held_the_rows_out():
+    # validation_data the caller cut from sorted rows was told "fit(validation_split=...) holds out
+    # the LAST rows", an argument the fit never had.
+    y = X[:, 0] + 0.1 * X[:, 1]
+    order = np.argsort(y)
+    ys = y[order].reshape(-1, 1)
+    for split_at, said in ((None, "cut from rows in target order"), (480, "validation_split=...) holds out the LAST rows")):
+        (finding,) = [f for f in run("regression", X[order][:480], ys[:480], x_val=X[order][480:], y_val=ys[480:], split_at=split_at)
+                      if f.code == "validation-target-range"]
+        assert said in finding.message and ("validation_split" in finding.message) == (split_at is not None)
+
+
 def test_few_training_rows_warn_from_under_20_rows_and_say_how_many_are_held_out():
     # 4 or 10 training rows (data.rows=5, validation_split=0.99) were "ok".
     assert YB[:19].min() == 0 and YB[:19].max() == 1

@@ -171,15 +171,20 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
             continue
         # Both sides: either would be reported.
         chance = min(1.0, 2 * math.exp(-_log_choose(len(y) + len(v), len(v))))
+        # validation_data the caller split: validation_split, an argument the fit never had, held
+        # out nothing, and shuffling before fit would leave that split as it is.
+        split = ctx.split_at is not None
+        how = ("fit(validation_split=...) holds out the LAST rows, before any shuffling" if split else
+               "the validation rows were cut from rows in target order")
         return Issue(
             f"Every validation target {validation_name(t.name)} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
             f"{side} every training target ({format_number(y.min())}..{format_number(y.max())}): a random split of these rows does "
-            f"this with a chance of {chance:.1g}. The rows look sorted by target, and fit(validation_split=...) holds out the LAST "
-            "rows, before any shuffling: the model is validated only on values it never trained on, so val_loss stays high "
-            "whatever it learns. (Rows in time order with a trend do this too; then val_loss measures extrapolation.)",
-            "Shuffle x and y together before fit (p = np.random.default_rng(0).permutation(len(x)); x, y = x[p], y[p]), or pass "
-            "validation_data drawn at random from the rows; for a time series split by time, keep the split and read val_loss "
-            "as extrapolation.",
+            f"this with a chance of {chance:.1g}. The rows look sorted by target, and {how}: the model is validated only on values it "
+            "never trained on, so val_loss stays high whatever it learns. (Rows in time order with a trend do this too; then "
+            "val_loss measures extrapolation.)",
+            f"Shuffle x and y together before {'fit' if split else 'splitting them'} (p = np.random.default_rng(0).permutation(len(x)); "
+            "x, y = x[p], y[p]), or pass validation_data drawn at random from the rows; for a time series split by time, keep the "
+            "split and read val_loss as extrapolation.",
             {"side": side, "train_range": [float(y.min()), float(y.max())], "val_range": [float(v.min()), float(v.max())], "chance": chance},
             t.output.layer if t.output else None)
     return None
