@@ -964,6 +964,21 @@ def test_a_dataset_of_rows_sorted_by_label_is_unshuffled_not_imbalanced():
     assert "unshuffled-dataset" not in codes(run("multiclass", X[order], YM[order]))
 
 
+def test_a_dataset_sorted_by_label_is_no_label_leak_of_few_values():
+    # Sorted digits' first batches hold 0s and 1s only, and a pixel of 12 values told them apart:
+    # "probably the label leaking", for a feature that separates no two classes of the data.
+    rng = np.random.default_rng(0)
+    x = X.copy()
+    x[:, 3] = np.where(YM == 0, rng.integers(0, 6, len(x)), rng.integers(6, 12, len(x)))  # classes 1 and 2 share theirs
+    order = np.argsort(YM, kind="stable")
+    sorted_rows = tf.data.Dataset.from_tensor_slices((x[order], YM[order])).batch(32)
+    assert codes(run("multiclass", sorted_rows, None)) == ["unshuffled-dataset"]
+    # A copy of the label is a leak in any order.
+    x[:, 3] = YM
+    sorted_rows = tf.data.Dataset.from_tensor_slices((x[order], YM[order])).batch(32)
+    assert "label-leakage" in codes(run("multiclass", sorted_rows, None))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("labels", ["random", "learnable"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
