@@ -3737,6 +3737,23 @@ def test_a_model_whose_weights_were_put_back_to_their_start_is_a_fresh_start_aga
     assert fit_new_trainer() is False
 
 
+def test_weights_model_fit_trained_put_back_for_a_new_trainer_are_no_fresh_start():
+    # A fine-tuning sweep from model.fit's weights, put back for each variant: the second variant
+    # was judged a fresh start (initial-loss-too-low), as the first trainer recorded those trained
+    # weights as where its training started.
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="adam")
+    model.fit(x, y, epochs=1, verbose=0)
+    pretrained = model.get_weights()
+    for _ in range(2):
+        model.set_weights(pretrained)
+        trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+        trainer.fit(x, y, epochs=1, verbose=0)
+        assert trainer._model_trained_before is True
+
+
 def test_a_resumed_run_of_a_model_trained_before_judges_no_fresh_start(tmp_path):
     # The resumed fit's context said trained_before=False (its model holds the run's own weights):
     # the resume of a run on a model model.fit had trained was told initial-loss-too-low, live and

@@ -128,8 +128,9 @@ STEP_METHODS = ("train_step", "test_step", "compute_loss", "apply_gradients", "u
 _Method = TypeVar("_Method", bound=Any)
 
 #: The models a Trainer of this process has trained (weakly held: a sweep's models are freed), each
-#: with :func:`_weights_fingerprint` of the weights its first training started from.
-_TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...]] = weakref.WeakKeyDictionary()
+#: with :func:`_weights_fingerprint` of the weights its first training started from (``None``
+#: where those were trained already: putting them back makes no fresh start).
+_TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...] | None] = weakref.WeakKeyDictionary()
 
 
 def _weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
@@ -143,9 +144,9 @@ def _trained_before(model: keras.Model) -> bool:
     """Whether ``model``'s weights had been trained before a new trainer got it: by another
     Trainer of this process (unless its weights were put back where that training started, as a
     sweep resetting one model does), or by ``model.fit`` (its compiled optimizer took steps)."""
-    start = _TRAINED_MODELS.get(model)
-    if start is not None:
-        return _weights_fingerprint(model) != start
+    if model in _TRAINED_MODELS:
+        start = _TRAINED_MODELS[model]
+        return start is None or _weights_fingerprint(model) != start
     iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
     return iterations is not None and int(np.asarray(iterations)) > 0
 
@@ -978,7 +979,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             with stop_on_signals() as stop_request, background.training():
                 began = True
                 if self.model not in _TRAINED_MODELS:
-                    _TRAINED_MODELS[self.model] = _weights_fingerprint(self.model)
+                    # Weights model.fit trained are no start to come back to: a sweep that put them
+                    # back for each variant was judged a fresh start from its second on
+                    # (initial-loss-too-low for a loss that model.fit had lowered).
+                    _TRAINED_MODELS[self.model] = None if self._model_trained_before else _weights_fingerprint(self.model)
                 callback_list.on_train_begin()
                 # A resumed run that a callback ended (early stopping) is finished, like one that
                 # trained all its epochs: nothing is left to train.
