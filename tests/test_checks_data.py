@@ -879,6 +879,17 @@ def test_validation_target_range_finds_regression_rows_sorted_by_target():
     assert "validation-target-range" not in codes(run("regression", X[:596], ys[:596], x_val=X[596:], y_val=ys[596:]))
 
 
+def test_validation_target_range_counts_ties_at_the_edge_of_the_training_range():
+    # Count targets of 94% zeros: 20 validation zeros lay "below" training's 0..3 at 6 of 20
+    # random splits, told a chance of 4e-21; a random split draws them about 1 time in 4.
+    y = np.zeros((100, 1), dtype="float32")
+    y[[3, 17, 42, 55, 71, 77]] = [[1.0], [2.0], [1.0], [3.0], [1.0], [2.0]]
+    assert "validation-target-range" not in codes(run("regression", X[:80], y[:80], x_val=X[80:100], y_val=y[80:]))
+    # Sorted ratings with ties at the edge still are: the validation rows all 5, 30 of 100 rows.
+    ratings = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], [10, 20, 20, 20, 30]).astype("float32").reshape(-1, 1)
+    assert "validation-target-range" in codes(run("regression", X[:80], ratings[:80], x_val=X[80:100], y_val=ratings[80:]))
+
+
 def test_validation_target_range_names_validation_split_only_where_it_held_the_rows_out():
     # validation_data the caller cut from sorted rows was told "fit(validation_split=...) holds out
     # the LAST rows", an argument the fit never had.
