@@ -184,7 +184,8 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         f"{IMBALANCE_BINARY_SHARE:.0%} of the rows ({listing}): always answering the common value already scores "
         f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare rows weigh little in the loss.",
         "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy; "
-        "initialise the output biases to each label's log(p / (1 - p)) (p = y_train.mean(0); model.layers[-1].bias.assign(np.log(p / (1 - p))) "
+        "initialise the output biases to each label's log(p / (1 - p)) (p = np.clip(y_train.mean(0), 1e-3, 1 - 1e-3), clipped for a label "
+        "column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) "
         "after building it); to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
         "its default 0.25 weighs them down) or a loss of your own (class_weight reads one class a row, which a multilabel row has not).",
         {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
