@@ -579,3 +579,15 @@ def test_a_step_of_its_own_keeps_the_dict_entries_the_model_does_not_read(datase
                           seed=0, jit_compile=False, diagnose=False)
     data = {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(16)} if dataset else {"x": x, "y": y, "batch_size": 16}
     assert np.isfinite(trainer.fit(**data, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_grayscale_images_without_a_channel_axis_for_an_unbuilt_conv_model_are_told_to_add_one():
+    # A Sequential without an Input, Conv2D first, fit on (n, 28, 28): told only to "give it an input
+    # shape", which (28, 28) would not make work; a recipe was already told x[..., None].
+    x = np.random.default_rng(0).uniform(size=(40, 28, 28)).astype("float32")
+    y = (x.mean(axis=(1, 2)) > 0.5).astype("float32")
+    model = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(DataError) as info:
+        make_trainer(model).fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "unbuilt-model" and "x = x[..., None] for grayscale images" in info.value.message
+    assert "Full shape received: (None, 28, 28). The inputs have no channel axis" in info.value.message

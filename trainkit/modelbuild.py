@@ -117,8 +117,22 @@ def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[],
         with seed_states_kept(model):  # a call model.fit does not make
             model(inputs, training=False)
     except Exception as err:
-        raise DataError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {_first_line(err)} "
-                          "Give it an input shape (keras.Input(shape=...) first), or call it once on a batch before training.") from err
+        said = _first_line(err)
+        said += "" if said.endswith(".") else "."
+        raise DataError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {said} "
+                          f"{_channel_axis_hint(model, input_spec)}Give it an input shape (keras.Input(shape=...) first), or call it once on a "
+                          "batch before training.") from err
+
+
+def _channel_axis_hint(model: keras.Model, input_spec: Any) -> str:
+    """For grayscale images without a channel axis, ``(n, 28, 28)``, fed to a model whose first layer
+    is a 2-D convolution or pooling: the fix (a recipe gets it in :func:`_sequential`; a Python fit
+    was told only to give the model an input shape, which ``(28, 28)`` would not make work)."""
+    layers = getattr(model, "layers", None) or []
+    first = layers[0] if layers else None
+    if not isinstance(input_spec, tf.TensorSpec) or input_spec.shape.rank != 3 or first is None or "2D" not in type(first).__name__:
+        return ""
+    return f"The inputs have no channel axis, which {type(first).__name__} needs: x = x[..., None] for grayscale images (and x_val too). "
 
 
 def build_from_recipe(recipe: Recipe, input_shape: Sequence[int]) -> keras.Model:
