@@ -3,31 +3,30 @@
 Subclass it and override :meth:`Trainer.train_step`, :meth:`Trainer.compute_loss` or
 :meth:`Trainer.test_step`; overrides are compiled exactly like the defaults, several steps per call.
 
-This module holds the Trainer's construction, its overridable hooks, ``fit``'s epoch loop,
-``evaluate`` and ``predict``. The rest of what it does is in modules of their own, mixed in where it
-reads and writes much of the trainer's state: pairing outputs with losses and metrics
-(:mod:`trainkit.output_heads`), the epoch's trackers (:mod:`trainkit.epoch_metrics`), cutting an
-epoch into compiled calls (:mod:`trainkit.epoch_calls`), data arguments as sources
-(:mod:`trainkit.fit_data`), checkpoints and resuming (:mod:`trainkit.resumable`) and TensorBoard
-(:mod:`trainkit.tensorboard_logging`); owned as objects where it does not: the probe-batch
-histograms (:mod:`trainkit.histograms`) and the step table (:mod:`trainkit.step_table`); and
-the checks of what a traced step returns are functions (:mod:`trainkit.step_checks`).
+This module holds the Trainer's construction, its overridable hooks and ``fit``'s epoch loop. The
+rest of what it does is in modules of their own, mixed in where it reads and writes much of the
+trainer's state: pairing outputs with losses and metrics (:mod:`trainkit.output_heads`), the
+epoch's trackers (:mod:`trainkit.epoch_metrics`), cutting an epoch into compiled calls
+(:mod:`trainkit.epoch_calls`), data arguments as sources (:mod:`trainkit.fit_data`), checkpoints
+and resuming (:mod:`trainkit.resumable`), TensorBoard (:mod:`trainkit.tensorboard_logging`) and
+``evaluate`` and ``predict`` (:mod:`trainkit.inference`); owned as objects where it does not: the
+probe-batch histograms (:mod:`trainkit.histograms`) and the step table
+(:mod:`trainkit.step_table`); and functions where it holds no state: the checks of what a traced
+step returns (:mod:`trainkit.step_checks`) and which models were trained before
+(:mod:`trainkit.trained_models`).
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-import itertools
 import math
 import random
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -45,8 +44,8 @@ from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.callbacks.keras_callbacks import KerasCallback, as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
-from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, EpochCalls, in_memory_batches
-from trainkit.epoch_metrics import EpochMetrics, add_row_sums, row_means, user_scalar_columns
+from trainkit.epoch_calls import EpochCalls, in_memory_batches
+from trainkit.epoch_metrics import EpochMetrics, add_row_sums, user_scalar_columns
 from trainkit.errors import (
     ArgumentError,
     DataError,
@@ -60,12 +59,12 @@ from trainkit.fit_data import (
     check_batch_size,
     check_epochs,
     check_fit_options,
-    check_input_shapes,
     verbosity,
 )
 from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
-from trainkit.inputs import accepted_input, is_iterator, reraises_source_errors
+from trainkit.inference import Inference
+from trainkit.inputs import reraises_source_errors
 from trainkit.interrupt import StopRequest, stop_on_signals
 from trainkit.jit_policy import (
     XLA_FALLBACK,
@@ -78,24 +77,16 @@ from trainkit.loop import (
     CompiledLoop,
     StepOutputs,
     autograph_overrides,
-    compile_function,
-    epoch_batches,
 )
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
-from trainkit.predict_loop import batched_predict_function, dataset_predict_function
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
 from trainkit.running_metrics import held_metrics, results_noted, running_values
 from trainkit.runs import is_storage_failure
 from trainkit.sources import (
-    SAMPLE_BATCHES,
     ArraySource,
     DatasetSource,
-    only_read_inputs,
-    refuse_text,
-    refuse_unbatched,
-    streamed,
     unpack_batch,
 )
 from trainkit.step_checks import (
@@ -111,7 +102,8 @@ from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
 from trainkit.tasks import Task
 from trainkit.tensorboard_logging import TensorBoardLogging
 from trainkit.time_gradients import TimeGradients
-from trainkit.trainer_arguments import check_trainer_arguments, is_whole_number
+from trainkit.trained_models import record_training, trained_before
+from trainkit.trainer_arguments import check_trainer_arguments, is_whole_number, needs_init
 from trainkit.writers.console import ConsoleLogger
 from trainkit.writers.hparams import clean_hparams
 from trainkit.writers.tensorboard import (
@@ -125,51 +117,9 @@ from trainkit.writers.tensorboard import (
 #: converting an override does not convert trainkit's own step (seconds of tracing).
 STEP_METHODS = ("train_step", "test_step", "compute_loss", "apply_gradients", "update_metrics", "replica_gradients")
 
-_Method = TypeVar("_Method", bound=Any)
-
-#: The models a Trainer of this process has trained (weakly held: a sweep's models are freed), each
-#: with :func:`_weights_fingerprint` of the weights its first training started from (``None``
-#: where those were trained already: putting them back makes no fresh start).
-_TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...] | None] = weakref.WeakKeyDictionary()
 
 
-def _weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
-    """Sums of the first two and last two trainable variables: equal again once the weights are put
-    back where they started (``model.set_weights(initial)``), cheap for any model size."""
-    weights = list(model.trainable_weights)
-    return tuple(float(np.sum(np.asarray(v), dtype=np.float64)) for v in weights[:2] + weights[2:][-2:])
-
-
-def _trained_before(model: keras.Model) -> bool:
-    """Whether ``model``'s weights had been trained before a new trainer got it: by another
-    Trainer of this process (unless its weights were put back where that training started, as a
-    sweep resetting one model does), or by ``model.fit`` (its compiled optimizer took steps)."""
-    if model in _TRAINED_MODELS:
-        start = _TRAINED_MODELS[model]
-        return start is None or _weights_fingerprint(model) != start
-    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
-    return iterations is not None and int(np.asarray(iterations)) > 0
-
-
-def _needs_init(method: _Method) -> _Method:
-    """Refuses ``method`` on a subclass whose ``__init__`` never called ``super().__init__(...)``.
-
-    Such a trainer has none of the attributes ``Trainer.__init__`` sets, and ``fit`` failed deep
-    inside with ``AttributeError: 'MyTrainer' object has no attribute 'is_chief'``.
-    """
-
-    @functools.wraps(method)
-    def checked(self: Trainer, *args: Any, **kwargs: Any) -> Any:
-        if "_initialized" not in vars(self):
-            raise ArgumentError("trainer-not-initialized", f"{type(self).__name__}.__init__ did not call super().__init__(model, loss=..., "
-                                                           "optimizer=..., task=...), which sets up everything fit, evaluate and predict use: "
-                                                           "call it in __init__.")
-        return method(self, *args, **kwargs)
-
-    return checked  # type: ignore[return-value]
-
-
-class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging):
+class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorBoardLogging, Inference):
     """Trains a Keras model with a compiled GradientTape loop, measuring every step.
 
     Args:
@@ -830,7 +780,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._step = int(self.global_step.numpy())
         return self._step
 
-    @_needs_init
+    @needs_init
     @holds_run_lock
     @reraises_source_errors
     def fit(
@@ -942,7 +892,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # A notebook's new Trainer for a model an earlier cell trained starts from trained weights:
         # its first losses are no fresh model's (see Context.trained_before). Asked at each fit: the
         # model may have been trained since this trainer was made.
-        self._model_trained_before = _trained_before(self.model)
+        self._model_trained_before = trained_before(self.model)
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
             self.resumed_epochs, self.resumed_batches = len(self.history.epoch), start_batch
@@ -978,11 +928,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._prepare_fit(train, validation, callbacks, batch_size, validation_batch_size, planned_epochs, resume)
             with stop_on_signals() as stop_request, background.training():
                 began = True
-                if self.model not in _TRAINED_MODELS:
-                    # Weights model.fit trained are no start to come back to: a sweep that put them
-                    # back for each variant was judged a fresh start from its second on
-                    # (initial-loss-too-low for a loss that model.fit had lowered).
-                    _TRAINED_MODELS[self.model] = None if self._model_trained_before else _weights_fingerprint(self.model)
+                record_training(self.model, self._model_trained_before)
                 callback_list.on_train_begin()
                 # A resumed run that a callback ended (early stopping) is finished, like one that
                 # trained all its epochs: nothing is left to train.
@@ -1386,148 +1332,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             kept = checkpoint is not None and self.checkpoint_every != 0
             self.nan_weights = "checkpoint" if restored is not None else "nonfinite-early" if kept else "nonfinite"
 
-    # -- evaluate / predict -----------------------------------------------------------------------
-
-    @_needs_init
-    @reraises_source_errors
-    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32, sample_weight: Any = None, steps: int | None = None,
-                 check_data: bool = True, return_dict: bool = True, verbose: Any = 0) -> dict[str, float] | list[float] | float:
-        """Loss and metrics over the whole of ``x`` (numpy or a batched dataset), exactly.
-
-        ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
-        ``check_data``: first check the data as ``fit`` does where that holds for data to
-        evaluate (shapes, NaN/inf, label format, weights), raising ``DataError``.
-        ``return_dict=False`` gives what ``model.evaluate`` gives: the values in order (the
-        loss first), or the loss alone when there is nothing else. ``verbose`` is taken for
-        Keras code: evaluate prints nothing.
-        """
-        check_batch_size(batch_size)
-        x = accepted_input(x)
-        if isinstance(x, tf.data.Dataset):
-            if not self._reads_inputs_itself():
-                x = only_read_inputs(x, self.model)
-            if y is not None or sample_weight is not None:
-                raise ArgumentError("bad-argument", "With a tf.data.Dataset, y and sample_weight come from the dataset's (x, y, sample_weight) batches: "
-                                                    "do not pass them to evaluate.")
-            source: Any = DatasetSource(x, steps, "steps", model=self.model)
-        elif steps is not None:
-            raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset; numpy data is evaluated whole.")
-        else:
-            if y is None:
-                raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            parts = self._in_memory_parts(x, y, sample_weight)
-            check_input_shapes(parts[0], self.model)
-            source = ArraySource(parts, "x")
-        if check_data:  # what fit checks of its data, where it holds for data to evaluate
-            checked = source.numpy() if isinstance(source, ArraySource) else (source.sample_for_checks(SAMPLE_BATCHES), None)
-            self.check_data(*checked[:2], sample_weight=checked[2] if len(checked) > 2 else None, evaluation=True)
-        self._ensure_built(source)
-        results = self._evaluate(source, batch_size)
-        if return_dict:
-            return results
-        values = list(results.values())
-        return values[0] if len(values) == 1 else values
-
-    def _build_eval_loop(self, source: Any, batch_size: int) -> CompiledLoop:
-        """The compiled evaluation loop, its test step traced (so its names are known)."""
-        if self._eval_loop is None:
-            self._eval_loop = CompiledLoop(self._traced_test_step, jit_compile=False, strategy=self.strategy)
-            if self.strategy is not None:
-                self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))
-            else:
-                self._eval_loop.discover_names(source.batch_spec(), **in_memory_batches(source, batch_size))
-            self._check_metric_results("eval")
-        return self._eval_loop
-
-    def _evaluate(self, source: Any, batch_size: int) -> dict[str, float]:
-        self._build_eval_loop(source, batch_size)
-        self._reset_metrics("eval")
-        calls: list[StepOutputs] = []
-        if self.strategy is not None or not isinstance(source, ArraySource):
-            iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else source.epoch_iterator(iter, 0, 0)
-            calls.extend(streamed(self._eval_loop, iterator, STREAMING_STEPS_PER_CALL, source))
-        else:
-            full, partial = epoch_batches(np.arange(source.rows), batch_size)
-            tail = tf.constant(partial) if partial is not None else None
-            if full.shape[0]:
-                calls.append(self._eval_loop.run_in_memory(source.data, tf.constant(full), 0, full.shape[0], full.shape[0], tail))
-            elif tail is not None:
-                calls.append(self._eval_loop.run_in_memory(source.data, tail, 0, 1, 1))
-        if not any(call.steps for call in calls):  # would read as a loss of 0.0
-            raise DataError("empty-data", "The evaluation data has no batches: the dataset is empty (check the filter or the take/skip that made it).")
-        results = self._metric_results("eval")
-        if self._tracked.get("eval") is False:  # an overridden test_step: the mean of its losses
-            results.update(row_means([c for c in calls if c.steps and "loss" in c.names], ("loss",)))
-        # Whatever else the step returned or logged (a test_step's own values, a log_scalar in
-        # compute_loss): its row-weighted mean, as Keras puts every returned key into the logs.
-        extra = [name for _, name in user_scalar_columns(self._eval_loop.names or ()) if name not in results] if self._eval_loop else []
-        results.update(row_means([c for c in calls if c.steps], extra))
-        results.update(self._running_results("eval"))
-        return results
-
-    @_needs_init
-    @reraises_source_errors
-    def predict(self, x: Any, *, batch_size: int = 256, steps: int | None = None, verbose: Any = 0) -> Any:
-        """Model outputs for ``x`` (numpy or a dataset of inputs), concatenated.
-
-        One array, or for a model with several outputs their structure (a list...) of arrays.
-        ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
-        ``verbose`` is taken for Keras code: predict prints nothing.
-        """
-        check_batch_size(batch_size)
-        batch_size = int(batch_size)  # the compiled call takes an int32: np.int64(16) failed in it with a TensorFlow TypeError
-        if steps is not None and (not is_whole_number(steps) or steps < 1):
-            raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
-        if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset | keras.utils.PyDataset):
-            raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset, a PyDataset or a generator; numpy data is predicted whole.")
-        if self._predict_fn is None:
-            self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
-        if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
-            batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(itertools.islice(x, steps))]
-            if not batches:
-                raise DataError("empty-data", "The generator given to predict yielded no batches. Pass one that yields batches of inputs.")
-            return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
-        x = accepted_input(x, with_targets=False)
-        if isinstance(x, tf.data.Dataset):
-            x = only_read_inputs(x, self.model)
-            if steps is None and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
-                raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
-            refuse_unbatched(x, self.model)
-            refuse_text(unpack_batch(x.element_spec)[0], self.model)
-            iterator = iter(x.take(steps) if steps is not None else x)
-            first = next(iterator, None)
-            if first is not None:  # every batch in one compiled call (see trainkit.predict_loop)
-                if self._predict_dataset_fn is None:
-                    self._predict_dataset_fn = dataset_predict_function(self.model)
-                outputs = self._predict_dataset_fn(self._checked_inputs(unpack_batch(first)[0], 0), iterator)
-                return tf.nest.map_structure(lambda t: t.numpy(), outputs)
-            batches = []
-        else:
-            parts = self._in_memory_parts(x, only_read=True)  # predict only calls the model
-            check_input_shapes(parts[0], self.model)
-            source = ArraySource(parts)
-            (data,) = source.data
-            if source.rows:  # every batch in one compiled call (see trainkit.predict_loop)
-                if self._predict_arrays_fn is None:
-                    self._predict_arrays_fn = batched_predict_function(self.model)
-                return tf.nest.map_structure(lambda t: t.numpy(), self._predict_arrays_fn(data, tf.constant(batch_size)))
-            batches = []
-        if not batches:  # no rows: the outputs' structure and shapes, with none
-            if not isinstance(x, tf.data.Dataset):
-                return tf.nest.map_structure(lambda t: t.numpy(), self._predict_fn(data))
-            # A dataset with no batches: traced (not run) on its inputs' spec, as the arrays above
-            # are run on no rows, instead of one flat empty array whatever the outputs.
-            outputs = self._predict_fn.get_concrete_function(unpack_batch(x.element_spec)[0]).structured_outputs
-            return tf.nest.map_structure(lambda t: np.zeros([d or 0 for d in t.shape], t.dtype.as_numpy_dtype), outputs)
-        return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
-
     # -- per-step statistics ----------------------------------------------------------------------
-    def _checked_inputs(self, inputs: Any, index: int) -> Any:
-        """A batch to predict, its shapes checked against the model's inputs (the first batch
-        only: the others of a dataset share its spec)."""
-        if index == 0:
-            check_input_shapes(inputs, self.model)
-        return inputs
 
     def step_table(self) -> list[tuple[int, str, float]]:
         """The recorded per-step scalars (loss, statistics, logged scalars) as ``(step, name, value)``.

@@ -3,20 +3,24 @@
 Python takes ``jit_compile="false"`` (a true string), ``seed="abc"`` or ``keep_checkpoints=0``
 without a word, and the mistake surfaces later, as a wrong setting or a TensorFlow error deep in
 ``fit``. Each check here raises :class:`~trainkit.errors.ArgumentError` (``bad-argument``) naming
-the argument, what it takes and what it got.
+the argument, what it takes and what it got. :func:`needs_init` guards the public methods against a
+subclass whose ``__init__`` skipped the constructor altogether.
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
 
 from trainkit.errors import ArgumentError
+
+_Method = TypeVar("_Method", bound=Any)
 
 MAX_SEED = 2**32 - 1  # TensorFlow's and Keras's seeds are 32-bit
 
@@ -91,3 +95,21 @@ def check_trainer_arguments(
         raise _refuse("on_nan", '"stop" or "warn"', on_nan)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise _refuse("strategy", "a tf.distribute.Strategy (MirroredStrategy(), ...) or None", strategy)
+
+
+def needs_init(method: _Method) -> _Method:
+    """Refuses ``method`` on a subclass whose ``__init__`` never called ``super().__init__(...)``.
+
+    Such a trainer has none of the attributes ``Trainer.__init__`` sets, and ``fit`` failed deep
+    inside with ``AttributeError: 'MyTrainer' object has no attribute 'is_chief'``.
+    """
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if "_initialized" not in vars(self):
+            raise ArgumentError("trainer-not-initialized", f"{type(self).__name__}.__init__ did not call super().__init__(model, loss=..., "
+                                                           "optimizer=..., task=...), which sets up everything fit, evaluate and predict use: "
+                                                           "call it in __init__.")
+        return method(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]

@@ -1,0 +1,46 @@
+"""Which models a Trainer of this process has trained, so that a new fit knows a fresh start.
+
+A sweep or a notebook re-running a cell hands a trained model to a new trainer. The diagnosis
+judges some verdicts on fresh starts only (a low first loss, a collapsed loss, a spiking step), so
+a fit asks :func:`trained_before` when it starts and calls :func:`record_training` once it trains.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+
+#: The models a Trainer of this process has trained (weakly held: a sweep's models are freed), each
+#: with :func:`weights_fingerprint` of the weights its first training started from (``None``
+#: where those were trained already: putting them back makes no fresh start).
+_TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...] | None] = weakref.WeakKeyDictionary()
+
+
+def weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
+    """Sums of the first two and last two trainable variables: equal again once the weights are put
+    back where they started (``model.set_weights(initial)``), cheap for any model size."""
+    weights = list(model.trainable_weights)
+    return tuple(float(np.sum(np.asarray(v), dtype=np.float64)) for v in weights[:2] + weights[2:][-2:])
+
+
+def trained_before(model: keras.Model) -> bool:
+    """Whether ``model``'s weights had been trained before a new trainer got it: by another
+    Trainer of this process (unless its weights were put back where that training started, as a
+    sweep resetting one model does), or by ``model.fit`` (its compiled optimizer took steps)."""
+    if model in _TRAINED_MODELS:
+        start = _TRAINED_MODELS[model]
+        return start is None or weights_fingerprint(model) != start
+    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
+    return iterations is not None and int(np.asarray(iterations)) > 0
+
+
+def record_training(model: keras.Model, was_trained_before: bool) -> None:
+    """Notes that a Trainer starts training ``model`` (the first time only: the start it keeps is
+    where that first training began)."""
+    if model not in _TRAINED_MODELS:
+        # Weights model.fit trained are no start to come back to: a sweep that put them back for
+        # each variant was judged a fresh start from its second on (initial-loss-too-low for a
+        # loss that model.fit had lowered).
+        _TRAINED_MODELS[model] = None if was_trained_before else weights_fingerprint(model)
