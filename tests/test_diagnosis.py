@@ -1477,6 +1477,17 @@ def test_dead_relu_needs_batches_of_several_rows(batch_size, reported):
     assert ("dead-relu" in codes(s.run())) is reported
 
 
+@pytest.mark.parametrize(("train_rows", "reported"), [(2, False), (5, False), (8, True), (None, True)])
+def test_dead_relu_reads_the_rows_a_batch_holds_not_the_batch_size(train_rows, reported):
+    # fit(x, y, batch_size=32) on 2 rows (Trainer's default batch_size) trains on batches of 2:
+    # "never active in a batch" of 2 rows was reported as dead-relu (75%, "never recover").
+    s = Stream()
+    s.context.batch_size = 32
+    s.context.train_rows = train_rows
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.55
+    assert ("dead-relu" in codes(s.run())) is reported
+
+
 def test_relus_dead_before_the_first_update_get_initialisation_advice():
     # A bias of -5 kills every unit at initialisation; the advice led with "Lower the learning rate".
     s = Stream()

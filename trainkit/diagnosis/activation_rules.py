@@ -29,6 +29,9 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     :attr:`Context.frozen_layers`, whose units no step of the run changes). A smooth ReLU's unit
     (gelu, silu...) is inactive where its output is near 0 (:data:`~trainkit.stat_names.NEAR_ZERO`)."""
     batch = view.context.batch_size
+    if batch is not None and view.context.train_rows:
+        # A batch holds no more rows than the data: batch_size 32 on 2 rows is a batch of 2.
+        batch = min(batch, view.context.train_rows)
     if batch is not None and batch < view.t.dead_relu_min_batch:
         return []
     issues = []
