@@ -584,6 +584,33 @@ def test_label_leakage_regression_copy_of_target():
     assert "label-leakage" in codes(run("regression", x, YR))
 
 
+def two_input_model() -> keras.Model:
+    """An id input into an Embedding next to a float one: ``ids`` (1 column) and ``feat`` (3)."""
+    ids, feat = keras.Input((1,), dtype="int32", name="ids"), keras.Input((3,), name="feat")
+    h = L.Concatenate()([L.Flatten()(L.Embedding(10, 2)(ids)), feat])
+    return keras.Model([ids, feat], L.Dense(1, activation="sigmoid")(L.Dense(8, activation="relu")(h)))
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_label_leakage_in_one_input_of_a_model_with_several_is_found_and_named(as_dict):
+    # The label copied into one of two inputs (ids into an Embedding, float features) trained
+    # without a word: only a model with one input was read.
+    rng = np.random.default_rng(0)
+    ids, feat = rng.integers(0, 10, (300, 1)).astype("int32"), rng.normal(size=(300, 3)).astype("float32")
+    y = (feat[:, 0] > 0).astype("float32")
+    leaked = feat.copy()
+    leaked[:, 2] = y
+    x = {"ids": ids, "feat": leaked} if as_dict else [ids, leaked]
+    name = "x['feat']" if as_dict else "x[1]"
+    (finding,) = [f for f in check_data(x, y, model=two_input_model(), loss=get_loss("bce"), task="binary")
+                  if f.code == "label-leakage"]
+    assert f"Feature 2 of {name} is identical to the class label" in finding.message
+    assert f"{name} = np.delete({name}, 2, axis=1)" in finding.advice
+    assert finding.evidence["feature"] == 2 and finding.evidence["input"] == name
+    clean = {"ids": ids, "feat": feat} if as_dict else [ids, feat]
+    assert check_data(clean, y, model=two_input_model(), loss=get_loss("bce"), task="binary") == []
+
+
 def test_label_leakage_silent_for_continuous_features_even_if_one_decides_the_label():
     x = std_x(seed=4)
     assert run("binary", x, (x[:, 0] > 0).astype(int)) == []

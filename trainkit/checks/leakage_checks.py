@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from trainkit.checks.data_context import (
     Target,
     class_ids,
     feature_label,
+    input_label,
     is_numeric,
     row_budget,
     strided_rows,
@@ -144,31 +145,52 @@ def _on_a_grid(values: np.ndarray) -> bool:
     return bool(np.all(np.abs(multiples - np.round(multiples)) < 1e-2))
 
 
-def _leak_samples(ctx: DataContext) -> list[tuple[np.ndarray, np.ndarray, Target]]:
-    """``(x rows, y rows, target)`` the leakage checks read, one per output with targets: a
-    strided sample of one 2-D numeric input and the output's targets; none when the inputs have
-    another form (drawn once per context). Every output's: a model with a second output left
-    the label leaking into its inputs unchecked."""
+class _Columns(NamedTuple):
+    """Which input a sample's features are: its position among the model's inputs, how messages
+    name it (``x``, ``x[2]``, ``x['feat']``) and its columns' names (a recipe's csv header)."""
+
+    index: int
+    x: str
+    names: Sequence[str] | None
+
+
+class _LeakSample(NamedTuple):
+    """Strided rows of one input, the same rows of one output's targets, and that output."""
+
+    xs: np.ndarray
+    y: np.ndarray
+    target: Target
+    columns: _Columns
+
+
+def _leak_samples(ctx: DataContext) -> list[_LeakSample]:
+    """The samples the leakage checks read, one per 2-D numeric input and output with targets: a
+    strided sample of the input's rows and the output's targets; none for inputs of another form
+    (drawn once per context). Every output's: a model with a second output left the label leaking
+    into its inputs unchecked; and every input's: a model with two inputs left a label copied
+    into one of them unchecked."""
     if "leak_samples" not in ctx.memo:
         ctx.memo["leak_samples"] = _draw_leak_samples(ctx)
     return ctx.memo["leak_samples"]
 
 
-def _draw_leak_samples(ctx: DataContext) -> list[tuple[np.ndarray, np.ndarray, Target]]:
-    if len(ctx.xs) != 1:
+def _draw_leak_samples(ctx: DataContext) -> list[_LeakSample]:
+    inputs = [(i, x) for i, x in enumerate(ctx.xs)
+              if x.ndim == 2 and is_numeric(x) and x.shape[1] <= _LEAK_MAX_FEATURES and len(x) >= 20]
+    if not inputs:
         return []
-    x = ctx.xs[0]
-    if x.ndim != 2 or not is_numeric(x) or x.shape[1] > _LEAK_MAX_FEATURES or len(x) < 20:
-        return []
-    rows = max(200, min(_LEAK_ROWS, _LEAK_VALUES // max(1, x.shape[1])))
-    xs = strided_rows(x, rows).astype(np.float64)
-    if not np.isfinite(xs).all():
-        return []
+    # One row budget for all the inputs, the same rows of each (their rows pair up with y's).
+    rows = max(200, min(_LEAK_ROWS, _LEAK_VALUES // max(1, sum(x.shape[1] for _, x in inputs))))
     samples = []
-    for t in ctx.targets:
-        y = strided_rows(t.y, rows) if t.y is not None and len(t.y) == len(x) else None
-        if y is not None and is_numeric(y):
-            samples.append((xs, y, t))
+    for i, x in inputs:
+        xs = strided_rows(x, rows).astype(np.float64)
+        if not np.isfinite(xs).all():
+            continue
+        columns = _Columns(i, input_label("x", i, len(ctx.xs), ctx.input_keys), ctx.feature_names if len(ctx.xs) == 1 else None)
+        for t in ctx.targets:
+            y = strided_rows(t.y, rows) if t.y is not None and len(t.y) == len(x) else None
+            if y is not None and is_numeric(y):
+                samples.append(_LeakSample(xs, y, t, columns))
     return samples
 
 
@@ -177,7 +199,7 @@ def _label_text(ctx: DataContext, t: Target, label: str) -> str:
     return label if len(ctx.targets) == 1 else f"{label} {t.name}"
 
 
-def _sampled_class_ids(sample: tuple[np.ndarray, np.ndarray, Target]) -> np.ndarray | None:
+def _sampled_class_ids(sample: _LeakSample) -> np.ndarray | None:
     """The sampled labels as class ids, for a classification target with 2+ classes in the sample."""
     if sample[2].task not in ("binary", "multiclass"):
         return None
@@ -199,10 +221,11 @@ def label_leakage(ctx: DataContext) -> Issue | None:
     return None
 
 
-def _label_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target]) -> Issue | None:
-    names = ctx.feature_names
+def _label_leak(ctx: DataContext, sample: _LeakSample) -> Issue | None:
     if sample[2].task == "regression":
-        return _regression_leak(*sample, names=names, label=_label_text(ctx, sample[2], "the target"))
+        # One feature in all the model's inputs that is a linear copy of the target is the task.
+        alone = sum(int(np.prod(x.shape[1:])) for x in ctx.xs) < 2
+        return None if alone else _regression_leak(sample.xs, sample.y, sample.columns, label=_label_text(ctx, sample[2], "the target"))
     if sample[2].task == "multilabel":
         return _multilabel_leak(ctx, sample)
     ids = _sampled_class_ids(sample)
@@ -211,47 +234,47 @@ def _label_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target])
     # A dataset's first batches in label order (unshuffled-dataset's case) hold a class or two:
     # sorted digits' first 256 rows, 0s and 1s, had a pixel of 12 values that told them apart.
     few_values = not (ctx.where and _label_sorted(ids))
-    return _class_leak(ctx, sample[0], ids, _label_text(ctx, sample[2], "the class label"), few_values=few_values)
+    return _class_leak(ctx, sample, ids, _label_text(ctx, sample[2], "the class label"), few_values=few_values)
 
 
-def _multilabel_leak(ctx: DataContext, sample: tuple[np.ndarray, np.ndarray, Target]) -> Issue | None:
+def _multilabel_leak(ctx: DataContext, sample: _LeakSample) -> Issue | None:
     """:func:`_class_leak` for each 0/1 label column of a multilabel target, as a binary label.
 
     A multilabel target has no one class id a row, so the rule read none of its columns: a label
     column copied into x (``data.leak_label`` on a multilabel recipe) trained without a word.
     """
-    xs, y, t = sample
+    _, y, t, _ = sample
     if y.ndim != 2 or not np.isin(y, (0, 1)).all():  # soft or malformed labels: label-format's
         return None
     for k in range(y.shape[1]):
         ids = y[:, k].astype(np.int64)
         if np.all(ids == ids[0]):  # one class in the sample: no feature can give it away
             continue
-        issue = _class_leak(ctx, xs, ids, _label_text(ctx, t, f"label column {k}"))
+        issue = _class_leak(ctx, sample, ids, _label_text(ctx, t, f"label column {k}"))
         if issue is not None:
             return dataclasses.replace(issue, evidence={**issue.evidence, "label_column": k})
     return None
 
 
-def _class_leak(ctx: DataContext, xs: np.ndarray, ids: np.ndarray, label: str, few_values: bool = True) -> Issue | None:
-    """A feature of ``xs`` equal to the class ids ``ids``, the label one-hot encoded into features,
+def _class_leak(ctx: DataContext, sample: _LeakSample, ids: np.ndarray, label: str, few_values: bool = True) -> Issue | None:
+    """A feature of the sample's rows equal to the class ids ``ids``, the label one-hot encoded into features,
     or (``few_values``) a feature whose few values each map to one class (``label``: how messages name it)."""
-    names = ctx.feature_names
+    xs, columns = sample.xs, sample.columns
     n = len(xs)
     equal = np.flatnonzero((xs == ids[:, None]).all(axis=0))
     if len(equal):
         j = int(equal[0])
-        return _leak_issue(j, f"{feature_label(j, names, capital=True)} is identical to {label} in all {n} sampled rows",
-                           {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)}, names)
+        return _leak_issue(j, f"{_feature(j, columns, capital=True)} is identical to {label} in all {n} sampled rows",
+                           {"feature": j, "rows_checked": n, "distinct_values": int(np.unique(xs[:, j]).size)}, columns)
     one_hot = _one_hot_label_columns(xs, ids)
     if one_hot is not None:
-        columns = sorted(one_hot.values())
-        listing = ", ".join(f"{feature_label(j, names)} for class {c}" for c, j in sorted(one_hot.items()))
+        found = sorted(one_hot.values())
+        listing = ", ".join(f"{feature_label(j, columns.names)} for class {c}" for c, j in sorted(one_hot.items()))
         return _leak_issue(
-            columns, f"Features {', '.join(map(str, columns))} are {label} one-hot encoded: each is 1 exactly in "
+            found, f"Features {', '.join(map(str, found))}{_of_input(columns)} are {label} one-hot encoded: each is 1 exactly in "
             f"the rows of one class ({listing}) in all {n} sampled rows",
-            {"feature": columns[0], "features": columns, "classes": sorted(one_hot), "rows_checked": n}, names)
-    if not few_values or any(index == 0 for index, *_ in ctx.embeddings):
+            {"feature": found[0], "features": found, "classes": sorted(one_hot), "rows_checked": n}, columns)
+    if not few_values or any(index == columns.index for index, *_ in ctx.embeddings):
         # Token ids, not features: a task whose label is decided by the token at one position
         # ("does it start with id 3?") maps each of that position's few ids to one class, which
         # is the task, not a leak. Only a position equal to the label (above) is one.
@@ -269,9 +292,9 @@ def _class_leak(ctx: DataContext, xs: np.ndarray, ids: np.ndarray, label: str, f
         c, lab = col[order], ids[order]
         if np.all((lab[1:] == lab[:-1]) | (c[1:] != c[:-1])):
             return _leak_issue(
-                int(j), f"Each of the {int(distinct[j])} values of {feature_label(int(j), names)} maps to a single "
+                int(j), f"Each of the {int(distinct[j])} values of {_feature(int(j), columns)} maps to a single "
                 f"class in all {n} sampled rows, so it predicts {label} perfectly",
-                {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])}, names)
+                {"feature": int(j), "rows_checked": n, "distinct_values": int(distinct[j])}, columns)
     return None
 
 
@@ -311,17 +334,17 @@ def one_feature_separates(ctx: DataContext) -> Issue | None:
             break
     else:
         return None
-    xs = sample[0]
+    xs, columns = sample.xs, sample.columns
     j, gap, share = separating
-    names = ctx.feature_names
     return Issue(
-        f"{feature_label(j, names, capital=True)} alone separates {_label_text(ctx, sample[2], 'the classes')}: each class lies in an interval of its own, the "
+        f"{_feature(j, columns, capital=True)} alone separates {_label_text(ctx, sample[2], 'the classes')}: each class lies in an interval of its own, the "
         f"closest two {gap:.1f} within-class standard deviations apart, in all {len(xs)} sampled rows "
         f"(its class means explain {share:.1%} of its variance). Either the classes are that easy, or "
         f"the feature is the label leaking in (a noisy copy of it, or something computed from it).",
-        f"If {feature_label(j, names)} is not known at prediction time, or is derived from the label, remove it "
-        f"({_removal(j, names)}); a validation score near 100% with it is then not real.",
-        {"feature": j, "rows_checked": len(xs), "gap_in_within_class_stds": round(gap, 3), "variance_explained": round(share, 4)})
+        f"If {_feature(j, columns)} is not known at prediction time, or is derived from the label, remove it "
+        f"({_removal(j, columns)}); a validation score near 100% with it is then not real.",
+        {"feature": j, "rows_checked": len(xs), "gap_in_within_class_stds": round(gap, 3), "variance_explained": round(share, 4),
+         **_input_evidence(columns)})
 
 
 def _separating_feature(xs: np.ndarray, ids: np.ndarray) -> tuple[int, float, float] | None:
@@ -366,9 +389,8 @@ def _class_sums(xs: np.ndarray, inverse: np.ndarray, classes: int) -> np.ndarray
     return np.add.reduceat(xs[order], starts, axis=0)
 
 
-def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[str] | None = None,
-                     label: str = "the target") -> Issue | None:
-    if xs.shape[1] < 2 or y.reshape(len(y), -1).shape[1] != 1:
+def _regression_leak(xs: np.ndarray, y: np.ndarray, columns: _Columns, label: str = "the target") -> Issue | None:
+    if y.reshape(len(y), -1).shape[1] != 1:
         return None
     target = y.reshape(-1).astype(np.float64)
     if not np.isfinite(target).all():
@@ -380,27 +402,46 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, t: Target, names: Sequence[s
     j = int(np.argmax(np.abs(corr)))
     if abs(corr[j]) < LEAK_CORRELATION:
         return None
-    return _leak_issue(j, f"{feature_label(j, names, capital=True)} is a linear copy of {label} (correlation {corr[j]:.5f} "
+    return _leak_issue(j, f"{_feature(j, columns, capital=True)} is a linear copy of {label} (correlation {corr[j]:.5f} "
                           f"in {len(xs)} sampled rows)",
-                       {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, names)
+                       {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, columns)
 
 
-def _leak_issue(j: int | list[int], found: str, evidence: dict[str, Any], names: Sequence[str] | None = None) -> Issue:
+def _leak_issue(j: int | list[int], found: str, evidence: dict[str, Any], columns: _Columns) -> Issue:
+    evidence = {**evidence, **_input_evidence(columns)}
     if isinstance(j, list):
         return Issue(
             f"{found}: they are the label leaking into the inputs. The model will learn this shortcut and fail on "
             f"data where the label is unknown.",
-            f"Remove features {', '.join(map(str, j))} ({_removal(j, names)}) and check how the features were built.", evidence)
+            f"Remove features {', '.join(map(str, j))}{_of_input(columns)} ({_removal(j, columns)}) and check how the features were built.",
+            evidence)
     return Issue(
         f"{found}: it is probably the label, or something computed from it, leaking into the inputs. "
         f"The model will learn this shortcut and fail on data where the label is unknown.",
-        f"Remove {feature_label(j, names)} ({_removal(j, names)}) unless it is really available at "
+        f"Remove {_feature(j, columns)} ({_removal(j, columns)}) unless it is really available at "
         f"prediction time, and check how the features were built.", evidence)
 
 
-def _removal(j: int | list[int], names: Sequence[str] | None) -> str:
-    """How to leave feature ``j`` (or features) out: from x in Python, or with ``data.drop`` in a recipe."""
+def _of_input(columns: _Columns) -> str:
+    """`` of x['feat']`` after a feature's index where the model has several inputs; nothing for one."""
+    return "" if columns.x == "x" else f" of {columns.x}"
+
+
+def _feature(j: int, columns: _Columns, *, capital: bool = False) -> str:
+    """``feature 3`` (``feature 3 ('income')``), and which input it is of where the model has several."""
+    return feature_label(j, columns.names, capital=capital) + _of_input(columns)
+
+
+def _input_evidence(columns: _Columns) -> dict[str, str]:
+    """``{"input": "x['feat']"}`` where the model has several inputs (the feature index is that input's)."""
+    return {} if columns.x == "x" else {"input": columns.x}
+
+
+def _removal(j: int | list[int], columns: _Columns) -> str:
+    """How to leave feature ``j`` (or features) out: from x (the input that holds it) in Python, or
+    with ``data.drop`` in a recipe."""
     js = j if isinstance(j, list) else [j]
+    names = columns.names
     recipe = (f"; in a recipe, data: {{drop: [{', '.join(names[k] for k in js)}]}}"
               if names is not None and all(k < len(names) for k in js) else "")
-    return f"x = np.delete(x, {j}, axis=1){recipe}"
+    return f"{columns.x} = np.delete({columns.x}, {j}, axis=1){recipe}"
