@@ -2037,6 +2037,34 @@ def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice
 
 
+@pytest.mark.parametrize(("val_rows", "judged"), [(1, False), (4, False), (5, True), (None, True)])
+def test_verdicts_read_from_the_validation_loss_need_validation_rows(val_rows, judged):
+    # fit(validation_split=0.2) on 5 rows holds out 1: its loss rising from 0.018 to 0.44 was told
+    # "the model overfits from epoch 1", and 2 held-out rows at 96% of chance "nothing the model
+    # learned carries over to new rows" (a validation dataset's rows are unknown: judged).
+    s = overfitting_stream()
+    s.context.val_rows = val_rows
+    assert ("overfitting" in codes(s.run())) is judged
+    s = Stream()
+    train = curve(0.7, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    s.context.val_rows = val_rows
+    assert ("loss-at-chance" in codes(s.run())) is judged
+
+
+def test_a_fit_gives_the_diagnosis_its_validation_rows():
+    x = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    y = np.arange(10) % 2
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    trainer.fit(x, y, epochs=1, verbose=0, validation_split=0.2)
+    assert trainer._live_diagnosis.diagnoser.context.val_rows == 2
+    trainer.fit(x, y, epochs=1, verbose=0, validation_data=tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
+    assert trainer._live_diagnosis.diagnoser.context.val_rows is None
+
+
 def test_overfitting_advice_raises_the_regularisation_the_model_has_instead_of_adding_it():
     # Dropout 0.2 and L2 0.001 were told to "add dropout layers ({type: dropout, rate: 0.2})
     # and kernel_regularizer: {l2: 0.01}": the dropout it had.

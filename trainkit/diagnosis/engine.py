@@ -90,6 +90,7 @@ class Context:
         batch_size: Rows per batch, when known.
         train_rows: Training rows, when known.
         has_validation: Whether validation values are computed each epoch.
+        val_rows: In-memory validation rows, when known (``None`` for a validation dataset).
         early_stopping: ``{"monitor", "patience", "restore_best_weights"}`` of an EarlyStopping
             callback, when one is used.
         target_mean: A regression's training targets: the mean of the column farthest from unit
@@ -162,6 +163,7 @@ class Context:
     batch_size: int | None = None
     train_rows: int | None = None
     has_validation: bool = False
+    val_rows: int | None = None
     early_stopping: dict[str, Any] | None = None
     target_mean: float | None = None
     target_std: float | None = None

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainkit.diagnosis.finding_groups import found_codes, init_blocked_found, lr_lowering_found
-from trainkit.diagnosis.loss_measures import curves_ready, penalty_note, tail_drop
+from trainkit.diagnosis.loss_measures import (
+    curves_ready,
+    few_validation_rows,
+    penalty_note,
+    tail_drop,
+)
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
@@ -23,7 +28,7 @@ def overfitting(view: Diagnoser) -> Issue | None:
     # Without the penalty: a shrinking L2 term would hide a rising data loss.
     val = view.val_losses(data_only=True)
     train = view.epoch_losses(data_only=True)
-    if len(val) < view.t.overfit_min_epochs + 2 or not np.isfinite(val).any():
+    if len(val) < view.t.overfit_min_epochs + 2 or not np.isfinite(val).any() or few_validation_rows(view):
         return None
     # With early stopping configured, wait for the end: it may stop the run and restore the best
     # epoch's weights, which turns the rise into a handled note.

@@ -75,6 +75,13 @@ def curves_ready(view: Diagnoser) -> bool:
     return view.steps >= view.t.curve_min_steps
 
 
+def few_validation_rows(view: Diagnoser) -> bool:
+    """Whether the validation rows are too few for a verdict read from the validation loss: one
+    held-out row's loss says nothing of how the model generalises (unknown rows count as enough)."""
+    rows = view.context.val_rows
+    return rows is not None and rows < view.t.min_validation_rows
+
+
 def tail_drop(view: Diagnoser, losses: np.ndarray) -> tuple[float, int]:
     """How much the loss fell over the last quarter of the epochs (at least 2), and over how many.
 

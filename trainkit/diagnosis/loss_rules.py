@@ -18,6 +18,7 @@ from trainkit.diagnosis.finding_groups import (
 from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominates
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
+    few_validation_rows,
     first_losses,
     fresh_start,
     penalty_note,
@@ -89,7 +90,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
     tail = train[-max(1, len(train) // 3):]
     final = float(np.min(tail))
     val = view.val_losses(data_only=True)
-    val = val[np.isfinite(val)]
+    # Too few validation rows to read generalisation from: judged as a run without validation.
+    val = val[np.isfinite(val)] if not few_validation_rows(view) else val[:0]
     best_val = float(np.min(val)) if val.size else None
     # The validation loss has a chance level of its own: class_weight weighs only the training
     # loss, and the validation rows may have another class mix (see trainkit.diagnosis.baseline).

@@ -54,6 +54,10 @@ class Thresholds:
     #: prediction (diverging, a learning rate too high: other findings).
     at_chance_ceiling: float = 1.25
     at_chance_validation: float = 0.95
+    #: Validation rows a verdict read from the validation loss alone needs (overfitting, a
+    #: validation loss at chance), as validation-target-range needs 5: fit(validation_split=0.2)
+    #: on 5 rows held out 1, whose loss rising from 0.018 to 0.44 was told "the model overfits".
+    min_validation_rows: int = 5
     #: regularization-dominates: the penalty's share of the training loss at the end.
     penalty_share: float = 0.5
     #: Within this fraction of chance, a loss has settled at chance: falling onto it from above

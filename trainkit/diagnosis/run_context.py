@@ -94,6 +94,14 @@ def _concatenate(parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
+def _target_rows(targets: Any) -> int | None:
+    """Rows of in-memory targets (one array, or a tuple, list or dict of them, ``None`` for an
+    output without targets), ``None`` when there are none."""
+    values = list(targets.values()) if isinstance(targets, Mapping) else list(targets) if isinstance(targets, tuple | list) else [targets]
+    shapes = [np.shape(v) for v in values if v is not None]
+    return int(shapes[0][0]) if shapes and shapes[0] else None
+
+
 def _map_targets(fn: Any, targets: Any) -> Any:
     """``fn`` applied to one target array, or to each of a tuple, list or dict of them."""
     if isinstance(targets, Mapping):
@@ -215,6 +223,7 @@ def build_context(
         batch_size=batch_size,
         train_rows=train_rows,
         has_validation=has_validation,
+        val_rows=_target_rows(validation_targets),
         early_stopping=_early_stopping_config(callbacks),
         target_mean=scale.mean if scale else None,
         target_std=scale.std if scale else None,
