@@ -611,6 +611,27 @@ def test_label_leakage_in_one_input_of_a_model_with_several_is_found_and_named(a
     assert check_data(clean, y, model=two_input_model(), loss=get_loss("bce"), task="binary") == []
 
 
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_train_validation_overlap_reads_a_row_across_all_the_inputs(as_dict):
+    # validation_data made of the first 60 training rows of a model with two inputs gave no
+    # finding: only a model with one input was read.
+    rng = np.random.default_rng(0)
+    ids, feat = rng.integers(0, 10, (300, 1)).astype("int32"), rng.normal(size=(300, 3)).astype("float32")
+    y = (feat[:, 0] > 0).astype("float32")
+
+    def x(rows_ids, rows_feat):
+        return {"ids": ids[rows_ids], "feat": feat[rows_feat]} if as_dict else [ids[rows_ids], feat[rows_feat]]
+
+    def found(x_val, y_val):
+        return codes(check_data(x(slice(0, 240), slice(0, 240)), y[:240], model=two_input_model(), loss=get_loss("bce"),
+                                task="binary", x_val=x_val, y_val=y_val))
+
+    assert found(x(slice(0, 60), slice(0, 60)), y[:60]) == ["train-validation-overlap"]
+    assert found(x(slice(240, 300), slice(240, 300)), y[240:]) == []
+    # Ids repeat by nature: one input's repeats are no copied row while the other input differs.
+    assert found(x(slice(0, 60), slice(240, 300)), y[240:]) == []
+
+
 def test_label_leakage_silent_for_continuous_features_even_if_one_decides_the_label():
     x = std_x(seed=4)
     assert run("binary", x, (x[:, 0] > 0).astype(int)) == []

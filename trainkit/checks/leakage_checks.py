@@ -56,16 +56,21 @@ def _row_hashes(a: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def train_validation_overlap(ctx: DataContext) -> Issue | None:
-    """Identical rows in the training and validation inputs."""
-    if not ctx.x_val or len(ctx.xs) != 1 or len(ctx.x_val) != 1:
+    """Identical rows in the training and validation inputs (a row of a model with several
+    inputs is its values in all of them)."""
+    if not ctx.x_val or len(ctx.xs) != len(ctx.x_val):
+        return None
+    pairs = list(zip(ctx.xs, ctx.x_val, strict=True))
+    if not all(is_numeric(t) and is_numeric(v) and t.shape[1:] == v.shape[1:] for t, v in pairs):
         return None
     train, val = ctx.xs[0], ctx.x_val[0]
-    if not (is_numeric(train) and is_numeric(val)) or train.shape[1:] != val.shape[1:] or not len(train) or not len(val):
+    if not len(train) or not len(val):
         return None
-    width = int(np.prod(train.shape[1:])) if train.ndim > 1 else 1
+    width = sum(int(np.prod(t.shape[1:])) for t in ctx.xs)
     weights = np.random.default_rng(4).standard_normal(width)
-    train_rows = strided_rows(train, max(1, _HASH_VALUES // width))
-    val_rows = strided_rows(val, row_budget(val, ctx.sample_rows))
+    train_rows = _joined_rows(ctx.xs, max(1, _HASH_VALUES // width))
+    # The row budget of one input as wide as all of them together.
+    val_rows = _joined_rows(ctx.x_val, row_budget(np.empty((0, width)), ctx.sample_rows))
     h_train = _row_hashes(train_rows, weights)
     h_val = _row_hashes(val_rows, weights)
     found = np.isin(h_val, h_train)
@@ -104,6 +109,14 @@ def train_validation_overlap(ctx: DataContext) -> Issue | None:
         "with np.unique(x, axis=0, return_index=True) before splitting.",
         {"overlap_share": share, "rows_found": hits, "rows_checked": len(h_val), "first_val_row": first,
          "train_duplicate_rate": dup_rate})
+
+
+def _joined_rows(arrays: Sequence[np.ndarray], rows: int) -> np.ndarray:
+    """The same strided rows of each input, side by side as one row each (one input's as they are):
+    two inputs each repeating rows of their own repeat no row of the model unless both do at once."""
+    if len(arrays) == 1:
+        return strided_rows(arrays[0], rows)
+    return np.concatenate([strided_rows(a, rows).reshape(-1, int(np.prod(a.shape[1:]))).astype(np.float64) for a in arrays], axis=1)
 
 
 #: Columns read to tell whether rows have a continuous feature (a strided choice of wide rows').
