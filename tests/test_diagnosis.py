@@ -1488,6 +1488,22 @@ def test_dead_relu_reads_the_rows_a_batch_holds_not_the_batch_size(train_rows, r
     assert ("dead-relu" in codes(s.run())) is reported
 
 
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_dead_relu_is_not_judged_on_batches_of_two_rows_from_arrays_or_a_dataset(as_dataset):
+    # 2 rows, ReLUs with bias -2: "100% of the units of layer 'dense' output 0 for every example
+    # of a batch" was reported from batches of 2 rows (a dataset's batch size was unknown).
+    x = np.random.default_rng(1).normal(size=(2, 4)).astype("float32")
+    y = np.array([0.0, 1.0], "float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-2.0)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    data = (tf.data.Dataset.from_tensor_slices((x, y)).batch(4), None) if as_dataset else (x, y)
+    trainer.fit(*data, epochs=6, verbose=0)
+    assert trainer._live_diagnosis.diagnoser.context.batch_size == (2 if as_dataset else 32)
+    assert "dead-relu" not in [f.code for f in trainer.findings]
+
+
 def test_relus_dead_before_the_first_update_get_initialisation_advice():
     # A bias of -5 kills every unit at initialisation; the advice led with "Lower the learning rate".
     s = Stream()

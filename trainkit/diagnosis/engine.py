@@ -87,7 +87,7 @@ class Context:
         initial_epoch: First epoch of this fit.
         learning_rate: The optimizer's learning rate at the start, when it is a number.
         optimizer: The optimizer's class name.
-        batch_size: Rows per batch, when known.
+        batch_size: Rows per batch, when known (a dataset's: its first batch's).
         train_rows: Training rows, when known.
         has_validation: Whether validation values are computed each epoch.
         val_rows: In-memory validation rows, when known (``None`` for a validation dataset).

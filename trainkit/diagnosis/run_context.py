@@ -220,7 +220,8 @@ def build_context(
         epsilon=_epsilon(trainer.optimizer),
         beta_2=_beta_2(trainer.optimizer),
         weight_decay=_weight_decay(trainer.optimizer),
-        batch_size=batch_size,
+        # A dataset's rows a batch are its first batch's: dead-relu judges no batch of 2 rows.
+        batch_size=batch_size or batch_rows,
         train_rows=train_rows,
         has_validation=has_validation,
         val_rows=_target_rows(validation_targets),
