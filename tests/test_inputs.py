@@ -360,7 +360,7 @@ def test_targets_in_a_list_or_tuple_of_one_train_a_model_with_one_output_as_mode
 
 @pytest.mark.parametrize(("x", "wanted"), [
     (lambda x: {"a": x, "B": x}, "x has no 'b' (x has 'B' instead: is 'B' meant to be 'b'?)"),
-    (lambda x: [x], "holds 1 arrays"),
+    (lambda x: [x], "holds 1 array."),
     (lambda x: x, "is one array"),
 ], ids=["misspelt-key", "too-few-arrays", "one-array"])
 def test_inputs_that_do_not_match_the_model_inputs_are_named(x, wanted):

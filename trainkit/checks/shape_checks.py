@@ -244,7 +244,7 @@ def input_structure_issue(x: Any, names: Sequence[str], label: str = "x") -> Iss
         return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} is one array.",
                      "Pass one array per input, as a list in the inputs' order or a dict keyed by their names.", {"inputs": list(names)})
     if len(names) > 1 and len(x) != len(names):
-        return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} holds {len(x)} arrays.",
+        return Issue(f"The model has {len(names)} inputs ({', '.join(map(repr, names))}) but {label} holds {len(x)} array{'s' if len(x) != 1 else ''}.",
                      "Pass one array per input, in the inputs' order, or a dict keyed by their names.", {"inputs": list(names), "arrays": len(x)})
     return None
 
