@@ -3849,3 +3849,56 @@ def test_a_step_spike_is_measured_against_a_fresh_model_s_first_loss_only(first_
     s.context.trained_before = trained_before
     s.train_loss = lambda e, st: 0.0006 if e == st == 0 else 0.08 if st == 3 else 0.02 - 0.001 * e
     assert ("diverging-loss" in codes(run_from(s, first_step))) == (first_step == 0 and not trained_before)
+
+
+def _three_class_run(freeze_output: bool, seed: int, tmp_path=None) -> Trainer:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(1000, 10)).astype("float32")
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    keras.utils.set_random_seed(seed)
+    # The output's softmax in a layer of its own: the frozen Dense behind it is the one named.
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(3, name="head"), keras.layers.Activation("softmax", name="probs")])
+    if freeze_output:
+        model.get_layer("head").trainable = False  # meant for the layers below it
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", seed=seed,
+                      logdir=str(tmp_path) if tmp_path is not None else None)
+    trainer.fit(x, y, epochs=20, batch_size=32, validation_split=0.2, verbose=0)
+    return trainer
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_frozen_output_layer_is_named_when_the_loss_stalls(seed):
+    # model.layers[-1].trainable = False trained the hidden layer under a fixed random head: the
+    # loss ended at 56-60% of chance (35-48% with the head trainable) and the run was told only
+    # that it was undertrained (more epochs, a larger learning rate).
+    (found,) = [f for f in _three_class_run(True, seed).findings if f.code == "frozen-output"]
+    assert found.layer == "head" and "'head'" in found.message and "trainable = True" in found.advice
+    assert found.evidence["stalled"]
+    assert "frozen-output" not in {f.code for f in _three_class_run(False, seed).findings}
+
+
+def test_frozen_output_layers_are_the_weight_layers_behind_the_outputs():
+    from trainkit.diagnosis.model_facts import frozen_output_layers, output_layer_names
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(2, name="head"),
+                              keras.layers.Activation("softmax", name="probs")])
+
+    def frozen() -> tuple[str, ...]:
+        return frozen_output_layers(model, output_layer_names(model), layer_inputs(model))
+
+    model.get_layer("head").trainable = False
+    assert frozen() == ("head",)
+    model.trainable = False  # nothing trains: weights-frozen's case, not this one
+    assert frozen() == ()
+    model.trainable = True
+    model.get_layer("hidden").trainable = False  # a frozen hidden layer is no frozen output
+    assert frozen() == ()
+
+
+def test_a_frozen_output_is_found_again_from_the_run_directory(tmp_path):
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    trainer = _three_class_run(True, 0, tmp_path)
+    live = [f.to_dict() for f in trainer.findings if f.code == "frozen-output"]
+    assert live and [f.to_dict() for f in diagnose_run_dir(tmp_path) if f.code == "frozen-output"] == live

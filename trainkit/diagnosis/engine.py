@@ -129,6 +129,10 @@ class Context:
             weights (a frozen base of a transfer-learning model): no step changes their weights
             or their inputs, so their activations are what the data makes of them, not what
             training did (see :func:`trainkit.diagnosis.model_facts.frozen_layers`).
+        frozen_outputs: Names of the weight layers that make the outputs when none of their
+            weights is trainable while other layers train (``model.layers[-1].trainable =
+            False``): the hidden layers learn under a fixed head (see
+            :func:`trainkit.diagnosis.model_facts.frozen_output_layers`).
         regularizers: By layer name, its weight penalties and their factors,
             ``{"dense": {"kernel_regularizer": {"l2": 1.0}}}`` (``{}`` for a penalty of another
             kind), so that advice lowers the penalty the run has (see
@@ -179,6 +183,7 @@ class Context:
     beta_2: float | None = None
     weight_decay: float | None = None
     frozen_layers: tuple[str, ...] = ()
+    frozen_outputs: tuple[str, ...] = ()
     regularizers: dict[str, dict[str, dict[str, float]]] | None = None
     layer_inputs: dict[str, list[str]] | None = None
     trained_before: bool = False
@@ -211,6 +216,7 @@ class Context:
         data["sloped_layers"] = list(self.sloped_layers)
         data["smooth_layers"] = list(self.smooth_layers)
         data["frozen_layers"] = list(self.frozen_layers)
+        data["frozen_outputs"] = list(self.frozen_outputs)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -219,7 +225,7 @@ class Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers"):
+        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

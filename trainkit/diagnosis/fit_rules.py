@@ -1,4 +1,4 @@
-"""Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty."""
+"""Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty, a frozen output layer."""
 
 from __future__ import annotations
 
@@ -291,3 +291,36 @@ def regularization_dominates(view: Diagnoser) -> Issue | None:
         f"no better than chance (loss on the data {format_number(data)}, {data / chance:.0%} of chance), where it is "
         f"only {share:.0%} of the loss but still holds them near 0.",
         advice, {**evidence, "dominated_epochs": dominated}, epoch=view.epochs[-1].epoch)
+
+
+#: The verdicts of a loss that stalled or fell too slowly, which a frozen output layer explains.
+STALLED_CODES = ("weights-frozen", "loss-at-chance", "plateau", "lr-too-low", "underfitting")
+
+
+def frozen_output(view: Diagnoser) -> Issue | None:
+    """The loss stalled (or fell too slowly) while the layer that makes the outputs was frozen.
+
+    ``model.layers[-1].trainable = False`` (meant for the base below it) leaves the hidden layers
+    to learn under a fixed random head: 3 classes ended 20 epochs at 56-60% of chance where the
+    same model with its head trainable reached 35%, and the run was told only that it was
+    undertrained (more epochs, a larger learning rate).
+    """
+    frozen = view.context.frozen_outputs
+    if not view.finished or not frozen:
+        return None
+    stalled = found_codes(view, STALLED_CODES)
+    if not stalled:
+        return None
+    names = ", ".join(repr(name) for name in frozen)
+    losses = view.epoch_losses(data_only=True)
+    last = float(losses[-1]) if losses.size and np.isfinite(losses[-1]) else None
+    ended = f" (the training loss ended at {format_number(last)})" if last is not None else ""
+    return Issue(
+        f"The output layer{'s' if len(frozen) > 1 else ''} {names} {'are' if len(frozen) > 1 else 'is'} frozen "
+        f"(trainable=False: none of {'their' if len(frozen) > 1 else 'its'} weights trains) while the layers below "
+        f"train, and the loss stalled or fell slowly{ended}, as {', '.join(stalled)} {'says' if len(stalled) == 1 else 'say'}: "
+        f"the model learns only what a fixed head lets it, so more epochs or another learning rate help little.",
+        f"Make {names} trainable ({'layer' if len(frozen) == 1 else 'each'}.trainable = True before building the Trainer): "
+        f"to freeze a pretrained base, set base.trainable = False (or trainable = False on the layers before the head, "
+        f"model.layers[:-1]), never on the new output layer; fix this before {', '.join(stalled)}'s advice.",
+        {"frozen_outputs": list(frozen), "stalled": stalled}, layer=frozen[0], epoch=view.epochs[-1].epoch if view.epochs else None)

@@ -181,6 +181,49 @@ def _frozen_prefix(layer: Any, names: list[str], reported: Mapping[int, str]) ->
     return True
 
 
+def frozen_output_layers(model: Any, outputs: Collection[str], inputs: Mapping[str, list[str]] | None) -> tuple[str, ...]:
+    """:attr:`Context.frozen_outputs`: the weight layers that make the outputs, when they have
+    weights and none of them is trainable while other layers of the model train.
+
+    An output layer without weights (an ``Activation``, a ``Reshape``) stands for the weight
+    layers that feed it, found back through ``inputs`` (:func:`layer_inputs`; without it, the
+    weight layer before it in model order). ``model.layers[-1].trainable = False`` (meant for the
+    layers before it) trains the hidden layers under a fixed random head: the loss falls slowly or
+    stalls, and the run was told to train longer with a larger learning rate.
+    """
+    if not getattr(model, "trainable_weights", None):
+        return ()  # nothing trains at all: weights-frozen says so
+    reported = reported_names(model)
+    ordered = list(_layers_in_order(model))
+    by_name = {reported.get(id(layer), layer.name): layer for layer in ordered}
+    names = list(by_name)
+    found: list[str] = []
+    seen: set[str] = set()
+    todo = [name for name in outputs if name in by_name]
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        layer = by_name[name]
+        if layer.weights:
+            if not layer.trainable_weights and not isinstance(layer, _model_class()):
+                found.append(name)
+            continue
+        parents = (inputs or {}).get(name)
+        if parents is None:  # no graph: the weight layer before it in model order
+            earlier = [n for n in names[: names.index(name)] if by_name[n].weights]
+            parents = earlier[-1:]
+        todo.extend(parent for parent in parents if parent in by_name)
+    return tuple(found)
+
+
+def _model_class() -> type:
+    import keras
+
+    return keras.Model
+
+
 def softmax_layers(model: Any, probe: Any) -> tuple[str, ...]:
     """The model's softmax layers, then the other taps the traced step saw go through a softmax
     (a subclassed model's ``record(name, tensor, "softmax")``)."""

@@ -20,6 +20,7 @@ from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.model_facts import (
     dropout_rate,
     frozen_layers,
+    frozen_output_layers,
     layer_initializers,
     layer_inputs,
     layer_names,
@@ -197,6 +198,8 @@ def build_context(
             val_chance = None
     scale = _target_scale(trainer, targets)
     model = trainer.model
+    outputs = tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ())))
+    inputs = layer_inputs(model)
     return Context(
         task=_one_task(trainer),
         loss=_loss_text(trainer, describe_loss),
@@ -208,7 +211,7 @@ def build_context(
         first_steps_loss=baseline.first_steps if baseline else None,
         regularization=weight_penalties(model) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
-        output_layers=tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ()))),
+        output_layers=outputs,
         softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
         sloped_layers=layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
         smooth_layers=layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
@@ -233,9 +236,10 @@ def build_context(
         dropout=dropout_rate(model),
         initializers=layer_initializers(model),
         frozen_layers=frozen_layers(model),
+        frozen_outputs=frozen_output_layers(model, outputs, inputs),
         relative_loss=_relative_loss(trainer),
         regularizers=layer_regularizers(model),
-        layer_inputs=layer_inputs(model),
+        layer_inputs=inputs,
         # A resumed run's first steps are its own run's, whatever the model held before the restore.
         trained_before=bool(getattr(trainer, "_model_trained_before", False)) and not getattr(trainer, "resumed_epochs", 0)
         and not getattr(trainer, "resumed_batches", 0),
