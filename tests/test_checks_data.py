@@ -1023,6 +1023,25 @@ def test_a_dataset_of_rows_sorted_by_label_is_unshuffled_not_imbalanced():
     assert "unshuffled-dataset" not in codes(run("multiclass", X[order], YM[order]))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sorted_rows_batched_before_a_shuffle_are_unshuffled_not_imbalanced(seed):
+    # dataset.batch(32).shuffle(...) on rows sorted by label: the batches come in a random order,
+    # each one class's, so the labels ran in no class order and got no word, or (64 rows of class
+    # 0, 192 of class 1, none of class 2) "imbalanced", with class weights for balanced classes.
+    order = np.argsort(YM, kind="stable")
+    rows = tf.data.Dataset.from_tensor_slices((X[order], YM[order]))
+    (finding,) = run("multiclass", rows.batch(32).shuffle(100, seed=seed), None)
+    assert finding.code == "unshuffled-dataset" and "one class a batch" in finding.message
+    assert finding.evidence["one_class_batches"] >= finding.evidence["batches"] - 1
+    assert ".shuffle(n_rows" in finding.advice
+    # Shuffled before batching; unshuffled rows in a random order; 5% positives in random batches.
+    assert run("multiclass", rows.shuffle(len(X), seed=seed).batch(32), None) == []
+    mixed = np.random.default_rng(seed).permutation(len(X))
+    assert run("multiclass", tf.data.Dataset.from_tensor_slices((X[mixed], YM[mixed])).batch(32), None) == []
+    y = (np.random.default_rng(seed).random(len(X)) < 0.05).astype(int)
+    assert "unshuffled-dataset" not in codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None))
+
+
 def test_a_dataset_sorted_by_label_is_no_label_leak_of_few_values():
     # Sorted digits' first batches hold 0s and 1s only, and a pixel of 12 values told them apart:
     # "probably the label leaking", for a feature that separates no two classes of the data.

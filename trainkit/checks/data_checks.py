@@ -200,11 +200,12 @@ def check_data(
     shapes = input_shapes(model)
     ranks = [len(s) for s in shapes] if shapes else None
     where = ""
+    batch_rows: tuple[int, ...] = ()
     if is_batch_source(x):
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
             return []
-        x, y, dataset_weights, batches = sampled
+        x, y, dataset_weights, batches, batch_rows = sampled
         # Weights the dataset carries (with class_weight folded in by fit) weigh its sampled rows.
         sample_weight = dataset_weights if sample_weight is None else sample_weight
         where = f" in the first {batches} batch{'es' if batches != 1 else ''}"
@@ -264,7 +265,8 @@ def check_data(
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
-                      output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model))
+                      output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
+                      batch_rows=batch_rows)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

@@ -95,6 +95,8 @@ class DataContext:
     output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: The validation arrays are the caller's x and y from this row on (``validation_split``), or ``None``.
     split_at: int | None = None
+    #: Rows of each sampled batch of a dataset, in order (``()`` for arrays): which rows shared a batch.
+    batch_rows: Sequence[int] = ()
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

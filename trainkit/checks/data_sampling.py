@@ -87,9 +87,9 @@ def _split_element(element: Any) -> tuple[Any, Any, Any]:
     return element, None, None
 
 
-def sample_first_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int] | None:
-    """(x, y, sample weights, batches read) from the first batches of a dataset, or ``None`` if it
-    cannot be read."""
+def sample_first_batches(data: Any, sample_batches: int, model_input_ranks: list[int] | None) -> tuple[Any, Any, Any, int, tuple[int, ...]] | None:
+    """(x, y, sample weights, batches read, rows of each batch) from the first batches of a
+    dataset, or ``None`` if it cannot be read."""
     if _is_dataset(data) or isinstance(data, DatasetSample):
         import tensorflow as tf
 
@@ -128,7 +128,17 @@ def sample_first_batches(data: Any, sample_batches: int, model_input_ranks: list
     xs = _concat([e[0] for e in elements])
     ys = _concat([e[1] for e in elements]) if elements[0][1] is not None else None
     ws = _concat([e[2] for e in elements]) if all(e[2] is not None for e in elements) else None
-    return xs, ys, ws, len(elements)
+    return xs, ys, ws, len(elements), tuple(_rows(e[0]) for e in elements)
+
+
+def _rows(value: Any) -> int:
+    """Rows of a batch: the first axis of its first array (0 for a scalar)."""
+    while isinstance(value, Mapping | list | tuple):
+        if not value:
+            return 0
+        value = next(iter(value.values())) if isinstance(value, Mapping) else value[0]
+    shape = np.shape(value)
+    return int(shape[0]) if shape else 0
 
 
 def _expand(value: Any) -> Any:

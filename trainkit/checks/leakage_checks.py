@@ -26,7 +26,7 @@ from trainkit.checks.data_context import (
     row_budget,
     strided_rows,
 )
-from trainkit.checks.row_checks import _label_sorted
+from trainkit.checks.row_checks import _label_sorted, _ordered_labels
 
 #: Train rows x features hashed fully for the overlap check before it samples.
 _HASH_VALUES = 20_000_000
@@ -246,7 +246,10 @@ def _label_leak(ctx: DataContext, sample: _LeakSample) -> Issue | None:
         return None
     # A dataset's first batches in label order (unshuffled-dataset's case) hold a class or two:
     # sorted digits' first 256 rows, 0s and 1s, had a pixel of 12 values that told them apart.
-    few_values = not (ctx.where and _label_sorted(ids))
+    # Sorted rows batched before a shuffle hold a few classes' batches alike.
+    t = sample[2]
+    all_ids = class_ids(t, t.y) if t.y is not None else None
+    few_values = not ((ctx.where and _label_sorted(ids)) or (all_ids is not None and _ordered_labels(ctx, all_ids) is not None))
     return _class_leak(ctx, sample, ids, _label_text(ctx, sample[2], "the class label"), few_values=few_values)
 
 

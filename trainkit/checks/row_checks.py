@@ -9,6 +9,7 @@ Apart from the other rules: these count and weigh rows; none reads a feature's v
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,16 +48,51 @@ def _label_sorted(ids: np.ndarray) -> bool:
     return log_orders - math.log(2) > math.log(SORTED_ODDS)
 
 
-def _sorted_target(ctx: DataContext) -> tuple[Target, np.ndarray] | None:
-    """The first classifier target whose sampled dataset batches hold its classes in label order."""
+def _one_class_batches(ids: np.ndarray, batch_rows: Sequence[int]) -> bool:
+    """Whether the sampled batches, holding two classes or more between them, each hold one class
+    (all but one of them: a batch where the sorted rows change class), where a random order would
+    make those batches pure less than once in ``SORTED_ODDS`` tries.
+
+    ``dataset.batch(32).shuffle(n)`` on rows sorted by label: the batches come in a random order,
+    so the labels run in no class order, but each batch is one class's. The chance a random batch
+    of n rows is pure is about the sum of the class shares to the n-th power.
+    """
+    if len(batch_rows) < 2 or sum(batch_rows) != ids.size:
+        return False
+    counts = np.bincount(ids)
+    if np.count_nonzero(counts) < 2:
+        return False
+    shares = counts[counts > 0] / ids.size
+    batches = np.split(ids, np.cumsum(batch_rows)[:-1])
+    pure = [len(b) for b in batches if len(b) and np.all(b == b[0])]
+    if len(pure) < len(batches) - 1:
+        return False
+    log_chance = sum(math.log(float(np.sum(shares ** n))) for n in pure)
+    return log_chance < -math.log(SORTED_ODDS)
+
+
+def _ordered_labels(ctx: DataContext, ids: np.ndarray) -> str | None:
+    """How a dataset's sampled labels betray rows sorted by label: ``"sorted"`` (they run in class
+    order), ``"batches"`` (each batch holds one class), or ``None``."""
+    if not ctx.where or not ids.size or ids.min() < 0:  # numpy rows: fit shuffles them each epoch
+        return None
+    if _label_sorted(ids):
+        return "sorted"
+    return "batches" if _one_class_batches(ids, ctx.batch_rows) else None
+
+
+def _sorted_target(ctx: DataContext) -> tuple[Target, np.ndarray, str] | None:
+    """The first classifier target whose sampled dataset batches hold its classes in label order
+    (or one class each), and how (see :func:`_ordered_labels`)."""
     if not ctx.where:  # numpy rows: fit shuffles them each epoch (unless told not to)
         return None
     for t in ctx.targets:
         if t.task not in ("binary", "multiclass") or t.y is None or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = class_ids(t, t.y)
-        if ids is not None and ids.size and ids.min() >= 0 and _label_sorted(ids):
-            return t, ids
+        order = _ordered_labels(ctx, ids) if ids is not None else None
+        if order is not None:
+            return t, ids, order
     return None
 
 
@@ -65,9 +101,24 @@ def unshuffled_dataset(ctx: DataContext) -> Issue | None:
     found = _sorted_target(ctx)
     if found is None:
         return None
-    t, ids = found
+    t, ids, order = found
     change = int(np.flatnonzero(np.diff(ids))[0]) + 1
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(ids)) if n}
+    if order == "batches":
+        batches = np.split(ids, np.cumsum(ctx.batch_rows)[:-1])
+        pure = sum(1 for b in batches if len(b) and np.all(b == b[0]))
+        return Issue(
+            f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} come one class a batch "
+            f"({pure} of the {len(batches)} batches all one class; {', '.join(f'class {c}: {n} rows' for c, n in counts.items())} "
+            f"in all), "
+            f"an order a random one makes less than once in {SORTED_ODDS:,.0f} tries: the rows are sorted by label and "
+            f"batched before they are shuffled (dataset.batch(...).shuffle(...)), which reorders whole one-class "
+            f"batches. Every step then pulls the model towards one class, and the class counts of these batches say "
+            f"nothing about the data's.",
+            "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
+            "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices).",
+            {"counts": list(counts.values()), "classes": list(counts), "one_class_batches": pure, "batches": len(batches)},
+            t.output.layer if t.output else None)
     return Issue(
         f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} run in class order "
         f"({', '.join(f'class {c}: {n}' for c, n in counts.items())}; the first {change} rows all class "
@@ -94,7 +145,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         ids = class_ids(t, t.y)
         # Batches in label order count the first classes only: unshuffled-dataset's case, where
         # "class 2: 0, class 1: 22, against 234 for class 0" advised class weights for balanced data.
-        if ctx.where and ids is not None and ids.size and ids.min() >= 0 and _label_sorted(ids):
+        if ids is not None and _ordered_labels(ctx, ids) is not None:
             continue
         # One class only is single-class's error (or allowed): no weights can balance it.
         if ids is None or ids.size == 0 or ids.min() < 0 or np.all(ids == ids[0]):
