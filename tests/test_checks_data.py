@@ -739,7 +739,8 @@ def test_single_class_leaves_multilabel_and_dataset_samples_alone():
     constant_column[:, 1] = 0.0
     assert "single-class" not in codes(run("multilabel", X, constant_column))
     y = np.sort(YB)
-    assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == []
+    # Its first 8 batches all class 0, more to come and no shuffle: sorted, which unshuffled-dataset says.
+    assert codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None)) == ["unshuffled-dataset"]
 
 
 def sorted_split(y, held_out=0.2):
@@ -1040,6 +1041,26 @@ def test_sorted_rows_batched_before_a_shuffle_are_unshuffled_not_imbalanced(seed
     assert run("multiclass", tf.data.Dataset.from_tensor_slices((X[mixed], YM[mixed])).batch(32), None) == []
     y = (np.random.default_rng(seed).random(len(X)) < 0.05).astype(int)
     assert "unshuffled-dataset" not in codes(run("binary", tf.data.Dataset.from_tensor_slices((X, y)).batch(32), None))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_large_dataset_sorted_by_label_whose_first_batches_hold_one_class_is_unshuffled(seed):
+    # 20,000 rows of 3 classes sorted by label and batched without .shuffle(): the 8 batches the
+    # checks read were all class 0, which no class order shows, and the run got no word.
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(20000, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    order = np.argsort(y, kind="stable")
+    rows = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+    (finding,) = run("multiclass", rows.batch(32), None)
+    assert finding.code == "unshuffled-dataset" and "no .shuffle()" in finding.message
+    assert finding.evidence["class"] == 0 and finding.evidence["rows"] == 256
+    # The same rows shuffled, or left in a random order; and one class that is the whole dataset.
+    assert run("multiclass", rows.shuffle(20000, seed=seed).batch(32), None) == []
+    mixed = rng.permutation(len(x))
+    assert run("multiclass", tf.data.Dataset.from_tensor_slices((x[mixed], y[mixed])).batch(32), None) == []
+    whole = tf.data.Dataset.from_tensor_slices((x[:256], np.zeros(256, dtype=int))).batch(32)
+    assert "unshuffled-dataset" not in codes(run("multiclass", whole, None))
 
 
 def test_a_dataset_sorted_by_label_is_no_label_leak_of_few_values():

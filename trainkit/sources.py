@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit.checks.data_sampling import DatasetSample
+from trainkit.checks.data_sampling import DatasetSample, shuffles
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import as_array, paired_inputs, refuse_mismatched_kinds, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs
@@ -370,7 +370,8 @@ class DatasetSource:
 
     def sample_for_checks(self, batches: int) -> DatasetSample:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
-        return DatasetSample(self.sample(batches), self.dataset.element_spec)
+        return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset),
+                             cardinality=self._cardinality if self._cardinality >= 0 else None)
 
     def release_sample(self, keep: int) -> None:
         """Lets go of the kept batches but the first ``keep`` (training needs at most one)."""

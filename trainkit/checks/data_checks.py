@@ -43,7 +43,7 @@ from trainkit.checks.data_arrays import (
     unnamed_per_output,
 )
 from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target, input_label
-from trainkit.checks.data_sampling import is_batch_source, sample_first_batches
+from trainkit.checks.data_sampling import dataset_facts, is_batch_source, sample_first_batches
 from trainkit.checks.label_checks import (
     constant_targets,
     label_format,
@@ -201,6 +201,7 @@ def check_data(
     ranks = [len(s) for s in shapes] if shapes else None
     where = ""
     batch_rows: tuple[int, ...] = ()
+    shuffled, cardinality = dataset_facts(x)
     if is_batch_source(x):
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
@@ -266,7 +267,7 @@ def check_data(
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
-                      batch_rows=batch_rows)
+                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

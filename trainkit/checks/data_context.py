@@ -97,6 +97,10 @@ class DataContext:
     split_at: int | None = None
     #: Rows of each sampled batch of a dataset, in order (``()`` for arrays): which rows shared a batch.
     batch_rows: Sequence[int] = ()
+    #: Whether the training dataset's pipeline shuffles, ``None`` for arrays or when unknown.
+    dataset_shuffled: bool | None = None
+    #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.
+    dataset_batches: int | None = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

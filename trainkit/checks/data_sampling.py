@@ -30,6 +30,10 @@ class DatasetSample:
 
     batches: Sequence[Any]
     element_spec: Any
+    #: Whether the dataset's pipeline shuffles (see :func:`shuffles`), ``None`` when unknown.
+    shuffled: bool | None = None
+    #: Batches in one pass through the dataset, ``None`` when unknown or endless.
+    cardinality: int | None = None
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -41,6 +45,35 @@ def _is_dataset(obj: Any) -> bool:
 def is_batch_source(obj: Any) -> bool:
     """Whether ``obj`` yields batches (a dataset, a PyDataset or a :class:`DatasetSample`), not arrays."""
     return _is_dataset(obj) or isinstance(obj, keras.utils.PyDataset | DatasetSample)
+
+
+def shuffles(dataset: Any) -> bool | None:
+    """Whether a ``tf.data.Dataset``'s pipeline holds a shuffle anywhere (``.shuffle()``,
+    ``list_files``' own), read from its serialised graph; ``None`` when it cannot be read.
+
+    Its first batches alone cannot tell rows sorted by label from a class that is nearly all of
+    them when they hold one class; a pipeline without a shuffle can.
+    """
+    import tensorflow as tf
+
+    try:
+        graph = tf.compat.v1.GraphDef()
+        graph.ParseFromString(tf.raw_ops.DatasetToGraphV2(input_dataset=dataset._variant_tensor).numpy())
+    except Exception:  # a dataset of a kind that does not serialise (a py_function's state...)
+        return None
+    ops = [node.op for node in graph.node] + [node.op for function in graph.library.function for node in function.node_def]
+    return any("Shuffle" in op for op in ops)
+
+
+def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
+    """(whether it shuffles, batches in one pass) of a dataset or :class:`DatasetSample`;
+    ``(None, None)`` for anything else or what is unknown."""
+    if isinstance(data, DatasetSample):
+        return data.shuffled, data.cardinality
+    if _is_dataset(data):
+        cardinality = int(data.cardinality())
+        return shuffles(data), cardinality if cardinality >= 0 else None
+    return None, None
 
 
 def _to_numpy(value: Any) -> Any:
