@@ -1382,3 +1382,28 @@ def test_channels_first_input_silent_on_short_sequences_of_a_model_taking_any_le
     # A dataset's first batch of 3 steps, 64 features each: keras.Input((None, 64)) says they are steps.
     assert "channels-first-input" not in codes(layout_codes(conv_model((None, 64)), (3, 64)))
     assert "channels-first-input" in codes(layout_codes(conv_model((3, 64)), (3, 64)))
+
+
+def test_batches_of_one_row_through_a_dense_batchnorm_are_reported():
+    # batch_size 1 through Dense -> BatchNormalization: over one row each value is its own mean, so
+    # the layer outputs its beta for every input; training sat at chance (0.69) and the
+    # validation loss at 4.3-6.7 (seeds 0-2), told only that the labels looked unpredictable.
+    def bn_model(trainable: bool = True) -> keras.Model:
+        norm = L.BatchNormalization(name="norm")
+        norm.trainable = trainable
+        return keras.Sequential([keras.Input((4,)), L.Dense(8), norm, L.Activation("relu"), L.Dense(1, activation="sigmoid")])
+
+    def check(m, x, y=None, **kw):
+        return codes(check_data(x, y, model=m, loss=get_loss("bce"), task="binary", **kw))
+
+    (finding,) = check_data(X, YB, model=bn_model(), loss=get_loss("bce"), task="binary", batch_size=1)
+    assert finding.code == "batchnorm-batch-of-one" and finding.layer == "norm" and "LayerNormalization" in finding.advice
+    assert check(bn_model(), tf.data.Dataset.from_tensor_slices((X, YB)).batch(1)) == ["batchnorm-batch-of-one"]
+    # Batches of 2 train, noisily; a frozen BatchNormalization uses its moving statistics; a
+    # convolution's normalises over each image's positions too; a model without one.
+    assert check(bn_model(), X, YB, batch_size=2) == []
+    assert check(bn_model(trainable=False), X, YB, batch_size=1) == []
+    conv = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3), L.BatchNormalization(), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    images = np.random.default_rng(0).normal(size=(len(YB), 8, 8, 1)).astype("float32")
+    assert check(conv, images, YB, batch_size=1) == []
+    assert "batchnorm-batch-of-one" not in check(model("binary"), X, YB, batch_size=1)

@@ -57,6 +57,7 @@ from trainkit.checks.leakage_checks import (
 )
 from trainkit.checks.model_inspect import (
     OutputInfo,
+    batch_only_batchnorms,
     embedding_inputs,
     find_outputs,
     input_names,
@@ -70,6 +71,7 @@ from trainkit.checks.model_inspect import (
 )
 from trainkit.checks.row_checks import (
     batch_larger_than_data,
+    batchnorm_batch_of_one,
     class_imbalance,
     few_training_rows,
     sample_weight_all_zero,
@@ -122,6 +124,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("class-imbalance", "warning", class_imbalance),
     DataRule("few-training-rows", "warning", few_training_rows),
     DataRule("batch-larger-than-data", "warning", batch_larger_than_data),
+    DataRule("batchnorm-batch-of-one", "warning", batchnorm_batch_of_one),
     DataRule("one-feature-separates", "info", one_feature_separates),
 )
 DATA_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severity == "error")
@@ -267,7 +270,8 @@ def check_data(
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
-                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality)
+                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
+                      batch_norms=batch_only_batchnorms(model))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

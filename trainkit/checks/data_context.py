@@ -97,6 +97,8 @@ class DataContext:
     split_at: int | None = None
     #: Rows of each sampled batch of a dataset, in order (``()`` for arrays): which rows shared a batch.
     batch_rows: Sequence[int] = ()
+    #: The BatchNormalization layers that normalise over the batch's rows alone (see ``batch_only_batchnorms``).
+    batch_norms: Sequence[str] = ()
     #: Whether the training dataset's pipeline shuffles, ``None`` for arrays or when unknown.
     dataset_shuffled: bool | None = None
     #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.

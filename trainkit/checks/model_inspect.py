@@ -605,6 +605,20 @@ def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int, str]]:
             if (ids := _id_count(layer)) is not None]
 
 
+def batch_only_batchnorms(model: keras.Model) -> tuple[str, ...]:
+    """The trainable ``BatchNormalization`` layers whose statistics are taken over the batch axis
+    alone (a Dense layer's features, ``[batch, units]``): over a batch of one row each value is
+    its own mean. A convolution's normalises over its positions too, which one image still has.
+    A frozen one (``trainable=False``) normalises with its moving statistics, as in inference."""
+    names = []
+    for layer in iter_layers(model):
+        if not isinstance(layer, keras.layers.BatchNormalization) or not layer.trainable:
+            continue
+        if list(getattr(layer, "_reduction_axes", None) or ()) == [0]:  # known once built
+            names.append(layer.name)
+    return tuple(names)
+
+
 def masked_embeddings(model: keras.Model) -> tuple[str, ...]:
     """The names of the Embedding layers a model input feeds directly that mask id 0 (``mask_zero=True``)."""
     readers = {layer.name: layer for layer in iter_layers(model)}

@@ -1,7 +1,7 @@
 """Rules on the training rows: how many there are (``few-training-rows``,
 ``batch-larger-than-data``), how they weigh (``sample-weight-all-zero``,
 ``sample-weight-negative``) and how the classes share them (``class-imbalance``,
-``unshuffled-dataset``).
+``unshuffled-dataset``), and how many share a batch (``batchnorm-batch-of-one``).
 
 Apart from the other rules: these count and weigh rows; none reads a feature's values.
 """
@@ -362,6 +362,36 @@ def batch_larger_than_data(ctx: DataContext) -> Issue | None:
         f"batch_size in fit), so that each epoch makes several updates; for full-batch training on "
         f"purpose, set it to {rows} and give it many more epochs.",
         {"batch_size": ctx.batch_size, "training_rows": rows})
+
+
+def batchnorm_batch_of_one(ctx: DataContext) -> Issue | None:
+    """Batches of one row through a BatchNormalization layer that normalises over the batch's rows alone.
+
+    Over one row every value is its own batch mean, so the layer outputs its beta whatever the
+    input, passes no gradient below it, and its moving variance shrinks towards 0: batch_size 1
+    on a Dense -> BatchNormalization -> ReLU model sat at chance (0.69) for 10 epochs, its
+    validation loss at 4.3-6.7 (seeds 0-2), and was told the labels were unpredictable. Batches
+    of 2 still train (noisily), and a last partial batch of one row among full ones did no harm.
+    """
+    if not ctx.batch_norms:
+        return None
+    if ctx.where:
+        one_row = bool(ctx.batch_rows) and all(rows == 1 for rows in ctx.batch_rows)
+    else:
+        rows = _training_rows(ctx)
+        one_row = ctx.batch_size == 1 and rows is not None and rows > 1
+    if not one_row:
+        return None
+    layers = ", ".join(repr(name) for name in ctx.batch_norms)
+    size = f"the batches{ctx.where} hold one row each" if ctx.where else "batch_size is 1"
+    return Issue(
+        f"{size}, and BatchNormalization ({layers}) normalises each feature over the batch's rows: over one row "
+        f"every value is its own mean, so the layer outputs the same value (its beta) for every input, no gradient "
+        f"reaches the layers below it, and its moving variance, which validation and predict use, shrinks towards 0. "
+        f"The model cannot learn, and the validation loss goes far above the training loss.",
+        "Use batches of 16 rows or more (batch_size=32; dataset.batch(32)); to train on single rows, use "
+        "LayerNormalization (it normalises each row by itself) or no normalisation layer.",
+        {"batch_size": 1, "batch_norm_layers": list(ctx.batch_norms)}, ctx.batch_norms[0])
 
 
 def _rows_needed(ctx: DataContext) -> tuple[int, int]:

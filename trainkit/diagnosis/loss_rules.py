@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 
 #: Data-check codes that explain a loss at chance: the inputs carry nothing, or nothing usable yet,
 #: or the targets are too far from where a fresh output starts to be reached.
-DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets", "masked-ids-inside")
+DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets", "masked-ids-inside", "batchnorm-batch-of-one")
 
 
 def loss_at_chance(view: Diagnoser) -> Issue | None:
