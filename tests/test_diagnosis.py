@@ -3902,3 +3902,24 @@ def test_a_frozen_output_is_found_again_from_the_run_directory(tmp_path):
     trainer = _three_class_run(True, 0, tmp_path)
     live = [f.to_dict() for f in trainer.findings if f.code == "frozen-output"]
     assert live and [f.to_dict() for f in diagnose_run_dir(tmp_path) if f.code == "frozen-output"] == live
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dropout_so_strong_that_the_training_loss_stays_at_chance_is_named(seed):
+    # Dropout(0.9) right on the inputs: the training loss (dropout on) ended at 94-97% of chance,
+    # the validation loss (dropout off) at 84-88% of it, and the run got no finding.
+    def run(rate: float) -> Trainer:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(1000, 10)).astype("float32")
+        y = (x[:, 0] + x[:, 1] > 0).astype(int)
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((10,)), keras.layers.Dropout(rate), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=seed)
+        trainer.fit(x, y, epochs=20, batch_size=32, validation_split=0.2, verbose=0)
+        return trainer
+
+    (found,) = [f for f in run(0.9).findings if f.code == "dropout-too-high"]
+    assert found.evidence["dropout"] == 0.9 and found.evidence["best_val_loss"] < found.evidence["final_train_loss"]
+    assert "Lower the dropout rate (now 0.9" in found.advice
+    assert "dropout-too-high" not in {f.code for f in run(0.2).findings}

@@ -1,4 +1,5 @@
-"""Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty, a frozen output layer."""
+"""Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty, a frozen output layer, dropout
+that hides what the model learned."""
 
 from __future__ import annotations
 
@@ -127,6 +128,9 @@ def _regularise_text(view: Diagnoser) -> str:
 
 #: A dropout rate from which dropout is strong: 0.5 is the classic ceiling for hidden layers.
 DROPOUT_STRONG = 0.5
+#: dropout-too-high: a validation loss under this share of the training loss at the end (with
+#: dropout off against on) is the model's own, not noise about the same level.
+DROPOUT_VAL_SHARE = 0.95
 
 
 def underfitting(view: Diagnoser) -> Issue | None:
@@ -324,3 +328,40 @@ def frozen_output(view: Diagnoser) -> Issue | None:
         f"to freeze a pretrained base, set base.trainable = False (or trainable = False on the layers before the head, "
         f"model.layers[:-1]), never on the new output layer; fix this before {', '.join(stalled)}'s advice.",
         {"frozen_outputs": list(frozen), "stalled": stalled}, layer=frozen[0], epoch=view.epochs[-1].epoch if view.epochs else None)
+
+
+def dropout_too_high(view: Diagnoser) -> Issue | None:
+    """Dropout so strong that the training loss (measured with it on) stays near chance while the
+    validation loss (with it off) shows the model learned.
+
+    Dropout(0.9) right on the inputs of a binary classifier: the training loss ended at 96% of
+    chance, the validation loss at 87% of it (0.79 validation accuracy), and the run got no
+    finding: loss-at-chance waits for a validation loss at chance too.
+    """
+    rate = view.context.dropout
+    chance = chance_level(view)
+    if not view.finished or not curves_ready(view) or rate < DROPOUT_STRONG or chance is None or chance <= 0:
+        return None
+    train = view.epoch_losses(data_only=True)
+    val = view.val_losses(data_only=True)
+    if len(val) != len(train) or len(train) < 3 or not (np.isfinite(train).all() and np.isfinite(val).all()):
+        return None
+    tail = max(1, len(train) // 3)
+    best_train = float(np.min(train[-tail:]))
+    if best_train < view.t.at_chance_train * chance:
+        return None  # the training rows are fitted, dropout or not
+    val_chance = val_chance_level(view) or chance
+    final_train, final_val, best_val = float(train[-1]), float(val[-1]), float(np.min(val))
+    if not (final_val < DROPOUT_VAL_SHARE * final_train and best_val < view.t.at_chance_validation * val_chance):
+        return None
+    if found_codes(view, ("loss-at-chance", "nan-loss", "diverging-loss", "lr-too-high")):
+        return None  # loss-at-chance names the dropout itself; an overshooting run is another matter
+    return Issue(
+        f"The training loss, measured with dropout at rate {rate:g} on, stayed near chance ({format_number(final_train)}, "
+        f"{final_train / chance:.0%} of chance {format_number(chance)}) while the validation loss, with dropout off, reached "
+        f"{format_number(best_val)} ({best_val / val_chance:.0%} of its chance level): the model learns, but dropout throws "
+        f"away so much of each row that the training steps see mostly noise, and the training loss hides what it learned.",
+        f"Lower the dropout rate (now {rate:g}; 0.1-0.3 is usual, 0.5 at most); on the inputs, 0.2 at most or none (a rate "
+        f"of {rate:g} there keeps {1 - rate:.0%} of each row's features).",
+        {"dropout": rate, "final_train_loss": final_train, "final_val_loss": final_val, "best_val_loss": best_val,
+         "chance_loss": chance}, epoch=view.epochs[-1].epoch)

@@ -11,7 +11,8 @@ rules live in modules by what they read:
 * :mod:`~trainkit.diagnosis.lr_rules` — the learning rate, from the update/weight ratios;
 * :mod:`~trainkit.diagnosis.gradient_rules` — vanishing (across layers or through time) and exploding gradients;
 * :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
-* :mod:`~trainkit.diagnosis.fit_rules` — overfitting, underfitting, a dominating penalty, a frozen output layer.
+* :mod:`~trainkit.diagnosis.fit_rules` — overfitting, underfitting, a dominating penalty, a frozen output layer,
+  dropout that hides learning.
 
 Rules never fire on curve shapes before a run has had time to show them: loss-curve verdicts wait
 for :attr:`Thresholds.curve_fraction` of the planned epochs (AUTOTRAINER's false alarms in the first
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from trainkit.diagnosis.activation_rules import dead_relu, saturated_activations
 from trainkit.diagnosis.fit_rules import (
+    dropout_too_high,
     frozen_output,
     overfitting,
     regularization_dominates,
@@ -74,6 +76,7 @@ RULES: tuple[Rule, ...] = (
     Rule("regularization-dominates", "warning", "end", regularization_dominates, "the regularization penalty is most of the training loss"),
     Rule("lr-too-low", "warning", "end", lr_too_low, "tiny updates and a loss still falling steadily"),
     Rule("underfitting", "warning", "end", underfitting, "training ended while the loss was still falling fast"),
+    Rule("dropout-too-high", "warning", "end", dropout_too_high, "training loss at chance under strong dropout while the validation loss shows learning"),
     Rule("frozen-output", "warning", "end", frozen_output, "the loss stalled while the output layer was frozen (trainable=False)"),
     Rule("chance-level-unknown", "info", "end", chance_level_unknown, "no chance level for this loss: the verdicts against one were not made"),
 )
