@@ -1054,13 +1054,32 @@ def test_a_large_dataset_sorted_by_label_whose_first_batches_hold_one_class_is_u
     rows = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
     (finding,) = run("multiclass", rows.batch(32), None)
     assert finding.code == "unshuffled-dataset" and "no .shuffle()" in finding.message
-    assert finding.evidence["class"] == 0 and finding.evidence["rows"] == 256
+    # The labels past the 8 batches are read too (2,048 rows more): still class 0.
+    assert finding.evidence["class"] == 0 and finding.evidence["rows"] == 256 + 2048
     # The same rows shuffled, or left in a random order; and one class that is the whole dataset.
     assert run("multiclass", rows.shuffle(20000, seed=seed).batch(32), None) == []
     mixed = rng.permutation(len(x))
     assert run("multiclass", tf.data.Dataset.from_tensor_slices((x[mixed], y[mixed])).batch(32), None) == []
     whole = tf.data.Dataset.from_tensor_slices((x[:256], np.zeros(256, dtype=int))).batch(32)
     assert "unshuffled-dataset" not in codes(run("multiclass", whole, None))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_rare_class_that_the_first_batches_missed_is_no_sorted_dataset(seed):
+    # 0.5% positives in a random order, never shuffled: the first 256 rows hold none 28% of the
+    # time, and were told "the rows look sorted by label". The labels further on hold positives
+    # at the rate of the whole: no sorted block.
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(20000, 4)).astype("float32")
+    y = (rng.random(20000) < 0.005).astype(int)
+    y[:300] = 0  # the first batches, and a little more, without a positive
+    y[rng.integers(300, 320)] = 1
+    found = run("binary", tf.data.Dataset.from_tensor_slices((x, y)).batch(32), None)
+    assert "unshuffled-dataset" not in codes(found)
+    # A short sorted block, 400 rows of class 0 and then the rest class 1, is one.
+    y = (np.arange(20000) >= 400).astype(int)
+    (finding,) = [f for f in run("binary", tf.data.Dataset.from_tensor_slices((x, y)).batch(32), None) if f.code == "unshuffled-dataset"]
+    assert finding.evidence["rows"] == 400 and "first 400 labels" in finding.message
 
 
 def test_a_dataset_sorted_by_label_is_no_label_leak_of_few_values():

@@ -371,7 +371,7 @@ class DatasetSource:
     def sample_for_checks(self, batches: int) -> DatasetSample:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
         return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset),
-                             cardinality=self._cardinality if self._cardinality >= 0 else None)
+                             cardinality=self._cardinality if self._cardinality >= 0 else None, dataset=self.dataset)
 
     def release_sample(self, keep: int) -> None:
         """Lets go of the kept batches but the first ``keep`` (training needs at most one)."""

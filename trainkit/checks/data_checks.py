@@ -43,7 +43,12 @@ from trainkit.checks.data_arrays import (
     unnamed_per_output,
 )
 from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target, input_label
-from trainkit.checks.data_sampling import dataset_facts, is_batch_source, sample_first_batches
+from trainkit.checks.data_sampling import (
+    dataset_facts,
+    further_labels,
+    is_batch_source,
+    sample_first_batches,
+)
 from trainkit.checks.label_checks import (
     constant_targets,
     label_format,
@@ -205,10 +210,12 @@ def check_data(
     where = ""
     batch_rows: tuple[int, ...] = ()
     shuffled, cardinality = dataset_facts(x)
+    read_further = None
     if is_batch_source(x):
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
             return []
+        read_further = further_labels(x, sampled[3]) if shuffled is False else None
         x, y, dataset_weights, batches, batch_rows = sampled
         # Weights the dataset carries (with class_weight folded in by fit) weigh its sampled rows.
         sample_weight = dataset_weights if sample_weight is None else sample_weight
@@ -270,7 +277,7 @@ def check_data(
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
-                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
+                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, further_labels=read_further,
                       batch_norms=batch_only_batchnorms(model))
     findings: list[Finding] = []
     for rule in DATA_RULES:

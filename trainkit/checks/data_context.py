@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,9 @@ class DataContext:
     dataset_shuffled: bool | None = None
     #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.
     dataset_batches: int | None = None
+    #: Reads the labels of the training dataset's batches past those sampled (see
+    #: :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
+    further_labels: Callable[[], Any] | None = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -154,8 +154,29 @@ def _one_class_unshuffled(ctx: DataContext) -> Issue | None:
         if ids is None or not ids.size or ids.min() < 0 or not np.all(ids == ids[0]):
             continue
         rows = int(ids.size)
+        further = _further_class_ids(ctx, t)
+        if further is not None and not np.all(further == ids[0]):
+            # Another class came after the batches read: the run of class ids[0] the rows start
+            # with is a sorted block only if a random order of these rows would start so rarely
+            # with one (1% positives: 256 rows without one 7.6% of the time).
+            run = rows + int(np.flatnonzero(further != ids[0])[0])
+            share = (rows + int(np.sum(further == ids[0]))) / (rows + further.size)
+            if share ** run * SORTED_ODDS > 1:
+                return None
+            return Issue(
+                f"The first {run} labels{' of ' + t.name if len(ctx.targets) > 1 else ''} of the dataset are all class {int(ids[0])}, "
+                f"although it is {share:.0%} of the first {rows + further.size} rows, and the dataset's pipeline has no .shuffle(): "
+                f"the rows look sorted by label (a random order starts with so long a run less than once in {SORTED_ODDS:,.0f} tries). "
+                f"Then each batch holds one class, every step pulls the model towards it, and each epoch ends on the last class's batches.",
+                "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
+                "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices).",
+                {"class": int(ids[0]), "rows": run, "share": round(share, 4), "shuffled": False},
+                t.output.layer if t.output else None)
+        if further is not None:
+            rows += int(further.size)  # still the one class, further on
         return Issue(
-            f"Every label{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} is class {int(ids[0])} ({rows} rows), "
+            f"Every label{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where if further is None else f' in the first {rows} rows'} "
+            f"is class {int(ids[0])} ({rows} rows), "
             f"and the dataset's pipeline has no .shuffle(): the rows look sorted by label. Then each batch holds one class, "
             f"every step pulls the model towards it, and each epoch ends on the last class's batches (unless class "
             f"{int(ids[0])} is nearly all of the data: then its share, not the order, is the problem).",
@@ -164,6 +185,18 @@ def _one_class_unshuffled(ctx: DataContext) -> Issue | None:
             {"class": int(ids[0]), "rows": rows, "batches": len(ctx.batch_rows), "shuffled": False},
             t.output.layer if t.output else None)
     return None
+
+
+def _further_class_ids(ctx: DataContext, t: Target) -> np.ndarray | None:
+    """The class ids of the training dataset's rows past those sampled (``None``: none read, or
+    the model has several outputs, whose labels come as a structure)."""
+    if ctx.further_labels is None or len(ctx.targets) != 1:
+        return None
+    labels = ctx.further_labels()
+    if labels is None or not len(labels):
+        return None
+    ids = class_ids(t, labels)
+    return ids if ids is not None and ids.size and ids.min() >= 0 else None
 
 
 def class_imbalance(ctx: DataContext) -> Issue | None:
