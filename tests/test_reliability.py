@@ -418,6 +418,30 @@ def test_a_signal_between_calls_stops_the_run_before_it_trains_another_step(tmp_
     assert history.epoch == [0, 1, 2, 3] and resumed.step == 28
 
 
+@pytest.mark.parametrize("at", [1, 3])
+def test_a_signal_in_the_last_epochs_on_epoch_end_interrupts_the_run_as_in_any_other(tmp_path, at):
+    # SIGINT in on_epoch_end of the last epoch (of 4) was dropped: fit returned, stop_reason None,
+    # and the CLI said "trained 4 epochs" with exit 0 where the same Ctrl-C an epoch earlier was an
+    # interruption (exit 130). The resume of the interrupted run trains what is left, if anything.
+    from trainkit.callbacks import Callback
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    x, y = _xy(32)
+    trainer = _tiny_trainer(tmp_path)
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[Interrupt()])
+    assert info.value.exit_code == 130 and trainer.stop_reason == "interrupted"
+    assert info.value.message.startswith(f"Training stopped by SIGINT after epoch {at + 1};")
+    assert trainer.history.epoch == list(range(at + 1)) and trainer.step == 2 * (at + 1)
+    resumed = _tiny_trainer(tmp_path)
+    history = resumed.fit(x, y, epochs=4, batch_size=16, verbose=0, resume=True)
+    assert history.epoch == [0, 1, 2, 3] and resumed.step == 8 and resumed.stop_reason is None
+
+
 def test_an_interrupted_fit_is_not_swallowed_by_a_loop_that_catches_exception():
     # TrainingInterrupted was a TrainkitError, an Exception: a loop of runs that logs a failed run
     # and goes on (except Exception) went on to its next run after the user's Ctrl-C.

@@ -943,6 +943,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     self._end_epoch(epoch, logs, epochs, callback_list, callbacks)
                     if self.stop_training:
                         break
+                if not self.stop_training:
+                    # A signal in the last epoch's validation or on_epoch_end, after its last call:
+                    # in an earlier epoch it stops the run before the next one begins, here it was
+                    # dropped, and the run ended "completed" (exit 0) after the user's Ctrl-C.
+                    self._batches_done = 0
+                    self._stop_if_requested(stop_request, last_epoch, callbacks)
         except BaseException as err:
             # The error in flight (an interruption, a NaN stop, a user error) is what the caller
             # must see: a failure while ending the run is only reported beside it.
@@ -1303,7 +1309,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._save_checkpoint(epoch, self._batches_done, user_callbacks)
         name = stop_request.signal.name if stop_request.signal else "a signal"
         saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
-        raise TrainingInterrupted("interrupted", f"Training stopped by {name} in epoch {epoch + 1}; {saved}.", exit_code=stop_request.exit_code)
+        # Between epochs (a signal in on_epoch_end): the epoch that ended, not the next one, which
+        # after the last epoch does not exist ("in epoch 4" of a 3-epoch fit).
+        where = f"after epoch {epoch}" if epoch > 0 and self._batches_done == 0 else f"in epoch {epoch + 1}"
+        raise TrainingInterrupted("interrupted", f"Training stopped by {name} {where}; {saved}.", exit_code=stop_request.exit_code)
 
     def _stop_on_nonfinite_loss(self, step: int) -> None:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
