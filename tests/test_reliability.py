@@ -442,6 +442,29 @@ def test_a_signal_in_the_last_epochs_on_epoch_end_interrupts_the_run_as_in_any_o
     assert history.epoch == [0, 1, 2, 3] and resumed.step == 8 and resumed.stop_reason is None
 
 
+def test_a_keyboard_interrupt_raised_in_a_callback_ends_the_run_interrupted_not_failed(tmp_path):
+    # A KeyboardInterrupt raised as such (a callback's, a second Ctrl-C) left stop_reason None and
+    # gave on_train_end and the HParams dashboard "failed" (an end record), where the CLI said
+    # "interrupted" (exit 130); the stop request's interruption writes no end record.
+    from trainkit.callbacks import Callback
+
+    ends = []
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+        def on_train_end(self, logs=None):
+            ends.append(logs["stop_reason"])
+
+    trainer = _tiny_trainer(tmp_path, hparams={"lr": 0.1})
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(*_xy(), epochs=3, verbose=0, callbacks=[Interrupt()])
+    assert trainer.stop_reason == "interrupted" and ends == ["interrupted"]
+    assert not list(tmp_path.glob("*.hparams_end"))
+
+
 def test_an_interrupted_fit_is_not_swallowed_by_a_loop_that_catches_exception():
     # TrainingInterrupted was a TrainkitError, an Exception: a loop of runs that logs a failed run
     # and goes on (except Exception) went on to its next run after the user's Ctrl-C.

@@ -950,6 +950,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     self._batches_done = 0
                     self._stop_if_requested(stop_request, last_epoch, callbacks)
         except BaseException as err:
+            if isinstance(err, KeyboardInterrupt) and self.stop_reason is None:
+                # Raised as such, not through the stop request: a second Ctrl-C, a callback's
+                # KeyboardInterrupt. Its run was recorded "failed" (on_train_end's stop_reason, the
+                # HParams dashboard's status) where the CLI said "interrupted" with exit 130.
+                self.stop_reason = "interrupted"
             # The error in flight (an interruption, a NaN stop, a user error) is what the caller
             # must see: a failure while ending the run is only reported beside it.
             self._end_training(callback_list, began, in_flight=err)
