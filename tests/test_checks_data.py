@@ -197,6 +197,36 @@ def test_non_finite_message_counts_rows_and_names_the_first():
     assert "1 NaN, 1 Inf" in info.value.message and "first at row 7, column 2" in info.value.message
 
 
+def test_float64_values_beyond_float32_are_named_as_overflow_not_inf():
+    # 1e40 in float64 data was "x has 1 row of 600 with NaN or Inf values (0 NaN, 1 Inf ...)" with
+    # advice built on np.isfinite(x), which is all True on the caller's data: fit narrows it to
+    # float32, where 1e40 is Inf (with a numpy overflow RuntimeWarning on stderr).
+    import warnings
+
+    from trainkit import Trainer
+
+    x = X.astype(np.float64)
+    x[7, 2], x[9, 0], x[11, 1] = 1e40, -3e39, np.nan
+    with pytest.raises(DataError) as info:
+        run("binary", x, YB)
+    message = info.value.message
+    assert info.value.code == "non-finite-data" and "x has 3 rows of 600 with NaN, Inf or values beyond float32's range" in message
+    assert "2 beyond ±3.4e+38, 1 NaN, 0 Inf; the first at row 7, column 2: 1e+40" in message and "float32, the model's dtype" in message
+    assert "keep = (np.abs(x) <= np.finfo(np.float32).max)" in message
+    (found,) = [f for f in run("binary", x, YB, allow={"non-finite-data"}) if f.code == "non-finite-data"]
+    assert found.evidence["float32_overflow"] == 2 and found.evidence["rows"] == 3
+    x[11, 1] = 0.0
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(model("regression"), loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in cast" from the narrowing
+        with pytest.raises(DataError) as info:
+            trainer.fit(x, YR.astype(np.float64), epochs=1, verbose=0, validation_split=0.5)
+    assert "x has 2 rows with values beyond float32's range among its first 300 rows" in info.value.message
+    assert "(2 beyond ±3.4e+38; the first at row 7, column 2: 1e+40)" in info.value.message
+    assert "non-finite-data" not in codes(run("binary", x.clip(-3e38, 3e38), YB))  # within float32's range
+
+
 def test_bfloat16_data_is_checked_as_the_numbers_it_holds():
     # numpy knows bfloat16 (TensorFlow's, from ml_dtypes) as kind "V": its labels were refused as
     # "not numbers" (model.fit trains on them), and NaN or unscaled bfloat16 inputs passed unseen.

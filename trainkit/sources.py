@@ -45,7 +45,8 @@ def _as_tensor(array: Any) -> tf.Tensor:
     trained off ``model.fit`` by 2e-8 in the loss)."""
     array = np.asarray(array)
     if array.dtype == np.float64 and keras.backend.floatx() != "float64":
-        array = array.astype(np.float32)
+        with np.errstate(over="ignore"):  # values beyond float32's range: the data checks name them
+            array = array.astype(np.float32)
     tensor = tf.convert_to_tensor(array)
     if tf.DeviceSpec.from_string(tensor.device).device_type != "CPU":
         return tensor
@@ -213,6 +214,23 @@ def _named_shapes(parts: Sequence[Any], names: Sequence[str]) -> str:
     return ", ".join(listed)
 
 
+def _for_checks(array: np.ndarray, tensor: tf.Tensor) -> np.ndarray:
+    """What the data checks read of one array: ``array`` itself when ``tensor`` holds it
+    unchanged, else the tensor's values, except where float64 values beyond float32's range
+    became Inf in them: then the caller's array, whose values ``non-finite-data`` names as
+    overflowing float32 (it called them "Inf" data, which ``np.isfinite`` found none of)."""
+    if array.dtype == tensor.dtype.as_numpy_dtype:
+        return array
+    narrowed = tensor.numpy()
+    with np.errstate(invalid="ignore"):  # Inf - Inf in the sum: NaN, which is what it asks
+        clean = narrowed.dtype.kind != "f" or np.isfinite(narrowed.sum(dtype=np.float64))
+    if not clean:
+        inf = np.isinf(narrowed)
+        if np.isfinite(array[inf]).any():
+            return array
+    return narrowed
+
+
 class ArraySource:
     """Training data held in memory: tensors (or structures of them) plus the row count.
 
@@ -250,8 +268,9 @@ class ArraySource:
 
     def numpy(self) -> tuple[Any, ...]:
         """The data as numpy arrays, in the structure of :attr:`data`: the caller's own arrays where
-        the tensors hold them unchanged (no copy), else the tensors' values (float64 narrowed)."""
-        return tf.nest.map_structure(lambda a, t: a if a.dtype == t.dtype.as_numpy_dtype else t.numpy(), self._arrays, self.data)
+        the tensors hold them unchanged (no copy), else the tensors' values (float64 narrowed),
+        unless narrowing made Inf of finite values (see :func:`_for_checks`)."""
+        return tf.nest.map_structure(_for_checks, self._arrays, self.data)
 
     def head(self, rows: int) -> tuple[Any, ...]:
         """The first ``rows`` rows of every tensor."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import keras
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
@@ -21,23 +22,49 @@ from trainkit.checks.data_context import (
     validation_name,
 )
 
+#: The largest float32: float64 values beyond it become Inf when fit narrows them to float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-def _non_finite(a: np.ndarray) -> tuple[int, int, int, int]:
-    """(rows with NaN/Inf, first such row, NaN count, Inf count); cheap when all are finite."""
+
+def _narrowed_to_float32(a: np.ndarray) -> bool:
+    """Whether fit narrows ``a`` to float32, as Keras does: float64 data for a model whose floatx
+    is not float64 (see ``trainkit.sources._as_tensor``)."""
+    return a.dtype == np.float64 and keras.backend.floatx() != "float64"
+
+
+def _non_finite(a: np.ndarray) -> tuple[int, int, int, int, int, np.ndarray | None]:
+    """(rows with NaN/Inf or float32 overflow, first such row, NaN count, Inf count, count of
+    float64 values that overflow float32, which of the first such row's values are bad); cheap
+    when all are finite."""
     if a.dtype.kind not in "fc" or a.size == 0:
-        return 0, -1, 0, 0
+        return 0, -1, 0, 0, 0, None
     flat = a.reshape(len(a), -1)
-    acc = np.float64 if a.dtype.itemsize < 8 else None
-    if np.isfinite(flat.sum(dtype=acc)):
-        return 0, -1, 0, 0
+    narrowed = _narrowed_to_float32(a)
+    if narrowed:
+        # max and min carry NaN through; 1e40 is finite here and Inf in the float32 tensor fit
+        # makes of it, which the check called "Inf" data (the caller's np.isfinite says none).
+        if max(flat.max(), -flat.min()) <= _FLOAT32_MAX:
+            return 0, -1, 0, 0, 0, None
+    else:
+        acc = np.float64 if a.dtype.itemsize < 8 else None
+        if np.isfinite(flat.sum(dtype=acc)):
+            return 0, -1, 0, 0, 0, None
     finite = np.isfinite(flat)
-    bad_rows = ~finite.all(axis=1)
+    bad = ~finite
+    over = 0
+    if narrowed:
+        with np.errstate(over="ignore"):  # a value just above the largest float32 rounds down to it
+            overflows = finite & np.isinf(flat.astype(np.float32))
+        over = int(overflows.sum())
+        bad |= overflows
+    bad_rows = bad.any(axis=1)
     count = int(bad_rows.sum())
     if count == 0:
-        return 0, -1, 0, 0
+        return 0, -1, 0, 0, 0, None
     nan = int(np.isnan(flat).sum())
     inf = int((~finite).sum()) - nan
-    return count, int(np.argmax(bad_rows)), nan, inf
+    first = int(np.argmax(bad_rows))
+    return count, first, nan, inf, over, bad[first]
 
 
 def non_finite_data(ctx: DataContext) -> Issue | None:
@@ -57,25 +84,36 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
     if ctx.val_sample_weight is not None:  # and val_loss NaN, which early stopping then never improves on
         arrays.append((val_w, ctx.val_sample_weight, True))
     for name, a, validation in arrays:
-        count, first, nan, inf = _non_finite(a)
-        if not count:
+        count, first, nan, inf, over, bad = _non_finite(a)
+        if not count or bad is None:
             continue
         col = ""
         if a.ndim == 2:
-            col = f", column {int(np.argmax(~np.isfinite(a[first])))}"
+            col = f", column {int(np.argmax(bad))}"
         # Validation rows update no weight: val_loss is what breaks.
         effect = "val_loss NaN every epoch" if validation else "the loss NaN at the first step that sees it, and from then on every weight"
         first_row, plural = first + (ctx.split_at if validation and split else 0), "s" if count != 1 else ""
+        what = "NaN or Inf values" if not over else "values beyond float32's range" if not nan + inf else "NaN, Inf or values beyond float32's range"
         if split:
             among = f" among the {len(a)} rows validation_split holds out" if validation else f" among its first {len(a)} rows, the training rows"
-            found = f"{name} has {count} row{plural} with NaN or Inf values{among}"
+            found = f"{name} has {count} row{plural} with {what}{among}"
         else:
-            found = f"{name} has {count} row{plural} of {len(a)} with NaN or Inf values"
+            found = f"{name} has {count} row{plural} of {len(a)} with {what}"
+        counts, keep, why = f"{nan} NaN, {inf} Inf", f"np.isfinite({name})", "One such value"
+        if over:
+            # Finite as the caller holds them: they become Inf in the float32 tensors fit trains on.
+            value = float(a.reshape(len(a), -1)[first][bad][0])
+            col += f": {value:.4g}" if math.isfinite(value) else ""
+            counts = f"{over} beyond ±{_FLOAT32_MAX:.3g}" + (f", {counts}" if nan + inf else "")
+            keep = f"(np.abs({name}) <= np.finfo(np.float32).max)"
+            why = "Finite as float64, such values become Inf when the data is narrowed to float32, the model's dtype: one"
         return Issue(
-            f"{found}{ctx.where} ({nan} NaN, {inf} Inf; the first at row {first_row}{col}). One such value makes {effect}.",
-            f"Drop or impute those rows before fit, e.g. keep = np.isfinite({name}).all(axis=tuple(range(1, {name}.ndim))) "
-            f"and index x and y with it, or fill the gaps with the training-split mean.",
-            {"array": name, "rows": count, "first_row": first_row, "nan": nan, "inf": inf, "total_rows": len(a)})
+            f"{found}{ctx.where} ({counts}; the first at row {first_row}{col}). {why} makes {effect}.",
+            (f"Rescale those values into float32's range (other units, a log) or drop those rows, e.g. keep = {keep}.all(axis=tuple(range(1, {name}.ndim))) "
+             "and index x and y with it." if over else
+             f"Drop or impute those rows before fit, e.g. keep = {keep}.all(axis=tuple(range(1, {name}.ndim))) "
+             f"and index x and y with it, or fill the gaps with the training-split mean."),
+            {"array": name, "rows": count, "first_row": first_row, "nan": nan, "inf": inf, "float32_overflow": over, "total_rows": len(a)})
     return None
 
 
