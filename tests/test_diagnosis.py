@@ -2992,6 +2992,24 @@ def test_nan_weights_behind_a_finite_loss_are_nan_loss():
     assert not nan_findings(healthy)
 
 
+def test_finite_weights_too_large_to_square_in_float32_are_not_called_nan():
+    # An output kernel of ~5e19: its norm (a float32 sum of squares) read inf at every step while
+    # the loss stayed finite (~1e34), and nan-loss said the weights "were NaN/inf", told a story of
+    # a ReLU turning NaN into 0 and ended "The weights of this run are NaN: train again".
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid", name="out")])
+    model.set_weights([w * 1e20 if i == 2 else w for i, w in enumerate(model.get_weights())])
+    x, y = regression_data(64)
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, (y > 0).astype("float32"), epochs=2, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(w).all() for w in model.get_weights()) and np.abs(model.get_weights()[2]).max() > 1e19
+    (f,) = nan_findings(trainer)
+    assert f.evidence["weight_norm_overflow"] is True and f.evidence["nonfinite_weights"] == ["out/kernel"]
+    assert "Their norm read inf, not NaN, at step 0" in f.message and "overflow" in f.message
+    assert "NaN turns it into 0" not in f.message and "are NaN" not in f.advice
+
+
 def test_nan_weights_from_a_nan_batch_of_inputs_past_the_checked_ones_name_the_inputs():
     # A NaN in batch 18 of a tf.data pipeline (the data checks read the first 8): the first
     # layer's kernel went NaN (its bias's gradient stayed finite), the loss stayed finite, and the

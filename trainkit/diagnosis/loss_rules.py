@@ -529,6 +529,18 @@ def _nonfinite_weights_finite_loss(view: Diagnoser, nf: NonFinite) -> Issue | No
             f"{_INPUTS_ADVICE} The weights of this run are NaN: train again.",
             {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken], "inputs_nonfinite": True},
             step=nf.step, epoch=epoch_of_step(view, nf.step), layer=from_inputs)
+    if all(nf.row.get(n) == math.inf for n in broken):
+        # Inf, not NaN, where the weights broke: the norm sums squares in float32, which overflow
+        # from ~1.8e19, so weights of 5e19 (a finite loss of 1e33) were called "NaN: train again",
+        # with a ReLU-turns-NaN-into-0 story that nothing in the run showed.
+        return Issue(
+            f"The weights of {', '.join(repr(name) for name in layers)} had no finite norm at any step of epoch {last.epoch + 1}, "
+            f"while the loss stayed finite.{origin} Their norm read inf, not NaN, at step {nf.step}: weights whose squares overflow "
+            "the float32 sum the norm takes (from ~1e19 each, less in a large matrix), or inf ones. The model is unusable at that size.",
+            f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view)}), and train again: "
+            "weights that size make outputs that overflow or saturate every activation.",
+            {"first_nonfinite_step": nf.step, "nonfinite_weights": [variable_of(n, WEIGHT_NORM) for n in broken], "weight_norm_overflow": True},
+            step=nf.step, epoch=epoch_of_step(view, nf.step), layer=layer)
     return Issue(
         f"The weights of {', '.join(repr(name) for name in layers)} were NaN/inf at every step of epoch {last.epoch + 1}, "
         f"while the loss stayed finite.{origin} A ReLU (or a max, a clip) after a NaN turns it into 0, so the loss reads a "
