@@ -2751,10 +2751,45 @@ def test_the_placeholders_advised_to_a_step_of_its_own_fit_an_output_of_several_
     with pytest.raises(DataError) as info:
         trainer().fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1, verbose=0)
     assert ".map(lambda x: (x, tf.zeros((tf.shape(x)[0], 6))))" in info.value.message
-    history = trainer(tmp_path / "run").fit(x, np.zeros((len(x), 6)), epochs=1, verbose=0, validation_split=0.25).history
-    assert set(history) == {"loss", "val_loss"}
+    history = trainer(tmp_path / "run").fit(x, np.zeros((len(x), 6)), epochs=1, verbose=0).history
+    assert set(history) == {"loss"}
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(16).map(lambda x: (x, tf.zeros((tf.shape(x)[0], 6))))
     assert len(trainer().fit(dataset, epochs=1, verbose=0).history["loss"]) == 1
+
+
+def test_validation_with_placeholder_targets_needs_a_test_step_of_its_own():
+    # An autoencoder with a train_step of its own, fitted on the advised placeholders: the default
+    # test_step gave them to the trainer's loss, and val_loss read its outputs against zeros (0.15
+    # where it reconstructed the validation rows at 0.89), which early stopping would go by.
+    x = np.random.default_rng(0).uniform(size=(64, 6)).astype("float32")
+
+    class Reconstructs(Trainer):
+        def train_step(self, data):
+            x = data[0]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.model(x, training=True) - x))
+            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+            return {"loss": loss}
+
+    class Validates(Reconstructs):
+        def test_step(self, data):
+            return {"loss": tf.reduce_mean(tf.square(self.model(data[0], training=False) - data[0]))}
+
+    def fit(cls, *args, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(6)])
+        return cls(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False).fit(*args, epochs=1, verbose=0, **kwargs)
+
+    zeros = np.zeros((len(x), 6))
+    dataset = tf.data.Dataset.from_tensor_slices((x, zeros)).batch(16)
+    for args, kwargs in [((x, zeros), {"validation_split": 0.25}), ((x, zeros), {"validation_data": (x, zeros)}),
+                         ((dataset,), {"validation_data": dataset})]:
+        with pytest.raises(ArgumentError) as info:
+            fit(Reconstructs, *args, **kwargs)
+        assert info.value.code == "validation-needs-test-step" and "Reconstructs overrides train_step but not test_step" in info.value.message
+        assert set(fit(Validates, *args, **kwargs).history) == {"loss", "val_loss"}
+    # Real targets (a step of its own that reads them) are validated by the default test_step.
+    assert set(fit(Reconstructs, x, x, validation_data=(x, x)).history) == {"loss", "val_loss"}
 
 def test_a_compute_loss_of_its_own_trains_an_add_loss_model_on_inputs_alone_as_model_fit_does():
     # model.compile(loss=None); model.fit(x) trains on the add_loss losses alone. The port, a

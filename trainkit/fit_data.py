@@ -139,6 +139,32 @@ class FitData:
         whose own ``train_step`` may need none (a GAN, a VAE)."""
         return ""
 
+    def _refuse_placeholder_validation(self, train: Any, validation: Any) -> None:
+        """Refuses validation data for the default ``test_step`` when the targets are placeholders.
+
+        A ``train_step`` of its own that uses no targets takes placeholders of one value (see
+        ``_targets_hint``); the default ``test_step`` it inherits gives them to the trainer's loss.
+        An autoencoder fitted so reported val_loss 0.15 (its outputs against zeros) where it
+        reconstructed the validation rows at 0.89, and early stopping and the diagnosis went by it.
+        Targets of one value in both the training and the validation rows are that case: data
+        to learn from would be refused as constant (or single-class) by the data checks.
+
+        Raises:
+            ArgumentError: ``validation-needs-test-step``.
+        """
+        if validation is None or not _overrides(self, ("train_step",)) or _overrides(self, ("test_step", "compute_loss")):
+            return
+        value = _one_target_value(train)
+        if value is None or _one_target_value(validation) is None:
+            return
+        raise ArgumentError(
+            "validation-needs-test-step",
+            f"The training and the validation targets are all {value:g}: placeholders for a train_step of its own that uses no targets. "
+            f"{type(self).__name__} overrides train_step but not test_step, and the default test_step gives the placeholders to the "
+            f"trainer's loss: val_loss would measure the model against them, a number that says nothing about it (which early stopping "
+            f"and the diagnosis would go by). Override test_step to compute the loss train_step computes (returning {{'loss': ...}}), "
+            f"or pass no validation data.")
+
     def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool | None = None,
                          names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> list[Any]:
         # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
@@ -238,6 +264,22 @@ class FitData:
             # Read by nobody, they were dropped without a word (model.fit refuses them).
             raise DataError("shape-mismatch", f"{y} has targets under {unknown[0]!r}, which names none of the model's outputs ({', '.join(names)})."
                             f"{closest(str(unknown[0]), names)} Name every target after its output, or leave out the ones no output trains on.")
+
+
+def _one_target_value(source: Any) -> float | None:
+    """The one value every target of ``source`` holds (an :class:`ArraySource`'s arrays, a
+    :class:`DatasetSource`'s sampled batches), or ``None`` when they hold several (or none)."""
+    batches = [source.arrays] if isinstance(source, ArraySource) else source.sample(SAMPLE_BATCHES)
+    values: set[float] = set()
+    for batch in batches:
+        for target in tf.nest.flatten(unpack_batch(batch)[1]):
+            a = np.asarray(target)
+            if a.size == 0 or a.dtype.kind not in "biuf" or a.min() != a.max():  # NaN != NaN: not one value either
+                return None
+            values.add(float(a.min()))
+            if len(values) > 1:
+                return None
+    return values.pop() if values else None
 
 
 def _overrides(instance: Any, names: Sequence[str]) -> bool:

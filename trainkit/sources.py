@@ -266,6 +266,11 @@ class ArraySource:
         """The ``tf.TensorSpec`` structure of one batch (any number of rows)."""
         return tf.nest.map_structure(lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), self.data)
 
+    @property
+    def arrays(self) -> tuple[Any, ...]:
+        """The caller's arrays (``x, y[, sample_weight]``) as given: float64 not narrowed, no copy."""
+        return self._arrays
+
     def numpy(self) -> tuple[Any, ...]:
         """The data as numpy arrays, in the structure of :attr:`data`: the caller's own arrays where
         the tensors hold them unchanged (no copy), else the tensors' values (float64 narrowed),
