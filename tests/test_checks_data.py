@@ -1369,12 +1369,17 @@ def test_a_normalization_layer_of_a_mixed_float16_model_is_read_in_full_precisio
     x = (np.random.default_rng(3).normal(size=(200, 4)) * 1e3 + 3e5).astype("float32")
     never_adapted = keras.layers.Normalization(dtype="mixed_float16")
     model = keras.Sequential([keras.Input((4,)), never_adapted, keras.layers.Dense(1, dtype="mixed_float16")])
-    (finding,) = [f for f in check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression") if f.code == "unscaled-inputs"]
+    allow = {"float16-overflow"}  # as the layer's own call does, training makes inf of them (below)
+    found = check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression", allow=allow)
+    (finding,) = [f for f in found if f.code == "unscaled-inputs"]
     assert finding.evidence["max_abs_mean"] == pytest.approx(float(np.abs(x.mean(axis=0)).max()), rel=1e-3)
     adapted = keras.layers.Normalization(dtype="mixed_float16")
     adapted.adapt(x)
     model = keras.Sequential([keras.Input((4,)), adapted, keras.layers.Dense(1, dtype="mixed_float16")])
-    assert "unscaled-inputs" not in codes(check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression"))
+    found = codes(check_data(x, x[:, 0] - 3e5, model=model, loss=get_loss("mse"), task="regression", allow=allow))
+    # Adapted, its statistics scale them, but it casts them to float16 first: inf, said by float16-overflow.
+    assert "unscaled-inputs" not in found and "float16-overflow" in found
+    assert not np.isfinite(np.asarray(model(x[:4]), dtype=np.float32)).all()
 
 
 # --- channels-first-input: (n, 3, 32, 32) images read by a channels_last Conv2D ------------------
@@ -1456,3 +1461,40 @@ def test_batches_of_one_row_through_a_dense_batchnorm_are_reported():
     images = np.random.default_rng(0).normal(size=(len(YB), 8, 8, 1)).astype("float32")
     assert check(conv, images, YB, batch_size=1) == []
     assert "batchnorm-batch-of-one" not in check(model("binary"), X, YB, batch_size=1)
+
+
+def test_inputs_beyond_float16_read_by_a_float16_layer_are_named():
+    # Under mixed_float16 a layer casts its inputs to float16 first: amounts ~1e5 became inf even
+    # in a Normalization layer adapted to scale them, and the first step's loss was NaN with advice
+    # about learning rates and log(0).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype("float32")
+    x[:, 2] = rng.uniform(1e4, 2e5, len(x))
+    y = (x[:, 0] > 0).astype("float32")
+
+    def model_reading_with(dtype):
+        norm = keras.layers.Normalization(dtype=dtype)
+        norm.adapt(x)
+        return keras.Sequential([keras.Input((4,)), norm, keras.layers.Dense(8, activation="relu", dtype="mixed_float16"),
+                                 keras.layers.Dense(1, activation="sigmoid")])
+
+    def check(model, **kw):
+        return check_data(x, y, model=model, loss=get_loss("binary_crossentropy"), task="binary", allow={"float16-overflow"}, **kw)
+
+    (finding,) = [f for f in check(model_reading_with("mixed_float16")) if f.code == "float16-overflow"]
+    first = int(np.argmax(x[:, 2] > 65504))
+    assert finding.evidence["layer"].startswith("normalization") and finding.evidence["first_row"] == first
+    assert "dtype='float32'" in finding.advice
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=model_reading_with("mixed_float16"), loss=get_loss("binary_crossentropy"), task="binary")
+    assert info.value.code == "float16-overflow"
+    # The advice: the Normalization layer in float32 reads them whole; a float32 model never overflows.
+    assert "float16-overflow" not in codes(check(model_reading_with("float32")))
+    assert "float16-overflow" not in codes(check(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])))
+    # Validation rows held out by validation_split are named as the caller's x rows.
+    small = x.copy()
+    small[:, 2] /= 1e4
+    found = check_data(small[:300], y[:300], x_val=x[300:], y_val=y[300:], split_at=300, model=model_reading_with("mixed_float16"),
+                       loss=get_loss("binary_crossentropy"), task="binary", allow={"float16-overflow", "validation-scale-mismatch"})
+    (finding,) = [f for f in found if f.code == "float16-overflow"]
+    assert finding.evidence["first_row"] >= 300 and "val_loss" in finding.message

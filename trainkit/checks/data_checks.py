@@ -65,6 +65,7 @@ from trainkit.checks.model_inspect import (
     batch_only_batchnorms,
     embedding_inputs,
     find_outputs,
+    float16_readers,
     input_names,
     input_normalizers,
     input_shapes,
@@ -90,7 +91,12 @@ from trainkit.checks.split_checks import (
     validation_scale_mismatch,
     validation_target_range,
 )
-from trainkit.checks.value_checks import embedding_ids, masked_ids_inside, non_finite_data
+from trainkit.checks.value_checks import (
+    embedding_ids,
+    float16_overflow,
+    masked_ids_inside,
+    non_finite_data,
+)
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
 
@@ -108,6 +114,7 @@ class DataRule:
 DATA_RULES: tuple[DataRule, ...] = (
     DataRule("shape-mismatch", "error", shape_mismatch),
     DataRule("non-finite-data", "error", non_finite_data),
+    DataRule("float16-overflow", "error", float16_overflow),
     DataRule("label-format", "error", label_format),
     DataRule("single-class", "error", single_class),
     DataRule("constant-targets", "error", constant_targets),
@@ -138,7 +145,7 @@ DATA_INFO_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severit
 #: The rules that hold for any data a model is run on, evaluation data included: the others judge
 #: data to train on (one class, few rows, leakage, scales).
 EVALUATION_CODES: frozenset[str] = frozenset({
-    "shape-mismatch", "non-finite-data", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "embedding-ids"})
+    "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "embedding-ids"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
@@ -278,7 +285,7 @@ def check_data(
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, further_labels=read_further,
-                      batch_norms=batch_only_batchnorms(model))
+                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model))
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

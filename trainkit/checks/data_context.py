@@ -106,6 +106,8 @@ class DataContext:
     #: Reads the labels of the training dataset's batches past those sampled (see
     #: :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
     further_labels: Callable[[], Any] | None = None
+    #: For each input, a layer reading it that computes in float16 (see ``float16_readers``), or ``None``.
+    float16_readers: Sequence[str | None] = ()
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

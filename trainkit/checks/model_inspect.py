@@ -585,6 +585,24 @@ def layout_readers(model: keras.Model) -> list[Any]:
     return [None]
 
 
+def float16_readers(model: keras.Model) -> list[str | None]:
+    """For each model input, the name of a layer reading it that computes in float16 (the
+    ``mixed_float16`` policy), or ``None``.
+
+    Such a layer casts its input to float16 before anything else: raw values past 65,504 become
+    inf there, even in a ``Normalization`` layer adapted to scale them (the first step's loss is
+    NaN, with no word about float16).
+    """
+    def half(layer: Any) -> bool:
+        return getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16"
+
+    inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
+    if inputs:
+        return [next((layer.name for layer in found if half(layer)), None) for found in _input_readers(model, inputs, frozenset({"InputLayer"}))]
+    first = next(iter_layers(model), None)
+    return [first.name if first is not None and half(first) else None]
+
+
 def embedding_inputs(model: keras.Model) -> list[tuple[int, str, int, str]]:
     """``(input index, layer name, ids, layer class)`` of each Embedding or CategoryEncoding a
     model input feeds directly.

@@ -117,6 +117,50 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
     return None
 
 
+#: The largest float16: a layer computing in float16 (``mixed_float16``) makes inf of larger inputs.
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def float16_overflow(ctx: DataContext) -> Issue | None:
+    """Input values beyond float16's range read by a layer that computes in float16.
+
+    Under ``mixed_float16`` a layer casts its inputs to float16 first: raw amounts ~1e5 become inf
+    there, even in a Normalization layer adapted to scale them, and the first step's loss was NaN
+    with advice about learning rates and log(0).
+    """
+    readers = ctx.float16_readers
+    ids = {embedding[0] for embedding in ctx.embeddings}  # ids an Embedding looks up are never cast
+    split = ctx.split_at is not None  # validation_split's rows are the caller's x from split_at on
+    inputs = [("x", i, a, ctx.input_keys, 0) for i, a in enumerate(ctx.xs)]
+    inputs += [("x" if split else "x_val", i, a, ctx.input_keys if split else ctx.x_val_keys, ctx.split_at or 0)
+               for i, a in enumerate(ctx.x_val or [])]
+    for base, i, a, keys, offset in inputs:
+        layer = readers[i] if len(readers) == len(ctx.xs) else None
+        if layer is None or i in ids or not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu" or a.size == 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            magnitude = np.abs(a.reshape(len(a), -1).astype(np.float64, copy=False))
+            over = np.isfinite(magnitude) & (magnitude > _FLOAT16_MAX)
+        count = int(over.sum())
+        if not count:
+            continue
+        row, column = (int(v) for v in np.unravel_index(int(np.argmax(over)), over.shape))
+        validation = a is not ctx.xs[i]
+        name = input_label(base, i, len(ctx.xs), keys)
+        where = ctx.val_where if validation else ctx.where
+        value = format_number(float(a.reshape(len(a), -1)[row, column]))
+        return Issue(
+            f"{name} holds {count} value{'s' if count != 1 else ''} beyond float16's range (±65,504){where}, the first at row "
+            f"{row + offset}, column {column}: {value}. Layer '{layer}' reads it and computes in float16 (the mixed_float16 "
+            "policy), so it casts them to inf before anything else, a Normalization layer adapted to scale them too: "
+            f"{'val_loss is NaN' if validation else 'the loss is NaN from the first step that sees one'}.",
+            f"Build the layer that reads the raw inputs ('{layer}') with dtype='float32' (keras.layers.Normalization(dtype='float32'), "
+            "for one: it then scales them in float32 and hands float16 on); or scale the inputs before the model; or use "
+            "keras.mixed_precision.set_global_policy('mixed_bfloat16'), whose range is float32's.",
+            {"input": i, "array": name, "values": count, "first_row": row + offset, "layer": layer, "float16_max": _FLOAT16_MAX})
+    return None
+
+
 def embedding_ids(ctx: DataContext) -> Issue | None:
     """Inputs an Embedding looks up (training or validation) that are not whole numbers in ``[0, input_dim)``."""
     # The validation inputs go through the same lookup after each epoch: an id outside the table
