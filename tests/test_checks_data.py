@@ -614,6 +614,32 @@ def test_label_leakage_regression_copy_of_target():
     assert "label-leakage" in codes(run("regression", x, YR))
 
 
+def series_windows(steps: int, *, look_ahead: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``steps`` values of a slow sine (a smooth series) and the value after each, as a
+    forecast takes them; ``look_ahead``: each window shifted one step on, so it ends at its target."""
+    t = np.arange(3000)
+    s = np.sin(2 * np.pi * t / 2000) + 1e-4 * np.random.default_rng(0).normal(size=t.size)
+    rows = t.size - steps - 1
+    x = s[np.arange(rows)[:, None] + np.arange(steps)[None, :] + int(look_ahead)]
+    return x.astype("float32"), s[np.arange(rows) + steps].astype("float32")
+
+
+def test_label_leakage_no_false_alarm_on_the_window_of_a_smooth_series():
+    # A window's last value correlates 0.99999 with the next value of a slow sine (or of a
+    # 20,000-step random walk, 0.99994): honest forecasting windows were told label-leakage
+    # ("Feature 3 is a linear copy of the target (correlation 1.00000)") as a leaked column.
+    x, y = series_windows(4)
+    assert "label-leakage" not in codes(run("regression", x, y))
+    # The window that holds its target (look-ahead) still is one.
+    x, y = series_windows(4, look_ahead=True)
+    (finding,) = [f for f in run("regression", x, y) if f.code == "label-leakage"]
+    assert finding.evidence["feature"] == 3
+    # So is a copy of the target beside another copy of it (in another unit): both are exact.
+    twice = X.copy()
+    twice[:, 1], twice[:, 2] = 3.0 * YR + 1.0, 1000.0 * YR
+    assert "label-leakage" in codes(run("regression", twice, YR))
+
+
 def two_input_model() -> keras.Model:
     """An id input into an Embedding next to a float one: ``ids`` (1 column) and ``feat`` (3)."""
     ids, feat = keras.Input((1,), dtype="int32", name="ids"), keras.Input((3,), name="feat")

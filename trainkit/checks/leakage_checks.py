@@ -34,6 +34,13 @@ _HASH_VALUES = 20_000_000
 _LEAK_ROWS, _LEAK_VALUES, _LEAK_MAX_FEATURES = 20_000, 2_000_000, 4096
 OVERLAP_SHARE = 0.01
 LEAK_CORRELATION = 0.9999
+#: ``1 - correlation`` under which a feature is the target itself (float round-off: an exact copy
+#: in float32, 3 * y + 1, is ~1e-14 off), whatever the other features are.
+_EXACT_COPY_GAP = 1e-9
+#: A feature another feature is at most this many times as far from (in ``1 - correlation``) as
+#: from the target is a step of a smooth series, not a copy (a window's neighbouring values are as
+#: close to each other as its last one is to the next: the ratio is ~1).
+_NEIGHBOUR_FACTOR = 2.0
 #: A feature whose classes lie in separate intervals at least this many within-class standard
 #: deviations apart separates them alone (a noisy copy of the label, y + 0.1 N(0, 1), measures
 #: ~3; a feature an honest rule thresholds, y = x0 > 0, has its classes touching).
@@ -406,6 +413,18 @@ def _class_sums(xs: np.ndarray, inverse: np.ndarray, classes: int) -> np.ndarray
 
 
 def _regression_leak(xs: np.ndarray, y: np.ndarray, columns: _Columns, label: str = "the target") -> Issue | None:
+    copy = _linear_copy(xs, y)
+    if copy is None:
+        return None
+    j, corr = copy
+    return _leak_issue(j, f"{_feature(j, columns, capital=True)} is a linear copy of {label} (correlation {corr:.5f} "
+                          f"in {len(xs)} sampled rows)",
+                       {"feature": j, "correlation": corr, "rows_checked": len(xs)}, columns)
+
+
+def _linear_copy(xs: np.ndarray, y: np.ndarray) -> tuple[int, float] | None:
+    """``(feature, correlation)`` of the column of ``xs`` most correlated with a one-column target
+    ``y``, when it is a linear copy of it (:data:`LEAK_CORRELATION`), else ``None``."""
     if y.reshape(len(y), -1).shape[1] != 1:
         return None
     target = y.reshape(-1).astype(np.float64)
@@ -418,9 +437,17 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, columns: _Columns, label: st
     j = int(np.argmax(np.abs(corr)))
     if abs(corr[j]) < LEAK_CORRELATION:
         return None
-    return _leak_issue(j, f"{_feature(j, columns, capital=True)} is a linear copy of {label} (correlation {corr[j]:.5f} "
-                          f"in {len(xs)} sampled rows)",
-                       {"feature": j, "correlation": float(corr[j]), "rows_checked": len(xs)}, columns)
+    gap = 1.0 - abs(float(corr[j]))
+    if gap > _EXACT_COPY_GAP and xs.shape[1] > 1:
+        # A target no closer to the feature than another feature is: consecutive values of a smooth
+        # series (a forecast's window), the target its next one, not a copy. A 20,000-step random
+        # walk's last window value correlates 0.99994 with the next value, as with the one before.
+        others = np.delete(xc, j, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            near = (others * xc[:, j:j + 1]).sum(axis=0) / np.sqrt((others * others).sum(axis=0) * (xc[:, j] @ xc[:, j]))
+        if np.any(1.0 - np.abs(np.nan_to_num(near)) <= _NEIGHBOUR_FACTOR * gap):
+            return None
+    return j, float(corr[j])
 
 
 def _leak_issue(j: int | list[int], found: str, evidence: dict[str, Any], columns: _Columns) -> Issue:
