@@ -640,6 +640,26 @@ def test_label_leakage_no_false_alarm_on_the_window_of_a_smooth_series():
     assert "label-leakage" in codes(run("regression", twice, YR))
 
 
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_label_leakage_finds_the_target_inside_a_window_of_a_sequence_model(source):
+    # (rows, steps, 1) windows that end at the value they predict (look-ahead: s[i+1:i+5] for
+    # s[i+4], timeseries_dataset_from_array one step off) into a GRU: only 2-D inputs were read,
+    # so the leak trained without a word.
+    gru = keras.Sequential([keras.Input((4, 1)), L.GRU(2), L.Dense(1)])
+
+    def found(x, y):
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32) if source == "dataset" else x
+        return check_data(data, None if source == "dataset" else y, model=gru, loss=get_loss("mse"), task="regression")
+
+    x, y = series_windows(4, look_ahead=True)
+    (finding,) = [f for f in found(x[:, :, None], y) if f.code == "label-leakage"]
+    assert finding.evidence["step"] == 3 and finding.evidence["window_feature"] == 0
+    assert "x[:, 3, 0]" in finding.message and "look-ahead" in finding.message
+    assert "timeseries_dataset_from_array" in finding.advice
+    x, y = series_windows(4)
+    assert "label-leakage" not in codes(found(x[:, :, None], y))
+
+
 def two_input_model() -> keras.Model:
     """An id input into an Embedding next to a float one: ``ids`` (1 column) and ``feat`` (3)."""
     ids, feat = keras.Input((1,), dtype="int32", name="ids"), keras.Input((3,), name="feat")
