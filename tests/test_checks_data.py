@@ -1004,6 +1004,24 @@ def test_validation_target_range_finds_regression_rows_sorted_by_target():
     assert "validation-target-range" not in codes(run("regression", X[:596], ys[:596], x_val=X[596:], y_val=ys[596:]))
 
 
+def test_raw_validation_targets_are_a_scale_mismatch_not_rows_sorted_by_target():
+    # Standardised y, y_val left raw (a load series ~1e4): every validation target lay above every
+    # training one, and validation-target-range said "the rows look sorted by target: shuffle x
+    # and y"; with x_val left raw too, validation-scale-mismatch named the inputs alone.
+    y = X[:, 0] + 0.5 * X[:, 1]
+    raw_y = y * 2000 + 1e4
+    found = run("regression", X[:480], y[:480], x_val=X[480:], y_val=raw_y[480:])
+    assert codes(found) == ["validation-scale-mismatch"] and "validation targets y_val" in found[0].message
+    found = run("regression", X[:480], y[:480], x_val=X[480:] * 50 + 300, y_val=raw_y[480:])
+    assert codes(found) == ["validation-scale-mismatch"]
+    assert "So are the validation targets y_val" in found[0].message and "(y_val - y_mean) / y_std" in found[0].advice
+    assert found[0].evidence["targets"]["val_median"] > 1000
+    # Rows sorted by target continue the training range: still validation-target-range's.
+    order = np.argsort(y)
+    found = run("regression", X[order][:480], y[order][:480], x_val=X[order][480:], y_val=y[order][480:])
+    assert "validation-target-range" in codes(found)
+
+
 def test_validation_target_range_counts_ties_at_the_edge_of_the_training_range():
     # Count targets of 94% zeros: 20 validation zeros lay "below" training's 0..3 at 6 of 20
     # random splits, told a chance of 4e-21; a random split draws them about 1 time in 4.

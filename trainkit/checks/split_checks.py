@@ -169,6 +169,13 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
         side = "above" if v.min() >= y.max() else "below" if v.max() <= y.min() else None
         if side is None:
             continue
+        gap = v.min() - y.max() if side == "above" else y.min() - v.max()
+        if gap > y.max() - y.min() and _scale_issue(t.y, t.y_val, t.name, None, "targets", ctx.sample_rows) is not None:
+            # validation-scale-mismatch's case: y_val left raw beside standardised y (7440..12560
+            # against -1.8..1.8) was told "the rows look sorted by target: shuffle x and y", when a
+            # scaler applied to the training targets only is the cause. Sorted rows (or a series
+            # split by time) continue the training range; these lie a whole range beyond it.
+            continue
         # The chance that a random split draws every validation row among the pooled rows at or
         # beyond the training range's end (both sides: either would be reported). Counted with the
         # ties: count targets of 94% zeros put 20 validation zeros "below" training's 0..3 at 6 of
@@ -211,19 +218,31 @@ def validation_scale_mismatch(ctx: DataContext) -> Issue | None:
     if ctx.where or ctx.val_where:  # a dataset's first batches: its scale may drift over the data
         return None
     ids = {i for i, *_ in ctx.embeddings}
+    inputs = None
     for i, (train, val) in enumerate(zip(ctx.xs, ctx.x_val or (), strict=False)):
         if i in ids:
             continue  # ids, not measurements
-        issue = _scale_issue(train, val, input_label("x", i, len(ctx.xs), ctx.input_keys), ctx.feature_names if len(ctx.xs) == 1 else None,
-                             "inputs", ctx.sample_rows)
-        if issue is not None:
-            return issue
+        inputs = _scale_issue(train, val, input_label("x", i, len(ctx.xs), ctx.input_keys), ctx.feature_names if len(ctx.xs) == 1 else None,
+                              "inputs", ctx.sample_rows)
+        if inputs is not None:
+            break
     for t in ctx.targets:
         if t.task == "regression" and t.y is not None and t.y_val is not None:
             issue = _scale_issue(t.y, t.y_val, t.name, None, "targets", ctx.sample_rows)
+            if issue is not None and inputs is not None:
+                # Both off (x_val and y_val left raw): the targets were left unsaid, and with them
+                # the advice to transform y_val too.
+                e = issue.evidence
+                return Issue(
+                    f"{inputs.message} So are the validation targets {validation_name(t.name)} (training median "
+                    f"{format_number(e['train_median'])}, spread {format_number(e['train_iqr'])}; validation median "
+                    f"{format_number(e['val_median'])}, spread {format_number(e['val_iqr'])}).",
+                    f"{inputs.advice} Do the same for the targets: the same unit, and the same scaling with the training "
+                    "rows' statistics ((y_val - y_mean) / y_std).",
+                    {**inputs.evidence, "targets": {k: e[k] for k in ("train_median", "train_iqr", "val_median", "val_iqr")}})
             if issue is not None:
                 return Issue(issue.message, issue.advice, issue.evidence, t.output.layer if t.output else None)
-    return None
+    return inputs
 
 
 def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what: str, rows: int) -> Issue | None:
