@@ -475,6 +475,21 @@ def test_loss_at_chance_when_only_the_validation_loss_stays_there():
     assert "memorises" in f.message
 
 
+@pytest.mark.parametrize("check", ["validation-scale-mismatch", "validation-target-range"])
+def test_loss_at_chance_of_the_validation_loss_alone_names_the_validation_mismatch(check):
+    # Standardised training rows, x_val and y_val left raw: val_loss at 4570% of chance while the
+    # training loss fell to 0.03 was told "it memorises the training rows ... (e.g. random labels)"
+    # beside validation-scale-mismatch, which says why.
+    s = Stream()
+    s.context.check_codes = (check,)
+    train = curve(0.7, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == [check] and "random labels" not in f.message
+    assert "not drawn like the training rows" in f.message and f.advice.startswith(f"Fix what {check} says first")
+
+
 def test_a_validation_loss_falling_back_from_a_jump_does_not_keep_loss_at_chance_silent():
     # low_batch_max at batch 64 (random labels, 10 classes, 20 validation rows): the validation loss
     # went from its best 2.21 up to 2.96 and back to 2.73 over the last 5 epochs, a 7.6% fall that

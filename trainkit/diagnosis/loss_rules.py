@@ -76,6 +76,9 @@ if TYPE_CHECKING:
 #: Data-check codes that explain a loss at chance: the inputs carry nothing, or nothing usable yet,
 #: or the targets are too far from where a fresh output starts to be reached.
 DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets", "masked-ids-inside", "batchnorm-batch-of-one")
+#: Data-check codes that explain a validation loss at chance beside a training loss that fell: the
+#: validation rows are not drawn like the training ones (another scale, range or class mix).
+VALIDATION_MISMATCHES = ("validation-scale-mismatch", "validation-target-range", "validation-class-mismatch")
 
 
 def loss_at_chance(view: Diagnoser) -> Issue | None:
@@ -194,6 +197,17 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             # opposite of the numbers before it.
             return _explained_by(view, f"{head};", blockers, evidence,
                                  "can be why nothing it learned carries over to new rows" if trained else "are reasons it cannot learn")
+        mismatched = [code for code in VALIDATION_MISMATCHES if code in (view.context.check_codes or ())]
+        if mismatched:
+            # Standardised training rows beside x_val and y_val left raw (val_loss 4570% of chance)
+            # were told "it memorises the training rows ... (e.g. random labels)", beside the data
+            # check that had said the validation rows are on another scale.
+            return _explained_by(
+                view, f"The validation loss never got clearly below {val_chance_text(view)}: its best was "
+                f"{format_number(best_val)} ({best_val / val_chance:.0%} of chance) while the training loss fell to "
+                f"{format_number(float(train[-1]))};", mismatched, evidence,
+                "say the validation rows are not drawn like the training rows, which can be why nothing it learned "
+                "carries over to them")
         return Issue(
             f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
             f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
