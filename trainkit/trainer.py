@@ -1096,7 +1096,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if not self.diagnose:
             return []
         from trainkit.diagnosis.callback import DiagnosisCallback
-        from trainkit.diagnosis.run_context import first_batch_rows, source_targets_and_weights
+        from trainkit.diagnosis.run_context import (
+            first_batch_rows,
+            source_inputs,
+            source_targets_and_weights,
+        )
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
         self._live_diagnosis = callback
@@ -1109,7 +1113,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,
                          validation_targets=val_targets, validation_sample_weight=val_weights,
-                         batch_rows=None if in_memory else first_batch_rows(train))
+                         batch_rows=None if in_memory else first_batch_rows(train),
+                         inputs=source_inputs(train) if self.task == "regression" else None)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

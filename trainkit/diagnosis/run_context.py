@@ -8,6 +8,7 @@ end, what early stopping and a NaN stop did.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -15,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from trainkit.callbacks.base import Callback
-from trainkit.diagnosis.baseline import Baseline, TargetScale, chance_loss, target_scale
+from trainkit.diagnosis.baseline import (
+    Baseline,
+    TargetScale,
+    chance_loss,
+    linear_fit_level,
+    target_scale,
+)
 from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.model_facts import (
     dropout_rate,
@@ -83,6 +90,24 @@ def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
     if not parts:
         return None, None
     return _concatenate(parts), (_concatenate(weights) if weights else None)
+
+
+def source_inputs(source: Any) -> Any:
+    """The training inputs of a trainer's data source, for a regression's linear-fit level (see
+    :func:`build_context`): in-memory data's inputs, or those of a ``tf.data`` source's first few
+    batches, the ones :func:`source_targets_and_weights` reads (kept, not read again); ``None``
+    when unknown."""
+    data = getattr(source, "data", None)
+    if isinstance(data, tuple | list) and data:
+        return data[0]
+    if not hasattr(source, "sample"):
+        return None
+    try:
+        parts = [_map_targets(np.asarray, batch[0]) for batch in source.sample(_TARGET_BATCHES)
+                 if isinstance(batch, tuple | list) and len(batch) >= 2]
+        return _concatenate(parts) if parts else None
+    except (TypeError, ValueError):  # batches whose inputs do not join (ragged, text): no level
+        return None
 
 
 def _concatenate(parts: list[Any]) -> Any:
@@ -174,17 +199,23 @@ def build_context(
     validation_targets: Any = None,
     validation_sample_weight: Any = None,
     batch_rows: int | None = None,
+    inputs: Any = None,
 ) -> Context:
     """The :class:`Context` of a trainer about to fit.
 
     The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
     from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
     Its level over the first steps is read at ``batch_size`` rows a batch, or ``batch_rows`` (a
-    dataset's first batch) without one.
+    dataset's first batch) without one; for a one-output regression with in-memory ``inputs``, at
+    most that of the inputs' linear fit (see :func:`~trainkit.diagnosis.baseline.linear_fit_level`).
     """
     from trainkit.checks.compatibility import describe_loss
 
     baseline = _chance_level(trainer, targets, sample_weight, batch_size or batch_rows) if targets is not None else None
+    if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
+        level = linear_fit_level(trainer.loss, inputs, _one_output_targets(trainer, targets), sample_weight, batch_size or batch_rows)
+        if level is not None:
+            baseline = dataclasses.replace(baseline, first_steps=min(level, baseline.first_steps or math.inf))
     # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
     # on the validation rows' class mix.
     val_chance = None
