@@ -485,6 +485,27 @@ def test_train_validation_overlap_bad_and_good():
     assert run("binary", X, YB, x_val=std_x(seed=5), y_val=YB) == []
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_overlap_finds_overlapping_windows_split_at_random_not_by_time(stride):
+    # Windows of a series (every step, or every 2nd) shuffled and then split: no row repeats, so
+    # no finding, while each validation window shares all its steps but one or two with a training
+    # window and its target lies inside another (val_loss measures interpolation, not a forecast).
+    x, y = series_windows(12)
+    x, y = x[::stride, :, None], y[::stride]
+    gru = keras.Sequential([keras.Input((12, 1)), L.GRU(2), L.Dense(1)])
+
+    def found(train, val):
+        return check_data(x[train], y[train], model=gru, loss=get_loss("mse"), task="regression", x_val=x[val], y_val=y[val])
+
+    n = int(0.8 * len(x))
+    p = np.random.default_rng(0).permutation(len(x))
+    (finding,) = [f for f in found(p[:n], p[n:]) if f.code == "train-validation-overlap"]
+    assert finding.evidence["shift"] == stride and finding.evidence["overlap_share"] > 0.5
+    assert f"shifted by {stride} step" in finding.message and "timeseries_dataset_from_array" in finding.advice
+    # Split by time: the windows meet at the boundary only.
+    assert "train-validation-overlap" not in codes(found(np.arange(n), np.arange(n, len(x))))
+
+
 def test_overlap_silent_when_discrete_rows_repeat_by_nature():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 2, (600, 4)).astype("float32")

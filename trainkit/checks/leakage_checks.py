@@ -64,9 +64,74 @@ def _row_hashes(a: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def train_validation_overlap(ctx: DataContext) -> Issue | None:
     """Identical rows in the training and validation inputs (a row of a model with several
-    inputs is its values in all of them)."""
+    inputs is its values in all of them), or validation windows that are training windows
+    shifted by a step or two (:func:`_shifted_windows`)."""
     if not ctx.x_val or len(ctx.xs) != len(ctx.x_val):
         return None
+    return _identical_rows(ctx) or _shifted_windows(ctx)
+
+
+#: Shifts (in steps) at which :func:`_shifted_windows` compares windows, and the fewest steps a
+#: window needs (the shifted windows then still share 3 of them).
+_WINDOW_SHIFTS, _WINDOW_MIN_STEPS = 3, 6
+#: Share of the validation windows (and fewest of them) that overlap a training window for a
+#: random split: a split by time overlaps at its boundary only (one or two windows).
+_SHIFTED_SHARE, _SHIFTED_MIN_ROWS = 0.1, 3
+
+
+def _shifted_windows(ctx: DataContext) -> Issue | None:
+    """Validation windows (rows of ``steps`` continuous values, ``(rows, steps)`` or ``(rows,
+    steps, features)``) that are training windows shifted by 1 to :data:`_WINDOW_SHIFTS` steps.
+
+    Overlapping windows of a series split at random, after windowing: no row repeats, so the check
+    of identical rows passed them, while each validation window shares all its steps but one with
+    the training window before it, and its target sits inside the training window after it (sine
+    windows split so: 78% of the validation windows). Validation then measures interpolation between
+    training windows, not a forecast. A split by time overlaps at its boundary only.
+    """
+    if len(ctx.xs) != 1:
+        return None
+    train, val = ctx.xs[0], ctx.x_val[0]
+    if (train.ndim not in (2, 3) or train.shape[1:] != val.shape[1:] or train.shape[1] < _WINDOW_MIN_STEPS
+            or not (is_numeric(train) and is_numeric(val)) or len(val) < _SHIFTED_MIN_ROWS):
+        return None
+    steps, width = train.shape[1], int(np.prod(train.shape[1:]))
+    train_rows = strided_rows(train, max(1, _HASH_VALUES // width))
+    val_rows = strided_rows(val, row_budget(val, ctx.sample_rows))
+    if not _has_continuous_feature(train_rows.reshape(len(train_rows), -1)):
+        return None  # ids and counts repeat runs of values by chance
+    rng = np.random.default_rng(5)
+    for shift_found in range(1, _WINDOW_SHIFTS + 1):
+        weights = rng.standard_normal((steps - shift_found) * (width // steps))
+        found = np.zeros(len(val_rows), bool)
+        # A validation window after a training one (its first steps are the training one's last),
+        # or before it.
+        for head, tail in ((train_rows[:, shift_found:], val_rows[:, :-shift_found]),
+                           (train_rows[:, :-shift_found], val_rows[:, shift_found:])):
+            found |= np.isin(_row_hashes(tail, weights), _row_hashes(head, weights))
+        hits = int(found.sum())
+        if hits >= _SHIFTED_MIN_ROWS:
+            break
+    else:
+        return None
+    share = min(1.0, hits / len(val_rows) * (len(train) / len(train_rows)))
+    if share < _SHIFTED_SHARE:
+        return None
+    return Issue(
+        f"About {share:.0%} of the validation windows{ctx.where} ({hits} of {len(val_rows)} checked) are training windows "
+        f"shifted by {shift_found} step{'s' * (shift_found > 1)}: they share {steps - shift_found} of their {steps} steps with a "
+        "training window, and the value each one predicts mostly lies inside a training window. Overlapping windows of a series were split "
+        "at random after windowing, so validation measures interpolation between training windows, not a forecast of "
+        "steps the model never saw, and val_loss reads better than the model will do.",
+        "Split the series by time before (or without shuffling after) making the windows: the first 80% of the steps for "
+        "training and the rest for validation, a window's length apart (x[:n] and x[n + window:] of windows in time "
+        "order, or keras.utils.timeseries_dataset_from_array with end_index and start_index); shuffle only the training "
+        "windows.",
+        {"overlap_share": share, "rows_found": hits, "rows_checked": len(val_rows), "shift": shift_found, "steps": steps})
+
+
+def _identical_rows(ctx: DataContext) -> Issue | None:
+    """:func:`train_validation_overlap`'s identical rows."""
     pairs = list(zip(ctx.xs, ctx.x_val, strict=True))
     if not all(is_numeric(t) and is_numeric(v) and t.shape[1:] == v.shape[1:] for t, v in pairs):
         return None
