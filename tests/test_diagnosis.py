@@ -3972,6 +3972,26 @@ def test_frozen_output_layers_are_the_weight_layers_behind_the_outputs():
     assert frozen() == ()
 
 
+def test_an_output_layer_whose_weights_are_state_is_no_frozen_output():
+    # Normalization(invert=True) after Dense(1) turns a regression's outputs back into target
+    # units; its mean and variance are not trainable by design. With lr-too-low found (Adam 1e-4,
+    # 6 epochs, 15% fallen) frozen-output called 'denorm' a frozen head, "more epochs or another
+    # learning rate help little", against lr-too-low's own advice.
+    from trainkit.diagnosis.model_facts import frozen_output_layers, output_layer_names
+
+    denorm = keras.layers.Normalization(axis=None, invert=True, name="denorm")
+    denorm.adapt(np.array([400.0, 500.0, 600.0], "float32"))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(1, name="head"), denorm])
+
+    def frozen() -> tuple[str, ...]:
+        return frozen_output_layers(model, output_layer_names(model), layer_inputs(model))
+
+    assert frozen() == ()
+    model.get_layer("head").trainable = False  # the Dense behind it, frozen by mistake, is still named
+    assert frozen() == ("head",)
+    assert frozen_output_layers(model, output_layer_names(model), None) == ("head",)
+
+
 def test_a_frozen_output_is_found_again_from_the_run_directory(tmp_path):
     from trainkit.diagnosis.readback import diagnose_run_dir
 

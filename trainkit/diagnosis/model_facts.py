@@ -185,9 +185,9 @@ def frozen_output_layers(model: Any, outputs: Collection[str], inputs: Mapping[s
     """:attr:`Context.frozen_outputs`: the weight layers that make the outputs, when they have
     weights and none of them is trainable while other layers of the model train.
 
-    An output layer without weights (an ``Activation``, a ``Reshape``) stands for the weight
-    layers that feed it, found back through ``inputs`` (:func:`layer_inputs`; without it, the
-    weight layer before it in model order). ``model.layers[-1].trainable = False`` (meant for the
+    An output layer without weights made to train (an ``Activation``, a ``Reshape``, an adapted
+    ``Normalization``) stands for the weight layers that feed it, found back through ``inputs``
+    (:func:`layer_inputs`; without it, the weight layer before it in model order). ``model.layers[-1].trainable = False`` (meant for the
     layers before it) trains the hidden layers under a fixed random head: the loss falls slowly or
     stalls, and the run was told to train longer with a larger learning rate.
     """
@@ -206,16 +206,27 @@ def frozen_output_layers(model: Any, outputs: Collection[str], inputs: Mapping[s
             continue
         seen.add(name)
         layer = by_name[name]
-        if layer.weights:
+        if _weight_layer(layer):
             if not layer.trainable_weights and not isinstance(layer, _model_class()):
                 found.append(name)
             continue
         parents = (inputs or {}).get(name)
         if parents is None:  # no graph: the weight layer before it in model order
-            earlier = [n for n in names[: names.index(name)] if by_name[n].weights]
+            earlier = [n for n in names[: names.index(name)] if _weight_layer(by_name[n])]
             parents = earlier[-1:]
         todo.extend(parent for parent in parents if parent in by_name)
     return tuple(found)
+
+
+def _weight_layer(layer: Any) -> bool:
+    """Whether ``layer`` has weights made to train (a nested model: any weights), whether or not
+    ``layer.trainable = False`` froze them since. A layer whose weights are all state, such as
+    ``Normalization(invert=True)`` turning a regression's outputs back into target units, is no
+    frozen head: it is passed through like a layer without weights, to the ones that feed it."""
+    if not layer.weights:
+        return False
+    made = getattr(layer, "_trainable_variables", None)  # Keras 3: the variables it made trainable, frozen since or not
+    return isinstance(layer, _model_class()) or made is None or bool(made)
 
 
 def _model_class() -> type:
