@@ -1197,6 +1197,34 @@ def test_a_rare_class_that_the_first_batches_missed_is_no_sorted_dataset(seed):
     assert finding.evidence["rows"] == 400 and "first 400 labels" in finding.message
 
 
+@pytest.mark.parametrize("as_dict", [True, False])
+def test_a_rare_class_the_first_batches_missed_is_no_sorted_dataset_beside_another_output(as_dict):
+    # 1% positives in a random order, none in the first 300 rows, for a model with a classifier
+    # and a regression output: the labels further on came as a dict, were not read, and the run
+    # was told "Every label of y['cls'] in the first 8 batches is class 0 ... the rows look
+    # sorted by label" (a single-output model's same rows stayed silent).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 6)).astype("float32")
+    y = np.zeros(5000, "float32")
+    y[rng.choice(np.arange(300, 5000), 50, replace=False)] = 1
+    r = rng.normal(size=(5000, 1)).astype("float32")
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = [keras.layers.Dense(1, activation="sigmoid", name="cls")(hidden), keras.layers.Dense(1, name="reg")(hidden)]
+    model = keras.Model(inputs, dict(zip(("cls", "reg"), outputs, strict=True)) if as_dict else outputs)
+    loss, task = {"cls": "binary_crossentropy", "reg": "mse"}, {"cls": "binary", "reg": "regression"}
+
+    def found(labels: np.ndarray) -> list:
+        targets = {"cls": labels, "reg": r} if as_dict else (labels, r)
+        return [f for f in check_data(tf.data.Dataset.from_tensor_slices((x, targets)).batch(32), None, model=model, loss=loss, task=task)
+                if f.code == "unshuffled-dataset"]
+
+    assert found(y) == []
+    # A sorted block, 400 rows of class 0 and then the rest class 1, is still named.
+    (finding,) = found((np.arange(5000) >= 400).astype("float32"))
+    assert finding.evidence["rows"] == 400 and "first 400 labels of y['cls']" in finding.message
+
+
 def test_a_dataset_sorted_by_label_is_no_label_leak_of_few_values():
     # Sorted digits' first batches hold 0s and 1s only, and a pixel of 12 values told them apart:
     # "probably the label leaking", for a feature that separates no two classes of the data.

@@ -284,7 +284,8 @@ def check_data(
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
-                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, further_labels=read_further,
+                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
+                      further_labels=_per_output(read_further, outputs),
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model))
     findings: list[Finding] = []
     for rule in DATA_RULES:
@@ -297,6 +298,20 @@ def check_data(
             raise DataError(rule.code, f"{issue.message} {issue.advice}")
         findings.append(to_finding(rule.code, rule.severity, issue))
     return findings
+
+
+def _per_output(read: Callable[[], Any] | None, outputs: list[OutputInfo]) -> Callable[[], list[np.ndarray | None] | None] | None:
+    """``read`` (the labels past a dataset's sampled batches, as the dataset gives them) made to
+    give one array per output, as the targets hold theirs: a rare class the first batches missed
+    was told "sorted by label" for a model with several outputs, whose labels come as a dict."""
+    if read is None:
+        return None
+
+    def per_output() -> list[np.ndarray | None] | None:
+        labels = read()
+        return None if labels is None else [None if a is None else numpy_floats(a) for a in label_arrays(labels, outputs)]
+
+    return per_output
 
 
 def output_biases(model: Any, outputs: Sequence[OutputInfo]) -> dict[str, float]:

@@ -103,8 +103,8 @@ class DataContext:
     dataset_shuffled: bool | None = None
     #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.
     dataset_batches: int | None = None
-    #: Reads the labels of the training dataset's batches past those sampled (see
-    #: :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
+    #: Reads the labels of the training dataset's batches past those sampled, one array per
+    #: target as :attr:`targets` (see :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
     further_labels: Callable[[], Any] | None = None
     #: For each input, a layer reading it that computes in float16 (see ``float16_readers``), or ``None``.
     float16_readers: Sequence[str | None] = ()

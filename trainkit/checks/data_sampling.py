@@ -77,7 +77,8 @@ FURTHER_SECONDS = 2.0
 
 def further_labels(data: Any, skip_batches: int) -> Callable[[], Any] | None:
     """A function reading the labels of a dataset's batches past its first ``skip_batches``, to
-    :data:`FURTHER_ROWS` rows of labels in all or :data:`FURTHER_SECONDS` (``None``: none to read).
+    :data:`FURTHER_ROWS` rows of labels in all or :data:`FURTHER_SECONDS` (``None``: none to read),
+    in the structure the dataset gives them (a dict or list for several outputs).
 
     The labels alone of a pipeline that never shuffles tell rows sorted by label from a rare class
     that the first batches happened to miss (1% positives: 256 rows without one 7.6% of the time).
@@ -87,6 +88,8 @@ def further_labels(data: Any, skip_batches: int) -> Callable[[], Any] | None:
         return None
 
     def read() -> Any:
+        import tensorflow as tf
+
         labels: list[Any] = []
         rows = 0
         deadline = time.monotonic() + FURTHER_SECONDS
@@ -95,9 +98,12 @@ def further_labels(data: Any, skip_batches: int) -> Callable[[], Any] | None:
             rows += _rows(y)
             if rows >= FURTHER_ROWS or time.monotonic() > deadline:
                 break
-        if not labels or not all(isinstance(y, np.ndarray) for y in labels):
-            return None  # none left, or a structure of labels (several outputs)
-        return np.concatenate(labels)
+        if not labels:
+            return None  # none left
+        try:  # several outputs' labels come as a structure: each leaf concatenated
+            return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *labels)
+        except (TypeError, ValueError):
+            return None  # batches of other structures or shapes
 
     return read
 

@@ -188,11 +188,13 @@ def _one_class_unshuffled(ctx: DataContext) -> Issue | None:
 
 
 def _further_class_ids(ctx: DataContext, t: Target) -> np.ndarray | None:
-    """The class ids of the training dataset's rows past those sampled (``None``: none read, or
-    the model has several outputs, whose labels come as a structure)."""
-    if ctx.further_labels is None or len(ctx.targets) != 1:
+    """The class ids of ``t``'s labels in the training dataset's rows past those sampled (``None``:
+    none read)."""
+    if ctx.further_labels is None:
         return None
-    labels = ctx.further_labels()
+    per_target = ctx.further_labels()
+    index = next((i for i, other in enumerate(ctx.targets) if other is t), None)
+    labels = per_target[index] if per_target is not None and index is not None and index < len(per_target) else None
     if labels is None or not len(labels):
         return None
     ids = class_ids(t, labels)
