@@ -4000,6 +4000,18 @@ def test_a_frozen_output_is_found_again_from_the_run_directory(tmp_path):
     assert live and [f.to_dict() for f in diagnose_run_dir(tmp_path) if f.code == "frozen-output"] == live
 
 
+@pytest.mark.parametrize(("rate", "ceiling"), [(0.5, False), (0.6, True)])
+def test_dropout_too_high_advice_names_no_ceiling_the_rate_already_meets(rate, ceiling):
+    # Dropout(0.5), training at 97% of chance, validation at 85%: "Lower the dropout rate (now
+    # 0.5; 0.1-0.3 is usual, 0.5 at most)" told it to go down to where it was.
+    s = Stream()
+    s.context.dropout = rate
+    s.train_loss = lambda e, st: LN2 * (0.97 + 0.004 * ((e + st) % 3))
+    s.val_loss = lambda e: LN2 * (0.95 - 0.01 * e if e < 10 else 0.85)
+    f = finding(s.run(), "dropout-too-high")
+    assert f"now {rate:g}; 0.1-0.3 is usual" in f.advice and ("0.5 at most" in f.advice) is ceiling
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dropout_so_strong_that_the_training_loss_stays_at_chance_is_named(seed):
     # Dropout(0.9) right on the inputs: the training loss (dropout on) ended at 94-97% of chance,

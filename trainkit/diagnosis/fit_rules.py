@@ -361,7 +361,8 @@ def dropout_too_high(view: Diagnoser) -> Issue | None:
         f"{final_train / chance:.0%} of chance {format_number(chance)}) while the validation loss, with dropout off, reached "
         f"{format_number(best_val)} ({best_val / val_chance:.0%} of its chance level): the model learns, but dropout throws "
         f"away so much of each row that the training steps see mostly noise, and the training loss hides what it learned.",
-        f"Lower the dropout rate (now {rate:g}; 0.1-0.3 is usual, 0.5 at most); on the inputs, 0.2 at most or none (a rate "
-        f"of {rate:g} there keeps {1 - rate:.0%} of each row's features).",
+        # "0.5 at most" told a rate of 0.5 to lower itself to where it already was.
+        f"Lower the dropout rate (now {rate:g}; 0.1-0.3 is usual{', 0.5 at most' if rate > DROPOUT_STRONG else ''}); on the inputs, "
+        f"0.2 at most or none (a rate of {rate:g} there keeps {1 - rate:.0%} of each row's features).",
         {"dropout": rate, "final_train_loss": final_train, "final_val_loss": final_val, "best_val_loss": best_val,
          "chance_loss": chance}, epoch=view.epochs[-1].epoch)
