@@ -2791,6 +2791,36 @@ def test_validation_with_placeholder_targets_needs_a_test_step_of_its_own():
     # Real targets (a step of its own that reads them) are validated by the default test_step.
     assert set(fit(Reconstructs, x, x, validation_data=(x, x)).history) == {"loss", "val_loss"}
 
+
+def test_datasets_sorted_by_label_are_no_placeholders_for_a_step_of_its_own():
+    # A train_step of its own that reads its labels, on a training and a validation dataset both
+    # sorted by label and never shuffled (2,000 rows each, half class 0, batch 32): the first 8
+    # batches of each are all class 0, and fit was refused ("the training and the validation
+    # targets are all 0: placeholders ...").
+    rng = np.random.default_rng(0)
+
+    class Wraps(Trainer):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    def dataset(shuffled: bool = False, zeros: bool = False) -> tf.data.Dataset:
+        x = rng.normal(size=(2000, 4)).astype("float32")
+        y = np.zeros(2000, "float32") if zeros else np.sort((x[:, 0] > 0).astype("float32"))
+        rows = tf.data.Dataset.from_tensor_slices((x, y))
+        return (rows.shuffle(2000, seed=0) if shuffled else rows).batch(32)
+
+    def fit(train: tf.data.Dataset, validation: tf.data.Dataset):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Wraps(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, diagnose=False)
+        return trainer.fit(train, validation_data=validation, epochs=1, verbose=0)
+
+    assert set(fit(dataset(), dataset()).history) == {"loss", "val_loss"}
+    # Placeholders in a shuffled training dataset (its first batches a random draw) still are.
+    with pytest.raises(ArgumentError) as info:
+        fit(dataset(shuffled=True, zeros=True), dataset(zeros=True))
+    assert info.value.code == "validation-needs-test-step"
+
 def test_a_compute_loss_of_its_own_trains_an_add_loss_model_on_inputs_alone_as_model_fit_does():
     # model.compile(loss=None); model.fit(x) trains on the add_loss losses alone. The port, a
     # compute_loss returning them, was told no placeholders (fit(x): missing-targets) and the

@@ -28,6 +28,7 @@ from trainkit.checks.data_checks import (
     DATA_NOT_INSPECTABLE,
     DATA_WARNING_CODES,
 )
+from trainkit.checks.data_sampling import shuffles
 from trainkit.errors import ArgumentError, DataError, closest
 from trainkit.findings import Finding
 from trainkit.inputs import accepted_input
@@ -155,7 +156,7 @@ class FitData:
         if validation is None or not _overrides(self, ("train_step",)) or _overrides(self, ("test_step", "compute_loss")):
             return
         value = _one_target_value(train)
-        if value is None or _one_target_value(validation) is None:
+        if value is None or not _samples_speak_for_all(train) or _one_target_value(validation) is None:
             return
         raise ArgumentError(
             "validation-needs-test-step",
@@ -280,6 +281,18 @@ def _one_target_value(source: Any) -> float | None:
             if len(values) > 1:
                 return None
     return values.pop() if values else None
+
+
+def _samples_speak_for_all(source: Any) -> bool:
+    """Whether one value in ``source``'s sampled targets is one value in all of them: arrays, or a
+    dataset that shuffles (its first batches are a random draw) or whose sampled batches are all
+    of it. A never-shuffled dataset sorted by label starts with batches of one class: with a
+    validation dataset sorted too, a train_step of its own that uses its labels (2,000 rows each,
+    half class 0, batch 32) was refused, its labels called placeholders."""
+    if isinstance(source, ArraySource):
+        return True
+    cardinality = int(source.dataset.cardinality())
+    return shuffles(source.dataset) is True or 0 <= cardinality <= SAMPLE_BATCHES
 
 
 def _overrides(instance: Any, names: Sequence[str]) -> bool:
