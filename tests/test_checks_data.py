@@ -1146,6 +1146,10 @@ def test_sorted_rows_batched_before_a_shuffle_are_unshuffled_not_imbalanced(seed
     # 0, 192 of class 1, none of class 2) "imbalanced", with class weights for balanced classes.
     order = np.argsort(YM, kind="stable")
     rows = tf.data.Dataset.from_tensor_slices((X[order], YM[order]))
+    # The batch order comes from the op seed and the global one, which earlier tests leave as they
+    # will: under some, both batches where the sorted rows change class fall among the 8 read
+    # (about 1 order in 6 for 19 batches), which the rule does not call one class a batch.
+    tf.random.set_seed(3)
     (finding,) = run("multiclass", rows.batch(32).shuffle(100, seed=seed), None)
     assert finding.code == "unshuffled-dataset" and "one class a batch" in finding.message
     assert finding.evidence["one_class_batches"] >= finding.evidence["batches"] - 1
