@@ -46,15 +46,17 @@ def model(kind: str) -> keras.Model:
         return keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
     if kind == "embedding":  # four ids per row, looked up in a table of 10
         return keras.Sequential([keras.Input((4,), dtype="int32"), L.Embedding(10, 2), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    if kind == "binary_float16":  # mixed precision: the first layer casts its inputs to float16
+        return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu", dtype="mixed_float16"), L.Dense(1, activation="sigmoid")])
     raise ValueError(kind)
 
 
 TASK = {"binary": "binary", "binary_logits": "binary", "multiclass": "multiclass", "multilabel": "multilabel",
         "regression": "regression", "regression_sigmoid": "regression", "regression_relu": "regression",
-        "normalized": "regression", "image": "binary", "embedding": "binary"}
+        "normalized": "regression", "image": "binary", "embedding": "binary", "binary_float16": "binary"}
 LOSS = {"binary": "bce", "binary_logits": {"name": "bce", "from_logits": True}, "multiclass": "scce",
         "multilabel": "bce", "regression": "mse", "regression_sigmoid": "mse", "regression_relu": "mse",
-        "normalized": "mse", "image": "bce", "embedding": "bce"}
+        "normalized": "mse", "image": "bce", "embedding": "bce", "binary_float16": "bce"}
 
 
 def run(kind, x, y, loss=None, **kw):
@@ -130,6 +132,7 @@ BAD = [
     ("weights-all-zero", "binary", X, YB, None, {"sample_weight": np.zeros(len(X))}, "sample-weight-all-zero", "positive weights"),
     ("weights-negative", "binary", X, YB, None, {"sample_weight": -np.ones(len(X))}, "sample-weight-negative", "0 to leave a row out"),
     ("embedding-ids-past-the-table", "embedding", np.arange(len(X) * 4).reshape(-1, 4) % 12, YB, None, {}, "embedding-ids", "Embedding(input_dim=12"),
+    ("float16-overflow", "binary_float16", X * 1e5, YB, None, {}, "float16-overflow", "dtype='float32'"),
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
