@@ -588,6 +588,12 @@ def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():
     s.context.check_codes = ("label-leakage", "train-validation-overlap")
     f = finding(s.run(), "loss-collapsed")
     assert "(drop the leaked column; keep copies of training rows out of the validation rows)" in f.advice
+    assert "give the answer away" in f.message
+    # An overlap alone makes no training loss collapse: shifted windows of a series split at random
+    # were told "the inputs give the answer away". It keeps the validation loss from showing it.
+    s.context.check_codes = ("train-validation-overlap",)
+    f = finding(s.run(), "loss-collapsed")
+    assert "give the answer away" not in f.message and "validation rows repeat training rows" in f.message
 
 
 def test_loss_collapsed_is_a_note_when_the_data_checks_found_no_leak():

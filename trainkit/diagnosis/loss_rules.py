@@ -423,11 +423,16 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
         # The fix of each cause found, and only those: a label leak alone was also told to "keep copies
         # of training rows out of the validation rows", an overlap the checks had not found.
         fixes = {"label-leakage": "drop the leaked column", "train-validation-overlap": "keep copies of training rows out of the validation rows"}
+        # Validation rows that repeat training rows (or shifted windows of them) do not make the
+        # training loss collapse; they keep the validation loss from showing what carries over.
+        # "The inputs give the answer away" was said of honest windows split at random.
+        why = ("the inputs give the answer away, so the model learned nothing it can use on new rows" if "label-leakage" in leaked else
+               "the validation rows repeat training rows, so a low validation loss will not show whether what the model "
+               "learned carries over to new rows either")
         return Issue(
             f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under "
-            f"{under}: the data checks found why before the first "
-            f"step ({', '.join(leaked)}): the inputs give the answer away, so the model learned nothing it can use "
-            f"on new rows.",
+            f"{under}: the data checks found {'why' if 'label-leakage' in leaked else 'this'} before the first "
+            f"step ({', '.join(leaked)}): {why}.",
             f"Do what {'those findings say' if len(leaked) > 1 else 'that finding says'} ({'; '.join(fixes[code] for code in leaked)}), "
             "then train again and judge the model by its validation loss.",
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": leaked}, epoch=view.epochs[-1].epoch)
