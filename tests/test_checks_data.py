@@ -1618,3 +1618,31 @@ def test_inputs_beyond_float16_read_by_a_float16_layer_are_named():
                        loss=get_loss("binary_crossentropy"), task="binary", allow={"float16-overflow", "validation-scale-mismatch"})
     (finding,) = [f for f in found if f.code == "float16-overflow"]
     assert finding.evidence["first_row"] >= 300 and "val_loss" in finding.message
+
+
+# --- segmentation masks: a label per pixel ----------------------------------------------------------
+
+
+def _segmenter(units: int, activation: str) -> keras.Model:
+    """A tiny fully convolutional model: one prediction of ``units`` per pixel of an 8x8 image."""
+    return keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
+                             L.Conv2D(units, 1, activation=activation)])
+
+
+def _masks(n=120, seed=0):
+    """8x8 images whose bright pixels are class 1 (about a quarter of them), and those masks."""
+    x = np.random.default_rng(seed).normal(size=(n, 8, 8, 1)).astype("float32")
+    return x, (x[..., 0] > 0.7).astype("int64")
+
+
+@pytest.mark.parametrize(("units", "activation", "loss", "task"), [(2, "softmax", "scce", "multiclass"),
+                                                                   (1, "sigmoid", "bce", "binary")])
+def test_masks_with_a_channel_axis_are_checked_not_crashed(units, activation, loss, task):
+    # Masks stored as (n, H, W, 1), the layout Keras' own segmentation examples give them, raised a
+    # bare numpy ValueError ("cannot reshape array of size 7680 into shape (120,)") from the checks
+    # that read one class a row, before the first step.
+    x, y = _masks()
+    found = check_data(x, y[..., None], model=_segmenter(units, activation), loss=get_loss(loss), task=task)
+    assert not [f for f in found if f.severity == "error"]
+    # Per-position labels have no one class a row: no rule reads them as rows of one class.
+    assert "single-class" not in codes(found)

@@ -156,6 +156,11 @@ def class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
         if kind in ("categorical", "kl", "categorical_hinge") and y.ndim == 2:
             return np.argmax(y, axis=1)
         return None
+    if y.ndim >= 2 and y[0].size != 1:
+        # A label per position ((n, H, W, 1) masks for a segmentation, (n, T, 1) for a sequence):
+        # no one class a row. Reshaped to one a row, such masks raised a bare numpy ValueError
+        # ("cannot reshape array of size 104448 into shape (102,)") before the first step.
+        return None
     flat = y.reshape(len(y))
     if not is_integral(flat):
         return None
