@@ -2467,6 +2467,38 @@ def test_chance_loss_is_the_loss_of_the_best_constant_prediction(task, loss, y, 
     assert baseline is not None and baseline.loss == pytest.approx(expected, rel=1e-3)
 
 
+def _segmentation_masks() -> np.ndarray:
+    """40 8x8 class-id masks, each pixel's class drawn from a 70/20/10 prior."""
+    return np.random.default_rng(0).choice(3, size=(40, 8, 8), p=[0.7, 0.2, 0.1])
+
+
+@pytest.mark.parametrize(("task", "loss", "layout"), [
+    ("multiclass", "sparse_categorical_crossentropy", lambda y: y),
+    ("multiclass", "sparse_categorical_crossentropy", lambda y: y[..., None]),
+    ("multiclass", {"name": "sparse_categorical_crossentropy", "from_logits": True}, lambda y: y),
+    ("multiclass", "categorical_crossentropy", lambda y: np.eye(3)[y]),
+    ("binary", "binary_crossentropy", lambda y: (y > 0)[..., None].astype(float)),
+])
+def test_a_segmentations_chance_level_is_the_entropy_of_the_pixels_class_prior(task, loss, layout):
+    # A label per pixel ((n, H, W) or (n, H, W, 1) class ids, (n, H, W, k) one-hot masks) got no
+    # chance level (the constant was shaped (n, k), or normalised over every pixel's one-hot row
+    # at once), so none of the six verdicts were made; a sigmoid mask's was each pixel's own prior
+    # over the images, "the mean entropy of the 64 labels' priors". A row's weight weighs its pixels.
+    masks = _segmentation_masks()
+    if task == "binary":
+        p = np.array([1 - (masks > 0).mean(), (masks > 0).mean()])
+    else:
+        p = np.bincount(masks.ravel()) / masks.size
+    entropy = float(-(p * np.log(p)).sum())
+    y = layout(masks)
+    baseline = chance_loss(task, loss, y, batch_size=8)
+    assert baseline is not None and baseline.loss == pytest.approx(entropy, rel=1e-4)
+    assert "labels' priors" not in baseline.detail and baseline.first_steps is not None
+    w = np.where(np.arange(len(y)) % 2 == 0, 1.0, 3.0)
+    weighted = chance_loss(task, loss, y, sample_weight=w)
+    assert weighted is not None and weighted.loss == pytest.approx(2 * entropy, rel=0.05)
+
+
 @pytest.mark.parametrize(("task", "loss", "y"), [
     ("binary", "binary_crossentropy", np.array([[0.0]] * 90 + [[1.0]] * 10)),
     ("multiclass", "sparse_categorical_crossentropy", np.arange(100) % 3),

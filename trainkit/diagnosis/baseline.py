@@ -185,7 +185,9 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             prediction = np.log(best) if info.from_logits else best
             detail = "loss of the best constant prediction"
         pred = np.broadcast_to(prediction, _pred_shape(info.kind, y, prediction)).astype(np.float32)
-        weights = {} if w is None else {"sample_weight": w.astype(np.float32)}
+        # A row's weight weighs each of its positions, as training weighs them (per_position_weights):
+        # (n,) weights against a segmentation's (n, H, W) losses made the loss fail (no level).
+        weights = {} if w is None else {"sample_weight": w.astype(np.float32).reshape(len(w), *[1] * max(0, pred.ndim - 2))}
         value = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
     except Exception:  # a loss that cannot take numpy arrays gets no chance level
         return None
@@ -369,8 +371,19 @@ def _row_weights(sample_weight: Any, rows: int) -> tuple[bool, np.ndarray | None
 
 def _pred_shape(kind: str | None, y: np.ndarray, prediction: np.ndarray) -> tuple[int, ...]:
     if kind == "sparse":
-        return (len(y), prediction.shape[-1])
+        # A class id per position ((n, H, W) or (n, H, W, 1) masks): a probability row per position,
+        # as the model's (n, H, W, k) output gives the loss. (n, k) alone made the loss fail on
+        # them, and a segmentation got no chance level.
+        positions = y.shape[:-1] if y.ndim > 1 and y.shape[-1] == 1 else y.shape
+        return (*positions, prediction.shape[-1])
     return y.shape if y.ndim > 1 else (len(y),)
+
+
+def _cells(y: np.ndarray, w: np.ndarray | None, columns: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``y`` as rows of ``columns`` values, every position of a row one of them (a segmentation's
+    (n, H, W, k) one-hot masks: n * H * W rows of k), with each row's weight repeated over its positions."""
+    cells = y.reshape(-1, columns)
+    return cells, (None if w is None else np.repeat(w, len(cells) // len(y)))
 
 
 def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y: np.ndarray,
@@ -401,15 +414,24 @@ def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y:
         # KL(y || p) differs from cross-entropy by the labels' own entropy: the same minimiser.
         # Keras smooths one-hot labels to y * (1 - s) + s / K: the prior of those is the minimiser
         # (the raw prior read 0.49 for 0.43 on 97/1/1/1 labels with s = 0.1).
-        k = y.reshape(len(y), -1).shape[1]
-        prior = _mean(y.reshape(len(y), -1), w) * (1 - label_smoothing) + label_smoothing / k
+        # The prior over every position's one-hot row: the flattened (H * W * k) values of a
+        # segmentation's masks, normalised as one prior, matched no prediction's shape (no level).
+        k = y.shape[-1] if y.ndim > 1 else 1
+        prior = _mean(*_cells(y, w, k)) * (1 - label_smoothing) + label_smoothing / k
         prior = np.clip(prior, _EPS, 1.0)
         prior = prior / prior.sum()
         return (np.log(prior) if from_logits else prior), f"entropy of the label prior over {len(prior)} classes"
     if kind == "binary":
         # Keras smooths binary labels to y * (1 - s) + s / 2 (99:1 labels with s = 0.1: the raw
         # prior read 0.28 for 0.22, and random labels settling at 0.24 were not at chance).
-        p = np.clip(_mean(y, w) * (1 - label_smoothing) + label_smoothing / 2, _EPS, 1 - _EPS)
+        # A binary task's labels per position (a sigmoid segmentation's (n, H, W, 1) masks) share
+        # one prior, over every pixel; a multilabel task's columns each have theirs. Per position,
+        # each pixel's own prior read a segmentation as 1024 labels.
+        if task == "binary":
+            shared = _mean(*_cells(y, w, 1))
+        else:
+            shared = _mean(*_cells(y, w, y.shape[-1])) if y.ndim > 2 else _mean(y, w)
+        p = np.clip(shared * (1 - label_smoothing) + label_smoothing / 2, _EPS, 1 - _EPS)
         if np.size(p) > 1:  # multilabel: one prior a label column ("p(1)=0.48" read as one label's)
             return (np.log(p / (1 - p)) if from_logits else p), (f"mean entropy of the {np.size(p)} labels' priors, "
                                                                  f"p(1) from {_share(float(np.min(p)))} to {_share(float(np.max(p)))}")
