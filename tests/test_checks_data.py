@@ -1646,3 +1646,22 @@ def test_masks_with_a_channel_axis_are_checked_not_crashed(units, activation, lo
     assert not [f for f in found if f.severity == "error"]
     # Per-position labels have no one class a row: no rule reads them as rows of one class.
     assert "single-class" not in codes(found)
+
+
+@pytest.mark.parametrize(("units", "activation", "loss", "layout", "wanted"), [
+    # Masks of another size than the output: resized, not a Dense of the masks' width.
+    (2, "softmax", "scce", lambda y: y[:, ::2, ::2], "method='nearest'"),
+    # Channels-first masks against a channels-last output.
+    (1, "sigmoid", "bce", lambda y: y[:, None].astype("float32"), "np.moveaxis(y, 1, -1)"),
+    # Class-id masks with a one-hot loss.
+    (2, "softmax", "cce", lambda y: y, "keras.utils.to_categorical(y, 2)"),
+    (2, "softmax", "cce", lambda y: y[..., None], "SparseCategoricalCrossentropy"),
+])
+def test_masks_that_do_not_fit_a_segmentation_output_get_a_fix_for_masks(units, activation, loss, layout, wanted):
+    # Each was told "change the output layer to Dense(8) to predict 8 value(s) per sample" (the
+    # masks' last axis, a width in pixels): no fix for a model that predicts per pixel.
+    x, y = _masks()
+    with pytest.raises(DataError) as info:
+        check_data(x, layout(y), model=_segmenter(units, activation), loss=get_loss(loss),
+                   task="multiclass" if units > 1 else "binary")
+    assert info.value.code == "shape-mismatch" and wanted in info.value.message and "Dense(" not in info.value.message

@@ -152,6 +152,11 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         # (units-mismatch): the labels are the ones to change.
         fix = (f"{t.name} holds one-hot rows of the two classes: give the single {t.output.activation} unit the class-1 column, "
                f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1)).")
+    elif len(out) >= 2 and len(got) >= 2:
+        # The output predicts per position (a segmentation's (H, W, k)) and the labels have positions
+        # too: "change the output layer to Dense(32) to predict 32 value(s) per sample" (the mask's
+        # width) was no fix for masks of another size, channels-first masks or class-id masks.
+        fix = _position_labels_fix(t, got, out, want)
     elif got and out and got[-1] == out[-1]:  # the output layer's width is right: Dense(k) would change nothing
         fix = (f"The output layer already predicts {got[-1]} value(s) per position; the axes before that differ "
                f"({format_shape(got[:-1]) if len(got) > 1 else 'none'} in {t.name}, {format_shape(out[:-1]) if len(out) > 1 else 'none'} in the output). "
@@ -163,6 +168,27 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         f"{t.name} has shape {format_shape(t.y.shape)} but the output layer '{layer}' produces "
         f"{format_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
         fix, {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+
+
+def _position_labels_fix(t: Target, got: tuple[int, ...], out: tuple[int | None, ...], want: str) -> str:
+    """How to make labels with positions fit an output that predicts per position (``out``: the
+    output's shape without its batch axis, ``want``: the labels' shape to give)."""
+    assert t.output is not None
+    positions, units = out[:-1], out[-1]
+    ids = _fits(got, positions) or _fits(got, (*positions, 1))
+    if ids and t.loss.kind in ("categorical", "categorical_hinge", "kl"):
+        return (f"{t.name} holds one class id per position, but {t.loss.describe()} expects a one-hot row of {units} per "
+                f"position: use SparseCategoricalCrossentropy(from_logits={t.loss.from_logits}) for class-id masks, or one-hot "
+                f"encode them, {t.name} = keras.utils.to_categorical({t.name}, {units}) (shape {want}).")
+    if len(got) == len(out) and sorted(got) == sorted(d or 0 for d in out) and got[0] == out[-1]:
+        return (f"{t.name} looks channels-first ({format_shape(got)} against the output's {format_shape(out)}): "
+                f"move its channel axis last, {t.name} = np.moveaxis({t.name}, 1, -1).")
+    if t.loss.kind == "sparse":  # class ids: one per position, not the output's k per position
+        want = f"(n, {', '.join('?' if d is None else str(d) for d in positions)})"
+    return (f"The model predicts at {format_shape(positions)} positions but {t.name} holds {format_shape(got[:len(positions)])}: "
+            f"resize the masks to the output's size with nearest-neighbour interpolation (tf.image.resize({t.name}, size, "
+            f"method='nearest'), which keeps them whole class ids), crop or pad them alike, or change the model so that "
+            f"its output has the masks' size. Give {t.name} the shape {want}.")
 
 
 def _one_hot_rows(y: np.ndarray) -> bool:
