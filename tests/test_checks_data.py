@@ -1665,3 +1665,21 @@ def test_masks_that_do_not_fit_a_segmentation_output_get_a_fix_for_masks(units, 
         check_data(x, layout(y), model=_segmenter(units, activation), loss=get_loss(loss),
                    task="multiclass" if units > 1 else "binary")
     assert info.value.code == "shape-mismatch" and wanted in info.value.message and "Dense(" not in info.value.message
+
+
+def test_masks_resized_with_linear_interpolation_are_told_to_resize_with_nearest():
+    # Class-id masks resized bilinearly hold fractions along every region's edge; the advice was
+    # np.unique(y, return_inverse=True), which makes each fraction a class of its own.
+    x, _ = _masks()
+    squares = np.zeros((len(x), 4, 4), "float32")  # a 2x2 square of class 1 in each 4x4 mask
+    for i in range(len(x)):
+        squares[i, i % 3:i % 3 + 2, i // 3 % 3:i // 3 % 3 + 2] = 1
+    blurred = tf.image.resize(squares[..., None], (8, 8)).numpy()[..., 0]  # bilinear: 1/3 of the pixels blended
+    with pytest.raises(DataError) as info:
+        check_data(x, blurred, model=_segmenter(2, "softmax"), loss=get_loss("scce"), task="multiclass")
+    assert info.value.code == "label-format"
+    assert "method='nearest'" in info.value.message and "np.unique" not in info.value.message
+    # Class labels of one per row that are not whole keep their advice.
+    with pytest.raises(DataError) as info:
+        run("multiclass", std_x(), np.linspace(0, 2, 600))
+    assert "np.unique" in info.value.message

@@ -45,6 +45,13 @@ def _distinct(y: np.ndarray, limit: int = 8) -> np.ndarray:
     return _sample_values(y)[: limit + 1]
 
 
+def _mostly_whole(y: np.ndarray) -> bool:
+    """Whether most of ``y``'s values (a strided sample) are whole numbers: class ids with some
+    fractions among them, as interpolation leaves them."""
+    sample = strided_rows(y.reshape(-1), 200_000)
+    return float(np.mean(np.mod(sample, 1) == 0)) >= 0.5
+
+
 def _fmt_values(values: np.ndarray, limit: int = 8) -> str:
     shown = ", ".join(format_number(float(v)) for v in values[:limit])
     return "{" + shown + (", ..." if len(values) > limit else "") + "}"
@@ -136,6 +143,18 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                     f"ids divided by 255. {loss} needs the integer ids 0..{units - 1}.",
                     "Undo the division (y = np.rint(y * 255).astype('int64')); scale x, not y.",
                     {"y_min": lo, "y_max": hi}, layer)
+            if y.ndim >= 2 and y[0].size > 1 and lo >= 0 and hi <= units - 1 and _mostly_whole(y):
+                # Masks resized with (bi)linear interpolation: whole class ids inside each region,
+                # fractions along its edges. np.unique(y, return_inverse=True) made every fraction
+                # a class of its own (65 "classes" for 3).
+                return Issue(
+                    f"{name} holds class ids with fractions between them {_fmt_values(values)}: masks of class ids resized "
+                    f"(or augmented) with linear interpolation, which blends neighbouring ids along each region's edges. "
+                    f"{loss} needs the integer class ids 0..{units - 1} at every position.",
+                    f"Resize (and rotate, shift, zoom) masks with nearest-neighbour interpolation: tf.image.resize({name}, size, "
+                    f"method='nearest'), interpolation='nearest' in Keras' augmentation layers, from the original masks; rounding what you have, "
+                    f"{name} = np.rint({name}).astype('int64'), is exact for two classes only (between ids 0 and 2 it makes 1s).",
+                    {"y_min": lo, "y_max": hi, "fraction_share": float(np.mean(np.mod(y, 1) != 0))}, layer)
             return Issue(
                 f"{name} holds non-integer class labels {_fmt_values(values)}; {loss} needs the "
                 f"integer class ids 0..{units - 1}.",
