@@ -1683,3 +1683,37 @@ def test_masks_resized_with_linear_interpolation_are_told_to_resize_with_nearest
     with pytest.raises(DataError) as info:
         run("multiclass", std_x(), np.linspace(0, 2, 600))
     assert "np.unique" in info.value.message
+
+
+@pytest.mark.parametrize(("units", "activation", "loss", "layout", "wanted"), [
+    (1, "sigmoid", "bce", lambda y: y[..., None].astype("float32"), "BinaryFocalCrossentropy(apply_class_balancing=True"),
+    (3, "softmax", "scce", lambda y: y, "to_categorical(y, 3)"),
+    (3, "softmax", "cce", lambda y: np.eye(3, dtype="float32")[y], "OneHotMeanIoU(num_classes=3)"),
+])
+def test_class_imbalance_reads_a_segmentations_pixels(units, activation, loss, layout, wanted):
+    # A mask holds a class per pixel, so the rule that reads one class a row read nothing: masks
+    # of 95% background pixels got no word, though labelling every pixel background scores 95%.
+    x, _ = _masks()
+    masks = np.zeros((len(x), 8, 8), "int64")
+    masks[:, 3:5, 3:5] = np.arange(len(x))[:, None, None] % 2 + 1 if units == 3 else 1  # with the next, 8% of the pixels
+    masks[:, 0, 0] = 1  # class 1 somewhere in every row, class 0 elsewhere
+    found = [f for f in check_data(x, layout(masks), model=_segmenter(units, activation), loss=get_loss(loss),
+                                   task="binary" if units == 1 else "multiclass") if f.code == "class-imbalance"]
+    assert len(found) == 1 and "pixel" in found[0].message and wanted in found[0].advice
+    assert "class_weight=" not in found[0].advice  # fit refuses class_weight for a per-position output
+    # Balanced masks are not reported.
+    balanced = (x[..., 0] > 0).astype("int64") if units == 1 else np.digitize(x[..., 0], [-0.43, 0.43])
+    assert "class-imbalance" not in codes(check_data(x, layout(balanced), model=_segmenter(units, activation), loss=get_loss(loss),
+                                                     task="binary" if units == 1 else "multiclass"))
+
+
+def test_class_imbalance_of_multilabel_masks_counts_their_labels_not_their_pixels():
+    # (n, 8, 8, 3) masks of 3 labels were read as 192 label columns, one a pixel and label.
+    x, _ = _masks()
+    masks = np.zeros((len(x), 8, 8, 3), "float32")
+    masks[:, :4, :, 0] = 1  # label 0 on half the pixels, label 1 on 1/16, label 2 on 1/2
+    masks[:, :2, :2, 1] = 1
+    masks[:, 4:, :, 2] = 1
+    (found,) = [f for f in check_data(x, masks, model=_segmenter(3, "sigmoid"), loss=get_loss("bce"), task="multilabel")
+                if f.code == "class-imbalance"]
+    assert "1 of the 3 label columns" in found.message and found.evidence["rare_labels"] == [1]

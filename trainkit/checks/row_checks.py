@@ -209,6 +209,11 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             if issue is not None:
                 return issue
             continue
+        if t.task in ("binary", "multiclass") and _predicts_per_position(t):
+            issue = _pixel_imbalance(ctx, t)
+            if issue is not None:
+                return issue
+            continue
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = class_ids(t, t.y)
@@ -279,6 +284,101 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
     return None
 
 
+def _predicts_per_position(t: Target) -> bool:
+    """Whether ``t``'s output predicts per position (``[batch, H, W, k]``, ``[batch, T, k]``) and its
+    labels have those positions: a segmentation's masks, whose rows hold no one class."""
+    shape = t.output.shape if t.output is not None else None
+    return shape is not None and len(shape) >= 3 and t.y is not None and t.y.ndim >= 2 and t.y[0].size > 1
+
+
+#: Labels a pixel-imbalance check reads at most (a strided sample of larger masks).
+_PIXEL_SAMPLE = 2_000_000
+
+
+def _position_class_ids(t: Target) -> tuple[np.ndarray, int] | None:
+    """The class id of every labelled position of ``t``'s masks (a strided sample), with the
+    positions a row holds; ``None`` when they are no class ids (soft or malformed masks)."""
+    assert t.y is not None
+    y, kind = t.y, t.loss.kind
+    if y.dtype.kind not in "biuf":
+        return None
+    if kind == "categorical" and t.units and y.shape[-1] == t.units > 1:
+        cells = y.reshape(-1, y.shape[-1])
+        if not (np.isin(cells, (0, 1)).all() and (cells.sum(axis=1) == 1).all()):
+            return None
+        ids = np.argmax(cells, axis=1)
+    elif kind in ("sparse", "binary"):
+        ids = y.reshape(-1)
+        if kind == "binary" and not np.isin(ids, (0, 1)).all():
+            return None
+        if not (ids == np.round(ids)).all() or ids.min() < 0:
+            return None
+        ids = ids.astype(np.int64)
+    else:
+        return None
+    return ids, len(ids) // len(y)
+
+
+def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
+    """A class under 10% of a segmentation's labelled pixels (binary), or 10x rarer than the largest.
+
+    A segmentation's masks hold a class per pixel, so no row has one class and the row rule read
+    nothing: 95% background pixels, the classic case, got no word, though a model labelling every
+    pixel background scores 95% accuracy. Neither class_weight nor per-pixel sample_weight can
+    weigh pixels here (fit takes one weight per row), so the advice is a loss that weighs them.
+    """
+    found = _position_class_ids(t)
+    if found is None or t.loss.kind is None or "Focal" in t.loss.name:  # a focal loss weighs the rare pixels already
+        return None
+    ids, positions = found
+    w = ctx.sample_weight
+    weights = np.repeat(w, positions) if w is not None and w.shape == (len(t.y),) else None
+    step = max(1, math.ceil(ids.size / _PIXEL_SAMPLE))
+    ids, weights = ids[::step], (weights[::step] if weights is not None else None)
+    k = max(int(ids.max()) + 1, 2, t.units or 1)
+    counts = np.bincount(ids, weights=weights, minlength=k).astype(np.float64)
+    total = counts.sum()
+    if total <= 0 or np.count_nonzero(counts) < 2:
+        return None
+    shares = counts / total
+    layer = t.output.layer if t.output else None
+    pixels = f"the pixels of {t.name}{ctx.where}" if len(ctx.targets) > 1 or ctx.where else "the labelled pixels"
+    metric = ("keras.metrics.BinaryIoU(target_class_ids=[1])" if t.loss.kind == "binary" else
+              f"keras.metrics.OneHotMeanIoU(num_classes={k})" if t.loss.kind == "categorical" else
+              f"keras.metrics.MeanIoU(num_classes={k}, sparse_y_pred=False)")
+    measure = f"judge the model by IoU ({metric}, and each class's IoU) rather than pixel accuracy"
+    unsupported = ("class_weight and per-pixel sample_weight are not taken for a model that predicts per position (fit weighs rows, "
+                   "each row's weight on all its pixels)")
+    if t.loss.kind == "binary" and (t.units or 1) == 1:
+        minority = int(np.argmin(counts[:2]))
+        share = float(shares[minority])
+        if share >= IMBALANCE_BINARY_SHARE:
+            return None
+        bias = math.log(max(float(shares[1]), 1e-6) / max(float(shares[0]), 1e-6))
+        return Issue(
+            f"Class {minority} is {share:.1%} of {pixels}: a model that labels every pixel {1 - minority} already scores "
+            f"{1 - share:.1%} pixel accuracy, and the per-pixel loss is dominated by class {1 - minority}'s pixels.",
+            f"Weigh the rare pixels in the loss, as {unsupported}: loss=keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, "
+            f"alpha={1 - share:.2g}) (alpha weighs the 1s), or keras.losses.Dice() (alone or added to the cross-entropy); {measure}; "
+            f"and initialise the output bias to log(p / (1 - p)) = {bias:.2f}.",
+            {"pixel_shares": [float(v) for v in shares[:2]], "minority_class": minority, "minority_share": share}, layer)
+    ratio = float(counts[counts > 0].min() / counts.max())
+    if ratio >= IMBALANCE_MULTICLASS_RATIO and np.all(counts > 0):
+        return None
+    rare = [int(c) for c in np.argsort(counts, kind="stable")[:3] if counts[c] < IMBALANCE_MULTICLASS_RATIO * counts.max()]
+    listing = ", ".join(f"class {c}: {shares[c]:.1%}" for c in rare)
+    alpha = np.round(np.clip(1.0 / np.maximum(shares, 1e-3) / k, 0.0, None) / max(1e-12, float(np.max(1.0 / np.maximum(shares, 1e-3) / k))), 2)
+    return Issue(
+        f"The classes of {pixels} are imbalanced: the rarest have {listing}, against {shares.max():.1%} for class "
+        f"{int(np.argmax(counts))}. Rare classes' pixels contribute little to the per-pixel loss, and a model that "
+        f"never predicts them still scores {shares.max():.1%} pixel accuracy.",
+        f"Weigh the rare classes' pixels in the loss, as {unsupported}: loss=keras.losses.CategoricalFocalCrossentropy(alpha="
+        f"{[float(a) for a in alpha]})"
+        + ("" if t.loss.kind == "categorical" else f" on one-hot masks ({t.name} = keras.utils.to_categorical({t.name}, {k}))")
+        + f", or keras.losses.Dice(){'' if t.loss.kind == 'categorical' else ' on them'} (alone or added to the cross-entropy); {measure}.",
+        {"pixel_shares": [float(v) for v in shares], "rarest": rare, "min_max_ratio": ratio}, layer)
+
+
 def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     """Label columns whose rarer value (1, mostly) is under 10% of the (weighted) rows.
 
@@ -288,9 +388,15 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     """
     assert t.y is not None
     y = t.y.reshape(len(t.y), -1)
+    w = ctx.sample_weight if ctx.sample_weight is not None and ctx.sample_weight.shape == (len(y),) and ctx.sample_weight.sum() > 0 else None
+    if _predicts_per_position(t):
+        # Masks of several labels per pixel ((n, H, W, L)): each label's pixels pooled, not every
+        # pixel a label column of its own ("1499 of the 3072 label columns" for 3 labels of 32x32).
+        y = t.y.reshape(-1, t.y.shape[-1])
+        w = np.repeat(w, len(y) // len(t.y)) if w is not None else None
+    units = "pixels" if _predicts_per_position(t) else "rows"
     if t.loss.kind != "binary" or y.shape[1] < 2 or not np.isin(y, (0, 1)).all():
         return None
-    w = ctx.sample_weight if ctx.sample_weight is not None and ctx.sample_weight.shape == (len(y),) and ctx.sample_weight.sum() > 0 else None
     p = np.average(y, axis=0, weights=w)
     minority = np.minimum(p, 1.0 - p)
     # A column of one value is nothing to weigh (single-class's case, not judged for multilabel).
@@ -301,8 +407,8 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     k = rare[0]
     return Issue(
         f"{len(rare)} of the {y.shape[1]} label columns of {t.name}{ctx.where} {'is' if len(rare) == 1 else 'are'} imbalanced, the rarer value under "
-        f"{IMBALANCE_BINARY_SHARE:.0%} of the rows ({listing}): always answering the common value already scores "
-        f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare rows weigh little in the loss.",
+        f"{IMBALANCE_BINARY_SHARE:.0%} of the {units} ({listing}): always answering the common value already scores "
+        f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare {units} weigh little in the loss.",
         "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy; "
         "initialise the output biases to each label's log(p / (1 - p)) (p = np.clip(y_train.mean(0), 1e-3, 1 - 1e-3), clipped for a label "
         "column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) "
