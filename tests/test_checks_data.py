@@ -1717,3 +1717,20 @@ def test_class_imbalance_of_multilabel_masks_counts_their_labels_not_their_pixel
     (found,) = [f for f in check_data(x, masks, model=_segmenter(3, "sigmoid"), loss=get_loss("bce"), task="multilabel")
                 if f.code == "class-imbalance"]
     assert "1 of the 3 label columns" in found.message and found.evidence["rare_labels"] == [1]
+
+
+def test_unscaled_image_targets_are_told_to_standardise_per_channel_not_per_pixel():
+    # Image targets (n, 8, 8, 1) were told y_train.mean(0), y_train.std(0): a statistic per pixel,
+    # which divides a pixel that barely varies across the images (here a border of constant 128)
+    # by ~0, and fits no bias of a conv output (one a channel).
+    x, _ = _masks()
+    depth = np.full((len(x), 8, 8, 1), 128.0, "float32")
+    depth[:, 1:-1, 1:-1, 0] += 40 * x[:, 1:-1, 1:-1, 0]
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu"), L.Conv2D(1, 1)])
+    (found,) = [f for f in check_data(x, depth, model=model, loss=get_loss("mse"), task="regression") if f.code == "unscaled-targets"]
+    assert "y_train.std(axis=(0, 1, 2))" in found.advice and "std(0)" not in found.advice
+    # Without the channel axis, one mean and std over every value; per row targets keep axis 0.
+    (found,) = [f for f in check_data(x, depth[..., 0], model=model, loss=get_loss("mse"), task="regression") if f.code == "unscaled-targets"]
+    assert "y_train.std()" in found.advice
+    (found,) = [f for f in run("regression", std_x(), 500 + 50 * std_x()[:, 0]) if f.code == "unscaled-targets"]
+    assert "y_train.std(0)" in found.advice

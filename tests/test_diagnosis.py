@@ -331,6 +331,31 @@ def test_a_bias_at_the_target_mean_is_not_one_column_s_mean_for_every_column():
     assert "value: 152" not in advice and "bias.assign(y_train.mean(0))" in advice
 
 
+def test_a_bias_at_the_target_mean_of_image_targets_is_one_a_channel():
+    # Image targets (n, 32, 32, 1) of a conv output were told bias.assign(y_train.mean(0)): a
+    # (32, 32, 1) mean per pixel, which the output's one bias a channel cannot take.
+    reg = Stream(task="regression", chance=1.0)
+    reg.context.target_mean, reg.context.target_std, reg.context.target_columns = 152.0, 77.0, 1024
+    reg.context.target_axes = (0, 1, 2)
+    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else 0.9
+    advice = finding(reg.run(), "initial-loss-too-high").advice
+    assert "bias.assign(y_train.mean(axis=(0, 1, 2)))" in advice and "mean(0)" not in advice
+    # It goes through TensorBoard's record of the context: trainkit diagnose reads it back alike.
+    assert Context.from_dict(json.loads(json.dumps(reg.context.to_dict()))).target_axes == (0, 1, 2)
+    # Targets without the channel axis, (n, 32, 32): one mean of every value, shaped as the bias.
+    reg.context.target_axes = ()
+    assert "bias.assign(y_train.mean()[None])" in finding(reg.run(), "initial-loss-too-high").advice
+
+
+def test_build_context_records_the_axes_of_image_targets():
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, padding="same")])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0)
+    y = np.full((16, 8, 8, 2), 100.0) + np.arange(16)[:, None, None, None]
+    assert build_context(trainer, y).target_axes == (0, 1, 2)
+    dense = Trainer(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]), loss="mse", optimizer="adam", task="regression", seed=0)
+    assert build_context(dense, np.arange(16.0)[:, None]).target_axes is None
+
+
 def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_scale():
     # Targets of std 1e-3 (chance 1e-6): a fresh model's first MSE of ~0.5 got "The targets are
     # already on a unit scale (mean 6.4e-05, std 0.00095)" and advice on the initialisation.

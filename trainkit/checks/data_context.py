@@ -169,6 +169,27 @@ def class_ids(target: Target, y: np.ndarray) -> np.ndarray | None:
     return flat.astype(np.int64, copy=False)
 
 
+def position_axes(y_ndim: int, output_shape: Sequence[int | None] | None) -> tuple[int, ...] | None:
+    """The axes a per-channel statistic of regression targets reduces over when the output predicts
+    per position: ``(0, 1, 2)`` for images' ``(n, H, W, C)`` targets, ``()`` (every axis) for
+    targets without the output's channel axis (``(n, H, W)`` for ``(H, W, 1)``); ``None`` when the
+    output predicts per row (then axis 0: one statistic a column).
+
+    Per-pixel statistics (``y_train.std(0)``) standardise each pixel by its own spread, ~0 where a
+    pixel barely varies across the images (a border), and a conv output has one bias a channel.
+    """
+    if output_shape is None or len(output_shape) < 3 or y_ndim < max(2, len(output_shape) - 1):
+        return None
+    return tuple(range(y_ndim - 1)) if y_ndim == len(output_shape) else ()
+
+
+def reduce_text(axes: tuple[int, ...] | None) -> str:
+    """The arguments of ``y_train.mean(...)`` over :func:`position_axes`'s axes: ``0``, ``axis=(0, 1, 2)`` or nothing."""
+    if axes is None:
+        return "0"
+    return f"axis={tuple(axes)}" if axes else ""
+
+
 def input_label(base: str, index: int, count: int, keys: Sequence[str] | None = None) -> str:
     """How messages name input ``index`` of ``count``: ``x``, ``x[1]``, or ``x['num']`` for
     inputs given as a dict (whose position in the model's inputs the caller never wrote)."""

@@ -20,6 +20,8 @@ from trainkit.checks.data_context import (
     format_number,
     input_label,
     is_numeric,
+    position_axes,
+    reduce_text,
     row_budget,
     strided_rows,
 )
@@ -263,16 +265,18 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             start = (f"The output bias starts at {format_number(bias)}, near their mean, but the outputs still have to "
                      f"spread ~{format_number(s)} units around it: the loss is measured in squared units of the "
                      f"targets (~{format_number(s * s)} for predicting the mean), so the gradients are huge.")
+        axes = reduce_text(position_axes(t.y.ndim, t.output.shape if t.output is not None else None))
+        per = "" if axes == "0" else " (one value a channel over every pixel: a pixel's own spread is ~0 where it barely varies)"
         return Issue(
             f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{ctx.where} (range "
             f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). {start}",
             (f"Scale the targets without centring them ({t.loss.describe()} compares ratios or logarithms of them, which "
              "targets centred on 0 break): "
-             "y_scale = np.abs(y_train).mean(0); fit on y / y_scale and predict with model(x) * y_scale." if relative else
-             f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std(0); fit on y / y_scale "
+             f"y_scale = np.abs(y_train).mean({axes}){per}; fit on y / y_scale and predict with model(x) * y_scale." if relative else
+             f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std({axes}){per}; fit on y / y_scale "
              "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
-             "Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean(0), "
-             "y_train.std(0); fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
+             f"Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean({axes}), "
+             f"y_train.std({axes}){per}; fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
              "preprocessing: {standardize_targets: true})."),
             {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
             t.output.layer if t.output else None)

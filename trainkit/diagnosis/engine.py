@@ -98,6 +98,9 @@ class Context:
         target_std: That column's standard deviation, when known.
         target_columns: How many columns the regression's targets have per row, when known: the
             target mean is one column's, so a bias at it fits a one-column output only.
+        target_axes: For targets of an output that predicts per position (an image's pixels), the
+            axes their per-channel mean is taken over (see
+            :func:`trainkit.checks.data_context.position_axes`); ``None`` for targets per row.
         check_codes: The codes the data checks found before the first step (``unscaled-inputs``,
             ``label-leakage``...); ``None`` when they did not run.
         uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
@@ -172,6 +175,7 @@ class Context:
     target_mean: float | None = None
     target_std: float | None = None
     target_columns: int | None = None
+    target_axes: tuple[int, ...] | None = None
     check_codes: tuple[str, ...] | None = None
     dropout: float = 0.0
     uninformed_loss: float | None = None
@@ -225,7 +229,8 @@ class Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs"):
+        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
+                    "target_axes"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

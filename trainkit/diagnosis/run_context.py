@@ -263,6 +263,7 @@ def build_context(
         target_mean=scale.mean if scale else None,
         target_std=scale.std if scale else None,
         target_columns=int(np.prod(np.shape(targets)[1:], dtype=np.int64)) if scale else None,
+        target_axes=_target_axes(model, targets) if scale else None,
         check_codes=getattr(trainer, "data_check_codes", None),
         dropout=dropout_rate(model),
         initializers=layer_initializers(model),
@@ -293,6 +294,17 @@ def _target_scale(trainer: Any, targets: Any) -> TargetScale | None:
     if _one_task(trainer) != "regression" or len(heads) > 1 or targets is None or isinstance(targets, tuple | list | Mapping):
         return None
     return target_scale(targets)
+
+
+def _target_axes(model: Any, targets: Any) -> tuple[int, ...] | None:
+    """The axes a one-output regression's per-channel target mean is taken over, when its output
+    predicts per position (see :func:`~trainkit.checks.data_context.position_axes`)."""
+    from trainkit.checks.data_context import position_axes
+
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) != 1 or isinstance(targets, tuple | list | Mapping):
+        return None
+    return position_axes(np.ndim(targets), tuple(outputs[0].shape))
 
 
 def resumed_context(saved: Context, current: Context) -> Context:

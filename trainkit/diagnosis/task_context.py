@@ -48,6 +48,12 @@ def mean_bias_text(view: Diagnoser) -> str:
     scale): a constant at it would start every other column's unit that far off, so each column's
     own mean is named instead.
     """
+    axes = view.context.target_axes
+    if axes is not None:
+        # An output per position (a conv's image) has one bias a channel: y_train.mean(0), a mean
+        # per pixel, fits no bias of it.
+        return (f"the output layer's bias at the targets' mean, one a channel: model.layers[-1].bias.assign(y_train.mean("
+                f"{f'axis={tuple(axes)}' if axes else ''}){'' if axes else '[None]'}) after building the model")
     if (view.context.target_columns or 1) > 1:
         return "each output unit's bias at its column's mean: model.layers[-1].bias.assign(y_train.mean(0)) after building the model"
     mean = view.context.target_mean
