@@ -1734,3 +1734,19 @@ def test_unscaled_image_targets_are_told_to_standardise_per_channel_not_per_pixe
     assert "y_train.std()" in found.advice
     (found,) = [f for f in run("regression", std_x(), 500 + 50 * std_x()[:, 0]) if f.code == "unscaled-targets"]
     assert "y_train.std(0)" in found.advice
+
+
+@pytest.mark.parametrize("trailing", [(), (1,)])
+def test_per_pixel_weights_are_refused_with_a_way_to_weigh_pixels(trailing):
+    # A weight a pixel (Keras' way to weigh a segmentation's classes) was refused with "to weigh
+    # several outputs differently use loss_weights", which weighs no pixel.
+    x, y = _masks()
+    weights = np.where(y > 0, 5.0, 1.0).reshape(y.shape + trailing)
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=_segmenter(2, "softmax"), loss=get_loss("scce"), task="multiclass", sample_weight=weights)
+    assert info.value.code == "shape-mismatch" and "Weights per position" in info.value.message
+    assert "loss_weights" not in info.value.message and "Dice" in info.value.message
+    # Weights of another shape keep their advice.
+    with pytest.raises(DataError) as info:
+        run("binary", std_x(), binary_y(std_x()), sample_weight=np.ones((600, 2)))
+    assert "loss_weights" in info.value.message

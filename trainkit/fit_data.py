@@ -328,8 +328,10 @@ def _check_one_target(targets: Any, heads: Sequence[multioutput.Head], dataset: 
         # [batch, T, k] predictions, (n, T) class ids: a row holds a class per timestep, and the
         # argmax over its T ids (read as a one-hot row) weighed it by a position, in silence.
         raise ArgumentError("bad-argument", f"class_weight weighs each row by its one class, but the model predicts per position (output shape "
-                                            f"{tuple(outputs[0].shape)}): a row holds a class per position. Leave class_weight out, or weigh the "
-                                            f"classes in a loss of your own.")
+                                            f"{tuple(outputs[0].shape)}): a row holds a class per position. Leave class_weight out, and weigh the "
+                                            f"classes in the loss: keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=...) for a "
+                                            f"sigmoid output, CategoricalFocalCrossentropy(alpha=[...]) on one-hot targets, keras.losses.Dice(), "
+                                            f"or a loss of your own.")
     if heads and heads[0].task == "regression":  # its targets are no class ids (a rounded -2.7 indexed the weights)
         raise ArgumentError("bad-argument", "class_weight weighs the classes of a classification task; a regression task has none. Weigh rows with sample_weight instead.")
     if heads and heads[0].task == "multilabel":

@@ -57,9 +57,16 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                      "header row).", {"rows": list(rows.values())})
     for name, w in (("sample_weight", weights), ("val_sample_weight", ctx.val_sample_weight)):
         if w is not None and w.ndim != 1:  # validation_data's (n, 2) weights failed in TensorFlow's Mul
+            fix = "Pass one weight per row; to weigh several outputs differently use loss_weights."
+            if _per_position_weights(ctx, w):
+                # A segmentation's per-pixel weights (Keras' way of weighing classes there): "use
+                # loss_weights" named no way to weigh pixels.
+                fix = ("Weights per position (a weight a pixel) are not taken: a row's one weight weighs each of its positions. "
+                       "To weigh pixels by their class, use a loss that does it: keras.losses.BinaryFocalCrossentropy("
+                       "apply_class_balancing=True, alpha=...) for a sigmoid mask, CategoricalFocalCrossentropy(alpha=[...]) on "
+                       "one-hot masks, or keras.losses.Dice(); for weights of your own, a loss that reads them from the targets.")
             return Issue(f"{name} has shape {format_shape(w.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
-                         "Pass one weight per row; to weigh several outputs differently use loss_weights.",
-                         {"sample_weight_shape": list(w.shape)})
+                         fix, {"sample_weight_shape": list(w.shape)})
     for xs, label, keys in ((ctx.xs, "x", ctx.input_keys), (ctx.x_val or [], "x_val", ctx.x_val_keys)):
         issue = input_shape_issue(xs, ctx.input_shapes, label, keys)
         if issue is not None:
@@ -74,6 +81,18 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
             if issue is not None:
                 return issue
     return None
+
+
+def _per_position_weights(ctx: DataContext, w: np.ndarray) -> bool:
+    """Whether weights ``w`` hold one weight a position of an output that predicts per position
+    (``(n, H, W)`` or ``(n, H, W, 1)`` for a ``(H, W, k)`` output)."""
+    for t in ctx.targets:
+        shape = t.output.shape if t.output is not None else None
+        if shape is not None and len(shape) >= 3:
+            positions = tuple(shape[1:-1])
+            if _fits(w.shape[1:], positions) or _fits(w.shape[1:], (*positions, 1)):
+                return True
+    return False
 
 
 def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int | None, ...]] | None, label: str = "x",
