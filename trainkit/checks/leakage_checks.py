@@ -26,7 +26,12 @@ from trainkit.checks.data_context import (
     row_budget,
     strided_rows,
 )
-from trainkit.checks.row_checks import _label_sorted, _ordered_labels
+from trainkit.checks.row_checks import (
+    _label_sorted,
+    _ordered_labels,
+    _position_class_ids,
+    _predicts_per_position,
+)
 
 #: Train rows x features hashed fully for the overlap check before it samples.
 _HASH_VALUES = 20_000_000
@@ -304,7 +309,7 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         issue = _label_leak(ctx, sample)
         if issue is not None:
             return issue
-    return _window_leak(ctx)
+    return _window_leak(ctx) or _mask_leak(ctx)
 
 
 def _window_leak(ctx: DataContext) -> Issue | None:
@@ -349,6 +354,58 @@ def _window_leak(ctx: DataContext) -> Issue | None:
                  **({} if name == "x" else {"input": name})},
                 t.output.layer if t.output else None)
     return None
+
+
+def _mask_leak(ctx: DataContext) -> Issue | None:
+    """An image channel that gives away a segmentation's masks: each of its few values maps to a
+    single class at every sampled pixel (the mask itself, its complement, mask / 255).
+
+    The features the row rules read are a 2-D input's columns, so images were never read: the mask
+    stacked as a second input channel trained to a loss of 0.004 (chance 0.53) without a word, too
+    slowly for loss-collapsed (18% of chance after 2 epochs).
+    """
+    for t in ctx.targets:
+        if t.task not in ("binary", "multiclass") or not _predicts_per_position(t):
+            continue
+        assert t.output is not None and t.output.shape is not None and t.y is not None
+        positions = tuple(t.output.shape[1:-1])
+        for i, x in enumerate(ctx.xs):
+            if x.ndim != len(positions) + 2 or not _fits_positions(x.shape[1:-1], positions) or len(x) != len(t.y) or not is_numeric(x):
+                continue
+            rows = max(1, _LEAK_VALUES // max(1, int(np.prod(x.shape[1:]))))
+            found = _position_class_ids(dataclasses.replace(t, y=strided_rows(t.y, rows)))
+            if found is None or np.unique(found[0]).size < 2:
+                continue
+            ids = found[0]
+            pixels = strided_rows(x, rows).reshape(-1, x.shape[-1])
+            if len(pixels) != len(ids) or not np.isfinite(pixels).all():
+                continue
+            name = input_label("x", i, len(ctx.xs), ctx.input_keys)
+            for c in range(pixels.shape[1]):
+                values = np.unique(pixels[:, c])
+                if values.size < 2 or values.size > _few_values(len(pixels)):
+                    continue
+                order = np.argsort(pixels[:, c], kind="stable")
+                col, lab = pixels[order, c], ids[order]
+                if not np.all((lab[1:] == lab[:-1]) | (col[1:] != col[:-1])):
+                    continue
+                same = bool(np.array_equal(pixels[:, c], ids))
+                return Issue(
+                    f"Channel {c} of {name} gives away {_label_text(ctx, t, 'the masks')}: "
+                    + (f"it is identical to the class of every one of the {len(ids)} sampled pixels" if same else
+                       f"each of its {values.size} values maps to a single class at every one of the {len(ids)} sampled pixels")
+                    + ". It is the mask, or something computed from it, stacked into the inputs: the model copies it "
+                    "(the loss falls towards 0 within a few epochs) and fails on images that come without their masks.",
+                    f"Remove the channel ({name} = np.delete({name}, {c}, axis=-1), and the model's input one channel "
+                    f"narrower) unless it is really there at prediction time; check how the input channels were stacked.",
+                    {"channel": c, "pixels_checked": len(ids), "distinct_values": int(values.size), "identical": same,
+                     **({} if name == "x" else {"input": name})}, t.output.layer)
+    return None
+
+
+def _fits_positions(got: Sequence[int], positions: Sequence[int | None]) -> bool:
+    """Whether an input's spatial axes are the output's positions (``None``: any size)."""
+    return len(got) == len(positions) and all(p is None or p == g for g, p in zip(got, positions, strict=True))
 
 
 def _label_leak(ctx: DataContext, sample: _LeakSample) -> Issue | None:
