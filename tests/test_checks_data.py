@@ -1764,3 +1764,26 @@ def test_a_mask_stacked_into_the_image_channels_is_label_leakage(leaked):
     assert found.evidence["channel"] == 1 and "np.delete(x, 1, axis=-1)" in found.advice
     # The image alone (its mask a threshold of its continuous values) gives nothing away.
     assert "label-leakage" not in codes(check_data(x, y, model=_segmenter(2, "softmax"), loss=get_loss("scce"), task="multiclass"))
+
+
+@pytest.mark.parametrize("void", [255, -1])
+def test_void_pixels_the_loss_ignores_are_no_class_ids_out_of_range(void):
+    # SparseCategoricalCrossentropy(ignore_class=255), Keras' way to leave a segmentation's void
+    # pixels out, was refused: "y holds class ids 0..255 but the output layer has 3 units".
+    x, y = _masks()
+    y = y + (x[..., 0] < -0.7)  # classes 0..2
+    y[:, 0, :] = void
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=void)
+    found = check_data(x, y, model=_segmenter(3, "softmax"), loss=loss, task="multiclass")
+    assert not [f for f in found if f.severity == "error"]
+    # The void pixels are no class of the pixel shares either (255 made 256 classes).
+    assert all("class 255" not in f.message and "class 3" not in f.message for f in found)
+    # Without ignore_class they are ids out of range, as before.
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=_segmenter(3, "softmax"), loss=get_loss("scce"), task="multiclass")
+    assert info.value.code == "label-format"
+    # A real id out of range beside the void ones is still refused.
+    y[:, 1, 1] = 7
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=_segmenter(3, "softmax"), loss=loss, task="multiclass")
+    assert info.value.code == "label-format" and "0..7" in info.value.message

@@ -92,11 +92,14 @@ class LossInfo:
         name: Class name, e.g. ``"BinaryCrossentropy"`` (the function name for wrapped functions).
         kind: Family of the loss, or ``None`` for a custom loss the rules do not know.
         from_logits: The loss's ``from_logits`` argument (``False`` when it has none).
+        ignore_class: The label sparse cross-entropy leaves out of its average (a segmentation's
+            void pixels, 255 or -1), or ``None``.
     """
 
     name: str
     kind: LossKind | None
     from_logits: bool = False
+    ignore_class: int | None = None
 
     def describe(self) -> str:
         """``BinaryCrossentropy(from_logits=True)``-style name for messages."""
@@ -123,9 +126,10 @@ def describe_loss(loss: Any) -> LossInfo:
     except (NotImplementedError, TypeError, AttributeError):
         config = {}
     from_logits = bool(config.get("from_logits", False))
+    ignore = config.get("ignore_class")
     for cls, kind in _LOSS_CLASS_KINDS:
         if isinstance(loss, cls):
-            return LossInfo(cls.__name__, kind, from_logits)
+            return LossInfo(cls.__name__, kind, from_logits, int(ignore) if kind == "sparse" and ignore is not None else None)
     # A loss function wrapped as a Loss (Keras's LossFunctionWrapper, not public API, or trainkit's
     # own): read by its function's name.
     if callable(getattr(loss, "fn", None)):

@@ -135,6 +135,14 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 f"class id per sample.",
                 f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
                 f"y = y.argmax(axis=-1).", {"y_shape": list(y.shape)}, layer)
+        per_position = y.ndim >= 2 and y[0].size > 1  # masks: a class id a pixel
+        if t.loss.ignore_class is not None:
+            # The loss leaves the ignored label out (a segmentation's void pixels, 255 or -1): read as
+            # a class id, 255 was refused as "ids 0..255 for 3 units" in masks Keras trains on as they are.
+            kept = y[y != t.loss.ignore_class]
+            if kept.size == 0:
+                return None
+            y, lo, hi = kept, float(np.min(kept)), float(np.max(kept))
         if not is_integral(y):
             values = _distinct(y)
             if hi <= 1.0 and is_integral(np.round(y * 255.0, 3)):
@@ -143,7 +151,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                     f"ids divided by 255. {loss} needs the integer ids 0..{units - 1}.",
                     "Undo the division (y = np.rint(y * 255).astype('int64')); scale x, not y.",
                     {"y_min": lo, "y_max": hi}, layer)
-            if y.ndim >= 2 and y[0].size > 1 and lo >= 0 and hi <= units - 1 and _mostly_whole(y):
+            if per_position and lo >= 0 and hi <= units - 1 and _mostly_whole(y):
                 # Masks resized with (bi)linear interpolation: whole class ids inside each region,
                 # fractions along its edges. np.unique(y, return_inverse=True) made every fraction
                 # a class of its own (65 "classes" for 3).

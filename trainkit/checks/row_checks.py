@@ -310,6 +310,10 @@ def _position_class_ids(t: Target) -> tuple[np.ndarray, int] | None:
         ids = np.argmax(cells, axis=1)
     elif kind in ("sparse", "binary"):
         ids = y.reshape(-1)
+        if t.loss.ignore_class is not None:  # void pixels the loss leaves out: no class (the weights' repeat is approximate then)
+            ids = ids[ids != t.loss.ignore_class]
+            if ids.size == 0:
+                return None
         if kind == "binary" and not np.isin(ids, (0, 1)).all():
             return None
         if not (ids == np.round(ids)).all() or ids.min() < 0:
