@@ -245,6 +245,20 @@ def test_mse_on_labels_says_that_its_chance_level_is_small(loss, says):
     assert ("0.25 for balanced classes" in info.value.message) is says
 
 
+def test_binary_cross_entropy_on_a_one_channel_image_output_is_told_task_binary():
+    # A grey-scale conv autoencoder (Conv2D(1, 3, activation='sigmoid'), pixels in [0, 1]) on a
+    # regression task was told "use MSE with a linear output Dense(1); if the targets are really
+    # classes, declare task='binary'": a Dense its model lacks, and task='binary' only for classes,
+    # though binary cross-entropy on pixels in [0, 1] is what task='binary' takes.
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")])
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(model, get_loss("bce"), "regression")
+    message = info.value.message
+    assert "declare task='binary', which takes probabilities" in message and "Dense(" not in message
+    assert check_compatibility(model, get_loss("bce"), "binary") == []
+
+
 def test_binary_cross_entropy_over_several_units_on_a_regression_task_is_told_multilabel():
     # An autoencoder reconstructing pixels in [0, 1] with binary cross-entropy (Keras's tutorial):
     # the advice named task='binary' or 'multiclass', which refuse it (units-mismatch,

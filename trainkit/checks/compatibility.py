@@ -298,18 +298,27 @@ def classification_loss_for_regression(case: Case) -> Issue | None:
     """A cross-entropy/hinge loss on real-valued regression targets."""
     if case.task != "regression" or case.loss.kind not in CLASSIFICATION_LOSSES:
         return None
+    shape = case.output.shape
+    per_position = shape is not None and len(shape) >= 3
     if case.loss.kind == "binary" and (case.units or 1) > 1:
         # Several units each scored as a 0/1 label or a probability: an autoencoder's pixels in
         # [0, 1] with binary cross-entropy. "binary or multiclass" named two tasks that refuse it
         # (units-mismatch, loss-task-mismatch).
         classes = ("if each unit's targets are 0/1 labels or probabilities in [0, 1] (an autoencoder's pixels scaled "
                    "to [0, 1]), declare task='multilabel'")
+    elif case.loss.kind == "binary" and per_position:
+        # One sigmoid channel per pixel: a grey-scale autoencoder's (or a binary mask's). Told
+        # "if the targets are really classes", it was steered off a loss that fits pixels in [0, 1].
+        classes = ("if each pixel's target is 0/1 or a probability in [0, 1] (an autoencoder's pixels scaled to [0, 1], "
+                   "a mask), declare task='binary', which takes probabilities as targets")
     else:
         classes = "if the targets are really classes, declare task='binary' or task='multiclass'"
+    # An output per position is a convolution's: Dense(1) named a layer the model does not end with.
+    linear = "a linear output layer (no activation on it)" if per_position else f"a linear output {_output_fix(case)}"
     return Issue(
         f"The loss {case.loss.describe()} is a classification loss but the task is regression: "
         f"it expects class labels or probabilities, not real-valued targets.",
-        f"Use loss='mse' (or 'mae', 'huber') with a linear output {_output_fix(case)}; {classes}.",
+        f"Use loss='mse' (or 'mae', 'huber') with {linear}; {classes}.",
         {}, case.output.layer)
 
 
