@@ -2727,19 +2727,22 @@ def test_a_step_of_its_own_without_targets_is_told_to_give_placeholders():
     assert "placeholders" not in info.value.message
 
 
+class Reconstructs(Trainer):
+    """An autoencoder's trainer: a train_step of its own that reads no targets."""
+
+    def train_step(self, data):
+        x = data[0]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self.model(x, training=True) - x))
+        self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
+        return {"loss": loss}
+
+
 def test_the_placeholders_advised_to_a_step_of_its_own_fit_an_output_of_several_units(tmp_path):
     # An autoencoder's (a VAE's) output has a unit per feature: the advised y=np.zeros(len(x)) was
     # refused by the data checks (shape-mismatch), and with a logdir or validation rows the loss
     # of its histograms and test_step could not compare them. The advice names the output's shape.
     x = np.random.default_rng(0).uniform(size=(64, 6)).astype("float32")
-
-    class Reconstructs(Trainer):
-        def train_step(self, data):
-            x = data[0]
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(self.model(x, training=True) - x))
-            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
-            return {"loss": loss}
 
     def trainer(logdir=None):
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(6)])
@@ -2762,14 +2765,6 @@ def test_validation_with_placeholder_targets_needs_a_test_step_of_its_own():
     # test_step gave them to the trainer's loss, and val_loss read its outputs against zeros (0.15
     # where it reconstructed the validation rows at 0.89), which early stopping would go by.
     x = np.random.default_rng(0).uniform(size=(64, 6)).astype("float32")
-
-    class Reconstructs(Trainer):
-        def train_step(self, data):
-            x = data[0]
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(self.model(x, training=True) - x))
-            self.optimizer.apply(tape.gradient(loss, self.model.trainable_variables), self.model.trainable_variables)
-            return {"loss": loss}
 
     class Validates(Reconstructs):
         def test_step(self, data):
