@@ -1114,7 +1114,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,
                          validation_targets=val_targets, validation_sample_weight=val_weights,
                          batch_rows=None if in_memory else first_batch_rows(train),
-                         inputs=source_inputs(train) if self.task == "regression" else None)
+                         inputs=source_inputs(train) if self.task == "regression" else None,
+                         validation_inputs=source_inputs(validation) if self.task == "regression" and isinstance(validation, ArraySource) else None)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

@@ -281,23 +281,115 @@ def linear_fit_level(loss: Any, x: Any, y: Any, sample_weight: Any = None, batch
     initial-loss-too-low, "a random model cannot beat chance ... a label leaking". No random
     function of the inputs plausibly gets below half of what their best linear fit gets. ``None``
     for inputs that are not one or several numeric arrays of at most :data:`_LINEAR_FEATURES`
-    values a row, or rows that do not match ``y``.
+    values a row, or rows that do not match ``y`` (see :func:`linear_fit`).
     """
-    from trainkit.resolve import get_loss
+    fit = linear_fit(x, y, sample_weight)
+    return fit.first_steps_level(loss, batch_size) if fit is not None else None
 
-    if not batch_size:
+
+@dataclasses.dataclass(frozen=True)
+class LinearFit:
+    """The least-squares linear fit of a one-output regression's targets on its inputs, made on a
+    strided sample of the training rows (see :func:`linear_fit`).
+
+    Attributes:
+        coefficients: ``[features + 1, target columns]``: one per input value, then the intercept.
+        features: The sampled training rows' inputs, flattened, with a column of ones.
+        target: Their targets, as the loss reads them (``[rows, columns]``).
+        weights: Their weights, ``None`` for unweighted rows.
+    """
+
+    coefficients: np.ndarray
+    features: np.ndarray
+    target: np.ndarray
+    weights: np.ndarray | None
+
+    def first_steps_level(self, loss: Any, batch_size: int | None) -> float | None:
+        """What :func:`linear_fit_level` returns, from this fit."""
+        from trainkit.resolve import get_loss
+
+        if not batch_size:
+            return None
+        return first_steps_level(get_loss(loss), self.target, self.weights, [self.features @ self.coefficients], batch_size)
+
+    def training_loss(self, loss: Any) -> float | None:
+        """The run's loss of this fit on the training rows it was made on (their weights as
+        training weighs them), ``None`` when the loss cannot be computed on numpy arrays."""
+        return _loss_value(loss, self.target, self.features @ self.coefficients, self.weights)
+
+    def loss_on(self, loss: Any, x: Any, y: Any, sample_weight: Any = None) -> float | None:
+        """The run's loss of this fit on other rows (the validation rows: a strided sample of
+        at most :data:`_LINEAR_EVAL_ROWS`), weighted by ``sample_weight`` as the run weighs
+        them; ``None`` when those rows are not numeric inputs of the fit's width and finite
+        targets, one per row."""
+        sampled = _linear_inputs(x, y, _LINEAR_EVAL_ROWS)
+        usable, w = _row_weights(sample_weight, len(np.asarray(y))) if sampled is not None else (False, None)
+        if sampled is None or not usable:
+            return None
+        features, target, stride = sampled
+        if features.shape[1] != self.coefficients.shape[0] or target.shape[1] != self.coefficients.shape[1]:
+            return None
+        return _loss_value(loss, target, features @ self.coefficients, w[::stride] if w is not None else None)
+
+
+#: Validation rows :meth:`LinearFit.loss_on` reads at most (a strided sample of more).
+_LINEAR_EVAL_ROWS = 5000
+
+
+def linear_fit(x: Any, y: Any, sample_weight: Any = None) -> LinearFit | None:
+    """The least-squares linear fit of one-output regression targets ``y`` on inputs ``x``.
+
+    Made on a strided sample of the rows, :data:`_LINEAR_ROWS_PER_COEFFICIENT` a coefficient and
+    :data:`_LINEAR_MIN_ROWS` at least (~50 ms for 256 values a row), weighted by ``sample_weight``
+    as training weighs the rows. ``None`` for inputs that are not one or several numeric arrays
+    (a tuple, list or dict) of at most :data:`_LINEAR_FEATURES` values a row in all, rows that do
+    not match ``y``, values that are not finite, or fewer than :data:`_FIT_ROWS_PER_COEFFICIENT`
+    rows a coefficient (the fit then follows the rows' noise, and its loss reads too low).
+    """
+    width = _input_width(x)
+    if width is None:
         return None
-    arrays = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, tuple | list) else [x]
+    sampled = _linear_inputs(x, y, max(_LINEAR_MIN_ROWS, _LINEAR_ROWS_PER_COEFFICIENT * (width + 1)))
+    usable, w = _row_weights(sample_weight, len(np.asarray(y)))
+    if sampled is None or not usable:
+        return None
+    features, target, stride = sampled
+    w = w[::stride] if w is not None else None
+    if len(target) < _FIT_ROWS_PER_COEFFICIENT * features.shape[1]:
+        return None
+    root = np.sqrt(w)[:, None] if w is not None else 1.0
+    coefficients = np.linalg.lstsq(features * root, target * root, rcond=None)[0]
+    return LinearFit(coefficients, features, target, w)
+
+
+def _input_arrays(x: Any) -> list[Any]:
+    """The arrays of a model's inputs: one, or a tuple, list or dict of them."""
+    return list(x.values()) if isinstance(x, dict) else list(x) if isinstance(x, tuple | list) else [x]
+
+
+def _input_width(x: Any) -> int | None:
+    """The values a row of inputs ``x`` (one array, or a tuple, list or dict of them) hold in all,
+    read from their shapes; ``None`` above :data:`_LINEAR_FEATURES` or without row shapes."""
+    arrays = _input_arrays(x)
     shapes = [tuple(getattr(a, "shape", ())) for a in arrays]
-    # Read from the shapes first: the inputs may be large tensors (images), converted only when read.
+    # Read from the shapes: the inputs may be large tensors (images), converted only when read.
     if not arrays or any(not shape or shape[0] is None for shape in shapes):
         return None
     width = sum(int(np.prod(shape[1:])) for shape in shapes)
-    if width > _LINEAR_FEATURES:
+    return width if width <= _LINEAR_FEATURES else None
+
+
+def _linear_inputs(x: Any, y: Any, rows: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Inputs ``x`` as float64 features (their values flattened, then a column of ones) and
+    targets ``y`` as ``[rows, columns]``, a strided sample of about ``rows`` of them, and the
+    stride; ``None`` where :func:`linear_fit` says."""
+    if _input_width(x) is None:
         return None
+    arrays = _input_arrays(x)
+    shapes = [tuple(a.shape) for a in arrays]
     try:
         y = np.asarray(y)
-        stride = max(1, math.ceil(len(y) / max(_LINEAR_MIN_ROWS, _LINEAR_ROWS_PER_COEFFICIENT * (width + 1))))
+        stride = max(1, math.ceil(len(y) / rows))
         sampled = [np.asarray(a[::stride]) for a in arrays]
     except (TypeError, ValueError):
         return None
@@ -305,21 +397,27 @@ def linear_fit_level(loss: Any, x: Any, y: Any, sample_weight: Any = None, batch
         return None
     if any(a.dtype.kind not in "biuf" for a in sampled):
         return None
-    usable, w = _row_weights(sample_weight, len(y))
-    if not usable:
-        return None
     features = np.concatenate([a.reshape(len(a), -1).astype(np.float64) for a in sampled] + [np.ones((len(sampled[0]), 1))], axis=1)
-    target = y[::stride].astype(np.float64)
-    w = w[::stride] if w is not None else None
-    if not (np.isfinite(features).all() and np.isfinite(target).all()) or len(target) < _FIT_ROWS_PER_COEFFICIENT * features.shape[1]:
-        return None  # few rows a coefficient: the fit follows the rows' noise, and its loss reads too low
-    flat = target.reshape(len(target), -1)
-    root = np.sqrt(w)[:, None] if w is not None else 1.0
-    coef = np.linalg.lstsq(features * root, flat * root, rcond=None)[0]
-    prediction = (features @ coef).reshape(target.shape)
-    if target.ndim == 1:  # one target a row: one column to the loss, as the model's (rows, 1) output
-        target, prediction = target[:, None], prediction[:, None]
-    return first_steps_level(get_loss(loss), target, w, [prediction], batch_size)
+    # One target a row is one column to the loss, as the model's (rows, 1) output makes it.
+    target = y[::stride].astype(np.float64).reshape(len(features), -1)
+    if not (np.isfinite(features).all() and np.isfinite(target).all()):
+        return None
+    return features, target, stride
+
+
+def _loss_value(loss: Any, target: np.ndarray, prediction: np.ndarray, w: np.ndarray | None) -> float | None:
+    """The run's loss of ``prediction`` on ``target``, reduced as training reduces it (with ``w``
+    as its rows' weights); ``None`` when it cannot be computed on numpy arrays or is not finite."""
+    from trainkit.resolve import get_loss
+
+    if _loss_config(loss).get("reduction", "sum_over_batch_size") not in _ROW_MEAN_REDUCTIONS:
+        return None  # summed over a batch: its value depends on the batch's rows, as the chance level's does
+    try:
+        weights = {} if w is None else {"sample_weight": w.astype(np.float32)}
+        value = float(np.asarray(get_loss(loss)(target.astype(np.float32), prediction.astype(np.float32), **weights)))
+    except Exception:  # a loss that cannot take numpy arrays: no level
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _loss_config(loss: Any) -> dict[str, Any]:

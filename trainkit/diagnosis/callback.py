@@ -113,6 +113,7 @@ class DiagnosisCallback(Callback):
         self._inputs: Any = None
         self._sample_weight: Any = None
         self._validation: tuple[Any, Any] = (None, None)
+        self._validation_inputs: Any = None
         self._others: list[Callback] = []
         self._initial_epoch = 0
         self._batch_size: int | None = None
@@ -143,6 +144,7 @@ class DiagnosisCallback(Callback):
         validation_sample_weight: Any = None,
         batch_rows: int | None = None,
         inputs: Any = None,
+        validation_inputs: Any = None,
     ) -> None:
         """What the trainer knows at ``fit`` time and a callback cannot see by itself.
 
@@ -164,9 +166,12 @@ class DiagnosisCallback(Callback):
                 chance level's first steps (see :func:`build_context`) are read at it.
             inputs: The training inputs (a dataset's first batches'), for the level a fresh
                 regression model's first losses plausibly reach (see :func:`build_context`).
+            validation_inputs: The in-memory validation inputs, for the loss of the inputs'
+                linear fit on the validation rows (see :func:`build_context`).
         """
         self._targets = targets
         self._inputs = inputs
+        self._validation_inputs = validation_inputs
         self._sample_weight = sample_weight
         self._validation = (validation_targets, validation_sample_weight)
         self._others = [cb for cb in callbacks if cb is not self]
@@ -207,11 +212,11 @@ class DiagnosisCallback(Callback):
                                 train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
                                 sample_weight=self._sample_weight, validation_targets=self._validation[0],
                                 validation_sample_weight=self._validation[1], batch_rows=self._batch_rows,
-                                inputs=self._inputs)
+                                inputs=self._inputs, validation_inputs=self._validation_inputs)
         resumed_penalty = (self._resumed_state or {}).get("weight_penalty")
         self._weight_penalty = weight_penalties(trainer.model) if resumed_penalty is None else float(resumed_penalty)
         # The chance levels are computed: do not hold on to the data.
-        self._targets = self._sample_weight = self._inputs = None
+        self._targets = self._sample_weight = self._inputs = self._validation_inputs = None
         self._validation = (None, None)
         # Whether this fit goes on with a run (a resume whose lost journal left the diagnosis to
         # start afresh too: its report keeps the run's findings), or starts a diagnosis of its own.

@@ -146,6 +146,16 @@ class Context:
             ``Concatenate`` was told to fix a dead layer on the other (see
             :func:`trainkit.diagnosis.model_facts.layer_inputs`); ``None`` when unknown (a subclassed
             model: its layers are then taken as a chain, in model order).
+        linear_loss: A one-output regression's loss (the run's loss function, with the rows'
+            weights) of the least-squares linear fit of its targets on its in-memory numeric inputs,
+            on the training rows it was made on (see :func:`trainkit.diagnosis.baseline.linear_fit`);
+            ``None`` when unknown. A model whose loss ends far above it failed to learn what a
+            linear function of its inputs gets.
+        val_linear_loss: That fit's loss on the in-memory validation rows, with their own
+            weights; ``None`` when unknown.
+        bounded_output: A one-output model's output activation where it bounds the predictions,
+            ``{"layer", "activation", "low", "high"}`` (see
+            :func:`trainkit.diagnosis.model_facts.bounded_output`); ``None`` for a linear one.
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not
             a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
@@ -191,6 +201,9 @@ class Context:
     regularizers: dict[str, dict[str, dict[str, float]]] | None = None
     layer_inputs: dict[str, list[str]] | None = None
     trained_before: bool = False
+    linear_loss: float | None = None
+    val_linear_loss: float | None = None
+    bounded_output: dict[str, Any] | None = None
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).

@@ -8,6 +8,7 @@ Read once when a fit starts, into the :class:`~trainkit.diagnosis.engine.Context
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -338,3 +339,27 @@ def real_number(value: Any) -> bool:
     ``clipnorm=np.float32(1.0)`` as given, and an ``int | float`` test read them as no dropout and
     no clipping (a run clipping at 1.0 was told to add clipnorm: 1.0)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def bounded_output(model: Any) -> dict[str, Any] | None:
+    """A one-output model's output activation where it bounds the predictions (sigmoid, tanh,
+    relu, softmax...): ``{"layer", "activation", "low", "high"}`` (an unbounded side as ``None``,
+    which JSON keeps); ``None`` for a linear or unknown one, several outputs or a model that
+    cannot be inspected.
+
+    A regression's predictions squeezed into a range that holds its targets still learn them
+    badly near its bounds: the advice of a run that ends far worse than a linear fit names it.
+    """
+    from trainkit.checks.model_inspect import find_outputs
+
+    try:
+        outputs = find_outputs(model)
+    except Exception:  # a model the inspection cannot read: nothing known
+        return None
+    if len(outputs) != 1 or outputs[0].activation in ("linear", "unknown"):
+        return None
+    low, high = outputs[0].output_range
+    if math.isinf(low) and math.isinf(high):
+        return None
+    return {"layer": outputs[0].activation_layer, "activation": outputs[0].activation,
+            "low": None if math.isinf(low) else float(low), "high": None if math.isinf(high) else float(high)}

@@ -20,11 +20,12 @@ from trainkit.diagnosis.baseline import (
     Baseline,
     TargetScale,
     chance_loss,
-    linear_fit_level,
+    linear_fit,
     target_scale,
 )
 from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.model_facts import (
+    bounded_output,
     dropout_rate,
     frozen_layers,
     frozen_output_layers,
@@ -200,22 +201,36 @@ def build_context(
     validation_sample_weight: Any = None,
     batch_rows: int | None = None,
     inputs: Any = None,
+    validation_inputs: Any = None,
 ) -> Context:
     """The :class:`Context` of a trainer about to fit.
 
     The chance level comes from ``targets``, weighted by ``sample_weight``; the validation loss's
     from ``validation_targets`` weighted by ``validation_sample_weight``, when they are known.
     Its level over the first steps is read at ``batch_size`` rows a batch, or ``batch_rows`` (a
-    dataset's first batch) without one; for a one-output regression with in-memory ``inputs``, at
+    dataset's first batch) without one; for a one-output regression with numeric ``inputs``, at
     most that of the inputs' linear fit (see :func:`~trainkit.diagnosis.baseline.linear_fit_level`).
+    That fit's loss on the training rows (in-memory ones: ``train_rows`` known) and on the
+    validation rows (``validation_inputs`` and ``validation_targets``) is kept too, for the end of
+    the run (``worse-than-linear``).
     """
     from trainkit.checks.compatibility import describe_loss
 
     baseline = _chance_level(trainer, targets, sample_weight, batch_size or batch_rows) if targets is not None else None
+    linear_loss = val_linear_loss = None
     if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
-        level = linear_fit_level(trainer.loss, inputs, _one_output_targets(trainer, targets), sample_weight, batch_size or batch_rows)
+        # One fit, on a few thousand of the rows, before the first step: the first steps' level
+        # and the end's comparison both read it.
+        fit = linear_fit(inputs, _one_output_targets(trainer, targets), sample_weight)
+        level = fit.first_steps_level(trainer.loss, batch_size or batch_rows) if fit is not None else None
         if level is not None:
             baseline = dataclasses.replace(baseline, first_steps=min(level, baseline.first_steps or math.inf))
+        if fit is not None and train_rows is not None:
+            # A dataset's first batches are too few rows to judge a whole run by.
+            linear_loss = fit.training_loss(trainer.loss)
+        if fit is not None and validation_inputs is not None and validation_targets is not None:
+            val_linear_loss = fit.loss_on(trainer.loss, validation_inputs, _one_output_targets(trainer, validation_targets),
+                                          validation_sample_weight)
     # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
     # on the validation rows' class mix.
     val_chance = None
@@ -275,6 +290,9 @@ def build_context(
         # A resumed run's first steps are its own run's, whatever the model held before the restore.
         trained_before=bool(getattr(trainer, "_model_trained_before", False)) and not getattr(trainer, "resumed_epochs", 0)
         and not getattr(trainer, "resumed_batches", 0),
+        linear_loss=linear_loss,
+        val_linear_loss=val_linear_loss,
+        bounded_output=bounded_output(model) if _one_task(trainer) == "regression" else None,
     )
 
 
@@ -311,7 +329,7 @@ def resumed_context(saved: Context, current: Context) -> Context:
     """The context of a resumed fit: ``current``, with what describes the run's start from ``saved``.
 
     The first epoch (how many epochs the run plans), the penalty in the first losses, the
-    learning rate at the start, the chance level and whether the model was trained before the
+    learning rate at the start, the chance level, the linear fit's losses and whether the model was trained before the
     run began are the whole run's; the rest (epochs asked for, callbacks, validation) is this fit's.
     """
     # trained_before too: the resumed fit's own is False (its model holds the run's weights), and a
@@ -321,7 +339,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
-                               first_steps_loss=saved.first_steps_loss)
+                               first_steps_loss=saved.first_steps_loss, linear_loss=saved.linear_loss,
+                               val_linear_loss=saved.val_linear_loss)
 
 
 def _activity_penalty(trainer: Any) -> float:
