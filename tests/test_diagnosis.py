@@ -225,6 +225,90 @@ def test_the_linear_fit_level_is_that_of_what_the_inputs_explain():
     assert linear_fit_level("mse", np.zeros((960, 600)), y, batch_size=32) is None
 
 
+def linear_stream(val_end: float, *, linear: float = 0.1, validation: bool = True, **context: object) -> Stream:
+    """A regression stream whose losses settle at ``val_end`` (training a little below), beside a
+    linear fit of the inputs at ``linear`` on both row sets (chance 1.0)."""
+    s = Stream(task="regression", chance=1.0)
+    train, val = curve(1.2, 0.9 * val_end, 20), curve(1.1, val_end, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = (lambda e: val[e]) if validation else None
+    s.context = dataclasses.replace(s.context, loss="MeanSquaredError()", linear_loss=linear, has_validation=validation,
+                                    val_linear_loss=linear if validation else None, val_chance_loss=1.0 if validation else None,
+                                    **{"check_codes": (), **context})
+    return s
+
+
+def test_a_regression_far_worse_than_the_linear_fit_of_its_inputs_is_reported():
+    # A forecaster ended at MSE 0.014 where "next = last" of its window gets 0.0033, and the run got
+    # no finding: its loss was compared with the best constant's only.
+    f = finding(linear_stream(0.3).run(), "worse-than-linear")
+    assert f.severity == "warning" and f.evidence["rows"] == "validation"
+    assert f.evidence["ratio"] == pytest.approx(f.evidence["model_loss"] / 0.1, rel=1e-4) and f.evidence["ratio"] > 2.5
+    assert "least-squares linear fit of its inputs gets on the validation rows" in f.message
+    assert "Nothing else this run found explains it" in f.advice
+    # Without validation rows, the training loss against the fit's loss on the training rows.
+    f = finding(linear_stream(0.3, validation=False).run(), "worse-than-linear")
+    assert f.evidence["rows"] == "training" and "lowest training loss" in f.message
+
+
+def test_worse_than_linear_stays_silent_near_the_linear_fit_or_where_it_explains_little():
+    # A linear model is near-optimal on some data (diabetes, a random walk): an MLP 1.6x its loss is no fault.
+    assert "worse-than-linear" not in codes(linear_stream(0.16).run())
+    # A fit that explains little of the target (80% of chance) says nothing of the model.
+    assert "worse-than-linear" not in codes(linear_stream(0.9, linear=0.8).run())
+    # Unknown (a dataset's validation rows, several outputs, wide inputs): no verdict.
+    assert "worse-than-linear" not in codes(linear_stream(0.3, linear=None).run())
+    # Without validation rows under dropout: the training loss, measured with dropout on, reads high.
+    assert "worse-than-linear" not in codes(linear_stream(0.3, validation=False, dropout=0.3).run())
+    # A classifier's loss is never compared with a least-squares fit.
+    s = linear_stream(0.3)
+    s.context = dataclasses.replace(s.context, task="binary")
+    assert "worse-than-linear" not in codes(s.run())
+
+
+def test_worse_than_linear_names_the_causes_the_run_found():
+    bounded = {"layer": "dense_2", "activation": "sigmoid", "low": 0.0, "high": 1.0}
+    f = finding(linear_stream(0.3, check_codes=("unscaled-inputs",), bounded_output=bounded).run(), "worse-than-linear")
+    assert f.evidence["causes"] == ["unscaled-inputs"] and f.evidence["output_activation"] == "sigmoid"
+    assert "'dense_2' applies sigmoid, which keeps the predictions in [0, 1]" in f.advice
+    assert "fix what unscaled-inputs says" in f.advice and "Nothing else" not in f.advice
+    # Beside loss-at-chance (the same run, at chance), it says what that finding cannot: the targets
+    # can be predicted from the inputs.
+    s = linear_stream(1.0)
+    s.train_loss = lambda e, st: 1.0
+    s.val_loss = lambda e: 1.0
+    d = s.run()
+    assert "loss-at-chance" in codes(d)
+    assert "yet the targets can be predicted from the inputs" in finding(d, "worse-than-linear").message
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_worse_than_linear_on_a_forecaster_and_its_read_back(tmp_path, seed):
+    # A random walk's windows: "next = last" is a linear function of them, ~0.3% of the variance.
+    # An MLP under SGD(1e-3) for 5 epochs ended at 8-1400x that fit's validation loss (seeds 0-2,
+    # 3,000 rows) with no other finding; the same MLP under Adam(1e-3) on a noisy sine's windows,
+    # for 20 epochs, at 1.07x.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    def trained(series: np.ndarray, optimizer: keras.optimizers.Optimizer, epochs: int, logdir: object = None) -> Trainer:
+        series = (series - series.mean()) / series.std()
+        x = series[np.arange(1500)[:, None] + np.arange(16)[None, :]].astype("float32")
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+        trainer = Trainer(model, loss="mse", optimizer=optimizer, task="regression", seed=seed, logdir=logdir)
+        trainer.fit(x, series[16:, None].astype("float32"), epochs=epochs, batch_size=32, validation_split=0.2, verbose=0)
+        return trainer
+
+    rng = np.random.default_rng(seed)
+    broken = trained(np.cumsum(rng.normal(size=1516)), keras.optimizers.SGD(1e-3), 5, tmp_path)
+    f = finding(broken, "worse-than-linear")
+    assert f.evidence["ratio"] > 3 and f.evidence["linear_loss"] < 0.05 * f.evidence["chance_loss"]
+    assert [g.to_dict() for g in diagnose_run_dir(tmp_path)] == [g.to_dict() for g in broken.findings]
+    sine = np.sin(2 * np.pi * np.arange(1516) / 50) + 0.1 * rng.normal(size=1516)
+    assert "worse-than-linear" not in codes(trained(sine, keras.optimizers.Adam(1e-3), 20))
+
+
 def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s = Stream()
     base = s.train_loss

@@ -1,5 +1,5 @@
 """Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty, a frozen output layer, dropout
-that hides what the model learned."""
+that hides what the model learned, a regression worse than the linear fit of its inputs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from trainkit.diagnosis.loss_measures import (
     tail_drop,
 )
 from trainkit.diagnosis.lr_advice import raised_lr_text
-from trainkit.diagnosis.number_text import format_number
+from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.task_context import chance_level, val_chance_level
 
@@ -366,3 +366,81 @@ def dropout_too_high(view: Diagnoser) -> Issue | None:
         f"0.2 at most or none (a rate of {rate:g} there keeps {1 - rate:.0%} of each row's features).",
         {"dropout": rate, "final_train_loss": final_train, "final_val_loss": final_val, "best_val_loss": best_val,
          "chance_loss": chance}, epoch=view.epochs[-1].epoch)
+
+
+#: Findings of the same run that explain a model ending far worse than a linear fit: how the data
+#: was scaled, how the steps went, what the units did, how far training got.
+LINEAR_CAUSES = ("weights-frozen", "frozen-output", "lr-too-low", "lr-too-high", "diverging-loss", "exploding-gradients",
+                 "oscillating-loss", "dead-relu", "saturated-activations", "vanishing-gradients",
+                 "vanishing-gradients-through-time", "regularization-dominates", "dropout-too-high", "initial-loss-too-high",
+                 "underfitting", "plateau")
+#: Data-check codes that explain it (standardising comes first: see underfitting).
+LINEAR_DATA_CAUSES = ("unscaled-inputs", "unscaled-targets")
+#: Findings after which the end loss says nothing of what the model learns: the run broke.
+LINEAR_BROKEN = ("nan-loss",)
+
+
+def worse_than_linear(view: Diagnoser) -> Issue | None:
+    """A one-output regression that ended far worse than the least-squares linear fit of its inputs.
+
+    Its best validation loss (the training loss without validation rows, and then only without
+    dropout, which makes that loss read high) at least
+    :attr:`~trainkit.diagnosis.rule_types.Thresholds.linear_worse_factor` times the fit's loss on
+    the same rows (made on the training rows before the first step: ``Context.val_linear_loss``,
+    ``Context.linear_loss``), where the fit explains a real share of the target. A forecaster ended
+    at MSE 0.014 where "next = last" of its window gets 0.0033, and the run got no finding: nothing
+    compared the loss with more than the best constant.
+    """
+    ctx = view.context
+    if not view.finished or not curves_ready(view) or ctx.task != "regression" or found_codes(view, LINEAR_BROKEN):
+        return None
+    val = view.val_losses(data_only=True)
+    val = val[np.isfinite(val)]
+    if ctx.val_linear_loss is not None and val.size and not few_validation_rows(view):
+        model, linear, level, rows = float(np.min(val)), ctx.val_linear_loss, val_chance_level(view), "validation"
+    elif ctx.linear_loss is not None and ctx.dropout == 0:
+        # Without validation rows, the training loss: measured with dropout on, it reads high
+        # (Dropout(0.5) alone doubles a well-fitted model's), so not under dropout.
+        train = view.epoch_losses(data_only=True)
+        train = train[np.isfinite(train)]
+        if not train.size:
+            return None
+        model, linear, level, rows = float(np.min(train)), ctx.linear_loss, chance_level(view), "training"
+    else:
+        return None
+    if level is None or not 0 < linear < view.t.linear_explains * level or model < view.t.linear_worse_factor * linear:
+        return None
+    causes = [code for code in LINEAR_DATA_CAUSES if code in (ctx.check_codes or ())] + found_codes(view, LINEAR_CAUSES)
+    bounded = ctx.bounded_output
+    at_chance = found_codes(view, ("loss-at-chance",))
+    best = "best validation loss" if rows == "validation" else "lowest training loss"
+    message = (f"The model's {best} was {format_number(model)}, {times_text(model / linear)} the {format_number(linear)} that "
+               f"a least-squares linear fit of its inputs gets on the {rows} rows (fitted on the training rows; "
+               f"{linear / level:.0%} of the {'validation ' if rows == 'validation' else ''}chance level {format_number(level)})")
+    if at_chance:
+        message += (": loss-at-chance finds it predicts no better than the target mean, yet the targets can be predicted "
+                    "from the inputs, so what held the model back is its training, not the labels.")
+    else:
+        message += ": it has not learned even what a linear function of its inputs predicts, so something in its training is off."
+    parts = []
+    if bounded is not None:
+        low, high = bounded["low"], bounded["high"]
+        span = f"[{format_number(low) if low is not None else '-inf'}, {format_number(high) if high is not None else 'inf'}]"
+        parts.append(f"the output layer '{bounded['layer']}' applies {bounded['activation']}, which keeps the predictions in "
+                     f"{span} and flattens them near its bounds: use a linear output (no activation) and standardise the targets")
+    if causes:
+        parts.append(f"fix what {', '.join(causes)} say{'s' if len(causes) == 1 else ''}: "
+                     f"{'the likely cause' if len(causes) == 1 else 'the likely causes'} this run found")
+    if parts:
+        advice = "First, " + "; then ".join(parts) + ". "
+    else:
+        advice = ("Nothing else this run found explains it: check that the output is linear, that the inputs and "
+                  "targets are standardised, that the learning rate is neither too small nor too large, and train "
+                  "longer. ")
+    advice += ("A model that cannot beat a linear fit has a training problem, not too little capacity: compare with "
+               "a linear model (a single Dense(1)) trained the same way.")
+    evidence = {"model_loss": model, "linear_loss": linear, "ratio": model / linear, "chance_loss": level, "rows": rows,
+                "causes": causes}
+    if bounded is not None:
+        evidence["output_activation"] = bounded["activation"]
+    return Issue(message, advice, evidence, epoch=view.epochs[-1].epoch)

@@ -154,6 +154,15 @@ class Thresholds:
     # loss: where less does, most of the progress only widens the gap to the validation rows
     # (memorising), and more epochs would overfit rather than fit.
     underfit_val_share: float = 0.5
+    # Worse than linear: the model's best validation loss (training loss without validation rows)
+    # at least 2x the loss of the inputs' least-squares linear fit on the same rows, where that fit
+    # explains a real share of the target (its loss under 70% of chance). Where a linear model is
+    # near-optimal, healthy models end close above it: an MLP on diabetes, and MLPs (Adam 1e-3, 20
+    # epochs) on a random walk's windows, whose best predictor is the last value, at 1.06-1.61x
+    # (seeds 0-2, 1,500 and 3,000 rows, split by time or at random): 1.5x fired on two of those.
+    # Broken runs measured 8x and more (a forecaster under SGD 1e-3, a sigmoid output).
+    linear_worse_factor: float = 2.0
+    linear_explains: float = 0.7
 
 
 @dataclasses.dataclass(frozen=True)
