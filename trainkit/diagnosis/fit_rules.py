@@ -18,7 +18,7 @@ from trainkit.diagnosis.loss_measures import (
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.task_context import chance_level, val_chance_level
+from trainkit.diagnosis.task_context import chance_level, standardise_advice, val_chance_level
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -399,8 +399,8 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
     if ctx.val_linear_loss is not None and val.size and not few_validation_rows(view):
         model, linear, level, rows = float(np.min(val)), ctx.val_linear_loss, val_chance_level(view), "validation"
     elif ctx.linear_loss is not None and ctx.dropout == 0:
-        # Without validation rows, the training loss: measured with dropout on, it reads high
-        # (Dropout(0.5) alone doubles a well-fitted model's), so not under dropout.
+        # Without validation rows, the training loss; not under dropout, with which that loss is
+        # measured, and reads higher than the model's own.
         train = view.epoch_losses(data_only=True)
         train = train[np.isfinite(train)]
         if not train.size:
@@ -427,16 +427,18 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
         low, high = bounded["low"], bounded["high"]
         span = f"[{format_number(low) if low is not None else '-inf'}, {format_number(high) if high is not None else 'inf'}]"
         parts.append(f"the output layer '{bounded['layer']}' applies {bounded['activation']}, which keeps the predictions in "
-                     f"{span} and flattens them near its bounds: use a linear output (no activation) and standardise the targets")
+                     f"{span} and passes little or no gradient near its bounds: use a linear output (no activation)")
     if causes:
         parts.append(f"fix what {', '.join(causes)} say{'s' if len(causes) == 1 else ''}: "
                      f"{'the likely cause' if len(causes) == 1 else 'the likely causes'} this run found")
     if parts:
         advice = "First, " + "; then ".join(parts) + ". "
     else:
-        advice = ("Nothing else this run found explains it: check that the output is linear, that the inputs and "
-                  "targets are standardised, that the learning rate is neither too small nor too large, and train "
-                  "longer. ")
+        # Nothing named: what is left is how far the steps got (a forecaster under SGD 1e-3 for 5
+        # epochs got no other finding), or the data's scale where the checks could not tell.
+        scale = standardise_advice(view)
+        advice = (f"Nothing else this run found explains it: {scale + ', then ' if scale else ''}train for more epochs "
+                  f"or faster ({raised_lr_text(view)}), and check that the hidden units stay active. ")
     advice += ("A model that cannot beat a linear fit has a training problem, not too little capacity: compare with "
                "a linear model (a single Dense(1)) trained the same way.")
     evidence = {"model_loss": model, "linear_loss": linear, "ratio": model / linear, "chance_loss": level, "rows": rows,
