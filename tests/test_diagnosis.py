@@ -272,14 +272,19 @@ def test_worse_than_linear_names_the_causes_the_run_found():
     assert f.evidence["causes"] == ["unscaled-inputs"] and f.evidence["output_activation"] == "sigmoid"
     assert "'dense_2' applies sigmoid, which keeps the predictions in [0, 1]" in f.advice
     assert "fix what unscaled-inputs says" in f.advice and "Nothing else" not in f.advice
-    # Beside loss-at-chance (the same run, at chance), it says what that finding cannot: the targets
-    # can be predicted from the inputs.
+    # At chance, loss-at-chance told such a run "the labels are unpredictable from the inputs": a
+    # linear fit of them says otherwise, and the two findings say so together.
     s = linear_stream(1.0)
-    s.train_loss = lambda e, st: 1.0
-    s.val_loss = lambda e: 1.0
+    s.train_loss = lambda e, st: 1.0 + 0.01 * math.sin(3 * e + st)
+    s.val_loss = lambda e: 1.0 + 0.01 * math.sin(3 * e)
     d = s.run()
-    assert "loss-at-chance" in codes(d)
-    assert "yet the targets can be predicted from the inputs" in finding(d, "worse-than-linear").message
+    at_chance = finding(d, "loss-at-chance")
+    assert "although the targets can be predicted from its inputs" in at_chance.message
+    assert "unpredictable" not in at_chance.message and "labels" not in at_chance.advice
+    assert "not the labels" in finding(d, "worse-than-linear").message
+    # Inputs that explain little (a fit at 80% of chance) leave loss-at-chance as it was.
+    s.context = dataclasses.replace(s.context, linear_loss=0.8, val_linear_loss=0.8)
+    assert "the labels are unpredictable" in finding(s.run(), "loss-at-chance").message
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -418,8 +418,8 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
                f"a least-squares linear fit of its inputs gets on the {rows} rows (fitted on the training rows; "
                f"{linear / level:.0%} of the {'validation ' if rows == 'validation' else ''}chance level {format_number(level)})")
     if at_chance:
-        message += (": loss-at-chance finds it predicts no better than the target mean, yet the targets can be predicted "
-                    "from the inputs, so what held the model back is its training, not the labels.")
+        message += (": it predicts no better than the target mean (loss-at-chance) where a linear function of its inputs "
+                    "does far better, so what holds it back is its training, not the labels.")
     else:
         message += ": it has not learned even what a linear function of its inputs predicts, so something in its training is off."
     parts = []

@@ -15,7 +15,7 @@ from trainkit.diagnosis.finding_groups import (
     init_blocked_found,
     lr_lowering_found,
 )
-from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominates
+from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominates, worse_than_linear
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
     few_validation_rows,
@@ -167,6 +167,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             return _held_back_by_dropout(view, stayed, train, val, evidence)
         if _label_leaked(view):
             return _at_chance_despite_leak(view, stayed, evidence)
+        if worse_than_linear(view) is not None:
+            return _predictable_targets(view, f"{stayed}: the model cannot learn", evidence)
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
     if (best_val is not None and best_val >= view.t.at_chance_validation * val_chance and not still_falling(view, val)
@@ -188,6 +190,8 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                 return _held_back_by_dropout(view, head, train, val, evidence)
             if not blockers and _label_leaked(view):
                 return _at_chance_despite_leak(view, head, evidence)
+            if not blockers and worse_than_linear(view) is not None:
+                return _predictable_targets(view, f"{head}: the model learned nothing, not even the training rows", evidence)
             if not blockers:
                 return Issue(f"{head}: the model learned nothing, not even the training rows: the labels are "
                              "unpredictable from the inputs, or the model cannot learn.", advice, evidence,
@@ -215,6 +219,18 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
     return None
+
+
+def _predictable_targets(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
+    """loss-at-chance for a regression whose inputs' linear fit gets far below chance, where
+    worse-than-linear gives the numbers: "the labels are unpredictable from the inputs" was false
+    there, and sent users to their labels first."""
+    return Issue(
+        f"{lead}, although the targets can be predicted from its inputs: a least-squares linear fit of them gets far "
+        "below chance (see worse-than-linear).",
+        "Train on 20 examples until the loss is near 0: a model that cannot overfit a tiny set has a bug (an output that "
+        "cannot reach the targets, a frozen or dead layer, a too small learning rate, a wrong loss).",
+        {**evidence, "targets_predictable": True}, epoch=view.epochs[-1].epoch)
 
 
 def _label_leaked(view: Diagnoser) -> bool:
