@@ -340,7 +340,7 @@ def linear_fit(x: Any, y: Any, sample_weight: Any = None) -> LinearFit | None:
     """The least-squares linear fit of one-output regression targets ``y`` on inputs ``x``.
 
     Made on a strided sample of the rows, :data:`_LINEAR_ROWS_PER_COEFFICIENT` a coefficient and
-    :data:`_LINEAR_MIN_ROWS` at least (~50 ms for 256 values a row), weighted by ``sample_weight``
+    :data:`_LINEAR_MIN_ROWS` at least (50-260 ms for 256 values a row, 5,000 rows), weighted by ``sample_weight``
     as training weighs the rows. ``None`` for inputs that are not one or several numeric arrays
     (a tuple, list or dict) of at most :data:`_LINEAR_FEATURES` values a row in all, rows that do
     not match ``y``, values that are not finite, or fewer than :data:`_FIT_ROWS_PER_COEFFICIENT`
