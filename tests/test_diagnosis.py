@@ -720,6 +720,20 @@ def test_loss_collapsed_is_a_note_when_the_data_checks_found_no_leak():
     assert f.severity == "info" and "found no input column" in f.message and f.evidence["data_checks"] == []
 
 
+def test_loss_collapsed_is_a_note_when_a_linear_fit_of_the_inputs_gets_as_low():
+    # A random walk's next value from its window reached 0.3% of the walk's variance after 2
+    # epochs, as its least-squares linear fit does: warned as a collapse to look into.
+    s = Stream()
+    s.train_loss = lambda e, st: 0.7 if e == 0 and st == 0 else 0.004
+    s.context.linear_loss = 0.003
+    f = finding(s.run(), "loss-collapsed")
+    assert f.severity == "info" and "linear fit" in f.message and f.evidence["linear_loss"] == 0.003
+    # A linear fit far from it explains nothing: the warning stands.
+    s.context.linear_loss = 0.3
+    f = finding(s.run(), "loss-collapsed")
+    assert f.severity == "warning" and "linear fit" not in f.message
+
+
 def test_loss_collapsed_is_not_read_from_a_penalty_that_fell_within_the_epoch():
     # L2(1.0) fell from ~5 to ~1.5 in epoch 1: the mean of the two taken out of the 5.08 loss left
     # -0.47, "under 2% of the chance level", on a run whose val_loss was 1.6.

@@ -452,6 +452,19 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
             f"Do what {'those findings say' if len(leaked) > 1 else 'that finding says'} ({'; '.join(fixes[code] for code in leaked)}), "
             "then train again and judge the model by its validation loss.",
             {"epoch_loss": loss, "chance_loss": chance, "data_checks": leaked}, epoch=view.epochs[-1].epoch)
+    linear = view.context.linear_loss
+    if linear is not None and linear < limit:
+        # The inputs' least-squares linear fit gets there too: a random walk's next value from its
+        # window (0.3% of the walk's variance after 2 epochs) was warned as a collapse to look into.
+        return Issue(
+            f"The training loss is {format_number(loss)} after epoch {view.epochs[-1].epoch + 1}, under {under}, and a "
+            f"least-squares linear fit of the inputs gets {format_number(linear)} on the same rows: the targets are a "
+            "near-exact linear function of the inputs (a series' next value from its recent values, a sum of columns), "
+            "which the model learned. That is fine when the inputs are known at prediction time.",
+            "If an input should not be known when predicting (the target itself, a value from after it), remove it; "
+            "otherwise judge the model against that linear fit (worse-than-linear compares them) rather than against chance.",
+            {"epoch_loss": loss, "chance_loss": chance, "linear_loss": linear, "data_checks": []},
+            epoch=view.epochs[-1].epoch, severity="info")
     if view.context.check_codes is not None and view.context.has_validation:
         # The checks looked for a copied or derived target column and for validation rows copied
         # from training, and found neither: what is left is mostly an easy task (separable blobs
