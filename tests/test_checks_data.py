@@ -1793,3 +1793,20 @@ def test_void_pixels_the_loss_ignores_are_no_class_ids_out_of_range(void):
     with pytest.raises(DataError) as info:
         check_data(x, y, model=_segmenter(3, "softmax"), loss=loss, task="multiclass")
     assert info.value.code == "label-format" and "0..7" in info.value.message
+
+
+def test_void_pixels_that_vary_by_row_beside_row_weights_are_counted_not_crashed():
+    # Row weights were repeated over the labelled pixels of the first row's count: void pixels
+    # (ignore_class) on more rows than others made np.bincount raise "The weights and list don't
+    # have the same length" before the first step.
+    x, y = _masks()
+    y = np.where(x[..., 0] > 2.4, 2, y)  # class 2 under 1% of the pixels
+    y[:, 0, :] = 255
+    y[:7, 1, :] = 255
+    w = np.where(np.arange(len(y)) < 60, 3.0, 1.0).astype("float32")
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)
+    found = {f.code: f for f in check_data(x, y, sample_weight=w, model=_segmenter(3, "softmax"), loss=loss, task="multiclass")}
+    shares = np.asarray(found["class-imbalance"].evidence["pixel_shares"])
+    labelled = y != 255
+    expected = np.bincount(y[labelled], weights=np.broadcast_to(w[:, None, None], y.shape)[labelled], minlength=3)
+    assert shares == pytest.approx(expected / expected.sum())

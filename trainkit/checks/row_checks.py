@@ -301,9 +301,13 @@ PIXEL_IMBALANCE_SHARE = 0.02
 _PIXEL_SAMPLE = 2_000_000
 
 
-def _position_class_ids(t: Target) -> tuple[np.ndarray, int] | None:
-    """The class id of every labelled position of ``t``'s masks (a strided sample), with the
-    positions a row holds; ``None`` when they are no class ids (soft or malformed masks)."""
+def _position_class_ids(t: Target) -> tuple[np.ndarray, np.ndarray] | None:
+    """The class id of every labelled position of ``t``'s masks (a strided sample), with the row
+    each comes from; ``None`` when they are no class ids (soft or malformed masks).
+
+    The rows, not a count of positions a row: void pixels the loss leaves out (``ignore_class``)
+    vary from row to row, and a row's weights repeated over a count made bincount fail.
+    """
     assert t.y is not None
     y, kind = t.y, t.loss.kind
     if y.dtype.kind not in "biuf":
@@ -313,10 +317,13 @@ def _position_class_ids(t: Target) -> tuple[np.ndarray, int] | None:
         if not (np.isin(cells, (0, 1)).all() and (cells.sum(axis=1) == 1).all()):
             return None
         ids = np.argmax(cells, axis=1)
+        rows = np.arange(ids.size) // (ids.size // len(y))
     elif kind in ("sparse", "binary"):
         ids = y.reshape(-1)
-        if t.loss.ignore_class is not None:  # void pixels the loss leaves out: no class (the weights' repeat is approximate then)
-            ids = ids[ids != t.loss.ignore_class]
+        rows = np.arange(ids.size) // (ids.size // len(y))
+        if t.loss.ignore_class is not None:  # void pixels the loss leaves out: no class
+            labelled = ids != t.loss.ignore_class
+            ids, rows = ids[labelled], rows[labelled]
             if ids.size == 0:
                 return None
         if kind == "binary" and not np.isin(ids, (0, 1)).all():
@@ -326,7 +333,7 @@ def _position_class_ids(t: Target) -> tuple[np.ndarray, int] | None:
         ids = ids.astype(np.int64)
     else:
         return None
-    return ids, len(ids) // len(y)
+    return ids, rows
 
 
 def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
@@ -346,9 +353,9 @@ def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     found = _position_class_ids(dataclasses.replace(t, y=t.y[::step]))
     if found is None:
         return None
-    ids, positions = found
+    ids, rows = found
     w = ctx.sample_weight
-    weights = np.repeat(w[::step], positions) if w is not None and w.shape == (len(t.y),) else None
+    weights = w[::step][rows] if w is not None and w.shape == (len(t.y),) else None
     k = max(int(ids.max()) + 1, 2, t.units or 1)
     counts = np.bincount(ids, weights=weights, minlength=k).astype(np.float64)
     total = counts.sum()
