@@ -292,6 +292,12 @@ def _predicts_per_position(t: Target) -> bool:
     return shape is not None and len(shape) >= 3 and t.y is not None and t.y.ndim >= 2 and t.y[0].size > 1
 
 
+def _position_word(t: Target) -> str:
+    """What a position of ``t``'s per-position output is called: a pixel of an image's
+    ``[batch, H, W, k]`` (or a volume's), a position of a sequence's ``[batch, T, k]``."""
+    return "pixel" if t.output is not None and t.output.shape is not None and len(t.output.shape) >= 4 else "position"
+
+
 #: The share of a segmentation's labelled pixels under which a class is reported as rare. Far below
 #: the row rule's 10%: masks are mostly background as a rule (a healthy 3-class segmentation at
 #: 84/9/6% of its pixels was warned), and per-pixel cross-entropy trains on them well; under 2%
@@ -363,13 +369,16 @@ def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         return None
     shares = counts / total
     layer = t.output.layer if t.output else None
-    pixels = f"the pixels of {t.name}{ctx.where}" if len(ctx.targets) > 1 or ctx.where else "the labelled pixels"
+    # A sequence tagger's (n, T) labels against [batch, T, k] take the same path: its timesteps
+    # were told of "pixels", "pixel accuracy" and "one-hot masks".
+    px = _position_word(t)
+    pixels = f"the {px}s of {t.name}{ctx.where}" if len(ctx.targets) > 1 or ctx.where else f"the labelled {px}s"
     metric = ("keras.metrics.BinaryIoU(target_class_ids=[1])" if t.loss.kind == "binary" else
               f"keras.metrics.OneHotMeanIoU(num_classes={k})" if t.loss.kind == "categorical" else
               f"keras.metrics.MeanIoU(num_classes={k}, sparse_y_pred=False)")
-    measure = f"judge the model by IoU ({metric}, and each class's IoU) rather than pixel accuracy"
-    unsupported = ("class_weight and per-pixel sample_weight are not taken for a model that predicts per position (fit weighs rows, "
-                   "each row's weight on all its pixels)")
+    measure = f"judge the model by IoU ({metric}, and each class's IoU) rather than {px} accuracy"
+    unsupported = (f"class_weight and per-{px} sample_weight are not taken for a model that predicts per position (fit weighs rows, "
+                   f"each row's weight on all its {px}s)")
     if t.loss.kind == "binary" and (t.units or 1) == 1:
         minority = int(np.argmin(counts[:2]))
         share = float(shares[minority])
@@ -377,9 +386,9 @@ def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
             return None
         bias = math.log(max(float(shares[1]), 1e-6) / max(float(shares[0]), 1e-6))
         return Issue(
-            f"Class {minority} is {share:.1%} of {pixels}: a model that labels every pixel {1 - minority} already scores "
-            f"{1 - share:.1%} pixel accuracy, and the per-pixel loss is dominated by class {1 - minority}'s pixels.",
-            f"Weigh the rare pixels in the loss, as {unsupported}: loss=keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, "
+            f"Class {minority} is {share:.1%} of {pixels}: a model that labels every {px} {1 - minority} already scores "
+            f"{1 - share:.1%} {px} accuracy, and the per-{px} loss is dominated by class {1 - minority}'s {px}s.",
+            f"Weigh the rare {px}s in the loss, as {unsupported}: loss=keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, "
             f"alpha={1 - share:.2g}) (alpha weighs the 1s), or keras.losses.Dice() (alone or added to the cross-entropy); {measure}; "
             f"and initialise the output bias to log(p / (1 - p)) = {bias:.2f}.",
             {"pixel_shares": [float(v) for v in shares[:2]], "minority_class": minority, "minority_share": share}, layer)
@@ -391,11 +400,11 @@ def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     alpha = np.round(np.clip(1.0 / np.maximum(shares, 1e-3) / k, 0.0, None) / max(1e-12, float(np.max(1.0 / np.maximum(shares, 1e-3) / k))), 2)
     return Issue(
         f"The classes of {pixels} are imbalanced: the rarest have {listing}, against {shares.max():.1%} for class "
-        f"{int(np.argmax(counts))}. Rare classes' pixels contribute little to the per-pixel loss, and a model that "
-        f"never predicts them still scores {shares.max():.1%} pixel accuracy.",
-        f"Weigh the rare classes' pixels in the loss, as {unsupported}: loss=keras.losses.CategoricalFocalCrossentropy(alpha="
+        f"{int(np.argmax(counts))}. Rare classes' {px}s contribute little to the per-{px} loss, and a model that "
+        f"never predicts them still scores {shares.max():.1%} {px} accuracy.",
+        f"Weigh the rare classes' {px}s in the loss, as {unsupported}: loss=keras.losses.CategoricalFocalCrossentropy(alpha="
         f"{[float(a) for a in alpha]})"
-        + ("" if t.loss.kind == "categorical" else f" on one-hot masks ({t.name} = keras.utils.to_categorical({t.name}, {k}))")
+        + ("" if t.loss.kind == "categorical" else f" on one-hot {'masks' if px == 'pixel' else 'labels'} ({t.name} = keras.utils.to_categorical({t.name}, {k}))")
         + f", or keras.losses.Dice(){'' if t.loss.kind == 'categorical' else ' on them'} (alone or added to the cross-entropy); {measure}.",
         {"pixel_shares": [float(v) for v in shares], "rarest": rare, "min_max_ratio": ratio}, layer)
 
@@ -415,7 +424,7 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         # pixel a label column of its own ("1499 of the 3072 label columns" for 3 labels of 32x32).
         y = t.y.reshape(-1, t.y.shape[-1])
         w = np.repeat(w, len(y) // len(t.y)) if w is not None else None
-    units = "pixels" if _predicts_per_position(t) else "rows"
+    units = f"{_position_word(t)}s" if _predicts_per_position(t) else "rows"
     if t.loss.kind != "binary" or y.shape[1] < 2 or not np.isin(y, (0, 1)).all():
         return None
     p = np.average(y, axis=0, weights=w)
