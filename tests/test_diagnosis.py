@@ -260,6 +260,10 @@ def test_worse_than_linear_stays_silent_near_the_linear_fit_or_where_it_explains
     assert "worse-than-linear" not in codes(linear_stream(0.3, linear=None).run())
     # Without validation rows under dropout: the training loss, measured with dropout on, reads high.
     assert "worse-than-linear" not in codes(linear_stream(0.3, validation=False, dropout=0.3).run())
+    # A fit at the noise floor of a near-exact linear target (0.4% of chance): a model 5x that
+    # (2% of chance, within 1.6% of chance of the fit) is no training fault; healthy MLPs end there.
+    assert "worse-than-linear" not in codes(linear_stream(0.0, linear=0.004).run())
+    assert "worse-than-linear" in codes(linear_stream(0.04, linear=0.004).run())
     # A classifier's loss is never compared with a least-squares fit.
     s = linear_stream(0.3)
     s.context = dataclasses.replace(s.context, task="binary")

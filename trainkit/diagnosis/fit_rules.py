@@ -387,7 +387,8 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
     dropout, which makes that loss read high) at least
     :attr:`~trainkit.diagnosis.rule_types.Thresholds.linear_worse_factor` times the fit's loss on
     the same rows (made on the training rows before the first step: ``Context.val_linear_loss``,
-    ``Context.linear_loss``), where the fit explains a real share of the target. A forecaster ended
+    ``Context.linear_loss``), where the fit explains a real share of the target and the model ends
+    :attr:`~trainkit.diagnosis.rule_types.Thresholds.linear_min_gap` of chance above it. A forecaster ended
     at MSE 0.014 where "next = last" of its window gets 0.0033, and the run got no finding: nothing
     compared the loss with more than the best constant.
     """
@@ -410,6 +411,8 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
         return None
     if level is None or not 0 < linear < view.t.linear_explains * level or model < view.t.linear_worse_factor * linear:
         return None
+    if model - linear < view.t.linear_min_gap * level:
+        return None  # within a sliver of chance of the fit: a model that explains ~all a constant leaves is no training fault
     causes = [code for code in LINEAR_DATA_CAUSES if code in (ctx.check_codes or ())] + found_codes(view, LINEAR_CAUSES)
     bounded = ctx.bounded_output
     at_chance = found_codes(view, ("loss-at-chance",))

@@ -163,6 +163,11 @@ class Thresholds:
     # Broken runs measured 8x and more (a forecaster under SGD 1e-3, a sigmoid output).
     linear_worse_factor: float = 2.0
     linear_explains: float = 0.7
+    # ... and ending at least 2% of the chance level above the fit (loss-collapsed's share): on a
+    # linear target with little noise (the fit at 0.1% of chance), healthy MLPs (Adam 1e-3, 30
+    # epochs, seeds 0-2) ended at 2.3-3.6x the fit, 0.2-0.4% of chance (R^2 0.997), and were told
+    # "something in its training is off"; the forecaster under SGD 1e-3 ends 5.7% of chance above.
+    linear_min_gap: float = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
