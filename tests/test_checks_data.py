@@ -1620,6 +1620,32 @@ def test_inputs_beyond_float16_read_by_a_float16_layer_are_named():
     assert finding.evidence["first_row"] >= 300 and "val_loss" in finding.message
 
 
+def test_layers_under_mixed_float16_that_read_their_inputs_whole_are_no_float16_readers():
+    # An IntegerLookup (its input_dtype int64) and a Discretization (float32) under mixed_float16
+    # read ids and values ~1e6 exactly, and fit was refused with float16-overflow: the check read
+    # the policy's compute dtype, not the dtype the layer casts its inputs to.
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 1_000_000, size=(200, 1))
+    y = rng.normal(size=(200, 1)).astype("float32")
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")  # a lookup layer takes its policy from there only
+    try:
+        lookup = keras.layers.IntegerLookup(vocabulary=np.arange(0, 1_000_000, 1000))
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    inp = keras.Input((1,), dtype="int64")
+    ids_model = keras.Model(inp, L.Dense(1)(L.Flatten()(L.Embedding(1002, 4)(lookup(inp)))))
+    bins = keras.Sequential([keras.Input((1,)), L.Discretization(bin_boundaries=[7e4, 8e4], dtype="mixed_float16"),
+                             L.Dense(1, dtype="mixed_float16")])
+    for model, x in ((ids_model, ids), (bins, ids.astype("float32"))):
+        assert "float16-overflow" not in codes(check_data(x, y, model=model, loss=get_loss("mse"), task="regression"))
+    # A Dense layer under mixed_float16 still casts them: inf.
+    dense = keras.Sequential([keras.Input((1,)), L.Dense(1, dtype="mixed_float16")])
+    with pytest.raises(DataError) as info:
+        check_data(ids.astype("float32"), y, model=dense, loss=get_loss("mse"), task="regression")
+    assert info.value.code == "float16-overflow"
+
+
 # --- segmentation masks: a label per pixel ----------------------------------------------------------
 
 

@@ -594,7 +594,12 @@ def float16_readers(model: keras.Model) -> list[str | None]:
     NaN, with no word about float16).
     """
     def half(layer: Any) -> bool:
-        return getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16"
+        # What Layer.__call__ casts floating inputs to: input_dtype, not the policy's compute dtype.
+        # Under mixed_float16 an IntegerLookup's is int64 and a Discretization's float32 (both read
+        # raw ids or values ~1e6 exactly), and fit was refused with float16-overflow for them.
+        if not getattr(layer, "autocast", True) or not getattr(layer, "_convert_input_args", True):
+            return False
+        return str(getattr(layer, "input_dtype", None) or "") == "float16"
 
     inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
     if inputs:
