@@ -1616,11 +1616,23 @@ def test_the_clipping_of_a_run_is_in_its_diagnosis_context():
 
 
 def test_a_dropout_rate_given_as_a_numpy_number_is_in_the_diagnosis_context():
-    from trainkit.diagnosis.model_facts import dropout_rate
+    from trainkit.diagnosis.model_facts import strongest_dropout
 
     # Keras keeps Dropout(np.float32(0.5)).rate as given: it read as no dropout at all.
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dropout(np.float32(0.5)), keras.layers.Dense(1)])
-    assert dropout_rate(model) == 0.5
+    assert strongest_dropout(model)[0] == 0.5
+
+
+def test_the_strongest_dropout_is_named_with_where_it_sits():
+    from trainkit.diagnosis.model_facts import strongest_dropout
+
+    hidden = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.1, name="in"), keras.layers.Dense(8),
+                               keras.layers.Dropout(0.6, name="mid"), keras.layers.Dense(1)])
+    assert strongest_dropout(hidden) == (0.6, "mid", False)
+    inputs = keras.Input((4,))
+    functional = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dropout(0.8, name="raw")(inputs)))
+    assert strongest_dropout(functional) == (0.8, "raw", True)
+    assert strongest_dropout(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])) == (0.0, None, False)
 
 
 def test_exploding_gradients_behind_steps_a_loss_scale_optimizer_skipped():
@@ -4194,8 +4206,9 @@ def test_dropout_too_high_advice_names_no_ceiling_the_rate_already_meets(rate, c
     s.context.dropout = rate
     s.train_loss = lambda e, st: LN2 * (0.97 + 0.004 * ((e + st) % 3))
     s.val_loss = lambda e: LN2 * (0.95 - 0.01 * e if e < 10 else 0.85)
+    s.context.dropout_layer = "hidden_dropout"
     f = finding(s.run(), "dropout-too-high")
-    assert f"now {rate:g}; 0.1-0.3 is usual" in f.advice and ("0.5 at most" in f.advice) is ceiling
+    assert f"of 'hidden_dropout' (now {rate:g}; 0.1-0.3 is usual" in f.advice and ("0.5 at most" in f.advice) is ceiling
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -4207,7 +4220,7 @@ def test_dropout_so_strong_that_the_training_loss_stays_at_chance_is_named(seed)
         x = rng.normal(size=(1000, 10)).astype("float32")
         y = (x[:, 0] + x[:, 1] > 0).astype(int)
         keras.utils.set_random_seed(seed)
-        model = keras.Sequential([keras.Input((10,)), keras.layers.Dropout(rate), keras.layers.Dense(32, activation="relu"),
+        model = keras.Sequential([keras.Input((10,)), keras.layers.Dropout(rate, name="input_dropout"), keras.layers.Dense(32, activation="relu"),
                                   keras.layers.Dense(1, activation="sigmoid")])
         trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=seed)
         trainer.fit(x, y, epochs=20, batch_size=32, validation_split=0.2, verbose=0)
@@ -4215,7 +4228,9 @@ def test_dropout_so_strong_that_the_training_loss_stays_at_chance_is_named(seed)
 
     (found,) = [f for f in run(0.9).findings if f.code == "dropout-too-high"]
     assert found.evidence["dropout"] == 0.9 and found.evidence["best_val_loss"] < found.evidence["final_train_loss"]
-    assert "Lower the dropout rate (now 0.9" in found.advice
+    # The layer is named, and where it sits: a hidden Dropout(0.9) was told "on the inputs, 0.2 at most".
+    assert found.evidence["dropout_layer"] == "input_dropout" and found.evidence["on_inputs"] is True
+    assert "Lower the dropout rate of 'input_dropout' (now 0.9; on the inputs 0.2 at most" in found.advice
     assert "dropout-too-high" not in {f.code for f in run(0.2).findings}
 
 

@@ -110,6 +110,8 @@ class Context:
             :func:`trainkit.diagnosis.baseline.first_steps_level`), ``None`` when unknown.
         dropout: The highest dropout rate of the model's layers (``Dropout``, ``rate`` of its
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
+        dropout_layer: The layer of that rate, ``None`` without dropout.
+        dropout_on_inputs: Whether that layer reads a model input.
         initializers: By the name of a layer whose activations are measured, how the weights
             before its activation start: ``{"layer", "kernel", "bias"}`` (the weight layer's
             name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
@@ -188,6 +190,8 @@ class Context:
     target_axes: tuple[int, ...] | None = None
     check_codes: tuple[str, ...] | None = None
     dropout: float = 0.0
+    dropout_layer: str | None = None
+    dropout_on_inputs: bool = False
     uninformed_loss: float | None = None
     first_steps_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None

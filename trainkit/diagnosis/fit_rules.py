@@ -356,16 +356,20 @@ def dropout_too_high(view: Diagnoser) -> Issue | None:
         return None
     if found_codes(view, ("loss-at-chance", "nan-loss", "diverging-loss", "lr-too-high")):
         return None  # loss-at-chance names the dropout itself; an overshooting run is another matter
+    layer = view.context.dropout_layer
+    where = f" of '{layer}'" if layer else ""
     return Issue(
         f"The training loss, measured with dropout at rate {rate:g} on, stayed near chance ({format_number(final_train)}, "
         f"{final_train / chance:.0%} of chance {format_number(chance)}) while the validation loss, with dropout off, reached "
         f"{format_number(best_val)} ({best_val / val_chance:.0%} of its chance level): the model learns, but dropout throws "
         f"away so much of each row that the training steps see mostly noise, and the training loss hides what it learned.",
         # "0.5 at most" told a rate of 0.5 to lower itself to where it already was.
-        f"Lower the dropout rate (now {rate:g}; 0.1-0.3 is usual{', 0.5 at most' if rate > DROPOUT_STRONG else ''}); on the inputs, "
-        f"0.2 at most or none (a rate of {rate:g} there keeps {1 - rate:.0%} of each row's features).",
-        {"dropout": rate, "final_train_loss": final_train, "final_val_loss": final_val, "best_val_loss": best_val,
-         "chance_loss": chance}, epoch=view.epochs[-1].epoch)
+        f"Lower the dropout rate{where} (now {rate:g}; "
+        + (f"on the inputs 0.2 at most or none: a rate of {rate:g} there keeps {1 - rate:.0%} of each row's features)."
+           if view.context.dropout_on_inputs else
+           f"0.1-0.3 is usual{', 0.5 at most' if rate > DROPOUT_STRONG else ''}; on the inputs, 0.2 at most or none)."),
+        {"dropout": rate, "dropout_layer": layer, "on_inputs": view.context.dropout_on_inputs, "final_train_loss": final_train,
+         "final_val_loss": final_val, "best_val_loss": best_val, "chance_loss": chance}, epoch=view.epochs[-1].epoch)
 
 
 #: Findings of the same run that explain a model ending far worse than a linear fit: how the data

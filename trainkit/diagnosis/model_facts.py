@@ -64,22 +64,40 @@ def layer_regularizers(model: Any) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def dropout_rate(model: Any) -> float:
-    """The highest dropout rate of the model's layers (0 without dropout).
+def strongest_dropout(model: Any) -> tuple[float, str | None, bool]:
+    """(rate, layer name, whether that layer reads a model input) of the model's highest dropout
+    rate: ``rate`` of the Dropout family (Dropout, SpatialDropout*, GaussianDropout, AlphaDropout)
+    and an RNN layer's ``dropout`` / ``recurrent_dropout``; ``(0.0, None, False)`` without dropout.
 
-    ``rate`` of the Dropout family (Dropout, SpatialDropout*, GaussianDropout, AlphaDropout) and
-    an RNN layer's ``dropout`` / ``recurrent_dropout``.
+    ``dropout-too-high`` told a hidden ``Dropout(0.9)`` "on the inputs, 0.2 at most": it knew the
+    rate only, not where it sat.
     """
     flatten = getattr(model, "_flatten_layers", None)
     layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
-    rates = [0.0]
+    best: tuple[float, Any] = (0.0, None)
     for layer in layers:
         names = ("rate",) if "Dropout" in type(layer).__name__ else ("dropout", "recurrent_dropout")
         for name in names:
             value = getattr(layer, name, None)
-            if real_number(value) and 0 <= value < 1:
-                rates.append(float(value))
-    return max(rates)
+            if real_number(value) and 0 <= value < 1 and float(value) > best[0]:
+                best = (float(value), layer)
+    rate, layer = best
+    return (rate, layer.name, _reads_model_inputs(model, layer)) if layer is not None else (0.0, None, False)
+
+
+def _reads_model_inputs(model: Any, layer: Any) -> bool:
+    """Whether ``layer`` reads an input of ``model`` itself: the first layer of a Sequential, or a
+    layer called on an ``Input`` of a Functional model."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        return bool(model.layers) and model.layers[0] is layer
+    for node in getattr(layer, "_inbound_nodes", []):
+        for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None and isinstance(getattr(history, "operation", None), keras.layers.InputLayer):
+                return True
+    return False
 
 
 def layer_initializers(model: Any) -> dict[str, dict[str, str]]:

@@ -26,7 +26,6 @@ from trainkit.diagnosis.baseline import (
 from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.model_facts import (
     bounded_output,
-    dropout_rate,
     frozen_layers,
     frozen_output_layers,
     layer_initializers,
@@ -37,6 +36,7 @@ from trainkit.diagnosis.model_facts import (
     output_layer_names,
     real_number,
     softmax_layers,
+    strongest_dropout,
     weight_penalties,
 )
 from trainkit.stat_names import NEGATIVE_SLOPED, SMOOTH_RELU
@@ -246,6 +246,7 @@ def build_context(
     model = trainer.model
     outputs = tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ())))
     inputs = layer_inputs(model)
+    dropout = strongest_dropout(model)
     return Context(
         task=_one_task(trainer),
         loss=_loss_text(trainer, describe_loss),
@@ -280,7 +281,9 @@ def build_context(
         target_columns=int(np.prod(np.shape(targets)[1:], dtype=np.int64)) if scale else None,
         target_axes=_target_axes(model, targets) if scale else None,
         check_codes=getattr(trainer, "data_check_codes", None),
-        dropout=dropout_rate(model),
+        dropout=dropout[0],
+        dropout_layer=dropout[1],
+        dropout_on_inputs=dropout[2],
         initializers=layer_initializers(model),
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
