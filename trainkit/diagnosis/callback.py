@@ -109,17 +109,11 @@ class DiagnosisCallback(Callback):
         self.rules = rules
         self.console: Console | None = None
         self.diagnoser: Diagnoser | None = None
-        self._targets: Any = None
-        self._inputs: Any = None
-        self._sample_weight: Any = None
-        self._validation: tuple[Any, Any] = (None, None)
-        self._validation_inputs: Any = None
+        #: What :meth:`prepare` was told, for :func:`build_context` at ``on_train_begin`` (the data
+        #: arrays among it are let go of once the context holds what it needs of them).
+        self._fit_facts: dict[str, Any] = {}
         self._others: list[Callback] = []
         self._initial_epoch = 0
-        self._batch_size: int | None = None
-        self._batch_rows: int | None = None
-        self._train_rows: int | None = None
-        self._has_validation = False
         self._snapshot: tuple[int, list[np.ndarray], list[np.ndarray]] | None = None
         self._nan_pending = False
         self._recovers = False
@@ -169,18 +163,13 @@ class DiagnosisCallback(Callback):
             validation_inputs: The in-memory validation inputs, for the loss of the inputs'
                 linear fit on the validation rows (see :func:`build_context`).
         """
-        self._targets = targets
-        self._inputs = inputs
-        self._validation_inputs = validation_inputs
-        self._sample_weight = sample_weight
-        self._validation = (validation_targets, validation_sample_weight)
         self._others = [cb for cb in callbacks if cb is not self]
         self.console = console
         self._initial_epoch = initial_epoch
-        self._batch_size = batch_size
-        self._batch_rows = batch_rows
-        self._train_rows = train_rows
-        self._has_validation = has_validation
+        self._fit_facts = {"targets": targets, "initial_epoch": initial_epoch, "batch_size": batch_size, "train_rows": train_rows,
+                           "has_validation": has_validation, "callbacks": self._others, "sample_weight": sample_weight,
+                           "validation_targets": validation_targets, "validation_sample_weight": validation_sample_weight,
+                           "batch_rows": batch_rows, "inputs": inputs, "validation_inputs": validation_inputs}
 
     # -- checkpointing -----------------------------------------------------------------------------
     def get_state(self, *, epochs: bool = True) -> dict[str, Any] | None:
@@ -208,16 +197,12 @@ class DiagnosisCallback(Callback):
     # -- hooks -------------------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         trainer = self.trainer
-        context = build_context(trainer, self._targets, initial_epoch=self._initial_epoch, batch_size=self._batch_size,
-                                train_rows=self._train_rows, has_validation=self._has_validation, callbacks=self._others,
-                                sample_weight=self._sample_weight, validation_targets=self._validation[0],
-                                validation_sample_weight=self._validation[1], batch_rows=self._batch_rows,
-                                inputs=self._inputs, validation_inputs=self._validation_inputs)
+        facts = self._fit_facts
+        context = build_context(trainer, facts.pop("targets", None), **facts)
         resumed_penalty = (self._resumed_state or {}).get("weight_penalty")
         self._weight_penalty = weight_penalties(trainer.model) if resumed_penalty is None else float(resumed_penalty)
         # The chance levels are computed: do not hold on to the data.
-        self._targets = self._sample_weight = self._inputs = self._validation_inputs = None
-        self._validation = (None, None)
+        self._fit_facts = {}
         # Whether this fit goes on with a run (a resume whose lost journal left the diagnosis to
         # start afresh too: its report keeps the run's findings), or starts a diagnosis of its own.
         resumed = self._resumed_state is not None or getattr(trainer, "resumed_epochs", 0) > 0
