@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import keras
 import numpy as np
@@ -1764,6 +1765,9 @@ def test_class_imbalance_of_multilabel_masks_counts_their_labels_not_their_pixel
     (found,) = [f for f in check_data(x, masks, model=_segmenter(3, "sigmoid"), loss=get_loss("bce"), task="multilabel")
                 if f.code == "class-imbalance"]
     assert "1 of the 3 label columns" in found.message and found.evidence["rare_labels"] == [1]
+    # The bias advice's prior once read y_train.mean(0): a mean per pixel, (8, 8, 3), no bias's shape.
+    prior = re.search(r"p = np\.clip\((.+?), 1e-3", found.advice).group(1)
+    assert eval(prior, {"y_train": masks}).shape == (3,)  # the advice's own expression
 
 
 def test_unscaled_image_targets_are_told_to_standardise_per_channel_not_per_pixel():

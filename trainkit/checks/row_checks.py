@@ -435,12 +435,14 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         return None
     listing = ", ".join(f"label {k}: {100 * p[k]:.3g}% positive" for k in rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
     k = rare[0]
+    # A mask's labels are its last axis: y_train.mean(0) there is a mean per pixel, no bias's shape.
+    prior = f"y_train.reshape(-1, {y.shape[1]}).mean(0)" if _predicts_per_position(t) else "y_train.mean(0)"
     return Issue(
         f"{len(rare)} of the {y.shape[1]} label columns of {t.name}{ctx.where} {'is' if len(rare) == 1 else 'are'} imbalanced, the rarer value under "
         f"{IMBALANCE_BINARY_SHARE:.0%} of the {units} ({listing}): always answering the common value already scores "
         f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare {units} weigh little in the loss.",
         "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy; "
-        "initialise the output biases to each label's log(p / (1 - p)) (p = np.clip(y_train.mean(0), 1e-3, 1 - 1e-3), clipped for a label "
+        f"initialise the output biases to each label's log(p / (1 - p)) (p = np.clip({prior}, 1e-3, 1 - 1e-3), clipped for a label "
         "column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) "
         "after building it); to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
         "its default 0.25 weighs them down) or a loss of your own (class_weight reads one class a row, which a multilabel row has not).",
