@@ -632,14 +632,28 @@ def batch_only_batchnorms(model: keras.Model) -> tuple[str, ...]:
     """The trainable ``BatchNormalization`` layers whose statistics are taken over the batch axis
     alone (a Dense layer's features, ``[batch, units]``): over a batch of one row each value is
     its own mean. A convolution's normalises over its positions too, which one image still has.
-    A frozen one (``trainable=False``) normalises with its moving statistics, as in inference."""
+    A frozen one (``trainable=False``) normalises with its moving statistics, as in inference, and
+    so does one called with ``training=False`` (a fine-tuned base: ``base(x, training=False)``)."""
     names = []
-    for layer in iter_layers(model):
+    for layer in _training_layers(model):
         if not isinstance(layer, keras.layers.BatchNormalization) or not layer.trainable:
             continue
         if list(getattr(layer, "_reduction_axes", None) or ()) == [0]:  # known once built
             names.append(layer.name)
     return tuple(names)
+
+
+def _training_layers(model: Any) -> Iterator[Any]:
+    """:func:`iter_layers` less the layers (and nested models' layers) that ``model`` calls with
+    ``training=False`` at every call: they run in inference mode while the model trains."""
+    for layer in getattr(model, "layers", []):
+        calls = [node.arguments.kwargs for node in getattr(layer, "_inbound_nodes", ()) if hasattr(node, "arguments")]
+        if calls and all(kwargs.get("training") is False for kwargs in calls):
+            continue
+        if isinstance(layer, keras.Model):
+            yield from _training_layers(layer)
+        else:
+            yield layer
 
 
 def masked_embeddings(model: keras.Model) -> tuple[str, ...]:
