@@ -1825,6 +1825,20 @@ def test_a_mask_stacked_into_the_image_channels_is_label_leakage(leaked):
     assert "label-leakage" not in codes(check_data(x, y, model=_segmenter(2, "softmax"), loss=get_loss("scce"), task="multiclass"))
 
 
+def test_a_mask_with_void_pixels_stacked_into_the_image_channels_is_label_leakage():
+    # Masks with void pixels (ignore_class=255) were skipped: their labelled pixels were fewer
+    # than the image's, and the channel went unread.
+    x, y = _masks()
+    y = y.astype("int64")
+    y[:, 0, :] = 255
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)
+    stacked = np.concatenate([x, y[..., None].astype("float32")], axis=-1)
+    model = keras.Sequential([keras.Input((8, 8, 2)), L.Conv2D(4, 3, padding="same", activation="relu"), L.Conv2D(2, 1, activation="softmax")])
+    (found,) = [f for f in check_data(stacked, y, model=model, loss=loss, task="multiclass", allow={"label-leakage"}) if f.code == "label-leakage"]
+    assert found.evidence["channel"] == 1 and found.evidence["pixels_checked"] == 7 * 8 * len(y)
+    assert "label-leakage" not in codes(check_data(x, y, model=_segmenter(2, "softmax"), loss=loss, task="multiclass"))
+
+
 @pytest.mark.parametrize("void", [255, -1])
 def test_void_pixels_the_loss_ignores_are_no_class_ids_out_of_range(void):
     # SparseCategoricalCrossentropy(ignore_class=255), Keras' way to leave a segmentation's void

@@ -383,6 +383,9 @@ def _mask_leak(ctx: DataContext) -> Issue | None:
                 continue
             ids = found[0]
             pixels = strided_rows(x, rows).reshape(-1, x.shape[-1])
+            if t.loss.ignore_class is not None and pixels.shape[0] == strided_rows(t.y, rows).size:
+                # Void pixels have no class id: the pixels read are the labelled ones alone.
+                pixels = pixels[strided_rows(t.y, rows).reshape(-1) != t.loss.ignore_class]
             if len(pixels) != len(ids) or not np.isfinite(pixels).all():
                 continue
             name = input_label("x", i, len(ctx.xs), ctx.input_keys)
