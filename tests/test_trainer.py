@@ -2647,6 +2647,45 @@ def test_trainkit_s_own_calls_of_a_model_leave_its_random_streams_as_model_fit_d
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+class Sampling(keras.layers.Layer):
+    """Noise in every call, inference mode too (a VAE's sampling layer)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(7)
+
+    def call(self, x):
+        return x + 0.3 * keras.random.normal(keras.ops.shape(x), seed=self.seed_generator)
+
+
+@pytest.mark.parametrize("measured", ["histograms", "activity-penalty", "recurrent-reach"])
+def test_trainkit_s_measurements_between_steps_leave_the_random_streams_as_model_fit_does(tmp_path, measured):
+    # The histograms' probe call (with a logdir) and the activity penalty's measurement before the
+    # first step (with the diagnosis) each advanced the sampling layer's SeedGenerator: the run drew
+    # other noise than model.fit and ended 3e-2 (histograms) and 1e-2 (penalty) away from its loss;
+    # the recurrent gradients' reach, measured at the end of a fit, moved the next fit's noise.
+    x, y = make_data(64, features=4)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        if measured == "recurrent-reach":
+            return keras.Sequential([keras.Input((24, 1)), keras.layers.SimpleRNN(4), Sampling(), keras.layers.Dense(1, activation="sigmoid")])
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", activity_regularizer=keras.regularizers.l2(0.01)),
+                                 Sampling(), keras.layers.Dense(1, activation="sigmoid")])
+
+    if measured == "recurrent-reach":
+        x = np.repeat(x[:, :1], 24, axis=1)[..., None] * np.linspace(0.5, 1.5, 24, dtype="float32")[None, :, None]
+    histograms = measured == "histograms"
+    trainer = Trainer(build(), loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0,
+                      logdir=tmp_path / "run" if histograms else None, diagnose=not histograms, checkpoint_every=0)
+    reference = build()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01))
+    for _ in range(2):  # a second fit goes on from the streams the first left
+        history = trainer.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+        expected = reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+        np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+
+
 def test_a_step_ported_from_keras_is_told_the_trainer_s_spelling():
     x, y = make_data(64, features=4)
 

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit.loop import compile_function
+from trainkit.seed_states import seed_states_kept
 from trainkit.sources import ArraySource, unpack_batch
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ class ActivityPenalty:
             return 0.0
         if self._fn is None:
             self._fn = compile_function(self._penalty, jit_compile=False, reduce_retracing=True)
-        return float(np.asarray(self._fn(self.batch)))
+        with seed_states_kept(self._trainer.model):  # a call model.fit does not make (a sampling layer draws in it)
+            return float(np.asarray(self._fn(self.batch)))
 
     def _penalty(self, batch: Any) -> tf.Tensor:
         x = unpack_batch(batch)[0]

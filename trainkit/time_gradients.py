@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainkit.loop import compile_function
+from trainkit.seed_states import seed_states_kept
 from trainkit.sources import unpack_batch
 
 if TYPE_CHECKING:
@@ -121,8 +122,10 @@ class TimeGradients:
             return []
         if self._fn is None:
             self._fn = compile_function(self._norms, jit_compile=False, reduce_retracing=True)
+        with seed_states_kept(self._trainer.model):  # a call model.fit does not make (a later fit goes on from them)
+            measured_norms = self._fn(self.batch)
         found = []
-        for layer, norms in zip(self.layers, self._fn(self.batch), strict=True):
+        for layer, norms in zip(self.layers, measured_norms, strict=True):
             if norms is None:
                 continue
             measured = reach(np.asarray(norms))
