@@ -918,6 +918,29 @@ def test_plateau_after_a_little_learning():
     assert f.evidence["final_loss"] == pytest.approx(0.6)
 
 
+def test_no_plateau_while_the_validation_loss_below_the_training_loss_still_improves():
+    # GaussianNoise(0.6) and Dropout(0.3) on a binary MLP: the training loss, measured with the
+    # noise on, sat at 0.61-0.63 over the second half while the validation loss fell 0.586 -> 0.552,
+    # and was told "training is stuck" (a larger learning rate).
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.58 - 0.003 * e
+    assert "plateau" not in codes(s.run())
+    # GaussianNoise(1.0) on a linear task: training flat at 0.51-0.56, 23% below its first epoch,
+    # validation 0.60 -> 0.37 and flat since: a model that learned, then converged.
+    s.val_loss = lambda e: 0.60 if e == 0 else 0.37
+    assert "plateau" not in codes(s.run())
+    # Flat, or falling back from a jump rather than to a new best: still a plateau.
+    s.val_loss = lambda e: 0.55
+    assert "plateau" in codes(s.run())
+    s.val_loss = lambda e: 0.50 if e < 6 else 0.58 - 0.002 * e
+    assert "plateau" in codes(s.run())
+    # Falling from above the training loss (BatchNormalization's moving statistics catching up
+    # with a stuck model) is no sign of learning.
+    s.val_loss = lambda e: 0.9 - 0.01 * e
+    assert "plateau" in codes(s.run())
+
+
 def test_a_plateau_behind_a_rate_decayed_to_zero_names_the_decay_not_a_larger_rate():
     # SGD on ExponentialDecay(0.5, 10, 1e-3), flat from epoch 2: "try a larger learning rate
     # (learning_rate: 241 (now 0.5))", from the first steps' ratios, taken while the rate fell.
