@@ -1175,6 +1175,19 @@ def test_recipes_outside_the_repository_says_the_recipes_are_not_installed(runne
     assert result.exit_code == 2 and "pip" not in result.output
 
 
+def test_a_readme_recipe_path_outside_the_repository_says_the_recipes_are_not_installed(runner, tmp_path, monkeypatch):
+    # `trainkit train recipes/mlp_binary.yaml` from another directory (the Quick start after
+    # `pip install .`) said only "Recipe file recipes/mlp_binary.yaml does not exist."
+    monkeypatch.chdir(tmp_path)
+    for command in ("train", "check", "compare"):
+        result = runner.invoke(app, [command, "recipes/mlp_binary.yaml"])
+        assert result.exit_code == 2 and result.output.startswith("error: [recipe-not-found]"), result.output
+        assert "which pip does not install" in result.output and "recipes/mlp_binary.yaml)" in result.output, result.output
+    (tmp_path / "recipes").mkdir()  # a recipes/ folder of the user's own: only the file's absence
+    result = runner.invoke(app, ["train", "recipes/mlp_binary.yaml"])
+    assert result.exit_code == 2 and "pip" not in result.output, result.output
+
+
 def test_python_dash_m_trainkit_is_the_command_line():
     # "No module named trainkit.__main__": the command was reachable only as the installed script.
     proc = subprocess.run([sys.executable, "-m", "trainkit", "recipes", "no-such-dir"], capture_output=True, text=True, timeout=120, check=False)

@@ -754,8 +754,13 @@ def _recipe_nearby(path: Path) -> str:
 
     ``trainkit recipes`` lists recipes by name, and ``trainkit train mlp_binary`` only said the file
     did not exist: the name is looked up with ``.yaml`` (``.yml``), in ``recipes/`` when it names
-    no folder, and else the closest file name of its folder is offered.
+    no folder, and else the closest file name of its folder is offered. A ``recipes/...`` path
+    where no ``recipes/`` folder exists (the README's commands run outside the repository) is told
+    that the scenario recipes are the repository's files, which pip does not install.
     """
+    if path.parts[:1] == ("recipes",) and not Path("recipes").exists():
+        return (" The scenario recipes are the trainkit repository's recipes/ folder, which pip does not install: "
+                f"give their path in a clone of the repository (~/trainkit/{path.as_posix()}).")
     names = [path.name] if path.suffix.lower() in (".yaml", ".yml") else [f"{path.name}.yaml", f"{path.name}.yml"]
     folders = [path.parent, Path("recipes")] if len(path.parts) == 1 else [path.parent]
     for folder in folders:
