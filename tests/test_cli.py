@@ -1295,6 +1295,20 @@ def test_diagnose_of_a_log_directory_names_its_recipes_folders(runner, tiny_reci
     assert runner.invoke(app, ["diagnose", str(logdir / "tiny")]).exit_code == 0
 
 
+def test_diagnose_of_a_path_inside_a_run_names_the_run(runner, tiny_recipe, tmp_path):
+    # `trainkit diagnose runs/tiny/<time>/train` (its events' own folder) said it held "no
+    # TensorBoard events of a trainkit run", and `.../report.json` that it was no run directory.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    for inside in (run_dir / "train", run_dir / "report.json", run_dir / "checkpoints" / "checkpoint"):
+        result = runner.invoke(app, ["diagnose", str(inside)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (f"error: [run-not-found] {inside} is inside the run directory {run_dir}: "
+                                         f"pass that directory (trainkit diagnose {run_dir})."), result.output
+    assert runner.invoke(app, ["diagnose", str(run_dir)]).exit_code == 0
+
+
 def test_a_logdir_whose_path_is_not_utf8_is_refused_before_training(runner, tiny_recipe, tmp_path):
     # A Latin-1 directory name (b"l\xe9"): TensorFlow's event writer failed on it with a
     # UnicodeEncodeError traceback, and every attempt left a run directory behind.

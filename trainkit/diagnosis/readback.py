@@ -107,6 +107,10 @@ def find_run_dir(path: str | Path) -> Path:
         runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=run_order)
         if runs:
             return runs[-1]
+    # A path inside a run (its report.json, train/ or checkpoints/ folder): name the run itself.
+    run = next((parent for parent in list(path.parents)[:2] if _has_events(parent)), None) if path.exists() else None
+    if run is not None:
+        raise RunNotFoundError("run-not-found", f"{path} is inside the run directory {run}: pass that directory (trainkit diagnose {shlex.quote(str(run))}).")
     if not path.exists():
         what = "does not exist"
     elif not path.is_dir():
