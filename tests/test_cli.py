@@ -895,11 +895,20 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(runner, tin
     ("nope", "it does not exist"),
     ("a-file", "it is a file, not a run directory"),
     ("runs/tiny", "it holds runs, not checkpoints; pass one of them, e.g. the newest, "),
+    # a path inside a run said only "it has no checkpoints/ directory" (its checkpoints/ itself too)
+    ("runs/tiny/20250101-000000/checkpoints", "it is inside the run directory "),
+    ("runs/tiny/20250101-000000/train", "it is inside the run directory "),
+    ("runs/tiny/20250101-000000/report.json", "it is inside the run directory "),
 ])
 def test_resume_says_why_a_path_is_no_run_to_resume(runner, tiny_recipe, tmp_path, where, says):
     (tmp_path / "a-file").write_text("x")
     for run in ("20250101-000000", "20250102-000000"):
         (tmp_path / "runs" / "tiny" / run / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "20250101-000000" / "train").mkdir()
+    (tmp_path / "runs" / "tiny" / "20250101-000000" / "report.json").write_text("{}")
+    if "inside" in says:
+        run_dir = tmp_path / "runs" / "tiny" / "20250101-000000"
+        says += f"{run_dir}; pass that directory (--resume {run_dir})"
     result = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(tmp_path / where)])
     assert result.exit_code == 2 and result.output.startswith("error: [no-checkpoint]"), result.output
     assert says in result.output and "no checkpoints/ directory" not in result.output

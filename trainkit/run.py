@@ -491,6 +491,10 @@ def _why_no_checkpoints(path: Path) -> str:
     """Why ``path`` holds no checkpoints/ to resume from, as a clause."""
     if not path.exists():
         return "it does not exist"
+    # A path inside a run (its checkpoints/, train/ or report.json): name the run itself.
+    run = next((parent for parent in list(path.parents)[:2] if (parent / CHECKPOINT_SUBDIR).is_dir()), None)
+    if run is not None:
+        return f"it is inside the run directory {run}; pass that directory (--resume {shlex.quote(str(run))})"
     if not path.is_dir():
         return "it is a file, not a run directory"
     # A recipe's folder (<logdir>/<recipe>) holds its runs: name the newest, which diagnose would take.
