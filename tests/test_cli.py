@@ -1184,6 +1184,20 @@ def test_recipes_outside_the_repository_says_the_recipes_are_not_installed(runne
     assert result.exit_code == 2 and "pip" not in result.output
 
 
+def test_one_name_where_a_list_belongs_is_shown_as_a_list(runner, tiny_recipe, tmp_path):
+    # `metrics: accuracy` (a name, not a list of one) said only "expected a valid list".
+    written = tmp_path / "one_metric.yaml"
+    written.write_text(TINY.replace("metrics: [accuracy]", "metrics: accuracy"))
+    result = runner.invoke(app, ["check", str(written)])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: [recipe-invalid-value] {written}: Invalid value at metrics: received 'accuracy'; "
+        "expected a valid list, such as ['accuracy']."), result.output
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", "allow=single-class"])
+    assert result.exit_code == 2 and result.output.rstrip().endswith("expected a valid list, such as ['single-class']."), result.output
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", "model.layers={type: dense, units: 1}"])
+    assert result.exit_code == 2 and "such as" not in result.output, result.output  # a mapping: no list of it to show
+
+
 def test_a_readme_recipe_path_outside_the_repository_says_the_recipes_are_not_installed(runner, tmp_path, monkeypatch):
     # `trainkit train recipes/mlp_binary.yaml` from another directory (the Quick start after
     # `pip install .`) said only "Recipe file recipes/mlp_binary.yaml does not exist."
