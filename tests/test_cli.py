@@ -882,6 +882,14 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(runner, tin
     assert result.output.strip() == (f"error: [no-checkpoint] Nothing to resume in {run_dir}: the run stopped before its first checkpoint "
                                      "(written at the end of an epoch, by training.checkpoint_every), so it has nothing to continue "
                                      "from. Train the recipe again without --resume.")
+    # Still training, before its first checkpoint (its lock held): it was told it had stopped and to
+    # train the recipe again without --resume, a second run beside the one that trains.
+    from trainkit.run_lock import exclusive
+
+    with exclusive(run_dir):
+        training = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir)])
+    assert training.exit_code == 2 and training.output.startswith(f"error: [run-dir-in-use] {run_dir} is being trained by another "
+                                                                  f"trainkit fit (process {os.getpid()})"), training.output
     # A run that kept no checkpoints (finished, even) was told it "stopped before its first checkpoint".
     (run_dir / "recipe.yaml").write_text("name: tiny\ntraining: {checkpoint_every: 0}\n")
     off = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir)])

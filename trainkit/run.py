@@ -37,6 +37,7 @@ from trainkit.interrupt import (
 )
 from trainkit.modelbuild import build_from_recipe, model_code_error
 from trainkit.recipe import Recipe
+from trainkit.run_lock import in_use_error, training_process
 from trainkit.runs import (
     check_writable,
     create_run_dir,
@@ -399,6 +400,11 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
     path = Path(run_dir)
     if not (path / CHECKPOINT_SUBDIR).is_dir():
         if (path / "recipe.yaml").is_file() and not (path / CHECKPOINT_SUBDIR).exists():
+            holder = training_process(path)
+            if holder is not None:
+                # Still in its first epochs, before its first checkpoint: it has not "stopped"
+                # (told to train again without --resume, a second run beside the first).
+                raise in_use_error(path, holder)
             if _kept_no_checkpoints(path / "recipe.yaml"):  # finished or not, it was never to be resumed
                 raise RunDirError("no-checkpoint", f"Nothing to resume in {path}: it was trained with training.checkpoint_every: 0, which keeps "
                                                    "no checkpoints to continue from. Train the recipe again without --resume (with "

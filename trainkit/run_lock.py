@@ -56,9 +56,7 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
     try:
         if not _lock(fd):
             holder = os.read(fd, 64).decode("ascii", "replace").strip()
-            by = f" (process {holder})" if holder.isdigit() else ""
-            raise RunDirError("run-dir-in-use", f"{path} is being trained by another trainkit fit{by}: two runs in one directory mix their "
-                                                "checkpoints and events. Wait for it to end (or stop it), or train into another directory.") from None
+            raise in_use_error(path, int(holder) if holder.isdigit() else 0) from None
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
@@ -71,6 +69,13 @@ def exclusive(logdir: str | Path | None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def in_use_error(path: Path, holder: int) -> RunDirError:
+    """The ``run-dir-in-use`` error of ``path``, trained by process ``holder`` (0: unknown)."""
+    by = f" (process {holder})" if holder else ""
+    return RunDirError("run-dir-in-use", f"{path} is being trained by another trainkit fit{by}: two runs in one directory mix their "
+                                         "checkpoints and events. Wait for it to end (or stop it), or train into another directory.")
 
 
 def _lock(fd: int) -> bool:
