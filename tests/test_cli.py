@@ -1206,6 +1206,26 @@ def test_one_name_where_a_list_belongs_is_shown_as_a_list(runner, tiny_recipe, t
     assert result.exit_code == 2 and "such as" not in result.output, result.output  # a mapping: no list of it to show
 
 
+def test_a_set_value_the_shell_cut_at_a_space_says_to_quote_it(runner, tiny_recipe):
+    # Unquoted, `--set sweep.optimizer.learning_rate=[1.0, 1e-3]` reached trainkit as "...=[1.0,"
+    # and a recipe "1e-3]": a YAML error "found '<stream end>'" (compare) or "unexpected extra
+    # argument(s)" (train), neither of which said the quotes were missing.
+    hint = "If the value holds spaces, the shell cut it at the first one: quote the whole override, "
+    cut = runner.invoke(app, ["compare", str(tiny_recipe), "--set", "sweep.optimizer.learning_rate=[1.0,", "1e-3]"])
+    assert cut.exit_code == 2 and cut.output.startswith("error: [bad-override]"), cut.output
+    assert cut.output.rstrip().endswith(hint + "--set 'sweep.optimizer.learning_rate=[1.0, ...'."), cut.output
+    # quoted, spaces and all, with a bracket left open: no shell to blame
+    quoted = runner.invoke(app, ["train", str(tiny_recipe), "--set", "optimizer={name: sgd, momentum: 0.9"])
+    assert quoted.exit_code == 2 and quoted.output.startswith("error: [bad-override]") and "shell" not in quoted.output, quoted.output
+    # usage errors are written by the console script's main(), so through it
+    for args, said in ([["--set", "optimizer={name:", "sgd,", "momentum:", "0.9}"], hint + "--set 'optimizer={name: ...'. See trainkit train --help."],
+                       [["--set=optimizer={name:", "sgd,", "momentum:", "0.9}"], hint + "--set 'optimizer={name: ...'. See trainkit train --help."],
+                       [["extra", "--set", "training.epochs=1"], "Got unexpected extra argument(s) (extra). See trainkit train --help."]):
+        proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "train", str(tiny_recipe), *args], capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: [usage] Got unexpected extra argument(s)"), proc.stderr
+        assert proc.stderr.rstrip().endswith(said) and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
 def test_a_readme_recipe_path_outside_the_repository_says_the_recipes_are_not_installed(runner, tmp_path, monkeypatch):
     # `trainkit train recipes/mlp_binary.yaml` from another directory (the Quick start after
     # `pip install .`) said only "Recipe file recipes/mlp_binary.yaml does not exist."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import platform
 import shlex
 import sys
@@ -500,7 +501,7 @@ def _dispatch() -> int:
         elif "UsageError" in kinds:
             message = err.format_message().strip()  # type: ignore[attr-defined]
             ending = "" if message.endswith((".", "?")) else "."
-            _err(f"error: [usage] {message}{ending} See {_command_name(context)} --help.")
+            _err(f"error: [usage] {message}{ending}{_cut_override(sys.argv[1:])} See {_command_name(context)} --help.")
         elif "Abort" in kinds:
             _err("interrupted")
             return 130
@@ -508,6 +509,16 @@ def _dispatch() -> int:
             raise
         return EXIT_USER_ERROR
     return code if isinstance(code, int) else 0
+
+
+def _cut_override(args: list[str]) -> str:
+    """What to do about a ``--set`` value the shell cut at a space (its rest came as extra
+    arguments), or ``''``."""
+    from trainkit.recipe_overrides import cut_value_hint
+
+    values = [value for option, value in itertools.pairwise(args) if option == "--set"]
+    values += [arg.removeprefix("--set=") for arg in args if arg.startswith("--set=")]
+    return next((hint for hint in map(cut_value_hint, values) if hint), "")
 
 
 def _empty_argument(args: list[str]) -> str | None:

@@ -108,8 +108,24 @@ def _parse_override(override: Any) -> tuple[list[str], Any]:
     try:
         value = parse_yaml(text)
     except RecipeError as err:
-        raise RecipeError("bad-override", f"Override {short(override)}: the value is not valid YAML ({err.message})") from None
+        raise RecipeError("bad-override", f"Override {short(override)}: the value is not valid YAML ({err.message}){cut_value_hint(override)}") from None
     return [k.strip() for k in keys], value
+
+
+def cut_value_hint(override: str) -> str:
+    """``' The shell cut ...'`` when ``override``'s value opens more brackets than it closes, else ``''``.
+
+    ``--set sweep.optimizer.learning_rate=[1.0, 1e-3]`` without quotes reaches trainkit as
+    ``...=[1.0,`` and a stray ``1e-3]``: said only as a YAML error at the stream's end (or, for
+    ``train``, as an unexpected extra argument), the missing quotes were left to guess.
+    """
+    key, _, text = override.partition("=")
+    if any(c.isspace() for c in text):  # quoted, spaces and all: a bracket left open in the quotes
+        return ""
+    if text.count("[") <= text.count("]") and text.count("{") <= text.count("}"):
+        return ""
+    return (f" If the value holds spaces, the shell cut it at the first one: quote the whole override, "
+            f"--set '{key.strip()}={text} ...'.")
 
 
 def _set_path(root: dict[str, Any], keys: list[str], value: Any, override: str, model: type[BaseModel]) -> None:
