@@ -1333,6 +1333,12 @@ def test_a_logdir_that_is_a_run_directory_is_refused_instead_of_nesting_a_run_in
     assert result.exit_code == 2
     assert result.output.startswith(f"error: [logdir-is-run] The log directory {run_dir} is a run directory (it holds checkpoints/)")
     assert f"--resume {run_dir};" in result.output and sorted(p.name for p in run_dir.iterdir()) == before
+    # compare and check, which have no --resume, were told to "use --resume": train's is named
+    for command in (["compare", str(tiny_recipe), "--logdir", str(run_dir), "-q"],
+                    ["check", str(tiny_recipe), "--set", f"logging.logdir={run_dir}"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and result.output.startswith("error: [logdir-is-run]"), result.output
+        assert f"To continue that run use trainkit train RECIPE --resume {run_dir};" in result.output, result.output
 
 
 def test_diagnose_of_a_log_directory_names_its_recipes_folders(runner, tiny_recipe, tmp_path):

@@ -84,7 +84,8 @@ def refuse_a_run_directory(logdir: str | Path) -> None:
 
     A new run went inside it, as ``<run>/<recipe>/<time>/``: mixed into another run's files (and
     into what TensorBoard and ``trainkit diagnose`` read for it), when the user most likely meant
-    to continue that run.
+    to continue that run. The advice names ``trainkit train``: ``compare`` and ``check`` refuse it
+    too, and have no ``--resume`` of their own.
 
     Raises:
         RunDirError: ``logdir-is-run``.
@@ -92,7 +93,7 @@ def refuse_a_run_directory(logdir: str | Path) -> None:
     path = Path(logdir)
     if (path / "checkpoints").is_dir() or ((path / "recipe.yaml").is_file() and (path / "train").is_dir()):
         raise RunDirError("logdir-is-run", f"The log directory {path} is a run directory (it holds {'checkpoints/' if (path / 'checkpoints').is_dir() else 'recipe.yaml and train/'}): "
-                                           f"a new run would go inside it. To continue that run use --resume {shlex.quote(str(path))}; for a new run pass the logdir "
+                                           f"a new run would go inside it. To continue that run use trainkit train RECIPE --resume {shlex.quote(str(path))}; for a new run pass the logdir "
                                            f"that holds the runs, e.g. {path.parent.parent}.")
 
 
