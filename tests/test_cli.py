@@ -736,6 +736,25 @@ def test_a_resume_with_another_recipe_names_the_recipe_it_was_trained_from(runne
     assert "was trained from the recipe tiny, not other" in result.output and "--set name" not in result.output
 
 
+def test_a_resume_mismatch_advises_a_set_that_can_be_pasted(runner, tiny_recipe, tmp_path):
+    # The --set that puts a mapping back was printed unquoted, --set training.early_stopping={monitor:
+    # val_loss, ...}: pasted, the shell cut it at its first space.
+    import shlex
+
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.early_stopping={patience: 3}"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    result = runner.invoke(app, [*args, "--resume", str(run_dir)])
+    assert result.exit_code == 2 and "[resume-mismatch]" in result.output, result.output
+    advice = result.output.split("--set options (", 1)[1].split("), or start a new run.", 1)[0]
+    words = shlex.split(advice)
+    assert words[0] == "--set" and len(words) == 2 and words[1].startswith("training.early_stopping={"), advice
+    assert runner.invoke(app, [*args, *words, "--resume", str(run_dir)]).exit_code == 0  # the advice, pasted
+    plain = runner.invoke(app, [*args, "--set", "training.early_stopping={patience: 3}", "--set", "optimizer.learning_rate=0.05", "--resume", str(run_dir)])
+    assert "(--set optimizer.learning_rate=0.01)" in plain.output, plain.output  # a plain word stays unquoted
+
+
 @pytest.mark.parametrize("damage", ["missing", "not-yaml", "not-utf8"])
 def test_a_refused_resume_leaves_the_run_s_recipe_as_it_was(runner, tiny_recipe, tmp_path, damage):
     # Without (or with a damaged) recipe.yaml, a resume with another learning rate was refused by

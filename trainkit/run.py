@@ -441,8 +441,9 @@ def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
             if key == "name":  # another recipe altogether: a --set of its name would not make it this one
                 raise RecipeError("resume-mismatch", f"{path} was trained from the recipe {yaml_value(then)}, not {yaml_value(now)} (its copy: {saved}). "
                                                      f"Resume it with the recipe {yaml_value(then)} and the --set options it was trained with, or start a new run.")
+            # Quoted: a mapping's spaces (early_stopping's {monitor: val_loss, ...}) cut the pasted --set.
             raise RecipeError("resume-mismatch", f"{path} was trained with {key} = {yaml_value(then)}, not {yaml_value(now)} (see {saved}). "
-                                                 f"Resume with the same recipe and --set options (--set {key}={yaml_value(then)}), or start a new run.")
+                                                 f"Resume with the same recipe and --set options (--set {shlex.quote(f'{key}={yaml_value(then)}')}), or start a new run.")
     return path
 
 
