@@ -398,7 +398,7 @@ def _write_json(rows: list[Any], path: Path) -> bool:
 
 @app.command("tensorboard", short_help="Serve TensorBoard on the runs, on 127.0.0.1.")
 def tensorboard_command(
-    logdir: Annotated[Path, typer.Argument(help="Directory of runs (default: runs, the recipes' default logdir).", metavar="LOGDIR")] = Path("runs"),
+    logdir: Annotated[Path, typer.Argument(help="Directory of runs, or one run's own directory (default: runs, the recipes' default logdir).", metavar="LOGDIR")] = Path("runs"),
     port: Annotated[int, typer.Option(metavar="N", help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
 ) -> None:
     """Start TensorBoard on the runs of LOGDIR, on 127.0.0.1, print its URL, and serve until Ctrl-C."""
