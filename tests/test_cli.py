@@ -1245,6 +1245,17 @@ def test_a_set_value_the_shell_cut_at_a_space_says_to_quote_it(runner, tiny_reci
         assert proc.stderr.rstrip().endswith(said) and len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
+def test_a_recipe_indented_with_tabs_says_so(runner, tiny_recipe, tmp_path):
+    # An editor's tab indent said only "found character '\t' that cannot start any token".
+    tabbed = tmp_path / "tabbed.yaml"
+    tabbed.write_text(TINY.replace("training: {epochs: 2, batch_size: 32, jit_compile: false}", "training:\n\tepochs: 2"))
+    result = runner.invoke(app, ["check", str(tabbed)])
+    assert result.exit_code == 2 and result.output.startswith("error: [recipe-yaml]"), result.output
+    assert result.output.rstrip().endswith("YAML indents with spaces, not tabs: replace the tabs with spaces."), result.output
+    unclosed = runner.invoke(app, ["check", str(tiny_recipe), "--set", "training={epochs: 2"])  # another YAML error: no word of tabs
+    assert unclosed.exit_code == 2 and "tabs" not in unclosed.output, unclosed.output
+
+
 def test_a_readme_recipe_path_outside_the_repository_says_the_recipes_are_not_installed(runner, tmp_path, monkeypatch):
     # `trainkit train recipes/mlp_binary.yaml` from another directory (the Quick start after
     # `pip install .`) said only "Recipe file recipes/mlp_binary.yaml does not exist."

@@ -69,7 +69,9 @@ def parse_yaml(text: str, where: str = "") -> Any:
         mark = err.problem_mark or err.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = err.problem or err.context or "invalid YAML"
-        raise RecipeError("recipe-yaml", one_line(f"{where}YAML syntax error{at}: {problem}.")) from None
+        # An editor's tab indent read as "found character '\t' that cannot start any token".
+        tabs = " YAML indents with spaces, not tabs: replace the tabs with spaces." if r"'\t'" in problem else ""
+        raise RecipeError("recipe-yaml", one_line(f"{where}YAML syntax error{at}: {problem}.{tabs}")) from None
     except yaml.YAMLError as err:  # e.g. ReaderError for control characters
         raise RecipeError("recipe-yaml", one_line(f"{where}YAML error: {err}")) from None
     except (ValueError, OverflowError, RecursionError, TypeError) as err:
