@@ -2780,6 +2780,60 @@ def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
     assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
 
 
+def test_a_masked_taggers_chance_level_leaves_out_its_padding():
+    # Embedding(mask_zero=True) into a GRU(return_sequences=True): the loss averages over the real
+    # tokens only, but the prior was taken over every position, 77% padding labelled 0: the chance
+    # level read 0.75 where random tags cannot go below ln 5 = 1.61, and a tagger of random tags
+    # (train 1.50, val rising to 1.74) was told nothing.
+    rng = np.random.default_rng(0)
+    steps, classes = 30, 5
+    lengths = rng.integers(3, 12, size=320)
+    real = np.arange(steps)[None] < lengths[:, None]
+    x = np.where(real, rng.integers(1, 100, size=real.shape), 0)
+    y = np.where(real, rng.integers(0, classes, size=real.shape), 0).astype(np.int32)
+    w = rng.uniform(1, 3, len(y)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((steps,), dtype="int32"), keras.layers.Embedding(100, 8, mask_zero=True),
+                              keras.layers.GRU(8, return_sequences=True), keras.layers.Dense(classes, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", logdir=None)
+    trainer.fit(x, y, epochs=1, batch_size=64, verbose=0, sample_weight=w, validation_split=0.25)
+    context = trainer._live_diagnosis.diagnoser.context
+    weights = np.broadcast_to(w[:, None], real.shape)
+    expected = chance_loss("multiclass", "sparse_categorical_crossentropy", y[:240][real[:240]], sample_weight=weights[:240][real[:240]])
+    assert context.chance_loss == pytest.approx(expected.loss, rel=1e-4)
+    # The weighted mean over the real tokens: ln 5 per unit of weight.
+    assert context.chance_loss / weights[:240][real[:240]].mean() == pytest.approx(math.log(classes), rel=0.02)
+    assert context.val_chance_loss / weights[240:][real[240:]].mean() == pytest.approx(math.log(classes), rel=0.05)
+
+
+def test_a_mask_the_model_consumes_leaves_every_row_in_the_chance_level():
+    # Pooled over its real tokens, a masked classifier has one label a row: nothing to leave out.
+    rng = np.random.default_rng(0)
+    x = np.where(np.arange(10)[None] < rng.integers(2, 10, size=(64, 1)), rng.integers(1, 50, size=(64, 10)), 0)
+    y = (rng.random(64) < 0.25).astype(np.float32)
+    model = keras.Sequential([keras.Input((10,), dtype="int32"), keras.layers.Embedding(50, 4, mask_zero=True),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    context = build_context(trainer, y, inputs=x)
+    assert context.chance_loss == pytest.approx(chance_loss("binary", "binary_crossentropy", y).loss, rel=1e-6)
+
+
+def test_a_pooled_masked_classifier_on_padded_batches_keeps_its_chance_level():
+    # padded_batch's batches of several lengths do not join into one array of inputs: the mask,
+    # which pooling consumes, must not need them.
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1, 50, size=rng.integers(3, 12)) for _ in range(64)]
+    y = (rng.random(64) < 0.25).astype(np.float32)
+    data = tf.data.Dataset.from_generator(lambda: zip(rows, y, strict=True), output_signature=(
+        tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32))).padded_batch(16)
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(50, 4, mask_zero=True),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    trainer.fit(data, epochs=1, verbose=0)
+    context = trainer._live_diagnosis.diagnoser.context
+    assert context.chance_loss == pytest.approx(chance_loss("binary", "binary_crossentropy", y).loss, rel=1e-4)
+
+
 def test_the_chance_level_names_a_rare_class_share_with_its_digits():
     # 0.4% positives read "entropy of the label prior, p(1)=0.00", as if the labels held no positive.
     y = np.zeros(2000)

@@ -1095,6 +1095,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._live_diagnosis = None
         if not self.diagnose:
             return []
+        from trainkit.checks.model_inspect import masked_embeddings
         from trainkit.diagnosis.callback import DiagnosisCallback
         from trainkit.diagnosis.run_context import (
             first_batch_rows,
@@ -1109,13 +1110,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # In-memory validation rows only: sampling a validation dataset would read its pipeline
         # once more before training, for a chance level the training one approximates.
         val_targets, val_weights = source_targets_and_weights(validation) if isinstance(validation, ArraySource) else (None, None)
+        # A regression's linear fit reads the inputs; a masked sequence model's chance level, their mask.
+        wants_inputs = self.task == "regression" or bool(masked_embeddings(self.model))
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,
                          validation_targets=val_targets, validation_sample_weight=val_weights,
                          batch_rows=None if in_memory else first_batch_rows(train),
-                         inputs=source_inputs(train) if self.task == "regression" else None,
-                         validation_inputs=source_inputs(validation) if self.task == "regression" and isinstance(validation, ArraySource) else None)
+                         inputs=source_inputs(train) if wants_inputs else None,
+                         validation_inputs=source_inputs(validation) if wants_inputs and isinstance(validation, ArraySource) else None)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

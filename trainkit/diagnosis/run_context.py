@@ -24,6 +24,7 @@ from trainkit.diagnosis.baseline import (
     target_scale,
 )
 from trainkit.diagnosis.engine import Context
+from trainkit.diagnosis.masked_positions import at_positions, loss_positions
 from trainkit.diagnosis.model_facts import (
     bounded_output,
     frozen_layers,
@@ -166,6 +167,26 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
 
 
+def _masked_targets(trainer: Any, inputs: Any, targets: Any, sample_weight: Any, rows: int | None) -> tuple[Any, Any, int | None]:
+    """The targets (and weights) of the positions the loss reads, for a chance level.
+
+    A model whose output carries an ``Embedding(mask_zero=True)``'s mask is averaged over its
+    unmasked positions only (see :mod:`~trainkit.diagnosis.masked_positions`): its targets become
+    those positions', one a row, and ``rows`` a batch's count of them. Targets whose positions
+    cannot be told come back ``None`` (no chance level); others as they are.
+    """
+    known, positions = loss_positions(trainer.model, inputs)
+    if not known:
+        return None, None, rows
+    if positions is None:
+        return targets, sample_weight, rows
+    kept = at_positions(_one_output_targets(trainer, targets), sample_weight, positions)
+    if kept is None or not len(kept[0]):
+        return None, None, rows
+    per_row = len(kept[0]) / len(positions)
+    return kept[0], kept[1], None if rows is None else max(1, round(rows * per_row))
+
+
 def _one_output_targets(trainer: Any, targets: Any) -> Any:
     """A one-output model's targets given by its key (``{"out": y}`` for a model returning
     ``{"out": ...}``, as ``model.fit`` takes them) as the array itself; anything else as it is."""
@@ -216,7 +237,10 @@ def build_context(
     """
     from trainkit.checks.compatibility import describe_loss
 
-    baseline = _chance_level(trainer, targets, sample_weight, batch_size or batch_rows) if targets is not None else None
+    chance_targets, chance_weights, rows = targets, sample_weight, batch_size or batch_rows
+    if targets is not None:
+        chance_targets, chance_weights, rows = _masked_targets(trainer, inputs, targets, sample_weight, rows)
+    baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None else None
     linear_loss = val_linear_loss = None
     if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
         # One fit, on a few thousand of the rows, before the first step: the first steps' level
@@ -235,7 +259,8 @@ def build_context(
     # on the validation rows' class mix.
     val_chance = None
     if baseline is not None and validation_targets is not None:
-        val_chance = _chance_level(trainer, validation_targets, validation_sample_weight)
+        val_targets, val_weights, _ = _masked_targets(trainer, validation_inputs, validation_targets, validation_sample_weight, None)
+        val_chance = _chance_level(trainer, val_targets, val_weights) if val_targets is not None else None
         if val_chance is not None and val_chance.loss <= _ONE_CLASS_SHARE * baseline.loss:
             # Validation rows a constant predicts exactly (one class: iris unsorted, validation_split's
             # last 30 rows all class 2) have no level to compare with, but the clipped cross-entropy
