@@ -1894,6 +1894,29 @@ def test_a_sequence_taggers_rare_tags_are_told_of_positions_not_pixels():
     assert "pixel" not in text and "masks" not in text
 
 
+def _masked_tagger(steps: int, classes: int, mask_zero: bool = True) -> keras.Model:
+    return keras.Sequential([keras.Input((steps,), dtype="int32"), L.Embedding(100, 8, mask_zero=mask_zero),
+                             L.LSTM(8, return_sequences=True), L.Dense(classes, activation="softmax")])
+
+
+def test_a_masked_taggers_padding_is_no_class_of_its_own():
+    # Tags of the real tokens spread evenly over 5 classes, padding (85% of the positions) labelled
+    # 0: the loss leaves the padding out (the mask), but class-imbalance counted it as "92.1% for
+    # class 0" against 1.9% for class 1.
+    rng = np.random.default_rng(0)
+    real = np.arange(60)[None] < rng.integers(3, 10, size=(300, 1))
+    x = np.where(real, rng.integers(1, 100, size=real.shape), 0)
+    y = np.where(real, x % 5, 0)
+    assert "class-imbalance" not in codes(check_data(x, y, model=_masked_tagger(60, 5), loss=get_loss("scce"), task="multiclass"))
+    # Without the mask the loss reads the padding's labels: the same shares are the loss's.
+    assert "class-imbalance" in codes(check_data(x, y, model=_masked_tagger(60, 5, mask_zero=False), loss=get_loss("scce"),
+                                                 task="multiclass"))
+    # A tag rare among the real tokens is still told.
+    rare = np.where(real & (x % 5 == 1) & (x > 10), 2, np.where(real, x % 5, 0))
+    found = {f.code: f for f in check_data(x, rare, model=_masked_tagger(60, 5), loss=get_loss("scce"), task="multiclass")}
+    assert "class 1" in found["class-imbalance"].message
+
+
 def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monkeypatch):
     # Read from the serialised graph, which copies every tensor a pipeline holds: from_tensor_slices
     # of 200 MB of rows took 4 s and 570 MB more memory at every fit.

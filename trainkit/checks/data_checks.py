@@ -97,6 +97,7 @@ from trainkit.checks.value_checks import (
     masked_ids_inside,
     non_finite_data,
 )
+from trainkit.diagnosis.masked_positions import loss_positions
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
 
@@ -148,6 +149,14 @@ EVALUATION_CODES: frozenset[str] = frozenset({
     "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "embedding-ids"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
+
+
+def _masked_input(model: Any, xs: list[np.ndarray]) -> int | None:
+    """0 when the model's one output keeps the mask of an ``Embedding(mask_zero=True)`` reading
+    its one input (a masked tagger, whose loss reads the real tokens only), else ``None``."""
+    if len(xs) != 1 or not masked_embeddings(model):
+        return None
+    return 0 if loss_positions(model, xs[0])[1] is not None else None
 
 
 def check_data(
@@ -281,7 +290,8 @@ def check_data(
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
-                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), feature_names=tuple(feature_names) if feature_names else None,
+                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), masked_input=_masked_input(model, xs),
+                      feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,

@@ -307,12 +307,14 @@ PIXEL_IMBALANCE_SHARE = 0.02
 _PIXEL_SAMPLE = 2_000_000
 
 
-def _position_class_ids(t: Target) -> tuple[np.ndarray, np.ndarray] | None:
+def _position_class_ids(t: Target, kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The class id of every labelled position of ``t``'s masks (a strided sample), with the row
     each comes from; ``None`` when they are no class ids (soft or malformed masks).
 
     The rows, not a count of positions a row: void pixels the loss leaves out (``ignore_class``)
     vary from row to row, and a row's weights repeated over a count made bincount fail.
+    ``kept`` (``[rows, T]``, or ``None``) marks the positions the loss reads: a masked tagger's
+    real tokens, whose padding's labels weigh nothing.
     """
     assert t.y is not None
     y, kind = t.y, t.loss.kind
@@ -327,6 +329,13 @@ def _position_class_ids(t: Target) -> tuple[np.ndarray, np.ndarray] | None:
     elif kind in ("sparse", "binary"):
         ids = y.reshape(-1)
         rows = np.arange(ids.size) // (ids.size // len(y))
+    else:
+        return None
+    if kept is not None and kept.size == ids.size:
+        ids, rows = ids[kept.reshape(-1)], rows[kept.reshape(-1)]
+        if ids.size == 0:
+            return None
+    if kind in ("sparse", "binary"):
         if t.loss.ignore_class is not None:  # void pixels the loss leaves out: no class
             labelled = ids != t.loss.ignore_class
             ids, rows = ids[labelled], rows[labelled]
@@ -337,8 +346,6 @@ def _position_class_ids(t: Target) -> tuple[np.ndarray, np.ndarray] | None:
         if not (ids == np.round(ids)).all() or ids.min() < 0:
             return None
         ids = ids.astype(np.int64)
-    else:
-        return None
     return ids, rows
 
 
@@ -356,7 +363,11 @@ def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     # Whole rows, evenly strided, up to _PIXEL_SAMPLE label values: the shares of 8M pixels read
     # in full took ~0.7 s of each fit's start for one-hot masks.
     step = max(1, math.ceil(t.y.size / _PIXEL_SAMPLE))
-    found = _position_class_ids(dataclasses.replace(t, y=t.y[::step]))
+    kept = None
+    if ctx.masked_input is not None and len(ctx.targets) == 1:
+        ids_in = ctx.xs[ctx.masked_input]
+        kept = ids_in[::step] != 0 if ids_in.shape[:2] == t.y.shape[:2] else None
+    found = _position_class_ids(dataclasses.replace(t, y=t.y[::step]), kept)
     if found is None:
         return None
     ids, rows = found
