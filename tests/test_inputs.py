@@ -132,6 +132,32 @@ def test_a_pydataset_batch_of_text_with_missing_values_is_refused_with_a_code():
     assert info.value.code == "unsupported-input" and "Batch 2 of the Batches holds missing values" in info.value.message
 
 
+def test_a_string_a_row_trains_an_input_of_shape_one_as_model_fit_does():
+    # keras.Input(shape=(1,), dtype="string") fed (n,) strings, as Keras' text examples do: a 1-D
+    # object array or a dataset of batched strings. model.fit trains on both; they were refused
+    # (shape-mismatch: "x has shape (320,) but the model's input expects (None, 1)").
+    words = np.array(["good", "bad", "great", "awful", "movie", "plot", "the", "was"])
+    texts = np.array([" ".join(r) for r in words[np.random.default_rng(0).integers(0, 8, size=(96, 5))]], dtype=object)
+    y = np.array([("good" in t or "great" in t) for t in texts], dtype="float32")
+    vectorize = keras.layers.TextVectorization(max_tokens=12, output_sequence_length=5)
+    vectorize.adapt(texts)
+
+    def build() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((1,), dtype="string"), vectorize, keras.layers.Embedding(12, 4),
+                                 keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+
+    reference = build()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(texts, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"]
+    arrays = Trainer(build(), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", logdir=None)
+    assert arrays.fit(texts, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"] == pytest.approx(expected, abs=1e-6)
+    dataset = tf.data.Dataset.from_tensor_slices((texts.astype(str), y)).batch(32)
+    batches = Trainer(build(), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", logdir=None)
+    assert batches.fit(dataset, epochs=2, verbose=0).history["loss"] == pytest.approx(expected, abs=1e-6)
+    assert arrays.predict(texts[:3]).shape == (3, 1)
+
+
 def test_float64_inputs_stay_float64_when_floatx_is_float64():
     # Keras narrows float64 data to floatx; trainkit narrowed it to float32 whatever floatx was, so
     # a float64 model trained on rounded inputs: weights 3e-11 off model.fit's here, 4e-9 with Adam.

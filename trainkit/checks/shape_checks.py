@@ -102,7 +102,7 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         return None
     for i, (a, shape) in enumerate(zip(xs, input_shapes, strict=True)):
         expected = shape[1:]
-        if _fits(a.shape[1:], expected):
+        if _fits(a.shape[1:], expected) or _one_text_a_row(a, expected):
             continue
         name = input_label(label, i, len(xs), keys)
         want = format_shape(expected) if expected else "()"
@@ -126,6 +126,16 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
                      f"{format_shape(shape)}: each sample must have shape {want}.", fix,
                      {"x_shape": list(a.shape), "input_shape": list(shape)})
     return None
+
+
+def _one_text_a_row(a: np.ndarray, expected: Sequence[int | None]) -> bool:
+    """Whether ``a`` is a string a row, ``(n,)``, for a ``keras.Input(shape=(1,), dtype="string")``.
+
+    Keras' text examples feed a batch of strings, ``(batch,)``, to such an input (a
+    ``TextVectorization`` after it splits each string), and ``model.fit`` trains on them: a 1-D
+    string array or a dataset of batched strings was refused here as x of the wrong shape.
+    """
+    return a.ndim == 1 and tuple(expected) == (1,) and a.dtype.kind in "OSU"
 
 
 def _moved_channel_axis(got: tuple[int, ...], expected: Sequence[int | None]) -> tuple[int, int, str] | None:
