@@ -158,6 +158,21 @@ def test_a_string_a_row_trains_an_input_of_shape_one_as_model_fit_does():
     assert arrays.predict(texts[:3]).shape == (3, 1)
 
 
+def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error():
+    # The checks read a dataset's first batches; an id past the Embedding's table in a later one
+    # failed the step with TensorFlow's "Graph execution error ... indices[4,3] = 25 is not in
+    # [0, 20)" under trainkit's scopes (sequential_trainkit_probe_1/embedding_1/GatherV2).
+    x = np.random.default_rng(0).integers(0, 20, size=(160, 6))
+    x[155, 3] = 25  # batch 20 of 8 rows
+    data = tf.data.Dataset.from_tensor_slices((x, (x[:, 0] % 2).astype("float32"))).batch(8)
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4, name="tokens"),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(DataError) as info:
+        make_trainer(model).fit(data, epochs=1, verbose=0)
+    assert info.value.code == "embedding-ids"
+    assert "holds id 25" in info.value.message and "Embedding 'tokens' has 20 rows" in info.value.message
+
+
 def test_float64_inputs_stay_float64_when_floatx_is_float64():
     # Keras narrows float64 data to floatx; trainkit narrowed it to float32 whatever floatx was, so
     # a float64 model trained on rounded inputs: weights 3e-11 off model.fit's here, 4e-9 with Adam.

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import itertools
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -93,6 +94,9 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         except tf.errors.OpError as err:
             original = _source_errors.pop(threading.get_ident(), None)
             if original is None:
+                out_of_table = _ids_out_of_table(err, getattr(args[0], "model", None) if args else None)
+                if out_of_table is not None:
+                    raise out_of_table from None
                 raise
             text = str(original)
             if f"{type(original).__name__}: {text.splitlines()[0] if text else ''}" not in err.message:
@@ -100,6 +104,39 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             raise original from None
 
     return wrapper
+
+
+#: TensorFlow's words on CPU for an id outside a lookup's table (a GPU reads a row of zeros instead).
+_OUT_OF_TABLE = re.compile(r"indices\[[\d,]+\] = (-?\d+) is not in \[0, (\d+)\)")
+#: The op that looked it up, under its layer's name scope.
+_LOOKUP_NODE = re.compile(r"([^/\s{}]+)/GatherV2")
+
+
+def _ids_out_of_table(err: tf.errors.OpError, model: Any) -> DataError | None:
+    """``embedding-ids`` for TensorFlow's error on an id outside an Embedding's table, ``None``
+    for any other error.
+
+    The data checks read a dataset's first batches only: an id past the table in a later batch
+    failed the step with TensorFlow's "Graph execution error", "indices[28,3] = 205 is not in
+    [0, 200)", under trainkit's own name scopes (``sequential_trainkit_probe_1/embedding_1``).
+    """
+    found = _OUT_OF_TABLE.search(err.message) if isinstance(err, tf.errors.InvalidArgumentError) else None
+    if found is None or not isinstance(model, keras.Model):
+        return None
+    from trainkit.checks.model_inspect import iter_layers
+
+    embeddings = {layer.name for layer in iter_layers(model) if isinstance(layer, keras.layers.Embedding)}
+    # A name scope entered twice in one graph is made unique with a suffix: embedding/ reads embedding_1/.
+    scopes = _LOOKUP_NODE.findall(err.message)
+    layer = next((name for name in scopes if name in embeddings), None) or next(
+        (base for name in scopes if (base := re.sub(r"_\d+$", "", name)) in embeddings), None)
+    if layer is None:
+        return None
+    value, rows = int(found.group(1)), int(found.group(2))
+    return DataError("embedding-ids", f"A batch read during training holds id {value}, but the Embedding '{layer}' has {rows} rows "
+                                      f"(ids 0..{rows - 1}): an id outside them has no row. The checks before the first step read only "
+                                      f"a dataset's first batches. Use Embedding(input_dim=...) larger than every id, or map the ids to "
+                                      f"0..{rows - 1} (keep 0 for padding if the model masks it).")
 
 
 def _refuse_missing_text(batch: Any, data: keras.utils.PyDataset, index: int) -> None:
