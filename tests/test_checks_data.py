@@ -1453,6 +1453,18 @@ def test_validation_ids_an_embedding_cannot_look_up_are_an_error():
     assert info.value.code == "embedding-ids" and "x_val holds ids 3..12" in info.value.message
 
 
+def test_negative_ids_are_not_told_to_grow_the_table():
+    # -1 padding into Embedding(10): the advice read "Use Embedding(input_dim=10, ...) if there are
+    # 10 ids", the size the table had, which no input_dim could fix.
+    ids = np.random.default_rng(0).integers(0, 10, (64, 5))
+    ids[:, 4] = -1
+    net = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 2), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(DataError) as info:
+        check_data(ids, (ids[:, :1] > 4).astype("float32"), model=net, loss=get_loss("binary_crossentropy"), task="binary")
+    assert info.value.code == "embedding-ids" and "holds ids -1..9" in info.value.message
+    assert "input_dim=10," not in info.value.message and "x + 1" in info.value.message and "input_dim=11" in info.value.message
+
+
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
 def test_ids_a_category_encoding_has_no_category_for_are_an_error(mode):
     # model.fit trains on them in silence: CategoryEncoding(num_tokens=5) encodes ids 5..7 as a

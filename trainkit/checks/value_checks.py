@@ -183,11 +183,18 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
                          {"min": lo, "max": hi}, layer)
         if lo < 0 or hi >= dim:
             if embedding:
+                fix = (f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
+                       "(keep 0 for padding if the model masks it).")
+                if lo < 0:
+                    # No input_dim takes a negative id: "Use Embedding(input_dim=200, ...)" was told
+                    # for -1 padding into a table of 200 rows, the size it already had.
+                    fix = f"No input_dim gives a negative id a row: map the ids into 0..{dim - 1}."
+                    if lo == -1:
+                        fix += (" If -1 marks padding or an unknown token, shift every id up by one (x + 1: -1 becomes 0) and "
+                                f"use Embedding(input_dim={int(hi) + 2}, ...), with mask_zero=True if 0 is then padding.")
                 return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
                              f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
-                             f"Use Embedding(input_dim={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1} "
-                             "(keep 0 for padding if the model masks it).",
-                             {"min": lo, "max": hi, "input_dim": dim}, layer)
+                             fix, {"min": lo, "max": hi, "input_dim": dim}, layer)
             # model.fit trains on such ids in silence: each is encoded as no category at all.
             return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the CategoryEncoding '{layer}' has {dim} categories "
                          f"(ids 0..{dim - 1}): an id outside them is encoded as no category, a row of zeros the model cannot tell apart.",
