@@ -173,6 +173,18 @@ def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error
     assert "holds id 25" in info.value.message and "Embedding 'tokens' has 20 rows" in info.value.message
 
 
+def test_an_object_array_of_token_lists_is_told_to_pad_them():
+    # np.array(rows, dtype=object) of token-id lists of several lengths was told "holds values that
+    # are not numbers ... encode text and categories first", as if it held text.
+    rows = np.empty(40, dtype=object)
+    rows[:] = [list(range(1, 3 + i % 5)) for i in range(40)]
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(DataError) as info:
+        make_trainer(model).fit(rows, np.zeros(40, "float32"), epochs=1, verbose=0)
+    assert info.value.code == "unsupported-input" and "pad_sequences" in info.value.message and "encode text" not in info.value.message
+
+
 def test_float64_inputs_stay_float64_when_floatx_is_float64():
     # Keras narrows float64 data to floatx; trainkit narrowed it to float32 whatever floatx was, so
     # a float64 model trained on rounded inputs: weights 3e-11 off model.fit's here, 4e-9 with Adam.

@@ -285,6 +285,12 @@ def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
             where, sample = f" (column {column!r})", array[:, j]
             break
     bad = next((v for v in sample if not _number_or_missing(v)), None)
+    if isinstance(bad, list | tuple | np.ndarray):
+        # An object array of token-id lists (np.array(seqs, dtype=object)) was told to "encode text
+        # and categories first": its rows are sequences of several lengths, which need padding.
+        raise DataError("unsupported-input", f"{what} holds sequences as values, such as {bad!r:.80}: rows of different lengths "
+                                             "are no one array of numbers. Pad them to one length first "
+                                             "(keras.utils.pad_sequences(rows, padding='post')).")
     raise DataError("unsupported-input", f"{what} holds values that are not numbers{where}, such as {bad!r}. A model trains on numbers: "
                                          "encode text and categories first (one-hot, or integer ids for an Embedding layer), or "
                                          "convert numbers read as text with .astype('float32').")
