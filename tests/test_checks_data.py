@@ -1807,6 +1807,19 @@ def test_unscaled_image_targets_are_told_to_standardise_per_channel_not_per_pixe
     assert "y_train.std(0)" in found.advice
 
 
+def test_a_taggers_per_timestep_weights_are_refused_with_a_way_to_leave_padding_out():
+    # (n, T) weights, 0 on the padding (Keras' temporal sample weights), were told to weigh "a
+    # weight a pixel" with focal losses or Dice, which leave no padding out.
+    rng = np.random.default_rng(0)
+    real = np.arange(12)[None] < rng.integers(3, 12, size=(64, 1))
+    x = np.where(real, rng.integers(1, 100, size=real.shape), 0)
+    with pytest.raises(DataError) as info:
+        check_data(x, np.where(real, x % 5, 0), model=_masked_tagger(12, 5, mask_zero=False), loss=get_loss("scce"),
+                   task="multiclass", sample_weight=real.astype("float32"))
+    assert info.value.code == "shape-mismatch" and "Weights per timestep" in info.value.message
+    assert "mask_zero=True" in info.value.message and "ignore_class=-1" in info.value.message and "Dice" not in info.value.message
+
+
 @pytest.mark.parametrize("trailing", [(), (1,)])
 def test_per_pixel_weights_are_refused_with_a_way_to_weigh_pixels(trailing):
     # A weight a pixel (Keras' way to weigh a segmentation's classes) was refused with "to weigh

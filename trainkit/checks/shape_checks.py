@@ -58,7 +58,14 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
     for name, w in (("sample_weight", weights), ("val_sample_weight", ctx.val_sample_weight)):
         if w is not None and w.ndim != 1:  # validation_data's (n, 2) weights failed in TensorFlow's Mul
             fix = "Pass one weight per row; to weigh several outputs differently use loss_weights."
-            if _per_position_weights(ctx, w):
+            if _per_position_weights(ctx, w) and _sequence_output(ctx):
+                # A tagger's (n, T) weights, 0 on the padding (Keras' temporal sample weights): the
+                # pixel advice (focal losses, Dice) named no way to leave padding out.
+                fix = ("Weights per timestep are not taken: a row's one weight weighs each of its timesteps. To leave padded "
+                       "timesteps out of the loss, mask them: Embedding(..., mask_zero=True) on ids padded with 0 (or "
+                       "keras.layers.Masking) whose mask reaches the output, or a padding label of its own that the loss "
+                       "ignores: keras.losses.SparseCategoricalCrossentropy(ignore_class=-1) with y = np.where(w > 0, y, -1).")
+            elif _per_position_weights(ctx, w):
                 # A segmentation's per-pixel weights (Keras' way of weighing classes there): "use
                 # loss_weights" named no way to weigh pixels.
                 fix = ("Weights per position (a weight a pixel) are not taken: a row's one weight weighs each of its positions. "
@@ -81,6 +88,12 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
             if issue is not None:
                 return issue
     return None
+
+
+def _sequence_output(ctx: DataContext) -> bool:
+    """Whether every output with positions predicts per timestep, ``[batch, T, k]``."""
+    shapes = [t.output.shape for t in ctx.targets if t.output is not None and t.output.shape is not None and len(t.output.shape) >= 3]
+    return bool(shapes) and all(len(shape) == 3 for shape in shapes)
 
 
 def _per_position_weights(ctx: DataContext, w: np.ndarray) -> bool:
