@@ -1453,6 +1453,25 @@ def test_validation_ids_an_embedding_cannot_look_up_are_an_error():
     assert info.value.code == "embedding-ids" and "x_val holds ids 3..12" in info.value.message
 
 
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_the_ids_of_a_two_input_model_are_not_told_to_be_scaled(mask_zero):
+    # Embedding(mask_zero=True) adds an op to the functional graph (ids != 0, its mask) that reads
+    # the ids beside the Embedding: taken for a reader of their scale, x['tokens'] (ids 1..299) was
+    # told "not scaled (|mean| 152 / std 101.5)" and to standardise its token ids.
+    rng = np.random.default_rng(0)
+    ids = np.where(np.arange(20)[None] < rng.integers(3, 20, size=(200, 1)), rng.integers(1, 300, size=(200, 20)), 0)
+    tokens, num = keras.Input((20,), dtype="int32", name="tokens"), keras.Input((3,), name="num")
+    pooled = L.GlobalAveragePooling1D()(L.Embedding(300, 8, mask_zero=mask_zero)(tokens))
+    net = keras.Model([tokens, num], L.Dense(1, activation="sigmoid")(L.Concatenate()([pooled, num])))
+    found = check_data({"tokens": ids, "num": std_x(200, 3)}, (ids[:, 0] % 2).astype("float32"), model=net,
+                       loss=get_loss("binary_crossentropy"), task="binary")
+    assert "unscaled-inputs" not in codes(found)
+    # Raw values into the other input are still told.
+    found = check_data({"tokens": ids, "num": 1000 + 100 * std_x(200, 3)}, (ids[:, 0] % 2).astype("float32"), model=net,
+                       loss=get_loss("binary_crossentropy"), task="binary")
+    assert "unscaled-inputs" in codes(found)
+
+
 def test_negative_ids_are_not_told_to_grow_the_table():
     # -1 padding into Embedding(10): the advice read "Use Embedding(input_dim=10, ...) if there are
     # 10 ids", the size the table had, which no input_dim could fix.

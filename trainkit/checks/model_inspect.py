@@ -92,6 +92,10 @@ _SCALE_KEEPING_LAYERS = _PASSTHROUGH | {
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
     "Resizing", "CenterCrop", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
 }
+#: The op a functional graph records for an ``Embedding(mask_zero=True)``'s mask (``ids != 0``),
+#: which reads its ids beside the Embedding: no use of their scale. Taken for a reader, it made a
+#: text input of a two-input model "not scaled (|mean| 152 / std 101.5), standardise it".
+_MASK_OPS = frozenset({"NotEqual"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -488,7 +492,7 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
     if inputs and len(inputs) > 1:
         # Through the layers that keep the scale, as for one input: ids reshaped for an Embedding
         # are still ids (they were told "not scaled, standardise them").
-        consumers = [{type(layer).__name__ for layer in found} for found in _input_readers(model, inputs, _SCALE_KEEPING_LAYERS)]
+        consumers = [{type(layer).__name__ for layer in found} - _MASK_OPS for found in _input_readers(model, inputs, _SCALE_KEEPING_LAYERS)]
         return [bool(names) and names <= INPUT_SCALING_LAYERS for names in consumers]
     for layer in iter_layers(model):
         cls = type(layer).__name__
