@@ -1496,3 +1496,18 @@ def test_a_builder_op_that_fails_when_it_runs_is_one_line_naming_the_user_s_code
     line = result.output.strip()
     assert line.startswith(f'error: [model-error] The model of builder "opnets:build" failed while training at {tmp_path / "opnets.py"}:6 (in call): '
                            "InvalidArgumentError: assertion failed: [x too large]") and "\n" not in line, line
+
+
+@pytest.mark.parametrize("module", ["trainkit.diagnosis", "trainkit.diagnosis.masked_positions", "trainkit.checks"])
+def test_each_package_imports_first(module):
+    """``import trainkit.diagnosis`` first in a process: a cycle through trainkit.checks failed it
+    with an ImportError, and ``trainkit diagnose`` with a traceback."""
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_diagnose_of_a_missing_run_is_a_usage_error_in_a_fresh_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trainkit.cli", "diagnose", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: [run-not-found]" in proc.stderr + proc.stdout

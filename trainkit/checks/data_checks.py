@@ -97,7 +97,6 @@ from trainkit.checks.value_checks import (
     masked_ids_inside,
     non_finite_data,
 )
-from trainkit.diagnosis.masked_positions import loss_positions
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
 
@@ -156,6 +155,10 @@ def _masked_input(model: Any, xs: list[np.ndarray]) -> int | None:
     its one input (a masked tagger, whose loss reads the real tokens only), else ``None``."""
     if len(xs) != 1 or not masked_embeddings(model):
         return None
+    # Imported here: trainkit.diagnosis imports trainkit.checks, and a module-level import made
+    # `import trainkit.diagnosis` (and so `trainkit diagnose`) fail on the cycle.
+    from trainkit.diagnosis.masked_positions import loss_positions
+
     return 0 if loss_positions(model, xs[0])[1] is not None else None
 
 
