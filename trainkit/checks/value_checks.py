@@ -192,8 +192,14 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
                     if lo == -1:
                         fix += (" If -1 marks padding or an unknown token, shift every id up by one (x + 1: -1 becomes 0) and "
                                 f"use Embedding(input_dim={int(hi) + 2}, ...), with mask_zero=True if 0 is then padding.")
+                why = "an id outside them has no row (TensorFlow fails on it, or reads a row of zeros)"
+                if -dim <= lo < 0 and hi < dim:
+                    # Keras' take() counts a negative index from the end: model.fit trains on them in
+                    # silence, and "TensorFlow fails on it" was told of -1 padding it never failed on.
+                    why = (f"Keras reads a negative id from the table's end, in silence: -1 is row {dim - 1}, the row of id {dim - 1}, "
+                           "so the two cannot be told apart")
                 return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the Embedding '{layer}' has {dim} rows (ids 0..{dim - 1}): "
-                             f"an id outside them has no row (TensorFlow fails on it, or reads a row of zeros).",
+                             f"{why}.",
                              fix, {"min": lo, "max": hi, "input_dim": dim}, layer)
             # model.fit trains on such ids in silence: each is encoded as no category at all.
             return Issue(f"{name} holds ids {format_number(lo)}..{format_number(hi)}, but the CategoryEncoding '{layer}' has {dim} categories "
