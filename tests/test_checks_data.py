@@ -1842,6 +1842,30 @@ def test_a_taggers_per_timestep_weights_are_refused_with_a_way_to_leave_padding_
     assert "mask_zero=True" in info.value.message and "ignore_class=-1" in info.value.message and "Dice" not in info.value.message
 
 
+@pytest.mark.parametrize("kind", ["categorical", "binary"])
+def test_a_taggers_per_timestep_weights_are_told_a_padding_label_its_loss_can_take(kind):
+    # One-hot tags were told y = np.where(w > 0, y, -1), which does not broadcast (n, T) weights
+    # against (n, T, k) labels; a sigmoid tagger was told SparseCategoricalCrossentropy.
+    rng = np.random.default_rng(0)
+    real = np.arange(12)[None] < rng.integers(3, 12, size=(64, 1))
+    x = np.where(real, rng.integers(1, 100, size=real.shape), 0)
+    ids = np.where(real, x % 5, 0)
+    if kind == "categorical":
+        y, model, loss = np.eye(5, dtype="float32")[ids], _masked_tagger(12, 5, mask_zero=False), "categorical_crossentropy"
+    else:
+        y, model, loss = (ids > 2).astype("float32")[..., None], _masked_tagger(12, 1, mask_zero=False), "binary_crossentropy"
+        model.layers[-1].activation = keras.activations.sigmoid
+    w = real.astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=model, loss=get_loss(loss), task="multiclass" if kind == "categorical" else "binary", sample_weight=w)
+    assert info.value.code == "shape-mismatch" and "mask_zero=True" in info.value.message
+    if kind == "categorical":
+        advised = info.value.message.split("with y = ")[1].rstrip(".")
+        assert eval(advised, {"np": np, "w": w, "y": y}).shape == ids.shape
+    else:
+        assert "ignore_class" not in info.value.message
+
+
 @pytest.mark.parametrize("trailing", [(), (1,)])
 def test_per_pixel_weights_are_refused_with_a_way_to_weigh_pixels(trailing):
     # A weight a pixel (Keras' way to weigh a segmentation's classes) was refused with "to weigh

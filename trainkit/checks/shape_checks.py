@@ -63,8 +63,7 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                 # pixel advice (focal losses, Dice) named no way to leave padding out.
                 fix = ("Weights per timestep are not taken: a row's one weight weighs each of its timesteps. To leave padded "
                        "timesteps out of the loss, mask them: Embedding(..., mask_zero=True) on ids padded with 0 (or "
-                       "keras.layers.Masking) whose mask reaches the output, or a padding label of its own that the loss "
-                       "ignores: keras.losses.SparseCategoricalCrossentropy(ignore_class=-1) with y = np.where(w > 0, y, -1).")
+                       f"keras.layers.Masking) whose mask reaches the output{_padding_label(ctx)}.")
             elif _per_position_weights(ctx, w):
                 # A segmentation's per-pixel weights (Keras' way of weighing classes there): "use
                 # loss_weights" named no way to weigh pixels.
@@ -94,6 +93,18 @@ def _sequence_output(ctx: DataContext) -> bool:
     """Whether every output with positions predicts per timestep, ``[batch, T, k]``."""
     shapes = [t.output.shape for t in ctx.targets if t.output is not None and t.output.shape is not None and len(t.output.shape) >= 3]
     return bool(shapes) and all(len(shape) == 3 for shape in shapes)
+
+
+def _padding_label(ctx: DataContext) -> str:
+    """``', or a padding label ...'``: the way to leave a tagger's padding out through its labels,
+    for the labels its loss takes; ``''`` where no Keras loss ignores a label (a binary tagger's)."""
+    kinds = {t.loss.kind for t in ctx.targets if t.output is not None and t.output.shape is not None and len(t.output.shape) == 3}
+    # np.where(w > 0, y, -1) is for class ids: on one-hot (n, T, k) labels it fails to broadcast.
+    labels = {"sparse": "y", "categorical": "y.argmax(-1)"}.get(kinds.pop()) if len(kinds) == 1 else None
+    if labels is None:
+        return ""
+    return (", or a padding label of its own that the loss ignores: keras.losses.SparseCategoricalCrossentropy(ignore_class=-1) "
+            f"with y = np.where(w > 0, {labels}, -1)")
 
 
 def _per_position_weights(ctx: DataContext, w: np.ndarray) -> bool:
