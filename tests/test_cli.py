@@ -1225,6 +1225,12 @@ def test_one_name_where_a_list_belongs_is_shown_as_a_list(runner, tiny_recipe, t
     assert result.exit_code == 2 and "such as" not in result.output, result.output  # a mapping: no list of it to show
 
 
+def test_an_empty_value_where_a_list_belongs_is_not_shown_as_a_list_of_none(runner, tiny_recipe):
+    # `--set allow=` (YAML's null) was told "expected a valid list, such as [None]".
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", "allow="])
+    assert result.exit_code == 2 and "received None" in result.output and "[None]" not in result.output, result.output
+
+
 def test_a_set_value_the_shell_cut_at_a_space_says_to_quote_it(runner, tiny_recipe):
     # Unquoted, `--set sweep.optimizer.learning_rate=[1.0, 1e-3]` reached trainkit as "...=[1.0,"
     # and a recipe "1e-3]": a YAML error "found '<stream end>'" (compare) or "unexpected extra

@@ -103,8 +103,9 @@ def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: M
     expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
     if path.startswith("sweep.") and first["type"] == "list_type":
         expected += f" of the values to try, such as [{short(first.get('input'))}]"
-    elif first["type"] == "list_type" and not isinstance(first.get("input"), (Mapping, list)):
+    elif first["type"] == "list_type" and not isinstance(first.get("input"), (Mapping, list, type(None))):
         # metrics: accuracy (YAML's one name, not a list of one) said only "expected a valid list".
+        # An empty value (allow:) is YAML's null, no name: "such as [None]" showed no list to write.
         expected += f", such as [{short(first.get('input'))}]"
     hint = _closest_choice(path, errors, raw, schema) or _boolean_word(errors)
     return f"Invalid value at {path or 'recipe'}: received {short(first.get('input'))}; expected {expected}.{hint}"
