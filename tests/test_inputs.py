@@ -173,6 +173,21 @@ def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error
     assert "holds id 25" in info.value.message and "Embedding 'tokens' has 20 rows" in info.value.message
 
 
+def test_an_id_past_the_table_in_rows_to_predict_is_not_said_to_be_read_in_training():
+    # predict(x) with id 30 for Embedding(20) was told "A batch read during training ... The checks
+    # before the first step read only a dataset's first batches": predict neither trains nor checks.
+    x = np.random.default_rng(0).integers(0, 20, size=(40, 6))
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4, name="tokens"),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    trainer.fit(x, (x[:, 0] % 2).astype("float32"), epochs=1, verbose=0)
+    x[5, 2] = 30
+    with pytest.raises(DataError) as info:
+        trainer.predict(x)
+    assert info.value.code == "embedding-ids" and "A batch to predict holds id 30" in info.value.message
+    assert "training" not in info.value.message and "checks" not in info.value.message
+
+
 def test_an_object_array_of_token_lists_is_told_to_pad_them():
     # np.array(rows, dtype=object) of token-id lists of several lengths was told "holds values that
     # are not numbers ... encode text and categories first", as if it held text.

@@ -94,7 +94,7 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         except tf.errors.OpError as err:
             original = _source_errors.pop(threading.get_ident(), None)
             if original is None:
-                out_of_table = _ids_out_of_table(err, getattr(args[0], "model", None) if args else None)
+                out_of_table = _ids_out_of_table(err, getattr(args[0], "model", None) if args else None, method.__name__)
                 if out_of_table is not None:
                     raise out_of_table from None
                 raise
@@ -112,9 +112,19 @@ _OUT_OF_TABLE = re.compile(r"indices\[[\d,]+\] = (-?\d+) is not in \[0, (\d+)\)"
 _LOOKUP_NODE = re.compile(r"([^/\s{}]+)/GatherV2")
 
 
-def _ids_out_of_table(err: tf.errors.OpError, model: Any) -> DataError | None:
+#: What each wrapped method was doing when a batch failed, and what its checks read before it
+#: (predict checks nothing: "during training ... the checks read a dataset's first batches" was
+#: told of an id in a numpy array to predict).
+_READ_DURING = {
+    "fit": ("read during training", " The checks before the first step read only a dataset's first batches."),
+    "evaluate": ("read during evaluation", " The checks before it read only a dataset's first batches."),
+    "predict": ("to predict", ""),
+}
+
+
+def _ids_out_of_table(err: tf.errors.OpError, model: Any, method: str = "fit") -> DataError | None:
     """``embedding-ids`` for TensorFlow's error on an id outside an Embedding's table, ``None``
-    for any other error.
+    for any other error (``method``: the Trainer method that failed).
 
     The data checks read a dataset's first batches only: an id past the table in a later batch
     failed the step with TensorFlow's "Graph execution error", "indices[28,3] = 205 is not in
@@ -133,9 +143,9 @@ def _ids_out_of_table(err: tf.errors.OpError, model: Any) -> DataError | None:
     if layer is None:
         return None
     value, rows = int(found.group(1)), int(found.group(2))
-    return DataError("embedding-ids", f"A batch read during training holds id {value}, but the Embedding '{layer}' has {rows} rows "
-                                      f"(ids 0..{rows - 1}): an id outside them has no row. The checks before the first step read only "
-                                      f"a dataset's first batches. Use Embedding(input_dim=...) larger than every id, or map the ids to "
+    during, checked = _READ_DURING.get(method, _READ_DURING["fit"])
+    return DataError("embedding-ids", f"A batch {during} holds id {value}, but the Embedding '{layer}' has {rows} rows "
+                                      f"(ids 0..{rows - 1}): an id outside them has no row.{checked} Use Embedding(input_dim=...) larger than every id, or map the ids to "
                                       f"0..{rows - 1} (keep 0 for padding if the model masks it).")
 
 
