@@ -1970,6 +1970,20 @@ def _masked_tagger(steps: int, classes: int, mask_zero: bool = True) -> keras.Mo
                              L.LSTM(8, return_sequences=True), L.Dense(classes, activation="softmax")])
 
 
+def test_a_pooled_masked_classifier_is_not_called_by_the_checks(monkeypatch):
+    # Its mask stops at the pooling, and only per-position labels read it: the model was called
+    # (twice, eagerly) on every check_data, 1.1 s instead of 0.5 s for a BiLSTM on 20,000 rows.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 100, size=(64, 10))
+    net = keras.Sequential([keras.Input((10,), dtype="int32"), L.Embedding(100, 8, mask_zero=True), L.LSTM(8),
+                            L.Dense(1, activation="sigmoid")])
+
+    calls = []
+    monkeypatch.setattr(keras.Model, "__call__", lambda *args, **kwargs: calls.append(args))  # (a failed call is caught)
+    check_data(x, (x[:, 0] % 2).astype("float32"), model=net, loss=get_loss("binary_crossentropy"), task="binary")
+    assert calls == []
+
+
 def test_a_masked_taggers_padding_is_no_class_of_its_own():
     # Tags of the real tokens spread evenly over 5 classes, padding (85% of the positions) labelled
     # 0: the loss leaves the padding out (the mask), but class-imbalance counted it as "92.1% for
