@@ -4327,3 +4327,88 @@ def test_the_linear_fit_fits_as_least_squares_does(columns):
     ours = np.mean((a @ _least_squares(a, b) - b) ** 2)
     best = np.mean((a @ np.linalg.lstsq(a, b, rcond=None)[0] - b) ** 2)
     assert ours == pytest.approx(best, rel=1e-6)
+
+
+# -- validation-below-training ---------------------------------------------------------------------
+
+def _validation_below(layers: tuple[str, ...] = (), train_end: float = 0.5, falling: bool = False, **context: object) -> Stream:
+    """A run whose validation loss settles at 70% of its training loss."""
+    s = Stream()
+    s.context.training_only_layers = layers
+    for key, value in context.items():
+        setattr(s.context, key, value)
+    # Falling: the training loss still falls 0.2 an epoch at the end, as the mean lags by half of it.
+    s.train_loss = (lambda e, st: train_end + 0.2 * (s.epochs - 1 - e)) if falling else (lambda e, st: train_end * (1 + 0.01 * ((e + st) % 3)))
+    s.val_loss = lambda e: 0.7 * train_end
+    return s
+
+
+def test_a_validation_loss_below_the_training_loss_names_the_training_only_layers():
+    # GaussianNoise(1.0) on an MLP's inputs: validation 0.36 against training 0.51, and no word on why.
+    f = finding(_validation_below(("gaussian_noise", "dropout")).run(), "validation-below-training")
+    assert f.severity == "info" and "'gaussian_noise', 'dropout'" in f.message and "epoch's mean" not in f.message
+    assert f.advice.startswith("Nothing is wrong in itself") and "trainer.evaluate(x_train, y_train)" in f.advice
+    assert f.evidence["mean_val_loss"] == pytest.approx(0.7 * f.evidence["mean_train_loss"], rel=0.02)
+
+
+def test_a_validation_loss_below_a_training_loss_still_falling_names_the_epoch_mean():
+    f = finding(_validation_below(train_end=0.3, falling=True).run(), "validation-below-training")
+    assert "each epoch's mean over its steps" in f.message and "fell 0.2 over the last epoch" in f.message
+    assert "Check how the split" not in f.advice
+
+
+def test_a_validation_loss_below_the_training_loss_with_nothing_to_explain_it_points_at_the_split():
+    f = finding(_validation_below().run(), "validation-below-training")
+    assert "validation rows may be easier" in f.message and "Check how the split was made" in f.advice
+    assert not f.advice.startswith("Nothing is wrong")
+    f = finding(_validation_below(check_codes=("train-validation-overlap",)).run(), "validation-below-training")
+    assert "(train-validation-overlap)" in f.message and "validation rows may be easier" not in f.message
+
+
+def test_no_validation_below_training_note_where_it_is_not_below_or_another_finding_explains_it():
+    assert "validation-below-training" not in codes(Stream().run())  # validation above training
+    near = _validation_below()
+    near.val_loss = lambda e: 0.9 * 0.5  # 90% of the training loss: the usual noise of two estimates
+    assert "validation-below-training" not in codes(near.run())
+    tiny = _validation_below(train_end=0.01)  # 0.007 against 0.01: under 2% of chance apart
+    assert "validation-below-training" not in codes(tiny.run())
+    few = _validation_below(val_rows=3)
+    assert "validation-below-training" not in codes(few.run())
+    # Strong dropout that keeps the training loss at chance is dropout-too-high's to tell.
+    strong = _validation_below(("dropout",), train_end=0.97 * LN2, dropout=0.9)
+    assert "dropout-too-high" in codes(strong.run()) and "validation-below-training" not in codes(strong.run())
+
+
+def test_training_only_layers_are_read_off_the_model():
+    from trainkit.diagnosis.model_facts import training_only_layers
+
+    inputs = keras.Input((6, 4))
+    h = keras.layers.GaussianNoise(0.1, name="noise")(inputs)
+    h = keras.layers.LSTM(8, dropout=0.2, name="lstm")(h)
+    h = keras.layers.Dense(8, name="dense")(h)
+    h = keras.layers.Dropout(0.3, name="drop")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.GRU(4, name="gru")(keras.layers.Reshape((2, 4))(h))))
+    assert training_only_layers(model) == ("noise", "lstm", "drop")
+    images = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.RandomFlip(name="flip"), keras.layers.Conv2D(2, 3, name="conv")])
+    assert training_only_layers(images) == ("flip",)
+
+
+@pytest.mark.parametrize("noise", [1.0, 0.0])
+def test_input_noise_that_keeps_the_training_loss_above_the_validation_loss_is_explained(noise, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 10)).astype("float32")
+    y = (x[:, 0] + x[:, 1] - x[:, 2] > 0).astype(int)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.GaussianNoise(noise, name="input_noise"), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, logdir=tmp_path)
+    trainer.fit(x, y, epochs=20, batch_size=32, validation_split=0.2, verbose=0)
+    found = [f for f in trainer.findings if f.code == "validation-below-training"]
+    if noise == 0.0:
+        assert found == []  # the same model without the noise: the two losses close, no note
+        return
+    (f,) = found
+    assert "'input_noise'" in f.message and f.evidence["mean_val_loss"] < 0.85 * f.evidence["mean_train_loss"]
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    assert [g.to_dict() for g in diagnose_run_dir(tmp_path) if g.code == "validation-below-training"] == [f.to_dict()]

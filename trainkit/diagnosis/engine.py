@@ -112,6 +112,8 @@ class Context:
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
         dropout_layer: The layer of that rate, ``None`` without dropout.
         dropout_on_inputs: Whether that layer reads a model input.
+        training_only_layers: The layers that act in training only (dropout, noise, augmentation:
+            see :func:`trainkit.diagnosis.model_facts.training_only_layers`), in model order.
         initializers: By the name of a layer whose activations are measured, how the weights
             before its activation start: ``{"layer", "kernel", "bias"}`` (the weight layer's
             name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
@@ -192,6 +194,7 @@ class Context:
     dropout: float = 0.0
     dropout_layer: str | None = None
     dropout_on_inputs: bool = False
+    training_only_layers: tuple[str, ...] = ()
     uninformed_loss: float | None = None
     first_steps_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None
@@ -238,6 +241,7 @@ class Context:
         data["smooth_layers"] = list(self.smooth_layers)
         data["frozen_layers"] = list(self.frozen_layers)
         data["frozen_outputs"] = list(self.frozen_outputs)
+        data["training_only_layers"] = list(self.training_only_layers)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -247,7 +251,7 @@ class Context:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
-                    "target_axes"):
+                    "target_axes", "training_only_layers"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -1,5 +1,5 @@
 """Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty, a frozen output layer, dropout
-that hides what the model learned, a regression worse than the linear fit of its inputs."""
+that hides what the model learned, a validation loss below the training loss, a regression worse than the linear fit of its inputs."""
 
 from __future__ import annotations
 
@@ -370,6 +370,73 @@ def dropout_too_high(view: Diagnoser) -> Issue | None:
            f"0.1-0.3 is usual{', 0.5 at most' if rate > DROPOUT_STRONG else ''}; on the inputs, 0.2 at most or none)."),
         {"dropout": rate, "dropout_layer": layer, "on_inputs": view.context.dropout_on_inputs, "final_train_loss": final_train,
          "final_val_loss": final_val, "best_val_loss": best_val, "chance_loss": chance}, epoch=view.epochs[-1].epoch)
+
+
+#: Data-check codes that say the validation rows are not drawn like the training rows.
+SPLIT_CODES = ("train-validation-overlap", "validation-class-mismatch", "validation-target-range", "validation-scale-mismatch")
+#: Findings that already explain a validation loss below the training loss, or a run whose
+#: curves say nothing of it.
+VAL_BELOW_EXPLAINED = ("dropout-too-high", "loss-at-chance", "nan-loss", "diverging-loss", "lr-too-high", "oscillating-loss")
+
+
+def validation_below_training(view: Diagnoser) -> Issue | None:
+    """The validation loss ends well below the training loss, and why (an info note).
+
+    "Why is my validation loss lower than my training loss?": the training loss is measured with
+    dropout, noise and augmentation on, the validation loss with them off; the training loss is
+    an epoch's mean over its steps, the validation loss is measured with the weights at its end;
+    or the validation rows are easier than the training ones (another mix, copies of training
+    rows). A GaussianNoise(1.0) MLP ended at validation 0.39 against training 0.53 without a word.
+    """
+    if not view.finished or not curves_ready(view) or few_validation_rows(view):
+        return None
+    train, val = view.epoch_losses(data_only=True), view.val_losses(data_only=True)
+    if len(val) != len(train) or len(train) < 3 or not (np.isfinite(train).all() and np.isfinite(val).all()):
+        return None
+    tail = max(2, len(train) // 3)
+    mean_train, mean_val = float(np.mean(train[-tail:])), float(np.mean(val[-tail:]))
+    chance = chance_level(view)
+    gap = mean_train - mean_val
+    if mean_train <= 0 or mean_val > view.t.val_below_train_share * mean_train:
+        return None
+    if chance is not None and chance > 0 and gap < view.t.val_below_train_min_gap * chance:
+        return None
+    if found_codes(view, VAL_BELOW_EXPLAINED):
+        return None
+    final_train, final_val = float(train[-1]), float(val[-1])
+    # The epoch's mean lags its end-of-epoch weights by about half the epoch's fall.
+    lag = max(0.0, float(train[-2]) - final_train) / 2
+    causes, advice = [], []
+    layers = view.context.training_only_layers
+    if layers:
+        named = ", ".join(f"'{name}'" for name in layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
+        causes.append(f"the training loss is measured with the layers that act in training only on ({named}: dropout, noise or "
+                      "augmentation), the validation loss with them off")
+    if lag >= 0.5 * max(final_train - final_val, 0.0) and lag > 0:
+        causes.append(f"the training loss is each epoch's mean over its steps while the weights still improve (it fell "
+                      f"{format_number(2 * lag)} over the last epoch), and the validation loss is measured with the weights at "
+                      "the epoch's end")
+    split = [code for code in SPLIT_CODES if code in (view.context.check_codes or ())]
+    if split:
+        causes.append(f"the data checks found the validation rows drawn unlike the training rows ({', '.join(split)})")
+    if not causes:
+        causes.append("nothing in the model or the curves explains it: the validation rows may be easier than the training "
+                      "ones (another class or target mix, less label noise, rows copied from the training rows), or the "
+                      "input pipeline adds noise or augmentation to the training rows alone")
+        advice.append("Check how the split was made (rows drawn alike and at random, no row in both splits) and compare the "
+                      "splits' label shares.")
+    compare = ("score the training rows as the validation rows are scored, with the final weights and the training-only layers "
+               "off: trainer.evaluate(x_train, y_train) (or the training dataset)")
+    advice.insert(0, f"Nothing is wrong in itself; to compare like with like, {compare}." if not split and not advice else
+                  f"To see how far the splits differ, {compare}.")
+    return Issue(
+        f"The validation loss ended below the training loss: {format_number(mean_val)} against {format_number(mean_train)} "
+        f"on average over the last {tail} epochs ({mean_val / mean_train:.0%} of it){penalty_note(view)}. Likely why: "
+        + "; ".join(causes) + ".",
+        " ".join(advice),
+        {"mean_val_loss": mean_val, "mean_train_loss": mean_train, "epochs": tail, "final_val_loss": final_val,
+         "final_train_loss": final_train, "training_only_layers": list(layers), "epoch_lag": lag, "split_checks": split},
+        epoch=view.epochs[-1].epoch)
 
 
 #: Findings of the same run that explain a model ending far worse than a linear fit: how the data

@@ -85,6 +85,32 @@ def strongest_dropout(model: Any) -> tuple[float, str | None, bool]:
     return (rate, layer.name, _reads_model_inputs(model, layer)) if layer is not None else (0.0, None, False)
 
 
+#: Keras's augmentation layers whose names do not start with "Random".
+_AUGMENTATIONS = ("RandAugment", "AugMix", "MixUp", "CutMix")
+
+
+def training_only_layers(model: Any) -> tuple[str, ...]:
+    """The layers that change their output in training only, in model order: the Dropout family,
+    the noise layers (``GaussianNoise``), the augmentation layers (``RandomFlip``, ``RandomZoom``...)
+    and recurrent layers with ``dropout`` or ``recurrent_dropout``.
+
+    The training loss is measured with them on and the validation loss with them off, which is
+    why the one may sit below the other in a healthy run (``validation-below-training``).
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
+    names = []
+    cells = {id(layer.cell) for layer in layers if getattr(layer, "cell", None) is not None}  # named by their layer
+    for layer in layers:
+        if id(layer) in cells:
+            continue
+        kind = type(layer).__name__
+        recurrent = any(real_number(getattr(layer, key, None)) and getattr(layer, key) > 0 for key in ("dropout", "recurrent_dropout"))
+        if "Dropout" in kind or "Noise" in kind or kind.startswith("Random") or kind in _AUGMENTATIONS or recurrent:
+            names.append(layer.name)
+    return tuple(names)
+
+
 def _reads_model_inputs(model: Any, layer: Any) -> bool:
     """Whether ``layer`` reads an input of ``model`` itself: the first layer of a Sequential, or a
     layer called on an ``Input`` of a Functional model."""

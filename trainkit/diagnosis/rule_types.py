@@ -168,6 +168,11 @@ class Thresholds:
     # epochs, seeds 0-2) ended at 2.3-3.6x the fit, 0.2-0.4% of chance (R^2 0.997), and were told
     # "something in its training is off"; the forecaster under SGD 1e-3 ends 5.7% of chance above.
     linear_min_gap: float = 0.02
+    # Validation below training: over the last third of the epochs the validation loss averages
+    # under 85% of the training loss (both on the data), by at least 2% of the chance level (a
+    # gap of 0.004 between losses near 0 is no question anyone asks).
+    val_below_train_share: float = 0.85
+    val_below_train_min_gap: float = 0.02
 
 
 @dataclasses.dataclass(frozen=True)

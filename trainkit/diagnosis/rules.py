@@ -12,7 +12,7 @@ rules live in modules by what they read:
 * :mod:`~trainkit.diagnosis.gradient_rules` — vanishing (across layers or through time) and exploding gradients;
 * :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
 * :mod:`~trainkit.diagnosis.fit_rules` — overfitting, underfitting, a dominating penalty, a frozen output layer,
-  dropout that hides learning, a regression worse than the linear fit of its inputs.
+  dropout that hides learning, a validation loss below the training loss, a regression worse than the linear fit of its inputs.
 
 Rules never fire on curve shapes before a run has had time to show them: loss-curve verdicts wait
 for :attr:`Thresholds.curve_fraction` of the planned epochs (AUTOTRAINER's false alarms in the first
@@ -28,6 +28,7 @@ from trainkit.diagnosis.fit_rules import (
     overfitting,
     regularization_dominates,
     underfitting,
+    validation_below_training,
     worse_than_linear,
 )
 from trainkit.diagnosis.gradient_rules import (
@@ -81,6 +82,8 @@ RULES: tuple[Rule, ...] = (
     Rule("frozen-output", "warning", "end", frozen_output, "the loss stalled while the output layer was frozen (trainable=False)"),
     Rule("worse-than-linear", "warning", "end", worse_than_linear,
          "a regression ended far worse than the least-squares linear fit of its inputs"),
+    Rule("validation-below-training", "info", "end", validation_below_training,
+         "the validation loss ended well below the training loss: why (training-only layers, the epoch mean, the split)"),
     Rule("chance-level-unknown", "info", "end", chance_level_unknown, "no chance level for this loss: the verdicts against one were not made"),
 )
 #: Every code the diagnosis can report, in one place.

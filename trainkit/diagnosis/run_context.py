@@ -38,6 +38,7 @@ from trainkit.diagnosis.model_facts import (
     real_number,
     softmax_layers,
     strongest_dropout,
+    training_only_layers,
     weight_penalties,
 )
 from trainkit.stat_names import NEGATIVE_SLOPED, SMOOTH_RELU
@@ -309,6 +310,7 @@ def build_context(
         dropout=dropout[0],
         dropout_layer=dropout[1],
         dropout_on_inputs=dropout[2],
+        training_only_layers=training_only_layers(model),
         initializers=layer_initializers(model),
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
