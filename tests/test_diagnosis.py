@@ -2780,7 +2780,7 @@ def test_class_weight_and_sample_weight_reach_the_chance_level_of_a_fit():
     assert context.chance_loss > 2 * chance_loss("binary", "binary_crossentropy", y).loss
 
 
-def test_a_masked_taggers_chance_level_leaves_out_its_padding():
+def test_a_masked_taggers_chance_level_leaves_out_its_padding(monkeypatch):
     # Embedding(mask_zero=True) into a GRU(return_sequences=True): the loss averages over the real
     # tokens only, but the prior was taken over every position, 77% padding labelled 0: the chance
     # level read 0.75 where random tags cannot go below ln 5 = 1.61, and a tagger of random tags
@@ -2796,7 +2796,15 @@ def test_a_masked_taggers_chance_level_leaves_out_its_padding():
     model = keras.Sequential([keras.Input((steps,), dtype="int32"), keras.layers.Embedding(100, 8, mask_zero=True),
                               keras.layers.GRU(8, return_sequences=True), keras.layers.Dense(classes, activation="softmax")])
     trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", logdir=None)
+    from trainkit.diagnosis import masked_positions
+
+    reads = []
+    read = masked_positions._output_masks
+    monkeypatch.setattr(masked_positions, "_output_masks", lambda *args: reads.append(args) or read(*args))
     trainer.fit(x, y, epochs=1, batch_size=64, verbose=0, sample_weight=w, validation_split=0.25)
+    # The output's mask is read once a model: the checks, the training and the validation rows
+    # called the LSTM tagger eagerly six times (~0.1-0.2 s each).
+    assert len(reads) == 1
     context = trainer._live_diagnosis.diagnoser.context
     weights = np.broadcast_to(w[:, None], real.shape)
     expected = chance_loss("multiclass", "sparse_categorical_crossentropy", y[:240][real[:240]], sample_weight=weights[:240][real[:240]])

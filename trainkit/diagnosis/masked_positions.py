@@ -10,11 +10,13 @@ was told.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
 from trainkit.checks.model_inspect import iter_layers, masked_embeddings
+from trainkit.seed_states import seed_states_kept
 
 #: Rows the model is called on to see whether (and how) its output is masked.
 _SAMPLE_ROWS = 32
@@ -42,24 +44,52 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
         # Several inputs (no one batch to call it on), or a call that would move a stateful
         # layer's carried state: every position counts, as it did before masks were read.
         return True, None
-    # Whether the mask reaches the output at all, on ids 1 (a row in every table): a pooled
-    # classifier's does not, and its rows count whole whatever its inputs (padded_batch's batches
-    # of several lengths, which do not join into one array, gave no chance level at all).
-    masks = _output_masks(model, np.ones((2, *(3 if d is None else d for d in shape)), np.int32))
-    if masks is None or all(m is None for m in masks):
+    rows = _id_rows(inputs)
+    mask = _output_mask(model, shape, rows)
+    if mask == "none":
         return True, None
-    if inputs is None or isinstance(inputs, dict | list | tuple):
-        return False, None  # a masked output, and no rows to rebuild its mask from
-    inputs = np.asarray(inputs)  # in-memory rows are a tensor
-    if inputs.ndim != 2 or not (np.issubdtype(inputs.dtype, np.integer) or np.issubdtype(inputs.dtype, np.floating)):
-        return False, None
-    sample = inputs[:_SAMPLE_ROWS]
+    return (True, rows != 0) if mask == "ids" and rows is not None else (False, None)
+
+
+#: Each model's output mask, once read (a fit asks for its training rows, its validation rows and
+#: the data checks': each eager call of an LSTM tagger cost ~0.1-0.2 s).
+_OUTPUT_MASKS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _output_mask(model: Any, shape: tuple[int | None, ...], rows: np.ndarray | None) -> str:
+    """What masks the model's output: ``"none"`` (no mask reaches it), ``"ids"`` (the input's
+    ``ids != 0``) or ``"other"``; ``"unknown"`` (not kept) without rows to tell the last two apart."""
+    known = _OUTPUT_MASKS.get(model)
+    if known is not None:
+        return known
+    # On real rows where there are some, else on ids 1 (a row in every table): a pooled
+    # classifier's mask does not reach the output, and its rows count whole whatever its inputs
+    # (padded_batch's batches of several lengths, which do not join into one array).
+    sample = rows[:_SAMPLE_ROWS] if rows is not None else np.ones((2, *(3 if d is None else d for d in shape)), np.int32)
     masks = _output_masks(model, sample)
-    if masks is None or len(masks) != 1 or masks[0] is None or np.shape(masks[0]) != sample.shape:
-        return False, None
-    if not np.array_equal(np.asarray(masks[0]), sample != 0):
-        return False, None
-    return True, inputs != 0
+    if masks is None and rows is not None:
+        masks = _output_masks(model, np.ones((2, *(3 if d is None else d for d in shape)), np.int32))
+        sample = None  # the real rows could not be read: whether their mask is ids != 0 is unknown
+    if masks is None or all(m is None for m in masks):
+        mask = "none"
+    elif sample is None or rows is None:
+        return "unknown"
+    elif len(masks) == 1 and masks[0] is not None and np.shape(masks[0]) == sample.shape and np.array_equal(np.asarray(masks[0]), sample != 0):
+        mask = "ids"
+    else:
+        mask = "other"
+    _OUTPUT_MASKS[model] = mask
+    return mask
+
+
+def _id_rows(inputs: Any) -> np.ndarray | None:
+    """In-memory ``[rows, T]`` numeric ids, else ``None`` (unknown, a dataset, several inputs)."""
+    if inputs is None or isinstance(inputs, dict | list | tuple):
+        return None
+    rows = np.asarray(inputs)  # in-memory rows are a tensor
+    if rows.ndim != 2 or not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating)):
+        return None
+    return rows
 
 
 def _input_shape(model: Any) -> tuple[int | None, ...] | None:
@@ -74,7 +104,8 @@ def _output_masks(model: Any, rows: np.ndarray) -> list[Any] | None:
     """The mask of each of the model's outputs on ``rows`` (``None`` for an unmasked one), or
     ``None`` when the model cannot be called on them here."""
     try:
-        outputs = model(rows, training=False)
+        with seed_states_kept(model):  # a call model.fit does not make (a sampling layer draws in it)
+            outputs = model(rows, training=False)
     except Exception:
         return None
     outputs = list(outputs.values()) if isinstance(outputs, dict) else outputs if isinstance(outputs, list | tuple) else [outputs]
