@@ -61,7 +61,7 @@ class DataContext:
     targets: list[Target]
     input_shapes: list[tuple[int | None, ...]] | None = None
     scales_inputs: Sequence[bool] = ()
-    #: For each input, the ``Normalization`` layer that scales it (see ``input_normalizers``), or ``None``.
+    #: For each input, the ``Normalization`` or ``Rescaling`` layer that scales it (see ``input_normalizers``), or ``None``.
     normalizers: Sequence[Any] = ()
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS

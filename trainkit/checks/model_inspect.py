@@ -546,13 +546,16 @@ _VALUE_KEEPING = frozenset({"InputLayer", "Dropout", "AlphaDropout", "GaussianDr
 
 
 def input_normalizers(model: keras.Model) -> list[Any]:
-    """For each model input, the ``Normalization`` layer that alone reads it first, or ``None``.
+    """For each model input, the ``Normalization`` or ``Rescaling`` layer that alone reads it first, or ``None``.
 
-    Its statistics are what scale the input: a layer never adapted (mean 0, variance 1) or adapted
-    on other data passes raw values through, which the data checks took as scaled. Followed as
-    :func:`scales_own_inputs` follows the inputs; an inverting layer is not a normaliser.
+    Its statistics (or factor) are what scale the input: a layer never adapted (mean 0, variance 1)
+    or adapted on other data passes raw values through, and a ``Rescaling(1 / 255)`` of images
+    already in [0, 1] shrinks them to [0, 0.004], both of which the data checks took as scaled.
+    Followed as :func:`scales_own_inputs` follows the inputs; an inverting layer is not a normaliser.
     """
     def normalizer(layer: Any) -> Any:
+        if isinstance(layer, keras.layers.Rescaling):
+            return layer
         return layer if isinstance(layer, keras.layers.Normalization) and not getattr(layer, "invert", False) else None
 
     inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None

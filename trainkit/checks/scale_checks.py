@@ -36,6 +36,9 @@ UNSCALED_STD_RATIO = 100.0
 OUTLIER_SCALES = 50.0
 #: At most this share of the rows may be outliers for the bulk to be "scaled, but for a few rows".
 OUTLIER_SHARE = 0.01
+#: Inputs whose every channel spreads less than this after the model's ``Rescaling`` were shrunk
+#: by it: ``Rescaling(1 / 255)`` of images already in [0, 1] leaves a spread of ~0.001.
+TINY_SCALE = 0.01
 
 
 def _outliers(f: np.ndarray) -> list[tuple[int, int, int, float, float, float]] | None:
@@ -105,7 +108,7 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
         normalizer = ctx.normalizers[i] if len(ctx.normalizers) == len(ctx.xs) else None
         if (scaled and normalizer is None) or not is_numeric(a) or a.dtype == bool or len(a) == 0:
             continue
-        s = strided_rows(a, row_budget(a, ctx.sample_rows))
+        s = raw = strided_rows(a, row_budget(a, ctx.sample_rows))
         if normalizer is not None:
             # What the model's Normalization makes of them is what its layers read: never adapted
             # (mean 0, variance 1) it passes raw values through, which counted as scaled.
@@ -129,6 +132,10 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
         varying = np.flatnonzero(scale > 1e-12)
         ratio = float(scale[varying].max() / scale[varying].min()) if len(varying) >= 2 else 1.0
         max_mean, max_std = float(np.abs(mean).max()), float(std.max())
+        if isinstance(normalizer, keras.layers.Rescaling) and len(varying) and float(scale.max()) < TINY_SCALE:
+            if (issue := _rescaled_twice(ctx, i, normalizer, raw, float(scale.max()))) is not None:
+                return issue
+            continue
         if max_mean < UNSCALED_MEAN and max_std < UNSCALED_STD and ratio < UNSCALED_STD_RATIO:
             continue
         size = np.maximum(np.abs(mean), std)
@@ -153,6 +160,10 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             fix = (f"The Normalization layer '{normalizer.name}' was built with axis=None: one mean and variance for all of "
                    f"{name}'s values, which leaves its {unit}s' scales as uneven as they were. Build it with axis=-1 (the default: "
                    f"each {unit} its own) and adapt it on the training inputs: {normalizer.name}.adapt({train}).")
+        elif isinstance(normalizer, keras.layers.Rescaling):
+            top = f"{float(np.abs(raw).max()):.6g}"  # 65535 for 16-bit images, not 6.554e+04
+            fix = (f"The Rescaling layer '{normalizer.name}' leaves them this large: give it the factor that brings {name} "
+                   f"to [0, 1] (keras.layers.Rescaling(1 / {top}) for values up to {top}), or scale {name} before training.")
         elif normalizer is not None:
             train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
             fix = (f"Adapt the Normalization layer '{normalizer.name}' on the training inputs before training: "
@@ -186,7 +197,7 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                    f"keras.layers.Normalization() (adapted on {train}) first in the model (in a recipe, "
                    "preprocessing: {standardize_inputs: true}).")
             fix += _category_code_hint(f, worst, ctx.feature_names if len(ctx.xs) == 1 else None) if a.ndim <= 2 else ""
-        after = f" after the Normalization layer '{normalizer.name}'" if normalizer is not None else ""
+        after = f" after the {type(normalizer).__name__} layer '{normalizer.name}'" if normalizer is not None else ""
         return Issue(
             f"The inputs {name} are not scaled{after}{ctx.where} ({'; '.join(reasons)}): {described}. Large or "
             f"uneven scales make the loss badly conditioned: one learning rate is too large for some "
@@ -203,12 +214,39 @@ _RELATIVE_LOSSES = MAPE_NAMES | MSLE_NAMES
 _DIRECTION_LOSSES = frozenset({"CosineSimilarity", "cosine_similarity"})
 
 
+def _rescaled_twice(ctx: DataContext, i: int, layer: Any, raw: np.ndarray, spread: float) -> Issue | None:
+    """The model's ``Rescaling`` shrinks inputs that were already scaled (``x / 255`` twice).
+
+    Images in [0, 1] through ``Rescaling(1 / 255)`` reach the first layer as values under 0.004:
+    a 16x16 CNN then stayed at chance (loss 1.38 of 1.386, seeds 0-2) where the same images
+    scaled once reached validation accuracy 1.0, and was told only that its ReLUs were dead.
+    """
+    raw = raw.astype(np.float64)
+    if not np.isfinite(raw).all() or float(raw.std(axis=tuple(range(raw.ndim - 1))).max()) < TINY_SCALE:
+        return None  # inputs this narrow before the layer too: it did not shrink them
+    name = input_label("x", i, len(ctx.xs), ctx.input_keys)
+    lo, hi = float(raw.min()), float(raw.max())
+    return Issue(
+        f"The inputs {name} are already scaled (values {format_number(lo)}..{format_number(hi)}{ctx.where}) and the model's "
+        f"Rescaling layer '{layer.name}' scales them again: its layers read values that spread by {format_number(spread)} at "
+        "most, so every unit gets nearly the same input for every row, ReLU units look dead and the loss stays near chance.",
+        f"Scale the inputs once: feed {name} as it is loaded (0..255) to keep the Rescaling layer '{layer.name}', or remove "
+        f"that layer (or the {name} / 255.0 before training).",
+        {"input": i, "min": lo, "max": hi, "max_spread_after": spread, "layer": layer.name, "rows_sampled": len(raw)})
+
+
 def _normalized(layer: Any, rows: np.ndarray) -> np.ndarray | None:
-    """``rows`` as a ``Normalization`` layer makes them, or ``None`` when it cannot take them as they are.
+    """``rows`` as a ``Normalization`` (or ``Rescaling``) layer makes them, or ``None`` when it cannot take them as they are.
 
     Computed in float64 from the layer's statistics, as its ``call`` does: called, a layer of a
     ``mixed_float16`` model computes in float16, where raw inputs ~3e5 overflow to inf.
     """
+    if isinstance(layer, keras.layers.Rescaling):
+        try:
+            out = rows.astype(np.float64) * np.asarray(layer.scale, np.float64) + np.asarray(layer.offset, np.float64)
+        except (TypeError, ValueError):  # a factor per channel that does not fit these rows
+            return None
+        return out if out.shape == rows.shape else None
     try:
         adapted = getattr(layer, "adapt_mean", None) is not None and getattr(layer, "_broadcast_shape", None) is not None
         mean, variance = ((layer.adapt_mean, layer.adapt_variance) if adapted else (layer.mean, layer.variance))
