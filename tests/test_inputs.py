@@ -465,6 +465,18 @@ def test_one_dimensional_x_is_told_its_first_axis_counts_samples(x, wanted):
     assert info.value.code == "shape-mismatch" and wanted in info.value.message and "Input(shape=())" not in info.value.message
 
 
+@pytest.mark.parametrize("shape", [(8, 8, 1), (None, None, 1)], ids=["fixed", "any-size"])
+def test_one_image_without_the_batch_axis_is_told_to_add_it(shape):
+    # predict(image) of one (8, 8, 1) image was told "build the model with keras.Input(shape=(8, 1))".
+    model = keras.Sequential([keras.Input(shape), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    image = np.random.default_rng(0).random((8, 8, 1)).astype("float32")
+    with pytest.raises(DataError) as info:
+        Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary").predict(image)
+    assert info.value.code == "shape-mismatch" and "pass x[None] (shape (1, 8, 8, 1))" in info.value.message
+    assert "keras.Input(shape=" not in info.value.message
+
+
 @pytest.mark.parametrize(("dataset", "code", "wanted"), [
     (lambda x, y: tf.data.Dataset.from_tensor_slices((x, y, y[:, 0], y)).batch(32), "shape-mismatch", "yields 4 parts a batch"),
     (lambda x, y: tf.data.Dataset.from_tensor_slices((tf.RaggedTensor.from_tensor(x), y)).batch(32), "unsupported-input", "RaggedTensorSpec"),

@@ -137,11 +137,14 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
             source, target, layout = moved
             fix = (f"{name} looks {layout}: move its channel axis, {name} = np.moveaxis({name}, {source}, {target}) "
                    f"(a reshape would scramble the pixels).")
+        elif _fits(a.shape, expected) or (a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected))):
+            # One image given to predict, (28, 28, 1): it was told to build the model with
+            # keras.Input(shape=(28, 1)), as if it were 28 samples.
+            one = a.shape if _fits(a.shape, expected) else expected
+            fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
+                   f"(shape {format_shape((1, *one))}).")
         elif None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
-        elif a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected)):
-            fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
-                   f"(shape {format_shape((1, *expected))}).")
         elif a.ndim == 1:
             fix = f"The first axis of {name} counts samples: give it the shape (n, {', '.join('?' if d is None else str(d) for d in expected)})."
         else:
