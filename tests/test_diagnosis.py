@@ -2055,6 +2055,20 @@ def test_relus_dead_before_the_first_update_on_unscaled_inputs_are_told_to_stand
     assert finding(s.run(), "dead-relu").advice.startswith("Fix the initialisation")
 
 
+def test_relus_killed_during_training_on_unscaled_inputs_are_told_to_fix_the_inputs_first():
+    # Images scaled twice (x / 255, then Rescaling(1 / 255)): units dead from epoch 1-2, told only
+    # "Lower the learning rate"; at 1e-4 the run stayed at chance and got lr-too-low instead.
+    s = Stream()
+    s.context.check_codes = ("unscaled-inputs",)
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 0.0 if e == 0 and st < 3 else 0.7
+    f = finding(s.run(), "dead-relu")
+    assert f.advice.startswith("Fix the inputs' scale first") and "unscaled-inputs" in f.advice
+    assert "lower the learning rate" in f.advice
+    # Scaled inputs: the learning rate first, as before.
+    s.context.check_codes = ()
+    assert finding(s.run(), "dead-relu").advice.startswith("Lower the learning rate")
+
+
 def test_relus_dead_before_the_first_update_on_constant_inputs_are_told_to_fix_the_inputs():
     # All-zero x, zero biases: every unit's input is 0, "dead" from the first step; the advice was
     # "bias_initializer: zeros", what it had.

@@ -149,6 +149,13 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
     he = "" if start is not None and start["kernel"].startswith("he_") else "use kernel_initializer: he_normal for this layer, "
     lower = (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}"
              f"{standardise_inputs_advice(view)}or use {switch}.")
+    if "unscaled-inputs" in (view.context.check_codes or ()):
+        # Images scaled twice (x / 255 and a Rescaling(1 / 255)): units died within 2 epochs and
+        # the loss stayed at chance; at the learning rate "lower" named (1e-4) it stayed there too
+        # (1.385 of 1.386, seeds 0-2) and lr-too-low told it to raise the rate again.
+        return ("Fix the inputs' scale first (see unscaled-inputs): inputs far from 0, or shrunk to nearly 0, give a "
+                "unit an input of the same sign for every row, so each step that turns it off turns it off for all of "
+                f"them. If units still die after that: {lower[0].lower()}{lower[1:]}")
     if "unscaled-targets" in (view.context.check_codes or ()) and not view.context.relative_loss:
         # Raw diabetes targets (mean 152) on sklearn's scaled features: every step pushed the same
         # way for 30 epochs until 53% of a layer was off for every row. Told to lower the rate
