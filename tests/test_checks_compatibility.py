@@ -6,6 +6,7 @@ import functools
 
 import keras
 import pytest
+import tensorflow as tf
 
 from trainkit import CompatibilityError
 from trainkit.checks import (
@@ -403,3 +404,22 @@ def test_allow_suggests_only_codes_that_can_be_allowed():
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binary", allow=["unknown-alow-code"])
     assert "Did you mean" not in info.value.message and "unknown-task" not in info.value.message
+
+
+@pytest.mark.parametrize(("task", "loss", "code"), [
+    ("multilabel", "bce", "wrong-output-activation"),
+    ("multiclass", SCCE_LOGITS, "double-activation"),
+    ("multiclass", "scce", OK),
+])
+def test_tf_nn_softmax_is_read_as_softmax(task, loss, code):
+    # tf.nn.softmax is named softmax_v2: Dense(4, activation=tf.nn.softmax), as TensorFlow's own
+    # tutorials write it, was an unknown activation that no rule judged (softmax for multilabel
+    # passed, where activation="softmax" is refused).
+    (output,) = find_outputs(build("dense", 4, tf.nn.softmax))
+    assert output.activation == "softmax"
+    if code == OK:
+        check_compatibility(build("dense", 4, tf.nn.softmax), get_loss(loss), task)
+        return
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 4, tf.nn.softmax), get_loss(loss), task)
+    assert info.value.code == code

@@ -171,7 +171,9 @@ def activation_name(fn: Any) -> str:
         name = fn.lower()
     else:
         name = getattr(fn, "__name__", None) or type(fn).__name__
-        name = name.lower()
+        # tf.nn.softmax is named softmax_v2 (tf.nn.log_softmax log_softmax_v2): read as unknown,
+        # Dense(4, activation=tf.nn.softmax), TensorFlow's tutorials' output, passed every check.
+        name = name.lower().removesuffix("_v2")
     name = {"identity": "linear", "swish": "silu", "hard_swish": "hard_silu", "softsign": "softsign"}.get(name, name)
     return name if name in ACTIVATION_RANGES else UNKNOWN
 
