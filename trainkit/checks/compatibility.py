@@ -363,7 +363,10 @@ def double_activation(case: Case) -> Issue | None:
     return Issue(
         f"The output layer '{case.output.activation_layer}' applies {case.act} and the loss "
         f"{case.loss.describe()} applies it again: the loss reads probabilities in [0, 1] as "
-        f"logits, so predictions cannot leave the middle of the range and gradients stay tiny.",
+        f"logits, so predictions cannot leave the middle of the range and gradients stay tiny. (Keras's TensorFlow "
+        f"backend undoes this only while the {case.act} op is the output's very last one: it then reads the logits "
+        f"beneath it, with a warning; a cast to float32 under mixed precision, a reshape after it or another backend "
+        f"breaks that.)",
         f"Use {case.loss.with_logits(False)}, or remove the activation (a linear output "
         f"{_output_fix(case)}) and keep from_logits=True.",
         {"from_logits": True}, case.output.activation_layer)
