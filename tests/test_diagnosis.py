@@ -4387,6 +4387,17 @@ def test_a_validation_loss_below_the_training_loss_with_nothing_to_explain_it_po
     assert "(train-validation-overlap)" in f.message and "validation rows may be easier" not in f.message
 
 
+def test_a_validation_loss_below_a_class_weighted_training_loss_names_the_chance_levels_not_the_split():
+    # Balanced class_weight on 12% positives: training chance ln 2, validation chance 0.37; healthy
+    # MLPs ended at 65-70% of the training loss and were told the validation rows may be easier.
+    f = finding(_validation_below(train_end=0.4, val_chance_loss=0.37).run(), "validation-below-training")
+    assert "a constant prediction scores 0.37 on the validation rows against 0.6931" in f.message
+    assert "validation rows may be easier" not in f.message and f.advice.startswith("Nothing is wrong in itself")
+    # The same chance levels on both splits: the split is still what is left to suspect.
+    f = finding(_validation_below(train_end=0.4, val_chance_loss=LN2).run(), "validation-below-training")
+    assert "a constant prediction scores" not in f.message and "validation rows may be easier" in f.message
+
+
 def test_no_validation_below_training_note_where_it_is_not_below_or_another_finding_explains_it():
     assert "validation-below-training" not in codes(Stream().run())  # validation above training
     near = _validation_below()

@@ -416,6 +416,15 @@ def validation_below_training(view: Diagnoser) -> Issue | None:
         causes.append(f"the training loss is each epoch's mean over its steps while the weights still improve (it fell "
                       f"{format_number(2 * lag)} over the last epoch), and the validation loss is measured with the weights at "
                       "the epoch's end")
+    val_chance = val_chance_level(view)
+    if chance is not None and val_chance is not None and mean_val / val_chance >= view.t.val_below_train_share * mean_train / chance:
+        # class_weight (or a sample_weight) weighs the training loss alone: balanced weights on 12%
+        # positives put the training rows' chance level near 2x the validation rows', and healthy
+        # MLPs ended at 65-70% of the training loss, told the split was suspect (seeds 0-2).
+        causes.append(f"a constant prediction scores {format_number(val_chance)} on the validation rows against "
+                      f"{format_number(chance)} on the training rows (class_weight, or a sample_weight given to the training rows "
+                      "alone, weighs only the training loss; or the splits hold another class or target mix): each against its own chance level, the "
+                      f"validation loss is {mean_val / val_chance / (mean_train / chance):.0%} of the training loss")
     split = [code for code in SPLIT_CODES if code in (view.context.check_codes or ())]
     if split:
         causes.append(f"the data checks found the validation rows drawn unlike the training rows ({', '.join(split)})")
