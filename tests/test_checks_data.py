@@ -449,6 +449,22 @@ def test_unscaled_inputs_finds_images_scaled_twice_by_a_rescaling_layer():
     assert "after the Rescaling layer" in finding.message and "Rescaling(1 / 65535)" in finding.advice and ".adapt(" not in finding.advice
 
 
+def test_a_rescaling_layer_is_not_blamed_for_uneven_scales_one_factor_cannot_change():
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (64, 8, 8, 3)).astype("uint8")
+    pixels[..., 2] = rng.integers(0, 2, pixels[..., 2].shape)  # a near-empty channel
+    model = keras.Sequential([keras.Input((8, 8, 3)), L.Rescaling(1 / 255), L.Conv2D(2, 3, activation="relu"), L.Flatten(),
+                              L.Dense(1, activation="sigmoid")])
+    # 0..255 through Rescaling(1 / 255) is scaled once: it was told to give the layer the factor 1 / 255.
+    assert "unscaled-inputs" not in codes(check_data(pixels, np.arange(64) % 2, model=model, loss=get_loss("bce"), task="binary"))
+    # A salary and an age through Rescaling(1 / 1000): still large, and no one factor fixes that.
+    table = np.stack([rng.normal(5e4, 2e4, 200), rng.normal(30, 10, 200)], 1).astype("float32")
+    model = keras.Sequential([keras.Input((2,)), L.Rescaling(1 / 1000), L.Dense(4, activation="relu"), L.Dense(1, activation="sigmoid")])
+    (finding,) = [f for f in check_data(table, np.arange(200) % 2, model=model, loss=get_loss("bce"), task="binary")
+                  if f.code == "unscaled-inputs"]
+    assert "replace it with keras.layers.Normalization()" in finding.advice and "Rescaling(1 /" not in finding.advice
+
+
 def test_unscaled_targets_bad_and_good():
     y = np.linspace(3, 103, len(X)).astype("float32")
     (finding,) = run("regression", X, y)

@@ -138,6 +138,11 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             continue
         if max_mean < UNSCALED_MEAN and max_std < UNSCALED_STD and ratio < UNSCALED_STD_RATIO:
             continue
+        if isinstance(normalizer, keras.layers.Rescaling) and max_mean < UNSCALED_MEAN and max_std < UNSCALED_STD:
+            # One factor leaves the features' (channels') scales as uneven as they came: not the
+            # layer's doing, and not judged before it was read (0..255 RGB with a near-empty
+            # channel, through Rescaling(1 / 255), was told to give it the factor 1 / 255).
+            continue
         size = np.maximum(np.abs(mean), std)
         worst = [int(j) for j in np.argsort(-size, kind="stable")[:3]]
         if ratio >= UNSCALED_STD_RATIO:
@@ -160,6 +165,13 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             fix = (f"The Normalization layer '{normalizer.name}' was built with axis=None: one mean and variance for all of "
                    f"{name}'s values, which leaves its {unit}s' scales as uneven as they were. Build it with axis=-1 (the default: "
                    f"each {unit} its own) and adapt it on the training inputs: {normalizer.name}.adapt({train}).")
+        elif isinstance(normalizer, keras.layers.Rescaling) and ratio >= UNSCALED_STD_RATIO:
+            # Features of different units (a salary and an age through Rescaling(1 / 1000)): no one
+            # factor brings them all to [0, 1].
+            train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
+            fix = (f"The Rescaling layer '{normalizer.name}' divides every {unit} by the same factor, which leaves their scales "
+                   f"as uneven as they were: replace it with keras.layers.Normalization() adapted on the training inputs "
+                   f"(layer.adapt({train})), each {unit} its own mean and variance.")
         elif isinstance(normalizer, keras.layers.Rescaling):
             top = f"{float(np.abs(raw).max()):.6g}"  # 65535 for 16-bit images, not 6.554e+04
             fix = (f"The Rescaling layer '{normalizer.name}' leaves them this large: give it the factor that brings {name} "
