@@ -4424,6 +4424,14 @@ def test_training_only_layers_are_read_off_the_model():
     assert training_only_layers(model) == ("noise", "lstm", "drop")
     images = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.RandomFlip(name="flip"), keras.layers.Conv2D(2, 3, name="conv")])
     assert training_only_layers(images) == ("flip",)
+    # A rate of 0 changes nothing: MultiHeadAttention's own Dropout(0) was named in every attention model.
+    tokens = keras.Input((5, 4))
+    h = keras.layers.MultiHeadAttention(2, 4, name="attention")(tokens, tokens)
+    h = keras.layers.GaussianNoise(0.0, name="no_noise")(keras.layers.Dropout(0.0, name="no_drop")(h))
+    assert training_only_layers(keras.Model(tokens, h)) == ()
+    tokens = keras.Input((5, 4))
+    model = keras.Model(tokens, keras.layers.MultiHeadAttention(2, 4, dropout=0.1, name="attention")(tokens, tokens))
+    assert "attention" in training_only_layers(model)
 
 
 @pytest.mark.parametrize("noise", [1.0, 0.0])

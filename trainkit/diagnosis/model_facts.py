@@ -106,7 +106,11 @@ def training_only_layers(model: Any) -> tuple[str, ...]:
             continue
         kind = type(layer).__name__
         recurrent = any(real_number(getattr(layer, key, None)) and getattr(layer, key) > 0 for key in ("dropout", "recurrent_dropout"))
-        if "Dropout" in kind or "Noise" in kind or kind.startswith("Random") or kind in _AUGMENTATIONS or recurrent:
+        # A rate or stddev of 0 changes nothing: MultiHeadAttention's own Dropout (rate 0 by
+        # default) was named in every attention model as why its validation loss was lower.
+        strength = getattr(layer, "rate", getattr(layer, "stddev", None))
+        acting = not real_number(strength) or strength > 0
+        if (("Dropout" in kind or "Noise" in kind) and acting) or kind.startswith("Random") or kind in _AUGMENTATIONS or recurrent:
             names.append(layer.name)
     return tuple(names)
 
