@@ -477,6 +477,16 @@ def test_one_image_without_the_batch_axis_is_told_to_add_it(shape):
     assert "keras.Input(shape=" not in info.value.message
 
 
+def test_one_flat_image_is_told_to_reshape_it_not_to_add_an_axis():
+    # A flat (64,) image for an (8, 8, 1) input was told "pass x[None] (shape (1, 8, 8, 1))": x[None] is (1, 64).
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    image = np.random.default_rng(0).random(64).astype("float32")
+    with pytest.raises(DataError) as info:
+        Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary").predict(image)
+    assert info.value.code == "shape-mismatch" and "pass x.reshape(1, 8, 8, 1) (shape (1, 8, 8, 1))" in info.value.message
+
+
 @pytest.mark.parametrize(("dataset", "code", "wanted"), [
     (lambda x, y: tf.data.Dataset.from_tensor_slices((x, y, y[:, 0], y)).batch(32), "shape-mismatch", "yields 4 parts a batch"),
     (lambda x, y: tf.data.Dataset.from_tensor_slices((tf.RaggedTensor.from_tensor(x), y)).batch(32), "unsupported-input", "RaggedTensorSpec"),

@@ -140,8 +140,9 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         elif _fits(a.shape, expected) or (a.ndim == 1 and None not in expected and len(a) == int(np.prod(expected))):
             # One image given to predict, (28, 28, 1): it was told to build the model with
             # keras.Input(shape=(28, 1)), as if it were 28 samples.
-            one = a.shape if _fits(a.shape, expected) else expected
-            fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {name}[None] "
+            # A flat (784,) sample for a (28, 28, 1) input: x[None] is (1, 784), not the input's shape.
+            one, how = (a.shape, f"{name}[None]") if _fits(a.shape, expected) else (expected, f"{name}.reshape(1, {', '.join(map(str, expected))})")
+            fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {how} "
                    f"(shape {format_shape((1, *one))}).")
         elif None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
