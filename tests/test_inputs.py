@@ -477,6 +477,16 @@ def test_one_image_without_the_batch_axis_is_told_to_add_it(shape):
     assert "keras.Input(shape=" not in info.value.message
 
 
+def test_rows_that_fit_as_one_sequence_are_also_told_to_shape_each_sample():
+    # 500 rows of 8 features for an LSTM's (None, 8) were told only "if x is one sample, pass x[None]".
+    model = keras.Sequential([keras.Input((None, 8)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    with pytest.raises(DataError) as info:
+        Trainer(model, loss="mse", optimizer="adam", task="regression", logdir=None).fit(
+            np.zeros((500, 8), "float32"), np.zeros(500, "float32"), epochs=1, verbose=0)
+    assert "pass x[None]" in info.value.message and "give each the shape (None, 8)" in info.value.message
+    assert "keras.Input(shape=(8,))" in info.value.message
+
+
 def test_one_flat_image_is_told_to_reshape_it_not_to_add_an_axis():
     # A flat (64,) image for an (8, 8, 1) input was told "pass x[None] (shape (1, 8, 8, 1))": x[None] is (1, 64).
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),

@@ -144,6 +144,11 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
             one, how = (a.shape, f"{name}[None]") if _fits(a.shape, expected) else (expected, f"{name}.reshape(1, {', '.join(map(str, expected))})")
             fix = (f"The first axis of {name} counts samples; if {name} is one sample, pass {how} "
                    f"(shape {format_shape((1, *one))}).")
+            if a.ndim == 2 and expected[0] is None:
+                # (500, 8) for an LSTM's (None, 8) fits as one sequence of 500 steps just as well
+                # as 500 rows of 8 features, the likelier mistake in a fit: both are said (an
+                # (8, 8, 1) image for a (None, None, 1) input is one image).
+                fix += f" If its rows are samples, give each the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
         elif None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
         elif a.ndim == 1:
