@@ -2064,6 +2064,7 @@ def test_relus_killed_during_training_on_unscaled_inputs_are_told_to_fix_the_inp
     f = finding(s.run(), "dead-relu")
     assert f.advice.startswith("Fix the inputs' scale first") and "unscaled-inputs" in f.advice
     assert "lower the learning rate" in f.advice
+    assert "standardise the inputs" not in f.advice  # the inputs' fix said once, first
     # Scaled inputs: the learning rate first, as before.
     s.context.check_codes = ()
     assert finding(s.run(), "dead-relu").advice.startswith("Lower the learning rate")
@@ -3851,7 +3852,8 @@ def test_inputs_the_checks_found_scaled_are_not_told_to_be_standardised():
 
     assert "standardise the inputs" in dead_relu_advice(None)  # no checks ran: unknown
     assert "standardise the inputs" in dead_relu_advice(("data-not-inspectable",))  # they could not read x
-    assert "standardise the inputs" in dead_relu_advice(("unscaled-inputs",))
+    # Found unscaled: the inputs' scale is fixed first, and said once.
+    assert dead_relu_advice(("unscaled-inputs",)).startswith("Fix the inputs' scale first")
     scaled = dead_relu_advice(())
     assert "standardise" not in scaled and "he_normal for this layer, or use" in scaled
 

@@ -150,6 +150,8 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
     lower = (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}"
              f"{standardise_inputs_advice(view)}or use {switch}.")
     if "unscaled-inputs" in (view.context.check_codes or ()):
+        # Its inputs fixed first, "standardise the inputs" again after it is no next step.
+        lower = f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}or use {switch}."
         # Images scaled twice (x / 255 and a Rescaling(1 / 255)): units died within 2 epochs and
         # the loss stayed at chance; at the learning rate "lower" named (1e-4) it stayed there too
         # (1.385 of 1.386, seeds 0-2) and lr-too-low told it to raise the rate again.
