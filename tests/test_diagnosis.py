@@ -4434,6 +4434,14 @@ def test_training_only_layers_are_read_off_the_model():
     tokens = keras.Input((5, 4))
     model = keras.Model(tokens, keras.layers.MultiHeadAttention(2, 4, dropout=0.1, name="attention")(tokens, tokens))
     assert "attention" in training_only_layers(model)
+    # A frozen base called with training=False keeps its dropout off in training too.
+    base_inputs = keras.Input((8,))
+    base = keras.Model(base_inputs, keras.layers.Dropout(0.3, name="base_drop")(keras.layers.Dense(8)(base_inputs)), name="base")
+    inputs = keras.Input((8,))
+    h = keras.layers.Dropout(0.2, name="head_drop")(base(keras.layers.RandomFlip("horizontal", name="flip")(inputs), training=False))
+    assert training_only_layers(keras.Model(inputs, keras.layers.Dense(1)(h))) == ("flip", "head_drop")
+    inputs = keras.Input((8,))
+    assert training_only_layers(keras.Model(inputs, base(inputs))) == ("base_drop",)  # called without training=False
 
 
 @pytest.mark.parametrize("noise", [1.0, 0.0])
