@@ -14,6 +14,7 @@ models nested inside them. Subclassed models cannot be inspected without calling
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -653,16 +654,39 @@ def batch_only_batchnorms(model: keras.Model) -> tuple[str, ...]:
 
 
 def _training_layers(model: Any) -> Iterator[Any]:
-    """:func:`iter_layers` less the layers (and nested models' layers) that ``model`` calls with
-    ``training=False`` at every call: they run in inference mode while the model trains."""
-    for layer in getattr(model, "layers", []):
-        calls = [node.arguments.kwargs for node in getattr(layer, "_inbound_nodes", ()) if hasattr(node, "arguments")]
-        if calls and all(kwargs.get("training") is False for kwargs in calls):
+    """:func:`iter_layers` less the layers that run in inference mode while the model trains
+    (:func:`inference_mode_ids`)."""
+    off = inference_mode_ids(model)
+    return (layer for layer in iter_layers(model) if id(layer) not in off)
+
+
+def inference_mode_ids(model: Any) -> set[int]:
+    """The ids of the layers ``model`` runs in inference mode while it trains: those it calls with
+    ``training=False`` at every call (a fine-tuned base, ``base(x, training=False)``), and every
+    layer inside such a nested model.
+
+    A layer whose ``call`` defaults to ``training=False`` (``Dropout``) records that default in its
+    calls whatever the caller passed, so its record says nothing and it is not counted.
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
+    off: set[int] = set()
+    for layer in layers:
+        calls = [getattr(getattr(node, "arguments", None), "kwargs", None) or {} for node in getattr(layer, "_inbound_nodes", None) or []]
+        if not calls or not all(call.get("training") is False for call in calls) or _defaults_to_inference(layer):
             continue
-        if isinstance(layer, keras.Model):
-            yield from _training_layers(layer)
-        else:
-            yield layer
+        inner = getattr(layer, "_flatten_layers", None)
+        off.update(id(sub) for sub in (inner(include_self=True) if inner is not None else [layer]))
+    return off
+
+
+def _defaults_to_inference(layer: Any) -> bool:
+    """Whether ``layer.call`` defaults to ``training=False``."""
+    try:
+        parameter = inspect.signature(layer.call).parameters.get("training")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.default is False
 
 
 def masked_embeddings(model: keras.Model) -> tuple[str, ...]:

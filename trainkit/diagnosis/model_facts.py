@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from trainkit.checks.model_inspect import inference_mode_ids
 from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation, reported_names
 
 
@@ -100,10 +101,11 @@ def training_only_layers(model: Any) -> tuple[str, ...]:
     flatten = getattr(model, "_flatten_layers", None)
     layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
     names = []
-    cells = {id(layer.cell) for layer in layers if getattr(layer, "cell", None) is not None}  # named by their layer
-    off = _called_for_inference(layers)
+    # Named by the layer that holds them: an RNN's cell, an attention layer's own dropout.
+    held = {id(layer.cell) for layer in layers if getattr(layer, "cell", None) is not None}
+    off = inference_mode_ids(model)  # a frozen base's dropout, base(x, training=False), stays off
     for layer in layers:
-        if id(layer) in cells or id(layer) in off:
+        if id(layer) in held or id(layer) in off:
             continue
         kind = type(layer).__name__
         recurrent = any(real_number(getattr(layer, key, None)) and getattr(layer, key) > 0 for key in ("dropout", "recurrent_dropout"))
@@ -113,23 +115,10 @@ def training_only_layers(model: Any) -> tuple[str, ...]:
         acting = not real_number(strength) or strength > 0
         if (("Dropout" in kind or "Noise" in kind) and acting) or kind.startswith("Random") or kind in _AUGMENTATIONS or recurrent:
             names.append(layer.name)
+            # Named once: MultiHeadAttention(dropout=0.1) and its own inner Dropout were both listed.
+            inner = getattr(layer, "_flatten_layers", None)
+            held.update(id(sub) for sub in (inner(include_self=False) if inner is not None else ()))
     return tuple(names)
-
-
-def _called_for_inference(layers: list[Any]) -> set[int]:
-    """The ids of the nested models called with ``training=False`` wherever they are called, and of
-    every layer inside them: a frozen base, ``base(x, training=False)``, keeps its dropout off in
-    training. Models only: a Dropout's own nodes hold its default ``training=False`` whatever the call."""
-    off: set[int] = set()
-    for layer in layers:
-        if not callable(getattr(layer, "fit", None)):  # a keras.Model (duck-typed, as the rest of this module reads layers)
-            continue
-        nodes = getattr(layer, "_inbound_nodes", None) or []
-        calls = [getattr(getattr(node, "arguments", None), "kwargs", None) or {} for node in nodes]
-        if calls and all(call.get("training") is False for call in calls):
-            flatten = getattr(layer, "_flatten_layers", None)
-            off.update(id(inner) for inner in (flatten(include_self=True) if flatten is not None else [layer]))
-    return off
 
 
 def _reads_model_inputs(model: Any, layer: Any) -> bool:
