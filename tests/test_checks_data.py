@@ -1449,11 +1449,15 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
     assert "after the Normalization layer" in finding.message and ".adapt(x_train['num'])" in finding.advice
 
 
-@pytest.mark.parametrize("classes", [3, 100])  # a one-hot product up to 64 classes, reduceat beyond
+@pytest.mark.parametrize("classes", [2, 3, 10, 100])  # sorted sums for any count (a one-hot product was up to 64)
 def test_class_sums_of_the_separation_screen(classes):
     from trainkit.checks.leakage_checks import _class_sums
 
     rng = np.random.default_rng(classes)
+    xs = rng.standard_normal((4 * classes, 5))
+    inverse = rng.permutation(np.arange(4 * classes) % classes)  # classes interleaved, as rows come
+    expected = np.stack([xs[inverse == c].sum(axis=0) for c in range(classes)])
+    np.testing.assert_allclose(_class_sums(xs, inverse, classes), expected, rtol=1e-12, atol=1e-12)
     xs = rng.standard_normal((4 * classes, 5))
     inverse = np.concatenate([np.arange(classes), rng.integers(0, classes, 3 * classes)])  # every class present
     expected = np.stack([xs[inverse == c].sum(axis=0) for c in range(classes)])

@@ -54,7 +54,6 @@ SEPARATION_GAP = 1.0
 #: separation is checked; a label copy with noise at a tenth of the classes' spacing explains ~99%.
 _SEPARATION_SCREEN_SHARE = 0.9
 _SEPARATION_SCREEN_FEATURES = 8
-_ONE_HOT_CLASSES = 64  # class sums as a product with a one-hot matrix up to this many classes
 
 
 def _row_hashes(a: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -577,11 +576,14 @@ def _separating_feature(xs: np.ndarray, ids: np.ndarray) -> tuple[int, float, fl
 
 
 def _class_sums(xs: np.ndarray, inverse: np.ndarray, classes: int) -> np.ndarray:
-    """``[classes, features]``: the sum of each class's rows (``inverse``: each row's class index)."""
-    if classes <= _ONE_HOT_CLASSES:  # one product: ~0.4 ms for 5000 x 256, reduceat ~10 ms
-        one_hot = np.zeros((len(xs), classes))
-        one_hot[np.arange(len(xs)), inverse] = 1.0
-        return one_hot.T @ xs
+    """``[classes, features]``: the sum of each class's rows (``inverse``: each row's class index).
+
+    The rows sorted by class and summed class by class, never a product with a one-hot matrix:
+    NumPy's multi-threaded BLAS products in a process that has imported TensorFlow stalled
+    intermittently on the shared 2-core CI machine, the first ones 200-430 ms each (1-2 ms warm),
+    and this was often one (0.43 s of a 0.8 s check_data, 10 classes x 50 features x 20,000 rows);
+    sorted sums take 4-30 ms whatever runs beside them.
+    """
     order = np.argsort(inverse, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=classes))[:-1]])
     return np.add.reduceat(xs[order], starts, axis=0)
