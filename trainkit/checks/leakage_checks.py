@@ -217,15 +217,29 @@ def _has_continuous_feature(rows: np.ndarray) -> bool:
     flat = rows.reshape(len(rows), -1)
     if flat.shape[1] == 0:
         return False
-    distinct = np.unique(flat[:, :: max(1, flat.shape[1] // _CONTINUOUS_COLUMNS)], axis=0)
-    if len(distinct) < 20:
-        return False
-    mostly_distinct = len(distinct) * 4 >= len(flat)
-    for j in range(distinct.shape[1]):
-        values = np.unique(distinct[:, j])
-        if values.size * 2 >= len(distinct) and (mostly_distinct or not _on_a_grid(values)):
+    columns = flat[:, :: max(1, flat.shape[1] // _CONTINUOUS_COLUMNS)]
+    # A column takes the same values in the distinct rows as in all of them, and there are at least
+    # as many distinct rows as it has values: one with 20 values or more, in half the rows, passes
+    # without the distinct rows (sorting the rows whole cost 40-130 ms of a fit's checks).
+    values = []
+    for j in range(columns.shape[1]):
+        values.append(np.unique(columns[:, j]))
+        if values[-1].size >= 20 and values[-1].size * 2 >= len(columns):
             return True
-    return False
+    distinct = _distinct_rows(columns)
+    if distinct < 20:
+        return False
+    mostly_distinct = distinct * 4 >= len(flat)
+    return any(v.size * 2 >= distinct and (mostly_distinct or not _on_a_grid(v)) for v in values)
+
+
+def _distinct_rows(rows: np.ndarray) -> int:
+    """How many distinct rows a 2-D array has: integers compared as bytes (equal bytes, equal
+    numbers; 3x faster), floats as numbers (0.0 and -0.0 differ in their bytes)."""
+    if rows.dtype.kind not in "biu":
+        return len(np.unique(rows, axis=0))
+    packed = np.ascontiguousarray(rows)
+    return len(np.unique(packed.view(np.dtype((np.void, packed.dtype.itemsize * packed.shape[1]))).ravel()))
 
 
 def _on_a_grid(values: np.ndarray) -> bool:
