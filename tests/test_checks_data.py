@@ -628,6 +628,8 @@ def _continuity_cases():
         "a grid of halves, mostly repeated": np.repeat(rng.integers(0, 40, (30, 2)) / 2, 10, axis=0),
         "signed zeros": np.concatenate([np.zeros((30, 2)), -np.zeros((30, 2)), rng.integers(0, 3, (60, 2)) * 1.0]),
         "booleans": rng.random((200, 12)) > 0.5, "wide": rng.normal(size=(50, 600)),
+        "15 continuous rows": normal[:15], "signed ids, mostly repeated": np.repeat(rng.integers(-30, 30, (40, 2)), 5, axis=0),
+        "uint8 pixels": rng.integers(0, 256, (300, 64)).astype("uint8"),
     }
 
 
