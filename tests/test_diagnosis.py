@@ -3177,6 +3177,29 @@ def nan_findings(trainer: Trainer) -> list[Finding]:
     return [f for f in trainer.findings if f.code == "nan-loss"]
 
 
+class MseOfItsOwn(Trainer):
+    """A binary task's compute_loss of its own: the MSE of the probabilities, not the trainer's
+    cross-entropy (whose chance level is ln 2 where this one starts near 0.25)."""
+
+    def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+        return tf.reduce_mean(tf.square(tf.reshape(tf.cast(y, y_pred.dtype), [-1, 1]) - y_pred))
+
+
+def test_a_compute_loss_of_its_own_is_not_judged_against_the_trainer_losss_chance_level():
+    # Its first losses (0.33 at most) were compared with the cross-entropy's ln 2 and read
+    # "initial-loss-too-low ... label leaking into the inputs".
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = MseOfItsOwn(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    found = {f.code: f for f in trainer.findings}
+    assert "initial-loss-too-low" not in found
+    assert "MseOfItsOwn.compute_loss" in found["chance-level-unknown"].message
+
+
 # Stopping on a NaN is the trainer's job (Trainer(on_nan=...), issue 6); the diagnosis callback
 # stops by itself only when asked to.
 def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights():

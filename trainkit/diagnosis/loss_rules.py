@@ -914,7 +914,7 @@ def chance_level_unknown(view: Diagnoser) -> Issue | None:
     loss = f" ({view.context.loss})" if view.context.loss else ""
     return Issue(
         f"No chance level (the loss a model that ignores its inputs gets) is known for this run's loss{loss}: a loss "
-        f"without one, targets it cannot be computed on, or weights per output. So the verdicts that compare the loss "
+        f"without one, a compute_loss of the trainer's own, targets it cannot be computed on, or weights per output. So the verdicts that compare the loss "
         f"with one were not made: {', '.join(CHANCE_VERDICTS)}. The other findings (NaN, gradients, "
         f"activations, learning rate, overfitting) were judged as usual.",
         "Compare the loss with a baseline yourself: the same loss of a constant prediction (the class prior, the mean "

@@ -196,6 +196,13 @@ def _one_output_targets(trainer: Any, targets: Any) -> Any:
     return targets
 
 
+def _compute_loss_of_its_own(trainer: Any) -> bool:
+    """Whether ``trainer``'s class overrides :meth:`~trainkit.trainer.Trainer.compute_loss`."""
+    from trainkit.trainer import Trainer  # here: the trainer imports the diagnosis
+
+    return isinstance(trainer, Trainer) and type(trainer).compute_loss is not Trainer.compute_loss
+
+
 def _loss_text(trainer: Any, describe_loss: Any) -> str:
     heads = getattr(trainer, "heads", ())
     if len(heads) > 1:
@@ -241,7 +248,11 @@ def build_context(
     chance_targets, chance_weights, rows = targets, sample_weight, batch_size or batch_rows
     if targets is not None:
         chance_targets, chance_weights, rows = _masked_targets(trainer, inputs, targets, sample_weight, rows)
-    baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None else None
+    # A compute_loss of its own measures what it likes (a penalty added, another loss): the
+    # chance level of the trainer's loss is no level of it (an MSE override of a binary task's
+    # cross-entropy read "initial-loss-too-low ... label leaking" at 0.33 against 0.69).
+    own_loss = _compute_loss_of_its_own(trainer)
+    baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None and not own_loss else None
     linear_loss = val_linear_loss = None
     if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
         # One fit, on a few thousand of the rows, before the first step: the first steps' level
@@ -275,7 +286,7 @@ def build_context(
     dropout = strongest_dropout(model)
     return Context(
         task=_one_task(trainer),
-        loss=_loss_text(trainer, describe_loss),
+        loss=f"{type(trainer).__name__}.compute_loss" if own_loss else _loss_text(trainer, describe_loss),
         chance_loss=baseline.loss if baseline else None,
         chance_detail=baseline.detail if baseline else "",
         val_chance_loss=val_chance.loss if val_chance else None,
