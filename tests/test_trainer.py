@@ -2113,6 +2113,8 @@ def test_a_training_value_named_like_a_validation_one_is_refused():
     ({"note": None}, "'note' is not a number (got NoneType)"),
     ({"note": np.array("x")}, "'note' is not a number (got ndarray of dtype <U1)"),
     ({"note": {"a": 1.0}}, "'note' is not a number (got dict)"),
+    # A metric (its result() meant) has a dtype: a TypeError as the values were packed.
+    ({"note": keras.metrics.Mean(name="m")}, "'note' is not a number (got the metric 'm'; return its result())"),
     ({3: 1.0}, "names must be non-empty strings"),
 ])
 def test_a_step_returning_a_value_that_is_no_number_is_a_coded_error(extra, words, jit_compile):

@@ -36,6 +36,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
@@ -279,6 +280,10 @@ def _is_number(value: Any) -> bool:
     """A Python or numpy number, or a tensor (variable, array) of floats, integers or booleans."""
     if isinstance(value, numbers.Real):
         return True
+    if not (tf.is_tensor(value) or isinstance(value, np.ndarray | np.generic)):
+        # A Keras metric has a dtype too: {"accuracy": self.metrics[1]} (its result() meant)
+        # passed here and failed as a TypeError while the step's values were packed.
+        return False
     try:
         dtype = tf.as_dtype(value.dtype)
     except (AttributeError, TypeError):
@@ -288,6 +293,8 @@ def _is_number(value: Any) -> bool:
 
 def _kind(value: Any) -> str:
     """How an error names a step output that is no number: its type, and a tensor's dtype."""
+    if isinstance(value, keras.metrics.Metric):
+        return f"the metric {value.name!r}; return its result()"
     dtype = getattr(value, "dtype", None)
     return f"{type(value).__name__} of dtype {dtype}" if dtype is not None else type(value).__name__
 
