@@ -1987,6 +1987,38 @@ def test_a_run_without_the_statistics_it_asked_for_gets_a_note():
     assert "output only" in note.message and "trainkit.probes.record(" in note.advice
 
 
+def test_an_apply_gradients_of_its_own_without_record_updates_trains_and_measures_its_updates():
+    # apply_gradients(self, gradients, variables, loss), the three arguments the docs name, failed
+    # in the first trace: "tf__apply_gradients() got an unexpected keyword argument 'record_updates'".
+    class HalfSteps(Trainer):
+        def apply_gradients(self, gradients, variables, loss):
+            super().apply_gradients([0.5 * g for g in gradients], variables, loss)
+
+    class KerasSpelling(Trainer):
+        def apply_gradients(self, grads_and_vars):
+            pass
+
+    class Grab(Callback):
+        def on_execution_end(self, first_step, outputs):
+            self.outputs = outputs.as_dict()
+
+    x, y = make_data(64, features=4)
+    runs = []
+    for cls, rate in ((HalfSteps, 0.1), (Trainer, 0.05)):  # SGD: half the gradient is half the rate
+        grab = Grab()
+        trainer = cls(make_model(features=4), loss="binary_crossentropy", optimizer=keras.optimizers.SGD(rate), task="binary", seed=0,
+                      diagnose=False, jit_compile=False)
+        history = trainer.fit(x, y, epochs=2, batch_size=32, callbacks=[grab], verbose=0)
+        runs.append((history.history["loss"], [v for k, v in grab.outputs.items() if k.startswith("update_ratio/")]))
+    (loss, ratios), (loss_default, ratios_default) = runs
+    np.testing.assert_allclose(loss, loss_default, rtol=1e-5)
+    assert len(ratios) == len(ratios_default) == 4  # each layer's kernel and bias, in order
+    np.testing.assert_allclose(ratios, ratios_default, rtol=1e-3, atol=1e-7)
+    with pytest.raises(ArgumentError) as info:
+        KerasSpelling(make_model(), loss="binary_crossentropy", optimizer="sgd", task="binary")
+    assert info.value.code == "bad-step-signature" and "KerasSpelling.apply_gradients(self, grads_and_vars)" in info.value.message
+
+
 def test_a_step_method_that_cannot_take_its_arguments_is_refused_when_the_trainer_is_built():
     # compute_loss(self, y, y_pred) failed in the first trace: "tf__compute_loss() takes 3
     # positional arguments but 5 were given".

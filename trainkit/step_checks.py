@@ -27,7 +27,7 @@ VALIDATION_PREFIX = "val_"
 
 
 #: The step methods a subclass overrides, and how many positional arguments trainkit calls each with.
-_STEP_CALLS = {"train_step": 1, "test_step": 1, "compute_loss": 4, "update_metrics": 4}
+_STEP_CALLS = {"train_step": 1, "test_step": 1, "compute_loss": 4, "update_metrics": 4, "apply_gradients": 3}
 
 
 def check_step_signatures(trainer: Any, base: type) -> None:

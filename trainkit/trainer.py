@@ -336,6 +336,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # A compute_loss written before Keras 3.3 takes no `training`: Keras calls it without one.
         parameters = inspect.signature(type(self).compute_loss).parameters.values()
         self._loss_takes_training = any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
+        # An apply_gradients of its own written as (gradients, variables, loss) takes no
+        # `record_updates`: it is called without it, and its updates are measured from a
+        # snapshot of the weights (a TypeError in the first trace otherwise).
+        parameters = inspect.signature(type(self).apply_gradients).parameters.values()
+        self._apply_records = any(p.name == "record_updates" or p.kind is p.VAR_KEYWORD for p in parameters)
         self._epochs_skipped = 0
         # The running sums of the epoch's step-averaged values (see _run_epoch), and those a
         # mid-epoch checkpoint recorded, for the resumed epoch.
@@ -532,16 +537,19 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         The first trace takes the snapshot as well and learns whether recording works for this
         optimizer; later traces record only.
         """
-        record = self.strategy is None and updates.can_capture(self.optimizer, variables) and self._updates_recorded is not False
+        record = (self.strategy is None and self._apply_records and updates.can_capture(self.optimizer, variables)
+                  and self._updates_recorded is not False)
         if record and self._updates_recorded:
             recorded = self.apply_gradients(gradients, variables, loss, record_updates=True)
             if recorded is None:
                 raise RuntimeError("The optimizer's updates were recorded when the step was first traced but not now; pass statistics=False or report this.")
             return None, recorded
         before = stats.snapshot(variables)
-        recorded = self.apply_gradients(gradients, variables, loss, record_updates=record)
-        if record:
-            self._updates_recorded = recorded is not None
+        if not record:
+            self.apply_gradients(gradients, variables, loss)
+            return before, None
+        recorded = self.apply_gradients(gradients, variables, loss, record_updates=True)
+        self._updates_recorded = recorded is not None
         return before, None
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
