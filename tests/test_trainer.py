@@ -1987,6 +1987,28 @@ def test_a_run_without_the_statistics_it_asked_for_gets_a_note():
     assert "output only" in note.message and "trainkit.probes.record(" in note.advice
 
 
+def test_an_update_metrics_of_its_own_that_feeds_the_metrics_itself_gets_them_logged():
+    # Without super().update_metrics, the accuracy it fed was left out of the History (only loss
+    # and the validation's values), where the default step gives the same metric its epoch value.
+    class OwnUpdates(Trainer):
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            for metric in self.metrics[1:]:  # the first is the loss tracker
+                metric.update_state(y, y_pred)
+
+    class Silent(Trainer):  # feeds nothing: no zeros of empty trackers
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            pass
+
+    x, y = make_data(100, features=4)
+    histories = [cls(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", metrics=["accuracy"], seed=0,
+                     diagnose=False, jit_compile=False).fit(x, y, epochs=2, batch_size=32, verbose=0).history
+                 for cls in (OwnUpdates, Trainer, Silent)]
+    own, default, silent = histories
+    np.testing.assert_allclose(own["accuracy"], default["accuracy"], rtol=1e-6)  # each epoch's own, reset between them
+    np.testing.assert_allclose(own["loss"], default["loss"], rtol=1e-5)
+    assert "accuracy" not in silent and np.isfinite(silent["loss"]).all()
+
+
 def test_an_apply_gradients_of_its_own_without_record_updates_trains_and_measures_its_updates():
     # apply_gradients(self, gradients, variables, loss), the three arguments the docs name, failed
     # in the first trace: "tf__apply_gradients() got an unexpected keyword argument 'record_updates'".

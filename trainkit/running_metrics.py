@@ -86,3 +86,30 @@ def running_values(logs: Any, produced: Produced) -> dict[str, keras.metrics.Met
     if not isinstance(logs, Mapping):
         return {}
     return {name: produced[value.ref()] for name, value in logs.items() if isinstance(value, tf.Tensor) and value.ref() in produced}
+
+
+@contextlib.contextmanager
+def updates_noted(metrics: Iterable[keras.metrics.Metric]) -> Iterator[set[int]]:
+    """Notes (by ``id``) which of ``metrics`` have ``update_state`` called while the block runs.
+
+    Meant around an ``update_metrics`` of a subclass's own that feeds the trainer's metrics
+    itself; ``update_state`` is shadowed on each metric object for the block, as in
+    :func:`results_noted`.
+    """
+    updated: set[int] = set()
+    patched = []
+    for metric in metrics:
+        if "update_state" in vars(metric):  # shadowed already: not ours to touch
+            continue
+
+        def noted(*args: Any, original: Any = metric.update_state, metric: keras.metrics.Metric = metric, **kwargs: Any) -> Any:
+            updated.add(id(metric))
+            return original(*args, **kwargs)
+
+        metric.update_state = noted
+        patched.append(metric)
+    try:
+        yield updated
+    finally:
+        for metric in patched:
+            del metric.update_state

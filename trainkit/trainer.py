@@ -82,7 +82,7 @@ from trainkit.output_heads import OutputHeads, known_output_count, listed_output
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
 from trainkit.run_lock import holds_run_lock
-from trainkit.running_metrics import held_metrics, results_noted, running_values
+from trainkit.running_metrics import held_metrics, results_noted, running_values, updates_noted
 from trainkit.runs import is_storage_failure
 from trainkit.sources import (
     ArraySource,
@@ -499,8 +499,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             gradients = tape.gradient(scaled, variables)
             gradients, step_loss = self.replica_gradients(gradients, loss, y_pred)
             self.apply_gradients(gradients, variables, step_loss)
-            self.update_metrics(y, y_pred, sample_weight, loss)
-            return {"loss": loss, **self.pop_logged_scalars()}
+            results = self._noted_update_metrics(y, y_pred, sample_weight, loss)
+            return {"loss": loss, **results, **self.pop_logged_scalars()}
 
         with tf.GradientTape() as tape:
             # The probe shares the model's layers: same y_pred, same gradients, plus activations.
@@ -526,7 +526,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # (Before the metrics: tf.shape(y_pred) in the loss mean would otherwise be a reader of a
         # softmax output, which stats._softmax_again then leaves to oneDNN's kernel.)
         logs.update(probes.step_stats(taps, global_gradients, before, variables, names, xla=xla, updates=recorded))
-        self.update_metrics(y, y_pred, sample_weight, loss)
+        logs.update(self._noted_update_metrics(y, y_pred, sample_weight, loss))
         return {**logs, **self.pop_logged_scalars()}
 
     def _apply_measuring_updates(self, gradients: Sequence[Any], variables: Sequence[Any], loss: tf.Tensor) -> tuple[list[tf.Tensor] | None, list[tf.Tensor] | None]:
@@ -686,6 +686,22 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._update_output_losses("train", self._output_loss_trackers, rows)
         self._update_activity_penalty("train", rows)
         self._update_metrics(self._metrics, y, y_pred, sample_weight)
+
+    def _noted_update_metrics(self, y: Any, y_pred: Any, sample_weight: Any, loss: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Calls :meth:`update_metrics`; returns, for an override that feeds the trainer's metrics
+        itself instead of through the default one, the results of those it updated.
+
+        The default step returns only the loss; the trackers the default ``update_metrics``
+        feeds are read at the epoch's end. An override that updated ``self.metrics`` itself
+        (``accuracy.update_state(y, y_pred)``) had them left out of the History without a word;
+        returned, they are logged as a Keras step's ``result()`` values are (see
+        :mod:`trainkit.running_metrics`).
+        """
+        with updates_noted(self._metrics) as updated:
+            self.update_metrics(y, y_pred, sample_weight, loss)
+        if self._tracked.get("train"):
+            return {}
+        return {m.name: m.result() for m in self._metrics if id(m) in updated}
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
