@@ -2190,6 +2190,9 @@ def test_a_step_returning_a_value_that_is_no_number_is_a_coded_error(extra, word
     (lambda loss: None, "loss-not-scalar", "compute_loss returned None"),
     (lambda loss: tf.constant(1), "loss-not-scalar", "got a int32 tensor"),
     (lambda loss: tf.constant(0.5), "no-gradients", "depends on none of the model's trainable weights"),
+    # A TypeError from the conversion ("Expected float32, but got Tensor"):
+    (lambda loss: (loss, {"aux": loss}), "loss-not-scalar", "returned a tuple holding more"),
+    (lambda loss: {"loss": loss}, "loss-not-scalar", "returned a dict holding more"),
 ])
 def test_a_compute_loss_that_cannot_train_is_a_coded_error(returned, code, words):
     # Each failed deep in the graph: "None values not supported", a DataType list, "No gradients provided".

@@ -10,7 +10,7 @@ A ``compute_loss`` returning a loss per example is refused as the step is traced
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -136,9 +136,18 @@ def scalar_loss(loss: Any) -> tf.Tensor:
         ArgumentError: ``loss-not-scalar`` for a per-example loss (a Keras loss function called
             directly, ``keras.losses.binary_crossentropy(y, y_pred)``, returns one).
     """
+    original = loss
     if loss is None:
         raise ArgumentError("loss-not-scalar", "compute_loss returned None: return the loss, e.g. return super().compute_loss(x, y, y_pred, sample_weight) + penalty.")
-    loss = tf.convert_to_tensor(loss)
+    # A loss returned with values beside it ((loss, {"aux": ...}), {"loss": ...}) was a bare
+    # TypeError from the conversion ("Expected float32, but got Tensor"), deep in the trace.
+    try:
+        loss = None if isinstance(loss, Mapping) else tf.convert_to_tensor(loss)
+    except (TypeError, ValueError):
+        loss = None
+    if loss is None:
+        raise ArgumentError("loss-not-scalar", "compute_loss must return the loss alone, one number: it returned a "
+                                               f"{type(original).__name__} holding more. Log the other values with self.log_scalar(name, value).")
     if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
         raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
                                                "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
