@@ -3200,6 +3200,34 @@ def test_a_compute_loss_of_its_own_is_not_judged_against_the_trainer_losss_chanc
     assert "MseOfItsOwn.compute_loss" in found["chance-level-unknown"].message
 
 
+def test_penalties_a_compute_loss_of_its_own_leaves_out_are_not_taken_out_of_its_loss():
+    # L2 penalties of ~0.5 taken out of a cross-entropy that never held them: the loss on the data
+    # read -0.38 after an epoch ("initial-loss-too-low" at -0.12 before chance levels were dropped).
+    class WithoutPenalties(Trainer):
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            return self.heads[0].loss(tf.reshape(y, [-1, 1]), y_pred, sample_weight=sample_weight)
+
+    class WithPenalties(Trainer):  # through the default one: they are in its loss
+        def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
+            return super().compute_loss(x, y, y_pred, sample_weight, training) + 0.0
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    found = {}
+    for cls in (WithoutPenalties, WithPenalties):
+        keras.utils.set_random_seed(0)
+        l2 = keras.regularizers.l2(0.05)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(32, activation="relu", kernel_regularizer=l2),
+                                  keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=l2)])
+        trainer = cls(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.01), task="binary", seed=0, jit_compile=False)
+        trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+        found[cls] = trainer._live_diagnosis.diagnoser
+    without, with_ = found[WithoutPenalties], found[WithPenalties]
+    assert without.context.regularization == 0.0 and min(without.epoch_losses(data_only=True)) > 0
+    assert with_.context.regularization > 0.1
+
+
 # Stopping on a NaN is the trainer's job (Trainer(on_nan=...), issue 6); the diagnosis callback
 # stops by itself only when asked to.
 def test_nan_loss_names_the_step_and_the_trainer_stops_there_with_good_weights():

@@ -317,6 +317,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Whether the optimizer's updates can be recorded as it applies them (trainkit.updates):
         # None until the first traced step shows it.
         self._updates_recorded: bool | None = None
+        # Whether the training loss holds the model's penalties (model.losses): the default
+        # compute_loss adds them; a compute_loss of its own that never calls it may not (see
+        # _counted_train_step). The diagnosis takes them out of the loss only where they are in it.
+        self._loss_holds_penalties = True
+        self._default_loss_ran = False
         self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
         self._resumed_diagnosis: dict[str, Any] | None = None  # its checkpointed state, for a resumed fit
 
@@ -437,6 +442,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``keras.Model.compute_loss``, so a step written for Keras that calls
         ``self.compute_loss(y=y, y_pred=y_pred)`` works unchanged (``x`` is unused here).
         """
+        self._default_loss_ran = True
         predictions = multioutput.flat_outputs(y_pred)
         if len(predictions) == 1:
             head = self.heads[0]
@@ -1184,10 +1190,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def _counted_train_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
+        self._default_loss_ran = False  # until an override calls super().compute_loss
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
         with results_noted(self._held_metrics()) as produced:
             logs = _with_logged_scalars(self.train_step(batch), self.pop_logged_scalars())
         self._running["train"] = running_values(logs, produced)
+        if type(self).compute_loss is not Trainer.compute_loss:
+            # A train_step of its own that computes the loss without compute_loss is taken to add
+            # the penalties itself, as the default does.
+            self._loss_holds_penalties = self._default_loss_ran
         self.global_step.assign_add(1)
         return logs
 

@@ -38,12 +38,12 @@ from trainkit.diagnosis.engine import (
 )
 from trainkit.diagnosis.gradient_rules import learned_something
 from trainkit.diagnosis.loss_rules import nonfinite_weights
-from trainkit.diagnosis.model_facts import weight_penalties
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.diagnosis.run_context import (
     build_context,
     early_stopping_outcome,
+    loss_penalties,
     recurrent_reach,
     resumed_context,
 )
@@ -200,7 +200,7 @@ class DiagnosisCallback(Callback):
         facts = self._fit_facts
         context = build_context(trainer, facts.pop("targets", None), **facts)
         resumed_penalty = (self._resumed_state or {}).get("weight_penalty")
-        self._weight_penalty = weight_penalties(trainer.model) if resumed_penalty is None else float(resumed_penalty)
+        self._weight_penalty = loss_penalties(trainer) if resumed_penalty is None else float(resumed_penalty)
         # The chance levels are computed: do not hold on to the data.
         self._fit_facts = {}
         # Whether this fit goes on with a run (a resume whose lost journal left the diagnosis to
@@ -276,7 +276,7 @@ class DiagnosisCallback(Callback):
         if self.diagnoser is None:
             return
         trainer = self.trainer
-        weights = weight_penalties(trainer.model)
+        weights = loss_penalties(trainer)
         penalty, train_penalty = self._epoch_penalties(weights, "val_loss" in logs)
         self._weight_penalty = weights
         if trainer.writer is not None:

@@ -293,7 +293,7 @@ def build_context(
         val_chance_detail=val_chance.detail if val_chance else "",
         uninformed_loss=baseline.uninformed if baseline else None,
         first_steps_loss=baseline.first_steps if baseline else None,
-        regularization=weight_penalties(model) + _activity_penalty(trainer),
+        regularization=loss_penalties(trainer) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=outputs,
         softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
@@ -382,6 +382,17 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
                                first_steps_loss=saved.first_steps_loss, linear_loss=saved.linear_loss,
                                val_linear_loss=saved.val_linear_loss)
+
+
+def loss_penalties(trainer: Any) -> float:
+    """The weight penalties in the trainer's training loss now: 0.0 for a compute_loss of its own
+    that never calls the default one, which adds them (``model.losses``).
+
+    Taken out of such a loss, which did not hold them (L2 penalties of 0.5 beside a
+    cross-entropy of 0.4), they made its loss on the data negative: "initial-loss-too-low" at
+    -0.12 and a collapsed loss of -0.38 after one epoch.
+    """
+    return weight_penalties(trainer.model) if getattr(trainer, "_loss_holds_penalties", True) else 0.0
 
 
 def _activity_penalty(trainer: Any) -> float:
