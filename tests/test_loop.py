@@ -196,6 +196,34 @@ def test_names_learnt_from_the_in_memory_loop_serve_every_call_of_the_epoch(bad_
         assert calls[2].steps == 2 and np.isnan(calls[2].as_dict()["loss"][-1])
 
 
+@pytest.mark.parametrize("bad_batch", [None, 2], ids=["clean", "nan in a full batch"])
+def test_names_learnt_from_the_streaming_loop_serve_every_call(bad_batch):
+    """Without XLA, discover_names(streaming=True) traces the streaming call itself: calls of any
+    length, the one that finds the iterator dry included, reuse that trace of the step."""
+    _, x = data_with_nan_in_batch(bad_batch, rows=42)  # 10 batches of 4 and a partial one of 2
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros_like(x))).batch(4)
+    traced = []
+
+    def counted_step(batch):
+        traced.append(batch[0].shape[0])
+        return mean_step(batch)
+
+    loop = CompiledLoop(counted_step, stop_on_nonfinite=True)
+    assert loop.discover_names(dataset.element_spec, streaming=True) == ("loss", "max")
+    iterator = iter(dataset)
+    calls = [loop.run_streaming(iterator, capacity) for capacity in (1, 5, 8, 3)]
+    assert traced == [None]
+    assert loop._streaming_fn.experimental_get_tracing_count() == 1
+    losses = np.concatenate([call.as_dict()["loss"] for call in calls])
+    if bad_batch is None:
+        assert [call.steps for call in calls] == [1, 5, 5, 0]
+        assert np.concatenate([call.batch_sizes for call in calls]).tolist() == [4] * 10 + [2]
+        np.testing.assert_allclose(losses, [x[i : i + 4].mean() for i in range(0, 42, 4)])
+    else:  # the call stops right after the bad batch; the next one goes on from there
+        assert [call.steps for call in calls] == [1, 2, 8, 0]
+        assert np.isnan(losses[2]) and np.isfinite(np.delete(losses, 2)).all()
+
+
 def test_a_dataset_source_reads_its_first_batch_once_for_every_use():
     """batch_bytes and first_batch share one read: each read starts a pass through the pipeline."""
     from trainkit.sources import DatasetSource

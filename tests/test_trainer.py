@@ -745,6 +745,28 @@ def test_an_in_memory_fit_compiles_its_step_loop_once(rows, jit):
     assert int(trainer.global_step.numpy()) == 3 * math.ceil(rows / 32)  # every batch ran, the tail once an epoch
 
 
+def test_a_fit_on_a_dataset_traces_its_train_and_test_steps_once():
+    """Without XLA, the streaming loops' own traces learn the steps' names: each step was traced
+    alone first, then again in its loop (~0.2 s a loop of a small MLP's first fit). The losses
+    stay model.fit's."""
+    x, y = make_data(200)
+    train, validation = (tf.data.Dataset.from_tensor_slices(data).batch(32) for data in ((x, y), (x[:70], y[:70])))
+    trainer = make_trainer(diagnose=False)
+    traced = {"train": [], "test": []}
+    for kind in traced:
+        step = getattr(trainer, f"{kind}_step")
+        setattr(trainer, f"{kind}_step", lambda batch, step=step, kind=kind: traced[kind].append(kind) or step(batch))
+    history = trainer.fit(train, epochs=2, verbose=0, validation_data=validation, check_data=False)
+    assert traced == {"train": ["train"], "test": ["test"]}
+    loops = (trainer._train_loop, trainer._eval_loop)
+    assert [loop._streaming_fn.experimental_get_tracing_count() for loop in loops] == [1, 1]
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    expected = model.fit(train, epochs=2, verbose=0, validation_data=validation, shuffle=False).history
+    np.testing.assert_allclose(history.history["loss"], expected["loss"], rtol=1e-6)
+    np.testing.assert_allclose(history.history["val_loss"], expected["val_loss"], rtol=1e-6)
+
+
 def test_histograms_due_at_the_last_full_batch_leave_the_tail_to_a_call_of_its_own(tmp_path):
     """Histograms every 3 steps of 3 full batches and a partial one: they are written after the
     third batch, then the partial batch runs alone (in the epoch's one compiled loop); the losses

@@ -170,9 +170,11 @@ class EpochCalls:
 
 
 def in_memory_batches(source: Any, batch_size: int) -> dict[str, int]:
-    """The batch shapes of an in-memory epoch, for :meth:`CompiledLoop.discover_names` (``{}``
-    for a dataset): the full batches' rows and the partial last batch's, or the lone partial
-    batch of data smaller than one batch."""
+    """The batch shapes of an in-memory epoch, for :meth:`CompiledLoop.discover_names`: the full
+    batches' rows and the partial last batch's, or the lone partial batch of data smaller than
+    one batch (``{"streaming": True}`` for a dataset, whose batches are streamed)."""
+    if isinstance(source, DatasetSource):
+        return {"streaming": True}
     if not isinstance(source, ArraySource) or not source.rows:
         return {}
     full, partial = divmod(source.rows, batch_size)
