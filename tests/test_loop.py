@@ -224,6 +224,27 @@ def test_names_learnt_from_the_streaming_loop_serve_every_call(bad_batch):
         assert np.isnan(losses[2]) and np.isfinite(np.delete(losses, 2)).all()
 
 
+def test_names_learnt_from_the_distributed_streaming_loop_serve_its_calls():
+    """Under a strategy, discover_distributed_names traces the streaming call itself: the
+    replicated step was traced alone first, then again in that call."""
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    x = np.arange(42, dtype=np.float32).reshape(42, 1)
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, np.zeros_like(x))).batch(4))
+    traced = []
+
+    def counted_step(batch):
+        traced.append(batch[0].shape[0])
+        return mean_step(batch)
+
+    loop = CompiledLoop(counted_step, strategy=strategy)
+    iterator = iter(dataset)
+    assert loop.discover_distributed_names(iterator) == ("loss", "max")
+    calls = [loop.run_streaming(iterator, capacity) for capacity in (3, 16)]
+    assert len(traced) == 1 and loop._streaming_fn.experimental_get_tracing_count() == 1
+    assert [call.steps for call in calls] == [3, 8]
+    np.testing.assert_allclose(np.concatenate([call.as_dict()["loss"] for call in calls]), [x[i : i + 4].mean() for i in range(0, 42, 4)])
+
+
 def test_a_dataset_source_reads_its_first_batch_once_for_every_use():
     """batch_bytes and first_batch share one read: each read starts a pass through the pipeline."""
     from trainkit.sources import DatasetSource

@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -339,12 +339,3 @@ def replicated_step(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapp
         return reduce_step_outputs(strategy, strategy.run(replica_step, args=(batch,)))
 
     return run
-
-
-def discover_names(strategy: tf.distribute.Strategy, step: Callable[[Any], Mapping[str, tf.Tensor]], iterator: Iterator[Any]) -> tuple[str, ...]:
-    """Traces (without running) the replicated step on ``iterator`` to learn its output names."""
-    from trainkit.loop import compile_function  # loop imports this module
-
-    replicated = replicated_step(strategy, step)
-    concrete = compile_function(lambda it: replicated(next(it))[0]).get_concrete_function(iterator)
-    return tuple(concrete.structured_outputs)

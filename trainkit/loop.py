@@ -390,13 +390,15 @@ class CompiledLoop:
         return self.names
 
     def discover_distributed_names(self, iterator: Any) -> tuple[str, ...]:
-        """Like :meth:`discover_names`, for a strategy: traces the replicated step on ``iterator``."""
+        """Like :meth:`discover_names`, for a strategy: traces the streaming call on ``iterator``
+        (a distributed iterator), which :meth:`run_streaming` then reuses, rather than the
+        replicated step alone and then again in that call."""
         if self.names is None:
-            from trainkit import distribute
-
             assert self._strategy is not None
             with trainkit_errors_unwrapped():
-                self.names = distribute.discover_names(self._strategy, self._step, iterator)
+                self._streaming_fn = self._build_streaming()
+                self._streaming_fn.get_concrete_function(iterator, tf.TensorSpec([], tf.int32))
+                self.names = self._traced_names
         return self.names
 
     # -- in-memory ---------------------------------------------------------------------------------
@@ -539,9 +541,8 @@ class CompiledLoop:
                 names = self._traced_names = self.names if self.names is not None else step_output_names(logs)
                 row = _flatten_logs(logs, names, batch)
             else:
-                logs, rows = replicated(batch)
-                names = self.names  # learnt before: discover_distributed_names
-                assert names is not None
+                logs, rows = replicated(batch)  # (its replica step checks the step's outputs)
+                names = self._traced_names = self.names if self.names is not None else tuple(logs)
                 row = _pack_row(logs, names, rows)
             width[:] = [len(names) + 1]
             loss_column = self._loss_column(names)
