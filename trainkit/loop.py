@@ -625,39 +625,44 @@ class CompiledLoop:
             buffer = buffer.scatter(count + tf.range(ran), rows[:ran])
             return buffer, count + ran, tf.logical_not(finite)
 
+        def flushed(buffer: tf.TensorArray, count: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[Any, ...]:
+            """``(buffer, count, stopped, stacks, n)`` after running the stack: a fresh, empty one."""
+            return (*flush(buffer, count, stacks, n), fresh(), tf.constant(0))
+
         def run(iterator: Any, capacity: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            buffer = tf.TensorArray(tf.float32, size=capacity, element_shape=[width])
-            count = tf.constant(0)
-            stacks = fresh()
-            n = tf.constant(0)
-            shapes = [tf.zeros([spec.shape.rank], tf.int32) for spec in specs]
-            stopped = tf.constant(False)
-            pulled = tf.constant(0)
-            while pulled < capacity and not stopped:
+            # tf.while_loop and tf.cond, not AutoGraph's while/if/break (the same ops): converting
+            # this function took ~1.4 s of an XLA fit's first call on a dataset.
+            def body(pulled: tf.Tensor, stopped: tf.Tensor, buffer: tf.TensorArray, count: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor,
+                     shapes: list[tf.Tensor], more: tf.Tensor) -> tuple[Any, ...]:
                 optional = iterator.get_next_as_optional()
-                if not optional.has_value():
-                    break
-                flat = tf.nest.flatten(optional.get_value())
-                pulled += 1
-                new_shapes = [tf.shape(t) for t in flat]
-                same = tf.reduce_all([tf.reduce_all(a == b) for a, b in zip(new_shapes, shapes, strict=True)])
-                if n > 0 and not same:
-                    buffer, count, stopped = flush(buffer, count, stacks, n)
-                    stacks = fresh()
-                    n = tf.constant(0)
-                if not stopped:
-                    shapes = new_shapes
-                    stacks = [ta.write(n, t) for ta, t in zip(stacks, flat, strict=True)]
-                    n += 1
-                    if n == chunk:
-                        buffer, count, stopped = flush(buffer, count, stacks, n)
-                        stacks = fresh()
-                        n = tf.constant(0)
-            if n > 0 and not stopped:
-                buffer, count, stopped = flush(buffer, count, stacks, n)
+
+                def pulled_one() -> tuple[Any, ...]:
+                    flat = tf.nest.flatten(optional.get_value())
+                    new_shapes = [tf.shape(t) for t in flat]
+                    same = tf.reduce_all([tf.reduce_all(a == b) for a, b in zip(new_shapes, shapes, strict=True)])
+                    # A batch of another shape: the stack so far runs first (and may stop the call).
+                    state = tf.cond((n > 0) & tf.logical_not(same), lambda: flushed(buffer, count, stacks, n), lambda: (buffer, count, tf.constant(False), stacks, n))
+
+                    def push(buffer: tf.TensorArray, count: tf.Tensor, stopped: tf.Tensor, stacks: list[tf.TensorArray], n: tf.Tensor) -> tuple[Any, ...]:
+                        stacks = [ta.write(n, t) for ta, t in zip(stacks, flat, strict=True)]
+                        return tf.cond(n + 1 == chunk, lambda: flushed(buffer, count, stacks, n + 1), lambda: (buffer, count, stopped, stacks, n + 1))
+
+                    buffer_, count_, stopped_, stacks_, n_ = tf.cond(state[2], lambda: state, lambda: push(*state))
+                    return pulled + 1, stopped_, buffer_, count_, stacks_, n_, new_shapes, tf.constant(True)
+
+                pulled, stopped, buffer, count, stacks, n, shapes, more = tf.cond(
+                    optional.has_value(), pulled_one, lambda: (pulled, stopped, buffer, count, stacks, n, shapes, tf.constant(False)))
+                # The iterator ran dry: the loop ends as if stopped, and the stack left runs below.
+                return pulled, stopped, buffer, count, stacks, n, shapes, more
+
+            state = (tf.constant(0), tf.constant(False), tf.TensorArray(tf.float32, size=capacity, element_shape=[width]), tf.constant(0), fresh(),
+                     tf.constant(0), [tf.zeros([spec.shape.rank], tf.int32) for spec in specs], tf.constant(True))
+            _, stopped, buffer, count, stacks, n, _, _ = tf.while_loop(
+                lambda pulled, stopped, *rest: (pulled < capacity) & tf.logical_not(stopped) & rest[-1], body, state)
+            buffer, count, _ = tf.cond((n > 0) & tf.logical_not(stopped), lambda: flush(buffer, count, stacks, n), lambda: (buffer, count, stopped))
             return buffer.stack(), count
 
-        return compile_function(run, autograph=True, reduce_retracing=False)  # its while/if over tensors
+        return compile_function(run, reduce_retracing=False)
 
     def run_streaming(self, iterator: Any, capacity: int, batch_bytes: Callable[[], int] | None = None) -> StepOutputs:
         """Runs up to ``capacity`` steps on batches pulled from ``iterator``.
