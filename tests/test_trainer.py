@@ -2231,6 +2231,17 @@ def test_a_compute_loss_that_cannot_train_is_a_coded_error(returned, code, words
         assert info.value.code == code and words in info.value.message
 
 
+def test_a_keras_loss_without_reduction_is_told_to_keep_its_reduction():
+    # MeanSquaredError(reduction=None) returns a loss a row: refused as loss-not-scalar with
+    # "compute_loss must return one number", which named a method the user never wrote.
+    x, y = make_data(64, features=4)
+    trainer = Trainer(make_model(features=4), loss=keras.losses.BinaryCrossentropy(reduction=None), optimizer="sgd", task="binary",
+                      seed=0, diagnose=False)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "loss-not-scalar" and "reduction=None" in info.value.message
+
+
 @pytest.mark.parametrize(("logged", "words"), [
     (lambda t, loss: t.log_scalar("accuracy", loss), "would overwrite the step's own 'accuracy'"),  # history["accuracy"] became it
     (lambda t, loss: t.log_scalar("loss", loss), "would overwrite the step's own 'loss'"),

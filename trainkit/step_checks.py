@@ -150,7 +150,9 @@ def scalar_loss(loss: Any) -> tf.Tensor:
                                                f"{type(original).__name__} holding more. Log the other values with self.log_scalar(name, value).")
     if loss.shape.rank not in (0, None) and loss.shape.num_elements() != 1:
         raise ArgumentError("loss-not-scalar", f"compute_loss must return one number, got a tensor of shape {loss.shape} (a loss per example?): "
-                                               "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does.")
+                                               "reduce it, e.g. tf.reduce_mean(...), or call super().compute_loss, which weighs and reduces as Keras does. "
+                                               "A Keras loss built with reduction=None (or 'none') returns one loss a row: leave its reduction at "
+                                               "the default, 'sum_over_batch_size'.")
     if not loss.dtype.is_floating:
         raise ArgumentError("loss-not-scalar", f"compute_loss must return a float, got a {loss.dtype.name} tensor: an integer has no gradient. "
                                                "Compute the loss from the model's outputs (y_pred).")
