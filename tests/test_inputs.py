@@ -691,3 +691,18 @@ def test_grayscale_images_without_a_channel_axis_for_an_unbuilt_conv_model_are_t
         make_trainer(model).fit(x, y, epochs=1, verbose=0)
     assert info.value.code == "unbuilt-model" and "x = x[..., None] for grayscale images" in info.value.message
     assert "Full shape received: (None, 28, 28). The inputs have no channel axis" in info.value.message
+
+
+def test_an_id_below_minus_the_table_in_rows_to_predict_is_told_to_map_the_ids_not_grow_the_table():
+    # Keras counts a negative id from the table's end, so -25 for 20 rows reached TensorFlow as -5,
+    # and the error said "holds id -5 ... Use Embedding(input_dim=...) larger": no table helps.
+    x = np.random.default_rng(0).integers(0, 20, size=(40, 6))
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4, name="tokens"),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    trainer.fit(x, (x[:, 0] % 2).astype("float32"), epochs=1, verbose=0)
+    x[5, 2] = -25
+    with pytest.raises(DataError) as info:
+        trainer.predict(x)
+    assert info.value.code == "embedding-ids" and "an id below -20" in info.value.message
+    assert "larger" not in info.value.message and "Map the ids to 0..19" in info.value.message

@@ -144,6 +144,14 @@ def _ids_out_of_table(err: tf.errors.OpError, model: Any, method: str = "fit") -
         return None
     value, rows = int(found.group(1)), int(found.group(2))
     during, checked = _READ_DURING.get(method, _READ_DURING["fit"])
+    if value < 0:
+        # Keras counts a negative id from the table's end (-1: the last row) before the lookup, so
+        # TensorFlow names what is left of one below -rows (-6 for 5 rows reads -1); no larger
+        # table helps, and "Use Embedding(input_dim=...) larger" was the advice.
+        return DataError("embedding-ids", f"A batch {during} holds an id below -{rows}, which the Embedding '{layer}' ({rows} rows, "
+                                          f"ids 0..{rows - 1}) cannot look up: Keras reads a negative id from the table's end, -1 as its "
+                                          f"last row, and this one is past even that.{checked} Map the ids to 0..{rows - 1} (keep 0 for "
+                                          "padding if the model masks it, and shift real ids up by one).")
     return DataError("embedding-ids", f"A batch {during} holds id {value}, but the Embedding '{layer}' has {rows} rows "
                                       f"(ids 0..{rows - 1}): an id outside them has no row.{checked} Use Embedding(input_dim=...) larger than every id, or map the ids to "
                                       f"0..{rows - 1} (keep 0 for padding if the model masks it).")
