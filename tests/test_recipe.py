@@ -417,6 +417,12 @@ def test_bad_overrides(tiny: Path, override: str, fragment: str) -> None:
     assert fragment in err.message
 
 
+def test_an_index_past_a_list_says_an_override_adds_no_item(tiny: Path) -> None:
+    # --set model.layers.9={...} meant to add a layer was told only the valid indices.
+    assert "set the whole list to add or remove items (model.layers=[...]" in error_of(load_recipe, tiny, ["model.layers.9.units=3"]).message
+    assert "whole list" not in error_of(load_recipe, tiny, ["model.layers.x.units=3"]).message
+
+
 def test_override_value_is_validated_afterwards(tiny: Path) -> None:
     err = error_of(load_recipe, tiny, ["training.epochs=-5"])
     assert err.code == "recipe-invalid-value" and "training.epochs" in err.message

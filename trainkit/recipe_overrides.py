@@ -157,7 +157,10 @@ def _set_path(root: dict[str, Any], keys: list[str], value: Any, override: str, 
 
 def _list_index(key: str, node: list[Any], dotted: str, override: str) -> int:
     if not key.isdigit() or int(key) >= len(node):
-        raise RecipeError("bad-override", f"Override {short(override)}: {dotted} is not an item of a list of {len(node)}; use an index from 0 to {len(node) - 1}.")
+        # An index past the end meant to add an item: an override replaces items, it adds none.
+        whole = dotted.rsplit(".", 1)[0]
+        raise RecipeError("bad-override", f"Override {short(override)}: {dotted} is not an item of a list of {len(node)}; use an index from 0 to {len(node) - 1}"
+                                          + (f", or set the whole list to add or remove items ({whole}=[...], quoted)." if key.isdigit() else "."))
     return int(key)
 
 
