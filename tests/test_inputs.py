@@ -198,6 +198,11 @@ def test_an_object_array_of_token_lists_is_told_to_pad_them():
     with pytest.raises(DataError) as info:
         make_trainer(model).fit(rows, np.zeros(40, "float32"), epochs=1, verbose=0)
     assert info.value.code == "unsupported-input" and "pad_sequences" in info.value.message and "encode text" not in info.value.message
+    # Lists of one length (a DataFrame column of lists) were told of "rows of different lengths".
+    rows[:] = [[1, 2, 3, 4, 5, 6] for _ in range(40)]
+    with pytest.raises(DataError) as info:
+        make_trainer(model).fit(rows, np.zeros(40, "float32"), epochs=1, verbose=0)
+    assert "np.stack(rows)" in info.value.message and "different lengths" not in info.value.message
 
 
 def test_float64_inputs_stay_float64_when_floatx_is_float64():

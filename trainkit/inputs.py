@@ -306,9 +306,12 @@ def _numbers_or_error(array: np.ndarray, value: Any, what: str) -> np.ndarray:
     if isinstance(bad, list | tuple | np.ndarray):
         # An object array of token-id lists (np.array(seqs, dtype=object)) was told to "encode text
         # and categories first": its rows are sequences of several lengths, which need padding.
-        raise DataError("unsupported-input", f"{what} holds sequences as values, such as {bad!r:.80}: rows of different lengths "
-                                             "are no one array of numbers. Pad them to one length first "
-                                             "(keras.utils.pad_sequences(rows, padding='post')).")
+        lengths = {len(v) for v in sample if isinstance(v, list | tuple | np.ndarray)}
+        # Lists of one length (a DataFrame column of lists) need stacking, not padding.
+        fix = ("stack them into one array first (np.stack(rows))" if len(lengths) == 1 else
+               "rows of different lengths are no one array of numbers: pad them to one length first "
+               "(keras.utils.pad_sequences(rows, padding='post'))")
+        raise DataError("unsupported-input", f"{what} holds sequences as values{where}, such as {bad!r:.80}; {fix}.")
     raise DataError("unsupported-input", f"{what} holds values that are not numbers{where}, such as {bad!r}. A model trains on numbers: "
                                          "encode text and categories first (one-hot, or integer ids for an Embedding layer), or "
                                          "convert numbers read as text with .astype('float32').")
