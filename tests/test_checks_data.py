@@ -1052,6 +1052,42 @@ def test_validation_scale_mismatch_stays_silent_on_random_splits_and_heavy_tails
     assert "validation-scale-mismatch" not in codes(run("binary", X[:480], YB[:480], x_val=X[480:], y_val=YB[480:]))
 
 
+def test_validation_scale_mismatch_reads_the_first_batches_of_datasets():
+    # A validation dataset of raw inputs (or targets x1000) beside a standardised, shuffled
+    # training dataset was never compared: loss-at-chance then blamed memorised random labels.
+    ds = tf.data.Dataset.from_tensor_slices
+    train = ds((X[:480], YB[:480])).shuffle(480, seed=0).batch(32)
+    (finding,) = [f for f in run("binary", train, None, x_val=ds((X[480:] * 50 + 300, YB[480:])).batch(32))
+                  if f.code == "validation-scale-mismatch"]
+    assert "validation inputs x_val" in finding.message and "of the first batches" in finding.message
+    y = (X[:, 0] + 0.5 * X[:, 1]).astype("float32")
+    found = run("regression", ds((X[:480], y[:480])).shuffle(480, seed=0).batch(32), None, x_val=ds((X[480:], y[480:] * 1000)).batch(32))
+    assert "validation-scale-mismatch" in codes(found)
+    # Numpy training rows beside a validation dataset too.
+    assert "validation-scale-mismatch" in codes(run("binary", X[:480], YB[:480], x_val=ds((X[480:] * 50 + 300, YB[480:])).batch(32)))
+    # Images scaled twice in the validation pipeline (pixels pooled: no order of rows narrows them).
+    images = np.random.default_rng(0).uniform(0, 1, (600, 8, 8, 1)).astype("float32")
+    yi = (images.mean(axis=(1, 2, 3)) > 0.5).astype("int64")
+    train = ds((images[:400], yi[:400])).shuffle(400, seed=0).batch(32)
+    assert "validation-scale-mismatch" in codes(run("image", train, None, x_val=ds((images[400:] / 255, yi[400:])).batch(32)))
+    assert "validation-scale-mismatch" not in codes(run("image", train, None, x_val=ds((images[400:], yi[400:])).batch(32)))
+
+
+def test_validation_scale_mismatch_stays_silent_on_datasets_in_order():
+    # A dataset's first batches are its first rows: a validation dataset sorted by the target or
+    # by a feature spreads far less there than all of its rows, and a training dataset that never
+    # shuffles shows its first rows, not its scale.
+    ds = tf.data.Dataset.from_tensor_slices
+    x = std_x(4000, seed=1)
+    y = (x @ np.array([1.0, -0.5, 0.25, 0.0]) + 0.1 * np.random.default_rng(1).normal(size=len(x))).astype("float32")
+    train = ds((x[:2000], y[:2000])).shuffle(2000, seed=0).batch(32)
+    for order in (np.argsort(y[2000:]), np.argsort(x[2000:, 0]), np.argsort(-x[2000:, 0])):
+        val = ds((x[2000:][order], y[2000:][order])).batch(32)
+        assert "validation-scale-mismatch" not in codes(run("regression", train, None, x_val=val))
+    unshuffled = ds((X[:480], YB[:480])).batch(32)
+    assert "validation-scale-mismatch" not in codes(run("binary", unshuffled, None, x_val=ds((X[480:] * 50 + 300, YB[480:])).batch(32)))
+
+
 def test_validation_scale_mismatch_stays_silent_on_random_splits_of_zero_inflated_columns():
     # Columns 65-80% zeros: a quartile between 0 and the amounts made spreads 0.0004 against
     # 0.008 in 20 validation rows of a random split, "on another scale".
