@@ -1088,6 +1088,38 @@ def test_validation_scale_mismatch_stays_silent_on_datasets_in_order():
     assert "validation-scale-mismatch" not in codes(run("binary", unshuffled, None, x_val=ds((X[480:] * 50 + 300, YB[480:])).batch(32)))
 
 
+def test_validation_augmented_finds_random_maps_over_the_validation_dataset():
+    # Noise (std 1.5) mapped over both splits of a standardised binary task got no finding at all:
+    # val_loss measured noised rows, drawn anew each epoch.
+    ds = tf.data.Dataset.from_tensor_slices
+    train = ds((X[:480], YB[:480])).shuffle(480, seed=0).batch(32)
+
+    def noise(a, b):
+        return a + tf.random.normal(tf.shape(a), stddev=1.5), b
+
+    @tf.function
+    def nested(a, b):  # the draws inside a tf.function the map calls
+        return a + tf.random.uniform(tf.shape(a)), b
+
+    flip = keras.layers.RandomFlip("horizontal")  # augments when called outside a model
+    images = np.random.default_rng(0).uniform(0, 1, (200, 8, 8, 1)).astype("float32")
+    yi = (images.mean(axis=(1, 2, 3)) > 0.5).astype("int64")
+    image_train = ds((images[:150], yi[:150])).shuffle(150, seed=0).batch(32)
+    cases = [("binary", train, ds((X[480:], YB[480:])).batch(32).map(noise), "RandomStandardNormal"),
+             ("binary", train, ds((X[480:], YB[480:])).batch(32).map(nested), "RandomUniform"),
+             ("image", image_train, ds((images[150:], yi[150:])).batch(32).map(lambda a, b: (flip(a), b)), "StatelessRandomUniformV2"),
+             ("image", image_train, ds((images[150:], yi[150:])).batch(32).map(lambda a, b: (tf.image.random_flip_left_right(a), b)),
+              "RandomUniform")]
+    for kind, training, val, op in cases:
+        (finding,) = [f for f in run(kind, training, None, x_val=val) if f.code == "validation-augmented"]
+        assert finding.severity == "warning" and op in finding.evidence["random_ops"] and "training dataset alone" in finding.advice
+    # Augmenting the training dataset alone, or a validation map without draws, is no mistake.
+    augmented_train = ds((X[:480], YB[:480])).shuffle(480, seed=0).batch(32).map(noise)
+    clean = ds((X[480:], YB[480:])).batch(32).map(lambda a, b: (a / 2.0, b))
+    assert "validation-augmented" not in codes(run("binary", augmented_train, None, x_val=clean))
+    assert "validation-augmented" not in codes(run("binary", X[:480], YB[:480], x_val=X[480:], y_val=YB[480:]))
+
+
 def test_validation_scale_mismatch_stays_silent_on_random_splits_of_zero_inflated_columns():
     # Columns 65-80% zeros: a quartile between 0 and the amounts made spreads 0.0004 against
     # 0.008 in 20 validation rows of a random split, "on another scale".

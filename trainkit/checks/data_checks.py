@@ -44,9 +44,11 @@ from trainkit.checks.data_arrays import (
 )
 from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target, input_label
 from trainkit.checks.data_sampling import (
+    DatasetSample,
     dataset_facts,
     further_labels,
     is_batch_source,
+    random_ops,
     sample_first_batches,
 )
 from trainkit.checks.label_checks import (
@@ -87,6 +89,7 @@ from trainkit.checks.row_checks import (
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
 from trainkit.checks.shape_checks import channels_first_input, input_structure_issue, shape_mismatch
 from trainkit.checks.split_checks import (
+    validation_augmented,
     validation_class_mismatch,
     validation_scale_mismatch,
     validation_target_range,
@@ -131,6 +134,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("validation-class-mismatch", "warning", validation_class_mismatch),
     DataRule("validation-target-range", "warning", validation_target_range),
     DataRule("validation-scale-mismatch", "warning", validation_scale_mismatch),
+    DataRule("validation-augmented", "warning", validation_augmented),
     DataRule("label-leakage", "warning", label_leakage),
     DataRule("unshuffled-dataset", "warning", unshuffled_dataset),
     DataRule("class-imbalance", "warning", class_imbalance),
@@ -254,7 +258,9 @@ def check_data(
                         message="x is an iterator: it cannot be sampled without consuming it, so the data checks were skipped.",
                         advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
     val_where = ""
+    val_random: tuple[str, ...] = ()
     if is_batch_source(x_val):
+        val_random = random_ops(x_val.dataset if isinstance(x_val, DatasetSample) else x_val) or ()
         sampled = sample_first_batches(x_val, sample_batches, ranks)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
         # Only its first batches: validation-class-mismatch reads them as no more than that.
@@ -309,7 +315,7 @@ def check_data(
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
                       further_labels=_per_output(read_further, outputs),
-                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model))
+                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

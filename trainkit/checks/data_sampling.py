@@ -76,6 +76,43 @@ def shuffles(dataset: Any) -> bool | None:
     return False
 
 
+def _is_random_op(op_type: str) -> bool:
+    """Whether an op draws random numbers (``RandomUniform``, ``StatelessRandomUniformV2``,
+    ``TruncatedNormal``, a ``tf.random.Generator``'s ``StatefulUniform``...)."""
+    return ("Random" in op_type or "TruncatedNormal" in op_type or "Multinomial" in op_type
+            or op_type.startswith(("StatefulUniform", "StatefulStandardNormal")))
+
+
+def random_ops(dataset: Any) -> tuple[str, ...] | None:
+    """The random ops the map functions of a ``tf.data.Dataset``'s pipeline run (and the
+    ``tf.function`` functions they call), sorted; ``()`` for none, ``None`` when a link of it cannot be read.
+
+    Augmentation or noise mapped over a pipeline (``tf.image.random_flip_left_right``,
+    ``tf.random.normal``, a ``keras.layers.RandomFlip``, which augments when called outside a
+    model) shows as such ops. Read from the traced functions' op lists, as :func:`shuffles` reads
+    the chain: no element is produced and no graph serialised.
+    """
+    found: set[str] = set()
+    seen: set[int] = set()
+    chain = [dataset]
+    try:
+        while chain:
+            link = chain.pop()
+            if id(link) in seen:
+                continue
+            seen.add(id(link))
+            wrapper = getattr(link, "_map_func", None)
+            graphs = [wrapper.function.graph] if wrapper is not None else []
+            while graphs:
+                graph = graphs.pop()
+                found.update(op.type for op in graph.get_operations() if _is_random_op(op.type))
+                graphs.extend(f.graph for f in getattr(graph, "_functions", {}).values() if getattr(f, "graph", None) is not None)
+            chain.extend(link._inputs())  # tf.data's own, private
+    except Exception:  # a dataset of another kind, or a tf.data without these attributes
+        return None
+    return tuple(sorted(found))
+
+
 #: Rows a never-shuffled dataset's labels are read to, past its sampled batches, when those hold one
 #: class, and the seconds that reading may take: 2,048 rows of one class is a random order's
 #: less than once in 10,000 tries for any class above 0.45% of the rows.

@@ -1,7 +1,8 @@
 """Whether the validation rows hold the classes the way the training rows do
 (``validation-class-mismatch``), their regression targets the range the training targets span
 (``validation-target-range``), and their inputs and regression targets the scale the training
-rows have (``validation-scale-mismatch``).
+rows have (``validation-scale-mismatch``), and whether a validation dataset's pipeline draws random
+numbers (``validation-augmented``).
 
 The classic cause is data sorted by label: ``fit(validation_split=...)`` holds out the LAST rows,
 before any shuffling (as ``model.fit`` does), so sorted iris validates on class 2 alone, and sorted
@@ -303,3 +304,27 @@ def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what
         "time, model a stable quantity instead (logarithms, changes from the previous row).",
         {"columns_off": int(off.sum()), "columns_compared": int(ok.sum()), "column": j, "train_median": float(tq[1][j]),
          "train_iqr": float(t_iqr[j]), "val_median": float(vq[1][j]), "val_iqr": float(v_iqr[j])})
+
+
+def validation_augmented(ctx: DataContext) -> Issue | None:
+    """A validation dataset whose map functions draw random numbers: augmentation or noise applied
+    to the validation rows too.
+
+    One ``.map(augment)`` shared by both splits (or a dataset split with ``take``/``skip`` after it)
+    validates on flipped, cropped or noised rows: val_loss is higher than the model's loss on the
+    real rows and changes with the draws, and early stopping and checkpoints watch that noise.
+    Noise of std 1.5 mapped over both splits of a standardised binary task got no finding at all.
+    """
+    if not ctx.val_random_ops:
+        return None
+    ops = ", ".join(ctx.val_random_ops[:4])
+    return Issue(
+        f"The validation dataset's pipeline draws random numbers in a map function ({ops}): augmentation or noise applied to "
+        "the validation rows too (a .map(augment) shared by both splits, a dataset split after it, or a keras.layers.Random* "
+        "layer called in the pipeline, where it augments). val_loss then measures augmented rows, reads higher than the "
+        "model's loss on the real ones and changes with the draws from epoch to epoch, and early stopping and checkpoints "
+        "follow that noise.",
+        "Map the augmentation over the training dataset alone (train_ds = train_ds.map(augment)) and build the validation "
+        "dataset with the deterministic steps only (decode, resize, scale), or put the random layers in the model, where "
+        "they act in training only.",
+        {"random_ops": list(ctx.val_random_ops)})
