@@ -1120,6 +1120,26 @@ def test_validation_augmented_finds_random_maps_over_the_validation_dataset():
     assert "validation-augmented" not in codes(run("binary", X[:480], YB[:480], x_val=X[480:], y_val=YB[480:]))
 
 
+def test_shuffled_apart_finds_one_side_of_a_zip_shuffled_alone():
+    # zip((x_ds, y_ds.shuffle(n))) pairs each row with another row's label: a validation dataset so
+    # built was told by loss-at-chance that the model memorised random labels.
+    ds = tf.data.Dataset.from_tensor_slices
+    train = ds((X[:480], YB[:480])).shuffle(480, seed=0).batch(32)
+    apart = tf.data.Dataset.zip((ds(X[480:]), ds(YB[480:]).shuffle(120, seed=1))).batch(32)
+    (finding,) = [f for f in run("binary", train, None, x_val=apart) if f.code == "shuffled-apart"]
+    assert finding.evidence["datasets"] == ["validation_data"] and "shuffle the pairs" in finding.advice
+    inputs_alone = tf.data.Dataset.zip((ds(X[:480]).shuffle(480, seed=0), ds(YB[:480]))).batch(32)
+    assert [f.evidence["datasets"] for f in run("binary", inputs_alone, None) if f.code == "shuffled-apart"] == [["x"]]
+    # Zipped, then shuffled together; both sides alike; a repeated constant beside shuffled rows.
+    fine = [tf.data.Dataset.zip((ds(X[:480]), ds(YB[:480]))).shuffle(480, seed=0).batch(32),
+            tf.data.Dataset.zip((ds(X[:480]), ds(YB[:480]))).batch(32),
+            tf.data.Dataset.zip((ds(X[:480]).shuffle(480, seed=3), ds(YB[:480]).shuffle(480, seed=3))).batch(32),
+            tf.data.Dataset.zip((ds((X[:480], YB[:480])).shuffle(480, seed=0), tf.data.Dataset.from_tensors(1.0).repeat()))
+            .map(lambda pair, one: (pair[0] * one, pair[1])).batch(32)]
+    for data in fine:
+        assert "shuffled-apart" not in codes(run("binary", data, None))
+
+
 def test_validation_scale_mismatch_stays_silent_on_random_splits_of_zero_inflated_columns():
     # Columns 65-80% zeros: a quartile between 0 and the amounts made spreads 0.0004 against
     # 0.008 in 20 validation rows of a random split, "on another scale".

@@ -651,6 +651,23 @@ def test_loss_at_chance_of_the_validation_loss_alone_names_the_validation_mismat
     assert "not drawn like the training rows" in f.message and f.advice.startswith(f"Fix what {check} says first")
 
 
+def test_loss_at_chance_names_rows_shuffled_apart_from_their_labels():
+    # A validation dataset zipped from x and y.shuffle(n) (val_loss 125% of chance, training loss
+    # 0.06) was told "it memorises the training rows ... (e.g. random labels)".
+    s = Stream()
+    s.context.check_codes = ("shuffled-apart",)
+    train = curve(0.7, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == ["shuffled-apart"] and "random labels)" not in f.message.split(";")[0]
+    assert f.advice.startswith("Fix what shuffled-apart says first")
+    # Training rows so paired: their loss stays at chance too, and the finding says why.
+    s.train_loss = lambda e, st: LN2
+    s.val_loss = lambda e: LN2
+    assert "shuffled-apart" in finding(s.run(), "loss-at-chance").evidence["explained_by"]
+
+
 def test_a_validation_loss_falling_back_from_a_jump_does_not_keep_loss_at_chance_silent():
     # low_batch_max at batch 64 (random labels, 10 classes, 20 validation rows): the validation loss
     # went from its best 2.21 up to 2.96 and back to 2.73 over the last 5 epochs, a 7.6% fall that

@@ -50,6 +50,7 @@ from trainkit.checks.data_sampling import (
     is_batch_source,
     random_ops,
     sample_first_batches,
+    shuffled_apart,
 )
 from trainkit.checks.label_checks import (
     constant_targets,
@@ -84,6 +85,7 @@ from trainkit.checks.row_checks import (
     few_training_rows,
     sample_weight_all_zero,
     sample_weight_negative,
+    shuffled_apart_rows,
     unshuffled_dataset,
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
@@ -136,6 +138,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("validation-scale-mismatch", "warning", validation_scale_mismatch),
     DataRule("validation-augmented", "warning", validation_augmented),
     DataRule("label-leakage", "warning", label_leakage),
+    DataRule("shuffled-apart", "warning", shuffled_apart_rows),
     DataRule("unshuffled-dataset", "warning", unshuffled_dataset),
     DataRule("class-imbalance", "warning", class_imbalance),
     DataRule("few-training-rows", "warning", few_training_rows),
@@ -244,6 +247,9 @@ def check_data(
     batch_rows: tuple[int, ...] = ()
     shuffled, cardinality = dataset_facts(x)
     read_further = None
+    # Read before sampling: the sample keeps no pipeline.
+    apart = tuple(name for name, data in (("x", x), ("validation_data", x_val))
+                  if is_batch_source(data) and shuffled_apart(data.dataset if isinstance(data, DatasetSample) else data))
     if is_batch_source(x):
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
@@ -315,7 +321,8 @@ def check_data(
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
                       further_labels=_per_output(read_further, outputs),
-                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random)
+                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random,
+                      shuffled_apart=apart)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

@@ -109,6 +109,8 @@ class DataContext:
     #: Reads the labels of the training dataset's batches past those sampled, one array per
     #: target as :attr:`targets` (see :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
     further_labels: Callable[[], Any] | None = None
+    #: The datasets (``"x"``, ``"validation_data"``) whose pipelines zip a shuffled dataset with an unshuffled one (see ``shuffled_apart``).
+    shuffled_apart: Sequence[str] = ()
     #: The random ops the validation dataset's map functions run (see ``random_ops``), ``()`` for none or arrays.
     val_random_ops: Sequence[str] = ()
     #: For each input, a layer reading it that computes in float16 (see ``float16_readers``), or ``None``.

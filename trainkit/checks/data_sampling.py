@@ -76,6 +76,34 @@ def shuffles(dataset: Any) -> bool | None:
     return False
 
 
+def shuffled_apart(dataset: Any) -> bool | None:
+    """Whether a ``tf.data.Dataset``'s pipeline zips a dataset that shuffles with one of as many
+    elements that does not (``zip((x_ds, y_ds.shuffle(n)))``): every row then meets another row's
+    label. ``None`` when a link of it cannot be read.
+
+    Only that mix is read: two branches that each shuffle pair their rows alike when their seeds
+    match, and a branch of another length (a ``repeat()``-ed constant) pairs with no row.
+    """
+    seen: set[int] = set()
+    chain = [dataset]
+    try:
+        while chain:
+            link = chain.pop()
+            if id(link) in seen:
+                continue
+            seen.add(id(link))
+            inputs = list(link._inputs())  # tf.data's own, private
+            if "Zip" in type(link).__name__ and len(inputs) >= 2:
+                sizes = {int(i.cardinality()) for i in inputs}
+                shuffled = [shuffles(i) for i in inputs]
+                if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
+                    return True
+            chain.extend(inputs)
+    except Exception:  # a dataset of another kind (a wrapper without the method)
+        return None
+    return False
+
+
 def _is_random_op(op_type: str) -> bool:
     """Whether an op draws random numbers (``RandomUniform``, ``StatelessRandomUniformV2``,
     ``TruncatedNormal``, a ``tf.random.Generator``'s ``StatefulUniform``...)."""

@@ -1,7 +1,8 @@
 """Rules on the training rows: how many there are (``few-training-rows``,
 ``batch-larger-than-data``), how they weigh (``sample-weight-all-zero``,
 ``sample-weight-negative``) and how the classes share them (``class-imbalance``,
-``unshuffled-dataset``), and how many share a batch (``batchnorm-batch-of-one``).
+``unshuffled-dataset``), whether a dataset keeps each row with its label (``shuffled-apart``),
+and how many share a batch (``batchnorm-batch-of-one``).
 
 Apart from the other rules: these count and weigh rows; none reads a feature's values.
 """
@@ -98,6 +99,28 @@ def _sorted_target(ctx: DataContext) -> tuple[Target, np.ndarray, str] | None:
         if order is not None:
             return t, ids, order
     return None
+
+
+def shuffled_apart_rows(ctx: DataContext) -> Issue | None:
+    """A dataset zipped from a shuffled and an unshuffled dataset of as many rows: each row meets
+    another row's label.
+
+    ``tf.data.Dataset.zip((x_ds, y_ds.shuffle(n)))`` (or the inputs shuffled alone) pairs the
+    rows at random: a learnable validation set so built was told by loss-at-chance that the model
+    memorised random labels (val_loss 125% of chance, training loss 0.06); as training data, the
+    labels are random.
+    """
+    if not ctx.shuffled_apart:
+        return None
+    names = " and ".join(ctx.shuffled_apart)
+    return Issue(
+        f"The pipeline of {names} zips a dataset that shuffles with one of as many rows that does not "
+        "(tf.data.Dataset.zip((x_ds, y_ds.shuffle(n))), or the inputs shuffled alone): each row is paired with another "
+        "row's label, so the labels are random for the model "
+        f"({'it learns nothing' if 'x' in ctx.shuffled_apart else 'val_loss stays at chance whatever it learns'}).",
+        "Zip first and shuffle the pairs: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n) (or "
+        "tf.data.Dataset.zip((x_ds, y_ds)).shuffle(n)); never shuffle one side of a zip alone.",
+        {"datasets": list(ctx.shuffled_apart)})
 
 
 def unshuffled_dataset(ctx: DataContext) -> Issue | None:
