@@ -651,6 +651,22 @@ def test_loss_at_chance_of_the_validation_loss_alone_names_the_validation_mismat
     assert "not drawn like the training rows" in f.message and f.advice.startswith(f"Fix what {check} says first")
 
 
+def test_loss_at_chance_of_the_validation_loss_alone_after_a_first_epoch_that_learned_blames_the_validation_rows():
+    # y_val shuffled alone (val_loss at chance) beside a first epoch at 70-84% of chance: each step's
+    # loss is read before its update, so that first epoch scored rows not yet trained on, and the
+    # labels can be learned. It was told "it memorises the training rows ... (e.g. random labels)".
+    s = Stream()
+    train = curve(0.5, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert "random labels" not in f.message and "prepared unlike the training rows" in f.message
+    assert f.evidence["first_epoch_loss"] == pytest.approx(0.5, rel=0.05) and "x_val and y_val" in f.advice
+    # Over a few rows the first epoch's mean is too noisy to tell: the memorising verdict stands.
+    s.context.train_rows = 100
+    assert "memorises" in finding(s.run(), "loss-at-chance").message
+
+
 def test_loss_at_chance_names_rows_shuffled_apart_from_their_labels():
     # A validation dataset zipped from x and y.shuffle(n) (val_loss 125% of chance, training loss
     # 0.06) was told "it memorises the training rows ... (e.g. random labels)".

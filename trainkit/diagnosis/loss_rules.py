@@ -214,6 +214,20 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
                 f"{format_number(float(train[-1]))};", mismatched, evidence,
                 "say the validation rows are not drawn like the training rows, which can be why nothing it learned "
                 "carries over to them")
+        learned = _first_epoch_learned(view, chance)
+        if learned is not None:
+            return Issue(
+                f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
+                f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
+                f"Yet the first epoch's training loss, each batch scored before the model stepped on it, was already "
+                f"{format_number(learned)} ({learned / chance:.0%} of chance): the model predicted rows it had not trained on, "
+                "so the labels can be learned, and it fails on the validation rows alone. They are likely prepared unlike the "
+                "training rows: y_val not aligned with x_val (one of them shuffled or sorted alone), another preprocessing "
+                "(scaling, column order, encoding) or another distribution.",
+                "Build x_val and y_val as x and y are built: the same steps, fitted on the training rows, applied to both, rows "
+                "and labels shuffled together. trainer.evaluate on a slice of the training rows scores them as the validation "
+                "rows are: a low loss there and a loss at chance on the validation rows point at the validation data.",
+                {**evidence, "first_epoch_loss": learned}, epoch=view.epochs[-1].epoch)
         return Issue(
             f"The validation loss never got clearly below {val_chance_text(view)}: its best was {format_number(best_val)} "
             f"({best_val / val_chance:.0%} of chance) while the training loss fell to {format_number(float(train[-1]))}. "
@@ -221,6 +235,22 @@ def loss_at_chance(view: Diagnoser) -> Issue | None:
             f"which happens when the labels are unpredictable from the inputs (e.g. random labels).",
             advice, evidence, epoch=view.epochs[-1].epoch)
     return None
+
+
+def _first_epoch_learned(view: Diagnoser, chance: float) -> float | None:
+    """The first epoch's training loss when it is clearly below chance, else ``None``.
+
+    Each step's loss is read before that step's update, so over the first epoch every batch is
+    scored on rows the model never trained on (a progressive validation): random labels cannot go
+    below chance there, memorised or not. Shuffled validation labels (val_loss 116% of chance beside
+    a first epoch at 70-84%) were told "it memorises the training rows ... (e.g. random labels)".
+    Only from the run's own first epoch (not a resumed one), over enough rows for the mean to hold.
+    """
+    rows = view.context.train_rows
+    if not view.epochs or view.epochs[0].epoch != 0 or chance <= 0 or (rows is not None and rows < view.t.first_epoch_min_rows):
+        return None
+    first = float(view.epoch_losses(data_only=True)[0])
+    return first if np.isfinite(first) and first < view.t.first_epoch_learned * chance else None
 
 
 def _predictable_targets(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:

@@ -54,6 +54,12 @@ class Thresholds:
     #: prediction (diverging, a learning rate too high: other findings).
     at_chance_ceiling: float = 1.25
     at_chance_validation: float = 0.95
+    #: A first epoch's training loss under this share of chance, over this many training rows at
+    #: least (or a dataset's), was scored on rows before the model stepped on them: the labels can
+    #: be predicted, and a validation loss at chance says the validation rows differ. Random labels
+    #: start at 103-114% of chance (250 and 1000 rows, Adam 1e-2 and 3e-2).
+    first_epoch_learned: float = 0.85
+    first_epoch_min_rows: int = 200
     #: Validation rows a verdict read from the validation loss alone needs (overfitting, a
     #: validation loss at chance), as validation-target-range needs 5: fit(validation_split=0.2)
     #: on 5 rows held out 1, whose loss rising from 0.018 to 0.44 was told "the model overfits".
