@@ -529,3 +529,87 @@ def test_a_relu_layer_after_a_channels_first_conv_counts_the_conv_s_channels_as_
     trainer.fit(x, np.arange(16) % 3, epochs=1, batch_size=16, verbose=0)
     first = {name: value for step, name, value in trainer.step_table() if step == 0}
     assert first["activation/relu_after_conv/dead_fraction"] == pytest.approx(0.6)
+
+
+def padded_ids(rows_: int = 32, steps: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded with 0 to ``steps``, most rows short, and where the real tokens are."""
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(0.12, size=rows_) + 2, steps)
+    real = np.arange(steps)[None] < lengths[:, None]
+    return np.where(real, rng.integers(1, 50, size=real.shape), 0).astype(np.int32), real
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_masked_padding_is_left_out_of_a_sequence_layers_statistics(jit_compile):
+    # A tanh Dense per timestep after Embedding(mask_zero=True): its padding positions read
+    # tanh(bias) of the pad embedding, which no loss reads. Counted in, 72% padding put a layer
+    # saturated at 86% of its real positions at 24% (no saturated-activations), and a ReLU unit
+    # dead at every real token but active on the padding was not dead.
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((40,), dtype="int32")
+    embedded = keras.layers.Embedding(50, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0))(x_in)
+    squash = keras.layers.Dense(16, activation="tanh", name="squash", kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))(embedded)
+    relu = keras.layers.Dense(4, activation="relu", name="hidden", bias_initializer=keras.initializers.Constant([1.0, 1.0, -1.0, -1.0]))(embedded)
+    tagged = keras.layers.Dense(3, activation="softmax", name="tags")(keras.layers.Concatenate()([squash, relu]))
+    model = keras.Model(x_in, tagged)
+    # Every real token's first feature 1, the pad embedding 0: the second ReLU unit is active on
+    # the padding only, dead at every real token (and the last two everywhere).
+    table = model.layers[1].embeddings
+    table.assign(np.concatenate([np.zeros((1, 8)), np.concatenate([np.ones((49, 1)), table.numpy()[1:, 1:]], axis=1)]).astype(np.float32))
+    kernel = np.zeros((8, 4), np.float32)
+    kernel[0, 1] = -10.0
+    model.get_layer("hidden").kernel.assign(kernel)
+    x, real = padded_ids()
+    got = {k: float(v) for k, v in tf.function(lambda x: probes.tap_stats(probes.build_probe(model)(x)[1], xla=jit_compile),
+                                               jit_compile=jit_compile)(tf.constant(x)).items()}
+    squashed = keras.Model(x_in, squash)(x).numpy()[real]
+    assert got["activation/squash/saturated_fraction"] == pytest.approx(np.mean(np.abs(squashed) > 0.99), abs=1e-5)
+    assert got["activation/squash/mean"] == pytest.approx(squashed.mean(), abs=1e-4)
+    assert got["activation/squash/std"] == pytest.approx(squashed.std(), rel=1e-3)
+    assert got["activation/squash/saturated_fraction"] > 0.5 > np.mean(np.abs(keras.Model(x_in, squash)(x).numpy()) > 0.99)
+    active = keras.Model(x_in, relu)(x).numpy()[real] > 0
+    assert got["activation/hidden/dead_fraction"] == pytest.approx(np.mean(~active.any(axis=0))) == 0.75
+    assert got["activation/hidden/nonpositive_fraction"] == pytest.approx(1 - active.mean())
+    peaked = keras.Model(x_in, tagged)(x).numpy()[real].max(axis=-1) > stats.SATURATION_THRESHOLD
+    assert got["activation/output/saturated_fraction"] == pytest.approx(peaked.mean(), abs=1e-5)
+    # Every tap after the Embedding carries its mask; a model without one gets none.
+    _, taps = probes.build_probe(model)(tf.constant(x))
+    assert {tap.name for tap in taps if tap.mask is not None} == {"squash", "hidden", "tags", "output"}
+    plain = probes.build_probe(sequential())
+    assert all(tap.mask is None for tap in plain(tf.constant(rows()))[1])
+
+
+class Tower(keras.Model):
+    """A nested model: its tanh layer is read through a hook, its mask with it."""
+
+    def __init__(self) -> None:
+        super().__init__(name="tower")
+        self.squash = keras.layers.Dense(16, activation="tanh", name="inner", kernel_initializer=keras.initializers.RandomNormal(stddev=2.0))
+
+    def call(self, x):
+        return self.squash(x)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_padded_runs_saturated_layer_is_told_from_its_real_steps(jit_compile):
+    # Unscaled features behind Masking, 72% of the steps padding: the tanh layer's real steps were
+    # 86% saturated, its padding (tanh of its bias) never, and it read 24%: no finding.
+    rng = np.random.default_rng(0)
+    _, real = padded_ids(rows_=96)
+    x = np.where(real[..., None], rng.normal(size=(*real.shape, 6)) * 30.0, 0.0).astype(np.float32)
+    y = (rng.random(len(x)) < 0.5).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((40, 6))
+    masked = keras.layers.Masking()(x_in)
+    hidden = keras.layers.Dense(16, activation="tanh", name="squash")(masked)
+    nested = Tower()(keras.layers.Dense(6, name="lift")(masked))
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Concatenate()([hidden, nested]))
+    model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid")(pooled))
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None, jit_compile=jit_compile)
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    values = trainer._live_diagnosis.diagnoser.epoch_values("activation/squash/saturated_fraction")
+    outputs = keras.Model(x_in, hidden)(x).numpy()
+    assert values[-1] == pytest.approx(np.mean(np.abs(outputs[real]) > 0.99), abs=0.02)
+    inner = trainer._live_diagnosis.diagnoser.epoch_values("activation/inner/saturated_fraction")
+    assert inner[-1] > 0.5 > np.mean(np.abs(keras.Model(x_in, nested)(x).numpy()) > 0.99)
+    assert "saturated-activations" in {f.code for f in trainer.findings}

@@ -105,11 +105,15 @@ class Tap:
         tensor: The tensor (symbolic, inside the traced step).
         activation: Canonical activation name; picks the statistics (see
             :data:`trainkit.stats.ACTIVATION_KINDS`).
+        mask: The Keras mask of the tensor's positions (its shape less the units axis; an
+            ``Embedding(mask_zero=True)``'s or a ``Masking`` layer's, carried on), or ``None``:
+            the statistics then read the unmasked positions only.
     """
 
     name: str
     tensor: Any
     activation: str
+    mask: Any = None
 
 
 # -- record(): the mechanism for subclassed models -------------------------------------------------
@@ -332,6 +336,7 @@ class Probe:
             outputs = {id(t) for t in keras.tree.flatten(y_pred)}  # the model output is read as it is
             taps = [dataclasses.replace(tap, tensor=_channels_last(tap.tensor)) if id(tap.tensor) in moved and id(tap.tensor) not in outputs
                     and stats.DEAD_FRACTION in stats.activation_kind(tap.activation) else tap for tap in taps]
+        taps = [_with_mask(tap) for tap in taps]
         self.softmax_taps.update(tap.name for tap in taps if tap.activation == "softmax")
         self.sloped_taps.update(tap.name for tap in taps if tap.activation in NEGATIVE_SLOPED)
         self.smooth_taps.update(tap.name for tap in taps if tap.activation in SMOOTH_RELU)
@@ -372,6 +377,23 @@ def _channels_first_tensors(model: Any) -> set[int]:
             if _channels_first(layer) or (isinstance(layer, _LAYOUT_KEEPING) and inputs and all(id(t) in found for t in inputs)):
                 found.update(id(t) for t in node.outputs)
     return found
+
+
+def _with_mask(tap: Tap) -> Tap:
+    """``tap`` with the Keras mask its tensor carries, where it has one of the tensor's positions.
+
+    Keras keeps the mask as the tensor's ``_keras_mask`` (set by the layer's ``__call__``, so a
+    hooked call's output has it by the time the forward pass returns). Read while the step
+    traces: a model without masks gets no op more. A channels-first tensor moved channels-last,
+    or a mask of another shape, is read whole, as before.
+    """
+    mask = getattr(tap.tensor, "_keras_mask", None)
+    rank = tap.tensor.shape.rank
+    if mask is None or isinstance(mask, keras.KerasTensor) or rank is None or rank < 2 or mask.shape.rank != rank - 1:
+        return tap
+    if not mask.shape.is_compatible_with(tap.tensor.shape[:-1]):
+        return tap
+    return dataclasses.replace(tap, mask=mask)
 
 
 def _channels_first(layer: Any) -> bool:
@@ -483,6 +505,14 @@ def distinct_taps(taps: Sequence[Tap]) -> tuple[list[tuple[str, Any, str]], list
     return items, aliases
 
 
+def _item_masks(taps: Sequence[Tap], items: Sequence[tuple[str, Any, str]]) -> list[Any] | None:
+    """The mask of each of :func:`distinct_taps`'s items, or ``None`` when no tap has one."""
+    if all(tap.mask is None for tap in taps):
+        return None
+    masks = {tap.name: tap.mask for tap in taps}
+    return [masks[name] for name, _, _ in items]
+
+
 def _fill_aliases(out: dict[str, tf.Tensor], aliases: Sequence[tuple[Tap, str]]) -> dict[str, tf.Tensor]:
     for tap, same in aliases:
         for stat in stats.activation_kind(tap.activation):
@@ -498,7 +528,7 @@ def tap_stats(taps: Sequence[Tap], *, xla: bool = False) -> dict[str, tf.Tensor]
         xla: Whether the step is XLA-compiled (picks the faster way to reduce; same values).
     """
     items, aliases = distinct_taps(taps)
-    return _fill_aliases(stats.layers_activation_stats(items, xla=xla), aliases)
+    return _fill_aliases(stats.layers_activation_stats(items, xla=xla, masks=_item_masks(taps, items)), aliases)
 
 
 def step_stats(
@@ -513,4 +543,5 @@ def step_stats(
 ) -> dict[str, tf.Tensor]:
     """:func:`trainkit.stats.step_stats` of a step: variables' statistics and every tap's."""
     items, aliases = distinct_taps(taps)
-    return _fill_aliases(stats.step_stats(grads, before, after, names, items, xla=xla, updates=updates), aliases)
+    masks = _item_masks(taps, items)
+    return _fill_aliases(stats.step_stats(grads, before, after, names, items, xla=xla, updates=updates, masks=masks), aliases)
