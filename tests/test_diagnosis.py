@@ -2862,6 +2862,28 @@ def test_a_masked_taggers_chance_level_leaves_out_its_padding(monkeypatch):
     assert context.val_chance_loss / weights[240:][real[240:]].mean() == pytest.approx(math.log(classes), rel=0.05)
 
 
+def test_a_masking_taggers_chance_level_leaves_out_its_padding():
+    # A Masking layer on padded features makes the loss read the real steps only, as
+    # Embedding(mask_zero=True) does, but only the Embedding's mask was read: 72% padding labelled
+    # 0 put the chance level at 0.84 where random tags sat at ln 5 = 1.61, and no loss-at-chance.
+    rng = np.random.default_rng(0)
+    steps, classes = 40, 5
+    real = np.arange(steps)[None] < np.minimum(rng.geometric(0.12, size=(200, 1)) + 2, steps)
+    x = np.where(real[..., None], rng.normal(size=(*real.shape, 4)), 0.0).astype(np.float32)
+    x[~real] = -1.0  # padded with the Masking layer's own value, not 0
+    y = np.where(real, rng.integers(0, classes, size=real.shape), 0).astype(np.int32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((steps, 4)), keras.layers.Masking(mask_value=-1.0), keras.layers.LSTM(8, return_sequences=True),
+                              keras.layers.Dense(classes, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", logdir=None)
+    trainer.fit(x, y, epochs=1, batch_size=64, verbose=0, validation_split=0.25)
+    context = trainer._live_diagnosis.diagnoser.context
+    expected = chance_loss("multiclass", "sparse_categorical_crossentropy", y[:150][real[:150]])
+    assert context.chance_loss == pytest.approx(expected.loss, rel=1e-4)
+    assert context.chance_loss == pytest.approx(math.log(classes), rel=0.02)
+    assert context.val_chance_loss == pytest.approx(math.log(classes), rel=0.05)
+
+
 def test_a_mask_the_model_consumes_leaves_every_row_in_the_chance_level():
     # Pooled over its real tokens, a masked classifier has one label a row: nothing to leave out.
     rng = np.random.default_rng(0)

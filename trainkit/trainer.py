@@ -1125,8 +1125,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._live_diagnosis = None
         if not self.diagnose:
             return []
-        from trainkit.checks.model_inspect import masked_embeddings
         from trainkit.diagnosis.callback import DiagnosisCallback
+        from trainkit.diagnosis.masked_positions import masks_inputs
         from trainkit.diagnosis.run_context import (
             first_batch_rows,
             source_inputs,
@@ -1141,7 +1141,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # once more before training, for a chance level the training one approximates.
         val_targets, val_weights = source_targets_and_weights(validation) if isinstance(validation, ArraySource) else (None, None)
         # A regression's linear fit reads the inputs; a masked sequence model's chance level, their mask.
-        wants_inputs = self.task == "regression" or bool(masked_embeddings(self.model))
+        wants_inputs = self.task == "regression" or masks_inputs(self.model)
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,

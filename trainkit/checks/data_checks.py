@@ -157,25 +157,26 @@ EVALUATION_CODES: frozenset[str] = frozenset({
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
 
-def _masked_input(model: Any, xs: list[np.ndarray], targets: list[Any]) -> int | None:
-    """0 when the model's one output keeps the mask of an ``Embedding(mask_zero=True)`` reading
-    its one input (a masked tagger, whose loss reads the real tokens only), else ``None``.
+def _loss_positions(model: Any, xs: list[np.ndarray], targets: list[Any]) -> np.ndarray | None:
+    """``[rows, T]``: the positions of the one input's rows the loss reads, where the model's one
+    output keeps that input's mask (an ``Embedding(mask_zero=True)``'s or a ``Masking`` layer's:
+    a masked tagger, whose loss reads the real steps only), else ``None``.
 
     The model is called to tell (on a few rows), so only for labels a position each of that input
     (``[rows, T, ...]``), the one case the answer is read: a pooled text classifier with
     mask_zero=True (BiLSTM and attention, 20,000 rows of 100 ids) took 1.1 s of check_data
     instead of 0.5 s for it.
     """
-    if len(xs) != 1 or len(targets) != 1 or not masked_embeddings(model):
-        return None
-    y = targets[0].y
-    if y is None or y.ndim < 2 or xs[0].ndim != 2 or y.shape[:2] != xs[0].shape:
-        return None
     # Imported here: trainkit.diagnosis imports trainkit.checks, and a module-level import made
     # `import trainkit.diagnosis` (and so `trainkit diagnose`) fail on the cycle.
-    from trainkit.diagnosis.masked_positions import loss_positions
+    from trainkit.diagnosis.masked_positions import loss_positions, masks_inputs
 
-    return 0 if loss_positions(model, xs[0])[1] is not None else None
+    if len(xs) != 1 or len(targets) != 1 or not masks_inputs(model):
+        return None
+    y = targets[0].y
+    if y is None or y.ndim < 2 or xs[0].ndim < 2 or y.shape[:2] != xs[0].shape[:2]:
+        return None
+    return loss_positions(model, xs[0])[1]
 
 
 def check_data(
@@ -315,7 +316,7 @@ def check_data(
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
-                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), masked_input=_masked_input(model, xs, targets),
+                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), loss_positions=_loss_positions(model, xs, targets),
                       feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),

@@ -89,9 +89,10 @@ class DataContext:
     embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The names of the Embedding layers among :attr:`embeddings` built with ``mask_zero=True``.
     masked_embeddings: Sequence[str] = ()
-    #: The input whose non-zero ids are the only positions the loss reads (the one output keeps the
-    #: mask of an ``Embedding(mask_zero=True)`` reading it: a masked tagger), or ``None``.
-    masked_input: int | None = None
+    #: ``[rows, T]``: the positions of the training rows the loss reads, where the one output keeps
+    #: the mask of the one input (an ``Embedding(mask_zero=True)``'s ids != 0, a ``Masking``
+    #: layer's steps not all ``mask_value``: a masked tagger), or ``None``.
+    loss_positions: Any = None
     #: For each input, the layer that first reads its layout (see ``layout_readers``), or ``None``.
     layout_readers: Sequence[Any] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).

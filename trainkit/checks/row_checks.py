@@ -387,9 +387,8 @@ def _pixel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     # in full took ~0.7 s of each fit's start for one-hot masks.
     step = max(1, math.ceil(t.y.size / _PIXEL_SAMPLE))
     kept = None
-    if ctx.masked_input is not None and len(ctx.targets) == 1:
-        ids_in = ctx.xs[ctx.masked_input]
-        kept = ids_in[::step] != 0 if ids_in.shape[:2] == t.y.shape[:2] else None
+    if ctx.loss_positions is not None and len(ctx.targets) == 1 and ctx.loss_positions.shape == t.y.shape[:2]:
+        kept = ctx.loss_positions[::step]
     found = _position_class_ids(dataclasses.replace(t, y=t.y[::step]), kept)
     if found is None:
         return None

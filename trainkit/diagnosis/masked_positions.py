@@ -5,7 +5,9 @@ return_sequences=True)`` then ``Dense``) makes Keras losses average over the unm
 only: the padding's labels, whatever they are, weigh nothing. A label prior taken over every
 position counts them: 77% padding labelled 0 put a random-label tagger's chance level at 0.75
 where its loss, over the real tokens, could not go below 1.61 (ln 5), and no ``loss-at-chance``
-was told.
+was told. A ``Masking`` layer on padded features (``[rows, T, F]``, padding steps all
+``mask_value``) does the same, and its tagger's chance level counted the padding too: 0.84 for
+random tags whose loss sat at ln 5 = 1.61, and no ``loss-at-chance``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import keras
 import numpy as np
 
 from trainkit.checks.model_inspect import iter_layers, masked_embeddings
@@ -33,11 +36,12 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
         ``(known, positions)``: ``(True, None)`` when the output carries no mask (every position
         counts; so too for a model of several inputs or stateful layers, which is not called),
         ``(True, ids != 0)`` (``[rows, T]``) when it carries the mask of an
-        ``Embedding(mask_zero=True)`` reading the one input, and ``(False, None)`` when it is
+        ``Embedding(mask_zero=True)`` reading the one input (of a ``Masking`` layer reading it:
+        ``(True, any(x != mask_value, axis=-1))``, see :func:`input_positions`), and ``(False, None)`` when it is
         masked some other way, or the rows are unknown (a chance level over every position would
         be wrong: none is better).
     """
-    if not masked_embeddings(model):
+    if not masks_inputs(model):
         return True, None
     shape = _input_shape(model)
     if shape is None or any(getattr(layer, "stateful", False) for layer in iter_layers(model)):
@@ -48,7 +52,29 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
     mask = _output_mask(model, shape, rows)
     if mask == "none":
         return True, None
-    return (True, rows != 0) if mask == "ids" and rows is not None else (False, None)
+    return (True, input_positions(model, rows)) if mask == "inputs" and rows is not None else (False, None)
+
+
+def masks_inputs(model: Any) -> bool:
+    """Whether ``model`` masks positions of its inputs: an ``Embedding(mask_zero=True)`` an input
+    feeds directly, or a ``Masking`` layer."""
+    return bool(masked_embeddings(model)) or any(isinstance(layer, keras.layers.Masking) for layer in iter_layers(model))
+
+
+def input_positions(model: Any, rows: np.ndarray) -> np.ndarray:
+    """The positions of ``rows`` (one input's) its mask keeps, as Keras computes the mask: ids
+    ``!= 0`` for an ``Embedding(mask_zero=True)``'s ``[rows, T]`` ids, else a ``Masking`` layer's
+    ``any(rows != mask_value, axis=-1)``."""
+    value = _masking_value(model)
+    if rows.ndim == 2 and (masked_embeddings(model) or value is None):
+        return rows != 0
+    return np.any(rows != (0.0 if value is None else value), axis=-1)
+
+
+def _masking_value(model: Any) -> float | None:
+    """The ``mask_value`` of the model's ``Masking`` layers (``None``: none, or several values)."""
+    values = {float(layer.mask_value) for layer in iter_layers(model) if isinstance(layer, keras.layers.Masking)}
+    return values.pop() if len(values) == 1 else None
 
 
 #: Each model's output mask, once read (a fit asks for its training rows, its validation rows and
@@ -57,8 +83,8 @@ _OUTPUT_MASKS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _output_mask(model: Any, shape: tuple[int | None, ...], rows: np.ndarray | None) -> str:
-    """What masks the model's output: ``"none"`` (no mask reaches it), ``"ids"`` (the input's
-    ``ids != 0``) or ``"other"``; ``"unknown"`` (not kept) without rows to tell the last two apart."""
+    """What masks the model's output: ``"none"`` (no mask reaches it), ``"inputs"`` (the one
+    input's own mask, :func:`input_positions`) or ``"other"``; ``"unknown"`` (not kept) without rows to tell the last two apart."""
     known = _OUTPUT_MASKS.get(model)
     if known is not None:
         return known
@@ -74,20 +100,25 @@ def _output_mask(model: Any, shape: tuple[int | None, ...], rows: np.ndarray | N
         mask = "none"
     elif sample is None or rows is None:
         return "unknown"
-    elif len(masks) == 1 and masks[0] is not None and np.shape(masks[0]) == sample.shape and np.array_equal(np.asarray(masks[0]), sample != 0):
-        mask = "ids"
+    elif len(masks) == 1 and masks[0] is not None and _same(np.asarray(masks[0]), input_positions(model, sample)):
+        mask = "inputs"
     else:
         mask = "other"
     _OUTPUT_MASKS[model] = mask
     return mask
 
 
+def _same(mask: np.ndarray, positions: np.ndarray) -> bool:
+    return mask.shape == positions.shape and bool(np.array_equal(mask, positions))
+
+
 def _id_rows(inputs: Any) -> np.ndarray | None:
-    """In-memory ``[rows, T]`` numeric ids, else ``None`` (unknown, a dataset, several inputs)."""
+    """In-memory numeric ``[rows, T]`` ids or ``[rows, T, ...]`` features, else ``None`` (unknown,
+    a dataset, several inputs)."""
     if inputs is None or isinstance(inputs, dict | list | tuple):
         return None
     rows = np.asarray(inputs)  # in-memory rows are a tensor
-    if rows.ndim != 2 or not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating)):
+    if rows.ndim < 2 or not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating)):
         return None
     return rows
 
