@@ -613,3 +613,22 @@ def test_a_padded_runs_saturated_layer_is_told_from_its_real_steps(jit_compile):
     inner = trainer._live_diagnosis.diagnoser.epoch_values("activation/inner/saturated_fraction")
     assert inner[-1] > 0.5 > np.mean(np.abs(keras.Model(x_in, nested)(x).numpy()) > 0.99)
     assert "saturated-activations" in {f.code for f in trainer.findings}
+
+
+def test_an_activation_histogram_counts_the_unmasked_positions_only():
+    # The histogram of a per-step ReLU after Embedding(mask_zero=True) held every padding position
+    # (the pad embedding's one output per unit, 0 or not), mostly padding at 72% of the steps.
+    from trainkit.histograms import ProbeHistograms
+
+    x, real = padded_ids(rows_=32)
+    y = (np.random.default_rng(0).random(32) < 0.5).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((40,), dtype="int32"), keras.layers.Embedding(50, 8, mask_zero=True),
+                              keras.layers.Dense(3, activation="relu", name="hidden"), keras.layers.GlobalAveragePooling1D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", logdir=None)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    histograms = ProbeHistograms(trainer)
+    histograms.batch = (tf.constant(x), tf.constant(y))
+    buckets = histograms.buckets()
+    assert buckets["histograms/activations/hidden"][:, 2].sum() == real.sum() * 3
