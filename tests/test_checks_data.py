@@ -368,6 +368,33 @@ def test_unscaled_inputs_fires_on_rand_times_100_and_names_features():
     assert "Normalization" in finding.advice
 
 
+@pytest.mark.parametrize("two_inputs", [False, True])
+def test_unscaled_inputs_leaves_out_a_masking_layers_padding_steps(two_inputs):
+    # Standardised features padded with Masking(mask_value=-99.0)'s value (72% of the steps) were
+    # "not scaled (values reach |mean| 71.08 / std 44.56)"; their real steps are mean 0, std 1.
+    rng = np.random.default_rng(0)
+    real = np.arange(40)[None] < np.minimum(rng.geometric(0.12, size=(200, 1)) + 2, 40)
+    x = np.where(real[..., None], rng.normal(size=(*real.shape, 4)), -99.0).astype("float32")
+    y = (rng.random(200) < 0.5).astype("float32")
+
+    def classifier(mask_value: float | None) -> keras.Model:
+        steps = keras.Input((40, 4))
+        h = L.LSTM(8)(L.Masking(mask_value=mask_value)(steps) if mask_value is not None else steps)
+        if not two_inputs:
+            return keras.Model(steps, L.Dense(1, activation="sigmoid")(h))
+        other = keras.Input((3,))
+        return keras.Model([steps, other], L.Dense(1, activation="sigmoid")(L.Concatenate()([h, other])))
+
+    def found(mask_value: float | None, rows: np.ndarray) -> list[str]:
+        xs = [rows, rng.normal(size=(200, 3)).astype("float32")] if two_inputs else rows
+        return codes(check_data(xs, y, model=classifier(mask_value), loss=get_loss("bce"), task="binary"))
+
+    assert "unscaled-inputs" not in found(-99.0, x)
+    # Without the layer the padding is read as values; and real steps out of scale are still told.
+    assert "unscaled-inputs" in found(None, x)
+    assert "unscaled-inputs" in found(-99.0, np.where(real[..., None], x * 100.0, -99.0).astype("float32"))
+
+
 def test_unscaled_inputs_fires_on_scales_spanning_orders_of_magnitude():
     x = std_x()
     x[:, 3] *= 1e-3

@@ -93,6 +93,8 @@ class DataContext:
     #: the mask of the one input (an ``Embedding(mask_zero=True)``'s ids != 0, a ``Masking``
     #: layer's steps not all ``mask_value``: a masked tagger), or ``None``.
     loss_positions: Any = None
+    #: For each input, the ``mask_value`` of a ``Masking`` layer reading it first (see ``input_masking``), or ``None``.
+    masking_values: Sequence[float | None] = ()
     #: For each input, the layer that first reads its layout (see ``layout_readers``), or ``None``.
     layout_readers: Sequence[Any] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).

@@ -573,6 +573,28 @@ def input_normalizers(model: keras.Model) -> list[Any]:
     return [None]
 
 
+def input_masking(model: keras.Model) -> list[float | None]:
+    """For each model input, the ``mask_value`` of a ``Masking`` layer that alone reads it first
+    (past value-keeping layers, :data:`_VALUE_KEEPING`), or ``None``.
+
+    Its padding steps (every feature ``mask_value``) are no values the model learns from: a
+    ``Masking(mask_value=-99.0)`` on standardised features made them "not scaled (|mean| 71.08)".
+    """
+    def value(layer: Any) -> float | None:
+        return float(layer.mask_value) if isinstance(layer, keras.layers.Masking) else None
+
+    passing = _VALUE_KEEPING - {"Masking"}
+    inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
+    if inputs and len(inputs) > 1:
+        # Not the mask's own op (Masking's ``x != mask_value``), which the graph records beside it.
+        readers = [[layer for layer in found if type(layer).__name__ not in _MASK_OPS] for found in _input_readers(model, inputs, passing)]
+        return [value(found[0]) if len(found) == 1 else None for found in readers]
+    for layer in iter_layers(model):
+        if type(layer).__name__ not in passing:
+            return [value(layer)]
+    return [None]
+
+
 #: Layers that keep each value at its position (scaling, normalising or augmenting it): the layer
 #: after them reads the input's layout (``Rescaling(1 / 255)`` or a ``RandomFlip`` before a ``Conv2D``).
 _LAYOUT_KEEPING = _VALUE_KEEPING | {"Rescaling", "Normalization", "BatchNormalization", "LayerNormalization", "RandomFlip",

@@ -109,6 +109,13 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
         if (scaled and normalizer is None) or not is_numeric(a) or a.dtype == bool or len(a) == 0:
             continue
         s = raw = strided_rows(a, row_budget(a, ctx.sample_rows))
+        masked = ctx.masking_values[i] if len(ctx.masking_values) == len(ctx.xs) else None
+        if masked is not None and normalizer is None and a.ndim >= 3:
+            # A Masking layer's padding steps (every feature mask_value) are no values any layer
+            # learns from: -99 padding made standardised features "not scaled (|mean| 71.08)".
+            s = s[np.any(s != masked, axis=-1)]
+            if not len(s):
+                continue
         if normalizer is not None:
             # What the model's Normalization makes of them is what its layers read: never adapted
             # (mean 0, variance 1) it passes raw values through, which counted as scaled.
