@@ -423,3 +423,29 @@ def test_tf_nn_softmax_is_read_as_softmax(task, loss, code):
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 4, tf.nn.softmax), get_loss(loss), task)
     assert info.value.code == code
+
+
+@pytest.mark.parametrize(("task", "arch", "loss", "code", "recipe"), [
+    ("binary", ("dense", 1, "sigmoid"), BCE_LOGITS, "double-activation", "loss: binary_crossentropy"),
+    ("binary", ("dense", 1, None), "bce", "missing-output-activation",
+     "loss: {name: binary_crossentropy, from_logits: true}, or activation: sigmoid"),
+    ("binary", ("dense", 1, "relu"), "bce", "wrong-output-activation", "activation: sigmoid on the output layer"),
+    ("binary", ("dense", 1, "softmax"), "bce", "softmax-single-unit", "{type: dense, units: 1, activation: sigmoid}"),
+    ("binary", ("dense", 1, "sigmoid"), "categorical_crossentropy", "units-mismatch", "{type: dense, units: 2, activation: softmax}"),
+    ("multiclass", ("dense", 3, "softmax"), "scce", "units-mismatch", "{type: dense, units: 4, activation: softmax}"),
+    ("regression", ("dense", 1, None), "bce", "classification-loss-for-regression", "loss: mse with no activation"),
+])
+def test_compatibility_fixes_say_how_a_recipe_writes_them(task, arch, loss, code, recipe):
+    # A recipe's users write YAML: "Use Dense(4, activation='softmax')" or "Use
+    # BinaryCrossentropy(from_logits=False)" named Python classes they never construct.
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build(*arch), loss_of(loss), task, num_classes=4 if task == "multiclass" else None)
+    assert info.value.code == code
+    assert f"(in a recipe, {recipe}" in info.value.message, info.value.message
+
+
+def test_linear_hidden_layers_say_the_recipe_activation_key():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1, activation="sigmoid")])
+    found = check_compatibility(model, get_loss("bce"), "binary")
+    assert [f.code for f in found] == ["linear-hidden-layers"]
+    assert "(in a recipe, activation: relu on the hidden dense layers)" in found[0].advice

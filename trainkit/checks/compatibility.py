@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
@@ -251,6 +252,27 @@ def _output_fix(case: Case) -> str:
     return f"Dense({case.units or 1})"
 
 
+def _recipe_output(case: Case) -> str:
+    """:func:`_output_fix`'s layer as a recipe's ``model.layers`` writes it.
+
+    A recipe's users write YAML: ``Dense(4, activation='softmax')`` or ``BinaryCrossentropy()``
+    named classes they never construct, so the fixes below say the recipe's spelling too.
+    """
+    code = _output_fix(case)
+    units = code[len("Dense("):].split(")")[0].split(",")[0]
+    act = code.split("activation='")[1].split("'")[0] if "activation='" in code else None
+    return f"{{type: dense, units: {units}" + (f", activation: {act}}}" if act else "}")
+
+
+def _recipe_loss(loss: LossInfo | str, from_logits: bool = False) -> str:
+    """A loss as a recipe writes it: ``loss: binary_crossentropy``, or with ``from_logits: true``
+    ``loss: {name: binary_crossentropy, from_logits: true}`` (from a class name,
+    ``BinaryCrossentropy``, or a LossInfo's)."""
+    name = loss.name if isinstance(loss, LossInfo) else loss
+    snake = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
+    return f"loss: {{name: {snake}, from_logits: true}}" if from_logits else f"loss: {snake}"
+
+
 def _fmt_range(lo: float, hi: float) -> str:
     def one(v: float) -> str:
         if math.isinf(v):
@@ -268,11 +290,13 @@ def softmax_single_unit(case: Case) -> Issue | None:
         return None
     if case.task == "binary":
         fix = ("Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or Dense(2, "
-               "activation='softmax') with SparseCategoricalCrossentropy().")
+               "activation='softmax') with SparseCategoricalCrossentropy() (in a recipe, {type: dense, units: 1, "
+               "activation: sigmoid} with loss: binary_crossentropy, or units: 2 with loss: sparse_categorical_crossentropy).")
     elif case.task == "regression":
-        fix = "Use a linear output: Dense(1) with no activation."
+        fix = "Use a linear output: Dense(1) with no activation (in a recipe, leave activation out of the output layer)."
     else:
-        fix = f"Use {_output_fix(dataclasses.replace(case, loss=LossInfo('', None)))} with one unit per class."
+        plain = dataclasses.replace(case, loss=LossInfo('', None))
+        fix = f"Use {_output_fix(plain)} with one unit per class (in a recipe, {_recipe_output(plain)})."
     return Issue(
         f"The output layer '{case.output.activation_layer}' applies softmax to a single unit. Softmax "
         f"normalises over the units, so one unit always outputs exactly 1.0: the loss is constant "
@@ -318,7 +342,8 @@ def classification_loss_for_regression(case: Case) -> Issue | None:
     return Issue(
         f"The loss {case.loss.describe()} is a classification loss but the task is regression: "
         f"it expects class labels or probabilities, not real-valued targets.",
-        f"Use loss='mse' (or 'mae', 'huber') with {linear}; {classes}.",
+        f"Use loss='mse' (or 'mae', 'huber') with {linear}; {classes} (in a recipe, loss: mse with no activation "
+        f"on the output layer).",
         {}, case.output.layer)
 
 
@@ -354,7 +379,7 @@ def double_activation(case: Case) -> Issue | None:
             f"'{case.output.activation_layer}') to its result:{reach or ' the second squashes what the first already bounded:'} "
             f"the predictions cannot reach the probabilities the labels need, and the loss stays high.",
             f"Keep one activation on the output: remove activation='{inner_act}' from '{inner_layer}' (or the "
-            f"{case.act} layer after it).",
+            f"{case.act} layer after it; in a recipe, its activation: {inner_act} key or the {{type: activation}} layer).",
             {"inner_activation": inner_act, "activation": case.act}, case.output.activation_layer)
     if case.loss.kind not in LOGIT_LOSSES or not case.loss.from_logits:
         return None
@@ -368,7 +393,8 @@ def double_activation(case: Case) -> Issue | None:
         f"beneath it, with a warning; a cast to float32 under mixed precision, a reshape after it or another backend "
         f"breaks that.)",
         f"Use {case.loss.with_logits(False)}, or remove the activation (a linear output "
-        f"{_output_fix(case)}) and keep from_logits=True.",
+        f"{_output_fix(case)}) and keep from_logits=True (in a recipe, {_recipe_loss(case.loss)}, or leave "
+        f"activation out of the output layer and keep the loss's from_logits: true).",
         {"from_logits": True}, case.output.activation_layer)
 
 
@@ -382,10 +408,11 @@ def missing_output_activation(case: Case) -> Issue | None:
         return None
     squash = "sigmoid" if case.loss.kind == "binary" else "softmax"
     if case.loss.kind == "kl":
-        fix = f"Add activation='softmax' to the output layer '{case.output.layer}'."
+        fix = f"Add activation='softmax' to the output layer '{case.output.layer}' (in a recipe, activation: softmax)."
     else:
         fix = (f"Use {case.loss.with_logits(True)} (numerically stable), or add "
-               f"activation='{squash}' to the output layer '{case.output.layer}'.")
+               f"activation='{squash}' to the output layer '{case.output.layer}' (in a recipe, "
+               f"{_recipe_loss(case.loss, from_logits=True)}, or activation: {squash} on the output layer).")
     return Issue(
         f"The output layer '{case.output.layer}' has no activation (linear) but the loss "
         f"{case.loss.describe()} expects probabilities in [0, 1]: raw outputs are clipped to "
@@ -405,25 +432,29 @@ def units_mismatch(case: Case) -> Issue | None:
             f"The output layer {where} has {units} units but {case.loss.describe()} "
             f"on a binary task compares one score per sample with a 0/1 label.",
             "Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or keep 2 units with "
-            "softmax and SparseCategoricalCrossentropy().", {"units": units, "expected": 1}, layer)
+            "softmax and SparseCategoricalCrossentropy() (in a recipe, {type: dense, units: 1, activation: sigmoid} "
+            "with loss: binary_crossentropy, or activation: softmax with loss: sparse_categorical_crossentropy).",
+            {"units": units, "expected": 1}, layer)
     if task == "binary" and kind in ("categorical", "sparse", "categorical_hinge") and units != 2:
         return Issue(
             f"The output layer {where} has {units} unit{'s' if units != 1 else ''} but "
             f"{case.loss.describe()} on a binary task needs one unit per class (2): with a single "
             f"unit there is only class 0, so the loss is constant.",
             "Use Dense(2, activation='softmax') with this loss, or Dense(1, activation='sigmoid') "
-            "with BinaryCrossentropy().", {"units": units, "expected": 2}, layer)
+            "with BinaryCrossentropy() (in a recipe, {type: dense, units: 2, activation: softmax}, or "
+            "{type: dense, units: 1, activation: sigmoid} with loss: binary_crossentropy).",
+            {"units": units, "expected": 2}, layer)
     if task in ("multiclass", "multilabel"):
         if case.num_classes is not None and units != case.num_classes:
             return Issue(
                 f"The output layer {where} has {units} units but there are "
                 f"{case.num_classes} classes: each class needs exactly one output unit.",
-                f"Use {_output_fix(dataclasses.replace(case, num_classes=case.num_classes))}.",
+                f"Use {_output_fix(case)} (in a recipe, {_recipe_output(case)}).",
                 {"units": units, "expected": case.num_classes}, layer)
         if task == "multiclass" and units == 1:
             return Issue(
                 f"The output layer {where} has 1 unit but a multiclass task needs "
-                f"one unit per class.", f"Use {_output_fix(case)}.", {"units": 1}, layer)
+                f"one unit per class.", f"Use {_output_fix(case)} (in a recipe, {_recipe_output(case)}).", {"units": 1}, layer)
     return None
 
 
@@ -437,13 +468,13 @@ def wrong_output_activation(case: Case) -> Issue | None:
             f"The output layer '{layer}' applies softmax but the task is multilabel: softmax makes "
             f"the labels compete (outputs sum to 1), so two labels can never both be predicted.",
             f"Use activation='sigmoid' (or no activation with BinaryCrossentropy(from_logits=True)) "
-            f"on '{case.output.layer}'.", {}, layer)
+            f"on '{case.output.layer}' (in a recipe, activation: sigmoid, with loss: binary_crossentropy).", {}, layer)
     if kind in PROBABILITY_LOSSES and not case.loss.from_logits and act != "linear":
         if kind != "binary" and act in ("sigmoid", "hard_sigmoid") and (case.units or 0) > 1:
             return Issue(
                 f"The output layer '{layer}' applies {act} but {case.loss.describe()} expects a "
                 f"softmax distribution over the classes: independent sigmoids do not sum to 1.",
-                f"Use activation='softmax' on '{case.output.layer}'.", {}, layer)
+                f"Use activation='softmax' on '{case.output.layer}' (in a recipe, activation: softmax).", {}, layer)
         if act not in PROBABILITY_ACTIVATIONS:
             squash = "sigmoid" if kind == "binary" else "softmax"
             lo, hi = case.output.output_range
@@ -452,8 +483,9 @@ def wrong_output_activation(case: Case) -> Issue | None:
                 f"{case.loss.describe()} expects probabilities in [0, 1]; values outside are clipped, "
                 f"so the loss saturates and gradients vanish.",
                 f"Use activation='{squash}', or remove the activation and use "
-                f"{case.loss.with_logits(True)}." if kind in LOGIT_LOSSES else
-                f"Use activation='{squash}'.", {}, layer)
+                f"{case.loss.with_logits(True)} (in a recipe, activation: {squash} on the output layer, or no "
+                f"activation with {_recipe_loss(case.loss, from_logits=True)})." if kind in LOGIT_LOSSES else
+                f"Use activation='{squash}' (in a recipe, activation: {squash}).", {}, layer)
     if kind in LOGIT_LOSSES and case.loss.from_logits and act not in ("linear", "log_softmax"):
         if act in PROBABILITY_ACTIVATIONS:
             return None  # double-activation
@@ -507,7 +539,8 @@ def linear_hidden_layers(case: Case) -> Issue | None:
         (f"None of the {len(weighted)} hidden layers ({names}) has an" if len(weighted) > 1 else f"The hidden layer {names} has no")
         + " activation, so the model is linear: stacked linear layers compute nothing a single "
         "Dense layer could not.",
-        "Add a non-linearity to the hidden layers, e.g. Dense(64, activation='relu').",
+        "Add a non-linearity to the hidden layers, e.g. Dense(64, activation='relu') (in a recipe, activation: relu "
+        "on the hidden dense layers).",
         {"hidden_layers": len(weighted)}, weighted[0].name)
 
 
