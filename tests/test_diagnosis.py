@@ -414,6 +414,18 @@ def test_unscaled_targets_with_scaled_inputs_are_not_told_to_standardise_the_inp
     assert all("the inputs" in finding(report, code).advice for code in ("initial-loss-too-high", "loss-at-chance"))
 
 
+def test_initial_loss_names_the_inputs_recipe_key_by_its_section():
+    # Unscaled targets and inputs: initial-loss-too-high said "standardise the inputs
+    # (standardize_inputs: true)", a top-level key a recipe refuses (it is preprocessing's).
+    reg = Stream(task="regression", chance=1.0)
+    reg.context.target_mean, reg.context.target_std = 1e4, 1.0
+    reg.context = dataclasses.replace(reg.context, check_codes=("unscaled-targets", "unscaled-inputs"))
+    reg.train_loss = lambda e, st: 1e8 if e == 0 and st < 3 else 1e8 - e
+    reg.val_loss = lambda e: 1e8 - e
+    advice = finding(reg.run(), "initial-loss-too-high").advice
+    assert "preprocessing.standardize_inputs: true" in advice and "(standardize_inputs" not in advice, advice
+
+
 def test_a_bias_at_the_target_mean_is_not_one_column_s_mean_for_every_column():
     # Targets of two columns (means 152 and ~0): "bias_initializer: {name: constant, value: 152}"
     # started the second column's unit 152 off; the mean known is the farthest column's only.

@@ -94,7 +94,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # Inputs the data checks found scaled (standard normal features, targets ~1e4) were told
         # to be standardised too.
         advice = (targets_scaling_advice(view)
-                  + ("" if inputs_scaled(view) else "; standardise the inputs (standardize_inputs: true)")
+                  + ("" if inputs_scaled(view) else "; standardise the inputs (preprocessing.standardize_inputs: true)")
                   + f"; or initialise the output bias at the target mean ({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
@@ -103,11 +103,11 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
             # MSLE and MAPE break on centred targets: scaled, as unscaled-targets advises.
             advice = ("Scale the regression targets the data checks found unscaled without centring them (see unscaled-targets; "
                       "the loss reads ratios or logarithms of them: y_scale = np.abs(y_train).mean(0), fit on y / y_scale)"
-                      + ("" if inputs_scaled(view) else "; standardise the inputs (standardize_inputs: true)"))
+                      + ("" if inputs_scaled(view) else "; standardise the inputs (preprocessing.standardize_inputs: true)"))
         else:
             advice = ("Standardise the regression targets the data checks found unscaled (see unscaled-targets; preprocessing: "
                       "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())"
-                      + ("" if inputs_scaled(view) else " and the inputs (standardize_inputs: true)"))
+                      + ("" if inputs_scaled(view) else " and the inputs (preprocessing.standardize_inputs: true)"))
         advice += ": their output starts far from them, and its loss dwarfs the others'."
     elif not inputs_scaled(view) and _scaled_initializers(view):
         # Unscaled inputs into layers that start as they should: "use the initialiser of the
