@@ -1020,6 +1020,8 @@ def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size
         (finding,) = [f for f in found if f.code == "validation-class-mismatch"]
         assert "too few rows are held out" in finding.message and "sorted" not in finding.message
         assert "AUC, precision, recall" in finding.message and "stratify=y" in finding.advice
+        # validation_split is fit's: a recipe's is training.validation_split.
+        assert "training.validation_split in a recipe" in finding.advice
     # One class in training too (single-class's error, allowed), or a validation dataset's first
     # batches only: not this warning.
     assert "validation-class-mismatch" not in codes(run("binary", X[:500], np.zeros(500, int), x_val=X[500:], y_val=np.zeros(100, int),

@@ -111,7 +111,8 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
             return Issue(
                 f"{found}. A random split of these rows does this with a chance of {one_class:.1g}: too few rows are held out "
                 "for the rarer classes.",
-                "Hold out more rows (a larger validation_split), or split with the classes kept in proportion "
+                "Hold out more rows (a larger validation_split; training.validation_split in a recipe, or more rows: "
+                "data.rows for a generated set), or split with the classes kept in proportion "
                 "(sklearn's train_test_split(x, y, test_size=0.2, stratify=y)) and pass validation_data.",
                 {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(one_class)},
                 t.output.layer if t.output else None)
