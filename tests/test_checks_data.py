@@ -894,6 +894,8 @@ def test_class_imbalance_names_the_output_bias_only_when_it_is_not_set_already()
     y = np.zeros(len(X), dtype=int)
     y[:30] = 1  # 5%: log(0.05 / 0.95) = -2.94
     assert "initialise the output bias to log(p / (1 - p)) = -2.94" in run("binary", X, y)[0].advice
+    # A recipe sets it with the output layer's key, not with code.
+    assert "bias_initializer: {name: constant, value: -2.94} on the output layer" in run("binary", X, y)[0].advice
     set_already = model("binary")
     set_already.layers[-1].bias.assign([-2.94])
     findings = check_data(X, y, model=set_already, loss=get_loss("bce"), task="binary")

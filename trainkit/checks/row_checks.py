@@ -265,7 +265,8 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             # told to set it all the same.
             start = ctx.output_biases.get(t.output.layer) if t.output is not None and (t.units or 1) == 1 else None
             bias_advice = ("" if start is not None and abs(start - bias) < 0.05 else
-                           f", and initialise the output bias to log(p / (1 - p)) = {bias:.2f}")
+                           f", and initialise the output bias to log(p / (1 - p)) = {bias:.2f} (in a recipe, "
+                           f"bias_initializer: {{name: constant, value: {bias:.2f}}} on the output layer)")
             if (t.units or 1) > 1:
                 # A softmax over 2 units takes the same value on both biases as no change: "the
                 # output bias = -3.66" (bias_initializer constant -3.66) left it predicting 50/50.
