@@ -1835,6 +1835,8 @@ def test_batches_of_one_row_through_a_dense_batchnorm_are_reported():
 
     (finding,) = check_data(X, YB, model=bn_model(), loss=get_loss("bce"), task="binary", batch_size=1)
     assert finding.code == "batchnorm-batch-of-one" and finding.layer == "norm" and "LayerNormalization" in finding.advice
+    # A recipe has no batch_size= nor LayerNormalization: its keys are named too.
+    assert "training.batch_size: 32" in finding.advice and "remove the {type: batchnorm} layer" in finding.advice
     assert check(bn_model(), tf.data.Dataset.from_tensor_slices((X, YB)).batch(1)) == ["batchnorm-batch-of-one"]
     # Batches of 2 train, noisily; a frozen BatchNormalization uses its moving statistics; a
     # convolution's normalises over each image's positions too; a model without one.

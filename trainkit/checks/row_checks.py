@@ -596,8 +596,9 @@ def batchnorm_batch_of_one(ctx: DataContext) -> Issue | None:
         f"every value is its own mean, so the layer outputs the same value (its beta) for every input, no gradient "
         f"reaches the layers below it, and its moving variance, which validation and predict use, shrinks towards 0. "
         f"The model cannot learn, and the validation loss goes far above the training loss.",
-        "Use batches of 16 rows or more (batch_size=32; dataset.batch(32)); to train on single rows, use "
-        "LayerNormalization (it normalises each row by itself) or no normalisation layer.",
+        "Use batches of 16 rows or more (batch_size=32; dataset.batch(32); in a recipe, training.batch_size: 32); to train "
+        "on single rows, use LayerNormalization (it normalises each row by itself) or no normalisation layer (in a recipe, "
+        "remove the {type: batchnorm} layer).",
         {"batch_size": 1, "batch_norm_layers": list(ctx.batch_norms)}, ctx.batch_norms[0])
 
 
