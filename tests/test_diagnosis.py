@@ -32,6 +32,7 @@ from trainkit.diagnosis import (
 )
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.diagnosis.model_facts import frozen_layers, layer_inputs
+from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.run_context import build_context
 from trainkit.findings import Finding
 from trainkit.sources import unpack_batch
@@ -4133,6 +4134,23 @@ def test_a_model_without_trainable_weights_is_told_so_not_to_check_a_train_step(
     (frozen,) = [f for f in trainer.findings if f.code == "weights-frozen"]
     assert "no trainable weights" in frozen.message and "train_step" not in frozen.advice
     assert frozen.evidence["trainable_weights"] == 0
+
+
+def test_a_dead_relu_output_names_the_bias_at_the_target_mean_as_a_recipe_writes_it():
+    # A relu output started below 0 for every row: told "bias_initializer=Constant(mean of y)",
+    # which neither a recipe (bias_initializer: {name: constant, value: ...}) nor Python takes.
+    x, y = regression_data(128)
+    y = np.abs(y) + 5.0
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, activation="relu", bias_initializer=keras.initializers.Constant(-50.0))])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False,
+                      allow=("labels-out-of-range",))
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    (frozen,) = [f for f in trainer.findings if f.code == "weights-frozen"]
+    assert "dead output" in frozen.message
+    mean = format_number(float(np.mean(y)))
+    assert f"bias_initializer: {{name: constant, value: {mean}}}" in frozen.advice and "Constant(mean" not in frozen.advice, frozen.advice
 
 
 def test_a_learning_rate_of_0_is_lr_too_low_not_weights_frozen():

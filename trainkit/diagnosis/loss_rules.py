@@ -848,8 +848,7 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
             f"layer {', '.join(repr(layer) for layer in dead)} applies a ReLU whose input was below 0 for every row at every "
             "step (a dead output: it predicts 0 for everything), so no gradient reaches any weight and no step changed them.",
             "Make the output linear (a regression's default), or softplus for targets that must stay >= 0, and standardise "
-            "the targets; a relu output needs its bias started where the targets are (bias_initializer=Constant(mean of "
-            "y)), not below 0.",
+            f"the targets; a relu output needs its bias started where the targets are ({mean_bias_text(view)}), not below 0.",
             {**evidence, "dead_outputs": dead}, layer=dead[0], epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
