@@ -339,6 +339,21 @@ def test_one_hot_binary_labels_for_one_sigmoid_unit_are_told_to_take_the_class_1
     with pytest.raises(DataError) as info:
         run("binary", X, np.eye(2, dtype="float32")[YB])
     assert info.value.code == "shape-mismatch" and "y = y[:, 1]" in info.value.message and "Dense(2)" not in info.value.message
+    # A recipe's one-hot labels come from its data.one_hot key: the fix names it.
+    assert "in a recipe, data.one_hot: false" in info.value.message
+
+
+@pytest.mark.parametrize(("loss", "labels", "recipe"), [
+    ("categorical_crossentropy", lambda y: y, "loss: sparse_categorical_crossentropy, or data.one_hot: true"),
+    ("scce", lambda y: np.eye(3, dtype="float32")[y], "loss: categorical_crossentropy, or data.one_hot: false"),
+])
+def test_class_ids_against_a_one_hot_loss_and_back_name_the_recipe_keys(loss, labels, recipe):
+    # A recipe's users were told keras.utils.to_categorical(y, 3) or y.argmax(axis=-1): code on a
+    # y they never hold, where the recipe's loss or its data.one_hot is what to change.
+    y = np.arange(len(X)) % 3
+    with pytest.raises(DataError) as info:
+        check_data(X, labels(y), model=model("multiclass"), loss=get_loss(loss), task="multiclass")
+    assert info.value.code == "label-format" and f"(in a recipe, {recipe})" in info.value.message, info.value.message
 
 
 # --- warnings: each with a bad and a good case -----------------------------------------------

@@ -108,7 +108,8 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 f"{name} holds one class id per sample (shape {format_shape(y.shape)}, values {format_number(lo)}..{format_number(hi)}) "
                 f"but {loss} expects one-hot rows of length {units}.",
                 f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot "
-                f"encode them: y = keras.utils.to_categorical(y, {units}).",
+                f"encode them: y = keras.utils.to_categorical(y, {units}) (in a recipe, loss: sparse_categorical_crossentropy, "
+                f"or data.one_hot: true).",
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
         if lo < 0 or hi > 1:
             return Issue(f"{name} has values from {format_number(lo)} to {format_number(hi)} but {loss} expects one-hot "
@@ -134,7 +135,8 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 f"{name} holds one-hot rows (shape {format_shape(y.shape)}) but {loss} expects one integer "
                 f"class id per sample.",
                 f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
-                f"y = y.argmax(axis=-1).", {"y_shape": list(y.shape)}, layer)
+                f"y = y.argmax(axis=-1) (in a recipe, loss: categorical_crossentropy, or data.one_hot: false).",
+                {"y_shape": list(y.shape)}, layer)
         per_position = y.ndim >= 2 and y[0].size > 1  # masks: a class id a pixel
         if t.loss.ignore_class is not None:
             # The loss leaves the ignored label out (a segmentation's void pixels, 255 or -1): read as

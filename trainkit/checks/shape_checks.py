@@ -213,7 +213,7 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         # Dense(2) would give a binary task 2 sigmoid units, which the compatibility check refuses
         # (units-mismatch): the labels are the ones to change.
         fix = (f"{t.name} holds one-hot rows of the two classes: give the single {t.output.activation} unit the class-1 column, "
-               f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1)).")
+               f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1); in a recipe, data.one_hot: false).")
     elif len(out) >= 2 and len(got) >= 2:
         # The output predicts per position (a segmentation's (H, W, k)) and the labels have positions
         # too: "change the output layer to Dense(32) to predict 32 value(s) per sample" (the mask's
