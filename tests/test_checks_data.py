@@ -142,6 +142,14 @@ BAD = [
 ]
 
 
+def test_targets_out_of_a_bounded_output_s_range_name_the_recipe_keys():
+    # A recipe's users were told to write y_scaled = (y - 3) / 100 on a y they never hold.
+    with pytest.raises(DataError) as info:
+        run("regression_sigmoid", X, np.linspace(3, 103, len(X)))
+    assert info.value.code == "labels-out-of-range"
+    assert "(in a recipe, leave activation out of that layer and set preprocessing.standardize_targets: true)" in info.value.message
+
+
 def test_non_negative_targets_with_msle_pass_and_a_relu_output_s_range_still_applies():
     # Targets >= 0 are what MSLE is for; a sigmoid output still caps them at 1.
     assert "labels-out-of-range" not in codes(run("regression", X, np.abs(YR), loss="msle"))

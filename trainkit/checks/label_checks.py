@@ -378,7 +378,8 @@ def _out_of_range(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
     else:
         rescale = "or shift the targets into the output's range"
     fix = (f"Remove the activation from '{t.output.activation_layer}' (a linear output) and "
-           f"standardise the targets, {rescale}.")
+           f"standardise the targets, {rescale} (in a recipe, leave activation out of that layer and set "
+           "preprocessing.standardize_targets: true).")
     if t.loss.kind == "poisson":
         fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
     elif msle:
