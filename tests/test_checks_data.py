@@ -527,6 +527,18 @@ def test_unscaled_targets_bad_and_good():
     assert run("regression_relu", X, y / y.std()) == []
 
 
+@pytest.mark.parametrize(("kind", "loss"), [("regression", "msle"), ("regression", "mape"), ("regression_relu", None)])
+def test_targets_to_scale_without_centring_name_a_recipe_s_target_scale(kind, loss):
+    # MSLE, MAPE and a relu output were told y_scale = ... and fit on y / y_scale, code on a y a
+    # recipe never holds; its data.target_scale does it, and the factor named passes the checks.
+    y = np.linspace(3, 103, len(X)).astype("float32")
+    (finding,) = run(kind, X, y, loss=loss)
+    factor = re.search(r"in a recipe, multiply data.target_scale by ([0-9.e+-]+): data: \{target_scale: \1\} where it was 1",
+                       finding.advice)
+    assert finding.code == "unscaled-targets" and factor, finding.advice
+    assert run(kind, X, y * float(factor.group(1)), loss=loss) == []
+
+
 def test_unscaled_targets_are_no_problem_for_a_cosine_similarity_loss():
     # It compares the directions of each row's targets and outputs: targets ~5000 trained to
     # -0.97 like standardised ones, and were told their "first MSE" and a bias that had to travel.

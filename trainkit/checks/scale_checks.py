@@ -324,14 +324,19 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
                      f"targets (~{format_number(s * s)} for predicting the mean), so the gradients are huge.")
         axes = reduce_text(position_axes(t.y.ndim, t.output.shape if t.output is not None else None))
         per = "" if axes == "0" else " (one value a channel over every pixel: a pixel's own spread is ~0 where it barely varies)"
+        # A recipe scales its targets with data.target_scale (one number: one target column), not
+        # with code on a y it never holds; it may be set already, so the factor multiplies it.
+        divisor = float(np.mean(np.abs(y[:, j]))) if relative else s
+        recipe = (f" (in a recipe, multiply data.target_scale by {1 / divisor:.3g}: data: {{target_scale: {1 / divisor:.3g}}} "
+                  "where it was 1)" if axes == "0" and y.shape[1] == 1 and divisor > 0 else "")
         return Issue(
             f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{ctx.where} (range "
             f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). {start}",
             (f"Scale the targets without centring them ({t.loss.describe()} compares ratios or logarithms of them, which "
              "targets centred on 0 break): "
-             f"y_scale = np.abs(y_train).mean({axes}){per}; fit on y / y_scale and predict with model(x) * y_scale." if relative else
+             f"y_scale = np.abs(y_train).mean({axes}){per}; fit on y / y_scale and predict with model(x) * y_scale{recipe}." if relative else
              f"Scale the targets, keeping them >= 0 for the {t.output.activation} output: y_scale = y_train.std({axes}){per}; fit on y / y_scale "
-             "and predict with model(x) * y_scale (or make the output linear and standardise them)." if non_negative else
+             f"and predict with model(x) * y_scale (or make the output linear and standardise them){recipe}." if non_negative else
              f"Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean({axes}), "
              f"y_train.std({axes}){per}; fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
              "preprocessing: {standardize_targets: true})."),
