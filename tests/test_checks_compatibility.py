@@ -444,6 +444,14 @@ def test_compatibility_fixes_say_how_a_recipe_writes_them(task, arch, loss, code
     assert f"(in a recipe, {recipe}" in info.value.message, info.value.message
 
 
+def test_three_sigmoid_units_on_a_binary_task_are_not_told_to_keep_two():
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 3, "sigmoid"), get_loss("bce"), "binary")
+    assert info.value.code == "units-mismatch" and "keep 2 units" not in info.value.message
+    assert "use 2 units with softmax" in info.value.message
+    assert "{type: dense, units: 2, activation: softmax} with loss: sparse_categorical_crossentropy" in info.value.message
+
+
 def test_linear_hidden_layers_say_the_recipe_activation_key():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1, activation="sigmoid")])
     found = check_compatibility(model, get_loss("bce"), "binary")

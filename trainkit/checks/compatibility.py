@@ -431,9 +431,11 @@ def units_mismatch(case: Case) -> Issue | None:
         return Issue(
             f"The output layer {where} has {units} units but {case.loss.describe()} "
             f"on a binary task compares one score per sample with a 0/1 label.",
-            "Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or keep 2 units with "
+            # "keep 2 units" told 3 sigmoid units to keep a number they did not have.
+            f"Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or {'keep' if units == 2 else 'use'} 2 units with "
             "softmax and SparseCategoricalCrossentropy() (in a recipe, {type: dense, units: 1, activation: sigmoid} "
-            "with loss: binary_crossentropy, or activation: softmax with loss: sparse_categorical_crossentropy).",
+            "with loss: binary_crossentropy, or {type: dense, units: 2, activation: softmax} with loss: "
+            "sparse_categorical_crossentropy).",
             {"units": units, "expected": 1}, layer)
     if task == "binary" and kind in ("categorical", "sparse", "categorical_hinge") and units != 2:
         return Issue(
