@@ -2340,6 +2340,10 @@ def overfitting_stream() -> Stream:
 def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     f = finding(overfitting_stream().run(), "overfitting")
     assert f.severity == "warning" and f.epoch == 6 and "early_stopping" in f.advice
+    # The --set paths: "training: {early_stopping: ...}" beside a recipe's own training: mapping is a
+    # duplicate key, and "(or epochs: 7)" named a top-level key no recipe has.
+    assert ("training.early_stopping: {monitor: val_loss, patience: 5, restore_best_weights: true} (or training.epochs: 7)"
+            in f.advice), f.advice
     # Recipe keys a user can copy, without a brace left hanging ("rate: 0.2}..0.5)").
     assert "({type: dropout, rate: 0.2}; rates of 0.2 to 0.5 are usual)" in f.advice and "}.." not in f.advice
     assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice

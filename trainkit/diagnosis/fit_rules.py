@@ -98,8 +98,10 @@ def overfitting(view: Diagnoser) -> Issue | None:
         f"The model overfits from epoch {start + 1}: the validation loss rose from {format_number(float(val[best]))} "
         f"to {format_number(float(val[-1]))} while the training loss fell from {format_number(float(train[best]))} to "
         f"{format_number(float(train[-1]))}{penalty_note(view)}.",
-        f"Stop at the best epoch: training: {{early_stopping: {{monitor: val_loss, patience: "
-        f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}}}} (or epochs: {start + 1}); and/or "
+        # Dotted keys, as lr_advice's: "training: {early_stopping: ...} (or epochs: 7)" pasted into a
+        # recipe that has a training: mapping already is a duplicate key, and a bare epochs: is refused.
+        f"Stop at the best epoch: training.early_stopping: {{monitor: val_loss, patience: "
+        f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}} (or training.epochs: {start + 1}); and/or "
         f"regularise: {_regularise_text(view)}, use a smaller model, or get more training rows.",
         evidence, epoch=start)
 
