@@ -495,6 +495,8 @@ def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
     reg.val_loss = lambda e: 61.0 - 0.01 * e
     f = finding(reg.run(), "loss-at-chance")
     assert "without centring" in f.advice and "standardize_targets" not in f.advice
+    # A recipe's user holds no y to divide: the recipe's data.target_scale is named too (1 / 3270).
+    assert "(in a recipe, multiply data.target_scale by 0.000306; see unscaled-targets)" in f.advice
     mse = build_context(Trainer(keras.models.clone_model(model), loss="mse", optimizer="adam", task="regression", jit_compile=False), np.full((8, 1), 3270.0))
     assert not mse.relative_loss
 

@@ -117,8 +117,16 @@ SCALE_RELATIVE_TARGETS = ("Scale the targets without centring them (the loss rea
 
 def targets_scaling_advice(view: Diagnoser) -> str:
     """How to bring this run's regression targets to a unit scale, as the loss allows (a sentence
-    without its full stop): MSLE and MAPE runs were told to standardise, which breaks both."""
-    return SCALE_RELATIVE_TARGETS if view.context.relative_loss else STANDARDISE_TARGETS
+    without its full stop): MSLE and MAPE runs were told to standardise, which breaks both.
+
+    A recipe scales its targets with ``data.target_scale``: MSLE targets ~5e4 were told only
+    ``y_scale = ...; fit on y / y_scale``, code on a y a recipe's user never holds."""
+    if not view.context.relative_loss:
+        return STANDARDISE_TARGETS
+    mean = view.context.target_mean
+    if mean is None or not math.isfinite(mean) or mean == 0 or (view.context.target_columns or 1) > 1:
+        return SCALE_RELATIVE_TARGETS
+    return f"{SCALE_RELATIVE_TARGETS} (in a recipe, multiply data.target_scale by {1 / abs(mean):.3g}; see unscaled-targets)"
 
 
 def standardise_advice(view: Diagnoser) -> str | None:
