@@ -3336,6 +3336,22 @@ def test_nan_loss_of_a_custom_loss_on_finite_outputs_blames_the_loss_not_the_out
     assert f.advice.startswith("Guard custom losses against log(0)") and "targets and sample weights" in f.advice
 
 
+def test_nan_loss_of_a_keras_loss_that_overflowed_puts_the_learning_rate_first_not_custom_losses():
+    # SGD at 10 on targets ~5e4: the MSE grew to 3e22 and overflowed. Keras's own losses clip
+    # probabilities, yet the first advice was "Guard custom losses against log(0)".
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = (5e4 + 1e4 * x[:, 0]).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.SGD(10.0), task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=2, batch_size=32, check_data=False, verbose=0)
+    (f,) = nan_findings(trainer)
+    assert trainer._live_diagnosis.diagnoser.context.keras_loss
+    assert "Keras's own loss" in f.message and "overflowed" in f.message
+    assert f.advice.startswith("The loss grew until it overflowed: lower the learning rate") and "custom" not in f.advice
+
+
 def test_advice_names_the_optimizer_a_loss_scale_optimizer_wraps():
     # It named {name: lossscaleoptimizer, ...} (no recipe takes it) and judged Adam's rate as plain
     # SGD's: lowered to 0.00589 instead of at most Adam's 1e-3.

@@ -122,6 +122,10 @@ class Context:
         relative_loss: A regression output's loss reads ratios or logarithms of the targets (MAPE,
             MSLE), so advice scales its targets without centring them: standardised targets turn
             negative, which MSLE reads as 0 and MAPE divides by.
+        keras_loss: Every output's loss is one of Keras's own (a name or a ``keras.losses``
+            class) and the trainer computes it as given (no ``compute_loss`` of its own): its
+            probabilities are clipped, so a non-finite loss on finite outputs is an overflow or
+            the data's, not a custom loss's log(0).
         clipping: The optimizer's gradient clipping, ``{"clipnorm": 1.0}`` (or ``global_clipnorm``,
             ``clipvalue``), so that advice does not prescribe the clipping a run has; ``None`` without.
         epsilon: The optimizer's ``epsilon`` where it divides the step by the gradients' running
@@ -199,6 +203,7 @@ class Context:
     first_steps_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
+    keras_loss: bool = False
     clipping: dict[str, float] | None = None
     epsilon: float | None = None
     beta_2: float | None = None

@@ -537,7 +537,15 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     # gradients it then gave (the output layer's first) were named as its origin, with "lower the
     # learning rate" first for the log(0) of a custom loss on a sigmoid saturated to exactly 1.
     from_loss = nf.step == nf.loss_step and _outputs_finite(nf.row)
-    if from_loss:
+    # Keras's own losses clip probabilities: no log(0) there, and "guard custom losses" was the
+    # first advice of an MSE that overflowed (SGD at 10 on targets ~5e4, last finite loss 3e22).
+    overflow = from_loss and view.context.keras_loss
+    if overflow:
+        layer = None
+        origin = (f" The model's outputs were finite at that step, and {view.context.loss} is Keras's own loss (its "
+                  "cross-entropies clip probabilities: no log(0)): the loss overflowed float32 (an error past ~1.8e19 squares to inf), or that "
+                  "step's targets or sample weights hold NaN/inf.")
+    elif from_loss:
         layer = None
         origin = (" The model's outputs were finite at that step: the loss computation itself produced it (log(0) of a "
                   "probability saturated to exactly 0 or 1, a division by zero, an overflow), or that step's targets or "
@@ -561,6 +569,20 @@ def nan_loss(view: Diagnoser) -> Issue | None:
                "near 1e30 is inf), " if standardise_advice(view) else "")
             + "check the weights the model starts from, and guard custom losses against log(0) and division by zero "
             "(add an epsilon).",
+            evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step), layer=layer)
+    if overflow:
+        first = first_losses(view)
+        grew = len(first) > 0 and nf.last_finite_loss > 100 * float(first[0])
+        lower = f"lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view)})"
+        scale = f"{standardise_advice(view)}, " if standardise_advice(view) else ""
+        check = "check the targets and sample weights of that step's batch for NaN/inf"
+        return Issue(
+            f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
+            f"{format_number(nf.last_finite_loss)}"
+            + (f", {times_text(nf.last_finite_loss / float(first[0]))} the first step's" if grew else "") + f").{origin}",
+            (f"The loss grew until it overflowed: {lower}, {scale}and {check}." if grew
+             else f"{check[0].upper()}{check[1:]} (the data checks read only a sample of a dataset); if the loss grew first, "
+             f"{scale}{lower}."),
             evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step), layer=layer)
     if from_loss:
         return Issue(

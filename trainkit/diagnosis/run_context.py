@@ -326,6 +326,7 @@ def build_context(
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
         relative_loss=_relative_loss(trainer),
+        keras_loss=not own_loss and _keras_losses(trainer, describe_loss),
         regularizers=layer_regularizers(model),
         layer_inputs=inputs,
         # A resumed run's first steps are its own run's, whatever the model held before the restore.
@@ -335,6 +336,13 @@ def build_context(
         val_linear_loss=val_linear_loss,
         bounded_output=bounded_output(model) if _one_task(trainer) == "regression" else None,
     )
+
+
+def _keras_losses(trainer: Any, describe_loss: Any) -> bool:
+    """Whether every output's loss is one Keras knows (a loss of its own reads as kind ``None``)."""
+    heads = getattr(trainer, "heads", ())
+    losses = [h.loss for h in heads if h.loss is not None] if heads else [trainer.loss]
+    return bool(losses) and all(describe_loss(loss).kind is not None for loss in losses)
 
 
 def _relative_loss(trainer: Any) -> bool:
