@@ -352,7 +352,7 @@ def test_initial_loss_too_high_from_unscaled_inputs_does_not_prescribe_the_initi
     scaled = {name: {"layer": name, "kernel": "glorot_uniform", "bias": "zeros"} for name in LAYERS}
     s.context = dataclasses.replace(s.context, check_codes=("unscaled-inputs",), initializers=scaled)
     f = finding(s.run(), "initial-loss-too-high")
-    assert f.advice.startswith("Standardise the inputs (preprocessing: {standardize_inputs: true})") and "he_normal" not in f.advice
+    assert f.advice.startswith("Standardise the inputs (preprocessing.standardize_inputs: true)") and "he_normal" not in f.advice
     large = {**scaled, "dense": {"layer": "dense", "kernel": "random_normal(stddev=2)", "bias": "zeros"}}
     s.context = dataclasses.replace(s.context, initializers=large)
     assert "he_normal for relu" in finding(s.run(), "initial-loss-too-high").advice
@@ -1095,14 +1095,14 @@ def test_underfitting_on_data_the_checks_found_unscaled_says_to_standardise_firs
     s.train_loss = lambda e, st: 0.69 - 0.012 * e
     s.val_loss = lambda e: 0.70 - 0.012 * e
     f = finding(s.run(), "underfitting")
-    assert f.advice.startswith("Standardise the inputs first (preprocessing: {standardize_inputs: true}; see unscaled-inputs)")
+    assert f.advice.startswith("Standardise the inputs first (preprocessing.standardize_inputs: true; see unscaled-inputs)")
     assert "then: train for more epochs" in f.advice.lower()
     s = Stream(task="regression", chance=1.0)
     s.context.check_codes = ("unscaled-inputs", "unscaled-targets")
     s.train_loss = lambda e, st: 1.5 - 0.03 * e
     s.val_loss = lambda e: 1.55 - 0.03 * e
     f = finding(s.run(), "underfitting")
-    assert f.advice.startswith("Standardise the inputs and targets first (preprocessing: {standardize_inputs: true, standardize_targets: true}")
+    assert f.advice.startswith("Standardise the inputs and targets first (preprocessing.standardize_inputs: true and preprocessing.standardize_targets: true")
     s.context.check_codes = ()
     assert finding(s.run(), "underfitting").advice.startswith("Train for more epochs")
 
@@ -2001,7 +2001,7 @@ def test_dead_relu_beside_unscaled_targets_is_told_to_standardise_them_before_lo
     s.values["activation/dense/dead_fraction"] = lambda e, st: 0.6 if e >= 8 else 0.05
     s.context.check_codes = ("unscaled-targets",)
     advice = finding(s.run(), "dead-relu").advice
-    assert advice.startswith("Standardise the targets first (preprocessing: {standardize_targets: true}")
+    assert advice.startswith("Standardise the targets first (preprocessing.standardize_targets: true")
     assert "lower the learning rate" in advice
     s.context.check_codes = ()
     assert finding(s.run(), "dead-relu").advice.startswith("Lower the learning rate")

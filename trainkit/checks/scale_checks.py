@@ -214,7 +214,7 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             fix = (f"Standardise each feature with statistics of the training split: mean = {train}.mean(axis=0); "
                    f"std = {train}.std(axis=0) + 1e-8; {name} = ({name} - mean) / std, or put "
                    f"keras.layers.Normalization() (adapted on {train}) first in the model (in a recipe, "
-                   "preprocessing: {standardize_inputs: true}).")
+                   "preprocessing.standardize_inputs: true).")
             fix += _category_code_hint(f, worst, ctx.feature_names if len(ctx.xs) == 1 else None) if a.ndim <= 2 else ""
         after = f" after the {type(normalizer).__name__} layer '{normalizer.name}'" if normalizer is not None else ""
         return Issue(
@@ -339,7 +339,7 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
              f"and predict with model(x) * y_scale (or make the output linear and standardise them){recipe}." if non_negative else
              f"Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean({axes}), "
              f"y_train.std({axes}){per}; fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
-             "preprocessing: {standardize_targets: true})."),
+             "preprocessing.standardize_targets: true)."),
             {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
             t.output.layer if t.output else None)
     return None

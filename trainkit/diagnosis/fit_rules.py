@@ -178,8 +178,8 @@ def underfitting(view: Diagnoser) -> Issue | None:
     # a larger rate (inputs x1000 ended 20 epochs at 3.6x chance, told to raise the rate).
     unscaled = [what for code, what in (("unscaled-inputs", "inputs"), ("unscaled-targets", "targets"))
                 if code in (view.context.check_codes or ())]
-    first = (f"Standardise the {' and '.join(unscaled)} first (preprocessing: "
-             f"{{{', '.join(f'standardize_{what}: true' for what in unscaled)}}}; see "
+    first = (f"Standardise the {' and '.join(unscaled)} first ("
+             f"{' and '.join(f'preprocessing.standardize_{what}: true' for what in unscaled)}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
              f"slows the loss. Then: train" if unscaled else "Train")
     if not unscaled and found_codes(view, ("initial-loss-too-high",)):

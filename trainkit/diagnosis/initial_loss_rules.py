@@ -86,7 +86,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
     elif view.context.task == "regression" and targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "
-                  + standardise_inputs_advice(view, "standardise the inputs (preprocessing: {standardize_inputs: true}), ")
+                  + standardise_inputs_advice(view, "standardise the inputs (preprocessing.standardize_inputs: true), ")
                   + "use the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
                   "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
@@ -105,19 +105,19 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
                       "the loss reads ratios or logarithms of them: y_scale = np.abs(y_train).mean(0), fit on y / y_scale)"
                       + ("" if inputs_scaled(view) else "; standardise the inputs (preprocessing.standardize_inputs: true)"))
         else:
-            advice = ("Standardise the regression targets the data checks found unscaled (see unscaled-targets; preprocessing: "
-                      "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())"
+            advice = ("Standardise the regression targets the data checks found unscaled (see unscaled-targets; preprocessing."
+                      "standardize_targets: true, or y = (y - y_train.mean()) / y_train.std())"
                       + ("" if inputs_scaled(view) else " and the inputs (preprocessing.standardize_inputs: true)"))
         advice += ": their output starts far from them, and its loss dwarfs the others'."
     elif not inputs_scaled(view) and _scaled_initializers(view):
         # Unscaled inputs into layers that start as they should: "use the initialiser of the
         # activation (he_normal for relu)" made train_scale_broken's glorot_uniform ReLU layer start
         # at 92x chance instead of 16x. The input scale is the cause.
-        advice = ("Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, "
+        advice = ("Standardise the inputs (preprocessing.standardize_inputs: true) so the first logits are small, "
                   "and initialise the output bias to the log prior, log(p / (1 - p)), when the classes are imbalanced.")
     else:
         advice = (("The inputs are scaled, so look at the initialisation: use" if inputs_scaled(view) else
-                   "Standardise the inputs (preprocessing: {standardize_inputs: true}) so the first logits are small, use")
+                   "Standardise the inputs (preprocessing.standardize_inputs: true) so the first logits are small, use")
                   + " the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
                   "classes are imbalanced.")

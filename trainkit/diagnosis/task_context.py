@@ -107,8 +107,8 @@ def inputs_scaled(view: Diagnoser) -> bool:
 
 
 #: How a regression's targets are brought to a unit scale, as a sentence of advice.
-STANDARDISE_TARGETS = ("Standardise the targets with training-split statistics (preprocessing: "
-                       "{standardize_targets: true}, or y = (y - y_train.mean()) / y_train.std())")
+STANDARDISE_TARGETS = ("Standardise the targets with training-split statistics (preprocessing."
+                       "standardize_targets: true, or y = (y - y_train.mean()) / y_train.std())")
 #: The same for a loss of ratios or logarithms of the targets (MAPE, MSLE; see Context.relative_loss).
 SCALE_RELATIVE_TARGETS = ("Scale the targets without centring them (the loss reads ratios or logarithms of them, which "
                           "standardised targets, centred on 0, break): y_scale = np.abs(y_train).mean(0); fit on "
