@@ -452,6 +452,12 @@ def test_three_sigmoid_units_on_a_binary_task_are_not_told_to_keep_two():
     assert "{type: dense, units: 2, activation: softmax} with loss: sparse_categorical_crossentropy" in info.value.message
 
 
+def test_one_output_unit_for_four_classes_is_one_unit_not_one_units():
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "multilabel", num_classes=4)
+    assert info.value.code == "units-mismatch" and "has 1 unit but there are 4 classes" in info.value.message
+
+
 def test_linear_hidden_layers_say_the_recipe_activation_key():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1, activation="sigmoid")])
     found = check_compatibility(model, get_loss("bce"), "binary")

@@ -449,7 +449,7 @@ def units_mismatch(case: Case) -> Issue | None:
     if task in ("multiclass", "multilabel"):
         if case.num_classes is not None and units != case.num_classes:
             return Issue(
-                f"The output layer {where} has {units} units but there are "
+                f"The output layer {where} has {units} unit{'s' if units != 1 else ''} but there are "
                 f"{case.num_classes} classes: each class needs exactly one output unit.",
                 f"Use {_output_fix(case)} (in a recipe, {_recipe_output(case)}).",
                 {"units": units, "expected": case.num_classes}, layer)
