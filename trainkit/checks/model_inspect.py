@@ -14,6 +14,7 @@ models nested inside them. Subclassed models cannot be inspected without calling
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Iterator
@@ -664,8 +665,9 @@ def batch_only_batchnorms(model: keras.Model) -> tuple[str, ...]:
     """The trainable ``BatchNormalization`` layers whose statistics are taken over the batch axis
     alone (a Dense layer's features, ``[batch, units]``): over a batch of one row each value is
     its own mean. A convolution's normalises over its positions too, which one image still has.
-    A frozen one (``trainable=False``) normalises with its moving statistics, as in inference, and
-    so does one called with ``training=False`` (a fine-tuned base: ``base(x, training=False)``)."""
+    A frozen one (``trainable=False``) normalises with its moving statistics, as in inference. One
+    inside an unfrozen base called with ``base(x, training=False)`` does not under Keras 3, which
+    trains it on the batch's statistics all the same (see :func:`inference_mode_ids`)."""
     names = []
     for layer in _training_layers(model):
         if not isinstance(layer, keras.layers.BatchNormalization) or not layer.trainable:
@@ -688,8 +690,12 @@ def inference_mode_ids(model: Any) -> set[int]:
     layer inside such a nested model.
 
     A layer whose ``call`` defaults to ``training=False`` (``Dropout``) records that default in its
-    calls whatever the caller passed, so its record says nothing and it is not counted.
+    calls whatever the caller passed, so its record says nothing and it is not counted. None at all
+    where Keras passes the model's ``training=True`` over the value its graph recorded, as Keras 3
+    does (:func:`_graph_keeps_training_false`): there such a base trains as any layer does.
     """
+    if not _graph_keeps_training_false():
+        return set()
     flatten = getattr(model, "_flatten_layers", None)
     layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
     off: set[int] = set()
@@ -700,6 +706,31 @@ def inference_mode_ids(model: Any) -> set[int]:
         inner = getattr(layer, "_flatten_layers", None)
         off.update(id(sub) for sub in (inner(include_self=True) if inner is not None else [layer]))
     return off
+
+
+class _TrainingProbe(keras.layers.Layer):
+    """Returns 0 in training and its input otherwise: which mode Keras called it in."""
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        return x * 0.0 if training else x
+
+
+@functools.cache
+def _graph_keeps_training_false() -> bool:
+    """Whether a layer a functional graph calls with ``training=False`` stays in inference mode
+    when the model is called with ``training=True``, as the trainer's step calls it.
+
+    Keras 3's ``Functional.call`` passes the model's own ``training`` to every layer of its graph
+    over the recorded ``training=False`` (keras-team/keras#20285): a fine-tuned base called as
+    ``base(x, training=False)`` ran its Dropout in training and, once unfrozen, normalised on batch
+    statistics and updated its moving variance (towards 0.008 on batches of one row) while the
+    checks took it for inference mode. Asked of Keras once, on a graph of one tiny layer, rather
+    than assumed of its version. Every layer is named: no auto-named layer's name moves.
+    """
+    inputs = keras.Input((1,), name="trainkit_training_probe_input")
+    outputs = _TrainingProbe(name="trainkit_training_probe")(inputs, training=False)
+    model = keras.Model(inputs, outputs, name="trainkit_training_probe_model")
+    return float(keras.ops.convert_to_numpy(model(keras.ops.ones((1, 1)), training=True))[0, 0]) == 1.0
 
 
 def _defaults_to_inference(layer: Any) -> bool:
