@@ -439,6 +439,31 @@ def test_a_layer_unfrozen_after_the_optimizer_was_built_is_refused_not_left_froz
     assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
 
 
+@pytest.mark.parametrize("unfreeze", [True, False])
+def test_a_layer_a_callback_freezes_or_unfreezes_during_a_fit_is_refused_not_ignored(unfreeze):
+    # A Keras callback's base.trainable = True at epoch 2 was ignored: the step traced at the
+    # fit's start never updated the base (its kernel unchanged to the end), and a layer frozen so
+    # went on training, both in silence.
+    x, y = make_data(200)
+    model = make_model()
+    hidden = model.layers[0]
+    hidden.trainable = not unfreeze
+
+    class Toggle(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                hidden.trainable = unfreeze
+
+    trainer = make_trainer(model)
+    before = hidden.get_weights()[0].copy()
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=4, verbose=0, callbacks=[Toggle()])
+    assert info.value.code == "trainable-changed" and "before epoch 3" in info.value.message and "epochs=2" in info.value.message
+    assert len(trainer.history.history["loss"]) == 2
+    assert np.array_equal(before, hidden.get_weights()[0]) == unfreeze  # no epoch ran with the change ignored
+    assert ("became trainable" in info.value.message) == unfreeze
+
+
 class AboveThreshold(keras.metrics.Metric):
     """A metric of the user's own with an argument, and no get_config() that returns it."""
 

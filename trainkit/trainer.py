@@ -354,6 +354,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._train_loop: CompiledLoop | None = None
         # The trainable variables the training loop was traced for (see _follow_trainable_changes).
         self._loop_variables: tuple[int, ...] = ()
+        self._fit_variables: tuple[int, ...] = ()  # and those the running fit began with
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
         self._predict_arrays_fn: Any = None
@@ -1040,6 +1041,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._write_layout()
         self._checkpoint = self._make_checkpoint()
         self._last_checkpoint_time = time.monotonic()
+        # What the step was traced to train, read after the trace (a train_step of its own may set
+        # trainable as it traces): _refuse_trainable_change_in_fit compares each epoch with it.
+        self._fit_variables = tuple(id(v) for v in self.model.trainable_variables)
 
     def _end_epoch(self, epoch: int, logs: dict[str, float], epochs: int, callback_list: CallbackList, callbacks: Sequence[Callback]) -> None:
         """An epoch's values to the callbacks, the History and TensorBoard; its checkpoint when due."""
@@ -1266,6 +1270,31 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._histograms.reset()
         self._loop_variables = traced
 
+    def _refuse_trainable_change_in_fit(self, epoch: int) -> None:
+        """Refuses layers frozen or unfrozen while a fit runs (a callback's ``base.trainable = True``
+        at epoch N), before the epoch that would ignore it.
+
+        The compiled step updates the variables that were trainable when the fit began: a base a
+        callback unfroze at epoch 3 stayed frozen to the end, its weights unchanged, and a layer it
+        froze went on training, both in silence. Read once an epoch, on the host, not in the step.
+
+        Raises:
+            ArgumentError: ``trainable-changed`` when the trainable variables differ from the fit's.
+        """
+        variables = self.model.trainable_variables
+        if tuple(id(v) for v in variables) == self._fit_variables:
+            return
+        traced = set(self._fit_variables)
+        unfrozen = [v for v in variables if id(v) not in traced]
+        frozen = len(traced - {id(v) for v in variables})
+        names = ", ".join(getattr(v, "path", v.name) for v in unfrozen[:3])
+        what = f"{len(unfrozen)} weights became trainable ({names})" if unfrozen else f"{frozen} weights were frozen"
+        raise ArgumentError("trainable-changed", f"{what} during this fit, before epoch {epoch + 1} (by a callback?): the "
+                                                 "compiled step trains the weights that were trainable when the fit began, so the change would be "
+                                                 f"ignored to the end of the fit. Change trainable between fits instead: fit(..., epochs={epoch}) first, "
+                                                 "then a second fit with the layers frozen or unfrozen (unfrozen ones need a new Trainer with a new "
+                                                 "optimizer, its learning rate low: Trainer(model, optimizer=keras.optimizers.Adam(1e-5), ...)).")
+
     def _check_step_returns_loss(self) -> None:
         """Refuses a ``train_step`` whose dict has no ``"loss"`` (``bad-step-output``)."""
         check_step_returns_loss((self._train_loop.names if self._train_loop is not None else None) or ())
@@ -1299,6 +1328,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._stop_if_requested(stop_request, epoch, user_callbacks)
         self.steps_per_epoch = _epoch_steps(train, batch_size)
         callbacks.on_epoch_begin(epoch)
+        self._refuse_trainable_change_in_fit(epoch)
         if self.strategy is not None:
             calls = self._distributed_calls(train, batch_size, shuffle, epoch, start_batch)
         elif isinstance(train, ArraySource):
