@@ -1238,6 +1238,28 @@ def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
     assert "lr-too-high" not in codes(calm.run())
 
 
+@pytest.mark.parametrize("trained_before", [True, False])
+def test_lr_too_high_sees_a_fine_tune_whose_validation_loss_jumps_as_its_training_loss_falls(trained_before):
+    # A pretrained base unfrozen under Adam 3e-2: steps of 27-39% of its kernels, training loss
+    # 0.32 -> 0.001 while the validation loss went 0.45 -> 6.6 after one epoch; nothing was said.
+    s = Stream()
+    s.context.trained_before = trained_before
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.3
+    train = curve(0.45, 0.001, s.epochs)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: 6.6 if e == 0 else 1.2
+    found = [f for f in s.run().findings if f.code == "lr-too-high"]
+    if not trained_before:  # a fresh model's first loss is chance, no measure of what it knew
+        assert not found
+        return
+    assert "the validation loss jumped to 6.6, 14.7x" in found[0].message and found[0].evidence["peak_val_loss"] == 6.6
+    # The same fine-tune with steps of ~1% of the weights is no learning rate's fault.
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.01
+    assert "lr-too-high" not in codes(s.run())
+
+
 @pytest.mark.parametrize("level", [0.3, -0.3])
 def test_lr_too_high_sees_no_progress_of_a_negative_loss(level):
     # "No better than 90% of the start" of a start of -0.3 asked for a loss above -0.27, worse
