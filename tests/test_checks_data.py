@@ -265,6 +265,30 @@ def test_a_multilabel_column_beside_0_1_ones_is_named_and_not_told_to_be_multicl
     assert "multiclass" not in info.value.message
 
 
+def test_unscaled_target_images_for_binary_crossentropy_are_told_to_be_divided_by_255():
+    # An autoencoder's targets left in 0..255 (inputs scaled, targets not) were told they "look like
+    # counts: make each a 0/1 label, y = (y > 0)", which binarises every image; float pixels were
+    # told y = (y == positive_class), and a conv autoencoder's (n, 8, 8, 1) to use task='regression'.
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (60, 64)).astype("float32")
+    dense = keras.Sequential([keras.Input((64,)), L.Dense(4, activation="relu"), L.Dense(64, activation="sigmoid")])
+    conv = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(1, 3, padding="same", activation="sigmoid")])
+    for net, x, y in ((dense, pixels / 255, pixels), (dense, pixels / 255, np.clip(pixels + 0.5, 0, 255)),
+                      (conv, pixels.reshape(-1, 8, 8, 1) / 255, pixels.reshape(-1, 8, 8, 1))):
+        with pytest.raises(DataError) as info:
+            check_data(x, y, model=net, loss=get_loss("bce"), task="multilabel")
+        assert info.value.code == "label-format" and "y = y / 255" in info.value.message
+        assert "(y > 0)" not in info.value.message and "regression" not in info.value.message
+    # Tag counts stay counts; 0/255 masks keep their own advice.
+    counts = rng.integers(0, 5, (60, 64)).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(pixels / 255, counts, model=dense, loss=get_loss("bce"), task="multilabel")
+    assert "y = (y > 0)" in info.value.message
+    with pytest.raises(DataError) as info:
+        check_data(pixels / 255, 255 * (pixels > 127), model=dense, loss=get_loss("bce"), task="multilabel")
+    assert "0/255 masks" in info.value.message
+
+
 def test_labels_out_of_range_states_both_ranges():
     with pytest.raises(DataError) as info:
         run("regression_sigmoid", X, np.linspace(3, 103, len(X)))

@@ -197,6 +197,12 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                 fix = "Map -1/+1 to 0/1: y = (y + 1) / 2."
             elif vals <= {1.0, 2.0}:
                 fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
+            elif _pixel_values(y, lo, hi):
+                # An autoencoder's (or denoiser's) target images left in 0..255 while the inputs were
+                # scaled: "counts: make each a 0/1 label, y = (y > 0)" would binarise every image.
+                fix = (f"Values from {format_number(lo)} to {format_number(hi)} in rows of {y[0].size} look like 8-bit "
+                       f"pixels (target images left unscaled): scale them into [0, 1], {name} = {name} / 255 (the inputs too, where "
+                       f"they are not), and multiply the predictions by 255 to get pixels back.")
             elif is_integral(y) and len(values) > 2 and y.ndim == 2 and y.shape[-1] > 1:
                 # One count a label (how often each tag occurs in a row): multiclass's one class id a row is no fit.
                 fix = "Whole numbers in every label column look like counts: make each a 0/1 label, y = (y > 0).astype('float32')."
@@ -230,6 +236,20 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                          "Map the labels to -1/+1, e.g. y = np.where(y == positive_class, 1, -1).",
                          {"y_min": lo, "y_max": hi}, layer)
     return None
+
+
+#: Values a row holds at least, and the largest value at least, for targets outside [0, 1] to be
+#: read as 8-bit pixels (see :func:`_pixel_values`).
+_PIXEL_ROW_VALUES = 16
+_PIXEL_MIN_HIGH = 128.0
+
+
+def _pixel_values(y: np.ndarray, lo: float, hi: float) -> bool:
+    """Whether binary cross-entropy targets outside [0, 1] look like 8-bit pixels: rows of
+    16 values or more (an image, a flattened one too) between 0 and at most 255, the largest at
+    least 128, and more than two values (0/255 masks have advice of their own)."""
+    return (y.ndim >= 2 and y[0].size >= _PIXEL_ROW_VALUES and lo >= 0 and _PIXEL_MIN_HIGH <= hi <= 255
+            and len(_distinct(y, 2)) > 2)
 
 
 def _columns_issue(y: np.ndarray, name: str, loss: str, layer: str | None) -> Issue | None:
