@@ -966,6 +966,34 @@ def test_plateau_after_a_little_learning():
     assert f.evidence["final_loss"] == pytest.approx(0.6)
 
 
+def test_plateau_measures_improvement_towards_the_floor_label_smoothing_sets():
+    # BinaryCrossentropy(label_smoothing=0.4) never goes below 0.50 (the smoothed labels' entropy):
+    # a model there after 0.58 -> 0.508 (13% of the loss, 90% of the way to its floor) was told
+    # its training was stuck.
+    baseline = chance_loss("binary", {"name": "binary_crossentropy", "label_smoothing": 0.4}, np.array([0.0, 1.0] * 50))
+    assert baseline.floor == pytest.approx(-(0.2 * math.log(0.2) + 0.8 * math.log(0.8)), rel=1e-4)
+    logits = chance_loss("multiclass", {"name": "categorical_crossentropy", "label_smoothing": 0.1, "from_logits": True},
+                         np.eye(4)[np.arange(100) % 4])
+    assert logits.floor == pytest.approx(-(0.925 * math.log(0.925) + 3 * 0.025 * math.log(0.025)), rel=1e-3)
+    assert chance_loss("binary", "binary_crossentropy", np.array([0.0, 1.0] * 50)).floor == 0.0
+    s = Stream()
+    s.train_loss = lambda e, st: 0.58 if e == 0 else 0.508
+    s.val_loss = lambda e: 0.51
+    assert "plateau" in codes(s.run())  # without the floor: 12% in all
+    s.context.loss_floor = baseline.floor
+    assert "plateau" not in codes(s.run())
+    # Stuck well above the floor is still a plateau, told so against the floor.
+    s.train_loss = lambda e, st: 0.60 if e == 0 else 0.59
+    f = finding(s.run(), "plateau")
+    assert "floor 0.5004 that label smoothing sets" in f.message and f.evidence["loss_floor"] == pytest.approx(baseline.floor)
+    # A fit's context carries it, weighted as its loss (weights of mean 2 double it).
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss=keras.losses.BinaryCrossentropy(label_smoothing=0.4), optimizer="adam", task="binary", statistics=False)
+    trainer.fit(x, (x[:, 0] > 0).astype("float32"), sample_weight=np.full(64, 2.0), epochs=1, verbose=0)
+    assert trainer._live_diagnosis.diagnoser.context.loss_floor == pytest.approx(2 * baseline.floor, rel=1e-4)
+
+
 def test_no_plateau_while_the_validation_loss_below_the_training_loss_still_improves():
     # GaussianNoise(0.6) and Dropout(0.3) on a binary MLP: the training loss, measured with the
     # noise on, sat at 0.61-0.63 over the second half while the validation loss fell 0.586 -> 0.552,

@@ -103,12 +103,16 @@ class Baseline:
             highest of :data:`FIRST_STEPS` of them) while it predicts a constant: below the chance
             level where a batch may hold few or none of a rare class's rows (see
             :func:`first_steps_level`); ``None`` when unknown.
+        floor: The loss of a perfect prediction, the lowest the loss can get: 0 but for
+            cross-entropy with ``label_smoothing``, whose smoothed labels' own entropy it never
+            goes below (see :func:`smoothed_floor`).
     """
 
     loss: float
     detail: str
     uninformed: float | None = None
     first_steps: float | None = None
+    floor: float = 0.0
 
 
 def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
@@ -220,7 +224,29 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             starts += [plain[0]] if plain is not None else []
         first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, prediction)) for c in starts],
                                   batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight")
-    return Baseline(value, detail, uninformed, first)
+    floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
+    return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0)
+
+
+def smoothed_floor(fn: Any, info: Any, y: np.ndarray, weights: dict[str, np.ndarray], label_smoothing: float) -> float | None:
+    """The loss of predicting label-smoothed cross-entropy's smoothed labels exactly: its floor.
+
+    Smoothing 0/1 labels to ``s / 2`` and ``1 - s / 2`` (``s / K`` per class) puts the loss's
+    minimum at their entropy, not at 0: 0.50 for ``BinaryCrossentropy(label_smoothing=0.4)``,
+    72% of the chance level ln 2, so a model at that floor after 13% of improvement was told
+    its training was stuck (plateau). ``None`` without smoothing, for a focal loss (whose
+    minimiser is not the smoothed label) or a loss that cannot take numpy arrays.
+    """
+    if label_smoothing <= 0 or info.kind not in ("binary", "categorical") or info.name in _BINARY_FOCAL | _CATEGORICAL_FOCAL:
+        return None
+    k = 2 if info.kind == "binary" else y.shape[-1]
+    smoothed = np.clip(y * (1 - label_smoothing) + label_smoothing / k, _EPS, 1 - _EPS)
+    prediction = (_logit(smoothed) if info.kind == "binary" else np.log(smoothed)) if info.from_logits else smoothed
+    try:
+        value = float(np.asarray(fn(y.astype(np.float32), prediction.astype(np.float32), **weights)))
+    except Exception:  # a loss that cannot take numpy arrays: no floor
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 #: The first steps whose highest loss ``initial-loss-too-low`` judges (as

@@ -904,8 +904,12 @@ def plateau(view: Diagnoser) -> Issue | None:
     start, middle, last = float(losses[0]), float(losses[half]), float(losses[-1])
     if start <= 0 or chance is None or last >= view.t.at_chance_train * chance:
         return None
-    recent = (middle - last) / max(abs(middle), 1e-12)
-    total = (start - last) / start
+    # Improvements are measured towards the loss's floor: label smoothing 0.4 holds binary
+    # cross-entropy above 0.50, and a model there after 0.58 -> 0.508 (13% of the loss, 90% of
+    # the way to its floor) was told its training was stuck.
+    floor = view.context.loss_floor
+    recent = (middle - last) / max(abs(middle - floor), 1e-12)
+    total = (start - last) / max(start - floor, 1e-12)
     if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
         return None
     if _validation_still_improving(view, losses):
@@ -919,11 +923,13 @@ def plateau(view: Diagnoser) -> Issue | None:
         rate = f"try a larger learning rate ({raised_lr_text(view)})"
     return Issue(
         f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
-        f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all){penalty_note(view)}: "
+        f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all"
+        f"{f', of its distance from the floor {format_number(floor)} that label smoothing sets' if floor > 0 else ''})"
+        f"{penalty_note(view)}: "
         f"training is stuck, typically behind dead or saturated units or a learning rate that is too small.",
         f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
         f"relu, or a learning-rate schedule that restarts.",
-        {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent},
+        {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent, "loss_floor": floor},
         epoch=view.epochs[half].epoch)
 
 

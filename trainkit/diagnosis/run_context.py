@@ -293,6 +293,7 @@ def build_context(
         val_chance_detail=val_chance.detail if val_chance else "",
         uninformed_loss=baseline.uninformed if baseline else None,
         first_steps_loss=baseline.first_steps if baseline else None,
+        loss_floor=baseline.floor if baseline else 0.0,
         regularization=loss_penalties(trainer) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=outputs,
@@ -388,7 +389,7 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
-                               first_steps_loss=saved.first_steps_loss, linear_loss=saved.linear_loss,
+                               first_steps_loss=saved.first_steps_loss, loss_floor=saved.loss_floor, linear_loss=saved.linear_loss,
                                val_linear_loss=saved.val_linear_loss)
 
 
