@@ -30,6 +30,7 @@ from trainkit.diagnosis import (
     render_markdown,
     render_text,
 )
+from trainkit.diagnosis.baseline import soft_target_levels
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.diagnosis.model_facts import frozen_layers, layer_inputs
 from trainkit.diagnosis.number_text import format_number
@@ -3223,6 +3224,40 @@ def test_chance_loss_of_cross_entropy_on_soft_targets_is_unknown():
     # 0/1 labels keep theirs, as does KL divergence, whose floor is 0 on soft targets too.
     assert chance_loss("multilabel", "binary_crossentropy", (pixels > 0.5).astype(float)) is not None
     assert chance_loss("multiclass", "kl_divergence", np.tile([[0.7, 0.2, 0.1]], (10, 1))) is not None
+
+
+def test_cross_entropy_on_soft_targets_is_told_how_far_it_got_between_their_mean_and_their_entropy():
+    # An autoencoder's pixels with binary cross-entropy got the generic "a loss without one, ... targets
+    # it cannot be computed on" note and no numbers: its loss ending near 0.59 read as poor, where the
+    # mean prediction scores 0.69 and the pixels' own entropy, the floor, is 0.58.
+    pixels = 0.5 + 0.4 * np.tanh(np.random.default_rng(0).normal(size=(200, 6)))
+    levels = soft_target_levels("binary_crossentropy", pixels)
+    mean = pixels.mean(0)
+    assert levels.constant == pytest.approx(float(-(mean * np.log(mean) + (1 - mean) * np.log(1 - mean)).mean()), rel=1e-4)
+    assert levels.floor == pytest.approx(float(-(pixels * np.log(pixels) + (1 - pixels) * np.log(1 - pixels)).mean()), rel=1e-4)
+    assert soft_target_levels(keras.losses.BinaryCrossentropy(from_logits=True), pixels).floor == pytest.approx(levels.floor, rel=1e-4)
+    teacher = np.random.default_rng(1).dirichlet(np.ones(3), 50)
+    assert soft_target_levels("categorical_crossentropy", teacher).floor == pytest.approx(
+        float(-(teacher * np.log(teacher)).sum(1).mean()), rel=1e-3)
+    # 0/1 labels have a chance level; other losses (MSE, KL divergence: floor 0) need no such levels.
+    for loss, y in (("binary_crossentropy", (pixels > 0.5).astype(float)), ("mse", pixels), ("kl_divergence", teacher)):
+        assert soft_target_levels(loss, y) is None
+    s = Stream(task="multilabel", chance=None)
+    s.context = dataclasses.replace(s.context, soft_target_loss=levels.constant, loss_floor=levels.floor)
+    s.train_loss = lambda e, st: levels.floor + 0.1 * (levels.constant - levels.floor)
+    f = finding(s.run(), "chance-level-unknown")
+    assert "covers 90% of the way" in f.message and f.evidence["share_of_the_way"] == pytest.approx(0.9, abs=1e-3)
+    assert f"their own entropy, {format_number(levels.floor)}" in f.message and "loss-at-chance" in f.message
+    s.train_loss = lambda e, st: levels.constant + 0.1
+    assert "is still above the mean prediction's loss" in finding(s.run(), "chance-level-unknown").message
+    # A fit works them out from its targets.
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="multilabel", statistics=False)
+    trainer.fit(pixels, pixels, epochs=1, verbose=0)
+    context = trainer._live_diagnosis.diagnoser.context
+    assert (context.soft_target_loss, context.loss_floor) == pytest.approx((levels.constant, levels.floor), rel=1e-4)
+    assert "the mean prediction's loss" in {f.code: f for f in trainer.findings}["chance-level-unknown"].message
+
 
 @pytest.mark.parametrize("reduction", ["sum", "mean", "mean_with_sample_weight"])
 def test_chance_loss_of_a_loss_summed_over_its_batch_is_unknown(reduction):

@@ -249,6 +249,58 @@ def smoothed_floor(fn: Any, info: Any, y: np.ndarray, weights: dict[str, np.ndar
     return value if math.isfinite(value) and value > 0 else None
 
 
+@dataclasses.dataclass(frozen=True)
+class SoftTargetLevels:
+    """Where cross-entropy on soft targets (probabilities, not 0/1 labels) starts and ends.
+
+    Attributes:
+        constant: The loss of predicting the targets' (weighted) mean for every row.
+        floor: The loss of predicting every target exactly: their own entropy, the lowest the
+            loss can get.
+    """
+
+    constant: float
+    floor: float
+
+
+def soft_target_levels(loss: Any, y: Any, sample_weight: Any = None) -> SoftTargetLevels | None:
+    """The :class:`SoftTargetLevels` of binary or categorical cross-entropy on targets in [0, 1]
+    that are not all 0 and 1 (an autoencoder's pixels, a teacher's probabilities); ``None`` for
+    any other loss or targets, a smoothed, focal or summed loss, or one that cannot take numpy arrays.
+
+    No chance level is given for such targets (see :func:`chance_loss`): the loss of an
+    autoencoder that reconstructs well ends near the targets' entropy, far above 0, and was read
+    as "at chance". These two numbers let the run's note say how far the loss got between them.
+    """
+    from trainkit.checks.compatibility import describe_loss
+    from trainkit.resolve import get_loss
+
+    rows = _usable_rows(y, sample_weight)
+    info = describe_loss(loss)
+    config = _loss_config(loss)
+    if (rows is None or info.kind not in ("binary", "categorical") or info.name in _BINARY_FOCAL | _CATEGORICAL_FOCAL
+            or config.get("label_smoothing") or config.get("reduction", "sum_over_batch_size") not in _ROW_MEAN_REDUCTIONS):
+        return None
+    y, w = rows
+    if y.min() < 0 or y.max() > 1 or np.isin(y, (0.0, 1.0)).all():
+        return None
+    y = y[:, None] if y.ndim == 1 else y
+    weights = {} if w is None else {"sample_weight": w.astype(np.float32).reshape(len(w), *[1] * (y.ndim - 1))}
+
+    def score(p: np.ndarray) -> float:
+        p = np.clip(np.broadcast_to(p, y.shape), _EPS, 1 - _EPS)
+        prediction = (_logit(p) if info.kind == "binary" else np.log(p)) if info.from_logits else p
+        return float(np.asarray(get_loss(loss)(y.astype(np.float32), prediction.astype(np.float32), **weights)))
+
+    try:
+        levels = SoftTargetLevels(score(_mean(y, w)), score(y))
+    except Exception:  # a loss that cannot take numpy arrays: no levels
+        return None
+    if not (math.isfinite(levels.constant) and math.isfinite(levels.floor)) or levels.constant <= levels.floor:
+        return None
+    return levels
+
+
 #: The first steps whose highest loss ``initial-loss-too-low`` judges (as
 #: :attr:`~trainkit.diagnosis.rule_types.Thresholds.initial_steps`).
 FIRST_STEPS = 3

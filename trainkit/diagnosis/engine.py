@@ -105,9 +105,13 @@ class Context:
             ``label-leakage``...); ``None`` when they did not run.
         uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
             output starts; above ``chance_loss`` for imbalanced classes), ``None`` when unknown.
-        loss_floor: The loss of a perfect prediction: 0 but for label-smoothed cross-entropy,
-            whose smoothed labels' entropy it never goes below (see
-            :attr:`trainkit.diagnosis.baseline.Baseline.floor`).
+        loss_floor: The loss of a perfect prediction: 0 but for cross-entropy on label-smoothed
+            or soft targets, whose own entropy it never goes below (see
+            :attr:`trainkit.diagnosis.baseline.Baseline.floor`,
+            :attr:`trainkit.diagnosis.baseline.SoftTargetLevels.floor`).
+        soft_target_loss: For cross-entropy on soft targets, which has no chance level, the loss
+            of predicting their mean (:class:`trainkit.diagnosis.baseline.SoftTargetLevels`);
+            ``None`` otherwise.
         first_steps_loss: A classifier's lowest plausible loss over its first steps while it
             predicts a constant (below ``chance_loss`` where a batch may lack a rare class: see
             :func:`trainkit.diagnosis.baseline.first_steps_level`), ``None`` when unknown.
@@ -205,6 +209,7 @@ class Context:
     uninformed_loss: float | None = None
     first_steps_loss: float | None = None
     loss_floor: float = 0.0
+    soft_target_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
     keras_loss: bool = False

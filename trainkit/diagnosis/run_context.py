@@ -21,6 +21,7 @@ from trainkit.diagnosis.baseline import (
     TargetScale,
     chance_loss,
     linear_fit,
+    soft_target_levels,
     target_scale,
 )
 from trainkit.diagnosis.engine import Context
@@ -253,6 +254,12 @@ def build_context(
     # cross-entropy read "initial-loss-too-low ... label leaking" at 0.33 against 0.69).
     own_loss = _compute_loss_of_its_own(trainer)
     baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None and not own_loss else None
+    soft = None
+    if baseline is None and chance_targets is not None and not own_loss and len(getattr(trainer, "heads", ())) <= 1 \
+            and not isinstance(chance_weights, tuple | list | Mapping):
+        # Cross-entropy on soft targets has no chance level; where its loss starts and ends is
+        # still told (chance-level-unknown).
+        soft = soft_target_levels(trainer.loss, _one_output_targets(trainer, chance_targets), chance_weights)
     linear_loss = val_linear_loss = None
     if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
         # One fit, on a few thousand of the rows, before the first step: the first steps' level
@@ -293,7 +300,8 @@ def build_context(
         val_chance_detail=val_chance.detail if val_chance else "",
         uninformed_loss=baseline.uninformed if baseline else None,
         first_steps_loss=baseline.first_steps if baseline else None,
-        loss_floor=baseline.floor if baseline else 0.0,
+        loss_floor=baseline.floor if baseline else soft.floor if soft else 0.0,
+        soft_target_loss=soft.constant if soft else None,
         regularization=loss_penalties(trainer) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=outputs,
@@ -389,7 +397,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
-                               first_steps_loss=saved.first_steps_loss, loss_floor=saved.loss_floor, linear_loss=saved.linear_loss,
+                               first_steps_loss=saved.first_steps_loss, loss_floor=saved.loss_floor, soft_target_loss=saved.soft_target_loss,
+                               linear_loss=saved.linear_loss,
                                val_linear_loss=saved.val_linear_loss)
 
 
