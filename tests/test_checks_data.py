@@ -1210,6 +1210,31 @@ def test_validation_augmented_finds_random_maps_over_the_validation_dataset():
     assert "validation-augmented" not in codes(run("binary", X[:480], YB[:480], x_val=X[480:], y_val=YB[480:]))
 
 
+def test_validation_augmented_leaves_out_stateless_draws_of_fixed_seeds():
+    # Stateless ops seeded by constants or by the row's index draw the same numbers every epoch: a
+    # fixed noisy validation set (a denoising task's) was told val_loss "changes with the draws".
+    ds = tf.data.Dataset.from_tensor_slices
+    train = ds((X[:480], YB[:480])).shuffle(480, seed=0).batch(32)
+    val = ds((X[480:], YB[480:]))
+
+    def fixed(a, b):
+        return a + tf.random.stateless_normal(tf.shape(a), seed=(1, 2)), b
+
+    def per_row(i, pair):
+        return pair[0] + tf.random.stateless_normal(tf.shape(pair[0]), seed=tf.stack([i, 0])), pair[1]
+
+    for data in (val.map(fixed).batch(32), val.enumerate().map(per_row).batch(32)):
+        assert "validation-augmented" not in codes(run("binary", train, None, x_val=data))
+    # Seeds drawn from a generator's state change at every pass: still reported.
+    generator = tf.random.Generator.from_seed(0)
+
+    def drawn(a, b):
+        return a + tf.random.stateless_normal(tf.shape(a), seed=generator.make_seeds(1)[:, 0]), b
+
+    (finding,) = [f for f in run("binary", train, None, x_val=val.map(drawn).batch(32)) if f.code == "validation-augmented"]
+    assert "StatelessRandomNormalV2" in finding.evidence["random_ops"]
+
+
 def test_shuffled_apart_finds_one_side_of_a_zip_shuffled_alone():
     # zip((x_ds, y_ds.shuffle(n))) pairs each row with another row's label: a validation dataset so
     # built was told by loss-at-chance that the model memorised random labels.

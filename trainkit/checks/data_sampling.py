@@ -111,9 +111,36 @@ def _is_random_op(op_type: str) -> bool:
             or op_type.startswith(("StatefulUniform", "StatefulStandardNormal")))
 
 
+def _draws_anew(op: Any, top: bool) -> bool:
+    """Whether a random ``op`` draws other numbers at every pass: a stateful one
+    (``RandomUniform``), or a stateless one whose seed a stateful op gives (a
+    ``keras.layers.Random*``'s seed variable, a ``tf.random.Generator``'s ``make_seeds``).
+
+    A stateless op seeded by constants or by the element itself
+    (``tf.image.stateless_random_flip_left_right(x, seed=(1, 2))``, a seed from ``enumerate()``)
+    draws the same numbers every epoch: the fixed noisy or cropped validation rows a denoising or
+    inpainting task is validated on, built so on purpose. In a nested function (``top`` false) the
+    seed may come from the caller's state: judged as drawing anew.
+    """
+    if not op.type.startswith("Stateless"):
+        return True
+    seen: set[str] = set()
+    parents = [t.op for t in op.inputs]
+    while parents:
+        parent = parents.pop()
+        if parent.name in seen:
+            continue
+        seen.add(parent.name)
+        if parent.op_def.is_stateful or (parent.type == "Placeholder" and not top):
+            return True
+        parents.extend(t.op for t in parent.inputs)
+    return False
+
+
 def random_ops(dataset: Any) -> tuple[str, ...] | None:
     """The random ops the map functions of a ``tf.data.Dataset``'s pipeline run (and the
-    ``tf.function`` functions they call), sorted; ``()`` for none, ``None`` when a link of it cannot be read.
+    ``tf.function`` functions they call) that draw anew at every pass (see :func:`_draws_anew`),
+    sorted; ``()`` for none, ``None`` when a link of it cannot be read.
 
     Augmentation or noise mapped over a pipeline (``tf.image.random_flip_left_right``,
     ``tf.random.normal``, a ``keras.layers.RandomFlip``, which augments when called outside a
@@ -130,11 +157,11 @@ def random_ops(dataset: Any) -> tuple[str, ...] | None:
                 continue
             seen.add(id(link))
             wrapper = getattr(link, "_map_func", None)
-            graphs = [wrapper.function.graph] if wrapper is not None else []
+            graphs = [(wrapper.function.graph, True)] if wrapper is not None else []
             while graphs:
-                graph = graphs.pop()
-                found.update(op.type for op in graph.get_operations() if _is_random_op(op.type))
-                graphs.extend(f.graph for f in getattr(graph, "_functions", {}).values() if getattr(f, "graph", None) is not None)
+                graph, top = graphs.pop()
+                found.update(op.type for op in graph.get_operations() if _is_random_op(op.type) and _draws_anew(op, top))
+                graphs.extend((f.graph, False) for f in getattr(graph, "_functions", {}).values() if getattr(f, "graph", None) is not None)
             chain.extend(link._inputs())  # tf.data's own, private
     except Exception:  # a dataset of another kind, or a tf.data without these attributes
         return None
