@@ -672,15 +672,41 @@ def test_loss_at_chance_of_the_validation_loss_alone_after_a_first_epoch_that_le
     # loss is read before its update, so that first epoch scored rows not yet trained on, and the
     # labels can be learned. It was told "it memorises the training rows ... (e.g. random labels)".
     s = Stream()
+    s.context.one_pass_epochs = True  # a dataset without .repeat()
     train = curve(0.5, 0.05, 20)
     s.train_loss = lambda e, st: train[e]
     s.val_loss = lambda e: LN2 + 0.02 * e
     f = finding(s.run(), "loss-at-chance")
     assert "random labels" not in f.message and "prepared unlike the training rows" in f.message
     assert f.evidence["first_epoch_loss"] == pytest.approx(0.5, rel=0.05) and "x_val and y_val" in f.advice
+    # A run read back from before one_pass_epochs was recorded: in-memory rows (train_rows known) read once an epoch.
+    s.context.one_pass_epochs, s.context.train_rows = None, 1000
+    assert "prepared unlike the training rows" in finding(s.run(), "loss-at-chance").message
     # Over a few rows the first epoch's mean is too noisy to tell: the memorising verdict stands.
     s.context.train_rows = 100
     assert "memorises" in finding(s.run(), "loss-at-chance").message
+
+
+def test_loss_at_chance_does_not_read_a_first_epoch_that_may_read_its_rows_several_times():
+    # 128 rows of random labels in a .repeat()-ed dataset, 120 steps an epoch (30 passes): the first
+    # epoch memorised them (17% of chance) and was told "the labels can be learned".
+    s = Stream()
+    train = curve(0.12, 0.001, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: 2.3 + 0.1 * e
+    for one_pass in (False, None):  # a dataset that repeats, or unknown
+        s.context.one_pass_epochs = one_pass
+        assert "memorises" in finding(s.run(), "loss-at-chance").message
+
+
+def test_one_pass_epochs_of_a_training_source():
+    from trainkit.diagnosis.run_context import one_pass_epochs
+    from trainkit.sources import ArraySource, DatasetSource
+
+    rows = tf.data.Dataset.from_tensor_slices((np.zeros((64, 2), "float32"), np.zeros(64, "float32")))
+    assert one_pass_epochs(ArraySource((np.zeros((8, 2), "float32"), np.zeros(8, "float32")))) is True
+    assert one_pass_epochs(DatasetSource(rows.batch(8))) is True
+    assert one_pass_epochs(DatasetSource(rows.shuffle(64).repeat().batch(8), 30)) is False
 
 
 def test_loss_at_chance_names_rows_shuffled_apart_from_their_labels():

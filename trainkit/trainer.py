@@ -1133,6 +1133,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         from trainkit.diagnosis.masked_positions import masks_inputs
         from trainkit.diagnosis.run_context import (
             first_batch_rows,
+            one_pass_epochs,
             source_inputs,
             source_targets_and_weights,
         )
@@ -1149,6 +1150,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,
+                         one_pass_epochs=one_pass_epochs(train),
                          validation_targets=val_targets, validation_sample_weight=val_weights,
                          batch_rows=None if in_memory else first_batch_rows(train),
                          inputs=source_inputs(train) if wants_inputs else None,

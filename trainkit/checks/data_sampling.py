@@ -60,6 +60,19 @@ def shuffles(dataset: Any) -> bool | None:
     graph: that copies every tensor the pipeline holds, and ``from_tensor_slices`` of 200 MB of
     rows took 4 s and 570 MB more memory at every fit.
     """
+    return _pipeline_holds(dataset, "Shuffle")
+
+
+def repeats(dataset: Any) -> bool | None:
+    """Whether a ``tf.data.Dataset``'s pipeline holds a ``.repeat()`` anywhere (an epoch of it may
+    then read a row more than once), read as :func:`shuffles` reads it; ``None`` when a link of it
+    cannot be read."""
+    return _pipeline_holds(dataset, "Repeat")
+
+
+def _pipeline_holds(dataset: Any, kind: str) -> bool | None:
+    """Whether a link of a ``tf.data.Dataset``'s chain has ``kind`` in its class name
+    (``ShuffleDataset``, ``RepeatDataset``); ``None`` when a link of it cannot be read."""
     seen: set[int] = set()
     chain = [dataset]
     while chain:
@@ -67,7 +80,7 @@ def shuffles(dataset: Any) -> bool | None:
         if id(link) in seen:
             continue
         seen.add(id(link))
-        if "Shuffle" in type(link).__name__:
+        if kind in type(link).__name__:
             return True
         try:
             chain.extend(link._inputs())  # the datasets this one reads (tf.data's own, private)

@@ -89,6 +89,10 @@ class Context:
         optimizer: The optimizer's class name.
         batch_size: Rows per batch, when known (a dataset's: its first batch's).
         train_rows: Training rows, when known.
+        one_pass_epochs: Whether an epoch reads each training row once at most (in-memory rows;
+            a dataset whose pipeline holds no ``.repeat()``), so that the first epoch's batches
+            are each scored before the model stepped on them; ``None`` when unknown (a run
+            written before it was recorded: in-memory rows, ``train_rows`` known, read once).
         has_validation: Whether validation values are computed each epoch.
         val_rows: In-memory validation rows, when known (``None`` for a validation dataset).
         early_stopping: ``{"monitor", "patience", "restore_best_weights"}`` of an EarlyStopping
@@ -194,6 +198,7 @@ class Context:
     optimizer: str | None = None
     batch_size: int | None = None
     train_rows: int | None = None
+    one_pass_epochs: bool | None = None
     has_validation: bool = False
     val_rows: int | None = None
     early_stopping: dict[str, Any] | None = None

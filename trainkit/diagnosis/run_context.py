@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.callbacks.base import Callback
+from trainkit.checks.data_sampling import repeats
 from trainkit.diagnosis.baseline import (
     Baseline,
     TargetScale,
@@ -62,6 +63,17 @@ def first_batch_rows(source: Any) -> int | None:
         return None
     rows = np.shape(batches[0][1])
     return int(rows[0]) if len(rows) else None
+
+
+def one_pass_epochs(source: Any) -> bool | None:
+    """Whether an epoch of a training source reads each row once at most: in-memory rows do, and a
+    dataset whose pipeline holds no ``.repeat()`` (one that repeats, read ``steps_per_epoch``
+    batches an epoch, may read its rows many times over); ``None`` when unknown."""
+    dataset = getattr(source, "dataset", None)
+    if dataset is None:
+        return True if hasattr(source, "rows") else None
+    found = repeats(dataset)
+    return None if found is None else not found
 
 
 def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
@@ -224,6 +236,7 @@ def build_context(
     initial_epoch: int = 0,
     batch_size: int | None = None,
     train_rows: int | None = None,
+    one_pass_epochs: bool | None = None,
     has_validation: bool = False,
     callbacks: Iterable[Callback] = (),
     sample_weight: Any = None,
@@ -319,6 +332,7 @@ def build_context(
         # A dataset's rows a batch are its first batch's: dead-relu judges no batch of 2 rows.
         batch_size=batch_size or batch_rows,
         train_rows=train_rows,
+        one_pass_epochs=one_pass_epochs,
         has_validation=has_validation,
         val_rows=_target_rows(validation_targets),
         early_stopping=_early_stopping_config(callbacks),
