@@ -1255,6 +1255,21 @@ def test_shuffled_apart_finds_one_side_of_a_zip_shuffled_alone():
         assert "shuffled-apart" not in codes(run("binary", data, None))
 
 
+def test_shuffled_apart_leaves_out_a_zipped_side_that_reads_no_rows():
+    # A constant repeated as many times as there are rows, or a range counter, beside shuffled
+    # rows pairs with no row: such zips were told "each row is paired with another row's label".
+    ds = tf.data.Dataset.from_tensor_slices
+    rows = ds((X[:480], YB[:480])).shuffle(480, seed=0)
+    fine = [tf.data.Dataset.zip((rows, tf.data.Dataset.from_tensors(1.0).repeat(480))).map(lambda pair, one: (pair[0] * one, pair[1])),
+            tf.data.Dataset.zip((rows, tf.data.Dataset.range(480))).map(lambda pair, i: (pair[0], pair[1]))]
+    for data in fine:
+        assert "shuffled-apart" not in codes(run("binary", data.batch(32), None))
+    # Beside such a side, the rows' own sides are still judged.
+    apart = tf.data.Dataset.zip((ds(X[:480]).shuffle(480, seed=0), ds(YB[:480]), tf.data.Dataset.range(480)))
+    data = apart.map(lambda a, b, i: (a, b)).batch(32)
+    assert "shuffled-apart" in codes(run("binary", data, None))
+
+
 def test_validation_scale_mismatch_stays_silent_on_random_splits_of_zero_inflated_columns():
     # Columns 65-80% zeros: a quartile between 0 and the amounts made spreads 0.0004 against
     # 0.008 in 20 validation rows of a random split, "on another scale".

@@ -95,7 +95,8 @@ def shuffled_apart(dataset: Any) -> bool | None:
     label. ``None`` when a link of it cannot be read.
 
     Only that mix is read: two branches that each shuffle pair their rows alike when their seeds
-    match, and a branch of another length (a ``repeat()``-ed constant) pairs with no row.
+    match, and a branch that reads no rows (:func:`_generated`: a ``repeat()``-ed constant, a
+    ``range`` counter) pairs with no row, whatever its length.
     """
     seen: set[int] = set()
     chain = [dataset]
@@ -106,15 +107,38 @@ def shuffled_apart(dataset: Any) -> bool | None:
                 continue
             seen.add(id(link))
             inputs = list(link._inputs())  # tf.data's own, private
-            if "Zip" in type(link).__name__ and len(inputs) >= 2:
-                sizes = {int(i.cardinality()) for i in inputs}
-                shuffled = [shuffles(i) for i in inputs]
+            rows = [i for i in inputs if not _generated(i)] if "Zip" in type(link).__name__ else []
+            if len(rows) >= 2:
+                sizes = {int(i.cardinality()) for i in rows}
+                shuffled = [shuffles(i) for i in rows]
                 if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
                     return True
             chain.extend(inputs)
     except Exception:  # a dataset of another kind (a wrapper without the method)
         return None
     return False
+
+
+#: Datasets that make their elements rather than read rows: ``range``, ``from_tensors`` (a constant,
+#: repeated), ``Dataset.random``. ``from_generator`` is a ``flat_map`` over ``from_tensors``: not one.
+_GENERATING = ("RangeDataset", "TensorDataset", "RandomDataset")
+
+
+def _generated(dataset: Any) -> bool:
+    """Whether a dataset's chain starts from :data:`_GENERATING` datasets alone, and no
+    ``flat_map``/``interleave`` (which may read files or a generator) reads rows from them: it then
+    pairs with no row in a zip (``zip((rows.shuffle(n), Dataset.from_tensors(1.0).repeat(n)))``)."""
+    chain = [dataset]
+    while chain:
+        link = chain.pop()
+        name = type(link).__name__.lstrip("_")
+        if "FlatMap" in name or "Interleave" in name:
+            return False
+        inputs = list(link._inputs())
+        if not inputs and name not in _GENERATING:
+            return False
+        chain.extend(inputs)
+    return True
 
 
 def _is_random_op(op_type: str) -> bool:
