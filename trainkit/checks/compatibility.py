@@ -237,19 +237,26 @@ def _classification_fix(task: str, num_classes: int | None) -> str:
             f"with {{type: dense, units: {k}, activation: sigmoid}}).")
 
 
-def _output_fix(case: Case) -> str:
-    """The output layer a task and loss need, as code."""
+def _output_layer(case: Case) -> tuple[int | str, str | None]:
+    """``(units, activation)`` of the output layer a task and loss need (``"K"`` units where the
+    classes are unknown; ``None``: linear)."""
     k = case.num_classes or (case.units if case.units and case.units > 1 else "K")
     logits = case.loss.from_logits
     if case.task == "binary" and case.loss.kind in ("categorical", "sparse"):
-        return "Dense(2)" if logits else "Dense(2, activation='softmax')"
+        return 2, None if logits else "softmax"
     if case.task == "binary":
-        return "Dense(1)" if logits else "Dense(1, activation='sigmoid')"
+        return 1, None if logits else "sigmoid"
     if case.task == "multiclass":
-        return f"Dense({k})" if logits else f"Dense({k}, activation='softmax')"
+        return k, None if logits else "softmax"
     if case.task == "multilabel":
-        return f"Dense({k})" if logits else f"Dense({k}, activation='sigmoid')"
-    return f"Dense({case.units or 1})"
+        return k, None if logits else "sigmoid"
+    return case.units or 1, None
+
+
+def _output_fix(case: Case) -> str:
+    """The output layer a task and loss need, as code."""
+    units, act = _output_layer(case)
+    return f"Dense({units}" + (f", activation='{act}')" if act else ")")
 
 
 def _recipe_output(case: Case) -> str:
@@ -258,9 +265,7 @@ def _recipe_output(case: Case) -> str:
     A recipe's users write YAML: ``Dense(4, activation='softmax')`` or ``BinaryCrossentropy()``
     named classes they never construct, so the fixes below say the recipe's spelling too.
     """
-    code = _output_fix(case)
-    units = code[len("Dense("):].split(")")[0].split(",")[0]
-    act = code.split("activation='")[1].split("'")[0] if "activation='" in code else None
+    units, act = _output_layer(case)
     return f"{{type: dense, units: {units}" + (f", activation: {act}}}" if act else "}")
 
 
