@@ -699,6 +699,17 @@ def test_loss_at_chance_does_not_read_a_first_epoch_that_may_read_its_rows_sever
         assert "memorises" in finding(s.run(), "loss-at-chance").message
 
 
+def test_loss_at_chance_does_not_read_the_first_epoch_of_a_model_trained_before():
+    # A model that had memorised 300 rows of random labels, given to a new Trainer, began its first
+    # epoch at 0.2% of chance: it was told "the labels can be learned" and the validation rows blamed.
+    s = Stream()
+    s.context.one_pass_epochs, s.context.trained_before = True, True
+    train = curve(0.01, 0.001, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: 2.8 + 0.05 * e
+    assert "memorises" in finding(s.run(), "loss-at-chance").message
+
+
 def test_one_pass_epochs_of_a_training_source():
     from trainkit.diagnosis.run_context import one_pass_epochs
     from trainkit.sources import ArraySource, DatasetSource

@@ -244,14 +244,16 @@ def _first_epoch_learned(view: Diagnoser, chance: float) -> float | None:
     scored on rows the model never trained on (a progressive validation): random labels cannot go
     below chance there, memorised or not. Shuffled validation labels (val_loss 116% of chance beside
     a first epoch at 70-84%) were told "it memorises the training rows ... (e.g. random labels)".
-    Only from the run's own first epoch (not a resumed one), over enough rows for the mean to hold,
-    and where an epoch reads each row once: a ``.repeat()``-ed dataset's first epoch of
+    Only from the run's own first epoch of a fresh model (not a resumed run's, nor a model trained
+    before, :func:`fresh_start`: one that had memorised 300 rows of random labels started a new
+    trainer's first epoch at 0.2% of chance, and was told "the labels can be learned"), over enough
+    rows for the mean to hold, and where an epoch reads each row once: a ``.repeat()``-ed dataset's first epoch of
     ``steps_per_epoch`` batches (128 rows of random labels read 30 times) had memorised them
     (17% of chance), and was told "the labels can be learned".
     """
     rows = view.context.train_rows
     one_pass = view.context.one_pass_epochs if view.context.one_pass_epochs is not None else rows is not None
-    if (not view.epochs or view.epochs[0].epoch != 0 or chance <= 0 or not one_pass
+    if (not view.epochs or view.epochs[0].epoch != 0 or not fresh_start(view) or chance <= 0 or not one_pass
             or (rows is not None and rows < view.t.first_epoch_min_rows)):
         return None
     first = float(view.epoch_losses(data_only=True)[0])
