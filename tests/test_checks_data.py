@@ -1235,6 +1235,25 @@ def test_validation_augmented_leaves_out_stateless_draws_of_fixed_seeds():
     assert "StatelessRandomNormalV2" in finding.evidence["random_ops"]
 
 
+def test_validation_augmented_reads_a_cond_on_a_constant_training_flag_by_its_taken_branch():
+    # A shared preprocess(x, training) whose augmentation sits behind tf.cond(training, ...): the
+    # validation map's tf.constant(False) never runs it, and the untaken branch was reported.
+    ds = tf.data.Dataset.from_tensor_slices
+    train = ds((X[:480], YB[:480])).shuffle(480, seed=0).batch(32)
+    val = ds((X[480:], YB[480:]))
+
+    def preprocess(training):
+        def apply(a, b):
+            return tf.cond(training, lambda: a + tf.random.normal(tf.shape(a)), lambda: a / 2.0), b
+        return apply
+
+    assert "validation-augmented" not in codes(run("binary", train, None, x_val=val.map(preprocess(tf.constant(False))).batch(32)))
+    # The flag on, or a flag a variable holds (it may change): the branch may run.
+    for flag in (tf.constant(True), tf.Variable(False)):
+        (finding,) = [f for f in run("binary", train, None, x_val=val.map(preprocess(flag)).batch(32)) if f.code == "validation-augmented"]
+        assert finding.evidence["random_ops"] == ["RandomStandardNormal"]
+
+
 def test_shuffled_apart_finds_one_side_of_a_zip_shuffled_alone():
     # zip((x_ds, y_ds.shuffle(n))) pairs each row with another row's label: a validation dataset so
     # built was told by loss-at-chance that the model memorised random labels.

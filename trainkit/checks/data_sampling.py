@@ -174,6 +174,39 @@ def _draws_anew(op: Any, top: bool) -> bool:
     return False
 
 
+def _run_graphs(graph: Any) -> list[tuple[Any, bool]]:
+    """A map function's graph and the function graphs its ops call (``tf.function``s, ``tf.cond``
+    branches; their own calls too), each with whether it is the map function's own.
+
+    A ``tf.cond`` on a constant runs its taken branch only: augmentation behind a training flag
+    that the validation map sets to ``tf.constant(False)`` never runs there, and was reported.
+    """
+    import tensorflow as tf
+
+    functions: dict[str, Any] = {}
+    pending = [graph]
+    while pending:  # every function defined in the map's graph, by name, nested ones too
+        for name, function in getattr(pending.pop(), "_functions", {}).items():
+            if name not in functions and getattr(function, "graph", None) is not None:
+                functions[name] = function.graph
+                pending.append(function.graph)
+    found, todo, seen = [(graph, True)], [graph], set()
+    while todo:
+        for op in todo.pop().get_operations():
+            pred = tf.get_static_value(op.inputs[0]) if op.type in ("If", "StatelessIf") and op.inputs else None
+            if pred is not None:
+                names = [op.get_attr("then_branch" if pred else "else_branch").name]
+            else:
+                names = [value.func.name for value in op.node_def.attr.values() if value.HasField("func")]
+                names += [f.name for value in op.node_def.attr.values() for f in value.list.func]
+            for name in names:
+                if name in functions and name not in seen:
+                    seen.add(name)
+                    found.append((functions[name], False))
+                    todo.append(functions[name])
+    return found
+
+
 def random_ops(dataset: Any) -> tuple[str, ...] | None:
     """The random ops the map functions of a ``tf.data.Dataset``'s pipeline run (and the
     ``tf.function`` functions they call) that draw anew at every pass (see :func:`_draws_anew`),
@@ -194,11 +227,8 @@ def random_ops(dataset: Any) -> tuple[str, ...] | None:
                 continue
             seen.add(id(link))
             wrapper = getattr(link, "_map_func", None)
-            graphs = [(wrapper.function.graph, True)] if wrapper is not None else []
-            while graphs:
-                graph, top = graphs.pop()
+            for graph, top in _run_graphs(wrapper.function.graph) if wrapper is not None else ():
                 found.update(op.type for op in graph.get_operations() if _is_random_op(op.type) and _draws_anew(op, top))
-                graphs.extend((f.graph, False) for f in getattr(graph, "_functions", {}).values() if getattr(f, "graph", None) is not None)
             chain.extend(link._inputs())  # tf.data's own, private
     except Exception:  # a dataset of another kind, or a tf.data without these attributes
         return None
