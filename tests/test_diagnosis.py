@@ -3474,6 +3474,22 @@ def test_nan_loss_of_a_keras_loss_that_overflowed_puts_the_learning_rate_first_n
     assert f.advice.startswith("The loss grew until it overflowed: lower the learning rate") and "custom" not in f.advice
 
 
+def test_nan_loss_of_a_keras_loss_that_overflowed_from_a_first_loss_of_zero():
+    # A linear model of zero weights on a first batch of zero targets starts at a loss of exactly 0;
+    # SGD at 10 then overflowed the MSE, and the ratio to the first step's loss stopped the fit
+    # with ZeroDivisionError.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = (5e4 + 1e4 * x[:, 0]).astype("float32")
+    y[:32] = 0.0
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.SGD(10.0), task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=10, batch_size=32, check_data=False, verbose=0, shuffle=False)
+    (f,) = nan_findings(trainer)
+    assert "overflowed" in f.message and "the first step's" not in f.message and "lower the learning rate" in f.advice
+
+
 def test_advice_names_the_optimizer_a_loss_scale_optimizer_wraps():
     # It named {name: lossscaleoptimizer, ...} (no recipe takes it) and judged Adam's rate as plain
     # SGD's: lowered to 0.00589 instead of at most Adam's 1e-3.

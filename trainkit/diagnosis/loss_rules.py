@@ -579,7 +579,9 @@ def nan_loss(view: Diagnoser) -> Issue | None:
             evidence, step=nf.loss_step, epoch=epoch_of_step(view, nf.loss_step), layer=layer)
     if overflow:
         first = first_losses(view)
-        grew = len(first) > 0 and nf.last_finite_loss > 100 * float(first[0])
+        # A first loss of exactly 0 (zero weights on zero targets) is no scale to grow from: the
+        # ratio divided by it and the fit stopped on ZeroDivisionError.
+        grew = len(first) > 0 and float(first[0]) > 0 and nf.last_finite_loss > 100 * float(first[0])
         lower = f"lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view)})"
         scale = f"{standardise_advice(view)}, " if standardise_advice(view) else ""
         check = "check the targets and sample weights of that step's batch for NaN/inf"
