@@ -1223,7 +1223,12 @@ def test_validation_augmented_leaves_out_stateless_draws_of_fixed_seeds():
     def per_row(i, pair):
         return pair[0] + tf.random.stateless_normal(tf.shape(pair[0]), seed=tf.stack([i, 0])), pair[1]
 
-    for data in (val.map(fixed).batch(32), val.enumerate().map(per_row).batch(32)):
+    # sample_from_datasets and rejection_resample draw their choices with a stateless op seeded by a
+    # Dataset.random: rows sampled, not altered (both were told "augmentation or noise").
+    halves = [val.take(60), val.skip(60)]
+    mixed = tf.data.Dataset.sample_from_datasets(halves, weights=[0.5, 0.5], seed=1)
+    resampled = val.rejection_resample(lambda a, b: tf.cast(b, tf.int32), target_dist=[0.5, 0.5], seed=1).map(lambda _, pair: pair)
+    for data in (val.map(fixed).batch(32), val.enumerate().map(per_row).batch(32), mixed.batch(32), resampled.batch(32)):
         assert "validation-augmented" not in codes(run("binary", train, None, x_val=data))
     # Seeds drawn from a generator's state change at every pass: still reported.
     generator = tf.random.Generator.from_seed(0)
