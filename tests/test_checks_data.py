@@ -1294,6 +1294,17 @@ def test_shuffled_apart_leaves_out_a_zipped_side_that_reads_no_rows():
     assert "shuffled-apart" in codes(run("binary", data, None))
 
 
+def test_shuffled_apart_leaves_out_zips_of_whole_examples():
+    # zip((ds, ds.shuffle(n))) of (x, y) examples pairs whole examples on purpose (mixup, a siamese
+    # network's pairs): each row keeps its label, yet it was told "paired with another row's label".
+    ds = tf.data.Dataset.from_tensor_slices
+    rows = ds((X[:480], YB[:480])).shuffle(480, seed=0)
+    # Sides of whole (x, y) examples, one shuffled: mixup's or a siamese network's pairs, on purpose.
+    mixup = tf.data.Dataset.zip((ds((X[:480], YB[:480])), rows)).map(
+        lambda one, two: (0.7 * one[0] + 0.3 * two[0], 0.7 * tf.cast(one[1], tf.float32) + 0.3 * tf.cast(two[1], tf.float32)))
+    assert "shuffled-apart" not in codes(run("binary", mixup.batch(32), None))
+
+
 def test_validation_scale_mismatch_stays_silent_on_random_splits_of_zero_inflated_columns():
     # Columns 65-80% zeros: a quartile between 0 and the amounts made spreads 0.0004 against
     # 0.008 in 20 validation rows of a random split, "on another scale".

@@ -95,8 +95,10 @@ def shuffled_apart(dataset: Any) -> bool | None:
     label. ``None`` when a link of it cannot be read.
 
     Only that mix is read: two branches that each shuffle pair their rows alike when their seeds
-    match, and a branch that reads no rows (:func:`_generated`: a ``repeat()``-ed constant, a
-    ``range`` counter) pairs with no row, whatever its length.
+    match, a branch that reads no rows (:func:`_generated`: a ``repeat()``-ed constant, a
+    ``range`` counter) pairs with no row, whatever its length, and sides that each yield whole
+    ``(x, y)`` examples keep every row with its label: ``zip((ds, ds.shuffle(n)))`` pairs
+    examples on purpose (mixup, a siamese network's pairs).
     """
     seen: set[int] = set()
     chain = [dataset]
@@ -108,7 +110,7 @@ def shuffled_apart(dataset: Any) -> bool | None:
             seen.add(id(link))
             inputs = list(link._inputs())  # tf.data's own, private
             rows = [i for i in inputs if not _generated(i)] if "Zip" in type(link).__name__ else []
-            if len(rows) >= 2:
+            if len(rows) >= 2 and not all(_whole_examples(i) for i in rows):
                 sizes = {int(i.cardinality()) for i in rows}
                 shuffled = [shuffles(i) for i in rows]
                 if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
@@ -122,6 +124,12 @@ def shuffled_apart(dataset: Any) -> bool | None:
 #: Datasets that make their elements rather than read rows: ``range``, ``from_tensors`` (a constant,
 #: repeated), ``Dataset.random``. ``from_generator`` is a ``flat_map`` over ``from_tensors``: not one.
 _GENERATING = ("RangeDataset", "TensorDataset", "RandomDataset")
+
+
+def _whole_examples(dataset: Any) -> bool:
+    """Whether a dataset yields ``(x, y)`` or ``(x, y, sample_weight)`` tuples, each row with its label."""
+    spec = dataset.element_spec
+    return isinstance(spec, tuple) and 2 <= len(spec) <= 3
 
 
 def _generated(dataset: Any) -> bool:
