@@ -439,6 +439,39 @@ def test_a_layer_unfrozen_after_the_optimizer_was_built_is_refused_not_left_froz
     assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
 
 
+@pytest.mark.parametrize("change", ["add-weightless", "pop-and-add"])
+def test_a_model_whose_layers_changed_since_its_first_fit_is_refused_not_trained_as_it_was(change):
+    # A notebook's model.add(Rescaling(100)) between two fits: the compiled step still called the
+    # old layers, so fit trained (loss ~1) and evaluate measured the model without the new layer,
+    # in silence; model.pop() + add() was refused as "unfrozen" weights (trainable-changed).
+    x, y = make_data(200)
+    model = make_model()
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0, validation_split=0.2)
+    if change == "add-weightless":
+        model.add(keras.layers.Rescaling(100.0))
+    else:
+        model.pop()
+        model.add(keras.layers.Dense(1, activation="sigmoid"))
+    for call in (lambda: trainer.fit(x, y, epochs=1, verbose=0), lambda: trainer.evaluate(x, y)):
+        with pytest.raises(ArgumentError) as info:
+            call()
+        assert info.value.code == "model-changed" and "new Trainer" in info.value.message
+    # predict only calls the model: it follows the new layers, as model.predict does
+    np.testing.assert_allclose(trainer.predict(x), model.predict(x, verbose=0), rtol=1e-6)
+    assert len(make_trainer(model).fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
+
+
+def test_a_model_first_built_by_fit_is_not_taken_for_a_changed_one():
+    x, y = make_data(200)
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    trainer.predict(x[:4])
+    for _ in range(2):
+        assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
+    assert set(trainer.evaluate(x, y)) == {"loss"}
+
+
 @pytest.mark.parametrize("unfreeze", [True, False])
 def test_a_layer_a_callback_freezes_or_unfreezes_during_a_fit_is_refused_not_ignored(unfreeze):
     # A Keras callback's base.trainable = True at epoch 2 was ignored: the step traced at the

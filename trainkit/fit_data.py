@@ -32,6 +32,7 @@ from trainkit.checks.data_sampling import shuffles
 from trainkit.errors import ArgumentError, DataError, closest
 from trainkit.findings import Finding
 from trainkit.inputs import accepted_input
+from trainkit.model_layers import layer_ids, refuse_changed_layers
 from trainkit.modelbuild import ensure_built
 from trainkit.sources import (
     SAMPLE_BATCHES,
@@ -76,6 +77,8 @@ class FitData:
     _metric_outputs: list[int | None]
     #: Where ``validation_split`` cut the caller's arrays (the validation rows start there), or ``None``.
     _split_at: int | None = None
+    #: :func:`~trainkit.model_layers.layer_ids` of the model once built, or ``None`` before.
+    _layer_ids: tuple[int, ...] | None = None
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
@@ -226,7 +229,15 @@ class FitData:
             self._count_outputs(lambda: first_inputs(train))
             if not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
+        if self._layer_ids is None:  # a model first built now: its layers are those from here on
+            self._layer_ids = layer_ids(self.model)
         self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])
+
+    def _refuse_changed_layers(self) -> None:
+        """Refuses to go on with a model whose layers changed since this trainer had it built
+        (see :mod:`trainkit.model_layers`), before its data is checked against the old layers."""
+        if self._layer_ids is not None:
+            refuse_changed_layers(self._layer_ids, self.model)
 
     def _reads_inputs_itself(self) -> bool:
         """Whether a subclass reads the inputs in a step of its own, which may read dict entries

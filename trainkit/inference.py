@@ -24,6 +24,7 @@ from trainkit.errors import ArgumentError, DataError
 from trainkit.fit_data import check_batch_size, check_input_shapes
 from trainkit.inputs import accepted_input, is_iterator, reraises_source_errors
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
+from trainkit.model_layers import layer_ids
 from trainkit.predict_loop import batched_predict_function, dataset_predict_function
 from trainkit.sources import (
     SAMPLE_BATCHES,
@@ -47,6 +48,8 @@ class Inference:
     _predict_fn: Any
     _predict_dataset_fn: Any
     _predict_arrays_fn: Any
+    #: :func:`~trainkit.model_layers.layer_ids` of the model the predict functions were traced for.
+    _predict_layer_ids: tuple[int, ...] = ()
 
     @needs_init
     @reraises_source_errors
@@ -62,6 +65,7 @@ class Inference:
         Keras code: evaluate prints nothing.
         """
         check_batch_size(batch_size)
+        self._refuse_changed_layers()
         x = accepted_input(x)
         if isinstance(x, tf.data.Dataset):
             if not self._reads_inputs_itself():
@@ -140,6 +144,13 @@ class Inference:
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
         if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset | keras.utils.PyDataset):
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset, a PyDataset or a generator; numpy data is predicted whole.")
+        layers = layer_ids(self.model)
+        if layers != self._predict_layer_ids:
+            # Layers added or replaced since (model.pop(), model.add(...)): the functions traced
+            # before call the old ones. Predicting only calls the model, so trace it again, as
+            # model.predict does (fit and evaluate refuse it: see trainkit.model_layers).
+            self._predict_fn = self._predict_arrays_fn = self._predict_dataset_fn = None
+            self._predict_layer_ids = layers
         if self._predict_fn is None:
             self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them

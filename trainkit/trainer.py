@@ -78,6 +78,7 @@ from trainkit.loop import (
     StepOutputs,
     autograph_overrides,
 )
+from trainkit.model_layers import layer_ids
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
@@ -360,6 +361,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._predict_arrays_fn: Any = None
         self._predict_dataset_fn: Any = None
         self._model_trained_before = False  # see fit
+        # The layers its checks, heads and compiled steps are made for (see _refuse_changed_layers);
+        # a model built at its first fit is recorded then.
+        self._layer_ids = layer_ids(model) if model.built and model.variables else None
         self.findings.extend(self.check_model())
         self._initialized = True  # what _needs_init looks for
 
@@ -896,6 +900,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             raise ArgumentError("bad-argument", f"validation_freq={validation_freq!r}: trainkit validates after every epoch (the diagnosis and early "
                                                 "stopping read each epoch's validation loss). Leave it at 1, or pass no validation data and call "
                                                 "evaluate() when you want it.")
+        self._refuse_changed_layers()
         if not resume:
             from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 
