@@ -3604,6 +3604,23 @@ def test_nan_loss_with_on_nan_warn_records_the_finding_and_trains_on():
     assert len(history.epoch) == 4 and len(nan_findings(trainer)) == 1
 
 
+def test_a_fit_whose_last_epochs_are_nan_prints_no_numpy_warning():
+    # With on_nan: warn, the end-of-run diagnosis took np.nanmin of the last epochs' losses, all
+    # NaN: numpy's "All-NaN slice encountered" RuntimeWarning landed in the user's output.
+    import warnings
+
+    x, y = regression_data(200)
+    x[:, 3] *= 1000  # unscaled, with a learning rate far too high: NaN within the first epoch
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.5), task="binary", seed=0, jit_compile=False, on_nan="warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = trainer.fit(x, (y > 0).astype("float32"), epochs=3, batch_size=10, verbose=0)
+    assert np.isnan(history.history["loss"][-1]) and len(nan_findings(trainer)) == 1
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
 def test_nan_weights_behind_a_finite_loss_are_nan_loss():
     # sqrt of negative pre-activations: NaN gradients made the next layer's weights NaN at step 0,
     # a ReLU turned its NaN outputs into 0 and the loss stayed finite (ln 2): the run got only

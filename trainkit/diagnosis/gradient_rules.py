@@ -147,7 +147,13 @@ def learned_something(view: Diagnoser) -> bool | None:
     val = val[np.isfinite(val)]
     if val.size:
         return float(np.min(val)) < view.t.at_chance_validation * (val_chance_level(view) or chance)
-    return float(np.nanmin(losses[-max(1, len(losses) // 3):])) < view.t.at_chance_train * chance
+    tail = losses[-max(1, len(losses) // 3):]
+    tail = tail[~np.isnan(tail)]
+    if not tail.size:
+        # Its last epochs were NaN (on_nan: warn): unknown. np.nanmin printed numpy's "All-NaN
+        # slice encountered" RuntimeWarning into the user's output at the end of such a fit.
+        return None
+    return float(np.min(tail)) < view.t.at_chance_train * chance
 
 
 def _vanishing_forward(view: Diagnoser) -> Issue | None:
