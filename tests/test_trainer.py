@@ -1940,6 +1940,24 @@ def test_a_verbose_model_fit_does_not_know_is_refused(verbose):
     assert info.value.code == "bad-argument" and "verbose must be 0" in info.value.message
 
 
+def test_a_fit_that_shows_its_progress_prints_the_checks_warnings(capsys):
+    # They were only in trainer.findings: a notebook's fit printed "Fix what unscaled-inputs says
+    # first" (a live diagnosis line) about a finding it never showed.
+    x, y = make_data(64, features=4)
+    x = x * 300 + 1000
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    trainer = make_trainer(model, loss="mse", task="regression", diagnose=False)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert capsys.readouterr().err == ""
+    trainer.fit(x, y, epochs=1, verbose=2)
+    err = capsys.readouterr().err
+    assert "check: WARNING [unscaled-inputs]" in err and "check: WARNING [linear-hidden-layers]" in err
+    trainer.fit(x, y, epochs=1, verbose=2)  # the data's again, the model's once
+    err = capsys.readouterr().err
+    assert "[unscaled-inputs]" in err and "[linear-hidden-layers]" not in err
+    assert {"unscaled-inputs", "linear-hidden-layers"} <= {f.code for f in trainer.findings}
+
+
 def test_verbose_2_prints_the_epoch_lines_without_a_bar(capsys):
     import io
 

@@ -79,6 +79,8 @@ class FitData:
     _split_at: int | None = None
     #: :func:`~trainkit.model_layers.layer_ids` of the model once built, or ``None`` before.
     _layer_ids: tuple[int, ...] | None = None
+    #: The checks' warnings the next fit that shows its progress prints (see ``Trainer._show_check_warnings``).
+    _unshown_checks: list[Finding] = []  # noqa: RUF012 - replaced, never mutated
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
@@ -217,6 +219,8 @@ class FitData:
         # This fit's data checks replace an earlier fit's: a trainer fitted three times listed
         # unscaled-inputs three times, and kept it after a fit on data standardised since.
         self.findings[:] = [*(f for f in self.findings if f.code not in _DATA_CHECK_CODES), *found]
+        self._unshown_checks = [*(f for f in self._unshown_checks if f.code not in _DATA_CHECK_CODES),
+                                *(f for f in found if f.severity != "info")]
 
     def _ensure_built(self, train: Any) -> None:
         """Builds the model and the optimizer's slots before anything is traced.

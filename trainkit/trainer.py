@@ -365,6 +365,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # a model built at its first fit is recorded then.
         self._layer_ids = layer_ids(model) if model.built and model.variables else None
         self.findings.extend(self.check_model())
+        # Printed at the first fit that shows its progress (see _show_check_warnings).
+        self._unshown_checks = [f for f in self.findings if f.severity != "info"]
         self._initialized = True  # what _needs_init looks for
 
     def _create_state(self, loss: Spec, optimizer: Spec, metrics: Any, task: Task, loss_weights: Any, auto_scale_loss: bool) -> None:
@@ -860,7 +862,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 work at epochs (``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``...;
                 see :mod:`trainkit.callbacks.keras_callbacks`). ``None`` is none, as in ``model.fit``.
             verbose: 1 (or ``"auto"``) shows a progress bar and a line per epoch, 2 the lines
-                only, 0 nothing.
+                only, 0 nothing. With 1 or 2 the checks' warnings not shown yet are printed
+                before the first epoch (see :meth:`_show_check_warnings`).
             initial_epoch: Epoch to start from (when resuming).
             check_data: Run the data checks first (skip only when already run on this data).
             resume: Continue from the newest checkpoint under ``<logdir>/checkpoints``: weights,
@@ -954,6 +957,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._epochs_skipped = initial_epoch
         self._step = None  # a restored checkpoint or a custom loop may have moved global_step
         console = [ConsoleLogger(progress_bar=verbose == 1)] if verbose else []
+        if console:
+            self._show_check_warnings(console[0].console)
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
         began = False
@@ -1003,6 +1008,19 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         with stop_on_signals():
             self._end_training(callback_list, began)
         return self.history
+
+    def _show_check_warnings(self, console: Any) -> None:
+        """Prints the checks' warnings not shown yet: the model checks' once, each fit's data checks'.
+
+        The live diagnosis prints its own warnings; these were only in :attr:`findings`, so a
+        notebook's fit printed "Fix what unscaled-inputs says first" about a finding it never
+        showed. (A recipe run reports them in its summary.)
+        """
+        for finding in self._unshown_checks:
+            if not any(finding is kept for kept in self.findings):
+                continue  # withdrawn since (bounded-output-for-regression, by targets in range)
+            console.print(f"check: {finding.format()}", markup=False, highlight=False, soft_wrap=True)
+        self._unshown_checks = []
 
     def _share_history(self, verbose: int) -> None:
         """Gives this fit's History Keras's ``params`` and ``model``, and the model its ``history``,
