@@ -197,6 +197,33 @@ def test_names_learnt_from_the_in_memory_loop_serve_every_call_of_the_epoch(bad_
 
 
 @pytest.mark.parametrize("bad_batch", [None, 2], ids=["clean", "nan in a full batch"])
+def test_data_without_a_partial_batch_reuses_the_trace_with_one(bad_batch):
+    """Without XLA, data with no partial batch after data with one (a fit with validation_split
+    after a fit without) runs through the trace that has the tail, leaving it unrun: the whole
+    loop, the step twice, was traced again."""
+    traced = []
+
+    def counted_step(batch):
+        traced.append(batch[0].shape[0])
+        return mean_step(batch)
+
+    loop = CompiledLoop(counted_step, stop_on_nonfinite=True)
+    loop.discover_names((tf.TensorSpec((None, 1)), tf.TensorSpec((None, 1))), batch_rows=4, tail_rows=2)  # 42 rows
+    data, x = data_with_nan_in_batch(bad_batch, rows=40)  # 10 full batches, no partial one
+    full, partial = epoch_batches(np.arange(40), 4)
+    assert partial is None
+    out = loop.run_in_memory(data, tf.constant(full), 0, 10, 10)
+    assert traced == [4, None]
+    ((_, fn),) = loop._in_memory_fns.items()
+    assert fn.experimental_get_tracing_count() == 1
+    if bad_batch is None:
+        assert out.steps == 10 and out.batch_sizes.tolist() == [4] * 10
+        np.testing.assert_allclose(out.as_dict()["loss"], x.reshape(10, 4).mean(axis=1))
+    else:
+        assert out.steps == 3 and np.isnan(out.as_dict()["loss"][-1])
+
+
+@pytest.mark.parametrize("bad_batch", [None, 2], ids=["clean", "nan in a full batch"])
 def test_names_learnt_from_the_streaming_loop_serve_every_call(bad_batch):
     """Without XLA, discover_names(streaming=True) traces the streaming call itself: calls of any
     length, the one that finds the iterator dry included, reuse that trace of the step."""
