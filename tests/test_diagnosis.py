@@ -718,6 +718,13 @@ def test_one_pass_epochs_of_a_training_source():
     assert one_pass_epochs(ArraySource((np.zeros((8, 2), "float32"), np.zeros(8, "float32")))) is True
     assert one_pass_epochs(DatasetSource(rows.batch(8))) is True
     assert one_pass_epochs(DatasetSource(rows.shuffle(64).repeat().batch(8), 30)) is False
+    # A generator may loop over its rows without a .repeat(): read steps_per_epoch batches an
+    # epoch, how often it reads each is unknown (run to its end, once).
+    batches = tf.data.Dataset.from_generator(lambda: iter([(np.zeros((8, 2), "float32"), np.zeros(8, "float32"))]),
+                                             output_signature=(tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.float32)))
+    assert one_pass_epochs(DatasetSource(batches, 30)) is None
+    assert one_pass_epochs(DatasetSource(batches)) is True
+    assert one_pass_epochs(DatasetSource(rows.batch(8), 4)) is True
 
 
 def test_loss_at_chance_names_rows_shuffled_apart_from_their_labels():

@@ -68,12 +68,20 @@ def first_batch_rows(source: Any) -> int | None:
 def one_pass_epochs(source: Any) -> bool | None:
     """Whether an epoch of a training source reads each row once at most: in-memory rows do, and a
     dataset whose pipeline holds no ``.repeat()`` (one that repeats, read ``steps_per_epoch``
-    batches an epoch, may read its rows many times over); ``None`` when unknown."""
+    batches an epoch, may read its rows many times over); ``None`` when unknown, as for a dataset
+    of unknown or endless length read ``steps_per_epoch`` batches an epoch."""
     dataset = getattr(source, "dataset", None)
     if dataset is None:
         return True if hasattr(source, "rows") else None
     found = repeats(dataset)
-    return None if found is None else not found
+    if found is None or found:
+        return None if found is None else False
+    if getattr(source, "steps", None) is not None and int(dataset.cardinality()) < 0:
+        # A generator that loops over its rows (from_generator of a `while True:` over 128 rows
+        # of random labels, 80 steps an epoch) holds no .repeat(): its first epoch memorised them
+        # (46% of chance) and was told "the labels can be learned".
+        return None
+    return True
 
 
 def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
