@@ -497,6 +497,21 @@ def test_a_layer_a_callback_freezes_or_unfreezes_during_a_fit_is_refused_not_ign
     assert ("became trainable" in info.value.message) == unfreeze
 
 
+def test_a_layer_a_callback_freezes_before_the_first_epoch_is_told_to_set_trainable_before_fit():
+    # A callback's on_train_begin runs after the step was traced: the advice was "fit(..., epochs=0) first".
+    x, y = make_data(200)
+    model = make_model()
+
+    class Freeze(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            model.layers[0].trainable = False
+
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(model).fit(x, y, epochs=3, initial_epoch=1, verbose=0, callbacks=[Freeze()])
+    assert info.value.code == "trainable-changed" and "before calling fit" in info.value.message
+    assert "epochs=1" not in info.value.message
+
+
 class AboveThreshold(keras.metrics.Metric):
     """A metric of the user's own with an argument, and no get_config() that returns it."""
 

@@ -356,6 +356,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # The trainable variables the training loop was traced for (see _follow_trainable_changes).
         self._loop_variables: tuple[int, ...] = ()
         self._fit_variables: tuple[int, ...] = ()  # and those the running fit began with
+        self._fit_first_epoch = 0  # the first epoch that fit runs
         self._eval_loop: CompiledLoop | None = None
         self._predict_fn: Any = None
         self._predict_arrays_fn: Any = None
@@ -975,6 +976,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 # A resumed run that a callback ended (early stopping) is finished, like one that
                 # trained all its epochs: nothing is left to train.
                 last_epoch = initial_epoch if self.stop_reason in FINISHED_STOP_REASONS else epochs
+                self._fit_first_epoch = initial_epoch
                 for epoch in range(initial_epoch, last_epoch):
                     first_batch, start_batch = start_batch, 0
                     logs = self._run_epoch(epoch, train, batch_size, shuffle, callback_list, first_batch, stop_request, callbacks)
@@ -1314,10 +1316,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         frozen = len(traced - {id(v) for v in variables})
         names = ", ".join(getattr(v, "path", v.name) for v in unfrozen[:3])
         what = f"{len(unfrozen)} weights became trainable ({names})" if unfrozen else f"{frozen} weights were frozen"
+        # Before this fit's first epoch (a callback's on_train_begin) no epoch ran to end a fit at:
+        # "fit(..., epochs=0) first" was the advice.
+        when = ("Set trainable before calling fit instead (a callback's on_train_begin runs after the step was traced)"
+                if epoch == self._fit_first_epoch else f"Change trainable between fits instead: fit(..., epochs={epoch}) first, "
+                                                       "then a second fit with the layers frozen or unfrozen")
         raise ArgumentError("trainable-changed", f"{what} during this fit, before epoch {epoch + 1} (by a callback?): the "
                                                  "compiled step trains the weights that were trainable when the fit began, so the change would be "
-                                                 f"ignored to the end of the fit. Change trainable between fits instead: fit(..., epochs={epoch}) first, "
-                                                 "then a second fit with the layers frozen or unfrozen (unfrozen ones need a new Trainer with a new "
+                                                 f"ignored to the end of the fit. {when} (unfrozen ones need a new Trainer with a new "
                                                  "optimizer, its learning rate low: Trainer(model, optimizer=keras.optimizers.Adam(1e-5), ...)).")
 
     def _check_step_returns_loss(self) -> None:
