@@ -3294,6 +3294,9 @@ def test_cross_entropy_on_soft_targets_is_told_how_far_it_got_between_their_mean
     assert f"their own entropy, {format_number(levels.floor)}" in f.message and "loss-at-chance" in f.message
     s.train_loss = lambda e, st: levels.constant + 0.1
     assert "is still above the mean prediction's loss" in finding(s.run(), "chance-level-unknown").message
+    s.train_loss = lambda e, st: float("nan") if e >= 3 else levels.constant - 0.01  # beside nan-loss
+    message = finding(s.run(), "chance-level-unknown").message
+    assert "is not finite" in message and "above the mean prediction's loss" not in message
     # A fit works them out from its targets.
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6, activation="sigmoid")])
     trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="multilabel", statistics=False)

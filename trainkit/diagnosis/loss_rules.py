@@ -1007,7 +1007,9 @@ def _soft_targets_note(view: Diagnoser, loss: str) -> Issue:
     share = (constant - final) / (constant - floor)
     # A loss still above the mean prediction's (a conv autoencoder after 10 epochs: 0.24 against
     # 0.14) read "covers -97% of the way".
-    where = (f"covers {share:.0%} of the way from the mean prediction's loss down to that floor" if share >= 0 else
+    # A NaN final loss (share NaN) read "is still above the mean prediction's loss" beside nan-loss.
+    where = ("is not finite, so how far it got cannot be told" if not np.isfinite(share) else
+             f"covers {share:.0%} of the way from the mean prediction's loss down to that floor" if share >= 0 else
              "is still above the mean prediction's loss: the model does no better than predicting the mean yet")
     return Issue(
         f"The targets are probabilities, not 0/1 labels (an autoencoder's pixels in [0, 1], a teacher's soft labels): "
