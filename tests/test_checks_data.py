@@ -284,6 +284,12 @@ def test_unscaled_target_images_for_binary_crossentropy_are_told_to_be_divided_b
     with pytest.raises(DataError) as info:
         check_data(pixels / 255, counts, model=dense, loss=get_loss("bce"), task="multilabel")
     assert "y = (y > 0)" in info.value.message
+    # Heavy-tailed counts reach 128-255 too (most of them a few): they were told pixels, y / 255.
+    counts = np.minimum(rng.zipf(1.6, (60, 64)) - 1, 200).astype("float32")
+    assert counts.max() >= 128
+    with pytest.raises(DataError) as info:
+        check_data(pixels / 255, counts, model=dense, loss=get_loss("bce"), task="multilabel")
+    assert "y = (y > 0)" in info.value.message and "/ 255" not in info.value.message
     with pytest.raises(DataError) as info:
         check_data(pixels / 255, 255 * (pixels > 127), model=dense, loss=get_loss("bce"), task="multilabel")
     assert "0/255 masks" in info.value.message

@@ -242,14 +242,22 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
 #: read as 8-bit pixels (see :func:`_pixel_values`).
 _PIXEL_ROW_VALUES = 16
 _PIXEL_MIN_HIGH = 128.0
+#: The median nonzero value, at least, of targets read as pixels (a count's is a few).
+_PIXEL_MIN_MEDIAN = 16.0
 
 
 def _pixel_values(y: np.ndarray, lo: float, hi: float) -> bool:
     """Whether binary cross-entropy targets outside [0, 1] look like 8-bit pixels: rows of
     16 values or more (an image, a flattened one too) between 0 and at most 255, the largest at
-    least 128, and more than two values (0/255 masks have advice of their own)."""
-    return (y.ndim >= 2 and y[0].size >= _PIXEL_ROW_VALUES and lo >= 0 and _PIXEL_MIN_HIGH <= hi <= 255
-            and len(_distinct(y, 2)) > 2)
+    least 128, more than two values (0/255 masks have advice of their own), and their median
+    nonzero value 16 or more: word or tag counts reach 128-255 too, but most of them are a few
+    (Zipf-like counts over 64 columns up to 200: median 4), where an image's pixels spread over the range."""
+    if not (y.ndim >= 2 and y[0].size >= _PIXEL_ROW_VALUES and lo >= 0 and _PIXEL_MIN_HIGH <= hi <= 255
+            and len(_distinct(y, 2)) > 2):
+        return False
+    sample = strided_rows(y.reshape(-1), 200_000)
+    nonzero = sample[sample > 0]
+    return nonzero.size > 0 and float(np.median(nonzero)) >= _PIXEL_MIN_MEDIAN
 
 
 def _columns_issue(y: np.ndarray, name: str, loss: str, layer: str | None) -> Issue | None:
