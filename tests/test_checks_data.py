@@ -1311,6 +1311,24 @@ def test_shuffled_apart_leaves_out_zips_of_whole_examples():
     assert "shuffled-apart" not in codes(run("binary", mixup.batch(32), None))
 
 
+def test_shuffled_apart_still_reads_rows_read_from_a_generated_side_and_tuples_of_other_specs():
+    # Rows a range's map gathers, a from_tensors(y).unbatch(), and a two-input model's (x1, x2)
+    # beside a two-output model's (y1, y2), one side shuffled, were left out as a side that reads
+    # no rows or as whole (x, y) examples: each row still meets another row's label.
+    ds = tf.data.Dataset.from_tensor_slices
+    x, y = X[:480], YB[:480].astype("float32")
+    gathered = tf.data.Dataset.range(480).shuffle(480, seed=0).map(lambda i: tf.gather(x, i))
+    apart = [tf.data.Dataset.zip((gathered, ds(y))),
+             tf.data.Dataset.zip((ds(x), tf.data.Dataset.from_tensors(y).unbatch().shuffle(480, seed=0))),
+             tf.data.Dataset.zip((ds((x, x)), ds((y, y)).shuffle(480, seed=0))).map(lambda xs, ys: (xs[0] + xs[1], ys[0]))]
+    for data in apart:
+        assert "shuffled-apart" in codes(run("binary", data.batch(32), None))
+    # A counter a map turns into a number holds no rows: still left out.
+    counter = tf.data.Dataset.range(480).map(lambda i: tf.cast(i, tf.float32))
+    data = tf.data.Dataset.zip((ds((x, y)).shuffle(480, seed=0), counter)).map(lambda pair, i: pair)
+    assert "shuffled-apart" not in codes(run("binary", data.batch(32), None))
+
+
 def test_validation_scale_mismatch_stays_silent_on_random_splits_of_zero_inflated_columns():
     # Columns 65-80% zeros: a quartile between 0 and the amounts made spreads 0.0004 against
     # 0.008 in 20 validation rows of a random split, "on another scale".

@@ -110,7 +110,7 @@ def shuffled_apart(dataset: Any) -> bool | None:
             seen.add(id(link))
             inputs = list(link._inputs())  # tf.data's own, private
             rows = [i for i in inputs if not _generated(i)] if "Zip" in type(link).__name__ else []
-            if len(rows) >= 2 and not all(_whole_examples(i) for i in rows):
+            if len(rows) >= 2 and not _whole_examples(rows):
                 sizes = {int(i.cardinality()) for i in rows}
                 shuffled = [shuffles(i) for i in rows]
                 if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
@@ -126,10 +126,12 @@ def shuffled_apart(dataset: Any) -> bool | None:
 _GENERATING = ("RangeDataset", "TensorDataset", "RandomDataset")
 
 
-def _whole_examples(dataset: Any) -> bool:
-    """Whether a dataset yields ``(x, y)`` or ``(x, y, sample_weight)`` tuples, each row with its label."""
-    spec = dataset.element_spec
-    return isinstance(spec, tuple) and 2 <= len(spec) <= 3
+def _whole_examples(datasets: list[Any]) -> bool:
+    """Whether zipped datasets each yield ``(x, y)`` or ``(x, y, sample_weight)`` tuples, each row
+    with its label: alike (``zip((ds, ds.shuffle(n)))``). A two-input model's ``(x1, x2)`` zipped with
+    a two-output model's ``(y1, y2)`` are tuples of two too, of other specs: they were left out."""
+    specs = [dataset.element_spec for dataset in datasets]
+    return all(isinstance(spec, tuple) and 2 <= len(spec) <= 3 for spec in specs) and all(spec == specs[0] for spec in specs)
 
 
 def _generated(dataset: Any) -> bool:
@@ -140,13 +142,28 @@ def _generated(dataset: Any) -> bool:
     while chain:
         link = chain.pop()
         name = type(link).__name__.lstrip("_")
-        if "FlatMap" in name or "Interleave" in name:
+        if "FlatMap" in name or "Interleave" in name or "Unbatch" in name:
+            return False
+        if _map_holds_data(link):
+            # It reads rows of its own: range(n).shuffle(n).map(lambda i: tf.gather(x, i)), zipped
+            # with the labels unshuffled, was left out (as was from_tensors(y).unbatch() above).
             return False
         inputs = list(link._inputs())
         if not inputs and name not in _GENERATING:
             return False
         chain.extend(inputs)
     return True
+
+
+def _map_holds_data(link: Any) -> bool:
+    """Whether a dataset link's map function holds rows to read: a captured tensor (a variable, a
+    tensor of the caller's) or a constant of more than one value (a numpy array, embedded)."""
+    function = getattr(getattr(link, "_map_func", None), "function", None)
+    if function is None:
+        return False
+    if function.captured_inputs:
+        return True
+    return any(op.type == "Const" and (op.outputs[0].shape.num_elements() or 0) > 1 for op in function.graph.get_operations())
 
 
 def _is_random_op(op_type: str) -> bool:
