@@ -1244,6 +1244,14 @@ def test_validation_augmented_leaves_out_stateless_draws_of_fixed_seeds():
 
     (finding,) = [f for f in run("binary", train, None, x_val=val.map(drawn).batch(32)) if f.code == "validation-augmented"]
     assert "StatelessRandomNormalV2" in finding.evidence["random_ops"]
+    # Only the seed tells: a shape read from rows a numpy_function loaded (a stateful op) made a
+    # noise seeded by (1, 2) read as drawing anew.
+    def loaded(a, b):
+        row = tf.numpy_function(lambda v: v, [a], tf.float32)
+        return tf.ensure_shape(row + tf.random.stateless_normal(tf.shape(row), seed=(1, 2)), a.shape), b
+
+    noisy = val.map(loaded)
+    assert "validation-augmented" not in codes(run("binary", train, None, x_val=noisy.batch(32)))
 
 
 def test_validation_augmented_reads_a_cond_on_a_constant_training_flag_by_its_taken_branch():

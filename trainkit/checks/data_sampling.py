@@ -173,6 +173,10 @@ def _is_random_op(op_type: str) -> bool:
             or op_type.startswith(("StatefulUniform", "StatefulStandardNormal")))
 
 
+#: The inputs of a stateless random op that set its numbers (``seed``; a V2 op's ``key`` and ``counter``).
+_SEED_ARGS = frozenset({"seed", "key", "counter"})
+
+
 def _draws_anew(op: Any, top: bool) -> bool:
     """Whether a random ``op`` draws other numbers at every pass: a stateful one
     (``RandomUniform``), or a stateless one whose seed a stateful op gives (a
@@ -187,7 +191,11 @@ def _draws_anew(op: Any, top: bool) -> bool:
     if not op.type.startswith("Stateless"):
         return True
     seen: set[str] = set()
-    parents = [t.op for t in op.inputs]
+    # The seed's inputs alone: a shape read from an image a numpy_function loaded (stateful) made
+    # a crop seeded by (1, 2) read as drawing anew.
+    args = [arg.name for arg in op.op_def.input_arg]
+    seeds = [t for t, name in zip(op.inputs, args, strict=False) if name in _SEED_ARGS] if len(args) == len(op.inputs) else []
+    parents = [t.op for t in seeds or op.inputs]
     while parents:
         parent = parents.pop()
         if parent.name in seen:
