@@ -240,8 +240,7 @@ def smoothed_floor(fn: Any, info: Any, y: np.ndarray, weights: dict[str, np.ndar
     if label_smoothing <= 0 or info.kind not in ("binary", "categorical") or info.name in _BINARY_FOCAL | _CATEGORICAL_FOCAL:
         return None
     k = 2 if info.kind == "binary" else y.shape[-1]
-    smoothed = np.clip(y * (1 - label_smoothing) + label_smoothing / k, _EPS, 1 - _EPS)
-    prediction = (_logit(smoothed) if info.kind == "binary" else np.log(smoothed)) if info.from_logits else smoothed
+    prediction = _as_prediction(y * (1 - label_smoothing) + label_smoothing / k, info)
     try:
         value = float(np.asarray(fn(y.astype(np.float32), prediction.astype(np.float32), **weights)))
     except Exception:  # a loss that cannot take numpy arrays: no floor
@@ -288,8 +287,7 @@ def soft_target_levels(loss: Any, y: Any, sample_weight: Any = None) -> SoftTarg
     weights = {} if w is None else {"sample_weight": w.astype(np.float32).reshape(len(w), *[1] * (y.ndim - 1))}
 
     def score(p: np.ndarray) -> float:
-        p = np.clip(np.broadcast_to(p, y.shape), _EPS, 1 - _EPS)
-        prediction = (_logit(p) if info.kind == "binary" else np.log(p)) if info.from_logits else p
+        prediction = _as_prediction(np.broadcast_to(p, y.shape), info)
         return float(np.asarray(get_loss(loss)(y.astype(np.float32), prediction.astype(np.float32), **weights)))
 
     try:
@@ -746,6 +744,16 @@ def _share(p: float) -> str:
     rare = min(p, 1 - p)
     decimals = 2 if rare >= 0.01 or rare <= 0 else min(8, 1 - math.floor(math.log10(rare)))
     return f"{p:.{decimals}f}"
+
+
+def _as_prediction(p: np.ndarray, info: Any) -> np.ndarray:
+    """Probabilities ``p``, clipped into (0, 1), as a binary or categorical cross-entropy ``info``
+    reads its predictions: logits for ``from_logits`` (log-odds; log-probabilities, which softmax
+    takes back to ``p``)."""
+    p = np.clip(p, _EPS, 1 - _EPS)
+    if not info.from_logits:
+        return p
+    return _logit(p) if info.kind == "binary" else np.log(p)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
