@@ -1987,6 +1987,16 @@ def test_channels_first_input_silent_on_short_sequences_of_a_model_taking_any_le
     assert "channels-first-input" in codes(layout_codes(conv_model((3, 64)), (3, 64)))
 
 
+def test_the_training_mode_probe_leaves_keras_auto_names_as_they_were():
+    # Its layer's output tensor took the next keras_tensor_N: an unnamed input built after the
+    # first check was numbered one further, a name an exported model's signature takes.
+    from trainkit.checks.model_inspect import _graph_keeps_training_false
+
+    before = keras.backend.get_uid("keras_tensor")
+    _graph_keeps_training_false.__wrapped__()
+    assert keras.backend.get_uid("keras_tensor") == before + 1
+
+
 def test_batches_of_one_row_through_a_dense_batchnorm_are_reported():
     # batch_size 1 through Dense -> BatchNormalization: over one row each value is its own mean, so
     # the layer outputs its beta for every input; training sat at chance (0.69) and the

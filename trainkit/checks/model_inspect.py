@@ -13,6 +13,8 @@ models nested inside them. Subclassed models cannot be inspected without calling
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -725,12 +727,38 @@ def _graph_keeps_training_false() -> bool:
     ``base(x, training=False)`` ran its Dropout in training and, once unfrozen, normalised on batch
     statistics and updated its moving variance (towards 0.008 on batches of one row) while the
     checks took it for inference mode. Asked of Keras once, on a graph of one tiny layer, rather
-    than assumed of its version. Every layer is named: no auto-named layer's name moves.
+    than assumed of its version. Every layer is named, and the one tensor Keras names itself gives
+    its number back (:func:`_auto_name_counts`): no auto-named layer's or tensor's name moves.
     """
-    inputs = keras.Input((1,), name="trainkit_training_probe_input")
-    outputs = _TrainingProbe(name="trainkit_training_probe")(inputs, training=False)
-    model = keras.Model(inputs, outputs, name="trainkit_training_probe_model")
-    return float(keras.ops.convert_to_numpy(model(keras.ops.ones((1, 1)), training=True))[0, 0]) == 1.0
+    with _auto_name_counts():
+        inputs = keras.Input((1,), name="trainkit_training_probe_input")
+        outputs = _TrainingProbe(name="trainkit_training_probe")(inputs, training=False)
+        model = keras.Model(inputs, outputs, name="trainkit_training_probe_model")
+        return float(keras.ops.convert_to_numpy(model(keras.ops.ones((1, 1)), training=True))[0, 0]) == 1.0
+
+
+@contextlib.contextmanager
+def _auto_name_counts() -> Iterator[None]:
+    """Keras's auto-name counters as they were before the block, after it.
+
+    The probe layer's output tensor took the next ``keras_tensor_N``: a model built after the first
+    check had its unnamed inputs numbered one further (``keras_tensor_5`` for ``keras_tensor_4``),
+    names an exported model's serving signature takes. Keras keeps the counters privately; where
+    they cannot be read, they are left as the block leaves them.
+    """
+    try:
+        from keras.src.backend.common import global_state
+
+        counts = global_state.get_global_attribute("object_name_uids", default=collections.defaultdict(int), set_to_default=True)
+    except Exception:  # another Keras layout: nothing to keep
+        counts = None
+    saved = dict(counts) if counts is not None else None
+    try:
+        yield
+    finally:
+        if counts is not None and saved is not None:
+            counts.clear()
+            counts.update(saved)
 
 
 def _defaults_to_inference(layer: Any) -> bool:
