@@ -163,6 +163,8 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapp
     found = trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights,
                                batch_size=recipe.training.batch_size, feature_names=splits.feature_names)
     trainer.findings.extend(_with_leak_label_fix(recipe, splits, found))
+    # Shown before the first epoch, as a Python fit's own checks are (the report repeats them).
+    trainer._unshown_checks = [f for f in trainer.findings if f.severity != "info"]
     return PreparedRun(recipe, splits, trainer)
 
 
