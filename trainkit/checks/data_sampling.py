@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -73,6 +73,16 @@ def repeats(dataset: Any) -> bool | None:
 def _pipeline_holds(dataset: Any, kind: str) -> bool | None:
     """Whether a link of a ``tf.data.Dataset``'s chain has ``kind`` in its class name
     (``ShuffleDataset``, ``RepeatDataset``); ``None`` when a link of it cannot be read."""
+    try:
+        return any(kind in type(link).__name__ for link in _links(dataset))
+    except Exception:  # a dataset of another kind (a wrapper without the method)
+        return None
+
+
+def _links(dataset: Any) -> Iterator[Any]:
+    """Each dataset of a ``tf.data.Dataset``'s chain once, itself first: the datasets it reads,
+    theirs, and so on (through ``_inputs()``, tf.data's own and private: a link of another kind
+    raises, which the callers read as "cannot be read")."""
     seen: set[int] = set()
     chain = [dataset]
     while chain:
@@ -80,13 +90,8 @@ def _pipeline_holds(dataset: Any, kind: str) -> bool | None:
         if id(link) in seen:
             continue
         seen.add(id(link))
-        if kind in type(link).__name__:
-            return True
-        try:
-            chain.extend(link._inputs())  # the datasets this one reads (tf.data's own, private)
-        except Exception:  # a dataset of another kind (a wrapper without the method)
-            return None
-    return False
+        yield link
+        chain.extend(link._inputs())
 
 
 def shuffled_apart(dataset: Any) -> bool | None:
@@ -100,22 +105,14 @@ def shuffled_apart(dataset: Any) -> bool | None:
     ``(x, y)`` examples keep every row with its label: ``zip((ds, ds.shuffle(n)))`` pairs
     examples on purpose (mixup, a siamese network's pairs).
     """
-    seen: set[int] = set()
-    chain = [dataset]
     try:
-        while chain:
-            link = chain.pop()
-            if id(link) in seen:
-                continue
-            seen.add(id(link))
-            inputs = list(link._inputs())  # tf.data's own, private
-            rows = [i for i in inputs if not _generated(i)] if "Zip" in type(link).__name__ else []
+        for link in _links(dataset):
+            rows = [i for i in link._inputs() if not _generated(i)] if "Zip" in type(link).__name__ else []
             if len(rows) >= 2 and not _whole_examples(rows):
                 sizes = {int(i.cardinality()) for i in rows}
                 shuffled = [shuffles(i) for i in rows]
                 if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
                     return True
-            chain.extend(inputs)
     except Exception:  # a dataset of another kind (a wrapper without the method)
         return None
     return False
@@ -251,18 +248,11 @@ def random_ops(dataset: Any) -> tuple[str, ...] | None:
     the chain: no element is produced and no graph serialised.
     """
     found: set[str] = set()
-    seen: set[int] = set()
-    chain = [dataset]
     try:
-        while chain:
-            link = chain.pop()
-            if id(link) in seen:
-                continue
-            seen.add(id(link))
+        for link in _links(dataset):
             wrapper = getattr(link, "_map_func", None)
             for graph, top in _run_graphs(wrapper.function.graph) if wrapper is not None else ():
                 found.update(op.type for op in graph.get_operations() if _is_random_op(op.type) and _draws_anew(op, top))
-            chain.extend(link._inputs())  # tf.data's own, private
     except Exception:  # a dataset of another kind, or a tf.data without these attributes
         return None
     return tuple(sorted(found))
