@@ -529,6 +529,48 @@ def test_unscaled_inputs_finds_images_scaled_twice_by_a_rescaling_layer():
     assert "after the Rescaling layer" in finding.message and "Rescaling(1 / 65535)" in finding.advice and ".adapt(" not in finding.advice
 
 
+def _on_base(base: keras.Model) -> keras.Model:
+    """A frozen ``base`` with a sigmoid head, as a fine-tuning user builds it."""
+    base.trainable = False
+    inputs = keras.Input(base.input_shape[1:])
+    features = L.GlobalAveragePooling2D()(base(inputs, training=False))
+    return keras.Model(inputs, L.Dense(1, activation="sigmoid")(features))
+
+
+def test_unscaled_pixels_for_a_keras_applications_base_are_told_its_preprocess_input():
+    # MobileNetV2 wants [-1, 1]: "x / 255" gave it [0, 1], half its range off. The base is found
+    # by the name Keras gives it ("mobilenetv2_0.35_32").
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (32, 32, 32, 3)).astype("float32")
+    labels = np.arange(32) % 2
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.35)
+    (finding,) = [f for f in check_data(pixels, labels, model=_on_base(base), loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert "keras.applications.mobilenet_v2.preprocess_input(x)" in finding.advice and "[-1, 1]" in finding.advice
+    assert "not x / 255" in finding.advice and "x = x / 255.0" not in finding.advice
+    # What preprocess_input makes of them is scaled.
+    scaled = keras.applications.mobilenet_v2.preprocess_input(pixels.copy())
+    assert "unscaled-inputs" not in codes(check_data(scaled, labels, model=_on_base(base), loss=get_loss("bce"), task="binary"))
+
+
+def test_pixels_preprocessed_for_a_caffe_base_are_not_unscaled_inputs():
+    # ResNet50's and VGG's preprocess_input leaves BGR pixels less the channel means (std ~74),
+    # the scale their weights learned: read as "not scaled, standardise them". A stand-in named as
+    # Keras names ResNet50 keeps the test light; the name is what the check reads.
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, (32, 8, 8, 3)).astype("float32")
+    labels = np.arange(32) % 2
+    stand_in = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu")], name="resnet50")
+    m = _on_base(stand_in)
+    caffe = keras.applications.resnet.preprocess_input(pixels.copy())
+    assert "unscaled-inputs" not in codes(check_data(caffe, labels, model=m, loss=get_loss("bce"), task="binary"))
+    (finding,) = [f for f in check_data(pixels, labels, model=m, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert "keras.applications.resnet.preprocess_input(x)" in finding.advice
+    # Without such a base the same values are still unscaled.
+    plain = _on_base(keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu")], name="my_base"))
+    (finding,) = [f for f in check_data(caffe, labels, model=plain, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert "Standardise" in finding.advice
+
+
 def test_a_rescaling_layer_is_not_blamed_for_uneven_scales_one_factor_cannot_change():
     rng = np.random.default_rng(5)
     pixels = rng.integers(0, 256, (64, 8, 8, 3)).astype("uint8")

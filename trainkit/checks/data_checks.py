@@ -65,6 +65,7 @@ from trainkit.checks.leakage_checks import (
 )
 from trainkit.checks.model_inspect import (
     OutputInfo,
+    application_base,
     batch_only_batchnorms,
     embedding_inputs,
     find_outputs,
@@ -325,6 +326,7 @@ def check_data(
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
                       further_labels=_per_output(read_further, outputs),
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random,
+                      application_base=application_base(model),
                       shuffled_apart=apart)
     findings: list[Finding] = []
     for rule in DATA_RULES:

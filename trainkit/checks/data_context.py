@@ -118,6 +118,8 @@ class DataContext:
     val_random_ops: Sequence[str] = ()
     #: For each input, a layer reading it that computes in float16 (see ``float16_readers``), or ``None``.
     float16_readers: Sequence[str | None] = ()
+    #: A ``keras.applications`` base that wants its own ``preprocess_input`` (see ``application_base``), or ``None``.
+    application_base: Any = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -574,6 +575,63 @@ def input_normalizers(model: keras.Model) -> list[Any]:
             continue
         return [normalizer(layer)]
     return [None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplicationBase:
+    """A ``keras.applications`` model inside the model (or the model itself) that wants its own
+    ``preprocess_input``, not ``x / 255``.
+
+    Attributes:
+        name: The base's name (``"mobilenetv2_1.00_224"``).
+        module: The ``keras.applications`` module whose ``preprocess_input`` it wants (``"mobilenet_v2"``).
+        mode: ``"caffe"`` (0..255 RGB -> BGR less the ImageNet means), ``"tf"`` (to [-1, 1]) or
+            ``"torch"`` (to [0, 1], then the ImageNet means and stds).
+    """
+
+    name: str
+    module: str
+    mode: str
+
+    def describe(self) -> str:
+        """What its ``preprocess_input`` makes of 0..255 pixels, for advice."""
+        return {"caffe": "0..255 pixels turned to BGR, less the ImageNet channel means (about -124..152)",
+                "tf": "pixels mapped to [-1, 1]",
+                "torch": "pixels in [0, 1], standardised with the ImageNet channel means and stds"}[self.mode]
+
+
+#: ``keras.applications`` models by the names Keras gives them, with the module of their
+#: ``preprocess_input`` and its mode. EfficientNet, EfficientNetV2, ConvNeXt and MobileNetV3 are
+#: left out: they hold their own preprocessing and take 0..255 pixels as they are.
+_APPLICATION_NAMES: tuple[tuple[str, str, str], ...] = (
+    (r"vgg16", "vgg16", "caffe"), (r"vgg19", "vgg19", "caffe"), (r"resnet(50|101|152)", "resnet", "caffe"),
+    (r"resnet(50|101|152)v2", "resnet_v2", "tf"), (r"inception_v3", "inception_v3", "tf"),
+    (r"inception_resnet_v2", "inception_resnet_v2", "tf"), (r"xception", "xception", "tf"),
+    (r"mobilenet_[0-9.]+_\d+", "mobilenet", "tf"), (r"mobilenetv2_[0-9.]+_\d+", "mobilenet_v2", "tf"),
+    (r"nasnet_(mobile|large)|NASNet", "nasnet", "tf"), (r"densenet(121|169|201)", "densenet", "torch"),
+)
+
+
+def application_base(model: keras.Model) -> ApplicationBase | None:
+    """The first ``keras.applications`` model that wants its own ``preprocess_input`` among the
+    model and the models nested in it, recognised by the name Keras gives it; ``None`` when none.
+
+    Its inputs' scale is that function's, not ``x / 255``: MobileNetV2 wants [-1, 1], ResNet50
+    0..255 less the channel means (which the scale check read as unscaled all the same).
+    """
+    for candidate in (model, *iter_nested_models(model)):
+        for pattern, module, mode in _APPLICATION_NAMES:
+            if re.fullmatch(pattern, getattr(candidate, "name", "") or ""):
+                return ApplicationBase(candidate.name, module, mode)
+    return None
+
+
+def iter_nested_models(model: Any) -> Iterator[Any]:
+    """Every model nested in ``model`` (at any depth), outer ones first."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            yield layer
+            yield from iter_nested_models(layer)
 
 
 def input_masking(model: keras.Model) -> list[float | None]:

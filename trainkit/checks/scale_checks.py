@@ -101,6 +101,17 @@ def _category_code_hint(f: np.ndarray, worst: list[int], names: Any) -> str:
     return ""
 
 
+#: The range ``preprocess_input(mode="caffe")`` gives 0..255 pixels: each channel less its ImageNet
+#: mean (103.939, 116.779, 123.68), a little slack for rounding.
+_CAFFE_RANGE = (-124.0, 152.0)
+
+
+def _caffe_range(f: np.ndarray) -> bool:
+    """Whether ``f`` (``[channels, values]``) holds pixels as ``preprocess_input(mode="caffe")``
+    leaves them: some below 0, all within :data:`_CAFFE_RANGE`, three channels."""
+    return len(f) == 3 and f.size > 0 and _CAFFE_RANGE[0] <= float(f.min()) < 0 and float(f.max()) <= _CAFFE_RANGE[1]
+
+
 def unscaled_inputs(ctx: DataContext) -> Issue | None:
     """Features far from zero or whose scales differ by orders of magnitude."""
     for i, a in enumerate(ctx.xs):
@@ -144,6 +155,11 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                 return issue
             continue
         if max_mean < UNSCALED_MEAN and max_std < UNSCALED_STD and ratio < UNSCALED_STD_RATIO:
+            continue
+        base = ctx.application_base if a.ndim == 4 and len(ctx.xs) == 1 else None
+        if base is not None and base.mode == "caffe" and normalizer is None and _caffe_range(f):
+            # What VGG's and ResNet's preprocess_input makes of pixels (BGR less the channel means,
+            # std ~60-75) is the scale their weights were trained on: it read as "not scaled".
             continue
         if isinstance(normalizer, keras.layers.Rescaling) and max_mean < UNSCALED_MEAN and max_std < UNSCALED_STD:
             # One factor leaves the features' (channels') scales as uneven as they came: not the
@@ -203,6 +219,12 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                 {"input": i, "features": [o[0] for o in outliers], "outlier_rows": [o[1] for o in outliers],
                  "first_rows": [o[2] * step for o in outliers], "max_abs_mean": max_mean, "max_std": max_std, "scale_ratio": ratio,
                  "rows_sampled": len(s)})
+        elif lo_all >= 0 and 1.5 < hi_all <= 255 and base is not None and normalizer is None:
+            # x / 255 is the wrong scale for these bases: MobileNetV2's weights want [-1, 1], ResNet50's
+            # the channel means taken off 0..255 pixels.
+            fix = (f"These look like 0..255 pixels, read by keras.applications' '{base.name}', which wants {base.describe()}: "
+                   f"use {name} = keras.applications.{base.module}.preprocess_input({name}) on the 0..255 values (not {name} / 255), "
+                   "or put that function in the input pipeline (dataset.map).")
         elif lo_all >= 0 and 1.5 < hi_all <= 255 and (a.dtype == np.uint8 or a.ndim > 2):
             # A recipe's feature_scale has already been applied to these values (random_images
             # with feature_scale: 255 makes them): it has to become 255 times smaller, not 1/255.
