@@ -1139,6 +1139,24 @@ def test_weights_frozen_behind_a_dead_relu_output_names_the_output_not_a_train_s
     assert "train_step" in finding(s.run(), "weights-frozen").advice
 
 
+def test_a_dead_relu_head_beside_one_that_learns_is_named():
+    # Dense(1, activation="relu") whose bias started at -50, beside a sigmoid head that learned:
+    # price_loss 2.181 at every epoch while the total fell, and no finding said so.
+    s = Stream()
+    s.context = dataclasses.replace(s.context, output_layers=("dense_2", "price"))
+    s.values["activation/price/dead_fraction"] = lambda e, st: 1.0
+    f = finding(s.run(), "dead-relu")
+    assert f.layer == "price" and "output layer 'price'" in f.message and "other outputs train" in f.message
+    assert "linear" in f.advice and "get_layer('price')" in f.advice
+    assert "weights-frozen" not in codes(s.run())
+    # Alive at one step, or a model with one output (weights-frozen's case): nothing.
+    s.values["activation/price/dead_fraction"] = lambda e, st: 0.0 if e == 0 and st == 3 else 1.0
+    assert "dead-relu" not in codes(s.run())
+    s.values["activation/price/dead_fraction"] = lambda e, st: 1.0
+    s.context = dataclasses.replace(s.context, output_layers=("price",))
+    assert "dead-relu" not in codes(s.run())
+
+
 def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     s = Stream()
     s.train_loss = lambda e, st: 0.69 - 0.012 * e

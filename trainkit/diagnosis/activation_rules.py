@@ -8,9 +8,11 @@ import numpy as np
 
 from trainkit.diagnosis.loss_measures import fresh_start
 from trainkit.diagnosis.lr_advice import lowered_lr_text
+from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import (
     called_layer,
+    dead_outputs,
     epoch_of_step,
     hidden_activation_stats,
     layer_of,
@@ -77,6 +79,38 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             if at_start is not None and upstream is not None else
             _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth),
             evidence, layer=layer, epoch=view.epochs[since].epoch))
+    return issues + _dead_heads(view)
+
+
+def _dead_heads(view: Diagnoser) -> list[Issue]:
+    """The outputs of a model with several outputs whose ReLU was inactive for every row of every step.
+
+    Such a head predicts 0 and passes no gradient, so its loss never moves, while the other outputs
+    train and the total still falls: ``Dense(1, activation="relu")`` whose bias started at -50
+    predicted 0 for 10 epochs (``price_loss`` 2.181 at each) beside a classifier that learned, and
+    no finding said so (the output layers are no hidden layers, and the total loss was not frozen).
+    With one output, or every output dead, the whole loss is frozen: ``weights-frozen`` names them.
+    """
+    outputs = view.context.output_layers
+    if len(outputs) < 2 or view.epochs_run < view.t.sustained_epochs:
+        return []
+    dead = dead_outputs(view)
+    if len(dead) == len(outputs):
+        return []
+    issues = []
+    for layer in dead:
+        losses = view.log_values(f"{layer}_loss")  # the output's own History key, when it is named after its layer
+        stuck = (f" (its loss, {layer}_loss, has stayed at {format_number(float(losses[-1]))})"
+                 if losses.size and np.isfinite(losses).all() and float(np.ptp(losses)) <= 1e-6 * max(abs(float(losses[-1])), 1e-12) else "")
+        issues.append(Issue(
+            f"The output layer '{layer}' applies a ReLU whose input was below 0 for every row at every step since the run "
+            f"began{stuck}: a dead output, it predicts 0 for everything and passes no gradient, so it "
+            "learns nothing while the other outputs train.",
+            "Make this output linear (a regression's default), or softplus for targets that must stay >= 0, and standardise "
+            f"its targets; a relu output needs its bias started where its targets are (model.get_layer('{layer}').bias.assign("
+            "[y_train.mean()]) after building the model, y_train being this output's targets), not below 0.",
+            {"dead_fraction": 1.0, "since_epoch": view.epochs[0].epoch, "dead_output": True}, layer=layer,
+            epoch=view.epochs[0].epoch))
     return issues
 
 

@@ -36,7 +36,7 @@ from trainkit.diagnosis.lr_advice import (
 from trainkit.diagnosis.lr_rules import lr_too_low
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.stat_reads import epoch_of_step, layer_of
+from trainkit.diagnosis.stat_reads import dead_outputs, epoch_of_step, layer_of
 from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
@@ -54,7 +54,6 @@ from trainkit.diagnosis.task_context import (
 )
 from trainkit.diagnosis.update_ratios import early_update_ratio
 from trainkit.stat_names import (
-    DEAD_FRACTION,
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
     GRAD_NORM,
@@ -63,7 +62,6 @@ from trainkit.stat_names import (
     NONFINITE,
     STD,
     WEIGHT_NORM,
-    activation_stat_name,
     activation_stat_of,
     is_output_name,
     variable_of,
@@ -869,7 +867,7 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
             "Make the layers to train trainable (layer.trainable = True before building the Trainer; when a pretrained base "
             "is frozen, the layers added on top of it must stay trainable).",
             {**evidence, "trainable_weights": 0}, epoch=view.epochs[-1].epoch)
-    dead = _dead_outputs(view)
+    dead = dead_outputs(view)
     if dead:
         # Dense(1, activation="relu") whose input is below 0 for every row outputs 0 and passes no
         # gradient: told to check a train_step override and the learning rate, neither of which
@@ -889,16 +887,6 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
         "must be large enough to move them (a rate of 1e-9 moves nothing either); the layers to train must "
         "be trainable.",
         evidence, epoch=view.epochs[-1].epoch)
-
-
-def _dead_outputs(view: Diagnoser) -> list[str]:
-    """The output layers whose every ReLU unit was inactive for every row of every step (``dead_fraction`` 1 throughout)."""
-    dead = []
-    for layer in view.context.output_layers:
-        least = view.epoch_values(activation_stat_name(layer, DEAD_FRACTION), "minimum")
-        if least.size and np.isfinite(least).all() and bool(np.all(least >= 1.0)):
-            dead.append(layer)
-    return dead
 
 
 def plateau(view: Diagnoser) -> Issue | None:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.stat_names import is_output_name, parse_stat_name, variable_of
+from trainkit.stat_names import (
+    DEAD_FRACTION,
+    activation_stat_name,
+    is_output_name,
+    parse_stat_name,
+    variable_of,
+)
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -61,6 +67,16 @@ def hidden_activation_stats(view: Diagnoser, stat: str) -> list[str]:
     outputs = set(view.context.output_layers)
     keep = {layer_of(n): n for n in names if not is_output_name(layer_of(n)) and layer_of(n) not in outputs}
     return [keep[layer] for layer in view.layer_order(keep)]
+
+
+def dead_outputs(view: Diagnoser) -> list[str]:
+    """The output layers whose every ReLU unit was inactive for every row of every step (``dead_fraction`` 1 throughout)."""
+    dead = []
+    for layer in view.context.output_layers:
+        least = view.epoch_values(activation_stat_name(layer, DEAD_FRACTION), "minimum")
+        if least.size and np.isfinite(least).all() and bool(np.all(least >= 1.0)):
+            dead.append(layer)
+    return dead
 
 
 def finite_for_epochs(view: Diagnoser, names: Iterable[str], epochs: int) -> bool:
