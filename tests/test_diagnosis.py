@@ -359,6 +359,35 @@ def test_initial_loss_too_high_from_unscaled_inputs_does_not_prescribe_the_initi
     assert "he_normal for relu" in finding(s.run(), "initial-loss-too-high").advice
 
 
+def test_initial_loss_too_high_blames_unscaled_targets_only_when_their_output_makes_the_loss():
+    # Targets ~3000 under loss_weights={"price": 1e-7} start that output at ~1.1 while a sigmoid
+    # head with a random_normal(20) kernel started at 8.9 (first loss 8x chance): told to
+    # standardise the targets, whose output's loss "dwarfs the others'".
+    s = Stream(chance=0.83)
+    base = s.train_loss
+    s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
+    s.context = dataclasses.replace(s.context, task="mixed", check_codes=("unscaled-targets",), regression_start_loss=1.1)
+    advice = finding(s.run(), "initial-loss-too-high").advice
+    assert "unscaled-targets" not in advice and "initialis" in advice
+    # The regression output makes most of it (a first MSE of ~1e7 unweighted): the targets, as before.
+    s.context = dataclasses.replace(s.context, regression_start_loss=8.5)
+    assert "see unscaled-targets" in finding(s.run(), "initial-loss-too-high").advice
+    s.context = dataclasses.replace(s.context, regression_start_loss=None)
+    assert "see unscaled-targets" in finding(s.run(), "initial-loss-too-high").advice
+
+
+def test_the_regression_outputs_start_of_a_model_with_several_outputs_is_measured():
+    # Each regression output's loss of predicting 0 (a fresh output's), times its weight.
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="c")(inputs), keras.layers.Dense(1, name="r")(inputs)])
+    trainer = Trainer(model, loss={"c": "binary_crossentropy", "r": "mse"}, task={"c": "binary", "r": "regression"},
+                      loss_weights={"r": 1e-7}, optimizer="adam")
+    x, y_c, y_r = np.zeros((8, 2), "float32"), np.array([0, 1] * 4, "float32"), np.full(8, 3000.0, "float32")
+    context = build_context(trainer, {"c": y_c, "r": y_r}, inputs=x)
+    assert context.regression_start_loss == pytest.approx(1e-7 * 3000.0**2)
+    assert Context.from_dict(context.to_dict()).regression_start_loss == context.regression_start_loss
+
+
 def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_is_not_too_high():
     # 95/5 labels: chance 0.20, and a fresh sigmoid output starts at ln 2 = 3.5x that; every
     # default-initialised run got initial-loss-too-high next to class-imbalance (seed-dependent:

@@ -228,6 +228,16 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
     return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0)
 
 
+def zero_prediction_loss(loss: Any, y: Any, sample_weight: Any = None) -> float | None:
+    """The loss of predicting 0 for every row of regression targets ``y``: where a freshly
+    initialised linear output starts (its outputs near 0). ``None`` when it cannot be computed."""
+    usable = _usable_rows(y, sample_weight)
+    if usable is None:
+        return None
+    y, w = usable
+    return _loss_value(loss, y, np.zeros_like(y), w)
+
+
 def smoothed_floor(fn: Any, info: Any, y: np.ndarray, weights: dict[str, np.ndarray], label_smoothing: float) -> float | None:
     """The loss of predicting label-smoothed cross-entropy's smoothed labels exactly: its floor.
 

@@ -175,6 +175,11 @@ class Context:
         bounded_output: A one-output model's output activation where it bounds the predictions,
             ``{"layer", "activation", "low", "high"}`` (see
             :func:`trainkit.diagnosis.model_facts.bounded_output`); ``None`` for a linear one.
+        regression_start_loss: For a model with several outputs, its regression outputs' share of
+            the loss where a fresh model starts: each one's loss of predicting 0 (a freshly
+            initialised linear output's), times its loss weight, summed; ``None`` when unknown
+            or for one output. It tells whether unscaled targets explain a first loss far above
+            chance or another output does.
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not
             a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
@@ -230,6 +235,7 @@ class Context:
     linear_loss: float | None = None
     val_linear_loss: float | None = None
     bounded_output: dict[str, Any] | None = None
+    regression_start_loss: float | None = None
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).

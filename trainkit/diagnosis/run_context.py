@@ -24,6 +24,7 @@ from trainkit.diagnosis.baseline import (
     linear_fit,
     soft_target_levels,
     target_scale,
+    zero_prediction_loss,
 )
 from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.masked_positions import at_positions, loss_positions
@@ -187,6 +188,27 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
         total += head.weight * baseline.loss
         details.append(f"{head.name}: {baseline.detail}")
     return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
+
+
+def _regression_start(trainer: Any, targets: Any, sample_weight: Any = None) -> float | None:
+    """The regression outputs' share of a fresh model's first loss, for a model with several
+    outputs (see :attr:`~trainkit.diagnosis.engine.Context.regression_start_loss`): the weighted
+    sum of their losses of predicting 0; ``None`` for one output or when one is unknown."""
+    heads = getattr(trainer, "heads", None)
+    if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping) or isinstance(sample_weight, tuple | list | Mapping):
+        return None
+    per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
+    if len(per_output) != len(heads):
+        return None
+    total = 0.0
+    for head, y in zip(heads, per_output, strict=True):
+        if head.loss is None or head.task != "regression":
+            continue
+        value = zero_prediction_loss(head.loss, y, sample_weight) if y is not None else None
+        if value is None:
+            return None
+        total += head.weight * value
+    return total
 
 
 def _masked_targets(trainer: Any, inputs: Any, targets: Any, sample_weight: Any, rows: int | None) -> tuple[Any, Any, int | None]:
@@ -365,6 +387,7 @@ def build_context(
         and not getattr(trainer, "resumed_batches", 0),
         linear_loss=linear_loss,
         val_linear_loss=val_linear_loss,
+        regression_start_loss=_regression_start(trainer, chance_targets, chance_weights) if chance_targets is not None else None,
         bounded_output=bounded_output(model) if _one_task(trainer) == "regression" else None,
     )
 
