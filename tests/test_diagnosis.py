@@ -386,6 +386,7 @@ def test_the_regression_outputs_start_of_a_model_with_several_outputs_is_measure
     context = build_context(trainer, {"c": y_c, "r": y_r}, inputs=x)
     assert context.regression_start_loss == pytest.approx(1e-7 * 3000.0**2)
     assert Context.from_dict(context.to_dict()).regression_start_loss == context.regression_start_loss
+    assert context.output_names == ("c", "r") and Context.from_dict(context.to_dict()).output_names == ("c", "r")
 
 
 def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_is_not_too_high():
@@ -2532,6 +2533,27 @@ def test_overfitting_advice_raises_the_regularisation_the_model_has_instead_of_a
     assert "kernel_regularizer: {l2: 0.01} (now {l2: 0.001})" in advice
     s.context.dropout = 0.5
     assert "dropout" not in finding(s.run(), "overfitting").advice.split("regularise:")[1]
+
+def test_overfitting_of_one_output_names_it_and_the_output_still_learning():
+    # price under loss_weights 1000 overfit from epoch 4 while is_pos still improved (val 0.53 there,
+    # 0.48 at the end): "the model overfits, stop at epoch 4" named neither.
+    s = overfitting_stream()
+    s.context = dataclasses.replace(s.context, output_names=("is_pos", "price"))
+    d = Diagnoser(s.context)
+    for epoch in range(s.epochs):
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])), "val_loss": s.val_loss(epoch),
+                            "val_is_pos_loss": 0.6 - 0.01 * epoch, "val_price_loss": s.val_loss(epoch) - 0.3})
+    d.finish()
+    f = finding(d, "overfitting")
+    assert "by output: is_pos's validation loss fell from 0.54 to 0.41, price's rose from" in f.message
+    assert "Only price overfits: is_pos still improves" in f.advice and "loss_weights entry for price lets is_pos go on" in f.advice
+    assert f.evidence["output_val_losses"]["is_pos"] == pytest.approx([0.54, 0.41])
+    # One output: the message and advice as before.
+    plain = finding(overfitting_stream().run(), "overfitting")
+    assert "by output" not in plain.message and "Only" not in plain.advice
+
 
 def test_overfitting_quoting_losses_without_the_penalty_says_so():
     # L2 0.001 on two 256-unit layers: the message said the validation loss rose "to 0.7322",

@@ -180,6 +180,8 @@ class Context:
             initialised linear output's), times its loss weight, summed; ``None`` when unknown
             or for one output. It tells whether unscaled targets explain a first loss far above
             chance or another output does.
+        output_names: The names of a model's outputs that have a loss, when it has several (their
+            History keys are ``<name>_loss`` and ``val_<name>_loss``); ``()`` for one output.
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not
             a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
@@ -236,6 +238,7 @@ class Context:
     val_linear_loss: float | None = None
     bounded_output: dict[str, Any] | None = None
     regression_start_loss: float | None = None
+    output_names: tuple[str, ...] = ()
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).
@@ -267,6 +270,7 @@ class Context:
         data["frozen_layers"] = list(self.frozen_layers)
         data["frozen_outputs"] = list(self.frozen_outputs)
         data["training_only_layers"] = list(self.training_only_layers)
+        data["output_names"] = list(self.output_names)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -276,7 +280,7 @@ class Context:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
-                    "target_axes", "training_only_layers"):
+                    "target_axes", "training_only_layers", "output_names"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

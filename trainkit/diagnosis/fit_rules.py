@@ -84,6 +84,9 @@ def overfitting(view: Diagnoser) -> Issue | None:
     start = view.epochs[best].epoch
     evidence = {"best_epoch": start, "best_val_loss": float(val[best]), "final_val_loss": float(val[-1]),
                 "train_loss_at_best": float(train[best]), "final_train_loss": float(train[-1])}
+    by_output, rising, falling = _output_val_trends(view, best)
+    if by_output:
+        evidence["output_val_losses"] = by_output
     stopping = view.notes.get("early_stopping")
     if stopping and stopping.get("restored_epoch") is not None:
         return Issue(
@@ -97,13 +100,53 @@ def overfitting(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The model overfits from epoch {start + 1}: the validation loss rose from {format_number(float(val[best]))} "
         f"to {format_number(float(val[-1]))} while the training loss fell from {format_number(float(train[best]))} to "
-        f"{format_number(float(train[-1]))}{penalty_note(view)}.",
+        f"{format_number(float(train[-1]))}{penalty_note(view)}{_output_trend_text(by_output, rising, falling)}.",
         # Dotted keys, as lr_advice's: "training: {early_stopping: ...} (or epochs: 7)" pasted into a
         # recipe that has a training: mapping already is a duplicate key, and a bare epochs: is refused.
         f"Stop at the best epoch: training.early_stopping: {{monitor: val_loss, patience: "
         f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}} (or training.epochs: {start + 1}); and/or "
-        f"regularise: {_regularise_text(view)}, use a smaller model, or get more training rows.",
+        f"regularise: {_regularise_text(view)}, use a smaller model, or get more training rows."
+        + (f" Only {_names(rising)} overfit{'s' if len(rising) == 1 else ''}: {_names(falling)} still improve{'s' if len(falling) == 1 else ''} "
+           f"on the validation rows, which stopping at epoch {start + 1} cuts short too; a lower loss_weights entry for "
+           f"{_names(rising)} lets {_names(falling)} go on learning." if rising and falling else ""),
         evidence, epoch=start)
+
+
+def _output_val_trends(view: Diagnoser, best: int) -> tuple[dict[str, list[float]], list[str], list[str]]:
+    """Each output's validation loss at the best epoch (of the total) and at the last, for a model
+    with several outputs; and the outputs whose loss rose past :attr:`Thresholds.overfit_rise`
+    since, and those whose loss fell.
+
+    The total of two heads is one number: a regression head under loss_weights 1000 overfitting
+    from epoch 4 read "the model overfits" and "stop at epoch 4", while the classifier beside it
+    was still improving (its validation loss 0.53 there, 0.48 at the end).
+    """
+    by_output, rising, falling = {}, [], []
+    for name in view.context.output_names:
+        values = view.log_values(f"val_{name}_loss")
+        if len(values) <= best or not (np.isfinite(values[best]) and np.isfinite(values[-1])):
+            continue
+        at_best, last = float(values[best]), float(values[-1])
+        by_output[name] = [at_best, last]
+        if last > at_best * (1 + view.t.overfit_rise) and last > at_best:
+            rising.append(name)
+        elif last < at_best:
+            falling.append(name)
+    return by_output, rising, falling
+
+
+def _output_trend_text(by_output: dict[str, list[float]], rising: list[str], falling: list[str]) -> str:
+    """``; by output: price's validation loss rose from 0.21 to 0.24, is_pos's fell ...`` when one rose and one fell."""
+    if not (rising and falling):
+        return ""
+    moves = [f"{name}'s {'validation loss ' if i == 0 else ''}{'rose' if last > first else 'fell'} from {format_number(first)} "
+             f"to {format_number(last)}" for i, (name, (first, last)) in enumerate(by_output.items())]
+    return "; by output: " + ", ".join(moves)
+
+
+def _names(names: list[str]) -> str:
+    """``price`` or ``price and score``: outputs in a sentence."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _regularise_text(view: Diagnoser) -> str:

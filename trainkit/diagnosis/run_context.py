@@ -253,6 +253,12 @@ def _loss_text(trainer: Any, describe_loss: Any) -> str:
     return describe_loss(heads[0].loss if heads else trainer.loss).describe()
 
 
+def _trained_output_names(trainer: Any) -> tuple[str, ...]:
+    """The names of a model's outputs with a loss when it has several, ``()`` for one."""
+    heads = getattr(trainer, "heads", ())
+    return tuple(h.name for h in heads if h.loss is not None) if len(heads) > 1 else ()
+
+
 def _one_task(trainer: Any) -> str:
     """The trainer's task, ``mixed`` when its outputs have different ones."""
     tasks = {h.task for h in getattr(trainer, "heads", ()) if h.loss is not None}
@@ -348,6 +354,7 @@ def build_context(
         regularization=loss_penalties(trainer) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=outputs,
+        output_names=_trained_output_names(trainer),
         softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
         sloped_layers=layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
         smooth_layers=layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
