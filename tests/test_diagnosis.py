@@ -407,6 +407,24 @@ def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_i
     assert "initial-loss-too-high" in codes(s.run())
 
 
+def test_a_softmax_wider_than_the_label_classes_starts_uniform_over_all_its_units():
+    # 1000 softmax units for labels 0..4 start at ln 1000 = 6.9, and were told initial-loss-too-high
+    # ("4.3x the chance level 1.609 ... far from a sensible prediction") against a uniform start of ln 5.
+    y = np.arange(500) % 5
+    for loss in ("sparse_categorical_crossentropy", keras.losses.SparseCategoricalCrossentropy(from_logits=True)):
+        baseline = chance_loss("multiclass", loss, y, units=1000, batch_size=32)
+        assert baseline.loss == pytest.approx(math.log(5), abs=1e-3)
+        assert baseline.uninformed == pytest.approx(math.log(1000), abs=1e-3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1000, activation="softmax")])
+    context = build_context(Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", seed=0), y)
+    assert context.uninformed_loss == pytest.approx(math.log(1000), abs=1e-3)
+    s = Stream(chance=math.log(5))
+    s.context.uninformed_loss = context.uninformed_loss
+    s.train_loss = lambda e, st: 6.85 if e == 0 else 1.0
+    s.val_loss = lambda e: 1.0
+    assert "initial-loss-too-high" not in codes(s.run())
+
+
 def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     # The diagnosis audit: standardised regression targets were told "standardize_targets: true".
     reg = Stream(task="regression", chance=1.0)

@@ -115,7 +115,8 @@ class Baseline:
     floor: float = 0.0
 
 
-def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
+def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None,
+                units: int | None = None) -> Baseline | None:
     """The loss a model would get by predicting the label prior / the best constant target for every row.
 
     Args:
@@ -125,6 +126,8 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         sample_weight: The training rows' weights (sample weight times class weight), one per
             row of ``y``, or ``None`` for unweighted rows.
         batch_size: Rows per training batch, for :attr:`Baseline.first_steps`; ``None``: not computed.
+        units: The output's units (its last axis), when known: a sparse cross-entropy's
+            :attr:`Baseline.uninformed` spreads over all of them, not only the classes the labels hold.
 
     Returns:
         The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss, a
@@ -204,10 +207,16 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         detail += f", with the rows' weights (mean {float(np.mean(w)):.3g})"
     uninformed = None
     if info.kind in ("binary", "categorical", "sparse"):
-        uniform = np.full(np.shape(prediction), 1.0 / (2 if info.kind == "binary" else max(1, np.shape(prediction)[-1])))
+        shape = np.shape(prediction)
+        if info.kind == "sparse" and units and units > shape[-1]:
+            # A fresh softmax spreads over every unit, not only the classes the labels hold: 1000
+            # units for 5 classes start at ln 1000 = 6.9, and were told initial-loss-too-high
+            # ("4.3x the chance level 1.609 ... far from a sensible prediction") against ln 5.
+            shape = (*shape[:-1], units)
+        uniform = np.full(shape, 1.0 / (2 if info.kind == "binary" else max(1, shape[-1])))
         try:
             flat = np.zeros_like(uniform) if info.from_logits else uniform
-            pred = np.broadcast_to(flat, _pred_shape(info.kind, y, prediction)).astype(np.float32)
+            pred = np.broadcast_to(flat, _pred_shape(info.kind, y, uniform)).astype(np.float32)
             uninformed = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
         except Exception:
             uninformed = None
@@ -222,7 +231,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             plain = _best_constant(task, info.kind, info.from_logits, info.name, y, None,
                                    label_smoothing=float(config.get("label_smoothing") or 0.0))
             starts += [plain[0]] if plain is not None else []
-        first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, prediction)) for c in starts],
+        first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, np.asarray(c))) for c in starts],
                                   batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight")
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
     return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0)

@@ -174,7 +174,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     heads = getattr(trainer, "heads", None)
     targets = _one_output_targets(trainer, targets)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
-        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size)
+        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size, units=_output_units(trainer.model))
     per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
     if len(per_output) != len(heads):
         return None
@@ -209,6 +209,18 @@ def _regression_start(trainer: Any, targets: Any, sample_weight: Any = None) -> 
             return None
         total += head.weight * value
     return total
+
+
+def _output_units(model: Any) -> int | None:
+    """The last axis of a one-output model's output (a softmax's units), ``None`` when unknown."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic outputs
+        return None
+    if not outputs or len(outputs) != 1 or not outputs[0].shape:
+        return None
+    units = outputs[0].shape[-1]
+    return int(units) if units else None
 
 
 def _masked_targets(trainer: Any, inputs: Any, targets: Any, sample_weight: Any, rows: int | None) -> tuple[Any, Any, int | None]:
