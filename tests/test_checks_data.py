@@ -1933,6 +1933,24 @@ def test_class_imbalance_lists_only_the_rare_classes():
     assert f"class 1: {counts[1]}, class 2: {counts[2]}, against {counts[0]} for class 0" in finding.message
 
 
+def test_many_balanced_classes_with_few_rows_each_are_not_imbalanced():
+    # 2,400 rows drawn evenly over 900 classes count 0 to 10 a class by chance alone: they were
+    # told "the classes are imbalanced: the rarest have class 72: 0 ... (0.0% of it)".
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2400, 4)).astype("float32")
+    wide = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(900, activation="softmax")])
+    y = rng.integers(0, 900, len(x))
+    assert np.bincount(y, minlength=900).min() == 0
+    assert "class-imbalance" not in codes(check_data(x, y, model=wide, loss=get_loss("scce"), task="multiclass"))
+    # Classes of uneven shares are still told, however few rows most of them have: one class of
+    # 400 rows beside 2.2 a class for the others, or Zipf-like shares.
+    skewed = np.where(np.arange(len(x)) < 400, 0, y)
+    assert "class-imbalance" in codes(check_data(x, skewed, model=wide, loss=get_loss("scce"), task="multiclass"))
+    shares = 1 / np.arange(1, 901)
+    zipf = rng.choice(900, len(x), p=shares / shares.sum())
+    assert "class-imbalance" in codes(check_data(x, zipf, model=wide, loss=get_loss("scce"), task="multiclass"))
+
+
 def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_label_is():
     # Token ids are not features: "does the sequence start with id 3" maps each id at position 0
     # to one class, which is the task itself; it was reported as label-leakage.

@@ -21,6 +21,9 @@ from trainkit.checks.data_context import DataContext, Target, class_ids, format_
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
 IMBALANCE_MIN_ROWS = 50
+#: Multiclass counts that balanced classes drawn at random make at least this often (their
+#: smallest that low and their largest that high) are not reported as imbalanced.
+IMBALANCE_CHANCE = 1e-3
 #: Training rows below which the split is too small to learn from: fewer than this many, or
 #: fewer than ``MIN_ROWS_PER_CLASS`` per class of a classifier. The shipped recipes train on 80
 #: rows at least (100 rows, 20% held out; 10 classes there, 8 rows each).
@@ -294,6 +297,8 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 f"Number the classes from 0 (y = y - 1) and give the output one unit per class (Dense({t.units - 1}, "
                 f"activation='softmax')).",
                 {"counts": [int(c) for c in counts], "absent": absent}, t.output.layer if t.output else None)
+        if _balanced_by_chance(counts):  # after the 1-based labels: one class missing is told, however few the rows
+            continue
         # The rare classes only: with 3 classes the three smallest counts included the largest
         # ("the rarest have class 1: 4, class 2: 4, class 0: 392, against 392 for class 0").
         rare = [int(c) for c in np.argsort(counts, kind="stable")[:3] if counts[c] < IMBALANCE_MULTICLASS_RATIO * counts.max()]
@@ -307,6 +312,33 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
             t.output.layer if t.output else None)
     return None
+
+
+def _balanced_by_chance(counts: np.ndarray) -> bool:
+    """Whether balanced classes drawn at random plausibly count as unevenly as ``counts``: their
+    smallest count that low and their largest that high, each at least :data:`IMBALANCE_CHANCE`
+    of the time (a Poisson bound, summed over the classes).
+
+    Few rows a class spread by chance alone: 2,400 rows drawn evenly over 900 classes (2.7 a
+    class) count 0 to 10, a ratio of 0, and were told "the classes are imbalanced ... class 72: 0"
+    with weights n / (K * count) that divide by 0.
+    """
+    k, n = len(counts), float(counts.sum())
+    lam = n / k
+    low, high = int(counts.min()), int(counts.max())
+    width = int(20 * math.sqrt(lam) + 50)  # the upper tail beyond this adds nothing
+    below = _poisson_mass(lam, 0, low)
+    above = _poisson_mass(lam, high, high + width)
+    return min(1.0, k * below) >= IMBALANCE_CHANCE and min(1.0, k * above) >= IMBALANCE_CHANCE
+
+
+def _poisson_mass(lam: float, lo: int, hi: int) -> float:
+    """The probability that a Poisson count of mean ``lam`` lies in ``lo..hi``."""
+    if lo > lam or hi < lam:  # one side of the mean: the terms are monotone, so ~1e5 of them cover the mass
+        lo, hi = (lo, min(hi, lo + 100_000)) if lo > lam else (max(lo, hi - 100_000), hi)
+    i = np.arange(lo, hi + 1, dtype=np.float64)
+    log_terms = -lam + i * math.log(max(lam, 1e-300)) - np.array([math.lgamma(v + 1) for v in i])
+    return float(np.exp(log_terms).sum())
 
 
 def _predicts_per_position(t: Target) -> bool:
