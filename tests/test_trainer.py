@@ -1703,6 +1703,25 @@ def test_a_class_weight_that_cannot_mean_what_it_says_is_refused_before_training
     assert trainer.step == 0
 
 
+def test_a_class_weight_for_a_class_only_the_validation_rows_hold_is_no_typo():
+    # Balanced weights over all the labels (sklearn's compute_class_weight) name every class; with
+    # many rare classes validation_split leaves some out of the training rows, and fit refused
+    # ("class_weight gives a weight to classes 154, 197, which are not among the training labels").
+    x, y = make_data(40, features=4)
+    y = y.copy()
+    y[-2:] = 2  # class 2 only in the validation rows validation_split=0.25 holds out
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", seed=0)
+    trainer.fit(x, y, epochs=1, verbose=0, class_weight={0: 1.0, 1: 1.0, 2: 5.0}, validation_split=0.25)
+    assert trainer.step > 0
+    trainer.fit(x[:30], y[:30], epochs=1, verbose=0, class_weight={0: 1.0, 1: 1.0, 2: 5.0}, validation_data=(x[30:], y[30:]))
+    # A class neither split holds is still refused.
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0, class_weight={0: 1.0, 1: 1.0, 3: 5.0}, validation_split=0.25)
+    assert info.value.code == "class-weight-unknown-class"
+    assert "class 3, which is not among the training labels {0, 1} nor the validation labels" in info.value.message
+
+
 def test_a_zero_weight_for_some_classes_still_trains_the_others():
     x, y = make_data(40, features=4)
     trainer = make_trainer(make_model(features=4))

@@ -47,8 +47,12 @@ def _is_class_id(key: Any) -> bool:
     return isinstance(key, float | np.floating) and math.isfinite(key) and float(key).is_integer() and key >= 0
 
 
-def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: np.ndarray | None = None,
+                y_val: Any = None) -> np.ndarray:
     """The weight of each row of ``y``: its class's weight times its ``sample_weight``.
+
+    ``y_val``, the validation labels when known, holds classes too: a weight for one of them is
+    no typo (see :func:`check_against_labels`).
 
     Raises:
         ArgumentError: ``bad-argument`` as :func:`weights_table`; ``class-weight-unknown-class``
@@ -59,24 +63,27 @@ def row_weights(class_weight: Mapping[Any, Any], y: np.ndarray, sample_weight: n
     ids = _class_ids(np.asarray(y))
     if ids.size and ids.min() < 0:  # they would index the table from its end
         raise ArgumentError("bad-argument", f"class_weight needs class ids >= 0, but the labels hold {int(ids.min())}: encode the classes as 0..K-1 first.")
-    check_against_labels(class_weight, ids)
+    check_against_labels(class_weight, ids, _validation_ids(y_val))
     weights = np.where(ids < len(table), table[np.minimum(ids, len(table) - 1)], np.float32(1.0)).astype(np.float32)
     if sample_weight is not None:
         weights = weights * np.asarray(sample_weight, np.float32).reshape(len(weights))
     return weights
 
 
-def check_against_labels(class_weight: Mapping[Any, Any], ids: np.ndarray) -> None:
+def check_against_labels(class_weight: Mapping[Any, Any], ids: np.ndarray, val_ids: np.ndarray | None = None) -> None:
     """Refuses class weights that cannot mean what was meant, given the rows' class ids.
 
     A class no label holds weighs no row, so its weight is a typo or a wrong encoding that
     would otherwise pass in silence; and with every class of the labels at 0 each row weighs 0,
     the loss is 0 from the first step and nothing is learned (the loss curve then looks like a
-    leak, not like a setting).
+    leak, not like a setting). A class only the validation labels hold is neither: balanced
+    weights computed over all the labels (sklearn's ``compute_class_weight``) name every class,
+    and with many rare classes ``validation_split`` leaves some of them out of the training rows.
 
     Args:
         class_weight: Class id -> weight, already validated by :func:`weights_table`.
         ids: The class id of every training row.
+        val_ids: The class id of every validation row, ``None`` when unknown.
 
     Raises:
         ArgumentError: ``class-weight-unknown-class`` or ``class-weight-all-zero``.
@@ -85,13 +92,14 @@ def check_against_labels(class_weight: Mapping[Any, Any], ids: np.ndarray) -> No
         return
     present = np.unique(ids)
     labels = _listing(present)
-    held = set(present.tolist())
+    held = set(present.tolist()) | (set(np.unique(val_ids).tolist()) if val_ids is not None else set())
     unknown = sorted(int(key) for key in class_weight if int(key) not in held)
     if unknown:
         which = f"class {unknown[0]}, which is" if len(unknown) == 1 else f"classes {', '.join(map(str, unknown))}, which are"
         raise ArgumentError(
             "class-weight-unknown-class",
-            f"class_weight gives a weight to {which} not among the training labels {labels}: such a weight "
+            f"class_weight gives a weight to {which} not among the training labels {labels}"
+            f"{' nor the validation labels' if val_ids is not None else ''}: such a weight "
             f"applies to no row. Weigh the classes the labels hold (training.class_weight in a recipe), "
             f"or check how the labels are encoded (class ids 0..K-1; one-hot rows count by their 1).")
     if all(float(class_weight.get(int(c), 1.0)) == 0.0 for c in present):
@@ -122,6 +130,19 @@ def weighted_dataset(dataset: tf.data.Dataset, class_weight: Mapping[Any, Any]) 
         return x, y, weights
 
     return dataset.map(add_weights, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _validation_ids(y_val: Any) -> np.ndarray | None:
+    """The class ids of validation labels given as one numeric array, else ``None``."""
+    if y_val is None or isinstance(y_val, Mapping | list | tuple | tf.data.Dataset):
+        return None
+    try:
+        y_val = np.asarray(y_val)
+    except (TypeError, ValueError):
+        return None
+    if y_val.ndim == 0 or not len(y_val) or y_val.dtype.kind not in "biuf" or not np.isfinite(y_val).all():
+        return None
+    return _class_ids(y_val)
 
 
 def _class_ids(y: np.ndarray) -> np.ndarray:

@@ -122,7 +122,8 @@ class FitData:
                 parts = [tf.nest.map_structure(lambda a: a[:cut], part) for part in parts]
             if class_weight is not None:  # the training rows only, as model.fit weights them
                 _check_one_target(parts[1], self.heads, model=self.model)
-                parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None)]
+                val_y = validation_data[1] if isinstance(validation_data, tuple | list) and len(validation_data) > 1 else None
+                parts = [parts[0], parts[1], class_weights.row_weights(class_weight, parts[1], parts[2] if len(parts) > 2 else None, val_y)]
             train = ArraySource(parts, "the training data" if validation_split else "x")
         validation = None
         if validation_data is not None:

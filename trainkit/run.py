@@ -158,7 +158,7 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapp
     )
     # The recipe's class weights, as fit will weigh the training rows (class-imbalance then knows).
     cw = recipe.training.class_weight
-    weights = class_weights.row_weights(cw, splits.y_train) if cw and not isinstance(splits.y_train, dict | list | tuple) else None
+    weights = class_weights.row_weights(cw, splits.y_train, y_val=splits.y_val) if cw and not isinstance(splits.y_train, dict | list | tuple) else None
     trainer.findings.extend(splits.findings)  # what reading the data file noticed
     found = trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights,
                                batch_size=recipe.training.batch_size, feature_names=splits.feature_names)
