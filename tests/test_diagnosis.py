@@ -425,6 +425,31 @@ def test_a_softmax_wider_than_the_label_classes_starts_uniform_over_all_its_unit
     assert "initial-loss-too-high" not in codes(s.run())
 
 
+def test_few_validation_rows_a_class_take_a_prior_pooled_with_the_training_labels():
+    # 800 validation rows of 1000 classes: their own prior read 6.23 where a constant not fitted on
+    # them gets ~6.9, and a model at 6.38 (31x chance accuracy) was told loss-at-chance, "it
+    # memorises the training rows ... (e.g. random labels)".
+    rng = np.random.default_rng(0)
+    y, y_val = rng.integers(0, 1000, 8000), rng.integers(0, 1000, 800)
+    own = chance_loss("multiclass", "sparse_categorical_crossentropy", y_val, units=1000)
+    pooled = chance_loss("multiclass", "sparse_categorical_crossentropy", y_val, units=1000, prior_rows=y)
+    assert own.loss < 6.3 and pooled.loss > 6.8 and "pooled with the training labels" in pooled.detail
+    # One-hot labels too (their rows read at most 1M values: a strided 1000 of the training rows).
+    one_hot = chance_loss("multiclass", "categorical_crossentropy", np.eye(1000)[y_val], prior_rows=np.eye(1000)[y])
+    assert one_hot.loss > own.loss + 0.3
+    # Rows enough for their classes keep their own prior.
+    few = np.arange(800) % 10
+    assert chance_loss("multiclass", "sparse_categorical_crossentropy", few, prior_rows=y % 10).loss == pytest.approx(math.log(10), abs=1e-4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1000, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", seed=0)
+    assert build_context(trainer, y, validation_targets=y_val).val_chance_loss == pytest.approx(pooled.loss, abs=1e-4)
+    s = Stream(chance=6.84)
+    s.context.val_chance_loss = pooled.loss
+    s.train_loss = lambda e, st: 6.9 - 0.2 * e
+    s.val_loss = lambda e: 6.8 - 0.05 * min(e, 9)
+    assert "loss-at-chance" not in codes(s.run())
+
+
 def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     # The diagnosis audit: standardised regression targets were told "standardize_targets: true".
     reg = Stream(task="regression", chance=1.0)

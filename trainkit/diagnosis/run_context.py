@@ -162,19 +162,23 @@ def _map_targets(fn: Any, targets: Any) -> Any:
     return fn(targets)
 
 
-def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None) -> Baseline | None:
+def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None,
+                  prior_rows: Any = None) -> Baseline | None:
     """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
 
     ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
     training does; weights in a structure (per output) give no chance level, not an unweighted one.
-    ``batch_size`` gives a one-output model's :attr:`Baseline.first_steps`.
+    ``batch_size`` gives a one-output model's :attr:`Baseline.first_steps`; ``prior_rows`` (the
+    training targets, for a validation level) are pooled into a one-output model's label prior
+    where its rows are few for their classes (see :func:`~trainkit.diagnosis.baseline.chance_loss`).
     """
     if isinstance(sample_weight, tuple | list | Mapping):
         return None
     heads = getattr(trainer, "heads", None)
     targets = _one_output_targets(trainer, targets)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
-        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size, units=_output_units(trainer.model))
+        return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size, units=_output_units(trainer.model),
+                           prior_rows=_one_output_targets(trainer, prior_rows))
     per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
     if len(per_output) != len(heads):
         return None
@@ -340,7 +344,7 @@ def build_context(
     val_chance = None
     if baseline is not None and validation_targets is not None:
         val_targets, val_weights, _ = _masked_targets(trainer, validation_inputs, validation_targets, validation_sample_weight, None)
-        val_chance = _chance_level(trainer, val_targets, val_weights) if val_targets is not None else None
+        val_chance = _chance_level(trainer, val_targets, val_weights, prior_rows=chance_targets) if val_targets is not None else None
         if val_chance is not None and val_chance.loss <= _ONE_CLASS_SHARE * baseline.loss:
             # Validation rows a constant predicts exactly (one class: iris unsorted, validation_split's
             # last 30 rows all class 2) have no level to compare with, but the clipped cross-entropy
