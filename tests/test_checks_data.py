@@ -1951,6 +1951,28 @@ def test_many_balanced_classes_with_few_rows_each_are_not_imbalanced():
     assert "class-imbalance" in codes(check_data(x, zipf, model=wide, loss=get_loss("scce"), task="multiclass"))
 
 
+def test_a_softmax_wider_than_the_labels_classes_is_named():
+    # Dense(1000) for labels 0..4 got no word, or "the rarest have class 5: 0, class 6: 0, ..." with
+    # weights n / (K * count) that divide by 0.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1600, 4)).astype("float32")
+    wide = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1000, activation="softmax", name="out")])
+    (finding,) = [f for f in check_data(x, rng.integers(0, 5, len(x)), model=wide, loss=get_loss("scce"), task="multiclass")
+                  if f.code == "class-imbalance"]
+    assert "hold class ids 0..4 only, but the output layer 'out' has 1000 units" in finding.message
+    assert "Dense(5)" in finding.advice and finding.evidence["empty_units"] == 995
+    # Classes only the validation rows hold are counted as such.
+    y, y_val = rng.integers(0, 900, len(x)), rng.integers(0, 1000, 400)
+    (finding,) = [f for f in check_data(x, y, x_val=rng.normal(size=(400, 4)).astype("float32"), y_val=y_val, model=wide,
+                                        loss=get_loss("scce"), task="multiclass") if f.code == "class-imbalance"]
+    assert f"units 900..999 ({np.count_nonzero(np.unique(y_val) >= 900)} of them only in the validation labels)" in finding.message
+    # A rare top class missing by chance is not: 3 rows a class, the last one empty.
+    y = rng.integers(0, 1000, 3000)
+    y[y == 999] = 0
+    assert not [f for f in check_data(rng.normal(size=(3000, 4)).astype("float32"), y, model=wide, loss=get_loss("scce"),
+                                      task="multiclass") if f.code == "class-imbalance"]
+
+
 def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_label_is():
     # Token ids are not features: "does the sequence start with id 3" maps each id at position 0
     # to one class, which is the task itself; it was reported as label-leakage.

@@ -285,6 +285,9 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 f"AUC, precision and recall rather than accuracy{bias_advice}.",
                 {"counts": [int(c) for c in counts[:2]], "minority_class": minority, "minority_share": float(share)},
                 t.output.layer if t.output else None)
+        wider = _output_wider_than_labels(ctx, t, ids)
+        if wider is not None:
+            return wider
         ratio = counts.min() / max(1, counts.max())
         if ratio >= IMBALANCE_MULTICLASS_RATIO or _weights_balance(ctx, ids, k, binary=False):
             continue
@@ -312,6 +315,34 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
             {"counts": [int(c) for c in counts], "rarest": rare, "min_max_ratio": float(ratio)},
             t.output.layer if t.output else None)
     return None
+
+
+def _output_wider_than_labels(ctx: DataContext, t: Target, ids: np.ndarray) -> Issue | None:
+    """A softmax with more units than the training labels' classes: ids 0..M for U > M + 1 units,
+    a tail of units no row holds, where balanced classes over all U units would leave so many
+    empty less than :data:`IMBALANCE_CHANCE` of the time.
+
+    Dense(1000) for labels 0..4 got no word (or "the classes are imbalanced: the rarest have class
+    5: 0, class 6: 0" with weights n / (K * count) that divide by 0): its units 5..999 are never the
+    answer, yet a fresh softmax spreads over them, starting at ln 1000 = 6.9 for a chance level of ln 5.
+    """
+    units, top = t.units or 0, int(ids.max())
+    if units <= top + 1 or np.count_nonzero(np.bincount(ids)) < 2:
+        return None
+    empty = units - top - 1
+    if math.exp(-len(ids) / units * empty) >= IMBALANCE_CHANCE:  # a few rare classes missing by chance
+        return None
+    val_ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
+    beyond = int(np.count_nonzero(np.unique(val_ids) > top)) if val_ids is not None and val_ids.size else 0
+    seen = f" ({beyond} of them only in the validation labels)" if beyond else ""
+    return Issue(
+        f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} hold class ids 0..{top} only, but the output "
+        f"layer '{t.output.layer if t.output else '?'}' has {units} units: units {top + 1}..{units - 1}{seen} are never the answer in training, "
+        f"and a fresh softmax spreads over them too (a first loss near ln {units} = {math.log(units):.2f}, for "
+        f"{top + 1} classes).",
+        f"If there are {top + 1} classes, give the output one unit per class (Dense({top + 1})); if classes "
+        f"{top + 1}..{units - 1} exist, the training rows hold none of them: add rows of those classes.",
+        {"max_label": top, "units": units, "empty_units": empty}, t.output.layer if t.output else None)
 
 
 def _balanced_by_chance(counts: np.ndarray) -> bool:
