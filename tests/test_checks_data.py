@@ -924,6 +924,58 @@ def test_label_leakage_finds_the_target_inside_a_window_of_a_sequence_model(sour
     assert "label-leakage" not in codes(found(x[:, :, None], y))
 
 
+def horizon_windows(steps: int, horizon: int, *, look_ahead: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`series_windows` with ``horizon`` values to predict after each window (a multi-step forecast)."""
+    t = np.arange(3000)
+    s = np.sin(2 * np.pi * t / 2000) + 1e-4 * np.random.default_rng(0).normal(size=t.size)
+    rows = t.size - steps - horizon
+    x = s[np.arange(rows)[:, None] + np.arange(steps)[None, :] + int(look_ahead)]
+    return x.astype("float32"), s[np.arange(rows)[:, None] + steps + np.arange(horizon)[None, :]].astype("float32")
+
+
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+@pytest.mark.parametrize("target_shape", ["(n, H)", "(n, H, 1)"])
+def test_label_leakage_finds_the_first_step_of_a_horizon_inside_the_window(source, target_shape):
+    # Windows one step off for a 5-step forecast: the last window value is the horizon's first.
+    # Only one-column targets were compared with the window, so the look-ahead trained without a word.
+    gru = keras.Sequential([keras.Input((4, 1)), L.GRU(2), L.Dense(5)] + ([L.Reshape((5, 1))] if target_shape == "(n, H, 1)" else []))
+
+    def found(x, y):
+        y = y[:, :, None] if target_shape == "(n, H, 1)" else y
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32) if source == "dataset" else x
+        return check_data(data, None if source == "dataset" else y, model=gru, loss=get_loss("mse"), task="regression")
+
+    x, y = horizon_windows(4, 5, look_ahead=True)
+    (finding,) = [f for f in found(x[:, :, None], y) if f.code == "label-leakage"]
+    assert finding.evidence["step"] == 3 and finding.evidence["target_column"] == 0
+    assert "x[:, 3, 0]" in finding.message and "look-ahead" in finding.message and "column 0" in finding.message
+    assert "y = s[i+w:i+w+5]" in finding.advice
+    x, y = horizon_windows(4, 5)
+    assert "label-leakage" not in codes(found(x[:, :, None], y))
+
+
+def test_label_leakage_finds_the_horizon_inside_flat_windows_but_not_an_autoencoder_or_shifted_sequence():
+    def dense(inputs, outputs):
+        return keras.Sequential([keras.Input((inputs,)), L.Dense(outputs)])
+
+    def found(net, x, y):
+        return codes(check_data(x, y, model=net, loss=get_loss("mse"), task="regression"))
+
+    x, y = horizon_windows(8, 3, look_ahead=True)
+    (finding,) = [f for f in check_data(x, y, model=dense(8, 3), loss=get_loss("mse"), task="regression") if f.code == "label-leakage"]
+    assert finding.evidence["feature"] == 7 and finding.evidence["target_column"] == 0
+    assert "target's column 0 (of 3 a row)" in finding.message
+    x, y = horizon_windows(8, 3)
+    assert "label-leakage" not in found(dense(8, 3), x, y)
+    # Targets that are the inputs (an autoencoder) or the window shifted one step (a
+    # sequence-to-sequence model's targets, a step each) hold copies of inputs by design.
+    assert "label-leakage" not in found(dense(4, 4), X, X.copy())
+    seq = keras.Sequential([keras.Input((8, 1)), L.GRU(2, return_sequences=True), L.Dense(1)])
+    x, _ = horizon_windows(9, 1)
+    issues = check_data(x[:, :8, None], x[:, 1:, None], model=seq, loss=get_loss("mse"), task="regression")
+    assert "label-leakage" not in codes(issues)
+
+
 def two_input_model() -> keras.Model:
     """An id input into an Embedding next to a float one: ``ids`` (1 column) and ``feat`` (3)."""
     ids, feat = keras.Input((1,), dtype="int32", name="ids"), keras.Input((3,), name="feat")
