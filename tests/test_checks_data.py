@@ -2358,6 +2358,16 @@ def test_unscaled_image_targets_are_told_to_standardise_per_channel_not_per_pixe
     assert "y_train.std(0)" in found.advice
 
 
+def test_unscaled_targets_of_a_forecast_horizon_are_told_of_steps_not_pixels():
+    # A 5-step forecast of an unscaled series, targets (n, 5, 1) from Dense(5) and Reshape((5, 1)),
+    # was told "one value a channel over every pixel: a pixel's own spread is ~0".
+    x, y = horizon_windows(8, 5)
+    x, y = 20 + 10 * x[:, :, None], 20 + 10 * y[:, :, None]
+    model = keras.Sequential([keras.Input((8, 1)), L.GRU(2), L.Dense(5), L.Reshape((5, 1))])
+    (found,) = [f for f in check_data(x, y, model=model, loss=get_loss("mse"), task="regression") if f.code == "unscaled-targets"]
+    assert "y_train.std(axis=(0, 1))" in found.advice and "every step" in found.advice and "pixel" not in found.advice
+
+
 def test_a_taggers_per_timestep_weights_are_refused_with_a_way_to_leave_padding_out():
     # (n, T) weights, 0 on the padding (Keras' temporal sample weights), were told to weigh "a
     # weight a pixel" with focal losses or Dice, which leave no padding out.

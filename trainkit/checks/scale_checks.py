@@ -345,7 +345,11 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
                      f"spread ~{format_number(s)} units around it: the loss is measured in squared units of the "
                      f"targets (~{format_number(s * s)} for predicting the mean), so the gradients are huge.")
         axes = reduce_text(position_axes(t.y.ndim, t.output.shape if t.output is not None else None))
-        per = "" if axes == "0" else " (one value a channel over every pixel: a pixel's own spread is ~0 where it barely varies)"
+        # An output of one position axis, (H, 1), predicts a sequence (a forecast's horizon): its
+        # steps are values of one series, not pixels (a (n, 5, 1) horizon was told of pixels).
+        sequence = t.output is not None and t.output.shape is not None and len(t.output.shape) == 3
+        per = ("" if axes == "0" else " (one value a channel over every step: the steps are values of one series, on one scale)"
+               if sequence else " (one value a channel over every pixel: a pixel's own spread is ~0 where it barely varies)")
         # A recipe scales its targets with data.target_scale (one number: one target column), not
         # with code on a y it never holds; it may be set already, so the factor multiplies it.
         divisor = float(np.mean(np.abs(y[:, j]))) if relative else s
