@@ -26,6 +26,7 @@ from trainkit.diagnosis import (
     RULES,
     Context,
     Diagnoser,
+    DiagnosisCallback,
     chance_loss,
     render_markdown,
     render_text,
@@ -4659,6 +4660,33 @@ def test_a_step_spike_is_measured_against_a_fresh_model_s_first_loss_only(first_
     s.context.trained_before = trained_before
     s.train_loss = lambda e, st: 0.0006 if e == st == 0 else 0.08 if st == 3 else 0.02 - 0.001 * e
     assert ("diverging-loss" in codes(run_from(s, first_step))) == (first_step == 0 and not trained_before)
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_step_spike_in_batches_of_a_rising_series_read_in_order_is_no_divergence(in_order):
+    # An unshuffled series with a trend (timeseries_dataset_from_array's default order) starts
+    # near 0: its later batches' losses were "1018x the first loss (2.17)", a diverging-loss error,
+    # while every epoch's loss fell. In order, the first batches are no sample of the data.
+    s = Stream(epochs=6, task="regression", chance=160.0)
+    s.context.batches_in_order = in_order
+    s.train_loss = lambda e, st: (2.0 + 300.0 * st) * (1 - 0.05 * e)
+    assert ("diverging-loss" in codes(s.run())) == (not in_order)
+    # A real blow-up in order is still one: 100x the first epoch's loss.
+    s.train_loss = lambda e, st: 1e6 if e == 4 else (2.0 + 300.0 * st) * (1 - 0.05 * e)
+    assert "diverging-loss" in codes(s.run())
+
+
+@pytest.mark.parametrize(("data", "in_order"), [("dataset", True), ("shuffled dataset", False), ("arrays", True), ("shuffled arrays", False)])
+def test_the_diagnosis_knows_whether_the_training_batches_come_in_order(data, in_order):
+    x, y = np.arange(64, dtype="float32")[:, None], np.arange(64, dtype="float32")[:, None]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=DiagnosisCallback())
+    if "dataset" in data:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        trainer.fit((ds.shuffle(64, seed=0) if "shuffled" in data else ds).batch(16), epochs=1, verbose=0)
+    else:
+        trainer.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle="shuffled" in data)
+    assert trainer.diagnose.diagnoser.context.batches_in_order is in_order
 
 
 def _three_class_run(freeze_output: bool, seed: int, tmp_path=None) -> Trainer:

@@ -960,7 +960,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         console = [ConsoleLogger(progress_bar=verbose == 1)] if verbose else []
         if console:
             self._show_check_warnings(console[0].console)
-        diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size)
+        diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size, shuffle,
+                                              isinstance(x, keras.utils.PyDataset))
         callback_list = CallbackList([*console, *diagnosis, *callbacks], self)
         began = False
         try:
@@ -1149,14 +1150,17 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             print(f"trainkit: a second error while ending a run that had already failed: {type(err).__name__}: {err}", file=sys.stderr)
 
     # -- live diagnosis ---------------------------------------------------------------------------
-    def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int) -> list[Callback]:
-        """The live diagnosis callback (``diagnose``), told what only ``fit`` knows."""
+    def _diagnosis_callbacks(self, train: Any, validation: Any, callbacks: list[Callback], console: list[ConsoleLogger], initial_epoch: int, batch_size: int,
+                             shuffle: Shuffle = True, pydataset: bool = False) -> list[Callback]:
+        """The live diagnosis callback (``diagnose``), told what only ``fit`` knows (``pydataset``: ``train`` reads a
+        PyDataset's batches, which ``shuffle`` orders)."""
         self._live_diagnosis = None
         if not self.diagnose:
             return []
         from trainkit.diagnosis.callback import DiagnosisCallback
         from trainkit.diagnosis.masked_positions import masks_inputs
         from trainkit.diagnosis.run_context import (
+            batches_in_order,
             first_batch_rows,
             one_pass_epochs,
             source_inputs,
@@ -1175,7 +1179,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         callback.prepare(targets=targets, sample_weight=weights, callbacks=callbacks, console=console[0].console if console else None,
                          initial_epoch=initial_epoch, batch_size=batch_size if in_memory else None,
                          train_rows=train.rows if in_memory else None, has_validation=validation is not None,
-                         one_pass_epochs=one_pass_epochs(train),
+                         one_pass_epochs=one_pass_epochs(train), batches_in_order=batches_in_order(train, shuffle, pydataset),
                          validation_targets=val_targets, validation_sample_weight=val_weights,
                          batch_rows=None if in_memory else first_batch_rows(train),
                          inputs=source_inputs(train) if wants_inputs else None,

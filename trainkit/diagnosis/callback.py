@@ -133,6 +133,7 @@ class DiagnosisCallback(Callback):
         batch_size: int | None = None,
         train_rows: int | None = None,
         one_pass_epochs: bool | None = None,
+        batches_in_order: bool | None = None,
         has_validation: bool = False,
         sample_weight: Any = None,
         validation_targets: Any = None,
@@ -155,6 +156,8 @@ class DiagnosisCallback(Callback):
             train_rows: Training rows, when known.
             one_pass_epochs: Whether an epoch reads each training row once at most (see
                 :attr:`~trainkit.diagnosis.engine.Context.one_pass_epochs`), ``None`` if unknown.
+            batches_in_order: Whether the training batches come in the data's own order (see
+                :attr:`~trainkit.diagnosis.engine.Context.batches_in_order`), ``None`` if unknown.
             has_validation: Whether validation runs after each epoch.
             validation_targets: The validation targets (numpy), for the validation loss's own
                 chance level; ``None`` if unknown (it is then compared with the training one).
@@ -170,7 +173,7 @@ class DiagnosisCallback(Callback):
         self.console = console
         self._initial_epoch = initial_epoch
         self._fit_facts = {"targets": targets, "initial_epoch": initial_epoch, "batch_size": batch_size, "train_rows": train_rows,
-                           "one_pass_epochs": one_pass_epochs, "has_validation": has_validation, "callbacks": self._others, "sample_weight": sample_weight,
+                           "one_pass_epochs": one_pass_epochs, "batches_in_order": batches_in_order, "has_validation": has_validation, "callbacks": self._others, "sample_weight": sample_weight,
                            "validation_targets": validation_targets, "validation_sample_weight": validation_sample_weight,
                            "batch_rows": batch_rows, "inputs": inputs, "validation_inputs": validation_inputs}
 

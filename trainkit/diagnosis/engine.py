@@ -93,6 +93,10 @@ class Context:
             a dataset whose pipeline holds no ``.repeat()``), so that the first epoch's batches
             are each scored before the model stepped on them; ``None`` when unknown (a run
             written before it was recorded: in-memory rows, ``train_rows`` known, read once).
+        batches_in_order: Whether the training batches come in the data's own order every epoch
+            (in-memory rows with ``shuffle=False``, a dataset whose pipeline holds no shuffle, a
+            PyDataset read in order): the first steps' batches are then its beginning (a series'
+            first values, rows sorted), no sample of it; ``None`` when unknown.
         has_validation: Whether validation values are computed each epoch.
         val_rows: In-memory validation rows, when known (``None`` for a validation dataset).
         early_stopping: ``{"monitor", "patience", "restore_best_weights"}`` of an EarlyStopping
@@ -206,6 +210,7 @@ class Context:
     batch_size: int | None = None
     train_rows: int | None = None
     one_pass_epochs: bool | None = None
+    batches_in_order: bool | None = None
     has_validation: bool = False
     val_rows: int | None = None
     early_stopping: dict[str, Any] | None = None

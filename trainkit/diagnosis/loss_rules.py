@@ -746,6 +746,14 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
     if view.max_loss is not None and first.size and fresh_start(view):
         step, peak = view.max_loss
         start = float(first[0])
+        epoch_losses = view.epoch_losses()
+        if view.context.batches_in_order and epoch_losses.size and np.isfinite(epoch_losses[0]):
+            # Batches in the data's own order: the first ones are its beginning, no sample of it.
+            # An unshuffled rising series (timeseries_dataset_from_array's default) starts near 0
+            # and ends ~45: its later batches' losses were "1018x the first loss (2.17)", an error,
+            # while every epoch's loss fell (688 to 461). The first epoch's, over all of them, is
+            # the reference then.
+            start = max(start, float(epoch_losses[0]))
         if start > 0 and peak > view.t.diverge_step_factor * start:
             return Issue(
                 f"The loss jumped to {format_number(peak)} at step {step}, {times_text(peak / start)} the first loss "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.callbacks.base import Callback
-from trainkit.checks.data_sampling import repeats
+from trainkit.checks.data_sampling import repeats, shuffles
 from trainkit.diagnosis.baseline import (
     Baseline,
     TargetScale,
@@ -83,6 +83,17 @@ def one_pass_epochs(source: Any) -> bool | None:
         # (46% of chance) and was told "the labels can be learned".
         return None
     return True
+
+
+def batches_in_order(source: Any, shuffle: Any, pydataset: bool = False) -> bool | None:
+    """Whether a training source's batches come in the data's own order every epoch: in-memory
+    rows (or a ``pydataset``'s batches) with ``shuffle`` off, a dataset whose pipeline holds no
+    shuffle (``timeseries_dataset_from_array``'s default); ``None`` when unknown."""
+    dataset = getattr(source, "dataset", None)
+    if dataset is None or pydataset:
+        return not shuffle if dataset is not None or hasattr(source, "rows") else None
+    found = shuffles(dataset)
+    return None if found is None else not found
 
 
 def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
@@ -289,6 +300,7 @@ def build_context(
     batch_size: int | None = None,
     train_rows: int | None = None,
     one_pass_epochs: bool | None = None,
+    batches_in_order: bool | None = None,
     has_validation: bool = False,
     callbacks: Iterable[Callback] = (),
     sample_weight: Any = None,
@@ -386,6 +398,7 @@ def build_context(
         batch_size=batch_size or batch_rows,
         train_rows=train_rows,
         one_pass_epochs=one_pass_epochs,
+        batches_in_order=batches_in_order,
         has_validation=has_validation,
         val_rows=_target_rows(validation_targets),
         early_stopping=_early_stopping_config(callbacks),
