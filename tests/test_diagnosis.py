@@ -4689,6 +4689,18 @@ def test_the_diagnosis_knows_whether_the_training_batches_come_in_order(data, in
     assert trainer.diagnose.diagnoser.context.batches_in_order is in_order
 
 
+@pytest.mark.parametrize(("times_chance", "told"), [(1.0, True), (3.0, False)])
+def test_a_fading_gradient_through_time_explains_no_loss_worse_than_a_constant(times_chance, told):
+    # An LSTM forecasting an unscaled rising series ended at 305% of chance (unscaled targets) and
+    # was told it learned from the last 5 of its 24 steps only: all a forecast needs. A model that
+    # reads only the last steps still reaches the target mean.
+    s = Stream(epochs=6, task="regression", chance=160.0)
+    s.train_loss = lambda e, st: 160.0 * times_chance
+    s.val_loss = lambda e: 160.0 * times_chance
+    s.notes["recurrent_reach"] = [{"layer": "dense_1", "steps": 24, "reach": 5, "ratio": 1.7e-4, "kind": "LSTM"}]
+    assert ("vanishing-gradients-through-time" in codes(s.run())) == told
+
+
 def _three_class_run(freeze_output: bool, seed: int, tmp_path=None) -> Trainer:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(1000, 10)).astype("float32")

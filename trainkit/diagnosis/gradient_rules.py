@@ -113,6 +113,12 @@ def vanishing_through_time(view: Diagnoser) -> Issue | None:
         return None  # whatever the model needed lay within the gradient's reach
     losses = view.epoch_losses(data_only=True)
     best = float(np.nanmin(losses[-max(1, len(losses) // 3):]))
+    if best > view.t.at_chance_ceiling * chance:
+        # Worse than a constant prediction: a model that reads only the last steps still gets to
+        # the target mean, so no fading gradient explains it. An LSTM forecasting an unscaled
+        # rising series (mean 23, "next = last" at 0.07) ended at 305% of chance and was told it
+        # learned from the last 5 of its 24 steps only, which is all a forecast needs.
+        return None
     validated = bool(np.isfinite(view.val_losses(data_only=True)).any())
     worst = min(measured, key=lambda m: m["ratio"])
     layer, steps, reach = worst["layer"], int(worst["steps"]), int(worst["reach"])
