@@ -4701,6 +4701,23 @@ def test_a_fading_gradient_through_time_explains_no_loss_worse_than_a_constant(t
     assert ("vanishing-gradients-through-time" in codes(s.run())) == told
 
 
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_stretch_of_a_series_read_in_order_is_no_start_far_above_chance(in_order):
+    # A random walk's windows in order (timeseries_dataset_from_array's default): its first 16
+    # batches sat near +1.5 std, so their chance level (variance 0.48) was 11x below what a fresh
+    # output near 0 scores there (5.4), and the run was told to fix its initialisation.
+    y = np.random.default_rng(0).normal(1.5, 0.7, size=(512, 1)).astype("float32")
+    baseline = chance_loss("regression", "mse", y)
+    assert baseline.uninformed == pytest.approx(float(np.mean(y ** 2)), rel=1e-5)
+    s = Stream(epochs=4, task="regression", chance=baseline.loss)
+    s.context.uninformed_loss, s.context.batches_in_order = baseline.uninformed, in_order
+    s.train_loss = lambda e, st: 11.0 * baseline.loss if e == 0 and st < 5 else 0.3
+    assert ("initial-loss-too-high" in codes(s.run())) == (not in_order)
+    # Far above where a fresh output starts, in order too, it still is one.
+    s.train_loss = lambda e, st: 20.0 * baseline.uninformed if e == 0 and st < 5 else 0.3
+    assert "initial-loss-too-high" in codes(s.run())
+
+
 def _three_class_run(freeze_output: bool, seed: int, tmp_path=None) -> Trainer:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(1000, 10)).astype("float32")

@@ -98,7 +98,8 @@ class Baseline:
         detail: How it was computed, for messages (``"entropy of the label prior, p(1)=0.50"``).
         uninformed: A classifier's loss when it predicts every class alike (p = 0.5 per sigmoid
             unit, 1/K per softmax class): where a freshly initialised output with small logits
-            starts, above the chance level when the classes are imbalanced; ``None`` otherwise.
+            starts, above the chance level when the classes are imbalanced; a regression's loss
+            when it predicts 0 (where a fresh linear output starts); ``None`` otherwise.
         first_steps: A classifier's lowest plausible loss on its first steps' batches (the
             highest of :data:`FIRST_STEPS` of them) while it predicts a constant: below the chance
             level where a batch may hold few or none of a rare class's rows (see
@@ -224,6 +225,12 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             flat = np.zeros_like(uniform) if info.from_logits else uniform
             pred = np.broadcast_to(flat, _pred_shape(info.kind, y, uniform)).astype(np.float32)
             uninformed = float(np.asarray(fn(y.astype(np.float32), pred, **weights)))
+        except Exception:
+            uninformed = None
+        uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
+    elif info.kind == "regression":
+        try:
+            uninformed = float(np.asarray(fn(y.astype(np.float32), np.zeros(_pred_shape(info.kind, y, prediction), np.float32), **weights)))
         except Exception:
             uninformed = None
         uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None

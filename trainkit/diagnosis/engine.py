@@ -112,7 +112,8 @@ class Context:
         check_codes: The codes the data checks found before the first step (``unscaled-inputs``,
             ``label-leakage``...); ``None`` when they did not run.
         uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
-            output starts; above ``chance_loss`` for imbalanced classes), ``None`` when unknown.
+            output starts; above ``chance_loss`` for imbalanced classes), a regression's when it
+            predicts 0, ``None`` when unknown.
         loss_floor: The loss of a perfect prediction: 0 but for cross-entropy on label-smoothed
             or soft targets, whose own entropy it never goes below (see
             :attr:`trainkit.diagnosis.baseline.Baseline.floor`,
