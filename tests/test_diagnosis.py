@@ -4718,6 +4718,19 @@ def test_a_stretch_of_a_series_read_in_order_is_no_start_far_above_chance(in_ord
     assert "initial-loss-too-high" in codes(s.run())
 
 
+@pytest.mark.parametrize("falling", [True, False])
+def test_a_fading_gradient_through_time_explains_no_loss_still_falling_fast(falling):
+    # A GRU on a random walk's windows, 3 epochs: validation 1.16, 0.66, 0.27 against its chance
+    # level 0.1 ("next = last" 0.003) was told nothing it learned carried over to the validation rows.
+    s = Stream(epochs=3, task="regression", chance=1.0)
+    val = [1.16, 0.66, 0.27] if falling else [1.16, 1.15, 1.15]
+    s.train_loss = lambda e, st: [1.46, 0.86, 0.43][e] if falling else 1.0
+    s.val_loss = lambda e: val[e]
+    s.context.val_chance_loss = 0.1
+    s.notes["recurrent_reach"] = [{"layer": "dense_1", "steps": 24, "reach": 16, "ratio": 5e-4, "kind": "GRU"}]
+    assert ("vanishing-gradients-through-time" in codes(s.run())) == (not falling)
+
+
 def _three_class_run(freeze_output: bool, seed: int, tmp_path=None) -> Trainer:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(1000, 10)).astype("float32")
