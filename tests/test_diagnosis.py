@@ -58,9 +58,10 @@ class Stream:
 
     def __init__(self, epochs: int = 20, task: str = "binary", chance: float | None = LN2) -> None:
         self.epochs = epochs
+        # A recipe run's: the assertions name its advice's recipe keys (a Python fit's: test_setting_text).
         self.context = Context(task=task, loss="BinaryCrossentropy(from_logits=False)", chance_loss=chance,
                                layers=("input_layer", *LAYERS), output_layers=("dense_2",), epochs=epochs,
-                               learning_rate=1e-3, optimizer="Adam", has_validation=True)
+                               learning_rate=1e-3, optimizer="Adam", has_validation=True, recipe=True)
         train = curve(0.72, 0.15, epochs)
         val = curve(0.72, 0.2, epochs)
         self.train_loss: Callable[[int, int], float] = lambda e, s: train[e] * (1 + 0.05 * math.sin(7 * s + e))

@@ -156,6 +156,8 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapp
         hparams={**(hparams or {}), **run_hparams(recipe, splits)},
         strategy=strategy,
     )
+    # Its advice names recipe keys (--set takes them), not the Python a Trainer.fit's names.
+    trainer._recipe_run = True
     # The recipe's class weights, as fit will weigh the training rows (class-imbalance then knows).
     cw = recipe.training.class_weight
     weights = class_weights.row_weights(cw, splits.y_train, y_val=splits.y_val) if cw and not isinstance(splits.y_train, dict | list | tuple) else None

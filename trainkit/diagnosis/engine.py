@@ -190,6 +190,10 @@ class Context:
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not
             a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
+        recipe: The run trains a recipe (``trainkit train``): advice names a setting by its recipe
+            key (``optimizer.learning_rate: 0.001``), which ``--set`` takes; a Python fit's advice
+            names its Python (``learning_rate=0.001 in the optimizer``; see
+            :mod:`trainkit.diagnosis.setting_text`).
     """
 
     task: str | None = None
@@ -245,6 +249,7 @@ class Context:
     bounded_output: dict[str, Any] | None = None
     regression_start_loss: float | None = None
     output_names: tuple[str, ...] = ()
+    recipe: bool = False
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).

@@ -157,7 +157,8 @@ def read_run(path: str | Path) -> RunEvents:
         # Files that hold no event TensorBoard could read: "no findings" would pass for a verdict.
         raise RunNotFoundError("run-not-found", f"{run_dir}'s event files hold no trainkit events that can be read: they are damaged, empty, "
                                                 "or written by another program. Diagnose the run directory trainkit train wrote.")
-    context = Context.from_dict(payload.get("context", {}))
+    recipe_run = (run_dir / "recipe.yaml").exists()
+    context = _saved_context(payload.get("context", {}), recipe_run)
     checks = [Finding.from_dict(f) for f in payload.get("checks", [])]
     notes = _json_text(train, _END)
     if notes is None and payload:
@@ -194,11 +195,17 @@ def read_run(path: str | Path) -> RunEvents:
     ends = {e.step: round(e.value) for e in train.Scalars(_EPOCH_END)} if _EPOCH_END in scalar_tags else {}
     penalty = {e.step: float(e.value) for e in train.Scalars(_REGULARIZATION)} if _REGULARIZATION in scalar_tags else {}
     train_penalty = {e.step: float(e.value) for e in train.Scalars(_TRAIN_REGULARIZATION)} if _TRAIN_REGULARIZATION in scalar_tags else {}
-    fit_contexts = [(step, Context.from_dict(data.get("context", {}))) for step, data in contexts]
+    fit_contexts = [(step, _saved_context(data.get("context", {}), recipe_run)) for step, data in contexts]
     # Older runs do not say whether a fit resumed the run's diagnosis, and are diagnosed whole.
     fresh = [step for step, data in contexts if data.get("resumed") is False]
     return RunEvents(run_dir, context, checks, notes, steps, names, values, present, epoch_logs, ends, penalty, fit_contexts,
                      fresh[-1] if fresh else None, train_penalty)
+
+
+def _saved_context(data: dict[str, Any], recipe_run: bool) -> Context:
+    """The context a fit wrote; a run written before it said whether it trained a recipe is one
+    where its directory holds the recipe (``trainkit train`` writes ``recipe.yaml``)."""
+    return Context.from_dict(data if "recipe" in data else {**data, "recipe": recipe_run})
 
 
 def _step_name(tag: str) -> str:

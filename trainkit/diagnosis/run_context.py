@@ -425,6 +425,8 @@ def build_context(
         val_linear_loss=val_linear_loss,
         regression_start_loss=_regression_start(trainer, chance_targets, chance_weights) if chance_targets is not None else None,
         bounded_output=bounded_output(model) if _one_task(trainer) == "regression" else None,
+        # Set by trainkit.run for a recipe's trainer: its advice names recipe keys.
+        recipe=bool(getattr(trainer, "_recipe_run", False)),
     )
 
 

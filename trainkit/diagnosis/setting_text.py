@@ -1,0 +1,44 @@
+"""How advice names a setting, for the run's audience.
+
+A recipe run's user changes a setting with ``trainkit train ... --set KEY=VALUE``, so its advice
+names the dotted recipe key (``optimizer.learning_rate: 0.001``), as the README's findings table
+does. A Python ``Trainer.fit``'s user holds no recipe: ``preprocessing.standardize_inputs: true``
+told a notebook nothing it could do, so its advice names the Python that does the same
+(``learning_rate=0.001 in the optimizer``). :attr:`~trainkit.diagnosis.engine.Context.recipe`
+says which run it is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainkit.diagnosis.engine import Context
+
+
+def optimizer_setting(context: Context, key: str, value: str) -> str:
+    """``optimizer.KEY: VALUE`` for a recipe run, ``KEY=VALUE in the optimizer`` for Python."""
+    return f"optimizer.{key}: {value}" if context.recipe else f"{key}={value} in the optimizer"
+
+
+def fit_setting(context: Context, key: str, value: str | None = None) -> str:
+    """``training.KEY[: VALUE]`` for a recipe run; for Python ``KEY=VALUE in fit`` (``fit's KEY``
+    without a value)."""
+    if context.recipe:
+        return f"training.{key}" + (f": {value}" if value is not None else "")
+    return f"{key}={value} in fit" if value is not None else f"fit's {key}"
+
+
+#: A Python run's ways to standardise its inputs, as ``preprocessing.standardize_inputs: true`` does a recipe's.
+_STANDARDISE_INPUTS = ("keras.layers.Normalization() adapted on x_train first in the model, or standardise x "
+                       "with the training split's mean and std")
+#: A Python run's way to standardise its regression targets (and undo it on the predictions).
+_STANDARDISE_TARGETS = "y = (y - y_train.mean()) / y_train.std(), and predict with model(x) * y_train.std() + y_train.mean()"
+
+
+def standardize_setting(context: Context, what: str) -> str:
+    """How to standardise ``what`` (``"inputs"`` or ``"targets"``): ``preprocessing.standardize_inputs:
+    true`` for a recipe run, the Python that does it otherwise."""
+    if context.recipe:
+        return f"preprocessing.standardize_{what}: true"
+    return _STANDARDISE_INPUTS if what == "inputs" else _STANDARDISE_TARGETS
