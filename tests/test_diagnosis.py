@@ -3622,7 +3622,7 @@ def test_advice_names_the_optimizer_a_loss_scale_optimizer_wraps():
     trainer = NanAfter(tiny_model(), loss="mse", optimizer=optimizer, task="regression", seed=0, jit_compile=False)
     trainer.fit(x, y, epochs=4, batch_size=10, verbose=0)
     (f,) = nan_findings(trainer)
-    assert "optimizer.learning_rate: 0.001" in f.advice and "lossscale" not in f.advice
+    assert "learning_rate=0.001 in the optimizer" in f.advice and "lossscale" not in f.advice
 
 
 def test_weights_broken_by_the_update_itself_are_named_as_weights_not_gradients():
@@ -4471,7 +4471,7 @@ def test_weights_frozen_by_a_tiny_learning_rate_advises_raising_it():
     trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
     (frozen,) = [f for f in trainer.findings if f.code == "weights-frozen"]
     assert 0 < frozen.evidence["update_ratio_early"] < 1e-6
-    assert "optimizer.learning_rate: 1e-06 (now 1e-09)" in frozen.advice and "train_step" not in frozen.advice
+    assert "learning_rate=1e-06 in the optimizer (now 1e-09)" in frozen.advice and "train_step" not in frozen.advice
 
 
 def test_a_loss_already_near_zero_with_measured_steps_is_not_weights_frozen():

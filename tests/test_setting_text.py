@@ -49,3 +49,45 @@ def test_a_run_written_before_the_flag_is_a_recipe_run_where_its_directory_holds
     assert _saved_context({"task": "binary"}, recipe_run=False).recipe is False
     # A run that said so keeps what it said.
     assert _saved_context({"task": "binary", "recipe": False}, recipe_run=True).recipe is False
+
+
+def python_fit(x: np.ndarray, y: np.ndarray, optimizer: object, epochs: int, hidden: str = "relu") -> dict[str, str]:
+    """A Python Trainer.fit of a small binary classifier: each finding's advice by code."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Dense(16, activation=hidden),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=optimizer, task="binary", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0)
+    return {f.code: f.advice for f in trainer.findings}
+
+
+def recipe_run(tmp_path: Path, overrides: list[str]) -> dict[str, str]:
+    """``trainkit train recipes/train_scale_broken.yaml --set ...``: each finding's advice by code."""
+    from trainkit.run import train_recipe
+
+    result = train_recipe(load_recipe(RECIPES / "train_scale_broken.yaml", overrides), logdir=tmp_path, verbose=0)
+    return {f.code: f.advice for f in result.trainer.findings}
+
+
+def unscaled_rows(rows: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Features ~0..100 (as train_scale_broken's) and labels they predict."""
+    x = np.random.default_rng(0).uniform(0, 100, size=(rows, 10))
+    return x, (x[:, 0] > x[:, 1]).astype(int)
+
+
+def test_a_diverging_python_fit_is_told_the_optimizer_s_arguments_and_a_recipe_run_its_keys(tmp_path):
+    # SGD(1.0) on inputs ~0..100: the loss diverges at step 1.
+    python = python_fit(*unscaled_rows(), keras.optimizers.SGD(1.0), epochs=2)
+    for code in ("diverging-loss", "lr-too-high"):
+        assert "learning_rate=" in python[code] and " in the optimizer (now 1)" in python[code], python[code]
+        assert "clip gradients (clipnorm=1.0 in the optimizer)" in python[code], python[code]
+        assert "optimizer." not in python[code], python[code]
+    recipe = recipe_run(tmp_path, ["training.epochs=2", "optimizer={name: sgd, learning_rate: 1.0}"])
+    for code in ("diverging-loss", "lr-too-high"):
+        assert "(optimizer.learning_rate: " in recipe[code] and "(now 1)" in recipe[code], recipe[code]
+        assert "clip gradients (optimizer.clipnorm: 1.0)" in recipe[code], recipe[code]
+
+
+def test_a_python_fit_at_too_low_a_rate_is_told_fit_s_epochs_not_a_training_key():
+    x = np.random.default_rng(0).normal(size=(400, 8))
+    advice = python_fit(x, (x[:, 0] + x[:, 1] > 0).astype(int), keras.optimizers.SGD(1e-6), epochs=6)["lr-too-low"]
+    assert advice == "Raise the learning rate (learning_rate=0.001 in the optimizer (now 1e-06)), or train for more epochs (fit's epochs)."

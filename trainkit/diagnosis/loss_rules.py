@@ -36,6 +36,7 @@ from trainkit.diagnosis.lr_advice import (
 from trainkit.diagnosis.lr_rules import lr_too_low
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
+from trainkit.diagnosis.setting_text import fit_setting, optimizer_setting
 from trainkit.diagnosis.stat_reads import dead_outputs, epoch_of_step, layer_of
 from trainkit.diagnosis.task_context import (
     chance_level,
@@ -346,7 +347,7 @@ def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) 
             f"{lead}; but the optimizer's weight_decay ({decay:.3g}) shrank the weight matrices to {shrunk:.1%} of their "
             "starting size (median): every step takes the learning rate times weight_decay of each weight, whatever the "
             "loss, and the model's outputs collapsed to a constant, which says nothing about the labels yet.",
-            "Lower the weight decay (optimizer.weight_decay: 0.004 is AdamW's default; 1e-4 to 0.1 is usual). If the loss "
+            f"Lower the weight decay ({optimizer_setting(view.context, 'weight_decay', '0.004')} is AdamW's default; 1e-4 to 0.1 is usual). If the loss "
             "still stays at chance after that, check that the labels can be predicted from the inputs (x and y rows "
             "aligned, labels not shuffled or random).",
             {**evidence, "weight_decay": decay, "weight_share": shrunk}, epoch=view.epochs[-1].epoch)
@@ -355,7 +356,7 @@ def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) 
         f"{lead}; but the optimizer's epsilon ({eps:.3g}) is far above the gradients and set its steps (the learning rate "
         "times the gradient divided by epsilon, not ~the learning rate): they were too small for the model to learn, "
         "which says nothing about the labels yet.",
-        "Lower the epsilon (optimizer.epsilon: 1e-07, Keras's default). If the loss still stays at chance after that, "
+        f"Lower the epsilon ({optimizer_setting(view.context, 'epsilon', '1e-07')}, Keras's default). If the loss still stays at chance after that, "
         "check that the labels can be predicted from the inputs (x and y rows aligned, labels not shuffled or random).",
         {**evidence, "epsilon": eps}, epoch=view.epochs[-1].epoch)
 
@@ -828,7 +829,7 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
     return Issue(
         f"{moved}: the updates overshoot the minimum back and forth.",
         f"Lower the learning rate ({lowered_lr_text(view)}) or use a decaying schedule; larger batches "
-        f"(training.batch_size) also smooth the updates.",
+        f"({fit_setting(view.context, 'batch_size')}) also smooth the updates.",
         evidence, epoch=view.epochs[-1].epoch)
 
 

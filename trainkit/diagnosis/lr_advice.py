@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainkit.diagnosis.setting_text import optimizer_key, optimizer_setting
 from trainkit.diagnosis.stat_reads import kernel_stats
 from trainkit.diagnosis.update_ratios import early_update_ratio, largest_update_ratio
 from trainkit.stat_names import (
@@ -44,19 +45,20 @@ def _lr_text(view: Diagnoser, factor: float) -> str:
     lr = learning_rate_of(view)
     if lr is None:
         return f"multiply the learning rate by {factor:g}"
-    return f"{_RATE_KEY}: {lr * factor:.3g} (now {lr:.3g})"
+    return f"{optimizer_setting(view.context, _RATE_KEY, f'{lr * factor:.3g}')} (now {lr:.3g})"
 
 
 def _lr_to(view: Diagnoser, value: float) -> str:
     lr = learning_rate_of(view)
     now = f" (now {lr:.3g})" if lr is not None else ""
-    return f"{_RATE_KEY}: {value:.3g}{now}"
+    return f"{optimizer_setting(view.context, _RATE_KEY, f'{value:.3g}')}{now}"
 
 
-#: How advice names the learning rate: the dotted key ``--set`` takes, which a recipe whose
-#: optimizer is a bare name accepts too. An optimizer mapping (``optimizer: {name: sgd,
-#: learning_rate: 0.02}``) pasted over the recipe's dropped its other settings (momentum: 0.9).
-_RATE_KEY = "optimizer.learning_rate"
+#: How advice names the learning rate: for a recipe run the dotted key ``--set`` takes
+#: (``optimizer.learning_rate``), which a recipe whose optimizer is a bare name accepts too. An
+#: optimizer mapping (``optimizer: {name: sgd, learning_rate: 0.02}``) pasted over the recipe's
+#: dropped its other settings (momentum: 0.9). A Python fit's names the optimizer's argument.
+_RATE_KEY = "learning_rate"
 
 
 #: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling. (Adagrad's
@@ -104,11 +106,11 @@ def raised_lr_text(view: Diagnoser) -> str:
     shrink = clipping_shrink(view)
     if shrink is not None and view.context.clipping:
         key, value = next(iter(view.context.clipping.items()))
-        return (f"the gradient clipping cuts the steps to 1/{shrink:.0f} of what the rate gives: raise optimizer.{key} "
+        return (f"the gradient clipping cuts the steps to 1/{shrink:.0f} of what the rate gives: raise {optimizer_key(view.context, key)} "
                 f"to {value * shrink:.3g} (now {value:.3g}) instead")
     if epsilon_share(view) is not None:
         return (f"{optimizer_name(view)}'s epsilon ({view.context.epsilon:.3g}) is far above the gradients and sets the steps: "
-                "lower optimizer.epsilon to 1e-07 (Keras's default) instead")
+                f"lower {optimizer_key(view.context, 'epsilon')} to 1e-07 (Keras's default) instead")
     lr = learning_rate_of(view)
     if lr is None:
         return _lr_text(view, 10.0)
@@ -159,12 +161,13 @@ def clipping_text(view: Diagnoser) -> str:
     that clips already, a tenth of its threshold (runs clipping at clipnorm 1.0 were told to add
     clipnorm: 1.0).
 
-    A dotted key, as the learning rate's: a bare ``clipnorm: 1.0`` read as a top-level recipe key,
-    which is refused, and an optimizer mapping dropped the recipe's other optimizer settings.
+    A dotted key for a recipe run, as the learning rate's: a bare ``clipnorm: 1.0`` read as a
+    top-level recipe key, which is refused, and an optimizer mapping dropped the recipe's other
+    optimizer settings. A Python fit's names the optimizer's argument (``clipnorm=1.0 in the optimizer``).
     """
     clip = view.context.clipping
     key, value = next(iter(clip.items())) if clip else ("clipnorm", None)
-    text = f"optimizer.{key}: {value / 10:.3g}" if value is not None else f"optimizer.{key}: 1.0"
+    text = optimizer_setting(view.context, key, f"{value / 10:.3g}" if value is not None else "1.0")
     return text if value is None else f"{text} (now {value:.3g})"
 
 

@@ -23,6 +23,7 @@ from trainkit.diagnosis.lr_advice import (
 )
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
+from trainkit.diagnosis.setting_text import fit_setting, optimizer_key, optimizer_setting
 from trainkit.diagnosis.task_context import chance_level
 from trainkit.diagnosis.update_ratios import (
     early_update_ratio,
@@ -103,7 +104,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         return Issue(
             "The learning rate was 0 for the whole run: the optimizer never changed the weights, so the loss "
             "could not fall.",
-            "Set a learning rate above 0 (optimizer.learning_rate, e.g. 0.001, Adam's default); with a schedule, "
+            f"Set a learning rate above 0 ({optimizer_key(view.context, 'learning_rate')}, e.g. 0.001, Adam's default); with a schedule, "
             "check that it does not start and stay at 0.",
             {"learning_rate": 0.0}, epoch=view.epochs[-1].epoch)
     if not view.finished or not curves_ready(view) or view.epochs_run < 4:
@@ -154,7 +155,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
             f"{improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the "
             f"gradient clipping ({key} {value:.3g}) cut the steps to 1/{shrink:.0f} of what the learning rate gives the "
             f"measured gradients, which are {shrink:.0f}x larger than the threshold lets through.",
-            f"Raise the clipping threshold (optimizer.{key}: {value * shrink:.3g}, the gradients' measured size, or "
+            f"Raise the clipping threshold ({optimizer_setting(view.context, key, f'{value * shrink:.3g}')}, the gradients' measured size, or "
             f"more) or remove it; clipping is meant to cut rare spikes, not every step.",
             {**evidence, "clipping": dict(view.context.clipping), "clipping_shrink": shrink}, epoch=view.epochs[-1].epoch)
     if epsilon_share(view) is not None:
@@ -166,7 +167,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
             f"optimizer's epsilon ({view.context.epsilon:.3g}) is far above the gradients, so each step is the learning "
             f"rate times the gradient divided by epsilon (plain SGD's at a rate {view.context.epsilon:.3g} times smaller), "
             f"not ~the learning rate.",
-            "Lower the epsilon (optimizer.epsilon: 1e-07, Keras's default; at most ~1e-3 of the gradients' size) rather "
+            f"Lower the epsilon ({optimizer_setting(view.context, 'epsilon', '1e-07')}, Keras's default; at most ~1e-3 of the gradients' size) rather "
             "than the learning rate.",
             {**evidence, "epsilon": view.context.epsilon}, epoch=view.epochs[-1].epoch)
     return Issue(
@@ -174,7 +175,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         f"only {improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
         f"Raise the learning rate ({raised_lr_text(view)}), or train for more epochs "
-        f"(training.epochs).",
+        f"({fit_setting(view.context, 'epochs')}).",
         evidence, epoch=view.epochs[-1].epoch)
 
 

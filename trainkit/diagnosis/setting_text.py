@@ -21,6 +21,11 @@ def optimizer_setting(context: Context, key: str, value: str) -> str:
     return f"optimizer.{key}: {value}" if context.recipe else f"{key}={value} in the optimizer"
 
 
+def optimizer_key(context: Context, key: str) -> str:
+    """The optimizer's setting ``key`` by name: ``optimizer.KEY`` for a recipe run, ``the optimizer's KEY`` for Python."""
+    return f"optimizer.{key}" if context.recipe else f"the optimizer's {key}"
+
+
 def fit_setting(context: Context, key: str, value: str | None = None) -> str:
     """``training.KEY[: VALUE]`` for a recipe run; for Python ``KEY=VALUE in fit`` (``fit's KEY``
     without a value)."""
