@@ -91,3 +91,31 @@ def test_a_python_fit_at_too_low_a_rate_is_told_fit_s_epochs_not_a_training_key(
     x = np.random.default_rng(0).normal(size=(400, 8))
     advice = python_fit(x, (x[:, 0] + x[:, 1] > 0).astype(int), keras.optimizers.SGD(1e-6), epochs=6)["lr-too-low"]
     assert advice == "Raise the learning rate (learning_rate=0.001 in the optimizer (now 1e-06)), or train for more epochs (fit's epochs)."
+
+
+def test_unscaled_inputs_are_told_keras_normalization_in_python_and_the_recipe_key_in_a_recipe(tmp_path):
+    python = python_fit(*unscaled_rows(), "adam", epochs=2)["initial-loss-too-high"]
+    assert python.startswith("Standardise the inputs (keras.layers.Normalization() adapted on x_train first in the model, "
+                             "or x = (x - x_train.mean(0)) / x_train.std(0)) so the first logits are small"), python
+    assert not any(key in python for key in RECIPE_ONLY), python
+    recipe = recipe_run(tmp_path, ["training.epochs=2"])["initial-loss-too-high"]
+    assert recipe.startswith("Standardise the inputs (preprocessing.standardize_inputs: true) so the first logits are small"), recipe
+
+
+def test_a_tanh_stack_saturated_by_its_inputs_is_told_the_python_that_scales_them():
+    x, y = unscaled_rows()
+    advice = python_fit(x / 5, y, "adam", epochs=2, hidden="tanh")["saturated-activations"]
+    assert advice.startswith("Standardise the inputs (keras.layers.Normalization()"), advice
+    assert not any(key in advice for key in RECIPE_ONLY), advice
+
+
+def test_unscaled_regression_targets_are_told_the_python_that_scales_them_and_the_keras_bias():
+    x = np.random.default_rng(0).normal(size=(256, 4))
+    y = 5000 + 1000 * x[:, :1]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    (advice,) = [f.advice for f in trainer.findings if f.code == "initial-loss-too-high"]
+    assert advice.startswith("Standardise the targets with training-split statistics (y = (y - y_train.mean()) / y_train.std())"), advice
+    assert "bias_initializer=keras.initializers.Constant(" in advice and "{name: constant" not in advice, advice
+    assert not any(key in advice for key in RECIPE_ONLY), advice

@@ -10,6 +10,7 @@ from trainkit.diagnosis.loss_measures import fresh_start
 from trainkit.diagnosis.lr_advice import lowered_lr_text
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
+from trainkit.diagnosis.setting_text import standardize_setting
 from trainkit.diagnosis.stat_reads import (
     called_layer,
     dead_outputs,
@@ -158,7 +159,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
                 "same input for every row and a unit that starts off (all zeros in, zero bias) stays off. The "
                 "initialisation and the learning rate are not the cause.")
     if from_init and "unscaled-inputs" in (view.context.check_codes or ()):
-        return ("Standardise the inputs first (preprocessing.standardize_inputs: true; see unscaled-inputs): "
+        return (f"Standardise the inputs first ({standardize_setting(view.context, 'inputs')}; see unscaled-inputs): "
                 "with features of large, one-signed scales a unit's input is on the same side of 0 for every row, "
                 "so a unit that starts off stays off. If units are still dead after that, check this layer's "
                 f"bias_initializer (zeros) and kernel_initializer (he_normal), or use {switch}. "
@@ -174,7 +175,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
             fix = f"Fix the initialisation of {where}: {' and '.join(changes)}; "
         else:
             fix = f"The initialisation of {where} is already what relu needs ({start['kernel']}, bias {start['bias']}): "
-        standardise = standardise_inputs_advice(view, "standardise the inputs (preprocessing.standardize_inputs: true), ")
+        standardise = standardise_inputs_advice(view, f"standardise the inputs ({standardize_setting(view.context, 'inputs')}), ")
         # Nothing before it to be an alternative to (the start right, the inputs scaled): "...
         # bias zeros): or use activation" read as a sentence cut short.
         alternative = "or use" if changes or standardise else "use"
@@ -197,7 +198,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
         # way for 30 epochs until 53% of a layer was off for every row. Told to lower the rate
         # 10x, the run kept its units and got lr-too-low, its loss still 5x the target variance;
         # standardised targets trained cleanly (MSE 0.51 of the variance).
-        return ("Standardise the targets first (preprocessing.standardize_targets: true; see unscaled-targets): "
+        return (f"Standardise the targets first ({standardize_setting(view.context, 'targets')}; see unscaled-targets): "
                 "targets far from where the output starts make every step push the weights the same way, epoch "
                 f"after epoch, until units are switched off for every row. If units still die after that: {lower[0].lower()}{lower[1:]}")
     return lower
@@ -269,7 +270,7 @@ def _saturated_advice(view: Diagnoser, from_init: bool, start: dict[str, str] | 
     rest = (_glorot_advice(start) + _bias_advice(start)
             + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.")
     if from_init:
-        fix = standardise_inputs_advice(view, "Standardise the inputs (preprocessing.standardize_inputs: true), ") + rest
+        fix = standardise_inputs_advice(view, f"Standardise the inputs ({standardize_setting(view.context, 'inputs')}), ") + rest
         return (fix[0].upper() + fix[1:]
                 + " The learning rate did not saturate these units: they were saturated before the first update.")
     return (standardise_inputs_advice(view, "Standardise the inputs, lower") or "Lower") + (

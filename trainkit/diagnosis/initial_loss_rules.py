@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from trainkit.diagnosis.loss_measures import initial_losses
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
+from trainkit.diagnosis.setting_text import standardize_setting
 from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
@@ -91,7 +92,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
     elif view.context.task == "regression" and targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "
-                  + standardise_inputs_advice(view, "standardise the inputs (preprocessing.standardize_inputs: true), ")
+                  + standardise_inputs_advice(view, f"standardise the inputs ({standardize_setting(view.context, 'inputs')}), ")
                   + "use the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh) instead of a large random_normal, and check that nothing scales the output up (a large "
                   "output bias or kernel initialiser, a Lambda or Rescaling layer after the last Dense).")
@@ -99,7 +100,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # Inputs the data checks found scaled (standard normal features, targets ~1e4) were told
         # to be standardised too.
         advice = (targets_scaling_advice(view)
-                  + ("" if inputs_scaled(view) else "; standardise the inputs (preprocessing.standardize_inputs: true)")
+                  + ("" if inputs_scaled(view) else f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})")
                   + f"; or initialise the output bias at the target mean ({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()) and _regression_outputs_dominate(view, loss):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
@@ -108,21 +109,22 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
             # MSLE and MAPE break on centred targets: scaled, as unscaled-targets advises.
             advice = ("Scale the regression targets the data checks found unscaled without centring them (see unscaled-targets; "
                       "the loss reads ratios or logarithms of them: y_scale = np.abs(y_train).mean(0), fit on y / y_scale)"
-                      + ("" if inputs_scaled(view) else "; standardise the inputs (preprocessing.standardize_inputs: true)"))
+                      + ("" if inputs_scaled(view) else f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})"))
         else:
-            advice = ("Standardise the regression targets the data checks found unscaled (see unscaled-targets; preprocessing."
-                      "standardize_targets: true, or y = (y - y_train.mean()) / y_train.std())"
-                      + ("" if inputs_scaled(view) else " and the inputs (preprocessing.standardize_inputs: true)"))
+            recipe_key = "preprocessing.standardize_targets: true, or " if view.context.recipe else ""
+            advice = (f"Standardise the regression targets the data checks found unscaled (see unscaled-targets; {recipe_key}"
+                      "y = (y - y_train.mean()) / y_train.std())"
+                      + ("" if inputs_scaled(view) else f" and the inputs ({standardize_setting(view.context, 'inputs')})"))
         advice += ": their output starts far from them, and its loss dwarfs the others'."
     elif not inputs_scaled(view) and _scaled_initializers(view):
         # Unscaled inputs into layers that start as they should: "use the initialiser of the
         # activation (he_normal for relu)" made train_scale_broken's glorot_uniform ReLU layer start
         # at 92x chance instead of 16x. The input scale is the cause.
-        advice = ("Standardise the inputs (preprocessing.standardize_inputs: true) so the first logits are small, "
+        advice = (f"Standardise the inputs ({standardize_setting(view.context, 'inputs')}) so the first logits are small, "
                   "and initialise the output bias to the log prior, log(p / (1 - p)), when the classes are imbalanced.")
     else:
         advice = (("The inputs are scaled, so look at the initialisation: use" if inputs_scaled(view) else
-                   "Standardise the inputs (preprocessing.standardize_inputs: true) so the first logits are small, use")
+                   f"Standardise the inputs ({standardize_setting(view.context, 'inputs')}) so the first logits are small, use")
                   + " the initialiser of the activation (he_normal for relu, glorot_uniform "
                   "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
                   "classes are imbalanced.")

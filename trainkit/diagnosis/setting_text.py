@@ -35,8 +35,8 @@ def fit_setting(context: Context, key: str, value: str | None = None) -> str:
 
 
 #: A Python run's ways to standardise its inputs, as ``preprocessing.standardize_inputs: true`` does a recipe's.
-_STANDARDISE_INPUTS = ("keras.layers.Normalization() adapted on x_train first in the model, or standardise x "
-                       "with the training split's mean and std")
+_STANDARDISE_INPUTS = ("keras.layers.Normalization() adapted on x_train first in the model, or "
+                       "x = (x - x_train.mean(0)) / x_train.std(0)")
 #: A Python run's way to standardise its regression targets (and undo it on the predictions).
 _STANDARDISE_TARGETS = "y = (y - y_train.mean()) / y_train.std(), and predict with model(x) * y_train.std() + y_train.mean()"
 

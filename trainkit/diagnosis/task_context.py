@@ -42,7 +42,8 @@ def constant_prediction(view: Diagnoser) -> str:
 
 def mean_bias_text(view: Diagnoser) -> str:
     """``bias_initializer: {name: constant, value: 1035}``: the output bias at the target mean, the
-    run's own when known (a recipe refuses the placeholder ``MEAN`` the advice wrote).
+    run's own when known (a recipe refuses the placeholder ``MEAN`` the advice wrote); for a Python
+    fit ``bias_initializer=keras.initializers.Constant(1035)``, which its model takes.
 
     With several target columns the mean known is one column's (the one farthest from unit
     scale): a constant at it would start every other column's unit that far off, so each column's
@@ -57,7 +58,10 @@ def mean_bias_text(view: Diagnoser) -> str:
     if (view.context.target_columns or 1) > 1:
         return "each output unit's bias at its column's mean: model.layers[-1].bias.assign(y_train.mean(0)) after building the model"
     mean = view.context.target_mean
-    value = format_number(mean) if mean is not None and math.isfinite(mean) else "MEAN"
+    known = mean is not None and math.isfinite(mean)
+    if not view.context.recipe:  # a Python fit's model takes the Keras initializer itself
+        return f"bias_initializer=keras.initializers.Constant({format_number(mean) if known else 'y_train.mean()'}) on the output layer"
+    value = format_number(mean) if known else "MEAN"
     return f"bias_initializer: {{name: constant, value: {value}}}"
 
 
@@ -109,6 +113,8 @@ def inputs_scaled(view: Diagnoser) -> bool:
 #: How a regression's targets are brought to a unit scale, as a sentence of advice.
 STANDARDISE_TARGETS = ("Standardise the targets with training-split statistics (preprocessing."
                        "standardize_targets: true, or y = (y - y_train.mean()) / y_train.std())")
+#: The same for a Python fit, which has no recipe key to set.
+_STANDARDISE_TARGETS_PYTHON = "Standardise the targets with training-split statistics (y = (y - y_train.mean()) / y_train.std())"
 #: The same for a loss of ratios or logarithms of the targets (MAPE, MSLE; see Context.relative_loss).
 SCALE_RELATIVE_TARGETS = ("Scale the targets without centring them (the loss reads ratios or logarithms of them, which "
                           "standardised targets, centred on 0, break): y_scale = np.abs(y_train).mean(0); fit on "
@@ -120,11 +126,12 @@ def targets_scaling_advice(view: Diagnoser) -> str:
     without its full stop): MSLE and MAPE runs were told to standardise, which breaks both.
 
     A recipe scales its targets with ``data.target_scale``: MSLE targets ~5e4 were told only
-    ``y_scale = ...; fit on y / y_scale``, code on a y a recipe's user never holds."""
+    ``y_scale = ...; fit on y / y_scale``, code on a y a recipe's user never holds. A Python fit's
+    gets the Python alone: it holds no recipe key (see :mod:`trainkit.diagnosis.setting_text`)."""
     if not view.context.relative_loss:
-        return STANDARDISE_TARGETS
+        return STANDARDISE_TARGETS if view.context.recipe else _STANDARDISE_TARGETS_PYTHON
     mean = view.context.target_mean
-    if mean is None or not math.isfinite(mean) or mean == 0 or (view.context.target_columns or 1) > 1:
+    if not view.context.recipe or mean is None or not math.isfinite(mean) or mean == 0 or (view.context.target_columns or 1) > 1:
         return SCALE_RELATIVE_TARGETS
     return f"{SCALE_RELATIVE_TARGETS} (in a recipe, multiply data.target_scale by {1 / abs(mean):.3g}; see unscaled-targets)"
 
