@@ -1271,6 +1271,12 @@ def test_underfitting_on_data_the_checks_found_unscaled_says_to_standardise_firs
     assert f.advice.startswith("Standardise the inputs and targets first (preprocessing.standardize_inputs: true and preprocessing.standardize_targets: true")
     s.context.check_codes = ()
     assert finding(s.run(), "underfitting").advice.startswith("Train for more epochs")
+    # A Python fit's: the code that standardises them and fit's own epochs, no recipe key.
+    s.context.recipe, s.context.check_codes = False, ("unscaled-inputs", "unscaled-targets")
+    advice = finding(s.run(), "underfitting").advice
+    assert advice.startswith("Standardise the inputs and targets first (keras.layers.Normalization() adapted on x_train first in the model"), advice
+    assert "y = (y - y_train.mean()) / y_train.std()" in advice and "for more epochs (epochs=40 in fit)" in advice, advice
+    assert not any(key in advice for key in ("preprocessing.", "training.", "optimizer.")), advice
 
 
 def test_underfitting_after_a_start_far_above_chance_says_to_fix_that_first():
@@ -2537,6 +2543,22 @@ def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     # Recipe keys a user can copy, without a brace left hanging ("rate: 0.2}..0.5)").
     assert "({type: dropout, rate: 0.2}; rates of 0.2 to 0.5 are usual)" in f.advice and "}.." not in f.advice
     assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice
+
+
+def test_overfitting_of_a_python_fit_names_the_callback_and_layers_it_passes_not_recipe_keys():
+    # A Trainer.fit was told "training.early_stopping: {...} (or training.epochs: 7)" and
+    # "{type: dropout, rate: 0.2}": a recipe's keys and YAML, which it has no recipe for.
+    s = overfitting_stream()
+    s.context.recipe = False
+    advice = finding(s.run(), "overfitting").advice
+    assert ("Stop at the best epoch: callbacks=[trainkit.EarlyStopping(monitor='val_loss', patience=5, restore_best_weights=True)] "
+            "in fit (or epochs=7 in fit)") in advice, advice
+    assert "add dropout layers (keras.layers.Dropout(0.2); rates of 0.2 to 0.5 are usual)" in advice, advice
+    assert "kernel_regularizer=keras.regularizers.L2(0.01) to the Dense or Conv2D layers" in advice, advice
+    assert not any(key in advice for key in ("training.", "{type:", "{l2:")), advice
+    s.context.dropout, s.context.regularizers = 0.2, {"dense": {"kernel_regularizer": {"l2": 0.001}}}
+    advice = finding(s.run(), "overfitting").advice
+    assert "a higher dropout rate (keras.layers.Dropout(0.4), now 0.2;" in advice and "keras.regularizers.L2(0.01) (now L2(0.001))" in advice, advice
 
 
 @pytest.mark.parametrize(("val_rows", "judged"), [(1, False), (4, False), (5, True), (None, True)])

@@ -18,6 +18,7 @@ from trainkit.diagnosis.loss_measures import (
 from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
+from trainkit.diagnosis.setting_text import fit_setting, for_run, standardize_setting
 from trainkit.diagnosis.task_context import chance_level, standardise_advice, val_chance_level
 
 if TYPE_CHECKING:
@@ -94,17 +95,15 @@ def overfitting(view: Diagnoser) -> Issue | None:
             f"{format_number(float(val[-1]))} while the training loss kept falling{penalty_note(view)}; early stopping "
             f"{'stopped the run and ' if stopping.get('stopped_epoch') is not None else ''}restored the weights of epoch "
             f"{stopping['restored_epoch'] + 1}.",
-            "Nothing to do: early stopping handled it. Regularisation (dropout, kernel_regularizer: "
-            "{l2: 0.01}) may lower the best validation loss further.",
+            "Nothing to do: early stopping handled it. Regularisation ("
+            + for_run(view.context, "dropout, kernel_regularizer: {l2: 0.01}", "keras.layers.Dropout, kernel_regularizer=keras.regularizers.L2(0.01)")
+            + ") may lower the best validation loss further.",
             {**evidence, "restored_epoch": stopping["restored_epoch"]}, epoch=start, severity="info")
     return Issue(
         f"The model overfits from epoch {start + 1}: the validation loss rose from {format_number(float(val[best]))} "
         f"to {format_number(float(val[-1]))} while the training loss fell from {format_number(float(train[best]))} to "
         f"{format_number(float(train[-1]))}{penalty_note(view)}{_output_trend_text(by_output, rising, falling)}.",
-        # Dotted keys, as lr_advice's: "training: {early_stopping: ...} (or epochs: 7)" pasted into a
-        # recipe that has a training: mapping already is a duplicate key, and a bare epochs: is refused.
-        f"Stop at the best epoch: training.early_stopping: {{monitor: val_loss, patience: "
-        f"{max(5, min(10, rise_epochs))}, restore_best_weights: true}} (or training.epochs: {start + 1}); and/or "
+        f"Stop at the best epoch: {_early_stopping_text(view, max(5, min(10, rise_epochs)), start + 1)}; and/or "
         f"regularise: {_regularise_text(view)}, use a smaller model, or get more training rows."
         + (f" Only {_names(rising)} overfit{'s' if len(rising) == 1 else ''}: {_names(falling)} still improve{'s' if len(falling) == 1 else ''} "
            f"on the validation rows, which stopping at epoch {start + 1} cuts short too; a lower loss_weights entry for "
@@ -149,6 +148,18 @@ def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _early_stopping_text(view: Diagnoser, patience: int, epochs: int) -> str:
+    """overfitting's early stopping, as its run sets it: a recipe's by dotted keys, a Python fit's by
+    the callback it passes."""
+    if not view.context.recipe:
+        return (f"callbacks=[trainkit.EarlyStopping(monitor='val_loss', patience={patience}, restore_best_weights=True)] "
+                f"in fit (or epochs={epochs} in fit)")
+    # Dotted keys, as lr_advice's: "training: {early_stopping: ...} (or epochs: 7)" pasted into a
+    # recipe that has a training: mapping already is a duplicate key, and a bare epochs: is refused.
+    return (f"training.early_stopping: {{monitor: val_loss, patience: {patience}, restore_best_weights: true}} "
+            f"(or training.epochs: {epochs})")
+
+
 def _regularise_text(view: Diagnoser) -> str:
     """overfitting's regularisation advice, from what the model has: a model with dropout 0.2 and
     L2 0.001 was told to "add dropout layers ({type: dropout, rate: 0.2}) and kernel_regularizer:
@@ -158,16 +169,21 @@ def _regularise_text(view: Diagnoser) -> str:
         more_dropout = None
     elif dropout > 0:
         higher = min(DROPOUT_STRONG, round(dropout + 0.2, 2))
-        more_dropout = f"a higher dropout rate ({{type: dropout, rate: {higher:g}}}, now {dropout:g}; rates up to {DROPOUT_STRONG:g} are usual)"
+        layer = for_run(view.context, f"{{type: dropout, rate: {higher:g}}}", f"keras.layers.Dropout({higher:g})")
+        more_dropout = f"a higher dropout rate ({layer}, now {dropout:g}; rates up to {DROPOUT_STRONG:g} are usual)"
     else:
         # "({type: dropout, rate: 0.2}..0.5)" read as a stray brace.
-        more_dropout = "add dropout layers ({type: dropout, rate: 0.2}; rates of 0.2 to 0.5 are usual)"
+        layer = for_run(view.context, "{type: dropout, rate: 0.2}", "keras.layers.Dropout(0.2)")
+        more_dropout = f"add dropout layers ({layer}; rates of 0.2 to 0.5 are usual)"
     l2 = sorted({penalties["kernel_regularizer"]["l2"] for penalties in (view.context.regularizers or {}).values()
                  if penalties.get("kernel_regularizer", {}).get("l2")})
     if l2:
-        penalty = f"kernel_regularizer: {{l2: {10 * l2[0]:.3g}}} (now {{l2: {l2[0]:.3g}}}{' at least' if len(l2) > 1 else ''})"
+        least = " at least" if len(l2) > 1 else ""
+        penalty = for_run(view.context, f"kernel_regularizer: {{l2: {10 * l2[0]:.3g}}} (now {{l2: {l2[0]:.3g}}}{least})",
+                          f"kernel_regularizer=keras.regularizers.L2({10 * l2[0]:.3g}) (now L2({l2[0]:.3g}){least})")
     else:  # where the regulariser goes
-        penalty = "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers"
+        penalty = for_run(view.context, "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers",
+                          "kernel_regularizer=keras.regularizers.L2(0.01) to the Dense or Conv2D layers")
     return f"{more_dropout} and {penalty}" if more_dropout else penalty
 
 
@@ -222,7 +238,7 @@ def underfitting(view: Diagnoser) -> Issue | None:
     unscaled = [what for code, what in (("unscaled-inputs", "inputs"), ("unscaled-targets", "targets"))
                 if code in (view.context.check_codes or ())]
     first = (f"Standardise the {' and '.join(unscaled)} first ("
-             f"{' and '.join(f'preprocessing.standardize_{what}: true' for what in unscaled)}; see "
+             f"{' and '.join(standardize_setting(view.context, what) for what in unscaled)}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
              f"slows the loss. Then: train" if unscaled else "Train")
     if not unscaled and found_codes(view, ("initial-loss-too-high",)):
@@ -240,9 +256,10 @@ def underfitting(view: Diagnoser) -> Issue | None:
         # Early stopping (or a callback of the user's) ended it: "train for more epochs" would be
         # undone by the same stop, which fired while both losses still fell.
         more = ("for longer: early stopping (or a callback) ended the run while both losses still fell, so give it more "
-                "patience or a smaller min_delta (training.early_stopping), or have it monitor val_loss,")
+                f"patience or a smaller min_delta ({for_run(view.context, 'training.early_stopping', 'the EarlyStopping callback')}), "
+                "or have it monitor val_loss,")
     else:
-        more = f"for more epochs (training.epochs: {2 * view.planned_epochs})"
+        more = f"for more epochs ({fit_setting(view.context, 'epochs', str(2 * view.planned_epochs))})"
     # Strong dropout (0.5 and up, the classic ceiling for hidden layers) with a training loss, which
     # is measured with dropout on, above the validation loss, measured with it off: the noise holds
     # the model back, not its size or its epochs. Dropout 0.9 after each hidden layer ended 30

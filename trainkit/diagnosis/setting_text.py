@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Context
 
 
+def for_run(context: Context, recipe: str, python: str) -> str:
+    """``recipe`` for a recipe run, ``python`` for a Python fit: a setting no other helper phrases."""
+    return recipe if context.recipe else python
+
+
 def optimizer_setting(context: Context, key: str, value: str) -> str:
     """``optimizer.KEY: VALUE`` for a recipe run, ``KEY=VALUE in the optimizer`` for Python."""
     return f"optimizer.{key}: {value}" if context.recipe else f"{key}={value} in the optimizer"
