@@ -2727,15 +2727,25 @@ def test_a_dominating_penalty_is_told_a_tenth_of_its_own_strength():
     s = Stream()
     data = curve(0.72, 0.6, 20)
     s.context.regularizers = {"dense": {"kernel_regularizer": {"l2": 1.0}}, "dense_1": {"kernel_regularizer": {"l2": 1.0}}}
-    d = Diagnoser(s.context)
-    for epoch in range(20):
-        names_, values = s.rows(epoch)
-        d.add_steps(epoch * STEPS, names_, values)
-        d.end_epoch(epoch, {"loss": data[epoch] + 1.0, "val_loss": data[epoch] + 1.02}, regularization=1.0)
-    d.finish()
-    advice = finding(d, "regularization-dominates").advice
+
+    def dominated_advice() -> str:
+        d = Diagnoser(s.context)
+        for epoch in range(20):
+            names_, values = s.rows(epoch)
+            d.add_steps(epoch * STEPS, names_, values)
+            d.end_epoch(epoch, {"loss": data[epoch] + 1.0, "val_loss": data[epoch] + 1.02}, regularization=1.0)
+        d.finish()
+        return finding(d, "regularization-dominates").advice
+
+    advice = dominated_advice()
     assert "Lower the penalty 10x (kernel_regularizer: {l2: 0.1} (now {l2: 1}) on dense, dense_1)" in advice
     assert "0.001" not in advice
+    # A Python fit's: the Keras regularizer its layers take, not the recipe's mapping.
+    s.context.recipe = False
+    s.context.regularizers = {"dense": {"kernel_regularizer": {"l2": 1.0}}, "dense_1": {"bias_regularizer": {"l1": 0.5, "l2": 0.2}}}
+    advice = dominated_advice()
+    assert ("Lower the penalty 10x (kernel_regularizer=keras.regularizers.L2(0.1) (now L2(1)) on dense; "
+            "bias_regularizer=keras.regularizers.L1L2(l1=0.05, l2=0.02) (now L1L2(l1=0.5, l2=0.2)) on dense_1)") in advice, advice
 
 
 def test_regularization_advice_names_an_embedding_s_and_a_recurrent_layer_s_penalty():

@@ -291,9 +291,11 @@ def _lowered_penalty_text(view: Diagnoser) -> str:
 
     L2 of 1.0 on every layer was told "kernel_regularizer: {l2: 0.001} where it is 0.01", a
     thousandth of its penalty. An example of the kind when the penalties are unknown or of a kind
-    whose strength is no ``l1`` / ``l2`` factor.
+    whose strength is no ``l1`` / ``l2`` factor. A Python fit's names the Keras regularizer
+    (``kernel_regularizer=keras.regularizers.L2(0.1) (now L2(1)) on dense``).
     """
-    example = "kernel_regularizer: {l2: 0.001} where it is 0.01"
+    example = for_run(view.context, "kernel_regularizer: {l2: 0.001} where it is 0.01",
+                      "kernel_regularizer=keras.regularizers.L2(0.001) where it is L2(0.01)")
     regularizers = view.context.regularizers
     if not regularizers:
         return example
@@ -302,10 +304,23 @@ def _lowered_penalty_text(view: Diagnoser) -> str:
         for attribute, factors in penalties.items():
             if not factors:
                 return example
-            lowered = ", ".join(f"{key}: {value / 10:.3g}" for key, value in factors.items())
-            now = ", ".join(f"{key}: {value:.3g}" for key, value in factors.items())
-            layers_by_setting.setdefault(f"{attribute}: {{{lowered}}} (now {{{now}}})", []).append(layer)
+            if view.context.recipe:
+                lowered = ", ".join(f"{key}: {value / 10:.3g}" for key, value in factors.items())
+                now = ", ".join(f"{key}: {value:.3g}" for key, value in factors.items())
+                setting = f"{attribute}: {{{lowered}}} (now {{{now}}})"
+            else:
+                lowered, now = _keras_regularizer({key: value / 10 for key, value in factors.items()}), _keras_regularizer(factors)
+                setting = f"{attribute}=keras.regularizers.{lowered} (now {now})"
+            layers_by_setting.setdefault(setting, []).append(layer)
     return "; ".join(f"{setting} on {', '.join(layers)}" for setting, layers in layers_by_setting.items())
+
+
+def _keras_regularizer(factors: dict[str, float]) -> str:
+    """``L2(0.1)``, ``L1(0.5)`` or ``L1L2(l1=0.1, l2=0.2)``: the Keras regularizer of ``factors``."""
+    if len(factors) == 1:
+        ((key, value),) = factors.items()
+        return f"{key.upper()}({value:.3g})"
+    return "L1L2(" + ", ".join(f"{key}={value:.3g}" for key, value in factors.items()) + ")"
 
 
 def _what_shrinks(view: Diagnoser) -> str:
