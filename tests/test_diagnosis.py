@@ -391,6 +391,25 @@ def test_the_regression_outputs_start_of_a_model_with_several_outputs_is_measure
     assert context.output_names == ("c", "r") and Context.from_dict(context.to_dict()).output_names == ("c", "r")
 
 
+def test_the_regression_outputs_start_weighs_one_target_a_row_by_its_row_as_training_does():
+    # 1-D targets with weights 10 and 1: the loss of predicting 0 read 204 (the mean over every row
+    # times the mean weight) where training weighs each row's own loss, 324; chance_loss's start
+    # (its uninformed level) and the several-output start are the same number.
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="c")(inputs), keras.layers.Dense(1, name="r")(inputs)])
+    trainer = Trainer(model, loss={"c": "binary_crossentropy", "r": "mse"}, task={"c": "binary", "r": "regression"}, optimizer="adam")
+    y_r = np.where(np.arange(200) % 2 == 0, 8.0, 3.0).astype("float32")
+    w = np.where(np.arange(200) % 2 == 0, 10.0, 1.0).astype("float32")
+    context = build_context(trainer, {"c": (np.arange(200) % 2).astype("float32"), "r": y_r}, inputs=np.zeros((200, 2), "float32"),
+                            sample_weight=w)
+    expected = float(np.mean(w * y_r**2))
+    assert context.regression_start_loss == pytest.approx(expected, rel=1e-5)
+    assert chance_loss("regression", "mse", y_r, w).uninformed == pytest.approx(expected, rel=1e-5)
+    # A row's weight weighs each of its steps: (rows, steps, 1) targets got no start at all.
+    y_seq = np.broadcast_to(y_r[:, None, None], (200, 4, 1))
+    assert chance_loss("regression", "mse", y_seq, w).uninformed == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_classifier_starting_at_the_uniform_prediction_on_imbalanced_classes_is_not_too_high():
     # 95/5 labels: chance 0.20, and a fresh sigmoid output starts at ln 2 = 3.5x that; every
     # default-initialised run got initial-loss-too-high next to class-imbalance (seed-dependent:

@@ -229,11 +229,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             uninformed = None
         uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
     elif info.kind == "regression":
-        try:
-            uninformed = float(np.asarray(fn(y.astype(np.float32), np.zeros(_pred_shape(info.kind, y, prediction), np.float32), **weights)))
-        except Exception:
-            uninformed = None
-        uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
+        uninformed = zero_prediction_loss(loss, y, w)
     first = None
     if batch_size and info.kind in ("binary", "categorical", "sparse") and config.get("ignore_class") is None:
         # The constants a fresh output starts near: the (weighted) prior, the unweighted prior
@@ -252,11 +248,16 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
 
 def zero_prediction_loss(loss: Any, y: Any, sample_weight: Any = None) -> float | None:
     """The loss of predicting 0 for every row of regression targets ``y``: where a freshly
-    initialised linear output starts (its outputs near 0). ``None`` when it cannot be computed."""
+    initialised linear output starts (its outputs near 0), reduced as :func:`chance_loss` reduces
+    the loss (which gives it as a regression's :attr:`Baseline.uninformed`). ``None`` when it
+    cannot be computed."""
     usable = _usable_rows(y, sample_weight)
     if usable is None:
         return None
     y, w = usable
+    # One target per row is one column to the loss, as in chance_loss: a 1-D y was averaged over
+    # all its rows before the weights applied (weights 10 and 1 read 204 where the rows make 324).
+    y = y[:, None] if y.ndim == 1 else y
     return _loss_value(loss, y, np.zeros_like(y), w)
 
 
@@ -564,7 +565,8 @@ def _loss_value(loss: Any, target: np.ndarray, prediction: np.ndarray, w: np.nda
     if _loss_config(loss).get("reduction", "sum_over_batch_size") not in _ROW_MEAN_REDUCTIONS:
         return None  # summed over a batch: its value depends on the batch's rows, as the chance level's does
     try:
-        weights = {} if w is None else {"sample_weight": w.astype(np.float32)}
+        # A row's weight weighs each of its positions ((n, H, k) targets: (n, 1) weights), as in chance_loss.
+        weights = {} if w is None else {"sample_weight": w.astype(np.float32).reshape(len(w), *[1] * max(0, target.ndim - 2))}
         value = float(np.asarray(get_loss(loss)(target.astype(np.float32), prediction.astype(np.float32), **weights)))
     except Exception:  # a loss that cannot take numpy arrays: no level
         return None
