@@ -4728,6 +4728,11 @@ def test_a_step_spike_in_batches_of_a_rising_series_read_in_order_is_no_divergen
     # A real blow-up in order is still one: 100x the first epoch's loss.
     s.train_loss = lambda e, st: 1e6 if e == 4 else (2.0 + 300.0 * st) * (1 - 0.05 * e)
     assert "diverging-loss" in codes(s.run())
+    # A blow-up within the first epoch raises that epoch's loss to its level: the model thrown
+    # away at step 4 (1 -> 500 and staying there) read 1.7x the first epoch's loss, and was told
+    # nothing. Later epochs that never come back to the first loss's level are no data order.
+    s.train_loss = lambda e, st: 1.0 if e == 0 and st < 4 else 500.0
+    assert "diverging-loss" in codes(s.run())
 
 
 @pytest.mark.parametrize(("data", "in_order"), [("dataset", True), ("shuffled dataset", False), ("arrays", True), ("shuffled arrays", False)])

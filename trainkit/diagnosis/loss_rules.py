@@ -59,6 +59,7 @@ from trainkit.stat_names import (
     GRAD_NONFINITE,
     GRAD_NORM,
     LEARNING_RATE,
+    LOSS,
     MEAN,
     NONFINITE,
     STD,
@@ -753,8 +754,13 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
             # An unshuffled rising series (timeseries_dataset_from_array's default) starts near 0
             # and ends ~45: its later batches' losses were "1018x the first loss (2.17)", an error,
             # while every epoch's loss fell (688 to 461). The first epoch's, over all of them, is
-            # the reference then.
-            start = max(start, float(epoch_losses[0]))
+            # the reference then, unless a later epoch never came back down: every batch of it,
+            # the ones the run began on too, 100x the first loss is a model thrown away, not the
+            # data's order (a blow-up within the first epoch raised its loss to the peak's level).
+            lows = view.epoch_values(LOSS, "minimum")[1:]
+            lows = lows[np.isfinite(lows)]
+            if not (lows.size and float(np.max(lows)) > view.t.diverge_step_factor * start):
+                start = max(start, float(epoch_losses[0]))
         if start > 0 and peak > view.t.diverge_step_factor * start:
             return Issue(
                 f"The loss jumped to {format_number(peak)} at step {step}, {times_text(peak / start)} the first loss "
