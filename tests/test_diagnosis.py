@@ -4748,6 +4748,19 @@ def test_the_diagnosis_knows_whether_the_training_batches_come_in_order(data, in
     assert trainer.diagnose.diagnoser.context.batches_in_order is in_order
 
 
+@pytest.mark.parametrize("second", [(16, 1), (16,)])
+def test_a_dataset_of_several_outputs_knows_its_batch_rows(second):
+    # Targets of two outputs in a tuple: their structure's shape read 2 rows for (16, 1) and (16, 1),
+    # and (16, 1) beside (16,) made fit fail before its first step.
+    x = np.zeros((64, 3), "float32")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, [keras.layers.Dense(1, name="r")(inputs), keras.layers.Dense(1, name="s")(inputs)])
+    trainer = Trainer(model, loss=["mse", "mse"], optimizer="sgd", task=["regression", "regression"], seed=0, diagnose=DiagnosisCallback())
+    ds = tf.data.Dataset.from_tensor_slices((x, (np.zeros((64, 1), "float32"), np.zeros((64, *second[1:]), "float32")))).batch(16)
+    trainer.fit(ds, epochs=1, verbose=0)
+    assert trainer.diagnose.diagnoser.context.batch_size == 16
+
+
 @pytest.mark.parametrize(("times_chance", "told"), [(1.0, True), (3.0, False)])
 def test_a_fading_gradient_through_time_explains_no_loss_worse_than_a_constant(times_chance, told):
     # An LSTM forecasting an unscaled rising series ended at 305% of chance (unscaled targets) and

@@ -62,7 +62,12 @@ def first_batch_rows(source: Any) -> int | None:
     batches = source.sample(1)
     if not batches or not isinstance(batches[0], tuple | list) or len(batches[0]) < 2:
         return None
-    rows = np.shape(batches[0][1])
+    # A model with several outputs has a structure of targets: its rows are any one array's (the
+    # tuple's own shape read 2 rows for two (32, 1) targets, and failed on (32, 1) beside (32,)).
+    targets = batches[0][1]
+    while isinstance(targets, Mapping | tuple | list) and len(targets):
+        targets = next(iter(targets.values())) if isinstance(targets, Mapping) else targets[0]
+    rows = np.shape(targets)
     return int(rows[0]) if len(rows) else None
 
 
