@@ -11,7 +11,12 @@ from trainkit import Trainer
 from trainkit.diagnosis import Context
 from trainkit.diagnosis.readback import _saved_context
 from trainkit.diagnosis.run_context import build_context
-from trainkit.diagnosis.setting_text import fit_setting, optimizer_setting, standardize_setting
+from trainkit.diagnosis.setting_text import (
+    fit_setting,
+    optimizer_setting,
+    rate_setting,
+    standardize_setting,
+)
 from trainkit.recipe import load_recipe
 from trainkit.run import prepare_run
 
@@ -119,3 +124,24 @@ def test_unscaled_regression_targets_are_told_the_python_that_scales_them_and_th
     assert advice.startswith("Standardise the targets with training-split statistics (y = (y - y_train.mean()) / y_train.std())"), advice
     assert "bias_initializer=keras.initializers.Constant(" in advice and "{name: constant" not in advice, advice
     assert not any(key in advice for key in RECIPE_ONLY), advice
+
+
+def test_a_python_fit_on_a_schedule_is_told_the_schedule_s_argument_not_a_learning_rate():
+    # A warm-up to 1.0 under SGD on inputs ~0..100: told "learning_rate=0.001 in the optimizer
+    # (now 1)", where Keras refuses a number for the learning rate of an optimizer built on a
+    # schedule, and a number in its place would drop the warm-up.
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=100, warmup_target=1.0, warmup_steps=5)
+    python = python_fit(*unscaled_rows(), keras.optimizers.SGD(schedule), epochs=2)
+    for code in ("diverging-loss", "lr-too-high"):
+        assert "warmup_target=" in python[code] and " in the CosineDecay schedule (now 1)" in python[code], python[code]
+        assert "learning_rate=" not in python[code], python[code]
+    assert rate_setting(Context(schedule="ExponentialDecay", schedule_rate="initial_learning_rate"), 0.01, 0.1) == (
+        "initial_learning_rate=0.01 in the ExponentialDecay schedule")
+    assert rate_setting(Context(schedule="PiecewiseConstantDecay", schedule_rate="values"), 0.01, 0.1) == (
+        "the PiecewiseConstantDecay schedule's values times 0.1, its largest 0.01")
+    # A recipe's key replaces the whole learning rate; a constant rate is the optimizer's own.
+    assert rate_setting(Context(recipe=True, schedule="CosineDecay", schedule_rate="warmup_target"), 0.01, 0.1) == (
+        "optimizer.learning_rate: 0.01")
+    assert rate_setting(Context(), 0.01, 0.1) == "learning_rate=0.01 in the optimizer"
+    restored = Context.from_dict(Context(schedule="CosineDecay", schedule_rate="warmup_target").to_dict())
+    assert (restored.schedule, restored.schedule_rate) == ("CosineDecay", "warmup_target")

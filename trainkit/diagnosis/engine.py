@@ -194,6 +194,13 @@ class Context:
             key (``optimizer.learning_rate: 0.001``), which ``--set`` takes; a Python fit's advice
             names its Python (``learning_rate=0.001 in the optimizer``; see
             :mod:`trainkit.diagnosis.setting_text`).
+        schedule: The class name of the optimizer's learning rate when it is a
+            ``LearningRateSchedule`` (``CosineDecay``), ``None`` otherwise. Keras refuses a number
+            for such an optimizer's ``learning_rate``, so a Python fit's advice names the
+            schedule's argument instead (see :func:`trainkit.diagnosis.setting_text.rate_setting`).
+        schedule_rate: The schedule's argument that sets its largest rate (``warmup_target`` of
+            a warm-up, ``initial_learning_rate``, ``values`` of ``PiecewiseConstantDecay``);
+            ``None`` for a schedule of one's own.
     """
 
     task: str | None = None
@@ -250,6 +257,8 @@ class Context:
     regression_start_loss: float | None = None
     output_names: tuple[str, ...] = ()
     recipe: bool = False
+    schedule: str | None = None
+    schedule_rate: str | None = None
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).

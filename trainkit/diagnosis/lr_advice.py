@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainkit.diagnosis.setting_text import optimizer_key, optimizer_setting
+from trainkit.diagnosis.setting_text import optimizer_key, optimizer_setting, rate_setting
 from trainkit.diagnosis.stat_reads import kernel_stats
 from trainkit.diagnosis.update_ratios import early_update_ratio, largest_update_ratio
 from trainkit.stat_names import (
@@ -45,20 +45,17 @@ def _lr_text(view: Diagnoser, factor: float) -> str:
     lr = learning_rate_of(view)
     if lr is None:
         return f"multiply the learning rate by {factor:g}"
-    return f"{optimizer_setting(view.context, _RATE_KEY, f'{lr * factor:.3g}')} (now {lr:.3g})"
+    return f"{rate_setting(view.context, lr * factor, lr)} (now {lr:.3g})"
 
 
 def _lr_to(view: Diagnoser, value: float) -> str:
+    # For a recipe run the dotted key ``--set`` takes (``optimizer.learning_rate``), which a recipe
+    # whose optimizer is a bare name accepts too. An optimizer mapping (``optimizer: {name: sgd,
+    # learning_rate: 0.02}``) pasted over the recipe's dropped its other settings (momentum: 0.9).
+    # A Python fit's names the optimizer's argument, or its schedule's (see rate_setting).
     lr = learning_rate_of(view)
     now = f" (now {lr:.3g})" if lr is not None else ""
-    return f"{optimizer_setting(view.context, _RATE_KEY, f'{value:.3g}')}{now}"
-
-
-#: How advice names the learning rate: for a recipe run the dotted key ``--set`` takes
-#: (``optimizer.learning_rate``), which a recipe whose optimizer is a bare name accepts too. An
-#: optimizer mapping (``optimizer: {name: sgd, learning_rate: 0.02}``) pasted over the recipe's
-#: dropped its other settings (momentum: 0.9). A Python fit's names the optimizer's argument.
-_RATE_KEY = "learning_rate"
+    return f"{rate_setting(view.context, value, lr)}{now}"
 
 
 #: Optimizers whose step is ~learning_rate per weight: 1e-3 is their usual ceiling. (Adagrad's

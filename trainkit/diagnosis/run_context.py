@@ -373,6 +373,7 @@ def build_context(
     outputs = tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ())))
     inputs = layer_inputs(model)
     dropout = strongest_dropout(model)
+    schedule, schedule_rate = _schedule(trainer.optimizer)
     return Context(
         task=_one_task(trainer),
         loss=f"{type(trainer).__name__}.compute_loss" if own_loss else _loss_text(trainer, describe_loss),
@@ -394,6 +395,8 @@ def build_context(
         epochs=int(trainer.epochs) if trainer.epochs else None,
         initial_epoch=initial_epoch,
         learning_rate=_learning_rate(trainer.optimizer),
+        schedule=schedule,
+        schedule_rate=schedule_rate,
         optimizer=_optimizer_class(trainer.optimizer),
         clipping=_clipping(trainer.optimizer),
         epsilon=_epsilon(trainer.optimizer),
@@ -568,6 +571,22 @@ def _learning_rate(optimizer: Any) -> float | None:
         return float(np.asarray(optimizer.learning_rate))
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _schedule(optimizer: Any) -> tuple[str | None, str | None]:
+    """The class name of the optimizer's ``LearningRateSchedule`` and the argument of it that sets
+    its largest rate (``None`` for a schedule of one's own); ``(None, None)`` without a schedule."""
+    import keras
+
+    rate = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return None, None
+    if getattr(rate, "warmup_target", None) is not None:  # CosineDecay's warm-up rises to it
+        return type(rate).__name__, "warmup_target"
+    for argument in ("initial_learning_rate", "values"):  # the decays'; PiecewiseConstantDecay's
+        if hasattr(rate, argument):
+            return type(rate).__name__, argument
+    return type(rate).__name__, None
 
 
 def _early_stoppers(callbacks: Iterable[Callback]) -> Iterator[Any]:

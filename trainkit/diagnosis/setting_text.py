@@ -26,6 +26,24 @@ def optimizer_setting(context: Context, key: str, value: str) -> str:
     return f"optimizer.{key}: {value}" if context.recipe else f"{key}={value} in the optimizer"
 
 
+def rate_setting(context: Context, value: float, now: float | None) -> str:
+    """The learning rate set to ``value`` (the run's largest is ``now``): ``optimizer.learning_rate:
+    VALUE`` for a recipe run, ``learning_rate=VALUE in the optimizer`` for Python, and for a Python
+    optimizer whose rate is a schedule the schedule's argument that sets its largest rate
+    (``warmup_target=0.001 in the CosineDecay schedule``).
+
+    Keras refuses a number for the ``learning_rate`` of an optimizer built on a schedule, and a
+    number in its place would drop the warm-up and the decay: the schedule is what to change.
+    """
+    if context.schedule is None or context.recipe:
+        return optimizer_setting(context, "learning_rate", f"{value:.3g}")
+    if context.schedule_rate in (None, "values") and now:
+        # PiecewiseConstantDecay's list, or a schedule of one's own: every rate scaled alike.
+        what = "values" if context.schedule_rate == "values" else "rates"
+        return f"the {context.schedule} schedule's {what} times {value / now:.3g}, its largest {value:.3g}"
+    return f"{context.schedule_rate or 'learning_rate'}={value:.3g} in the {context.schedule} schedule"
+
+
 def optimizer_key(context: Context, key: str) -> str:
     """The optimizer's setting ``key`` by name: ``optimizer.KEY`` for a recipe run, ``the optimizer's KEY`` for Python."""
     return f"optimizer.{key}" if context.recipe else f"the optimizer's {key}"
