@@ -1174,6 +1174,23 @@ def test_a_plateau_behind_a_rate_decayed_to_zero_names_the_decay_not_a_larger_ra
     assert "learning_rate: " in finding(s.run(), "plateau").advice
 
 
+def test_a_plateau_whose_rate_was_cut_after_the_loss_stopped_is_not_blamed_on_the_cut():
+    # ReduceLROnPlateau(factor=0.1, patience=1) on a linear model of noisy labels: flat at 0.886
+    # (0.909, 0.890, 0.888 at 0.05, 0.005, 0.005) and cut down to 5e-14. plateau said the rate was
+    # "taken to ~0 while the loss still had to fall": the flat loss lowered the rate.
+    s = Stream()
+    s.context.optimizer, s.context.learning_rate = "Adam", 0.05
+    s.values["learning_rate"] = lambda e, st: 0.05 * 0.1 ** max(0, e - 4)
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    f = finding(s.run(), "plateau")
+    assert "it fell from" not in f.advice and "optimizer.learning_rate: " in f.advice, f.advice
+    # The same cut while the loss still fell at the working rate cut the run short.
+    s.train_loss = lambda e, st: 0.69 - 0.03 * min(e, 5) if e < 6 else 0.54
+    f = finding(s.run(), "plateau")
+    assert "it fell from 0.05 to" in f.advice, f.advice
+
+
 def test_loss_at_chance_behind_a_rate_decayed_to_zero_names_the_decay_not_the_labels():
     # Adam on ExponentialDecay(1e-3, decay_steps=5, decay_rate=0.1): ~0 after the first epoch, the
     # loss flat at 108% of chance, told "the labels are unpredictable from the inputs".

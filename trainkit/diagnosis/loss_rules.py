@@ -27,11 +27,11 @@ from trainkit.diagnosis.loss_measures import (
 )
 from trainkit.diagnosis.lr_advice import (
     clipping_text,
-    decayed_rate,
     decayed_weights,
     epsilon_share,
     lowered_lr_text,
     raised_lr_text,
+    rate_cut_short,
 )
 from trainkit.diagnosis.lr_rules import lr_too_low
 from trainkit.diagnosis.number_text import format_number, times_text
@@ -58,7 +58,6 @@ from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
     GRAD_NORM,
-    LEARNING_RATE,
     LOSS,
     MEAN,
     NONFINITE,
@@ -299,25 +298,15 @@ def _optimizer_stalled(view: Diagnoser) -> bool:
 
 
 def _rate_stalled(view: Diagnoser) -> bool:
-    """Whether a learning rate that fell to ~0 (:func:`decayed_rate`) stopped the run before it could learn.
+    """Whether a learning rate that fell to ~0 while the loss was still falling (:func:`rate_cut_short`)
+    stopped the run before it could learn.
 
-    Not when the loss had already sat still for :attr:`Thresholds.sustained_epochs` epochs at (half
-    or more of) the full rate before it fell: a ``ReduceLROnPlateau`` lowers the rate because the
-    loss stopped falling. Random labels at chance from the first step, the rate cut after 2 flat
-    epochs at 1e-3, were told "the steps stopped moving the weights before the model could learn,
-    which says nothing about the labels yet".
+    Random labels at chance from the first step, the rate cut after 2 flat epochs at 1e-3 by
+    ``ReduceLROnPlateau``, were told "the steps stopped moving the weights before the model could
+    learn, which says nothing about the labels yet": the flat loss lowered the rate, not the other
+    way round.
     """
-    decayed = decayed_rate(view)
-    if decayed is None:
-        return False
-    rates, losses = view.epoch_values(LEARNING_RATE), view.epoch_losses()
-    full = 0
-    while full < min(len(rates), len(losses)) and np.isfinite(rates[full]) and rates[full] >= 0.5 * decayed[0]:
-        full += 1
-    if full < view.t.sustained_epochs:
-        return True
-    # Falling at the full rate: the decay cut short a model that was learning.
-    return float(losses[full - 1]) < (1 - view.t.at_chance_band) * float(losses[0])
+    return rate_cut_short(view) is not None
 
 
 def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) -> Issue:
@@ -329,7 +318,7 @@ def _stalled_by_optimizer(view: Diagnoser, lead: str, evidence: dict[str, Any]) 
     unpredictable from the inputs", while the rate had stopped every step. So was RMSprop with
     epsilon=1.0 (steps 8e-5 of the weights, 104% of chance).
     """
-    decayed = decayed_rate(view) if _rate_stalled(view) else None
+    decayed = rate_cut_short(view)
     if decayed is not None:
         peak, last = decayed
         return Issue(

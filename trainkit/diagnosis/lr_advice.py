@@ -96,7 +96,7 @@ def raised_lr_text(view: Diagnoser) -> str:
     lowering advice goes down: SGD at 1e-6, steps 2e-7 of the weights, was told 1e-5, which
     would still take steps 5000x too small.
     """
-    decayed = decayed_rate(view)
+    decayed = rate_cut_short(view)
     if decayed is not None:
         return (f"it fell from {decayed[0]:.3g} to {decayed[1]:.3g} by the last epoch: the schedule, or a callback "
                 f"lowering it, took it to ~0 while the loss still had to fall; let it decay more slowly or to a floor")
@@ -143,6 +143,30 @@ def decayed_rate(view: Diagnoser) -> tuple[float, float] | None:
 
 #: A rate below this fraction of the run's largest, over most of the run's second half, decayed to ~0.
 _DECAYED_FRACTION = 0.01
+
+
+def rate_cut_short(view: Diagnoser) -> tuple[float, float] | None:
+    """:func:`decayed_rate` where the rate fell to ~0 while the loss was still falling: the decay,
+    not the model, stopped the run; ``None`` otherwise.
+
+    Not when the loss had already stopped falling (less than ``at_chance_band`` over its last
+    ``sustained_epochs`` epochs) at the last epoch whose rate was :data:`_DECAYED_FRACTION` of the
+    largest or more: ``ReduceLROnPlateau`` lowers the rate because the loss stopped. A linear model
+    on noisy labels, flat at 0.886 (0.909, 0.890, 0.888 at 0.05, 0.005, 0.005) and cut 10x an epoch
+    down to 5e-14, was told its plateau came from a rate "taken to ~0 while the loss still had to
+    fall". A run with fewer epochs than that at a working rate showed no sign of where it settles.
+    """
+    decayed = decayed_rate(view)
+    if decayed is None:
+        return None
+    rates, losses = view.epoch_values(LEARNING_RATE), view.epoch_losses()
+    n = min(len(rates), len(losses))
+    working = np.flatnonzero(np.isfinite(rates[:n]) & (rates[:n] >= _DECAYED_FRACTION * decayed[0]))
+    last = int(working[-1]) if working.size else -1
+    if last < view.t.sustained_epochs:
+        return decayed
+    before = float(losses[last - view.t.sustained_epochs])
+    return decayed if float(losses[last]) < before - view.t.at_chance_band * abs(before) else None
 
 
 #: The update/weight ratio a healthy step reaches at least (~0.1-1% is healthy).
