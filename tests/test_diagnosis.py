@@ -1191,6 +1191,21 @@ def test_a_plateau_whose_rate_was_cut_after_the_loss_stopped_is_not_blamed_on_th
     assert "it fell from 0.05 to" in f.advice, f.advice
 
 
+def test_a_rate_cut_to_zero_while_the_loss_fell_fast_is_a_plateau_however_far_it_had_come():
+    # LearningRateScheduler at 1e-8 from epoch 4 of 14: the loss 0.865 -> 0.145, falling 25% an
+    # epoch, then 0.1447 for 11 epochs, and no finding (plateau wants < 25% improvement in all).
+    s = Stream()
+    s.values["learning_rate"] = lambda e, st: 1e-3 if e < 4 else 1e-9
+    s.train_loss = lambda e, st: (0.69, 0.5, 0.35, 0.25)[e] if e < 4 else 0.2
+    s.val_loss = lambda e: (0.69, 0.5, 0.35, 0.25)[e] + 0.02 if e < 4 else 0.22
+    f = finding(s.run(), "plateau")
+    assert "the learning rate fell from 0.001 to 1e-09 while the loss was still falling" in f.message, f.message
+    assert "decay more slowly or to a floor" in f.advice and f.evidence["learning_rate_peak"] == pytest.approx(1e-3)
+    # The same curve at a rate that stays up converged: no plateau.
+    s.values["learning_rate"] = lambda e, st: 1e-3
+    assert "plateau" not in codes(s.run())
+
+
 def test_loss_at_chance_behind_a_rate_decayed_to_zero_names_the_decay_not_the_labels():
     # Adam on ExponentialDecay(1e-3, decay_steps=5, decay_rate=0.1): ~0 after the first epoch, the
     # loss flat at 108% of chance, told "the labels are unpredictable from the inputs".

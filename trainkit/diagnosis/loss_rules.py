@@ -911,10 +911,23 @@ def plateau(view: Diagnoser) -> Issue | None:
     floor = view.context.loss_floor
     recent = (middle - last) / max(abs(middle - floor), 1e-12)
     total = (start - last) / max(start - floor, 1e-12)
-    if recent >= view.t.plateau_improvement or total >= view.t.plateau_total_improvement:
+    # A rate that a schedule or callback took to ~0 while the loss still fell stopped it wherever it
+    # was, however far it had come: LearningRateScheduler at 1e-8 from epoch 4 of 14, the loss
+    # 0.865 -> 0.145 and falling 25% an epoch, then 0.1447 for 11 epochs, had no finding.
+    cut = rate_cut_short(view)
+    if recent >= view.t.plateau_improvement or (total >= view.t.plateau_total_improvement and cut is None):
         return None
     if _validation_still_improving(view, losses):
         return None
+    evidence = {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent, "loss_floor": floor}
+    if cut is not None and total >= view.t.plateau_total_improvement:
+        return Issue(
+            f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
+            f"(it improved {recent:.1%} over the second half of the run, {total:.0%} in all): the learning rate fell "
+            f"from {cut[0]:.3g} to {cut[1]:.3g} while the loss was still falling, and the steps stopped there.",
+            "Let the learning rate decay more slowly or to a floor (a schedule's decay_steps counts optimizer steps, not "
+            "epochs; a callback lowering it, ReduceLROnPlateau, needs a min_lr), or stop training where the rate ends.",
+            {**evidence, "learning_rate_peak": cut[0], "learning_rate_last": cut[1]}, epoch=view.epochs[half].epoch)
     lowering, blocked = lr_lowering_found(view), init_blocked_found(view)
     if lowering:
         rate = f"lower the learning rate ({lowered_lr_text(view)}; see {', '.join(lowering)})"
@@ -930,8 +943,7 @@ def plateau(view: Diagnoser) -> Issue | None:
         f"training is stuck, typically behind dead or saturated units or a learning rate that is too small.",
         f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
         f"relu, or a learning-rate schedule that restarts.",
-        {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent, "loss_floor": floor},
-        epoch=view.epochs[half].epoch)
+        evidence, epoch=view.epochs[half].epoch)
 
 
 def _validation_still_improving(view: Diagnoser, train: np.ndarray) -> bool:
