@@ -1461,6 +1461,19 @@ def test_lr_too_high_needs_large_updates_and_a_bad_loss_trend():
     assert "lr-too-high" not in codes(calm.run())
 
 
+def test_lr_too_high_names_the_rate_a_callback_raised_not_the_optimizer_s_starting_one():
+    # LearningRateScheduler(lambda e, lr: min(0.4, 1e-5 * 10 ** e)) on Adam(1e-5): the steps at 0.4
+    # blew up, and lr-too-high said "learning_rate=7.61e-07 in the optimizer (now 1e-05)".
+    s = Stream()
+    s.context.learning_rate = 1e-5
+    s.values["learning_rate"] = lambda e, st: min(0.4, 1e-5 * 10 ** (e + 1))
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.3 if e >= 4 else 1e-3
+    s.train_loss = lambda e, st: 0.69 if e < 4 else 3.0
+    f = finding(s.run(), "lr-too-high")
+    assert f.evidence["learning_rate"] == pytest.approx(0.4) and "optimizer.learning_rate: 0.001 (now 0.4)" in f.advice, f.advice
+
+
 @pytest.mark.parametrize("trained_before", [True, False])
 def test_lr_too_high_sees_a_fine_tune_whose_validation_loss_jumps_as_its_training_loss_falls(trained_before):
     # A pretrained base unfrozen under Adam 3e-2: steps of 27-39% of its kernels, training loss

@@ -26,19 +26,21 @@ if TYPE_CHECKING:
 
 
 def learning_rate_of(view: Diagnoser) -> float | None:
-    """The run's learning rate: the configured one, else (a schedule's) the largest the steps used.
+    """The run's learning rate: the largest the steps used, or the configured one where larger.
 
     The largest, not the first: a warm-up starts at 0 (the advice said to raise the rate to 0),
-    and a decaying schedule's largest is its first.
+    and a decaying schedule's largest is its first. Not the configured one alone: a callback that
+    raises a number rate (a LearningRateScheduler warm-up from 1e-5 to 0.4, a one-cycle policy)
+    left the optimizer's starting rate there, and lr-too-high told a run diverging at 0.4 to set
+    7.6e-07 (now 1e-05). ``ReduceLROnPlateau`` only lowers it: the largest is the configured one.
     """
+    values = view.epoch_values(LEARNING_RATE, "maximum")
+    if not np.isfinite(values).any():  # no epoch ended yet
+        values = view.first_values(LEARNING_RATE)
+    values = values[np.isfinite(values)]
+    used = float(values.max()) if values.size else None
     lr = view.context.learning_rate
-    if lr is None:
-        values = view.epoch_values(LEARNING_RATE, "maximum")
-        if not np.isfinite(values).any():  # no epoch ended yet
-            values = view.first_values(LEARNING_RATE)
-        values = values[np.isfinite(values)]
-        lr = float(values.max()) if values.size else None
-    return lr
+    return used if lr is None or (used is not None and used > lr) else lr
 
 
 def _lr_text(view: Diagnoser, factor: float) -> str:
