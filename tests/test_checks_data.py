@@ -2012,7 +2012,11 @@ def test_a_softmax_wider_than_the_labels_classes_is_named():
     (finding,) = [f for f in check_data(x, rng.integers(0, 5, len(x)), model=wide, loss=get_loss("scce"), task="multiclass")
                   if f.code == "class-imbalance"]
     assert "hold class ids 0..4 only, but the output layer 'out' has 1000 units" in finding.message
-    assert "Dense(5)" in finding.advice and finding.evidence["empty_units"] == 995
+    assert "Dense(5)" in finding.advice and finding.evidence["empty_units"] == 995 and "y[:, :5]" not in finding.advice
+    # One-hot labels are as wide as the output: Dense(5) alone would no longer match them.
+    (finding,) = [f for f in check_data(x, np.eye(1000, dtype="float32")[rng.integers(0, 5, len(x))], model=wide, loss=get_loss("cce"),
+                                        task="multiclass") if f.code == "class-imbalance"]
+    assert "Dense(5), and y = y[:, :5]" in finding.advice
     # Classes only the validation rows hold are counted as such.
     y, y_val = rng.integers(0, 900, len(x)), rng.integers(0, 1000, 400)
     (finding,) = [f for f in check_data(x, y, x_val=rng.normal(size=(400, 4)).astype("float32"), y_val=y_val, model=wide,

@@ -335,12 +335,14 @@ def _output_wider_than_labels(ctx: DataContext, t: Target, ids: np.ndarray) -> I
     val_ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
     beyond = int(np.count_nonzero(np.unique(val_ids) > top)) if val_ids is not None and val_ids.size else 0
     seen = f" ({beyond} of them only in the validation labels)" if beyond else ""
+    # One-hot labels are as wide as the output: a narrower output needs their unused columns cut too.
+    one_hot = f", and y = y[:, :{top + 1}]" if t.loss.kind != "sparse" and t.y is not None and t.y.ndim == 2 and t.y.shape[-1] == units else ""
     return Issue(
         f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} hold class ids 0..{top} only, but the output "
         f"layer '{t.output.layer if t.output else '?'}' has {units} units: units {top + 1}..{units - 1}{seen} are never the answer in training, "
         f"and a fresh softmax spreads over them too (a first loss near ln {units} = {math.log(units):.2f}, for "
         f"{top + 1} classes).",
-        f"If there are {top + 1} classes, give the output one unit per class (Dense({top + 1})); if classes "
+        f"If there are {top + 1} classes, give the output one unit per class (Dense({top + 1}){one_hot}); if classes "
         f"{top + 1}..{units - 1} exist, the training rows hold none of them: add rows of those classes.",
         {"max_label": top, "units": units, "empty_units": empty}, t.output.layer if t.output else None)
 
