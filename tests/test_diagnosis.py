@@ -12,6 +12,7 @@ import math
 import re
 import threading
 import time
+import types
 from collections.abc import Callable
 
 import keras
@@ -35,7 +36,7 @@ from trainkit.diagnosis.baseline import soft_target_levels
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.diagnosis.model_facts import frozen_layers, layer_inputs
 from trainkit.diagnosis.number_text import format_number
-from trainkit.diagnosis.run_context import build_context
+from trainkit.diagnosis.run_context import _untrained_outputs, build_context
 from trainkit.findings import Finding
 from trainkit.sources import unpack_batch
 
@@ -1279,8 +1280,19 @@ def test_a_dead_relu_head_beside_one_that_learns_is_named():
     s.values["activation/price/dead_fraction"] = lambda e, st: 0.0 if e == 0 and st == 3 else 1.0
     assert "dead-relu" not in codes(s.run())
     s.values["activation/price/dead_fraction"] = lambda e, st: 1.0
-    s.context = dataclasses.replace(s.context, output_layers=("price",))
+    # An output trained with no loss (loss=[..., None]) is asked nothing: its ReLU may stay off.
+    s.context = dataclasses.replace(s.context, untrained_outputs=("price",))
     assert "dead-relu" not in codes(s.run())
+    s.context = dataclasses.replace(s.context, output_layers=("price",), untrained_outputs=())
+    assert "dead-relu" not in codes(s.run())
+
+
+def test_the_context_names_the_output_layers_trained_with_no_loss():
+    heads = [types.SimpleNamespace(loss="mse"), types.SimpleNamespace(loss=None)]
+    assert _untrained_outputs(types.SimpleNamespace(heads=heads), ("dense_2", "price")) == ("price",)
+    assert _untrained_outputs(types.SimpleNamespace(heads=heads[:1]), ("dense_2", "price")) == ()
+    context = Context(task="regression", loss="mse", untrained_outputs=("price",))
+    assert Context.from_dict(context.to_dict()).untrained_outputs == ("price",)
 
 
 def test_underfitting_when_training_ends_while_the_loss_falls_fast():

@@ -92,10 +92,11 @@ def _dead_heads(view: Diagnoser) -> list[Issue]:
     no finding said so (the output layers are no hidden layers, and the total loss was not frozen).
     With one output, or every output dead, the whole loss is frozen: ``weights-frozen`` names them.
     """
-    outputs = view.context.output_layers
+    # An output trained with no loss is asked nothing: its ReLU may stay off.
+    outputs = [layer for layer in view.context.output_layers if layer not in view.context.untrained_outputs]
     if len(outputs) < 2 or view.epochs_run < view.t.sustained_epochs:
         return []
-    dead = dead_outputs(view)
+    dead = [layer for layer in dead_outputs(view) if layer in outputs]
     if len(dead) == len(outputs):
         return []
     issues = []

@@ -187,6 +187,8 @@ class Context:
             chance or another output does.
         output_names: The names of a model's outputs that have a loss, when it has several (their
             History keys are ``<name>_loss`` and ``val_<name>_loss``); ``()`` for one output.
+        untrained_outputs: The layers among ``output_layers`` of outputs trained with no loss
+            (``loss=[..., None]``): nothing they predict is asked of them.
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not
             a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
@@ -256,6 +258,7 @@ class Context:
     bounded_output: dict[str, Any] | None = None
     regression_start_loss: float | None = None
     output_names: tuple[str, ...] = ()
+    untrained_outputs: tuple[str, ...] = ()
     recipe: bool = False
     schedule: str | None = None
     schedule_rate: str | None = None
@@ -291,6 +294,7 @@ class Context:
         data["frozen_outputs"] = list(self.frozen_outputs)
         data["training_only_layers"] = list(self.training_only_layers)
         data["output_names"] = list(self.output_names)
+        data["untrained_outputs"] = list(self.untrained_outputs)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -300,7 +304,7 @@ class Context:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
-                    "target_axes", "training_only_layers", "output_names"):
+                    "target_axes", "training_only_layers", "output_names", "untrained_outputs"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -291,6 +291,14 @@ def _trained_output_names(trainer: Any) -> tuple[str, ...]:
     return tuple(h.name for h in heads if h.loss is not None) if len(heads) > 1 else ()
 
 
+def _untrained_outputs(trainer: Any, output_layers: tuple[str, ...]) -> tuple[str, ...]:
+    """The layers of ``output_layers`` (the model's outputs, in order) whose output has no loss."""
+    heads = getattr(trainer, "heads", ())
+    if len(heads) != len(output_layers):
+        return ()
+    return tuple(layer for layer, head in zip(output_layers, heads, strict=True) if head.loss is None)
+
+
 def _one_task(trainer: Any) -> str:
     """The trainer's task, ``mixed`` when its outputs have different ones."""
     tasks = {h.task for h in getattr(trainer, "heads", ()) if h.loss is not None}
@@ -389,6 +397,7 @@ def build_context(
         layers=tuple(layer_names(model)),
         output_layers=outputs,
         output_names=_trained_output_names(trainer),
+        untrained_outputs=_untrained_outputs(trainer, outputs),
         softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
         sloped_layers=layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
         smooth_layers=layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
