@@ -1082,6 +1082,19 @@ def test_oscillating_loss_but_not_dropout_noise_at_a_low_loss():
     assert "oscillating-loss" not in codes(quiet.run())
 
 
+def test_a_run_on_a_schedule_is_not_told_to_use_a_decaying_schedule():
+    # A CosineDecay already decays: "or use a decaying schedule" told it what it had.
+    rising = [0.7, 1.0, 2.0] + [8.0] * 17
+    for code, loss in (("oscillating-loss", lambda e, st: 0.3 if e % 2 else 0.9), ("diverging-loss", lambda e, st: rising[e])):
+        s = Stream()
+        s.train_loss = loss
+        assert "decaying schedule" in finding(s.run(), code).advice
+        s.context = dataclasses.replace(s.context, schedule="CosineDecay", schedule_rate="initial_learning_rate")
+        advice = finding(s.run(), code).advice
+        assert "decaying schedule" not in advice and advice.startswith("Lower the learning rate")
+    assert "and clip gradients" in advice
+
+
 def test_oscillating_loss_from_strong_dropout_is_told_to_lower_the_dropout_not_the_learning_rate():
     # Dropout 0.9 after each hidden layer: the training loss (dropout on) zig-zagged between 0.92
     # and 1.67 above a validation loss of ~0.68, as much at a 10x lower learning rate, and was

@@ -772,10 +772,17 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
         return Issue(
             f"The training loss is rising: {format_number(last)} in epoch {view.epochs[-1].epoch + 1}, "
             f"{times_text(last / best)} {against}.",
-            f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients ({clipping_text(view)}), or "
-            f"use a decaying schedule.",
+            f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients ({clipping_text(view)}), or use a decaying schedule."
+            if _schedule_advised(view) else
+            f"Lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view)}).",
             {"epoch_loss": last, "best_loss": best, "first_epoch_loss": float(losses[0])}, epoch=view.epochs[-1].epoch)
     return None
+
+
+def _schedule_advised(view: Diagnoser) -> bool:
+    """Whether "use a decaying schedule" is advice for this run: not when the optimizer's rate is a
+    schedule already (the lower rate advice names its argument then)."""
+    return view.context.schedule is None
 
 
 def oscillating_loss(view: Diagnoser) -> Issue | None:
@@ -823,7 +830,7 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
             epoch=view.epochs[-1].epoch)
     return Issue(
         f"{moved}: the updates overshoot the minimum back and forth.",
-        f"Lower the learning rate ({lowered_lr_text(view)}) or use a decaying schedule; larger batches "
+        f"Lower the learning rate ({lowered_lr_text(view)}){' or use a decaying schedule' if _schedule_advised(view) else ''}; larger batches "
         f"({fit_setting(view.context, 'batch_size')}) also smooth the updates.",
         evidence, epoch=view.epochs[-1].epoch)
 
