@@ -2112,7 +2112,7 @@ def test_a_gelu_layer_held_near_zero_by_its_bias_is_dead_relu_and_not_vanishing_
     assert "dead-relu" in found and "vanishing-gradients" not in found
     f = next(f for f in trainer.findings if f.code == "dead-relu")
     assert "output nearly 0 (|a| < 0.01)" in f.message and "gelu/silu/mish/softplus passes almost no gradient" in f.message
-    assert "bias_initializer: zeros" in f.advice and "leaky_relu (or elu)" not in f.advice
+    assert "bias_initializer='zeros'" in f.advice and "leaky_relu (or elu)" not in f.advice
     # The same layer with a zero bias trains without it.
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="gelu", name="h"), keras.layers.Dense(1)])
@@ -2179,6 +2179,15 @@ def test_dead_relu_advice_prescribes_only_the_initialisation_a_layer_lacks():
     assert advice.startswith("Lower the learning rate") and "he_normal" not in advice
     s.context.initializers = None  # unknown (a run from before): the full advice
     assert "use kernel_initializer: he_normal for this layer" in finding(s.run(), "dead-relu").advice
+    # A Python fit is told the layer's arguments as Keras takes them.
+    s.context = dataclasses.replace(s.context, recipe=False)
+    advice = finding(s.run(), "dead-relu").advice
+    assert "use kernel_initializer='he_normal' for this layer" in advice and "activation='leaky_relu' (or elu)" in advice
+    s.values["activation/dense/dead_fraction"] = lambda e, st: 1.0
+    s.context.initializers = {"dense": {"layer": "dense", "kernel": "glorot_uniform", "bias": "constant(-10)"}}
+    advice = finding(s.run(), "dead-relu").advice
+    assert "bias_initializer='zeros' (it is constant(-10)" in advice and "kernel_initializer='he_normal'" in advice
+    assert ": he_normal" not in advice and ": zeros" not in advice and ": leaky_relu" not in advice
 
 
 def test_the_advice_for_a_shared_layer_s_later_call_reads_that_layer_s_initializers():

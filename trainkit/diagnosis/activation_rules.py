@@ -10,7 +10,7 @@ from trainkit.diagnosis.loss_measures import fresh_start
 from trainkit.diagnosis.lr_advice import lowered_lr_text
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.setting_text import standardize_setting
+from trainkit.diagnosis.setting_text import layer_setting, standardize_setting
 from trainkit.diagnosis.stat_reads import (
     called_layer,
     dead_outputs,
@@ -152,7 +152,8 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
     prescribes only what it lacks: "use he_normal" was told to a he_normal layer.
     """
     start = initializers_of(view, layer)
-    switch = "a BatchNormalization layer before the activation (it centres each unit's input)" if sloped else "activation: leaky_relu (or elu)"
+    switch = ("a BatchNormalization layer before the activation (it centres each unit's input)" if sloped else
+              f"{layer_setting(view.context, 'activation', 'leaky_relu')} (or elu)")
     if from_init and "constant-inputs" in (view.context.check_codes or ()):
         # All-zero x with zero biases: every unit's input is 0 for every row, which reads "dead";
         # "bias_initializer: zeros" named what it already had.
@@ -169,9 +170,10 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
         where = "this layer" if start is None or start["layer"] == layer else f"layer '{start['layer']}' (which this activation follows)"
         changes = []
         if start is None or start["bias"] not in ("zeros", "none"):
-            changes.append("bias_initializer: zeros (" + (f"it is {start['bias']}; " if start else "") + "a negative bias switches units off for every input)")
+            changes.append(layer_setting(view.context, "bias_initializer", "zeros") + " (" + (f"it is {start['bias']}; " if start else "")
+                           + "a negative bias switches units off for every input)")
         if start is None or not start["kernel"].startswith("he_"):
-            changes.append("kernel_initializer: he_normal" + (f" (it is {start['kernel']})" if start else ""))
+            changes.append(layer_setting(view.context, "kernel_initializer", "he_normal") + (f" (it is {start['kernel']})" if start else ""))
         if changes:
             fix = f"Fix the initialisation of {where}: {' and '.join(changes)}; "
         else:
@@ -182,7 +184,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
         alternative = "or use" if changes or standardise else "use"
         return (f"{fix}{standardise}{alternative} {switch}. "
                 "The learning rate did not kill these units: they were dead before the first update.")
-    he = "" if start is not None and start["kernel"].startswith("he_") else "use kernel_initializer: he_normal for this layer, "
+    he = "" if start is not None and start["kernel"].startswith("he_") else f"use {layer_setting(view.context, 'kernel_initializer', 'he_normal')} for this layer, "
     lower = (f"Lower the learning rate ({lowered_lr_text(view)}) — one big update is the usual killer —, {he}"
              f"{standardise_inputs_advice(view)}or use {switch}.")
     if "unscaled-inputs" in (view.context.check_codes or ()):
@@ -268,7 +270,7 @@ def _saturated_advice(view: Diagnoser, from_init: bool, start: dict[str, str] | 
     a 10-layer tanh stack at random_normal(stddev=1) was told to lower the learning rate first,
     and at a tenth of it stayed saturated, its loss higher (0.55 against 0.45).
     """
-    rest = (_glorot_advice(start) + _bias_advice(start)
+    rest = (_glorot_advice(start) + _bias_advice(view, start)
             + "add a batchnorm layer before the activation, or switch the hidden layers to relu with he_normal.")
     if from_init:
         fix = standardise_inputs_advice(view, f"Standardise the inputs ({standardize_setting(view.context, 'inputs')}), ") + rest
@@ -278,11 +280,11 @@ def _saturated_advice(view: Diagnoser, from_init: bool, start: dict[str, str] | 
         f" the learning rate ({lowered_lr_text(view)}), {rest}")
 
 
-def _bias_advice(start: dict[str, str] | None) -> str:
+def _bias_advice(view: Diagnoser, start: dict[str, str] | None) -> str:
     """"bias_initializer: zeros" for a layer whose bias starts elsewhere (a large bias saturates too)."""
     if start is None or start["bias"] in ("zeros", "none"):
         return ""
-    return f"bias_initializer: zeros (it is {start['bias']}), "
+    return f"{layer_setting(view.context, 'bias_initializer', 'zeros')} (it is {start['bias']}), "
 
 
 def _glorot_advice(start: dict[str, str] | None) -> str:

@@ -44,6 +44,12 @@ def rate_setting(context: Context, value: float, now: float | None) -> str:
     return f"{context.schedule_rate or 'learning_rate'}={value:.3g} in the {context.schedule} schedule"
 
 
+def layer_setting(context: Context, key: str, value: str) -> str:
+    """A layer's argument: ``KEY: VALUE`` as a recipe's layer mapping writes it, ``KEY='VALUE'`` as
+    a Keras layer takes it in Python (``kernel_initializer='he_normal'``)."""
+    return f"{key}: {value}" if context.recipe else f"{key}='{value}'"
+
+
 def optimizer_key(context: Context, key: str) -> str:
     """The optimizer's setting ``key`` by name: ``optimizer.KEY`` for a recipe run, ``the optimizer's KEY`` for Python."""
     return f"optimizer.{key}" if context.recipe else f"the optimizer's {key}"
