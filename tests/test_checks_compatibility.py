@@ -14,6 +14,7 @@ from trainkit.checks import (
     COMPATIBILITY_ERROR_CODES,
     COMPATIBILITY_RULES,
     COMPATIBILITY_WARNING_CODES,
+    LossInfo,
     check_compatibility,
     describe_loss,
     find_outputs,
@@ -398,6 +399,26 @@ def test_describe_loss_reads_kind_and_from_logits():
     assert describe_loss("mse").kind == "regression"
     assert describe_loss(keras.losses.sparse_categorical_crossentropy).kind == "sparse"
     assert describe_loss(CustomLoss()).kind is None
+
+
+def test_a_function_of_ones_own_under_a_keras_name_is_trained_as_written():
+    # A user's `mse` (scaled by 100) was swapped for Keras's MeanSquaredError by its name: trainkit
+    # trained and logged 4.13 where model.fit logged 322.8; a `binary_crossentropy` of one's own
+    # without clipping was read as Keras's, whose "no log(0)" the nan-loss advice then trusted.
+    def mse(y_true, y_pred):
+        return 100.0 * keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+    def binary_crossentropy(y_true, y_pred):
+        return -keras.ops.mean(y_true * keras.ops.log(y_pred), axis=-1)
+
+    y, p = tf.constant([[1.0], [0.0]]), tf.constant([[0.5], [0.0]])
+    assert float(get_loss(mse)(y, p)) == pytest.approx(12.5)
+    assert describe_loss(mse) == LossInfo("mse", None)
+    assert describe_loss(binary_crossentropy) == LossInfo("binary_crossentropy", None)
+    # Keras's own functions are still read as their classes, and any other function by its own name.
+    assert isinstance(get_loss(keras.losses.mean_squared_error), keras.losses.MeanSquaredError)
+    assert describe_loss(keras.losses.binary_crossentropy).kind == "binary"
+    assert describe_loss(lambda y_true, y_pred: y_pred).name == "lambda"
 
 
 def test_allow_suggests_only_codes_that_can_be_allowed():

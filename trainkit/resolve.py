@@ -215,6 +215,13 @@ def _checked_arguments(what: str, code: str, params: Mapping[str, Any], defaults
     return out
 
 
+def is_keras_loss_function(fn: Any) -> bool:
+    """Whether ``fn`` is Keras's own loss function (``keras.losses.mean_squared_error``), not a
+    function of the user's that has its name: ``def mse(y_true, y_pred)`` scaled by 100, or a
+    ``binary_crossentropy`` without Keras's clipping, is trained as written, as ``compile`` does."""
+    return getattr(keras.losses, getattr(fn, "__name__", ""), None) is fn
+
+
 def get_loss(spec: Spec) -> keras.losses.Loss:
     """Resolves a loss name, ``{"name": ..., **kwargs}`` mapping or Keras loss object.
 
@@ -227,7 +234,7 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     if callable(spec) and not isinstance(spec, str | Mapping):
         fn_name = getattr(spec, "__name__", "")
         key = LOSS_ALIASES.get(fn_name, fn_name)
-        if key in LOSS_CLASSES:
+        if key in LOSS_CLASSES and is_keras_loss_function(spec):
             return LOSS_CLASSES[key]()
         # The name becomes a TensorFlow name scope, which takes no "<" (a lambda's "<lambda>").
         return _FunctionLoss(spec, name=re.sub(r"[^A-Za-z0-9_.-]", "", fn_name).lstrip("_.-") or "custom_loss")

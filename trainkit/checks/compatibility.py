@@ -31,7 +31,7 @@ from trainkit.checks.model_inspect import (
 )
 from trainkit.errors import CompatibilityError, UnknownNameError
 from trainkit.findings import Finding, Severity
-from trainkit.resolve import closest, get_loss
+from trainkit.resolve import closest, get_loss, is_keras_loss_function
 from trainkit.tasks import CLASSIFICATION_TASKS, TASKS
 
 LossKind = Literal["binary", "categorical", "sparse", "regression", "poisson", "hinge",
@@ -133,10 +133,13 @@ def describe_loss(loss: Any) -> LossInfo:
             return LossInfo(cls.__name__, kind, from_logits, int(ignore) if kind == "sparse" and ignore is not None else None)
     # A loss function wrapped as a Loss (Keras's LossFunctionWrapper, not public API, or trainkit's
     # own): read by its function's name.
+    # A function of the user's is named as written (not "_FunctionLoss"), and has no family even
+    # under a Keras name: its level and clipping are its own.
     if callable(getattr(loss, "fn", None)):
         fn_name = getattr(loss.fn, "__name__", "")
-        if fn_name in _LOSS_FN_KINDS:
+        if fn_name in _LOSS_FN_KINDS and is_keras_loss_function(loss.fn):
             return LossInfo(fn_name, _LOSS_FN_KINDS[fn_name], from_logits)
+        return LossInfo(loss.name if fn_name == "<lambda>" or not fn_name else fn_name, None, from_logits)
     return LossInfo(type(loss).__name__, None, from_logits)
 
 
