@@ -3650,6 +3650,54 @@ def test_a_compute_loss_of_its_own_is_not_judged_against_the_trainer_losss_chanc
     assert "MseOfItsOwn.compute_loss" in found["chance-level-unknown"].message
 
 
+class KlSampling(keras.layers.Layer):
+    """A VAE's sampling layer that adds its KL term (times ``beta``) with add_loss in its call."""
+
+    def __init__(self, beta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = beta
+        self.seed = keras.random.SeedGenerator(0)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        kl = -0.5 * keras.ops.mean(keras.ops.sum(1 + log_var - keras.ops.square(mean) - keras.ops.exp(log_var), axis=-1))
+        self.add_loss(self.beta * kl)
+        return mean + keras.ops.exp(0.5 * log_var) * keras.random.normal(keras.ops.shape(mean), seed=self.seed)
+
+
+def test_a_loss_that_holds_an_add_loss_term_is_not_judged_against_a_chance_level(tmp_path):
+    # A beta-VAE (KL x 20): its first loss, 19x the MSE's chance level, was read as
+    # "initial-loss-too-high" (an initialiser blamed), its collapsed posterior as "loss-at-chance:
+    # fix initial-loss-too-high first": the KL term was read as loss on the data.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    rng = np.random.default_rng(0)
+    x = np.tanh(rng.standard_normal((300, 2)) @ rng.standard_normal((2, 6))).astype(np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    z = KlSampling(beta=20.0, name="sampling")([keras.layers.Dense(2)(hidden), keras.layers.Dense(2)(hidden)])
+    model = keras.Model(inputs, keras.layers.Dense(6)(keras.layers.Dense(16, activation="relu")(z)))
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.Adam(3e-3), task="regression", seed=0, jit_compile=False, logdir=tmp_path)
+    trainer.fit(x, x, epochs=6, batch_size=32, verbose=0)
+    found = {f.code: f for f in trainer.findings}
+    assert not {"initial-loss-too-high", "loss-at-chance", "worse-than-linear"} & set(found)
+    assert "layer sampling adds with add_loss" in found["chance-level-unknown"].message
+    assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == [f.to_dict() for f in trainer.findings]
+
+
+def test_an_activity_regularizer_keeps_the_chance_level():
+    # Keras adds an activity penalty with add_loss too: it is measured apart, not a term of unknown level.
+    x, y = regression_data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", activity_regularizer="l2"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert trainer._call_loss_layers == ()
+    assert "chance-level-unknown" not in {f.code for f in trainer.findings}
+
+
 def test_penalties_a_compute_loss_of_its_own_leaves_out_are_not_taken_out_of_its_loss():
     # L2 penalties of ~0.5 taken out of a cross-entropy that never held them: the loss on the data
     # read -0.38 after an epoch ("initial-loss-too-low" at -0.12 before chance levels were dropped).

@@ -14,7 +14,8 @@ dropout, no BatchNormalization update) for the penalty the first losses hold. Bo
 for models that have such a penalty.
 
 Penalties a layer adds with ``add_loss`` in its own ``call`` (a VAE's KL term) are left out: they
-are part of what the model learns, not a regularizer whose strength advice could name.
+are part of what the model learns, not a regularizer whose strength advice could name. Their
+level is unknown, so a loss that holds them has no chance level (:func:`call_loss_layers`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def activity_layers(model: Any) -> list[Any]:
     if any(getattr(layer, "stateful", False) for layer in layers):
         return []
     return [layer for layer in layers if getattr(layer, "activity_regularizer", None) is not None]
+
+
+def call_loss_layers(model: Any) -> tuple[str, ...]:
+    """The layers (the model itself too) that added a loss with ``add_loss`` in the call being
+    traced, not as an ``activity_regularizer``: a VAE's KL term, a penalty written by hand.
+
+    Read from the layers' own losses when a step is traced (Python, nothing per step): such a
+    term is in the loss at a level trainkit cannot tell, so the loss has no chance level.
+    """
+    return tuple(layer.name for layer in model._flatten_layers(include_self=True)
+                 if layer._get_own_losses() and getattr(layer, "activity_regularizer", None) is None)
 
 
 #: Rows the penalty at the start is measured on at most (a batch of 32's penalty was 10% off the

@@ -38,6 +38,7 @@ from trainkit.activity_penalty import (
     ActivityPenalty,
     activity_layers,
     activity_sum,
+    call_loss_layers,
     start_batch,
 )
 from trainkit.callbacks.base import Callback, CallbackList
@@ -323,6 +324,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # _counted_train_step). The diagnosis takes them out of the loss only where they are in it.
         self._loss_holds_penalties = True
         self._default_loss_ran = False
+        # The layers whose add_loss in their own call the training loss holds (see compute_loss).
+        self._call_loss_layers: tuple[str, ...] = ()
         self._live_diagnosis: Any = None  # this fit's DiagnosisCallback, if any
         self._resumed_diagnosis: dict[str, Any] | None = None  # its checkpointed state, for a resumed fit
 
@@ -478,6 +481,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # (a per-example penalty) made the loss a vector, refused as loss-not-scalar. In the
             # loss's dtype: a float16 layer's activity penalty (mixed_float16) could not be added.
             loss = loss + tf.add_n([tf.reduce_sum(tf.cast(extra, loss.dtype)) for extra in self.model.losses])
+            # As a step is traced (the training step's, the evaluation's: a term added in training
+            # only is one still): the diagnosis compares no loss holding such a term with a chance level.
+            self._call_loss_layers = tuple(dict.fromkeys((*self._call_loss_layers, *call_loss_layers(self.model))))
             if self._penalty_trackers:
                 self._tracing()[ACTIVITY_PENALTY] = activity_sum(self._activity_layers)
         return loss

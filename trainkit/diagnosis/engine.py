@@ -203,6 +203,8 @@ class Context:
         schedule_rate: The schedule's argument that sets its largest rate (``warmup_target`` of
             a warm-up, ``initial_learning_rate``, ``values`` of ``PiecewiseConstantDecay``);
             ``None`` for a schedule of one's own.
+        call_loss_layers: The layers that add a term to the loss with ``add_loss`` in their own
+            ``call`` (a VAE's KL; not an ``activity_regularizer``): the loss has no chance level.
     """
 
     task: str | None = None
@@ -262,6 +264,7 @@ class Context:
     recipe: bool = False
     schedule: str | None = None
     schedule_rate: str | None = None
+    call_loss_layers: tuple[str, ...] = ()
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).
@@ -295,6 +298,7 @@ class Context:
         data["training_only_layers"] = list(self.training_only_layers)
         data["output_names"] = list(self.output_names)
         data["untrained_outputs"] = list(self.untrained_outputs)
+        data["call_loss_layers"] = list(self.call_loss_layers)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -304,7 +308,7 @@ class Context:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
-                    "target_axes", "training_only_layers", "output_names", "untrained_outputs"):
+                    "target_axes", "training_only_layers", "output_names", "untrained_outputs", "call_loss_layers"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

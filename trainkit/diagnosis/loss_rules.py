@@ -993,6 +993,8 @@ def chance_level_unknown(view: Diagnoser) -> Issue | None:
     loss = f" ({view.context.loss})" if view.context.loss else ""
     if view.context.soft_target_loss is not None:
         return _soft_targets_note(view, loss)
+    if view.context.call_loss_layers:
+        return _call_losses_note(view, loss)
     return Issue(
         f"No chance level (the loss a model that ignores its inputs gets) is known for this run's loss{loss}: a loss "
         f"without one, a compute_loss of the trainer's own, targets it cannot be computed on, or weights per output. So the verdicts that compare the loss "
@@ -1002,6 +1004,27 @@ def chance_level_unknown(view: Diagnoser) -> Issue | None:
         "target) on these rows. trainkit knows the level of cross-entropy on 0/1 labels, MSE, MAE, Huber, log-cosh and "
         "KL divergence averaged over the batch.",
         {"loss": view.context.loss or ""})
+
+
+def _call_losses_note(view: Diagnoser, loss: str) -> Issue:
+    """chance-level-unknown for a loss that holds a term a layer adds with ``add_loss`` in its call.
+
+    A beta-VAE (KL x 20) was told its initialiser made the first loss 19x chance, and its
+    collapsed posterior to fix that first: the KL term was read as loss on the data.
+    """
+    layers = view.context.call_loss_layers
+    names = ", ".join(layers)
+    return Issue(
+        f"The training loss{loss} holds what {'layer' if len(layers) == 1 else 'layers'} {names} "
+        f"{'adds' if len(layers) == 1 else 'add'} with add_loss in {'its' if len(layers) == 1 else 'their'} call "
+        f"(a VAE's KL term, a penalty of one's own), whose level trainkit cannot tell, so the loss has no chance level (the "
+        f"loss a model that ignores its inputs gets): the verdicts that compare the loss with one were not made: "
+        f"{', '.join(CHANCE_VERDICTS)}. The other findings (NaN, gradients, activations, learning rate, overfitting) "
+        f"were judged as usual.",
+        "Log that term apart (return it from the layer, or compute it in a metric) and compare the rest of the loss with "
+        "the same loss of a constant prediction (the class prior, the mean target) on these rows; a term that ends near 0 "
+        "while the rest stays at that level is a collapsed posterior (lower the KL's weight, or warm it up from 0).",
+        {"loss": view.context.loss or "", "add_loss_layers": names})
 
 
 def _soft_targets_note(view: Diagnoser, loss: str) -> Issue:

@@ -343,9 +343,14 @@ def build_context(
     # chance level of the trainer's loss is no level of it (an MSE override of a binary task's
     # cross-entropy read "initial-loss-too-low ... label leaking" at 0.33 against 0.69).
     own_loss = _compute_loss_of_its_own(trainer)
-    baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None and not own_loss else None
+    # A term a layer adds with add_loss in its call (a VAE's KL) is in the loss at a level of its
+    # own: a beta-VAE's KL at 20x read "initial-loss-too-high" (an initialiser blamed), and its
+    # collapsed posterior "fix initial-loss-too-high first".
+    call_losses = tuple(getattr(trainer, "_call_loss_layers", ()))
+    unleveled = own_loss or bool(call_losses)
+    baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None and not unleveled else None
     soft = None
-    if baseline is None and chance_targets is not None and not own_loss and len(getattr(trainer, "heads", ())) <= 1 \
+    if baseline is None and chance_targets is not None and not unleveled and len(getattr(trainer, "heads", ())) <= 1 \
             and not isinstance(chance_weights, tuple | list | Mapping):
         # Cross-entropy on soft targets has no chance level; where its loss starts and ends is
         # still told (chance-level-unknown).
@@ -432,7 +437,8 @@ def build_context(
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
         relative_loss=_relative_loss(trainer),
-        keras_loss=not own_loss and _keras_losses(trainer, describe_loss),
+        keras_loss=not unleveled and _keras_losses(trainer, describe_loss),
+        call_loss_layers=call_losses,
         regularizers=layer_regularizers(model),
         layer_inputs=inputs,
         # A resumed run's first steps are its own run's, whatever the model held before the restore.
