@@ -3698,6 +3698,23 @@ def test_an_activity_regularizer_keeps_the_chance_level():
     assert "chance-level-unknown" not in {f.code for f in trainer.findings}
 
 
+def test_a_lambda_that_passes_no_gradient_is_named_rather_than_a_tanh_stack():
+    # Lambda(tf.round) between two Dense layers: the first one's gradient is exactly 0, and the
+    # finding told to use relu + he_normal instead of tanh stacks and to add batchnorm.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Lambda(lambda t: tf.round(t), name="rounding"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    found = {f.code: f for f in trainer.findings}["vanishing-gradients"]
+    assert "layer 'rounding' between them passes no gradient back" in found.message
+    assert "straight-through" in found.advice and "tanh" not in found.advice
+    assert found.layer == "rounding"
+
+
 def test_penalties_a_compute_loss_of_its_own_leaves_out_are_not_taken_out_of_its_loss():
     # L2 penalties of ~0.5 taken out of a cross-entropy that never held them: the loss on the data
     # read -0.38 after an epoch ("initial-loss-too-low" at -0.12 before chance levels were dropped).

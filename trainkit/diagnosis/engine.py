@@ -205,6 +205,8 @@ class Context:
             ``None`` for a schedule of one's own.
         call_loss_layers: The layers that add a term to the loss with ``add_loss`` in their own
             ``call`` (a VAE's KL; not an ``activity_regularizer``): the loss has no chance level.
+        opaque_layers: The layers without weights whose computation is the user's (``Lambda``
+            layers, layer classes of one's own), which may pass no gradient back.
     """
 
     task: str | None = None
@@ -265,6 +267,7 @@ class Context:
     schedule: str | None = None
     schedule_rate: str | None = None
     call_loss_layers: tuple[str, ...] = ()
+    opaque_layers: tuple[str, ...] = ()
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).
@@ -299,6 +302,7 @@ class Context:
         data["output_names"] = list(self.output_names)
         data["untrained_outputs"] = list(self.untrained_outputs)
         data["call_loss_layers"] = list(self.call_loss_layers)
+        data["opaque_layers"] = list(self.opaque_layers)
         data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
         return data
 
@@ -308,7 +312,7 @@ class Context:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
-                    "target_axes", "training_only_layers", "output_names", "untrained_outputs", "call_loss_layers"):
+                    "target_axes", "training_only_layers", "output_names", "untrained_outputs", "call_loss_layers", "opaque_layers"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

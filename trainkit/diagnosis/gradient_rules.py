@@ -77,6 +77,17 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
     if not (small_ratio.all() or tiny.all()):
         return None
     layer = layer_of(first)
+    blocker = _gradient_blocker(view, first, last, n)
+    if blocker is not None:
+        return Issue(
+            f"The gradient of the first weight layer '{layer}' was exactly 0 at every step for {n} epochs, while layer "
+            f"'{layer_of(last)}' after it learns: layer '{blocker}' between them passes no gradient back, so nothing before "
+            f"it learns.",
+            f"Make '{blocker}' differentiable: an op without a gradient (tf.round, a cast to an integer, argmax, "
+            "tf.stop_gradient) passes none (round in the forward pass only, with a straight-through estimator: "
+            "x + tf.stop_gradient(tf.round(x) - x)), and a clip passes none where its inputs lie outside its range.",
+            {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "first_layer": first,
+             "last_layer": last, "blocking_layer": blocker}, layer=blocker, epoch=view.epochs[-1].epoch)
     return Issue(
         f"The gradient of the first weight layer '{layer}' is {format_number(float(g_first[-1]))}, "
         f"{format_number(float(ratio[-1]))}x the last layer's relative to their weights, for {n} epochs: the "
@@ -86,6 +97,20 @@ def vanishing_gradients(view: Diagnoser) -> Issue | None:
         "layers.",
         {"grad_norm_first": float(g_first[-1]), "grad_norm_last": float(g_last[-1]), "relative_ratio": float(ratio[-1]),
          "first_layer": first, "last_layer": last}, layer=layer, epoch=view.epochs[-1].epoch)
+
+
+def _gradient_blocker(view: Diagnoser, first: str, last: str, epochs: int) -> str | None:
+    """The Lambda or custom layer between the weight layers of ``first`` and ``last`` (gradient
+    statistics) that passes no gradient back: ``first``'s gradient exactly 0 at every step of the
+    last ``epochs`` epochs, where a vanishing one is small but not 0. ``None`` when there is none.
+
+    A ``Lambda(tf.round)`` between two Dense layers was told to replace tanh stacks and add batchnorm.
+    """
+    if not view.context.opaque_layers or bool((np.nan_to_num(view.epoch_values(first, "maximum")[-epochs:], nan=1.0) > 0).any()):
+        return None
+    start, end = called_layer(view, layer_of(first)), called_layer(view, layer_of(last))
+    between = [name for name in view.context.opaque_layers if view.context.feeds(start, name) and view.context.feeds(name, end)]
+    return between[0] if between else None
 
 
 def _any_wholly_dead(view: Diagnoser, epochs: int) -> bool | None:

@@ -121,6 +121,19 @@ def training_only_layers(model: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def opaque_layers(model: Any) -> tuple[str, ...]:
+    """The layers without weights whose computation the diagnosis cannot read, in model order:
+    ``Lambda`` layers and layer classes of the user's own (not Keras's).
+
+    Such a layer may pass no gradient back (``tf.round``, a cast to an integer, ``argmax``,
+    ``tf.stop_gradient``, a clip its inputs lie outside of): the layers before it then get a
+    gradient of exactly 0, which ``vanishing-gradients`` named as a deep tanh stack's.
+    """
+    reported = reported_names(model)
+    return tuple(reported.get(id(layer), layer.name) for layer in _layers_in_order(model)
+                 if not layer.weights and (type(layer).__name__ == "Lambda" or not type(layer).__module__.startswith("keras")))
+
+
 def _reads_model_inputs(model: Any, layer: Any) -> bool:
     """Whether ``layer`` reads an input of ``model`` itself: the first layer of a Sequential, or a
     layer called on an ``Input`` of a Functional model."""

@@ -37,6 +37,7 @@ from trainkit.diagnosis.model_facts import (
     layer_names,
     layer_regularizers,
     layers_with,
+    opaque_layers,
     output_layer_names,
     real_number,
     softmax_layers,
@@ -439,6 +440,7 @@ def build_context(
         relative_loss=_relative_loss(trainer),
         keras_loss=not unleveled and _keras_losses(trainer, describe_loss),
         call_loss_layers=call_losses,
+        opaque_layers=opaque_layers(model),
         regularizers=layer_regularizers(model),
         layer_inputs=inputs,
         # A resumed run's first steps are its own run's, whatever the model held before the restore.
