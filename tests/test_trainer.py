@@ -2360,6 +2360,17 @@ def test_a_compute_loss_that_cannot_train_is_a_coded_error(returned, code, words
         assert info.value.code == code and words in info.value.message
 
 
+def test_an_output_rounded_by_a_lambda_is_told_the_op_passes_no_gradient():
+    # Lambda(tf.round) after the last Dense: no weight gets a gradient, and the error said only to
+    # compute the loss from y_pred, which the loss did.
+    x, y = make_data(64, features=4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid"), keras.layers.Lambda(lambda t: tf.round(t))])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "no-gradients" and "tf.round" in info.value.message
+
+
 def test_a_keras_loss_without_reduction_is_told_to_keep_its_reduction():
     # MeanSquaredError(reduction=None) returns a loss a row: refused as loss-not-scalar with
     # "compute_loss must return one number", which named a method the user never wrote.

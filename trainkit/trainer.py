@@ -612,9 +612,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 none of the variables.
         """
         if variables and all(g is None for g in gradients):
+            # A Lambda(tf.round) on the outputs was told to compute the loss from y_pred, which it did.
             raise ArgumentError("no-gradients", "The loss depends on none of the model's trainable weights, so no step can change them: compute it from "
                                                 "the model's outputs (y_pred), not from constants or the labels alone (a tensor turned into a number, "
-                                                "or a loss built outside the step, loses the connection).")
+                                                "or a loss built outside the step, loses the connection), and keep ops without a gradient off the "
+                                                "path from the weights to the loss (tf.round, a cast to an integer, argmax, tf.stop_gradient, in a "
+                                                "Lambda or custom layer after the last weights, or in the loss itself).")
         if self.on_nan != "stop":
             return self._apply(gradients, variables, record_updates)
         if distribute.in_replica():
