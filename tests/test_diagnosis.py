@@ -230,6 +230,24 @@ def test_the_linear_fit_level_is_that_of_what_the_inputs_explain():
     assert linear_fit_level("mse", np.zeros((960, 600)), y, batch_size=32) is None
 
 
+def test_an_autoencoder_is_not_compared_with_the_identity():
+    # fit(x, x): the linear fit of the inputs is the identity, loss ~2e-22, which no bottleneck
+    # reaches: a healthy 10-2-10 autoencoder at 17% of chance read "worse-than-linear, 8e+20x the fit".
+    from trainkit.diagnosis.baseline import linear_fit
+
+    rng = np.random.default_rng(0)
+    x = np.tanh(rng.normal(size=(600, 2)) @ rng.normal(size=(2, 10))) + 0.3 * rng.normal(size=(600, 10))
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    assert linear_fit(x, x.copy()) is None
+    assert linear_fit(x + 0.1 * rng.normal(size=x.shape), x) is not None  # a denoising one's clean targets: still fitted
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.Adam(3e-3), task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, x, epochs=12, batch_size=32, verbose=0, validation_split=0.2)
+    assert "worse-than-linear" not in {f.code for f in trainer.findings}
+
+
 def linear_stream(val_end: float, *, linear: float = 0.1, validation: bool = True, **context: object) -> Stream:
     """A regression stream whose losses settle at ``val_end`` (training a little below), beside a
     linear fit of the inputs at ``linear`` on both row sets (chance 1.0)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -473,6 +473,13 @@ class LinearFit:
 _LINEAR_EVAL_ROWS = 5000
 
 
+def _targets_are_inputs(x: Any, y: Any) -> bool:
+    """Whether ``y`` holds the same values as the one input array ``x`` (``fit(x, x)``)."""
+    if isinstance(x, tuple | list | Mapping) or np.shape(x) != np.shape(y):
+        return False
+    return bool(np.array_equal(np.asarray(x), np.asarray(y)))
+
+
 def linear_fit(x: Any, y: Any, sample_weight: Any = None) -> LinearFit | None:
     """The least-squares linear fit of one-output regression targets ``y`` on inputs ``x``.
 
@@ -481,10 +488,12 @@ def linear_fit(x: Any, y: Any, sample_weight: Any = None) -> LinearFit | None:
     as training weighs the rows. ``None`` for inputs that are not one or several numeric arrays
     (a tuple, list or dict) of at most :data:`_LINEAR_FEATURES` values a row in all, rows that do
     not match ``y``, values that are not finite, or fewer than :data:`_FIT_ROWS_PER_COEFFICIENT`
-    rows a coefficient (the fit then follows the rows' noise, and its loss reads too low).
+    rows a coefficient (the fit then follows the rows' noise, and its loss reads too low), and
+    targets that are the inputs themselves (an autoencoder's: the identity fits them exactly, which
+    no model with a bottleneck can; a healthy one ended "8e+20x" a fit of 2e-22, worse-than-linear).
     """
     width = _input_width(x)
-    if width is None:
+    if width is None or _targets_are_inputs(x, y):
         return None
     sampled = _linear_inputs(x, y, max(_LINEAR_MIN_ROWS, _LINEAR_ROWS_PER_COEFFICIENT * (width + 1)))
     usable, w = _row_weights(sample_weight, len(np.asarray(y)))
