@@ -421,6 +421,20 @@ def test_a_function_of_ones_own_under_a_keras_name_is_trained_as_written():
     assert describe_loss(lambda y_true, y_pred: y_pred).name == "lambda"
 
 
+def test_a_keras_loss_subclass_with_a_call_of_its_own_is_the_users_loss():
+    # Its unclipped log made a NaN that nan-loss put down to "Keras's own loss ... no log(0)".
+    class RawBCE(keras.losses.BinaryCrossentropy):
+        def call(self, y_true, y_pred):
+            return -keras.ops.mean(y_true * keras.ops.log(y_pred) + (1 - y_true) * keras.ops.log(1 - y_pred), axis=-1)
+
+    class Smoothed(keras.losses.CategoricalCrossentropy):  # Keras's computation, other defaults: still Keras's
+        def __init__(self, **kwargs):
+            super().__init__(label_smoothing=0.1, **kwargs)
+
+    assert describe_loss(RawBCE()) == LossInfo("RawBCE", None)
+    assert describe_loss(Smoothed()).kind == "categorical"
+
+
 def test_allow_suggests_only_codes_that_can_be_allowed():
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "binary", allow=["unknown-alow-code"])

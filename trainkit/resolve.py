@@ -219,7 +219,7 @@ def is_keras_loss_function(fn: Any) -> bool:
     """Whether ``fn`` is Keras's own loss function (``keras.losses.mean_squared_error``), not a
     function of the user's that has its name: ``def mse(y_true, y_pred)`` scaled by 100, or a
     ``binary_crossentropy`` without Keras's clipping, is trained as written, as ``compile`` does."""
-    return getattr(keras.losses, getattr(fn, "__name__", ""), None) is fn
+    return callable(fn) and getattr(keras.losses, getattr(fn, "__name__", ""), None) is fn
 
 
 def get_loss(spec: Spec) -> keras.losses.Loss:

@@ -130,6 +130,10 @@ def describe_loss(loss: Any) -> LossInfo:
     ignore = config.get("ignore_class")
     for cls, kind in _LOSS_CLASS_KINDS:
         if isinstance(loss, cls):
+            # A subclass computing the loss its own way (an unclipped log in its call) is the
+            # user's loss: read as Keras's, its NaN was "Keras's own loss ... no log(0)".
+            if type(loss).call is not cls.call or not is_keras_loss_function(getattr(loss, "fn", None)):
+                return LossInfo(type(loss).__name__, None, from_logits)
             return LossInfo(cls.__name__, kind, from_logits, int(ignore) if kind == "sparse" and ignore is not None else None)
     # A loss function wrapped as a Loss (Keras's LossFunctionWrapper, not public API, or trainkit's
     # own): read by its function's name.
