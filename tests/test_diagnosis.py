@@ -3733,6 +3733,32 @@ def test_a_lambda_that_passes_no_gradient_is_named_rather_than_a_tanh_stack():
     assert found.layer == "rounding"
 
 
+def test_weights_frozen_by_a_clip_on_the_outputs_names_the_clip():
+    # Lambda(clip_by_value(t, 0, 1)) on outputs that all lay below 0: every gradient exactly 0, and
+    # weights-frozen sent the user to a train_step override and the learning rate.
+    x, y = regression_data(200)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(-5.0)),
+                              keras.layers.Lambda(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="clip01")])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    found = {f.code: f for f in trainer.findings}["weights-frozen"]
+    assert "layer 'clip01'" in found.message and "train_step" not in found.advice and found.layer == "clip01"
+
+
+def test_weights_frozen_by_a_dead_relu_output_is_not_put_on_a_lambda_before_it():
+    x, y = regression_data(200)
+    y = np.abs(y)  # in the relu's range
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: 2.0 * t, name="scale"), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, activation="relu", bias_initializer=keras.initializers.Constant(-50.0))])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False)
+    trainer.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    found = {f.code: f for f in trainer.findings}["weights-frozen"]
+    assert "'scale'" not in found.message
+
+
 def test_penalties_a_compute_loss_of_its_own_leaves_out_are_not_taken_out_of_its_loss():
     # L2 penalties of ~0.5 taken out of a cross-entropy that never held them: the loss on the data
     # read -0.38 after an epoch ("initial-loss-too-low" at -0.12 before chance levels were dropped).

@@ -835,6 +835,20 @@ def oscillating_loss(view: Diagnoser) -> Issue | None:
         evidence, epoch=view.epochs[-1].epoch)
 
 
+def _output_gradient_blocker(view: Diagnoser) -> str | None:
+    """The Lambda or custom layer without weights that makes (or feeds) an output, when the
+    global gradient norm was exactly 0 at every step of the run; ``None`` otherwise."""
+    opaque = view.context.opaque_layers
+    if not opaque or bool((np.nan_to_num(view.epoch_values(GLOBAL_GRAD_NORM, "maximum"), nan=1.0) > 0).any()):
+        return None
+    outputs = view.context.output_layers
+    # After the last weights: a Lambda that preprocesses the inputs feeds the outputs too.
+    weights = [name for name, init in (view.context.initializers or {}).items() if init.get("layer") == name]
+    found = [name for name in opaque if (name in outputs or any(view.context.feeds(name, out) for out in outputs))
+             and not any(view.context.feeds(name, layer) for layer in weights)]
+    return found[-1] if found else None
+
+
 def weights_frozen(view: Diagnoser) -> Issue | None:
     """The training loss was the same at every epoch: no step changed the weights.
 
@@ -890,6 +904,18 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
             "Make the output linear (a regression's default), or softplus for targets that must stay >= 0, and standardise "
             f"the targets; a relu output needs its bias started where the targets are ({mean_bias_text(view)}), not below 0.",
             {**evidence, "dead_outputs": dead}, layer=dead[0], epoch=view.epochs[-1].epoch)
+    blocker = _output_gradient_blocker(view)
+    if blocker is not None:
+        # Lambda(clip_by_value(t, 0, 1)) on outputs that all lay below 0: every gradient exactly 0,
+        # and the advice named a train_step override, the learning rate and trainable layers.
+        return Issue(
+            f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs: every "
+            f"gradient was exactly 0 at every step, and layer '{blocker}', between the last weights and the output, passes "
+            "none back (an op without a gradient, or a clip whose range the values lie outside), so no step changed the weights.",
+            f"Make '{blocker}' pass a gradient: clip or round in the forward pass only with a straight-through estimator "
+            "(x + tf.stop_gradient(tf.clip_by_value(x, lo, hi) - x)), or use a bounded activation (sigmoid, tanh) scaled to "
+            "the range instead of a clip.",
+            {**evidence, "blocking_layer": blocker}, layer=blocker, epoch=view.epochs[-1].epoch)
     return Issue(
         f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs (the epochs "
         f"differ by {spread:.0e} of it, summing in another order): no step changed the weights.",
