@@ -139,6 +139,8 @@ BAD = [
     ("relu-negative", "regression_relu", X, YR, None, {}, "labels-out-of-range", "linear output"),
     # MSLE reads every negative target as 0: signed targets trained silently on other targets.
     ("msle-negative", "regression", X, YR, "msle", {}, "labels-out-of-range", "loss='mse'"),
+    # MAPE divides by |y|: counts with zeros made the loss 1e7 and were told to look at the initialisers.
+    ("mape-zero", "regression", X, np.floor(np.abs(YR) * 2), "mape", {}, "labels-out-of-range", "loss='mae'"),
 ]
 
 
@@ -154,6 +156,18 @@ def test_non_negative_targets_with_msle_pass_and_a_relu_output_s_range_still_app
     # Targets >= 0 are what MSLE is for; a sigmoid output still caps them at 1.
     assert "labels-out-of-range" not in codes(run("regression", X, np.abs(YR), loss="msle"))
     assert "labels-out-of-range" in codes(run("regression_sigmoid", X, np.abs(YR) + 2, loss="msle", allow={"labels-out-of-range"}))
+
+
+def test_mape_takes_targets_away_from_0_and_refuses_a_0_in_the_validation_targets_too():
+    # One 0 makes its row's MAPE 1e9 times the prediction: it swamps every other row's.
+    positive = np.abs(YR) + 1
+    assert "labels-out-of-range" not in codes(run("regression", X, positive, loss="mape"))
+    assert "labels-out-of-range" not in codes(run("regression", X, -positive, loss="mape"))  # |y|: signed is fine
+    y_val = positive[:20].copy()
+    y_val[5] = 0.0
+    with pytest.raises(DataError) as info:
+        run("regression", X, positive, loss="mape", x_val=X[:20], y_val=y_val)
+    assert info.value.code == "labels-out-of-range" and "5.0% of the targets of y_val are 0" in info.value.message
 
 
 def test_validation_targets_out_of_a_bounded_output_s_range_are_found_and_named():

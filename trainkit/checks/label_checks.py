@@ -1,6 +1,6 @@
 """Rules on the labels against the task, the loss and the output layer: their format
 (``label-format``), a training split of one class (``single-class``) and regression targets a
-bounded output cannot reach (``labels-out-of-range``).
+bounded output cannot reach or the loss cannot take (``labels-out-of-range``).
 
 Apart from the other rules: these read only the targets, each with its output and loss.
 """
@@ -14,6 +14,7 @@ import numpy as np
 from trainkit.checks.compatibility import (
     CLASSIFICATION_LOSSES,
     CLASSIFICATION_TASKS,
+    MAPE_NAMES,
     MSLE_NAMES,
     Issue,
 )
@@ -364,17 +365,46 @@ def _other_validation_classes(t: Target, class_id: int) -> str:
 
 
 def labels_out_of_range(ctx: DataContext) -> Issue | None:
-    """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce, or negative
-    targets that ``poisson`` or ``msle`` cannot take."""
+    """Regression targets a bounded output (sigmoid, tanh, relu, ...) can never produce, negative
+    targets that ``poisson`` or ``msle`` cannot take, or targets of 0 that ``mape`` divides by."""
     for t in ctx.targets:
-        if t.task != "regression" or t.output is None:
+        if t.task != "regression":
             continue
         # The validation targets too: out of reach there, val_loss has a floor no training lowers.
         for name, y in ((t.name, t.y), (validation_name(t.name), t.y_val)):
-            issue = _out_of_range(t, y, name)
+            issue = _zero_for_mape(t, y, name) or _out_of_range(t, y, name)
             if issue is not None:
                 return issue
     return None
+
+
+#: Keras' MAPE divides each error by max(|y|, this): a target of 0 makes its row's loss 1e9 times
+#: the prediction.
+_MAPE_EPSILON = 1e-7
+
+
+def _zero_for_mape(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
+    """Targets of 0 (``|y| <= 1e-7``) under MAPE, which divides each error by ``|y|``.
+
+    Counts with 24% zeros trained with ``loss='mape'`` started at a loss of 7.8e7 and ended at
+    6.7e6, told only that the first loss was "1.2e6x the chance level" (75: predicting 0 for
+    every row, which the zero rows force) and to look at the initialisers.
+    """
+    if t.loss.name not in MAPE_NAMES or y is None or not is_numeric(y) or y.size == 0:
+        return None
+    zero = np.abs(np.asarray(y, dtype=np.float64)) <= _MAPE_EPSILON
+    if not zero.any():
+        return None
+    share = float(np.mean(zero))
+    return Issue(
+        f"{share:.1%} of the targets of {name} are 0, and {t.loss.describe()} divides each error by |y| (by "
+        f"{_MAPE_EPSILON:g} where y is 0): a prediction of 1 on such a row scores {100 / _MAPE_EPSILON:.0e}, so these rows "
+        "swamp the loss (millions for predictions of order 1) and pull every prediction towards 0.",
+        "MAPE is for targets away from 0: use loss='mae' (or 'huber') for targets that include 0, 'poisson' for counts "
+        "(with activation='exponential' or 'softplus' on the output), or drop the rows whose 0 stands for a missing value "
+        "(in a recipe, loss: mae).",
+        {"zero_share": share, "zero_rows": int(zero.reshape(len(y), -1).any(axis=1).sum())},
+        t.output.layer if t.output is not None else None)
 
 
 def _out_of_range(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
