@@ -615,6 +615,33 @@ def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
     assert not mse.relative_loss
 
 
+def test_mape_runs_are_told_to_start_the_bias_at_their_best_constant_not_the_target_mean():
+    # Log-normal prices (mean 1.4e4): predicting the mean scores MAPE 287, worse than a fresh output
+    # near 0 (100) and 4x the best constant's 72, yet a run stuck at 95 was told "predicting the
+    # target mean for every row would do better" and to start its output bias at 1.4e4.
+    rng = np.random.default_rng(0)
+    y = np.exp(9 + rng.normal(size=(400, 1))).astype(np.float32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    context = build_context(Trainer(model, loss="mape", optimizer="adam", task="regression", jit_compile=False), y)
+    mape = keras.losses.MeanAbsolutePercentageError()
+    best, mean = context.target_constant, float(y.mean())
+    assert best < 0.5 * mean and float(mape(y, np.full_like(y, best))) < 0.5 * float(mape(y, np.full_like(y, mean)))
+    reg = Stream(task="regression", chance=context.chance_loss)
+    reg.context = dataclasses.replace(reg.context, relative_loss=True, target_mean=context.target_mean,
+                                      target_std=context.target_std, target_constant=best)
+    reg.train_loss = lambda e, st: 95.0 - 0.01 * e
+    reg.val_loss = lambda e: 96.0 - 0.01 * e
+    f = finding(reg.run(), "loss-at-chance")
+    assert f"predicting the loss's best constant {format_number(best)} for every row" in f.message
+    assert f"value: {format_number(best)}}}" in f.advice and f"value: {format_number(mean)}}}" not in f.advice
+    assert "target mean" not in f.message + f.advice
+    # An MSE run's best constant is the mean: its text stays.
+    mse = build_context(Trainer(keras.models.clone_model(model), loss="mse", optimizer="adam", task="regression", jit_compile=False), y)
+    reg.context = dataclasses.replace(reg.context, relative_loss=False, target_constant=mse.target_constant)
+    f = finding(reg.run(), "loss-at-chance")
+    assert "predicting the target mean for every row" in f.message and f"value: {format_number(mean)}}}" in f.advice
+
+
 def test_a_mixed_run_with_unscaled_regression_targets_is_told_to_standardise_them():
     # A classifier output beside a regression output on targets ~3000: the first loss, 37x chance,
     # was told "the inputs are scaled, so look at the initialisation ... the log prior".

@@ -107,6 +107,9 @@ class Baseline:
         floor: The loss of a perfect prediction, the lowest the loss can get: 0 but for
             cross-entropy with ``label_smoothing``, whose smoothed labels' own entropy it never
             goes below (see :func:`smoothed_floor`).
+        constant: A one-column regression's best constant prediction (the mean for MSE, the
+            median for MAE, the searched one for Huber, log-cosh, MAPE and MSLE), where an
+            output bias best starts; ``None`` otherwise.
     """
 
     loss: float
@@ -114,6 +117,7 @@ class Baseline:
     uninformed: float | None = None
     first_steps: float | None = None
     floor: float = 0.0
+    constant: float | None = None
 
 
 def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None,
@@ -243,7 +247,8 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, np.asarray(c))) for c in starts],
                                   batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight")
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
-    return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0)
+    constant = float(np.ravel(prediction)[0]) if info.kind == "regression" and np.size(prediction) == 1 else None
+    return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant)
 
 
 def zero_prediction_loss(loss: Any, y: Any, sample_weight: Any = None) -> float | None:

@@ -104,6 +104,9 @@ class Context:
         target_mean: A regression's training targets: the mean of the column farthest from unit
             scale (see :func:`trainkit.diagnosis.baseline.target_scale`), when known.
         target_std: That column's standard deviation, when known.
+        target_constant: A one-column regression's best constant prediction under its loss (see
+            :attr:`trainkit.diagnosis.baseline.Baseline.constant`), when known: the target mean
+            for MSE only (MAPE's is far below it on skewed targets).
         target_columns: How many columns the regression's targets have per row, when known: the
             target mean is one column's, so a bias at it fits a one-column output only.
         target_axes: For targets of an output that predicts per position (an image's pixels), the
@@ -234,6 +237,7 @@ class Context:
     early_stopping: dict[str, Any] | None = None
     target_mean: float | None = None
     target_std: float | None = None
+    target_constant: float | None = None
     target_columns: int | None = None
     target_axes: tuple[int, ...] | None = None
     check_codes: tuple[str, ...] | None = None

@@ -101,7 +101,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # to be standardised too.
         advice = (targets_scaling_advice(view)
                   + ("" if inputs_scaled(view) else f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})")
-                  + f"; or initialise the output bias at the target mean ({mean_bias_text(view)}).")
+                  + f"; or initialise the output bias at {constant_prediction(view)} ({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()) and _regression_outputs_dominate(view, loss):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
         # loss 37x chance and were told "the inputs are scaled, so look at the initialisation".

@@ -412,7 +412,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     if val_learned:
         return None  # the validation loss beat the mean: something was learned
     ended = (f"The training loss ended at {format_number(final)} (best over the last third of the epochs), "
-             f"{times_text(final / chance)} {chance_text(view)}: predicting the target mean for every row would do "
+             f"{times_text(final / chance)} {chance_text(view)}: predicting {constant_prediction(view)} for every row would do "
              f"better, and the loss is no longer falling fast.")
     evidence = {**evidence, "ratio": final / chance}
     if targets_scaled(view) and not targets_tiny(view):
@@ -428,7 +428,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
         f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
         f"output starting near 0 for targets far from 0) or updates too small to get there.",
         targets_scaling_advice(view) + ("" if inputs_scaled(view) else "; standardise the inputs")
-        + f", or initialise the output bias at the target mean ({mean_bias_text(view)}); then check the "
+        + f", or initialise the output bias at {constant_prediction(view)} ({mean_bias_text(view)}); then check the "
         "learning rate and train longer if the loss still falls.",
         evidence, epoch=view.epochs[-1].epoch)
 

@@ -427,6 +427,7 @@ def build_context(
         early_stopping=_early_stopping_config(callbacks),
         target_mean=scale.mean if scale else None,
         target_std=scale.std if scale else None,
+        target_constant=baseline.constant if baseline and scale else None,
         target_columns=int(np.prod(np.shape(targets)[1:], dtype=np.int64)) if scale else None,
         target_axes=_target_axes(model, targets) if scale else None,
         check_codes=getattr(trainer, "data_check_codes", None),
