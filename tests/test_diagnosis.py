@@ -642,6 +642,28 @@ def test_mape_runs_are_told_to_start_the_bias_at_their_best_constant_not_the_tar
     assert "predicting the target mean for every row" in f.message and f"value: {format_number(mean)}}}" in f.advice
 
 
+@pytest.mark.parametrize("activation", ["relu", "softplus"])
+def test_unscaled_targets_of_a_relu_output_are_told_to_be_scaled_not_standardised(activation):
+    # Prices ~1.4e4 through Dense(1, activation="relu") stayed at 1.5x their variance and were told
+    # "standardize_targets: true" by loss-at-chance: the next run's data checks refuse those
+    # targets (labels-out-of-range), half of them below what a relu can output.
+    reg = Stream(task="regression", chance=3.9e8)
+    bounded = {"layer": "out", "activation": activation, "low": 0.0, "high": None}
+    reg.context = dataclasses.replace(reg.context, target_mean=1.4e4, target_std=2e4, bounded_output=bounded,
+                                      check_codes=("unscaled-targets",))
+    reg.train_loss = lambda e, st: 5.7e9 if e == 0 and st < 3 else 5.7e8 - e
+    reg.val_loss = lambda e: 5.9e8 - e
+    report = reg.run()
+    for code in ("initial-loss-too-high", "loss-at-chance"):
+        advice = finding(report, code).advice
+        assert "standardize_targets" not in advice and "y_train.mean()) / y_train.std()" not in advice, (code, advice)
+        assert f"without centring them, keeping them >= 0 for the {activation} output" in advice, (code, advice)
+        assert "multiply data.target_scale by 5e-05" in advice, (code, advice)
+    # A linear output's targets are still standardised.
+    reg.context = dataclasses.replace(reg.context, bounded_output=None)
+    assert "standardize_targets: true" in finding(reg.run(), "loss-at-chance").advice
+
+
 def test_a_mixed_run_with_unscaled_regression_targets_is_told_to_standardise_them():
     # A classifier output beside a regression output on targets ~3000: the first loss, 37x chance,
     # was told "the inputs are scaled, so look at the initialisation ... the log prior".

@@ -20,7 +20,7 @@ from trainkit.diagnosis.stat_reads import (
     layer_text,
     sustained_since,
 )
-from trainkit.diagnosis.task_context import standardise_inputs_advice
+from trainkit.diagnosis.task_context import standardise_inputs_advice, targets_scaled_not_centred
 from trainkit.stat_names import NEAR_ZERO
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
         return ("Fix the inputs' scale first (see unscaled-inputs): inputs far from 0, or shrunk to nearly 0, give a "
                 "unit an input of the same sign for every row, so each step that turns it off turns it off for all of "
                 f"them. If units still die after that: {lower[0].lower()}{lower[1:]}")
-    if "unscaled-targets" in (view.context.check_codes or ()) and not view.context.relative_loss:
+    if "unscaled-targets" in (view.context.check_codes or ()) and not targets_scaled_not_centred(view):
         # Raw diabetes targets (mean 152) on sklearn's scaled features: every step pushed the same
         # way for 30 epochs until 53% of a layer was off for every row. Told to lower the rate
         # 10x, the run kept its units and got lr-too-low, its loss still 5x the target variance;

@@ -19,7 +19,12 @@ from trainkit.diagnosis.lr_advice import raised_lr_text
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.setting_text import fit_setting, for_run, standardize_setting
-from trainkit.diagnosis.task_context import chance_level, standardise_advice, val_chance_level
+from trainkit.diagnosis.task_context import (
+    chance_level,
+    standardise_advice,
+    targets_scaled_not_centred,
+    val_chance_level,
+)
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
@@ -247,8 +252,9 @@ def underfitting(view: Diagnoser) -> Issue | None:
         # told more epochs, a larger rate, more capacity): that comes first.
         first = ("Fix what initial-loss-too-high says first (a start far above chance: the initialisation or the output's "
                  "scale): that is what slows the loss. Then: train")
-    if "targets" in unscaled and view.context.relative_loss:
-        # MAPE and MSLE break on centred targets: unscaled-targets tells to divide them by their scale.
+    if "targets" in unscaled and targets_scaled_not_centred(view):
+        # MAPE and MSLE break on centred targets, and a relu output cannot produce them:
+        # unscaled-targets tells to divide them by their scale.
         first = ("Bring the data to a unit scale first (see " + ", ".join(f"unscaled-{what}" for what in unscaled)
                  + "; the targets divided by their scale, not centred, for this loss): badly scaled data is what slows "
                  "the loss. Then: train")

@@ -18,6 +18,7 @@ from trainkit.diagnosis.task_context import (
     mean_bias_text,
     standardise_inputs_advice,
     targets_scaled,
+    targets_scaled_not_centred,
     targets_scaling_advice,
     targets_text,
     targets_tiny,
@@ -88,7 +89,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # initialisation; the chance level (their variance, 1e-6) is what the first loss dwarfs.
         advice = (f"The targets are tiny ({targets_text(view)}): the outputs of a freshly initialised model spread "
                   f"far wider than they do. {targets_scaling_advice(view)}"
-                  + ("." if view.context.relative_loss else " and predict with model(x) * y_train.std() + y_train.mean()."))
+                  + ("." if targets_scaled_not_centred(view) else " and predict with model(x) * y_train.std() + y_train.mean()."))
     elif view.context.task == "regression" and targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "

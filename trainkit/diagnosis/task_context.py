@@ -139,13 +139,42 @@ SCALE_RELATIVE_TARGETS = ("Scale the targets without centring them (the loss rea
                           "y / y_scale and predict with model(x) * y_scale")
 
 
+def non_negative_output(view: Diagnoser) -> str | None:
+    """The activation of a regression's output that never goes below 0 and has no upper bound
+    (relu, softplus, exponential), or ``None``: its targets are scaled, not centred, since
+    standardised targets are negative for half the rows, which such an output cannot produce
+    (``labels-out-of-range`` refuses them)."""
+    bounded = view.context.bounded_output
+    if view.context.task != "regression" or not bounded or bounded.get("low") != 0 or bounded.get("high") is not None:
+        return None
+    return str(bounded.get("activation"))
+
+
+def targets_scaled_not_centred(view: Diagnoser) -> bool:
+    """Whether this run's regression targets are brought to a unit scale without centring them:
+    for a loss of ratios or logarithms (MAPE, MSLE) or a non-negative output (relu, softplus)."""
+    return view.context.relative_loss or non_negative_output(view) is not None
+
+
 def targets_scaling_advice(view: Diagnoser) -> str:
     """How to bring this run's regression targets to a unit scale, as the loss allows (a sentence
-    without its full stop): MSLE and MAPE runs were told to standardise, which breaks both.
+    without its full stop): MSLE and MAPE runs were told to standardise, which breaks both, and
+    so were relu outputs, whose standardised targets the data checks then refuse.
 
     A recipe scales its targets with ``data.target_scale``: MSLE targets ~5e4 were told only
     ``y_scale = ...; fit on y / y_scale``, code on a y a recipe's user never holds. A Python fit's
     gets the Python alone: it holds no recipe key (see :mod:`trainkit.diagnosis.setting_text`)."""
+    act = non_negative_output(view)
+    if not view.context.relative_loss and act is not None:
+        # Prices ~1.4e4 through a relu output stayed at 1.5x their variance and were told to
+        # standardise them: the next run's data checks refuse those targets (labels-out-of-range).
+        std = view.context.target_std
+        advice = (f"Scale the targets without centring them, keeping them >= 0 for the {act} output: y_scale = "
+                  "y_train.std(); fit on y / y_scale and predict with model(x) * y_scale (or make the output linear and "
+                  "standardise them)")
+        if view.context.recipe and std is not None and math.isfinite(std) and std > 0 and (view.context.target_columns or 1) == 1:
+            advice += f" (in a recipe, multiply data.target_scale by {1 / std:.3g}; see unscaled-targets)"
+        return advice
     if not view.context.relative_loss:
         return STANDARDISE_TARGETS if view.context.recipe else _STANDARDISE_TARGETS_PYTHON
     mean = view.context.target_mean
@@ -166,6 +195,9 @@ def standardise_advice(view: Diagnoser) -> str | None:
     targets = view.context.task == "regression" and not targets_scaled(view)
     if targets and view.context.relative_loss:
         return ("standardise the inputs and " if inputs else "") + "scale the targets without centring them (the loss reads ratios or logarithms of them)"
+    if targets and (act := non_negative_output(view)) is not None:
+        return (("standardise the inputs and " if inputs else "")
+                + f"scale the targets without centring them (the {act} output cannot produce values below 0)")
     parts = (["the inputs"] if inputs else []) + (["the targets"] if targets else [])
     return "standardise " + " and ".join(parts) if parts else None
 
