@@ -309,6 +309,11 @@ def test_worse_than_linear_names_the_causes_the_run_found():
     assert "although the targets can be predicted from its inputs" in at_chance.message
     assert "unpredictable" not in at_chance.message and "labels" not in at_chance.advice
     assert "not the labels" in finding(d, "worse-than-linear").message
+    assert "predicts no better than the target mean (loss-at-chance)" in finding(d, "worse-than-linear").message
+    # A MAPE run's constant is its loss's best one, far below the mean of skewed targets.
+    s.context = dataclasses.replace(s.context, target_mean=1.4e4, target_std=2.3e4, target_constant=2104.0)
+    message = finding(s.run(), "worse-than-linear").message
+    assert "predicts no better than the loss's best constant 2104 (loss-at-chance)" in message and "target mean" not in message
     # Inputs that explain little (a fit at 80% of chance) leave loss-at-chance as it was.
     s.context = dataclasses.replace(s.context, linear_loss=0.8, val_linear_loss=0.8)
     assert "the labels are unpredictable" in finding(s.run(), "loss-at-chance").message

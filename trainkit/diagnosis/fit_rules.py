@@ -21,6 +21,7 @@ from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.setting_text import fit_setting, for_run, standardize_setting
 from trainkit.diagnosis.task_context import (
     chance_level,
+    constant_prediction,
     standardise_advice,
     targets_scaled_not_centred,
     val_chance_level,
@@ -584,7 +585,7 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
                f"a least-squares linear fit of its inputs gets on the {rows} rows (fitted on the training rows; "
                f"{linear / level:.0%} of the {'validation ' if rows == 'validation' else ''}chance level {format_number(level)})")
     if at_chance:
-        message += (": it predicts no better than the target mean (loss-at-chance) where a linear function of its inputs "
+        message += (f": it predicts no better than {constant_prediction(view)} (loss-at-chance) where a linear function of its inputs "
                     "does far better, so what holds it back is its training, not the labels.")
     else:
         message += ": it has not learned even what a linear function of its inputs predicts, so something in its training is off."
