@@ -951,7 +951,12 @@ def test_a_run_without_a_chance_level_is_told_which_verdicts_were_not_made():
     s.context.loss = "Hinge()"
     f = finding(s.run(), "chance-level-unknown")
     assert f.severity == "info" and "Hinge()" in f.message and "loss-at-chance" in f.message and "plateau" in f.message
+    assert "MAPE, MSLE" in f.advice and "Poisson" not in f.advice
     assert "chance-level-unknown" not in codes(Stream().run())
+    # A Poisson loss goes below 0 (count models ended at -0.20 and -830): its two levels are named.
+    s.context.loss = "Poisson()"
+    advice = finding(s.run(), "chance-level-unknown").advice
+    assert "m = y_train.mean(), scoring mean(m - y * log(m))" in advice and "mean(y - y * log(y))" in advice
 
 
 def test_loss_collapsed_after_a_label_leak_the_checks_found_says_so():

@@ -433,6 +433,16 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
         evidence, epoch=view.epochs[-1].epoch)
 
 
+def _poisson_levels(view: Diagnoser) -> str:
+    """For a Poisson loss, how to compute its two levels, or ``""``: its value goes below 0 (a count
+    model at -0.20, another at -830), so the distance from 0 the other levels are read by says nothing."""
+    if not (view.context.loss or "").startswith(("Poisson", "poisson")):
+        return ""
+    return (" For Poisson(), the best constant is the target mean m = y_train.mean(), scoring mean(m - y * log(m)); a "
+            "perfect prediction scores mean(y - y * log(y)) (0 where y is 0), the floor: read the loss by where it lies "
+            "between the two, not by its distance from 0.")
+
+
 def loss_collapsed(view: Diagnoser) -> Issue | None:
     """The loss is near zero right after the first epoch."""
     if not view.epochs or view.epochs_run > view.t.collapse_epochs:
@@ -1027,8 +1037,8 @@ def chance_level_unknown(view: Diagnoser) -> Issue | None:
         f"with one were not made: {', '.join(CHANCE_VERDICTS)}. The other findings (NaN, gradients, "
         f"activations, learning rate, overfitting) were judged as usual.",
         "Compare the loss with a baseline yourself: the same loss of a constant prediction (the class prior, the mean "
-        "target) on these rows. trainkit knows the level of cross-entropy on 0/1 labels, MSE, MAE, Huber, log-cosh and "
-        "KL divergence averaged over the batch.",
+        "target) on these rows. trainkit knows the level of cross-entropy (focal too) on 0/1 labels, MSE, MAE, Huber, "
+        "log-cosh, MAPE, MSLE and KL divergence averaged over the batch." + _poisson_levels(view),
         {"loss": view.context.loss or ""})
 
 
