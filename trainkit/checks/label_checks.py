@@ -439,7 +439,11 @@ def _out_of_range(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
            f"standardise the targets, {rescale} (in a recipe, leave activation out of that layer and set "
            "preprocessing.standardize_targets: true).")
     if t.loss.kind == "poisson":
-        fix = "Poisson() models non-negative counts: use loss='mse' for signed targets."
+        # Counts standardised before the fit (or by a recipe) are signed: "use mse" left out the
+        # fix for counts, which is to keep them as they are.
+        fix = ("Poisson() models non-negative counts: keep the counts as they are (unshifted, unstandardised: standardised "
+               "counts are signed too), with activation='exponential' or 'softplus' on the output, or use loss='mse' for "
+               "signed targets.")
     elif msle:
         fix = ("MSLE compares log(1 + y), meant for targets >= 0: use loss='mse' (or 'huber') for signed targets "
                "(standardised targets are signed too), or keep the targets >= 0 (unshifted, unstandardised).")
