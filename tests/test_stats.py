@@ -121,6 +121,33 @@ def test_a_sparse_gradients_histogram_counts_the_rows_of_the_dense_gradient(jit_
     assert counted().numpy()[0, :, 2].sum() == 6
 
 
+def test_gradient_histograms_under_mixed_float16_are_those_of_the_loss_scaled_step():
+    # The probe batch's gradients were taken of the unscaled loss: the float16 backward pass
+    # flushed those under 6e-8 to 0, and the first layer's kernel histogram was all zeros
+    # (range [0, 0]) where float32 and the loss-scaled training step see [-9.4e-8, 4.2e-8].
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8)).astype("float32")
+    y = 1e-3 * x[:, :1]
+    buckets = {}
+    try:
+        for policy in ("float32", "mixed_float16"):
+            keras.mixed_precision.set_global_policy(policy)
+            keras.utils.set_random_seed(0)
+            init = keras.initializers.RandomNormal(stddev=0.02)
+            model = keras.Sequential([keras.Input((8,))] + [keras.layers.Dense(32, activation="tanh", kernel_initializer=init, name=f"d{i}") for i in range(4)]
+                                     + [keras.layers.Dense(1, kernel_initializer=init, dtype="float32", name="out")])
+            trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False)
+            trainer._histograms.batch = (x, y)
+            buckets[policy] = trainer._histograms.buckets()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    for name in ("d0/kernel", "d3/kernel"):
+        exact, half = (buckets[p][f"histograms/gradients/{name}"] for p in ("float32", "mixed_float16"))
+        assert half[0, 0] < 0 < half[-1, 1], name  # not a histogram of zeros
+        np.testing.assert_allclose([half[0, 0], half[-1, 1]], [exact[0, 0], exact[-1, 1]], rtol=0.05)
+
+
 def test_update_ratio_and_weight_norm_equal_the_change_measured_outside():
     x, y = make_data(32)
     model = make_model()

@@ -80,8 +80,14 @@ class ProbeHistograms:
             with tf.GradientTape() as tape:
                 y_pred, taps = trainer.probe(x, training=False)
                 loss = trainer._evaluation_loss(x, y, y_pred, sample_weight)
+                # Scaled as the training step scales it (mixed_float16's LossScaleOptimizer), then
+                # divided back: unscaled, the float16 backward pass flushed gradients under 6e-8 to
+                # 0, and a layer whose step statistics showed a gradient had a histogram of zeros.
+                scaled = trainer.optimizer.scale_loss(loss)
             trainer.pop_logged_scalars()  # scalars logged by compute_loss belong to no step here
-            gradients = tape.gradient(loss, variables)
+            gradients = tape.gradient(scaled, variables)
+            if scaled is not loss:
+                gradients = stats.unscaled_gradients(gradients, trainer.optimizer.scale_loss(tf.ones_like(loss)))
             tensors: dict[str, Any] = {}
             for name, gradient in zip(names, gradients, strict=True):
                 if gradient is not None:

@@ -300,6 +300,26 @@ def _grouped_nonfinite_counts(groups: Sequence[Sequence[tf.Tensor]], finite_if: 
     ))
 
 
+def unscaled_gradients(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
+    """Gradients of a scaled loss (a ``LossScaleOptimizer``'s) divided back by the scale.
+
+    Args:
+        gradients: One gradient per variable (dense, ``tf.IndexedSlices`` or ``None``).
+        scale: The factor the loss was multiplied by (``optimizer.scale_loss(1)``).
+
+    Returns:
+        The gradients of the loss itself, in their own dtypes.
+    """
+    inverse = 1.0 / scale
+
+    def unscale(g: Any) -> Any:
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(g.values * tf.cast(inverse, g.values.dtype), g.indices, g.dense_shape)
+        return None if g is None else g * tf.cast(inverse, g.dtype)
+
+    return [unscale(g) for g in gradients]
+
+
 def snapshot(variables: Iterable[Any]) -> list[tf.Tensor]:
     """Reads every variable's value now, for :func:`update_stats` after the update.
 

@@ -532,7 +532,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Under a strategy the statistics describe the all-reduced gradient, as one device would.
         global_gradients = distribute.all_reduce_gradients(gradients) if distribute.in_replica() else gradients
         if scaled is not loss:  # the statistics describe the gradient of the loss itself
-            global_gradients = _unscaled(global_gradients, self.optimizer.scale_loss(tf.ones_like(loss)))
+            global_gradients = stats.unscaled_gradients(global_gradients, self.optimizer.scale_loss(tf.ones_like(loss)))
         names = stats.variable_names(variables, self.model.name)
         learning_rate = self.current_learning_rate()
         logs = {stats.LOSS: loss, stats.LEARNING_RATE: learning_rate}
@@ -1515,15 +1515,3 @@ def _with_logged_scalars(logs: Any, logged: Mapping[str, tf.Tensor]) -> Any:
     if not logged or not isinstance(logs, Mapping):
         return logs  # (no dict: the step's checks refuse it)
     return {**logs, **{name: value for name, value in logged.items() if name not in logs}}
-
-
-def _unscaled(gradients: Sequence[Any], scale: tf.Tensor) -> list[Any]:
-    """Gradients of a scaled loss (a ``LossScaleOptimizer``'s) divided back by the scale."""
-    inverse = 1.0 / scale
-
-    def unscale(g: Any) -> Any:
-        if isinstance(g, tf.IndexedSlices):
-            return tf.IndexedSlices(g.values * tf.cast(inverse, g.values.dtype), g.indices, g.dense_shape)
-        return None if g is None else g * tf.cast(inverse, g.dtype)
-
-    return [unscale(g) for g in gradients]
