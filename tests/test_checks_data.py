@@ -2240,6 +2240,19 @@ def test_inputs_beyond_float16_read_by_a_float16_layer_are_named():
     assert finding.evidence["first_row"] >= 300 and "val_loss" in finding.message
 
 
+def test_inputs_a_float16_cast_rounds_down_to_its_largest_value_are_no_float16_overflow():
+    # Values between 65,504 and 65,520 round to 65,504 in float16, finite: fit was refused with
+    # float16-overflow for 65,510, which trains as model.fit trains it.
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid", dtype="mixed_float16")])
+    assert np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(np.float32([65510.0, 65519.0]), "float16"))).all()
+    for value, overflows in ((65510.0, False), (65519.0, False), (65520.0, True), (-7e4, True)):
+        x[5, 1] = value
+        found = codes(check_data(x, y, model=model, loss=get_loss("binary_crossentropy"), task="binary", allow={"float16-overflow", "unscaled-inputs"}))
+        assert ("float16-overflow" in found) == overflows, value
+
+
 def test_layers_under_mixed_float16_that_read_their_inputs_whole_are_no_float16_readers():
     # An IntegerLookup (its input_dtype int64) and a Discretization (float32) under mixed_float16
     # read ids and values ~1e6 exactly, and fit was refused with float16-overflow: the check read

@@ -119,6 +119,9 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
 
 #: The largest float16: a layer computing in float16 (``mixed_float16``) makes inf of larger inputs.
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: The smallest magnitude a cast to float16 makes inf: the largest float16 plus half its last step
+#: (32). Values between the two round down to 65,504, finite, and fit was refused for them.
+_FLOAT16_OVERFLOW = _FLOAT16_MAX + 16.0
 
 
 def float16_overflow(ctx: DataContext) -> Issue | None:
@@ -140,7 +143,7 @@ def float16_overflow(ctx: DataContext) -> Issue | None:
             continue
         with np.errstate(invalid="ignore"):
             magnitude = np.abs(a.reshape(len(a), -1).astype(np.float64, copy=False))
-            over = np.isfinite(magnitude) & (magnitude > _FLOAT16_MAX)
+            over = np.isfinite(magnitude) & (magnitude >= _FLOAT16_OVERFLOW)
         count = int(over.sum())
         if not count:
             continue
