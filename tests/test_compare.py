@@ -19,6 +19,7 @@ from trainkit.cli import app
 from trainkit.compare import (
     CompareRow,
     best_epoch,
+    compare,
     expand,
     expand_all,
     format_table,
@@ -278,6 +279,32 @@ def test_hparams_of_unsupported_types_are_refused_when_the_trainer_is_built(bad,
 
 
 # ---------------------------------------------------------------------------- trainkit compare
+
+
+def test_a_builder_s_global_dtype_policy_holds_for_its_own_variant_only(tmp_path):
+    # A builder that sets mixed_float16 (a recipe's one way to mixed precision) left it set for
+    # every variant built after it: a plain recipe compared beside it trained in float16.
+    import keras
+
+    (tmp_path / "policy_builders.py").write_text(
+        "from pathlib import Path\n"
+        "import keras\n"
+        "def build(input_shape, policy=None):\n"
+        "    if policy is not None:\n"
+        "        keras.mixed_precision.set_global_policy(policy)\n"
+        "    seen = Path(__file__).with_suffix('.seen')\n"
+        "    seen.write_text((seen.read_text() if seen.exists() else '') + keras.mixed_precision.global_policy().name + '\\n')\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(4, activation='relu'),\n"
+        "                             keras.layers.Dense(1, activation='sigmoid', dtype='float32')])\n")
+    mixed = recipe_with(tmp_path, name="mixed", model={"builder": "policy_builders:build", "builder_args": {"policy": "mixed_float16"}})
+    plain = recipe_with(tmp_path, name="plain", model={"builder": "policy_builders:build"})
+    try:
+        rows = compare(expand_all([load_recipe(mixed), load_recipe(plain)]), logdir=tmp_path / "runs")
+        assert [(row.error, row.epochs_run) for row in rows] == [(None, 2), (None, 2)]
+        assert (tmp_path / "policy_builders.seen").read_text().split() == ["mixed_float16", "float32"]
+        assert keras.mixed_precision.global_policy().name == "float32"  # the caller's, put back
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_compare_sweep_trains_each_variant_and_prints_the_table(runner, tmp_path):

@@ -303,6 +303,25 @@ class _RetracingFilter(logging.Filter):
 
 def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None], show_bar: bool) -> Iterator[CompareRow]:
     # Imported here: preparing builds Keras models, and `trainkit compare --help` should not wait.
+    import keras
+
+    # A builder may set the global dtype policy (a recipe has no other way to train in mixed
+    # precision): it held for every variant built after it, and a plain recipe compared beside a
+    # mixed_float16 one trained in float16, with a LossScaleOptimizer. Each variant is built and
+    # trained under the policy `trainkit train` would give it alone; the caller's is put back.
+    start = keras.mixed_precision.global_policy()
+    try:
+        yield from _prepare_and_train(variants, logdir, say, show_bar, start)
+    finally:
+        keras.mixed_precision.set_global_policy(start)
+
+
+def _prepare_and_train(variants: Sequence[Variant], logdir: str | Path | None, say: Callable[[str], None], show_bar: bool,
+                       start: Any) -> Iterator[CompareRow]:
+    """:func:`_train_all`'s work: every variant checked first, then each trained, under ``start``'s
+    global dtype policy or the one its builder set."""
+    import keras
+
     from trainkit.data import data_key
     from trainkit.run import prepare_run
     from trainkit.runs import check_writable, refuse_a_run_directory
@@ -315,9 +334,11 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
     # Variants with the same data share one copy of it (a sweep over the learning rate held one
     # copy a variant until its turn came: 6 variants of a 1 GB csv, 6 GB).
     shared: dict[str, DataSplits] = {}
+    policies = []  # the global dtype policy each variant's preparation left
     for i, variant in enumerate(variants, 1):
         say(f"[{i}/{total}] checking {variant.name}")
         key = data_key(variant.recipe)
+        keras.mixed_precision.set_global_policy(start)
         try:
             ready = prepare_run(variant.recipe, data=shared.get(key), hparams=variant.hparams)
         except TrainkitError as err:
@@ -326,12 +347,14 @@ def _train_all(variants: Sequence[Variant], logdir: str | Path | None, say: Call
             raise type(err)(err.code, f"{variant.where}: {err.message}") from None  # which variant
         shared.setdefault(key, ready.splits)
         prepared.append(ready)
+        policies.append(keras.mixed_precision.global_policy())
     del shared  # each copy goes with the last variant that uses it
     for i, variant in enumerate(variants, 1):
         # Handed over, not kept: each variant's data, model and trainer go once it has trained,
         # before the next one trains (the row keeps none of them).
         ready, prepared[i - 1] = prepared[i - 1], None
         assert ready is not None
+        keras.mixed_precision.set_global_policy(policies[i - 1])
         row = _train_variant(variant, ready, f"[{i}/{total}]", logdir, say, show_bar)
         del ready
         yield row
