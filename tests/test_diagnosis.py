@@ -34,7 +34,7 @@ from trainkit.diagnosis import (
 )
 from trainkit.diagnosis.baseline import soft_target_levels
 from trainkit.diagnosis.engine import FIRST_STEPS
-from trainkit.diagnosis.model_facts import frozen_layers, layer_inputs
+from trainkit.diagnosis.model_facts import float16_layers, frozen_layers, layer_inputs
 from trainkit.diagnosis.number_text import format_number
 from trainkit.diagnosis.run_context import _untrained_outputs, build_context
 from trainkit.findings import Finding
@@ -1092,6 +1092,29 @@ def test_nan_loss_is_not_blamed_on_gradients_a_loss_scale_optimizer_skipped():
         f = finding(s.run(chunk=chunk), "nan-loss")
         assert f.step == bad and f.layer == "dense_1" and f.evidence["first_nonfinite_step"] == bad - 1
         assert "step 33 in the activations of layer 'dense_1'" in f.message
+
+
+def test_nan_loss_in_a_float16_layer_names_float16_s_range_and_its_fixes():
+    # A mixed_float16 layer's outputs overflow past 65,504, where float32 holds them: the advice
+    # was to standardise the inputs and look at the weights, with no word of float16.
+    s = Stream()
+    bad = 2 * STEPS + 1
+    s.train_loss = lambda e, st: math.nan if e * STEPS + st >= bad else 0.5
+    s.values["activation/dense_1/nonfinite"] = lambda e, st: 7.0 if e * STEPS + st >= bad else 0.0
+    f = finding(s.run(), "nan-loss")
+    assert f.layer == "dense_1" and "float16" not in f.message + f.advice and "float16_layer" not in f.evidence
+    s.context = dataclasses.replace(s.context, float16_layers=("dense_1", "dense_2"))
+    f = finding(s.run(), "nan-loss")
+    assert f.layer == "dense_1" and "'dense_1' computes in float16" in f.message and f.evidence["float16_layer"]
+    assert f.advice.startswith("Build 'dense_1' with dtype='float32', or use keras.mixed_precision.set_global_policy('mixed_bfloat16')")
+    assert Context.from_dict(s.context.to_dict()).float16_layers == ("dense_1", "dense_2")
+
+
+def test_the_context_names_the_layers_that_compute_in_float16():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, dtype="mixed_float16", name="half"),
+                              keras.layers.Dense(1, dtype="float32", name="out")])
+    assert float16_layers(model) == ("half",)
 
 
 def test_a_loss_non_finite_from_the_first_step_is_not_blamed_on_the_learning_rate():

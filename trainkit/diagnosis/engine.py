@@ -192,6 +192,8 @@ class Context:
             History keys are ``<name>_loss`` and ``val_<name>_loss``); ``()`` for one output.
         untrained_outputs: The layers among ``output_layers`` of outputs trained with no loss
             (``loss=[..., None]``): nothing they predict is asked of them.
+        float16_layers: The layers that compute in float16 (``mixed_float16``): their outputs
+            overflow to inf past 65,504, where float32's would not.
         trained_before: The model had been trained before this run's first step (by another
             Trainer, or ``model.fit``): its first losses and activations are that training's, not
             a fresh model's (see :func:`trainkit.diagnosis.loss_measures.fresh_start`).
@@ -267,6 +269,7 @@ class Context:
     regression_start_loss: float | None = None
     output_names: tuple[str, ...] = ()
     untrained_outputs: tuple[str, ...] = ()
+    float16_layers: tuple[str, ...] = ()
     recipe: bool = False
     schedule: str | None = None
     schedule_rate: str | None = None
@@ -294,29 +297,16 @@ class Context:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (written to TensorBoard so a run can be diagnosed later)."""
-        data = dataclasses.asdict(self)
-        data["layers"] = list(self.layers)
-        data["output_layers"] = list(self.output_layers)
-        data["softmax_layers"] = list(self.softmax_layers)
-        data["sloped_layers"] = list(self.sloped_layers)
-        data["smooth_layers"] = list(self.smooth_layers)
-        data["frozen_layers"] = list(self.frozen_layers)
-        data["frozen_outputs"] = list(self.frozen_outputs)
-        data["training_only_layers"] = list(self.training_only_layers)
-        data["output_names"] = list(self.output_names)
-        data["untrained_outputs"] = list(self.untrained_outputs)
-        data["call_loss_layers"] = list(self.call_loss_layers)
-        data["opaque_layers"] = list(self.opaque_layers)
-        data["check_codes"] = list(self.check_codes) if self.check_codes is not None else None
-        return data
+        # Every tuple field as a list: what JSON writes, and what from_dict turns back.
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Context:
         """Rebuilds a context written by :meth:`to_dict` (unknown keys are ignored)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in fields}
-        for key in ("layers", "output_layers", "softmax_layers", "sloped_layers", "smooth_layers", "check_codes", "frozen_layers", "frozen_outputs",
-                    "target_axes", "training_only_layers", "output_names", "untrained_outputs", "call_loss_layers", "opaque_layers"):
+        fields = dataclasses.fields(cls)
+        values = {k: v for k, v in data.items() if k in {f.name for f in fields}}
+        # The fields annotated as tuples (``tuple[str, ...]``, ``tuple[int, ...] | None``) come back as lists.
+        for key in (f.name for f in fields if str(f.type).startswith("tuple[")):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -563,14 +563,21 @@ def nan_loss(view: Diagnoser) -> Issue | None:
                   "produced it (log(0), a division by zero, an overflow in a custom loss).")
     else:
         origin = ""
+    # Under mixed_float16 a layer's outputs overflow at 65,504: told only to standardise the inputs
+    # and look at the initial weights, a model that fits float32's range had no word of float16.
+    half = bool(layer) and where.startswith("the activations") and layer in view.context.float16_layers
+    if half:
+        origin += f" '{layer}' computes in float16 (the mixed_float16 policy), whose largest value is 65,504: larger outputs, which float32 holds, become inf there."
+    half_fix = (f"Build '{layer}' with dtype='float32', or use keras.mixed_precision.set_global_policy('mixed_bfloat16') (float32's range). "
+                if half else "")
     evidence = {"step": nf.loss_step, "first_nonfinite_step": nf.step, "last_finite_loss": nf.last_finite_loss,
-                "grad_norm_global": nf.row.get(GLOBAL_GRAD_NORM)}
+                "grad_norm_global": nf.row.get(GLOBAL_GRAD_NORM), "float16_layer": half or None}
     evidence = {k: v for k, v in evidence.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
     if nf.last_finite_loss is None:  # no finite loss in the whole run: the weights as they started
         return Issue(
             f"The loss was NaN/inf from the run's first step ({nf.loss_step}), before any update had changed the weights, "
             f"so no learning rate caused it.{origin}",
-            "Look at what the first forward pass reads: "
+            f"{half_fix}Look at what the first forward pass reads: "
             + (f"{standardise_advice(view)} (a value over ~1.8e19 overflows float32 when squared: an MSE of targets "
                "near 1e30 is inf), " if standardise_advice(view) else "")
             + "check the weights the model starts from, and guard custom losses against log(0) and division by zero "
@@ -603,7 +610,7 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
         f"{format_number(nf.last_finite_loss)}).{origin} Once a weight is NaN every later step is NaN.",
-        f"Lower the learning rate ({lowered_lr_text(view)}), clip gradients "
+        f"{half_fix}Lower the learning rate ({lowered_lr_text(view)}), clip gradients "
         f"({clipping_text(view)}), "
         + (f"{standardise_advice(view)}, " if standardise_advice(view) else "") + "and "
         "guard custom losses against log(0) and division by zero (add an epsilon).",

@@ -27,6 +27,14 @@ def layer_names(model: Any) -> list[str]:
     return [reported.get(id(layer), layer.name) for layer in _layers_in_order(model)]
 
 
+def float16_layers(model: Any) -> tuple[str, ...]:
+    """The names (as :func:`layer_names` gives them) of the layers that compute in float16
+    (``mixed_float16``), whose outputs overflow to inf past 65,504."""
+    reported = reported_names(model)
+    return tuple(reported.get(id(layer), layer.name) for layer in _layers_in_order(model)
+                 if getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16")
+
+
 #: The layer attributes that hold a weight (or output) penalty, as a recipe's layer keys (and
 #: Keras's layer arguments) name them: not the kernel's alone, since an Embedding's or an LSTM's
 #: recurrent penalty may be the one that dominates (an embeddings_regularizer of 16.7 was left

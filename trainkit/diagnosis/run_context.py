@@ -30,6 +30,7 @@ from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.masked_positions import at_positions, loss_positions
 from trainkit.diagnosis.model_facts import (
     bounded_output,
+    float16_layers,
     frozen_layers,
     frozen_output_layers,
     layer_initializers,
@@ -404,6 +405,7 @@ def build_context(
         output_layers=outputs,
         output_names=_trained_output_names(trainer),
         untrained_outputs=_untrained_outputs(trainer, outputs),
+        float16_layers=float16_layers(model),
         softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
         sloped_layers=layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
         smooth_layers=layers_with(model, getattr(trainer, "_probe", None), SMOOTH_RELU, "smooth_taps"),
