@@ -2617,3 +2617,15 @@ def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monk
     assert shuffles(rows.batch(2)) is False and shuffles(rows.map(lambda a, b: (a, b)).repeat().batch(2).prefetch(1)) is False
     assert shuffles(rows.shuffle(10).batch(2)) is True and shuffles(rows.batch(2).shuffle(5)) is True
     assert shuffles(tf.data.Dataset.zip((rows.shuffle(3), rows)).batch(2)) is True
+
+
+def test_multi_hot_rows_beside_all_zero_ones_show_a_multi_hot_row_for_a_softmax():
+    # Tags of which some rows hold none: "row 0 sums to 0: several 1s (multi-hot)" showed an
+    # all-zero row as the multi-hot one.
+    y = np.zeros((len(X), 3), "float32")
+    y[1::2, :2] = 1.0
+    with pytest.raises(DataError) as info:
+        run("multiclass", X, y, "categorical_crossentropy")
+    assert info.value.code == "label-format"
+    assert "row 1, sums to 2: several 1s (multi-hot)" in info.value.message
+    assert "task='multilabel'" in info.value.message

@@ -120,8 +120,10 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
         sums = y.reshape(-1, y.shape[-1]).sum(axis=1, dtype=np.float64)
         bad = np.abs(sums - 1.0) > 1e-3
         if bad.any():
-            count, first = int(bad.sum()), int(np.argmax(bad))
             multi = float(sums.max()) > 1.001
+            # The row shown is one of the kind the message names: multi-hot rows beside all-zero
+            # ones read "row 0 sums to 0: several 1s (multi-hot)".
+            count, first = int(bad.sum()), int(np.argmax(sums > 1.001 if multi else bad))
             why = ("several 1s (multi-hot)" if multi else "no 1 (all zeros)")
             fix = ("If a sample can have several labels, use task='multilabel' with sigmoid outputs and "
                    "BinaryCrossentropy; otherwise make each row contain exactly one 1."
