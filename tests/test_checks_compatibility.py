@@ -274,6 +274,16 @@ def test_binary_cross_entropy_over_several_units_on_a_regression_task_is_told_mu
         check_compatibility(build("dense", 1, None), get_loss("bce"), "regression")
     assert "declare task='binary' or task='multiclass'" in info.value.message
 
+def test_binary_cross_entropy_over_several_units_on_a_multiclass_task_is_told_multilabel_too():
+    # Sigmoid + binary cross-entropy on multi-hot tags with task='multiclass' was told only of
+    # softmax losses, which its rows of several 1s refuse (label-format); the loss fits them.
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 3, "sigmoid"), get_loss("bce"), "multiclass")
+    assert info.value.code == "loss-task-mismatch"
+    assert "keep the loss and declare task='multilabel' (in a recipe, task: multilabel)" in info.value.message
+    assert check_compatibility(build("dense", 3, "sigmoid"), get_loss("bce"), "multilabel") == []
+
+
 def test_float16_with_a_loss_scale_optimizer_is_no_warning():
     # The warning said "trainkit applies no loss scaling" to a LossScaleOptimizer, which it applies.
     model = build("float16", 1, "sigmoid")

@@ -372,7 +372,11 @@ def loss_task_mismatch(case: Case) -> Issue | None:
             f"The loss {case.loss.describe()} scores each unit as an independent yes/no, but the "
             f"task is multiclass (exactly one class per sample); accuracy computed with it is "
             f"the per-unit binary accuracy and looks far better than it is.",
-            _classification_fix("multiclass", case.num_classes or case.units), {}, case.output.layer)
+            # A sample's several labels (tags, multi-hot rows) are what a yes/no per unit fits: told
+            # only of softmax losses, such a user was steered to a loss its labels refuse.
+            _classification_fix("multiclass", case.num_classes or case.units)
+            + " If a sample can hold several of the classes at once (multi-hot label rows), keep the loss and declare "
+              "task='multilabel' (in a recipe, task: multilabel).", {}, case.output.layer)
     return None
 
 
