@@ -1150,6 +1150,24 @@ def test_class_imbalance_names_the_rare_label_columns_of_a_multilabel_task():
     assert "class-imbalance" not in codes(run("multilabel", X, balanced))
 
 
+def test_multilabel_class_imbalance_advice_names_recipe_keys_and_skips_biases_already_at_log_odds():
+    # The advice was Python alone (bias.assign, BinaryFocalCrossentropy(...)), which a recipe's
+    # user cannot run, and told biases already at each label's log-odds to be set there.
+    rng = np.random.default_rng(0)
+    y = (rng.random((len(X), 3)) < [0.4, 0.02, 0.3]).astype("float32")
+    p = np.clip(y.mean(0), 1e-3, 1 - 1e-3)
+    log_odds = np.log(p / (1 - p))
+    (plain,) = [f for f in run("multilabel", X, y) if f.code == "class-imbalance"]
+    values = ", ".join(f"{v:.2f}" for v in log_odds)
+    assert f"in a recipe, bias_initializer: {{name: constant, value: [{values}]}}" in plain.advice
+    assert "loss: {name: binary_focal_crossentropy, apply_class_balancing: true, alpha: 0.9}" in plain.advice
+    assert "metrics: [{name: auc, multi_label: true}]" in plain.advice
+    at_prior = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"),
+                                 L.Dense(3, activation="sigmoid", bias_initializer=keras.initializers.Constant(log_odds.tolist()))])
+    (started,) = [f for f in check_data(X, y, model=at_prior, loss=get_loss("bce"), task="multilabel") if f.code == "class-imbalance"]
+    assert "bias" not in started.advice and "binary_focal_crossentropy" in started.advice
+
+
 def test_allowed_single_class_is_a_warning_without_class_imbalance_advice():
     findings = run("binary", X, np.zeros(len(X), dtype=int), allow={"single-class"})
     assert codes(findings) == ["single-class"] and findings[0].severity == "warning"

@@ -313,6 +313,7 @@ def check_data(
     # The validation inputs too: one missing there was Keras's "Missing data for input" from
     # inside the first validation step, after a whole epoch of training.
     unmatched_inputs = input_structure_issue(x, names) or (input_structure_issue(x_val, names, "x_val") if x_val is not None else None)
+    biases = output_bias_values(model, outputs)
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), normalizers=input_normalizers(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
@@ -321,7 +322,8 @@ def check_data(
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), loss_positions=_loss_positions(model, xs, targets),
                       feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
-                      output_biases=output_biases(model, outputs), split_at=split_at, layout_readers=layout_readers(model),
+                      output_biases={name: float(np.mean(b)) for name, b in biases.items()}, output_bias_values=biases,
+                      split_at=split_at, layout_readers=layout_readers(model),
                       masking_values=input_masking(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
                       further_labels=_per_output(read_further, outputs),
@@ -355,20 +357,22 @@ def _per_output(read: Callable[[], Any] | None, outputs: list[OutputInfo]) -> Ca
     return per_output
 
 
-def output_biases(model: Any, outputs: Sequence[OutputInfo]) -> dict[str, float]:
-    """The mean starting bias of each output's unit layer, by the layer's name (where it has one).
+def output_bias_values(model: Any, outputs: Sequence[OutputInfo]) -> dict[str, np.ndarray]:
+    """The starting bias of each output's unit layer, one value a unit, by the layer's name (where it has one).
 
     ``unscaled-targets`` said "the output bias has to travel 1035 units" to a model whose bias was
     set to the target mean (``bias_initializer: {name: constant, value: 1035}``, as
-    ``initial-loss-too-high`` advises).
+    ``initial-loss-too-high`` advises): it reads their mean. A multilabel output's biases set to
+    each label's log-odds (as ``class-imbalance`` advises) have a mean that tells nothing of them,
+    so that check reads them unit by unit.
     """
     wanted = {o.layer for o in outputs}
-    found: dict[str, float] = {}
+    found: dict[str, np.ndarray] = {}
     for layer in iter_layers(model):
         bias = getattr(layer, "bias", None) if layer.name in wanted else None
         if bias is not None:
             try:
-                found[layer.name] = float(np.mean(keras.ops.convert_to_numpy(bias)))
+                found[layer.name] = np.asarray(keras.ops.convert_to_numpy(bias), dtype=np.float64)
             except Exception:  # a bias that cannot be read leaves the message as it was
                 continue
     return found

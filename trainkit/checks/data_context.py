@@ -99,6 +99,8 @@ class DataContext:
     layout_readers: Sequence[Any] = ()
     #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
     output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: The starting bias of each output's unit layer, one value a unit, by the layer's name.
+    output_bias_values: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     #: The validation arrays are the caller's x and y from this row on (``validation_split``), or ``None``.
     split_at: int | None = None
     #: Rows of each sampled batch of a dataset, in order (``()`` for arrays): which rows shared a batch.

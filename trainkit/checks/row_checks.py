@@ -536,16 +536,33 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     k = rare[0]
     # A mask's labels are its last axis: y_train.mean(0) there is a mean per pixel, no bias's shape.
     prior = f"y_train.reshape(-1, {y.shape[1]}).mean(0)" if _predicts_per_position(t) else "y_train.mean(0)"
+    clipped = np.clip(p, 1e-3, 1 - 1e-3)
+    log_odds = np.log(clipped / (1 - clipped))
+    # Output biases already at the labels' log-odds (as this advice says to set them) were told to
+    # set them all the same: the advice read no bias, and a mean bias tells nothing of one a unit.
+    start = ctx.output_bias_values.get(t.output.layer) if t.output is not None else None
+    at_log_odds = start is not None and start.shape == p.shape and bool(np.all(np.abs(start[rare] - log_odds[rare]) < 0.05))
+    # A recipe's user cannot call bias.assign: the values themselves, as its output layer takes them.
+    values = (f"[{', '.join(f'{v:.2f}' for v in log_odds)}]" if len(p) <= _RECIPE_BIAS_LABELS
+              else f"one value a label, log(p / (1 - p)) of each of the {len(p)} columns' share of 1s")
+    bias_advice = ("" if at_log_odds else
+                   f"initialise the output biases to each label's log(p / (1 - p)) (p = np.clip({prior}, 1e-3, 1 - 1e-3), clipped for a label "
+                   "column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) after building it; in a recipe, "
+                   f"bias_initializer: {{name: constant, value: {values}}} on the output layer); ")
     return Issue(
         f"{len(rare)} of the {y.shape[1]} label columns of {t.name}{ctx.where} {'is' if len(rare) == 1 else 'are'} imbalanced, the rarer value under "
         f"{IMBALANCE_BINARY_SHARE:.0%} of the {units} ({listing}): always answering the common value already scores "
         f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare {units} weigh little in the loss.",
-        "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy; "
-        f"initialise the output biases to each label's log(p / (1 - p)) (p = np.clip({prior}, 1e-3, 1 - 1e-3), clipped for a label "
-        "column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) "
-        "after building it); to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
-        "its default 0.25 weighs them down) or a loss of your own (class_weight reads one class a row, which a multilabel row has not).",
+        "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy (in a recipe, "
+        f"metrics: [{{name: auc, multi_label: true}}]); {bias_advice}"
+        "to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
+        "its default 0.25 weighs them down; in a recipe, loss: {name: binary_focal_crossentropy, apply_class_balancing: true, alpha: 0.9}) "
+        "or a loss of your own (class_weight reads one class a row, which a multilabel row has not).",
         {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
+
+
+#: Label columns up to which ``class-imbalance`` writes a recipe's output biases value by value.
+_RECIPE_BIAS_LABELS = 20
 
 
 def sample_weight_all_zero(ctx: DataContext) -> Issue | None:
