@@ -3539,6 +3539,15 @@ def test_chance_loss_of_binary_focal_crossentropy_is_its_best_constant(from_logi
     assert baseline.loss < 0.75 * prior
 
 
+def test_chance_detail_of_binary_focal_crossentropy_on_several_labels_gives_their_range():
+    # Each label column has its own best constant: their mean, "p(1)=0.46", read as one label's.
+    y = (np.random.default_rng(1).random((1000, 3)) < [0.02, 0.1, 0.3]).astype("float32")
+    loss = {"name": "binary_focal_crossentropy", "apply_class_balancing": True, "alpha": 0.9}
+    detail = chance_loss("multilabel", loss, y).detail
+    assert re.search(r"one a label, p\(1\) from 0\.\d+ to 0\.\d+$", detail), detail
+    assert "p(1)=" in chance_loss("binary", loss, y[:, :1]).detail
+
+
 @pytest.mark.parametrize("config", [{}, {"gamma": 0.5, "from_logits": True}, {"gamma": 3.0, "label_smoothing": 0.1}, {"gamma": 0.0}])
 def test_chance_loss_of_categorical_focal_crossentropy_is_its_best_constant(config):
     # Scored at the label prior, 94/2/2/2 labels read 0.056 where the best constant gets 0.036.

@@ -196,7 +196,10 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             searched = _searched_constant(fn, y, w, bounds=(_EPS, 1 - _EPS), link=link)
             if searched is not None:
                 prediction = link(searched) if link is not None else searched
-                detail = f"loss of the best constant prediction, p(1)={_share(float(np.mean(searched)))}"
+                # One constant a label column: their mean ("p(1)=0.46") read as one label's share.
+                detail = ("loss of the best constant prediction, " + (
+                    f"p(1)={_share(float(np.mean(searched)))}" if np.size(searched) == 1 else
+                    f"one a label, p(1) from {_share(float(np.min(searched)))} to {_share(float(np.max(searched)))}"))
         elif info.name in _CATEGORICAL_FOCAL and np.ndim(prediction) == 1:
             # As for the binary one: on 94/2/2/2 labels the prior scored 0.056 where the best
             # constant scores 0.036. The loss is linear in the (smoothed) labels, so its best
