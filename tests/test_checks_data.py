@@ -2647,3 +2647,17 @@ def test_multi_hot_rows_beside_all_zero_ones_show_a_multi_hot_row_for_a_softmax(
     assert info.value.code == "label-format"
     assert "row 1, sums to 2: several 1s (multi-hot)" in info.value.message
     assert "task='multilabel'" in info.value.message
+
+
+@pytest.mark.parametrize("shape", [(-1,), (-1, 1)])
+def test_class_ids_for_a_multilabel_output_are_told_to_be_encoded_not_to_use_dense_1(shape):
+    # Class ids 0..2 against a multilabel Dense(3, sigmoid) were told "change the output layer to
+    # Dense(1)": one unit cannot hold three labels; the ids want a 0/1 column a label.
+    ids = (np.arange(len(X)) % 3).reshape(shape)
+    with pytest.raises(DataError) as info:
+        run("multilabel", X, ids)
+    assert info.value.code == "shape-mismatch"
+    assert "y = keras.utils.to_categorical(y, 3)" in info.value.message and "Dense(1)" not in info.value.message
+    with pytest.raises(DataError) as info:  # one 0/1 label a row: no class ids to encode
+        run("multilabel", X, (np.arange(len(X)) % 2).reshape(shape))
+    assert "to_categorical" not in info.value.message

@@ -17,7 +17,13 @@ import numpy as np
 
 from trainkit.checks.compatibility import Issue
 from trainkit.checks.data_arrays import input_arrays, input_keys
-from trainkit.checks.data_context import DataContext, Target, format_shape, input_label
+from trainkit.checks.data_context import (
+    DataContext,
+    Target,
+    format_number,
+    format_shape,
+    input_label,
+)
 from trainkit.checks.model_inspect import input_names, input_shapes
 from trainkit.errors import DataError, closest_match
 
@@ -214,6 +220,14 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         # (units-mismatch): the labels are the ones to change.
         fix = (f"{t.name} holds one-hot rows of the two classes: give the single {t.output.activation} unit the class-1 column, "
                f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1); in a recipe, data.one_hot: false).")
+    elif _class_ids_for_labels(t, got, out):
+        # Dense(1) for class ids 0..4 against a multilabel Dense(5) was no fix: each unit is one
+        # label's yes/no and wants its own 0/1 column.
+        k = out[-1]
+        fix = (f"{t.name} holds one class id a row (values {format_number(float(np.min(t.y)))}..{format_number(float(np.max(t.y)))}), "
+               f"but a multilabel output takes one 0/1 column a label: {t.name} = keras.utils.to_categorical({t.name}, {k}) "
+               f"(several ids a row: a multi-hot row each, sklearn's MultiLabelBinarizer). If every row has exactly one class, "
+               f"declare task='multiclass' with SparseCategoricalCrossentropy() and Dense({k}, activation='softmax') instead.")
     elif len(out) >= 2 and len(got) >= 2:
         # The output predicts per position (a segmentation's (H, W, k)) and the labels have positions
         # too: "change the output layer to Dense(32) to predict 32 value(s) per sample" (the mask's
@@ -230,6 +244,17 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         f"{t.name} has shape {format_shape(t.y.shape)} but the output layer '{layer}' produces "
         f"{format_shape(t.output.shape)}, and {t.loss.describe()} compares them element by element.",
         fix, {"y_shape": list(t.y.shape), "output_shape": list(t.output.shape)}, layer)
+
+
+def _class_ids_for_labels(t: Target, got: tuple[int, ...], out: tuple[int | None, ...]) -> bool:
+    """Whether ``t`` is a multilabel target of one class id a row (``(n,)`` or ``(n, 1)``, whole
+    numbers 0..k-1, some 2 or more: no single 0/1 label) against ``k`` sigmoid units."""
+    if t.task != "multilabel" or t.loss.kind != "binary" or got not in ((), (1,)) or len(out) != 1:
+        return False
+    k, y = out[0], t.y
+    if not k or k < 3 or y is None or y.dtype.kind not in "biuf" or not y.size or not np.isfinite(y).all():
+        return False
+    return bool(np.all(y == np.round(y)) and y.min() >= 0 and 2 <= y.max() < k)
 
 
 def _position_labels_fix(t: Target, got: tuple[int, ...], out: tuple[int | None, ...], want: str) -> str:
