@@ -385,6 +385,25 @@ def test_initial_loss_too_high_from_unscaled_inputs_does_not_prescribe_the_initi
     assert "he_normal for relu" in finding(s.run(), "initial-loss-too-high").advice
 
 
+def test_initial_loss_too_high_tells_a_multilabel_output_of_one_bias_a_label():
+    # Told "initialise the output bias to the log prior, log(p / (1 - p))", one bias and one p, a
+    # multilabel output of labels at 2% to 33% had each unit's own log-odds to set.
+    s = Stream(task="multilabel", chance=0.27)
+    base = s.train_loss
+    s.train_loss = lambda e, st: 4.3 if e == 0 and st < 3 else base(e, st)
+    s.context = dataclasses.replace(s.context, check_codes=())
+    advice = finding(s.run(), "initial-loss-too-high").advice
+    assert "each output unit's bias to its label's log-odds" in advice
+    assert "bias_initializer: {name: constant, value: [...]} on the output layer, one value a label" in advice
+    s.context = dataclasses.replace(s.context, recipe=False)
+    advice = finding(s.run(), "initial-loss-too-high").advice
+    assert "model.layers[-1].bias.assign(np.log(p / (1 - p)))" in advice and "bias_initializer" not in advice
+    binary = Stream()
+    binary.train_loss = lambda e, st: 4.3 if e == 0 and st < 3 else Stream().train_loss(e, st)
+    binary.context = dataclasses.replace(binary.context, check_codes=())
+    assert "the output bias to the log prior" in finding(binary.run(), "initial-loss-too-high").advice
+
+
 def test_initial_loss_too_high_blames_unscaled_targets_only_when_their_output_makes_the_loss():
     # Targets ~3000 under loss_weights={"price": 1e-7} start that output at ~1.1 while a sigmoid
     # head with a random_normal(20) kernel started at 8.9 (first loss 8x chance): told to

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from trainkit.diagnosis.loss_measures import initial_losses
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.setting_text import standardize_setting
+from trainkit.diagnosis.setting_text import for_run, standardize_setting
 from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
@@ -122,19 +122,33 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # activation (he_normal for relu)" made train_scale_broken's glorot_uniform ReLU layer start
         # at 92x chance instead of 16x. The input scale is the cause.
         advice = (f"Standardise the inputs ({standardize_setting(view.context, 'inputs')}) so the first logits are small, "
-                  "and initialise the output bias to the log prior, log(p / (1 - p)), when the classes are imbalanced.")
+                  f"and {_log_prior_bias_text(view)}.")
     else:
         advice = (("The inputs are scaled, so look at the initialisation: use" if inputs_scaled(view) else
                    f"Standardise the inputs ({standardize_setting(view.context, 'inputs')}) so the first logits are small, use")
                   + " the initialiser of the activation (he_normal for relu, glorot_uniform "
-                  "for tanh), and initialise the output bias to the log prior, log(p / (1 - p)), when the "
-                  "classes are imbalanced.")
+                  f"for tanh), and {_log_prior_bias_text(view)}.")
     return Issue(
         f"The loss of the first steps was {_at_least(first.size)}{format_number(loss)}, {times_text(loss / chance)} {chance_text(view)} that a "
         f"model predicting {constant_prediction(view)} would get. The model starts far from a "
         f"sensible prediction, so its first updates are large and spent on undoing the start.",
         advice, {"initial_loss": loss, "chance_loss": chance, "ratio": loss / chance}, step=view.first_step,
         epoch=view.context.initial_epoch)
+
+
+def _log_prior_bias_text(view: Diagnoser) -> str:
+    """``initialise the output bias to the log prior ...``: for a multilabel task each unit's own,
+    as Python or as the recipe's key.
+
+    "The output bias to the log prior, log(p / (1 - p))" told a multilabel output of labels at 2%
+    to 33% of one bias and one p, where each label's unit wants its own log-odds.
+    """
+    if view.context.task != "multilabel":
+        return "initialise the output bias to the log prior, log(p / (1 - p)), when the classes are imbalanced"
+    how = for_run(view.context, "bias_initializer: {name: constant, value: [...]} on the output layer, one value a label",
+                  "model.layers[-1].bias.assign(np.log(p / (1 - p))) after building the model, "
+                  "p = np.clip(y_train.mean(0), 1e-3, 1 - 1e-3)")
+    return f"initialise each output unit's bias to its label's log-odds, log(p / (1 - p)) of its column's share of 1s ({how}), when labels are rare"
 
 
 def _regression_outputs_dominate(view: Diagnoser, loss: float) -> bool:
