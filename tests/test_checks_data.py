@@ -1168,6 +1168,17 @@ def test_multilabel_class_imbalance_advice_names_recipe_keys_and_skips_biases_al
     assert "bias" not in started.advice and "binary_focal_crossentropy" in started.advice
 
 
+def test_multilabel_class_imbalance_under_a_focal_loss_is_not_told_to_use_one():
+    # Having followed the advice (BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9)),
+    # a run was told its rare rows weigh little in the loss and to switch to the loss it had.
+    rng = np.random.default_rng(0)
+    y = (rng.random((len(X), 3)) < [0.4, 0.02, 0.3]).astype("float32")
+    focal = {"name": "binary_focal_crossentropy", "apply_class_balancing": True, "alpha": 0.9}
+    (found,) = [f for f in run("multilabel", X, y, focal) if f.code == "class-imbalance"]
+    assert "Focal" not in found.advice and "focal" not in found.advice and "weigh little" not in found.message
+    assert "AUC(multi_label=True)" in found.advice and found.advice.endswith(".")
+
+
 def test_allowed_single_class_is_a_warning_without_class_imbalance_advice():
     findings = run("binary", X, np.zeros(len(X), dtype=int), allow={"single-class"})
     assert codes(findings) == ["single-class"] and findings[0].severity == "warning"

@@ -545,19 +545,24 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     # A recipe's user cannot call bias.assign: the values themselves, as its output layer takes them.
     values = (f"[{', '.join(f'{v:.2f}' for v in log_odds)}]" if len(p) <= _RECIPE_BIAS_LABELS
               else f"one value a label, log(p / (1 - p)) of each of the {len(p)} columns' share of 1s")
-    bias_advice = ("" if at_log_odds else
-                   f"initialise the output biases to each label's log(p / (1 - p)) (p = np.clip({prior}, 1e-3, 1 - 1e-3), clipped for a label "
-                   "column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) after building it; in a recipe, "
-                   f"bias_initializer: {{name: constant, value: {values}}} on the output layer); ")
+    advice = ["Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy (in a "
+              "recipe, metrics: [{name: auc, multi_label: true}])"]
+    if not at_log_odds:
+        advice.append(f"initialise the output biases to each label's log(p / (1 - p)) (p = np.clip({prior}, 1e-3, 1 - 1e-3), clipped for a "
+                      "label column without positives; model.layers[-1].bias.assign(np.log(p / (1 - p))) after building it; in a recipe, "
+                      f"bias_initializer: {{name: constant, value: {values}}} on the output layer)")
+    # A focal loss weighs the hard rows, the rare labels' 1s mostly, already (as _pixel_imbalance
+    # reads it): the run that followed this advice was told to switch to the loss it had.
+    focal = "Focal" in t.loss.name
+    if not focal:
+        advice.append("to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
+                      "its default 0.25 weighs them down; in a recipe, loss: {name: binary_focal_crossentropy, apply_class_balancing: true, "
+                      "alpha: 0.9}) or a loss of your own (class_weight reads one class a row, which a multilabel row has not)")
     return Issue(
         f"{len(rare)} of the {y.shape[1]} label columns of {t.name}{ctx.where} {'is' if len(rare) == 1 else 'are'} imbalanced, the rarer value under "
         f"{IMBALANCE_BINARY_SHARE:.0%} of the {units} ({listing}): always answering the common value already scores "
-        f"{1 - minority[k]:.1%} binary accuracy on label {k}, and its rare {units} weigh little in the loss.",
-        "Judge the model by AUC(multi_label=True) and each label's precision and recall rather than binary_accuracy (in a recipe, "
-        f"metrics: [{{name: auc, multi_label: true}}]); {bias_advice}"
-        "to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
-        "its default 0.25 weighs them down; in a recipe, loss: {name: binary_focal_crossentropy, apply_class_balancing: true, alpha: 0.9}) "
-        "or a loss of your own (class_weight reads one class a row, which a multilabel row has not).",
+        f"{1 - minority[k]:.1%} binary accuracy on label {k}" + ("." if focal else f", and its rare {units} weigh little in the loss."),
+        "; ".join(advice) + ".",
         {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
 
 
