@@ -1318,10 +1318,31 @@ def test_a_plateau_whose_rate_was_cut_after_the_loss_stopped_is_not_blamed_on_th
     s.val_loss = lambda e: 0.61
     f = finding(s.run(), "plateau")
     assert "it fell from" not in f.advice and "optimizer.learning_rate: " in f.advice, f.advice
-    # The same cut while the loss still fell at the working rate cut the run short.
+    # The same cut while the loss still fell at the working rate cut the run short (the validation
+    # loss falling with it).
     s.train_loss = lambda e, st: 0.69 - 0.03 * min(e, 5) if e < 6 else 0.54
+    s.val_loss = lambda e: 0.72 - 0.03 * min(e, 5) if e < 6 else 0.57
     f = finding(s.run(), "plateau")
     assert "it fell from 0.05 to" in f.advice, f.advice
+
+
+def test_a_rate_cut_when_the_validation_loss_stopped_is_no_plateau_of_a_rate_cut_short():
+    # ReduceLROnPlateau(patience=1, factor=0.1) watching val_loss on an overfitting MLP: the
+    # validation loss 0.440 -> 0.464 while the training loss fell 0.28 -> 0.15, the rate cut 10x an
+    # epoch from 3e-3, was told its training plateau came from a rate "fell ... while the loss was
+    # still falling", with advice to give ReduceLROnPlateau a min_lr.
+    s = Stream()
+    s.context.optimizer, s.context.learning_rate = "Adam", 3e-3
+    s.values["learning_rate"] = lambda e, st: 3e-3 * 0.1 ** max(0, e - 4)
+    s.train_loss = lambda e, st: (0.62, 0.40, 0.28, 0.23, 0.19, 0.15, 0.147)[e] if e < 7 else 0.146
+    s.val_loss = lambda e: (0.57, 0.455, 0.44, 0.438, 0.465, 0.464)[e] if e < 6 else 0.464
+    assert "plateau" not in codes(s.run())
+    # The validation loss still falling with it: the cut stopped a model that was learning.
+    s.val_loss = lambda e: (0.57, 0.455, 0.40, 0.35, 0.30, 0.25, 0.24)[e] if e < 7 else 0.24
+    assert "while the loss was still falling" in finding(s.run(), "plateau").message
+    # Or still setting new bests, however slowly (0.425, 0.423, 0.422: under 1% an epoch).
+    s.val_loss = lambda e: (0.57, 0.455, 0.44, 0.43, 0.425, 0.423, 0.422)[e] if e < 7 else 0.422
+    assert "while the loss was still falling" in finding(s.run(), "plateau").message
 
 
 def test_a_rate_cut_to_zero_while_the_loss_fell_fast_is_a_plateau_however_far_it_had_come():

@@ -157,6 +157,13 @@ def rate_cut_short(view: Diagnoser) -> tuple[float, float] | None:
     on noisy labels, flat at 0.886 (0.909, 0.890, 0.888 at 0.05, 0.005, 0.005) and cut 10x an epoch
     down to 5e-14, was told its plateau came from a rate "taken to ~0 while the loss still had to
     fall". A run with fewer epochs than that at a working rate showed no sign of where it settles.
+
+    Nor when the validation loss had stopped improving there (no new best over those epochs, where
+    it was measured at every epoch up to there): ``ReduceLROnPlateau`` watches ``val_loss`` unless
+    told otherwise, and more steps at the full rate would only have fit the training rows further.
+    An overfitting MLP, its validation loss 0.440 -> 0.464 while the training loss fell 0.28 ->
+    0.15, cut 10x an epoch from 3e-3, was told its training plateau came from a rate cut short. A
+    validation loss still setting new bests, however slowly, is still learning.
     """
     decayed = decayed_rate(view)
     if decayed is None:
@@ -168,7 +175,13 @@ def rate_cut_short(view: Diagnoser) -> tuple[float, float] | None:
     if last < view.t.sustained_epochs:
         return decayed
     before = float(losses[last - view.t.sustained_epochs])
-    return decayed if float(losses[last]) < before - view.t.at_chance_band * abs(before) else None
+    if not float(losses[last]) < before - view.t.at_chance_band * abs(before):
+        return None
+    val = view.val_losses()[:last + 1]
+    start = last - view.t.sustained_epochs + 1  # the epochs of the window after its first
+    if val.size == last + 1 and np.isfinite(val).all() and float(val[start:].min()) >= float(val[:start].min()):
+        return None
+    return decayed
 
 
 #: The update/weight ratio a healthy step reaches at least (~0.1-1% is healthy).
