@@ -3847,6 +3847,18 @@ def test_an_activity_regularizer_keeps_the_chance_level():
     assert "chance-level-unknown" not in {f.code for f in trainer.findings}
 
 
+def test_layers_adding_a_loss_are_read_without_keras_private_layer_apis():
+    # _flatten_layers and _get_own_losses are Keras internals, read in the step of every model
+    # with a loss term: an object without them failed with AttributeError instead of training.
+    from types import SimpleNamespace
+
+    from trainkit.activity_penalty import call_loss_layers
+
+    kl = SimpleNamespace(name="kl", _get_own_losses=lambda: [1.0])
+    bare = SimpleNamespace(name="bare")  # no _get_own_losses: nothing known
+    assert call_loss_layers(SimpleNamespace(name="model", layers=[kl, bare])) == ("kl",)
+
+
 def test_a_lambda_that_passes_no_gradient_is_named_rather_than_a_tanh_stack():
     # Lambda(tf.round) between two Dense layers: the first one's gradient is exactly 0, and the
     # finding told to use relu + he_normal instead of tanh stacks and to add batchnorm.

@@ -62,10 +62,20 @@ def call_loss_layers(model: Any) -> tuple[str, ...]:
     traced, not as an ``activity_regularizer``: a VAE's KL term, a penalty written by hand.
 
     Read from the layers' own losses when a step is traced (Python, nothing per step): such a
-    term is in the loss at a level trainkit cannot tell, so the loss has no chance level.
+    term is in the loss at a level trainkit cannot tell, so the loss has no chance level. Keras's
+    ``_flatten_layers`` and ``_get_own_losses`` are not public API, and this runs in the step of
+    every model with a loss term (a ``kernel_regularizer``'s too): without them it reads the model
+    and its ``layers`` and finds no such term, rather than failing the step it diagnoses.
     """
-    return tuple(layer.name for layer in model._flatten_layers(include_self=True)
-                 if layer._get_own_losses() and getattr(layer, "activity_regularizer", None) is None)
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=True) if callable(flatten) else [model, *getattr(model, "layers", ())]
+    return tuple(layer.name for layer in layers if _own_losses(layer) and getattr(layer, "activity_regularizer", None) is None)
+
+
+def _own_losses(layer: Any) -> list[Any]:
+    """The losses ``layer`` itself added in its latest call (none where Keras does not say)."""
+    own = getattr(layer, "_get_own_losses", None)
+    return list(own()) if callable(own) else []
 
 
 #: Rows the penalty at the start is measured on at most (a batch of 32's penalty was 10% off the
