@@ -1358,6 +1358,12 @@ def test_a_rate_cut_to_zero_while_the_loss_fell_fast_is_a_plateau_however_far_it
     # The same curve at a rate that stays up converged: no plateau.
     s.values["learning_rate"] = lambda e, st: 1e-3
     assert "plateau" not in codes(s.run())
+    # The same cut on a solved task (0.69 -> 0.012, under 5% of chance) ended its fine-tuning:
+    # no plateau, as before the cut was judged.
+    s.values["learning_rate"] = lambda e, st: 1e-3 if e < 4 else 1e-9
+    s.train_loss = lambda e, st: (0.69, 0.2, 0.06, 0.02)[e] if e < 4 else 0.012
+    s.val_loss = lambda e: (0.69, 0.2, 0.06, 0.02)[e] + 0.005 if e < 4 else 0.017
+    assert "plateau" not in codes(s.run())
 
 
 def test_loss_at_chance_behind_a_rate_decayed_to_zero_names_the_decay_not_the_labels():

@@ -963,8 +963,10 @@ def plateau(view: Diagnoser) -> Issue | None:
     total = (start - last) / max(start - floor, 1e-12)
     # A rate that a schedule or callback took to ~0 while the loss still fell stopped it wherever it
     # was, however far it had come: LearningRateScheduler at 1e-8 from epoch 4 of 14, the loss
-    # 0.865 -> 0.145 and falling 25% an epoch, then 0.1447 for 11 epochs, had no finding.
-    cut = rate_cut_short(view)
+    # 0.865 -> 0.145 and falling 25% an epoch, then 0.1447 for 11 epochs, had no finding. Not for
+    # a loss that got under solved_fraction of chance: a step decay to ~0 that ends a classifier
+    # at 0.012 (1.7% of chance) fine-tuned a solved task, it did not stop one.
+    cut = rate_cut_short(view) if last >= view.t.solved_fraction * chance else None
     if recent >= view.t.plateau_improvement or (total >= view.t.plateau_total_improvement and cut is None):
         return None
     if _validation_still_improving(view, losses):
