@@ -2075,6 +2075,15 @@ def test_a_softmax_wider_than_the_labels_classes_is_named():
     (finding,) = [f for f in check_data(x, np.eye(1000, dtype="float32")[rng.integers(0, 5, len(x))], model=wide, loss=get_loss("cce"),
                                         task="multiclass") if f.code == "class-imbalance"]
     assert "Dense(5), and y = y[:, :5]" in finding.advice
+    # Validation labels passed apart are one-hot too: cut y alone, they no longer fit Dense(5).
+    one_hot = np.eye(1000, dtype="float32")
+    (finding,) = [f for f in check_data(x, one_hot[rng.integers(0, 5, len(x))], model=wide, loss=get_loss("cce"), task="multiclass",
+                                        x_val=x[:100], y_val=one_hot[rng.integers(0, 5, 100)]) if f.code == "class-imbalance"]
+    assert "Dense(5), and y = y[:, :5], y_val = y_val[:, :5]" in finding.advice, finding.advice
+    # Rows validation_split holds out are y's own: no y_val to cut.
+    (finding,) = [f for f in check_data(x, one_hot[rng.integers(0, 5, len(x))], model=wide, loss=get_loss("cce"), task="multiclass",
+                                        x_val=x[1500:], y_val=one_hot[rng.integers(0, 5, 100)], split_at=1500) if f.code == "class-imbalance"]
+    assert "y = y[:, :5]" in finding.advice and "y_val" not in finding.advice, finding.advice
     # Classes only the validation rows hold are counted as such.
     y, y_val = rng.integers(0, 900, len(x)), rng.integers(0, 1000, 400)
     (finding,) = [f for f in check_data(x, y, x_val=rng.normal(size=(400, 4)).astype("float32"), y_val=y_val, model=wide,

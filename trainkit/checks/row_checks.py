@@ -335,8 +335,12 @@ def _output_wider_than_labels(ctx: DataContext, t: Target, ids: np.ndarray) -> I
     val_ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
     beyond = int(np.count_nonzero(np.unique(val_ids) > top)) if val_ids is not None and val_ids.size else 0
     seen = f" ({beyond} of them only in the validation labels)" if beyond else ""
-    # One-hot labels are as wide as the output: a narrower output needs their unused columns cut too.
+    # One-hot labels are as wide as the output: a narrower output needs their unused columns cut too,
+    # the validation labels' as well where they hold none of those classes (cut alone, y_val no
+    # longer fit the output: shape-mismatch); validation_split's rows are y's own.
     one_hot = f", and y = y[:, :{top + 1}]" if t.loss.kind != "sparse" and t.y is not None and t.y.ndim == 2 and t.y.shape[-1] == units else ""
+    if one_hot and not beyond and ctx.split_at is None and t.y_val is not None and t.y_val.size and t.y_val.shape[-1] == units:
+        one_hot += f", y_val = y_val[:, :{top + 1}]"
     return Issue(
         f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} hold class ids 0..{top} only, but the output "
         f"layer '{t.output.layer if t.output else '?'}' has {units} units: units {top + 1}..{units - 1}{seen} are never the answer in training, "
