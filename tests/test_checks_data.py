@@ -170,6 +170,15 @@ def test_mape_takes_targets_away_from_0_and_refuses_a_0_in_the_validation_target
     with pytest.raises(DataError) as info:
         run("regression", X, positive, loss="mape", x_val=X[:20], y_val=y_val)
     assert info.value.code == "labels-out-of-range" and "5.0% of the targets of y_val are 0" in info.value.message
+    # Zeros weighted out (sample_weight 0: a missing value the loss skips) add nothing to it.
+    counts = positive.copy()
+    counts[::4] = 0.0
+    weights = np.where(counts == 0, 0.0, 1.0)
+    assert "labels-out-of-range" not in codes(run("regression", X, counts, loss="mape", sample_weight=weights,
+                                                  x_val=X[:20], y_val=y_val, val_sample_weight=np.where(y_val == 0, 0.0, 1.0)))
+    with pytest.raises(DataError) as info:  # one zero left in
+        run("regression", X, counts, loss="mape", sample_weight=np.where(np.arange(len(counts)) == 4, 0.0, 1.0))
+    assert info.value.code == "labels-out-of-range"
 
 
 def test_validation_targets_out_of_a_bounded_output_s_range_are_found_and_named():

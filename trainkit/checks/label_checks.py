@@ -373,8 +373,8 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
         if t.task != "regression":
             continue
         # The validation targets too: out of reach there, val_loss has a floor no training lowers.
-        for name, y in ((t.name, t.y), (validation_name(t.name), t.y_val)):
-            issue = _zero_for_mape(t, y, name) or _out_of_range(t, y, name)
+        for name, y, w in ((t.name, t.y, ctx.sample_weight), (validation_name(t.name), t.y_val, ctx.val_sample_weight)):
+            issue = _zero_for_mape(t, y, name, w) or _out_of_range(t, y, name)
             if issue is not None:
                 return issue
     return None
@@ -385,8 +385,9 @@ def labels_out_of_range(ctx: DataContext) -> Issue | None:
 _MAPE_EPSILON = 1e-7
 
 
-def _zero_for_mape(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
-    """Targets of 0 (``|y| <= 1e-7``) under MAPE, which divides each error by ``|y|``.
+def _zero_for_mape(t: Target, y: np.ndarray | None, name: str, weights: np.ndarray | None = None) -> Issue | None:
+    """Targets of 0 (``|y| <= 1e-7``) under MAPE, which divides each error by ``|y|``, in rows
+    whose weight (``weights``: one per row, or ``None``) is not 0.
 
     Counts with 24% zeros trained with ``loss='mape'`` started at a loss of 7.8e7 and ended at
     6.7e6, told only that the first loss was "1.2e6x the chance level" (75: predicting 0 for
@@ -395,6 +396,10 @@ def _zero_for_mape(t: Target, y: np.ndarray | None, name: str) -> Issue | None:
     if t.loss.name not in MAPE_NAMES or y is None or not is_numeric(y) or y.size == 0:
         return None
     zero = np.abs(np.asarray(y, dtype=np.float64)) <= _MAPE_EPSILON
+    if weights is not None and np.shape(weights) == (len(y),):
+        # A row weighted 0 adds nothing to the loss: weighting the zeros out (the missing values
+        # the advice names) was refused as if they were still in it.
+        zero &= (np.asarray(weights) != 0).reshape((len(y),) + (1,) * (zero.ndim - 1))
     if not zero.any():
         return None
     share = float(np.mean(zero))
