@@ -393,7 +393,9 @@ def _zero_for_mape(t: Target, y: np.ndarray | None, name: str, weights: np.ndarr
     6.7e6, told only that the first loss was "1.2e6x the chance level" (75: predicting 0 for
     every row, which the zero rows force) and to look at the initialisers.
     """
-    if t.loss.name not in MAPE_NAMES or y is None or not is_numeric(y) or y.size == 0:
+    # Keras's MAPE only (its family known): a function of the user's under its name is trained as
+    # written (see describe_loss), and may guard its division (|y| + 1); a refusal stops the fit.
+    if t.loss.name not in MAPE_NAMES or t.loss.kind is None or y is None or not is_numeric(y) or y.size == 0:
         return None
     zero = np.abs(np.asarray(y, dtype=np.float64)) <= _MAPE_EPSILON
     if weights is not None and np.shape(weights) == (len(y),):
