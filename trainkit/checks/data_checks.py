@@ -313,7 +313,6 @@ def check_data(
     # The validation inputs too: one missing there was Keras's "Missing data for input" from
     # inside the first validation step, after a whole epoch of training.
     unmatched_inputs = input_structure_issue(x, names) or (input_structure_issue(x_val, names, "x_val") if x_val is not None else None)
-    biases = output_bias_values(model, outputs)
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
                       scales_inputs=scales_own_inputs(model), normalizers=input_normalizers(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
@@ -322,7 +321,7 @@ def check_data(
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), loss_positions=_loss_positions(model, xs, targets),
                       feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
-                      output_biases={name: float(np.mean(b)) for name, b in biases.items()}, output_bias_values=biases,
+                      output_bias_values=output_bias_values(model, outputs),
                       split_at=split_at, layout_readers=layout_readers(model),
                       masking_values=input_masking(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,

@@ -97,8 +97,6 @@ class DataContext:
     masking_values: Sequence[float | None] = ()
     #: For each input, the layer that first reads its layout (see ``layout_readers``), or ``None``.
     layout_readers: Sequence[Any] = ()
-    #: The mean starting bias of each output's unit layer, by the layer's name (where it has one).
-    output_biases: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: The starting bias of each output's unit layer, one value a unit, by the layer's name.
     output_bias_values: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     #: The validation arrays are the caller's x and y from this row on (``validation_split``), or ``None``.
@@ -124,6 +122,11 @@ class DataContext:
     application_base: Any = None
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def output_biases(self) -> dict[str, float]:
+        """The mean starting bias of each output's unit layer, by the layer's name (where it has one)."""
+        return {name: float(np.mean(values)) for name, values in self.output_bias_values.items()}
 
 
 def strided_rows(a: np.ndarray, rows: int) -> np.ndarray:
