@@ -3986,6 +3986,23 @@ def test_nan_loss_of_a_keras_loss_that_overflowed_puts_the_learning_rate_first_n
     assert f.advice.startswith("The loss grew until it overflowed: lower the learning rate") and "custom" not in f.advice
 
 
+def test_nan_loss_of_a_sparse_cross_entropy_under_xla_names_class_ids_past_the_units():
+    # XLA scores a class id past a sparse cross-entropy's units as NaN, where TensorFlow's kernel
+    # raises: a dataset's label 7 for 5 units, past the batches the checks read, was told only
+    # "check the targets and sample weights of that step's batch for NaN/inf".
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(640, 4)).astype("float32")
+    y = rng.integers(0, 5, size=640)
+    y[600] = 7
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="softmax")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", seed=0, jit_compile=True)
+    trainer.fit(data, epochs=1, verbose=0)
+    (f,) = nan_findings(trainer)
+    assert f.step == 18
+    assert "class id outside the output's units" in f.message and "class ids outside 0..units-1" in f.advice
+
+
 def test_nan_loss_of_a_keras_loss_that_overflowed_from_a_first_loss_of_zero():
     # A linear model of zero weights on a first batch of zero targets starts at a loss of exactly 0;
     # SGD at 10 then overflowed the MSE, and the ratio to the first step's loss stopped the fit

@@ -173,6 +173,25 @@ def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error
     assert "holds id 25" in info.value.message and "Embedding 'tokens' has 20 rows" in info.value.message
 
 
+@pytest.mark.parametrize(("bad_label", "said"), [(7, "holds class id 7, but the output layer 'classes' has 5 units"),
+                                                   (-1, "holds class id -1, but the output layer 'classes' takes ids 0..4")])
+def test_a_class_id_past_the_units_in_a_batch_the_checks_did_not_read_is_a_data_error(bad_label, said):
+    # The checks read a dataset's first batches; a label 7 for a 5-unit softmax in a later one
+    # failed the step with TensorFlow's "Graph execution error ... Received a label value of 7
+    # which is outside the valid range of [0, 5)", where numpy labels are refused as label-format.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(640, 4)).astype("float32")
+    y = rng.integers(0, 5, size=640)
+    y[600] = bad_label  # batch 19 of 32 rows
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="softmax", name="classes")])
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="adam", task="multiclass", logdir=None, jit_compile=False)
+    with pytest.raises(DataError) as info:
+        trainer.fit(data, epochs=1, verbose=0)
+    assert info.value.code == "label-format"
+    assert said in info.value.message and "read only a dataset's first batches" in info.value.message
+
+
 @pytest.mark.parametrize(("bad_id", "said", "not_said"), [
     # predict(x) with id 30 for Embedding(20) was told "A batch read during training ... The checks
     # before the first step read only a dataset's first batches": predict neither trains nor checks.

@@ -94,9 +94,10 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         except tf.errors.OpError as err:
             original = _source_errors.pop(threading.get_ident(), None)
             if original is None:
-                out_of_table = _ids_out_of_table(err, getattr(args[0], "model", None) if args else None, method.__name__)
-                if out_of_table is not None:
-                    raise out_of_table from None
+                model = getattr(args[0], "model", None) if args else None
+                refusal = _ids_out_of_table(err, model, method.__name__) or _class_ids_out_of_range(err, model, method.__name__)
+                if refusal is not None:
+                    raise refusal from None
                 raise
             text = str(original)
             if f"{type(original).__name__}: {text.splitlines()[0] if text else ''}" not in err.message:
@@ -155,6 +156,38 @@ def _ids_out_of_table(err: tf.errors.OpError, model: Any, method: str = "fit") -
     return DataError("embedding-ids", f"A batch {during} holds id {value}, but the Embedding '{layer}' has {rows} rows "
                                       f"(ids 0..{rows - 1}): an id outside them has no row.{checked} Use Embedding(input_dim=...) larger than every id, or map the ids to "
                                       f"0..{rows - 1} (keep 0 for padding if the model masks it).")
+
+
+#: TensorFlow's words on CPU for a class id outside a sparse cross-entropy's units.
+_OUT_OF_CLASSES = re.compile(r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
+
+
+def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "fit") -> DataError | None:
+    """``label-format`` for TensorFlow's error on a class id a sparse cross-entropy has no unit
+    for, ``None`` for any other error (``method``: the Trainer method that failed).
+
+    The data checks read a dataset's first batches only: a label 7 for a 5-unit softmax in a later
+    batch failed the step with TensorFlow's "Graph execution error ... Received a label value of 7
+    which is outside the valid range of [0, 5)", where numpy labels are refused before the first step.
+    """
+    found = _OUT_OF_CLASSES.search(err.message) if isinstance(err, tf.errors.InvalidArgumentError) else None
+    if found is None or not isinstance(model, keras.Model):
+        return None
+    value, units = int(found.group(1)), int(found.group(2))
+    from trainkit.checks.model_inspect import find_outputs
+
+    # The error names no output; with one output of that many units it is that one.
+    heads = [output.layer for output in find_outputs(model) if output.units == units]
+    where = f"the output layer '{heads[0]}'" if len(heads) == 1 else "the output"
+    during, checked = _READ_DURING.get(method, _READ_DURING["fit"])
+    return DataError("label-format", f"A batch {during} holds class id {value}, but {where} has {units} units (ids 0..{units - 1}): "
+                                     f"an id outside that range has no unit, and the sparse cross-entropy cannot score it.{checked} "
+                                     f"Use Dense({value + 1}) if there are {value + 1} classes, or map the labels to 0..{units - 1}: "
+                                     "classes, y = np.unique(y, return_inverse=True) over every split's labels together."
+                                     if value >= units else
+                                     f"A batch {during} holds class id {value}, but {where} takes ids 0..{units - 1}: a negative "
+                                     f"label has no unit, and the sparse cross-entropy cannot score it.{checked} Map the labels to "
+                                     f"0..{units - 1}: classes, y = np.unique(y, return_inverse=True) over every split's labels together.")
 
 
 def _refuse_missing_text(batch: Any, data: keras.utils.PyDataset, index: int) -> None:

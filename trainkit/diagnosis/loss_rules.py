@@ -546,11 +546,17 @@ def nan_loss(view: Diagnoser) -> Issue | None:
     # Keras's own losses clip probabilities: no log(0) there, and "guard custom losses" was the
     # first advice of an MSE that overflowed (SGD at 10 on targets ~5e4, last finite loss 3e22).
     overflow = from_loss and view.context.keras_loss
+    # Under XLA a sparse cross-entropy scores a class id past the output's units as NaN, where
+    # TensorFlow's kernel raises "Received a label value of 7 ..." (refused as label-format): a
+    # dataset's label 7 for 5 units, past the batches the checks read, was told only of NaN/inf.
+    sparse_ids = "Sparse" in view.context.loss
+    bad_targets = "targets or sample weights hold NaN/inf" + (" or the targets hold a class id outside the output's units"
+                                                              if sparse_ids else "")
     if overflow:
         layer = None
         origin = (f" The model's outputs were finite at that step, and {view.context.loss} is Keras's own loss (its "
                   "cross-entropies clip probabilities: no log(0)): the loss overflowed float32 (an error past ~1.8e19 squares to inf), or that "
-                  "step's targets or sample weights hold NaN/inf.")
+                  f"step's {bad_targets}.")
     elif from_loss:
         layer = None
         origin = (" The model's outputs were finite at that step: the loss computation itself produced it (log(0) of a "
@@ -590,7 +596,8 @@ def nan_loss(view: Diagnoser) -> Issue | None:
         grew = len(first) > 0 and float(first[0]) > 0 and nf.last_finite_loss > 100 * float(first[0])
         lower = f"lower the learning rate ({lowered_lr_text(view)}) and clip gradients ({clipping_text(view)})"
         scale = f"{standardise_advice(view)}, " if standardise_advice(view) else ""
-        check = "check the targets and sample weights of that step's batch for NaN/inf"
+        check = "check the targets and sample weights of that step's batch for NaN/inf" + (
+            " and for class ids outside 0..units-1" if sparse_ids else "")
         return Issue(
             f"The loss became NaN/inf at step {nf.loss_step} (the last finite loss was "
             f"{format_number(nf.last_finite_loss)}"
