@@ -865,6 +865,24 @@ def test_unscaled_inputs_of_few_whole_numbers_name_a_category_code_as_a_possibil
     assert "category code" not in finding.advice
 
 
+def test_unscaled_inputs_of_a_row_number_tell_to_leave_it_out_not_to_standardise_it():
+    # A row number (0, 1, 2, ...) as feature 1 was told to standardise (and, of 600 rows or fewer,
+    # that it might be a category code): standardised it is still a row number, which tells
+    # nothing about new rows and learns the order the rows came in.
+    x = X.copy()
+    x[:, 1] = np.arange(len(x))
+    (finding,) = [f for f in run("binary", x, YB) if f.code == "unscaled-inputs"]
+    assert "Feature 1 counts up row by row (0, 1, 2, ...): an ID or a row number" in finding.advice
+    assert "x = np.delete(x, 1, axis=1)" in finding.advice and "category code" not in finding.advice
+    x = x.astype("float64")  # a timestamp (float32 rounds it to 128 s): named in full, and a time may be meant
+    x[:, 1] = 1_600_000_000 + 3600 * np.arange(len(x))
+    (finding,) = [f for f in run("binary", x, YB) if f.code == "unscaled-inputs"]
+    assert "(1600000000, 1600003600, 1600007200, ...)" in finding.advice and "unless it is a time" in finding.advice
+    x[:, 1] = np.random.default_rng(0).permutation(len(x))  # the same numbers in no order: an amount or a code
+    (finding,) = [f for f in run("binary", x, YB) if f.code == "unscaled-inputs"]
+    assert "row by row" not in finding.advice
+
+
 def test_label_leakage_feature_equal_to_label():
     x = X.copy()
     x[:, 2] = YB
