@@ -108,7 +108,7 @@ BAD = [
     ("rows", "binary", X, YB[:-1], None, {}, "shape-mismatch", "same first dimension"),
     ("y-columns", "regression", X, np.stack([YR, YR, YR], 1), None, {}, "shape-mismatch", "Dense(3)"),
     ("nan-x", "binary", _nan_x(), YB, None, {}, "non-finite-data", "np.isfinite(x)"),
-    ("inf-y", "regression", X, _nan_y(), None, {}, "non-finite-data", "impute"),
+    ("inf-y", "regression", X, _nan_y(), None, {}, "non-finite-data", "Drop those rows"),
     ("nan-x-val", "binary", X, YB, None, {"x_val": _nan_x(), "y_val": YB}, "non-finite-data", "np.isfinite(x_val)"),
     ("int-labels-cce", "multiclass", X, YM, "categorical_crossentropy", {}, "label-format", "SparseCategoricalCrossentropy"),
     ("one-hot-sparse", "multiclass", X, ONE_HOT, "scce", {}, "label-format", "y.argmax(axis=-1)"),
@@ -268,6 +268,28 @@ def test_float64_values_beyond_float32_are_named_as_overflow_not_inf():
     assert "x has 2 rows with values beyond float32's range among its first 300 rows" in info.value.message
     assert "(2 beyond ±3.4e+38; the first at row 7, column 2: 1e+40)" in info.value.message
     assert "non-finite-data" not in codes(run("binary", x.clip(-3e38, 3e38), YB))  # within float32's range
+
+
+def test_non_finite_labels_and_ids_are_not_told_to_be_filled_with_a_mean():
+    # A NaN label, and a NaN among the ids an Embedding looks up, were told to "fill the gaps with
+    # the training-split mean": 0.4 is no class, a mean target is made up, 2547.3 is no product id.
+    def advice(kind, x, y):
+        with pytest.raises(DataError) as info:
+            run(kind, x, y)
+        assert info.value.code == "non-finite-data"
+        return info.value.message
+    y = YB.astype("float32")
+    y[4] = np.nan
+    text = advice("binary", X, y)
+    assert "Drop those rows" in text and "a missing label has no value to fill in" in text and "mean." not in text
+    text = advice("regression", X, _nan_y())
+    assert "Drop those rows" in text and "made-up target" in text and "training-split mean" not in text
+    ids = np.random.default_rng(0).integers(0, 10, X.shape).astype("float64")
+    ids[3, 1] = np.nan
+    text = advice("embedding", ids, YB)
+    assert "an id of their own" in text and "training-split mean" not in text
+    text = advice("binary", _nan_x(), YB)  # features: a mean is a fair fill
+    assert "Drop or impute those rows" in text and "fill the gaps with the training-split mean" in text
 
 
 def test_bfloat16_data_is_checked_as_the_numbers_it_holds():

@@ -67,23 +67,37 @@ def _non_finite(a: np.ndarray) -> tuple[int, int, int, int, int, np.ndarray | No
     return count, first, nan, inf, over, bad[first]
 
 
+#: How :func:`non_finite_data` advises to fix the gaps of an input, of an input an Embedding (or
+#: CategoryEncoding) looks up, and of targets: what to do with the rows, and how to fill them.
+_MEAN_FILL = ("Drop or impute", ", or fill the gaps with the training-split mean.")
+_ID_FILL = ("Drop or impute", ", or give the missing ids an id of their own (one past the largest, and the table one row larger): "
+            "they are ids, which no mean stands for.")
+_LABEL_FILL = ("Drop", ": a missing label has no value to fill in (a mean is no class, and for a regression a made-up target); "
+               "predict those rows once the model is trained.")
+
+
 def non_finite_data(ctx: DataContext) -> Issue | None:
     """NaN or Inf anywhere in x, y or the validation data."""
     # The rows validation_split held out are the caller's x, y and sample_weight from split_at
     # on: "x_val ... row 30" named an array the caller never had (the NaN was x's row 190).
     split = ctx.split_at is not None
     val_x, val_w = ("x", "sample_weight") if split else ("x_val", "val_sample_weight")
-    arrays: list[tuple[str, np.ndarray, bool]] = [
-        (input_label("x", i, len(ctx.xs), ctx.input_keys), a, False) for i, a in enumerate(ctx.xs)]
-    arrays += [(t.name, t.y, False) for t in ctx.targets if t.y is not None]
+    # How the gaps of each array may be filled. A mean is no value for a label (0.4 is no class; a
+    # regression's would be a made-up target) nor for an id an Embedding looks up (2547.3 is no
+    # product): the first were told "fill the gaps with the training-split mean" all the same.
+    ids = {index for index, *_ in ctx.embeddings}
+    fills = [_ID_FILL if i in ids else _MEAN_FILL for i in range(max(len(ctx.xs), len(ctx.x_val or ())))]
+    arrays: list[tuple[str, np.ndarray, bool, tuple[str, str]]] = [
+        (input_label("x", i, len(ctx.xs), ctx.input_keys), a, False, fills[i]) for i, a in enumerate(ctx.xs)]
+    arrays += [(t.name, t.y, False, _LABEL_FILL) for t in ctx.targets if t.y is not None]
     if ctx.x_val:
-        arrays += [(input_label(val_x, i, len(ctx.x_val), ctx.x_val_keys), a, True) for i, a in enumerate(ctx.x_val)]
-    arrays += [(t.name if split else validation_name(t.name), t.y_val, True) for t in ctx.targets if t.y_val is not None]
+        arrays += [(input_label(val_x, i, len(ctx.x_val), ctx.x_val_keys), a, True, fills[i]) for i, a in enumerate(ctx.x_val)]
+    arrays += [(t.name if split else validation_name(t.name), t.y_val, True, _LABEL_FILL) for t in ctx.targets if t.y_val is not None]
     if ctx.sample_weight is not None:  # a NaN weight makes the loss NaN as surely as a NaN input
-        arrays.append(("sample_weight", ctx.sample_weight, False))
+        arrays.append(("sample_weight", ctx.sample_weight, False, _MEAN_FILL))
     if ctx.val_sample_weight is not None:  # and val_loss NaN, which early stopping then never improves on
-        arrays.append((val_w, ctx.val_sample_weight, True))
-    for name, a, validation in arrays:
+        arrays.append((val_w, ctx.val_sample_weight, True, _MEAN_FILL))
+    for name, a, validation, fill in arrays:
         count, first, nan, inf, over, bad = _non_finite(a)
         if not count or bad is None:
             continue
@@ -111,8 +125,8 @@ def non_finite_data(ctx: DataContext) -> Issue | None:
             f"{found}{ctx.where} ({counts}; the first at row {first_row}{col}). {why} makes {effect}.",
             (f"Rescale those values into float32's range (other units, a log) or drop those rows, e.g. keep = {keep}.all(axis=tuple(range(1, {name}.ndim))) "
              "and index x and y with it." if over else
-             f"Drop or impute those rows before fit, e.g. keep = {keep}.all(axis=tuple(range(1, {name}.ndim))) "
-             f"and index x and y with it, or fill the gaps with the training-split mean."),
+             f"{fill[0]} those rows before fit, e.g. keep = {keep}.all(axis=tuple(range(1, {name}.ndim))) "
+             f"and index x and y with it{fill[1]}"),
             {"array": name, "rows": count, "first_row": first_row, "nan": nan, "inf": inf, "float32_overflow": over, "total_rows": len(a)})
     return None
 
