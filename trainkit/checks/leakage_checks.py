@@ -662,7 +662,13 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, columns: _Columns, label: st
         return None  # as many target columns as features: an autoencoder's reconstruction, its targets its inputs
     copy = _target_copy(xs, y)
     if copy is None:
-        return None
+        monotone = _monotone_copy(xs, y) if width == 1 else None
+        if monotone is None:
+            return None
+        j, rank, corr = monotone
+        return _leak_issue(j, f"{_feature(j, columns, capital=True)} is a monotone function of {label} (its logarithm, a power "
+                              f"of it or the like: rank correlation {rank:.5f}, correlation {corr:.3f}, in {len(xs)} sampled rows)",
+                           {"feature": j, "rank_correlation": rank, "correlation": corr, "rows_checked": len(xs)}, columns)
     column, j, corr = copy
     of = f"{label}'s column {column} (of {width} a row)" if width > 1 else label
     return _leak_issue(j, f"{_feature(j, columns, capital=True)} is a linear copy of {of} (correlation {corr:.5f} "
@@ -697,6 +703,60 @@ def _linear_copy(xs: np.ndarray, y: np.ndarray) -> tuple[int, float] | None:
         if np.any(1.0 - np.abs(np.nan_to_num(near)) <= _NEIGHBOUR_FACTOR * gap):
             return None
     return j, float(corr[j])
+
+
+#: Features whose correlation with a one-column regression target, or with its ranks, reaches this
+#: (the few most correlated) are ranked and compared with the target's ranks: the log of
+#: diabetes' targets (25..346) correlates 0.966 with them, 1 / y of log-normal targets -0.77 with
+#: their ranks, exp(y / 100) 0.58 with them.
+_MONOTONE_SCREEN, _MONOTONE_SCREEN_FEATURES = 0.5, 8
+
+
+def _correlations(xs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The correlation of each column of ``xs`` with ``target`` (0 for a constant)."""
+    xc, yc = xs - xs.mean(axis=0), target - target.mean()
+    denom = np.sqrt((xc * xc).sum(axis=0) * (yc * yc).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (xc * yc[:, None]).sum(axis=0) / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """The ranks of ``v``'s values, ties at their mean rank (a tie of the target is one of its copy,
+    increasing or decreasing)."""
+    ranks = np.empty(len(v), dtype=np.float64)
+    ranks[np.argsort(v, kind="stable")] = np.arange(len(v))
+    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, ranks) / counts)[inverse]
+
+
+def _monotone_copy(xs: np.ndarray, y: np.ndarray) -> tuple[int, float, float] | None:
+    """``(feature, rank correlation, correlation)`` of a column of ``xs`` that is a monotone function
+    of a one-column target ``y`` without being a linear copy: its log or square root (a
+    ``log_price`` column left beside the price it predicts), else ``None``.
+
+    Such a column trained the diabetes MLP to val_loss 0.12 (log) and 0.08 (square root) where the
+    honest features reach 0.53, with no word of a leak (the second was told it was worse than a
+    linear fit). The few features that correlate with the target or its ranks
+    (:data:`_MONOTONE_SCREEN`) are ranked and read as :func:`_linear_copy` reads features, its
+    rule for a smooth series' neighbouring values included.
+    """
+    target = y.reshape(-1).astype(np.float64)
+    if len(target) < 3 or not np.isfinite(target).all():
+        return None
+    xs = xs.astype(np.float64)
+    ranks = _average_ranks(target)
+    corr = _correlations(xs, target)
+    screen = np.maximum(np.abs(corr), np.abs(_correlations(xs, ranks)))
+    screened = np.flatnonzero(screen >= _MONOTONE_SCREEN)
+    if not len(screened):
+        return None
+    screened = screened[np.argsort(-screen[screened], kind="stable")][:_MONOTONE_SCREEN_FEATURES]
+    ranked = np.stack([_average_ranks(xs[:, j]) for j in screened], axis=1)
+    copy = _linear_copy(ranked, ranks)
+    if copy is None:
+        return None
+    j = int(screened[copy[0]])
+    return j, copy[1], float(corr[j])
 
 
 def _leak_issue(j: int | list[int], found: str, evidence: dict[str, Any], columns: _Columns) -> Issue:
