@@ -287,6 +287,10 @@ def test_worse_than_linear_stays_silent_near_the_linear_fit_or_where_it_explains
     # (2% of chance, within 1.6% of chance of the fit) is no training fault; healthy MLPs end there.
     assert "worse-than-linear" not in codes(linear_stream(0.0, linear=0.004).run())
     assert "worse-than-linear" in codes(linear_stream(0.04, linear=0.004).run())
+    # Beside label-leakage the fit reads the leaked copy of the target and scores near 0: a model
+    # that leaks too was told to train longer, not to drop the column.
+    assert "worse-than-linear" not in codes(linear_stream(0.08, linear=0.015, check_codes=("label-leakage",)).run())
+    assert "worse-than-linear" in codes(linear_stream(0.08, linear=0.015).run())
     # A classifier's loss is never compared with a least-squares fit.
     s = linear_stream(0.3)
     s.context = dataclasses.replace(s.context, task="binary")
