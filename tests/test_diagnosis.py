@@ -4212,6 +4212,11 @@ def test_nan_weights_from_a_nan_batch_of_inputs_past_the_checked_ones_name_the_i
     assert f.step == 18 and f.epoch == 0 and f.layer == "first" and f.evidence["inputs_nonfinite"]
     assert "that step's batch of inputs held NaN/inf" in f.message and f.advice.startswith("Check the inputs of that step's batch")
     assert "dead-relu" not in [g.code for g in trainer.findings]
+    # The filter it advises runs on a dict of named inputs beside integer ids too (the one it
+    # advised, tf.math.is_finite(x), raised a TypeError on both), and drops the NaN row alone.
+    advised = eval(re.search(r"ds\.filter\((lambda x, y: .*\]\))\)", f.advice).group(1), {"tf": tf})
+    for features in (x, {"num": x, "id": np.arange(len(x))[:, None]}):
+        assert len(list(tf.data.Dataset.from_tensor_slices((features, y)).filter(advised))) == len(x) - 1
 
 
 def test_warnings_print_once_when_verbose_and_never_when_quiet(capsys):

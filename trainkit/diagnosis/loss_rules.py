@@ -696,9 +696,12 @@ def _inputs_nonfinite(view: Diagnoser, row: Mapping[str, float]) -> str | None:
     return first if kernel is not None and bias is not None and kernel > 0 and bias == 0 else None
 
 
+#: The filter flattens x: ``tf.math.is_finite(x)`` raised a TypeError on a dict of inputs (a
+#: model with several named inputs) and on integer ids, which it takes no dtype of.
 _INPUTS_ADVICE = ("Check the inputs of that step's batch for NaN/inf: the data checks read only a dataset's first batches "
-                  "(drop such rows in the pipeline, ds.filter(lambda x, y: tf.reduce_all(tf.math.is_finite(x))), or fix them "
-                  "where the data is made).")
+                  "(drop such rows in the pipeline, before .batch(): ds.filter(lambda x, y: tf.reduce_all([tf.reduce_all("
+                  "tf.math.is_finite(v)) for v in tf.nest.flatten(x) if v.dtype.is_floating])), or fix them where the data is "
+                  "made).")
 
 
 def _inputs_origin(step: int, layer: str) -> str:
