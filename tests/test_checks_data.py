@@ -999,6 +999,15 @@ def test_label_leakage_finds_a_monotone_function_of_a_regression_target():
     assert "label-leakage" not in codes(run("regression", x, y))
 
 
+def test_a_function_of_one_of_two_features_is_the_task_not_a_monotone_leak():
+    # y = sin(x0) on [0, 1.5] beside an unused second column is a function to fit: its rank copy
+    # was told label-leakage. Among a table's many columns the same copy is a leak (above).
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1.5, (500, 2)).astype("float32")
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
+    assert "label-leakage" not in codes(check_data(x, np.sin(x[:, 0]), model=net, loss=get_loss("mse"), task="regression"))
+
+
 def series_windows(steps: int, *, look_ahead: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Windows of ``steps`` values of a slow sine (a smooth series) and the value after each, as a
     forecast takes them; ``look_ahead``: each window shifted one step on, so it ends at its target."""

@@ -662,7 +662,7 @@ def _regression_leak(xs: np.ndarray, y: np.ndarray, columns: _Columns, label: st
         return None  # as many target columns as features: an autoencoder's reconstruction, its targets its inputs
     copy = _target_copy(xs, y)
     if copy is None:
-        monotone = _monotone_copy(xs, y) if width == 1 else None
+        monotone = _monotone_copy(xs, y) if width == 1 and xs.shape[1] >= _MONOTONE_MIN_FEATURES else None
         if monotone is None:
             return None
         j, rank, corr = monotone
@@ -710,6 +710,10 @@ def _linear_copy(xs: np.ndarray, y: np.ndarray) -> tuple[int, float] | None:
 #: diabetes' targets (25..346) correlates 0.966 with them, 1 / y of log-normal targets -0.77 with
 #: their ranks, exp(y / 100) 0.58 with them.
 _MONOTONE_SCREEN, _MONOTONE_SCREEN_FEATURES = 0.5, 8
+#: Features a model must read for a monotone function of the target among them to count as a leak:
+#: with one or two (``x`` and an unused column) a target ``sin(x)`` on [0, 1.5] is a function to fit,
+#: the task itself, not a leak (it was told label-leakage); a table's log_price column is one of many.
+_MONOTONE_MIN_FEATURES = 3
 
 
 def _correlations(xs: np.ndarray, target: np.ndarray) -> np.ndarray:
