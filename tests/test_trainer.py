@@ -439,6 +439,32 @@ def test_a_layer_unfrozen_after_the_optimizer_was_built_is_refused_not_left_froz
     assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
 
 
+def test_a_run_that_froze_a_layer_between_two_fits_resumes_with_it_frozen(tmp_path):
+    # The optimizer built in the first fit keeps the slots of the layer frozen since, and so do
+    # the checkpoints: a resume with the layer frozen built a smaller optimizer and was refused
+    # (resume-mismatch, "10 optimizer variables, this run has 6"), and one with it trainable
+    # trained the frozen layer.
+    x, y = make_data(200)
+
+    def run(name: str, epochs: int, *, resume: bool = False) -> tuple[keras.Model, Trainer]:
+        model = make_model()
+        trainer = make_trainer(model, optimizer=keras.optimizers.Adam(1e-2), logdir=tmp_path / name, checkpoint_every=1)
+        if not resume:
+            trainer.fit(x, y, epochs=1, verbose=0)
+        model.layers[0].trainable = False
+        trainer.fit(x, y, epochs=epochs, verbose=0, resume=resume)
+        return model, trainer
+
+    whole, _ = run("whole", 4)
+    part, _ = run("part", 3)
+    frozen = part.layers[0].get_weights()
+    resumed, trainer = run("part", 4, resume=True)
+    assert len(trainer.history.history["loss"]) == 4
+    assert all(np.array_equal(b, a) for b, a in zip(frozen, resumed.layers[0].get_weights(), strict=True))
+    for expected, got in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("change", ["add-weightless", "pop-and-add"])
 def test_a_model_whose_layers_changed_since_its_first_fit_is_refused_not_trained_as_it_was(change):
     # A notebook's model.add(Rescaling(100)) between two fits: the compiled step still called the

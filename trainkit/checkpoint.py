@@ -313,6 +313,22 @@ class TrainingCheckpoint:
         return None
 
 
+def newest_record(directory: Path) -> dict[str, Any] | None:
+    """The progress record of the newest checkpoint in ``directory`` that has one that reads back
+    as a mapping, or ``None``; read before a :class:`TrainingCheckpoint` can be made (what the
+    optimizer is built for comes first), so without its checks: a restore makes them."""
+    found = [(int(m.group(1)), index.with_suffix(".json")) for index in directory.glob("ckpt-*.index")
+             if (m := re.fullmatch(r"ckpt-(\d+)", index.stem))]
+    for _, sidecar in sorted(found, reverse=True):
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
 #: The checkpoint group of the state a Trainer subclass keeps itself (only when it keeps some).
 OWN = "own"
 

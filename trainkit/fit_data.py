@@ -63,7 +63,7 @@ VALIDATION_NAMES = ("x_val", "y_val", "val_sample_weight")
 class FitData:
     """Batch sources from ``fit``'s and ``evaluate``'s data arguments, mixed into the Trainer.
 
-    Calls the trainer's ``check_data`` and ``_count_outputs``.
+    Calls the trainer's ``check_data``, ``_count_outputs`` and ``_variables_to_optimize``.
     """
 
     model: keras.Model
@@ -223,8 +223,9 @@ class FitData:
         self._unshown_checks = [*(f for f in self._unshown_checks if f.code not in _DATA_CHECK_CODES),
                                 *(f for f in found if f.severity != "info")]
 
-    def _ensure_built(self, train: Any) -> None:
-        """Builds the model and the optimizer's slots before anything is traced.
+    def _ensure_built(self, train: Any, resume: bool = False) -> None:
+        """Builds the model and the optimizer's slots before anything is traced (on a resume, for
+        the variables the checkpoint's optimizer holds: :meth:`_variables_to_optimize`).
 
         Building the optimizer up front also avoids "You must feed a value for placeholder"
         under tf.distribute (keras-team/keras#19246).
@@ -233,7 +234,7 @@ class FitData:
             ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train))
             self._count_outputs(lambda: first_inputs(train))
             if not self.optimizer.built:
-                self.optimizer.build(self.model.trainable_variables)
+                self.optimizer.build(self._variables_to_optimize(resume))
         if self._layer_ids is None:  # a model first built now: its layers are those from here on
             self._layer_ids = layer_ids(self.model)
         self._check_targets_cover_outputs(unpack_batch(train.batch_spec())[1])

@@ -30,6 +30,7 @@ from trainkit.checkpoint import (
     JOURNAL_RECORDS,
     JournalRecords,
     TrainingCheckpoint,
+    newest_record,
 )
 from trainkit.errors import ArgumentError, RecipeError, RunDirError
 from trainkit.findings import Finding
@@ -238,6 +239,9 @@ class Resumable:
             "event_files": event_files,
             # A resume with other hyperparameters (the run's recipe.yaml gone) is refused.
             "hparams": self.hparams,
+            # The variables the optimizer holds state for, when a layer was frozen since it was
+            # built (see _variables_to_optimize); None when they are the trainable ones.
+            "optimizer_variables": self._optimizer_layout(),
         }
         try:
             return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
@@ -253,6 +257,34 @@ class Resumable:
                     else "train the run again: it has no earlier checkpoint to resume from")
             raise RunDirError("logdir-unwritable", f"Writing a checkpoint to {checkpoint.directory} failed: {storage_error_text(err)}. Free space or fix the directory, "
                                                    f"then {then}.") from err
+
+    def _optimizer_layout(self) -> list[int] | None:
+        """The indices in ``model.variables`` of the variables the optimizer was built for, in its
+        order, when they are not the model's trainable variables (a layer frozen between two
+        fits keeps its slots there); ``None`` when they are, or cannot be told."""
+        built = getattr(self.optimizer, "_trainable_variables", None) if self.optimizer.built else None
+        if not built or [id(v) for v in built] == [id(v) for v in self.model.trainable_variables]:
+            return None
+        index = {id(v): i for i, v in enumerate(self.model.variables)}
+        return [index[id(v)] for v in built] if all(id(v) in index for v in built) else None
+
+    def _variables_to_optimize(self, resume: bool) -> list[Any]:
+        """The variables to build the optimizer for: the trainable ones, or on a resume, those the
+        optimizer of the run's newest checkpoint held state for (:meth:`_optimizer_layout`).
+
+        A layer frozen between two fits of a trainer keeps its slots in the optimizer, and in the
+        checkpoints: built for the trainable variables alone, the resumed optimizer held fewer
+        variables than the checkpoint, and the resume was refused (``resume-mismatch``).
+        """
+        variables = list(self.model.trainable_variables)
+        if not resume or self.logdir is None:
+            return variables
+        record = newest_record(self.logdir / CHECKPOINT_SUBDIR)
+        layout = record.get("optimizer_variables") if record is not None else None
+        every = self.model.variables
+        if not isinstance(layout, list) or not all(isinstance(i, int) and 0 <= i < len(every) for i in layout):
+            return variables  # (another model's layout: the restore names what differs)
+        return [every[i] for i in layout]
 
     def _diagnosis_state(self) -> dict[str, Any] | None:
         return self._live_diagnosis.get_state(epochs=False) if self._live_diagnosis is not None else None

@@ -924,7 +924,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
             self._check_sources(train, validation, batch_size)
         self._refuse_placeholder_validation(train, validation)
-        self._ensure_built(train)
+        self._ensure_built(train, resume)
         if validation is not None:  # its targets by name too: a misspelt key was dropped without a word
             self._check_targets_cover_outputs(unpack_batch(validation.batch_spec())[1], "validation_data's y")
         self._follow_trainable_changes()
