@@ -1788,6 +1788,27 @@ def test_an_epsilon_far_above_the_gradients_is_named_instead_of_the_learning_rat
     assert "epsilon (1) is far above the gradients" in f.message and "unpredictable" not in f.message
 
 
+def test_a_fine_tune_of_a_model_that_already_fits_is_neither_a_plateau_nor_lr_too_low():
+    # A head trained on a frozen base (validation loss 0.17, accuracy 0.95, chance 0.69), the base
+    # then unfrozen under Adam 1e-5 (steps of 0.0014% of the weights): 0.1627 -> 0.161 over 8
+    # epochs was told plateau ("training is stuck, typically behind dead or saturated units") and
+    # lr-too-low ("too low for the number of epochs"), as if it had learned 1% from scratch.
+    s = Stream(epochs=8)
+    s.context.trained_before = True
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1.4e-5
+    s.train_loss = lambda e, st: 0.1627 - 0.00025 * e
+    s.val_loss = lambda e: 0.1717 - 0.0001 * e
+    assert not {"plateau", "lr-too-low"} & set(codes(s.run()))
+    # A model trained before that got little below chance is still told, as is a fresh one there.
+    s.train_loss = lambda e, st: 0.60 - 0.002 * e
+    s.val_loss = lambda e: 0.61 - 0.002 * e
+    assert "lr-too-low" in codes(s.run())
+    s.train_loss = lambda e, st: 0.69 if e == 0 else 0.6
+    s.val_loss = lambda e: 0.61
+    assert "plateau" in codes(s.run())
+
+
 def test_a_loss_already_near_zero_is_not_lr_too_low():
     # A model that started at the answer (loss 2e-9, chance 0.69), its steps tiny because its
     # gradients are: "raise the learning rate" has nothing left to speed up.

@@ -52,6 +52,21 @@ def fresh_start(view: Diagnoser) -> bool:
     return view.first_step == 0 and not view.context.trained_before
 
 
+def improvement_origin(view: Diagnoser, first: float, chance: float | None) -> float:
+    """The loss a fit's improvement in all is measured from: its first loss, or chance where that
+    is higher in a fit that starts from trained weights (:func:`fresh_start`: a trainer's second
+    ``fit``, a pretrained base unfrozen for fine-tuning), whose first loss is what the earlier
+    training reached.
+
+    A fine-tune at Adam 1e-5 of a model that already fit (0.1627 -> 0.161, chance 0.69) read as
+    a run that learned 1% in all: ``plateau`` called its training stuck and ``lr-too-low`` its
+    rate too low, rules made for a model that starts at chance.
+    """
+    if chance is None or fresh_start(view):
+        return first
+    return max(first, chance)
+
+
 def initial_losses(view: Diagnoser) -> np.ndarray:
     """The finite losses of the run's first steps; none when they were no fresh model's.
 

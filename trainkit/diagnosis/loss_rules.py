@@ -21,6 +21,7 @@ from trainkit.diagnosis.loss_measures import (
     few_validation_rows,
     first_losses,
     fresh_start,
+    improvement_origin,
     penalty_note,
     steadily_falling,
     still_falling,
@@ -970,7 +971,8 @@ def plateau(view: Diagnoser) -> Issue | None:
     # the way to its floor) was told its training was stuck.
     floor = view.context.loss_floor
     recent = (middle - last) / max(abs(middle - floor), 1e-12)
-    total = (start - last) / max(start - floor, 1e-12)
+    origin = improvement_origin(view, start, chance)
+    total = (origin - last) / max(origin - floor, 1e-12)
     # A rate that a schedule or callback took to ~0 while the loss still fell stopped it wherever it
     # was, however far it had come: LearningRateScheduler at 1e-8 from epoch 4 of 14, the loss
     # 0.865 -> 0.145 and falling 25% an epoch, then 0.1447 for 11 epochs, had no finding. Not for

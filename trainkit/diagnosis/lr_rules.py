@@ -11,6 +11,7 @@ from trainkit.diagnosis.loss_measures import (
     curves_ready,
     first_losses,
     fresh_start,
+    improvement_origin,
     steadily_falling,
 )
 from trainkit.diagnosis.lr_advice import (
@@ -127,6 +128,9 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
     if not steadily_falling(losses) or improvement >= view.t.lr_low_max_improvement:
         return None
     chance = chance_level(view)
+    origin = improvement_origin(view, float(losses[0]), chance)
+    if (origin - float(losses[-1])) / max(abs(origin), 1e-12) >= view.t.lr_low_max_improvement:
+        return None  # a fit from trained weights that were already far below chance: a fine-tune's small steps
     if chance is not None and float(losses[-1]) < view.t.collapse_fraction * chance:
         # A loss at 2e-9 against a chance level of 0.69 (a model that started at the answer): its
         # steps are tiny because its gradients are, and a larger rate has nothing left to speed up.
