@@ -2200,6 +2200,26 @@ def test_dead_relu_names_the_layer_the_fraction_and_since_when():
     assert f.layer == "dense_1" and f.evidence["since_epoch"] == 6 and f.evidence["dead_fraction"] == pytest.approx(0.8)
 
 
+def test_units_dead_or_saturated_in_the_weights_a_fine_tune_starts_from_are_not_blamed_on_its_rate():
+    # A base unfrozen for fine-tuning under Adam 1e-5, 60% of a layer's units dead from this fit's
+    # first step (the weights it started from): told "Lower the learning rate ... one big update
+    # is the usual killer" and he_normal, which neither killed nor revives them.
+    s = Stream(epochs=8)
+    s.context.trained_before = True
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.6
+    f = finding(s.run(), "dead-relu")
+    assert "already at this fit's first step" in f.message and f.evidence["fit_first_step_dead_fraction"] == 0.6
+    assert "Lower the learning rate" not in f.advice and "did not kill them" in f.advice
+    # Units that died during the fine-tune are its rate's doing, as in a fresh run.
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.6 if e >= 2 else 0.05
+    assert finding(s.run(), "dead-relu").advice.startswith("Lower the learning rate")
+    # So with tanh units saturated from the fit's first step.
+    s.values["activation/dense_1/saturated_fraction"] = lambda e, st: 0.7
+    f = finding(s.run(), "saturated-activations")
+    assert "already at this fit's first step" in f.message and "did not saturate them" in f.advice
+    assert "Lower the learning rate" not in f.advice
+
+
 @pytest.mark.parametrize(("batch_size", "reported"), [(1, False), (4, False), (8, True), (None, True)])
 def test_dead_relu_needs_batches_of_several_rows(batch_size, reported):
     # At batch_size 1 "never active in the batch" is "not active for this one row": a healthy

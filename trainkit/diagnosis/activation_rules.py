@@ -44,6 +44,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     all_dead: list[str] = []  # the layers whose every unit was dead at the first step, in model order
     for name in hidden_activation_stats(view, "dead_fraction"):
         at_start = _dead_at_start(view, name)
+        inherited = _at_fit_start(view, name, view.t.dead_fraction)
         # Only one that feeds this layer: a wholly dead layer on another branch of a Concatenate
         # takes nothing from this one's inputs, and fixing it first revives nothing here.
         upstream = next((dead for dead in all_dead
@@ -66,16 +67,20 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
                     "first_epoch_dead_fraction": float(values[0])}
         if at_start is not None:
             evidence["first_step_dead_fraction"] = at_start
+        if inherited is not None:
+            evidence["fit_first_step_dead_fraction"] = inherited
         issues.append(Issue(
             f"{fraction:.0%} of the units of {layer_text(view, layer)} "
             + ("are negative" if sloped else f"output nearly 0 (|a| < {NEAR_ZERO})" if smooth else "output 0")
             + f" for every example of a batch (mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
+            + (f" ({inherited:.0%} already at this fit's first step, in the trained weights it started from)" if inherited is not None else "")
             + (": on the negative side of a leaky_relu/prelu they pass only the slope's share of the gradient and add no "
                "non-linearity, and on an elu/selu's flat negative tail almost no gradient." if sloped else
                ": their inputs sit far below 0, where a gelu/silu/mish/softplus passes almost no gradient (under 3% of a "
                "live unit's), so they barely learn and barely recover." if smooth else
                ": dead ReLUs pass no gradient and never recover."),
+            _inherited_advice("dead", "kill", sloped or smooth) if inherited is not None else
             _after_dead_layer(upstream, _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth))
             if at_start is not None and upstream is not None else
             _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth),
@@ -231,18 +236,24 @@ def saturated_activations(view: Diagnoser) -> list[Issue]:
         severe = sustained_since(values, view.t.saturated_fraction, view.t.sustained_epochs) is not None
         layer = layer_of(name)
         fraction = float(values[-1])
-        at_start = _at_start(view, name, view.t.saturated_fraction if severe else view.t.saturated_info_fraction)
+        threshold = view.t.saturated_fraction if severe else view.t.saturated_info_fraction
+        at_start = _at_start(view, name, threshold)
+        inherited = _at_fit_start(view, name, threshold)
         evidence = {"saturated_fraction": fraction, "since_epoch": view.epochs[since].epoch,
                     "first_epoch_saturated_fraction": float(values[0])}
         if at_start is not None:
             evidence["first_step_saturated_fraction"] = at_start
+        if inherited is not None:
+            evidence["fit_first_step_saturated_fraction"] = inherited
         effect = ("their derivative is ~0, so this layer and the layers below it stop learning" if severe else
                   "not yet enough to stall training, but those units pass almost no gradient")
         issues.append(Issue(
             f"{fraction:.0%} of the outputs of {layer_text(view, layer)} sit in the flat tails of its activation "
             f"(|tanh| > 0.99, or sigmoid outside 0.01..0.99) since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
+            + (f" ({inherited:.0%} already at this fit's first step, in the trained weights it started from)" if inherited is not None else "")
             + f": {effect}.",
+            _inherited_advice("saturated", "saturate") if inherited is not None else
             _saturated_advice(view, at_start is not None, initializers_of(view, called_layer(view, layer))),
             evidence, layer=layer, epoch=view.epochs[since].epoch, severity=None if severe else "info"))
     return issues
@@ -261,6 +272,36 @@ def _at_start(view: Diagnoser, name: str, threshold: float) -> float | None:
     if first.size == 0 or not np.isfinite(first[0]) or first[0] < threshold:
         return None
     return float(first[0])
+
+
+def _at_fit_start(view: Diagnoser, name: str, threshold: float) -> float | None:
+    """This fit's first-step value of ``name`` when it was at ``threshold`` or more in a fit that
+    starts from trained weights (not :func:`fresh_start`: a base unfrozen for fine-tuning, a
+    trainer's second fit), else ``None``: units so before its first update were made so by the
+    training its weights came from, not by this fit's learning rate."""
+    if fresh_start(view):
+        return None
+    first = view.first_values(name)
+    if first.size == 0 or not np.isfinite(first[0]) or first[0] < threshold:
+        return None
+    return float(first[0])
+
+
+def _inherited_advice(state: str, verb: str, sloped: bool = False) -> str:
+    """dead-relu's or saturated-activations' fix for units already ``state`` at the first step of
+    a fit from trained weights (:func:`_at_fit_start`).
+
+    A pretrained base unfrozen under Adam 1e-5 with most of a layer's units dead from the fit's
+    first step was told "Lower the learning rate ... one big update is the usual killer" and
+    he_normal: this fit's rate did not do it, and a trained layer's initialiser is long gone.
+    """
+    own = ("a BatchNormalization layer before the activation" if sloped else "leaky_relu") if state == "dead" else \
+          "a batchnorm layer before the activation, or relu"
+    return (f"These units were already {state} in the weights this fit started from (an earlier fit, or a pretrained base "
+            f"unfrozen for fine-tuning): this fit's learning rate did not {verb} them, and lowering it changes nothing. In a "
+            f"pretrained base that is how its training left them on this data, which no fine-tuning rate fixes; in a "
+            f"model of your own, the earlier training did it: train it again from scratch with a lower learning rate, or "
+            f"use {own}.")
 
 
 def _saturated_advice(view: Diagnoser, from_init: bool, start: dict[str, str] | None) -> str:
