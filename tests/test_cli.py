@@ -180,6 +180,17 @@ def test_bad_input_is_one_line_exit_2_and_no_run_dir(runner, tiny_recipe, tmp_pa
     assert not logdir.exists()  # not even an empty one (errors found after loading left runs/)
 
 
+SCHEDULE = "optimizer={name: sgd, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, decay_steps: 100}}}"
+
+
+def test_a_recipe_whose_learning_rate_is_a_schedule_trains(runner, tiny_recipe, tmp_path):
+    # The optimizer refused the mapping (bad-optimizer-argument): a recipe could not use a schedule.
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(tmp_path / "runs"), "-q", "--set", SCHEDULE])
+    assert result.exit_code == 0, result.output
+    [run] = run_dirs(tmp_path / "runs")
+    assert "class_name: CosineDecay" in (run / "recipe.yaml").read_text()
+
+
 def test_unknown_key_in_file_names_its_path_and_the_closest_key(runner, tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text(TINY.replace("training: {epochs: 2", "training: {epoch: 2"))

@@ -385,6 +385,34 @@ def test_a_keras_2_optimizer_argument_says_what_keras_3_takes_instead(argument, 
     assert not_says is None or not_says not in info.value.message
 
 
+def test_a_learning_rate_schedule_mapping_builds_the_schedule():
+    # A recipe's optimizer.learning_rate may be a schedule as Keras serialises it; the optimizer
+    # refused the mapping itself ("should be float, or an instance of LearningRateSchedule").
+    from trainkit.resolve import get_optimizer
+
+    optimizer = get_optimizer({"name": "sgd", "learning_rate": {"class_name": "CosineDecay",
+                                                               "config": {"initial_learning_rate": 0.1, "decay_steps": 1000}}})
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.initial_learning_rate == 0.1 and schedule.decay_steps == 1000
+
+
+@pytest.mark.parametrize(("rate", "says"), [
+    ({"class_name": "CosineDecy", "config": {"initial_learning_rate": 0.1, "decay_steps": 10}}, 'Did you mean "CosineDecay"'),
+    ({"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.1, "decay_step": 10}}, 'Did you mean "decay_steps"'),
+    ({"class_name": "CosineDecay", "config": {"initial_learning_rate": "x", "decay_steps": 10}}, 'schedule "CosineDecay" does not take'),
+    ({"class_name": "ExponentialDecay", "config": {"initial_learning_rate": -1.0, "decay_steps": 10, "decay_rate": 0.5}}, "starts at -1"),
+    ({"name": "CosineDecay"}, "{class_name: CosineDecay"),
+])
+def test_a_bad_learning_rate_schedule_mapping_is_a_bad_optimizer_argument(rate, says):
+    from trainkit.errors import UnknownNameError
+    from trainkit.resolve import get_optimizer
+
+    with pytest.raises(UnknownNameError) as info:
+        get_optimizer({"name": "sgd", "learning_rate": rate})
+    assert info.value.code == "bad-optimizer-argument" and says in info.value.message
+
+
 @pytest.mark.parametrize(("alias", "cls"), [
     ("mape", keras.losses.MeanAbsolutePercentageError),
     ("msle", keras.losses.MeanSquaredLogarithmicError),

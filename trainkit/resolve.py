@@ -283,9 +283,54 @@ def _optimizer_params(name: str, cls: type, params: dict[str, Any]) -> dict[str,
             raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}" has no argument "{arg}".{hint} Its arguments: {", ".join(accepted)}.')
     out = _checked_arguments(f'Optimizer "{name}"', "bad-optimizer-argument", params, accepted)
     value = out.get("learning_rate")
+    if isinstance(value, Mapping):
+        out["learning_rate"] = value = _schedule(name, value)
     if _real_not_bool(value) and not (math.isfinite(value) and value > 0):
         raise UnknownNameError("bad-optimizer-argument", f'Optimizer "{name}": learning_rate must be a finite number > 0, got {value!r} (its default is {accepted["learning_rate"]}).')
     return out
+
+
+#: Keras's learning-rate schedules by class name: a recipe's ``optimizer.learning_rate`` may be one,
+#: serialised as Keras writes it (``{class_name: CosineDecay, config: {initial_learning_rate: 0.1, ...}}``).
+SCHEDULE_CLASSES: dict[str, type[keras.optimizers.schedules.LearningRateSchedule]] = {
+    name: cls for name, cls in vars(keras.optimizers.schedules).items()
+    if isinstance(cls, type) and issubclass(cls, keras.optimizers.schedules.LearningRateSchedule)
+    and cls is not keras.optimizers.schedules.LearningRateSchedule
+}
+
+
+def _schedule(name: str, spec: Mapping[str, Any]) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The learning-rate schedule a ``{class_name: ..., config: {...}}`` mapping names, its
+    arguments checked as an optimizer's are.
+
+    Keras's optimizer refused the mapping itself ("should be float, or an instance of
+    LearningRateSchedule"), so a recipe could not use a schedule at all.
+    """
+    what = f'Optimizer "{name}": learning_rate'
+    class_name, config = spec.get("class_name"), spec.get("config", {})
+    extra = [key for key in spec if key not in ("class_name", "config")]
+    if extra or not isinstance(class_name, str) or not isinstance(config, Mapping):
+        raise UnknownNameError("bad-optimizer-argument", f"{what} takes a number or a schedule written as {{class_name: CosineDecay, "
+                                                         f"config: {{initial_learning_rate: 0.1, decay_steps: 1000}}}}, got {dict(spec)!r}.")
+    cls = SCHEDULE_CLASSES.get(class_name)
+    if cls is None:
+        raise UnknownNameError("bad-optimizer-argument", f'{what}: unknown schedule "{class_name}".{closest(class_name, SCHEDULE_CLASSES)} '
+                                                         f'Known schedules: {", ".join(sorted(SCHEDULE_CLASSES))}.')
+    accepted = _class_arguments(cls)
+    unknown = [arg for arg in config if arg not in accepted]
+    if unknown:
+        raise UnknownNameError("bad-optimizer-argument", f'{what}: schedule "{class_name}" has no argument "{unknown[0]}".'
+                                                         f'{closest(unknown[0], accepted)} Its arguments: {", ".join(accepted)}.')
+    params = _checked_arguments(f'{what} schedule "{class_name}"', "bad-optimizer-argument", config, accepted)
+    try:
+        schedule = cls(**params)
+        # Keras builds a schedule from a string rate and fails only inside the first step.
+        first = float(schedule(0))
+    except (TypeError, ValueError, tf.errors.OpError) as err:
+        raise UnknownNameError("bad-optimizer-argument", f'{what} schedule "{class_name}" does not take these arguments: {_sentence(err)}') from None
+    if not (math.isfinite(first) and first >= 0):
+        raise UnknownNameError("bad-optimizer-argument", f'{what} schedule "{class_name}" starts at {first:g}; a learning rate is a finite number >= 0.')
+    return schedule
 
 
 #: Losses that read one probability (or logit) per class: a binary task given them has 2 units.
