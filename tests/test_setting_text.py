@@ -139,9 +139,21 @@ def test_a_python_fit_on_a_schedule_is_told_the_schedule_s_argument_not_a_learni
         "initial_learning_rate=0.01 in the ExponentialDecay schedule")
     assert rate_setting(Context(schedule="PiecewiseConstantDecay", schedule_rate="values"), 0.01, 0.1) == (
         "the PiecewiseConstantDecay schedule's values times 0.1, its largest 0.01")
-    # A recipe's key replaces the whole learning rate; a constant rate is the optimizer's own.
-    assert rate_setting(Context(recipe=True, schedule="CosineDecay", schedule_rate="warmup_target"), 0.01, 0.1) == (
-        "optimizer.learning_rate: 0.01")
+    assert rate_setting(Context(recipe=True), 0.01, 0.1) == "optimizer.learning_rate: 0.01"
     assert rate_setting(Context(), 0.01, 0.1) == "learning_rate=0.01 in the optimizer"
     restored = Context.from_dict(Context(schedule="CosineDecay", schedule_rate="warmup_target").to_dict())
     assert (restored.schedule, restored.schedule_rate) == ("CosineDecay", "warmup_target")
+
+
+def test_a_recipe_on_a_schedule_is_told_the_schedule_s_key_not_a_learning_rate(tmp_path):
+    # Told "optimizer.learning_rate: 0.0978 (now 1)", which --set would put in place of the
+    # warm-up and the decay: the key of the schedule's argument keeps them.
+    schedule = "{class_name: CosineDecay, config: {initial_learning_rate: 0.0, decay_steps: 100, warmup_target: 1.0, warmup_steps: 5}}"
+    advice = recipe_run(tmp_path, ["training.epochs=2", f"optimizer={{name: sgd, learning_rate: {schedule}}}"])
+    for code in ("diverging-loss", "lr-too-high"):
+        assert "optimizer.learning_rate.config.warmup_target: " in advice[code] and "(now 1)" in advice[code], advice[code]
+        assert "optimizer.learning_rate: " not in advice[code], advice[code]
+    assert rate_setting(Context(recipe=True, schedule="ExponentialDecay", schedule_rate="initial_learning_rate"), 0.01, 0.1) == (
+        "optimizer.learning_rate.config.initial_learning_rate: 0.01")
+    assert rate_setting(Context(recipe=True, schedule="PiecewiseConstantDecay", schedule_rate="values"), 0.01, 0.1) == (
+        "optimizer.learning_rate.config.values times 0.1, its largest 0.01")

@@ -28,20 +28,28 @@ def optimizer_setting(context: Context, key: str, value: str) -> str:
 
 def rate_setting(context: Context, value: float, now: float | None) -> str:
     """The learning rate set to ``value`` (the run's largest is ``now``): ``optimizer.learning_rate:
-    VALUE`` for a recipe run, ``learning_rate=VALUE in the optimizer`` for Python, and for a Python
+    VALUE`` for a recipe run, ``learning_rate=VALUE in the optimizer`` for Python, and for an
     optimizer whose rate is a schedule the schedule's argument that sets its largest rate
-    (``warmup_target=0.001 in the CosineDecay schedule``).
+    (``warmup_target=0.001 in the CosineDecay schedule``; a recipe's by its key,
+    ``optimizer.learning_rate.config.warmup_target: 0.001``).
 
     Keras refuses a number for the ``learning_rate`` of an optimizer built on a schedule, and a
-    number in its place would drop the warm-up and the decay: the schedule is what to change.
+    number in its place would drop the warm-up and the decay: the schedule is what to change. A
+    recipe told ``optimizer.learning_rate: 0.001`` replaced its schedule with a constant.
     """
-    if context.schedule is None or context.recipe:
+    if context.schedule is None:
         return optimizer_setting(context, "learning_rate", f"{value:.3g}")
     if context.schedule_rate in (None, "values") and now:
         # PiecewiseConstantDecay's list, or a schedule of one's own: every rate scaled alike.
         what = "values" if context.schedule_rate == "values" else "rates"
+        if context.recipe:
+            where = "optimizer.learning_rate.config.values" if what == "values" else "optimizer.learning_rate's rates"
+            return f"{where} times {value / now:.3g}, its largest {value:.3g}"
         return f"the {context.schedule} schedule's {what} times {value / now:.3g}, its largest {value:.3g}"
-    return f"{context.schedule_rate or 'learning_rate'}={value:.3g} in the {context.schedule} schedule"
+    argument = context.schedule_rate or "learning_rate"
+    if context.recipe:
+        return optimizer_setting(context, f"learning_rate.config.{argument}", f"{value:.3g}")
+    return f"{argument}={value:.3g} in the {context.schedule} schedule"
 
 
 def layer_setting(context: Context, key: str, value: str) -> str:
