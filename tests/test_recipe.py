@@ -102,6 +102,19 @@ def test_hparams_learning_rate_defaults_to_keras_default(tiny: Path) -> None:
     assert load_recipe(tiny, ["optimizer=rmsprop"]).hparams()["learning_rate"] == pytest.approx(0.001)
 
 
+def test_hparams_tell_learning_rate_schedules_apart(tiny: Path) -> None:
+    # learning_rate is -1 for every schedule: two recipes differing in their schedules alone were
+    # alike in a comparison's table and in the hyperparameters a resume checks.
+    def schedule(rate: float) -> str:
+        return f"optimizer={{name: sgd, learning_rate: {{class_name: CosineDecay, config: {{initial_learning_rate: {rate}, decay_steps: 100}}}}}}"
+
+    fast, slow = load_recipe(tiny, [schedule(0.1)]).hparams(), load_recipe(tiny, [schedule(0.01)]).hparams()
+    assert fast["learning_rate"] == slow["learning_rate"] == -1
+    assert fast["learning_rate_schedule"] == "CosineDecay(decay_steps=100, initial_learning_rate=0.1)"
+    assert slow["learning_rate_schedule"] != fast["learning_rate_schedule"]
+    assert load_recipe(tiny).hparams()["learning_rate_schedule"] == ""
+
+
 def test_builder_recipe_hparams(tmp_path: Path) -> None:
     path = tiny_with(tmp_path, TINY[TINY.index("model:") : TINY.index("loss:")], "model: {builder: 'pkg.mod:make', builder_args: {width: 3}}\n")
     recipe = load_recipe(path)

@@ -616,7 +616,8 @@ class Recipe(_Section):
         recipe, so runs of different recipes can be compared column by column. Numbers that do not
         apply are 0 (``rows`` of a file source, which ``run.run_hparams`` fills in once loaded) or
         -1 (a learning rate that is a schedule or belongs to an optimizer name Keras does not
-        know); an unset learning rate is Keras' default.
+        know); an unset learning rate is Keras' default. ``learning_rate_schedule`` writes a
+        schedule out (``""`` without one).
         """
         return {
             "task": self.task,
@@ -631,6 +632,7 @@ class Recipe(_Section):
             "from_logits": bool(self.loss.get("from_logits", False)) if isinstance(self.loss, dict) else False,
             "optimizer": self.optimizer_name,
             "learning_rate": self._learning_rate(),
+            "learning_rate_schedule": self._learning_rate_schedule(),
             "epochs": self.training.epochs,
             "batch_size": self.training.batch_size,
             "validation_split": self.training.validation_split,
@@ -645,6 +647,18 @@ class Recipe(_Section):
             except (TypeError, ValueError):  # a schedule mapping: no single number
                 return -1.0
         return _default_learning_rate(self.optimizer_name)
+
+    def _learning_rate_schedule(self) -> str:
+        """A schedule's class and arguments (``CosineDecay(decay_steps=1000, initial_learning_rate=0.1)``),
+        ``""`` for a number: ``learning_rate`` is -1 for every schedule, so two recipes that differed
+        in their schedules alone showed no column telling them apart, and a run whose recipe.yaml
+        was gone resumed with another schedule unrefused."""
+        rate = self.optimizer.get("learning_rate") if isinstance(self.optimizer, dict) else None
+        if not isinstance(rate, Mapping):
+            return ""
+        config = rate.get("config")
+        arguments = ", ".join(f"{key}={value}" for key, value in sorted(config.items())) if isinstance(config, Mapping) else ""
+        return f"{rate.get('class_name')}({arguments})"
 
 
 def _flatten_sweep(node: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
