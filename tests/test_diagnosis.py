@@ -1887,6 +1887,25 @@ def test_a_loss_falling_every_epoch_just_under_chance_with_the_validation_loss_u
     assert "loss-at-chance" in codes(s.run())
 
 
+def test_a_validation_loss_settled_within_noise_under_its_chance_level_is_not_learning():
+    # Random multi-hot labels on 40 validation rows (a logistic model at Adam 1e-3) ended 0.35%
+    # under their chance level, lower at every epoch by ~0.01%: "the model is learning", no finding
+    # at 1 seed in 20 to 5. Within ~1/sqrt(rows) of chance, a settled loss is noise.
+    s = Stream(epochs=30)
+    s.context.val_rows = 40
+    s.train_loss = lambda e, st: 0.748 - 0.0021 * e
+    s.val_loss = lambda e: LN2 * 0.9965 + 0.02 * math.exp(-e / 5)
+    assert "loss-at-chance" in codes(s.run())
+    # Still falling through it by more than that noise (a logistic regression on 500 rows, 0.707 ->
+    # 0.692 over the last third, its level 0.693), it learns.
+    s.val_loss = lambda e: LN2 * (1.055 - 0.002 * e)
+    assert "loss-at-chance" not in codes(s.run())
+    # The README's logistic regression on 400 rows, 80 held out: 1.9% under its level is learning.
+    s.context.val_rows = 80
+    s.val_loss = lambda e: 0.722 - 0.0015 * e
+    assert "loss-at-chance" not in codes(s.run())
+
+
 def test_a_learning_rate_of_zero_for_the_whole_run_is_lr_too_low():
     # Adam(0.0) for 6 epochs, loss flat at 177% of chance: no finding at all (updates of exactly 0
     # read as "no gradient reaches the weights").

@@ -54,6 +54,12 @@ class Thresholds:
     #: prediction (diverging, a learning rate too high: other findings).
     at_chance_ceiling: float = 1.25
     at_chance_validation: float = 0.95
+    #: A validation loss "under its chance level" must be this many times 1/sqrt(validation rows)
+    #: of that level under it: random multi-hot labels on 40 rows (a logistic model at Adam 1e-3)
+    #: ended 0.35% under theirs, lower at every epoch, at 1 seed in 20 to 5, and read as learning.
+    #: 0.06 asks 0.95% under it of 40 rows, 0.67% of 80: the logistic regression on 400 rows
+    #: (80 held out) whose validation loss ended 1.9% under its chance level still learns.
+    at_chance_noise: float = 0.06
     #: A first epoch's training loss under this share of chance, over this many training rows at
     #: least (or a dataset's), was scored on rows before the model stepped on them: the labels can
     #: be predicted, and a validation loss at chance says the validation rows differ. Random labels
