@@ -14,6 +14,7 @@ from trainkit.diagnosis.run_context import build_context
 from trainkit.diagnosis.setting_text import (
     fit_setting,
     optimizer_setting,
+    rate_key,
     rate_setting,
     standardize_setting,
 )
@@ -157,3 +158,14 @@ def test_a_recipe_on_a_schedule_is_told_the_schedule_s_key_not_a_learning_rate(t
         "optimizer.learning_rate.config.initial_learning_rate: 0.01")
     assert rate_setting(Context(recipe=True, schedule="PiecewiseConstantDecay", schedule_rate="values"), 0.01, 0.1) == (
         "optimizer.learning_rate.config.values times 0.1, its largest 0.01")
+
+
+def test_a_rate_of_zero_on_a_schedule_is_told_the_schedule_s_key(tmp_path):
+    # CosineDecay from 0 without a warm-up, in a recipe: "Set a learning rate above 0
+    # (optimizer.learning_rate, e.g. 0.001 ...)", which would replace the schedule.
+    schedule = "{class_name: CosineDecay, config: {initial_learning_rate: 0.0, decay_steps: 100}}"
+    advice = recipe_run(tmp_path, ["training.epochs=4", f"optimizer={{name: sgd, learning_rate: {schedule}}}"])
+    assert "(optimizer.learning_rate.config.initial_learning_rate, e.g. 0.001" in advice["lr-too-low"], advice["lr-too-low"]
+    assert rate_key(Context(schedule="CosineDecay", schedule_rate="warmup_target")) == "the CosineDecay schedule's warmup_target"
+    assert rate_key(Context(recipe=True)) == "optimizer.learning_rate"
+    assert rate_key(Context()) == "the optimizer's learning_rate"

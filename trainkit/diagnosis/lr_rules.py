@@ -24,7 +24,7 @@ from trainkit.diagnosis.lr_advice import (
 )
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
-from trainkit.diagnosis.setting_text import fit_setting, optimizer_key, optimizer_setting
+from trainkit.diagnosis.setting_text import fit_setting, optimizer_setting, rate_key
 from trainkit.diagnosis.task_context import chance_level
 from trainkit.diagnosis.update_ratios import (
     early_update_ratio,
@@ -105,7 +105,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         return Issue(
             "The learning rate was 0 for the whole run: the optimizer never changed the weights, so the loss "
             "could not fall.",
-            f"Set a learning rate above 0 ({optimizer_key(view.context, 'learning_rate')}, e.g. 0.001, Adam's default); with a schedule, "
+            f"Set a learning rate above 0 ({rate_key(view.context)}, e.g. 0.001, Adam's default); with a schedule, "
             "check that it does not start and stay at 0.",
             {"learning_rate": 0.0}, epoch=view.epochs[-1].epoch)
     if not view.finished or not curves_ready(view) or view.epochs_run < 4:

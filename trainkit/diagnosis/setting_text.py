@@ -52,6 +52,20 @@ def rate_setting(context: Context, value: float, now: float | None) -> str:
     return f"{argument}={value:.3g} in the {context.schedule} schedule"
 
 
+def rate_key(context: Context) -> str:
+    """The setting that sets the run's largest learning rate, by name: :func:`optimizer_key`'s
+    ``learning_rate`` without a schedule, else the schedule's argument (a recipe's
+    ``optimizer.learning_rate.config.initial_learning_rate``, a Python fit's ``the CosineDecay
+    schedule's initial_learning_rate``): a number in ``optimizer.learning_rate`` would replace the
+    schedule, and Keras refuses one for an optimizer built on it."""
+    if context.schedule is None:
+        return optimizer_key(context, "learning_rate")
+    argument = context.schedule_rate or "rates"
+    if context.recipe and context.schedule_rate is not None:
+        return f"optimizer.learning_rate.config.{argument}"
+    return f"the {context.schedule} schedule's {argument}"
+
+
 def layer_setting(context: Context, key: str, value: str) -> str:
     """A layer's argument: ``KEY: VALUE`` as a recipe's layer mapping writes it, ``KEY='VALUE'`` as
     a Keras layer takes it in Python (``kernel_initializer='he_normal'``)."""
