@@ -397,6 +397,19 @@ def test_a_learning_rate_schedule_mapping_builds_the_schedule():
     assert schedule.initial_learning_rate == 0.1 and schedule.decay_steps == 1000
 
 
+@pytest.mark.parametrize(("rate", "at_5"), [
+    ({"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 1, "decay_steps": 10, "decay_rate": 0.5}}, 0.5 ** 0.5),
+    ({"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [3], "values": [2, 1]}}, 1.0),
+    ({"class_name": "InverseTimeDecay", "config": {"initial_learning_rate": 1, "decay_steps": 10, "decay_rate": 1}}, 1 / 1.5),
+])
+def test_a_schedule_of_whole_numbers_decays_as_written(rate, at_5):
+    # ExponentialDecay(initial_learning_rate: 1), as YAML writes it, computed in int32: 1 at step 0, 0 from then on.
+    from trainkit.resolve import get_optimizer
+
+    schedule = get_optimizer({"name": "sgd", "learning_rate": rate})._learning_rate
+    assert float(schedule(5)) == pytest.approx(at_5, rel=1e-5)
+
+
 @pytest.mark.parametrize(("rate", "says"), [
     ({"class_name": "CosineDecy", "config": {"initial_learning_rate": 0.1, "decay_steps": 10}}, 'Did you mean "CosineDecay"'),
     ({"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.1, "decay_step": 10}}, 'Did you mean "decay_steps"'),

@@ -321,7 +321,7 @@ def _schedule(name: str, spec: Mapping[str, Any]) -> keras.optimizers.schedules.
     if unknown:
         raise UnknownNameError("bad-optimizer-argument", f'{what}: schedule "{class_name}" has no argument "{unknown[0]}".'
                                                          f'{closest(unknown[0], accepted)} Its arguments: {", ".join(accepted)}.')
-    params = _checked_arguments(f'{what} schedule "{class_name}"', "bad-optimizer-argument", config, accepted)
+    params = _checked_arguments(f'{what} schedule "{class_name}"', "bad-optimizer-argument", _float_rates(config), accepted)
     try:
         schedule = cls(**params)
         # Keras builds a schedule from a string rate and fails only inside the first step.
@@ -331,6 +331,19 @@ def _schedule(name: str, spec: Mapping[str, Any]) -> keras.optimizers.schedules.
     if not (math.isfinite(first) and first >= 0):
         raise UnknownNameError("bad-optimizer-argument", f'{what} schedule "{class_name}" starts at {first:g}; a learning rate is a finite number >= 0.')
     return schedule
+
+
+def _float_rates(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with its whole numbers as floats, but for step counts (``decay_steps``,
+    ``boundaries``). A schedule computes in the dtype of its first rate: ExponentialDecay with
+    ``initial_learning_rate: 1`` (YAML's int) was 1 at step 0 and 0 from then on, and
+    PiecewiseConstantDecay's ``values: [1, 0]`` are whole numbers too."""
+    def as_float(value: Any) -> Any:
+        if isinstance(value, list):
+            return [as_float(v) for v in value]
+        return float(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+
+    return {key: value if key.endswith("steps") or key == "boundaries" else as_float(value) for key, value in config.items()}
 
 
 #: Losses that read one probability (or logit) per class: a binary task given them has 2 units.
