@@ -133,6 +133,9 @@ class Context:
         dropout_on_inputs: Whether that layer reads a model input.
         training_only_layers: The layers that act in training only (dropout, noise, augmentation:
             see :func:`trainkit.diagnosis.model_facts.training_only_layers`), in model order.
+        batch_norms: The ``momentum`` of each ``BatchNormalization`` layer that normalises by
+            the batch's statistics in training and by its moving averages otherwise, by name
+            (see :func:`trainkit.diagnosis.model_facts.batch_norm_momenta`).
         initializers: By the name of a layer whose activations are measured, how the weights
             before its activation start: ``{"layer", "kernel", "bias"}`` (the weight layer's
             name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
@@ -247,6 +250,7 @@ class Context:
     dropout_layer: str | None = None
     dropout_on_inputs: bool = False
     training_only_layers: tuple[str, ...] = ()
+    batch_norms: dict[str, float] | None = None
     uninformed_loss: float | None = None
     first_steps_loss: float | None = None
     loss_floor: float = 0.0

@@ -496,6 +496,13 @@ def validation_below_training(view: Diagnoser) -> Issue | None:
         named = ", ".join(f"'{name}'" for name in layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
         causes.append(f"the training loss is measured with the layers that act in training only on ({named}: dropout, noise or "
                       "augmentation), the validation loss with them off")
+    norms, rows = view.context.batch_norms or {}, view.context.batch_size
+    if norms and rows is not None and rows < view.t.batchnorm_small_batch:
+        # Over a few rows a batch's mean and variance are noisy: in training the layer adds that
+        # noise as dropout does, while the validation rows go through its moving averages.
+        named = ", ".join(f"'{name}'" for name in list(norms)[:4]) + (f" and {len(norms) - 4} more" if len(norms) > 4 else "")
+        causes.append(f"BatchNormalization ({named}) normalises each training batch of {rows} row{'s' if rows != 1 else ''} by "
+                      "that batch's own mean and variance, noisy over so few rows, and the validation rows by its moving averages")
     if lag >= 0.5 * max(final_train - final_val, 0.0) and lag > 0:
         causes.append(f"the training loss is each epoch's mean over its steps while the weights still improve (it fell "
                       f"{format_number(2 * lag)} over the last epoch), and the validation loss is measured with the weights at "
@@ -528,7 +535,8 @@ def validation_below_training(view: Diagnoser) -> Issue | None:
         + "; ".join(causes) + ".",
         " ".join(advice),
         {"mean_val_loss": mean_val, "mean_train_loss": mean_train, "epochs": tail, "final_val_loss": final_val,
-         "final_train_loss": final_train, "training_only_layers": list(layers), "epoch_lag": lag, "split_checks": split},
+         "final_train_loss": final_train, "training_only_layers": list(layers), "epoch_lag": lag, "split_checks": split,
+         "batch_norms": list(norms) if rows is not None and rows < view.t.batchnorm_small_batch else []},
         epoch=view.epochs[-1].epoch)
 
 

@@ -129,6 +129,26 @@ def training_only_layers(model: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def batch_norm_momenta(model: Any) -> dict[str, float]:
+    """:attr:`Context.batch_norms`: the ``momentum`` of each ``BatchNormalization`` layer that
+    normalises by the batch's own statistics in training, by name in model order.
+
+    Such a layer normalises a training batch by that batch's mean and variance, and every other
+    batch (validation, ``evaluate``, ``predict``) by its moving averages of them, which take
+    ``1 / (1 - momentum)`` steps to follow the weights: the training and validation losses are
+    measured through two different layers. A frozen one (``trainable=False``) and one in a base
+    called with ``training=False`` where Keras honours that flag use the moving averages in
+    training too, and are left out.
+    """
+    import keras
+
+    reported = reported_names(model)
+    off = inference_mode_ids(model)
+    return {reported.get(id(layer), layer.name): float(layer.momentum) for layer in _layers_in_order(model)
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable and id(layer) not in off
+            and real_number(getattr(layer, "momentum", None))}
+
+
 def opaque_layers(model: Any) -> tuple[str, ...]:
     """The layers without weights whose computation the diagnosis cannot read, in model order:
     ``Lambda`` layers and layer classes of the user's own (not Keras's).

@@ -29,6 +29,7 @@ from trainkit.diagnosis.baseline import (
 from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.masked_positions import at_positions, loss_positions
 from trainkit.diagnosis.model_facts import (
+    batch_norm_momenta,
     bounded_output,
     float16_layers,
     frozen_layers,
@@ -437,6 +438,7 @@ def build_context(
         dropout_layer=dropout[1],
         dropout_on_inputs=dropout[2],
         training_only_layers=training_only_layers(model),
+        batch_norms=batch_norm_momenta(model),
         initializers=layer_initializers(model),
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
