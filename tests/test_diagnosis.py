@@ -2853,6 +2853,40 @@ def test_overfitting_from_the_epoch_of_the_best_validation_loss():
     assert "kernel_regularizer: {l2: 0.01} to the dense or conv2d layers" in f.advice
 
 
+def test_a_validation_loss_rising_through_lagging_batchnorm_averages_is_batchnorm_lag_not_overfitting():
+    # Dense, BatchNormalization(momentum 0.99), ReLU on inputs centred at 20, 4 steps an epoch:
+    # after 48 steps the validation loss rose 0.56 -> 1.45 while the training loss fell to 0.47,
+    # told "overfits from epoch 8", where evaluate scored the training rows themselves at 1.77.
+    s = overfitting_stream()
+    s.context.batch_norms = {"bn": 0.99}  # 200 steps: its averages still weigh their start 13%
+    d = s.run()
+    assert "overfitting" not in codes(d)
+    f = finding(d, "batchnorm-lag")
+    assert f.severity == "warning" and f.layer == "bn" and f.evidence["steps"] == 200
+    assert f.evidence["start_share"] == pytest.approx(0.99 ** 200, rel=1e-3)
+    assert "need not be overfitting" in f.message and "a weight of 13%" in f.message
+    assert "trainer.evaluate(x_train, y_train)" in f.advice and "momentum: 0.9 on its {type: batchnorm} layer" in f.advice
+    assert "~100, 10 epochs of 10 steps" in f.advice
+    # Averages that have long followed the batches (momentum 0.9), or a model trained before this
+    # run (steps it took are not counted): overfitting as before.
+    for context in ({"batch_norms": {"bn": 0.9}}, {"batch_norms": {"bn": 0.99}, "trained_before": True}):
+        s = overfitting_stream()
+        for key, value in context.items():
+            setattr(s.context, key, value)
+        assert "overfitting" in codes(s.run()) and "batchnorm-lag" not in codes(s.run())
+    # A validation loss below the training loss is no lag to tell of.
+    below = _validation_below(batch_norms={"bn": 0.99}, batch_size=32)
+    assert "batchnorm-lag" not in codes(below.run())
+    # Batches of one row are the data check's case: told "lower the momentum, smaller batches" beside it.
+    s = overfitting_stream()
+    s.context.batch_norms, s.context.batch_size, s.context.check_codes = {"bn": 0.99}, 1, ("batchnorm-batch-of-one",)
+    assert "batchnorm-lag" not in codes(s.run())
+    s = overfitting_stream()
+    s.context.batch_norms, s.context.batch_size = {"bn": 0.99}, 8
+    f = finding(s.run(), "batchnorm-lag")
+    assert "(more epochs)" in f.advice and "smaller batches" not in f.advice  # 8 rows a batch are small already
+
+
 def test_overfitting_of_a_python_fit_names_the_callback_and_layers_it_passes_not_recipe_keys():
     # A Trainer.fit was told "training.early_stopping: {...} (or training.epochs: 7)" and
     # "{type: dropout, rate: 0.2}": a recipe's keys and YAML, which it has no recipe for.

@@ -1,4 +1,4 @@
-"""Rules on how the model fits its data at the end: overfitting, underfitting, a dominating penalty, a frozen output layer, dropout
+"""Rules on how the model fits its data at the end: overfitting, BatchNormalization averages that lag, underfitting, a dominating penalty, a frozen output layer, dropout
 that hides what the model learned, a validation loss below the training loss, a regression worse than the linear fit of its inputs."""
 
 from __future__ import annotations
@@ -29,6 +29,69 @@ from trainkit.diagnosis.task_context import (
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser
+
+
+def batchnorm_start_share(view: Diagnoser) -> tuple[str, float, float] | None:
+    """``(layer, momentum, share)`` of the ``BatchNormalization`` layer whose moving averages
+    still hold the largest share of their starting values (mean 0, variance 1) after the run's
+    steps (``momentum ** steps``), where that share is
+    :attr:`~trainkit.diagnosis.rule_types.Thresholds.batchnorm_start_share` or more; ``None``
+    otherwise, or for a model trained before this run (its layers' steps are not all counted).
+
+    The validation loss is measured through those averages, the training loss through each
+    batch's own statistics: after 48 steps at momentum 0.99 they still held 62% of their start,
+    and on inputs centred at 20 the validation loss rose 0.56 -> 1.45 while the training loss fell,
+    told "overfits" where ``evaluate`` scored the training rows themselves at 1.77.
+    """
+    norms = view.context.batch_norms
+    if not norms or view.context.trained_before or view.steps <= 0:
+        return None
+    layer, momentum = max(norms.items(), key=lambda item: item[1])
+    share = float(momentum) ** view.steps if 0 <= momentum < 1 else 1.0
+    return (layer, float(momentum), share) if share >= view.t.batchnorm_start_share else None
+
+
+def batchnorm_lag(view: Diagnoser) -> Issue | None:
+    """The validation loss ends far above the training loss while a ``BatchNormalization``
+    layer's moving averages, through which it is measured, still hold much of their start.
+
+    "Why is my validation loss huge with BatchNormalization?": momentum 0.99 over a few dozen
+    steps leaves the moving mean and variance near 0 and 1, far from the batches' own, so the
+    model scores every row (its training rows too) worse at inference than in training.
+    """
+    lagging = batchnorm_start_share(view)
+    if lagging is None or not view.finished or few_validation_rows(view):
+        return None
+    if "batchnorm-batch-of-one" in (view.context.check_codes or ()):
+        return None  # batches of one row, the data check's case: no momentum or step count mends those
+    train, val = view.epoch_losses(data_only=True), view.val_losses(data_only=True)
+    if len(val) != len(train) or not len(train) or not (np.isfinite(train[-1]) and np.isfinite(val[-1])):
+        return None
+    final_train, final_val = float(train[-1]), float(val[-1])
+    chance = chance_level(view)
+    if final_val < view.t.batchnorm_val_above * max(final_train, 0.0) or (
+            chance is not None and final_val - final_train < view.t.overfit_min_rise * chance):
+        return None
+    layer, momentum, share = lagging
+    window = 1 / (1 - momentum) if momentum < 1 else math.inf
+    per_epoch = view.steps / max(1, view.epochs_run)
+    return Issue(
+        f"The validation loss ended at {format_number(final_val)}, {times_text(final_val / max(final_train, 1e-12))} the "
+        f"training loss {format_number(final_train)}, and BatchNormalization '{layer}' (momentum {momentum:g}) ran only "
+        f"{view.steps} training steps: its moving mean and variance, which normalise the validation rows (and evaluate and "
+        f"predict), still give their starting values (mean 0, variance 1) a weight of {share:.0%}, while each training batch is "
+        f"normalised by its own statistics. The two losses are measured through different layers, so the gap (and a "
+        f"validation loss that rises while the training loss falls) need not be overfitting.",
+        "Score the training rows as the validation rows are scored, trainer.evaluate(x_train, y_train): if they score as "
+        "badly, the moving averages lag. Lower the layer's momentum ("
+        + for_run(view.context, "momentum: 0.9 on its {type: batchnorm} layer", "BatchNormalization(momentum=0.9)")
+        + f" averages over ~10 steps, now ~{window:.0f}, {window / max(per_epoch, 1e-12):.0f} epochs of {per_epoch:.0f} "
+        f"steps), or train for more steps (more epochs{', or smaller batches' if (view.context.batch_size or 0) >= 32 else ''})"
+        # Unscaled inputs put the batches' statistics far from the start values the averages leave.
+        + (f"; {standardise_advice(view)}" if "unscaled-inputs" in (view.context.check_codes or ()) and standardise_advice(view) else "")
+        + ".",
+        {"layer": layer, "momentum": momentum, "steps": view.steps, "start_share": share, "final_train_loss": final_train,
+         "final_val_loss": final_val}, epoch=view.epochs[-1].epoch, layer=layer)
 
 
 def overfitting(view: Diagnoser) -> Issue | None:
@@ -87,6 +150,10 @@ def overfitting(view: Diagnoser) -> Issue | None:
     if found_codes(view, ("lr-too-high", "oscillating-loss", "diverging-loss")):
         # The validation loss of a run whose steps overshoot jumps about: a rise 3 epochs after a
         # lucky minimum at learning rate 1.0 was "overfitting", with dropout and L2 for advice.
+        return None
+    if batchnorm_start_share(view) is not None:
+        # The validation loss is measured through BatchNormalization's moving averages, still near
+        # their start: their lag, not memorised rows, can make it rise (batchnorm-lag tells it).
         return None
     start = view.epochs[best].epoch
     evidence = {"best_epoch": start, "best_val_loss": float(val[best]), "final_val_loss": float(val[-1]),

@@ -11,7 +11,7 @@ rules live in modules by what they read:
 * :mod:`~trainkit.diagnosis.lr_rules` — the learning rate, from the update/weight ratios;
 * :mod:`~trainkit.diagnosis.gradient_rules` — vanishing (across layers or through time) and exploding gradients;
 * :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
-* :mod:`~trainkit.diagnosis.fit_rules` — overfitting, underfitting, a dominating penalty, a frozen output layer,
+* :mod:`~trainkit.diagnosis.fit_rules` — overfitting, BatchNormalization averages that lag, underfitting, a dominating penalty, a frozen output layer,
   dropout that hides learning, a validation loss below the training loss, a regression worse than the linear fit of its inputs.
 
 Rules never fire on curve shapes before a run has had time to show them: loss-curve verdicts wait
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from trainkit.diagnosis.activation_rules import dead_relu, saturated_activations
 from trainkit.diagnosis.fit_rules import (
+    batchnorm_lag,
     dropout_too_high,
     frozen_output,
     overfitting,
@@ -82,6 +83,8 @@ RULES: tuple[Rule, ...] = (
     Rule("frozen-output", "warning", "end", frozen_output, "the loss stalled while the output layer was frozen (trainable=False)"),
     Rule("worse-than-linear", "warning", "end", worse_than_linear,
          "a regression ended far worse than the least-squares linear fit of its inputs"),
+    Rule("batchnorm-lag", "warning", "end", batchnorm_lag,
+         "validation loss far above training while BatchNormalization's moving averages still hold their start"),
     Rule("validation-below-training", "info", "end", validation_below_training,
          "the validation loss ended well below the training loss: why (training-only layers, the epoch mean, the split)"),
     Rule("chance-level-unknown", "info", "end", chance_level_unknown, "no chance level for this loss: the verdicts against one were not made"),
