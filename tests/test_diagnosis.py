@@ -2249,6 +2249,29 @@ def test_dead_relu_needs_batches_of_several_rows(batch_size, reported):
     assert ("dead-relu" in codes(s.run())) is reported
 
 
+@pytest.mark.parametrize(("batch_size", "rate", "reported"), [(8, 0.9, False), (32, 0.8, False), (32, 0.5, True), (64, 0.8, True)])
+def test_dead_relu_counts_the_rows_a_dropout_before_the_activation_leaves(batch_size, rate, reported):
+    # Dense(32), Dropout(0.9), Activation("relu") at batch_size 8: the zeroed inputs read 66% of
+    # the units "dead" at the first step, told to fix the initialisation.
+    s = Stream()
+    s.context.batch_size = batch_size
+    s.context.dropped_activations = {"dense_1": rate}
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.66
+    assert ("dead-relu" in codes(s.run())) is reported
+
+
+def test_dropped_activations_are_read_off_the_model():
+    from trainkit.diagnosis.model_facts import dropped_activations, layer_inputs
+
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="a"), layers.Dropout(0.7, name="drop"),
+                              layers.Activation("relu", name="act"), layers.Dropout(0.2, name="late"), layers.Dense(8, activation="relu", name="b"),
+                              layers.GaussianDropout(0.5, name="noise"), layers.ReLU(name="relu")])
+    # Only an activation taking the zeroed values as they are: the Dense after a Dropout sums
+    # them with its weights, and GaussianDropout multiplies its inputs by noise about 1.
+    assert dropped_activations(model, layer_inputs(model)) == {"act": 0.7}
+
+
 @pytest.mark.parametrize(("train_rows", "reported"), [(2, False), (5, False), (8, True), (None, True)])
 def test_dead_relu_reads_the_rows_a_batch_holds_not_the_batch_size(train_rows, reported):
     # fit(x, y, batch_size=32) on 2 rows (Trainer's default batch_size) trains on batches of 2:

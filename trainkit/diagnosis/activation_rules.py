@@ -55,6 +55,12 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             all_dead.append(layer_of(name))
         if called_layer(view, layer_of(name)) in view.context.frozen_layers:
             continue  # frozen, and fed by frozen layers: no step killed its units, none can revive them
+        rate = (view.context.dropped_activations or {}).get(called_layer(view, layer_of(name)), 0.0)
+        if batch is not None and batch * (1 - rate) < view.t.dead_relu_min_batch:
+            # A Dropout right before the activation zeroes a share `rate` of its inputs: a live unit
+            # is seen active in about batch * (1 - rate) of a batch's rows, too few to call it dead
+            # (Dropout(0.9) at batch_size 8 read 66% "dead" at the first step).
+            continue
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
         if since is None or (broken_from is not None and view.epochs[since].epoch >= broken_from):

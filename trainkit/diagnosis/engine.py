@@ -136,6 +136,9 @@ class Context:
         batch_norms: The ``momentum`` of each ``BatchNormalization`` layer that normalises by
             the batch's statistics in training and by its moving averages otherwise, by name
             (see :func:`trainkit.diagnosis.model_facts.batch_norm_momenta`).
+        dropped_activations: The rate of the ``Dropout`` layer that feeds each layer without
+            weights taking its input straight from one (``Dense``, ``Dropout``, ``ReLU``), by name
+            (see :func:`trainkit.diagnosis.model_facts.dropped_activations`).
         initializers: By the name of a layer whose activations are measured, how the weights
             before its activation start: ``{"layer", "kernel", "bias"}`` (the weight layer's
             name, its initializers as a recipe writes them, ``"he_normal"``, ``"constant(-10)"``;
@@ -251,6 +254,7 @@ class Context:
     dropout_on_inputs: bool = False
     training_only_layers: tuple[str, ...] = ()
     batch_norms: dict[str, float] | None = None
+    dropped_activations: dict[str, float] | None = None
     uninformed_loss: float | None = None
     first_steps_loss: float | None = None
     loss_floor: float = 0.0

@@ -149,6 +149,35 @@ def batch_norm_momenta(model: Any) -> dict[str, float]:
             and real_number(getattr(layer, "momentum", None))}
 
 
+#: Dropout layers that set the values they drop to 0 (GaussianDropout multiplies them by noise
+#: about 1, AlphaDropout sets them to its own negative value).
+_ZEROING_DROPOUTS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+
+
+def dropped_activations(model: Any, inputs: Mapping[str, list[str]] | None) -> dict[str, float]:
+    """:attr:`Context.dropped_activations`: each layer without weights (an ``Activation("relu")``,
+    a ``ReLU()``) that takes its input straight from a ``Dropout`` layer, with that layer's rate.
+
+    Such a layer outputs 0 for every value the dropout zeroed, so in training a live unit reads
+    inactive for a share ``rate`` of the rows: ``Dense(32)``, ``Dropout(0.9)``, ``Activation("relu")``
+    at batch_size 8 read 66% of its units "dead" at the first step, told to fix the initialisation.
+    ``inputs`` is :func:`layer_inputs`'s map.
+    """
+    if not inputs:
+        return {}
+    reported = reported_names(model)
+    layers = list(_layers_in_order(model))
+    rates = {reported.get(id(layer), layer.name): float(layer.rate) for layer in layers
+             if type(layer).__name__ in _ZEROING_DROPOUTS and real_number(getattr(layer, "rate", None)) and 0 < layer.rate < 1}
+    out = {}
+    for layer in layers:
+        name = reported.get(id(layer), layer.name)
+        fed = [rates[parent] for parent in inputs.get(name, ()) if parent in rates]
+        if fed and not layer.weights:
+            out[name] = max(fed)
+    return out
+
+
 def opaque_layers(model: Any) -> tuple[str, ...]:
     """The layers without weights whose computation the diagnosis cannot read, in model order:
     ``Lambda`` layers and layer classes of the user's own (not Keras's).

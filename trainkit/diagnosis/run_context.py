@@ -31,6 +31,7 @@ from trainkit.diagnosis.masked_positions import at_positions, loss_positions
 from trainkit.diagnosis.model_facts import (
     batch_norm_momenta,
     bounded_output,
+    dropped_activations,
     float16_layers,
     frozen_layers,
     frozen_output_layers,
@@ -439,6 +440,7 @@ def build_context(
         dropout_on_inputs=dropout[2],
         training_only_layers=training_only_layers(model),
         batch_norms=batch_norm_momenta(model),
+        dropped_activations=dropped_activations(model, inputs),
         initializers=layer_initializers(model),
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
