@@ -1649,6 +1649,31 @@ def test_lr_too_high_names_the_rate_a_callback_raised_not_the_optimizer_s_starti
     assert f.evidence["learning_rate"] == pytest.approx(0.4) and "optimizer.learning_rate: 0.001 (now 0.4)" in f.advice, f.advice
 
 
+def test_rate_advice_names_the_learning_rate_scheduler_s_function_not_the_optimizer_s_rate():
+    # A LearningRateScheduler sets the optimizer's rate at every epoch: a Python fit diverging at
+    # the 10 its function returned was told "learning_rate=0.121 in the optimizer (now 10)", a
+    # setting the callback overwrites at the next epoch.
+    s = Stream()
+    s.context.learning_rate, s.context.recipe, s.context.rate_callback = 1e-5, False, "LearningRateScheduler"
+    s.values["learning_rate"] = lambda e, st: min(0.4, 1e-5 * 10 ** (e + 1))
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.3 if e >= 4 else 1e-3
+    s.train_loss = lambda e, st: 0.69 if e < 4 else 3.0
+    f = finding(s.run(), "lr-too-high")
+    assert "the rates your LearningRateScheduler's function returns times 0.0025, its largest 0.001 (now 0.4)" in f.advice, f.advice
+    assert "in the optimizer (now" not in f.advice
+
+
+def test_a_fit_with_a_learning_rate_scheduler_records_it_in_the_context():
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.SGD(0.01), task="regression", logdir=None, jit_compile=False)
+    trainer.fit(x, x[:, 0], epochs=1, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr)])
+    assert trainer._live_diagnosis.diagnoser.context.rate_callback == "LearningRateScheduler"
+    trainer.fit(x, x[:, 0], epochs=1, verbose=0)
+    assert trainer._live_diagnosis.diagnoser.context.rate_callback is None
+
+
 @pytest.mark.parametrize("trained_before", [True, False])
 def test_lr_too_high_sees_a_fine_tune_whose_validation_loss_jumps_as_its_training_loss_falls(trained_before):
     # A pretrained base unfrozen under Adam 3e-2: steps of 27-39% of its kernels, training loss

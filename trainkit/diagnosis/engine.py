@@ -214,6 +214,9 @@ class Context:
         schedule_rate: The schedule's argument that sets its largest rate (``warmup_target`` of
             a warm-up, ``initial_learning_rate``, ``values`` of ``PiecewiseConstantDecay``);
             ``None`` for a schedule of one's own.
+        rate_callback: The class name of a callback that sets the optimizer's learning rate at
+            every epoch (``LearningRateScheduler``), ``None`` without one: a rate set in the
+            optimizer is overwritten by what its function returns, so advice names the function.
         call_loss_layers: The layers that add a term to the loss with ``add_loss`` in their own
             ``call`` (a VAE's KL; not an ``activity_regularizer``): the loss has no chance level.
         opaque_layers: The layers without weights whose computation is the user's (``Lambda``
@@ -281,6 +284,7 @@ class Context:
     recipe: bool = False
     schedule: str | None = None
     schedule_rate: str | None = None
+    rate_callback: str | None = None
     call_loss_layers: tuple[str, ...] = ()
     opaque_layers: tuple[str, ...] = ()
 

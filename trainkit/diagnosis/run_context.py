@@ -416,6 +416,7 @@ def build_context(
         learning_rate=_learning_rate(trainer.optimizer),
         schedule=schedule,
         schedule_rate=schedule_rate,
+        rate_callback=_rate_callback(callbacks),
         optimizer=_optimizer_class(trainer.optimizer),
         clipping=_clipping(trainer.optimizer),
         epsilon=_epsilon(trainer.optimizer),
@@ -611,6 +612,20 @@ def _schedule(optimizer: Any) -> tuple[str | None, str | None]:
         if hasattr(rate, argument):
             return type(rate).__name__, argument
     return type(rate).__name__, None
+
+
+def _rate_callback(callbacks: Iterable[Callback]) -> str | None:
+    """The class name of a Keras ``LearningRateScheduler`` among ``callbacks`` (run wrapped in a
+    KerasCallback), which sets the optimizer's rate at every epoch; ``None`` without one."""
+    import keras
+
+    from trainkit.callbacks.keras_callbacks import KerasCallback
+
+    for cb in callbacks:
+        inner = cb.callback if isinstance(cb, KerasCallback) else cb
+        if isinstance(inner, keras.callbacks.LearningRateScheduler):
+            return type(inner).__name__
+    return None
 
 
 def _early_stoppers(callbacks: Iterable[Callback]) -> Iterator[Any]:

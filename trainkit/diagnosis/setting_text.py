@@ -37,6 +37,10 @@ def rate_setting(context: Context, value: float, now: float | None) -> str:
     number in its place would drop the warm-up and the decay: the schedule is what to change. A
     recipe told ``optimizer.learning_rate: 0.001`` replaced its schedule with a constant.
     """
+    if context.rate_callback and now:
+        # The callback sets the optimizer's rate at every epoch's start: learning_rate=0.121 in the
+        # optimizer was overwritten by the 10 its function returned, as every rate it returns is.
+        return f"the rates your {context.rate_callback}'s function returns times {value / now:.3g}, its largest {value:.3g}"
     if context.schedule is None:
         return optimizer_setting(context, "learning_rate", f"{value:.3g}")
     if context.schedule_rate in (None, "values") and now:
@@ -58,6 +62,8 @@ def rate_key(context: Context) -> str:
     ``optimizer.learning_rate.config.initial_learning_rate``, a Python fit's ``the CosineDecay
     schedule's initial_learning_rate``): a number in ``optimizer.learning_rate`` would replace the
     schedule, and Keras refuses one for an optimizer built on it."""
+    if context.rate_callback:
+        return f"the rates your {context.rate_callback}'s function returns"
     if context.schedule is None:
         return optimizer_key(context, "learning_rate")
     argument = context.schedule_rate or "rates"
