@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from trainkit import Trainer, TrainkitError
 from trainkit.callbacks import Callback, EarlyStopping
-from trainkit.errors import ArgumentError, DataError, UnknownNameError
+from trainkit.errors import ArgumentError, DataError, RecipeError, UnknownNameError
 from trainkit.sources import DatasetSource, unpack_batch
 
 
@@ -3240,6 +3240,24 @@ def test_a_mixed_float16_model_gets_loss_scaling_as_model_compile_gives_it():
     assert "float16-without-loss-scaling" not in [f.code for f in auto.findings]
     assert isinstance(off.optimizer, keras.optimizers.SGD) and not isinstance(off.optimizer, keras.optimizers.LossScaleOptimizer)
     assert "float16-without-loss-scaling" in [f.code for f in off.findings]
+
+
+def test_a_run_resumed_under_another_precision_policy_is_refused_naming_both(tmp_path):
+    # A mixed_float16 run resumed with the policy back at float32 was refused as "it holds 14
+    # optimizer variables, this run has 10" (the loss scale's), "Resume with the same recipe".
+    x, y = make_data(96, features=4)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        make_trainer(make_model(features=4), logdir=tmp_path).fit(x, y, epochs=1, batch_size=32, verbose=0)
+        again = make_trainer(make_model(features=4), logdir=tmp_path)  # the same policy resumes
+        again.fit(x, y, epochs=2, batch_size=32, verbose=0, resume=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert len(again.history.history["loss"]) == 2
+    with pytest.raises(RecipeError) as info:
+        make_trainer(make_model(features=4), logdir=tmp_path).fit(x, y, epochs=3, batch_size=32, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch"
+    assert "'mixed_float16' precision policy" in info.value.message and "set_global_policy('mixed_float16')" in info.value.message
 
 
 def test_auto_scale_loss_must_be_a_boolean():

@@ -337,7 +337,7 @@ _VALUE = ".ATTRIBUTES/VARIABLE_VALUE"
 
 #: How to go on from a checkpoint of another model or recipe, and from one of a subclass whose
 #: attributes are not those it was written with.
-_SAME_RUN = "Resume with the same recipe (model) and --set options, or start a new run."
+_SAME_RUN = "Resume with the same model and settings the run was trained with (a recipe's: the same recipe and --set options), or start a new run."
 _SAME_ATTRIBUTES = ("Resume with the Trainer subclass's attributes named as they were when the run was written, "
                     "or start a new run.")
 

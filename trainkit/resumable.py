@@ -242,6 +242,9 @@ class Resumable:
             # The variables the optimizer holds state for, when a layer was frozen since it was
             # built (see _variables_to_optimize); None when they are the trainable ones.
             "optimizer_variables": self._optimizer_layout(),
+            # The model's precision policy: a resume under another (mixed_float16 then float32)
+            # was refused as "14 optimizer variables, this run has 10" (the loss scale's).
+            "precision_policy": _policy_name(self.model),
         }
         try:
             return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
@@ -346,6 +349,8 @@ class Resumable:
             left to train or to log.
         """
         checkpoint = self._make_checkpoint()
+        if checkpoint is not None:
+            _check_same_policy(newest_record(checkpoint.directory), _policy_name(self.model), self.logdir)
         progress = checkpoint.restore_latest() if checkpoint is not None else None
         if progress is None:
             if self.logdir is None:  # "no complete checkpoint in nowhere" said nothing of what to give
@@ -439,6 +444,32 @@ def _with_journal_epochs(progress: Mapping[str, Any]) -> dict[str, Any] | None:
     if records is None or "diagnoser" not in state:
         return None
     return {**state, "diagnoser": {**state["diagnoser"], "epochs": records}}
+
+
+def _policy_name(model: Any) -> str | None:
+    """The name of ``model``'s dtype policy (``mixed_float16``, ``float32``), ``None`` if it has none."""
+    policy = getattr(model, "dtype_policy", None)
+    name = getattr(policy, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _check_same_policy(record: Mapping[str, Any] | None, now: str | None, logdir: Path | None) -> None:
+    """Refuses to resume a run under another precision policy than it was trained under.
+
+    Under ``mixed_float16`` the optimizer scales the loss and keeps the scale's state, so the
+    checkpoint holds variables a float32 run lacks; the restore's "it holds 14 optimizer
+    variables, this run has 10" did not say why. Records written before the policy was kept pass.
+
+    Raises:
+        RecipeError: ``resume-mismatch``, naming both policies and how to resume.
+    """
+    saved = record.get("precision_policy") if isinstance(record, Mapping) else None
+    if not isinstance(saved, str) or now is None or saved == now:
+        return
+    raise RecipeError("resume-mismatch", f"{logdir} was trained under the '{saved}' precision policy, but this model was built under '{now}': "
+                                         "the weights' dtypes and the optimizer's state (a loss scale under mixed_float16) differ. Call "
+                                         f"keras.mixed_precision.set_global_policy('{saved}') before building the model to resume the run, "
+                                         "or start a new run with a logdir of its own.")
 
 
 def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None, logdir: Path | None) -> None:
