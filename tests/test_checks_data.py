@@ -925,6 +925,16 @@ def test_unscaled_inputs_of_a_row_number_tell_to_leave_it_out_not_to_standardise
     assert "row by row" not in finding.advice
 
 
+def test_unscaled_inputs_of_one_rising_feature_do_not_tell_to_delete_it():
+    # A regression on one feature of sorted whole numbers (x = 1000, 1010, ...) was told to delete
+    # it as a row number: np.delete(x, 0, axis=1) leaves the model no input at all.
+    x = (1000 + 10 * np.arange(200, dtype="float32")).reshape(-1, 1)
+    y = np.sin(x[:, 0] / 100).astype("float32")
+    one = keras.Sequential([keras.Input((1,)), L.Dense(8, activation="relu"), L.Dense(1)])
+    (finding,) = [f for f in check_data(x, y, model=one, loss=get_loss("mse"), task="regression") if f.code == "unscaled-inputs"]
+    assert "row by row" not in finding.advice and "np.delete" not in finding.advice
+
+
 def test_label_leakage_feature_equal_to_label():
     x = X.copy()
     x[:, 2] = YB

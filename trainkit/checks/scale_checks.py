@@ -112,10 +112,16 @@ _ID_MIN_ROWS = 20
 
 def _id_columns(f: np.ndarray, worst: list[int]) -> list[int]:
     """The listed features (``f`` is [features, rows], rows in the caller's order) of whole numbers
-    that rise on every row: IDs or row numbers (a csv's ``data-id-column``, passed as an array)."""
+    that rise on every row: IDs or row numbers (a csv's ``data-id-column``, passed as an array).
+
+    None when they are every feature of the input: a regression on one feature of sorted whole
+    numbers (``x = np.arange(200)``, ``y = sin(x / 10)``) was told to delete it, leaving the model
+    nothing to read; an input that is all IDs is no case of IDs left among features.
+    """
     if f.shape[1] < _ID_MIN_ROWS:
         return []
-    return [j for j in worst if np.all(np.diff(f[j]) > 0) and np.all(np.mod(f[j], 1) == 0)]
+    ids = [j for j in worst if np.all(np.diff(f[j]) > 0) and np.all(np.mod(f[j], 1) == 0)]
+    return ids if len(ids) < f.shape[0] else []
 
 
 def _id_column_hint(f: np.ndarray, ids: list[int], names: Any, x: str) -> str:
