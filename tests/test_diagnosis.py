@@ -2935,6 +2935,36 @@ def test_a_validation_loss_rising_through_lagging_batchnorm_averages_is_batchnor
     assert "(more epochs)" in f.advice and "smaller batches" not in f.advice  # 8 rows a batch are small already
 
 
+def test_batchnorm_averages_that_err_little_from_the_batches_are_no_lag_and_overfitting_is_told():
+    # An MLP with BatchNormalization on standardised inputs that overfit (240 steps at momentum 0.99,
+    # 8% of the start left; evaluate scored its training rows at 0.04, their training loss) was told
+    # batchnorm-lag, "need not be overfitting", and no overfitting: its averages erred by 0.1 of a
+    # normalised value's spread from the batches' statistics. Inputs centred at 20: 9.2.
+    s = overfitting_stream()
+    s.context.batch_norms = {"bn": 0.99}
+    s.notes["batch_norm_errors"] = {"bn": 0.1}
+    d = s.run()
+    assert "overfitting" in codes(d) and "batchnorm-lag" not in codes(d)
+    s = overfitting_stream()
+    s.context.batch_norms = {"bn": 0.99}
+    s.notes["batch_norm_errors"] = {"bn": 9.2}
+    d = s.run()
+    assert "batchnorm-lag" in codes(d) and "overfitting" not in codes(d)
+
+
+@pytest.mark.parametrize(("mean", "batch_variance", "lags"), [(0.0, 1.0, False), (0.1, 0.8, False), (20.0, 1.0, True), (0.0, 0.01, True)])
+def test_batch_norm_errors_measure_averages_against_the_batch_statistics_they_imply(mean, batch_variance, lags):
+    from trainkit.diagnosis.model_facts import batch_norm_errors
+    from trainkit.diagnosis.rule_types import Thresholds
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.99, name="bn")])
+    share = 0.99 ** 48
+    model.layers[0].moving_mean.assign(np.full(3, (1 - share) * mean, "float32"))
+    model.layers[0].moving_variance.assign(np.full(3, share + (1 - share) * batch_variance, "float32"))
+    error = batch_norm_errors(model, 48)["bn"]
+    assert (error >= Thresholds().batchnorm_lag_error) == lags, error
+
+
 def test_overfitting_of_a_python_fit_names_the_callback_and_layers_it_passes_not_recipe_keys():
     # A Trainer.fit was told "training.early_stopping: {...} (or training.epochs: 7)" and
     # "{type: dropout, rate: 0.2}": a recipe's keys and YAML, which it has no recipe for.

@@ -38,6 +38,7 @@ from trainkit.diagnosis.engine import (
 )
 from trainkit.diagnosis.gradient_rules import learned_something
 from trainkit.diagnosis.loss_rules import nonfinite_weights
+from trainkit.diagnosis.model_facts import batch_norm_errors
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.diagnosis.run_context import (
@@ -348,6 +349,10 @@ class DiagnosisCallback(Callback):
             reach = recurrent_reach(trainer)
             if reach:
                 notes["recurrent_reach"] = reach
+        if stop_reason not in UNFINISHED and self.diagnoser.context.batch_norms and not self.diagnoser.context.trained_before:
+            # Whether BatchNormalization's averages lag by enough to matter (batchnorm-lag): read
+            # once here, from the layers' variables, so that `trainkit diagnose` replays it.
+            notes["batch_norm_errors"] = batch_norm_errors(trainer.model, self.diagnoser.steps)
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))

@@ -4,6 +4,7 @@ that hides what the model learned, a validation loss below the training loss, a 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ from trainkit.diagnosis.loss_measures import (
     tail_drop,
 )
 from trainkit.diagnosis.lr_advice import raised_lr_text
+from trainkit.diagnosis.model_facts import real_number
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.setting_text import fit_setting, for_run, standardize_setting
@@ -46,6 +48,15 @@ def batchnorm_start_share(view: Diagnoser) -> tuple[str, float, float] | None:
     norms = view.context.batch_norms
     if not norms or view.context.trained_before or view.steps <= 0:
         return None
+    errors = view.notes.get("batch_norm_errors")
+    if isinstance(errors, Mapping):
+        # The end of the run read how far the averages err from the batches' statistics: a lag
+        # between two nearby normalisations is no cause (an MLP on standardised inputs that
+        # overfit, evaluate scoring its training rows at their training loss 0.04, was told its
+        # validation loss 0.45 came from BatchNormalization's averages, and no overfitting).
+        norms = {name: m for name, m in norms.items() if real_number(errors.get(name)) and errors[name] >= view.t.batchnorm_lag_error}
+        if not norms:
+            return None
     layer, momentum = max(norms.items(), key=lambda item: item[1])
     share = float(momentum) ** view.steps if 0 <= momentum < 1 else 1.0
     return (layer, float(momentum), share) if share >= view.t.batchnorm_start_share else None
