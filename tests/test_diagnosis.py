@@ -4386,9 +4386,11 @@ def test_nan_weights_from_a_nan_batch_of_inputs_past_the_checked_ones_name_the_i
     assert "dead-relu" not in [g.code for g in trainer.findings]
     # The filter it advises runs on a dict of named inputs beside integer ids too (the one it
     # advised, tf.math.is_finite(x), raised a TypeError on both), and drops the NaN row alone.
-    advised = eval(re.search(r"ds\.filter\((lambda x, y: .*\]\))\)", f.advice).group(1), {"tf": tf})
+    # Elements with sample weights too: lambda x, y raised a TypeError on (x, y, w).
+    advised = eval(re.search(r"ds\.filter\((lambda x, \*targets: .*\]\))\)", f.advice).group(1), {"tf": tf})
     for features in (x, {"num": x, "id": np.arange(len(x))[:, None]}):
         assert len(list(tf.data.Dataset.from_tensor_slices((features, y)).filter(advised))) == len(x) - 1
+        assert len(list(tf.data.Dataset.from_tensor_slices((features, y, np.ones(len(x)))).filter(advised))) == len(x) - 1
 
 
 def test_warnings_print_once_when_verbose_and_never_when_quiet(capsys):

@@ -717,9 +717,10 @@ def _inputs_nonfinite(view: Diagnoser, row: Mapping[str, float]) -> str | None:
 
 
 #: The filter flattens x: ``tf.math.is_finite(x)`` raised a TypeError on a dict of inputs (a
-#: model with several named inputs) and on integer ids, which it takes no dtype of.
+#: model with several named inputs) and on integer ids, which it takes no dtype of. ``*targets``
+#: takes ``(x, y)`` and ``(x, y, sample_weight)`` elements alike (``lambda x, y`` raised on the latter).
 _INPUTS_ADVICE = ("Check the inputs of that step's batch for NaN/inf: the data checks read only a dataset's first batches "
-                  "(drop such rows in the pipeline, before .batch(): ds.filter(lambda x, y: tf.reduce_all([tf.reduce_all("
+                  "(drop such rows in the pipeline, before .batch(): ds.filter(lambda x, *targets: tf.reduce_all([tf.reduce_all("
                   "tf.math.is_finite(v)) for v in tf.nest.flatten(x) if v.dtype.is_floating])), or fix them where the data is "
                   "made).")
 
