@@ -800,4 +800,4 @@ def _removal(j: int | list[int], columns: _Columns) -> str:
     names = columns.names
     recipe = (f"; in a recipe, data: {{drop: [{', '.join(names[k] for k in js)}]}}"
               if names is not None and all(k < len(names) for k in js) else "")
-    return f"{columns.x} = np.delete({columns.x}, {j}, axis=1){recipe}"
+    return f"{columns.x} = np.delete({columns.x}, {j}, axis=1), and the same from the validation and test rows{recipe}"

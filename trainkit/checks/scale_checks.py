@@ -140,7 +140,8 @@ def _id_column_hint(f: np.ndarray, ids: list[int], names: Any, x: str) -> str:
     return (f" {', '.join(labels)} {'counts' if len(ids) == 1 else 'count'} up row by row ({', '.join(first)}, ...): "
             "an ID or a row number, which tells nothing about new "
             f"rows and picks up any order the rows have (sorted by label, it leaks the label). Leave it out of the features "
-            f"({x} = np.delete({x}, {ids[0] if len(ids) == 1 else ids}, axis=1)) rather than standardise it, unless it is a time "
+            f"({x} = np.delete({x}, {ids[0] if len(ids) == 1 else ids}, axis=1), and the same from the validation and test rows) "
+            "rather than standardise it, unless it is a time "
             "the model should use.")
 
 
