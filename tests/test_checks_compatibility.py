@@ -62,7 +62,23 @@ def build(arch: str, units: int, act: str | None = None) -> keras.Model:
                                  L.Dense(units, activation=act), L.Rescaling(100.0)])
     if arch == "time_distributed":  # a prediction per time step; was an unknown layer, and no rule judged its activation
         return keras.Sequential([keras.Input((5, 4)), L.GRU(8, return_sequences=True), L.TimeDistributed(L.Dense(units, activation=act))])
+    if arch.startswith("bn_base"):  # a fine-tuned base called as base(x, training=False)
+        return bn_base_model(frozen="frozen" in arch, bn_frozen="bn_frozen" in arch, flag="no_flag" not in arch, units=units, act=act)
     raise ValueError(arch)
+
+
+def bn_base_model(*, frozen: bool = False, bn_frozen: bool = False, flag: bool = True, units: int = 1, act: str | None = "sigmoid") -> keras.Model:
+    """A small Sequential base holding a BatchNormalization, nested in a functional model."""
+    L = keras.layers
+    base = keras.Sequential([keras.Input((4,)), L.Dense(8), L.BatchNormalization(name="base_bn"), L.ReLU()], name="base")
+    base.trainable = not frozen
+    if bn_frozen:
+        for layer in base.layers:
+            if isinstance(layer, L.BatchNormalization):
+                layer.trainable = False
+    inputs = keras.Input((4,))
+    hidden = base(inputs, training=False) if flag else base(inputs)
+    return keras.Model(inputs, L.Dense(units, activation=act)(hidden))
 
 
 def loss_of(spec):
@@ -108,6 +124,10 @@ GOLDEN = [
     ("binary", ("dense", 1, "sigmoid"), "hinge", "wrong-output-activation", None),
     ("binary", ("linear_hidden", 1, "sigmoid"), "bce", "linear-hidden-layers", None),
     ("binary", ("float16", 1, "sigmoid"), "bce", "float16-without-loss-scaling", None),
+    ("binary", ("bn_base", 1, "sigmoid"), "bce", "batchnorm-training-flag-ignored", None),
+    ("binary", ("bn_base_frozen", 1, "sigmoid"), "bce", OK, None),
+    ("binary", ("bn_base_bn_frozen", 1, "sigmoid"), "bce", OK, None),
+    ("binary", ("bn_base_no_flag", 1, "sigmoid"), "bce", OK, None),
     # --- multiclass --------------------------------------------------------------------------
     ("multiclass", ("dense", 3, "softmax"), "scce", OK, 3),
     ("multiclass", ("dense", 3, None), SCCE_LOGITS, OK, 3),
@@ -207,7 +227,8 @@ def test_codes_listed_in_one_place():
         "wrong-output-activation", "bounded-output-for-regression", "linear-hidden-layers",
     }
     assert required <= set(COMPATIBILITY_CODES)
-    assert set(COMPATIBILITY_WARNING_CODES) == {"bounded-output-for-regression", "linear-hidden-layers", "float16-without-loss-scaling"}
+    assert set(COMPATIBILITY_WARNING_CODES) == {"bounded-output-for-regression", "linear-hidden-layers", "float16-without-loss-scaling",
+                                              "batchnorm-training-flag-ignored"}
     assert len(set(COMPATIBILITY_CODES)) == len(COMPATIBILITY_CODES)
 
 
@@ -291,6 +312,72 @@ def test_float16_with_a_loss_scale_optimizer_is_no_warning():
     assert [f.code for f in plain] == ["float16-without-loss-scaling"] and "LossScaleOptimizer(" in plain[0].advice
     scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
     assert check_compatibility(model, loss_of("bce"), "binary", optimizer=scaled) == []
+
+
+def _moving_mean_moved(model: keras.Model, layer: keras.layers.BatchNormalization) -> float:
+    """How far one training-mode call on off-centre rows moves the layer's moving mean."""
+    before = keras.ops.convert_to_numpy(layer.moving_mean).copy()
+    model(tf.random.stateless_normal((16, 4), seed=(1, 2)) + 3.0, training=True)
+    return float(abs(keras.ops.convert_to_numpy(layer.moving_mean) - before).max())
+
+
+def test_batchnorm_in_a_base_called_with_training_false_is_told_keras_trains_it():
+    # Keras 3 passes the model's training=True over base(x, training=False): the unfrozen base's
+    # BatchNormalization normalised on each batch and moved its moving mean (0.023 in model.fit
+    # and in trainkit alike), and a fine-tune's loss jumped, with no word about it.
+    model = bn_base_model()
+    assert _moving_mean_moved(model, model.get_layer("base").get_layer("base_bn")) > 0.01
+    [finding] = check_compatibility(model, loss_of("bce"), "binary")
+    assert finding.code == "batchnorm-training-flag-ignored" and finding.severity == "warning" and finding.layer == "base_bn"
+    assert "'base'" in finding.message and "'base_bn'" in finding.message and "keras-team/keras#20285" in finding.message
+    assert "isinstance(layer, keras.layers.BatchNormalization): layer.trainable = False" in finding.advice
+    assert "model.builder" in finding.advice
+    # The advised fix keeps the moving statistics still: no warning then.
+    fixed = bn_base_model(bn_frozen=True)
+    assert _moving_mean_moved(fixed, fixed.get_layer("base").get_layer("base_bn")) == 0.0
+    assert check_compatibility(fixed, loss_of("bce"), "binary") == []
+
+
+def test_batchnorm_in_a_base_reused_from_a_pretraining_model_is_told():
+    # The base keeps the plain call of the model it was pretrained in (base(x)): read as called
+    # both ways, the fine-tune's base(x, training=False) was not told (training loss 0.026 -> 0.56
+    # at Adam 1e-5, batches of 8, in silence).
+    fine_tune = bn_base_model()
+    base = fine_tune.get_layer("base")
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(base(inputs)))  # the pretraining model
+    assert [f.code for f in check_compatibility(fine_tune, loss_of("bce"), "binary")] == ["batchnorm-training-flag-ignored"]
+
+
+def test_batchnorm_called_directly_with_training_false_is_told_too():
+    # Keras 3 ignores the flag on a layer of the model's own graph as well.
+    inputs = keras.Input((4,))
+    norm = keras.layers.BatchNormalization(name="norm")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(8, activation="relu")(norm(inputs, training=False))))
+    assert _moving_mean_moved(model, norm) > 0.01
+    [finding] = check_compatibility(model, loss_of("bce"), "binary")
+    assert finding.code == "batchnorm-training-flag-ignored" and "trainable = False on the BatchNormalization layer 'norm'" in finding.advice
+    norm.trainable = False
+    assert check_compatibility(model, loss_of("bce"), "binary") == []
+
+
+def test_batchnorm_inside_a_custom_layer_called_with_training_false_is_told():
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense, self.norm = keras.layers.Dense(4), keras.layers.BatchNormalization(name="block_norm")
+
+        def call(self, x, training=None):
+            return self.norm(self.dense(x), training=training)
+
+    inputs = keras.Input((4,))
+    block = Block(name="block")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.ReLU()(block(inputs, training=False))))
+    assert _moving_mean_moved(model, block.norm) > 0.0
+    [finding] = check_compatibility(model, loss_of("bce"), "binary")
+    # A layer has no .layers to loop over: its BatchNormalization is named instead.
+    assert "'block'" in finding.message and "trainable = False on the BatchNormalization layer 'block_norm'" in finding.advice
+    assert "base.layers" not in finding.advice
 
 
 def test_allow_with_a_typo_fails_loudly():

@@ -27,6 +27,7 @@ from trainkit.checks.model_inspect import (
     OutputInfo,
     find_outputs,
     hidden_layers,
+    ignored_inference_batchnorms,
     iter_layers,
 )
 from trainkit.errors import CompatibilityError, UnknownNameError
@@ -579,6 +580,47 @@ def float16_without_loss_scaling(case: Case) -> Issue | None:
         {"float16_layers": len(half)}, half[0])
 
 
+def batchnorm_training_flag_ignored(case: Case) -> Issue | None:
+    """A trainable BatchNormalization the model calls with ``training=False`` (itself, or inside
+    a fine-tuned base, ``base(x, training=False)``), which Keras 3 trains all the same."""
+    if case.model is None:
+        return None
+    found = ignored_inference_batchnorms(case.model)
+    if not found:
+        return None
+    by_caller: dict[str, list[str]] = {}
+    models: set[str] = set()  # the callers with a .layers list to loop over
+    for norm, caller in found:
+        by_caller.setdefault(caller.name, []).append(norm.name)
+        if isinstance(caller, keras.Model):
+            models.add(caller.name)
+
+    def names(items: list[str]) -> str:
+        return ", ".join(f"'{name}'" for name in items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    callers = " and ".join(f"'{caller}'" for caller in by_caller)
+    # The fix names the layer to freeze them in: a base's own layers, or the layers themselves.
+    fixes = [f"for layer in base.layers: if isinstance(layer, keras.layers.BatchNormalization): layer.trainable = False "
+             f"(base: '{caller}', and its nested models' layers too)" if caller in models
+             else f"trainable = False on the BatchNormalization layer{'s' if len(norms) > 1 else ''} {names(norms)}"
+             for caller, norms in by_caller.items()]
+    count = len(found)
+    plural = count != 1
+    bases = bool(models)
+    return Issue(
+        f"The model calls {callers} with training=False, a flag Keras 3 ignores there: a functional model passes its own "
+        "training=True to every layer it calls (keras-team/keras#20285), in model.fit as in this trainer. So "
+        f"{count} trainable BatchNormalization layer{'s' if plural else ''} ({names([norm.name for norm, _ in found])}) "
+        f"normalise{'' if plural else 's'} each batch with the batch's own statistics while the model trains and "
+        f"move{'' if plural else 's'} {'their' if plural else 'its'} moving mean and variance: a fine-tuned base loses the "
+        "statistics it was trained with, and its loss jumps (a fine-tune at Adam 1e-5, batches of 8: training loss 0.026 -> 0.56).",
+        "Freeze the BatchNormalization layers themselves before making the Trainer (a frozen one normalises with its "
+        "moving statistics and leaves them as they are, while the rest of the base trains): " + "; ".join(fixes)
+        + (". Or freeze the whole base (base.trainable = False)" if bases else "") + ". In a recipe, do it in the model.builder function: "
+        "recipe layers have no trainable key.",
+        {"batchnorm_layers": count, "layers_called_with_training_false": len(by_caller)}, found[0][0].name)
+
+
 #: Every rule, in the order they are tried; the first error wins.
 COMPATIBILITY_RULES: tuple[Rule, ...] = (
     Rule("softmax-single-unit", "error", softmax_single_unit),
@@ -592,6 +634,7 @@ COMPATIBILITY_RULES: tuple[Rule, ...] = (
     Rule("bounded-output-for-regression", "warning", bounded_output_for_regression),
     Rule("linear-hidden-layers", "warning", linear_hidden_layers, scope="model"),
     Rule("float16-without-loss-scaling", "warning", float16_without_loss_scaling, scope="model"),
+    Rule("batchnorm-training-flag-ignored", "warning", batchnorm_training_flag_ignored, scope="model"),
 )
 #: Code of the info finding returned when the model's outputs cannot be inspected.
 UNINSPECTABLE_MODEL = "uninspectable-model"

@@ -756,16 +756,81 @@ def inference_mode_ids(model: Any) -> set[int]:
     """
     if not _graph_keeps_training_false():
         return set()
+    off: set[int] = set()
+    for layer in _inference_called(model):
+        off.update(id(sub) for sub in _with_sublayers(layer))
+    return off
+
+
+def ignored_inference_batchnorms(model: Any) -> list[tuple[Any, Any]]:
+    """``(BatchNormalization layer, the layer called with training=False)`` of each
+    trainable ``BatchNormalization`` that ``model`` calls, directly or inside a nested model or
+    layer, with ``training=False`` at every call, where Keras trains it all the same.
+
+    Keras 3's functional model passes its own ``training=True`` over the recorded flag
+    (:func:`_graph_keeps_training_false`): such a layer normalises each batch with the batch's
+    statistics and moves its moving mean and variance, the fine-tune that
+    ``base(x, training=False)`` was written for. A frozen one (``trainable=False``) uses its
+    moving statistics and leaves them be. Empty where Keras honours the flag.
+    """
+    if _graph_keeps_training_false():
+        return []
+    found: dict[int, tuple[Any, Any]] = {}
+    for called in _inference_called(model):  # outer ones first: a BN is told by its outermost base
+        for layer in _with_sublayers(called):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable and id(layer) not in found:
+                found[id(layer)] = (layer, called)
+    return list(found.values())
+
+
+def _inference_called(model: Any) -> Iterator[Any]:
+    """The layers nested in ``model`` (at any depth, outer ones first) that it calls with
+    ``training=False`` at every call; not those whose ``call`` defaults to it (see
+    :func:`inference_mode_ids`)."""
     flatten = getattr(model, "_flatten_layers", None)
     layers = list(flatten(include_self=False)) if flatten is not None else list(getattr(model, "layers", []))
-    off: set[int] = set()
+    own = _graph_node_keys(model)
     for layer in layers:
-        calls = [getattr(getattr(node, "arguments", None), "kwargs", None) or {} for node in getattr(layer, "_inbound_nodes", None) or []]
-        if not calls or not all(call.get("training") is False for call in calls) or _defaults_to_inference(layer):
-            continue
-        inner = getattr(layer, "_flatten_layers", None)
-        off.update(id(sub) for sub in (inner(include_self=True) if inner is not None else [layer]))
-    return off
+        nodes = list(enumerate(getattr(layer, "_inbound_nodes", None) or []))
+        if own is not None:  # a base reused from another model keeps that model's calls too
+            nodes = [(i, node) for i, node in nodes if _node_key(layer, i) in own]
+        calls = [getattr(getattr(node, "arguments", None), "kwargs", None) or {} for _, node in nodes]
+        if calls and all(call.get("training") is False for call in calls) and not _defaults_to_inference(layer):
+            yield layer
+
+
+def _graph_node_keys(model: Any) -> set[str] | None:
+    """The keys of the calls (nodes) that ``model``'s graph and its nested models' graphs make,
+    ``None`` where Keras does not say (another layout, a subclassed model alone).
+
+    A layer keeps the nodes of every model that called it: a base pretrained inside one model
+    (``base(x)``) and fine-tuned in another (``base(x, training=False)``) read as called both ways,
+    and the fine-tune's trainable BatchNormalization was not told.
+    """
+    try:
+        from keras.src.ops.function import make_node_key  # noqa: F401 (Keras's private layout)
+    except ImportError:
+        return None
+    keys: set[str] = set()
+    for candidate in (model, *iter_nested_models(model)):
+        graph = getattr(candidate, "_functional", None) or candidate  # a Sequential's graph
+        nodes = getattr(graph, "_nodes", None)
+        if isinstance(nodes, set):
+            keys |= nodes
+    return keys or None
+
+
+def _node_key(layer: Any, index: int) -> str:
+    """The key Keras's graphs hold the ``index``-th call of ``layer`` under."""
+    from keras.src.ops.function import make_node_key  # asked of :func:`_graph_node_keys` first
+
+    return make_node_key(layer, index)
+
+
+def _with_sublayers(layer: Any) -> list[Any]:
+    """``layer`` and every layer nested in it."""
+    inner = getattr(layer, "_flatten_layers", None)
+    return list(inner(include_self=True)) if inner is not None else [layer]
 
 
 class _TrainingProbe(keras.layers.Layer):
