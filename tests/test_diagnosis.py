@@ -1696,6 +1696,33 @@ def test_lr_too_high_sees_a_fine_tune_whose_validation_loss_jumps_as_its_trainin
     assert "lr-too-high" not in codes(s.run())
 
 
+@pytest.mark.parametrize("trained_before", [True, False])
+def test_lr_too_high_sees_a_fine_tune_whose_first_epoch_undoes_the_trained_weights(trained_before):
+    # A trained base unfrozen under Adam 1e-2: steps of 6% of its kernels, its first step's loss
+    # 0.02 (the trained weights') and the first epoch's 0.25, validation 0.067 -> 0.09-0.22; under
+    # the 10% bar nothing was said (overfitting, "stop at epoch 1", at best).
+    s = Stream()
+    s.context.trained_before = trained_before
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.06
+    s.train_loss = lambda e, st: 0.02 if e == st == 0 else (0.25 if e == 0 else 0.06)
+    s.val_loss = lambda e: 0.15
+    found = [f for f in s.run().findings if f.code == "lr-too-high"]
+    if not trained_before:  # a fresh model's first loss is chance, no measure of what it knew
+        assert not found
+        return
+    assert "the first epoch's training loss rose to" in found[0].message and "undo what they learned" in found[0].message
+    # Steps of 1-2% (Adam 3e-3 measured 1.9%: loss 0.02 -> 0.085, validation unharmed) are let be,
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.02
+    assert "lr-too-high" not in codes(s.run())
+    # and so is a first epoch only a few hundredths of chance above an easy first batch.
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.06
+    s.train_loss = lambda e, st: 0.02 if e == st == 0 else (0.07 if e == 0 else 0.06)
+    assert "lr-too-high" not in codes(s.run())
+
+
 @pytest.mark.parametrize("level", [0.3, -0.3])
 def test_lr_too_high_sees_no_progress_of_a_negative_loss(level):
     # "No better than 90% of the start" of a start of -0.3 asked for a loss above -0.27, worse

@@ -47,7 +47,7 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
         early, per_early = first, per_first
     peak, per_peak, peak_epoch = peak_epoch_update_ratio(view)
     ratio, per_layer = (early, per_early) if (early or 0.0) >= (peak or 0.0) else (peak, per_peak)
-    if ratio is None or ratio < view.t.lr_high_ratio:
+    if ratio is None or (ratio < view.t.lr_high_ratio and not (ratio >= view.t.lr_high_trained_ratio and _undone(view))):
         return None
     losses = view.epoch_losses()
     finite = losses[np.isfinite(losses)]
@@ -72,10 +72,16 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
     val = view.val_losses()
     val_peak = float(np.nanmax(val)) if not fresh_start(view) and np.isfinite(val).any() else None
     val_spiked = val_peak is not None and start > 0 and val_peak >= view.t.lr_high_spike * start
-    if not (nonfinite or spiked or not_learning or val_spiked or view.explosion is not None):
+    undone = ratio < view.t.lr_high_ratio  # let in by _undone alone: say so
+    if not (undone or nonfinite or spiked or not_learning or val_spiked or view.explosion is not None):
         return None
     worst = max(per_layer, key=lambda k: per_layer[k])
-    if nonfinite:
+    if undone:
+        epoch_loss = float(view.epoch_losses()[0])
+        trend = (f"the first epoch's training loss rose to {format_number(epoch_loss)}, {times_text(epoch_loss / start)} the loss the "
+                 f"trained weights this fit started from had ({format_number(start)}): steps this large undo what they learned "
+                 "(a pretrained base unfrozen at a high rate)")
+    elif nonfinite:
         trend = "the loss went NaN"
     elif spiked:
         trend = f"the loss jumped to {format_number(peak)}, {times_text(peak / start)} the first loss ({format_number(start)})"
@@ -94,6 +100,25 @@ def lr_too_high(view: Diagnoser) -> Issue | None:
         f"gradients ({clipping_text(view)}).",
         {"update_ratio_median": ratio, "update_ratio_by_layer": per_layer, "learning_rate": learning_rate_of(view),
          "initial_loss": start, "peak_loss": peak, "peak_val_loss": val_peak, "peak_epoch": peak_epoch}, layer=worst.rsplit("/", 1)[0], epoch=view.epochs[-1].epoch)
+
+
+def _undone(view: Diagnoser) -> bool:
+    """Whether a fit that starts from trained weights undid them in its first epoch: its training
+    loss there :attr:`~Thresholds.lr_high_spike` times the first step's (the trained weights' own
+    loss, on this fit's data: no earlier fit's loss on other rows) and by
+    :attr:`~Thresholds.lr_high_undone_chance` of chance above it, from a start under half of chance.
+
+    Read from the step losses the fit records anyway: no pass over the data beside them. A fresh
+    model's first loss is chance, no measure of what it knew.
+    """
+    first = first_losses(view)
+    chance = chance_level(view)
+    losses = view.epoch_losses()
+    if fresh_start(view) or not first.size or chance is None or chance <= 0 or not losses.size or not np.isfinite(losses[0]):
+        return False
+    start, epoch_loss = float(first[0]), float(losses[0])
+    return (0.0 <= start < 0.5 * chance and epoch_loss >= view.t.lr_high_spike * start
+            and epoch_loss >= start + view.t.lr_high_undone_chance * chance)
 
 
 def lr_too_low(view: Diagnoser) -> Issue | None:

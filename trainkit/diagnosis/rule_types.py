@@ -119,6 +119,14 @@ class Thresholds:
     # Adam(1e-3)'s first steps are ~learning_rate per weight, ~2e-3 of a he_normal kernel's size.
     lr_high_first_steps: int = 3
     lr_high_spike: float = 3.0
+    # ... in a fit that starts from trained weights (a pretrained base unfrozen for fine-tuning),
+    # steps of this fraction of the weights are enough, where the first epoch's training loss
+    # undid what they had learned: lr_high_spike x the first step's loss (the trained weights' own,
+    # on this fit's data) and by lr_high_undone_chance of chance above it. A base unfrozen under
+    # Adam 1e-2 took steps of 6% (median over the first steps' weight matrices) and its loss went
+    # 0.02 -> 0.25 in the first epoch, validation 0.067 -> 0.09-0.22, with no finding.
+    lr_high_trained_ratio: float = 0.03
+    lr_high_undone_chance: float = 0.1
     lr_low_ratio: float = 7e-4
     # ... but a ratio of ~0 means no gradient reaches the weights (dead or saturated units): it
     # says nothing about the learning rate (ReLUs dead from a bias of -5 measured exactly 0).
