@@ -729,6 +729,20 @@ def test_train_validation_overlap_bad_and_good():
     assert run("binary", X, YB, x_val=std_x(seed=5), y_val=YB) == []
 
 
+def test_overlap_counts_every_copied_image_wherever_it_sits_in_its_array():
+    # Identical rows must hash alike at any position: a BLAS matrix-vector product sums the rows
+    # at the end of a block in another order, and 3 of 9 images shared by two
+    # image_dataset_from_directory subsets (45 and 15 rows of 16x16x3 pixels) hashed ~1e-12 apart.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (45, 16, 16, 3)).astype("float32")
+    picks = rng.permutation(45)[:15]
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(3, activation="softmax")])
+    y = rng.integers(0, 3, 45)
+    found = check_data(x, y, x_val=x[picks], y_val=y[picks], model=cnn, loss=get_loss("scce"), task="multiclass")
+    (finding,) = [f for f in found if f.code == "train-validation-overlap"]
+    assert finding.evidence["rows_found"] == 15
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_overlap_finds_overlapping_windows_split_at_random_not_by_time(stride):
     # Windows of a series (every step, or every 2nd) shuffled and then split: no row repeats, so
