@@ -743,6 +743,45 @@ def test_overlap_counts_every_copied_image_wherever_it_sits_in_its_array():
     assert finding.evidence["rows_found"] == 15
 
 
+def image_directory(root, classes=3, per_class=20, size=16, seed=0):
+    """A directory of PNGs in one folder a class, as keras.utils.image_dataset_from_directory reads them."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 80, (size, size, 3)).astype("uint8")
+            pixels[..., c % 3] += 150
+            tf.io.write_file(str(root / f"class{c}" / f"{i}.png"), tf.io.encode_png(pixels))
+    return str(root)
+
+
+def test_overlap_names_the_files_two_directory_subsets_share_and_the_seed(tmp_path):
+    # subset='training' and subset='validation' made with different seeds share files: each call
+    # shuffles the file list with its own seed before it cuts the split off. Told to drop
+    # duplicates with np.unique, and only from the first batches' pixels.
+    directory = image_directory(tmp_path)
+
+    def subset(name, seed, **kw):
+        return keras.utils.image_dataset_from_directory(directory, image_size=(16, 16), batch_size=8, validation_split=0.25,
+                                                        subset=name, seed=seed, verbose=False, **kw)
+
+    train, val = subset("training", 1), subset("validation", 2)
+    shared = len(set(train.file_paths) & set(val.file_paths))
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(3, activation="softmax")])
+
+    def check(t, v):
+        return check_data(t, model=cnn, loss=get_loss("scce"), task="multiclass", x_val=v)
+
+    (finding,) = [f for f in check(train, val) if f.code == "train-validation-overlap"]
+    assert finding.evidence["files_shared"] == shared > 0 and finding.evidence["files_checked"] == 15
+    assert "same seed" in finding.advice and "subset='both'" in finding.advice and "np.unique" not in finding.advice
+    # Cached, the datasets carry no file_paths: the copied pixels are found, and the seed still named.
+    (finding,) = [f for f in check(train.cache(), val.cache()) if f.code == "train-validation-overlap"]
+    assert finding.evidence["rows_found"] == shared and "same seed" in finding.advice
+    # The same seed: no file shared, no finding.
+    assert "train-validation-overlap" not in codes(check(subset("training", 3), subset("validation", 3)))
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_overlap_finds_overlapping_windows_split_at_random_not_by_time(stride):
     # Windows of a series (every step, or every 2nd) shuffled and then split: no row repeats, so

@@ -46,6 +46,7 @@ from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Targe
 from trainkit.checks.data_sampling import (
     DatasetSample,
     dataset_facts,
+    file_paths,
     further_labels,
     is_batch_source,
     random_ops,
@@ -253,6 +254,7 @@ def check_data(
     # Read before sampling: the sample keeps no pipeline.
     apart = tuple(name for name, data in (("x", x), ("validation_data", x_val))
                   if is_batch_source(data) and shuffled_apart(data.dataset if isinstance(data, DatasetSample) else data))
+    paths = (file_paths(x), file_paths(x_val))  # read before sampling, as above
     if is_batch_source(x):
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
@@ -328,7 +330,7 @@ def check_data(
                       further_labels=_per_output(read_further, outputs),
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random,
                       application_base=application_base(model),
-                      shuffled_apart=apart)
+                      shuffled_apart=apart, file_paths=paths)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

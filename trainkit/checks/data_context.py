@@ -120,6 +120,8 @@ class DataContext:
     float16_readers: Sequence[str | None] = ()
     #: A ``keras.applications`` base that wants its own ``preprocess_input`` (see ``application_base``), or ``None``.
     application_base: Any = None
+    #: The files the training and the validation dataset read (see ``file_paths``), each ``None`` where unknown.
+    file_paths: tuple[Sequence[str] | None, Sequence[str] | None] = (None, None)
     #: Samples several rules read (``label-leakage``, ``one-feature-separates``), drawn once.
     memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 

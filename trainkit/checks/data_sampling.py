@@ -309,6 +309,18 @@ def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
     return None, None
 
 
+def file_paths(data: Any) -> tuple[str, ...] | None:
+    """The files a ``keras.utils.image_dataset_from_directory`` (or ``text_``/``audio_``) dataset
+    reads, one a row, from the ``file_paths`` attribute Keras sets on it (a
+    :class:`DatasetSample`'s dataset's too); ``None`` for any other data, or a dataset mapped or
+    cached since (a new object, without the attribute)."""
+    dataset = data.dataset if isinstance(data, DatasetSample) else data
+    paths = getattr(dataset, "file_paths", None) if _is_dataset(dataset) else None
+    if not isinstance(paths, list | tuple) or not all(isinstance(p, str) for p in paths):
+        return None
+    return tuple(paths)
+
+
 def _to_numpy(value: Any) -> Any:
     if value is None:
         return None

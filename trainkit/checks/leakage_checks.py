@@ -77,7 +77,38 @@ def train_validation_overlap(ctx: DataContext) -> Issue | None:
     shifted by a step or two (:func:`_shifted_windows`)."""
     if not ctx.x_val or len(ctx.xs) != len(ctx.x_val):
         return None
-    return _identical_rows(ctx) or _shifted_windows(ctx)
+    return _shared_files(ctx) or _identical_rows(ctx) or _shifted_windows(ctx)
+
+
+#: How the advice names the subsets of one ``*_dataset_from_directory`` call made twice.
+_SAME_SEED = ("pass the same seed to both keras.utils.image_dataset_from_directory calls (validation_split=0.2, "
+              "subset='training', seed=123 and subset='validation', seed=123), or make both at once with subset='both'")
+
+
+def _shared_files(ctx: DataContext) -> Issue | None:
+    """Validation files that are training files too, where both datasets name the files they read
+    (``file_paths``, set by ``keras.utils.image_dataset_from_directory``): exact, from every file,
+    however the images are augmented, and without reading a batch.
+
+    Each call shuffles the file list with its own ``seed`` before it cuts ``validation_split`` off,
+    so ``subset='training'`` and ``subset='validation'`` made with different seeds share files
+    (9 of 15 validation images for seeds 1 and 2).
+    """
+    train, val = ctx.file_paths
+    if not train or not val:
+        return None
+    known = set(train)
+    shared = [p for p in val if p in known]
+    if not shared:
+        return None
+    share = len(shared) / len(val)
+    return Issue(
+        f"{len(shared)} of the {len(val)} validation files ({share:.0%}) are training files too (the first: "
+        f"{shared[0]!r}): subsets of one directory made with different seeds (each call shuffles the files with its own "
+        "seed before it cuts the validation split off), or the same files read twice. Validation then measures "
+        "memory, not generalisation, and early stopping and model choice are biased.",
+        _SAME_SEED[0].upper() + _SAME_SEED[1:] + ".",
+        {"overlap_share": share, "files_shared": len(shared), "files_checked": len(val)})
 
 
 #: Shifts (in steps) at which :func:`_shifted_windows` compares windows, and the fewest steps a
@@ -186,13 +217,16 @@ def _identical_rows(ctx: DataContext) -> Issue | None:
     first = int(np.argmax(found)) * max(1, math.ceil(len(val) / max(1, len(val_rows))))
     share = min(share, 1.0)
     return Issue(
-        f"About {share:.1%} of the validation rows{ctx.where} also appear in the training inputs "
+        f"About {share:.1%} of the validation rows{ctx.val_where} also appear in the training inputs "
         f"({hits} of {len(h_val)} checked; the first at x_val row {first}), "
         + ("and rows with continuous features do not repeat by chance: they are copies. " if continuous else
            f"while only {dup_rate:.1%} of the training rows repeat another training row. ")
         + "Validation then measures memory, not generalisation, and early stopping and model choice are biased.",
         "Split before any augmentation or oversampling, and drop duplicates across the split, e.g. "
-        "with np.unique(x, axis=0, return_index=True) before splitting.",
+        "with np.unique(x, axis=0, return_index=True) before splitting"
+        # Image datasets, mostly image_dataset_from_directory's subsets, whose file_paths a
+        # .cache() or .map() left behind: np.unique was no advice for them.
+        + (f"; for datasets made by image_dataset_from_directory, {_SAME_SEED}." if ctx.where and train.ndim == 4 else "."),
         {"overlap_share": share, "rows_found": hits, "rows_checked": len(h_val), "first_val_row": first,
          "train_duplicate_rate": dup_rate})
 
