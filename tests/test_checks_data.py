@@ -782,6 +782,26 @@ def test_overlap_names_the_files_two_directory_subsets_share_and_the_seed(tmp_pa
     assert "train-validation-overlap" not in codes(check(subset("training", 3), subset("validation", 3)))
 
 
+@pytest.mark.parametrize(("label_mode", "units", "loss", "code", "fix"), [
+    ("categorical", 3, "scce", "label-format", "label_mode='int'"),
+    ("int", 3, "cce", "label-format", "label_mode='categorical'"),
+    ("int", 2, "scce", "label-format", "Dense(len(dataset.class_names))"),
+    ("categorical", 1, "bce", "shape-mismatch", "label_mode='binary'"),
+])
+def test_label_advice_for_a_dataset_names_its_label_mode_not_numpy(tmp_path, label_mode, units, loss, code, fix):
+    # A dataset's labels cannot take y.argmax(axis=-1), to_categorical, y[:, 1] or np.unique:
+    # image_dataset_from_directory makes them as its label_mode says.
+    classes = 2 if units == 1 else 3
+    data = keras.utils.image_dataset_from_directory(image_directory(tmp_path, classes=classes, per_class=8), image_size=(16, 16),
+                                                    batch_size=8, label_mode=label_mode, verbose=False)
+    head = L.Dense(units, activation="sigmoid" if units == 1 else "softmax")
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Rescaling(1 / 255), L.Flatten(), head])
+    with pytest.raises(DataError) as raised:
+        check_data(data, model=cnn, loss=get_loss(loss), task="binary" if units == 1 else "multiclass")
+    assert raised.value.code == code and fix in str(raised.value)
+    assert not any(numpy in str(raised.value) for numpy in ("argmax(axis", "to_categorical", "np.unique", "y[:, 1] (or"))
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_overlap_finds_overlapping_windows_split_at_random_not_by_time(stride):
     # Windows of a series (every step, or every 2nd) shuffled and then split: no row repeats, so

@@ -71,10 +71,10 @@ def label_format(ctx: DataContext) -> Issue | None:
     for t in ctx.targets:
         classification = t.task in CLASSIFICATION_TASKS and t.loss.kind in CLASSIFICATION_LOSSES
         # The validation labels too: a bad label there corrupts val_loss without a sound.
-        for name, y in ((t.name, t.y), (validation_name(t.name), t.y_val)):
+        for name, y, where in ((t.name, t.y, ctx.where), (validation_name(t.name), t.y_val, ctx.val_where)):
             if y is None:
                 continue
-            issue = _label_issue(t, y, name) if classification else _target_issue(t, y, name)
+            issue = _label_issue(t, y, name, bool(where)) if classification else _target_issue(t, y, name)
             if issue is not None:
                 return issue
     return None
@@ -90,7 +90,17 @@ def _target_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                  {"dtype": str(y.dtype)}, t.output.layer if t.output else None)
 
 
-def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
+def _dataset_labels(mode: str, mapped: str) -> str:
+    """How to make a dataset's labels over, for labels read from a dataset's batches, which numpy's
+    ``y = y.argmax(axis=-1)`` cannot be applied to. ``mode``: the ``label_mode`` of
+    ``image_dataset_from_directory`` that gives them; ``mapped``: the labels made in a ``map``."""
+    return (f"where the dataset is made: label_mode='{mode}' in keras.utils.image_dataset_from_directory, "
+            f"or dataset.map(lambda x, y: (x, {mapped}))")
+
+
+def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> Issue | None:
+    """:func:`label_format` for one classification target's labels ``y`` (``name``: how to call
+    them; ``dataset``: read from a dataset's first batches)."""
     kind, loss = t.loss.kind, t.loss.describe()
     layer = t.output.layer if t.output else None
     units = t.units
@@ -108,9 +118,10 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             return Issue(
                 f"{name} holds one class id per sample (shape {format_shape(y.shape)}, values {format_number(lo)}..{format_number(hi)}) "
                 f"but {loss} expects one-hot rows of length {units}.",
-                f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot "
-                f"encode them: y = keras.utils.to_categorical(y, {units}) (in a recipe, loss: sparse_categorical_crossentropy, "
-                f"or data.one_hot: true).",
+                f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot encode them"
+                + (" " + _dataset_labels("categorical", f"tf.one_hot(tf.reshape(y, [-1]), {units})") + "." if dataset else
+                   f": y = keras.utils.to_categorical(y, {units}) (in a recipe, loss: sparse_categorical_crossentropy, "
+                   f"or data.one_hot: true)."),
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
         if lo < 0 or hi > 1:
             return Issue(f"{name} has values from {format_number(lo)} to {format_number(hi)} but {loss} expects one-hot "
@@ -137,8 +148,9 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             return Issue(
                 f"{name} holds one-hot rows (shape {format_shape(y.shape)}) but {loss} expects one integer "
                 f"class id per sample.",
-                f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert: "
-                f"y = y.argmax(axis=-1) (in a recipe, loss: categorical_crossentropy, or data.one_hot: false).",
+                f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert them"
+                + (" " + _dataset_labels("int", "tf.argmax(y, axis=-1)") + "." if dataset else
+                   ": y = y.argmax(axis=-1) (in a recipe, loss: categorical_crossentropy, or data.one_hot: false)."),
                 {"y_shape": list(y.shape)}, layer)
         per_position = y.ndim >= 2 and y[0].size > 1  # masks: a class id a pixel
         if t.loss.ignore_class is not None:
@@ -181,6 +193,11 @@ def _label_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
             elif lo < 0 or hi + 1 > 100 * max(classes, units):
                 # Negative ids, or ids far larger than any class count: names, not ids.
                 fix = remap[0].upper() + remap[1:] + (f", and use Dense({classes})." if classes != units else ".")
+            elif dataset:
+                # A dataset's labels cannot be remapped with np.unique; image_dataset_from_directory
+                # numbers its class folders 0..K-1, so the output is what is short of units.
+                fix = (f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes (image_dataset_from_directory numbers its "
+                       f"class folders 0..K-1: Dense(len(dataset.class_names))), or map the labels to 0..{units - 1} in the dataset.")
             else:
                 fix = f"Use Dense({int(hi) + 1}) if there are {int(hi) + 1} classes, or {remap}."
             return Issue(

@@ -84,12 +84,13 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
         if issue is not None:
             return issue
     for t in ctx.targets:
-        issue = _label_shape_issue(t, ctx.xs, ctx.position_layers)
+        issue = _label_shape_issue(t, ctx.xs, ctx.position_layers, bool(ctx.where))
         if issue is not None:
             return issue
     for t in ctx.targets:  # the validation targets: the loss compares them with the output as well
         if t.y_val is not None:
-            issue = _label_shape_issue(dataclasses.replace(t, y=t.y_val, name="y_val" + t.name[1:]), ctx.x_val or (), ctx.position_layers)
+            issue = _label_shape_issue(dataclasses.replace(t, y=t.y_val, name="y_val" + t.name[1:]), ctx.x_val or (), ctx.position_layers,
+                                       bool(ctx.val_where))
             if issue is not None:
                 return issue
     return None
@@ -203,7 +204,7 @@ def check_input_shapes(x: Any, model: keras.Model) -> None:
         raise DataError("shape-mismatch", f"{issue.message} {issue.advice}")
 
 
-def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers: Sequence[str] = ()) -> Issue | None:
+def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers: Sequence[str] = (), dataset: bool = False) -> Issue | None:
     if t.y is None or t.output is None or t.output.shape is None or t.loss.kind is None:
         return None
     out = t.output.shape[1:]
@@ -219,7 +220,9 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         # Dense(2) would give a binary task 2 sigmoid units, which the compatibility check refuses
         # (units-mismatch): the labels are the ones to change.
         fix = (f"{t.name} holds one-hot rows of the two classes: give the single {t.output.activation} unit the class-1 column, "
-               f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1); in a recipe, data.one_hot: false).")
+               + ("where the dataset is made (numpy's y[:, 1] cannot be applied to one): label_mode='binary' in "
+                  "keras.utils.image_dataset_from_directory, or dataset.map(lambda x, y: (x, y[:, 1:]))." if dataset else
+                  f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1); in a recipe, data.one_hot: false)."))
     elif _class_ids_for_labels(t, got, out):
         # Dense(1) for class ids 0..4 against a multilabel Dense(5) was no fix: each unit is one
         # label's yes/no and wants its own 0/1 column.
