@@ -595,3 +595,16 @@ def test_linear_hidden_layers_say_the_recipe_activation_key():
     found = check_compatibility(model, get_loss("bce"), "binary")
     assert [f.code for f in found] == ["linear-hidden-layers"]
     assert "(in a recipe, activation: relu on the hidden dense layers)" in found[0].advice
+
+
+def test_three_softmax_units_on_a_binary_task_are_not_told_they_are_a_single_unit():
+    # A 3-class image directory trained with task='binary': "with a single unit there is only
+    # class 0" was said of 3 units.
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 3, "softmax"), get_loss("scce"), "binary")
+    assert info.value.code == "units-mismatch" and "single unit" not in info.value.message
+    assert "its 1 other unit stands for classes no 0/1 label holds" in info.value.message
+    assert "task='multiclass'" in info.value.message
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 1, "softmax"), get_loss("scce"), "binary", allow=["softmax-single-unit"])
+    assert "with a single unit there is only class 0" in info.value.message and "multiclass" not in info.value.message

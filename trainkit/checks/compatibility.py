@@ -455,13 +455,19 @@ def units_mismatch(case: Case) -> Issue | None:
             "sparse_categorical_crossentropy).",
             {"units": units, "expected": 1}, layer)
     if task == "binary" and kind in ("categorical", "sparse", "categorical_hinge") and units != 2:
+        # Three softmax units were told "with a single unit there is only class 0": more than two
+        # are classes no 0/1 label holds, or a multiclass task declared binary.
+        extra = units - 2
+        why = ("with a single unit there is only class 0, so the loss is constant." if units == 1 else
+               f"its {extra} other unit{'s' if extra != 1 else ''} stand{'s' if extra == 1 else ''} for classes no 0/1 label holds.")
+        multiclass = (f" If the labels hold {units} classes, declare task='multiclass' (in a recipe, task: multiclass)."
+                      if units > 2 else "")
         return Issue(
             f"The output layer {where} has {units} unit{'s' if units != 1 else ''} but "
-            f"{case.loss.describe()} on a binary task needs one unit per class (2): with a single "
-            f"unit there is only class 0, so the loss is constant.",
+            f"{case.loss.describe()} on a binary task needs one unit per class (2): {why}",
             "Use Dense(2, activation='softmax') with this loss, or Dense(1, activation='sigmoid') "
             "with BinaryCrossentropy() (in a recipe, {type: dense, units: 2, activation: softmax}, or "
-            "{type: dense, units: 1, activation: sigmoid} with loss: binary_crossentropy).",
+            "{type: dense, units: 1, activation: sigmoid} with loss: binary_crossentropy)." + multiclass,
             {"units": units, "expected": 2}, layer)
     if task in ("multiclass", "multilabel"):
         if case.num_classes is not None and units != case.num_classes:
