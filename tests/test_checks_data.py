@@ -802,6 +802,23 @@ def test_label_advice_for_a_dataset_names_its_label_mode_not_numpy(tmp_path, lab
     assert not any(numpy in str(raised.value) for numpy in ("argmax(axis", "to_categorical", "np.unique", "y[:, 1] (or"))
 
 
+@pytest.mark.parametrize(("read", "model_input", "fix"), [
+    ({"image_size": (32, 32)}, (16, 16, 3), "image_size=(16, 16) in keras.utils.image_dataset_from_directory"),
+    ({"color_mode": "grayscale"}, (16, 16, 3), "color_mode='rgb' in keras.utils.image_dataset_from_directory"),
+    ({}, (16, 16, 1), "color_mode='grayscale' in keras.utils.image_dataset_from_directory"),
+    ({"image_size": (32, 32), "color_mode": "grayscale"}, (16, 16, 3), "image_size=(16, 16) and color_mode='rgb'"),
+])
+def test_a_dataset_of_images_of_another_size_or_channels_is_told_how_to_read_them(tmp_path, read, model_input, fix):
+    # "Give each sample the shape (16, 16, 3)" named no way to do it for a dataset's images.
+    data = keras.utils.image_dataset_from_directory(image_directory(tmp_path, per_class=4), batch_size=8, verbose=False,
+                                                    **{"image_size": (16, 16), **read})
+    cnn = keras.Sequential([keras.Input(model_input), L.Rescaling(1 / 255), L.Flatten(), L.Dense(3, activation="softmax")])
+    with pytest.raises(DataError) as raised:
+        check_data(data, model=cnn, loss=get_loss("scce"), task="multiclass")
+    assert raised.value.code == "shape-mismatch" and fix in str(raised.value)
+    assert ("keras.layers.Resizing(16, 16)" in str(raised.value)) == (read == {"image_size": (32, 32)})
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_overlap_finds_overlapping_windows_split_at_random_not_by_time(stride):
     # Windows of a series (every step, or every 2nd) shuffled and then split: no row repeats, so

@@ -79,8 +79,8 @@ def shape_mismatch(ctx: DataContext) -> Issue | None:
                        "one-hot masks, or keras.losses.Dice(); for weights of your own, a loss that reads them from the targets.")
             return Issue(f"{name} has shape {format_shape(w.shape)}{ctx.where}, but it holds one weight per row: shape (n,) or (n, 1).",
                          fix, {"sample_weight_shape": list(w.shape)})
-    for xs, label, keys in ((ctx.xs, "x", ctx.input_keys), (ctx.x_val or [], "x_val", ctx.x_val_keys)):
-        issue = input_shape_issue(xs, ctx.input_shapes, label, keys)
+    for xs, label, keys, where in ((ctx.xs, "x", ctx.input_keys, ctx.where), (ctx.x_val or [], "x_val", ctx.x_val_keys, ctx.val_where)):
+        issue = input_shape_issue(xs, ctx.input_shapes, label, keys, dataset=bool(where))
         if issue is not None:
             return issue
     for t in ctx.targets:
@@ -127,8 +127,10 @@ def _per_position_weights(ctx: DataContext, w: np.ndarray) -> bool:
 
 
 def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int | None, ...]] | None, label: str = "x",
-                      keys: Sequence[str] | None = None) -> Issue | None:
-    """Inputs whose samples do not have the shape the model's inputs expect (``None`` if fine)."""
+                      keys: Sequence[str] | None = None, dataset: bool = False) -> Issue | None:
+    """Inputs whose samples do not have the shape the model's inputs expect (``None`` if fine);
+    ``dataset``: ``xs`` are a dataset's first batches (images of another size or channel count are
+    told the ``image_dataset_from_directory`` arguments that read them so)."""
     if not input_shapes or len(input_shapes) != len(xs):
         return None
     for i, (a, shape) in enumerate(zip(xs, input_shapes, strict=True)):
@@ -156,6 +158,8 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
                 # as 500 rows of 8 features, the likelier mistake in a fit: both are said (an
                 # (8, 8, 1) image for a (None, None, 1) input is one image).
                 fix += f" If its rows are samples, give each the shape {want}, or build the model with keras.Input(shape={tuple(a.shape[1:])})."
+        elif dataset and (image_fix := _image_dataset_fix(tuple(a.shape[1:]), expected)) is not None:
+            fix = image_fix
         elif None not in expected and int(np.prod(a.shape[1:])) == int(np.prod(expected)):
             fix = f"Reshape it: {name} = {name}.reshape(len({name}), {', '.join(map(str, expected))})."
         elif a.ndim == 1:
@@ -166,6 +170,33 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
                      f"{format_shape(shape)}: each sample must have shape {want}.", fix,
                      {"x_shape": list(a.shape), "input_shape": list(shape)})
     return None
+
+
+#: The ``color_mode`` of ``image_dataset_from_directory`` that reads images with so many channels.
+_COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+
+def _image_dataset_fix(got: tuple[int, ...], expected: Sequence[int | None]) -> str | None:
+    """How to read a dataset's images (``got``: one image's shape, ``(H, W, C)``) at a
+    channels-last image input's ``expected`` shape: the ``image_size`` and ``color_mode`` of
+    ``image_dataset_from_directory``; ``None`` when they are not what differs.
+
+    Its default image_size, (256, 256), and color_mode='grayscale' for an RGB model were told to
+    "give each sample the shape (16, 16, 3)", or a reshape where the values happened to number alike.
+    """
+    if len(got) != 3 or len(expected) != 3:
+        return None
+    size, channels = expected[:2], expected[2]
+    size_fits, channels_fit = _fits(got[:2], size), channels is None or got[2] == channels
+    # Only where those two arguments mend all that differs.
+    if (size_fits and channels_fit) or (not size_fits and None in size) or (not channels_fit and channels not in _COLOR_MODES):
+        return None
+    other_size, other_channels = not size_fits, not channels_fit
+    arguments = ([f"image_size=({size[0]}, {size[1]})"] if other_size else []) + ([f"color_mode='{_COLOR_MODES[channels]}'"] if other_channels else [])
+    resize = (f"; or keep them and resize in the model, keras.Input(shape={got}) then keras.layers.Resizing({size[0]}, {size[1]})"
+              if other_size and not other_channels else "")
+    return (f"Read the images at the model's input shape: {' and '.join(arguments)} in keras.utils.image_dataset_from_directory "
+            f"(its defaults are image_size=(256, 256) and color_mode='rgb'){resize}; or build the model with keras.Input(shape={got}).")
 
 
 def _one_text_a_row(a: np.ndarray, expected: Sequence[int | None]) -> bool:
