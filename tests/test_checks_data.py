@@ -547,6 +547,17 @@ def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_
     assert "divide data.feature_scale by 255" in finding.advice and "feature_scale: 1 where it was 255" in finding.advice
 
 
+def test_unscaled_pixels_of_a_dataset_are_told_a_rescaling_layer_or_a_map_not_numpy(tmp_path):
+    # image_dataset_from_directory gives 0..255 floats: "x = x / 255.0" and a recipe's
+    # feature_scale named nothing that applies to a dataset.
+    data = keras.utils.image_dataset_from_directory(image_directory(tmp_path, per_class=8), image_size=(16, 16), batch_size=8, verbose=False)
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Conv2D(2, 3, activation="relu"), L.Flatten(), L.Dense(3, activation="softmax")])
+    (finding,) = [f for f in check_data(data, model=cnn, loss=get_loss("scce"), task="multiclass") if f.code == "unscaled-inputs"]
+    assert "keras.layers.Rescaling(1 / 255) first in the model" in finding.advice
+    assert "dataset.map(lambda x, y: (x / 255, y))" in finding.advice
+    assert "x = x / 255.0" not in finding.advice and "feature_scale" not in finding.advice
+
+
 @pytest.mark.parametrize("before", [[L.Reshape((8, 8, 1))], [L.Reshape((8, 8, 1)), L.RandomFlip()], []])
 def test_unscaled_inputs_skipped_when_a_rescaling_follows_layers_that_only_move_the_pixels(before):
     # Grayscale (n, 8, 8) images reshaped (and flipped) before Rescaling(1 / 255) are scaled by the

@@ -303,6 +303,11 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             fix = (f"These look like 0..255 pixels: use {name} = {name} / 255.0 (or keras.layers.Rescaling(1 / 255) first; in a recipe, "
                    "divide data.feature_scale by 255: data: {feature_scale: 0.00392157} where it was 1, "
                    "feature_scale: 1 where it was 255).")
+            if ctx.where:
+                # A dataset's batches (image_dataset_from_directory gives 0..255 floats) take no
+                # numpy division: the model's layer, or a map over the dataset.
+                fix = ("These look like 0..255 pixels (as keras.utils.image_dataset_from_directory reads them): put "
+                       "keras.layers.Rescaling(1 / 255) first in the model, or map the dataset: dataset.map(lambda x, y: (x / 255, y)).")
         else:
             train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
             fix = (f"Standardise each feature with statistics of the training split: mean = {train}.mean(axis=0); "
