@@ -434,6 +434,15 @@ def test_one_hot_binary_labels_for_one_sigmoid_unit_are_told_to_take_the_class_1
     assert "in a recipe, data.one_hot: false" in info.value.message
 
 
+def test_one_hot_rows_of_three_classes_for_a_binary_task_are_told_it_is_multiclass():
+    # label_mode='categorical' over 3 class folders, task='binary': "change the output layer to
+    # Dense(3)" gave 3 sigmoid units, which a binary task refuses (units-mismatch).
+    with pytest.raises(DataError) as info:
+        run("binary", X, ONE_HOT)
+    assert info.value.code == "shape-mismatch" and "one-hot rows of 3 classes" in info.value.message
+    assert "task='multiclass' with Dense(3, activation='softmax')" in info.value.message and "Dense(3) to predict" not in info.value.message
+
+
 @pytest.mark.parametrize(("loss", "labels", "recipe"), [
     ("categorical_crossentropy", lambda y: y, "loss: sparse_categorical_crossentropy, or data.one_hot: true"),
     ("scce", lambda y: np.eye(3, dtype="float32")[y], "loss: categorical_crossentropy, or data.one_hot: false"),

@@ -254,6 +254,14 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
                + ("where the dataset is made (numpy's y[:, 1] cannot be applied to one): label_mode='binary' in "
                   "keras.utils.image_dataset_from_directory, or dataset.map(lambda x, y: (x, y[:, 1:]))." if dataset else
                   f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1); in a recipe, data.one_hot: false)."))
+    elif (t.task == "binary" and t.loss.kind == "binary" and len(got) == 1 and got[0] > 2 and tuple(out) == (1,)
+          and _one_hot_rows(t.y)):
+        # One-hot rows of 3 classes (label_mode='categorical' over 3 class folders) were told to
+        # "change the output layer to Dense(3)": 3 sigmoid units, which a binary task refuses.
+        k = got[0]
+        fix = (f"{t.name} holds one-hot rows of {k} classes, and a binary task has 2: if there are {k} classes, declare "
+               f"task='multiclass' with Dense({k}, activation='softmax') and CategoricalCrossentropy(); else keep the rows of "
+               f"the two classes only.")
     elif _class_ids_for_labels(t, got, out):
         # Dense(1) for class ids 0..4 against a multilabel Dense(5) was no fix: each unit is one
         # label's yes/no and wants its own 0/1 column.
