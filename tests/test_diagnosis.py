@@ -5632,3 +5632,23 @@ def test_input_noise_that_keeps_the_training_loss_above_the_validation_loss_is_e
     from trainkit.diagnosis.readback import diagnose_run_dir
 
     assert [g.to_dict() for g in diagnose_run_dir(tmp_path) if g.code == "validation-below-training"] == [f.to_dict()]
+
+
+def test_a_second_fit_counts_the_batchnorm_steps_of_the_first():
+    # A trainer's second fit of 14 epochs after 12 (364 steps in all at momentum 0.99, 3% of the
+    # averages' start left) was judged on its own 196 steps (14%): averages that had long followed
+    # the batches read as lagging, and the batch_norm_errors it read assumed they started there.
+    s = overfitting_stream()
+    s.context.batch_norms = {"bn": 0.99}
+    d = Diagnoser(s.context)
+    offset = 2000  # the first fit's steps
+    for epoch in range(s.epochs):
+        names, values = s.rows(epoch)
+        d.begin_epoch(epoch, offset + epoch * STEPS)
+        d.add_steps(offset + epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])), "val_loss": s.val_loss(epoch)})
+    d.finish({})
+    assert "overfitting" in codes(d) and "batchnorm-lag" not in codes(d)
+    # The averages' error is read over every step they moved in.
+    from trainkit.diagnosis.fit_rules import batchnorm_steps
+    assert batchnorm_steps(d) == offset + s.epochs * STEPS

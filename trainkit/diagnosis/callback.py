@@ -36,6 +36,7 @@ from trainkit.diagnosis.engine import (
     EpochRecord,
     epoch_record_state,
 )
+from trainkit.diagnosis.fit_rules import batchnorm_steps
 from trainkit.diagnosis.gradient_rules import learned_something
 from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.model_facts import batch_norm_errors
@@ -352,7 +353,8 @@ class DiagnosisCallback(Callback):
         if stop_reason not in UNFINISHED and self.diagnoser.context.batch_norms and not self.diagnoser.context.trained_before:
             # Whether BatchNormalization's averages lag by enough to matter (batchnorm-lag): read
             # once here, from the layers' variables, so that `trainkit diagnose` replays it.
-            notes["batch_norm_errors"] = batch_norm_errors(trainer.model, self.diagnoser.steps)
+            # All the steps the averages moved in: a second fit's first fit's too (batchnorm_steps).
+            notes["batch_norm_errors"] = batch_norm_errors(trainer.model, batchnorm_steps(self.diagnoser))
         if trainer.writer is not None:
             trainer.writer.text("train", trainer.step, END_TAG, f"```json\n{json.dumps(notes)}\n```")
         self._record(self.diagnoser.finish(notes))

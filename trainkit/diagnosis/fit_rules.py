@@ -39,6 +39,7 @@ def batchnorm_start_share(view: Diagnoser) -> tuple[str, float, float] | None:
     steps (``momentum ** steps``), where that share is
     :attr:`~trainkit.diagnosis.rule_types.Thresholds.batchnorm_start_share` or more; ``None``
     otherwise, or for a model trained before this run (its layers' steps are not all counted).
+    The steps are the layer's (:func:`batchnorm_steps`): a trainer's second ``fit`` counts its first's too.
 
     The validation loss is measured through those averages, the training loss through each
     batch's own statistics: after 48 steps at momentum 0.99 they still held 62% of their start,
@@ -46,7 +47,8 @@ def batchnorm_start_share(view: Diagnoser) -> tuple[str, float, float] | None:
     told "overfits" where ``evaluate`` scored the training rows themselves at 1.77.
     """
     norms = view.context.batch_norms
-    if not norms or view.context.trained_before or view.steps <= 0:
+    steps = batchnorm_steps(view)
+    if not norms or view.context.trained_before or steps <= 0:
         return None
     errors = view.notes.get("batch_norm_errors")
     if isinstance(errors, Mapping):
@@ -58,8 +60,19 @@ def batchnorm_start_share(view: Diagnoser) -> tuple[str, float, float] | None:
         if not norms:
             return None
     layer, momentum = max(norms.items(), key=lambda item: item[1])
-    share = float(momentum) ** view.steps if 0 <= momentum < 1 else 1.0
+    share = float(momentum) ** steps if 0 <= momentum < 1 else 1.0
     return (layer, float(momentum), share) if share >= view.t.batchnorm_start_share else None
+
+
+def batchnorm_steps(view: Diagnoser) -> int:
+    """The training steps the model's ``BatchNormalization`` averages moved in since it was built:
+    this diagnosis's, and those of the trainer's earlier fits before it (its first step).
+
+    A second ``fit`` of 14 epochs after 12 had moved them 364 times, 3% of their start left, and was
+    judged on its own 196 steps (14%): averages that had long followed the batches (evaluate scored
+    the training rows at their training loss) read as lagging, and its overfitting went untold.
+    """
+    return (view.first_step or 0) + view.steps
 
 
 def batchnorm_lag(view: Diagnoser) -> Issue | None:
@@ -89,7 +102,7 @@ def batchnorm_lag(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The validation loss ended at {format_number(final_val)}, {times_text(final_val / max(final_train, 1e-12))} the "
         f"training loss {format_number(final_train)}, and BatchNormalization '{layer}' (momentum {momentum:g}) ran only "
-        f"{view.steps} training steps: its moving mean and variance, which normalise the validation rows (and evaluate and "
+        f"{batchnorm_steps(view)} training steps: its moving mean and variance, which normalise the validation rows (and evaluate and "
         f"predict), still give their starting values (mean 0, variance 1) a weight of {share:.0%}, while each training batch is "
         f"normalised by its own statistics. The two losses are measured through different layers, so the gap (and a "
         f"validation loss that rises while the training loss falls) need not be overfitting.",
@@ -101,7 +114,7 @@ def batchnorm_lag(view: Diagnoser) -> Issue | None:
         # Unscaled inputs put the batches' statistics far from the start values the averages leave.
         + (f"; {standardise_advice(view)}" if "unscaled-inputs" in (view.context.check_codes or ()) and standardise_advice(view) else "")
         + ".",
-        {"layer": layer, "momentum": momentum, "steps": view.steps, "start_share": share, "final_train_loss": final_train,
+        {"layer": layer, "momentum": momentum, "steps": batchnorm_steps(view), "start_share": share, "final_train_loss": final_train,
          "final_val_loss": final_val}, epoch=view.epochs[-1].epoch, layer=layer)
 
 
