@@ -563,7 +563,7 @@ def test_unscaled_pixels_of_a_dataset_are_told_a_rescaling_layer_or_a_map_not_nu
     cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Conv2D(2, 3, activation="relu"), L.Flatten(), L.Dense(3, activation="softmax")])
     (finding,) = [f for f in check_data(data, model=cnn, loss=get_loss("scce"), task="multiclass") if f.code == "unscaled-inputs"]
     assert "keras.layers.Rescaling(1 / 255) first in the model" in finding.advice
-    assert "dataset.map(lambda x, y: (x / 255, y))" in finding.advice
+    assert "dataset.map(lambda x, y, *w: (x / 255, y, *w))" in finding.advice
     assert "x = x / 255.0" not in finding.advice and "feature_scale" not in finding.advice
 
 
@@ -2902,3 +2902,33 @@ def test_class_ids_for_a_multilabel_output_are_told_to_be_encoded_not_to_use_den
     with pytest.raises(DataError) as info:  # one 0/1 label a row: no class ids to encode
         run("multilabel", X, (np.arange(len(X)) % 2).reshape(shape))
     assert "to_categorical" not in info.value.message
+
+
+@pytest.mark.parametrize(("loss", "units", "labels"), [
+    ("cce", 3, lambda rng: rng.integers(0, 3, 32).astype("float32")),  # float class ids for one-hot rows
+    ("scce", 3, lambda rng: np.eye(3, dtype="float32")[rng.integers(0, 3, 32)]),  # one-hot rows for class ids
+])
+def test_the_dataset_map_advised_for_labels_runs_on_weighted_elements_and_float_ids(loss, units, labels):
+    # dataset.map(lambda x, y: ...) raised a TypeError on (x, y, sample_weight) elements, and
+    # tf.one_hot(tf.reshape(y, [-1]), 3) one on float class ids (it takes integer ids only).
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), labels(rng)
+    data = tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(8)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(units, activation="softmax")])
+    with pytest.raises(DataError) as raised:
+        check_data(data, model=model, loss=get_loss(loss), task="multiclass")
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", str(raised.value)).group(1)
+    mapped = data.map(eval(advised, {"tf": tf}))  # the advice's own code
+    assert check_data(mapped, model=model, loss=get_loss(loss), task="multiclass") is not None
+    assert len(next(iter(mapped))) == 3  # the weights kept
+
+
+def test_the_dataset_map_advised_for_pixels_keeps_sample_weights():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 8, 8, 1)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 2, 16), np.ones(16, "float32"))).batch(8)
+    cnn = keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    (finding,) = [f for f in check_data(data, model=cnn, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", finding.advice).group(1)
+    x, _, w = next(iter(data.map(eval(advised, {"tf": tf}))))  # the advice's own code
+    assert float(tf.reduce_max(x)) <= 1.0 and w.shape == (8,)

@@ -93,9 +93,12 @@ def _target_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
 def _dataset_labels(mode: str, mapped: str) -> str:
     """How to make a dataset's labels over, for labels read from a dataset's batches, which numpy's
     ``y = y.argmax(axis=-1)`` cannot be applied to. ``mode``: the ``label_mode`` of
-    ``image_dataset_from_directory`` that gives them; ``mapped``: the labels made in a ``map``."""
+    ``image_dataset_from_directory`` that gives them; ``mapped``: the labels made in a ``map``.
+
+    The map passes a sample weight on (``*w``): ``lambda x, y`` raised a TypeError on a dataset
+    of ``(x, y, sample_weight)`` elements."""
     return (f"where the dataset is made: label_mode='{mode}' in keras.utils.image_dataset_from_directory, "
-            f"or dataset.map(lambda x, y: (x, {mapped}))")
+            f"or dataset.map(lambda x, y, *w: (x, {mapped}, *w))")
 
 
 def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> Issue | None:
@@ -119,7 +122,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
                 f"{name} holds one class id per sample (shape {format_shape(y.shape)}, values {format_number(lo)}..{format_number(hi)}) "
                 f"but {loss} expects one-hot rows of length {units}.",
                 f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot encode them"
-                + (" " + _dataset_labels("categorical", f"tf.one_hot(tf.reshape(y, [-1]), {units})") + "." if dataset else
+                + (" " + _dataset_labels("categorical", f"tf.one_hot(tf.cast(tf.reshape(y, [-1]), 'int32'), {units})") + "." if dataset else
                    f": y = keras.utils.to_categorical(y, {units}) (in a recipe, loss: sparse_categorical_crossentropy, "
                    f"or data.one_hot: true)."),
                 {"y_min": lo, "y_max": hi, "units": units}, layer)

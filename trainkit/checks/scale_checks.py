@@ -307,7 +307,7 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                 # A dataset's batches (image_dataset_from_directory gives 0..255 floats) take no
                 # numpy division: the model's layer, or a map over the dataset.
                 fix = ("These look like 0..255 pixels (as keras.utils.image_dataset_from_directory reads them): put "
-                       "keras.layers.Rescaling(1 / 255) first in the model, or map the dataset: dataset.map(lambda x, y: (x / 255, y)).")
+                       "keras.layers.Rescaling(1 / 255) first in the model, or map the dataset: dataset.map(lambda x, y, *w: (x / 255, y, *w)).")
         else:
             train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
             fix = (f"Standardise each feature with statistics of the training split: mean = {train}.mean(axis=0); "
