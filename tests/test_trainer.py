@@ -3260,6 +3260,21 @@ def test_a_run_resumed_under_another_precision_policy_is_refused_naming_both(tmp
     assert "'mixed_float16' precision policy" in info.value.message and "set_global_policy('mixed_float16')" in info.value.message
 
 
+@pytest.mark.parametrize(("policy", "auto_scale_loss"), [("mixed_bfloat16", True), ("mixed_float16", False)])
+def test_a_run_whose_variables_fit_resumes_under_another_precision_policy(tmp_path, policy, auto_scale_loss):
+    # Without a loss scale the checkpoint holds the float32 variables a float32 run has, and it
+    # resumed so before policies were recorded; comparing them first refused it.
+    x, y = make_data(96, features=4)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        make_trainer(make_model(features=4), logdir=tmp_path, auto_scale_loss=auto_scale_loss).fit(x, y, epochs=1, batch_size=32, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    again = make_trainer(make_model(features=4), logdir=tmp_path)
+    again.fit(x, y, epochs=2, batch_size=32, verbose=0, resume=True)
+    assert len(again.history.history["loss"]) == 2
+
+
 def test_auto_scale_loss_must_be_a_boolean():
     with pytest.raises(ArgumentError) as info:
         make_trainer(auto_scale_loss="yes")

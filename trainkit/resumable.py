@@ -349,9 +349,16 @@ class Resumable:
             left to train or to log.
         """
         checkpoint = self._make_checkpoint()
-        if checkpoint is not None:
-            _check_same_policy(newest_record(checkpoint.directory), _policy_name(self.model), self.logdir)
-        progress = checkpoint.restore_latest() if checkpoint is not None else None
+        record = newest_record(checkpoint.directory) if checkpoint is not None else None
+        try:
+            progress = checkpoint.restore_latest() if checkpoint is not None else None
+        except RecipeError as error:
+            # Only a checkpoint that does not fit is told the policy: a mixed_bfloat16 run (or a
+            # mixed_float16 one without loss scaling) holds the float32 variables a float32 run
+            # does, and resumed under float32 before policies were compared.
+            if error.code == "resume-mismatch":
+                _check_same_policy(record, _policy_name(self.model), self.logdir)
+            raise
         if progress is None:
             if self.logdir is None:  # "no complete checkpoint in nowhere" said nothing of what to give
                 raise RunDirError("no-checkpoint", "Nothing to resume: resume=True reads the checkpoints of the Trainer's logdir, and this Trainer has "
@@ -454,7 +461,8 @@ def _policy_name(model: Any) -> str | None:
 
 
 def _check_same_policy(record: Mapping[str, Any] | None, now: str | None, logdir: Path | None) -> None:
-    """Refuses to resume a run under another precision policy than it was trained under.
+    """Tells a checkpoint that did not fit this run (asked after the restore refused it) that
+    the run was trained under another precision policy, where it was.
 
     Under ``mixed_float16`` the optimizer scales the loss and keeps the scale's state, so the
     checkpoint holds variables a float32 run lacks; the restore's "it holds 14 optimizer
@@ -467,7 +475,7 @@ def _check_same_policy(record: Mapping[str, Any] | None, now: str | None, logdir
     if not isinstance(saved, str) or now is None or saved == now:
         return
     raise RecipeError("resume-mismatch", f"{logdir} was trained under the '{saved}' precision policy, but this model was built under '{now}': "
-                                         "the weights' dtypes and the optimizer's state (a loss scale under mixed_float16) differ. Call "
+                                         "the optimizer's state (a loss scale under mixed_float16) differs. Call "
                                          f"keras.mixed_precision.set_global_policy('{saved}') before building the model to resume the run, "
                                          "or start a new run with a logdir of its own.")
 
