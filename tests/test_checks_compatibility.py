@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import keras
 import pytest
@@ -330,8 +331,14 @@ def test_batchnorm_in_a_base_called_with_training_false_is_told_keras_trains_it(
     [finding] = check_compatibility(model, loss_of("bce"), "binary")
     assert finding.code == "batchnorm-training-flag-ignored" and finding.severity == "warning" and finding.layer == "base_bn"
     assert "'base'" in finding.message and "'base_bn'" in finding.message and "keras-team/keras#20285" in finding.message
-    assert "isinstance(layer, keras.layers.BatchNormalization): layer.trainable = False" in finding.advice
+    assert "isinstance(layer, keras.layers.BatchNormalization)]: layer.trainable = False" in finding.advice
     assert "model.builder" in finding.advice
+    # The advised loop is Python that runs ("for ...: if ...: ..." on one line was a SyntaxError),
+    # and freezes the base's BatchNormalization: no warning then.
+    loop = re.search(r"(for layer in .*?layer\.trainable = False)", finding.advice).group(1)
+    exec(loop, {"keras": keras, "base": model.get_layer("base")})  # the advice's own code
+    assert not model.get_layer("base").get_layer("base_bn").trainable
+    assert check_compatibility(model, loss_of("bce"), "binary") == []
     # The advised fix keeps the moving statistics still: no warning then.
     fixed = bn_base_model(bn_frozen=True)
     assert _moving_mean_moved(fixed, fixed.get_layer("base").get_layer("base_bn")) == 0.0

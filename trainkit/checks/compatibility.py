@@ -606,7 +606,8 @@ def batchnorm_training_flag_ignored(case: Case) -> Issue | None:
 
     callers = " and ".join(f"'{caller}'" for caller in by_caller)
     # The fix names the layer to freeze them in: a base's own layers, or the layers themselves.
-    fixes = [f"for layer in base.layers: if isinstance(layer, keras.layers.BatchNormalization): layer.trainable = False "
+    # One line of Python: "for layer in base.layers: if isinstance(...): ..." is a SyntaxError.
+    fixes = [f"for layer in [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]: layer.trainable = False "
              f"(base: '{caller}', and its nested models' layers too)" if caller in models
              else f"trainable = False on the BatchNormalization layer{'s' if len(norms) > 1 else ''} {names(norms)}"
              for caller, norms in by_caller.items()]
