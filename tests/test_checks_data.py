@@ -2932,3 +2932,21 @@ def test_the_dataset_map_advised_for_pixels_keeps_sample_weights():
     advised = re.search(r"dataset\.map\((lambda .*\))\)\.", finding.advice).group(1)
     x, _, w = next(iter(data.map(eval(advised, {"tf": tf}))))  # the advice's own code
     assert float(tf.reduce_max(x)) <= 1.0 and w.shape == (8,)
+
+
+@pytest.mark.parametrize("as_dict", [True, False])
+def test_the_dataset_map_advised_for_pixels_of_one_of_several_inputs_runs(as_dict):
+    # dataset.map(lambda x, y: (x / 255, y)) raised a TypeError on a dict (or tuple) of inputs.
+    rng = np.random.default_rng(0)
+    images, counts = rng.integers(0, 256, (16, 8, 8, 1)).astype("float32"), rng.normal(size=(16, 3)).astype("float32")
+    image_in, count_in = keras.Input((8, 8, 1), name="image"), keras.Input((3,), name="counts")
+    joined = L.Concatenate()([L.Flatten()(image_in), count_in])
+    model = keras.Model([image_in, count_in], L.Dense(1, activation="sigmoid")(joined))
+    x = {"image": images, "counts": counts} if as_dict else (images, counts)
+    data = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 2, 16))).batch(8)
+    (finding,) = [f for f in check_data(data, model=model, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert "Rescaling(1 / 255) first in the model on that input" in finding.advice
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", finding.advice).group(1)
+    x, _ = next(iter(data.map(eval(advised, {"tf": tf}))))  # the advice's own code
+    scaled, kept = (x["image"], x["counts"]) if as_dict else x
+    assert float(tf.reduce_max(scaled)) <= 1.0 and np.allclose(kept, counts[:8])

@@ -8,6 +8,7 @@ about data that is wrong.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -108,6 +109,16 @@ def _category_codes(values: np.ndarray) -> np.ndarray | None:
 
 #: Sampled rows a feature must rise on, every one, before it is taken for an ID (as a csv's column).
 _ID_MIN_ROWS = 20
+
+
+def _scaled_input(index: int, count: int, keys: Sequence[str] | None) -> str:
+    """A dataset element's inputs ``x`` with input ``index`` of ``count`` divided by 255, as Python
+    for a ``dataset.map``: ``x / 255`` raised a TypeError on a dict or tuple of several inputs."""
+    if count == 1:
+        return "x / 255"
+    if keys is not None and index < len(keys):
+        return f"{{**x, {keys[index]!r}: x[{keys[index]!r}] / 255}}"
+    return f"tuple(v / 255 if k == {index} else v for k, v in enumerate(x))"
 
 
 def _id_columns(f: np.ndarray, worst: list[int]) -> list[int]:
@@ -307,7 +318,8 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
                 # A dataset's batches (image_dataset_from_directory gives 0..255 floats) take no
                 # numpy division: the model's layer, or a map over the dataset.
                 fix = ("These look like 0..255 pixels (as keras.utils.image_dataset_from_directory reads them): put "
-                       "keras.layers.Rescaling(1 / 255) first in the model, or map the dataset: dataset.map(lambda x, y, *w: (x / 255, y, *w)).")
+                       f"keras.layers.Rescaling(1 / 255) first in the model{' on that input' if len(ctx.xs) > 1 else ''}, or map the "
+                       f"dataset: dataset.map(lambda x, y, *w: ({_scaled_input(i, len(ctx.xs), ctx.input_keys)}, y, *w)).")
         else:
             train = input_label("x_train", i, len(ctx.xs), ctx.input_keys)
             fix = (f"Standardise each feature with statistics of the training split: mean = {train}.mean(axis=0); "
