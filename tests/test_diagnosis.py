@@ -87,6 +87,8 @@ class Stream:
         self.values["activation/dense_2/saturated_fraction"] = lambda e, s: min(0.9, 0.05 * e)
         self.values["activation/output/saturated_fraction"] = self.values["activation/dense_2/saturated_fraction"]
         self.notes: dict[str, object] = {}
+        # More of each epoch's logs (a model with several outputs' <output>_loss), by epoch.
+        self.more_logs: Callable[[int], dict[str, float]] | None = None
 
     def rows(self, epoch: int) -> tuple[list[str], np.ndarray]:
         names = ["loss", *self.values]
@@ -104,6 +106,8 @@ class Stream:
             logs = {"loss": float(np.mean(values[:, 0]))}
             if self.val_loss is not None:
                 logs["val_loss"] = self.val_loss(epoch)
+            if self.more_logs is not None:
+                logs.update(self.more_logs(epoch))
             d.end_epoch(epoch, logs)
         d.finish(self.notes)
         return d
@@ -3067,6 +3071,78 @@ def test_overfitting_of_one_output_names_it_and_the_output_still_learning():
     # One output: the message and advice as before.
     plain = finding(overfitting_stream().run(), "overfitting")
     assert "by output" not in plain.message and "Only" not in plain.advice
+
+
+def two_output_stream(b_train: list[float], b_val: list[float] | None, *, weight_b: float = 1.0,
+                      validation: bool = True) -> Stream:
+    """Two binary outputs: ``a`` learns (0.69 -> 0.10, validation -> 0.15), ``b``'s losses are given;
+    the total is their weighted sum, against its chance level (each output's is ln 2)."""
+    epochs = len(b_train)
+    s = Stream(epochs=epochs, chance=LN2 * (1 + weight_b))
+    s.context = dataclasses.replace(s.context, output_names=("a", "b"), output_chance_losses={"a": LN2, "b": LN2},
+                                    val_output_chance_losses={"a": LN2, "b": LN2} if validation else None,
+                                    output_loss_weights={"a": 1.0, "b": weight_b}, has_validation=validation)
+    a_train, a_val = curve(0.69, 0.10, epochs), curve(0.69, 0.15, epochs)
+    s.train_loss = lambda e, st: a_train[e] + weight_b * b_train[e]
+    s.val_loss = (lambda e: a_val[e] + weight_b * b_val[e]) if validation and b_val is not None else None
+    s.more_logs = lambda e: {"a_loss": a_train[e], "b_loss": b_train[e],
+                             **({"val_a_loss": a_val[e], "val_b_loss": b_val[e]} if validation and b_val is not None else {})}
+    return s
+
+
+def test_an_output_at_its_own_chance_beside_one_that_learns_is_named():
+    # b on random labels: its training loss memorises slowly (0.69 -> 0.62) and its validation loss
+    # rises (0.70 -> 0.72), while a learns and the total ends at 53% of its level: no finding at all.
+    s = two_output_stream(curve(0.70, 0.62, 15), [0.70 + 0.0015 * e for e in range(15)])
+    f = finding(s.run(), "loss-at-chance")
+    assert f.message.startswith("Output b's validation loss never got clearly below its own chance level 0.6931: its best was 0.7")
+    assert "while the total loss fell to" in f.message and "of the total's chance level 1.386" in f.message
+    assert "its labels are unpredictable from the inputs" in f.message and "(its loss weight (1) makes it 50% of" in f.message
+    assert f.advice.startswith("Check that b's labels can be predicted") and "loss_weights={'b': ...}" in f.advice
+    assert f.evidence["output"] == "b" and f.evidence["output_chance_loss"] == pytest.approx(LN2, abs=1e-6)
+    assert f.evidence["output_val_chance_loss"] == pytest.approx(LN2, abs=1e-6) and f.evidence["best_output_val_loss"] > LN2
+    # Without validation rows, its training loss at its level over the last third.
+    flat = [LN2 * (1.0 + 0.002 * math.sin(e)) for e in range(15)]
+    f = finding(two_output_stream(flat, None, validation=False).run(), "loss-at-chance")
+    assert f.message.startswith("Output b's training loss stayed at its own chance level 0.6931")
+
+
+def test_an_output_at_chance_under_a_small_loss_weight_is_told_to_raise_it():
+    flat = [LN2 * (1.0 + 0.002 * math.sin(e)) for e in range(15)]
+    f = finding(two_output_stream(flat, [LN2 * 1.01] * 15, weight_b=0.01).run(), "loss-at-chance")
+    assert "it learned nothing, not even the training rows, and its loss weight (0.01) makes it 1% of the total loss" in f.message
+    assert f.advice.startswith("Raise its weight: a larger loss_weights entry for b") and "check that b's labels" in f.advice
+    assert f.evidence["output_chance_share"] == pytest.approx(0.01 / 1.01, rel=1e-3)
+    # Creeping down far above its level (SGD, loss_weights 0.005: validation 0.855 -> 0.838, 121% of
+    # it, in 15 epochs) is no head still learning through its level.
+    creeping = [0.855 - 0.0012 * e for e in range(15)]
+    f = finding(two_output_stream([v + 0.015 for v in creeping], creeping, weight_b=0.005).run(), "loss-at-chance")
+    assert f.message.startswith("Output b's validation loss") and f.advice.startswith("Raise its weight")
+
+
+def test_outputs_that_learn_even_slowly_get_no_loss_at_chance():
+    # Both learn; and b hard but learning: its validation loss came back from 0.72 and falls steadily
+    # through its last third (0.712 -> 0.694), not yet under its level (a product-of-inputs head at
+    # epoch 15 that reached 0.646 by epoch 30).
+    assert "loss-at-chance" not in codes(two_output_stream(curve(0.69, 0.2, 15), curve(0.69, 0.3, 15)).run())
+    hard_val = [0.704, 0.701, 0.706, 0.707, 0.710, 0.713, 0.716, 0.717, 0.719, 0.719, 0.712, 0.706, 0.703, 0.702, 0.694]
+    assert "loss-at-chance" not in codes(two_output_stream(curve(0.78, 0.60, 15), hard_val).run())
+    # The total not clearly below its level (0.72 at 92% of 0.78): the total's rule judges the run.
+    s = two_output_stream(curve(0.70, 0.62, 15), [0.70 + 0.0015 * e for e in range(15)])
+    s.context.chance_loss = 0.78
+    assert not any(f.message.startswith("Output") for f in s.run().findings)
+
+
+def test_the_outputs_chance_levels_are_saved_and_read_back():
+    context = two_output_stream(curve(0.69, 0.2, 15), curve(0.69, 0.3, 15)).context
+    back = Context.from_dict(json.loads(json.dumps(context.to_dict())))
+    assert back.output_chance_losses == {"a": pytest.approx(LN2), "b": pytest.approx(LN2)}
+    assert back.val_output_chance_losses == context.val_output_chance_losses and back.output_loss_weights == {"a": 1.0, "b": 1.0}
+    # A resumed fit keeps the run's levels, as it keeps the total's.
+    from trainkit.diagnosis.run_context import resumed_context
+
+    resumed = resumed_context(back, Context(output_names=("a", "b")))
+    assert resumed.output_chance_losses == back.output_chance_losses and resumed.val_output_chance_losses == back.val_output_chance_losses
 
 
 def test_overfitting_quoting_losses_without_the_penalty_says_so():

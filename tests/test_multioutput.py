@@ -163,6 +163,55 @@ def test_the_chance_level_of_several_outputs_is_the_weighted_sum_of_theirs():
     assert context.task == "mixed"
 
 
+def test_each_output_keeps_its_own_chance_level_on_the_training_and_validation_rows():
+    _, ya, yb = data()
+    trainer = heads_trainer(loss_weights={"b": 0.5})
+    context = build_context(trainer, (ya[:50], yb[:50]), validation_targets=(ya[50:], yb[50:]))
+    assert context.output_chance_losses == {"a": pytest.approx(chance_loss("binary", trainer.heads[0].loss, ya[:50]).loss),
+                                            "b": pytest.approx(chance_loss("regression", trainer.heads[1].loss, yb[:50]).loss)}
+    assert context.val_output_chance_losses["b"] == pytest.approx(chance_loss("regression", trainer.heads[1].loss, yb[50:]).loss)
+    assert context.output_loss_weights == {"a": 1.0, "b": 0.5}
+    assert context.chance_loss == pytest.approx(context.output_chance_losses["a"] + 0.5 * context.output_chance_losses["b"])
+    # An output whose level is unknown (soft labels) leaves the total unknown, not the other's level.
+    context = build_context(trainer, (np.full_like(ya, 0.3), yb))
+    assert context.chance_loss is None and set(context.output_chance_losses) == {"b"}
+    # One output: none.
+    assert build_context(heads_trainer(model=keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")]),
+                                       loss="binary_crossentropy", task="binary"), ya).output_chance_losses is None
+
+
+def random_head_fit(yb_of, logdir=None) -> list:
+    """Two binary heads on 600 rows, ``a`` learnable, ``b``'s labels from ``yb_of(x, rng)``: the
+    run's findings (its event files under ``logdir``, when given)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8)).astype("float32")
+    ya = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("float32")[:, None]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="a")(hidden),
+                                 keras.layers.Dense(1, activation="sigmoid", name="b")(hidden)])
+    trainer = Trainer(model, loss="binary_crossentropy", task="binary", optimizer=keras.optimizers.Adam(3e-3), seed=0, jit_compile=False,
+                      logdir=logdir)
+    trainer.fit(x, [ya, yb_of(x, rng)], batch_size=32, epochs=15, validation_split=0.25, verbose=0)
+    return trainer.findings
+
+
+def test_a_head_on_random_labels_beside_one_that_learns_is_at_its_own_chance(tmp_path):
+    # b's validation loss 0.705-0.718 against its own level 0.693 while a's fell to 0.12 and the
+    # total to 57% of its level: no finding at all.
+    from trainkit.diagnosis.readback import diagnose_run_dir
+
+    findings = random_head_fit(lambda x, rng: rng.integers(0, 2, size=(600, 1)).astype("float32"), tmp_path)
+    found = [f for f in findings if f.code == "loss-at-chance"]
+    assert found and found[0].message.startswith("Output b's validation loss never got clearly below its own chance level")
+    assert found[0].evidence["output"] == "b"
+    # trainkit diagnose reads the outputs' levels back from the event files: the same finding.
+    assert [f.message for f in diagnose_run_dir(tmp_path) if f.code == "loss-at-chance"] == [found[0].message]
+    # b learnable too: silent.
+    assert "loss-at-chance" not in [f.code for f in random_head_fit(lambda x, rng: (x[:, 4] - x[:, 5] > 0).astype("float32")[:, None])]
+
+
 def test_dict_outputs_written_out_of_order_pair_each_loss_with_its_output():
     # The checks read a dict's outputs in written order, Keras flattens them sorted: the mse of
     # "score" was checked against the sigmoid "flag" output and refused.

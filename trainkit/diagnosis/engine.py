@@ -198,6 +198,13 @@ class Context:
             History keys are ``<name>_loss`` and ``val_<name>_loss``); ``()`` for one output.
         untrained_outputs: The layers among ``output_layers`` of outputs trained with no loss
             (``loss=[..., None]``): nothing they predict is asked of them.
+        output_chance_losses: For a model with several outputs, each trained output's own chance
+            level by name, unweighted as its ``<name>_loss`` is logged (the outputs whose level is
+            unknown left out); ``None`` for one output or when none is known.
+        val_output_chance_losses: The same on the validation rows (see ``val_chance_loss``), for
+            ``val_<name>_loss``; ``None`` when unknown.
+        output_loss_weights: For a model with several outputs whose levels are known, each trained
+            output's weight in the total loss (``loss_weights``), by name; ``None`` otherwise.
         float16_layers: The layers that compute in float16 (``mixed_float16``): their outputs
             overflow to inf past 65,504, where float32's would not.
         trained_before: The model had been trained before this run's first step (by another
@@ -280,6 +287,9 @@ class Context:
     regression_start_loss: float | None = None
     output_names: tuple[str, ...] = ()
     untrained_outputs: tuple[str, ...] = ()
+    output_chance_losses: dict[str, float] | None = None
+    val_output_chance_losses: dict[str, float] | None = None
+    output_loss_weights: dict[str, float] | None = None
     float16_layers: tuple[str, ...] = ()
     recipe: bool = False
     schedule: str | None = None

@@ -84,7 +84,120 @@ VALIDATION_MISMATCHES = ("validation-scale-mismatch", "validation-target-range",
 
 
 def loss_at_chance(view: Diagnoser) -> Issue | None:
-    """The training loss (or the validation loss) never leaves the chance level."""
+    """The training loss (or the validation loss) never leaves the chance level; or, for a model
+    with several outputs whose total did, one output's loss never leaves its own."""
+    issue = _total_at_chance(view)
+    return issue if issue is not None else _output_at_chance(view)
+
+
+#: An output whose weighted chance level is under this share of the total's has a loss weight too
+#: small beside the others' for its own gradient to count.
+OUTPUT_SHARE_SMALL = 0.1
+
+
+def _output_at_chance(view: Diagnoser) -> Issue | None:
+    """loss-at-chance for one output of several (its ``<name>_loss`` against its own chance level),
+    while the total got clearly below the total's: the total is a weighted sum, and a head on
+    random labels beside one that learns left it at 57% of its level with no word (validation
+    0.70-0.72 against the head's own 0.693, the other head's falling to 0.12)."""
+    levels = view.context.output_chance_losses
+    if not levels or not view.finished or not curves_ready(view) or found_codes(view, CANNOT_LEARN):
+        return None
+    total = view.epoch_losses(data_only=True)
+    total = total[np.isfinite(total)]
+    chance = chance_level(view)
+    if total.size == 0 or (chance is not None and float(total[-1]) >= view.t.at_chance_train * chance):
+        return None  # the total itself at chance: the rule on the total judges it
+    for name in view.context.output_names:
+        issue = _one_output_at_chance(view, name, total, chance)
+        if issue is not None:
+            return issue  # one finding a code: the first output (in the model's order) so stuck
+    return None
+
+
+def _one_output_at_chance(view: Diagnoser, name: str, total: np.ndarray, chance: float | None) -> Issue | None:
+    """:func:`_output_at_chance` for the output ``name``, judged as the total is: its validation
+    loss never clearly below its own level and not still learning, or without validation rows, its
+    training loss at its level over the last third of the epochs."""
+    level = _positive((view.context.output_chance_losses or {}).get(name))
+    train = view.log_values(f"{name}_loss")
+    train = train[np.isfinite(train)]
+    if level is None or train.size == 0:
+        return None
+    val = view.log_values(f"val_{name}_loss")
+    val = val[np.isfinite(val)] if not few_validation_rows(view) else val[:0]
+    val_level = _positive((view.context.val_output_chance_losses or {}).get(name)) or level
+    final = float(np.min(train[-max(1, len(train) // 3):]))
+    trained = float(train[-1]) < view.t.at_chance_train * level
+    if val.size:
+        best = float(np.min(val))
+        noise = _chance_noise(view) * val_level
+        # A hard output still learning (both losses lower at nearly every epoch, the validation
+        # loss falling by more than the noise over the last third, through its level) is not at
+        # chance, even where it has not got under it yet: a product-of-inputs head at epoch 15
+        # (validation 0.712 -> 0.694 over the last third, its level 0.693) was at 0.646 by epoch 30.
+        # Random labels' validation loss rises or stays flat. One still above the band over its
+        # level is not "learning" so: a head under loss_weights 0.005 beside SGD's other head crept
+        # from 0.855 to 0.838 (121% of its level) in 15 epochs.
+        learning = (steadily_falling(train) and steadily_falling(val) and _last_third_fall(val) > noise
+                    and float(val[-1]) <= (1 + view.t.at_chance_band) * val_level)
+        if best < view.t.at_chance_validation * val_level or still_falling(view, val) or learning:
+            return None
+        stayed = (f"Output {name}'s validation loss never got clearly below its own chance level {format_number(val_level)}: "
+                  f"its best was {format_number(best)} ({best / val_level:.0%} of it), its training loss ended at "
+                  f"{format_number(float(train[-1]))} ({float(train[-1]) / level:.0%} of its level {format_number(level)})")
+    else:
+        if (final < view.t.at_chance_train * level or final > view.t.at_chance_ceiling * level or still_falling(view, train)
+                or (steadily_falling(train) and final <= (1 + view.t.at_chance_band) * level)):
+            return None
+        stayed = (f"Output {name}'s training loss stayed at its own chance level {format_number(level)}: its best over the last "
+                  f"third of the epochs was {format_number(final)} ({final / level:.0%} of it)")
+    overall = (f", while the total loss fell to {format_number(float(total[-1]))}"
+               + (f" ({float(total[-1]) / chance:.0%} of the total's chance level {format_number(chance)})" if chance is not None else ""))
+    share = _weighted_share(view, name)
+    weight = (view.context.output_loss_weights or {}).get(name)
+    weight_text = (f"its loss weight ({format_number(weight)}) makes it {share:.0%} of the total loss at chance"
+                   if share is not None and weight is not None else "")
+    labels = (f"check that {name}'s labels can be predicted from the inputs: that its targets are aligned with the rows "
+              "of x (shuffled together), not random or shuffled, and that they are the ones meant for this output")
+    raise_weight = f"a larger loss_weights entry for {name} (loss_weights={{'{name}': ...}} in the Trainer) gives its gradient more say"
+    if share is not None and share < OUTPUT_SHARE_SMALL and not trained:
+        cause = (f"it learned nothing, not even the training rows, and {weight_text}: the other outputs' gradients "
+                 "drown its own")
+        advice = f"Raise its weight: {raise_weight}. If it still stays at chance, {labels}."
+    else:
+        cause = ("it memorises the training rows, which happens when its labels are unpredictable from the inputs "
+                 "(e.g. random labels)" if trained else
+                 "it learned nothing, not even the training rows: its labels are unpredictable from the inputs")
+        cause += f" ({weight_text})" if weight_text else ""
+        advice = f"{labels[0].upper()}{labels[1:]}. If they are, {raise_weight}."
+    evidence = {"output": name, "output_chance_loss": level, "final_output_loss": float(train[-1]),
+                "final_train_loss": float(total[-1]), "chance_loss": chance}
+    if val.size:
+        evidence.update(best_output_val_loss=float(np.min(val)), output_val_chance_loss=val_level)
+    if share is not None:
+        evidence["output_chance_share"] = share
+    return Issue(f"{stayed}{overall}. For this output the model predicts no better than a constant: {cause}.",
+                 advice, evidence, epoch=view.epochs[-1].epoch)
+
+
+def _positive(level: float | None) -> float | None:
+    """``level`` when it is a chance level a loss can be compared with: known, finite and not ~0."""
+    return level if level is not None and math.isfinite(level) and level > 1e-8 else None
+
+
+def _weighted_share(view: Diagnoser, name: str) -> float | None:
+    """Output ``name``'s share of the total loss at chance (its loss weight times its chance level,
+    over the sum of those of every output), ``None`` when an output's level or weight is unknown."""
+    levels, weights = view.context.output_chance_losses or {}, view.context.output_loss_weights or {}
+    if not weights or set(weights) != set(levels):
+        return None
+    total = sum(weights[k] * levels[k] for k in levels)
+    return weights[name] * levels[name] / total if total > 0 and name in levels else None
+
+
+def _total_at_chance(view: Diagnoser) -> Issue | None:
+    """loss-at-chance for the total loss (a model's only one, or the sum of its outputs')."""
     chance = chance_level(view)
     if chance is None or not view.finished or not curves_ready(view):
         return None

@@ -183,7 +183,7 @@ def _map_targets(fn: Any, targets: Any) -> Any:
 
 
 def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None,
-                  prior_rows: Any = None) -> Baseline | None:
+                  prior_rows: Any = None, levels: Mapping[str, Baseline | None] | None = None) -> Baseline | None:
     """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
 
     ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
@@ -191,6 +191,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     ``batch_size`` gives a one-output model's :attr:`Baseline.first_steps`; ``prior_rows`` (the
     training targets, for a validation level) are pooled into a one-output model's label prior
     where its rows are few for their classes (see :func:`~trainkit.diagnosis.baseline.chance_loss`).
+    ``levels``: the outputs' own, when :func:`_output_levels` gave them already (not computed twice).
     """
     if isinstance(sample_weight, tuple | list | Mapping):
         return None
@@ -199,19 +200,35 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
         return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size, units=_output_units(trainer.model),
                            prior_rows=_one_output_targets(trainer, prior_rows))
+    levels = _output_levels(trainer, targets, sample_weight) if levels is None else levels
+    if levels is None or any(level is None for level in levels.values()):
+        return None
+    by_name = {h.name: h for h in heads}
+    total = sum(by_name[name].weight * level.loss for name, level in levels.items() if level is not None)
+    details = "; ".join(f"{name}: {level.detail}" for name, level in levels.items() if level is not None)
+    return Baseline(total, "sum over the outputs (" + details + ")")
+
+
+def _output_levels(trainer: Any, targets: Any, sample_weight: Any = None) -> dict[str, Baseline | None] | None:
+    """Each trained output's own chance level (``None`` where unknown), by output name, for a
+    model with several outputs; ``None`` for one output, or targets or weights that do not pair
+    with the outputs (see :func:`_chance_level`)."""
+    heads = getattr(trainer, "heads", None)
+    if (not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping)
+            or isinstance(sample_weight, tuple | list | Mapping)):
+        return None
     per_output = [targets.get(h.name) for h in heads] if isinstance(targets, Mapping) else list(targets)
     if len(per_output) != len(heads):
         return None
-    total, details = 0.0, []
-    for head, y in zip(heads, per_output, strict=True):
-        if head.loss is None:
-            continue
-        baseline = chance_loss(head.task, head.loss, y, sample_weight) if y is not None else None
-        if baseline is None:
-            return None
-        total += head.weight * baseline.loss
-        details.append(f"{head.name}: {baseline.detail}")
-    return Baseline(total, "sum over the outputs (" + "; ".join(details) + ")")
+    return {head.name: chance_loss(head.task, head.loss, y, sample_weight) if y is not None else None
+            for head, y in zip(heads, per_output, strict=True) if head.loss is not None}
+
+
+def _known_levels(levels: Mapping[str, Baseline | None] | None) -> dict[str, float] | None:
+    """The known ones of :func:`_output_levels`' chance levels, as numbers; ``None`` when none is
+    (see :attr:`~trainkit.diagnosis.engine.Context.output_chance_losses`)."""
+    known = {name: level.loss for name, level in (levels or {}).items() if level is not None}
+    return known or None
 
 
 def _regression_start(trainer: Any, targets: Any, sample_weight: Any = None) -> float | None:
@@ -352,7 +369,10 @@ def build_context(
     # collapsed posterior "fix initial-loss-too-high first".
     call_losses = tuple(getattr(trainer, "_call_loss_layers", ()))
     unleveled = own_loss or bool(call_losses)
-    baseline = _chance_level(trainer, chance_targets, chance_weights, rows) if chance_targets is not None and not unleveled else None
+    # A model with several outputs: each one's own level too, which its <output>_loss compares with
+    # (a head on random labels beside one that learns left the total well below its level).
+    levels = _output_levels(trainer, chance_targets, chance_weights) if chance_targets is not None and not unleveled else None
+    baseline = _chance_level(trainer, chance_targets, chance_weights, rows, levels=levels) if chance_targets is not None and not unleveled else None
     soft = None
     if baseline is None and chance_targets is not None and not unleveled and len(getattr(trainer, "heads", ())) <= 1 \
             and not isinstance(chance_weights, tuple | list | Mapping):
@@ -375,10 +395,17 @@ def build_context(
                                           validation_sample_weight)
     # The validation loss's own levels (see trainkit.diagnosis.baseline): without class_weight,
     # on the validation rows' class mix.
-    val_chance = None
-    if baseline is not None and validation_targets is not None:
+    val_chance = val_levels = None
+    if (baseline is not None or levels) and validation_targets is not None:
         val_targets, val_weights, _ = _masked_targets(trainer, validation_inputs, validation_targets, validation_sample_weight, None)
-        val_chance = _chance_level(trainer, val_targets, val_weights, prior_rows=chance_targets) if val_targets is not None else None
+        val_levels = _output_levels(trainer, val_targets, val_weights) if val_targets is not None and levels else None
+        val_chance = (_chance_level(trainer, val_targets, val_weights, prior_rows=chance_targets, levels=val_levels)
+                      if val_targets is not None and baseline is not None else None)
+        if val_levels:
+            # An output whose validation rows are all one class has no level of its own there, as
+            # for the total's below: its training level stands in.
+            val_levels = {name: None if level is None or (levels or {}).get(name) is None
+                          or level.loss <= _ONE_CLASS_SHARE * levels[name].loss else level for name, level in val_levels.items()}
         if val_chance is not None and val_chance.loss <= _ONE_CLASS_SHARE * baseline.loss:
             # Validation rows a constant predicts exactly (one class: iris unsorted, validation_split's
             # last 30 rows all class 2) have no level to compare with, but the clipped cross-entropy
@@ -407,6 +434,9 @@ def build_context(
         output_layers=outputs,
         output_names=_trained_output_names(trainer),
         untrained_outputs=_untrained_outputs(trainer, outputs),
+        output_chance_losses=_known_levels(levels),
+        val_output_chance_losses=_known_levels(val_levels),
+        output_loss_weights={h.name: float(h.weight) for h in trainer.heads if h.loss is not None} if levels else None,
         float16_layers=float16_layers(model),
         softmax_layers=softmax_layers(model, getattr(trainer, "_probe", None)),
         sloped_layers=layers_with(model, getattr(trainer, "_probe", None), NEGATIVE_SLOPED, "sloped_taps"),
@@ -515,7 +545,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
                                first_steps_loss=saved.first_steps_loss, loss_floor=saved.loss_floor, soft_target_loss=saved.soft_target_loss,
                                linear_loss=saved.linear_loss,
-                               val_linear_loss=saved.val_linear_loss)
+                               val_linear_loss=saved.val_linear_loss, output_chance_losses=saved.output_chance_losses,
+                               val_output_chance_losses=saved.val_output_chance_losses)
 
 
 def loss_penalties(trainer: Any) -> float:
