@@ -3098,6 +3098,7 @@ def test_an_output_at_its_own_chance_beside_one_that_learns_is_named():
     assert f.message.startswith("Output b's validation loss never got clearly below its own chance level 0.6931: its best was 0.7")
     assert "while the total loss fell to" in f.message and "of the total's chance level 1.386" in f.message
     assert "its labels are unpredictable from the inputs" in f.message and "(its loss weight (1) makes it 50% of" in f.message
+    assert "predicts no better than a constant" in f.message
     assert f.advice.startswith("Check that b's labels can be predicted") and "loss_weights={'b': ...}" in f.advice
     assert f.evidence["output"] == "b" and f.evidence["output_chance_loss"] == pytest.approx(LN2, abs=1e-6)
     assert f.evidence["output_val_chance_loss"] == pytest.approx(LN2, abs=1e-6) and f.evidence["best_output_val_loss"] > LN2
@@ -3118,6 +3119,7 @@ def test_an_output_at_chance_under_a_small_loss_weight_is_told_to_raise_it():
     creeping = [0.855 - 0.0012 * e for e in range(15)]
     f = finding(two_output_stream([v + 0.015 for v in creeping], creeping, weight_b=0.005).run(), "loss-at-chance")
     assert f.message.startswith("Output b's validation loss") and f.advice.startswith("Raise its weight")
+    assert "predicts worse than a constant" in f.message  # at its best 121% of its level
 
 
 def test_outputs_that_learn_even_slowly_get_no_loss_at_chance():

@@ -177,7 +177,10 @@ def _one_output_at_chance(view: Diagnoser, name: str, total: np.ndarray, chance:
         evidence.update(best_output_val_loss=float(np.min(val)), output_val_chance_loss=val_level)
     if share is not None:
         evidence["output_chance_share"] = share
-    return Issue(f"{stayed}{overall}. For this output the model predicts no better than a constant: {cause}.",
+    # A head 121% of its level at its best does worse than the constant, not merely as well.
+    at_best = best / val_level if val.size else final / level
+    than = "worse than" if at_best > 1 + 2 * view.t.at_chance_band else "no better than"
+    return Issue(f"{stayed}{overall}. For this output the model predicts {than} a constant: {cause}.",
                  advice, evidence, epoch=view.epochs[-1].epoch)
 
 
