@@ -2239,6 +2239,38 @@ def test_negative_ids_are_not_told_to_grow_the_table():
     assert "fails" not in info.value.message and "-1 is row 9" in info.value.message
 
 
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("kind", ["TextVectorization", "StringLookup"])
+def test_a_lookup_vocabulary_past_the_embedding_table_is_an_error(functional, kind):
+    # The ids are made inside the model, out of the id check's sight: a TextVectorization adapted
+    # to 30 tokens before Embedding(20) trained until a batch held id 23, then was told of "a batch
+    # read during training" past "a dataset's first batches", for numpy texts.
+    words = np.array([f"w{i}" for i in range(28)])
+    texts = np.array([" ".join(words[np.arange(i, i + 4) % 28]) for i in range(64)])
+    if kind == "TextVectorization":
+        lookup, x, shape = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=4), texts, (1,)
+    else:
+        lookup, x, shape = keras.layers.StringLookup(mask_token=""), np.stack([t.split() for t in texts]), (4,)
+    lookup.adapt(x)
+    assert lookup.vocabulary_size() == 30
+
+    def net(dim: int) -> keras.Model:
+        layers = [lookup, keras.layers.Dropout(0.1), keras.layers.Embedding(dim, 2), keras.layers.GlobalAveragePooling1D(),
+                  keras.layers.Dense(1, activation="sigmoid")]
+        if not functional:
+            return keras.Sequential([keras.Input(shape, dtype="string"), *layers])
+        inputs = keras.Input(shape, dtype="string")
+        return keras.Model(inputs, functools.reduce(lambda t, layer: layer(t), layers, inputs))
+
+    y = (np.arange(64) % 2).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=net(20), loss=get_loss("binary_crossentropy"), task="binary")
+    assert info.value.code == "embedding-ids"
+    assert f"The {kind} '{lookup.name}' gives ids 0..29" in info.value.message and "has 20 rows" in info.value.message
+    assert f"Embedding(input_dim={lookup.name}.vocabulary_size(), ...) (30)" in info.value.message and "max_tokens=20" in info.value.message
+    assert "embedding-ids" not in codes(check_data(x, y, model=net(30), loss=get_loss("binary_crossentropy"), task="binary"))
+
+
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
 def test_ids_a_category_encoding_has_no_category_for_are_an_error(mode):
     # model.fit trains on them in silence: CategoryEncoding(num_tokens=5) encodes ids 5..7 as a

@@ -89,6 +89,8 @@ class DataContext:
     embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The names of the Embedding layers among :attr:`embeddings` built with ``mask_zero=True``.
     masked_embeddings: Sequence[str] = ()
+    #: The model's lookup layers that turn tokens into ids, with the Embeddings that read them (see ``lookup_layers``).
+    lookups: Sequence[Any] = ()
     #: ``[rows, T]``: the positions of the training rows the loss reads, where the one output keeps
     #: the mask of the one input (an ``Embedding(mask_zero=True)``'s ids != 0, a ``Masking``
     #: layer's steps not all ``mask_value``: a masked tagger), or ``None``.

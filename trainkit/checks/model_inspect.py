@@ -908,3 +908,66 @@ def _id_count(layer: Any) -> int | None:
     if isinstance(layer, keras.layers.CategoryEncoding) and layer.num_tokens is not None:
         return int(layer.num_tokens)
     return None
+
+
+#: The lookup layers that turn tokens into ids (with ``output_mode="int"``) from a vocabulary of their own.
+_LOOKUP_LAYERS = (keras.layers.TextVectorization, keras.layers.StringLookup, keras.layers.IntegerLookup)
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupInfo:
+    """A lookup layer of the model that gives ids (a ``TextVectorization``, ``StringLookup`` or
+    ``IntegerLookup``) and the Embedding layers that look its ids up.
+
+    Attributes:
+        name: The lookup layer's name.
+        kind: Its class name.
+        vocabulary: Its ``vocabulary_size()`` (padding and OOV ids included): it gives ids
+            ``0..vocabulary - 1``.
+        adapted: Whether it holds a vocabulary (adapted, or given one): one that holds none fails
+            on its first call ("Table not initialized").
+        embeddings: ``(name, input_dim)`` of each Embedding that reads its ids.
+    """
+
+    name: str
+    kind: str
+    vocabulary: int
+    adapted: bool
+    embeddings: tuple[tuple[str, int], ...]
+
+
+def _lookup_table_size(layer: Any) -> int | None:
+    """How many tokens the table of a lookup layer holds (0: never adapted), ``None`` when it cannot be read."""
+    table = getattr(getattr(layer, "_lookup_layer", layer), "lookup_table", None)
+    try:
+        return int(table.size().numpy()) if table is not None else None
+    except Exception:  # a table of a kind without size(): say nothing of it
+        return None
+
+
+def lookup_layers(model: keras.Model) -> list[LookupInfo]:
+    """Each lookup layer of ``model`` that turns tokens into ids (``output_mode="int"``, not
+    inverted), with the Embedding layers that read its ids (past layers that only move them).
+
+    A ``TextVectorization(max_tokens=50)`` adapted on the texts gives ids up to 49: an
+    ``Embedding(20, ...)`` after it failed the first batch that held a frequent word's id, in
+    the middle of training, where the checks of numeric ids refuse it before the first step.
+    """
+    found = []
+    layers = list(iter_layers(model))
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, _LOOKUP_LAYERS) or getattr(layer, "invert", False):
+            continue
+        if str(getattr(layer, "output_mode", None) or getattr(layer, "_output_mode", "int")) != "int":
+            continue
+        size = _lookup_table_size(layer)
+        if size is None:
+            continue
+        if isinstance(model, keras.Sequential):
+            after = [other for other in layers[i + 1:] if type(other).__name__ not in _PASSTHROUGH][:1]
+        else:
+            outputs = [t for node in getattr(layer, "_inbound_nodes", []) for t in keras.tree.flatten(getattr(node, "output_tensors", []))]
+            after = [other for readers in _input_readers(model, outputs, _PASSTHROUGH) for other in readers]
+        embeddings = tuple(dict.fromkeys((other.name, int(other.input_dim)) for other in after if isinstance(other, keras.layers.Embedding)))
+        found.append(LookupInfo(layer.name, type(layer).__name__, int(layer.vocabulary_size()), size > 0, embeddings))
+    return found

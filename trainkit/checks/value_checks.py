@@ -223,6 +223,26 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
                          f"(ids 0..{dim - 1}): an id outside them is encoded as no category, a row of zeros the model cannot tell apart.",
                          f"Use CategoryEncoding(num_tokens={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1}.",
                          {"min": lo, "max": hi, "num_tokens": dim}, layer)
+    return _lookup_past_table(ctx)
+
+
+def _lookup_past_table(ctx: DataContext) -> Issue | None:
+    """A lookup layer of the model whose vocabulary gives ids past the table of the Embedding after it.
+
+    Its ids are made inside the model, out of the checks' sight: a ``TextVectorization`` adapted
+    to 30 tokens before an ``Embedding(20, ...)`` trained until a batch held id 23, and then was
+    told of "a batch read during training" past "a dataset's first batches" for numpy texts.
+    """
+    for lookup in ctx.lookups:
+        for layer, dim in lookup.embeddings:
+            if lookup.vocabulary <= dim:
+                continue
+            return Issue(f"The {lookup.kind} '{lookup.name}' gives ids 0..{lookup.vocabulary - 1} (its vocabulary_size() is {lookup.vocabulary}, "
+                         f"the padding and OOV ids included), but the Embedding '{layer}' that looks them up has {dim} rows (ids 0..{dim - 1}): "
+                         "an id outside them has no row (TensorFlow fails on the first batch that holds one, or reads a row of zeros).",
+                         f"Use Embedding(input_dim={lookup.name}.vocabulary_size(), ...) ({lookup.vocabulary}), built after adapting the layer, "
+                         f"or cap the vocabulary at the table: max_tokens={dim} in the {lookup.kind}.",
+                         {"vocabulary_size": lookup.vocabulary, "input_dim": dim}, layer)
     return None
 
 
