@@ -47,6 +47,9 @@ def model(kind: str) -> keras.Model:
         return keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
     if kind == "embedding":  # four ids per row, looked up in a table of 10
         return keras.Sequential([keras.Input((4,), dtype="int32"), L.Embedding(10, 2), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    if kind == "text_unadapted":  # a TextVectorization never adapted
+        return keras.Sequential([keras.Input((1,), dtype="string"), L.TextVectorization(max_tokens=10, output_sequence_length=4),
+                                 L.Embedding(10, 2), L.Flatten(), L.Dense(1, activation="sigmoid")])
     if kind == "binary_float16":  # mixed precision: the first layer casts its inputs to float16
         return keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu", dtype="mixed_float16"), L.Dense(1, activation="sigmoid")])
     raise ValueError(kind)
@@ -54,10 +57,12 @@ def model(kind: str) -> keras.Model:
 
 TASK = {"binary": "binary", "binary_logits": "binary", "multiclass": "multiclass", "multilabel": "multilabel",
         "regression": "regression", "regression_sigmoid": "regression", "regression_relu": "regression",
-        "normalized": "regression", "image": "binary", "embedding": "binary", "binary_float16": "binary"}
+        "normalized": "regression", "image": "binary", "embedding": "binary", "binary_float16": "binary",
+        "text_unadapted": "binary"}
 LOSS = {"binary": "bce", "binary_logits": {"name": "bce", "from_logits": True}, "multiclass": "scce",
         "multilabel": "bce", "regression": "mse", "regression_sigmoid": "mse", "regression_relu": "mse",
-        "normalized": "mse", "image": "bce", "embedding": "bce", "binary_float16": "bce"}
+        "normalized": "mse", "image": "bce", "embedding": "bce", "binary_float16": "bce",
+        "text_unadapted": "bce"}
 
 
 def run(kind, x, y, loss=None, **kw):
@@ -133,6 +138,7 @@ BAD = [
     ("weights-all-zero", "binary", X, YB, None, {"sample_weight": np.zeros(len(X))}, "sample-weight-all-zero", "positive weights"),
     ("weights-negative", "binary", X, YB, None, {"sample_weight": -np.ones(len(X))}, "sample-weight-negative", "0 to leave a row out"),
     ("embedding-ids-past-the-table", "embedding", np.arange(len(X) * 4).reshape(-1, 4) % 12, YB, None, {}, "embedding-ids", "Embedding(input_dim=12"),
+    ("lookup-not-adapted", "text_unadapted", np.array(["a b c d"] * len(X)), YB, None, {}, "lookup-not-adapted", ".adapt(x_train)"),
     ("float16-overflow", "binary_float16", X * 1e5, YB, None, {}, "float16-overflow", "dtype='float32'"),
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
     ("sigmoid-3-103", "regression_sigmoid", X, np.linspace(3, 103, len(X)), None, {}, "labels-out-of-range", "Remove the activation"),
@@ -2269,6 +2275,34 @@ def test_a_lookup_vocabulary_past_the_embedding_table_is_an_error(functional, ki
     assert f"The {kind} '{lookup.name}' gives ids 0..29" in info.value.message and "has 20 rows" in info.value.message
     assert f"Embedding(input_dim={lookup.name}.vocabulary_size(), ...) (30)" in info.value.message and "max_tokens=20" in info.value.message
     assert "embedding-ids" not in codes(check_data(x, y, model=net(30), loss=get_loss("binary_crossentropy"), task="binary"))
+
+
+@pytest.mark.parametrize("kind", ["TextVectorization", "StringLookup"])
+def test_a_lookup_layer_never_adapted_is_an_error(kind):
+    # Its table is empty: fit failed while the step was traced, with TensorFlow's "Table not
+    # initialized" from inside trainkit's probe, naming neither the layer nor adapt().
+    texts = np.array([f"w{i % 7} w{i % 5} w{i % 3}" for i in range(64)])
+    if kind == "TextVectorization":
+        vectorize, shape = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=3), (1,)
+    else:
+        vectorize, shape, texts = keras.layers.StringLookup(), (3,), np.stack([t.split() for t in texts])
+    net = keras.Sequential([keras.Input(shape, dtype="string"), vectorize, keras.layers.Embedding(20, 2), keras.layers.GlobalAveragePooling1D(),
+                            keras.layers.Dense(1, activation="sigmoid")])
+    y = (np.arange(64) % 2).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(texts, y, model=net, loss=get_loss("binary_crossentropy"), task="binary")
+    assert info.value.code == "lookup-not-adapted"
+    assert f"The {kind} '{vectorize.name}' holds no vocabulary" in info.value.message
+    assert f"{vectorize.name}.adapt(x_train)" in info.value.message
+    with pytest.raises(DataError, match="lookup-not-adapted"):  # nor can it evaluate
+        check_data(texts, y, model=net, loss=get_loss("binary_crossentropy"), task="binary", evaluation=True)
+    vectorize.adapt(texts)
+    assert "lookup-not-adapted" not in codes(check_data(texts, y, model=net, loss=get_loss("binary_crossentropy"), task="binary"))
+    given = keras.layers.StringLookup(vocabulary=["a", "b"])  # a vocabulary given is one to look up
+    net = keras.Sequential([keras.Input((3,), dtype="string"), given, keras.layers.Embedding(4, 2), keras.layers.GlobalAveragePooling1D(),
+                            keras.layers.Dense(1, activation="sigmoid")])
+    assert "lookup-not-adapted" not in codes(check_data(np.array([["a", "b", "c"]] * 64), y, model=net,
+                                                        loss=get_loss("binary_crossentropy"), task="binary"))
 
 
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])

@@ -103,6 +103,7 @@ from trainkit.checks.split_checks import (
 from trainkit.checks.value_checks import (
     embedding_ids,
     float16_overflow,
+    lookup_not_adapted,
     masked_ids_inside,
     non_finite_data,
 )
@@ -129,6 +130,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("constant-targets", "error", constant_targets),
     DataRule("sample-weight-all-zero", "error", sample_weight_all_zero),
     DataRule("sample-weight-negative", "error", sample_weight_negative),
+    DataRule("lookup-not-adapted", "error", lookup_not_adapted),
     DataRule("embedding-ids", "error", embedding_ids),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("channels-first-input", "warning", channels_first_input),
@@ -156,7 +158,7 @@ DATA_INFO_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severit
 #: The rules that hold for any data a model is run on, evaluation data included: the others judge
 #: data to train on (one class, few rows, leakage, scales).
 EVALUATION_CODES: frozenset[str] = frozenset({
-    "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "embedding-ids"})
+    "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "lookup-not-adapted", "embedding-ids"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 

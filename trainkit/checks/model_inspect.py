@@ -916,8 +916,8 @@ _LOOKUP_LAYERS = (keras.layers.TextVectorization, keras.layers.StringLookup, ker
 
 @dataclasses.dataclass(frozen=True)
 class LookupInfo:
-    """A lookup layer of the model that gives ids (a ``TextVectorization``, ``StringLookup`` or
-    ``IntegerLookup``) and the Embedding layers that look its ids up.
+    """A lookup layer of the model (a ``TextVectorization``, ``StringLookup`` or ``IntegerLookup``)
+    and the Embedding layers that look its ids up.
 
     Attributes:
         name: The lookup layer's name.
@@ -926,7 +926,8 @@ class LookupInfo:
             ``0..vocabulary - 1``.
         adapted: Whether it holds a vocabulary (adapted, or given one): one that holds none fails
             on its first call ("Table not initialized").
-        embeddings: ``(name, input_dim)`` of each Embedding that reads its ids.
+        embeddings: ``(name, input_dim)`` of each Embedding that reads its ids (none unless it
+            gives ids: ``output_mode="int"``, not inverted).
     """
 
     name: str
@@ -946,8 +947,8 @@ def _lookup_table_size(layer: Any) -> int | None:
 
 
 def lookup_layers(model: keras.Model) -> list[LookupInfo]:
-    """Each lookup layer of ``model`` that turns tokens into ids (``output_mode="int"``, not
-    inverted), with the Embedding layers that read its ids (past layers that only move them).
+    """Each lookup layer of ``model``, with the Embedding layers that read its ids (past layers
+    that only move them) where it turns tokens into ids (``output_mode="int"``, not inverted).
 
     A ``TextVectorization(max_tokens=50)`` adapted on the texts gives ids up to 49: an
     ``Embedding(20, ...)`` after it failed the first batch that held a frequent word's id, in
@@ -956,14 +957,15 @@ def lookup_layers(model: keras.Model) -> list[LookupInfo]:
     found = []
     layers = list(iter_layers(model))
     for i, layer in enumerate(layers):
-        if not isinstance(layer, _LOOKUP_LAYERS) or getattr(layer, "invert", False):
-            continue
-        if str(getattr(layer, "output_mode", None) or getattr(layer, "_output_mode", "int")) != "int":
+        if not isinstance(layer, _LOOKUP_LAYERS):
             continue
         size = _lookup_table_size(layer)
         if size is None:
             continue
-        if isinstance(model, keras.Sequential):
+        gives_ids = str(getattr(layer, "output_mode", None) or getattr(layer, "_output_mode", "int")) == "int"
+        if not gives_ids or getattr(layer, "invert", False):
+            after = []
+        elif isinstance(model, keras.Sequential):
             after = [other for other in layers[i + 1:] if type(other).__name__ not in _PASSTHROUGH][:1]
         else:
             outputs = [t for node in getattr(layer, "_inbound_nodes", []) for t in keras.tree.flatten(getattr(node, "output_tensors", []))]

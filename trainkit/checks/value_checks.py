@@ -1,5 +1,6 @@
 """Rules on values no training step can use: NaN or Inf in any array fit is given
-(``non-finite-data``), and Embedding inputs that are no ids of its table (``embedding-ids``).
+(``non-finite-data``), Embedding inputs that are no ids of its table (``embedding-ids``), and
+lookup layers with no vocabulary to make ids with (``lookup-not-adapted``).
 
 Apart from the label rules: these read the inputs' values too, whatever the task and the loss.
 """
@@ -224,6 +225,25 @@ def embedding_ids(ctx: DataContext) -> Issue | None:
                          f"Use CategoryEncoding(num_tokens={int(hi) + 1}, ...) if there are {int(hi) + 1} ids, or map the ids to 0..{dim - 1}.",
                          {"min": lo, "max": hi, "num_tokens": dim}, layer)
     return _lookup_past_table(ctx)
+
+
+def lookup_not_adapted(ctx: DataContext) -> Issue | None:
+    """A lookup layer of the model (``TextVectorization``, ``StringLookup``, ``IntegerLookup``) that holds no vocabulary.
+
+    Never adapted nor given a ``vocabulary``, its table is empty: the first step failed while
+    the step was traced, with TensorFlow's FailedPreconditionError "Table not initialized" from
+    deep inside trainkit's probe, which named neither the layer nor ``adapt``.
+    """
+    for lookup in ctx.lookups:
+        if lookup.adapted:
+            continue
+        data = "the training texts" if lookup.kind != "IntegerLookup" else "the training ids"
+        return Issue(f"The {lookup.kind} '{lookup.name}' holds no vocabulary (it was never adapted, nor given vocabulary=...): "
+                     "it cannot turn a token into an id, and TensorFlow fails on its first call (\"Table not initialized\").",
+                     f"Adapt it on {data} before training, and on them only (not the validation or test rows, whose words "
+                     f"would then look known): {lookup.name}.adapt(x_train); or build it with vocabulary=[...].",
+                     {"vocabulary_size": 0}, lookup.name)
+    return None
 
 
 def _lookup_past_table(ctx: DataContext) -> Issue | None:
