@@ -5415,6 +5415,25 @@ def test_a_fading_gradient_through_time_explains_no_loss_worse_than_a_constant(t
     assert ("vanishing-gradients-through-time" in codes(s.run())) == told
 
 
+@pytest.mark.parametrize(("tail", "backwards"), [(0, False), (61, False), (61, True), (10, False)])
+def test_padding_read_last_is_named_as_what_the_gradient_reaches(tail, backwards):
+    # Post-padded ids into an Embedding without mask_zero: an LSTM read 80 steps, ~61 of them
+    # padding after the last real token, stayed at chance, and was told to pool its states or feed
+    # shorter sequences, where pre-padding or mask_zero=True reached a validation loss of 0.004.
+    s = Stream(epochs=6, task="binary", chance=0.69)
+    s.train_loss = lambda e, st: 0.69
+    s.val_loss = lambda e: 0.69
+    s.notes["recurrent_reach"] = [{"layer": "lstm", "steps": 80, "reach": 22, "ratio": 5.6e-8, "kind": "LSTM",
+                                   "go_backwards": backwards, "padded_tail": tail}]
+    d = s.run()
+    (found,) = [f for f in d.findings if f.code == "vanishing-gradients-through-time"]
+    told = tail >= 22  # the gradient reaches no further than the padding
+    assert ("the last 61 steps it reads repeat one vector: padding" in found.message) == told
+    assert ("mask_zero=True" in found.advice) == told and ("GlobalAveragePooling1D" in found.advice) != told
+    if told:
+        assert f"padding={'post' if backwards else 'pre'!r}" in found.advice and found.evidence["padded_tail"] == 61
+
+
 @pytest.mark.parametrize("in_order", [True, False])
 def test_a_stretch_of_a_series_read_in_order_is_no_start_far_above_chance(in_order):
     # A random walk's windows in order (timeseries_dataset_from_array's default): its first 16

@@ -122,6 +122,26 @@ def test_masked_padding_is_not_read_as_a_vanished_gradient():
     assert "call" not in vars(model.layers[1])
 
 
+@pytest.mark.parametrize(("padding", "mask_zero", "tail"), [("post", False, 30), ("pre", False, 0), ("post", True, 0)])
+def test_the_padding_a_layer_reads_last_unmasked_is_measured(padding, mask_zero, tail):
+    # Post-padded ids through an Embedding without mask_zero: the LSTM reads 30 steps of padding
+    # (the row of id 0) after the 20 real ones, and its gradient reaches only them. Pre-padding
+    # puts them first, and a mask leaves them out: no padding is read last.
+    real = np.random.default_rng(0).integers(1, 9, size=(32, 20))
+    ids = np.zeros((32, 50), dtype="int32")
+    if padding == "post":
+        ids[:, :20] = real
+    else:
+        ids[:, -20:] = real
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((50,), dtype="int32"), keras.layers.Embedding(10, 4, mask_zero=mask_zero),
+                              keras.layers.LSTM(4), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", task="binary", optimizer="adam", jit_compile=False)
+    trainer._time_gradients.batch = (ids, (real[:, -1] > 4).astype("float32"))
+    (measured,) = trainer._time_gradients.measure()
+    assert measured["padded_tail"] == tail
+
+
 def test_diagnose_reads_the_finding_back_from_the_run_s_events(tmp_path):
     from trainkit.diagnosis.readback import diagnose_run_dir
 

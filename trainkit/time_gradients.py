@@ -115,9 +115,9 @@ class TimeGradients:
         self._fn: Any = None
 
     def measure(self) -> list[dict[str, Any]]:
-        """``{"layer", "kind", "go_backwards", "steps", "ratio", "reach"}`` of each layer whose
-        sequence is long enough (``kind``: the recurrent layer's class; ``steps`` in the order the
-        layer reads them)."""
+        """``{"layer", "kind", "go_backwards", "steps", "ratio", "reach", "padded_tail"}`` of each
+        layer whose sequence is long enough (``kind``: the recurrent layer's class; ``steps`` in
+        the order the layer reads them; ``padded_tail``: see :func:`padded_tail`)."""
         if not self.layers or self.batch is None:
             return []
         if self._fn is None:
@@ -125,16 +125,19 @@ class TimeGradients:
         with seed_states_kept(self._trainer.model):  # a call model.fit does not make (a later fit goes on from them)
             measured_norms = self._fn(self.batch)
         found = []
-        for layer, norms in zip(self.layers, measured_norms, strict=True):
-            if norms is None:
+        for layer, read in zip(self.layers, measured_norms, strict=True):
+            if read is None:
                 continue
+            norms, tails = read
             measured = reach(np.asarray(norms))
             if measured is not None:
-                found.append({"layer": layer.name, "kind": type(layer).__name__, "go_backwards": bool(layer.go_backwards), **measured})
+                found.append({"layer": layer.name, "kind": type(layer).__name__, "go_backwards": bool(layer.go_backwards), **measured,
+                              "padded_tail": padded_tail(np.asarray(tails))})
         return found
 
-    def _norms(self, batch: Any) -> list[tf.Tensor | None]:
-        """Per row and step, the norm of the loss's gradient at each layer's input sequence."""
+    def _norms(self, batch: Any) -> list[tuple[tf.Tensor, tf.Tensor] | None]:
+        """Per row and step, the norm of the loss's gradient at each layer's input sequence; and
+        per row, how many of the last steps the layer reads, unmasked, repeat its last step."""
         trainer = self._trainer
         x, y, sample_weight = unpack_batch(batch)
         inputs: dict[int, tf.Tensor] = {}
@@ -149,7 +152,7 @@ class TimeGradients:
         found = [inputs.get(id(layer)) for layer in self.layers]
         gradients = tape.gradient(loss, [t for t in found if t is not None])
         by_layer = iter(gradients)
-        out: list[tf.Tensor | None] = []
+        out: list[tuple[tf.Tensor, tf.Tensor] | None] = []
         for layer, tensor in zip(self.layers, found, strict=True):
             gradient = next(by_layer) if tensor is not None else None
             if gradient is None or gradient.shape.rank != 3:
@@ -164,8 +167,30 @@ class TimeGradients:
             mask = masks.get(id(layer))
             norms = norms if mask is None else tf.where(tf.cast(mask, tf.bool), norms, 0.0)
             # In the order the layer reads the steps: a go_backwards layer's last step is the first.
-            out.append(tf.reverse(norms, axis=[1]) if layer.go_backwards else norms)
+            read = tf.reverse(tensor, axis=[1]) if layer.go_backwards else tensor
+            out.append((tf.reverse(norms, axis=[1]) if layer.go_backwards else norms, _repeated_tail(read, mask is None)))
         return out
+
+
+def _repeated_tail(sequences: tf.Tensor, unmasked: bool) -> tf.Tensor:
+    """Per row of ``[rows, steps, features]``, how many of its last steps equal its last one (at
+    least 1); 0 for every row when a mask leaves the padding out (no step of it is read)."""
+    if not unmasked:
+        return tf.zeros(tf.shape(sequences)[:1], tf.int32)
+    same = tf.reduce_all(tf.equal(sequences, sequences[:, -1:, :]), axis=-1)
+    return tf.reduce_sum(tf.math.cumprod(tf.cast(tf.reverse(same, axis=[1]), tf.int32), axis=1), axis=1)
+
+
+def padded_tail(tails: np.ndarray) -> int:
+    """The padding a layer reads last, unmasked: the median over the rows of the steps after the
+    last real one that repeat one vector (an unmasked ``Embedding``'s row of id 0 after
+    ``pad_sequences(padding="post")``), 0 when most rows have none.
+
+    A row's last step repeated alone (1) is no padding: a real step is its own last.
+    """
+    if tails.size == 0:
+        return 0
+    return int(np.median(np.where(tails > 1, tails, 0)))
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -154,6 +154,9 @@ def vanishing_through_time(view: Diagnoser) -> Issue | None:
         return None
     worst = min(measured, key=lambda m: m["ratio"])
     layer, steps, reach = worst["layer"], int(worst["steps"]), int(worst["reach"])
+    padding = int(worst.get("padded_tail") or 0)
+    if padding >= reach:
+        return _padding_read_last(worst, padding, validated, best, chance, view.epochs[-1].epoch if view.epochs else None)
     simple = worst.get("kind") == "SimpleRNN"
     return Issue(
         f"'{layer}' reads {steps} steps into one final state{' (from the last, go_backwards)' if worst.get('go_backwards') else ''}, "
@@ -168,6 +171,33 @@ def vanishing_through_time(view: Diagnoser) -> Issue | None:
            "matter), reversed (go_backwards=True) when what matters comes first."),
         {"layer": layer, "steps": steps, "ratio": float(worst["ratio"]), "reach": reach, "best_loss": best, "chance_loss": chance},
         layer=layer, epoch=view.epochs[-1].epoch if view.epochs else None)
+
+
+def _padding_read_last(worst: dict[str, Any], padding: int, validated: bool, best: float, chance: float, epoch: int | None) -> Issue:
+    """:func:`vanishing_through_time` for a layer whose gradient reaches only the padding it reads
+    last, unmasked: the real steps lie before it, out of reach.
+
+    Token ids padded at the end (``pad_sequences(padding="post")``) into an ``Embedding`` without
+    ``mask_zero``: an LSTM read 80 steps, ~60 of them padding after the last real token, stayed
+    at chance (0.691) and was told to pool its states or feed shorter sequences, where pre-padding
+    or the mask alone reached a validation loss of 0.004 in the same 10 epochs.
+    """
+    layer, steps, reach = worst["layer"], int(worst["steps"]), int(worst["reach"])
+    backwards = bool(worst.get("go_backwards"))
+    other_end = "'post'" if backwards else "'pre', its default"
+    return Issue(
+        f"'{layer}' reads {steps} steps into one final state{' (from the last, go_backwards)' if backwards else ''}, and in most rows "
+        f"the last {padding} steps it reads repeat one vector: padding (id 0 through an Embedding without mask_zero) that no mask "
+        f"leaves out. Its gradient reaches about the last {reach} steps only ({format_number(float(worst['ratio']))}x at the first tenth), "
+        "so the rows' real steps, before the padding, are out of its reach, and "
+        f"{'nothing it learned carries over to the validation rows' if validated else 'the training loss stayed near chance'} "
+        f"(training loss {best / chance:.0%} of chance).",
+        "Mask the padding so that the layer skips it: Embedding(..., mask_zero=True) (with 0 kept for padding only), or a "
+        f"Masking layer for padded float sequences; or pad at the other end, so that the real steps come last: "
+        f"pad_sequences(..., padding={other_end}).",
+        {"layer": layer, "steps": steps, "ratio": float(worst["ratio"]), "reach": reach, "padded_tail": padding, "best_loss": best,
+         "chance_loss": chance},
+        layer=layer, epoch=epoch)
 
 
 def learned_something(view: Diagnoser) -> bool | None:
