@@ -2305,6 +2305,23 @@ def test_a_lookup_layer_never_adapted_is_an_error(kind):
                                                         loss=get_loss("binary_crossentropy"), task="binary"))
 
 
+@pytest.mark.parametrize("dataset", [False, True])
+def test_text_labels_are_named_and_told_how_to_encode_them_where_they_are(dataset):
+    # 'pos'/'neg' labels were "object values" and, read from a dataset's batches, told numpy's
+    # np.unique, which cannot reach them there.
+    labels = np.where(YB == 1, "pos", "neg")
+    y = tf.data.Dataset.from_tensor_slices((X, labels)).batch(32) if dataset else labels
+    with pytest.raises(DataError) as info:
+        check_data(y if dataset else X, None if dataset else y, model=model("binary"), loss=get_loss("bce"), task="binary")
+    assert info.value.code == "label-format" and "holds text labels ('neg', 'pos'), not numbers" in info.value.message
+    if dataset:
+        assert "np.unique" not in info.value.message
+        assert "StringLookup(vocabulary=['neg', 'pos'], num_oov_indices=0)" in info.value.message
+        assert "dataset.map(lambda x, y: (x, lookup(y)))" in info.value.message
+    else:
+        assert "np.unique(y, return_inverse=True)" in info.value.message
+
+
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
 def test_ids_a_category_encoding_has_no_category_for_are_an_error(mode):
     # model.fit trains on them in silence: CategoryEncoding(num_tokens=5) encodes ids 5..7 as a

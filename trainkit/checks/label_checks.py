@@ -101,6 +101,22 @@ def _dataset_labels(mode: str, mapped: str) -> str:
             f"or dataset.map(lambda x, y, *w: (x, {mapped}, *w))")
 
 
+#: Text labels named in a message, at most.
+_TEXT_CLASSES_SHOWN = 10
+
+
+def _text_classes(y: np.ndarray) -> list[str] | None:
+    """The distinct text labels of ``y``, sorted (``["neg", "pos"]``; a dataset's come as bytes),
+    or ``None`` for labels that are not all text or hold more classes than a message shows."""
+    if y.dtype.kind not in "OSU":
+        return None
+    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in np.ravel(y)]
+    if not all(isinstance(v, str) for v in values):
+        return None
+    classes = sorted({str(v) for v in values})  # np.str_ would print as np.str_('neg')
+    return classes if len(classes) <= _TEXT_CLASSES_SHOWN else None
+
+
 def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> Issue | None:
     """:func:`label_format` for one classification target's labels ``y`` (``name``: how to call
     them; ``dataset``: read from a dataset's first batches)."""
@@ -108,9 +124,15 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
     layer = t.output.layer if t.output else None
     units = t.units
     if y.dtype.kind not in "biuf":
-        return Issue(f"{name} holds {y.dtype} values, not numbers; {loss} needs numeric labels.",
-                     "Encode the classes as integers 0..K-1: classes, y = np.unique(y, return_inverse=True).",
-                     {"dtype": str(y.dtype)}, layer)
+        classes = _text_classes(y)
+        what = f"text labels ({', '.join(map(repr, classes))})" if classes else f"{y.dtype} values"
+        fix = "Encode the classes as integers 0..K-1: classes, y = np.unique(y, return_inverse=True)."
+        if dataset and classes:
+            # numpy's np.unique cannot reach a dataset's labels: 'pos'/'neg' batches were told it.
+            fix = ("Encode the classes as integers 0..K-1 where the dataset is made: lookup = keras.layers.StringLookup("
+                   f"vocabulary={classes!r}, num_oov_indices=0) (every class, in a fixed order), then "
+                   "dataset.map(lambda x, y: (x, lookup(y))).")
+        return Issue(f"{name} holds {what}, not numbers; {loss} needs numeric labels.", fix, {"dtype": str(y.dtype)}, layer)
     if y.size == 0:
         return None
     lo, hi = float(np.min(y)), float(np.max(y))
