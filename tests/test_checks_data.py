@@ -2322,6 +2322,27 @@ def test_text_labels_are_named_and_told_how_to_encode_them_where_they_are(datase
         assert "np.unique(y, return_inverse=True)" in info.value.message
 
 
+@pytest.mark.parametrize(("length", "padding", "mask_zero", "reader", "told"), [
+    (200, "pre", False, "pool", True), (200, "post", False, "pool", True), (200, "pre", True, "pool", False),
+    (200, "pre", False, "lstm", False), (16, "pre", False, "pool", False)])
+def test_padding_an_unmasked_average_reads_as_tokens_is_told(length, padding, mask_zero, reader, told):
+    # Sentences of ~11 ids padded to 200 into an Embedding without mask_zero and an average: the
+    # padding's vector made ~95% of each row's mean, the loss stayed at chance (0.692 of 0.693 at 99%
+    # validation accuracy), and the run was told the labels were unpredictable.
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1, 40, rng.integers(6, 16)) for _ in range(200)]
+    ids = keras.utils.pad_sequences(rows, maxlen=length, padding=padding)
+    after = keras.layers.GlobalAveragePooling1D() if reader == "pool" else keras.layers.LSTM(4)
+    net = keras.Sequential([keras.Input((length,), dtype="int32"), keras.layers.Embedding(40, 4, mask_zero=mask_zero),
+                            keras.layers.Dropout(0.1), after, keras.layers.Dense(1, activation="sigmoid")])
+    found = {f.code: f for f in check_data(ids, (np.arange(200) % 2).astype("float32"), model=net, loss=get_loss("bce"), task="binary")}
+    assert ("unmasked-padding" in found) == told
+    if told:
+        where = "after" if padding == "post" else "before"
+        assert f"of the positions of x are padding (id 0, {where} the tokens)" in found["unmasked-padding"].message
+        assert "mask_zero=True" in found["unmasked-padding"].advice
+
+
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
 def test_ids_a_category_encoding_has_no_category_for_are_an_error(mode):
     # model.fit trains on them in silence: CategoryEncoding(num_tokens=5) encodes ids 5..7 as a

@@ -5415,6 +5415,17 @@ def test_a_fading_gradient_through_time_explains_no_loss_worse_than_a_constant(t
     assert ("vanishing-gradients-through-time" in codes(s.run())) == told
 
 
+def test_unmasked_padding_is_named_as_why_the_loss_stayed_at_chance():
+    # Ids mostly padding averaged without a mask: loss-at-chance said "the labels are
+    # unpredictable from the inputs" at 99% validation accuracy.
+    s = Stream(epochs=6, task="binary", chance=0.693)
+    s.train_loss = lambda e, st: 0.692
+    s.val_loss = lambda e: 0.692
+    s.context = dataclasses.replace(s.context, check_codes=("unmasked-padding",))
+    found = finding(s.run(), "loss-at-chance")
+    assert "unmasked-padding" in found.evidence["explained_by"] and "Fix what unmasked-padding" in found.advice
+
+
 @pytest.mark.parametrize(("tail", "backwards"), [(0, False), (61, False), (61, True), (10, False)])
 def test_padding_read_last_is_named_as_what_the_gradient_reaches(tail, backwards):
     # Post-padded ids into an Embedding without mask_zero: an LSTM read 80 steps, ~61 of them

@@ -67,6 +67,7 @@ from trainkit.checks.leakage_checks import (
 from trainkit.checks.model_inspect import (
     OutputInfo,
     application_base,
+    averaged_embeddings,
     batch_only_batchnorms,
     embedding_inputs,
     find_outputs,
@@ -106,6 +107,7 @@ from trainkit.checks.value_checks import (
     lookup_not_adapted,
     masked_ids_inside,
     non_finite_data,
+    unmasked_padding,
 )
 from trainkit.errors import DataError
 from trainkit.findings import Finding, Severity
@@ -135,6 +137,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("channels-first-input", "warning", channels_first_input),
     DataRule("masked-ids-inside", "warning", masked_ids_inside),
+    DataRule("unmasked-padding", "warning", unmasked_padding),
     DataRule("constant-inputs", "warning", constant_inputs),
     DataRule("unscaled-inputs", "warning", unscaled_inputs),
     DataRule("unscaled-targets", "warning", unscaled_targets),
@@ -323,7 +326,7 @@ def check_data(
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
-                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), lookups=lookup_layers(model), loss_positions=_loss_positions(model, xs, targets),
+                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), lookups=lookup_layers(model), averaged_embeddings=averaged_embeddings(model), loss_positions=_loss_positions(model, xs, targets),
                       feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_bias_values=output_bias_values(model, outputs),

@@ -89,6 +89,9 @@ class DataContext:
     embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The names of the Embedding layers among :attr:`embeddings` built with ``mask_zero=True``.
     masked_embeddings: Sequence[str] = ()
+    #: ``{Embedding name: pooling layer name}`` of the unmasked Embeddings among :attr:`embeddings`
+    #: whose vectors a ``GlobalAveragePooling1D`` averages (see ``averaged_embeddings``).
+    averaged_embeddings: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: The model's lookup layers that turn tokens into ids, with the Embeddings that read them (see ``lookup_layers``).
     lookups: Sequence[Any] = ()
     #: ``[rows, T]``: the positions of the training rows the loss reads, where the one output keeps

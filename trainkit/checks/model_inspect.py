@@ -973,3 +973,26 @@ def lookup_layers(model: keras.Model) -> list[LookupInfo]:
         embeddings = tuple(dict.fromkeys((other.name, int(other.input_dim)) for other in after if isinstance(other, keras.layers.Embedding)))
         found.append(LookupInfo(layer.name, type(layer).__name__, int(layer.vocabulary_size()), size > 0, embeddings))
     return found
+
+
+def averaged_embeddings(model: keras.Model) -> dict[str, str]:
+    """``{Embedding name: pooling layer name}`` for each Embedding a model input feeds directly
+    that masks nothing (``mask_zero=False``) and whose vectors a ``GlobalAveragePooling1D``
+    averages (past layers that only move them): the padding's vector is averaged in with the
+    real tokens'."""
+    layers = list(iter_layers(model))
+    found = {}
+    for _, name, _, kind in embedding_inputs(model):
+        layer = next((one for one in layers if one.name == name), None)
+        if kind != "Embedding" or layer is None or getattr(layer, "mask_zero", False):
+            continue
+        if isinstance(model, keras.Sequential):
+            i = layers.index(layer)
+            after = [other for other in layers[i + 1:] if type(other).__name__ not in _PASSTHROUGH][:1]
+        else:
+            outputs = [t for node in getattr(layer, "_inbound_nodes", []) for t in keras.tree.flatten(getattr(node, "output_tensors", []))]
+            after = [other for readers in _input_readers(model, outputs, _PASSTHROUGH) for other in readers]
+        pool = next((other for other in after if isinstance(other, keras.layers.GlobalAveragePooling1D)), None)
+        if pool is not None:
+            found[name] = pool.name
+    return found

@@ -77,7 +77,8 @@ if TYPE_CHECKING:
 #: or the targets are too far from where a fresh output starts to be reached.
 #: shuffled-apart: rows paired with other rows' labels (zip((x_ds, y_ds.shuffle(n)))), which was told
 #: "it memorises the training rows ... (e.g. random labels)" as if the labels were the user's.
-DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets", "masked-ids-inside", "batchnorm-batch-of-one", "shuffled-apart")
+DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets", "masked-ids-inside", "unmasked-padding", "batchnorm-batch-of-one",
+                 "shuffled-apart")
 #: Data-check codes that explain a validation loss at chance beside a training loss that fell: the
 #: validation rows are not drawn like the training ones (another scale, range or class mix).
 VALIDATION_MISMATCHES = ("validation-scale-mismatch", "validation-target-range", "validation-class-mismatch")
