@@ -47,6 +47,9 @@ def model(kind: str) -> keras.Model:
         return keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")])
     if kind == "embedding":  # four ids per row, looked up in a table of 10
         return keras.Sequential([keras.Input((4,), dtype="int32"), L.Embedding(10, 2), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    if kind == "embedding_pooled":  # four ids per row, masked and averaged
+        return keras.Sequential([keras.Input((4,), dtype="int32"), L.Embedding(10, 2, mask_zero=True), L.GlobalAveragePooling1D(),
+                                 L.Dense(1, activation="sigmoid")])
     if kind == "text_unadapted":  # a TextVectorization never adapted
         return keras.Sequential([keras.Input((1,), dtype="string"), L.TextVectorization(max_tokens=10, output_sequence_length=4),
                                  L.Embedding(10, 2), L.Flatten(), L.Dense(1, activation="sigmoid")])
@@ -58,11 +61,11 @@ def model(kind: str) -> keras.Model:
 TASK = {"binary": "binary", "binary_logits": "binary", "multiclass": "multiclass", "multilabel": "multilabel",
         "regression": "regression", "regression_sigmoid": "regression", "regression_relu": "regression",
         "normalized": "regression", "image": "binary", "embedding": "binary", "binary_float16": "binary",
-        "text_unadapted": "binary"}
+        "text_unadapted": "binary", "embedding_pooled": "binary"}
 LOSS = {"binary": "bce", "binary_logits": {"name": "bce", "from_logits": True}, "multiclass": "scce",
         "multilabel": "bce", "regression": "mse", "regression_sigmoid": "mse", "regression_relu": "mse",
         "normalized": "mse", "image": "bce", "embedding": "bce", "binary_float16": "bce",
-        "text_unadapted": "bce"}
+        "text_unadapted": "bce", "embedding_pooled": "bce"}
 
 
 def run(kind, x, y, loss=None, **kw):
@@ -138,6 +141,8 @@ BAD = [
     ("weights-all-zero", "binary", X, YB, None, {"sample_weight": np.zeros(len(X))}, "sample-weight-all-zero", "positive weights"),
     ("weights-negative", "binary", X, YB, None, {"sample_weight": -np.ones(len(X))}, "sample-weight-negative", "0 to leave a row out"),
     ("embedding-ids-past-the-table", "embedding", np.arange(len(X) * 4).reshape(-1, 4) % 12, YB, None, {}, "embedding-ids", "Embedding(input_dim=12"),
+    ("empty-masked-rows", "embedding_pooled", np.where(np.arange(len(X))[:, None] % 10 == 3, 0, 1 + np.arange(len(X) * 4).reshape(-1, 4) % 9), YB,
+     None, {}, "empty-masked-rows", "x = x[(x != 0).any(axis=1)]"),
     ("lookup-not-adapted", "text_unadapted", np.array(["a b c d"] * len(X)), YB, None, {}, "lookup-not-adapted", ".adapt(x_train)"),
     ("float16-overflow", "binary_float16", X * 1e5, YB, None, {}, "float16-overflow", "dtype='float32'"),
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
@@ -2341,6 +2346,26 @@ def test_padding_an_unmasked_average_reads_as_tokens_is_told(length, padding, ma
         where = "after" if padding == "post" else "before"
         assert f"of the positions of x are padding (id 0, {where} the tokens)" in found["unmasked-padding"].message
         assert "mask_zero=True" in found["unmasked-padding"].advice
+
+
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_rows_of_padding_alone_into_a_masked_average_are_an_error(mask_zero):
+    # GlobalAveragePooling1D averages a fully masked row over no position, 0 / 0: 5% empty texts
+    # made the first step's loss NaN, and nan-loss told only to check the weights and log(0).
+    ids = keras.utils.pad_sequences([list(range(1, 2 + i % 6)) for i in range(100)], maxlen=8)
+    ids[::20] = 0
+    net = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(10, 2, mask_zero=mask_zero),
+                            keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    assert bool(np.isnan(keras.ops.convert_to_numpy(net(ids[:2]))).any()) == mask_zero
+    y = (np.arange(100) % 2).astype("float32")
+    if not mask_zero:  # unmasked, the padding is averaged as a token: a number, no NaN
+        assert "empty-masked-rows" not in codes(check_data(ids, y, model=net, loss=get_loss("bce"), task="binary"))
+        return
+    with pytest.raises(DataError) as info:
+        check_data(ids, y, model=net, loss=get_loss("bce"), task="binary")
+    assert info.value.code == "empty-masked-rows" and "x holds 5 rows of padding alone (every id 0; the first is row 0)" in info.value.message
+    with pytest.raises(DataError, match="x_val holds 5 rows"):
+        check_data(ids[1:20], y[1:20], model=net, loss=get_loss("bce"), task="binary", x_val=ids, y_val=y)
 
 
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])

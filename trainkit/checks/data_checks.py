@@ -103,6 +103,7 @@ from trainkit.checks.split_checks import (
 )
 from trainkit.checks.value_checks import (
     embedding_ids,
+    empty_masked_rows,
     float16_overflow,
     lookup_not_adapted,
     masked_ids_inside,
@@ -134,6 +135,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("sample-weight-negative", "error", sample_weight_negative),
     DataRule("lookup-not-adapted", "error", lookup_not_adapted),
     DataRule("embedding-ids", "error", embedding_ids),
+    DataRule("empty-masked-rows", "error", empty_masked_rows),
     DataRule("labels-out-of-range", "error", labels_out_of_range),
     DataRule("channels-first-input", "warning", channels_first_input),
     DataRule("masked-ids-inside", "warning", masked_ids_inside),
@@ -161,7 +163,7 @@ DATA_INFO_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severit
 #: The rules that hold for any data a model is run on, evaluation data included: the others judge
 #: data to train on (one class, few rows, leakage, scales).
 EVALUATION_CODES: frozenset[str] = frozenset({
-    "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "lookup-not-adapted", "embedding-ids"})
+    "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "lookup-not-adapted", "embedding-ids", "empty-masked-rows"})
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
@@ -326,7 +328,8 @@ def check_data(
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
-                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), lookups=lookup_layers(model), averaged_embeddings=averaged_embeddings(model), loss_positions=_loss_positions(model, xs, targets),
+                      embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), lookups=lookup_layers(model), averaged_embeddings=averaged_embeddings(model),
+                      masked_averaged_embeddings=averaged_embeddings(model, masked=True), loss_positions=_loss_positions(model, xs, targets),
                       feature_names=tuple(feature_names) if feature_names else None,
                       input_keys=input_keys(x, names), x_val_keys=input_keys(x_val, names),
                       output_bias_values=output_bias_values(model, outputs),

@@ -92,6 +92,8 @@ class DataContext:
     #: ``{Embedding name: pooling layer name}`` of the unmasked Embeddings among :attr:`embeddings`
     #: whose vectors a ``GlobalAveragePooling1D`` averages (see ``averaged_embeddings``).
     averaged_embeddings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The same for the Embeddings among :attr:`masked_embeddings` (``mask_zero=True``).
+    masked_averaged_embeddings: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: The model's lookup layers that turn tokens into ids, with the Embeddings that read them (see ``lookup_layers``).
     lookups: Sequence[Any] = ()
     #: ``[rows, T]``: the positions of the training rows the loss reads, where the one output keeps

@@ -975,16 +975,17 @@ def lookup_layers(model: keras.Model) -> list[LookupInfo]:
     return found
 
 
-def averaged_embeddings(model: keras.Model) -> dict[str, str]:
+def averaged_embeddings(model: keras.Model, masked: bool = False) -> dict[str, str]:
     """``{Embedding name: pooling layer name}`` for each Embedding a model input feeds directly
-    that masks nothing (``mask_zero=False``) and whose vectors a ``GlobalAveragePooling1D``
-    averages (past layers that only move them): the padding's vector is averaged in with the
-    real tokens'."""
+    that masks nothing (``mask_zero=False``; with ``masked``, those that mask id 0) and whose
+    vectors a ``GlobalAveragePooling1D`` averages (past layers that only move them): unmasked, the
+    padding's vector is averaged in with the real tokens'; masked, a row of padding alone is
+    averaged over no position (0 / 0)."""
     layers = list(iter_layers(model))
     found = {}
     for _, name, _, kind in embedding_inputs(model):
         layer = next((one for one in layers if one.name == name), None)
-        if kind != "Embedding" or layer is None or getattr(layer, "mask_zero", False):
+        if kind != "Embedding" or layer is None or bool(getattr(layer, "mask_zero", False)) != masked:
             continue
         if isinstance(model, keras.Sequential):
             i = layers.index(layer)

@@ -347,3 +347,31 @@ def unmasked_padding(ctx: DataContext) -> Issue | None:
             "pad to a length near the rows' own (pad_sequences(..., maxlen=...), output_sequence_length in a TextVectorization).",
             {"padding_share": share}, layer)
     return None
+
+
+def empty_masked_rows(ctx: DataContext) -> Issue | None:
+    """Rows (training or validation) of padding alone (every id 0) into an ``Embedding(mask_zero=True)``
+    whose vectors a ``GlobalAveragePooling1D`` averages: it averages such a row over no position,
+    0 / 0, and the loss is NaN from the first batch that holds one (empty texts: 5% of the rows
+    made the first step's loss NaN, told only to check the weights and the losses' log(0))."""
+    arrays = [("x", ctx.xs, ctx.input_keys, ctx.where)]
+    if ctx.x_val:
+        arrays.append(("x_val", ctx.x_val, ctx.x_val_keys, ctx.val_where))
+    for (base, xs, keys, where), (index, layer, _, _) in itertools.product(arrays, ctx.embeddings):
+        pool = ctx.masked_averaged_embeddings.get(layer)
+        if pool is None or index >= len(xs):
+            continue
+        a = xs[index]
+        if a.ndim != 2 or a.size == 0 or not np.issubdtype(a.dtype, np.number):
+            continue
+        empty = ~(a != 0).any(axis=1)
+        if not empty.any():
+            continue
+        name = input_label(base, index, len(xs), keys) + where
+        return Issue(f"{name} holds {int(empty.sum())} rows of padding alone (every id 0; the first is row {int(np.argmax(empty))}): the "
+                     f"Embedding '{layer}' masks all of their positions (mask_zero=True), and '{pool}' averages them over none, 0 / 0, "
+                     "so the loss is NaN from the first batch that holds one.",
+                     f"Drop the empty rows ({base} = {base}[({base} != 0).any(axis=1)], with their labels), or give them a token of their "
+                     "own (an id for 'empty', or the OOV id) before padding.",
+                     {"empty_rows": int(empty.sum())}, layer)
+    return None
