@@ -5443,6 +5443,7 @@ def test_padding_read_last_is_named_as_what_the_gradient_reaches(tail, backwards
     assert ("mask_zero=True" in found.advice) == told and ("GlobalAveragePooling1D" in found.advice) != told
     if told:
         assert f"padding={'post' if backwards else 'pre'!r}" in found.advice and found.evidence["padded_tail"] == 61
+        assert "a TextVectorization always pads at the end: mask it" in found.advice
 
 
 @pytest.mark.parametrize("in_order", [True, False])

@@ -193,8 +193,8 @@ def _padding_read_last(worst: dict[str, Any], padding: int, validated: bool, bes
         f"{'nothing it learned carries over to the validation rows' if validated else 'the training loss stayed near chance'} "
         f"(training loss {best / chance:.0%} of chance).",
         "Mask the padding so that the layer skips it: Embedding(..., mask_zero=True) (with 0 kept for padding only), or a "
-        f"Masking layer for padded float sequences; or pad at the other end, so that the real steps come last: "
-        f"pad_sequences(..., padding={other_end}).",
+        f"Masking layer for padded float sequences; or, for ids from pad_sequences, pad at the other end, so that the real "
+        f"steps come last: pad_sequences(..., padding={other_end}) (a TextVectorization always pads at the end: mask it).",
         {"layer": layer, "steps": steps, "ratio": float(worst["ratio"]), "reach": reach, "padded_tail": padding, "best_loss": best,
          "chance_loss": chance},
         layer=layer, epoch=epoch)
