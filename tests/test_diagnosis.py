@@ -3122,6 +3122,13 @@ def test_an_output_at_chance_under_a_small_loss_weight_is_told_to_raise_it():
     assert "predicts worse than a constant" in f.message  # at its best 121% of its level
 
 
+def test_an_output_under_loss_weight_zero_is_not_told_to_raise_it():
+    # loss_weights 0 on a head only watched (as loss=None): it was told "its loss weight (0) makes it
+    # 0% of the total loss at chance: the other outputs' gradients drown its own. Raise its weight".
+    flat = [LN2 * (1.0 + 0.002 * math.sin(e)) for e in range(15)]
+    assert "loss-at-chance" not in codes(two_output_stream(flat, [LN2 * 1.05] * 15, weight_b=0.0).run())
+
+
 def test_outputs_that_learn_even_slowly_get_no_loss_at_chance():
     # Both learn; and b hard but learning: its validation loss came back from 0.72 and falls steadily
     # through its last third (0.712 -> 0.694), not yet under its level (a product-of-inputs head at

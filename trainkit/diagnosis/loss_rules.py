@@ -109,7 +109,10 @@ def _output_at_chance(view: Diagnoser) -> Issue | None:
     chance = chance_level(view)
     if total.size == 0 or (chance is not None and float(total[-1]) >= view.t.at_chance_train * chance):
         return None  # the total itself at chance: the rule on the total judges it
+    weights = view.context.output_loss_weights or {}
     for name in view.context.output_names:
+        if weights.get(name) == 0:
+            continue  # loss_weights 0: a head only watched (nothing trains it), as loss=None's
         issue = _one_output_at_chance(view, name, total, chance)
         if issue is not None:
             return issue  # one finding a code: the first output (in the model's order) so stuck
