@@ -3129,6 +3129,22 @@ def test_an_output_under_loss_weight_zero_is_not_told_to_raise_it():
     assert "loss-at-chance" not in codes(two_output_stream(flat, [LN2 * 1.05] * 15, weight_b=0.0).run())
 
 
+def test_without_the_totals_level_an_output_is_named_only_beside_one_that_learned():
+    # A custom loss on a third output leaves the total's level unknown. With SGD at 1e-6 every head
+    # stayed at its level (lr-too-low): a head on learnable labels was told its labels are
+    # "unpredictable from the inputs". Beside a head that learns, one at its level is still named.
+    flat = [LN2 * (1.0 + 0.002 * math.sin(e)) for e in range(15)]
+    s = two_output_stream(flat, [LN2 * 1.01] * 15)
+    s.context.chance_loss = None
+    assert finding(s.run(), "loss-at-chance").evidence["output"] == "b"
+    s = two_output_stream(flat, [LN2 * 1.01] * 15)
+    s.context.chance_loss = None
+    s.train_loss = lambda e, st: 2 * flat[e]
+    s.val_loss = lambda e: 2 * LN2 * 1.01
+    s.more_logs = lambda e: {"a_loss": flat[e], "b_loss": flat[e], "val_a_loss": LN2 * 1.01, "val_b_loss": LN2 * 1.01}
+    assert "loss-at-chance" not in codes(s.run())
+
+
 def test_outputs_that_learn_even_slowly_get_no_loss_at_chance():
     # Both learn; and b hard but learning: its validation loss came back from 0.72 and falls steadily
     # through its last third (0.712 -> 0.694), not yet under its level (a product-of-inputs head at

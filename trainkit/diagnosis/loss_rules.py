@@ -110,13 +110,25 @@ def _output_at_chance(view: Diagnoser) -> Issue | None:
     if total.size == 0 or (chance is not None and float(total[-1]) >= view.t.at_chance_train * chance):
         return None  # the total itself at chance: the rule on the total judges it
     weights = view.context.output_loss_weights or {}
+    # The total's level unknown (a custom loss on one output): another output's own loss clearly
+    # below its level is what says the model learns. Else every head stuck alike (SGD at 1e-6
+    # beside lr-too-low) named a head on learnable labels "unpredictable from the inputs".
+    learned = {name for name in view.context.output_names if _output_learned(view, name)}
     for name in view.context.output_names:
-        if weights.get(name) == 0:
-            continue  # loss_weights 0: a head only watched (nothing trains it), as loss=None's
+        if weights.get(name) == 0 or (chance is None and not learned - {name}):
+            continue  # loss_weights 0: a head only watched (nothing trains it), as loss=None's; or no sign of learning
         issue = _one_output_at_chance(view, name, total, chance)
         if issue is not None:
             return issue  # one finding a code: the first output (in the model's order) so stuck
     return None
+
+
+def _output_learned(view: Diagnoser, name: str) -> bool:
+    """Whether output ``name``'s training loss ended clearly below its own chance level."""
+    level = _positive((view.context.output_chance_losses or {}).get(name))
+    train = view.log_values(f"{name}_loss")
+    train = train[np.isfinite(train)]
+    return level is not None and train.size > 0 and float(train[-1]) < view.t.at_chance_train * level
 
 
 def _one_output_at_chance(view: Diagnoser, name: str, total: np.ndarray, chance: float | None) -> Issue | None:
