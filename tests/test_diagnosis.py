@@ -3145,6 +3145,20 @@ def test_without_the_totals_level_an_output_is_named_only_beside_one_that_learne
     assert "loss-at-chance" not in codes(s.run())
 
 
+def test_an_output_at_chance_beside_a_penalty_says_the_total_quoted_is_without_it():
+    # L2 0.01: "while the total loss fell to 0.8107" where the History's last loss was 0.8927.
+    s = two_output_stream(curve(0.70, 0.62, 15), [0.70 + 0.0015 * e for e in range(15)])
+    d = Diagnoser(s.context)
+    for epoch in range(s.epochs):
+        names, values = s.rows(epoch)
+        d.add_steps(epoch * STEPS, names, values)
+        d.end_epoch(epoch, {"loss": float(np.mean(values[:, 0])) + 0.08, "val_loss": s.val_loss(epoch) + 0.08, **s.more_logs(epoch)},
+                    regularization=0.08)
+    d.finish()
+    f = finding(d, "loss-at-chance")
+    assert f.evidence["output"] == "b" and "without the regularization penalty, 0.08 in the last epoch" in f.message
+
+
 def test_outputs_that_learn_even_slowly_get_no_loss_at_chance():
     # Both learn; and b hard but learning: its validation loss came back from 0.72 and falls steadily
     # through its last third (0.712 -> 0.694), not yet under its level (a product-of-inputs head at

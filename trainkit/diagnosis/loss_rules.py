@@ -169,7 +169,9 @@ def _one_output_at_chance(view: Diagnoser, name: str, total: np.ndarray, chance:
         stayed = (f"Output {name}'s training loss stayed at its own chance level {format_number(level)}: its best over the last "
                   f"third of the epochs was {format_number(final)} ({final / level:.0%} of it)")
     overall = (f", while the total loss fell to {format_number(float(total[-1]))}"
-               + (f" ({float(total[-1]) / chance:.0%} of the total's chance level {format_number(chance)})" if chance is not None else ""))
+               + (f" ({float(total[-1]) / chance:.0%} of the total's chance level {format_number(chance)})" if chance is not None else "")
+               # The total quoted is the loss on the data: the History's holds the penalty too.
+               + penalty_note(view))
     share = _weighted_share(view, name)
     weight = (view.context.output_loss_weights or {}).get(name)
     weight_text = (f"its loss weight ({format_number(weight)}) makes it {share:.0%} of the total loss at chance"
