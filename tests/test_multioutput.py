@@ -180,6 +180,25 @@ def test_each_output_keeps_its_own_chance_level_on_the_training_and_validation_r
                                        loss="binary_crossentropy", task="binary"), ya).output_chance_losses is None
 
 
+def test_an_outputs_validation_level_pools_the_training_labels_where_its_rows_are_few_a_class():
+    # 200 classes, 800 validation rows: their own prior read 3.99, fitted to their noise, where one
+    # output's level pools the training labels (4.11) and a head that had learned read at chance.
+    rng = np.random.default_rng(0)
+    prior = 1 / np.arange(1, 201)
+    ytr, yva = rng.choice(200, size=8000, p=prior / prior.sum()), rng.choice(200, size=800, p=prior / prior.sum())
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8)(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(200, activation="softmax", name="a")(hidden),
+                                 keras.layers.Dense(1, activation="sigmoid", name="b")(hidden)])
+    trainer = heads_trainer(model=model, loss=["sparse_categorical_crossentropy", "binary_crossentropy"], task=["multiclass", "binary"])
+    yb = (rng.random((8800, 1)) > 0.5).astype("float32")
+    context = build_context(trainer, (ytr, yb[:8000]), validation_targets=(yva, yb[8000:]))
+    pooled = chance_loss("multiclass", trainer.heads[0].loss, yva, prior_rows=ytr)
+    assert context.val_output_chance_losses["a"] == pytest.approx(pooled.loss)
+    assert context.val_output_chance_losses["a"] > chance_loss("multiclass", trainer.heads[0].loss, yva).loss + 0.05
+
+
 def random_head_fit(yb_of, logdir=None) -> list:
     """Two binary heads on 600 rows, ``a`` learnable, ``b``'s labels from ``yb_of(x, rng)``: the
     run's findings (its event files under ``logdir``, when given)."""
