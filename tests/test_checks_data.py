@@ -1481,6 +1481,24 @@ def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size
     assert "validation-class-mismatch" not in codes(run("binary", x, y, x_val=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(32)))
 
 
+def test_validation_class_mismatch_advises_only_a_stratified_split_sklearn_can_make():
+    # Few rows: validation_split=0.2 of 4 rows holds out one, always of one class. The advice
+    # "train_test_split(x, y, test_size=0.2, stratify=y)" raised in sklearn there ("The test_size
+    # = 1 should be greater or equal to the number of classes = 2"), and a class of one row cannot
+    # be stratified at all ("The least populated class in y has only 1 member").
+    def advice(y, y_val):
+        found = run("multiclass" if max(y.max(), y_val.max()) > 1 else "binary", X[: len(y)], y, x_val=X[: len(y_val)], y_val=y_val,
+                    allow={"few-training-rows"})
+        (finding,) = [f for f in found if f.code == "validation-class-mismatch"]
+        return finding.advice
+    assert "test_size=2, stratify=y" in advice(np.array([0, 1, 0]), np.array([1]))
+    assert "test_size=3, stratify=y" in advice(np.array([0, 1, 2, 0, 1]), np.array([2]))
+    single = advice(np.array([0, 0, 1]), np.array([0]))
+    assert "stratify" not in single and "class 1 has one row in all" in single
+    # Enough rows for a fifth to hold every class: the advice as before.
+    assert "test_size=0.2, stratify=y" in advice(np.repeat([0, 1], 10)[:15], np.ones(5, int))
+
+
 def test_masked_ids_inside_finds_a_token_0_that_mask_zero_drops_and_spares_padding():
     # Ids 0..19 with 0 a real token: mask_zero=True dropped it and the run sat at chance, told "the
     # labels are unpredictable"; the same rows shifted by one (0 for padding only) learned.

@@ -75,6 +75,31 @@ def _counts_text(counts: np.ndarray) -> str:
     return ", ".join(f"{c}: {int(n)}" for c, n in enumerate(counts) if n)
 
 
+def _stratified_split(pooled: np.ndarray) -> str | None:
+    """sklearn's stratified split of these rows (``pooled``: the class counts of the training and
+    validation rows together), with a ``test_size`` it accepts; ``None`` where none is.
+
+    ``train_test_split(..., stratify=y)`` needs two rows of every class and as many rows as classes
+    on each side: 4 rows told ``test_size=0.2, stratify=y`` raise "The test_size = 1 should be
+    greater or equal to the number of classes = 2", and a class of one row cannot be split at all.
+    """
+    counts = pooled[pooled > 0]
+    if counts.size < 2 or counts.min() < 2:
+        return None
+    classes, total = int(counts.size), int(counts.sum())
+    held = math.ceil(0.2 * total)  # sklearn rounds a fractional test_size up
+    size = "0.2" if min(held, total - held) >= classes else str(classes)  # else one validation row a class
+    return f"sklearn's train_test_split(x, y, test_size={size}, stratify=y)"
+
+
+def _single_row_classes(pooled: np.ndarray) -> str:
+    """Why no stratified split helps, for classes of one row among all the rows (``pooled``)."""
+    single = [str(c) for c in np.flatnonzero(pooled == 1)]
+    return (f"no stratified split can help: class{'es' * (len(single) > 1)} {', '.join(single)} "
+            f"{'have' if len(single) > 1 else 'has'} one row in all, which sits in the training rows or the validation rows, "
+            "not both; collect more rows of every class")
+
+
 def validation_class_mismatch(ctx: DataContext) -> Issue | None:
     """Validation labels of one class while the training labels hold several, or holding a class
     the training labels lack, in a split chance would almost never draw (rows sorted by label)."""
@@ -108,12 +133,14 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
                  f"{train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy measure that class alone, and "
                  "metrics that need both kinds of rows (AUC, precision, recall) read 0 whatever the model does")
         if one_class >= UNLIKELY_SPLIT:  # chance can do it: too few rows held out for the rarer classes
+            stratified = _stratified_split(train_counts + val_counts)
             return Issue(
                 f"{found}. A random split of these rows does this with a chance of {one_class:.1g}: too few rows are held out "
                 "for the rarer classes.",
                 "Hold out more rows (a larger validation_split; training.validation_split in a recipe, or more rows: "
-                "data.rows for a generated set), or split with the classes kept in proportion "
-                "(sklearn's train_test_split(x, y, test_size=0.2, stratify=y)) and pass validation_data.",
+                "data.rows for a generated set)"
+                + (f", or split with the classes kept in proportion ({stratified}) and pass validation_data."
+                   if stratified else f"; {_single_row_classes(train_counts + val_counts)}."),
                 {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(one_class)},
                 t.output.layer if t.output else None)
         chance = one_class
@@ -130,11 +157,13 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
     # an argument the fit never had.
     how = ("fit(validation_split=...) holds out the LAST rows, before any shuffling" if split else
            "the validation rows were cut from rows in label order")
+    stratified = _stratified_split(train_counts + val_counts)
     return Issue(
         f"{found}. Drawn at random from these rows, a validation split like this happens with a chance of "
         f"{chance:.1g}: the rows look sorted by label, and {how}.",
         f"Shuffle x and y together before {'fit' if split else 'splitting them'} (p = np.random.default_rng(0).permutation(len(x)); "
-        "x, y = x[p], y[p]), or split with sklearn's train_test_split(x, y, test_size=0.2, stratify=y) and pass validation_data.",
+        "x, y = x[p], y[p])" + (f", or split with {stratified} and pass validation_data." if stratified
+                                else f"; {_single_row_classes(train_counts + val_counts)}."),
         {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(chance)},
         t.output.layer if t.output else None)
 
