@@ -861,6 +861,20 @@ def test_loss_at_chance_of_the_validation_loss_alone_names_the_validation_mismat
     assert "not drawn like the training rows" in f.message and f.advice.startswith(f"Fix what {check} says first")
 
 
+def test_loss_at_chance_of_the_validation_loss_alone_names_too_few_training_rows():
+    # 5 training rows of sin(x) plus noise (6 features), memorised to a loss of 0.016 while the
+    # validation loss stayed at 233% of chance, were told "the labels are unpredictable from the
+    # inputs (e.g. random labels)" beside few-training-rows, which says why.
+    s = Stream()
+    s.context.check_codes = ("few-training-rows",)
+    train = curve(0.7, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert f.evidence["explained_by"] == ["few-training-rows"] and "random labels" not in f.message
+    assert "too few to learn from" in f.message and f.advice.startswith("Fix what few-training-rows says first")
+
+
 def test_loss_at_chance_of_the_validation_loss_alone_after_a_first_epoch_that_learned_blames_the_validation_rows():
     # y_val shuffled alone (val_loss at chance) beside a first epoch at 70-84% of chance: each step's
     # loss is read before its update, so that first epoch scored rows not yet trained on, and the

@@ -82,6 +82,9 @@ DATA_BLOCKERS = ("constant-inputs", "unscaled-inputs", "unscaled-targets", "mask
 #: Data-check codes that explain a validation loss at chance beside a training loss that fell: the
 #: validation rows are not drawn like the training ones (another scale, range or class mix).
 VALIDATION_MISMATCHES = ("validation-scale-mismatch", "validation-target-range", "validation-class-mismatch")
+#: The data check that explains a training loss that fell beside a validation loss at chance: too
+#: few training rows to learn anything that carries over, whatever the labels.
+FEW_ROWS = "few-training-rows"
 
 
 def loss_at_chance(view: Diagnoser) -> Issue | None:
@@ -353,6 +356,16 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
                 f"{format_number(float(train[-1]))};", mismatched, evidence,
                 "say the validation rows are not drawn like the training rows, which can be why nothing it learned "
                 "carries over to them")
+        if FEW_ROWS in (view.context.check_codes or ()):
+            # Too few rows to learn from, not unpredictable labels: 5 training rows of sin(x) plus
+            # noise (6 features) were memorised to a loss of 0.016 and validated at 233% of chance,
+            # and were told "the labels are unpredictable from the inputs (e.g. random labels)".
+            return _explained_by(
+                view, f"The validation loss never got clearly below {val_chance_text(view)}: its best was "
+                f"{format_number(best_val)} ({best_val / val_chance:.0%} of chance) while the training loss fell to "
+                f"{format_number(float(train[-1]))};", [FEW_ROWS], evidence,
+                "say the training rows are too few to learn from: a model memorises a handful of rows, and what it "
+                "memorised does not carry over to new ones")
         learned = _first_epoch_learned(view, chance)
         if learned is not None:
             return Issue(
