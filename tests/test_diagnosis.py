@@ -837,6 +837,19 @@ def test_a_loss_still_falling_fast_towards_chance_has_not_stayed_at_chance():
     assert "loss-at-chance" in codes(s.run())
 
 
+@pytest.mark.parametrize(("train_rows", "tiny"), [(4, True), (20, True), (21, False), (None, False)])
+def test_loss_at_chance_on_a_tiny_training_set_says_the_run_was_the_overfit_test(train_rows, tiny):
+    # 4 XOR rows through Dense(2, relu), stuck at 0.6931 (seeds 2 and 4 of 6), were told to
+    # "train on 20 examples until the loss is near 0": the run was that test already.
+    s = Stream()
+    s.context.train_rows = train_rows
+    s.train_loss = lambda e, st: LN2 + 0.002 * (-1) ** e
+    s.val_loss = lambda e: LN2 + 0.002 * (-1) ** e
+    f = finding(s.run(), "loss-at-chance")
+    assert ("train on 20 examples" in f.advice) is not tiny
+    assert (f"{train_rows} training rows are a set" in f.advice and "this run is that test" in f.advice) is tiny
+
+
 def test_loss_at_chance_when_only_the_validation_loss_stays_there():
     s = Stream()
     train = curve(0.7, 0.05, 20)
