@@ -1498,6 +1498,26 @@ def test_underfitting_when_training_ends_while_the_loss_falls_fast():
     assert "raise the learning rate" in f.advice
 
 
+def test_underfitting_names_no_validation_loss_it_did_not_read():
+    # 5 rows of y = 2x + 1, no validation, Adam 1e-3 for 200 epochs: "with the validation loss
+    # falling too" was said of a fit that had no validation rows.
+    s = Stream()
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss, s.context.has_validation = None, False
+    f = finding(s.run(), "underfitting")
+    assert "validation" not in f.message and "the model is undertrained" in f.message
+    # Two validation rows are no measure either: their flat loss neither vetoes the verdict (as
+    # the validation loss of 5 rows or more does) nor is named in it.
+    s = Stream()
+    s.context.val_rows = 2
+    s.train_loss = lambda e, st: 0.69 - 0.012 * e
+    s.val_loss = lambda e: 0.70
+    f = finding(s.run(), "underfitting")
+    assert "validation" not in f.message
+    s.context.val_rows = 5
+    assert "underfitting" not in codes(s.run())
+
+
 def test_underfitting_after_early_stopping_says_to_let_it_go_on_not_to_raise_the_epochs():
     # "Train for more epochs (training.epochs: 40)" to a run early stopping had ended: more epochs
     # would be cut short by the same stop.

@@ -310,7 +310,10 @@ def underfitting(view: Diagnoser) -> Issue | None:
     val = view.val_losses(data_only=True)
     held_back = (view.context.dropout >= DROPOUT_STRONG and np.isfinite(val).all() and len(val) == len(train)
                  and float(train[-1]) > float(val[-1]))
-    if np.isfinite(val).all() and len(val) == len(train):
+    # The validation loss of a handful of rows (or none at all) is no measure of what the model
+    # generalises: it neither vetoes the verdict nor is named in it.
+    validated = bool(val.size) and np.isfinite(val).all() and len(val) == len(train) and not few_validation_rows(view)
+    if validated:
         vtail = val[-n:]
         if not vtail[-1] < vtail[0]:
             return None
@@ -378,7 +381,7 @@ def underfitting(view: Diagnoser) -> Issue | None:
         f"The training loss was still falling fast when training ended: {drop:.0%} over the last {n} "
         f"epochs (to {format_number(float(tail[-1]))}"
         + f", {float(tail[-1]) / chance:.0%} of chance"
-        + f"), with the validation loss falling too: the model is undertrained{penalty_note(view)}.",
+        + f"){', with the validation loss falling too' if validated else ''}: the model is undertrained{penalty_note(view)}.",
         f"{first} {more}{faster}; if the loss then flattens high, give the model more capacity (more units).",
         {"tail_improvement": drop, "tail_epochs": n, "final_train_loss": float(tail[-1]), "chance_loss": chance},
         epoch=view.epochs[-1].epoch)
