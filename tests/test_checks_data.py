@@ -2406,6 +2406,27 @@ def test_rows_of_padding_alone_into_a_masked_average_are_an_error(mask_zero):
         check_data(ids[1:20], y[1:20], model=net, loss=get_loss("bce"), task="binary", x_val=ids, y_val=y)
 
 
+@pytest.mark.parametrize(("between", "nan"), [("Reshape", False), ("Masking", False), ("SpatialDropout1D", True), ("Dropout", True)])
+@pytest.mark.parametrize("functional", [False, True])
+def test_empty_masked_rows_only_where_the_mask_reaches_the_average(between, nan, functional):
+    # A Reshape drops the mask (Keras warns it "will destroy the mask information"), a Masking
+    # layer makes its own from the vectors: the average then reads every position, a number, yet
+    # empty-masked-rows refused the run as 0 / 0.
+    ids = keras.utils.pad_sequences([list(range(1, 2 + i % 6)) for i in range(100)], maxlen=8)
+    ids[::20] = 0
+    layer = keras.layers.Reshape((8, 2)) if between == "Reshape" else getattr(keras.layers, between)(**({} if between == "Masking" else {"rate": 0.1}))
+    layers = [keras.layers.Embedding(10, 2, mask_zero=True), layer, keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")]
+    inputs = keras.Input((8,), dtype="int32")
+    net = keras.Model(inputs, functools.reduce(lambda t, one: one(t), layers, inputs)) if functional else keras.Sequential([inputs, *layers])
+    assert bool(np.isnan(keras.ops.convert_to_numpy(net(ids[:2]))).any()) == nan
+    y = (np.arange(100) % 2).astype("float32")
+    if nan:
+        with pytest.raises(DataError, match="empty-masked-rows"):
+            check_data(ids, y, model=net, loss=get_loss("bce"), task="binary")
+    else:
+        assert "empty-masked-rows" not in codes(check_data(ids, y, model=net, loss=get_loss("bce"), task="binary"))
+
+
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
 def test_ids_a_category_encoding_has_no_category_for_are_an_error(mode):
     # model.fit trains on them in silence: CategoryEncoding(num_tokens=5) encodes ids 5..7 as a

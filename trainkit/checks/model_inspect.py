@@ -975,6 +975,12 @@ def lookup_layers(model: keras.Model) -> list[LookupInfo]:
     return found
 
 
+#: Layers among ``_PASSTHROUGH`` whose output holds no mask of id 0 for the next layer: Keras drops
+#: the mask at a layer that does not support masking (Flatten, Reshape, Permute), and a Masking
+#: layer makes its own from the vectors it reads (an Embedding's row of id 0 is no row of zeros).
+_MASK_DROPPING = frozenset({"Flatten", "Reshape", "Permute", "Masking"})
+
+
 def averaged_embeddings(model: keras.Model, masked: bool = False) -> dict[str, str]:
     """``{Embedding name: pooling layer name}`` for each Embedding a model input feeds directly
     that masks nothing (``mask_zero=False``; with ``masked``, those that mask id 0) and whose
@@ -982,6 +988,9 @@ def averaged_embeddings(model: keras.Model, masked: bool = False) -> dict[str, s
     padding's vector is averaged in with the real tokens'; masked, a row of padding alone is
     averaged over no position (0 / 0)."""
     layers = list(iter_layers(model))
+    # Masked, only past layers that keep the mask: after a Reshape the pooling averages every
+    # position, and an empty row is a number, not 0 / 0.
+    through = _PASSTHROUGH - _MASK_DROPPING if masked else _PASSTHROUGH
     found = {}
     for _, name, _, kind in embedding_inputs(model):
         layer = next((one for one in layers if one.name == name), None)
@@ -989,10 +998,10 @@ def averaged_embeddings(model: keras.Model, masked: bool = False) -> dict[str, s
             continue
         if isinstance(model, keras.Sequential):
             i = layers.index(layer)
-            after = [other for other in layers[i + 1:] if type(other).__name__ not in _PASSTHROUGH][:1]
+            after = [other for other in layers[i + 1:] if type(other).__name__ not in through][:1]
         else:
             outputs = [t for node in getattr(layer, "_inbound_nodes", []) for t in keras.tree.flatten(getattr(node, "output_tensors", []))]
-            after = [other for readers in _input_readers(model, outputs, _PASSTHROUGH) for other in readers]
+            after = [other for readers in _input_readers(model, outputs, through) for other in readers]
         pool = next((other for other in after if isinstance(other, keras.layers.GlobalAveragePooling1D)), None)
         if pool is not None:
             found[name] = pool.name
