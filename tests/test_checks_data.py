@@ -2340,9 +2340,25 @@ def test_text_labels_are_named_and_told_how_to_encode_them_where_they_are(datase
     if dataset:
         assert "np.unique" not in info.value.message
         assert "StringLookup(vocabulary=['neg', 'pos'], num_oov_indices=0)" in info.value.message
-        assert "dataset.map(lambda x, y: (x, lookup(y)))" in info.value.message
+        assert "dataset.map(lambda x, y, *w: (x, lookup(y), *w))" in info.value.message
     else:
         assert "np.unique(y, return_inverse=True)" in info.value.message
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_string_lookup_map_told_for_a_datasets_text_labels_runs(weighted):
+    # The map told was lambda x, y: (x, lookup(y)), a TypeError on a dataset of (x, y, sample_weight).
+    labels = np.where(YB == 1, "pos", "neg")
+    parts = (X, labels, np.ones(len(X), "float32")) if weighted else (X, labels)
+    dataset = tf.data.Dataset.from_tensor_slices(parts).batch(16)
+    with pytest.raises(DataError) as info:
+        check_data(dataset, None, model=model("binary"), loss=get_loss("bce"), task="binary")
+    message = info.value.message
+    lookup = eval(re.search(r"lookup = (keras\.layers\.StringLookup\(.*?\))\s\(", message).group(1))
+    mapped = eval(re.search(r"(dataset\.map\(lambda .*?\)\)) \(", message).group(1), {"dataset": dataset, "lookup": lookup})
+    batch = next(iter(mapped))
+    assert len(batch) == len(parts) and batch[1].numpy().tolist() == (YB[:16] == 1).astype(int).tolist()
+    assert "label-format" not in codes(check_data(mapped, None, model=model("binary"), loss=get_loss("bce"), task="binary"))
 
 
 @pytest.mark.parametrize(("length", "padding", "mask_zero", "reader", "told"), [

@@ -131,7 +131,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
             # numpy's np.unique cannot reach a dataset's labels: 'pos'/'neg' batches were told it.
             fix = ("Encode the classes as integers 0..K-1 where the dataset is made: lookup = keras.layers.StringLookup("
                    f"vocabulary={classes!r}, num_oov_indices=0) (every class, in a fixed order), then "
-                   "dataset.map(lambda x, y: (x, lookup(y))).")
+                   "dataset.map(lambda x, y, *w: (x, lookup(y), *w)) (*w keeps a dataset's sample weights).")
         return Issue(f"{name} holds {what}, not numbers; {loss} needs numeric labels.", fix, {"dtype": str(y.dtype)}, layer)
     if y.size == 0:
         return None
