@@ -142,7 +142,7 @@ BAD = [
     ("weights-negative", "binary", X, YB, None, {"sample_weight": -np.ones(len(X))}, "sample-weight-negative", "0 to leave a row out"),
     ("embedding-ids-past-the-table", "embedding", np.arange(len(X) * 4).reshape(-1, 4) % 12, YB, None, {}, "embedding-ids", "Embedding(input_dim=12"),
     ("empty-masked-rows", "embedding_pooled", np.where(np.arange(len(X))[:, None] % 10 == 3, 0, 1 + np.arange(len(X) * 4).reshape(-1, 4) % 9), YB,
-     None, {}, "empty-masked-rows", "x = x[(x != 0).any(axis=1)]"),
+     None, {}, "empty-masked-rows", "x, y = x[keep], y[keep]"),
     ("lookup-not-adapted", "text_unadapted", np.array(["a b c d"] * len(X)), YB, None, {}, "lookup-not-adapted", ".adapt(x_train)"),
     ("float16-overflow", "binary_float16", X * 1e5, YB, None, {}, "float16-overflow", "dtype='float32'"),
     ("nan-weight", "binary", X, YB, None, {"sample_weight": np.where(np.arange(len(X)) == 3, np.nan, 1.0)}, "non-finite-data", "np.isfinite(sample_weight)"),
@@ -2420,6 +2420,30 @@ def test_rows_of_padding_alone_into_a_masked_average_are_an_error(mask_zero):
     assert info.value.code == "empty-masked-rows" and "x holds 5 rows of padding alone (every id 0; the first is row 0)" in info.value.message
     with pytest.raises(DataError, match="x_val holds 5 rows"):
         check_data(ids[1:20], y[1:20], model=net, loss=get_loss("bce"), task="binary", x_val=ids, y_val=y)
+
+
+@pytest.mark.parametrize("two_inputs", [False, True])
+def test_the_empty_rows_drop_told_runs(two_inputs):
+    # It told x = x[(x != 0).any(axis=1)], a TypeError on a dict of inputs (and on any list).
+    ids = keras.utils.pad_sequences([list(range(1, 2 + i % 6)) for i in range(100)], maxlen=8)
+    ids[::20] = 0
+    words = keras.Input((8,), dtype="int32", name="ids")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 2, mask_zero=True)(words))
+    if two_inputs:
+        extra = keras.Input((3,), name="num")
+        net = keras.Model([words, extra], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, extra])))
+        x = {"ids": ids, "num": np.ones((100, 3), "float32")}
+    else:
+        net, x = keras.Model(words, keras.layers.Dense(1, activation="sigmoid")(pooled)), ids
+    y = (np.arange(100) % 2).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(x, y, model=net, loss=get_loss("bce"), task="binary")
+    told = re.search(r"Drop the empty rows \((keep = .*?\.any\(axis=1\))(, then x, y = x\[keep\], y\[keep\])?", info.value.message)
+    scope = {"x": x, "y": y}
+    exec(told.group(1) + (f"; {told.group(2)[len(', then '):]}" if told.group(2) else ""), scope)
+    assert int(scope["keep"].sum()) == 95 and (told.group(2) is None) == two_inputs
+    if not two_inputs:
+        assert "empty-masked-rows" not in codes(check_data(scope["x"], scope["y"], model=net, loss=get_loss("bce"), task="binary"))
 
 
 @pytest.mark.parametrize(("between", "nan"), [("Reshape", False), ("Masking", False), ("SpatialDropout1D", True), ("Dropout", True)])

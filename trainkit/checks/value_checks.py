@@ -370,11 +370,16 @@ def empty_masked_rows(ctx: DataContext) -> Issue | None:
         empty = ~(a != 0).any(axis=1)
         if not empty.any():
             continue
-        name = input_label(base, index, len(xs), keys) + where
+        label = input_label(base, index, len(xs), keys)
+        name = label + where
+        labels = "y" if base == "x" else "y_val"
+        # x = x[...] is a TypeError on a dict or list of inputs: keep the same rows of each.
+        keep = (f"keep = ({label} != 0).any(axis=1), then {base}, {labels} = {base}[keep], {labels}[keep]" if len(xs) == 1 else
+                f"keep = ({label} != 0).any(axis=1), then the rows [keep] of every input of {base} and of {labels}")
         return Issue(f"{name} holds {int(empty.sum())} rows of padding alone (every id 0; the first is row {int(np.argmax(empty))}): the "
                      f"Embedding '{layer}' masks all of their positions (mask_zero=True), and '{pool}' averages them over none, 0 / 0, "
                      "so the loss is NaN from the first batch that holds one.",
-                     f"Drop the empty rows ({base} = {base}[({base} != 0).any(axis=1)], with their labels), or give them a token of their "
+                     f"Drop the empty rows ({keep}), or give them a token of their "
                      "own (an id for 'empty', or the OOV id) before padding.",
                      {"empty_rows": int(empty.sum())}, layer)
     return None
