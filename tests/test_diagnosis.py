@@ -880,6 +880,20 @@ def test_loss_at_chance_of_the_validation_loss_alone_names_the_check_that_explai
     assert said in f.message and f.advice.startswith(f"Fix what {check} says first")
 
 
+def test_loss_at_chance_on_20_memorised_rows_is_not_told_its_loss_stayed_at_chance():
+    # 20 training rows (few-training-rows needs fewer) memorised to a loss near 0 beside a
+    # validation loss at chance were told "this run is that test, and its loss stayed at chance"
+    # right after "the training loss fell to 0.05".
+    s = Stream()
+    s.context.train_rows = 20
+    train = curve(0.7, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    f = finding(s.run(), "loss-at-chance")
+    assert "while the training loss fell to" in f.message
+    assert "stayed at chance" not in f.advice
+
+
 def test_loss_at_chance_of_the_validation_loss_alone_after_a_first_epoch_that_learned_blames_the_validation_rows():
     # y_val shuffled alone (val_loss at chance) beside a first epoch at 70-84% of chance: each step's
     # loss is read before its update, so that first epoch scored rows not yet trained on, and the

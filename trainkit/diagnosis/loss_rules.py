@@ -244,7 +244,8 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
         evidence["val_chance_loss"] = val_chance
     advice = ("Check that the labels can be predicted from the inputs: that x and y rows are aligned "
               "(shuffled together), that the labels are not random or shuffled, and that the model can "
-              + _can_learn_text(view.context.train_rows))
+              # A training loss that fell (memorised rows) failed no overfit test: only one that stayed did.
+              + _can_learn_text(view.context.train_rows if float(train[-1]) >= view.t.at_chance_train * chance else None))
     # A validation loss clearly below chance means something generalisable was learned, however
     # slowly: that is not "at chance" (see lr-too-low / underfitting).
     val_learned = best_val is not None and best_val < view.t.at_chance_train * val_chance
