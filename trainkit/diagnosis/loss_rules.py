@@ -401,7 +401,7 @@ def _can_learn_text(rows: int | None) -> str:
     if rows is None or rows > MIN_TRAIN_ROWS:
         return ("learn at all — train on 20 examples until the loss is near 0 (a model that cannot overfit "
                 "a tiny set has a bug: a frozen or dead layer, a too small learning rate, a wrong loss).")
-    return (f"learn at all: {rows} training row{'s' * (rows != 1)} are a set that a model able to learn fits to a loss near 0, "
+    return (f"learn at all: {rows} training row{'s' * (rows != 1)} {'are' if rows != 1 else 'is'} a set that a model able to learn fits to a loss near 0, "
             "so this run is that test, and its loss stayed at chance. Look for a frozen or dead layer (dead-relu does not "
             "judge batches under 8 rows: ReLUs off for every row show as a loss that never moves), a learning rate too "
             "small for the steps the run took (a few rows make few steps an epoch), a wrong loss; a very small network "
