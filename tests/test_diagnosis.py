@@ -1745,14 +1745,20 @@ def test_a_fit_with_a_learning_rate_scheduler_records_it_in_the_context():
     assert trainer._live_diagnosis.diagnoser.context.rate_callback is None
 
 
+def fine_tune_stream(trained_before: bool, step_ratio: float) -> Stream:
+    """A run whose steps move every kernel by ``step_ratio`` of its weights, from trained weights or not."""
+    s = Stream()
+    s.context.trained_before = trained_before
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: step_ratio
+    return s
+
+
 @pytest.mark.parametrize("trained_before", [True, False])
 def test_lr_too_high_sees_a_fine_tune_whose_validation_loss_jumps_as_its_training_loss_falls(trained_before):
     # A pretrained base unfrozen under Adam 3e-2: steps of 27-39% of its kernels, training loss
     # 0.32 -> 0.001 while the validation loss went 0.45 -> 6.6 after one epoch; nothing was said.
-    s = Stream()
-    s.context.trained_before = trained_before
-    for layer in LAYERS:
-        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.3
+    s = fine_tune_stream(trained_before, 0.3)
     train = curve(0.45, 0.001, s.epochs)
     s.train_loss = lambda e, st: train[e]
     s.val_loss = lambda e: 6.6 if e == 0 else 1.2
@@ -1772,10 +1778,7 @@ def test_lr_too_high_sees_a_fine_tune_whose_first_epoch_undoes_the_trained_weigh
     # A trained base unfrozen under Adam 1e-2: steps of 6% of its kernels, its first step's loss
     # 0.02 (the trained weights') and the first epoch's 0.25, validation 0.067 -> 0.09-0.22; under
     # the 10% bar nothing was said (overfitting, "stop at epoch 1", at best).
-    s = Stream()
-    s.context.trained_before = trained_before
-    for layer in LAYERS:
-        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.06
+    s = fine_tune_stream(trained_before, 0.06)
     s.train_loss = lambda e, st: 0.02 if e == st == 0 else (0.25 if e == 0 else 0.06)
     s.val_loss = lambda e: 0.15
     found = [f for f in s.run().findings if f.code == "lr-too-high"]
