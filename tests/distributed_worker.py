@@ -137,12 +137,13 @@ def _outputs(out: str) -> None:
 
 def _recipe(recipe_path: str, logdir: str, out: str) -> None:
     from trainkit.recipe import load_recipe
-    from trainkit.run import train_recipe
+    from trainkit.run import summary_lines, train_recipe
 
     recipe = load_recipe(recipe_path)
     result = train_recipe(recipe, logdir=logdir, verbose=0)
     with open(out, "w") as f:
-        json.dump({"history": result.history.history, "run_dir": str(result.run_dir), "chief": result.trainer.is_chief}, f)
+        json.dump({"history": result.history.history, "run_dir": str(result.run_dir), "chief": result.trainer.is_chief,
+                   "summary": list(summary_lines(result))}, f)
 
 
 if __name__ == "__main__":

@@ -180,8 +180,10 @@ def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_
         for index in range(2):
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             logdir, out = tmp_path / f"w{index}", tmp_path / f"w{index}.json"
+            scratch = tmp_path / f"tmp{index}"  # the process's own temporary directory
+            scratch.mkdir()
             procs.append(subprocess.Popen([sys.executable, str(WORKER), "recipe", str(recipe_multi), str(logdir), str(out)],
-                                          env=_env(TF_CONFIG=config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                                          env=_env(TF_CONFIG=config, TMPDIR=str(scratch)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for proc in procs:
             _out, err = proc.communicate(timeout=150)
             assert proc.returncode == 0, err[-3000:]
@@ -200,9 +202,13 @@ def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_
     run_dir = Path(chief["run_dir"])
     assert (run_dir / "report.json").exists() and list((run_dir / "train").glob("events.out.tfevents.*"))
     assert list((run_dir / "checkpoints").glob("*.index"))
-    # The other worker wrote nothing: no run directory under its logdir, an empty scratch dir.
+    # The other worker wrote nothing: no run directory under its logdir, and its scratch run
+    # directory and checkpoint copies are gone once it exits.
     assert not [p for p in (tmp_path / "w1").rglob("*")]  # check_writable may create the root itself
-    assert not any(Path(other["run_dir"]).iterdir())
+    assert not Path(other["run_dir"]).exists()
+    assert not [p.name for p in (tmp_path / "tmp1").iterdir() if p.name.startswith("trainkit-")]
+    assert "the chief worker writes the run" in other["summary"][-1]
+    assert chief["summary"][-1].startswith(f"run written to {run_dir}")
 
 
 def test_user_mistakes_under_a_strategy_are_coded_errors():

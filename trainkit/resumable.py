@@ -13,9 +13,11 @@ optimizers a subclass holds as attributes).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,12 @@ class Resumable:
             metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self._metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
             # worker saves; the others into a scratch directory that nobody reads.
-            directory = self.logdir / CHECKPOINT_SUBDIR if self.is_chief else Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
+            if self.is_chief:
+                directory = self.logdir / CHECKPOINT_SUBDIR
+            else:
+                directory = Path(tempfile.mkdtemp(prefix="trainkit-worker-checkpoints-"))
+                # Gone with the trainer (or at exit): each worker process of a run left one behind.
+                weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
             self._checkpoint = TrainingCheckpoint(
                 directory,
                 model_variables=self.model.variables,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -316,6 +317,8 @@ def train_recipe(
         raise
     finally:
         restore_sigterm(previous)
+        if not chief:  # nothing in it is read: each worker process of a run left one behind
+            shutil.rmtree(run_dir, ignore_errors=True)
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
                        resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
@@ -592,6 +595,9 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     lines.append(render_text(result.findings))
     if result.findings and not [f for f in result.findings if f.severity in ("warning", "error")]:  # notes only
         lines.append("no findings of severity warning or error")
+    if not result.trainer.is_chief:
+        lines.append("this worker wrote no run directory: the chief worker writes the run")
+        return lines
     # The command is quoted for the shell (a logdir with a space pastes back whole); the path is not.
     lines.append(f"run written to {result.run_dir}  (trainkit tensorboard {shlex.quote(str(result.run_dir.parent.parent))})")
     return lines
