@@ -5387,6 +5387,31 @@ def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path
     assert [f.to_dict() for f in diagnose_run_dir(tmp_path)] == live
 
 
+@pytest.mark.parametrize(("trained_by", "built"), [("trainer", "nested"), ("trainer", "its layers"), ("model.fit", "nested"), ("model.fit", "called")])
+def test_a_new_model_built_around_trained_layers_judges_no_fresh_start(trained_by, built):
+    # Fine-tuning code builds a new model around a trained one: its first loss (0.01 against a chance
+    # level of 0.69) was read as a leak and a collapsed loss.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    if trained_by == "trainer":
+        Trainer(base, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
+                jit_compile=False).fit(x, y, epochs=20, verbose=0)
+    else:
+        base.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05))
+        base.fit(x, y, epochs=20, verbose=0)
+    inputs = keras.Input((4,))
+    model = {"nested": lambda: keras.Sequential([inputs, base]), "called": lambda: keras.Model(inputs, base(inputs)),
+             "its layers": lambda: keras.Model(base.inputs, base.layers[-1].output)}[built]()
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-3), task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, y, epochs=2, verbose=0)
+    assert history.history["loss"][0] < 0.1  # far below chance (ln 2) from its first epoch
+    assert trainer._model_trained_before is True
+    assert not {"initial-loss-too-low", "loss-collapsed"} & set(codes(trainer))
+
+
 def test_a_model_whose_weights_were_put_back_to_their_start_is_a_fresh_start_again():
     # A sweep resetting one model with set_weights(initial) for each new Trainer was judged "trained
     # before" for good (the review audit): no initial-loss verdicts, no dead-at-start evidence.

@@ -28,12 +28,36 @@ def weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
 def trained_before(model: keras.Model) -> bool:
     """Whether ``model``'s weights had been trained before a new trainer got it: by another
     Trainer of this process (unless its weights were put back where that training started, as a
-    sweep resetting one model does), or by ``model.fit`` (its compiled optimizer took steps)."""
+    sweep resetting one model does), or by ``model.fit`` (its compiled optimizer took steps).
+
+    A new model built around trained layers counts too: one that nests a trained model
+    (``Sequential([base, head])``, ``Model(x, base(x))``), or takes layers of a model a Trainer
+    trained (``Model(base.inputs, base.layers[-1].output)``). Its first loss is that training's
+    (0.01 against a chance level of 0.69 read as a leak and a collapsed loss).
+    """
+    if _trained_itself(model):
+        return True
+    nested = [layer for layer in _inner_layers(model) if isinstance(layer, keras.Model)]
+    if any(_trained_itself(inner) for inner in nested):
+        return True
+    weights = {id(v) for v in model.trainable_weights}
+    return any(id(v) in weights for trained in list(_TRAINED_MODELS) if trained is not model and _trained_itself(trained)
+               for v in trained.trainable_weights)
+
+
+def _trained_itself(model: keras.Model) -> bool:
+    """Whether ``model`` itself was trained: by a Trainer (and not put back), or by ``model.fit``."""
     if model in _TRAINED_MODELS:
         start = _TRAINED_MODELS[model]
         return start is None or weights_fingerprint(model) != start
     iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
     return iterations is not None and int(np.asarray(iterations)) > 0
+
+
+def _inner_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer inside ``model``, nested ones included."""
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=False)) if flatten is not None else list(model.layers)
 
 
 def record_training(model: keras.Model, was_trained_before: bool) -> None:
