@@ -732,6 +732,24 @@ def test_unscaled_targets_of_mape_or_msle_are_scaled_not_standardised(loss):
     assert "MSE" not in finding.message and f"~{first:.4g}" in finding.message
 
 
+def test_target_columns_of_very_different_spreads_are_told_to_be_standardised_each():
+    # Columns of std 5 and 0.05 under one MSE: the narrow one's errors barely count, and it ended
+    # at validation R2 -4.8 to -2.0 (0.23-0.33 standardised) with nothing said of it.
+    rng = np.random.default_rng(0)
+    y = np.stack([5 * YR, 0.05 * np.sin(2 * X[:, 1]) + 0.005 * rng.normal(size=len(X))], axis=1).astype("float32")
+    two = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(2)])
+    for loss in ("mse", "mae", "huber"):
+        (finding,) = check_data(X, y, model=two, loss=get_loss(loss), task="regression")
+        assert finding.code == "unscaled-targets" and finding.evidence["narrow_column"] == 1, finding.message
+        assert "column 1's std" in finding.message and "y_train.std(0)" in finding.advice
+    assert check_data(X, (y - y.mean(0)) / y.std(0), model=two, loss=get_loss("mse"), task="regression") == []
+    # Spreads 10x apart, and a flattened image's pixels (many columns, uneven by nature), are let be.
+    assert check_data(X, y * np.array([1.0, 10.0], "float32"), model=two, loss=get_loss("mse"), task="regression") == []
+    wide = keras.Sequential([keras.Input((4,)), L.Dense(100)])
+    pixels = (rng.uniform(size=(len(X), 100)) * np.logspace(-3, 0, 100)).astype("float32")
+    assert check_data(X, pixels, model=wide, loss=get_loss("mse"), task="regression") == []
+
+
 def test_unscaled_targets_near_zero_mean_name_their_spread_not_the_bias():
     # make_regression's targets (mean -5, std 168) were told "the output bias has to travel 5.2
     # units": their offset needed no scaling, their spread did.
