@@ -750,6 +750,23 @@ def test_target_columns_of_very_different_spreads_are_told_to_be_standardised_ea
     assert check_data(X, pixels, model=wide, loss=get_loss("mse"), task="regression") == []
 
 
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_targets_unscaled_only_by_a_few_far_rows_are_not_told_to_be_standardised(loss):
+    # 1% of the targets at 1000 among values ~1 (std ~100): standardised as advised, the other
+    # rows lay in a band ~0.02 wide, and under Huber their validation R2 went from 0.90-0.97 to
+    # -4 to -29 (seeds 0-2), at chance.
+    y = (5 * YR).astype("float32")
+    y[100::100] = 1000.0
+    (finding,) = run("regression", X, y, loss=loss)
+    assert finding.code == "unscaled-targets" and finding.evidence["outlier_rows"] == 5, finding.message
+    assert "only because of a few far values" in finding.message and "row 100 is 1000" in finding.message
+    assert "standardize_targets" not in finding.advice and "y_std" not in finding.advice
+    assert ("use a loss that a few rows do not rule" in finding.advice) == (loss == "mse")
+    # A heavy tail (5% of the rows) is no few bad rows: the usual advice stands.
+    y[::20] = 1000.0
+    assert "y_std" in run("regression", X, y, loss=loss)[0].advice
+
+
 def test_unscaled_targets_near_zero_mean_name_their_spread_not_the_bias():
     # make_regression's targets (mean -5, std 168) were told "the output bias has to travel 5.2
     # units": their offset needed no scaling, their spread did.
