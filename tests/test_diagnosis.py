@@ -1243,6 +1243,15 @@ def test_a_lone_low_epoch_of_a_noisy_loss_is_not_the_best_a_rise_is_measured_fro
     assert "its best (0.47)" in finding(s.run(), "diverging-loss").message
 
 
+def test_a_short_run_diverging_after_its_second_epoch_is_not_measured_from_its_first_epochs_descent():
+    # 4 epochs, 5.5x its best: the only 3 epochs in a row before the last began with the first
+    # epoch's loss, a fresh model's descent, whose mean (0.6) hid the rise to 1.1.
+    rising = [1.0, 0.2, 0.6, 1.1]
+    s = Stream(epochs=4)
+    s.train_loss = lambda e, st: rising[e]
+    assert "its best (0.2)" in finding(s.run(), "diverging-loss").message
+
+
 def test_oscillating_loss_but_not_dropout_noise_at_a_low_loss():
     s = Stream()
     s.train_loss = lambda e, st: 0.3 if e % 2 else 0.9
