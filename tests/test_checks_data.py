@@ -3186,6 +3186,33 @@ def test_the_dataset_map_advised_for_labels_runs_on_weighted_elements_and_float_
     assert len(next(iter(mapped))) == 3  # the weights kept
 
 
+@pytest.mark.parametrize("as_dict", [True, False])
+@pytest.mark.parametrize(("loss", "labels"), [
+    ("cce", lambda rng: rng.integers(0, 3, 32)),  # class ids for one-hot rows
+    ("scce", lambda rng: np.eye(3, dtype="float32")[rng.integers(0, 3, 32)]),  # one-hot rows for class ids
+])
+def test_the_dataset_map_advised_for_one_output_of_several_maps_that_output_alone(as_dict, loss, labels):
+    # dataset.map(lambda x, y, *w: (x, tf.one_hot(tf.cast(tf.reshape(y, [-1]), ...)))) was told for
+    # y['cls'] of a dict (or tuple) of targets: tf.reshape of the whole dict raised.
+    rng = np.random.default_rng(0)
+    x, cls, score = rng.normal(size=(32, 4)).astype("float32"), labels(rng), rng.normal(size=(32, 1)).astype("float32")
+    inp = keras.Input((4,))
+    hidden = L.Dense(8, activation="relu")(inp)
+    model = keras.Model(inp, {"cls": L.Dense(3, activation="softmax", name="cls")(hidden), "score": L.Dense(1, name="score")(hidden)})
+    y = {"cls": cls, "score": score} if as_dict else (cls, score)
+    data = tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(8)
+    losses, tasks = {"cls": get_loss(loss), "score": get_loss("mse")}, {"cls": "multiclass", "score": "regression"}
+    with pytest.raises(DataError) as raised:
+        check_data(data, model=model, loss=losses, task=tasks)
+    assert raised.value.code == "label-format"
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", str(raised.value)).group(1)
+    mapped = data.map(eval(advised, {"tf": tf}))  # the advice's own code
+    assert check_data(mapped, model=model, loss=losses, task=tasks) is not None
+    _, targets, w = next(iter(mapped))
+    score_out = targets["score"] if as_dict else targets[1]
+    assert w.shape == (8,) and score_out.shape == (8, 1)  # the other output's targets and the weights kept
+
+
 def test_the_dataset_map_advised_for_pixels_keeps_sample_weights():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 8, 8, 1)).astype("float32")

@@ -319,7 +319,14 @@ def check_data(
         label_names = [f"y[{k!r}]" for k in keys]
     else:
         label_names = [f"y[{o.key or o.name!r}]" if o is not None else f"y[{i}]" for i, o in enumerate(outs)]
-    targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, strict=False)]
+    # Where each target sits in y, for advice that maps a dataset's elements (label_map).
+    entries: list[str | int | None] = [None] * len(ys)
+    if len(ys) > 1 and isinstance(y, Mapping):
+        entries = (list(keys) if not outputs and keys else
+                   [o.key if o is not None and o.key in y else o.name if o is not None else None for o in outs])
+    elif len(ys) > 1 and isinstance(y, list | tuple):
+        entries = list(range(len(ys)))
+    targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, entries, strict=False)]
     # The validation inputs too: one missing there was Keras's "Missing data for input" from
     # inside the first validation step, after a whole epoch of training.
     unmatched_inputs = input_structure_issue(x, names) or (input_structure_issue(x_val, names, "x_val") if x_val is not None else None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ class Target:
     y_val: np.ndarray | None = None
     name: str = "y"
     task: str | None = None  # None: an output without a task is not checked
+    # Where a dataset element's targets hold these: a key of a dict of targets, an index of a
+    # tuple of them, None where the targets are this output's alone.
+    entry: str | int | None = None
 
     @property
     def units(self) -> int | None:
@@ -222,6 +226,26 @@ def input_label(base: str, index: int, count: int, keys: Sequence[str] | None = 
     if keys is not None and index < len(keys):
         return f"{base}[{keys[index]!r}]"
     return f"{base}[{index}]" if count > 1 else base
+
+
+#: ``y`` as a name in a label map's Python (not the y of ``y_val`` or ``axis``).
+_LABELS = re.compile(r"\by\b")
+
+
+def label_map(t: Target, mapped: str) -> str:
+    """``dataset.map(...)`` Python that makes ``t``'s labels over with ``mapped`` (an expression of
+    ``y``, its labels), passing the inputs and any sample weights (``*w``) on.
+
+    For one output of several only its own entry of the element's targets is made over: the map
+    of the whole ``y`` raised a TypeError on a dict (or tuple) of targets.
+    """
+    if t.entry is None:
+        new = mapped
+    elif isinstance(t.entry, int):
+        new = f"tuple({_LABELS.sub('v', mapped)} if k == {t.entry} else v for k, v in enumerate(y))"
+    else:
+        new = f"{{**y, {t.entry!r}: {_LABELS.sub(lambda _: f'y[{t.entry!r}]', mapped)}}}"
+    return f"dataset.map(lambda x, y, *w: (x, {new}, *w))"
 
 
 def validation_name(name: str) -> str:

@@ -26,6 +26,7 @@ from trainkit.checks.data_context import (
     format_shape,
     is_integral,
     is_numeric,
+    label_map,
     strided_rows,
     validation_name,
 )
@@ -90,15 +91,15 @@ def _target_issue(t: Target, y: np.ndarray, name: str) -> Issue | None:
                  {"dtype": str(y.dtype)}, t.output.layer if t.output else None)
 
 
-def _dataset_labels(mode: str, mapped: str) -> str:
+def _dataset_labels(t: Target, mode: str, mapped: str) -> str:
     """How to make a dataset's labels over, for labels read from a dataset's batches, which numpy's
     ``y = y.argmax(axis=-1)`` cannot be applied to. ``mode``: the ``label_mode`` of
     ``image_dataset_from_directory`` that gives them; ``mapped``: the labels made in a ``map``.
 
     The map passes a sample weight on (``*w``): ``lambda x, y`` raised a TypeError on a dataset
-    of ``(x, y, sample_weight)`` elements."""
+    of ``(x, y, sample_weight)`` elements; and one output's of several, its entry (label_map)."""
     return (f"where the dataset is made: label_mode='{mode}' in keras.utils.image_dataset_from_directory, "
-            f"or dataset.map(lambda x, y, *w: (x, {mapped}, *w))")
+            f"or {label_map(t, mapped)}")
 
 
 #: Text labels named in a message, at most.
@@ -131,7 +132,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
             # numpy's np.unique cannot reach a dataset's labels: 'pos'/'neg' batches were told it.
             fix = ("Encode the classes as integers 0..K-1 where the dataset is made: lookup = keras.layers.StringLookup("
                    f"vocabulary={classes!r}, num_oov_indices=0) (every class, in a fixed order), then "
-                   "dataset.map(lambda x, y, *w: (x, lookup(y), *w)) (*w keeps a dataset's sample weights).")
+                   f"{label_map(t, 'lookup(y)')} (*w keeps a dataset's sample weights).")
         return Issue(f"{name} holds {what}, not numbers; {loss} needs numeric labels.", fix, {"dtype": str(y.dtype)}, layer)
     if y.size == 0:
         return None
@@ -144,7 +145,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
                 f"{name} holds one class id per sample (shape {format_shape(y.shape)}, values {format_number(lo)}..{format_number(hi)}) "
                 f"but {loss} expects one-hot rows of length {units}.",
                 f"Use SparseCategoricalCrossentropy(from_logits={logits}) for integer labels, or one-hot encode them"
-                + (" " + _dataset_labels("categorical", f"tf.one_hot(tf.cast(tf.reshape(y, [-1]), 'int32'), {units})") + "." if dataset else
+                + (" " + _dataset_labels(t, "categorical", f"tf.one_hot(tf.cast(tf.reshape(y, [-1]), 'int32'), {units})") + "." if dataset else
                    f": y = keras.utils.to_categorical(y, {units}) (in a recipe, loss: sparse_categorical_crossentropy, "
                    f"or data.one_hot: true)."),
                 {"y_min": lo, "y_max": hi, "units": units}, layer)
@@ -174,7 +175,7 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
                 f"{name} holds one-hot rows (shape {format_shape(y.shape)}) but {loss} expects one integer "
                 f"class id per sample.",
                 f"Use CategoricalCrossentropy(from_logits={logits}) for one-hot labels, or convert them"
-                + (" " + _dataset_labels("int", "tf.argmax(y, axis=-1)") + "." if dataset else
+                + (" " + _dataset_labels(t, "int", "tf.argmax(y, axis=-1)") + "." if dataset else
                    ": y = y.argmax(axis=-1) (in a recipe, loss: categorical_crossentropy, or data.one_hot: false)."),
                 {"y_shape": list(y.shape)}, layer)
         per_position = y.ndim >= 2 and y[0].size > 1  # masks: a class id a pixel

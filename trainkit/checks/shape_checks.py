@@ -23,6 +23,7 @@ from trainkit.checks.data_context import (
     format_number,
     format_shape,
     input_label,
+    label_map,
 )
 from trainkit.checks.model_inspect import input_names, input_shapes
 from trainkit.errors import DataError, closest_match
@@ -252,7 +253,7 @@ def _label_shape_issue(t: Target, xs: Sequence[np.ndarray] = (), position_layers
         # (units-mismatch): the labels are the ones to change.
         fix = (f"{t.name} holds one-hot rows of the two classes: give the single {t.output.activation} unit the class-1 column, "
                + ("where the dataset is made (numpy's y[:, 1] cannot be applied to one): label_mode='binary' in "
-                  "keras.utils.image_dataset_from_directory, or dataset.map(lambda x, y, *w: (x, y[:, 1:], *w))." if dataset else
+                  f"keras.utils.image_dataset_from_directory, or {label_map(t, 'y[:, 1:]')}." if dataset else
                   f"{t.name} = {t.name}[:, 1] (or {t.name}.argmax(axis=1); in a recipe, data.one_hot: false)."))
     elif (t.task == "binary" and t.loss.kind == "binary" and len(got) == 1 and got[0] > 2 and tuple(out) == (1,)
           and _one_hot_rows(t.y)):
