@@ -3057,6 +3057,20 @@ def test_void_pixels_that_vary_by_row_beside_row_weights_are_counted_not_crashed
     assert shares == pytest.approx(expected / expected.sum())
 
 
+@pytest.mark.parametrize("shape", [(256,), (256, 1)])
+def test_a_datasets_rows_the_loss_ignores_as_minus_one_are_checked_not_crashed(shape):
+    # A classifier's rows labelled -1 under SparseCategoricalCrossentropy(ignore_class=-1), in a
+    # dataset: the label-order test's np.bincount raised "'list' argument must have no negative
+    # elements" before the first step, where Keras trains on them.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 4)).astype("float32"), rng.integers(0, 3, 256)
+    y[::7] = -1
+    data = tf.data.Dataset.from_tensor_slices((x, y.reshape(shape), np.ones(256, "float32"))).batch(32)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+    assert not [f for f in check_data(data, model=model, loss=loss, task="multiclass") if f.severity == "error"]
+
+
 def test_a_sequence_taggers_rare_tags_are_told_of_positions_not_pixels():
     # (n, T) tags against a [batch, T, k] output take the segmentation's path: a tagger was told
     # "the labelled pixels", "77.4% pixel accuracy" and to one-hot its "masks".

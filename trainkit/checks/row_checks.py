@@ -45,8 +45,9 @@ MIN_SAMPLED_BATCHES = 4
 def _label_sorted(ids: np.ndarray) -> bool:
     """Whether class ids of two classes or more run in class order (rising or falling), an order
     a random one makes less than once in ``SORTED_ODDS`` tries (the rows' multinomial coefficient)."""
-    counts = np.bincount(ids)
-    counts = counts[counts > 0]
+    # np.unique, not np.bincount: the label an ignore_class loss leaves out may be -1, which
+    # bincount refuses ("must have no negative elements"), failing fit on a valid dataset.
+    counts = np.unique(ids, return_counts=True)[1]
     if counts.size < 2:
         return False
     steps = np.diff(ids)
