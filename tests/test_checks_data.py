@@ -2481,6 +2481,34 @@ def test_the_empty_rows_drop_told_runs(two_inputs):
         assert "empty-masked-rows" not in codes(check_data(scope["x"], scope["y"], model=net, loss=get_loss("bce"), task="binary"))
 
 
+def test_the_empty_rows_drop_told_keeps_the_sample_weights_and_filters_a_dataset():
+    # With sample weights, x, y = x[keep], y[keep] left 100 weights for 95 rows (refused again);
+    # a dataset's rows, which take no numpy indexing, were told the same numpy lines.
+    ids = keras.utils.pad_sequences([list(range(1, 2 + i % 6)) for i in range(100)], maxlen=8)
+    ids[::20] = 0
+    words = keras.Input((8,), dtype="int32", name="ids")
+    extra = keras.Input((3,), name="num")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 2, mask_zero=True)(words))
+    net = keras.Model([words, extra], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, extra])))
+    solo = keras.Model(words, keras.layers.Dense(1, activation="sigmoid")(pooled))
+    y, w = (np.arange(100) % 2).astype("float32"), np.linspace(1, 2, 100).astype("float32")
+    with pytest.raises(DataError) as info:
+        check_data(ids, y, sample_weight=w, model=solo, loss=get_loss("bce"), task="binary")
+    told = re.search(r"Drop the empty rows \(keep = (.*?), then (.*?)\), or", info.value.message)
+    scope = {"x": ids, "y": y, "sample_weight": w}
+    exec(f"keep = {told.group(1)}; " + told.group(2).replace(", sample_weight =", "; sample_weight ="), scope)
+    assert len(scope["sample_weight"]) == len(scope["x"]) == 95
+    assert "empty-masked-rows" not in codes(check_data(scope["x"], scope["y"], sample_weight=scope["sample_weight"], model=solo,
+                                                       loss=get_loss("bce"), task="binary"))
+    rows = tf.data.Dataset.from_tensor_slices(({"ids": ids, "num": np.ones((100, 3), "float32")}, y, w))
+    with pytest.raises(DataError) as info:
+        check_data(rows.batch(10), model=net, loss=get_loss("bce"), task="binary")
+    advised = re.search(r"dataset\.filter\((lambda .*?\))\)\), or", info.value.message).group(1)
+    kept = rows.filter(eval(advised, {"tf": tf})).batch(10)  # the advice's own code
+    assert sum(int(tf.shape(b[1])[0]) for b in kept) == 95
+    assert "empty-masked-rows" not in codes(check_data(kept, model=net, loss=get_loss("bce"), task="binary"))
+
+
 @pytest.mark.parametrize(("between", "nan"), [("Reshape", False), ("Masking", False), ("SpatialDropout1D", True), ("Dropout", True)])
 @pytest.mark.parametrize("functional", [False, True])
 def test_empty_masked_rows_only_where_the_mask_reaches_the_average(between, nan, functional):

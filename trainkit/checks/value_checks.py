@@ -379,9 +379,18 @@ def empty_masked_rows(ctx: DataContext) -> Issue | None:
         label = input_label(base, index, len(xs), keys)
         name = label + where
         labels = "y" if base == "x" else "y_val"
-        # x = x[...] is a TypeError on a dict or list of inputs: keep the same rows of each.
-        keep = (f"keep = ({label} != 0).any(axis=1), then {base}, {labels} = {base}[keep], {labels}[keep]" if len(xs) == 1 else
-                f"keep = ({label} != 0).any(axis=1), then the rows [keep] of every input of {base} and of {labels}")
+        weighted = (ctx.sample_weight if base == "x" else ctx.val_sample_weight) is not None
+        # x = x[...] is a TypeError on a dict or list of inputs: keep the same rows of each, and of
+        # the sample weights (left whole, they no longer matched the rows: refused again).
+        weights = ("" if not weighted else ", sample_weight = sample_weight[keep]" if base == "x" else
+                   ", and the rows [keep] of its sample weights")
+        keep = (f"keep = ({label} != 0).any(axis=1), then {base}, {labels} = {base}[keep], {labels}[keep]{weights}" if len(xs) == 1 else
+                f"keep = ({label} != 0).any(axis=1), then the rows [keep] of every input of {base} and of {labels}"
+                + (" and of the sample weights" if weighted else ""))
+        if where:
+            # A dataset's rows take no numpy indexing: filter its elements, whatever they hold.
+            keep = ("in the pipeline, before .batch(): dataset.filter(lambda x, *rest: tf.reduce_any("
+                    f"{input_label('x', index, len(xs), keys)} != 0))")
         return Issue(f"{name} holds {int(empty.sum())} rows of padding alone (every id 0; the first is row {int(np.argmax(empty))}): the "
                      f"Embedding '{layer}' masks all of their positions (mask_zero=True), and '{pool}' averages them over none, 0 / 0, "
                      "so the loss is NaN from the first batch that holds one.",
