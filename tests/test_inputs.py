@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import keras
 import numpy as np
@@ -190,6 +191,12 @@ def test_a_class_id_past_the_units_in_a_batch_the_checks_did_not_read_is_a_data_
         trainer.fit(data, epochs=1, verbose=0)
     assert info.value.code == "label-format"
     assert said in info.value.message and "read only a dataset's first batches" in info.value.message
+    # A dataset's labels take no np.unique: the lookup map told runs on it, as written.
+    assert "np.unique" not in info.value.message
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", info.value.message).group(1)
+    lookup = keras.layers.IntegerLookup(vocabulary=sorted({*range(5), bad_label}), num_oov_indices=0)
+    mapped = data.map(eval(advised, {"lookup": lookup}))
+    assert int(max(int(tf.reduce_max(b)) for _, b in mapped)) == 5 and int(min(int(tf.reduce_min(b)) for _, b in mapped)) == 0
 
 
 @pytest.mark.parametrize(("bad_id", "said", "not_said"), [

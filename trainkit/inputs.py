@@ -95,7 +95,9 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             original = _source_errors.pop(threading.get_ident(), None)
             if original is None:
                 model = getattr(args[0], "model", None) if args else None
-                refusal = _ids_out_of_table(err, model, method.__name__) or _class_ids_out_of_range(err, model, method.__name__)
+                data = args[1] if len(args) > 1 else kwargs.get("x")
+                refusal = (_ids_out_of_table(err, model, method.__name__)
+                           or _class_ids_out_of_range(err, model, method.__name__, isinstance(data, tf.data.Dataset)))
                 if refusal is not None:
                     raise refusal from None
                 raise
@@ -162,9 +164,10 @@ def _ids_out_of_table(err: tf.errors.OpError, model: Any, method: str = "fit") -
 _OUT_OF_CLASSES = re.compile(r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
 
 
-def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "fit") -> DataError | None:
+def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "fit", dataset: bool = False) -> DataError | None:
     """``label-format`` for TensorFlow's error on a class id a sparse cross-entropy has no unit
-    for, ``None`` for any other error (``method``: the Trainer method that failed).
+    for, ``None`` for any other error (``method``: the Trainer method that failed; ``dataset``:
+    whether it read a ``tf.data.Dataset``, whose labels numpy's ``np.unique`` cannot reach).
 
     The data checks read a dataset's first batches only: a label 7 for a 5-unit softmax in a later
     batch failed the step with TensorFlow's "Graph execution error ... Received a label value of 7
@@ -180,14 +183,18 @@ def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "f
     heads = [output.layer for output in find_outputs(model) if output.units == units]
     where = f"the output layer '{heads[0]}'" if len(heads) == 1 else "the output"
     during, checked = _READ_DURING.get(method, _READ_DURING["fit"])
+    # A dataset's labels take no np.unique (the label-format the checks give a dataset says so).
+    remap = ("where the dataset is made, the same for every split: lookup = keras.layers.IntegerLookup(vocabulary=[every class "
+             "id, in order], num_oov_indices=0), then dataset.map(lambda x, y, *w: (x, lookup(y), *w))." if dataset else
+             ": classes, y = np.unique(y, return_inverse=True) over every split's labels together.")
     return DataError("label-format", f"A batch {during} holds class id {value}, but {where} has {units} units (ids 0..{units - 1}): "
                                      f"an id outside that range has no unit, and the sparse cross-entropy cannot score it.{checked} "
-                                     f"Use Dense({value + 1}) if there are {value + 1} classes, or map the labels to 0..{units - 1}: "
-                                     "classes, y = np.unique(y, return_inverse=True) over every split's labels together."
+                                     f"Use Dense({value + 1}) if there are {value + 1} classes, or map the labels to 0..{units - 1}"
+                                     + (" " if dataset else "") + remap
                                      if value >= units else
                                      f"A batch {during} holds class id {value}, but {where} takes ids 0..{units - 1}: a negative "
                                      f"label has no unit, and the sparse cross-entropy cannot score it.{checked} Map the labels to "
-                                     f"0..{units - 1}: classes, y = np.unique(y, return_inverse=True) over every split's labels together.")
+                                     f"0..{units - 1}" + (" " if dataset else "") + remap)
 
 
 def _refuse_missing_text(batch: Any, data: keras.utils.PyDataset, index: int) -> None:
