@@ -3099,6 +3099,21 @@ def test_a_datasets_rows_the_loss_ignores_as_minus_one_are_checked_not_crashed(s
     assert not [f for f in check_data(data, model=model, loss=loss, task="multiclass") if f.severity == "error"]
 
 
+@pytest.mark.parametrize("void", [255, -1])
+def test_rows_the_loss_ignores_are_no_class_of_the_class_balance(void):
+    # A classifier's rows labelled 255 under ignore_class=255 were counted as a class: 5 balanced
+    # classes read "the rarest have class 5: 0, class 6: 0, class 7: 0"; -1 skipped the check.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1024, 8)).astype("float32"), rng.integers(0, 5, 1024)
+    y[::7] = void
+    model = keras.Sequential([keras.Input((8,)), L.Dense(5)])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=void)
+    assert "class-imbalance" not in codes(check_data(x, y, model=model, loss=loss, task="multiclass"))
+    y[(y == 4) & (np.arange(1024) % 10 != 0)] = 3  # class 4 a tenth of what it was
+    (found,) = [f for f in check_data(x, y, model=model, loss=loss, task="multiclass") if f.code == "class-imbalance"]
+    assert "class 4" in found.message and "class 5" not in found.message and "class 255" not in found.message
+
+
 def test_a_sequence_taggers_rare_tags_are_told_of_positions_not_pixels():
     # (n, T) tags against a [batch, T, k] output take the segmentation's path: a tagger was told
     # "the labelled pixels", "77.4% pixel accuracy" and to one-hot its "masks".

@@ -245,6 +245,11 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) < IMBALANCE_MIN_ROWS or t.loss.kind not in CLASSIFICATION_LOSSES:
             continue
         ids = class_ids(t, t.y)
+        # The rows the loss leaves out (ignore_class) are no class: 255 was counted as one, and
+        # 5 classes read "the rarest have class 5: 0, class 6: 0, class 7: 0" (-1 skipped the check).
+        kept = ids != t.loss.ignore_class if ids is not None and t.loss.ignore_class is not None else None
+        if kept is not None:
+            ids = ids[kept]
         # Batches in label order count the first classes only: unshuffled-dataset's case, where
         # "class 2: 0, class 1: 22, against 234 for class 0" advised class weights for balanced data.
         if ids is not None and _ordered_labels(ctx, ids) is not None:
@@ -259,7 +264,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if t.task == "binary" or k == 2:
             minority = int(np.argmin(counts[:2]))
             share = counts[minority] / counts[:2].sum()
-            if share >= IMBALANCE_BINARY_SHARE or _weights_balance(ctx, ids, k, binary=True):
+            if share >= IMBALANCE_BINARY_SHARE or _weights_balance(ctx, ids, k, binary=True, kept=kept):
                 continue
             n = int(counts[:2].sum())
             weights = {c: round(n / (2 * max(1, int(counts[c]))), 2) for c in (0, 1)}
@@ -290,7 +295,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
         if wider is not None:
             return wider
         ratio = counts.min() / max(1, counts.max())
-        if ratio >= IMBALANCE_MULTICLASS_RATIO or _weights_balance(ctx, ids, k, binary=False):
+        if ratio >= IMBALANCE_MULTICLASS_RATIO or _weights_balance(ctx, ids, k, binary=False, kept=kept):
             continue
         absent = [int(c) for c in np.flatnonzero(counts == 0)]
         if absent == [0] and t.units and int(ids.max()) == t.units - 1:
@@ -730,13 +735,16 @@ def _pass_weights(ctx: DataContext, t: Target, weights: str) -> str:
             f"(class_weight applies to a model with one output only)")
 
 
-def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool) -> bool:
-    """Whether the rows' weights (class_weight or sample_weight) already even out the classes.
+def _weights_balance(ctx: DataContext, ids: np.ndarray, k: int, *, binary: bool, kept: np.ndarray | None = None) -> bool:
+    """Whether the rows' weights (class_weight or sample_weight) already even out the classes
+    (``kept``: the rows ``ids`` holds, where the loss leaves some out).
 
     Then the imbalance is handled: advising ``class_weight=...`` to a run that passes it was
     noise. The weighted class totals must pass the same thresholds as the counts.
     """
     w = ctx.sample_weight
+    if w is not None and kept is not None and w.shape == kept.shape:
+        w = w[kept]
     if w is None or w.shape != (len(ids),):
         return False
     totals = np.bincount(ids, weights=w, minlength=k)
