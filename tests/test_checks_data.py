@@ -3270,6 +3270,21 @@ def test_the_dataset_map_advised_for_one_output_of_several_maps_that_output_alon
     assert w.shape == (8,) and score_out.shape == (8, 1)  # the other output's targets and the weights kept
 
 
+def test_the_dataset_map_advised_for_one_outputs_labels_given_by_name_maps_that_entry():
+    # {'label': ids} for a model of one output named 'label' (Keras takes it): the map replaced
+    # the whole dict with tf.one_hot(tf.reshape(y, ...)), which raised on it.
+    rng = np.random.default_rng(0)
+    x, ids = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, 32)
+    inp = keras.Input((4,))
+    model = keras.Model(inp, {"label": L.Dense(3, activation="softmax", name="label")(inp)})
+    data = tf.data.Dataset.from_tensor_slices((x, {"label": ids}, np.ones(32, "float32"))).batch(8)
+    with pytest.raises(DataError) as raised:
+        check_data(data, model=model, loss=get_loss("cce"), task="multiclass")
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", str(raised.value)).group(1)
+    mapped = data.map(eval(advised, {"tf": tf}))  # the advice's own code
+    assert check_data(mapped, model=model, loss=get_loss("cce"), task="multiclass") is not None
+
+
 def test_the_dataset_map_advised_for_pixels_keeps_sample_weights():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 8, 8, 1)).astype("float32")

@@ -326,6 +326,8 @@ def check_data(
                    [o.key if o is not None and o.key in y else o.name if o is not None else None for o in outs])
     elif len(ys) > 1 and isinstance(y, list | tuple):
         entries = list(range(len(ys)))
+    elif isinstance(y, Mapping) and len(y) == 1:  # one output's targets by its name: {'label': y}
+        entries = [str(next(iter(y)))]
     targets = [Target(*parts) for parts in zip(outs, losses, ys, yvs, label_names, tasks, entries, strict=False)]
     # The validation inputs too: one missing there was Keras's "Missing data for input" from
     # inside the first validation step, after a whole epoch of training.
