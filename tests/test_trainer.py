@@ -2999,6 +2999,37 @@ def test_a_step_ported_from_keras_is_told_the_trainer_s_spelling():
     assert info.value.code == "trainer-is-not-the-model" and "self.model(x, training=True)" in info.value.message
 
 
+@pytest.mark.parametrize(("read", "told"), [
+    (lambda self, x, y, y_pred: self.compiled_loss(y, y_pred), "self.compute_loss(y=y, y_pred=y_pred"),
+    (lambda self, x, y, y_pred: self.compiled_metrics.update_state(y, y_pred), "self.update_metrics(y, y_pred, sample_weight, loss)"),
+    (lambda self, x, y, y_pred: self.compute_metrics(x, y, y_pred, None), "self.update_metrics(y, y_pred, sample_weight, loss)"),
+    (lambda self, x, y, y_pred: self.get_metrics_result(), "{m.name: m.result() for m in self.metrics}"),
+    (lambda self, x, y, y_pred: self.trainable_variables, "self.model.trainable_variables"),
+    (lambda self, x, y, y_pred: self.losses, "self.model.losses"),
+])
+def test_a_model_s_attribute_read_from_the_trainer_is_told_the_trainer_s_spelling(read, told):
+    # A step ported from Keras's guides reading self.compiled_loss, self.compute_metrics or
+    # self.trainable_variables failed with a bare "object has no attribute", naming nothing to write.
+    x, y = make_data(32, features=4)
+
+    class Ported(Trainer):
+        def train_step(self, data):
+            x, y = data
+            y_pred = self.model(x, training=True)
+            read(self, x, y, y_pred)
+            return {"loss": self.compute_loss(y=y, y_pred=y_pred)}
+
+    trainer = Ported(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "trainer-is-not-the-model" and told in info.value.message
+    assert isinstance(info.value, AttributeError)  # hasattr and getattr(..., default) answer as before
+    assert not hasattr(trainer, "compiled_loss") and getattr(trainer, "layers", None) is None
+    with pytest.raises(AttributeError) as plain:
+        trainer.no_such_attribute  # noqa: B018
+    assert not isinstance(plain.value, ArgumentError)
+
+
 @pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
 def test_a_subclass_that_never_called_super_init_is_told_so(method):
     x, y = make_data(32, features=4)

@@ -103,5 +103,11 @@ class ArgumentError(TrainkitError, ValueError, TypeError):
     ``TypeError`` both, so code catching either built-in sees it."""
 
 
+class ModelAttributeError(ArgumentError, AttributeError):
+    """A step ported from a ``keras.Model`` read an attribute of the model (``self.compiled_loss``,
+    ``self.trainable_variables``) from the trainer, which is not the model: an ``AttributeError``
+    too, so ``hasattr`` and ``getattr(..., default)`` still answer as for any missing attribute."""
+
+
 class UnknownNameError(TrainkitError, ValueError):
     """A loss, optimizer, metric, layer, activation or initializer name is not known."""

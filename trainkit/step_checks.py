@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from trainkit import probes, stats
-from trainkit.errors import ArgumentError
+from trainkit.errors import ArgumentError, ModelAttributeError
 from trainkit.findings import Finding
 
 #: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
@@ -80,6 +80,32 @@ def check_model_step_overrides(trainer: Any, base: type) -> None:
                                                   f"(it trains with the Trainer's steps, without model.compile): move it to a Trainer subclass, "
                                                   f"class MyTrainer(Trainer) with {name}({_plain(inspect.signature(getattr(base, name)))}) and "
                                                   f"self.model where the model's had self, and train with MyTrainer(model, ...).")
+
+
+#: What a step ported from a keras.Model writes on a trainer for the model's attributes it read
+#: from ``self`` (each was a bare "object has no attribute" AttributeError from inside the trace).
+_TRAINER_SPELLINGS = {
+    "compiled_loss": "self.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight) (the Trainer's loss plus the model's penalties, "
+                     "as Keras 3's compute_loss)",
+    "compiled_metrics": "self.update_metrics(y, y_pred, sample_weight, loss), which feeds the epoch's loss and the metrics given to the Trainer "
+                        "(self.metrics)",
+    "compute_metrics": "self.update_metrics(y, y_pred, sample_weight, loss), which feeds the epoch's loss and the metrics given to the Trainer, "
+                       "and return {m.name: m.result() for m in self.metrics}",
+    "get_metrics_result": "{m.name: m.result() for m in self.metrics}",
+    **{name: f"self.model.{name}" for name in ("trainable_variables", "trainable_weights", "non_trainable_variables", "non_trainable_weights",
+                                                "variables", "weights", "layers", "losses")},
+}
+
+
+def model_attribute_error(trainer: Any, name: str) -> AttributeError:
+    """The error for an attribute the trainer lacks: for one of a ``keras.Model``'s that a ported
+    step reads from ``self``, :class:`ModelAttributeError` (``trainer-is-not-the-model``) with the
+    trainer's spelling; for any other, Python's own ``AttributeError``."""
+    spelling = _TRAINER_SPELLINGS.get(name)
+    if spelling is None:
+        return AttributeError(f"{type(trainer).__name__!r} object has no attribute {name!r}")
+    return ModelAttributeError("trainer-is-not-the-model", f"{type(trainer).__name__} is a Trainer, not the model: self.{name} is a keras.Model's. "
+                                                           f"In a step of its own write {spelling}.")
 
 
 def _plain(signature: inspect.Signature) -> str:

@@ -98,6 +98,7 @@ from trainkit.step_checks import (
     check_step_returns_loss,
     check_step_signatures,
     missing_statistics,
+    model_attribute_error,
     scalar_loss,
 )
 from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
@@ -426,6 +427,17 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         raise ArgumentError("trainer-is-not-the-model", f"{type(self).__name__} is a Trainer, not the model: in a step of its own call "
                                                         "self.model(x, training=True), and take self.model.trainable_variables where a "
                                                         "keras.Model's step takes self.trainable_variables.")
+
+    def __getattr__(self, name: str) -> Any:
+        """Called only for an attribute the trainer lacks: one that a step ported from a
+        ``keras.Model`` reads from ``self`` (``self.compiled_loss``, ``self.trainable_variables``)
+        is told the trainer's spelling.
+
+        Raises:
+            ModelAttributeError: ``trainer-is-not-the-model`` (an ``AttributeError`` too).
+            AttributeError: for any other name.
+        """
+        raise model_attribute_error(self, name)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
