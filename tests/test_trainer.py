@@ -3030,6 +3030,31 @@ def test_a_model_s_attribute_read_from_the_trainer_is_told_the_trainer_s_spellin
     assert not isinstance(plain.value, ArgumentError)
 
 
+def test_an_optimizer_applied_to_variables_it_was_not_built_for_is_told_what_to_write():
+    # A GAN ported with self.optimizer also stepping the generator kept beside the model got
+    # Keras's "Unknown variable: ... you should recreate a new optimizer instance".
+    x, y = make_data(32, features=4)
+
+    class SharedOptimizer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.generator = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+
+        def train_step(self, data):
+            x, y = data
+            variables = self.model.trainable_variables + self.generator.trainable_variables
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(y=y, y_pred=self.model(self.generator(x), training=True))
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            return {"loss": loss}
+
+    trainer = SharedOptimizer(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "optimizer-variables-unknown" and "Unknown variable" in info.value.message
+    assert "self.g_optimizer.build(self.generator.trainable_variables)" in info.value.message
+
+
 @pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
 def test_a_subclass_that_never_called_super_init_is_told_so(method):
     x, y = make_data(32, features=4)

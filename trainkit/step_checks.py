@@ -9,15 +9,16 @@ A ``compute_loss`` returning a loss per example is refused as the step is traced
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from trainkit import probes, stats
-from trainkit.errors import ArgumentError, ModelAttributeError
+from trainkit.errors import ArgumentError, ModelAttributeError, TrainkitError
 from trainkit.findings import Finding
 
 #: The info finding of a run whose statistics are fewer than ``statistics=True`` promises.
@@ -106,6 +107,33 @@ def model_attribute_error(trainer: Any, name: str) -> AttributeError:
         return AttributeError(f"{type(trainer).__name__!r} object has no attribute {name!r}")
     return ModelAttributeError("trainer-is-not-the-model", f"{type(trainer).__name__} is a Trainer, not the model: self.{name} is a keras.Model's. "
                                                            f"In a step of its own write {spelling}.")
+
+
+@contextlib.contextmanager
+def unknown_variables_explained() -> Iterator[None]:
+    """Turns Keras's "Unknown variable" from an optimizer that a step (being traced) applied to
+    variables it was not built for into ``optimizer-variables-unknown``, with what to write.
+
+    Keras's message tells to "recreate a new optimizer instance", which a trainer cannot do with
+    its ``self.optimizer``: the usual cause is a GAN's step applying it to the weights of a
+    network kept beside ``self.model`` (or a second optimizer to the model's).
+
+    Raises:
+        ArgumentError: ``optimizer-variables-unknown``.
+    """
+    try:
+        yield
+    except ValueError as err:
+        message = str(err)
+        if isinstance(err, TrainkitError) or "Unknown variable" not in message or "originally built with" not in message:
+            raise
+        unknown = message[message.index("Unknown variable"):].split(". This optimizer", 1)[0]
+        raise ArgumentError("optimizer-variables-unknown", f"{unknown}: a step applied an optimizer to variables it was not built for. self.optimizer "
+                                                           "is built for self.model.trainable_variables: apply it to those (or some of them). "
+                                                           "Weights kept beside the model (a GAN's self.generator) take an optimizer of their own, "
+                                                           "made and built in __init__ (self.g_optimizer = keras.optimizers.Adam(...); "
+                                                           "self.g_optimizer.build(self.generator.trainable_variables)) and applied to those "
+                                                           "weights only.") from None
 
 
 def _plain(signature: inspect.Signature) -> str:

@@ -100,6 +100,7 @@ from trainkit.step_checks import (
     missing_statistics,
     model_attribute_error,
     scalar_loss,
+    unknown_variables_explained,
 )
 from trainkit.step_table import DEFAULT_KEPT_STEPS, StepTable
 from trainkit.tasks import Task
@@ -1248,7 +1249,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
         self._default_loss_ran = False  # until an override calls super().compute_loss
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
-        with results_noted(self._held_metrics()) as produced:
+        with results_noted(self._held_metrics()) as produced, unknown_variables_explained():
             logs = _with_logged_scalars(self.train_step(batch), self.pop_logged_scalars())
         self._running["train"] = running_values(logs, produced)
         if type(self).compute_loss is not Trainer.compute_loss:
