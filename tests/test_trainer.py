@@ -294,6 +294,49 @@ def test_early_stopping_stops_and_restores_best_weights():
     assert history.history["val_loss"][-1] != pytest.approx(stopper.best, rel=1e-3)
 
 
+def test_early_stopping_restores_the_layers_a_subclass_holds_beside_the_model():
+    # A GAN's generator kept beside its discriminator (Keras's GAN holds both in one model): only
+    # the model's weights were put back, the best epoch's discriminator beside the last epoch's
+    # generator.
+    x, y = make_data(64, features=4)
+
+    class Beside(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.generator = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+            self.g_optimizer = keras.optimizers.SGD(0.1)
+            self.g_optimizer.build(self.generator.trainable_variables)
+
+        def train_step(self, data):
+            x, y = data
+            d_vars, g_vars = self.model.trainable_variables, self.generator.trainable_variables
+            with tf.GradientTape(persistent=True) as tape:
+                loss = self.compute_loss(y=y, y_pred=self.model(self.generator(x), training=True))
+            self.optimizer.apply(tape.gradient(loss, d_vars), d_vars)
+            self.g_optimizer.apply(tape.gradient(loss, g_vars), g_vars)
+            return {"loss": loss}
+
+    class Snapshots(Callback):
+        def __init__(self):
+            super().__init__()
+            self.generator, self.model = [], []
+
+        def on_epoch_end(self, epoch, logs):
+            self.generator.append(self.trainer.generator.get_weights())
+            self.model.append(self.trainer.model.get_weights())
+
+    trainer = Beside(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, diagnose=False)
+    snapshots = Snapshots()
+    stopper = EarlyStopping(monitor="loss", mode="max", patience=1)  # the falling loss is best at epoch 0
+    trainer.fit(x, y, epochs=5, batch_size=16, callbacks=[snapshots, stopper], verbose=0)
+    assert stopper.restored_epoch == 0 and len(snapshots.generator) == 2
+    for now, best, last in zip(trainer.generator.get_weights(), snapshots.generator[0], snapshots.generator[1], strict=True):
+        np.testing.assert_array_equal(now, best)
+        assert not np.array_equal(now, last)
+    for now, best in zip(trainer.model.get_weights(), snapshots.model[0], strict=True):
+        np.testing.assert_array_equal(now, best)
+
+
 def test_early_stopping_in_auto_mode_follows_the_monitored_metric_s_direction():
     # "auto" guessed the direction from the name: an R2 score that rose every epoch was taken as
     # getting worse, the run stopped after patience + 1 epochs and put back its first epoch's weights.

@@ -178,6 +178,24 @@ class Resumable:
                 found[path] = variables
         return found
 
+    def _restorable_weights(self) -> list[Any]:
+        """The weights early stopping keeps and puts back: the model's (in ``model.weights``
+        order), then those of the layers and models a subclass holds beside it (a GAN's
+        ``self.generator`` beside its discriminator), which Keras's GAN holds inside the model.
+
+        The model's alone put back the best epoch's discriminator beside the last epoch's
+        generator, a pair that never trained together.
+        """
+        variables = list(self.model.weights)
+        seen = {id(v) for v in variables}
+        for _, item in named_attribute_items(self):
+            if isinstance(item, keras.layers.Layer) and item is not self.model:
+                for variable in item.weights:
+                    if id(variable) not in seen:
+                        seen.add(id(variable))
+                        variables.append(variable)
+        return variables
+
     def _own_optimizers(self) -> list[keras.optimizers.Optimizer]:
         """Optimizers a subclass holds besides :attr:`optimizer` (a GAN's second), by attribute name.
 

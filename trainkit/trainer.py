@@ -1134,7 +1134,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         last_epoch = self.history.epoch[-1] if self.history.epoch and not nan_stop else None
         for callback in callbacks:
             if isinstance(callback, EarlyStopping):
-                callback.restore_at_end(self.model, last_epoch)
+                callback.restore_at_end(self._restorable_weights(), last_epoch)
 
     def _end_training(self, callbacks: CallbackList, began: bool, *, in_flight: BaseException | None = None) -> None:
         """``on_train_end`` (if training began), then closes the TensorBoard writer in any case.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,15 +100,16 @@ class EarlyStopping(Callback):
             reached = self.baseline is None or is_better(value, self.baseline, self.mode, self.min_delta)
             self.wait = 0 if reached else self.wait + 1
             if self.restore_best_weights:
-                self._best_weights = self.trainer.model.get_weights()
+                # The model's and those of the layers its trainer holds beside it (a GAN's generator).
+                self._best_weights = [np.array(v) for v in self.trainer._restorable_weights()]
             return
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
-            self._restore(self.trainer.model)
+            self._restore(self.trainer._restorable_weights())
 
-    def restore_at_end(self, model: Any, last_epoch: int | None) -> None:
+    def restore_at_end(self, weights: Sequence[Any], last_epoch: int | None) -> None:
         """Puts the best weights back as a run ends (the trainer calls it, before ``on_train_end``).
 
         A run that never stopped ended with its last weights where Keras's callback gives the
@@ -118,16 +119,20 @@ class EarlyStopping(Callback):
         report read :attr:`restored_epoch`.
 
         Args:
-            model: The trained model (a finished run resumed ends before callbacks get a trainer).
+            weights: The trainer's weights kept at the best epoch, the model's and those of the
+                layers it holds beside it (a finished run resumed ends before callbacks get a
+                trainer).
             last_epoch: The epoch whose end the weights are at (``None`` when none is: the run
                 trained none, or a NaN loss stopped it inside an epoch).
         """
         if self.stopped_epoch is not None or (self.best_epoch is not None and self.best_epoch != last_epoch):
-            self._restore(model)
+            self._restore(weights)
 
-    def _restore(self, model: Any) -> None:
+    def _restore(self, weights: Sequence[Any]) -> None:
         if self.restore_best_weights and self._best_weights is not None:
-            model.set_weights(self._best_weights)
+            # A checkpoint of an older trainkit kept the model's weights alone: those come first.
+            for variable, value in zip(weights, self._best_weights, strict=False):
+                variable.assign(value)
             self.restored_epoch = self.best_epoch
 
     def get_state(self) -> dict[str, Any]:
