@@ -228,6 +228,9 @@ class Context:
             ``call`` (a VAE's KL; not an ``activity_regularizer``): the loss has no chance level.
         opaque_layers: The layers without weights whose computation is the user's (``Lambda``
             layers, layer classes of one's own), which may pass no gradient back.
+        attention_score_layers: The query and key projections of the attention layers, as their
+            weights' statistics name them (``multi_head_attention/query``): their gradient passes
+            through the attention scores' softmax only, small by design, not vanishing.
     """
 
     task: str | None = None
@@ -297,6 +300,7 @@ class Context:
     rate_callback: str | None = None
     call_loss_layers: tuple[str, ...] = ()
     opaque_layers: tuple[str, ...] = ()
+    attention_score_layers: tuple[str, ...] = ()
 
     def feeds(self, upstream: str, layer: str) -> bool:
         """Whether ``upstream``'s output reaches ``layer`` (directly or through other layers).

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 def vanishing_gradients(view: Diagnoser) -> Issue | None:
     """The first weight layer gets a gradient 1000x smaller (relative to its weights) than the last."""
-    kernels = kernel_stats(view, GRAD_NORM)
+    # Not an attention's query or key projection: its gradient passes through the scores'
+    # softmax alone, small by design (a healthy Transformer's query read 3e-4x the output's).
+    scores = set(view.context.attention_score_layers)
+    kernels = [name for name in kernel_stats(view, GRAD_NORM) if layer_of(name) not in scores]
     if len(kernels) < 2 or view.epochs_run < view.t.sustained_epochs:
         return None
     chance = chance_level(view)

@@ -227,6 +227,27 @@ def opaque_layers(model: Any) -> tuple[str, ...]:
                  if not layer.weights and (type(layer).__name__ == "Lambda" or not type(layer).__module__.startswith("keras")))
 
 
+def attention_score_layers(model: Any) -> tuple[str, ...]:
+    """The query and key projections of the model's attention layers (``MultiHeadAttention``,
+    ``GroupedQueryAttention``), named as their weights' statistics name them
+    (``multi_head_attention/query``), in model order.
+
+    Their gradient reaches them only through the attention scores' softmax, which a fresh
+    attention spreads nearly evenly over the keys, and not at all where the task is solved
+    through the values: a healthy one-block Transformer whose loss fell 0.50 -> 0.003 got a query
+    gradient 3e-4x the output layer's (relative to the weights), "vanishing" on the way back.
+    """
+    from trainkit.stat_names import variable_name
+
+    found = []
+    for layer in _layers_in_order(model):
+        for projection in (getattr(layer, "_query_dense", None), getattr(layer, "_key_dense", None)):
+            kernel = getattr(projection, "kernel", None) if projection is not None else None
+            if kernel is not None:
+                found.append(variable_name(kernel, getattr(model, "name", None)).rsplit("/", 1)[0])
+    return tuple(found)
+
+
 def _reads_model_inputs(model: Any, layer: Any) -> bool:
     """Whether ``layer`` reads an input of ``model`` itself: the first layer of a Sequential, or a
     layer called on an ``Input`` of a Functional model."""

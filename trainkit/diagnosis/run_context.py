@@ -29,6 +29,7 @@ from trainkit.diagnosis.baseline import (
 from trainkit.diagnosis.engine import Context
 from trainkit.diagnosis.masked_positions import at_positions, loss_positions
 from trainkit.diagnosis.model_facts import (
+    attention_score_layers,
     batch_norm_momenta,
     bounded_output,
     dropped_activations,
@@ -490,6 +491,7 @@ def build_context(
         keras_loss=not unleveled and _keras_losses(trainer, describe_loss),
         call_loss_layers=call_losses,
         opaque_layers=opaque_layers(model),
+        attention_score_layers=attention_score_layers(model),
         regularizers=layer_regularizers(model),
         layer_inputs=inputs,
         # A resumed run's first steps are its own run's, whatever the model held before the restore.
