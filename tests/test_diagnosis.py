@@ -2365,6 +2365,23 @@ def test_a_gradient_norm_growing_while_the_loss_falls_far_is_no_explosion():
     assert finding(s.run(), "exploding-gradients").step == 25
 
 
+def test_a_gradient_spike_on_one_hard_batch_of_a_model_that_learns_is_no_explosion():
+    # A BiLSTM text classifier left its flat start (norm 0.11, loss 0.69) and learned: its norm
+    # reached 53 (472x) at a batch whose own loss jumped to 0.41 among steps at 0.10-0.27, and it
+    # trained on to 0.006. The spiking batch's loss alone read "not falling": "the updates feed
+    # on themselves". Its loss is read with the steps before it, in any split into calls.
+    s = Stream()
+    s.values["grad_norm/global"] = lambda e, st: 0.1 if e * STEPS + st < 25 else 50.0 if e * STEPS + st == 45 else 5.0
+    s.train_loss = lambda e, st: LN2 if e * STEPS + st < 25 else 0.41 if e * STEPS + st == 45 else 0.2
+    for chunk in (STEPS, 3, 1):
+        assert "exploding-gradients" not in codes(s.run(chunk=chunk))
+    # Norms that grow while the loss climbs back up are an explosion, found within a few steps.
+    s.values["grad_norm/global"] = lambda e, st: 0.1 if e * STEPS + st < 25 else 50.0 if e * STEPS + st >= 45 else 5.0
+    s.train_loss = lambda e, st: LN2 if e * STEPS + st < 25 else 0.2 if e * STEPS + st < 45 else 0.6
+    for chunk in (STEPS, 3, 1):
+        assert finding(s.run(chunk=chunk), "exploding-gradients").step in range(45, 50)
+
+
 def test_call_level_findings_do_not_depend_on_how_steps_are_split_into_calls():
     s = Stream()
     s.values["grad_norm/global"] = lambda e, st: 1.0 if e * STEPS + st < 25 else 5e3
