@@ -561,6 +561,36 @@ def test_unscaled_targets_with_scaled_inputs_are_not_told_to_standardise_the_inp
     assert all("the inputs" in finding(report, code).advice for code in ("initial-loss-too-high", "loss-at-chance"))
 
 
+def test_data_unscaled_only_by_a_few_far_rows_is_not_told_to_be_standardised_by_the_rules_after_it():
+    # Targets ~1 with 1% at 1000 (std ~100) under MSE: unscaled-targets told to check those rows
+    # and keep the targets under huber/mae, and exploding-gradients, in the same report, "and
+    # standardise the targets"; inputs with 1% of a feature at 1000, "and standardise the inputs"
+    # beside unscaled-inputs' "clip it or scale it by its median and interquartile range".
+    explode = lambda e, st: 1.0 if e * STEPS + st < 25 else 5e3  # noqa: E731
+    reg = Stream(task="regression", chance=9900.0)
+    reg.context.target_mean, reg.context.target_std = 10.0, 99.5
+    reg.context = dataclasses.replace(reg.context, check_codes=("unscaled-targets",), far_value_checks=("unscaled-targets",))
+    reg.values["grad_norm/global"] = explode
+    advice = finding(reg.run(), "exploding-gradients").advice
+    assert "standardi" not in advice.replace("rather than standardising", "") and "unscaled-targets" in advice, advice
+    reg.train_loss = lambda e, st: 9900.0 - 150 * e
+    reg.val_loss = lambda e: 9950.0 - 150 * e
+    advice = finding(reg.run(), "underfitting").advice
+    assert "standardize_targets" not in advice and "Check the few far rows unscaled-targets names first" in advice, advice
+    # Targets unscaled throughout are still told to standardise them.
+    reg.context = dataclasses.replace(reg.context, far_value_checks=())
+    assert "standardize_targets" in finding(reg.run(), "underfitting").advice
+    s = Stream()
+    s.context = dataclasses.replace(s.context, check_codes=("unscaled-inputs",), far_value_checks=("unscaled-inputs",))
+    s.values["grad_norm/global"] = explode
+    advice = finding(s.run(), "exploding-gradients").advice
+    assert "standardise the inputs" not in advice and "median and interquartile range" in advice, advice
+    s.values["grad_norm/global"] = lambda e, st: 1.0
+    s.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else 0.15
+    advice = finding(s.run(), "initial-loss-too-high").advice
+    assert "standardize_inputs" not in advice and advice.startswith("Fix what unscaled-inputs says first"), advice
+
+
 def test_initial_loss_names_the_inputs_recipe_key_by_its_section():
     # Unscaled targets and inputs: initial-loss-too-high said "standardise the inputs
     # (standardize_inputs: true)", a top-level key a recipe refuses (it is preprocessing's).

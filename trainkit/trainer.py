@@ -305,6 +305,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.findings: list[Finding] = []
         #: The codes the last data checks of training data found (``None``: none ran).
         self.data_check_codes: tuple[str, ...] | None = None
+        #: Of those, the scale findings that blame only a few far rows (see ``Context.far_value_checks``).
+        self.data_check_far: tuple[str, ...] = ()
         self.history = History()
         self._output_names = tuple(getattr(model, "output_names", None) or ())
         self.stop_training = False
@@ -815,6 +817,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                   val_sample_weight=val_sample_weight, skip=skip, split_at=split_at)
         if not evaluation:  # the diagnosis's advice reads them (the inputs scaled, a leak found)
             self.data_check_codes = tuple(f.code for f in found)
+            # unscaled-inputs / unscaled-targets name the far rows (outlier_rows) only when those
+            # rows alone make the data look unscaled: their advice is to check them, not to standardise.
+            self.data_check_far = tuple(f.code for f in found if "outlier_rows" in f.evidence)
             if complete and y is not None and "labels-out-of-range" not in self.data_check_codes:
                 # Every target lies in the bounded output's range (labels-out-of-range looked at
                 # each one): the model-time warning that they might not no longer holds.

@@ -20,7 +20,11 @@ from trainkit.diagnosis.stat_reads import (
     layer_text,
     sustained_since,
 )
-from trainkit.diagnosis.task_context import standardise_inputs_advice, targets_scaled_not_centred
+from trainkit.diagnosis.task_context import (
+    far_values_only,
+    standardise_inputs_advice,
+    targets_scaled_not_centred,
+)
 from trainkit.stat_names import NEAR_ZERO
 
 if TYPE_CHECKING:
@@ -171,7 +175,7 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
         return ("Fix the inputs first (see constant-inputs): every row holds the same values, so each unit gets the "
                 "same input for every row and a unit that starts off (all zeros in, zero bias) stays off. The "
                 "initialisation and the learning rate are not the cause.")
-    if from_init and "unscaled-inputs" in (view.context.check_codes or ()):
+    if from_init and "unscaled-inputs" in (view.context.check_codes or ()) and not far_values_only(view, "inputs"):
         return (f"Standardise the inputs first ({standardize_setting(view.context, 'inputs')}; see unscaled-inputs): "
                 "with features of large, one-signed scales a unit's input is on the same side of 0 for every row, "
                 "so a unit that starts off stays off. If units are still dead after that, check this layer's "
@@ -207,7 +211,9 @@ def _dead_relu_advice(view: Diagnoser, from_init: bool, layer: str, sloped: bool
         return ("Fix the inputs' scale first (see unscaled-inputs): inputs far from 0, or shrunk to nearly 0, give a "
                 "unit an input of the same sign for every row, so each step that turns it off turns it off for all of "
                 f"them. If units still die after that: {lower[0].lower()}{lower[1:]}")
-    if "unscaled-targets" in (view.context.check_codes or ()) and not targets_scaled_not_centred(view):
+    # Targets unscaled only by a few far rows are told to check those rows, not to standardise.
+    if ("unscaled-targets" in (view.context.check_codes or ()) and not targets_scaled_not_centred(view)
+            and not far_values_only(view, "targets")):
         # Raw diabetes targets (mean 152) on sklearn's scaled features: every step pushed the same
         # way for 30 epochs until 53% of a layer was off for every row. Told to lower the rate
         # 10x, the run kept its units and got lr-too-low, its loss still 5x the target variance;

@@ -117,6 +117,10 @@ class Context:
             :func:`trainkit.checks.data_context.position_axes`); ``None`` for targets per row.
         check_codes: The codes the data checks found before the first step (``unscaled-inputs``,
             ``label-leakage``...); ``None`` when they did not run.
+        far_value_checks: Of :attr:`check_codes`, ``unscaled-inputs`` and ``unscaled-targets``
+            when they found the data on a normal scale but for a few far rows (under 1%): their
+            advice is to check those rows (clip them, or keep the targets under huber/mae), and
+            standardising, which would squash every other row, is advised nowhere else.
         uninformed_loss: A classifier's loss when it predicts every class alike (where a fresh
             output starts; above ``chance_loss`` for imbalanced classes), a regression's when it
             predicts 0, ``None`` when unknown.
@@ -265,6 +269,7 @@ class Context:
     target_columns: int | None = None
     target_axes: tuple[int, ...] | None = None
     check_codes: tuple[str, ...] | None = None
+    far_value_checks: tuple[str, ...] = ()
     dropout: float = 0.0
     dropout_layer: str | None = None
     dropout_on_inputs: bool = False

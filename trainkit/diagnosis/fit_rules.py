@@ -24,6 +24,7 @@ from trainkit.diagnosis.setting_text import fit_setting, for_run, standardize_se
 from trainkit.diagnosis.task_context import (
     chance_level,
     constant_prediction,
+    far_values_only,
     standardise_advice,
     targets_scaled_not_centred,
     val_chance_level,
@@ -336,11 +337,17 @@ def underfitting(view: Diagnoser) -> Issue | None:
     # The data checks found the scale that slows it: standardising comes before more epochs or
     # a larger rate (inputs x1000 ended 20 epochs at 3.6x chance, told to raise the rate).
     unscaled = [what for code, what in (("unscaled-inputs", "inputs"), ("unscaled-targets", "targets"))
-                if code in (view.context.check_codes or ())]
+                if code in (view.context.check_codes or ()) and not far_values_only(view, what)]
+    # Data unscaled only by a few far rows: its check says to look at those rows, and
+    # standardising would squash every other row.
+    far = [f"unscaled-{what}" for what in ("inputs", "targets") if far_values_only(view, what)]
     first = (f"Standardise the {' and '.join(unscaled)} first ("
              f"{' and '.join(standardize_setting(view.context, what) for what in unscaled)}; see "
              f"{', '.join(f'unscaled-{what}' for what in unscaled)}): badly scaled data is what "
              f"slows the loss. Then: train" if unscaled else "Train")
+    if far and not unscaled:
+        first = (f"Check the few far rows {' and '.join(far)} name{'s' * (len(far) == 1)} first (not by standardising: that "
+                 "would squash every other row). Then: train")
     if not unscaled and found_codes(view, ("initial-loss-too-high",)):
         # A start far above chance that no data check explains is the initialisation's (ReLU
         # layers at random_normal(stddev=1) on the diabetes data ended at 1e5x chance, and were

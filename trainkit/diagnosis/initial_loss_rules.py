@@ -11,9 +11,12 @@ from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.setting_text import for_run, standardize_setting
 from trainkit.diagnosis.task_context import (
+    FAR_INPUTS,
+    FAR_TARGETS,
     chance_level,
     chance_text,
     constant_prediction,
+    far_values_only,
     inputs_scaled,
     mean_bias_text,
     standardise_inputs_advice,
@@ -101,22 +104,30 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # Inputs the data checks found scaled (standard normal features, targets ~1e4) were told
         # to be standardised too.
         advice = (targets_scaling_advice(view)
-                  + ("" if inputs_scaled(view) else f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})")
+                  + standardise_inputs_advice(view, f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})")
                   + f"; or initialise the output bias at {constant_prediction(view)} ({mean_bias_text(view)}).")
     elif "unscaled-targets" in (view.context.check_codes or ()) and _regression_outputs_dominate(view, loss):
         # A regression output beside a classifier (task "mixed"): targets ~3000 made the first
         # loss 37x chance and were told "the inputs are scaled, so look at the initialisation".
-        if view.context.relative_loss:
+        if far_values_only(view, "targets"):
+            advice = FAR_TARGETS + standardise_inputs_advice(view, f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})")
+        elif view.context.relative_loss:
             # MSLE and MAPE break on centred targets: scaled, as unscaled-targets advises.
             advice = ("Scale the regression targets the data checks found unscaled without centring them (see unscaled-targets; "
                       "the loss reads ratios or logarithms of them: y_scale = np.abs(y_train).mean(0), fit on y / y_scale)"
-                      + ("" if inputs_scaled(view) else f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})"))
+                      + standardise_inputs_advice(view, f"; standardise the inputs ({standardize_setting(view.context, 'inputs')})"))
         else:
             recipe_key = "preprocessing.standardize_targets: true, or " if view.context.recipe else ""
             advice = (f"Standardise the regression targets the data checks found unscaled (see unscaled-targets; {recipe_key}"
                       "y = (y - y_train.mean()) / y_train.std())"
-                      + ("" if inputs_scaled(view) else f" and the inputs ({standardize_setting(view.context, 'inputs')})"))
+                      + standardise_inputs_advice(view, f" and the inputs ({standardize_setting(view.context, 'inputs')})"))
         advice += ": their output starts far from them, and its loss dwarfs the others'."
+    elif far_values_only(view, "inputs"):
+        # A few far input values (1% of a feature at 1000 among values ~1) make those rows' first
+        # outputs far off; "standardise the inputs" would squash every other row.
+        advice = (f"Fix what unscaled-inputs says first: {FAR_INPUTS}. Those rows' first outputs are far off; "
+                  f"then use the initialiser of the activation (he_normal for relu, glorot_uniform for tanh), "
+                  f"and {_log_prior_bias_text(view)}.")
     elif not inputs_scaled(view) and _scaled_initializers(view):
         # Unscaled inputs into layers that start as they should: "use the initialiser of the
         # activation (he_normal for relu)" made train_scale_broken's glorot_uniform ReLU layer start

@@ -44,7 +44,6 @@ from trainkit.diagnosis.task_context import (
     chance_level,
     chance_text,
     constant_prediction,
-    inputs_scaled,
     mean_bias_text,
     standardise_advice,
     standardise_inputs_advice,
@@ -613,7 +612,7 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     return Issue(
         f"{ended} The model never reached the scale of the targets: typical of unstandardised targets (a linear "
         f"output starting near 0 for targets far from 0) or updates too small to get there.",
-        targets_scaling_advice(view) + ("" if inputs_scaled(view) else "; standardise the inputs")
+        targets_scaling_advice(view) + standardise_inputs_advice(view, "; standardise the inputs")
         + f", or initialise the output bias at {constant_prediction(view)} ({mean_bias_text(view)}); then check the "
         "learning rate and train longer if the loss still falls.",
         evidence, epoch=view.epochs[-1].epoch)

@@ -478,6 +478,7 @@ def build_context(
         target_columns=int(np.prod(np.shape(targets)[1:], dtype=np.int64)) if scale else None,
         target_axes=_target_axes(model, targets) if scale else None,
         check_codes=getattr(trainer, "data_check_codes", None),
+        far_value_checks=tuple(getattr(trainer, "data_check_far", ())),
         dropout=dropout[0],
         dropout_layer=dropout[1],
         dropout_on_inputs=dropout[2],
