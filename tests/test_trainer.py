@@ -3073,6 +3073,26 @@ def test_a_model_s_attribute_read_from_the_trainer_is_told_the_trainer_s_spellin
     assert not isinstance(plain.value, ArgumentError)
 
 
+def test_a_subclass_property_that_raises_attribute_error_inside_keeps_its_own_error():
+    # Trainer.__getattr__ is also called when a property raises AttributeError inside: a
+    # subclass's `extra` reading self.model.no_such_thing was told "'T' object has no attribute
+    # 'extra'", and its own `layers` trainer-is-not-the-model; the real error was lost.
+    class T(Trainer):
+        @property
+        def extra(self):
+            return self.model.no_such_thing
+
+        @property
+        def layers(self):
+            return self.model.not_here
+
+    trainer = T(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0)
+    for name, missing in (("extra", "no_such_thing"), ("layers", "not_here")):
+        with pytest.raises(AttributeError) as info:
+            getattr(trainer, name)
+        assert missing in str(info.value) and not isinstance(info.value, ArgumentError), info.value
+
+
 def test_an_optimizer_applied_to_variables_it_was_not_built_for_is_told_what_to_write():
     # A GAN ported with self.optimizer also stepping the generator kept beside the model got
     # Keras's "Unknown variable: ... you should recreate a new optimizer instance".

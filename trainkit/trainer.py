@@ -440,6 +440,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             ModelAttributeError: ``trainer-is-not-the-model`` (an ``AttributeError`` too).
             AttributeError: for any other name.
         """
+        if any(name in vars(cls) for cls in type(self).__mro__):
+            # A property (the trainer's or a subclass's) that raised AttributeError inside: Python
+            # drops that error and calls this, which said "object has no attribute 'extra'" of a
+            # property it has (or trainer-is-not-the-model of a subclass's own `layers`). Reading it
+            # again raises the property's own error, with its own message and traceback.
+            return object.__getattribute__(self, name)
         raise model_attribute_error(self, name)
 
     @property
