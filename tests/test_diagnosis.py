@@ -5515,6 +5515,25 @@ def test_a_new_model_built_around_trained_layers_judges_no_fresh_start(trained_b
     assert not {"initial-loss-too-low", "loss-collapsed"} & set(codes(trainer))
 
 
+def test_a_fresh_model_is_judged_without_reading_the_weights_of_unrelated_trained_models(monkeypatch):
+    # trained_before fingerprinted every trained model alive in the process (4 variables copied to
+    # the host each) before asking whether it shared a weight with the new one: 100 a notebook
+    # kept cost ~95 ms at each fit's start, for models it shares nothing with.
+    from trainkit import trained_models
+
+    kept = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]) for _ in range(5)]
+    for model in kept:
+        trained_models.record_training(model, False)
+    read = []
+    real = trained_models.weights_fingerprint
+    monkeypatch.setattr(trained_models, "weights_fingerprint", lambda model: read.append(model) or real(model))
+    fresh = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert trained_models.trained_before(fresh) is False and read == []
+    # A model taking one of their layers still reads that one's.
+    shared = keras.Sequential([keras.Input((4,)), kept[2].layers[0]])
+    assert trained_models.trained_before(shared) is False and read == [kept[2]]
+
+
 def test_a_model_whose_weights_were_put_back_to_their_start_is_a_fresh_start_again():
     # A sweep resetting one model with set_weights(initial) for each new Trainer was judged "trained
     # before" for good (the review audit): no initial-loss verdicts, no dead-at-start evidence.
