@@ -750,6 +750,20 @@ def test_target_columns_of_very_different_spreads_are_told_to_be_standardised_ea
     assert check_data(X, pixels, model=wide, loss=get_loss("mse"), task="regression") == []
 
 
+def test_target_columns_of_very_different_spreads_under_a_loss_of_one_s_own_are_let_be():
+    # A loss that scales each column's error itself was told its narrow column "barely counts"
+    # and to standardise each column: only losses known to add the columns up in their own units
+    # (MSE, MAE, Huber, log-cosh, as the README says) are judged.
+    rng = np.random.default_rng(0)
+    y = np.stack([5 * YR, 0.05 * np.sin(2 * X[:, 1]) + 0.005 * rng.normal(size=len(X))], axis=1).astype("float32")
+    two = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(2)])
+
+    def scaled_mse(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square((y_true - y_pred) / keras.ops.convert_to_tensor([5.0, 0.05])), axis=-1)
+
+    assert check_data(X, y, model=two, loss=get_loss(scaled_mse), task="regression") == []
+
+
 @pytest.mark.parametrize("loss", ["mse", "huber"])
 def test_targets_unscaled_only_by_a_few_far_rows_are_not_told_to_be_standardised(loss):
     # 1% of the targets at 1000 among values ~1 (std ~100): standardised as advised, the other

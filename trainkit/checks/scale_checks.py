@@ -519,7 +519,10 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         if scale is None:
             continue
         if scale.scaled:
-            uneven = None if relative else _uneven_target_columns(ctx, t, y, non_negative)
+            # Only under a loss known to add up the columns' errors in their own units: a loss of
+            # one's own (kind None) may weigh each column itself, as a per-column scaled MSE did,
+            # and was told its narrow column "barely counts".
+            uneven = None if relative or t.loss.kind != "regression" else _uneven_target_columns(ctx, t, y, non_negative)
             if uneven is not None:
                 return uneven
             continue
