@@ -100,10 +100,11 @@ class Baseline:
             unit, 1/K per softmax class): where a freshly initialised output with small logits
             starts, above the chance level when the classes are imbalanced; a regression's loss
             when it predicts 0 (where a fresh linear output starts); ``None`` otherwise.
-        first_steps: A classifier's lowest plausible loss on its first steps' batches (the
-            highest of :data:`FIRST_STEPS` of them) while it predicts a constant: below the chance
-            level where a batch may hold few or none of a rare class's rows (see
-            :func:`first_steps_level`); ``None`` when unknown.
+        first_steps: The lowest plausible loss on the first steps' batches (the highest of
+            :data:`FIRST_STEPS` of them) while the model predicts a constant (a classifier's
+            prior; a regression's best constant, or 0, where a fresh output starts): below the
+            chance level where a batch may hold few or none of a rare class's rows, or of a
+            regression's few far targets (see :func:`first_steps_level`); ``None`` when unknown.
         floor: The loss of a perfect prediction, the lowest the loss can get: 0 but for
             cross-entropy with ``label_smoothing``, whose smoothed labels' own entropy it never
             goes below (see :func:`smoothed_floor`).

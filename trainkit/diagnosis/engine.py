@@ -131,9 +131,10 @@ class Context:
         soft_target_loss: For cross-entropy on soft targets, which has no chance level, the loss
             of predicting their mean (:class:`trainkit.diagnosis.baseline.SoftTargetLevels`);
             ``None`` otherwise.
-        first_steps_loss: A classifier's lowest plausible loss over its first steps while it
-            predicts a constant (below ``chance_loss`` where a batch may lack a rare class: see
-            :func:`trainkit.diagnosis.baseline.first_steps_level`), ``None`` when unknown.
+        first_steps_loss: The lowest plausible loss over the first steps while the model
+            predicts a constant, a classifier's prior or a regression's best constant or 0 (below
+            ``chance_loss`` where a batch may lack a rare class, or a regression's few far targets:
+            see :func:`trainkit.diagnosis.baseline.first_steps_level`), ``None`` when unknown.
         dropout: The highest dropout rate of the model's layers (``Dropout``, ``rate`` of its
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
         dropout_layer: The layer of that rate, ``None`` without dropout.
