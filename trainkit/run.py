@@ -85,6 +85,8 @@ class RunResult:
     restored_epoch: int | None = None
     # What the recipe's preprocessing standardised with (see trainkit.data.standardization).
     standardization: dict[str, Any] | None = None
+    # False on a multi-worker run's other workers, which write nothing: the chief writes the run.
+    chief: bool = True
 
     @property
     def restored_values(self) -> dict[str, float] | None:
@@ -320,7 +322,8 @@ def train_recipe(
         if not chief:  # nothing in it is read: each worker process of a run left one behind
             shutil.rmtree(run_dir, ignore_errors=True)
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
-                       resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling)
+                       resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling,
+                       chief=chief)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
         _finish_run(result, recipe, resume_dir, chief)
     return result
@@ -595,7 +598,7 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     lines.append(render_text(result.findings))
     if result.findings and not [f for f in result.findings if f.severity in ("warning", "error")]:  # notes only
         lines.append("no findings of severity warning or error")
-    if not result.trainer.is_chief:
+    if not result.chief:
         lines.append("this worker wrote no run directory: the chief worker writes the run")
         return lines
     # The command is quoted for the shell (a logdir with a space pastes back whole); the path is not.
