@@ -199,6 +199,32 @@ def test_a_class_id_past_the_units_in_a_batch_the_checks_did_not_read_is_a_data_
     assert int(max(int(tf.reduce_max(b)) for _, b in mapped)) == 5 and int(min(int(tf.reduce_min(b)) for _, b in mapped)) == 0
 
 
+@pytest.mark.parametrize("structure", ["dict", "tuple"])
+def test_a_class_id_past_the_units_of_one_output_of_several_is_told_a_map_of_that_output(structure):
+    # The lookup map told for a dataset mapped the whole y, a TypeError on a dict (or tuple) of
+    # targets: it now makes over the failing output's entry alone.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(640, 4)).astype("float32")
+    ids, other = rng.integers(0, 5, size=640), rng.normal(size=(640, 1)).astype("float32")
+    ids[600] = 7  # batch 19 of 32 rows
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(5, activation="softmax", name="classes")(inputs), keras.layers.Dense(1, name="value")(inputs)])
+    targets = {"classes": ids, "value": other} if structure == "dict" else (ids, other)
+    data = tf.data.Dataset.from_tensor_slices((x, targets)).batch(32)
+    trainer = Trainer(model, loss={"classes": "sparse_categorical_crossentropy", "value": "mse"}, optimizer="adam",
+                      task={"classes": "multiclass", "value": "regression"}, logdir=None, jit_compile=False)
+    with pytest.raises(DataError) as info:
+        trainer.fit(data, epochs=1, verbose=0)
+    assert info.value.code == "label-format" and "the output layer 'classes' has 5 units" in info.value.message
+    advised = re.search(r"dataset\.map\((lambda .*\))\)\.", info.value.message).group(1)
+    lookup = keras.layers.IntegerLookup(vocabulary=[0, 1, 2, 3, 4, 7], num_oov_indices=0)
+    mapped = list(data.map(eval(advised, {"lookup": lookup})))
+    made = [b["classes"] if structure == "dict" else b[0] for _, b in mapped]
+    kept = [b["value"] if structure == "dict" else b[1] for _, b in mapped]
+    assert int(max(int(tf.reduce_max(b)) for b in made)) == 5
+    np.testing.assert_array_equal(np.concatenate([np.asarray(b) for b in kept]), other)
+
+
 @pytest.mark.parametrize(("bad_id", "said", "not_said"), [
     # predict(x) with id 30 for Embedding(20) was told "A batch read during training ... The checks
     # before the first step read only a dataset's first batches": predict neither trains nor checks.

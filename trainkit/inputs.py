@@ -15,7 +15,7 @@ import itertools
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -97,7 +97,7 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
                 model = getattr(args[0], "model", None) if args else None
                 data = args[1] if len(args) > 1 else kwargs.get("x")
                 refusal = (_ids_out_of_table(err, model, method.__name__)
-                           or _class_ids_out_of_range(err, model, method.__name__, isinstance(data, tf.data.Dataset)))
+                           or _class_ids_out_of_range(err, model, method.__name__, data if isinstance(data, tf.data.Dataset) else None))
                 if refusal is not None:
                     raise refusal from None
                 raise
@@ -164,10 +164,10 @@ def _ids_out_of_table(err: tf.errors.OpError, model: Any, method: str = "fit") -
 _OUT_OF_CLASSES = re.compile(r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
 
 
-def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "fit", dataset: bool = False) -> DataError | None:
+def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "fit", dataset: tf.data.Dataset | None = None) -> DataError | None:
     """``label-format`` for TensorFlow's error on a class id a sparse cross-entropy has no unit
     for, ``None`` for any other error (``method``: the Trainer method that failed; ``dataset``:
-    whether it read a ``tf.data.Dataset``, whose labels numpy's ``np.unique`` cannot reach).
+    the ``tf.data.Dataset`` it read, whose labels numpy's ``np.unique`` cannot reach, or ``None``).
 
     The data checks read a dataset's first batches only: a label 7 for a 5-unit softmax in a later
     batch failed the step with TensorFlow's "Graph execution error ... Received a label value of 7
@@ -177,15 +177,17 @@ def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "f
     if found is None or not isinstance(model, keras.Model):
         return None
     value, units = int(found.group(1)), int(found.group(2))
+    from trainkit.checks.data_context import entry_map
     from trainkit.checks.model_inspect import find_outputs
 
     # The error names no output; with one output of that many units it is that one.
-    heads = [output.layer for output in find_outputs(model) if output.units == units]
-    where = f"the output layer '{heads[0]}'" if len(heads) == 1 else "the output"
+    outputs = find_outputs(model)
+    heads = [output for output in outputs if output.units == units]
+    where = f"the output layer '{heads[0].layer}'" if len(heads) == 1 else "the output"
     during, checked = _READ_DURING.get(method, _READ_DURING["fit"])
     # A dataset's labels take no np.unique (the label-format the checks give a dataset says so).
     remap = ("where the dataset is made, the same for every split: lookup = keras.layers.IntegerLookup(vocabulary=[every class "
-             "id, in order], num_oov_indices=0), then dataset.map(lambda x, y, *w: (x, lookup(y), *w))." if dataset else
+             f"id, in order], num_oov_indices=0), then {entry_map(_target_entry(dataset, outputs, heads), 'lookup(y)')}." if dataset is not None else
              ": classes, y = np.unique(y, return_inverse=True) over every split's labels together.")
     return DataError("label-format", f"A batch {during} holds class id {value}, but {where} has {units} units (ids 0..{units - 1}): "
                                      f"an id outside that range has no unit, and the sparse cross-entropy cannot score it.{checked} "
@@ -195,6 +197,23 @@ def _class_ids_out_of_range(err: tf.errors.OpError, model: Any, method: str = "f
                                      f"A batch {during} holds class id {value}, but {where} takes ids 0..{units - 1}: a negative "
                                      f"label has no unit, and the sparse cross-entropy cannot score it.{checked} Map the labels to "
                                      f"0..{units - 1}" + (" " if dataset else "") + remap)
+
+
+def _target_entry(dataset: tf.data.Dataset, outputs: Sequence[Any], heads: Sequence[Any]) -> str | int | None:
+    """Where the one output of ``heads`` sits in ``dataset``'s targets: a key of a dict of
+    targets, an index of a tuple of them, or ``None`` for targets that are one tensor (or an
+    output that cannot be told). The map of the whole ``y`` raised a TypeError on a dict."""
+    spec = dataset.element_spec
+    targets = spec[1] if isinstance(spec, tuple) and len(spec) > 1 else None
+    if len(heads) != 1 or not isinstance(targets, Mapping | tuple | list):
+        return None
+    head = heads[0]
+    if isinstance(targets, Mapping):
+        keys = [str(k) for k in targets]
+        if len(keys) == 1:
+            return keys[0]
+        return next((k for k in (head.key, head.layer, head.name) if k in keys), None)
+    return outputs.index(head) if len(targets) == len(outputs) > 1 else None
 
 
 def _refuse_missing_text(batch: Any, data: keras.utils.PyDataset, index: int) -> None:

@@ -239,12 +239,18 @@ def label_map(t: Target, mapped: str) -> str:
     For one output of several only its own entry of the element's targets is made over: the map
     of the whole ``y`` raised a TypeError on a dict (or tuple) of targets.
     """
-    if t.entry is None:
+    return entry_map(t.entry, mapped)
+
+
+def entry_map(entry: str | int | None, mapped: str) -> str:
+    """:func:`label_map` for the targets at ``entry`` of the element's ``y`` (a key of a dict of
+    targets, an index of a tuple of them, ``None`` for the whole ``y``)."""
+    if entry is None:
         new = mapped
-    elif isinstance(t.entry, int):
-        new = f"tuple({_LABELS.sub('v', mapped)} if k == {t.entry} else v for k, v in enumerate(y))"
+    elif isinstance(entry, int):
+        new = f"tuple({_LABELS.sub('v', mapped)} if k == {entry} else v for k, v in enumerate(y))"
     else:
-        new = f"{{**y, {t.entry!r}: {_LABELS.sub(lambda _: f'y[{t.entry!r}]', mapped)}}}"
+        new = f"{{**y, {entry!r}: {_LABELS.sub(lambda _: f'y[{entry!r}]', mapped)}}}"
     return f"dataset.map(lambda x, y, *w: (x, {new}, *w))"
 
 
