@@ -1236,6 +1236,17 @@ def test_one_name_where_a_list_belongs_is_shown_as_a_list(runner, tiny_recipe, t
     assert result.exit_code == 2 and "such as" not in result.output, result.output  # a mapping: no list of it to show
 
 
+@pytest.mark.parametrize(("override", "shown"), [
+    ("metrics=accuracy,auc", "such as ['accuracy', 'auc']."),
+    ("sweep.optimizer.learning_rate=0.1,0.01", "of the values to try, such as [0.1, 0.01]."),
+])
+def test_a_comma_separated_value_where_a_list_belongs_is_shown_as_its_items(runner, tiny_recipe, override, shown):
+    # `--set metrics=accuracy,auc` (one YAML string) was told "such as ['accuracy,auc']": a list of
+    # one name that is no metric, the same mistake written in brackets.
+    result = runner.invoke(app, ["check", str(tiny_recipe), "--set", override])
+    assert result.exit_code == 2 and result.output.rstrip().endswith(shown), result.output
+
+
 def test_an_empty_value_where_a_list_belongs_is_not_shown_as_a_list_of_none(runner, tiny_recipe):
     # `--set allow=` (YAML's null) was told "expected a valid list, such as [None]".
     result = runner.invoke(app, ["check", str(tiny_recipe), "--set", "allow="])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from trainkit.errors import RecipeError, closest_match
 from trainkit.recipe_paths import did_you_mean, fields_at, literal_values, schema_at
-from trainkit.recipe_text import one_line, short
+from trainkit.recipe_text import one_line, parse_yaml, short
 
 _MAX_REPORTED = 3  # problems named in one message
 
@@ -102,13 +102,29 @@ def _describe_problem(path: str, kind: str, errors: list[dict[str, Any]], raw: M
         return f"Invalid {path or 'recipe'}: {message}." if path else f"Invalid recipe: {message}."
     expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
     if path.startswith("sweep.") and first["type"] == "list_type":
-        expected += f" of the values to try, such as [{short(first.get('input'))}]"
+        expected += f" of the values to try, such as {_as_list(first.get('input'))}"
     elif first["type"] == "list_type" and not isinstance(first.get("input"), (Mapping, list, type(None))):
         # metrics: accuracy (YAML's one name, not a list of one) said only "expected a valid list".
         # An empty value (allow:) is YAML's null, no name: "such as [None]" showed no list to write.
-        expected += f", such as [{short(first.get('input'))}]"
+        expected += f", such as {_as_list(first.get('input'))}"
     hint = _closest_choice(path, errors, raw, schema) or _boolean_word(errors)
     return f"Invalid value at {path or 'recipe'}: received {short(first.get('input'))}; expected {expected}.{hint}"
+
+
+def _as_list(value: Any) -> str:
+    """The list a scalar written where a list belongs stands for: ``[0.1, 0.01]`` for ``'0.1,0.01'``.
+
+    ``--set metrics=accuracy,auc`` (or a sweep's ``0.1,0.01``) is one YAML string with commas in
+    it, and the list shown to write instead was that string in brackets, ``['accuracy,auc']``:
+    one name that is no metric. Each comma-separated part is read as YAML, as the list's items would be.
+    """
+    if not isinstance(value, str) or "," not in value:
+        return f"[{short(value)}]"
+    try:
+        items = [parse_yaml(part.strip()) for part in value.split(",")]
+    except RecipeError:  # a part that is no YAML value of its own: shown as text
+        items = [part.strip() for part in value.split(",")]
+    return f"[{', '.join(short(item) for item in items)}]"
 
 
 def _boolean_word(errors: list[dict[str, Any]]) -> str:
