@@ -648,3 +648,13 @@ def test_class_weight_on_a_multilabel_recipe_is_refused_when_it_loads(tmp_path):
             .replace("metrics: [accuracy]", "metrics: [mae]").replace("batch_size: 16}", "batch_size: 16, class_weight: {0: 1.0, 1: 5.0}}"))
     err = error_of(load_recipe, write(tmp_path, text))
     assert "a regression has none" in err.message
+
+
+def test_a_logdir_under_the_home_directory_is_expanded(tmp_path: Path, monkeypatch) -> None:
+    # `logging.logdir: ~/runs` (no shell reads a recipe) trained into a folder named "~" in the
+    # current directory, while the summary said "run written to ~/runs/...".
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    written = write(tmp_path, TINY + "logging: {logdir: ~/runs}\n")
+    assert load_recipe(written).logging.logdir == str(tmp_path / "home" / "runs")
+    assert load_recipe(tiny_with(tmp_path, "seed: 1", "seed: 2"), ["logging.logdir=~/elsewhere"]).logging.logdir == str(tmp_path / "home" / "elsewhere")
+    assert load_recipe(written, ["logging.logdir=runs/~x"]).logging.logdir == "runs/~x"  # only a leading ~ is the home

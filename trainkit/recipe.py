@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -399,6 +400,13 @@ class LoggingConfig(_Section):
     scalars_every: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
     histograms_every: Literal["epoch"] | Annotated[int, Field(ge=1, le=MAX_BATCH)] = "epoch"
     statistics: bool = True
+
+    @field_validator("logdir")
+    @classmethod
+    def _home_expanded(cls, value: str) -> str:
+        # No shell reads a recipe: `logdir: ~/runs` made a folder named "~" in the current
+        # directory, while the summary's "run written to ~/runs/..." sent the user to their home.
+        return os.path.expanduser(value)
 
 
 # ------------------------------------------------------------------------------------- recipe
