@@ -1539,3 +1539,17 @@ def test_diagnose_of_a_missing_run_is_a_usage_error_in_a_fresh_process(tmp_path)
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: [run-not-found]" in proc.stderr + proc.stdout
+
+
+def test_a_loss_argument_that_fails_on_the_model_outputs_is_a_user_error(runner, tiny_recipe, tmp_path):
+    # `--set loss.axis=5` passed `check` as "ok"; `train` then failed tracing its first step with
+    # a TensorFlow traceback (exit 1) and left its run directory behind.
+    checked = runner.invoke(app, ["check", str(tiny_recipe), "--set", "loss.axis=5"])
+    said = 'error: [bad-loss-argument] Loss "binary_crossentropy" fails with axis: 5 on this model\'s outputs'
+    assert checked.exit_code == 2 and checked.output.startswith(said) and len(checked.output.splitlines()) == 1, checked.output
+    runs = tmp_path / "runs"
+    trained = runner.invoke(app, ["train", str(tiny_recipe), "--set", "loss.axis=5", "--logdir", str(runs), "-q"])
+    assert trained.exit_code == 2 and said in trained.output, trained.output
+    assert not runs.exists() or not any(runs.iterdir())
+    fine = runner.invoke(app, ["check", str(tiny_recipe), "--set", "loss.axis=-1"])  # its default, written out
+    assert fine.exit_code == 0 and fine.output.rstrip().endswith("ok: no compatibility or data problems found"), fine.output

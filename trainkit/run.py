@@ -26,7 +26,13 @@ from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data, standardization
 from trainkit.diagnosis.readback import run_order
 from trainkit.distribute import is_chief, scope, strategy_from_name
-from trainkit.errors import NOTHING_TRAINED, RecipeError, RunDirError, TrainingInterrupted
+from trainkit.errors import (
+    NOTHING_TRAINED,
+    RecipeError,
+    RunDirError,
+    TrainingInterrupted,
+    UnknownNameError,
+)
 from trainkit.findings import Finding
 from trainkit.history import History
 from trainkit.interrupt import (
@@ -38,6 +44,7 @@ from trainkit.interrupt import (
 )
 from trainkit.modelbuild import build_from_recipe, model_code_error
 from trainkit.recipe import Recipe
+from trainkit.recipe_text import one_line
 from trainkit.run_lock import in_use_error, training_process
 from trainkit.runs import (
     check_writable,
@@ -168,9 +175,44 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapp
     found = trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights,
                                batch_size=recipe.training.batch_size, feature_names=splits.feature_names)
     trainer.findings.extend(_with_leak_label_fix(recipe, splits, found))
+    _try_loss_arguments(recipe, splits, trainer)
     # Shown before the first epoch, as a Python fit's own checks are (the report repeats them).
     trainer._unshown_checks = [f for f in trainer.findings if f.severity != "info"]
     return PreparedRun(recipe, splits, trainer)
+
+
+def _try_loss_arguments(recipe: Recipe, splits: DataSplits, trainer: Trainer) -> None:
+    """Calls a loss given keyword arguments once, eagerly, on two training rows and their outputs.
+
+    Some arguments can only be judged against the shapes they meet: ``loss: {name:
+    binary_crossentropy, axis: 5}`` passed ``trainkit check`` as "ok", and ``trainkit train`` then
+    failed tracing its first step with a TensorFlow traceback (exit 1), its run directory left
+    behind. Only such recipes pay for the call, once, before training.
+
+    Raises:
+        UnknownNameError: ``bad-loss-argument``, naming the arguments and the loss's own message.
+    """
+    spec = recipe.loss
+    if not isinstance(spec, Mapping) or set(spec) <= {"name"} or len(trainer.heads) != 1:
+        return
+    if not isinstance(splits.x_train, np.ndarray) or not isinstance(splits.y_train, np.ndarray) or not len(splits.x_train):
+        return
+    import tensorflow as tf  # imported by the trainer already
+
+    y_pred = trainer.model(splits.x_train[:2], training=False)
+    if not tf.is_tensor(y_pred):  # a dict or list of one output: the step pairs it, not this
+        return
+    loss_fn = trainer.heads[0].loss
+    try:
+        # Traced, not run: a kernel that failed eagerly logged TensorFlow's C++ warnings on stderr.
+        tf.function(lambda y, p: loss_fn(y, p), autograph=False).get_concrete_function(tf.constant(splits.y_train[:2]), y_pred)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as err:
+        # Shape inference's message goes on with the node and its input shapes: "... for '{{node ...".
+        reason = str(err).split(" for '{{node")[0].strip().rstrip(".")
+        given = ", ".join(f"{key}: {value!r}" for key, value in spec.items() if key != "name")
+        raise UnknownNameError("bad-loss-argument", one_line(
+            f'Loss "{spec.get("name")}" fails with {given} on this model\'s outputs (shape {tuple(y_pred.shape)[1:]} a row) and the targets: '
+            f"{reason}. Change or remove those arguments (loss in the recipe).")) from None
 
 
 def _with_leak_label_fix(recipe: Recipe, splits: DataSplits, findings: Sequence[Finding]) -> list[Finding]:
