@@ -2383,6 +2383,18 @@ def test_exploding_gradients_behind_steps_a_loss_scale_optimizer_skipped():
     assert finding(d, "exploding-gradients").step == 25 and "nan-loss" not in codes(d)
 
 
+def test_steps_of_no_gradient_are_no_baseline_of_an_explosion():
+    # A series in time order whose first 800 steps are 0 (zero windows, zero targets): a fresh
+    # LSTM fits them exactly, its first norms were 0, and the first batch of real values (2.3)
+    # read "2e12x its level in the first steps ... the updates feed on themselves".
+    s = Stream()
+    s.values["grad_norm/global"] = lambda e, st: 0.0 if e * STEPS + st < 25 else 2.3
+    s.train_loss = lambda e, st: 0.0 if e * STEPS + st < 25 else 0.3
+    assert "exploding-gradients" not in codes(s.run())
+    s.values["grad_norm/global"] = lambda e, st: 0.0 if e * STEPS + st < 25 else 2.3 if e * STEPS + st < 40 else 5e3
+    assert finding(s.run(), "exploding-gradients").evidence["baseline_grad_norm"] == 2.3
+
+
 def test_a_gradient_norm_growing_while_the_loss_falls_far_is_no_explosion():
     # 10 tanh layers initialised with stddev 0.05: the norm went from 0.06 to 10 (171x) at a loss
     # of 0.036, from ln 2 at the start, and the run ended at a validation loss of 0.007.

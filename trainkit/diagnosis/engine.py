@@ -927,10 +927,14 @@ class Diagnoser:
     def _detect_explosion(self, first_step: int, norms: np.ndarray, loss: np.ndarray | None) -> None:
         # The baseline is the median of the first BASELINE_STEPS finite norms; it is fixed once
         # full, so the rest of a call is one vectorised comparison (this runs after every call).
+        # Norms of 0 are no level: batches the model already fits exactly (a series in time order
+        # whose first 800 steps are 0, zero windows and zero targets) left a baseline of 0, and
+        # the first gradient of the series' real values, 2.3, read "2e12x ... the updates feed
+        # on themselves".
         level = self._loss_level(loss)
         start = 0
         while len(self._baseline) < BASELINE_STEPS and start < len(norms):
-            if np.isfinite(norms[start]):
+            if np.isfinite(norms[start]) and norms[start] > 0:
                 self._baseline.append(float(norms[start]))
             start += 1
         if len(self._baseline) < BASELINE_STEPS or start == len(norms):
