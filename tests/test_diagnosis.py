@@ -220,6 +220,34 @@ def test_a_fresh_forecaster_starting_near_the_last_value_is_not_told_a_leak(sour
     assert context.first_steps_loss < 0.1 * context.chance_loss
 
 
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_a_series_in_time_order_starting_at_zero_is_not_told_a_leak(source):
+    # A series whose first 800 steps are 0, its windows batched in time order: a fresh LSTM's
+    # first losses were 0 (zero windows, zero targets) and it was told initial-loss-too-low, "a
+    # label leaking", against the variance of the whole series. Predicting 0 scores 0 on those
+    # batches: the first steps' level is read on them, not on batches drawn at random.
+    s = np.sin(np.arange(1200) / 10) + 0.1 * np.random.default_rng(0).normal(size=1200)
+    s[:800] = 0.0
+    x = s[np.arange(1184)[:, None] + np.arange(16)[None, :]][..., None].astype("float32")
+    y = s[16:, None].astype("float32")
+    model = keras.Sequential([keras.Input((16, 1)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", statistics=False)
+    if source == "dataset":
+        trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=1, verbose=0)
+    else:
+        trainer.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    assert "initial-loss-too-low" not in {f.code for f in trainer.findings}
+    assert trainer._live_diagnosis.diagnoser.context.first_steps_loss == 0.0
+
+
+def test_the_first_steps_level_of_batches_in_order_reads_the_first_rows():
+    from trainkit.diagnosis.baseline import chance_loss
+
+    y = np.concatenate([np.zeros(800), np.random.default_rng(0).normal(size=400)])[:, None]
+    assert chance_loss("regression", "mse", y, batch_size=32).first_steps > 0.1
+    assert chance_loss("regression", "mse", y, batch_size=32, in_order=True).first_steps == 0.0
+
+
 def test_the_linear_fit_level_is_that_of_what_the_inputs_explain():
     from trainkit.diagnosis.baseline import linear_fit_level
 

@@ -122,7 +122,7 @@ class Baseline:
 
 
 def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None,
-                units: int | None = None, prior_rows: Any = None) -> Baseline | None:
+                units: int | None = None, prior_rows: Any = None, in_order: bool = False) -> Baseline | None:
     """The loss a model would get by predicting the label prior / the best constant target for every row.
 
     Args:
@@ -137,6 +137,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         prior_rows: Other labels of the same classes (the training labels, for the validation
             level): pooled with ``y`` for the prior of a sparse or categorical cross-entropy on
             unweighted rows too few for their classes (see :data:`OWN_PRIOR_ROWS_PER_CLASS`).
+        in_order: The training batches are ``y``'s rows in their own order (see :func:`first_steps_level`).
 
     Returns:
         The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss, a
@@ -249,14 +250,15 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
                                    label_smoothing=float(config.get("label_smoothing") or 0.0))
             starts += [plain[0]] if plain is not None else []
         first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, np.asarray(c))) for c in starts],
-                                  batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight")
+                                  batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight", in_order=in_order)
     elif batch_size and info.kind == "regression":
         # Targets with a few far rows (1% at 1000 among values ~1): most batches of 32 hold none,
         # and a fresh output near 0 read 0.57-1.25 over its first 3 steps against a Huber or MAE
         # chance level of 11-13 those rows make, told initial-loss-too-low (a leak) in 7 of 12
         # runs. The best constant and 0 (where a fresh output starts) are read per batch too.
         starts = [np.broadcast_to(np.asarray(prediction, np.float64), y.shape), np.zeros_like(y)]
-        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight")
+        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight",
+                                  in_order=in_order)
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
     constant = float(np.ravel(prediction)[0]) if info.kind == "regression" and np.size(prediction) == 1 else None
     return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant)
@@ -384,7 +386,7 @@ _FIRST_STEPS_DRAWS = 1000
 
 
 def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions: list[np.ndarray], batch_size: int,
-                      *, by_weight: bool = False) -> float | None:
+                      *, by_weight: bool = False, in_order: bool = False) -> float | None:
     """The lowest loss a constant prediction plausibly reads as the highest of the first steps.
 
     A batch's loss is its own rows' mean, not the training set's: on 5% positives a batch of 32
@@ -393,7 +395,10 @@ def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions:
     so it was told initial-loss-too-low (a leak). With class_weight {0: 1, 1: 19} such a batch's
     rows weigh 1 against a mean of 2: a fresh model's ln 2 read under half the chance level 1.39.
     The lowest over :data:`_FIRST_STEPS_DRAWS` seeded draws of :data:`FIRST_STEPS` batches (rows
-    drawn with replacement), of the highest of their losses, for each of ``predictions``.
+    drawn with replacement), of the highest of their losses, for each of ``predictions``. With
+    ``in_order`` (batches in the rows' own order: ``shuffle=False``, a dataset with no shuffle)
+    the first steps are the first rows, read as one more draw: a series whose first 800 steps
+    are 0 read a first loss of 0 there, told initial-loss-too-low (a leak) against its variance.
 
     Returns:
         That loss, or ``None`` when the loss gives no per-row values.
@@ -411,6 +416,8 @@ def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions:
     # Fewer draws of large batches (their losses vary little): at most ~2M rows drawn.
     draws = max(20, min(_FIRST_STEPS_DRAWS, 2_000_000 // (FIRST_STEPS * batch)))
     picks = np.random.default_rng(0).integers(0, len(y), size=(draws, FIRST_STEPS, batch))
+    if in_order:
+        picks = np.concatenate([(np.arange(FIRST_STEPS * batch) % len(y)).reshape(1, FIRST_STEPS, batch), picks])
     totals = weights[picks].sum(axis=-1) if by_weight else batch
     level = min(float(np.min(np.max((weights * r)[picks].sum(axis=-1) / np.maximum(totals, 1e-12), axis=-1))) for r in rows)
     return level if math.isfinite(level) else None

@@ -184,7 +184,7 @@ def _map_targets(fn: Any, targets: Any) -> Any:
 
 
 def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None,
-                  prior_rows: Any = None, levels: Mapping[str, Baseline | None] | None = None) -> Baseline | None:
+                  prior_rows: Any = None, levels: Mapping[str, Baseline | None] | None = None, in_order: bool = False) -> Baseline | None:
     """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
 
     ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
@@ -193,6 +193,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     training targets, for a validation level) are pooled into a one-output model's label prior
     where its rows are few for their classes (see :func:`~trainkit.diagnosis.baseline.chance_loss`).
     ``levels``: the outputs' own, when :func:`_output_levels` gave them already (not computed twice).
+    ``in_order``: the training batches are ``targets``' rows in their own order.
     """
     if isinstance(sample_weight, tuple | list | Mapping):
         return None
@@ -200,7 +201,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     targets = _one_output_targets(trainer, targets)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
         return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size, units=_output_units(trainer.model),
-                           prior_rows=_one_output_targets(trainer, prior_rows))
+                           prior_rows=_one_output_targets(trainer, prior_rows), in_order=in_order)
     levels = _output_levels(trainer, targets, sample_weight) if levels is None else levels
     if levels is None or any(level is None for level in levels.values()):
         return None
@@ -384,7 +385,10 @@ def build_context(
     # A model with several outputs: each one's own level too, which its <output>_loss compares with
     # (a head on random labels beside one that learns left the total well below its level).
     levels = _output_levels(trainer, chance_targets, chance_weights) if chance_targets is not None and not unleveled else None
-    baseline = _chance_level(trainer, chance_targets, chance_weights, rows, levels=levels) if chance_targets is not None and not unleveled else None
+    # Batches in the rows' own order: the first steps read the first rows (a dataset's sampled
+    # batches are its first ones too), not a random draw of them.
+    baseline = (_chance_level(trainer, chance_targets, chance_weights, rows, levels=levels, in_order=bool(batches_in_order))
+                if chance_targets is not None and not unleveled else None)
     soft = None
     if baseline is None and chance_targets is not None and not unleveled and len(getattr(trainer, "heads", ())) <= 1 \
             and not isinstance(chance_weights, tuple | list | Mapping):
@@ -398,7 +402,7 @@ def build_context(
         fit = linear_fit(inputs, _one_output_targets(trainer, targets), sample_weight)
         level = fit.first_steps_level(trainer.loss, batch_size or batch_rows) if fit is not None else None
         if level is not None:
-            baseline = dataclasses.replace(baseline, first_steps=min(level, baseline.first_steps or math.inf))
+            baseline = dataclasses.replace(baseline, first_steps=min(level, math.inf if baseline.first_steps is None else baseline.first_steps))
         if fit is not None and train_rows is not None:
             # A dataset's first batches are too few rows to judge a whole run by.
             linear_loss = fit.training_loss(trainer.loss)
