@@ -483,6 +483,21 @@ def test_constant_inputs_fires_when_no_feature_varies_and_only_then():
     assert "constant-inputs" not in codes(run("binary", std_x(), y))
 
 
+def test_constant_inputs_reads_on_past_the_first_batches_of_a_dataset_in_order():
+    # Windows of a series whose first 800 steps are 0, batched in time order
+    # (timeseries_dataset_from_array never shuffles): the 8 batches read were all 0 and told
+    # "every row looks the same to the model". The rows past them are read too.
+    x = np.zeros((2000, 4), "float32")
+    x[800:] = std_x(1200)
+    y = x[:, 0].copy()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    assert "constant-inputs" not in codes(run("regression", data, None))
+    # All of them 0: still told, shuffled or not.
+    zeros = tf.data.Dataset.from_tensor_slices((np.zeros_like(x), y))
+    assert "constant-inputs" in codes(run("regression", zeros.batch(32), None))
+    assert "constant-inputs" in codes(run("regression", zeros.shuffle(2000, seed=0).batch(32), None))
+
+
 def test_unscaled_inputs_fires_on_rand_times_100_and_names_features():
     rng = np.random.default_rng(0)
     x = rng.random((500, 4)) * 100

@@ -47,6 +47,7 @@ from trainkit.checks.data_sampling import (
     DatasetSample,
     dataset_facts,
     file_paths,
+    further_inputs_vary,
     further_labels,
     is_batch_source,
     random_ops,
@@ -258,7 +259,7 @@ def check_data(
     where = ""
     batch_rows: tuple[int, ...] = ()
     shuffled, cardinality = dataset_facts(x)
-    read_further = None
+    read_further = inputs_vary = None
     # Read before sampling: the sample keeps no pipeline.
     apart = tuple(name for name, data in (("x", x), ("validation_data", x_val))
                   if is_batch_source(data) and shuffled_apart(data.dataset if isinstance(data, DatasetSample) else data))
@@ -268,6 +269,7 @@ def check_data(
         if sampled is None:
             return []
         read_further = further_labels(x, sampled[3]) if shuffled is False else None
+        inputs_vary = further_inputs_vary(x, sampled[3], sampled[0]) if shuffled is False else None
         x, y, dataset_weights, batches, batch_rows = sampled
         # Weights the dataset carries (with class_weight folded in by fit) weigh its sampled rows.
         sample_weight = dataset_weights if sample_weight is None else sample_weight
@@ -345,7 +347,7 @@ def check_data(
                       split_at=split_at, layout_readers=layout_readers(model),
                       masking_values=input_masking(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
-                      further_labels=_per_output(read_further, outputs),
+                      further_labels=_per_output(read_further, outputs), further_inputs_vary=inputs_vary,
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random,
                       application_base=application_base(model),
                       shuffled_apart=apart, file_paths=paths)

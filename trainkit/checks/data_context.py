@@ -123,6 +123,9 @@ class DataContext:
     #: Reads the labels of the training dataset's batches past those sampled, one array per
     #: target as :attr:`targets` (see :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
     further_labels: Callable[[], Any] | None = None
+    #: Whether the training dataset's inputs past the batches sampled differ from theirs (see
+    #: :func:`~trainkit.checks.data_sampling.further_inputs_vary`), ``None`` for arrays or a dataset that shuffles.
+    further_inputs_vary: Callable[[], bool | None] | None = None
     #: The datasets (``"x"``, ``"validation_data"``) whose pipelines zip a shuffled dataset with an unshuffled one (see ``shuffled_apart``).
     shuffled_apart: Sequence[str] = ()
     #: The random ops the validation dataset's map functions run (see ``random_ops``), ``()`` for none or arrays.

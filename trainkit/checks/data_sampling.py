@@ -298,6 +298,41 @@ def further_labels(data: Any, skip_batches: int) -> Callable[[], Any] | None:
     return read
 
 
+def further_inputs_vary(data: Any, skip_batches: int, sampled: Any) -> Callable[[], bool | None] | None:
+    """A function telling whether a dataset's inputs past its first ``skip_batches`` differ from
+    the first row of ``sampled`` (the inputs of those batches, each the same in every row), read
+    one batch at a time to :data:`FURTHER_ROWS` rows or :data:`FURTHER_SECONDS`: ``True`` at the
+    first that does, ``False`` when none does, ``None`` when none is left to read.
+
+    A pipeline that never shuffles shows its first rows first: windows of a series whose first
+    800 steps are 0 (``timeseries_dataset_from_array``) were all 0 in the 8 batches read, and
+    told constant-inputs, "every row looks the same to the model".
+    """
+    dataset = data.dataset if isinstance(data, DatasetSample) else data if _is_dataset(data) else None
+    if dataset is None or not (isinstance(dataset.element_spec, tuple) and 2 <= len(dataset.element_spec) <= 3):
+        return None
+
+    def read() -> bool | None:
+        import tensorflow as tf
+
+        reference = [np.asarray(leaf)[:1] for leaf in tf.nest.flatten(sampled)]
+        rows, read_any = 0, False
+        deadline = time.monotonic() + FURTHER_SECONDS
+        for x in dataset.skip(skip_batches).map(lambda *element: element[0]).as_numpy_iterator():
+            leaves = tf.nest.flatten(x)
+            if len(leaves) != len(reference):
+                return None  # batches of another structure
+            read_any = True
+            if any(np.shape(leaf)[1:] != ref.shape[1:] or not np.all(leaf == ref) for leaf, ref in zip(leaves, reference, strict=True)):
+                return True
+            rows += _rows(x)
+            if rows >= FURTHER_ROWS or time.monotonic() > deadline:
+                break
+        return False if read_any else None
+
+    return read
+
+
 def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
     """(whether it shuffles, batches in one pass) of a dataset or :class:`DatasetSample`;
     ``(None, None)`` for anything else or what is unknown."""
