@@ -710,6 +710,21 @@ def test_targets_to_scale_without_centring_name_a_recipe_s_target_scale(kind, lo
     assert run(kind, X, y * float(factor.group(1)), loss=loss) == []
 
 
+def test_unscaled_targets_read_on_past_the_first_batches_of_a_dataset_in_order():
+    # A rising series' windows in time order (timeseries_dataset_from_array never shuffles):
+    # the 8 batches read held targets of ~1..14, of ~1..120 in all, and nothing was said of
+    # their scale while the run ended at 74x its (first batches') chance level.
+    t = np.arange(2400)
+    series = (0.05 * t + 3 * np.sin(t / 10)).astype("float32")
+    x = np.stack([np.sin(t / 10), np.cos(t / 10), np.sin(t / 7), np.cos(t / 7)], axis=1).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, series)).batch(32)
+    (finding,) = [f for f in run("regression", data, None) if f.code == "unscaled-targets"]
+    assert "rows after them" in finding.message
+    # Scaled all along: nothing.
+    scaled = tf.data.Dataset.from_tensor_slices((x, (series - series.mean()) / series.std())).batch(32)
+    assert "unscaled-targets" not in codes(run("regression", scaled, None))
+
+
 def test_unscaled_targets_are_no_problem_for_a_cosine_similarity_loss():
     # It compares the directions of each row's targets and outputs: targets ~5000 trained to
     # -0.97 like standardised ones, and were told their "first MSE" and a bias that had to travel.

@@ -496,6 +496,19 @@ def _far_target_rows(ctx: DataContext, t: Target, y: np.ndarray, mean: float, st
          "median": median, "iqr": iqr}, t.output.layer if t.output else None)
 
 
+def _further_targets(ctx: DataContext, t: Target, sampled: np.ndarray) -> np.ndarray | None:
+    """``t``'s targets in the training dataset's rows past those sampled, in the layout of
+    ``sampled`` (``None``: none read, or of another layout; see ``DataContext.further_labels``)."""
+    if ctx.further_labels is None:
+        return None
+    per_target = ctx.further_labels()
+    index = next((i for i, other in enumerate(ctx.targets) if other is t), None)
+    labels = per_target[index] if per_target is not None and index is not None and index < len(per_target) else None
+    if labels is None or not len(labels) or not is_numeric(labels) or np.shape(labels)[1:] != sampled.shape[1:]:
+        return None
+    return np.asarray(labels)
+
+
 def unscaled_targets(ctx: DataContext) -> Issue | None:
     """Regression targets with std or |mean| far above 1 for a linear (or relu-like) output."""
     for t in ctx.targets:
@@ -516,6 +529,14 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             continue
         y = strided_rows(t.y, ctx.sample_rows)
         scale = target_scale(y)
+        further = _further_targets(ctx, t, y) if scale is not None and scale.scaled else None
+        if further is not None:
+            # A dataset that never shuffles showed its first rows only: a rising series' windows
+            # in time order (timeseries_dataset_from_array) read targets 1..14 there, of 1..120 in
+            # all, and the run ended at 74x its chance level with no word of their scale.
+            y = np.concatenate([y, further])
+            scale = target_scale(y)
+        where = f"{ctx.where} and the {len(further)} rows after them" if further is not None else ctx.where
         if scale is None:
             continue
         if scale.scaled:
@@ -563,7 +584,7 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         recipe = (f" (in a recipe, multiply data.target_scale by {1 / divisor:.3g}: data: {{target_scale: {1 / divisor:.3g}}} "
                   "where it was 1)" if axes == "0" and y.shape[1] == 1 and divisor > 0 else "")
         return Issue(
-            f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{ctx.where} (range "
+            f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{where} (range "
             f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). {start}",
             (f"Scale the targets without centring them ({t.loss.describe()} compares ratios or logarithms of them, which "
              "targets centred on 0 break): "
