@@ -1918,6 +1918,25 @@ def test_raw_validation_targets_are_a_scale_mismatch_not_rows_sorted_by_target()
     assert "validation-target-range" in codes(found)
 
 
+def test_validation_targets_a_whole_training_range_beyond_it_are_not_told_sorted_rows():
+    # A rising series standardised with the training rows' statistics, y_val left raw: 11.2..15.8
+    # against -1.9..2.0, a shift under validation-scale-mismatch's 10 spreads, was told "the rows
+    # look sorted by target: shuffle x and y". Sorted rows continue the training range.
+    t = np.arange(1500)
+    series = 0.01 * t + np.sin(t / 10) + 0.1 * np.random.default_rng(0).normal(size=t.size)
+    x = np.stack([series[i:i + 4] for i in range(1496)]).astype("float32")
+    y = series[4:1500].astype("float32")
+    mu, sd = y[:1200].mean(), y[:1200].std()
+    found = run("regression", (x[:1200] - mu) / sd, (y[:1200] - mu) / sd, x_val=x[1200:], y_val=y[1200:])
+    (finding,) = [f for f in found if f.code == "validation-target-range"]
+    assert "more than the whole training range" in finding.message and "look sorted" not in finding.message
+    assert "(y_val - y_mean) / y_std" in finding.advice and "permutation" not in finding.advice
+    assert finding.evidence["gap"] > 2.0
+    # Split by time and scaled alike, the validation rows continue the training range: no gap.
+    found = run("regression", (x[:1200] - mu) / sd, (y[:1200] - mu) / sd, x_val=(x[1200:] - mu) / sd, y_val=(y[1200:] - mu) / sd)
+    assert all("more than the whole training range" not in f.message for f in found)
+
+
 def test_validation_target_range_counts_ties_at_the_edge_of_the_training_range():
     # Count targets of 94% zeros: 20 validation zeros lay "below" training's 0..3 at 6 of 20
     # random splits, told a chance of 4e-21; a random split draws them about 1 time in 4.

@@ -227,6 +227,23 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
         split = ctx.split_at is not None
         how = ("fit(validation_split=...) holds out the LAST rows, before any shuffling" if split else
                "the validation rows were cut from rows in target order")
+        if gap > y.max() - y.min():
+            # Sorted rows and a series split by time continue the training range; a gap wider
+            # than that range is neither. y_val left raw beside y standardised with the training
+            # rows' statistics (a rising series: 11.2..15.8 against -1.9..2.0, a shift under
+            # validation-scale-mismatch's 10 spreads) was told "the rows look sorted: shuffle".
+            return Issue(
+                f"Every validation target {validation_name(t.name)} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
+                f"{side} every training target ({format_number(y.min())}..{format_number(y.max())}), {format_number(gap)} beyond its end: "
+                "more than the whole training range. Rows sorted by target, or a series split by time, continue the training range; a "
+                "gap this wide says the validation targets were transformed unlike the training ones (a scaler fitted and applied to "
+                "the training rows only, another unit) or come from another period or source, so val_loss measures that gap.",
+                "Transform the validation (and test) targets and inputs exactly as the training ones, with the training rows' "
+                "statistics ((y_val - y_mean) / y_std, scaler.transform(x_val)), once each; if they already are, check where the "
+                "validation rows come from.",
+                {"side": side, "train_range": [float(y.min()), float(y.max())], "val_range": [float(v.min()), float(v.max())],
+                 "chance": chance, "gap": float(gap)},
+                t.output.layer if t.output else None)
         return Issue(
             f"Every validation target {validation_name(t.name)} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
             f"{side} every training target ({format_number(y.min())}..{format_number(y.max())}): a random split of these rows does "
