@@ -92,6 +92,26 @@ def _mirrored(out: str) -> None:
         history = trainer.fit(ids, (ids[:, :1] % 2).astype("float32"), epochs=2, batch_size=12, shuffle=False, verbose=0)
         return {"history": history.history, "weights": [w.tolist() for w in model.get_weights()]}
 
+    def masked_statistics(strategy: tf.distribute.Strategy | None) -> dict[str, list[float]]:
+        """Activation statistics behind Embedding(mask_zero=True): the first 6 rows of 45 one token long."""
+        ids = np.zeros((45, 8), "int32")
+        for row, length in enumerate(np.where(np.arange(45) < 6, 1, np.random.default_rng(2).integers(1, 9, size=45))):
+            ids[row, :length] = np.random.default_rng(row).integers(1, 20, size=length)
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            inputs = keras.Input((8,), dtype="int32")
+            hidden = keras.layers.LSTM(6, return_sequences=True)(keras.layers.Embedding(20, 4, mask_zero=True)(inputs))
+            hidden = keras.layers.Dense(5, activation="relu", name="per_step")(hidden)
+            model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling1D()(hidden)))
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "adam", "learning_rate": 0.01}, task="binary", seed=1,
+                          jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
+        trainer.fit(ids, (ids[:, :1] % 2).astype("float32"), epochs=1, batch_size=12, shuffle=False, verbose=0)
+        table: dict[str, list[float]] = {}
+        for _step, name, value in trainer.step_table():
+            if name.startswith("activation/per_step/"):
+                table.setdefault(name, []).append(value)
+        return table
+
     masked_data = (rng.normal(size=(48, 5, 3)).astype("float32"), rng.normal(size=(48, 5, 1)).astype("float32"))
     masked_data[0][np.arange(48) % 12 < 5, 2:] = 0.0
 
@@ -103,6 +123,7 @@ def _mirrored(out: str) -> None:
               "reductions": {r: {"single": reduced(None, r), "mirrored": reduced(strategy, r)} for r in ("sum", "mean_with_sample_weight")}}
     result["reductions"]["masked"] = {"single": masked(None), "mirrored": masked(strategy)}
     result["embedding"] = {"single": embedded(None), "mirrored": embedded(strategy)}
+    result["masked_statistics"] = {"single": masked_statistics(None), "mirrored": masked_statistics(strategy)}
     with open(out, "w") as f:
         json.dump(result, f)
 

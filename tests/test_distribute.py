@@ -156,6 +156,12 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     np.testing.assert_allclose(embedding["mirrored"]["history"]["loss"], embedding["single"]["history"]["loss"], rtol=1e-5)
     for a, b in zip(embedding["single"]["weights"], embedding["mirrored"]["weights"], strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5)
+    # Statistics over a mask's positions: each replica's over its own, combined by rows, were not
+    # the global batch's (nonpositive_fraction 0.47 against 0.43 with 6 one-token rows among 12).
+    masked = result["masked_statistics"]
+    assert set(masked["mirrored"]) == set(masked["single"]) >= {"activation/per_step/mean", "activation/per_step/std", "activation/per_step/nonpositive_fraction"}
+    for name, values in masked["single"].items():
+        np.testing.assert_allclose(masked["mirrored"][name], values, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_mirrored_two_outputs_match_one_device_per_output(tmp_path):

@@ -586,13 +586,13 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool, mask: Any = None
     """Raw sums of one layer's outputs (see the note on summing above); with a ``mask``, of its
     unmasked positions (``x`` already 0 at the others: :func:`masked_outputs`)."""
     kinds = activation_kind(activation)
+    replicas = tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
     if mask is None:
         count = tf.cast(tf.size(x), tf.float32)
         positions = None
     else:
         positions = tf.reduce_sum(tf.cast(mask, tf.float32))
-        # At least one: a batch of rows all padding reads 0s rather than NaN for its mean.
-        count = tf.maximum(positions * (tf.cast(tf.size(x), tf.float32) / tf.cast(tf.size(mask), tf.float32)), 1.0)
+        count = positions * (tf.cast(tf.size(x), tf.float32) / tf.cast(tf.size(mask), tf.float32))
     if xla and mask is None and DEAD_FRACTION in kinds and x.shape.is_fully_defined() and x.shape.rank == 2 and x.shape.num_elements() <= _LONG_ROW:
         return _small_relu_quantities(x, activation, count)
     band = SATURATED_FRACTION in kinds and activation != "softmax"
@@ -607,7 +607,7 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool, mask: Any = None
     if activation == "softmax":
         top = tf.reduce_max(x, axis=-1)
         out["saturated"] = tf.reduce_sum(tf.cast(top > SATURATION_THRESHOLD, tf.float32))
-        out["saturated_of"] = tf.cast(tf.size(top), tf.float32) if positions is None else tf.maximum(positions, 1.0)
+        out["saturated_of"] = tf.cast(tf.size(top), tf.float32) if positions is None else positions
     if DEAD_FRACTION in kinds:
         grid, units = _units(x)
         active = _active(grid, activation)
@@ -619,16 +619,34 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool, mask: Any = None
         # strategy, nowhere in the global batch: a replica's own rows (half of them, or none in a
         # short last batch) left units dead that other replicas' rows made active, and the mean of
         # the replicas' fractions was far above one device's (35% -> 57% dead: a false dead-relu).
-        replicas = tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
         seen = _all_replicas_sum(per_unit) if replicas else per_unit
         dead = tf.cast(seen <= 0.0, tf.float32)
-        if positions is not None and not replicas:
-            # No unmasked position (a batch of rows all padding): no unit was seen, none is dead.
-            # (Across replicas the other replicas' positions count: a global batch all padding stays "dead".)
-            dead = dead * tf.cast(positions > 0.0, tf.float32)
         out["positive"], out["dead"] = tf.unstack(_totals([per_unit, dead], xla), num=2)
         out["units"] = tf.constant(float(units))
-    return out
+    return out if positions is None else _masked_totals(out, positions, replicas)
+
+
+def _masked_totals(out: dict[str, tf.Tensor], positions: tf.Tensor, replicas: bool) -> dict[str, tf.Tensor]:
+    """A masked layer's quantities (``positions``: its unmasked ones), summed over the replicas
+    under a strategy; its counts at least one.
+
+    Each replica's rows hold their own share of the unmasked positions, so a statistic over a
+    replica's positions, combined across replicas by their rows (:mod:`trainkit.distribute`),
+    was not the global batch's: 6 one-token rows among 12 put a masked ReLU layer's
+    nonpositive_fraction at 0.47 against one device's 0.43. Summed here (one all-reduce a masked
+    layer; an unmasked layer's counts follow its rows and need none), every replica holds the
+    global batch's quantities, which the row-weighted reduction of the step's outputs leaves as
+    they are. ``dead`` already counts the units active on no replica's positions.
+    """
+    if replicas:
+        names = [name for name in out if name not in ("dead", "units")]
+        summed = tf.unstack(_all_replicas_sum(tf.stack([positions, *(out[name] for name in names)])), num=len(names) + 1)
+        positions = summed[0]
+        out = {**out, **dict(zip(names, summed[1:], strict=True))}
+    if "dead" in out:  # no unmasked position (a batch of rows all padding): no unit was seen, none is dead
+        out["dead"] = out["dead"] * tf.cast(positions > 0.0, tf.float32)
+    # At least one: a batch of rows all padding reads 0s rather than NaN for its mean.
+    return {name: tf.maximum(value, 1.0) if name in ("count", "saturated_of") else value for name, value in out.items()}
 
 
 def _all_replicas_sum(value: tf.Tensor) -> tf.Tensor:
