@@ -579,6 +579,25 @@ def test_masked_padding_is_left_out_of_a_sequence_layers_statistics(jit_compile)
     assert all(tap.mask is None for tap in plain(tf.constant(rows()))[1])
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("activation", ["sigmoid", "hard_sigmoid"])
+def test_a_masked_sigmoid_layers_padding_is_not_counted_saturated(jit_compile, activation):
+    # The padding's outputs are set to 0 before the statistics read them, and 0 lies in a
+    # sigmoid's saturated band (|a - 0.5| > 0.49): 72% padding put a sigmoid layer 75% saturated
+    # at its real positions at 3.3 (every padded output counted, divided by the real ones).
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((40,), dtype="int32")
+    embedded = keras.layers.Embedding(50, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0))(x_in)
+    squash = keras.layers.Dense(16, activation=activation, name="squash", kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))(embedded)
+    model = keras.Model(x_in, keras.layers.Dense(1)(squash))
+    x, real = padded_ids()
+    got = tf.function(lambda x: probes.tap_stats(probes.build_probe(model)(x)[1], xla=jit_compile), jit_compile=jit_compile)(tf.constant(x))
+    squashed = keras.Model(x_in, squash)(x).numpy()[real]
+    expected = np.mean(np.abs(squashed - 0.5) > stats.SATURATION_THRESHOLD - 0.5)
+    assert 0.1 < expected < 0.9
+    assert float(got["activation/squash/saturated_fraction"]) == pytest.approx(expected, abs=1e-5)
+
+
 class Tower(keras.Model):
     """A nested model: its tanh layer is read through a hook, its mask with it."""
 

@@ -604,6 +604,10 @@ def _layer_quantities(x: tf.Tensor, activation: str, xla: bool, mask: Any = None
     out = {"count": count, "sum": totals[0], "sumsq": totals[1]}
     if band:
         out["saturated"], out["saturated_of"] = totals[2], count
+        if positions is not None and activation not in SYMMETRIC_SATURATING:
+            # The padding's outputs, set to 0 (masked_outputs), lie in a sigmoid's saturated band:
+            # each counted 1 (a layer 75% saturated at its real positions, 72% padding, read 3.3).
+            out["saturated"] = out["saturated"] - (tf.cast(tf.size(x), tf.float32) - count)
     if activation == "softmax":
         top = tf.reduce_max(x, axis=-1)
         out["saturated"] = tf.reduce_sum(tf.cast(top > SATURATION_THRESHOLD, tf.float32))
