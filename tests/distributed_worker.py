@@ -112,6 +112,20 @@ def _mirrored(out: str) -> None:
                 table.setdefault(name, []).append(value)
         return table
 
+    def batchnorm(strategy: tf.distribute.Strategy | None) -> dict:
+        """BatchNormalization's moving statistics, the layer before it frozen: 101 rows in batches of
+        20, the last of one row (a replica gets none)."""
+        with strategy.scope() if strategy is not None else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", trainable=False),
+                                      keras.layers.BatchNormalization(name="norm"),
+                                      keras.layers.Dense(1, activation="sigmoid")])
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "sgd", "learning_rate": 0.01}, task="binary", seed=1,
+                          jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
+        history = trainer.fit(x[:101], y[:101], epochs=2, batch_size=20, shuffle=False, validation_data=(x[:50], y[:50]), verbose=0)
+        copies = [[t.numpy().tolist() for t in getattr(v.value, "values", [v.value])] for v in model.get_layer("norm").non_trainable_variables]
+        return {"history": history.history, "copies": copies}
+
     masked_data = (rng.normal(size=(48, 5, 3)).astype("float32"), rng.normal(size=(48, 5, 1)).astype("float32"))
     masked_data[0][np.arange(48) % 12 < 5, 2:] = 0.0
 
@@ -124,6 +138,7 @@ def _mirrored(out: str) -> None:
     result["reductions"]["masked"] = {"single": masked(None), "mirrored": masked(strategy)}
     result["embedding"] = {"single": embedded(None), "mirrored": embedded(strategy)}
     result["masked_statistics"] = {"single": masked_statistics(None), "mirrored": masked_statistics(strategy)}
+    result["batchnorm"] = {"single": batchnorm(None), "mirrored": batchnorm(strategy)}
     with open(out, "w") as f:
         json.dump(result, f)
 

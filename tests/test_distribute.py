@@ -162,6 +162,16 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     assert set(masked["mirrored"]) == set(masked["single"]) >= {"activation/per_step/mean", "activation/per_step/std", "activation/per_step/nonpositive_fraction"}
     for name, values in masked["single"].items():
         np.testing.assert_allclose(masked["mirrored"][name], values, rtol=1e-5, atol=1e-7, err_msg=name)
+    # BatchNormalization's moving statistics (created with no aggregation) were updated on each
+    # replica from its own rows: the copies drifted apart, and the replica handed no row of the
+    # last batch set its copy to NaN, so every validation loss read NaN. Averaged by rows, the
+    # moving mean is one device's (the layer before it frozen here), the same on every replica.
+    norm = result["batchnorm"]
+    assert np.isfinite(norm["mirrored"]["history"]["val_loss"]).all()
+    for copies in norm["mirrored"]["copies"]:
+        assert len(copies) == 2 and np.isfinite(copies).all()
+        np.testing.assert_array_equal(copies[1], copies[0])
+    np.testing.assert_allclose(norm["mirrored"]["copies"][0][0], norm["single"]["copies"][0][0], rtol=1e-5, atol=1e-6)
 
 
 def test_mirrored_two_outputs_match_one_device_per_output(tmp_path):

@@ -293,6 +293,30 @@ def global_mean(value: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
     return total[0] / total[1]
 
 
+def replica_states(model: Any) -> list[Any]:
+    """The model's float non-trainable variables (``BatchNormalization``'s moving mean and variance),
+    which a step may update on each replica separately (see :func:`average_replica_states`)."""
+    return [v for v in model.non_trainable_variables if tf.as_dtype(v.dtype).is_floating]
+
+
+def average_replica_states(variables: Sequence[Any], before: Sequence[tf.Tensor], rows: tf.Tensor) -> None:
+    """Sets each of ``variables`` on every replica to ``before`` plus the replicas' changes
+    averaged by their rows.
+
+    Keras creates ``BatchNormalization``'s moving statistics with no aggregation, so each replica
+    updated its own copy from its own rows: the copies drifted apart (which one evaluates depends
+    on the replica), and a replica handed no rows (a last batch smaller than the replica count)
+    set its copy to NaN: every later validation loss read NaN. Averaged by rows (a replica without
+    rows weighs nothing), the moving mean is one device's; the moving variance pools the
+    replicas' variances. A variable the step left alone keeps its value exactly.
+    """
+    total = _global_rows(rows)
+    changes = [tf.math.multiply_no_nan(tf.convert_to_tensor(v) - b, tf.cast(rows, b.dtype)) for v, b in zip(variables, before, strict=True)]
+    summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, changes)
+    for variable, old, change in zip(variables, before, summed, strict=True):
+        variable.assign(old + change / tf.cast(total, old.dtype))
+
+
 def tag_rows(logs: Mapping[str, tf.Tensor], rows: tf.Tensor) -> dict[str, tf.Tensor]:
     """Adds the replica's row count to a step's outputs, for :func:`reduce_step_outputs`."""
     return {**logs, _ROWS: rows}

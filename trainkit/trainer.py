@@ -1260,8 +1260,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["train"] = False  # until the step feeds the loss tracker (update_metrics)
         self._default_loss_ran = False  # until an override calls super().compute_loss
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
+        # Under a strategy, the values each replica's step starts from (see average_replica_states).
+        states = distribute.replica_states(self.model) if distribute.in_replica() else []
+        before = [tf.identity(tf.convert_to_tensor(v)) for v in states]
         with results_noted(self._held_metrics()) as produced, unknown_variables_explained():
             logs = _with_logged_scalars(self.train_step(batch), self.pop_logged_scalars())
+        if states:
+            distribute.average_replica_states(states, before, tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32))
         self._running["train"] = running_values(logs, produced)
         if type(self).compute_loss is not Trainer.compute_loss:
             # A train_step of its own that computes the loss without compute_loss is taken to add
