@@ -80,18 +80,6 @@ def _mirrored(out: str) -> None:
         history = trainer.fit(xs, masked_data[1], epochs=2, batch_size=12, shuffle=False, verbose=0)
         return {"history": history.history, "weights": [w.tolist() for w in model.get_weights()]}
 
-    def embedded(strategy: tf.distribute.Strategy | None) -> dict:
-        """An Embedding (its gradient IndexedSlices) under Adam, 45 rows in batches of 12."""
-        ids = np.random.default_rng(1).integers(1, 20, size=(45, 8)).astype("int32")
-        with strategy.scope() if strategy is not None else tf.init_scope():
-            keras.utils.set_random_seed(0)
-            model = keras.Sequential([keras.Input((8,), dtype="int32"), keras.layers.Embedding(20, 4), keras.layers.GlobalAveragePooling1D(),
-                                      keras.layers.Dense(1, activation="sigmoid")])
-        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "adam", "learning_rate": 0.01}, task="binary", seed=1,
-                          jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
-        history = trainer.fit(ids, (ids[:, :1] % 2).astype("float32"), epochs=2, batch_size=12, shuffle=False, verbose=0)
-        return {"history": history.history, "weights": [w.tolist() for w in model.get_weights()]}
-
     def masked_statistics(strategy: tf.distribute.Strategy | None) -> dict[str, list[float]]:
         """Activation statistics behind Embedding(mask_zero=True): the first 6 rows of 45 one token long."""
         ids = np.zeros((45, 8), "int32")
@@ -136,7 +124,6 @@ def _mirrored(out: str) -> None:
               "dead": {"single": dead_fractions(None), "mirrored": dead_fractions(strategy)},
               "reductions": {r: {"single": reduced(None, r), "mirrored": reduced(strategy, r)} for r in ("sum", "mean_with_sample_weight")}}
     result["reductions"]["masked"] = {"single": masked(None), "mirrored": masked(strategy)}
-    result["embedding"] = {"single": embedded(None), "mirrored": embedded(strategy)}
     result["masked_statistics"] = {"single": masked_statistics(None), "mirrored": masked_statistics(strategy)}
     result["batchnorm"] = {"single": batchnorm(None), "mirrored": batchnorm(strategy)}
     with open(out, "w") as f:

@@ -646,7 +646,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # replica (merge_call in control flow): the update runs with zero gradients instead,
             # which keeps the weights finite (momentum-style optimizers may still move them).
             finite = tf.math.is_finite(loss)
-            self.optimizer.apply([None if g is None else distribute.zeroed_unless(finite, g) for g in gradients], variables)
+            self.optimizer.apply([None if g is None else updates.select_whole(finite, g, tf.zeros_like(g)) for g in gradients], variables)
             return None
         if updates.can_guard(self.optimizer, variables) and not any(isinstance(g, tf.IndexedSlices) for g in gradients):
             # A select inside the update rather than a tf.cond around it (see trainkit.updates).
