@@ -91,7 +91,7 @@ def _mirrored(out: str) -> None:
             hidden = keras.layers.LSTM(6, return_sequences=True)(keras.layers.Embedding(20, 4, mask_zero=True)(inputs))
             hidden = keras.layers.Dense(5, activation="relu", name="per_step")(hidden)
             model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling1D()(hidden)))
-        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "adam", "learning_rate": 0.01}, task="binary", seed=1,
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer={"name": "sgd", "learning_rate": 0.1}, task="binary", seed=1,
                           jit_compile=False, diagnose=False, histograms_every=None, strategy=strategy)
         trainer.fit(ids, (ids[:, :1] % 2).astype("float32"), epochs=1, batch_size=12, shuffle=False, verbose=0)
         table: dict[str, list[float]] = {}
