@@ -47,8 +47,7 @@ from trainkit.checks.data_sampling import (
     DatasetSample,
     dataset_facts,
     file_paths,
-    further_inputs_vary,
-    further_labels,
+    further_rows,
     is_batch_source,
     random_ops,
     sample_first_batches,
@@ -268,8 +267,9 @@ def check_data(
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
             return []
-        read_further = further_labels(x, sampled[3]) if shuffled is False else None
-        inputs_vary = further_inputs_vary(x, sampled[3], sampled[0]) if shuffled is False else None
+        further = further_rows(x, sampled[3], sampled[0]) if shuffled is False else None
+        if further is not None:  # one read of the batches past those sampled, shared by the checks that ask
+            read_further, inputs_vary = further.labels, further.inputs_vary
         x, y, dataset_weights, batches, batch_rows = sampled
         # Weights the dataset carries (with class_weight folded in by fit) weigh its sampled rows.
         sample_weight = dataset_weights if sample_weight is None else sample_weight

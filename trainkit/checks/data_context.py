@@ -121,10 +121,10 @@ class DataContext:
     #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.
     dataset_batches: int | None = None
     #: Reads the labels of the training dataset's batches past those sampled, one array per
-    #: target as :attr:`targets` (see :func:`~trainkit.checks.data_sampling.further_labels`), ``None`` for arrays.
+    #: target as :attr:`targets` (see :meth:`~trainkit.checks.data_sampling.FurtherRows.labels`), ``None`` for arrays.
     further_labels: Callable[[], Any] | None = None
     #: Whether the training dataset's inputs past the batches sampled differ from theirs (see
-    #: :func:`~trainkit.checks.data_sampling.further_inputs_vary`), ``None`` for arrays or a dataset that shuffles.
+    #: :meth:`~trainkit.checks.data_sampling.FurtherRows.inputs_vary`), ``None`` for arrays or a dataset that shuffles.
     further_inputs_vary: Callable[[], bool | None] | None = None
     #: The datasets (``"x"``, ``"validation_data"``) whose pipelines zip a shuffled dataset with an unshuffled one (see ``shuffled_apart``).
     shuffled_apart: Sequence[str] = ()

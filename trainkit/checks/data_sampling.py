@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -35,7 +35,7 @@ class DatasetSample:
     shuffled: bool | None = None
     #: Batches in one pass through the dataset, ``None`` when unknown or endless.
     cardinality: int | None = None
-    #: The dataset itself, for the labels past the batches read (:func:`further_labels`).
+    #: The dataset itself, for the labels past the batches read (:class:`FurtherRows`).
     dataset: Any = None
 
 
@@ -265,72 +265,83 @@ FURTHER_ROWS = 2048
 FURTHER_SECONDS = 2.0
 
 
-def further_labels(data: Any, skip_batches: int) -> Callable[[], Any] | None:
-    """A function reading the labels of a dataset's batches past its first ``skip_batches``, to
-    :data:`FURTHER_ROWS` rows of labels in all or :data:`FURTHER_SECONDS` (``None``: none to read),
-    in the structure the dataset gives them (a dict or list for several outputs).
+class FurtherRows:
+    """The batches of a dataset that never shuffles past its first ``skip_batches``, read at most
+    once, to :data:`FURTHER_ROWS` rows or :data:`FURTHER_SECONDS` in all, for every check that asks.
 
-    The labels alone of a pipeline that never shuffles tell rows sorted by label from a rare class
-    that the first batches happened to miss (1% positives: 256 rows without one 7.6% of the time).
+    A pipeline that never shuffles shows its first rows first: its labels alone tell rows sorted by
+    label from a rare class the first batches missed (1% positives: 256 rows without one 7.6% of
+    the time); windows of a series whose first 800 steps are 0 (``timeseries_dataset_from_array``)
+    were all 0 in the 8 batches read, and told constant-inputs; a rising series' targets looked
+    scaled there. Each check read the batches anew (a dataset of two regression outputs, each
+    looking scaled, read them twice: 2 s each behind a slow ``map``); they share one read now,
+    which stops as soon as what was asked is known.
     """
-    dataset = data.dataset if isinstance(data, DatasetSample) else data if _is_dataset(data) else None
-    if dataset is None or not (isinstance(dataset.element_spec, tuple) and 2 <= len(dataset.element_spec) <= 3):
-        return None
 
-    def read() -> Any:
+    def __init__(self, dataset: Any, skip_batches: int, sampled_inputs: Any) -> None:
+        self._dataset, self._skip, self._sampled = dataset, skip_batches, sampled_inputs
+        self._elements: Iterator[Any] | None = None
+        self._reference: list[np.ndarray] = []
+        self._labels: list[Any] = []
+        self._rows = 0
+        self._deadline = 0.0
+        self._done = False
+        self._vary: bool | None = False  # True at the first row unlike the sampled ones, None: another structure
+
+    def _read_one(self) -> bool:
+        """Reads one batch more; ``False`` once the dataset or the budget is spent."""
         import tensorflow as tf
 
-        labels: list[Any] = []
-        rows = 0
-        deadline = time.monotonic() + FURTHER_SECONDS
-        for y in dataset.skip(skip_batches).map(lambda *element: element[1]).as_numpy_iterator():
-            labels.append(y)
-            rows += _rows(y)
-            if rows >= FURTHER_ROWS or time.monotonic() > deadline:
-                break
-        if not labels:
+        if self._elements is None and not self._done:
+            self._elements = iter(self._dataset.skip(self._skip))
+            self._reference = [np.asarray(leaf)[:1] for leaf in tf.nest.flatten(self._sampled)]
+            self._deadline = time.monotonic() + FURTHER_SECONDS
+        element = None if self._done or self._rows >= FURTHER_ROWS or time.monotonic() > self._deadline else next(self._elements, None)
+        if element is None:
+            self._done, self._elements = True, None  # the iterator let go
+            return False
+        y = tf.nest.map_structure(np.asarray, element[1])
+        self._labels.append(y)
+        self._rows += _rows(y)
+        if self._vary is False:  # the inputs are converted only while none has differed yet
+            leaves = [np.asarray(leaf) for leaf in tf.nest.flatten(element[0])]
+            if len(leaves) != len(self._reference):
+                self._vary = None  # batches of another structure
+            elif any(np.shape(leaf)[1:] != ref.shape[1:] or not np.all(leaf == ref) for leaf, ref in zip(leaves, self._reference, strict=True)):
+                self._vary = True
+        return True
+
+    def labels(self) -> Any:
+        """The labels of the batches past those sampled, in the structure the dataset gives them
+        (a dict or list for several outputs), each leaf concatenated; ``None``: none to read."""
+        import tensorflow as tf
+
+        while self._read_one():
+            pass
+        if not self._labels:
             return None  # none left
         try:  # several outputs' labels come as a structure: each leaf concatenated
-            return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *labels)
+            return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *self._labels)
         except (TypeError, ValueError):
             return None  # batches of other structures or shapes
 
-    return read
+    def inputs_vary(self) -> bool | None:
+        """Whether the inputs past the batches sampled differ from the first sampled row (each of
+        those rows the same): ``True`` at the first that does, ``False`` when none does, ``None``
+        when none is left to read or the batches have another structure."""
+        while self._vary is False and self._read_one():
+            pass
+        return self._vary if self._labels else None
 
 
-def further_inputs_vary(data: Any, skip_batches: int, sampled: Any) -> Callable[[], bool | None] | None:
-    """A function telling whether a dataset's inputs past its first ``skip_batches`` differ from
-    the first row of ``sampled`` (the inputs of those batches, each the same in every row), read
-    one batch at a time to :data:`FURTHER_ROWS` rows or :data:`FURTHER_SECONDS`: ``True`` at the
-    first that does, ``False`` when none does, ``None`` when none is left to read.
-
-    A pipeline that never shuffles shows its first rows first: windows of a series whose first
-    800 steps are 0 (``timeseries_dataset_from_array``) were all 0 in the 8 batches read, and
-    told constant-inputs, "every row looks the same to the model".
-    """
+def further_rows(data: Any, skip_batches: int, sampled_inputs: Any) -> FurtherRows | None:
+    """A :class:`FurtherRows` of a dataset (or :class:`DatasetSample`) of ``(x, y)`` or ``(x, y, w)``
+    elements past its first ``skip_batches`` (``sampled_inputs``: those batches' inputs); ``None``
+    for anything else. Nothing is read until a check asks."""
     dataset = data.dataset if isinstance(data, DatasetSample) else data if _is_dataset(data) else None
     if dataset is None or not (isinstance(dataset.element_spec, tuple) and 2 <= len(dataset.element_spec) <= 3):
         return None
-
-    def read() -> bool | None:
-        import tensorflow as tf
-
-        reference = [np.asarray(leaf)[:1] for leaf in tf.nest.flatten(sampled)]
-        rows, read_any = 0, False
-        deadline = time.monotonic() + FURTHER_SECONDS
-        for x in dataset.skip(skip_batches).map(lambda *element: element[0]).as_numpy_iterator():
-            leaves = tf.nest.flatten(x)
-            if len(leaves) != len(reference):
-                return None  # batches of another structure
-            read_any = True
-            if any(np.shape(leaf)[1:] != ref.shape[1:] or not np.all(leaf == ref) for leaf, ref in zip(leaves, reference, strict=True)):
-                return True
-            rows += _rows(x)
-            if rows >= FURTHER_ROWS or time.monotonic() > deadline:
-                break
-        return False if read_any else None
-
-    return read
+    return FurtherRows(dataset, skip_batches, sampled_inputs)
 
 
 def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
