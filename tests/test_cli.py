@@ -1239,6 +1239,7 @@ def test_one_name_where_a_list_belongs_is_shown_as_a_list(runner, tiny_recipe, t
 @pytest.mark.parametrize(("override", "shown"), [
     ("metrics=accuracy,auc", "such as ['accuracy', 'auc']."),
     ("sweep.optimizer.learning_rate=0.1,0.01", "of the values to try, such as [0.1, 0.01]."),
+    ("metrics=accuracy,", "such as ['accuracy']."),  # a trailing comma's empty part showed None
 ])
 def test_a_comma_separated_value_where_a_list_belongs_is_shown_as_its_items(runner, tiny_recipe, override, shown):
     # `--set metrics=accuracy,auc` (one YAML string) was told "such as ['accuracy,auc']": a list of

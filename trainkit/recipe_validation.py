@@ -120,10 +120,12 @@ def _as_list(value: Any) -> str:
     """
     if not isinstance(value, str) or "," not in value:
         return f"[{short(value)}]"
+    # An empty part (a trailing comma, accuracy,) is no item: it showed ['accuracy', None].
+    parts = [part.strip() for part in value.split(",") if part.strip()]
     try:
-        items = [parse_yaml(part.strip()) for part in value.split(",")]
+        items = [parse_yaml(part) for part in parts]
     except RecipeError:  # a part that is no YAML value of its own: shown as text
-        items = [part.strip() for part in value.split(",")]
+        items = parts
     return f"[{', '.join(short(item) for item in items)}]"
 
 
