@@ -1554,3 +1554,18 @@ def test_a_loss_argument_that_fails_on_the_model_outputs_is_a_user_error(runner,
     assert not runs.exists() or not any(runs.iterdir())
     fine = runner.invoke(app, ["check", str(tiny_recipe), "--set", "loss.axis=-1"])  # its default, written out
     assert fine.exit_code == 0 and fine.output.rstrip().endswith("ok: no compatibility or data problems found"), fine.output
+
+
+def test_a_loss_reduction_of_none_is_a_user_error_before_training(runner, tiny_recipe, tmp_path):
+    # `loss: {name: ..., reduction: none}` passed `check` as "ok"; `train` made its run directory
+    # and its first step then refused the loss of one value a row (loss-not-scalar).
+    override = "loss={name: binary_crossentropy, reduction: none}"
+    checked = runner.invoke(app, ["check", str(tiny_recipe), "--set", override])
+    said = "error: [bad-loss-argument] Loss \"binary_crossentropy\" with reduction: 'none' returns one value a row"
+    assert checked.exit_code == 2 and checked.output.startswith(said) and "sum_over_batch_size" in checked.output, checked.output
+    runs = tmp_path / "runs"
+    trained = runner.invoke(app, ["train", str(tiny_recipe), "--set", override, "--logdir", str(runs), "-q"])
+    assert trained.exit_code == 2 and said in trained.output, trained.output
+    assert not runs.exists() or not any(runs.iterdir())
+    summed = runner.invoke(app, ["check", str(tiny_recipe), "--set", "loss={name: binary_crossentropy, reduction: sum}"])
+    assert summed.exit_code == 0, summed.output

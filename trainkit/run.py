@@ -203,16 +203,25 @@ def _try_loss_arguments(recipe: Recipe, splits: DataSplits, trainer: Trainer) ->
     if not tf.is_tensor(y_pred):  # a dict or list of one output: the step pairs it, not this
         return
     loss_fn = trainer.heads[0].loss
+    given = ", ".join(f"{key}: {value!r}" for key, value in spec.items() if key != "name")
     try:
         # Traced, not run: a kernel that failed eagerly logged TensorFlow's C++ warnings on stderr.
-        tf.function(lambda y, p: loss_fn(y, p), autograph=False).get_concrete_function(tf.constant(splits.y_train[:2]), y_pred)
+        traced = tf.function(lambda y, p: loss_fn(y, p), autograph=False).get_concrete_function(tf.constant(splits.y_train[:2]), y_pred)
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as err:
         # Shape inference's message goes on with the node and its input shapes: "... for '{{node ...".
         reason = str(err).split(" for '{{node")[0].strip().rstrip(".")
-        given = ", ".join(f"{key}: {value!r}" for key, value in spec.items() if key != "name")
         raise UnknownNameError("bad-loss-argument", one_line(
             f'Loss "{spec.get("name")}" fails with {given} on this model\'s outputs (shape {tuple(y_pred.shape)[1:]} a row) and the targets: '
             f"{reason}. Change or remove those arguments (loss in the recipe).")) from None
+    value = traced.structured_outputs
+    if tf.is_tensor(value) and value.shape.rank not in (0, None) and value.shape.num_elements() != 1:
+        # reduction: none gives one loss a row: 'check' said ok, and the first step refused it
+        # (loss-not-scalar) with the run directory made.
+        fix = ("leave its reduction at the default, sum_over_batch_size" if "reduction" in spec else
+               "change or remove those arguments")
+        raise UnknownNameError("bad-loss-argument", one_line(
+            f'Loss "{spec.get("name")}" with {given} returns one value a row (shape {tuple(value.shape)} on two rows), but training '
+            f"needs the loss as one number: {fix} (loss in the recipe)."))
 
 
 def _with_leak_label_fix(recipe: Recipe, splits: DataSplits, findings: Sequence[Finding]) -> list[Finding]:
