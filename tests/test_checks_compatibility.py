@@ -591,6 +591,15 @@ def test_three_sigmoid_units_on_a_binary_task_are_not_told_to_keep_two():
     assert "{type: dense, units: 2, activation: softmax} with loss: sparse_categorical_crossentropy" in info.value.message
 
 
+def test_several_sigmoid_units_on_a_binary_task_are_told_multilabel():
+    # Multi-hot labels with a sigmoid head declared task='binary' were told only Dense(1), which
+    # their (n, 4) labels cannot train: the head is a multilabel one.
+    with pytest.raises(CompatibilityError) as info:
+        check_compatibility(build("dense", 4, "sigmoid"), get_loss("bce"), "binary")
+    assert info.value.code == "units-mismatch"
+    assert "keep Dense(4) and declare task='multilabel' (in a recipe, task: multilabel)" in info.value.message
+
+
 def test_one_output_unit_for_four_classes_is_one_unit_not_one_units():
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 1, "sigmoid"), get_loss("bce"), "multilabel", num_classes=4)

@@ -445,6 +445,10 @@ def units_mismatch(case: Case) -> Issue | None:
     layer = case.output.layer
     where = f"'{layer}' ({case.output.activation})"
     if task == "binary" and kind in ("binary", "hinge") and units != 1:
+        # Several sigmoid units under binary cross-entropy are a multilabel head: multi-hot labels
+        # declared binary were told only Dense(1), which their (n, k) labels cannot train.
+        multilabel = (f" If each sample holds several 0/1 labels, one a unit (multi-hot rows of {units} columns), keep Dense({units}) "
+                      "and declare task='multilabel' (in a recipe, task: multilabel)." if kind == "binary" else "")
         return Issue(
             f"The output layer {where} has {units} units but {case.loss.describe()} "
             f"on a binary task compares one score per sample with a 0/1 label.",
@@ -452,7 +456,7 @@ def units_mismatch(case: Case) -> Issue | None:
             f"Use Dense(1, activation='sigmoid') with BinaryCrossentropy(), or {'keep' if units == 2 else 'use'} 2 units with "
             "softmax and SparseCategoricalCrossentropy() (in a recipe, {type: dense, units: 1, activation: sigmoid} "
             "with loss: binary_crossentropy, or {type: dense, units: 2, activation: softmax} with loss: "
-            "sparse_categorical_crossentropy).",
+            "sparse_categorical_crossentropy)." + multilabel,
             {"units": units, "expected": 1}, layer)
     if task == "binary" and kind in ("categorical", "sparse", "categorical_hinge") and units != 2:
         # Three softmax units were told "with a single unit there is only class 0": more than two
