@@ -1535,6 +1535,27 @@ def test_validation_class_mismatch_names_classes_no_training_row_holds():
     assert "hold class 2 (2: " in finding.message and "which no training row holds" in finding.message
 
 
+def test_validation_class_mismatch_names_multilabel_columns_no_training_row_holds():
+    # Multilabel rows sorted by one label: 240 training rows without one 1 in column 2, the 60
+    # validation rows holding it at 50%. The model is never taught label 2 and got no word.
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (rng.uniform(size=(n, 3)) < 0.3).astype("float32")
+    y[:, 2] = 0
+    y[240:, 2] = rng.uniform(size=60) < 0.5
+    (finding,) = [f for f in run("multilabel", x[:240], y[:240], x_val=x[240:], y_val=y[240:]) if f.code == "validation-class-mismatch"]
+    assert f"label 2: 1 in {int(y[240:, 2].sum())} of 60 rows" in finding.message and "never taught" in finding.message
+    assert "permutation" in finding.advice and finding.evidence["columns"] == [2]
+    # The same rows shuffled, or a rare label's one 1 held out by chance: no warning.
+    order = rng.permutation(n)
+    assert "validation-class-mismatch" not in codes(run("multilabel", x[order][:240], y[order][:240], x_val=x[order][240:], y_val=y[order][240:]))
+    rare = y.copy()
+    rare[:, 2] = 0
+    rare[250, 2] = 1
+    assert "validation-class-mismatch" not in codes(run("multilabel", x[:240], rare[:240], x_val=x[240:], y_val=rare[240:]))
+
+
 def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size_where_chance_explains_it():
     for seed in range(10):  # shuffled rows, however the classes fall
         order = np.random.default_rng(seed).permutation(len(X))

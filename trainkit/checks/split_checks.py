@@ -114,6 +114,8 @@ def validation_class_mismatch(ctx: DataContext) -> Issue | None:
 
 def _mismatch(t: Target, split: bool) -> Issue | None:
     """:func:`validation_class_mismatch` for one target (``split``: ``validation_split`` held the rows out)."""
+    if t.task == "multilabel":
+        return _multilabel_mismatch(t, split)
     if t.task not in ("binary", "multiclass") or t.loss.kind not in CLASSIFICATION_LOSSES or t.y is None or t.y_val is None:
         return None
     train_ids, val_ids = class_ids(t, t.y), class_ids(t, t.y_val)
@@ -165,6 +167,45 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
         "x, y = x[p], y[p])" + (f", or split with {stratified} and pass validation_data." if stratified
                                 else f"; {_single_row_classes(train_counts + val_counts)}."),
         {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(chance)},
+        t.output.layer if t.output else None)
+
+
+def _multilabel_mismatch(t: Target, split: bool) -> Issue | None:
+    """Label columns of a multilabel target whose 1s (or 0s) only the validation rows hold.
+
+    A label never positive in the training rows (a split of rows sorted by that label) is never
+    taught, and val_loss measures it all the same: 256 training rows without one 1 in a column
+    the 64 validation rows held at 30% got no word. Each column is judged as a binary label, its
+    chance taken over all the columns (a rare label's one 1 held out by chance is no mistake).
+    """
+    if t.loss.kind != "binary" or t.y is None or t.y_val is None or len(t.y) == 0 or len(t.y_val) == 0:
+        return None
+    y, v = t.y.reshape(len(t.y), -1), t.y_val.reshape(len(t.y_val), -1)
+    if y.shape[1] != v.shape[1] or y.shape[1] < 2 or not (np.isin(y, (0, 1)).all() and np.isin(v, (0, 1)).all()):
+        return None
+    n_val, total, columns = len(v), len(v) + len(y), y.shape[1]
+    unseen: list[tuple[int, int, int, float]] = []  # (column, value, validation rows, chance)
+    for value in (1, 0):
+        train_has, val_count = (y == value).any(axis=0), (v == value).sum(axis=0)
+        for c in np.flatnonzero(~train_has & (val_count > 0)):
+            chance = min(1.0, columns * _all_drawn(n_val, int(val_count[c]), total))
+            if chance < UNLIKELY_SPLIT:
+                unseen.append((int(c), value, int(val_count[c]), chance))
+    if not unseen:
+        return None
+    listing = ", ".join(f"label {c}: {value} in {count} of {n_val} rows" for c, value, count, _ in unseen[:5])
+    more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+    how = ("fit(validation_split=...) holds out the LAST rows, before any shuffling" if split else
+           "the validation rows were cut from rows in label order")
+    chance = max(c for *_, c in unseen)
+    return Issue(
+        f"The validation labels {validation_name(t.name)} hold values of label columns that no training row holds ({listing}{more}): "
+        "the model is never taught them, so val_loss measures what it cannot learn. Drawn at random from these rows, a "
+        f"validation split like this happens with a chance of {chance:.1g}: the rows look sorted by label, and {how}.",
+        f"Shuffle x and y together before {'fit' if split else 'splitting them'} (p = np.random.default_rng(0).permutation(len(x)); "
+        "x, y = x[p], y[p]), so that every label's 1s and 0s fall on both sides of the split.",
+        {"columns": [c for c, *_ in unseen], "values": [value for _, value, *_ in unseen],
+         "val_counts": [count for *_, count, _ in unseen], "chance": float(chance)},
         t.output.layer if t.output else None)
 
 
