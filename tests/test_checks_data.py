@@ -120,6 +120,8 @@ BAD = [
     ("nan-x-val", "binary", X, YB, None, {"x_val": _nan_x(), "y_val": YB}, "non-finite-data", "np.isfinite(x_val)"),
     ("int-labels-cce", "multiclass", X, YM, "categorical_crossentropy", {}, "label-format", "SparseCategoricalCrossentropy"),
     ("one-hot-sparse", "multiclass", X, ONE_HOT, "scce", {}, "label-format", "y.argmax(axis=-1)"),
+    # Multi-hot rows were told "one-hot rows" and y.argmax(axis=-1), which drops all but one label a row.
+    ("multi-hot-sparse", "multiclass", X, np.maximum(ONE_HOT, ONE_HOT[::-1]), "scce", {}, "label-format", "use task='multilabel'"),
     ("binary-1-2", "binary", X, YB + 1, None, {}, "label-format", "y - 1"),
     ("binary-val-label-7", "binary", X, YB, None, {"x_val": X[:20], "y_val": np.where(np.arange(20) == 13, 7, YB[:20])}, "label-format", "y_val"),
     ("class-id-too-big-val", "multiclass", X, YM, None, {"x_val": X[:20], "y_val": np.where(YM[:20] == 2, 3, YM[:20])}, "label-format", "Dense(4)"),

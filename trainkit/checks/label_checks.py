@@ -171,6 +171,17 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
         return None
     if kind == "sparse" and units:
         if y.ndim >= 2 and y.shape[-1] == units and units > 1:
+            multi_hot = _multi_hot_rows(y)
+            if multi_hot:
+                # Multi-hot rows were told "one-hot rows" and y.argmax(axis=-1), which keeps the first
+                # label of each row and drops the others without a word.
+                return Issue(
+                    f"{name} holds multi-hot rows (shape {format_shape(y.shape)}; {multi_hot} rows hold several 1s) but {loss} "
+                    "expects one integer class id per sample: a row of several labels has none.",
+                    "If a sample can have several labels, use task='multilabel' with BinaryCrossentropy() and "
+                    f"Dense({units}, activation='sigmoid') (in a recipe, task: multilabel, loss: binary_crossentropy with "
+                    f"{{type: dense, units: {units}, activation: sigmoid}}); y.argmax(axis=-1) would keep one label a row and drop the others.",
+                    {"y_shape": list(y.shape), "multi_hot_rows": multi_hot}, layer)
             return Issue(
                 f"{name} holds one-hot rows (shape {format_shape(y.shape)}) but {loss} expects one integer "
                 f"class id per sample.",
@@ -329,6 +340,13 @@ def _columns_issue(y: np.ndarray, name: str, loss: str, layer: str | None) -> Is
         f"Drop it from the labels (y = np.delete(y, {k}, axis=1), with one output unit less) if it is no label, or make it "
         f"a 0/1 label (y[:, {k}] = (y[:, {k}] > 0)).",
         {"columns": [int(c) for c in outside], "y_min": float(np.min(y)), "y_max": float(np.max(y)), "sum_of_others": total}, layer)
+
+
+def _multi_hot_rows(y: np.ndarray) -> int:
+    """How many rows of 0/1 label rows ``y`` hold several 1s (0 where ``y`` is not 0/1)."""
+    if not np.isin(y, (0, 1)).all():
+        return 0
+    return int((y.reshape(-1, y.shape[-1]).sum(axis=1) > 1).sum())
 
 
 def single_class(ctx: DataContext) -> Issue | None:
