@@ -283,6 +283,20 @@ def test_float64_values_beyond_float32_are_named_as_overflow_not_inf():
     assert "non-finite-data" not in codes(run("binary", x.clip(-3e38, 3e38), YB))  # within float32's range
 
 
+def test_float16_inputs_with_inf_of_both_signs_are_named_without_a_numpy_warning():
+    # float16 data cast from values past ±65,504 holds inf and -inf: the check's own sum of them,
+    # NaN, printed numpy's "invalid value encountered in reduce" RuntimeWarning beside the error.
+    import warnings
+
+    x = X.astype(np.float16)
+    x[7, 2], x[9, 0] = np.inf, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError) as info:
+            run("binary", x, YB)
+    assert info.value.code == "non-finite-data" and "x has 2 rows of 600 with NaN or Inf" in info.value.message
+
+
 def test_non_finite_labels_and_ids_are_not_told_to_be_filled_with_a_mean():
     # A NaN label, and a NaN among the ids an Embedding looks up, were told to "fill the gaps with
     # the training-split mean": 0.4 is no class, a mean target is made up, 2547.3 is no product id.
