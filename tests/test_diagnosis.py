@@ -1547,6 +1547,28 @@ def test_weights_frozen_behind_a_dead_relu_output_names_the_output_not_a_train_s
     assert "train_step" in finding(s.run(), "weights-frozen").advice
 
 
+def test_weights_frozen_by_gradients_nonfinite_at_every_step_says_the_steps_were_skipped():
+    # uint8 images into a mixed_float16 Conv2D: every step's gradients overflowed float16, the
+    # LossScaleOptimizer skipped all 9 steps, and the run was told to check a train_step override.
+    s = Stream()
+    s.train_loss = lambda e, st: 5.146
+    s.val_loss = lambda e: 5.2
+    s.values["grad_norm/global"] = lambda e, st: math.nan
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 0.0
+    s.context = dataclasses.replace(s.context, float16_layers=tuple(LAYERS))
+    f = finding(s.run(), "weights-frozen")
+    assert "NaN/inf at every one of the" in f.message and "LossScaleOptimizer" in f.message
+    assert "train_step" not in f.advice and "mixed_bfloat16" in f.advice and f.evidence["float16"]
+    # In float32 (no float16 layer): the gradients, not float16, are named.
+    s.context = dataclasses.replace(s.context, float16_layers=())
+    f = finding(s.run(), "weights-frozen")
+    assert "LossScaleOptimizer" not in f.message and "grad_nonfinite" in f.advice
+    # One finite gradient: a step could apply, so the step itself is suspected, as before.
+    s.values["grad_norm/global"] = lambda e, st: 1.0 if e == 1 and st == 2 else math.nan
+    assert "train_step" in finding(s.run(), "weights-frozen").advice
+
+
 def test_a_dead_relu_head_beside_one_that_learns_is_named():
     # Dense(1, activation="relu") whose bias started at -50, beside a sigmoid head that learned:
     # price_loss 2.181 at every epoch while the total fell, and no finding said so.

@@ -1110,6 +1110,24 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
             f"(median over the weight matrices over the first steps, where ~0.1-1% is healthy), too little to move the loss.",
             f"Raise the learning rate ({raised_lr_text(view)}): the optimizer applies its steps, but at this rate they "
             f"are too small to change anything.", evidence, epoch=view.epochs[-1].epoch)
+    skipped = _every_gradient_nonfinite(view)
+    if skipped:
+        # A LossScaleOptimizer (mixed_float16) skips each step whose gradients are NaN/inf: uint8
+        # images into a float16 Conv2D overflowed at all 9 steps of 3 epochs, and the run was told
+        # to check a train_step override, the learning rate and trainable layers.
+        half = bool(view.context.float16_layers)
+        fix = ("build the layers that read the raw inputs with dtype='float32', or use "
+               "keras.mixed_precision.set_global_policy('mixed_bfloat16') (float32's range)" if half else
+               "lower the learning rate and find what makes the gradients NaN/inf (grad_nonfinite/* names the layers)")
+        scale = standardise_advice(view)
+        advice = f"{scale}; {fix}." if scale else f"{fix}."
+        return Issue(
+            f"The training loss was {format_number(float(losses[-1]))} at every one of the {losses.size} epochs: the gradients "
+            f"held NaN/inf at every one of the {skipped} steps, so no step was applied"
+            + (" (a LossScaleOptimizer, which mixed_float16 uses, skips such a step and halves its loss scale; these "
+               "gradients overflowed float16's range, 65,504, at every scale it tried)." if half else "."),
+            advice[:1].upper() + advice[1:],
+            {**evidence, "nonfinite_gradient_steps": skipped, "float16": half}, epoch=view.epochs[-1].epoch)
     if view.context.layers and view.context.frozen_layers == view.context.layers:
         # No layer has a trainable weight: "a train_step override must apply its gradients" sent
         # the user of a plain fit looking for a step they never wrote.
@@ -1151,6 +1169,20 @@ def weights_frozen(view: Diagnoser) -> Issue | None:
         "must be large enough to move them (a rate of 1e-9 moves nothing either); the layers to train must "
         "be trainable.",
         evidence, epoch=view.epochs[-1].epoch)
+
+
+def _every_gradient_nonfinite(view: Diagnoser) -> int:
+    """The steps whose global gradient norm was read when it was NaN/inf at every one of them, else 0.
+
+    Read steps, not the epochs' steps: ``trainkit diagnose`` of a run with ``scalars_every`` reads
+    every n-th step. An epoch's mean is NaN when it read no finite norm.
+    """
+    if GLOBAL_GRAD_NORM not in view.names:
+        return 0
+    j = view.names.index(GLOBAL_GRAD_NORM)
+    if any(j >= len(epoch.nonfinite) or j >= len(epoch.mean) or not np.isnan(epoch.mean[j]) for epoch in view.epochs):
+        return 0
+    return int(sum(epoch.nonfinite[j] for epoch in view.epochs))
 
 
 def plateau(view: Diagnoser) -> Issue | None:
