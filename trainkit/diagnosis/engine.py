@@ -925,12 +925,13 @@ class Diagnoser:
             self._detect_explosion(first_step, values[:, names.index(GLOBAL_GRAD_NORM)], loss)
 
     def _detect_explosion(self, first_step: int, norms: np.ndarray, loss: np.ndarray | None) -> None:
-        # The baseline is the median of the first BASELINE_STEPS finite norms; it is fixed once
+        # The baseline is the median of the first BASELINE_STEPS finite, nonzero norms; it is fixed once
         # full, so the rest of a call is one vectorised comparison (this runs after every call).
         # Norms of 0 are no level: batches the model already fits exactly (a series in time order
         # whose first 800 steps are 0, zero windows and zero targets) left a baseline of 0, and
         # the first gradient of the series' real values, 2.3, read "2e12x ... the updates feed
-        # on themselves".
+        # on themselves"; so did a float16 sigmoid saturated to exactly 0/1 (no gradient at all),
+        # whose first norm of 204 read "2e14x its level".
         level = self._loss_level(loss)
         start = 0
         while len(self._baseline) < BASELINE_STEPS and start < len(norms):
