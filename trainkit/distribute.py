@@ -271,8 +271,16 @@ def global_mean(value: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
 
 def replica_states(model: Any) -> list[Any]:
     """The model's float non-trainable variables (``BatchNormalization``'s moving mean and variance),
-    which a step may update on each replica separately (see :func:`average_replica_states`)."""
-    return [v for v in model.non_trainable_variables if tf.as_dtype(v.dtype).is_floating]
+    which a step may update on each replica separately (see :func:`average_replica_states`).
+
+    A frozen layer's weights (created trainable, ``layer.trainable = False``) are left out: no
+    step changes them, and a frozen backbone's would be all-reduced every step for nothing (two
+    frozen 1024-unit layers under two replicas: 3 epochs 0.86 s -> 1.19 s).
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=True) if flatten is not None else [model]
+    frozen = {id(v) for layer in layers for v in getattr(layer, "_trainable_variables", ())}
+    return [v for v in model.non_trainable_variables if tf.as_dtype(v.dtype).is_floating and id(v) not in frozen]
 
 
 def average_replica_states(variables: Sequence[Any], before: Sequence[tf.Tensor], rows: tf.Tensor) -> None:
