@@ -5582,6 +5582,50 @@ def test_a_new_model_built_around_trained_layers_judges_no_fresh_start(trained_b
     assert not {"initial-loss-too-low", "loss-collapsed"} & set(codes(trainer))
 
 
+@pytest.mark.parametrize("read_back", ["load_model", "load_weights"])
+def test_a_trained_model_read_back_from_a_file_judges_no_fresh_start(tmp_path, read_back):
+    # A notebook saves the model a Trainer trained and, in a later session, loads it to train on:
+    # the file holds no optimizer that took steps, so its first loss (0.02 against a chance level
+    # of 0.69) was told initial-loss-too-low ("look for label leakage") and diverging-loss.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+
+    def build():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+
+    keras.utils.set_random_seed(0)
+    base = build()
+    Trainer(base, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
+            jit_compile=False).fit(x, y, epochs=20, verbose=0)
+    if read_back == "load_model":
+        base.save(tmp_path / "model.keras")
+        model = keras.models.load_model(tmp_path / "model.keras")
+    else:
+        base.save_weights(tmp_path / "model.weights.h5")
+        model = build()
+        model.load_weights(tmp_path / "model.weights.h5")
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-3), task="binary", seed=0, jit_compile=False)
+    history = trainer.fit(x, y, epochs=2, verbose=0)
+    assert history.history["loss"][0] < 0.1  # far below chance (ln 2) from its first epoch
+    assert trainer._model_trained_before is True
+    assert not {"initial-loss-too-low", "loss-collapsed", "diverging-loss"} & set(codes(trainer))
+
+
+def test_a_fresh_model_with_one_bias_set_by_hand_or_a_clone_of_a_trained_one_is_a_fresh_start():
+    from trainkit import trained_models
+
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(0.1)),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    model.layers[-1].bias.assign([2.0])  # an output bias started at the targets' mean
+    assert trained_models.trained_before(model) is False
+    Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=2, verbose=0)
+    assert trained_models.left_initialization(model) is True
+    assert trained_models.trained_before(keras.models.clone_model(model)) is False  # new weights
+
+
 def test_a_fresh_model_is_judged_without_reading_the_weights_of_unrelated_trained_models(monkeypatch):
     # trained_before fingerprinted every trained model alive in the process (4 variables copied to
     # the host each) before asking whether it shared a weight with the new one: 100 a notebook

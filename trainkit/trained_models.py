@@ -49,12 +49,76 @@ def trained_before(model: keras.Model) -> bool:
 
 
 def _trained_itself(model: keras.Model) -> bool:
-    """Whether ``model`` itself was trained: by a Trainer (and not put back), or by ``model.fit``."""
+    """Whether ``model`` itself was trained: by a Trainer (and not put back), by ``model.fit``, or
+    in another process, its weights read back from a file (see :func:`left_initialization`)."""
     if model in _TRAINED_MODELS:
         start = _TRAINED_MODELS[model]
         return start is None or weights_fingerprint(model) != start
     iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
-    return iterations is not None and int(np.asarray(iterations)) > 0
+    if iterations is not None and int(np.asarray(iterations)) > 0:
+        return True
+    return left_initialization(model)
+
+
+def left_initialization(model: keras.Model) -> bool:
+    """Whether most of ``model``'s layers with weights a constant initializer sets (a ``Dense``'s
+    zero bias, a normalisation's ``beta`` and ``gamma``) no longer hold that constant.
+
+    A model a Trainer trained and saved (``model.save``, ``save_weights``) comes back from
+    ``keras.models.load_model`` or ``load_weights`` with no optimizer, or with the untouched one of
+    a ``compile`` before the Trainer: only its weights tell it was trained (its first loss, 0.02
+    against a chance level of 0.69, was read as a leak). Training moves every layer's bias; a
+    bias set by hand on one layer (an output bias at ``log(p / (1 - p))``) leaves the others
+    at 0, so it takes more than half of the layers. Kernels are drawn at random and tell nothing.
+    """
+    moved = counted = 0
+    for layer in _inner_layers(model):
+        constants = [(variable, initializer) for variable, initializer in _constant_initialized(layer) if variable.trainable]
+        if not constants:
+            continue
+        counted += 1
+        moved += not all(_holds(variable, value) for variable, value in constants)
+    return moved * 2 > counted
+
+
+def _holds(variable: keras.Variable, value: np.ndarray) -> bool:
+    """Whether ``variable`` holds ``value`` everywhere, compared in its own dtype (a float32 bias
+    from ``Constant(0.1)`` is not float64's 0.1)."""
+    weights = np.asarray(variable)
+    try:
+        return bool(np.all(weights == value.astype(weights.dtype)))
+    except ValueError:  # a constant that is no such weight's shape: it tells nothing
+        return True
+
+
+def _constant_initialized(layer: keras.layers.Layer) -> list[tuple[keras.Variable, np.ndarray]]:
+    """A layer's weights that a constant initializer set (``bias_initializer="zeros"``...), each
+    with that constant; attributes named ``<weight>_initializer`` point to them, as in Keras's
+    own layers."""
+    out = []
+    for name, initializer in vars(layer).items():
+        if not name.endswith("_initializer"):
+            continue
+        value = _constant_value(initializer)
+        variable = getattr(layer, name.removesuffix("_initializer"), None)
+        if value is not None and isinstance(variable, keras.Variable):
+            out.append((variable, value))
+    return out
+
+
+def _constant_value(initializer: object) -> np.ndarray | None:
+    """The value a constant initializer fills a weight with (``Constant([...])``'s, one a unit);
+    ``None`` for any other."""
+    if isinstance(initializer, keras.initializers.Zeros):
+        return np.zeros(())
+    if isinstance(initializer, keras.initializers.Ones):
+        return np.ones(())
+    if isinstance(initializer, keras.initializers.Constant):
+        try:
+            return np.asarray(initializer.get_config().get("value"), dtype=np.float64)
+        except (TypeError, ValueError):  # a value that is no number
+            return None
+    return None
 
 
 def _inner_layers(model: keras.Model) -> list[keras.layers.Layer]:
