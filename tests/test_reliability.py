@@ -465,6 +465,33 @@ def test_a_keyboard_interrupt_raised_in_a_callback_ends_the_run_interrupted_not_
     assert not list(tmp_path.glob("*.hparams_end"))
 
 
+@pytest.mark.parametrize("traced", ["training", "validation"])
+def test_a_fit_interrupted_while_its_steps_trace_leaves_a_trainer_that_fits_again(traced):
+    # Ctrl-C during a notebook's first fit, while its step traced (seconds for a large model), left
+    # the trainer holding a loop that never learned its outputs' names: every later fit failed,
+    # "[bad-step-output] train_step must return the step's loss ... it returned an empty dict"
+    # (the training step's) or an AssertionError (the validation step's).
+    armed = {"on": False}
+
+    class CtrlC(keras.layers.Layer):
+        def call(self, inputs, training=None):
+            if armed["on"] and bool(training) == (traced == "training"):
+                armed["on"] = False
+                raise KeyboardInterrupt
+            return inputs
+
+    x, y = _xy()
+    model = keras.Sequential([keras.Input((3,)), CtrlC(), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, jit_compile=False)
+    armed["on"] = True
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(x, y, epochs=2, verbose=0, validation_split=0.25)
+    assert not armed["on"]  # interrupted in that trace
+    history = trainer.fit(x, y, epochs=2, verbose=0, validation_split=0.25)
+    assert history.epoch == [0, 1] and set(history.history) == {"loss", "val_loss"}
+    assert np.isfinite(trainer.evaluate(x, y, verbose=0)["loss"])
+
+
 def test_an_interrupted_fit_is_not_swallowed_by_a_loop_that_catches_exception():
     # TrainingInterrupted was a TrainkitError, an Exception: a loop of runs that logs a failed run
     # and goes on (except Exception) went on to its next run after the user's Ctrl-C.

@@ -94,7 +94,7 @@ class Inference:
 
     def _build_eval_loop(self, source: Any, batch_size: int) -> CompiledLoop:
         """The compiled evaluation loop, its test step traced (so its names are known)."""
-        if self._eval_loop is None:
+        if self._eval_loop is None or self._eval_loop.names is None:  # not built, or its first trace interrupted (Ctrl-C)
             self._eval_loop = CompiledLoop(self._traced_test_step, jit_compile=False, strategy=self.strategy)
             if self.strategy is not None:
                 self._eval_loop.discover_distributed_names(self._distributed_iterator(source, batch_size, None))

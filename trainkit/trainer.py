@@ -1289,6 +1289,10 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if (self.statistics or self.histograms_every is not None) and self._probe is None:
             self._probe = probes.build_probe(self.model)  # eagerly here, never while a step traces
         loop = self._train_loop
+        if loop is not None and loop.names is None:
+            # Its first trace never finished (Ctrl-C while a notebook's first fit traced): kept, it
+            # made every later fit fail ("train_step returned an empty dict", an AssertionError).
+            loop = self._train_loop = None
         if (loop is not None and self.jit_compile == "auto" and self.strategy is None and not loop.jit_compile and loop.xla_failure is None
                 and self._resolve_jit(planned_steps, batch_rows)):
             self._train_loop = None
