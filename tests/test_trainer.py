@@ -523,6 +523,28 @@ def test_a_layer_unfrozen_after_the_optimizer_was_built_is_refused_not_left_froz
     assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
 
 
+def test_an_optimizer_set_between_two_fits_is_the_one_the_second_applies():
+    # trainer.optimizer = SGD(0.0) in a notebook cell: the step traced for the first fit went on
+    # applying the first optimizer's Adam updates (weights moved, the new one took no step).
+    x, y = make_data(200)
+    model = make_model()
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    trainer.optimizer = keras.optimizers.SGD(0.0)
+    before = model.get_weights()
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert int(trainer.optimizer.iterations) > 0
+    assert all(np.array_equal(b, a) for b, a in zip(before, model.get_weights(), strict=True))
+    # A layer unfrozen for fine-tuning trains with a new optimizer, as after Keras's compile().
+    model.layers[0].trainable = False
+    trainer.fit(x, y, epochs=1, verbose=0)
+    model.layers[0].trainable = True
+    trainer.optimizer = keras.optimizers.Adam(1e-3)
+    hidden = model.layers[0].get_weights()[0].copy()
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(hidden, model.layers[0].get_weights()[0])
+
+
 def test_a_run_that_froze_a_layer_between_two_fits_resumes_with_it_frozen(tmp_path):
     # The optimizer built in the first fit keeps the slots of the layer frozen since, and so do
     # the checkpoints: a resume with the layer frozen built a smaller optimizer and was refused

@@ -362,6 +362,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._train_loop: CompiledLoop | None = None
         # The trainable variables the training loop was traced for (see _follow_trainable_changes).
         self._loop_variables: tuple[int, ...] = ()
+        self._loop_optimizer: Any = None  # and the optimizer it applies
         self._fit_variables: tuple[int, ...] = ()  # and those the running fit began with
         self._fit_first_epoch = 0  # the first epoch that fit runs
         self._eval_loop: CompiledLoop | None = None
@@ -1316,7 +1317,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         return {id(v) for v in getattr(self.optimizer, "_trainable_variables", None) or ()} if self.optimizer.built else set()
 
     def _follow_trainable_changes(self) -> None:
-        """Traces the step again when layers were frozen or unfrozen since the last fit.
+        """Traces the step again when layers were frozen or unfrozen since the last fit, or
+        ``optimizer`` was replaced (built first by :meth:`_ensure_built`).
 
         The traced step updates the trainable variables it saw when it was traced: a layer set to
         ``trainable = False`` between two fits went on training, and one set back to ``True`` stayed
@@ -1335,13 +1337,19 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             names = ", ".join(getattr(v, "path", v.name) for v in new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
             raise ArgumentError("trainable-changed", f"Weights became trainable after this Trainer's optimizer was built ({names}): it holds no state for "
                                                      "them, so they cannot be trained. Make a new Trainer with a new optimizer for the unfrozen model "
-                                                     "(Trainer(model, optimizer='adam', ...)), as Keras needs model.compile() again after a change of "
-                                                     "trainable.")
+                                                     "(Trainer(model, optimizer='adam', ...)), or give this one a new optimizer (trainer.optimizer = "
+                                                     "keras.optimizers.Adam(1e-5)), as Keras needs model.compile() again after a change of trainable.")
         traced = tuple(id(v) for v in variables)
         if self._train_loop is not None and traced != self._loop_variables:
             self._train_loop = None  # built again by _prepare_fit, for the variables trainable now
             self._histograms.reset()
+        if self._train_loop is not None and self.optimizer is not self._loop_optimizer:
+            # A new optimizer set between fits (trainer.optimizer = Adam(1e-4)): the traced step
+            # applied the old one's updates while the History, callbacks and diagnosis read the
+            # new one's rate.
+            self._train_loop = None
         self._loop_variables = traced
+        self._loop_optimizer = self.optimizer
 
     def _refuse_trainable_change_in_fit(self, epoch: int) -> None:
         """Refuses layers frozen or unfrozen while a fit runs (a callback's ``base.trainable = True``
