@@ -5529,6 +5529,28 @@ def run_from(s: Stream, first_step: int) -> Diagnoser:
     return d
 
 
+def separable_rows() -> tuple[np.ndarray, np.ndarray]:
+    """300 rows of 4 features whose binary label is the sign of the first two's sum."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    return x, (x[:, 0] + x[:, 1] > 0).astype("float32")
+
+
+def small_classifier() -> keras.Model:
+    """4 -> 16 relu -> 1 sigmoid."""
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+
+
+def train_far_below_chance(model: keras.Model, x: np.ndarray, y: np.ndarray, trained_by: str = "trainer") -> None:
+    """20 epochs at Adam 0.05, by a Trainer or by model.fit: the loss ends far below chance."""
+    if trained_by == "trainer":
+        Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
+                jit_compile=False).fit(x, y, epochs=20, verbose=0)
+    else:
+        model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05))
+        model.fit(x, y, epochs=20, verbose=0)
+
+
 @pytest.mark.parametrize("trained_by", ["trainer", "model.fit"])
 def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path, trained_by):
     # A notebook's sweep that builds a new Trainer for the model an earlier cell trained: its first
@@ -5536,20 +5558,13 @@ def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path
     # anything ... look for label leakage" (initial-loss-too-low), live and read back.
     from trainkit.diagnosis.readback import diagnose_run_dir
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 4)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+    x, y = separable_rows()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    model = small_classifier()
     # Made first: whether the model is trained is asked when it fits.
     trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-3), task="binary", seed=0,
                       jit_compile=False, logdir=tmp_path)
-    if trained_by == "trainer":
-        Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
-                jit_compile=False).fit(x, y, epochs=20, verbose=0)
-    else:
-        model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05))
-        model.fit(x, y, epochs=20, verbose=0)
+    train_far_below_chance(model, x, y, trained_by)
     history = trainer.fit(x, y, epochs=2, verbose=0)
     assert history.history["loss"][0] < 0.1  # far below chance (ln 2) from its first epoch
     live = [f.to_dict() for f in trainer.findings]
@@ -5561,17 +5576,10 @@ def test_a_new_trainer_for_a_model_trained_before_judges_no_fresh_start(tmp_path
 def test_a_new_model_built_around_trained_layers_judges_no_fresh_start(trained_by, built):
     # Fine-tuning code builds a new model around a trained one: its first loss (0.01 against a chance
     # level of 0.69) was read as a leak and a collapsed loss.
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 4)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+    x, y = separable_rows()
     keras.utils.set_random_seed(0)
-    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
-    if trained_by == "trainer":
-        Trainer(base, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
-                jit_compile=False).fit(x, y, epochs=20, verbose=0)
-    else:
-        base.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05))
-        base.fit(x, y, epochs=20, verbose=0)
+    base = small_classifier()
+    train_far_below_chance(base, x, y, trained_by)
     inputs = keras.Input((4,))
     model = {"nested": lambda: keras.Sequential([inputs, base]), "called": lambda: keras.Model(inputs, base(inputs)),
              "its layers": lambda: keras.Model(base.inputs, base.layers[-1].output)}[built]()
@@ -5587,23 +5595,16 @@ def test_a_trained_model_read_back_from_a_file_judges_no_fresh_start(tmp_path, r
     # A notebook saves the model a Trainer trained and, in a later session, loads it to train on:
     # the file holds no optimizer that took steps, so its first loss (0.02 against a chance level
     # of 0.69) was told initial-loss-too-low ("look for label leakage") and diverging-loss.
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 4)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("float32")
-
-    def build():
-        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
-
+    x, y = separable_rows()
     keras.utils.set_random_seed(0)
-    base = build()
-    Trainer(base, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(0.05), task="binary", seed=0,
-            jit_compile=False).fit(x, y, epochs=20, verbose=0)
+    base = small_classifier()
+    train_far_below_chance(base, x, y)
     if read_back == "load_model":
         base.save(tmp_path / "model.keras")
         model = keras.models.load_model(tmp_path / "model.keras")
     else:
         base.save_weights(tmp_path / "model.weights.h5")
-        model = build()
+        model = small_classifier()
         model.load_weights(tmp_path / "model.weights.h5")
     trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.Adam(1e-3), task="binary", seed=0, jit_compile=False)
     history = trainer.fit(x, y, epochs=2, verbose=0)
