@@ -102,8 +102,24 @@ def _constant_initialized(layer: keras.layers.Layer) -> list[tuple[keras.Variabl
         value = _constant_value(initializer)
         variable = getattr(layer, name.removesuffix("_initializer"), None)
         if value is not None and isinstance(variable, keras.Variable):
+            if name == "bias_initializer" and getattr(layer, "unit_forget_bias", False):
+                value = _with_forget_gate_ones(value, tuple(variable.shape))
             out.append((variable, value))
     return out
+
+
+def _with_forget_gate_ones(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An LSTM cell's bias as ``unit_forget_bias=True`` (Keras's default) starts it: the
+    initializer's constant, with the forget gate's quarter (the second) at 1; read as zeros, every
+    fresh LSTM was judged trained (two LSTMs and a Dense: a trained model, its first loss a leak
+    no more)."""
+    try:
+        expected = np.array(np.broadcast_to(value, shape), dtype=np.float64)
+    except ValueError:  # a constant that is no such bias's shape: _holds judges nothing
+        return value
+    units = shape[-1] // 4 if shape else 0
+    expected[..., units:2 * units] = 1.0
+    return expected
 
 
 def _constant_value(initializer: object) -> np.ndarray | None:
