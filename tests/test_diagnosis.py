@@ -5627,6 +5627,30 @@ def test_a_fresh_model_with_one_bias_set_by_hand_or_a_clone_of_a_trained_one_is_
     assert trained_models.trained_before(keras.models.clone_model(model)) is False  # new weights
 
 
+@pytest.mark.parametrize("start", ["logistic_regression", "softmax_prior", "two_heads", "dense_then_activation"])
+def test_a_fresh_model_whose_output_biases_start_at_the_prior_is_a_fresh_start(start):
+    # initial-loss-too-low's own advice, model.layers[-1].bias.assign(np.log(p / (1 - p))): a
+    # one-layer model (1 of 1 layers "moved"), a model of two heads so started (2 of 3) and a
+    # Dense before an Activation were judged trained, so their leaks went unsaid.
+    from trainkit import trained_models
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    if start == "two_heads":
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        heads = [keras.layers.Dense(1, name=name)(hidden) for name in ("a", "b")]
+        model = keras.Model(inputs, heads)
+        biases = [model.get_layer("a").bias, model.get_layer("b").bias]
+    else:
+        units = 3 if start == "softmax_prior" else 1
+        layers = [keras.layers.Dense(units)] + ([keras.layers.Activation("sigmoid")] if start == "dense_then_activation" else [])
+        model = keras.Sequential([inputs, *layers])
+        biases = [model.layers[0].bias]
+    for bias in biases:
+        bias.assign(np.full(bias.shape, np.log(0.1 / 0.9)))
+    assert trained_models.trained_before(model) is False
+
+
 @pytest.mark.parametrize("recurrent", ["lstm", "bidirectional", "conv_lstm"])
 def test_a_fresh_model_of_lstms_is_a_fresh_start(recurrent):
     # An LSTM cell's bias starts with its forget gate's quarter at 1 (unit_forget_bias, Keras's

@@ -70,9 +70,15 @@ def left_initialization(model: keras.Model) -> bool:
     against a chance level of 0.69, was read as a leak). Training moves every layer's bias; a
     bias set by hand on one layer (an output bias at ``log(p / (1 - p))``) leaves the others
     at 0, so it takes more than half of the layers. Kernels are drawn at random and tell nothing.
+    The layers that give the outputs are left out, as that advice sets their biases (each head's
+    of a model with several; a single-layer model's one): a logistic regression, two heads, or a
+    ``Dense`` before an ``Activation("sigmoid")`` so started were judged trained.
     """
+    outputs = {id(layer) for layer in _output_layers(model)}
     moved = counted = 0
     for layer in _inner_layers(model):
+        if id(layer) in outputs:
+            continue
         constants = [(variable, initializer) for variable, initializer in _constant_initialized(layer) if variable.trainable]
         if not constants:
             continue
@@ -135,6 +141,31 @@ def _constant_value(initializer: object) -> np.ndarray | None:
         except (TypeError, ValueError):  # a value that is no number
             return None
     return None
+
+
+def _output_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers with weights that give a functional or ``Sequential`` model's outputs, found back
+    through layers without weights (an ``Activation``); none for a subclassed model."""
+    pending = [getattr(getattr(t, "_keras_history", None), "operation", None) for t in _model_outputs(model)]
+    found, seen = [], set()
+    while pending:
+        layer = pending.pop()
+        if layer is None or id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.weights:
+            found.append(layer)
+        else:
+            pending.extend(node.operation for inbound in getattr(layer, "_inbound_nodes", ())[:1] for node in inbound.parent_nodes)
+    return found
+
+
+def _model_outputs(model: keras.Model) -> list[object]:
+    """``model.outputs`` as a list (a subclassed model's raises, or is ``None``)."""
+    try:
+        return keras.tree.flatten(model.outputs or [])
+    except (AttributeError, ValueError):
+        return []
 
 
 def _inner_layers(model: keras.Model) -> list[keras.layers.Layer]:
