@@ -545,6 +545,28 @@ def test_an_optimizer_set_between_two_fits_is_the_one_the_second_applies():
     assert not np.array_equal(hidden, model.layers[0].get_weights()[0])
 
 
+def test_an_optimizer_set_between_two_fits_is_taken_as_the_optimizer_argument_is():
+    # The README's trainer.optimizer = keras.optimizers.Adam(1e-5): a mixed_float16 model's new
+    # optimizer went unwrapped (float16 gradients unscaled, the small ones 0), and a name
+    # (trainer.optimizer = "sgd") failed with "'str' object has no attribute 'built'".
+    x, y = make_data(64)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid", dtype="float32")])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    trainer.optimizer = keras.optimizers.Adam(1e-5)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(trainer.optimizer.iterations) > 0
+    trainer.optimizer = "sgd"
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert isinstance(trainer.optimizer.inner_optimizer, keras.optimizers.SGD)
+    assert int(trainer.optimizer.iterations) > 0
+
+
 def test_a_run_that_froze_a_layer_between_two_fits_resumes_with_it_frozen(tmp_path):
     # The optimizer built in the first fit keeps the slots of the layer frozen since, and so do
     # the checkpoints: a resume with the layer frozen built a smaller optimizer and was refused

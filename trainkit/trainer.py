@@ -393,10 +393,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # Keras refuses it at the first update, with "Unknown variable".
             raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
                                                 "before?). Give each Trainer an optimizer of its own: optimizer='adam', or a new keras.optimizers.Adam(...).")
-        if auto_scale_loss and self.model.dtype_policy.name == "mixed_float16" and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # As model.compile(auto_scale_loss=True) does: without loss scaling, float16 gradients
-            # below ~6e-8 become 0 and the layers they belong to stop learning.
-            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
+        self._auto_scale_loss = auto_scale_loss
+        self.optimizer = self._loss_scaled(self.optimizer)
         if metrics is None:  # as model.compile(metrics=None): none (it was a TypeError)
             metrics = []
         if isinstance(metrics, str | keras.metrics.Metric) or callable(metrics):
@@ -939,6 +937,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                                 "stopping read each epoch's validation loss). Leave it at 1, or pass no validation data and call "
                                                 "evaluate() when you want it.")
         self._refuse_changed_layers()
+        self._adopt_replaced_optimizer()
         if not resume:
             from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 
@@ -1307,6 +1306,23 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 return
             self._train_loop = CompiledLoop(self._counted_train_step, jit_compile=self._step_xla, stop_on_nonfinite=self.on_nan == "stop", xla_fallback=self.jit_compile == "auto")
             self._train_loop.discover_names(train.batch_spec(), **in_memory_batches(train, batch_rows))
+
+    def _loss_scaled(self, optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+        """``optimizer`` in a ``LossScaleOptimizer`` where ``auto_scale_loss`` wants one for a
+        ``mixed_float16`` model, as ``model.compile(auto_scale_loss=True)`` does: without loss
+        scaling, float16 gradients below ~6e-8 become 0 and the layers they belong to stop learning."""
+        if self._auto_scale_loss and self.model.dtype_policy.name == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
+        return optimizer
+
+    def _adopt_replaced_optimizer(self) -> None:
+        """Takes an optimizer set between fits (``trainer.optimizer = ...``) as the ``optimizer``
+        argument is taken: a name resolved (``"sgd"`` was an AttributeError), and wrapped for a
+        ``mixed_float16`` model (a plain Adam so set trained that model without loss scaling)."""
+        if self.optimizer is self._loop_optimizer:
+            return
+        with distribute.scope(self.strategy):  # its variables replicated, as __init__ makes them
+            self.optimizer = self._loss_scaled(get_optimizer(self.optimizer))
 
     def _optimizer_built_for(self) -> set[int]:
         """Ids of the variables the optimizer holds state for (none while it is unbuilt).
