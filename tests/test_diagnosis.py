@@ -6176,3 +6176,79 @@ def test_a_second_fit_counts_the_batchnorm_steps_of_the_first():
     # The averages' error is read over every step they moved in.
     from trainkit.diagnosis.fit_rules import batchnorm_steps
     assert batchnorm_steps(d) == offset + s.epochs * STEPS
+
+
+def _in_order_fit(data: str, **fit: object) -> Trainer:
+    """A trainer fitted one epoch on a dataset read in order: a rising series' windows
+    (``timeseries_dataset_from_array``'s default order) under MSE, or 4 classes sorted by label."""
+    rng = np.random.default_rng(0)
+    if data == "series":
+        series = (np.linspace(1, 120, 3000) + rng.normal(0, 1, 3000)).astype("float32")
+        ds = keras.utils.timeseries_dataset_from_array(series[:-8, None], series[8:], sequence_length=8, batch_size=32)
+        model = keras.Sequential([keras.Input((8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
+        trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=DiagnosisCallback())
+    else:
+        y = np.repeat(np.arange(4), 500).astype("int32")
+        ds = tf.data.Dataset.from_tensor_slices((rng.standard_normal((2000, 5)).astype("float32"), y))
+        ds = (ds.shuffle(2000, seed=0) if data == "shuffled" else ds).batch(32)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="softmax")])
+        trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="sgd", task="multiclass", seed=0,
+                          diagnose=DiagnosisCallback())
+    trainer.fit(ds, epochs=1, verbose=0, **fit)
+    return trainer
+
+
+@pytest.mark.parametrize("check_data", [True, False])
+def test_the_chance_level_of_a_series_read_in_order_reads_past_its_first_batches(check_data):
+    # A rising series' windows in time order: its first 16 batches (targets ~1..17) read a chance
+    # level of 35.4 where the series' variance is ~1,200, and loss-at-chance quoted it.
+    context = _in_order_fit("series", check_data=check_data).diagnose.diagnoser.context
+    rows = 8 * 32 + 2048 if check_data else 16 * 32 + 2048  # the checks' 8 batches, or the 16 kept, and the read past them
+    targets = np.linspace(1, 120, 3000)[8:8 + rows]
+    assert context.chance_loss == pytest.approx(np.var(targets), rel=0.02)
+    assert context.chance_detail == f"variance of the targets, on the first {rows:,} rows: the dataset never shuffles, and was read no further"
+    assert context.target_std == pytest.approx(np.std(targets), rel=0.02)
+    # The first steps are the first batches' still: a fresh output near 0 scores ~0 there at best.
+    assert context.first_steps_loss < 2 and context.uninformed_loss < 300
+
+
+def test_the_chance_level_of_rows_sorted_by_label_is_their_prior():
+    # 4 classes of 500 rows sorted by label: the first 16 batches held two classes (0.11), and a
+    # model at the prior (ln 4) was far above that "chance".
+    context = _in_order_fit("sorted").diagnose.diagnoser.context
+    assert context.chance_loss == pytest.approx(math.log(4), rel=1e-4)
+    assert context.chance_detail == "entropy of the label prior over 4 classes"  # every row read: no note
+
+
+def test_a_shuffled_dataset_chance_level_reads_its_first_batches_alone():
+    from trainkit.diagnosis.run_context import source_targets_read_on
+    from trainkit.sources import DatasetSource
+
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((2000, 5), "float32"), np.repeat(np.arange(4), 500))).shuffle(2000, seed=0).batch(32)
+    source = DatasetSource(ds)
+    assert source_targets_read_on(source) is None and source._further is None  # nothing read past the sample
+    context = _in_order_fit("shuffled").diagnose.diagnoser.context
+    assert context.chance_detail == "entropy of the label prior over 4 classes"
+
+
+def test_the_rows_past_a_dataset_in_order_are_read_once_for_the_checks_and_the_chance_level():
+    mapped = []
+
+    def count(row):
+        mapped.append(1)
+        return row
+
+    x = np.random.default_rng(0).standard_normal((600, 4)).astype("float32")
+    y = np.linspace(0, 1, 600, dtype="float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).map(lambda row, t: (tf.py_function(count, [row], tf.float32), t)).batch(32)
+    ds = ds.map(lambda row, t: (tf.ensure_shape(row, (None, 4)), t))
+    rows = {}
+    for diagnose in (False, True):
+        mapped.clear()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=DiagnosisCallback() if diagnose else False)
+        trainer.fit(ds, epochs=1, verbose=0)
+        rows[diagnose] = len(mapped)
+    # The data checks read past their 8 batches to the end: the chance level reads nothing more.
+    assert rows[True] == rows[False]
+    assert trainer.diagnose.diagnoser.context.chance_loss == pytest.approx(np.var(y), rel=1e-3)

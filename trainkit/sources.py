@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit.checks.data_sampling import DatasetSample, shuffles
+from trainkit.checks.data_sampling import DatasetSample, FurtherRows, further_rows, shuffles
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import as_array, paired_inputs, refuse_mismatched_kinds, takes_text
 from trainkit.loop import CompiledLoop, StepOutputs
@@ -360,6 +360,7 @@ class DatasetSource:
         self._went_on = False  # whether the last epoch_iterator is one an earlier epoch pulled from
         self._kept: list[Any] = []  # the first batches, see sample()
         self._kept_all = False
+        self._further: FurtherRows | None = None
 
     def sample(self, batches: int = SAMPLE_BATCHES) -> list[Any]:
         """The dataset's first ``batches`` batches, read once and kept.
@@ -395,11 +396,23 @@ class DatasetSource:
     def sample_for_checks(self, batches: int) -> DatasetSample:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
         return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset),
-                             cardinality=self._cardinality if self._cardinality >= 0 else None, dataset=self.dataset)
+                             cardinality=self._cardinality if self._cardinality >= 0 else None, dataset=self.dataset,
+                             further=self.shared_further_rows)
+
+    def shared_further_rows(self, skip_batches: int, sampled_inputs: Any) -> FurtherRows | None:
+        """The one :class:`~trainkit.checks.data_sampling.FurtherRows` of this dataset, past its
+        first ``skip_batches`` (``sampled_inputs``: those batches' inputs): made at the first call
+        (the data checks', past the batches they sampled), that one at every later call (the chance
+        level's), so the batches past the sample are read once at most and no further than its budget."""
+        if self._further is None:
+            self._further = further_rows(self.dataset, skip_batches, sampled_inputs)
+        return self._further
 
     def release_sample(self, keep: int) -> None:
-        """Lets go of the kept batches but the first ``keep`` (training needs at most one)."""
+        """Lets go of the kept batches but the first ``keep`` (training needs at most one), and of
+        the rows read past them (:meth:`shared_further_rows`)."""
         del self._kept[keep:]
+        self._further = None
 
     def batch_bytes(self) -> int:
         """Bytes of one batch: from the element spec when its shapes are all known, else from

@@ -1198,6 +1198,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             one_pass_epochs,
             source_inputs,
             source_targets_and_weights,
+            source_targets_read_on,
         )
 
         callback = self.diagnose if isinstance(self.diagnose, DiagnosisCallback) else DiagnosisCallback()
@@ -1216,7 +1217,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                          validation_targets=val_targets, validation_sample_weight=val_weights,
                          batch_rows=None if in_memory else first_batch_rows(train),
                          inputs=source_inputs(train) if wants_inputs else None,
-                         validation_inputs=source_inputs(validation) if wants_inputs and isinstance(validation, ArraySource) else None)
+                         validation_inputs=source_inputs(validation) if wants_inputs and isinstance(validation, ArraySource) else None,
+                         # A dataset that never shuffles: its first batches are its first rows, no sample of them.
+                         read_on=None if in_memory or pydataset else source_targets_read_on(train))
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -37,6 +37,9 @@ class DatasetSample:
     cardinality: int | None = None
     #: The dataset itself, for the labels past the batches read (:class:`FurtherRows`).
     dataset: Any = None
+    #: Gives the one :class:`FurtherRows` of the dataset that the checks and the chance level share
+    #: (:meth:`trainkit.sources.DatasetSource.shared_further_rows`); ``None``: a reader of their own.
+    further: Callable[[int, Any], FurtherRows | None] | None = None
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -279,11 +282,20 @@ class FurtherRows:
     """
 
     def __init__(self, dataset: Any, skip_batches: int, sampled_inputs: Any) -> None:
-        self._dataset, self._skip, self._sampled = dataset, skip_batches, sampled_inputs
+        import tensorflow as tf
+
+        self._dataset = dataset
         self._elements: Iterator[Any] | None = None
-        self._reference: list[np.ndarray] = []
+        # The first sampled row alone, copied: the source keeps this reader for the chance level,
+        # and a view would keep every sampled batch's inputs with it.
+        self._reference = [np.array(np.asarray(leaf)[:1]) for leaf in tf.nest.flatten(sampled_inputs)]
         self._labels: list[Any] = []
+        self._weights: list[np.ndarray] = []
         self._rows = 0
+        #: Batches sampled before the rows read here: those come after them.
+        self.skip_batches = skip_batches
+        #: Whether the read reached the dataset's end (every row read), not the budget's.
+        self.ended = False
         self._deadline = 0.0
         self._done = False
         self._vary: bool | None = False  # True at the first row unlike the sampled ones, None: another structure
@@ -293,15 +305,18 @@ class FurtherRows:
         import tensorflow as tf
 
         if self._elements is None and not self._done:
-            self._elements = iter(self._dataset.skip(self._skip))
-            self._reference = [np.asarray(leaf)[:1] for leaf in tf.nest.flatten(self._sampled)]
+            self._elements = iter(self._dataset.skip(self.skip_batches))
             self._deadline = time.monotonic() + FURTHER_SECONDS
-        element = None if self._done or self._rows >= FURTHER_ROWS or time.monotonic() > self._deadline else next(self._elements, None)
+        spent = self._done or self._rows >= FURTHER_ROWS or time.monotonic() > self._deadline
+        element = None if spent else next(self._elements, None)
         if element is None:
+            self.ended = self.ended or not spent
             self._done, self._elements = True, None  # the iterator let go
             return False
         y = tf.nest.map_structure(np.asarray, element[1])
         self._labels.append(y)
+        if len(element) > 2:  # the rows' weights (class_weight folded in), for the chance level
+            self._weights.append(np.asarray(element[2]))
         self._rows += _rows(y)
         if self._vary is False:  # the inputs are converted only while none has differed yet
             leaves = [np.asarray(leaf) for leaf in tf.nest.flatten(element[0])]
@@ -325,6 +340,13 @@ class FurtherRows:
         except (TypeError, ValueError):
             return None  # batches of other structures or shapes
 
+    def weights(self) -> np.ndarray | None:
+        """The weights of the rows :meth:`labels` gives, concatenated (read as far as it reads);
+        ``None`` for a dataset of ``(x, y)`` batches."""
+        while self._read_one():
+            pass
+        return np.concatenate(self._weights) if self._weights else None
+
     def inputs_vary(self) -> bool | None:
         """Whether the inputs past the batches sampled differ from the first sampled row (each of
         those rows the same): ``True`` at the first that does, ``False`` when none does, ``None``
@@ -337,7 +359,10 @@ class FurtherRows:
 def further_rows(data: Any, skip_batches: int, sampled_inputs: Any) -> FurtherRows | None:
     """A :class:`FurtherRows` of a dataset (or :class:`DatasetSample`) of ``(x, y)`` or ``(x, y, w)``
     elements past its first ``skip_batches`` (``sampled_inputs``: those batches' inputs); ``None``
-    for anything else. Nothing is read until a check asks."""
+    for anything else. Nothing is read until a check asks; a :class:`DatasetSample` whose source
+    shares one reader gives that one."""
+    if isinstance(data, DatasetSample) and data.further is not None:
+        return data.further(skip_batches, sampled_inputs)
     dataset = data.dataset if isinstance(data, DatasetSample) else data if _is_dataset(data) else None
     if dataset is None or not (isinstance(dataset.element_spec, tuple) and 2 <= len(dataset.element_spec) <= 3):
         return None

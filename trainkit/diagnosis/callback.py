@@ -143,6 +143,7 @@ class DiagnosisCallback(Callback):
         batch_rows: int | None = None,
         inputs: Any = None,
         validation_inputs: Any = None,
+        read_on: Any = None,
     ) -> None:
         """What the trainer knows at ``fit`` time and a callback cannot see by itself.
 
@@ -170,6 +171,8 @@ class DiagnosisCallback(Callback):
                 regression model's first losses plausibly reach (see :func:`build_context`).
             validation_inputs: The in-memory validation inputs, for the loss of the inputs'
                 linear fit on the validation rows (see :func:`build_context`).
+            read_on: A never-shuffled dataset's targets past its first batches too (a
+                :class:`~trainkit.diagnosis.run_context.RowsReadOn`), for the chance levels.
         """
         self._others = [cb for cb in callbacks if cb is not self]
         self.console = console
@@ -177,7 +180,7 @@ class DiagnosisCallback(Callback):
         self._fit_facts = {"targets": targets, "initial_epoch": initial_epoch, "batch_size": batch_size, "train_rows": train_rows,
                            "one_pass_epochs": one_pass_epochs, "batches_in_order": batches_in_order, "has_validation": has_validation, "callbacks": self._others, "sample_weight": sample_weight,
                            "validation_targets": validation_targets, "validation_sample_weight": validation_sample_weight,
-                           "batch_rows": batch_rows, "inputs": inputs, "validation_inputs": validation_inputs}
+                           "batch_rows": batch_rows, "inputs": inputs, "validation_inputs": validation_inputs, "read_on": read_on}
 
     # -- checkpointing -----------------------------------------------------------------------------
     def get_state(self, *, epochs: bool = True) -> dict[str, Any] | None:

@@ -123,9 +123,15 @@ def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
         return _map_targets(np.asarray, data[1]), weights
     if not hasattr(source, "sample"):
         return None, None
+    return _batch_targets(source.sample(_TARGET_BATCHES))  # kept batches: the pipeline is not read again
+
+
+def _batch_targets(batches: Sequence[Any]) -> tuple[Any, Any]:
+    """The targets and weights of ``(x, y)`` or ``(x, y, w)`` batches, each joined along the rows
+    (``None`` when unknown, or for unweighted rows)."""
     parts, weights = [], []
     try:
-        for batch in source.sample(_TARGET_BATCHES):  # kept batches: the pipeline is not read again
+        for batch in batches:
             if not isinstance(batch, tuple | list) or len(batch) < 2:
                 return None, None
             parts.append(_map_targets(np.asarray, batch[1]))
@@ -136,6 +142,64 @@ def source_targets_and_weights(source: Any) -> tuple[Any, Any]:
     if not parts:
         return None, None
     return _concatenate(parts), (_concatenate(weights) if weights else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowsReadOn:
+    """A never-shuffled dataset's targets and weights over its first batches and the rows read
+    past them (see :func:`source_targets_read_on`), for the levels read from the targets.
+
+    Attributes:
+        targets: The targets, in order, as :func:`source_targets_and_weights` gives them.
+        sample_weight: Their rows' weights, ``None`` for unweighted rows.
+        rows: How many rows they are when not all of the dataset's (``None``: all of them).
+    """
+
+    targets: Any
+    sample_weight: Any
+    rows: int | None
+
+    def note(self) -> str:
+        """What the levels were computed on, for their detail: ``""`` for all the rows."""
+        return "" if self.rows is None else f", on the first {self.rows:,} rows: the dataset never shuffles, and was read no further"
+
+
+def source_targets_read_on(source: Any) -> RowsReadOn | None:
+    """The targets (and weights) of a training dataset that never shuffles: its first batches and
+    the rows past them that the data checks' shared read holds (:class:`~trainkit.checks.data_sampling.FurtherRows`),
+    read now, to that read's budget, when no check asked for them; ``None`` for any other source.
+
+    Its first batches are its first rows, not a sample of them: a rising series' windows in time
+    order read a chance level of 35.4 there against the series' variance of ~1,200, and rows sorted
+    by label held one class or two (a level of 0.11 for 4 classes alike).
+    """
+    reader_of = getattr(source, "shared_further_rows", None)
+    if reader_of is None or shuffles(source.dataset) is not False:
+        return None
+    kept = source.sample(_TARGET_BATCHES)
+    if not kept:
+        return None
+    # Made here only when the data checks made none (check_data=False): past the kept batches.
+    reader = reader_of(len(kept), kept[0][0])
+    more = reader.labels() if reader is not None else None
+    if more is not None:
+        # The read starts after the batches the data checks sampled (8 of the 16 kept): the kept
+        # ones past those are in it already.
+        first, weights = _batch_targets(kept[:reader.skip_batches])
+        more_weights = reader.weights()
+        if first is not None and (weights is None) == (more_weights is None):
+            try:
+                targets = _concatenate([first, _map_targets(np.asarray, more)])
+                weights = None if weights is None else np.concatenate([weights, more_weights])
+            except (TypeError, ValueError, KeyError):  # rows past the first batches of other shapes: those alone
+                pass
+            else:
+                return RowsReadOn(targets, weights, None if reader.ended else _target_rows(targets))
+    targets, weights = _batch_targets(kept)
+    if targets is None:
+        return None
+    batches = int(source.dataset.cardinality())
+    return RowsReadOn(targets, weights, None if 0 <= batches <= len(kept) else _target_rows(targets))
 
 
 def source_inputs(source: Any) -> Any:
@@ -356,6 +420,7 @@ def build_context(
     batch_rows: int | None = None,
     inputs: Any = None,
     validation_inputs: Any = None,
+    read_on: RowsReadOn | None = None,
 ) -> Context:
     """The :class:`Context` of a trainer about to fit.
 
@@ -367,12 +432,20 @@ def build_context(
     That fit's loss on the training rows (in-memory ones: ``train_rows`` known) and on the
     validation rows (``validation_inputs`` and ``validation_targets``) is kept too, for the end of
     the run (``worse-than-linear``).
+
+    ``read_on``: a never-shuffled dataset's targets past its first batches too (see
+    :func:`source_targets_read_on`): the chance levels, the targets' scale and best constant are
+    computed on them, the levels of the first steps (and of a fresh model's start) on ``targets``,
+    the first batches, which are the steps the run starts on.
     """
     from trainkit.checks.compatibility import describe_loss
 
     chance_targets, chance_weights, rows = targets, sample_weight, batch_size or batch_rows
     if targets is not None:
         chance_targets, chance_weights, rows = _masked_targets(trainer, inputs, targets, sample_weight, rows)
+    # A masked model's positions are read from the inputs, which the rows read on do not keep.
+    read_on = read_on if read_on is not None and chance_targets is targets else None
+    level_targets, level_weights = (read_on.targets, read_on.sample_weight) if read_on else (chance_targets, chance_weights)
     # A compute_loss of its own measures what it likes (a penalty added, another loss): the
     # chance level of the trainer's loss is no level of it (an MSE override of a binary task's
     # cross-entropy read "initial-loss-too-low ... label leaking" at 0.33 against 0.69).
@@ -384,17 +457,23 @@ def build_context(
     unleveled = own_loss or bool(call_losses)
     # A model with several outputs: each one's own level too, which its <output>_loss compares with
     # (a head on random labels beside one that learns left the total well below its level).
-    levels = _output_levels(trainer, chance_targets, chance_weights) if chance_targets is not None and not unleveled else None
+    levels = _output_levels(trainer, level_targets, level_weights) if level_targets is not None and not unleveled else None
     # Batches in the rows' own order: the first steps read the first rows (a dataset's sampled
     # batches are its first ones too), not a random draw of them.
     baseline = (_chance_level(trainer, chance_targets, chance_weights, rows, levels=levels, in_order=bool(batches_in_order))
                 if chance_targets is not None and not unleveled else None)
+    if read_on is not None and not unleveled:
+        # The level over the rows read on; the first steps' and a fresh output's start stay the first batches'.
+        first, baseline = baseline, _chance_level(trainer, level_targets, level_weights, levels=levels)
+        if baseline is not None:
+            baseline = dataclasses.replace(baseline, detail=baseline.detail + read_on.note(), first_steps=first.first_steps if first is not None else None,
+                                           uninformed=first.uninformed if first is not None else baseline.uninformed)
     soft = None
-    if baseline is None and chance_targets is not None and not unleveled and len(getattr(trainer, "heads", ())) <= 1 \
-            and not isinstance(chance_weights, tuple | list | Mapping):
+    if baseline is None and level_targets is not None and not unleveled and len(getattr(trainer, "heads", ())) <= 1 \
+            and not isinstance(level_weights, tuple | list | Mapping):
         # Cross-entropy on soft targets has no chance level; where its loss starts and ends is
         # still told (chance-level-unknown).
-        soft = soft_target_levels(trainer.loss, _one_output_targets(trainer, chance_targets), chance_weights)
+        soft = soft_target_levels(trainer.loss, _one_output_targets(trainer, level_targets), level_weights)
     linear_loss = val_linear_loss = None
     if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
         # One fit, on a few thousand of the rows, before the first step: the first steps' level
@@ -414,8 +493,8 @@ def build_context(
     val_chance = val_levels = None
     if (baseline is not None or levels) and validation_targets is not None:
         val_targets, val_weights, _ = _masked_targets(trainer, validation_inputs, validation_targets, validation_sample_weight, None)
-        val_levels = _output_levels(trainer, val_targets, val_weights, chance_targets) if val_targets is not None and levels else None
-        val_chance = (_chance_level(trainer, val_targets, val_weights, prior_rows=chance_targets, levels=val_levels)
+        val_levels = _output_levels(trainer, val_targets, val_weights, level_targets) if val_targets is not None and levels else None
+        val_chance = (_chance_level(trainer, val_targets, val_weights, prior_rows=level_targets, levels=val_levels)
                       if val_targets is not None and baseline is not None else None)
         if val_levels:
             # An output whose validation rows are all one class has no level of its own there, as
@@ -428,7 +507,7 @@ def build_context(
             # makes their ~0 a 2.4e-7 that passed as one: val_loss 0.64 read "268611732% of chance
             # ... e.g. random labels". The training rows' level stands in, as for no level at all.
             val_chance = None
-    scale = _target_scale(trainer, targets)
+    scale = _target_scale(trainer, read_on.targets if read_on else targets)
     model = trainer.model
     outputs = tuple(output_layer_names(model, traced=getattr(getattr(trainer, "_probe", None), "output_layers", ())))
     inputs = layer_inputs(model)
