@@ -393,6 +393,11 @@ class DatasetSource:
                 break
         self._kept_all = len(self._kept) < batches  # reading again would give no more
 
+    @property
+    def sampled_all(self) -> bool:
+        """Whether :meth:`sample`'s batches are every batch of the dataset (it ended before them)."""
+        return self._kept_all
+
     def sample_for_checks(self, batches: int) -> DatasetSample:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
         return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset),

@@ -179,8 +179,11 @@ def source_targets_read_on(source: Any) -> RowsReadOn | None:
     kept = source.sample(_TARGET_BATCHES)
     if not kept:
         return None
-    # Made here only when the data checks made none (check_data=False): past the kept batches.
-    reader = reader_of(len(kept), kept[0][0])
+    # Made here only when the data checks made none (check_data=False): past the kept batches. None
+    # when those are every batch: reading past them found nothing, but started a pass of the
+    # pipeline (a generator run again, a shuffle buffer refilled).
+    sampled_all = bool(getattr(source, "sampled_all", False))
+    reader = None if sampled_all else reader_of(len(kept), kept[0][0])
     more = reader.labels() if reader is not None else None
     if more is not None:
         # The read starts after the batches the data checks sampled (8 of the 16 kept): the kept
@@ -199,7 +202,7 @@ def source_targets_read_on(source: Any) -> RowsReadOn | None:
     if targets is None:
         return None
     batches = int(source.dataset.cardinality())
-    return RowsReadOn(targets, weights, None if 0 <= batches <= len(kept) else _target_rows(targets))
+    return RowsReadOn(targets, weights, None if sampled_all or 0 <= batches <= len(kept) else _target_rows(targets))
 
 
 def source_inputs(source: Any) -> Any:
