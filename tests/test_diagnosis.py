@@ -6254,6 +6254,8 @@ def test_the_rows_past_a_dataset_in_order_are_read_once_for_the_checks_and_the_c
         trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=DiagnosisCallback() if diagnose else False)
         trainer.fit(ds, epochs=1, verbose=0)
         rows[diagnose] = len(mapped)
-    # The data checks read past their 8 batches to the end: the chance level reads nothing more.
-    assert rows[True] == rows[False]
+    # The data checks read past their 8 batches to the end: the chance level reads nothing more. (A
+    # read of its own would map the ~340 rows past the sample again; training's prefetch maps a row
+    # or two more or fewer from run to run: 1,713 and 1,715 were seen.)
+    assert abs(rows[True] - rows[False]) < 32
     assert trainer.diagnose.diagnoser.context.chance_loss == pytest.approx(np.var(y), rel=1e-3)
