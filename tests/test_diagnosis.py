@@ -5773,6 +5773,43 @@ def test_a_step_spike_is_measured_against_a_fresh_model_s_first_loss_only(first_
     assert ("diverging-loss" in codes(run_from(s, first_step))) == (first_step == 0 and not trained_before)
 
 
+def test_a_step_spike_no_higher_than_the_worst_batch_of_a_constant_is_no_divergence():
+    # Targets with a few far rows (1% at 1000 under Huber): a batch holding two or three of them
+    # read 63-94 against a first loss of 0.3-0.75, "213x the first loss", a diverging-loss error,
+    # while the model learned. A constant prediction's worst batch reads that high too.
+    s = Stream(epochs=3, task="regression", chance=10.0)
+    s.context.worst_batch_loss = 250.0
+    s.train_loss = lambda e, st: 63.0 if (e, st) == (1, 3) else 0.3 - 0.05 * e
+    assert "diverging-loss" not in codes(s.run())
+    # Past it, the model's own outputs make the loss: thrown away.
+    s.train_loss = lambda e, st: 1e4 if (e, st) == (1, 3) else 0.3 - 0.05 * e
+    assert "diverging-loss" in codes(s.run())
+    # Without the level (a custom loss), 100x the first loss stays the bar.
+    s.context.worst_batch_loss = None
+    s.train_loss = lambda e, st: 63.0 if (e, st) == (1, 3) else 0.3 - 0.05 * e
+    assert "diverging-loss" in codes(s.run())
+
+
+def test_the_worst_batch_level_is_the_batch_of_the_rows_a_constant_fits_worst():
+    from trainkit.diagnosis.baseline import chance_loss
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(800, 1))
+    y[rng.choice(800, 8, replace=False)] = 1000.0
+    # Huber's best constant is ~0: each far row reads ~999.5, and all 8 fit in one batch of 32.
+    worst = chance_loss("regression", keras.losses.Huber(), y, batch_size=32).worst_batch
+    assert 8 * 999 / 32 < worst < 8 * 1000 / 32 + 3  # and 24 normal rows' few
+    # Weights scale each row's share of a batch; under mean_with_sample_weight they divide it.
+    weights = np.ones(800)
+    weights[y[:, 0] > 100] = 2.0
+    assert chance_loss("regression", keras.losses.Huber(), y, weights, batch_size=32).worst_batch > 1.9 * worst
+    by_weight = keras.losses.Huber(reduction="mean_with_sample_weight")
+    assert chance_loss("regression", by_weight, y, weights, batch_size=32).worst_batch < 1000
+    # A balanced binary task's prior scores ln 2 on every row: no batch reads more.
+    labels = np.tile([0.0, 1.0], 200)
+    assert chance_loss("binary", "binary_crossentropy", labels, batch_size=32).worst_batch == pytest.approx(math.log(2), rel=1e-4)
+
+
 @pytest.mark.parametrize("in_order", [True, False])
 def test_a_step_spike_in_batches_of_a_rising_series_read_in_order_is_no_divergence(in_order):
     # An unshuffled series with a trend (timeseries_dataset_from_array's default order) starts

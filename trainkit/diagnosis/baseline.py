@@ -111,6 +111,9 @@ class Baseline:
         constant: A one-column regression's best constant prediction (the mean for MSE, the
             median for MAE, the searched one for Huber, log-cosh, MAPE and MSLE), where an
             output bias best starts; ``None`` otherwise.
+        worst_batch: The highest loss one batch can read while the model predicts the constants
+            of :attr:`first_steps` (see :func:`worst_batch_level`): a batch's loss above it is the
+            model's doing, not its rows'; ``None`` when unknown.
     """
 
     loss: float
@@ -119,6 +122,7 @@ class Baseline:
     first_steps: float | None = None
     floor: float = 0.0
     constant: float | None = None
+    worst_batch: float | None = None
 
 
 def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None,
@@ -239,7 +243,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         uninformed = uninformed if uninformed is not None and math.isfinite(uninformed) else None
     elif info.kind == "regression":
         uninformed = zero_prediction_loss(loss, y, w)
-    first = None
+    first = worst = None
     if batch_size and info.kind in ("binary", "categorical", "sparse") and config.get("ignore_class") is None:
         # The constants a fresh output starts near: the (weighted) prior, the unweighted prior
         # (an output bias at log(p / (1 - p)), as class-imbalance advises, beside class_weight)
@@ -249,19 +253,22 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             plain = _best_constant(task, info.kind, info.from_logits, info.name, y, None,
                                    label_smoothing=float(config.get("label_smoothing") or 0.0))
             starts += [plain[0]] if plain is not None else []
-        first = first_steps_level(fn, y, w, [np.broadcast_to(c, _pred_shape(info.kind, y, np.asarray(c))) for c in starts],
-                                  batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight", in_order=in_order)
+        starts = [np.broadcast_to(c, _pred_shape(info.kind, y, np.asarray(c))) for c in starts]
+        by_weight = config.get("reduction") == "mean_with_sample_weight"
+        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=by_weight, in_order=in_order)
+        worst = worst_batch_level(fn, y, w, starts, batch_size, by_weight=by_weight)
     elif batch_size and info.kind == "regression":
         # Targets with a few far rows (1% at 1000 among values ~1): most batches of 32 hold none,
         # and a fresh output near 0 read 0.57-1.25 over its first 3 steps against a Huber or MAE
         # chance level of 11-13 those rows make, told initial-loss-too-low (a leak) in 7 of 12
         # runs. The best constant and 0 (where a fresh output starts) are read per batch too.
         starts = [np.broadcast_to(np.asarray(prediction, np.float64), y.shape), np.zeros_like(y)]
-        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight",
-                                  in_order=in_order)
+        by_weight = config.get("reduction") == "mean_with_sample_weight"
+        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=by_weight, in_order=in_order)
+        worst = worst_batch_level(fn, y, w, starts, batch_size, by_weight=by_weight)
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
     constant = float(np.ravel(prediction)[0]) if info.kind == "regression" and np.size(prediction) == 1 else None
-    return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant)
+    return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant, worst)
 
 
 def zero_prediction_loss(loss: Any, y: Any, sample_weight: Any = None) -> float | None:
@@ -403,13 +410,8 @@ def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions:
     Returns:
         That loss, or ``None`` when the loss gives no per-row values.
     """
-    call = getattr(fn, "call", None)
-    if call is None:
-        return None
-    try:
-        rows = [np.asarray(call(y.astype(np.float32), np.asarray(p, np.float32)), np.float64).reshape(len(y), -1).mean(axis=1)
-                for p in predictions]
-    except Exception:  # a loss that cannot take numpy arrays: no level
+    rows = _row_losses(fn, y, predictions)
+    if rows is None:
         return None
     weights = np.ones(len(y)) if w is None else w
     batch = min(batch_size, len(y))
@@ -421,6 +423,44 @@ def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions:
     totals = weights[picks].sum(axis=-1) if by_weight else batch
     level = min(float(np.min(np.max((weights * r)[picks].sum(axis=-1) / np.maximum(totals, 1e-12), axis=-1))) for r in rows)
     return level if math.isfinite(level) else None
+
+
+def worst_batch_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions: list[np.ndarray], batch_size: int,
+                      *, by_weight: bool = False) -> float | None:
+    """The highest loss one batch can read while the model predicts one of ``predictions``.
+
+    A batch's loss is its own rows' mean: targets with a few far rows (1% at 1000 among values
+    ~1, under Huber) made a batch holding two or three of them read 63-94 against a first loss
+    of 0.3-0.75, and a model that learned (validation loss falling) was told diverging-loss, "the
+    model is being thrown away". The batch of the rows a constant fits worst (the ``batch_size``
+    highest of their losses, weighted as training weighs them) bounds what the rows alone make;
+    the highest over ``predictions``.
+
+    Returns:
+        That loss, or ``None`` when the loss gives no per-row values.
+    """
+    rows = _row_losses(fn, y, predictions)
+    if rows is None:
+        return None
+    batch = min(batch_size, len(y))
+    weights = np.ones(len(y)) if w is None else w
+    # Under mean_with_sample_weight a batch's weights divide its loss, so no batch exceeds its
+    # worst rows' own losses; otherwise the weights scale each row's share of a batch of rows.
+    level = max(float(np.mean(np.sort(r if by_weight else weights * r)[-batch:])) for r in rows)
+    return level if math.isfinite(level) else None
+
+
+def _row_losses(fn: Any, y: np.ndarray, predictions: list[np.ndarray]) -> list[np.ndarray] | None:
+    """Each row's loss (its positions' mean) for each of ``predictions``, ``None`` when the loss
+    gives no per-row values (no ``call``, or one that cannot take numpy arrays)."""
+    call = getattr(fn, "call", None)
+    if call is None:
+        return None
+    try:
+        return [np.asarray(call(y.astype(np.float32), np.asarray(p, np.float32)), np.float64).reshape(len(y), -1).mean(axis=1)
+                for p in predictions]
+    except Exception:  # a loss that cannot take numpy arrays: no level
+        return None
 
 
 #: Input values a row the linear fit of :func:`linear_fit_level` reads, and rows it reads for each

@@ -135,6 +135,8 @@ class Context:
             predicts a constant, a classifier's prior or a regression's best constant or 0 (below
             ``chance_loss`` where a batch may lack a rare class, or a regression's few far targets:
             see :func:`trainkit.diagnosis.baseline.first_steps_level`), ``None`` when unknown.
+        worst_batch_loss: The highest loss one batch can read while the model predicts such a
+            constant (see :func:`trainkit.diagnosis.baseline.worst_batch_level`), ``None`` when unknown.
         dropout: The highest dropout rate of the model's layers (``Dropout``, ``rate`` of its
             kind, an RNN's ``dropout``/``recurrent_dropout``), 0 without dropout.
         dropout_layer: The layer of that rate, ``None`` without dropout.
@@ -279,6 +281,7 @@ class Context:
     dropped_activations: dict[str, float] | None = None
     uninformed_loss: float | None = None
     first_steps_loss: float | None = None
+    worst_batch_loss: float | None = None
     loss_floor: float = 0.0
     soft_target_loss: float | None = None
     initializers: dict[str, dict[str, str]] | None = None

@@ -470,6 +470,7 @@ def build_context(
         first, baseline = baseline, _chance_level(trainer, level_targets, level_weights, levels=levels)
         if baseline is not None:
             baseline = dataclasses.replace(baseline, detail=baseline.detail + read_on.note(), first_steps=first.first_steps if first is not None else None,
+                                           worst_batch=first.worst_batch if first is not None else None,
                                            uninformed=first.uninformed if first is not None else baseline.uninformed)
     soft = None
     if baseline is None and level_targets is not None and not unleveled and len(getattr(trainer, "heads", ())) <= 1 \
@@ -525,6 +526,7 @@ def build_context(
         val_chance_detail=val_chance.detail if val_chance else "",
         uninformed_loss=baseline.uninformed if baseline else None,
         first_steps_loss=baseline.first_steps if baseline else None,
+        worst_batch_loss=baseline.worst_batch if baseline else None,
         loss_floor=baseline.floor if baseline else soft.floor if soft else 0.0,
         soft_target_loss=soft.constant if soft else None,
         regularization=loss_penalties(trainer) + _activity_penalty(trainer),
@@ -643,7 +645,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
-                               first_steps_loss=saved.first_steps_loss, loss_floor=saved.loss_floor, soft_target_loss=saved.soft_target_loss,
+                               first_steps_loss=saved.first_steps_loss,
+                               worst_batch_loss=saved.worst_batch_loss, loss_floor=saved.loss_floor, soft_target_loss=saved.soft_target_loss,
                                linear_loss=saved.linear_loss,
                                val_linear_loss=saved.val_linear_loss, output_chance_losses=saved.output_chance_losses,
                                val_output_chance_losses=saved.val_output_chance_losses)
