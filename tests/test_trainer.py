@@ -545,6 +545,33 @@ def test_an_optimizer_set_between_two_fits_is_the_one_the_second_applies():
     assert not np.array_equal(hidden, model.layers[0].get_weights()[0])
 
 
+def test_a_base_unfrozen_for_a_fine_tune_between_two_fits_is_checked_again(capsys):
+    # The model checks ran when the Trainer was built, with the base frozen: the fine-tune that
+    # unfroze it and set a new optimizer (as trainable-changed advises) got no word that Keras
+    # trains its BatchNormalization all the same (a 32x32 CNN's training loss jumped 1.04 -> 0.70
+    # while the validation loss stayed at 1.0), where a new Trainer for the model was told.
+    x, y = make_data(64, features=4)
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(name="base_bn"), keras.layers.ReLU()], name="base")
+    base.trainable = False
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(base(inputs, training=False)))
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert "batchnorm-training-flag-ignored" not in [f.code for f in trainer.findings]
+    base.trainable = True
+    trainer.optimizer = keras.optimizers.Adam(1e-5)
+    trainer.fit(x, y, epochs=1, verbose=2)
+    [finding] = [f for f in trainer.findings if f.code == "batchnorm-training-flag-ignored"]
+    assert finding.layer == "base_bn"
+    assert "check: WARNING [batchnorm-training-flag-ignored]" in capsys.readouterr().err
+    # Frozen again, its verdict is withdrawn, not kept from the fine-tune.
+    base.trainable = False
+    trainer.optimizer = keras.optimizers.Adam(1e-5)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert "batchnorm-training-flag-ignored" not in [f.code for f in trainer.findings]
+
+
 def test_an_optimizer_set_between_two_fits_is_taken_as_the_optimizer_argument_is():
     # The README's trainer.optimizer = keras.optimizers.Adam(1e-5): a mixed_float16 model's new
     # optimizer went unwrapped (float16 gradients unscaled, the small ones 0), and a name

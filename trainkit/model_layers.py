@@ -26,6 +26,13 @@ def layer_ids(model: keras.Model) -> tuple[int, ...]:
     return tuple(id(layer) for layer in layers if not isinstance(layer, keras.layers.InputLayer))
 
 
+def trainable_layer_ids(model: keras.Model) -> tuple[int, ...]:
+    """The identities of the layers inside ``model`` (as :func:`layer_ids`) that are trainable now."""
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=False) if flatten is not None else model.layers
+    return tuple(id(layer) for layer in layers if layer.trainable and not isinstance(layer, keras.layers.InputLayer))
+
+
 def refuse_changed_layers(known: tuple[int, ...], model: keras.Model) -> None:
     """Refuses to train or evaluate ``model`` with a trainer made for other layers.
 

@@ -45,6 +45,7 @@ from trainkit.callbacks.base import Callback, CallbackList
 from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.callbacks.keras_callbacks import KerasCallback, as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
+from trainkit.checks.compatibility import TRAINABLE_RULE_CODES
 from trainkit.epoch_calls import EpochCalls, in_memory_batches
 from trainkit.epoch_metrics import EpochMetrics, add_row_sums, user_scalar_columns
 from trainkit.errors import (
@@ -79,7 +80,7 @@ from trainkit.loop import (
     StepOutputs,
     autograph_overrides,
 )
-from trainkit.model_layers import layer_ids
+from trainkit.model_layers import layer_ids, trainable_layer_ids
 from trainkit.output_heads import OutputHeads, known_output_count, listed_outputs
 from trainkit.resolve import Spec, get_optimizer
 from trainkit.resumable import FINISHED_STOP_REASONS, Resumable
@@ -374,6 +375,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # a model built at its first fit is recorded then.
         self._layer_ids = layer_ids(model) if model.built and model.variables else None
         self.findings.extend(self.check_model())
+        # The layers trainable when the model checks ran (see _recheck_trainable_rules).
+        self._checked_trainable = trainable_layer_ids(model)
         # Printed at the first fit that shows its progress (see _show_check_warnings).
         self._unshown_checks = [f for f in self.findings if f.severity != "info"]
         self._initialized = True  # what _needs_init looks for
@@ -1369,6 +1372,24 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._train_loop = None
         self._loop_variables = traced
         self._loop_optimizer = self.optimizer
+        self._recheck_trainable_rules()
+
+    def _recheck_trainable_rules(self) -> None:
+        """Runs the model checks that read ``layer.trainable`` again when layers were frozen or
+        unfrozen since they ran, replacing their earlier verdicts.
+
+        The checks ran when the Trainer was built: a base frozen then and unfrozen for a fine-tune
+        in a second fit (with a new optimizer, as ``trainable-changed`` advises) got no
+        ``batchnorm-training-flag-ignored``, where a new Trainer for the same model got it.
+        """
+        state = trainable_layer_ids(self.model)
+        if state == self._checked_trainable:
+            return
+        self._checked_trainable = state
+        fresh = [f for f in self.check_model() if f.code in TRAINABLE_RULE_CODES]
+        self.findings[:] = [*(f for f in self.findings if f.code not in TRAINABLE_RULE_CODES), *fresh]
+        self._unshown_checks = [*(f for f in self._unshown_checks if f.code not in TRAINABLE_RULE_CODES),
+                                *(f for f in fresh if f.severity != "info")]
 
     def _refuse_trainable_change_in_fit(self, epoch: int) -> None:
         """Refuses layers frozen or unfrozen while a fit runs (a callback's ``base.trainable = True``

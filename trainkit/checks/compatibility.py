@@ -658,6 +658,9 @@ COMPATIBILITY_CODES: tuple[str, ...] = (
     *(rule.code for rule in COMPATIBILITY_RULES), UNINSPECTABLE_MODEL, UNKNOWN_TASK, UNKNOWN_ALLOW_CODE,
 )
 COMPATIBILITY_ERROR_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILITY_RULES if r.severity == "error")
+#: The rules whose verdict follows the layers' ``trainable`` flags, which may change between two fits
+#: of one Trainer (a base unfrozen for fine-tuning): the Trainer checks them again then.
+TRAINABLE_RULE_CODES: frozenset[str] = frozenset({"batchnorm-training-flag-ignored"})
 COMPATIBILITY_WARNING_CODES: tuple[str, ...] = tuple(r.code for r in COMPATIBILITY_RULES if r.severity == "warning")
 
 
