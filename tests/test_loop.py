@@ -325,6 +325,19 @@ def test_a_dataset_sample_stops_at_its_byte_budget(monkeypatch):
     assert len(source.sample()) == 1
 
 
+def test_a_sample_cut_short_by_its_byte_budget_is_not_all_of_the_dataset(monkeypatch):
+    # The 3 batches the budget let in were taken for every batch of the 10 (sampled_all): the chance
+    # level then read no row past them, as if the dataset had ended there.
+    import trainkit.sources as sources
+
+    x = np.zeros([100, 256], np.float32)
+    monkeypatch.setattr(sources, "SAMPLE_BYTES", 25 * 1024)
+    source = sources.DatasetSource(tf.data.Dataset.from_tensor_slices((x, x[:, 0])).batch(10))
+    assert len(source.sample()) == 3 and not source.sampled_all
+    short = sources.DatasetSource(tf.data.Dataset.from_tensor_slices((x[:20], x[:20, 0])).batch(10))
+    assert len(short.sample()) == 2 and short.sampled_all  # it ended before the budget
+
+
 # ------------------------------------------------------------------- what a finished trainer leaves
 
 

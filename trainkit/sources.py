@@ -360,6 +360,7 @@ class DatasetSource:
         self._went_on = False  # whether the last epoch_iterator is one an earlier epoch pulled from
         self._kept: list[Any] = []  # the first batches, see sample()
         self._kept_all = False
+        self._ended = False
         self._further: FurtherRows | None = None
 
     def sample(self, batches: int = SAMPLE_BATCHES) -> list[Any]:
@@ -385,18 +386,22 @@ class DatasetSource:
 
     def _read(self, batches: int) -> None:
         """Keeps the first ``batches`` batches, read in one pass (see :meth:`sample`)."""
-        self._kept, size = [], 0
+        self._kept, size, ended = [], 0, True
         for batch in self.dataset.take(batches):
             self._kept.append(batch)
             size += nbytes(batch)
             if size >= SAMPLE_BYTES:
+                ended = False
                 break
         self._kept_all = len(self._kept) < batches  # reading again would give no more
+        # Fewer batches than asked for because the dataset ended, not because they reached the
+        # bytes: the first 14 of 19 MB image batches were taken for every batch of the dataset.
+        self._ended = ended and self._kept_all
 
     @property
     def sampled_all(self) -> bool:
         """Whether :meth:`sample`'s batches are every batch of the dataset (it ended before them)."""
-        return self._kept_all
+        return self._ended
 
     def sample_for_checks(self, batches: int) -> DatasetSample:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
