@@ -338,6 +338,38 @@ def test_a_sample_cut_short_by_its_byte_budget_is_not_all_of_the_dataset(monkeyp
     assert len(short.sample()) == 2 and short.sampled_all  # it ended before the budget
 
 
+def test_the_rows_past_the_checks_sample_are_read_from_the_kept_batches_first():
+    # The shared read past the checks' 8 batches started a pass of its own at skip(8): the 8 sampled
+    # batches went through the pipeline again (its maps, a file's parsing) and the 8 kept after
+    # them were read twice; 1,000-row batches mapped 28 before training for the 16 kept.
+    import trainkit.sources as sources
+    from trainkit.checks.data_sampling import FURTHER_ROWS
+
+    y = np.arange(6000, dtype=np.float32)
+    read = []
+
+    def rows():
+        for value in y:
+            read.append(1)
+            yield np.full(3, value, np.float32), value
+
+    spec = (tf.TensorSpec([3], tf.float32), tf.TensorSpec([], tf.float32))
+    for batch in (256, 32):  # the kept batches hold the budget's 2,048 rows; they do not
+        read.clear()
+        source = sources.DatasetSource(tf.data.Dataset.from_generator(rows, output_signature=spec).batch(batch))
+        kept = source.sample()
+        reader = source.shared_further_rows(8, kept[0][0])
+        labels = reader.labels()
+        np.testing.assert_array_equal(labels, y[8 * batch : 8 * batch + len(labels)])  # the same rows, in order
+        assert len(labels) >= FURTHER_ROWS and not reader.ended and reader.inputs_vary()
+        if batch == 256:
+            assert len(read) == 16 * batch  # the sample's pass alone
+    short = sources.DatasetSource(tf.data.Dataset.from_tensor_slices((y[:200, None], y[:200])).batch(32))  # 7 batches: all kept
+    reader = short.shared_further_rows(4, short.sample()[0][0])
+    np.testing.assert_array_equal(reader.labels(), y[128:200])
+    assert reader.ended
+
+
 # ------------------------------------------------------------------- what a finished trainer leaves
 
 

@@ -415,7 +415,8 @@ class DatasetSource:
         (the data checks', past the batches they sampled), that one at every later call (the chance
         level's), so the batches past the sample are read once at most and no further than its budget."""
         if self._further is None:
-            self._further = further_rows(self.dataset, skip_batches, sampled_inputs)
+            # From the kept batches past those sampled first: the pipeline is read past them only.
+            self._further = further_rows(self.dataset, skip_batches, sampled_inputs, self._kept[skip_batches:], self._ended)
         return self._further
 
     def release_sample(self, keep: int) -> None:

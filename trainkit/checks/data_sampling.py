@@ -281,11 +281,19 @@ class FurtherRows:
     which stops as soon as what was asked is known.
     """
 
-    def __init__(self, dataset: Any, skip_batches: int, sampled_inputs: Any) -> None:
+    def __init__(self, dataset: Any, skip_batches: int, sampled_inputs: Any, kept: Sequence[Any] = (), kept_all: bool = False) -> None:
         import tensorflow as tf
 
         self._dataset = dataset
         self._elements: Iterator[Any] | None = None
+        # Batches past ``skip_batches`` a reader of the dataset already holds (its source's kept
+        # sample, the 8 batches after the checks' 8), read first: a pass from the start skipped
+        # the sampled batches through the whole pipeline (its maps, a file's parsing) and read
+        # the kept ones again, 16 batches for the 3 a 2,048-row budget needs of 1,000-row batches.
+        self._kept = list(kept)
+        # Whether those are every batch left (the dataset ended within them): nothing to read after.
+        self._kept_all = kept_all
+        self._past_kept = skip_batches + len(self._kept)  # where a pass of its own starts
         # The first sampled row alone, copied: the source keeps this reader for the chance level,
         # and a view would keep every sampled batch's inputs with it.
         self._reference = [np.array(np.asarray(leaf)[:1]) for leaf in tf.nest.flatten(sampled_inputs)]
@@ -304,14 +312,20 @@ class FurtherRows:
         """Reads one batch more; ``False`` once the dataset or the budget is spent."""
         import tensorflow as tf
 
-        if self._elements is None and not self._done:
-            self._elements = iter(self._dataset.skip(self.skip_batches))
+        if not self._deadline:
             self._deadline = time.monotonic() + FURTHER_SECONDS
         spent = self._done or self._rows >= FURTHER_ROWS or time.monotonic() > self._deadline
-        element = None if spent else next(self._elements, None)
+        if spent or self._kept:
+            element = None if spent else self._kept.pop(0)
+        elif self._kept_all:
+            element = None  # the held batches were the dataset's last
+        else:
+            if self._elements is None:
+                self._elements = iter(self._dataset.skip(self._past_kept))
+            element = next(self._elements, None)
         if element is None:
             self.ended = self.ended or not spent
-            self._done, self._elements = True, None  # the iterator let go
+            self._done, self._elements, self._kept = True, None, []  # the iterator and the held batches let go
             return False
         y = tf.nest.map_structure(np.asarray, element[1])
         self._labels.append(y)
@@ -356,17 +370,18 @@ class FurtherRows:
         return self._vary if self._labels else None
 
 
-def further_rows(data: Any, skip_batches: int, sampled_inputs: Any) -> FurtherRows | None:
+def further_rows(data: Any, skip_batches: int, sampled_inputs: Any, kept: Sequence[Any] = (), kept_all: bool = False) -> FurtherRows | None:
     """A :class:`FurtherRows` of a dataset (or :class:`DatasetSample`) of ``(x, y)`` or ``(x, y, w)``
     elements past its first ``skip_batches`` (``sampled_inputs``: those batches' inputs); ``None``
     for anything else. Nothing is read until a check asks; a :class:`DatasetSample` whose source
-    shares one reader gives that one."""
+    shares one reader gives that one. ``kept``: the dataset's batches past ``skip_batches`` read
+    already, read first (``kept_all``: they are all of them)."""
     if isinstance(data, DatasetSample) and data.further is not None:
         return data.further(skip_batches, sampled_inputs)
     dataset = data.dataset if isinstance(data, DatasetSample) else data if _is_dataset(data) else None
     if dataset is None or not (isinstance(dataset.element_spec, tuple) and 2 <= len(dataset.element_spec) <= 3):
         return None
-    return FurtherRows(dataset, skip_batches, sampled_inputs)
+    return FurtherRows(dataset, skip_batches, sampled_inputs, kept, kept_all)
 
 
 def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
