@@ -3438,3 +3438,27 @@ def test_the_rows_past_the_first_batches_of_a_dataset_in_order_are_read_once():
     # The 8 batches sampled (and a row read ahead), then one pass, whose skip maps them again:
     # 857 rows; reading the rest per output was 1,457.
     assert len(mapped) <= 600 + 300
+
+
+def test_row_hashes_project_rows_in_a_small_buffer_with_the_same_hashes():
+    # Blocks of 4M values were copied to float64 and multiplied beside the copy: 64 MB for 200k rows
+    # of 20 features, at every fit with validation rows; the hashes (so the overlap verdicts) are the same.
+    import tracemalloc
+
+    from trainkit.checks.leakage_checks import _row_hashes
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200_000, 20)).astype(np.float32)
+    weights = rng.standard_normal(20)
+    tracemalloc.start()
+    try:
+        hashes = _row_hashes(a, weights)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < hashes.nbytes + (4 << 20)  # the hashes themselves and a buffer of ~0.5 MB
+    np.testing.assert_array_equal(hashes, (a.astype(np.float64) * weights).sum(axis=1))
+    images = rng.integers(0, 256, (300, 8, 8, 3), dtype=np.uint8)
+    images[7] = images[3]  # identical rows hash alike wherever they sit
+    image_hashes = _row_hashes(images, rng.standard_normal(192))
+    assert image_hashes[7] == image_hashes[3] and len(np.unique(image_hashes)) == 299
