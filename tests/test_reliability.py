@@ -1150,6 +1150,34 @@ def test_a_step_s_own_running_metric_resumes_mid_epoch_where_it_stood(tmp_path):
     np.testing.assert_allclose(resumed, expected, rtol=1e-6)
 
 
+def test_metrics_that_make_their_variables_at_their_first_update_resume_mid_epoch(tmp_path):
+    # F1Score and R2Score make their accumulators at their first update_state: a resume read the
+    # checkpoint before any step had run, and was refused ("it holds 17 metrics variables, this
+    # run has 9"). Their mid-epoch totals come back too: the History is the uninterrupted run's.
+    from trainkit.callbacks import Callback
+
+    class TerminateAt(Callback):
+        def on_execution_end(self, first_step, outputs):
+            if first_step < 15 <= first_step + outputs.steps:  # in the second epoch of 10 steps
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype("float32")
+    y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
+
+    def fit(logdir, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+        metrics = [keras.metrics.F1Score(average="macro", threshold=0.5, name="f1"), keras.metrics.R2Score(name="r2")]
+        trainer = Trainer(model, loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), task="binary", metrics=metrics, seed=0,
+                          diagnose=False, jit_compile=False, logdir=logdir, steps_per_execution=2)
+        return trainer.fit(x, y, epochs=3, batch_size=20, shuffle=False, verbose=0, **kwargs).history
+
+    resumed, expected = _resumed_and_whole(fit, tmp_path, TerminateAt())
+    for key in ("loss", "f1", "r2"):
+        np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
+
+
 class _Seeded(Trainer):
     """A subclass that keeps state of its own (a GAN's latent seed generator)."""
 

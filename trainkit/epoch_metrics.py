@@ -23,11 +23,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainkit import multioutput, stats
+from trainkit import distribute, multioutput, stats
 from trainkit.activity_penalty import ACTIVITY_PENALTY
 from trainkit.errors import ArgumentError
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function
 from trainkit.resolve import same_rank
+from trainkit.sources import unpack_batch
 
 
 class EpochMetrics:
@@ -107,6 +108,27 @@ class EpochMetrics:
         sample_weight = multioutput.per_position_weights(sample_weight, y_pred)
         for metric in metrics:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
+
+    def _build_metrics(self, batch_spec: Any) -> None:
+        """Makes the variables of the training metrics that make them at their first update
+        (``F1Score``, ``R2Score``, a multi-label ``AUC``), by tracing one update on ``batch_spec``.
+
+        A resume reads its checkpoint before any step is traced: the checkpoint's metric
+        variables then outnumbered the run's, and the resume was refused (``resume-mismatch``).
+        Traced, never run: the accumulators are left as they are, and the steps are unchanged.
+        """
+        # Keras's metrics that build themselves at their first update hold ``_built = False`` until then.
+        if not any(getattr(metric, "_built", True) is False for metric in self._metrics):
+            return
+        x, y, sample_weight = unpack_batch(batch_spec)
+        if y is None:  # no targets to measure (a step of its own reads them elsewhere): left to its trace
+            return
+
+        def update(x: Any, y: Any, sample_weight: Any) -> None:
+            self._update_metrics(self._metrics, y, self.model(x, training=False), sample_weight)
+
+        with distribute.scope(self.strategy):
+            tf.function(update, autograph=False).get_concrete_function(x, y, sample_weight)
 
     def _reset_metrics(self, split: str = "train") -> None:
         """Zeroes the loss and metric accumulators of ``split`` (``train``/``eval``) in one call.

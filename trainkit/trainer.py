@@ -952,6 +952,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._check_sources(train, validation, batch_size)
         self._refuse_placeholder_validation(train, validation)
         self._ensure_built(train, resume)
+        if resume:  # before its checkpoint is read, which holds the variables of every metric
+            self._build_metrics(train.batch_spec())
         if validation is not None:  # its targets by name too: a misspelt key was dropped without a word
             self._check_targets_cover_outputs(unpack_batch(validation.batch_spec())[1], "validation_data's y")
         self._follow_trainable_changes()
