@@ -620,6 +620,22 @@ def test_a_run_that_froze_a_layer_between_two_fits_resumes_with_it_frozen(tmp_pa
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
 
+def test_a_run_whose_optimizer_was_replaced_between_fits_checkpoints_and_resumes_with_the_new_one(tmp_path):
+    # The checkpoint writer made in the first fit went on saving the first optimizer's variables:
+    # the new one's state was in no checkpoint, and a resume with it was refused (resume-mismatch,
+    # "holds 10 optimizer variables, this run has 6").
+    x, y = make_data(64)
+    trainer = make_trainer(optimizer=keras.optimizers.Adam(1e-2), logdir=tmp_path, checkpoint_every=1)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    trainer.optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+    trainer.fit(x, y, epochs=2, verbose=0)
+    resumed = make_trainer(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), logdir=tmp_path, checkpoint_every=1)
+    resumed.fit(x, y, epochs=2, verbose=0, resume=True)
+    assert int(resumed.optimizer.iterations) == int(trainer.optimizer.iterations)
+    for expected, got in zip(trainer.optimizer.variables, resumed.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
 @pytest.mark.parametrize("change", ["add-weightless", "pop-and-add"])
 def test_a_model_whose_layers_changed_since_its_first_fit_is_refused_not_trained_as_it_was(change):
     # A notebook's model.add(Rescaling(100)) between two fits: the compiled step still called the

@@ -107,6 +107,8 @@ class Resumable:
     _split_metrics: Callable[[str], list[keras.metrics.Metric]]
     #: The checkpoint writer, made by the first :meth:`_make_checkpoint` with a logdir.
     _checkpoint: TrainingCheckpoint | None
+    #: The optimizer whose variables ``_checkpoint`` saves (see :meth:`_make_checkpoint`).
+    _checkpoint_optimizer: keras.optimizers.Optimizer | None
     #: The checkpoint written at the end of this fit's last epoch, and its record, which gets the
     #: findings of the end of the run once on_train_end made them.
     _final_checkpoint: tuple[Path, dict[str, Any]] | None
@@ -126,7 +128,12 @@ class Resumable:
         """The run's checkpoint writer (``<logdir>/checkpoints``), or ``None`` without a logdir."""
         if self.logdir is None:
             return None
-        if self._checkpoint is None:
+        if self._checkpoint is None or self._checkpoint_optimizer is not self.optimizer:
+            # Made again for an optimizer set between fits (trainer.optimizer = ...): the old
+            # one's variables, saved on, left the new one's state out of every checkpoint (a
+            # resume with it was refused, "holds 10 optimizer variables, this run has 6", or,
+            # of the same kind, restored the old one's learning rate and moments).
+            self._checkpoint_optimizer = self.optimizer
             # (A subclass's own metrics are in its own state: _own_state.)
             metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self._metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every

@@ -285,6 +285,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # or "nonfinite-early" (none had been written yet).
         self.nan_weights: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
+        self._checkpoint_optimizer: keras.optimizers.Optimizer | None = None  # the optimizer it saves
         # The checkpoint written at the end of this fit's last epoch, and its record, which gets the
         # findings of the end of the run once on_train_end made them.
         self._final_checkpoint: tuple[Path, dict[str, Any]] | None = None
