@@ -5627,6 +5627,24 @@ def test_a_fresh_model_with_one_bias_set_by_hand_or_a_clone_of_a_trained_one_is_
     assert trained_models.trained_before(keras.models.clone_model(model)) is False  # new weights
 
 
+def test_a_fresh_model_whose_hidden_biases_were_set_by_hand_is_a_fresh_start():
+    # ReLU biases started at 0.01 by hand (bias.assign, not an initializer): every hidden layer
+    # "moved" (2 of 2), so the fresh model was judged trained and its fresh-start verdicts went unsaid.
+    from trainkit import trained_models
+
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1)])
+    for layer in model.layers[:2]:
+        layer.bias.assign(np.full(layer.bias.shape, 0.01))
+    assert trained_models.trained_before(model) is False
+    Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=2, verbose=0)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    assert trained_models.trained_before(copy) is True  # trained: each unit's bias moved its own way
+
+
 @pytest.mark.parametrize("start", ["logistic_regression", "softmax_prior", "two_heads", "dense_then_activation"])
 def test_a_fresh_model_whose_output_biases_start_at_the_prior_is_a_fresh_start(start):
     # initial-loss-too-low's own advice, model.layers[-1].bias.assign(np.log(p / (1 - p))): a

@@ -69,7 +69,8 @@ def left_initialization(model: keras.Model) -> bool:
     a ``compile`` before the Trainer: only its weights tell it was trained (its first loss, 0.02
     against a chance level of 0.69, was read as a leak). Training moves every layer's bias; a
     bias set by hand on one layer (an output bias at ``log(p / (1 - p))``) leaves the others
-    at 0, so it takes more than half of the layers. Kernels are drawn at random and tell nothing.
+    at 0, so it takes more than half of the layers; a weight of one value everywhere (a hidden
+    bias set by hand) is no training either. Kernels are drawn at random and tell nothing.
     The layers that give the outputs are left out, as that advice sets their biases (each head's
     of a model with several; a single-layer model's one): a logistic regression, two heads, or a
     ``Dense`` before an ``Activation("sigmoid")`` so started were judged trained.
@@ -83,8 +84,17 @@ def left_initialization(model: keras.Model) -> bool:
         if not constants:
             continue
         counted += 1
-        moved += not all(_holds(variable, value) for variable, value in constants)
+        moved += not all(_holds(variable, value) or _one_value(variable) for variable, value in constants)
     return moved * 2 > counted
+
+
+def _one_value(variable: keras.Variable) -> bool:
+    """Whether ``variable`` holds one number in each of its (several) entries, as a hand sets it
+    (``layer.bias.assign(np.full(shape, 0.01))``, ReLU biases started above 0): training moves each
+    unit's by its own gradient. Every hidden bias so set was judged trained (2 of 2 layers moved),
+    and the fresh start's verdicts went unsaid."""
+    weights = np.asarray(variable)
+    return weights.size > 1 and bool(np.all(weights == weights.flat[0]))
 
 
 def _holds(variable: keras.Variable, value: np.ndarray) -> bool:
