@@ -594,6 +594,26 @@ def test_an_optimizer_set_between_two_fits_is_taken_as_the_optimizer_argument_is
     assert int(trainer.optimizer.iterations) > 0
 
 
+def test_an_optimizer_set_between_fits_is_refused_as_the_optimizer_argument_is_when_another_models():
+    # An optimizer built for another model's weights was told "trainable-changed ... give this
+    # one a new optimizer (trainer.optimizer = ...)", the very thing done; __init__ names it.
+    x, y = make_data(64)
+    model = make_model()
+    trainer = make_trainer(model)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    first = trainer.optimizer
+    other = keras.optimizers.Adam()
+    other.build(make_model().trainable_variables)
+    trainer.optimizer = other
+    with pytest.raises(ArgumentError) as info:
+        trainer.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "bad-argument" and "another model's weights" in info.value.message
+    # The first optimizer back after a layer was frozen holds that layer's state: no other model's.
+    model.layers[0].trainable = False
+    trainer.optimizer = first
+    assert len(trainer.fit(x, y, epochs=1, verbose=0).history["loss"]) == 1
+
+
 def test_a_run_that_froze_a_layer_between_two_fits_resumes_with_it_frozen(tmp_path):
     # The optimizer built in the first fit keeps the slots of the layer frozen since, and so do
     # the checkpoints: a resume with the layer frozen built a smaller optimizer and was refused

@@ -392,11 +392,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                                    "tf.add_n(self.model.losses) (README: Subclassing); such a trainer takes any loss, e.g. loss='mse'.")
         self.loss = multioutput.resolve_losses(loss)
         self.optimizer = get_optimizer(optimizer)
-        built_for = self._optimizer_built_for()
-        if built_for and not built_for <= {id(v) for v in self.model.trainable_variables}:
-            # Keras refuses it at the first update, with "Unknown variable".
-            raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
-                                                "before?). Give each Trainer an optimizer of its own: optimizer='adam', or a new keras.optimizers.Adam(...).")
+        self._refuse_another_models_optimizer()
         self._auto_scale_loss = auto_scale_loss
         self.optimizer = self._loss_scaled(self.optimizer)
         if metrics is None:  # as model.compile(metrics=None): none (it was a TypeError)
@@ -1331,7 +1327,24 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if self.optimizer is self._loop_optimizer:
             return
         with distribute.scope(self.strategy):  # its variables replicated, as __init__ makes them
-            self.optimizer = self._loss_scaled(get_optimizer(self.optimizer))
+            self.optimizer = get_optimizer(self.optimizer)
+            # Refused as __init__ refuses it: it was told "trainable-changed ... give this one a
+            # new optimizer", the very thing done.
+            self._refuse_another_models_optimizer()
+            self.optimizer = self._loss_scaled(self.optimizer)
+
+    def _refuse_another_models_optimizer(self) -> None:
+        """Refuses an optimizer already built for another model's weights (Keras refuses it at the
+        first update, with "Unknown variable").
+
+        Raises:
+            ArgumentError: ``bad-argument``.
+        """
+        built_for = self._optimizer_built_for()
+        # All the model's weights: one built before a layer was frozen holds that layer's state too.
+        if built_for and not built_for <= {id(v) for v in self.model.variables}:
+            raise ArgumentError("bad-argument", "This optimizer instance already holds the state of another model's weights (a Trainer made "
+                                                "before?). Give each Trainer an optimizer of its own: optimizer='adam', or a new keras.optimizers.Adam(...).")
 
     def _optimizer_built_for(self) -> set[int]:
         """Ids of the variables the optimizer holds state for (none while it is unbuilt).
