@@ -346,6 +346,9 @@ class CompiledLoop:
         self._chunked_fns: dict[str, Callable[..., tuple[tf.Tensor, tf.Tensor]] | None] = {}
         self._batch_spec: Any = None
         self._streaming_xla_checked = False
+        #: Whether the last :meth:`run_streaming` call built its function, so traced (and, under
+        #: XLA, compiled) the step: its time is no measure of the steps' own.
+        self.last_call_built = False
 
     def discover_names(self, batch_spec: Any, *, batch_rows: int | None = None, tail_rows: int = 0, streaming: bool = False) -> tuple[str, ...]:
         """Traces the step once, without running it, to learn the names of its scalars.
@@ -687,15 +690,18 @@ class CompiledLoop:
             self._streaming_xla_checked = True
             self._check_streaming_xla()
         fn = None
+        self.last_call_built = False
         if self._chunkable(iterator):
             # One function per element spec: the stacks' dtypes and ranks are fixed when it is built.
             key = repr(iterator.element_spec)
             if key not in self._chunked_fns:
+                self.last_call_built = True
                 chunk = _STREAM_CHUNK if batch_bytes is None else min(_STREAM_CHUNK, STACK_BYTES // max(1, batch_bytes()))
                 self._chunked_fns[key] = self._build_chunked_streaming(iterator.element_spec, chunk) if chunk > 1 else None
             fn = self._chunked_fns[key]
         if fn is None:
             if self._streaming_fn is None:
+                self.last_call_built = True
                 self._streaming_fn = self._build_streaming()
             fn = self._streaming_fn
         try:
