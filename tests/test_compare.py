@@ -170,6 +170,21 @@ def test_format_value_is_short_and_path_safe(value, text):
     assert "/" not in format_value(value)
 
 
+def test_format_value_keeps_floats_that_six_digits_would_merge():
+    # 0.001 and 0.0010000001 both spelt "0.001": one run name for two runs, refused as duplicates.
+    assert format_value(0.0010000001) == "0.0010000001"
+    assert format_value(1234567.0) == "1234567.0"
+    assert format_value(0.001) == "0.001"
+
+
+def test_sweep_values_spelt_alike_are_named_not_called_a_recipe_given_twice(runner, tmp_path):
+    recipe = recipe_with(tmp_path, {"training.seed": [1, 1.0]})
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: [duplicate-run-name] {recipe}: the sweep values "), result.output
+    assert "given 2 times" not in result.output and '{"training.seed": 1.0}' in result.output
+
+
 def test_variant_label_joins_the_values():
     assert variant_label({"optimizer.learning_rate": 0.001, "training.batch_size": 64}) == "learning_rate=0.001,batch_size=64"
 

@@ -140,7 +140,10 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        # Six significant digits, unless they lose the value: 0.001 and 0.0010000001 got one run
+        # name, and compare refused the sweep as a recipe "given 2 times".
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     if isinstance(value, Mapping) and isinstance(value.get("name"), str) and len(value) == 1:
         return value["name"]
     if isinstance(value, Mapping | list | tuple):
@@ -237,7 +240,14 @@ def expand_all(recipes: Sequence[Recipe]) -> list[Variant]:
     names = [variant.name for variant in variants]
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice is not None:
-        files = [str(v.recipe.source_path or v.base) for v in variants if v.name == twice]
+        clash = [v for v in variants if v.name == twice]
+        files = [str(v.recipe.source_path or v.base) for v in clash]
+        if len(set(files)) == 1 and len({json.dumps(v.values, sort_keys=True, default=str) for v in clash}) > 1:
+            # One recipe's sweep values that differ but are spelt alike (1 and 1.0, "a/b" and "a_b"):
+            # "given 2 times" blamed the command line, which named the file once.
+            spelt = " and ".join(json.dumps(v.values, default=str) for v in clash)
+            raise RecipeError("duplicate-run-name", f"{files[0]}: the sweep values {spelt} give runs one name, {twice}: their runs could not be told apart. "
+                                                    "Give each sweep value once, spelt differently from the others.")
         what = f"{files[0]} is given {len(files)} times" if len(set(files)) == 1 else f"{' and '.join(files)} are both named {twice}"
         raise RecipeError("duplicate-run-name", f"{what}: their runs could not be told apart. Pass each recipe once, and give recipes that share a name: a name of their own (--set name=... applies to all).")
     return variants
