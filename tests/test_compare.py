@@ -215,6 +215,12 @@ def test_table_names_a_stop_once_and_the_run_epochs_apart_from_planned_ones():
     assert cells[1][-1] == "stopped: nan-loss, dead-relu"
 
 
+def test_table_spells_differing_learning_rates_apart():
+    # The learning_rate column showed 0.001 twice (four digits) for two runs whose names differ.
+    header, cells = table_rows([_row("tiny-learning_rate=0.001", 0.001), _row("tiny-learning_rate=0.0010000001", 0.0010000001)])
+    assert header[1] == "learning_rate" and [c[1] for c in cells] == ["0.001", "0.0010000001"]
+
+
 def test_table_titles_a_differing_loss_function_apart_from_the_epoch_loss():
     # Two columns were both titled "loss": binary_crossentropy / mse beside 0.7 / 1.2.
     rows = [CompareRow(name="a", recipe="a", sweep={}, hparams={"loss": "binary_crossentropy"}, final={"loss": 0.7}),

@@ -479,7 +479,8 @@ def table_rows(rows: Sequence[CompareRow]) -> tuple[list[str], list[list[str]]]:
         if row.error:
             stop = row.error.split("]")[0].lstrip("[")
             codes = [f"stopped: {stop}", *(c for c in codes if c != stop)]  # not "nan-loss" twice
-        cells.append([row.name, *(_cell(row.hparams.get(k)) for k in hparams), str(row.epochs_run), *(_cell(row.final.get(k)) for k in metrics), best, ", ".join(codes) or "-"])
+        cells.append([row.name, *(_hparam_cell(row.hparams.get(k)) for k in hparams), str(row.epochs_run), *(_cell(row.final.get(k)) for k in metrics), best,
+                      ", ".join(codes) or "-"])
     return header, cells
 
 
@@ -499,6 +500,12 @@ def format_table(rows: Sequence[CompareRow]) -> str:
         return "  ".join(parts).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(c) for c in cells)])
+
+
+def _hparam_cell(value: Any) -> str:
+    """A hyperparameter's cell, spelt as in the run's name: a column of the values that differ
+    showed learning rates 0.001 and 0.0010000001 both as ``0.001`` (four significant digits)."""
+    return format_value(value) if isinstance(value, float) else _cell(value)
 
 
 def _numeric_cell(text: str) -> bool:
