@@ -185,6 +185,16 @@ def test_sweep_values_spelt_alike_are_named_not_called_a_recipe_given_twice(runn
     assert "given 2 times" not in result.output and '{"training.seed": 1.0}' in result.output
 
 
+def test_sweep_variant_names_are_cut_to_a_folder_name_and_stay_apart(tmp_path):
+    # Whole layer lists spelt names over 255 bytes: the run failed creating its folder (OSError).
+    layers = [[{"type": "dense", "units": 8 + i, "activation": "relu", "kernel_initializer": "he_normal"}] * 6 + [{"type": "dense", "units": 1}]
+              for i in range(2)]
+    variants = expand(load_recipe(recipe_with(tmp_path, {"model.layers": layers})))
+    names = [v.name for v in variants]
+    assert len(set(names)) == 2 and all(len(name.encode()) <= 255 for name in names)
+    assert all(name.startswith("tiny-layers=") for name in names)
+
+
 def test_variant_label_joins_the_values():
     assert variant_label({"optimizer.learning_rate": 0.001, "training.batch_size": 64}) == "learning_rate=0.001,batch_size=64"
 

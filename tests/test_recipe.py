@@ -238,6 +238,8 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         ("task: binary", "task: binary\nname: ../../escape", ["name", "'../../escape'", "one plain folder name"]),
         ("task: binary", "task: binary\nname: runs/nested", ["name", "'runs/nested'"]),
         ("task: binary", "task: binary\nname: '..'", ["name", "'..'"]),
+        # A folder name longer than file systems take: training failed with an OSError traceback.
+        ("task: binary", "task: binary\nname: " + "é" * 128, ["name", "at most 255 bytes", "got 256"]),
     ],
 )
 def test_invalid_values(tmp_path: Path, old: str, new: str, expected: list[str]) -> None:

@@ -24,6 +24,7 @@ point of the comparison) is recorded in its row and the others still run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainkit.errors import RecipeError, TrainingInterrupted, TrainkitError
-from trainkit.recipe import Recipe, apply_values
+from trainkit.recipe import MAX_NAME_BYTES, Recipe, apply_values
 from trainkit.runs import json_text, write_atomic
 
 if TYPE_CHECKING:
@@ -163,6 +164,21 @@ def variant_label(values: Mapping[str, Any]) -> str:
     return ",".join(f"{short[path]}={format_value(value)}" for path, value in values.items())
 
 
+def run_name(base: str, label: str) -> str:
+    """A variant's run name, ``<base>-<label>``, cut to fit a folder name where it is too long.
+
+    A sweep of whole values (``model.layers`` lists) spelt names longer than a file system takes
+    (255 bytes), and the run failed creating its folder. The cut name ends with a digest of the
+    whole label, so that variants cut alike keep names of their own.
+    """
+    name = f"{base}-{label}"
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:10]
+    kept = name.encode("utf-8")[: MAX_NAME_BYTES - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{kept}-{digest}"
+
+
 def expand(recipe: Recipe) -> list[Variant]:
     """The runs a recipe stands for: itself, or one per combination of its sweep values.
 
@@ -182,7 +198,7 @@ def expand(recipe: Recipe) -> list[Variant]:
         values = dict(zip(paths, combination, strict=True))
         label = variant_label(values)
         changed = apply_values(raw, values)
-        changed["name"] = f"{base}-{label}"
+        changed["name"] = run_name(base, label)
         try:
             variant = Recipe.from_dict(changed)
         except RecipeError as err:

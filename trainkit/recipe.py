@@ -69,6 +69,8 @@ MAX_VARIANTS = 256
 # A recipe is a page of YAML; a file past this is not one (a data file passed by mistake, or a
 # device such as /dev/zero that never ends, which was read until memory ran out).
 MAX_RECIPE_BYTES = 8 << 20
+#: The longest file name (UTF-8 bytes) that common file systems take: a run's name is a folder's.
+MAX_NAME_BYTES = 255
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -440,6 +442,10 @@ class Recipe(_Section):
         # The name is a directory under the logdir: it must not climb out of it or nest.
         if value is not None and (not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")):
             raise ValueError(f"name becomes a directory under the logdir, so it must be one plain folder name (no '/', '\\' or '..'); got {value!r}")
+        if value is not None and len(value.encode("utf-8")) > MAX_NAME_BYTES:
+            # Training failed with an OSError traceback ("File name too long") creating its folder.
+            raise ValueError(f"name becomes a directory under the logdir, and file systems take folder names of at most {MAX_NAME_BYTES} bytes; "
+                             f"got {len(value.encode('utf-8'))}: {short(value)}")
         return value
 
     @field_validator("loss", "optimizer")
