@@ -679,6 +679,40 @@ def test_a_pydataset_is_read_in_a_new_order_each_epoch_when_shuffled():
     assert len({tuple(p) for p in passes}) == 3 and tuple(range(10)) not in {tuple(p) for p in passes}
 
 
+class Staged(Batches):
+    """Batches whose rows are chosen in ``on_epoch_begin`` (a shard loaded, an index reshuffled)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__(x, y)
+        self.all_x, self.all_y = x, y
+        self.events: list[str] = []
+
+    def on_epoch_begin(self) -> None:
+        self.events.append("begin")
+        order = np.random.default_rng(len(self.events)).permutation(len(self.all_x))
+        self.x, self.y = self.all_x[order], self.all_y[order]
+
+    def __getitem__(self, i: int):
+        self.events.append("read")
+        return super().__getitem__(i)
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        self.events.append("end")
+
+
+def test_a_pydataset_s_on_epoch_begin_is_called_before_each_epoch_s_batches():
+    # model.fit calls it at every epoch's start; trainkit never did, so rows a PyDataset picks there
+    # (here a new order of them each epoch) were never picked: every epoch read the same batches.
+    x, y = make_data(96)  # 3 batches
+    data = Staged(x, y)
+    make_trainer().fit(data, epochs=2, shuffle=False, verbose=0, check_data=False)
+    epochs = "".join("b" if e == "begin" else "e" if e == "end" else "r" for e in data.events)
+    # The reads before the first pass: the element spec's batches (first, second, last).
+    assert epochs.lstrip("r").count("brrre") == epochs.count("b") == epochs.count("e") >= 2
+    assert epochs.endswith("brrrebrrre")
+
+
 class Sequences(keras.utils.PyDataset):
     """Sequences padded batch by batch: the time axis differs from batch to batch."""
 

@@ -243,7 +243,7 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     The element spec comes from the first, second and last batches (an axis whose size differs
     between them is ``None``; float64 is read as float32, as Keras does, unless
     ``keras.backend.floatx()`` is float64); each
-    pass ends with the dataset's ``on_epoch_end()``. One whose ``num_batches`` is ``None``
+    pass starts with the dataset's ``on_epoch_begin()`` and ends with its ``on_epoch_end()``. One whose ``num_batches`` is ``None``
     (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order. Its
     workers and multiprocessing options are not used: batches are read on the thread that
     iterates.
@@ -293,6 +293,9 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 
     def batches() -> Iterable[Any]:
         order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, next(passes)]).permutation(count)
+        # model.fit calls it before each epoch's batches too: one that reshuffles or loads a
+        # shard there was never called, and every epoch read what __init__ had left.
+        data.on_epoch_begin()
         for i in order:
             yield read(int(i))
         data.on_epoch_end()
