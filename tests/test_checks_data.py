@@ -2070,6 +2070,37 @@ def test_a_dataset_of_rows_sorted_by_label_is_unshuffled_not_imbalanced():
     assert "unshuffled-dataset" not in codes(run("multiclass", X[order], YM[order]))
 
 
+class SortedRows(keras.utils.PyDataset):
+    """A PyDataset of rows in the order given, 32 a batch, that never shuffles them."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // 32)
+
+    def __getitem__(self, i: int):
+        return self.x[i * 32 : (i + 1) * 32], self.y[i * 32 : (i + 1) * 32]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_pydataset_of_rows_sorted_by_label_is_told_to_shuffle_its_rows_not_a_pipeline(shuffle):
+    # The advice was tf.data's, "dataset.shuffle(n_rows, ...).batch(...)", for a PyDataset that has
+    # no pipeline: the fix is in its own __getitem__ (fit's shuffle reorders whole batches only).
+    from trainkit import Trainer
+
+    order = np.argsort(YM, kind="stable")
+    data = SortedRows(X[order], YM[order])
+    (finding,) = run("multiclass", data, None)
+    assert finding.code == "unshuffled-dataset" and "SortedRows" in finding.advice and "dataset.shuffle(" not in finding.advice
+    trainer = Trainer(model("multiclass"), loss=LOSS["multiclass"], task="multiclass", optimizer="sgd", seed=0)
+    trainer.fit(data, epochs=1, shuffle=shuffle, verbose=0)
+    (finding,) = [f for f in trainer.findings if f.code == "unshuffled-dataset"]
+    assert "permutation of the row indices" in finding.advice and "dataset.shuffle(" not in finding.advice
+    assert ("fit's shuffle=True" in finding.message) == shuffle
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sorted_rows_batched_before_a_shuffle_are_unshuffled_not_imbalanced(seed):
     # dataset.batch(32).shuffle(...) on rows sorted by label: the batches come in a random order,

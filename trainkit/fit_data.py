@@ -85,6 +85,7 @@ class FitData:
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
                  shuffle: Shuffle = False) -> tuple[Any, Any]:
+        pydataset = type(x).__name__ if isinstance(x, keras.utils.PyDataset) else None
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         validation_data = accepted_input(validation_data, "validation_data")
         self._split_at = None
@@ -107,6 +108,7 @@ class FitData:
             if class_weight is not None:
                 _check_one_target(x.element_spec[1], self.heads, dataset=True, model=self.model)
                 train = DatasetSource(class_weights.weighted_dataset(x, class_weight), steps_per_epoch, carry_on=True)
+            train.pydataset = pydataset  # the checks' advice is for its rows, not for a tf.data pipeline
         else:
             if steps_per_epoch is not None:
                 raise ArgumentError("bad-argument", "steps_per_epoch applies to a tf.data.Dataset; with numpy arrays an epoch is every row once (set batch_size instead).")

@@ -362,6 +362,8 @@ class DatasetSource:
         self._kept_all = False
         self._ended = False
         self._further: FurtherRows | None = None
+        #: The class name of the keras.utils.PyDataset this dataset reads (set by fit), ``None`` for another dataset.
+        self.pydataset: str | None = None
 
     def sample(self, batches: int = SAMPLE_BATCHES) -> list[Any]:
         """The dataset's first ``batches`` batches, read once and kept.
@@ -407,7 +409,7 @@ class DatasetSource:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
         return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset),
                              cardinality=self._cardinality if self._cardinality >= 0 else None, dataset=self.dataset,
-                             further=self.shared_further_rows)
+                             further=self.shared_further_rows, pydataset=self.pydataset)
 
     def shared_further_rows(self, skip_batches: int, sampled_inputs: Any) -> FurtherRows | None:
         """The one :class:`~trainkit.checks.data_sampling.FurtherRows` of this dataset, past its

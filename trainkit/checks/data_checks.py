@@ -49,6 +49,7 @@ from trainkit.checks.data_sampling import (
     file_paths,
     further_rows,
     is_batch_source,
+    pydataset_name,
     random_ops,
     sample_first_batches,
     shuffled_apart,
@@ -263,6 +264,7 @@ def check_data(
     apart = tuple(name for name, data in (("x", x), ("validation_data", x_val))
                   if is_batch_source(data) and shuffled_apart(data.dataset if isinstance(data, DatasetSample) else data))
     paths = (file_paths(x), file_paths(x_val))  # read before sampling, as above
+    pydataset = pydataset_name(x)  # so is the PyDataset the batches come from
     if is_batch_source(x):
         sampled = sample_first_batches(x, sample_batches, ranks)
         if sampled is None:
@@ -346,7 +348,7 @@ def check_data(
                       output_bias_values=output_bias_values(model, outputs),
                       split_at=split_at, layout_readers=layout_readers(model),
                       masking_values=input_masking(model),
-                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality,
+                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, pydataset=pydataset,
                       further_labels=_per_output(read_further, outputs), further_inputs_vary=inputs_vary,
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random,
                       application_base=application_base(model),

@@ -120,6 +120,8 @@ class DataContext:
     dataset_shuffled: bool | None = None
     #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.
     dataset_batches: int | None = None
+    #: The class name of the ``keras.utils.PyDataset`` the training batches come from, ``None`` otherwise.
+    pydataset: str | None = None
     #: Reads the labels of the training dataset's batches past those sampled, one array per
     #: target as :attr:`targets` (see :meth:`~trainkit.checks.data_sampling.FurtherRows.labels`), ``None`` for arrays.
     further_labels: Callable[[], Any] | None = None

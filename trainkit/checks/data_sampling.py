@@ -40,6 +40,8 @@ class DatasetSample:
     #: Gives the one :class:`FurtherRows` of the dataset that the checks and the chance level share
     #: (:meth:`trainkit.sources.DatasetSource.shared_further_rows`); ``None``: a reader of their own.
     further: Callable[[int, Any], FurtherRows | None] | None = None
+    #: The class name of the ``keras.utils.PyDataset`` whose batches the dataset reads, ``None`` for another dataset.
+    pydataset: str | None = None
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -393,6 +395,14 @@ def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
         cardinality = int(data.cardinality())
         return shuffles(data), cardinality if cardinality >= 0 else None
     return None, None
+
+
+def pydataset_name(data: Any) -> str | None:
+    """The class name of the ``keras.utils.PyDataset`` that ``data`` is or reads (a
+    :class:`DatasetSample` of one), ``None`` for anything else."""
+    if isinstance(data, keras.utils.PyDataset):
+        return type(data).__name__
+    return data.pydataset if isinstance(data, DatasetSample) else None
 
 
 def file_paths(data: Any) -> tuple[str, ...] | None:

@@ -127,6 +127,27 @@ def shuffled_apart_rows(ctx: DataContext) -> Issue | None:
         {"datasets": list(ctx.shuffled_apart)})
 
 
+def _batch_shuffle(ctx: DataContext) -> str:
+    """What shuffled the training batches whole: ``fit``'s ``shuffle`` for a PyDataset's, a
+    ``.shuffle()`` after ``.batch()`` for a tf.data pipeline's."""
+    return "fit's shuffle=True reorders a PyDataset's batches, not their rows" if ctx.pydataset else "dataset.batch(...).shuffle(...)"
+
+
+def _no_shuffle(ctx: DataContext) -> str:
+    """Where the rows go unshuffled: a PyDataset's own code, or a tf.data pipeline without ``.shuffle()``."""
+    return f"the {ctx.pydataset} does not shuffle its rows" if ctx.pydataset else "the dataset's pipeline has no .shuffle()"
+
+
+def _shuffle_advice(ctx: DataContext, dataset_advice: str) -> str:
+    """``dataset_advice`` (a tf.data pipeline's fix), or for a PyDataset the fix in its own code:
+    trainkit's ``dataset.shuffle()`` advice named a pipeline the user never built."""
+    if not ctx.pydataset:
+        return dataset_advice
+    return (f"Shuffle the rows inside the {ctx.pydataset}: keep a permutation of the row indices (np.random.permutation(n_rows) in "
+            "__init__, a new one in on_epoch_end) and take each batch's rows through it in __getitem__; fit(shuffle=True) "
+            "only reorders whole batches, each still one class.")
+
+
 def unshuffled_dataset(ctx: DataContext) -> Issue | None:
     """A dataset whose first batches come in label order: rows sorted by class, never shuffled."""
     found = _sorted_target(ctx)
@@ -143,11 +164,11 @@ def unshuffled_dataset(ctx: DataContext) -> Issue | None:
             f"({pure} of the {len(batches)} batches all one class; {', '.join(f'class {c}: {n} rows' for c, n in counts.items())} "
             f"in all), "
             f"an order a random one makes less than once in {SORTED_ODDS:,.0f} tries: the rows are sorted by label and "
-            f"batched before they are shuffled (dataset.batch(...).shuffle(...)), which reorders whole one-class "
+            f"batched before they are shuffled ({_batch_shuffle(ctx)}), which reorders whole one-class "
             f"batches. Every step then pulls the model towards one class, and the class counts of these batches say "
             f"nothing about the data's.",
-            "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
-            "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices).",
+            _shuffle_advice(ctx, "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
+            "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices)."),
             {"counts": list(counts.values()), "classes": list(counts), "one_class_batches": pure, "batches": len(batches)},
             t.output.layer if t.output else None)
     return Issue(
@@ -156,9 +177,9 @@ def unshuffled_dataset(ctx: DataContext) -> Issue | None:
         f"{int(ids[0])}): the dataset was built from rows sorted by label and is not shuffled. Each "
         f"batch then holds one class, every step pulls the model towards it, and each epoch ends on "
         f"the last class's batches; the class counts of these batches say nothing about the data's.",
-        "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True)"
+        _shuffle_advice(ctx, "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True)"
         ".batch(...) (a buffer as large as the data, or shuffle x and y together before "
-        "from_tensor_slices); a shuffle after .batch() only reorders the one-class batches.",
+        "from_tensor_slices); a shuffle after .batch() only reorders the one-class batches."),
         {"counts": list(counts.values()), "classes": list(counts), "first_change_row": change},
         t.output.layer if t.output else None)
 
@@ -193,11 +214,11 @@ def _one_class_unshuffled(ctx: DataContext) -> Issue | None:
                 return None
             return Issue(
                 f"The first {run} labels{' of ' + t.name if len(ctx.targets) > 1 else ''} of the dataset are all class {int(ids[0])}, "
-                f"although it is {share:.0%} of the first {rows + further.size} rows, and the dataset's pipeline has no .shuffle(): "
+                f"although it is {share:.0%} of the first {rows + further.size} rows, and {_no_shuffle(ctx)}: "
                 f"the rows look sorted by label (a random order starts with so long a run less than once in {SORTED_ODDS:,.0f} tries). "
                 f"Then each batch holds one class, every step pulls the model towards it, and each epoch ends on the last class's batches.",
-                "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
-                "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices).",
+                _shuffle_advice(ctx, "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
+                "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices)."),
                 {"class": int(ids[0]), "rows": run, "share": round(share, 4), "shuffled": False},
                 t.output.layer if t.output else None)
         if further is not None:
@@ -205,11 +226,11 @@ def _one_class_unshuffled(ctx: DataContext) -> Issue | None:
         return Issue(
             f"Every label{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where if further is None else f' in the first {rows} rows'} "
             f"is class {int(ids[0])} ({rows} rows), "
-            f"and the dataset's pipeline has no .shuffle(): the rows look sorted by label. Then each batch holds one class, "
+            f"and {_no_shuffle(ctx)}: the rows look sorted by label. Then each batch holds one class, "
             f"every step pulls the model towards it, and each epoch ends on the last class's batches (unless class "
             f"{int(ids[0])} is nearly all of the data: then its share, not the order, is the problem).",
-            "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
-            "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices).",
+            _shuffle_advice(ctx, "Shuffle the rows before batching: dataset.shuffle(n_rows, reshuffle_each_iteration=True).batch(...) "
+            "(a buffer as large as the data, or shuffle x and y together before from_tensor_slices)."),
             {"class": int(ids[0]), "rows": rows, "batches": len(ctx.batch_rows), "shuffled": False},
             t.output.layer if t.output else None)
     return None
