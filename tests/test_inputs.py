@@ -713,6 +713,26 @@ def test_a_pydataset_s_on_epoch_begin_is_called_before_each_epoch_s_batches():
     assert epochs.endswith("brrrebrrre")
 
 
+class Shrinking(Batches):
+    """Batches that drop their last rows at each epoch's end (len() falls), sliced past their end as numpy slices are."""
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        self.x, self.y = self.x[:-40], self.y[:-40]
+
+
+def test_a_pydataset_whose_len_falls_during_fit_is_refused_not_read_past_its_end():
+    # Each pass read the batches len() gave at the start: batches past the new end came back
+    # empty (numpy slices) and trained as batches of no rows, which dead-relu read as units that
+    # output 0 on every row of a batch (86% of a layer "dead"), or a user's IndexError came out.
+    x, y = make_data(160)  # 5 batches, then 4 (128 rows) after the first pass
+    data = Shrinking(x, y)
+    with pytest.raises(DataError, match=r"len\(\) fell from 5 batches, when it was first read, to 4") as info:
+        make_trainer().fit(data, epochs=3, shuffle=False, verbose=0)
+    assert info.value.code == "unsupported-input"
+    assert data.epochs_ended == 1 and data.read[-5:] == [0, 1, 2, 3, 4]  # no batch read once len() fell
+
+
 class Sequences(keras.utils.PyDataset):
     """Sequences padded batch by batch: the time axis differs from batch to batch."""
 

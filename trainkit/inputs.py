@@ -39,7 +39,8 @@ def accepted_input(x: Any, what: str = "x", shuffle_seed: int | None = None, *, 
     first would find it empty. ``with_targets``: batches must hold targets (``fit``, ``evaluate``).
 
     Raises:
-        DataError: ``unsupported-input`` for an iterator; ``missing-targets`` for a PyDataset
+        DataError: ``unsupported-input`` for an iterator (and, once read, for a PyDataset whose
+            ``len()`` fell: :func:`pydataset_batches`); ``missing-targets`` for a PyDataset
             whose batches hold inputs only when targets are needed.
     """
     if isinstance(x, keras.utils.PyDataset):
@@ -243,7 +244,9 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     The element spec comes from the first, second and last batches (an axis whose size differs
     between them is ``None``; float64 is read as float32, as Keras does, unless
     ``keras.backend.floatx()`` is float64); each
-    pass starts with the dataset's ``on_epoch_begin()`` and ends with its ``on_epoch_end()``. One whose ``num_batches`` is ``None``
+    pass starts with the dataset's ``on_epoch_begin()`` and ends with its ``on_epoch_end()``, and
+    reads as many batches as ``len()`` gave here (as ``model.fit`` sizes its epochs; a pass that
+    finds ``len()`` smaller raises ``unsupported-input``). One whose ``num_batches`` is ``None``
     (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order. Its
     workers and multiprocessing options are not used: batches are read on the thread that
     iterates.
@@ -291,11 +294,26 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 
     passes = itertools.count()
 
+    def refuse_fewer_batches() -> None:
+        # Every pass reads the batches len() gave here (the dataset's cardinality): one whose
+        # len() fell since (rows dropped in on_epoch_end) was asked for batches past its end, and
+        # raised its own IndexError, or trained on empty ones (a false dead-relu: a unit is 0 on
+        # every row of a batch of none).
+        now = data.num_batches
+        if now is not None and now < count:
+            err = DataError("unsupported-input", f"The {type(data).__name__}'s len() fell from {count} batches, when it was first read, to {now}: "
+                                                 f"each epoch reads the {count} batches it had then, so batch {now} would be past its end. "
+                                                 "Keep len() fixed during a fit (fewer rows a batch, not fewer batches), or fit again after "
+                                                 "changing it.")
+            _source_errors[owner] = err
+            raise err
+
     def batches() -> Iterable[Any]:
         order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, next(passes)]).permutation(count)
         # model.fit calls it before each epoch's batches too: one that reshuffles or loads a
         # shard there was never called, and every epoch read what __init__ had left.
         data.on_epoch_begin()
+        refuse_fewer_batches()
         for i in order:
             yield read(int(i))
         data.on_epoch_end()
