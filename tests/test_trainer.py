@@ -2822,6 +2822,26 @@ def test_a_dataset_is_read_once_before_training(tmp_path):
     assert trainer._histograms.batch is not None and len(history.history["loss"]) == 2
 
 
+@pytest.mark.parametrize("check_data", [True, False])
+def test_a_never_shuffled_dataset_of_exactly_the_sampled_batches_is_not_read_again(check_data):
+    """A dataset of known length whose every batch the sample kept (16 of 16) was taken for a longer
+    one: the rows past the sample were looked for in a pass that mapped its 16 batches again."""
+    x, y = make_data(16 * 8)
+    mapped = []
+
+    def count(inputs):
+        mapped.append(len(inputs))
+        return inputs
+
+    def mark(inputs, targets):
+        return tf.ensure_shape(tf.py_function(count, [inputs], tf.float32), inputs.shape), targets
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).map(mark)  # 16 batches, never shuffled
+    trainer = make_trainer()
+    trainer.fit(data, epochs=1, verbose=0, check_data=check_data)
+    assert len(mapped) == 16 + 16  # the sample and the epoch (a third pass of 16 before)
+
+
 def test_a_dataset_nothing_samples_is_read_one_batch_ahead_and_keeps_one():
     """With the checks and diagnosis off nothing samples the dataset before training; the stacks'
     sizing then reads one batch (not the checks' sixteen) and keeps no more."""

@@ -395,10 +395,15 @@ class DatasetSource:
             if size >= SAMPLE_BYTES:
                 ended = False
                 break
-        self._kept_all = len(self._kept) < batches  # reading again would give no more
         # Fewer batches than asked for because the dataset ended, not because they reached the
         # bytes: the first 14 of 19 MB image batches were taken for every batch of the dataset.
-        self._ended = ended and self._kept_all
+        # Or as many as its known length: a dataset of exactly 16 batches, read in full, was taken
+        # for a longer one, and the rows past the sample (:class:`FurtherRows`, a never-shuffled
+        # dataset's) were looked for in a pass that mapped its 16 batches again to find none
+        # (1,536 rows mapped before and during one epoch of 512, where 1,024 do). A dataset of
+        # unknown length (a generator's) shows its end only to a read past it.
+        self._ended = (ended and len(self._kept) < batches) or 0 <= self._cardinality <= len(self._kept)
+        self._kept_all = self._ended or len(self._kept) < batches  # reading again would give no more
 
     @property
     def sampled_all(self) -> bool:
