@@ -1320,6 +1320,21 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     assert steps["trainkit"].seen == steps["keras"].seen == steps["trainkit"].planned == steps["keras"].planned == (6, 6)
 
 
+@pytest.mark.parametrize("verbose", [0, 2])
+def test_a_keras_callback_s_params_hold_fit_s_verbose_as_in_model_fit(verbose, capsys):
+    # params["verbose"] was 0 whatever fit was asked: a callback that printed only when it was set
+    # stayed silent under fit(verbose=2), where model.fit gives it 2.
+    x, y = make_data(64, features=4)
+
+    class Verbose(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seen = self.params["verbose"]
+
+    callback = Verbose()
+    make_trainer(make_model(features=4), diagnose=False).fit(x, y, epochs=1, verbose=verbose, callbacks=[callback])
+    assert callback.seen == verbose
+
+
 def test_a_keras_callback_s_on_train_end_gets_the_last_epoch_s_logs_as_in_model_fit():
     # It got trainkit's run summary ({"epochs_run", "stop_reason"}): logs["val_loss"] was a KeyError.
     x, y = make_data(48, features=4)

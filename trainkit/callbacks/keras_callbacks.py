@@ -165,8 +165,11 @@ class KerasCallback(Callback):
         self._lend()
         model.stop_training = False
         self._last_logs = None
-        # As model.fit gives them before on_train_begin (steps: this fit's, set again at each epoch).
-        self.callback.set_params({"epochs": self.trainer.epochs, "steps": self.trainer.steps_per_epoch, "verbose": 0})
+        # As model.fit gives them before on_train_begin (steps: this fit's, set again at each epoch;
+        # verbose: fit's, as its History has it: a callback that printed only when
+        # params["verbose"] was set stayed silent under fit(verbose=1)).
+        verbose = self.trainer.history.params.get("verbose", 0)
+        self.callback.set_params({"epochs": self.trainer.epochs, "steps": self.trainer.steps_per_epoch, "verbose": verbose})
         self.callback.on_train_begin(dict(logs or {}))
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
