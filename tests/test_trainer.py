@@ -1460,6 +1460,27 @@ def test_a_keras_callback_watching_a_value_the_logs_lack_is_refused_before_train
     assert not seen
 
 
+def test_a_model_checkpoint_whose_filepath_names_a_value_the_logs_lack_is_refused_before_training(tmp_path):
+    # Keras's KeyError ("Failed to format this callback filepath") came after the first epoch had
+    # trained: {val_loss} without validation data.
+    x, y = make_data(40, features=4)
+    seen = []
+
+    class Epochs(Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(epoch)
+
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch:02d}-{val_loss:.2f}.keras"))
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, epochs=2, callbacks=[checkpoint, Epochs()], verbose=0)
+    assert info.value.code == "bad-monitor" and "{val_loss}" in info.value.message and "['loss']" in info.value.message
+    assert not seen and not list(tmp_path.iterdir())
+    # The fields the logs fill are formatted as in model.fit.
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch:02d}-{val_loss:.2f}.weights.h5"), save_weights_only=True)
+    make_trainer(make_model(features=4)).fit(x, y, epochs=2, validation_split=0.25, callbacks=[checkpoint], verbose=0)
+    assert len(list(tmp_path.glob("m-0[12]-*.weights.h5"))) == 2
+
+
 class AddsF1(Callback):
     """A callback of the user's that adds a value to the epoch logs, for the callbacks after it."""
 

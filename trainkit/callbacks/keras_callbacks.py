@@ -12,6 +12,8 @@ is refused rather than silently never called; those with a trainkit equivalent n
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +96,19 @@ def trainer_evaluate(trainer: Trainer) -> Any:
     return evaluate
 
 
+def _missing_path_fields(callback: keras.callbacks.Callback, logged: Collection[str]) -> list[str]:
+    """The fields of a ``ModelCheckpoint``'s filepath (``{val_loss:.2f}``) that neither the epoch
+    logs nor Keras (``epoch``, ``batch``) fill; none for another callback or an unparsable path."""
+    if not isinstance(callback, keras.callbacks.ModelCheckpoint):
+        return []
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(str(callback.filepath)) if name}
+    except ValueError:  # an unbalanced brace: left to Keras's own error
+        return []
+    fields = {re.split(r"[.\[]", name, maxsplit=1)[0] for name in names}  # {val_loss[0]}, {x.attr}: the key
+    return sorted(field for field in fields if field and not field.isdigit() and field not in {*logged, "epoch", "batch"})
+
+
 def _uncalled_hooks(callback: keras.callbacks.Callback) -> list[str]:
     """The batch and validation hooks ``callback`` defines (its class's or set on it, as
     ``LambdaCallback`` does), which would never run; ModelCheckpoint's batch hook is idle when it
@@ -151,6 +166,13 @@ class KerasCallback(Callback):
         if watches and isinstance(monitor, str) and monitor not in logged:
             raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}", but the epoch logs only have {sorted(logged)}.'
                                                f"{closest(monitor, logged)} Monitor one of those (val_* needs validation data).")
+        missing = _missing_path_fields(callback, logged)
+        if missing:
+            # ModelCheckpoint formats its filepath with the epoch's logs at each epoch's end: a KeyError
+            # ("Failed to format this callback filepath") after the first epoch had trained.
+            raise ArgumentError("bad-monitor", f'ModelCheckpoint\'s filepath "{callback.filepath}" names {{{missing[0]}}}, but the epoch logs only '
+                                               f"have {sorted(logged)} (and epoch).{closest(missing[0], logged)} Name one of those (val_* needs "
+                                               "validation data).")
 
     @property
     def may_add_logs(self) -> bool:
