@@ -1481,6 +1481,20 @@ def test_a_model_checkpoint_whose_filepath_names_a_value_the_logs_lack_is_refuse
     assert len(list(tmp_path.glob("m-0[12]-*.weights.h5"))) == 2
 
 
+def test_keras_monitor_callbacks_on_an_output_s_loss_minimise_it():
+    # mode="auto" on "val_a_loss" failed after the first epoch, as in model.fit: Keras finds no
+    # metric of that name ("isn't able to automatically determine whether that metric should be
+    # maximized or minimized"). A loss goes down.
+    x, y = make_data(64, features=4)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, {"a": keras.layers.Dense(1, activation="sigmoid", name="a")(inputs), "b": keras.layers.Dense(1, name="b")(inputs)})
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_a_loss", patience=1), keras.callbacks.ReduceLROnPlateau(monitor="b_loss", patience=0)]
+    trainer = make_trainer(model, loss={"a": "binary_crossentropy", "b": "mse"}, task={"a": "binary", "b": "regression"})
+    history = trainer.fit(x, {"a": y, "b": x[:, :1]}, epochs=2, validation_split=0.25, callbacks=callbacks, verbose=0)
+    assert len(history.epoch) == 2
+    assert all(callback.monitor_op is keras.ops.less for callback in callbacks)
+
+
 class AddsF1(Callback):
     """A callback of the user's that adds a value to the epoch logs, for the callbacks after it."""
 

@@ -246,7 +246,12 @@ class KerasCallback(Callback):
         callback = self.callback
         if getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", False) is not None:
             return None
-        return metric_mode(self.trainer.metrics, callback.monitor)
+        mode = metric_mode(self.trainer.metrics, callback.monitor)
+        if mode is None and str(callback.monitor).endswith("_loss"):
+            # An output's loss (val_a_loss) or a tracker a train_step logs (d_loss): a loss, which
+            # Keras finds in no metric, and failed on after the first epoch.
+            return "min"
+        return mode
 
     def _lend(self) -> None:
         """Lends the trainer's optimizer to the model, unless it holds it already (another Keras
