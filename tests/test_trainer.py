@@ -1495,6 +1495,30 @@ def test_keras_monitor_callbacks_on_an_output_s_loss_minimise_it():
     assert all(callback.monitor_op is keras.ops.less for callback in callbacks)
 
 
+def test_a_keras_monitor_callback_that_cannot_tell_its_metric_s_direction_is_refused_before_training():
+    # mode="auto" on a plain function's metric: Keras's ValueError ("isn't able to automatically
+    # determine whether that metric should be maximized or minimized") after the first epoch.
+    x, y = make_data(40, features=4)
+    seen = []
+
+    def hit_rate(y_true, y_pred):
+        return keras.ops.mean(keras.ops.cast(keras.ops.equal(y_true, keras.ops.round(y_pred)), "float32"), axis=-1)
+
+    class Epochs(Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(epoch)
+
+    for callback in (keras.callbacks.EarlyStopping(monitor="val_hit_rate"), keras.callbacks.ReduceLROnPlateau(monitor="hit_rate")):
+        with pytest.raises(ArgumentError) as info:
+            make_trainer(make_model(features=4), metrics=[hit_rate]).fit(x, y, epochs=2, validation_split=0.25, callbacks=[callback, Epochs()], verbose=0)
+        assert info.value.code == "bad-monitor" and "mode='max'" in info.value.message and "mode='min'" in info.value.message
+    assert not seen
+    # With its mode, it runs.
+    callback = keras.callbacks.EarlyStopping(monitor="val_hit_rate", mode="max", patience=5)
+    make_trainer(make_model(features=4), metrics=[hit_rate]).fit(x, y, epochs=2, validation_split=0.25, callbacks=[callback], verbose=0)
+    assert callback.monitor_op is keras.ops.greater
+
+
 class AddsF1(Callback):
     """A callback of the user's that adds a value to the epoch logs, for the callbacks after it."""
 

@@ -166,6 +166,11 @@ class KerasCallback(Callback):
         if watches and isinstance(monitor, str) and monitor not in logged:
             raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}", but the epoch logs only have {sorted(logged)}.'
                                                f"{closest(monitor, logged)} Monitor one of those (val_* needs validation data).")
+        if isinstance(monitor, str) and monitor in logged and self._undetermined_mode():
+            # Keras's ValueError at the first epoch's end, with an epoch trained.
+            raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}" with mode="auto", which cannot tell whether it should '
+                                               "go up or down (it is neither a loss nor a metric of known direction): pass mode='max' (higher is "
+                                               "better) or mode='min'.")
         missing = _missing_path_fields(callback, logged)
         if missing:
             # ModelCheckpoint formats its filepath with the epoch's logs at each epoch's end: a KeyError
@@ -252,6 +257,20 @@ class KerasCallback(Callback):
             # Keras finds in no metric, and failed on after the first epoch.
             return "min"
         return mode
+
+    def _undetermined_mode(self) -> bool:
+        """Whether the Keras callback (one of Keras's monitor callbacks: ``EarlyStopping``,
+        ``ModelCheckpoint``, ``ReduceLROnPlateau``) will fail at its first ``on_epoch_end`` because
+        ``mode="auto"`` cannot tell its monitor's direction: neither the loss nor a metric with one
+        (a plain function's, ``metrics=[hit_rate]``; a value ``log_scalar`` logs)."""
+        callback = self.callback
+        if not hasattr(callback, "_set_monitor_op") or self._monitor_mode() is not None:
+            return False
+        if getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", False) is not None:
+            return False
+        name = str(callback.monitor).removeprefix("val_")
+        # As Keras reads it: any direction a metric of that name declares ("up", else less is better).
+        return name != "loss" and not any(getattr(m, "name", None) == name and hasattr(m, "_direction") for m in self.trainer.metrics)
 
     def _lend(self) -> None:
         """Lends the trainer's optimizer to the model, unless it holds it already (another Keras
