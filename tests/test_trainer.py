@@ -1320,6 +1320,22 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     assert steps["trainkit"].seen == steps["keras"].seen == steps["trainkit"].planned == steps["keras"].planned == (6, 6)
 
 
+def test_lists_of_callbacks_inside_the_list_are_flattened_as_model_fit_flattens_them():
+    # callbacks=[my_callbacks, early_stopping] was refused: "must be trainkit.callbacks.Callback
+    # instances, got list", though Keras callbacks are taken and model.fit flattens the lists.
+    x, y = make_data(64, features=4)
+    seen = []
+    mine = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(("keras", epoch)))]
+
+    class Mine(Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(("trainkit", epoch))
+
+    history = make_trainer(make_model(features=4)).fit(x, y, epochs=3, verbose=0, callbacks=[mine, (Mine(), [EarlyStopping(monitor="loss", patience=0, min_delta=10.0)])])
+    assert len(history.history["loss"]) == 2  # the EarlyStopping two lists down stopped it
+    assert seen == [("keras", 0), ("trainkit", 0), ("keras", 1), ("trainkit", 1)]
+
+
 @pytest.mark.parametrize("verbose", [0, 2])
 def test_a_keras_callback_s_params_hold_fit_s_verbose_as_in_model_fit(verbose, capsys):
     # params["verbose"] was 0 whatever fit was asked: a callback that printed only when it was set

@@ -959,7 +959,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_training = False
         self.stop_reason = None
         self.nan_weights = None
-        callbacks = [as_trainkit_callback(cb, self.optimizer) for cb in callbacks or ()]  # Keras's own, run at epochs
+        # Keras's own, run at epochs; lists inside the list flattened, as model.fit flattens them
+        # (callbacks=[my_callbacks, early_stopping] was refused as "must be ... instances, got list").
+        callbacks = [as_trainkit_callback(cb, self.optimizer) for cb in _flat_callbacks(callbacks or ())]
         start_batch = 0
         self._resumed_diagnosis = None
         self._final_checkpoint = None
@@ -1573,6 +1575,14 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return self._step_table.rows()
 
+
+
+def _flat_callbacks(callbacks: Iterable[Any]) -> list[Any]:
+    """``callbacks`` with the lists and tuples inside it flattened into it, in order."""
+    flat: list[Any] = []
+    for callback in callbacks:
+        flat.extend(_flat_callbacks(callback) if isinstance(callback, list | tuple) else [callback])
+    return flat
 
 
 def _epoch_steps(train: Any, batch_size: int) -> int | None:
