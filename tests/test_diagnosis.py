@@ -1063,6 +1063,18 @@ def test_loss_collapsed_without_a_chance_level_needs_a_loss_whose_floor_is_zero(
     assert "under 0.001 (no chance level is known for this loss)" in f.message and "n/a" not in f.message
 
 
+def test_loss_collapsed_without_a_chance_level_needs_a_loss_that_fell():
+    # A custom loss scaled by 1e-4 (MSE * 1e-4) read 5.2e-4 at its first step and at every epoch
+    # after: "under 0.001 ... few tasks are solved that fast: the inputs contain the answer".
+    s = Stream(task="regression", chance=None)
+    s.train_loss = lambda e, st: 0.000522 - 1e-8 * (10 * e + st)
+    assert "loss-collapsed" not in codes(s.run())
+    s.train_loss = lambda e, st: 0.0009 if e == 0 and st == 0 else 0.0004  # fell, but not under 2% of its start
+    assert "loss-collapsed" not in codes(s.run())
+    s.train_loss = lambda e, st: 0.05 if e == 0 and st == 0 else 0.0004  # a fall from 0.05 to 0.0004 is one
+    assert "loss-collapsed" in codes(s.run())
+
+
 def test_a_run_without_a_chance_level_is_told_which_verdicts_were_not_made():
     # A hinge or custom loss left six rules silent, and "no findings" read as a healthy run.
     s = Stream(task="regression", chance=None)

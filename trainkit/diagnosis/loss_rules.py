@@ -654,6 +654,13 @@ def loss_collapsed(view: Diagnoser) -> Issue | None:
     limit = view.t.collapse_fraction * chance if chance is not None else view.t.collapse_absolute
     if not math.isfinite(loss) or loss >= limit:
         return None
+    start = first_losses(view)
+    if chance is None and start.size and loss >= view.t.collapse_fraction * float(start[0]):
+        # Without a chance level the absolute bar alone reads the loss's scale, not a fall: a custom
+        # loss scaled by 1e-4 (MSE * 1e-4: 5.2e-4 at its first step and at every epoch after) was
+        # told "few tasks are solved that fast: the inputs contain the answer". A collapse falls to
+        # under 2% of where the fresh model started, as it falls under 2% of a chance level.
+        return None
     # Where no chance level is known, the bar is an absolute one, said as such.
     under = (f"{view.t.collapse_fraction:.0%} of {chance_text(view)}" if chance is not None else
              f"{format_number(view.t.collapse_absolute)} (no chance level is known for this loss)")
