@@ -32,7 +32,7 @@ from trainkit.diagnosis import (
     render_markdown,
     render_text,
 )
-from trainkit.diagnosis.baseline import soft_target_levels
+from trainkit.diagnosis.baseline import soft_target_levels, summed_over_batch
 from trainkit.diagnosis.engine import FIRST_STEPS
 from trainkit.diagnosis.model_facts import float16_layers, frozen_layers, layer_inputs
 from trainkit.diagnosis.number_text import format_number
@@ -6144,6 +6144,34 @@ def test_no_validation_below_training_note_where_it_is_not_below_or_another_find
     # Strong dropout that keeps the training loss at chance is dropout-too-high's to tell.
     strong = _validation_below(("dropout",), train_end=0.97 * LN2, dropout=0.9)
     assert "dropout-too-high" in codes(strong.run()) and "validation-below-training" not in codes(strong.run())
+
+
+def _summed_bce(y_true, y_pred):
+    return keras.ops.sum(keras.losses.binary_crossentropy(y_true, y_pred))
+
+
+def test_no_validation_below_training_note_for_a_loss_summed_over_each_batch():
+    # A loss summed over each batch's rows reads a batch's rows times their mean: 40 validation
+    # rows in batches of 64 against 160 training rows in 64, 64, 32 read 61-64% of the training
+    # loss on rows drawn alike, told "the validation rows may be easier".
+    assert "validation-below-training" in codes(_validation_below(chance_loss=None).run())
+    assert "validation-below-training" not in codes(_validation_below(chance_loss=None, summed_loss=True).run())
+
+
+def test_a_loss_summed_over_its_batch_is_told_from_one_averaged_over_it():
+    y = np.array([0, 1, 1, 0, 1], dtype=np.float32)
+    assert summed_over_batch(_summed_bce, y, (None, 1))
+    assert summed_over_batch(keras.losses.BinaryCrossentropy(reduction="sum"), y)
+    assert not summed_over_batch(lambda t, p: keras.losses.binary_crossentropy(t, p) * 100, y, (None, 1))
+    assert not summed_over_batch(lambda t, p: keras.ops.mean(keras.ops.square(t - p)), y)  # one scalar, a mean
+    assert not summed_over_batch("binary_crossentropy", y)
+    assert not summed_over_batch(lambda t, p: t["missing"], y)  # cannot be scored: taken for a mean, as before
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss=_summed_bce, optimizer="sgd", task="binary", statistics=False)
+    trainer.fit(x, (x[:, 0] > 0).astype(np.float32), epochs=1, batch_size=16, verbose=0)
+    assert trainer._live_diagnosis.diagnoser.context.summed_loss
 
 
 def test_a_validation_loss_below_the_training_loss_names_batchnorm_over_tiny_batches():

@@ -777,6 +777,42 @@ def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y:
 #: Reductions that average the loss over the batch's rows (weighted or not), as the chance level
 #: computed over every training row does.
 _ROW_MEAN_REDUCTIONS = frozenset({"sum_over_batch_size", "mean", "mean_with_sample_weight"})
+
+
+def summed_over_batch(loss: Any, y: Any, output_shape: tuple[int | None, ...] | None = None) -> bool:
+    """Whether ``loss`` sums over a batch's rows instead of averaging them: its value grows with
+    the batch's rows, so epoch losses of splits read in other batch sizes are not comparable.
+
+    ``reduction="sum"`` says so; a loss of the user's own (``K.sum(bce(y_true, y_pred))``) is
+    scored on a few rows of ``y`` and on the same rows twice, at one constant prediction: a mean
+    over rows (or a scalar mean) reads the same, a sum twice as much. A loss that cannot be so
+    scored is taken for a mean, as before.
+
+    Args:
+        loss: The run's loss (a Keras loss object, or a name Keras resolves).
+        y: The training targets (numpy-like), in the layout the loss receives.
+        output_shape: The output's shape (``(None, k)``), for the constant prediction's; ``y``'s
+            (one column for 1-D ``y``) when unknown.
+    """
+    from trainkit.checks.compatibility import describe_loss
+    from trainkit.resolve import get_loss
+
+    if _loss_config(loss).get("reduction", "sum_over_batch_size") == "sum":
+        return True
+    if describe_loss(loss).kind is not None:
+        return False  # Keras's own, averaged over the rows as its reduction says
+    try:
+        rows = np.asarray(y, dtype=np.float32)[:8]
+        if not len(rows) or not np.isfinite(rows).all():
+            return False
+        shape = tuple(output_shape[1:]) if output_shape is not None and None not in output_shape[1:] else rows.shape[1:] or (1,)
+        pred = np.full((len(rows), *shape), 0.5, dtype=np.float32)
+        fn = get_loss(loss)
+        once = float(np.asarray(fn(rows, pred)))
+        twice = float(np.asarray(fn(np.concatenate([rows, rows]), np.concatenate([pred, pred]))))
+    except Exception:  # a loss that cannot take numpy arrays: nothing known
+        return False
+    return math.isfinite(once) and math.isfinite(twice) and abs(once) > 1e-12 and abs(twice - 2 * once) <= 1e-3 * abs(once)
 #: Regression losses whose best constant :func:`_best_constant` knows exactly (the mean, the median).
 _CLOSED_FORM = frozenset({"MeanSquaredError", "mean_squared_error", "MeanAbsoluteError", "mean_absolute_error"})
 #: Names describe_loss gives binary focal cross-entropy, whose best constant is searched for.

@@ -131,6 +131,9 @@ class Context:
         soft_target_loss: For cross-entropy on soft targets, which has no chance level, the loss
             of predicting their mean (:class:`trainkit.diagnosis.baseline.SoftTargetLevels`);
             ``None`` otherwise.
+        summed_loss: Whether the loss sums over each batch's rows instead of averaging them
+            (see :func:`trainkit.diagnosis.baseline.summed_over_batch`): its level grows with a
+            batch's rows.
         first_steps_loss: The lowest plausible loss over the first steps while the model
             predicts a constant, a classifier's prior or a regression's best constant or 0 (below
             ``chance_loss`` where a batch may lack a rare class, or a regression's few far targets:
@@ -284,6 +287,7 @@ class Context:
     worst_batch_loss: float | None = None
     loss_floor: float = 0.0
     soft_target_loss: float | None = None
+    summed_loss: bool = False
     initializers: dict[str, dict[str, str]] | None = None
     relative_loss: bool = False
     keras_loss: bool = False

@@ -23,6 +23,7 @@ from trainkit.diagnosis.baseline import (
     chance_loss,
     linear_fit,
     soft_target_levels,
+    summed_over_batch,
     target_scale,
     zero_prediction_loss,
 )
@@ -372,6 +373,17 @@ def _one_output_targets(trainer: Any, targets: Any) -> Any:
     return targets
 
 
+def _summed_loss(trainer: Any, targets: Any) -> bool:
+    """Whether an output's loss sums over each batch's rows (see
+    :func:`~trainkit.diagnosis.baseline.summed_over_batch`); a loss of the user's own is scored on
+    the targets of a one-output model only."""
+    heads = [h for h in getattr(trainer, "heads", ()) if h.loss is not None]
+    outputs = getattr(trainer.model, "outputs", None) or []
+    if len(heads) == 1 and len(outputs) == 1 and targets is not None:
+        return summed_over_batch(heads[0].loss, _one_output_targets(trainer, targets), tuple(outputs[0].shape))
+    return any(summed_over_batch(h.loss, None) for h in heads)
+
+
 def _compute_loss_of_its_own(trainer: Any) -> bool:
     """Whether ``trainer``'s class overrides :meth:`~trainkit.trainer.Trainer.compute_loss`."""
     from trainkit.trainer import Trainer  # here: the trainer imports the diagnosis
@@ -529,6 +541,7 @@ def build_context(
         worst_batch_loss=baseline.worst_batch if baseline else None,
         loss_floor=baseline.floor if baseline else soft.floor if soft else 0.0,
         soft_target_loss=soft.constant if soft else None,
+        summed_loss=_summed_loss(trainer, targets),
         regularization=loss_penalties(trainer) + _activity_penalty(trainer),
         layers=tuple(layer_names(model)),
         output_layers=outputs,
