@@ -813,6 +813,8 @@ def summed_over_batch(loss: Any, y: Any, output_shape: tuple[int | None, ...] | 
     except Exception:  # a loss that cannot take numpy arrays: nothing known
         return False
     return math.isfinite(once) and math.isfinite(twice) and abs(once) > 1e-12 and abs(twice - 2 * once) <= 1e-3 * abs(once)
+
+
 #: Regression losses whose best constant :func:`_best_constant` knows exactly (the mean, the median).
 _CLOSED_FORM = frozenset({"MeanSquaredError", "mean_squared_error", "MeanAbsoluteError", "mean_absolute_error"})
 #: Names describe_loss gives binary focal cross-entropy, whose best constant is searched for.
