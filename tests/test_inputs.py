@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainkit import Trainer
+from trainkit import Callback, Trainer
 from trainkit.errors import DataError
 
 
@@ -768,6 +768,27 @@ def test_a_pydataset_with_workers_is_read_on_that_many_threads_in_its_order():
     assert data.overlapped.is_set() and data.epochs_ended >= 2
     with pytest.raises(ValueError, match=r"^my bug in batch 6$"):
         make_trainer().fit(Threaded(x, y, workers=3, bad=6), epochs=1, shuffle=False, verbose=0)
+
+
+class FailsAfterTheFirstCall(Callback):
+    def on_execution_end(self, first_step, outputs) -> None:
+        raise RuntimeError("my callback failed")
+
+
+def test_a_fit_that_fails_mid_epoch_leaves_no_read_ahead_threads_while_its_error_is_kept():
+    # The error's traceback holds the epoch's frame, and it held the dataset iterator whose pass
+    # was left mid-way: its workers threads and queued batches lived as long as the error was
+    # kept (a notebook keeps the last one; Ctrl-C's TrainingInterrupted too).
+    import threading
+
+    x, y = make_data(2048)  # 64 batches: the first call (32 steps) ends mid-epoch
+    with pytest.raises(RuntimeError, match="my callback failed") as info:
+        make_trainer().fit(Threaded(x, y, workers=3), epochs=1, shuffle=False, verbose=0, check_data=False,
+                           callbacks=[FailsAfterTheFirstCall()])
+    readers = [t for t in threading.enumerate() if t.name.startswith("trainkit-pydataset")]
+    for reader in readers:
+        reader.join(10)  # a closed pass's threads end once their read does
+    assert info.value is not None and not [t for t in readers if t.is_alive()]
 
 
 class Sequences(keras.utils.PyDataset):

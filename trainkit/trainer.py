@@ -1486,34 +1486,43 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         last: StepOutputs | None = None
         last_step = self.step
         call_began = time.time()  # the next call runs when the loop asks for its outputs
-        for outputs in calls:
-            call_ended = time.time()
-            if outputs.steps == 0:
-                continue
-            first_step, last_step = last_step, last_step + outputs.steps
-            self._step = last_step
-            nonfinite = self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.values[-1, outputs.names.index("loss")])
-            if self.writer is not None:
-                # The step that stops the run is written whatever scalars_every: without it
-                # TensorBoard and `trainkit diagnose` showed no non-finite loss at all.
-                self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended), keep_last=nonfinite)
-            if self.step_table_steps != 0:
-                self._step_table.keep(first_step, outputs, self.step_table_steps)
-            callbacks.on_execution_end(first_step, outputs)
-            # Statistics are per-step signals (in TensorBoard and the step table), not epoch
-            # metrics: only user scalars (log_scalar) get an epoch mean in the History.
-            for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
-                add_row_sums(self._epoch_sums.setdefault(name, [0.0, 0.0]), outputs.values[:, column], outputs.batch_sizes)
-            every = self.histograms_every
-            if isinstance(every, int) and last_step // every > first_step // every:
-                self._write_histograms(last_step)
-            last = outputs
-            self._batches_done += outputs.steps
-            if nonfinite:
-                self._stop_on_nonfinite_loss(last_step - 1)
-                break
-            self._stop_if_requested(stop_request, epoch, user_callbacks)
-            call_began = time.time()
+        # Closed however the epoch ends: an exception (Ctrl-C's TrainingInterrupted, a callback's
+        # error) keeps this frame in its traceback, and with it the epoch's dataset iterator, whose
+        # PyDataset read-ahead threads and queued batches lived on while the exception was kept (a
+        # notebook keeps the last one).
+        try:
+            for outputs in calls:
+                call_ended = time.time()
+                if outputs.steps == 0:
+                    continue
+                first_step, last_step = last_step, last_step + outputs.steps
+                self._step = last_step
+                nonfinite = self.on_nan == "stop" and "loss" in outputs.names and not np.isfinite(outputs.values[-1, outputs.names.index("loss")])
+                if self.writer is not None:
+                    # The step that stops the run is written whatever scalars_every: without it
+                    # TensorBoard and `trainkit diagnose` showed no non-finite loss at all.
+                    self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended), keep_last=nonfinite)
+                if self.step_table_steps != 0:
+                    self._step_table.keep(first_step, outputs, self.step_table_steps)
+                callbacks.on_execution_end(first_step, outputs)
+                # Statistics are per-step signals (in TensorBoard and the step table), not epoch
+                # metrics: only user scalars (log_scalar) get an epoch mean in the History.
+                for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
+                    add_row_sums(self._epoch_sums.setdefault(name, [0.0, 0.0]), outputs.values[:, column], outputs.batch_sizes)
+                every = self.histograms_every
+                if isinstance(every, int) and last_step // every > first_step // every:
+                    self._write_histograms(last_step)
+                last = outputs
+                self._batches_done += outputs.steps
+                if nonfinite:
+                    self._stop_on_nonfinite_loss(last_step - 1)
+                    break
+                self._stop_if_requested(stop_request, epoch, user_callbacks)
+                call_began = time.time()
+        finally:
+            close = getattr(calls, "close", None)
+            if close is not None:
+                close()
         if last is None and not start_batch:  # a dataset of unknown size that had no batch
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
