@@ -775,16 +775,18 @@ class FailsAfterTheFirstCall(Callback):
         raise RuntimeError("my callback failed")
 
 
-def test_a_fit_that_fails_mid_epoch_leaves_no_read_ahead_threads_while_its_error_is_kept():
+@pytest.mark.parametrize("steps_per_epoch", [None, 40])
+def test_a_fit_that_fails_mid_epoch_leaves_no_read_ahead_threads_while_its_error_is_kept(steps_per_epoch):
     # The error's traceback holds the epoch's frame, and it held the dataset iterator whose pass
     # was left mid-way: its workers threads and queued batches lived as long as the error was
-    # kept (a notebook keeps the last one; Ctrl-C's TrainingInterrupted too).
+    # kept (a notebook keeps the last one; Ctrl-C's TrainingInterrupted too). With
+    # steps_per_epoch the iterator is carried from epoch to epoch, by the fit's DatasetSource.
     import threading
 
     x, y = make_data(2048)  # 64 batches: the first call (32 steps) ends mid-epoch
     with pytest.raises(RuntimeError, match="my callback failed") as info:
         make_trainer().fit(Threaded(x, y, workers=3), epochs=1, shuffle=False, verbose=0, check_data=False,
-                           callbacks=[FailsAfterTheFirstCall()])
+                           steps_per_epoch=steps_per_epoch, callbacks=[FailsAfterTheFirstCall()])
     readers = [t for t in threading.enumerate() if t.name.startswith("trainkit-pydataset")]
     for reader in readers:
         reader.join(10)  # a closed pass's threads end once their read does

@@ -484,6 +484,15 @@ class DatasetSource:
         self._ran_dry = True
         return went_on
 
+    def release(self) -> None:
+        """Drops the iterator carried from epoch to epoch, at the fit's end.
+
+        The source lives on in a reference cycle (until Python's collector runs) or in an error's
+        traceback, and the iterator with it: a PyDataset's read-ahead threads and queued batches
+        outlived a fit with ``steps_per_epoch``.
+        """
+        self._iterator = None
+
     def batch_spec(self) -> Any:
         """The ``tf.TensorSpec`` structure of one batch: the dataset's element spec."""
         return self.dataset.element_spec

@@ -1032,6 +1032,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     self._batches_done = 0
                     self._stop_if_requested(stop_request, last_epoch, callbacks)
         except BaseException as err:
+            if isinstance(train, DatasetSource):
+                train.release()  # its read-ahead threads outlived the fit (see DatasetSource.release)
             if isinstance(err, KeyboardInterrupt) and self.stop_reason is None:
                 # Raised as such, not through the stop request: a second Ctrl-C, a callback's
                 # KeyboardInterrupt. Its run was recorded "failed" (on_train_end's stop_reason, the
@@ -1041,6 +1043,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # must see: a failure while ending the run is only reported beside it.
             self._end_training(callback_list, began, in_flight=err)
             raise
+        if isinstance(train, DatasetSource):
+            train.release()
         self._finalize_weights(callbacks)
         # A stop signal now arrives after the last epoch: the run is complete, and its ending (the
         # end-of-run diagnosis, the final checkpoint's record, the events) takes a moment more.
