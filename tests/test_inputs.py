@@ -770,6 +770,28 @@ def test_a_pydataset_with_workers_is_read_on_that_many_threads_in_its_order():
         make_trainer().fit(Threaded(x, y, workers=3, bad=6), epochs=1, shuffle=False, verbose=0)
 
 
+class EndlessThreaded(Threaded):
+    """Threaded batches that never end (``num_batches`` None), its 10 batches over and over."""
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, i: int):
+        return super().__getitem__(i % 10)
+
+
+def test_a_pydataset_that_never_ends_is_read_on_its_workers_threads_too():
+    # Only a finite one was read ahead: one that never ends was read one batch at a time on
+    # tf.data's thread, whatever its workers (the README says "with workers=N ... on N threads").
+    x, y = make_data(320)
+    data = EndlessThreaded(x, y, workers=3)
+    history = make_trainer().fit(data, epochs=2, steps_per_epoch=10, shuffle=False, verbose=0).history
+    expected = make_trainer().fit(EndlessThreaded(x, y, workers=1), epochs=2, steps_per_epoch=10, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-6)
+    assert data.overlapped.is_set()
+
+
 class FailsAfterTheFirstCall(Callback):
     def on_execution_end(self, first_step, outputs) -> None:
         raise RuntimeError("my callback failed")

@@ -249,8 +249,8 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     pass starts with the dataset's ``on_epoch_begin()`` and ends with its ``on_epoch_end()``, and
     reads as many batches as ``len()`` gave here (as ``model.fit`` sizes its epochs; a pass that
     finds ``len()`` smaller raises ``unsupported-input``). One whose ``num_batches`` is ``None``
-    (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order, on the thread
-    that iterates. A finite one with ``workers`` > 1 is read on that many threads, up to
+    (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order. One with
+    ``workers`` > 1, finite or not, is read on that many threads, up to
     ``max_queue_size`` batches ahead (threads for ``use_multiprocessing=True`` too: see
     :func:`_read_ahead`).
     """
@@ -286,7 +286,10 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
                                              "batches), or a num_batches property (None for one that never ends).") from None
     if count is None:  # batches 0, 1, 2... as model.fit reads them; an epoch needs steps_per_epoch
         signature = tf.nest.map_structure(spec, *[read(i) for i in (0, 1)])
-        endless = tf.data.Dataset.from_generator(lambda: (read(i) for i in itertools.count()), output_signature=signature)
+        # Read ahead on its workers too: the README's "with workers=N its batches read on N
+        # threads" held only for a finite one, and an endless one's read one at a time.
+        endless = tf.data.Dataset.from_generator(lambda: _read_ahead(read, itertools.count(), data.workers, data.max_queue_size),
+                                                 output_signature=signature)
         return endless.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     if count == 0:
         raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
