@@ -770,6 +770,34 @@ def test_a_pydataset_with_workers_is_read_on_that_many_threads_in_its_order():
         make_trainer().fit(Threaded(x, y, workers=3, bad=6), epochs=1, shuffle=False, verbose=0)
 
 
+class MissingFiles(Batches):
+    """Batches 7 to 9 of whose files are missing, read on 3 threads: batch 7 fails first."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        import threading
+
+        super().__init__(x, y)
+        self.workers, self.failed = 3, threading.Event()
+
+    def __getitem__(self, i: int):
+        if 7 <= i <= 9:
+            if i == 7:
+                self.failed.set()
+            else:
+                self.failed.wait(5)  # read ahead, failing just after batch 7
+            raise FileNotFoundError(f"no file batch_{i}.npy")
+        return super().__getitem__(i)
+
+
+def test_the_error_of_the_batch_that_ends_a_pass_read_ahead_reaches_the_caller_as_itself():
+    # Each read kept its error for fit to raise in place of TensorFlow's: batches 8 and 9, read
+    # ahead on the workers, failed after batch 7 and overwrote its error, which no longer matched
+    # TensorFlow's message, so fit raised TensorFlow's UnknownError wrapper of it.
+    x, y = make_data(640)  # 20 batches
+    with pytest.raises(FileNotFoundError, match=r"^no file batch_7\.npy$"):
+        make_trainer().fit(MissingFiles(x, y), epochs=1, shuffle=False, verbose=0, check_data=False)
+
+
 class EndlessThreaded(Threaded):
     """Threaded batches that never end (``num_batches`` None), its 10 batches over and over."""
 

@@ -258,14 +258,21 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     owner = threading.get_ident()
 
     def read(index: int) -> Any:
+        batch = data[index]
+        batch = tuple(batch) if isinstance(batch, list) else batch
+        _refuse_missing_text(batch, data, index)
+        return batch
+
+    def recorded(batches: Iterable[Any]) -> Iterator[Any]:
+        # The error that ends a pass, on tf.data's thread, for fit to raise in place of
+        # TensorFlow's. Kept here, not where a batch is read: a worker reading ahead (batch 8,
+        # failing as batch 7 did) overwrote the error of the batch that ended the pass, and
+        # fit raised TensorFlow's wrapper of it instead.
         try:
-            batch = data[index]
-            batch = tuple(batch) if isinstance(batch, list) else batch
-            _refuse_missing_text(batch, data, index)
-        except Exception as err:  # on tf.data's thread, for fit to raise in place of TensorFlow's
+            yield from batches
+        except Exception as err:
             _source_errors[owner] = err
             raise
-        return batch
 
     def spec(*values: Any) -> tf.TensorSpec:
         arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
@@ -288,7 +295,7 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         signature = tf.nest.map_structure(spec, *[read(i) for i in (0, 1)])
         # Read ahead on its workers too: the README's "with workers=N its batches read on N
         # threads" held only for a finite one, and an endless one's read one at a time.
-        endless = tf.data.Dataset.from_generator(lambda: _read_ahead(read, itertools.count(), data.workers, data.max_queue_size),
+        endless = tf.data.Dataset.from_generator(lambda: recorded(_read_ahead(read, itertools.count(), data.workers, data.max_queue_size)),
                                                  output_signature=signature)
         return endless.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     if count == 0:
@@ -311,7 +318,6 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
                                                  f"each epoch reads the {count} batches it had then, so batch {now} would be past its end. "
                                                  "Keep len() fixed during a fit (fewer rows a batch, not fewer batches), or fit again after "
                                                  "changing it.")
-            _source_errors[owner] = err
             raise err
 
     def batches() -> Iterable[Any]:
@@ -323,7 +329,7 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         yield from _read_ahead(read, order, data.workers, data.max_queue_size)
         data.on_epoch_end()
 
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(lambda: recorded(batches()), output_signature=signature)
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
