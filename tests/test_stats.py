@@ -615,6 +615,21 @@ def test_epoch_learning_rate_is_the_rate_of_the_epochs_last_step(tmp_path):
 
 
 
+def test_epoch_learning_rate_under_a_loss_scale_optimizer_is_the_rate_of_the_epochs_last_step(tmp_path):
+    # A LossScaleOptimizer (mixed_float16, auto_scale_loss) holds no schedule of its own: the epoch's
+    # rate was read through its learning_rate property, one step on, the next epoch's rate.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = make_data(128)  # 4 steps of 32 an epoch
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3], [0.1, 0.01])  # steps 0-3, then 4-
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))
+    trainer = make_trainer(logdir=tmp_path, optimizer=optimizer)
+    trainer.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"scalars": 0}).Reload()
+    assert [round(e.value, 6) for e in events.Scalars("step/learning_rate")] == [0.1] * 4 + [0.01] * 4
+    assert [round(e.value, 6) for e in events.Scalars("epoch/learning_rate")] == [0.1, 0.01]
+
+
 def test_epoch_learning_rate_is_the_epochs_rate_when_a_callback_lowers_it_at_the_end(tmp_path):
     # ReduceLROnPlateau lowers the rate in on_epoch_end; epoch/learning_rate was read after it, so
     # each epoch's point showed the next epoch's rate (History and step/learning_rate: this one's).

@@ -118,7 +118,10 @@ class TensorBoardLogging:
         ``optimizer.learning_rate`` evaluates a schedule at the optimizer's iteration count, which
         the last update moved on by one: the epoch's chart was one epoch ahead of its steps'.
         """
-        schedule = getattr(self.optimizer, "_learning_rate", None)
+        # A LossScaleOptimizer (mixed_float16) holds a rate of its own, unused: the schedule is
+        # its inner optimizer's, and read through it the chart was one epoch ahead again.
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        schedule = getattr(inner, "_learning_rate", None)
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             return float(schedule(max(int(self.optimizer.iterations.numpy()) - 1, 0)))
         return float(np.asarray(self.optimizer.learning_rate))
