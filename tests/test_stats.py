@@ -404,6 +404,24 @@ def test_event_files_hold_one_value_per_step_histograms_and_the_layout(tmp_path)
     assert "dead units and outputs <= 0" in charts and "update / weight ratio" in charts
 
 
+def test_a_nested_layers_activation_charts_share_its_category_with_its_gradient_charts():
+    # A layer of a nested model names its variables by path (block/inner/kernel) and its
+    # activations by its name (activation/inner/...): it had two custom-scalars categories,
+    # "layer block/inner" with the gradient charts and "layer inner" with the activation ones.
+    from trainkit.writers.tensorboard import stats_layout
+
+    names = ["loss", stats.grad_norm_name("block/inner/kernel"), stats.update_ratio_name("block/inner/kernel"),
+             stats.grad_norm_name("a/dense/kernel"), stats.grad_norm_name("b/dense/kernel"),
+             stats.activation_stat_name("inner", stats.MEAN), stats.activation_stat_name("inner", stats.DEAD_FRACTION),
+             stats.activation_stat_name("dense", stats.MEAN), stats.activation_stat_name("output", stats.MEAN)]
+    categories = {c.title: [chart.title for chart in c.chart] for c in stats_layout(names).category}
+    assert "layer inner" not in categories
+    assert categories["layer block/inner"] == ["gradient norm", "update / weight ratio", "activation mean and std", "dead units and outputs <= 0"]
+    # Two nested layers named dense: which one the activations are is not known, so they stay apart.
+    assert categories["layer dense"] == ["activation mean and std"] and categories["layer a/dense"] == ["gradient norm"]
+    assert categories["layer output"] == ["activation mean and std"]
+
+
 @pytest.mark.parametrize(("source", "steps_per_execution"), [("numpy", 1), ("numpy", 7), ("numpy", "auto"), ("dataset", 7), ("dataset", "auto")])
 def test_histograms_every_n_steps(tmp_path, source, steps_per_execution):
     # Calls longer than N wrote one histogram per call (at steps 7 and 14 for every 3 steps).

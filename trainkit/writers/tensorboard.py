@@ -175,6 +175,7 @@ def stats_layout(names: Sequence[str]) -> layout_pb2.Layout:
         if parsed is None or name == stats.GLOBAL_GRAD_NORM:
             continue
         by_layer.setdefault(parsed.layer, []).append(parsed)
+    _merge_nested_activations(by_layer)
     categories = [layout_pb2.Category(title="overview", chart=overview)] if overview else []
     for layer, parsed_names in by_layer.items():
         charts = []
@@ -188,6 +189,21 @@ def stats_layout(names: Sequence[str]) -> layout_pb2.Layout:
                 charts.append(_chart(title, tags))
         categories.append(layout_pb2.Category(title=f"layer {layer}", chart=charts))
     return layout_pb2.Layout(category=categories)
+
+
+def _merge_nested_activations(by_layer: dict[str, list[stats.StatName]]) -> None:
+    """Moves a nested layer's activation statistics into its variables' category, in place.
+
+    A layer inside a nested model names its variables by path (``block/dense/kernel``) and its
+    activations by its own name (``activation/dense/mean``): each such layer had two categories,
+    its gradient charts in ``layer block/dense`` and its activation charts in ``layer dense``.
+    Merged only where one variable path ends in the layer's name (two blocks' ``dense`` stay apart).
+    """
+    with_variables = [layer for layer, names in by_layer.items() if any(p.kind != stats.ACTIVATION for p in names)]
+    for layer in [layer for layer, names in by_layer.items() if all(p.kind == stats.ACTIVATION for p in names)]:
+        paths = [path for path in with_variables if path.endswith(f"/{layer}")]
+        if len(paths) == 1:
+            by_layer[paths[0]].extend(by_layer.pop(layer))
 
 
 def custom_scalars_layout(names: Sequence[str]) -> Any:
