@@ -6354,3 +6354,16 @@ def test_the_rows_past_a_dataset_in_order_are_read_once_for_the_checks_and_the_c
     # or two more or fewer from run to run: 1,713 and 1,715 were seen.)
     assert abs(rows[True] - rows[False]) < 32
     assert trainer.diagnose.diagnoser.context.chance_loss == pytest.approx(np.var(y), rel=1e-3)
+
+
+def test_lr_too_low_under_a_decaying_schedule_names_no_warm_up():
+    # ExponentialDecay(2e-5, decay_steps=1000, decay_rate=0.5) for 300 epochs: its first steps ran at
+    # 98-100% of the peak rate, a ratio 1% below the peak's, and lr-too-low said "they ran at a
+    # warm-up's lower rates and changed them by 0.0048%" (0.0049% at the peak) of a run with no warm-up.
+    s = slow_stream(1e-4)
+    s.context = dataclasses.replace(s.context, learning_rate=None)  # a schedule
+    s.values["learning_rate"] = lambda e, st: 1e-4 * 0.999 ** (e * STEPS + st)
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: s.values["learning_rate"](e, st)
+    f = finding(s.run(), "lr-too-low")
+    assert "warm-up" not in f.message and f.message.startswith("The first steps changed the weights by only 0.0098%")
