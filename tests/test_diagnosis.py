@@ -6367,3 +6367,21 @@ def test_lr_too_low_under_a_decaying_schedule_names_no_warm_up():
         s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: s.values["learning_rate"](e, st)
     f = finding(s.run(), "lr-too-low")
     assert "warm-up" not in f.message and f.message.startswith("The first steps changed the weights by only 0.0098%")
+
+
+def test_train_longer_advice_under_a_schedule_that_ended_says_to_stretch_it():
+    # CosineDecay(3e-5, decay_steps=3000) over 300 epochs of 10 steps: lr-too-low said "or train for
+    # more epochs (fit's epochs)", but the schedule counts steps and stays at 0 past decay_steps, so
+    # the added epochs would have run at a rate of 0.
+    s = slow_stream(1e-4)
+    s.context = dataclasses.replace(s.context, learning_rate=None, schedule="CosineDecay", schedule_rate="initial_learning_rate")
+    total = s.epochs * STEPS
+    s.values["learning_rate"] = lambda e, st: 1e-4 * 0.5 * (1 + math.cos(math.pi * (e * STEPS + st) / total))
+    f = finding(s.run(), "lr-too-low")
+    assert "or train for more epochs (training.epochs, with optimizer.learning_rate.config.decay_steps raised in proportion" in f.advice
+    assert "under 1% of its largest 0.0001, and epochs added past the schedule's end run at that rate or lower)." in f.advice
+    s.context = dataclasses.replace(s.context, recipe=False)
+    assert "(fit's epochs, with the CosineDecay schedule's decay_steps raised in proportion" in finding(s.run(), "lr-too-low").advice
+    # A constant rate, or a schedule still at a working rate at the end, is told to train longer alone.
+    s.values["learning_rate"] = lambda e, st: 1e-4 * 0.5 ** ((e * STEPS + st) / total)
+    assert "or train for more epochs (fit's epochs)." in finding(s.run(), "lr-too-low").advice

@@ -16,7 +16,7 @@ from trainkit.diagnosis.loss_measures import (
     penalty_note,
     tail_drop,
 )
-from trainkit.diagnosis.lr_advice import raised_lr_text
+from trainkit.diagnosis.lr_advice import raised_lr_text, schedule_ended_text
 from trainkit.diagnosis.model_facts import real_number
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
@@ -367,7 +367,7 @@ def underfitting(view: Diagnoser) -> Issue | None:
                 f"patience or a smaller min_delta ({for_run(view.context, 'training.early_stopping', 'the EarlyStopping callback')}), "
                 "or have it monitor val_loss,")
     else:
-        more = f"for more epochs ({fit_setting(view.context, 'epochs', str(2 * view.planned_epochs))})"
+        more = f"for more epochs ({fit_setting(view.context, 'epochs', str(2 * view.planned_epochs))}{schedule_ended_text(view)})"
     # Strong dropout (0.5 and up, the classic ceiling for hidden layers) with a training loss, which
     # is measured with dropout on, above the validation loss, measured with it off: the noise holds
     # the model back, not its size or its epochs. Dropout 0.9 after each hidden layer ended 30

@@ -34,6 +34,7 @@ from trainkit.diagnosis.lr_advice import (
     lowered_lr_text,
     raised_lr_text,
     rate_cut_short,
+    schedule_ended_text,
 )
 from trainkit.diagnosis.lr_rules import lr_too_low
 from trainkit.diagnosis.number_text import format_number, times_text
@@ -292,7 +293,7 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
             f"The training loss is still above {chance_text(view)} after {len(train)} epochs: {format_number(final)} at "
             f"best over the last third ({final / chance:.0%} of chance), lower at nearly every epoch but slowly. "
             f"So far the model predicts no better than {constant_prediction(view)}.",
-            f"Train for more epochs, or faster ({raised_lr_text(view)}), and watch whether the loss gets clearly below "
+            f"Train for more epochs{schedule_ended_text(view)}, or faster ({raised_lr_text(view)}), and watch whether the loss gets clearly below "
             "chance. If it settles at chance instead, check that the labels can be predicted from the inputs (x and y "
             "rows aligned, labels not shuffled or random).",
             {**evidence, "still_falling": True}, epoch=view.epochs[-1].epoch)

@@ -147,6 +147,40 @@ def decayed_rate(view: Diagnoser) -> tuple[float, float] | None:
 _DECAYED_FRACTION = 0.01
 
 
+#: Each Keras schedule's argument that sets how many steps its decay takes.
+_SCHEDULE_LENGTH = {"CosineDecay": "decay_steps", "CosineDecayRestarts": "first_decay_steps",
+                    "ExponentialDecay": "decay_steps", "InverseTimeDecay": "decay_steps",
+                    "PolynomialDecay": "decay_steps", "PiecewiseConstantDecay": "boundaries"}
+#: A schedule whose last epoch ran under this fraction of its largest rate has (about) run its course.
+_ENDED_FRACTION = 0.1
+
+
+def schedule_ended_text(view: Diagnoser) -> str:
+    """``, with the CosineDecay schedule's decay_steps raised in proportion (...)`` for advice to
+    train for more epochs, when the run's schedule ended it under :data:`_ENDED_FRACTION` of its
+    largest rate; ``""`` otherwise (no schedule, or one still at a working rate).
+
+    A schedule counts steps, not the epochs of ``fit``: past its ``decay_steps`` a ``CosineDecay``
+    stays at its end rate (0 by default), so CosineDecay(3e-5, decay_steps=3000) over 300 epochs
+    of 10 steps, told "train for more epochs", would have run the added epochs at a rate of 0.
+    """
+    if view.context.schedule is None:
+        return ""
+    means = view.epoch_values(LEARNING_RATE)
+    largest = view.epoch_values(LEARNING_RATE, "maximum")
+    if not (np.isfinite(means).any() and np.isfinite(largest).any()):
+        return ""
+    peak, last = float(np.nanmax(largest)), float(means[np.isfinite(means)][-1])
+    if not (peak > 0 and last < _ENDED_FRACTION * peak):
+        return ""
+    argument = _SCHEDULE_LENGTH.get(view.context.schedule)
+    where = (f"optimizer.learning_rate.config.{argument}" if view.context.recipe and argument
+             else f"the {view.context.schedule} schedule's {argument or 'steps'}")
+    share = f"{last / peak:.0%}" if last >= 0.01 * peak else "under 1%"
+    return (f", with {where} raised in proportion: its rate ended at {last:.3g}, {share} of its largest "
+            f"{peak:.3g}, and epochs added past the schedule's end run at that rate or lower")
+
+
 def rate_cut_short(view: Diagnoser) -> tuple[float, float] | None:
     """:func:`decayed_rate` where the rate fell to ~0 while the loss was still falling: the decay,
     not the model, stopped the run; ``None`` otherwise.

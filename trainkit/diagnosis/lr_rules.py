@@ -21,6 +21,7 @@ from trainkit.diagnosis.lr_advice import (
     learning_rate_of,
     lowered_lr_text,
     raised_lr_text,
+    schedule_ended_text,
 )
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
@@ -206,7 +207,7 @@ def lr_too_low(view: Diagnoser) -> Issue | None:
         f"only {improvement * 100:.2g}% ({format_number(float(losses[0]))} to {format_number(float(losses[-1]))}): the learning "
         f"rate is too low for the number of epochs.",
         f"Raise the learning rate ({raised_lr_text(view)}), or train for more epochs "
-        f"({fit_setting(view.context, 'epochs')}).",
+        f"({fit_setting(view.context, 'epochs')}{schedule_ended_text(view)}).",
         evidence, epoch=view.epochs[-1].epoch)
 
 
