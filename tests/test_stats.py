@@ -422,6 +422,19 @@ def test_a_nested_layers_activation_charts_share_its_category_with_its_gradient_
     assert categories["layer output"] == ["activation mean and std"]
 
 
+def test_a_top_level_layers_activation_charts_stay_apart_from_a_nested_layer_of_its_name():
+    # A top-level Activation named inner beside a block's Dense named inner: the nested one names its
+    # activations by path (activation/block/inner/...), and the top-level one's activation/inner/...
+    # were merged into "layer block/inner", two layers' lines in one chart and no "layer inner".
+    from trainkit.writers.tensorboard import stats_layout
+
+    names = [stats.grad_norm_name("block/inner/kernel"), stats.activation_stat_name("block/inner", stats.MEAN),
+             stats.activation_stat_name("inner", stats.MEAN)]
+    layout = {c.title: [list(chart.multiline.tag) for chart in c.chart] for c in stats_layout(names).category}
+    assert layout["layer inner"] == [["^activation/inner/mean$"]]
+    assert layout["layer block/inner"][-1] == ["^activation/block/inner/mean$"]
+
+
 @pytest.mark.parametrize(("source", "steps_per_execution"), [("numpy", 1), ("numpy", 7), ("numpy", "auto"), ("dataset", 7), ("dataset", "auto")])
 def test_histograms_every_n_steps(tmp_path, source, steps_per_execution):
     # Calls longer than N wrote one histogram per call (at steps 7 and 14 for every 3 steps).

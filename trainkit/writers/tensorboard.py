@@ -197,9 +197,14 @@ def _merge_nested_activations(by_layer: dict[str, list[stats.StatName]]) -> None
     A layer inside a nested model names its variables by path (``block/dense/kernel``) and its
     activations by its own name (``activation/dense/mean``): each such layer had two categories,
     its gradient charts in ``layer block/dense`` and its activation charts in ``layer dense``.
-    Merged only where one variable path ends in the layer's name (two blocks' ``dense`` stay apart).
+    Merged only where one variable path ends in the layer's name (two blocks' ``dense`` stay apart)
+    and that path has no activation statistics of its own: a nested layer whose name another layer
+    also has names its activations by path (``activation/block/dense/mean``), so an ``activation/dense``
+    beside them is that other layer's (a top-level ``Activation`` named ``dense``), and merged it
+    drew its lines in the nested layer's charts and lost its own category.
     """
-    with_variables = [layer for layer, names in by_layer.items() if any(p.kind != stats.ACTIVATION for p in names)]
+    with_variables = [layer for layer, names in by_layer.items()
+                      if any(p.kind != stats.ACTIVATION for p in names) and not any(p.kind == stats.ACTIVATION for p in names)]
     for layer in [layer for layer, names in by_layer.items() if all(p.kind == stats.ACTIVATION for p in names)]:
         paths = [path for path in with_variables if path.endswith(f"/{layer}")]
         if len(paths) == 1:
