@@ -6385,3 +6385,14 @@ def test_train_longer_advice_under_a_schedule_that_ended_says_to_stretch_it():
     # A constant rate, or a schedule still at a working rate at the end, is told to train longer alone.
     s.values["learning_rate"] = lambda e, st: 1e-4 * 0.5 ** ((e * STEPS + st) / total)
     assert "or train for more epochs (fit's epochs)." in finding(s.run(), "lr-too-low").advice
+
+
+def test_train_longer_advice_under_a_restarting_schedule_says_nothing_of_its_end():
+    # CosineDecayRestarts(1e-4, first_decay_steps) ending a cycle with the run: its last epoch ran near 0,
+    # and the advice said "epochs added past the schedule's end run at that rate or lower", where they
+    # restart at its largest rate.
+    s = slow_stream(1e-4)
+    s.context = dataclasses.replace(s.context, learning_rate=None, schedule="CosineDecayRestarts", schedule_rate="initial_learning_rate")
+    cycle = s.epochs * STEPS // 2
+    s.values["learning_rate"] = lambda e, st: 1e-4 * 0.5 * (1 + math.cos(math.pi * ((e * STEPS + st) % cycle) / cycle))
+    assert "or train for more epochs (training.epochs)." in finding(s.run(), "lr-too-low").advice

@@ -148,9 +148,11 @@ _DECAYED_FRACTION = 0.01
 
 
 #: Each Keras schedule's argument that sets how many steps its decay takes.
-_SCHEDULE_LENGTH = {"CosineDecay": "decay_steps", "CosineDecayRestarts": "first_decay_steps",
-                    "ExponentialDecay": "decay_steps", "InverseTimeDecay": "decay_steps",
+_SCHEDULE_LENGTH = {"CosineDecay": "decay_steps", "ExponentialDecay": "decay_steps", "InverseTimeDecay": "decay_steps",
                     "PolynomialDecay": "decay_steps", "PiecewiseConstantDecay": "boundaries"}
+#: Keras schedules that start again after each decay: a run that ended low ended mid-cycle, and
+#: epochs added past it train at a restarted rate, not at the end rate.
+_RESTARTING = frozenset({"CosineDecayRestarts"})
 #: A schedule whose last epoch ran under this fraction of its largest rate has (about) run its course.
 _ENDED_FRACTION = 0.1
 
@@ -164,7 +166,7 @@ def schedule_ended_text(view: Diagnoser) -> str:
     stays at its end rate (0 by default), so CosineDecay(3e-5, decay_steps=3000) over 300 epochs
     of 10 steps, told "train for more epochs", would have run the added epochs at a rate of 0.
     """
-    if view.context.schedule is None:
+    if view.context.schedule is None or view.context.schedule in _RESTARTING:
         return ""
     means = view.epoch_values(LEARNING_RATE)
     largest = view.epoch_values(LEARNING_RATE, "maximum")
