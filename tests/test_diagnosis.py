@@ -6396,3 +6396,14 @@ def test_train_longer_advice_under_a_restarting_schedule_says_nothing_of_its_end
     cycle = s.epochs * STEPS // 2
     s.values["learning_rate"] = lambda e, st: 1e-4 * 0.5 * (1 + math.cos(math.pi * ((e * STEPS + st) % cycle) / cycle))
     assert "or train for more epochs (training.epochs)." in finding(s.run(), "lr-too-low").advice
+
+
+def test_train_longer_advice_under_a_schedule_of_ones_own_names_no_argument_it_lacks():
+    # A LearningRateSchedule subclass of the user's that decayed to ~0: the advice said to raise "the
+    # MyDecay schedule's steps" (a recipe's too), an argument no such class need have.
+    s = slow_stream(1e-4)
+    s.context = dataclasses.replace(s.context, learning_rate=None, schedule="MyDecay", schedule_rate=None, recipe=False)
+    total = s.epochs * STEPS
+    s.values["learning_rate"] = lambda e, st: 1e-4 * (1 - (e * STEPS + st) / total)
+    advice = finding(s.run(), "lr-too-low").advice
+    assert "schedule's steps" not in advice and "with the step counts of your MyDecay schedule raised in proportion" in advice

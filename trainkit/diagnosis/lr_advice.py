@@ -176,8 +176,11 @@ def schedule_ended_text(view: Diagnoser) -> str:
     if not (peak > 0 and last < _ENDED_FRACTION * peak):
         return ""
     argument = _SCHEDULE_LENGTH.get(view.context.schedule)
-    where = (f"optimizer.learning_rate.config.{argument}" if view.context.recipe and argument
-             else f"the {view.context.schedule} schedule's {argument or 'steps'}")
+    if argument is None:  # a schedule of one's own: no argument of it is known by name
+        where = f"the step counts of your {view.context.schedule} schedule"
+    else:
+        where = (f"optimizer.learning_rate.config.{argument}" if view.context.recipe
+                 else f"the {view.context.schedule} schedule's {argument}")
     share = f"{last / peak:.0%}" if last >= 0.01 * peak else "under 1%"
     return (f", with {where} raised in proportion: its rate ended at {last:.3g}, {share} of its largest "
             f"{peak:.3g}, and epochs added past the schedule's end run at that rate or lower")
