@@ -827,6 +827,23 @@ def test_targets_unscaled_only_by_a_few_far_rows_are_not_told_to_be_standardised
     assert "y_std" in run("regression", X, y, loss=loss)[0].advice
 
 
+def test_unscaled_targets_of_several_columns_quote_the_named_column_and_the_mse_of_all():
+    # Linnerud's targets (weight ~184, waist ~36, pulse ~56) were told "y have mean 184.1 and std
+    # 23.01 (range 31..247)": the weight's mean beside the three columns' range (31 is a waist), and
+    # a first MSE "~3.441e+04", the weight's alone, where an output of 0 scores the mean over all three.
+    from sklearn.datasets import load_linnerud
+    y = load_linnerud().target[:16].astype("float32")
+    x = std_x(16, 3)
+    m = keras.Sequential([keras.Input((3,)), L.Dense(4, activation="relu"), L.Dense(3)])
+    (finding,) = [f for f in check_data(x, y, model=m, loss=get_loss("mse"), task="regression") if f.code == "unscaled-targets"]
+    assert finding.message.startswith("Column 0 of the regression targets y has mean 184.1 and std 23.01 (range 154..247)")
+    assert f"~{np.mean(np.square(y.astype('float64'))):.4g}" in finding.message  # ~1.296e+04
+    assert (finding.evidence["min"], finding.evidence["max"]) == (154.0, 247.0)
+    # One column: its own range and mean of y squared, as before.
+    (finding,) = run("regression", X, np.linspace(3, 103, len(X)).astype("float32"))
+    assert finding.message.startswith("The regression targets y have mean 53 ") and "(range 3..103)" in finding.message
+
+
 def test_unscaled_targets_near_zero_mean_name_their_spread_not_the_bias():
     # make_regression's targets (mean -5, std 168) were told "the output bias has to travel 5.2
     # units": their offset needed no scaling, their spread did.

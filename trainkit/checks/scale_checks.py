@@ -549,6 +549,14 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             continue
         m, s, j = scale.mean, scale.std, scale.column
         y = y.reshape(len(y), -1)
+        # A table of several targets (Linnerud's weight, waist and pulse): m and s are column j's,
+        # so its range is too, and the message names it (the three columns' range, 31..247, was
+        # quoted beside the weight's mean 184 and std 23).
+        column = t.y.ndim == 2 and y.shape[1] > 1
+        lo, hi = (float(y[:, j].min()), float(y[:, j].max())) if column else (float(y.min()), float(y.max()))
+        # What an output of 0 scores: MSE averages every column's squared targets, not column j's
+        # (the weight's 3.4e4 was quoted where the three columns' mean is 1.3e4).
+        zero_mse = float(np.mean(np.square(y)))
         far = None if relative or y.shape[1] > _NARROW_FEATURES else _far_target_rows(ctx, t, y, m, s)
         if far is not None:
             return far
@@ -559,7 +567,7 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         far = (f"the output bias has to travel {format_number(abs(m))} units" if abs(m) > s else
                f"the output weights have to grow until the outputs spread ~{format_number(s)} units around their mean")
         start = (f"A freshly initialised output starts far from them (an output near 0 makes the first MSE about the mean "
-                 f"of y squared, ~{format_number(m * m + s * s)}), so the first gradients are huge and {far}.")
+                 f"of y squared, ~{format_number(zero_mse)}), so the first gradients are huge and {far}.")
         if relative:
             # Neither loss is an MSE: an output near 0 scores MAPE 100 and MSLE the mean of
             # log(1 + y) squared, and each step moves it a learning rate's worth towards targets ~m.
@@ -584,8 +592,8 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
         recipe = (f" (in a recipe, multiply data.target_scale by {1 / divisor:.3g}: data: {{target_scale: {1 / divisor:.3g}}} "
                   "where it was 1)" if axes == "0" and y.shape[1] == 1 and divisor > 0 else "")
         return Issue(
-            f"The regression targets {t.name} have mean {format_number(m)} and std {format_number(s)}{where} (range "
-            f"{format_number(float(y.min()))}..{format_number(float(y.max()))}). {start}",
+            f"{f'Column {j} of the regression targets {t.name} has' if column else f'The regression targets {t.name} have'} "
+            f"mean {format_number(m)} and std {format_number(s)}{where} (range {format_number(lo)}..{format_number(hi)}). {start}",
             (f"Scale the targets without centring them ({t.loss.describe()} compares ratios or logarithms of them, which "
              "targets centred on 0 break): "
              f"y_scale = np.abs(y_train).mean({axes}){per}; fit on y / y_scale and predict with model(x) * y_scale{recipe}." if relative else
@@ -594,7 +602,7 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
              f"Standardise the targets with training-split statistics: y_mean, y_std = y_train.mean({axes}), "
              f"y_train.std({axes}){per}; fit on (y - y_mean) / y_std and predict with model(x) * y_std + y_mean (in a recipe, "
              "preprocessing.standardize_targets: true)." + (_log_scale_hint(y[:, j]) if y.shape[1] == 1 and t.loss.name in _SQUARED_LOSSES else "")),
-            {"mean": m, "std": s, "min": float(y.min()), "max": float(y.max()), "column": j},
+            {"mean": m, "std": s, "min": lo, "max": hi, "column": j},
             t.output.layer if t.output else None)
     return None
 
