@@ -157,6 +157,15 @@ def overfitting(view: Diagnoser) -> Issue | None:
     limit = max(val[best] * (1 + view.t.overfit_rise), val[best] + floor) + 1e-12
     if not (after[-rise_epochs:] > limit).all():
         return None
+    # A lucky minimum in a curve that jumps about is no rise: the rise has to outgrow the
+    # validation loss's own epoch-to-epoch moves around its minimum (the median, as many epochs
+    # before it as after). Unscaled breast-cancer features (0.05..2500) made val_loss jump
+    # 0.50 -> 1.08 -> 0.48 while the training loss fell smoothly; a dip to 0.287, then 0.356, was
+    # told "overfits from epoch 24", where standardising the inputs gave 0.12 with no rise.
+    window = val[max(0, best - len(after)) :]
+    moves = np.abs(np.diff(window[np.isfinite(window)]))
+    if len(moves) and float(after[-rise_epochs:].min() - val[best]) <= float(np.median(moves)):
+        return None
     if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
         return None
     chance = chance_level(view)
