@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
@@ -284,7 +285,11 @@ def test_early_stopping_stops_and_restores_best_weights():
     stopper = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
     # lr so high the validation loss gets worse quickly
     trainer = make_trainer(optimizer=keras.optimizers.SGD(50.0))
-    history = trainer.fit(x, y, epochs=30, validation_split=0.3, callbacks=[stopper], verbose=0)
+    with warnings.catch_warnings():
+        # Keeping the best weights by np.array(variable) warned at every improvement (a numpy 2
+        # DeprecationWarning: a Keras variable's __array__ takes no copy keyword).
+        warnings.simplefilter("error", DeprecationWarning)
+        history = trainer.fit(x, y, epochs=30, validation_split=0.3, callbacks=[stopper], verbose=0)
     assert len(history.epoch) < 30
     assert stopper.best == min(history.history["val_loss"])
     # The model holds the best epoch's weights, not the last epoch's: its loss on the validation

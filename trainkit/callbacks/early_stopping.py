@@ -101,7 +101,9 @@ class EarlyStopping(Callback):
             self.wait = 0 if reached else self.wait + 1
             if self.restore_best_weights:
                 # The model's and those of the layers its trainer holds beside it (a GAN's generator).
-                self._best_weights = [np.array(v) for v in self.trainer._restorable_weights()]
+                # A copy by .numpy(): np.array on a Keras variable warns (DeprecationWarning, its
+                # __array__ takes no copy keyword) at every improvement.
+                self._best_weights = [np.array(v.numpy()) for v in self.trainer._restorable_weights()]
             return
         self.wait += 1
         if self.wait >= self.patience:
