@@ -1502,6 +1502,21 @@ def test_a_model_checkpoint_whose_filepath_names_a_value_the_logs_lack_is_refuse
     assert len(list(tmp_path.glob("m-0[12]-*.weights.h5"))) == 2
 
 
+def test_a_model_checkpoint_whose_filepath_names_batch_is_refused_before_training(tmp_path):
+    # Keras fills {batch} only when saving every few batches: a once-an-epoch checkpoint's filepath
+    # is formatted with the epoch and the logs alone, a KeyError after the first epoch had trained.
+    x, y = make_data(40, features=4)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}-{batch}.keras"))
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4)).fit(x, y, epochs=2, callbacks=[checkpoint], verbose=0)
+    assert info.value.code == "bad-monitor" and "{batch}" in info.value.message and "every few batches" in info.value.message
+    assert not list(tmp_path.iterdir())
+    # {epoch} alone, a format spec and literal braces are formatted as in model.fit.
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "m{{x}}-{epoch:03d}-{loss:.4f}.weights.h5"), save_weights_only=True)
+    make_trainer(make_model(features=4)).fit(x, y, epochs=2, callbacks=[checkpoint], verbose=0)
+    assert len(list(tmp_path.glob("m{x}-00[12]-*.weights.h5"))) == 2
+
+
 def test_keras_monitor_callbacks_on_an_output_s_loss_minimise_it():
     # mode="auto" on "val_a_loss" failed after the first epoch, as in model.fit: Keras finds no
     # metric of that name ("isn't able to automatically determine whether that metric should be

@@ -98,7 +98,11 @@ def trainer_evaluate(trainer: Trainer) -> Any:
 
 def _missing_path_fields(callback: keras.callbacks.Callback, logged: Collection[str]) -> list[str]:
     """The fields of a ``ModelCheckpoint``'s filepath (``{val_loss:.2f}``) that neither the epoch
-    logs nor Keras (``epoch``, ``batch``) fill; none for another callback or an unparsable path."""
+    logs nor Keras (``epoch``) fill; none for another callback or an unparsable path.
+
+    ``{batch}`` is among them: Keras fills it only for a checkpoint saved every few batches
+    (``save_freq=N``, refused here), and formats a once-an-epoch one with the epoch and the logs.
+    """
     if not isinstance(callback, keras.callbacks.ModelCheckpoint):
         return []
     try:
@@ -106,7 +110,7 @@ def _missing_path_fields(callback: keras.callbacks.Callback, logged: Collection[
     except ValueError:  # an unbalanced brace: left to Keras's own error
         return []
     fields = {re.split(r"[.\[]", name, maxsplit=1)[0] for name in names}  # {val_loss[0]}, {x.attr}: the key
-    return sorted(field for field in fields if field and not field.isdigit() and field not in {*logged, "epoch", "batch"})
+    return sorted(field for field in fields if field and not field.isdigit() and field not in {*logged, "epoch"})
 
 
 def _uncalled_hooks(callback: keras.callbacks.Callback) -> list[str]:
@@ -175,9 +179,10 @@ class KerasCallback(Callback):
         if missing:
             # ModelCheckpoint formats its filepath with the epoch's logs at each epoch's end: a KeyError
             # ("Failed to format this callback filepath") after the first epoch had trained.
+            batch = " ({batch} is filled only when saving every few batches, which trainkit does not do)" if missing[0] == "batch" else ""
             raise ArgumentError("bad-monitor", f'ModelCheckpoint\'s filepath "{callback.filepath}" names {{{missing[0]}}}, but the epoch logs only '
-                                               f"have {sorted(logged)} (and epoch).{closest(missing[0], logged)} Name one of those (val_* needs "
-                                               "validation data).")
+                                               f"have {sorted(logged)} (and epoch){batch}.{closest(missing[0], logged)} Name one of those "
+                                               "(val_* needs validation data).")
 
     @property
     def may_add_logs(self) -> bool:
