@@ -6191,6 +6191,24 @@ def test_a_loss_summed_over_its_batch_is_told_from_one_averaged_over_it():
     assert trainer._live_diagnosis.diagnoser.context.summed_loss
 
 
+def test_a_subclassed_model_s_loss_summed_over_its_batch_is_found():
+    # A subclassed model has no outputs before its first call: its summed loss went unprobed.
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1, activation="sigmoid")
+
+        def call(self, x):
+            return self.dense(x)
+
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    for loss, summed in ((_summed_bce, True), (lambda t, p: keras.ops.mean(keras.losses.binary_crossentropy(t, p)), False)):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(Net(), loss=loss, optimizer="sgd", task="binary", statistics=False)
+        trainer.fit(x, (x[:, :1] > 0).astype(np.float32), epochs=1, batch_size=16, verbose=0)
+        assert trainer._live_diagnosis.diagnoser.context.summed_loss is summed
+
+
 def test_the_summed_loss_probe_converts_only_the_rows_it_scores():
     # It made the whole of y float32 to read 8 rows of it: 66 MB of uint8 masks for a dice loss
     # held 262 MB at once.
