@@ -1555,6 +1555,22 @@ def test_a_keras_monitor_callback_that_cannot_tell_its_metric_s_direction_is_ref
     assert callback.monitor_op is keras.ops.greater
 
 
+def test_a_model_checkpoint_saving_every_epoch_on_a_monitor_it_cannot_tell_is_refused_before_training(tmp_path):
+    # Without save_best_only it still sets its mode at the first epoch's end: monitor="val_acc",
+    # which the logs lack (they have val_accuracy), was Keras's ValueError after that epoch.
+    x, y = make_data(40, features=4)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"), monitor="val_acc")
+    with pytest.raises(ArgumentError) as info:
+        make_trainer(make_model(features=4), metrics=["accuracy"]).fit(x, y, epochs=2, validation_split=0.25, callbacks=[checkpoint], verbose=0)
+    assert info.value.code == "bad-monitor" and "mode='max'" in info.value.message and 'Did you mean "val_accuracy"' in info.value.message
+    assert not list(tmp_path.iterdir())
+    # One it can tell, logged or not, saves every epoch as in model.fit.
+    for monitor in ("val_accuracy", "val_loss"):
+        checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / f"{monitor}.keras"), monitor=monitor)
+        make_trainer(make_model(features=4), metrics=["accuracy"]).fit(x, y, epochs=2, callbacks=[checkpoint], verbose=0)
+        assert (tmp_path / f"{monitor}.keras").exists()
+
+
 class AddsF1(Callback):
     """A callback of the user's that adds a value to the epoch logs, for the callbacks after it."""
 

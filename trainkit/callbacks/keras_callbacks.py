@@ -170,11 +170,14 @@ class KerasCallback(Callback):
         if watches and isinstance(monitor, str) and monitor not in logged:
             raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}", but the epoch logs only have {sorted(logged)}.'
                                                f"{closest(monitor, logged)} Monitor one of those (val_* needs validation data).")
-        if isinstance(monitor, str) and monitor in logged and self._undetermined_mode():
-            # Keras's ValueError at the first epoch's end, with an epoch trained.
+        if isinstance(monitor, str) and self._undetermined_mode():
+            # Keras's ValueError at the first epoch's end, with an epoch trained. A ModelCheckpoint
+            # that saves every epoch sets its mode too, on a monitor the logs lack as well
+            # (ModelCheckpoint("m.keras", monitor="val_acc"), where the logs have val_accuracy).
+            absent = "" if monitor in logged else f" Nor do the epoch logs have it: they have {sorted(logged)}.{closest(monitor, logged)}"
             raise ArgumentError("bad-monitor", f'{type(callback).__name__} monitors "{monitor}" with mode="auto", which cannot tell whether it should '
                                                "go up or down (it is neither a loss nor a metric of known direction): pass mode='max' (higher is "
-                                               "better) or mode='min'.")
+                                               f"better) or mode='min'.{absent}")
         missing = _missing_path_fields(callback, logged)
         if missing:
             # ModelCheckpoint formats its filepath with the epoch's logs at each epoch's end: a KeyError
