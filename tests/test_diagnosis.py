@@ -1075,6 +1075,18 @@ def test_loss_collapsed_without_a_chance_level_needs_a_loss_that_fell():
     assert "loss-collapsed" in codes(s.run())
 
 
+def test_loss_collapsed_without_a_chance_level_measures_the_fall_on_the_data():
+    # The first step's loss holds the weight penalty, which the epoch's loss on the data does not:
+    # MSE * 1e-4 (5.2e-4 throughout) beside an L2 penalty of 0.4 read as a fall from 0.4005 to
+    # 5.2e-4, "the inputs contain the answer" again.
+    s = Stream(task="regression", chance=None)
+    s.context = dataclasses.replace(s.context, regularization=0.4)
+    s.train_loss = lambda e, st: 0.4 + 0.000522 - 1e-8 * (10 * e + st)
+    assert "loss-collapsed" not in codes(s.run())
+    s.train_loss = lambda e, st: 0.4 + (0.05 if e == 0 and st == 0 else 0.0004)  # a fall from 0.05 to 0.0004 on the data is one
+    assert "loss-collapsed" in codes(s.run())
+
+
 def test_a_run_without_a_chance_level_is_told_which_verdicts_were_not_made():
     # A hinge or custom loss left six rules silent, and "no findings" read as a healthy run.
     s = Stream(task="regression", chance=None)
