@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from trainkit import Trainer
+from trainkit.callbacks import Callback
 from trainkit.checkpoint import TrainingCheckpoint
 from trainkit.errors import ArgumentError, RecipeError, TrainingInterrupted
 from trainkit.sources import unpack_batch
@@ -1125,16 +1126,17 @@ class _KerasGuideSteps(Trainer):
         return {"loss": self.loss_tracker.result()}
 
 
+class _TerminateInSecondEpoch(Callback):
+    """Sends SIGTERM at step 15, in the second epoch of a fit of 10 steps an epoch."""
+
+    def on_execution_end(self, first_step, outputs):
+        if first_step < 15 <= first_step + outputs.steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def test_a_step_s_own_running_metric_resumes_mid_epoch_where_it_stood(tmp_path):
     # Its totals were not in the checkpoint: the resumed epoch's value was the mean of the batches
     # after the resume only (6.19 where the uninterrupted run logged 5.91).
-    from trainkit.callbacks import Callback
-
-    class TerminateAt(Callback):
-        def on_execution_end(self, first_step, outputs):
-            if first_step < 15 <= first_step + outputs.steps:  # in the second epoch of 10 steps
-                os.kill(os.getpid(), signal.SIGTERM)
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)).astype("float32")
     y = (x @ np.array([[1.0], [2.0], [-1.0]])).astype("float32")
@@ -1146,7 +1148,7 @@ def test_a_step_s_own_running_metric_resumes_mid_epoch_where_it_stood(tmp_path):
                                    jit_compile=False, logdir=logdir, steps_per_execution=2)
         return trainer.fit(x, y, epochs=3, batch_size=20, shuffle=False, verbose=0, **kwargs).history["loss"]
 
-    resumed, expected = _resumed_and_whole(fit, tmp_path, TerminateAt())
+    resumed, expected = _resumed_and_whole(fit, tmp_path, _TerminateInSecondEpoch())
     np.testing.assert_allclose(resumed, expected, rtol=1e-6)
 
 
@@ -1154,13 +1156,6 @@ def test_metrics_that_make_their_variables_at_their_first_update_resume_mid_epoc
     # F1Score and R2Score make their accumulators at their first update_state: a resume read the
     # checkpoint before any step had run, and was refused ("it holds 17 metrics variables, this
     # run has 9"). Their mid-epoch totals come back too: the History is the uninterrupted run's.
-    from trainkit.callbacks import Callback
-
-    class TerminateAt(Callback):
-        def on_execution_end(self, first_step, outputs):
-            if first_step < 15 <= first_step + outputs.steps:  # in the second epoch of 10 steps
-                os.kill(os.getpid(), signal.SIGTERM)
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)).astype("float32")
     y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
@@ -1173,7 +1168,7 @@ def test_metrics_that_make_their_variables_at_their_first_update_resume_mid_epoc
                           diagnose=False, jit_compile=False, logdir=logdir, steps_per_execution=2)
         return trainer.fit(x, y, epochs=3, batch_size=20, shuffle=False, verbose=0, **kwargs).history
 
-    resumed, expected = _resumed_and_whole(fit, tmp_path, TerminateAt())
+    resumed, expected = _resumed_and_whole(fit, tmp_path, _TerminateInSecondEpoch())
     for key in ("loss", "f1", "r2"):
         np.testing.assert_allclose(resumed[key], expected[key], rtol=1e-6, err_msg=key)
 
