@@ -244,6 +244,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
     elif info.kind == "regression":
         uninformed = zero_prediction_loss(loss, y, w)
     first = worst = None
+    starts: list[np.ndarray] | None = None  # the constants whose batches are read (see first_steps_level)
     if batch_size and info.kind in ("binary", "categorical", "sparse") and config.get("ignore_class") is None:
         # The constants a fresh output starts near: the (weighted) prior, the unweighted prior
         # (an output bias at log(p / (1 - p)), as class-imbalance advises, beside class_weight)
@@ -254,18 +255,15 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
                                    label_smoothing=float(config.get("label_smoothing") or 0.0))
             starts += [plain[0]] if plain is not None else []
         starts = [np.broadcast_to(c, _pred_shape(info.kind, y, np.asarray(c))) for c in starts]
-        by_weight = config.get("reduction") == "mean_with_sample_weight"
-        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=by_weight, in_order=in_order)
-        worst = worst_batch_level(fn, y, w, starts, batch_size, by_weight=by_weight)
     elif batch_size and info.kind == "regression":
         # Targets with a few far rows (1% at 1000 among values ~1): most batches of 32 hold none,
         # and a fresh output near 0 read 0.57-1.25 over its first 3 steps against a Huber or MAE
         # chance level of 11-13 those rows make, told initial-loss-too-low (a leak) in 7 of 12
         # runs. The best constant and 0 (where a fresh output starts) are read per batch too.
         starts = [np.broadcast_to(np.asarray(prediction, np.float64), y.shape), np.zeros_like(y)]
-        by_weight = config.get("reduction") == "mean_with_sample_weight"
-        first = first_steps_level(fn, y, w, starts, batch_size, by_weight=by_weight, in_order=in_order)
-        worst = worst_batch_level(fn, y, w, starts, batch_size, by_weight=by_weight)
+    if starts is not None:
+        first, worst = _constant_batch_levels(fn, y, w, starts, batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight",
+                                              in_order=in_order)
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
     constant = float(np.ravel(prediction)[0]) if info.kind == "regression" and np.size(prediction) == 1 else None
     return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant, worst)
@@ -411,15 +409,19 @@ def first_steps_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions:
         That loss, or ``None`` when the loss gives no per-row values.
     """
     rows = _row_losses(fn, y, predictions)
-    if rows is None:
-        return None
-    weights = np.ones(len(y)) if w is None else w
-    batch = min(batch_size, len(y))
+    return None if rows is None else _first_steps_of(rows, w, batch_size, by_weight=by_weight, in_order=in_order)
+
+
+def _first_steps_of(rows: list[np.ndarray], w: np.ndarray | None, batch_size: int, *, by_weight: bool, in_order: bool) -> float | None:
+    """:func:`first_steps_level` from each prediction's per-row losses ``rows``."""
+    size = len(rows[0])
+    weights = np.ones(size) if w is None else w
+    batch = min(batch_size, size)
     # Fewer draws of large batches (their losses vary little): at most ~2M rows drawn.
     draws = max(20, min(_FIRST_STEPS_DRAWS, 2_000_000 // (FIRST_STEPS * batch)))
-    picks = np.random.default_rng(0).integers(0, len(y), size=(draws, FIRST_STEPS, batch))
+    picks = np.random.default_rng(0).integers(0, size, size=(draws, FIRST_STEPS, batch))
     if in_order:
-        picks = np.concatenate([(np.arange(FIRST_STEPS * batch) % len(y)).reshape(1, FIRST_STEPS, batch), picks])
+        picks = np.concatenate([(np.arange(FIRST_STEPS * batch) % size).reshape(1, FIRST_STEPS, batch), picks])
     totals = weights[picks].sum(axis=-1) if by_weight else batch
     level = min(float(np.min(np.max((weights * r)[picks].sum(axis=-1) / np.maximum(totals, 1e-12), axis=-1))) for r in rows)
     return level if math.isfinite(level) else None
@@ -440,14 +442,27 @@ def worst_batch_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions:
         That loss, or ``None`` when the loss gives no per-row values.
     """
     rows = _row_losses(fn, y, predictions)
-    if rows is None:
-        return None
-    batch = min(batch_size, len(y))
-    weights = np.ones(len(y)) if w is None else w
+    return None if rows is None else _worst_batch_of(rows, w, batch_size, by_weight=by_weight)
+
+
+def _worst_batch_of(rows: list[np.ndarray], w: np.ndarray | None, batch_size: int, *, by_weight: bool) -> float | None:
+    """:func:`worst_batch_level` from each prediction's per-row losses ``rows``."""
+    batch = min(batch_size, len(rows[0]))
+    weights = np.ones(len(rows[0])) if w is None else w
     # Under mean_with_sample_weight a batch's weights divide its loss, so no batch exceeds its
     # worst rows' own losses; otherwise the weights scale each row's share of a batch of rows.
     level = max(float(np.mean(np.sort(r if by_weight else weights * r)[-batch:])) for r in rows)
     return level if math.isfinite(level) else None
+
+
+def _constant_batch_levels(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions: list[np.ndarray], batch_size: int,
+                           *, by_weight: bool, in_order: bool) -> tuple[float | None, float | None]:
+    """:func:`first_steps_level` and :func:`worst_batch_level`, from one computation of the rows' losses."""
+    rows = _row_losses(fn, y, predictions)
+    if rows is None:
+        return None, None
+    return (_first_steps_of(rows, w, batch_size, by_weight=by_weight, in_order=in_order),
+            _worst_batch_of(rows, w, batch_size, by_weight=by_weight))
 
 
 def _row_losses(fn: Any, y: np.ndarray, predictions: list[np.ndarray]) -> list[np.ndarray] | None:
