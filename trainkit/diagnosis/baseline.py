@@ -427,26 +427,20 @@ def _first_steps_of(rows: list[np.ndarray], w: np.ndarray | None, batch_size: in
     return level if math.isfinite(level) else None
 
 
-def worst_batch_level(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions: list[np.ndarray], batch_size: int,
-                      *, by_weight: bool = False) -> float | None:
-    """The highest loss one batch can read while the model predicts one of ``predictions``.
+def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: int, *, by_weight: bool = False) -> float | None:
+    """The highest loss one batch can read while the model predicts a constant, from each
+    constant prediction's per-row losses ``rows`` (see :func:`_constant_batch_levels`).
 
     A batch's loss is its own rows' mean: targets with a few far rows (1% at 1000 among values
     ~1, under Huber) made a batch holding two or three of them read 63-94 against a first loss
     of 0.3-0.75, and a model that learned (validation loss falling) was told diverging-loss, "the
     model is being thrown away". The batch of the rows a constant fits worst (the ``batch_size``
     highest of their losses, weighted as training weighs them) bounds what the rows alone make;
-    the highest over ``predictions``.
+    the highest over the predictions.
 
     Returns:
-        That loss, or ``None`` when the loss gives no per-row values.
+        That loss, or ``None`` when it is not finite.
     """
-    rows = _row_losses(fn, y, predictions)
-    return None if rows is None else _worst_batch_of(rows, w, batch_size, by_weight=by_weight)
-
-
-def _worst_batch_of(rows: list[np.ndarray], w: np.ndarray | None, batch_size: int, *, by_weight: bool) -> float | None:
-    """:func:`worst_batch_level` from each prediction's per-row losses ``rows``."""
     batch = min(batch_size, len(rows[0]))
     weights = np.ones(len(rows[0])) if w is None else w
     # Under mean_with_sample_weight a batch's weights divide its loss, so no batch exceeds its
@@ -462,7 +456,7 @@ def _constant_batch_levels(fn: Any, y: np.ndarray, w: np.ndarray | None, predict
     if rows is None:
         return None, None
     return (_first_steps_of(rows, w, batch_size, by_weight=by_weight, in_order=in_order),
-            _worst_batch_of(rows, w, batch_size, by_weight=by_weight))
+            worst_batch_level(rows, w, batch_size, by_weight=by_weight))
 
 
 def _row_losses(fn: Any, y: np.ndarray, predictions: list[np.ndarray]) -> list[np.ndarray] | None:
