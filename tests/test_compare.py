@@ -360,6 +360,21 @@ def test_compare_sweep_trains_each_variant_and_prints_the_table(runner, tmp_path
     assert first["final"] == report["final"] and first["epochs_run"] == 1 and first["best_epoch"] == 1
 
 
+def test_compare_says_where_each_run_went_and_how_to_look_at_it(runner, tmp_path):
+    # trainkit train ends with its run directory and the tensorboard command; compare said neither,
+    # and its findings column holds codes whose fixes only a run's report or diagnose prints.
+    recipe = recipe_with(tmp_path, {"optimizer.learning_rate": [0.05, 0.01]})
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(logdir), "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    for run in run_dirs(logdir):
+        assert f"({run})" in result.stderr  # the run's own line names its directory
+    assert f"runs written under {logdir} (trainkit tensorboard {logdir}); trainkit diagnose RUN_DIR" in result.stderr
+    assert "runs written" not in result.stdout  # the table stays alone on stdout
+    quiet = runner.invoke(app, ["compare", str(recipe), "--logdir", str(logdir), "--set", "training.epochs=1", "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 def test_a_run_stopped_on_a_nan_loss_is_marked_stopped_in_the_table(runner, tmp_path):
     recipe = recipe_with(tmp_path, {"optimizer.learning_rate": [1e30, 0.01]}, optimizer={"name": "sgd", "learning_rate": 0.01})
     result = runner.invoke(app, ["compare", str(recipe), "--logdir", str(tmp_path / "runs"), "--set", "training.epochs=2"])

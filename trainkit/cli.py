@@ -344,7 +344,7 @@ def compare_command(
     Ctrl-C/SIGTERM (the finished runs' table is printed, then the command that resumes the run
     it stopped).
     """
-    from trainkit.compare import expand_all, format_table, iter_compare
+    from trainkit.compare import expand_all, format_table, iter_compare, where_runs_went
     from trainkit.errors import TrainingInterrupted
 
     rows = []
@@ -371,6 +371,9 @@ def compare_command(
             raise _interrupted(f"interrupted after {len(rows)} of {len(variants)} runs{resume}",
                                getattr(err, "exit_code", _interrupt_code(err))) from None
     typer.echo(format_table(rows))
+    where = where_runs_went(rows)
+    if where is not None and not quiet:
+        _err(where)
     if json_path is not None:
         if not _write_json(rows, json_path):
             raise typer.Exit(EXIT_USER_ERROR)

@@ -418,7 +418,9 @@ def _train_variant(variant: Variant, ready: PreparedRun, counter: str, logdir: s
         say(f"{counter} {variant.name} stopped: error: {row.error}")
         return row
     losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
-    say(f"{counter} {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}")
+    # Where it went: the table names the runs, but a name cut to a folder's 255 bytes is not its
+    # directory, and the findings column holds only codes (their fixes are in the run's report).
+    say(f"{counter} {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}  ({row.run_dir})")
     return row
 
 
@@ -428,6 +430,22 @@ def _record_history(row: CompareRow, history: History, run_dir: str | None) -> N
     row.epochs_run = len(history.epoch)
     row.final = {k: v[-1] for k, v in history.history.items() if v}
     row.best_epoch, row.best_monitor = best_epoch(history.history)
+
+
+def where_runs_went(rows: Sequence[CompareRow]) -> str | None:
+    """The line that says where the compared runs were written and how to look at them, or
+    ``None`` when none wrote a run directory.
+
+    ``trainkit train`` ends with its run directory and the ``trainkit tensorboard`` command;
+    compare's table named neither, nor where the fixes behind its findings' codes are.
+    """
+    roots = list(dict.fromkeys(Path(row.run_dir).parent.parent for row in rows if row.run_dir is not None))
+    if not roots:
+        return None
+    # trainkit tensorboard serves one log directory: recipes with logdirs of their own have several.
+    board = f"trainkit tensorboard {shlex.quote(str(roots[0]))}" if len(roots) == 1 else "trainkit tensorboard LOGDIR"
+    return (f"runs written under {', '.join(str(root) for root in roots)} ({board}); "
+            "trainkit diagnose RUN_DIR prints a run's findings with their fixes")
 
 
 def compare(variants: Sequence[Variant], *, logdir: str | Path | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
