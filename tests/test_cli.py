@@ -1439,6 +1439,7 @@ def test_a_logdir_whose_path_is_not_utf8_is_refused_before_training(runner, tiny
     (["train", "RECIPE", "--logdir", ""], "The value of --logdir is empty"),
     (["train", "RECIPE", "--logdir="], "The value of --logdir is empty"),
     (["check", ""], "An argument is empty"),
+    (["check", "RECIPE", "--set", ""], "The value of --set is empty"),
 ])
 def test_an_empty_argument_is_a_usage_error_not_the_current_directory(tiny_recipe, tmp_path, args, said):
     # `--logdir "$LOGDIR"` with LOGDIR unset: click read "" as ".", and the run went into the
@@ -1449,6 +1450,8 @@ def test_an_empty_argument_is_a_usage_error_not_the_current_directory(tiny_recip
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: [usage] {said} (a shell variable that was not set?)") and len(proc.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+    # An override is no path: "an empty path would be taken for the current directory" misled.
+    assert ("empty path" in proc.stderr) != ("--set" in args) and ("e.g. --set training.epochs=5" in proc.stderr) == ("--set" in args)
 
 
 @pytest.mark.parametrize("args", [["--set=training.early_stopping="], ["--set", "training.early_stopping="]])

@@ -480,8 +480,10 @@ def _dispatch() -> int:
     if empty is not None:
         # `--logdir "$LOGDIR"` with the variable unset trained into the current directory: click
         # reads an empty path as ".".
-        _err(f"error: [usage] {empty} is empty (a shell variable that was not set?). Give a value: an empty path would be taken "
-             f"for the current directory. See {_command_name(None)} --help.")
+        # --set takes an override, not a path: "an empty path" sent its user looking for one.
+        give = ("Give an override KEY=VALUE, e.g. --set training.epochs=5" if empty == "The value of --set"
+                else "Give a value: an empty path would be taken for the current directory")
+        _err(f"error: [usage] {empty} is empty (a shell variable that was not set?). {give}. See {_command_name(None)} --help.")
         return EXIT_USER_ERROR
     forget_termination()  # a SIGTERM of an earlier command in this process is not this one's
     _InterruptSaid.said = False
