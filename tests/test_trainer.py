@@ -486,6 +486,23 @@ def test_keras_short_loss_names_resolve_as_keras_resolves_them(alias, cls):
     assert isinstance(get_loss(alias), cls) and isinstance(get_loss(alias.upper()), cls)
 
 
+@pytest.mark.parametrize(("resolve", "spec", "code", "arguments"), [
+    ("get_loss", {"name": "mse", "fn": "mae"}, "unknown-loss", "reduction, name, dtype."),
+    ("get_loss", {"name": "binary_crossentropy", "fn": "mae"}, "unknown-loss", "from_logits, label_smoothing, axis, reduction, name, dtype."),
+    ("get_metric", {"name": "accuracy", "fn": "mae"}, "bad-metric-argument", "name, dtype, threshold."),
+])
+def test_an_argument_only_a_base_class_takes_is_no_argument_of_the_loss_or_metric(resolve, spec, code, arguments):
+    # "Its arguments: reduction, name, dtype, fn": fn is the one MeanSquaredError hands its base
+    # itself, and {name: mse, fn: ...} ended in Python's "__init__() got an unexpected keyword".
+    import trainkit.resolve
+    from trainkit.errors import TrainkitError
+
+    with pytest.raises(TrainkitError) as err:
+        getattr(trainkit.resolve, resolve)(spec, *(["binary"] if resolve == "get_metric" else []))
+    assert err.value.code == code and 'has no argument "fn"' in err.value.message, err.value.message
+    assert err.value.message.endswith(f"Its arguments: {arguments}"), err.value.message
+
+
 @pytest.mark.parametrize(("argument", "value", "code"), [
     ("loss", keras.losses.BinaryCrossentropy, "unknown-loss"),
     ("metrics", [keras.metrics.AUC], "unknown-metric"),

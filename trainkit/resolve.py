@@ -143,14 +143,19 @@ def _article(word: str) -> str:
 
 
 def _class_arguments(cls: type) -> dict[str, Any]:
-    """Every keyword ``cls`` takes, with its default, its base classes' included (Keras passes
-    ``**kwargs`` up to them)."""
+    """Every keyword ``cls`` takes, with its default, its base classes' included where an
+    ``__init__`` passes its ``**kwargs`` up to them (Keras's optimizers)."""
     accepted: dict[str, Any] = {}
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
-            for p in inspect.signature(klass.__init__).parameters.values():
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            for p in parameters:
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                     accepted.setdefault(p.name, p.default)
+            # Without **kwargs nothing more gets through: MeanSquaredError hands its base its
+            # ``fn`` itself, and "Its arguments: reduction, name, dtype, fn" offered one that failed.
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+                break
     return accepted
 
 
