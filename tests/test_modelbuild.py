@@ -198,7 +198,20 @@ def test_builder_with_wrong_arguments(builder_module: tuple[str, Path]) -> None:
     with pytest.raises(RecipeError) as info:
         build_model(builder(f"{name}:mlp", depth=2), (3,), base_dir=directory)
     assert info.value.code == "bad-builder" and "depth" in info.value.message
-    assert "failed: TypeError" in info.value.message  # the call itself failed: no line of the builder to name
+    # The call itself failed: no line of the builder to name, but the key and what it takes.
+    message = info.value.message
+    assert message.startswith(f'Builder "{name}:mlp" has no argument "depth" (model.builder_args).') and message.endswith(" Its arguments: width.")
+
+
+def test_a_misspelt_builder_argument_gets_the_closest_parameter(builder_module: tuple[str, Path]) -> None:
+    # Python's "mlp() got an unexpected keyword argument 'widht'" suggested nothing.
+    name, directory = builder_module
+    with pytest.raises(RecipeError) as info:
+        build_model(builder(f"{name}:mlp", widht=2), (3,), base_dir=directory)
+    assert info.value.code == "bad-builder" and 'has no argument "widht" (model.builder_args). Did you mean "width"?' in info.value.message
+    with pytest.raises(RecipeError) as info:  # a builder of no arguments says so
+        build_model(builder(f"{name}:explodes", width=2), (3,), base_dir=directory)
+    assert info.value.message.endswith('has no argument "width" (model.builder_args). It takes no argument besides the input shape.')
 
 
 def test_builder_module_missing() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -24,7 +25,7 @@ import tensorflow as tf
 from pydantic import ValidationError
 
 from trainkit import resolve
-from trainkit.errors import DataError, RecipeError, TrainkitError
+from trainkit.errors import DataError, RecipeError, TrainkitError, closest
 from trainkit.recipe import (
     ActivationLayer,
     BatchNormLayer,
@@ -291,6 +292,9 @@ def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, 
     try:
         model = fn(input_shape, **dict(args))
     except Exception as err:
+        unknown = _unknown_builder_argument(target, fn, args) if isinstance(err, TypeError) else None
+        if unknown is not None:
+            raise unknown from err
         # Chained (from err) so that `--debug` style tracebacks still reach the user's code.
         raise RecipeError("bad-builder", f'Builder "{target}" failed{_raised_at(err, module)}: {type(err).__name__}: {_first_line(err)}') from err
     if not isinstance(model, keras.Model):
@@ -301,6 +305,28 @@ def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, 
         where = _raised_at(err.__cause__, module) if err.__cause__ is not None else ""  # a call() of its own, say
         raise RecipeError("bad-builder", f'The model builder "{target}" returned does not accept inputs of shape {input_shape}{where}: {err.message}') from err
     return model
+
+
+def _unknown_builder_argument(target: str, fn: Callable[..., Any], args: Mapping[str, Any]) -> RecipeError | None:
+    """The error for a ``builder_args`` key the builder has no parameter for, with the closest
+    one; ``None`` when every key is one of its parameters (or its signature cannot be read).
+
+    Python's own "mlp() got an unexpected keyword argument 'widht'" named neither the recipe key
+    to change nor the parameter meant.
+    """
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    # The first parameter takes the input shape, which trainkit passes itself.
+    names = [p.name for p in parameters[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = next((key for key in args if key not in names), None)
+    if unknown is None:
+        return None
+    takes = f"Its arguments: {', '.join(names)}." if names else "It takes no argument besides the input shape."
+    return RecipeError("bad-builder", f'Builder "{target}" has no argument "{unknown}" (model.builder_args).{closest(unknown, names)} {takes}')
 
 
 def _raised_at(err: BaseException, module_name: str) -> str:
