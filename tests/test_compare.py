@@ -351,7 +351,7 @@ def test_compare_sweep_trains_each_variant_and_prints_the_table(runner, tmp_path
     table = [line for line in result.stdout.splitlines() if line.startswith("tiny-")]
     assert [line.split()[0] for line in table] == ["tiny-learning_rate=0.05", "tiny-learning_rate=0.001"]
     assert "learning_rate" in result.stdout.splitlines()[0] and "val_accuracy" in result.stdout
-    assert "[2/2] tiny-learning_rate=0.001: 1 epochs" in result.stderr
+    assert "[2/2] tiny-learning_rate=0.001: 1 epoch in " in result.stderr
     data = json.loads(out.read_text())
     assert data["differing_hparams"] == ["learning_rate"]
     first = data["runs"][0]
@@ -371,6 +371,7 @@ def test_compare_says_where_each_run_went_and_how_to_look_at_it(runner, tmp_path
         assert f"({run})" in result.stderr  # the run's own line names its directory
     assert f"runs written under {logdir} (trainkit tensorboard {logdir}); trainkit diagnose RUN_DIR" in result.stderr
     assert "runs written" not in result.stdout  # the table stays alone on stdout
+    assert "(1 epoch)" in result.stderr and ": 1 epoch in " in result.stderr  # not "1 epochs"
     quiet = runner.invoke(app, ["compare", str(recipe), "--logdir", str(logdir), "--set", "training.epochs=1", "-q"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
 

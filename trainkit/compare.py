@@ -392,7 +392,8 @@ def _train_variant(variant: Variant, ready: PreparedRun, counter: str, logdir: s
     from trainkit.writers.console import RunProgress
 
     row = CompareRow(variant.name, variant.base, dict(variant.values), dict(ready.trainer.hparams or variant.recipe.hparams()))
-    say(f"{counter} training {variant.name} ({variant.recipe.training.epochs} epochs)")
+    epochs = variant.recipe.training.epochs
+    say(f"{counter} training {variant.name} ({epochs} epoch{'' if epochs == 1 else 's'})")
     started = time.perf_counter()
     try:
         bar = [RunProgress(f"{counter} {variant.name}")] if show_bar else []
@@ -420,7 +421,7 @@ def _train_variant(variant: Variant, ready: PreparedRun, counter: str, logdir: s
     losses = "  ".join(f"{k} {_num(row.final[k])}" for k in ("loss", "val_loss") if k in row.final)
     # Where it went: the table names the runs, but a name cut to a folder's 255 bytes is not its
     # directory, and the findings column holds only codes (their fixes are in the run's report).
-    say(f"{counter} {variant.name}: {row.epochs_run} epochs in {row.seconds:.1f}s  {losses}  ({row.run_dir})")
+    say(f"{counter} {variant.name}: {row.epochs_run} epoch{'' if row.epochs_run == 1 else 's'} in {row.seconds:.1f}s  {losses}  ({row.run_dir})")
     return row
 
 
