@@ -389,6 +389,11 @@ def test_a_missing_relative_data_path_says_it_is_read_from_the_recipe_s_folder(t
     monkeypatch.chdir(tmp_path)  # the path is right from the shell's folder, not the recipe's
     err = data_error(load_arrays, csv_cfg("files/data.csv"), tmp_path / "recipes")
     assert "read from the recipe's folder" in err.message and f"{tmp_path / 'files' / 'data.csv'} exists" in err.message
+    # A directory is no data file to offer: data.path "." named the shell's folder as the fix.
+    err = data_error(load_arrays, csv_cfg("."), tmp_path / "recipes")
+    assert "is a directory" in err.message and "exists: give data.path" not in err.message, err.message
+    err = data_error(load_arrays, csv_cfg("files"), tmp_path / "recipes")  # missing there, a folder here
+    assert "exists: give data.path" not in err.message, err.message
 
 
 def test_generator_settings_it_would_ignore_are_refused(tmp_path: Path) -> None:

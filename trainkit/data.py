@@ -333,7 +333,9 @@ def _read_source(cfg: DataConfig, base_dir: Path, notes: list[Finding]) -> tuple
             raise
         # A relative path is the recipe's folder's, not the shell's: say so, and where it is.
         elsewhere = Path.cwd() / given
-        found = f"; {elsewhere} exists: give data.path relative to the recipe's folder, or absolute" if elsewhere.exists() and elsewhere != path else ""
+        # A file only: data.path "." (the recipe's folder, a directory) named the shell's folder,
+        # a directory too, as the path to use instead.
+        found = f"; {elsewhere} exists: give data.path relative to the recipe's folder, or absolute" if elsewhere.is_file() and elsewhere != path else ""
         raise DataError(err.code, f"{err.message} (data.path is read from the recipe's folder, {base_dir}{found}).") from None
     return x, y, None
 
