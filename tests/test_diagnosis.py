@@ -6471,3 +6471,34 @@ def test_train_longer_advice_under_a_schedule_of_ones_own_names_no_argument_it_l
     s.values["learning_rate"] = lambda e, st: 1e-4 * (1 - (e * STEPS + st) / total)
     advice = finding(s.run(), "lr-too-low").advice
     assert "schedule's steps" not in advice and "with the step counts of your MyDecay schedule raised in proportion" in advice
+
+
+@pytest.mark.parametrize("ending", ["ops_sigmoid", "nested_masked_pooling"])
+def test_a_model_whose_output_comes_from_a_keras_operation_is_judged_and_trains(ending):
+    # The walk back from the outputs to the layers that give them read `.weights` of every
+    # operation it met: a functional model ending in keras.ops.sigmoid(...), and a Sequential
+    # encoder of Embedding(mask_zero=True) + GlobalAveragePooling1D nested in a model (its mask
+    # is computed by a NotEqual operation), failed every fit with
+    # AttributeError: 'Sigmoid' / 'NotEqual' object has no attribute 'weights'.
+    from trainkit import trained_models
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    if ending == "ops_sigmoid":
+        inputs = keras.Input((4,))
+        outputs = keras.ops.sigmoid(keras.layers.Dense(1)(keras.layers.Dense(8, activation="relu")(inputs)))
+        x = rng.normal(size=(64, 4))
+        y = (x[:, 0] > 0).astype("int32")
+    else:
+        encoder = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4, mask_zero=True),
+                                    keras.layers.GlobalAveragePooling1D()])
+        inputs = keras.Input((6,), dtype="int32")
+        outputs = keras.layers.Dense(1, activation="sigmoid")(encoder(inputs))
+        x = rng.integers(1, 20, size=(64, 6)).astype("int32")
+        x[:, 4:] = 0  # padded at the end
+        y = (x[:, 0] > 10).astype("int32")
+    model = keras.Model(inputs, outputs)
+    assert trained_models.trained_before(model) is False
+    history = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0,
+                      jit_compile=False).fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -155,7 +155,10 @@ def _constant_value(initializer: object) -> np.ndarray | None:
 
 def _output_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers with weights that give a functional or ``Sequential`` model's outputs, found back
-    through layers without weights (an ``Activation``); none for a subclassed model."""
+    through layers without weights (an ``Activation``) and through Keras operations, which have
+    none (``keras.ops.sigmoid(dense(h))``, the ``NotEqual`` a mask from ``mask_zero=True`` is
+    computed by: a model so ending, or nesting one, failed every fit with an AttributeError);
+    none for a subclassed model."""
     pending = [getattr(getattr(t, "_keras_history", None), "operation", None) for t in _model_outputs(model)]
     found, seen = [], set()
     while pending:
@@ -163,7 +166,7 @@ def _output_layers(model: keras.Model) -> list[keras.layers.Layer]:
         if layer is None or id(layer) in seen:
             continue
         seen.add(id(layer))
-        if layer.weights:
+        if getattr(layer, "weights", None):  # an Operation has no weights attribute
             found.append(layer)
         else:
             pending.extend(node.operation for inbound in getattr(layer, "_inbound_nodes", ())[:1] for node in inbound.parent_nodes)
