@@ -2406,6 +2406,40 @@ def test_ids_an_embedding_cannot_look_up_are_an_error(functional, reshaped, shif
     assert info.value.code == "embedding-ids" and words in info.value.message
 
 
+@pytest.mark.parametrize("inputs", [1, 2])
+def test_ids_read_by_an_embedding_inside_a_nested_encoder_are_ids(inputs):
+    # A functional model calling a nested Sequential encoder (Embedding(mask_zero=True) +
+    # GlobalAveragePooling1D): the input's readers were looked for among the encoder's layers,
+    # whose calls read the encoder's own Input, so the Embedding read no ids. A first token that
+    # tells the intent ("play ...", "set ...") was a label-leakage warning, a 0 between the
+    # tokens went without masked-ids-inside, and ids past the table trained until the step
+    # failed (told "the checks read only a dataset's first batches", of numpy arrays).
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    ids = rng.integers(10, 40, size=(300, 8)).astype("int32")
+    ids[:, 0] = 1 + 3 * y + rng.integers(0, 3, 300)  # each first token belongs to one class
+    ids[:, 6:] = 0  # padded at the end
+    encoder = keras.Sequential([keras.Input((8,), dtype="int32"), L.Embedding(40, 4, mask_zero=True), L.GlobalAveragePooling1D()])
+    tokens = keras.Input((8,), dtype="int32", name="tokens")
+    if inputs == 1:
+        net = keras.Model(tokens, L.Dense(3, activation="softmax")(encoder(tokens)))
+        x = lambda ids: ids  # noqa: E731
+    else:  # the encoder reads the second of two inputs, beside scaled amounts
+        amounts = keras.Input((2,), name="amounts")
+        pooled = L.Concatenate()([amounts, encoder(tokens)])
+        net = keras.Model([amounts, tokens], L.Dense(3, activation="softmax")(pooled))
+        scaled = rng.normal(size=(300, 2)).astype("float32")
+        x = lambda ids: {"amounts": scaled, "tokens": ids}  # noqa: E731
+    loss = get_loss("sparse_categorical_crossentropy")
+    assert codes(check_data(x(ids), y, model=net, loss=loss, task="multiclass")) == []
+    inside = ids.copy()
+    inside[:, 2] = 0
+    assert "masked-ids-inside" in codes(check_data(x(inside), y, model=net, loss=loss, task="multiclass"))
+    with pytest.raises(DataError) as info:
+        check_data(x(ids + 5), y, model=net, loss=loss, task="multiclass")
+    assert info.value.code == "embedding-ids" and "Embedding(input_dim=45" in info.value.message
+
+
 def test_validation_ids_an_embedding_cannot_look_up_are_an_error():
     # Only x was checked: ids past the table in validation_data trained a whole epoch, then
     # crashed the validation pass in TensorFlow's GatherV2.

@@ -526,10 +526,14 @@ def _graph_operations(model: Any) -> Iterator[Any]:
 def _input_readers(model: keras.Model, inputs: list[Any], through: frozenset[str] = frozenset()) -> list[list[Any]]:
     """For each of ``inputs``, the layers of ``model`` that read it; a layer whose class is in
     ``through`` (or an op that keeps the values, a cast) is followed to the layers that read its
-    outputs instead."""
+    outputs instead, and a nested model that reads it (``Model(x, encoder(x))``) to the layers
+    that read its own input at that position: its layers' calls read that inner input, not the
+    tensor given to the model, so an ``Embedding`` first in a nested encoder read no ids at all
+    (its ids were judged as features: a token position that tells the class was a label leak).
+    """
     through = through | _VALUE_MOVING_OPS
     readers: dict[int, list[tuple[Any, Any]]] = {}  # a tensor's id -> (layer, node) of each call that reads it
-    for layer in _graph_operations(model):
+    for layer in [*_graph_operations(model), *_nested_models(model)]:
         for node in getattr(layer, "_inbound_nodes", []):
             for tensor in keras.tree.flatten(getattr(node, "input_tensors", [])):
                 readers.setdefault(id(tensor), []).append((layer, node))
@@ -537,14 +541,41 @@ def _input_readers(model: keras.Model, inputs: list[Any], through: frozenset[str
     for model_input in inputs:
         layers, tensors, followed = [], [model_input], set()
         while tensors:
-            for layer, node in readers.get(id(tensors.pop()), []):
-                if type(layer).__name__ not in through:
+            tensor = tensors.pop()
+            for layer, node in readers.get(id(tensor), []):
+                if isinstance(layer, keras.Model):
+                    inner = _nested_input(layer, node, tensor)
+                    if inner is not None and id(inner) not in followed:
+                        followed.add(id(inner))
+                        tensors.append(inner)
+                elif type(layer).__name__ not in through:
                     layers.append(layer)
                 elif id(node) not in followed:
                     followed.add(id(node))
                     tensors.extend(keras.tree.flatten(getattr(node, "output_tensors", [])))
         found.append(layers)
     return found
+
+
+def _nested_models(model: Any) -> Iterator[keras.Model]:
+    """Every model nested in ``model``, at any depth (which :func:`_graph_operations` expands)."""
+    for operation in getattr(model, "operations", None) or getattr(model, "layers", []):
+        if isinstance(operation, keras.Model):
+            yield operation
+            yield from _nested_models(operation)
+
+
+def _nested_input(nested: keras.Model, node: Any, tensor: Any) -> Any:
+    """The input of ``nested`` that its layers read where its call ``node`` was given ``tensor``
+    (the same position among its inputs), or ``None`` when that cannot be told (a subclassed
+    model, which has no inputs)."""
+    given = [id(t) for t in keras.tree.flatten(getattr(node, "input_tensors", []))]
+    try:
+        own = keras.tree.flatten(nested.inputs or [])
+    except (AttributeError, ValueError):
+        return None
+    position = given.index(id(tensor))
+    return own[position] if len(own) == len(given) else None
 
 
 #: Layers that pass each value through where it is (at inference), so a layer after them reads the input's layout.
