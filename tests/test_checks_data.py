@@ -998,6 +998,51 @@ def test_overlap_finds_long_windows_from_a_sample_of_the_training_rows():
     assert finding.evidence["shift"] == 1 and finding.evidence["overlap_share"] > 0.5
 
 
+@functools.cache
+def _text_classifier() -> keras.Model:
+    """A string input through an adapted TextVectorization, as a text model takes raw texts."""
+    vectorize = L.TextVectorization(max_tokens=50, output_sequence_length=8)
+    vectorize.adapt(["good film", "bad plot", "a very good film", "the plot was bad"])
+    texts = keras.Input((1,), dtype="string")
+    pooled = L.GlobalAveragePooling1D()(L.Embedding(50, 4, mask_zero=True)(vectorize(texts)))
+    return keras.Model(texts, L.Dense(1, activation="sigmoid")(pooled))
+
+
+@pytest.mark.parametrize("given", ["str", "bytes", "column"])
+def test_overlap_finds_validation_texts_that_are_training_texts(given):
+    # Texts are no numbers, so the check skipped them: a validation set of 80 of the training
+    # texts themselves trained a TextVectorization model without a word.
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "film", "plot", "the", "a", "very", "was", "acting", "story"])
+    texts = np.array([" ".join(rng.choice(words, rng.integers(4, 12))) for _ in range(300)])
+    y = rng.integers(0, 2, 300)
+    fresh = np.array([" ".join(rng.choice(words, rng.integers(4, 12))) for _ in range(80)])
+    if given == "bytes":  # as a tf.string tensor's .numpy() gives them, beside numpy's str
+        fresh, copied = np.array([t.encode() for t in fresh], dtype=object), np.array([t.encode() for t in texts[:80]], dtype=object)
+    else:
+        copied = texts[:80]
+    if given == "column":
+        texts, fresh, copied = texts[:, None], fresh[:, None], copied[:, None]
+    loss = get_loss("binary_crossentropy")
+    assert "train-validation-overlap" not in codes(check_data(texts, y, model=_text_classifier(), loss=loss, task="binary",
+                                                              x_val=fresh, y_val=y[:80]))
+    (finding,) = [f for f in check_data(texts, y, model=_text_classifier(), loss=loss, task="binary", x_val=copied, y_val=y[:80])
+                  if f.code == "train-validation-overlap"]
+    assert finding.evidence["rows_found"] == 80 and finding.evidence["overlap_share"] == 1.0
+
+
+def test_overlap_silent_on_short_texts_that_repeat_by_chance():
+    # Three words of four make 64 texts: training and validation drawn alike share most of them,
+    # as often as the training texts repeat each other.
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "film", "plot"])
+    texts = np.array([" ".join(rng.choice(words, 3)) for _ in range(400)])
+    y = rng.integers(0, 2, 400)
+    found = check_data(texts[:320], y[:320], model=_text_classifier(), loss=get_loss("binary_crossentropy"), task="binary",
+                       x_val=texts[320:], y_val=y[320:])
+    assert "train-validation-overlap" not in codes(found)
+
+
 def test_overlap_silent_when_discrete_rows_repeat_by_nature():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 2, (600, 4)).astype("float32")
