@@ -5840,6 +5840,9 @@ def test_a_step_spike_no_higher_than_the_worst_batch_of_a_constant_is_no_diverge
     s.context.worst_batch_loss = 250.0
     s.train_loss = lambda e, st: 63.0 if (e, st) == (1, 3) else 0.3 - 0.05 * e
     assert "diverging-loss" not in codes(s.run())
+    # A little over it too: a model that learned predicts a far row a little off the constants.
+    s.train_loss = lambda e, st: 260.0 if (e, st) == (1, 3) else 0.3 - 0.05 * e
+    assert "diverging-loss" not in codes(s.run())
     # Past it, the model's own outputs make the loss: thrown away.
     s.train_loss = lambda e, st: 1e4 if (e, st) == (1, 3) else 0.3 - 0.05 * e
     assert "diverging-loss" in codes(s.run())
@@ -5867,6 +5870,25 @@ def test_the_worst_batch_level_is_the_batch_of_the_rows_a_constant_fits_worst():
     # A balanced binary task's prior scores ln 2 on every row: no batch reads more.
     labels = np.tile([0.0, 1.0], 200)
     assert chance_loss("binary", "binary_crossentropy", labels, batch_size=32).worst_batch == pytest.approx(math.log(2), rel=1e-4)
+
+
+def test_an_epoch_s_short_last_batch_of_a_far_row_is_no_divergence():
+    # 993 rows in batches of 32 end each epoch on a batch of 1 row: holding the far row, it read
+    # that row's whole loss (999.8 under Huber) against a worst batch of 32 rows of ~33, and a
+    # model whose every epoch's loss fell was told diverging-loss ("779x the first loss").
+    from trainkit.diagnosis.baseline import chance_loss
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(993, 4)).astype("float32")
+    y = x[:, :1] * 0.5
+    y[-1] = 1000.0
+    assert chance_loss("regression", keras.losses.Huber(), y, batch_size=32, last_batch=993 % 32).worst_batch == pytest.approx(999.5, abs=0.5)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss=keras.losses.Huber(), optimizer="adam", task="regression", seed=0)
+    history = trainer.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "diverging-loss" not in codes(trainer)
 
 
 @pytest.mark.parametrize("in_order", [True, False])

@@ -126,7 +126,7 @@ class Baseline:
 
 
 def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None,
-                units: int | None = None, prior_rows: Any = None, in_order: bool = False) -> Baseline | None:
+                units: int | None = None, prior_rows: Any = None, in_order: bool = False, last_batch: int = 0) -> Baseline | None:
     """The loss a model would get by predicting the label prior / the best constant target for every row.
 
     Args:
@@ -142,6 +142,8 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
             level): pooled with ``y`` for the prior of a sparse or categorical cross-entropy on
             unweighted rows too few for their classes (see :data:`OWN_PRIOR_ROWS_PER_CLASS`).
         in_order: The training batches are ``y``'s rows in their own order (see :func:`first_steps_level`).
+        last_batch: The rows of each epoch's short last batch (the training rows modulo
+            ``batch_size``), 0 when none or unknown: :attr:`Baseline.worst_batch` reads it too.
 
     Returns:
         The :class:`Baseline`, or ``None`` when it is unknown: a custom or hinge-type loss, a
@@ -263,7 +265,7 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         starts = [np.broadcast_to(np.asarray(prediction, np.float64), y.shape), np.zeros_like(y)]
     if starts is not None:
         first, worst = _constant_batch_levels(fn, y, w, starts, batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight",
-                                              in_order=in_order)
+                                              in_order=in_order, last_batch=last_batch)
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
     constant = float(np.ravel(prediction)[0]) if info.kind == "regression" and np.size(prediction) == 1 else None
     return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant, worst)
@@ -427,7 +429,8 @@ def _first_steps_of(rows: list[np.ndarray], w: np.ndarray | None, batch_size: in
     return level if math.isfinite(level) else None
 
 
-def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: int, *, by_weight: bool = False) -> float | None:
+def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: int, *, by_weight: bool = False,
+                      last_batch: int = 0) -> float | None:
     """The highest loss one batch can read while the model predicts a constant, from each
     constant prediction's per-row losses ``rows`` (see :func:`_constant_batch_levels`).
 
@@ -436,12 +439,16 @@ def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: 
     of 0.3-0.75, and a model that learned (validation loss falling) was told diverging-loss, "the
     model is being thrown away". The batch of the rows a constant fits worst (the ``batch_size``
     highest of their losses, weighted as training weighs them) bounds what the rows alone make;
-    the highest over the predictions.
+    the highest over the predictions. An epoch's short last batch of ``last_batch`` rows (the
+    training rows modulo ``batch_size``) averages fewer of them, so reads higher: 993 rows in
+    batches of 32 end each epoch on a batch of one, which read a far row's whole loss (1000 under
+    Huber) against a level of 313 for 32 rows, and a model that learned was told diverging-loss.
 
     Returns:
         That loss, or ``None`` when it is not finite.
     """
     batch = min(batch_size, len(rows[0]))
+    batch = min(batch, last_batch) if last_batch > 0 else batch  # the fewest rows a batch averages
     weights = np.ones(len(rows[0])) if w is None else w
     # Under mean_with_sample_weight a batch's weights divide its loss, so no batch exceeds its
     # worst rows' own losses; otherwise the weights scale each row's share of a batch of rows.
@@ -450,13 +457,13 @@ def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: 
 
 
 def _constant_batch_levels(fn: Any, y: np.ndarray, w: np.ndarray | None, predictions: list[np.ndarray], batch_size: int,
-                           *, by_weight: bool, in_order: bool) -> tuple[float | None, float | None]:
+                           *, by_weight: bool, in_order: bool, last_batch: int = 0) -> tuple[float | None, float | None]:
     """:func:`first_steps_level` and :func:`worst_batch_level`, from one computation of the rows' losses."""
     rows = _row_losses(fn, y, predictions)
     if rows is None:
         return None, None
     return (_first_steps_of(rows, w, batch_size, by_weight=by_weight, in_order=in_order),
-            worst_batch_level(rows, w, batch_size, by_weight=by_weight))
+            worst_batch_level(rows, w, batch_size, by_weight=by_weight, last_batch=last_batch))
 
 
 def _row_losses(fn: Any, y: np.ndarray, predictions: list[np.ndarray]) -> list[np.ndarray] | None:

@@ -975,9 +975,9 @@ def diverging_loss(view: Diagnoser) -> Issue | None:
                 start = max(start, float(epoch_losses[0]))
         # A batch of the rows a constant fits worst reads that high with the model at its start:
         # a few far targets (1% at 1000 under Huber) put two of them in one batch at 63, "213x
-        # the first loss (0.29)", while the model learned. Only a peak above it is the model's.
+        # the first loss (0.29)", while the model learned. Only a peak well above it is the model's.
         worst = view.context.worst_batch_loss
-        if start > 0 and peak > view.t.diverge_step_factor * start and (worst is None or peak > worst):
+        if start > 0 and peak > view.t.diverge_step_factor * start and (worst is None or peak > view.t.diverge_worst_batch_factor * worst):
             return Issue(
                 f"The loss jumped to {format_number(peak)} at step {step}, {times_text(peak / start)} the first loss "
                 f"({format_number(start)}): the updates overshoot and the model is being thrown away.",

@@ -90,6 +90,10 @@ class Thresholds:
     # or a single step loss 100x the initial loss.
     diverge_factor: float = 2.0
     diverge_step_factor: float = 100.0
+    # ... and a step loss over twice the worst batch a constant prediction reads: a model that
+    # learned predicts a far row a little off the constants too (-0.49 where Huber's constant is
+    # ~0: a far row at 1000 read 999.99 against the constant's 999.5).
+    diverge_worst_batch_factor: float = 2.0
     # Oscillating (TheDeepChecker: > 50% sign changes): over the last 10 epochs at least half of the
     # moves change direction, with moves of at least 10% of the loss scale (the larger of the loss
     # and chance: dropout noise on a loss near zero is no oscillation).

@@ -252,7 +252,8 @@ def _map_targets(fn: Any, targets: Any) -> Any:
 
 
 def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_size: int | None = None,
-                  prior_rows: Any = None, levels: Mapping[str, Baseline | None] | None = None, in_order: bool = False) -> Baseline | None:
+                  prior_rows: Any = None, levels: Mapping[str, Baseline | None] | None = None, in_order: bool = False,
+                  last_batch: int = 0) -> Baseline | None:
     """The chance level of the trainer's loss: for several outputs the weighted sum of theirs.
 
     ``sample_weight`` (one array: compute_loss gives it to every output) weighs the rows the way
@@ -262,6 +263,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     where its rows are few for their classes (see :func:`~trainkit.diagnosis.baseline.chance_loss`).
     ``levels``: the outputs' own, when :func:`_output_levels` gave them already (not computed twice).
     ``in_order``: the training batches are ``targets``' rows in their own order.
+    ``last_batch``: the rows of an epoch's short last batch (0: none or unknown), for :attr:`Baseline.worst_batch`.
     """
     if isinstance(sample_weight, tuple | list | Mapping):
         return None
@@ -269,7 +271,7 @@ def _chance_level(trainer: Any, targets: Any, sample_weight: Any = None, batch_s
     targets = _one_output_targets(trainer, targets)
     if not heads or len(heads) == 1 or not isinstance(targets, tuple | list | Mapping):
         return chance_loss(trainer.task, trainer.loss, targets, sample_weight, batch_size, units=_output_units(trainer.model),
-                           prior_rows=_one_output_targets(trainer, prior_rows), in_order=in_order)
+                           prior_rows=_one_output_targets(trainer, prior_rows), in_order=in_order, last_batch=last_batch)
     levels = _output_levels(trainer, targets, sample_weight) if levels is None else levels
     if levels is None or any(level is None for level in levels.values()):
         return None
@@ -479,7 +481,10 @@ def build_context(
     levels = _output_levels(trainer, level_targets, level_weights) if level_targets is not None and not unleveled else None
     # Batches in the rows' own order: the first steps read the first rows (a dataset's sampled
     # batches are its first ones too), not a random draw of them.
-    baseline = (_chance_level(trainer, chance_targets, chance_weights, rows, levels=levels, in_order=bool(batches_in_order))
+    # In-memory rows end each epoch on a short batch (993 rows in 32s: one of 1 row), which reads
+    # its few rows' losses alone (a masked model's rows are positions: not known then).
+    last_batch = train_rows % batch_size if train_rows and batch_size and rows == batch_size else 0
+    baseline = (_chance_level(trainer, chance_targets, chance_weights, rows, levels=levels, in_order=bool(batches_in_order), last_batch=last_batch)
                 if chance_targets is not None and not unleveled else None)
     if read_on is not None and not unleveled:
         # The level over the rows read on; the first steps' and a fresh output's start stay the first batches'.
