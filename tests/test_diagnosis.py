@@ -3516,6 +3516,18 @@ def test_no_overfitting_for_a_lucky_minimum_of_a_validation_loss_that_jumps_abou
     assert finding(s.run(), "overfitting").epoch == 23
 
 
+@pytest.mark.parametrize("shape", ["parabola", "steep fall"])
+def test_a_smooth_climb_after_a_smooth_fall_is_overfitting(shape):
+    # Every epoch of a smooth curve moves: the median move was the lucky-dip guard's bar, and a
+    # parabola's climb from 0.30 to 0.54 over its last 4 epochs (or a steady climb to 0.46 after
+    # a fall of 0.17 an epoch) was no rise above it. Its moves' changes are small: told.
+    val = ([0.3 + 0.015 * (e - 10) ** 2 for e in range(15)] if shape == "parabola"
+           else [2.0 - 0.17 * e for e in range(11)] + [0.3 + 0.04 * k for k in range(1, 5)])
+    s = Stream(epochs=15)
+    s.train_loss, s.val_loss = (lambda e, st: 1.5 * 0.85**e), (lambda e: val[e])
+    assert finding(s.run(), "overfitting").epoch == 10
+
+
 @pytest.mark.parametrize(("penalty", "reported"), [(1.0, True), (0.1, False)])
 def test_a_penalty_that_is_most_of_the_loss_is_named_instead_of_underfitting(penalty, reported):
     # L2 1.0 on every layer: 85% of the loss was the penalty, accuracy 0.51, and the only finding

@@ -162,9 +162,13 @@ def overfitting(view: Diagnoser) -> Issue | None:
     # before it as after). Unscaled breast-cancer features (0.05..2500) made val_loss jump
     # 0.50 -> 1.08 -> 0.48 while the training loss fell smoothly; a dip to 0.287, then 0.356, was
     # told "overfits from epoch 24", where standardising the inputs gave 0.12 with no rise.
+    # The jumps are the moves' changes (second differences), not the moves themselves: a smooth
+    # descent and climb moves every epoch too, and a parabola's 0.30 -> 0.54 over 4 epochs (or a
+    # steep fall to 0.30 and a steady climb to 0.46) was no verdict, its rise no larger than the
+    # median move. sqrt(3) makes them the moves' size for pure noise (std sqrt(6) against sqrt(2)).
     window = val[max(0, best - len(after)) :]
-    moves = np.abs(np.diff(window[np.isfinite(window)]))
-    if len(moves) and float(after[-rise_epochs:].min() - val[best]) <= float(np.median(moves)):
+    jumps = np.abs(np.diff(window[np.isfinite(window)], n=2))
+    if len(jumps) and float(after[-rise_epochs:].min() - val[best]) <= float(np.median(jumps)) / math.sqrt(3):
         return None
     if not (np.isfinite(train[best]) and np.isfinite(train[-1]) and train[-1] < train[best]):
         return None
