@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from trainkit import Callback, Trainer
 from trainkit.errors import DataError
+from trainkit.inputs import _source_errors
 
 
 def make_data(rows: int = 96, features: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -316,6 +318,41 @@ def test_a_pydataset_that_never_ends_trains_with_steps_per_epoch_as_with_model_f
     assert info.value.code == "dataset-infinite" and "steps_per_epoch" in info.value.message
     # predict(..., steps=N) of a PyDataset was refused as "numpy data is predicted whole".
     np.testing.assert_allclose(trainer.predict(Endless(x, y), steps=2), trainer.predict(x[:64]), rtol=1e-6)
+
+
+class FailsFarOn(keras.utils.PyDataset):
+    """Regression batches that never end, failing from batch 20 on: past the steps a fit trains."""
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, i: int):
+        if i >= 20:
+            raise RuntimeError(f"batch {i} is broken")
+        rng = np.random.default_rng(i)
+        return rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 1)).astype("float32")
+
+
+def test_a_batch_past_those_a_fit_trains_on_fails_only_the_checks_read_past_it():
+    # The data checks read a dataset that never shuffles on past its first batches (unscaled-
+    # targets, up to 2,048 rows): batch 20 of one that never ends raised from them, before the
+    # first step, where model.fit trained its 3 epochs of 5 steps (batches 0-14) without reading it.
+    def model() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+
+    reference = model()
+    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(FailsFarOn(), epochs=3, steps_per_epoch=5, shuffle=False, verbose=0).history["loss"]
+    trainer = Trainer(model(), loss="mse", optimizer=keras.optimizers.SGD(0.1), task="regression", statistics=False)
+    got = trainer.fit(FailsFarOn(), epochs=3, steps_per_epoch=5, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert threading.get_ident() not in _source_errors  # nor is its error kept, with the dataset in its traceback
+    # A fit that reaches it still fails with the batch's own error.
+    trainer = Trainer(model(), loss="mse", optimizer="sgd", task="regression", statistics=False)
+    with pytest.raises(RuntimeError, match="batch 20 is broken"):
+        trainer.fit(FailsFarOn(), epochs=1, steps_per_epoch=25, shuffle=False, verbose=0)
 
 
 def test_a_generator_is_refused_for_fit_and_read_once_by_predict():

@@ -85,6 +85,12 @@ def _not_data(x: Any) -> bool:
 _source_errors: dict[int, Exception] = {}
 
 
+def forget_source_error() -> None:
+    """Drops the exception a PyDataset raised for this thread's dataset, for a reader that handled
+    it (:class:`~trainkit.checks.data_sampling.FurtherRows`): kept, its traceback held the dataset."""
+    _source_errors.pop(threading.get_ident(), None)
+
+
 def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps ``fit``/``evaluate``/``predict`` so that an exception a PyDataset raised in a batch
     reaches the caller as itself (a ``ValueError`` of the user's, a ``DataError`` with its code),

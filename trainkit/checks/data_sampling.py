@@ -324,7 +324,18 @@ class FurtherRows:
         else:
             if self._elements is None:
                 self._elements = iter(self._dataset.skip(self._past_kept))
-            element = next(self._elements, None)
+            try:
+                element = next(self._elements, None)
+            except tf.errors.OpError:
+                from trainkit.inputs import forget_source_error
+
+                # A batch past those training reads may fail (a PyDataset that never ends raising
+                # at batch 100, a corrupt record further on): the checks read no further, and the
+                # fit goes on to fail, if ever, where it reads that batch itself. It failed before
+                # the first step, where model.fit trained its 3 epochs of 5 steps.
+                forget_source_error()
+                spent = True
+                element = None
         if element is None:
             self.ended = self.ended or not spent
             self._done, self._elements, self._kept = True, None, []  # the iterator and the held batches let go
