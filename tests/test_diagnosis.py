@@ -5879,6 +5879,13 @@ def test_the_worst_batch_level_is_the_batch_of_the_rows_a_constant_fits_worst():
     assert chance_loss("regression", keras.losses.Huber(), y, weights, batch_size=32).worst_batch > 1.9 * worst
     by_weight = keras.losses.Huber(reduction="mean_with_sample_weight")
     assert chance_loss("regression", by_weight, y, weights, batch_size=32).worst_batch < 1000
+    # ... where a heavy row outweighs the rest of its batch: one far row of weight 100 among 31
+    # rows of 1 makes its batch (100 * 999.5 + 31 * ~0.1) / 131 = 763, its own loss nearly.
+    heavy = np.ones(800)
+    heavy[int(np.argmax(y[:, 0]))] = 100.0
+    assert chance_loss("regression", by_weight, y, heavy, batch_size=32).worst_batch == pytest.approx(999.5, abs=0.5)
+    # Equal weights divide out: the batch of the worst rows, as without weights.
+    assert chance_loss("regression", by_weight, y, np.full(800, 3.0), batch_size=32).worst_batch == pytest.approx(worst)
     # A balanced binary task's prior scores ln 2 on every row: no batch reads more.
     labels = np.tile([0.0, 1.0], 200)
     assert chance_loss("binary", "binary_crossentropy", labels, batch_size=32).worst_batch == pytest.approx(math.log(2), rel=1e-4)

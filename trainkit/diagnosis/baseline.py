@@ -439,7 +439,8 @@ def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: 
     of 0.3-0.75, and a model that learned (validation loss falling) was told diverging-loss, "the
     model is being thrown away". The batch of the rows a constant fits worst (the ``batch_size``
     highest of their losses, weighted as training weighs them) bounds what the rows alone make;
-    the highest over the predictions. An epoch's short last batch of ``last_batch`` rows (the
+    the highest over the predictions (under ``mean_with_sample_weight``, whose weights divide a
+    batch's loss, the worst row's own). An epoch's short last batch of ``last_batch`` rows (the
     training rows modulo ``batch_size``) averages fewer of them, so reads higher: 993 rows in
     batches of 32 end each epoch on a batch of one, which read a far row's whole loss (1000 under
     Huber) against a level of 313 for 32 rows, and a model that learned was told diverging-loss.
@@ -450,9 +451,19 @@ def worst_batch_level(rows: list[np.ndarray], w: np.ndarray | None, batch_size: 
     batch = min(batch_size, len(rows[0]))
     batch = min(batch, last_batch) if last_batch > 0 else batch  # the fewest rows a batch averages
     weights = np.ones(len(rows[0])) if w is None else w
-    # Under mean_with_sample_weight a batch's weights divide its loss, so no batch exceeds its
-    # worst rows' own losses; otherwise the weights scale each row's share of a batch of rows.
-    level = max(float(np.mean(np.sort(r if by_weight else weights * r)[-batch:])) for r in rows)
+    # Equal weights, none 0, divide a batch's loss as its rows do: a plain batch of rows.
+    equal = bool((weights > 0).all()) and float(np.ptp(weights)) == 0.0
+    if by_weight and not equal:
+        # Under mean_with_sample_weight a batch's weights divide its loss: its weighted mean of
+        # rows reaches its worst row's own loss where that row's weight outweighs the rest. The
+        # mean of the batch_size worst rows read 32 where a far row of weight 100 among 31 of 1
+        # made its batch 763 (Huber), and a model that learned was told diverging-loss.
+        counted = [r[weights > 0] for r in rows]
+        level = max((float(np.max(r)) for r in counted if r.size), default=math.nan)
+    else:
+        # The weights scale each row's share of a batch of rows (equal ones under
+        # mean_with_sample_weight divide out again: the batch's worst rows' mean).
+        level = max(float(np.mean(np.sort(r if by_weight else weights * r)[-batch:])) for r in rows)
     return level if math.isfinite(level) else None
 
 
