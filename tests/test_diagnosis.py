@@ -1491,6 +1491,49 @@ def test_a_rate_cut_when_the_validation_loss_stopped_is_no_plateau_of_a_rate_cut
     assert "while the loss was still falling" in finding(s.run(), "plateau").message
 
 
+def test_a_rate_plateau_cut_on_one_noisy_epoch_while_the_loss_fell_names_the_cuts_and_the_patience():
+    # ReduceLROnPlateau(patience=1) on digits (Adam 1e-3, 40 validation rows): cut after epoch 6,
+    # then every epoch to 1e-27, for a validation loss 0.4% above its best while the training loss
+    # fell 9% an epoch. It ended at validation loss 1.63 where the run without it reached 1.45, and
+    # nothing was reported: the loss was judged two cuts later, already stopped by them.
+    train = (2.168, 1.79, 1.46, 1.228, 1.083, 0.999, 0.946, 0.942)
+    val = (2.093, 1.885, 1.722, 1.691, 1.629, 1.635, 1.633, 1.634)
+    s = Stream(epochs=30, task="multiclass", chance=math.log(10))
+    s.context.val_rows = 40
+    s.context.rate_plateau = {"monitor": "val_loss", "patience": 1, "min_delta": 1e-4, "cooldown": 0, "factor": 0.1, "min_lr": 0.0}
+    s.values["learning_rate"] = lambda e, st: 1e-3 * 0.1 ** max(0, e - 5)
+    s.train_loss = lambda e, st: train[min(e, 7)] if e < 8 else 0.941
+    s.val_loss = lambda e: val[min(e, 7)] if e < 8 else 1.633
+    f = finding(s.run(), "plateau")
+    assert "cut after epoch 6, 7, 8, ... (24 cuts)" in f.message and "fell 9% an epoch" in f.message, f.message
+    assert "0.4% above its best" in f.message and "40 rows" in f.message
+    assert "patience=1" in f.advice and "min_delta=0.081" in f.advice and "cooldown" in f.advice, f.advice
+    assert f.evidence["cut_epochs"][0] == 6 and f.epoch == 5
+    # The validation loss 6% above its best at the cut (overfitting, beyond the noise of 40 rows'
+    # 5%): the callback did its job, as before.
+    s.val_loss = lambda e: (*val[:5], 1.73, 1.73, 1.73)[min(e, 7)] if e < 8 else 1.73
+    assert "plateau" not in codes(s.run())
+    # Its best 3 epochs before the cut (a patience that ran out): the validation loss had stopped.
+    s.val_loss = lambda e: (2.093, 1.885, 1.629, 1.635, 1.633, 1.634, 1.633, 1.634)[min(e, 7)] if e < 8 else 1.633
+    assert "cut after epoch" not in " ".join(f.message for f in s.run().findings)
+    # The training loss no longer falling when it was cut: no plateau of a cut, as before.
+    s.val_loss = lambda e: val[min(e, 7)] if e < 8 else 1.633
+    s.train_loss = lambda e, st: (2.168, 1.79, 0.95, 0.948, 0.946, 0.945, 0.944, 0.942)[min(e, 7)] if e < 8 else 0.941
+    assert "cut after epoch" not in " ".join(f.message for f in s.run().findings)
+
+
+def test_a_keras_rate_plateau_callbacks_settings_reach_the_context_as_json_values():
+    from trainkit.callbacks.keras_callbacks import KerasCallback
+    from trainkit.diagnosis.run_context import _rate_plateau_config
+
+    plateau = keras.callbacks.ReduceLROnPlateau(patience=np.int64(1), min_delta=np.float32(0.01), cooldown=2)
+    config = _rate_plateau_config([KerasCallback(plateau)])
+    assert config == {"monitor": "val_loss", "patience": 1, "min_delta": pytest.approx(0.01), "cooldown": 2, "factor": 0.1, "min_lr": 0.0}
+    context = Context.from_dict(json.loads(json.dumps(dataclasses.replace(Context(), rate_plateau=config).to_dict())))
+    assert context.rate_plateau["patience"] == 1
+    assert _rate_plateau_config([KerasCallback(keras.callbacks.EarlyStopping())]) is None
+
+
 def test_a_rate_cut_to_zero_while_the_loss_fell_fast_is_a_plateau_however_far_it_had_come():
     # LearningRateScheduler at 1e-8 from epoch 4 of 14: the loss 0.865 -> 0.145, falling 25% an
     # epoch, then 0.1447 for 11 epochs, and no finding (plateau wants < 25% improvement in all).

@@ -237,6 +237,9 @@ class Context:
         rate_callback: The class name of a callback that sets the optimizer's learning rate at
             every epoch (``LearningRateScheduler``), ``None`` without one: a rate set in the
             optimizer is overwritten by what its function returns, so advice names the function.
+        rate_plateau: ``{"monitor", "patience", "min_delta", "cooldown", "factor", "min_lr"}`` of a
+            Keras ``ReduceLROnPlateau`` the run had, ``None`` without one: advice about a rate it
+            cut too soon names its own settings.
         call_loss_layers: The layers that add a term to the loss with ``add_loss`` in their own
             ``call`` (a VAE's KL; not an ``activity_regularizer``): the loss has no chance level.
         opaque_layers: The layers without weights whose computation is the user's (``Lambda``
@@ -314,6 +317,7 @@ class Context:
     schedule: str | None = None
     schedule_rate: str | None = None
     rate_callback: str | None = None
+    rate_plateau: dict[str, Any] | None = None
     call_loss_layers: tuple[str, ...] = ()
     opaque_layers: tuple[str, ...] = ()
     attention_score_layers: tuple[str, ...] = ()

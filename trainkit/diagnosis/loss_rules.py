@@ -34,6 +34,7 @@ from trainkit.diagnosis.lr_advice import (
     lowered_lr_text,
     raised_lr_text,
     rate_cut_short,
+    rate_cut_while_learning,
     schedule_ended_text,
 )
 from trainkit.diagnosis.lr_rules import lr_too_low
@@ -1230,6 +1231,11 @@ def plateau(view: Diagnoser) -> Issue | None:
         return None
     evidence = {"first_epoch_loss": start, "mid_loss": middle, "final_loss": last, "recent_improvement": recent, "loss_floor": floor}
     if cut is not None and total >= view.t.plateau_total_improvement:
+        # A cut at a new validation best (a step schedule's) is told as before; one at an epoch
+        # that only read a little worse, or by a ReduceLROnPlateau, as its patience's doing.
+        early = rate_cut_while_learning(view)
+        if early is not None and (view.context.rate_plateau is not None or early["val_rise"] > 0):
+            return _rate_cut_too_soon(view, last, recent, total, cut, early, evidence)
         return Issue(
             f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
             f"(it improved {recent:.1%} over the second half of the run, {total:.0%} in all): the learning rate fell "
@@ -1253,6 +1259,51 @@ def plateau(view: Diagnoser) -> Issue | None:
         f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
         f"relu, or a learning-rate schedule that restarts.",
         evidence, epoch=view.epochs[half].epoch)
+
+
+def _epochs_text(epochs: list[int]) -> str:
+    """``6``, ``6 and 9``, or ``6, 7, 8, ... (24 cuts)`` for the epochs a rate was cut after."""
+    if len(epochs) == 1:
+        return str(epochs[0])
+    if len(epochs) <= 3:
+        return f"{', '.join(map(str, epochs[:-1]))} and {epochs[-1]}"
+    return f"{', '.join(map(str, epochs[:3]))}, ... ({len(epochs)} cuts)"
+
+
+def _rate_cut_too_soon(view: Diagnoser, last: float, recent: float, total: float, cut: tuple[float, float],
+                       early: dict[str, Any], evidence: dict[str, Any]) -> Issue:
+    """plateau for a rate cut (by a ReduceLROnPlateau, mostly) while the training loss still fell
+    and the validation loss was within its noise of its best (see :func:`rate_cut_while_learning`).
+
+    The plain "decay more slowly or to a floor" did not say what to change: the callback's
+    patience of 1 reacted to one epoch of noise, and a min_lr alone would have left the run at it.
+    """
+    val = (f"the validation loss at it was {early['val_rise']:.1%} above its best, within its noise "
+           f"(~{early['val_noise']:.0%} of it" + (f" over {view.context.val_rows} rows)" if view.context.val_rows else ")"))
+    message = (f"The training loss ended flat at {format_number(last)} (it improved {recent:.1%} over the second half of the "
+               f"run, {total:.0%} in all): the learning rate was cut "
+               f"after epoch {_epochs_text(early['cut_epochs'])}, from {cut[0]:.3g} to {cut[1]:.3g}, while the training loss "
+               f"still fell {early['train_fall']:.0%} an epoch before the first cut and {val}: the cuts, not the model, "
+               "stopped it.")
+    plateau = view.context.rate_plateau
+    if plateau is not None:
+        # Keras's min_delta is in the loss's units, not a share of it.
+        delta = early["val_noise"] * abs(early["val_best"])
+        waited = f"{plateau['patience']} epoch{'s' * (plateau['patience'] != 1)}"
+        advice = (f"The ReduceLROnPlateau (monitor='{plateau['monitor']}', patience={plateau['patience']}, "
+                  f"min_delta={plateau['min_delta']:g}, cooldown={plateau['cooldown']}) cut after {waited} of noise: raise its "
+                  f"patience (5-10 epochs), set min_delta={delta:.2g} (the noise it should ignore, ~{early['val_noise']:.0%} of "
+                  "the loss), give it a "
+                  f"cooldown (2-5 epochs) so one cut shows its effect before the next, and a min_lr "
+                  f"(~{cut[0] / 100:.3g}, 1% of the rate) so it never stops the steps.")
+    else:
+        advice = ("Cut the learning rate later and less often: whatever lowers it (a callback watching the validation loss, a "
+                  "step schedule) should wait several epochs without improvement beyond the loss's noise, and keep a floor "
+                  f"(~{cut[0] / 100:.3g}, 1% of the rate).")
+    return Issue(message, advice,
+                 {**evidence, "learning_rate_peak": cut[0], "learning_rate_last": cut[1], "cut_epochs": early["cut_epochs"],
+                  "train_fall_per_epoch": early["train_fall"], "val_rise_at_cut": early["val_rise"], "val_noise": early["val_noise"]},
+                 epoch=view.epochs[early["first"]].epoch)
 
 
 def _validation_still_improving(view: Diagnoser, train: np.ndarray) -> bool:

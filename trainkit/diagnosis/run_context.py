@@ -569,6 +569,7 @@ def build_context(
         schedule=schedule,
         schedule_rate=schedule_rate,
         rate_callback=_rate_callback(callbacks),
+        rate_plateau=_rate_plateau_config(callbacks),
         optimizer=_optimizer_class(trainer.optimizer),
         clipping=_clipping(trainer.optimizer),
         epsilon=_epsilon(trainer.optimizer),
@@ -781,6 +782,22 @@ def _rate_callback(callbacks: Iterable[Callback]) -> str | None:
         inner = cb.callback if isinstance(cb, KerasCallback) else cb
         if isinstance(inner, keras.callbacks.LearningRateScheduler):
             return type(inner).__name__
+    return None
+
+
+def _rate_plateau_config(callbacks: Iterable[Callback]) -> dict[str, Any] | None:
+    """The settings of a Keras ``ReduceLROnPlateau`` among ``callbacks`` (run wrapped in a
+    KerasCallback), as Python values; ``None`` without one."""
+    import keras
+
+    from trainkit.callbacks.keras_callbacks import KerasCallback
+
+    for cb in callbacks:
+        inner = cb.callback if isinstance(cb, KerasCallback) else cb
+        if isinstance(inner, keras.callbacks.ReduceLROnPlateau):
+            # Python numbers: json.dumps refuses numpy's, which a user may have passed.
+            return {"monitor": str(inner.monitor), "patience": int(inner.patience), "min_delta": float(inner.min_delta),
+                    "cooldown": int(inner.cooldown), "factor": float(inner.factor), "min_lr": float(inner.min_lr)}
     return None
 
 
