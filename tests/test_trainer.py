@@ -2625,6 +2625,42 @@ def test_a_models_own_step_methods_are_refused_unless_the_trainer_overrides_them
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+
+def test_a_models_own_compute_metrics_is_refused_unless_the_trainer_ports_it():
+    # Keras's steps log what the model's compute_metrics returns; trainkit never called it: a logits
+    # model measuring its sigmoid logged binary_accuracy 0.458, 0.542 where model.fit logged 0.542,
+    # 0.604, in silence.
+    class SigmoidMetrics(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
+
+    class Ported(Trainer):
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            super().update_metrics(y, keras.ops.sigmoid(y_pred), sample_weight, loss)
+
+    arguments = dict(loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["binary_accuracy"])
+    with pytest.raises(ArgumentError) as info:
+        Trainer(SigmoidMetrics(), **arguments, optimizer="sgd", task="binary")
+    assert info.value.code == "model-step-ignored"
+    assert "SigmoidMetrics overrides keras.Model.compute_metrics" in info.value.message
+    assert "update_metrics(self, y, y_pred, sample_weight, loss)" in info.value.message
+    x, y = make_data(40, features=4)
+    keras.utils.set_random_seed(0)
+    history = Ported(SigmoidMetrics(), **arguments, optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0, diagnose=False).fit(
+        x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    keras.utils.set_random_seed(0)
+    reference = SigmoidMetrics()
+    reference.compile(**arguments, optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["binary_accuracy"], expected["binary_accuracy"], rtol=1e-5)
+
 def test_step_mistakes_are_coded_errors_before_training():
     # A per-example loss reached the optimizer (a Keras ValueError about adam/iteration), a step
     # without "loss" trained silently, and log_scalar from a callback was dropped and broke the

@@ -55,13 +55,16 @@ def check_step_signatures(trainer: Any, base: type) -> None:
 
 
 #: The model's own step methods model.fit calls, and the Trainer's methods that stand in for
-#: each in a subclass (a ported train_step may call the model's compute_loss itself).
-_MODEL_STEPS = {"train_step": ("train_step",), "test_step": ("test_step",), "compute_loss": ("compute_loss", "train_step")}
+#: each in a subclass, the first being where to move it (a ported train_step may call the model's
+#: compute_loss itself). Keras's steps call compute_metrics for the metrics they log: a model's
+#: that measured its logits' sigmoid logged another accuracy than trainkit's, in silence.
+_MODEL_STEPS = {"train_step": ("train_step",), "test_step": ("test_step",), "compute_loss": ("compute_loss", "train_step"),
+                "compute_metrics": ("update_metrics", "train_step")}
 
 
 def check_model_step_overrides(trainer: Any, base: type) -> None:
-    """Refuses a model whose own ``train_step``, ``test_step`` or ``compute_loss`` trainkit would
-    never call.
+    """Refuses a model whose own ``train_step``, ``test_step``, ``compute_loss`` or
+    ``compute_metrics`` trainkit would never call.
 
     ``model.fit`` calls a ``keras.Model`` subclass's overrides; trainkit's steps are the Trainer's,
     so a model's ``compute_loss`` adding a penalty trained without it, in silence (its losses and
@@ -77,9 +80,10 @@ def check_model_step_overrides(trainer: Any, base: type) -> None:
             continue
         if any(getattr(type(trainer), own) is not getattr(base, own) for own in replaced_by):
             continue
+        port = replaced_by[0]  # the Trainer's method to write it as (compute_metrics: update_metrics)
         raise ArgumentError("model-step-ignored", f"{model_class.__name__} overrides keras.Model.{name}, which model.fit calls but trainkit never does "
                                                   f"(it trains with the Trainer's steps, without model.compile): move it to a Trainer subclass, "
-                                                  f"class MyTrainer(Trainer) with {name}({_plain(inspect.signature(getattr(base, name)))}) and "
+                                                  f"class MyTrainer(Trainer) with {port}({_plain(inspect.signature(getattr(base, port)))}) and "
                                                   f"self.model where the model's had self, and train with MyTrainer(model, ...).")
 
 
