@@ -2661,6 +2661,29 @@ def test_a_models_own_compute_metrics_is_refused_unless_the_trainer_ports_it():
     expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
     np.testing.assert_allclose(history["binary_accuracy"], expected["binary_accuracy"], rtol=1e-5)
 
+
+def test_a_models_own_predict_step_is_what_predict_returns():
+    # trainer.predict called the model alone: a logits model whose predict_step applies the
+    # sigmoid got 0.50, 1.13, -0.13 where model.predict gave 0.62, 0.76, 0.47, in silence.
+    class Probabilities(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+        def predict_step(self, data):
+            return keras.ops.sigmoid(super().predict_step(data))
+
+    x, y = make_data(40, features=4)
+    trainer = Trainer(Probabilities(), loss=keras.losses.BinaryCrossentropy(from_logits=True), optimizer="sgd", task="binary", diagnose=False)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    predicted = trainer.predict(x, batch_size=16)
+    np.testing.assert_allclose(predicted, trainer.model.predict(x, verbose=0), rtol=1e-6)
+    assert predicted.min() >= 0.0 and predicted.max() <= 1.0
+    np.testing.assert_allclose(trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8)), predicted, rtol=1e-6)
+
 def test_step_mistakes_are_coded_errors_before_training():
     # A per-example loss reached the optimizer (a Keras ValueError about adam/iteration), a step
     # without "loss" trained silently, and log_scalar from a callback was dropped and broke the

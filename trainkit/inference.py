@@ -136,7 +136,9 @@ class Inference:
 
         One array, or for a model with several outputs their structure (a list...) of arrays.
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
-        ``verbose`` is taken for Keras code: predict prints nothing.
+        ``verbose`` is taken for Keras code: predict prints nothing. A model whose class
+        overrides ``keras.Model.predict_step`` (a sigmoid on its logits, an argmax) is predicted
+        with ``model.predict``, which calls it, as Keras does.
         """
         check_batch_size(batch_size)
         batch_size = int(batch_size)  # the compiled call takes an int32: np.int64(16) failed in it with a TensorFlow TypeError
@@ -144,6 +146,10 @@ class Inference:
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
         if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset | keras.utils.PyDataset):
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset, a PyDataset or a generator; numpy data is predicted whole.")
+        if type(self.model).predict_step is not keras.Model.predict_step:
+            # Its own predict_step is what model.predict returns; calling the model alone returned
+            # its logits where model.predict returned the sigmoid's probabilities, in silence.
+            return self.model.predict(x, batch_size=batch_size, steps=steps, verbose=0)
         layers = layer_ids(self.model)
         if layers != self._predict_layer_ids:
             # Layers added or replaced since (model.pop(), model.add(...)): the functions traced
