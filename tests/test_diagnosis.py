@@ -2156,6 +2156,44 @@ def test_a_loss_above_chance_falling_every_epoch_is_said_to_be_still_falling_not
     assert "stayed" in f.message and "still_falling" not in f.evidence
 
 
+@pytest.mark.parametrize("train", [[0.684, 0.663, 0.642], [0.723, 0.705, 0.692], [0.72, 0.71, 0.70, 0.69, 0.68]])
+def test_a_loss_near_chance_still_falling_measurably_has_not_stayed_there(train):
+    # A 3-epoch text classifier without validation, 0.684 -> 0.642 (chance 0.693), and an MLP at
+    # Adam 3e-4, 0.723 -> 0.692, were told "the training loss stayed at the chance level ... the
+    # labels are unpredictable from the inputs": a loss still falling 1.4-3% of chance an epoch has
+    # shown no level it settles at.
+    s = Stream(epochs=len(train))
+    s.val_loss = None
+    s.train_loss = lambda e, st: train[e]
+    f = finding(s.run(), "loss-at-chance")
+    assert "still near" in f.message and "stayed" not in f.message and "unpredictable" not in f.message
+    assert f.evidence["still_falling"] and f.advice.startswith("Train for more epochs")
+    # With a validation loss falling so too, the same.
+    s.val_loss = lambda e: train[e] + 0.01
+    f = finding(s.run(), "loss-at-chance")
+    assert "still near" in f.message and "and so is the validation loss" in f.message
+    # Random labels memorised: the training loss creeps down, the validation loss stays flat.
+    s.val_loss = lambda e: LN2 + 0.002 * (-1) ** e
+    f = finding(s.run(), "loss-at-chance")
+    assert "stayed" in f.message and "still_falling" not in f.evidence
+    # Steps too small: lr-too-low (which judges 4 epochs or more) says the loss is still falling,
+    # loss-at-chance waits; it said "stayed at the chance level ... (lr-too-low) are reasons it cannot learn".
+    s.val_loss = None
+    for layer in LAYERS:
+        s.values[f"update_ratio/{layer}/kernel"] = lambda e, st: 1e-4
+    d = s.run()
+    assert ("lr-too-low" in codes(d)) is (len(train) >= 4) and ("loss-at-chance" in codes(d)) is (len(train) < 4)
+
+
+def test_a_loss_near_chance_creeping_down_by_a_sliver_still_stayed_there():
+    # An LSTM on random labels, 0.694, 0.693, 0.6926 (0.07% of chance an epoch): no measurable fall.
+    s = Stream(epochs=3)
+    s.val_loss = None
+    s.train_loss = lambda e, st: [0.694, 0.693, 0.6926][e]
+    f = finding(s.run(), "loss-at-chance")
+    assert "stayed" in f.message and "unpredictable" in f.message
+
+
 def test_a_loss_falling_every_epoch_just_under_chance_with_the_validation_loss_under_its_own_is_not_at_chance():
     # low_mse_binary_fixed (a logistic regression at Adam 1e-3) at 500 rows: 0.748 -> 0.687 (chance
     # 0.693), validation 0.722 -> 0.677, lower at every epoch, accuracy rising: "stayed at the chance
