@@ -881,6 +881,18 @@ def test_a_regression_ending_far_worse_than_the_mean_gets_a_verdict():
     assert "loss-at-chance" not in codes(s.run(diagnoser=d))
 
 
+def test_a_regression_above_the_mean_still_closing_the_gap_is_not_told_it_is_stuck():
+    # An MLP at Adam 3e-4, 3 epochs: 1.911, 1.808, 1.729 (chance 1.263), 4-5% an epoch, was told
+    # "the loss is no longer falling fast ... the predictions are stuck away from them".
+    s = Stream(epochs=3, task="regression", chance=1.263)
+    s.val_loss = None
+    s.train_loss = lambda e, st: [1.911, 1.808, 1.729][e]
+    assert "loss-at-chance" not in codes(s.run())
+    # Flat there, it is stuck.
+    s.train_loss = lambda e, st: [1.74, 1.73, 1.729][e]
+    assert "no longer falling fast" in finding(s.run(), "loss-at-chance").message
+
+
 def test_a_loss_still_falling_fast_towards_chance_has_not_stayed_at_chance():
     # 3 epochs of mlp_binary: 0.918 -> 0.795 -> 0.710 (chance 0.693) "stayed at the chance level".
     s = Stream(epochs=3)

@@ -612,6 +612,12 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
     """
     if view.context.task != "regression" or found_codes(view, OVERSHOOTING) or still_falling(view, train):
         return None  # still falling fast: underfitting's verdict
+    moves = min(len(train), max(3, len(train) // 3)) - 1
+    if (moves > 0 and steadily_falling(train)
+            and _last_third_fall(train) / moves * view.t.worse_than_chance_horizon >= final - chance):
+        # Still closing the gap to chance at a pace that gets there soon: no sign of being stuck,
+        # however short the run (a 3-epoch run's "last quarter" is one epoch, which must fall 5%).
+        return None
     if too_small_steps:
         # Falling epoch after epoch from a start above the mean, on steps too small to get
         # there: lr-too-low's case. RMSprop at 1e-6 (3.22 -> 2.62 over 30 epochs, targets

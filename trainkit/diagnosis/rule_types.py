@@ -81,6 +81,12 @@ class Thresholds:
     #: 2%) is no verdict on the labels. Random labels settling onto chance creep far slower
     #: (Adam 1e-4, from 0.87: 0.19% an epoch over the last third of 20 epochs; an LSTM 0.07%).
     at_chance_creep: float = 0.0025
+    #: A regression's loss above chance that still falls at nearly every epoch at a pace that
+    #: reaches chance within this many more epochs is not "stuck away from the targets": an MLP at
+    #: Adam 3e-4, 1.911, 1.808, 1.729 in 3 epochs (chance 1.263, 4-5% an epoch: under
+    #: underfitting's 5% over the last quarter) was; raw diabetes targets at 4.5x chance, falling
+    #: 1% an epoch for 40 epochs, are.
+    worse_than_chance_horizon: int = 10
     # Loss collapsed: within the first 2 epochs the loss is under 2% of chance (1e-3 without one).
     # Healthy runs measured >= 27% of chance in their first 3 epochs (a smooth regression), MNIST-like
     # tasks ~10% after one long epoch, but honest easy tasks far less: a near-deterministic
