@@ -597,6 +597,31 @@ def test_unscaled_inputs_fires_on_features_all_shrunk_near_zero():
     assert "unscaled-inputs" not in codes(run("regression", x / 0.048 * 0.3, rng.standard_normal(442)))
 
 
+@pytest.mark.parametrize("first", ["layer_norm", "unit_norm", "layer_norm_behind_dropout", "second_input"])
+def test_unscaled_inputs_silent_on_small_inputs_a_layer_normalisation_reads_first(first):
+    # load_diabetes()-sized features (std 0.048) read first by a LayerNormalization trained as
+    # fast as standardised ones (SGD 0.01: 4-5 epochs to MSE 0.6 against 3-4; 28-32 ten times
+    # smaller, where its epsilon 1e-3 outweighs their variance), yet were told to standardise.
+    rng = np.random.default_rng(0)
+    x = std_x(n=442) * 0.048
+    y = rng.standard_normal(442)
+    norm = {"unit_norm": L.UnitNormalization}.get(first, L.LayerNormalization)
+    if first == "second_input":
+        amounts, small = keras.Input((2,), name="amounts"), keras.Input((4,), name="small")
+        joined = L.Concatenate()([amounts, L.LayerNormalization()(small)])
+        net = keras.Model([amounts, small], L.Dense(1)(L.Dense(8, activation="relu")(joined)))
+        data = lambda x: {"amounts": rng.standard_normal((442, 2)).astype("float32"), "small": x}  # noqa: E731
+    else:
+        extra = [L.Dropout(0.1)] if first == "layer_norm_behind_dropout" else []
+        net = keras.Sequential([keras.Input((4,)), *extra, norm(), L.Dense(8, activation="relu"), L.Dense(1)])
+        data = lambda x: x  # noqa: E731
+    loss = get_loss("mse")
+    assert "unscaled-inputs" not in codes(check_data(data(x), y, model=net, loss=loss, task="regression"))
+    # So small that the epsilon outweighs their variance: told, but for the unit norm (x / |x|).
+    found = codes(check_data(data(x / 100), y, model=net, loss=loss, task="regression"))
+    assert ("unscaled-inputs" in found) == (first != "unit_norm")
+
+
 def test_unscaled_inputs_skipped_when_model_normalises_and_images_get_divide_by_255():
     rng = np.random.default_rng(2)
     x = rng.random((300, 4)) * 1000

@@ -76,6 +76,7 @@ from trainkit.checks.model_inspect import (
     input_masking,
     input_names,
     input_normalizers,
+    input_row_normalizers,
     input_shapes,
     iter_layers,
     layout_readers,
@@ -337,7 +338,8 @@ def check_data(
     # inside the first validation step, after a whole epoch of training.
     unmatched_inputs = input_structure_issue(x, names) or (input_structure_issue(x_val, names, "x_val") if x_val is not None else None)
     ctx = DataContext(xs=xs, x_val=xv, targets=targets, input_shapes=shapes,
-                      scales_inputs=scales_own_inputs(model), normalizers=input_normalizers(model), where=where, sample_rows=sample_rows,
+                      scales_inputs=scales_own_inputs(model), normalizers=input_normalizers(model),
+                      row_normalizers=input_row_normalizers(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,

@@ -67,6 +67,9 @@ class DataContext:
     scales_inputs: Sequence[bool] = ()
     #: For each input, the ``Normalization`` or ``Rescaling`` layer that scales it (see ``input_normalizers``), or ``None``.
     normalizers: Sequence[Any] = ()
+    #: For each input, the layer that normalises each of its samples first (``LayerNormalization``; see
+    #: ``input_row_normalizers``), or ``None``.
+    row_normalizers: Sequence[Any] = ()
     where: str = ""
     sample_rows: int = DEFAULT_SAMPLE_ROWS
     #: Layers whose outputs keep a sample's positions (see ``position_keeping_layers``).
