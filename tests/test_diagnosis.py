@@ -1534,6 +1534,28 @@ def test_a_rate_plateau_cut_on_one_noisy_epoch_while_the_loss_fell_names_the_cut
     assert "cut after epoch" not in " ".join(f.message for f in s.run().findings)
 
 
+@pytest.mark.parametrize("plateau", [True, False])
+def test_a_rate_cut_on_noise_after_which_the_validation_loss_set_a_new_best_helped(plateau):
+    # Cut after epoch 9 of 30 on a validation loss 0.3% above its best while the training loss
+    # fell 10% an epoch, as a ReduceLROnPlateau(patience=1) does: the validation loss then fell
+    # 0.603 -> 0.46 (the cut helped), and the later cuts came as it stopped. It was told "the
+    # cuts, not the model, stopped it" and to raise the patience; before the rule, nothing.
+    train = [1.2 * 0.9**e for e in range(9)] + [0.45, 0.40, 0.385, 0.38]
+    val = [1.25 * 0.9**e for e in range(8)] + [1.25 * 0.9**7 * 1.003, 0.52, 0.47, 0.462, 0.46]
+    cuts = (8, 12, 14, 16, 18, 20, 22, 24, 26, 28)
+    s = Stream(epochs=30, task="multiclass", chance=math.log(10))
+    s.context.val_rows = 1000
+    if plateau:
+        s.context.rate_plateau = {"monitor": "val_loss", "patience": 1, "min_delta": 1e-4, "cooldown": 0, "factor": 0.1, "min_lr": 0.0}
+    s.values["learning_rate"] = lambda e, st: 1e-3 * 0.1 ** sum(1 for c in cuts if c < e)
+    s.train_loss = lambda e, st: train[e] if e < len(train) else 0.3799
+    s.val_loss = lambda e: val[e] if e < len(val) else 0.4599
+    assert "plateau" not in codes(s.run())
+    # No new best past its noise (3% over 1000 rows) after the cut: the cuts stopped it.
+    s.val_loss = lambda e: val[e] if e < 9 else 0.59
+    assert "cut after epoch 9, 13, 15, ... (10 cuts)" in finding(s.run(), "plateau").message
+
+
 def test_a_keras_rate_plateau_callbacks_settings_reach_the_context_as_json_values():
     from trainkit.callbacks.keras_callbacks import KerasCallback
     from trainkit.diagnosis.run_context import _rate_plateau_config

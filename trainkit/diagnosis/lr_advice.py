@@ -247,7 +247,8 @@ def rate_cut_while_learning(view: Diagnoser) -> dict[str, Any] | None:
     whose rate was 1% of the largest, two cuts later, when the cuts had already stopped it. Not a
     validation loss that had risen beyond that noise (overfitting: 0.438 -> 0.465, 6% up), nor one
     whose best lay further back than those epochs (a patience of 5 run out): the callback did
-    what it is for.
+    what it is for. Nor a cut after which the validation loss set a new best beyond that noise: it
+    helped.
 
     Returns:
         ``{"first": the 0-based index of the epoch whose end cut the rate, "cut_epochs": the
@@ -279,6 +280,13 @@ def rate_cut_while_learning(view: Diagnoser) -> dict[str, Any] | None:
     rows = view.context.val_rows
     noise = min(view.t.at_chance_band, 1.0 / math.sqrt(rows)) if rows else _VAL_NOISE_UNKNOWN_ROWS
     if rise > noise:
+        return None
+    after = view.val_losses()[first + 1:]
+    after = after[np.isfinite(after)]
+    if after.size and float(after.min()) < best - noise * abs(best):
+        # A new best beyond the noise after it: the cut helped, as a lower rate does once the
+        # steps bounce about a minimum (0.603 -> 0.46 after a cut after epoch 9 of 30, the later
+        # cuts as that loss stopped), and the run was told the cuts, not the model, stopped it.
         return None
     return {"first": first, "cut_epochs": [view.epochs[int(i)].epoch + 1 for i in cuts],
             "train_fall": (before - at) / abs(before) / window, "val_rise": rise, "val_noise": noise, "val_best": best}
