@@ -1556,6 +1556,23 @@ def test_a_rate_cut_on_noise_after_which_the_validation_loss_set_a_new_best_help
     assert "cut after epoch 9, 13, 15, ... (10 cuts)" in finding(s.run(), "plateau").message
 
 
+@pytest.mark.parametrize("monitor", ["val_accuracy", "loss"])
+def test_a_rate_plateau_on_another_monitor_is_not_given_the_validation_loss_s_min_delta(monitor):
+    # min_delta is in the monitored value's units: a ReduceLROnPlateau watching val_accuracy
+    # (mode 'max') was told "set min_delta=0.081 (~5% of the loss)", the validation loss's noise.
+    train = (2.168, 1.79, 1.46, 1.228, 1.083, 0.999, 0.946, 0.942)
+    val = (2.093, 1.885, 1.722, 1.691, 1.629, 1.635, 1.633, 1.634)
+    s = Stream(epochs=30, task="multiclass", chance=math.log(10))
+    s.context.val_rows = 40
+    s.context.rate_plateau = {"monitor": monitor, "patience": 1, "min_delta": 1e-4, "cooldown": 0, "factor": 0.1, "min_lr": 0.0}
+    s.values["learning_rate"] = lambda e, st: 1e-3 * 0.1 ** max(0, e - 5)
+    s.train_loss = lambda e, st: train[min(e, 7)] if e < 8 else 0.941
+    s.val_loss = lambda e: val[min(e, 7)] if e < 8 else 1.633
+    advice = finding(s.run(), "plateau").advice
+    assert "min_delta=0.081" not in advice and f"change of '{monitor}' that is noise, in its own units" in advice, advice
+    assert ("~0.079 by chance" in advice) == (monitor == "val_accuracy")
+
+
 def test_a_keras_rate_plateau_callbacks_settings_reach_the_context_as_json_values():
     from trainkit.callbacks.keras_callbacks import KerasCallback
     from trainkit.diagnosis.run_context import _rate_plateau_config

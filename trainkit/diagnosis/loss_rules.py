@@ -1316,13 +1316,22 @@ def _rate_cut_too_soon(view: Diagnoser, last: float, recent: float, total: float
                "stopped it.")
     plateau = view.context.rate_plateau
     if plateau is not None:
-        # Keras's min_delta is in the loss's units, not a share of it.
-        delta = early["val_noise"] * abs(early["val_best"])
         waited = f"{plateau['patience']} epoch{'s' * (plateau['patience'] != 1)}"
-        advice = (f"The ReduceLROnPlateau (monitor='{plateau['monitor']}', patience={plateau['patience']}, "
+        monitor = plateau["monitor"]
+        if monitor == "val_loss":
+            # Keras's min_delta is in the loss's units, not a share of it.
+            delta = early["val_noise"] * abs(early["val_best"])
+            min_delta = f"set min_delta={delta:.2g} (the noise it should ignore, ~{early['val_noise']:.0%} of the loss)"
+        else:
+            # min_delta is in the monitored value's units: the validation loss's noise is no
+            # number for val_accuracy (mode 'max') or the training loss.
+            rows = view.context.val_rows
+            noise = (f" (an accuracy over {rows} rows moves by up to ~{0.5 / math.sqrt(rows):.2g} by chance)"
+                     if rows and "acc" in monitor else "")
+            min_delta = f"set min_delta to the change of '{monitor}' that is noise, in its own units{noise}"
+        advice = (f"The ReduceLROnPlateau (monitor='{monitor}', patience={plateau['patience']}, "
                   f"min_delta={plateau['min_delta']:g}, cooldown={plateau['cooldown']}) cut after {waited} of noise: raise its "
-                  f"patience (5-10 epochs), set min_delta={delta:.2g} (the noise it should ignore, ~{early['val_noise']:.0%} of "
-                  "the loss), give it a "
+                  f"patience (5-10 epochs), {min_delta}, give it a "
                   f"cooldown (2-5 epochs) so one cut shows its effect before the next, and a min_lr "
                   f"(~{cut[0] / 100:.3g}, 1% of the rate) so it never stops the steps.")
     else:
