@@ -447,6 +447,25 @@ def test_an_output_activation_on_top_of_another_is_double_activation(inner, says
         assert check_compatibility(keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), *fine]), get_loss("binary_crossentropy"), "binary") == []
 
 
+@pytest.mark.parametrize("ending", ["sigmoid", "scaled_sigmoid", "softmax"])
+def test_an_output_layer_behind_a_keras_operation_is_no_hidden_layer(ending):
+    # A logistic regression ending in keras.ops.sigmoid(Dense(1)(x)), which trains since 4a6f9c6,
+    # was told "The hidden layer 'dense' has no activation, so the model is linear": the output
+    # chain stopped at the operation, and the Dense that gives its units counted as hidden.
+    L, ops = keras.layers, keras.ops
+    x = keras.Input((4,))
+    if ending == "softmax":
+        model, loss, task = keras.Model(x, ops.softmax(L.Dense(3)(x))), "sparse_categorical_crossentropy", "multiclass"
+    else:
+        logits = L.Dense(1)(x) * 2.0 if ending == "scaled_sigmoid" else L.Dense(1)(x)
+        model, loss, task = keras.Model(x, ops.sigmoid(logits)), "binary_crossentropy", "binary"
+    assert check_compatibility(model, get_loss(loss), task) == []
+    # A hidden Dense without activation before it still is one.
+    h = L.Dense(8)(x)
+    assert [f.code for f in check_compatibility(keras.Model(x, ops.sigmoid(L.Dense(1)(h))), get_loss("binary_crossentropy"), "binary")] == [
+        "linear-hidden-layers"]
+
+
 def test_linear_hidden_layers_respects_separate_activation_layers():
     L = keras.layers
     with_act = keras.Sequential([keras.Input((4,)), L.Dense(8), L.Activation("relu"), L.Dense(1)])

@@ -234,6 +234,16 @@ def _unit_count(layer: Any) -> int | None:
     return None
 
 
+def _shape_keeping_input(op: Any, node_index: int, tensor: Any) -> Any:
+    """The one tensor a Keras operation, no layer (``keras.ops.sigmoid``, ``x * 2.0``), was called
+    on where its output ``tensor`` keeps that tensor's shape, else ``None``: its units are the
+    layer's before it (an ``ops.mean`` over them, which changes the shape, has none of its own)."""
+    if isinstance(op, keras.layers.Layer) or node_index >= len(getattr(op, "_inbound_nodes", ())):
+        return None
+    given = [t for t in keras.tree.flatten(op._inbound_nodes[node_index].input_tensors) if hasattr(t, "_keras_history")]
+    return given[0] if len(given) == 1 and tuple(given[0].shape) == tuple(tensor.shape) else None
+
+
 def _trace_tensor(tensor: Any) -> list[Any]:
     """Layers from ``tensor`` back to (and including) the layer that produces the units."""
     chain: list[Any] = []
@@ -254,6 +264,12 @@ def _trace_tensor(tensor: Any) -> list[Any]:
             node = op._inbound_nodes[history.node_index]
         else:
             chain.append(op)
+            given = _shape_keeping_input(op, history.node_index, tensor)
+            if given is not None:
+                # keras.ops.sigmoid(dense(h)): the chain goes on to the layer that gives its units,
+                # which was judged a hidden layer ("the model is linear" for a logistic regression).
+                tensor = given
+                continue
             if _is_unit_layer(op) or _layer_activation(op) == UNKNOWN or type(op).__name__ == "InputLayer":
                 break
             node = op._inbound_nodes[history.node_index]
