@@ -1573,6 +1573,22 @@ def test_a_rate_plateau_on_another_monitor_is_not_given_the_validation_loss_s_mi
     assert ("~0.079 by chance" in advice) == (monitor == "val_accuracy")
 
 
+def test_a_rate_plateau_is_not_asked_for_the_cooldown_and_min_lr_it_has():
+    # ReduceLROnPlateau(patience=1, cooldown=2, min_lr=1e-7) was told to "give it a cooldown
+    # (2-5 epochs)" and "a min_lr": it had both; its min_lr is too low, its cooldown is not.
+    train = (2.168, 1.79, 1.46, 1.228, 1.083, 0.999, 0.946, 0.942)
+    val = (2.093, 1.885, 1.722, 1.691, 1.629, 1.635, 1.633, 1.634)
+    s = Stream(epochs=30, task="multiclass", chance=math.log(10))
+    s.context.val_rows = 40
+    s.context.rate_plateau = {"monitor": "val_loss", "patience": 1, "min_delta": 1e-4, "cooldown": 2, "factor": 0.1, "min_lr": 1e-7}
+    s.values["learning_rate"] = lambda e, st: max(1e-7, 1e-3 * 0.1 ** max(0, (e - 3) // 3))
+    s.train_loss = lambda e, st: train[min(e, 7)] if e < 8 else 0.941
+    s.val_loss = lambda e: val[min(e, 7)] if e < 8 else 1.633
+    advice = finding(s.run(), "plateau").advice
+    assert "give it a cooldown" not in advice and "cooldown=2, min_lr=1e-07)" in advice, advice
+    assert "raise its min_lr to ~1e-05" in advice and "give it a min_lr" not in advice
+
+
 def test_a_keras_rate_plateau_callbacks_settings_reach_the_context_as_json_values():
     from trainkit.callbacks.keras_callbacks import KerasCallback
     from trainkit.diagnosis.run_context import _rate_plateau_config

@@ -1329,11 +1329,14 @@ def _rate_cut_too_soon(view: Diagnoser, last: float, recent: float, total: float
             noise = (f" (an accuracy over {rows} rows moves by up to ~{0.5 / math.sqrt(rows):.2g} by chance)"
                      if rows and "acc" in monitor else "")
             min_delta = f"set min_delta to the change of '{monitor}' that is noise, in its own units{noise}"
+        # What it has already is not asked for again: a cooldown of 2 was told to give it one.
+        cooldown = ("" if plateau["cooldown"] >= 2 else
+                    "give it a cooldown (2-5 epochs) so one cut shows its effect before the next, ")
+        floor = "raise its min_lr to" if plateau.get("min_lr", 0.0) > 0 else "give it a min_lr"
         advice = (f"The ReduceLROnPlateau (monitor='{monitor}', patience={plateau['patience']}, "
-                  f"min_delta={plateau['min_delta']:g}, cooldown={plateau['cooldown']}) cut after {waited} of noise: raise its "
-                  f"patience (5-10 epochs), {min_delta}, give it a "
-                  f"cooldown (2-5 epochs) so one cut shows its effect before the next, and a min_lr "
-                  f"(~{cut[0] / 100:.3g}, 1% of the rate) so it never stops the steps.")
+                  f"min_delta={plateau['min_delta']:g}, cooldown={plateau['cooldown']}, min_lr={plateau.get('min_lr', 0.0):g}) cut "
+                  f"after {waited} of noise: raise its patience (5-10 epochs), {min_delta}, {cooldown}and {floor} "
+                  f"~{cut[0] / 100:.3g} (1% of the rate) so it never stops the steps.")
     else:
         advice = ("Cut the learning rate later and less often: whatever lowers it (a callback watching the validation loss, a "
                   "step schedule) should wait several epochs without improvement beyond the loss's noise, and keep a floor "
