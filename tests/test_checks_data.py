@@ -1082,6 +1082,17 @@ def test_overlap_finds_validation_texts_that_are_training_texts(given):
     assert finding.evidence["rows_found"] == 80 and finding.evidence["overlap_share"] == 1.0
 
 
+def test_overlap_codes_objects_that_are_no_texts_by_their_repr():
+    # check_data on an object array of lists (which fit refuses earlier, unsupported-input) raised
+    # Python's "TypeError: unhashable type: 'list'" from the text coding.
+    x = np.empty(100, dtype=object)
+    x[:] = [[i, i + 1] for i in range(100)]
+    y = np.random.default_rng(0).integers(0, 2, 100)
+    found = check_data(x, y, model=_text_classifier(), loss=get_loss("binary_crossentropy"), task="binary", x_val=x[:20], y_val=y[:20])
+    (finding,) = [f for f in found if f.code == "train-validation-overlap"]
+    assert finding.evidence["rows_found"] == 20
+
+
 def test_overlap_silent_on_short_texts_that_repeat_by_chance():
     # Three words of four make 64 texts: training and validation drawn alike share most of them,
     # as often as the training texts repeat each other.

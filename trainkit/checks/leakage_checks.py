@@ -257,6 +257,14 @@ def _is_text(a: np.ndarray) -> bool:
     return a.dtype.kind in "OUS"
 
 
+def _text_key(text: object) -> str:
+    """``text`` as the str it codes: a ``tf.string`` tensor's bytes decoded, anything else an
+    object array may hold (a list: unhashable, it raised a ``TypeError`` in ``check_data``) as its repr."""
+    if isinstance(text, str):
+        return text
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else repr(text)
+
+
 def _text_as_codes(xs: Sequence[np.ndarray], x_val: Sequence[np.ndarray], train_rows: int,
                    val_rows: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The training and validation inputs as :func:`_identical_rows` hashes them, their texts as
@@ -271,10 +279,9 @@ def _text_as_codes(xs: Sequence[np.ndarray], x_val: Sequence[np.ndarray], train_
             continue
         # A dict of each text as str (a tf.string tensor's bytes and numpy's str are the same
         # texts): 0.07 s for 200k, where np.unique took 0.16 s (0.14 s on their bytes).
-        seen: dict[object, int] = {}
+        seen: dict[str, int] = {}
         texts = [*t.ravel().tolist(), *v.ravel().tolist()]
-        codes = np.fromiter((seen.setdefault(text.decode("utf-8", "replace") if isinstance(text, bytes) else text, len(seen))
-                             for text in texts), dtype=np.int64, count=len(texts))
+        codes = np.fromiter((seen.setdefault(_text_key(text), len(seen)) for text in texts), dtype=np.int64, count=len(texts))
         train[i], val[i] = codes[:t.size].reshape(t.shape), codes[t.size:].reshape(v.shape)
     return train, val
 
