@@ -750,6 +750,48 @@ def test_a_pydataset_s_on_epoch_begin_is_called_before_each_epoch_s_batches():
     assert epochs.endswith("brrrebrrre")
 
 
+class Hooked(Batches):
+    """Batches that record their reads and epoch hooks in order ("B", "E" and batch indices)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
+        super().__init__(x, y, batch_size)
+        self.events: list[int | str] = []
+
+    def __getitem__(self, i: int):
+        self.events.append(i)
+        return super().__getitem__(i)
+
+    def on_epoch_begin(self) -> None:
+        self.events.append("B")
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        self.events.append("E")
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_checks_read_a_pydataset_without_its_epoch_hooks_and_skip_unread(shuffle):
+    # The checks' sample (16 batches) and their read past it (labels sorted: one class in the first
+    # batches) each began a pass of their own: 30 batches and epochs=2 called on_epoch_begin 4 times
+    # and on_epoch_end 3 (model.fit: once each an epoch, and on_epoch_end once more before the
+    # first), so a PyDataset that counts epochs or advances a curriculum there saw 4; and the read-on
+    # read batches 0-15 again only to skip them.
+    x = np.random.default_rng(0).normal(size=(240, 4)).astype("float32")
+    y = (np.arange(240) >= 200).astype("float32")[:, None]  # sorted: the checks read on past their sample
+    data = Hooked(x, y, batch_size=8)
+    make_trainer().fit(data, epochs=2, shuffle=shuffle, verbose=0)
+    events = data.events
+    assert events.count("B") == events.count("E") == 2
+    first = events.index("B")
+    epoch = events[first + 1 : events.index("E")]
+    assert sorted(epoch) == list(range(30)) and events[first:].count("B") == 2  # both hooks belong to training's passes
+    checks = events[3:first]  # after the element spec's batches (0, 1, 29)
+    if not shuffle:
+        assert checks == list(range(30))  # the sample, then the read-on from batch 16: no batch read twice
+    else:
+        assert checks == epoch[: len(checks)]  # the sample is the first epoch's first batches
+
+
 class Shrinking(Batches):
     """Batches that drop their last rows at each epoch's end (len() falls), sliced past their end as numpy slices are."""
 

@@ -297,21 +297,23 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     except NotImplementedError:
         raise DataError("unsupported-input", f"The {type(data).__name__} has neither __len__ nor num_batches: define __len__ (its number of "
                                              "batches), or a num_batches property (None for one that never ends).") from None
+    passes = _Passes()
     if count is None:  # batches 0, 1, 2... as model.fit reads them; an epoch needs steps_per_epoch
         signature = tf.nest.map_structure(spec, *[read(i) for i in (0, 1)])
         # Read ahead on its workers too: the README's "with workers=N its batches read on N
-        # threads" held only for a finite one, and an endless one's read one at a time.
-        endless = tf.data.Dataset.from_generator(lambda: recorded(_read_ahead(read, itertools.count(), data.workers, data.max_queue_size)),
-                                                 output_signature=signature)
-        return endless.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        # threads" held only for a finite one, and an endless one's read one at a time. A peek
+        # from batch n starts there (its hooks are never called: it has no epochs of its own).
+        endless = tf.data.Dataset.from_generator(lambda: recorded(_read_ahead(read, itertools.count(passes.take_peek() or 0), data.workers,
+                                                                              data.max_queue_size)), output_signature=signature)
+        endless = endless.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        endless._trainkit_passes = passes  # found again through the maps fit adds (see peek_batches)
+        return endless
     if count == 0:
         raise DataError("empty-data", f"The {type(data).__name__} has no batches (len() is 0). Give it at least one batch.")
 
     # The first, second and last batches: the last is often partial, and sequences padded batch
     # by batch show their varying length in the first two.
     signature = tf.nest.map_structure(spec, *[read(i) for i in sorted({0, min(1, count - 1), count - 1})])
-
-    passes = itertools.count()
 
     def refuse_fewer_batches() -> None:
         # Every pass reads the batches len() gave here (the dataset's cardinality): one whose
@@ -327,7 +329,14 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
             raise err
 
     def batches() -> Iterable[Any]:
-        order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, next(passes)]).permutation(count)
+        peek_from = passes.take_peek()
+        # A peek reads the next epoch's order: the batches the checks sample are those it trains on first.
+        order = range(count) if shuffle_seed is None else np.random.default_rng([shuffle_seed, passes.epochs]).permutation(count)
+        if peek_from is not None:
+            refuse_fewer_batches()
+            yield from _read_ahead(read, order[peek_from:], data.workers, data.max_queue_size)
+            return
+        passes.epochs += 1
         # model.fit calls it before each epoch's batches too: one that reshuffles or loads a
         # shard there was never called, and every epoch read what __init__ had left.
         data.on_epoch_begin()
@@ -336,7 +345,75 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         data.on_epoch_end()
 
     dataset = tf.data.Dataset.from_generator(lambda: recorded(batches()), output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    dataset._trainkit_passes = passes  # found again through the maps fit adds (see peek_batches)
+    return dataset
+
+
+class _Passes:
+    """The passes of one PyDataset's ``tf.data.Dataset`` (:func:`pydataset_batches`): the epochs
+    (each calls its epoch hooks and, shuffled, reads a new order) and the peeks that read its
+    batches without them (:func:`peek_batches`)."""
+
+    def __init__(self) -> None:
+        self.epochs = 0  # epoch passes started: the next one's order is seeded by it
+        self._peek_from: int | None = None  # a peek asked for: the next pass reads from that batch, without hooks
+
+    def take_peek(self) -> int | None:
+        """The batch a peek asked for starts at, ``None`` for an epoch; the request is used up."""
+        peek_from, self._peek_from = self._peek_from, None
+        return peek_from
+
+    def peek(self, dataset: tf.data.Dataset, start: int) -> Iterator[Any]:
+        """``dataset``'s batches from batch ``start`` of the next epoch's order, read without the
+        PyDataset's epoch hooks (``start`` batches are not read at all)."""
+        self._peek_from = start
+        try:
+            elements = iter(dataset)
+            # Its generator starts at the first batch asked for, and takes the request then: asked
+            # here, so no epoch's pass can ever take it.
+            first = next(elements, _END)
+        finally:
+            self._peek_from = None
+        return itertools.chain(() if first is _END else (first,), elements)
+
+
+_END = object()
+
+
+def peek_batches(dataset: tf.data.Dataset, start: int = 0, count: int | None = None) -> Iterator[Any]:
+    """The batches of ``dataset`` from batch ``start`` on (``count`` of them at most), as the checks read them.
+
+    A dataset of a PyDataset's batches (:func:`pydataset_batches`, or one mapped from it, as
+    ``fit`` maps it) is read without calling its ``on_epoch_begin()``/``on_epoch_end()``, in the
+    order its next epoch reads, and its first ``start`` batches are not read: the checks' sample
+    and their read past it called them each, so a PyDataset that counts epochs or advances a
+    curriculum there saw 4 epochs begin and 3 end for a 2-epoch fit, and had the 16 batches the
+    read-on skips read only to be discarded. Any other dataset is read with ``skip(start)``.
+    """
+    passes = _pydataset_passes(dataset)
+    # take(), not fewer next() calls: tf.data prefetches, and read 4 to 8 batches past the 16 asked for.
+    if passes is None:
+        dataset = dataset.skip(start) if start else dataset
+        return iter(dataset if count is None else dataset.take(count))
+    return passes.peek(dataset if count is None else dataset.take(count), start)
+
+
+def _pydataset_passes(dataset: tf.data.Dataset) -> _Passes | None:
+    """The :class:`_Passes` of the PyDataset ``dataset`` reads, through the element-wise maps
+    ``fit`` adds (dict inputs the model does not read dropped, class weights); ``None`` otherwise.
+
+    Only through ``map`` (and the ``take`` of :func:`peek_batches`): any other link (a ``skip``, a ``filter``, a ``batch``) reads batches
+    other than the PyDataset's own one for one, where a peek from a batch would be wrong.
+    """
+    link = dataset
+    while link is not None:
+        passes = getattr(link, "_trainkit_passes", None)
+        if passes is not None:
+            return passes
+        name = type(link).__name__
+        link = getattr(link, "_input_dataset", None) if ("Map" in name and "FlatMap" not in name) or "Take" in name else None
+    return None
 
 
 def _read_ahead(read: Callable[[int], Any], order: Iterable[Any], workers: int, queue_size: int) -> Iterator[Any]:

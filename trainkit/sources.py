@@ -21,7 +21,13 @@ import tensorflow as tf
 
 from trainkit.checks.data_sampling import DatasetSample, FurtherRows, further_rows, shuffles
 from trainkit.errors import ArgumentError, DataError
-from trainkit.inputs import as_array, paired_inputs, refuse_mismatched_kinds, takes_text
+from trainkit.inputs import (
+    as_array,
+    paired_inputs,
+    peek_batches,
+    refuse_mismatched_kinds,
+    takes_text,
+)
 from trainkit.loop import CompiledLoop, StepOutputs
 from trainkit.seed_states import seed_states_kept
 from trainkit.trainer_arguments import is_whole_number
@@ -389,7 +395,8 @@ class DatasetSource:
     def _read(self, batches: int) -> None:
         """Keeps the first ``batches`` batches, read in one pass (see :meth:`sample`)."""
         self._kept, size, ended = [], 0, True
-        for batch in self.dataset.take(batches):
+        # Read as a peek: a PyDataset's epoch hooks are training's alone (see peek_batches).
+        for batch in peek_batches(self.dataset, count=batches):
             self._kept.append(batch)
             size += nbytes(batch)
             if size >= SAMPLE_BYTES:
@@ -423,7 +430,7 @@ class DatasetSource:
         level's), so the batches past the sample are read once at most and no further than its budget."""
         if self._further is None:
             # From the kept batches past those sampled first: the pipeline is read past them only.
-            self._further = further_rows(self.dataset, skip_batches, sampled_inputs, self._kept[skip_batches:], self._ended)
+            self._further = further_rows(self.dataset, skip_batches, sampled_inputs, self._kept[skip_batches:], self._ended, reader=peek_batches)
         return self._further
 
     def release_sample(self, keep: int) -> None:

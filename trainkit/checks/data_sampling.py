@@ -283,10 +283,14 @@ class FurtherRows:
     which stops as soon as what was asked is known.
     """
 
-    def __init__(self, dataset: Any, skip_batches: int, sampled_inputs: Any, kept: Sequence[Any] = (), kept_all: bool = False) -> None:
+    def __init__(self, dataset: Any, skip_batches: int, sampled_inputs: Any, kept: Sequence[Any] = (), kept_all: bool = False,
+                 reader: Callable[[Any, int], Iterator[Any]] | None = None) -> None:
         import tensorflow as tf
 
         self._dataset = dataset
+        # reader(dataset, n): its batches from batch n on (default: dataset.skip(n), which reads
+        # the n it discards); trainkit.inputs.peek_batches reads a PyDataset's from n, without its epoch hooks.
+        self._reader = reader or _skipping
         self._elements: Iterator[Any] | None = None
         # Batches past ``skip_batches`` a reader of the dataset already holds (its source's kept
         # sample, the 8 batches after the checks' 8), read first: a pass from the start skipped
@@ -322,9 +326,9 @@ class FurtherRows:
         elif self._kept_all:
             element = None  # the held batches were the dataset's last
         else:
-            if self._elements is None:
-                self._elements = iter(self._dataset.skip(self._past_kept))
             try:
+                if self._elements is None:
+                    self._elements = self._reader(self._dataset, self._past_kept)
                 element = next(self._elements, None)
             except tf.errors.OpError:
                 from trainkit.inputs import forget_source_error
@@ -383,18 +387,24 @@ class FurtherRows:
         return self._vary if self._labels else None
 
 
-def further_rows(data: Any, skip_batches: int, sampled_inputs: Any, kept: Sequence[Any] = (), kept_all: bool = False) -> FurtherRows | None:
+def _skipping(dataset: Any, start: int) -> Iterator[Any]:
+    """A dataset's elements from ``start`` on (the first ``start`` read and discarded)."""
+    return iter(dataset.skip(start))
+
+
+def further_rows(data: Any, skip_batches: int, sampled_inputs: Any, kept: Sequence[Any] = (), kept_all: bool = False,
+                 reader: Callable[[Any, int], Iterator[Any]] | None = None) -> FurtherRows | None:
     """A :class:`FurtherRows` of a dataset (or :class:`DatasetSample`) of ``(x, y)`` or ``(x, y, w)``
     elements past its first ``skip_batches`` (``sampled_inputs``: those batches' inputs); ``None``
     for anything else. Nothing is read until a check asks; a :class:`DatasetSample` whose source
     shares one reader gives that one. ``kept``: the dataset's batches past ``skip_batches`` read
-    already, read first (``kept_all``: they are all of them)."""
+    already, read first (``kept_all``: they are all of them). ``reader``: see :class:`FurtherRows`."""
     if isinstance(data, DatasetSample) and data.further is not None:
         return data.further(skip_batches, sampled_inputs)
     dataset = data.dataset if isinstance(data, DatasetSample) else data if _is_dataset(data) else None
     if dataset is None or not (isinstance(dataset.element_spec, tuple) and 2 <= len(dataset.element_spec) <= 3):
         return None
-    return FurtherRows(dataset, skip_batches, sampled_inputs, kept, kept_all)
+    return FurtherRows(dataset, skip_batches, sampled_inputs, kept, kept_all, reader)
 
 
 def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
