@@ -800,3 +800,23 @@ def test_a_finding_with_an_unknown_severity_is_a_coded_error():
 
     with pytest.raises(ArgumentError, match="severity must be one of"):
         Finding("my-code", "fatal", "message", "advice")
+
+
+def test_a_batch_of_no_rows_counts_no_unit_dead():
+    # Every ReLU unit is active on none of an empty batch's rows: dead_fraction read 1 for it (its
+    # mean and std NaN), and a healthy MLP fed 13 empty batches of 20 (a filter that emptied them)
+    # read 65% dead at every epoch: a false dead-relu.
+    from trainkit.loop import StepOutputs, without_empty_batches
+
+    names = ("loss", "activation/dense/mean", "activation/dense/dead_fraction", "activation/dense/nonfinite")
+    values = np.array([[0.5, 0.2, 0.0, 0.0], [0.0, np.nan, 1.0, 0.0]])
+    read = without_empty_batches(StepOutputs(names, values, np.array([32, 0])))
+    np.testing.assert_array_equal(read.values[:, 2], [0.0, np.nan])
+    np.testing.assert_array_equal(read.values[:, [0, 3]], values[:, [0, 3]])  # nothing else changes
+
+    x, y = make_data(640)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).enumerate()
+    batches = batches.map(lambda i, b: tuple(t[: tf.where(i % 3 == 0, 32, 0)] for t in b))  # 2 batches in 3 empty
+    trainer = make_trainer(optimizer=keras.optimizers.Adam(0.01), diagnose=True)
+    trainer.fit(batches, epochs=6, verbose=0)
+    assert "dead-relu" not in [f.code for f in trainer.findings]

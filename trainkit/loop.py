@@ -45,6 +45,7 @@ from tensorflow.python.util import tf_decorator
 
 from trainkit.background import workers_turn
 from trainkit.errors import ArgumentError, TrainkitError
+from trainkit.stat_names import counted_over_rows
 
 StepFn = Callable[[Any], Mapping[str, tf.Tensor]]
 #: Batches a streaming call stacks and runs in one XLA loop (see CompiledLoop._build_chunked_streaming).
@@ -749,7 +750,27 @@ class CompiledLoop:
             # call's whole buffer (its capacity, up to 1024 rows: a streamed epoch of unknown
             # length, or one cut short) kept up to 8x the rows it ran.
             rows = rows.copy()
-        return StepOutputs(names=self.names, values=rows[:, 1:], batch_sizes=rows[:, 0].astype(np.int64))
+        return without_empty_batches(StepOutputs(names=self.names, values=rows[:, 1:], batch_sizes=rows[:, 0].astype(np.int64)))
+
+
+def without_empty_batches(outputs: StepOutputs) -> StepOutputs:
+    """``outputs`` with the statistics a batch of no rows cannot have made NaN for such steps.
+
+    A dataset may yield empty batches (a ``filter`` that emptied one, a bad split): every ReLU
+    unit is then active on none of its rows, and ``dead_fraction`` read 1 (a healthy MLP with 13
+    empty batches of 20 read 65% dead every epoch: a false dead-relu). NaN, as their mean and std
+    already are, leaves those steps out of the epoch means, the TensorBoard read-back's too. Here
+    on the host, after the call: the compiled step does nothing more.
+    """
+    empty = outputs.batch_sizes == 0
+    if not empty.any():
+        return outputs
+    columns = counted_over_rows(outputs.names)
+    if not columns:
+        return outputs
+    values = outputs.values.copy()  # the call's buffer may be read-only
+    values[np.ix_(empty, columns)] = np.nan
+    return dataclasses.replace(outputs, values=values)
 
 
 def _is_xla_compile_failure(message: str) -> bool:

@@ -279,6 +279,15 @@ def activation_stat_of(name: str, *stats: str) -> str | None:
     return parsed.target
 
 
+@functools.lru_cache(maxsize=64)
+def counted_over_rows(names: tuple[str, ...]) -> tuple[int, ...]:
+    """The columns of ``names`` that are a count over the batch's rows read as a finding: each
+    layer's ``dead_fraction`` (units active on no row). A batch of no rows makes it 1, every
+    unit active on none of them, where its mean and std are NaN (0 / 0): see
+    :func:`trainkit.loop.without_empty_batches`."""
+    return tuple(i for i, name in enumerate(names) if activation_stat_of(name, DEAD_FRACTION) is not None)
+
+
 def is_statistic(name: str) -> bool:
     """True for the names the statistics add to a step (everything but ``loss`` and user scalars).
 
