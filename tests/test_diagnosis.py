@@ -4039,6 +4039,28 @@ def test_chance_loss_of_losses_the_mean_does_not_minimise_is_their_best_constant
     assert baseline.loss < mean
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_chance_loss_of_poisson_is_keras_poisson_of_the_target_mean(weighted):
+    # Poisson had no chance level: count regressions got chance-level-unknown, and initial-loss /
+    # loss-at-chance never judged them. Its best constant is the (weighted) target mean.
+    rng = np.random.default_rng(0)
+    y = rng.poisson([0.3, 1.0], size=(500, 2)).astype(np.float32)
+    w = rng.uniform(0.5, 2, len(y)).astype(np.float32) if weighted else None
+    kw = {} if w is None else {"sample_weight": w}
+    baseline = chance_loss("regression", keras.losses.Poisson(), y, sample_weight=w)
+    mean = np.average(y, axis=0, weights=w)
+
+    def keras_poisson(c: np.ndarray) -> float:
+        return float(keras.losses.Poisson()(y, np.broadcast_to(c, y.shape).astype(np.float32), **kw))
+
+    assert baseline is not None and baseline.loss == pytest.approx(keras_poisson(mean), rel=1e-5)
+    assert all(baseline.loss < keras_poisson(mean * f) for f in (0.9, 1.1))
+    # Its floor, a perfect prediction's loss, is above 0: plateau reads the way from it.
+    assert baseline.floor == pytest.approx(float(keras.losses.Poisson()(y, y, **kw)), rel=1e-5) and 0 < baseline.floor < baseline.loss
+    # Counts mostly above e score below 0 at a perfect prediction: no ratio to 0 says anything there.
+    assert chance_loss("regression", "poisson", rng.poisson(10.0, size=(500, 1)).astype(np.float32)) is None
+
+
 @pytest.mark.parametrize(("task", "loss"), [("binary", "binary_crossentropy"), ("regression", "mse")])
 def test_weighted_chance_loss_of_one_label_per_row_is_that_of_a_column(task, loss):
     # y of shape (rows,), as most data comes: weights 10 and 1 on ~50/50 random labels gave a

@@ -3,7 +3,7 @@
 For cross-entropy that is the entropy of the label prior (a model that always predicts the class
 frequencies); for mean squared error it is the variance of the targets (always predicting their
 mean; for absolute error their median; for Huber, log-cosh, MAPE, MSLE and binary and categorical
-focal cross-entropy the constant a search finds). The rules compare losses with it: far below it at the
+focal cross-entropy the constant a search finds; for Poisson the target mean, where its floor is 0 or more). The rules compare losses with it: far below it at the
 first step means leakage or a wrong loss, staying at it means nothing was learned. It is computed with the run's own loss function on
 the constant prediction, so label smoothing, ``from_logits`` and per-output averaging are handled
 the way training handles them.
@@ -107,7 +107,7 @@ class Baseline:
             regression's few far targets (see :func:`first_steps_level`); ``None`` when unknown.
         floor: The loss of a perfect prediction, the lowest the loss can get: 0 but for
             cross-entropy with ``label_smoothing``, whose smoothed labels' own entropy it never
-            goes below (see :func:`smoothed_floor`).
+            goes below (see :func:`smoothed_floor`), and Poisson, ``mean(y - y * log(y))``.
         constant: A one-column regression's best constant prediction (the mean for MSE, the
             median for MAE, the searched one for Huber, log-cosh, MAPE and MSLE), where an
             output bias best starts; ``None`` otherwise.
@@ -267,8 +267,25 @@ def chance_loss(task: str, loss: Any, y: Any, sample_weight: Any = None, batch_s
         first, worst = _constant_batch_levels(fn, y, w, starts, batch_size, by_weight=config.get("reduction") == "mean_with_sample_weight",
                                               in_order=in_order, last_batch=last_batch)
     floor = smoothed_floor(fn, info, y, weights, float(config.get("label_smoothing") or 0.0))
+    if info.kind == "poisson":
+        floor = _poisson_floor(fn, y, weights)
+        if floor is None or floor < 0:
+            # The rules read a loss by its ratio to the chance level, from a floor of 0; Poisson's
+            # floor, a perfect prediction's mean(y - y * log(y)), is below 0 for counts from a mean of
+            # about 2 on (Poisson counts of mean 10: floor -13.8, chance level -13.2), where no ratio says anything.
+            return None
     constant = float(np.ravel(prediction)[0]) if info.kind == "regression" and np.size(prediction) == 1 else None
     return Baseline(value, detail, uninformed, first, floor if floor is not None and floor < value else 0.0, constant, worst)
+
+
+def _poisson_floor(fn: Any, y: np.ndarray, weights: dict[str, np.ndarray]) -> float | None:
+    """A Poisson loss's lowest value on targets ``y``: that of predicting every target itself
+    (``y - y * log(y)`` a value, 0 where ``y`` is 0, not 0 as other losses' floor is)."""
+    try:
+        value = float(np.asarray(fn(y.astype(np.float32), y.astype(np.float32), **weights)))
+    except Exception:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def zero_prediction_loss(loss: Any, y: Any, sample_weight: Any = None) -> float | None:
@@ -797,6 +814,10 @@ def _best_constant(task: str, kind: str | None, from_logits: bool, name: str, y:
         what = "variance of the targets" if task == "regression" else "variance of the labels (MSE of predicting their mean)"
         if name in ("MeanSquaredError", "mean_squared_error"):
             return _mean(y, w), what
+        return _mean(y, w), "loss of predicting the target mean"
+    if kind == "poisson":
+        # mean(p - y * log(p)) is least where its derivative 1 - mean(y) / p is 0: at the
+        # (weighted) target mean, per column.
         return _mean(y, w), "loss of predicting the target mean"
     return None
 

@@ -649,12 +649,22 @@ def _worse_than_chance(view: Diagnoser, train: np.ndarray, final: float, chance:
         evidence, epoch=view.epochs[-1].epoch)
 
 
+def _floor_cause(view: Diagnoser) -> str:
+    """What sets a loss floor above 0: Poisson's perfect prediction, or label smoothing."""
+    return "a perfect prediction of the counts" if _is_poisson(view) else "label smoothing"
+
+
+def _is_poisson(view: Diagnoser) -> bool:
+    return (view.context.loss or "").startswith(("Poisson", "poisson"))
+
+
 def _poisson_levels(view: Diagnoser) -> str:
     """For a Poisson loss, how to compute its two levels, or ``""``: its value goes below 0 (a count
     model at -0.20, another at -830), so the distance from 0 the other levels are read by says nothing."""
-    if not (view.context.loss or "").startswith(("Poisson", "poisson")):
+    if not _is_poisson(view):
         return ""
-    return (" For Poisson(), the best constant is the target mean m = y_train.mean(), scoring mean(m - y * log(m)); a "
+    return (" It knows Poisson()'s only where a perfect prediction scores 0 or more (Poisson counts of mean under ~2): the rules "
+            "read a loss by its ratio to the chance level, from 0. For Poisson(), the best constant is the target mean m = y_train.mean(), scoring mean(m - y * log(m)); a "
             "perfect prediction scores mean(y - y * log(y)) (0 where y is 0), the floor: read the loss by where it lies "
             "between the two, not by its distance from 0.")
 
@@ -1282,7 +1292,7 @@ def plateau(view: Diagnoser) -> Issue | None:
     return Issue(
         f"The training loss has been flat at {format_number(last)} since about epoch {view.epochs[half].epoch + 1} "
         f"(it improved {recent:.1%} over the second half of the run and {total:.0%} in all"
-        f"{f', of its distance from the floor {format_number(floor)} that label smoothing sets' if floor > 0 else ''})"
+        f"{f', of its distance from the floor {format_number(floor)} that {_floor_cause(view)} sets' if floor > 0 else ''})"
         f"{penalty_note(view)}: "
         f"training is stuck, typically behind dead or saturated units or a learning rate that is too small.",
         f"Look at the dead-relu / saturated-activations findings; {rate}, he_normal initialisation with "
