@@ -2683,6 +2683,14 @@ def test_a_models_own_predict_step_is_what_predict_returns():
     np.testing.assert_allclose(predicted, trainer.model.predict(x, verbose=0), rtol=1e-6)
     assert predicted.min() >= 0.0 and predicted.max() <= 1.0
     np.testing.assert_allclose(trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8)), predicted, rtol=1e-6)
+    # Through model.predict, what trainkit answers for any other model was lost: a generator of bare
+    # input batches raised Keras's ValueError, no rows Python's UnboundLocalError, and a dataset
+    # repeating forever without steps never returned (dataset-infinite without a predict_step).
+    np.testing.assert_allclose(trainer.predict(x[i : i + 16] for i in range(0, 40, 16)), predicted, rtol=1e-6)
+    assert trainer.predict(x[:0]).shape == (0, 1)
+    with pytest.raises(DataError) as caught:
+        trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8).repeat())
+    assert caught.value.code == "dataset-infinite"
 
 def test_step_mistakes_are_coded_errors_before_training():
     # A per-example loss reached the optimizer (a Keras ValueError about adam/iteration), a step

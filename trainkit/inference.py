@@ -25,7 +25,11 @@ from trainkit.fit_data import check_batch_size, check_input_shapes
 from trainkit.inputs import accepted_input, is_iterator, reraises_source_errors
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.model_layers import layer_ids
-from trainkit.predict_loop import batched_predict_function, dataset_predict_function
+from trainkit.predict_loop import (
+    batched_predict_function,
+    dataset_predict_function,
+    predict_forward,
+)
 from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
@@ -138,7 +142,7 @@ class Inference:
         ``steps`` limits a dataset to its first batches (needed for one that repeats forever).
         ``verbose`` is taken for Keras code: predict prints nothing. A model whose class
         overrides ``keras.Model.predict_step`` (a sigmoid on its logits, an argmax) is predicted
-        with ``model.predict``, which calls it, as Keras does.
+        with that step, given ``(inputs,)`` as ``model.predict`` gives it a batch of arrays.
         """
         check_batch_size(batch_size)
         batch_size = int(batch_size)  # the compiled call takes an int32: np.int64(16) failed in it with a TensorFlow TypeError
@@ -146,10 +150,6 @@ class Inference:
             raise ArgumentError("bad-argument", f"steps must be a positive int (batches to predict) or None, got {steps!r}.")
         if steps is not None and not is_iterator(x) and not isinstance(x, tf.data.Dataset | keras.utils.PyDataset):
             raise ArgumentError("bad-argument", "steps applies to a tf.data.Dataset, a PyDataset or a generator; numpy data is predicted whole.")
-        if type(self.model).predict_step is not keras.Model.predict_step:
-            # Its own predict_step is what model.predict returns; calling the model alone returned
-            # its logits where model.predict returned the sigmoid's probabilities, in silence.
-            return self.model.predict(x, batch_size=batch_size, steps=steps, verbose=0)
         layers = layer_ids(self.model)
         if layers != self._predict_layer_ids:
             # Layers added or replaced since (model.pop(), model.add(...)): the functions traced
@@ -158,7 +158,9 @@ class Inference:
             self._predict_fn = self._predict_arrays_fn = self._predict_dataset_fn = None
             self._predict_layer_ids = layers
         if self._predict_fn is None:
-            self._predict_fn = compile_function(lambda inputs: self.model(inputs, training=False), reduce_retracing=True)
+            # A model's own predict_step is what model.predict returns: calling the model alone
+            # returned its logits where model.predict returned the sigmoid's probabilities, in silence.
+            self._predict_fn = compile_function(predict_forward(self.model), reduce_retracing=True)
         if is_iterator(x):  # one pass is all predict needs: batches of inputs, as model.predict takes them
             batches = [self._predict_fn(self._checked_inputs(unpack_batch(batch)[0], i)) for i, batch in enumerate(itertools.islice(x, steps))]
             if not batches:

@@ -18,6 +18,21 @@ from trainkit.loop import compile_function
 from trainkit.sources import unpack_batch
 
 
+def predict_forward(model: keras.Model) -> Callable[[Any], Any]:
+    """What ``predict`` computes for a batch of inputs: the model called with ``training=False``
+    or, where its class overrides ``keras.Model.predict_step`` (a sigmoid on its logits, an
+    argmax), that step on ``(inputs,)``, as ``model.predict`` hands it a batch of arrays.
+
+    Run inside trainkit's own calls rather than through ``model.predict``: that one hung on a
+    dataset that repeats forever (trainkit refuses it without ``steps``), raised Python's
+    ``UnboundLocalError`` for no rows, and Keras's ``ValueError`` for a generator of bare input
+    batches, where the same call without a ``predict_step`` is answered.
+    """
+    if type(model).predict_step is keras.Model.predict_step:
+        return lambda inputs: model(inputs, training=False)
+    return lambda inputs: model.predict_step((inputs,))
+
+
 def _output_arrays(outputs: Any, size: tf.Tensor | None) -> list[tf.TensorArray]:
     """One TensorArray per flat output, of ``size`` batches (growing as written when ``None``)."""
     return [tf.TensorArray(tf.convert_to_tensor(t).dtype, size=0 if size is None else size, dynamic_size=size is None, infer_shape=False)
@@ -30,11 +45,13 @@ def _written(arrays: list[tf.TensorArray], index: Any, outputs: Any) -> list[tf.
 
 
 def batched_predict_function(model: keras.Model) -> Callable[[Any, tf.Tensor], Any]:
-    """A compiled ``fn(inputs, batch_size)``: ``model(inputs)`` computed ``batch_size`` rows at a
+    """A compiled ``fn(inputs, batch_size)``: ``model(inputs)`` (see :func:`predict_forward`) computed ``batch_size`` rows at a
     time in one call and concatenated (the outputs' structure, one tensor per output).
 
     ``inputs`` must hold at least one row. Traced once per input signature (rows left open).
     """
+
+    forward = predict_forward(model)
 
     def run(inputs: Any, batch_size: tf.Tensor) -> Any:
         rows = tf.shape(tf.nest.flatten(inputs)[0])[0]
@@ -44,11 +61,11 @@ def batched_predict_function(model: keras.Model) -> Callable[[Any, tf.Tensor], A
             return tf.nest.map_structure(lambda t: t[i * batch_size : (i + 1) * batch_size], inputs)
 
         # The first batch outside the loop: its outputs give the arrays' dtypes and the structure.
-        first = model(batch(tf.constant(0)), training=False)
+        first = forward(batch(tf.constant(0)))
         arrays = _written(_output_arrays(first, size=steps), 0, first)
 
         def body(i: tf.Tensor, arrays: list[tf.TensorArray]) -> tuple[tf.Tensor, list[tf.TensorArray]]:
-            return i + 1, _written(arrays, i, model(batch(i), training=False))
+            return i + 1, _written(arrays, i, forward(batch(i)))
 
         _, arrays = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(1), arrays))
         return tf.nest.pack_sequence_as(first, [a.concat() for a in arrays])
@@ -63,12 +80,14 @@ def dataset_predict_function(model: keras.Model) -> Callable[[Any, Any], Any]:
     speed.
     """
 
+    forward = predict_forward(model)
+
     def run(first_inputs: Any, iterator: Any) -> Any:
-        first = model(first_inputs, training=False)
+        first = forward(first_inputs)
         arrays = _written(_output_arrays(first, size=None), 0, first)
 
         def body(count: tf.Tensor, optional: Any, arrays: list[tf.TensorArray]) -> tuple[tf.Tensor, Any, list[tf.TensorArray]]:
-            outputs = model(unpack_batch(optional.get_value())[0], training=False)
+            outputs = forward(unpack_batch(optional.get_value())[0])
             return count + 1, iterator.get_next_as_optional(), _written(arrays, count, outputs)
 
         _, _, arrays = tf.while_loop(lambda _, optional, __: optional.has_value(), body,
