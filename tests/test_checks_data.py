@@ -1093,6 +1093,30 @@ def test_overlap_codes_objects_that_are_no_texts_by_their_repr():
     assert finding.evidence["rows_found"] == 20
 
 
+def test_overlap_tells_apart_long_arrays_that_share_their_ends():
+    # Coded by their repr, arrays of over 1000 values were only their first and last three
+    # (numpy's "[a, b, c, ..., x, y, z]"): 20 validation rows of 2000 new values whose ends were
+    # 20 training rows' were told train-validation-overlap, 20 rows found.
+    rng = np.random.default_rng(0)
+    ends = rng.integers(0, 9, size=(100, 6)).astype(float)
+
+    def rows(count: int) -> np.ndarray:
+        x = np.empty(count, dtype=object)
+        for i in range(count):
+            row = rng.normal(size=2000)
+            row[:3], row[-3:] = ends[i, :3], ends[i, 3:]
+            x[i] = row
+        return x
+
+    x, x_val = rows(100), rows(20)
+    y = rng.integers(0, 2, 100)
+    found = check_data(x, y, model=_text_classifier(), loss=get_loss("binary_crossentropy"), task="binary", x_val=x_val, y_val=y[:20])
+    assert "train-validation-overlap" not in [f.code for f in found]
+    found = check_data(x, y, model=_text_classifier(), loss=get_loss("binary_crossentropy"), task="binary", x_val=x[:20].copy(), y_val=y[:20])
+    (finding,) = [f for f in found if f.code == "train-validation-overlap"]
+    assert finding.evidence["rows_found"] == 20
+
+
 def test_overlap_silent_on_short_texts_that_repeat_by_chance():
     # Three words of four make 64 texts: training and validation drawn alike share most of them,
     # as often as the training texts repeat each other.
