@@ -496,6 +496,19 @@ def test_compare_refuses_an_unwritable_json_path_before_training(runner, tmp_pat
     assert run_dirs(logdir) == []
 
 
+def test_the_json_folder_is_made_only_when_the_comparison_is_written(runner, tmp_path):
+    # The check that --json can be written made its folders and left them: a variant refused by its
+    # checks before any run trained (mse on binary labels) left an empty new/sub/ behind.
+    out = tmp_path / "new" / "sub" / "c.json"
+    refused = runner.invoke(app, ["compare", str(recipe_with(tmp_path, loss="mse")), "--logdir", str(tmp_path / "runs"), "-q", "--json", str(out)])
+    assert refused.exit_code == 2 and "[regression-loss-for-classification]" in refused.output, refused.output
+    assert not (tmp_path / "new").exists()
+    written = runner.invoke(app, ["compare", str(recipe_with(tmp_path)), "--logdir", str(tmp_path / "runs"), "-q", "--json", str(out),
+                                  "--set", "training.epochs=1"])
+    assert written.exit_code == 0, written.output
+    assert [run["name"] for run in json.loads(out.read_text())["runs"]] == ["tiny"]
+
+
 @pytest.mark.parametrize("json_at", ["one of the recipes", "another recipe"])
 def test_compare_refuses_a_json_path_that_would_overwrite_a_recipe(runner, tmp_path, json_at):
     # `trainkit compare --json a.yaml b.yaml` takes a.yaml for the output: the comparison of

@@ -303,19 +303,26 @@ def _check_output_file(path: Path, inputs: list[Path]) -> None:
     import tempfile
 
     from trainkit.errors import RunDirError
-    from trainkit.runs import os_error_reason
+    from trainkit.runs import new_directories, os_error_reason
 
     if path.is_dir():
         raise RunDirError("output-unwritable", f"--json {path} is a directory; give a file name such as {path / 'compare.json'}.")
     if path.is_file() and (path.suffix.lower() in (".yaml", ".yml") or any(_same_file(path, given) for given in inputs)):
         raise RunDirError("output-is-input", f"--json {path} would overwrite a recipe with the comparison. Give the file to write after --json "
                                              "(a new name such as compare.json), and the recipes as arguments: trainkit compare RECIPE... --json compare.json.")
+    # The folders this makes to prove it are removed again: a variant refused by its checks (or a
+    # Ctrl-C) before any run ended left an empty --json folder behind; write_json makes them.
+    created = new_directories(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".trainkit-write-test-"):
             pass
     except OSError as err:
         raise RunDirError("output-unwritable", f"Cannot write --json {path}: {os_error_reason(err, path.parent)}. Pass a file in a writable directory.") from None
+    finally:
+        for directory in created:  # deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -559,5 +559,7 @@ def rows_json(rows: Sequence[CompareRow]) -> dict[str, Any]:
 def write_json(rows: Sequence[CompareRow], path: str | Path) -> Path:
     """Writes :func:`rows_json` to ``path`` atomically (NaN and inf written as ``null``, as in report.json)."""
     path = Path(path)
+    # Made only now, with something to write (the CLI's check before the runs leaves none behind).
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json_text(rows_json(rows), default=str) + "\n")
     return path
