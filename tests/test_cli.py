@@ -715,6 +715,26 @@ def test_a_resume_names_the_setting_that_differs_and_may_add_epochs(runner, tiny
     assert "checkpoint_every: 1" in (run_dir / "recipe.yaml").read_text()
 
 
+def test_a_resume_whose_recipe_gives_other_epochs_than_the_run_says_so_once(runner, tiny_recipe, tmp_path):
+    # A run started with --set training.epochs=1 and resumed with the bare recipe (2 epochs) trained
+    # on to 2 without a word; epochs given with --set are what the user asked for: no line.
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]
+    assert runner.invoke(app, [*args, "--set", "training.epochs=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    bare = runner.invoke(app, [*args, "--resume", str(run_dir)])
+    assert bare.exit_code == 0, bare.output
+    notes = [line for line in bare.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {run_dir} was started with training.epochs = 1; the recipe says 2, so this resume trains on to epoch 2. "
+                     "To keep 1, resume with --set training.epochs=1."]
+    assert bare.stdout.startswith("trained 1 more epoch (resumed after epoch 1)")
+    given = runner.invoke(app, [*args, "--set", "training.epochs=3", "--resume", str(run_dir)])
+    assert given.exit_code == 0 and "note:" not in given.output, given.output
+    # The bare recipe's 2 is fewer than the 3 it trained: refused, and no note that it trains to 2.
+    fewer = runner.invoke(app, [*args, "--resume", str(run_dir)])
+    assert fewer.exit_code == 2 and "[resume-mismatch]" in fewer.output and "note:" not in fewer.output, fewer.output
+
+
 def test_a_resume_with_more_epochs_updates_the_hparams_record_and_the_recipe_text(runner, tiny_recipe, tmp_path):
     # Both still said the old epochs: the HParams dashboard showed "epochs 2" for a 3-epoch run.
     import tensorflow as tf

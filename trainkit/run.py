@@ -8,6 +8,7 @@ in :func:`prepare_run`, before a run directory exists, so bad input never leaves
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import shutil
 import sys
@@ -305,6 +306,10 @@ def train_recipe(
     trainer.logdir = run_dir
     if chief and resume_dir is None:
         _write_new_recipe(run_dir, made, recipe)
+    elif chief:
+        note = _epochs_change_note(run_dir, recipe)
+        if note is not None:
+            print(note, file=sys.stderr)
     started = time.perf_counter()
     previous = sigterm_as_interrupt()
     try:
@@ -428,6 +433,32 @@ def _save_resumed_recipe(run_dir: Path, recipe: Recipe) -> None:
     saved = run_dir / "recipe.yaml"
     if _read_text(saved) != recipe.to_yaml():
         write_atomic(saved, recipe.to_yaml())  # the next resume compares with these
+
+
+def _epochs_change_note(run_dir: Path, recipe: Recipe) -> str | None:
+    """The line a resume prints when it trains to other epochs than the run was started with, and
+    no ``--set`` gave them: a run started with ``--set training.epochs=3`` and resumed with the bare
+    recipe (5) trained on to 5 without a word (a resume may change the epochs: RESUMABLE_CHANGES)."""
+    if any(override.partition("=")[0].strip() in ("training", "training.epochs") for override in recipe.overrides):
+        return None  # the epochs were asked for
+    text = _read_text(run_dir / "recipe.yaml")
+    try:
+        then = yaml.safe_load(text) if text is not None else None
+    except yaml.YAMLError:
+        return None  # _resumable said so already
+    training = then.get("training") if isinstance(then, dict) else None
+    epochs = training.get("epochs") if isinstance(training, dict) else None
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs == recipe.training.epochs:
+        return None
+    now = recipe.training.epochs
+    try:
+        trained = json.loads(_read_text(run_dir / "report.json") or "{}").get("epochs_run")
+    except (ValueError, AttributeError):
+        trained = None
+    if isinstance(trained, int) and trained > now:
+        return None  # refused (resume-mismatch: it already trained more), which says so itself
+    return (f"note: {run_dir} was started with training.epochs = {epochs}; the recipe says {now}, so this resume trains "
+            f"{'on ' if now > epochs else ''}to epoch {now}. To keep {epochs}, resume with --set training.epochs={epochs}.")
 
 
 def _read_text(path: Path) -> str | None:
