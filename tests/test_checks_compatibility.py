@@ -643,3 +643,54 @@ def test_three_softmax_units_on_a_binary_task_are_not_told_they_are_a_single_uni
     with pytest.raises(CompatibilityError) as info:
         check_compatibility(build("dense", 1, "softmax"), get_loss("scce"), "binary", allow=["softmax-single-unit"])
     assert "with a single unit there is only class 0" in info.value.message and "multiclass" not in info.value.message
+
+
+# -- a model compiled before it was given to a Trainer -------------------------------------------
+
+
+def _sigmoid_model(**compiled: object) -> keras.Model:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    if compiled:
+        model.compile(**compiled)
+    return model
+
+
+@pytest.mark.parametrize(("compiled", "given"), [
+    ({}, {"loss": "binary_crossentropy", "optimizer": "sgd", "metrics": ["accuracy"]}),  # never compiled
+    ({"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]}, {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]}),
+    # The same settings spelt another way: objects for names, "acc", a class's default name, weighted_metrics.
+    ({"loss": keras.losses.BinaryCrossentropy(), "optimizer": keras.optimizers.Adam(0.01), "metrics": ["acc", keras.metrics.AUC()]},
+     {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy", "AUC"]}),
+    ({"loss": "binary_crossentropy", "optimizer": "adam", "weighted_metrics": ["mae"]},
+     {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": [keras.metrics.MeanAbsoluteError()]}),
+    ({"optimizer": "adam"}, {"loss": "binary_crossentropy", "optimizer": "adam"}),  # compiled without a loss
+])
+def test_a_compile_that_agrees_with_the_trainer_or_none_says_nothing(compiled, given):
+    from trainkit import Trainer
+
+    trainer = Trainer(_sigmoid_model(**compiled), task="binary", **given)
+    assert [f for f in trainer.findings if f.code == "compile-ignored"] == []
+
+
+def test_a_compile_the_trainer_does_not_train_with_is_one_warning_naming_both(capsys):
+    # model.compile(loss="mse", optimizer="sgd") then Trainer(model, loss=..., optimizer="adam")
+    # trained with the Trainer's in silence: Keras users compile first, and thought theirs ran.
+    import numpy as np
+
+    from trainkit import Trainer
+
+    model = _sigmoid_model(loss="mse", optimizer="sgd", metrics=["accuracy", "mae"])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", metrics=["accuracy"])
+    (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
+    assert found.severity == "warning"
+    assert ("loss MeanSquaredError() (trainkit uses BinaryCrossentropy(from_logits=False)); optimizer SGD (trainkit uses Adam); "
+            "metrics [accuracy, mean_absolute_error] (trainkit uses [accuracy])") in found.message
+    assert found.evidence == {"loss_compiled": "MeanSquaredError()", "optimizer_compiled": "SGD", "metrics_compiled": "[accuracy, mean_absolute_error]",
+                              "loss_used": "BinaryCrossentropy(from_logits=False)", "optimizer_used": "Adam", "metrics_used": "[accuracy]"}
+    assert "optimizer=model.optimizer" in found.advice
+    x = np.random.default_rng(0).normal(size=(16, 4))
+    y = (x[:, 0] > 0).astype(int)
+    trainer.fit(x, y, epochs=1, verbose=2)
+    trainer.fit(x, y, epochs=1, verbose=2)
+    assert capsys.readouterr().err.count("[compile-ignored]") == 1  # said once, before the first fit
+    assert [f.code for f in trainer.findings].count("compile-ignored") == 1

@@ -139,13 +139,14 @@ def test_the_readme_names_every_check_and_finding_code():
     from pathlib import Path
 
     from trainkit.checks.compatibility import COMPATIBILITY_CODES
+    from trainkit.checks.compile_checks import COMPILE_IGNORED
     from trainkit.checks.data_checks import DATA_RULES
     from trainkit.jit_policy import XLA_FALLBACK
     from trainkit.step_checks import STATISTICS_MISSING
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Diagnosis: findings with stable codes", 1)[1].split("\n## ", 1)[0]
-    codes = {*DIAGNOSIS_CODES, *COMPATIBILITY_CODES, *(rule.code for rule in DATA_RULES), STATISTICS_MISSING, XLA_FALLBACK}
+    codes = {*DIAGNOSIS_CODES, *COMPATIBILITY_CODES, *(rule.code for rule in DATA_RULES), STATISTICS_MISSING, XLA_FALLBACK, COMPILE_IGNORED}
     missing = sorted(code for code in codes if f"`{code}`" not in section)
     assert not missing, f"README's diagnosis section lacks {missing}"
 

@@ -796,8 +796,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     # -- checks -----------------------------------------------------------------------------------
     def check_model(self) -> list[Finding]:
-        """Compatibility checks of model, loss and task; raises CompatibilityError on errors."""
-        return checks.check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
+        """Compatibility checks of model, loss and task (raises CompatibilityError on errors), and
+        of a ``model.compile`` the trainer does not train with (``compile-ignored``)."""
+        found = checks.check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
+        return [*found, *checks.check_compiled(self.model, loss=self.loss, optimizer=self.optimizer, metrics=self._metric_specs,
+                                               compare_loss=not self._computes_own_loss())]
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None,

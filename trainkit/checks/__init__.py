@@ -4,7 +4,8 @@
 raises :class:`~trainkit.errors.DataError`, each with a stable ``.code``; both return the warnings as
 :class:`~trainkit.findings.Finding` records. The codes are listed in one place each:
 :data:`COMPATIBILITY_CODES`, :data:`DATA_ERROR_CODES`, :data:`DATA_WARNING_CODES` and
-:data:`DATA_INFO_CODES`.
+:data:`DATA_INFO_CODES` (and :data:`COMPILE_IGNORED`, of ``check_compiled``: a model compiled with
+another loss, optimizer or metrics than the Trainer's).
 """
 
 from trainkit.checks.compatibility import (
@@ -18,6 +19,7 @@ from trainkit.checks.compatibility import (
     describe_loss,
     validate_task,
 )
+from trainkit.checks.compile_checks import COMPILE_IGNORED, check_compiled
 from trainkit.checks.data_checks import (
     DATA_ERROR_CODES,
     DATA_INFO_CODES,
@@ -40,6 +42,7 @@ __all__ = [
     "COMPATIBILITY_ERROR_CODES",
     "COMPATIBILITY_RULES",
     "COMPATIBILITY_WARNING_CODES",
+    "COMPILE_IGNORED",
     "DATA_ERROR_CODES",
     "DATA_INFO_CODES",
     "DATA_RULES",
@@ -50,6 +53,7 @@ __all__ = [
     "LossInfo",
     "OutputInfo",
     "check_compatibility",
+    "check_compiled",
     "check_data",
     "describe_loss",
     "find_outputs",

@@ -1,0 +1,149 @@
+"""A model the user compiled before handing it to a Trainer: the compile is not what trains it.
+
+trainkit trains without ``model.compile``; the Trainer's ``loss``, ``optimizer`` and ``metrics``
+are the ones its steps use. Users coming from Keras compile first (``model.compile(loss=...,
+optimizer=..., metrics=...)`` then ``Trainer(model, loss=..., optimizer=...)``), and where the two
+differ the compile's settings were dropped in silence. :func:`check_compiled` names each one that
+differs, with what trainkit uses instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from trainkit.checks.compatibility import describe_loss
+from trainkit.findings import Finding
+from trainkit.resolve import _snake_case
+
+#: Code of the warning for a model compiled with another loss, optimizer class or metrics.
+COMPILE_IGNORED = "compile-ignored"
+
+# Keras's compile reads "acc" as "accuracy" (both pick the accuracy that fits the loss).
+_METRIC_ALIASES = {"acc": "accuracy"}
+
+
+def _loss_text(spec: Any) -> Any:
+    """A loss (or a list or dict of them, one per output) as comparable text: ``"mse"`` and
+    ``MeanSquaredError()`` both read ``MeanSquaredError()``."""
+    if spec is None:
+        return None
+    if isinstance(spec, list | tuple):
+        return [_loss_text(one) for one in spec]
+    if isinstance(spec, Mapping) and "name" not in spec:
+        return {str(key): _loss_text(one) for key, one in spec.items()}
+    return describe_loss(spec).describe()
+
+
+def _optimizer_name(optimizer: Any) -> str | None:
+    """The optimizer's class name, a ``LossScaleOptimizer``'s inner one's (both Keras's compile and
+    the Trainer wrap a mixed_float16 model's optimizer)."""
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, str):
+        try:
+            return type(keras.optimizers.get(optimizer)).__name__
+        except ValueError:
+            return optimizer
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return type(inner if inner is not None else optimizer).__name__
+
+
+def _metric_name(spec: Any) -> str:
+    """A metric's name as compile and the Trainer read it: ``"mae"`` and ``MeanAbsoluteError()``
+    are both ``mean_absolute_error``."""
+    if isinstance(spec, str):
+        spec = _METRIC_ALIASES.get(spec, spec)
+        if spec == "accuracy":
+            return spec  # compile picks its variant from the loss; so does the Trainer
+        try:
+            spec = keras.metrics.get(spec)
+        except (ValueError, TypeError):
+            return spec
+    if isinstance(spec, type) and issubclass(spec, keras.metrics.Metric):
+        return _default_name(spec) or spec.__name__  # "AUC" names the class, whose metrics are "auc"
+    if isinstance(spec, keras.metrics.Metric):
+        # Keras numbers a default name taken before (auc_1): the same metric all the same.
+        default = _default_name(type(spec))
+        return default if default and re.fullmatch(rf"{re.escape(default)}(_\d+)?", spec.name) else spec.name
+    return getattr(spec, "__name__", type(spec).__name__)
+
+
+def _default_name(cls: type) -> str | None:
+    """The ``name`` a metric class gives its instances by default (``AUC``: ``"auc"``, as Keras
+    names one created with ``name=None``: its class's name in snake case)."""
+    try:
+        default = inspect.signature(cls).parameters["name"].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    return default if isinstance(default, str) else _snake_case(cls.__name__) if default is None else None
+
+
+def _metric_names(*specs: Any) -> list[str]:
+    """The names of every metric in ``specs`` (lists, per-output dicts or lists, or ``None``), sorted."""
+    names: list[str] = []
+    for spec in specs:
+        if spec is None:
+            continue
+        if isinstance(spec, Mapping):
+            names.extend(_metric_names(*spec.values()))
+        elif isinstance(spec, list | tuple):
+            names.extend(_metric_names(*spec) if any(isinstance(s, list | tuple | Mapping) for s in spec) else [_metric_name(s) for s in spec])
+        else:
+            names.append(_metric_name(spec))
+    return sorted(names)
+
+
+def _listed(names: list[str]) -> str:
+    return "[" + ", ".join(names) + "]" if names else "none"
+
+
+def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compare_loss: bool = True) -> list[Finding]:
+    """Compares a compiled model's ``model.compile`` settings with those the Trainer trains with.
+
+    Args:
+        model: The Trainer's model; one never compiled gives no finding.
+        loss: The Trainer's loss (resolved, or a list or dict of losses).
+        optimizer: The Trainer's optimizer.
+        metrics: The Trainer's metric specs (a list, or a dict by output).
+        compare_loss: ``False`` for a trainer whose own ``train_step`` or ``compute_loss`` makes
+            the loss, for which its ``loss`` argument is nominal.
+
+    Returns:
+        One ``compile-ignored`` warning naming each setting that differs (the loss, the
+        optimizer's class, the metrics), with the compiled and the Trainer's value; none when they
+        agree.
+    """
+    if not getattr(model, "compiled", False):
+        return []
+    config = getattr(getattr(model, "_compile_config", None), "config", None)
+    config = config if isinstance(config, Mapping) else {}
+    differences: list[tuple[str, str, str]] = []  # (what, compiled, trainkit's)
+    compiled_loss = config.get("loss", getattr(model, "loss", None))
+    # compile() without a loss set none: nothing of the loss was dropped.
+    if compare_loss and compiled_loss is not None and _loss_text(compiled_loss) != _loss_text(loss):
+        differences.append(("loss", str(_loss_text(compiled_loss)), str(_loss_text(loss))))
+    compiled_optimizer = _optimizer_name(getattr(model, "optimizer", None) or config.get("optimizer"))
+    used_optimizer = _optimizer_name(optimizer)
+    if compiled_optimizer is not None and compiled_optimizer != used_optimizer:
+        differences.append(("optimizer", compiled_optimizer, str(used_optimizer)))
+    # Every metric the Trainer tracks is weighted by sample_weight, as compile's weighted_metrics.
+    compiled_metrics = _metric_names(config.get("metrics"), config.get("weighted_metrics"))
+    used_metrics = _metric_names(metrics)
+    if compiled_metrics != used_metrics:
+        differences.append(("metrics", _listed(compiled_metrics), _listed(used_metrics)))
+    if not differences:
+        return []
+    said = "; ".join(f"{what} {compiled} (trainkit uses {used})" for what, compiled, used in differences)
+    whats = [what for what, _, _ in differences]
+    return [Finding(
+        code=COMPILE_IGNORED, severity="warning",
+        message=(f"The model was compiled (model.compile) with another setup than the Trainer's: {said}. trainkit trains "
+                 "without model.compile and ignores it: the Trainer's loss, optimizer and metrics are the ones that train and are reported."),
+        advice=(f"Pass the settings you meant to the Trainer ({', '.join(f'{what}=...' for what in whats)}; "
+                "optimizer=model.optimizer takes the compiled optimizer itself), and drop the model.compile call."),
+        evidence={f"{what}_compiled": compiled for what, compiled, _ in differences} | {f"{what}_used": used for what, _, used in differences})]
