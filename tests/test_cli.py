@@ -323,6 +323,28 @@ def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, 
     assert summary_lines(result)[0] == first_line
 
 
+@pytest.mark.parametrize(("status", "logs", "first_line"), [
+    # A NaN stop said only "trained 1 epoch in 1.5s: loss 0.5000", with the nan-loss error below it.
+    ("nan-loss", [{"loss": 0.5}], "trained 1 epoch in 1.5s (stopped early in epoch 2 of 5 by a NaN/inf loss): loss 0.5000"),
+    ("nan-loss", [], "trained 0 complete epochs in 1.5s (stopped early in epoch 1 of 5 by a NaN/inf loss; no epoch values)"),
+    ("stopped", [{"loss": 0.5}, {"loss": 0.25}], "trained 2 epochs in 1.5s (stopped early after epoch 2 of 5 by early stopping): loss 0.2500"),
+    ("completed", [{"loss": 0.5}], "trained 1 epoch in 1.5s: loss 0.5000"),
+])
+def test_the_summary_line_says_a_run_stopped_early_and_why(tmp_path, status, logs, first_line):
+    from types import SimpleNamespace
+
+    from trainkit.history import History
+    from trainkit.run import RunResult, summary_lines
+
+    history = History()
+    history.params = {"epochs": 5}
+    for epoch, values in enumerate(logs):
+        history.append(epoch, values)
+    result = RunResult(run_dir=tmp_path / "r" / "t", history=history, trainer=SimpleNamespace(findings=[]), seconds=1.5, status=status,
+                       stopped_by="early stopping" if status == "stopped" else None)
+    assert summary_lines(result)[0] == first_line
+
+
 def test_the_summary_says_no_findings_once(tmp_path):
     from types import SimpleNamespace
 
@@ -475,6 +497,7 @@ def test_a_run_whose_best_weights_were_restored_says_which_epoch_it_holds(runner
     best = int(np.argmin(history["val_loss"]))
     assert report["restored"]["epoch"] == best + 1 and report["restored"]["val_loss"] == history["val_loss"][best]
     assert f"early stopping restored the weights of epoch {best + 1}: " in result.output
+    assert f"s (stopped early after epoch {len(history['val_loss'])} of 30 by early stopping): " in result.output.splitlines()[0]
 
 
 def test_resuming_a_run_early_stopping_ended_has_nothing_left_to_train(runner, tiny_recipe, tmp_path):
@@ -510,7 +533,8 @@ training: {epochs: 10, batch_size: 20, validation_split: 0, checkpoint_every: 1,
 """)
     logdir = tmp_path / "runs"
     first = runner.invoke(app, ["train", str(recipe), "--logdir", str(logdir), "-q"])
-    assert first.exit_code == 3 and first.output.startswith("trained 5 epochs"), first.output
+    assert first.exit_code == 3 and first.output.startswith("trained 5 epochs in "), first.output
+    assert "s (stopped early in epoch 6 of 10 by a NaN/inf loss): loss " in first.output.splitlines()[0]
     (run_dir,) = run_dirs(logdir)
     result = runner.invoke(app, ["train", str(recipe), "-q", "--resume", str(run_dir)])
     assert result.exit_code == 3, result.output

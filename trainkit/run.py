@@ -95,6 +95,8 @@ class RunResult:
     standardization: dict[str, Any] | None = None
     # False on a multi-worker run's other workers, which write nothing: the chief writes the run.
     chief: bool = True
+    # What ended a "stopped" run before its last epoch: "early stopping" or "a callback".
+    stopped_by: str | None = None
 
     @property
     def restored_values(self) -> dict[str, float] | None:
@@ -377,9 +379,10 @@ def train_recipe(
         restore_sigterm(previous)
         if not chief:  # nothing in it is read: each worker process of a run left one behind
             shutil.rmtree(run_dir, ignore_errors=True)
-    result = RunResult(run_dir, history, trainer, time.perf_counter() - started, trainer.stop_reason or "completed",
+    status = trainer.stop_reason or "completed"
+    result = RunResult(run_dir, history, trainer, time.perf_counter() - started, status,
                        resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling,
-                       chief=chief)
+                       chief=chief, stopped_by=_stopped_by(run_callbacks) if status == "stopped" else None)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
         _finish_run(result, recipe, resume_dir, chief)
     return result
@@ -485,6 +488,12 @@ def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:
         if isinstance(callback, EarlyStopping) and callback.restored_epoch is not None:
             return callback.restored_epoch
     return None
+
+
+def _stopped_by(callbacks: Iterable[Callback]) -> str:
+    """What set ``stop_training`` in a run that stopped before its last epoch."""
+    stopped = any(isinstance(callback, EarlyStopping) and callback.stopped_epoch is not None for callback in callbacks)
+    return "early stopping" if stopped else "a callback"
 
 
 def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
@@ -643,10 +652,11 @@ def write_report(result: RunResult, recipe: Recipe) -> Path:
     return path
 
 
-def _trained_line(epochs: int, resumed: int, seconds: float, values: str, resumed_batches: int = 0, nan_stop: bool = False) -> str:
+def _trained_line(epochs: int, resumed: int, seconds: float, values: str, resumed_batches: int = 0, nan_stop: bool = False, stop: str = "") -> str:
     """What this process trained: a resumed run counts only the epochs after its checkpoint
     (and says where in an epoch a mid-epoch checkpoint had it: "trained 300 epochs" read as a
-    fresh run's). ``nan_stop``: a NaN loss ended it inside an epoch."""
+    fresh run's). ``nan_stop``: a NaN loss ended it inside an epoch. ``stop``: the clause that says
+    it stopped early and why (:func:`_stop_clause`)."""
     # A resume stopped again by a NaN in its first epoch trained that epoch's steps: "nothing left
     # to train" said the run was finished, where its next epochs were still to train.
     if resumed and epochs <= resumed and not nan_stop:
@@ -660,7 +670,23 @@ def _trained_line(epochs: int, resumed: int, seconds: float, values: str, resume
         what += f" (resumed in epoch {resumed + 1}, after {resumed_batches} of its batches)"
     elif resumed:
         what += f" (resumed after epoch {resumed})"
-    return f"{what} in {seconds:.1f}s: {values}" if values else f"{what} in {seconds:.1f}s (no epoch values)"
+    if values:  # in parentheses: the values are the last complete epoch's, not the stop's
+        return f"{what} in {seconds:.1f}s{f' ({stop})' if stop else ''}: {values}"
+    return f"{what} in {seconds:.1f}s ({f'{stop}; ' if stop else ''}no epoch values)"
+
+
+def _stop_clause(result: RunResult) -> str:
+    """"stopped early in epoch 6 of 10 by a NaN/inf loss" (or "after epoch 12 of 100 by early
+    stopping"), or ``""``: a NaN stop's summary said only "trained 5 epochs", as if the run had been
+    planned so, with the nan-loss error below it."""
+    if result.status not in ("nan-loss", "stopped"):
+        return ""
+    epochs = len(result.history.epoch)
+    planned = result.history.params.get("epochs")
+    of = f" of {planned}" if isinstance(planned, int) else ""
+    if result.status == "nan-loss":  # inside the epoch after the last complete one
+        return f"stopped early in epoch {epochs + 1}{of} by a NaN/inf loss"
+    return f"stopped early after epoch {epochs}{of} by {result.stopped_by or 'early stopping or a callback'}"
 
 
 def summary_lines(result: RunResult) -> Sequence[str]:
@@ -668,7 +694,7 @@ def summary_lines(result: RunResult) -> Sequence[str]:
     final = {k: v[-1] for k, v in result.history.history.items() if v}
     values = format_logs(final)
     lines = [_trained_line(len(result.history.epoch), result.resumed_epochs, result.seconds, values, result.resumed_batches,
-                           nan_stop=result.status == "nan-loss")]
+                           nan_stop=result.status == "nan-loss", stop=_stop_clause(result))]
     restored = result.restored_values
     if restored is not None:
         # The values above are the last epoch's; the model now holds the best epoch's weights.
