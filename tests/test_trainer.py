@@ -1137,6 +1137,20 @@ def test_a_history_s_repr_is_one_short_line_however_long_the_run():
     assert repr(History()) == "History(epochs=0)"
 
 
+def test_a_finding_s_repr_is_one_short_line_and_print_shows_it_whole():
+    # `trainer.findings` as a notebook cell's last line showed the dataclass's repr: ~900 characters
+    # a finding (message, advice, every evidence float in full, step=None...), 1829 for two.
+    from trainkit.findings import Finding
+
+    finding = Finding("unscaled-inputs", "warning", "The inputs x are not scaled " + "feature 1: mean 538.6, std 1034; " * 10,
+                      "Standardise each feature.", {"mean": [538.6212902069092] * 10}, epoch=2, step=40)
+    assert repr(finding).startswith("<Finding warning [unscaled-inputs] (epoch 3, step 40): The inputs x are not scaled")
+    assert repr(finding).endswith(" ...>") and len(repr(finding)) < 150
+    assert "538.6212902069092" not in repr(finding) and "Standardise" not in repr(finding)
+    assert repr(Finding("plateau", "info", "Flat.", "Train longer.")) == "<Finding info [plateau]: Flat.>"
+    assert str(finding) == finding.format() and "fix: Standardise each feature." in str(finding)
+
+
 @pytest.mark.parametrize(
     ("make", "code", "fragment"),
     [

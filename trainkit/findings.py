@@ -14,6 +14,8 @@ from trainkit.errors import ArgumentError
 
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
+#: Characters of the message a finding's repr keeps.
+_REPR_MESSAGE = 80
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,17 @@ class Finding:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ArgumentError("bad-argument", f"A finding's severity must be one of {', '.join(SEVERITIES)}, got {self.severity!r}.")
+
+    def __repr__(self) -> str:
+        # One short line, as a notebook cell ending in `trainer.findings` shows each: the dataclass's
+        # own repr ran ~900 characters a finding (message, advice and every evidence float in full).
+        location = f" ({self.location()})" if self.location() else ""
+        message = self.message if len(self.message) <= _REPR_MESSAGE else self.message[:_REPR_MESSAGE].rsplit(" ", 1)[0] + " ..."
+        return f"<Finding {self.severity} [{self.code}]{location}: {message}>"
+
+    def __str__(self) -> str:
+        """The whole finding, advice included, for ``print(finding)`` (see :meth:`format`)."""
+        return self.format()
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict."""
