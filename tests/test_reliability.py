@@ -1426,6 +1426,33 @@ def test_a_new_trainer_in_a_logdir_holding_another_run_is_refused_and_its_own_se
     resumed.fit(x, y, epochs=2, verbose=0, resume=True)  # what the message offers works
 
 
+def test_a_trainer_s_own_second_fit_is_refused_once_another_trainer_trained_its_run_further(tmp_path):
+    # Notebook cells: `first` trains, a second cell resumes the run with a new trainer and trains
+    # it further (ckpt-6 -> ckpt-14), then the first cell's fit runs again. It went on from its
+    # own step 6: steps 6-13 were logged a second time beside the other trainer's, and its ckpt-14
+    # overwrote the other trainer's without a word.
+    from trainkit.errors import RunDirError
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
+
+    def trainer() -> Trainer:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=tmp_path, checkpoint_every=1,
+                       diagnose=False, jit_compile=False)
+
+    first = trainer()
+    first.fit(x, y, epochs=2, verbose=0)
+    first.fit(x, y, epochs=1, verbose=0)  # its own second fit, alone in the run: goes on
+    assert first.step == 6
+    trainer().fit(x, y, epochs=5, verbose=0, resume=True)  # the second fit's 1 epoch, 4 more: ckpt-14
+    files = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and p.name != ".trainkit.lock"}
+    with pytest.raises(RunDirError) as info:
+        first.fit(x, y, epochs=2, verbose=0)
+    assert info.value.code == "logdir-has-run" and "ckpt-14" in info.value.message and "step 6" in info.value.message
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and p.name != ".trainkit.lock"} == files
+
+
 def test_a_new_trainer_in_a_logdir_of_a_run_stopped_before_its_first_checkpoint_is_refused(tmp_path):
     # A notebook cell run again after a run that a callback's error stopped in its first 30 s
     # (no checkpoint yet): the new run logged steps 0.. in a second event file beside the old

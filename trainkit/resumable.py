@@ -350,16 +350,29 @@ class Resumable:
         Its steps start at 0 again: its checkpoints took the numbers of the old run's (ckpt-4
         beside the old ckpt-12, which the list kept as the older one), and its events went into
         the same files as the old run's, each step twice. A trainer's own second fit goes on
-        with its step count, and is allowed (as ``model.fit`` allows it).
+        with its step count, and is allowed (as ``model.fit`` allows it), unless another trainer
+        has trained the run further since (its checkpoints are beyond this trainer's step).
 
         Raises:
             RunDirError: ``logdir-has-run``.
         """
-        if self.logdir is None or self._checkpoint is not None or not self.is_chief:
+        if self.logdir is None or not self.is_chief:
             return
         found = [p.stem for p in (self.logdir / CHECKPOINT_SUBDIR).glob("ckpt-*.index")]
-        if found:
-            newest = max(found, key=lambda name: int(name.rpartition("-")[2]) if name.rpartition("-")[2].isdigit() else -1)
+        newest = max(found, key=_checkpoint_step) if found else None
+        if self._checkpoint is not None:
+            # Its own second fit goes on, unless another trainer (a notebook cell resuming this
+            # run) has trained it further since: this one's steps went on from its own count,
+            # logged again beside that trainer's, and its ckpt-N overwrote the newer run's.
+            step = int(self.global_step.numpy())  # what its checkpoints are numbered by
+            if newest is not None and _checkpoint_step(newest) > step:
+                raise RunDirError("logdir-has-run", f"{self.logdir} holds {newest}, beyond this trainer's step {step}: another Trainer (or "
+                                                    "process) has trained the run further since this one's last fit, and this fit would log "
+                                                    f"steps {step}.. again beside its and overwrite its checkpoints. Go on with that "
+                                                    "Trainer, pass resume=True to go on from its newest checkpoint, or give this fit a "
+                                                    "logdir of its own.")
+            return
+        if newest is not None:
             raise RunDirError("logdir-has-run", f"{self.logdir} holds another run's checkpoints (the newest {newest}): a new run there "
                                                 "would mix its checkpoints and TensorBoard events with that run's. Pass resume=True to continue "
                                                 "that run, or give this one a logdir of its own (or delete the old one).")
@@ -527,3 +540,9 @@ def _check_same_hparams(saved: Mapping[str, Any] | None, now: Mapping[str, Any] 
     key = differing[0]
     raise RecipeError("resume-mismatch", f"{logdir} was trained with {key} = {saved.get(key, '(none)')!r}, not {now.get(key, '(none)')!r}. "
                                          "Resume with the same recipe and --set options, or start a new run.")
+
+
+def _checkpoint_step(name: str) -> int:
+    """The step of a checkpoint named ``ckpt-<step>`` (-1 for a name that holds none)."""
+    number = name.rpartition("-")[2]
+    return int(number) if number.isdigit() else -1
