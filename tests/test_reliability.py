@@ -1453,6 +1453,42 @@ def test_a_trainer_s_own_second_fit_is_refused_once_another_trainer_trained_its_
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and p.name != ".trainkit.lock"} == files
 
 
+def test_a_trainer_s_resume_finds_the_checkpoints_another_trainer_saved_since(tmp_path):
+    # A trainer's checkpoint manager listed the checkpoints it had seen: after another trainer (a
+    # notebook cell resuming the run) saved newer ones, its resume restored its own older ckpt-4
+    # in silence and trained epoch 3 again over the other's ckpt-6, or, once the other's saves had
+    # deleted those, was refused "Nothing to resume: no complete checkpoint".
+    from trainkit.callbacks import Callback
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
+
+    def trainer() -> Trainer:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=tmp_path, checkpoint_every=1,
+                       diagnose=False, jit_compile=False)
+
+    class Epochs(Callback):
+        ran = 0
+
+        def on_epoch_end(self, epoch, logs):
+            Epochs.ran += 1
+
+    first = trainer()
+    first.fit(x, y, epochs=2, verbose=0)  # ckpt-2, ckpt-4
+    other = trainer()
+    other.fit(x * 2, y, epochs=3, verbose=0, resume=True)  # ckpt-6, from other rows
+    first.fit(x, y, epochs=3, verbose=0, resume=True, callbacks=[Epochs()])
+    assert Epochs.ran == 0 and first.step == 6  # the finished run: nothing left to train
+    for mine, theirs in zip(first.model.get_weights(), other.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+    other.fit(x * 2, y, epochs=6, verbose=0, resume=True)  # ckpt-8..12: first's ckpt-2, -4 are gone
+    assert not (tmp_path / "checkpoints" / "ckpt-4.index").exists()
+    first.fit(x, y, epochs=7, verbose=0, resume=True, callbacks=[Epochs()])
+    assert Epochs.ran == 1 and first.step == 14
+
+
 def test_a_new_trainer_in_a_logdir_of_a_run_stopped_before_its_first_checkpoint_is_refused(tmp_path):
     # A notebook cell run again after a run that a callback's error stopped in its first 30 s
     # (no checkpoint yet): the new run logged steps 0.. in a second event file beside the old

@@ -88,6 +88,7 @@ class TrainingCheckpoint:
                      for path, held in (own_variables or {}).items()}
         self._global_step = global_step
         self._checkpoint = tf.train.Checkpoint(**self._groups, **({OWN: self._own} if self._own else {}), global_step=global_step)
+        self._max_to_keep = max_to_keep
         self._manager = self._make_manager(max_to_keep)
         self.journal = Journal(self.directory / JOURNAL_NAME)
 
@@ -215,6 +216,11 @@ class TrainingCheckpoint:
             RunDirError: ``checkpoint-corrupt`` when checkpoints exist but none reads back.
             RecipeError: ``resume-mismatch`` when the checkpoint holds variables of another model.
         """
+        # The list as the directory's state file has it now, not as this manager remembers it:
+        # another trainer (a notebook cell resuming the run) or process may have saved since. A
+        # trainer's own resume then found only the checkpoints it had kept, deleted by then
+        # ("Nothing to resume"), or restored an older one of them in silence.
+        self._manager = self._make_manager(self._max_to_keep)
         damaged: list[str] = []
         for prefix, progress in self._records(damaged):
             by_position = False

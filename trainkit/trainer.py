@@ -976,6 +976,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._model_trained_before = trained_before(self.model)
         if resume:  # the History of the run so far comes back with the checkpoint
             initial_epoch, start_batch, ended = self._resume(callbacks, epochs)
+            self._step = None  # global_step came back with the checkpoint (a finished run returns below)
             self.resumed_epochs, self.resumed_batches = len(self.history.epoch), start_batch
             self._share_history(verbose)
             if ended:
