@@ -383,6 +383,57 @@ def test_worse_than_linear_on_a_forecaster_and_its_read_back(tmp_path, seed):
     assert "worse-than-linear" not in codes(trained(sine, keras.optimizers.Adam(1e-3), 20))
 
 
+class _Batches(keras.utils.PyDataset):
+    """Rows in batches of 32, in order (a PyDataset for the tests)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / 32)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[32 * i:32 * (i + 1)], self.y[32 * i:32 * (i + 1)]
+
+
+@pytest.mark.parametrize("kind", ["dataset", "pydataset", "dataset-no-validation", "unshuffled-no-validation"])
+def test_worse_than_linear_on_datasets(kind):
+    # The fit was judged on in-memory rows only: an MLP under SGD(1e-4) on a linear target ended
+    # at 60-97x the fit's validation loss on arrays (seeds 0-2) and was told, while as datasets of
+    # the same rows it got no word (loss-at-chance called its labels unpredictable instead). The
+    # data checks' sampled first batches are the rows now: a validation dataset's, and a shuffled
+    # training dataset's (a sample, which the message says).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2300, 8)).astype("float32")
+    y = (x @ rng.normal(size=8) + 0.3 * rng.normal(size=2300)).astype("float32")[:, None]
+
+    def trained(optimizer: keras.optimizers.Optimizer) -> Trainer:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+        trainer = Trainer(model, loss="mse", optimizer=optimizer, task="regression", seed=0, jit_compile=False)
+        rows = tf.data.Dataset.from_tensor_slices((x[:2000], y[:2000]))
+        train = rows.batch(32) if kind == "unshuffled-no-validation" else rows.shuffle(2000, seed=0).batch(32)
+        if kind == "pydataset":
+            trainer.fit(_Batches(x[:2000], y[:2000]), validation_data=_Batches(x[2000:], y[2000:]), epochs=5, verbose=0)
+        elif kind == "dataset":
+            trainer.fit(train, validation_data=tf.data.Dataset.from_tensor_slices((x[2000:], y[2000:])).batch(32), epochs=5, verbose=0)
+        else:
+            trainer.fit(train, epochs=5, verbose=0)
+        return trainer
+
+    if kind == "unshuffled-no-validation":
+        # Its first rows are no sample of the rest (a series in time order): not judged by them.
+        assert "worse-than-linear" not in codes(trained(keras.optimizers.SGD(1e-4)))
+        return
+    f = finding(trained(keras.optimizers.SGD(1e-4)), "worse-than-linear")
+    assert f.evidence["ratio"] > 10 and f.evidence["rows"] == ("training" if kind.endswith("no-validation") else "validation")
+    # 300 validation rows are every row of it (10 batches, all read); 512 of 2,000 training rows a sample.
+    assert f.evidence.get("linear_rows") == (512 if kind.endswith("no-validation") else None)
+    assert ("(a sample: the shuffled dataset's first batches;" in f.message) == kind.endswith("no-validation")
+    assert "worse-than-linear" not in codes(trained(keras.optimizers.Adam(3e-3)))
+
+
 def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s = Stream()
     base = s.train_loss

@@ -412,6 +412,11 @@ class DatasetSource:
         self._ended = (ended and len(self._kept) < batches) or 0 <= self._cardinality <= len(self._kept)
         self._kept_all = self._ended or len(self._kept) < batches  # reading again would give no more
 
+    def held(self) -> list[Any]:
+        """The batches :meth:`sample` has kept so far, reading none: ``[]`` before any sample (the
+        data checks skipped) and once :meth:`release_sample` let them go."""
+        return list(self._kept)
+
     @property
     def sampled_all(self) -> bool:
         """Whether :meth:`sample`'s batches are every batch of the dataset (it ended before them)."""

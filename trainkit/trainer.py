@@ -1207,7 +1207,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         from trainkit.diagnosis.run_context import (
             batches_in_order,
             first_batch_rows,
+            held_rows,
             one_pass_epochs,
+            sample_stands_for_rows,
             source_inputs,
             source_targets_and_weights,
             source_targets_read_on,
@@ -1231,7 +1233,12 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                          inputs=source_inputs(train) if wants_inputs else None,
                          validation_inputs=source_inputs(validation) if wants_inputs and isinstance(validation, ArraySource) else None,
                          # A dataset that never shuffles: its first batches are its first rows, no sample of them.
-                         read_on=None if in_memory or pydataset else source_targets_read_on(train))
+                         read_on=None if in_memory or pydataset else source_targets_read_on(train),
+                         # A regression's linear fit is judged on a dataset's sampled rows too: its
+                         # first training batches where they stand for its rows, the validation
+                         # dataset's first batches the data checks hold (read from no pipeline).
+                         inputs_stand_for_rows=not in_memory and wants_inputs and sample_stands_for_rows(train, pydataset),
+                         validation_held=held_rows(validation) if wants_inputs and isinstance(validation, DatasetSource) else None)
         resumed, self._resumed_diagnosis = self._resumed_diagnosis, None
         if resumed is not None:
             callback.set_state(resumed)

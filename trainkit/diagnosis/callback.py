@@ -144,6 +144,8 @@ class DiagnosisCallback(Callback):
         inputs: Any = None,
         validation_inputs: Any = None,
         read_on: Any = None,
+        inputs_stand_for_rows: bool | int = False,
+        validation_held: Any = None,
     ) -> None:
         """What the trainer knows at ``fit`` time and a callback cannot see by itself.
 
@@ -173,6 +175,11 @@ class DiagnosisCallback(Callback):
                 linear fit on the validation rows (see :func:`build_context`).
             read_on: A never-shuffled dataset's targets past its first batches too (a
                 :class:`~trainkit.diagnosis.run_context.RowsReadOn`), for the chance levels.
+            inputs_stand_for_rows: Whether a dataset's ``inputs`` stand for all its rows, for the
+                linear fit's loss on the training rows (see
+                :func:`~trainkit.diagnosis.run_context.sample_stands_for_rows`).
+            validation_held: A validation dataset's first batches, held from the data checks (a
+                :class:`~trainkit.diagnosis.run_context.HeldRows`), for that fit's loss on validation rows.
         """
         self._others = [cb for cb in callbacks if cb is not self]
         self.console = console
@@ -180,7 +187,8 @@ class DiagnosisCallback(Callback):
         self._fit_facts = {"targets": targets, "initial_epoch": initial_epoch, "batch_size": batch_size, "train_rows": train_rows,
                            "one_pass_epochs": one_pass_epochs, "batches_in_order": batches_in_order, "has_validation": has_validation, "callbacks": self._others, "sample_weight": sample_weight,
                            "validation_targets": validation_targets, "validation_sample_weight": validation_sample_weight,
-                           "batch_rows": batch_rows, "inputs": inputs, "validation_inputs": validation_inputs, "read_on": read_on}
+                           "batch_rows": batch_rows, "inputs": inputs, "validation_inputs": validation_inputs, "read_on": read_on,
+                           "inputs_stand_for_rows": inputs_stand_for_rows, "validation_held": validation_held}
 
     # -- checkpointing -----------------------------------------------------------------------------
     def get_state(self, *, epochs: bool = True) -> dict[str, Any] | None:

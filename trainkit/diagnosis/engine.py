@@ -197,8 +197,14 @@ class Context:
             on the training rows it was made on (see :func:`trainkit.diagnosis.baseline.linear_fit`);
             ``None`` when unknown. A model whose loss ends far above it failed to learn what a
             linear function of its inputs gets.
-        val_linear_loss: That fit's loss on the in-memory validation rows, with their own
-            weights; ``None`` when unknown.
+        val_linear_loss: That fit's loss on the in-memory validation rows (or a validation
+            dataset's first batches, which the data checks hold), with their own weights; ``None``
+            when unknown.
+        linear_sample_rows: The rows :attr:`linear_loss` was measured on where they are a
+            shuffled training dataset's first batches, a sample of its rows; ``None`` for
+            in-memory rows or a dataset's every row.
+        val_linear_sample_rows: The same for :attr:`val_linear_loss`: a validation dataset's first
+            rows, not all of them.
         bounded_output: A one-output model's output activation where it bounds the predictions,
             ``{"layer", "activation", "low", "high"}`` (see
             :func:`trainkit.diagnosis.model_facts.bounded_output`); ``None`` for a linear one.
@@ -305,6 +311,8 @@ class Context:
     trained_before: bool = False
     linear_loss: float | None = None
     val_linear_loss: float | None = None
+    linear_sample_rows: int | None = None
+    val_linear_sample_rows: int | None = None
     bounded_output: dict[str, Any] | None = None
     regression_start_loss: float | None = None
     output_names: tuple[str, ...] = ()

@@ -694,8 +694,10 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
         return None
     val = view.val_losses(data_only=True)
     val = val[np.isfinite(val)]
+    sample = None  # the rows the fit's loss was measured on, where a dataset's first batches
     if ctx.val_linear_loss is not None and val.size and not few_validation_rows(view):
         model, linear, level, rows = float(np.min(val)), ctx.val_linear_loss, val_chance_level(view), "validation"
+        sample = ctx.val_linear_sample_rows
     elif ctx.linear_loss is not None and ctx.dropout == 0:
         # Without validation rows, the training loss; not under dropout, with which that loss is
         # measured, and reads higher than the model's own.
@@ -704,6 +706,7 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
         if not train.size:
             return None
         model, linear, level, rows = float(np.min(train)), ctx.linear_loss, chance_level(view), "training"
+        sample = ctx.linear_sample_rows
     else:
         return None
     if level is None or not 0 < linear < view.t.linear_explains * level or model < view.t.linear_worse_factor * linear:
@@ -714,8 +717,11 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
     bounded = ctx.bounded_output
     at_chance = found_codes(view, ("loss-at-chance",))
     best = "best validation loss" if rows == "validation" else "lowest training loss"
+    # A dataset's first batches: said so, as the fit's loss was measured on them alone.
+    on = f"the {rows} rows (" if sample is None else \
+        f"the first {sample:,} {rows} rows (a sample: the {'shuffled ' if rows == 'training' else ''}dataset's first batches; "
     message = (f"The model's {best} was {format_number(model)}, {times_text(model / linear)} the {format_number(linear)} that "
-               f"a least-squares linear fit of its inputs gets on the {rows} rows (fitted on the training rows; "
+               f"a least-squares linear fit of its inputs gets on {on}fitted on the training rows; "
                f"{linear / level:.0%} of the {'validation ' if rows == 'validation' else ''}chance level {format_number(level)})")
     if at_chance:
         message += (f": it predicts no better than {constant_prediction(view)} (loss-at-chance) where a linear function of its inputs "
@@ -743,6 +749,8 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
                "a linear model (a single Dense(1)) trained the same way.")
     evidence = {"model_loss": model, "linear_loss": linear, "ratio": model / linear, "chance_loss": level, "rows": rows,
                 "causes": causes}
+    if sample is not None:
+        evidence["linear_rows"] = sample
     if bounded is not None:
         evidence["output_activation"] = bounded["activation"]
     return Issue(message, advice, evidence, epoch=view.epochs[-1].epoch)
