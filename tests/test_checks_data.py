@@ -2085,6 +2085,29 @@ def test_validation_target_range_finds_regression_rows_sorted_by_target():
     assert "validation-target-range" not in codes(run("regression", X[:596], ys[:596], x_val=X[596:], y_val=ys[596:]))
 
 
+def test_validation_target_range_reads_datasets_first_batches():
+    # Arrays only, before: rows sorted by target cut into a shuffled training dataset and a
+    # validation dataset got no word where the same arrays were told (seeds 0-2, 2,000 rows).
+    y = (X[:, 0] + 0.1 * X[:, 1]).astype("float32")
+
+    def found(order, shuffle=True, batch=32):
+        xs, ys = X[order].astype("float32"), y[order].reshape(-1, 1)
+        train = tf.data.Dataset.from_tensor_slices((xs[:480], ys[:480]))
+        train = (train.shuffle(480, seed=0) if shuffle else train).batch(batch)
+        val = tf.data.Dataset.from_tensor_slices((xs[480:], ys[480:])).batch(32)
+        return [f for f in run("regression", train, None, x_val=val) if f.code == "validation-target-range"]
+
+    (finding,) = found(np.argsort(y))
+    assert "y_val in the first 4 batches (120 rows" in finding.message and "every training target in the first 8 batches" in finding.message
+    assert finding.evidence["sampled"] and finding.evidence["chance"] < 1e-10
+    # A training dataset that never shuffles shows its first rows, sorted ones its lowest: no
+    # sample of its range; unless its batches were all read (8 of 60 rows).
+    assert not found(np.argsort(y), shuffle=False)
+    assert found(np.argsort(y), shuffle=False, batch=60)
+    for seed in range(10):  # shuffled rows never
+        assert not found(np.random.default_rng(seed).permutation(len(X)))
+
+
 def test_raw_validation_targets_are_a_scale_mismatch_not_rows_sorted_by_target():
     # Standardised y, y_val left raw (a load series ~1e4): every validation target lay above every
     # training one, and validation-target-range said "the rows look sorted by target: shuffle x

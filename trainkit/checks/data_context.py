@@ -150,6 +150,18 @@ class DataContext:
         return {name: float(np.mean(values)) for name, values in self.output_bias_values.items()}
 
 
+def training_rows_stand_for_all(ctx: DataContext) -> bool:
+    """Whether the training rows the checks read stand for all of them: arrays, a dataset's first
+    batches that are all its batches, or those of a dataset whose pipeline shuffles (a random draw
+    of its rows). Not a never-shuffled dataset's or a PyDataset's first batches: its first rows,
+    which for rows sorted by target hold its lowest ones, no sample of its range."""
+    if not ctx.where:
+        return True
+    if ctx.dataset_batches is not None and ctx.dataset_batches <= len(ctx.batch_rows):
+        return True
+    return ctx.dataset_shuffled is True and ctx.pydataset is None
+
+
 def strided_rows(a: np.ndarray, rows: int) -> np.ndarray:
     """An evenly strided view of at most ``rows`` rows (representative even for sorted data)."""
     step = max(1, math.ceil(len(a) / max(1, rows)))

@@ -39,6 +39,7 @@ from trainkit.checks.data_context import (
     is_numeric,
     row_budget,
     strided_rows,
+    training_rows_stand_for_all,
     validation_name,
 )
 
@@ -231,9 +232,18 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
     sorted diabetes validated on its top 20% of targets (val_loss 2.8 against a training loss of
     0.37, standardised) and got no finding at all. A random split does this with a chance of
     1/C(rows, validation rows): never, in practice, from 5 validation rows of 20 on.
+
+    Datasets are judged by the first batches the checks read (said so): a validation dataset's,
+    beside a training dataset's where those stand for its rows (see
+    :func:`~trainkit.checks.data_context.training_rows_stand_for_all`); under a random split both
+    are random draws of the pooled rows, as the chance assumes. Sorted rows cut into a shuffled
+    training dataset and a validation dataset got no word where the same arrays were told.
     """
-    if ctx.where or ctx.val_where:  # a dataset's first batches say nothing about its range
+    if not training_rows_stand_for_all(ctx):
+        # A never-shuffled training dataset's first batches are its first rows: sorted by target,
+        # its lowest, which a random validation set lies above nearly whole.
         return None
+    sampled = bool(ctx.where or ctx.val_where)
     for t in ctx.targets:
         if t.task != "regression" or t.y is None or t.y_val is None or not (is_numeric(t.y) and is_numeric(t.y_val)):
             continue
@@ -247,7 +257,7 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
         if side is None:
             continue
         gap = v.min() - y.max() if side == "above" else y.min() - v.max()
-        if gap > y.max() - y.min() and _scale_issue(t.y, t.y_val, t.name, None, "targets", ctx.sample_rows) is not None:
+        if gap > y.max() - y.min() and _scale_issue(t.y, t.y_val, t.name, None, "targets", ctx.sample_rows, sampled=sampled) is not None:
             # validation-scale-mismatch's case: y_val left raw beside standardised y (7440..12560
             # against -1.8..1.8) was told "the rows look sorted by target: shuffle x and y", when a
             # scaler applied to the training targets only is the cause. Sorted rows (or a series
@@ -274,8 +284,8 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
             # rows' statistics (a rising series: 11.2..15.8 against -1.9..2.0, a shift under
             # validation-scale-mismatch's 10 spreads) was told "the rows look sorted: shuffle".
             return Issue(
-                f"Every validation target {validation_name(t.name)} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
-                f"{side} every training target ({format_number(y.min())}..{format_number(y.max())}), {format_number(gap)} beyond its end: "
+                f"Every validation target {validation_name(t.name)}{ctx.val_where} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
+                f"{side} every training target{ctx.where} ({format_number(y.min())}..{format_number(y.max())}), {format_number(gap)} beyond its end: "
                 "more than the whole training range. Rows sorted by target, or a series split by time, continue the training range; a "
                 "gap this wide says the validation targets were transformed unlike the training ones (a scaler fitted and applied to "
                 "the training rows only, another unit) or come from another period or source, so val_loss measures that gap.",
@@ -283,18 +293,19 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
                 "statistics ((y_val - y_mean) / y_std, scaler.transform(x_val)), once each; if they already are, check where the "
                 "validation rows come from.",
                 {"side": side, "train_range": [float(y.min()), float(y.max())], "val_range": [float(v.min()), float(v.max())],
-                 "chance": chance, "gap": float(gap)},
+                 "chance": chance, "gap": float(gap), **({"sampled": True} if sampled else {})},
                 t.output.layer if t.output else None)
         return Issue(
-            f"Every validation target {validation_name(t.name)} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
-            f"{side} every training target ({format_number(y.min())}..{format_number(y.max())}): a random split of these rows does "
+            f"Every validation target {validation_name(t.name)}{ctx.val_where} ({len(v)} rows, {format_number(v.min())}..{format_number(v.max())}) lies "
+            f"{side} every training target{ctx.where} ({format_number(y.min())}..{format_number(y.max())}): a random split of these rows does "
             f"this with a chance of {chance:.1g}. The rows look sorted by target, and {how}: the model is validated only on values it "
             "never trained on, so val_loss stays high whatever it learns. (Rows in time order with a trend do this too; then "
             "val_loss measures extrapolation.)",
             f"Shuffle x and y together before {'fit' if split else 'splitting them'} (p = np.random.default_rng(0).permutation(len(x)); "
             "x, y = x[p], y[p]), or pass validation_data drawn at random from the rows; for a time series split by time, keep the "
             "split and read val_loss as extrapolation.",
-            {"side": side, "train_range": [float(y.min()), float(y.max())], "val_range": [float(v.min()), float(v.max())], "chance": chance},
+            {"side": side, "train_range": [float(y.min()), float(y.max())], "val_range": [float(v.min()), float(v.max())], "chance": chance,
+             **({"sampled": True} if sampled else {})},
             t.output.layer if t.output else None)
     return None
 
