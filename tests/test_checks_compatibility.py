@@ -664,12 +664,29 @@ def _sigmoid_model(**compiled: object) -> keras.Model:
     ({"loss": "binary_crossentropy", "optimizer": "adam", "weighted_metrics": ["mae"]},
      {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": [keras.metrics.MeanAbsoluteError()]}),
     ({"optimizer": "adam"}, {"loss": "binary_crossentropy", "optimizer": "adam"}),  # compiled without a loss
+    # A bare compile (or one for jit_compile or steps_per_execution alone) chose no optimizer: Keras's
+    # default RMSprop() was said "compiled with optimizer RMSprop (trainkit uses Adam)".
+    ({"jit_compile": False}, {"loss": "binary_crossentropy", "optimizer": "adam"}),
+    ({"steps_per_execution": 4}, {"loss": "binary_crossentropy", "optimizer": "adam"}),
 ])
 def test_a_compile_that_agrees_with_the_trainer_or_none_says_nothing(compiled, given):
     from trainkit import Trainer
 
     trainer = Trainer(_sigmoid_model(**compiled), task="binary", **given)
     assert [f for f in trainer.findings if f.code == "compile-ignored"] == []
+
+
+def test_a_bare_compile_says_nothing_but_a_chosen_rmsprop_is_named():
+    from trainkit import Trainer
+
+    model = _sigmoid_model()
+    model.compile()  # Keras's defaults: optimizer="rmsprop", no loss, no metrics
+    assert [f for f in Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary").findings if f.code == "compile-ignored"] == []
+    # An RMSprop of other settings, or the default one beside a loss, was chosen and dropped.
+    for compiled in ({"optimizer": keras.optimizers.RMSprop(0.01)}, {"loss": "binary_crossentropy"}):
+        trainer = Trainer(_sigmoid_model(**compiled), loss="binary_crossentropy", optimizer="adam", task="binary")
+        (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
+        assert found.evidence == {"optimizer_compiled": "RMSprop", "optimizer_used": "Adam"}
 
 
 def test_a_compile_the_trainer_does_not_train_with_is_one_warning_naming_both(capsys):

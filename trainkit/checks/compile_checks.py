@@ -10,6 +10,7 @@ differs, with what trainkit uses instead.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -51,6 +52,22 @@ def _optimizer_name(optimizer: Any) -> str | None:
             return optimizer
     inner = getattr(optimizer, "inner_optimizer", None)
     return type(inner if inner is not None else optimizer).__name__
+
+
+def _keras_default_optimizer(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is the ``RMSprop()`` that ``model.compile`` puts in when given none
+    (its default ``optimizer="rmsprop"``), with RMSprop's default settings."""
+    if isinstance(optimizer, str):
+        return optimizer.lower() == "rmsprop"
+    if type(optimizer) is not keras.optimizers.RMSprop:
+        return False
+    # The signature's defaults, not a fresh RMSprop's config: one made here (inside a strategy's
+    # scope, maybe) would make variables.
+    config = optimizer.get_config()
+    # (The learning rate comes back from its float32 variable: 0.0010000000474974513.)
+    return all(config[key] == default or (isinstance(config[key], float) and isinstance(default, float) and math.isclose(config[key], default, rel_tol=1e-6))
+               for key, default in ((key, parameter.default) for key, parameter in inspect.signature(keras.optimizers.RMSprop).parameters.items())
+               if key in config and key != "name")
 
 
 def _metric_name(spec: Any) -> str:
@@ -128,6 +145,10 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
     if compare_loss and compiled_loss is not None and _loss_text(compiled_loss) != _loss_text(loss):
         differences.append(("loss", str(_loss_text(compiled_loss)), str(_loss_text(loss))))
     compiled_optimizer = _optimizer_name(getattr(model, "optimizer", None) or config.get("optimizer"))
+    if compiled_loss is None and _keras_default_optimizer(getattr(model, "optimizer", None) or config.get("optimizer")):
+        # A bare model.compile() (or one for jit_compile or steps_per_execution alone) chose no
+        # optimizer: Keras put in its default RMSprop(), which was said "compiled with RMSprop".
+        compiled_optimizer = None
     used_optimizer = _optimizer_name(optimizer)
     if compiled_optimizer is not None and compiled_optimizer != used_optimizer:
         differences.append(("optimizer", compiled_optimizer, str(used_optimizer)))
