@@ -329,6 +329,8 @@ def test_the_summary_line_never_ends_on_an_empty_list_of_values(tmp_path, logs, 
     ("nan-loss", [], "trained 0 complete epochs in 1.5s (stopped early in epoch 1 of 5 by a NaN/inf loss; no epoch values)"),
     ("stopped", [{"loss": 0.5}, {"loss": 0.25}], "trained 2 epochs in 1.5s (stopped early after epoch 2 of 5 by early stopping): loss 0.2500"),
     ("completed", [{"loss": 0.5}], "trained 1 epoch in 1.5s: loss 0.5000"),
+    # Stopped at its last epoch, it trained every epoch planned: "stopped early after epoch 5 of 5".
+    ("stopped", [{"loss": 0.5}] * 5, "trained 5 epochs in 1.5s: loss 0.5000"),
 ])
 def test_the_summary_line_says_a_run_stopped_early_and_why(tmp_path, status, logs, first_line):
     from types import SimpleNamespace

@@ -686,6 +686,10 @@ def _stop_clause(result: RunResult) -> str:
     of = f" of {planned}" if isinstance(planned, int) else ""
     if result.status == "nan-loss":  # inside the epoch after the last complete one
         return f"stopped early in epoch {epochs + 1}{of} by a NaN/inf loss"
+    if isinstance(planned, int) and epochs >= planned:
+        # Stopped at its last epoch (patience ran out there, or a callback's stop_training) trained
+        # every epoch planned: "stopped early after epoch 3 of 3" said it had not.
+        return ""
     return f"stopped early after epoch {epochs}{of} by {result.stopped_by or 'early stopping or a callback'}"
 
 
