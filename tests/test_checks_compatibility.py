@@ -668,6 +668,11 @@ def _sigmoid_model(**compiled: object) -> keras.Model:
     # default RMSprop() was said "compiled with optimizer RMSprop (trainkit uses Adam)".
     ({"jit_compile": False}, {"loss": "binary_crossentropy", "optimizer": "adam"}),
     ({"steps_per_execution": 4}, {"loss": "binary_crossentropy", "optimizer": "adam"}),
+    # The accuracy "accuracy" picks, named: it was "metrics [binary_accuracy] (trainkit uses [accuracy])".
+    ({"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["binary_accuracy"]}, {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]}),
+    ({"loss": "binary_crossentropy", "optimizer": "adam", "metrics": [keras.metrics.BinaryAccuracy()]},
+     {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["acc"]}),
+    ({"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]}, {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["binary_accuracy"]}),
 ])
 def test_a_compile_that_agrees_with_the_trainer_or_none_says_nothing(compiled, given):
     from trainkit import Trainer

@@ -26,6 +26,10 @@ COMPILE_IGNORED = "compile-ignored"
 
 # Keras's compile reads "acc" as "accuracy" (both pick the accuracy that fits the loss).
 _METRIC_ALIASES = {"acc": "accuracy"}
+# The accuracies "accuracy" picks among: compile's sparse_categorical_accuracy and the Trainer's
+# "accuracy" of a multiclass task are one metric (the Trainer refuses a variant that does not fit
+# the labels, so two that both fit are the same).
+_ACCURACY_VARIANTS = frozenset({"binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy"})
 
 
 def _loss_text(spec: Any) -> Any:
@@ -72,7 +76,14 @@ def _keras_default_optimizer(optimizer: Any) -> bool:
 
 def _metric_name(spec: Any) -> str:
     """A metric's name as compile and the Trainer read it: ``"mae"`` and ``MeanAbsoluteError()``
-    are both ``mean_absolute_error``."""
+    are both ``mean_absolute_error``, ``"sparse_categorical_accuracy"`` and ``"accuracy"`` both
+    ``accuracy``."""
+    name = _named_metric(spec)
+    return "accuracy" if name in _ACCURACY_VARIANTS else name
+
+
+def _named_metric(spec: Any) -> str:
+    """A metric's name, a variant of accuracy by its own (see :func:`_metric_name`)."""
     if isinstance(spec, str):
         spec = _METRIC_ALIASES.get(spec, spec)
         if spec == "accuracy":
