@@ -716,3 +716,24 @@ def test_a_compile_the_trainer_does_not_train_with_is_one_warning_naming_both(ca
     trainer.fit(x, y, epochs=1, verbose=2)
     assert capsys.readouterr().err.count("[compile-ignored]") == 1  # said once, before the first fit
     assert [f.code for f in trainer.findings].count("compile-ignored") == 1
+
+
+def test_per_output_losses_as_a_dict_or_a_list_are_compared_output_by_output():
+    # compile(loss={"a": "mse", "b": ...}) and Trainer(loss=["mse", ...]) were told "loss {...}
+    # (trainkit uses [...])": the same losses, by name and by position.
+    from trainkit import Trainer
+
+    def two_outputs(**compiled: object) -> keras.Model:
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, {"a": keras.layers.Dense(1, name="a")(inputs), "b": keras.layers.Dense(3, activation="softmax", name="b")(inputs)})
+        model.compile(optimizer="adam", **compiled)
+        return model
+
+    by_name = {"a": "mse", "b": "sparse_categorical_crossentropy"}
+    by_position = ["mse", "sparse_categorical_crossentropy"]
+    for compiled, given in ((by_name, by_position), (by_position, by_name)):
+        trainer = Trainer(two_outputs(loss=compiled), loss=given, optimizer="adam", task=["regression", "multiclass"])
+        assert [f for f in trainer.findings if f.code == "compile-ignored"] == []
+    trainer = Trainer(two_outputs(loss={"a": "mae", "b": "sparse_categorical_crossentropy"}), loss=by_position, optimizer="adam", task=["regression", "multiclass"])
+    (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
+    assert "MeanAbsoluteError()" in found.evidence["loss_compiled"] and "MeanSquaredError()" in found.evidence["loss_used"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
 from trainkit.findings import Finding
 from trainkit.resolve import _snake_case
@@ -42,6 +43,18 @@ def _loss_text(spec: Any) -> Any:
     if isinstance(spec, Mapping) and "name" not in spec:
         return {str(key): _loss_text(one) for key, one in spec.items()}
     return describe_loss(spec).describe()
+
+
+def _by_position(spec: Any, other: Any, model: Any) -> Any:
+    """A per-output dict ``spec`` as a list in the model's output order when ``other`` is a list:
+    compile's ``loss={"a": "mse", "b": ...}`` and the Trainer's ``loss=["mse", ...]`` are the same
+    losses (they were told as another setup)."""
+    if not (isinstance(spec, Mapping) and "name" not in spec and isinstance(other, list | tuple)):
+        return spec
+    names = multioutput.output_names(model, len(other))
+    if {str(key) for key in spec} - set(names):
+        return spec  # a key that names no output: compared as they are, and told
+    return [spec.get(name) for name in names]
 
 
 def _optimizer_name(optimizer: Any) -> str | None:
@@ -153,7 +166,7 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
     differences: list[tuple[str, str, str]] = []  # (what, compiled, trainkit's)
     compiled_loss = config.get("loss", getattr(model, "loss", None))
     # compile() without a loss set none: nothing of the loss was dropped.
-    if compare_loss and compiled_loss is not None and _loss_text(compiled_loss) != _loss_text(loss):
+    if compare_loss and compiled_loss is not None and _loss_text(_by_position(compiled_loss, loss, model)) != _loss_text(_by_position(loss, compiled_loss, model)):
         differences.append(("loss", str(_loss_text(compiled_loss)), str(_loss_text(loss))))
     compiled_optimizer = _optimizer_name(getattr(model, "optimizer", None) or config.get("optimizer"))
     if compiled_loss is None and _keras_default_optimizer(getattr(model, "optimizer", None) or config.get("optimizer")):
