@@ -737,3 +737,27 @@ def test_per_output_losses_as_a_dict_or_a_list_are_compared_output_by_output():
     trainer = Trainer(two_outputs(loss={"a": "mae", "b": "sparse_categorical_crossentropy"}), loss=by_position, optimizer="adam", task=["regression", "multiclass"])
     (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
     assert "MeanAbsoluteError()" in found.evidence["loss_compiled"] and "MeanSquaredError()" in found.evidence["loss_used"]
+
+
+def test_a_compiled_losss_own_settings_dropped_by_the_trainer_are_named():
+    # compile(loss=CategoricalCrossentropy(label_smoothing=0.1)) then Trainer(loss="categorical_crossentropy")
+    # trained without the smoothing, in silence: both read CategoricalCrossentropy(from_logits=False).
+    from trainkit import Trainer
+
+    def softmax_model(loss: object) -> keras.Model:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(loss=loss, optimizer="adam")
+        return model
+
+    trainer = Trainer(softmax_model(keras.losses.CategoricalCrossentropy(label_smoothing=0.1)), loss="categorical_crossentropy", optimizer="adam", task="multiclass")
+    (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
+    assert found.evidence == {"loss_compiled": "CategoricalCrossentropy(from_logits=False, label_smoothing=0.1)",
+                              "loss_used": "CategoricalCrossentropy(from_logits=False)"}
+    # The same settings given to both, or a name and its class's defaults, agree.
+    for compiled, given in ((keras.losses.CategoricalCrossentropy(label_smoothing=0.1), keras.losses.CategoricalCrossentropy(label_smoothing=0.1)),
+                            (keras.losses.CategoricalCrossentropy(), "categorical_crossentropy")):
+        assert [f for f in Trainer(softmax_model(compiled), loss=given, optimizer="adam", task="multiclass").findings if f.code == "compile-ignored"] == []
+    regression = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    regression.compile(loss=keras.losses.Huber(delta=2.0), optimizer="adam")  # its get_config leaves delta out
+    (found,) = [f for f in Trainer(regression, loss="huber", optimizer="adam", task="regression").findings if f.code == "compile-ignored"]
+    assert found.evidence["loss_compiled"] == "Huber(delta=2.0)"

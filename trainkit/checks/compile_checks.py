@@ -19,8 +19,9 @@ import keras
 
 from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
+from trainkit.errors import UnknownNameError
 from trainkit.findings import Finding
-from trainkit.resolve import _snake_case
+from trainkit.resolve import _snake_case, get_loss
 
 #: Code of the warning for a model compiled with another loss, optimizer class or metrics.
 COMPILE_IGNORED = "compile-ignored"
@@ -42,7 +43,41 @@ def _loss_text(spec: Any) -> Any:
         return [_loss_text(one) for one in spec]
     if isinstance(spec, Mapping) and "name" not in spec:
         return {str(key): _loss_text(one) for key, one in spec.items()}
-    return describe_loss(spec).describe()
+    text = describe_loss(spec).describe()
+    settings = ", ".join(f"{key}={value!r}" for key, value in _loss_settings(spec).items())
+    if not settings:
+        return text
+    # CategoricalCrossentropy(from_logits=False, label_smoothing=0.1): a compile's smoothing (or a
+    # Huber's delta) that the Trainer's plain "categorical_crossentropy" dropped was not told.
+    return f"{text[:-1]}{', ' if not text.endswith('()') else ''}{settings})" if text.endswith(")") else f"{text}({settings})"
+
+
+def _loss_settings(spec: Any) -> dict[str, Any]:
+    """The settings of a Keras loss that differ from its class's defaults (``label_smoothing=0.1``,
+    ``delta=2.0``); ``from_logits``, which :func:`describe_loss` names, and its name left out."""
+    if not isinstance(spec, keras.losses.Loss):
+        try:
+            spec = get_loss(spec)
+        except (UnknownNameError, TypeError, ValueError, AttributeError):
+            return {}
+    try:
+        # Keras's wrapper keeps the function's arguments in _fn_kwargs: Huber's get_config leaves its
+        # delta out.
+        fn_kwargs = getattr(spec, "_fn_kwargs", None)
+        config = {**(fn_kwargs if isinstance(fn_kwargs, Mapping) else {}), **(spec.get_config() or {})}
+        defaults = inspect.signature(type(spec)).parameters
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return {}
+    return {key: value for key, value in config.items()
+            if key not in ("name", "dtype", "from_logits") and key in defaults and defaults[key].default is not inspect.Parameter.empty
+            and not _same_setting(value, defaults[key].default)}
+
+
+def _same_setting(value: Any, default: Any) -> bool:
+    """Whether a config value is its default (a float read back from float32 counts as equal)."""
+    if value == default:
+        return True
+    return isinstance(value, float) and isinstance(default, float) and math.isclose(value, default, rel_tol=1e-6)
 
 
 def _by_position(spec: Any, other: Any, model: Any) -> Any:
@@ -82,8 +117,7 @@ def _keras_default_optimizer(optimizer: Any) -> bool:
     # scope, maybe) would make variables.
     config = optimizer.get_config()
     # (The learning rate comes back from its float32 variable: 0.0010000000474974513.)
-    return all(config[key] == default or (isinstance(config[key], float) and isinstance(default, float) and math.isclose(config[key], default, rel_tol=1e-6))
-               for key, default in ((key, parameter.default) for key, parameter in inspect.signature(keras.optimizers.RMSprop).parameters.items())
+    return all(_same_setting(config[key], parameter.default) for key, parameter in inspect.signature(keras.optimizers.RMSprop).parameters.items()
                if key in config and key != "name")
 
 
