@@ -417,7 +417,7 @@ def accuracy_by_shapes(y_true: Any, y_pred: Any) -> Any:
     return keras.metrics.categorical_accuracy(y_true, y_pred)
 
 
-def _snake_case(name: str) -> str:
+def snake_case(name: str) -> str:
     """``name`` in snake case as Keras writes it: ``F1Score`` -> ``f1_score``, ``<lambda>`` -> ``lambda``."""
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
@@ -431,7 +431,7 @@ def _callable_name(fn: Any) -> str:
     name = getattr(fn, "name", None)
     if isinstance(name, str) and name:
         return name
-    return _snake_case(getattr(fn, "__name__", type(fn).__name__)) or "metric"
+    return snake_case(getattr(fn, "__name__", type(fn).__name__)) or "metric"
 
 
 def _check_label_format(name: str, metric: keras.metrics.Metric, task: str, loss: keras.losses.Loss | None) -> None:
@@ -573,7 +573,7 @@ METRIC_CLASSES: dict[str, type[keras.metrics.Metric]] = {
     spelling: cls
     for class_name, cls in vars(keras.metrics).items()
     if isinstance(cls, type) and issubclass(cls, keras.metrics.Metric) and class_name[:1].isupper()
-    for spelling in (class_name, _snake_case(class_name))
+    for spelling in (class_name, snake_case(class_name))
 }
 METRIC_NAMES: tuple[str, ...] = tuple(dict.fromkeys((*_public_names(keras.metrics), *(n for n in METRIC_CLASSES if n[:1].islower()))))
 REGULARIZER_NAMES: tuple[str, ...] = _public_names(keras.regularizers)

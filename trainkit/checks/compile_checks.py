@@ -21,7 +21,7 @@ from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
 from trainkit.errors import UnknownNameError
 from trainkit.findings import Finding
-from trainkit.resolve import _snake_case, get_loss
+from trainkit.resolve import get_loss, snake_case
 
 #: Code of the warning for a model compiled with another loss, optimizer class or metrics.
 COMPILE_IGNORED = "compile-ignored"
@@ -155,7 +155,7 @@ def _default_name(cls: type) -> str | None:
         default = inspect.signature(cls).parameters["name"].default
     except (KeyError, TypeError, ValueError):
         return None
-    return default if isinstance(default, str) else _snake_case(cls.__name__) if default is None else None
+    return default if isinstance(default, str) else snake_case(cls.__name__) if default is None else None
 
 
 def _metric_names(*specs: Any) -> list[str]:
