@@ -792,6 +792,84 @@ def test_the_checks_read_a_pydataset_without_its_epoch_hooks_and_skip_unread(shu
         assert checks == epoch[: len(checks)]  # the sample is the first epoch's first batches
 
 
+class Numbered(keras.utils.PyDataset):
+    """Batches whose targets say which batch they are (2**i, so an epoch's mean loss of a model that
+    predicts 0 names its batches), recording its epoch hooks between the fit's epoch callbacks."""
+
+    def __init__(self, batches: int | None) -> None:
+        super().__init__()
+        self.batches = batches
+        self.events: list[str] = []
+
+    def __len__(self) -> int:
+        return self.batches or 0
+
+    @property
+    def num_batches(self) -> int | None:
+        return self.batches  # None: endless
+
+    def __getitem__(self, i: int):
+        return np.ones((2, 1), "float32"), np.full((2, 1), 2.0 ** (i % 20), "float32")  # the checks read an endless one further
+
+    def on_epoch_begin(self) -> None:
+        self.events.append("B")
+
+    def on_epoch_end(self) -> None:
+        self.events.append("E")
+
+
+class EpochMarks(keras.callbacks.Callback):
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.events.append("<")
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.events.append(">")
+
+
+def predicts_zero() -> keras.Model:
+    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, kernel_initializer="zeros", use_bias=False)])
+
+
+@pytest.mark.parametrize(("batches", "steps", "epochs"), [(6, 2, 4), (4, 4, 2), (3, 5, 2), (4, None, 2), (None, 3, 3)],
+                         ids=["fewer-steps", "as-many", "more-steps", "no-steps", "endless"])
+def test_a_pydataset_s_epoch_hooks_follow_the_epochs_with_steps_per_epoch_as_in_model_fit(batches, steps, epochs):
+    # With steps_per_epoch, one iterator goes on across epochs and the hooks were called per pass
+    # over the batches: 6 batches, 4 epochs of 2 called on_epoch_begin once and on_epoch_end once
+    # (an endless PyDataset's: never), where model.fit calls them each epoch, so a PyDataset that
+    # reshuffles or advances a curriculum there saw no epochs.
+    expected, got = Numbered(batches), Numbered(batches)
+    reference = predicts_zero()
+    reference.compile(keras.optimizers.SGD(0.0), "mse")
+    want = reference.fit(expected, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[EpochMarks(expected.events)])
+    trainer = Trainer(predicts_zero(), loss="mse", optimizer=keras.optimizers.SGD(0.0), task="regression", seed=0, jit_compile=False)
+    history = trainer.fit(got, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[EpochMarks(got.events)])
+    # Each epoch's batches, as model.fit reads them (6 batches: 0-1, 2-3, 4-5, then 0-1 again), and
+    # each epoch's hooks inside it, but model.fit's extra on_epoch_end before the first (README).
+    np.testing.assert_allclose(history.history["loss"], want.history["loss"], rtol=1e-6)
+    assert "".join(expected.events) == "E" + "<BE>" * epochs
+    assert "".join(got.events) == "<BE>" * epochs
+
+
+class ShrinksAtEpochEnd(Numbered):
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        self.batches -= 1
+
+
+def test_a_pydataset_whose_len_falls_between_epochs_of_one_pass_is_refused():
+    # Its epochs' on_epoch_end now comes mid-pass (steps_per_epoch): the rest of the pass would read
+    # the batches len() had at the start, past its new end, so it is refused as between passes.
+    data = ShrinksAtEpochEnd(6)
+    trainer = Trainer(predicts_zero(), loss="mse", optimizer=keras.optimizers.SGD(0.0), task="regression", seed=0, jit_compile=False)
+    with pytest.raises(DataError, match=r"len\(\) fell from 6 batches") as info:
+        trainer.fit(data, epochs=3, steps_per_epoch=2, shuffle=False, verbose=0)
+    assert info.value.code == "unsupported-input" and "".join(data.events) == "BEB"
+
+
 class Shrinking(Batches):
     """Batches that drop their last rows at each epoch's end (len() falls), sliced past their end as numpy slices are."""
 

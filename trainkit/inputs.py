@@ -252,7 +252,8 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     The element spec comes from the first, second and last batches (an axis whose size differs
     between them is ``None``; float64 is read as float32, as Keras does, unless
     ``keras.backend.floatx()`` is float64); each
-    pass starts with the dataset's ``on_epoch_begin()`` and ends with its ``on_epoch_end()``, and
+    pass starts with the dataset's ``on_epoch_begin()`` and ends with its ``on_epoch_end()`` (unless
+    :func:`epoch_hooks` hands them to the fit's epochs), and
     reads as many batches as ``len()`` gave here (as ``model.fit`` sizes its epochs; a pass that
     finds ``len()`` smaller raises ``unsupported-input``). One whose ``num_batches`` is ``None``
     (Keras's PyDataset that never ends) yields batches 0, 1, 2... forever, in order. One with
@@ -297,7 +298,7 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
     except NotImplementedError:
         raise DataError("unsupported-input", f"The {type(data).__name__} has neither __len__ nor num_batches: define __len__ (its number of "
                                              "batches), or a num_batches property (None for one that never ends).") from None
-    passes = _Passes()
+    passes = _Passes(data)
     if count is None:  # batches 0, 1, 2... as model.fit reads them; an epoch needs steps_per_epoch
         signature = tf.nest.map_structure(spec, *[read(i) for i in (0, 1)])
         # Read ahead on its workers too: the README's "with workers=N its batches read on N
@@ -328,6 +329,8 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
                                                  "changing it.")
             raise err
 
+    passes.refuse_fewer_batches = refuse_fewer_batches
+
     def batches() -> Iterable[Any]:
         peek_from = passes.take_peek()
         # A peek reads the next epoch's order: the batches the checks sample are those it trains on first.
@@ -339,10 +342,12 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         passes.epochs += 1
         # model.fit calls it before each epoch's batches too: one that reshuffles or loads a
         # shard there was never called, and every epoch read what __init__ had left.
-        data.on_epoch_begin()
+        if not passes.by_epoch:
+            data.on_epoch_begin()
         refuse_fewer_batches()
         yield from _read_ahead(read, order, data.workers, data.max_queue_size)
-        data.on_epoch_end()
+        if not passes.by_epoch:
+            data.on_epoch_end()
 
     dataset = tf.data.Dataset.from_generator(lambda: recorded(batches()), output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
@@ -353,11 +358,27 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 class _Passes:
     """The passes of one PyDataset's ``tf.data.Dataset`` (:func:`pydataset_batches`): the epochs
     (each calls its epoch hooks and, shuffled, reads a new order) and the peeks that read its
-    batches without them (:func:`peek_batches`)."""
+    batches without them (:func:`peek_batches`); or, handed to a fit's epochs (:func:`epoch_hooks`),
+    the epoch hooks called at each epoch's start and end, the passes calling none."""
 
-    def __init__(self) -> None:
-        self.epochs = 0  # epoch passes started: the next one's order is seeded by it
+    def __init__(self, data: keras.utils.PyDataset) -> None:
+        self.data = data
+        self.epochs = 0  # passes started: the next one's order is seeded by it
         self._peek_from: int | None = None  # a peek asked for: the next pass reads from that batch, without hooks
+        self.by_epoch = False  # the fit calls the epoch hooks (begin_epoch, end_epoch), not the passes
+        self.refuse_fewer_batches: Callable[[], None] | None = None  # a finite one's len() check (see pydataset_batches)
+
+    def begin_epoch(self) -> None:
+        """The PyDataset's ``on_epoch_begin()`` at an epoch's start, then its ``len()`` checked,
+        as a pass checks it: one that fell in the last epoch's ``on_epoch_end()`` is refused
+        before the rest of the pass reads past its end."""
+        self.data.on_epoch_begin()
+        if self.refuse_fewer_batches is not None:
+            self.refuse_fewer_batches()
+
+    def end_epoch(self) -> None:
+        """The PyDataset's ``on_epoch_end()`` at an epoch's end."""
+        self.data.on_epoch_end()
 
     def take_peek(self) -> int | None:
         """The batch a peek asked for starts at, ``None`` for an epoch; the request is used up."""
@@ -397,6 +418,23 @@ def peek_batches(dataset: tf.data.Dataset, start: int = 0, count: int | None = N
         dataset = dataset.skip(start) if start else dataset
         return iter(dataset if count is None else dataset.take(count))
     return passes.peek(dataset if count is None else dataset.take(count), start)
+
+
+def epoch_hooks(dataset: tf.data.Dataset) -> _Passes | None:
+    """The epoch hooks of the PyDataset ``dataset`` reads (through the maps ``fit`` adds), handed
+    to the caller: from now on its passes call neither ``on_epoch_begin()`` nor ``on_epoch_end()``,
+    the caller calls them at each epoch's start and end (``begin_epoch``, ``end_epoch``); ``None``
+    for another dataset.
+
+    For a fit with ``steps_per_epoch``, whose epochs are not the passes: its iterator goes on
+    across epochs, so 2 epochs of 2 batches of a 10-batch PyDataset called ``on_epoch_begin()``
+    once and ``on_epoch_end()`` never (``model.fit``: twice each), and an endless one's never,
+    so a PyDataset that reshuffles or advances a curriculum in them saw no epochs.
+    """
+    passes = _pydataset_passes(dataset)
+    if passes is not None:
+        passes.by_epoch = True
+    return passes
 
 
 def _pydataset_passes(dataset: tf.data.Dataset) -> _Passes | None:

@@ -23,6 +23,7 @@ from trainkit.checks.data_sampling import DatasetSample, FurtherRows, further_ro
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import (
     as_array,
+    epoch_hooks,
     paired_inputs,
     peek_batches,
     refuse_mismatched_kinds,
@@ -361,6 +362,8 @@ class DatasetSource:
         self.batches = self.steps if self.steps is not None else (cardinality if cardinality >= 0 else None)
         self._cardinality = cardinality  # batches in one pass; < 0 when infinite or unknown
         self._carry_on = carry_on and self.steps is not None
+        # Carrying on, an epoch is no pass of a PyDataset's: the epochs call its hooks (begin_epoch, end_epoch).
+        self._epoch_hooks = epoch_hooks(dataset) if self._carry_on else None
         self._iterator: Any = None
         self._ran_dry = False
         self._went_on = False  # whether the last epoch_iterator is one an earlier epoch pulled from
@@ -473,6 +476,18 @@ class DatasetSource:
         else:
             self._went_on = True
         return self._iterator
+
+    def begin_epoch(self) -> None:
+        """Calls a PyDataset's ``on_epoch_begin()`` at the start of an epoch that carries on
+        (``steps_per_epoch``), as ``model.fit`` calls it each epoch; nothing for another dataset,
+        or one whose passes call it (each epoch a pass of its own)."""
+        if self._epoch_hooks is not None:
+            self._epoch_hooks.begin_epoch()
+
+    def end_epoch(self) -> None:
+        """Calls a PyDataset's ``on_epoch_end()`` at the end of such an epoch (see :meth:`begin_epoch`)."""
+        if self._epoch_hooks is not None:
+            self._epoch_hooks.end_epoch()
 
     def _first_batch(self, epoch: int) -> int:
         """Where in the dataset ``epoch`` starts, carrying on (see :meth:`epoch_iterator`)."""

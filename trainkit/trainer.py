@@ -906,7 +906,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 optimizer, RNG and metric state, History, position within the epoch.
             steps_per_epoch: Batches an epoch takes from a dataset, each epoch going on where
                 the last stopped (needed for one that repeats forever; a finite one starts
-                again once it ends, its last epoch of a pass short); ``None``: all of it.
+                again once it ends, its last epoch of a pass short; a PyDataset's
+                ``on_epoch_begin()``/``on_epoch_end()`` still called each epoch, as
+                ``model.fit`` calls them); ``None``: all of it.
             validation_steps: Batches each validation takes from the start of a validation
                 dataset; ``None``: all of it.
             class_weight: Class id -> weight of its training rows (times any
@@ -1487,6 +1489,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.steps_per_epoch = _epoch_steps(train, batch_size)
         callbacks.on_epoch_begin(epoch)
         self._refuse_trainable_change_in_fit(epoch)
+        if isinstance(train, DatasetSource):
+            train.begin_epoch()  # a PyDataset's on_epoch_begin(), where its passes span epochs
         if self.strategy is not None:
             calls = self._distributed_calls(train, batch_size, shuffle, epoch, start_batch)
         elif isinstance(train, ArraySource):
@@ -1538,6 +1542,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             close = getattr(calls, "close", None)
             if close is not None:
                 close()
+        if isinstance(train, DatasetSource):
+            train.end_epoch()  # as model.fit: after the epoch's batches, before its validation
         if last is None and not start_batch:  # a dataset of unknown size that had no batch
             raise DataError("empty-data", f"Epoch {epoch + 1} had no batches: the training dataset is empty (check the filter or the take/skip that made it).")
         logs = self._metric_results()
