@@ -854,6 +854,32 @@ def test_a_pydataset_s_epoch_hooks_follow_the_epochs_with_steps_per_epoch_as_in_
     assert "".join(got.events) == "<BE>" * epochs
 
 
+def test_a_pydataset_read_for_fewer_steps_than_its_batches_ends_each_read_with_on_epoch_end():
+    # evaluate(steps=2), validation_steps=2 and predict(steps=2) left its pass after 2 of its 6
+    # batches, before the pass's on_epoch_end(): each began an epoch that never ended ("BBB..."),
+    # where model.evaluate/fit/predict call on_epoch_begin() and on_epoch_end() once each a read.
+    def reads(make_model_or_trainer: str) -> tuple[list[str], list[str], list[str], float]:
+        validation, evaluated, predicted = Numbered(6), Numbered(6), Numbered(6)
+        if make_model_or_trainer == "keras":
+            model = predicts_zero()
+            model.compile(keras.optimizers.SGD(0.0), "mse")
+            model.fit(Numbered(3), validation_data=validation, validation_steps=2, epochs=2, shuffle=False, verbose=0)
+            loss = model.evaluate(evaluated, steps=2, verbose=0)
+            model.predict(predicted, steps=2, verbose=0)
+        else:
+            trainer = Trainer(predicts_zero(), loss="mse", optimizer=keras.optimizers.SGD(0.0), task="regression", seed=0, jit_compile=False)
+            trainer.fit(Numbered(3), validation_data=validation, validation_steps=2, epochs=2, shuffle=False, verbose=0)
+            loss = trainer.evaluate(evaluated, steps=2)["loss"]
+            trainer.predict(predicted, steps=2)
+        return validation.events, evaluated.events, predicted.events, loss
+
+    *expected, expected_loss = reads("keras")
+    *got, loss = reads("trainkit")
+    assert loss == pytest.approx(expected_loss, rel=1e-6)  # the same first 2 batches
+    assert ["".join(events) for events in got] == ["BEBE", "BE", "BE"]
+    assert [events.count("B") for events in expected] == [2, 1, 1]  # model.fit adds on_epoch_end()s of its own (README)
+
+
 class ShrinksAtEpochEnd(Numbered):
     def on_epoch_end(self) -> None:
         super().on_epoch_end()

@@ -22,7 +22,7 @@ from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, in_memory_batches
 from trainkit.epoch_metrics import row_means, user_scalar_columns
 from trainkit.errors import ArgumentError, DataError
 from trainkit.fit_data import check_batch_size, check_input_shapes
-from trainkit.inputs import accepted_input, is_iterator, reraises_source_errors
+from trainkit.inputs import accepted_input, epoch_hooks, is_iterator, reraises_source_errors
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.model_layers import layer_ids
 from trainkit.predict_loop import (
@@ -112,8 +112,12 @@ class Inference:
         self._reset_metrics("eval")
         calls: list[StepOutputs] = []
         if self.strategy is not None or not isinstance(source, ArraySource):
+            if isinstance(source, DatasetSource):
+                source.begin_epoch()  # a PyDataset's on_epoch_begin(), where `steps` leaves its pass before its end
             iterator = self._distributed_iterator(source, batch_size, None) if self.strategy is not None else source.epoch_iterator(iter, 0, 0)
             calls.extend(streamed(self._eval_loop, iterator, STREAMING_STEPS_PER_CALL, source))
+            if isinstance(source, DatasetSource):
+                source.end_epoch()
         else:
             full, partial = epoch_batches(np.arange(source.rows), batch_size)
             tail = tf.constant(partial) if partial is not None else None
@@ -173,12 +177,18 @@ class Inference:
                 raise DataError("dataset-infinite", "The tf.data.Dataset repeats forever (.repeat() without a count), so predict would never end. Pass steps=N (batches to predict).")
             refuse_unbatched(x, self.model)
             refuse_text(unpack_batch(x.element_spec)[0], self.model)
+            # take(steps) leaves a PyDataset's pass before its end, and so its on_epoch_end(): called here.
+            hooks = epoch_hooks(x) if steps is not None else None
+            if hooks is not None:
+                hooks.begin_epoch()
             iterator = iter(x.take(steps) if steps is not None else x)
             first = next(iterator, None)
             if first is not None:  # every batch in one compiled call (see trainkit.predict_loop)
                 if self._predict_dataset_fn is None:
                     self._predict_dataset_fn = dataset_predict_function(self.model)
                 outputs = self._predict_dataset_fn(self._checked_inputs(unpack_batch(first)[0], 0), iterator)
+                if hooks is not None:
+                    hooks.end_epoch()
                 return tf.nest.map_structure(lambda t: t.numpy(), outputs)
             batches = []
         else:

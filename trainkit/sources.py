@@ -362,8 +362,10 @@ class DatasetSource:
         self.batches = self.steps if self.steps is not None else (cardinality if cardinality >= 0 else None)
         self._cardinality = cardinality  # batches in one pass; < 0 when infinite or unknown
         self._carry_on = carry_on and self.steps is not None
-        # Carrying on, an epoch is no pass of a PyDataset's: the epochs call its hooks (begin_epoch, end_epoch).
-        self._epoch_hooks = epoch_hooks(dataset) if self._carry_on else None
+        # With steps an epoch (an evaluation) is no pass of a PyDataset's: carrying on, passes span
+        # epochs; otherwise a pass is left after `steps` batches, before its on_epoch_end(). The
+        # epochs call its hooks (begin_epoch, end_epoch) instead.
+        self._epoch_hooks = epoch_hooks(dataset) if self.steps is not None else None
         self._iterator: Any = None
         self._ran_dry = False
         self._went_on = False  # whether the last epoch_iterator is one an earlier epoch pulled from
@@ -478,9 +480,9 @@ class DatasetSource:
         return self._iterator
 
     def begin_epoch(self) -> None:
-        """Calls a PyDataset's ``on_epoch_begin()`` at the start of an epoch that carries on
-        (``steps_per_epoch``), as ``model.fit`` calls it each epoch; nothing for another dataset,
-        or one whose passes call it (each epoch a pass of its own)."""
+        """Calls a PyDataset's ``on_epoch_begin()`` at the start of an epoch (or an evaluation) of
+        ``steps`` batches, as ``model.fit`` and ``model.evaluate`` call it; nothing for another
+        dataset, or one read whole, whose passes call it (each epoch a pass of its own)."""
         if self._epoch_hooks is not None:
             self._epoch_hooks.begin_epoch()
 
