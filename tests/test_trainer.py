@@ -2676,6 +2676,59 @@ def test_a_models_own_compute_metrics_is_refused_unless_the_trainer_ports_it():
     np.testing.assert_allclose(history["binary_accuracy"], expected["binary_accuracy"], rtol=1e-5)
 
 
+def test_a_ported_compute_metrics_measures_the_validation_and_evaluate_too():
+    # Keras calls compute_metrics in test_step too; trainkit's default test_step fed the evaluation
+    # metrics directly: with the sigmoid applied in update_metrics, val_binary_accuracy was 0.70,
+    # 0.70 (of the logits) where model.fit logged 0.65, 0.65, and evaluate 0.70 against 0.65.
+    class SigmoidMetrics(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
+
+    class Ported(Trainer):
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            super().update_metrics(y, keras.ops.sigmoid(y_pred), sample_weight, loss)
+
+    class FeedsItself(Trainer):  # self.metrics: the evaluation trackers in a validation step
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            for metric in self.metrics[1:]:
+                metric.update_state(y, keras.ops.sigmoid(y_pred))
+
+    class OwnTestStep(Ported):  # Keras's test_step ported: compute_metrics is update_metrics
+        def test_step(self, batch):
+            x, y, sample_weight = unpack_batch(batch)
+            y_pred = self.model(x, training=False)
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+            self.update_metrics(y, y_pred, sample_weight, loss)
+            return {"loss": loss}
+
+    arguments = dict(loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["binary_accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=60) > 0).astype("float32")
+    fit_arguments = dict(validation_data=(x[40:], y[40:]), epochs=2, batch_size=8, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(0)
+    reference = SigmoidMetrics()
+    reference.compile(**arguments, optimizer=keras.optimizers.SGD(0.1))
+    expected = reference.fit(x[:40], y[:40], **fit_arguments).history
+    evaluated = reference.evaluate(x[40:], y[40:], batch_size=8, return_dict=True, verbose=0)
+    for cls in (Ported, FeedsItself, OwnTestStep):
+        keras.utils.set_random_seed(0)
+        trainer = cls(SigmoidMetrics(), **arguments, optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0, diagnose=False)
+        history = trainer.fit(x[:40], y[:40], **fit_arguments).history
+        for name in ("binary_accuracy", "val_binary_accuracy", "val_loss"):
+            np.testing.assert_allclose(history[name], expected[name], rtol=1e-5, err_msg=f"{cls.__name__} {name}")
+        results = trainer.evaluate(x[40:], y[40:], batch_size=8, return_dict=True)
+        np.testing.assert_allclose([results["loss"], results["binary_accuracy"]], [evaluated["loss"], evaluated["binary_accuracy"]], rtol=1e-5)
+        assert trainer.metrics[0] is trainer._loss_tracker  # outside a validation step: the training trackers
+
+
 def test_a_models_own_predict_step_is_what_predict_returns():
     # trainer.predict called the model alone: a logits model whose predict_step applies the
     # sigmoid got 0.50, 1.13, -0.13 where model.predict gave 0.62, 0.76, 0.47, in silence.

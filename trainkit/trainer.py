@@ -205,6 +205,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             ``None`` or the default strategy: one device, the unchanged single-device loop.
     """
 
+    #: The split whose trackers ``metrics`` and the default ``update_metrics`` give: ``"eval"``
+    #: while a validation or evaluation step is traced, else ``"train"`` (a class default: the
+    #: property is read before ``__init__`` sets anything, by a subclass that never calls it).
+    _metric_split: str = "train"
+
     def __init__(
         self,
         model: keras.Model,
@@ -449,12 +454,18 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        """The training loss tracker (named ``loss``) and metrics, as Keras's ``model.metrics``
-        lists them, so that a step written as in Keras's guide to customizing ``fit`` (update
-        ``loss`` with the loss, the others with ``(y, y_pred)``, return every ``result()``) runs
-        as it does there. A subclass may override it (the guide's ``metrics`` property); trainkit
-        itself reads its own list, ``_metrics``.
+        """The loss tracker (named ``loss``) and metrics, as Keras's ``model.metrics`` lists them,
+        so that a step written as in Keras's guide to customizing ``fit`` (update ``loss`` with the
+        loss, the others with ``(y, y_pred)``, return every ``result()``) runs as it does there.
+
+        While a validation or :meth:`evaluate` step is traced they are the evaluation trackers
+        (Keras shares one set and resets it before validation; trainkit keeps one per split), so
+        that an :meth:`update_metrics` of a subclass's own feeds the split its step measures.
+        Elsewhere, the training ones. A subclass may override it (the guide's ``metrics``
+        property); trainkit itself reads its own lists, ``_metrics`` and ``_eval_metrics``.
         """
+        if self._metric_split == "eval":
+            return [self._eval_loss_tracker, *self._eval_metrics]
         return [self._loss_tracker, *self._metrics]
 
     @metrics.setter
@@ -704,30 +715,39 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def test_step(self, batch: Any) -> dict[str, tf.Tensor]:
-        """One evaluation step: updates the evaluation loss and metrics."""
+        """One evaluation step: updates the evaluation loss and metrics through
+        :meth:`update_metrics` (as Keras's ``test_step`` calls ``compute_metrics``), which feeds
+        the evaluation trackers while this step is traced."""
         x, y, sample_weight = unpack_batch(batch)
         y_pred = self.model(x, training=False)
         loss = self._evaluation_loss(x, y, y_pred, sample_weight)
-        rows = distribute.replica_rows(y_pred)
-        self._tracked["eval"] = True
-        self._eval_loss_tracker.update_state(loss, sample_weight=rows)
-        self._update_output_losses("eval", self._eval_output_loss_trackers, rows)
-        self._update_activity_penalty("eval", rows)
-        self._update_metrics(self._eval_metrics, y, y_pred, sample_weight)
-        return {"loss": loss, **self.pop_logged_scalars()}
+        results = self._noted_update_metrics(y, y_pred, sample_weight, loss)
+        return {"loss": loss, **results, **self.pop_logged_scalars()}
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def update_metrics(self, y: Any, y_pred: Any, sample_weight: Any, loss: tf.Tensor) -> None:
-        """Adds one training batch to the epoch's loss mean and metrics.
+        """Adds one batch to the epoch's loss mean and metrics: the training ones in a training
+        step, the evaluation ones (``val_*``, :meth:`evaluate`) in a validation step.
 
-        The batch mean is weighted by the batch's row count, so the epoch value is the exact mean
-        over every row, the partial last batch included.
+        Called by the default :meth:`train_step` and :meth:`test_step`, as Keras's steps call
+        ``compute_metrics``: an override ported from a model's ``compute_metrics`` (metrics of a
+        logits output's sigmoid: ``super().update_metrics(y, tf.sigmoid(y_pred), sample_weight,
+        loss)``) measures both splits so. One that feeds ``self.metrics`` itself gets the
+        split's trackers there too. The batch mean is weighted by the batch's row count, so the
+        epoch value is the exact mean over every row, the partial last batch included.
         """
         rows = distribute.replica_rows(y_pred)
-        self._tracked["train"] = True
+        split = self._metric_split
+        self._tracked[split] = True
+        if split == "eval":
+            self._eval_loss_tracker.update_state(loss, sample_weight=rows)
+            self._update_output_losses(split, self._eval_output_loss_trackers, rows)
+            self._update_activity_penalty(split, rows)
+            self._update_metrics(self._eval_metrics, y, y_pred, sample_weight)
+            return
         self._loss_tracker.update_state(loss, sample_weight=rows)
-        self._update_output_losses("train", self._output_loss_trackers, rows)
-        self._update_activity_penalty("train", rows)
+        self._update_output_losses(split, self._output_loss_trackers, rows)
+        self._update_activity_penalty(split, rows)
         self._update_metrics(self._metrics, y, y_pred, sample_weight)
 
     def _noted_update_metrics(self, y: Any, y_pred: Any, sample_weight: Any, loss: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -740,11 +760,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         returned, they are logged as a Keras step's ``result()`` values are (see
         :mod:`trainkit.running_metrics`).
         """
-        with updates_noted(self._metrics) as updated:
+        split = self._metric_split
+        metrics = self._eval_metrics if split == "eval" else self._metrics
+        with updates_noted(metrics) as updated:
             self.update_metrics(y, y_pred, sample_weight, loss)
-        if self._tracked.get("train"):
+        if self._tracked.get(split):
             return {}
-        return {m.name: m.result() for m in self._metrics if id(m) in updated}
+        return {m.name: m.result() for m in metrics if id(m) in updated}
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
@@ -1255,8 +1277,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
     def _traced_test_step(self, batch: Any) -> dict[str, tf.Tensor]:
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
-        with results_noted(self._held_metrics()) as produced:
-            logs = _with_logged_scalars(self.test_step(batch), self.pop_logged_scalars())
+        # The metrics property and update_metrics feed the evaluation trackers while it traces.
+        self._metric_split = "eval"
+        try:
+            with results_noted(self._held_metrics()) as produced:
+                logs = _with_logged_scalars(self.test_step(batch), self.pop_logged_scalars())
+        finally:
+            self._metric_split = "train"
         self._running["eval"] = running_values(logs, produced)
         return logs
 
