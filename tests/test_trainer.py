@@ -2729,6 +2729,35 @@ def test_a_ported_compute_metrics_measures_the_validation_and_evaluate_too():
         assert trainer.metrics[0] is trainer._loss_tracker  # outside a validation step: the training trackers
 
 
+def test_a_train_step_alone_does_not_port_a_models_compute_metrics():
+    # Taken as the port, a train_step measuring the sigmoid left the default test_step measuring the
+    # logits: val_binary_accuracy 0.70, 0.70 where model.fit logged 0.65, 0.65, in silence.
+    class SigmoidMetrics(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
+
+    class TrainStepOnly(Trainer):
+        def train_step(self, batch):
+            return super().train_step(batch)
+
+    class BothSteps(TrainStepOnly):
+        def test_step(self, batch):
+            return super().test_step(batch)
+
+    arguments = dict(loss=keras.losses.BinaryCrossentropy(from_logits=True), optimizer="sgd", task="binary", diagnose=False)
+    with pytest.raises(ArgumentError) as info:
+        TrainStepOnly(SigmoidMetrics(), **arguments)
+    assert info.value.code == "model-step-ignored" and "update_metrics(self, y, y_pred, sample_weight, loss)" in info.value.message
+    BothSteps(SigmoidMetrics(), **arguments)  # both steps its own: they measure what they choose
+
+
 def test_a_models_own_predict_step_is_what_predict_returns():
     # trainer.predict called the model alone: a logits model whose predict_step applies the
     # sigmoid got 0.50, 1.13, -0.13 where model.predict gave 0.62, 0.76, 0.47, in silence.
