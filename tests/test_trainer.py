@@ -2534,6 +2534,35 @@ def test_an_update_metrics_of_its_own_that_feeds_the_metrics_itself_gets_them_lo
     assert "accuracy" not in silent and np.isfinite(silent["loss"]).all()
 
 
+def test_what_an_update_metrics_of_its_own_returns_is_logged_as_keras_logs_compute_metrics_dict():
+    # Keras's steps return compute_metrics's dict; a port adding a value to it (results["mean_prob"]
+    # = ...) had the value dropped from the History and its val_ twin in silence. Values under the
+    # trackers' names (Keras's {m.name: m.result() for m in self.metrics}) change nothing.
+    class Extra(Trainer):
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            super().update_metrics(y, y_pred, sample_weight, loss)
+            return {"mean_prob": tf.reduce_mean(y_pred), **{m.name: m.result() for m in self.metrics}}
+
+    x, y = make_data(40, features=4)
+    histories = [cls(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", metrics=["accuracy"], seed=0,
+                     diagnose=False, jit_compile=False).fit(x, y, validation_split=0.25, epochs=2, batch_size=8, verbose=0).history
+                 for cls in (Extra, Trainer)]
+    extra, default = histories
+    assert set(extra) == {*default, "mean_prob", "val_mean_prob"}
+    for name in default:
+        np.testing.assert_allclose(extra[name], default[name], rtol=1e-6, err_msg=name)
+    assert all(0 < value < 1 for value in (*extra["mean_prob"], *extra["val_mean_prob"]))
+
+    class Clashing(Trainer):  # would overwrite the step's own learning-rate statistic
+        def update_metrics(self, y, y_pred, sample_weight, loss):
+            super().update_metrics(y, y_pred, sample_weight, loss)
+            return {"learning_rate": tf.reduce_mean(y_pred)}
+
+    with pytest.raises(ArgumentError) as info:
+        Clashing(make_model(features=4), loss="binary_crossentropy", optimizer="sgd", task="binary", diagnose=False).fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "bad-step-output" and "'learning_rate'" in info.value.message
+
+
 def test_an_apply_gradients_of_its_own_without_record_updates_trains_and_measures_its_updates():
     # apply_gradients(self, gradients, variables, loss), the three arguments the docs name, failed
     # in the first trace: "tf__apply_gradients() got an unexpected keyword argument 'record_updates'".

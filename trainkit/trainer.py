@@ -758,15 +758,25 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         feeds are read at the epoch's end. An override that updated ``self.metrics`` itself
         (``accuracy.update_state(y, y_pred)``) had them left out of the History without a word;
         returned, they are logged as a Keras step's ``result()`` values are (see
-        :mod:`trainkit.running_metrics`).
+        :mod:`trainkit.running_metrics`). What an override returns besides its split's trackers'
+        results (a port of a ``compute_metrics`` that added a value to Keras's dict) is returned
+        too, as Keras's steps return ``compute_metrics``'s dict: it was dropped in silence.
         """
         split = self._metric_split
         metrics = self._eval_metrics if split == "eval" else self._metrics
         with updates_noted(metrics) as updated:
-            self.update_metrics(y, y_pred, sample_weight, loss)
+            returned = self.update_metrics(y, y_pred, sample_weight, loss)
+        # Values under a tracker's name (Keras's {m.name: m.result() for m in self.metrics}) are
+        # logged from the trackers themselves; the others are the step's own.
+        tracked = {stats.LOSS, *(m.name for m in self._split_metrics(split))}
+        extra = {name: value for name, value in returned.items() if name not in tracked} if isinstance(returned, Mapping) else {}
+        clashing = [name for name in extra if isinstance(name, str) and stats.is_statistic(name)]
+        if clashing:
+            raise ArgumentError("bad-step-output", f"update_metrics returns {clashing[0]!r}, the name of a statistic the step measures, which "
+                                                   "it would overwrite: give the value a name of its own.")
         if self._tracked.get(split):
-            return {}
-        return {m.name: m.result() for m in metrics if id(m) in updated}
+            return extra
+        return {**extra, **{m.name: m.result() for m in metrics if id(m) in updated}}
 
     @tf.autograph.experimental.do_not_convert  # see STEP_METHODS
     def log_scalar(self, name: str, value: tf.Tensor) -> None:
