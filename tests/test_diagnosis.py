@@ -434,6 +434,31 @@ def test_worse_than_linear_on_datasets(kind):
     assert "worse-than-linear" not in codes(trained(keras.optimizers.Adam(3e-3)))
 
 
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_worse_than_linear_not_judged_by_a_validation_datasets_first_period(shuffled):
+    # A never-shuffled validation dataset's first batches are its first rows: in time order with
+    # noise that grows, the fit scored 0.10 on the first 512 of 2,000 against 0.76 on all, and a
+    # healthy model at 0.80 was told 7.9x worse than linear. A shuffling pipeline's draw is a sample.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6000, 8)).astype("float32")
+    y = (x @ (0.7 * rng.normal(size=8)) + np.linspace(0.05, 1.5, 6000) * rng.normal(size=6000)).astype("float32")[:, None]
+    val = np.sort(rng.choice(6000, 2000, replace=False))
+    train = np.setdiff1d(np.arange(6000), val)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.Adam(3e-3), task="regression", seed=0, jit_compile=False)
+    validation = tf.data.Dataset.from_tensor_slices((x[val], y[val]))
+    validation = (validation.shuffle(2000, seed=0) if shuffled else validation).batch(32)
+    trainer.fit(tf.data.Dataset.from_tensor_slices((x[train], y[train])).shuffle(4000, seed=0).batch(32),
+                validation_data=validation, epochs=3, verbose=0)
+    context = trainer._live_diagnosis.diagnoser.context
+    assert "worse-than-linear" not in codes(trainer)
+    if shuffled:
+        assert context.val_linear_sample_rows == 512 and 0.4 < context.val_linear_loss < 1.2
+    else:
+        assert context.val_linear_loss is None
+
+
 def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s = Stream()
     base = s.train_loss

@@ -719,7 +719,7 @@ def worse_than_linear(view: Diagnoser) -> Issue | None:
     best = "best validation loss" if rows == "validation" else "lowest training loss"
     # A dataset's first batches: said so, as the fit's loss was measured on them alone.
     on = f"the {rows} rows (" if sample is None else \
-        f"the first {sample:,} {rows} rows (a sample: the {'shuffled ' if rows == 'training' else ''}dataset's first batches; "
+        f"the first {sample:,} {rows} rows (a sample: the shuffled dataset's first batches; "
     message = (f"The model's {best} was {format_number(model)}, {times_text(model / linear)} the {format_number(linear)} that "
                f"a least-squares linear fit of its inputs gets on {on}fitted on the training rows; "
                f"{linear / level:.0%} of the {'validation ' if rows == 'validation' else ''}chance level {format_number(level)})")

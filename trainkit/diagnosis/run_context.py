@@ -273,10 +273,17 @@ class HeldRows:
 
 def held_rows(source: Any) -> HeldRows | None:
     """The first batches a validation dataset source already holds (the data checks' sample,
-    :meth:`~trainkit.sources.DatasetSource.held`), read from no pipeline; ``None`` when it holds
-    none (``check_data=False``)."""
+    :meth:`~trainkit.sources.DatasetSource.held`), read from no pipeline, where they stand for its
+    rows: all of them, or a random draw (its pipeline shuffles). ``None`` when it holds none
+    (``check_data=False``), and for a never-shuffled dataset's first rows (as
+    :func:`sample_stands_for_rows` for a training dataset): validation rows in time order whose
+    noise grows were 0.10 for the fit on the first 512 of 2,000 against 0.76 on all of them, and a
+    healthy model (0.80) was told it ended 7.9x worse than linear."""
     held = source.held() if hasattr(source, "held") else []
-    return HeldRows(held, bool(getattr(source, "sampled_all", False))) if held else None
+    every_row = bool(getattr(source, "sampled_all", False))
+    if not held or not (every_row or shuffles(getattr(source, "dataset", None)) is True):
+        return None
+    return HeldRows(held, every_row)
 
 
 def _concatenate(parts: list[Any]) -> Any:
