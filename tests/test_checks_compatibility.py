@@ -694,6 +694,32 @@ def test_a_bare_compile_says_nothing_but_a_chosen_rmsprop_is_named():
         assert found.evidence == {"optimizer_compiled": "RMSprop", "optimizer_used": "Adam"}
 
 
+def test_a_compiled_loss_with_an_array_setting_is_compared_not_raised():
+    # A custom loss whose get_config holds an array (class weights): its settings were compared
+    # with ==, whose elementwise answer has no truth value, and Trainer(...) raised ValueError.
+    import numpy as np
+
+    from trainkit import Trainer
+
+    class Weighted(keras.losses.Loss):
+        def __init__(self, weights=None, name="weighted"):
+            super().__init__(name=name)
+            self.weights = np.asarray([1.0] if weights is None else weights, "float32")
+
+        def call(self, y_true, y_pred):
+            return keras.ops.mean(self.weights * (y_true - y_pred) ** 2, axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "weights": self.weights}
+
+    loss = Weighted([1.0, 2.0])
+    trainer = Trainer(_sigmoid_model(loss=loss, optimizer="adam"), loss=loss, optimizer="adam", task="binary")
+    assert [f for f in trainer.findings if f.code == "compile-ignored"] == []
+    trainer = Trainer(_sigmoid_model(loss=loss, optimizer="adam"), loss=Weighted([1.0, 3.0]), optimizer="adam", task="binary")
+    (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
+    assert "weights=array([1., 2.]" in found.evidence["loss_compiled"]
+
+
 def test_a_compile_the_trainer_does_not_train_with_is_one_warning_naming_both(capsys):
     # model.compile(loss="mse", optimizer="sgd") then Trainer(model, loss=..., optimizer="adam")
     # trained with the Trainer's in silence: Keras users compile first, and thought theirs ran.

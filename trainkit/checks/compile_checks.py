@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import numpy as np
 
 from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
@@ -75,8 +76,13 @@ def _loss_settings(spec: Any) -> dict[str, Any]:
 
 def _same_setting(value: Any, default: Any) -> bool:
     """Whether a config value is its default (a float read back from float32 counts as equal)."""
-    if value == default:
-        return True
+    try:
+        if value is default or bool(value == default):
+            return True
+    except (ValueError, TypeError):
+        # An array setting (a custom loss's class weights) compares element by element: its ==
+        # has no truth value, and Trainer(model, loss=loss) raised that ValueError at once.
+        return bool(np.array_equal(value, default)) if isinstance(value, np.ndarray) else False
     return isinstance(value, float) and isinstance(default, float) and math.isclose(value, default, rel_tol=1e-6)
 
 
