@@ -765,6 +765,28 @@ def test_per_output_losses_as_a_dict_or_a_list_are_compared_output_by_output():
     assert "MeanAbsoluteError()" in found.evidence["loss_compiled"] and "MeanSquaredError()" in found.evidence["loss_used"]
 
 
+def test_one_loss_for_every_output_and_that_loss_per_output_agree():
+    # compile(loss="mse") on two outputs and Trainer(loss={"a": "mse", "b": "mse"}) (or the
+    # other way round) were told "loss MeanSquaredError() (trainkit uses {...})": both read one
+    # loss as that loss for every output.
+    from trainkit import Trainer
+
+    def two_outputs(**compiled: object) -> keras.Model:
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, {"a": keras.layers.Dense(1, name="a")(inputs), "b": keras.layers.Dense(1, name="b")(inputs)})
+        model.compile(optimizer="adam", **compiled)
+        return model
+
+    for compiled, given in (("mse", {"a": "mse", "b": "mse"}), ("mse", ["mse", "mse"]), ({"a": "mse", "b": "mse"}, "mse")):
+        trainer = Trainer(two_outputs(loss=compiled), loss=given, optimizer="adam", task="regression")
+        assert [f for f in trainer.findings if f.code == "compile-ignored"] == []
+    # One output left without a loss, or another loss on one: told.
+    for compiled, given in (("mse", {"a": "mse"}), ("mse", ["mse", "mae"])):
+        trainer = Trainer(two_outputs(loss=compiled), loss=given, optimizer="adam", task="regression")
+        (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
+        assert found.evidence["loss_compiled"] == "MeanSquaredError()"
+
+
 def test_a_compiled_losss_own_settings_dropped_by_the_trainer_are_named():
     # compile(loss=CategoricalCrossentropy(label_smoothing=0.1)) then Trainer(loss="categorical_crossentropy")
     # trained without the smoothing, in silence: both read CategoricalCrossentropy(from_logits=False).

@@ -86,10 +86,23 @@ def _same_setting(value: Any, default: Any) -> bool:
     return isinstance(value, float) and isinstance(default, float) and math.isclose(value, default, rel_tol=1e-6)
 
 
+def _per_output(spec: Any) -> bool:
+    """Whether a loss spec is one per output (a list, or a dict that is no loss's config)."""
+    return isinstance(spec, list | tuple) or (isinstance(spec, Mapping) and "name" not in spec)
+
+
 def _by_position(spec: Any, other: Any, model: Any) -> Any:
     """A per-output dict ``spec`` as a list in the model's output order when ``other`` is a list:
     compile's ``loss={"a": "mse", "b": ...}`` and the Trainer's ``loss=["mse", ...]`` are the same
-    losses (they were told as another setup)."""
+    losses (they were told as another setup). One loss ``spec`` beside a per-output ``other``, as
+    one for every output of the model (compile and the Trainer both read it so): compile's
+    ``loss="mse"`` and the Trainer's ``loss={"a": "mse", "b": "mse"}`` were told apart too."""
+    if spec is not None and not _per_output(spec) and _per_output(other):
+        outputs = getattr(model, "outputs", None)
+        count = len(outputs) if isinstance(outputs, list | tuple) and outputs else len(other)
+        if isinstance(other, Mapping):
+            return {name: spec for name in multioutput.output_names(model, count, other)}
+        return [spec] * count
     if not (isinstance(spec, Mapping) and "name" not in spec and isinstance(other, list | tuple)):
         return spec
     names = multioutput.output_names(model, len(other))
