@@ -2108,6 +2108,23 @@ def test_validation_target_range_reads_datasets_first_batches():
         assert not found(np.random.default_rng(seed).permutation(len(X)))
 
 
+def test_validation_target_range_not_judged_by_a_validation_datasets_first_period():
+    # A never-shuffled validation dataset's first few batches are its first rows: a rising series
+    # split at random, its validation rows kept in time order (8 of 20,000 read), was told "every
+    # validation target lies below every training target ... a chance of 1e-..": that draw was
+    # no random one. A shuffling pipeline's first batches are.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40000, 4)).astype("float32")
+    y = (np.linspace(0, 10, 40000) + 1e-4 * rng.normal(size=40000)).astype("float32").reshape(-1, 1)
+    val = np.sort(rng.choice(40000, 20000, replace=False))
+    train = np.setdiff1d(np.arange(40000), val)
+    rows = tf.data.Dataset.from_tensor_slices((x[train], y[train])).shuffle(20000, seed=1).batch(32)
+    for shuffle in (False, True):
+        validation = tf.data.Dataset.from_tensor_slices((x[val], y[val]))
+        validation = (validation.shuffle(20000, seed=0) if shuffle else validation).batch(1)
+        assert "validation-target-range" not in codes(run("regression", rows, None, x_val=validation))
+
+
 def test_raw_validation_targets_are_a_scale_mismatch_not_rows_sorted_by_target():
     # Standardised y, y_val left raw (a load series ~1e4): every validation target lay above every
     # training one, and validation-target-range said "the rows look sorted by target: shuffle x

@@ -283,9 +283,21 @@ def check_data(
                         advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
     val_where = ""
     val_random: tuple[str, ...] = ()
+    val_stands = True
     if is_batch_source(x_val):
         val_random = random_ops(x_val.dataset if isinstance(x_val, DatasetSample) else x_val) or ()
+        val_shuffled, val_batches = dataset_facts(x_val)
         sampled = sample_first_batches(x_val, sample_batches, ranks)
+        if sampled:
+            # Its first batches stand for its rows where they are all of them, a shuffling
+            # pipeline's random draw, or half its batches at least (whatever its order, that half
+            # lies beyond a random training sample only where the sample misses half the range).
+            # Not a never-shuffled dataset's first few: 256 rows of 100,000 in time order with a
+            # trend, randomly split, were told 'every validation target lies below every training
+            # target ... a chance of 1e-150'.
+            read = sampled[3]
+            val_stands = (read < sample_batches or (val_batches is not None and 2 * read >= val_batches)
+                          or (val_shuffled is True and pydataset_name(x_val) is None))
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
         # Only its first batches: validation-class-mismatch reads them as no more than that.
         val_where = f" in the first {sampled[3]} batch{'es' if sampled[3] != 1 else ''}" if sampled else ""
@@ -352,7 +364,7 @@ def check_data(
                       masking_values=input_masking(model),
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, pydataset=pydataset,
                       further_labels=_per_output(read_further, outputs), further_inputs_vary=inputs_vary,
-                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random,
+                      batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random, val_rows_stand_for_all=val_stands,
                       application_base=application_base(model),
                       shuffled_apart=apart, file_paths=paths)
     findings: list[Finding] = []

@@ -135,6 +135,9 @@ class DataContext:
     shuffled_apart: Sequence[str] = ()
     #: The random ops the validation dataset's map functions run (see ``random_ops``), ``()`` for none or arrays.
     val_random_ops: Sequence[str] = ()
+    #: Whether a validation dataset's sampled first batches stand for its rows (``True`` for
+    #: arrays): all of them, a shuffling pipeline's random draw, or at least half its batches.
+    val_rows_stand_for_all: bool = True
     #: For each input, a layer reading it that computes in float16 (see ``float16_readers``), or ``None``.
     float16_readers: Sequence[str | None] = ()
     #: A ``keras.applications`` base that wants its own ``preprocess_input`` (see ``application_base``), or ``None``.
@@ -160,6 +163,12 @@ def training_rows_stand_for_all(ctx: DataContext) -> bool:
     if ctx.dataset_batches is not None and ctx.dataset_batches <= len(ctx.batch_rows):
         return True
     return ctx.dataset_shuffled is True and ctx.pydataset is None
+
+
+def validation_rows_stand_for_all(ctx: DataContext) -> bool:
+    """:func:`training_rows_stand_for_all` for the validation rows: arrays, or a validation
+    dataset's first batches where they stand for its rows (:attr:`DataContext.val_rows_stand_for_all`)."""
+    return not ctx.val_where or ctx.val_rows_stand_for_all
 
 
 def strided_rows(a: np.ndarray, rows: int) -> np.ndarray:

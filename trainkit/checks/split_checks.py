@@ -41,6 +41,7 @@ from trainkit.checks.data_context import (
     strided_rows,
     training_rows_stand_for_all,
     validation_name,
+    validation_rows_stand_for_all,
 )
 
 #: A split chance explains less often than this is reported.
@@ -239,9 +240,10 @@ def validation_target_range(ctx: DataContext) -> Issue | None:
     are random draws of the pooled rows, as the chance assumes. Sorted rows cut into a shuffled
     training dataset and a validation dataset got no word where the same arrays were told.
     """
-    if not training_rows_stand_for_all(ctx):
+    if not (training_rows_stand_for_all(ctx) and validation_rows_stand_for_all(ctx)):
         # A never-shuffled training dataset's first batches are its first rows: sorted by target,
-        # its lowest, which a random validation set lies above nearly whole.
+        # its lowest, which a random validation set lies above nearly whole. A never-shuffled
+        # validation dataset's first few alike: in time order, its first period.
         return None
     sampled = bool(ctx.where or ctx.val_where)
     for t in ctx.targets:
