@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -1401,18 +1402,26 @@ def test_a_failed_first_checkpoint_says_to_train_again_and_a_later_one_to_resume
     assert later.value.code == "logdir-unwritable" and "last good checkpoint (--resume RUN_DIR" in later.value.message
 
 
+def _logistic_rows() -> tuple[np.ndarray, np.ndarray]:
+    """64 rows of 4 features and 0/1 labels for the tests of trainers sharing a logdir below."""
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
+
+
+def _logistic_trainer(logdir: Path) -> Trainer:
+    """A fresh logistic regression's trainer into ``logdir``, a checkpoint each epoch: a notebook cell run again."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=logdir, checkpoint_every=1,
+                   diagnose=False, jit_compile=False)
+
+
 def test_a_new_trainer_in_a_logdir_holding_another_run_is_refused_and_its_own_second_fit_is_not(tmp_path):
     # Re-running a notebook cell: the new run's steps started at 0 beside the old run's, its
     # ckpt-4 next to the old ckpt-12 (listed as the older one) and every event step twice.
     from trainkit.errors import RunDirError
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
-
-    def trainer() -> Trainer:
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=tmp_path, checkpoint_every=1,
-                       diagnose=False, jit_compile=False)
+    x, y = _logistic_rows()
+    trainer = functools.partial(_logistic_trainer, tmp_path)
 
     first = trainer()
     first.fit(x, y, epochs=2, verbose=0)
@@ -1433,13 +1442,8 @@ def test_a_trainer_s_own_second_fit_is_refused_once_another_trainer_trained_its_
     # overwrote the other trainer's without a word.
     from trainkit.errors import RunDirError
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
-
-    def trainer() -> Trainer:
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=tmp_path, checkpoint_every=1,
-                       diagnose=False, jit_compile=False)
+    x, y = _logistic_rows()
+    trainer = functools.partial(_logistic_trainer, tmp_path)
 
     first = trainer()
     first.fit(x, y, epochs=2, verbose=0)
@@ -1460,13 +1464,8 @@ def test_a_trainer_s_resume_finds_the_checkpoints_another_trainer_saved_since(tm
     # deleted those, was refused "Nothing to resume: no complete checkpoint".
     from trainkit.callbacks import Callback
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 4)).astype("float32"), (rng.normal(size=(64, 1)) > 0).astype("float32")
-
-    def trainer() -> Trainer:
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-        return Trainer(model, loss="binary_crossentropy", optimizer="sgd", task="binary", seed=0, logdir=tmp_path, checkpoint_every=1,
-                       diagnose=False, jit_compile=False)
+    x, y = _logistic_rows()
+    trainer = functools.partial(_logistic_trainer, tmp_path)
 
     class Epochs(Callback):
         ran = 0

@@ -2668,26 +2668,31 @@ def test_a_models_own_step_methods_are_refused_unless_the_trainer_overrides_them
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+class SigmoidMetrics(keras.Model):
+    """A logits model whose own compute_metrics measures the sigmoid of its output."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = keras.layers.Dense(1)
+
+    def call(self, inputs):
+        return self.out(inputs)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
+
+
+class SigmoidPorted(Trainer):
+    """SigmoidMetrics's compute_metrics ported as the README says: the sigmoid in update_metrics."""
+
+    def update_metrics(self, y, y_pred, sample_weight, loss):
+        super().update_metrics(y, keras.ops.sigmoid(y_pred), sample_weight, loss)
+
 
 def test_a_models_own_compute_metrics_is_refused_unless_the_trainer_ports_it():
     # Keras's steps log what the model's compute_metrics returns; trainkit never called it: a logits
     # model measuring its sigmoid logged binary_accuracy 0.458, 0.542 where model.fit logged 0.542,
     # 0.604, in silence.
-    class SigmoidMetrics(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.out = keras.layers.Dense(1)
-
-        def call(self, inputs):
-            return self.out(inputs)
-
-        def compute_metrics(self, x, y, y_pred, sample_weight=None):
-            return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
-
-    class Ported(Trainer):
-        def update_metrics(self, y, y_pred, sample_weight, loss):
-            super().update_metrics(y, keras.ops.sigmoid(y_pred), sample_weight, loss)
-
     arguments = dict(loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["binary_accuracy"])
     with pytest.raises(ArgumentError) as info:
         Trainer(SigmoidMetrics(), **arguments, optimizer="sgd", task="binary")
@@ -2696,7 +2701,7 @@ def test_a_models_own_compute_metrics_is_refused_unless_the_trainer_ports_it():
     assert "update_metrics(self, y, y_pred, sample_weight, loss)" in info.value.message
     x, y = make_data(40, features=4)
     keras.utils.set_random_seed(0)
-    history = Ported(SigmoidMetrics(), **arguments, optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0, diagnose=False).fit(
+    history = SigmoidPorted(SigmoidMetrics(), **arguments, optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0, diagnose=False).fit(
         x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
     keras.utils.set_random_seed(0)
     reference = SigmoidMetrics()
@@ -2709,27 +2714,12 @@ def test_a_ported_compute_metrics_measures_the_validation_and_evaluate_too():
     # Keras calls compute_metrics in test_step too; trainkit's default test_step fed the evaluation
     # metrics directly: with the sigmoid applied in update_metrics, val_binary_accuracy was 0.70,
     # 0.70 (of the logits) where model.fit logged 0.65, 0.65, and evaluate 0.70 against 0.65.
-    class SigmoidMetrics(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.out = keras.layers.Dense(1)
-
-        def call(self, inputs):
-            return self.out(inputs)
-
-        def compute_metrics(self, x, y, y_pred, sample_weight=None):
-            return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
-
-    class Ported(Trainer):
-        def update_metrics(self, y, y_pred, sample_weight, loss):
-            super().update_metrics(y, keras.ops.sigmoid(y_pred), sample_weight, loss)
-
     class FeedsItself(Trainer):  # self.metrics: the evaluation trackers in a validation step
         def update_metrics(self, y, y_pred, sample_weight, loss):
             for metric in self.metrics[1:]:
                 metric.update_state(y, keras.ops.sigmoid(y_pred))
 
-    class OwnTestStep(Ported):  # Keras's test_step ported: compute_metrics is update_metrics
+    class OwnTestStep(SigmoidPorted):  # Keras's test_step ported: compute_metrics is update_metrics
         def test_step(self, batch):
             x, y, sample_weight = unpack_batch(batch)
             y_pred = self.model(x, training=False)
@@ -2747,7 +2737,7 @@ def test_a_ported_compute_metrics_measures_the_validation_and_evaluate_too():
     reference.compile(**arguments, optimizer=keras.optimizers.SGD(0.1))
     expected = reference.fit(x[:40], y[:40], **fit_arguments).history
     evaluated = reference.evaluate(x[40:], y[40:], batch_size=8, return_dict=True, verbose=0)
-    for cls in (Ported, FeedsItself, OwnTestStep):
+    for cls in (SigmoidPorted, FeedsItself, OwnTestStep):
         keras.utils.set_random_seed(0)
         trainer = cls(SigmoidMetrics(), **arguments, optimizer=keras.optimizers.SGD(0.1), task="binary", seed=0, diagnose=False)
         history = trainer.fit(x[:40], y[:40], **fit_arguments).history
@@ -2761,17 +2751,6 @@ def test_a_ported_compute_metrics_measures_the_validation_and_evaluate_too():
 def test_a_train_step_alone_does_not_port_a_models_compute_metrics():
     # Taken as the port, a train_step measuring the sigmoid left the default test_step measuring the
     # logits: val_binary_accuracy 0.70, 0.70 where model.fit logged 0.65, 0.65, in silence.
-    class SigmoidMetrics(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.out = keras.layers.Dense(1)
-
-        def call(self, inputs):
-            return self.out(inputs)
-
-        def compute_metrics(self, x, y, y_pred, sample_weight=None):
-            return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
-
     class TrainStepOnly(Trainer):
         def train_step(self, batch):
             return super().train_step(batch)
