@@ -2329,6 +2329,23 @@ def test_a_loss_near_chance_still_falling_measurably_has_not_stayed_there(train)
     assert ("lr-too-low" in codes(d)) is (len(train) >= 4) and ("loss-at-chance" in codes(d)) is (len(train) < 4)
 
 
+def test_a_validation_loss_falling_from_far_above_chance_is_no_sign_the_creeping_loss_learns():
+    # A SimpleRNN that cannot reach the label's step (validation 0.89 -> 0.73 against its level):
+    # its validation loss only nears what a constant scores, and the run was told "still near
+    # chance and falling, too few epochs to tell" where it had stayed there (half of the runs of
+    # tests/test_time_gradients.py's, whose training is not deterministic).
+    train = [0.8813, 0.8147, 0.7709, 0.7308, 0.7074, 0.6882, 0.6772, 0.6657]
+    s = Stream(epochs=len(train))
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: train[e] + 0.09  # 0.756 at the end: 109% of chance
+    f = finding(s.run(), "loss-at-chance")
+    assert "still near" not in f.message and "still_falling" not in f.evidence
+    # Falling to within the chance band, it is the slow learner's "still near chance and falling".
+    s.val_loss = lambda e: train[e] + 0.02
+    f = finding(s.run(), "loss-at-chance")
+    assert "still near" in f.message and f.evidence["still_falling"]
+
+
 def test_a_loss_near_chance_creeping_down_by_a_sliver_still_stayed_there():
     # An LSTM on random labels, 0.694, 0.693, 0.6926 (0.07% of chance an epoch): no measurable fall.
     s = Stream(epochs=3)
