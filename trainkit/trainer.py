@@ -205,10 +205,18 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             ``None`` or the default strategy: one device, the unchanged single-device loop.
     """
 
-    #: The split whose trackers ``metrics`` and the default ``update_metrics`` give: ``"eval"``
-    #: while a validation or evaluation step is traced, else ``"train"`` (a class default: the
-    #: property is read before ``__init__`` sets anything, by a subclass that never calls it).
-    _metric_split: str = "train"
+    @property
+    def _metric_split(self) -> str:
+        """The split whose trackers ``metrics`` and the default ``update_metrics`` give: ``"eval"``
+        while this thread traces a validation or evaluation step, else ``"train"``.
+
+        By thread: under a MirroredStrategy each replica traces the step on a thread of its own,
+        and one attribute for all was set back to ``"train"`` by the first replica done while the
+        other still traced, whose validation loss then fed the training tracker (a ``sum`` loss's
+        val_loss 6.44 over two CPU replicas against one device's 8.78). Read from ``__dict__``:
+        the property is read before ``__init__`` sets anything, by a subclass that never calls it.
+        """
+        return "eval" if threading.get_ident() in self.__dict__.get("_eval_tracing_threads", ()) else "train"
 
     def __init__(
         self,
@@ -1288,12 +1296,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self._tracked["eval"] = False  # until the step feeds the evaluation loss tracker
         self._traced.pop(threading.get_ident(), None)  # a trace that failed, or a step of its own, may have left values
         # The metrics property and update_metrics feed the evaluation trackers while it traces.
-        self._metric_split = "eval"
+        tracing = self.__dict__.setdefault("_eval_tracing_threads", set())
+        tracing.add(threading.get_ident())
         try:
             with results_noted(self._held_metrics()) as produced:
                 logs = _with_logged_scalars(self.test_step(batch), self.pop_logged_scalars())
         finally:
-            self._metric_split = "train"
+            tracing.discard(threading.get_ident())
         self._running["eval"] = running_values(logs, produced)
         return logs
 
