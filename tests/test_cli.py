@@ -761,6 +761,23 @@ def test_a_resume_whose_recipe_gives_other_epochs_than_the_run_says_so_once(runn
     assert fewer.exit_code == 2 and "[resume-mismatch]" in fewer.output and "note:" not in fewer.output, fewer.output
 
 
+def test_a_resume_note_on_epochs_is_kept_for_a_training_override_without_them(runner, tiny_recipe, tmp_path):
+    # Any --set training=... kept the note away: one without epochs put the default 10 in, and the
+    # run started with 1 trained on to 10 without a word.
+    logdir = tmp_path / "runs"
+    args = ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]
+    assert runner.invoke(app, [*args, "--set", "training.checkpoint_every=1", "--set", "training.epochs=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    training = "training={batch_size: 32, jit_compile: false, checkpoint_every: 1"
+    given = runner.invoke(app, [*args, "--set", training + ", epochs: 1}", "--resume", str(run_dir)])
+    assert given.exit_code == 0 and "note:" not in given.output, given.output
+    without = runner.invoke(app, [*args, "--set", training + "}", "--resume", str(run_dir)])
+    assert without.exit_code == 0, without.output
+    notes = [line for line in without.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {run_dir} was started with training.epochs = 1; the recipe says 10, so this resume trains on to epoch 10. "
+                     "To keep 1, resume with --set training.epochs=1."]
+
+
 def test_a_resume_with_more_epochs_updates_the_hparams_record_and_the_recipe_text(runner, tiny_recipe, tmp_path):
     # Both still said the old epochs: the HParams dashboard showed "epochs 2" for a 3-epoch run.
     import tensorflow as tf

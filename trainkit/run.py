@@ -45,7 +45,7 @@ from trainkit.interrupt import (
 )
 from trainkit.modelbuild import build_from_recipe, model_code_error
 from trainkit.recipe import Recipe
-from trainkit.recipe_text import one_line
+from trainkit.recipe_text import one_line, parse_yaml
 from trainkit.run_lock import in_use_error, training_process
 from trainkit.runs import (
     check_writable,
@@ -442,7 +442,7 @@ def _epochs_change_note(run_dir: Path, recipe: Recipe) -> str | None:
     """The line a resume prints when it trains to other epochs than the run was started with, and
     no ``--set`` gave them: a run started with ``--set training.epochs=3`` and resumed with the bare
     recipe (5) trained on to 5 without a word (a resume may change the epochs: RESUMABLE_CHANGES)."""
-    if any(override.partition("=")[0].strip() in ("training", "training.epochs") for override in recipe.overrides):
+    if _overrides_set_epochs(recipe.overrides):
         return None  # the epochs were asked for
     text = _read_text(run_dir / "recipe.yaml")
     try:
@@ -462,6 +462,24 @@ def _epochs_change_note(run_dir: Path, recipe: Recipe) -> str | None:
         return None  # refused (resume-mismatch: it already trained more), which says so itself
     return (f"note: {run_dir} was started with training.epochs = {epochs}; the recipe says {now}, so this resume trains "
             f"{'on ' if now > epochs else ''}to epoch {now}. To keep {epochs}, resume with --set training.epochs={epochs}.")
+
+
+def _overrides_set_epochs(overrides: Sequence[str]) -> bool:
+    """Whether the ``--set`` overrides give the epochs: ``training.epochs=...``, or a whole
+    ``training={...}`` that holds them (one without, ``training={checkpoint_every: 1}``, puts the
+    default epochs in and was taken as asking for them). The last override of either wins."""
+    given = False
+    for override in overrides:
+        key, _, text = override.partition("=")
+        if key.strip() == "training.epochs":
+            given = True
+        elif key.strip() == "training":
+            try:
+                value = parse_yaml(text)
+            except RecipeError:  # applied already: not reached
+                value = None
+            given = isinstance(value, Mapping) and "epochs" in value
+    return given
 
 
 def _read_text(path: Path) -> str | None:
