@@ -1930,6 +1930,15 @@ def test_a_loss_or_optimizer_of_the_wrong_kind_is_named(kwargs, code):
     assert info.value.code == code
 
 
+def test_an_optimizer_mapping_without_a_name_says_what_to_add():
+    # "[unknown-optimizer] A optimizer given as a mapping needs a 'name' key, got {'learning_rate': 0.01}."
+    with pytest.raises(ValueError) as info:
+        make_trainer(optimizer={"learning_rate": 0.01})
+    assert info.value.code == "unknown-optimizer"
+    assert info.value.message == ("An optimizer given as a mapping needs a 'name' key with the optimizer's name, such as "
+                                  "{'name': 'adam', 'learning_rate': 0.01}; got {'learning_rate': 0.01}.")
+
+
 def test_predict_of_no_rows_keeps_the_output_shape():
     x, _ = make_data(10, features=4)
     assert make_trainer(make_model(features=4)).predict(x[:0]).shape == (0, 1)

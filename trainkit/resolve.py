@@ -114,6 +114,10 @@ def same_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     return y_true, y_pred
 
 
+# The name a mapping without one is shown with (the recipe's examples, recipe._NAMED_EXAMPLES).
+_EXAMPLE_NAMES = {"loss": "binary_crossentropy", "optimizer": "adam", "metric": "auc", "initializer": "glorot_uniform", "regularizer": "l2"}
+
+
 def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
         return spec, {}
@@ -121,7 +125,10 @@ def _split_spec(spec: Spec, kind: str) -> tuple[str, dict[str, Any]]:
         params = dict(spec)
         name = params.pop("name", None)
         if not isinstance(name, str):
-            raise UnknownNameError(f"unknown-{kind}", f"A {kind} given as a mapping needs a 'name' key, got {dict(spec)!r}.")
+            # "A optimizer ... needs a 'name' key" named neither the article nor what the key holds.
+            example = {"name": _EXAMPLE_NAMES.get(kind, "..."), **{key: value for key, value in params.items() if isinstance(key, str)}}
+            raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} given as a mapping needs a 'name' key with the {kind}'s name, "
+                                                      f"such as {example!r}; got {dict(spec)!r}.")
         return name, params
     _refuse_class(spec, kind)
     raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} is a name, a {{'name': ...}} mapping or a Keras {kind} object; got {spec!r}.")
