@@ -562,6 +562,26 @@ def test_a_run_an_error_ends_leaves_a_failed_report_with_its_epochs_so_far(tiny_
     assert report["status"] == "failed" and report["epochs_run"] == 2 and len(report["history"]["loss"]) == 2
 
 
+def test_a_run_keras_early_stopping_stopped_is_said_stopped_by_early_stopping(tiny_recipe, tmp_path):
+    # Only trainkit's EarlyStopping was recognised: Keras's, run through the adapter, was "a callback".
+    import keras
+
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe, ["training.epochs=4"])
+    keras_stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)  # no epoch improves by 10
+    result = train_recipe(recipe, logdir=tmp_path / "a", verbose=0, callbacks=[keras_stop])
+    assert result.status == "stopped" and len(result.history.epoch) == 2 and result.stopped_by == "early stopping"
+
+    def stop(epoch, logs):
+        lambda_stop.model.stop_training = epoch == 1
+
+    lambda_stop = keras.callbacks.LambdaCallback(on_epoch_end=stop)
+    other = train_recipe(recipe, logdir=tmp_path / "b", verbose=0, callbacks=[lambda_stop, keras.callbacks.EarlyStopping(monitor="loss", patience=9)])
+    assert other.status == "stopped" and len(other.history.epoch) == 2 and other.stopped_by == "a callback"
+
+
 def test_a_full_disk_that_ends_a_run_is_said_once_not_again_for_each_file_it_fails(tiny_recipe, tmp_path, monkeypatch, capsys):
     # A real full disk (a small tmpfs) fails every write after the one in flight, not only the big
     # ones a file-size limit fails: the checkpoint's error came with "a second error while ending

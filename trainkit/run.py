@@ -18,11 +18,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import yaml
 
 from trainkit import class_weights
 from trainkit.callbacks import Callback, EarlyStopping
+from trainkit.callbacks.keras_callbacks import KerasCallback
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data, standardization
 from trainkit.diagnosis.readback import run_order
@@ -509,9 +511,16 @@ def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:
 
 
 def _stopped_by(callbacks: Iterable[Callback]) -> str:
-    """What set ``stop_training`` in a run that stopped before its last epoch."""
-    stopped = any(isinstance(callback, EarlyStopping) and callback.stopped_epoch is not None for callback in callbacks)
-    return "early stopping" if stopped else "a callback"
+    """What set ``stop_training`` in a run that stopped before its last epoch: trainkit's
+    EarlyStopping, or Keras's (which the fit runs through its adapter, and which sets its
+    ``stopped_epoch``, 0 from each ``on_train_begin``, to the epoch it stopped at: a run it stopped
+    was said "stopped ... by a callback"). Keras's TerminateOnNaN is refused by the adapter."""
+    def stopped(callback: Any) -> bool:
+        callback = callback.callback if isinstance(callback, KerasCallback) else callback
+        if isinstance(callback, keras.callbacks.EarlyStopping):
+            return isinstance(callback.stopped_epoch, int) and callback.stopped_epoch > 0
+        return isinstance(callback, EarlyStopping) and callback.stopped_epoch is not None
+    return "early stopping" if any(stopped(callback) for callback in callbacks) else "a callback"
 
 
 def _resumable(run_dir: str | Path, recipe: Recipe) -> Path:
