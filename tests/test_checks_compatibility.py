@@ -659,7 +659,8 @@ def _sigmoid_model(**compiled: object) -> keras.Model:
     ({}, {"loss": "binary_crossentropy", "optimizer": "sgd", "metrics": ["accuracy"]}),  # never compiled
     ({"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]}, {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]}),
     # The same settings spelt another way: objects for names, "acc", a class's default name, weighted_metrics.
-    ({"loss": keras.losses.BinaryCrossentropy(), "optimizer": keras.optimizers.Adam(0.01), "metrics": ["acc", keras.metrics.AUC()]},
+    # (Adam(0.01) beside "adam" was taken as the same: the learning rate is compared now.)
+    ({"loss": keras.losses.BinaryCrossentropy(), "optimizer": keras.optimizers.Adam(0.001), "metrics": ["acc", keras.metrics.AUC()]},
      {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": ["accuracy", "AUC"]}),
     ({"loss": "binary_crossentropy", "optimizer": "adam", "weighted_metrics": ["mae"]},
      {"loss": "binary_crossentropy", "optimizer": "adam", "metrics": [keras.metrics.MeanAbsoluteError()]}),
@@ -692,6 +693,40 @@ def test_a_bare_compile_says_nothing_but_a_chosen_rmsprop_is_named():
         trainer = Trainer(_sigmoid_model(**compiled), loss="binary_crossentropy", optimizer="adam", task="binary")
         (found,) = [f for f in trainer.findings if f.code == "compile-ignored"]
         assert found.evidence == {"optimizer_compiled": "RMSprop", "optimizer_used": "Adam"}
+
+
+def test_a_compiled_optimizers_learning_rate_and_a_metrics_settings_are_compared():
+    # compile(optimizer=Adam(1e-5)) then Trainer(optimizer="adam") trained at 1e-3 in silence, and
+    # compile(metrics=[AUC(curve="PR")]) beside the Trainer's "auc" (a ROC AUC) too: only the
+    # optimizer's class and the metric's name were compared.
+    from trainkit import Trainer
+
+    def found(compiled: dict, **given: object) -> list:
+        model = _sigmoid_model(loss="binary_crossentropy", **compiled)
+        given = {"loss": "binary_crossentropy", "optimizer": "adam", **given}
+        if given["optimizer"] == "compiled":
+            given["optimizer"] = model.optimizer
+        return [f for f in Trainer(model, task="binary", **given).findings if f.code == "compile-ignored"]
+
+    (one,) = found({"optimizer": keras.optimizers.Adam(1e-5)})
+    assert one.evidence == {"optimizer_compiled": "Adam(learning_rate=1e-05)", "optimizer_used": "Adam(learning_rate=0.001)"}
+    (one,) = found({"optimizer": "adam"}, optimizer=keras.optimizers.Adam(1e-4))  # compile keeps Adam(), not the name
+    assert one.evidence == {"optimizer_compiled": "Adam(learning_rate=0.001)", "optimizer_used": "Adam(learning_rate=0.0001)"}
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
+    (one,) = found({"optimizer": keras.optimizers.SGD(schedule)}, optimizer=keras.optimizers.SGD(0.1))
+    assert one.evidence["optimizer_compiled"].startswith("SGD(learning_rate=ExponentialDecay(initial_learning_rate=0.1, decay_steps=10")
+    (one,) = found({"optimizer": "adam", "metrics": [keras.metrics.AUC(curve="PR")]}, metrics=["auc"])
+    assert one.evidence == {"metrics_compiled": "[auc(curve='PR')]", "metrics_used": "[auc]"}
+    (one,) = found({"optimizer": "adam", "metrics": [keras.metrics.BinaryAccuracy(threshold=0.7)]}, metrics=["accuracy"])
+    assert one.evidence == {"metrics_compiled": "[accuracy(threshold=0.7)]", "metrics_used": "[accuracy]"}
+    # The same settings spelt another way, or the compiled optimizer itself: nothing.
+    for compiled, given in (({"optimizer": keras.optimizers.Adam(1e-5)}, {"optimizer": {"name": "adam", "learning_rate": 1e-5}}),
+                            ({"optimizer": keras.optimizers.Adam(1e-5)}, {"optimizer": "compiled"}),
+                            ({"optimizer": keras.optimizers.SGD(schedule)}, {"optimizer": keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9))}),
+                            ({"optimizer": "adam", "metrics": [keras.metrics.AUC(curve="PR")]}, {"metrics": [{"name": "auc", "curve": "PR"}]}),
+                            ({"optimizer": "adam", "metrics": [keras.metrics.Precision(thresholds=0.7), "mae"]},
+                             {"metrics": [{"name": "precision", "thresholds": 0.7}, keras.metrics.MeanAbsoluteError()]})):
+        assert found(compiled, **given) == [], (compiled, given)
 
 
 def test_a_compiled_loss_with_an_array_setting_is_compared_not_raised():

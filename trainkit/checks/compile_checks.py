@@ -24,7 +24,7 @@ from trainkit.errors import UnknownNameError
 from trainkit.findings import Finding
 from trainkit.resolve import get_loss, snake_case
 
-#: Code of the warning for a model compiled with another loss, optimizer class or metrics.
+#: Code of the warning for a model compiled with another loss, optimizer (class or learning rate) or metrics.
 COMPILE_IGNORED = "compile-ignored"
 
 # Keras's compile reads "acc" as "accuracy" (both pick the accuracy that fits the loss).
@@ -125,6 +125,50 @@ def _optimizer_name(optimizer: Any) -> str | None:
     return type(inner if inner is not None else optimizer).__name__
 
 
+def _learning_rate(optimizer: Any) -> Any:
+    """An optimizer's learning rate as its config has it (a float, or a schedule's serialized
+    class and config), a ``LossScaleOptimizer``'s inner one's; ``None`` when it cannot be read."""
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        return None
+    inner = getattr(optimizer, "inner_optimizer", None)
+    try:
+        rate = (inner if inner is not None else optimizer).get_config().get("learning_rate")
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    return rate if isinstance(rate, float | int | Mapping) and not isinstance(rate, bool) else None
+
+
+def _same_rate(one: Any, other: Any) -> bool:
+    """Whether two learning rates (see :func:`_learning_rate`) are the same: floats read back from
+    float32 within 1e-6, schedules by class and config."""
+    if isinstance(one, Mapping) or isinstance(other, Mapping):
+        return isinstance(one, Mapping) and isinstance(other, Mapping) and one.get("class_name") == other.get("class_name") and _same_config(one.get("config"), other.get("config"))
+    return math.isclose(float(one), float(other), rel_tol=1e-6)
+
+
+def _same_config(one: Any, other: Any) -> bool:
+    if isinstance(one, Mapping) and isinstance(other, Mapping):
+        return one.keys() == other.keys() and all(_same_config(one[key], other[key]) for key in one)
+    return _same_setting(one, other)
+
+
+def _rate_text(rate: Any) -> str:
+    """``1e-05``, or a schedule's ``ExponentialDecay(initial_learning_rate=0.1, ...)``."""
+    if isinstance(rate, Mapping):
+        config = rate.get("config") if isinstance(rate.get("config"), Mapping) else {}
+        return f"{rate.get('class_name')}({', '.join(f'{key}={_value_text(value)}' for key, value in config.items() if key != 'name')})"
+    return f"{float(rate):.6g}"
+
+
+def _value_text(value: Any) -> str:
+    """A setting as text, a float read back from float32 to 6 digits (0.7, not 0.699999988)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value_text(one) for one in value) + "]"
+    return repr(value)
+
+
 def _keras_default_optimizer(optimizer: Any) -> bool:
     """Whether ``optimizer`` is the ``RMSprop()`` that ``model.compile`` puts in when given none
     (its default ``optimizer="rmsprop"``), with RMSprop's default settings."""
@@ -143,9 +187,41 @@ def _keras_default_optimizer(optimizer: Any) -> bool:
 def _metric_name(spec: Any) -> str:
     """A metric's name as compile and the Trainer read it: ``"mae"`` and ``MeanAbsoluteError()``
     are both ``mean_absolute_error``, ``"sparse_categorical_accuracy"`` and ``"accuracy"`` both
-    ``accuracy``."""
-    name = _named_metric(spec)
-    return "accuracy" if name in _ACCURACY_VARIANTS else name
+    ``accuracy``; with the settings that differ from its class's defaults, ``auc(curve='PR')``
+    (``AUC(curve="PR")`` and ``"auc"`` were both ``auc``)."""
+    name = _named_metric(spec.get("name") if isinstance(spec, Mapping) else spec)
+    settings = _metric_settings(spec)
+    name = "accuracy" if name in _ACCURACY_VARIANTS else name
+    return f"{name}({', '.join(f'{key}={_value_text(value)}' for key, value in sorted(settings.items()))})" if settings else name
+
+
+def _metric_settings(spec: Any) -> dict[str, Any]:
+    """The settings of a metric (a Keras metric, or a ``{"name": ..., **settings}`` mapping) that
+    differ from its class's defaults, its name and dtype left out; none for a name alone, or a
+    class whose defaults cannot be read."""
+    if isinstance(spec, Mapping):
+        try:
+            cls = type(keras.metrics.get(spec.get("name")))
+        except (ValueError, TypeError):
+            return {}
+        config = {key: value for key, value in spec.items() if key != "name"}
+    elif isinstance(spec, keras.metrics.Metric):
+        cls = type(spec)
+        try:
+            config = spec.get_config() or {}
+        except (NotImplementedError, TypeError, ValueError, AttributeError):
+            return {}
+    else:
+        return {}
+    if not issubclass(cls, keras.metrics.Metric) or cls is keras.metrics.MeanMetricWrapper:
+        return {}  # a function's wrapper: its config is the function
+    try:
+        defaults = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {key: value for key, value in config.items()
+            if key not in ("name", "dtype") and key in defaults and defaults[key].default is not inspect.Parameter.empty
+            and not _same_setting(value, defaults[key].default)}
 
 
 def _named_metric(spec: Any) -> str:
@@ -183,10 +259,9 @@ def _metric_names(*specs: Any) -> list[str]:
     for spec in specs:
         if spec is None:
             continue
-        if isinstance(spec, Mapping):
-            names.extend(_metric_names(*spec.values()))
-        elif isinstance(spec, list | tuple):
-            names.extend(_metric_names(*spec) if any(isinstance(s, list | tuple | Mapping) for s in spec) else [_metric_name(s) for s in spec])
+        if _per_output(spec):  # a dict by output; {"name": "auc", "curve": "PR"} is one metric
+            names.extend(_metric_names(*spec.values()) if isinstance(spec, Mapping) else
+                         _metric_names(*spec) if any(_per_output(s) for s in spec) else [_metric_name(s) for s in spec])
         else:
             names.append(_metric_name(spec))
     return sorted(names)
@@ -209,7 +284,7 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
 
     Returns:
         One ``compile-ignored`` warning naming each setting that differs (the loss, the
-        optimizer's class, the metrics), with the compiled and the Trainer's value; none when they
+        optimizer's class or learning rate, the metrics and their settings), with the compiled and the Trainer's value; none when they
         agree.
     """
     if not getattr(model, "compiled", False):
@@ -229,6 +304,14 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
     used_optimizer = _optimizer_name(optimizer)
     if compiled_optimizer is not None and compiled_optimizer != used_optimizer:
         differences.append(("optimizer", compiled_optimizer, str(used_optimizer)))
+    elif compiled_optimizer is not None:
+        # The same class at another learning rate: compile(optimizer=Adam(1e-5)) then
+        # Trainer(optimizer="adam") trained at 1e-3 in silence. (compile keeps the optimizer it
+        # made of a name, not the name: compile(optimizer="adam") compares as Adam(0.001).)
+        compiled_rate, used_rate = _learning_rate(getattr(model, "optimizer", None)), _learning_rate(optimizer)
+        if compiled_rate is not None and used_rate is not None and not _same_rate(compiled_rate, used_rate):
+            differences.append(("optimizer", f"{compiled_optimizer}(learning_rate={_rate_text(compiled_rate)})",
+                                f"{used_optimizer}(learning_rate={_rate_text(used_rate)})"))
     # Every metric the Trainer tracks is weighted by sample_weight, as compile's weighted_metrics.
     compiled_metrics = _metric_names(config.get("metrics"), config.get("weighted_metrics"))
     used_metrics = _metric_names(metrics)
