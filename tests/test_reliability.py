@@ -1435,6 +1435,29 @@ def test_a_new_trainer_in_a_logdir_holding_another_run_is_refused_and_its_own_se
     resumed.fit(x, y, epochs=2, verbose=0, resume=True)  # what the message offers works
 
 
+def test_a_logdir_set_between_fits_is_a_new_run_there(tmp_path):
+    # trainer.logdir = ... between fits moved only the events: the second fit's ckpt-6 and its
+    # diagnosis journal went on into the old logdir, beside a run directory holding its events alone.
+    from trainkit.errors import RunDirError
+
+    x, y = _logistic_rows()
+    first = _logistic_trainer(tmp_path / "a")
+    first.fit(x, y, epochs=2, verbose=0)
+    before = sorted(p.name for p in (tmp_path / "a").rglob("*"))
+    first.logdir = str(tmp_path / "b")  # a str, as the argument takes
+    first.fit(x, y, epochs=1, verbose=0)
+    assert sorted(p.name for p in (tmp_path / "a").rglob("*")) == before
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").glob("ckpt-*.index")) == ["ckpt-6.index"]
+    assert list((tmp_path / "b" / "train").glob("events.out.tfevents.*"))
+    _logistic_trainer(tmp_path / "b").fit(x, y, epochs=2, verbose=0, resume=True)  # a run of its own there
+    # Refused as a new trainer's fit is, in a logdir holding another run.
+    _logistic_trainer(tmp_path / "c").fit(x, y, epochs=1, verbose=0)
+    first.logdir = tmp_path / "c"
+    with pytest.raises(RunDirError) as info:
+        first.fit(x, y, epochs=1, verbose=0)
+    assert info.value.code == "logdir-has-run" and "ckpt-2" in info.value.message
+
+
 def test_a_trainer_s_own_second_fit_is_refused_once_another_trainer_trained_its_run_further(tmp_path):
     # Notebook cells: `first` trains, a second cell resumes the run with a new trainer and trains
     # it further (ckpt-6 -> ckpt-14), then the first cell's fit runs again. It went on from its

@@ -109,6 +109,8 @@ class Resumable:
     _checkpoint: TrainingCheckpoint | None
     #: The optimizer whose variables ``_checkpoint`` saves (see :meth:`_make_checkpoint`).
     _checkpoint_optimizer: keras.optimizers.Optimizer | None
+    #: The logdir ``_checkpoint`` writes into (see :meth:`_follow_logdir_change`).
+    _checkpoint_logdir: Path | None
     #: The checkpoint written at the end of this fit's last epoch, and its record, which gets the
     #: findings of the end of the run once on_train_end made them.
     _final_checkpoint: tuple[Path, dict[str, Any]] | None
@@ -134,6 +136,7 @@ class Resumable:
             # resume with it was refused, "holds 10 optimizer variables, this run has 6", or,
             # of the same kind, restored the old one's learning rate and moments).
             self._checkpoint_optimizer = self.optimizer
+            self._checkpoint_logdir = self.logdir
             # (A subclass's own metrics are in its own state: _own_state.)
             metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self._metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
@@ -155,6 +158,17 @@ class Resumable:
                 required=RESUME_RECORD_KEYS,
             )
         return self._checkpoint
+
+    def _follow_logdir_change(self) -> None:
+        """Takes a ``trainer.logdir`` set between fits as a new run there, as a new Trainer's: the
+        checkpoint writer of the old logdir is dropped (its second fit wrote ckpt-2 and the
+        diagnosis journal into the old logdir, and only its events into the new one), and the
+        refusals of a fresh trainer's fit apply there (``logdir-has-run``). A ``str`` set is
+        taken as a ``Path``, as the argument is."""
+        if self.logdir is not None and not isinstance(self.logdir, Path):
+            self.logdir = Path(self.logdir)
+        if self._checkpoint is not None and self.logdir != self._checkpoint_logdir:
+            self._checkpoint = self._checkpoint_optimizer = None
 
     def _own_state(self) -> dict[str, dict[str, Any]]:
         """Variables a subclass holds as attributes (or in a list, tuple or dict attribute) that

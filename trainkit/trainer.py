@@ -299,6 +299,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.nan_weights: str | None = None
         self._checkpoint: TrainingCheckpoint | None = None
         self._checkpoint_optimizer: keras.optimizers.Optimizer | None = None  # the optimizer it saves
+        self._checkpoint_logdir: Path | None = None  # and the logdir it saves into
         # The checkpoint written at the end of this fit's last epoch, and its record, which gets the
         # findings of the end of the run once on_train_end made them.
         self._final_checkpoint: tuple[Path, dict[str, Any]] | None = None
@@ -983,6 +984,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                                                 "evaluate() when you want it.")
         self._refuse_changed_layers()
         self._adopt_replaced_optimizer()
+        self._follow_logdir_change()
         if not resume:
             from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 
