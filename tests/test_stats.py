@@ -729,6 +729,41 @@ def test_histogram_cuts_leave_later_calls_their_size(tmp_path, rows, spe, every,
     assert [e.step for e in events.Tensors("histograms/gradients/head/kernel")] == histogram_steps
 
 
+def test_epoch_values_texts_and_histograms_carry_the_time_they_were_logged_not_written(tmp_path, monkeypatch):
+    # The writer thread stamped them when it wrote them, which in a fit is during the next compiled
+    # call: every epoch's epoch/loss had a wall time after the next epoch's first step (by 1-6 ms
+    # for the 10-16-1 MLP, 20 epochs), and a backlog delayed them further.
+    import threading
+    import types
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+
+    import trainkit.writers.tensorboard as tb
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(tb, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    writer = tb.RunWriter(tmp_path)
+    release = threading.Event()
+    writer._put(release.wait)  # the writer thread busy, as while training's next call runs
+    writer.scalars("train", 0, {"loss": 1.0})
+    writer.scalars("validation", 0, {"val_loss": 2.0})
+    writer.text("train", 0, "note", "logged")
+    writer.bucketed_histograms("train", 0, {"mine": [[0.0, 1.0, 4.0], [1.0, 2.0, 1.0]]})
+    writer.summary("train", 0, custom_scalar_summary.pb(tb.stats_layout(["loss"])))
+    clock[0] += 5.0  # written later
+    release.set()
+    writer.close()
+    times = {}
+    for split in ("train", "validation"):
+        events = EventAccumulator(str(tmp_path / split), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+        times.update({(split, tag): [e.wall_time for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]})
+        times.update({(split, tag): [e.wall_time for e in events.Tensors(tag)] for tag in events.Tags()["tensors"]})
+    assert set(times) == {("train", "epoch/loss"), ("validation", "epoch/loss"), ("train", "note/text_summary"), ("train", "mine"),
+                          ("train", "custom_scalars__config__")}
+    assert all(stamps == [1_800_000_000.0] for stamps in times.values()), times
+
+
 def test_writing_to_an_unknown_split_or_a_closed_writer_is_a_coded_error_where_it_is_written(tmp_path):
     # A callback's trainer.writer.scalars("val", ...) failed on the writer thread, then the next write
     # of training itself, as "RuntimeError: Writing TensorBoard events failed".

@@ -378,7 +378,8 @@ class RunWriter:
         """Queues a group of scalars at one step (epoch values by default)."""
         _check_split(split)
         items = {tag(k): float(v) for k, v in values.items()}
-        self._put(lambda: self._add(split, step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in items.items()]))
+        wall_time = time.time()
+        self._put(lambda: self._add(split, step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in items.items()], wall_time))
 
     def bucketed_histograms(self, split: str, step: int, buckets: Mapping[str, np.ndarray]) -> None:
         """Queues histograms already counted into ``[k, 3]`` ``(left, right, count)`` buckets.
@@ -396,10 +397,12 @@ class RunWriter:
                                                     f"{table.shape}: count raw values with np.histogram(values, bins=k) and stack the edges and "
                                                     "counts, or give the values to tf.summary.histogram.")
 
+        wall_time = time.time()
+
         def write() -> None:
             metadata = _histogram_metadata()
             values = [summary_pb2.Summary.Value(tag=name, metadata=metadata, tensor=_float64_tensor(table)) for name, table in buckets.items()]
-            self._add(split, step, values)
+            self._add(split, step, values, wall_time)
 
         self._put(write)
 
@@ -407,7 +410,8 @@ class RunWriter:
         """Queues a text summary (rendered as markdown by TensorBoard)."""
         _check_split(split)
         check_text(name, markdown)
-        self._put(lambda: self._add(split, step, list(_own_summary(text_summary.pb(name, markdown)).value)))
+        wall_time = time.time()
+        self._put(lambda: self._add(split, step, list(_own_summary(text_summary.pb(name, markdown)).value), wall_time))
 
     def summary(self, split: str, step: int, proto: Any) -> None:
         """Queues a ready-made ``Summary`` protobuf (HParams, custom-scalar layouts, ...)."""
@@ -415,7 +419,8 @@ class RunWriter:
         if "value" not in getattr(getattr(proto, "DESCRIPTOR", None), "fields_by_name", {}):
             # Checked here, as the text is: on the writer thread it failed training's next write.
             raise ArgumentError("bad-argument", f"summary() takes a Summary protobuf (tensorboard's or TensorFlow's), got a {type(proto).__name__}.")
-        self._put(lambda: self._add(split, step, list(_own_summary(proto).value)))
+        wall_time = time.time()
+        self._put(lambda: self._add(split, step, list(_own_summary(proto).value), wall_time))
 
     def flush(self) -> None:
         """Blocks until everything queued so far is on disk."""
@@ -460,8 +465,10 @@ class RunWriter:
                                                    "the run from its last checkpoint (--resume RUN_DIR, or fit(..., resume=True)), or "
                                                    "train it again if it stopped before its first one.") from err
 
-    def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value]) -> None:
-        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
+    def _add(self, split: str, step: int, values: list[summary_pb2.Summary.Value], wall_time: float) -> None:
+        # The time it was queued, not written: the thread writes between the next compiled call's
+        # steps, and every epoch's values were stamped after the next epoch's first step.
+        event = event_pb2.Event(wall_time=wall_time, step=int(step), summary=summary_pb2.Summary(value=values))
         self._split_writer(split).add_event(event)
 
     def _split_writer(self, split: str) -> RecordEventWriter:
