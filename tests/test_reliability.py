@@ -1585,3 +1585,28 @@ def test_a_callback_state_a_checkpoint_cannot_keep_is_a_coded_error_naming_the_c
         _tiny_trainer(tmp_path, checkpoint_every=1).fit(*_xy(), epochs=2, verbose=0, callbacks=[KeepsBest()])
     assert info.value.code == "bad-callback" and info.value.message.startswith("KeepsBest.get_state() returned what a checkpoint cannot keep")
     assert "float32" in info.value.message
+
+
+@pytest.mark.parametrize("checkpoint_every", [0, 1])
+def test_a_failed_run_s_tensorboard_report_says_resume_only_when_it_has_a_checkpoint(tmp_path, checkpoint_every):
+    # An error in a run's first 30 s (before its first checkpoint) left a report in TensorBoard's
+    # Text tab saying "Resume it to have them", and the resume then found no checkpoint.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class Fail(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("callback broke")
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, logdir=tmp_path, checkpoint_every=checkpoint_every)
+    with pytest.raises(RuntimeError, match="callback broke"):
+        trainer.fit(*_xy(), epochs=3, batch_size=10, verbose=0, callbacks=[Fail()])
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
+    report = events.Tensors("report/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert report.startswith("**Unfinished**: the run was ended by an error")
+    if checkpoint_every:
+        assert "Resume it to have them." in report and "cannot be resumed" not in report
+    else:
+        assert "Resume it" not in report and "cannot be resumed: train it again" in report

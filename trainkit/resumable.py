@@ -241,6 +241,10 @@ class Resumable:
             return time.monotonic() - self._last_checkpoint_time >= AUTO_CHECKPOINT_SECONDS
         return bool(self.checkpoint_every) and (epoch + 1) % self.checkpoint_every == 0
 
+    def _can_resume(self) -> bool:
+        """Whether the run has a checkpoint to resume from (one that stopped before its first has none)."""
+        return self._checkpoint is not None and self._checkpoint.latest() is not None
+
     def _save_checkpoint(self, epoch: int, batches_done: int, callbacks: Sequence[Callback]) -> tuple[Path, dict[str, Any]] | None:
         """Checkpoints the run at ``batches_done`` batches into ``epoch`` (0 = its start).
 

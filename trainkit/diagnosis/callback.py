@@ -373,8 +373,9 @@ class DiagnosisCallback(Callback):
         self._sync_final_advice()
         if trainer.writer is not None:
             reason = (logs or {}).get("stop_reason")
+            unfinished = reason if reason in UNFINISHED else None
             trainer.writer.text("train", trainer.step, REPORT_TAG,
-                                render_markdown(trainer.findings, unfinished=reason if reason in UNFINISHED else None))
+                                render_markdown(trainer.findings, unfinished=unfinished, resumable=unfinished is None or trainer._can_resume()))
 
     def wait(self) -> None:
         """Blocks until the calls and epochs handed to the worker are diagnosed (see ``background``)."""

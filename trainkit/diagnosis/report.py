@@ -39,17 +39,21 @@ def _where(finding: Finding) -> str:
     return finding.location(quote="`")
 
 
-def render_markdown(findings: Sequence[Finding], unfinished: str | None = None) -> str:
+def render_markdown(findings: Sequence[Finding], unfinished: str | None = None, *, resumable: bool = True) -> str:
     """The report as markdown (TensorBoard's text dashboard): sections by severity.
 
     Args:
         findings: The run's findings.
         unfinished: Why the run ended early (``"interrupted"``, ``"failed"``), when it did: its
             end-of-run verdicts were not made, and "nothing looks wrong" would claim they were.
+        resumable: Whether the unfinished run has a checkpoint to resume from.
     """
+    # A run that stopped before its first checkpoint (an error in its first 30 s) cannot be
+    # resumed: "Resume it" sent the user to a resume that refused it (no checkpoint).
+    then = "Resume it to have them." if resumable else "It stopped before its first checkpoint and cannot be resumed: train it again to have them."
     note = (f"**Unfinished**: the run was {'interrupted' if unfinished == 'interrupted' else 'ended by an error'} after "
-            "the epochs shown; the end-of-run verdicts (overfitting, underfitting, loss at chance...) were not made. "
-            "Resume it to have them.\n\n" if unfinished else "")
+            f"the epochs shown; the end-of-run verdicts (overfitting, underfitting, loss at chance...) were not made. {then}\n\n"
+            if unfinished else "")
     if not findings:
         return note + ("**No findings** so far." if unfinished else "**No findings**: nothing in the checks or the training statistics looks wrong.")
     lines: list[str] = [note.rstrip()] if note else []
