@@ -1737,12 +1737,48 @@ def test_validation_class_mismatch_stays_silent_on_random_splits_and_blames_size
         assert "AUC, precision, recall" in finding.message and "stratify=y" in finding.advice
         # validation_split is fit's: a recipe's is training.validation_split.
         assert "training.validation_split in a recipe" in finding.advice
-    # One class in training too (single-class's error, allowed), or a validation dataset's first
-    # batches only: not this warning.
+    # One class in training too (single-class's error, allowed): not this warning.
     assert "validation-class-mismatch" not in codes(run("binary", X[:500], np.zeros(500, int), x_val=X[500:], y_val=np.zeros(100, int),
                                                         allow={"single-class"}))
+
+
+def test_validation_class_mismatch_reads_validation_datasets_whose_batches_stand_for_their_rows():
+    # Sorted rows cut into a validation dataset (120 rows, all class 1; or half the rows of 3
+    # classes, with class 2 no training row holds) got no word where the same arrays were told:
+    # its first batches are all of it, or a shuffling pipeline's random draw.
+    ds = tf.data.Dataset.from_tensor_slices
     x, y, x_val, y_val = sorted_split(YB)
-    assert "validation-class-mismatch" not in codes(run("binary", x, y, x_val=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(32)))
+    for val in (ds((x_val, y_val)).batch(32), ds((x_val, y_val)).shuffle(120, seed=0).batch(32)):
+        (finding,) = [f for f in run("binary", x, y, x_val=val) if f.code == "validation-class-mismatch"]
+        assert "hold one class only" in finding.message and "sorted by label" in finding.message
+    (finding,) = [f for f in run("binary", ds((x, y)).shuffle(480, seed=0).batch(32), None, x_val=ds((x_val, y_val)).batch(32))
+                  if f.code == "validation-class-mismatch"]
+    assert "y_val in the first 4 batches hold one class only" in finding.message
+    x, y, x_val, y_val = sorted_split(YM, held_out=0.5)
+    (finding,) = [f for f in run("multiclass", x, y, x_val=ds((x_val, y_val)).shuffle(300, seed=0).batch(32))
+                  if f.code == "validation-class-mismatch"]
+    assert "hold class 2 (2: " in finding.message and "which no training row holds" in finding.message
+    # A never-shuffled dataset's first batches, even half of them, are its first rows: sorted by
+    # label, its first class alone, beside classes it holds further on. Nor a never-shuffled
+    # training dataset's first rows, which lack the classes sorted after them.
+    x, y = std_x(2000, seed=1), None
+    y = (x[:, 0] > 0).astype("int64")
+    order = np.argsort(y[1000:], kind="stable")
+    for size in (32, 63):  # 32 batches of which 8 read; 16, 8 read
+        assert "validation-class-mismatch" not in codes(run("binary", x[:1000], y[:1000], x_val=ds((x[1000:][order], y[1000:][order])).batch(size)))
+    x, y, x_val, y_val = sorted_split(YM, held_out=0.5)
+    assert "validation-class-mismatch" not in codes(run("multiclass", ds((x, y)).batch(16), None, x_val=x_val, y_val=y_val))
+    # Healthy splits, shuffled or read whole, and a rare class that a shuffled validation
+    # dataset's first 256 rows miss by chance (the rows past them may hold it): no warning.
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        x = std_x(3000, seed=seed)
+        y = rng.integers(0, 3, 3000)
+        train = ds((x[:2000], y[:2000])).shuffle(2000, seed=seed).batch(32)
+        assert "validation-class-mismatch" not in codes(run("multiclass", train, None, x_val=ds((x[2000:], y[2000:])).shuffle(1000, seed=seed).batch(32)))
+        assert "validation-class-mismatch" not in codes(run("multiclass", x[:2800], y[:2800], x_val=ds((x[2800:], y[2800:])).batch(32)))
+        rare = (rng.uniform(size=3000) < 0.01).astype("int64")
+        assert "validation-class-mismatch" not in codes(run("binary", x[:1000], rare[:1000], x_val=ds((x[1000:], rare[1000:])).shuffle(2000, seed=seed).batch(32)))
 
 
 def test_validation_class_mismatch_advises_only_a_stratified_split_sklearn_can_make():

@@ -283,7 +283,7 @@ def check_data(
                         advice="Pass numpy arrays or a tf.data.Dataset to have the data checked.")]
     val_where = ""
     val_random: tuple[str, ...] = ()
-    val_stands = True
+    val_stands = val_drawn = val_all = True
     if is_batch_source(x_val):
         val_random = random_ops(x_val.dataset if isinstance(x_val, DatasetSample) else x_val) or ()
         val_shuffled, val_batches = dataset_facts(x_val)
@@ -296,10 +296,10 @@ def check_data(
             # trend, randomly split, were told 'every validation target lies below every training
             # target ... a chance of 1e-150'.
             read = sampled[3]
-            val_stands = (read < sample_batches or (val_batches is not None and 2 * read >= val_batches)
-                          or (val_shuffled is True and pydataset_name(x_val) is None))
+            val_all = read < sample_batches or (val_batches is not None and read >= val_batches)
+            val_drawn = val_all or (val_shuffled is True and pydataset_name(x_val) is None)
+            val_stands = val_drawn or (val_batches is not None and 2 * read >= val_batches)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
-        # Only its first batches: validation-class-mismatch reads them as no more than that.
         val_where = f" in the first {sampled[3]} batch{'es' if sampled[3] != 1 else ''}" if sampled else ""
         if sampled and val_sample_weight is None and sampled[2] is not None:
             # The weights a validation dataset carries: NaN or negative ones broke val_loss unseen.
@@ -365,6 +365,7 @@ def check_data(
                       batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, pydataset=pydataset,
                       further_labels=_per_output(read_further, outputs), further_inputs_vary=inputs_vary,
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random, val_rows_stand_for_all=val_stands,
+                      val_rows_drawn=val_drawn, val_rows_all=val_all,
                       application_base=application_base(model),
                       shuffled_apart=apart, file_paths=paths)
     findings: list[Finding] = []

@@ -138,6 +138,12 @@ class DataContext:
     #: Whether a validation dataset's sampled first batches stand for its rows (``True`` for
     #: arrays): all of them, a shuffling pipeline's random draw, or at least half its batches.
     val_rows_stand_for_all: bool = True
+    #: Whether they are a random draw of its rows (``True`` for arrays): all of them, or a
+    #: shuffling pipeline's. Not half of a never-shuffled dataset's batches, which stand for its
+    #: range but not for its class mix (sorted by label, they hold its first classes alone).
+    val_rows_drawn: bool = True
+    #: Whether they are all its rows (``True`` for arrays): what they lack, it lacks.
+    val_rows_all: bool = True
     #: For each input, a layer reading it that computes in float16 (see ``float16_readers``), or ``None``.
     float16_readers: Sequence[str | None] = ()
     #: A ``keras.applications`` base that wants its own ``preprocess_input`` (see ``application_base``), or ``None``.
@@ -169,6 +175,19 @@ def validation_rows_stand_for_all(ctx: DataContext) -> bool:
     """:func:`training_rows_stand_for_all` for the validation rows: arrays, or a validation
     dataset's first batches where they stand for its rows (:attr:`DataContext.val_rows_stand_for_all`)."""
     return not ctx.val_where or ctx.val_rows_stand_for_all
+
+
+def validation_rows_all(ctx: DataContext) -> bool:
+    """Whether the validation rows the checks read are all of them: arrays, or a validation
+    dataset whose batches were all read (:attr:`DataContext.val_rows_all`)."""
+    return not ctx.val_where or ctx.val_rows_all
+
+
+def validation_rows_drawn(ctx: DataContext) -> bool:
+    """Whether the validation rows the checks read are a random draw of them (arrays, a validation
+    dataset's batches all read, or a shuffling pipeline's first ones: :attr:`DataContext.val_rows_drawn`),
+    as the chance of a split of them assumes."""
+    return not ctx.val_where or ctx.val_rows_drawn
 
 
 def strided_rows(a: np.ndarray, rows: int) -> np.ndarray:

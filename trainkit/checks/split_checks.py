@@ -41,6 +41,8 @@ from trainkit.checks.data_context import (
     strided_rows,
     training_rows_stand_for_all,
     validation_name,
+    validation_rows_all,
+    validation_rows_drawn,
     validation_rows_stand_for_all,
 )
 
@@ -104,20 +106,32 @@ def _single_row_classes(pooled: np.ndarray) -> str:
 
 def validation_class_mismatch(ctx: DataContext) -> Issue | None:
     """Validation labels of one class while the training labels hold several, or holding a class
-    the training labels lack, in a split chance would almost never draw (rows sorted by label)."""
-    if ctx.where or ctx.val_where:  # a dataset's first batches say nothing about its classes
+    the training labels lack, in a split chance would almost never draw (rows sorted by label).
+
+    Datasets are judged by the first batches the checks read where those are a random draw of
+    their rows (all of them, or a shuffling pipeline's; see
+    :func:`~trainkit.checks.data_context.validation_rows_drawn` and
+    :func:`~trainkit.checks.data_context.training_rows_stand_for_all`): under a random split the
+    two samples are drawn alike from the pooled rows, as the chance assumes. Sorted rows cut into a
+    validation dataset of 4 batches (all read, all class 1) got no word where the same arrays were
+    told. Not a never-shuffled dataset's first few batches, even half of them: sorted by label,
+    they hold its first class alone.
+    """
+    if not (training_rows_stand_for_all(ctx) and validation_rows_drawn(ctx)):
         return None
     for t in ctx.targets:
-        issue = _mismatch(t, ctx.split_at is not None)
+        issue = _mismatch(t, ctx.split_at is not None, ctx.where, ctx.val_where, every_row=validation_rows_all(ctx))
         if issue is not None:
             return issue
     return None
 
 
-def _mismatch(t: Target, split: bool) -> Issue | None:
-    """:func:`validation_class_mismatch` for one target (``split``: ``validation_split`` held the rows out)."""
+def _mismatch(t: Target, split: bool, where: str = "", val_where: str = "", *, every_row: bool = True) -> Issue | None:
+    """:func:`validation_class_mismatch` for one target (``split``: ``validation_split`` held the rows out;
+    ``where``, ``val_where``: the sampled batches the training and validation labels are, ``""`` for arrays;
+    ``every_row``: the validation labels are all of them)."""
     if t.task == "multilabel":
-        return _multilabel_mismatch(t, split)
+        return _multilabel_mismatch(t, split, where, val_where)
     if t.task not in ("binary", "multiclass") or t.loss.kind not in CLASSIFICATION_LOSSES or t.y is None or t.y_val is None:
         return None
     train_ids, val_ids = class_ids(t, t.y), class_ids(t, t.y_val)
@@ -133,9 +147,13 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
     val_name, n_val = validation_name(t.name), int(val_counts.sum())
     if val_classes.size == 1:
         only, rows = int(val_classes[0]), "the only row is" if n_val == 1 else f"all {n_val} rows are"
-        found = (f"The validation labels {val_name} hold one class only: {rows} class {only}, while the training labels hold "
+        found = (f"The validation labels {val_name}{val_where} hold one class only: {rows} class {only}, while the training labels{where} hold "
                  f"{train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy measure that class alone, and "
                  "metrics that need both kinds of rows (AUC, precision, recall) read 0 whatever the model does")
+        if one_class >= UNLIKELY_SPLIT and not every_row:
+            # A shuffled validation dataset's first batches, one class by chance: the rows past
+            # them may hold the others (a 2% class in 256 rows of 2,000), and say no more.
+            return None
         if one_class >= UNLIKELY_SPLIT:  # chance can do it: too few rows held out for the rarer classes
             stratified = _stratified_split(train_counts + val_counts)
             return Issue(
@@ -150,9 +168,9 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
         chance = one_class
     elif unseen.size and whole_class < UNLIKELY_SPLIT:
         names = ", ".join(str(int(c)) for c in unseen)
-        found = (f"The validation labels {val_name} hold class{'es' * (unseen.size > 1)} {names} "
+        found = (f"The validation labels {val_name}{val_where} hold class{'es' * (unseen.size > 1)} {names} "
                  f"({_counts_text(np.where(np.isin(np.arange(k), unseen), val_counts, 0))} of {n_val} rows), which no "
-                 f"training row holds ({_counts_text(train_counts)}): the model is never taught "
+                 f"training row{where} holds ({_counts_text(train_counts)}): the model is never taught "
                  f"{'them' if unseen.size > 1 else 'it'}, so val_loss measures what it cannot learn")
         chance = whole_class
     else:
@@ -172,7 +190,7 @@ def _mismatch(t: Target, split: bool) -> Issue | None:
         t.output.layer if t.output else None)
 
 
-def _multilabel_mismatch(t: Target, split: bool) -> Issue | None:
+def _multilabel_mismatch(t: Target, split: bool, where: str = "", val_where: str = "") -> Issue | None:
     """Label columns of a multilabel target whose 1s (or 0s) only the validation rows hold.
 
     A label never positive in the training rows (a split of rows sorted by that label) is never
@@ -201,7 +219,7 @@ def _multilabel_mismatch(t: Target, split: bool) -> Issue | None:
            "the validation rows were cut from rows in label order")
     chance = max(c for *_, c in unseen)
     return Issue(
-        f"The validation labels {validation_name(t.name)} hold values of label columns that no training row holds ({listing}{more}): "
+        f"The validation labels {validation_name(t.name)}{val_where} hold values of label columns that no training row{where} holds ({listing}{more}): "
         "the model is never taught them, so val_loss measures what it cannot learn. Drawn at random from these rows, a "
         f"validation split like this happens with a chance of {chance:.1g}: the rows look sorted by label, and {how}.",
         f"Shuffle x and y together before {'fit' if split else 'splitting them'} (p = np.random.default_rng(0).permutation(len(x)); "
