@@ -1151,6 +1151,35 @@ def test_overlap_silent_on_id_sequences_that_repeat_by_chance(seed):
     assert finding.evidence["overlap_share"] > 0.9
 
 
+@pytest.mark.parametrize("oversample", ["tile", "repeat", "minority"])
+def test_overlap_found_beside_training_rows_oversampled_5x_and_silent_on_honest_ones(oversample):
+    # Validation rows all copied from the training rows (4 columns of 10 ids: ~15% of the training
+    # rows repeat another by nature) were found, until the training rows were oversampled 5x: then
+    # every training row repeats another, and the copies read as chance (100% against 100%).
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 10, (2000, 4)).astype("float32")
+    y = (x.sum(1) + rng.normal(size=2000) > 18).astype("int64")
+    xt, yt = x[:1600], y[:1600]
+
+    def oversampled(a, b):
+        if oversample == "tile":
+            return np.tile(a, (5, *[1] * (a.ndim - 1))), np.tile(b, 5)
+        if oversample == "repeat":
+            return np.repeat(a, 5, axis=0), np.repeat(b, 5)
+        m = b == 1  # the minority class's rows alone, 5x
+        return np.concatenate([a[~m], np.repeat(a[m], 5, axis=0)]), np.concatenate([b[~m], np.repeat(b[m], 5)])
+
+    (finding,) = [f for f in run("binary", *oversampled(xt, yt), x_val=xt[:300], y_val=yt[:300]) if f.code == "train-validation-overlap"]
+    assert finding.evidence["overlap_share"] == 1.0 and finding.evidence["train_duplicate_rate"] < 0.3
+    assert finding.evidence["train_copies"] == 5 and "5 copies" in finding.message
+    # Honest validation rows beside the same oversampled training rows, and rows of few values
+    # (3 ids in 4 columns: 81 rows in all) that match by nature: no warning.
+    assert "train-validation-overlap" not in codes(run("binary", *oversampled(xt, yt), x_val=x[1600:], y_val=y[1600:]))
+    few = rng.integers(0, 3, (2000, 4)).astype("float32")
+    assert "train-validation-overlap" not in codes(run("binary", *oversampled(few[:1600], yt), x_val=few[1600:], y_val=y[1600:]))
+    assert "train-validation-overlap" not in codes(run("binary", *oversampled(few[:1600], yt), x_val=few[:300], y_val=yt[:300]))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_overlap_found_when_every_row_was_copied_before_the_split(seed):
     # Each of 500 continuous rows twice, shuffled, split 80/20: ~80% of the validation rows have

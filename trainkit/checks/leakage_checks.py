@@ -226,8 +226,7 @@ def _identical_rows(ctx: DataContext) -> Issue | None:
     # them matches by chance. Not the share of rows that are repeats (1 - unique / n), half of
     # that where repeats are rare (a pair is one repeat, two rows that have a twin): "2x" it was
     # what chance gives, and 4-token sequences of 6 ids got the warning at 8 of 20 seeds.
-    _, inverse, counts = np.unique(h_train, return_inverse=True, return_counts=True)
-    dup_rate = float(np.mean(counts[inverse] > 1))
+    dup_rate, copies = _chance_repeat_rate(h_train, _row_classes(ctx, len(train), train_budget))
     # Texts are no continuous feature however many differ: short ones ("great movie") repeat by chance.
     continuous = not texts and _has_continuous_feature(train_rows)
     # By chance ~dup_rate of the validation rows match, give or take a binomial spread (a few
@@ -241,7 +240,8 @@ def _identical_rows(ctx: DataContext) -> Issue | None:
         f"About {share:.1%} of the validation rows{ctx.val_where} also appear in the training inputs "
         f"({hits} of {len(h_val)} checked; the first at x_val row {first}), "
         + ("and rows with continuous features do not repeat by chance: they are copies. " if continuous else
-           f"while only {dup_rate:.1%} of the training rows repeat another training row. ")
+           f"while only {dup_rate:.1%} of the training rows repeat another training row"
+           + (f" (each training row's {copies} copies, an oversampling's, counted once). " if copies > 1 else ". "))
         + "Validation then measures memory, not generalisation, and early stopping and model choice are biased.",
         "Split before any augmentation or oversampling, and drop duplicates across the split, e.g. "
         "with np.unique(x, axis=0, return_index=True) before splitting"
@@ -249,7 +249,60 @@ def _identical_rows(ctx: DataContext) -> Issue | None:
         # .cache() or .map() left behind: np.unique was no advice for them.
         + (f"; for datasets made by image_dataset_from_directory, {_SAME_SEED}." if ctx.where and train.ndim == 4 else "."),
         {"overlap_share": share, "rows_found": hits, "rows_checked": len(h_val), "first_val_row": first,
-         "train_duplicate_rate": dup_rate})
+         "train_duplicate_rate": dup_rate, **({"train_copies": copies} if copies > 1 else {})})
+
+
+#: Distinct training rows of a class from which their counts' common divisor is read as copies.
+_COPIES_MIN_ROWS = 20
+
+
+def _row_classes(ctx: DataContext, rows: int, budget: int) -> np.ndarray | None:
+    """The class of each training row :func:`_identical_rows` hashed (strided alike), from the first
+    output with single-label classes of ``rows`` rows; ``None`` where none has."""
+    for t in ctx.targets:
+        if t.y is None or len(t.y) != rows:
+            continue
+        ids = class_ids(t, t.y) if t.task in ("binary", "multiclass") else None
+        if ids is not None and ids.size and ids.min() >= 0:
+            return strided_rows(ids, budget)
+    return None
+
+
+def _chance_repeat_rate(h_train: np.ndarray, classes: np.ndarray | None) -> tuple[float, int]:
+    """The share of training rows equal to another training row (what a validation row drawn like
+    them matches by chance), each row's copies counted once, and the most copies a row has.
+
+    Copies are read class by class (``classes``, one per row, or one class for all): where every
+    distinct row of a class (20 at least) repeats a multiple of ``g`` times, as ``np.tile``,
+    ``np.repeat`` or an oversampling of a minority class by ``g`` make them, each ``g`` are one row.
+    Counted as they come, those copies read as chance: validation rows all copied from training
+    rows 5x tiled matched 100% of them where 100% of the training rows repeated another, and got
+    no word. Rows that coincide by nature (few values: 10 ids in 4 columns) keep counts of no
+    common divisor, and their own repeats.
+    """
+    _, inverse, counts = np.unique(h_train, return_inverse=True, return_counts=True)
+    if counts.max(initial=1) == 1:
+        return 0.0, 1
+    repeated = counts[inverse] > 1
+    per_class = np.bincount(classes) if classes is not None else np.array([len(h_train)])
+    lone = np.bincount(classes[~repeated], minlength=len(per_class)) if classes is not None else np.array([np.count_nonzero(~repeated)])
+    if np.all(lone[per_class > 0] > 0):  # every class holds a row that repeats no other: no copies (a second sort spared)
+        return float(np.mean(repeated)), 1
+    if classes is None or classes.min() == classes.max():  # one class: its distinct rows as they are
+        row_of, group_of = np.arange(len(counts)), np.zeros(len(counts), dtype=np.int64)
+    else:  # each distinct row of each class (a row with two labels is one of each)
+        width = int(classes.max()) + 1
+        keys, counts = np.unique(inverse.astype(np.int64) * width + classes, return_counts=True)
+        row_of, group_of = keys // width, keys % width
+    copies = np.ones(len(counts), dtype=np.int64)
+    for group in np.unique(group_of):
+        members = group_of == group
+        if np.count_nonzero(members) >= _COPIES_MIN_ROWS:
+            copies[members] = np.gcd.reduce(counts[members])
+    rows = counts // copies
+    per_row = np.bincount(row_of, weights=rows)
+    rate = float(rows[per_row[row_of] > 1].sum() / max(1, rows.sum()))
+    return rate, int(copies.max())
 
 
 def _is_text(a: np.ndarray) -> bool:
