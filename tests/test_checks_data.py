@@ -1151,6 +1151,23 @@ def test_overlap_silent_on_id_sequences_that_repeat_by_chance(seed):
     assert finding.evidence["overlap_share"] > 0.9
 
 
+@pytest.mark.parametrize("seed", [27, 34, 38])
+def test_overlap_silent_when_a_few_discrete_rows_match_by_chance_beside_training_rows_without_repeats(seed):
+    # 4 columns of 10 ids, 160 training rows: most splits hold no training repeat (rate 0), and 2
+    # of 40 validation rows matching by chance were "2 hits where 0 were expected", a warning at
+    # 3 of 40 seeds. Counted in pairs, 2 validation-training pairs against 0 training ones happen
+    # at a third of the splits or more.
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 10, (200, 4)).astype("float32")
+    y = rng.integers(0, 2, 200)
+    assert "train-validation-overlap" not in codes(run("binary", x[:160], y[:160], x_val=x[160:], y_val=y[160:]))
+    # 8 of the 40 validation rows copied from the training rows are still found.
+    x_val = x[160:].copy()
+    x_val[:8] = x[:8]
+    (finding,) = [f for f in run("binary", x[:160], y[:160], x_val=x_val, y_val=y[160:]) if f.code == "train-validation-overlap"]
+    assert finding.evidence["rows_found"] >= 8
+
+
 @pytest.mark.parametrize("oversample", ["tile", "repeat", "minority"])
 def test_overlap_found_beside_training_rows_oversampled_5x_and_silent_on_honest_ones(oversample):
     # Validation rows all copied from the training rows (4 columns of 10 ids: ~15% of the training
