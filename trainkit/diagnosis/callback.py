@@ -38,8 +38,8 @@ from trainkit.diagnosis.engine import (
 )
 from trainkit.diagnosis.fit_rules import batchnorm_steps
 from trainkit.diagnosis.gradient_rules import learned_something
-from trainkit.diagnosis.loss_rules import nonfinite_weights
 from trainkit.diagnosis.model_facts import batch_norm_errors
+from trainkit.diagnosis.nonfinite_rules import nonfinite_weights
 from trainkit.diagnosis.report import render_markdown
 from trainkit.diagnosis.rules import DIAGNOSIS_CODES
 from trainkit.diagnosis.run_context import (

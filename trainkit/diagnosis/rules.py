@@ -6,8 +6,10 @@ nothing; :class:`~trainkit.diagnosis.rule_types.Rule` gives it its code, severit
 rules live in modules by what they read:
 
 * :mod:`~trainkit.diagnosis.initial_loss_rules` — the loss of the first steps against chance;
-* :mod:`~trainkit.diagnosis.loss_rules` — the loss level and curve (chance, collapse, NaN, diverging,
-  oscillating, plateau, weights frozen);
+* :mod:`~trainkit.diagnosis.chance_rules` — the loss against its chance level;
+* :mod:`~trainkit.diagnosis.nonfinite_rules` — a NaN/inf loss, where it began and why;
+* :mod:`~trainkit.diagnosis.loss_rules` — the loss curve (collapsed, diverging, oscillating, plateau,
+  weights frozen);
 * :mod:`~trainkit.diagnosis.lr_rules` — the learning rate, from the update/weight ratios;
 * :mod:`~trainkit.diagnosis.gradient_rules` — vanishing (across layers or through time) and exploding gradients;
 * :mod:`~trainkit.diagnosis.activation_rules` — dead ReLUs, saturated tanh/sigmoid units;
@@ -22,6 +24,7 @@ epochs of healthy models), and activation verdicts need a condition that lasts s
 from __future__ import annotations
 
 from trainkit.diagnosis.activation_rules import dead_relu, saturated_activations
+from trainkit.diagnosis.chance_rules import chance_level_unknown, loss_at_chance
 from trainkit.diagnosis.fit_rules import (
     batchnorm_lag,
     dropout_too_high,
@@ -39,16 +42,14 @@ from trainkit.diagnosis.gradient_rules import (
 )
 from trainkit.diagnosis.initial_loss_rules import initial_loss_too_high, initial_loss_too_low
 from trainkit.diagnosis.loss_rules import (
-    chance_level_unknown,
     diverging_loss,
-    loss_at_chance,
     loss_collapsed,
-    nan_loss,
     oscillating_loss,
     plateau,
     weights_frozen,
 )
 from trainkit.diagnosis.lr_rules import lr_too_high, lr_too_low
+from trainkit.diagnosis.nonfinite_rules import nan_loss
 from trainkit.diagnosis.rule_types import Issue, Rule, Thresholds
 
 # Issue, Rule and Thresholds (from rule_types) stay importable from here, where they were defined
