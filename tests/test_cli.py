@@ -582,6 +582,24 @@ def test_a_run_keras_early_stopping_stopped_is_said_stopped_by_early_stopping(ti
     assert other.status == "stopped" and len(other.history.epoch) == 2 and other.stopped_by == "a callback"
 
 
+def test_an_early_stopping_inside_a_list_of_callbacks_is_said_stopped_by_early_stopping(tiny_recipe, tmp_path):
+    # fit flattens lists inside the callbacks list; the report's stopped_by and restored_epoch read
+    # the list as given, so an EarlyStopping (Keras's or trainkit's) inside one was "a callback".
+    import keras
+
+    from trainkit.callbacks import EarlyStopping
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe, ["training.epochs=4"])
+    keras_stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    result = train_recipe(recipe, logdir=tmp_path / "a", verbose=0, callbacks=[[keras_stop]])
+    assert result.status == "stopped" and result.stopped_by == "early stopping"
+    own_stop = EarlyStopping(monitor="loss", patience=1, min_delta=10.0, restore_best_weights=True)
+    result = train_recipe(recipe, logdir=tmp_path / "b", verbose=0, callbacks=[(own_stop,)])
+    assert result.status == "stopped" and result.stopped_by == "early stopping" and result.restored_epoch == 0
+
+
 def test_a_full_disk_that_ends_a_run_is_said_once_not_again_for_each_file_it_fails(tiny_recipe, tmp_path, monkeypatch, capsys):
     # A real full disk (a small tmpfs) fails every write after the one in flight, not only the big
     # ones a file-size limit fails: the checkpoint's error came with "a second error while ending

@@ -61,7 +61,7 @@ from trainkit.runs import (
     unwritable_part,
     write_atomic,
 )
-from trainkit.trainer import Trainer
+from trainkit.trainer import Trainer, _flat_callbacks
 from trainkit.writers.console import format_logs
 
 
@@ -295,7 +295,9 @@ def train_recipe(
     scaling = standardization(splits)
     chief = is_chief(trainer.strategy)
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
-    run_callbacks = [*recipe_callbacks(recipe), *callbacks]
+    # Lists inside the list flattened, as fit flattens them: an EarlyStopping in one was not seen
+    # by _stopped_by and _restored_epoch ("stopped by a callback", no restored epoch).
+    run_callbacks = _flat_callbacks([*recipe_callbacks(recipe), *callbacks])
     history_before = trainer.history  # fit replaces it (a resume, with the checkpoint's)
     made: list[Path] = []  # directories a new run creates, removed with it if it trains nothing
     if not chief:
