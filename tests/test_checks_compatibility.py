@@ -729,6 +729,25 @@ def test_a_compiled_optimizers_learning_rate_and_a_metrics_settings_are_compared
         assert found(compiled, **given) == [], (compiled, given)
 
 
+def test_a_metric_mapping_s_settings_compare_as_the_metric_it_makes():
+    # A Trainer metric mapping was compared by its raw values: {curve: pr} (AUC takes "pr", its
+    # config says "PR") and {name: accuracy, threshold: 0.7} (the Trainer makes a BinaryAccuracy
+    # of it; "accuracy" names keras's Accuracy, which has no threshold) were told apart from the
+    # same metric compiled.
+    from trainkit import Trainer
+
+    for compiled, given in ((keras.metrics.AUC(curve="PR"), {"name": "auc", "curve": "pr"}),
+                            (keras.metrics.BinaryAccuracy(threshold=0.7), {"name": "accuracy", "threshold": 0.7})):
+        model = _sigmoid_model(loss="binary_crossentropy", optimizer="adam", metrics=[compiled])
+        trainer = Trainer(model, task="binary", loss="binary_crossentropy", optimizer="adam", metrics=[given])
+        assert [f for f in trainer.findings if f.code == "compile-ignored"] == [], given
+    # Another setting still is one.
+    model = _sigmoid_model(loss="binary_crossentropy", optimizer="adam", metrics=[keras.metrics.BinaryAccuracy(threshold=0.7)])
+    (one,) = [f for f in Trainer(model, task="binary", loss="binary_crossentropy", optimizer="adam", metrics=[{"name": "accuracy", "threshold": 0.6}]).findings
+              if f.code == "compile-ignored"]
+    assert one.evidence == {"metrics_compiled": "[accuracy(threshold=0.7)]", "metrics_used": "[accuracy(threshold=0.6)]"}
+
+
 def test_a_compiled_loss_with_an_array_setting_is_compared_not_raised():
     # A custom loss whose get_config holds an array (class weights): its settings were compared
     # with ==, whose elementwise answer has no truth value, and Trainer(...) raised ValueError.

@@ -22,7 +22,7 @@ from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
 from trainkit.errors import UnknownNameError
 from trainkit.findings import Finding
-from trainkit.resolve import get_loss, snake_case
+from trainkit.resolve import _keras_metric_class, get_loss, snake_case
 
 #: Code of the warning for a model compiled with another loss, optimizer (class or learning rate) or metrics.
 COMPILE_IGNORED = "compile-ignored"
@@ -200,12 +200,10 @@ def _metric_settings(spec: Any) -> dict[str, Any]:
     differ from its class's defaults, its name and dtype left out; none for a name alone, or a
     class whose defaults cannot be read."""
     if isinstance(spec, Mapping):
-        try:
-            cls = type(keras.metrics.get(spec.get("name")))
-        except (ValueError, TypeError):
+        spec = _metric_of(spec)
+        if spec is None:
             return {}
-        config = {key: value for key, value in spec.items() if key != "name"}
-    elif isinstance(spec, keras.metrics.Metric):
+    if isinstance(spec, keras.metrics.Metric):
         cls = type(spec)
         try:
             config = spec.get_config() or {}
@@ -222,6 +220,28 @@ def _metric_settings(spec: Any) -> dict[str, Any]:
     return {key: value for key, value in config.items()
             if key not in ("name", "dtype") and key in defaults and defaults[key].default is not inspect.Parameter.empty
             and not _same_setting(value, defaults[key].default)}
+
+
+def _metric_of(spec: Mapping[str, Any]) -> keras.metrics.Metric | None:
+    """The metric a ``{"name": ..., **settings}`` mapping makes, as the Trainer makes it, whose
+    config holds its settings as a compiled one's does: ``{curve: pr}`` is ``AUC(curve="PR")``,
+    and ``{name: accuracy, threshold: 0.7}`` a ``BinaryAccuracy(threshold=0.7)`` (read from the
+    mapping as it was, they were told apart from the same metric compiled); ``None`` where none is."""
+    name, params = spec.get("name"), {key: value for key, value in spec.items() if key != "name"}
+    if not isinstance(name, str):
+        return None
+    name = _METRIC_ALIASES.get(name, name)
+    if name == "accuracy":  # the variant that takes these settings (the task picks among them)
+        classes = [keras.metrics.BinaryAccuracy, keras.metrics.CategoricalAccuracy, keras.metrics.SparseCategoricalAccuracy]
+    else:
+        cls = _keras_metric_class(name)
+        classes = [cls] if cls is not None else []
+    for cls in classes:
+        try:
+            return cls(**params)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _named_metric(spec: Any) -> str:
