@@ -1458,6 +1458,19 @@ def test_a_logdir_set_between_fits_is_a_new_run_there(tmp_path):
     assert info.value.code == "logdir-has-run" and "ckpt-2" in info.value.message
 
 
+def test_a_logdir_set_again_spelt_another_way_goes_on_with_its_run(tmp_path, monkeypatch):
+    # The logdir change was judged by the path's spelling: the trainer's own run directory set
+    # again as an absolute path (it was made with a relative one) was taken for a new run there,
+    # and its fit refused as "holds another run's checkpoints" (logdir-has-run).
+    monkeypatch.chdir(tmp_path)
+    x, y = _logistic_rows()
+    trainer = _logistic_trainer("run")
+    trainer.fit(x, y, epochs=2, verbose=0)
+    trainer.logdir = tmp_path / "run"
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index", "ckpt-6.index"]
+
+
 def test_a_trainer_s_own_second_fit_is_refused_once_another_trainer_trained_its_run_further(tmp_path):
     # Notebook cells: `first` trains, a second cell resumes the run with a new trainer and trains
     # it further (ckpt-6 -> ckpt-14), then the first cell's fit runs again. It went on from its

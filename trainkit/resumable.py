@@ -136,7 +136,7 @@ class Resumable:
             # resume with it was refused, "holds 10 optimizer variables, this run has 6", or,
             # of the same kind, restored the old one's learning rate and moments).
             self._checkpoint_optimizer = self.optimizer
-            self._checkpoint_logdir = self.logdir
+            self._checkpoint_logdir = self.logdir.resolve()  # the directory, however spelt
             # (A subclass's own metrics are in its own state: _own_state.)
             metric_variables = [v for m in (self._loss_tracker, *self._output_loss_trackers, *self._metrics) for v in m.variables]
             # Saving replicated variables runs collectives, so under a multi-worker strategy every
@@ -167,7 +167,9 @@ class Resumable:
         taken as a ``Path``, as the argument is."""
         if self.logdir is not None and not isinstance(self.logdir, Path):
             self.logdir = Path(self.logdir)
-        if self._checkpoint is not None and self.logdir != self._checkpoint_logdir:
+        # The directory, not its spelling: the same run directory set again as an absolute path
+        # (or a relative one) was "another run's checkpoints", its own run refused (logdir-has-run).
+        if self._checkpoint is not None and (self.logdir is None or self.logdir.resolve() != self._checkpoint_logdir):
             self._checkpoint = self._checkpoint_optimizer = None
 
     def _own_state(self) -> dict[str, dict[str, Any]]:
