@@ -1827,6 +1827,24 @@ def test_validation_class_mismatch_reads_validation_datasets_whose_batches_stand
         assert "validation-class-mismatch" not in codes(run("binary", x[:1000], rare[:1000], x_val=ds((x[1000:], rare[1000:])).shuffle(2000, seed=seed).batch(32)))
 
 
+def test_validation_class_mismatch_ignores_the_first_batches_of_a_validation_dataset_shuffled_in_a_small_buffer():
+    # A shuffle buffer smaller than the rows draws the first batches from the first rows: 1,000
+    # validation rows sorted by label, half each class, .shuffle(200), read 256 rows of class 0 and
+    # were told "val_loss measures that class alone", where the validation measures all its rows
+    # (whose order does not matter). Read whole, the same rows are judged as arrays are.
+    ds = tf.data.Dataset.from_tensor_slices
+    x = std_x(3000, seed=0)
+    y = np.random.default_rng(0).integers(0, 2, 3000)
+    order = np.argsort(y[2000:], kind="stable")
+    x_val, y_val = x[2000:][order], y[2000:][order]
+    for buffer in (50, 200):
+        assert "validation-class-mismatch" not in codes(run("binary", x[:2000], y[:2000], x_val=ds((x_val, y_val)).shuffle(buffer, seed=0).batch(32)))
+    one_class = y_val == 0
+    (finding,) = [f for f in run("binary", x[:2000], y[:2000], x_val=ds((x_val[one_class], y_val[one_class])).shuffle(50, seed=0).batch(128))
+                  if f.code == "validation-class-mismatch"]
+    assert "hold one class only" in finding.message
+
+
 def test_validation_class_mismatch_advises_only_a_stratified_split_sklearn_can_make():
     # Few rows: validation_split=0.2 of 4 rows holds out one, always of one class. The advice
     # "train_test_split(x, y, test_size=0.2, stratify=y)" raised in sklearn there ("The test_size

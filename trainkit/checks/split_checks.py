@@ -150,9 +150,12 @@ def _mismatch(t: Target, split: bool, where: str = "", val_where: str = "", *, e
         found = (f"The validation labels {val_name}{val_where} hold one class only: {rows} class {only}, while the training labels{where} hold "
                  f"{train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy measure that class alone, and "
                  "metrics that need both kinds of rows (AUC, precision, recall) read 0 whatever the model does")
-        if one_class >= UNLIKELY_SPLIT and not every_row:
-            # A shuffled validation dataset's first batches, one class by chance: the rows past
-            # them may hold the others (a 2% class in 256 rows of 2,000), and say no more.
+        if not every_row:
+            # A shuffled validation dataset's first batches, one class by chance (a 2% class in
+            # 256 rows of 2,000) or by a shuffle buffer smaller than its rows, which draws them from
+            # its first rows alone: 1,000 rows sorted by label, half each class, .shuffle(200)
+            # read 256 rows of class 0 ("val_loss measures that class alone"), where the
+            # validation, which needs no order, measured both. The rows past them may hold the others.
             return None
         if one_class >= UNLIKELY_SPLIT:  # chance can do it: too few rows held out for the rarer classes
             stratified = _stratified_split(train_counts + val_counts)
