@@ -1845,6 +1845,25 @@ def test_validation_class_mismatch_ignores_the_first_batches_of_a_validation_dat
     assert "hold one class only" in finding.message
 
 
+def test_validation_class_mismatch_names_no_class_missing_from_a_training_dataset_s_first_batches():
+    # A shuffle buffer smaller than a training dataset sorted by label draws its first batches
+    # from its first classes: 2,000 rows of 3 classes in .shuffle(100) read classes 0 and 1, and
+    # the validation arrays' class 2 was told "no training row holds it: the model is never
+    # taught it", beside ~950 training rows of class 2 past the batches read.
+    ds = tf.data.Dataset.from_tensor_slices
+    x = std_x(2500, seed=0)
+    rng = np.random.default_rng(0)
+    y = np.where(rng.uniform(size=2500) < 0.05, 0, rng.integers(1, 3, 2500))
+    order = np.argsort(y[:2000], kind="stable")
+    train = ds((x[:2000][order], y[:2000][order])).shuffle(100, seed=0).batch(32)
+    assert "validation-class-mismatch" not in codes(run("multiclass", train, None, x_val=x[2000:], y_val=y[2000:]))
+    # All its batches read, a class it lacks is told.
+    lacking = y[:2000] != 2
+    (finding,) = [f for f in run("multiclass", ds((x[:2000][lacking], y[:2000][lacking])).batch(512), None, x_val=x[2000:], y_val=y[2000:])
+                  if f.code == "validation-class-mismatch"]
+    assert "hold class 2 (2: " in finding.message
+
+
 def test_validation_class_mismatch_advises_only_a_stratified_split_sklearn_can_make():
     # Few rows: validation_split=0.2 of 4 rows holds out one, always of one class. The advice
     # "train_test_split(x, y, test_size=0.2, stratify=y)" raised in sklearn there ("The test_size
