@@ -2078,6 +2078,34 @@ def test_shuffled_apart_finds_one_side_of_a_zip_shuffled_alone():
         assert "shuffled-apart" not in codes(run("binary", data, None))
 
 
+def test_shuffled_apart_names_the_shuffle_default_of_image_dataset_from_directory(tmp_path):
+    # image_dataset_from_directory(d, labels=None) shuffles its files unless told shuffle=False:
+    # zipped with labels in the files' sorted order, each image met another's label, and the
+    # advice to "never shuffle one side of a zip alone" named a .shuffle() nowhere in the code.
+    directory = image_directory(tmp_path, per_class=8)
+    labels = tf.data.Dataset.from_tensor_slices(np.repeat([0, 1, 2], 8)).batch(8)
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Rescaling(1 / 255), L.Conv2D(2, 3, activation="relu"), L.Flatten(),
+                            L.Dense(3, activation="softmax")])
+
+    def found(shuffle, mapped=False):
+        images = keras.utils.image_dataset_from_directory(directory, labels=None, image_size=(16, 16), batch_size=8, shuffle=shuffle,
+                                                          seed=1, verbose=False)
+        images = images.map(lambda x: x * 1.0) if mapped else images
+        data = tf.data.Dataset.zip((images, labels))
+        return [f for f in check_data(data, model=cnn, loss=get_loss("scce"), task="multiclass") if f.code == "shuffled-apart"]
+
+    for mapped in (False, True):
+        (finding,) = found(True, mapped)
+        assert finding.evidence["from_directory"] == ["x"] and "unless given shuffle=False" in finding.message
+        assert "labels=[...] in the alphanumeric order of its file paths" in finding.advice
+    assert found(False) == []
+    # One side shuffled by a .shuffle() of the user's is told as before.
+    ds = tf.data.Dataset.from_tensor_slices
+    (finding,) = [f for f in run("binary", tf.data.Dataset.zip((ds(X[:480]).shuffle(480, seed=0), ds(YB[:480]))).batch(32), None)
+                  if f.code == "shuffled-apart"]
+    assert finding.evidence["from_directory"] == [] and "image_dataset_from_directory" not in finding.message + finding.advice
+
+
 def test_shuffled_apart_leaves_out_a_zipped_side_that_reads_no_rows():
     # A constant repeated as many times as there are rows, or a range counter, beside shuffled
     # rows pairs with no row: such zips were told "each row is paired with another row's label".

@@ -53,6 +53,7 @@ from trainkit.checks.data_sampling import (
     random_ops,
     sample_first_batches,
     shuffled_apart,
+    shuffled_apart_by_directory,
 )
 from trainkit.checks.label_checks import (
     constant_targets,
@@ -264,6 +265,9 @@ def check_data(
     # Read before sampling: the sample keeps no pipeline.
     apart = tuple(name for name, data in (("x", x), ("validation_data", x_val))
                   if is_batch_source(data) and shuffled_apart(data.dataset if isinstance(data, DatasetSample) else data))
+    # Of those, the ones whose shuffling side a Keras *_dataset_from_directory made (shuffle=True by default).
+    apart_files = tuple(name for name, data in (("x", x), ("validation_data", x_val))
+                        if name in apart and shuffled_apart_by_directory(data.dataset if isinstance(data, DatasetSample) else data))
     paths = (file_paths(x), file_paths(x_val))  # read before sampling, as above
     pydataset = pydataset_name(x)  # so is the PyDataset the batches come from
     if is_batch_source(x):
@@ -367,7 +371,7 @@ def check_data(
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random, val_rows_stand_for_all=val_stands,
                       val_rows_drawn=val_drawn, val_rows_all=val_all,
                       application_base=application_base(model),
-                      shuffled_apart=apart, file_paths=paths)
+                      shuffled_apart=apart, shuffled_apart_files=apart_files, file_paths=paths)
     findings: list[Finding] = []
     for rule in DATA_RULES:
         if (evaluation and rule.code not in EVALUATION_CODES) or rule.code in skip:

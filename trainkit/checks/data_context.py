@@ -133,6 +133,9 @@ class DataContext:
     further_inputs_vary: Callable[[], bool | None] | None = None
     #: The datasets (``"x"``, ``"validation_data"``) whose pipelines zip a shuffled dataset with an unshuffled one (see ``shuffled_apart``).
     shuffled_apart: Sequence[str] = ()
+    #: Those of :attr:`shuffled_apart` whose shuffling side Keras's ``image_dataset_from_directory``
+    #: (``text_``, ``audio_``) made, which shuffles its files by default (see ``shuffled_apart_by_directory``).
+    shuffled_apart_files: Sequence[str] = ()
     #: The random ops the validation dataset's map functions run (see ``random_ops``), ``()`` for none or arrays.
     val_random_ops: Sequence[str] = ()
     #: Whether a validation dataset's sampled first batches stand for its rows (``True`` for

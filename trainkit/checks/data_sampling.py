@@ -111,16 +111,33 @@ def shuffled_apart(dataset: Any) -> bool | None:
     examples on purpose (mixup, a siamese network's pairs).
     """
     try:
-        for link in _links(dataset):
-            rows = [i for i in link._inputs() if not _generated(i)] if "Zip" in type(link).__name__ else []
-            if len(rows) >= 2 and not _whole_examples(rows):
-                sizes = {int(i.cardinality()) for i in rows}
-                shuffled = [shuffles(i) for i in rows]
-                if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
-                    return True
+        return any(True for _ in _apart_zips(dataset))
     except Exception:  # a dataset of another kind (a wrapper without the method)
         return None
-    return False
+
+
+def _apart_zips(dataset: Any) -> Iterator[list[Any]]:
+    """The sides that shuffle of each zip :func:`shuffled_apart` finds in a dataset's pipeline."""
+    for link in _links(dataset):
+        rows = [i for i in link._inputs() if not _generated(i)] if "Zip" in type(link).__name__ else []
+        if len(rows) >= 2 and not _whole_examples(rows):
+            sizes = {int(i.cardinality()) for i in rows}
+            shuffled = [shuffles(i) for i in rows]
+            if len(sizes) == 1 and min(sizes) > 0 and True in shuffled and False in shuffled:
+                yield [side for side, shuffling in zip(rows, shuffled, strict=True) if shuffling]
+
+
+def shuffled_apart_by_directory(dataset: Any) -> bool:
+    """Whether a side that shuffles in a zip :func:`shuffled_apart` finds was made by Keras's
+    ``image_dataset_from_directory`` (or ``text_``/``audio_``), read from the ``file_paths`` it
+    sets on a link of that side's chain: those shuffle their files unless given ``shuffle=False``,
+    so ``zip((image_dataset_from_directory(d, labels=None), labels_ds))`` shuffles the images
+    alone though no ``.shuffle()`` was written."""
+    try:
+        return any(isinstance(getattr(link, "file_paths", None), list | tuple)
+                   for sides in _apart_zips(dataset) for side in sides for link in _links(side))
+    except Exception:  # a dataset of another kind (a wrapper without the method)
+        return False
 
 
 #: Datasets that make their elements rather than read rows: ``range``, ``from_tensors`` (a constant,

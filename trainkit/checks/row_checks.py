@@ -117,14 +117,24 @@ def shuffled_apart_rows(ctx: DataContext) -> Issue | None:
     if not ctx.shuffled_apart:
         return None
     names = " and ".join(ctx.shuffled_apart)
+    # image_dataset_from_directory(d, labels=None) zipped with labels read in the files' sorted
+    # order: no .shuffle() was written, its shuffle=True default shuffled the images alone, and
+    # the advice to "never shuffle one side" pointed at a call the user could not find.
+    files = [name for name in ctx.shuffled_apart if name in ctx.shuffled_apart_files]
+    by_files = (f" The side that shuffles in {' and '.join(files)} is a dataset of Keras's image_dataset_from_directory "
+                "(or text_/audio_dataset_from_directory), which shuffles its files unless given shuffle=False."
+                if files else "")
+    files_advice = ("For a *_dataset_from_directory dataset, give it the labels, labels=[...] in the alphanumeric "
+                    "order of its file paths, and it shuffles them with their files; or pass shuffle=False to it "
+                    "and shuffle after the zip. " if files else "")
     return Issue(
         f"The pipeline of {names} zips a dataset that shuffles with one of as many rows that does not "
         "(tf.data.Dataset.zip((x_ds, y_ds.shuffle(n))), or the inputs shuffled alone): each row is paired with another "
         "row's label, so the labels are random for the model "
-        f"({'it learns nothing' if 'x' in ctx.shuffled_apart else 'val_loss stays at chance whatever it learns'}).",
-        "Zip first and shuffle the pairs: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n) (or "
+        f"({'it learns nothing' if 'x' in ctx.shuffled_apart else 'val_loss stays at chance whatever it learns'}).{by_files}",
+        f"{files_advice}Zip first and shuffle the pairs: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n) (or "
         "tf.data.Dataset.zip((x_ds, y_ds)).shuffle(n)); never shuffle one side of a zip alone.",
-        {"datasets": list(ctx.shuffled_apart)})
+        {"datasets": list(ctx.shuffled_apart), "from_directory": files})
 
 
 def _batch_shuffle(ctx: DataContext) -> str:
