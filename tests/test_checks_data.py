@@ -671,6 +671,35 @@ def test_unscaled_inputs_skipped_when_a_rescaling_follows_layers_that_only_move_
     assert ("unscaled-inputs" in found) == (not before)
 
 
+def _augmenting_cnn_checked(pixels, front, functional=False):
+    """``check_data`` of a small CNN whose first layers are ``front`` (a nested augmentation
+    ``Sequential`` when ``functional``), then ``Rescaling(1 / 255)``."""
+    if functional:
+        inputs = keras.Input((8, 8, 3))
+        h = L.Rescaling(1 / 255)(keras.Sequential(front, name="data_augmentation")(inputs))
+        m = keras.Model(inputs, L.Dense(1, activation="sigmoid")(L.Flatten()(L.Conv2D(2, 3, activation="relu")(h))))
+    else:
+        m = keras.Sequential([keras.Input((8, 8, 3)), *front, L.Rescaling(1 / 255), L.Conv2D(2, 3, activation="relu"), L.Flatten(),
+                              L.Dense(1, activation="sigmoid")])
+    return codes(check_data(pixels, np.arange(64) % 2, model=m, loss=get_loss("bce"), task="binary"))
+
+
+@pytest.mark.parametrize("front", ["contrast", "brightness", "randaugment", "pipeline", "nested"])
+def test_unscaled_inputs_skipped_when_augmentation_layers_come_before_the_rescaling(front):
+    # Keras's color augmentations keep 0..255 pixels in 0..255 (their value_range), as Keras's
+    # examples put them before Rescaling(1 / 255): RandomContrast, RandomBrightness, RandAugment,
+    # a keras.layers.Pipeline of flips and an augmentation Sequential holding a RandomContrast
+    # were each told "not scaled (values reach |mean| 128)" and to divide the images by 255.
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 8, 8, 3)).astype("uint8")
+    layers = {"contrast": [L.RandomContrast(0.2)], "brightness": [L.RandomBrightness(0.2)],
+              "randaugment": [L.RandAugment(value_range=(0, 255))], "nested": [L.RandomFlip(), L.RandomContrast(0.2)],
+              "pipeline": [L.Pipeline([L.RandomFlip(), L.RandomRotation(0.1)])]}[front]
+    assert "unscaled-inputs" not in _augmenting_cnn_checked(pixels, layers, functional=front == "nested")
+    # Without the Rescaling behind them the pixels are still told.
+    m = keras.Sequential([keras.Input((8, 8, 3)), *layers, L.Conv2D(2, 3, activation="relu"), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    assert "unscaled-inputs" in codes(check_data(pixels, np.arange(64) % 2, model=m, loss=get_loss("bce"), task="binary"))
+
+
 def test_unscaled_inputs_finds_images_scaled_twice_by_a_rescaling_layer():
     # Images already in [0, 1] through Rescaling(1 / 255) reach the Conv2D as values under 0.004:
     # a 16x16 CNN stayed at chance (1.38 of 1.386, seeds 0-2) and was told only of dead ReLUs.

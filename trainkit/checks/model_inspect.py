@@ -91,11 +91,19 @@ INPUT_SCALING_LAYERS = frozenset({
     # Its inputs are indices (token ids), not features to standardise.
     "Embedding",
 })
+#: Keras's image augmentation layers (``RandomFlip``, ``RandomContrast``, ``RandAugment``...): each
+#: keeps the values in the range it was given (``value_range``, 0..255 by default), so it leaves
+#: their scale as it found it.
+AUGMENTATION_LAYERS = frozenset(
+    {name for name in dir(keras.layers) if name.startswith("Random")}
+    | {"RandAugment", "AugMix", "AutoContrast", "Equalization", "Solarization", "MixUp", "CutMix"})
 #: Layers that move, crop or resample values without changing their scale: the layer after them
-#: (``Reshape((28, 28, 1))`` or a ``RandomFlip`` before ``Rescaling(1 / 255)``) decides.
-_SCALE_KEEPING_LAYERS = _PASSTHROUGH | {
+#: (``Reshape((28, 28, 1))`` or a ``RandomFlip`` before ``Rescaling(1 / 255)``) decides. So do the
+#: augmentation layers: 0..255 images through ``RandomContrast`` then ``Rescaling(1 / 255)`` (the
+#: order Keras's examples put them in) were told they were not scaled.
+_SCALE_KEEPING_LAYERS = _PASSTHROUGH | AUGMENTATION_LAYERS | {
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "Resizing", "CenterCrop", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
+    "Resizing", "CenterCrop",
 }
 #: The op a functional graph records for an ``Embedding(mask_zero=True)``'s mask (``ids != 0``),
 #: which reads its ids beside the Embedding: no use of their scale. Taken for a reader, it made a
@@ -517,12 +525,22 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
         # are still ids (they were told "not scaled, standardise them").
         consumers = [{type(layer).__name__ for layer in found} - _MASK_OPS for found in _input_readers(model, inputs, _SCALE_KEEPING_LAYERS)]
         return [bool(names) and names <= INPUT_SCALING_LAYERS for names in consumers]
-    for layer in iter_layers(model):
+    for layer in _pipelines_expanded(iter_layers(model)):
         cls = type(layer).__name__
         if cls in _SCALE_KEEPING_LAYERS:
             continue
         return [cls in INPUT_SCALING_LAYERS]
     return [False]
+
+
+def _pipelines_expanded(layers: Any) -> Iterator[Any]:
+    """``layers`` with each ``keras.layers.Pipeline`` replaced by the layers it applies, in order
+    (``Pipeline([RandomFlip(), RandomRotation(0.1)])`` before ``Rescaling(1 / 255)``)."""
+    for layer in layers:
+        if isinstance(layer, keras.layers.Pipeline):
+            yield from _pipelines_expanded(layer.layers)
+        else:
+            yield layer
 
 
 #: Operations of a functional graph (``keras.ops`` calls, not layers) that keep each value as it is.
@@ -559,7 +577,14 @@ def _input_readers(model: keras.Model, inputs: list[Any], through: frozenset[str
         while tensors:
             tensor = tensors.pop()
             for layer, node in readers.get(id(tensor), []):
-                if isinstance(layer, keras.Model):
+                if isinstance(layer, keras.layers.Pipeline):
+                    # Read as the first of its layers not passed through, or passed through whole.
+                    layer = next((inner for inner in _pipelines_expanded([layer]) if type(inner).__name__ not in through), layer)
+                if isinstance(layer, keras.layers.Pipeline):
+                    if id(node) not in followed:
+                        followed.add(id(node))
+                        tensors.extend(keras.tree.flatten(getattr(node, "output_tensors", [])))
+                elif isinstance(layer, keras.Model):
                     inner = _nested_input(layer, node, tensor)
                     if inner is not None and id(inner) not in followed:
                         followed.add(id(inner))
