@@ -724,6 +724,28 @@ def test_unscaled_inputs_finds_images_scaled_twice_by_a_rescaling_layer():
     assert "after the Rescaling layer" in finding.message and "Rescaling(1 / 65535)" in finding.advice and ".adapt(" not in finding.advice
 
 
+@pytest.mark.parametrize("front", [[L.RandomFlip()], [L.Pipeline([L.RandomFlip(), L.RandomContrast(0.2, value_range=(0, 1))])]])
+def test_unscaled_inputs_reads_the_scaling_layer_behind_augmentation_layers(front):
+    # Behind a RandomFlip the model's first scaling layer was taken as scaling the input, but not
+    # read: a Normalization never adapted (0..255 pixels passed through unchanged) and a
+    # Rescaling(1 / 255) of images already in [0, 1] were told nothing, as they are told without it.
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (64, 8, 8, 3)).astype("uint8")
+
+    def found(x, scaler):
+        m = keras.Sequential([keras.Input((8, 8, 3)), *front, scaler, L.Conv2D(2, 3, activation="relu"), L.Flatten(),
+                              L.Dense(1, activation="sigmoid")])
+        return [f for f in check_data(x, np.arange(64) % 2, model=m, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+
+    (finding,) = found(pixels, L.Normalization())
+    assert "after the Normalization layer" in finding.message and ".adapt(" in finding.advice
+    (finding,) = found(pixels / 255.0, L.Rescaling(1 / 255))
+    assert "scales them again" in finding.message
+    adapted = L.Normalization()
+    adapted.adapt(pixels.astype("float32"))
+    assert found(pixels, adapted) == [] and found(pixels, L.Rescaling(1 / 255)) == []
+
+
 def _on_base(base: keras.Model) -> keras.Model:
     """A frozen ``base`` with a sigmoid head, as a fine-tuning user builds it."""
     base.trainable = False

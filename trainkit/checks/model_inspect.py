@@ -624,16 +624,24 @@ _VALUE_KEEPING = frozenset({"InputLayer", "Dropout", "AlphaDropout", "GaussianDr
                             "ActivityRegularization", "Masking"})
 
 
+#: What :func:`_first_input_layers` looks past: the value-keeping layers, and the augmentation
+#: layers, which pass each value through at inference and keep its scale in training: a
+#: ``Normalization`` never adapted, or a ``Rescaling(1 / 255)`` of images already in [0, 1], behind
+#: a ``RandomFlip`` was not told (``scales_own_inputs`` looks past it, so the input counted as scaled).
+_NORMALIZER_PASSING = _VALUE_KEEPING | AUGMENTATION_LAYERS
+
+
 def _first_input_layers(model: keras.Model) -> list[Any]:
     """For each model input, the one layer that reads it first (past the layers that keep each
-    value where it is: a ``Dropout``), or ``None`` where several read it or none is found."""
+    value where it is, a ``Dropout``, and the augmentation layers), or ``None`` where several
+    read it or none is found."""
     inputs = getattr(model, "inputs", None) if not isinstance(model, keras.Sequential) else None
     if inputs and len(inputs) > 1:
         # Through a Dropout as with one input (scales_own_inputs follows it: a Normalization never
         # adapted behind one counted as scaling its input).
-        return [found[0] if len(found) == 1 else None for found in _input_readers(model, inputs, _VALUE_KEEPING)]
-    for layer in iter_layers(model):
-        if type(layer).__name__ in _VALUE_KEEPING:  # not a Reshape or Flatten: the sample's layout must be the layer's
+        return [found[0] if len(found) == 1 else None for found in _input_readers(model, inputs, _NORMALIZER_PASSING)]
+    for layer in _pipelines_expanded(iter_layers(model)):
+        if type(layer).__name__ in _NORMALIZER_PASSING:  # not a Reshape or Flatten: the sample's layout must be the layer's
             continue
         return [layer]
     return [None]
