@@ -2415,6 +2415,48 @@ def test_verbose_2_prints_the_epoch_lines_without_a_bar(capsys):
     assert logger._progress is None  # a terminal, but no bar
 
 
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_a_terminal_is_shown_a_spinner_while_fit_reads_and_checks_the_data(monkeypatch, verbose):
+    # Converting 2.4 GB of rows and checking them took ~20 s before the first epoch's bar, with
+    # nothing on the screen. A bar's console (verbose=1) shows a transient spinner meanwhile.
+    import io
+
+    from rich.console import Console
+
+    import trainkit.trainer
+    from trainkit.writers.console import ConsoleLogger
+
+    terminal = io.StringIO()
+    spinning: list[bool] = []
+
+    class TerminalLogger(ConsoleLogger):
+        def __init__(self, progress_bar: bool = True) -> None:
+            super().__init__(Console(file=terminal, force_terminal=True, width=100, highlight=False), progress_bar)
+
+    trainer = make_trainer(make_model(features=4), diagnose=False)
+    checks = trainer._check_sources
+
+    def checked(*args, **kwargs):
+        spinning.append(any("preparing" in str(made.status) and made._live.is_started for made in TerminalLogger.consoles))
+        return checks(*args, **kwargs)
+
+    TerminalLogger.consoles = []
+    original_status = Console.status
+
+    def status(console, *args, **kwargs):
+        made = original_status(console, *args, **kwargs)
+        TerminalLogger.consoles.append(made)
+        return made
+
+    monkeypatch.setattr(Console, "status", status)
+    monkeypatch.setattr(trainkit.trainer, "ConsoleLogger", TerminalLogger)
+    monkeypatch.setattr(trainer, "_check_sources", checked)
+    x, y = make_data(64, features=4)
+    trainer.fit(x, y, epochs=1, verbose=verbose)
+    assert spinning == [verbose == 1]  # the bar's console spins; the epoch lines' alone do not
+    assert "epoch 1/1" in terminal.getvalue()
+
 @pytest.mark.parametrize("widgets", [True, False])
 def test_a_notebook_shows_the_bar_in_an_output_widget_when_it_has_ipywidgets(monkeypatch, widgets):
     # In Jupyter the console is no terminal: verbose=1 showed the epoch lines and never a bar.

@@ -18,6 +18,7 @@ step returns (:mod:`trainkit.step_checks`) and which models were trained before
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import random
@@ -938,8 +939,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             callbacks: :class:`~trainkit.callbacks.Callback` instances, and Keras callbacks that
                 work at epochs (``ReduceLROnPlateau``, ``ModelCheckpoint``, ``CSVLogger``...;
                 see :mod:`trainkit.callbacks.keras_callbacks`). ``None`` is none, as in ``model.fit``.
-            verbose: 1 (or ``"auto"``) shows a progress bar and a line per epoch, 2 the lines
-                only, 0 nothing. With 1 or 2 the checks' warnings not shown yet are printed
+            verbose: 1 (or ``"auto"``) shows a progress bar and a line per epoch (and, in a
+                terminal, a spinner while the data is read and checked), 2 the lines only, 0
+                nothing. With 1 or 2 the checks' warnings not shown yet are printed
                 before the first epoch (see :meth:`_show_check_warnings`).
             initial_epoch: Epoch to start from (when resuming).
             check_data: Run the data checks first (skip only when already run on this data).
@@ -991,15 +993,17 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             # The diagnosis of a new fit starts afresh, as its History does: an earlier fit's
             # verdicts (a dead-relu since fixed) stayed in the findings and read as this fit's.
             self.findings[:] = [f for f in self.findings if f.code not in DIAGNOSIS_CODES]
-        train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
-        if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
-            self._check_sources(train, validation, batch_size)
-        self._refuse_placeholder_validation(train, validation)
-        self._ensure_built(train, resume)
-        if resume:  # before its checkpoint is read, which holds the variables of every metric
-            self._build_metrics(train.batch_spec())
-        if validation is not None:  # its targets by name too: a misspelt key was dropped without a word
-            self._check_targets_cover_outputs(unpack_batch(validation.batch_spec())[1], "validation_data's y")
+        console = [ConsoleLogger(progress_bar=verbose == 1)] if verbose else []
+        with console[0].preparing() if console else contextlib.nullcontext():
+            train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
+            if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
+                self._check_sources(train, validation, batch_size)
+            self._refuse_placeholder_validation(train, validation)
+            self._ensure_built(train, resume)
+            if resume:  # before its checkpoint is read, which holds the variables of every metric
+                self._build_metrics(train.batch_spec())
+            if validation is not None:  # its targets by name too: a misspelt key was dropped without a word
+                self._check_targets_cover_outputs(unpack_batch(validation.batch_spec())[1], "validation_data's y")
         self._follow_trainable_changes()
         self.epochs = epochs
         self.steps_per_epoch = _epoch_steps(train, batch_size)  # this fit's, for on_train_begin (Keras's params["steps"])
@@ -1042,7 +1046,6 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if not resume:
             self._epochs_skipped = initial_epoch
         self._step = None  # a restored checkpoint or a custom loop may have moved global_step
-        console = [ConsoleLogger(progress_bar=verbose == 1)] if verbose else []
         if console:
             self._show_check_warnings(console[0].console)
         diagnosis = self._diagnosis_callbacks(train, validation, callbacks, console, initial_epoch, batch_size, shuffle,
