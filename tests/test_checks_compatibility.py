@@ -715,6 +715,9 @@ def test_a_compiled_optimizers_learning_rate_and_a_metrics_settings_are_compared
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     (one,) = found({"optimizer": keras.optimizers.SGD(schedule)}, optimizer=keras.optimizers.SGD(0.1))
     assert one.evidence["optimizer_compiled"].startswith("SGD(learning_rate=ExponentialDecay(initial_learning_rate=0.1, decay_steps=10")
+    # A callable rate's config is a lambda's bytecode in base64, or a function's name.
+    (one,) = found({"optimizer": keras.optimizers.Adam(lambda: 0.01)})
+    assert one.evidence["optimizer_compiled"] == "Adam(learning_rate=a lambda)"
     (one,) = found({"optimizer": "adam", "metrics": [keras.metrics.AUC(curve="PR")]}, metrics=["auc"])
     assert one.evidence == {"metrics_compiled": "[auc(curve='PR')]", "metrics_used": "[auc]"}
     (one,) = found({"optimizer": "adam", "metrics": [keras.metrics.BinaryAccuracy(threshold=0.7)]}, metrics=["accuracy"])

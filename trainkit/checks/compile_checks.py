@@ -154,6 +154,10 @@ def _same_config(one: Any, other: Any) -> bool:
 
 def _rate_text(rate: Any) -> str:
     """``1e-05``, or a schedule's ``ExponentialDecay(initial_learning_rate=0.1, ...)``."""
+    if isinstance(rate, Mapping) and rate.get("class_name") in ("__lambda__", "function"):
+        # A callable's config is its name, or a lambda's bytecode in base64: unreadable in a message.
+        config = rate.get("config")
+        return f"the function {config}" if isinstance(config, str) else "a lambda"
     if isinstance(rate, Mapping):
         config = rate.get("config") if isinstance(rate.get("config"), Mapping) else {}
         return f"{rate.get('class_name')}({', '.join(f'{key}={_value_text(value)}' for key, value in config.items() if key != 'name')})"
