@@ -573,6 +573,12 @@ def test_a_run_keras_early_stopping_stopped_is_said_stopped_by_early_stopping(ti
     keras_stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)  # no epoch improves by 10
     result = train_recipe(recipe, logdir=tmp_path / "a", verbose=0, callbacks=[keras_stop])
     assert result.status == "stopped" and len(result.history.epoch) == 2 and result.stopped_by == "early stopping"
+    assert result.restored_epoch is None  # it keeps the last weights
+    # restore_best_weights=True: Keras puts epoch 0's weights back at on_train_end, which the
+    # summary did not say (restored_epoch was trainkit's EarlyStopping's alone).
+    keras_restore = keras.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=10.0, restore_best_weights=True)
+    restored = train_recipe(recipe, logdir=tmp_path / "c", verbose=0, callbacks=[keras_restore])
+    assert restored.status == "stopped" and restored.restored_epoch == 0 and restored.restored_values is not None
 
     def stop(epoch, logs):
         lambda_stop.model.stop_training = epoch == 1

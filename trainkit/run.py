@@ -371,7 +371,7 @@ def train_recipe(
         # that failed before its checkpoint came back leaves the run's report as it was.
         if chief and (resume_dir is None or trainer.history is not history_before):
             _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
-                                           resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks),
+                                           resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks, trainer.history),
                                            standardization=scaling), recipe, err)
         in_model_code = model_code_error(recipe, err)
         if in_model_code is not None:  # the user's own code, named by file and line
@@ -385,7 +385,7 @@ def train_recipe(
             shutil.rmtree(run_dir, ignore_errors=True)
     status = trainer.stop_reason or "completed"
     result = RunResult(run_dir, history, trainer, time.perf_counter() - started, status,
-                       resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks), standardization=scaling,
+                       resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks, trainer.history), standardization=scaling,
                        chief=chief, stopped_by=_stopped_by(run_callbacks) if status == "stopped" else None)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
         _finish_run(result, recipe, resume_dir, chief)
@@ -504,11 +504,19 @@ def _write_failed_report(result: RunResult, recipe: Recipe, in_flight: BaseExcep
         print(f"trainkit: could not write the report of the failed run: {type(err).__name__}: {err}", file=sys.stderr)
 
 
-def _restored_epoch(callbacks: Iterable[Callback]) -> int | None:
-    """The epoch whose weights early stopping put back, if it did."""
+def _restored_epoch(callbacks: Iterable[Callback], history: History | None) -> int | None:
+    """The epoch whose weights early stopping put back, if it did: trainkit's, or Keras's (run
+    through its adapter), which restores its best epoch's weights at ``on_train_end`` whenever it
+    has them, as trainkit's does where they are not the last epoch's (a run it stopped was said to
+    end with its last weights)."""
+    last_epoch = history.epoch[-1] if history is not None and history.epoch else None
     for callback in callbacks:
         if isinstance(callback, EarlyStopping) and callback.restored_epoch is not None:
             return callback.restored_epoch
+        keras_one = callback.callback if isinstance(callback, KerasCallback) else callback
+        if (isinstance(keras_one, keras.callbacks.EarlyStopping) and keras_one.restore_best_weights and keras_one.best_weights is not None
+                and isinstance(keras_one.best_epoch, int) and (keras_one.stopped_epoch > 0 or keras_one.best_epoch != last_epoch)):
+            return keras_one.best_epoch
     return None
 
 
