@@ -3749,6 +3749,61 @@ def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monk
     assert shuffles(tf.data.Dataset.zip((rows.shuffle(3), rows)).batch(2)) is True
 
 
+def test_a_shuffle_draws_rows_only_where_its_buffer_holds_them_all():
+    # Any .shuffle() counted as a random draw: 2,000 rows sorted by label in .shuffle(1000) drew
+    # their first 8 batches from the first ~1,256 rows (classes 0 and 1; .shuffle(1500): 23 rows
+    # of class 3 of 4 where a draw holds 64), and rules that judge the data by a random draw did so.
+    from trainkit.checks.data_sampling import draws_rows, shuffle_short
+
+    rows = tf.data.Dataset.from_tensor_slices((np.zeros((2000, 2), "float32"), np.zeros(2000)))
+    endless = tf.data.Dataset.from_generator(lambda: iter([(np.zeros(2, "float32"), 0.0)]),
+                                             output_signature=(tf.TensorSpec((2,)), tf.TensorSpec(())))
+    for data in (rows.shuffle(2000).batch(32), rows.shuffle(5000).batch(32).repeat(), rows.repeat().shuffle(2000).batch(32),
+                 rows.shuffle(2000).map(lambda a, b: (a, b)).batch(32).prefetch(1), rows.take(500).shuffle(500).batch(32)):
+        assert draws_rows(data) is True and not shuffle_short(data)
+    for data in (rows.shuffle(100).batch(32), rows.shuffle(1999).batch(32), rows.repeat().shuffle(100).batch(32)):
+        assert draws_rows(data) is False and shuffle_short(data)
+    # A shuffle of batches, or of groups whose rows come in their own order, draws no rows.
+    for data in (rows.batch(32), rows.batch(32).shuffle(100), rows.batch(4).shuffle(500).unbatch().batch(32)):
+        assert draws_rows(data) is False and not shuffle_short(data)
+    # Rows of unknown number: unknown, neither a draw nor known short.
+    for data in (endless.shuffle(1000).batch(32), rows.filter(lambda a, b: b >= 0).shuffle(5000).batch(32)):
+        assert draws_rows(data) is None and not shuffle_short(data)
+
+
+@pytest.mark.parametrize("buffer", [1000, 1200])
+def test_class_imbalance_reads_no_class_mix_from_a_shuffle_buffer_smaller_than_the_rows(buffer):
+    # 2,000 rows of 3 balanced classes sorted by label, .shuffle(1000).batch(32): the first 8
+    # batches held classes 0 and 1 only, told "hold class ids 0..1 only, but the output layer has
+    # 3 units"; .shuffle(1200): "imbalanced: the rarest have class 2: 11, against 127" (seeds 0-2).
+    rng = np.random.default_rng(0)
+    x, y = std_x(2600), rng.integers(0, 3, 2600)
+    order = np.argsort(y[:2000], kind="stable")
+    ds = tf.data.Dataset.from_tensor_slices
+    found = run("multiclass", ds((x[:2000][order], y[:2000][order])).shuffle(buffer, seed=0).batch(32), None, x_val=x[2000:], y_val=y[2000:])
+    assert "class-imbalance" not in codes(found)
+    # A buffer of all the rows draws them: a 5% class in random order is told, one missing too.
+    rare = (rng.uniform(size=2000) < 0.05).astype("int64")
+    assert "class-imbalance" in codes(run("binary", ds((x[:2000], rare)).shuffle(2000, seed=0).batch(32), None))
+    lacking = np.flatnonzero(y[:2000] != 2)
+    (finding,) = [f for f in run("multiclass", ds((x[lacking], y[lacking])).shuffle(2000, seed=0).batch(32), None) if f.code == "class-imbalance"]
+    assert "hold class ids 0..1 only" in finding.message
+
+
+def test_validation_target_range_reads_no_range_from_a_shuffle_buffer_smaller_than_the_rows():
+    # A training dataset sorted by target in .shuffle(100): its first 8 batches are its ~356
+    # lowest rows, and 20 validation rows from the upper quarter of the targets were told "lie
+    # above every training target in the first 8 batches" (seeds 0-2), beside 500 training rows
+    # above them. A buffer of all its rows draws them: no word.
+    x = std_x(2100, seed=0)
+    t = (x @ np.array([1.0, -0.5, 0.25, 0.0])).astype("float32")
+    order = np.argsort(t[:2000])
+    upper = 2000 + np.flatnonzero(t[2000:] > np.quantile(t, 0.75))[:20]
+    for buffer in (100, 2000):
+        train = tf.data.Dataset.from_tensor_slices((x[:2000][order], t[:2000][order])).shuffle(buffer, seed=0).batch(32)
+        assert "validation-target-range" not in codes(run("regression", train, None, x_val=x[upper], y_val=t[upper]))
+
+
 def test_multi_hot_rows_beside_all_zero_ones_show_a_multi_hot_row_for_a_softmax():
     # Tags of which some rows hold none: "row 0 sums to 0: several 1s (multi-hot)" showed an
     # all-zero row as the multi-hot one.

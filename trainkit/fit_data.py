@@ -28,7 +28,7 @@ from trainkit.checks.data_checks import (
     DATA_NOT_INSPECTABLE,
     DATA_WARNING_CODES,
 )
-from trainkit.checks.data_sampling import shuffles
+from trainkit.checks.data_sampling import draws_rows
 from trainkit.errors import ArgumentError, DataError, closest
 from trainkit.findings import Finding
 from trainkit.inputs import accepted_input
@@ -311,7 +311,7 @@ def _samples_speak_for_all(source: Any) -> bool:
     if isinstance(source, ArraySource):
         return True
     cardinality = int(source.dataset.cardinality())
-    return shuffles(source.dataset) is True or 0 <= cardinality <= SAMPLE_BATCHES
+    return draws_rows(source.dataset) is True or 0 <= cardinality <= SAMPLE_BATCHES
 
 
 def _overrides(instance: Any, names: Sequence[str]) -> bool:

@@ -21,7 +21,14 @@ import tensorflow as tf
 from tensorflow.python.eager import context as tf_context
 from tensorflow.python.framework import ops as tf_ops
 
-from trainkit.checks.data_sampling import DatasetSample, FurtherRows, further_rows, shuffles
+from trainkit.checks.data_sampling import (
+    DatasetSample,
+    FurtherRows,
+    draws_rows,
+    further_rows,
+    shuffle_short,
+    shuffles,
+)
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import (
     as_array,
@@ -459,7 +466,8 @@ class DatasetSource:
 
     def sample_for_checks(self, batches: int) -> DatasetSample:
         """:meth:`sample`'s batches for :func:`~trainkit.checks.check_data` (reads no more)."""
-        return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset),
+        return DatasetSample(self.sample(batches), self.dataset.element_spec, shuffled=shuffles(self.dataset), drawn=draws_rows(self.dataset),
+                             shuffle_short=shuffle_short(self.dataset),
                              cardinality=self._cardinality if self._cardinality >= 0 else None, dataset=self.dataset,
                              further=self.shared_further_rows, pydataset=self.pydataset)
 

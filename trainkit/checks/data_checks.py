@@ -45,7 +45,9 @@ from trainkit.checks.data_arrays import (
 from trainkit.checks.data_context import DEFAULT_SAMPLE_ROWS, DataContext, Target, input_label
 from trainkit.checks.data_sampling import (
     DatasetSample,
+    dataset_drawn,
     dataset_facts,
+    dataset_shuffle_short,
     file_paths,
     further_rows,
     is_batch_source,
@@ -261,6 +263,8 @@ def check_data(
     where = ""
     batch_rows: tuple[int, ...] = ()
     shuffled, cardinality = dataset_facts(x)
+    drawn = dataset_drawn(x)  # a shuffle whose buffer holds every row: its first batches are a random draw
+    short = dataset_shuffle_short(x)  # or one whose buffer holds fewer: drawn from its first rows
     read_further = inputs_vary = None
     # Read before sampling: the sample keeps no pipeline.
     apart = tuple(name for name, data in (("x", x), ("validation_data", x_val))
@@ -290,7 +294,7 @@ def check_data(
     val_stands = val_drawn = val_all = True
     if is_batch_source(x_val):
         val_random = random_ops(x_val.dataset if isinstance(x_val, DatasetSample) else x_val) or ()
-        val_shuffled, val_batches = dataset_facts(x_val)
+        _, val_batches = dataset_facts(x_val)
         sampled = sample_first_batches(x_val, sample_batches, ranks)
         if sampled:
             # Its first batches stand for its rows where they are all of them, a shuffling
@@ -301,7 +305,7 @@ def check_data(
             # target ... a chance of 1e-150'.
             read = sampled[3]
             val_all = read < sample_batches or (val_batches is not None and read >= val_batches)
-            val_drawn = val_all or (val_shuffled is True and pydataset_name(x_val) is None)
+            val_drawn = val_all or (dataset_drawn(x_val) is True and pydataset_name(x_val) is None)
             val_stands = val_drawn or (val_batches is not None and 2 * read >= val_batches)
         x_val, y_val = (sampled[0], sampled[1]) if sampled else (None, None)
         val_where = f" in the first {sampled[3]} batch{'es' if sampled[3] != 1 else ''}" if sampled else ""
@@ -366,7 +370,7 @@ def check_data(
                       output_bias_values=output_bias_values(model, outputs),
                       split_at=split_at, layout_readers=layout_readers(model),
                       masking_values=input_masking(model),
-                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_batches=cardinality, pydataset=pydataset,
+                      batch_rows=batch_rows, dataset_shuffled=shuffled, dataset_drawn=drawn, dataset_shuffle_short=short, dataset_batches=cardinality, pydataset=pydataset,
                       further_labels=_per_output(read_further, outputs), further_inputs_vary=inputs_vary,
                       batch_norms=batch_only_batchnorms(model), float16_readers=float16_readers(model), val_random_ops=val_random, val_rows_stand_for_all=val_stands,
                       val_rows_drawn=val_drawn, val_rows_all=val_all,

@@ -121,6 +121,12 @@ class DataContext:
     batch_norms: Sequence[str] = ()
     #: Whether the training dataset's pipeline shuffles, ``None`` for arrays or when unknown.
     dataset_shuffled: bool | None = None
+    #: Whether its first batches are a random draw of its rows: a shuffle whose buffer holds them
+    #: all (see ``draws_rows``), ``None`` for arrays or when unknown.
+    dataset_drawn: bool | None = None
+    #: Whether it shuffles its rows only in buffers known to hold fewer than they read (see
+    #: ``shuffle_short``): its first batches are drawn from its first rows alone.
+    dataset_shuffle_short: bool = False
     #: Batches in one pass through the training dataset, ``None`` for arrays or when unknown.
     dataset_batches: int | None = None
     #: The class name of the ``keras.utils.PyDataset`` the training batches come from, ``None`` otherwise.
@@ -164,14 +170,14 @@ class DataContext:
 
 def training_rows_stand_for_all(ctx: DataContext) -> bool:
     """Whether the training rows the checks read stand for all of them: arrays, a dataset's first
-    batches that are all its batches, or those of a dataset whose pipeline shuffles (a random draw
-    of its rows). Not a never-shuffled dataset's or a PyDataset's first batches: its first rows,
+    batches that are all its batches, or those of a dataset whose pipeline shuffles its rows in a
+    buffer that holds them all (a random draw of them: :attr:`DataContext.dataset_drawn`). Not a never-shuffled dataset's or a PyDataset's first batches: its first rows,
     which for rows sorted by target hold its lowest ones, no sample of its range."""
     if not ctx.where:
         return True
     if ctx.dataset_batches is not None and ctx.dataset_batches <= len(ctx.batch_rows):
         return True
-    return ctx.dataset_shuffled is True and ctx.pydataset is None
+    return ctx.dataset_drawn is True and ctx.pydataset is None
 
 
 def validation_rows_stand_for_all(ctx: DataContext) -> bool:

@@ -33,6 +33,10 @@ class DatasetSample:
     element_spec: Any
     #: Whether the dataset's pipeline shuffles (see :func:`shuffles`), ``None`` when unknown.
     shuffled: bool | None = None
+    #: Whether its first batches are a random draw of its rows (see :func:`draws_rows`), ``None`` when unknown.
+    drawn: bool | None = None
+    #: Whether its pipeline shuffles rows only in buffers that hold fewer than it reads (see :func:`shuffle_short`).
+    shuffle_short: bool = False
     #: Batches in one pass through the dataset, ``None`` when unknown or endless.
     cardinality: int | None = None
     #: The dataset itself, for the labels past the batches read (:class:`FurtherRows`).
@@ -66,6 +70,74 @@ def shuffles(dataset: Any) -> bool | None:
     rows took 4 s and 570 MB more memory at every fit.
     """
     return _pipeline_holds(dataset, "Shuffle")
+
+
+def draws_rows(dataset: Any) -> bool | None:
+    """Whether a ``tf.data.Dataset``'s first batches are a random draw of its rows: its pipeline
+    shuffles rows (upstream of a ``.batch()``, with no ``unbatch``/``flat_map``/``interleave``
+    between) in a buffer that holds all the rows before it (``buffer_size >= cardinality``; through
+    a ``.repeat()`` before it, one pass's rows). ``False`` where none does and every row shuffle's
+    buffer is known to hold fewer (:func:`shuffle_short`), or none shuffles rows; ``None`` where a
+    row shuffle's rows or buffer are unknown (a generator's, a ``filter``'s length; a buffer that is
+    no constant), or a link of it cannot be read.
+
+    Not any shuffle (:func:`shuffles`): one buffer of ``B`` rows draws its first ``k`` from the
+    first ``B + k`` rows alone. 2,000 rows sorted by label (4 classes of 500), ``.shuffle(B).batch(32)``,
+    first 8 batches: B = 100 held class 0 alone, 1,000 none of class 3, 1,500 23 of class 3 (64 in a
+    random draw), 2,000 64. Nor a shuffle of batches (``.batch(32).shuffle(n)``) or of files
+    (``list_files``' own before an ``interleave``), whose rows come in their own order within each.
+    """
+    try:
+        covered = [_covering_shuffle(link) for link in _row_links(dataset) if "Shuffle" in type(link).__name__]
+    except Exception:  # a dataset of another kind (a wrapper without the method)
+        return None
+    return True if True in covered else None if None in covered else False
+
+
+def shuffle_short(dataset: Any) -> bool:
+    """Whether a ``tf.data.Dataset``'s pipeline shuffles its rows only in buffers known to hold
+    fewer rows than they read (:func:`draws_rows` ``False`` beside a row shuffle): its first batches
+    are then drawn from its first rows, whose class mix need not be the data's."""
+    try:
+        return draws_rows(dataset) is False and any("Shuffle" in type(link).__name__ for link in _row_links(dataset))
+    except Exception:  # a dataset of another kind (a wrapper without the method)
+        return False
+
+
+def _row_links(dataset: Any) -> Iterator[Any]:
+    """The links of a dataset's chain (as :func:`_links`) whose elements are rows of its batches:
+    those upstream of a ``.batch()`` and of no ``unbatch``/``flat_map``/``interleave`` below it."""
+    seen: set[tuple[int, bool]] = set()
+    chain = [(dataset, False)]
+    while chain:
+        link, rows = chain.pop()
+        if (id(link), rows) in seen:
+            continue
+        seen.add((id(link), rows))
+        if rows:
+            yield link
+        name = type(link).__name__
+        if "Unbatch" in name or "FlatMap" in name or "Interleave" in name:
+            rows = False
+        elif "Batch" in name:
+            rows = True
+        chain.extend((i, rows) for i in link._inputs())
+
+
+def _covering_shuffle(link: Any) -> bool | None:
+    """Whether a ``.shuffle()`` link's buffer holds all the elements of the dataset it reads (one
+    pass's, through a ``.repeat()``); ``None`` when either is unknown."""
+    try:
+        buffer = int(link._buffer_size)
+    except (AttributeError, TypeError, ValueError):  # a symbolic tensor: unknown
+        return None
+    before = link._input_dataset
+    while int(before.cardinality()) == -1 and "Repeat" in type(before).__name__:  # -1: infinite
+        before = before._input_dataset
+    rows = int(before.cardinality())
+    if rows <= 0 or buffer <= 0:
+        return None
+    return buffer >= rows
 
 
 def repeats(dataset: Any) -> bool | None:
@@ -433,6 +505,20 @@ def dataset_facts(data: Any) -> tuple[bool | None, int | None]:
         cardinality = int(data.cardinality())
         return shuffles(data), cardinality if cardinality >= 0 else None
     return None, None
+
+
+def dataset_drawn(data: Any) -> bool | None:
+    """:func:`draws_rows` of a dataset or :class:`DatasetSample`; ``None`` for anything else."""
+    if isinstance(data, DatasetSample):
+        return data.drawn
+    return draws_rows(data) if _is_dataset(data) else None
+
+
+def dataset_shuffle_short(data: Any) -> bool:
+    """:func:`shuffle_short` of a dataset or :class:`DatasetSample`; ``False`` for anything else."""
+    if isinstance(data, DatasetSample):
+        return data.shuffle_short
+    return shuffle_short(data) if _is_dataset(data) else False
 
 
 def pydataset_name(data: Any) -> str | None:

@@ -261,8 +261,17 @@ def _further_class_ids(ctx: DataContext, t: Target) -> np.ndarray | None:
 
 
 def class_imbalance(ctx: DataContext) -> Issue | None:
-    """A minority class under 10% (binary) or a class 10x rarer than the largest (multiclass)."""
+    """A minority class under 10% (binary) or a class 10x rarer than the largest (multiclass).
+
+    Not the row labels of a dataset's first batches that a shuffle buffer smaller than its rows
+    drew from its first rows (:attr:`~trainkit.checks.data_context.DataContext.dataset_shuffle_short`):
+    2,000 rows sorted by label, 3 classes alike, ``.shuffle(1000).batch(32)`` read classes 0 and 1
+    alone and were told "hold class ids 0..1 only, but the output layer has 3 units" (seeds 0-2).
+    """
+    short = ctx.dataset_shuffle_short and not (ctx.dataset_batches is not None and ctx.dataset_batches <= len(ctx.batch_rows))
     for t in ctx.targets:
+        if short and (t.task == "multilabel" or not _predicts_per_position(t)):
+            continue  # the class mix of its first rows: the data's only where those are in random order
         if t.task == "multilabel" and t.y is not None and len(t.y) >= IMBALANCE_MIN_ROWS:
             issue = _multilabel_imbalance(ctx, t)
             if issue is not None:

@@ -360,7 +360,7 @@ def validation_scale_mismatch(ctx: DataContext) -> Issue | None:
     loss-at-chance (val_loss 511, 737x chance) that the model memorised random labels. Not when
     the training dataset never shuffles: its first batches show its first rows, not its scale.
     """
-    if ctx.where and ctx.dataset_shuffled is not True:
+    if ctx.where and ctx.dataset_drawn is not True:
         return None
     sampled = bool(ctx.where or ctx.val_where)
     ids = {i for i, *_ in ctx.embeddings}

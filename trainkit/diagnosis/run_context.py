@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.callbacks.base import Callback
-from trainkit.checks.data_sampling import repeats, shuffles
+from trainkit.checks.data_sampling import draws_rows, repeats, shuffles
 from trainkit.diagnosis.baseline import (
     Baseline,
     TargetScale,
@@ -226,8 +226,9 @@ def source_inputs(source: Any) -> Any:
 
 def sample_stands_for_rows(source: Any, pydataset: bool = False) -> bool | int:
     """Whether a ``tf.data`` source's first batches (:func:`source_inputs`' rows) stand for all its
-    rows: ``True`` where they are every row; their rows (a number) where its pipeline shuffles,
-    which makes them a random draw of them; ``False`` otherwise.
+    rows: ``True`` where they are every row; their rows (a number) where its pipeline shuffles them
+    in a buffer that holds them all, which makes them a random draw of them
+    (:func:`~trainkit.checks.data_sampling.draws_rows`); ``False`` otherwise.
 
     Not those of a pipeline that never shuffles, nor a ``pydataset``'s (``shuffle=True`` reorders
     its batches, and the first ones read are its first rows): its first rows are no sample of the
@@ -238,7 +239,7 @@ def sample_stands_for_rows(source: Any, pydataset: bool = False) -> bool | int:
         return False
     if getattr(source, "sampled_all", False):
         return True
-    if pydataset or shuffles(source.dataset) is not True:
+    if pydataset or draws_rows(source.dataset) is not True:
         return False
     return _target_rows(_batch_targets(source.sample(_TARGET_BATCHES))[0]) or False  # kept batches: none read again
 
@@ -281,7 +282,7 @@ def held_rows(source: Any) -> HeldRows | None:
     healthy model (0.80) was told it ended 7.9x worse than linear."""
     held = source.held() if hasattr(source, "held") else []
     every_row = bool(getattr(source, "sampled_all", False))
-    if not held or not (every_row or shuffles(getattr(source, "dataset", None)) is True):
+    if not held or not (every_row or draws_rows(getattr(source, "dataset", None)) is True):
         return None
     return HeldRows(held, every_row)
 
