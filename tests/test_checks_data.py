@@ -1915,6 +1915,29 @@ def test_validation_class_mismatch_names_no_class_missing_from_a_training_datase
     assert "hold class 2 (2: " in finding.message
 
 
+def test_validation_class_mismatch_reads_the_first_batches_a_full_shuffle_buffer_draws():
+    # Judged only for datasets read whole while any shuffle counted as a random draw: a validation
+    # dataset of ~330 rows all class 2 (11 batches) in .shuffle(2000), beside training arrays of 3
+    # classes, and a training dataset without class 2 in .shuffle(2000), beside validation arrays
+    # of 3 classes, got no word (3 of 3 seeds). A buffer that holds all the rows draws them.
+    ds = tf.data.Dataset.from_tensor_slices
+    rng = np.random.default_rng(0)
+    x, y = std_x(3000), rng.integers(0, 3, 3000)
+    one_class = 2000 + np.flatnonzero(y[2000:] == 2)
+    assert len(one_class) > 8 * 32
+    found = run("multiclass", x[:2000], y[:2000], x_val=ds((x[one_class], y[one_class])).shuffle(2000, seed=0).batch(32))
+    (finding,) = [f for f in found if f.code == "validation-class-mismatch"]
+    assert "y_val in the first 8 batches hold one class only: all 256 rows are class 2" in finding.message
+    lacking = np.flatnonzero(y[:2000] != 2)
+    found = run("multiclass", ds((x[lacking], y[lacking])).shuffle(2000, seed=0).batch(32), None, x_val=x[2000:], y_val=y[2000:])
+    (finding,) = [f for f in found if f.code == "validation-class-mismatch"]
+    assert "hold class 2 (2: " in finding.message and "no training row in the first 8 batches holds" in finding.message
+    # A buffer smaller than the rows: the same validation rows sorted among others are no draw.
+    order = np.argsort(y[2000:], kind="stable")
+    found = run("multiclass", x[:2000], y[:2000], x_val=ds((x[2000:][order], y[2000:][order])).shuffle(50, seed=0).batch(32))
+    assert "validation-class-mismatch" not in codes(found)
+
+
 def test_validation_class_mismatch_advises_only_a_stratified_split_sklearn_can_make():
     # Few rows: validation_split=0.2 of 4 rows holds out one, always of one class. The advice
     # "train_test_split(x, y, test_size=0.2, stratify=y)" raised in sklearn there ("The test_size

@@ -115,35 +115,27 @@ def validation_class_mismatch(ctx: DataContext) -> Issue | None:
     two samples are drawn alike from the pooled rows, as the chance assumes. Sorted rows cut into a
     validation dataset of 4 batches (all read, all class 1) got no word where the same arrays were
     told. Not a never-shuffled dataset's first few batches, even half of them: sorted by label,
-    they hold its first class alone.
+    they hold its first class alone; nor those of a shuffle buffer smaller than its rows, which
+    draws them from its first rows (:func:`~trainkit.checks.data_sampling.draws_rows`).
     """
     if not (training_rows_stand_for_all(ctx) and validation_rows_drawn(ctx)):
         return None
     for t in ctx.targets:
-        issue = _mismatch(t, ctx.split_at is not None, ctx.where, ctx.val_where, every_row=validation_rows_all(ctx), every_train_row=_training_rows_all(ctx))
+        issue = _mismatch(t, ctx.split_at is not None, ctx.where, ctx.val_where, every_row=validation_rows_all(ctx))
         if issue is not None:
             return issue
     return None
 
 
-def _training_rows_all(ctx: DataContext) -> bool:
-    """Whether the training labels the checks read are all of them: arrays, or a dataset whose
-    batches were all read."""
-    return not ctx.where or (ctx.dataset_batches is not None and ctx.dataset_batches <= len(ctx.batch_rows))
-
-
-def _mismatch(t: Target, split: bool, where: str = "", val_where: str = "", *, every_row: bool = True, every_train_row: bool = True) -> Issue | None:
+def _mismatch(t: Target, split: bool, where: str = "", val_where: str = "", *, every_row: bool = True) -> Issue | None:
     """:func:`validation_class_mismatch` for one target (``split``: ``validation_split`` held the rows out;
     ``where``, ``val_where``: the sampled batches the training and validation labels are, ``""`` for arrays;
-    ``every_row``, ``every_train_row``: the validation, the training labels are all of them).
-
-    A class (or a label column's value) that the validation rows hold and the training rows read
-    lack is judged only where those are all the training rows: a shuffle buffer smaller than a
-    training dataset sorted by label draws its first batches from its first rows, and 2,000 rows
-    of 3 classes in .shuffle(100) were told "hold class 2, which no training row in the first 8
-    batches holds: the model is never taught it", beside ~950 rows of class 2 past them."""
+    ``every_row``: the validation labels are all of them). Its caller judges only samples that are
+    random draws: a shuffle buffer smaller than a training dataset sorted by label draws its first
+    batches from its first rows, and 2,000 rows of 3 classes in .shuffle(100) were told "hold class
+    2, which no training row in the first 8 batches holds", beside ~950 rows of class 2 past them."""
     if t.task == "multilabel":
-        return _multilabel_mismatch(t, split, where, val_where) if every_train_row else None
+        return _multilabel_mismatch(t, split, where, val_where)
     if t.task not in ("binary", "multiclass") or t.loss.kind not in CLASSIFICATION_LOSSES or t.y is None or t.y_val is None:
         return None
     train_ids, val_ids = class_ids(t, t.y), class_ids(t, t.y_val)
@@ -162,12 +154,11 @@ def _mismatch(t: Target, split: bool, where: str = "", val_where: str = "", *, e
         found = (f"The validation labels {val_name}{val_where} hold one class only: {rows} class {only}, while the training labels{where} hold "
                  f"{train_classes.size} ({_counts_text(train_counts)}). val_loss and val_accuracy measure that class alone, and "
                  "metrics that need both kinds of rows (AUC, precision, recall) read 0 whatever the model does")
-        if not every_row:
+        if not every_row and one_class >= UNLIKELY_SPLIT:
             # A shuffled validation dataset's first batches, one class by chance (a 2% class in
-            # 256 rows of 2,000) or by a shuffle buffer smaller than its rows, which draws them from
-            # its first rows alone: 1,000 rows sorted by label, half each class, .shuffle(200)
-            # read 256 rows of class 0 ("val_loss measures that class alone"), where the
-            # validation, which needs no order, measured both. The rows past them may hold the others.
+            # 256 rows of 2,000): the rows past them may hold the others, and holding out more
+            # rows is no advice for a sample. (A shuffle buffer smaller than its rows never gets
+            # here: its first batches are no random draw, see draws_rows.)
             return None
         if one_class >= UNLIKELY_SPLIT:  # chance can do it: too few rows held out for the rarer classes
             stratified = _stratified_split(train_counts + val_counts)
@@ -181,7 +172,7 @@ def _mismatch(t: Target, split: bool, where: str = "", val_where: str = "", *, e
                 {"train_counts": [int(c) for c in train_counts], "val_counts": [int(c) for c in val_counts], "chance": float(one_class)},
                 t.output.layer if t.output else None)
         chance = one_class
-    elif unseen.size and whole_class < UNLIKELY_SPLIT and every_train_row:
+    elif unseen.size and whole_class < UNLIKELY_SPLIT:
         names = ", ".join(str(int(c)) for c in unseen)
         found = (f"The validation labels {val_name}{val_where} hold class{'es' * (unseen.size > 1)} {names} "
                  f"({_counts_text(np.where(np.isin(np.arange(k), unseen), val_counts, 0))} of {n_val} rows), which no "
