@@ -2180,6 +2180,21 @@ def test_shuffled_apart_names_the_shuffle_default_of_image_dataset_from_director
     assert finding.evidence["from_directory"] == [] and "image_dataset_from_directory" not in finding.message + finding.advice
 
 
+def test_shuffled_apart_names_no_shuffle_default_of_a_directory_dataset_made_with_shuffle_false(tmp_path):
+    # image_dataset_from_directory(..., shuffle=False).shuffle(n): the user's own .shuffle() shuffles
+    # the images alone, but the finding said the loader "shuffles its files unless given
+    # shuffle=False" and advised the shuffle=False it was given.
+    directory = image_directory(tmp_path, per_class=8)
+    labels = tf.data.Dataset.from_tensor_slices(np.repeat([0, 1, 2], 8)).batch(8)
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), L.Rescaling(1 / 255), L.Conv2D(2, 3, activation="relu"), L.Flatten(),
+                            L.Dense(3, activation="softmax")])
+    images = keras.utils.image_dataset_from_directory(directory, labels=None, image_size=(16, 16), batch_size=8, shuffle=False,
+                                                      verbose=False).shuffle(3, seed=1)
+    (finding,) = [f for f in check_data(tf.data.Dataset.zip((images, labels)), model=cnn, loss=get_loss("scce"), task="multiclass")
+                  if f.code == "shuffled-apart"]
+    assert finding.evidence["from_directory"] == [] and "image_dataset_from_directory" not in finding.message + finding.advice
+
+
 def test_shuffled_apart_leaves_out_a_zipped_side_that_reads_no_rows():
     # A constant repeated as many times as there are rows, or a range counter, beside shuffled
     # rows pairs with no row: such zips were told "each row is paired with another row's label".

@@ -204,9 +204,11 @@ def shuffled_apart_by_directory(dataset: Any) -> bool:
     ``image_dataset_from_directory`` (or ``text_``/``audio_``), read from the ``file_paths`` it
     sets on a link of that side's chain: those shuffle their files unless given ``shuffle=False``,
     so ``zip((image_dataset_from_directory(d, labels=None), labels_ds))`` shuffles the images
-    alone though no ``.shuffle()`` was written."""
+    alone though no ``.shuffle()`` was written. Only where that dataset shuffles itself: one made
+    with ``shuffle=False`` and then given a ``.shuffle()`` of the user's was told it "shuffles its
+    files unless given shuffle=False", and to pass the ``shuffle=False`` it had."""
     try:
-        return any(isinstance(getattr(link, "file_paths", None), list | tuple)
+        return any(isinstance(getattr(link, "file_paths", None), list | tuple) and shuffles(link)
                    for sides in _apart_zips(dataset) for side in sides for link in _links(side))
     except Exception:  # a dataset of another kind (a wrapper without the method)
         return False
