@@ -751,6 +751,28 @@ def test_a_metric_mapping_s_settings_compare_as_the_metric_it_makes():
     assert one.evidence == {"metrics_compiled": "[accuracy(threshold=0.7)]", "metrics_used": "[accuracy(threshold=0.6)]"}
 
 
+def test_compiled_metrics_that_are_the_ones_the_trainer_makes_are_no_difference():
+    # A logits model compiled with AUC(from_logits=True) or BinaryAccuracy(threshold=0) beside
+    # metrics=["auc"] / ["accuracy"] (or their mappings), of which the Trainer makes just those,
+    # was told "metrics [auc(from_logits=True)] (trainkit uses [auc])".
+    from trainkit import Trainer
+
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    def found(compiled, given):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer="adam", loss=bce, metrics=[compiled])
+        return [f for f in Trainer(model, task="binary", loss=bce, optimizer="adam", metrics=[given]).findings if f.code == "compile-ignored"]
+
+    for compiled, given in ((keras.metrics.AUC(from_logits=True), "auc"), (keras.metrics.AUC(from_logits=True), {"name": "auc"}),
+                            (keras.metrics.BinaryAccuracy(threshold=0.0), "accuracy"),
+                            (keras.metrics.BinaryAccuracy(threshold=0.0), {"name": "accuracy"})):
+        assert found(compiled, given) == [], given
+    # Another setting still is one.
+    (one,) = found(keras.metrics.AUC(from_logits=True, curve="PR"), "auc")
+    assert one.evidence["metrics_compiled"] == "[auc(curve='PR', from_logits=True)]"
+
+
 def test_a_compiled_loss_with_an_array_setting_is_compared_not_raised():
     # A custom loss whose get_config holds an array (class weights): its settings were compared
     # with ==, whose elementwise answer has no truth value, and Trainer(...) raised ValueError.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -295,7 +295,8 @@ def _listed(names: list[str]) -> str:
     return "[" + ", ".join(names) + "]" if names else "none"
 
 
-def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compare_loss: bool = True) -> list[Finding]:
+def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compare_loss: bool = True,
+                   metrics_made: Sequence[Any] | None = None) -> list[Finding]:
     """Compares a compiled model's ``model.compile`` settings with those the Trainer trains with.
 
     Args:
@@ -305,6 +306,8 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
         metrics: The Trainer's metric specs (a list, or a dict by output).
         compare_loss: ``False`` for a trainer whose own ``train_step`` or ``compute_loss`` makes
             the loss, for which its ``loss`` argument is nominal.
+        metrics_made: The metrics the Trainer made of ``metrics`` (one output's), or ``None``:
+            compiled metrics that are these are no difference, though named otherwise.
 
     Returns:
         One ``compile-ignored`` warning naming each setting that differs (the loss, the
@@ -339,7 +342,10 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
     # Every metric the Trainer tracks is weighted by sample_weight, as compile's weighted_metrics.
     compiled_metrics = _metric_names(config.get("metrics"), config.get("weighted_metrics"))
     used_metrics = _metric_names(metrics)
-    if compiled_metrics != used_metrics:
+    # The metrics the Trainer made of its names agree with the compiled ones: a logits model
+    # compiled with AUC(from_logits=True) (or BinaryAccuracy(threshold=0)) beside metrics=["auc"]
+    # ("accuracy"), of which the Trainer makes just that, was told "trainkit uses [auc]".
+    if compiled_metrics != used_metrics and (metrics_made is None or compiled_metrics != _metric_names(list(metrics_made))):
         differences.append(("metrics", _listed(compiled_metrics), _listed(used_metrics)))
     if not differences:
         return []
