@@ -2346,6 +2346,29 @@ def test_a_validation_loss_falling_from_far_above_chance_is_no_sign_the_creeping
     assert "still near" in f.message and f.evidence["still_falling"]
 
 
+@pytest.mark.parametrize("train, val", [
+    ([0.749, 0.737, 0.726, 0.715, 0.704], [0.782, 0.771, 0.761, 0.750, 0.740]),
+    ([0.767, 0.740, 0.713], [0.857, 0.824, 0.797]),
+    ([0.767, 0.740, 0.713, 0.690], [0.857, 0.824, 0.797, 0.770]),
+])
+def test_both_losses_still_falling_from_above_chance_have_not_stayed_there(train, val):
+    # A healthy MLP on x0+x1>0 (320 rows, 64 held out, Adam 1e-3), 3-5 epochs: the training loss at
+    # 102% of chance, the validation loss still 0.01-0.03 an epoch lower at 107-111% of its level,
+    # was told "the training loss stayed at the chance level ... the labels are unpredictable": a
+    # validation loss above the chance band reads as "only nearing a constant" (the SimpleRNN's,
+    # above) only once the training loss is under chance over its last third.
+    s = Stream(epochs=len(train))
+    s.context.val_rows = 64
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: val[e]
+    f = finding(s.run(), "loss-at-chance")
+    assert "stayed" not in f.message and "unpredictable" not in f.message
+    assert "still near" in f.message and "too few epochs to tell" in f.message and f.evidence["still_falling"]
+    # A validation loss that stays flat above chance beside it still stayed (nothing carries over).
+    s.val_loss = lambda e: val[0] + 0.002 * (-1) ** e
+    assert "still_falling" not in finding(s.run(), "loss-at-chance").evidence
+
+
 def test_a_loss_near_chance_creeping_down_by_a_sliver_still_stayed_there():
     # An LSTM on random labels, 0.694, 0.693, 0.6926 (0.07% of chance an epoch): no measurable fall.
     s = Stream(epochs=3)
