@@ -140,6 +140,9 @@ BAD_INPUTS = [
     ("incompatible", ["--set", "loss=mse"], "regression-loss-for-classification", "BinaryCrossentropy"),
     ("misspelt-loss-argument", ["--set", "loss={name: binary_crossentropy, from_logit: true}"], "unknown-loss", 'Did you mean "from_logits"'),
     ("misspelt-metric", ["--set", "metrics=[percision]"], "unknown-metric", 'Did you mean "precision"'),
+    # A function of the user's own by its module path (as model.builder is written): said to be Python-only.
+    ("own-loss-by-path", ["--set", "loss=mymod:focal"], "unknown-loss", "Train with it from Python: Trainer(model, loss=focal, ...)"),
+    ("own-metric-by-path", ["--set", "metrics=[mymod.my_acc]"], "unknown-metric", "Trainer(model, metrics=[my_acc], ...)"),
     # Arguments Keras would take and fail on in the first step, or train wrongly with.
     ("quoted-flag", ["--set", "loss={name: binary_crossentropy, from_logits: 'false'}"], "bad-loss-argument", "from_logits takes true or false"),
     ("loss-argument-out-of-range", ["--set", "loss.label_smoothing=5"], "bad-loss-argument", "label_smoothing takes a number in [0, 1]"),

@@ -145,6 +145,26 @@ def _refuse_class(spec: Any, kind: str) -> None:
         raise UnknownNameError(f"unknown-{kind}", f"{_article(kind)} {kind} must be an instance, not the class {spec.__name__}: pass {spec.__name__}() or its name.")
 
 
+#: ``package.module:function`` (or ``module.function``): a name of the user's own code, as a recipe's
+#: ``model.builder`` is written. No Keras loss or metric name holds a ``:`` or a ``.``.
+_CODE_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
+
+
+def _refuse_own_by_path(name: str, kind: str, base: str) -> None:
+    """Refuses ``mymod:focal`` as a loss or metric name saying what it is: a function of the user's
+    own, which only the Python API takes (a recipe imports nothing but ``model.builder``), where
+    "Unknown loss" and the list of Keras's names read as if the function were misspelt."""
+    if not _CODE_PATH_RE.match(name):
+        return
+    function = re.split(r"[:.]", name)[-1]
+    argument, module = ("loss=" + function, "losses") if kind == "loss" else (f"metrics=[{function}]", "metrics")
+    raise UnknownNameError(
+        f"unknown-{kind}", f'Unknown {kind} "{name}": a {kind} is named by its Keras name (or a {{name: ...}} mapping of one), and one of your own '
+                           f"is not imported by a path (a recipe imports only its model.builder, and the model.compile a builder calls is "
+                           f"ignored). Train with it from Python: Trainer(model, {argument}, ...) takes any function {function}(y_true, y_pred) "
+                           f"or keras.{module}.{base} instance.")
+
+
 def _article(word: str) -> str:
     return "An" if word[:1] in "aeiou" else "A"
 
@@ -253,6 +273,7 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     name, params = _split_spec(spec, "loss")
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:
+        _refuse_own_by_path(name, "loss", "Loss")
         # Aliases too: "mse_" is nowhere near "mean_squared_error".
         raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, [*LOSS_CLASSES, *LOSS_ALIASES])} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
     accepted = _class_arguments(LOSS_CLASSES[key])
@@ -405,6 +426,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         params.setdefault("from_logits", True)
     cls = _keras_metric_class(name)
     if cls is None:
+        _refuse_own_by_path(name, "metric", "Metric")
         raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".')
     metric = _metric_with(name, cls, params)
     _check_label_format(name, metric, task, loss)
