@@ -888,3 +888,24 @@ def test_a_compiled_losss_own_settings_dropped_by_the_trainer_are_named():
     regression.compile(loss=keras.losses.Huber(delta=2.0), optimizer="adam")  # its get_config leaves delta out
     (found,) = [f for f in Trainer(regression, loss="huber", optimizer="adam", task="regression").findings if f.code == "compile-ignored"]
     assert found.evidence["loss_compiled"] == "Huber(delta=2.0)"
+
+
+def test_a_metric_function_of_one_s_own_under_a_keras_name_is_not_keras_s():
+    # compile(metrics=[accuracy]) with the user's own accuracy function beside the Trainer's
+    # "accuracy" read as the same metric: no compile-ignored, and Keras's accuracy replaced it.
+    from trainkit import Trainer
+
+    def accuracy(y_true, y_pred):
+        return keras.ops.cast(keras.ops.equal(y_true, keras.ops.round(y_pred)), "float32")
+
+    def found(compiled: list, given: list) -> list:
+        model = _sigmoid_model(loss="binary_crossentropy", optimizer="adam", metrics=compiled)
+        return [f for f in Trainer(model, task="binary", loss="binary_crossentropy", optimizer="adam", metrics=given).findings
+                if f.code == "compile-ignored"]
+
+    (one,) = found([accuracy], ["accuracy"])
+    assert one.evidence == {"metrics_compiled": "[accuracy (a function of your own)]", "metrics_used": "[accuracy]"}
+    # The same function, or Keras's own function beside its name: nothing.
+    assert found([accuracy], [accuracy]) == []
+    assert found([keras.metrics.mean_squared_error], ["mse"]) == []
+    assert found([keras.losses.binary_crossentropy], [keras.losses.binary_crossentropy]) == []

@@ -264,7 +264,13 @@ def _named_metric(spec: Any) -> str:
         # Keras numbers a default name taken before (auc_1): the same metric all the same.
         default = _default_name(type(spec))
         return default if default and re.fullmatch(rf"{re.escape(default)}(_\d+)?", spec.name) else spec.name
-    return getattr(spec, "__name__", type(spec).__name__)
+    name = getattr(spec, "__name__", type(spec).__name__)
+    if hasattr(spec, "__name__") and not any(getattr(module, name, None) is spec for module in (keras.metrics, keras.losses)):
+        # A function of the user's under a Keras name (its own "accuracy", rounding or thresholding
+        # otherwise) is not Keras's: compile(metrics=[accuracy]) beside the Trainer's "accuracy" was
+        # read as the same metric, and the Trainer's Keras accuracy replaced it in silence.
+        return f"{name} (a function of your own)"
+    return name
 
 
 def _default_name(cls: type) -> str | None:
