@@ -85,3 +85,44 @@ def test_the_license_is_an_spdx_string_which_the_build_backend_reads():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert isinstance(pyproject["project"]["license"], str)
     assert "setuptools>=77" in pyproject["build-system"]["requires"]
+
+
+def _section(title: str) -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8").split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_command_table_names_every_command_its_flags_and_its_exit_codes():
+    # The table named compare's flags but not its exit codes, which its --help gives (0 with a
+    # NaN-stopped run as a row, 2 bad input, 130/143), while train's row gave train's.
+    import typer.main
+
+    from trainkit.cli import app
+
+    section = _section("Command line")
+    rows = {line.split("`")[1].split()[1]: line for line in section.splitlines() if line.startswith("| `trainkit ")}
+    group = typer.main.get_command(app)
+    assert set(group.commands) == set(rows), "README's command table and the CLI's commands differ"
+    for name, command in group.commands.items():
+        for param in command.params:
+            flags = [opt for opt in param.opts if opt.startswith("-")]
+            assert not flags or any(f"{flag} " in rows[name] or f"{flag}]" in rows[name] for flag in flags), f"trainkit {name} {flags} is not in README's table"
+        if "Exit codes" in (command.help or ""):
+            assert "exit 0" in rows[name], f"README's row of trainkit {name} lacks the exit codes its --help gives"
+    assert all(opt in section for param in group.params for opt in param.opts if opt.startswith("--"))
+
+
+def test_the_python_example_runs_as_written(tmp_path, monkeypatch):
+    # The "## Python" section's first example, as a newcomer copies it, with 2 epochs instead of 20.
+    import re
+
+    block = re.search(r"```python\n(.*?)```", _section("Python"), re.S).group(1)
+    assert "epochs=20" in block
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block.replace("epochs=20", "epochs=2"), "README.md:Python", "exec"), scope)
+    history, trainer = scope["history"], scope["trainer"]
+    assert sorted(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert len(history.history["loss"]) == 2
+    assert set(trainer.evaluate(scope["x_test"], scope["y_test"])) == {"loss", "accuracy"}
+    assert trainer.predict(scope["x_test"]).shape == (200, 1)
+    assert (tmp_path / "runs" / "my-run" / "checkpoints").is_dir()
