@@ -909,3 +909,22 @@ def test_a_metric_function_of_one_s_own_under_a_keras_name_is_not_keras_s():
     assert found([accuracy], [accuracy]) == []
     assert found([keras.metrics.mean_squared_error], ["mse"]) == []
     assert found([keras.losses.binary_crossentropy], [keras.losses.binary_crossentropy]) == []
+
+
+@pytest.mark.parametrize(("kind", "name", "hint"), [
+    ("loss", "keras.losses.BinaryCrossentropy", 'Did you mean "binary_crossentropy"?'),
+    ("loss", "tf.keras.losses.Huber", 'Did you mean "Huber"?'),
+    ("metric", "keras.metrics.AUC", 'Did you mean "AUC"?'),
+])
+def test_a_keras_loss_or_metric_by_its_module_path_is_not_called_ones_own(kind, name, hint):
+    # 9a11d66 read any dotted name as a function of the user's own: "keras.losses.BinaryCrossentropy"
+    # was told "one of your own is not imported by a path ... Train with it from Python:
+    # Trainer(model, loss=BinaryCrossentropy, ...)", sending Keras's own loss off the recipe.
+    from trainkit.errors import UnknownNameError
+    from trainkit.resolve import get_metric
+
+    with pytest.raises(UnknownNameError) as info:
+        get_loss(name) if kind == "loss" else get_metric(name, "binary")
+    assert info.value.code == f"unknown-{kind}"
+    assert "named without their module path" in str(info.value) and hint in str(info.value)
+    assert "your own" not in str(info.value) and "from Python" not in str(info.value)

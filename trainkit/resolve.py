@@ -10,7 +10,7 @@ import inspect
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -150,19 +150,42 @@ def _refuse_class(spec: Any, kind: str) -> None:
 _CODE_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
 
 
-def _refuse_own_by_path(name: str, kind: str, base: str) -> None:
+#: The first parts of a path that names Keras's own loss or metric, ``keras.losses.Huber``.
+_KERAS_MODULES = ("keras", "tf", "tensorflow")
+
+
+def _refuse_own_by_path(name: str, kind: str, base: str, suggest: Callable[[str], str]) -> None:
     """Refuses ``mymod:focal`` as a loss or metric name saying what it is: a function of the user's
     own, which only the Python API takes (a recipe imports nothing but ``model.builder``), where
-    "Unknown loss" and the list of Keras's names read as if the function were misspelt."""
+    "Unknown loss" and the list of Keras's names read as if the function were misspelt.
+
+    A path into Keras itself (``keras.losses.BinaryCrossentropy``, ``tf.keras.metrics.AUC``) is
+    Keras's own, named without its module path (``suggest``: the " Did you mean" for its last
+    part), not one to train with from Python."""
     if not _CODE_PATH_RE.match(name):
         return
-    function = re.split(r"[:.]", name)[-1]
+    parts = re.split(r"[:.]", name)
+    function = parts[-1]
+    if parts[0] in _KERAS_MODULES:
+        raise UnknownNameError(f"unknown-{kind}", f'Unknown {kind} "{name}": Keras\'s own {kind.replace("loss", "losse")}s are named without their module path.'
+                                                  f"{suggest(function)}")
     argument, module = ("loss=" + function, "losses") if kind == "loss" else (f"metrics=[{function}]", "metrics")
     raise UnknownNameError(
         f"unknown-{kind}", f'Unknown {kind} "{name}": a {kind} is named by its Keras name (or a {{name: ...}} mapping of one), and one of your own '
                            f"is not imported by a path (a recipe imports only its model.builder, and the model.compile a builder calls is "
                            f"ignored). Train with it from Python: Trainer(model, {argument}, ...) takes any function {function}(y_true, y_pred) "
                            f"or keras.{module}.{base} instance.")
+
+
+def _suggest_loss(part: str) -> str:
+    """' Did you mean "x"?' for the last part of a path into Keras given as a loss name."""
+    key = LOSS_ALIASES.get(part.lower(), part.lower())
+    return f' Did you mean "{part}"?' if key in LOSS_CLASSES else closest(key, [*LOSS_CLASSES, *LOSS_ALIASES])
+
+
+def _suggest_metric(part: str) -> str:
+    """' Did you mean "x"?' for the last part of a path into Keras given as a metric name."""
+    return f' Did you mean "{part}"?' if _keras_metric_class(part) is not None else closest(part.lower(), (*METRIC_NAMES, "accuracy"))
 
 
 def _article(word: str) -> str:
@@ -273,7 +296,7 @@ def get_loss(spec: Spec) -> keras.losses.Loss:
     name, params = _split_spec(spec, "loss")
     key = LOSS_ALIASES.get(name.lower(), name.lower())
     if key not in LOSS_CLASSES:
-        _refuse_own_by_path(name, "loss", "Loss")
+        _refuse_own_by_path(name, "loss", "Loss", _suggest_loss)
         # Aliases too: "mse_" is nowhere near "mean_squared_error".
         raise UnknownNameError("unknown-loss", f'Unknown loss "{name}".{closest(key, [*LOSS_CLASSES, *LOSS_ALIASES])} Known losses: {", ".join(sorted(LOSS_CLASSES))}.')
     accepted = _class_arguments(LOSS_CLASSES[key])
@@ -426,7 +449,7 @@ def get_metric(spec: Spec, task: str, loss: keras.losses.Loss | None = None) -> 
         params.setdefault("from_logits", True)
     cls = _keras_metric_class(name)
     if cls is None:
-        _refuse_own_by_path(name, "metric", "Metric")
+        _refuse_own_by_path(name, "metric", "Metric", _suggest_metric)
         raise UnknownNameError("unknown-metric", f'Unknown metric "{name}".{closest(key, (*METRIC_NAMES, "accuracy"))} Use a Keras metric name such as "accuracy", "mae", "mse", "auc", "precision" or "recall".')
     metric = _metric_with(name, cls, params)
     _check_label_format(name, metric, task, loss)
