@@ -3828,6 +3828,21 @@ def test_class_imbalance_reads_no_class_mix_from_a_shuffle_buffer_smaller_than_t
     assert "hold class ids 0..1 only" in finding.message
 
 
+def test_a_shuffle_after_a_finite_repeat_draws_one_passs_rows():
+    # draws_rows compared a buffer with one pass's rows only through an endless .repeat(): 2,000
+    # rows .repeat(2).shuffle(2000) (its buffer holds every row, and copies) read as a buffer of
+    # 2,000 against 4,000 rows, "too short", and a 5% class in random order went unsaid.
+    from trainkit.checks.data_sampling import draws_rows, shuffle_short
+
+    rng = np.random.default_rng(0)
+    x, rare = std_x(2000), (rng.uniform(size=2000) < 0.05).astype("int64")
+    rows = tf.data.Dataset.from_tensor_slices((x, rare))
+    for data in (rows.repeat(2).shuffle(2000, seed=0).batch(32), rows.repeat(3).repeat(2).shuffle(2000, seed=0).batch(32)):
+        assert draws_rows(data) is True and not shuffle_short(data)
+        assert "class-imbalance" in codes(run("binary", data, None))
+    assert draws_rows(rows.repeat(2).shuffle(1999).batch(32)) is False  # one pass's rows are still more
+
+
 def test_validation_target_range_reads_no_range_from_a_shuffle_buffer_smaller_than_the_rows():
     # A training dataset sorted by target in .shuffle(100): its first 8 batches are its ~356
     # lowest rows, and 20 validation rows from the upper quarter of the targets were told "lie

@@ -132,7 +132,9 @@ def _covering_shuffle(link: Any) -> bool | None:
     except (AttributeError, TypeError, ValueError):  # a symbolic tensor: unknown
         return None
     before = link._input_dataset
-    while int(before.cardinality()) == -1 and "Repeat" in type(before).__name__:  # -1: infinite
+    # One pass's rows, however many passes: .repeat(2) of 100 rows holds 200, and a buffer of 100
+    # holds each of the 100 rows (its first 100 + k rows are all of them, and more).
+    while "Repeat" in type(before).__name__:
         before = before._input_dataset
     rows = int(before.cardinality())
     if rows <= 0 or buffer <= 0:
