@@ -3843,6 +3843,27 @@ def test_a_shuffle_after_a_finite_repeat_draws_one_passs_rows():
     assert draws_rows(rows.repeat(2).shuffle(1999).batch(32)) is False  # one pass's rows are still more
 
 
+def test_a_directory_dataset_that_shuffles_its_files_draws_its_rows(tmp_path):
+    # image_dataset_from_directory(shuffle=True) shuffles its whole file list before reading it,
+    # then shuffles again in a buffer of batch_size * 8 files; draws_rows read that buffer alone,
+    # too short for more files (256 for 300 at the default batch_size 32): 285 and 15 images of
+    # two classes got no class-imbalance (a 5% class), told before any buffer was weighed.
+    from trainkit.checks.data_sampling import draws_rows, shuffle_short
+
+    rng = np.random.default_rng(0)
+    for c, rows in (("a", 95), ("b", 5)):
+        (tmp_path / c).mkdir()
+        for i in range(rows):
+            tf.io.write_file(str(tmp_path / c / f"{i}.png"), tf.io.encode_png(rng.integers(0, 255, (4, 4, 3)).astype("uint8")))
+    made = functools.partial(keras.utils.image_dataset_from_directory, str(tmp_path), image_size=(4, 4), batch_size=8, verbose=False)
+    data = made(seed=0)  # a buffer of 64 files for 100
+    assert draws_rows(data) is True and not shuffle_short(data) and draws_rows(data.map(lambda a, b: (a / 255, b))) is True
+    imaging = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    found = check_data(data, None, model=imaging, loss=get_loss("binary_crossentropy"), task="binary")
+    assert "class-imbalance" in codes(found)
+    assert draws_rows(made(shuffle=False)) is False  # its files in sorted order
+
+
 def test_validation_target_range_reads_no_range_from_a_shuffle_buffer_smaller_than_the_rows():
     # A training dataset sorted by target in .shuffle(100): its first 8 batches are its ~356
     # lowest rows, and 20 validation rows from the upper quarter of the targets were told "lie

@@ -79,7 +79,8 @@ def draws_rows(dataset: Any) -> bool | None:
     a ``.repeat()`` before it, one pass's rows). ``False`` where none does and every row shuffle's
     buffer is known to hold fewer (:func:`shuffle_short`), or none shuffles rows; ``None`` where a
     row shuffle's rows or buffer are unknown (a generator's, a ``filter``'s length; a buffer that is
-    no constant), or a link of it cannot be read.
+    no constant), or a link of it cannot be read. ``True`` too for a ``*_dataset_from_directory``
+    dataset made with ``shuffle=True``, which shuffles all its files first (:func:`_shuffled_directory`).
 
     Not any shuffle (:func:`shuffles`): one buffer of ``B`` rows draws its first ``k`` from the
     first ``B + k`` rows alone. 2,000 rows sorted by label (4 classes of 500), ``.shuffle(B).batch(32)``,
@@ -88,10 +89,20 @@ def draws_rows(dataset: Any) -> bool | None:
     (``list_files``' own before an ``interleave``), whose rows come in their own order within each.
     """
     try:
+        if any(_shuffled_directory(link) for link in _links(dataset)):
+            return True
         covered = [_covering_shuffle(link) for link in _row_links(dataset) if "Shuffle" in type(link).__name__]
     except Exception:  # a dataset of another kind (a wrapper without the method)
         return None
     return True if True in covered else None if None in covered else False
+
+
+def _shuffled_directory(link: Any) -> bool:
+    """Whether a link is a ``keras.utils.image_dataset_from_directory`` (or ``text_``/``audio_``)
+    dataset made with ``shuffle=True`` (its default): Keras shuffles its whole list of files before
+    it reads them, so its rows come in random order whatever its own shuffle buffer (``batch_size *
+    8``, 256 files for the default 32, which :func:`_covering_shuffle` reads as too short)."""
+    return isinstance(getattr(link, "file_paths", None), list | tuple) and shuffles(link) is True
 
 
 def shuffle_short(dataset: Any) -> bool:
