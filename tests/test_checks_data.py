@@ -271,6 +271,8 @@ def test_float64_values_beyond_float32_are_named_as_overflow_not_inf():
     assert "keep = (np.abs(x) <= np.finfo(np.float32).max)" in message
     (found,) = [f for f in run("binary", x, YB, allow={"non-finite-data"}) if f.code == "non-finite-data"]
     assert found.evidence["float32_overflow"] == 2 and found.evidence["rows"] == 3
+    (found,) = [f for f in run("binary", x.astype(">f8"), YB, allow={"non-finite-data"}) if f.code == "non-finite-data"]
+    assert found.evidence["float32_overflow"] == 2  # big-endian float64 is narrowed too
     x[11, 1] = 0.0
     keras.utils.set_random_seed(0)
     trainer = Trainer(model("regression"), loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False)

@@ -3181,6 +3181,7 @@ def test_in_memory_data_is_converted_with_one_copy_of_the_arrays():
     tensor = ArraySource([wide]).data[0]
     peak = (kib("VmHWM") - before) * 1024
     assert tensor.dtype == tf.float32 and np.array_equal(tensor.numpy(), x) and peak < 0.75 * wide.nbytes
+    assert ArraySource([wide[:8].astype(">f8")]).data[0].dtype == tf.float32  # in either byte order
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's overflow warning: the data checks name such values
         assert np.isinf(ArraySource([np.array([[1e300]])]).data[0].numpy()).all()

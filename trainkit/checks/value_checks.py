@@ -32,7 +32,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 def _narrowed_to_float32(a: np.ndarray) -> bool:
     """Whether fit narrows ``a`` to float32, as Keras does: float64 data for a model whose floatx
     is not float64 (see ``trainkit.sources._as_tensor``)."""
-    return a.dtype == np.float64 and keras.backend.floatx() != "float64"
+    return a.dtype.kind == "f" and a.dtype.itemsize == 8 and keras.backend.floatx() != "float64"  # ">f8" too
 
 
 def _non_finite(a: np.ndarray) -> tuple[int, int, int, int, int, np.ndarray | None]:
