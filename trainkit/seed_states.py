@@ -8,6 +8,9 @@ other numbers than ``model.fit`` with the same seeds: the Keras guide's VAE trai
 loss 3e-3 away from Keras's. So do the compiled calls trainkit makes between steps: the
 histograms' probe batch, the activity penalty measured before the first step and the recurrent
 gradients' reach measured at the end (a run with a logdir ended 3e-2 away from ``model.fit``'s).
+A ``stateful=True`` recurrent layer's kept states are put back too: the histograms' call on the
+probe batch at each epoch's end moved them on, so the next epoch started from other states than
+``model.fit``'s (an LSTM(4) on 32 rows at batch 8: epoch 2's loss 0.1627 against 0.1567, 3.8%).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 from collections.abc import Iterator
 
 import keras
+from keras import tree
 
 #: The name Keras gives the state variable of every ``keras.random.SeedGenerator``.
 SEED_STATE_NAME = "seed_generator_state"
@@ -27,12 +31,22 @@ def seed_states_kept(model: keras.Model) -> Iterator[None]:
 
     For calls made from Python outside any step only, eager or compiled (the states are read and
     assigned eagerly). A generator the call itself creates (a layer built by it) is left as the
-    call left it.
+    call left it, as are the states a stateful layer's first call creates.
     """
-    states = [v for v in model.non_trainable_variables if v.name == SEED_STATE_NAME]
+    states = [v for v in model.non_trainable_variables if v.name == SEED_STATE_NAME] + _recurrent_states(model)
     saved = [v.numpy() for v in states]
     try:
         yield
     finally:
         for variable, value in zip(states, saved, strict=True):
             variable.assign(value)
+
+
+def _recurrent_states(model: keras.Model) -> list[keras.Variable]:
+    """The state variables of the model's ``stateful=True`` recurrent layers, nested ones (a
+    ``Bidirectional``'s halves) included; Keras keeps them out of ``non_trainable_variables``."""
+    states: list[keras.Variable] = []
+    for layer in model._flatten_layers(include_self=False):
+        if getattr(layer, "stateful", False) and isinstance(layer, keras.layers.RNN) and layer.states is not None:
+            states.extend(v for v in tree.flatten(layer.states) if isinstance(v, keras.Variable))
+    return states
