@@ -3774,6 +3774,23 @@ def test_a_masking_taggers_padding_is_no_class_of_its_own():
     assert "class-imbalance" in codes(check_data(x, y, model=tagger(False), loss=get_loss("scce"), task="multiclass"))
 
 
+def test_a_masked_regressions_padded_targets_are_not_judged_as_its_scale():
+    # Standardised sequence targets padded with -100 (an ignore value) at the steps a Masking layer
+    # leaves out, which the loss leaves out too, read "mean -96.01 and std 19.53": unscaled-targets,
+    # with advice to standardise them. Targets unscaled at their real steps are still told.
+    rng = np.random.default_rng(0)
+    real = np.arange(30)[None] < rng.integers(5, 31, size=(200, 1))
+    x = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), 0.0).astype("float32")
+    y = (np.cumsum(x, axis=1) / 3).astype("float32")
+
+    def tagger() -> keras.Model:
+        return keras.Sequential([keras.Input((30, 1)), L.Masking(), L.LSTM(8, return_sequences=True), L.Dense(1)])
+
+    assert "unscaled-targets" not in codes(check_data(x, np.where(real[..., None], y, -100.0), model=tagger(), loss=get_loss("mse"), task="regression"))
+    assert "unscaled-targets" in codes(check_data(x, np.where(real[..., None], y * 1000 + 5000, 0.0), model=tagger(), loss=get_loss("mse"),
+                                                  task="regression"))
+
+
 def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monkeypatch):
     # Read from the serialised graph, which copies every tensor a pipeline holds: from_tensor_slices
     # of 200 MB of rows took 4 s and 570 MB more memory at every fit.

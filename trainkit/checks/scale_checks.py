@@ -557,6 +557,15 @@ def _further_targets(ctx: DataContext, t: Target, sampled: np.ndarray) -> np.nda
     return np.asarray(labels)
 
 
+def _targets_the_loss_reads(ctx: DataContext, t: Any) -> np.ndarray | None:
+    """``t``'s targets at the positions the loss reads (``[positions, ...]``), where the one output
+    keeps the one input's mask (see ``DataContext.loss_positions``), else ``None``."""
+    positions = ctx.loss_positions
+    if positions is None or len(ctx.targets) != 1 or t.y is None or t.y.ndim < 2 or positions.shape != t.y.shape[:2]:
+        return None
+    return t.y[positions]
+
+
 def unscaled_targets(ctx: DataContext) -> Issue | None:
     """Regression targets with std or |mean| far above 1 for a linear (or relu-like) output."""
     for t in ctx.targets:
@@ -577,6 +586,11 @@ def unscaled_targets(ctx: DataContext) -> Issue | None:
             continue
         y = strided_rows(t.y, ctx.sample_rows)
         scale = target_scale(y)
+        read = _targets_the_loss_reads(ctx, t)
+        if read is not None and scale is not None and not scale.scaled and (target_scale(read) or scale).scaled:
+            # A masked tagger's padded steps, which the loss leaves out as Keras does: standardised
+            # targets padded with -100 read "mean -96.01 and std 19.53", and were told to be standardised.
+            continue
         further = _further_targets(ctx, t, y) if scale is not None and scale.scaled else None
         if further is not None:
             # A dataset that never shuffles showed its first rows only: a rising series' windows
