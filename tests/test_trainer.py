@@ -3577,6 +3577,25 @@ def test_the_histograms_probe_call_leaves_a_stateful_rnn_s_states_as_model_fit_d
     np.testing.assert_allclose(trainer.model.layers[0].states[0].numpy(), reference.layers[0].states[0].numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("shuffle", [True, "batch", False])
+def test_shuffled_rows_into_a_stateful_rnn_are_told(shuffle):
+    # Each row's final state starts the row at its index in the next batch: shuffled rows (fit's
+    # default) pair it with an unrelated row's, and model.fit and trainkit both shuffled in silence.
+    x = np.random.default_rng(0).normal(size=(32, 5, 3)).astype("float32")
+    y = x.sum(axis=(1, 2))[:, None]
+    inputs = keras.Input(batch_shape=(8, 5, 3))
+    hidden = keras.layers.Bidirectional(keras.layers.GRU(4, stateful=True, return_sequences=True), name="both_ways")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.LSTM(4, stateful=True, name="carried")(hidden)))
+    trainer = Trainer(model, loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False)
+    trainer.fit(x, y, epochs=1, batch_size=8, shuffle=shuffle, verbose=0)
+    found = [f for f in trainer.findings if f.code == "stateful-shuffled"]
+    if not shuffle:
+        assert not found
+        return
+    assert len(found) == 1 and found[0].severity == "warning"
+    assert "'both_ways', 'carried' are stateful" in found[0].message and "shuffle=False" in found[0].advice
+
+
 def test_a_step_ported_from_keras_is_told_the_trainer_s_spelling():
     x, y = make_data(64, features=4)
 

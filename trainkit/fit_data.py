@@ -202,7 +202,7 @@ class FitData:
                                                "which the loss trains: pass its targets, or loss None for an output trained on nothing.")
         return {h.name: t for h, t in zip(self.heads, y, strict=True) if t is not None}
 
-    def _check_sources(self, train: Any, validation: Any, batch_size: int) -> None:
+    def _check_sources(self, train: Any, validation: Any, batch_size: int, shuffle: Shuffle | None = None) -> None:
         # A dataset's first batches are sampled from the ones it keeps (one pass, see
         # DatasetSource.sample), like a validation dataset's.
         parts = train.numpy() if isinstance(train, ArraySource) else (train.sample_for_checks(SAMPLE_BATCHES), None)
@@ -218,7 +218,7 @@ class FitData:
         # A dataset brings its own batches: batch_size does not apply to it.
         rows_per_batch = batch_size if isinstance(train, ArraySource) else None
         found = self.check_data(x, y, x_val, y_val, sample_weight=weights, batch_size=rows_per_batch, val_sample_weight=val_weights, split_at=self._split_at,
-                                complete=isinstance(train, ArraySource))
+                                complete=isinstance(train, ArraySource), shuffle=shuffle if isinstance(train, ArraySource) else None)
         # This fit's data checks replace an earlier fit's: a trainer fitted three times listed
         # unscaled-inputs three times, and kept it after a fit on data standardised since.
         self.findings[:] = [*(f for f in self.findings if f.code not in _DATA_CHECK_CODES), *found]

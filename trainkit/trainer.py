@@ -847,7 +847,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None,
-                   val_sample_weight: Any = None, complete: bool = True, split_at: int | None = None) -> list[Finding]:
+                   val_sample_weight: Any = None, complete: bool = True, split_at: int | None = None,
+                   shuffle: bool | str | None = None) -> list[Finding]:
         """Data checks against the task and the model; raises DataError on errors.
 
         ``sample_weight``: the training rows' weights (times any class weights), so that the
@@ -859,13 +860,15 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         ``complete``: ``y`` holds every training target, not a dataset's sampled batches (only
         then do targets found in a bounded output's range withdraw ``bounded-output-for-regression``).
         ``split_at``: the validation rows are the caller's rows from this one on (``validation_split``).
+        ``shuffle``: ``fit``'s ``shuffle`` of numpy rows (``stateful-shuffled``; ``None``: not judged).
         """
         # A train_step or compute_loss of its own may use no targets and be given placeholders of
         # one value (see _targets_hint): constant-targets would refuse what that advice says to pass.
         skip = ("constant-targets",) if self._computes_own_loss() else ()
         found = checks.check_data(x, y, model=self.model, loss=self.loss, task=self.task, x_val=x_val, y_val=y_val, allow=self.allow,
                                   sample_weight=sample_weight, batch_size=batch_size, evaluation=evaluation, feature_names=feature_names,
-                                  val_sample_weight=val_sample_weight, skip=skip, split_at=split_at)
+                                  val_sample_weight=val_sample_weight, skip=skip, split_at=split_at,
+                                  shuffle=shuffle)
         if not evaluation:  # the diagnosis's advice reads them (the inputs scaled, a leak found)
             self.data_check_codes = tuple(f.code for f in found)
             # unscaled-inputs / unscaled-targets name the far rows (outlier_rows) only when those
@@ -998,7 +1001,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         with console[0].preparing() if console else contextlib.nullcontext():
             train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
             if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
-                self._check_sources(train, validation, batch_size)
+                self._check_sources(train, validation, batch_size, shuffle)
             self._refuse_placeholder_validation(train, validation)
             self._ensure_built(train, resume)
             if resume:  # before its checkpoint is read, which holds the variables of every metric

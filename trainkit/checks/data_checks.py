@@ -96,6 +96,7 @@ from trainkit.checks.row_checks import (
     sample_weight_all_zero,
     sample_weight_negative,
     shuffled_apart_rows,
+    stateful_shuffled,
     unshuffled_dataset,
 )
 from trainkit.checks.scale_checks import constant_inputs, unscaled_inputs, unscaled_targets
@@ -159,6 +160,7 @@ DATA_RULES: tuple[DataRule, ...] = (
     DataRule("class-imbalance", "warning", class_imbalance),
     DataRule("few-training-rows", "warning", few_training_rows),
     DataRule("batch-larger-than-data", "warning", batch_larger_than_data),
+    DataRule("stateful-shuffled", "warning", stateful_shuffled),
     DataRule("batchnorm-batch-of-one", "warning", batchnorm_batch_of_one),
     DataRule("one-feature-separates", "info", one_feature_separates),
 )
@@ -169,6 +171,14 @@ DATA_INFO_CODES: tuple[str, ...] = tuple(r.code for r in DATA_RULES if r.severit
 #: data to train on (one class, few rows, leakage, scales).
 EVALUATION_CODES: frozenset[str] = frozenset({
     "shape-mismatch", "non-finite-data", "float16-overflow", "label-format", "labels-out-of-range", "sample-weight-all-zero", "sample-weight-negative", "lookup-not-adapted", "embedding-ids", "empty-masked-rows"})
+def stateful_recurrent_layers(model: Any) -> tuple[str, ...]:
+    """The names of the model's ``stateful=True`` recurrent layers (a ``Bidirectional``'s, not its halves')."""
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if getattr(layer, "stateful", False) and isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional)]
+    halves = {id(half) for layer in layers if isinstance(layer, keras.layers.Bidirectional) for half in (layer.forward_layer, layer.backward_layer)}
+    return tuple(layer.name for layer in layers if id(layer) not in halves)
+
+
 #: Code of the info finding returned when the data cannot be read without consuming it.
 DATA_NOT_INSPECTABLE = "data-not-inspectable"
 
@@ -214,6 +224,7 @@ def check_data(
     feature_names: Sequence[str] | None = None,
     skip: Collection[str] = (),
     split_at: int | None = None,
+    shuffle: bool | str | None = None,
 ) -> list[Finding]:
     """Checks the data against the task, the loss and the model before the first step.
 
@@ -248,6 +259,7 @@ def check_data(
             targets may be placeholders).
         split_at: ``x_val``/``y_val`` are the caller's ``x``/``y`` from this row on, held out by
             ``fit(validation_split=...)``: a bad value there is named by the caller's array and row.
+        shuffle: ``fit(shuffle=...)`` of numpy training rows, for ``stateful-shuffled``; ``None`` skips that check.
 
     Returns:
         Warning findings (allowed errors included, as warnings).
@@ -362,6 +374,7 @@ def check_data(
                       row_normalizers=input_row_normalizers(model), where=where, sample_rows=sample_rows,
                       position_layers=position_keeping_layers(model), unmatched_inputs=unmatched_inputs,
                       unmatched_targets=unmatched, unmatched_targets_name=unmatched_name, sample_weight=row_weight_array(sample_weight), batch_size=batch_size,
+                      shuffle=shuffle, stateful_layers=stateful_recurrent_layers(model),
                       val_sample_weight=row_weight_array(val_sample_weight) if x_val is not None else None, val_where=val_where,
                       embeddings=embedding_inputs(model), masked_embeddings=masked_embeddings(model), lookups=lookup_layers(model), averaged_embeddings=averaged_embeddings(model),
                       masked_averaged_embeddings=averaged_embeddings(model, masked=True), loss_positions=_loss_positions(model, xs, targets),

@@ -92,6 +92,10 @@ class DataContext:
     val_where: str = ""
     #: Rows per batch the training will use (numpy data), or ``None`` when unknown or batched.
     batch_size: int | None = None
+    #: ``fit(shuffle=...)`` of the numpy training rows (``True``, ``"batch"`` or ``False``), or ``None`` when unknown.
+    shuffle: bool | str | None = None
+    #: The names of the model's ``stateful=True`` recurrent layers (see ``stateful_recurrent_layers``).
+    stateful_layers: Sequence[str] = ()
     #: ``(input index, layer name, ids, layer class)`` of each Embedding or CategoryEncoding an input feeds directly.
     embeddings: Sequence[tuple[int, str, int, str]] = ()
     #: The names of the Embedding layers among :attr:`embeddings` built with ``mask_zero=True``.

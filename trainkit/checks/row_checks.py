@@ -708,6 +708,24 @@ def batch_larger_than_data(ctx: DataContext) -> Issue | None:
         {"batch_size": ctx.batch_size, "training_rows": rows})
 
 
+def stateful_shuffled(ctx: DataContext) -> Issue | None:
+    """Numpy rows shuffled (``shuffle=True`` or ``"batch"``) into a model of ``stateful=True``
+    recurrent layers, which carry each row's final state into the row at its index in the next
+    batch: a shuffle pairs each row with a random one's state. ``model.fit`` shuffles them too,
+    without a word."""
+    if not ctx.stateful_layers or not ctx.shuffle:
+        return None
+    names = ", ".join(f"'{name}'" for name in ctx.stateful_layers)
+    how = "the rows of each batch among themselves" if ctx.shuffle == "batch" else "the rows into a new order every epoch"
+    return Issue(
+        f"{names} {'is' if len(ctx.stateful_layers) == 1 else 'are'} stateful: each row's final state is the initial state of the "
+        f"row at its index in the next batch, but shuffle={ctx.shuffle!r} shuffles {how}, so each row starts from an unrelated "
+        "row's state.",
+        "Pass shuffle=False to fit, with the rows ordered so that row i of each batch continues row i of the batch before "
+        "(training.shuffle: false in a recipe); or make the layers stateful=False if the rows are independent sequences.",
+        {"layers": list(ctx.stateful_layers), "shuffle": ctx.shuffle})
+
+
 def batchnorm_batch_of_one(ctx: DataContext) -> Issue | None:
     """Batches of one row through a BatchNormalization layer that normalises over the batch's rows alone.
 
