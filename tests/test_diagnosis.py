@@ -6830,3 +6830,25 @@ def test_a_model_whose_output_comes_from_a_keras_operation_is_judged_and_trains(
     history = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", seed=0,
                       jit_compile=False).fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_base_put_back_to_its_start_under_a_new_head_is_a_fresh_start():
+    # Cross-validation putting a base back (base.set_weights(initial)) under a new head each fold:
+    # the earlier fold's model, alive (kept, or not yet collected), shares the base and its own
+    # head trained, so every fold from the second on was judged trained before.
+    from trainkit import trained_models
+
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")])
+    initial = base.get_weights()
+
+    def fold_model():
+        return keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
+
+    first = fold_model()
+    Trainer(first, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=1, verbose=0)
+    assert trained_models.trained_before(fold_model()) is True  # the base the first fold trained
+    base.set_weights(initial)
+    assert trained_models.trained_before(fold_model()) is False
+    assert trained_models.trained_before(first) is True  # its own head trained

@@ -18,11 +18,16 @@ import numpy as np
 _TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...] | None] = weakref.WeakKeyDictionary()
 
 
+def _fingerprinted(model: keras.Model) -> list[keras.Variable]:
+    """The trainable variables :func:`weights_fingerprint` sums: the first two and the last two."""
+    weights = list(model.trainable_weights)
+    return weights[:2] + weights[2:][-2:]
+
+
 def weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
     """Sums of the first two and last two trainable variables: equal again once the weights are put
     back where they started (``model.set_weights(initial)``), cheap for any model size."""
-    weights = list(model.trainable_weights)
-    return tuple(float(np.sum(np.asarray(v), dtype=np.float64)) for v in weights[:2] + weights[2:][-2:])
+    return tuple(float(np.sum(np.asarray(v), dtype=np.float64)) for v in _fingerprinted(model))
 
 
 def trained_before(model: keras.Model) -> bool:
@@ -44,8 +49,26 @@ def trained_before(model: keras.Model) -> bool:
     # each fingerprint copies 4 variables to the host, and 100 models of a notebook's sweep, kept
     # alive in its results, cost ~1 ms each at every fit's start (more for larger models).
     weights = {id(v) for v in model.trainable_weights}
-    return any(_trained_itself(trained) for trained in list(_TRAINED_MODELS)
+    return any(_shared_weights_trained(trained, weights) for trained in list(_TRAINED_MODELS)
                if trained is not model and any(id(v) in weights for v in trained.trainable_weights))
+
+
+def _shared_weights_trained(trained: keras.Model, weights: set[int]) -> bool:
+    """Whether the weights a new model shares with ``trained`` (ids in ``weights``) were trained.
+
+    Where some of the variables ``trained``'s fingerprint sums are shared, those alone tell: a
+    cross-validation loop putting a base back (``base.set_weights(initial)``) under a new head each
+    fold (``Sequential([base, head])``) shares the base with the earlier folds' models, whose own
+    heads trained, and each fold from the second on was judged trained before (its fresh-start
+    verdicts unsaid). Otherwise ``trained`` is judged whole, as before.
+    """
+    start = _TRAINED_MODELS.get(trained)
+    variables = _fingerprinted(trained)
+    shared = [i for i, v in enumerate(variables) if id(v) in weights]
+    if start is None or not shared or len(start) != len(variables):
+        return _trained_itself(trained)
+    now = weights_fingerprint(trained)
+    return any(now[i] != start[i] for i in shared)
 
 
 def _trained_itself(model: keras.Model) -> bool:
