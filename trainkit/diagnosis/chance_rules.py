@@ -10,11 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainkit.checks.row_checks import MIN_TRAIN_ROWS
-from trainkit.diagnosis.finding_groups import (
-    CANNOT_LEARN,
-    OVERSHOOTING,
-    found_codes,
-)
+from trainkit.diagnosis.finding_groups import CANNOT_LEARN, OVERSHOOTING, found_codes
 from trainkit.diagnosis.fit_rules import DROPOUT_STRONG, regularization_dominates, worse_than_linear
 from trainkit.diagnosis.loss_measures import (
     curves_ready,

@@ -8,10 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainkit.diagnosis.chance_rules import floor_cause
-from trainkit.diagnosis.finding_groups import (
-    init_blocked_found,
-    lr_lowering_found,
-)
+from trainkit.diagnosis.finding_groups import init_blocked_found, lr_lowering_found
 from trainkit.diagnosis.fit_rules import DROPOUT_STRONG
 from trainkit.diagnosis.loss_measures import (
     curves_ready,
@@ -39,10 +36,7 @@ from trainkit.diagnosis.task_context import (
     standardise_advice,
 )
 from trainkit.diagnosis.update_ratios import early_update_ratio
-from trainkit.stat_names import (
-    GLOBAL_GRAD_NORM,
-    LOSS,
-)
+from trainkit.stat_names import GLOBAL_GRAD_NORM, LOSS
 
 if TYPE_CHECKING:
     from trainkit.diagnosis.engine import Diagnoser

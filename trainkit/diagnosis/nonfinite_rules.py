@@ -6,19 +6,12 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from trainkit.diagnosis.loss_measures import (
-    first_losses,
-)
-from trainkit.diagnosis.lr_advice import (
-    clipping_text,
-    lowered_lr_text,
-)
+from trainkit.diagnosis.loss_measures import first_losses
+from trainkit.diagnosis.lr_advice import clipping_text, lowered_lr_text
 from trainkit.diagnosis.number_text import format_number, times_text
 from trainkit.diagnosis.rule_types import Issue
 from trainkit.diagnosis.stat_reads import epoch_of_step, layer_of
-from trainkit.diagnosis.task_context import (
-    standardise_advice,
-)
+from trainkit.diagnosis.task_context import standardise_advice
 from trainkit.stat_names import (
     GLOBAL_GRAD_NORM,
     GRAD_NONFINITE,
