@@ -3199,6 +3199,28 @@ def test_a_softmax_wider_than_the_labels_classes_is_named():
                                       task="multiclass") if f.code == "class-imbalance"]
 
 
+def test_class_ids_with_gaps_are_told_to_be_renumbered_not_weighted():
+    # Labels {0, 5, 9} under Dense(10), ~100 rows each, were told "the classes are imbalanced: the
+    # rarest have class 1: 0, class 2: 0, class 3: 0, against 104 for class 0" with weights
+    # n / (K * count) that divide by 0.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    net = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(10, activation="softmax", name="out")])
+    (finding,) = [f for f in check_data(x, rng.choice([0, 5, 9], len(x)), model=net, loss=get_loss("scce"), task="multiclass")
+                  if f.code == "class-imbalance"]
+    assert "hold 3 of the 10 class ids 0..9: ids 1, 2, 3, 4, 6, 7, ... (7 in all) have no training row" in finding.message
+    assert "np.unique(y, return_inverse=True)" in finding.advice and "Dense(3)" in finding.advice
+    assert "count_c" not in finding.advice and finding.evidence["absent"] == [1, 2, 3, 4, 6, 7, 8]
+    one_hot = np.eye(10, dtype="float32")[rng.choice([0, 5, 9], len(x))]
+    (finding,) = [f for f in check_data(x, one_hot, model=net, loss=get_loss("cce"), task="multiclass") if f.code == "class-imbalance"]
+    assert "y = y[:, classes]" in finding.advice
+    # Balanced ids 0..9 are not told, nor a real imbalance without a gap.
+    assert "class-imbalance" not in codes(check_data(x, rng.integers(0, 10, len(x)), model=net, loss=get_loss("scce"), task="multiclass"))
+    skewed = np.r_[np.zeros(250, int), np.arange(50) % 9 + 1]
+    (finding,) = [f for f in check_data(x, skewed, model=net, loss=get_loss("scce"), task="multiclass") if f.code == "class-imbalance"]
+    assert "the rarest have" in finding.message
+
+
 def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_label_is():
     # Token ids are not features: "does the sequence start with id 3" maps each id at position 0
     # to one class, which is the task itself; it was reported as label-leakage.

@@ -348,6 +348,8 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 {"counts": [int(c) for c in counts], "absent": absent}, t.output.layer if t.output else None)
         if _balanced_by_chance(counts):  # after the 1-based labels: one class missing is told, however few the rows
             continue
+        if np.any(counts[:int(ids.max()) + 1] == 0):
+            return _ids_with_gaps(ctx, t, counts)
         # The rare classes only: with 3 classes the three smallest counts included the largest
         # ("the rarest have class 1: 4, class 2: 4, class 0: 392, against 392 for class 0").
         rare = [int(c) for c in np.argsort(counts, kind="stable")[:3] if counts[c] < IMBALANCE_MULTICLASS_RATIO * counts.max()]
@@ -395,6 +397,40 @@ def _output_wider_than_labels(ctx: DataContext, t: Target, ids: np.ndarray) -> I
         f"If there are {top + 1} classes, give the output one unit per class (Dense({top + 1}){one_hot}); if classes "
         f"{top + 1}..{units - 1} exist, the training rows hold none of them: add rows of those classes.",
         {"max_label": top, "units": units, "empty_units": empty}, t.output.layer if t.output else None)
+
+
+def _ids_with_gaps(ctx: DataContext, t: Target, counts: np.ndarray) -> Issue:
+    """Class ids that skip ids no training row holds, more than balanced classes leave empty by chance.
+
+    Labels {0, 5, 9} under Dense(10) (100 rows each) were told "the classes are imbalanced: the
+    rarest have class 1: 0, class 2: 0, class 3: 0, against 104 for class 0" with weights
+    n / (K * count) that divide by 0: the classes are balanced, their ids are not numbered 0..K-1.
+    """
+    held = np.flatnonzero(counts)
+    top = int(held.max())
+    absent = [int(c) for c in np.flatnonzero(counts[:top + 1] == 0)]
+    val_ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
+    in_val = np.intersect1d(absent, val_ids) if val_ids is not None and val_ids.size else np.array([], int)
+    seen = f" ({in_val.size} of them only in the validation labels)" if in_val.size else ""
+    ids = _fmt_ids(absent)
+    if t.loss.kind == "sparse" or t.y is None or t.y.ndim < 2 or t.y.shape[-1] == 1:
+        renumber = ("classes, y = np.unique(y, return_inverse=True), and the same numbers for the validation labels: "
+                    "y_val = np.searchsorted(classes, y_val)")
+    else:  # one-hot rows: the columns of the classes held
+        renumber = "classes = np.flatnonzero(y.sum(0)); y = y[:, classes], y_val = y_val[:, classes]"
+    return Issue(
+        f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} hold {held.size} of the {len(counts)} class ids "
+        f"0..{len(counts) - 1}: ids {ids}{seen} have no training row, so their units are never the answer in training, and a fresh "
+        f"softmax spreads over them too. The {held.size} classes held count {int(counts[held].min())} to {int(counts[held].max())} rows.",
+        f"If there are {held.size} classes, number them 0..{held.size - 1} ({renumber}) and give the output one unit per class "
+        f"(Dense({held.size})); if classes {ids} exist, the training rows hold none of them: add rows of those classes.",
+        {"counts": [int(c) for c in counts], "absent": absent, "classes": held.size}, t.output.layer if t.output else None)
+
+
+def _fmt_ids(ids: Sequence[int], limit: int = 6) -> str:
+    """``1, 2, 3`` or ``1, 2, 3, 4, 6, 7, ... (12 in all)``."""
+    text = ", ".join(str(i) for i in ids[:limit])
+    return text + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")
 
 
 def _balanced_by_chance(counts: np.ndarray) -> bool:
