@@ -1724,6 +1724,21 @@ def test_class_imbalance_names_the_rare_label_columns_of_a_multilabel_task():
     assert "class-imbalance" not in codes(run("multilabel", X, balanced))
 
 
+def test_multilabel_label_columns_of_one_value_are_named():
+    # A label 0 (or 1) in every training row got no word: nothing to learn for it, and
+    # AUC(multi_label=True) scores it 0 (perfect predictions on 2 labels beside one read 0.667).
+    rng = np.random.default_rng(0)
+    y = (rng.random((len(X), 3)) < [0.4, 0.0, 1.0]).astype("float32")
+    (finding,) = [f for f in run("multilabel", X, y) if f.code == "class-imbalance"]
+    assert "2 of the 3 label columns of y hold one value in all the training rows (label 1: 0 in every row, label 2: 1 in every row)" in finding.message
+    assert finding.evidence["constant_labels"] == [1, 2] and "y = y[:, keep]" in finding.advice
+    # Beside a rare label, both are told.
+    y[:, 0] = rng.random(len(X)) < 0.03
+    (finding,) = [f for f in run("multilabel", X, y) if f.code == "class-imbalance"]
+    assert finding.evidence["rare_labels"] == [0] and finding.evidence["constant_labels"] == [1, 2]
+    assert "label 0:" in finding.message and "label 1: 0 in every row" in finding.message
+
+
 def test_multilabel_class_imbalance_advice_names_recipe_keys_and_skips_biases_already_at_log_odds():
     # The advice was Python alone (bias.assign, BinaryFocalCrossentropy(...)), which a recipe's
     # user cannot run, and told biases already at each label's log-odds to be set there.

@@ -614,10 +614,12 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         return None
     p = np.average(y, axis=0, weights=w)
     minority = np.minimum(p, 1.0 - p)
-    # A column of one value is nothing to weigh (single-class's case, not judged for multilabel).
+    # A column of one value is nothing to weigh, and nothing to learn: it is named apart (not for a
+    # dataset's first batches, which a rare label may miss).
     rare = [int(k) for k in np.argsort(minority, kind="stable") if 0.0 < minority[k] < IMBALANCE_BINARY_SHARE]
+    constant = [] if ctx.where else [int(k) for k in np.flatnonzero(minority == 0.0)]
     if not rare:
-        return None
+        return _constant_label_columns(t, y.shape[1], p, constant, units) if constant else None
     listing = ", ".join(f"label {k}: {100 * p[k]:.3g}% positive" for k in rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
     k = rare[0]
     # A mask's labels are its last axis: y_train.mean(0) there is a mean per pixel, no bias's shape.
@@ -644,12 +646,35 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         advice.append("to weigh the 1s up, use loss=BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.9) (alpha weighs the 1s: "
                       "its default 0.25 weighs them down; in a recipe, loss: {name: binary_focal_crossentropy, apply_class_balancing: true, "
                       "alpha: 0.9}) or a loss of your own (class_weight reads one class a row, which a multilabel row has not)")
-    return Issue(
+    issue = Issue(
         f"{len(rare)} of the {y.shape[1]} label columns of {t.name}{ctx.where} {'is' if len(rare) == 1 else 'are'} imbalanced, the rarer value under "
         f"{IMBALANCE_BINARY_SHARE:.0%} of the {units} ({listing}): always answering the common value already scores "
         f"{1 - minority[k]:.1%} binary accuracy on label {k}" + ("." if focal else f", and its rare {units} weigh little in the loss."),
         "; ".join(advice) + ".",
         {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
+    if constant:
+        also = _constant_label_columns(t, y.shape[1], p, constant, units)
+        issue = dataclasses.replace(issue, message=f"{issue.message} {also.message}", advice=f"{issue.advice} {also.advice}",
+                                    evidence={**issue.evidence, **also.evidence})
+    return issue
+
+
+def _constant_label_columns(t: Target, labels: int, p: np.ndarray, constant: list[int], units: str) -> Issue:
+    """Multilabel label columns of one value in every training row: nothing to learn for them.
+
+    A label 0 in every training row (or 1 in every one) got no word: the model has nothing to
+    learn for it, and ``AUC(multi_label=True)`` scores it 0 (no positives or no negatives), so
+    perfect predictions on 2 labels beside one constant read 0.667.
+    """
+    listing = ", ".join(f"label {k}: {'1' if p[k] > 0.5 else '0'} in every {units[:-1]}" for k in constant[:5]) + (
+        f" and {len(constant) - 5} more" if len(constant) > 5 else "")
+    return Issue(
+        f"{len(constant)} of the {labels} label columns of {t.name} {'holds' if len(constant) == 1 else 'hold'} one value in all the training {units} "
+        f"({listing}): the model has nothing to learn for {'it' if len(constant) == 1 else 'them'}, and AUC(multi_label=True) scores "
+        f"{'it' if len(constant) == 1 else 'each'} 0 in its mean over the labels (perfect predictions on 2 labels beside one such read 0.667).",
+        f"Check those label columns (a filter that kept one value, rows sorted by label before the split); if they are meant to be "
+        f"constant, drop them and their output units (keep = [k for k in range({labels}) if k not in {constant}]; y = y[:, keep]).",
+        {"constant_labels": constant}, t.output.layer if t.output else None)
 
 
 #: Label columns up to which ``class-imbalance`` writes a recipe's output biases value by value.
