@@ -1449,6 +1449,15 @@ def test_label_leakage_one_multilabel_label_column_copied_into_the_features():
     assert run("multilabel", X, y) == []
 
 
+def test_label_leakage_not_told_of_a_binary_autoencoder_whose_targets_are_its_inputs():
+    # fit(x, x) on 0/1 features under binary cross-entropy (task='multilabel'): every label
+    # column is its own input column by design, and was told "Feature 0 is identical to label
+    # column 0", as a regression autoencoder's is not.
+    x = (np.random.default_rng(4).random((len(X), 4)) < 0.4).astype("float32")
+    net = keras.Sequential([keras.Input((4,)), L.Dense(2, activation="relu"), L.Dense(4, activation="sigmoid")])
+    assert "label-leakage" not in codes(check_data(x, x.copy(), model=net, loss=get_loss("bce"), task="multilabel"))
+
+
 def test_label_leakage_regression_copy_of_target():
     x = X.copy()
     x[:, 1] = 3.0 * YR + 1.0

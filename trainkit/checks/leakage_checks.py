@@ -700,8 +700,13 @@ def _multilabel_leak(ctx: DataContext, sample: _LeakSample) -> Issue | None:
     A multilabel target has no one class id a row, so the rule read none of its columns: a label
     column copied into x (``data.leak_label`` on a multilabel recipe) trained without a word.
     """
-    _, y, t, _ = sample
+    xs, y, t, _ = sample
     if y.ndim != 2 or not np.isin(y, (0, 1)).all():  # soft or malformed labels: label-format's
+        return None
+    if y.shape[1] > 1 and y.shape[1] == xs.shape[1]:
+        # As many label columns as features: a binary autoencoder's reconstruction (fit(x, x) on
+        # 0/1 pixels, task='multilabel'), its targets its inputs, as _regression_leak skips them:
+        # 16 binary features were told "Feature 0 is identical to label column 0".
         return None
     for k in range(y.shape[1]):
         ids = y[:, k].astype(np.int64)
