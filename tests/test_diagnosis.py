@@ -281,6 +281,25 @@ def test_an_autoencoder_is_not_compared_with_the_identity():
     assert "worse-than-linear" not in {f.code for f in trainer.findings}
 
 
+def test_a_denoising_autoencoder_with_a_bottleneck_is_not_compared_with_the_linear_fit():
+    # fit(x_noisy, x) on 16 independent features: the linear fit (a full-rank shrinkage of the
+    # noisy rows, 0.082 on the validation rows) is out of a 4-unit code's reach (~12/16 of the
+    # variance is the best it gets): at 0.753 it read "worse-than-linear, 9.1x the fit".
+    from trainkit.diagnosis.baseline import linear_fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    noisy = (x + 0.3 * rng.normal(size=x.shape)).astype(np.float32)
+    assert linear_fit(noisy, x, narrowest=4) is None
+    assert linear_fit(noisy, x, narrowest=16) is not None and linear_fit(noisy, x) is not None  # no bottleneck: still fitted
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(4),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(16)])
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.Adam(1e-2), task="regression", seed=0, jit_compile=False)
+    trainer.fit(noisy[:320], x[:320], epochs=8, batch_size=32, verbose=0, validation_data=(noisy[320:], x[320:]))
+    assert "worse-than-linear" not in {f.code for f in trainer.findings}
+
+
 def linear_stream(val_end: float, *, linear: float = 0.1, validation: bool = True, **context: object) -> Stream:
     """A regression stream whose losses settle at ``val_end`` (training a little below), beside a
     linear fit of the inputs at ``linear`` on both row sets (chance 1.0)."""

@@ -442,6 +442,23 @@ def _layers_in_order(layer: Any) -> Iterator[Any]:
         yield from _layers_in_order(inner)
 
 
+def narrowest_width(model: Any) -> int | None:
+    """The fewest values a row any layer of ``model`` outputs (a Dense bottleneck's units), read
+    from the shapes of its built layers' outputs; ``None`` where no layer's output shape is known
+    (a subclassed model's layers)."""
+    widths = []
+    for layer in _layers_in_order(model):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        try:
+            shape = tuple(layer.output.shape)
+        except (AttributeError, ValueError, RuntimeError):
+            continue
+        if len(shape) >= 2 and all(isinstance(d, int) for d in shape[1:]):
+            widths.append(math.prod(shape[1:]))
+    return min(widths) if widths else None
+
+
 def initializer_text(initializer: Any) -> str:
     """An initializer as a recipe writes it: ``he_normal``, ``zeros``, ``constant(-10)``,
     ``random_normal(stddev=0.05)`` (the settings that differ from the class's defaults)."""

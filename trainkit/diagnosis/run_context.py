@@ -42,6 +42,7 @@ from trainkit.diagnosis.model_facts import (
     layer_names,
     layer_regularizers,
     layers_with,
+    narrowest_width,
     opaque_layers,
     output_layer_names,
     real_number,
@@ -574,7 +575,7 @@ def build_context(
     if baseline is not None and inputs is not None and _one_task(trainer) == "regression" and len(getattr(trainer, "heads", ())) <= 1:
         # One fit, on a few thousand of the rows, before the first step: the first steps' level
         # and the end's comparison both read it.
-        fit = linear_fit(inputs, _one_output_targets(trainer, targets), sample_weight)
+        fit = linear_fit(inputs, _one_output_targets(trainer, targets), sample_weight, narrowest=narrowest_width(trainer.model))
         level = fit.first_steps_level(trainer.loss, batch_size or batch_rows) if fit is not None else None
         if level is not None:
             baseline = dataclasses.replace(baseline, first_steps=min(level, math.inf if baseline.first_steps is None else baseline.first_steps))
