@@ -3245,6 +3245,18 @@ def test_class_ids_with_gaps_are_told_to_be_renumbered_not_weighted():
     assert "the rarest have" in finding.message
 
 
+def test_imbalanced_classes_with_an_id_missing_are_told_imbalanced_not_to_renumber():
+    # Class 0 at 500 rows, 1..9 at 20 each but 4 at none, was told "hold 9 of the 10 class ids:
+    # ids 4 have no training row ... number them 0..8", its imbalance (20 against 500) unsaid.
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(500, int), np.repeat([1, 2, 3, 5, 6, 7, 8, 9], 20)]
+    x = rng.normal(size=(len(y), 4)).astype("float32")
+    net = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(10, activation="softmax")])
+    (finding,) = [f for f in check_data(x, y, model=net, loss=get_loss("scce"), task="multiclass") if f.code == "class-imbalance"]
+    assert "are imbalanced" in finding.message and "class 4: 0, class 1: 20" in finding.message
+    assert "np.unique" not in finding.advice
+
+
 def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_label_is():
     # Token ids are not features: "does the sequence start with id 3" maps each id at position 0
     # to one class, which is the task itself; it was reported as label-leakage.

@@ -348,8 +348,9 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 {"counts": [int(c) for c in counts], "absent": absent}, t.output.layer if t.output else None)
         if _balanced_by_chance(counts):  # after the 1-based labels: one class missing is told, however few the rows
             continue
-        if np.any(counts[:int(ids.max()) + 1] == 0):
-            return _ids_with_gaps(ctx, t, counts)
+        gaps = _ids_with_gaps(ctx, t, counts) if np.any(counts[:int(ids.max()) + 1] == 0) else None
+        if gaps is not None:
+            return gaps
         # The rare classes only: with 3 classes the three smallest counts included the largest
         # ("the rarest have class 1: 4, class 2: 4, class 0: 392, against 392 for class 0").
         rare = [int(c) for c in np.argsort(counts, kind="stable")[:3] if counts[c] < IMBALANCE_MULTICLASS_RATIO * counts.max()]
@@ -399,14 +400,18 @@ def _output_wider_than_labels(ctx: DataContext, t: Target, ids: np.ndarray) -> I
         {"max_label": top, "units": units, "empty_units": empty}, t.output.layer if t.output else None)
 
 
-def _ids_with_gaps(ctx: DataContext, t: Target, counts: np.ndarray) -> Issue:
-    """Class ids that skip ids no training row holds, more than balanced classes leave empty by chance.
+def _ids_with_gaps(ctx: DataContext, t: Target, counts: np.ndarray) -> Issue | None:
+    """Class ids that skip ids no training row holds, more than balanced classes leave empty by chance;
+    ``None`` where the classes held are imbalanced themselves (a rare class missing is imbalance's case).
 
     Labels {0, 5, 9} under Dense(10) (100 rows each) were told "the classes are imbalanced: the
     rarest have class 1: 0, class 2: 0, class 3: 0, against 104 for class 0" with weights
     n / (K * count) that divide by 0: the classes are balanced, their ids are not numbered 0..K-1.
+    Classes held at 20 to 500 rows with id 4 missing were told to renumber alone, their imbalance unsaid.
     """
     held = np.flatnonzero(counts)
+    if counts[held].min() < IMBALANCE_MULTICLASS_RATIO * counts[held].max() and not _balanced_by_chance(counts[held]):
+        return None
     top = int(held.max())
     absent = [int(c) for c in np.flatnonzero(counts[:top + 1] == 0)]
     val_ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
