@@ -3257,6 +3257,28 @@ def test_imbalanced_classes_with_an_id_missing_are_told_imbalanced_not_to_renumb
     assert "np.unique" not in finding.advice
 
 
+def test_class_ids_missing_from_training_but_in_the_validation_labels_are_not_told_to_be_renumbered():
+    # Training ids {0, 1, 2, 4, 5}, validation ids 0..5: id 3 exists. It was told "number them 0..4
+    # (np.unique(y, return_inverse=True) ... y_val = np.searchsorted(classes, y_val))", which maps
+    # the validation rows of class 3 to class 3, the training rows' class 4.
+    rng = np.random.default_rng(0)
+    y, y_val = rng.choice([0, 1, 2, 4, 5], 300), rng.choice(6, 60)
+    x, x_val = rng.normal(size=(300, 4)).astype("float32"), rng.normal(size=(60, 4)).astype("float32")
+    net = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(6, activation="softmax")])
+    found = check_data(x, y, model=net, loss=get_loss("scce"), task="multiclass", x_val=x_val, y_val=y_val)
+    assert "validation-class-mismatch" in codes(found)
+    (finding,) = [f for f in found if f.code == "class-imbalance"]
+    assert "np.unique" not in finding.advice and "searchsorted" not in finding.advice and "class 3: 0" in finding.message
+    # Beside ids no row holds anywhere, the validation's id is counted a class of its own.
+    oh = np.eye(10, dtype="float32")
+    net = keras.Sequential([keras.Input((4,)), L.Dense(8, activation="relu"), L.Dense(10, activation="softmax")])
+    found = check_data(x, oh[rng.choice([0, 5, 9], 300)], model=net, loss=get_loss("cce"), task="multiclass",
+                       x_val=x_val, y_val=oh[rng.choice([0, 3, 5, 9], 60)])
+    (finding,) = [f for f in found if f.code == "class-imbalance"]
+    assert "ids 1, 2, 4, 6, 7, 8 have no training row (ids 3 have none either, but the validation labels hold them" in finding.message
+    assert "Dense(4)" in finding.advice and "y.sum(0) + y_val.sum(0)" in finding.advice and finding.evidence["classes"] == 4
+
+
 def test_a_label_decided_by_the_token_at_one_position_is_no_leak_but_a_copied_label_is():
     # Token ids are not features: "does the sequence start with id 3" maps each id at position 0
     # to one class, which is the task itself; it was reported as label-leakage.

@@ -415,21 +415,28 @@ def _ids_with_gaps(ctx: DataContext, t: Target, counts: np.ndarray) -> Issue | N
     top = int(held.max())
     absent = [int(c) for c in np.flatnonzero(counts[:top + 1] == 0)]
     val_ids = class_ids(t, t.y_val) if t.y_val is not None and t.y_val.size else None
-    in_val = np.intersect1d(absent, val_ids) if val_ids is not None and val_ids.size else np.array([], int)
-    seen = f" ({in_val.size} of them only in the validation labels)" if in_val.size else ""
-    ids = _fmt_ids(absent)
+    # Ids the validation labels hold are classes that exist, a rare class the training rows miss:
+    # renumbered by np.unique(y) and np.searchsorted, validation's id 3 of {0, 1, 2, 4, 5} became class 4.
+    in_val = [c for c in absent if val_ids is not None and np.any(val_ids == c)]
+    gaps = [c for c in absent if c not in in_val]
+    if not gaps:
+        return None
+    classes = held.size + len(in_val)
+    ids = _fmt_ids(gaps)
+    seen = f" (ids {_fmt_ids(in_val)} have none either, but the validation labels hold them: classes the training rows miss)" if in_val else ""
     if t.loss.kind == "sparse" or t.y is None or t.y.ndim < 2 or t.y.shape[-1] == 1:
-        renumber = ("classes, y = np.unique(y, return_inverse=True), and the same numbers for the validation labels: "
+        renumber = ("classes = np.unique(np.concatenate([y, y_val])); y = np.searchsorted(classes, y), y_val = np.searchsorted(classes, y_val)"
+                    if in_val else "classes, y = np.unique(y, return_inverse=True), and the same numbers for the validation labels: "
                     "y_val = np.searchsorted(classes, y_val)")
     else:  # one-hot rows: the columns of the classes held
-        renumber = "classes = np.flatnonzero(y.sum(0)); y = y[:, classes], y_val = y_val[:, classes]"
+        renumber = f"classes = np.flatnonzero(y.sum(0){' + y_val.sum(0)' if in_val else ''}); y = y[:, classes], y_val = y_val[:, classes]"
     return Issue(
         f"The labels{' of ' + t.name if len(ctx.targets) > 1 else ''}{ctx.where} hold {held.size} of the {len(counts)} class ids "
-        f"0..{len(counts) - 1}: ids {ids}{seen} have no training row, so their units are never the answer in training, and a fresh "
+        f"0..{len(counts) - 1}: ids {ids} have no training row{seen}, so their units are never the answer in training, and a fresh "
         f"softmax spreads over them too. The {held.size} classes held count {int(counts[held].min())} to {int(counts[held].max())} rows.",
-        f"If there are {held.size} classes, number them 0..{held.size - 1} ({renumber}) and give the output one unit per class "
-        f"(Dense({held.size})); if classes {ids} exist, the training rows hold none of them: add rows of those classes.",
-        {"counts": [int(c) for c in counts], "absent": absent, "classes": held.size}, t.output.layer if t.output else None)
+        f"If there are {classes} classes, number them 0..{classes - 1} ({renumber}) and give the output one unit per class "
+        f"(Dense({classes})); if classes {ids} exist, the training rows hold none of them: add rows of those classes.",
+        {"counts": [int(c) for c in counts], "absent": absent, "classes": classes}, t.output.layer if t.output else None)
 
 
 def _fmt_ids(ids: Sequence[int], limit: int = 6) -> str:
