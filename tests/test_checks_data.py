@@ -3255,6 +3255,11 @@ def test_imbalanced_classes_with_an_id_missing_are_told_imbalanced_not_to_renumb
     (finding,) = [f for f in check_data(x, y, model=net, loss=get_loss("scce"), task="multiclass") if f.code == "class-imbalance"]
     assert "are imbalanced" in finding.message and "class 4: 0, class 1: 20" in finding.message
     assert "np.unique" not in finding.advice
+    # Row weights that even the classes held out leave the gap to tell (class_weight was advised to a run that passes it).
+    w = np.where(y == 0, 0.04, 1.0)
+    (finding,) = [f for f in check_data(x, y, model=net, loss=get_loss("scce"), task="multiclass", sample_weight=w)
+                  if f.code == "class-imbalance"]
+    assert "ids 4 have no training row" in finding.message and "class_weight" not in finding.advice
 
 
 def test_class_ids_missing_from_training_but_in_the_validation_labels_are_not_told_to_be_renumbered():

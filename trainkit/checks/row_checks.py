@@ -348,7 +348,7 @@ def class_imbalance(ctx: DataContext) -> Issue | None:
                 {"counts": [int(c) for c in counts], "absent": absent}, t.output.layer if t.output else None)
         if _balanced_by_chance(counts):  # after the 1-based labels: one class missing is told, however few the rows
             continue
-        gaps = _ids_with_gaps(ctx, t, counts) if np.any(counts[:int(ids.max()) + 1] == 0) else None
+        gaps = _ids_with_gaps(ctx, t, counts, ids, kept) if np.any(counts[:int(ids.max()) + 1] == 0) else None
         if gaps is not None:
             return gaps
         # The rare classes only: with 3 classes the three smallest counts included the largest
@@ -400,17 +400,20 @@ def _output_wider_than_labels(ctx: DataContext, t: Target, ids: np.ndarray) -> I
         {"max_label": top, "units": units, "empty_units": empty}, t.output.layer if t.output else None)
 
 
-def _ids_with_gaps(ctx: DataContext, t: Target, counts: np.ndarray) -> Issue | None:
+def _ids_with_gaps(ctx: DataContext, t: Target, counts: np.ndarray, ids: np.ndarray, kept: np.ndarray | None) -> Issue | None:
     """Class ids that skip ids no training row holds, more than balanced classes leave empty by chance;
     ``None`` where the classes held are imbalanced themselves (a rare class missing is imbalance's case).
 
     Labels {0, 5, 9} under Dense(10) (100 rows each) were told "the classes are imbalanced: the
     rarest have class 1: 0, class 2: 0, class 3: 0, against 104 for class 0" with weights
     n / (K * count) that divide by 0: the classes are balanced, their ids are not numbered 0..K-1.
-    Classes held at 20 to 500 rows with id 4 missing were told to renumber alone, their imbalance unsaid.
+    Classes held at 20 to 500 rows with id 4 missing were told to renumber alone, their imbalance unsaid
+    (where row weights do not even them out already).
     """
     held = np.flatnonzero(counts)
-    if counts[held].min() < IMBALANCE_MULTICLASS_RATIO * counts[held].max() and not _balanced_by_chance(counts[held]):
+    # Their row weights count too: class_weight (or sample_weight) that evens them out leaves the gap alone.
+    if (counts[held].min() < IMBALANCE_MULTICLASS_RATIO * counts[held].max() and not _balanced_by_chance(counts[held])
+            and not _weights_balance(ctx, np.searchsorted(held, ids), held.size, binary=False, kept=kept)):
         return None
     top = int(held.max())
     absent = [int(c) for c in np.flatnonzero(counts[:top + 1] == 0)]
