@@ -1746,6 +1746,12 @@ def test_multilabel_label_columns_of_one_value_are_named():
     (finding,) = [f for f in run("multilabel", X, y) if f.code == "class-imbalance"]
     assert finding.evidence["rare_labels"] == [0] and finding.evidence["constant_labels"] == [1, 2]
     assert "label 0:" in finding.message and "label 1: 0 in every row" in finding.message
+    # A column of one value under the row weights only: its rows of the other value weigh 0, and
+    # were said not to exist ("label 1: 0 in every row" of 5 rows of 1 weighing 0).
+    y[:5, 1], w = 1, np.r_[np.zeros(5), np.ones(len(X) - 5)]
+    (finding,) = [f for f in run("multilabel", X, y, sample_weight=w) if f.code == "class-imbalance"]
+    assert "label 1: 0 in every row of nonzero weight, its 5 of 1 weighing 0" in finding.message
+    assert "label 2: 1 in every row," in finding.message or "label 2: 1 in every row)" in finding.message
 
 
 def test_multilabel_class_imbalance_advice_names_recipe_keys_and_skips_biases_already_at_log_odds():

@@ -633,8 +633,11 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     # dataset's first batches, which a rare label may miss).
     rare = [int(k) for k in np.argsort(minority, kind="stable") if 0.0 < minority[k] < IMBALANCE_BINARY_SHARE]
     constant = [] if ctx.where else [int(k) for k in np.flatnonzero(minority == 0.0)]
+    # Under sample_weight, a column's other value may lie in rows that weigh 0: "0 in every row" was
+    # said of a label whose 5 rows of 1 weighed 0. Those rows are counted in the message.
+    unweighted = {k: int(np.count_nonzero(y[:, k] != (p[k] > 0.5))) for k in constant}
     if not rare:
-        return _constant_label_columns(t, y.shape[1], p, constant, units) if constant else None
+        return _constant_label_columns(t, y.shape[1], p, constant, units, unweighted) if constant else None
     listing = ", ".join(f"label {k}: {100 * p[k]:.3g}% positive" for k in rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
     k = rare[0]
     # A mask's labels are its last axis: y_train.mean(0) there is a mean per pixel, no bias's shape.
@@ -668,20 +671,24 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         "; ".join(advice) + ".",
         {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
     if constant:
-        also = _constant_label_columns(t, y.shape[1], p, constant, units)
+        also = _constant_label_columns(t, y.shape[1], p, constant, units, unweighted)
         issue = dataclasses.replace(issue, message=f"{issue.message} {also.message}", advice=f"{issue.advice} {also.advice}",
                                     evidence={**issue.evidence, **also.evidence})
     return issue
 
 
-def _constant_label_columns(t: Target, labels: int, p: np.ndarray, constant: list[int], units: str) -> Issue:
+def _constant_label_columns(t: Target, labels: int, p: np.ndarray, constant: list[int], units: str,
+                            others: dict[int, int]) -> Issue:
     """Multilabel label columns of one value in every training row: nothing to learn for them.
 
     A label 0 in every training row (or 1 in every one) got no word: the model has nothing to
     learn for it, and ``AUC(multi_label=True)`` scores it 0 (no positives or no negatives), so
-    perfect predictions on 2 labels beside one constant read 0.667.
+    perfect predictions on 2 labels beside one constant read 0.667. ``others``: a column's rows of
+    the other value, which weigh 0 where it is one value under the row weights only.
     """
-    listing = ", ".join(f"label {k}: {'1' if p[k] > 0.5 else '0'} in every {units[:-1]}" for k in constant[:5]) + (
+    listing = ", ".join(f"label {k}: {'1' if p[k] > 0.5 else '0'} in every {units[:-1]}" + (
+        f" of nonzero weight, its {others[k]} of {'0' if p[k] > 0.5 else '1'} weighing 0" if others.get(k) else "")
+        for k in constant[:5]) + (
         f" and {len(constant) - 5} more" if len(constant) > 5 else "")
     return Issue(
         f"{len(constant)} of the {labels} label columns of {t.name} {'holds' if len(constant) == 1 else 'hold'} one value in all the training {units} "
