@@ -560,6 +560,30 @@ def test_unscaled_inputs_fires_on_scales_spanning_orders_of_magnitude():
     assert "unscaled-inputs" in codes(run("binary", x, YB))
 
 
+def test_unscaled_inputs_reads_a_channels_first_models_channels_on_axis_1():
+    # A channels_first Conv2D's channels were read on the last axis, an image's columns: 0..255
+    # channels 0 and 1 beside a 0..1 channel 2 read "channel 8: mean 86.2" (each column mixes
+    # them), and a near-empty channel 2 (x 1e-4) beside 0..1 ones was not told at all.
+    rng = np.random.default_rng(0)
+    net = keras.Sequential([keras.Input((3, 16, 16)), L.Conv2D(4, 3, activation="relu", data_format="channels_first"),
+                            L.GlobalAveragePooling2D(data_format="channels_first"), L.Dense(1, activation="sigmoid")])
+    y = rng.integers(0, 2, 128)
+
+    def finding(x: np.ndarray) -> list:
+        return [f for f in check_data(x, y, model=net, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+
+    x = rng.random((128, 3, 16, 16)).astype("float32")
+    x[:, :2] *= 255
+    (told,) = finding(x)
+    assert sorted(told.evidence["features"]) == [0, 1, 2] and told.evidence["scale_ratio"] > 100
+    assert 120 < told.evidence["mean"][0] < 135 and "channel 2: mean 0.5" in told.message
+    x = rng.random((128, 3, 16, 16)).astype("float32")
+    x[:, 2] *= 1e-4
+    (told,) = finding(x)
+    assert told.evidence["features"][-1] == 2 and "orders of magnitude" in told.message
+    assert not finding(rng.random((128, 3, 16, 16)).astype("float32"))
+
+
 @pytest.mark.parametrize("features", ["standardised", "unit_interval", "one_hot_mix"])
 def test_unscaled_inputs_silent_on_scaled_data(features):
     rng = np.random.default_rng(1)
