@@ -3763,10 +3763,16 @@ def test_void_pixels_the_loss_ignores_are_no_class_ids_out_of_range(void):
     assert not [f for f in found if f.severity == "error"]
     # The void pixels are no class of the pixel shares either (255 made 256 classes).
     assert all("class 255" not in f.message and "class 3" not in f.message for f in found)
-    # Without ignore_class they are ids out of range, as before.
+    # Without ignore_class they are ids out of range, as before, told the loss's ignore_class: they
+    # were told "use Dense(256), or map the 4 distinct labels to 0..3", training void as a class.
     with pytest.raises(DataError) as info:
         check_data(x, y, model=_segmenter(3, "softmax"), loss=get_loss("scce"), task="multiclass")
-    assert info.value.code == "label-format"
+    assert info.value.code == "label-format" and f"ignore_class={void})" in info.value.message
+    assert "Dense(256)" not in info.value.message and "np.unique" not in info.value.message
+    # One id just past the units beside ids that fit is a class short of units, no void label.
+    with pytest.raises(DataError) as info:
+        check_data(x, np.where(y == void, 3, y), model=_segmenter(3, "softmax"), loss=get_loss("scce"), task="multiclass")
+    assert info.value.code == "label-format" and "ignore_class" not in info.value.message
     # A real id out of range beside the void ones is still refused.
     y[:, 1, 1] = 7
     with pytest.raises(DataError) as info:

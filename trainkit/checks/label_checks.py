@@ -225,7 +225,20 @@ def _label_issue(t: Target, y: np.ndarray, name: str, dataset: bool = False) -> 
         if lo < 0 or hi >= units:
             classes = len(_sample_values(y))
             remap = f"map the {classes} distinct labels to 0..{classes - 1}: classes, y = np.unique(y, return_inverse=True)"
-            if lo >= 1 and hi == units:
+            values = _sample_values(y)
+            outside = values[(values < 0) | (values >= units)]
+            void = float(outside[0]) if per_position and outside.size == 1 and (outside[0] < 0 or outside[0] == 255) else None
+            if void is not None:
+                # Masks whose pixels with no class hold a void label (VOC's 255, -1) beside ids that
+                # fit: 0..2 and 255 for 3 units were told "use Dense(256), or map the 4 distinct labels
+                # to 0..3", which trains the void pixels as a class. Keras' loss leaves them out itself.
+                share = float(np.mean(strided_rows(y.reshape(-1), 200_000) == void))
+                v = format_number(void)
+                fix = (f"Every id but {v} fits the {units} units: {v} looks like a void label ({share:.1%} of the positions), the "
+                       f"positions with no class, which the loss should leave out: loss=keras.losses.SparseCategoricalCrossentropy("
+                       f"from_logits={logits}, ignore_class={v}) (in a recipe, loss: {{name: sparse_categorical_crossentropy, "
+                       f"ignore_class: {v}}}). If {v} is a class of its own, give it an id, {units}, and use {units + 1} units.")
+            elif lo >= 1 and hi == units:
                 fix = "The labels look 1-based: use y - 1 (in a recipe, data: {target_offset: -1})."
             elif lo < 0 or hi + 1 > 100 * max(classes, units):
                 # Negative ids, or ids far larger than any class count: names, not ids.
