@@ -1080,6 +1080,26 @@ def test_loss_at_chance_of_the_validation_loss_alone_after_a_first_epoch_that_le
     assert "memorises" in finding(s.run(), "loss-at-chance").message
 
 
+def test_loss_at_chance_of_the_validation_loss_alone_names_lagging_batchnorm_averages_not_the_validation_rows():
+    # 6 Conv-BN-ReLU layers, 40 steps at momentum 0.99, validation_split=0.2: training loss 0.08,
+    # validation 1.09 against chance 1.10 (the validation rows in training mode: 0.10), told the
+    # validation rows "are likely prepared unlike the training rows" beside batchnorm-lag.
+    s = Stream()
+    s.context.one_pass_epochs = True
+    train = curve(0.5, 0.05, 20)
+    s.train_loss = lambda e, st: train[e]
+    s.val_loss = lambda e: LN2 + 0.02 * e
+    s.context.batch_norms = {"bn": 0.99}
+    d = s.run()
+    f = finding(d, "loss-at-chance")
+    assert "batchnorm-lag" in codes(d) and f.evidence["explained_by"] == ["batchnorm-lag"]
+    assert "prepared unlike the training rows" not in f.message and "moving averages" in f.message
+    # Averages that have followed the batches (momentum 0.9) explain nothing: the validation rows are blamed, as before.
+    s.context.batch_norms = {"bn": 0.9}
+    d = s.run()
+    assert "batchnorm-lag" not in codes(d) and "prepared unlike the training rows" in finding(d, "loss-at-chance").message
+
+
 def test_loss_at_chance_does_not_read_a_first_epoch_that_may_read_its_rows_several_times():
     # 128 rows of random labels in a .repeat()-ed dataset, 120 steps an epoch (30 passes): the first
     # epoch memorised them (17% of chance) and was told "the labels can be learned".
