@@ -1682,3 +1682,21 @@ def test_a_loss_reduction_of_none_is_a_user_error_before_training(runner, tiny_r
     assert not runs.exists() or not any(runs.iterdir())
     summed = runner.invoke(app, ["check", str(tiny_recipe), "--set", "loss={name: binary_crossentropy, reduction: sum}"])
     assert summed.exit_code == 0, summed.output
+
+
+def test_a_recipe_s_shuffled_rows_into_a_stateful_rnn_are_told(runner, tmp_path):
+    # A recipe run's data checks were not given training.shuffle: a builder's stateful LSTM under
+    # the default shuffle: true passed `trainkit check` as "ok", though the advice names that key.
+    (tmp_path / "stnets.py").write_text(
+        "import keras\n"
+        "def build(input_shape):\n"
+        "    return keras.Sequential([keras.Input(batch_shape=(8, *input_shape)), keras.layers.LSTM(4, stateful=True, name='carried'), keras.layers.Dense(1)])\n")
+    x = np.random.default_rng(0).normal(size=(40, 5, 3)).astype("float32")
+    np.savez(tmp_path / "seq.npz", x=x, y=x.sum(axis=(1, 2)) * np.float32(0.1))
+    recipe = tmp_path / "stateful.yaml"
+    recipe.write_text("name: stateful\ntask: regression\ndata: {source: npz, path: seq.npz}\nmodel: {builder: 'stnets:build'}\n"
+                      "loss: mse\noptimizer: sgd\ntraining: {epochs: 1, batch_size: 8, jit_compile: false}\n")
+    result = runner.invoke(app, ["check", str(recipe)])
+    assert result.exit_code == 0 and "[stateful-shuffled]: 'carried' is stateful" in result.output, result.output
+    result = runner.invoke(app, ["check", str(recipe), "--set", "training.shuffle=false"])
+    assert result.exit_code == 0 and "stateful-shuffled" not in result.output, result.output

@@ -178,7 +178,7 @@ def prepare_run(recipe: Recipe, *, data: DataSplits | None = None, hparams: Mapp
     weights = class_weights.row_weights(cw, splits.y_train, y_val=splits.y_val) if cw and not isinstance(splits.y_train, dict | list | tuple) else None
     trainer.findings.extend(splits.findings)  # what reading the data file noticed
     found = trainer.check_data(splits.x_train, splits.y_train, splits.x_val, splits.y_val, sample_weight=weights,
-                               batch_size=recipe.training.batch_size, feature_names=splits.feature_names)
+                               batch_size=recipe.training.batch_size, feature_names=splits.feature_names, shuffle=recipe.training.shuffle)
     trainer.findings.extend(_with_leak_label_fix(recipe, splits, found))
     _try_loss_arguments(recipe, splits, trainer)
     # Shown before the first epoch, as a Python fit's own checks are (the report repeats them).
