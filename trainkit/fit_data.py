@@ -34,6 +34,7 @@ from trainkit.findings import Finding
 from trainkit.inputs import accepted_input
 from trainkit.model_layers import layer_ids, refuse_changed_layers
 from trainkit.modelbuild import ensure_built
+from trainkit.seed_states import stateful_recurrent_layers
 from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
@@ -225,7 +226,7 @@ class FitData:
         self._unshown_checks = [*(f for f in self._unshown_checks if f.code not in _DATA_CHECK_CODES),
                                 *(f for f in found if f.severity != "info")]
 
-    def _ensure_built(self, train: Any, resume: bool = False) -> None:
+    def _ensure_built(self, train: Any, resume: bool = False, batch_size: int | None = None) -> None:
         """Builds the model and the optimizer's slots before anything is traced (on a resume, for
         the variables the checkpoint's optimizer holds: :meth:`_variables_to_optimize`).
 
@@ -233,7 +234,9 @@ class FitData:
         under tf.distribute (keras-team/keras#19246).
         """
         with distribute.scope(self.strategy):
-            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train))
+            # A stateful layer first built by this call takes its states' rows from it: the batch's.
+            rows = batch_size if batch_size and stateful_recurrent_layers(self.model) else 32
+            ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train, rows))
             self._count_outputs(lambda: first_inputs(train))
             if not self.optimizer.built:
                 self.optimizer.build(self._variables_to_optimize(resume))

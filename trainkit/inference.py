@@ -89,7 +89,7 @@ class Inference:
         if check_data:  # what fit checks of its data, where it holds for data to evaluate
             checked = source.numpy() if isinstance(source, ArraySource) else (source.sample_for_checks(SAMPLE_BATCHES), None)
             self.check_data(*checked[:2], sample_weight=checked[2] if len(checked) > 2 else None, evaluation=True)
-        self._ensure_built(source)
+        self._ensure_built(source, batch_size=batch_size)
         results = self._evaluate(source, batch_size)
         if return_dict:
             return results

@@ -38,7 +38,7 @@ from trainkit.recipe import (
     ModelSection,
     Recipe,
 )
-from trainkit.seed_states import seed_states_kept
+from trainkit.seed_states import seed_states_kept, stateful_recurrent_layers
 
 # The names Keras gives these layers by default: auto-naming per model with the same prefixes
 # ("dense", "dense_1", ...) keeps names identical between runs of one process, where Keras' own
@@ -107,7 +107,8 @@ def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[],
     if isinstance(input_spec, tuple) and all(isinstance(d, int | None) for d in input_spec):
         input_spec = tf.TensorSpec((None, *input_spec), tf.float32)
     try:
-        if isinstance(model, keras.Sequential) and isinstance(input_spec, tf.TensorSpec):
+        # Not with a stateful layer: its states need the batch's rows, which the spec leaves unknown.
+        if isinstance(model, keras.Sequential) and isinstance(input_spec, tf.TensorSpec) and not stateful_recurrent_layers(model):
             model.build(input_spec.shape)
             if model.variables:
                 return

@@ -31,22 +31,33 @@ def seed_states_kept(model: keras.Model) -> Iterator[None]:
 
     For calls made from Python outside any step only, eager or compiled (the states are read and
     assigned eagerly). A generator the call itself creates (a layer built by it) is left as the
-    call left it, as are the states a stateful layer's first call creates.
+    call left it; the states a stateful layer's first call creates start from zeros again, as
+    ``model.fit``'s first step finds them.
     """
     states = [v for v in model.non_trainable_variables if v.name == SEED_STATE_NAME] + _recurrent_states(model)
     saved = [v.numpy() for v in states]
+    unbuilt = [layer for layer in stateful_recurrent_layers(model) if layer.states is None]
     try:
         yield
     finally:
         for variable, value in zip(states, saved, strict=True):
             variable.assign(value)
+        # Built by this call (an unbuilt Sequential's or subclassed model's), then moved on by it:
+        # training started from the states the call left where model.fit's starts from zeros.
+        for layer in unbuilt:
+            layer.reset_state()
+
+
+def stateful_recurrent_layers(model: keras.Model) -> list[keras.layers.RNN]:
+    """The model's ``stateful=True`` recurrent layers, nested ones (a ``Bidirectional``'s halves) included."""
+    return [layer for layer in model._flatten_layers(include_self=False) if getattr(layer, "stateful", False) and isinstance(layer, keras.layers.RNN)]
 
 
 def _recurrent_states(model: keras.Model) -> list[keras.Variable]:
-    """The state variables of the model's ``stateful=True`` recurrent layers, nested ones (a
-    ``Bidirectional``'s halves) included; Keras keeps them out of ``non_trainable_variables``."""
+    """The state variables of the model's ``stateful=True`` recurrent layers (see
+    :func:`stateful_recurrent_layers`); Keras keeps them out of ``non_trainable_variables``."""
     states: list[keras.Variable] = []
-    for layer in model._flatten_layers(include_self=False):
-        if getattr(layer, "stateful", False) and isinstance(layer, keras.layers.RNN) and layer.states is not None:
+    for layer in stateful_recurrent_layers(model):
+        if layer.states is not None:
             states.extend(v for v in tree.flatten(layer.states) if isinstance(v, keras.Variable))
     return states

@@ -574,10 +574,11 @@ class DatasetSource:
         return self.dataset.element_spec
 
 
-def first_inputs(source: ArraySource | DatasetSource) -> Any:
-    """The inputs of a data source's first batch (the training data is not consumed)."""
+def first_inputs(source: ArraySource | DatasetSource, rows: int = 32) -> Any:
+    """The inputs of a data source's first batch (the training data is not consumed): numpy data's
+    first ``rows`` (the batch size where a ``stateful=True`` layer sets its states' rows by it)."""
     if isinstance(source, ArraySource):
-        return unpack_batch(source.head(32))[0]
+        return unpack_batch(source.head(rows))[0]
     return unpack_batch(source.first_batch())[0]
 
 

@@ -1003,7 +1003,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
                 self._check_sources(train, validation, batch_size, shuffle)
             self._refuse_placeholder_validation(train, validation)
-            self._ensure_built(train, resume)
+            self._ensure_built(train, resume, batch_size)
             if resume:  # before its checkpoint is read, which holds the variables of every metric
                 self._build_metrics(train.batch_spec())
             if validation is not None:  # its targets by name too: a misspelt key was dropped without a word
