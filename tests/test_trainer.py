@@ -3609,6 +3609,29 @@ def test_an_unbuilt_stateful_rnn_trains_as_model_fit_does(kind):
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+def test_a_stateful_masked_tagger_s_padded_targets_are_left_out_as_a_stateless_one_s():
+    # The loss positions were not read for a model with a stateful layer (a call would have moved
+    # its states, which seed_states_kept now puts back): standardised targets padded with -100 at
+    # the steps a Masking layer leaves out read "mean -95.44 and std 21.02", unscaled-targets.
+    rng = np.random.default_rng(0)
+    real = np.arange(10)[None] < rng.integers(3, 11, size=(32, 1))
+    x = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), 0.0).astype("float32")
+    y = np.where(real[..., None], np.cumsum(x, axis=1) / 3, -100.0).astype("float32")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input(batch_shape=(8, 10, 1)), keras.layers.Masking(),
+                                 keras.layers.LSTM(4, stateful=True, return_sequences=True), keras.layers.Dense(1)])
+
+    trainer = Trainer(build(), loss="mse", optimizer=keras.optimizers.SGD(0.05), task="regression", seed=0, checkpoint_every=0)
+    history = trainer.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    assert "unscaled-targets" not in [f.code for f in trainer.findings]
+    reference = build()
+    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
+    expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("shuffle", [True, "batch", False])
 def test_shuffled_rows_into_a_stateful_rnn_are_told(shuffle):
     # Each row's final state starts the row at its index in the next batch: shuffled rows (fit's

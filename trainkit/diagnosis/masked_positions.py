@@ -34,7 +34,8 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
 
     Returns:
         ``(known, positions)``: ``(True, None)`` when the output carries no mask (every position
-        counts; so too for a model of several inputs or stateful layers, which is not called),
+        counts; so too for a model of several inputs or stateful layers other than recurrent ones,
+        which is not called),
         ``(True, ids != 0)`` (``[rows, T]``) when it carries the mask of an
         ``Embedding(mask_zero=True)`` reading the one input (of a ``Masking`` layer reading it:
         ``(True, any(x != mask_value, axis=-1))``, see :func:`input_positions`), and ``(False, None)`` when it is
@@ -44,9 +45,10 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
     if not masks_inputs(model):
         return True, None
     shape = _input_shape(model)
-    if shape is None or any(getattr(layer, "stateful", False) for layer in iter_layers(model)):
+    if shape is None or any(getattr(layer, "stateful", False) and not isinstance(layer, keras.layers.RNN) for layer in iter_layers(model)):
         # Several inputs (no one batch to call it on), or a call that would move a stateful
-        # layer's carried state: every position counts, as it did before masks were read.
+        # layer's carried state (a recurrent layer's, seed_states_kept puts back): every position
+        # counts, as it did before masks were read.
         return True, None
     rows = _id_rows(inputs)
     mask = _output_mask(model, shape, rows)
@@ -91,10 +93,12 @@ def _output_mask(model: Any, shape: tuple[int | None, ...], rows: np.ndarray | N
     # On real rows where there are some, else on ids 1 (a row in every table): a pooled
     # classifier's mask does not reach the output, and its rows count whole whatever its inputs
     # (padded_batch's batches of several lengths, which do not join into one array).
-    sample = rows[:_SAMPLE_ROWS] if rows is not None else np.ones((2, *(3 if d is None else d for d in shape)), np.int32)
+    # As many rows as an input of a fixed batch size takes (a stateful layer's, whose states have its rows).
+    count = _fixed_rows(model)
+    sample = rows[:count or _SAMPLE_ROWS] if rows is not None else np.ones((count or 2, *(3 if d is None else d for d in shape)), np.int32)
     masks = _output_masks(model, sample)
     if masks is None and rows is not None:
-        masks = _output_masks(model, np.ones((2, *(3 if d is None else d for d in shape)), np.int32))
+        masks = _output_masks(model, np.ones((count or 2, *(3 if d is None else d for d in shape)), np.int32))
         sample = None  # the real rows could not be read: whether their mask is ids != 0 is unknown
     if masks is None or all(m is None for m in masks):
         mask = "none"
@@ -129,6 +133,12 @@ def _input_shape(model: Any) -> tuple[int | None, ...] | None:
     if not inputs or len(inputs) != 1 or inputs[0].shape is None:
         return None
     return tuple(inputs[0].shape[1:])
+
+
+def _fixed_rows(model: Any) -> int | None:
+    """The one input's fixed batch size (``keras.Input(batch_shape=(8, ...))``), else ``None``."""
+    inputs = getattr(model, "inputs", None)
+    return inputs[0].shape[0] if inputs and len(inputs) == 1 and inputs[0].shape is not None and inputs[0].shape else None
 
 
 def _output_masks(model: Any, rows: np.ndarray) -> list[Any] | None:
