@@ -1482,6 +1482,18 @@ def test_label_leakage_not_told_of_a_binary_autoencoder_whose_targets_are_its_in
     assert "label-leakage" not in codes(check_data(x, x.copy(), model=net, loss=get_loss("bce"), task="multilabel"))
 
 
+def test_label_leakage_told_of_a_label_copied_among_as_many_features_as_labels():
+    # 10 labels beside 10 features is no autoencoder: feature 3, a copy of label column 7, went
+    # unsaid once the label columns were as many as the features.
+    rng = np.random.default_rng(0)
+    y = (rng.random((256, 10)) < 0.4).astype("float32")
+    x = rng.normal(size=(256, 10)).astype("float32")
+    x[:, 3] = y[:, 7]
+    net = keras.Sequential([keras.Input((10,)), L.Dense(8, activation="relu"), L.Dense(10, activation="sigmoid")])
+    (told,) = [f for f in check_data(x, y, model=net, loss=get_loss("bce"), task="multilabel") if f.code == "label-leakage"]
+    assert told.evidence["feature"] == 3 and told.evidence["label_column"] == 7
+
+
 def test_label_leakage_regression_copy_of_target():
     x = X.copy()
     x[:, 1] = 3.0 * YR + 1.0
