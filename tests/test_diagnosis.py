@@ -300,6 +300,27 @@ def test_a_denoising_autoencoder_with_a_bottleneck_is_not_compared_with_the_line
     assert "worse-than-linear" not in {f.code for f in trainer.findings}
 
 
+def test_a_side_branch_of_one_unit_is_no_bottleneck_for_the_linear_fit():
+    # A Dense(1) gate beside a 32-unit path (Multiply) took narrowest_width to 1: a denoising
+    # model under SGD 1e-3, 12.5x the linear fit at 1.029, got no worse-than-linear.
+    from trainkit.diagnosis.model_facts import narrowest_width
+
+    L = keras.layers
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    noisy = (x + 0.3 * rng.normal(size=x.shape)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,))
+    h = L.Dense(32, activation="relu")(inp)
+    model = keras.Model(inp, L.Dense(16)(L.Multiply()([h, L.Dense(1, activation="sigmoid")(h)])))
+    assert narrowest_width(model) == 16
+    inner = keras.Sequential([keras.Input((16,)), L.Dense(4), L.Dense(16)])  # a bottleneck every path runs through still counts
+    assert narrowest_width(keras.Model(inp, inner(L.Concatenate()([inp, L.Dense(1)(inp)])[:, :16]))) == 4
+    trainer = Trainer(model, loss="mse", optimizer=keras.optimizers.SGD(1e-3), task="regression", seed=0, jit_compile=False)
+    trainer.fit(noisy[:320], x[:320], epochs=5, batch_size=32, verbose=0, validation_data=(noisy[320:], x[320:]))
+    assert "worse-than-linear" in {f.code for f in trainer.findings}
+
+
 def linear_stream(val_end: float, *, linear: float = 0.1, validation: bool = True, **context: object) -> Stream:
     """A regression stream whose losses settle at ``val_end`` (training a little below), beside a
     linear fit of the inputs at ``linear`` on both row sets (chance 1.0)."""

@@ -445,9 +445,11 @@ def _layers_in_order(layer: Any) -> Iterator[Any]:
 def narrowest_width(model: Any) -> int | None:
     """The fewest values a row any layer of ``model`` outputs (a Dense bottleneck's units), read
     from the shapes of its built layers' outputs; ``None`` where no layer's output shape is known
-    (a subclassed model's layers)."""
+    (a subclassed model's layers). In a functional model only the layers every path from its inputs
+    to its outputs runs through count: a side branch's ``Dense(1)`` gate, or a row's mean
+    concatenated to its features, is no bottleneck (they read 1 and took a denoising model's linear fit away)."""
     widths = []
-    for layer in _layers_in_order(model):
+    for layer in _path_layers(model):
         if type(layer).__name__ == "InputLayer":
             continue
         try:
@@ -457,6 +459,54 @@ def narrowest_width(model: Any) -> int | None:
         if len(shape) >= 2 and all(isinstance(d, int) for d in shape[1:]):
             widths.append(math.prod(shape[1:]))
     return min(widths) if widths else None
+
+
+def _path_layers(model: Any) -> Iterator[Any]:
+    """:func:`_layers_in_order`, less the layers of a functional graph (a nested one too) that some
+    path from its inputs to its outputs goes around."""
+    outputs = getattr(model, "outputs", None) if type(model).__name__ != "Sequential" else None
+    try:
+        cuts = _cut_layers(model, outputs) if outputs else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        cuts = None
+    for inner in getattr(model, "_layers", None) or getattr(model, "layers", None) or []:
+        if cuts is not None and id(inner) not in cuts:
+            continue
+        yield inner
+        yield from _path_layers(inner)
+
+
+def _cut_layers(model: Any, outputs: Any) -> set[int]:
+    """The ids of the operations of ``model``'s graph on every path from its inputs to ``outputs``."""
+    def walk(skip: Any) -> tuple[bool, set[int]]:
+        # Back from the outputs, not through ``skip``: whether an input is reached, and the operations met.
+        stack, seen, met, reached = list(_flat(outputs)), set(), set(), False
+        while stack:
+            history = getattr(stack.pop(), "_keras_history", None)
+            if history is None:
+                continue
+            op = history.operation
+            if op is skip or (id(op), history.node_index) in seen:
+                continue
+            seen.add((id(op), history.node_index))
+            met.add(id(op))
+            if type(op).__name__ == "InputLayer":
+                reached = True
+                continue
+            stack.extend(_flat(op._inbound_nodes[history.node_index].input_tensors))
+        return reached, met
+
+    _, on_paths = walk(None)
+    layers = getattr(model, "_layers", None) or getattr(model, "layers", None) or []
+    return {id(layer) for layer in layers if id(layer) in on_paths and not walk(layer)[0]}
+
+
+def _flat(tensors: Any) -> list[Any]:
+    if isinstance(tensors, Mapping):
+        tensors = list(tensors.values())
+    if isinstance(tensors, list | tuple):
+        return [t for item in tensors for t in _flat(item)]
+    return [tensors]
 
 
 def initializer_text(initializer: Any) -> str:
