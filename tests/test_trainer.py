@@ -3609,6 +3609,39 @@ def test_an_unbuilt_stateful_rnn_trains_as_model_fit_does(kind):
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+class StatefulTwoHeads(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.carried = keras.layers.LSTM(4, stateful=True)
+        self.a = keras.layers.Dense(1)
+        self.b = keras.layers.Dense(1)
+
+    def call(self, x):
+        h = self.carried(x)
+        return self.a(h), self.b(h)
+
+
+def test_an_unbuilt_stateful_rnn_of_two_outputs_trains_as_model_fit_does():
+    # Its outputs were counted (y a tuple of two) by a call on one row, which built the LSTM's
+    # states for 1 row: its first batch of 8 failed ("Expected batch size: 1"), where model.fit
+    # trains it (losses 0.66519, 0.64101).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 5, 3)).astype("float32")
+    y = x.sum(axis=(1, 2))[:, None] * np.float32(0.1)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return StatefulTwoHeads()
+
+    trainer = Trainer(build(), loss="mse", optimizer=keras.optimizers.SGD(0.05), task="regression", seed=0, diagnose=False, checkpoint_every=0)
+    history = trainer.fit(x, (y, 2 * y), epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    reference = build()
+    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
+    expected = reference.fit(x, (y, 2 * y), epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    assert trainer.evaluate(x, (y, 2 * y), batch_size=8, verbose=0) is not None
+
+
 def test_a_stateful_masked_tagger_s_padded_targets_are_left_out_as_a_stateless_one_s():
     # The loss positions were not read for a model with a stateful layer (a call would have moved
     # its states, which seed_states_kept now puts back): standardised targets padded with -100 at

@@ -85,7 +85,7 @@ class FitData:
 
     def _sources(self, x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
                  steps_per_epoch: int | None = None, validation_steps: int | None = None, class_weight: Any = None,
-                 shuffle: Shuffle = False) -> tuple[Any, Any]:
+                 shuffle: Shuffle = False, batch_size: int | None = None) -> tuple[Any, Any]:
         pydataset = type(x).__name__ if isinstance(x, keras.utils.PyDataset) else None
         x = accepted_input(x, shuffle_seed=self.seed if shuffle else None)
         validation_data = accepted_input(validation_data, "validation_data")
@@ -117,7 +117,7 @@ class FitData:
                 raise DataError("missing-targets", f"fit(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y). {self._targets_hint()}".rstrip())
             if not 0.0 <= validation_split < 1.0:
                 raise ArgumentError("bad-argument", f"validation_split must be in [0, 1), got {validation_split}.")
-            parts = self._in_memory_parts(x, y, sample_weight)
+            parts = self._in_memory_parts(x, y, sample_weight, call_rows=self._call_rows(batch_size))
             if validation_split and validation_data is None:
                 # Like Keras: the last rows, taken before any shuffling (numpy views: no copy).
                 cut = self._split_at = int(len(tf.nest.flatten(parts)[0]) * (1.0 - validation_split))
@@ -141,7 +141,7 @@ class FitData:
                     raise ArgumentError("bad-argument", f"validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a batched tf.data.Dataset; got {got}.")
                 if validation_data[1] is None:
                     raise DataError("missing-targets", "validation_data needs its targets: pass (x_val, y_val), not (x_val, None).")
-                validation = ArraySource(self._in_memory_parts(*validation_data, names=VALIDATION_NAMES), "validation_data")
+                validation = ArraySource(self._in_memory_parts(*validation_data, names=VALIDATION_NAMES, call_rows=self._call_rows(batch_size)), "validation_data")
         return train, validation
 
     def _targets_hint(self, dataset: bool = False) -> str:
@@ -175,8 +175,13 @@ class FitData:
             f"and the diagnosis would go by). Override test_step to compute the loss train_step computes (returning {{'loss': ...}}), "
             f"or pass no validation data.")
 
+    def _call_rows(self, batch_size: int | None) -> int:
+        """The rows a call that counts a subclassed model's outputs reads: one, but a batch of fit's
+        ``batch_size`` where a ``stateful=True`` layer that call builds takes its states' rows from it."""
+        return batch_size if batch_size and stateful_recurrent_layers(self.model) else 1
+
     def _in_memory_parts(self, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool | None = None,
-                         names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> list[Any]:
+                         names: tuple[str, str, str] = ("x", "y", "sample_weight"), call_rows: int = 1) -> list[Any]:
         # In the strategy's scope: counting a subclassed model's outputs calls (and so builds) it,
         # and its variables must be mirrored. ``only_read``: leave out the dict entries the model
         # does not read; by default unless a step of its own may read them. ``names``: what errors
@@ -188,8 +193,8 @@ class FitData:
                 # A subclassed model's outputs are known only from a call: counted first, so that
                 # fit(x, [y_a, None]) is read by them as a Functional model's is.
                 inputs = in_memory_parts(self.model, x, only_read=only_read, names=names)[0]
-                self._count_outputs(lambda: inputs)
-            return in_memory_parts(self.model, x, self._named_targets(y), sample_weight, only_read=only_read, names=names)
+                self._count_outputs(lambda: inputs, call_rows)
+            return in_memory_parts(self.model, x, self._named_targets(y), sample_weight, only_read=only_read, names=names, call_rows=call_rows)
 
     def _named_targets(self, y: Any) -> Any:
         """``y`` as a dict by output name when it is a list with ``None`` for outputs trained
@@ -237,7 +242,7 @@ class FitData:
             # A stateful layer first built by this call takes its states' rows from it: the batch's.
             rows = batch_size if batch_size and stateful_recurrent_layers(self.model) else 32
             ensure_built(self.model, unpack_batch(train.batch_spec())[0], lambda: first_inputs(train, rows))
-            self._count_outputs(lambda: first_inputs(train))
+            self._count_outputs(lambda: first_inputs(train, rows), self._call_rows(batch_size))
             if not self.optimizer.built:
                 self.optimizer.build(self._variables_to_optimize(resume))
         if self._layer_ids is None:  # a model first built now: its layers are those from here on

@@ -83,7 +83,7 @@ class Inference:
         else:
             if y is None:
                 raise DataError("missing-targets", "evaluate(x, y) needs targets y when x is a numpy array. Pass y, or a tf.data.Dataset yielding (x, y).")
-            parts = self._in_memory_parts(x, y, sample_weight)
+            parts = self._in_memory_parts(x, y, sample_weight, call_rows=self._call_rows(batch_size))
             check_input_shapes(parts[0], self.model)
             source = ArraySource(parts, "x")
         if check_data:  # what fit checks of its data, where it holds for data to evaluate

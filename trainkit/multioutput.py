@@ -113,14 +113,15 @@ def output_names(model: keras.Model, count: int, by_name: Any = None) -> tuple[s
     return tuple(f"output_{i}" for i in range(count))
 
 
-def called_output_names(model: keras.Model, inputs: Any) -> tuple[str, ...] | None:
+def called_output_names(model: keras.Model, inputs: Any, rows: int = 1) -> tuple[str, ...] | None:
     """A subclassed model's output names, read from a call on the first row of ``inputs``: the
-    sorted keys when it returns a dict, else ``None`` (a Functional model's are known already)."""
+    sorted keys when it returns a dict, else ``None`` (a Functional model's are known already);
+    on its first ``rows`` where a ``stateful=True`` layer's states hold as many."""
     if getattr(model, "_outputs_struct", None) is not None or inputs is None:
         return None
     try:
         with seed_states_kept(model):  # a call model.fit does not make
-            outputs = model(tf.nest.map_structure(lambda a: a[:1], inputs), training=False)
+            outputs = model(tf.nest.map_structure(lambda a: a[:rows], inputs), training=False)
     except Exception:  # inputs that do not fit are reported by the checks and the build
         return None
     return tuple(sorted(str(k) for k in outputs)) if isinstance(outputs, Mapping) else None

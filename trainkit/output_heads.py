@@ -66,14 +66,15 @@ class OutputHeads:
         self._output_losses_seen: set[str] = set()  # splits whose steps gave per-output losses
         self._metric_fns = {}
 
-    def _count_outputs(self, inputs: Callable[[], Any]) -> None:
-        """Pairs a subclassed model's outputs once it can be called (``inputs()``: a batch)."""
+    def _count_outputs(self, inputs: Callable[[], Any], rows: int = 1) -> None:
+        """Pairs a subclassed model's outputs once it can be called (``inputs()``: a batch; called on
+        its first ``rows``, a stateful layer's states' rows)."""
         if self._outputs_counted:
             return
         self._outputs_counted = True
         batch = inputs()
-        count = io_count(self.model, "outputs", batch)
-        called = multioutput.called_output_names(self.model, batch) if count > 1 else None
+        count = io_count(self.model, "outputs", batch, rows)
+        called = multioutput.called_output_names(self.model, batch, rows) if count > 1 else None
         if count != len(self.heads) or (called is not None and called != tuple(h.name for h in self.heads)):
             with distribute.scope(self.strategy):
                 self._pair_outputs(count, called)

@@ -110,11 +110,12 @@ def _one_copy(array: np.ndarray, dtype: np.dtype) -> tf.Tensor | None:
     return tensor
 
 
-def io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
+def io_count(model: keras.Model, kind: str, inputs: Any = None, rows: int = 1) -> int:
     """How many inputs (``kind="inputs"``) or outputs a model has; 1 when it cannot tell.
 
     A subclassed model has no inputs or outputs to read before (or after) it is called: its
-    outputs are counted by calling it on the first row of ``inputs`` when they are given.
+    outputs are counted by calling it on the first row of ``inputs`` when they are given (the
+    first ``rows``: a ``stateful=True`` layer that call builds takes its states' rows from it).
     """
     try:
         tensors = getattr(model, kind)
@@ -122,7 +123,7 @@ def io_count(model: keras.Model, kind: str, inputs: Any = None) -> int:
         if kind != "outputs" or inputs is None:
             return 1
         try:
-            first_row = tf.nest.map_structure(lambda a: a[:1], inputs)
+            first_row = tf.nest.map_structure(lambda a: a[:rows], inputs)
             with seed_states_kept(model):  # a call model.fit does not make
                 return len(tf.nest.flatten(model(first_row, training=False)))
         except Exception:  # inputs that do not fit are reported by the checks and the build
@@ -166,7 +167,7 @@ def only_read_inputs(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Da
 
 
 def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool = True,
-                    names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> list[Any]:
+                    names: tuple[str, str, str] = ("x", "y", "sample_weight"), call_rows: int = 1) -> list[Any]:
     """``[x, y, sample_weight]`` (the given ones) as numpy arrays or structures of them.
 
     A list or tuple stays a structure only for a model with several inputs (``x``) or outputs
@@ -174,6 +175,7 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     dict is always a structure (arrays by input or output name), without the entries ``model``
     does not read (see :func:`read_keys`) unless ``only_read`` is ``False`` (a step of its own
     may read them). ``names``: what errors call the three (``x_val``... for validation data).
+    ``call_rows``: the rows a subclassed model is called on to count its outputs (see :func:`io_count`).
     """
 
     def part(value: Any, several: bool, what: str, numbers: bool, rows: int | None = None) -> Any:
@@ -199,10 +201,10 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
     rows = len(first) if np.ndim(first) else 0
     if y is not None:
-        several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0]) > 1
+        several = isinstance(y, list | tuple) and io_count(model, "outputs", parts[0], call_rows) > 1
         parts.append(part(y, several, y_name, False, rows))
     if sample_weight is not None:
-        outputs = io_count(model, "outputs", parts[0])
+        outputs = io_count(model, "outputs", parts[0], call_rows)
         # A list of one array per output; a list of [w] per row ((n, 1) weights) is not.
         per_output = (isinstance(sample_weight, list | tuple) and len(sample_weight) == outputs > 1 and outputs != rows
                       and all(np.ndim(w) >= 1 for w in sample_weight))

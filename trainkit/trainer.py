@@ -999,7 +999,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self.findings[:] = [f for f in self.findings if f.code not in DIAGNOSIS_CODES]
         console = [ConsoleLogger(progress_bar=verbose == 1)] if verbose else []
         with console[0].preparing() if console else contextlib.nullcontext():
-            train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle)
+            train, validation = self._sources(x, y, sample_weight, validation_data, validation_split, steps_per_epoch, validation_steps, class_weight, shuffle, batch_size)
             if check_data:  # else the codes of the checks already run on this data stand (a recipe run's)
                 self._check_sources(train, validation, batch_size, shuffle)
             self._refuse_placeholder_validation(train, validation)
