@@ -1787,6 +1787,7 @@ def test_multilabel_label_columns_of_one_value_are_named():
     y[:5, 1], w = 1, np.r_[np.zeros(5), np.ones(len(X) - 5)]
     (finding,) = [f for f in run("multilabel", X, y, sample_weight=w) if f.code == "class-imbalance"]
     assert "label 1: 0 in every row of nonzero weight, its 5 of 1 weighing 0" in finding.message
+    assert "one value in all the training rows (" not in finding.message  # rows of the other value exist
     assert "label 2: 1 in every row," in finding.message or "label 2: 1 in every row)" in finding.message
 
 

@@ -690,8 +690,10 @@ def _constant_label_columns(t: Target, labels: int, p: np.ndarray, constant: lis
         f" of nonzero weight, its {others[k]} of {'0' if p[k] > 0.5 else '1'} weighing 0" if others.get(k) else "")
         for k in constant[:5]) + (
         f" and {len(constant) - 5} more" if len(constant) > 5 else "")
+    # Rows of the other value that weigh 0 exist: "one value in all the training rows" said they did not.
+    weighted = " of nonzero weight" if any(others.get(k) for k in constant) else ""
     return Issue(
-        f"{len(constant)} of the {labels} label columns of {t.name} {'holds' if len(constant) == 1 else 'hold'} one value in all the training {units} "
+        f"{len(constant)} of the {labels} label columns of {t.name} {'holds' if len(constant) == 1 else 'hold'} one value in all the training {units}{weighted} "
         f"({listing}): the model has nothing to learn for {'it' if len(constant) == 1 else 'them'}, and AUC(multi_label=True) scores "
         f"{'it' if len(constant) == 1 else 'each'} 0 in its mean over the labels (perfect predictions on 2 labels beside one such read 0.667).",
         f"Check those label columns (a filter that kept one value, rows sorted by label before the split); if they are meant to be "
