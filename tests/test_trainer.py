@@ -3642,6 +3642,21 @@ def test_an_unbuilt_stateful_rnn_of_two_outputs_trains_as_model_fit_does():
     assert trainer.evaluate(x, (y, 2 * y), batch_size=8, verbose=0) is not None
 
 
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_an_unbuilt_stateful_rnn_predicts_as_model_predict_does(as_dataset):
+    # model.predict builds it on its first batch; trainkit's compiled predict traced it on batches
+    # of unknown rows and failed ("When using stateful=True in a RNN, the batch size must be static").
+    x = np.random.default_rng(0).normal(size=(32, 5, 3)).astype("float32")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.layers.LSTM(4, stateful=True), keras.layers.Dense(1)])
+
+    trainer = Trainer(build(), loss="mse", optimizer="sgd", task="regression", seed=0, diagnose=False, checkpoint_every=0)
+    predicted = trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8) if as_dataset else x, batch_size=8, verbose=0)
+    np.testing.assert_allclose(predicted, build().predict(x, batch_size=8, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_a_stateful_masked_tagger_s_padded_targets_are_left_out_as_a_stateless_one_s():
     # The loss positions were not read for a model with a stateful layer (a call would have moved
     # its states, which seed_states_kept now puts back): standardised targets padded with -100 at

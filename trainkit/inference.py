@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainkit import distribute
 from trainkit.epoch_calls import STREAMING_STEPS_PER_CALL, in_memory_batches
 from trainkit.epoch_metrics import row_means, user_scalar_columns
 from trainkit.errors import ArgumentError, DataError
@@ -25,15 +26,18 @@ from trainkit.fit_data import check_batch_size, check_input_shapes
 from trainkit.inputs import accepted_input, epoch_hooks, is_iterator, reraises_source_errors
 from trainkit.loop import CompiledLoop, StepOutputs, compile_function, epoch_batches
 from trainkit.model_layers import layer_ids
+from trainkit.modelbuild import ensure_built
 from trainkit.predict_loop import (
     batched_predict_function,
     dataset_predict_function,
     predict_forward,
 )
+from trainkit.seed_states import stateful_recurrent_layers
 from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
     DatasetSource,
+    first_inputs,
     only_read_inputs,
     refuse_text,
     refuse_unbatched,
@@ -184,6 +188,7 @@ class Inference:
             iterator = iter(x.take(steps) if steps is not None else x)
             first = next(iterator, None)
             if first is not None:  # every batch in one compiled call (see trainkit.predict_loop)
+                self._build_stateful(unpack_batch(x.element_spec)[0], lambda: unpack_batch(first)[0])
                 if self._predict_dataset_fn is None:
                     self._predict_dataset_fn = dataset_predict_function(self.model)
                 outputs = self._predict_dataset_fn(self._checked_inputs(unpack_batch(first)[0], 0), iterator)
@@ -197,6 +202,7 @@ class Inference:
             source = ArraySource(parts)
             (data,) = source.data
             if source.rows:  # every batch in one compiled call (see trainkit.predict_loop)
+                self._build_stateful(unpack_batch(source.batch_spec())[0], lambda: first_inputs(source, batch_size))
                 if self._predict_arrays_fn is None:
                     self._predict_arrays_fn = batched_predict_function(self.model)
                 return tf.nest.map_structure(lambda t: t.numpy(), self._predict_arrays_fn(data, tf.constant(batch_size)))
@@ -209,6 +215,14 @@ class Inference:
             outputs = self._predict_fn.get_concrete_function(unpack_batch(x.element_spec)[0]).structured_outputs
             return tf.nest.map_structure(lambda t: np.zeros([d or 0 for d in t.shape], t.dtype.as_numpy_dtype), outputs)
         return tf.nest.map_structure(lambda *parts: np.concatenate([p.numpy() for p in parts]), *batches)
+
+    def _build_stateful(self, input_spec: Any, first_batch: Any) -> None:
+        """Builds an unbuilt model with a ``stateful=True`` recurrent layer on its first batch, as
+        ``model.predict`` does: traced first in the compiled call, on batches of unknown rows, it
+        could not build its states ("the batch size must be static")."""
+        if stateful_recurrent_layers(self.model) and not (self.model.built and self.model.variables):
+            with distribute.scope(self.strategy):
+                ensure_built(self.model, input_spec, first_batch)
 
     def _checked_inputs(self, inputs: Any, index: int) -> Any:
         """A batch to predict, its shapes checked against the model's inputs (the first batch
