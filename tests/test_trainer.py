@@ -3555,24 +3555,34 @@ def test_trainkit_s_measurements_between_steps_leave_the_random_streams_as_model
         np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
+def stateful_rows() -> tuple[np.ndarray, np.ndarray]:
+    """32 sequences of 5 steps of 3 features, and a target each, for the stateful RNN tests."""
+    x = np.random.default_rng(0).normal(size=(32, 5, 3)).astype("float32")
+    return x, x.sum(axis=(1, 2))[:, None] * np.float32(0.1)
+
+
+def fit_beside_model_fit(build: Callable[[], keras.Model], x, y, epochs: int, **trainer_args) -> tuple[Trainer, dict, keras.Model, dict]:
+    """Trains ``build()``'s model with trainkit and another with ``model.fit`` (MSE, SGD 0.05,
+    batches of 8 in order): the trainer, its History, the Keras model and its History."""
+    trainer = Trainer(build(), loss="mse", optimizer=keras.optimizers.SGD(0.05), task="regression", seed=0, diagnose=False,
+                      checkpoint_every=0, **trainer_args)
+    history = trainer.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0).history
+    reference = build()
+    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
+    return trainer, history, reference, reference.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0).history
+
+
 def test_the_histograms_probe_call_leaves_a_stateful_rnn_s_states_as_model_fit_does(tmp_path):
     # The histograms' call on the probe batch at each epoch's end ran it through a stateful LSTM's
     # kept states and moved them on: the next epoch started from other states than model.fit's
     # (epoch 2's loss 0.1627 against 0.1567).
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5, 3)).astype("float32")
-    y = x.sum(axis=(1, 2))[:, None] * np.float32(0.1)
+    x, y = stateful_rows()
 
     def build():
         keras.utils.set_random_seed(0)
         return keras.Sequential([keras.Input(batch_shape=(8, 5, 3)), keras.layers.LSTM(4, stateful=True), keras.layers.Dense(1)])
 
-    trainer = Trainer(build(), loss="mse", optimizer=keras.optimizers.SGD(0.05), task="regression", seed=0,
-                      logdir=tmp_path / "run", diagnose=False, checkpoint_every=0)
-    history = trainer.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0).history
-    reference = build()
-    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
-    expected = reference.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0).history
+    trainer, history, reference, expected = fit_beside_model_fit(build, x, y, 3, logdir=tmp_path / "run")
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
     np.testing.assert_allclose(trainer.model.layers[0].states[0].numpy(), reference.layers[0].states[0].numpy(), rtol=1e-4, atol=1e-6)
 
@@ -3593,19 +3603,13 @@ def test_an_unbuilt_stateful_rnn_trains_as_model_fit_does(kind):
     # (unbuilt-model: "the batch size must be static"), and built a subclassed one on 32 rows, so
     # its first batch of 8 failed ("Expected batch size: 32"); the states that build call created
     # and moved on were then the first step's (epoch 1: 0.17126 against model.fit's 0.16717).
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5, 3)).astype("float32")
-    y = x.sum(axis=(1, 2))[:, None] * np.float32(0.1)
+    x, y = stateful_rows()
 
     def build():
         keras.utils.set_random_seed(0)
         return keras.Sequential([keras.layers.LSTM(4, stateful=True), keras.layers.Dense(1)]) if kind == "sequential" else StatefulRegressor()
 
-    trainer = Trainer(build(), loss="mse", optimizer=keras.optimizers.SGD(0.05), task="regression", seed=0, diagnose=False, checkpoint_every=0)
-    history = trainer.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
-    reference = build()
-    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
-    expected = reference.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    _, history, _, expected = fit_beside_model_fit(build, x, y, 2)
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
@@ -3625,19 +3629,13 @@ def test_an_unbuilt_stateful_rnn_of_two_outputs_trains_as_model_fit_does():
     # Its outputs were counted (y a tuple of two) by a call on one row, which built the LSTM's
     # states for 1 row: its first batch of 8 failed ("Expected batch size: 1"), where model.fit
     # trains it (losses 0.66519, 0.64101).
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5, 3)).astype("float32")
-    y = x.sum(axis=(1, 2))[:, None] * np.float32(0.1)
+    x, y = stateful_rows()
 
     def build():
         keras.utils.set_random_seed(0)
         return StatefulTwoHeads()
 
-    trainer = Trainer(build(), loss="mse", optimizer=keras.optimizers.SGD(0.05), task="regression", seed=0, diagnose=False, checkpoint_every=0)
-    history = trainer.fit(x, (y, 2 * y), epochs=2, batch_size=8, shuffle=False, verbose=0).history
-    reference = build()
-    reference.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
-    expected = reference.fit(x, (y, 2 * y), epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    trainer, history, _, expected = fit_beside_model_fit(build, x, (y, 2 * y), 2)
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
     assert trainer.evaluate(x, (y, 2 * y), batch_size=8, verbose=0) is not None
 
@@ -3646,7 +3644,7 @@ def test_an_unbuilt_stateful_rnn_of_two_outputs_trains_as_model_fit_does():
 def test_an_unbuilt_stateful_rnn_predicts_as_model_predict_does(as_dataset):
     # model.predict builds it on its first batch; trainkit's compiled predict traced it on batches
     # of unknown rows and failed ("When using stateful=True in a RNN, the batch size must be static").
-    x = np.random.default_rng(0).normal(size=(32, 5, 3)).astype("float32")
+    x, _ = stateful_rows()
 
     def build():
         keras.utils.set_random_seed(0)
