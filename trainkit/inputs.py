@@ -83,6 +83,12 @@ def _not_data(x: Any) -> bool:
 #: it in can give way to it (:func:`reraises_source_errors`), and two trainers fitting in two
 #: threads do not take each other's.
 _source_errors: dict[int, Exception] = {}
+#: How many wrapped calls each thread has ended: a pass of a PyDataset records its error only while
+#: the call it began in runs. tf.data reads ahead: after a fit of 3 epochs of 5 steps returned, its
+#: dropped iterator's reader met a failing batch 20 and kept that error (with the dataset in its
+#: traceback) under the thread, for a later call's unrelated failure to be taken for it.
+_calls_ended: dict[int, int] = {}
+_call_depth = threading.local()
 
 
 def forget_source_error() -> None:
@@ -98,6 +104,8 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        depth = getattr(_call_depth, "value", 0)
+        _call_depth.value = depth + 1
         try:
             return method(*args, **kwargs)
         except tf.errors.OpError as err:
@@ -114,6 +122,12 @@ def reraises_source_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             if f"{type(original).__name__}: {text.splitlines()[0] if text else ''}" not in err.message:
                 raise  # another failure (the one kept was raised by a batch read eagerly, long gone)
             raise original from None
+        finally:
+            _call_depth.value = depth
+            if depth == 0:  # the outermost call (fit's own evaluate calls are inside it) has ended
+                owner = threading.get_ident()
+                _calls_ended[owner] = _calls_ended.get(owner, 0) + 1
+                _source_errors.pop(owner, None)
 
     return wrapper
 
@@ -275,10 +289,12 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
         # TensorFlow's. Kept here, not where a batch is read: a worker reading ahead (batch 8,
         # failing as batch 7 did) overwrote the error of the batch that ended the pass, and
         # fit raised TensorFlow's wrapper of it instead.
+        began_after = _calls_ended.get(owner, 0)
         try:
             yield from batches
         except Exception as err:
-            _source_errors[owner] = err
+            if _calls_ended.get(owner, 0) == began_after:  # not a read-ahead past a call that ended
+                _source_errors[owner] = err
             raise
 
     def spec(*values: Any) -> tf.TensorSpec:
