@@ -2719,8 +2719,8 @@ def test_a_models_own_step_methods_are_refused_unless_the_trainer_overrides_them
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
-class SigmoidMetrics(keras.Model):
-    """A logits model whose own compute_metrics measures the sigmoid of its output."""
+class OneDense(keras.Model):
+    """A subclassed logits model of one Dense unit, for the models below that override a step."""
 
     def __init__(self):
         super().__init__()
@@ -2728,6 +2728,10 @@ class SigmoidMetrics(keras.Model):
 
     def call(self, inputs):
         return self.out(inputs)
+
+
+class SigmoidMetrics(OneDense):
+    """A logits model whose own compute_metrics measures the sigmoid of its output."""
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, keras.ops.sigmoid(y_pred), sample_weight)
@@ -2820,14 +2824,7 @@ def test_a_train_step_alone_does_not_port_a_models_compute_metrics():
 def test_a_models_own_predict_step_is_what_predict_returns():
     # trainer.predict called the model alone: a logits model whose predict_step applies the
     # sigmoid got 0.50, 1.13, -0.13 where model.predict gave 0.62, 0.76, 0.47, in silence.
-    class Probabilities(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.out = keras.layers.Dense(1)
-
-        def call(self, inputs):
-            return self.out(inputs)
-
+    class Probabilities(OneDense):
         def predict_step(self, data):
             return keras.ops.sigmoid(super().predict_step(data))
 
