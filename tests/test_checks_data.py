@@ -2076,6 +2076,27 @@ def test_validation_scale_mismatch_stays_silent_on_random_splits_and_heavy_tails
     assert "validation-scale-mismatch" not in codes(run("binary", X[:480], YB[:480], x_val=X[480:], y_val=YB[480:]))
 
 
+def test_validation_scale_mismatch_reads_a_channels_first_models_channels_on_axis_1():
+    # A channels_first Conv2D's channels were read on the last axis, an image's columns: channels
+    # at 1, 100 and 10,000 beside validation channels 0 and 1 x255 mixed in every column, read
+    # alike in both splits (no finding), and 0-255 validation images read "feature 29".
+    rng = np.random.default_rng(0)
+    net = keras.Sequential([keras.Input((3, 32, 32)), L.Conv2D(4, 3, activation="relu", data_format="channels_first"),
+                            L.GlobalAveragePooling2D(data_format="channels_first"), L.Dense(1, activation="sigmoid")])
+    scale = np.array([1.0, 100.0, 10000.0], "float32")[None, :, None, None]
+    x, y, y_val = (rng.random((64, 3, 32, 32)) * scale).astype("float32"), rng.integers(0, 2, 64), rng.integers(0, 2, 32)
+
+    def finding(x_val: np.ndarray) -> list:
+        return [f for f in check_data(x, y, model=net, loss=get_loss("bce"), task="binary", x_val=x_val, y_val=y_val, allow={"unscaled-inputs"})
+                if f.code == "validation-scale-mismatch"]
+
+    x_val = (rng.random((32, 3, 32, 32)) * scale).astype("float32")
+    assert not finding(x_val)
+    x_val[:, :2] *= 255
+    (told,) = finding(x_val)
+    assert told.evidence["columns_compared"] == 3 and told.evidence["columns_off"] == 2 and told.evidence["column"] in (0, 1)
+
+
 def test_validation_scale_mismatch_reads_the_first_batches_of_datasets():
     # A validation dataset of raw inputs (or targets x1000) beside a standardised, shuffled
     # training dataset was never compared: loss-at-chance then blamed memorised random labels.
@@ -3748,6 +3769,21 @@ def test_a_mask_stacked_into_the_image_channels_is_label_leakage(leaked):
     assert found.evidence["channel"] == 1 and "np.delete(x, 1, axis=-1)" in found.advice
     # The image alone (its mask a threshold of its continuous values) gives nothing away.
     assert "label-leakage" not in codes(check_data(x, y, model=_segmenter(2, "softmax"), loss=get_loss("scce"), task="multiclass"))
+
+
+def test_a_mask_stacked_into_a_channels_first_images_channels_is_label_leakage():
+    # A channels_first model's (N, 2, 8, 8) images were read with their channels last: axes
+    # (2, 8) fit no (8, 8) positions, and the mask stacked as channel 1 got no word.
+    x, y = _masks()
+    stacked = np.transpose(np.concatenate([x, y[..., None].astype("float32")], axis=-1), (0, 3, 1, 2))
+    model = keras.Sequential([keras.Input((2, 8, 8)), L.Conv2D(4, 3, padding="same", activation="relu", data_format="channels_first"),
+                              L.Conv2D(2, 1, data_format="channels_first"), L.Permute((2, 3, 1)), L.Softmax()])
+    (found,) = [f for f in check_data(stacked, y, model=model, loss=get_loss("scce"), task="multiclass", allow={"label-leakage"})
+                if f.code == "label-leakage"]
+    assert found.evidence["channel"] == 1 and "np.delete(x, 1, axis=1)" in found.advice
+    # Two channels of the image itself give nothing away.
+    healthy = np.transpose(np.concatenate([x, 2 * x], axis=-1), (0, 3, 1, 2))
+    assert "label-leakage" not in codes(check_data(healthy, y, model=model, loss=get_loss("scce"), task="multiclass"))
 
 
 def test_a_mask_with_void_pixels_stacked_into_the_image_channels_is_label_leakage():

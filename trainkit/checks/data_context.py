@@ -203,6 +203,21 @@ def validation_rows_drawn(ctx: DataContext) -> bool:
     return not ctx.val_where or ctx.val_rows_drawn
 
 
+def channels_first(ctx: DataContext, index: int) -> bool:
+    """Whether the layer that first reads model input ``index`` (:attr:`DataContext.layout_readers`)
+    has ``data_format="channels_first"``: its channels are axis 1, not the last axis."""
+    reader = ctx.layout_readers[index] if index < len(ctx.layout_readers) else None
+    return getattr(reader, "data_format", None) == "channels_first"
+
+
+def channels_last(ctx: DataContext, index: int, a: np.ndarray) -> np.ndarray:
+    """``a``, values of model input ``index``, with its channels on the last axis: axis 1 moved
+    last (a view) where the layer that first reads the input is channels-first (see
+    :func:`channels_first`), else ``a`` as it is. The rules that read an image's channels on its
+    last axis read a ``(N, 3, 32, 32)`` image's columns as channels without it."""
+    return np.moveaxis(a, 1, -1) if a.ndim > 2 and channels_first(ctx, index) else a
+
+
 def strided_rows(a: np.ndarray, rows: int) -> np.ndarray:
     """An evenly strided view of at most ``rows`` rows (representative even for sorted data)."""
     step = max(1, math.ceil(len(a) / max(1, rows)))

@@ -19,6 +19,8 @@ from trainkit.checks.compatibility import Issue
 from trainkit.checks.data_context import (
     DataContext,
     Target,
+    channels_first,
+    channels_last,
     class_ids,
     feature_label,
     input_label,
@@ -634,6 +636,10 @@ def _mask_leak(ctx: DataContext) -> Issue | None:
         assert t.output is not None and t.output.shape is not None and t.y is not None
         positions = tuple(t.output.shape[1:-1])
         for i, x in enumerate(ctx.xs):
+            # A channels-first model's channels are axis 1: its (N, 2, 8, 8) images' axes (2, 8)
+            # fit no (8, 8) positions, and a mask stacked as channel 1 went unread.
+            axis = 1 if channels_first(ctx, i) and x.ndim > 2 else -1
+            x = channels_last(ctx, i, x)
             if x.ndim != len(positions) + 2 or not _fits_positions(x.shape[1:-1], positions) or len(x) != len(t.y) or not is_numeric(x):
                 continue
             rows = max(1, _LEAK_VALUES // max(1, int(np.prod(x.shape[1:]))))
@@ -663,7 +669,7 @@ def _mask_leak(ctx: DataContext) -> Issue | None:
                        f"each of its {values.size} values maps to a single class at every one of the {len(ids)} sampled pixels")
                     + ". It is the mask, or something computed from it, stacked into the inputs: the model copies it "
                     "(the loss falls towards 0 within a few epochs) and fails on images that come without their masks.",
-                    f"Remove the channel ({name} = np.delete({name}, {c}, axis=-1), and the model's input one channel "
+                    f"Remove the channel ({name} = np.delete({name}, {c}, axis={axis}), and the model's input one channel "
                     f"narrower) unless it is really there at prediction time; check how the input channels were stacked.",
                     {"channel": c, "pixels_checked": len(ids), "distinct_values": int(values.size), "identical": same,
                      **({} if name == "x" else {"input": name})}, t.output.layer)

@@ -18,6 +18,7 @@ from trainkit.checks.compatibility import MAPE_NAMES, MSLE_NAMES, Issue
 from trainkit.checks.data_context import (
     DataContext,
     Target,
+    channels_last,
     feature_label,
     format_number,
     input_label,
@@ -226,11 +227,9 @@ def unscaled_inputs(ctx: DataContext) -> Issue | None:
             s = _normalized(normalizer, s)
             if s is None:
                 continue
-        reader = ctx.layout_readers[i] if i < len(ctx.layout_readers) else None
-        if a.ndim > 2 and getattr(reader, "data_format", None) == "channels_first":
-            # A channels-first model's channels are axis 1: the last axis, an image's columns, read
-            # 0..255 channels as "channel 14: mean 85.75" and missed a channel scaled apart.
-            s = np.moveaxis(s, 1, -1)
+        # A channels-first model's channels are axis 1: the last axis, an image's columns, read
+        # 0..255 channels as "channel 14: mean 85.75" and missed a channel scaled apart.
+        s = channels_last(ctx, i, s)
         unit = "channel" if a.ndim > 3 else "feature"
         f = s.reshape(-1, s.shape[-1]) if a.ndim > 2 else s.reshape(len(s), -1)
         # [features, rows]: numpy reduces a narrow [rows, features] array (an image's [pixels, 3]

@@ -32,6 +32,7 @@ from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, Issue
 from trainkit.checks.data_context import (
     DataContext,
     Target,
+    channels_last,
     class_ids,
     feature_label,
     format_number,
@@ -359,6 +360,9 @@ def validation_scale_mismatch(ctx: DataContext) -> Issue | None:
     for i, (train, val) in enumerate(zip(ctx.xs, ctx.x_val or (), strict=False)):
         if i in ids:
             continue  # ids, not measurements
+        # A channels-first model's channels are axis 1: the last axis, an image's columns, was
+        # read as its features (0-1 training images beside 0-255 validation ones: "feature 29").
+        train, val = channels_last(ctx, i, train), channels_last(ctx, i, val)
         inputs = _scale_issue(train, val, input_label("x", i, len(ctx.xs), ctx.input_keys), ctx.feature_names if len(ctx.xs) == 1 else None,
                               "inputs", ctx.sample_rows, sampled=sampled)
         if inputs is not None:
