@@ -1791,6 +1791,34 @@ def test_multilabel_label_columns_of_one_value_are_named():
     assert "label 2: 1 in every row," in finding.message or "label 2: 1 in every row)" in finding.message
 
 
+def test_a_multilabel_column_constant_in_training_alone_is_told_as_a_split_not_to_be_dropped():
+    # Label 2 at 0 in all 480 training rows, its 1s in 3 of 120 validation rows, was told "if meant
+    # to be constant, drop them": the validation rows hold the other value, a split's doing.
+    rng = np.random.default_rng(0)
+    y = (rng.random((len(X), 3)) < [0.4, 0.3, 0.0]).astype("float32")
+    y_val = y[480:].copy()
+    y_val[:3, 2] = 1
+
+    def finding(y_val: np.ndarray, **kw) -> object:
+        (found,) = [f for f in run("multilabel", X[:480], y[:480], x_val=X[480:], y_val=y_val, **kw) if f.code == "class-imbalance"]
+        return found
+
+    told = finding(y_val)
+    assert told.evidence["constant_labels"] == [2] and told.evidence["validation_other_value"] == {2: 3}
+    assert "label 2: 1 in 3 of 120 validation rows" in told.message and "stratify=y[:, 2]" in told.advice
+    assert "drop them" not in told.advice and "y = y[:, keep]" not in told.advice
+    # A label constant in both splits keeps its advice to check or drop it.
+    told = finding(y[480:])
+    assert "validation_other_value" not in told.evidence and "y = y[:, keep]" in told.advice
+    # Beside one constant in both, each gets its own advice.
+    train = y[:480].copy()
+    train[:, 1] = 0
+    (told,) = [f for f in run("multilabel", X[:480], train, x_val=X[480:], y_val=np.where(np.arange(3) == 1, 0, y_val))
+               if f.code == "class-imbalance"]
+    assert told.evidence["constant_labels"] == [1, 2] and told.evidence["validation_other_value"] == {2: 3}
+    assert "stratify=y[:, 2]" in told.advice and "if k not in [1]]" in told.advice
+
+
 def test_multilabel_class_imbalance_advice_names_recipe_keys_and_skips_biases_already_at_log_odds():
     # The advice was Python alone (bias.assign, BinaryFocalCrossentropy(...)), which a recipe's
     # user cannot run, and told biases already at each label's log-odds to be set there.

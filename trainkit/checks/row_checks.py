@@ -16,7 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from trainkit.checks.compatibility import CLASSIFICATION_LOSSES, Issue
-from trainkit.checks.data_context import DataContext, Target, class_ids, format_number
+from trainkit.checks.data_context import (
+    DataContext,
+    Target,
+    class_ids,
+    format_number,
+    validation_name,
+)
 
 IMBALANCE_BINARY_SHARE = 0.10
 IMBALANCE_MULTICLASS_RATIO = 0.10
@@ -636,8 +642,12 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     # Under sample_weight, a column's other value may lie in rows that weigh 0: "0 in every row" was
     # said of a label whose 5 rows of 1 weighed 0. Those rows are counted in the message.
     unweighted = {k: int(np.count_nonzero(y[:, k] != (p[k] > 0.5))) for k in constant}
+    # The validation rows' count of the other value: a column constant in training that validation
+    # holds both values of is a split's doing, and was told to be dropped "if meant to be constant".
+    in_val = _other_value_in_validation(t, p, constant)
+    split = ctx.split_at is not None
     if not rare:
-        return _constant_label_columns(t, y.shape[1], p, constant, units, unweighted) if constant else None
+        return _constant_label_columns(t, y.shape[1], p, constant, units, unweighted, in_val, split) if constant else None
     listing = ", ".join(f"label {k}: {100 * p[k]:.3g}% positive" for k in rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
     k = rare[0]
     # A mask's labels are its last axis: y_train.mean(0) there is a mean per pixel, no bias's shape.
@@ -671,34 +681,70 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
         "; ".join(advice) + ".",
         {"rare_labels": rare, "positive_shares": [float(p[c]) for c in rare]}, t.output.layer if t.output else None)
     if constant:
-        also = _constant_label_columns(t, y.shape[1], p, constant, units, unweighted)
+        also = _constant_label_columns(t, y.shape[1], p, constant, units, unweighted, in_val, split)
         issue = dataclasses.replace(issue, message=f"{issue.message} {also.message}", advice=f"{issue.advice} {also.advice}",
                                     evidence={**issue.evidence, **also.evidence})
     return issue
 
 
+def _other_value_in_validation(t: Target, p: np.ndarray, constant: list[int]) -> dict[int, tuple[int, int]]:
+    """For the columns of ``constant`` (one value in the training rows, whose share of 1s is ``p``),
+    ``{column: (validation rows (pixels) of the other value, validation rows (pixels))}``, those
+    holding it only; ``{}`` without validation labels of the same columns, all 0 or 1."""
+    if not constant or t.y_val is None or not len(t.y_val) or t.y is None:
+        return {}
+    v = t.y_val.reshape(-1, t.y_val.shape[-1]) if _predicts_per_position(t) else t.y_val.reshape(len(t.y_val), -1)
+    if v.shape[1] != len(p) or not np.isin(v, (0, 1)).all():
+        return {}
+    counts = {k: int(np.count_nonzero(v[:, k] != (p[k] > 0.5))) for k in constant}
+    return {k: (n, len(v)) for k, n in counts.items() if n}
+
+
 def _constant_label_columns(t: Target, labels: int, p: np.ndarray, constant: list[int], units: str,
-                            others: dict[int, int]) -> Issue:
+                            others: dict[int, int], in_val: dict[int, tuple[int, int]] | None = None, split: bool = False) -> Issue:
     """Multilabel label columns of one value in every training row: nothing to learn for them.
 
     A label 0 in every training row (or 1 in every one) got no word: the model has nothing to
     learn for it, and ``AUC(multi_label=True)`` scores it 0 (no positives or no negatives), so
     perfect predictions on 2 labels beside one constant read 0.667. ``others``: a column's rows of
-    the other value, which weigh 0 where it is one value under the row weights only.
+    the other value, which weigh 0 where it is one value under the row weights only. ``in_val``:
+    the columns whose other value the validation rows hold (see :func:`_other_value_in_validation`),
+    a split's doing, not a constant label: 3 validation rows of 60 holding the 1s of a label 0 in
+    all 240 training rows were told to drop it "if meant to be constant" (``split``:
+    ``validation_split`` held them out).
     """
+    in_val = in_val or {}
     listing = ", ".join(f"label {k}: {'1' if p[k] > 0.5 else '0'} in every {units[:-1]}" + (
         f" of nonzero weight, its {others[k]} of {'0' if p[k] > 0.5 else '1'} weighing 0" if others.get(k) else "")
         for k in constant[:5]) + (
         f" and {len(constant) - 5} more" if len(constant) > 5 else "")
     # Rows of the other value that weigh 0 exist: "one value in all the training rows" said they did not.
     weighted = " of nonzero weight" if any(others.get(k) for k in constant) else ""
-    return Issue(
-        f"{len(constant)} of the {labels} label columns of {t.name} {'holds' if len(constant) == 1 else 'hold'} one value in all the training {units}{weighted} "
-        f"({listing}): the model has nothing to learn for {'it' if len(constant) == 1 else 'them'}, and AUC(multi_label=True) scores "
-        f"{'it' if len(constant) == 1 else 'each'} 0 in its mean over the labels (perfect predictions on 2 labels beside one such read 0.667).",
-        f"Check those label columns (a filter that kept one value, rows sorted by label before the split); if they are meant to be "
-        f"constant, drop them and their output units (keep = [k for k in range({labels}) if k not in {constant}]; y = y[:, keep]).",
-        {"constant_labels": constant}, t.output.layer if t.output else None)
+    message = (f"{len(constant)} of the {labels} label columns of {t.name} {'holds' if len(constant) == 1 else 'hold'} one value in all the training {units}{weighted} "
+               f"({listing}): the model has nothing to learn for {'it' if len(constant) == 1 else 'them'}, and AUC(multi_label=True) scores "
+               f"{'it' if len(constant) == 1 else 'each'} 0 in its mean over the labels (perfect predictions on 2 labels beside one such read 0.667).")
+    fixed = [k for k in constant if k not in in_val]
+    drop = f"drop them and their output units (keep = [k for k in range({labels}) if k not in {fixed}]; y = y[:, keep])"
+    advice = (f"Check those label columns (a filter that kept one value, rows sorted by label before the split); if they are meant to be "
+              f"constant, {drop}.")
+    evidence: dict = {"constant_labels": constant}
+    if in_val:
+        apart = sorted(in_val)
+        val_name = validation_name(t.name)
+        held = ", ".join(f"label {k}: {'0' if p[k] > 0.5 else '1'} in {n} of {m}" for k, (n, m) in in_val.items())
+        first = apart[0]
+        message += (f" The validation labels {val_name} hold the other value of {'it' if len(apart) == 1 else 'them'} "
+                    f"({held} validation {units}): not a constant label but a split that put every "
+                    f"{'1' if p[first] <= 0.5 else '0'} of it on the validation side, so val_loss and the validation AUC measure what no "
+                    "training row shows.")
+        how = "before fit (validation_split holds out the LAST rows, before any shuffling)" if split else "before splitting them"
+        advice = (f"Re-draw the split so that label {first}'s {'1s' if p[first] <= 0.5 else '0s'} fall on both sides: shuffle x and y "
+                  f"together {how} (p = np.random.default_rng(0).permutation(len(x)); x, y = x[p], y[p]), or split stratified on "
+                  f"that label (sklearn's train_test_split(x, y, test_size=0.2, stratify=y[:, {first}]))"
+                  + (f"; keep {'that column' if len(apart) == 1 else 'those columns'}." if not fixed else
+                     f". For the other columns: {advice[0].lower()}{advice[1:]}"))
+        evidence["validation_other_value"] = {int(k): int(n) for k, (n, _) in in_val.items()}
+    return Issue(message, advice, evidence, t.output.layer if t.output else None)
 
 
 #: Label columns up to which ``class-imbalance`` writes a recipe's output biases value by value.
