@@ -288,6 +288,33 @@ def test_float64_inputs_stay_float64_when_floatx_is_float64():
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_big_endian_float64_batches_of_a_pydataset_are_read_as_float32():
+    # A PyDataset's batches were narrowed where dtype == np.float64, which a big-endian ">f8" is
+    # not: its batches went through as float64 tensors where native float64 ones are float32.
+    from trainkit import inputs
+
+    x, y = make_data(100)
+    for dtype in ("float64", ">f8"):
+        spec = inputs.pydataset_batches(Batches(x.astype(dtype), y.astype(dtype))).element_spec
+        assert [s.dtype for s in spec] == [tf.float32, tf.float32]
+    history = make_trainer().fit(Batches(x.astype(">f8"), y), epochs=2, shuffle=False, verbose=0).history
+    expected = make_trainer().fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-6)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="np.longdouble is float64 here")
+def test_longdouble_data_is_refused_by_name_as_model_fit_refuses_it():
+    # np.longdouble (float128) failed with TensorFlow's words: "Unsupported numpy type:
+    # NPY_LONGDOUBLE" in memory, "Cannot convert ... to a TensorFlow DType" from a PyDataset.
+    # model.fit refuses it too ("Invalid dtype: float128"), so trainkit refuses it with a code.
+    x, y = make_data(64)
+    wide = x.astype(np.longdouble)
+    for data in ((wide, y), (x, y.astype(np.longdouble)), (Batches(wide, y),)):
+        with pytest.raises(DataError) as info:
+            make_trainer().fit(*data, epochs=1, batch_size=32, verbose=0)
+        assert info.value.code == "unsupported-input" and "float128" in info.value.message and ".astype(np.float32)" in info.value.message
+
+
 class Endless(keras.utils.PyDataset):
     """Keras's PyDataset that never ends: ``num_batches`` is None, no ``__len__``."""
 

@@ -299,7 +299,7 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 
     def spec(*values: Any) -> tf.TensorSpec:
         arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
-        narrow = arrays[0].dtype == np.float64 and keras.backend.floatx() != "float64"
+        narrow = narrowed_to_float32(arrays[0].dtype)
         dtype = tf.float32 if narrow else tf.as_dtype(arrays[0].dtype)
         shapes = {a.shape[1:] for a in arrays}
         if len({len(shape) for shape in shapes}) > 1:
@@ -498,6 +498,13 @@ def _read_ahead(read: Callable[[int], Any], order: Iterable[Any], workers: int, 
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def narrowed_to_float32(dtype: np.dtype) -> bool:
+    """Whether values of ``dtype`` are read as float32, as Keras reads them: float64 in either
+    byte order (a big-endian ``">f8"`` is no ``np.float64``, and ``dtype == np.float64`` missed it),
+    unless float64 is ``keras.backend.floatx()``."""
+    return dtype.kind == "f" and dtype.itemsize == 8 and keras.backend.floatx() != "float64"
+
+
 def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
     """``np.asarray(value)``, or a ``DataError`` saying why ``value`` is not one array.
 
@@ -506,7 +513,8 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
         what: Its name in the error (``"x"``, ``"x['age']"``...).
         numbers: Refuse values that are not numbers (strings, objects), as inputs must be.
             Labels go on to the label checks, which say what string labels need. Either way an
-            object array of numbers becomes float32, and complex numbers are refused.
+            object array of numbers becomes float32, and complex numbers and np.longdouble's
+            float128 (TensorFlow has no such dtype) are refused.
 
     Raises:
         DataError: ``unsupported-input``.
@@ -536,6 +544,12 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
     if array.dtype.kind == "c":  # TensorFlow's cast to float32 drops the imaginary part in silence
         raise DataError("unsupported-input", f"{what} holds complex numbers ({array.dtype}); the model computes in real numbers. "
                                              f"Pass the real and imaginary parts as features of their own: np.concatenate([{what}.real, {what}.imag], axis=-1).")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:
+        # np.longdouble: TensorFlow has no such dtype, and failed with its own words ("Unsupported
+        # numpy type: NPY_LONGDOUBLE", or a PyDataset's "Cannot convert ... to a TensorFlow DType").
+        raise DataError("unsupported-input", f"{what} holds {array.dtype} values (np.longdouble), which TensorFlow has no dtype for "
+                                             f"(model.fit refuses them too: 'Invalid dtype: {array.dtype}'). Convert them with .astype(np.float32) "
+                                             "(np.float64 for a model computing in float64).")
     return array
 
 
