@@ -24,6 +24,7 @@ import yaml
 
 from trainkit import class_weights
 from trainkit.callbacks import Callback, EarlyStopping
+from trainkit.callbacks.base import flat_callbacks
 from trainkit.callbacks.keras_callbacks import KerasCallback
 from trainkit.checkpoint import CHECKPOINT_SUBDIR
 from trainkit.data import DataSplits, prepare_data, standardization
@@ -61,7 +62,7 @@ from trainkit.runs import (
     unwritable_part,
     write_atomic,
 )
-from trainkit.trainer import Trainer, _flat_callbacks
+from trainkit.trainer import Trainer
 from trainkit.writers.console import format_logs
 
 
@@ -297,7 +298,7 @@ def train_recipe(
     validation = (splits.x_val, splits.y_val) if splits.x_val is not None and len(splits.x_val) else None
     # Lists inside the list flattened, as fit flattens them: an EarlyStopping in one was not seen
     # by _stopped_by and _restored_epoch ("stopped by a callback", no restored epoch).
-    run_callbacks = _flat_callbacks([*recipe_callbacks(recipe), *callbacks])
+    run_callbacks = flat_callbacks([*recipe_callbacks(recipe), *callbacks])
     history_before = trainer.history  # fit replaces it (a resume, with the checkpoint's)
     made: list[Path] = []  # directories a new run creates, removed with it if it trains nothing
     if not chief:

@@ -42,7 +42,7 @@ from trainkit.activity_penalty import (
     call_loss_layers,
     start_batch,
 )
-from trainkit.callbacks.base import Callback, CallbackList
+from trainkit.callbacks.base import Callback, CallbackList, flat_callbacks
 from trainkit.callbacks.early_stopping import EarlyStopping
 from trainkit.callbacks.keras_callbacks import KerasCallback, as_trainkit_callback
 from trainkit.checkpoint import TrainingCheckpoint
@@ -1016,7 +1016,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.nan_weights = None
         # Keras's own, run at epochs; lists inside the list flattened, as model.fit flattens them
         # (callbacks=[my_callbacks, early_stopping] was refused as "must be ... instances, got list").
-        callbacks = [as_trainkit_callback(cb, self.optimizer) for cb in _flat_callbacks(callbacks or ())]
+        callbacks = [as_trainkit_callback(cb, self.optimizer) for cb in flat_callbacks(callbacks or ())]
         start_batch = 0
         self._resumed_diagnosis = None
         self._final_checkpoint = None
@@ -1536,14 +1536,6 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return self._step_table.rows()
 
-
-
-def _flat_callbacks(callbacks: Iterable[Any]) -> list[Any]:
-    """``callbacks`` with the lists and tuples inside it flattened into it, in order."""
-    flat: list[Any] = []
-    for callback in callbacks:
-        flat.extend(_flat_callbacks(callback) if isinstance(callback, list | tuple) else [callback])
-    return flat
 
 
 def _epoch_steps(train: Any, batch_size: int) -> int | None:

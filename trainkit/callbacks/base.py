@@ -151,6 +151,15 @@ class CallbackList:
             cb.on_execution_end(first_step, outputs)
 
 
+def flat_callbacks(callbacks: Iterable[Any]) -> list[Any]:
+    """``callbacks`` with the lists and tuples inside it flattened into it, in order (``fit``'s
+    ``callbacks=`` and a recipe run's alike)."""
+    flat: list[Any] = []
+    for callback in callbacks:
+        flat.extend(flat_callbacks(callback) if isinstance(callback, list | tuple) else [callback])
+    return flat
+
+
 def is_better(value: float, best: float, mode: str, min_delta: float = 0.0) -> bool:
     """True when ``value`` improves on ``best`` by more than ``min_delta`` in direction ``mode``."""
     if not np.isfinite(value):
