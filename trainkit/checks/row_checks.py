@@ -737,9 +737,10 @@ def _constant_label_columns(t: Target, labels: int, p: np.ndarray, constant: lis
                     f"({held} validation {units}): not a constant label but a split that put every "
                     f"{'1' if p[first] <= 0.5 else '0'} of it on the validation side, so val_loss and the validation AUC measure what no "
                     "training row shows.")
-        how = "before fit (validation_split holds out the LAST rows, before any shuffling)" if split else "before splitting them"
+        # validation_split takes the last rows as they stand: the shuffle has to come before fit.
+        how = "before fit, as validation_split holds out the LAST rows before any shuffling" if split else "before splitting them"
         advice = (f"Re-draw the split so that label {first}'s {'1s' if p[first] <= 0.5 else '0s'} fall on both sides: shuffle x and y "
-                  f"together {how} (p = np.random.default_rng(0).permutation(len(x)); x, y = x[p], y[p]), or split stratified on "
+                  f"together with p = np.random.default_rng(0).permutation(len(x)); x, y = x[p], y[p] {how}; or split stratified on "
                   f"that label (sklearn's train_test_split(x, y, test_size=0.2, stratify=y[:, {first}]))"
                   + (f"; keep {'that column' if len(apart) == 1 else 'those columns'}." if not fixed else
                      f". For the other columns: {advice[0].lower()}{advice[1:]}"))
