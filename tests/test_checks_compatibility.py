@@ -732,6 +732,42 @@ def test_a_compiled_optimizers_learning_rate_and_a_metrics_settings_are_compared
         assert found(compiled, **given) == [], (compiled, given)
 
 
+class _RateObject:
+    def __call__(self) -> float:
+        return 0.01
+
+
+class _ScheduleWithoutConfig(keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step: object) -> float:
+        return 0.01
+
+
+def _rate_of(step: object = None, base: float = 0.01) -> float:
+    return base
+
+
+def test_a_callable_learning_rate_keras_cannot_serialize_is_compared_with_a_constant_one():
+    # compile(optimizer=Adam(partial(f, base=0.01))), Adam(an object with __call__) or Adam(a schedule
+    # without get_config) beside the Trainer's "adam" (1e-3) said nothing: Keras cannot serialize
+    # those rates, and a rate that could not be read was not compared.
+    from trainkit import Trainer
+
+    def found(rate: object, given: object) -> list:
+        model = _sigmoid_model(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(rate))
+        given = model.optimizer if given == "compiled" else given
+        return [f for f in Trainer(model, task="binary", loss="binary_crossentropy", optimizer=given).findings if f.code == "compile-ignored"]
+
+    for rate, text in ((functools.partial(_rate_of, base=0.01), "a partial of _rate_of"), (_RateObject(), "a _RateObject object"),
+                       (_ScheduleWithoutConfig(), "a _ScheduleWithoutConfig object")):
+        (one,) = found(rate, "adam")
+        assert one.evidence == {"optimizer_compiled": f"Adam(learning_rate={text})", "optimizer_used": "Adam(learning_rate=0.001)"}
+        # The very same rate, in the compiled optimizer or in another: nothing.
+        assert found(rate, "compiled") == [] and found(rate, keras.optimizers.Adam(rate)) == []
+    # Two callables it cannot read may compute the same rates: nothing said.
+    assert found(functools.partial(_rate_of, base=0.01), keras.optimizers.Adam(functools.partial(_rate_of, base=0.01))) == []
+    assert found(_RateObject(), keras.optimizers.Adam(_RateObject())) == []
+
+
 def test_a_metric_mapping_s_settings_compare_as_the_metric_it_makes():
     # A Trainer metric mapping was compared by its raw values: {curve: pr} (AUC takes "pr", its
     # config says "PR") and {name: accuracy, threshold: 0.7} (the Trainer makes a BinaryAccuracy

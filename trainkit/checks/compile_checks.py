@@ -9,6 +9,7 @@ differs, with what trainkit uses instead.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -125,17 +126,41 @@ def _optimizer_name(optimizer: Any) -> str | None:
     return type(inner if inner is not None else optimizer).__name__
 
 
+class _UnreadRate:
+    """A callable learning rate whose config cannot be read (a ``functools.partial``, an object
+    with ``__call__``, a schedule of the user's without ``get_config``): only the object itself."""
+
+    def __init__(self, rate: Any) -> None:
+        self.rate = rate
+
+
 def _learning_rate(optimizer: Any) -> Any:
     """An optimizer's learning rate as its config has it (a float, or a schedule's serialized
-    class and config), a ``LossScaleOptimizer``'s inner one's; ``None`` when it cannot be read."""
+    class and config), a ``LossScaleOptimizer``'s inner one's; a :class:`_UnreadRate` for a
+    callable one whose config cannot be read; ``None`` when it cannot be read at all."""
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         return None
     inner = getattr(optimizer, "inner_optimizer", None)
+    optimizer = inner if inner is not None else optimizer
     try:
-        rate = (inner if inner is not None else optimizer).get_config().get("learning_rate")
+        rate = optimizer.get_config().get("learning_rate")
     except (NotImplementedError, TypeError, ValueError, AttributeError):
-        return None
+        # Keras cannot serialize a partial, a callable object or a schedule without get_config:
+        # compile(optimizer=Adam(partial(f, ...))) beside the Trainer's "adam" was not compared.
+        raw = getattr(optimizer, "_learning_rate", None)
+        return _UnreadRate(raw) if callable(raw) else None
     return rate if isinstance(rate, float | int | Mapping) and not isinstance(rate, bool) else None
+
+
+def _differ(one: Any, other: Any) -> bool:
+    """Whether two learning rates (see :func:`_learning_rate`) are known to differ: an unread
+    callable differs from a number (a constant rate), is the same as the very same object, and is
+    not told from another callable (which may compute the same rates)."""
+    if isinstance(one, _UnreadRate) or isinstance(other, _UnreadRate):
+        if isinstance(one, _UnreadRate) and isinstance(other, _UnreadRate):
+            return False  # the same object, or two callables whose rates cannot be compared
+        return isinstance(one, float | int) or isinstance(other, float | int)
+    return not _same_rate(one, other)
 
 
 def _same_rate(one: Any, other: Any) -> bool:
@@ -154,6 +179,10 @@ def _same_config(one: Any, other: Any) -> bool:
 
 def _rate_text(rate: Any) -> str:
     """``1e-05``, or a schedule's ``ExponentialDecay(initial_learning_rate=0.1, ...)``."""
+    if isinstance(rate, _UnreadRate):
+        if isinstance(rate.rate, functools.partial):
+            return f"a partial of {getattr(rate.rate.func, '__name__', type(rate.rate.func).__name__)}"
+        return f"a {type(rate.rate).__name__} object"
     if isinstance(rate, Mapping) and rate.get("class_name") in ("__lambda__", "function"):
         # A callable's config is its name, or a lambda's bytecode in base64: unreadable in a message.
         config = rate.get("config")
@@ -342,7 +371,7 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
         # Trainer(optimizer="adam") trained at 1e-3 in silence. (compile keeps the optimizer it
         # made of a name, not the name: compile(optimizer="adam") compares as Adam(0.001).)
         compiled_rate, used_rate = _learning_rate(getattr(model, "optimizer", None)), _learning_rate(optimizer)
-        if compiled_rate is not None and used_rate is not None and not _same_rate(compiled_rate, used_rate):
+        if compiled_rate is not None and used_rate is not None and _differ(compiled_rate, used_rate):
             differences.append(("optimizer", f"{compiled_optimizer}(learning_rate={_rate_text(compiled_rate)})",
                                 f"{used_optimizer}(learning_rate={_rate_text(used_rate)})"))
     # Every metric the Trainer tracks is weighted by sample_weight, as compile's weighted_metrics.
