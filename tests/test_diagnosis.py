@@ -6912,3 +6912,29 @@ def test_a_base_put_back_to_its_start_under_a_new_head_is_a_fresh_start():
     base.set_weights(initial)
     assert trained_models.trained_before(fold_model()) is False
     assert trained_models.trained_before(first) is True  # its own head trained
+
+
+def test_a_base_frozen_under_a_trained_head_is_untrained_under_a_new_one():
+    # A base frozen (base.trainable = False) under a first head that a Trainer trained, unfrozen
+    # under a new head: its weights never moved, yet it was judged trained before (the first
+    # model's head moved), and the new model's fresh-start verdicts went unsaid.
+    from trainkit import trained_models
+
+    x, y = regression_data(64)
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")])
+    initial = base.get_weights()
+
+    def headed():
+        return keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
+
+    base.trainable = False
+    first = headed()
+    Trainer(first, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(initial, base.get_weights(), strict=True))
+    base.trainable = True
+    assert trained_models.trained_before(headed()) is False
+    assert trained_models.trained_before(first) is True  # its own head trained
+    # Once a fit of the first model trains the base too, a new head's model is trained before.
+    Trainer(first, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=1, verbose=0)
+    assert trained_models.trained_before(headed()) is True

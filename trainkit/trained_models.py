@@ -16,6 +16,9 @@ import numpy as np
 #: with :func:`weights_fingerprint` of the weights its first training started from (``None``
 #: where those were trained already: putting them back makes no fresh start).
 _TRAINED_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[float, ...] | None] = weakref.WeakKeyDictionary()
+#: The variables (ids) each of those models' fits trained: those trainable when a fit began. A base
+#: frozen under one head (``base.trainable = False``) is the model's but never moved by its fits.
+_TRAINED_VARIABLES: weakref.WeakKeyDictionary[keras.Model, set[int]] = weakref.WeakKeyDictionary()
 
 
 def _fingerprinted(model: keras.Model) -> list[keras.Variable]:
@@ -48,9 +51,12 @@ def trained_before(model: keras.Model) -> bool:
     # Which trained models share its weights first (ids alone), and only theirs fingerprinted:
     # each fingerprint copies 4 variables to the host, and 100 models of a notebook's sweep, kept
     # alive in its results, cost ~1 ms each at every fit's start (more for larger models).
+    # Only the weights their fits trained: a base frozen under a first head, unfrozen since under a
+    # new one, shares the first model's weights (trainable now) that no fit moved, and was judged
+    # trained before (its fresh start's verdicts unsaid) because that model's head trained.
     weights = {id(v) for v in model.trainable_weights}
     return any(_shared_weights_trained(trained, weights) for trained in list(_TRAINED_MODELS)
-               if trained is not model and any(id(v) in weights for v in trained.trainable_weights))
+               if trained is not model and any(id(v) in weights and id(v) in _TRAINED_VARIABLES.get(trained, ()) for v in trained.weights))
 
 
 def _shared_weights_trained(trained: keras.Model, weights: set[int]) -> bool:
@@ -212,7 +218,8 @@ def _inner_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 def record_training(model: keras.Model, was_trained_before: bool) -> None:
     """Notes that a Trainer starts training ``model`` (the first time only: the start it keeps is
-    where that first training began)."""
+    where that first training began), and the variables this fit trains (each fit's)."""
+    _TRAINED_VARIABLES.setdefault(model, set()).update(id(v) for v in model.trainable_weights)
     if model not in _TRAINED_MODELS:
         # Weights model.fit trained are no start to come back to: a sweep that put them back for
         # each variant was judged a fresh start from its second on (initial-loss-too-low for a
