@@ -3989,6 +3989,25 @@ def test_a_masked_regressions_padded_targets_are_not_judged_as_its_scale():
                                                   task="regression"))
 
 
+def test_an_unbuilt_masked_taggers_padded_targets_are_not_judged_as_its_scale():
+    # The same for a tagger not built before its fit (Embedding(mask_zero=True) first, no
+    # keras.Input): it had no input to call it on, so every position counted, and standardised
+    # targets padded with -100 (31% of the steps) read "mean -85 and std 35.72". It stays unbuilt.
+    rng = np.random.default_rng(0)
+    real = np.arange(12)[None] < rng.integers(4, 13, size=(200, 1))
+    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
+    y = rng.normal(size=(*real.shape, 1)).astype("float32")
+
+    def tagger() -> keras.Model:
+        return keras.Sequential([L.Embedding(50, 8, mask_zero=True), L.LSTM(8, return_sequences=True), L.Dense(1)])
+
+    model = tagger()
+    assert "unscaled-targets" not in codes(check_data(x, np.where(real[..., None], y, -100.0), model=model, loss=get_loss("mse"), task="regression"))
+    assert not model.built
+    assert "unscaled-targets" in codes(check_data(x, np.where(real[..., None], y * 1000 + 5000, 0.0), model=tagger(), loss=get_loss("mse"),
+                                                  task="regression"))
+
+
 def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monkeypatch):
     # Read from the serialised graph, which copies every tensor a pipeline holds: from_tensor_slices
     # of 200 MB of rows took 4 s and 570 MB more memory at every fit.

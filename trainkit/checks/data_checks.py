@@ -202,7 +202,30 @@ def _loss_positions(model: Any, xs: list[np.ndarray], targets: list[Any]) -> np.
     y = targets[0].y
     if y is None or y.ndim < 2 or xs[0].ndim < 2 or y.shape[:2] != xs[0].shape[:2]:
         return None
+    if isinstance(model, keras.Sequential) and not (model.built and model.variables):
+        # An unbuilt Sequential has no input to call it on, and every position counted: a masked
+        # tagger's targets padded with -100 were told "mean -85 and std 35.72" (unscaled-targets)
+        # when built later by the fit. A copy of it built for these rows, as the fit builds it,
+        # has the same mask; the model itself is left unbuilt.
+        model = _built_copy(model, xs[0])
+        if model is None:
+            return None
     return loss_positions(model, xs[0])[1]
+
+
+def _built_copy(model: keras.Sequential, rows: np.ndarray) -> keras.Sequential | None:
+    """A copy of an unbuilt ``Sequential`` built for ``rows`` (new weights), or ``None`` where it
+    cannot be made (a layer without a config). Python's ``random`` state is put back: the copy's
+    initializers draw their seeds from it, which later layers' seeds would miss."""
+    import random
+
+    state = random.getstate()
+    try:
+        return keras.models.clone_model(model, input_tensors=keras.Input(rows.shape[1:], dtype=str(rows.dtype)))
+    except Exception:  # any layer's failure to copy or build: its mask stays unknown, as before
+        return None
+    finally:
+        random.setstate(state)
 
 
 def check_data(
