@@ -947,6 +947,43 @@ def test_a_metric_function_of_one_s_own_under_a_keras_name_is_not_keras_s():
     assert found([keras.losses.binary_crossentropy], [keras.losses.binary_crossentropy]) == []
 
 
+def test_a_compiled_run_eagerly_or_jit_compile_the_trainer_does_not_run_is_named(monkeypatch):
+    # model.compile(run_eagerly=True) (to debug a model's call) or jit_compile=True, then
+    # Trainer(model): trainkit compiled its steps, without XLA under "auto" on this CPU for 20 steps,
+    # and said nothing (model.run_eagerly True, model.jit_compile True, the loop's jit_compile False).
+    import tensorflow as tf
+
+    from trainkit import Trainer
+
+    given = {"loss": "binary_crossentropy", "optimizer": "adam", "task": "binary"}
+
+    def machine(*kinds: str) -> None:  # the physical devices TensorFlow lists
+        devices = [tf.config.PhysicalDevice(name=f"/physical_device:{kind}:0", device_type=kind) for kind in kinds]
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [d for d in devices if device_type in (None, d.device_type)])
+
+    machine("CPU")
+
+    def found(compiled: dict, **trainer: object) -> list:
+        model = _sigmoid_model(loss="binary_crossentropy", optimizer="adam", **compiled)
+        return [f for f in Trainer(model, **given, **trainer).findings if f.code == "compile-ignored"]
+
+    (eager,) = found({"run_eagerly": True})
+    assert eager.evidence == {"run_eagerly_compiled": "True",
+                              "run_eagerly_used": "tf.function-compiled steps; tf.config.run_functions_eagerly(True) runs them eagerly"}
+    assert "tf.config.run_functions_eagerly(True)" in eager.advice and "run_eagerly=..." not in eager.advice
+    (jit,) = found({"jit_compile": True})
+    assert jit.evidence["jit_compile_compiled"] == "True" and jit.evidence["jit_compile_used"].startswith("'auto'")
+    assert "jit_compile=..." in jit.advice
+    (jit_off,) = found({"jit_compile": True}, jit_compile=False)
+    assert jit_off.evidence == {"jit_compile_compiled": "True", "jit_compile_used": "False"}
+    # Taken, or not asked for: nothing.
+    assert found({"jit_compile": True}, jit_compile=True) == []
+    assert found({"jit_compile": False}) == found({}) == []
+    # On a machine with a GPU, Keras's own "auto" compiles jit_compile=True: no choice to name.
+    machine("CPU", "GPU")
+    assert found({"jit_compile": True}, jit_compile=False) == []
+
+
 @pytest.mark.parametrize(("kind", "name", "hint"), [
     ("loss", "keras.losses.BinaryCrossentropy", 'Did you mean "binary_crossentropy"?'),
     ("loss", "tf.keras.losses.Huber", 'Did you mean "Huber"?'),

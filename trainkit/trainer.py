@@ -843,7 +843,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         found = checks.check_compatibility(self.model, self.loss, self.task, allow=self.allow, num_classes=self.num_classes, optimizer=self.optimizer)
         return [*found, *checks.check_compiled(self.model, loss=self.loss, optimizer=self.optimizer, metrics=self._metric_specs,
                                                compare_loss=not self._computes_own_loss(),
-                                               metrics_made=getattr(self, "_metrics", None) if len(getattr(self, "heads", ())) == 1 else None)]
+                                               metrics_made=getattr(self, "_metrics", None) if len(getattr(self, "heads", ())) == 1 else None,
+                                               jit_compile=self.jit_compile)]
 
     def check_data(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None, sample_weight: Any = None,
                    batch_size: int | None = None, *, evaluation: bool = False, feature_names: Sequence[str] | None = None,

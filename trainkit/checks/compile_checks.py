@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
@@ -330,8 +331,28 @@ def _listed(names: list[str]) -> str:
     return "[" + ", ".join(names) + "]" if names else "none"
 
 
+def _execution_differences(config: Mapping[str, Any], jit_compile: Any) -> list[tuple[str, str, str]]:
+    """How the compile's ``run_eagerly`` and ``jit_compile`` differ from how trainkit runs the steps.
+
+    trainkit always compiles its steps (``tf.function``), so ``compile(run_eagerly=True)``, asked
+    for to debug a model (a ``print`` or a breakpoint in its ``call``), trained compiled in silence;
+    ``compile(jit_compile=True)`` beside the Trainer's ``"auto"`` on a CPU trained without XLA in
+    silence (another speed, and other dropout masks). A compiled ``jit_compile=True`` is Keras's
+    own ``"auto"`` on a machine with a GPU (or TPU), no choice: compared only on a CPU-only machine,
+    where Keras's ``"auto"`` is ``False``. ``jit_compile=None`` compares none.
+    """
+    found = []
+    if config.get("run_eagerly") is True:
+        found.append(("run_eagerly", "True", "tf.function-compiled steps; tf.config.run_functions_eagerly(True) runs them eagerly"))
+    if (jit_compile is not None and jit_compile is not True and config.get("jit_compile") is True
+            and all(device.device_type == "CPU" for device in tf.config.list_physical_devices())):
+        used = "False" if jit_compile is False else "'auto', which takes XLA on a CPU only for dense-only models in long runs"
+        found.append(("jit_compile", "True", used))
+    return found
+
+
 def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compare_loss: bool = True,
-                   metrics_made: Sequence[Any] | None = None) -> list[Finding]:
+                   metrics_made: Sequence[Any] | None = None, jit_compile: Any = None) -> list[Finding]:
     """Compares a compiled model's ``model.compile`` settings with those the Trainer trains with.
 
     Args:
@@ -343,11 +364,13 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
             the loss, for which its ``loss`` argument is nominal.
         metrics_made: The metrics the Trainer made of ``metrics`` (one output's), or ``None``:
             compiled metrics that are these are no difference, though named otherwise.
+        jit_compile: The Trainer's ``jit_compile`` (``True``, ``False``, ``"auto"``), compared with
+            the compile's (see :func:`_execution_differences`); ``None`` compares none.
 
     Returns:
         One ``compile-ignored`` warning naming each setting that differs (the loss, the
-        optimizer's class or learning rate, the metrics and their settings), with the compiled and the Trainer's value; none when they
-        agree.
+        optimizer's class or learning rate, the metrics and their settings, ``run_eagerly=True`` and
+        ``jit_compile=True``), with the compiled and the Trainer's value; none when they agree.
     """
     if not getattr(model, "compiled", False):
         return []
@@ -382,6 +405,7 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
     # ("accuracy"), of which the Trainer makes just that, was told "trainkit uses [auc]".
     if compiled_metrics != used_metrics and (metrics_made is None or compiled_metrics != _metric_names(list(metrics_made))):
         differences.append(("metrics", _listed(compiled_metrics), _listed(used_metrics)))
+    differences.extend(_execution_differences(config, jit_compile))
     if not differences:
         return []
     said = "; ".join(f"{what} {compiled} (trainkit uses {used})" for what, compiled, used in differences)
@@ -390,6 +414,9 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
         code=COMPILE_IGNORED, severity="warning",
         message=(f"The model was compiled (model.compile) with another setup than the Trainer's: {said}. trainkit trains "
                  "without model.compile and ignores it: the Trainer's loss, optimizer and metrics are the ones that train and are reported."),
-        advice=(f"Pass the settings you meant to the Trainer ({', '.join(f'{what}=...' for what in whats)}; "
-                "optimizer=model.optimizer takes the compiled optimizer itself), and drop the model.compile call."),
+        advice=(f"Pass the settings you meant to the Trainer ({', '.join(f'{what}=...' for what in whats if what != 'run_eagerly')}; "
+                "optimizer=model.optimizer takes the compiled optimizer itself), and drop the model.compile call."
+                if whats != ["run_eagerly"] else "Drop the model.compile call.")
+               + (" To run the steps eagerly (to debug a model's call), call tf.config.run_functions_eagerly(True) before fit."
+                  if "run_eagerly" in whats else ""),
         evidence={f"{what}_compiled": compiled for what, compiled, _ in differences} | {f"{what}_used": used for what, _, used in differences})]
