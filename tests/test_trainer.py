@@ -1356,6 +1356,57 @@ def test_keras_callbacks_that_work_at_epochs_run_as_in_model_fit(tmp_path):
     assert steps["trainkit"].seen == steps["keras"].seen == steps["trainkit"].planned == steps["keras"].planned == (6, 6)
 
 
+def test_a_trained_model_goes_on_in_plain_keras_as_the_readme_says(tmp_path):
+    # The README said a saved model's file holds no trainkit optimizer state, and named no way to
+    # go on with that state in model.fit, nor to read a run's checkpoints/ with plain Keras.
+    x, y = make_data(96, features=4)
+    trainer = make_trainer(make_model(features=4), optimizer="adam", logdir=tmp_path / "run", checkpoint_every=1, diagnose=False)
+    trainer.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    model = trainer.model
+    # Not compiled by the user: its file holds no optimizer.
+    model.save(tmp_path / "plain.keras")
+    assert not keras.models.load_model(tmp_path / "plain.keras").compiled
+    # The checkpoints are TensorFlow's: load_weights refuses them, tf.train.Checkpoint reads them.
+    newest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    with pytest.raises(ValueError, match="File format not supported"):
+        make_model(features=4, seed=1).load_weights(newest)
+    rebuilt = make_model(features=4, seed=1)
+    tf.train.Checkpoint(model=rebuilt.variables).restore(newest).expect_partial()
+    for got, want in zip(rebuilt.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    def newest_and_final(patience: int, run: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        # The loss never falls by 10: the first epoch is the best, and the weights put back are its.
+        stopping = EarlyStopping(monitor="loss", patience=patience, min_delta=10.0)
+        stopped = make_trainer(make_model(features=4), optimizer="adam", logdir=tmp_path / run, checkpoint_every=1, diagnose=False)
+        stopped.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[stopping])
+        assert stopping.restored_epoch == 0
+        rebuilt = make_model(features=4, seed=1)
+        tf.train.Checkpoint(model=rebuilt.variables).restore(tf.train.latest_checkpoint(str(tmp_path / run / "checkpoints"))).expect_partial()
+        return rebuilt.get_weights(), stopped.model.get_weights()
+
+    # Put back as it stopped the run: in the newest checkpoint. Put back as fit ended: not there.
+    newest, final = newest_and_final(1, "stopped")
+    assert all(np.array_equal(got, want) for got, want in zip(newest, final, strict=True))
+    newest, final = newest_and_final(5, "ran-to-the-end")
+    assert not all(np.array_equal(got, want) for got, want in zip(newest, final, strict=True))
+    # model.compile(optimizer=trainer.optimizer): model.fit goes on with its state, to a third
+    # trainkit epoch's weights.
+    model.compile(loss="binary_crossentropy", optimizer=trainer.optimizer)
+    model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations) == 18
+    reference = make_trainer(make_model(features=4), optimizer="adam", diagnose=False)
+    reference.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    for got, want in zip(model.get_weights(), reference.model.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # Given the compiled optimizer, the Trainer trains it, and the file holds its state.
+    compiled = make_model(features=4)
+    compiled.compile(loss="binary_crossentropy", optimizer="adam")
+    make_trainer(compiled, optimizer=compiled.optimizer, diagnose=False).fit(x, y, epochs=1, batch_size=16, verbose=0)
+    compiled.save(tmp_path / "compiled.keras")
+    assert int(keras.models.load_model(tmp_path / "compiled.keras").optimizer.iterations) == 6
+
+
 def test_lists_of_callbacks_inside_the_list_are_flattened_as_model_fit_flattens_them():
     # callbacks=[my_callbacks, early_stopping] was refused: "must be trainkit.callbacks.Callback
     # instances, got list", though Keras callbacks are taken and model.fit flattens the lists.
