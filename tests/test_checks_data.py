@@ -4008,6 +4008,19 @@ def test_an_unbuilt_masked_taggers_padded_targets_are_not_judged_as_its_scale():
                                                   task="regression"))
 
 
+def test_an_unbuilt_masked_taggers_big_endian_ids_are_read_through_its_mask():
+    # Its copy was built on keras.Input(dtype=">i4"), which Keras refuses ("Invalid dtype: >i4"):
+    # the copy failed, every position counted, and standardised targets padded with -100 were told
+    # unscaled-targets, where the same tagger built first (or given native ids) was told nothing.
+    rng = np.random.default_rng(0)
+    real = np.arange(12)[None] < rng.integers(4, 13, size=(200, 1))
+    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype(">i4")
+    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    model = keras.Sequential([L.Embedding(50, 8, mask_zero=True), L.LSTM(8, return_sequences=True), L.Dense(1)])
+    assert "unscaled-targets" not in codes(check_data(x, y, model=model, loss=get_loss("mse"), task="regression"))
+    assert not model.built
+
+
 def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monkeypatch):
     # Read from the serialised graph, which copies every tensor a pipeline holds: from_tensor_slices
     # of 200 MB of rows took 4 s and 570 MB more memory at every fit.

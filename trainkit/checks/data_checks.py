@@ -221,7 +221,10 @@ def _built_copy(model: keras.Sequential, rows: np.ndarray) -> keras.Sequential |
 
     state = random.getstate()
     try:
-        return keras.models.clone_model(model, input_tensors=keras.Input(rows.shape[1:], dtype=str(rows.dtype)))
+        # In native byte order: keras.Input refuses a big-endian ">i4" ("Invalid dtype: >i4"), and
+        # such ids' padded targets all counted again, where the built model's read its mask.
+        dtype = rows.dtype.newbyteorder("=").name
+        return keras.models.clone_model(model, input_tensors=keras.Input(rows.shape[1:], dtype=dtype))
     except Exception:  # any layer's failure to copy or build: its mask stays unknown, as before
         return None
     finally:
