@@ -1817,6 +1817,12 @@ def test_a_multilabel_column_constant_in_training_alone_is_told_as_a_split_not_t
                if f.code == "class-imbalance"]
     assert told.evidence["constant_labels"] == [1, 2] and told.evidence["validation_other_value"] == {2: 3}
     assert "stratify=y[:, 2]" in told.advice and "if k not in [1]]" in told.advice
+    # Its 1s in training rows that weigh 0: the weights, not a split, hide them from training.
+    train, weights = y[:480].copy(), np.ones(480, "float32")
+    train[:5, 2], weights[:5] = 1, 0
+    (told,) = [f for f in run("multilabel", X[:480], train, x_val=X[480:], y_val=y_val, sample_weight=weights) if f.code == "class-imbalance"]
+    assert "its 5 of 1 weighing 0" in told.message and "validation_other_value" not in told.evidence
+    assert "on the validation side" not in told.message and "stratify" not in told.advice
 
 
 def test_multilabel_class_imbalance_advice_names_recipe_keys_and_skips_biases_already_at_log_odds():

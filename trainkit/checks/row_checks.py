@@ -644,7 +644,9 @@ def _multilabel_imbalance(ctx: DataContext, t: Target) -> Issue | None:
     unweighted = {k: int(np.count_nonzero(y[:, k] != (p[k] > 0.5))) for k in constant}
     # The validation rows' count of the other value: a column constant in training that validation
     # holds both values of is a split's doing, and was told to be dropped "if meant to be constant".
-    in_val = _other_value_in_validation(t, p, constant)
+    # Not a column whose training rows hold the other value at weight 0: no split put it apart, and
+    # "a split that put every 1 of it on the validation side" was said beside "its 5 of 1 weighing 0".
+    in_val = _other_value_in_validation(t, p, [k for k in constant if not unweighted[k]])
     split = ctx.split_at is not None
     if not rare:
         return _constant_label_columns(t, y.shape[1], p, constant, units, unweighted, in_val, split) if constant else None
