@@ -768,6 +768,26 @@ def test_a_callable_learning_rate_keras_cannot_serialize_is_compared_with_a_cons
     assert found(_RateObject(), keras.optimizers.Adam(_RateObject())) == []
 
 
+class _Rates:
+    def rate(self) -> float:
+        return 0.01
+
+    def warmup(self) -> float:
+        return 0.001
+
+
+def test_a_bound_method_learning_rate_is_named_in_compile_ignored():
+    # A bound method's config is its name alone, and was told as a class without a config: Adam(s.rate)
+    # beside Adam(s.warmup) read "Adam(learning_rate=method()) (trainkit uses Adam(learning_rate=method()))".
+    from trainkit import Trainer
+
+    rates = _Rates()
+    model = _sigmoid_model(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(rates.rate))
+    (found,) = [f for f in Trainer(model, task="binary", loss="binary_crossentropy", optimizer=keras.optimizers.Adam(rates.warmup)).findings
+                if f.code == "compile-ignored"]
+    assert found.evidence == {"optimizer_compiled": "Adam(learning_rate=the method rate)", "optimizer_used": "Adam(learning_rate=the method warmup)"}
+
+
 def test_a_metric_mapping_s_settings_compare_as_the_metric_it_makes():
     # A Trainer metric mapping was compared by its raw values: {curve: pr} (AUC takes "pr", its
     # config says "PR") and {name: accuracy, threshold: 0.7} (the Trainer makes a BinaryAccuracy

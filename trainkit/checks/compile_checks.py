@@ -179,7 +179,8 @@ def _same_config(one: Any, other: Any) -> bool:
 
 
 def _rate_text(rate: Any) -> str:
-    """``1e-05``, or a schedule's ``ExponentialDecay(initial_learning_rate=0.1, ...)``."""
+    """``1e-05``, a schedule's ``ExponentialDecay(initial_learning_rate=0.1, ...)``, ``the function
+    f``, ``the method rate`` (a bound method's), or an unread rate's ``a partial of f``."""
     if isinstance(rate, _UnreadRate):
         if isinstance(rate.rate, functools.partial):
             return f"a partial of {getattr(rate.rate.func, '__name__', type(rate.rate.func).__name__)}"
@@ -188,6 +189,11 @@ def _rate_text(rate: Any) -> str:
         # A callable's config is its name, or a lambda's bytecode in base64: unreadable in a message.
         config = rate.get("config")
         return f"the function {config}" if isinstance(config, str) else "a lambda"
+    if isinstance(rate, Mapping) and rate.get("class_name") in ("method", "method-wrapper"):
+        # A bound method's config is its name alone: read as a class without a config, Adam(s.rate)
+        # beside Adam(s.warmup) was told "Adam(learning_rate=method()) (trainkit uses
+        # Adam(learning_rate=method()))", the difference unsaid.
+        return f"the method {rate.get('config')}"
     if isinstance(rate, Mapping):
         config = rate.get("config") if isinstance(rate.get("config"), Mapping) else {}
         return f"{rate.get('class_name')}({', '.join(f'{key}={_value_text(value)}' for key, value in config.items() if key != 'name')})"
