@@ -857,6 +857,19 @@ def test_a_resume_with_another_recipe_names_the_recipe_it_was_trained_from(runne
     assert "was trained from the recipe tiny, not other" in result.output and "--set name" not in result.output
 
 
+def test_a_resume_without_its_recipe_yaml_is_checked_against_the_metrics_as_from_python(runner, tiny_recipe, tmp_path):
+    # recipe.yaml gone, the recipe's hparams hold no metrics: [auc] for [accuracy] failed the
+    # restore as "holds 2 metrics variables, this run has 402". Told as a Python resume is, with
+    # a recipe's advice.
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--set", "training.checkpoint_every=1"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    (run_dir / "recipe.yaml").unlink()
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", "--resume", str(run_dir), "--set", "metrics=[auc]"])
+    assert result.exit_code == 2 and "[resume-mismatch]" in result.output, result.output
+    assert "was trained with metrics = [accuracy], not [auc]. Resume with the same recipe and --set options" in " ".join(result.output.split())
+
+
 def test_a_resume_mismatch_advises_a_set_that_can_be_pasted(runner, tiny_recipe, tmp_path):
     # The --set that puts a mapping back was printed unquoted, --set training.early_stopping={monitor:
     # val_loss, ...}: pasted, the shell cut it at its first space.

@@ -707,6 +707,76 @@ def test_resuming_with_other_hyperparameters_is_a_resume_mismatch_error(tmp_path
 
 
 
+def _abs_loss(y_true, y_pred):
+    return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1)
+
+
+@pytest.mark.parametrize(("then", "now", "says"), [
+    ({"loss": "mse"}, {"loss": "mae"}, "loss = MeanSquaredError(), not MeanAbsoluteError()"),
+    ({"loss": "mse"}, {"loss": _abs_loss}, f"loss = MeanSquaredError(), not {__name__}._abs_loss"),
+    ({"optimizer": "adam"}, {"optimizer": "adamax"}, "optimizer = Adam, not Adamax"),  # the same slots: restored in silence
+    ({"optimizer": "adam"}, {"optimizer": "sgd"}, "optimizer = Adam, not SGD"),  # was "it holds 6 optimizer variables, this run has 2"
+    ({"optimizer": keras.optimizers.SGD(0.01)}, {"optimizer": keras.optimizers.SGD(0.05)}, "learning_rate = 0.01, not 0.05"),
+    ({"metrics": ["mae"]}, {"metrics": ["mse"]}, "metrics = [mean_absolute_error], not [mean_squared_error]"),
+], ids=["loss-name", "loss-function", "optimizer-same-slots", "optimizer", "learning-rate", "metrics"])
+def test_a_python_resume_is_checked_against_the_loss_optimizer_and_metrics(tmp_path, then, now, says):
+    # Only the user's hparams were compared: another loss, optimizer or metrics of the same
+    # variable count resumed in silence, and SGD(0.05) trained on at the checkpoint's 0.01.
+    def trainer(settings):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        given = {"loss": "mse", "optimizer": "sgd", **settings}
+        return Trainer(model, task="regression", seed=0, logdir=tmp_path, diagnose=False, checkpoint_every=1, **given)
+
+    trainer(then).fit(*_xy(), epochs=1, verbose=0)
+    with pytest.raises(RecipeError) as info:
+        trainer(now).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert info.value.code == "resume-mismatch" and says in info.value.message, info.value.message
+    assert "a logdir of its own, or fit without resume=True" in info.value.message
+
+
+def test_a_python_resume_with_the_same_setup_spelt_otherwise_goes_on(tmp_path):
+    # "mse" is MeanSquaredError(); a learning rate a callback lowered is not the one given; a loss
+    # function imported again is the same function; a checkpoint without the record is not checked.
+    import importlib
+
+    (tmp_path / "own_losses_for_resume.py").write_text("def loss(y_true, y_pred):\n    return (y_true - y_pred) ** 2\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("own_losses_for_resume")
+
+        class Halve(Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                self.trainer.optimizer.learning_rate.assign(self.trainer.optimizer.learning_rate * 0.5)
+
+        def trainer(logdir, loss, metrics=("mae",)):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+            return Trainer(model, loss=loss, optimizer=keras.optimizers.Adam(0.01), metrics=list(metrics), task="regression", seed=0,
+                           logdir=logdir, diagnose=False, checkpoint_every=1)
+
+        trainer(tmp_path / "a", "mse").fit(*_xy(), epochs=1, verbose=0, callbacks=[Halve()])
+        resumed = trainer(tmp_path / "a", keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError()])
+        resumed.fit(*_xy(), epochs=2, verbose=0, resume=True)
+        assert resumed.history.epoch == [0, 1]
+        trainer(tmp_path / "b", module.loss).fit(*_xy(), epochs=1, verbose=0)
+        del sys.modules["own_losses_for_resume"]
+        again = importlib.import_module("own_losses_for_resume")
+        assert again.loss is not module.loss
+        trainer(tmp_path / "b", again.loss).fit(*_xy(), epochs=2, verbose=0, resume=True)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("own_losses_for_resume", None)
+    # Written before the record: resumed with another loss, unchecked as before.
+    for record in (tmp_path / "a" / "checkpoints").glob("ckpt-*.json"):
+        progress = json.loads(record.read_text())
+        progress.pop("setup")
+        record.write_text(json.dumps(progress))
+    older = trainer(tmp_path / "a", "mae")
+    older.fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert older.history.epoch == [0, 1, 2]
+
+
 def test_a_resume_is_checked_against_the_data_seed_and_not_against_keys_added_since(tmp_path):
     # With recipe.yaml gone, a run resumed with another data.seed (other rows) was accepted.
     from trainkit.errors import RecipeError

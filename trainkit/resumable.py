@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from trainkit import checks
 from trainkit.callbacks.base import Callback
 from trainkit.checkpoint import (
     CHECKPOINT_SUBDIR,
@@ -123,6 +124,8 @@ class Resumable:
     #: By split, the activity penalties' epoch-mean tracker (:class:`~trainkit.epoch_metrics.EpochMetrics`).
     _penalty_trackers: dict[str, keras.metrics.Mean]
     _live_diagnosis: Any
+    #: The loss, optimizer and metrics the trainer was given (:func:`~trainkit.checks.setup_record`).
+    _setup_record: dict[str, Any]
     #: The live diagnosis's checkpointed state, for a resumed fit.
     _resumed_diagnosis: dict[str, Any] | None
 
@@ -237,6 +240,24 @@ class Resumable:
                                                            f"self.{name}.build(generator.trainable_variables).")
         return [optimizer for _, optimizer in own]
 
+    def _check_same_setup(self, record: Mapping[str, Any] | None) -> None:
+        """Refuses to resume a run with another loss, optimizer class, learning rate or metrics
+        than its checkpoint recorded (:func:`~trainkit.checks.setup_record`); a checkpoint written
+        before they were recorded resumes unchecked.
+
+        Raises:
+            RecipeError: ``resume-mismatch``, naming what differs, both values and how to go on.
+        """
+        saved = record.get("setup") if isinstance(record, Mapping) else None
+        difference = checks.setup_difference(saved, self._setup_record)
+        if difference is None:
+            return
+        key, then, now = difference
+        # A recipe run's advice is the recipe's, as for its other settings (_check_same_hparams).
+        how = ("Resume with the same recipe and --set options, or start a new run." if getattr(self, "_recipe_run", False) else
+               f"Resume with the {key.replace('_', ' ')} it was trained with, or start a new run: a logdir of its own, or fit without resume=True.")
+        raise RecipeError("resume-mismatch", f"{self.logdir} was trained with {key} = {then}, not {now}. {how}")
+
     def _checkpoint_due(self, epoch: int) -> bool:
         """Whether the end of ``epoch`` is a checkpoint by ``checkpoint_every`` (the end aside)."""
         if self.checkpoint_every == "auto":
@@ -297,6 +318,10 @@ class Resumable:
             # The model's precision policy: a resume under another (mixed_float16 then float32)
             # was refused as "14 optimizer variables, this run has 10" (the loss scale's).
             "precision_policy": _policy_name(self.model),
+            # The loss, optimizer (class, learning rate) and metrics the run was given: a resume with
+            # others (a changed loss, Adam(1e-2) for Adam(1e-3), whose rate the restore put back in
+            # silence) is refused, as a recipe's resume is refused another recipe.
+            "setup": self._setup_record,
         }
         try:
             return checkpoint.save(progress, journal=self._diagnosis_epochs()), progress
@@ -422,6 +447,9 @@ class Resumable:
             # mixed_float16 one without loss scaling) holds the float32 variables a float32 run
             # does, and resumed under float32 before policies were compared.
             if error.code == "resume-mismatch":
+                # Another optimizer or metrics fail the restore first ("it holds 6 optimizer
+                # variables, this run has 2"): what differs is said instead.
+                self._check_same_setup(record)
                 _check_same_policy(record, _policy_name(self.model), self.logdir)
             raise
         if progress is None:
@@ -434,6 +462,7 @@ class Resumable:
                                                "checkpoint has none, however many epochs it trained). Train it again without --resume (or, from Python, into a "
                                                "logdir of its own), or give the run directory that holds the checkpoints.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
+        self._check_same_setup(progress)
         saved = progress.get("hparams") or {}
         if self.hparams is not None:
             # Kept: a key only the run's first trainer had (a swept momentum that trainkit compare

@@ -19,6 +19,7 @@ import keras
 
 from trainkit import distribute
 from trainkit.checks.compatibility import TRAINABLE_RULE_CODES
+from trainkit.checks.compile_checks import setup_record
 from trainkit.errors import ArgumentError
 from trainkit.model_layers import trainable_layer_ids
 from trainkit.resolve import get_optimizer
@@ -46,6 +47,7 @@ class TrainableState:
     _checked_trainable: Any
     _unshown_checks: list[Any]
     _histograms: Any
+    _setup_record: dict[str, Any]
 
     def _loss_scaled(self, optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
         """``optimizer`` in a ``LossScaleOptimizer`` where ``auto_scale_loss`` wants one for a
@@ -67,6 +69,9 @@ class TrainableState:
             # new optimizer", the very thing done.
             self._refuse_another_models_optimizer()
             self.optimizer = self._loss_scaled(self.optimizer)
+        # Its checkpoints record the new one, which the run's resume is given.
+        self._setup_record = {**self._setup_record, **{key: value for key, value in setup_record(None, self.optimizer, ()).items()
+                                                       if key in ("optimizer", "learning_rate")}}
 
     def _refuse_another_models_optimizer(self) -> None:
         """Refuses an optimizer already built for another model's weights (Keras refuses it at the

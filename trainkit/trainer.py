@@ -271,6 +271,9 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Optimizer, metric and step-counter variables are replicated: created in the scope.
         with distribute.scope(self.strategy):
             self._create_state(loss, optimizer, metrics, task, loss_weights, auto_scale_loss)
+        # The loss, optimizer (class and learning rate) and metrics as given, before any callback
+        # moves the rate: a checkpoint records them, and a resume with others is refused.
+        self._setup_record = checks.setup_record(self.loss, self.optimizer, self._metric_specs)
         if self.strategy is not None:
             distribute.check_optimizer_in_scope(self.strategy, self.optimizer)
         self.logdir = Path(logdir) if logdir is not None else None

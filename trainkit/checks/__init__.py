@@ -19,7 +19,12 @@ from trainkit.checks.compatibility import (
     describe_loss,
     validate_task,
 )
-from trainkit.checks.compile_checks import COMPILE_IGNORED, check_compiled
+from trainkit.checks.compile_checks import (
+    COMPILE_IGNORED,
+    check_compiled,
+    setup_difference,
+    setup_record,
+)
 from trainkit.checks.data_checks import (
     DATA_ERROR_CODES,
     DATA_INFO_CODES,
@@ -58,5 +63,7 @@ __all__ = [
     "describe_loss",
     "find_outputs",
     "hidden_layers",
+    "setup_difference",
+    "setup_record",
     "validate_task",
 ]

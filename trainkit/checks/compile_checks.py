@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from trainkit import multioutput
 from trainkit.checks.compatibility import describe_loss
 from trainkit.errors import UnknownNameError
 from trainkit.findings import Finding
-from trainkit.resolve import _keras_metric_class, get_loss, snake_case
+from trainkit.resolve import _keras_metric_class, get_loss, is_keras_loss_function, snake_case
 
 #: Code of the warning for a model compiled with another loss, optimizer (class or learning rate) or metrics.
 COMPILE_IGNORED = "compile-ignored"
@@ -426,3 +427,78 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
                + (" To run the steps eagerly (to debug a model's call), call tf.config.run_functions_eagerly(True) before fit."
                   if "run_eagerly" in whats else ""),
         evidence={f"{what}_compiled": compiled for what, compiled, _ in differences} | {f"{what}_used": used for what, _, used in differences})]
+
+
+def _loss_record(loss: Any) -> Any:
+    """A resolved loss (or a list or dict of them, one per output) as comparable text for a
+    checkpoint's record: Keras's own as :func:`_loss_text` spells it (``"mse"``,
+    ``"mean_squared_error"`` and ``MeanSquaredError()`` all read ``MeanSquaredError()``), a
+    function of the user's by its module and qualified name (the same function imported again
+    reads the same), a Loss class of the user's by its module, name and config (its name left out)."""
+    if loss is None:
+        return None
+    if isinstance(loss, list | tuple):
+        return [_loss_record(one) for one in loss]
+    if isinstance(loss, Mapping):
+        return {str(key): _loss_record(one) for key, one in loss.items()}
+    fn = getattr(loss, "fn", None)
+    if callable(fn) and not is_keras_loss_function(fn):  # trainkit's (or Keras's) wrapper of a function of the user's
+        inner = fn.func if isinstance(fn, functools.partial) else fn
+        what = inner if hasattr(inner, "__qualname__") else type(inner)
+        text = f"{getattr(what, '__module__', '?')}.{what.__qualname__}"
+        return f"partial({text}, {', '.join(f'{k}={v!r}' for k, v in sorted(fn.keywords.items()))})" if isinstance(fn, functools.partial) else text
+    cls = type(loss)
+    if cls.__module__.startswith("keras."):
+        return str(_loss_text(loss))
+    try:
+        config = loss.get_config() or {}
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        config = {}
+    settings = ", ".join(f"{key}={value!r}" for key, value in sorted(config.items()) if key != "name")
+    return f"{cls.__module__}.{cls.__qualname__}({settings})"
+
+
+def setup_record(loss: Any, optimizer: Any, metrics: Any) -> dict[str, Any]:
+    """What a checkpoint records of the loss, optimizer and metrics a run trains with, for a resume
+    to compare (:func:`setup_difference`): the loss as :func:`_loss_record` spells it, the
+    optimizer's class (a ``LossScaleOptimizer``'s inner one's), its learning rate as its config
+    has it (a float, a schedule's class and config; ``None`` for a callable whose config cannot be
+    read), and the metrics' names as :func:`_metric_names` gives them."""
+    inner = getattr(optimizer, "inner_optimizer", None) or optimizer
+    raw = getattr(inner, "_learning_rate", None)
+    # A plain callable's config is its bytecode, which Keras warns of as unsafe (at every Trainer
+    # made): not recorded, as a rate that cannot be read is not compared.
+    plain_callable = callable(raw) and not isinstance(raw, keras.optimizers.schedules.LearningRateSchedule)
+    rate = None if plain_callable else _learning_rate(optimizer)
+    if isinstance(rate, _UnreadRate):
+        rate = None
+    elif isinstance(rate, Mapping):
+        try:
+            rate = json.loads(json.dumps(rate))  # what the record reads back
+        except (TypeError, ValueError):
+            rate = None
+    return {"loss": _loss_record(loss), "optimizer": _optimizer_name(optimizer),
+            "learning_rate": float(rate) if isinstance(rate, int | float) else rate, "metrics": _metric_names(metrics)}
+
+
+def setup_difference(saved: Any, now: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The first of the loss, optimizer, learning rate and metrics (see :func:`setup_record`) in
+    which a checkpoint's record ``saved`` and this run's ``now`` differ, with both as text;
+    ``None`` when they agree, or ``saved`` (a checkpoint written before they were recorded) or
+    either value is missing."""
+    if not isinstance(saved, Mapping):
+        return None
+    for key in ("loss", "optimizer", "learning_rate", "metrics"):
+        then, here = saved.get(key), now.get(key)
+        if then is None or here is None:
+            continue
+        if key == "learning_rate":
+            if (isinstance(then, Mapping | float | int) and isinstance(here, Mapping | float | int) and not isinstance(then, bool)
+                    and not _same_rate(then, here)):
+                return key, _rate_text(then), _rate_text(here)
+        elif key == "metrics":
+            if list(then) != list(here):
+                return key, _listed(list(then)), _listed(list(here))
+        elif then != here:
+            return key, json.dumps(then) if not isinstance(then, str) else then, json.dumps(here) if not isinstance(here, str) else here
+    return None
