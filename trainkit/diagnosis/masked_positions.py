@@ -44,7 +44,7 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
     """
     if not masks_inputs(model):
         return True, None
-    shape = _input_shape(model)
+    shape = _input_shape(model) or _subclass_input_shape(model, inputs)
     if shape is None or any(getattr(layer, "stateful", False) and not isinstance(layer, keras.layers.RNN) for layer in iter_layers(model)):
         # Several inputs (no one batch to call it on), or a call that would move a stateful
         # layer's carried state (a recurrent layer's, seed_states_kept puts back): every position
@@ -59,8 +59,24 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
 
 def masks_inputs(model: Any) -> bool:
     """Whether ``model`` masks positions of its inputs: an ``Embedding(mask_zero=True)`` an input
-    feeds directly, or a ``Masking`` layer."""
-    return bool(masked_embeddings(model)) or any(isinstance(layer, keras.layers.Masking) for layer in iter_layers(model))
+    feeds directly (any of a subclassed model's, whose inputs are not traced: its call tells), or
+    a ``Masking`` layer."""
+    if masked_embeddings(model) or any(isinstance(layer, keras.layers.Masking) for layer in iter_layers(model)):
+        return True
+    return _subclassed(model) and any(isinstance(layer, keras.layers.Embedding) and layer.mask_zero is True for layer in iter_layers(model))
+
+
+def _subclassed(model: Any) -> bool:
+    """Whether ``model`` is a subclassed one, neither ``Sequential`` nor Functional: its inputs are
+    known only from the data it is called on."""
+    return isinstance(model, keras.Model) and not isinstance(model, keras.Sequential) and not getattr(model, "inputs", None)
+
+
+def _subclass_input_shape(model: Any, inputs: Any) -> tuple[int | None, ...] | None:
+    """A subclassed model's one input's shape a row, read from ``inputs`` (``None``: not a
+    subclassed model, or not one in-memory array)."""
+    rows = _id_rows(inputs) if _subclassed(model) else None
+    return tuple(rows.shape[1:]) if rows is not None else None
 
 
 def input_positions(model: Any, rows: np.ndarray) -> np.ndarray:
