@@ -2131,6 +2131,29 @@ def test_validation_scale_mismatch_reads_a_channels_first_models_channels_on_axi
     assert told.evidence["columns_compared"] == 3 and told.evidence["columns_off"] == 2 and told.evidence["column"] in (0, 1)
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_validation_scale_mismatch_names_an_images_channels_as_channels(data_format):
+    # 0-255 validation images beside 0-1 training ones were told "in 3 of 3 columns ... (feature 1:
+    # ...)": the image's channels named as a table's features.
+    rng = np.random.default_rng(0)
+    shape = (8, 8, 3) if data_format == "channels_last" else (3, 8, 8)
+    x, x_val = rng.random((100, *shape)).astype("float32"), (rng.random((40, *shape)) * 255).astype("float32")
+    y, y_val = rng.integers(0, 2, 100), rng.integers(0, 2, 40)
+
+    def told(net: keras.Model) -> str:
+        (finding,) = [f for f in check_data(x, y, model=net, loss=get_loss("bce"), task="binary", x_val=x_val, y_val=y_val)
+                      if f.code == "validation-scale-mismatch"]
+        return finding.message
+
+    cnn = keras.Sequential([keras.Input(shape), L.Rescaling(1.0), L.Conv2D(4, 3, data_format=data_format), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    message = told(cnn)
+    assert "in 3 of 3 channels" in message and re.search(r"\(channel [012]: training median", message) and "feature" not in message
+    # A rank-4 input a Dense layer reads first: its last axis is features, as before.
+    dense = keras.Sequential([keras.Input(shape), L.Dense(2), L.Flatten(), L.Dense(1, activation="sigmoid")])
+    message = told(dense)
+    assert "columns" in message and "(feature " in message and "channel" not in message
+
+
 def test_validation_scale_mismatch_reads_the_first_batches_of_datasets():
     # A validation dataset of raw inputs (or targets x1000) beside a standardised, shuffled
     # training dataset was never compared: loss-at-chance then blamed memorised random labels.

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
 from trainkit.checks.compatibility import Issue, LossInfo
@@ -208,6 +209,17 @@ def channels_first(ctx: DataContext, index: int) -> bool:
     has ``data_format="channels_first"``: its channels are axis 1, not the last axis."""
     reader = ctx.layout_readers[index] if index < len(ctx.layout_readers) else None
     return getattr(reader, "data_format", None) == "channels_first"
+
+
+#: The convolutions that read a rank-4 input as an image: its last axis (axis 1 channels-first) its channels.
+_IMAGE_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose)
+
+
+def reads_image(ctx: DataContext, index: int, a: np.ndarray) -> bool:
+    """Whether ``a``, values of model input ``index``, is an image: rank 4, and first read by a 2-D
+    convolution (:attr:`DataContext.layout_readers`), whose channels are not a table's features."""
+    reader = ctx.layout_readers[index] if index < len(ctx.layout_readers) else None
+    return a.ndim == 4 and isinstance(reader, _IMAGE_CONVOLUTIONS)
 
 
 def channels_last(ctx: DataContext, index: int, a: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ from trainkit.checks.data_context import (
     format_number,
     input_label,
     is_numeric,
+    reads_image,
     row_budget,
     strided_rows,
     training_rows_stand_for_all,
@@ -363,8 +364,9 @@ def validation_scale_mismatch(ctx: DataContext) -> Issue | None:
         # A channels-first model's channels are axis 1: the last axis, an image's columns, was
         # read as its features (0-1 training images beside 0-255 validation ones: "feature 29").
         train, val = channels_last(ctx, i, train), channels_last(ctx, i, val)
+        # An image's last axis holds its channels: "in 3 of 3 columns (feature 1: ...)" named them as a table's.
         inputs = _scale_issue(train, val, input_label("x", i, len(ctx.xs), ctx.input_keys), ctx.feature_names if len(ctx.xs) == 1 else None,
-                              "inputs", ctx.sample_rows, sampled=sampled)
+                              "inputs", ctx.sample_rows, sampled=sampled, channels=reads_image(ctx, i, train))
         if inputs is not None:
             break
     for t in ctx.targets:
@@ -386,9 +388,11 @@ def validation_scale_mismatch(ctx: DataContext) -> Issue | None:
     return inputs
 
 
-def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what: str, rows: int, *, sampled: bool = False) -> Issue | None:
+def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what: str, rows: int, *, sampled: bool = False,
+                 channels: bool = False) -> Issue | None:
     """:func:`validation_scale_mismatch` for one array and its validation twin (features on the last axis);
-    ``sampled``: either is a dataset's first batches (see :data:`DATASET_SCALE_MISMATCH`)."""
+    ``sampled``: either is a dataset's first batches (see :data:`DATASET_SCALE_MISMATCH`); ``channels``:
+    an image's, told as its channels."""
     if not (is_numeric(train) and is_numeric(val)) or train.shape[1:] != val.shape[1:] or len(train) < 20 or len(val) < 20:
         return None
     factor = DATASET_SCALE_MISMATCH if sampled else SCALE_MISMATCH
@@ -417,13 +421,13 @@ def _scale_issue(train: np.ndarray, val: np.ndarray, name: str, names: Any, what
         return None
     j = int(np.argmax(np.where(off, np.maximum(ratio, 1 / np.maximum(ratio, 1e-300)) + shift, -1.0)))
     val_name = validation_name(name) if name.startswith("y") else name.replace("x", "x_val", 1)
-    column = f"{feature_label(j, names)}: " if width > 1 else ""
+    column = f"{f'channel {j}' if channels else feature_label(j, names)}: " if width > 1 else ""
     fix = ("fit the scaler on the training rows and apply the same transform to both (scaler.transform(x_val)), once each"
            if what == "inputs" else
            "the same unit, and the same scaling with the training rows' statistics ((y_val - y_mean) / y_std), once each")
     return Issue(
         f"The validation {what} {val_name} are on another scale than the training {what} {name}: in {int(off.sum())} of "
-        f"{int(ok.sum())} columns{' of the first batches' if sampled else ''} their spread (interquartile range) or centre differs {factor:g}x or more "
+        f"{int(ok.sum())} {'channels' if channels else 'columns'}{' of the first batches' if sampled else ''} their spread (interquartile range) or centre differs {factor:g}x or more "
         f"({column}training median {format_number(float(tq[1][j]))}, spread {format_number(float(t_iqr[j]))}; validation "
         f"median {format_number(float(vq[1][j]))}, spread {format_number(float(v_iqr[j]))}). A random split of the same rows "
         "gives ratios near 1: the model is validated on values it never saw, and val_loss measures the scale, not "
