@@ -299,7 +299,7 @@ def pydataset_batches(data: keras.utils.PyDataset, shuffle_seed: int | None = No
 
     def spec(*values: Any) -> tf.TensorSpec:
         arrays = [as_array(value, f"a batch of the {type(data).__name__}") for value in values]
-        narrow = narrowed_to_float32(arrays[0].dtype)
+        narrow = narrows_to_float32(arrays[0].dtype)
         dtype = tf.float32 if narrow else tf.as_dtype(arrays[0].dtype)
         shapes = {a.shape[1:] for a in arrays}
         if len({len(shape) for shape in shapes}) > 1:
@@ -498,7 +498,7 @@ def _read_ahead(read: Callable[[int], Any], order: Iterable[Any], workers: int, 
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def narrowed_to_float32(dtype: np.dtype) -> bool:
+def narrows_to_float32(dtype: np.dtype) -> bool:
     """Whether values of ``dtype`` are read as float32, as Keras reads them: float64 in either
     byte order (a big-endian ``">f8"`` is no ``np.float64``, and ``dtype == np.float64`` missed it),
     unless float64 is ``keras.backend.floatx()``."""

@@ -33,7 +33,7 @@ from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import (
     as_array,
     epoch_hooks,
-    narrowed_to_float32,
+    narrows_to_float32,
     paired_inputs,
     peek_batches,
     refuse_mismatched_kinds,
@@ -64,7 +64,7 @@ def _as_tensor(array: Any) -> tf.Tensor:
     ``keras.backend.floatx()``: Keras narrows to floatx, and a float64 model fed float32 inputs
     trained off ``model.fit`` by 2e-8 in the loss)."""
     array = np.asarray(array)
-    narrowed = narrowed_to_float32(array.dtype)  # any byte order
+    narrowed = narrows_to_float32(array.dtype)  # any byte order
     dtype = np.dtype(np.float32) if narrowed else array.dtype
     tensor = _one_copy(array, dtype) if array.dtype.kind in "biuf" else None
     if tensor is not None:

@@ -154,7 +154,7 @@ def _learning_rate(optimizer: Any) -> Any:
     return rate if isinstance(rate, float | int | Mapping) and not isinstance(rate, bool) else None
 
 
-def _differ(one: Any, other: Any) -> bool:
+def _known_to_differ(one: Any, other: Any) -> bool:
     """Whether two learning rates (see :func:`_learning_rate`) are known to differ: an unread
     callable differs from a number (a constant rate), is the same as the very same object, and is
     not told from another callable (which may compute the same rates)."""
@@ -401,7 +401,7 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
         # Trainer(optimizer="adam") trained at 1e-3 in silence. (compile keeps the optimizer it
         # made of a name, not the name: compile(optimizer="adam") compares as Adam(0.001).)
         compiled_rate, used_rate = _learning_rate(getattr(model, "optimizer", None)), _learning_rate(optimizer)
-        if compiled_rate is not None and used_rate is not None and _differ(compiled_rate, used_rate):
+        if compiled_rate is not None and used_rate is not None and _known_to_differ(compiled_rate, used_rate):
             differences.append(("optimizer", f"{compiled_optimizer}(learning_rate={_rate_text(compiled_rate)})",
                                 f"{used_optimizer}(learning_rate={_rate_text(used_rate)})"))
     # Every metric the Trainer tracks is weighted by sample_weight, as compile's weighted_metrics.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import keras
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
@@ -24,15 +23,10 @@ from trainkit.checks.data_context import (
     strided_rows,
     validation_name,
 )
+from trainkit.inputs import narrows_to_float32
 
 #: The largest float32: float64 values beyond it become Inf when fit narrows them to float32.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _narrowed_to_float32(a: np.ndarray) -> bool:
-    """Whether fit narrows ``a`` to float32, as Keras does: float64 data for a model whose floatx
-    is not float64 (see ``trainkit.sources._as_tensor``)."""
-    return a.dtype.kind == "f" and a.dtype.itemsize == 8 and keras.backend.floatx() != "float64"  # ">f8" too
 
 
 def _non_finite(a: np.ndarray) -> tuple[int, int, int, int, int, np.ndarray | None]:
@@ -42,7 +36,7 @@ def _non_finite(a: np.ndarray) -> tuple[int, int, int, int, int, np.ndarray | No
     if a.dtype.kind not in "fc" or a.size == 0:
         return 0, -1, 0, 0, 0, None
     flat = a.reshape(len(a), -1)
-    narrowed = _narrowed_to_float32(a)
+    narrowed = narrows_to_float32(a.dtype)
     if narrowed:
         # max and min carry NaN through; 1e40 is finite here and Inf in the float32 tensor fit
         # makes of it, which the check called "Inf" data (the caller's np.isfinite says none).
