@@ -1713,3 +1713,106 @@ def test_a_recipe_s_shuffled_rows_into_a_stateful_rnn_are_told(runner, tmp_path)
     assert result.exit_code == 0 and "[stateful-shuffled]: 'carried' is stateful" in result.output, result.output
     result = runner.invoke(app, ["check", str(recipe), "--set", "training.shuffle=false"])
     assert result.exit_code == 0 and "stateful-shuffled" not in result.output, result.output
+
+
+def test_a_run_leaves_its_trained_model_as_a_file_keras_loads(tiny_recipe, tmp_path):
+    # A run wrote checkpoints/ only, which load_weights and load_model refuse: a model trained from
+    # the command line reached plain Keras only by building it again from the recipe.
+    import keras
+
+    from trainkit.data import prepare_data
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe)
+    result = train_recipe(recipe, logdir=tmp_path, verbose=0)
+    assert result.model_file == result.run_dir / "model.keras"
+    model = keras.models.load_model(result.model_file)
+    splits = prepare_data(recipe)  # standardised as the run's were: the file predicts from them
+    assert np.array_equal(model.predict(splits.x_val, verbose=0), result.trainer.predict(splits.x_val))
+    # Compiled with the run's loss, metrics and optimizer: evaluate says what the report says.
+    final = json.loads((result.run_dir / "report.json").read_text())["final"]
+    assert model.evaluate(splits.x_val, splits.y_val, return_dict=True, verbose=0) == {"loss": final["val_loss"], "accuracy": final["val_accuracy"]}
+    assert int(model.optimizer.iterations.numpy()) == int(result.trainer.optimizer.iterations.numpy()) == 6
+    assert not list(result.run_dir.glob(".model.keras*"))  # no temporary file left behind
+
+
+def test_a_run_early_stopping_restored_saves_the_restored_model(runner, tiny_recipe, tmp_path):
+    import keras
+
+    from trainkit.data import prepare_data
+    from trainkit.recipe import load_recipe
+
+    logdir = tmp_path / "runs"
+    args = ["--set", "training.epochs=30", "--set", "optimizer.learning_rate=0.5", "--set", "training.early_stopping={patience: 1}"]
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q", *args])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(logdir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "stopped" and report["restored"]["epoch"] < report["epochs_run"]
+    splits = prepare_data(load_recipe(tiny_recipe, [a for a in args if a != "--set"]))
+    measured = keras.models.load_model(run_dir / "model.keras").evaluate(splits.x_val, splits.y_val, return_dict=True, verbose=0)
+    assert measured["loss"] == report["restored"]["val_loss"] != report["final"]["val_loss"]
+
+
+@pytest.mark.parametrize(("layer", "says"), [
+    ("class Doubled(keras.layers.Layer):\n    def call(self, x):\n        return x * 2\ndef make():\n    return Doubled(name='doubled')\n",
+     "layer doubled (Doubled: not registered with Keras, so load_model cannot find the class)"),
+    ("class Doubled(keras.layers.Layer):\n    def __init__(self, fn, **kwargs):\n        super().__init__(**kwargs)\n"
+     "        self.fn = fn\n    def call(self, x):\n        return self.fn(x)\ndef make():\n    return Doubled(lambda x: x * 2, name='doubled')\n",
+     "layer doubled (Doubled: its get_config() fails, an __init__ argument it cannot serialise)"),
+])
+def test_a_builder_layer_keras_cannot_save_is_a_warning_not_a_failed_run(runner, tmp_path, layer, says):
+    name = f"unsaved_{len(layer)}"  # a module of its own per case (imported modules are cached)
+    (tmp_path / f"{name}.py").write_text(f"import keras\n{layer}def build(input_shape):\n"
+                                         "    return keras.Sequential([keras.Input(input_shape), make(), keras.layers.Dense(1, activation='sigmoid')])\n")
+    recipe = tmp_path / "custom.yaml"
+    recipe.write_text(TINY.replace("model:\n  layers:\n    - {type: dense, units: 4, activation: relu}\n    - {type: dense, units: 1, activation: sigmoid}\n",
+                                   f"model: {{builder: '{name}:build'}}\n"))
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(recipe), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(logdir)
+    assert f"warning: [model-unsaved] The trained model was not written to {run_dir / 'model.keras'}: {says}. Register each layer class" in result.output
+    assert "register_keras_serializable" in result.output and "checkpoints/ with tf.train.Checkpoint" in result.output
+    assert json.loads((run_dir / "report.json").read_text())["status"] == "completed"
+    assert sorted(p.name for p in run_dir.glob("*model*")) == []  # neither the file nor a temporary one
+
+
+def test_a_model_file_the_disk_cannot_take_is_logdir_unwritable_and_a_resume_writes_it(runner, tiny_recipe, tmp_path, monkeypatch):
+    import keras
+
+    real = keras.Model.save
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", disk_full)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    (run_dir,) = run_dirs(logdir)
+    assert result.exit_code == 2 and result.output.startswith(f"error: [logdir-unwritable] The run trained, but writing its model file to "
+                                                              f"{run_dir / 'model.keras'} failed: No space left on device."), result.output
+    assert not list(run_dir.glob("*model*"))
+    monkeypatch.setattr(keras.Model, "save", real)
+    resumed = runner.invoke(app, ["train", str(tiny_recipe), "-q", "--resume", str(run_dir)])
+    assert resumed.exit_code == 0 and resumed.output.startswith("nothing left to train"), resumed.output
+    assert keras.models.load_model(run_dir / "model.keras").optimizer.iterations.numpy() == 6
+
+
+def test_a_standardised_run_s_model_file_predicts_in_the_targets_units_as_the_readme_says(tmp_path):
+    import keras
+
+    from trainkit.data import prepare_data
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    path, sets = REPO / "recipes" / "high_early_stop_fixed.yaml", ["training.epochs=2", "data.rows=100"]
+    result = train_recipe(load_recipe(path, sets), logdir=tmp_path, verbose=0)
+    raw = prepare_data(load_recipe(path, [*sets, "preprocessing={standardize_inputs: false, standardize_targets: false}"]))
+    run_dir, model, x = result.run_dir, keras.models.load_model(result.model_file), raw.x_val
+    s = json.loads((run_dir / "report.json").read_text())["standardization"]
+    y = model.predict((x - np.array(s["inputs"]["mean"])) / np.array(s["inputs"]["std"])) * np.array(s["targets"]["std"]) + np.array(s["targets"]["mean"])
+    standardised = prepare_data(load_recipe(path, sets)).x_val
+    expected = result.trainer.predict(standardised) * s["targets"]["std"][0] + s["targets"]["mean"][0]
+    assert np.abs(y - expected).max() < 1e-6 < np.abs(expected).max()

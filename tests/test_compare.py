@@ -348,6 +348,7 @@ def test_compare_sweep_trains_each_variant_and_prints_the_table(runner, tmp_path
     for run_dir in dirs:
         assert list(run_dir.glob("events.out.tfevents.*.hparams")), "HParams records at the run root"
         assert "sweep: null" in (run_dir / "recipe.yaml").read_text()
+        assert (run_dir / "model.keras").is_file(), "each run's trained model"
     table = [line for line in result.stdout.splitlines() if line.startswith("tiny-")]
     assert [line.split()[0] for line in table] == ["tiny-learning_rate=0.05", "tiny-learning_rate=0.001"]
     assert "learning_rate" in result.stdout.splitlines()[0] and "val_accuracy" in result.stdout

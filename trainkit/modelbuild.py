@@ -119,7 +119,7 @@ def ensure_built(model: keras.Model, input_spec: Any, first_inputs: Callable[[],
         with seed_states_kept(model):  # a call model.fit does not make
             model(inputs, training=False)
     except Exception as err:
-        said = _first_line(err)
+        said = first_line(err)
         said += "" if said.endswith(".") else "."
         raise DataError("unbuilt-model", f"The model has no variables yet and could not be built for inputs {input_spec}: {type(err).__name__}: {said} "
                           f"{_channel_axis_hint(model, input_spec)}Give it an input shape (keras.Input(shape=...) first), or call it once on a "
@@ -172,7 +172,7 @@ def _sequential(layers: Sequence[LayerSpec], input_shape: tuple[int, ...]) -> ke
             if spec.type == "conv2d" and index == 0 and len(shape) == 3:
                 # Grayscale images saved as (n, 16, 16): a conv layer wants the channel axis too.
                 hint = " The examples have no channel axis: save the images with one (x[..., None] for grayscale)."
-            said = _first_line(err)
+            said = first_line(err)
             said += "." if hint and not said.endswith(".") else ""
             raise RecipeError("bad-model", f"Layer {index} ({spec.type} '{name}') cannot take input of shape {shape}: {said}{hint}") from err
         except (tf.errors.ResourceExhaustedError, MemoryError):
@@ -297,7 +297,7 @@ def _call_builder(target: str, input_shape: tuple[int, ...], args: Mapping[str, 
         if unknown is not None:
             raise unknown from err
         # Chained (from err) so that `--debug` style tracebacks still reach the user's code.
-        raise RecipeError("bad-builder", f'Builder "{target}" failed{_raised_at(err, module)}: {type(err).__name__}: {_first_line(err)}') from err
+        raise RecipeError("bad-builder", f'Builder "{target}" failed{_raised_at(err, module)}: {type(err).__name__}: {first_line(err)}') from err
     if not isinstance(model, keras.Model):
         raise RecipeError("bad-builder", f'Builder "{target}" returned {type(model).__name__}, not a keras.Model; it must return the model it builds.')
     try:
@@ -366,7 +366,7 @@ def model_code_error(recipe: Recipe, err: BaseException) -> RecipeError | None:
     where = _raised_at(err, builder.partition(":")[0])
     if not where:
         return None
-    return RecipeError("model-error", f'The model of builder "{builder}" failed while training{where}: {type(err).__name__}: {_first_line(err)}')
+    return RecipeError("model-error", f'The model of builder "{builder}" failed while training{where}: {type(err).__name__}: {first_line(err)}')
 
 
 def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., Any]:
@@ -380,11 +380,11 @@ def _import_builder(target: str, base_dir: str | Path | None) -> Callable[..., A
         missing = getattr(err, "name", None)
         if missing and not f"{module_name}.".startswith(f"{missing}."):
             # The module was found; an import inside it failed.
-            raise RecipeError("bad-builder", f'Builder module "{module_name}" was found, but an import inside it failed: {_first_line(err)}. '
+            raise RecipeError("bad-builder", f'Builder module "{module_name}" was found, but an import inside it failed: {first_line(err)}. '
                                              f'Install "{missing.split(".")[0]}" or fix that import.') from err
-        raise RecipeError("bad-builder", f'Builder module "{module_name}" cannot be imported: {_first_line(err)}. Is it installed, or next to the recipe?') from err
+        raise RecipeError("bad-builder", f'Builder module "{module_name}" cannot be imported: {first_line(err)}. Is it installed, or next to the recipe?') from err
     except Exception as err:
-        raise RecipeError("bad-builder", f'Importing builder module "{module_name}" failed: {type(err).__name__}: {_first_line(err)}') from err
+        raise RecipeError("bad-builder", f'Importing builder module "{module_name}" failed: {type(err).__name__}: {first_line(err)}') from err
     fn = getattr(module, attr, None)
     if fn is None:
         hint = resolve.closest(attr, [n for n in dir(module) if not n.startswith("_")])
@@ -417,7 +417,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _DEFINED_AT = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>\S+)\s*$', re.MULTILINE)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     """The first line of an error that says something (past Keras's call wrapper, no ANSI codes)."""
     lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines() if line.strip()]
     if len(lines) > 1 and _KERAS_WRAPPER.fullmatch(lines[0]):

@@ -46,6 +46,7 @@ from trainkit.interrupt import (
     sigterm_as_interrupt,
     stop_on_signals,
 )
+from trainkit.model_file import remove_stale_model_file, save_model_file
 from trainkit.modelbuild import build_from_recipe, model_code_error
 from trainkit.recipe import Recipe
 from trainkit.recipe_text import one_line, parse_yaml
@@ -100,6 +101,8 @@ class RunResult:
     chief: bool = True
     # What ended a "stopped" run before its last epoch: "early stopping" or "a callback".
     stopped_by: str | None = None
+    # The trained model as a Keras file (``<run_dir>/model.keras``), ``None`` where none was written.
+    model_file: Path | None = None
 
     @property
     def restored_values(self) -> dict[str, float] | None:
@@ -342,6 +345,7 @@ def train_recipe(
         if chief and resume_dir is not None and trainer.history is not history_before:
             _save_resumed_recipe(run_dir, recipe)
         if chief:
+            remove_stale_model_file(run_dir)
             try:
                 write_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "interrupted", standardization=scaling), recipe)
             except OSError as failed:
@@ -371,6 +375,7 @@ def train_recipe(
         # the run got and what was found so far (fit made no end-of-run verdicts for it). A resume
         # that failed before its checkpoint came back leaves the run's report as it was.
         if chief and (resume_dir is None or trainer.history is not history_before):
+            remove_stale_model_file(run_dir)
             _write_failed_report(RunResult(run_dir, trainer.history, trainer, time.perf_counter() - started, "failed",
                                            resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks, trainer.history),
                                            standardization=scaling), recipe, err)
@@ -393,6 +398,12 @@ def train_recipe(
     return result
 
 
+#: The runs that end with a usable model, written to ``model.keras``: a NaN loss ends with weights
+#: that were about to diverge, an interrupted run's checkpoint is what its resume uses, and a
+#: failed run's model is wherever the error left it.
+MODEL_FILE_STATUSES = frozenset({"completed", "stopped"})
+
+
 def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chief: bool) -> None:
     """Writes a completed run's recipe (after a resume) and report, saying what it lost, if anything."""
     run_dir = result.run_dir
@@ -406,7 +417,14 @@ def _finish_run(result: RunResult, recipe: Recipe, resume_dir: Path | None, chie
         try:
             if resume_dir is not None:
                 _save_resumed_recipe(run_dir, recipe)
+            # Before the report: a run that has its report.json has its model file.
+            if result.status in MODEL_FILE_STATUSES:
+                result.model_file = save_model_file(result.trainer, run_dir)
+            else:
+                remove_stale_model_file(run_dir)  # a resume's NaN: the file of the run's earlier end is not this model
             write_report(result, recipe)
+        except RunDirError:
+            raise  # the model file's (an OSError too), which names its file
         except OSError as err:
             # A full disk (or a directory made read-only) at the very end: the run's checkpoints and
             # events are written, and resuming it, with nothing left to train, writes the report.

@@ -11,7 +11,7 @@ import re
 import shlex
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,21 +156,34 @@ _UMASK = _read_umask()  # once, at import: os.umask is process-wide, and writer 
 
 def write_atomic(path: str | Path, text: str) -> None:
     """Writes ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary file beside ``path`` for the block to write (``model.save`` needs a name ending
+    in ``.keras``: ``suffix``), renamed over ``path`` once the block ends, removed if it raises:
+    readers see the old file or the whole new one, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
         # mkstemp makes the file 0600; the renamed file should read like any other the user
         # writes (0644 under the usual umask), for a TensorBoard or colleague on another account.
         os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.close(fd)
+        fd = -1
+        yield Path(tmp)
+        with open(tmp, "rb") as written:  # on the disk before the rename makes it the file
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
 
 def json_text(value: Any, *, indent: int | None = 2, default: Any = None) -> str:
     """``value`` as standard JSON (RFC 8259), for files other tools read: NaN and infinities as ``null``.

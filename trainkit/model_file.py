@@ -1,0 +1,125 @@
+"""A finished run's trained model as a file plain Keras loads: ``<run_dir>/model.keras``.
+
+A run's ``checkpoints/`` are TensorFlow checkpoints, which ``load_weights`` and ``load_model``
+refuse: without this file, a model trained from the command line reached plain Keras only by
+building it again from the recipe. The model is compiled first with the loss, optimizer and
+metrics the trainer trained with, so that ``load_model(...).evaluate(...)`` measures as the run's
+report does and ``model.fit`` goes on with the trainer's optimizer state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from trainkit import distribute
+from trainkit.errors import RunDirError
+from trainkit.modelbuild import first_line
+from trainkit.resolve import clone_metric
+from trainkit.runs import atomic_path, is_storage_error, os_error_reason, storage_error_text
+
+MODEL_FILE = "model.keras"
+
+#: How a run's end says its model file was not written (the run's exit code is unchanged).
+UNSAVED = "model-unsaved"
+
+
+def compile_as_trained(trainer: Any) -> None:
+    """Compiles ``trainer.model`` with the trainer's losses, loss weights, optimizer (its state
+    included) and fresh copies of its metrics, as ``model.compile`` would have them.
+
+    Only the model's compile changes: the trainer keeps training with its own loss and metrics.
+    """
+    heads = trainer.heads
+    model = trainer.model
+    if len(heads) == 1:
+        loss: Any = heads[0].loss
+        weights: Any = None
+        metrics: Any = [clone_metric(m) for m in trainer._metrics]
+    else:
+        loss = [h.loss for h in heads]
+        weights = [h.weight for h in heads]
+        # Keras names each output's metric <output>_<metric> itself, as trainkit does.
+        metrics = [[clone_metric(m, m.name[len(h.name) + 1:]) for m, at in zip(trainer._metrics, trainer._metric_outputs, strict=True) if at == i]
+                   for i, h in enumerate(heads)]
+    with distribute.scope(trainer.strategy):
+        model.compile(loss=loss, loss_weights=weights, optimizer=trainer.optimizer, metrics=metrics,
+                      auto_scale_loss=getattr(trainer, "_auto_scale_loss", True))
+
+
+def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
+    """Writes ``run_dir/model.keras`` atomically (a temporary file beside it, then a rename), and
+    reads it back to be sure Keras can: a layer class that is not registered saves, and fails only
+    at ``load_model``.
+
+    Returns:
+        The file, or ``None`` when the model cannot be saved so (``warning: [model-unsaved]`` said why).
+
+    Raises:
+        RunDirError: ``logdir-unwritable`` when the disk or the directory failed the write.
+    """
+    path = run_dir / MODEL_FILE
+    try:
+        compile_as_trained(trainer)
+    except Exception as err:  # a loss or metric Keras's compile refuses: the file then holds none
+        print(f"warning: [{UNSAVED}] {path}'s model is saved without the run's loss and metrics: compiling it failed "
+              f"({type(err).__name__}: {first_line(err)}).", file=sys.stderr)
+    try:
+        with atomic_path(path, suffix=".keras") as tmp:
+            trainer.model.save(tmp)
+            _load_back(tmp)
+    except Exception as err:
+        if is_storage_error(err):
+            reason = os_error_reason(err, run_dir) if isinstance(err, OSError) else storage_error_text(err)
+            raise RunDirError("logdir-unwritable", f"The run trained, but writing its model file to {path} failed: {reason}. "
+                                                   "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
+                                                   "again) to write it.") from err
+        with contextlib.suppress(OSError):
+            path.unlink()  # an earlier run's file (before a resume) is not this model
+        print(f"warning: [{UNSAVED}] The trained model was not written to {path}: {_why_unsaved(trainer.model, err)}. "
+              "Register each layer class of your own with @keras.saving.register_keras_serializable() and give it a get_config() "
+              "that returns its __init__ arguments, or build the model again from the recipe and read the weights from the run's "
+              "checkpoints/ with tf.train.Checkpoint (README: Python).", file=sys.stderr)
+        return None
+    return path
+
+
+def remove_stale_model_file(run_dir: Path) -> None:
+    """Removes a model file an earlier end of this run wrote (a resume that then ended without a
+    usable model: interrupted, failed, NaN), so that the file beside ``report.json`` is never
+    another epoch's model."""
+    with contextlib.suppress(OSError):
+        (run_dir / MODEL_FILE).unlink()
+
+
+def _load_back(path: Path) -> None:
+    """Loads the file as ``keras.models.load_model`` does in this process (its registered classes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's notes on a compile it restores
+        keras.models.load_model(path, safe_mode=False)
+
+
+def _why_unsaved(model: keras.Model, err: BaseException) -> str:
+    """Why Keras cannot save (or load back) ``model``: the layers of a class of the user's own
+    that it cannot serialise, else Keras's own first line."""
+    unsaved = []
+    for layer in model._flatten_layers(include_self=True):
+        cls = type(layer)
+        if cls.__module__.split(".")[0] == "keras":
+            continue
+        try:
+            layer.get_config()
+        except Exception:
+            unsaved.append(f"{layer.name} ({cls.__name__}: its get_config() fails, an __init__ argument it cannot serialise)")
+            continue
+        if keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls:
+            unsaved.append(f"{layer.name} ({cls.__name__}: not registered with Keras, so load_model cannot find the class)")
+    if unsaved:
+        return f"layer{'s' if len(unsaved) > 1 else ''} {', '.join(unsaved)}"
+    cause = err.__cause__ or err.__context__ or err
+    return f"{type(cause).__name__}: {first_line(cause)}"
