@@ -1540,7 +1540,7 @@ def test_diagnose_of_a_path_inside_a_run_names_the_run(runner, tiny_recipe, tmp_
     logdir = tmp_path / "runs"
     assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0
     (run_dir,) = run_dirs(logdir)
-    for inside in (run_dir / "train", run_dir / "report.json", run_dir / "checkpoints" / "checkpoint"):
+    for inside in (run_dir / "train", run_dir / "report.json", run_dir / "model.keras", run_dir / "checkpoints" / "checkpoint"):
         result = runner.invoke(app, ["diagnose", str(inside)])
         assert result.exit_code == 2, result.output
         assert result.output.strip() == (f"error: [run-not-found] {inside} is inside the run directory {run_dir}: "
@@ -1816,3 +1816,24 @@ def test_a_standardised_run_s_model_file_predicts_in_the_targets_units_as_the_re
     standardised = prepare_data(load_recipe(path, sets)).x_val
     expected = result.trainer.predict(standardised) * s["targets"]["std"][0] + s["targets"]["mean"][0]
     assert np.abs(y - expected).max() < 1e-6 < np.abs(expected).max()
+
+
+def test_diagnose_names_the_run_s_model_file_or_says_why_a_finished_run_has_none(runner, tiny_recipe, tmp_path):
+    logdir = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0
+    (run_dir,) = run_dirs(logdir)
+    said = runner.invoke(app, ["diagnose", str(run_dir)])
+    assert said.exit_code == 0 and said.output.splitlines()[1] == (
+        f"model: {run_dir / 'model.keras'} (keras.models.load_model; compiled with the run's loss, metrics and optimizer)"), said.output
+    assert json.loads(runner.invoke(app, ["diagnose", str(run_dir), "--json"]).output)["model_file"] == str(run_dir / "model.keras")
+    (run_dir / "model.keras").unlink()  # Keras could not save it (model-unsaved), or a run older than the file
+    said = runner.invoke(app, ["diagnose", str(run_dir)])
+    assert said.output.splitlines()[1].startswith(f"model: no model.keras (Keras could not save the model, which the run said in a warning: "
+                                                  f"[model-unsaved] line, or the run is older than the file): resume it (trainkit train RECIPE --resume {run_dir}; ")
+    assert json.loads(runner.invoke(app, ["diagnose", str(run_dir), "--json"]).output)["model_file"] is None
+    assert runner.invoke(app, ["train", str(tiny_recipe), "-q", "--resume", str(run_dir)]).exit_code == 0
+    assert (run_dir / "model.keras").is_file()  # as the line says
+    report = json.loads((run_dir / "report.json").read_text())
+    (run_dir / "model.keras").unlink()
+    (run_dir / "report.json").write_text(json.dumps({**report, "status": "interrupted", "epochs_run": 1}))
+    assert "model:" not in runner.invoke(app, ["diagnose", str(run_dir)]).output  # the unfinished line speaks of it

@@ -248,7 +248,7 @@ def diagnose_command(
     A run that did not finish (interrupted, failed, killed) gets the findings of its events so far,
     with a line saying so and how to resume it.
     """
-    from trainkit.runs import json_text
+    from trainkit.runs import MODEL_FILE, json_text
 
     with user_errors():
         _import_tensorflow()
@@ -256,6 +256,7 @@ def diagnose_command(
             diagnose_events,
             find_run_dir,
             missing_epochs_note,
+            model_file_line,
             read_run,
             unfinished_note,
         )
@@ -266,11 +267,14 @@ def diagnose_command(
         findings = diagnose_events(events)
         unfinished = unfinished_note(found)
         incomplete = missing_epochs_note(events)
+        model = model_file_line(found)
     if json_output:
-        typer.echo(json_text({"run_dir": str(found), "unfinished": unfinished, "incomplete": incomplete, "findings": [f.to_dict() for f in findings]}))
+        model_file = found / MODEL_FILE if model is not None and (found / MODEL_FILE).is_file() else None
+        typer.echo(json_text({"run_dir": str(found), "unfinished": unfinished, "incomplete": incomplete, "model_file": model_file and str(model_file),
+                              "findings": [f.to_dict() for f in findings]}))
         return
     typer.echo(f"run {found}")
-    for note in (unfinished, incomplete):
+    for note in (unfinished, incomplete, model):
         if note:
             typer.echo(note)
     typer.echo(render_text(findings))

@@ -21,9 +21,13 @@ from trainkit import distribute
 from trainkit.errors import RunDirError
 from trainkit.modelbuild import first_line
 from trainkit.resolve import clone_metric
-from trainkit.runs import atomic_path, is_storage_error, os_error_reason, storage_error_text
-
-MODEL_FILE = "model.keras"
+from trainkit.runs import (
+    MODEL_FILE,
+    atomic_path,
+    is_storage_error,
+    os_error_reason,
+    storage_error_text,
+)
 
 #: How a run's end says its model file was not written (the run's exit code is unchanged).
 UNSAVED = "model-unsaved"

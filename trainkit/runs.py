@@ -17,6 +17,9 @@ from typing import Any
 
 from trainkit.errors import RunDirError, TrainkitError
 
+#: The trained model of a recipe run, in its run directory (see :mod:`trainkit.model_file`).
+MODEL_FILE = "model.keras"
+
 
 def check_writable(logdir: str | Path, *, keep: bool = True) -> Path:
     """Creates ``logdir`` if needed and proves a file can be written there.

@@ -29,6 +29,7 @@ from trainkit.diagnosis.engine import UNFINISHED, Context, Diagnoser
 from trainkit.errors import TrainkitError
 from trainkit.findings import Finding
 from trainkit.run_lock import LOCK_NAME, training_process
+from trainkit.runs import MODEL_FILE
 
 _CONTEXT = "diagnosis_context/text_summary"
 _END = "diagnosis_end/text_summary"
@@ -107,7 +108,7 @@ def find_run_dir(path: str | Path) -> Path:
         runs = sorted((p for p in path.iterdir() if p.is_dir() and _has_events(p)), key=run_order)
         if runs:
             return runs[-1]
-    # A path inside a run (its report.json, train/ or checkpoints/ folder): name the run itself.
+    # A path inside a run (its report.json, model.keras, train/ or checkpoints/ folder): name the run itself.
     run = next((parent for parent in list(path.parents)[:2] if _has_events(parent)), None) if path.exists() else None
     if run is not None:
         raise RunNotFoundError("run-not-found", f"{path} is inside the run directory {run}: pass that directory (trainkit diagnose {shlex.quote(str(run))}).")
@@ -393,6 +394,26 @@ def missing_epochs_note(events: RunEvents) -> str | None:
         return None
     return (f"incomplete: report.json lists {epochs} epochs, but the event files hold {' and '.join(short)} (deleted or cut short since): "
             "the findings below are those of the epochs they hold; report.json has the run's own.")
+
+
+def model_file_line(run_dir: str | Path) -> str | None:
+    """Where a recipe run's trained model is (``model: <run_dir>/model.keras``), or, for a run
+    that ended with a usable model (``completed`` or ``stopped``) and has none, why and how to get
+    it; ``None`` for the others (a run of the Python API, one a NaN, an error or an interruption
+    ended: :func:`unfinished_note` speaks of those)."""
+    run_dir = Path(run_dir)
+    path = run_dir / MODEL_FILE
+    if path.is_file():
+        return f"model: {path} (keras.models.load_model; compiled with the run's loss, metrics and optimizer)"
+    try:
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("status") not in ("completed", "stopped") or not (run_dir / "recipe.yaml").exists():
+        return None
+    return (f"model: no {MODEL_FILE} (Keras could not save the model, which the run said in a warning: [model-unsaved] line, or the run is "
+            f"older than the file): resume it (trainkit train RECIPE --resume {shlex.quote(str(run_dir))}; nothing is trained again) to write it, "
+            "or read its checkpoints/ with tf.train.Checkpoint (README: Python).")
 
 
 def unfinished_note(run_dir: str | Path) -> str | None:
