@@ -1837,3 +1837,29 @@ def test_diagnose_names_the_run_s_model_file_or_says_why_a_finished_run_has_none
     (run_dir / "model.keras").unlink()
     (run_dir / "report.json").write_text(json.dumps({**report, "status": "interrupted", "epochs_run": 1}))
     assert "model:" not in runner.invoke(app, ["diagnose", str(run_dir)]).output  # the unfinished line speaks of it
+
+
+def test_the_model_file_s_fit_goes_on_as_the_run_would_and_a_failed_resume_removes_it(tiny_recipe, tmp_path):
+    import keras
+
+    from trainkit.callbacks import Callback
+    from trainkit.data import prepare_data
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    two, three = load_recipe(tiny_recipe, ["training.shuffle=false"]), load_recipe(tiny_recipe, ["training.shuffle=false", "training.epochs=3"])
+    first, longer = train_recipe(two, logdir=tmp_path / "a", verbose=0), train_recipe(three, logdir=tmp_path / "b", verbose=0)
+    splits = prepare_data(two)
+    model = keras.models.load_model(first.model_file)  # the optimizer's state too: Adam's moments at step 6
+    fitted = model.fit(splits.x_train, splits.y_train, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    assert fitted.history["loss"] == [longer.history.history["loss"][-1]]
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), longer.trainer.model.get_weights(), strict=True))
+
+    class Failing(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("failing")
+
+    # A resume that trains on and fails: the file of the run's earlier end is not its model any more.
+    with pytest.raises(RuntimeError, match="failing"):
+        train_recipe(three, verbose=0, resume=first.run_dir, callbacks=[Failing()])
+    assert json.loads((first.run_dir / "report.json").read_text())["status"] == "failed" and not first.model_file.exists()
