@@ -1863,3 +1863,22 @@ def test_the_model_file_s_fit_goes_on_as_the_run_would_and_a_failed_resume_remov
     with pytest.raises(RuntimeError, match="failing"):
         train_recipe(three, verbose=0, resume=first.run_dir, callbacks=[Failing()])
     assert json.loads((first.run_dir / "report.json").read_text())["status"] == "failed" and not first.model_file.exists()
+
+
+def test_a_model_file_that_does_not_read_back_for_memory_is_no_full_disk(runner, tiny_recipe, tmp_path, monkeypatch):
+    # The file is read back to be sure Keras can load it; a second copy of the model failing for
+    # memory (ResourceExhaustedError, which trainkit reads as a storage error when writing) ended a
+    # trained run with error: [logdir-unwritable] and exit 2.
+    import keras
+    import tensorflow as tf
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(keras.models, "load_model", out_of_memory)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(logdir)
+    assert f"warning: [model-unsaved] The trained model was not written to {run_dir / 'model.keras'}: ResourceExhaustedError: OOM" in result.output
+    assert not list(run_dir.glob("*model*")) and json.loads((run_dir / "report.json").read_text())["status"] == "completed"

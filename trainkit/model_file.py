@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from trainkit import distribute
 from trainkit.errors import RunDirError
@@ -75,14 +76,19 @@ def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
               f"({type(err).__name__}: {first_line(err)}).", file=sys.stderr)
     try:
         with atomic_path(path, suffix=".keras") as tmp:
-            trainer.model.save(tmp)
+            try:
+                trainer.model.save(tmp)
+            except Exception as err:
+                if not is_storage_error(err):
+                    raise
+                reason = os_error_reason(err, run_dir) if isinstance(err, OSError) else storage_error_text(err)
+                raise RunDirError("logdir-unwritable", f"The run trained, but writing its model file to {path} failed: {reason}. "
+                                                       "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
+                                                       "again) to write it.") from err
             _load_back(tmp)
+    except RunDirError:
+        raise
     except Exception as err:
-        if is_storage_error(err):
-            reason = os_error_reason(err, run_dir) if isinstance(err, OSError) else storage_error_text(err)
-            raise RunDirError("logdir-unwritable", f"The run trained, but writing its model file to {path} failed: {reason}. "
-                                                   "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
-                                                   "again) to write it.") from err
         with contextlib.suppress(OSError):
             path.unlink()  # an earlier run's file (before a resume) is not this model
         print(f"warning: [{UNSAVED}] The trained model was not written to {path}: {_why_unsaved(trainer.model, err)}. "
@@ -102,8 +108,10 @@ def remove_stale_model_file(run_dir: Path) -> None:
 
 
 def _load_back(path: Path) -> None:
-    """Loads the file as ``keras.models.load_model`` does in this process (its registered classes)."""
-    with warnings.catch_warnings():
+    """Loads the file as ``keras.models.load_model`` does in this process (its registered classes),
+    on the CPU: a second copy of a big model on a GPU the run has filled would fail for memory
+    (ResourceExhaustedError, which is not the file's fault)."""
+    with warnings.catch_warnings(), tf.device("/CPU:0"):
         warnings.simplefilter("ignore")  # Keras's notes on a compile it restores
         keras.models.load_model(path, safe_mode=False)
 
