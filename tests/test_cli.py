@@ -1882,3 +1882,20 @@ def test_a_model_file_that_does_not_read_back_for_memory_is_no_full_disk(runner,
     (run_dir,) = run_dirs(logdir)
     assert f"warning: [model-unsaved] The trained model was not written to {run_dir / 'model.keras'}: ResourceExhaustedError: OOM" in result.output
     assert not list(run_dir.glob("*model*")) and json.loads((run_dir / "report.json").read_text())["status"] == "completed"
+
+
+def test_a_model_keras_cannot_compile_as_trained_is_written_uncompiled_with_a_warning(runner, tiny_recipe, tmp_path, monkeypatch):
+    # It said "[model-unsaved]" of a file it then wrote, and said it before the save had succeeded.
+    import keras
+
+    def refused(self, *args, **kwargs):
+        raise ValueError("refused")
+
+    monkeypatch.setattr(keras.Model, "compile", refused)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(logdir)
+    assert (f"warning: [model-uncompiled] {run_dir / 'model.keras'} is written without the run's loss, metrics and optimizer: "
+            "compiling the model with them failed (ValueError: refused); compile it after load_model.") in result.output
+    assert "model-unsaved" not in result.output and not keras.models.load_model(run_dir / "model.keras").compiled

@@ -69,11 +69,12 @@ def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
         RunDirError: ``logdir-unwritable`` when the disk or the directory failed the write.
     """
     path = run_dir / MODEL_FILE
+    uncompiled = None
     try:
         compile_as_trained(trainer)
     except Exception as err:  # a loss or metric Keras's compile refuses: the file then holds none
-        print(f"warning: [{UNSAVED}] {path}'s model is saved without the run's loss and metrics: compiling it failed "
-              f"({type(err).__name__}: {first_line(err)}).", file=sys.stderr)
+        # Not met with a recipe's losses and metrics (the trainer made and copied them already).
+        uncompiled = err
     try:
         with atomic_path(path, suffix=".keras") as tmp:
             try:
@@ -96,6 +97,9 @@ def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
               "that returns its __init__ arguments, or build the model again from the recipe and read the weights from the run's "
               "checkpoints/ with tf.train.Checkpoint (README: Python).", file=sys.stderr)
         return None
+    if uncompiled is not None:
+        print(f"warning: [model-uncompiled] {path} is written without the run's loss, metrics and optimizer: compiling the model "
+              f"with them failed ({type(uncompiled).__name__}: {first_line(uncompiled)}); compile it after load_model.", file=sys.stderr)
     return path
 
 
