@@ -161,6 +161,36 @@ def test_a_string_a_row_trains_an_input_of_shape_one_as_model_fit_does():
     assert arrays.predict(texts[:3]).shape == (3, 1)
 
 
+def test_columns_one_axis_short_of_their_inputs_train_as_model_fit_adjusts_them():
+    # A dict of 1-D columns for keras.Input((1,)) inputs, as Keras's structured-data examples feed
+    # them: model.fit adds the axis of 1 (and drops one for keras.Input(())); they were refused
+    # (shape-mismatch: "x['age'] has shape (96,) but the model's input expects (None, 1)").
+    rng = np.random.default_rng(0)
+    age, kind = rng.normal(size=96).astype("float32"), rng.integers(0, 5, size=96)
+    y = ((age + (kind == 2)) > 0.5).astype("float32")
+
+    def build() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        a, k = keras.Input((1,), name="age"), keras.Input((1,), name="kind", dtype="int64")
+        hidden = keras.layers.Concatenate()([a, keras.layers.CategoryEncoding(5, output_mode="one_hot")(k)])
+        return keras.Model([a, k], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(4, activation="relu")(hidden)))
+
+    reference = build()
+    reference.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1))
+    x = {"age": age, "kind": kind}
+    expected = reference.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"]
+    trainer = make_trainer(build())
+    assert trainer.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history["loss"] == pytest.approx(expected, abs=1e-6)
+    assert trainer.predict(x).shape == (96, 1)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    assert make_trainer(build()).fit(dataset, epochs=2, verbose=0).history["loss"] == pytest.approx(expected, abs=1e-6)
+    # The checks read such a column as the model does: a copy of the label in it is told.
+    assert "label-leakage" in [f.code for f in make_trainer(build()).check_data({"age": y.copy(), "kind": kind}, y)]
+    inputs = keras.Input(())
+    scalar = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Reshape((1,))(inputs)))
+    assert len(make_trainer(scalar).fit(age[:, None], y, epochs=1, verbose=0).history["loss"]) == 1
+
+
 def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error():
     # The checks read a dataset's first batches; an id past the Embedding's table in a later one
     # failed the step with TensorFlow's "Graph execution error ... indices[4,3] = 25 is not in

@@ -17,6 +17,29 @@ from trainkit.checks.data_context import format_shape
 from trainkit.checks.model_inspect import OutputInfo
 
 
+def keras_rank(a: Any, shape: Sequence[int | None]) -> Any:
+    """``a`` with the rank a Functional (or Sequential) model gives an input when called, as
+    Keras's ``Functional._adjust_input_rank`` does: an axis of 1 added where the input's
+    ``shape`` (batch axis included) ends in 1 and ``a`` has one axis less, ``(n,)`` for a
+    ``keras.Input((1,))``; a last axis of 1 dropped where ``a`` has one axis more, ``(n, 1)``
+    for a ``keras.Input(())``. Any other array as it is, and one that is a single sample of
+    the input's shape, ``(8, 8, 1)`` for ``keras.Input((None, None, 1))`` (``shape-mismatch``
+    tells it to add the batch axis, not to be read as 8 rows).
+
+    ``model.fit`` trains on such inputs (a dict of 1-D columns for ``keras.Input((1,))`` ones,
+    as Keras's structured-data examples feed them); they were refused as ``shape-mismatch``.
+    """
+    if not isinstance(a, np.ndarray) or a.ndim == 0 or not len(shape):
+        return a
+    if a.ndim >= 2 and a.ndim == len(shape) - 1 and all(d is None or d == g for g, d in zip(a.shape, shape[1:], strict=True)):
+        return a
+    if a.ndim == len(shape) - 1 and shape[-1] == 1:
+        return a[..., None]
+    if a.ndim == len(shape) + 1 and a.shape[-1] == 1:
+        return a[..., 0]
+    return a
+
+
 def input_keys(x: Any, names: list[str]) -> list[str] | None:
     """The keys :func:`input_arrays` reads a dict ``x`` by, in its order; ``None`` for other ``x``."""
     if not isinstance(x, Mapping):

@@ -36,6 +36,7 @@ from trainkit.checks.compatibility import (
 from trainkit.checks.data_arrays import (
     input_arrays,
     input_keys,
+    keras_rank,
     label_arrays,
     numpy_floats,
     row_weight_array,
@@ -353,6 +354,9 @@ def check_data(
     names = input_names(model)
     xs = [numpy_floats(a) for a in input_arrays(x, names)]
     xv = [numpy_floats(a) for a in input_arrays(x_val, names)] if x_val is not None else None
+    if shapes:  # as the model reads them: (n,) columns for keras.Input((1,)) ones, as (n, 1)
+        xs = [keras_rank(a, s) for a, s in zip(xs, shapes, strict=False)] + xs[len(shapes):]
+        xv = [keras_rank(a, s) for a, s in zip(xv, shapes, strict=False)] + xv[len(shapes):] if xv is not None else None
     for base, arrays in (("x", xs), ("x_val", xv or [])):
         for i, a in enumerate(arrays):
             if isinstance(a, np.ndarray) and a.ndim > 1 and len(a) and a.size == 0:

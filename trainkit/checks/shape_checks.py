@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from trainkit.checks.compatibility import Issue
-from trainkit.checks.data_arrays import input_arrays, input_keys
+from trainkit.checks.data_arrays import input_arrays, input_keys, keras_rank
 from trainkit.checks.data_context import (
     DataContext,
     Target,
@@ -136,7 +136,7 @@ def input_shape_issue(xs: Sequence[np.ndarray], input_shapes: Sequence[tuple[int
         return None
     for i, (a, shape) in enumerate(zip(xs, input_shapes, strict=True)):
         expected = shape[1:]
-        if _fits(a.shape[1:], expected) or _one_text_a_row(a, expected):
+        if _fits(keras_rank(a, shape).shape[1:], expected):
             continue
         name = input_label(label, i, len(xs), keys)
         want = format_shape(expected) if expected else "()"
@@ -198,16 +198,6 @@ def _image_dataset_fix(got: tuple[int, ...], expected: Sequence[int | None]) -> 
               if other_size and not other_channels else "")
     return (f"Read the images at the model's input shape: {' and '.join(arguments)} in keras.utils.image_dataset_from_directory "
             f"(its defaults are image_size=(256, 256) and color_mode='rgb'){resize}; or build the model with keras.Input(shape={got}).")
-
-
-def _one_text_a_row(a: np.ndarray, expected: Sequence[int | None]) -> bool:
-    """Whether ``a`` is a string a row, ``(n,)``, for a ``keras.Input(shape=(1,), dtype="string")``.
-
-    Keras' text examples feed a batch of strings, ``(batch,)``, to such an input (a
-    ``TextVectorization`` after it splits each string), and ``model.fit`` trains on them: a 1-D
-    string array or a dataset of batched strings was refused here as x of the wrong shape.
-    """
-    return a.ndim == 1 and tuple(expected) == (1,) and a.dtype.kind in "OSU"
 
 
 def _moved_channel_axis(got: tuple[int, ...], expected: Sequence[int | None]) -> tuple[int, int, str] | None:
