@@ -526,7 +526,8 @@ def as_array(value: Any, what: str, *, numbers: bool = False) -> np.ndarray:
                                              "of dense batches.")
     if isinstance(value, tf.RaggedTensor):
         raise DataError("unsupported-input", f"{what} is a tf.RaggedTensor (rows of different lengths); trainkit trains on dense arrays. "
-                                             f"Pad it first: {what}.to_tensor() (zeros after each row's end), or keras.utils.pad_sequences.")
+                                             f"Pad it first: {what}.to_tensor() (zeros after each row's end), or keras.utils.pad_sequences; for ids (from 1), "
+                                             "Embedding(mask_zero=True) leaves the zeros out, as model.fit leaves out a ragged row's missing steps.")
     if hasattr(value, "toarray") and hasattr(value, "tocsr"):  # scipy.sparse
         raise DataError("unsupported-input", f"{what} is a scipy sparse matrix of shape {value.shape}; trainkit trains on dense arrays. "
                                              f"Pass {what}.toarray() if it fits in memory, or a tf.data.Dataset of dense batches.")

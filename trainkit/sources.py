@@ -396,7 +396,8 @@ class DatasetSource:
         if unsupported:
             raise DataError("unsupported-input", f"The tf.data.Dataset yields {', '.join(unsupported)} values; trainkit trains on dense tensors. "
                             "Pad them: dataset.padded_batch(...) instead of .batch(...), or .map(lambda x, y: (x.to_tensor(), y)) "
-                            "for ragged ones (tf.sparse.to_dense for sparse ones).")
+                            "for ragged ones (tf.sparse.to_dense for sparse ones); for ids (from 1), Embedding(mask_zero=True) leaves "
+                            "the zeros out, as model.fit leaves out a ragged row's missing steps.")
         cardinality = int(dataset.cardinality())
         if cardinality == 0:
             raise DataError("empty-data", "The tf.data.Dataset has no batches. Pass one with at least one example (check the filter or the take/skip that made it).")
