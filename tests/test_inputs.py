@@ -705,13 +705,17 @@ def test_one_flat_image_is_told_to_reshape_it_not_to_add_an_axis():
 @pytest.mark.parametrize(("dataset", "code", "wanted"), [
     (lambda x, y: tf.data.Dataset.from_tensor_slices((x, y, y[:, 0], y)).batch(32), "shape-mismatch", "yields 4 parts a batch"),
     (lambda x, y: tf.data.Dataset.from_tensor_slices((tf.RaggedTensor.from_tensor(x), y)).batch(32), "unsupported-input", "RaggedTensorSpec"),
-], ids=["four-parts", "ragged"])
+    (lambda x, y: tf.data.Dataset.from_tensor_slices((tf.sparse.from_dense(x), y)).batch(32), "unsupported-input",
+     "SparseTensorSpec values; trainkit trains on dense tensors. Make sparse ones dense: .map(lambda x, y: (tf.sparse.to_dense(x), y))."),
+], ids=["four-parts", "ragged", "sparse"])
 def test_datasets_whose_batches_are_not_x_y_weights_of_dense_tensors_are_refused(dataset, code, wanted):
-    # A raw ValueError from inside the probe (4 parts), a raw XLA error (ragged).
+    # A raw ValueError from inside the probe (4 parts), a raw XLA error (ragged). Sparse batches
+    # were told to pad them ("Pad them: dataset.padded_batch(...)"), which they need not.
     x, y = make_data()
     with pytest.raises(DataError) as info:
         make_trainer().fit(dataset(x, y), epochs=1, verbose=0)
     assert info.value.code == code and wanted in info.value.message
+    assert ("Pad" in info.value.message) == (wanted == "RaggedTensorSpec")
 
 
 def test_a_single_input_dict_keyed_by_another_name_is_refused():

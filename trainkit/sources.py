@@ -394,10 +394,15 @@ class DatasetSource:
                             "with loss_weights, or train on one output's rows at a time.")
         unsupported = sorted({type(s).__name__ for s in tf.nest.flatten(spec) if not isinstance(s, tf.TensorSpec)})
         if unsupported:
+            # Each kind its own fix: sparse batches were told to pad them (padded_batch), which they need not.
+            fixes = []
+            if "SparseTensorSpec" in unsupported:
+                fixes.append("Make sparse ones dense: .map(lambda x, y: (tf.sparse.to_dense(x), y)).")
+            if "RaggedTensorSpec" in unsupported or not fixes:
+                fixes.append("Pad ragged ones: dataset.padded_batch(...) instead of .batch(...), or .map(lambda x, y: (x.to_tensor(), y)); "
+                             "for ids (from 1), Embedding(mask_zero=True) leaves the zeros out, as model.fit leaves out a ragged row's missing steps.")
             raise DataError("unsupported-input", f"The tf.data.Dataset yields {', '.join(unsupported)} values; trainkit trains on dense tensors. "
-                            "Pad them: dataset.padded_batch(...) instead of .batch(...), or .map(lambda x, y: (x.to_tensor(), y)) "
-                            "for ragged ones (tf.sparse.to_dense for sparse ones); for ids (from 1), Embedding(mask_zero=True) leaves "
-                            "the zeros out, as model.fit leaves out a ragged row's missing steps.")
+                            + " ".join(fixes))
         cardinality = int(dataset.cardinality())
         if cardinality == 0:
             raise DataError("empty-data", "The tf.data.Dataset has no batches. Pass one with at least one example (check the filter or the take/skip that made it).")
