@@ -1446,6 +1446,27 @@ def test_label_leakage_categorical_feature_mapping_to_single_class():
     assert codes(findings) == ["label-leakage"] and findings[0].evidence["distinct_values"] == 3
 
 
+@pytest.mark.parametrize("given", ["str", "object", "dataset"])
+def test_label_leakage_a_text_category_mapping_to_single_class(given):
+    # The class names themselves ('neg'/'pos') fed to a StringLookup beside the numeric features:
+    # texts were no numbers, so the rule read none and the model trained on the label unseen.
+    num, color = keras.Input((4,), name="num"), keras.Input((1,), name="status", dtype="string")
+    status = L.Flatten()(L.StringLookup(vocabulary=["neg", "pos"], output_mode="one_hot")(color))
+    mixed = keras.Model({"num": num, "status": color}, L.Dense(1, activation="sigmoid")(L.Concatenate()([num, status])))
+    texts = np.where(YB[:, None] == 1, "pos", "neg")
+    x = {"num": X, "status": texts.astype(object) if given == "object" else texts}
+    if given == "dataset":
+        x = tf.data.Dataset.from_tensor_slices((x, YB)).shuffle(600, seed=0).batch(32)
+    findings = check_data(x, None if given == "dataset" else YB, model=mixed, loss=get_loss("bce"), task="binary")
+    (finding,) = [f for f in findings if f.code == "label-leakage"]
+    assert "Each of the 2 values of the text input x['status'] ('neg', 'pos') maps to a single class" in finding.message
+    assert finding.evidence["input"] == "x['status']" and "Leave the input x['status'] out" in finding.advice
+    # Categories that do not give the class away, and sentences (a few repeated each make one
+    # class by chance), are no leak.
+    for texts in (np.array(["red", "green", "blue"])[np.arange(600) % 3][:, None], np.where(YB[:, None] == 1, "a fine film", "a dull film")):
+        assert "label-leakage" not in codes(check_data({"num": X, "status": texts}, YB, model=mixed, loss=get_loss("bce"), task="binary"))
+
+
 @pytest.mark.parametrize("first_class", [0, 1])
 def test_label_leakage_label_one_hot_encoded_into_the_features(first_class):
     # The label's one-hot columns in x (all 3, or 2 of a drop-first encoding): none of them equals

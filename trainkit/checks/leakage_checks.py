@@ -539,7 +539,50 @@ def label_leakage(ctx: DataContext) -> Issue | None:
         issue = _label_leak(ctx, sample)
         if issue is not None:
             return issue
-    return _window_leak(ctx) or _mask_leak(ctx)
+    return _text_column_leak(ctx) or _window_leak(ctx) or _mask_leak(ctx)
+
+
+def _text_column_leak(ctx: DataContext) -> Issue | None:
+    """A text input of one word a row (a category for a ``StringLookup``: ``'pos'``/``'neg'``,
+    ``'approved'``) whose few values each map to one class, as :func:`_class_leak` finds it in a
+    numeric feature.
+
+    Texts were no numbers, so the rule read none: the label's own class names fed to a
+    ``StringLookup`` trained without a word. Texts of several words (prose for a
+    ``TextVectorization``) are not read: a few sentences repeated each make one class by chance.
+    """
+    for i, a in enumerate(ctx.xs):
+        if not _is_text(a) or not (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)) or len(a) < 20:
+            continue
+        n = min(len(a), _LEAK_ROWS)
+        texts = [_text_key(v) for v in strided_rows(a, n).ravel().tolist()]
+        if not all(isinstance(v, str) and v.strip() and len(v.split()) == 1 for v in texts):
+            continue
+        values = sorted(set(texts))
+        if not 2 <= len(values) <= _few_values(len(texts)):
+            continue
+        codes = np.array([values.index(v) for v in texts])
+        name = input_label("x", i, len(ctx.xs), ctx.input_keys)
+        for t in ctx.targets:
+            if t.task not in ("binary", "multiclass") or t.y is None or len(t.y) != len(a):
+                continue
+            ids = class_ids(t, strided_rows(t.y, n))
+            if ids is None or np.unique(ids).size < 2 or len(ids) != len(codes):
+                continue
+            all_ids = class_ids(t, t.y)
+            if (ctx.where and _label_sorted(ids)) or (all_ids is not None and _ordered_labels(ctx, all_ids) is not None):
+                continue  # a dataset's first batches in label order: their few classes (see _label_leak)
+            if all(np.unique(ids[codes == k]).size == 1 for k in range(len(values))):
+                shown = ", ".join(repr(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+                return Issue(
+                    f"Each of the {len(values)} values of the text input {name} ({shown}) maps to a single class in all "
+                    f"{len(texts)} sampled rows, so it predicts {_label_text(ctx, t, 'the class label')} perfectly: it is probably "
+                    f"the label, or something computed from it, leaking into the inputs. The model will learn this shortcut "
+                    f"and fail on data where the label is unknown.",
+                    f"Leave the input {name} out (its keras.Input and the layers that read it) unless it is really available "
+                    f"at prediction time, and check how the inputs were built.",
+                    {"input": name, "rows_checked": len(texts), "distinct_values": len(values)})
+    return None
 
 
 def _window_leak(ctx: DataContext) -> Issue | None:
