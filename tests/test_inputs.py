@@ -191,6 +191,37 @@ def test_columns_one_axis_short_of_their_inputs_train_as_model_fit_adjusts_them(
     assert len(make_trainer(scalar).fit(age[:, None], y, epochs=1, verbose=0).history["loss"]) == 1
 
 
+def test_a_trainer_given_columns_with_and_without_their_axis_of_1_traces_the_model_s_rank():
+    # fit on (n,) columns for keras.Input((1,)), then predict or evaluate on (n, 1): the compiled
+    # calls relaxed their traced shape to an unknown rank, and the model's call failed on it
+    # ("as_list() is not defined on an unknown TensorShape"), as model.fit's does in that order.
+    x, y = make_data(features=1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    trainer.fit(x[:, 0], y, epochs=1, verbose=0)
+    trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=1, verbose=0)
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert trainer.predict(x).shape == trainer.predict(x[:, 0]).shape == (96, 1)
+    assert trainer.evaluate(x, y)["loss"] == pytest.approx(trainer.evaluate(tf.data.Dataset.from_tensor_slices((x[:, 0], y)).batch(32))["loss"])
+
+
+def test_a_dataset_of_columns_alone_is_predicted_as_batches_not_refused_as_single_examples():
+    # predict(dataset of (None,) batches) for keras.Input((1,)) was refused: "The tf.data.Dataset
+    # yields single examples, not batches (element shapes (None,))"; model.predict reads them.
+    x, _ = make_data(features=1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    predicted = trainer.predict(tf.data.Dataset.from_tensor_slices(x[:, 0]).batch(32))
+    np.testing.assert_allclose(predicted, model.predict(x, verbose=0), atol=1e-6)
+    for single in (x[:, 0], x):  # single examples are still told to batch, () or (1,) each
+        with pytest.raises(DataError) as info:
+            trainer.predict(tf.data.Dataset.from_tensor_slices(single))
+        assert info.value.code == "dataset-unbatched"
+        with pytest.raises(DataError) as info:
+            trainer.fit(tf.data.Dataset.from_tensor_slices((single, x[:, 0])), epochs=1, verbose=0)
+        assert info.value.code == "dataset-unbatched"
+
+
 def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error():
     # The checks read a dataset's first batches; an id past the Embedding's table in a later one
     # failed the step with TensorFlow's "Graph execution error ... indices[4,3] = 25 is not in

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.python.eager import context as tf_context
 from tensorflow.python.framework import ops as tf_ops
 
+from trainkit.checks.data_arrays import rank_change
 from trainkit.checks.data_sampling import (
     DatasetSample,
     FurtherRows,
@@ -29,6 +30,7 @@ from trainkit.checks.data_sampling import (
     shuffle_short,
     shuffles,
 )
+from trainkit.checks.model_inspect import input_names, input_shapes
 from trainkit.errors import ArgumentError, DataError
 from trainkit.inputs import (
     as_array,
@@ -151,19 +153,67 @@ def read_keys(model: keras.Model, keys: Iterable[Any]) -> list[Any] | None:
 
 
 def only_read_inputs(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
-    """``dataset`` without the dict-input entries ``model`` does not read (see :func:`read_keys`)."""
+    """``dataset`` without the dict-input entries ``model`` does not read (see :func:`read_keys`),
+    its inputs at the model's rank (see :func:`at_model_rank`)."""
     spec = dataset.element_spec
     x_spec = spec[0] if isinstance(spec, tuple) else spec
     keep = read_keys(model, x_spec) if isinstance(x_spec, Mapping) else None
-    if keep is None:
+    if keep is not None:
+        def select(*element: Any) -> Any:
+            if not isinstance(spec, tuple):
+                return {k: element[0][k] for k in keep}
+            return ({k: element[0][k] for k in keep}, *element[1:])
+
+        dataset = dataset.map(select)
+        spec = dataset.element_spec
+        x_spec = spec[0] if isinstance(spec, tuple) else spec
+    changes = _rank_changes(x_spec, model)
+    if changes is None or not any(tf.nest.flatten(changes)):
         return dataset
 
-    def select(*element: Any) -> Any:
-        if not isinstance(spec, tuple):
-            return {k: element[0][k] for k in keep}
-        return ({k: element[0][k] for k in keep}, *element[1:])
+    def ranked(*element: Any) -> Any:
+        x = tf.nest.map_structure(lambda t, c: tf.expand_dims(t, -1) if c > 0 else tf.squeeze(t, -1) if c < 0 else t, element[0], changes)
+        return x if not isinstance(spec, tuple) else (x, *element[1:])
 
-    return dataset.map(select)
+    return dataset.map(ranked)
+
+
+def _rank_changes(x: Any, model: keras.Model) -> Any:
+    """For each part of ``x`` (arrays or ``tf.TensorSpec`` s) a model input reads, the
+    :func:`rank_change` that gives it the input's rank (0 for the others); ``None`` where the
+    model's inputs are unknown (a subclassed model, which gets its inputs as they are)."""
+    shapes = input_shapes(model)
+    if not shapes:
+        return None
+
+    def change(part: Any, shape: Sequence[int | None]) -> int:
+        got = getattr(part, "shape", None)
+        if got is None or (isinstance(got, tf.TensorShape) and got.rank is None):
+            return 0
+        if isinstance(got, tf.TensorShape) and got.rank == len(shape) - 1 and got[0] is not None and got.is_compatible_with(shape[1:]):
+            return 0  # single examples, (1,) for keras.Input((1,)): dataset-unbatched, not rows of a column
+        return rank_change(tuple(got), shape)
+
+    if isinstance(x, Mapping):
+        by_name = dict(zip(input_names(model), shapes, strict=True))
+        return {k: change(v, by_name[k]) if k in by_name else 0 for k, v in x.items()}
+    if isinstance(x, list | tuple) and len(shapes) > 1:
+        return type(x)(change(v, s) for v, s in zip(x, shapes, strict=False)) + type(x)(0 for _ in x[len(shapes):])
+    if len(shapes) == 1 and not isinstance(x, Mapping | list | tuple):
+        return change(x, shapes[0])
+    return None
+
+
+def at_model_rank(x: Any, model: keras.Model) -> Any:
+    """``x``'s arrays at the rank of the model inputs that read them, as Keras's Functional call
+    gives them (see :func:`~trainkit.checks.data_arrays.keras_rank`): ``(n,)`` columns for
+    ``keras.Input((1,))`` inputs as ``(n, 1)``, so that every call traces the model's shapes
+    (a fit on ``(n,)`` then a predict on ``(n, 1)`` relaxed the traced shape to an unknown rank,
+    and the model's call failed on it, as after ``model.fit``)."""
+    changes = _rank_changes(x, model)
+    if changes is None or not any(tf.nest.flatten(changes)):
+        return x
+    return tf.nest.map_structure(lambda a, c: a[..., None] if c > 0 else a[..., 0] if c < 0 else a, x, changes)
 
 
 def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: Any = None, only_read: bool = True,
@@ -198,6 +248,7 @@ def in_memory_parts(model: keras.Model, x: Any, y: Any = None, sample_weight: An
     parts = [part(x, io_count(model, "inputs") > 1, x_name, not text)]
     if text:  # each input's kind against the array given for it (numbers=False let text through to every input)
         refuse_mismatched_kinds(parts[0], model, x_name)
+    parts[0] = at_model_rank(parts[0], model)
     first = tf.nest.flatten(parts[0])[0] if tf.nest.flatten(parts[0]) else np.zeros(0)
     rows = len(first) if np.ndim(first) else 0
     if y is not None:

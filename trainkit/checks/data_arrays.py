@@ -29,15 +29,25 @@ def keras_rank(a: Any, shape: Sequence[int | None]) -> Any:
     ``model.fit`` trains on such inputs (a dict of 1-D columns for ``keras.Input((1,))`` ones,
     as Keras's structured-data examples feed them); they were refused as ``shape-mismatch``.
     """
-    if not isinstance(a, np.ndarray) or a.ndim == 0 or not len(shape):
+    if not isinstance(a, np.ndarray):
         return a
-    if a.ndim >= 2 and a.ndim == len(shape) - 1 and all(d is None or d == g for g, d in zip(a.shape, shape[1:], strict=True)):
-        return a
-    if a.ndim == len(shape) - 1 and shape[-1] == 1:
-        return a[..., None]
-    if a.ndim == len(shape) + 1 and a.shape[-1] == 1:
-        return a[..., 0]
-    return a
+    change = rank_change(a.shape, shape)
+    return a[..., None] if change > 0 else a[..., 0] if change < 0 else a
+
+
+def rank_change(got: Sequence[int | None], shape: Sequence[int | None]) -> int:
+    """What :func:`keras_rank` does to an array (or a dataset's batches) of shape ``got`` for an
+    input of ``shape``: 1 adds the last axis, -1 drops it, 0 leaves it (``None`` in ``got``, a
+    batch of unknown size, fits only ``None`` where a sample's shape is compared)."""
+    if not len(got) or not len(shape):
+        return 0
+    if len(got) >= 2 and len(got) == len(shape) - 1 and all(d is None or d == g for g, d in zip(got, shape[1:], strict=True)):
+        return 0  # one sample without its batch axis
+    if len(got) == len(shape) - 1 and shape[-1] == 1:
+        return 1
+    if len(got) == len(shape) + 1 and got[-1] == 1:
+        return -1
+    return 0
 
 
 def input_keys(x: Any, names: list[str]) -> list[str] | None:
