@@ -4124,6 +4124,34 @@ def test_a_fit_of_an_unbuilt_subclassed_tagger_trains_as_before_its_mask_was_rea
         np.testing.assert_array_equal(checked, unchecked)
 
 
+class _StatefulSubclassedTagger(keras.Model):
+    """_SubclassedTagger with a stateful=True LSTM, whose states take the rows of its first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = L.Embedding(50, 8, mask_zero=True)
+        self.lstm = L.LSTM(8, return_sequences=True, stateful=True)
+        self.head = L.Dense(1)
+
+    def call(self, ids):
+        return self.head(self.lstm(self.embed(ids)))
+
+
+def test_an_unbuilt_stateful_subclassed_tagger_is_built_by_its_fit_not_by_the_data_checks():
+    # The data checks' call on 32 rows built it, its LSTM's states with 32 rows: the fit's batches
+    # of 16 then failed ("Expected batch size: 32, Received batch size: 16").
+    from trainkit import Trainer
+
+    rng = np.random.default_rng(1)
+    real = np.arange(10)[None] < rng.integers(3, 11, size=(48, 1))
+    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
+    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    model = _StatefulSubclassedTagger()
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, diagnose=False)
+    trainer.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    assert [tuple(state.shape) for state in model.lstm.states] == [(16, 8), (16, 8)]
+
+
 def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monkeypatch):
     # Read from the serialised graph, which copies every tensor a pipeline holds: from_tensor_slices
     # of 200 MB of rows took 4 s and 570 MB more memory at every fit.

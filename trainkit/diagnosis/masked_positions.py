@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from trainkit.checks.model_inspect import iter_layers, masked_embeddings
-from trainkit.seed_states import seed_states_kept
+from trainkit.seed_states import seed_states_kept, stateful_recurrent_layers
 
 #: Rows the model is called on to see whether (and how) its output is masked.
 _SAMPLE_ROWS = 32
@@ -35,7 +35,7 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
     Returns:
         ``(known, positions)``: ``(True, None)`` when the output carries no mask (every position
         counts; so too for a model of several inputs or stateful layers other than recurrent ones,
-        which is not called),
+        or an unbuilt subclassed one with a stateful recurrent layer, which is not called),
         ``(True, ids != 0)`` (``[rows, T]``) when it carries the mask of an
         ``Embedding(mask_zero=True)`` reading the one input (of a ``Masking`` layer reading it:
         ``(True, any(x != mask_value, axis=-1))``, see :func:`input_positions`), and ``(False, None)`` when it is
@@ -49,6 +49,11 @@ def loss_positions(model: Any, inputs: Any) -> tuple[bool, np.ndarray | None]:
         # Several inputs (no one batch to call it on), or a call that would move a stateful
         # layer's carried state (a recurrent layer's, seed_states_kept puts back): every position
         # counts, as it did before masks were read.
+        return True, None
+    if _subclassed(model) and not (model.built and model.variables) and stateful_recurrent_layers(model):
+        # The call would build it, and a stateful layer's states would take this call's rows (32)
+        # for their batch: the fit's batches of 16 then failed ("Expected batch size: 32"). Its
+        # fit builds it on a batch of its own; every position counts, as before masks were read.
         return True, None
     rows = _id_rows(inputs)
     mask = _output_mask(model, shape, rows)
