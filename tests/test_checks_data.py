@@ -4152,6 +4152,27 @@ def test_an_unbuilt_stateful_subclassed_tagger_is_built_by_its_fit_not_by_the_da
     assert [tuple(state.shape) for state in model.lstm.states] == [(16, 8), (16, 8)]
 
 
+def test_an_unbuilt_subclassed_tagger_made_in_a_strategys_scope_is_built_by_the_data_checks_in_it():
+    # The data checks' call built it outside the strategy's scope: its variables were no mirrored
+    # ones, and its fit failed ("colocate_vars_with must only be passed a variable created in this
+    # tf.distribute.Strategy.scope()").
+    import tensorflow as tf
+
+    from trainkit import Trainer
+
+    rng = np.random.default_rng(1)
+    real = np.arange(10)[None] < rng.integers(3, 11, size=(48, 1))
+    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
+    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _SubclassedTagger()
+    trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, diagnose=False, strategy=strategy)
+    trainer.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert "unscaled-targets" not in trainer.data_check_codes  # its mask was read
+    assert all(isinstance(w.value, tf.distribute.DistributedValues) for w in model.weights)
+
+
 def test_whether_a_dataset_shuffles_is_read_without_serialising_its_tensors(monkeypatch):
     # Read from the serialised graph, which copies every tensor a pipeline holds: from_tensor_slices
     # of 200 MB of rows took 4 s and 570 MB more memory at every fit.

@@ -12,6 +12,7 @@ random tags whose loss sat at ln 5 = 1.61, and no ``loss-at-chance``.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -165,8 +166,14 @@ def _fixed_rows(model: Any) -> int | None:
 def _output_masks(model: Any, rows: np.ndarray) -> list[Any] | None:
     """The mask of each of the model's outputs on ``rows`` (``None`` for an unmasked one), or
     ``None`` when the model cannot be called on them here."""
+    # In the scope of the strategy the model was made under (Keras keeps it): an unbuilt subclassed
+    # model is built by this call, and its variables made outside that scope were no mirrored ones
+    # (its fit failed: "colocate_vars_with must only be passed a variable created in this
+    # tf.distribute.Strategy.scope()").
+    strategy = getattr(model, "_distribute_strategy", None)
     try:
-        with seed_states_kept(model):  # a call model.fit does not make (a sampling layer draws in it)
+        with (strategy.scope() if strategy is not None else contextlib.nullcontext()), seed_states_kept(model):
+            # A call model.fit does not make (a sampling layer draws in it).
             outputs = model(rows, training=False)
     except Exception:
         return None
