@@ -777,6 +777,35 @@ def test_a_python_resume_with_the_same_setup_spelt_otherwise_goes_on(tmp_path):
     assert older.history.epoch == [0, 1, 2]
 
 
+@pytest.mark.parametrize(("then", "now", "same"), [
+    ({"a": "mse", "b": "mae"}, ["mse", "mae"], True),
+    ("mse", {"a": "mse", "b": "mse"}, True),
+    ("mse", ["mse", "mse"], True),
+    ({"a": "mse", "b": "mae"}, ["mae", "mse"], False),
+    ("mse", {"a": "mse", "b": "mae"}, False),
+], ids=["dict-list", "one-dict", "one-list", "dict-list-other", "one-dict-other"])
+def test_a_two_output_models_losses_spelt_per_output_otherwise_resume(tmp_path, then, now, same):
+    # The same losses by output name, in the outputs' order, or one for both (as the Trainer reads
+    # them) were refused: 'trained with loss = {"a": "MeanSquaredError()", "b":
+    # "MeanAbsoluteError()"}, not ["MeanSquaredError()", "MeanAbsoluteError()"]'.
+    def trainer(loss):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, [keras.layers.Dense(1, name="a")(inputs), keras.layers.Dense(1, name="b")(inputs)])
+        return Trainer(model, loss=loss, optimizer="sgd", task="regression", seed=0, logdir=tmp_path, diagnose=False, checkpoint_every=1)
+
+    x, y = _xy()
+    trainer(then).fit(x, [y, y], epochs=1, verbose=0)
+    if same:
+        resumed = trainer(now)
+        resumed.fit(x, [y, y], epochs=2, verbose=0, resume=True)
+        assert resumed.history.epoch == [0, 1]
+    else:
+        with pytest.raises(RecipeError) as info:
+            trainer(now).fit(x, [y, y], epochs=2, verbose=0, resume=True)
+        assert info.value.code == "resume-mismatch" and "was trained with loss = " in info.value.message
+
+
 def test_a_resume_is_checked_against_the_data_seed_and_not_against_keys_added_since(tmp_path):
     # With recipe.yaml gone, a run resumed with another data.seed (other rows) was accepted.
     from trainkit.errors import RecipeError

@@ -273,7 +273,7 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             self._create_state(loss, optimizer, metrics, task, loss_weights, auto_scale_loss)
         # The loss, optimizer (class and learning rate) and metrics as given, before any callback
         # moves the rate: a checkpoint records them, and a resume with others is refused.
-        self._setup_record = checks.setup_record(self.loss, self.optimizer, self._metric_specs)
+        self._setup_record = checks.setup_record(self.loss, self.optimizer, self._metric_specs, self.model)
         if self.strategy is not None:
             distribute.check_optimizer_in_scope(self.strategy, self.optimizer)
         self.logdir = Path(logdir) if logdir is not None else None

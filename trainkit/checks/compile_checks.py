@@ -458,12 +458,14 @@ def _loss_record(loss: Any) -> Any:
     return f"{cls.__module__}.{cls.__qualname__}({settings})"
 
 
-def setup_record(loss: Any, optimizer: Any, metrics: Any) -> dict[str, Any]:
+def setup_record(loss: Any, optimizer: Any, metrics: Any, model: Any = None) -> dict[str, Any]:
     """What a checkpoint records of the loss, optimizer and metrics a run trains with, for a resume
     to compare (:func:`setup_difference`): the loss as :func:`_loss_record` spells it, the
     optimizer's class (a ``LossScaleOptimizer``'s inner one's), its learning rate as its config
     has it (a float, a schedule's class and config; ``None`` for a callable whose config cannot be
-    read), and the metrics' names as :func:`_metric_names` gives them."""
+    read), the metrics' names as :func:`_metric_names` gives them, and the names of ``model``'s
+    outputs where it has several known ones (``None`` otherwise), in which order a per-output
+    loss is compared."""
     inner = getattr(optimizer, "inner_optimizer", None) or optimizer
     raw = getattr(inner, "_learning_rate", None)
     # A plain callable's config is its bytecode, which Keras warns of as unsafe (at every Trainer
@@ -477,8 +479,32 @@ def setup_record(loss: Any, optimizer: Any, metrics: Any) -> dict[str, Any]:
             rate = json.loads(json.dumps(rate))  # what the record reads back
         except (TypeError, ValueError):
             rate = None
+    outputs = getattr(model, "outputs", None) if model is not None else None
+    names = list(multioutput.output_names(model, len(outputs))) if isinstance(outputs, list | tuple) and len(outputs) > 1 else None
     return {"loss": _loss_record(loss), "optimizer": _optimizer_name(optimizer),
-            "learning_rate": float(rate) if isinstance(rate, int | float) else rate, "metrics": _metric_names(metrics)}
+            "learning_rate": float(rate) if isinstance(rate, int | float) else rate, "metrics": _metric_names(metrics), "outputs": names}
+
+
+def _losses_by_output(loss: Any, names: Sequence[str] | None, count: int) -> list[Any] | None:
+    """A recorded loss as one per output, in the outputs' order: a list as it is, a dict by the
+    output ``names`` (``None`` where they are unknown or it names another output), one loss for
+    each of the ``count`` outputs."""
+    if isinstance(loss, list):
+        return loss
+    if isinstance(loss, Mapping):
+        return [loss.get(name) for name in names] if names and set(loss) <= set(names) else None
+    return [loss] * count
+
+
+def _same_losses(then: Any, now: Any, names: Sequence[str] | None) -> bool:
+    """Whether two recorded losses are the same, per-output ones by output (a dict by name, a list
+    in the outputs' order and one loss for every output, as the Trainer reads them, agree); a dict
+    beside a list where the outputs' names are unknown is not told apart."""
+    if then == now or not (isinstance(then, list | Mapping) or isinstance(now, list | Mapping)):
+        return then == now
+    count = len(names) if names else max(len(one) for one in (then, now) if isinstance(one, list | Mapping))
+    one, other = _losses_by_output(then, names, count), _losses_by_output(now, names, count)
+    return one is None or other is None or one == other
 
 
 def setup_difference(saved: Any, now: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -499,6 +525,11 @@ def setup_difference(saved: Any, now: Mapping[str, Any]) -> tuple[str, str, str]
         elif key == "metrics":
             if list(then) != list(here):
                 return key, _listed(list(then)), _listed(list(here))
+        elif key == "loss":
+            # A dict by output, a list in the outputs' order and one loss for all were told apart
+            # ('loss = {"a": "MeanSquaredError()", ...}, not ["MeanSquaredError()", ...]').
+            if not _same_losses(then, here, now.get("outputs") or saved.get("outputs")):
+                return key, json.dumps(then) if not isinstance(then, str) else then, json.dumps(here) if not isinstance(here, str) else here
         elif then != here:
             return key, json.dumps(then) if not isinstance(then, str) else then, json.dumps(here) if not isinstance(here, str) else here
     return None
