@@ -806,6 +806,32 @@ def test_a_two_output_models_losses_spelt_per_output_otherwise_resume(tmp_path, 
         assert info.value.code == "resume-mismatch" and "was trained with loss = " in info.value.message
 
 
+def test_the_same_optimizer_given_again_after_a_callback_lowered_its_rate_resumes(tmp_path):
+    # Given again after a callback halved its rate (0.01 given, 0.005 reached), the same optimizer
+    # was refused: "trained with learning_rate = 0.01, not 0.005". The run's first rate stays
+    # recorded: a later resume given Adam(0.01) goes on too, and Adam(0.02) is still refused.
+    class Halve(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.trainer.optimizer.learning_rate.assign(self.trainer.optimizer.learning_rate * 0.5)
+
+    def trainer(model, optimizer):
+        return Trainer(model, loss="mse", optimizer=optimizer, task="regression", seed=0, logdir=tmp_path, diagnose=False, checkpoint_every=1)
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.Adam(0.01)
+    trainer(model, optimizer).fit(*_xy(), epochs=1, verbose=0, callbacks=[Halve()])
+    again = trainer(model, optimizer)
+    again.fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert again.history.epoch == [0, 1]
+    fresh = trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), keras.optimizers.Adam(0.01))
+    fresh.fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert fresh.history.epoch == [0, 1, 2]
+    with pytest.raises(RecipeError) as info:
+        trainer(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), keras.optimizers.Adam(0.02)).fit(*_xy(), epochs=4, verbose=0, resume=True)
+    assert "was trained with learning_rate = 0.01, not 0.02" in info.value.message
+
+
 def test_a_resume_is_checked_against_the_data_seed_and_not_against_keys_added_since(tmp_path):
     # With recipe.yaml gone, a run resumed with another data.seed (other rows) was accepted.
     from trainkit.errors import RecipeError

@@ -13,6 +13,7 @@ optimizers a subclass holds as attributes).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -240,16 +241,27 @@ class Resumable:
                                                            f"self.{name}.build(generator.trainable_variables).")
         return [optimizer for _, optimizer in own]
 
-    def _check_same_setup(self, record: Mapping[str, Any] | None) -> None:
+    def _check_same_setup(self, record: Mapping[str, Any] | None, restored: bool = False) -> None:
         """Refuses to resume a run with another loss, optimizer class, learning rate or metrics
         than its checkpoint recorded (:func:`~trainkit.checks.setup_record`); a checkpoint written
-        before they were recorded resumes unchecked.
+        before they were recorded resumes unchecked. Once the checkpoint is ``restored``, a rate
+        given that is the one the run had reached (a callback lowered it, and the same optimizer
+        was given again) is no other rate: the run's first one stays recorded.
 
         Raises:
             RecipeError: ``resume-mismatch``, naming what differs, both values and how to go on.
         """
         saved = record.get("setup") if isinstance(record, Mapping) else None
         difference = checks.setup_difference(saved, self._setup_record)
+        if difference is not None and difference[0] == "learning_rate" and restored:
+            # The same optimizer object given again after ReduceLROnPlateau halved its rate (0.01
+            # given, 0.005 reached) was refused: "trained with learning_rate = 0.01, not 0.005".
+            reached = checks.setup_record(None, self.optimizer, ())["learning_rate"]
+            given = self._setup_record.get("learning_rate")
+            if isinstance(reached, float) and isinstance(given, float) and math.isclose(reached, given, rel_tol=1e-6):
+                # Recorded as first given, for a later resume with it.
+                self._setup_record = {**self._setup_record, "learning_rate": saved.get("learning_rate")}
+                difference = checks.setup_difference(saved, self._setup_record)
         if difference is None:
             return
         key, then, now = difference
@@ -462,7 +474,7 @@ class Resumable:
                                                "checkpoint has none, however many epochs it trained). Train it again without --resume (or, from Python, into a "
                                                "logdir of its own), or give the run directory that holds the checkpoints.")
         _check_same_hparams(progress.get("hparams"), self.hparams, self.logdir)
-        self._check_same_setup(progress)
+        self._check_same_setup(progress, restored=True)
         saved = progress.get("hparams") or {}
         if self.hparams is not None:
             # Kept: a key only the run's first trainer had (a swept momentum that trainkit compare
