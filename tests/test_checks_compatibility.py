@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 
 import keras
 import pytest
@@ -1002,6 +1003,27 @@ def test_a_compiled_run_eagerly_or_jit_compile_the_trainer_does_not_run_is_named
     # On a machine with a GPU, Keras's own "auto" compiles jit_compile=True: no choice to name.
     machine("CPU", "GPU")
     assert found({"jit_compile": True}, jit_compile=False) == []
+
+
+def test_a_compiled_jit_compile_keras_itself_turned_off_is_not_named(monkeypatch):
+    # compile(jit_compile=True) of a model with a layer XLA cannot compile (RandomZoom): Keras
+    # proceeds with jit_compile=False ("Model doesn't support jit_compile=True"), model.fit trains
+    # without XLA too, and the Trainer's 'auto' was told it ignored jit_compile=True.
+    from trainkit import Trainer
+
+    cpu = [tf.config.PhysicalDevice(name="/physical_device:CPU:0", device_type="CPU")]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [d for d in cpu if device_type in (None, d.device_type)])
+
+    def found(*augment: keras.layers.Layer) -> list:
+        model = keras.Sequential([keras.Input((8, 8, 1)), *augment, keras.layers.Flatten(), keras.layers.Dense(1)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.compile(loss="mse", optimizer="adam", jit_compile=True)
+        return [f for f in Trainer(model, loss="mse", optimizer=model.optimizer, task="regression").findings if f.code == "compile-ignored"]
+
+    assert found(keras.layers.RandomZoom(0.1)) == []
+    (jit,) = found()  # the same compile of a model XLA can compile: told
+    assert jit.evidence["jit_compile_compiled"] == "True"
 
 
 @pytest.mark.parametrize(("kind", "name", "hint"), [

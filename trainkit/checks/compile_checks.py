@@ -338,7 +338,7 @@ def _listed(names: list[str]) -> str:
     return "[" + ", ".join(names) + "]" if names else "none"
 
 
-def _execution_differences(config: Mapping[str, Any], jit_compile: Any) -> list[tuple[str, str, str]]:
+def _execution_differences(config: Mapping[str, Any], jit_compile: Any, compiled_jit: Any = True) -> list[tuple[str, str, str]]:
     """How the compile's ``run_eagerly`` and ``jit_compile`` differ from how trainkit runs the steps.
 
     trainkit always compiles its steps (``tf.function``), so ``compile(run_eagerly=True)``, asked
@@ -346,12 +346,15 @@ def _execution_differences(config: Mapping[str, Any], jit_compile: Any) -> list[
     ``compile(jit_compile=True)`` beside the Trainer's ``"auto"`` on a CPU trained without XLA in
     silence (another speed, and other dropout masks). A compiled ``jit_compile=True`` is Keras's
     own ``"auto"`` on a machine with a GPU (or TPU), no choice: compared only on a CPU-only machine,
-    where Keras's ``"auto"`` is ``False``. ``jit_compile=None`` compares none.
+    where Keras's ``"auto"`` is ``False``; and only where Keras kept it (``compiled_jit``, the
+    model's ``jit_compile``): a model Keras cannot compile with XLA (a ``RandomZoom``, a
+    ``StringLookup``: "Model doesn't support jit_compile=True. Proceeding with jit_compile=False")
+    trains without it in ``model.fit`` too. ``jit_compile=None`` compares none.
     """
     found = []
     if config.get("run_eagerly") is True:
         found.append(("run_eagerly", "True", "tf.function-compiled steps; tf.config.run_functions_eagerly(True) runs them eagerly"))
-    if (jit_compile is not None and jit_compile is not True and config.get("jit_compile") is True
+    if (jit_compile is not None and jit_compile is not True and config.get("jit_compile") is True and compiled_jit is True
             and all(device.device_type == "CPU" for device in tf.config.list_physical_devices())):
         used = "False" if jit_compile is False else "'auto', which takes XLA on a CPU only for dense-only models in long runs"
         found.append(("jit_compile", "True", used))
@@ -412,7 +415,7 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
     # ("accuracy"), of which the Trainer makes just that, was told "trainkit uses [auc]".
     if compiled_metrics != used_metrics and (metrics_made is None or compiled_metrics != _metric_names(list(metrics_made))):
         differences.append(("metrics", _listed(compiled_metrics), _listed(used_metrics)))
-    differences.extend(_execution_differences(config, jit_compile))
+    differences.extend(_execution_differences(config, jit_compile, getattr(model, "_jit_compile", True)))
     if not differences:
         return []
     said = "; ".join(f"{what} {compiled} (trainkit uses {used})" for what, compiled, used in differences)
