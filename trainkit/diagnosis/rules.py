@@ -68,7 +68,7 @@ RULES: tuple[Rule, ...] = (
     Rule("loss-collapsed", "warning", "epoch", loss_collapsed, "loss near zero right after the first epoch"),
     Rule("lr-too-high", "warning", "epoch", lr_too_high, "updates > 10% of the weights and no progress", refresh_advice=True),
     Rule("vanishing-gradients", "warning", "epoch", vanishing_gradients, "first layer's gradient 1000x smaller than the last's"),
-    Rule("dead-relu", "warning", "epoch", dead_relu, "most units of a ReLU layer never active", refresh_advice=True),
+    Rule("dead-relu", "warning", "epoch", dead_relu, "most units of a ReLU layer never active", refresh_advice=True, rejudge=True),
     Rule("saturated-activations", "warning", "epoch", saturated_activations, "tanh/sigmoid outputs in the flat tails (info from 25%, warning from 50%)"),
     Rule("oscillating-loss", "warning", "epoch", oscillating_loss, "the epoch loss jumps up and down", refresh_advice=True),
     Rule("overfitting", "warning", "epoch", overfitting, "validation loss rising while training loss falls", rejudge=True),
