@@ -798,6 +798,22 @@ def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_sc
     assert "unit scale" not in f.message and "standardize_targets" in f.advice
 
 
+def test_targets_on_a_unit_scale_far_from_zero_are_told_the_output_bias_not_the_initialiser():
+    # log1p of log-normal prices (mean 1.31, std 0.29, chance 0.087): a default glorot MLP near 0
+    # started at 20-49x chance, predicting 0 alone scores 1.8 (20x), and was told to "use the
+    # initialiser of the activation instead of a large random_normal", which it already did.
+    reg = Stream(task="regression", chance=0.087)
+    reg.context = dataclasses.replace(reg.context, target_mean=1.31, target_std=0.29, uninformed_loss=1.8, recipe=False)
+    base = reg.train_loss
+    reg.train_loss = lambda e, st: 4.2 if e == 0 and st < 3 else base(e, st)
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "random_normal" not in f.advice and "bias_initializer=keras.initializers.Constant(1.31)" in f.advice, f.advice
+    assert "y - y_train.mean()" in f.advice and "1.8" in f.advice, f.advice
+    # Predicting 0 within 10x chance: the start is the model's, told the initialiser as before.
+    reg.context = dataclasses.replace(reg.context, uninformed_loss=0.5)
+    assert "random_normal" in finding(reg.run(), "initial-loss-too-high").advice
+
+
 @pytest.mark.parametrize("loss", ["msle", "mape"])
 def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
     # MSLE reads every value below 0 as 0 and MAPE divides by the targets: targets ~3270 with

@@ -93,6 +93,18 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         advice = (f"The targets are tiny ({targets_text(view)}): the outputs of a freshly initialised model spread "
                   f"far wider than they do. {targets_scaling_advice(view)}"
                   + ("." if targets_scaled_not_centred(view) else " and predict with model(x) * y_train.std() + y_train.mean()."))
+    elif view.context.task == "regression" and targets_scaled(view) and uninformed is not None and uninformed > factor * chance:
+        # Targets on a unit scale but far from 0 for their spread (log1p of prices: mean 1.31, std
+        # 0.29): predicting 0, where a fresh output starts, alone scores 20x their variance, and a
+        # default glorot MLP was told to use "the initialiser of the activation instead of a large
+        # random_normal". The offset is the start's cause: the output bias, or centred targets.
+        centre = "" if targets_scaled_not_centred(view) else (
+            ", or centre the targets (" + for_run(view.context, "preprocessing.standardize_targets: true",
+                                                    "y - y_train.mean(), adding it back to the predictions") + ")")
+        advice = (f"The targets are on a unit scale ({targets_text(view)}) but far from 0 for their spread, and a fresh output "
+                  f"starts near 0: predicting 0 alone scores {format_number(uninformed)} ({times_text(uninformed / chance)} "
+                  f"{chance_text(view)}). Initialise the output bias at {constant_prediction(view)} ({mean_bias_text(view)})"
+                  f"{centre}.")
     elif view.context.task == "regression" and targets_scaled(view):
         advice = (f"The targets are already on a unit scale ({targets_text(view)}), so the first predictions are far off "
                   "because of what the model computes from the inputs: "
