@@ -1865,6 +1865,29 @@ def test_the_model_file_s_fit_goes_on_as_the_run_would_and_a_failed_resume_remov
     assert json.loads((first.run_dir / "report.json").read_text())["status"] == "failed" and not first.model_file.exists()
 
 
+def test_a_later_trainer_of_a_recipe_run_s_model_is_not_told_of_trainkit_s_own_compile(tiny_recipe, tmp_path):
+    import keras
+
+    from trainkit import Trainer
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    result = train_recipe(load_recipe(tiny_recipe), logdir=tmp_path, verbose=0)
+    model = result.trainer.model
+    assert model.compiled  # as trained, for its model.keras (README)
+
+    def ignored(**given):
+        trainer = Trainer(model, loss="binary_crossentropy", task="binary", jit_compile=False, diagnose=False, **given)
+        return [f.message for f in trainer.findings if f.code == "compile-ignored"]
+
+    # Fine-tuning the run's model at another rate, with other metrics, was told compile-ignored
+    # ("drop the model.compile call") of the compile trainkit made, which the user never called.
+    assert ignored(optimizer=keras.optimizers.Adam(1e-4), metrics=["auc"]) == []
+    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])  # the user's own compile
+    (said,) = ignored(optimizer=keras.optimizers.Adam(1e-4), metrics=["accuracy"])
+    assert "optimizer SGD (trainkit uses Adam)" in said, said
+
+
 def test_a_model_file_that_does_not_read_back_for_memory_is_no_full_disk(runner, tiny_recipe, tmp_path, monkeypatch):
     # The file is read back to be sure Keras can load it; a second copy of the model failing for
     # memory (ResourceExhaustedError, which trainkit reads as a storage error when writing) ended a

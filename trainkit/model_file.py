@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from trainkit import distribute
+from trainkit.checks.compile_checks import note_own_compile
 from trainkit.errors import RunDirError
 from trainkit.modelbuild import first_line
 from trainkit.resolve import clone_metric
@@ -55,6 +56,7 @@ def compile_as_trained(trainer: Any) -> None:
     with distribute.scope(trainer.strategy):
         model.compile(loss=loss, loss_weights=weights, optimizer=trainer.optimizer, metrics=metrics,
                       auto_scale_loss=getattr(trainer, "_auto_scale_loss", True))
+    note_own_compile(model)  # a later Trainer of this model is not told of a compile the user never made
 
 
 def save_model_file(trainer: Any, run_dir: Path) -> Path | None:

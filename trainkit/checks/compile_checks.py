@@ -14,6 +14,7 @@ import inspect
 import json
 import math
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,9 @@ COMPILE_IGNORED = "compile-ignored"
 
 # Keras's compile reads "acc" as "accuracy" (both pick the accuracy that fits the loss).
 _METRIC_ALIASES = {"acc": "accuracy"}
+# The compile trainkit itself gave a model (a recipe run's, to save it: model_file.compile_as_trained),
+# by model: its _compile_config, which the user's own compile since would replace.
+_OWN_COMPILES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 # The accuracies "accuracy" picks among: compile's sparse_categorical_accuracy and the Trainer's
 # "accuracy" of a multiclass task are one metric (the Trainer refuses a variant that does not fit
 # the labels, so two that both fit are the same).
@@ -361,6 +365,20 @@ def _execution_differences(config: Mapping[str, Any], jit_compile: Any, compiled
     return found
 
 
+def note_own_compile(model: Any) -> None:
+    """Records that ``model``'s compile is trainkit's own (the settings it trained with, for its
+    saved file), not the user's: :func:`check_compiled` says nothing of it to a later Trainer."""
+    _OWN_COMPILES[model] = getattr(model, "_compile_config", None)
+
+
+def _own_compile(model: Any) -> bool:
+    try:
+        config = _OWN_COMPILES.get(model)
+    except TypeError:  # not weakly referenceable: never recorded
+        return False
+    return config is not None and config is getattr(model, "_compile_config", None)
+
+
 def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compare_loss: bool = True,
                    metrics_made: Sequence[Any] | None = None, jit_compile: Any = None) -> list[Finding]:
     """Compares a compiled model's ``model.compile`` settings with those the Trainer trains with.
@@ -382,7 +400,9 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
         optimizer's class or learning rate, the metrics and their settings, ``run_eagerly=True`` and
         ``jit_compile=True``), with the compiled and the Trainer's value; none when they agree.
     """
-    if not getattr(model, "compiled", False):
+    if not getattr(model, "compiled", False) or _own_compile(model):
+        # trainkit's own compile (a recipe run's model, compiled as trained to be saved): there is
+        # no model.compile call of the user's to drop.
         return []
     config = getattr(getattr(model, "_compile_config", None), "config", None)
     config = config if isinstance(config, Mapping) else {}
