@@ -1844,6 +1844,37 @@ def test_the_readme_s_standardisation_lines_run_as_written_where_the_run_standar
     assert (json.loads((run_dir / "report.json").read_text())["standardization"] is None) == (inputs == "false")
 
 
+def test_a_second_ctrl_c_while_the_model_file_is_written_says_how_to_resume_and_a_resume_writes_it(runner, tiny_recipe, tmp_path, monkeypatch):
+    # Writing model.keras takes seconds for a big model (5 s for 8M parameters): a second Ctrl-C
+    # then was told "Stopped before training began; nothing was trained or kept.", of a run that
+    # trained and kept its checkpoints, with no resume line.
+    import signal
+
+    import keras
+
+    import trainkit.model_file
+
+    load_back = trainkit.model_file._load_back
+
+    def interrupted_twice(path):
+        os.kill(os.getpid(), signal.SIGINT)  # waits for the run's end, as the README says
+        os.kill(os.getpid(), signal.SIGINT)  # the second: SecondInterrupt
+
+    monkeypatch.setattr(trainkit.model_file, "_load_back", interrupted_twice)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    (run_dir,) = run_dirs(logdir)
+    assert result.exit_code == 130, result.output
+    assert "nothing was trained" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"Resume with: trainkit train {tiny_recipe} --resume {run_dir}"), result.stderr
+    assert not [p.name for p in run_dir.iterdir() if "model.keras" in p.name]  # no temporary file, no half one
+    monkeypatch.setattr(trainkit.model_file, "_load_back", load_back)
+    resumed = runner.invoke(app, ["train", str(tiny_recipe), "--resume", str(run_dir), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run_dir / "report.json").read_text())["status"] == "completed"
+    assert keras.models.load_model(run_dir / "model.keras").optimizer.iterations.numpy() == 6  # nothing trained again
+
+
 def test_diagnose_names_the_run_s_model_file_or_says_why_a_finished_run_has_none(runner, tiny_recipe, tmp_path):
     logdir = tmp_path / "runs"
     assert runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"]).exit_code == 0

@@ -394,7 +394,19 @@ def train_recipe(
                        resumed_epochs=trainer.resumed_epochs, resumed_batches=trainer.resumed_batches, restored_epoch=_restored_epoch(run_callbacks, trainer.history), standardization=scaling,
                        chief=chief, stopped_by=_stopped_by(run_callbacks) if status == "stopped" else None)
     with stop_on_signals():  # the run is complete: a stop signal now waits for its report
-        _finish_run(result, recipe, resume_dir, chief)
+        try:
+            _finish_run(result, recipe, resume_dir, chief)
+        except KeyboardInterrupt as stop:
+            # A second Ctrl-C while the run's end was written (its model file takes seconds for a
+            # big model): the training is done and checkpointed, which the command line's "nothing
+            # was trained or kept" denied; a resume trains nothing and writes what is missing.
+            by = "a second Ctrl-C" if isinstance(stop, SecondInterrupt) else "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+            err = TrainingInterrupted("interrupted", f"Stopped by {by} while the trained run's model file and report were written; its training is "
+                                                     "complete and checkpointed: resuming it trains nothing and writes them.",
+                                      exit_code=143 if isinstance(stop, Terminated) else 130)
+            if chief:
+                err.run_dir = run_dir  # type: ignore[attr-defined]
+            raise err from None
     return result
 
 
