@@ -1801,6 +1801,39 @@ def test_a_model_file_the_disk_cannot_take_is_logdir_unwritable_and_a_resume_wri
     assert keras.models.load_model(run_dir / "model.keras").optimizer.iterations.numpy() == 6
 
 
+@pytest.mark.parametrize(("failing", "says"), [("mkstemp", "Permission denied"), ("fsync", "No space left on device")])
+def test_a_model_file_whose_temporary_file_the_disk_refuses_is_logdir_unwritable(runner, tiny_recipe, tmp_path, monkeypatch, failing, says):
+    # The temporary file's own writes (mkstemp in a run directory made read-only, its fsync on a
+    # full disk) were told 'warning: [model-unsaved] ... PermissionError: ... Register each layer
+    # class of your own ...', exit 0 where the report could be written: the disk's, not a layer's.
+    import tempfile
+
+    import trainkit.runs
+
+    real_mkstemp, real_fsync = tempfile.mkstemp, os.fsync
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(".model.keras"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(kwargs.get("dir")))
+        return real_mkstemp(*args, **kwargs)
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".keras"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    if failing == "mkstemp":
+        monkeypatch.setattr(trainkit.runs.tempfile, "mkstemp", mkstemp)
+    else:
+        monkeypatch.setattr(trainkit.runs.os, "fsync", fsync)
+    logdir = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
+    (run_dir,) = run_dirs(logdir)
+    assert result.exit_code == 2 and result.output.startswith(f"error: [logdir-unwritable] The run trained, but writing its model file to "
+                                                              f"{run_dir / 'model.keras'} failed: {says}"), result.output
+    assert "model-unsaved" not in result.output and not list(run_dir.glob("*model*"))
+
+
 def test_a_standardised_run_s_model_file_predicts_in_the_targets_units_as_the_readme_says(tmp_path):
     import keras
 

@@ -82,16 +82,15 @@ def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
             try:
                 trainer.model.save(tmp)
             except Exception as err:
-                if not is_storage_error(err):
-                    raise
-                reason = os_error_reason(err, run_dir) if isinstance(err, OSError) else storage_error_text(err)
-                raise RunDirError("logdir-unwritable", f"The run trained, but writing its model file to {path} failed: {reason}. "
-                                                       "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
-                                                       "again) to write it.") from err
-            _load_back(tmp)
-    except RunDirError:
-        raise
-    except Exception as err:
+                if is_storage_error(err):
+                    raise  # the disk's or the directory's: logdir-unwritable below
+                raise _Unsaved(err) from err
+            try:
+                _load_back(tmp)
+            except Exception as err:  # a class load_model cannot find, memory for a second copy: not the disk's
+                raise _Unsaved(err) from err
+    except _Unsaved as unsaved:
+        err = unsaved.error
         with contextlib.suppress(OSError):
             path.unlink()  # an earlier run's file (before a resume) is not this model
         print(f"warning: [{UNSAVED}] The trained model was not written to {path}: {_why_unsaved(trainer.model, err)}. "
@@ -99,10 +98,27 @@ def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
               "that returns its __init__ arguments, or build the model again from the recipe and read the weights from the run's "
               "checkpoints/ with tf.train.Checkpoint (README: Python).", file=sys.stderr)
         return None
+    except Exception as err:
+        # The save's storage errors, and the temporary file's own (mkstemp in a directory made
+        # read-only, its fsync on a full disk, the rename), which told model-unsaved with a layer's advice.
+        if not is_storage_error(err):
+            raise
+        reason = os_error_reason(err, run_dir) if isinstance(err, OSError) else storage_error_text(err)
+        raise RunDirError("logdir-unwritable", f"The run trained, but writing its model file to {path} failed: {reason}. "
+                                               "Free space or fix the directory, then resume it (--resume RUN_DIR; nothing is trained "
+                                               "again) to write it.") from err
     if uncompiled is not None:
         print(f"warning: [model-uncompiled] {path} is written without the run's loss, metrics and optimizer: compiling the model "
               f"with them failed ({type(uncompiled).__name__}: {first_line(uncompiled)}); compile it after load_model.", file=sys.stderr)
     return path
+
+
+class _Unsaved(Exception):
+    """Keras could not save the model or load it back (not the disk's fault): ``model-unsaved``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def remove_stale_model_file(run_dir: Path) -> None:
