@@ -1995,6 +1995,10 @@ def test_a_model_file_that_does_not_read_back_for_memory_is_no_full_disk(runner,
     (run_dir,) = run_dirs(logdir)
     assert f"warning: [model-unsaved] The trained model was not written to {run_dir / 'model.keras'}: ResourceExhaustedError: OOM" in result.output
     assert not list(run_dir.glob("*model*")) and json.loads((run_dir / "report.json").read_text())["status"] == "completed"
+    # No layer of the user's is at fault: the advice was to register layer classes the model does not have.
+    assert "register_keras_serializable" not in result.output
+    assert (f"Resume the run (trainkit train RECIPE --resume {run_dir}; nothing is trained again) to write it, or read the weights "
+            "from the run's checkpoints/ with tf.train.Checkpoint (README: Python).") in result.output, result.output
 
 
 def test_a_model_keras_cannot_compile_as_trained_is_written_uncompiled_with_a_warning(runner, tiny_recipe, tmp_path, monkeypatch):

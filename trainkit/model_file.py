@@ -10,6 +10,7 @@ report does and ``model.fit`` goes on with the trainer's optimizer state.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -93,10 +94,15 @@ def save_model_file(trainer: Any, run_dir: Path) -> Path | None:
         err = unsaved.error
         with contextlib.suppress(OSError):
             path.unlink()  # an earlier run's file (before a resume) is not this model
-        print(f"warning: [{UNSAVED}] The trained model was not written to {path}: {_why_unsaved(trainer.model, err)}. "
-              "Register each layer class of your own with @keras.saving.register_keras_serializable() and give it a get_config() "
-              "that returns its __init__ arguments, or build the model again from the recipe and read the weights from the run's "
-              "checkpoints/ with tf.train.Checkpoint (README: Python).", file=sys.stderr)
+        why, layers = _why_unsaved(trainer.model, err)
+        # A layer class of the user's that Keras cannot serialise is fixed in its code; anything
+        # else (memory for the read-back's second copy, say) may pass in a fresh process.
+        advice = ("Register each layer class of your own with @keras.saving.register_keras_serializable() and give it a get_config() "
+                  "that returns its __init__ arguments, or build the model again from the recipe and read the weights from the run's "
+                  "checkpoints/ with tf.train.Checkpoint (README: Python)." if layers else
+                  f"Resume the run (trainkit train RECIPE --resume {shlex.quote(str(run_dir))}; nothing is trained again) to write it, "
+                  "or read the weights from the run's checkpoints/ with tf.train.Checkpoint (README: Python).")
+        print(f"warning: [{UNSAVED}] The trained model was not written to {path}: {why}. {advice}", file=sys.stderr)
         return None
     except Exception as err:
         # The save's storage errors, and the temporary file's own (mkstemp in a directory made
@@ -138,9 +144,9 @@ def _load_back(path: Path) -> None:
         keras.models.load_model(path, safe_mode=False)
 
 
-def _why_unsaved(model: keras.Model, err: BaseException) -> str:
+def _why_unsaved(model: keras.Model, err: BaseException) -> tuple[str, bool]:
     """Why Keras cannot save (or load back) ``model``: the layers of a class of the user's own
-    that it cannot serialise, else Keras's own first line."""
+    that it cannot serialise, else Keras's own first line; and whether it was such layers."""
     unsaved = []
     for layer in model._flatten_layers(include_self=True):
         cls = type(layer)
@@ -154,6 +160,6 @@ def _why_unsaved(model: keras.Model, err: BaseException) -> str:
         if keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls:
             unsaved.append(f"{layer.name} ({cls.__name__}: not registered with Keras, so load_model cannot find the class)")
     if unsaved:
-        return f"layer{'s' if len(unsaved) > 1 else ''} {', '.join(unsaved)}"
+        return f"layer{'s' if len(unsaved) > 1 else ''} {', '.join(unsaved)}", True
     cause = err.__cause__ or err.__context__ or err
-    return f"{type(cause).__name__}: {first_line(cause)}"
+    return f"{type(cause).__name__}: {first_line(cause)}", False
