@@ -177,9 +177,14 @@ def _recipe(recipe_path: str, logdir: str, out: str) -> None:
 
     recipe = load_recipe(recipe_path)
     result = train_recipe(recipe, logdir=logdir, verbose=0)
+    compiled = None
+    if result.model_file is not None:
+        import keras
+
+        compiled = keras.models.load_model(result.model_file).compiled
     with open(out, "w") as f:
         json.dump({"history": result.history.history, "run_dir": str(result.run_dir), "chief": result.trainer.is_chief,
-                   "summary": list(summary_lines(result))}, f)
+                   "summary": list(summary_lines(result)), "model_file_compiled": compiled}, f)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,9 @@ def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_
     assert not [p.name for p in (tmp_path / "tmp1").iterdir() if p.name.startswith("trainkit-")]
     assert "the chief worker writes the run" in other["summary"][-1]
     assert chief["summary"][-1].startswith(f"run written to {run_dir}")
+    # The chief alone writes model.keras, compiled: its compile in the strategy's scope waited on
+    # the other worker's collective broadcast (14 s, until it was called dead) and was dropped.
+    assert chief["model_file_compiled"] is True and other["model_file_compiled"] is None
 
 
 def test_user_mistakes_under_a_strategy_are_coded_errors():

@@ -54,7 +54,11 @@ def compile_as_trained(trainer: Any) -> None:
         # Keras names each output's metric <output>_<metric> itself, as trainkit does.
         metrics = [[clone_metric(m, m.name[len(h.name) + 1:]) for m, at in zip(trainer._metrics, trainer._metric_outputs, strict=True) if at == i]
                    for i, h in enumerate(heads)]
-    with distribute.scope(trainer.strategy):
+    # A multi-worker strategy makes each variable with every worker (a collective broadcast of its
+    # initial value), and only the chief saves: in its scope the compile's trackers waited on
+    # workers that had finished, until they were called dead, and the file was written uncompiled.
+    multi_worker = isinstance(trainer.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with contextlib.nullcontext() if multi_worker else distribute.scope(trainer.strategy):
         model.compile(loss=loss, loss_weights=weights, optimizer=trainer.optimizer, metrics=metrics,
                       auto_scale_loss=getattr(trainer, "_auto_scale_loss", True))
     note_own_compile(model)  # a later Trainer of this model is not told of a compile the user never made
