@@ -6,6 +6,9 @@ per-step statistics.
 
 ``python tests/distributed_worker.py outputs OUT.json``: models with two outputs, mirrored.
 
+``python tests/distributed_worker.py sequence RECIPE_A RECIPE_B LOGDIR OUT.json``: trains two mirrored
+recipes one after the other in this process, then a Trainer under a MirroredStrategy of its own.
+
 ``python tests/distributed_worker.py recipe RECIPE LOGDIR OUT.json``: trains a recipe (with
 ``TF_CONFIG`` set by the test for multi-worker runs) and writes its history and run directory.
 """
@@ -187,8 +190,41 @@ def _recipe(recipe_path: str, logdir: str, out: str) -> None:
                    "summary": list(summary_lines(result)), "model_file_compiled": compiled}, f)
 
 
+def _sequence(recipe_a: str, recipe_b: str, logdir: str, out: str) -> None:
+    """Two recipes (models of other sizes) with ``distribute: mirrored`` in one process, then a
+    Trainer of a third size under a second MirroredStrategy made by the caller."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainkit import Trainer
+    from trainkit.errors import TrainkitError
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    results = [train_recipe(load_recipe(path), logdir=logdir, verbose=0) for path in (recipe_a, recipe_b)]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = Trainer(model, loss="binary_crossentropy", optimizer="adam", task="binary", strategy=strategy, logdir=None,
+                      diagnose=False, histograms_every=None)
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    try:
+        trainer.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, batch_size=16, verbose=0)
+        error = None
+    except TrainkitError as err:
+        error = {"code": err.code, "message": err.message}
+    with open(out, "w") as f:
+        json.dump({"histories": [r.history.history for r in results], "replicas": [r.trainer.strategy.num_replicas_in_sync for r in results],
+                   "error": error}, f)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "mirrored":
+    if sys.argv[1] == "sequence":
+        _sequence(*sys.argv[2:6])
+    elif sys.argv[1] == "mirrored":
         _mirrored(sys.argv[2])
     elif sys.argv[1] == "outputs":
         _outputs(sys.argv[2])

@@ -182,6 +182,26 @@ def test_mirrored_two_outputs_match_one_device_per_output(tmp_path):
     assert {"output_0_loss", "output_1_loss"} <= set(subclassed) and np.isfinite(subclassed["loss"]).all()
 
 
+def test_mirrored_recipes_one_after_another_in_one_process(tmp_path):
+    # Each recipe made its own MirroredStrategy, which numbers its collective ops from the same keys
+    # as the first, and TensorFlow keeps a key's first shape: the 8-unit model's first step failed
+    # with "Shape mismatch in the collective instance ... expected shape [65] ... [33]" (model.fit
+    # too). The recipes now share one; a Trainer's own second strategy fails with a coded error.
+    paths = []
+    for units in (4, 8):
+        paths.append(tmp_path / f"units{units}.yaml")
+        paths[-1].write_text(RECIPE.replace("DIST", "mirrored").replace("units: 16", f"units: {units}").replace("epochs: 3", "epochs: 1"))
+    out = tmp_path / "sequence.json"
+    _run(["sequence", *map(str, paths), str(tmp_path / "runs"), str(out)], timeout=240)
+    result = json.loads(out.read_text())
+    assert result["replicas"] == [2, 2]
+    for history in result["histories"]:
+        assert len(history["loss"]) == 1 and np.isfinite(history["loss"] + history["val_loss"]).all()
+    error = result["error"]
+    assert error is not None and error["code"] == "strategy-collective-mismatch"
+    assert "[129]" in error["message"] and "pass it to every Trainer" in error["message"]
+
+
 def test_multi_worker_two_processes_match_one_process_and_only_chief_writes(tmp_path):
     recipe_one = tmp_path / "one.yaml"
     recipe_one.write_text(RECIPE.replace("DIST", "none"))

@@ -40,8 +40,10 @@ How a replicated step works:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,7 +67,7 @@ def strategy_from_name(name: str) -> tf.distribute.Strategy | None:
     if name == "none":
         return None
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return _mirrored_strategy()
     if name == "multi_worker":
         tf_config()  # its errors in a line, before TensorFlow's resolver fails with a traceback
         try:
@@ -77,6 +79,42 @@ def strategy_from_name(name: str) -> tf.distribute.Strategy | None:
                                                  "It should look like {\"cluster\": {\"worker\": [\"host-a:12345\", \"host-b:12345\"]}, "
                                                  "\"task\": {\"type\": \"worker\", \"index\": 0}}, the task one of the cluster's.") from None
     raise ValueError(f"distribute must be one of {DISTRIBUTE_NAMES}, got {name!r}.")
+
+
+# One for every recipe of the process (trainkit compare runs several): each new MirroredStrategy
+# numbers its collective ops from the same keys as the first (group 1, instances from 100), and
+# TensorFlow keeps the shape each key first had, so a second recipe whose model had other sizes
+# failed its first step (model.fit too): "Shape mismatch in the collective instance 100 ... expected
+# shape [49] but another member in the group expected shape [25]" (a 4-unit MLP, then an 8-unit one).
+# One strategy goes on numbering where the last run stopped. Its devices are the machine's, fixed
+# once TensorFlow has started.
+@functools.cache
+def _mirrored_strategy() -> tf.distribute.Strategy:
+    return tf.distribute.MirroredStrategy()
+
+
+_COLLECTIVE_SHAPES = re.compile(r"Shape mismatch in the collective instance \d+\. .*?expected shape (\[[^\]]*\]) but another member in the group expected shape (\[[^\]]*\])")
+
+
+def collective_shape_error(strategy: tf.distribute.Strategy | None, err: Exception) -> ArgumentError | None:
+    """The coded error for TensorFlow's collective shape mismatch under a ``MirroredStrategy``, else ``None``.
+
+    A second ``MirroredStrategy`` made in the process reuses the first one's collective keys, and
+    a model of other sizes then fails its first replicated step with TensorFlow's
+    ``InvalidArgumentError`` (``model.fit`` does too). Once it has happened, every later strategy
+    of the process fails the same way.
+    """
+    found = _COLLECTIVE_SHAPES.search(str(err))
+    if found is None or not type(strategy).__name__.startswith("MirroredStrategy"):
+        return None
+    return ArgumentError(
+        "strategy-collective-mismatch",
+        f"The replicated step failed: one replica all-reduced a tensor of shape {found.group(1)} where another had {found.group(2)}. "
+        "A second tf.distribute.MirroredStrategy made in this process numbers its collective ops from the first one's keys, "
+        "and TensorFlow keeps the shapes the first one's model gave them (model.fit fails the same way). Create one "
+        "MirroredStrategy and pass it to every Trainer of the process (recipes with distribute: mirrored share one), "
+        "or train each in its own process; this process's later strategies fail the same way.",
+    )
 
 
 def tf_config() -> dict[str, Any]:

@@ -714,6 +714,11 @@ class CompiledLoop:
             # The batches pulled are gone, so no retry: jit_compile="auto" checked the step first.
             if self.jit_compile and not self.xla_fallback and _is_xla_compile_failure(str(err)):
                 _refuse_jit(err)
+            from trainkit import distribute
+
+            coded = distribute.collective_shape_error(self._strategy, err)
+            if coded is not None:
+                raise coded from None
             raise
         return self._unpack(buffer.numpy(), int(count))
 
