@@ -1336,6 +1336,21 @@ def test_every_command_s_help_is_plain_text_and_says_what_it_does():
     assert "a finished run" not in diagnose and "did not finish" in diagnose
 
 
+def test_train_and_diagnose_help_name_the_model_file_as_the_readme_does():
+    # train's --help said it writes "TensorBoard logs and a report", diagnose's nothing of its
+    # model: line, though a run leaves model.keras and the README's table names it.
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    train = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100"}).output.split())
+    diagnose = " ".join(runner.invoke(app, ["diagnose", "--help"], env={"COLUMNS": "100"}).output.split())
+    assert "model.keras" in train and "keras.models.load_model" in train and "0 trained (also where the model could not be saved" in train
+    assert "model.keras" in diagnose and "model_file" in diagnose
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `trainkit train "))
+    assert "`model.keras`" in row and "model-unsaved" in row
+
+
 def test_recipes_outside_the_repository_says_the_recipes_are_not_installed(runner, tmp_path, monkeypatch):
     # An installed trainkit run from another directory said only "No recipe directory at recipes":
     # the README's recipes are the repository's files, which pip does not install.

@@ -160,7 +160,12 @@ def train(
 ) -> None:
     """Train a recipe: checks, training, TensorBoard logs and a report under <logdir>/<name>/<time>/.
 
-    Exit codes: 0 trained, 2 bad input, 3 stopped on a NaN/infinite loss, 130/143 interrupted by
+    A run that trained (completed, or stopped early) also leaves its trained model there as
+    model.keras, which keras.models.load_model reads, compiled with the run's loss, metrics and
+    optimizer.
+
+    Exit codes: 0 trained (also where the model could not be saved: a warning: [model-unsaved] line
+    says why), 2 bad input, 3 stopped on a NaN/infinite loss (no model.keras), 130/143 interrupted by
     Ctrl-C/SIGTERM (a checkpoint is written; the message says how to resume).
     """
     if resume is not None and logdir is not None and not _is_within(resume, logdir):
@@ -246,7 +251,8 @@ def diagnose_command(
     """Rebuild a run's findings from its TensorBoard logs alone and print the report.
 
     A run that did not finish (interrupted, failed, killed) gets the findings of its events so far,
-    with a line saying so and how to resume it.
+    with a line saying so and how to resume it. A model: line names the run's model.keras (--json:
+    model_file), or says how to write one that a run which ended with a usable model lacks.
     """
     from trainkit.runs import MODEL_FILE, json_text
 
