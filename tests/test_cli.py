@@ -1935,6 +1935,8 @@ def test_diagnose_names_the_run_s_model_file_or_says_why_a_finished_run_has_none
     said = runner.invoke(app, ["diagnose", str(run_dir)])
     assert said.output.splitlines()[1].startswith(f"model: no model.keras (Keras could not save the model, which the run said in a warning: "
                                                   f"[model-unsaved] line, or the run is older than the file): resume it (trainkit train RECIPE --resume {run_dir}; ")
+    # A resume of a model Keras could not save says the same warning again: its classes first.
+    assert "to write it, after registering the layer classes that warning named" in said.output.splitlines()[1]
     assert json.loads(runner.invoke(app, ["diagnose", str(run_dir), "--json"]).output)["model_file"] is None
     assert runner.invoke(app, ["train", str(tiny_recipe), "-q", "--resume", str(run_dir)]).exit_code == 0
     assert (run_dir / "model.keras").is_file()  # as the line says

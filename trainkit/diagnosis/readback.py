@@ -411,8 +411,11 @@ def model_file_line(run_dir: str | Path) -> str | None:
         return None
     if not isinstance(report, dict) or report.get("status") not in ("completed", "stopped") or not (run_dir / "recipe.yaml").exists():
         return None
+    # A resume saves the model again as the run did: one Keras could not save needs its layer
+    # classes registered first (the warning named them), else the resume says the same warning.
     return (f"model: no {MODEL_FILE} (Keras could not save the model, which the run said in a warning: [model-unsaved] line, or the run is "
             f"older than the file): resume it (trainkit train RECIPE --resume {shlex.quote(str(run_dir))}; nothing is trained again) to write it, "
+            "after registering the layer classes that warning named (@keras.saving.register_keras_serializable()), "
             "or read its checkpoints/ with tf.train.Checkpoint (README: Python).")
 
 
