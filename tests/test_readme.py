@@ -126,3 +126,11 @@ def test_the_python_example_runs_as_written(tmp_path, monkeypatch):
     assert set(trainer.evaluate(scope["x_test"], scope["y_test"])) == {"loss", "accuracy"}
     assert trainer.predict(scope["x_test"]).shape == (200, 1)
     assert (tmp_path / "runs" / "my-run" / "checkpoints").is_dir()
+
+
+def test_the_unsupported_input_row_gives_the_advice_a_dataset_of_sparse_batches_is_told():
+    # A dataset of sparse batches is told to make them dense (.map(... tf.sparse.to_dense(x) ...)),
+    # not to pad them, but the row's fix column named padded_batch alone for ragged and sparse.
+    row = next(line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `unsupported-input` |"))
+    fix = row.rstrip(" |").rsplit(" | ", 1)[1]
+    assert "`padded_batch` for ragged batches" in fix and "tf.sparse.to_dense(x)" in fix
