@@ -222,6 +222,24 @@ def test_a_dataset_of_columns_alone_is_predicted_as_batches_not_refused_as_singl
         assert info.value.code == "dataset-unbatched"
 
 
+def test_a_generator_s_batches_reach_the_model_at_its_rank_whichever_rank_each_predict_gets():
+    # predict on a generator of (b,) batches for keras.Input((1,)), then on one of (b, 1) batches:
+    # the generator's batches reached the compiled call as they came, its traced shape relaxed to
+    # an unknown rank and the model's call failed ("Cannot take the length of shape with unknown
+    # rank"), where arrays and datasets are given the model's rank first. A last batch of one row,
+    # (1,) as a tensor, is a column too, not a single example.
+    x, _ = make_data(rows=97, features=1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    trainer = make_trainer(model)
+    expected = model.predict(x, verbose=0)
+
+    def batches(a: np.ndarray, make=np.asarray):
+        yield from (make(a[i:i + 32]) for i in range(0, len(a), 32))
+
+    for columns, make in ((x[:, 0], np.asarray), (x, np.asarray), (x[:, 0], tf.constant)):
+        np.testing.assert_allclose(trainer.predict(batches(columns, make)), expected, atol=1e-6)
+
+
 def test_an_id_past_the_table_in_a_batch_the_checks_did_not_read_is_a_data_error():
     # The checks read a dataset's first batches; an id past the Embedding's table in a later one
     # failed the step with TensorFlow's "Graph execution error ... indices[4,3] = 25 is not in

@@ -37,6 +37,7 @@ from trainkit.sources import (
     SAMPLE_BATCHES,
     ArraySource,
     DatasetSource,
+    at_model_rank,
     first_inputs,
     only_read_inputs,
     refuse_text,
@@ -226,7 +227,9 @@ class Inference:
 
     def _checked_inputs(self, inputs: Any, index: int) -> Any:
         """A batch to predict, its shapes checked against the model's inputs (the first batch
-        only: the others of a dataset share its spec)."""
+        only: the others of a dataset share its spec), at the model's rank (see
+        :func:`~trainkit.sources.at_model_rank`): a generator's batches come as they are, and
+        ``(b,)`` ones after ``(b, 1)`` ones relaxed the traced shape to an unknown rank."""
         if index == 0:
             check_input_shapes(inputs, self.model)
-        return inputs
+        return at_model_rank(inputs, self.model)

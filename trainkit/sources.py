@@ -190,8 +190,10 @@ def _rank_changes(x: Any, model: keras.Model) -> Any:
         got = getattr(part, "shape", None)
         if got is None or (isinstance(got, tf.TensorShape) and got.rank is None):
             return 0
-        if isinstance(got, tf.TensorShape) and got.rank == len(shape) - 1 and got[0] is not None and got.is_compatible_with(shape[1:]):
-            return 0  # single examples, (1,) for keras.Input((1,)): dataset-unbatched, not rows of a column
+        if isinstance(part, tf.TensorSpec) and got.rank == len(shape) - 1 and got[0] is not None and got.is_compatible_with(shape[1:]):
+            # a dataset's single examples, (1,) for keras.Input((1,)): dataset-unbatched, not rows of a
+            # column; a batch itself of one row, (1,) too, is a column (a generator's last of 65 rows)
+            return 0
         return rank_change(tuple(got), shape)
 
     if isinstance(x, Mapping):
