@@ -3358,6 +3358,21 @@ def test_relus_that_come_back_after_a_dead_spell_are_withdrawn_at_the_end():
     assert f.evidence["since_epoch"] == 10 and f.evidence["dead_fraction"] == pytest.approx(0.6)
 
 
+def test_relus_dead_at_the_epoch_whose_weights_early_stopping_restored_are_not_withdrawn():
+    # Dense(16, relu) with 12 of its units dead in epochs 2-5 (75%), alive from epoch 6 on; early
+    # stopping (patience 3) restored epoch 5's weights, 12 units still dead in the model it returned,
+    # and the end withdrew dead-relu because the last epochs read 0%: the report said nothing of them.
+    s = Stream(epochs=12)
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.75 if 1 <= e <= 4 else 0.05
+    s.notes = {"early_stopping": {"stopped_epoch": 7, "best_epoch": 4, "restored_epoch": 4}}
+    f = finding(s.run(), "dead-relu")
+    assert f.evidence["restored_epoch"] == 4 and f.evidence["dead_fraction"] == 0.75 and f.epoch == 1, f.evidence
+    assert "mean over epoch 5" in f.message and "early stopping restored" in f.message, f.message
+    # Weights restored from an epoch after the units came back: withdrawn, as without early stopping.
+    s.notes = {"early_stopping": {"stopped_epoch": 10, "best_epoch": 7, "restored_epoch": 7}}
+    assert "dead-relu" not in codes(s.run())
+
+
 def test_saturated_hidden_layer_warns_partial_saturation_is_info_and_outputs_are_exempt():
     s = Stream()
     s.values["activation/dense/saturated_fraction"] = lambda e, st: 0.7 if e >= 4 else 0.0

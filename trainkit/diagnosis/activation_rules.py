@@ -46,6 +46,7 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
     # cause is no learning rate ("lower the learning rate" beside a NaN batch of inputs).
     broken_from = epoch_of_step(view, view.nonfinite.step) if view.nonfinite is not None else None
     all_dead: list[str] = []  # the layers whose every unit was dead at the first step, in model order
+    restored = _restored_index(view)
     for name in hidden_activation_stats(view, "dead_fraction"):
         at_start = _dead_at_start(view, name)
         inherited = _at_fit_start(view, name, view.t.dead_fraction)
@@ -67,14 +68,22 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             continue
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
+        last = len(values) - 1  # the epoch the verdict describes: the last, or the one early stopping restored
+        if since is None and restored is not None:
+            # Judged again at the end (rejudge): units that came back after the epoch whose weights
+            # early stopping restored are still dead in the model it returned (12 of 16 dead in
+            # epochs 2-5, restored at epoch 5, alive from epoch 6: the report withdrew them).
+            since, last = sustained_since(values[: restored + 1], view.t.dead_fraction, view.t.sustained_epochs), restored
         if since is None or (broken_from is not None and view.epochs[since].epoch >= broken_from):
             continue
         layer = layer_of(name)
         sloped = called_layer(view, layer) in view.context.sloped_layers
         smooth = called_layer(view, layer) in view.context.smooth_layers
-        fraction = float(values[-1])
+        fraction = float(values[last])
         evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
                     "first_epoch_dead_fraction": float(values[0])}
+        if last != len(values) - 1:
+            evidence["restored_epoch"] = view.epochs[last].epoch
         if at_start is not None:
             evidence["first_step_dead_fraction"] = at_start
         if inherited is not None:
@@ -82,7 +91,9 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
         issues.append(Issue(
             f"{fraction:.0%} of the units of {layer_text(view, layer)} "
             + ("are negative" if sloped else f"output nearly 0 (|a| < {NEAR_ZERO})" if smooth else "output 0")
-            + f" for every example of a batch (mean over epoch {view.epochs[-1].epoch + 1}), since epoch {view.epochs[since].epoch + 1}"
+            + f" for every example of a batch (mean over epoch {view.epochs[last].epoch + 1}"
+            + (", whose weights early stopping restored: they came back after it, not in the model kept" if last != len(values) - 1 else "")
+            + f"), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + (f" ({inherited:.0%} already at this fit's first step, in the trained weights it started from)" if inherited is not None else "")
             + (": on the negative side of a leaky_relu/prelu they pass only the slope's share of the gradient and add no "
@@ -96,6 +107,17 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth),
             evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues + _dead_heads(view)
+
+
+def _restored_index(view: Diagnoser) -> int | None:
+    """The index in :attr:`Diagnoser.epochs` of the epoch whose weights early stopping restored at
+    the run's end, when it restored an earlier one than the last; else ``None``."""
+    stopping = view.notes.get("early_stopping") if view.finished else None
+    restored = (stopping or {}).get("restored_epoch")
+    if restored is None:
+        return None
+    index = next((i for i, record in enumerate(view.epochs) if record.epoch == restored), None)
+    return index if index is not None and index < len(view.epochs) - 1 else None
 
 
 def _dead_heads(view: Diagnoser) -> list[Issue]:
