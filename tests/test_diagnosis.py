@@ -814,6 +814,24 @@ def test_targets_on_a_unit_scale_far_from_zero_are_told_the_output_bias_not_the_
     assert "random_normal" in finding(reg.run(), "initial-loss-too-high").advice
 
 
+def test_targets_far_from_zero_with_the_output_bias_already_at_their_mean_are_not_told_to_set_it():
+    # Targets mean 1.30, std 0.38; Dense(32, relu, he_normal), Dense(1, bias_initializer=Constant(1.31)):
+    # first loss 2.75 (18.9x chance; predicting 0: 1.84, 12.6x), told to "Initialise the output bias
+    # at the target mean (bias_initializer=keras.initializers.Constant(1.301))", its own setting; a
+    # random_normal(stddev=1) kernel's start of 137 (943x) with that bias was told the same.
+    reg = Stream(task="regression", chance=0.1456)
+    reg.context = dataclasses.replace(
+        reg.context, target_mean=1.301, target_std=0.3815, uninformed_loss=1.837, recipe=False,
+        initializers={"dense_2": {"layer": "dense_2", "kernel": "glorot_uniform", "bias": "constant(1.31)"}})
+    base = reg.train_loss
+    reg.train_loss = lambda e, st: 2.751 if e == 0 and st < 3 else base(e, st)
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "Constant(1.301)" not in f.advice and "random_normal" in f.advice, f.advice
+    # Its bias at zeros (the default), the offset is named as before.
+    reg.context.initializers["dense_2"]["bias"] = "zeros"
+    assert "bias_initializer=keras.initializers.Constant(1.301)" in finding(reg.run(), "initial-loss-too-high").advice
+
+
 @pytest.mark.parametrize("loss", ["msle", "mape"])
 def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
     # MSLE reads every value below 0 as 0 and MAPE divides by the targets: targets ~3270 with

@@ -56,6 +56,14 @@ def initial_loss_too_low(view: Diagnoser) -> Issue | None:
         epoch=view.context.initial_epoch)
 
 
+def _output_bias_set(view: Diagnoser) -> bool:
+    """Whether an output layer's bias starts from an initializer of its own (not ``zeros``): a
+    ``Constant(1.31)`` at the targets' mean, whose model's first loss of 137 (943x chance) came
+    from its kernel's random_normal(stddev=1), was told to initialise the bias at the mean."""
+    starts = view.context.initializers or {}
+    return any(starts.get(layer, {}).get("bias", "zeros") not in ("zeros", "none") for layer in view.context.output_layers)
+
+
 def _at_most(steps: int) -> str:
     """How the highest of the first ``steps`` losses is quoted (it bounds them all: the verdict holds for each)."""
     return f"at most (the highest of the first {steps}) " if steps > 1 else ""
@@ -93,7 +101,8 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         advice = (f"The targets are tiny ({targets_text(view)}): the outputs of a freshly initialised model spread "
                   f"far wider than they do. {targets_scaling_advice(view)}"
                   + ("." if targets_scaled_not_centred(view) else " and predict with model(x) * y_train.std() + y_train.mean()."))
-    elif view.context.task == "regression" and targets_scaled(view) and uninformed is not None and uninformed > factor * chance:
+    elif (view.context.task == "regression" and targets_scaled(view) and uninformed is not None and uninformed > factor * chance
+          and not _output_bias_set(view)):
         # Targets on a unit scale but far from 0 for their spread (log1p of prices: mean 1.31, std
         # 0.29): predicting 0, where a fresh output starts, alone scores 20x their variance, and a
         # default glorot MLP was told to use "the initialiser of the activation instead of a large
