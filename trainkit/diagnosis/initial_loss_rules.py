@@ -56,6 +56,12 @@ def initial_loss_too_low(view: Diagnoser) -> Issue | None:
         epoch=view.context.initial_epoch)
 
 
+def _column_axis(view: Diagnoser) -> str:
+    """``0`` where the targets have several columns, for ``y_train.mean(0)``: each column's mean
+    (one pooled mean, -0.36 for columns at 1.29 and -2.01, left them at +1.65 and -1.65)."""
+    return "0" if (view.context.target_columns or 1) > 1 else ""
+
+
 def _output_bias_set(view: Diagnoser) -> bool:
     """Whether an output layer's bias starts from an initializer of its own (not ``zeros``): a
     ``Constant(1.31)`` at the targets' mean, whose model's first loss of 137 (943x chance) came
@@ -109,7 +115,7 @@ def initial_loss_too_high(view: Diagnoser) -> Issue | None:
         # random_normal". The offset is the start's cause: the output bias, or centred targets.
         centre = "" if targets_scaled_not_centred(view) else (
             ", or centre the targets (" + for_run(view.context, "preprocessing.standardize_targets: true",
-                                                    "y - y_train.mean(), adding it back to the predictions") + ")")
+                                                    f"y - y_train.mean({_column_axis(view)}), adding it back to the predictions") + ")")
         advice = (f"The targets are on a unit scale ({targets_text(view)}) but far from 0 for their spread, and a fresh output "
                   f"starts near 0: predicting 0 alone scores {format_number(uninformed)} ({times_text(uninformed / chance)} "
                   f"{chance_text(view)}). Initialise the output bias at {constant_prediction(view)} ({mean_bias_text(view)})"
