@@ -3402,6 +3402,20 @@ def test_relus_that_come_back_after_a_dead_spell_are_withdrawn_at_the_end():
     assert f.evidence["since_epoch"] == 10 and f.evidence["dead_fraction"] == pytest.approx(0.6)
 
 
+def test_relus_back_for_the_last_epoch_alone_are_not_withdrawn():
+    # Dense(16, relu): 9 units dead (56%) in epochs 2-6, 7 (44%) in the 7th and last; the end
+    # withdrew dead-relu ("it no longer holds"), which one more epoch at 9 would have kept: one
+    # epoch under the bar undid a finding two over it are needed to make.
+    s = Stream()
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.44 if e == 19 else 0.56 if e >= 1 else 0.05
+    f = finding(s.run(), "dead-relu")
+    assert f.evidence["dead_fraction"] == pytest.approx(0.56) and f.evidence["final_dead_fraction"] == pytest.approx(0.44)
+    assert "mean over epoch 19" in f.message and "44% in the last epoch alone" in f.message, f.message
+    # Back for two epochs (as long as they had to be dead to be told): withdrawn.
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.44 if e >= 18 else 0.56 if e >= 1 else 0.05
+    assert "dead-relu" not in codes(s.run())
+
+
 def test_relus_dead_at_the_epoch_whose_weights_early_stopping_restored_are_not_withdrawn():
     # Dense(16, relu) with 12 of its units dead in epochs 2-5 (75%), alive from epoch 6 on; early
     # stopping (patience 3) restored epoch 5's weights, 12 units still dead in the model it returned,

@@ -69,6 +69,12 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
         values = view.epoch_values(name)
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
         last = len(values) - 1  # the epoch the verdict describes: the last, or the one early stopping restored
+        back = _epochs_back(values, view.t.dead_fraction) if since is None and view.finished else 0
+        if 0 < back < view.t.sustained_epochs:
+            # Judged again at the end: units back for fewer epochs than they had to be dead to be
+            # told are no recovery (9 of 16 dead in epochs 2-6, 7 in the 7th and last: withdrawn,
+            # where one more epoch at 9 would have kept it).
+            since, last = sustained_since(values[:-back], view.t.dead_fraction, view.t.sustained_epochs), len(values) - 1 - back
         if since is None and restored is not None:
             # Judged again at the end (rejudge): units that came back after the epoch whose weights
             # early stopping restored are still dead in the model it returned (12 of 16 dead in
@@ -83,6 +89,8 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
         evidence = {"dead_fraction": fraction, "since_epoch": view.epochs[since].epoch,
                     "first_epoch_dead_fraction": float(values[0])}
         if last != len(values) - 1:
+            evidence["final_dead_fraction"] = float(values[-1])
+        if last == restored:
             evidence["restored_epoch"] = view.epochs[last].epoch
         if at_start is not None:
             evidence["first_step_dead_fraction"] = at_start
@@ -92,7 +100,9 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             f"{fraction:.0%} of the units of {layer_text(view, layer)} "
             + ("are negative" if sloped else f"output nearly 0 (|a| < {NEAR_ZERO})" if smooth else "output 0")
             + f" for every example of a batch (mean over epoch {view.epochs[last].epoch + 1}"
-            + (", whose weights early stopping restored: they came back after it, not in the model kept" if last != len(values) - 1 else "")
+            + ("" if last == len(values) - 1 else
+               ", whose weights early stopping restored: they came back after it, not in the model kept" if last == restored else
+               f"; {float(values[-1]):.0%} in the last epoch alone")
             + f"), since epoch {view.epochs[since].epoch + 1}"
             + (f" ({at_start:.0%} already at the first step, before any update)" if at_start is not None else "")
             + (f" ({inherited:.0%} already at this fit's first step, in the trained weights it started from)" if inherited is not None else "")
@@ -107,6 +117,12 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
             _dead_relu_advice(view, at_start is not None, called_layer(view, layer), sloped or smooth),
             evidence, layer=layer, epoch=view.epochs[since].epoch))
     return issues + _dead_heads(view)
+
+
+def _epochs_back(values: np.ndarray, threshold: float) -> int:
+    """How many of the last epochs read under ``threshold`` (a NaN as under), counting back from the end."""
+    under = ~(np.nan_to_num(values, nan=-np.inf) >= threshold)
+    return len(values) if under.all() else int(np.argmin(under[::-1]))
 
 
 def _restored_index(view: Diagnoser) -> int | None:
