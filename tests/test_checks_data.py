@@ -4039,14 +4039,20 @@ def test_a_masked_regressions_padded_targets_are_not_judged_as_its_scale():
                                                   task="regression"))
 
 
+def _padded_token_rows(rows: int, steps: int, shortest: int, seed: int, dtype: str = "int32") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real, x, y): token ids 1..49 in rows of ``shortest..steps`` real steps, padded with 0 after
+    them (``real`` marks the real ones), and one standard-normal target per step."""
+    rng = np.random.default_rng(seed)
+    real = np.arange(steps)[None] < rng.integers(shortest, steps + 1, size=(rows, 1))
+    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype(dtype)
+    return real, x, rng.normal(size=(*real.shape, 1)).astype("float32")
+
+
 def test_an_unbuilt_masked_taggers_padded_targets_are_not_judged_as_its_scale():
     # The same for a tagger not built before its fit (Embedding(mask_zero=True) first, no
     # keras.Input): it had no input to call it on, so every position counted, and standardised
     # targets padded with -100 (31% of the steps) read "mean -85 and std 35.72". It stays unbuilt.
-    rng = np.random.default_rng(0)
-    real = np.arange(12)[None] < rng.integers(4, 13, size=(200, 1))
-    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
-    y = rng.normal(size=(*real.shape, 1)).astype("float32")
+    real, x, y = _padded_token_rows(200, 12, 4, seed=0)
 
     def tagger() -> keras.Model:
         return keras.Sequential([L.Embedding(50, 8, mask_zero=True), L.LSTM(8, return_sequences=True), L.Dense(1)])
@@ -4062,10 +4068,8 @@ def test_an_unbuilt_masked_taggers_big_endian_ids_are_read_through_its_mask():
     # Its copy was built on keras.Input(dtype=">i4"), which Keras refuses ("Invalid dtype: >i4"):
     # the copy failed, every position counted, and standardised targets padded with -100 were told
     # unscaled-targets, where the same tagger built first (or given native ids) was told nothing.
-    rng = np.random.default_rng(0)
-    real = np.arange(12)[None] < rng.integers(4, 13, size=(200, 1))
-    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype(">i4")
-    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    real, x, y = _padded_token_rows(200, 12, 4, seed=0, dtype=">i4")
+    y = np.where(real[..., None], y, -100.0)
     model = keras.Sequential([L.Embedding(50, 8, mask_zero=True), L.LSTM(8, return_sequences=True), L.Dense(1)])
     assert "unscaled-targets" not in codes(check_data(x, y, model=model, loss=get_loss("mse"), task="regression"))
     assert not model.built
@@ -4089,10 +4093,7 @@ def test_a_subclassed_masked_taggers_padded_targets_are_not_judged_as_its_scale(
     # A subclassed tagger has no traced inputs, so its Embedding's mask was never looked for: its
     # standardised targets padded with -100 (28% of the steps) read "mean -90.68 and std 28.99",
     # which its loss (masked, 1.19 against 2813 over every step) never sees. Its call tells now.
-    rng = np.random.default_rng(0)
-    real = np.arange(12)[None] < rng.integers(4, 13, size=(200, 1))
-    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
-    y = rng.normal(size=(*real.shape, 1)).astype("float32")
+    real, x, y = _padded_token_rows(200, 12, 4, seed=0)
 
     model = _SubclassedTagger()
     if built:
@@ -4106,10 +4107,8 @@ def test_a_fit_of_an_unbuilt_subclassed_tagger_trains_as_before_its_mask_was_rea
     # The data checks build it by calling it, before the fit would: the same weights and losses.
     from trainkit import Trainer
 
-    rng = np.random.default_rng(1)
-    real = np.arange(10)[None] < rng.integers(3, 11, size=(48, 1))
-    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
-    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    real, x, y = _padded_token_rows(48, 10, 3, seed=1)
+    y = np.where(real[..., None], y, -100.0)
     fits = []
     for check in (True, False):
         keras.utils.set_random_seed(0)
@@ -4142,10 +4141,8 @@ def test_an_unbuilt_stateful_subclassed_tagger_is_built_by_its_fit_not_by_the_da
     # of 16 then failed ("Expected batch size: 32, Received batch size: 16").
     from trainkit import Trainer
 
-    rng = np.random.default_rng(1)
-    real = np.arange(10)[None] < rng.integers(3, 11, size=(48, 1))
-    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
-    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    real, x, y = _padded_token_rows(48, 10, 3, seed=1)
+    y = np.where(real[..., None], y, -100.0)
     model = _StatefulSubclassedTagger()
     trainer = Trainer(model, loss="mse", optimizer="adam", task="regression", seed=0, diagnose=False)
     trainer.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
@@ -4160,10 +4157,8 @@ def test_an_unbuilt_subclassed_tagger_made_in_a_strategys_scope_is_built_by_the_
 
     from trainkit import Trainer
 
-    rng = np.random.default_rng(1)
-    real = np.arange(10)[None] < rng.integers(3, 11, size=(48, 1))
-    x = np.where(real, rng.integers(1, 50, size=real.shape), 0).astype("int32")
-    y = np.where(real[..., None], rng.normal(size=(*real.shape, 1)), -100.0).astype("float32")
+    real, x, y = _padded_token_rows(48, 10, 3, seed=1)
+    y = np.where(real[..., None], y, -100.0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
         model = _SubclassedTagger()

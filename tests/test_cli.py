@@ -51,6 +51,11 @@ def run_dirs(logdir: Path) -> list[Path]:
     return [p for p in logdir.glob("*/*") if p.is_dir()] if logdir.exists() else []
 
 
+def _disk_full(*args, **kwargs):
+    """A stand-in for a write that meets a full disk."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_version_and_short_help(runner):
     # Both were usage errors: `trainkit --version` and `trainkit train -h`.
     import keras
@@ -621,11 +626,8 @@ def test_a_full_disk_that_ends_a_run_is_said_once_not_again_for_each_file_it_fai
     from trainkit.recipe import load_recipe
     from trainkit.run import train_recipe
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     for owner, name in ((TrainingCheckpoint, "save"), (trainkit.tensorboard_logging, "write_session_end"), (trainkit.run, "write_report")):
-        monkeypatch.setattr(owner, name, disk_full)
+        monkeypatch.setattr(owner, name, _disk_full)
     with pytest.raises(RunDirError) as info:
         train_recipe(load_recipe(tiny_recipe, ["training.checkpoint_every=1"]), logdir=tmp_path, verbose=0)
     assert info.value.code == "logdir-unwritable" and "No space left on device" in info.value.message
@@ -1484,10 +1486,7 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_a_resume_wri
 
     real = trainkit.run.write_report
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(trainkit.run, "write_report", disk_full)
+    monkeypatch.setattr(trainkit.run, "write_report", _disk_full)
     logdir = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
     assert result.exit_code == 2, result.output
@@ -1508,11 +1507,8 @@ def test_an_interrupted_run_whose_report_cannot_be_written_still_says_how_to_res
     def stopped(self, *args, **kwargs):
         raise TrainingInterrupted("interrupted", "Training stopped by SIGINT in epoch 1; a checkpoint was written.", exit_code=130)
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     monkeypatch.setattr(Trainer, "fit", stopped)
-    monkeypatch.setattr(trainkit.run, "write_report", disk_full)
+    monkeypatch.setattr(trainkit.run, "write_report", _disk_full)
     result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(tmp_path / "runs"), "-q"])
     assert result.exit_code == 130, result.output
     warning, interrupted = result.stderr.strip().splitlines()
@@ -1800,10 +1796,7 @@ def test_a_model_file_the_disk_cannot_take_is_logdir_unwritable_and_a_resume_wri
 
     real = keras.Model.save
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(keras.Model, "save", disk_full)
+    monkeypatch.setattr(keras.Model, "save", _disk_full)
     logdir = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(tiny_recipe), "--logdir", str(logdir), "-q"])
     (run_dir,) = run_dirs(logdir)

@@ -6997,6 +6997,17 @@ def test_a_model_whose_output_comes_from_a_keras_operation_is_judged_and_trains(
     assert np.isfinite(history.history["loss"][0])
 
 
+def _shared_base_and_new_heads():
+    """(base, its initial weights, a function making a new model of that base under a new head)."""
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")])
+
+    def headed():
+        return keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
+
+    return base, base.get_weights(), headed
+
+
 def test_a_base_put_back_to_its_start_under_a_new_head_is_a_fresh_start():
     # Cross-validation putting a base back (base.set_weights(initial)) under a new head each fold:
     # the earlier fold's model, alive (kept, or not yet collected), shares the base and its own
@@ -7004,13 +7015,7 @@ def test_a_base_put_back_to_its_start_under_a_new_head_is_a_fresh_start():
     from trainkit import trained_models
 
     x, y = regression_data(64)
-    keras.utils.set_random_seed(0)
-    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")])
-    initial = base.get_weights()
-
-    def fold_model():
-        return keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
-
+    base, initial, fold_model = _shared_base_and_new_heads()
     first = fold_model()
     Trainer(first, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=1, verbose=0)
     assert trained_models.trained_before(fold_model()) is True  # the base the first fold trained
@@ -7026,13 +7031,7 @@ def test_a_base_frozen_under_a_trained_head_is_untrained_under_a_new_one():
     from trainkit import trained_models
 
     x, y = regression_data(64)
-    keras.utils.set_random_seed(0)
-    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")])
-    initial = base.get_weights()
-
-    def headed():
-        return keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
-
+    base, initial, headed = _shared_base_and_new_heads()
     base.trainable = False
     first = headed()
     Trainer(first, loss="mse", optimizer="adam", task="regression", seed=0, jit_compile=False).fit(x, y, epochs=2, verbose=0)
