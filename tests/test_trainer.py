@@ -972,10 +972,11 @@ def test_predict_refuses_an_unbatched_dataset_of_inputs_alone_as_unbatched():
     assert trainer.predict(tf.data.Dataset.from_tensor_slices(x).batch(8)).shape == (40, 1)
 
 def test_batches_without_the_feature_axis_are_refused_with_their_rows_shape():
-    # x batches of shape (8,) for a model taking (None, 1) were sampled as single examples of 8
-    # features: "x has shape (5, 8)... build the model with keras.Input(shape=(8,))".
-    x, y = make_data(40, features=1)
-    trainer = make_trainer(make_model(features=1))
+    # x batches of shape (8,) for a model taking (None, 2) were sampled as single examples of 8
+    # features: "x has shape (5, 8)... build the model with keras.Input(shape=(8,))". (For a model
+    # taking (None, 1) they train, as in model.fit, which adds the axis: tests/test_inputs.py.)
+    x, y = make_data(40, features=2)
+    trainer = make_trainer(make_model(features=2))
     dataset = tf.data.Dataset.from_tensor_slices((x[:, 0], y)).batch(8)
     for call in (lambda: trainer.fit(dataset, epochs=1, verbose=0), lambda: trainer.evaluate(dataset)):
         with pytest.raises(DataError) as info:
