@@ -125,6 +125,12 @@ def finding(d: Diagnoser, code: str) -> Finding:
 
 # -- the registry and the healthy stream ------------------------------------------------------------
 
+def _first_steps_at(stream: Stream, loss: float) -> None:
+    """Makes the stream's first 3 training steps read ``loss``; the rest as they were."""
+    rest = stream.train_loss
+    stream.train_loss = lambda e, st: loss if e == 0 and st < 3 else rest(e, st)
+
+
 def test_registry_lists_every_issue_code_once_with_valid_severity_and_moment():
     required = {"initial-loss-too-low", "initial-loss-too-high", "loss-at-chance", "loss-collapsed", "nan-loss",
                 "diverging-loss", "oscillating-loss", "plateau", "lr-too-high", "lr-too-low", "vanishing-gradients",
@@ -501,8 +507,7 @@ def test_worse_than_linear_not_judged_by_a_validation_datasets_first_period(shuf
 
 def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     s = Stream()
-    base = s.train_loss
-    s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(s, 9.0)
     f = finding(s.run(), "initial-loss-too-high")
     assert f.evidence["initial_loss"] == pytest.approx(9.0) and "standardize_inputs" in f.advice
     # The lowest of the first losses, said so: a median of 1.15e7 was quoted as "the loss of the
@@ -513,10 +518,9 @@ def test_initial_loss_far_above_chance_and_regression_gets_more_room():
     assert "a model predicting the label prior would get" in f.message and "target mean" not in f.message
     # 4x chance is suspicious for a classifier, ordinary for a freshly initialised regression.
     reg = Stream(task="regression", chance=1.0)
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 4.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 4.0)
     assert "initial-loss-too-high" not in codes(reg.run())
-    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 40.0)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "standardize_targets" in f.advice
     assert "a model predicting the target mean would get" in f.message and "label prior" not in f.message
@@ -527,8 +531,7 @@ def test_initial_loss_too_high_from_unscaled_inputs_does_not_prescribe_the_initi
     # told to "use the initialiser of the activation (he_normal for relu)": followed, the first
     # loss was 92x chance. Only an initialiser that is not fan-scaled is worth changing.
     s = Stream()
-    base = s.train_loss
-    s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(s, 9.0)
     scaled = {name: {"layer": name, "kernel": "glorot_uniform", "bias": "zeros"} for name in LAYERS}
     s.context = dataclasses.replace(s.context, check_codes=("unscaled-inputs",), initializers=scaled)
     f = finding(s.run(), "initial-loss-too-high")
@@ -542,8 +545,7 @@ def test_initial_loss_too_high_tells_a_multilabel_output_of_one_bias_a_label():
     # Told "initialise the output bias to the log prior, log(p / (1 - p))", one bias and one p, a
     # multilabel output of labels at 2% to 33% had each unit's own log-odds to set.
     s = Stream(task="multilabel", chance=0.27)
-    base = s.train_loss
-    s.train_loss = lambda e, st: 4.3 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(s, 4.3)
     s.context = dataclasses.replace(s.context, check_codes=())
     advice = finding(s.run(), "initial-loss-too-high").advice
     assert "each output unit's bias to its label's log-odds" in advice
@@ -562,8 +564,7 @@ def test_initial_loss_too_high_blames_unscaled_targets_only_when_their_output_ma
     # head with a random_normal(20) kernel started at 8.9 (first loss 8x chance): told to
     # standardise the targets, whose output's loss "dwarfs the others'".
     s = Stream(chance=0.83)
-    base = s.train_loss
-    s.train_loss = lambda e, st: 9.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(s, 9.0)
     s.context = dataclasses.replace(s.context, task="mixed", check_codes=("unscaled-targets",), regression_start_loss=1.1)
     advice = finding(s.run(), "initial-loss-too-high").advice
     assert "unscaled-targets" not in advice and "initialis" in advice
@@ -671,8 +672,7 @@ def test_targets_already_standardised_are_not_told_to_be_standardised_again():
     # The diagnosis audit: standardised regression targets were told "standardize_targets: true".
     reg = Stream(task="regression", chance=1.0)
     reg.context.target_mean, reg.context.target_std = 0.0, 1.0
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 40.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 40.0)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "standardize_targets" not in f.advice and "standardize_inputs" in f.advice and "std 1" in f.advice
     reg.train_loss = lambda e, st: 6.0 - 0.05 * e
@@ -788,8 +788,7 @@ def test_tiny_targets_are_told_to_be_standardised_not_that_they_are_on_a_unit_sc
     # already on a unit scale (mean 6.4e-05, std 0.00095)" and advice on the initialisation.
     reg = Stream(task="regression", chance=1e-6)
     reg.context.target_mean, reg.context.target_std = 0.0, 1e-3
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 0.5 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 0.5)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "tiny" in f.advice and "standardize_targets" in f.advice and "unit scale" not in f.advice
     reg.train_loss = lambda e, st: 6e-6 - 5e-8 * e
@@ -804,8 +803,7 @@ def test_targets_on_a_unit_scale_far_from_zero_are_told_the_output_bias_not_the_
     # initialiser of the activation instead of a large random_normal", which it already did.
     reg = Stream(task="regression", chance=0.087)
     reg.context = dataclasses.replace(reg.context, target_mean=1.31, target_std=0.29, uninformed_loss=1.8, recipe=False)
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 4.2 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 4.2)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "random_normal" not in f.advice and "bias_initializer=keras.initializers.Constant(1.31)" in f.advice, f.advice
     assert "y - y_train.mean()" in f.advice and "1.8" in f.advice, f.advice
@@ -821,8 +819,7 @@ def test_a_start_far_worse_than_predicting_zero_is_not_blamed_on_the_targets_off
     # 67.1 (464x) and the validation loss after 17 epochs 51.5 against 55.6: the kernels did it.
     reg = Stream(task="regression", chance=0.1447)
     reg.context = dataclasses.replace(reg.context, target_mean=1.273, target_std=0.3804, uninformed_loss=1.764, recipe=False)
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 79.2 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 79.2)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "random_normal" in f.advice and "Constant(1.273)" not in f.advice, f.advice
 
@@ -834,8 +831,7 @@ def test_targets_far_from_zero_in_several_columns_are_told_to_centre_each_column
     reg = Stream(task="regression", chance=0.1194)
     reg.context = dataclasses.replace(reg.context, target_mean=-2.007, target_std=0.3052, uninformed_loss=2.98, recipe=False,
                                       target_columns=2)
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 2.757 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 2.757)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "y - y_train.mean(0)" in f.advice and "y_train.mean())" not in f.advice, f.advice
 
@@ -849,8 +845,7 @@ def test_targets_far_from_zero_with_the_output_bias_already_at_their_mean_are_no
     reg.context = dataclasses.replace(
         reg.context, target_mean=1.301, target_std=0.3815, uninformed_loss=1.837, recipe=False,
         initializers={"dense_2": {"layer": "dense_2", "kernel": "glorot_uniform", "bias": "constant(1.31)"}})
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 2.751 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 2.751)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "Constant(1.301)" not in f.advice and "random_normal" in f.advice, f.advice
     # Its bias at zeros (the default), the offset is named as before.
@@ -868,8 +863,7 @@ def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
     assert context.relative_loss
     reg = Stream(task="regression", chance=0.25)
     reg.context = dataclasses.replace(reg.context, relative_loss=True, target_mean=3270.0, target_std=1732.0)
-    base = reg.train_loss
-    reg.train_loss = lambda e, st: 63.0 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(reg, 63.0)
     f = finding(reg.run(), "initial-loss-too-high")
     assert "without centring" in f.advice and "standardize_targets" not in f.advice
     reg.train_loss = lambda e, st: 60.0 - 0.01 * e
@@ -936,8 +930,7 @@ def test_a_mixed_run_with_unscaled_regression_targets_is_told_to_standardise_the
     # was told "the inputs are scaled, so look at the initialisation ... the log prior".
     s = Stream(task="mixed", chance=2.2e5)
     s.context.check_codes = ("unscaled-targets",)
-    base = s.train_loss
-    s.train_loss = lambda e, st: 8.2e6 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(s, 8.2e6)
     f = finding(s.run(), "initial-loss-too-high")
     assert "standardize_targets" in f.advice and "unscaled-targets" in f.advice and "log prior" not in f.advice
 
@@ -948,8 +941,7 @@ def test_a_mixed_run_with_msle_targets_is_told_to_scale_them_not_standardise_the
     s = Stream(task="mixed", chance=2.2e5)
     s.context.check_codes = ("unscaled-targets",)
     s.context.relative_loss = True
-    base = s.train_loss
-    s.train_loss = lambda e, st: 8.2e6 if e == 0 and st < 3 else base(e, st)
+    _first_steps_at(s, 8.2e6)
     f = finding(s.run(), "initial-loss-too-high")
     assert "without centring" in f.advice and "unscaled-targets" in f.advice
     assert "standardize_targets" not in f.advice and "y_train.std()" not in f.advice
