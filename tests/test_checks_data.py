@@ -2944,6 +2944,29 @@ def test_token_ids_fed_to_an_embedding_are_not_unscaled_features():
     assert "after the Normalization layer" in finding.message and ".adapt(x_train['num'])" in finding.advice
 
 
+def test_ids_through_a_lambda_into_an_embedding_are_not_unscaled_features():
+    # Ids 0..9999 through a Lambda into an Embedding were told "not scaled (|mean| ~5000)": what a
+    # Lambda hands an Embedding is read as ids. Floats through a Lambda into a Dense still are features.
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 10000, size=(64, 5)).astype("int32")
+    y = rng.integers(0, 2, size=(64, 1)).astype("float32")
+    amounts = rng.normal(5000.0, 1000.0, size=(64, 5)).astype("float32")
+    lookup = [keras.layers.Embedding(10000, 4), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")]
+    seq = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Lambda(lambda t: t), *lookup])
+    assert "unscaled-inputs" not in codes(check_data(ids, y, model=seq, loss=get_loss("bce"), task="binary"))
+    ids_in = keras.Input((5,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10000, 4)(keras.layers.Lambda(lambda t: t)(ids_in)))
+    func = keras.Model(ids_in, keras.layers.Dense(1, activation="sigmoid")(pooled))
+    assert "unscaled-inputs" not in codes(check_data(ids, y, model=func, loss=get_loss("bce"), task="binary"))
+    dense = keras.Sequential([keras.Input((5,)), keras.layers.Lambda(lambda t: t), keras.layers.Dense(1, activation="sigmoid")])
+    assert "unscaled-inputs" in codes(check_data(amounts, y, model=dense, loss=get_loss("bce"), task="binary"))
+    num_in = keras.Input((5,))
+    dense_branch = keras.layers.Dense(4)(keras.layers.Lambda(lambda t: t)(num_in))
+    both = keras.Model([ids_in, num_in], keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([pooled, dense_branch])))
+    found = [f for f in check_data([ids, amounts], y, model=both, loss=get_loss("bce"), task="binary") if f.code == "unscaled-inputs"]
+    assert [f.evidence["input"] for f in found] == [1]
+
+
 @pytest.mark.parametrize("classes", [2, 3, 10, 100])  # sorted sums for any count (a one-hot product was up to 64)
 def test_class_sums_of_the_separation_screen(classes):
     from trainkit.checks.leakage_checks import _class_sums

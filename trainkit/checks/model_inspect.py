@@ -524,13 +524,37 @@ def scales_own_inputs(model: keras.Model) -> list[bool]:
         # Through the layers that keep the scale, as for one input: ids reshaped for an Embedding
         # are still ids (they were told "not scaled, standardise them").
         consumers = [{type(layer).__name__ for layer in found} - _MASK_OPS for found in _input_readers(model, inputs, _SCALE_KEEPING_LAYERS)]
-        return [bool(names) and names <= INPUT_SCALING_LAYERS for names in consumers]
-    for layer in _pipelines_expanded(iter_layers(model)):
+        through_lambdas = _reads_ids_through_lambdas(model, inputs)
+        return [(bool(names) and names <= INPUT_SCALING_LAYERS) or ids for names, ids in zip(consumers, through_lambdas, strict=True)]
+    layers = list(_pipelines_expanded(iter_layers(model)))
+    for at, layer in enumerate(layers):
         cls = type(layer).__name__
         if cls in _SCALE_KEEPING_LAYERS:
             continue
+        if cls == "Lambda":
+            if inputs:  # a functional model's: followed to the layers that read the Lambda's values
+                return _reads_ids_through_lambdas(model, inputs)
+            after = next((type(later).__name__ for later in layers[at + 1:]
+                          if type(later).__name__ not in _SCALE_KEEPING_LAYERS | {"Lambda"}), None)
+            return [after in _ID_READERS]
         return [cls in INPUT_SCALING_LAYERS]
     return [False]
+
+
+#: Layers that read their input as ids (rows of a table, categories), whatever scale the values
+#: that became those ids had.
+_ID_READERS = frozenset({"Embedding", "CategoryEncoding", "IntegerLookup", "StringLookup", "Hashing"})
+
+
+def _reads_ids_through_lambdas(model: keras.Model, inputs: list[Any]) -> list[bool]:
+    """For each of ``inputs``, whether only layers that read ids (an Embedding) read it, past the
+    scale-keeping layers and any ``Lambda``. A Lambda is opaque (``x + 1`` or a cast of the ids),
+    but what it hands an Embedding is read as ids, not as features to standardise: ids 0..9999
+    through ``Lambda(lambda t: t)`` into an ``Embedding(10000, 4)`` were told "not scaled (|mean|
+    5067 / std 2884)". A Lambda whose values reach a Dense still leaves them judged as features."""
+    found = _input_readers(model, inputs, _SCALE_KEEPING_LAYERS | {"Lambda"})
+    return [bool(names) and names <= _ID_READERS
+            for names in ({type(layer).__name__ for layer in layers} - _MASK_OPS for layers in found)]
 
 
 def _pipelines_expanded(layers: Any) -> Iterator[Any]:
