@@ -3408,6 +3408,22 @@ def test_relus_back_for_the_last_epoch_alone_are_not_withdrawn():
     assert "dead-relu" not in codes(s.run())
 
 
+def test_relus_back_only_to_just_under_the_bar_are_not_withdrawn():
+    # 60% of a layer's units dead in epochs 2-12, then 49% to the end (8 epochs): the end withdrew
+    # dead-relu ("it no longer holds") with nearly half the units still dead.
+    s = Stream()
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.49 if e >= 12 else 0.6 if e >= 1 else 0.05
+    f = finding(s.run(), "dead-relu")
+    assert f.evidence["dead_fraction"] == pytest.approx(0.6) and f.evidence["final_dead_fraction"] == pytest.approx(0.49)
+    assert "mean over epoch 12" in f.message and "49% in the last epoch alone" in f.message, f.message
+    # Clearly under the bar for two epochs (40%): they came back, withdrawn.
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.4 if e >= 18 else 0.49 if e >= 12 else 0.6 if e >= 1 else 0.05
+    assert "dead-relu" not in codes(s.run())
+    # A layer at 49% all along was never dead by the rule: silent.
+    s.values["activation/dense_1/dead_fraction"] = lambda e, st: 0.49
+    assert "dead-relu" not in codes(s.run())
+
+
 def test_relus_dead_at_the_epoch_whose_weights_early_stopping_restored_are_not_withdrawn():
     # Dense(16, relu) with 12 of its units dead in epochs 2-5 (75%), alive from epoch 6 on; early
     # stopping (patience 3) restored epoch 5's weights, 12 units still dead in the model it returned,

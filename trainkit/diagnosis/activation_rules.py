@@ -70,10 +70,13 @@ def dead_relu(view: Diagnoser) -> list[Issue]:
         since = sustained_since(values, view.t.dead_fraction, view.t.sustained_epochs)
         last = len(values) - 1  # the epoch the verdict describes: the last, or the one early stopping restored
         back = _epochs_back(values, view.t.dead_fraction) if since is None and view.finished else 0
-        if 0 < back < view.t.sustained_epochs:
+        # Epochs of that last spell under the bar that are clearly under it: 49% after 60% is no recovery.
+        recovered = int(np.sum(np.nan_to_num(values[len(values) - back:], nan=np.inf) < view.t.dead_recovered_fraction))
+        if back and recovered < view.t.sustained_epochs:
             # Judged again at the end: units back for fewer epochs than they had to be dead to be
             # told are no recovery (9 of 16 dead in epochs 2-6, 7 in the 7th and last: withdrawn,
-            # where one more epoch at 9 would have kept it).
+            # where one more epoch at 9 would have kept it), nor units back only to just under the
+            # bar (60% dead, then 49% to the end: withdrawn, with nearly half of them still dead).
             since, last = sustained_since(values[:-back], view.t.dead_fraction, view.t.sustained_epochs), len(values) - 1 - back
         if since is None and restored is not None:
             # Judged again at the end (rejudge): units that came back after the epoch whose weights

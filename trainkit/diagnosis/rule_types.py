@@ -162,6 +162,9 @@ class Thresholds:
     # Dead ReLU (AUTOTRAINER/DeepDiagnosis >= 70% of outputs <= 0; SageMaker: > 50% of a layer
     # inactive): half of the layer's units never active in a batch, for 2 epochs running.
     dead_fraction: float = 0.5
+    # Judged again at the end, a layer's units count as back only under this fraction (for
+    # sustained_epochs epochs): 49% after 60% is a reading at the bar, not a recovery.
+    dead_recovered_fraction: float = 0.45
     # "Never active in a batch" needs a batch: with one row, a healthy unit active for half the
     # inputs reads dead half the time (a healthy MLP at batch_size 1 showed 55% "dead"). From 8
     # rows a unit active for 20% of the inputs reads dead in ~17% of the batches.
