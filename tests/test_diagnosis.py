@@ -853,6 +853,30 @@ def test_targets_far_from_zero_with_the_output_bias_already_at_their_mean_are_no
     assert "bias_initializer=keras.initializers.Constant(1.301)" in finding(reg.run(), "initial-loss-too-high").advice
 
 
+def test_an_output_bias_assigned_after_the_build_is_not_told_to_be_set():
+    # Targets mean 1.30, std 0.19; Dense(64, relu) x2 (he_normal), Dense(1) whose bias was set to
+    # the mean by model.layers[-1].bias.assign([1.303]): first loss 1.23 (33x chance; predicting 0:
+    # 1.735, 46.6x), told to "Initialise the output bias at the target mean
+    # (bias_initializer=keras.initializers.Constant(1.303))": its initializer read zeros.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.layers[-1].bias.assign([1.303])
+    context = build_context(Trainer(model, loss="mse", optimizer="adam", task="regression", jit_compile=False), np.full((8, 1), 1.3))
+    output = model.layers[-1].name
+    assert context.initializers[output]["bias"] == "assigned 1.303", context.initializers
+    assert context.initializers[model.layers[0].name]["bias"] == "zeros"
+    reg = Stream(task="regression", chance=0.03722)
+    reg.context = dataclasses.replace(reg.context, target_mean=1.303, target_std=0.1929, uninformed_loss=1.735, recipe=False,
+                                      initializers={"dense_2": dict(context.initializers[output], layer="dense_2")})
+    _first_steps_at(reg, 1.227)
+    f = finding(reg.run(), "initial-loss-too-high")
+    assert "Constant(1.303)" not in f.advice and "random_normal" in f.advice, f.advice
+    # An LSTM's forget-gate ones are its own initializer's start, not a bias set by hand.
+    lstm = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    starts = build_context(Trainer(lstm, loss="mse", optimizer="adam", task="regression", jit_compile=False), np.zeros((8, 1))).initializers
+    assert {start["bias"] for start in starts.values()} == {"zeros"}, starts
+
+
 @pytest.mark.parametrize("loss", ["msle", "mape"])
 def test_msle_and_mape_targets_are_told_to_be_scaled_not_standardised(loss):
     # MSLE reads every value below 0 as 0 and MAPE divides by the targets: targets ~3270 with

@@ -153,6 +153,14 @@ def _constant_initialized(layer: keras.layers.Layer) -> list[tuple[keras.Variabl
     return out
 
 
+def set_apart_from_initializer(layer: keras.layers.Layer, weight: str = "bias") -> bool:
+    """Whether ``layer``'s ``weight`` (built) holds other values than its constant initializer
+    fills it with (``bias.assign([1.3])`` on a ``zeros`` bias; an LSTM cell's forget-gate ones
+    are its initializer's own); ``False`` where that initializer is no constant."""
+    variable = getattr(layer, weight, None)
+    return any(held is variable and not _holds(held, value) for held, value in _constant_initialized(layer))
+
+
 def _with_forget_gate_ones(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """An LSTM cell's bias as ``unit_forget_bias=True`` (Keras's default) starts it: the
     initializer's constant, with the forget gate's quarter (the second) at 1; read as zeros, every

@@ -18,6 +18,7 @@ import numpy as np
 
 from trainkit.checks.model_inspect import inference_mode_ids
 from trainkit.probes import ACTIVATION_LAYER_CLASSES, layer_activation, reported_names
+from trainkit.trained_models import set_apart_from_initializer
 
 
 def layer_names(model: Any) -> list[str]:
@@ -263,7 +264,7 @@ def _reads_model_inputs(model: Any, layer: Any) -> bool:
     return False
 
 
-def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
+def layer_initializers(model: Any, read_bias: bool = False) -> dict[str, dict[str, str]]:
     """:attr:`Context.initializers`: each weight layer's initializers, under its own name and under
     that of an activation layer right after it (``Dense(64)`` then ``ReLU()``).
 
@@ -271,6 +272,10 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
     weights' start no longer sets it), as does a layer with weights of another kind
     (``DepthwiseConv2D``'s ``depthwise_initializer``, an ``Embedding``'s). A ``TimeDistributed``
     layer's are those of the layer it wraps.
+
+    ``read_bias``: the model is untrained, so a built bias whose initializer is ``zeros`` but
+    which holds other values was set after the build (``layer.bias.assign([1.3])``): its start is
+    given as those values, ``"assigned 1.3"`` (see :func:`_assigned_bias`).
     """
     out: dict[str, dict[str, str]] = {}
     last: dict[str, str] | None = None
@@ -283,7 +288,10 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         kernel = getattr(layer, "kernel_initializer", None)
         if kernel is not None:
             bias = getattr(layer, "bias_initializer", None) if getattr(layer, "use_bias", True) else None
-            last = out[name] = {"layer": name, "kernel": initializer_text(kernel), "bias": initializer_text(bias) if bias is not None else "none"}
+            bias_text = initializer_text(bias) if bias is not None else "none"
+            if read_bias and bias_text == "zeros":
+                bias_text = _assigned_bias(layer) or bias_text
+            last = out[name] = {"layer": name, "kernel": initializer_text(kernel), "bias": bias_text}
         elif type(layer).__name__ in ACTIVATION_LAYER_CLASSES and last is not None:
             out[name] = last
         elif "Normalization" in type(layer).__name__ or layer.weights:
@@ -294,6 +302,21 @@ def layer_initializers(model: Any) -> dict[str, dict[str, str]]:
         if wrapper.layer.name in out:
             out[wrapper.name] = out[wrapper.layer.name]
     return out
+
+
+def _assigned_bias(layer: Any) -> str | None:
+    """``"assigned 1.3"`` (or ``"assigned, mean 1.3"`` for values that differ) for a built bias
+    holding other values than its initializer's; ``None`` for those, or none built. An output bias set at the
+    targets' mean with ``bias.assign`` read as its initializer's zeros, and the run was told to
+    initialise it at the mean."""
+    if not getattr(layer, "built", False) or not set_apart_from_initializer(layer, "bias"):
+        return None
+    values = np.asarray(layer.bias, dtype=np.float64).ravel()
+    if not values.size or not np.isfinite(values).all():
+        return None
+    if np.all(values == values[0]):
+        return f"assigned {values[0]:.4g}"
+    return f"assigned, mean {float(values.mean()):.4g}"
 
 
 def layer_inputs(model: Any) -> dict[str, list[str]] | None:

@@ -677,7 +677,9 @@ def build_context(
         training_only_layers=training_only_layers(model),
         batch_norms=batch_norm_momenta(model),
         dropped_activations=dropped_activations(model, inputs),
-        initializers=layer_initializers(model),
+        # An untrained model's built biases are where the run starts (set by bias.assign, perhaps).
+        initializers=layer_initializers(model, read_bias=not getattr(trainer, "_model_trained_before", False)
+                                        and not getattr(trainer, "resumed_epochs", 0) and not getattr(trainer, "resumed_batches", 0)),
         frozen_layers=frozen_layers(model),
         frozen_outputs=frozen_output_layers(model, outputs, inputs),
         relative_loss=_relative_loss(trainer),
@@ -741,13 +743,15 @@ def resumed_context(saved: Context, current: Context) -> Context:
     """The context of a resumed fit: ``current``, with what describes the run's start from ``saved``.
 
     The first epoch (how many epochs the run plans), the penalty in the first losses, the
-    learning rate at the start, the chance level, the linear fit's losses and whether the model was trained before the
+    learning rate at the start, the chance level, the linear fit's losses, the weights' start (a bias set by
+    ``bias.assign`` reads as its initializer's zeros in the restored model) and whether the model was trained before the
     run began are the whole run's; the rest (epochs asked for, callbacks, validation) is this fit's.
     """
     # trained_before too: the resumed fit's own is False (its model holds the run's weights), and a
     # resume of a run on a model trained before judged that run's first losses as a fresh model's.
     return dataclasses.replace(current, initial_epoch=saved.initial_epoch, regularization=saved.regularization,
                                trained_before=saved.trained_before,
+                               initializers=saved.initializers if saved.initializers is not None else current.initializers,
                                learning_rate=saved.learning_rate, chance_loss=saved.chance_loss,
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
