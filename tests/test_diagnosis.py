@@ -3371,6 +3371,33 @@ def test_loss_at_chance_names_the_data_checks_that_explain_it(check):
     assert f.advice.startswith(f"Fix what {check} says first")
 
 
+def test_loss_at_chance_measures_its_bars_from_the_loss_floor():
+    # The same rows and model without validation: BinaryCrossentropy ended at 0.609 (88% of 0.693:
+    # learned), with label_smoothing=0.1 at 0.626 (90%), whose floor is the smoothed labels'
+    # entropy, 0.199 (86% of the way from it): told "the labels are unpredictable from the inputs".
+    s = Stream()
+    s.context = dataclasses.replace(s.context, has_validation=False, loss_floor=0.1985)
+    s.val_loss = None
+    s.train_loss = lambda e, st: 0.72 if e == 0 else 0.626
+    assert "loss-at-chance" not in codes(s.run())
+    s.context = dataclasses.replace(s.context, loss_floor=0.0)
+    assert "loss-at-chance" in codes(s.run())
+    # Random labels stay at chance whatever the floor.
+    s.context = dataclasses.replace(s.context, loss_floor=0.1985)
+    s.train_loss = lambda e, st: LN2 * (1 + 0.01 * math.sin(st + e))
+    assert "loss-at-chance" in codes(s.run())
+    # Poisson counts of mean 1 (floor 0.356; the validation rows' level 0.998 and floor 0.35): a
+    # model at 0.904 (validation 0.928) that learned 15% of the way was told the same.
+    p = Stream(task="regression", chance=1.0)
+    p.context = dataclasses.replace(p.context, loss="Poisson()", loss_floor=0.356, val_chance_loss=0.998, val_loss_floor=0.35)
+    p.train_loss = lambda e, st: 1.05 if e == 0 else 0.904
+    p.val_loss = lambda e: 1.0 if e == 0 else 0.928
+    assert "loss-at-chance" not in codes(p.run())
+    p.val_loss = lambda e: 0.998
+    p.train_loss = lambda e, st: 0.995
+    assert "loss-at-chance" in codes(p.run())
+
+
 def test_loss_at_chance_names_unscaled_targets_as_the_reason():
     # Targets of std ~2e6: Adam's MSE stayed at 101% of their variance for 20 epochs, and was told
     # "the labels are unpredictable from the inputs" beside unscaled-targets.

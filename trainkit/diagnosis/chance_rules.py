@@ -202,11 +202,34 @@ def _weighted_share(view: Diagnoser, name: str) -> float | None:
     return weights[name] * levels[name] / total if total > 0 and name in levels else None
 
 
+def _loss_floors(view: Diagnoser, chance: float) -> tuple[float, float]:
+    """The floors (a perfect prediction's loss) of the training and validation losses, from which
+    loss-at-chance measures its shares of the chance levels: 0 but for label-smoothed
+    cross-entropy (the smoothed labels' entropy) and Poisson (``mean(y - y * log(y))``), whose loss
+    cannot go below it. Measured from 0, "10% below chance" asked more of those: on the same rows
+    and model (no validation), BinaryCrossentropy ended at 0.609 (88% of 0.693: learned) and with
+    label_smoothing=0.1 at 0.626 (90%, floor 0.199), told "the labels are unpredictable"; Poisson
+    counts of mean 1 ended at 0.904 of 1.000 (floor 0.356: 85% of the way) and were told the same.
+    The validation rows' own floor goes with their own chance level; the training floor stands in
+    for a level the training rows' stands in for."""
+    floor = view.context.loss_floor if 0 < view.context.loss_floor < chance else 0.0
+    val_chance = val_chance_level(view) or chance
+    own = view.context.val_loss_floor if view.context.val_chance_loss is not None and val_chance == view.context.val_chance_loss else None
+    val_floor = own if own is not None and 0 <= own < val_chance else floor if floor < val_chance else 0.0
+    return floor, val_floor
+
+
+def _part(level: float, floor: float, share: float) -> float:
+    """The loss ``share`` of the way from ``floor`` up to ``level`` (``share * level`` over a floor of 0)."""
+    return floor + share * (level - floor)
+
+
 def _total_at_chance(view: Diagnoser) -> Issue | None:
     """loss-at-chance for the total loss (a model's only one, or the sum of its outputs')."""
     chance = chance_level(view)
     if chance is None or not view.finished or not curves_ready(view):
         return None
+    floor, val_floor = _loss_floors(view, chance)
     train = view.epoch_losses(data_only=True)
     train = train[np.isfinite(train)]
     if train.size == 0:
@@ -226,12 +249,12 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
     advice = ("Check that the labels can be predicted from the inputs: that x and y rows are aligned "
               "(shuffled together), that the labels are not random or shuffled, and that the model can "
               # A training loss that fell (memorised rows) failed no overfit test: only one that stayed did.
-              + _can_learn_text(view.context.train_rows if float(train[-1]) >= view.t.at_chance_train * chance else None))
+              + _can_learn_text(view.context.train_rows if float(train[-1]) >= _part(chance, floor, view.t.at_chance_train) else None))
     # A validation loss clearly below chance means something generalisable was learned, however
     # slowly: that is not "at chance" (see lr-too-low / underfitting).
-    val_learned = best_val is not None and best_val < view.t.at_chance_train * val_chance
+    val_learned = best_val is not None and best_val < _part(val_chance, val_floor, view.t.at_chance_train)
     too_small_steps = lr_too_low(view) is not None
-    if final > view.t.at_chance_ceiling * chance:
+    if final > _part(chance, floor, view.t.at_chance_ceiling):
         # Worse than a constant prediction: not "at chance" (diverging, lr-too-high cover it),
         # unless nothing else explains it.
         return _worse_than_chance(view, train, final, chance, val_learned, evidence, too_small_steps)
@@ -269,12 +292,13 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
     # falling from above chance have shown nothing either way. A healthy MLP on x0+x1>0 (320 rows,
     # Adam 1e-3), 0.795 -> 0.713 in 5 epochs (103% of chance), validation 0.784 -> 0.713, was told
     # "the labels are unpredictable from the inputs".
-    noise = _chance_noise(view) * val_chance
+    noise = _chance_noise(view) * (val_chance - val_floor)
     trained_under = bool(np.all(train[-max(3, len(train) // 3):] < chance))
-    creeping = (final >= view.t.at_chance_train * chance and _creeping(view, train, chance) and not found_codes(view, CANNOT_LEARN)
-                and (val.size == 0 or (_creeping(view, val, val_chance) and _last_third_fall(val) > noise
-                                       and (not trained_under or float(val[-1]) <= (1 + view.t.at_chance_band) * val_chance))))
-    above = final > (1 + view.t.at_chance_band) * chance
+    creeping = (final >= _part(chance, floor, view.t.at_chance_train) and _creeping(view, train, chance - floor)
+                and not found_codes(view, CANNOT_LEARN)
+                and (val.size == 0 or (_creeping(view, val, val_chance - val_floor) and _last_third_fall(val) > noise
+                                       and (not trained_under or float(val[-1]) <= _part(val_chance, val_floor, 1 + view.t.at_chance_band)))))
+    above = final > _part(chance, floor, 1 + view.t.at_chance_band)
     slow = steadily_falling(train) and (above or creeping)
     # Both losses still lower at nearly every epoch, the validation loss already under what any
     # constant prediction scores on its rows: the model is learning, slowly, and has settled
@@ -302,7 +326,7 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
             "chance. If it settles at chance instead, check that the labels can be predicted from the inputs (x and y "
             "rows aligned, labels not shuffled or random).",
             {**evidence, "still_falling": True}, epoch=view.epochs[-1].epoch)
-    if (final >= view.t.at_chance_train * chance and not val_learned and not still_falling(view, train) and not slow
+    if (final >= _part(chance, floor, view.t.at_chance_train) and not val_learned and not still_falling(view, train) and not slow
             and not learning):
         stayed = (f"The training loss stayed at {chance_text(view)}: its best over the last third of the "
                   f"epochs was {format_number(final)} ({final / chance:.0%} of chance). The model predicts no better "
@@ -321,13 +345,13 @@ def _total_at_chance(view: Diagnoser) -> Issue | None:
             return _predictable_targets(view, f"{stayed}: the model cannot learn", evidence)
         return Issue(f"{stayed}: the labels are unpredictable from the inputs, or the model cannot learn.", advice, evidence,
                      epoch=view.epochs[-1].epoch)
-    if (best_val is not None and best_val >= view.t.at_chance_validation * val_chance and not still_falling(view, val)
+    if (best_val is not None and best_val >= _part(val_chance, val_floor, view.t.at_chance_validation) and not still_falling(view, val)
             and not slow and not learning):
-        if blockers or float(train[-1]) >= view.t.at_chance_train * chance:
+        if blockers or float(train[-1]) >= _part(chance, floor, view.t.at_chance_train):
             # A training loss that never got clearly below chance memorised nothing: L2 1.0 on every
             # layer (training loss 104% of chance, falling as the penalty shrank the weights) was
             # told "it memorises the training rows ... e.g. random labels".
-            trained = float(train[-1]) < view.t.at_chance_train * chance
+            trained = float(train[-1]) < _part(chance, floor, view.t.at_chance_train)
             head = (f"The validation loss never got clearly below {val_chance_text(view)}: its best was "
                     f"{format_number(best_val)} ({best_val / val_chance:.0%} of chance) while the training loss fell to "
                     f"{format_number(float(train[-1]))}" if trained else

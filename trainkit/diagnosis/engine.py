@@ -128,6 +128,8 @@ class Context:
             or soft targets, whose own entropy it never goes below (see
             :attr:`trainkit.diagnosis.baseline.Baseline.floor`,
             :attr:`trainkit.diagnosis.baseline.SoftTargetLevels.floor`).
+        val_loss_floor: :attr:`loss_floor` on the validation rows, beside their own
+            :attr:`val_chance_loss` (a Poisson loss's differs with the rows); ``None`` when unknown.
         soft_target_loss: For cross-entropy on soft targets, which has no chance level, the loss
             of predicting their mean (:class:`trainkit.diagnosis.baseline.SoftTargetLevels`);
             ``None`` otherwise.
@@ -295,6 +297,7 @@ class Context:
     first_steps_loss: float | None = None
     worst_batch_loss: float | None = None
     loss_floor: float = 0.0
+    val_loss_floor: float | None = None
     soft_target_loss: float | None = None
     summed_loss: bool = False
     initializers: dict[str, dict[str, str]] | None = None

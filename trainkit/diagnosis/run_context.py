@@ -630,6 +630,7 @@ def build_context(
         first_steps_loss=baseline.first_steps if baseline else None,
         worst_batch_loss=baseline.worst_batch if baseline else None,
         loss_floor=baseline.floor if baseline else soft.floor if soft else 0.0,
+        val_loss_floor=val_chance.floor if val_chance else None,
         soft_target_loss=soft.constant if soft else None,
         summed_loss=_summed_loss(trainer, targets),
         regularization=loss_penalties(trainer) + _activity_penalty(trainer),
@@ -756,7 +757,8 @@ def resumed_context(saved: Context, current: Context) -> Context:
                                chance_detail=saved.chance_detail, val_chance_loss=saved.val_chance_loss,
                                val_chance_detail=saved.val_chance_detail, uninformed_loss=saved.uninformed_loss,
                                first_steps_loss=saved.first_steps_loss,
-                               worst_batch_loss=saved.worst_batch_loss, loss_floor=saved.loss_floor, soft_target_loss=saved.soft_target_loss,
+                               worst_batch_loss=saved.worst_batch_loss, loss_floor=saved.loss_floor, val_loss_floor=saved.val_loss_floor,
+                               soft_target_loss=saved.soft_target_loss,
                                linear_loss=saved.linear_loss, linear_sample_rows=saved.linear_sample_rows,
                                val_linear_loss=saved.val_linear_loss, val_linear_sample_rows=saved.val_linear_sample_rows, output_chance_losses=saved.output_chance_losses,
                                val_output_chance_losses=saved.val_output_chance_losses)
