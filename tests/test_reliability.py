@@ -467,6 +467,63 @@ def test_a_keyboard_interrupt_raised_in_a_callback_ends_the_run_interrupted_not_
     assert not list(tmp_path.glob("*.hparams_end"))
 
 
+@pytest.mark.parametrize("hook", ["on_epoch_begin", "on_execution_end", "on_epoch_end"])
+def test_a_keyboard_interrupt_raised_in_a_callback_checkpoints_the_run_as_ctrl_c_does(tmp_path, hook):
+    # A callback's KeyboardInterrupt went out as it was, with no checkpoint: a run of 2 epochs
+    # (14 steps) without one due yet had nothing to resume ("no-checkpoint"). It now stops the
+    # run as Ctrl-C does: a checkpoint where it stopped (the interrupting call's steps counted,
+    # or the epoch ended), TrainingInterrupted, and a resume that ends as the whole run did. The
+    # callbacks after it still get the hook, as with Ctrl-C, so none misses or repeats an event.
+    class Raises(Callback):
+        def __init__(self):
+            self.fired = False
+
+        def _at(self, now: bool) -> None:
+            if now and not self.fired:
+                self.fired = True
+                raise KeyboardInterrupt
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._at(hook == "on_epoch_begin" and epoch == 2)
+
+        def on_execution_end(self, first_step, outputs):
+            self._at(hook == "on_execution_end" and first_step == 9)  # in epoch 2, 3 steps of 7 in
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._at(hook == "on_epoch_end" and epoch == 1)
+
+    class Counts(Callback):
+        def __init__(self):
+            self.steps, self.epochs = 0, 0
+
+        def on_execution_end(self, first_step, outputs):
+            self.steps += outputs.steps
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+
+        def get_state(self):
+            return {"steps": self.steps, "epochs": self.epochs}
+
+        def set_state(self, state):
+            self.steps, self.epochs = state["steps"], state["epochs"]
+
+    x, y = _xy(112)  # 7 batches of 16, in calls of 2
+    whole = _tiny_trainer(tmp_path / "whole", steps_per_execution=2).fit(x, y, epochs=4, batch_size=16, verbose=0).history["loss"]
+    trainer, raises = _tiny_trainer(tmp_path / "run", steps_per_execution=2), Raises()
+    with pytest.raises(KeyboardInterrupt) as info:  # (a bare one, uncaught, would end the test session)
+        trainer.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[raises, Counts()])
+    assert isinstance(info.value, TrainingInterrupted) and info.value.exit_code == 130 and trainer.stop_reason == "interrupted"
+    assert "KeyboardInterrupt raised in a callback" in info.value.message and "a checkpoint was written" in info.value.message
+    assert isinstance(info.value.__cause__, KeyboardInterrupt)
+    counts = Counts()
+    resumed = _tiny_trainer(tmp_path / "run", steps_per_execution=2)
+    history = resumed.fit(x, y, epochs=4, batch_size=16, verbose=0, resume=True, callbacks=[raises, counts])
+    assert history.epoch == [0, 1, 2, 3] and resumed.step == 28
+    np.testing.assert_allclose(history.history["loss"], whole, rtol=1e-6)
+    assert (counts.steps, counts.epochs) == (28, 4)  # every step and epoch once, across the two fits
+
+
 @pytest.mark.parametrize("traced", ["training", "validation"])
 def test_a_fit_interrupted_while_its_steps_trace_leaves_a_trainer_that_fits_again(traced):
     # Ctrl-C during a notebook's first fit, while its step traced (seconds for a large model), left

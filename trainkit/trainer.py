@@ -67,7 +67,7 @@ from trainkit.histograms import ProbeHistograms, probe_batch
 from trainkit.history import History
 from trainkit.inference import Inference
 from trainkit.inputs import reraises_source_errors
-from trainkit.interrupt import StopRequest, stop_on_signals
+from trainkit.interrupt import SecondInterrupt, StopRequest, stop_on_signals
 from trainkit.jit_policy import (
     XLA_FALLBACK,
     choose_jit_compile,
@@ -1095,7 +1095,8 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 train.release()  # its read-ahead threads outlived the fit (see DatasetSource.release)
             if isinstance(err, KeyboardInterrupt) and self.stop_reason is None:
                 # Raised as such, not through the stop request: a second Ctrl-C, a callback's
-                # KeyboardInterrupt. Its run was recorded "failed" (on_train_end's stop_reason, the
+                # KeyboardInterrupt in on_train_begin (one in an epoch's hooks is interrupted with
+                # a checkpoint, see _interrupt). Its run was recorded "failed" (on_train_end's stop_reason, the
                 # HParams dashboard's status) where the CLI said "interrupted" with exit 130.
                 self.stop_reason = "interrupted"
             # The error in flight (an interruption, a NaN stop, a user error) is what the caller
@@ -1178,7 +1179,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         # Before the callbacks: one that lowers the rate at the epoch's end (ReduceLROnPlateau) put
         # the next epoch's rate on this epoch's chart.
         learning_rate = self._last_update_learning_rate() if self.writer is not None else None
-        callback_list.on_epoch_end(epoch, logs)
+        interrupted: KeyboardInterrupt | None = None
+        try:
+            callback_list.on_epoch_end(epoch, logs)
+        except KeyboardInterrupt as err:
+            if not _raised_by_callback(err):
+                raise
+            interrupted = err  # the epoch ends first, as with Ctrl-C during on_epoch_end
         # After the callbacks, as Keras's History is the last callback: a value one adds to the
         # logs (a scheduler's learning_rate) is kept and logged too.
         self.history.append(epoch, logs)
@@ -1194,6 +1201,13 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if self._checkpoint_due(epoch) or final:
             saved = self._save_checkpoint(epoch + 1, 0, callbacks)
             self._final_checkpoint = saved if final else None
+        if interrupted is not None:
+            if self.stop_training:
+                raise interrupted  # a callback ended the run here, and its final checkpoint says so
+            # The next epoch's start, as a signal in on_epoch_end stops the run there: every
+            # callback has had this epoch's end, and the resume goes on with the next.
+            self._batches_done = 0
+            self._interrupt(epoch + 1, callbacks, CALLBACK_INTERRUPT, 130, cause=interrupted)
 
     def _finalize_weights(self, callbacks: Sequence[Callback]) -> None:
         """The weights a finished run leaves in the model, in ``model.fit``'s order: an EMA
@@ -1418,11 +1432,22 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         if start_batch == 0:  # a resumed epoch continues with its restored running means
             self._reset_metrics()
         self._batches_done = start_batch
+        # The row-weighted sums of the values whose epoch means come from the steps (log_scalar's,
+        # a step's own loss): [sum of value * rows, rows]. A resumed epoch goes on from the sums its
+        # checkpoint recorded, so its means cover the steps before the interruption too (set before
+        # any checkpoint of this epoch: one written before its first call records them).
+        resumed, self._resumed_sums = self._resumed_sums, None
+        self._epoch_sums = resumed if start_batch and resumed is not None else {}
         # A signal that came between calls (in on_epoch_end, in validation) stops the run before
         # this epoch's first call: checked only after each call, it trained one call more.
         self._stop_if_requested(stop_request, epoch, user_callbacks)
         self.steps_per_epoch = _epoch_steps(train, batch_size)
-        callbacks.on_epoch_begin(epoch)
+        try:
+            callbacks.on_epoch_begin(epoch)
+        except KeyboardInterrupt as err:
+            if not _raised_by_callback(err):
+                raise
+            self._interrupt(epoch, user_callbacks, CALLBACK_INTERRUPT, 130, cause=err)
         self._refuse_trainable_change_in_fit(epoch)
         if isinstance(train, DatasetSource):
             train.begin_epoch()  # a PyDataset's on_epoch_begin(), where its passes span epochs
@@ -1432,11 +1457,6 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
             calls = self._in_memory_calls(train, batch_size, shuffle, epoch, start_batch)
         else:
             calls = self._streaming_calls(train, epoch - self._epochs_skipped, start_batch)
-        # The row-weighted sums of the values whose epoch means come from the steps (log_scalar's,
-        # a step's own loss): [sum of value * rows, rows]. A resumed epoch goes on from the sums its
-        # checkpoint recorded, so its means cover the steps before the interruption too.
-        resumed, self._resumed_sums = self._resumed_sums, None
-        self._epoch_sums = resumed if start_batch and resumed is not None else {}
         last: StepOutputs | None = None
         last_step = self.step
         call_began = time.time()  # the next call runs when the loop asks for its outputs
@@ -1458,7 +1478,16 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                     self.writer.step_scalars(first_step, outputs.names, outputs.values, (call_began, call_ended), keep_last=nonfinite)
                 if self.step_table_steps != 0:
                     self._step_table.keep(first_step, outputs, self.step_table_steps)
-                callbacks.on_execution_end(first_step, outputs)
+                # A callback's KeyboardInterrupt stops the run as Ctrl-C does, once this call's
+                # steps are counted: the checkpoint holds its steps (as the weights do), so a
+                # resume does not train them again.
+                interrupted: KeyboardInterrupt | None = None
+                try:
+                    callbacks.on_execution_end(first_step, outputs)
+                except KeyboardInterrupt as err:
+                    if not _raised_by_callback(err):
+                        raise
+                    interrupted = err
                 # Statistics are per-step signals (in TensorBoard and the step table), not epoch
                 # metrics: only user scalars (log_scalar) get an epoch mean in the History.
                 for column, name in user_scalar_columns(outputs.names, untracked_loss=self._tracked.get("train") is False):
@@ -1470,7 +1499,11 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
                 self._batches_done += outputs.steps
                 if nonfinite:
                     self._stop_on_nonfinite_loss(last_step - 1)
+                    if interrupted is not None:
+                        raise interrupted  # the run ended at the NaN: nothing to resume
                     break
+                if interrupted is not None:
+                    self._interrupt(epoch, user_callbacks, CALLBACK_INTERRUPT, 130, cause=interrupted)
                 self._stop_if_requested(stop_request, epoch, user_callbacks)
                 call_began = time.time()
         finally:
@@ -1496,11 +1529,18 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         self.stop_reason = "interrupted"
         self._save_checkpoint(epoch, self._batches_done, user_callbacks)
         name = stop_request.signal.name if stop_request.signal else "a signal"
+        self._interrupt(epoch, user_callbacks, name, stop_request.exit_code)
+
+    def _interrupt(self, epoch: int, user_callbacks: Sequence[Callback], by: str, exit_code: int, cause: BaseException | None = None) -> None:
+        """Ends the run where it is, ``self._batches_done`` batches into ``epoch``: a checkpoint
+        of it first (with a logdir), then :class:`TrainingInterrupted` saying what stopped it."""
+        self.stop_reason = "interrupted"
+        self._save_checkpoint(epoch, self._batches_done, user_callbacks)
         saved = "a checkpoint was written" if self._checkpoint is not None else "no checkpoint was written (no logdir)"
         # Between epochs (a signal in on_epoch_end): the epoch that ended, not the next one, which
         # after the last epoch does not exist ("in epoch 4" of a 3-epoch fit).
         where = f"after epoch {epoch}" if epoch > 0 and self._batches_done == 0 else f"in epoch {epoch + 1}"
-        raise TrainingInterrupted("interrupted", f"Training stopped by {name} {where}; {saved}.", exit_code=stop_request.exit_code)
+        raise TrainingInterrupted("interrupted", f"Training stopped by {by} {where}; {saved}.", exit_code=exit_code) from cause
 
     def _stop_on_nonfinite_loss(self, step: int) -> None:
         """Ends training right after ``step``, whose loss went non-finite, and records why."""
@@ -1540,6 +1580,17 @@ class Trainer(OutputHeads, EpochMetrics, EpochCalls, FitData, Resumable, TensorB
         """
         return self._step_table.rows()
 
+
+
+#: What stopped a run whose callback raised ``KeyboardInterrupt`` (see :meth:`Trainer._interrupt`).
+CALLBACK_INTERRUPT = "a KeyboardInterrupt raised in a callback"
+
+
+def _raised_by_callback(err: KeyboardInterrupt) -> bool:
+    """Whether ``err``, out of a callback hook, stops the run as Ctrl-C does (a checkpoint, then
+    :class:`TrainingInterrupted`): not a second Ctrl-C, which exits at once, nor a stop already
+    under way."""
+    return not isinstance(err, SecondInterrupt | TrainingInterrupted)
 
 
 def _epoch_steps(train: Any, batch_size: int) -> int | None:

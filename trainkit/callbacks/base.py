@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainkit.errors import ArgumentError, closest
+from trainkit.errors import ArgumentError, TrainingInterrupted, closest
+from trainkit.interrupt import SecondInterrupt
 
 if TYPE_CHECKING:
     from trainkit.loop import StepOutputs
@@ -131,24 +132,39 @@ class CallbackList:
         self._listeners = {e: [cb for cb in self.callbacks if _overrides(cb, e)] for e in EVENTS}
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        for cb in self._listeners["on_train_begin"]:
-            cb.on_train_begin(logs)
+        self._dispatch("on_train_begin", logs)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        for cb in self._listeners["on_train_end"]:
-            cb.on_train_end(logs)
+        self._dispatch("on_train_end", logs)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        for cb in self._listeners["on_epoch_begin"]:
-            cb.on_epoch_begin(epoch, logs)
+        self._dispatch("on_epoch_begin", epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
-        for cb in self._listeners["on_epoch_end"]:
-            cb.on_epoch_end(epoch, logs)
+        self._dispatch("on_epoch_end", epoch, logs)
 
     def on_execution_end(self, first_step: int, outputs: StepOutputs) -> None:
-        for cb in self._listeners["on_execution_end"]:
-            cb.on_execution_end(first_step, outputs)
+        self._dispatch("on_execution_end", first_step, outputs)
+
+    def _dispatch(self, hook: str, *arguments: Any) -> None:
+        """Calls ``hook`` of each listening callback in order.
+
+        A ``KeyboardInterrupt`` one raises (its own stop, or Ctrl-C where no handler of fit's
+        caught it) is raised once every other callback has had the hook, as they all have it when
+        Ctrl-C comes during one: the trainer then checkpoints the run with every callback's state
+        at the same point (see ``Trainer.fit``). A second Ctrl-C (``SecondInterrupt``) and a
+        stop already under way (``TrainingInterrupted``) go out at once.
+        """
+        interrupted: KeyboardInterrupt | None = None
+        for cb in self._listeners[hook]:
+            try:
+                getattr(cb, hook)(*arguments)
+            except KeyboardInterrupt as err:
+                if isinstance(err, SecondInterrupt | TrainingInterrupted):
+                    raise
+                interrupted = interrupted or err
+        if interrupted is not None:
+            raise interrupted
 
 
 def flat_callbacks(callbacks: Iterable[Any]) -> list[Any]:
