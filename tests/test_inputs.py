@@ -992,8 +992,8 @@ def predicts_zero() -> keras.Model:
     return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, kernel_initializer="zeros", use_bias=False)])
 
 
-@pytest.mark.parametrize(("batches", "steps", "epochs"), [(6, 2, 4), (4, 4, 2), (3, 5, 2), (4, None, 2), (None, 3, 3)],
-                         ids=["fewer-steps", "as-many", "more-steps", "no-steps", "endless"])
+@pytest.mark.parametrize(("batches", "steps", "epochs"), [(6, 2, 4), (7, 3, 5), (4, 4, 2), (3, 5, 2), (4, None, 2), (None, 3, 3)],
+                         ids=["fewer-steps", "fewer-steps-short-epoch", "as-many", "more-steps", "no-steps", "endless"])
 def test_a_pydataset_s_epoch_hooks_follow_the_epochs_with_steps_per_epoch_as_in_model_fit(batches, steps, epochs):
     # With steps_per_epoch, one iterator goes on across epochs and the hooks were called per pass
     # over the batches: 6 batches, 4 epochs of 2 called on_epoch_begin once and on_epoch_end once
@@ -1005,7 +1005,8 @@ def test_a_pydataset_s_epoch_hooks_follow_the_epochs_with_steps_per_epoch_as_in_
     want = reference.fit(expected, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[EpochMarks(expected.events)])
     trainer = Trainer(predicts_zero(), loss="mse", optimizer=keras.optimizers.SGD(0.0), task="regression", seed=0, jit_compile=False)
     history = trainer.fit(got, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[EpochMarks(got.events)])
-    # Each epoch's batches, as model.fit reads them (6 batches: 0-1, 2-3, 4-5, then 0-1 again), and
+    # Each epoch's batches, as model.fit reads them (6 batches: 0-1, 2-3, 4-5, then 0-1 again; 7
+    # batches at 3: 0-2, 3-5, the pass's short epoch 6 alone, then 0-2 and 3-5 again), and
     # each epoch's hooks inside it, but model.fit's extra on_epoch_end before the first (README).
     np.testing.assert_allclose(history.history["loss"], want.history["loss"], rtol=1e-6)
     assert "".join(expected.events) == "E" + "<BE>" * epochs
