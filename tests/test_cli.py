@@ -1994,6 +1994,45 @@ def test_a_later_trainer_of_a_recipe_run_s_model_is_not_told_of_trainkit_s_own_c
     assert "optimizer SGD (trainkit uses Adam)" in said, said
 
 
+def test_a_trainer_of_the_loaded_model_file_is_told_of_its_compile_as_one_that_came_with_it(tiny_recipe, tmp_path):
+    # keras.models.load_model(run_dir/"model.keras") restores the run's compile; a Trainer of it at
+    # another setup was told to "drop the model.compile call", a call the user never wrote.
+    import keras
+
+    from trainkit import Trainer
+    from trainkit.data import prepare_data
+    from trainkit.recipe import load_recipe
+    from trainkit.run import train_recipe
+
+    recipe = load_recipe(tiny_recipe)
+    result = train_recipe(recipe, logdir=tmp_path, verbose=0)
+
+    def ignored(model, **given):
+        trainer = Trainer(model, loss="binary_crossentropy", task="binary", jit_compile=False, diagnose=False, **given)
+        return trainer, [f for f in trainer.findings if f.code == "compile-ignored"]
+
+    model = keras.models.load_model(result.model_file)
+    # The file's own setup (the recipe's Adam(0.01), or the compiled optimizer itself): nothing to say.
+    assert ignored(model, optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])[1] == []
+    trainer, found = ignored(model, optimizer=model.optimizer, metrics=["accuracy"])
+    assert found == []
+    (said,) = ignored(model, optimizer="adam", metrics=["accuracy"])[1]
+    assert said.message.startswith("The model comes compiled, with an optimizer that has taken 6 steps (the compile "
+                                   "keras.models.load_model restores with a saved model"), said.message
+    assert "optimizer Adam(learning_rate=0.01) (trainkit uses Adam(learning_rate=0.001))" in said.message
+    assert "drop" not in said.advice and "optimizer=model.optimizer goes on with the compiled optimizer" in said.advice
+    assert said.evidence["optimizer_steps"] == 6
+    # Given the compiled loss and optimizer, the Trainer goes on as model.fit goes on from the file.
+    splits = prepare_data(recipe)
+    fitted = keras.models.load_model(result.model_file).fit(splits.x_train, splits.y_train, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    history = trainer.fit(splits.x_train, splits.y_train, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], fitted.history["loss"], atol=1e-5)
+    # The user's own compile of it since (a fresh optimizer) is still told to be dropped.
+    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    (said,) = ignored(model, optimizer="adam", metrics=["accuracy"])[1]
+    assert "optimizer SGD (trainkit uses Adam)" in said.message and "drop the model.compile call" in said.advice
+
+
 def test_a_model_file_that_does_not_read_back_for_memory_is_no_full_disk(runner, tiny_recipe, tmp_path, monkeypatch):
     # The file is read back to be sure Keras can load it; a second copy of the model failing for
     # memory (ResourceExhaustedError, which trainkit reads as a storage error when writing) ended a

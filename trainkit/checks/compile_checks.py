@@ -440,6 +440,25 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
         return []
     said = "; ".join(f"{what} {compiled} (trainkit uses {used})" for what, compiled, used in differences)
     whats = [what for what, _, _ in differences]
+    steps = _optimizer_steps(getattr(model, "optimizer", None))
+    if steps:
+        # A compile that came with the model (keras.models.load_model restores a saved file's, a
+        # trainkit run's model.keras included) was told to "drop the model.compile call", a call the
+        # user never wrote; its optimizer's steps are what tells it from a fresh compile of theirs.
+        settings = ", ".join(f"{what}=..." for what in whats if what not in ("run_eagerly", "jit_compile"))
+        return [Finding(
+            code=COMPILE_IGNORED, severity="warning",
+            message=(f"The model comes compiled, with an optimizer that has taken {steps} step{'s' if steps != 1 else ''} (the compile "
+                     "keras.models.load_model restores with a saved model, or one model.fit trained with), and another setup than the "
+                     f"Trainer's: {said}. trainkit trains without model.compile: from here on the Trainer's loss, optimizer and "
+                     "metrics train and are reported."),
+            advice=((f"To go on as the compile trained, pass its settings to the Trainer ({settings}); optimizer=model.optimizer goes "
+                     f"on with the compiled optimizer and its state. " if settings else "")
+                    + "To train with the Trainer's setup instead, nothing needs changing."
+                    + (" To run the steps eagerly (to debug a model's call), call tf.config.run_functions_eagerly(True) before fit."
+                       if "run_eagerly" in whats else "")),
+            evidence={f"{what}_compiled": compiled for what, compiled, _ in differences} | {f"{what}_used": used for what, _, used in differences}
+            | {"optimizer_steps": steps})]
     return [Finding(
         code=COMPILE_IGNORED, severity="warning",
         message=(f"The model was compiled (model.compile) with another setup than the Trainer's: {said}. trainkit trains "
@@ -450,6 +469,14 @@ def check_compiled(model: Any, *, loss: Any, optimizer: Any, metrics: Any, compa
                + (" To run the steps eagerly (to debug a model's call), call tf.config.run_functions_eagerly(True) before fit."
                   if "run_eagerly" in whats else ""),
         evidence={f"{what}_compiled": compiled for what, compiled, _ in differences} | {f"{what}_used": used for what, _, used in differences})]
+
+
+def _optimizer_steps(optimizer: Any) -> int:
+    """How many steps a compiled optimizer has taken (0 for a fresh one, or one not read)."""
+    try:
+        return int(optimizer.iterations.numpy())
+    except Exception:  # no optimizer, no iterations yet, a value not read on the host
+        return 0
 
 
 def _loss_record(loss: Any) -> Any:
