@@ -775,7 +775,16 @@ def _abs_loss(y_true, y_pred):
     ({"optimizer": "adam"}, {"optimizer": "sgd"}, "optimizer = Adam, not SGD"),  # was "it holds 6 optimizer variables, this run has 2"
     ({"optimizer": keras.optimizers.SGD(0.01)}, {"optimizer": keras.optimizers.SGD(0.05)}, "learning_rate = 0.01, not 0.05"),
     ({"metrics": ["mae"]}, {"metrics": ["mse"]}, "metrics = [mean_absolute_error], not [mean_squared_error]"),
-], ids=["loss-name", "loss-function", "optimizer-same-slots", "optimizer", "learning-rate", "metrics"])
+    # The optimizer's other settings resumed in silence: only its class and rate were recorded.
+    ({"optimizer": keras.optimizers.Adam(beta_1=0.9)}, {"optimizer": keras.optimizers.Adam(beta_1=0.5)}, "optimizer = Adam(beta_1=0.9), not Adam(beta_1=0.5)"),
+    ({"optimizer": keras.optimizers.AdamW(weight_decay=0.004)}, {"optimizer": keras.optimizers.AdamW(weight_decay=0.1)},
+     "optimizer = AdamW(weight_decay=0.004), not AdamW(weight_decay=0.1)"),
+    ({"optimizer": keras.optimizers.SGD()}, {"optimizer": keras.optimizers.SGD(clipnorm=1.0)}, "optimizer = SGD(clipnorm=None), not SGD(clipnorm=1.0)"),
+    ({"optimizer": keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9))},
+     {"optimizer": keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9), beta_2=0.99)},
+     "optimizer = Adam(beta_2=0.999), not Adam(beta_2=0.99)"),
+], ids=["loss-name", "loss-function", "optimizer-same-slots", "optimizer", "learning-rate", "metrics", "beta_1", "weight_decay", "clipnorm",
+        "schedule-beta_2"])
 def test_a_python_resume_is_checked_against_the_loss_optimizer_and_metrics(tmp_path, then, now, says):
     # Only the user's hparams were compared: another loss, optimizer or metrics of the same
     # variable count resumed in silence, and SGD(0.05) trained on at the checkpoint's 0.01.
@@ -832,6 +841,37 @@ def test_a_python_resume_with_the_same_setup_spelt_otherwise_goes_on(tmp_path):
     older = trainer(tmp_path / "a", "mae")
     older.fit(*_xy(), epochs=3, verbose=0, resume=True)
     assert older.history.epoch == [0, 1, 2]
+
+
+def test_a_python_resume_with_the_same_optimizer_settings_or_a_record_without_them_goes_on(tmp_path):
+    # Two equal optimizers (named adam and adam_1 by Keras), the same schedule, a numpy clipnorm:
+    # the same settings. A checkpoint written before the settings were recorded resumes unchecked
+    # for them (and checked for the rest).
+    import numpy as np
+
+    schedule = keras.optimizers.schedules.ExponentialDecay
+
+    def trainer(logdir, optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        return Trainer(model, loss="mse", optimizer=optimizer, task="regression", seed=0, logdir=logdir, diagnose=False, checkpoint_every=1)
+
+    for name, first, again in (("adam", keras.optimizers.Adam(beta_1=0.5), keras.optimizers.Adam(beta_1=0.5)),
+                               ("schedule", keras.optimizers.Adam(schedule(0.1, 10, 0.9)), keras.optimizers.Adam(schedule(0.1, 10, 0.9))),
+                               ("clip", keras.optimizers.SGD(clipnorm=np.float32(1.0)), keras.optimizers.SGD(clipnorm=1.0))):
+        trainer(tmp_path / name, first).fit(*_xy(), epochs=1, verbose=0)
+        resumed = trainer(tmp_path / name, again)
+        resumed.fit(*_xy(), epochs=2, verbose=0, resume=True)
+        assert resumed.history.epoch == [0, 1], name
+    for record in (tmp_path / "adam" / "checkpoints").glob("ckpt-*.json"):
+        progress = json.loads(record.read_text())
+        assert progress["setup"].pop("optimizer_settings")["beta_1"] == 0.5
+        record.write_text(json.dumps(progress))
+    older = trainer(tmp_path / "adam", keras.optimizers.Adam(beta_1=0.9))
+    older.fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert older.history.epoch == [0, 1, 2]
+    with pytest.raises(RecipeError, match=r"learning_rate = 0\.001, not 0\.01"):
+        trainer(tmp_path / "adam", keras.optimizers.Adam(0.01)).fit(*_xy(), epochs=4, verbose=0, resume=True)
 
 
 @pytest.mark.parametrize(("then", "now", "same"), [

@@ -242,7 +242,7 @@ class Resumable:
         return [optimizer for _, optimizer in own]
 
     def _check_same_setup(self, record: Mapping[str, Any] | None, restored: bool = False) -> None:
-        """Refuses to resume a run with another loss, optimizer class, learning rate or metrics
+        """Refuses to resume a run with another loss, optimizer class, learning rate, optimizer setting or metrics
         than its checkpoint recorded (:func:`~trainkit.checks.setup_record`); a checkpoint written
         before they were recorded resumes unchecked. Once the checkpoint is ``restored``, a rate
         given that is the one the run had reached (a callback lowered it, and the same optimizer

@@ -71,7 +71,7 @@ class TrainableState:
             self.optimizer = self._loss_scaled(self.optimizer)
         # Its checkpoints record the new one, which the run's resume is given.
         self._setup_record = {**self._setup_record, **{key: value for key, value in setup_record(None, self.optimizer, ()).items()
-                                                       if key in ("optimizer", "learning_rate")}}
+                                                       if key in ("optimizer", "learning_rate", "optimizer_settings")}}
 
     def _refuse_another_models_optimizer(self) -> None:
         """Refuses an optimizer already built for another model's weights (Keras refuses it at the

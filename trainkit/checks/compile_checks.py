@@ -14,6 +14,7 @@ import inspect
 import json
 import math
 import re
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -513,7 +514,7 @@ def setup_record(loss: Any, optimizer: Any, metrics: Any, model: Any = None) -> 
     to compare (:func:`setup_difference`): the loss as :func:`_loss_record` spells it, the
     optimizer's class (a ``LossScaleOptimizer``'s inner one's), its learning rate as its config
     has it (a float, a schedule's class and config; ``None`` for a callable whose config cannot be
-    read), the metrics' names as :func:`_metric_names` gives them, and the names of ``model``'s
+    read), its other settings (:func:`_optimizer_settings`), the metrics' names as :func:`_metric_names` gives them, and the names of ``model``'s
     outputs where it has several known ones (``None`` otherwise), in which order a per-output
     loss is compared."""
     inner = getattr(optimizer, "inner_optimizer", None) or optimizer
@@ -532,7 +533,51 @@ def setup_record(loss: Any, optimizer: Any, metrics: Any, model: Any = None) -> 
     outputs = getattr(model, "outputs", None) if model is not None else None
     names = list(multioutput.output_names(model, len(outputs))) if isinstance(outputs, list | tuple) and len(outputs) > 1 else None
     return {"loss": _loss_record(loss), "optimizer": _optimizer_name(optimizer),
-            "learning_rate": float(rate) if isinstance(rate, int | float) else rate, "metrics": _metric_names(metrics), "outputs": names}
+            "learning_rate": float(rate) if isinstance(rate, int | float) else rate,
+            "optimizer_settings": _optimizer_settings(inner, quiet=plain_callable), "metrics": _metric_names(metrics), "outputs": names}
+
+
+def _optimizer_settings(optimizer: Any, *, quiet: bool = False) -> dict[str, Any] | None:
+    """An optimizer's settings as its ``get_config()`` has them (``beta_1``, ``weight_decay``,
+    ``clipnorm``, ...) and a record reads them back, less its ``name`` (``adam``, ``adam_1``: two
+    equal optimizers are named apart) and its learning rate (recorded and compared on its own);
+    a setting no record can hold (an object of the user's) left out. ``None`` where the config
+    cannot be read. ``quiet``: a learning rate that is a plain callable, whose config Keras
+    serializes with a warning (its bytecode) that is not the user's business here."""
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        return None
+    try:
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore")
+            config = optimizer.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    settings = {}
+    for key, value in sorted(config.items()):
+        if key in ("name", "learning_rate"):
+            continue
+        try:
+            # A numpy value (clipnorm=np.float32(1.0)) as the number it is.
+            settings[key] = json.loads(json.dumps(value, default=lambda v: v.item() if isinstance(v, np.generic) else _unrecorded(v)))
+        except (TypeError, ValueError):
+            continue
+    return settings
+
+
+def _unrecorded(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is no setting a record holds")
+
+
+def _settings_difference(optimizer: str, then: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first optimizer setting two records hold at other values, as ``Adam(beta_1=0.9)``
+    beside ``Adam(beta_1=0.5)``; a setting one of them lacks (another Keras) is not compared."""
+    for key in sorted(set(then) & set(now)):
+        one, other = then[key], now[key]
+        if one == other or (isinstance(one, float) and isinstance(other, float) and math.isclose(one, other, rel_tol=1e-6)):
+            continue
+        return f"{optimizer}({key}={one!r})", f"{optimizer}({key}={other!r})"
+    return None
 
 
 def _losses_by_output(loss: Any, names: Sequence[str] | None, count: int) -> list[Any] | None:
@@ -558,15 +603,23 @@ def _same_losses(then: Any, now: Any, names: Sequence[str] | None) -> bool:
 
 
 def setup_difference(saved: Any, now: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """The first of the loss, optimizer, learning rate and metrics (see :func:`setup_record`) in
+    """The first of the loss, optimizer, learning rate, optimizer settings and metrics (see :func:`setup_record`) in
     which a checkpoint's record ``saved`` and this run's ``now`` differ, with both as text;
     ``None`` when they agree, or ``saved`` (a checkpoint written before they were recorded) or
     either value is missing."""
     if not isinstance(saved, Mapping):
         return None
-    for key in ("loss", "optimizer", "learning_rate", "metrics"):
+    for key in ("loss", "optimizer", "learning_rate", "optimizer_settings", "metrics"):
         then, here = saved.get(key), now.get(key)
         if then is None or here is None:
+            continue
+        if key == "optimizer_settings":
+            # Adam(beta_1=0.9) then Adam(beta_1=0.5), a weight_decay changed or a clipnorm added
+            # resumed in silence: only the class and learning rate were recorded.
+            if isinstance(then, Mapping) and isinstance(here, Mapping):
+                told = _settings_difference(str(now.get("optimizer") or saved.get("optimizer") or "optimizer"), then, here)
+                if told is not None:
+                    return "optimizer", *told
             continue
         if key == "learning_rate":
             if (isinstance(then, Mapping | float | int) and isinstance(here, Mapping | float | int) and not isinstance(then, bool)
