@@ -783,8 +783,11 @@ def _abs_loss(y_true, y_pred):
     ({"optimizer": keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9))},
      {"optimizer": keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9), beta_2=0.99)},
      "optimizer = Adam(beta_2=0.999), not Adam(beta_2=0.99)"),
+    # Every lambda was recorded as <module>.<lambda>: another one resumed in silence.
+    ({"loss": lambda t, p: keras.ops.mean((t - p) ** 2, axis=-1)}, {"loss": lambda t, p: keras.ops.mean(keras.ops.abs(t - p), axis=-1)},
+     f"loss = {__name__}.<lambda> [code "),
 ], ids=["loss-name", "loss-function", "optimizer-same-slots", "optimizer", "learning-rate", "metrics", "beta_1", "weight_decay", "clipnorm",
-        "schedule-beta_2"])
+        "schedule-beta_2", "lambda"])
 def test_a_python_resume_is_checked_against_the_loss_optimizer_and_metrics(tmp_path, then, now, says):
     # Only the user's hparams were compared: another loss, optimizer or metrics of the same
     # variable count resumed in silence, and SGD(0.05) trained on at the checkpoint's 0.01.
@@ -872,6 +875,30 @@ def test_a_python_resume_with_the_same_optimizer_settings_or_a_record_without_th
     assert older.history.epoch == [0, 1, 2]
     with pytest.raises(RecipeError, match=r"learning_rate = 0\.001, not 0\.01"):
         trainer(tmp_path / "adam", keras.optimizers.Adam(0.01)).fit(*_xy(), epochs=4, verbose=0, resume=True)
+
+
+def test_a_python_resume_with_a_lambda_of_the_same_code_or_a_record_without_its_code_goes_on(tmp_path):
+    # A lambda is told by its code, not its name (every lambda's is <lambda>): the same code, on
+    # another line and with other argument names, is the same loss; a record of a lambda without
+    # its code (written before) compares the name alone, as before.
+    def trainer(loss):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        return Trainer(model, loss=loss, optimizer="sgd", task="regression", seed=0, logdir=tmp_path, diagnose=False, checkpoint_every=1)
+
+    trainer(lambda t, p: keras.ops.mean((t - p) ** 2, axis=-1)).fit(*_xy(), epochs=1, verbose=0)
+    resumed = trainer(
+        lambda y_true, y_pred: keras.ops.mean((y_true - y_pred) ** 2, axis=-1))
+    resumed.fit(*_xy(), epochs=2, verbose=0, resume=True)
+    assert resumed.history.epoch == [0, 1]
+    for record in (tmp_path / "checkpoints").glob("ckpt-*.json"):
+        progress = json.loads(record.read_text())
+        assert " [code " in progress["setup"]["loss"]
+        progress["setup"]["loss"] = f"{__name__}.test_a_python_resume_with_a_lambda_of_the_same_code_or_a_record_without_its_code_goes_on.<locals>.<lambda>"
+        record.write_text(json.dumps(progress))
+    older = trainer(lambda t, p: keras.ops.mean(keras.ops.abs(t - p), axis=-1))
+    older.fit(*_xy(), epochs=3, verbose=0, resume=True)
+    assert older.history.epoch == [0, 1, 2]
 
 
 @pytest.mark.parametrize(("then", "now", "same"), [

@@ -10,10 +10,13 @@ differs, with what trainkit uses instead.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import math
 import re
+import sys
+import types
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
@@ -485,7 +488,7 @@ def _loss_record(loss: Any) -> Any:
     checkpoint's record: Keras's own as :func:`_loss_text` spells it (``"mse"``,
     ``"mean_squared_error"`` and ``MeanSquaredError()`` all read ``MeanSquaredError()``), a
     function of the user's by its module and qualified name (the same function imported again
-    reads the same), a Loss class of the user's by its module, name and config (its name left out)."""
+    reads the same; a lambda with its code, see :func:`_lambda_code`), a Loss class of the user's by its module, name and config (its name left out)."""
     if loss is None:
         return None
     if isinstance(loss, list | tuple):
@@ -496,7 +499,7 @@ def _loss_record(loss: Any) -> Any:
     if callable(fn) and not is_keras_loss_function(fn):  # trainkit's (or Keras's) wrapper of a function of the user's
         inner = fn.func if isinstance(fn, functools.partial) else fn
         what = inner if hasattr(inner, "__qualname__") else type(inner)
-        text = f"{getattr(what, '__module__', '?')}.{what.__qualname__}"
+        text = f"{getattr(what, '__module__', '?')}.{what.__qualname__}{_lambda_code(inner)}"
         return f"partial({text}, {', '.join(f'{k}={v!r}' for k, v in sorted(fn.keywords.items()))})" if isinstance(fn, functools.partial) else text
     cls = type(loss)
     if cls.__module__.startswith("keras."):
@@ -507,6 +510,59 @@ def _loss_record(loss: Any) -> Any:
         config = {}
     settings = ", ".join(f"{key}={value!r}" for key, value in sorted(config.items()) if key != "name")
     return f"{cls.__module__}.{cls.__qualname__}({settings})"
+
+
+# How a lambda's record names its code (see _lambda_code): " [code <digest> on Python <major.minor>]".
+_CODE_TAG = re.compile(r" \[code [0-9a-f]+ on Python (\d+\.\d+)\]")
+
+
+def _lambda_code(fn: Any) -> str:
+    """A lambda's code, as a tag its record ends with: every lambda is named ``<lambda>``, so two
+    different ones (``lambda y, p: (y - p) ** 2`` then ``lambda y, p: abs(y - p)``) were one loss.
+    The digest is of its bytecode, constants and the names it reads (not its line, nor its
+    arguments' names), which the same source gives again in another process; the Python version
+    is named beside it, as another one compiles the same source to other bytecode. Empty for
+    anything else: a named function is recorded by its module and name."""
+    code = getattr(fn, "__code__", None)
+    if getattr(fn, "__name__", None) != "<lambda>" or not isinstance(code, types.CodeType):
+        return ""
+    return f" [code {_code_digest(code)} on Python {sys.version_info.major}.{sys.version_info.minor}]"
+
+
+def _code_digest(code: types.CodeType) -> str:
+    def const(value: Any) -> str:
+        if isinstance(value, types.CodeType):
+            return _code_digest(value)  # a lambda or comprehension inside it
+        if isinstance(value, frozenset):
+            return "frozenset(" + ", ".join(sorted(map(repr, value))) + ")"  # set order varies with the hash seed
+        if isinstance(value, tuple):
+            return "(" + ", ".join(map(const, value)) + ")"
+        return repr(value)
+
+    text = repr((code.co_code, [const(value) for value in code.co_consts], code.co_names))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _untagged(loss: Any) -> Any:
+    """A recorded loss with its lambdas' code tags taken out."""
+    if isinstance(loss, list):
+        return [_untagged(one) for one in loss]
+    if isinstance(loss, Mapping):
+        return {key: _untagged(one) for key, one in loss.items()}
+    return _CODE_TAG.sub("", loss) if isinstance(loss, str) else loss
+
+
+def _lambda_versions(loss: Any) -> set[str | None]:
+    """The Python versions a recorded loss's lambdas were compiled under (``None``: a lambda
+    recorded without its code, before trainkit recorded it)."""
+    if isinstance(loss, list):
+        return set().union(*(_lambda_versions(one) for one in loss)) if loss else set()
+    if isinstance(loss, Mapping):
+        return set().union(*(_lambda_versions(one) for one in loss.values())) if loss else set()
+    if not isinstance(loss, str) or "<lambda>" not in loss:
+        return set()
+    found = _CODE_TAG.search(loss)
+    return {found.group(1) if found else None}
 
 
 def setup_record(loss: Any, optimizer: Any, metrics: Any, model: Any = None) -> dict[str, Any]:
@@ -629,6 +685,11 @@ def setup_difference(saved: Any, now: Mapping[str, Any]) -> tuple[str, str, str]
             if list(then) != list(here):
                 return key, _listed(list(then)), _listed(list(here))
         elif key == "loss":
+            versions = _lambda_versions(then) | _lambda_versions(here)
+            if None in versions or len(versions) > 1:
+                # A lambda recorded without its code (an older checkpoint), or compiled by another
+                # Python (other bytecode from the same source): compared by name alone, as before.
+                then, here = _untagged(then), _untagged(here)
             # A dict by output, a list in the outputs' order and one loss for all were told apart
             # ('loss = {"a": "MeanSquaredError()", ...}, not ["MeanSquaredError()", ...]').
             if not _same_losses(then, here, now.get("outputs") or saved.get("outputs")):
